@@ -1,0 +1,254 @@
+"""The control API: deploy, list, describe, delete, invoke, activations, logs.
+
+Handlers are thin: they parse and authorise, then call the node's deployer, invoker and store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+import json
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Annotated, Any
+
+import msgspec
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from polyfn import __version__
+from polyfn.api import errors
+from polyfn.api.errors import ApiError
+from polyfn.deploy import archive
+from polyfn.deploy.errors import DeployError
+from polyfn.deploy.service import spec_from_json
+from polyfn.model import Activation, FunctionInfo
+
+if TYPE_CHECKING:
+    from polyfn.server import Node
+
+
+def _function_json(node: Node, info: FunctionInfo, **extra: Any) -> dict[str, Any]:
+    out = msgspec.to_builtins(info)
+    active = node.registry.get(info.name)
+    out["instances"] = active.pool.stats() if active else {"starting": 0, "idle": 0, "busy": 0, "queued": 0}
+    out["url"] = f"/fn/{info.name}"
+    out.update(extra)
+    return out
+
+
+def _activation_json(act: Activation) -> dict[str, Any]:
+    return msgspec.to_builtins(act)
+
+
+def build_api(node: Node) -> FastAPI:
+    app = FastAPI(
+        title="polyfn",
+        version=__version__,
+        description="Control API of polyfn, a self-hosted serverless platform.",
+        openapi_url="/v1/openapi.json",
+        docs_url="/v1/docs",
+        redoc_url=None,
+        lifespan=node.lifespan,
+    )
+    errors.install(app)
+
+    async def require_key(request: Request) -> None:
+        auth = request.headers.get("authorization", "")
+        scheme, _, key = auth.partition(" ")
+        if scheme.lower() != "bearer" or not key or not hmac.compare_digest(key.strip().encode(), node.admin_key.encode()):
+            raise ApiError(401, "unauthorized",
+                           "missing or wrong API key: send 'Authorization: Bearer <key>' "
+                           f"(the admin key is in {node.settings.data_dir / 'admin.key'})",
+                           {"www-authenticate": "Bearer"})
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__, "functions": len(node.registry.functions)}
+
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_key)])
+
+    @v1.get("/version")
+    async def version() -> dict[str, str]:
+        return {"version": __version__}
+
+    async def _deploy(request: Request, name: str | None, stream: bool) -> Response:
+        fields, files = await _read_deploy(request, node.settings.max_code_size, node.settings.max_code_files)
+        if name is not None:
+            if fields.get("name") not in (None, name):
+                raise DeployError("invalid_spec", f"name in the body ({fields['name']!r}) differs from the URL ({name!r})")
+            fields["name"] = name
+        if not stream:
+            info, created, detected = await node.deployer.deploy(fields, files)
+            return JSONResponse(_function_json(node, info, detected=detected), status_code=201 if created else 200)
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+        async def run() -> None:
+            try:
+                info, created, detected = await node.deployer.deploy(
+                    fields, files, lambda m: queue.put_nowait({"event": "progress", "message": m}))
+                queue.put_nowait({"event": "done", "created": created,
+                                  "function": _function_json(node, info, detected=detected)})
+            except DeployError as e:
+                queue.put_nowait({"event": "error", "error": {"code": e.code, "message": e.message}})
+            except Exception as e:  # reported, never a silent hang
+                queue.put_nowait({"event": "error", "error": {"code": "internal_error", "message": str(e)}})
+            finally:
+                queue.put_nowait(None)
+
+        task = asyncio.create_task(run())
+
+        async def lines() -> AsyncIterator[bytes]:
+            try:
+                while (item := await queue.get()) is not None:
+                    yield json.dumps(item).encode() + b"\n"
+            finally:
+                await task
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+    @v1.post("/functions", status_code=201, summary="Deploy a function (create or new revision)")
+    async def create_function(request: Request, stream: bool = False) -> Response:
+        return await _deploy(request, None, stream)
+
+    @v1.put("/functions/{name}", summary="Deploy a new revision of a function")
+    async def put_function(name: str, request: Request, stream: bool = False) -> Response:
+        return await _deploy(request, name, stream)
+
+    @v1.get("/functions")
+    async def list_functions() -> dict[str, Any]:
+        infos = await node.store.list_functions()
+        return {"functions": [_function_json(node, i) for i in infos]}
+
+    @v1.get("/functions/{name}")
+    async def get_function(name: str) -> dict[str, Any]:
+        info = await node.store.get_function(name)
+        if info is None:
+            raise ApiError(404, "function_not_found", f"function {name!r} does not exist")
+        revs = await node.store.list_revisions(name)
+        return _function_json(node, info, revisions=[
+            {"number": r.number, "created_at": r.created_at, "code_sha256": r.code_sha256} for r in revs])
+
+    @v1.delete("/functions/{name}")
+    async def delete_function(name: str) -> dict[str, Any]:
+        deleted = await node.store.delete_function(name)
+        if deleted is None:
+            raise ApiError(404, "function_not_found", f"function {name!r} does not exist")
+        pool = node.registry.remove(name)
+        node.schedule_code_cleanup(name, deleted, pool)
+        return {"deleted": name}
+
+    @v1.post("/functions/{name}/invoke", summary="Invoke a function synchronously with an event payload")
+    async def invoke(name: str, request: Request) -> Response:
+        body = await request.body()
+        ct = request.headers.get("content-type", "application/json")
+        if "json" in ct and body:
+            try:
+                json.loads(body)
+            except ValueError as e:
+                raise ApiError(400, "invalid_json", f"the payload is not valid JSON ({e}); send "
+                               "Content-Type: application/octet-stream for raw bytes") from None
+        out = await node.invoker.invoke(name, "event", "invoke", "POST", "/", "", list(request.headers.items()),
+                                        body, ct)
+        return Response(out.body, status_code=out.status, headers={k.decode(): v.decode() for k, v in out.headers})
+
+    @v1.get("/activations")
+    async def list_activations(
+        function: str | None = None, status: str | None = None, cold: bool | None = None,
+        since: float | None = None, until: float | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    ) -> dict[str, Any]:
+        await node.recorder.flush()
+        acts = await node.store.list_activations(function=function, status=status, cold=cold, since=since,
+                                                 until=until, limit=limit)
+        return {"activations": [_activation_json(a) for a in acts]}
+
+    @v1.get("/activations/{activation_id}")
+    async def get_activation(activation_id: str) -> dict[str, Any]:
+        await node.recorder.flush()
+        act = await node.store.get_activation(activation_id)
+        if act is None:
+            raise ApiError(404, "activation_not_found", f"activation {activation_id!r} does not exist")
+        return _activation_json(act)
+
+    @v1.get("/functions/{name}/logs")
+    async def logs(name: str, since: float | None = None, activation: str | None = None,
+                   limit: Annotated[int, Query(ge=1, le=10000)] = 200, follow: bool = False) -> Response:
+        await node.recorder.flush()
+        if await node.store.get_function(name) is None and not follow:
+            raise ApiError(404, "function_not_found", f"function {name!r} does not exist")
+        lines = await node.store.get_logs(name, since=since, activation=activation, limit=limit)
+        if not follow:
+            return JSONResponse({"logs": lines})
+        return StreamingResponse(_follow(node, name, lines, activation), media_type="text/event-stream",
+                                 headers={"cache-control": "no-cache"})
+
+    app.include_router(v1)
+    return app
+
+
+async def _follow(node: Node, name: str, backlog: list[dict[str, Any]], activation: str | None) -> AsyncIterator[bytes]:
+    """Server-Sent Events: the backlog, then live lines as activations finish; a comment as heartbeat."""
+    queue: asyncio.Queue[Activation] = asyncio.Queue(maxsize=10000)
+
+    def on_activation(act: Activation) -> None:
+        if activation is None or act.id == activation:
+            try:
+                queue.put_nowait(act)
+            except asyncio.QueueFull:
+                pass
+
+    unsubscribe = node.recorder.follow(name, on_activation)
+    try:
+        for line in backlog:
+            yield b"data: " + json.dumps(line).encode() + b"\n\n"
+        while True:
+            try:
+                act = await asyncio.wait_for(queue.get(), 15)
+            except TimeoutError:
+                yield b": keep-alive\n\n"
+                continue
+            for ts, stream, text in act.logs:
+                yield b"data: " + json.dumps(
+                    {"activation": act.id, "ts": ts, "stream": stream, "line": text}).encode() + b"\n\n"
+    finally:
+        unsubscribe()
+
+
+async def _read_deploy(request: Request, max_size: int, max_files: int) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """Parse either a JSON body with inline files or a multipart form with `spec` and a zip in `code`."""
+    ct = request.headers.get("content-type", "")
+    if ct.startswith("multipart/form-data"):
+        form = await request.form()
+        spec_raw = form.get("spec")
+        fields = spec_from_json(spec_raw if isinstance(spec_raw, str) else (await spec_raw.read() if spec_raw else b"{}"))
+        code = form.get("code")
+        if code is None or isinstance(code, str):
+            raise DeployError("invalid_request", "multipart deploy needs a `code` file (a zip archive)")
+        data = await code.read()
+        if len(data) > max_size:
+            raise DeployError("code_too_large", f"the archive is {len(data)} bytes; the limit is {max_size}", 413)
+        return fields, archive.files_from_zip(data, max_size, max_files)
+    if "json" in ct or not ct:
+        body = await request.body()
+        fields = spec_from_json(body or b"{}")
+        files: dict[str, bytes] = {}
+        inline = fields.pop("files", None) or {}
+        inline64 = fields.pop("files_base64", None) or {}
+        if not isinstance(inline, dict) or not isinstance(inline64, dict):
+            raise DeployError("invalid_request", "`files` and `files_base64` must be objects of path → content")
+        for path, text in inline.items():
+            if not isinstance(text, str):
+                raise DeployError("invalid_request", f"files[{path!r}] must be a string")
+            files[path] = text.encode()
+        for path, b64 in inline64.items():
+            try:
+                files[path] = base64.b64decode(b64, validate=True)
+            except (binascii.Error, TypeError, ValueError):
+                raise DeployError("invalid_request", f"files_base64[{path!r}] is not valid base64") from None
+        return fields, files
+    raise ApiError(415, "unsupported_media_type",
+                   f"deploy with application/json (inline files) or multipart/form-data (zip), not {ct!r}")
+
+

@@ -1,0 +1,1 @@
+"""The `polyfn` command line (Typer + Rich); entry point `polyfn.cli.main:main`."""

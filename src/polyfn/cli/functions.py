@@ -1,0 +1,553 @@
+"""Function commands: deploy, invoke, list, describe, delete.
+
+`deploy` sends only the spec fields the user gave: the server owns the defaults and detects runtime,
+flavor and handler from the code, so a CLI-side default would silently override its detection.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import stat
+import sys
+import time
+import zipfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+import typer
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from polyfn.cli.config import State
+from polyfn.cli.errors import CliError, FunctionFailed
+from polyfn.cli.output import err, local_time, out, write_json, write_raw
+from polyfn.model import FLAVORS, RUNTIMES, FunctionSpec
+
+#: Directory names never worth shipping: VCS data, caches, local virtualenvs, JS dependencies
+#: (the server installs dependencies itself from requirements.txt / package.json).
+SKIP_DIRS = frozenset({".git", "__pycache__", ".venv", "node_modules"})
+SKIP_SUFFIXES = (".pyc",)
+#: Fixed zip timestamp so that the same tree always gives the same archive bytes.
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def _spec_default(key: str) -> str:
+    """Show the server-side default of a spec field in --help without sending it."""
+    for field in msgspec.structs.fields(FunctionSpec):
+        if field.name == key:
+            default = field.default
+            return (
+                f"{default:g}, set by the server"
+                if isinstance(default, float)
+                else f"{default}, set by the server"
+            )
+    return "server default"  # pragma: no cover - every option maps to a spec field
+
+
+# -- deploy: packaging ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Package:
+    """The code to deploy: inline files (JSON request) or a zip archive (multipart request)."""
+
+    files: dict[str, bytes] | None = None
+    zip_bytes: bytes | None = None
+    count: int = 0
+
+    @property
+    def size(self) -> int:
+        if self.zip_bytes is not None:
+            return len(self.zip_bytes)
+        return sum(len(content) for content in (self.files or {}).values())
+
+
+def default_name(path: Path) -> str:
+    """A function name from a path: file stem or directory name, lowercased, `_` → `-`."""
+    base = path.resolve().name if path.is_dir() else path.stem
+    return base.lower().replace("_", "-")
+
+
+def iter_tree(root: Path) -> Iterable[tuple[Path, str]]:
+    """Files under `root` to ship, as (path, archive name), sorted so archives are reproducible."""
+    for directory, subdirs, names in os.walk(root):
+        subdirs[:] = sorted(d for d in subdirs if d not in SKIP_DIRS)
+        for name in sorted(names):
+            if name.endswith(SKIP_SUFFIXES):
+                continue
+            path = Path(directory) / name
+            yield path, path.relative_to(root).as_posix()
+
+
+def zip_directory(root: Path) -> tuple[bytes, int]:
+    """Zip `root` in memory; keep the executable bit (the `http` runtime runs a binary)."""
+    buffer = io.BytesIO()
+    count = 0
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for path, arcname in iter_tree(root):
+            if not path.is_file():  # sockets, broken symlinks ...
+                continue
+            info = zipfile.ZipInfo(arcname, date_time=ZIP_EPOCH)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            mode = 0o755 if path.stat().st_mode & stat.S_IXUSR else 0o644
+            info.external_attr = (stat.S_IFREG | mode) << 16
+            archive.writestr(info, path.read_bytes())
+            count += 1
+    return buffer.getvalue(), count
+
+
+def package(path: Path) -> Package:
+    """Turn PATH (file, directory or .zip) into what the deploy request carries."""
+    if path.is_dir():
+        zip_bytes, count = zip_directory(path)
+        if count == 0:
+            raise typer.BadParameter(f"{path} contains no files to deploy", param_hint="PATH")
+        return Package(zip_bytes=zip_bytes, count=count)
+    if path.suffix.lower() == ".zip":
+        if not zipfile.is_zipfile(path):
+            raise typer.BadParameter(f"{path} is not a zip archive", param_hint="PATH")
+        with zipfile.ZipFile(path) as archive:
+            count = sum(1 for info in archive.infolist() if not info.is_dir())
+        return Package(zip_bytes=path.read_bytes(), count=count)
+    return Package(files={path.name: path.read_bytes()}, count=1)
+
+
+def parse_env(values: Iterable[str]) -> dict[str, str]:
+    """`K=V` pairs into a dict; the value may itself contain `=`. Anything else is a usage error."""
+    env: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(
+                f"{item!r} is not KEY=VALUE (e.g. --env LOG_LEVEL=debug)", param_hint="'--env'"
+            )
+        env[key] = value
+    return env
+
+
+def build_spec(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The spec to send: the name plus exactly the options the user set."""
+    spec: dict[str, Any] = {"name": name}
+    spec.update({key: value for key, value in options.items() if value is not None and value != {}})
+    return spec
+
+
+# -- deploy: command ---------------------------------------------------------------------------------
+
+
+def deploy(
+    ctx: typer.Context,
+    path: Annotated[
+        Path,
+        typer.Argument(
+            exists=True,
+            readable=True,
+            help="A source file, a directory (zipped without .git, __pycache__, .venv, node_modules, *.pyc) or a .zip.",
+            show_default=False,
+        ),
+    ],
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            "-n",
+            envvar="POLYFN_DEPLOY_NAME",
+            help="Function name.",
+            show_default="file stem or directory name, lowercased, _ → -",
+        ),
+    ] = None,
+    handler: Annotated[
+        str | None,
+        typer.Option(
+            "--handler",
+            envvar="POLYFN_DEPLOY_HANDLER",
+            metavar="MODULE.FUNC",
+            help="Entry point, e.g. handler.handle.",
+            show_default="detected from the code",
+        ),
+    ] = None,
+    runtime: Annotated[
+        str | None,
+        typer.Option(
+            "--runtime",
+            envvar="POLYFN_DEPLOY_RUNTIME",
+            help=f"Language runtime: {', '.join(RUNTIMES)}.",
+            show_default="detected from the code",
+        ),
+    ] = None,
+    flavor: Annotated[
+        str | None,
+        typer.Option(
+            "--flavor",
+            envvar="POLYFN_DEPLOY_FLAVOR",
+            help=f"Calling convention the code was written for: {', '.join(FLAVORS)}.",
+            show_default="detected from the code",
+        ),
+    ] = None,
+    memory: Annotated[
+        int | None,
+        typer.Option(
+            "--memory",
+            envvar="POLYFN_DEPLOY_MEMORY",
+            metavar="MB",
+            help="Memory limit per instance.",
+            show_default=_spec_default("memory"),
+        ),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout",
+            envvar="POLYFN_DEPLOY_TIMEOUT",
+            metavar="SECONDS",
+            help="Time limit per invocation.",
+            show_default=_spec_default("timeout"),
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--concurrency",
+            envvar="POLYFN_DEPLOY_CONCURRENCY",
+            metavar="N",
+            help="Invocations one instance handles at once.",
+            show_default=_spec_default("concurrency"),
+        ),
+    ] = None,
+    min_instances: Annotated[
+        int | None,
+        typer.Option(
+            "--min-instances",
+            envvar="POLYFN_DEPLOY_MIN_INSTANCES",
+            metavar="N",
+            help="Instances kept warm even when idle.",
+            show_default=_spec_default("min_instances"),
+        ),
+    ] = None,
+    max_instances: Annotated[
+        int | None,
+        typer.Option(
+            "--max-instances",
+            envvar="POLYFN_DEPLOY_MAX_INSTANCES",
+            metavar="N",
+            help="Upper bound on instances.",
+            show_default=_spec_default("max_instances"),
+        ),
+    ] = None,
+    keepalive: Annotated[
+        float | None,
+        typer.Option(
+            "--keepalive",
+            envvar="POLYFN_DEPLOY_KEEPALIVE",
+            metavar="SECONDS",
+            help="How long an idle instance is kept.",
+            show_default="node default",
+        ),
+    ] = None,
+    env: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--env",
+            "-e",
+            envvar="POLYFN_DEPLOY_ENV",
+            metavar="KEY=VALUE",
+            help="Environment variable for the function; repeat for more.",
+            show_default="none",
+        ),
+    ] = None,
+) -> None:
+    """Deploy a file, directory or zip as a new revision of a function."""
+    state: State = ctx.obj
+    env_vars = parse_env(env or [])
+    function_name = name or default_name(path)
+    spec = build_spec(
+        function_name,
+        {
+            "runtime": runtime,
+            "flavor": flavor,
+            "handler": handler,
+            "memory": memory,
+            "timeout": timeout,
+            "concurrency": concurrency,
+            "min_instances": min_instances,
+            "max_instances": max_instances,
+            "keepalive": keepalive,
+            "env": env_vars,
+        },
+    )
+    code = package(path)
+    chatter = err()
+    chatter.print(
+        Text(f"deploying {function_name} from {path} ({code.count} file(s), {code.size} bytes)", style="dim")
+    )
+    client = state.client()
+    function = client.deploy(
+        spec,
+        files=code.files,
+        zip_bytes=code.zip_bytes,
+        on_progress=lambda message: chatter.print(Text(message, style="dim")),
+    )
+    print_deployed(function, client.function_url(function.get("name", function_name)))
+
+
+def print_deployed(function: Mapping[str, Any], url: str) -> None:
+    """One success line, the function's URL, and what the server inferred."""
+    spec = function.get("spec") or {}
+    console = out()
+    console.print(
+        Text.assemble(
+            ("deployed ", "green"),
+            (str(function.get("name", "?")), "bold"),
+            f" revision {function.get('revision', '?')}"
+            f" (flavor {spec.get('flavor', '?')}, handler {spec.get('handler', '?')})",
+        )
+    )
+    console.print(Text(f"  url: {url}"))
+    detected = function.get("detected") or {}
+    if detected:
+        described = ", ".join(f"{key}={value}" for key, value in detected.items())
+        console.print(Text(f"  detected: {described}", style="dim"))
+
+
+# -- invoke ------------------------------------------------------------------------------------------
+
+
+def read_payload(data: str, raw: bool) -> bytes:
+    """Resolve `--data` (`JSON`, `@FILE` or `-` for stdin) and check it is JSON unless `--raw`.
+
+    Checking locally turns a shell-quoting slip into a usage error with the parser's position,
+    instead of a confusing failure inside the function.
+    """
+    if data == "-":
+        stream = getattr(sys.stdin, "buffer", None)
+        payload = stream.read() if stream is not None else sys.stdin.read().encode()
+    elif data.startswith("@"):
+        file = Path(data[1:]).expanduser()
+        try:
+            payload = file.read_bytes()
+        except OSError as exc:
+            raise typer.BadParameter(
+                f"cannot read {file}: {exc.strerror or exc}", param_hint="'--data'"
+            ) from exc
+    else:
+        payload = data.encode("utf-8")
+    if not raw:
+        try:
+            json.loads(payload)
+        except ValueError as exc:
+            raise typer.BadParameter(
+                f"not valid JSON ({exc}); pass --raw to send it as bytes", param_hint="'--data'"
+            ) from exc
+    return payload
+
+
+def invoke(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Function name.", show_default=False)],
+    data: Annotated[
+        str,
+        typer.Option(
+            "--data",
+            "-d",
+            envvar="POLYFN_INVOKE_DATA",
+            metavar="JSON|@FILE|-",
+            help="Payload: JSON text, @FILE to read a file, or - to read stdin.",
+        ),
+    ] = "{}",
+    raw: Annotated[
+        bool,
+        typer.Option(
+            "--raw",
+            envvar="POLYFN_INVOKE_RAW",
+            show_default="off",
+            help="Send the payload as application/octet-stream, without checking it is JSON.",
+        ),
+    ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            envvar="POLYFN_VERBOSE",
+            show_default="off",
+            help="Print activation id and cold/warm to stderr.",
+        ),
+    ] = False,
+) -> None:
+    """Invoke a function and print its answer as is."""
+    state: State = ctx.obj
+    payload = read_payload(data, raw)
+    content_type = "application/octet-stream" if raw else "application/json"
+    started = time.perf_counter()
+    response = state.client().invoke(name, payload, content_type)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    activation = response.activation_id
+    if verbose:
+        temperature = {True: "cold", False: "warm", None: "cold/warm unknown"}[response.cold]
+        err().print(
+            Text(
+                f"activation {activation or '?'} · {temperature} · HTTP {response.status} · {elapsed_ms:.1f} ms",
+                style="dim",
+            )
+        )
+    write_raw(response.body)
+    if response.ok:
+        return
+    where = f" (activation {activation})" if activation else ""
+    hint = (
+        f"see its logs with `polyfn logs {name} --activation {activation}`"
+        if activation
+        else f"see its logs with `polyfn logs {name}`"
+    )
+    if response.function_error:
+        raise FunctionFailed(f"function '{name}' raised an error{where}", hint=hint)
+    raise FunctionFailed(f"function '{name}' answered HTTP {response.status}{where}", hint=hint)
+
+
+# -- list / describe / delete ------------------------------------------------------------------------
+
+
+def _instances(function: Mapping[str, Any]) -> str:
+    counts = function.get("instances") or {}
+    text = f"{counts.get('idle', 0)}/{counts.get('busy', 0)}"
+    if counts.get("starting"):
+        text += f" +{counts['starting']} starting"
+    return text
+
+
+def _limit(value: Any, unit: str) -> str:
+    return "-" if value is None else f"{value:g} {unit}" if isinstance(value, float) else f"{value} {unit}"
+
+
+def list_functions(
+    ctx: typer.Context,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", envvar="POLYFN_JSON", show_default="off", help="Print the raw JSON instead of a table."
+        ),
+    ] = False,
+) -> None:
+    """List deployed functions."""
+    state: State = ctx.obj
+    functions = state.client().list_functions()
+    if as_json:
+        write_json(functions)
+        return
+    if not functions:
+        err().print(Text("no functions yet: deploy one with `polyfn deploy PATH`", style="dim"))
+        return
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in (
+        "name",
+        "revision",
+        "flavor",
+        "runtime",
+        "memory",
+        "timeout",
+        "instances (idle/busy)",
+        "updated",
+    ):
+        table.add_column(column, justify="right" if column in ("revision", "memory", "timeout") else "left")
+    for function in functions:
+        spec = function.get("spec") or {}
+        table.add_row(
+            str(function.get("name", "?")),
+            str(function.get("revision", "?")),
+            str(spec.get("flavor", "-")),
+            str(spec.get("runtime", "-")),
+            _limit(spec.get("memory"), "MB"),
+            _limit(spec.get("timeout"), "s"),
+            _instances(function),
+            local_time(function.get("updated_at")),
+        )
+    out().print(table)
+
+
+def describe(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Function name.", show_default=False)],
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", envvar="POLYFN_JSON", show_default="off", help="Print the raw JSON instead of panels."
+        ),
+    ] = False,
+) -> None:
+    """Show a function's spec, revisions and instances."""
+    state: State = ctx.obj
+    client = state.client()
+    function = client.get_function(name)
+    if as_json:
+        write_json(function)
+        return
+    spec = function.get("spec") or {}
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    rows: list[tuple[str, str]] = [
+        ("revision", str(function.get("revision", "?"))),
+        ("url", client.function_url(name)),
+    ]
+    rows += [(key, _format_value(value)) for key, value in spec.items() if key != "name"]
+    rows += [
+        ("instances", _instances(function) + " (idle/busy)"),
+        ("code sha256", str(function.get("code_sha256", "-"))),
+        ("created", local_time(function.get("created_at"))),
+        ("updated", local_time(function.get("updated_at"))),
+    ]
+    for key, value in rows:
+        grid.add_row(key, Text(value))
+    revisions = Table(box=None, header_style="bold", pad_edge=False, title="revisions", title_justify="left")
+    revisions.add_column("number", justify="right")
+    revisions.add_column("created")
+    revisions.add_column("code sha256")
+    for revision in function.get("revisions") or []:
+        revisions.add_row(
+            str(revision.get("number", "?")),
+            local_time(revision.get("created_at")),
+            str(revision.get("code_sha256", "-"))[:16],
+        )
+    console = out()
+    console.print(Panel(grid, title=Text(str(function.get("name", name)), style="bold"), expand=False))
+    console.print(revisions)
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
+    if value is None:
+        return "-"
+    return str(value)
+
+
+def delete(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Function name.", show_default=False)],
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes",
+            "-y",
+            envvar="POLYFN_YES",
+            show_default="off",
+            help="Do not ask for confirmation (never asked when not a TTY).",
+        ),
+    ] = False,
+) -> None:
+    """Delete a function and all its revisions."""
+    state: State = ctx.obj
+    if (
+        not yes
+        and sys.stdin.isatty()
+        and not typer.confirm(f"delete function '{name}' and all its revisions?")
+    ):
+        raise CliError(f"'{name}' was not deleted", hint="pass --yes to skip the question")
+    result = state.client().delete_function(name)
+    out().print(Text(f"deleted {result.get('deleted', name)}"))

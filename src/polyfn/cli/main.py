@@ -1,0 +1,210 @@
+"""The `polyfn` command: the Typer app, its global options, and the one error-to-exit-code mapping.
+
+Commands live one group per module (`serve`, `functions`, `activations`, `version`) and only raise:
+`ApiError` / `ServerUnreachable` from the SDK, `CliError` / `FunctionFailed` from `errors.py`, or
+`typer.BadParameter` for usage mistakes. `PolyfnGroup.invoke` catches the rest in one place, prints one
+red line that says what went wrong and what to type next, and exits with an `ExitStatus` — so scripts
+can tell "not found" from "server down" from "your function raised" without parsing text.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.text import Text
+from rich.traceback import Traceback
+from typer.core import TyperGroup
+
+from polyfn.cli import activations, functions, serve, version
+from polyfn.cli.config import DATA_DIR_ENV, DEFAULT_DATA_DIR_TEXT, KEY_ENV, URL_ENV, State, resolve
+from polyfn.cli.errors import CliError, FunctionFailed
+from polyfn.cli.output import err
+from polyfn.sdk.client import DEFAULT_URL, ApiError, PolyfnError, ServerUnreachable
+
+try:  # Typer >= 0.2x vendors Click; older releases use Click itself.
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover - depends on the installed Typer
+    from click.exceptions import ClickException  # type: ignore[no-redef]
+
+
+class ExitStatus(IntEnum):
+    """Exit codes of `polyfn`; stable, so scripts may rely on them."""
+
+    OK = 0
+    ERROR = 1
+    USAGE = 2  # produced by Typer for usage errors (bad option, `typer.BadParameter`)
+    NOT_FOUND = 3
+    AUTH = 4
+    SERVER_UNREACHABLE = 5
+    FUNCTION_ERROR = 6
+
+
+#: API error codes that mean "the function failed", not the platform or the request.
+FUNCTION_FAILURE_CODES = frozenset(
+    {"function_error", "function_crashed", "function_oom", "function_init_failed", "function_timeout"}
+)
+
+#: What to type next, per stable API error code.
+HINTS: dict[str, str] = {
+    "function_not_found": "see deployed functions with `polyfn list`",
+    "activation_not_found": "see recent activations with `polyfn activations`",
+    "invalid_name": "pass a valid name with `--name`",
+    "handler_not_found": "name the entry point with `--handler MODULE.FUNC`",
+    "module_not_found": "name the entry point with `--handler MODULE.FUNC`",
+    "too_many_requests": "retry later, or raise `--max-instances` / `--concurrency` with `polyfn deploy`",
+    "function_timeout": "raise the limit with `polyfn deploy PATH --timeout SECONDS`",
+    "function_oom": "raise the limit with `polyfn deploy PATH --memory MB`",
+    "function_crashed": "see what it printed with `polyfn logs NAME`",
+    "function_init_failed": "see what it printed with `polyfn logs NAME`",
+    "payload_too_large": "send a smaller payload",
+    "code_too_large": "leave data files out of the deployed directory",
+    "shutting_down": "the server is stopping; retry once it is back",
+}
+
+_PASS_THROUGH: tuple[type[BaseException], ...] = (typer.Exit, typer.Abort, ClickException)
+
+
+def exit_status(exc: BaseException) -> ExitStatus:
+    """The exit status for an exception that escaped a command: the single mapping."""
+    if isinstance(exc, ServerUnreachable):
+        return ExitStatus.SERVER_UNREACHABLE
+    if isinstance(exc, ApiError):
+        if exc.status == 401:
+            return ExitStatus.AUTH
+        if exc.status == 404:
+            return ExitStatus.NOT_FOUND
+        if exc.code in FUNCTION_FAILURE_CODES:
+            return ExitStatus.FUNCTION_ERROR
+        return ExitStatus.ERROR
+    if isinstance(exc, FunctionFailed):
+        return ExitStatus.FUNCTION_ERROR
+    return ExitStatus.ERROR
+
+
+def error_line(exc: BaseException, state: State | None) -> str:
+    """The one line telling the user what went wrong and what to do next."""
+    if isinstance(exc, ServerUnreachable):
+        return (
+            f"cannot reach polyfn at {exc.url}: is `polyfn serve` running? (set {URL_ENV} to point elsewhere)"
+        )
+    if isinstance(exc, ApiError):
+        line = f"error [{exc.code}]: {exc.message}"
+        hint = HINTS.get(exc.code)
+        if exc.status == 401:
+            hint = state.target.auth_hint() if state else f"set {KEY_ENV}"
+        return f"{line}; {hint}" if hint else line
+    if isinstance(exc, CliError):
+        return f"error: {exc.message}; {exc.hint}" if exc.hint else f"error: {exc.message}"
+    if isinstance(exc, PolyfnError | OSError):
+        return f"error: {exc}"
+    return f"unexpected error: {type(exc).__name__}: {exc}; run again with `polyfn --debug ...` for the traceback"
+
+
+class PolyfnGroup(TyperGroup):
+    """The root command group; its `invoke` is where every command's failure is reported."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except _PASS_THROUGH:
+            raise
+        except Exception as exc:
+            state = ctx.obj if isinstance(ctx.obj, State) else None
+            console = err()
+            if (state and state.debug) or ctx.params.get("debug"):
+                console.print(Traceback.from_exception(type(exc), exc, exc.__traceback__))
+            console.print(Text(error_line(exc, state), style="red"))
+            raise typer.Exit(int(exit_status(exc))) from exc
+
+
+app = typer.Typer(
+    cls=PolyfnGroup,
+    name="polyfn",
+    help="polyfn: run any cloud's functions on your own machine.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url",
+            envvar=URL_ENV,
+            help="Base URL of the polyfn server.",
+            show_default=f"url in <data dir>/server.json, else {DEFAULT_URL}",
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            envvar=KEY_ENV,
+            help="Admin API key sent as a bearer token.",
+            show_default="contents of <data dir>/admin.key",
+        ),
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            envvar=DATA_DIR_ENV,
+            help="The server's data dir, where server.json and admin.key are found.",
+            show_default=DEFAULT_DATA_DIR_TEXT,
+            file_okay=False,
+        ),
+    ] = None,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug", envvar="POLYFN_DEBUG", show_default="off", help="Show tracebacks for errors."
+        ),
+    ] = False,
+) -> None:
+    """Resolve where the server is once, for every command (see `polyfn.cli.config`)."""
+    directory = data_dir.expanduser() if data_dir else Path(DEFAULT_DATA_DIR_TEXT).expanduser()
+    target = resolve(
+        directory,
+        url=url,
+        url_source=_source(ctx, "url", "--url", URL_ENV),
+        api_key=api_key,
+        key_source=_source(ctx, "api_key", "--api-key", KEY_ENV),
+    )
+    state = State(target=target, debug=debug)
+    ctx.obj = state
+    ctx.call_on_close(state.close)
+
+
+def _source(ctx: typer.Context, param: str, option: str, env: str) -> str:
+    """Name where a value came from, so messages can say "the key came from POLYFN_API_KEY"."""
+    source = ctx.get_parameter_source(param)
+    return env if source is not None and source.name == "ENVIRONMENT" else option
+
+
+app.command("serve", rich_help_panel="Server")(serve.serve)
+app.command("version", rich_help_panel="Server")(version.version)
+app.command("deploy", rich_help_panel="Functions")(functions.deploy)
+app.command("invoke", rich_help_panel="Functions")(functions.invoke)
+app.command("list", rich_help_panel="Functions")(functions.list_functions)
+app.command("describe", rich_help_panel="Functions")(functions.describe)
+app.command("delete", rich_help_panel="Functions")(functions.delete)
+app.command("activations", rich_help_panel="Activations and logs")(activations.activations)
+app.command("activation", rich_help_panel="Activations and logs")(activations.activation)
+app.command("logs", rich_help_panel="Activations and logs")(activations.logs)
+
+
+def main() -> None:
+    """Console-script entry point (`polyfn = "polyfn.cli.main:main"`)."""
+    app(prog_name="polyfn")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

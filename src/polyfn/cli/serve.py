@@ -1,0 +1,54 @@
+"""`polyfn serve`: run a node in the foreground.
+
+The CLI only parses options and hands them to `polyfn.server.serve`; everything about building and
+running the node lives there. The import happens inside the command so that every other command
+starts fast without loading the server's dependencies (FastAPI, SQLAlchemy, uvicorn ...).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from polyfn.cli.config import DATA_DIR_ENV, DEFAULT_DATA_DIR_TEXT, State
+from polyfn.cli.errors import CliError
+
+
+def serve(
+    ctx: typer.Context,
+    host: Annotated[
+        str, typer.Option("--host", envvar="POLYFN_HOST", help="Interface to listen on.")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", envvar="POLYFN_PORT", min=1, max=65535, help="TCP port to listen on.")
+    ] = 8080,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            envvar=DATA_DIR_ENV,
+            file_okay=False,
+            help="Where functions, activations and admin.key are kept.",
+            show_default=f"the global --data-dir ({DEFAULT_DATA_DIR_TEXT})",
+        ),
+    ] = None,
+    examples: Annotated[
+        bool,
+        typer.Option(
+            "--examples/--no-examples", envvar="POLYFN_EXAMPLES", help="Deploy the bundled examples at start."
+        ),
+    ] = False,
+) -> None:
+    """Run a polyfn server in the foreground (Ctrl-C stops it)."""
+    state: State = ctx.obj
+    directory = data_dir.expanduser() if data_dir else state.target.data_dir
+    try:
+        from polyfn.server import serve as run_server
+    except ImportError as exc:
+        raise CliError(
+            f"cannot load the server ({exc})",
+            hint="reinstall polyfn, or run with `polyfn --debug serve` for the traceback",
+        ) from exc
+    run_server(host=host, port=port, data_dir=directory, examples=examples)

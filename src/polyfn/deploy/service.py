@@ -1,0 +1,80 @@
+"""Deploy: validated spec + checked code → an immutable revision that the function then serves.
+
+Order matters: everything that can fail because of the user's input (spec, paths, syntax, handler,
+dependencies) fails before the revision is recorded, so a bad deploy never replaces a good one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from polyfn.config import Settings
+from polyfn.deploy import archive, checks, deps, detect
+from polyfn.deploy.errors import DeployError
+from polyfn.model import FunctionInfo, FunctionSpec, SpecError, validate_name, validate_spec
+from polyfn.scheduler.registry import FunctionRegistry
+
+SPEC_FIELDS = set(FunctionSpec.__struct_fields__)
+
+
+class Deployer:
+    def __init__(self, settings: Settings, store: Any, registry: FunctionRegistry):
+        self.settings = settings
+        self.store = store
+        self.registry = registry
+
+    def parse_spec(self, fields: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(fields) - SPEC_FIELDS
+        if unknown:
+            raise DeployError("invalid_spec", f"unknown field(s): {', '.join(sorted(unknown))}; "
+                              f"known: {', '.join(sorted(SPEC_FIELDS))}")
+        return fields
+
+    async def deploy(self, fields: dict[str, Any], files: dict[str, bytes],
+                     progress: Callable[[str], None] = lambda _m: None) -> tuple[FunctionInfo, bool, dict[str, str]]:
+        fields = self.parse_spec(dict(fields))
+        try:
+            validate_name(fields.get("name", ""))
+        except SpecError as e:
+            raise DeployError(e.code, str(e)) from None
+        s = self.settings
+        files = archive.check_files(files, s.max_code_size, s.max_code_files)
+        checks.check_syntax(files)
+        flavor, handler = detect.detect(files, fields.get("flavor"), fields.get("handler"))
+        detected = {k: v for k, v in (("flavor", flavor), ("handler", handler)) if not fields.get(k)}
+        fields.update(flavor=flavor, handler=handler)
+        fields.setdefault("timeout", s.default_timeout)
+        fields.setdefault("memory", s.default_memory)
+        try:
+            spec = msgspec.convert(fields, FunctionSpec)
+            validate_spec(spec, s.max_timeout, s.max_memory, s.max_instances)
+        except msgspec.ValidationError as e:
+            raise DeployError("invalid_spec", f"invalid spec: {e}") from None
+        except SpecError as e:
+            raise DeployError(e.code, str(e)) from None
+        checks.check_handler(files, spec.handler)
+        sha = archive.digest(files)
+        progress(f"code: {len(files)} files, sha256 {sha[:12]}")
+        code_dir = archive.materialise(files, s.code_dir / spec.name / sha[:24])
+        deps_dir = None
+        if "requirements.txt" in files:
+            deps_dir = await deps.install(files["requirements.txt"], s.deps_dir, progress)
+        rev, created = await self.store.create_revision(spec, sha, str(code_dir), deps_dir)
+        self.registry.activate(rev)
+        info = await self.store.get_function(spec.name)
+        progress(f"revision {rev.number} is live")
+        return info, created, detected
+
+
+def spec_from_json(raw: bytes | str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except ValueError as e:
+        raise DeployError("invalid_json", f"the spec is not valid JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise DeployError("invalid_json", "the spec must be a JSON object")
+    return value

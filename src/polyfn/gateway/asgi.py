@@ -1,0 +1,71 @@
+"""Raw ASGI handler for `/fn/{name}[/{path}]`: no framework routing, no models, bytes in and bytes out.
+
+The function sees the method, the path after its name (always starting with `/`), the raw query string,
+the headers and the body; its status, headers and body go back as they are (minus framing headers, which
+the server sets).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from polyfn.invoker import Invoker, Outcome, platform_error
+
+PREFIX_LEN = len("/fn/")
+
+
+class Gateway:
+    def __init__(self, invoker: Invoker):
+        self.invoker = invoker
+        self.max_payload = invoker.max_payload
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        rest = scope["path"][PREFIX_LEN:]
+        name, slash, sub = rest.partition("/")
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+        content_type = ""
+        length = -1
+        for k, v in headers:
+            if k == "content-type":
+                content_type = v
+            elif k == "content-length" and v.isdigit():
+                length = int(v)
+        if length > self.max_payload:
+            out = platform_error(413, "payload_too_large",
+                                 f"the payload is {length} bytes; the limit is {self.max_payload}")
+        else:
+            body = await self._read_body(receive)
+            if body is None:
+                out = platform_error(413, "payload_too_large", f"the payload exceeds {self.max_payload} bytes")
+            elif not name:
+                out = platform_error(404, "function_not_found", "no function name in the path: use /fn/NAME")
+            else:
+                out = await self.invoker.invoke(
+                    name, "http", "http", scope["method"], "/" + sub if slash else "/",
+                    scope["query_string"].decode("latin-1"), headers, body, content_type,
+                )
+        await _send(send, out)
+
+    async def _read_body(self, receive: Any) -> bytes | None:
+        msg = await receive()
+        body = msg.get("body", b"")
+        if not msg.get("more_body"):
+            return body
+        chunks = [body]
+        size = len(body)
+        while True:
+            msg = await receive()
+            chunk = msg.get("body", b"")
+            size += len(chunk)
+            if size > self.max_payload:
+                return None
+            chunks.append(chunk)
+            if not msg.get("more_body"):
+                return b"".join(chunks)
+
+
+async def _send(send: Any, out: Outcome) -> None:
+    headers = out.headers
+    headers.append((b"content-length", str(len(out.body)).encode()))
+    await send({"type": "http.response.start", "status": out.status, "headers": headers})
+    await send({"type": "http.response.body", "body": out.body})

@@ -1,0 +1,203 @@
+"""The one code path every invocation takes, whatever its ingress (gateway, invoke API, later triggers).
+
+admission (function exists, payload size) → an instance from the pool (maybe a cold start, maybe a wait
+in the bounded queue) → send the `Invoke` frame → wait for the `Result` under the function's deadline →
+map failures to clear platform errors → record the activation. The caller gets an `Outcome`: status,
+headers (ASGI byte pairs), body, and the activation's id and cold flag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import Any
+
+from polyfn.config import Settings
+from polyfn.model import Activation, LogLine
+from polyfn.observe.recorder import ActivationRecorder
+from polyfn.protocol import Invoke, Result
+from polyfn.scheduler.instance import Instance, InstanceGone
+from polyfn.scheduler.pool import PoolClosed, StartFailed, Throttled
+from polyfn.scheduler.registry import FunctionRegistry
+
+JSON_HEADERS = [(b"content-type", b"application/json")]
+_HOP_BY_HOP = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade"})
+
+
+class Outcome:
+    __slots__ = ("activation_id", "body", "cold", "headers", "status")
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
+                 activation_id: str = "", cold: bool = False):
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.activation_id = activation_id
+        self.cold = cold
+
+
+def platform_error(status: int, code: str, message: str, extra: dict[str, Any] | None = None,
+                   headers: list[tuple[bytes, bytes]] | None = None, activation_id: str = "") -> Outcome:
+    """An error produced by polyfn itself (not by the function), marked with `X-Polyfn-Error`."""
+    err: dict[str, Any] = {"code": code, "message": message}
+    if extra:
+        err.update(extra)
+    hdrs = [*JSON_HEADERS, (b"x-polyfn-error", code.encode())]
+    if activation_id:
+        hdrs.append((b"x-polyfn-activation-id", activation_id.encode()))
+    if headers:
+        hdrs.extend(headers)
+    return Outcome(status, hdrs, json.dumps({"error": err}).encode(), activation_id)
+
+
+class FunctionTimeout(Exception):
+    pass
+
+
+def _on_deadline(inst: Instance, fut: asyncio.Future[Result], timeout: float) -> None:
+    if not fut.done():
+        fut.set_exception(FunctionTimeout())
+        inst.kill(f"timed out after {timeout:g} s")
+
+
+def _safe_headers(pairs: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """Response headers from an (untrusted) instance: no CR/LF injection, no framing headers."""
+    out = []
+    for k, v in pairs:
+        if not isinstance(k, str) or not isinstance(v, str) or not k:
+            continue
+        if "\r" in k or "\n" in k or "\r" in v or "\n" in v or ":" in k or " " in k:
+            continue
+        if k.lower() in _HOP_BY_HOP:
+            continue
+        try:
+            out.append((k.encode("latin-1"), v.encode("latin-1")))
+        except UnicodeEncodeError:
+            continue
+    return out
+
+
+class Invoker:
+    def __init__(self, settings: Settings, registry: FunctionRegistry, recorder: ActivationRecorder):
+        self.settings = settings
+        self.registry = registry
+        self.recorder = recorder
+        self.max_payload = settings.max_payload
+        self.truncate = settings.result_truncate
+        self.accepting = True
+
+    async def invoke(self, name: str, kind: str, trigger: str, method: str = "", path: str = "",
+                     query: str = "", headers: list[tuple[str, str]] | None = None, body: bytes = b"",
+                     content_type: str = "", trace_id: str = "") -> Outcome:
+        if not self.accepting:
+            return platform_error(503, "shutting_down", "the server is shutting down",
+                                  headers=[(b"retry-after", b"1")])
+        active = self.registry.get(name)
+        if active is None:
+            return platform_error(404, "function_not_found", f"function {name!r} does not exist")
+        if len(body) > self.max_payload:
+            return platform_error(413, "payload_too_large",
+                                  f"the payload is {len(body)} bytes; the limit is {self.max_payload}")
+        rev = active.revision
+        spec = rev.spec
+        pool = active.pool
+        start = time.time()
+        t0 = time.perf_counter()
+        act = Activation(id=uuid.uuid4().hex, function=name, revision=rev.number, trigger=trigger, start=start)
+
+        inst = pool.try_acquire()
+        if inst is None:
+            try:
+                inst = await pool.acquire(spec.timeout)
+            except Throttled as e:
+                return self._finish(act, t0, "throttled", 429, platform_error(
+                    429, "too_many_requests", str(e), headers=[(b"retry-after", str(e.retry_after).encode())],
+                    activation_id=act.id))
+            except StartFailed as e:
+                act.logs = [LogLine(*ln) for ln in e.logs]
+                act.error = e.error
+                return self._finish(act, t0, "init_failed", 502, platform_error(
+                    502, "function_init_failed", f"the function failed to start: {e.error.get('errorMessage')}",
+                    extra={"errorType": e.error.get("errorType"), "stackTrace": e.error.get("stackTrace", [])},
+                    activation_id=act.id))
+            except PoolClosed as e:
+                return platform_error(404, "function_not_found", str(e))
+        t_acquired = time.perf_counter()
+        act.wait_ms = (t_acquired - t0) * 1000
+        act.instance = inst.id
+        if not inst.cold_claimed:
+            inst.cold_claimed = True
+            act.cold = True
+            act.init_ms = inst.init_ms
+
+        remaining = spec.timeout - (t_acquired - t0)
+        inv = Invoke(0, act.id, kind, start + spec.timeout, method, path, query, headers or [], body,
+                     content_type, trace_id)
+        loop = asyncio.get_running_loop()
+        try:
+            fut = inst.invoke(inv)
+        except InstanceGone:
+            pool.release(inst)
+            return await self._crashed(act, t0, inst)
+        timer = loop.call_later(max(remaining, 0.001), _on_deadline, inst, fut, spec.timeout)
+        try:
+            res = await fut
+        except FunctionTimeout:
+            return self._finish(act, t0, "timeout", 504, platform_error(
+                504, "function_timeout", f"the function did not finish within its {spec.timeout:g} s timeout",
+                activation_id=act.id))
+        except InstanceGone:
+            timer.cancel()
+            return await self._crashed(act, t0, inst)
+        finally:
+            pool.release(inst)
+        timer.cancel()
+
+        act.run_ms = res.run_ms
+        if res.logs:
+            act.logs = [LogLine(*ln) for ln in res.logs]
+        status = res.status if type(res.status) is int and 100 <= res.status <= 599 else 502
+        out_headers = _safe_headers(res.headers) if res.headers else []
+        out_headers.append((b"x-polyfn-activation-id", act.id.encode()))
+        if act.cold:
+            out_headers.append((b"x-polyfn-cold", b"true"))
+        if res.error is not None:
+            act.error = res.error
+            out_headers.append((b"x-polyfn-function-error", b"Unhandled"))
+            outcome = Outcome(500 if status < 400 else status, out_headers, res.body, act.id, act.cold)
+            return self._finish(act, t0, "error", outcome.status, outcome, res.body)
+        if len(res.body) > self.max_payload:
+            return self._finish(act, t0, "error", 502, platform_error(
+                502, "response_too_large",
+                f"the function returned {len(res.body)} bytes; the limit is {self.max_payload}", activation_id=act.id))
+        return self._finish(act, t0, "success", status, Outcome(status, out_headers, res.body, act.id, act.cold),
+                            res.body)
+
+    async def _crashed(self, act: Activation, t0: float, inst: Instance) -> Outcome:
+        """The instance died under us: wait briefly for its exit status so the caller learns why."""
+        await inst.wait_exit(0.5)
+        reason = inst.describe_exit()
+        if inst.oom:
+            return self._finish(act, t0, "oom", 502, platform_error(
+                502, "function_oom", f"the function ran out of memory: {reason}", activation_id=act.id))
+        return self._finish(act, t0, "crashed", 502, platform_error(
+            502, "function_crashed", f"the function's instance crashed: {reason}", activation_id=act.id))
+
+    def _finish(self, act: Activation, t0: float, status: str, code: int, outcome: Outcome,
+                result: bytes | None = None) -> Outcome:
+        act.end = time.time()
+        act.duration_ms = (time.perf_counter() - t0) * 1000
+        act.status = status
+        act.status_code = code
+        body = outcome.body if result is None else result
+        if body:
+            act.result = body[: self.truncate].decode("utf-8", "replace")
+        if status != "success" and act.error is None and result is None:
+            try:
+                act.error = json.loads(outcome.body).get("error")
+            except ValueError:
+                pass
+        self.recorder.record(act)
+        return outcome

@@ -1,0 +1,135 @@
+"""Domain types shared by the API, the store and the scheduler.
+
+Plain `msgspec.Struct`s: cheap to build on the hot path, JSON-serialisable for the API and the store.
+Validation of user input happens once, in `validate_spec`, with messages that name the key, the value
+and the allowed range (see `config.Limits` for the node-wide bounds).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import msgspec
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+RUNTIMES = ("python",)
+FLAVORS = ("native", "openfaas")
+
+
+class FunctionSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What a user deploys: everything but the code. Frozen into a revision at deploy time."""
+
+    name: str
+    runtime: str = "python"
+    flavor: str = "native"
+    handler: str = "handler.handler"  # MODULE.FUNC, split at the last dot
+    memory: int = 256  # MB
+    timeout: float = 60.0  # seconds
+    concurrency: int = 1  # in-flight invocations per instance
+    min_instances: int = 0
+    max_instances: int = 10
+    keepalive: float | None = None  # seconds an idle instance is kept; None = node default
+    env: dict[str, str] = {}
+
+
+class Revision(msgspec.Struct, kw_only=True):
+    """An immutable snapshot of a function's code and config."""
+
+    function: str
+    number: int
+    spec: FunctionSpec
+    code_sha256: str
+    code_dir: str  # absolute path of the extracted, read-only code
+    deps_dir: str | None = None  # site dir with requirements.txt packages, shared by hash
+    created_at: float = 0.0
+
+    @property
+    def key(self) -> str:
+        return f"{self.function}@{self.number}"
+
+
+class FunctionInfo(msgspec.Struct, kw_only=True):
+    name: str
+    revision: int
+    created_at: float
+    updated_at: float
+    spec: FunctionSpec
+    code_sha256: str
+
+
+class LogLine(msgspec.Struct, array_like=True):
+    ts: float
+    stream: str  # "stdout" | "stderr"
+    line: str
+
+
+class Activation(msgspec.Struct, kw_only=True):
+    """The record of one invocation."""
+
+    id: str
+    function: str
+    revision: int
+    trigger: str  # "http" | "invoke" | ...
+    start: float  # epoch seconds when polyfn accepted the invocation
+    end: float = 0.0
+    duration_ms: float = 0.0  # end - start
+    wait_ms: float = 0.0  # waiting for an instance (includes cold start)
+    init_ms: float = 0.0  # instance start time when cold
+    run_ms: float = 0.0  # time inside the instance
+    cold: bool = False
+    status: str = "success"  # success | error | timeout | crashed | throttled | oom
+    status_code: int = 200
+    result: str = ""  # truncated
+    error: dict[str, Any] | None = None
+    logs: list[LogLine] = []
+    instance: str = ""
+
+
+def now() -> float:
+    return time.time()
+
+
+class SpecError(ValueError):
+    """A user-provided spec value is out of range; `code` is the stable API error code."""
+
+    def __init__(self, message: str, code: str = "invalid_spec") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def validate_name(name: str) -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise SpecError(
+            f"invalid function name {name!r}: use 1-63 characters a-z, 0-9 and '-', starting with a letter",
+            code="invalid_name",
+        )
+    return name
+
+
+def validate_spec(spec: FunctionSpec, max_timeout: float, max_memory: int, max_instances: int) -> FunctionSpec:
+    """Check every field against the node's limits; raise SpecError naming key, value and range."""
+    validate_name(spec.name)
+
+    def rng(key: str, value: float, lo: float, hi: float) -> None:
+        if not (lo <= value <= hi):
+            raise SpecError(f"{key}={value!r} is out of range: allowed {lo}..{hi}")
+
+    if spec.runtime not in RUNTIMES:
+        raise SpecError(f"runtime={spec.runtime!r} is not supported: use one of {', '.join(RUNTIMES)}")
+    if spec.flavor not in FLAVORS:
+        raise SpecError(f"flavor={spec.flavor!r} is not supported: use one of {', '.join(FLAVORS)}")
+    if not re.match(r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$", spec.handler or ""):
+        raise SpecError(f"handler={spec.handler!r} must look like MODULE.FUNCTION (e.g. handler.handle)")
+    rng("memory", spec.memory, 32, max_memory)
+    rng("timeout", spec.timeout, 0.1, max_timeout)
+    rng("concurrency", spec.concurrency, 1, 1000)
+    rng("max_instances", spec.max_instances, 1, max_instances)
+    rng("min_instances", spec.min_instances, 0, spec.max_instances)
+    if spec.keepalive is not None:
+        rng("keepalive", spec.keepalive, 0, 7 * 24 * 3600)
+    for k, v in spec.env.items():
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k) or not isinstance(v, str):
+            raise SpecError(f"env key {k!r} is not a valid environment variable name")
+    return spec

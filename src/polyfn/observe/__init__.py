@@ -1,0 +1,1 @@
+"""Observability: activation records and logs (metrics and tracing come with their own issue)."""

@@ -1,0 +1,100 @@
+"""Activation records leave the hot path through an in-memory buffer flushed in batches.
+
+At thousands of invocations per second, one database write per invocation would dominate the cost of an
+invocation. Instead `record()` appends to a list and a background task writes the batch (one executemany)
+every `interval` seconds or when `batch` records are waiting. Readers (`GET /v1/activations/...`) call
+`flush()` first so they never miss a just-finished activation. Live log followers are fed directly from
+`record()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from polyfn.model import Activation
+
+log = logging.getLogger("polyfn.activations")
+
+
+class ActivationRecorder:
+    def __init__(self, store: Any, interval: float = 0.2, batch: int = 1000,
+                 retention_count: int = 100_000, retention_age: float = 7 * 86400.0):
+        self.store = store
+        self.interval = interval
+        self.batch = batch
+        self.retention_count = retention_count
+        self.retention_age = retention_age
+        self._buf: list[Activation] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self._followers: dict[str, set[Callable[[Activation], None]]] = {}
+        self.recorded = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    def record(self, act: Activation) -> None:
+        self._buf.append(act)
+        self.recorded += 1
+        if len(self._buf) >= self.batch:
+            self._wake.set()
+        followers = self._followers.get(act.function)
+        if followers and act.logs:
+            for cb in list(followers):
+                cb(act)
+
+    def follow(self, function: str, callback: Callable[[Activation], None]) -> Callable[[], None]:
+        """Call `callback` with every new activation of `function` that has log lines; returns unsubscribe."""
+        self._followers.setdefault(function, set()).add(callback)
+
+        def unsubscribe() -> None:
+            subs = self._followers.get(function)
+            if subs is not None:
+                subs.discard(callback)
+                if not subs:
+                    self._followers.pop(function, None)
+
+        return unsubscribe
+
+    async def flush(self) -> None:
+        async with self._lock:
+            while self._buf:
+                batch, self._buf = self._buf[: self.batch], self._buf[self.batch :]
+                try:
+                    await self.store.add_activations(batch)
+                except Exception:
+                    log.exception("could not store %d activation records; retrying", len(batch))
+                    self._buf[:0] = batch
+                    raise
+
+    async def _run(self) -> None:
+        last_prune = time.monotonic()
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self.flush()
+                if time.monotonic() - last_prune > 60:
+                    last_prune = time.monotonic()
+                    await self.store.prune(self.retention_count, self.retention_age, time.time())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                await asyncio.sleep(1.0)
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+        await self.flush()

@@ -1,0 +1,108 @@
+"""The instance wire protocol: frames between the server and an instance process.
+
+A frame is a 4-byte big-endian length followed by a msgpack body. Bodies are `msgspec.Struct`s with a
+tag, decoded against a strict union so an instance can never make the server unpickle or construct
+anything but these types. The server treats every frame from an instance as untrusted: the size is
+capped (`MAX_FRAME`) and ids are checked against what the server sent.
+
+Server → instance: `Invoke`.   Instance → server: `Ready`, `InitError`, `Result`.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import msgspec
+
+MAX_FRAME = 64 * 1024 * 1024  # a frame larger than this is a protocol violation
+HEADER = struct.Struct(">I")
+
+
+class Invoke(msgspec.Struct, tag="invoke", array_like=True):
+    """One invocation. `kind` says how to read the rest: "http" (a request through the gateway) or
+    "event" (a payload from the invoke API or a trigger)."""
+
+    id: int  # per-connection sequence number, echoed in the Result
+    activation_id: str
+    kind: str
+    deadline: float  # epoch seconds
+    method: str = ""
+    path: str = ""
+    query: str = ""
+    headers: list[tuple[str, str]] = []
+    body: bytes = b""
+    content_type: str = ""
+    trace_id: str = ""
+
+
+class Result(msgspec.Struct, tag="result", array_like=True):
+    """The outcome of one invocation. `error` is the function's own error payload (vendor shape),
+    present when the handler raised; `status` is then 500 unless the flavor says otherwise."""
+
+    id: int
+    status: int = 200
+    headers: list[tuple[str, str]] = []
+    body: bytes = b""
+    error: dict[str, Any] | None = None
+    logs: list[tuple[float, str, str]] = []  # (ts, stream, line)
+    run_ms: float = 0.0
+
+
+class Ready(msgspec.Struct, tag="ready", array_like=True):
+    pid: int
+    init_ms: float
+    info: str = ""  # how the instance started (e.g. "fork from python zygote")
+
+
+class InitError(msgspec.Struct, tag="init_error", array_like=True):
+    """The instance could not load the function. Reported once, then the process exits."""
+
+    error: dict[str, Any]  # {"errorType": ..., "errorMessage": ..., "stackTrace": [...]}
+    logs: list[tuple[float, str, str]] = []
+
+
+ToInstance = Invoke
+FromInstance = Result | Ready | InitError
+
+_encoder = msgspec.msgpack.Encoder()
+to_instance_decoder = msgspec.msgpack.Decoder(Invoke)
+from_instance_decoder = msgspec.msgpack.Decoder(FromInstance)
+
+
+def encode(msg: msgspec.Struct) -> bytes:
+    """Length-prefixed frame, built with one allocation for the body and one concatenation."""
+    body = _encoder.encode(msg)
+    return HEADER.pack(len(body)) + body
+
+
+class FrameError(Exception):
+    """The peer sent something that is not a valid frame."""
+
+
+class FrameReader:
+    """Incremental frame splitter for a byte stream (used by the server's asyncio protocol)."""
+
+    __slots__ = ("_buf", "_max")
+
+    def __init__(self, max_frame: int = MAX_FRAME) -> None:
+        self._buf = bytearray()
+        self._max = max_frame
+
+    def feed(self, data: bytes) -> list[bytes]:
+        buf = self._buf
+        buf += data
+        frames: list[bytes] = []
+        pos = 0
+        n = len(buf)
+        while n - pos >= 4:
+            (size,) = HEADER.unpack_from(buf, pos)
+            if size > self._max:
+                raise FrameError(f"frame of {size} bytes exceeds the {self._max}-byte limit")
+            if n - pos - 4 < size:
+                break
+            frames.append(bytes(buf[pos + 4 : pos + 4 + size]))
+            pos += 4 + size
+        if pos:
+            del buf[:pos]
+        return frames

@@ -1,0 +1,1 @@
+"""Language runtimes: the code that runs inside instance processes."""

@@ -1,0 +1,307 @@
+"""The instance: runs inside the forked, sandboxed child and serves invocations for one revision.
+
+Phases, as in the Lambda runtime client: **init** (sandbox, environment, import the module, find the
+handler, wrap it in the flavor's adapter) reports `Ready` or, once, a typed `InitError` and exits;
+**invoke** reads `Invoke` frames and answers `Result` frames on the same socket.
+
+Sync handlers with concurrency 1 run in a plain blocking loop (the fastest path: no event loop at all).
+Async handlers, or concurrency > 1, run on an asyncio loop (sync handlers then in a thread pool).
+Output printed by the handler is captured per invocation through a context variable, so concurrent
+invocations never mix their logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import importlib
+import io
+import os
+import socket
+import sys
+import time
+import traceback
+from typing import Any
+
+import msgspec
+
+from polyfn.protocol import HEADER, MAX_FRAME, InitError, Invoke, Ready, Result, encode, to_instance_decoder
+from polyfn.runtimes.python.flavors import Adapter, FunctionMeta, HandlerError, load_adapter
+
+
+class InstanceSpec(msgspec.Struct, kw_only=True, array_like=True):
+    """Everything the child needs to start; sent by the server through the zygote."""
+
+    instance_id: str
+    function: str
+    revision: int
+    flavor: str
+    handler: str
+    code_dir: str
+    deps_dir: str = ""
+    concurrency: int = 1
+    memory_mb: int = 256
+    timeout: float = 60.0
+    env: dict[str, str] = {}
+    sandbox: Any = None  # polyfn.sandbox.SandboxPlan, array-encoded
+    log_line_max: int = 16384
+    log_lines_max: int = 1000
+
+
+# --- log capture -------------------------------------------------------------------------------------
+
+_current: contextvars.ContextVar[_LogBuffer | None] = contextvars.ContextVar("polyfn_logs", default=None)
+
+
+class _LogBuffer:
+    """Lines printed during one invocation (or during init)."""
+
+    __slots__ = ("dropped", "line_max", "lines", "lines_max", "partial")
+
+    def __init__(self, line_max: int, lines_max: int):
+        self.lines: list[tuple[float, str, str]] = []
+        self.partial: dict[str, str] = {}
+        self.line_max = line_max
+        self.lines_max = lines_max
+        self.dropped = 0
+
+    def add(self, stream: str, text: str) -> None:
+        text = self.partial.pop(stream, "") + text
+        *complete, rest = text.split("\n")
+        for line in complete:
+            self._line(stream, line)
+        if rest:
+            if len(rest) > self.line_max:
+                self._line(stream, rest)
+            else:
+                self.partial[stream] = rest
+
+    def _line(self, stream: str, line: str) -> None:
+        if len(self.lines) >= self.lines_max:
+            self.dropped += 1
+            return
+        if len(line) > self.line_max:
+            line = line[: self.line_max] + f"… [truncated {len(line) - self.line_max} chars]"
+        self.lines.append((time.time(), stream, line))
+
+    def drain(self) -> list[tuple[float, str, str]]:
+        for stream, rest in list(self.partial.items()):
+            self._line(stream, rest)
+        self.partial.clear()
+        if self.dropped:
+            self.lines.append((time.time(), "stderr", f"[polyfn: {self.dropped} more lines dropped]"))
+            self.dropped = 0
+        out, self.lines = self.lines, []
+        return out
+
+
+class _Capture(io.TextIOBase):
+    """sys.stdout / sys.stderr replacement routing writes to the current invocation's buffer."""
+
+    def __init__(self, stream: str, fallback: _LogBuffer):
+        self.stream = stream
+        self.fallback = fallback
+
+    def write(self, s: str) -> int:
+        buf = _current.get() or self.fallback
+        buf.add(self.stream, s)
+        return len(s)
+
+    def writable(self) -> bool:
+        return True
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+
+# --- init --------------------------------------------------------------------------------------------
+
+
+def _load_handler(spec: InstanceSpec) -> Any:
+    module_name, _, func_name = spec.handler.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except SyntaxError as e:
+        raise HandlerError(
+            "Runtime.UserCodeSyntaxError",
+            f"syntax error in {os.path.relpath(e.filename or '?', spec.code_dir)}:{e.lineno}: {e.msg}",
+        ) from None
+    except ModuleNotFoundError as e:
+        if e.name == module_name or module_name.startswith((e.name or "") + "."):
+            raise HandlerError(
+                "Runtime.ImportModuleError", f"unable to import module {module_name!r}: no such module"
+            ) from None
+        raise HandlerError("Runtime.ImportModuleError", f"unable to import module {module_name!r}: {e}", _stack(e)) from None
+    except Exception as e:
+        raise HandlerError(
+            "Runtime.ImportModuleError", f"unable to import module {module_name!r}: {type(e).__name__}: {e}", _stack(e)
+        ) from None
+    try:
+        return getattr(module, func_name)
+    except AttributeError:
+        raise HandlerError(
+            "Runtime.HandlerNotFound", f"handler {func_name!r} missing on module {module_name!r}"
+        ) from None
+
+
+def _stack(e: BaseException) -> list[str]:
+    from polyfn.runtimes.python.flavors.base import user_stack
+
+    return user_stack(e)
+
+
+def _prepare_process(spec: InstanceSpec, joined: bool) -> list[str]:
+    """Sandbox, environment and import path. Runs before any user code."""
+    applied: list[str] = []
+    if spec.sandbox is not None:
+        from polyfn.sandbox import SandboxPlan, apply
+
+        plan = spec.sandbox if isinstance(spec.sandbox, SandboxPlan) else msgspec.convert(spec.sandbox, SandboxPlan)
+        applied = apply(plan, joined)
+    os.chdir(spec.code_dir)
+    paths = [spec.code_dir] + ([spec.deps_dir] if spec.deps_dir else [])
+    sys.path[:0] = paths
+    os.environ.update(
+        {
+            "POLYFN_FUNCTION_NAME": spec.function,
+            "POLYFN_FUNCTION_REVISION": str(spec.revision),
+            "POLYFN_INSTANCE_ID": spec.instance_id,
+            "POLYFN_MEMORY_MB": str(spec.memory_mb),
+            "POLYFN_TIMEOUT": str(spec.timeout),
+        }
+    )
+    os.environ.update(spec.env)
+    return applied
+
+
+# --- serving ------------------------------------------------------------------------------------------
+
+
+def _run_one(adapter: Adapter, inv: Invoke, buf: _LogBuffer) -> Result:
+    t0 = time.perf_counter()
+    token = _current.set(buf)
+    try:
+        value = adapter.handler(*adapter.args(inv))
+        status, headers, body = adapter.respond(inv, value)
+        error = None
+    except Exception as exc:
+        status, headers, body, error = adapter.fail(inv, exc)
+    finally:
+        _current.reset(token)
+    return Result(inv.id, status, headers, body, error, buf.drain(), (time.perf_counter() - t0) * 1000)
+
+
+async def _run_one_async(adapter: Adapter, inv: Invoke, spec: InstanceSpec, pool: Any) -> Result:
+    buf = _LogBuffer(spec.log_line_max, spec.log_lines_max)
+    t0 = time.perf_counter()
+    token = _current.set(buf)
+    try:
+        args = adapter.args(inv)
+        if adapter.is_async:
+            value = await adapter.handler(*args)
+        else:
+            ctx = contextvars.copy_context()
+            value = await asyncio.get_running_loop().run_in_executor(pool, ctx.run, adapter.handler, *args)
+        status, headers, body = adapter.respond(inv, value)
+        error = None
+    except Exception as exc:
+        status, headers, body, error = adapter.fail(inv, exc)
+    finally:
+        _current.reset(token)
+    return Result(inv.id, status, headers, body, error, buf.drain(), (time.perf_counter() - t0) * 1000)
+
+
+def _serve_blocking(sock: socket.socket, adapter: Adapter, spec: InstanceSpec, init_buf: _LogBuffer) -> None:
+    reader = sock.makefile("rb", buffering=65536)
+    read = reader.read
+    unpack = HEADER.unpack
+    decode = to_instance_decoder.decode
+    send = sock.sendall
+    buf = _LogBuffer(spec.log_line_max, spec.log_lines_max)
+    first = init_buf.drain()
+    while True:
+        head = read(4)
+        if len(head) < 4:
+            return  # the server closed the connection: shut down
+        (size,) = unpack(head)
+        if size > MAX_FRAME:
+            return
+        inv = decode(read(size))
+        result = _run_one(adapter, inv, buf)
+        if first:
+            result.logs[:0] = first
+            first = []
+        send(encode(result))
+
+
+async def _serve_async(sock: socket.socket, adapter: Adapter, spec: InstanceSpec, init_buf: _LogBuffer) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = None if adapter.is_async else ThreadPoolExecutor(spec.concurrency, thread_name_prefix="fn")
+    reader, writer = await asyncio.open_connection(sock=sock, limit=MAX_FRAME)
+    first = init_buf.drain()
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def one(inv: Invoke) -> None:
+        nonlocal first
+        result = await _run_one_async(adapter, inv, spec, pool)
+        if first:
+            result.logs[:0] = first
+            first = []
+        writer.write(encode(result))
+
+    while True:
+        try:
+            head = await reader.readexactly(4)
+            (size,) = HEADER.unpack(head)
+            if size > MAX_FRAME:
+                return
+            inv = to_instance_decoder.decode(await reader.readexactly(size))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return
+        t = asyncio.ensure_future(one(inv))
+        tasks.add(t)
+        t.add_done_callback(tasks.discard)
+
+
+def main(spec: InstanceSpec, sock: socket.socket, info: str, joined: bool = False) -> None:
+    """Entry point in the forked child. Never returns normally: the caller `_exit`s."""
+    t0 = time.perf_counter()
+    init_buf = _LogBuffer(spec.log_line_max, spec.log_lines_max)
+    sys.stdout = _Capture("stdout", init_buf)
+    sys.stderr = _Capture("stderr", init_buf)
+    try:
+        applied = _prepare_process(spec, joined)
+        handler = _load_handler(spec)
+        meta = FunctionMeta(spec.function, spec.revision, spec.handler, spec.memory_mb, spec.timeout, spec.env)
+        adapter = load_adapter(spec.flavor, handler, meta)
+    except HandlerError as e:
+        sock.sendall(encode(InitError(e.payload(), init_buf.drain())))
+        return
+    except BaseException as e:  # anything else during init is still reported once, typed
+        payload = {
+            "errorType": "Runtime.InitError",
+            "errorMessage": f"{type(e).__name__}: {e}",
+            "stackTrace": traceback.format_exception(e)[-10:],
+        }
+        sock.sendall(encode(InitError(payload, init_buf.drain())))
+        return
+    if applied:
+        info = info + "; sandbox: " + ", ".join(applied)
+    sock.sendall(encode(Ready(os.getpid(), (time.perf_counter() - t0) * 1000, info)))
+    if adapter.is_async or spec.concurrency > 1:
+        try:
+            import uvloop
+
+            uvloop.run(_serve_async(sock, adapter, spec, init_buf))
+        except ImportError:
+            asyncio.run(_serve_async(sock, adapter, spec, init_buf))
+    else:
+        _serve_blocking(sock, adapter, spec, init_buf)

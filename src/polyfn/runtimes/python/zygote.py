@@ -1,0 +1,284 @@
+"""The Python zygote: a process that has imported polyfn's runtime and common libraries once, and forks
+a new instance per request, so a cold start costs a fork instead of an interpreter start.
+
+Control channel: a SOCK_SEQPACKET socket inherited from the server (fd in `$POLYFN_ZYGOTE_FD`). Each packet
+is one msgpack message; a `Spawn` carries the instance's own connection as an attached file descriptor
+(SCM_RIGHTS), so the child talks to the server directly and the zygote stays out of the data path. The
+zygote is the parent of every instance: it reaps them and reports each exit status (`Exited`), which is how
+the server can tell callers "killed by signal 9" or "exit code 3".
+
+Orphans are impossible by construction: the zygote asks the kernel to SIGKILL it when the server dies
+(PR_SET_PDEATHSIG), and every instance asks the same of the zygote.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import os
+import select
+import signal
+import socket
+import sys
+import time
+from collections import deque
+from typing import Any
+
+import msgspec
+
+PR_SET_PDEATHSIG = 1
+
+
+class Spawn(msgspec.Struct, tag="spawn", array_like=True):
+    req: int
+    spec: Any  # InstanceSpec, array-encoded
+
+
+class ZygoteReady(msgspec.Struct, tag="zready", array_like=True):
+    pid: int
+    preload_ms: float
+
+
+class Spawned(msgspec.Struct, tag="spawned", array_like=True):
+    req: int
+    pid: int
+
+
+class SpawnFailed(msgspec.Struct, tag="spawn_failed", array_like=True):
+    req: int
+    message: str
+
+
+class Exited(msgspec.Struct, tag="exited", array_like=True):
+    pid: int
+    status: int  # raw wait status
+
+
+FromZygote = ZygoteReady | Spawned | SpawnFailed | Exited
+PACKET_MAX = 1 << 20
+
+_libc: Any = None
+
+
+def set_pdeathsig(sig: int = signal.SIGKILL) -> None:
+    """Ask the kernel to send `sig` to this process when its parent exits."""
+    global _libc
+    try:
+        if _libc is None:
+            _libc = ctypes.CDLL(None, use_errno=True)
+        _libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def preload() -> None:
+    """Import what most functions need, once, before any fork. Memory is then shared copy-on-write."""
+    import asyncio  # noqa: F401
+    import base64  # noqa: F401
+    import concurrent.futures  # noqa: F401
+    import dataclasses  # noqa: F401
+    import datetime  # noqa: F401
+    import decimal  # noqa: F401
+    import email.utils  # noqa: F401
+    import hashlib  # noqa: F401
+    import http.client  # noqa: F401
+    import json  # noqa: F401
+    import logging  # noqa: F401
+    import random  # noqa: F401
+    import re  # noqa: F401
+    import typing  # noqa: F401
+    import urllib.parse  # noqa: F401
+    import uuid  # noqa: F401
+
+    import polyfn.runtimes.python.instance
+    import polyfn.sandbox
+    import polyfn.sandbox.cgroups
+    import polyfn.sandbox.limits  # noqa: F401
+    from polyfn.runtimes.python import flavors
+
+    for mod in flavors.FLAVORS.values():
+        __import__(mod)
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        pass
+
+
+def _detach(ctrl: socket.socket, wake: tuple[int, int]) -> None:
+    """In a forked child: drop the zygote's plumbing and signal handling, die with the zygote."""
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.close(wake[0])
+    os.close(wake[1])
+    ctrl.close()
+    os.setsid()
+    set_pdeathsig()
+
+
+def _become_instance(spawn_raw: bytes, fd: int, info: str, joined: bool) -> None:
+    from polyfn.runtimes.python import instance
+
+    req = msgspec.msgpack.decode(spawn_raw, type=Spawn)
+    spec = msgspec.convert(req.spec, instance.InstanceSpec)
+    instance.main(spec, socket.socket(fileno=fd), info, joined)
+
+
+def _blank(conn: socket.socket, cgroup_base: str, cgroup_version: int, info: str) -> None:
+    """A pre-forked child: pay for joining a cgroup now, then wait for a function to become."""
+    from polyfn.sandbox import prejoin
+
+    joined = False
+    if cgroup_base:
+        try:
+            prejoin(cgroup_base, cgroup_version)
+            joined = True
+        except OSError as e:
+            print(f"zygote: blank {os.getpid()} could not join a cgroup: {e}", file=sys.stderr)
+    msg, fds, _, _ = socket.recv_fds(conn, PACKET_MAX, 2)
+    conn.close()
+    if not msg or len(fds) != 1:
+        return
+    _become_instance(msg, fds[0], info + ", pre-forked", joined)
+
+
+def _exit_child(fn: Any, *args: Any) -> None:
+    code = 0
+    try:
+        fn(*args)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc(file=sys.__stderr__)
+        code = 70
+    os._exit(code)
+
+
+def main() -> None:
+    t0 = time.perf_counter()
+    ctrl = socket.socket(fileno=int(os.environ["POLYFN_ZYGOTE_FD"]))
+    cgroup_base = os.environ.get("POLYFN_CGROUP_BASE", "")
+    cgroup_version = int(os.environ.get("POLYFN_CGROUP_VERSION", "0") or 0)
+    blank_target = int(os.environ.get("POLYFN_ZYGOTE_BLANKS", "2"))
+    set_pdeathsig()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the server, which stops us in order
+    preload()
+    gc.collect()
+    gc.freeze()  # keep the preloaded heap out of the collector's way so forks share it
+    rfd, wfd = os.pipe()
+    os.set_blocking(rfd, False)
+    os.set_blocking(wfd, False)
+    wake = (rfd, wfd)
+    signal.set_wakeup_fd(wfd)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    enc = msgspec.msgpack.Encoder()
+    dec = msgspec.msgpack.Decoder(Spawn)
+    preload_ms = (time.perf_counter() - t0) * 1000
+    info = f"fork from python zygote (preloaded in {preload_ms:.0f} ms)"
+    blanks: deque[tuple[int, socket.socket]] = deque()
+    blank_pids: set[int] = set()
+
+    def fork_blank() -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            pid = os.fork()
+        except OSError as e:
+            print(f"zygote: cannot fork a blank: {e}", file=sys.stderr)
+            ours.close()
+            theirs.close()
+            return
+        if pid == 0:
+            ours.close()
+            for _, other in blanks:
+                other.close()
+            _detach(ctrl, wake)
+            _exit_child(_blank, theirs, cgroup_base, cgroup_version, info)
+        theirs.close()
+        blanks.append((pid, ours))
+        blank_pids.add(pid)
+
+    def reap() -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid in blank_pids:  # a blank died before it was used: not an instance, don't report
+                blank_pids.discard(pid)
+                for item in list(blanks):
+                    if item[0] == pid:
+                        blanks.remove(item)
+                        item[1].close()
+                continue
+            ctrl.send(enc.encode(Exited(pid, status)))
+
+    def spawn_from_blank(msg: bytes, fd: int) -> int:
+        while blanks:
+            pid, conn = blanks.popleft()
+            blank_pids.discard(pid)
+            try:
+                socket.send_fds(conn, [msg], [fd])
+                return pid
+            except OSError:
+                continue
+            finally:
+                conn.close()
+        return 0
+
+    ctrl.send(enc.encode(ZygoteReady(os.getpid(), preload_ms)))
+    for _ in range(blank_target):
+        fork_blank()
+
+    while True:
+        try:
+            readable, _, _ = select.select([ctrl, rfd], [], [])
+        except InterruptedError:
+            continue
+        if rfd in readable:
+            try:
+                while os.read(rfd, 512):
+                    pass
+            except BlockingIOError:
+                pass
+            reap()
+        if ctrl not in readable:
+            continue
+        msg, fds, _, _ = socket.recv_fds(ctrl, PACKET_MAX, 4)
+        if not msg:
+            return  # the server went away
+        try:
+            req = dec.decode(msg)
+        except msgspec.DecodeError as e:
+            for fd in fds:
+                os.close(fd)
+            print(f"zygote: bad control message: {e}", file=sys.stderr)
+            continue
+        if len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            ctrl.send(enc.encode(SpawnFailed(req.req, "spawn request without a connection")))
+            continue
+        pid = spawn_from_blank(msg, fds[0])
+        if pid == 0:
+            try:
+                pid = os.fork()
+            except OSError as e:
+                os.close(fds[0])
+                ctrl.send(enc.encode(SpawnFailed(req.req, f"fork failed: {e}")))
+                continue
+            if pid == 0:
+                for _, other in blanks:
+                    other.close()
+                _detach(ctrl, wake)
+                _exit_child(_become_instance, msg, fds[0], info, False)
+        os.close(fds[0])
+        ctrl.send(enc.encode(Spawned(req.req, pid)))
+        while len(blanks) < blank_target:
+            fork_blank()
+
+
+if __name__ == "__main__":
+    main()

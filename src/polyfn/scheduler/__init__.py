@@ -1,0 +1,1 @@
+"""Instance lifecycle on the server side: zygote client, instance handles, per-revision pools."""

@@ -1,0 +1,200 @@
+"""The server's handle on one instance process: its connection, state and in-flight invocations.
+
+The connection is an asyncio `Protocol` on our end of a socketpair; frames are split with
+`protocol.FrameReader`. Everything the instance sends is checked: an oversized or undecodable frame, or a
+result for an invocation we never sent, kills the instance (it is treated as hostile or broken).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+
+import msgspec
+
+from polyfn.protocol import (
+    FrameError,
+    FrameReader,
+    InitError,
+    Invoke,
+    Ready,
+    Result,
+    encode,
+    from_instance_decoder,
+)
+
+log = logging.getLogger("polyfn.instance")
+
+
+class State(enum.Enum):
+    STARTING = "starting"
+    READY = "ready"  # idle or busy: see `inflight`
+    STOPPING = "stopping"
+    DEAD = "dead"
+
+
+class InstanceGone(Exception):
+    """The instance died while an invocation was in flight (or before it was sent)."""
+
+
+class InitFailed(Exception):
+    def __init__(self, error: dict, logs: list[tuple[float, str, str]]):
+        super().__init__(error.get("errorMessage", "init failed"))
+        self.error = error
+        self.logs = logs
+
+
+class Instance(asyncio.Protocol):
+    def __init__(self, instance_id: str, revision_key: str, on_lost: Callable[[Instance], None]):
+        self.id = instance_id
+        self.revision_key = revision_key
+        self.on_lost = on_lost
+        self.state = State.STARTING
+        self.pid = 0
+        self.inflight = 0
+        self.served = 0
+        self.cold_claimed = False  # the first invocation served by an instance is its cold start
+        self.created = time.monotonic()
+        self.last_used = self.created
+        self.init_ms = 0.0
+        self.info = ""
+        self.exit_status: int | None = None
+        self.oom = False
+        self.kill_reason = ""
+        self._exit_event = asyncio.Event()
+        self._transport: asyncio.Transport | None = None
+        self._reader = FrameReader()
+        self._waiting: dict[int, asyncio.Future[Result]] = {}
+        self._seq = 0
+        self._ready: asyncio.Future[Ready] = asyncio.get_running_loop().create_future()
+
+    # --- asyncio.Protocol ---------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            frames = self._reader.feed(data)
+            for raw in frames:
+                msg = from_instance_decoder.decode(raw)
+                if type(msg) is Result:
+                    fut = self._waiting.pop(msg.id, None)
+                    if fut is None:
+                        raise FrameError(f"result for unknown invocation {msg.id}")
+                    if not fut.done():
+                        fut.set_result(msg)
+                elif type(msg) is Ready:
+                    if self._ready.done():
+                        raise FrameError("duplicate ready frame")
+                    self._ready.set_result(msg)
+                elif type(msg) is InitError:
+                    if not self._ready.done():
+                        self._ready.set_exception(InitFailed(msg.error, msg.logs))
+        except (FrameError, msgspec.DecodeError, msgspec.ValidationError) as e:
+            log.warning("instance %s sent an invalid frame (%s): killing it", self.id, e)
+            self.kill(f"protocol violation: {e}")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        prev = self.state
+        self.state = State.DEAD
+        gone = InstanceGone(self.kill_reason or "connection closed")
+        if not self._ready.done():
+            self._ready.set_exception(gone)
+        for fut in self._waiting.values():
+            if not fut.done():
+                fut.set_exception(gone)
+        self._waiting.clear()
+        if prev is not State.DEAD:
+            self.on_lost(self)
+
+    # --- lifecycle ------------------------------------------------------------------------------------
+
+    async def attach(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.connect_accepted_socket(lambda: self, sock)
+
+    async def wait_ready(self, timeout: float) -> Ready:
+        try:
+            ready = await asyncio.wait_for(asyncio.shield(self._ready), timeout)
+        except TimeoutError:
+            self.kill(f"did not become ready within {timeout:.1f} s")
+            raise
+        self.pid = ready.pid or self.pid
+        self.init_ms = ready.init_ms
+        self.info = ready.info
+        self.state = State.READY
+        return ready
+
+    def invoke(self, inv: Invoke) -> asyncio.Future[Result]:
+        """Send `inv`; the returned future resolves with its Result (or raises InstanceGone)."""
+        if self._transport is None:
+            raise InstanceGone(self.kill_reason or "instance is not connected")
+        self._seq += 1
+        inv.id = self._seq
+        fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._waiting[self._seq] = fut
+        self._transport.write(encode(inv))
+        return fut
+
+    def forget(self, inv_id: int) -> None:
+        self._waiting.pop(inv_id, None)
+
+    def kill(self, reason: str) -> None:
+        """SIGKILL the process and close the connection. Idempotent."""
+        if not self.kill_reason:
+            self.kill_reason = reason
+        if self.state is not State.DEAD:
+            self.state = State.STOPPING
+        if self.pid and self.exit_status is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self._transport is not None:
+            self._transport.abort()
+
+    def close(self) -> None:
+        """Graceful stop: closing our end makes the instance's read loop end and the process exit."""
+        if self.state is not State.DEAD:
+            self.state = State.STOPPING
+        if self._transport is not None:
+            self._transport.close()
+
+    def exited(self, status: int, oom: bool) -> None:
+        self.exit_status = status
+        self.oom = oom
+        self._exit_event.set()
+
+    async def wait_exit(self, timeout: float) -> int | None:
+        try:
+            await asyncio.wait_for(self._exit_event.wait(), timeout)
+        except TimeoutError:
+            return None
+        return self.exit_status
+
+    def describe_exit(self) -> str:
+        """A human description of why the process ended, for the caller and the activation."""
+        if self.oom:
+            return "out of memory: the instance exceeded its memory limit and was killed"
+        st = self.exit_status
+        if st is None:
+            return self.kill_reason or "the instance's connection closed unexpectedly"
+        if os.WIFSIGNALED(st):
+            sig = os.WTERMSIG(st)
+            try:
+                name = signal.Signals(sig).name
+            except ValueError:
+                name = f"signal {sig}"
+            why = f" ({self.kill_reason})" if self.kill_reason else ""
+            return f"killed by {name}{why}"
+        if os.WIFEXITED(st):
+            return f"exited with code {os.WEXITSTATUS(st)}"
+        return f"ended with wait status {st}"

@@ -1,0 +1,274 @@
+"""A pool of instances serving one revision: hand out free instances, start new ones when callers wait,
+keep callers in a bounded queue, reap idle instances after their keep-alive.
+
+All methods run on the server's event loop; nothing here blocks. The fast path (`try_acquire` /
+`release` with a free instance) is a few list operations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from polyfn.model import Revision
+from polyfn.scheduler.instance import InitFailed, Instance, InstanceGone, State
+
+if TYPE_CHECKING:
+    from polyfn.scheduler.manager import InstanceManager
+
+log = logging.getLogger("polyfn.pool")
+
+INIT_BACKOFF_MIN = 1.0
+INIT_BACKOFF_MAX = 30.0
+
+
+class Throttled(Exception):
+    """The function's queue is full; retry after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: int = 1):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PoolClosed(Exception):
+    pass
+
+
+class StartFailed(Exception):
+    """Starting an instance failed; `error` is the typed init error payload shown to callers."""
+
+    def __init__(self, error: dict[str, Any], logs: list[tuple[float, str, str]] | None = None):
+        super().__init__(error.get("errorMessage", "instance failed to start"))
+        self.error = error
+        self.logs = logs or []
+
+
+class Pool:
+    def __init__(self, revision: Revision, manager: InstanceManager, max_queue: int, keepalive: float):
+        self.revision = revision
+        self.manager = manager
+        spec = revision.spec
+        self.concurrency = spec.concurrency
+        self.min_instances = spec.min_instances
+        self.max_instances = spec.max_instances
+        self.keepalive = spec.keepalive if spec.keepalive is not None else keepalive
+        self.max_queue = max_queue
+        self.instances: list[Instance] = []  # every ready instance; starting ones are counted in `starting`
+        self.idle: list[Instance] = []  # ready instances with a free slot (stack: warmest on top)
+        self.waiters: deque[asyncio.Future[Instance]] = deque()
+        self.starting = 0
+        self.draining = False
+        self.cold_starts = 0
+        self._init_error: StartFailed | None = None
+        self._init_error_until = 0.0
+        self._init_backoff = INIT_BACKOFF_MIN
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._idle_event = asyncio.Event()
+
+    # --- handing out instances ---------------------------------------------------------------------------
+
+    def try_acquire(self) -> Instance | None:
+        idle = self.idle
+        while idle:
+            inst = idle[-1]
+            if inst.state is not State.READY:
+                idle.pop()
+                continue
+            inst.inflight += 1
+            if inst.inflight >= self.concurrency:
+                idle.pop()
+            return inst
+        return None
+
+    async def acquire(self, timeout: float) -> Instance:
+        inst = self.try_acquire()
+        if inst is not None:
+            return inst
+        if self._init_error is not None and time.monotonic() < self._init_error_until:
+            raise self._init_error
+        if len(self.waiters) >= self.max_queue:
+            raise Throttled(
+                f"function {self.revision.function!r} is at capacity ({len(self.instances)} instances, "
+                f"{len(self.waiters)} queued)",
+            )
+        fut: asyncio.Future[Instance] = asyncio.get_running_loop().create_future()
+        self.waiters.append(fut)
+        self._scale_up()
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            raise Throttled(
+                f"no instance of {self.revision.function!r} became free within {timeout:.1f} s", retry_after=1
+            ) from None
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                self.release(fut.result())  # we were handed an instance as we were cancelled
+            raise
+        finally:
+            try:
+                self.waiters.remove(fut)
+            except ValueError:
+                pass
+
+    def release(self, inst: Instance) -> None:
+        inst.inflight -= 1
+        inst.served += 1
+        inst.last_used = time.monotonic()
+        if inst.state is not State.READY:
+            return
+        if self.waiters and self._hand_over(inst):
+            return
+        if inst.inflight == self.concurrency - 1:  # it was full, so it is not on the idle stack
+            self.idle.append(inst)
+        if self.draining and not self.waiters and all(i.inflight == 0 for i in self.instances):
+            self._idle_event.set()
+
+    def _hand_over(self, inst: Instance) -> bool:
+        """Give `inst` to the oldest live waiter; True if one took it."""
+        while self.waiters:
+            fut = self.waiters.popleft()
+            if not fut.done():
+                inst.inflight += 1
+                fut.set_result(inst)
+                return True
+        return False
+
+    def _offer(self, inst: Instance) -> None:
+        """A freshly ready instance: serve waiters first, then park it on the idle stack."""
+        while inst.inflight < self.concurrency and self.waiters:
+            if not self._hand_over(inst):
+                break
+        if inst.inflight < self.concurrency:
+            self.idle.append(inst)
+
+    # --- scaling ---------------------------------------------------------------------------------------------
+
+    def _scale_up(self) -> None:
+        """Start enough instances for the callers now waiting, within max_instances."""
+        capacity_coming = self.starting * self.concurrency
+        wanted = -(-(len(self.waiters) - capacity_coming) // self.concurrency)
+        room = self.max_instances - len(self.instances) - self.starting
+        for _ in range(max(0, min(wanted, room))):
+            self._start_background()
+
+    def ensure_min(self) -> None:
+        missing = self.min_instances - len(self.instances) - self.starting
+        for _ in range(max(0, missing)):
+            self._start_background()
+
+    def _start_background(self) -> None:
+        self.starting += 1  # counted now, so concurrent scale-ups see it before the task runs
+        self._spawn_task(self._start_one())
+
+    def _spawn_task(self, coro: Awaitable[None]) -> None:
+        t = asyncio.ensure_future(coro)
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
+    async def _start_one(self) -> None:
+        try:
+            inst = await self.manager.start_instance(self)
+        except StartFailed as e:
+            self._start_failed(e)
+            return
+        except (InitFailed, InstanceGone, TimeoutError, OSError) as e:
+            err = e.error if isinstance(e, InitFailed) else {
+                "errorType": "Runtime.StartFailed",
+                "errorMessage": f"instance failed to start: {e or type(e).__name__}",
+                "stackTrace": [],
+            }
+            self._start_failed(StartFailed(err, getattr(e, "logs", [])))
+            return
+        finally:
+            self.starting -= 1
+        self._init_error = None
+        self._init_backoff = INIT_BACKOFF_MIN
+        if self.draining and not self.waiters:
+            inst.close()
+            return
+        if inst.state is not State.READY:  # died between ready and now
+            return
+        self.instances.append(inst)
+        self.cold_starts += 1
+        self._offer(inst)
+
+    def _start_failed(self, err: StartFailed) -> None:
+        """Report the init error to everyone waiting and back off, so a broken function does not spin."""
+        self._init_error = err
+        self._init_error_until = time.monotonic() + self._init_backoff
+        self._init_backoff = min(self._init_backoff * 2, INIT_BACKOFF_MAX)
+        log.warning("%s: instance failed to start: %s", self.revision.key, err)
+        if not any(i.state is State.READY for i in self.instances):
+            while self.waiters:
+                fut = self.waiters.popleft()
+                if not fut.done():
+                    fut.set_exception(err)
+
+    def on_lost(self, inst: Instance) -> None:
+        """An instance ended (crash, kill, keep-alive expiry): forget it, replace it if needed."""
+        try:
+            self.instances.remove(inst)
+        except ValueError:
+            pass
+        try:
+            self.idle.remove(inst)
+        except ValueError:
+            pass
+        if self.draining:
+            if not self.instances:
+                self._idle_event.set()
+            return
+        if self.waiters:
+            self._scale_up()
+        if len(self.instances) < self.min_instances:
+            self.ensure_min()
+
+    def reap(self, now: float) -> int:
+        """Close instances idle for longer than the keep-alive, keeping `min_instances`. Returns how many."""
+        closed = 0
+        for inst in list(self.idle):
+            if len(self.instances) - closed <= self.min_instances:
+                break
+            if inst.inflight == 0 and now - inst.last_used >= self.keepalive:
+                self.idle.remove(inst)
+                inst.close()
+                closed += 1
+        return closed
+
+    def stats(self) -> dict[str, int]:
+        ready = [i for i in self.instances if i.state is State.READY]
+        busy = sum(1 for i in ready if i.inflight > 0)
+        return {
+            "starting": self.starting,
+            "idle": len(ready) - busy,
+            "busy": busy,
+            "queued": len(self.waiters),
+            "cold_starts": self.cold_starts,
+        }
+
+    async def drain(self, timeout: float, on_done: Callable[[], None] | None = None) -> None:
+        """Stop taking new work (the caller has routed it elsewhere), let in-flight invocations finish
+        within `timeout`, then stop every instance."""
+        self.draining = True
+        if any(i.inflight for i in self.instances) or self.waiters:
+            self._idle_event.clear()
+            try:
+                await asyncio.wait_for(self._idle_event.wait(), timeout)
+            except TimeoutError:
+                log.warning("%s: %d invocations still running after %.0f s: stopping", self.revision.key,
+                            sum(i.inflight for i in self.instances), timeout)
+        for fut in self.waiters:
+            if not fut.done():
+                fut.set_exception(PoolClosed(f"function {self.revision.function!r} was removed"))
+        self.waiters.clear()
+        for t in list(self._tasks):
+            t.cancel()
+        for inst in list(self.instances):
+            inst.kill("function stopped")
+        self.idle.clear()
+        if on_done:
+            on_done()

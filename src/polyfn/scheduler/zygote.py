@@ -1,0 +1,172 @@
+"""Server side of the zygote: start it, ask it to fork instances, hear about exits.
+
+The zygote is restarted on demand if it dies; instances of a dead zygote die with it (PDEATHSIG) and their
+connections close, which the pools see as crashes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import msgspec
+
+from polyfn.runtimes.python.zygote import (
+    PACKET_MAX,
+    Exited,
+    FromZygote,
+    Spawn,
+    Spawned,
+    SpawnFailed,
+    ZygoteReady,
+)
+
+log = logging.getLogger("polyfn.zygote")
+
+
+class ZygoteError(Exception):
+    pass
+
+
+class ZygoteClient:
+    """One zygote process per runtime. `spawn()` returns the pid of a freshly forked instance."""
+
+    def __init__(self, runtime: str, log_path: Path, on_exit: Callable[[int, int], None]):
+        self.runtime = runtime
+        self.log_path = log_path
+        self.on_exit = on_exit
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.sock: socket.socket | None = None
+        self._pending: dict[int, asyncio.Future[int]] = {}
+        self._ready: asyncio.Future[ZygoteReady] | None = None
+        self._ids = itertools.count(1)
+        self._enc = msgspec.msgpack.Encoder()
+        self._dec = msgspec.msgpack.Decoder(FromZygote)
+        self._lock = asyncio.Lock()
+        self.preload_ms = 0.0
+        self.env: dict[str, str] = {}  # extra environment for the zygote (cgroup base, …)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        env = dict(os.environ)
+        env.update(self.env)
+        env["POLYFN_ZYGOTE_FD"] = str(theirs.fileno())
+        env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as logf:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "polyfn.runtimes.python.zygote"],
+                pass_fds=(theirs.fileno(),),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=logf,
+                stderr=logf,
+                start_new_session=True,
+            )
+        theirs.close()
+        ours.setblocking(False)
+        self.sock = ours
+        self._ready = loop.create_future()
+        loop.add_reader(ours.fileno(), self._on_readable)
+        try:
+            ready = await asyncio.wait_for(self._ready, 30)
+        except TimeoutError:
+            self.stop()
+            raise ZygoteError(f"the {self.runtime} zygote did not start within 30 s (see {self.log_path})") from None
+        self.preload_ms = ready.preload_ms
+        log.info("%s zygote pid %d ready (preload %.0f ms)", self.runtime, ready.pid, ready.preload_ms)
+
+    def _on_readable(self) -> None:
+        assert self.sock is not None
+        while True:
+            try:
+                data = self.sock.recv(PACKET_MAX)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._lost()
+                return
+            try:
+                msg = self._dec.decode(data)
+            except msgspec.DecodeError:
+                log.error("bad message from the zygote; restarting it")
+                self._lost()
+                return
+            if isinstance(msg, Exited):
+                self.on_exit(msg.pid, msg.status)
+            elif isinstance(msg, Spawned):
+                fut = self._pending.pop(msg.req, None)
+                if fut and not fut.done():
+                    fut.set_result(msg.pid)
+            elif isinstance(msg, SpawnFailed):
+                fut = self._pending.pop(msg.req, None)
+                if fut and not fut.done():
+                    fut.set_exception(ZygoteError(msg.message))
+            elif isinstance(msg, ZygoteReady):
+                if self._ready and not self._ready.done():
+                    self._ready.set_result(msg)
+
+    def _lost(self) -> None:
+        """The zygote died or closed the channel: fail pending spawns; the next spawn restarts it."""
+        if self.sock is not None:
+            try:
+                asyncio.get_running_loop().remove_reader(self.sock.fileno())
+            except (RuntimeError, ValueError):
+                pass
+            self.sock.close()
+            self.sock = None
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(ZygoteError(f"the {self.runtime} zygote died"))
+        self._pending.clear()
+        if self._ready and not self._ready.done():
+            self._ready.set_exception(ZygoteError(f"the {self.runtime} zygote exited during start (see {self.log_path})"))
+        if self.proc is not None:
+            try:
+                self.proc.kill()
+            except OSError:
+                pass
+            self.proc.wait()
+            self.proc = None
+
+    async def spawn(self, spec: msgspec.Struct, conn: socket.socket) -> int:
+        """Fork an instance whose end of the connection is `conn` (sent over SCM_RIGHTS). Returns its pid."""
+        if self.sock is None or not self.alive:
+            async with self._lock:
+                if self.sock is None or not self.alive:
+                    if self.sock is not None:
+                        self._lost()
+                    await self.start()
+        assert self.sock is not None
+        req = next(self._ids)
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._pending[req] = fut
+        payload = self._enc.encode(Spawn(req, spec))
+        for _ in range(1000):
+            try:
+                socket.send_fds(self.sock, [payload], [conn.fileno()])
+                break
+            except BlockingIOError:
+                # The control channel is full (only under a burst of spawns): give the zygote a moment.
+                await asyncio.sleep(0.001)
+            except OSError as e:
+                self._pending.pop(req, None)
+                raise ZygoteError(f"cannot reach the {self.runtime} zygote: {e}") from e
+        return await fut
+
+    def stop(self) -> None:
+        self._lost()

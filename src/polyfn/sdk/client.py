@@ -1,0 +1,451 @@
+"""A small synchronous client for the polyfn control API (`/v1`, see docs/api.md).
+
+The CLI is built on it, and it is the supported way to drive polyfn from Python scripts and tests.
+It deliberately mirrors the REST API one method per endpoint and returns the decoded JSON as plain
+dicts: the API document is the contract, so a second set of typed models here would only drift.
+
+Errors are values the caller can act on: every non-2xx answer the *platform* produced becomes an
+`ApiError(status, code, message)` with the stable code from the API, and a server that cannot be
+reached at all becomes `ServerUnreachable` (distinct because the fix — start the server or point at
+another URL — is different from any API error).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Generator, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from polyfn import __version__
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+USER_AGENT = f"polyfn-sdk/{__version__}"
+
+#: Marks errors produced by the platform rather than by the function (docs/api.md, "Errors").
+ERROR_HEADER = "x-polyfn-error"
+ACTIVATION_HEADER = "x-polyfn-activation-id"
+COLD_HEADER = "x-polyfn-cold"
+
+
+class PolyfnError(Exception):
+    """Base class of everything this client raises, so callers can catch one type."""
+
+
+class ServerUnreachable(PolyfnError):
+    """No TCP/HTTP conversation was possible with the server (refused, DNS failure, connect timeout)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"cannot reach polyfn at {url}: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+class ApiError(PolyfnError):
+    """The server answered with an error; `code` is the stable API code (e.g. `function_not_found`)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class InvokeResponse:
+    """What an invocation returned: the function's own status, headers and body, untouched.
+
+    Only *platform* failures raise; a function's error (HTTP 500 with its error payload) is a
+    normal answer here because the payload is the useful part and callers want to see it.
+    """
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    @property
+    def activation_id(self) -> str | None:
+        """The id to look the invocation up with (`polyfn activation ID`)."""
+        return self.headers.get(ACTIVATION_HEADER)
+
+    @property
+    def cold(self) -> bool | None:
+        """Whether this invocation had to start an instance; None if the server did not say."""
+        value = self.headers.get(COLD_HEADER)
+        return None if value is None else value.strip().lower() == "true"
+
+    @property
+    def function_error(self) -> bool:
+        """True when the handler raised (the body is then the function's error payload)."""
+        marker = self.headers.get(ERROR_HEADER)
+        return marker == "function_error" or (marker is None and self.status == 500)
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def _error_envelope(body: bytes) -> tuple[str, str] | None:
+    """Return (code, message) when `body` is the platform's `{"error": {...}}` shape, else None."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    if isinstance(data, dict) and isinstance(data.get("error"), dict):
+        err = data["error"]
+        return str(err.get("code") or "error"), str(err.get("message") or "")
+    return None
+
+
+def error_from_response(status: int, headers: Mapping[str, str], body: bytes, reason: str = "") -> ApiError:
+    """Build the ApiError for a failed response, tolerating bodies that are not our envelope.
+
+    A reverse proxy in front of polyfn, or a framework-level failure (e.g. FastAPI's own
+    `{"detail": ...}` validation answer), must still produce a readable message, not a crash.
+    """
+    envelope = _error_envelope(body)
+    if envelope is not None:
+        return ApiError(status, *envelope)
+    code = headers.get(ERROR_HEADER) or f"http_{status}"
+    message = reason or "request failed"
+    try:
+        data = json.loads(body)
+    except ValueError:
+        text = body.decode("utf-8", "replace").strip()
+        if text:
+            message = text[:500]
+    else:
+        if isinstance(data, dict) and "detail" in data:
+            message = json.dumps(data["detail"]) if not isinstance(data["detail"], str) else data["detail"]
+        else:
+            message = json.dumps(data)[:500]
+    return ApiError(status, code, message)
+
+
+def encode_inline_files(files: Mapping[str, str | bytes]) -> dict[str, dict[str, str]]:
+    """Split files into the JSON deploy body's `files` (UTF-8 text) and `files_base64` (anything else)."""
+    text: dict[str, str] = {}
+    binary: dict[str, str] = {}
+    for name, content in files.items():
+        if isinstance(content, str):
+            text[name] = content
+            continue
+        try:
+            text[name] = content.decode("utf-8")
+        except UnicodeDecodeError:
+            binary[name] = base64.b64encode(content).decode("ascii")
+    out: dict[str, dict[str, str]] = {}
+    if text:
+        out["files"] = text
+    if binary:
+        out["files_base64"] = binary
+    return out
+
+
+def iter_sse_data(lines: Iterator[str]) -> Iterator[str]:
+    """Yield the `data` of each Server-Sent Event in `lines` (multi-line data joined with newlines).
+
+    Comments (`: keep-alive`) and other fields (`event:`, `id:`, `retry:`) are skipped: the log
+    stream only carries data events, and ignoring the rest keeps us compatible with heartbeats.
+    """
+    data: list[str] = []
+    for raw in lines:
+        line = raw.rstrip("\r\n")
+        if not line:
+            if data:
+                yield "\n".join(data)
+                data = []
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        if field == "data":
+            data.append(value[1:] if value.startswith(" ") else value)
+    if data:
+        yield "\n".join(data)
+
+
+def normalize_url(url: str) -> str:
+    """Accept `host:port` and trailing slashes, because that is what people paste."""
+    url = url.strip().rstrip("/")
+    if "://" not in url:
+        url = "http://" + url
+    return url
+
+
+class Client:
+    """Synchronous client for one polyfn server.
+
+    `timeout` bounds control calls. Deploys and invocations have no read timeout because the
+    server enforces their limits (dependency installs, the function's own `timeout`) and says so
+    with a proper error; a client-side cut-off would only hide that answer.
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        *,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = normalize_url(url)
+        self.api_key = api_key or None
+        self.timeout = timeout
+        headers = {"User-Agent": USER_AGENT}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        self._http = httpx.Client(
+            base_url=self.url, headers=headers, timeout=httpx.Timeout(timeout), transport=transport
+        )
+        self._long = httpx.Timeout(timeout, read=None)
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def function_url(self, name: str) -> str:
+        """The public HTTP trigger URL of a function (`ANY /fn/{name}`)."""
+        return f"{self.url}/fn/{quote(name, safe='')}"
+
+    def _transport_error(self, exc: httpx.TransportError) -> PolyfnError:
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.UnsupportedProtocol):
+            return ServerUnreachable(self.url, str(exc) or type(exc).__name__)
+        if isinstance(exc, httpx.TimeoutException):
+            return PolyfnError(f"polyfn at {self.url} did not answer within {self.timeout:g}s")
+        return PolyfnError(f"request to polyfn at {self.url} failed: {exc or type(exc).__name__}")
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc) from exc
+        if response.status_code >= 400:
+            raise error_from_response(
+                response.status_code, response.headers, response.content, response.reason_phrase
+            )
+        return response
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._send(method, path, **kwargs)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise PolyfnError(
+                f"polyfn at {self.url} answered {method} {path} with something that is not JSON"
+            ) from exc
+
+    # -- endpoints --------------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """`GET /healthz` (no key needed): `{"status": "ok", "version": ...}`."""
+        return self._json("GET", "/healthz")
+
+    def version(self) -> dict[str, Any]:
+        """`GET /v1/version`."""
+        return self._json("GET", "/v1/version")
+
+    def deploy(
+        self,
+        spec: Mapping[str, Any],
+        files: Mapping[str, str | bytes] | None = None,
+        zip_bytes: bytes | None = None,
+        on_progress: Callable[[str], None] | None = None,
+    ) -> dict[str, Any]:
+        """Create or update a function; returns the function object (with `detected`).
+
+        Give either inline `files` (sent as JSON) or a zip archive (sent as multipart). With
+        `on_progress`, the deploy is streamed and each progress message (dependency installs can
+        take a while) is passed to it as it arrives.
+        """
+        if files is not None and zip_bytes is not None:
+            raise ValueError("give either files or zip_bytes, not both")
+        if not spec.get("name"):
+            raise ValueError("spec needs a name")
+        kwargs: dict[str, Any]
+        if zip_bytes is not None:
+            kwargs = {
+                "data": {"spec": json.dumps(dict(spec))},
+                "files": {"code": ("code.zip", zip_bytes, "application/zip")},
+            }
+        else:
+            kwargs = {"json": {**spec, **encode_inline_files(files or {})}}
+        if on_progress is None:
+            return self._json("POST", "/v1/functions", timeout=self._long, **kwargs)
+        return self._deploy_streamed(kwargs, on_progress)
+
+    def _deploy_streamed(self, kwargs: dict[str, Any], on_progress: Callable[[str], None]) -> dict[str, Any]:
+        try:
+            with self._http.stream(
+                "POST", "/v1/functions", params={"stream": "true"}, timeout=self._long, **kwargs
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise error_from_response(
+                        response.status_code, response.headers, response.content, response.reason_phrase
+                    )
+                if "ndjson" not in response.headers.get("content-type", ""):
+                    # A server that ignores `stream=true` answers with the plain function object.
+                    response.read()
+                    return response.json()
+                for line in response.iter_lines():
+                    if not line.strip():
+                        continue
+                    try:
+                        event = json.loads(line)
+                    except ValueError as exc:
+                        raise PolyfnError(
+                            f"the deploy stream sent a line that is not JSON: {line[:200]!r}"
+                        ) from exc
+                    kind = event.get("event")
+                    if kind == "progress":
+                        on_progress(str(event.get("message", "")))
+                    elif kind == "done":
+                        return event["function"]
+                    elif kind == "error":
+                        err = event.get("error") or {}
+                        raise ApiError(
+                            int(err.get("status") or 400),
+                            str(err.get("code") or "error"),
+                            str(err.get("message") or ""),
+                        )
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc) from exc
+        raise PolyfnError("the deploy stream ended without a result: check the server's log")
+
+    def list_functions(self) -> list[dict[str, Any]]:
+        """`GET /v1/functions`: every function with its instance counts."""
+        return self._json("GET", "/v1/functions").get("functions", [])
+
+    def get_function(self, name: str) -> dict[str, Any]:
+        """`GET /v1/functions/{name}`: the function plus `revisions` and `instances`."""
+        return self._json("GET", f"/v1/functions/{quote(name, safe='')}")
+
+    def delete_function(self, name: str) -> dict[str, Any]:
+        """`DELETE /v1/functions/{name}`."""
+        return self._json("DELETE", f"/v1/functions/{quote(name, safe='')}", timeout=self._long)
+
+    def invoke(
+        self,
+        name: str,
+        payload: bytes = b"{}",
+        content_type: str = "application/json",
+        headers: Mapping[str, str] | None = None,
+    ) -> InvokeResponse:
+        """`POST /v1/functions/{name}/invoke`; returns the function's answer, raises platform errors.
+
+        A platform error is one marked with `X-Polyfn-Error` (other than `function_error`) or, for
+        servers that forget the header, one whose body is the `{"error": {...}}` envelope.
+        """
+        try:
+            response = self._http.post(
+                f"/v1/functions/{quote(name, safe='')}/invoke",
+                content=payload,
+                headers={"Content-Type": content_type, **(headers or {})},
+                timeout=self._long,
+            )
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc) from exc
+        status, body = response.status_code, response.content
+        if status >= 400:
+            marker = response.headers.get(ERROR_HEADER)
+            if marker is not None and marker != "function_error":
+                raise error_from_response(status, response.headers, body, response.reason_phrase)
+            if marker is None:
+                envelope = _error_envelope(body)
+                if envelope is not None and envelope[0] != "function_error":
+                    raise ApiError(status, *envelope)
+        return InvokeResponse(status=status, headers=response.headers, body=body)
+
+    def activations(
+        self,
+        function: str | None = None,
+        status: str | None = None,
+        cold: bool | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """`GET /v1/activations`, newest first; unset filters are not sent."""
+        params = _params(
+            function=function,
+            status=status,
+            cold=None if cold is None else str(cold).lower(),
+            since=since,
+            until=until,
+            limit=limit,
+        )
+        return self._json("GET", "/v1/activations", params=params).get("activations", [])
+
+    def activation(self, activation_id: str) -> dict[str, Any]:
+        """`GET /v1/activations/{id}`: timings, result or error, and captured log lines."""
+        return self._json("GET", f"/v1/activations/{quote(activation_id, safe='')}")
+
+    def logs(
+        self,
+        name: str,
+        since: float | None = None,
+        activation: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """`GET /v1/functions/{name}/logs`, oldest first."""
+        params = _params(since=since, activation=activation, limit=limit)
+        return self._json("GET", f"/v1/functions/{quote(name, safe='')}/logs", params=params).get("logs", [])
+
+    def follow_logs(
+        self,
+        name: str,
+        since: float | None = None,
+        activation: str | None = None,
+        limit: int | None = None,
+    ) -> Generator[dict[str, Any], None, None]:
+        """Yield log lines as they happen (SSE `follow=true`) until the server closes the stream.
+
+        The generator holds the connection open; close it (or break out of the loop) to stop.
+        """
+        params = _params(follow="true", since=since, activation=activation, limit=limit)
+        try:
+            with self._http.stream(
+                "GET",
+                f"/v1/functions/{quote(name, safe='')}/logs",
+                params=params,
+                headers={"Accept": "text/event-stream"},
+                timeout=self._long,
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise error_from_response(
+                        response.status_code, response.headers, response.content, response.reason_phrase
+                    )
+                for data in iter_sse_data(response.iter_lines()):
+                    try:
+                        event = json.loads(data)
+                    except ValueError:
+                        event = {"line": data}
+                    if isinstance(event, dict):
+                        yield event
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc) from exc
+
+
+def _params(**values: Any) -> dict[str, Any]:
+    """Query parameters without the unset ones, so the server's defaults apply."""
+    return {key: value for key, value in values.items() if value is not None}

@@ -1,0 +1,237 @@
+"""Builds one polyfn node and runs it: stores, instance manager, registry, invoker, gateway, API.
+
+Shutdown happens in a written order, each step bounded (see `Node.stop`): stop accepting invocations →
+let in-flight invocations finish (drain_timeout) → stop instances and the zygote → flush activation
+records → close the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from polyfn import __version__
+from polyfn.config import Settings
+from polyfn.deploy import archive
+from polyfn.deploy.service import Deployer
+from polyfn.invoker import Invoker
+from polyfn.model import Revision
+from polyfn.observe.recorder import ActivationRecorder
+from polyfn.scheduler.manager import InstanceManager
+from polyfn.scheduler.pool import Pool
+from polyfn.scheduler.registry import FunctionRegistry
+
+log = logging.getLogger("polyfn")
+
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
+
+
+def load_or_create_admin_key(data_dir: Path) -> str:
+    """The admin API key lives in `<data dir>/admin.key` (0600), made at first start."""
+    path = data_dir / "admin.key"
+    if path.exists():
+        key = path.read_text().strip()
+        if key:
+            return key
+    key = "pfk_" + secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    return key
+
+
+class Node:
+    def __init__(self, settings: Settings, examples: bool = False):
+        self.settings = settings
+        self.examples = examples
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(settings.data_dir, 0o700)
+        self.admin_key = load_or_create_admin_key(settings.data_dir)
+        self.store: Any = None
+        self.manager = InstanceManager(settings)
+        self.registry = FunctionRegistry(self.manager, settings.drain_timeout)
+        self.recorder: ActivationRecorder = None  # type: ignore[assignment]
+        self.invoker: Invoker = None  # type: ignore[assignment]
+        self.deployer: Deployer = None  # type: ignore[assignment]
+        self._cleanup: set[asyncio.Task[None]] = set()
+        from polyfn.api.app import build_api
+        from polyfn.gateway import Gateway
+
+        self.api = build_api(self)
+        self._gateway: Gateway | None = None
+        self._gateway_cls = Gateway
+
+    async def start(self) -> None:
+        from polyfn.store import Store
+
+        s = self.settings
+        for d in (s.code_dir, s.deps_dir, s.run_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self.store = await Store.open(s.db_url)
+        self.recorder = ActivationRecorder(self.store, retention_count=s.activation_retention_count,
+                                           retention_age=s.activation_retention_age)
+        self.recorder.start()
+        self.invoker = Invoker(s, self.registry, self.recorder)
+        self._gateway = self._gateway_cls(self.invoker)
+        self.deployer = Deployer(s, self.store, self.registry)
+        await self.manager.start()
+        for info in await self.store.list_functions():
+            rev = await self.store.get_current_revision(info.name)
+            if rev is not None and Path(rev.code_dir).is_dir():
+                self.registry.activate(rev)
+        if self.examples:
+            await self.deploy_examples()
+        log.info("polyfn %s ready: %d functions, isolation: %s", __version__, len(self.registry.functions),
+                 self.manager.isolation)
+
+    async def stop(self) -> None:
+        s = self.settings
+        self.invoker.accepting = False  # 1. no new invocations
+        await self.registry.drain_all(s.drain_timeout)  # 2. in-flight invocations finish (bounded)
+        await self.manager.stop()  # 3. every instance and the zygote are gone
+        if self._cleanup:
+            await asyncio.wait(list(self._cleanup), timeout=5)
+        await self.recorder.stop()  # 4. activation records flushed
+        await self.store.close()  # 5. store closed
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _app: Any) -> AsyncIterator[None]:
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    async def asgi(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Top-level ASGI app: `/fn/...` goes straight to the gateway, the rest to the API."""
+        if scope["type"] == "http" and scope["path"].startswith("/fn/") and self._gateway is not None:
+            await self._gateway(scope, receive, send)
+        else:
+            await self.api(scope, receive, send)
+
+    def schedule_code_cleanup(self, name: str, revisions: list[Revision], pool: Pool | None) -> None:
+        """After a delete: once the old pool has drained, remove the function's code directories."""
+
+        async def cleanup() -> None:
+            if pool is not None:
+                while pool in self.manager.pools:
+                    await asyncio.sleep(0.05)
+            for rev in revisions:
+                archive.remove_tree(Path(rev.code_dir))
+            with contextlib.suppress(OSError):
+                (self.settings.code_dir / name).rmdir()
+
+        t = asyncio.ensure_future(cleanup())
+        self._cleanup.add(t)
+        t.add_done_callback(self._cleanup.discard)
+
+    async def deploy_examples(self) -> None:
+        """Deploy every example under examples/seed and examples/native whose code changed since it was
+        last deployed. A `polyfn.json` beside the code holds spec fields (e.g. the function's name)."""
+        dirs = [p for group in ("seed", "native") if (EXAMPLES_DIR / group).is_dir()
+                for p in sorted((EXAMPLES_DIR / group).iterdir()) if p.is_dir()]
+        for d in dirs:
+            files = {str(f.relative_to(d)): f.read_bytes() for f in d.rglob("*")
+                     if f.is_file() and "__pycache__" not in f.parts and f.name != "README.md"}
+            meta_file = d / "polyfn.json"
+            fields = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+            files.pop("polyfn.json", None)
+            fields.setdefault("name", d.name)
+            current = await self.store.get_function(fields["name"])
+            if current is not None and current.code_sha256 == archive.digest(files):
+                continue
+            try:
+                await self.deployer.deploy(fields, files)
+                log.info("deployed example %s", fields["name"])
+            except Exception as e:
+                log.warning("example %s not deployed: %s", d.name, e)
+
+
+def _setup_logging() -> None:
+    level = os.environ.get("POLYFN_LOG_LEVEL", "INFO").upper()
+    handler = logging.StreamHandler(sys.stderr)
+    if sys.stderr.isatty():
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    else:
+        handler.setFormatter(_JsonFormatter())
+    root = logging.getLogger("polyfn")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line when stderr is not a terminal."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = {"ts": round(record.created, 3), "level": record.levelname.lower(), "logger": record.name,
+               "msg": record.getMessage()}
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
+def serve(host: str = "127.0.0.1", port: int = 8080, data_dir: str | Path | None = None,
+          examples: bool = False, **overrides: Any) -> None:
+    """Run a node in the foreground until SIGINT/SIGTERM."""
+    import uvicorn
+
+    kwargs: dict[str, Any] = {"host": host, "port": port, **overrides}
+    if data_dir is not None:
+        kwargs["data_dir"] = Path(data_dir).expanduser()
+    settings = Settings(**kwargs)
+    _setup_logging()
+    node = Node(settings, examples=examples)
+    config = uvicorn.Config(
+        node.asgi, host=settings.host, port=settings.port, loop="uvloop", http="httptools", lifespan="on",
+        interface="asgi3",
+        log_level="warning", access_log=False, timeout_graceful_shutdown=int(settings.drain_timeout) or None,
+        server_header=False, date_header=False, backlog=2048,
+    )
+    server = uvicorn.Server(config)
+
+    async def main() -> None:
+        async def announce() -> None:
+            while not server.started:
+                if server.should_exit:
+                    return
+                await asyncio.sleep(0.02)
+            sock = server.servers[0].sockets[0]
+            bound = sock.getsockname()[1]
+            url = f"http://{settings.host}:{bound}"
+            info = settings.data_dir / "server.json"
+            info.write_text(json.dumps({"url": url, "pid": os.getpid(), "version": __version__}))
+            print(f"polyfn {__version__} serving on {url}", flush=True)
+            print(f"  functions:  {url}/fn/NAME        (HTTP trigger)", flush=True)
+            print(f"  API:        {url}/v1/docs        (key: {settings.data_dir / 'admin.key'})", flush=True)
+            print(f"  data dir:   {settings.data_dir}", flush=True)
+            if node.registry.functions:
+                print(f"  deployed:   {', '.join(sorted(node.registry.functions))}", flush=True)
+            print("  try:        curl -d hello " + url + "/fn/reverse", flush=True)
+
+        t = asyncio.create_task(announce())
+        try:
+            await server.serve()
+        finally:
+            t.cancel()
+            with contextlib.suppress(OSError):
+                (settings.data_dir / "server.json").unlink()
+
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

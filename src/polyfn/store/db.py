@@ -1,0 +1,465 @@
+"""The metadata + activation store: functions, revisions, activations and their log lines.
+
+One code path for SQLite (embedded default, via aiosqlite) and PostgreSQL (cluster, via asyncpg), using
+SQLAlchemy 2 async Core. The schema is owned by Alembic; `Store.open` upgrades to head every time, so a
+new polyfn version migrates an old data dir on first start.
+
+Concurrency model:
+* SQLite allows one writer at a time. Every write transaction is started with `BEGIN IMMEDIATE` (so two
+  writers never both read, then fail to upgrade to a write lock) and, inside one process, writes queue on an
+  `asyncio.Lock` instead of spinning on `busy_timeout`. WAL mode keeps readers from blocking on the writer.
+* PostgreSQL serialises deploys of one function by locking its `functions` row (`SELECT ... FOR UPDATE`),
+  and concurrent node start-ups by an advisory lock around the migration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import msgspec
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Row, and_, delete, event, func, insert, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from polyfn.model import Activation, FunctionInfo, FunctionSpec, LogLine, Revision, now
+from polyfn.store.tables import activations, functions, log_lines, revisions
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 10_000  # how long another process's write may hold us up before "database is locked"
+_WRITE = "polyfn_write"  # execution option marking a connection whose transaction will write
+_MIGRATION_LOCK_KEY = 0x706F6C79666E  # "polyfn": pg advisory lock id held while migrating
+
+
+class Store:
+    """Async access to polyfn's metadata database. Create with `await Store.open(url)`."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._is_sqlite = engine.dialect.name == "sqlite"
+        self._write_lock = asyncio.Lock()
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The underlying engine, for components that share the database (e.g. a PostgreSQL leader lock)."""
+        return self._engine
+
+    @classmethod
+    async def open(cls, url: str) -> Store:
+        """Connect to `url` (e.g. `sqlite+aiosqlite:////abs/polyfn.db`, `postgresql+asyncpg://...`) and migrate."""
+        engine = _create_engine(url)
+        if engine.dialect.name == "sqlite":
+            await _enable_wal(engine.url.database or "")
+        store = cls(engine)
+        try:
+            await store._migrate()
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    # -- plumbing -------------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _writer(self) -> AsyncIterator[AsyncConnection]:
+        """A connection inside a write transaction, committed on exit (rolled back on error)."""
+        lock = self._write_lock if self._is_sqlite else contextlib.nullcontext()
+        async with lock, self._engine.connect() as conn:
+            await conn.execution_options(**{_WRITE: True})
+            async with conn.begin():
+                yield conn
+
+    async def _migrate(self) -> None:
+        cfg = Config()
+        # Config values go through configparser interpolation: a literal '%' in the path must be doubled.
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+        async with self._writer() as conn:
+            if conn.dialect.name == "postgresql":
+                # Several nodes may start at once; only one may create the schema, the rest then see head.
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+            await conn.run_sync(_upgrade_head, cfg)
+
+    # -- functions and revisions ---------------------------------------------------------------------
+
+    async def create_revision(
+        self, spec: FunctionSpec, code_sha256: str, code_dir: str, deps_dir: str | None
+    ) -> tuple[Revision, bool]:
+        """Record a deploy: create the function if new, add revision max+1 and make it current.
+
+        Returns the revision and whether the function was created by this call. Revision numbers start
+        at 1 for a function that does not exist (including one that was deleted and is deployed again).
+        """
+        ts = now()
+        async with self._writer() as conn:
+            upsert = (
+                _dialect_insert(conn)(functions)
+                .values(name=spec.name, current_revision=0, created_at=ts, updated_at=ts)
+                .on_conflict_do_nothing(index_elements=["name"])
+            )
+            created = (await conn.execute(upsert)).rowcount == 1
+            # Serialise concurrent deploys of this function (PostgreSQL; SQLite is already serial).
+            await conn.execute(
+                select(functions.c.name).where(functions.c.name == spec.name).with_for_update()
+            )
+            last = await conn.scalar(
+                select(func.max(revisions.c.number)).where(revisions.c.function == spec.name)
+            )
+            rev = Revision(
+                function=spec.name,
+                number=(last or 0) + 1,
+                spec=spec,
+                code_sha256=code_sha256,
+                code_dir=code_dir,
+                deps_dir=deps_dir,
+                created_at=ts,
+            )
+            await conn.execute(insert(revisions).values(_revision_row(rev)))
+            await conn.execute(
+                update(functions)
+                .where(functions.c.name == spec.name)
+                .values(current_revision=rev.number, updated_at=ts)
+            )
+        return rev, created
+
+    async def get_function(self, name: str) -> FunctionInfo | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(_function_query().where(functions.c.name == name))).first()
+        return _function_info(row) if row else None
+
+    async def list_functions(self) -> list[FunctionInfo]:
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(_function_query().order_by(functions.c.name))).all()
+        return [_function_info(r) for r in rows]
+
+    async def get_current_revision(self, name: str) -> Revision | None:
+        query = select(revisions).join(
+            functions,
+            and_(
+                functions.c.name == revisions.c.function, functions.c.current_revision == revisions.c.number
+            ),
+        )
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query.where(functions.c.name == name))).first()
+        return _revision(row) if row else None
+
+    async def get_revision(self, name: str, number: int) -> Revision | None:
+        query = select(revisions).where(revisions.c.function == name, revisions.c.number == number)
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return _revision(row) if row else None
+
+    async def list_revisions(self, name: str) -> list[Revision]:
+        """All revisions of `name`, oldest first (empty if the function does not exist)."""
+        query = select(revisions).where(revisions.c.function == name).order_by(revisions.c.number)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_revision(r) for r in rows]
+
+    async def delete_function(self, name: str) -> list[Revision] | None:
+        """Delete the function and its revisions; its activations and logs stay until pruned.
+
+        Returns the deleted revisions (so the caller can remove their code dirs), or None if unknown.
+        """
+        async with self._writer() as conn:
+            found = await conn.scalar(
+                select(functions.c.name).where(functions.c.name == name).with_for_update()
+            )
+            if found is None:
+                return None
+            rows = (
+                await conn.execute(
+                    select(revisions).where(revisions.c.function == name).order_by(revisions.c.number)
+                )
+            ).all()
+            await conn.execute(delete(revisions).where(revisions.c.function == name))
+            await conn.execute(delete(functions).where(functions.c.name == name))
+        return [_revision(r) for r in rows]
+
+    # -- activations and logs ------------------------------------------------------------------------
+
+    async def add_activations(self, acts: Sequence[Activation]) -> None:
+        """Insert a batch of activations and their log lines in one transaction (two executemany calls)."""
+        if not acts:
+            return
+        act_rows = [_activation_row(a) for a in acts]
+        log_rows = [
+            {"activation_id": a.id, "function": a.function, "ts": ln.ts, "stream": ln.stream, "line": ln.line}
+            for a in acts
+            for ln in a.logs
+        ]
+        async with self._writer() as conn:
+            await conn.execute(insert(activations), act_rows)
+            if log_rows:
+                await conn.execute(insert(log_lines), log_rows)
+
+    async def get_activation(self, id: str) -> Activation | None:
+        """One activation with its log lines, in the order they were recorded."""
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(activations).where(activations.c.id == id))).first()
+            if row is None:
+                return None
+            logs = (
+                await conn.execute(
+                    select(log_lines.c.ts, log_lines.c.stream, log_lines.c.line)
+                    .where(log_lines.c.activation_id == id)
+                    .order_by(log_lines.c.id)
+                )
+            ).all()
+        return _activation(row, [LogLine(r.ts, r.stream, r.line) for r in logs])
+
+    async def list_activations(
+        self,
+        function: str | None = None,
+        status: str | None = None,
+        cold: bool | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 50,
+    ) -> list[Activation]:
+        """Newest first, filtered on `since <= start < until`. `logs` is left empty (use get_activation)."""
+        if limit <= 0:
+            return []
+        query = select(activations)
+        if function is not None:
+            query = query.where(activations.c.function == function)
+        if status is not None:
+            query = query.where(activations.c.status == status)
+        if cold is not None:
+            query = query.where(activations.c.cold == cold)
+        if since is not None:
+            query = query.where(activations.c.start >= since)
+        if until is not None:
+            query = query.where(activations.c.start < until)
+        query = query.order_by(activations.c.start.desc(), activations.c.id.desc()).limit(limit)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_activation(r, []) for r in rows]
+
+    async def get_logs(
+        self, function: str, since: float | None = None, activation: str | None = None, limit: int = 200
+    ) -> list[dict[str, Any]]:
+        """The newest `limit` log lines of `function` with `ts >= since`, returned oldest first.
+
+        Each line is `{"activation", "ts", "stream", "line"}`. Lines with equal timestamps keep the order
+        they were recorded in.
+        """
+        if limit <= 0:
+            return []
+        query = select(log_lines.c.activation_id, log_lines.c.ts, log_lines.c.stream, log_lines.c.line).where(
+            log_lines.c.function == function
+        )
+        if since is not None:
+            query = query.where(log_lines.c.ts >= since)
+        if activation is not None:
+            query = query.where(log_lines.c.activation_id == activation)
+        query = query.order_by(log_lines.c.ts.desc(), log_lines.c.id.desc()).limit(limit)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            {"activation": r.activation_id, "ts": r.ts, "stream": r.stream, "line": r.line}
+            for r in reversed(rows)
+        ]
+
+    async def prune(self, max_count: int, max_age_s: float, now: float) -> int:
+        """Delete activations (and their log lines) that started before `now - max_age_s` or that are not
+        among the newest `max_count`. Returns the number of activations deleted."""
+        async with self._writer() as conn:
+            doomed = activations.c.start < now - max_age_s
+            # The newest activation beyond the first `max_count` (same order as list_activations).
+            edge = (
+                await conn.execute(
+                    select(activations.c.start, activations.c.id)
+                    .order_by(activations.c.start.desc(), activations.c.id.desc())
+                    .offset(max(max_count, 0))
+                    .limit(1)
+                )
+            ).first()
+            if edge is not None:
+                doomed = or_(
+                    doomed,
+                    activations.c.start < edge.start,
+                    and_(activations.c.start == edge.start, activations.c.id <= edge.id),
+                )
+            await conn.execute(
+                delete(log_lines).where(log_lines.c.activation_id.in_(select(activations.c.id).where(doomed)))
+            )
+            result = await conn.execute(delete(activations).where(doomed))
+        return result.rowcount
+
+
+# -- helpers -----------------------------------------------------------------------------------------
+
+
+def _create_engine(url: str) -> AsyncEngine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        # pre_ping: cluster connections may sit idle across a database failover or restart.
+        return create_async_engine(url, pool_pre_ping=True)
+    if parsed.database in (None, "", ":memory:") or "mode=memory" in (parsed.database or ""):
+        raise ValueError(
+            f"store URL {url!r} is an in-memory SQLite database; use a file, e.g. sqlite+aiosqlite:////abs/polyfn.db"
+        )
+    Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Take transaction control away from the sqlite3 module (it would not BEGIN before DDL and
+        # cannot do BEGIN IMMEDIATE); `_on_begin` emits BEGIN itself. WAL is set once, by `_enable_wal`.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        for pragma in (f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}", "synchronous=NORMAL"):
+            cur.execute(f"PRAGMA {pragma}")
+        cur.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
+
+    return engine
+
+
+async def _enable_wal(path: str) -> None:
+    """Switch the database file to WAL mode (persistent: later connections inherit it).
+
+    Done once, before the pool opens connections, and retried: switching journal modes needs an exclusive
+    lock, and SQLite reports SQLITE_BUSY at once (without waiting on busy_timeout) while other processes
+    are opening the same new file.
+    """
+    for attempt in range(200):
+        try:
+            async with aiosqlite.connect(path) as db:
+                await db.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+                async with db.execute("PRAGMA journal_mode=WAL") as cur:
+                    row = await cur.fetchone()
+            if row is None or str(row[0]).lower() != "wal":
+                raise RuntimeError(f"SQLite database {path} refused WAL mode (got {row!r})")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or attempt == 199:
+                raise
+            await asyncio.sleep(0.05)
+
+
+def _upgrade_head(connection: Connection, cfg: Config) -> None:
+    cfg.attributes["connection"] = connection
+    command.upgrade(cfg, "head")
+
+
+def _dialect_insert(conn: AsyncConnection) -> Any:
+    """The dialect's INSERT construct, which has `on_conflict_do_nothing` on both backends."""
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+
+
+def _function_query() -> Any:
+    return select(
+        functions.c.name,
+        functions.c.current_revision,
+        functions.c.created_at,
+        revisions.c.created_at.label("revision_created_at"),
+        revisions.c.spec,
+        revisions.c.code_sha256,
+    ).join(
+        revisions,
+        and_(revisions.c.function == functions.c.name, revisions.c.number == functions.c.current_revision),
+    )
+
+
+def _function_info(row: Row[Any]) -> FunctionInfo:
+    return FunctionInfo(
+        name=row.name,
+        revision=row.current_revision,
+        created_at=row.created_at,
+        updated_at=row.revision_created_at,
+        spec=_decode_spec(row.spec),
+        code_sha256=row.code_sha256,
+    )
+
+
+def _encode_spec(spec: FunctionSpec) -> str:
+    # FunctionSpec omits defaults when encoded; store every field so a revision keeps meaning what it
+    # meant at deploy time even if a later polyfn version changes a default.
+    return msgspec.json.encode(msgspec.structs.asdict(spec)).decode()
+
+
+def _decode_spec(data: str) -> FunctionSpec:
+    return msgspec.json.decode(data, type=FunctionSpec)
+
+
+def _revision_row(rev: Revision) -> dict[str, Any]:
+    return {
+        "function": rev.function,
+        "number": rev.number,
+        "spec": _encode_spec(rev.spec),
+        "code_sha256": rev.code_sha256,
+        "code_dir": rev.code_dir,
+        "deps_dir": rev.deps_dir,
+        "created_at": rev.created_at,
+    }
+
+
+def _revision(row: Row[Any]) -> Revision:
+    return Revision(
+        function=row.function,
+        number=row.number,
+        spec=_decode_spec(row.spec),
+        code_sha256=row.code_sha256,
+        code_dir=row.code_dir,
+        deps_dir=row.deps_dir,
+        created_at=row.created_at,
+    )
+
+
+def _activation_row(a: Activation) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "function": a.function,
+        "revision": a.revision,
+        "trigger": a.trigger,
+        "start": a.start,
+        "end": a.end,
+        "duration_ms": a.duration_ms,
+        "wait_ms": a.wait_ms,
+        "init_ms": a.init_ms,
+        "run_ms": a.run_ms,
+        "cold": a.cold,
+        "status": a.status,
+        "status_code": a.status_code,
+        "result": a.result,
+        "error": None if a.error is None else msgspec.json.encode(a.error).decode(),
+        "instance": a.instance,
+    }
+
+
+def _activation(row: Row[Any], logs: list[LogLine]) -> Activation:
+    m = row._mapping
+    return Activation(
+        id=m["id"],
+        function=m["function"],
+        revision=m["revision"],
+        trigger=m["trigger"],
+        start=m["start"],
+        end=m["end"],
+        duration_ms=m["duration_ms"],
+        wait_ms=m["wait_ms"],
+        init_ms=m["init_ms"],
+        run_ms=m["run_ms"],
+        cold=bool(m["cold"]),
+        status=m["status"],
+        status_code=m["status_code"],
+        result=m["result"],
+        error=None if m["error"] is None else msgspec.json.decode(m["error"]),
+        logs=logs,
+        instance=m["instance"],
+    )

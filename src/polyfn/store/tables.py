@@ -1,0 +1,87 @@
+"""SQLAlchemy Core tables of the metadata and activation store.
+
+Core (not ORM) on purpose: activations are written in batches of hundreds on the hot path, and plain
+`insert()` with a list of dicts is several times faster than building ORM objects. These definitions are
+what the queries use; the schema itself is created by the Alembic migrations in `migrations/versions/`,
+and a test checks that both agree.
+
+No foreign keys: activations and log lines outlive their function (a deleted function's history stays
+queryable until pruned), and revisions are deleted explicitly together with their function.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+# SQLite only auto-increments an `INTEGER PRIMARY KEY` (the rowid alias); PostgreSQL gets a bigserial.
+LogLineId = BigInteger().with_variant(Integer(), "sqlite")
+
+functions = Table(
+    "functions",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("current_revision", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+revisions = Table(
+    "revisions",
+    metadata,
+    Column("function", String, primary_key=True),
+    Column("number", Integer, primary_key=True),
+    Column("spec", Text, nullable=False),  # msgspec JSON of the full FunctionSpec (defaults included)
+    Column("code_sha256", String, nullable=False),
+    Column("code_dir", Text, nullable=False),
+    Column("deps_dir", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+)
+
+activations = Table(
+    "activations",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("function", String, nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("trigger", String, nullable=False),
+    Column("start", Float, nullable=False),
+    Column("end", Float, nullable=False),
+    Column("duration_ms", Float, nullable=False),
+    Column("wait_ms", Float, nullable=False),
+    Column("init_ms", Float, nullable=False),
+    Column("run_ms", Float, nullable=False),
+    Column("cold", Boolean, nullable=False),
+    Column("status", String, nullable=False),
+    Column("status_code", Integer, nullable=False),
+    Column("result", Text, nullable=False),
+    Column("error", Text, nullable=True),  # JSON object or NULL
+    Column("instance", String, nullable=False),
+    Index("ix_activations_function_start", "function", "start"),
+    Index("ix_activations_start", "start"),
+)
+
+log_lines = Table(
+    "log_lines",
+    metadata,
+    Column("id", LogLineId, primary_key=True, autoincrement=True),
+    Column("activation_id", String, nullable=False),
+    Column("function", String, nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("stream", String, nullable=False),
+    Column("line", Text, nullable=False),
+    Index("ix_log_lines_function_ts", "function", "ts"),
+    Index("ix_log_lines_activation_id", "activation_id"),
+)

@@ -1,0 +1,347 @@
+"""Behaviour of polyfn.store.Store, on SQLite and PostgreSQL (see conftest.py)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import func, select, text
+
+from polyfn.model import Activation, FunctionSpec, LogLine
+from polyfn.store import Store
+from polyfn.store.db import MIGRATIONS_DIR
+from polyfn.store.tables import log_lines, metadata
+
+
+def spec(name: str = "hello", **kw: object) -> FunctionSpec:
+    return FunctionSpec(name=name, **kw)  # type: ignore[arg-type]
+
+
+def act(id: str, start: float, function: str = "hello", **kw: object) -> Activation:
+    fields: dict[str, object] = {"revision": 1, "trigger": "http", **kw}
+    return Activation(id=id, function=function, start=start, **fields)  # type: ignore[arg-type]
+
+
+async def deploy(store: Store, name: str, sha: str = "abc") -> tuple[int, bool]:
+    rev, created = await store.create_revision(spec(name), sha, f"/code/{name}/{sha}", None)
+    return rev.number, created
+
+
+# -- functions and revisions ---------------------------------------------------------------------
+
+
+async def test_revision_numbering_and_lookup(store: Store) -> None:
+    s1 = spec("hello", memory=128, env={"K": "V"}, keepalive=30.0)
+    rev1, created1 = await store.create_revision(s1, "sha1", "/code/hello/1", None)
+    rev2, created2 = await store.create_revision(
+        spec("hello", timeout=5.0), "sha2", "/code/hello/2", "/deps/x"
+    )
+    other, created_other = await store.create_revision(spec("other"), "sha3", "/code/other/1", None)
+
+    assert (rev1.number, created1) == (1, True)
+    assert (rev2.number, created2) == (2, False)
+    assert (other.number, created_other) == (1, True)
+    assert rev1.key == "hello@1"
+
+    info = await store.get_function("hello")
+    assert info is not None
+    assert info.revision == 2
+    assert info.code_sha256 == "sha2"
+    assert info.spec == spec("hello", timeout=5.0)
+    assert info.created_at == rev1.created_at  # the function's creation, not the latest deploy
+    assert info.updated_at == rev2.created_at
+    assert await store.get_function("nope") is None
+
+    current = await store.get_current_revision("hello")
+    assert current == rev2
+    assert current.deps_dir == "/deps/x"
+    assert await store.get_current_revision("nope") is None
+
+    first = await store.get_revision("hello", 1)
+    assert first == rev1
+    assert first.spec.env == {"K": "V"} and first.spec.keepalive == 30.0 and first.spec.memory == 128
+    assert await store.get_revision("hello", 3) is None
+
+    assert [r.number for r in await store.list_revisions("hello")] == [1, 2]
+    assert await store.list_revisions("nope") == []
+    assert [f.name for f in await store.list_functions()] == ["hello", "other"]
+
+
+async def test_spec_is_stored_with_all_fields(store: Store) -> None:
+    """Defaults are written out so a revision does not change meaning if a default changes later."""
+    await store.create_revision(spec("hello"), "sha", "/c", None)
+    async with store.engine.connect() as conn:
+        raw = await conn.scalar(text("SELECT spec FROM revisions WHERE function = 'hello'"))
+    stored = msgspec.json.decode(raw)
+    assert stored["memory"] == 256 and stored["timeout"] == 60.0 and stored["env"] == {}
+    assert set(stored) == set(FunctionSpec.__struct_fields__)
+
+
+async def test_delete_then_list_and_redeploy(store: Store) -> None:
+    await deploy(store, "hello", "a")
+    await deploy(store, "hello", "b")
+    await deploy(store, "other")
+    await store.add_activations([act("a1", 1.0, logs=[LogLine(1.0, "stdout", "hi")])])
+
+    deleted = await store.delete_function("hello")
+    assert deleted is not None
+    assert [(r.number, r.code_dir) for r in deleted] == [(1, "/code/hello/a"), (2, "/code/hello/b")]
+
+    assert await store.get_function("hello") is None
+    assert await store.get_current_revision("hello") is None
+    assert await store.list_revisions("hello") == []
+    assert [f.name for f in await store.list_functions()] == ["other"]
+    assert await store.delete_function("hello") is None
+
+    # History survives the function.
+    kept = await store.get_activation("a1")
+    assert kept is not None and kept.logs == [LogLine(1.0, "stdout", "hi")]
+
+    # Deploying the name again starts a new function.
+    assert await deploy(store, "hello", "c") == (1, True)
+
+
+async def test_concurrent_deploys_get_distinct_numbers(store: Store) -> None:
+    results = await asyncio.gather(*(deploy(store, "hello", f"sha{i}") for i in range(10)))
+    assert sorted(n for n, _ in results) == list(range(1, 11))
+    assert sum(created for _, created in results) == 1
+    info = await store.get_function("hello")
+    assert info is not None and info.revision == 10
+
+
+async def test_concurrent_deploys_from_two_stores(db_url: str) -> None:
+    """Two processes/nodes on one database: the database, not an in-process lock, must serialise them."""
+    a, b = await Store.open(db_url), await Store.open(db_url)
+    try:
+        results = await asyncio.gather(
+            *(deploy(s, "hello", f"sha{i}") for i in range(8) for s in (a, b)),
+            *(deploy(s, f"fn-{i}") for i in range(4) for s in (a, b)),
+        )
+        hello = results[:16]
+        assert sorted(n for n, _ in hello) == list(range(1, 17))
+        assert sum(created for _, created in hello) == 1
+        others = results[16:]
+        assert sorted(n for n, _ in others) == [1, 1, 1, 1, 2, 2, 2, 2]
+        assert sum(created for _, created in others) == 4
+        assert len(await b.list_functions()) == 5
+    finally:
+        await a.close()
+        await b.close()
+
+
+# -- migrations ----------------------------------------------------------------------------------
+
+
+async def test_migrations_idempotent_and_match_tables(db_url: str) -> None:
+    first = await Store.open(db_url)
+    await deploy(first, "hello")
+    await first.close()
+
+    second = await Store.open(db_url)  # upgrade head again on an up-to-date database: a no-op
+    try:
+        info = await second.get_function("hello")
+        assert info is not None and info.revision == 1
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        head = ScriptDirectory.from_config(cfg).get_current_head()
+
+        def inspect(conn: object) -> tuple[str | None, list[object]]:
+            ctx = MigrationContext.configure(conn, opts={"compare_type": True})  # type: ignore[arg-type]
+            return ctx.get_current_revision(), compare_metadata(ctx, metadata)
+
+        async with second.engine.connect() as conn:
+            current, diff = await conn.run_sync(inspect)
+        assert current == head == "0001"
+        assert diff == [], "tables.py and the migrations disagree; add a migration"
+    finally:
+        await second.close()
+
+
+async def test_concurrent_open_migrates_once(db_url: str) -> None:
+    stores = await asyncio.gather(*(Store.open(db_url) for _ in range(4)))
+    try:
+        await deploy(stores[0], "hello")
+        assert (await stores[3].get_function("hello")) is not None
+    finally:
+        for s in stores:
+            await s.close()
+
+
+async def test_sqlite_in_memory_is_rejected() -> None:
+    with pytest.raises(ValueError, match="in-memory"):
+        await Store.open("sqlite+aiosqlite://")
+
+
+async def test_sqlite_uses_wal(tmp_path: object) -> None:
+    s = await Store.open(f"sqlite+aiosqlite:///{tmp_path}/x/polyfn.db")
+    try:
+        async with s.engine.connect() as conn:
+            assert (await conn.scalar(text("PRAGMA journal_mode"))) == "wal"
+            assert (await conn.scalar(text("PRAGMA synchronous"))) == 1  # NORMAL
+            assert (await conn.scalar(text("PRAGMA busy_timeout"))) > 0
+    finally:
+        await s.close()
+
+
+# -- activations ---------------------------------------------------------------------------------
+
+
+async def test_activation_roundtrip_with_logs(store: Store) -> None:
+    a = act(
+        "act-1",
+        1000.5,
+        revision=3,
+        end=1000.75,
+        duration_ms=250.0,
+        wait_ms=10.0,
+        init_ms=8.0,
+        run_ms=240.0,
+        cold=True,
+        status="error",
+        status_code=500,
+        result="",
+        error={"errorType": "ValueError", "errorMessage": "bad", "stackTrace": ["a", "b"]},
+        logs=[LogLine(1000.6, "stdout", "second by ts"), LogLine(1000.55, "stderr", "first by ts")],
+        instance="hello@3#1",
+    )
+    await store.add_activations([a, act("act-2", 1001.0)])
+    got = await store.get_activation("act-1")
+    assert got == a  # every field, and logs in the order they were recorded
+    plain = await store.get_activation("act-2")
+    assert plain is not None and plain.error is None and plain.logs == [] and plain.cold is False
+    assert await store.get_activation("missing") is None
+    await store.add_activations([])  # no-op
+
+
+async def test_activation_batch_is_atomic(store: Store) -> None:
+    await store.add_activations([act("dup", 1.0)])
+    with pytest.raises(Exception):  # noqa: B017 - IntegrityError, wrapped differently per driver
+        await store.add_activations([act("new", 2.0, logs=[LogLine(2.0, "stdout", "x")]), act("dup", 3.0)])
+    assert await store.get_activation("new") is None
+    assert await store.get_logs("hello") == []
+
+
+async def test_activation_filters(store: Store) -> None:
+    acts = []
+    for i in range(600):
+        acts.append(
+            act(
+                f"a{i:04d}",
+                1000.0 + i,
+                function=("hello", "other", "third")[i % 3],
+                cold=i % 5 == 0,
+                status="error" if i % 7 == 0 else "success",
+                logs=[LogLine(1000.0 + i, "stdout", f"line {i}")],
+            )
+        )
+    for batch in range(0, 600, 200):
+        await store.add_activations(acts[batch : batch + 200])
+
+    newest = await store.list_activations(limit=5)
+    assert [a.id for a in newest] == ["a0599", "a0598", "a0597", "a0596", "a0595"]
+    assert all(a.logs == [] for a in newest)
+    assert len(await store.list_activations()) == 50  # default limit
+    assert len(await store.list_activations(limit=1000)) == 600
+
+    hello = await store.list_activations(function="hello", limit=1000)
+    assert len(hello) == 200 and {a.function for a in hello} == {"hello"}
+    assert [a.start for a in hello] == sorted((a.start for a in hello), reverse=True)
+
+    cold_errors = await store.list_activations(status="error", cold=True, limit=1000)
+    assert {a.id for a in cold_errors} == {f"a{i:04d}" for i in range(600) if i % 35 == 0}
+    warm = await store.list_activations(cold=False, limit=1000)
+    assert len(warm) == 480 and not any(a.cold for a in warm)
+
+    window = await store.list_activations(since=1010.0, until=1020.0, limit=1000)
+    assert [a.start for a in window] == [1000.0 + i for i in range(19, 9, -1)]  # since <= start < until
+    combo = await store.list_activations(function="other", since=1590.0)
+    assert [a.id for a in combo] == ["a0598", "a0595", "a0592"]
+    assert await store.list_activations(function="nope") == []
+    assert await store.list_activations(limit=0) == []
+
+
+async def test_logs_ordering_limit_and_filters(store: Store) -> None:
+    # Two activations whose lines interleave in time, plus lines with equal timestamps.
+    await store.add_activations(
+        [
+            act("a", 10.0, logs=[LogLine(10.0, "stdout", "a0"), LogLine(12.0, "stdout", "a2")]),
+            act(
+                "b",
+                11.0,
+                logs=[
+                    LogLine(11.0, "stderr", "b1"),
+                    LogLine(13.0, "stdout", "b3-first"),
+                    LogLine(13.0, "stdout", "b3-second"),
+                ],
+            ),
+            act("c", 10.5, function="other", logs=[LogLine(10.5, "stdout", "other")]),
+        ]
+    )
+    logs = await store.get_logs("hello")
+    assert [entry["line"] for entry in logs] == ["a0", "b1", "a2", "b3-first", "b3-second"]
+    assert logs[1] == {"activation": "b", "ts": 11.0, "stream": "stderr", "line": "b1"}
+
+    # Truncation keeps the newest lines, still oldest first.
+    assert [e["line"] for e in await store.get_logs("hello", limit=2)] == ["b3-first", "b3-second"]
+    assert [e["line"] for e in await store.get_logs("hello", limit=3)] == ["a2", "b3-first", "b3-second"]
+    assert [e["line"] for e in await store.get_logs("hello", since=12.0)] == ["a2", "b3-first", "b3-second"]
+    assert [e["line"] for e in await store.get_logs("hello", activation="a")] == ["a0", "a2"]
+    assert [e["line"] for e in await store.get_logs("hello", activation="b", limit=1)] == ["b3-second"]
+    assert await store.get_logs("hello", activation="c") == []  # c belongs to another function
+    assert [e["line"] for e in await store.get_logs("other")] == ["other"]
+    assert await store.get_logs("nope") == []
+
+
+# -- pruning -------------------------------------------------------------------------------------
+
+
+async def _fill(store: Store, n: int) -> None:
+    await store.add_activations(
+        [act(f"a{i:03d}", 100.0 + i, logs=[LogLine(100.0 + i, "stdout", f"l{i}")]) for i in range(n)]
+    )
+
+
+async def _log_count(store: Store) -> int:
+    async with store.engine.connect() as conn:
+        return await conn.scalar(select(func.count()).select_from(log_lines))
+
+
+async def test_prune_by_count(store: Store) -> None:
+    await _fill(store, 30)
+    assert await store.prune(max_count=10, max_age_s=1e9, now=200.0) == 20
+    left = await store.list_activations(limit=100)
+    assert [a.id for a in left] == [f"a{i:03d}" for i in range(29, 19, -1)]  # the newest 10 stay
+    assert await _log_count(store) == 10
+    assert await store.get_activation("a019") is None
+    assert await store.prune(max_count=10, max_age_s=1e9, now=200.0) == 0
+
+
+async def test_prune_by_count_with_equal_start_times(store: Store) -> None:
+    await store.add_activations([act(f"t{i}", 5.0) for i in range(6)])
+    assert await store.prune(max_count=4, max_age_s=1e9, now=10.0) == 2
+    assert len(await store.list_activations()) == 4
+
+
+async def test_prune_by_age(store: Store) -> None:
+    await _fill(store, 30)  # starts 100..129
+    assert await store.prune(max_count=1000, max_age_s=10.0, now=130.0) == 20  # keep start >= 120
+    left = await store.list_activations(limit=100)
+    assert min(a.start for a in left) == 120.0 and len(left) == 10
+    assert [e["line"] for e in await store.get_logs("hello", limit=1000)] == [f"l{i}" for i in range(20, 30)]
+
+
+async def test_prune_by_count_and_age(store: Store) -> None:
+    await _fill(store, 30)
+    # Age keeps 20 (start >= 110), count keeps 5: the stricter bound wins.
+    assert await store.prune(max_count=5, max_age_s=20.0, now=130.0) == 25
+    assert [a.id for a in await store.list_activations()] == [f"a{i:03d}" for i in range(29, 24, -1)]
+    assert await _log_count(store) == 5
+    assert await store.prune(max_count=0, max_age_s=1e9, now=130.0) == 5
+    assert await store.list_activations() == []
+    assert await _log_count(store) == 0
