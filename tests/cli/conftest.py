@@ -155,6 +155,8 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in list(os.environ):
         if name.startswith("POLYFN_"):
             monkeypatch.delenv(name)
+    # pytest-xdist workers export COLUMNS=80; tables are tested as they look when piped.
+    monkeypatch.delenv("COLUMNS", raising=False)
     directory = tmp_path / "data"
     directory.mkdir()
     monkeypatch.setenv("POLYFN_DATA_DIR", str(directory))

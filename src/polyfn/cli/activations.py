@@ -233,7 +233,8 @@ def _format_error(error: Any) -> str:
     trace = error.get("stackTrace") or []
     if isinstance(trace, str):
         trace = trace.splitlines()
-    body = "\n".join(f"  {frame}".rstrip() for frame in trace)
+    # Frames come pre-formatted (Python's traceback style, already indented): print them verbatim.
+    body = "\n".join(str(frame).rstrip("\n") for frame in trace)
     if not head:
         head = ", ".join(f"{key}={value}" for key, value in error.items() if key != "stackTrace")
     return f"{head}\n{body}" if body else head

@@ -495,7 +495,7 @@ def describe(
         ("revision", str(function.get("revision", "?"))),
         ("url", client.function_url(name)),
     ]
-    rows += [(key, _format_value(value)) for key, value in spec.items() if key != "name"]
+    rows += [(key, _format_value(key, value)) for key, value in spec.items() if key != "name"]
     rows += [
         ("instances", _instances(function) + " (idle/busy)"),
         ("code sha256", str(function.get("code_sha256", "-"))),
@@ -519,11 +519,17 @@ def describe(
     console.print(revisions)
 
 
-def _format_value(value: Any) -> str:
+_UNITS = {"memory": "MB", "timeout": "s", "keepalive": "s"}
+
+
+def _format_value(key: str, value: Any) -> str:
+    """A spec value for the describe panel: env as K=V pairs, limits with their unit."""
     if isinstance(value, dict):
         return ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
     if value is None:
         return "-"
+    if key in _UNITS:
+        return _limit(value, _UNITS[key])
     return str(value)
 
 

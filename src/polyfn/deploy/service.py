@@ -15,7 +15,15 @@ import msgspec
 from polyfn.config import Settings
 from polyfn.deploy import archive, checks, deps, detect
 from polyfn.deploy.errors import DeployError
-from polyfn.model import FunctionInfo, FunctionSpec, SpecError, validate_name, validate_spec
+from polyfn.model import (
+    FLAVORS,
+    RUNTIMES,
+    FunctionInfo,
+    FunctionSpec,
+    SpecError,
+    validate_name,
+    validate_spec,
+)
 from polyfn.scheduler.registry import FunctionRegistry
 
 SPEC_FIELDS = set(FunctionSpec.__struct_fields__)
@@ -41,6 +49,9 @@ class Deployer:
             validate_name(fields.get("name", ""))
         except SpecError as e:
             raise DeployError(e.code, str(e)) from None
+        for key, known in (("flavor", FLAVORS), ("runtime", RUNTIMES)):
+            if fields.get(key) is not None and fields[key] not in known:
+                raise DeployError("invalid_spec", f"{key}={fields[key]!r} is not supported: use one of {', '.join(known)}")
         s = self.settings
         files = archive.check_files(files, s.max_code_size, s.max_code_files)
         checks.check_syntax(files)

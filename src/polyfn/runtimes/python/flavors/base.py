@@ -42,8 +42,13 @@ class HandlerError(Exception):
 
 
 def user_stack(exc: BaseException) -> list[str]:
-    """The traceback of `exc` with polyfn's own frames trimmed: users see only their code."""
+    """The traceback of `exc` with polyfn's own frames trimmed and paths relative to the code directory
+    (the instance's working directory): users see only their code, not where the node keeps it."""
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(RUNTIME_DIR)]
+    prefix = os.getcwd() + os.sep
+    for f in frames:
+        if f.filename.startswith(prefix):
+            f.filename = f.filename[len(prefix):]
     return [line.rstrip("\n") for line in traceback.format_list(frames)]
 
 

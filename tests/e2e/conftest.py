@@ -1,0 +1,144 @@
+"""End-to-end fixtures: a real `polyfn serve` process on a free port, and the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A running `polyfn serve` and helpers to talk to it (HTTP and CLI)."""
+
+    def __init__(self, data_dir: Path, port: int, proc: subprocess.Popen[bytes], log: Path):
+        self.data_dir = data_dir
+        self.port = port
+        self.proc = proc
+        self.log = log
+        self.url = f"http://127.0.0.1:{port}"
+        self.key = (data_dir / "admin.key").read_text().strip()
+        self.http = httpx.Client(base_url=self.url, timeout=60)
+        self.api = httpx.Client(base_url=self.url, timeout=120, headers={"authorization": f"Bearer {self.key}"})
+
+    def cli(self, *args: str, input: str | None = None, check: bool = False, env: dict[str, str] | None = None,
+            timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        """Run the real `polyfn` CLI against this server (it finds URL and key from the data dir)."""
+        e = {**os.environ, "POLYFN_DATA_DIR": str(self.data_dir), "NO_COLOR": "1", "COLUMNS": "200"}
+        e.pop("POLYFN_URL", None)
+        e.pop("POLYFN_API_KEY", None)
+        if env:
+            e.update(env)
+        r = subprocess.run([sys.executable, "-m", "polyfn", *args], capture_output=True, text=True, input=input,
+                           env=e, timeout=timeout, cwd=REPO)
+        if check and r.returncode != 0:
+            raise AssertionError(f"polyfn {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+        return r
+
+    def deploy(self, name: str, files: dict[str, str], **spec: Any) -> dict[str, Any]:
+        r = self.api.post("/v1/functions", json={"name": name, "files": files, **spec})
+        assert r.status_code in (200, 201), r.text
+        return r.json()
+
+    def activation(self, activation_id: str) -> dict[str, Any]:
+        r = self.api.get(f"/v1/activations/{activation_id}")
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.http.close()
+        self.api.close()
+        return self.proc.returncode
+
+
+def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> Server:
+    port = free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = data_dir / "server.log"
+    e = {**os.environ, "POLYFN_LOG_LEVEL": "INFO", **(env or {})}
+    with open(log, "ab") as logf:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "polyfn", "serve", "--port", str(port), "--data-dir", str(data_dir), *extra],
+            stdout=logf, stderr=subprocess.STDOUT, env=e, cwd=REPO, start_new_session=True,
+        )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"polyfn serve exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return Server(data_dir, port, proc, log)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"polyfn serve did not answer within 60 s:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server per test module (fast); tests use distinct function names."""
+    s = start_server(tmp_path_factory.mktemp("polyfn"))
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def fresh_server(tmp_path: Path) -> Iterator[Server]:
+    """A server of the test's own, for tests that stop or kill it."""
+    s = start_server(tmp_path / "data")
+    yield s
+    s.stop(signal.SIGKILL)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead for our purposes
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+    return True
+
+
+def wait_until(cond: Any, timeout: float = 10.0, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(interval)
+    return cond()
+
+
+def error_code(r: httpx.Response) -> str:
+    try:
+        return json.loads(r.content)["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return f"<no error code: {r.status_code} {r.text[:200]}>"

@@ -1,0 +1,152 @@
+"""Every bad input gets a clear 4xx with a stable error code, and nothing is lost."""
+
+from __future__ import annotations
+
+import io
+import stat
+import zipfile
+
+import httpx
+import pytest
+
+from .conftest import Server, error_code
+
+OK = "def handler(event, context):\n    return 'ok'\n"
+
+
+@pytest.mark.parametrize("name", ["Bad_Name", "-x", "a" * 64, "x y", "../etc", ""])
+def test_invalid_function_names(server: Server, name: str) -> None:
+    r = server.api.post("/v1/functions", json={"name": name, "files": {"handler.py": OK}})
+    assert r.status_code == 400
+    assert error_code(r) == "invalid_name"
+
+
+def test_missing_handler_module(server: Server) -> None:
+    r = server.api.post("/v1/functions", json={"name": "nomod", "handler": "missing.handler",
+                                                "files": {"handler.py": OK}})
+    assert r.status_code == 400 and error_code(r) == "module_not_found"
+    assert "missing.py" in r.json()["error"]["message"]
+
+
+def test_missing_handler_function(server: Server) -> None:
+    r = server.api.post("/v1/functions", json={"name": "nofunc", "handler": "handler.nope",
+                                                "files": {"handler.py": OK}})
+    assert r.status_code == 400 and error_code(r) == "handler_not_found"
+    assert "'nope'" in r.json()["error"]["message"]
+
+
+def test_undetectable_handler(server: Server) -> None:
+    r = server.api.post("/v1/functions", json={"name": "nodetect", "files": {"util.py": "X = 1\n"}})
+    assert r.status_code == 400 and error_code(r) == "handler_not_found"
+    assert "--handler" in r.json()["error"]["message"]
+
+
+def test_syntax_error_reports_file_and_line(server: Server) -> None:
+    r = server.api.post("/v1/functions", json={"name": "syntax", "files": {
+        "handler.py": OK, "lib/util.py": "x = 1\n\ndef broken(:\n    pass\n"}, "handler": "handler.handler"})
+    assert r.status_code == 400 and error_code(r) == "syntax_error"
+    assert r.json()["error"]["message"].startswith("lib/util.py:3")
+
+
+def _zip(entries: list[tuple[zipfile.ZipInfo | str, bytes]]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for info, data in entries:
+            zf.writestr(info, data)
+    return buf.getvalue()
+
+
+def _deploy_zip(server: Server, name: str, data: bytes) -> httpx.Response:
+    return server.api.post("/v1/functions", data={"spec": f'{{"name": "{name}"}}'},
+                           files={"code": ("code.zip", data, "application/zip")})
+
+
+@pytest.mark.parametrize("path", ["../evil.py", "/etc/evil.py", "a/../../evil.py"])
+def test_zip_slip_rejected(server: Server, path: str, tmp_path) -> None:
+    r = _deploy_zip(server, "zipslip", _zip([("handler.py", OK.encode()), (path, b"x = 1\n")]))
+    assert r.status_code == 400 and error_code(r) == "unsafe_path"
+    assert not (server.data_dir / "evil.py").exists()
+
+
+def test_symlink_in_zip_rejected(server: Server) -> None:
+    link = zipfile.ZipInfo("secret.py")
+    link.external_attr = (stat.S_IFLNK | 0o777) << 16
+    r = _deploy_zip(server, "zipsym", _zip([("handler.py", OK.encode()), (link, b"/etc/shadow")]))
+    assert r.status_code == 400 and error_code(r) == "unsafe_path"
+
+
+def test_not_a_zip(server: Server) -> None:
+    r = _deploy_zip(server, "notzip", b"this is not a zip")
+    assert r.status_code == 400 and error_code(r) == "invalid_zip"
+
+
+def test_zip_deploy_works(server: Server) -> None:
+    r = _deploy_zip(server, "zipok", _zip([("handler.py", OK.encode()), ("pkg/__init__.py", b"")]))
+    assert r.status_code == 201, r.text
+    assert server.http.get("/fn/zipok").text == "ok"
+
+
+def test_oversized_payload(server: Server) -> None:
+    server.deploy("big", {"handler.py": OK})
+    big = b"x" * (6 * 1024 * 1024 + 1)
+    r = server.http.post("/fn/big", content=big)
+    assert r.status_code == 413 and error_code(r) == "payload_too_large"
+    assert r.headers["x-polyfn-error"] == "payload_too_large"
+    r = server.api.post("/v1/functions/big/invoke", content=b'"' + big + b'"')
+    assert r.status_code == 413 and error_code(r) == "payload_too_large"
+    assert server.http.post("/fn/big", content=b"small").status_code == 200  # and the function still works
+
+
+def test_non_json_to_json_endpoint(server: Server) -> None:
+    server.deploy("jsonin", {"handler.py": OK})
+    r = server.api.post("/v1/functions/jsonin/invoke", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 400 and error_code(r) == "invalid_json"
+    r = server.api.post("/v1/functions", content=b"{nope", headers={"content-type": "application/json"})
+    assert r.status_code == 400 and error_code(r) == "invalid_json"
+
+
+def test_unknown_function(server: Server) -> None:
+    r = server.http.get("/fn/does-not-exist")
+    assert r.status_code == 404 and error_code(r) == "function_not_found"
+    r = server.api.post("/v1/functions/does-not-exist/invoke", json={})
+    assert r.status_code == 404 and error_code(r) == "function_not_found"
+    assert server.api.get("/v1/functions/does-not-exist").status_code == 404
+    assert server.api.delete("/v1/functions/does-not-exist").status_code == 404
+    r = server.api.get("/v1/activations/0123456789abcdef")
+    assert r.status_code == 404 and error_code(r) == "activation_not_found"
+
+
+@pytest.mark.parametrize("headers", [{}, {"authorization": "Bearer wrong"}, {"authorization": "Basic abc"}])
+def test_wrong_api_key(server: Server, headers: dict[str, str]) -> None:
+    r = server.http.get("/v1/functions", headers=headers)
+    assert r.status_code == 401 and error_code(r) == "unauthorized"
+    r = server.http.post("/v1/functions", headers=headers, json={"name": "x", "files": {"handler.py": OK}})
+    assert r.status_code == 401
+    assert server.http.get("/healthz").status_code == 200  # health needs no key
+
+
+def test_cli_wrong_key_exits_non_zero(server: Server) -> None:
+    r = server.cli("list", env={"POLYFN_API_KEY": "wrong", "POLYFN_URL": server.url})
+    assert r.returncode != 0
+    assert "401" in r.stderr or "unauthorized" in r.stderr.lower() or "key" in r.stderr.lower()
+
+
+@pytest.mark.parametrize("spec,needle", [
+    ({"timeout": 0}, "timeout"), ({"memory": 1}, "memory"), ({"max_instances": 0}, "max_instances"),
+    ({"max_instances": -1}, "max_instances"), ({"concurrency": 0}, "concurrency"),
+    ({"min_instances": 5, "max_instances": 2}, "min_instances"), ({"flavor": "cobol"}, "flavor"),
+    ({"bogus": 1}, "bogus"), ({"memory": "lots"}, "memory"),
+])
+def test_invalid_spec_values(server: Server, spec: dict, needle: str) -> None:
+    r = server.api.post("/v1/functions", json={"name": "badspec", "files": {"handler.py": OK}, **spec})
+    assert r.status_code == 400, r.text
+    assert error_code(r) == "invalid_spec"
+    assert needle in r.json()["error"]["message"]
+
+
+def test_failed_deploy_keeps_old_revision(server: Server) -> None:
+    server.deploy("keep", {"handler.py": OK})
+    r = server.api.post("/v1/functions", json={"name": "keep", "files": {"handler.py": "def handler(:\n"}})
+    assert r.status_code == 400
+    assert server.http.get("/fn/keep").text == "ok"
+    assert server.api.get("/v1/functions/keep").json()["revision"] == 1
