@@ -158,18 +158,19 @@ class Pool:
     def ensure_min(self) -> None:
         missing = self.min_instances - len(self.instances) - self.starting
         for _ in range(max(0, missing)):
-            self._start_background()
+            self._start_background(prewarm=True)
 
-    def _start_background(self) -> None:
+    def _start_background(self, prewarm: bool = False) -> None:
         self.starting += 1  # counted now, so concurrent scale-ups see it before the task runs
-        self._spawn_task(self._start_one())
+        self._spawn_task(self._start_one(prewarm))
 
     def _spawn_task(self, coro: Awaitable[None]) -> None:
         t = asyncio.ensure_future(coro)
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)
 
-    async def _start_one(self) -> None:
+    async def _start_one(self, prewarm: bool) -> None:
+        """Start one instance. A pre-warmed one (min_instances) gives no caller a cold start."""
         try:
             inst = await self.manager.start_instance(self)
         except StartFailed as e:
@@ -193,6 +194,7 @@ class Pool:
         if inst.state is not State.READY:  # died between ready and now
             return
         self.instances.append(inst)
+        inst.cold_claimed = prewarm
         self.cold_starts += 1
         self._offer(inst)
 

@@ -1,0 +1,210 @@
+"""Cold start: no instance of the function → its first HTTP response, against a fresh interpreter.
+
+Each polyfn sample is forced cold: the function is redeployed (`PUT /v1/functions/cold` with a changed
+comment, so the code hash differs) → a new revision with a new, empty pool → `GET /fn/cold` must start an
+instance. The time is taken client-side over a persistent connection (TCP setup is not counted), and the
+response must carry `x-polyfn-cold: true`. The server's own view (`init_ms`, `wait_ms`, `duration_ms` of
+each activation) is read back from `GET /v1/activations/ID` afterwards.
+
+The peers, measured in the same run and interleaved with the polyfn samples:
+  * a fresh interpreter running a tiny stdlib HTTP server that imports the same handler file, timed from
+    spawn to its first response (the listening socket is made by the benchmark and inherited, so the
+    request waits in the kernel's backlog instead of polling for a port: the peer's best case);
+  * a fresh interpreter that imports the handler and calls it once (`python -c`), spawn to exit.
+
+    .venv/bin/python bench/coldstart.py            # 200 polyfn samples, 40 of each peer (~40 s)
+    .venv/bin/python bench/coldstart.py --quick    # 30 and 10 (~10 s)
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from _common import (
+    HELLO_NATIVE,
+    Http,
+    PolyfnServer,
+    fmt,
+    percentile,
+    print_header,
+    table,
+    temp_dir,
+)
+
+PEER_HTTP_SERVER = """\
+import socket
+import sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+sys.path.insert(0, sys.argv[1])
+from handler import handler
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = str(handler(None, None)).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+server = HTTPServer(("127.0.0.1", 0), Handler, bind_and_activate=False)
+server.socket.close()
+server.socket = socket.socket(fileno=int(sys.argv[2]))
+server.handle_request()
+"""
+
+PEER_CALL_ONCE = "import sys; sys.path.insert(0, sys.argv[1]); from handler import handler; handler(None, None)"
+
+
+def polyfn_sample(server: PolyfnServer, client: Http, i: int, settle: float) -> tuple[float, float, str, bool]:
+    """Redeploy (new revision, empty pool), then time the first request and a second, warm one."""
+    server.deploy("cold", {"handler.py": HELLO_NATIVE + f"# sample {i}\n"})
+    time.sleep(settle)  # let the previous revision's drain and the zygote's re-fork finish first
+    t0 = time.perf_counter()
+    status, headers, body = client.request("GET", "/fn/cold")
+    cold_ms = (time.perf_counter() - t0) * 1000
+    if status != 200 or body != b"Hello World!":
+        raise RuntimeError(f"cold request {i}: {status} {body[:300]!r}\n{server.log_tail()}")
+    is_cold = headers.get("x-polyfn-cold") == "true"
+    t0 = time.perf_counter()
+    status, _, body = client.request("GET", "/fn/cold")
+    warm_ms = (time.perf_counter() - t0) * 1000
+    if status != 200:
+        raise RuntimeError(f"warm request {i}: {status} {body[:300]!r}")
+    return cold_ms, warm_ms, headers.get("x-polyfn-activation-id", ""), is_cold
+
+
+def peer_http_sample(python: str, script: Path, code_dir: Path) -> float:
+    """Spawn a fresh interpreter serving the handler over HTTP; time spawn → first response."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        port = listener.getsockname()[1]
+        fd = listener.fileno()
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([python, str(script), str(code_dir), str(fd)], pass_fds=[fd])
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            conn.request("GET", "/")
+            resp = conn.getresponse()
+            body = resp.read()
+            ms = (time.perf_counter() - t0) * 1000
+        finally:
+            conn.close()
+            proc.wait(30)
+    if resp.status != 200 or body != b"Hello World!":
+        raise RuntimeError(f"peer HTTP server answered {resp.status} {body[:200]!r}")
+    return ms
+
+
+def peer_call_sample(python: str, code_dir: Path) -> float:
+    t0 = time.perf_counter()
+    subprocess.run([python, "-c", PEER_CALL_ONCE, str(code_dir)], check=True)
+    return (time.perf_counter() - t0) * 1000
+
+
+def stats_row(name: str, values: list[float], ref_p50: float | None = None) -> list[str]:
+    p50 = percentile(values, 50)
+    ratio = f"{p50 / ref_p50:.1f}×" if ref_p50 else "1.0× (reference)"
+    return [name, str(len(values)), fmt(min(values)), fmt(p50), fmt(percentile(values, 90)),
+            fmt(percentile(values, 99)), fmt(statistics.fmean(values)), ratio]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--samples", type=int, default=200, help="polyfn cold starts to measure")
+    ap.add_argument("--peer-samples", type=int, default=40, help="samples of each fresh-interpreter peer")
+    ap.add_argument("--settle", type=float, default=0.1,
+                    help="seconds between a redeploy and its measured request")
+    ap.add_argument("--python", default=sys.executable, help="interpreter the peers spawn")
+    ap.add_argument("--quick", action="store_true", help="a short run: 30 polyfn samples, 10 per peer")
+    args = ap.parse_args()
+    if args.quick:
+        args.samples, args.peer_samples = 30, 10
+
+    print_header("cold start: no instance → first HTTP response")
+    cold: list[float] = []
+    warm: list[float] = []
+    ids: list[str] = []
+    not_cold = 0
+    peer_http: list[float] = []
+    peer_call: list[float] = []
+    peer_every = max(1, args.samples // max(args.peer_samples, 1))
+
+    with temp_dir("polyfn-bench-peer-") as tmp, PolyfnServer() as server:
+        code_dir = tmp / "code"
+        code_dir.mkdir()
+        (code_dir / "handler.py").write_text(HELLO_NATIVE)
+        script = tmp / "peer_server.py"
+        script.write_text(PEER_HTTP_SERVER)
+        client = Http(server.port)
+        try:
+            # Unmeasured warm-up of every path (page cache, pyc of the stdlib, the zygote's blanks).
+            polyfn_sample(server, client, -1, args.settle)
+            peer_http_sample(args.python, script, code_dir)
+            peer_call_sample(args.python, code_dir)
+            for i in range(args.samples):
+                c, w, act_id, is_cold = polyfn_sample(server, client, i, args.settle)
+                cold.append(c)
+                warm.append(w)
+                ids.append(act_id)
+                not_cold += not is_cold
+                if i % peer_every == 0 and len(peer_http) < args.peer_samples:
+                    peer_http.append(peer_http_sample(args.python, script, code_dir))
+                    peer_call.append(peer_call_sample(args.python, code_dir))
+            while len(peer_http) < args.peer_samples:
+                peer_http.append(peer_http_sample(args.python, script, code_dir))
+                peer_call.append(peer_call_sample(args.python, code_dir))
+            acts = [server.api.json("GET", f"/v1/activations/{a}") for a in ids if a]  # type: ignore[union-attr]
+        finally:
+            client.close()
+        isolation = server.isolation
+
+    p50 = percentile(cold, 50)
+    print(f"polyfn: instance isolation: {isolation}; peers run {args.python}")
+    print("client-side milliseconds; ratio = the row's p50 / polyfn cold start p50\n")
+    print(table(
+        ["what", "n", "min", "p50", "p90", "p99", "mean", "ratio"],
+        [
+            stats_row("polyfn cold start (redeploy → first GET /fn/cold)", cold),
+            stats_row("polyfn warm request (second GET, same instance)", warm, p50),
+            stats_row("fresh interpreter + stdlib HTTP server (spawn → 1st response)", peer_http, p50),
+            stats_row("fresh interpreter, import + call handler (spawn → exit)", peer_call, p50),
+        ],
+    ))
+    if not_cold:
+        print(f"\nwarning: {not_cold} polyfn samples were not marked x-polyfn-cold: true")
+
+    print("\nserver-side view of the same cold activations (GET /v1/activations/ID), milliseconds\n")
+    rows = []
+    for field, what in (("init_ms", "instance start → ready (spawn, import, handshake)"),
+                        ("wait_ms", "invocation waited for its instance"),
+                        ("run_ms", "handler run"),
+                        ("duration_ms", "invocation total, server-side")):
+        vals = [a[field] for a in acts if a.get(field) is not None]
+        if vals:
+            rows.append([field, what, fmt(min(vals)), fmt(percentile(vals, 50)), fmt(percentile(vals, 90)),
+                         fmt(percentile(vals, 99))])
+    print(table(["field", "meaning", "min", "p50", "p90", "p99"], rows))
+
+    ratio = percentile(peer_http, 50) / p50
+    print(f"\ntarget p50 ≤ 5 ms: {fmt(p50)} ms → {'met' if p50 <= 5 else 'NOT met'}")
+    print(f"target ≥ 10× faster than a fresh interpreter serving HTTP: {ratio:.1f}× → "
+          f"{'met' if ratio >= 10 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
