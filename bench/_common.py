@@ -277,10 +277,10 @@ def wrk_path() -> str:
     return path
 
 
-def run_wrk(url: str, connections: int, duration: float, threads: int = 1, script: str | None = None,
+def run_wrk(url: str, connections: int, duration: int, threads: int = 1, script: str | None = None,
             timeout_s: int = 10) -> WrkResult:
     """`wrk -t1 -cN -dDs --latency URL`; one wrk thread, since the machine has only 2 cores."""
-    cmd = [wrk_path(), f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", f"--timeout={timeout_s}s",
+    cmd = [wrk_path(), f"-t{threads}", f"-c{connections}", f"-d{duration}s", f"--timeout={timeout_s}s",
            "--latency"]
     if script:
         cmd += ["-s", script]

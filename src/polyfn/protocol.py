@@ -20,8 +20,9 @@ HEADER = struct.Struct(">I")
 
 
 class Invoke(msgspec.Struct, tag="invoke", array_like=True):
-    """One invocation. `kind` says how to read the rest: "http" (a request through the gateway) or
-    "event" (a payload from the invoke API or a trigger)."""
+    """One invocation. `kind` says how to read the rest: "http" (a request through the gateway),
+    "event" (a raw payload from the invoke API) or "cloudevent" (a trigger's event: `body` is a CloudEvent
+    in structured JSON form, see `polyfn.events`)."""
 
     id: int  # per-connection sequence number, echoed in the Result
     activation_id: str

@@ -80,6 +80,8 @@ class Adapter(base.Adapter):
         base.check_arity(self.handler, 2, self.convention)
 
     def args(self, inv: Invoke) -> tuple[Any, ...]:
+        # HTTP calls get a request object; events (the invoke API) and CloudEvents from triggers arrive
+        # as parsed JSON (a CloudEvent as its structured-mode dict: id, source, type, time, data, ...).
         event = HttpRequest(inv) if inv.kind == "http" else base.parse_event_payload(inv)
         return event, base.Context(inv, self.meta)
 

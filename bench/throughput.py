@@ -1,0 +1,204 @@
+"""Warm throughput over HTTP: polyfn's `/fn/NAME` against Google's functions-framework, with wrk.
+
+Both serve the same function in the same run: `return 'Hello World!'` (default), or with
+`--flavor openfaas` the seed's OpenFaaS `reverse` handler (POST a body, get it back reversed; the peer
+serves `request.get_data()[::-1]`). Each server is warmed up for `--warmup` seconds at the same
+concurrency, then measured with `wrk -t1 -cN -dDs --latency` (one wrk thread: the machine has 2 cores).
+Between runs the benchmark waits until the polyfn server is idle again (it writes activation records in
+batches after the load), so one run does not pay for the previous one's tail.
+
+functions-framework runs with its defaults, as users start it: `functions-framework --target hello
+--source main.py` → gunicorn, 1 worker process, gthread with 4 × CPUs threads (8 here), no timeout.
+
+    .venv/bin/python bench/throughput.py                    # 32 connections, 5 s per run (~25 s)
+    .venv/bin/python bench/throughput.py --all              # 1, 8, 32 and 128 connections (~1.5 min)
+    .venv/bin/python bench/throughput.py --flavor openfaas  # the OpenFaaS reverse function
+    .venv/bin/python bench/throughput.py --quick            # 2 s runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from _common import (
+    HELLO_NATIVE,
+    REPO,
+    Http,
+    PolyfnServer,
+    WrkResult,
+    fmt,
+    free_port,
+    print_header,
+    run_wrk,
+    stop_process,
+    table,
+    temp_dir,
+    wait_http,
+    wait_idle,
+    wrk_path,
+)
+
+
+@dataclass
+class Flavor:
+    name: str  # the function's name on both servers
+    polyfn_files: dict[str, str]
+    peer_source: str
+    method: str
+    body: bytes
+    expect: bytes
+
+
+FF_HELLO = "def hello(request):\n    return 'Hello World!'\n"
+FF_REVERSE = "def reverse(request):\n    return request.get_data()[::-1]\n"
+
+
+def flavors() -> dict[str, Flavor]:
+    reverse_src = (REPO / "examples" / "seed" / "openfaas-reverse" / "handler.py").read_text()
+    return {
+        "native": Flavor("hello", {"handler.py": HELLO_NATIVE}, FF_HELLO, "GET", b"", b"Hello World!"),
+        "openfaas": Flavor("reverse", {"handler.py": reverse_src}, FF_REVERSE, "POST", b"hello", b"olleh"),
+    }
+
+
+def wrk_script(dir_: Path, flavor: Flavor) -> str | None:
+    if flavor.method == "GET":
+        return None
+    path = dir_ / f"{flavor.name}.lua"
+    path.write_text(f'wrk.method = "{flavor.method}"\nwrk.body = "{flavor.body.decode()}"\n'
+                    'wrk.headers["Content-Type"] = "text/plain"\n')
+    return str(path)
+
+
+def check(port: int, path: str, flavor: Flavor, who: str) -> None:
+    """One request before measuring: the server must answer the expected body, or the figures mean nothing."""
+    client = Http(port)
+    try:
+        body = flavor.body if flavor.method != "GET" else None
+        status, _, data = client.request(flavor.method, path, body, {"Content-Type": "text/plain"})
+    finally:
+        client.close()
+    if status != 200 or data != flavor.expect:
+        raise SystemExit(f"{who} answered {status} {data[:300]!r} instead of {flavor.expect!r}")
+
+
+class FunctionsFramework:
+    """`functions-framework --target NAME --source main.py` with its defaults, on a free port."""
+
+    def __init__(self, exe: str, source: Path, target: str):
+        self.exe = exe
+        self.source = source
+        self.target = target
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> FunctionsFramework:
+        self.proc = subprocess.Popen(
+            [self.exe, "--target", self.target, "--source", str(self.source), "--host", "127.0.0.1",
+             "--port", str(self.port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        wait_http(self.port, "/", self.proc)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+
+
+def find_functions_framework() -> str | None:
+    beside = Path(sys.executable).with_name("functions-framework")
+    return str(beside) if beside.exists() else shutil.which("functions-framework")
+
+
+def measure(url: str, conns: int, args: argparse.Namespace, script: str | None, idle_pid: int) -> WrkResult:
+    run_wrk(url, conns, args.warmup, script=script)
+    wait_idle(idle_pid)
+    res = run_wrk(url, conns, args.duration, script=script)
+    wait_idle(idle_pid)
+    return res
+
+
+def row(who: str, conns: int, r: WrkResult, ratio: str) -> list[str]:
+    return [who, str(conns), fmt(r.rps, 0), fmt(r.p50_ms), fmt(r.p99_ms), fmt(r.max_ms), str(r.non_2xx),
+            str(r.socket_errors), ratio]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--flavor", choices=["native", "openfaas"], default="native",
+                    help="native: GET → 'Hello World!'; openfaas: POST 'hello' → 'olleh' (seed reverse)")
+    ap.add_argument("--connections", type=int, nargs="+", default=[32], help="wrk -c values to run")
+    ap.add_argument("--all", action="store_true", help="run 1, 8, 32 and 128 connections")
+    ap.add_argument("--duration", type=int, default=5, help="seconds per measured wrk run")
+    ap.add_argument("--warmup", type=int, default=1, help="seconds of wrk before each measured run")
+    ap.add_argument("--no-peer", action="store_true", help="measure polyfn only")
+    ap.add_argument("--quick", action="store_true", help="2 s runs after 1 s warm-ups")
+    args = ap.parse_args()
+    if args.all:
+        args.connections = [1, 8, 32, 128]
+    if args.quick:
+        args.duration = 2
+    wrk_path()
+    flavor = flavors()[args.flavor]
+
+    print_header(f"throughput: warm invocations over HTTP ({args.flavor} flavor, function {flavor.name!r})")
+    ff = None if args.no_peer else find_functions_framework()
+    if ff is None and not args.no_peer:
+        print("functions-framework not found: install the bench extra (.venv/bin/pip install -e '.[bench]');"
+              " measuring polyfn only\n")
+
+    rows: list[list[str]] = []
+    results: dict[int, tuple[WrkResult, WrkResult | None]] = {}
+    with temp_dir("polyfn-bench-tp-") as tmp, PolyfnServer() as server:
+        server.deploy(flavor.name, flavor.polyfn_files)
+        path = f"/fn/{flavor.name}"
+        check(server.port, path, flavor, "polyfn")
+        script = wrk_script(tmp, flavor)
+        source = tmp / "main.py"
+        source.write_text(flavor.peer_source)
+        assert server.proc is not None
+        stack = contextlib.ExitStack()
+        with stack:
+            peer = stack.enter_context(FunctionsFramework(ff, source, flavor.name)) if ff else None
+            if peer is not None:
+                check(peer.port, "/", flavor, "functions-framework")
+            for conns in args.connections:
+                ours = measure(server.url(path), conns, args, script, server.proc.pid)
+                theirs = None
+                if peer is not None and peer.proc is not None:
+                    theirs = measure(f"http://127.0.0.1:{peer.port}/", conns, args, script, peer.proc.pid)
+                results[conns] = (ours, theirs)
+                ratio = f"{ours.rps / theirs.rps:.1f}×" if theirs else "n/a"
+                rows.append(row(f"polyfn /fn/{flavor.name}", conns, ours, ratio))
+                if theirs:
+                    rows.append(row("functions-framework (gunicorn gthread)", conns, theirs, "1.0×"))
+        isolation = server.isolation
+
+    threads = os.environ.get("THREADS", str((os.cpu_count() or 1) * 4))
+    print(f"wrk -t1 -cN -d{args.duration:g}s --latency (after a {args.warmup:g} s warm-up); polyfn isolation: "
+          f"{isolation}; functions-framework: gunicorn, 1 worker, {threads} threads (its defaults)")
+    print("latency in milliseconds; ratio = polyfn req/s / functions-framework req/s at the same concurrency\n")
+    print(table(["server", "conns", "req/s", "p50", "p99", "max", "non-2xx", "sock err", "ratio"], rows))
+
+    bad = [c for c, (o, _) in results.items() if o.non_2xx or o.socket_errors]
+    if bad:
+        print(f"\nwarning: polyfn had non-2xx responses or socket errors at {bad} connections")
+    if 32 in results:
+        ours, theirs = results[32]
+        print(f"\ntarget ≥ 10,000 req/s at 32 connections: {ours.rps:,.0f} → {'met' if ours.rps >= 10_000 else 'NOT met'}")
+        if theirs:
+            ratio = ours.rps / theirs.rps
+            print(f"target ≥ 4× functions-framework: {ratio:.1f}× → {'met' if ratio >= 4 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
