@@ -32,6 +32,9 @@ class FunctionSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_instances: int = 10
     keepalive: float | None = None  # seconds an idle instance is kept; None = node default
     env: dict[str, str] = {}
+    # Free-form metadata kept with the revision: what a vendor API or definition file said that polyfn
+    # has no field for (a Lambda Role, OpenFaaS labels...). Keys are `vendor/key`; never read by the runtime.
+    annotations: dict[str, str] = {}
 
 
 class Revision(msgspec.Struct, kw_only=True):
@@ -132,4 +135,9 @@ def validate_spec(spec: FunctionSpec, max_timeout: float, max_memory: int, max_i
     for k, v in spec.env.items():
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k) or not isinstance(v, str):
             raise SpecError(f"env key {k!r} is not a valid environment variable name")
+    if len(spec.annotations) > 128:
+        raise SpecError(f"annotations has {len(spec.annotations)} entries: allowed 0..128")
+    for k, v in spec.annotations.items():
+        if not isinstance(v, str) or not (0 < len(k) <= 253) or len(v) > 65536:
+            raise SpecError(f"annotation {k[:80]!r}: keys are 1..253 characters, values strings up to 64 KiB")
     return spec

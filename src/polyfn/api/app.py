@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from polyfn import __version__
-from polyfn.api import errors
+from polyfn.api import compat, errors
 from polyfn.api.errors import ApiError
 from polyfn.deploy import archive
 from polyfn.deploy.errors import DeployError
@@ -185,6 +185,7 @@ def build_api(node: Node) -> FastAPI:
                                  headers={"cache-control": "no-cache"})
 
     app.include_router(v1)
+    compat.install(app, node)
     return app
 
 

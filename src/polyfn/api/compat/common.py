@@ -1,0 +1,88 @@
+"""What the compat APIs share: reading a revision's code back, deleting, background invocations."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import os
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from polyfn.invoker import Outcome
+
+if TYPE_CHECKING:
+    from polyfn.server import Node
+
+log = logging.getLogger("polyfn.compat")
+
+
+def read_code(code_dir: str) -> dict[str, bytes]:
+    """The files of a revision (to deploy a new revision with the same code and another config)."""
+    root = Path(code_dir)
+    files: dict[str, bytes] = {}
+    for directory, _dirs, names in os.walk(root):
+        for n in names:
+            p = Path(directory) / n
+            files[p.relative_to(root).as_posix()] = p.read_bytes()
+    return files
+
+
+def zip_code(code_dir: str) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in sorted(read_code(code_dir).items()):
+            zf.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
+    return buf.getvalue()
+
+
+async def current_files(node: Node, name: str) -> dict[str, bytes] | None:
+    rev = await node.store.get_current_revision(name)
+    if rev is None:
+        return None
+    return await asyncio.to_thread(read_code, rev.code_dir)
+
+
+async def delete_function(node: Node, name: str) -> bool:
+    """Same as `DELETE /v1/functions/{name}`: forget it, drain its pool, remove its code later."""
+    deleted = await node.store.delete_function(name)
+    if deleted is None:
+        return False
+    pool = node.registry.remove(name)
+    node.schedule_code_cleanup(name, deleted, pool)
+    return True
+
+
+def outcome_headers(out: Outcome) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in out.headers}
+
+
+class Background:
+    """Invocations accepted with 202 and run after the response (Lambda `Event`, OpenFaaS async,
+    OpenWhisk non-blocking). Held here so they are not garbage-collected and can be awaited at shutdown.
+
+    Not durable: a node that stops before they run loses them. The durable async queue (the events
+    issue) replaces `submit` when it lands."""
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    def submit(self, coro: Any) -> asyncio.Task[Any]:
+        t = asyncio.ensure_future(coro)
+        self.tasks.add(t)
+        t.add_done_callback(self._done)
+        return t
+
+    def _done(self, t: asyncio.Task[Any]) -> None:
+        self.tasks.discard(t)
+        if not t.cancelled() and t.exception() is not None:
+            log.warning("background invocation failed: %s", t.exception())
+
+
+def background(node: Node) -> Background:
+    bg = getattr(node, "_compat_background", None)
+    if bg is None:
+        bg = Background()
+        node._compat_background = bg  # type: ignore[attr-defined]
+    return bg

@@ -1,0 +1,559 @@
+"""The AWS Lambda control and invoke API, as boto3 and the `aws lambda` CLI speak it (rest-json, SigV4).
+
+`boto3.client("lambda", endpoint_url="http://127.0.0.1:8080", aws_access_key_id="polyfn-admin",
+aws_secret_access_key=<admin key>, region_name=<any>)` creates, configures, lists, invokes and deletes
+polyfn functions. Every request is SigV4-verified (`sigv4.py`) against polyfn keys (`keys.py`).
+
+Mapping:
+* a Lambda function is a polyfn function; a Lambda name that is not a valid polyfn name (`My_Func`) is
+  stored lower-cased with `-` (`my-func`) and the original kept in the annotation `aws.lambda/name`;
+* `Runtime` chooses the polyfn runtime and the `aws` flavor (`manifests/runtimes.py`);
+  `Role`, `Description`, `Tags` and the zip's SHA-256 are kept as `aws.lambda/*` annotations;
+* every Create/UpdateFunctionCode/UpdateFunctionConfiguration is a new polyfn revision, live when the call
+  returns, so `State` is always `Active` and `LastUpdateStatus` `Successful` (the waiters pass at once);
+* only `$LATEST` exists: PublishVersion and aliases are not implemented (they answer
+  `UnsupportedOperationException`, as does every route polyfn does not implement).
+
+Errors: the HTTP status, `x-amzn-ErrorType: <Type>` and `{"Type": "User", "Message": ...}`, the shape
+botocore parses into `ClientError`. Every response carries `x-amzn-RequestId`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import math
+import re
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import Response
+
+from polyfn.api.compat import common, keys, sigv4
+from polyfn.deploy import archive
+from polyfn.deploy.errors import DeployError
+from polyfn.invoker import Outcome
+from polyfn.manifests import runtimes
+from polyfn.model import FunctionInfo, SpecError, validate_name
+
+if TYPE_CHECKING:
+    from polyfn.server import Node
+
+ACCOUNT = "000000000000"
+A = "aws.lambda/"  # annotation prefix
+A_NAME, A_ROLE, A_DESC, A_RUNTIME, A_ZIP = A + "name", A + "role", A + "description", A + "runtime", A + "zip"
+A_TAG = A + "tag/"
+DEFAULT_TIMEOUT = 3  # seconds: Lambda's defaults, so functions behave as they would there
+DEFAULT_MEMORY = 128
+TAIL_BYTES = 4096
+CODE_URL_TTL = 600  # seconds a GetFunction Code.Location link stays valid
+
+_NAME_RE = re.compile(
+    r"^(?:arn:aws[a-zA-Z-]*:lambda:[a-z0-9-]+:\d{12}:function:|\d{12}:function:)?"
+    r"(?P<name>[A-Za-z0-9_-]{1,64})(?::(?P<qualifier>\$LATEST|[A-Za-z0-9_-]{1,128}))?$"
+)
+#: Accepted but without effect here (metadata or AWS infrastructure polyfn has no equivalent of).
+_IGNORED = {"Publish", "TracingConfig", "Architectures", "KMSKeyArn", "LoggingConfig", "EphemeralStorage",
+            "VpcConfig", "DeadLetterConfig", "SnapStart", "RevisionId", "DryRun", "CodeSigningConfigArn"}
+_CREATE_FIELDS = {"FunctionName", "Role", "Code", "Runtime", "Handler", "Description", "Timeout", "MemorySize",
+                  "Environment", "Tags", "PackageType"} | _IGNORED
+_CONFIG_FIELDS = {"Role", "Handler", "Description", "Timeout", "MemorySize", "Environment", "Runtime"} | _IGNORED
+_CODE_FIELDS = {"ZipFile", "S3Bucket", "S3Key", "S3ObjectVersion", "ImageUri"} | _IGNORED
+
+
+class LambdaError(Exception):
+    def __init__(self, status: int, type_: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.type = type_
+        self.message = message
+        self.headers = headers or {}
+
+
+def _request_id() -> str:
+    return str(uuid.uuid4())
+
+
+def error_response(e: LambdaError) -> Response:
+    body = {"Type": "User" if e.status < 500 else "Service", "Message": e.message, "message": e.message}
+    headers = {"x-amzn-ErrorType": e.type, "x-amzn-RequestId": _request_id(), **e.headers}
+    return Response(json.dumps(body), status_code=e.status, headers=headers, media_type="application/json")
+
+
+def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps(obj), status_code=status, media_type="application/json",
+                    headers={"x-amzn-RequestId": _request_id(), **(headers or {})})
+
+
+def _invalid(message: str) -> LambdaError:
+    return LambdaError(400, "InvalidParameterValueException", message)
+
+
+def parse_function_name(value: str) -> tuple[str, str | None]:
+    """(lambda name, qualifier) from a name, partial ARN or ARN, each optionally with `:qualifier`."""
+    m = _NAME_RE.match(value or "")
+    if not m:
+        raise LambdaError(400, "ValidationException",
+                          f"1 validation error detected: Value '{value}' at 'functionName' failed to satisfy "
+                          "constraint: a function name, partial ARN or ARN")
+    return m["name"], m["qualifier"]
+
+
+def polyfn_name(lambda_name: str) -> str:
+    """The polyfn function name for a Lambda function name (lower case, `_` → `-`, leading letter)."""
+    n = lambda_name.lower().replace("_", "-")
+    if not n[:1].isalpha():
+        n = "fn-" + n
+    return n[:63].rstrip("-") or "fn"
+
+
+def arn(region: str, name: str) -> str:
+    return f"arn:aws:lambda:{region}:{ACCOUNT}:function:{name}"
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(ts * 1000) % 1000:03d}+0000"
+
+
+def revision_id(info: FunctionInfo) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"polyfn:{info.name}@{info.revision}:{info.code_sha256}"))
+
+
+def configuration(info: FunctionInfo, region: str) -> dict[str, Any]:
+    """Lambda's FunctionConfiguration for a polyfn function."""
+    spec = info.spec
+    a = spec.annotations
+    name = a.get(A_NAME, info.name)
+    runtime = a.get(A_RUNTIME) or ("python3.12" if spec.runtime == "python" else "nodejs20.x")
+    digest, _, zip_meta = a.get(A_ZIP, "").partition(":")
+    if digest == info.code_sha256 and zip_meta:  # recorded for exactly this code
+        code_sha, _, size = zip_meta.partition(":")
+        code_size = int(size or 0)
+    else:
+        code_sha, code_size = base64.b64encode(bytes.fromhex(info.code_sha256)).decode(), 0
+    cfg: dict[str, Any] = {
+        "FunctionName": name,
+        "FunctionArn": arn(region, name),
+        "Runtime": runtime,
+        "Role": a.get(A_ROLE, f"arn:aws:iam::{ACCOUNT}:role/polyfn"),
+        "Handler": spec.handler,
+        "CodeSize": code_size,
+        "Description": a.get(A_DESC, ""),
+        "Timeout": max(1, round(spec.timeout)),
+        "MemorySize": spec.memory,
+        "LastModified": _iso(info.updated_at),
+        "CodeSha256": code_sha,
+        "Version": "$LATEST",
+        "TracingConfig": {"Mode": "PassThrough"},
+        "RevisionId": revision_id(info),
+        "State": "Active",
+        "LastUpdateStatus": "Successful",
+        "PackageType": "Zip",
+        "Architectures": ["x86_64"],
+        "EphemeralStorage": {"Size": 512},
+        "LoggingConfig": {"LogFormat": "Text", "LogGroup": f"/aws/lambda/{name}"},
+    }
+    if spec.env:
+        cfg["Environment"] = {"Variables": dict(spec.env)}
+    return cfg
+
+
+def _unknown(body: dict[str, Any], allowed: set[str], what: str) -> None:
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise _invalid(f"polyfn does not support {', '.join(unknown)} in {what} "
+                       f"(supported: {', '.join(sorted(allowed - _IGNORED))})")
+
+
+def _spec_fields(body: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    """Merge Lambda configuration parameters into polyfn spec fields (`base` is the current spec)."""
+    fields = dict(base)
+    ann = dict(fields.get("annotations") or {})
+    if "Runtime" in body:
+        try:
+            target = runtimes.lambda_target(str(body["Runtime"]))
+        except runtimes.UnsupportedRuntime as e:
+            raise _invalid(str(e)) from None
+        fields.update(runtime=target.runtime, flavor=target.flavor)
+        ann[A_RUNTIME] = body["Runtime"]
+    if "Handler" in body:
+        fields["handler"] = body["Handler"]
+    if "Timeout" in body:
+        if not isinstance(body["Timeout"], int) or body["Timeout"] < 1:
+            raise _invalid(f"Timeout={body['Timeout']!r}: must be a positive number of seconds")
+        fields["timeout"] = float(body["Timeout"])
+    if "MemorySize" in body:
+        if not isinstance(body["MemorySize"], int) or not 128 <= body["MemorySize"] <= 10240:
+            raise _invalid(f"MemorySize={body['MemorySize']!r}: must be 128..10240 (MB)")
+        fields["memory"] = body["MemorySize"]
+    if "Environment" in body:
+        env = (body["Environment"] or {}).get("Variables") or {}
+        if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+            raise _invalid("Environment.Variables must be a map of strings")
+        fields["env"] = env
+    if "Role" in body:
+        ann[A_ROLE] = str(body["Role"])
+    if "Description" in body:
+        ann[A_DESC] = str(body["Description"])[:256]
+    for k, v in (body.get("Tags") or {}).items():
+        ann[A_TAG + str(k)] = str(v)
+    fields["annotations"] = ann
+    return fields
+
+
+def _zip_files(node: Node, code: dict[str, Any], fields: dict[str, Any]) -> dict[str, bytes]:
+    if code.get("ImageUri"):
+        raise _invalid("polyfn runs code, not container images: send Code.ZipFile (PackageType Zip)")
+    if code.get("S3Bucket") or code.get("S3Key"):
+        raise _invalid("polyfn takes code as Code.ZipFile; S3Bucket/S3Key code locations are not supported")
+    raw = code.get("ZipFile")
+    if not raw:
+        raise _invalid("Code.ZipFile is required (the function's code as a zip archive)")
+    try:
+        data = base64.b64decode(raw, validate=True)
+    except (binascii.Error, TypeError, ValueError):
+        raise _invalid("Code.ZipFile is not valid base64") from None
+    s = node.settings
+    try:
+        files = archive.files_from_zip(data, s.max_code_size, s.max_code_files)
+    except DeployError as e:
+        if e.status == 413:
+            raise LambdaError(413, "RequestEntityTooLargeException", e.message) from None
+        raise _invalid(f"Could not unzip uploaded file: {e.message}") from None
+    digest = archive.digest(files)
+    sha = base64.b64encode(hashlib.sha256(data).digest()).decode()
+    ann = dict(fields.get("annotations") or {})
+    ann[A_ZIP] = f"{digest}:{sha}:{len(data)}"
+    fields["annotations"] = ann
+    return files
+
+
+class LambdaApi:
+    def __init__(self, node: Node):
+        self.node = node
+
+    # -- plumbing -------------------------------------------------------------------------------------
+
+    async def auth(self, request: Request) -> tuple[sigv4.Identity, bytes]:
+        body = await request.body()
+        scope = request.scope
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+        try:
+            ident = sigv4.verify(request.method, raw_path.decode("latin-1").split("?", 1)[0],
+                                 scope["query_string"].decode("latin-1"), headers, body,
+                                 lambda key_id: keys.secret_for(self.node, key_id), time.time(), "lambda")
+        except sigv4.SigV4Error as e:
+            raise LambdaError(403, e.code, e.message) from None
+        return ident, body
+
+    async def find(self, value: str, region: str, qualifier: str | None = None) -> FunctionInfo:
+        lname, q = parse_function_name(value)
+        q = qualifier or q
+        pname = polyfn_name(lname)
+        info = await self.node.store.get_function(pname)
+        if info is None or info.spec.annotations.get(A_NAME, info.name) != lname:
+            raise LambdaError(404, "ResourceNotFoundException", f"Function not found: {arn(region, lname)}"
+                              + (f":{q}" if q else ""))
+        if q not in (None, "$LATEST"):
+            raise LambdaError(404, "ResourceNotFoundException",
+                              f"Function not found: {arn(region, lname)}:{q} (polyfn has only $LATEST: "
+                              "versions and aliases are not supported)")
+        return info
+
+    async def deploy(self, fields: dict[str, Any], files: dict[str, bytes]) -> FunctionInfo:
+        try:
+            info, _created, _detected = await self.node.deployer.deploy(fields, files)
+        except DeployError as e:
+            if e.status == 413:
+                raise LambdaError(413, "RequestEntityTooLargeException", e.message) from None
+            raise _invalid(e.message) from None
+        return info
+
+    @staticmethod
+    def body_json(body: bytes) -> dict[str, Any]:
+        try:
+            value = json.loads(body or b"{}")
+        except ValueError:
+            raise LambdaError(400, "SerializationException", "the request body is not valid JSON") from None
+        if not isinstance(value, dict):
+            raise LambdaError(400, "SerializationException", "the request body must be a JSON object")
+        return value
+
+    @staticmethod
+    def check_revision(body: dict[str, Any], info: FunctionInfo) -> None:
+        want = body.get("RevisionId")
+        if want and want != revision_id(info):
+            raise LambdaError(412, "PreconditionFailedException",
+                              "The Revision Id provided does not match the latest Revision Id. "
+                              "Call the GetFunction/GetAlias API to retrieve the latest Revision Id")
+
+    # -- operations -----------------------------------------------------------------------------------
+
+    async def create_function(self, request: Request) -> Response:
+        ident, raw = await self.auth(request)
+        body = self.body_json(raw)
+        _unknown(body, _CREATE_FIELDS, "CreateFunction")
+        for required in ("FunctionName", "Role", "Code"):
+            if required not in body:
+                raise _invalid(f"{required} is required")
+        if body.get("PackageType", "Zip") != "Zip":
+            raise _invalid("PackageType Image is not supported: polyfn runs code (Zip), not container images")
+        lname, q = parse_function_name(str(body["FunctionName"]))
+        if q:
+            raise _invalid("FunctionName must not carry a qualifier in CreateFunction")
+        pname = polyfn_name(lname)
+        try:
+            validate_name(pname)
+        except SpecError as e:
+            raise _invalid(str(e)) from None
+        if await self.node.store.get_function(pname) is not None:
+            raise LambdaError(409, "ResourceConflictException", f"Function already exist: {lname}")
+        if "Runtime" not in body:
+            raise _invalid("Runtime is required for a Zip package: one of "
+                           + ", ".join(runtimes.supported_lambda_runtimes()))
+        base = {"name": pname, "timeout": float(DEFAULT_TIMEOUT), "memory": DEFAULT_MEMORY,
+                "handler": "lambda_function.lambda_handler",
+                "annotations": {A_NAME: lname} if lname != pname else {}}
+        fields = _spec_fields(body, base)
+        code = body.get("Code") or {}
+        _unknown(code, _CODE_FIELDS, "Code")
+        files = _zip_files(self.node, code, fields)
+        info = await self.deploy(fields, files)
+        return _json(configuration(info, ident.region), 201)
+
+    async def get_function(self, request: Request, function_name: str) -> Response:
+        ident, _ = await self.auth(request)
+        info = await self.find(function_name, ident.region, request.query_params.get("Qualifier"))
+        cfg = configuration(info, ident.region)
+        expires = int(time.time()) + CODE_URL_TTL
+        sig = self._code_sig(info, expires)
+        base = str(request.base_url).rstrip("/")
+        location = f"{base}/2015-03-31/functions/{info.name}/code.zip?revision={info.revision}&expires={expires}&signature={sig}"
+        tags = {k[len(A_TAG):]: v for k, v in info.spec.annotations.items() if k.startswith(A_TAG)}
+        return _json({"Configuration": cfg, "Code": {"RepositoryType": "S3", "Location": location}, "Tags": tags})
+
+    def _code_sig(self, info: FunctionInfo, expires: int) -> str:
+        msg = f"{info.name}:{info.revision}:{expires}".encode()
+        return hmac.new(self.node.admin_key.encode(), msg, hashlib.sha256).hexdigest()
+
+    async def download_code(self, request: Request, name: str) -> Response:
+        """Code.Location of GetFunction: a link valid for CODE_URL_TTL seconds, like S3's presigned URL."""
+        q = request.query_params
+        info = await self.node.store.get_function(name)
+        try:
+            expires = int(q.get("expires", "0"))
+            revision = int(q.get("revision", "0"))
+        except ValueError:
+            expires = revision = 0
+        if (info is None or revision != info.revision or expires < time.time()
+                or not hmac.compare_digest(self._code_sig(info, expires), q.get("signature", ""))):
+            raise LambdaError(403, "AccessDeniedException", "the code link is invalid or has expired")
+        rev = await self.node.store.get_current_revision(name)
+        import asyncio
+
+        data = await asyncio.to_thread(common.zip_code, rev.code_dir)
+        return Response(data, media_type="application/zip")
+
+    async def get_configuration(self, request: Request, function_name: str) -> Response:
+        ident, _ = await self.auth(request)
+        info = await self.find(function_name, ident.region, request.query_params.get("Qualifier"))
+        return _json(configuration(info, ident.region))
+
+    async def list_functions(self, request: Request) -> Response:
+        ident, _ = await self.auth(request)
+        q = request.query_params
+        try:
+            max_items = int(q.get("MaxItems", "50"))
+        except ValueError:
+            raise _invalid("MaxItems must be an integer") from None
+        if not 1 <= max_items <= 10000:
+            raise _invalid(f"MaxItems={max_items}: must be 1..10000")
+        after = ""
+        if q.get("Marker"):
+            try:
+                after = base64.urlsafe_b64decode(q["Marker"].encode()).decode()
+            except (binascii.Error, UnicodeDecodeError, ValueError):
+                raise _invalid("Marker is not a marker returned by ListFunctions") from None
+        infos = [i for i in await self.node.store.list_functions() if i.name > after]
+        page = infos[:max_items]
+        out: dict[str, Any] = {"Functions": [configuration(i, ident.region) for i in page]}
+        if len(infos) > max_items:
+            out["NextMarker"] = base64.urlsafe_b64encode(page[-1].name.encode()).decode()
+        return _json(out)
+
+    async def delete_function(self, request: Request, function_name: str) -> Response:
+        ident, _ = await self.auth(request)
+        info = await self.find(function_name, ident.region, request.query_params.get("Qualifier"))
+        if not await common.delete_function(self.node, info.name):
+            raise LambdaError(404, "ResourceNotFoundException", f"Function not found: {function_name}")
+        return Response(status_code=204, headers={"x-amzn-RequestId": _request_id()})
+
+    async def update_code(self, request: Request, function_name: str) -> Response:
+        ident, raw = await self.auth(request)
+        body = self.body_json(raw)
+        _unknown(body, _CODE_FIELDS, "UpdateFunctionCode")
+        info = await self.find(function_name, ident.region)
+        self.check_revision(body, info)
+        fields = {k: v for k, v in _spec_dict(info).items()}
+        files = _zip_files(self.node, body, fields)
+        if body.get("DryRun"):
+            return _json(configuration(info, ident.region))
+        info = await self.deploy(fields, files)
+        return _json(configuration(info, ident.region))
+
+    async def update_configuration(self, request: Request, function_name: str) -> Response:
+        ident, raw = await self.auth(request)
+        body = self.body_json(raw)
+        _unknown(body, _CONFIG_FIELDS, "UpdateFunctionConfiguration")
+        info = await self.find(function_name, ident.region)
+        self.check_revision(body, info)
+        fields = _spec_fields(body, _spec_dict(info))
+        files = await common.current_files(self.node, info.name)
+        if files is None:
+            raise LambdaError(404, "ResourceNotFoundException", f"Function not found: {function_name}")
+        info = await self.deploy(fields, files)
+        return _json(configuration(info, ident.region))
+
+    async def invoke(self, request: Request, function_name: str) -> Response:
+        ident, body = await self.auth(request)
+        info = await self.find(function_name, ident.region, request.query_params.get("Qualifier"))
+        h = request.headers
+        kind = h.get("x-amz-invocation-type", "RequestResponse")
+        log_type = h.get("x-amz-log-type", "None")
+        if kind not in ("RequestResponse", "Event", "DryRun"):
+            raise _invalid(f"X-Amz-Invocation-Type {kind!r}: use RequestResponse, Event or DryRun")
+        if body:
+            try:
+                json.loads(body)
+            except ValueError:
+                raise LambdaError(400, "InvalidRequestContentException",
+                                  "Could not parse request body into json: the payload must be JSON") from None
+        if len(body) > self.node.settings.max_payload:
+            raise LambdaError(413, "RequestTooLargeException",
+                              f"Request must be smaller than {self.node.settings.max_payload} bytes for the "
+                              "InvokeFunction operation")
+        rid = _request_id()
+        if kind == "DryRun":
+            return Response(status_code=204, headers={"x-amzn-RequestId": rid})
+        fheaders = [("x-amz-invocation-type", kind), ("x-amzn-requestid", rid)]
+        if h.get("x-amz-client-context"):
+            fheaders.append(("x-amz-client-context", h["x-amz-client-context"]))
+
+        def run() -> Any:
+            return self.node.invoker.invoke(info.name, "event", "lambda", "POST", "/", "", fheaders, body,
+                                            "application/json")
+
+        if kind == "Event":
+            common.background(self.node).submit(run())
+            return Response(status_code=202, headers={"x-amzn-RequestId": rid})
+        out = await run()
+        return await self.invoke_response(out, info, rid, log_type == "Tail")
+
+    async def invoke_response(self, out: Outcome, info: FunctionInfo, rid: str, tail: bool) -> Response:
+        hdrs = common.outcome_headers(out)
+        headers = {"x-amzn-RequestId": rid, "X-Amz-Executed-Version": "$LATEST"}
+        code = hdrs.get("x-polyfn-error")
+        body = out.body
+        timeout = info.spec.timeout
+        if code is not None:
+            err = _error_of(out.body)
+            if code == "function_not_found":
+                raise LambdaError(404, "ResourceNotFoundException", err.get("message", "Function not found"))
+            if code == "too_many_requests":
+                raise LambdaError(429, "TooManyRequestsException", "Rate Exceeded.",
+                                  {"Retry-After": hdrs.get("retry-after", "1")})
+            if code == "payload_too_large":
+                raise LambdaError(413, "RequestTooLargeException", err.get("message", ""))
+            if code == "shutting_down":
+                raise LambdaError(503, "ServiceException", "the server is shutting down; retry")
+            payload = {
+                "function_timeout": {"errorType": "Sandbox.Timedout",
+                                     "errorMessage": f"RequestId: {rid} Error: Task timed out after {timeout:.2f} seconds"},
+                "function_init_failed": {"errorType": err.get("errorType") or "Runtime.Unknown",
+                                         "errorMessage": err.get("message", ""), "stackTrace": err.get("stackTrace", [])},
+                "function_crashed": {"errorType": "Runtime.ExitError",
+                                     "errorMessage": f"RequestId: {rid} Error: {err.get('message', '')}"},
+                "function_oom": {"errorType": "Runtime.OutOfMemory",
+                                 "errorMessage": f"RequestId: {rid} Error: {err.get('message', '')}"},
+                "response_too_large": {"errorType": "Function.ResponseSizeTooLarge", "errorMessage": err.get("message", "")},
+            }.get(code, {"errorType": "Runtime.Unknown", "errorMessage": err.get("message", code)})
+            body = json.dumps(payload).encode()
+            headers["X-Amz-Function-Error"] = "Unhandled"
+        elif "x-polyfn-function-error" in hdrs:
+            headers["X-Amz-Function-Error"] = "Unhandled"
+        if tail and out.activation_id:
+            headers["X-Amz-Log-Result"] = await self.log_tail(out.activation_id, info)
+        return Response(body, status_code=200, headers=headers, media_type="application/json")
+
+    async def log_tail(self, activation_id: str, info: FunctionInfo) -> str:
+        """Base64 of the last 4 KB of the activation's log, framed as Lambda frames it."""
+        await self.node.recorder.flush()
+        act = await self.node.store.get_activation(activation_id)
+        if act is None:
+            return ""
+        lines = [f"START RequestId: {act.id} Version: $LATEST"]
+        lines += [ln.line for ln in act.logs]
+        lines.append(f"END RequestId: {act.id}")
+        report = (f"REPORT RequestId: {act.id}\tDuration: {act.run_ms:.2f} ms\t"
+                  f"Billed Duration: {max(1, math.ceil(act.run_ms))} ms\tMemory Size: {info.spec.memory} MB")
+        if act.cold:
+            report += f"\tInit Duration: {act.init_ms:.2f} ms"
+        lines.append(report)
+        text = ("\n".join(lines) + "\n").encode()
+        return base64.b64encode(text[-TAIL_BYTES:]).decode()
+
+    async def unsupported(self, request: Request, rest: str = "") -> Response:
+        await self.auth(request)
+        raise LambdaError(400, "UnsupportedOperationException",
+                          f"polyfn does not implement {request.method} {request.url.path} of the Lambda API "
+                          "(supported: Create/Get/List/Delete functions, UpdateFunctionCode, "
+                          "UpdateFunctionConfiguration, Invoke; see docs/compat.md)")
+
+
+def _spec_dict(info: FunctionInfo) -> dict[str, Any]:
+    import msgspec
+
+    d = msgspec.structs.asdict(info.spec)
+    d["env"] = dict(d["env"])
+    d["annotations"] = dict(d["annotations"])
+    return d
+
+
+def _error_of(body: bytes) -> dict[str, Any]:
+    try:
+        e = json.loads(body).get("error")
+        return e if isinstance(e, dict) else {}
+    except (ValueError, AttributeError):
+        return {}
+
+
+def install(app: FastAPI, node: Node) -> None:
+    api = LambdaApi(node)
+    r = APIRouter(include_in_schema=False)
+    p = "/2015-03-31/functions"
+    r.add_api_route(p, api.create_function, methods=["POST"])
+    r.add_api_route(p, api.list_functions, methods=["GET"])
+    r.add_api_route(p + "/", api.list_functions, methods=["GET"])
+    r.add_api_route(p + "/{function_name}", api.get_function, methods=["GET"])
+    r.add_api_route(p + "/{function_name}", api.delete_function, methods=["DELETE"])
+    r.add_api_route(p + "/{name}/code.zip", api.download_code, methods=["GET"])
+    r.add_api_route(p + "/{function_name}/configuration", api.get_configuration, methods=["GET"])
+    r.add_api_route(p + "/{function_name}/configuration", api.update_configuration, methods=["PUT"])
+    r.add_api_route(p + "/{function_name}/code", api.update_code, methods=["PUT"])
+    r.add_api_route(p + "/{function_name}/invocations", api.invoke, methods=["POST"])
+    for prefix in ("2015-03-31", "2016-08-19", "2017-03-31", "2017-10-31", "2018-10-31", "2019-09-25",
+                   "2019-09-30", "2020-04-22", "2020-06-30", "2021-10-31"):
+        r.add_api_route(f"/{prefix}/{{rest:path}}", api.unsupported,
+                        methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
+    app.include_router(r)
+
+    @app.exception_handler(LambdaError)
+    async def _lambda_error(_: Request, e: LambdaError) -> Response:
+        return error_response(e)
