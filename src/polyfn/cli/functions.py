@@ -144,14 +144,14 @@ def build_spec(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
 def deploy(
     ctx: typer.Context,
     path: Annotated[
-        Path,
+        Path | None,
         typer.Argument(
             exists=True,
             readable=True,
             help="A source file, a directory (zipped without .git, __pycache__, .venv, node_modules, *.pyc) or a .zip.",
             show_default=False,
         ),
-    ],
+    ] = None,
     name: Annotated[
         str | None,
         typer.Option(
@@ -261,9 +261,47 @@ def deploy(
             show_default="none",
         ),
     ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file",
+            "-f",
+            exists=True,
+            help="Deploy what a definition file declares: OpenFaaS stack.yml, serverless.yml, SAM template.yaml, "
+            "Azure app folder (host.json), Serverless Devs s.yaml (format detected).",
+            show_default="none",
+        ),
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            metavar="NAME=VALUE",
+            help="With -f: a value for a template parameter or variable; repeat for more.",
+            show_default="none",
+        ),
+    ] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--only", metavar="NAME", help="With -f: deploy only this function; repeat for more.",
+                     show_default="all"),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="With -f: print the plan, deploy nothing.", show_default="off"),
+    ] = False,
 ) -> None:
-    """Deploy a file, directory or zip as a new revision of a function."""
+    """Deploy a file, directory or zip as a new revision of a function (or a definition file with -f)."""
     state: State = ctx.obj
+    if file is not None:
+        from polyfn.cli.manifest import deploy_file, parse_params
+
+        if path is not None:
+            raise typer.BadParameter("give either PATH or --file, not both", param_hint="PATH")
+        deploy_file(state, file, parse_params(param or []), dry_run, only or [])
+        return
+    if path is None:
+        raise typer.BadParameter("give the code to deploy (a file, directory or .zip), or --file", param_hint="PATH")
     env_vars = parse_env(env or [])
     function_name = name or default_name(path)
     spec = build_spec(

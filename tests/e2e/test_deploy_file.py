@@ -1,0 +1,90 @@
+"""`polyfn deploy -f FILE` with the real CLI against a real server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+HANDLE = 'def handle(req):\n    """handle a request to the function"""\n    return req[::-1]\n'
+LAMBDA = (
+    "def lambda_handler(event, context):\n"
+    "    message = event['message'][::-1]\n"
+    "    return {\n"
+    "        'message' : message\n"
+    "    }\n"
+)
+
+
+def write(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        p = root / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+
+
+def test_openfaas_stack_yml(server: Any, tmp_path: Path) -> None:
+    write(tmp_path, {"stack.yml": """
+version: 1.0
+provider: {name: openfaas, gateway: http://127.0.0.1:8080}
+functions:
+  stack-reverse:
+    lang: python3
+    handler: ./reverse
+    image: reverse:latest
+    environment: {MODE: test}
+    annotations: {topic: cron-function, schedule: "*/5 * * * *"}
+""", "reverse/handler.py": HANDLE})
+    r = server.cli("deploy", "-f", str(tmp_path / "stack.yml"))
+    assert r.returncode == 0, r.stderr
+    assert "deployed stack-reverse" in r.stdout
+    assert "trigger cron(cron=*/5 * * * *) skipped" in r.stdout and "functions.stack-reverse.annotations" in r.stdout
+    assert f"{server.url}/fn/stack-reverse" in r.stdout
+    assert server.http.post("/fn/stack-reverse", content=b"hello").text == "olleh"
+    spec = server.api.get("/v1/functions/stack-reverse").json()["spec"]
+    assert spec["env"] == {"MODE": "test"} and spec["annotations"]["openfaas/image"] == "reverse:latest"
+
+
+def test_sam_template_and_dry_run(server: Any, tmp_path: Path) -> None:
+    write(tmp_path, {"template.yaml": """
+AWSTemplateFormatVersion: '2010-09-09'
+Transform: AWS::Serverless-2016-10-31
+Parameters:
+  Greeting: {Type: String, Default: hi}
+Resources:
+  SamReverse:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: src/
+      Handler: lambda_function.lambda_handler
+      Runtime: python3.12
+      Environment:
+        Variables: {GREETING: !Sub "${Greeting}-there"}
+      Events:
+        Every:
+          Type: Schedule
+          Properties: {Schedule: rate(1 hour)}
+""", "src/lambda_function.py": LAMBDA})
+    r = server.cli("deploy", "-f", str(tmp_path / "template.yaml"), "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert "samreverse" in r.stdout and "cron" in r.stdout
+    assert server.api.get("/v1/functions/samreverse").status_code == 404
+    r = server.cli("deploy", "-f", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert "deployed samreverse" in r.stdout and "trigger cron(every=3600) skipped" in r.stdout
+    out = server.api.post("/v1/functions/samreverse/invoke", json={"message": "polyfn"})
+    assert out.json() == {"message": "nfylop"}
+    assert server.api.get("/v1/functions/samreverse").json()["spec"]["env"] == {"GREETING": "hi-there"}
+
+
+def test_bad_files_fail_with_the_key_named(server: Any, tmp_path: Path) -> None:
+    write(tmp_path, {"serverless.yml": "service: s\nprovider: {name: aws, runtime: python3.12, colour: red}\n"
+                     "functions:\n  f: {handler: h.f}\n", "h.py": "def f(event, context):\n    return 1\n"})
+    r = server.cli("deploy", "-f", str(tmp_path / "serverless.yml"))
+    assert r.returncode == 1
+    assert "provider: unsupported key(s) colour" in r.stderr
+    write(tmp_path, {"serverless.yml": "service: s\nprovider: {name: aws, runtime: java21}\n"
+                     "functions:\n  f: {handler: h.f}\n  g: {handler: h.f, runtime: python3.12}\n"})
+    r = server.cli("deploy", "-f", str(tmp_path / "serverless.yml"))
+    assert r.returncode == 1
+    assert "not deployed f" in r.stdout and "java21" in r.stdout
+    assert "deployed g" in r.stdout
