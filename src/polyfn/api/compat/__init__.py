@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 
 def install(app: FastAPI, node: Node) -> None:
-    from polyfn.api.compat import lambda_api
+    from polyfn.api.compat import lambda_api, openfaas
 
     lambda_api.install(app, node)
+    openfaas.install(app, node)
