@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 
 
 def install(app: FastAPI, node: Node) -> None:
-    from polyfn.api.compat import lambda_api, openfaas
+    from polyfn.api.compat import lambda_api, openfaas, openwhisk
 
     lambda_api.install(app, node)
     openfaas.install(app, node)
+    openwhisk.install(app, node)

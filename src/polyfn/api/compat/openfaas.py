@@ -262,8 +262,8 @@ class OpenFaasApi:
             try:
                 while True:
                     act = await queue.get()
-                    for ts, _stream, text in act.logs:
-                        yield entry(act.id, ts, text)
+                    for ln in act.logs:
+                        yield entry(act.id, ln.ts, ln.line)
             finally:
                 unsubscribe()
 
