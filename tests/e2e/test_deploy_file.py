@@ -88,3 +88,17 @@ def test_bad_files_fail_with_the_key_named(server: Any, tmp_path: Path) -> None:
     assert r.returncode == 1
     assert "not deployed f" in r.stdout and "java21" in r.stdout
     assert "deployed g" in r.stdout
+
+
+def test_scaffolds_deploy_as_written(server: Any, tmp_path: Path) -> None:
+    from polyfn.scaffold import write as scaffold
+
+    scaffold("native-python", "new-native", tmp_path / "nat")
+    r = server.cli("deploy", str(tmp_path / "nat"))
+    assert r.returncode == 0, r.stderr
+    assert "deployed new-native" in r.stdout  # the name comes from polyfn.json, not the folder
+    assert server.api.post("/v1/functions/new-native/invoke", json={"message": "ab"}).json() == {"message": "ba"}
+    scaffold("openfaas-python", "new-faas", tmp_path / "faas")
+    r = server.cli("deploy", "-f", str(tmp_path / "faas"))
+    assert r.returncode == 0, r.stderr
+    assert server.http.post("/fn/new-faas", content=b"abc").text == "cba"

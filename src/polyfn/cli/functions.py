@@ -319,6 +319,14 @@ def deploy(
             "env": env_vars,
         },
     )
+    descriptor = path / "polyfn.json" if path.is_dir() else None
+    if descriptor is not None and descriptor.is_file():  # spec fields kept beside the code (`polyfn new`)
+        try:
+            saved = json.loads(descriptor.read_text())
+        except ValueError as e:
+            raise CliError(f"{descriptor} is not valid JSON: {e}") from None
+        spec = {**saved, **{k: v for k, v in spec.items() if k != "name" or name}}
+        function_name = spec["name"]
     code = package(path)
     chatter = err()
     chatter.print(
