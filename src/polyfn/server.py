@@ -83,6 +83,9 @@ class Node:
         self.invoker = Invoker(s, self.registry, self.recorder)
         self._gateway = self._gateway_cls(self.invoker)
         self.deployer = Deployer(s, self.store, self.registry)
+        if s.port:  # so a function's AWS SDK reaches this node's Lambda API (`boto3.client("lambda")`)
+            host = "127.0.0.1" if s.host in ("0.0.0.0", "::", "") else s.host
+            self.manager.instance_env["AWS_ENDPOINT_URL_LAMBDA"] = f"http://{host}:{s.port}"
         await self.manager.start()
         for info in await self.store.list_functions():
             rev = await self.store.get_current_revision(info.name)

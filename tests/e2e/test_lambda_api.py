@@ -250,3 +250,22 @@ def test_aws_cli(server: Any, tmp_path: Path) -> None:
     names = json.loads(aws("list-functions").stdout)["Functions"]
     assert "cli-reverse" in [f["FunctionName"] for f in names]
     aws("delete-function", "--function-name", "cli-reverse")
+
+
+def test_a_function_invokes_another_through_the_lambda_api(lam: Any, server: Any) -> None:
+    create(lam, "lam-callee")
+    caller = (
+        "import json, os\n"
+        "import boto3\n"
+        "def lambda_handler(event, context):\n"
+        "    client = boto3.client('lambda', region_name='us-east-1')\n"
+        "    r = client.invoke(FunctionName='lam-callee', Payload=json.dumps(event))\n"
+        "    return {'endpoint': os.environ['AWS_ENDPOINT_URL_LAMBDA'], 'result': json.loads(r['Payload'].read())}\n"
+    )
+    # Credentials are the function's own environment until scoped keys exist (docs/compat.md).
+    create(lam, "lam-caller", caller, Timeout=30, MemorySize=512, Environment={"Variables": {
+        "AWS_ACCESS_KEY_ID": "polyfn-admin", "AWS_SECRET_ACCESS_KEY": server.key}})
+    r = lam.invoke(FunctionName="lam-caller", Payload=b'{"message": "nested"}')
+    body = json.loads(r["Payload"].read())
+    assert "FunctionError" not in r, body
+    assert body == {"endpoint": server.url, "result": {"message": "detsen"}}

@@ -34,6 +34,7 @@ class InstanceManager:
         self._ids = itertools.count(1)
         self.pools: set[Pool] = set()
         self._reaper: asyncio.Task[None] | None = None
+        self.instance_env: dict[str, str] = {}  # node-wide environment for every instance (set before start)
 
     async def start(self) -> None:
         if self.settings.cgroups and os.geteuid() == 0:
@@ -48,6 +49,7 @@ class InstanceManager:
         if self.cgroups is not None:
             self.zygote.env = {"POLYFN_CGROUP_BASE": str(self.cgroups.memory),
                                "POLYFN_CGROUP_VERSION": str(self.cgroups.version)}
+        self.zygote.env = {**self.instance_env, **self.zygote.env}
         await self.zygote.start()
         self._reaper = asyncio.create_task(self._reap_loop())
 
