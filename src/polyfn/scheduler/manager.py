@@ -49,7 +49,6 @@ class InstanceManager:
         if self.cgroups is not None:
             self.zygote.env = {"POLYFN_CGROUP_BASE": str(self.cgroups.memory),
                                "POLYFN_CGROUP_VERSION": str(self.cgroups.version)}
-        self.zygote.env = {**self.instance_env, **self.zygote.env}
         await self.zygote.start()
         self._reaper = asyncio.create_task(self._reap_loop())
 
@@ -89,7 +88,7 @@ class InstanceManager:
                 concurrency=spec.concurrency,
                 memory_mb=spec.memory,
                 timeout=spec.timeout,
-                env=spec.env,
+                env={**self.instance_env, **spec.env} if self.instance_env else spec.env,
                 sandbox=plan,
                 log_line_max=self.settings.log_line_max,
                 log_lines_max=self.settings.log_lines_per_activation,
