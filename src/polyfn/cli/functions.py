@@ -266,6 +266,7 @@ def deploy(
         typer.Option(
             "--file",
             "-f",
+            envvar="POLYFN_DEPLOY_FILE",
             exists=True,
             help="Deploy what a definition file declares: OpenFaaS stack.yml, serverless.yml, SAM template.yaml, "
             "Azure app folder (host.json), Serverless Devs s.yaml (format detected).",
@@ -276,6 +277,7 @@ def deploy(
         list[str] | None,
         typer.Option(
             "--param",
+            envvar="POLYFN_DEPLOY_PARAM",
             metavar="NAME=VALUE",
             help="With -f: a value for a template parameter or variable; repeat for more.",
             show_default="none",
@@ -283,12 +285,12 @@ def deploy(
     ] = None,
     only: Annotated[
         list[str] | None,
-        typer.Option("--only", metavar="NAME", help="With -f: deploy only this function; repeat for more.",
+        typer.Option("--only", envvar="POLYFN_DEPLOY_ONLY", metavar="NAME", help="With -f: deploy only this function; repeat for more.",
                      show_default="all"),
     ] = None,
     dry_run: Annotated[
         bool,
-        typer.Option("--dry-run", help="With -f: print the plan, deploy nothing.", show_default="off"),
+        typer.Option("--dry-run", envvar="POLYFN_DEPLOY_DRY_RUN", help="With -f: print the plan, deploy nothing.", show_default="off"),
     ] = False,
 ) -> None:
     """Deploy a file, directory or zip as a new revision of a function (or a definition file with -f)."""

@@ -25,7 +25,7 @@ def new(
     ] = "native-python",
     directory: Annotated[
         Path | None,
-        typer.Option("--dir", help="Where to create the function.", show_default="./NAME", file_okay=False),
+        typer.Option("--dir", envvar="POLYFN_NEW_DIR", help="Where to create the function.", show_default="./NAME", file_okay=False),
     ] = None,
 ) -> None:
     """Create a runnable function from a vendor template, with a test and the vendor's descriptor."""
@@ -59,28 +59,30 @@ def run_command(
                                          show_default=False)],
     event: Annotated[
         str | None,
-        typer.Option("--event", "-e", metavar="FILE|KIND",
+        typer.Option("--event", "-e", envvar="POLYFN_RUN_EVENT", metavar="FILE|KIND",
                      help=f"A JSON event file, or a sample: {', '.join(EVENT_KINDS)} (storage/queue/timer/log are "
                      "CloudEvents the function's flavor shapes into its vendor's event).",
                      show_default="--data, else {}"),
     ] = None,
     data: Annotated[
         str | None,
-        typer.Option("--data", "-d", help="The JSON payload (or, with --event http, the request body).",
+        typer.Option("--data", "-d", envvar="POLYFN_RUN_DATA", help="The JSON payload (or, with --event http, the request body).",
                      show_default="none"),
     ] = None,
-    method: Annotated[str, typer.Option("--method", help="HTTP method with --event http.")] = "GET",
-    http_path: Annotated[str, typer.Option("--path", help="HTTP path and query with --event http.")] = "/",
+    method: Annotated[str, typer.Option("--method", envvar="POLYFN_RUN_METHOD", help="HTTP method with --event http.",
+                                       show_default=True)] = "GET",
+    http_path: Annotated[str, typer.Option("--path", envvar="POLYFN_RUN_PATH", help="HTTP path and query with --event http.",
+                                          show_default=True)] = "/",
     function: Annotated[
         str | None,
-        typer.Option("--function", help="Which function of a definition file declaring several.",
+        typer.Option("--function", envvar="POLYFN_RUN_FUNCTION", help="Which function of a definition file declaring several.",
                      show_default="the only one"),
     ] = None,
-    handler: Annotated[str | None, typer.Option("--handler", metavar="MODULE.FUNC", help="Entry point.",
+    handler: Annotated[str | None, typer.Option("--handler", envvar="POLYFN_RUN_HANDLER", metavar="MODULE.FUNC", help="Entry point.",
                                                 show_default="from the descriptor, else detected")] = None,
-    flavor: Annotated[str | None, typer.Option("--flavor", help="Calling convention.",
+    flavor: Annotated[str | None, typer.Option("--flavor", envvar="POLYFN_RUN_FLAVOR", help="Calling convention.",
                                                show_default="from the descriptor, else detected")] = None,
-    param: Annotated[list[str] | None, typer.Option("--param", metavar="NAME=VALUE",
+    param: Annotated[list[str] | None, typer.Option("--param", envvar="POLYFN_RUN_PARAM", metavar="NAME=VALUE",
                                                     help="Template parameter or variable.", show_default="none")] = None,
 ) -> None:
     """Run a function once in a sandboxed instance of a throw-away node (no server needed)."""
