@@ -102,3 +102,11 @@ def test_scaffolds_deploy_as_written(server: Any, tmp_path: Path) -> None:
     r = server.cli("deploy", "-f", str(tmp_path / "faas"))
     assert r.returncode == 0, r.stderr
     assert server.http.post("/fn/new-faas", content=b"abc").text == "cba"
+
+
+def test_sam_example_deploys_and_runs(server: Any) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "compat" / "sam"
+    r = server.cli("deploy", "-f", str(example))
+    assert r.returncode == 0, r.stderr
+    assert "deployed sam-reverse" in r.stdout and "skipped" in r.stdout
+    assert server.api.post("/v1/functions/sam-reverse/invoke", json={"message": "seed"}).json() == {"message": "dees"}

@@ -269,3 +269,11 @@ def test_a_function_invokes_another_through_the_lambda_api(lam: Any, server: Any
     body = json.loads(r["Payload"].read())
     assert "FunctionError" not in r, body
     assert body == {"endpoint": server.url, "result": {"message": "detsen"}}
+
+
+def test_boto3_example_script(server: Any) -> None:
+    script = Path(__file__).resolve().parents[2] / "examples" / "compat" / "lambda-boto3" / "run.py"
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "POLYFN_URL": server.url, "POLYFN_API_KEY": server.key})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "{'message': 'olleh'}"

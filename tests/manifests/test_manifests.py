@@ -335,3 +335,15 @@ def test_cfn_long_forms_and_tags() -> None:
     doc = cfn_load("A: !If [Cond, a, b]\n")
     with pytest.raises(ManifestError, match=r"!If .* at doc.A \(line 1\)"):
         r.value(doc, "doc")
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "compat"
+
+
+@pytest.mark.parametrize("folder", ["sam", "openfaas", "serverless", "azure", "aliyun"])
+def test_examples_parse(folder: str) -> None:
+    plan = load(EXAMPLES / folder)
+    assert plan.functions and all(f.code_dir is None or f.code_dir.is_dir() for f in plan.functions)
+    for f in plan.functions:
+        if f.error:  # only ever because this server lacks the flavor or runtime
+            assert "not on this server yet" in f.error or "does not have" in f.error, f.error

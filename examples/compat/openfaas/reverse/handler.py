@@ -1,0 +1,6 @@
+def handle(req):
+    """handle a request to the function
+    Args:
+        req (str): request body
+    """
+    return req[::-1]

@@ -1,0 +1,1 @@
+function main(params) {    return {payload: params.payload.split("").reverse().join("")};}
