@@ -18,11 +18,6 @@ from polyfn.cli.errors import CliError
 from polyfn.cli.output import err, out
 from polyfn.manifests import ManifestError, Plan, PlannedFunction, TriggerDecl, load
 
-#: Trigger kinds whose API is on this server. HTTP is always on (`/fn/NAME`); the others arrive with the
-#: triggers/events issue and are created through its API once it exists (`create_trigger` below).
-SERVER_TRIGGERS: frozenset[str] = frozenset()
-SKIP_REASON = "this polyfn server has no {kind} trigger API yet (it comes with the events/triggers issue)"
-
 
 def parse_params(values: Iterable[str]) -> dict[str, str]:
     params: dict[str, str] = {}
@@ -40,6 +35,73 @@ def describe_trigger(t: TriggerDecl) -> str:
     return f"{t.kind}({detail})" if detail else t.kind
 
 
+SKIP_REASON = "this polyfn server has no trigger API yet (cron, topic and storage triggers come with their issues)"
+
+
+def every_to_cron(seconds: int) -> str:
+    """An interval as a cron schedule (5 fields, or 6 with seconds last); ValueError when it has no exact one."""
+    if seconds <= 0:
+        raise ValueError("the interval must be positive")
+    for unit, fmt, limit in ((86400, "0 0 */{} * *", 31), (3600, "0 */{} * * *", 24), (60, "*/{} * * * *", 60),
+                             (1, "* * * * * */{}", 60)):
+        if seconds % unit == 0 and seconds // unit < limit:
+            n = seconds // unit
+            return fmt.format(n) if n > 1 else fmt.replace("*/{}", "*")
+    raise ValueError(f"every {seconds} s has no exact cron schedule")
+
+
+def to_polyfn_trigger(t: TriggerDecl) -> tuple[str, dict[str, Any]]:
+    """(kind, config) for polyfn's trigger API (`POST /v1/functions/NAME/triggers`); ValueError if impossible."""
+    c = t.config
+    if t.kind == "cron":
+        cfg: dict[str, Any] = {"schedule": c["cron"] if "cron" in c else every_to_cron(int(c["every"]))}
+        if c.get("timezone"):
+            cfg["timezone"] = c["timezone"]
+        if "payload" in c:
+            cfg["data"] = c["payload"]
+        return "cron", cfg
+    if t.kind == "queue":
+        name = str(c.get("queue") or "")
+        name = name.rsplit(":", 1)[-1].rsplit("/", 1)[-1]  # an SQS/MNS ARN or URL names the queue last
+        if not name:
+            raise ValueError("the queue has no name")
+        return "topic", {"topic": name, **({"batch_size": int(c["batch_size"])} if c.get("batch_size") else {})}
+    if t.kind == "storage":
+        return "storage", {k: v for k, v in c.items() if v not in (None, [], [None], "")}
+    raise ValueError(f"no polyfn trigger for {t.kind}")
+
+
+def trigger_id(function: str, t: TriggerDecl) -> str:
+    import hashlib
+
+    return f"{function}-{t.kind}-{hashlib.sha256(t.where.encode()).hexdigest()[:8]}"
+
+
+def create_trigger(client: Any, fn: PlannedFunction, t: TriggerDecl) -> tuple[str, str]:
+    """(style, outcome) after asking the server to create `t`; never silent about what did not happen."""
+    from polyfn.sdk.client import ApiError
+
+    try:
+        kind, config = to_polyfn_trigger(t)
+    except (ValueError, KeyError) as e:
+        return "yellow", f"skipped: {e}"
+    body = {"kind": kind, "config": config, "id": trigger_id(fn.name, t)}
+    path = f"/v1/functions/{fn.name}/triggers"
+    try:
+        try:
+            client._json("POST", path, json=body)
+        except ApiError as e:
+            if e.status != 409:
+                raise
+            client._json("DELETE", f"/v1/triggers/{body['id']}")  # redeploy: replace the file's trigger
+            client._json("POST", path, json=body)
+    except ApiError as e:
+        if e.status in (404, 405) and e.code in ("not_found", "method_not_allowed", "http_404"):
+            return "yellow", f"skipped: {SKIP_REASON}"
+        return "red", f"not created: [{e.code}] {e.message}"
+    return "green", f"created as {kind} trigger {body['id']}"
+
+
 def trigger_lines(client: Any, fn: PlannedFunction) -> list[tuple[str, str]]:
     """(style, text) lines describing each trigger's fate."""
     lines = []
@@ -48,12 +110,9 @@ def trigger_lines(client: Any, fn: PlannedFunction) -> list[tuple[str, str]]:
             route = t.config.get("path") or t.config.get("route")
             extra = f" (the file's route {route!r} is not used: polyfn serves the function at its own URL)" if route else ""
             lines.append(("dim", f"  trigger http: {client.function_url(fn.name)}{extra}"))
-        elif t.kind in SERVER_TRIGGERS:  # pragma: no cover - no trigger API on this server yet
-            client.create_trigger(fn.name, t.kind, t.config)
-            lines.append(("green", f"  trigger {describe_trigger(t)}: created ({t.where})"))
-        else:
-            lines.append(("yellow", f"  trigger {describe_trigger(t)} skipped: {SKIP_REASON.format(kind=t.kind)} "
-                                    f"({t.where})"))
+            continue
+        style, outcome = create_trigger(client, fn, t)
+        lines.append((style, f"  trigger {describe_trigger(t)} {outcome} ({t.where})"))
     return lines
 
 

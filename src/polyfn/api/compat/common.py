@@ -80,6 +80,31 @@ class Background:
             log.warning("background invocation failed: %s", t.exception())
 
 
+class AsyncRejected(Exception):
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+async def submit_async(node: Node, function: str, kind: str, trigger: str, body: bytes, content_type: str,
+                       headers: list[tuple[str, str]] | None = None, method: str = "POST", path: str = "/",
+                       query: str = "", callback_url: str | None = None, job_id: str | None = None) -> bool:
+    """Queue one invocation on the node's durable async queue (the events issue's `node.queue`) when it has
+    one; returns False when it has not, and the caller runs it with `background(node).submit` instead.
+    A refusal by the queue (unknown function, payload too large, bad callback URL) raises AsyncRejected."""
+    queue = getattr(node, "queue", None)
+    if queue is None:
+        return False
+    try:
+        await queue.submit(function, kind, trigger, body, content_type, headers=headers, method=method, path=path,
+                           query=query, callback_url=callback_url, job_id=job_id)
+    except Exception as e:
+        if all(hasattr(e, a) for a in ("status", "code", "message")):
+            raise AsyncRejected(e.status, e.code, e.message) from None  # type: ignore[attr-defined]
+        raise
+    return True
+
+
 def background(node: Node) -> Background:
     bg = getattr(node, "_compat_background", None)
     if bg is None:

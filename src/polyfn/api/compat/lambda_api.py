@@ -451,7 +451,13 @@ class LambdaApi:
                                             "application/json")
 
         if kind == "Event":
-            common.background(self.node).submit(run())
+            try:
+                queued = await common.submit_async(self.node, info.name, "event", "lambda", body, "application/json",
+                                                   fheaders, job_id=rid.replace("-", ""))
+            except common.AsyncRejected as e:
+                raise LambdaError(413 if e.status == 413 else 400, "InvalidParameterValueException", e.message) from None
+            if not queued:
+                common.background(self.node).submit(run())
             return Response(status_code=202, headers={"x-amzn-RequestId": rid})
         out = await run()
         return await self.invoke_response(out, info, rid, log_type == "Tail")

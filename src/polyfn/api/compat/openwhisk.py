@@ -272,7 +272,13 @@ class WhiskApi:
                                             json.dumps(args).encode(), "application/json", activation_id=aid)
 
         if not blocking:
-            common.background(self.node).submit(run())
+            try:
+                queued = await common.submit_async(self.node, info.name, "event", "openwhisk", json.dumps(args).encode(),
+                                                   "application/json", job_id=aid)
+            except common.AsyncRejected as e:
+                raise WhiskError(e.status, e.message) from None
+            if not queued:
+                common.background(self.node).submit(run())
             return JSONResponse({"activationId": aid}, status_code=202)
         out = await run()
         status, result = _result(out, info)
