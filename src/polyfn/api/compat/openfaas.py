@@ -304,11 +304,13 @@ class OpenFaasApi:
                     await client.post(callback, content=out.body, headers=hdrs)
 
         keep = [(k, v) for k, v in headers if k.lower() not in ("x-callback-url", "authorization", "content-length")]
-        try:
-            queued = await common.submit_async(self.node, fname, "http", "async", body, ct, keep, method, "/" + path,
-                                               query, callback, call_id.replace("-", ""))
-        except common.AsyncRejected as e:
-            raise OpenFaasError(e.status, e.message) from None
+        queued = False
+        if not callback:  # the durable queue posts its own callback shape; OpenFaaS callers expect this one
+            try:
+                queued = await common.submit_async(self.node, fname, "http", "async", body, ct, keep, method,
+                                                   "/" + path, query, None, call_id.replace("-", ""))
+            except common.AsyncRejected as e:
+                raise OpenFaasError(e.status, e.message) from None
         if not queued:
             common.background(self.node).submit(run())
         return Response(status_code=202, headers={"X-Call-Id": call_id, "X-Start-Time": str(time.time_ns())})
