@@ -137,7 +137,7 @@ class WhiskApi:
         self.node = node
 
     def auth(self, request: Request) -> str:
-        who = keys.check_basic(self.node, request.headers.get("authorization", ""))
+        who = keys.check_basic(self.node, request.headers.get("authorization", ""), "deploy")
         if who is None:
             raise WhiskError(401, "The supplied authentication is invalid")
         return who
