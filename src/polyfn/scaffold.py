@@ -225,7 +225,7 @@ RUN_ARGS = {
     "aws-node": """--data '{"a": 1}'""",
     "gcp-python": "--event http --path '/?name=polyfn'",
     "openfaas-python": "--event http --method POST --data hello",
-    "kubeless-python": """--data '{"data": "abc"}'""",
+    "kubeless-python": """--data '"abc"'""",  # Kubeless passes the body as event['data']
     "aliyun-python": """--data '{"message": "abc"}'""",
     "openwhisk-node": """--data '{"payload": "abc"}'""",
     "tencent-node": """--data '{"name": "scf"}'""",
