@@ -93,3 +93,24 @@ def test_unknown_for_a_given_flavor_lists_only_its_rules() -> None:
     with pytest.raises(DeployError) as e:
         detect({"util.py": b"def a(x, y, z):\n    pass\n"}, "tencent", None)
     assert "main_handler" in e.value.message and "lambda_handler" not in e.value.message
+
+
+@pytest.mark.parametrize(("flavor", "src", "ok"), [
+    ("aws", "def f(event):\n    pass\n", False),
+    ("aws", "def f(event, context=None, extra=1):\n    pass\n", True),
+    ("openwhisk", "def f(a, b):\n    pass\n", False),
+    ("gcp", "def f(data, context):\n    pass\n", True),
+    ("gcp", "def f():\n    pass\n", False),
+    ("kubeless", "def f(*args):\n    pass\n", True),
+    ("azure", "def f():\n    pass\n", True),  # bindings decide: checked when the instance starts
+])
+def test_signature_checked_at_deploy(flavor: str, src: str, ok: bool) -> None:
+    from polyfn.deploy.detect import check_signature
+
+    files = {"m.py": src.encode()}
+    if ok:
+        check_signature(files, "m.f", flavor)
+        return
+    with pytest.raises(DeployError) as e:
+        check_signature(files, "m.f", flavor)
+    assert e.value.code == "handler_signature" and "convention" in e.value.message

@@ -66,6 +66,51 @@ RULES: tuple[Rule, ...] = (
 FLAVOR_ARITY = {"native": 2, "aws": 2, "tencent": 2, "aliyun": 2, "kubeless": 2, "openfaas-http": 2,
                 "openfaas": 1, "openwhisk": 1, "gcp": 1, "azure": 1}
 
+#: How each flavor's handler looks, for error messages.
+CONVENTIONS = {
+    "native": "polyfn native `def handler(event, context)`",
+    "aws": "AWS Lambda `def handler(event, context)`",
+    "tencent": "Tencent SCF `def main_handler(event, context)`",
+    "aliyun": "Alibaba FC `def handler(event, context)` or WSGI `def handler(environ, start_response)`",
+    "kubeless": "Kubeless `def f(event, context)`",
+    "openfaas-http": "OpenFaaS python3-http `def handle(event, context)`",
+    "openfaas": "OpenFaaS python3 `def handle(req)`",
+    "openwhisk": "OpenWhisk `def main(params)`",
+    "gcp": "GCP `def fn(request)`, `def fn(cloud_event)` or background `def fn(data, context)`",
+    "azure": "Azure `def main(req)` with function.json, or `app = func.FunctionApp()`",
+}
+
+
+def check_signature(files: dict[str, bytes], handler: str, flavor: str) -> None:
+    """A deploy-time error when the handler's parameters cannot fit the flavor's convention (the runtime
+    checks again at start, for code that defines its handler dynamically)."""
+    want = FLAVOR_ARITY.get(flavor)
+    if want is None or flavor == "azure":
+        return
+    module, _, func = handler.rpartition(".")
+    src = files.get(module.replace(".", "/") + ".py") or files.get(module.replace(".", "/") + "/__init__.py")
+    mod = analyse(module, src.decode("utf-8", "replace")) if src else None
+    fn = mod.functions.get(func) if mod else None
+    if fn is None:
+        return
+    try:
+        tree = ast.parse(src or b"")
+    except SyntaxError:
+        return
+    node = next((n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name == func),
+                None)
+    if node is None or node.args.vararg is not None:
+        return
+    total = len(node.args.posonlyargs) + len(node.args.args)
+    required = total - len(node.args.defaults)
+    allowed = {1, 2} if flavor == "gcp" else {want}
+    if not any(required <= n <= total for n in allowed):
+        raise DeployError(
+            "handler_signature",
+            f"{handler} takes {total} positional parameter(s) ({', '.join(fn.params) or 'none'}), but the "
+            f"{CONVENTIONS[flavor]} convention passes {' or '.join(str(n) for n in sorted(allowed))}",
+        )
+
 
 @dataclass(frozen=True)
 class Detection:

@@ -73,6 +73,7 @@ class Deployer:
             raise DeployError(e.code, str(e)) from None
         if spec.runtime == "python":
             checks.check_handler(files, spec.handler)
+            detect.check_signature(files, spec.handler, spec.flavor)
         sha = archive.digest(files)
         progress(f"code: {len(files)} files, sha256 {sha[:12]}")
         code_dir = archive.materialise(files, s.code_dir / spec.name / sha[:24])
