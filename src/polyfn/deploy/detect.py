@@ -264,6 +264,8 @@ def _python(files: dict[str, bytes], flavor: str | None, handler: str | None) ->
                     return Detection("python", rule.flavor, handler, rule.why)
         if any(h == handler for h, _ in _azure_v1(files)):
             return Detection("python", "azure", handler, "function.json (Azure v1)")
+        if fn is not None and len(fn.params) == 1:
+            return Detection("python", "openfaas", handler, "a one-argument function: OpenFaaS `handle(req)`")
         return Detection("python", "native", handler, "no vendor convention recognised: polyfn native")
 
     if flavor in (None, "azure"):
