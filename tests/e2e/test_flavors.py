@@ -111,3 +111,23 @@ def test_detection_is_reported_by_the_cli(server: Server, tmp_path) -> None:
     r = server.cli("deploy", str(tmp_path), "--name", "tc-detect", check=True)
     assert "detected: runtime=python, flavor=tencent, handler=index.main_handler" in r.stdout
     assert "Tencent SCF" in r.stdout
+
+
+def test_missing_handler_names_the_convention(server: Server) -> None:
+    r = server.api.post("/v1/functions", json={"name": "no-handler", "flavor": "tencent", "handler": "index.main_handler",
+                                                "files": {"index.py": "def other(event, context):\n    pass\n"}})
+    assert r.status_code == 400 and error_code(r) == "handler_not_found"
+    assert "Tencent SCF `def main_handler(event, context)`" in r.json()["error"]["message"]
+    # only the instance can tell for a module that builds its names at import: typed init error
+    server.deploy("late-missing", {"index.py": "if True:\n    pass\n"}, flavor="aws", handler="index.lambda_handler")
+    r = server.http.get("/fn/late-missing")
+    assert r.status_code == 502 and r.json()["error"]["errorType"] == "Runtime.HandlerNotFound"
+    assert "AWS Lambda `def handler(event, context)`" in r.json()["error"]["message"]
+
+
+def test_import_error_is_typed(server: Server) -> None:
+    server.deploy("bad-import", {"lambda_function.py": "import not_a_module_xyz\n\n"
+                                 "def lambda_handler(event, context):\n    return 1\n"})
+    r = server.http.get("/fn/bad-import")
+    assert r.status_code == 502 and r.json()["error"]["errorType"] == "Runtime.ImportModuleError"
+    assert "not_a_module_xyz" in r.json()["error"]["message"]

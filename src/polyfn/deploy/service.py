@@ -72,7 +72,13 @@ class Deployer:
         except SpecError as e:
             raise DeployError(e.code, str(e)) from None
         if spec.runtime == "python":
-            checks.check_handler(files, spec.handler)
+            try:
+                checks.check_handler(files, spec.handler)
+            except DeployError as e:
+                if e.code == "handler_not_found" and spec.flavor in detect.CONVENTIONS:
+                    e.message += f"; flavor {spec.flavor} expects {detect.CONVENTIONS[spec.flavor]}"
+                    e.args = (e.message,)
+                raise
             detect.check_signature(files, spec.handler, spec.flavor)
         sha = archive.digest(files)
         progress(f"code: {len(files)} files, sha256 {sha[:12]}")

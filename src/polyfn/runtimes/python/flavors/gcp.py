@@ -76,6 +76,17 @@ def _registered_type(handler: Any) -> str | None:
     return reg.REGISTRY_MAP.get(getattr(handler, "__name__", ""))
 
 
+class _App(flask.Flask):
+    """The Flask app requests run in. No URL rules: skipping the URL adapter saves building and matching
+    a map per request (`url_for` is unavailable, as it is for routes a function never registered)."""
+
+    def create_url_adapter(self, request: Any) -> None:  # type: ignore[override]
+        return None
+
+
+HTML_CT = [("content-type", "text/html; charset=utf-8")]
+
+
 class LegacyContext:
     """`context` of a background function (as `google.cloud.functions.context.Context`)."""
 
@@ -98,7 +109,7 @@ class Adapter(base.Adapter):
 
     def __init__(self, handler: Any, meta: base.FunctionMeta):
         self.user = handler
-        self.app = flask.Flask("polyfn-gcp")
+        self.app = _App("polyfn-gcp")
         self.app.config["PROPAGATE_EXCEPTIONS"] = True
         sig = meta.env.get("FUNCTION_SIGNATURE_TYPE") or _registered_type(handler)
         if sig is None:
@@ -134,7 +145,7 @@ class Adapter(base.Adapter):
 
     # -- HTTP functions ----------------------------------------------------------------------------------
 
-    def _http(self, inv: Invoke) -> flask.Response:
+    def _http(self, inv: Invoke) -> Any:
         if inv.kind != "http":
             inv = _as_post(inv)
         with self.app.request_context(wsgi_environ(inv)):
@@ -142,6 +153,8 @@ class Adapter(base.Adapter):
                 rv = self._call(flask.request._get_current_object())  # type: ignore[attr-defined]
             except werkzeug.exceptions.HTTPException as e:
                 return e.get_response()
+            if type(rv) is str:  # the common case, exactly as make_response would answer it
+                return 200, HTML_CT, rv.encode()
             return self.app.make_response(rv)
 
     # -- CloudEvent and background functions ----------------------------------------------------------
@@ -171,6 +184,8 @@ class Adapter(base.Adapter):
     def respond(self, inv: Invoke, value: Any) -> tuple[int, list[tuple[str, str]], bytes]:
         if isinstance(value, str):
             return 200, base.TEXT_CT, value.encode()
+        if type(value) is tuple:
+            return value  # type: ignore[return-value]
         return value.status_code, [(k, v) for k, v in value.headers.items() if k.lower() != "content-length"], \
             value.get_data()
 
