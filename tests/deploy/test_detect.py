@@ -18,6 +18,7 @@ CASES = [
     # (files, expected flavor, expected handler, words in the reason)
     ({"lambda_function.py": "def lambda_handler(event, context):\n    return 1\n"}, "aws",
      "lambda_function.lambda_handler", "AWS"),
+    ({"lambda_function.py": "def go(event, context):\n    return 1\n"}, "aws", "lambda_function.go", "default file"),
     ({"main.py": "def hello_http(request):\n    return 'Hello World!'\n"}, "gcp", "main.hello_http", "request"),
     ({"main.py": "import functions_framework\n\n@functions_framework.http\ndef hi(req):\n    return ''\n"}, "gcp",
      "main.hi", "functions_framework.http"),

@@ -52,6 +52,8 @@ RULES: tuple[Rule, ...] = (
          params=("environ", "start_response")),
     Rule("openfaas-http", "`handle(event, context)` (OpenFaaS python3-http)", function="handle", arity=2),
     Rule("openfaas", "`handle(req)` (OpenFaaS python3)", function="handle", arity=1),
+    Rule("aws", "a `(event, context)` function in `lambda_function.py` (AWS Lambda's default file)", arity=2,
+         module="lambda_function"),
     Rule("kubeless", "a `(event, context)` function reading `event['data']` (Kubeless)", arity=2,
          uses_key="data"),
     Rule("aliyun", "`index.handler(event, context)` (Alibaba FC's default handler)", function="handler",
