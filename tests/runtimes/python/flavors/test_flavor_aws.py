@@ -149,3 +149,10 @@ def test_s3_and_sqs_events_from_cloudevents(load) -> None:
         {"id": "m1", "body": "hello", "attributes": {}, "sent_at": 1.5, "attempt": 1}]}))
     assert sqs["Records"][0]["body"] == "hello" and sqs["Records"][0]["eventSource"] == "aws:sqs"
     assert json.loads(json.dumps(sqs))["Records"][0]["messageId"] == "m1"
+
+
+def test_v1_headers_match_in_any_case(load) -> None:
+    fn = load("aws", "def handler(event, context):\n    h = event['headers']\n"
+              "    return [h['Content-Type'], h.get('X-CUSTOM'), 'user-agent' in h, event['multiValueHeaders']['X-Custom']]\n")
+    r = fn.http("POST", "/", b"{}", headers={"Content-Type": "application/json", "x-custom": "1"})
+    assert body_json(r) == ["application/json", "1", False, ["1"]]

@@ -73,8 +73,8 @@ def _http_time(ts: float) -> str:
 
 def apigw_v1(inv: Invoke, request_id: str) -> dict[str, Any]:
     """API Gateway REST API proxy event (payload format 1.0)."""
-    headers: dict[str, str] = {}
-    multi: dict[str, list[str]] = {}
+    headers: dict[str, str] = base.CaseInsensitiveDict()
+    multi: dict[str, list[str]] = base.CaseInsensitiveDict()
     for k, v in inv.headers:
         headers[k] = v
         multi.setdefault(k, []).append(v)

@@ -107,6 +107,38 @@ class Headers(dict):
         return isinstance(key, str) and dict.__contains__(self, key.lower())
 
 
+class CaseInsensitiveDict(dict):
+    """A JSON-serialisable dict whose string keys also match in any case (`event['headers']['Content-Type']`
+    works although HTTP/1.1 servers hand polyfn lower-cased names). Keys are stored as given."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._lower = {k.lower(): k for k in self if isinstance(k, str)}
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        dict.__setitem__(self, key, value)
+        self._lower[key.lower()] = key
+
+    def setdefault(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        k = self._key(key)
+        if dict.__contains__(self, k):
+            return dict.__getitem__(self, k)
+        self[key] = default
+        return default
+
+    def _key(self, key: Any) -> Any:
+        return self._lower.get(key.lower(), key) if isinstance(key, str) else key
+
+    def __getitem__(self, key: Any) -> Any:
+        return dict.__getitem__(self, self._key(key))
+
+    def get(self, key: Any, default: Any = None) -> Any:  # type: ignore[override]
+        return dict.get(self, self._key(key), default)
+
+    def __contains__(self, key: object) -> bool:
+        return dict.__contains__(self, self._key(key))
+
+
 JSON_CT = [("content-type", "application/json")]
 TEXT_CT = [("content-type", "text/plain; charset=utf-8")]
 BINARY_CT = [("content-type", "application/octet-stream")]

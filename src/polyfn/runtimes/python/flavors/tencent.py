@@ -23,7 +23,7 @@ APPID = "1250000000"
 
 
 def apigw_event(inv: Invoke) -> dict[str, Any]:
-    headers = dict(base.Headers(inv.headers))
+    headers = base.CaseInsensitiveDict(base.Headers(inv.headers))
     q = {k: v[-1] for k, v in base.query_params(inv.query).items()}
     body, _b64 = base.body_string(inv.content_type, inv.body)
     path = inv.path or "/"
