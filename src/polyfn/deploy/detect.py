@@ -322,6 +322,9 @@ def _python(files: dict[str, bytes], flavor: str | None, handler: str | None) ->
 
 
 def _node_hook() -> Any:
+    """`polyfn.deploy.detect_node` (Node.js and plain-HTTP detection) when this build has it. Its API:
+    `infer_runtime(files, flavor) -> "node" | "http" | None`, `has_node_or_http_code(files) -> bool`,
+    `detect(files, runtime, flavor, handler) -> (runtime, flavor, handler)`."""
     try:
         from polyfn.deploy import detect_node  # type: ignore[attr-defined]
     except ImportError:
@@ -331,18 +334,23 @@ def _node_hook() -> Any:
 
 def detect(files: dict[str, bytes], flavor: str | None, handler: str | None,
            runtime: str | None = None) -> Detection:
-    """Runtime, flavor and handler for the code in `files`, honouring whatever the user gave."""
-    if runtime not in (None, "python"):
-        hook = _node_hook()
-        found = hook.detect(files, runtime, flavor, handler) if hook else None
-        if found is None:
-            raise DeployError("invalid_spec", f"runtime={runtime!r} is not supported by this node")
-        return found  # type: ignore[no-any-return]
-    if runtime is None:
-        hook = _node_hook()
-        found = hook.detect(files, runtime, flavor, handler) if hook else None
-        if found is not None:
-            return found  # type: ignore[no-any-return]
-    if flavor and handler:
-        return Detection("python", flavor, handler, "as given")
-    return _python(files, flavor, handler)
+    """Runtime, flavor and handler for the code in `files`, honouring whatever the user gave.
+
+    Python first unless the upload is clearly Node.js or an HTTP server (the hook says so); when Python
+    detection finds nothing and there is Node/HTTP code, the hook decides."""
+    hook = _node_hook()
+    if runtime is None and hook is not None:
+        runtime = hook.infer_runtime(files, flavor)
+    if runtime in (None, "python"):
+        try:
+            if flavor and handler:
+                return Detection("python", flavor, handler, "as given")
+            return _python(files, flavor, handler)
+        except DeployError:
+            if runtime == "python" or hook is None or not hook.has_node_or_http_code(files):
+                raise
+    if hook is None:
+        raise DeployError("invalid_spec", f"runtime={runtime!r} is not supported by this build")
+    rt, fl, h = hook.detect(files, runtime, flavor, handler)
+    what = {"node": "Node.js code", "http": "an HTTP server"}.get(rt, rt)
+    return Detection(rt, fl, h, f"{what} (detect_node rules)")

@@ -56,6 +56,8 @@ def test_error_result_marks_failure(load) -> None:
     fn = load("openwhisk", "def main(params):\n    return {'error': 'bad input'}\n", "action.main")
     r = fn.event({})
     assert r.status == 502 and body_json(r) == {"error": "bad input"} and r.error["errorType"] == "ApplicationError"
+    web = fn.http("GET", "/")
+    assert web.status == 400 and body_json(web) == {"error": "bad input"}
 
 
 def test_exception_and_non_dict(load) -> None:

@@ -3,7 +3,8 @@
 - Events (invoke API) arrive as parsed JSON; triggers' CloudEvents are shaped into S3, SQS, EventBridge
   and CloudWatch Logs events (`polyfn.events.shapes`).
 - HTTP calls arrive as API Gateway proxy events: REST payload 1.0 by default, HTTP API payload 2.0 when
-  the function's env sets `POLYFN_AWS_HTTP_PAYLOAD=2.0`. A `{statusCode, headers, multiValueHeaders,
+  the function's env sets `POLYFN_AWS_HTTP_PAYLOAD=2.0` (alias `AWS_LAMBDA_PAYLOAD_VERSION=2.0`, the
+  Node.js runtime's name). A `{statusCode, headers, multiValueHeaders,
   cookies, body, isBase64Encoded}` result becomes the HTTP response; any other value is JSON with 200
   (payload 2.0's rule, applied to 1.0 too, where API Gateway would answer 502).
 - Errors: `{errorMessage, errorType, requestId, stackTrace}`; an unserialisable result is
@@ -194,7 +195,8 @@ class Adapter(base.Adapter):
         self.memory = str(meta.memory_mb)
         self.log_group = f"/aws/lambda/{meta.name}"
         self.log_stream = f"{time.strftime('%Y/%m/%d')}/[{self.version}]{os.getpid():x}"
-        self.v2 = meta.env.get("POLYFN_AWS_HTTP_PAYLOAD", "1.0") in ("2", "2.0")
+        payload = meta.env.get("POLYFN_AWS_HTTP_PAYLOAD") or meta.env.get("AWS_LAMBDA_PAYLOAD_VERSION", "1.0")
+        self.v2 = payload in ("2", "2.0")
         self.shape = shaper("aws")
         for k, v in {
             "AWS_LAMBDA_FUNCTION_NAME": meta.name, "AWS_LAMBDA_FUNCTION_VERSION": self.version,

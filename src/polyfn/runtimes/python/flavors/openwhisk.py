@@ -5,8 +5,8 @@
   `__ow_query` and `__ow_body` (the body when it is not a JSON object; base64 when binary).
 - Results: a dict. For HTTP, a result with `statusCode`/`headers`/`body` is the response (body base64
   decoded for non-text content types); otherwise the dict is the JSON body (204 when empty).
-- `{"error": ...}` in the result marks an application error: 502 with the result as the body (as a
-  blocking OpenWhisk invoke). Activation facts are in `__OW_*` environment variables per invocation.
+- `{"error": ...}` in the result marks an application error: the result is the body, with 400 for web
+  actions (HTTP) and 502 for invocations (as a blocking OpenWhisk invoke). Activation facts are in `__OW_*` environment variables per invocation.
 """
 
 from __future__ import annotations
@@ -104,10 +104,10 @@ class Adapter(base.Adapter):
         return 200, base.JSON_CT, json.dumps(value, default=str).encode()
 
     def fail(self, inv: Invoke, exc: BaseException) -> tuple[int, list[tuple[str, str]], bytes, dict[str, Any]]:
-        if isinstance(exc, ApplicationError):
+        if isinstance(exc, ApplicationError):  # web actions answer 400, blocking invokes 502 (as OpenWhisk)
             body = json.dumps(exc.result, default=str).encode()
             err = {"errorType": "ApplicationError", "errorMessage": str(exc), "stackTrace": []}
-            return 502, base.JSON_CT, body, err
+            return (400 if inv.kind == "http" else 502), base.JSON_CT, body, err
         err = base.error_payload(exc)
         body = json.dumps({"error": f"An error has occurred: {err['errorType']}: {err['errorMessage']}",
                            **err}).encode()
