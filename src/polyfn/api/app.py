@@ -156,8 +156,9 @@ def build_api(node: Node) -> FastAPI:
         if event is not None or ct.startswith(cloudevent.CONTENT_TYPE):
             body, ct = _cloudevent_body(event, body, ct)
             kind = "cloudevent"
-        out = await node.invoker.invoke(name, kind, "invoke", "POST", "/", "", list(request.headers.items()),
-                                        body, ct)
+        # The caller's API key authorises the invoke; it is never passed on to the function.
+        headers = [(k, v) for k, v in request.headers.items() if k not in ("authorization", "cookie")]
+        out = await node.invoker.invoke(name, kind, "invoke", "POST", "/", "", headers, body, ct)
         return Response(out.body, status_code=out.status, headers={k.decode(): v.decode() for k, v in out.headers})
 
     @v1.get("/activations")
