@@ -30,7 +30,8 @@ class Fn:
 
     def invoke(self, kind: str, body: bytes = b"", method: str = "", path: str = "", query: str = "",
                headers: list[tuple[str, str]] | None = None, content_type: str = "", timeout: float = 30) -> Result:
-        inv = Invoke(1, uuid.uuid4().hex, kind, time.time() + timeout, method, path, query, headers or [], body,
+        self.last_request_id = uuid.uuid4().hex
+        inv = Invoke(1, self.last_request_id, kind, time.time() + timeout, method, path, query, headers or [], body,
                      content_type, "trace-1")
         buf = instance._LogBuffer(16384, 1000)
         if self.adapter.is_async:

@@ -75,8 +75,10 @@ def test_oss_and_timer_events(load) -> None:
 def test_logger(load, capsys) -> None:
     fn = load("aliyun", "def handler(event, context):\n    context.getLogger().info('logged')\n    return 'x'\n",
               "index.handler")
-    assert fn.event(b"raw", "application/octet-stream").body == b"x"
-    assert "[INFO] logged" in capsys.readouterr().out
+    r = fn.event(b"raw", "application/octet-stream")
+    assert r.body == b"x"
+    out = capsys.readouterr().out
+    assert "[INFO] logged" in out and out.split(" ")[1] == fn.last_request_id
 
 
 def test_error_shape(load) -> None:

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import os
@@ -69,20 +70,44 @@ class Tracing:
         self.jaeger_endpoint = ""
 
 
+_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("fc_request_id", default="")
+
+
 class _FCFormatter(logging.Formatter):
-    def __init__(self, request_id: str):
-        super().__init__()
-        self.request_id = request_id
+    """FC's log line: `<UTC time> <request id> [LEVEL] message`."""
 
     def format(self, record: logging.LogRecord) -> str:
         t = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
-        return f"{t} {self.request_id} [{record.levelname}] {record.getMessage()}"
+        return f"{t} {_request_id.get()} [{record.levelname}] {record.getMessage()}"
+
+
+class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stdout` is now (the instance captures it per invocation)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
+def _fc_logger() -> logging.Logger:
+    logger = logging.getLogger("fc.function")
+    if not logger.handlers:
+        logger.propagate = False
+        logger.setLevel(logging.INFO)
+        h = _StdoutHandler()
+        h.setFormatter(_FCFormatter())
+        logger.addHandler(h)
+    return logger
 
 
 class FCContext:
     """The `context` argument (as `fc_runtime`'s FCContext)."""
 
-    __slots__ = ("_logger", "account_id", "credentials", "function", "region", "request_id", "service", "tracing")
+    __slots__ = ("account_id", "credentials", "function", "region", "request_id", "service", "tracing")
 
     def __init__(self, adapter: Adapter, inv: Invoke):
         self.request_id = inv.activation_id
@@ -92,18 +117,12 @@ class FCContext:
         self.region = adapter.region
         self.account_id = ACCOUNT
         self.tracing = Tracing(inv.trace_id)
-        self._logger: logging.Logger | None = None
+        _request_id.set(inv.activation_id)
 
     def getLogger(self) -> logging.Logger:
-        if self._logger is None:
-            logger = logging.getLogger("fc." + self.request_id)
-            logger.propagate = False
-            logger.setLevel(logging.INFO)
-            h = logging.StreamHandler(sys.stdout)
-            h.setFormatter(_FCFormatter(self.request_id))
-            logger.addHandler(h)
-            self._logger = logger
-        return self._logger
+        """One logger for the process (a logger per request would never be freed); lines carry the
+        current request id."""
+        return _fc_logger()
 
 
 def http_event(inv: Invoke) -> dict[str, Any]:
