@@ -131,3 +131,11 @@ def test_import_error_is_typed(server: Server) -> None:
     r = server.http.get("/fn/bad-import")
     assert r.status_code == 502 and r.json()["error"]["errorType"] == "Runtime.ImportModuleError"
     assert "not_a_module_xyz" in r.json()["error"]["message"]
+
+
+def test_vendor_libraries_are_preloaded_by_the_zygote(server: Server) -> None:
+    src = ("import sys\nAT_IMPORT = [m for m in ('flask', 'functions_framework', 'azure.functions') if m in sys.modules]\n\n"
+           "def handler(event, context):\n    return AT_IMPORT\n")
+    server.deploy("preloaded", {"handler.py": src})
+    r = server.api.post("/v1/functions/preloaded/invoke", json={})
+    assert r.status_code == 200 and r.json() == ["flask", "functions_framework", "azure.functions"]
