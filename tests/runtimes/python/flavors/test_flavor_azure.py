@@ -48,7 +48,7 @@ def tick(mytimer: func.TimerRequest) -> None:
 
 @app.blob_trigger(arg_name="myblob", path="samples/{name}", connection="AzureWebJobsStorage")
 def blob(myblob: func.InputStream):
-    seen.append(("blob", myblob.name, myblob.length))
+    seen.append(("blob", myblob.name, myblob.length, myblob.read()))
 
 @app.queue_trigger(arg_name="msg", queue_name="q", connection="AzureWebJobsStorage")
 def queue(msg: func.QueueMessage):
@@ -105,9 +105,10 @@ def test_v2_routes_and_async(load) -> None:
 def test_v2_timer_blob_queue_triggers(load) -> None:
     fn = load("azure", V2, "function_app.app")
     assert fn.cloudevent(TYPE_TIMER, {"trigger": "t", "schedule": "0 */5 * * * *"}).status == 200
-    assert fn.cloudevent(TYPE_OBJECT_CREATED, {"bucket": "samples", "key": "a.txt", "size": 5}).status == 200
+    assert fn.cloudevent(TYPE_OBJECT_CREATED, {"bucket": "samples", "key": "a.txt", "size": 5,
+                                               "content_base64": "aGVsbG8="}).status == 200
     assert fn.cloudevent(TYPE_QUEUE_BATCH, {"topic": "q", "messages": [{"id": "m1", "body": "hello"}]}).status == 200
-    assert fn.module.seen == [("timer", False), ("blob", "samples/a.txt", 5), ("queue", "hello", "m1")]
+    assert fn.module.seen == [("timer", False), ("blob", "samples/a.txt", 5, b"hello"), ("queue", "hello", "m1")]
 
 
 def test_not_a_function(load) -> None:

@@ -284,9 +284,13 @@ class Adapter(base.Adapter):
                                  schedule=info["Schedule"])]
         if t.trigger_type == "blobTrigger":
             data = ce.get("data") or {}
-            content = data.get("content", b"") if isinstance(data, dict) else b""
-            if isinstance(content, str):
-                content = content.encode()
+            content: Any = b""
+            if isinstance(data, dict) and data.get("content_base64"):
+                import base64
+
+                content = base64.b64decode(data["content_base64"])
+            elif isinstance(data, dict) and isinstance(data.get("content"), str):
+                content = data["content"].encode()
             b = az_events.blob(ce, content)
             return [InputStream(data=b["data"], name=b["name"], uri=b["uri"], length=b["length"],
                                 blob_properties=b["properties"], metadata=b["metadata"])]
