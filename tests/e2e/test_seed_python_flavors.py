@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from .conftest import REPO, Server
+from .conftest import REPO, Server, start_server
 
 
 def test_aws_lambda_handler(server: Server) -> None:
@@ -47,3 +47,18 @@ def test_kubeless_reverse(server: Server) -> None:
     assert resp.status_code == 200 and resp.text == "olleh"
     r = server.cli("invoke", "kubeless-reverse", "--data", '"hello"', check=True)
     assert r.stdout == "olleh"
+
+
+def test_examples_flag_serves_the_python_seed_samples(tmp_path) -> None:
+    s = start_server(tmp_path / "d", "--examples")
+    try:
+        assert s.http.get("/fn/hello-http").text == "Hello World!"
+        assert s.http.get("/fn/aliyun-hello").text == "hello world"
+        assert s.http.post("/fn/kubeless-reverse", content=b"hello").text == "olleh"
+        r = s.api.post("/v1/functions/lambda-reverse/invoke", json={"message": "abc"})
+        assert r.json() == {"message": "cba"}
+        flavors = {f["name"]: f["spec"]["flavor"] for f in s.api.get("/v1/functions").json()["functions"]}
+        assert {k: flavors.get(k) for k in ("hello-http", "aliyun-hello", "kubeless-reverse", "lambda-reverse")} == {
+            "hello-http": "gcp", "aliyun-hello": "aliyun", "kubeless-reverse": "kubeless", "lambda-reverse": "aws"}
+    finally:
+        s.stop()
