@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     # Process isolation.
     cgroups: bool = True  # use the cgroup memory controller when available
 
+    # Python zygote: preload the vendor libraries unmodified functions import (Flask, functions-framework,
+    # azure.functions) after it is ready, so gcp/azure functions start as fast as any other.
+    zygote_vendor_preload: bool = True
+
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'polyfn.db'}"

@@ -15,7 +15,7 @@ import msgspec
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 RUNTIMES = ("python",)
-FLAVORS = ("native", "openfaas")
+FLAVORS = ("native", "openfaas", "openfaas-http", "aws", "gcp", "azure", "aliyun", "tencent", "kubeless", "openwhisk")
 
 
 class FunctionSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -23,6 +23,7 @@ from polyfn.api.errors import ApiError
 from polyfn.deploy import archive
 from polyfn.deploy.errors import DeployError
 from polyfn.deploy.service import spec_from_json
+from polyfn.events import cloudevent, kinds
 from polyfn.model import Activation, FunctionInfo
 
 if TYPE_CHECKING:
@@ -140,7 +141,9 @@ def build_api(node: Node) -> FastAPI:
         return {"deleted": name}
 
     @v1.post("/functions/{name}/invoke", summary="Invoke a function synchronously with an event payload")
-    async def invoke(name: str, request: Request) -> Response:
+    async def invoke(name: str, request: Request, event: Annotated[str | None, Query(
+            description="Build a vendor event of this kind (s3:put, sqs, timer, logs, …) from the JSON body; "
+                        "the function's flavor shapes it")] = None) -> Response:
         body = await request.body()
         ct = request.headers.get("content-type", "application/json")
         if "json" in ct and body:
@@ -149,9 +152,13 @@ def build_api(node: Node) -> FastAPI:
             except ValueError as e:
                 raise ApiError(400, "invalid_json", f"the payload is not valid JSON ({e}); send "
                                "Content-Type: application/octet-stream for raw bytes") from None
+        kind = "event"
+        if event is not None or ct.startswith(cloudevent.CONTENT_TYPE):
+            body, ct = _cloudevent_body(event, body, ct)
+            kind = "cloudevent"
         # The caller's API key authorises the invoke; it is never passed on to the function.
         headers = [(k, v) for k, v in request.headers.items() if k not in ("authorization", "cookie")]
-        out = await node.invoker.invoke(name, "event", "invoke", "POST", "/", "", headers, body, ct)
+        out = await node.invoker.invoke(name, kind, "invoke", "POST", "/", "", headers, body, ct)
         return Response(out.body, status_code=out.status, headers={k.decode(): v.decode() for k, v in out.headers})
 
     @v1.get("/activations")
@@ -215,6 +222,24 @@ async def _follow(node: Node, name: str, backlog: list[dict[str, Any]], activati
                     {"activation": act.id, "ts": ts, "stream": stream, "line": text}).encode() + b"\n\n"
     finally:
         unsubscribe()
+
+
+def _cloudevent_body(event: str | None, body: bytes, ct: str) -> tuple[bytes, str]:
+    """The CloudEvent an explicit-event invoke carries: built from `?event=KIND` and the JSON body, or the
+    body itself when it is already a structured CloudEvent."""
+    if event is None:
+        try:
+            cloudevent.CloudEvent.from_json(body)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            raise ApiError(400, "invalid_cloudevent", f"the body is not a structured CloudEvent: {e}") from None
+        return body, cloudevent.CONTENT_TYPE
+    if "json" not in ct:
+        raise ApiError(400, "invalid_json", "an explicit event's data must be JSON (Content-Type: application/json)")
+    try:
+        ce = kinds.build(event, json.loads(body) if body else {})
+    except kinds.UnknownKind as e:
+        raise ApiError(400, "unknown_event_kind", str(e)) from None
+    return ce.to_json(), cloudevent.CONTENT_TYPE
 
 
 async def _read_deploy(request: Request, max_size: int, max_files: int) -> tuple[dict[str, Any], dict[str, bytes]]:

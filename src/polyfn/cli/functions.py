@@ -27,6 +27,7 @@ from rich.text import Text
 from polyfn.cli.config import State
 from polyfn.cli.errors import CliError, FunctionFailed
 from polyfn.cli.output import err, local_time, out, write_json, write_raw
+from polyfn.events import kinds as event_kinds
 from polyfn.model import FLAVORS, RUNTIMES, FunctionSpec
 
 #: Directory names never worth shipping: VCS data, caches, local virtualenvs, JS dependencies
@@ -309,10 +310,11 @@ def print_deployed(function: Mapping[str, Any], url: str) -> None:
         )
     )
     console.print(Text(f"  url: {url}"))
-    detected = function.get("detected") or {}
+    detected = dict(function.get("detected") or {})
+    why = detected.pop("why", None)
     if detected:
         described = ", ".join(f"{key}={value}" for key, value in detected.items())
-        console.print(Text(f"  detected: {described}", style="dim"))
+        console.print(Text(f"  detected: {described}" + (f" (from {why})" if why else ""), style="dim"))
 
 
 # -- invoke ------------------------------------------------------------------------------------------
@@ -379,13 +381,31 @@ def invoke(
             help="Print activation id and cold/warm to stderr.",
         ),
     ] = False,
+    event: Annotated[
+        str | None,
+        typer.Option(
+            "--event",
+            "-E",
+            envvar="POLYFN_INVOKE_EVENT",
+            metavar="KIND",
+            show_default="none: --data is the payload as is",
+            help="Send a realistic trigger event built from --data, shaped by the function's flavor. "
+            f"Kinds: {', '.join(event_kinds.names())}.",
+        ),
+    ] = None,
 ) -> None:
     """Invoke a function and print its answer as is."""
     state: State = ctx.obj
     payload = read_payload(data, raw)
+    if event is not None and raw:
+        raise typer.BadParameter("an event's --data is JSON: drop --raw", param_hint="'--event'")
+    if event is not None and event not in event_kinds.names():
+        raise typer.BadParameter(
+            f"unknown event kind {event!r}: use one of {', '.join(event_kinds.names())}", param_hint="'--event'"
+        )
     content_type = "application/octet-stream" if raw else "application/json"
     started = time.perf_counter()
-    response = state.client().invoke(name, payload, content_type)
+    response = state.client().invoke(name, payload, content_type, event=event)
     elapsed_ms = (time.perf_counter() - started) * 1000
     activation = response.activation_id
     if verbose:

@@ -48,6 +48,7 @@ class InstanceManager:
         if self.cgroups is not None:
             self.zygote.env = {"POLYFN_CGROUP_BASE": str(self.cgroups.memory),
                                "POLYFN_CGROUP_VERSION": str(self.cgroups.version)}
+        self.zygote.env["POLYFN_ZYGOTE_VENDORS"] = "1" if self.settings.zygote_vendor_preload else "0"
         await self.zygote.start()
         self._reaper = asyncio.create_task(self._reap_loop())
 

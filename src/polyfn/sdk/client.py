@@ -349,8 +349,12 @@ class Client:
         payload: bytes = b"{}",
         content_type: str = "application/json",
         headers: Mapping[str, str] | None = None,
+        event: str | None = None,
     ) -> InvokeResponse:
         """`POST /v1/functions/{name}/invoke`; returns the function's answer, raises platform errors.
+
+        With `event` (`s3:put`, `sqs`, `timer`, …) the payload is the event's data and the server builds a
+        vendor-shaped event of that kind (see `polyfn.events.kinds`).
 
         A platform error is one marked with `X-Polyfn-Error` (other than `function_error`) or, for
         servers that forget the header, one whose body is the `{"error": {...}}` envelope.
@@ -360,6 +364,7 @@ class Client:
                 f"/v1/functions/{quote(name, safe='')}/invoke",
                 content=payload,
                 headers={"Content-Type": content_type, **(headers or {})},
+                params={"event": event} if event else None,
                 timeout=self._long,
             )
         except httpx.TransportError as exc:

@@ -149,8 +149,20 @@ def _load_handler(spec: InstanceSpec) -> Any:
         return getattr(module, func_name)
     except AttributeError:
         raise HandlerError(
-            "Runtime.HandlerNotFound", f"handler {func_name!r} missing on module {module_name!r}"
+            "Runtime.HandlerNotFound",
+            f"handler {func_name!r} missing on module {module_name!r}{_expected(spec.flavor)}",
         ) from None
+
+
+def _expected(flavor: str) -> str:
+    """`: the <vendor> convention expects …` for messages about a missing or unfit handler."""
+    from polyfn.runtimes.python.flavors import FLAVORS
+
+    try:
+        convention = importlib.import_module(FLAVORS[flavor]).Adapter.convention
+    except (KeyError, ImportError, AttributeError):
+        return ""
+    return f" (flavor {flavor}: {convention})"
 
 
 def _stack(e: BaseException) -> list[str]:

@@ -96,12 +96,31 @@ def preload() -> None:
     import polyfn.sandbox.limits  # noqa: F401
     from polyfn.runtimes.python import flavors
 
-    for mod in flavors.FLAVORS.values():
-        __import__(mod)
+    for name, mod in flavors.FLAVORS.items():
+        if name not in flavors.HEAVY:
+            __import__(mod)
     try:
         import uvloop  # noqa: F401
     except ImportError:
         pass
+
+
+def preload_vendors() -> None:
+    """The vendor libraries unmodified functions import (Flask, functions-framework, azure.functions):
+    about half a second of imports, done once after the zygote reported ready (so the server does not
+    wait for them) and before the first fork (so every instance has them for free)."""
+    from polyfn.runtimes.python import flavors
+
+    for name in flavors.HEAVY:
+        try:
+            __import__(flavors.FLAVORS[name])
+        except ImportError as e:  # reported when a function of that flavor starts
+            print(f"zygote: flavor {name} unavailable: {e}", file=sys.stderr)
+    for mod in flavors.VENDOR_MODULES:
+        try:
+            __import__(mod)
+        except ImportError:
+            pass
 
 
 def _detach(ctrl: socket.socket, wake: tuple[int, int]) -> None:
@@ -229,6 +248,10 @@ def main() -> None:
         return 0
 
     ctrl.send(enc.encode(ZygoteReady(os.getpid(), preload_ms)))
+    if os.environ.get("POLYFN_ZYGOTE_VENDORS", "1") != "0":
+        preload_vendors()
+        gc.collect()
+        gc.freeze()
     for _ in range(blank_target):
         fork_blank()
 
