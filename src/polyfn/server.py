@@ -25,6 +25,7 @@ from polyfn.deploy import archive
 from polyfn.deploy.service import Deployer
 from polyfn.invoker import Invoker
 from polyfn.model import Revision
+from polyfn.observe.metrics import Metrics
 from polyfn.observe.recorder import ActivationRecorder
 from polyfn.scheduler.manager import InstanceManager
 from polyfn.scheduler.pool import Pool
@@ -59,6 +60,8 @@ class Node:
         self.store: Any = None
         self.manager = InstanceManager(settings)
         self.registry = FunctionRegistry(self.manager, settings.drain_timeout)
+        self.metrics = Metrics(lambda: list(self.manager.pools))
+        self.manager.metrics = self.metrics
         self.recorder: ActivationRecorder = None  # type: ignore[assignment]
         self.invoker: Invoker = None  # type: ignore[assignment]
         self.deployer: Deployer = None  # type: ignore[assignment]
@@ -80,7 +83,8 @@ class Node:
         self.recorder = ActivationRecorder(self.store, retention_count=s.activation_retention_count,
                                            retention_age=s.activation_retention_age)
         self.recorder.start()
-        self.invoker = Invoker(s, self.registry, self.recorder)
+        self.metrics.start()
+        self.invoker = Invoker(s, self.registry, self.recorder, self.metrics)
         self._gateway = self._gateway_cls(self.invoker)
         self.deployer = Deployer(s, self.store, self.registry)
         await self.manager.start()
@@ -98,6 +102,7 @@ class Node:
         self.invoker.accepting = False  # 1. no new invocations
         await self.registry.drain_all(s.drain_timeout)  # 2. in-flight invocations finish (bounded)
         await self.manager.stop()  # 3. every instance and the zygote are gone
+        await self.metrics.stop()
         if self._cleanup:
             await asyncio.wait(list(self._cleanup), timeout=5)
         await self.recorder.stop()  # 4. activation records flushed

@@ -24,6 +24,7 @@ log = logging.getLogger("polyfn.pool")
 
 INIT_BACKOFF_MIN = 1.0
 INIT_BACKOFF_MAX = 30.0
+KEEPALIVE_REASON = "keep-alive expired"
 
 
 class Throttled(Exception):
@@ -194,6 +195,8 @@ class Pool:
         if inst.state is not State.READY:  # died between ready and now
             return
         self.instances.append(inst)
+        if self.manager.metrics is not None:
+            self.manager.metrics.instance_starts.inc(self.revision.function)
         inst.cold_claimed = prewarm
         self.cold_starts += 1
         self._offer(inst)
@@ -212,6 +215,10 @@ class Pool:
 
     def on_lost(self, inst: Instance) -> None:
         """An instance ended (crash, kill, keep-alive expiry): forget it, replace it if needed."""
+        if self.manager.metrics is not None and inst in self.instances:
+            reason = ("keepalive" if inst.kill_reason == KEEPALIVE_REASON else "stopped" if self.draining
+                      else "killed" if inst.kill_reason else "exited")
+            self.manager.metrics.instance_stops.inc(self.revision.function, reason)
         try:
             self.instances.remove(inst)
         except ValueError:
@@ -237,6 +244,7 @@ class Pool:
                 break
             if inst.inflight == 0 and now - inst.last_used >= self.keepalive:
                 self.idle.remove(inst)
+                inst.kill_reason = KEEPALIVE_REASON
                 inst.close()
                 closed += 1
         return closed
