@@ -52,6 +52,7 @@ class Settings(BaseSettings):
 
     # Observability.
     metrics_public: bool = True  # GET /metrics without the API key (set false to require it)
+    console_session_ttl: float = Field(12 * 3600.0, ge=60)  # web console login lifetime (seconds)
     otlp_endpoint: str | None = None  # e.g. http://127.0.0.1:4318/v1/traces: export activations as OTLP spans
 
     # Process isolation.

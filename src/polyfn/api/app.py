@@ -192,6 +192,9 @@ def build_api(node: Node) -> FastAPI:
 
     app.include_router(v1)
     app.include_router(observe_api.build_router(node, require_key))
+    from polyfn.console import build_console  # the console imports this module's log follower
+
+    app.mount("/console", build_console(node))
     return app
 
 
