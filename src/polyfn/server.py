@@ -65,6 +65,7 @@ class Node:
         self.recorder: ActivationRecorder = None  # type: ignore[assignment]
         self.invoker: Invoker = None  # type: ignore[assignment]
         self.deployer: Deployer = None  # type: ignore[assignment]
+        self.otlp: Any = None
         self._cleanup: set[asyncio.Task[None]] = set()
         from polyfn.api.app import build_api
         from polyfn.gateway import Gateway
@@ -83,6 +84,19 @@ class Node:
         self.recorder = ActivationRecorder(self.store, retention_count=s.activation_retention_count,
                                            retention_age=s.activation_retention_age)
         self.recorder.start()
+        self.otlp = None
+        if s.otlp_endpoint:
+            try:
+                from polyfn.observe.otlp import OtlpExporter
+
+                self.otlp = OtlpExporter(s.otlp_endpoint)
+            except ImportError:
+                log.warning("POLYFN_OTLP_ENDPOINT is set but OpenTelemetry is not installed: "
+                            "pip install 'polyfn[otel]'; traces are not exported")
+            else:
+                self.otlp.start()
+                self.recorder.exporters.append(self.otlp)
+                log.info("exporting activations as OTLP spans to %s", s.otlp_endpoint)
         self.metrics.start()
         self.invoker = Invoker(s, self.registry, self.recorder, self.metrics)
         self._gateway = self._gateway_cls(self.invoker)
@@ -105,7 +119,9 @@ class Node:
         await self.metrics.stop()
         if self._cleanup:
             await asyncio.wait(list(self._cleanup), timeout=5)
-        await self.recorder.stop()  # 4. activation records flushed
+        await self.recorder.stop()  # 4. activation records flushed (and handed to the OTLP exporter)
+        if self.otlp is not None:
+            await self.otlp.stop()
         await self.store.close()  # 5. store closed
 
     @contextlib.asynccontextmanager
