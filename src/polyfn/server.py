@@ -98,7 +98,7 @@ class Node:
                 self.recorder.exporters.append(self.otlp)
                 log.info("exporting activations as OTLP spans to %s", s.otlp_endpoint)
         self.metrics.start()
-        self.invoker = Invoker(s, self.registry, self.recorder, self.metrics)
+        self.invoker = Invoker(s, self.registry, self.recorder, self.metrics if s.metrics else None)
         self._gateway = self._gateway_cls(self.invoker)
         self.deployer = Deployer(s, self.store, self.registry)
         await self.manager.start()

@@ -22,7 +22,7 @@ def collector() -> Iterator[tuple[str, list[Any]]]:
     got: list[Any] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["content-length"]))
             req = pb.ExportTraceServiceRequest()
             req.ParseFromString(body)

@@ -194,6 +194,15 @@ class Store:
         """Insert a batch of activations and their log lines in one transaction (two executemany calls)."""
         if not acts:
             return
+        if self._is_sqlite:
+            # The hot path of observability: plain tuples straight to sqlite3's executemany, without
+            # SQLAlchemy's per-row parameter processing (measured: ~3x less CPU per log line).
+            log_tuples = [(a.id, a.function, ln.ts, ln.stream, ln.line) for a in acts for ln in a.logs]
+            async with self._writer() as conn:
+                await conn.exec_driver_sql(_SQLITE_INSERT_ACTIVATION, [_activation_tuple(a) for a in acts])
+                if log_tuples:
+                    await conn.exec_driver_sql(_SQLITE_INSERT_LOG, log_tuples)
+            return
         act_rows = [_activation_row(a) for a in acts]
         log_rows = [
             {"activation_id": a.id, "function": a.function, "ts": ln.ts, "stream": ln.stream, "line": ln.line}
@@ -472,6 +481,24 @@ def _activation_row(a: Activation) -> dict[str, Any]:
         "trace_id": a.trace_id,
         "parent_id": a.parent_id,
     }
+
+
+_ACTIVATION_COLUMNS = ("id", "function", "revision", "trigger", "start", "end", "duration_ms", "wait_ms", "init_ms",
+                       "run_ms", "cold", "status", "status_code", "result", "error", "instance", "trace_id",
+                       "parent_id")
+_SQLITE_INSERT_ACTIVATION = (
+    "INSERT INTO activations (" + ", ".join(f'"{c}"' for c in _ACTIVATION_COLUMNS) + ") "
+    f"VALUES ({', '.join('?' * len(_ACTIVATION_COLUMNS))})"
+)
+_SQLITE_INSERT_LOG = "INSERT INTO log_lines (activation_id, function, ts, stream, line) VALUES (?, ?, ?, ?, ?)"
+
+
+def _activation_tuple(a: Activation) -> tuple[Any, ...]:
+    """`_activation_row` as a tuple in `_ACTIVATION_COLUMNS` order (SQLite fast path)."""
+    return (a.id, a.function, a.revision, a.trigger, a.start, a.end, a.duration_ms, a.wait_ms, a.init_ms,
+            a.run_ms, int(a.cold), a.status, a.status_code, a.result,
+            None if a.error is None else msgspec.json.encode(a.error).decode(), a.instance, a.trace_id,
+            a.parent_id)
 
 
 def _activation(row: Row[Any], logs: list[LogLine]) -> Activation:

@@ -73,7 +73,6 @@ activations = Table(
     Column("parent_id", String, nullable=False, server_default=""),  # 0004
     Index("ix_activations_function_start", "function", "start"),
     Index("ix_activations_start", "start"),
-    Index("ix_activations_trace_id", "trace_id"),  # 0004
 )
 
 log_lines = Table(

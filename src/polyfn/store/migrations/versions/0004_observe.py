@@ -24,11 +24,9 @@ def upgrade() -> None:
     with op.batch_alter_table("activations") as batch:
         batch.add_column(sa.Column("trace_id", sa.String, nullable=False, server_default=""))
         batch.add_column(sa.Column("parent_id", sa.String, nullable=False, server_default=""))
-    op.create_index("ix_activations_trace_id", "activations", ["trace_id"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_activations_trace_id", "activations")
     with op.batch_alter_table("activations") as batch:
         batch.drop_column("parent_id")
         batch.drop_column("trace_id")
