@@ -187,3 +187,15 @@ def test_server_logs_are_json_lines_when_not_a_tty(server: Server) -> None:
     records = [json.loads(ln) for ln in server.log.read_text().splitlines() if ln.startswith("{")]
     ready = [r for r in records if "ready" in r["msg"]]
     assert ready and {"ts", "level", "logger", "msg"} <= set(ready[0])
+
+
+def test_instance_stops_are_counted_with_their_reason(server: Server) -> None:
+    server.deploy("shortlived", {"handler.py": CHATTY}, keepalive=0)
+    assert server.http.get("/fn/shortlived").status_code == 200
+
+    def stops() -> float | None:
+        return _metric(server.http.get("/metrics").text, "polyfn_instance_stops_total", function="shortlived",
+                       reason="keepalive")
+
+    assert wait_until(lambda: stops() == 1, 10)
+    assert _metric(server.http.get("/metrics").text, "polyfn_instances", function="shortlived", state="idle") in (None, 0)

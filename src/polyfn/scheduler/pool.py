@@ -195,8 +195,9 @@ class Pool:
         if inst.state is not State.READY:  # died between ready and now
             return
         self.instances.append(inst)
-        if self.manager.metrics is not None:
-            self.manager.metrics.instance_starts.inc(self.revision.function)
+        metrics = getattr(self.manager, "metrics", None)  # test fakes of the manager may have none
+        if metrics is not None:
+            metrics.instance_starts.inc(self.revision.function)
         inst.cold_claimed = prewarm
         self.cold_starts += 1
         self._offer(inst)
@@ -215,10 +216,11 @@ class Pool:
 
     def on_lost(self, inst: Instance) -> None:
         """An instance ended (crash, kill, keep-alive expiry): forget it, replace it if needed."""
-        if self.manager.metrics is not None and inst in self.instances:
+        metrics = getattr(self.manager, "metrics", None)
+        if metrics is not None and inst in self.instances:
             reason = ("keepalive" if inst.kill_reason == KEEPALIVE_REASON else "stopped" if self.draining
                       else "killed" if inst.kill_reason else "exited")
-            self.manager.metrics.instance_stops.inc(self.revision.function, reason)
+            metrics.instance_stops.inc(self.revision.function, reason)
         try:
             self.instances.remove(inst)
         except ValueError:
