@@ -152,9 +152,11 @@ def build_api(node: Node) -> FastAPI:
             except ValueError as e:
                 raise ApiError(400, "invalid_json", f"the payload is not valid JSON ({e}); send "
                                "Content-Type: application/octet-stream for raw bytes") from None
+        # The caller's API key authorises the invoke; it is never passed on to the function.
+        headers = [(k, v) for k, v in request.headers.items() if k not in ("authorization", "cookie")]
         trace_id, parent_id = parse_traceparent(request.headers.get("traceparent", ""))
-        out = await node.invoker.invoke(name, "event", "invoke", "POST", "/", "", list(request.headers.items()),
-                                        body, ct, trace_id, parent_id)
+        out = await node.invoker.invoke(name, "event", "invoke", "POST", "/", "", headers, body, ct,
+                                        trace_id, parent_id)
         return Response(out.body, status_code=out.status, headers={k.decode(): v.decode() for k, v in out.headers})
 
     @v1.get("/activations")
