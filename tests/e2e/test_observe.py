@@ -199,3 +199,31 @@ def test_instance_stops_are_counted_with_their_reason(server: Server) -> None:
 
     assert wait_until(lambda: stops() == 1, 10)
     assert _metric(server.http.get("/metrics").text, "polyfn_instances", function="shortlived", state="idle") in (None, 0)
+
+
+def test_a_call_chain_is_one_trace(server: Server) -> None:
+    """Function A calls B with its own TRACEPARENT: B's activation joins A's trace as A's child span."""
+    server.deploy("chain-b", {"handler.py": TRACER})
+    server.deploy("chain-a", {"handler.py": '''
+import json, os, urllib.request
+def handler(event, context):
+    req = urllib.request.Request(os.environ["B_URL"], headers={"traceparent": os.environ["TRACEPARENT"]})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return {"b": json.loads(r.read()), "b_activation": r.headers["x-polyfn-activation-id"]}
+'''}, env={"B_URL": server.url + "/fn/chain-b"})
+    caller_trace = "0af7651916cd43dd8448eb211c80319c"
+    r = server.http.get("/fn/chain-a", headers={"traceparent": f"00-{caller_trace}-b7ad6b7169203331-01"})
+    assert r.status_code == 200, r.text
+    a_id = r.headers["x-polyfn-activation-id"]
+    b = server.activation(r.json()["b_activation"])
+    assert b["trace_id"] == caller_trace == server.activation(a_id)["trace_id"]
+    assert b["parent_id"] == a_id[:16]  # B's parent span is A's activation span
+
+
+def test_sdk_client_sends_traceparent(server: Server) -> None:
+    from polyfn.sdk.client import Client
+
+    server.deploy("sdk-traced", {"handler.py": TRACER})
+    tid = "1af7651916cd43dd8448eb211c80319c"
+    with Client(server.url, server.key, traceparent=f"00-{tid}-c7ad6b7169203331-01") as c:
+        assert c.invoke("sdk-traced", b"{}").json()["trace_id"] == tid

@@ -199,11 +199,16 @@ class Client:
         timeout: float = 30.0,
         *,
         transport: httpx.BaseTransport | None = None,
+        traceparent: str | None = None,
     ) -> None:
+        """`traceparent`: a W3C trace context sent with every request, so invocations made through this
+        client join the caller's trace (inside a function: `context.traceparent` or `$TRACEPARENT`)."""
         self.url = normalize_url(url)
         self.api_key = api_key or None
         self.timeout = timeout
         headers = {"User-Agent": USER_AGENT}
+        if traceparent:
+            headers["traceparent"] = traceparent
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         self._http = httpx.Client(
