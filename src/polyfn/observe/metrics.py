@@ -113,7 +113,10 @@ class FunctionStats:
         self.dur_sum += duration_ms
         self.wait_buckets[bisect_left(_MS_BUCKETS, wait_ms)] += 1
         self.wait_sum += wait_ms
-        i = self._entry(int(end // SLOT_S))
+        slot = int(end // SLOT_S)
+        i = slot % SLOTS
+        if self.r_slot[i] != slot:
+            self._entry(slot)
         self.r_count[i] += 1
         if status != "success":
             if status == "throttled":
