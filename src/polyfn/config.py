@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     log_line_max: int = Field(16384, ge=80)  # longer lines are truncated with a marker
     log_lines_per_activation: int = Field(1000, ge=1)
 
+    # Observability.
+    metrics: bool = True  # count invocations for /metrics, `polyfn top` and the console (off: benchmarks' baseline)
+    metrics_public: bool = True  # GET /metrics without the API key (set false to require it)
+    console_session_ttl: float = Field(12 * 3600.0, ge=60)  # web console login lifetime (seconds)
+    otlp_endpoint: str | None = None  # e.g. http://127.0.0.1:4318/v1/traces: export activations as OTLP spans
+
     # Process isolation.
     cgroups: bool = True  # use the cgroup memory controller when available
 

@@ -85,6 +85,8 @@ class Activation(msgspec.Struct, kw_only=True):
     error: dict[str, Any] | None = None
     logs: list[LogLine] = []
     instance: str = ""
+    trace_id: str = ""  # W3C trace id (32 hex): the caller's `traceparent`, else a new one
+    parent_id: str = ""  # the caller's span id (16 hex) when it sent a `traceparent`
 
 
 def now() -> float:

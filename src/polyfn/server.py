@@ -25,6 +25,7 @@ from polyfn.deploy import archive
 from polyfn.deploy.service import Deployer
 from polyfn.invoker import Invoker
 from polyfn.model import Revision
+from polyfn.observe.metrics import Metrics
 from polyfn.observe.recorder import ActivationRecorder
 from polyfn.scheduler.manager import InstanceManager
 from polyfn.scheduler.pool import Pool
@@ -59,9 +60,12 @@ class Node:
         self.store: Any = None
         self.manager = InstanceManager(settings)
         self.registry = FunctionRegistry(self.manager, settings.drain_timeout)
+        self.metrics = Metrics(lambda: list(self.manager.pools))
+        self.manager.metrics = self.metrics
         self.recorder: ActivationRecorder = None  # type: ignore[assignment]
         self.invoker: Invoker = None  # type: ignore[assignment]
         self.deployer: Deployer = None  # type: ignore[assignment]
+        self.otlp: Any = None
         self._cleanup: set[asyncio.Task[None]] = set()
         from polyfn.api.app import build_api
         from polyfn.gateway import Gateway
@@ -80,7 +84,21 @@ class Node:
         self.recorder = ActivationRecorder(self.store, retention_count=s.activation_retention_count,
                                            retention_age=s.activation_retention_age)
         self.recorder.start()
-        self.invoker = Invoker(s, self.registry, self.recorder)
+        self.otlp = None
+        if s.otlp_endpoint:
+            try:
+                from polyfn.observe.otlp import OtlpExporter
+
+                self.otlp = OtlpExporter(s.otlp_endpoint)
+            except ImportError:
+                log.warning("POLYFN_OTLP_ENDPOINT is set but OpenTelemetry is not installed: "
+                            "pip install 'polyfn[otel]'; traces are not exported")
+            else:
+                self.otlp.start()
+                self.recorder.exporters.append(self.otlp)
+                log.info("exporting activations as OTLP spans to %s", s.otlp_endpoint)
+        self.metrics.start()
+        self.invoker = Invoker(s, self.registry, self.recorder, self.metrics if s.metrics else None)
         self._gateway = self._gateway_cls(self.invoker)
         self.deployer = Deployer(s, self.store, self.registry)
         await self.manager.start()
@@ -98,9 +116,12 @@ class Node:
         self.invoker.accepting = False  # 1. no new invocations
         await self.registry.drain_all(s.drain_timeout)  # 2. in-flight invocations finish (bounded)
         await self.manager.stop()  # 3. every instance and the zygote are gone
+        await self.metrics.stop()
         if self._cleanup:
             await asyncio.wait(list(self._cleanup), timeout=5)
-        await self.recorder.stop()  # 4. activation records flushed
+        await self.recorder.stop()  # 4. activation records flushed (and handed to the OTLP exporter)
+        if self.otlp is not None:
+            await self.otlp.stop()
         await self.store.close()  # 5. store closed
 
     @contextlib.asynccontextmanager

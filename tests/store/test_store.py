@@ -157,7 +157,7 @@ async def test_migrations_idempotent_and_match_tables(db_url: str) -> None:
 
         async with second.engine.connect() as conn:
             current, diff = await conn.run_sync(inspect)
-        assert current == head == "0001"
+        assert current is not None and current == head
         assert diff == [], "tables.py and the migrations disagree; add a migration"
     finally:
         await second.close()
@@ -345,3 +345,16 @@ async def test_prune_by_count_and_age(store: Store) -> None:
     assert await store.prune(max_count=0, max_age_s=1e9, now=130.0) == 5
     assert await store.list_activations() == []
     assert await _log_count(store) == 0
+
+
+def test_sqlite_fast_insert_covers_every_activation_column() -> None:
+    """The SQLite fast path lists the columns itself: a column added to `activations` must be added there."""
+    from polyfn.store.db import _ACTIVATION_COLUMNS, _activation_row, _activation_tuple
+    from polyfn.store.tables import activations
+
+    assert list(_ACTIVATION_COLUMNS) == [c.name for c in activations.c]
+    act = Activation(id="a" * 32, function="f", revision=2, trigger="http", start=1.0, end=2.0, duration_ms=3.0,
+                     cold=True, status="error", error={"x": 1}, result="r", instance="i", trace_id="t",
+                     parent_id="p")
+    row = _activation_row(act)
+    assert dict(zip(_ACTIVATION_COLUMNS, _activation_tuple(act), strict=True)) == {**row, "cold": 1}

@@ -10,6 +10,7 @@ import base64
 import binascii
 import hmac
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -19,12 +20,14 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from polyfn import __version__
 from polyfn.api import errors
+from polyfn.api import observe as observe_api
 from polyfn.api.errors import ApiError
 from polyfn.deploy import archive
 from polyfn.deploy.errors import DeployError
 from polyfn.deploy.service import spec_from_json
 from polyfn.events import cloudevent, kinds
 from polyfn.model import Activation, FunctionInfo
+from polyfn.observe.tracing import parse_traceparent
 
 if TYPE_CHECKING:
     from polyfn.server import Node
@@ -158,7 +161,9 @@ def build_api(node: Node) -> FastAPI:
             kind = "cloudevent"
         # The caller's API key authorises the invoke; it is never passed on to the function.
         headers = [(k, v) for k, v in request.headers.items() if k not in ("authorization", "cookie")]
-        out = await node.invoker.invoke(name, kind, "invoke", "POST", "/", "", headers, body, ct)
+        trace_id, parent_id = parse_traceparent(request.headers.get("traceparent", ""))
+        out = await node.invoker.invoke(name, kind, "invoke", "POST", "/", "", headers, body, ct,
+                                        trace_id, parent_id)
         return Response(out.body, status_code=out.status, headers={k.decode(): v.decode() for k, v in out.headers})
 
     @v1.get("/activations")
@@ -182,21 +187,38 @@ def build_api(node: Node) -> FastAPI:
 
     @v1.get("/functions/{name}/logs")
     async def logs(name: str, since: float | None = None, activation: str | None = None,
-                   limit: Annotated[int, Query(ge=1, le=10000)] = 200, follow: bool = False) -> Response:
+                   limit: Annotated[int, Query(ge=1, le=10000)] = 200, follow: bool = False,
+                   grep: Annotated[str | None, Query(max_length=1000)] = None) -> Response:
+        pattern = compile_grep(grep)
         await node.recorder.flush()
         if await node.store.get_function(name) is None and not follow:
             raise ApiError(404, "function_not_found", f"function {name!r} does not exist")
-        lines = await node.store.get_logs(name, since=since, activation=activation, limit=limit)
+        lines = await node.store.get_logs(name, since=since, activation=activation, limit=limit, grep=pattern)
         if not follow:
             return JSONResponse({"logs": lines})
-        return StreamingResponse(_follow(node, name, lines, activation), media_type="text/event-stream",
+        return StreamingResponse(follow_logs(node, name, lines, activation, pattern), media_type="text/event-stream",
                                  headers={"cache-control": "no-cache"})
 
     app.include_router(v1)
+    app.include_router(observe_api.build_router(node, require_key))
+    from polyfn.console import build_console  # the console imports this module's log follower
+
+    app.mount("/console", build_console(node))
     return app
 
 
-async def _follow(node: Node, name: str, backlog: list[dict[str, Any]], activation: str | None) -> AsyncIterator[bytes]:
+def compile_grep(grep: str | None) -> re.Pattern[str] | None:
+    """The `grep` query parameter: a Python regular expression (`(?i)` for case-insensitive)."""
+    if not grep:
+        return None
+    try:
+        return re.compile(grep)
+    except re.error as e:
+        raise ApiError(400, "invalid_grep", f"grep={grep!r} is not a valid regular expression: {e}") from None
+
+
+async def follow_logs(node: Node, name: str, backlog: list[dict[str, Any]], activation: str | None,
+                      grep: re.Pattern[str] | None = None, heartbeat: float = 15) -> AsyncIterator[bytes]:
     """Server-Sent Events: the backlog, then live lines as activations finish; a comment as heartbeat."""
     queue: asyncio.Queue[Activation] = asyncio.Queue(maxsize=10000)
 
@@ -213,13 +235,15 @@ async def _follow(node: Node, name: str, backlog: list[dict[str, Any]], activati
             yield b"data: " + json.dumps(line).encode() + b"\n\n"
         while True:
             try:
-                act = await asyncio.wait_for(queue.get(), 15)
+                act = await asyncio.wait_for(queue.get(), heartbeat)
             except TimeoutError:
                 yield b": keep-alive\n\n"
                 continue
-            for ts, stream, text in act.logs:
+            for ln in act.logs:  # LogLine structs are array-like on the wire but not iterable
+                if grep is not None and not grep.search(ln.line):
+                    continue
                 yield b"data: " + json.dumps(
-                    {"activation": act.id, "ts": ts, "stream": stream, "line": text}).encode() + b"\n\n"
+                    {"activation": act.id, "ts": ln.ts, "stream": ln.stream, "line": ln.line}).encode() + b"\n\n"
     finally:
         unsubscribe()
 

@@ -284,6 +284,17 @@ def logs(
             show_default="all",
         ),
     ] = None,
+    grep: Annotated[
+        str | None,
+        typer.Option(
+            "--grep",
+            "-g",
+            envvar="POLYFN_LOGS_GREP",
+            metavar="REGEX",
+            help="Only lines matching this regular expression (Python syntax; (?i) ignores case).",
+            show_default="all lines",
+        ),
+    ] = None,
     limit: Annotated[
         int | None,
         typer.Option(
@@ -296,19 +307,23 @@ def logs(
         ),
     ] = None,
 ) -> None:
-    """Print a function's log lines (stdout/stderr of its invocations), oldest first."""
+    """Print a function's log lines (stdout/stderr of its invocations), oldest first.
+
+    Examples: `polyfn logs hello -f`, `polyfn logs hello --since 10m --grep '(?i)error'`,
+    `polyfn logs hello --activation ID`.
+    """
     state: State = ctx.obj
     client = state.client()
     since_ts = _since(since)
     console = out()
     if not follow:
-        entries = client.logs(name, since=since_ts, activation=activation_id, limit=limit)
+        entries = client.logs(name, since=since_ts, activation=activation_id, limit=limit, grep=grep)
         for entry in entries:
             console.print(format_log_line(entry))
         if not entries:
             err().print(Text(f"no log lines for {name}", style="dim"))
         return
-    stream = client.follow_logs(name, since=since_ts, activation=activation_id, limit=limit)
+    stream = client.follow_logs(name, since=since_ts, activation=activation_id, limit=limit, grep=grep)
     try:
         for entry in stream:
             console.print(format_log_line(entry))

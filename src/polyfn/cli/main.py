@@ -18,7 +18,7 @@ from rich.text import Text
 from rich.traceback import Traceback
 from typer.core import TyperGroup
 
-from polyfn.cli import activations, functions, serve, version
+from polyfn.cli import activations, functions, serve, top, version
 from polyfn.cli.config import DATA_DIR_ENV, DEFAULT_DATA_DIR_TEXT, KEY_ENV, URL_ENV, State, resolve
 from polyfn.cli.errors import CliError, FunctionFailed
 from polyfn.cli.output import err
@@ -199,6 +199,7 @@ app.command("delete", rich_help_panel="Functions")(functions.delete)
 app.command("activations", rich_help_panel="Activations and logs")(activations.activations)
 app.command("activation", rich_help_panel="Activations and logs")(activations.activation)
 app.command("logs", rich_help_panel="Activations and logs")(activations.logs)
+app.command("top", rich_help_panel="Activations and logs")(top.top)
 
 
 def main() -> None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from polyfn.invoker import Invoker, Outcome, platform_error
+from polyfn.observe.tracing import parse_traceparent
 
 PREFIX_LEN = len("/fn/")
+_NO_TRACE = ("", "")
 
 
 class Gateway:
@@ -25,11 +27,14 @@ class Gateway:
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
         content_type = ""
         length = -1
+        trace = _NO_TRACE
         for k, v in headers:
             if k == "content-type":
                 content_type = v
             elif k == "content-length" and v.isdigit():
                 length = int(v)
+            elif k == "traceparent":
+                trace = parse_traceparent(v)
         if length > self.max_payload:
             out = platform_error(413, "payload_too_large",
                                  f"the payload is {length} bytes; the limit is {self.max_payload}")
@@ -42,7 +47,7 @@ class Gateway:
             else:
                 out = await self.invoker.invoke(
                     name, "http", "http", scope["method"], "/" + sub if slash else "/",
-                    scope["query_string"].decode("latin-1"), headers, body, content_type,
+                    scope["query_string"].decode("latin-1"), headers, body, content_type, trace[0], trace[1],
                 )
         await _send(send, out)
 

@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import time
+from typing import Any
 
 from polyfn.config import Settings
 from polyfn.model import Revision
@@ -34,6 +35,7 @@ class InstanceManager:
         self._ids = itertools.count(1)
         self.pools: set[Pool] = set()
         self._reaper: asyncio.Task[None] | None = None
+        self.metrics: Any = None  # polyfn.observe.metrics.Metrics, set by the node
 
     async def start(self) -> None:
         if self.settings.cgroups and os.geteuid() == 0:

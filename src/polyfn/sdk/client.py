@@ -199,11 +199,16 @@ class Client:
         timeout: float = 30.0,
         *,
         transport: httpx.BaseTransport | None = None,
+        traceparent: str | None = None,
     ) -> None:
+        """`traceparent`: a W3C trace context sent with every request, so invocations made through this
+        client join the caller's trace (inside a function: `context.traceparent` or `$TRACEPARENT`)."""
         self.url = normalize_url(url)
         self.api_key = api_key or None
         self.timeout = timeout
         headers = {"User-Agent": USER_AGENT}
+        if traceparent:
+            headers["traceparent"] = traceparent
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         self._http = httpx.Client(
@@ -400,6 +405,14 @@ class Client:
         )
         return self._json("GET", "/v1/activations", params=params).get("activations", [])
 
+    def stats(self, window: float | None = None) -> dict[str, Any]:
+        """`GET /v1/stats`: per-function rps, p50/p99, errors, cold starts and instances."""
+        return self._json("GET", "/v1/stats", params=_params(window=window))
+
+    def function_stats(self, name: str, window: float | None = None) -> dict[str, Any]:
+        """`GET /v1/functions/{name}/stats`: the function's history in 10-second points."""
+        return self._json("GET", f"/v1/functions/{quote(name, safe='')}/stats", params=_params(window=window))
+
     def activation(self, activation_id: str) -> dict[str, Any]:
         """`GET /v1/activations/{id}`: timings, result or error, and captured log lines."""
         return self._json("GET", f"/v1/activations/{quote(activation_id, safe='')}")
@@ -410,9 +423,10 @@ class Client:
         since: float | None = None,
         activation: str | None = None,
         limit: int | None = None,
+        grep: str | None = None,
     ) -> list[dict[str, Any]]:
-        """`GET /v1/functions/{name}/logs`, oldest first."""
-        params = _params(since=since, activation=activation, limit=limit)
+        """`GET /v1/functions/{name}/logs`, oldest first; `grep` is a regular expression."""
+        params = _params(since=since, activation=activation, limit=limit, grep=grep)
         return self._json("GET", f"/v1/functions/{quote(name, safe='')}/logs", params=params).get("logs", [])
 
     def follow_logs(
@@ -421,12 +435,13 @@ class Client:
         since: float | None = None,
         activation: str | None = None,
         limit: int | None = None,
+        grep: str | None = None,
     ) -> Generator[dict[str, Any], None, None]:
         """Yield log lines as they happen (SSE `follow=true`) until the server closes the stream.
 
         The generator holds the connection open; close it (or break out of the loop) to stop.
         """
-        params = _params(follow="true", since=since, activation=activation, limit=limit)
+        params = _params(follow="true", since=since, activation=activation, limit=limit, grep=grep)
         try:
             with self._http.stream(
                 "GET",

@@ -69,6 +69,8 @@ activations = Table(
     Column("result", Text, nullable=False),
     Column("error", Text, nullable=True),  # JSON object or NULL
     Column("instance", String, nullable=False),
+    Column("trace_id", String, nullable=False, server_default=""),  # 0004
+    Column("parent_id", String, nullable=False, server_default=""),  # 0004
     Index("ix_activations_function_start", "function", "start"),
     Index("ix_activations_start", "start"),
 )

@@ -62,33 +62,49 @@ class _LogBuffer:
 
     def __init__(self, line_max: int, lines_max: int):
         self.lines: list[tuple[float, str, str]] = []
-        self.partial: dict[str, str] = {}
+        # stream → [start of the unfinished line (at most line_max chars), chars cut off beyond it]
+        self.partial: dict[str, list[Any]] = {}
         self.line_max = line_max
         self.lines_max = lines_max
         self.dropped = 0
 
     def add(self, stream: str, text: str) -> None:
-        text = self.partial.pop(stream, "") + text
         *complete, rest = text.split("\n")
-        for line in complete:
-            self._line(stream, line)
+        pending = self.partial.pop(stream, None)
+        if complete:
+            if pending is not None:
+                self._line(stream, pending[0] + complete[0], pending[1])
+                complete = complete[1:]
+            for line in complete:
+                self._line(stream, line)
+            pending = None
         if rest:
-            if len(rest) > self.line_max:
-                self._line(stream, rest)
-            else:
-                self.partial[stream] = rest
+            # An unfinished line waits for its newline, holding at most line_max chars (no memory blow-up
+            # from a huge line written in pieces); what it cuts off is counted for the marker.
+            if pending is None:
+                pending = ["", 0]
+            head = pending[0] + rest
+            if len(head) > self.line_max:
+                pending[1] += len(head) - self.line_max
+                head = head[: self.line_max]
+            pending[0] = head
+        if pending is not None:
+            self.partial[stream] = pending
 
-    def _line(self, stream: str, line: str) -> None:
+    def _line(self, stream: str, line: str, cut: int = 0) -> None:
         if len(self.lines) >= self.lines_max:
             self.dropped += 1
             return
         if len(line) > self.line_max:
-            line = line[: self.line_max] + f"… [truncated {len(line) - self.line_max} chars]"
+            cut += len(line) - self.line_max
+            line = line[: self.line_max]
+        if cut:
+            line += f"… [truncated {cut} chars]"
         self.lines.append((time.time(), stream, line))
 
     def drain(self) -> list[tuple[float, str, str]]:
-        for stream, rest in list(self.partial.items()):
-            self._line(stream, rest)
+        for stream, (head, cut) in list(self.partial.items()):
+            self._line(stream, head, cut)
         self.partial.clear()
         if self.dropped:
             self.lines.append((time.time(), "stderr", f"[polyfn: {self.dropped} more lines dropped]"))
@@ -205,7 +221,17 @@ def _prepare_process(spec: InstanceSpec, joined: bool) -> list[str]:
 # --- serving ------------------------------------------------------------------------------------------
 
 
+def _set_trace_env(inv: Invoke) -> None:
+    """Lambda-style: the current trace in the environment (exact for concurrency 1; with concurrency > 1
+    use the context object's `trace_id` / `traceparent`, which are per invocation)."""
+    environ = os.environ
+    environ["POLYFN_TRACE_ID"] = inv.trace_id
+    environ["TRACEPARENT"] = f"00-{inv.trace_id}-{inv.activation_id[:16]}-01"
+
+
 def _run_one(adapter: Adapter, inv: Invoke, buf: _LogBuffer) -> Result:
+    if inv.trace_id:
+        _set_trace_env(inv)
     t0 = time.perf_counter()
     token = _current.set(buf)
     try:
@@ -221,6 +247,8 @@ def _run_one(adapter: Adapter, inv: Invoke, buf: _LogBuffer) -> Result:
 
 async def _run_one_async(adapter: Adapter, inv: Invoke, spec: InstanceSpec, pool: Any) -> Result:
     buf = _LogBuffer(spec.log_line_max, spec.log_lines_max)
+    if inv.trace_id:
+        _set_trace_env(inv)
     t0 = time.perf_counter()
     token = _current.set(buf)
     try:

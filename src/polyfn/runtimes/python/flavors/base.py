@@ -180,6 +180,11 @@ class Context:
         self.deadline = inv.deadline
         self.trace_id = inv.trace_id
 
+    @property
+    def traceparent(self) -> str:
+        """W3C `traceparent` of this invocation's span: pass it on to continue the trace."""
+        return f"00-{self.trace_id}-{self.activation_id[:16]}-01"
+
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self.deadline - time.time()) * 1000))
 
