@@ -32,6 +32,10 @@ class FunctionSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_instances: int = 10
     keepalive: float | None = None  # seconds an idle instance is kept; None = node default
     env: dict[str, str] = {}
+    network: str = "all"  # all (egress like Lambda) | none (own network namespace, loopback only)
+
+
+NETWORKS = ("all", "none")
 
 
 class Revision(msgspec.Struct, kw_only=True):
@@ -129,6 +133,8 @@ def validate_spec(spec: FunctionSpec, max_timeout: float, max_memory: int, max_i
     rng("min_instances", spec.min_instances, 0, spec.max_instances)
     if spec.keepalive is not None:
         rng("keepalive", spec.keepalive, 0, 7 * 24 * 3600)
+    if spec.network not in NETWORKS:
+        raise SpecError(f"network={spec.network!r} is not supported: use one of {', '.join(NETWORKS)}")
     for k, v in spec.env.items():
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k) or not isinstance(v, str):
             raise SpecError(f"env key {k!r} is not a valid environment variable name")

@@ -9,6 +9,7 @@ import itertools
 import logging
 import os
 import socket
+import sys
 import time
 
 from polyfn.config import Settings
@@ -23,12 +24,34 @@ from polyfn.scheduler.zygote import ZygoteClient
 log = logging.getLogger("polyfn.manager")
 
 
+async def _probe() -> dict[str, str]:
+    """`polyfn.sandbox.probe` in a subprocess (it forks and unshares; never do that in the server)."""
+    import json
+
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "polyfn.sandbox.probe",
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        out, _err = await asyncio.wait_for(proc.communicate(), 30)
+        return dict(json.loads(out))
+    except (TimeoutError, ValueError) as e:
+        if proc.returncode is None:
+            proc.kill()
+        why = f"probe failed: {e}"
+        return {k: why for k in ("mount", "pid", "net", "uid", "seccomp", "userns")}
+
+
 class InstanceManager:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.zygote = ZygoteClient("python", settings.run_dir / "zygote-python.log", self._on_exit)
         self.cgroups: CgroupBase | None = None
         self.isolation = "rlimits only"
+        self.namespaces: set[str] = set()
+        self.drop_uid = False
+        self.seccomp = False
+        self.probe: dict[str, str] = {}
+        self._uids: dict[str, int] = {}
+        self._expose: tuple[list[str], list[str]] = ([], [])
         self._by_pid: dict[int, Instance] = {}
         self._early_exits: dict[int, int] = {}
         self._ids = itertools.count(1)
@@ -36,20 +59,109 @@ class InstanceManager:
         self._reaper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        if self.settings.cgroups and os.geteuid() == 0:
-            base, why = CgroupBase.detect(f"polyfn-{os.getpid()}")
-            self.cgroups = base
-            self.isolation = why if base else f"rlimits only ({why})"
-        elif not self.settings.cgroups:
-            self.isolation = "rlimits only (cgroups disabled by configuration)"
-        else:
-            self.isolation = "rlimits only (not root: no cgroup memory limit)"
+        await self._decide_isolation()
         log.info("instance isolation: %s", self.isolation)
+        env = {"POLYFN_SANDBOX_NS": ",".join(sorted(self.namespaces))}
         if self.cgroups is not None:
-            self.zygote.env = {"POLYFN_CGROUP_BASE": str(self.cgroups.memory),
-                               "POLYFN_CGROUP_VERSION": str(self.cgroups.version)}
+            env.update({"POLYFN_CGROUP_BASE": str(self.cgroups.memory),
+                        "POLYFN_CGROUP_EXTRA": ",".join(f"{k}={v}" for k, v in self.cgroups.extra.items()),
+                        "POLYFN_CGROUP_VERSION": str(self.cgroups.version)})
+        self.zygote.env = env
         await self.zygote.start()
         self._reaper = asyncio.create_task(self._reap_loop())
+
+    async def _decide_isolation(self) -> None:
+        """Probe what the host allows, minus what configuration turns off; build the `isolation` line."""
+        off = self.settings.disabled_layers
+        parts: list[str] = []
+        skipped: list[str] = []
+        if "cgroup" in off or not self.settings.cgroups:
+            skipped.append("cgroup (disabled by configuration)")
+        elif os.geteuid() == 0:
+            base, why = CgroupBase.detect(f"polyfn-{os.getpid()}")
+            self.cgroups = base
+            (parts if base else skipped).append(why if base else f"cgroup ({why})")
+        else:
+            skipped.append("cgroup (not root)")
+        self.probe = await _probe()
+        for layer in ("mount", "pid", "net", "uid", "seccomp"):
+            why = self.probe.get(layer, "not probed")
+            if layer in off:
+                skipped.append(f"{layer} (disabled by configuration)")
+            elif layer in ("pid", "uid") and "mount" not in self.namespaces:
+                skipped.append(f"{layer} (needs the mount namespace)")
+            elif why:
+                skipped.append(f"{layer} ({why})")
+            else:
+                if layer in ("mount", "pid", "net"):
+                    self.namespaces.add(layer)
+                elif layer == "uid":
+                    self.drop_uid = True
+                    self._expose = self._interpreter_exposure()
+                else:
+                    self.seccomp = True
+                parts.append({"mount": "mount ns", "pid": "pid ns", "net": "net ns", "uid": "per-function uid",
+                              "seccomp": "seccomp"}[layer])
+        parts.append("rlimits")
+        self.isolation = " + ".join(parts) + ("; off: " + ", ".join(skipped) if skipped else "")
+
+    @staticmethod
+    def _interpreter_exposure() -> tuple[list[str], list[str]]:
+        """(dirs to hide, dirs to bind back) so a per-function uid can import the interpreter's own modules.
+
+        The interpreter may live where other users cannot go (pyenv under a 0700 /root). In the instance's
+        mount namespace the blocking directory is covered by an empty tmpfs and only the interpreter's
+        directories are bound back read-only, which also keeps the rest of it (SSH keys …) out of view."""
+        hide: list[str] = []
+        binds: list[str] = []
+        candidates = {sys.base_prefix, sys.prefix, sys.exec_prefix, *(p for p in sys.path if p)}
+        for path in sorted(os.path.realpath(p) for p in candidates if os.path.isdir(p)):
+            if any(path == b or path.startswith(b + os.sep) for b in binds):
+                continue
+            parts = path.split(os.sep)
+            for i in range(2, len(parts)):
+                ancestor = os.sep.join(parts[:i])
+                if not os.stat(ancestor).st_mode & 0o001:  # others cannot traverse it
+                    if ancestor not in hide:
+                        hide.append(ancestor)
+                    binds.append(path)
+                    break
+        return hide, binds
+
+    def uid_for(self, function: str) -> int:
+        """A uid of its own per function (0 when the uid layer is off). Allocated for the node's lifetime:
+        nothing an instance writes outlives it (its /tmp is a tmpfs), so the mapping needn't persist."""
+        if not self.drop_uid:
+            return 0
+        uid = self._uids.get(function)
+        if uid is None:
+            s = self.settings
+            uid = s.sandbox_uid_base + len(self._uids) % s.sandbox_uid_count
+            self._uids[function] = uid
+        return uid
+
+    def sandbox_plan(self, rev: Revision) -> SandboxPlan:
+        s = self.settings
+        spec = rev.spec
+        mounts = "mount" in self.namespaces
+        uid = self.uid_for(rev.function)
+        return SandboxPlan(
+            memory_mb=spec.memory,
+            cgroup_base=str(self.cgroups.memory) if self.cgroups else "",
+            cgroup_version=self.cgroups.version if self.cgroups else 0,
+            pids_max=s.pids_max,
+            nofile=s.open_files,
+            fsize_mb=s.file_size,
+            cpu_shares=max(2, spec.memory),
+            cpu_quota=s.cpu_quota,
+            uid=uid,
+            gid=uid,
+            tmp_mb=s.tmp_size if mounts else 0,
+            hide=[str(s.data_dir.resolve()), *self._expose[0]] if mounts else [],
+            binds=[*(d for d in (rev.code_dir, rev.deps_dir) if d), *self._expose[1]] if mounts else [],
+            network=spec.network,
+            seccomp=self.seccomp,
+        )
 
     def new_pool(self, revision: Revision) -> Pool:
         pool = Pool(revision, self, self.settings.max_queue, self.settings.keepalive)
@@ -71,11 +183,7 @@ class InstanceManager:
         try:
             ours.setblocking(False)
             await inst.attach(ours)
-            plan = SandboxPlan(
-                memory_mb=spec.memory,
-                cgroup_base=str(self.cgroups.memory) if self.cgroups else "",
-                cgroup_version=self.cgroups.version if self.cgroups else 0,
-            )
+            plan = self.sandbox_plan(rev)
             ispec = InstanceSpec(
                 instance_id=iid,
                 function=rev.function,
@@ -89,6 +197,7 @@ class InstanceManager:
                 timeout=spec.timeout,
                 env=spec.env,
                 sandbox=plan,
+                namespaces=sorted(self.namespaces),
                 log_line_max=self.settings.log_line_max,
                 log_lines_max=self.settings.log_lines_per_activation,
             )
@@ -115,9 +224,8 @@ class InstanceManager:
             return
         oom = False
         if self.cgroups is not None:
-            d = cgroup_dir_for(str(self.cgroups.memory), pid)
-            oom = self.cgroups.was_oom_killed(d)
-            self.cgroups.remove(d)
+            oom = self.cgroups.was_oom_killed(cgroup_dir_for(str(self.cgroups.memory), pid))
+            self.cgroups.remove_all(pid)
         inst.exited(status, oom)
         if inst.state is not State.DEAD:
             inst.kill("process exited")
