@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     file_size: int = Field(512, ge=1)  # MB, largest file an instance may write (RLIMIT_FSIZE)
     cpu_quota: float = Field(0.0, ge=0)  # cores per instance, 0 = no hard cap (shares still apply)
 
+    # Access control.
+    tls_cert: str | None = None  # PEM certificate: serve HTTPS (with tls_key)
+    tls_key: str | None = None
+    key_rate: float = Field(0.0, ge=0)  # control-API requests per second per API key (token bucket); 0 = off
+    key_burst: float = Field(50.0, ge=1)
+
     @property
     def disabled_layers(self) -> set[str]:
         return {x.strip() for x in self.sandbox_disable.split(",") if x.strip()}

@@ -71,6 +71,9 @@ import os, signal
 def handler(event, context):
     res = {"pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit())}
     for target in (event["server"], event["zygote"], os.getppid(), 1, -1):
+        if target == -1 and os.getpid() > 16:  # never without a pid namespace: kill(-1) as root hits the host
+            res["-1"] = "skipped"
+            continue
         try:
             os.kill(target, signal.SIGKILL)
             res[str(target)] = "sent"
@@ -118,9 +121,9 @@ import os, time
 def handler(event, context):
     n = 0
     try:
-        while n < 5000:
+        while n < 600:  # bounded even if the pids limit were missing
             if os.fork() == 0:
-                time.sleep(30)
+                time.sleep(10)
                 os._exit(0)
             n += 1
     except OSError as e:
@@ -152,6 +155,9 @@ def test_tmp_is_private_and_bounded(node: Server) -> None:
 import os
 def handler(event, context):
     res = {"before": sorted(os.listdir("/tmp"))}
+    mounts = [line.split()[1] for line in open("/proc/self/mounts")]
+    if "/tmp" not in mounts or "/dev/shm" not in mounts:  # never fill the host's own /tmp
+        return {"error": "no private /tmp", "mounts": mounts}
     for d in ("/tmp", "/dev/shm"):
         written = 0
         try:

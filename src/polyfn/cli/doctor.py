@@ -55,7 +55,8 @@ def diagnose() -> dict[str, Any]:
 
 
 def doctor(
-    as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", envvar="POLYFN_JSON", show_default="off",
+                                         help="Print the findings as JSON.")] = False,
 ) -> None:
     """Show which sandbox layers this host allows for function instances, and why any is missing."""
     res = diagnose()

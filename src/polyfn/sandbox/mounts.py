@@ -36,6 +36,8 @@ def setup(plan: SandboxPlan) -> str:
             linux.mount("none", target, None, linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY | _NOSUID_NODEV)
         for h in hidden:
             linux.mount("none", h, None, linux.MS_REMOUNT | linux.MS_RDONLY | _NOSUID_NODEV | linux.MS_NOEXEC)
+        if plan.secret_files:
+            _write_secrets(plan)
     finally:
         for _, fd in fds:
             os.close(fd)
@@ -44,4 +46,25 @@ def setup(plan: SandboxPlan) -> str:
         parts.append(f"/tmp {plan.tmp_mb} MB")
     if plan.hide:
         parts.append("data dir hidden")
+    if plan.secret_files:
+        parts.append(f"{len(plan.secret_files)} secret(s) in /run/secrets")
     return "mount ns (" + ", ".join(parts or ["private"]) + ")"
+
+
+SECRETS_DIR = "/run/secrets"
+
+
+def _write_secrets(plan: SandboxPlan) -> None:
+    """OpenFaaS style: one file per secret under /run/secrets, on a tmpfs only this instance sees."""
+    size = sum(len(v.encode()) for v in plan.secret_files.values()) + 64 * 1024
+    linux.mount("tmpfs", SECRETS_DIR, "tmpfs", _NOSUID_NODEV | linux.MS_NOEXEC, f"size={size},mode=0500")
+    for name, value in plan.secret_files.items():
+        path = os.path.join(SECRETS_DIR, name)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+        with os.fdopen(fd, "w") as f:
+            f.write(value)
+        if plan.uid:
+            os.chown(path, plan.uid, plan.gid)
+    if plan.uid:
+        os.chown(SECRETS_DIR, plan.uid, plan.gid)
+    linux.mount("none", SECRETS_DIR, None, linux.MS_REMOUNT | linux.MS_RDONLY | _NOSUID_NODEV | linux.MS_NOEXEC)

@@ -27,7 +27,7 @@ class SandboxPlan(msgspec.Struct, kw_only=True, array_like=True):
     network: str = "all"  # all | none
     seccomp: bool = False
     no_new_privs: bool = True
-    secrets_dir: str = ""  # reserved: files under /run/secrets
+    secret_files: dict[str, str] = {}  # name → value, written to /run/secrets/NAME (tmpfs, 0400, the uid's)
 
 
 class Prepared(msgspec.Struct, kw_only=True):

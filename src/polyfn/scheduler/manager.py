@@ -11,17 +11,19 @@ import os
 import socket
 import sys
 import time
+from typing import Any
 
 from polyfn.config import Settings
 from polyfn.model import Revision
 from polyfn.runtimes.python.instance import InstanceSpec
 from polyfn.sandbox.cgroups import CgroupBase
 from polyfn.sandbox.plan import SandboxPlan, cgroup_dir_for
-from polyfn.scheduler.instance import Instance, State
+from polyfn.scheduler.instance import InitFailed, Instance, State
 from polyfn.scheduler.pool import Pool
 from polyfn.scheduler.zygote import ZygoteClient
 
 log = logging.getLogger("polyfn.manager")
+SECRETS_DIR = "/run/secrets"
 
 
 async def _probe() -> dict[str, str]:
@@ -52,6 +54,7 @@ class InstanceManager:
         self.probe: dict[str, str] = {}
         self._uids: dict[str, int] = {}
         self._expose: tuple[list[str], list[str]] = ([], [])
+        self.secret_source: Any = None  # async (names) -> {name: value}; set by the Node
         self._by_pid: dict[int, Instance] = {}
         self._early_exits: dict[int, int] = {}
         self._ids = itertools.count(1)
@@ -67,6 +70,11 @@ class InstanceManager:
                         "POLYFN_CGROUP_EXTRA": ",".join(f"{k}={v}" for k, v in self.cgroups.extra.items()),
                         "POLYFN_CGROUP_VERSION": str(self.cgroups.version)})
         self.zygote.env = env
+        if "mount" in self.namespaces:  # mount point for /run/secrets tmpfs (an empty directory on the host)
+            try:
+                os.makedirs(SECRETS_DIR, mode=0o755, exist_ok=True)
+            except OSError as e:
+                log.warning("cannot create %s (%s): secrets as files will not work", SECRETS_DIR, e)
         await self.zygote.start()
         self._reaper = asyncio.create_task(self._reap_loop())
 
@@ -178,12 +186,14 @@ class InstanceManager:
         spec = rev.spec
         iid = f"{rev.function}-{rev.number}-{next(self._ids)}"
         t0 = time.perf_counter()
+        secret_files, secret_env = await self._secrets_for(spec.secrets)
         inst = Instance(iid, rev.key, pool.on_lost)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             ours.setblocking(False)
             await inst.attach(ours)
             plan = self.sandbox_plan(rev)
+            plan.secret_files = secret_files
             ispec = InstanceSpec(
                 instance_id=iid,
                 function=rev.function,
@@ -195,7 +205,7 @@ class InstanceManager:
                 concurrency=spec.concurrency,
                 memory_mb=spec.memory,
                 timeout=spec.timeout,
-                env=spec.env,
+                env={**spec.env, **secret_env},
                 sandbox=plan,
                 namespaces=sorted(self.namespaces),
                 log_line_max=self.settings.log_line_max,
@@ -214,6 +224,31 @@ class InstanceManager:
         await inst.wait_ready(min(self.settings.init_timeout, max(spec.timeout, 1.0)))
         inst.init_ms = (time.perf_counter() - t0) * 1000
         return inst
+
+    async def _secrets_for(self, entries: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+        """({name: value} for /run/secrets files, {name: value} for env) of a spec's `secrets`."""
+        if not entries:
+            return {}, {}
+        names = [e.partition(":")[0] for e in entries]
+        try:
+            values = await self.secret_source(names) if self.secret_source else {}
+        except KeyError as e:
+            raise InitFailed({"errorType": "Runtime.MissingSecret",
+                              "errorMessage": f"secret(s) {e.args[0]} not found: set them with `polyfn secret set NAME`"},
+                             []) from None
+        files: dict[str, str] = {}
+        env: dict[str, str] = {}
+        for entry in entries:
+            name, _, how = entry.partition(":")
+            if how == "env":
+                env[name] = values[name]
+            else:
+                if "mount" not in self.namespaces:
+                    raise InitFailed({"errorType": "Runtime.SecretsUnavailable",
+                                      "errorMessage": f"secret {name!r} as a file needs the mount namespace "
+                                      f"(isolation here: {self.isolation}); use '{name}:env' instead"}, [])
+                files[name] = values[name]
+        return files, env
 
     def _on_exit(self, pid: int, status: int) -> None:
         inst = self._by_pid.pop(pid, None)
