@@ -49,7 +49,8 @@ class InstanceSpec(msgspec.Struct, kw_only=True, array_like=True):
     log_lines_max: int = 1000
 
 
-SAFE_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "PYTHONHASHSEED", "PYTHONDONTWRITEBYTECODE")
+SAFE_ENV = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ", "PYTHONHASHSEED",
+            "PYTHONDONTWRITEBYTECODE", "PYTHONIOENCODING", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE")
 
 # --- log capture -------------------------------------------------------------------------------------
 
@@ -160,12 +161,6 @@ def _stack(e: BaseException) -> list[str]:
     return user_stack(e)
 
 
-# The only variables of the node's environment an instance inherits: the server's own (database URLs,
-# cloud credentials, POLYFN_API_KEY …) are none of a function's business.
-ENV_KEEP = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ", "PYTHONIOENCODING", "SSL_CERT_FILE",
-            "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE")
-
-
 def _prepare_process(spec: InstanceSpec, prepared: Any = None) -> list[str]:
     """Sandbox, environment and import path. Runs before any user code."""
     applied: list[str] = []
@@ -180,16 +175,10 @@ def _prepare_process(spec: InstanceSpec, prepared: Any = None) -> list[str]:
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     os.close(devnull)
-    kept = {k: v for k, v in os.environ.items() if k in ENV_KEEP}
-    os.environ.clear()
-    os.environ.update(kept)
-    os.environ["HOME"] = "/tmp"
-    # The instance's pid as the node sees it (`ps`, the server's logs); in a pid namespace getpid() is 2.
-    os.environ["POLYFN_HOST_PID"] = str(getattr(prepared, "host_pid", 0) or os.getpid())
     os.chdir(spec.code_dir)
     paths = [spec.code_dir] + ([spec.deps_dir] if spec.deps_dir else [])
     sys.path[:0] = paths
-    # A clean environment: nothing of the server's (keys, credentials) leaks into user code.
+    # A clean environment: nothing of the server's (keys, credentials, database URLs) leaks into user code.
     base = {k: os.environ[k] for k in SAFE_ENV if k in os.environ}
     os.environ.clear()
     os.environ.update(base)
@@ -203,6 +192,8 @@ def _prepare_process(spec: InstanceSpec, prepared: Any = None) -> list[str]:
             "POLYFN_INSTANCE_ID": spec.instance_id,
             "POLYFN_MEMORY_MB": str(spec.memory_mb),
             "POLYFN_TIMEOUT": str(spec.timeout),
+            # The instance's pid as the node sees it (`ps`, the server's logs); in a pid namespace getpid() is 2.
+            "POLYFN_HOST_PID": str(getattr(prepared, "host_pid", 0) or os.getpid()),
         }
     )
     os.environ.update(spec.env)
