@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import ssl
 import subprocess
@@ -140,6 +141,7 @@ def test_missing_secret_fails_start_clearly(server: Server) -> None:
     assert "never-set" in r.json()["error"]["message"] and "polyfn secret set" in r.json()["error"]["message"]
 
 
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl CLI makes the test certificate")
 def test_tls(tmp_path: Path) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",

@@ -9,6 +9,7 @@ the directory.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,12 +60,14 @@ class CgroupBase:
         try:
             if version == 1:
                 mem = ROOT / "memory" / paths["memory"].lstrip("/") / name
+                cls.sweep_stale(mem.parent)
                 mem.mkdir(exist_ok=True)
                 extra: dict[str, Path] = {}
                 for ctrl in ("pids", "cpu"):
                     if ctrl not in paths:
                         continue
                     d = ROOT / ctrl / paths[ctrl].lstrip("/") / name
+                    cls.sweep_stale(d.parent)
                     try:
                         d.mkdir(exist_ok=True)
                         extra[ctrl] = d
@@ -78,6 +81,7 @@ class CgroupBase:
                 if "memory" not in controllers:
                     return None, "cgroup v2 without the memory controller delegated to us"
                 base = own / name
+                cls.sweep_stale(own)
                 base.mkdir(exist_ok=True)
                 enabled = ("memory", *(c for c in ("pids", "cpu") if c in controllers))
                 (base / "cgroup.subtree_control").write_text(" ".join("+" + c for c in enabled))
@@ -109,18 +113,47 @@ class CgroupBase:
         for d in self.dirs_for(pid):
             self.remove(d)
 
-    def remove_base(self) -> None:
-        for base in (self.memory, *self.extra.values()):
-            for child in base.glob("*"):
-                if child.is_dir():
-                    try:
-                        os.rmdir(child)
-                    except OSError:
-                        pass
-            try:
-                os.rmdir(base)
-            except OSError:
-                pass
+    def remove_base(self, wait: float = 2.0) -> None:
+        """Remove every instance cgroup and the bases. Processes that are still dying (blanks killed with
+        the zygote) keep their cgroup busy for a moment: retry briefly (shutdown path only)."""
+        deadline = time.monotonic() + wait
+        while True:
+            left = [b for b in (self.memory, *self.extra.values()) if not _remove_tree(b)]
+            if not left or time.monotonic() > deadline:
+                return
+            time.sleep(0.02)
+
+    @staticmethod
+    def sweep_stale(parent: Path) -> int:
+        """Remove `polyfn-<pid>` bases left by servers that died without cleaning up (kill -9)."""
+        removed = 0
+        try:
+            entries = list(parent.glob("polyfn-*"))
+        except OSError:
+            return 0
+        for base in entries:
+            pid = base.name.removeprefix("polyfn-")
+            if not pid.isdigit() or os.path.exists(f"/proc/{pid}"):
+                continue
+            removed += _remove_tree(base)
+        return removed
+
+
+def _remove_tree(base: Path) -> bool:
+    """rmdir the (empty) instance cgroups under `base`, then `base`; True when it is gone."""
+    try:
+        for child in base.iterdir():
+            if child.is_dir():
+                try:
+                    os.rmdir(child)
+                except OSError:
+                    pass
+        os.rmdir(base)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return True
 
 
 def join(cgroup_dirs: list[str]) -> None:
