@@ -176,3 +176,18 @@ def _python() -> list[str]:
     import sys
 
     return [sys.executable]
+
+
+def test_cli_deploy_network_none_and_keys_text(server: Server, tmp_path: Path) -> None:
+    fn = tmp_path / "isolated"
+    fn.mkdir()
+    (fn / "handler.py").write_text(HELLO)
+    server.cli("deploy", str(fn), "--network", "none", check=True)
+    assert server.api.get("/v1/functions/isolated").json()["spec"]["network"] == "none"
+    assert server.http.get("/fn/isolated").text == "hi"
+    bad = server.cli("deploy", str(fn), "--network", "everything")
+    assert bad.returncode != 0 and "network" in (bad.stdout + bad.stderr)
+    r = server.cli("keys", "create", "--scope", "read", check=True)
+    assert "access_key_id:" in r.stdout and "secret_access_key:" in r.stdout
+    assert "not shown again" in r.stderr
+    assert "PFAK" in server.cli("keys", "list", check=True).stdout
