@@ -189,3 +189,70 @@ def test_network_none_has_loopback_only() -> None:
 
     status, out = in_child(body)
     assert status == 0 and out != b"egress", out
+
+
+@needs["userns"]
+@pytest.mark.skipif(not ROOT, reason="drops to an unprivileged uid itself to play a non-root server")
+def test_user_namespace_layers_for_a_non_root_server() -> None:
+    """What a laptop (no root) gets: mount + pid namespaces owned by a user namespace, private /tmp,
+    hidden data dir, loopback-only network on demand, seccomp — all as an unprivileged uid."""
+    import shutil
+    import socket  # noqa: F401 - imported before the uid drop: the stdlib may be out of reach afterwards
+    import tempfile
+
+    from polyfn.sandbox import linux, mounts  # noqa: F401
+
+    top = tempfile.mkdtemp(prefix="polyfn-userns-", dir="/tmp")
+    try:
+        os.chmod(top, 0o755)
+        data = os.path.join(top, "data")
+        code = os.path.join(data, "code", "fn")
+        os.makedirs(code)
+        with open(os.path.join(code, "handler.py"), "w") as f:
+            f.write("x = 1\n")
+        with open(os.path.join(data, "admin.key"), "w") as f:
+            f.write("secret\n")
+        for d in (data, os.path.join(data, "code"), code):
+            os.chmod(d, 0o755)
+        os.chmod(os.path.join(data, "admin.key"), 0o644)  # readable by the test uid: only the mounts hide it
+
+        def body() -> str:
+            os.setgroups([])
+            os.setresgid(65534, 65534, 65534)
+            os.setresuid(65534, 65534, 65534)
+            linux.prctl(4, 1)  # PR_SET_DUMPABLE: a uid change clears it; a never-root process has it
+            prepared = Prepared()
+            namespaces.enter({"user", "mount", "pid", "net"}, prepared, set_pdeathsig)
+            plan = SandboxPlan(memory_mb=64, tmp_mb=4, hide=[data], binds=[code], network="none", seccomp=True)
+            applied = apply(plan, prepared, ("user", "mount", "pid"))
+            import socket as s
+
+            try:
+                s.create_connection(("10.255.255.1", 80), timeout=1)
+                net = "egress"
+            except OSError as e:
+                net = type(e).__name__
+            return json_dumps({
+                "pid": os.getpid(), "uid": os.getuid(), "ns": prepared.namespaces, "applied": applied,
+                "data": sorted(os.listdir(data)), "code": open(os.path.join(code, "handler.py")).read(),
+                "tmp": sorted(os.listdir("/tmp")), "net": net,
+            })
+
+        status, out = in_child(body)
+        assert status == 0, out
+        import json
+
+        res = json.loads(out)
+        assert res["pid"] == 2 and "user" in res["ns"] and "net" not in res["ns"]
+        assert res["data"] == ["code"] and res["code"] == "x = 1\n"
+        assert res["tmp"] == [os.path.basename(top)]  # a private /tmp: only the re-bound code path is in it
+        assert res["net"] != "egress"
+        assert any("seccomp" in a for a in res["applied"])
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def json_dumps(value: object) -> str:
+    import json
+
+    return json.dumps(value)

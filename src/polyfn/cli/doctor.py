@@ -75,9 +75,13 @@ def doctor(
             line.append(f"  ({res['cgroup_detail']})", style="dim")
         console.print(line)
     if os.geteuid() != 0:
-        userns = "available" if not res.get("userns") else f"unavailable ({res['userns']})"
-        console.print(Text(f"not root: only rlimits apply; user namespaces are {userns} but polyfn does not "
-                           "use them yet. Run `polyfn serve` as root (or in a container with CAP_SYS_ADMIN) "
-                           "for the full sandbox.", style="yellow"))
+        if not res.get("userns"):
+            msg = ("not root: mount, pid and (for `--network none`) network namespaces come from an unprivileged "
+                   "user namespace; there is no per-function uid and no cgroup (memory is bounded by RLIMIT_AS). "
+                   "Run `polyfn serve` as root in a VM or container of its own for the full sandbox.")
+        else:
+            msg = (f"not root and no user namespaces ({res['userns']}): only rlimits apply. Run `polyfn serve` "
+                   "as root in a VM or container of its own for the sandbox.")
+        console.print(Text(msg, style="yellow"))
     console.print(Text("there is no VM boundary: a kernel exploit escapes every layer (see docs/security.md)",
                        style="dim"))

@@ -33,7 +33,7 @@ def setup(plan: SandboxPlan) -> str:
         for target, fd in fds:
             os.makedirs(target, mode=0o755, exist_ok=True)
             linux.mount(f"/proc/self/fd/{fd}", target, None, linux.MS_BIND | linux.MS_REC)
-            linux.mount("none", target, None, linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY | _NOSUID_NODEV)
+            linux.mount("none", target, None, _ro_bind_flags(target))
         for h in hidden:
             linux.mount("none", h, None, linux.MS_REMOUNT | linux.MS_RDONLY | _NOSUID_NODEV | linux.MS_NOEXEC)
         if plan.secret_files:
@@ -52,6 +52,18 @@ def setup(plan: SandboxPlan) -> str:
 
 
 SECRETS_DIR = "/run/secrets"
+
+# statvfs flag → mount flag, for the flags a remount inside a user namespace must keep ("locked" flags).
+_KEEP = ((os.ST_NOEXEC, linux.MS_NOEXEC), (os.ST_NOATIME, 1024), (os.ST_NODIRATIME, 2048), (os.ST_RELATIME, 1 << 21))
+
+
+def _ro_bind_flags(path: str) -> int:
+    current = os.statvfs(path).f_flag
+    flags = linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY | _NOSUID_NODEV
+    for st, ms in _KEEP:
+        if current & st:
+            flags |= ms
+    return flags
 
 
 def _write_secrets(plan: SandboxPlan) -> None:

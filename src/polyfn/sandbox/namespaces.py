@@ -32,6 +32,10 @@ def enter(layers: set[str], prepared: Prepared, pdeathsig: object) -> None:
     process becomes its supervisor and never returns from here)."""
     flags = 0
     host_fd = -1
+    userns = "user" in layers
+    if userns:  # not root: a user namespace owns the others (and rejoining the host network is impossible)
+        flags |= linux.CLONE_NEWUSER
+        layers = layers - {"net"}
     if "net" in layers:
         flags |= linux.CLONE_NEWNET
     if "mount" in layers:
@@ -43,12 +47,17 @@ def enter(layers: set[str], prepared: Prepared, pdeathsig: object) -> None:
     try:
         if flags & linux.CLONE_NEWNET:
             host_fd = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        uid, gid = os.getuid(), os.getgid()
         linux.unshare(flags)
+        if userns:
+            map_self(uid, gid)
     except OSError as e:
         if host_fd >= 0:
             os.close(host_fd)
         prepared.notes.append(f"namespaces unavailable ({e.strerror or e})")
         return
+    if userns:
+        prepared.namespaces.append("user")
     if flags & linux.CLONE_NEWNET:
         prepared.host_netns_fd = host_fd
         linux.loopback_up()
@@ -72,6 +81,17 @@ def enter(layers: set[str], prepared: Prepared, pdeathsig: object) -> None:
         pdeathsig()
         prepared.namespaces.append("pid")
         prepared.pid_ns = True
+
+
+def map_self(uid: int, gid: int) -> None:
+    """In a fresh user namespace: be root inside it, mapped to our own unprivileged uid/gid outside.
+    Root there only has power over namespaces that user namespace owns (our mount/pid namespaces)."""
+    with open("/proc/self/setgroups", "w") as f:
+        f.write("deny")
+    with open("/proc/self/uid_map", "w") as f:
+        f.write(f"0 {uid} 1")
+    with open("/proc/self/gid_map", "w") as f:
+        f.write(f"0 {gid} 1")
 
 
 def init(instance: int, report: int) -> None:

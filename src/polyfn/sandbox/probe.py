@@ -77,19 +77,45 @@ def _userns() -> None:
     linux.unshare(linux.CLONE_NEWUSER)
 
 
+def _userns_all() -> None:
+    """Not root: a user namespace owning mount + pid namespaces, a fresh /proc, a tmpfs, a netns."""
+    from polyfn.sandbox import linux, namespaces
+
+    uid, gid = os.getuid(), os.getgid()
+    linux.unshare(linux.CLONE_NEWUSER | linux.CLONE_NEWNS | linux.CLONE_NEWPID | linux.CLONE_NEWIPC
+                  | linux.CLONE_NEWUTS)
+    namespaces.map_self(uid, gid)
+    linux.mount("none", "/", None, linux.MS_REC | linux.MS_PRIVATE)
+    linux.mount("tmpfs", "/tmp", "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, "size=1m")
+    pid = os.fork()
+    if pid == 0:
+        try:
+            linux.mount("proc", "/proc", "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
+            linux.unshare(linux.CLONE_NEWNET)
+            linux.loopback_up()
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    _, st = os.waitpid(pid, 0)
+    if st != 0:
+        raise OSError("cannot mount /proc or make a network namespace inside the user namespace")
+
+
 def probe() -> dict[str, str]:
     """{layer: "" if available else why not} for mount, pid, net, uid, seccomp, userns."""
     root = os.geteuid() == 0
-    res = {
-        "mount": _in_child(_mount) if root else "not root",
-        "pid": _in_child(_pid) if root else "not root",
-        "net": _in_child(_net) if root else "not root",
-        "seccomp": _in_child(_seccomp),
-        "userns": _in_child(_userns),
-    }
-    res["uid"] = ("not root" if not root else "needs the mount namespace (the data dir is 0700)" if res["mount"] else "")
-    if not root and not res["userns"]:
-        res["userns"] = ""
+    if root:
+        res = {"mount": _in_child(_mount), "pid": _in_child(_pid), "net": _in_child(_net),
+               "seccomp": _in_child(_seccomp), "userns": _in_child(_userns)}
+        res["uid"] = "needs the mount namespace (the data dir is 0700)" if res["mount"] else ""
+        return res
+    # Not root: the namespaces come from a user namespace, if the kernel allows unprivileged ones.
+    why = _in_child(_userns_all)
+    res = {"mount": why and f"not root and no user namespace ({why})", "seccomp": _in_child(_seccomp),
+           "userns": why}
+    res["pid"] = res["mount"]
+    res["net"] = res["mount"]
+    res["uid"] = "not root (a user namespace maps only your own uid)"
     return res
 
 

@@ -92,6 +92,9 @@ class InstanceManager:
         else:
             skipped.append("cgroup (not root)")
         self.probe = await _probe()
+        userns = os.geteuid() != 0 and not self.probe.get("userns") and "mount" not in off
+        if userns:
+            self.namespaces.add("user")
         for layer in ("mount", "pid", "net", "uid", "seccomp"):
             why = self.probe.get(layer, "not probed")
             if layer in off:
@@ -101,7 +104,9 @@ class InstanceManager:
             elif why:
                 skipped.append(f"{layer} ({why})")
             else:
-                if layer in ("mount", "pid", "net"):
+                if layer == "net" and userns:
+                    pass  # made per instance for `network: none` only (the host network cannot be rejoined)
+                elif layer in ("mount", "pid", "net"):
                     self.namespaces.add(layer)
                 elif layer == "uid":
                     self.drop_uid = True
@@ -110,6 +115,8 @@ class InstanceManager:
                     self.seccomp = True
                 parts.append({"mount": "mount ns", "pid": "pid ns", "net": "net ns", "uid": "per-function uid",
                               "seccomp": "seccomp"}[layer])
+        if userns:
+            parts.insert(0, "user ns (not root)")
         parts.append("rlimits")
         self.isolation = " + ".join(parts) + ("; off: " + ", ".join(skipped) if skipped else "")
 
@@ -243,7 +250,7 @@ class InstanceManager:
             if how == "env":
                 env[name] = values[name]
             else:
-                if "mount" not in self.namespaces:
+                if "mount" not in self.namespaces or not os.path.isdir(SECRETS_DIR):
                     raise InitFailed({"errorType": "Runtime.SecretsUnavailable",
                                       "errorMessage": f"secret {name!r} as a file needs the mount namespace "
                                       f"(isolation here: {self.isolation}); use '{name}:env' instead"}, [])
