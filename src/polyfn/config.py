@@ -58,6 +58,25 @@ class Settings(BaseSettings):
 
     # Process isolation.
     cgroups: bool = True  # use the cgroup memory controller when available
+    # Sandbox layers (docs/security.md). Comma-separated layers to turn off: cgroup,mount,pid,net,uid,seccomp.
+    sandbox_disable: str = ""
+    sandbox_uid_base: int = Field(200_000, ge=1000, le=2**31 - 70_000)  # per-function uids: base + n
+    sandbox_uid_count: int = Field(60_000, ge=1, le=65_536)
+    tmp_size: int = Field(64, ge=1, le=65_536)  # MB of the private /tmp per instance
+    pids_max: int = Field(256, ge=8, le=1_000_000)  # processes + threads per instance (fork bombs)
+    open_files: int = Field(1024, ge=64, le=1_048_576)  # RLIMIT_NOFILE per instance
+    file_size: int = Field(512, ge=1)  # MB, largest file an instance may write (RLIMIT_FSIZE)
+    cpu_quota: float = Field(0.0, ge=0)  # cores per instance, 0 = no hard cap (shares still apply)
+
+    # Access control.
+    tls_cert: str | None = None  # PEM certificate: serve HTTPS (with tls_key)
+    tls_key: str | None = None
+    key_rate: float = Field(0.0, ge=0)  # control-API requests per second per API key (token bucket); 0 = off
+    key_burst: float = Field(50.0, ge=1)
+
+    @property
+    def disabled_layers(self) -> set[str]:
+        return {x.strip() for x in self.sandbox_disable.split(",") if x.strip()}
 
     # Python zygote: preload the vendor libraries unmodified functions import (Flask, functions-framework,
     # azure.functions) after it is ready, so gcp/azure functions start as fast as any other.

@@ -86,6 +86,7 @@ class Invoker:
         self.settings = settings
         self.metrics = metrics
         self.lines_max = settings.log_lines_per_activation
+        self.limiter: Any = None  # polyfn.auth.ratelimit.Limiter, for functions with a rate_limit
         self.registry = registry
         self.recorder = recorder
         self.max_payload = settings.max_payload
@@ -109,6 +110,12 @@ class Invoker:
         rev = active.revision
         spec = rev.spec
         pool = active.pool
+        if spec.rate_limit > 0 and self.limiter is not None:
+            wait = self.limiter.check("fn:" + name, spec.rate_limit, spec.rate_limit, time.monotonic())
+            if wait:
+                return platform_error(429, "rate_limited",
+                                      f"function {name!r} is over its rate limit ({spec.rate_limit:g}/s)",
+                                      headers=[(b"retry-after", str(wait).encode())])
         start = time.time()
         t0 = time.perf_counter()
         aid = uuid.uuid4().hex

@@ -32,6 +32,14 @@ class FunctionSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_instances: int = 10
     keepalive: float | None = None  # seconds an idle instance is kept; None = node default
     env: dict[str, str] = {}
+    network: str = "all"  # all (egress like Lambda) | none (own network namespace, loopback only)
+    auth: str = "anonymous"  # HTTP trigger: anonymous | key (x-functions-key header or ?code=, an invoke key)
+    cors: dict[str, Any] | None = None  # {"origins": [...], "methods": [...], "headers": [...], "max_age": s}
+    rate_limit: float = 0.0  # invocations per second (token bucket, burst = max(1, rate)); 0 = unlimited
+    secrets: list[str] = []  # "NAME" → file /run/secrets/NAME; "NAME:env" → environment variable NAME
+
+
+NETWORKS = ("all", "none")
 
 
 class Revision(msgspec.Struct, kw_only=True):
@@ -131,6 +139,22 @@ def validate_spec(spec: FunctionSpec, max_timeout: float, max_memory: int, max_i
     rng("min_instances", spec.min_instances, 0, spec.max_instances)
     if spec.keepalive is not None:
         rng("keepalive", spec.keepalive, 0, 7 * 24 * 3600)
+    if spec.auth not in ("anonymous", "key"):
+        raise SpecError(f"auth={spec.auth!r} is not supported: use anonymous or key")
+    rng("rate_limit", spec.rate_limit, 0, 1e6)
+    for entry in spec.secrets:
+        sname, _, how = entry.partition(":")
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$", sname) or how not in ("", "env", "file"):
+            raise SpecError(f"secrets entry {entry!r} must be NAME, NAME:file or NAME:env")
+        if how == "env" and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", sname):
+            raise SpecError(f"secrets entry {entry!r}: {sname!r} is not a valid environment variable name")
+    if spec.cors is not None:
+        allowed = {"origins", "methods", "headers", "max_age", "credentials", "expose_headers"}
+        unknown = set(spec.cors) - allowed
+        if unknown or not isinstance(spec.cors.get("origins", []), list):
+            raise SpecError(f"cors must be an object with keys {sorted(allowed)} (origins a list); got {spec.cors!r}")
+    if spec.network not in NETWORKS:
+        raise SpecError(f"network={spec.network!r} is not supported: use one of {', '.join(NETWORKS)}")
     for k, v in spec.env.items():
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k) or not isinstance(v, str):
             raise SpecError(f"env key {k!r} is not a valid environment variable name")

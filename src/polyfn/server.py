@@ -58,6 +58,13 @@ class Node:
         os.chmod(settings.data_dir, 0o700)
         self.admin_key = load_or_create_admin_key(settings.data_dir)
         self.store: Any = None
+        from polyfn.auth.keys import KeyRing
+        from polyfn.auth.ratelimit import Limiter
+        from polyfn.auth.secrets import SecretBox
+
+        self.keys: KeyRing | None = None  # scoped API keys, loaded at start
+        self.limiter = Limiter()  # token buckets per key and per function
+        self.secret_box = SecretBox(settings.data_dir / "node.key")
         self.manager = InstanceManager(settings)
         self.registry = FunctionRegistry(self.manager, settings.drain_timeout)
         self.metrics = Metrics(lambda: list(self.manager.pools))
@@ -81,6 +88,13 @@ class Node:
         for d in (s.code_dir, s.deps_dir, s.run_dir):
             d.mkdir(parents=True, exist_ok=True)
         self.store = await Store.open(s.db_url)
+        from polyfn.auth.keys import KeyRing
+        from polyfn.store.security import SecurityStore
+
+        self.security_store = SecurityStore(self.store)
+        self.keys = KeyRing(self.security_store)
+        await self.keys.start(self.admin_key)
+        self.manager.secret_source = self.read_secrets
         self.recorder = ActivationRecorder(self.store, retention_count=s.activation_retention_count,
                                            retention_age=s.activation_retention_age)
         self.recorder.start()
@@ -100,6 +114,8 @@ class Node:
         self.metrics.start()
         self.invoker = Invoker(s, self.registry, self.recorder, self.metrics if s.metrics else None)
         self._gateway = self._gateway_cls(self.invoker)
+        self._gateway.keys = self.keys
+        self.invoker.limiter = self.limiter
         self.deployer = Deployer(s, self.store, self.registry)
         await self.manager.start()
         for info in await self.store.list_functions():
@@ -122,7 +138,17 @@ class Node:
         await self.recorder.stop()  # 4. activation records flushed (and handed to the OTLP exporter)
         if self.otlp is not None:
             await self.otlp.stop()
+        if self.keys is not None:
+            await self.keys.stop()  # last-used times of API keys
         await self.store.close()  # 5. store closed
+
+    async def read_secrets(self, names: list[str]) -> dict[str, str]:
+        """Decrypted values of `names` (all must exist), for an instance being started."""
+        found = await self.security_store.get_secrets(names)
+        missing = [n for n in names if n not in found]
+        if missing:
+            raise KeyError(", ".join(missing))
+        return {n: self.secret_box.decrypt(v) for n, v in found.items()}
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Any) -> AsyncIterator[None]:
@@ -217,6 +243,7 @@ def serve(host: str = "127.0.0.1", port: int = 8080, data_dir: str | Path | None
         interface="asgi3",
         log_level="warning", access_log=False, timeout_graceful_shutdown=int(settings.drain_timeout) or None,
         server_header=False, date_header=False, backlog=2048,
+        ssl_certfile=settings.tls_cert, ssl_keyfile=settings.tls_key,
     )
     server = uvicorn.Server(config)
 
@@ -228,7 +255,7 @@ def serve(host: str = "127.0.0.1", port: int = 8080, data_dir: str | Path | None
                 await asyncio.sleep(0.02)
             sock = server.servers[0].sockets[0]
             bound = sock.getsockname()[1]
-            url = f"http://{settings.host}:{bound}"
+            url = f"{'https' if settings.tls_cert else 'http'}://{settings.host}:{bound}"
             info = settings.data_dir / "server.json"
             info.write_text(json.dumps({"url": url, "pid": os.getpid(), "version": __version__}))
             print(f"polyfn {__version__} serving on {url}", flush=True)

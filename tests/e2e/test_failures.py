@@ -39,7 +39,7 @@ import os, time
 def handler(event, context):
     if hasattr(event, "query") and event.query.get("sleep"):
         time.sleep(float(event.query["sleep"]))
-    return {"pid": os.getpid()}
+    return {"pid": int(os.environ.get('POLYFN_HOST_PID') or os.getpid())}
 '''}, timeout=1)
     pid = server.http.get("/fn/sleeper").json()["pid"]
     t0 = time.monotonic()

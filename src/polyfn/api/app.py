@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hmac
 import json
 import re
 from collections.abc import AsyncIterator
@@ -59,13 +58,10 @@ def build_api(node: Node) -> FastAPI:
     errors.install(app)
 
     async def require_key(request: Request) -> None:
-        auth = request.headers.get("authorization", "")
-        scheme, _, key = auth.partition(" ")
-        if scheme.lower() != "bearer" or not key or not hmac.compare_digest(key.strip().encode(), node.admin_key.encode()):
-            raise ApiError(401, "unauthorized",
-                           "missing or wrong API key: send 'Authorization: Bearer <key>' "
-                           f"(the admin key is in {node.settings.data_dir / 'admin.key'})",
-                           {"www-authenticate": "Bearer"})
+        from polyfn.auth.access import authorize
+
+        authorize(node, request.method, request.url.path, request.query_params,
+                  request.headers.get("authorization", ""))
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, Any]:
@@ -199,6 +195,9 @@ def build_api(node: Node) -> FastAPI:
         return StreamingResponse(follow_logs(node, name, lines, activation, pattern), media_type="text/event-stream",
                                  headers={"cache-control": "no-cache"})
 
+    from polyfn.api import security
+
+    v1.include_router(security.router(node))
     app.include_router(v1)
     app.include_router(observe_api.build_router(node, require_key))
     from polyfn.console import build_console  # the console imports this module's log follower

@@ -251,6 +251,15 @@ def deploy(
             show_default="node default",
         ),
     ] = None,
+    network: Annotated[
+        str | None,
+        typer.Option(
+            "--network",
+            envvar="POLYFN_DEPLOY_NETWORK",
+            help="Network access: all (egress like Lambda) or none (loopback only, enforced by a namespace).",
+            show_default=_spec_default("network"),
+        ),
+    ] = None,
     env: Annotated[
         list[str] | None,
         typer.Option(
@@ -280,6 +289,7 @@ def deploy(
             "max_instances": max_instances,
             "keepalive": keepalive,
             "env": env_vars,
+            "network": network,
         },
     )
     code = package(path)

@@ -18,7 +18,7 @@ from rich.text import Text
 from rich.traceback import Traceback
 from typer.core import TyperGroup
 
-from polyfn.cli import activations, functions, serve, top, version
+from polyfn.cli import activations, doctor, functions, security, serve, top, version
 from polyfn.cli.config import DATA_DIR_ENV, DEFAULT_DATA_DIR_TEXT, KEY_ENV, URL_ENV, State, resolve
 from polyfn.cli.errors import CliError, FunctionFailed
 from polyfn.cli.output import err
@@ -191,6 +191,9 @@ def _source(ctx: typer.Context, param: str, option: str, env: str) -> str:
 
 app.command("serve", rich_help_panel="Server")(serve.serve)
 app.command("version", rich_help_panel="Server")(version.version)
+app.command("doctor", rich_help_panel="Server")(doctor.doctor)
+app.add_typer(security.keys_app, name="keys", rich_help_panel="Access")
+app.add_typer(security.secret_app, name="secret", rich_help_panel="Access")
 app.command("deploy", rich_help_panel="Functions")(functions.deploy)
 app.command("invoke", rich_help_panel="Functions")(functions.invoke)
 app.command("list", rich_help_panel="Functions")(functions.list_functions)

@@ -87,3 +87,26 @@ log_lines = Table(
     Index("ix_log_lines_function_ts", "function", "ts"),
     Index("ix_log_lines_activation_id", "activation_id"),
 )
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String, primary_key=True),  # the access key id (public)
+    Column("secret_sha256", String, nullable=False),  # hex SHA-256 of the secret; the secret is never stored
+    Column("scope", String, nullable=False),  # read | invoke | deploy | admin
+    Column("function", String, nullable=True),  # NULL: every function
+    Column("description", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("last_used_at", Float, nullable=True),
+    Column("revoked_at", Float, nullable=True),
+    Index("ix_api_keys_secret_sha256", "secret_sha256", unique=True),
+)
+
+secrets = Table(
+    "secrets",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("ciphertext", Text, nullable=False),  # Fernet token (AES-128-CBC + HMAC) under the node key
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
