@@ -129,7 +129,7 @@ def handler(event, context):
     except OSError as e:
         return {"forked": n, "error": type(e).__name__}
     return {"forked": n, "error": None}
-'''}, timeout=20)
+'''}, timeout=20, memory=2048)  # enough memory that the pids limit, not the memory limit, stops it
     out = node.http.get("/fn/forkbomb").json()
     assert out["error"] == "BlockingIOError" and out["forked"] < 300, out
     healthy(node)
