@@ -184,6 +184,9 @@ def build_api(node: Node) -> FastAPI:
         return StreamingResponse(_follow(node, name, lines, activation), media_type="text/event-stream",
                                  headers={"cache-control": "no-cache"})
 
+    from polyfn.api import storage as storage_api
+
+    v1.include_router(storage_api.build_router(node))
     app.include_router(v1)
     return app
 

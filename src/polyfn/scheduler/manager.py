@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Awaitable, Callable
 
 from polyfn.config import Settings
 from polyfn.model import Revision
@@ -34,6 +35,9 @@ class InstanceManager:
         self._ids = itertools.count(1)
         self.pools: set[Pool] = set()
         self._reaper: asyncio.Task[None] | None = None
+        #: Extra environment for a function's instances (e.g. the object store's AWS_* credentials);
+        #: the function's own `env` wins over it.
+        self.env_hook: Callable[[str], Awaitable[dict[str, str]]] | None = None
 
     async def start(self) -> None:
         if self.settings.cgroups and os.geteuid() == 0:
@@ -71,6 +75,7 @@ class InstanceManager:
         try:
             ours.setblocking(False)
             await inst.attach(ours)
+            env = {**(await self.env_hook(rev.function)), **spec.env} if self.env_hook else spec.env
             plan = SandboxPlan(
                 memory_mb=spec.memory,
                 cgroup_base=str(self.cgroups.memory) if self.cgroups else "",
@@ -87,7 +92,7 @@ class InstanceManager:
                 concurrency=spec.concurrency,
                 memory_mb=spec.memory,
                 timeout=spec.timeout,
-                env=spec.env,
+                env=env,
                 sandbox=plan,
                 log_line_max=self.settings.log_line_max,
                 log_lines_max=self.settings.log_lines_per_activation,
