@@ -47,6 +47,13 @@ class ClientGone(Exception):
     pass
 
 
+def scope_has_body(scope: dict[str, Any]) -> bool:
+    for k, v in scope["headers"]:
+        if (k == b"content-length" and v != b"0") or k == b"transfer-encoding":
+            return True
+    return False
+
+
 def iso(ts: float) -> str:
     return _dt.datetime.fromtimestamp(ts, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
@@ -236,6 +243,9 @@ class S3App:
                 return
             body = b"" if method == "HEAD" else e.xml(request_id)
             hdrs = [*_XML_CT, (b"content-length", str(len(body)).encode())]
+            if method in ("PUT", "POST") and (scope_has_body(scope)):
+                # the body may be unread (an early error, or Expect: 100-continue): don't reuse the connection
+                hdrs.append((b"connection", b"close"))
             if e.code == "InvalidRange" and "ActualObjectSize" in e.extra:
                 hdrs.append((b"content-range", f"bytes */{e.extra['ActualObjectSize']}".encode()))
             await tracking_send({"type": "http.response.start", "status": e.status, "headers": hdrs})

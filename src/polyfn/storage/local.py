@@ -436,6 +436,8 @@ class LocalBackend:
         contents: list[ObjectInfo] = []
         prefixes: list[str] = []
         last = ""
+        if delimiter and after.startswith(prefix) and after.endswith(delimiter) and delimiter in after[len(prefix):]:
+            after += "\U0010ffff"  # a marker/token that is a common prefix: continue after everything under it
         while True:
             restart = None
             for key in self.iter_keys(bucket, prefix, after):
