@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from botocore.exceptions import ClientError
+
 from .storage_helpers import new_key, s3_client, storage_info
 
 pytestmark = pytest.mark.timeout(120)

@@ -51,7 +51,7 @@ def _uri(value: str) -> tuple[str, str]:
 def _progress(label: str, total: int | None) -> Iterator[Any]:
     """A progress bar on stderr (only for large transfers on a terminal); yields an `advance(n)` callable."""
     console = err()
-    if total is not None and total < PROGRESS_MIN or not console.is_terminal:
+    if (total is not None and total < PROGRESS_MIN) or not console.is_terminal:
         yield lambda n: None, lambda n: None
         return
     with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
