@@ -20,9 +20,8 @@ import time
 from typing import Any
 
 import boto3
-from botocore.config import Config
-
 from _common import PolyfnServer, fmt, free_port, percentile, print_header, stop_process, table, wait_http
+from botocore.config import Config
 
 
 def client(endpoint: str, akid: str, secret: str) -> Any:

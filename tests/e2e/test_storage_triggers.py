@@ -106,6 +106,10 @@ def handler(event, context):
     # the function's own env wins over the injected defaults
     server.deploy("whoami2", {"main.py": code}, handler="main.handler", env={"AWS_REGION": "eu-west-1"})
     assert server.api.post("/v1/functions/whoami2/invoke", json={}).json()["AWS_REGION"] == "eu-west-1"
+    # deleting the function revokes its key
+    assert server.api.delete("/v1/functions/whoami").status_code == 200
+    keys = server.api.get("/v1/storage/keys").json()["keys"]
+    assert env["AWS_ACCESS_KEY_ID"] not in [k["access_key_id"] for k in keys]
 
 
 def test_loop_protection_refuses_self_triggering_write(server: Server, s3: Any) -> None:
@@ -153,6 +157,9 @@ def test_trigger_api_errors(server: Server) -> None:
     assert server.api.delete(f"/v1/storage/triggers/{tid}").status_code == 404
     r = server.cli("trigger", "add", "trig-target", "cron", "--bucket", "x")
     assert r.returncode == 2 and "storage" in r.stderr
+    assert server.api.post("/v1/storage/triggers", json={"function": "trig-target", "bucket": "b-2"}).status_code == 201
+    assert server.api.delete("/v1/functions/trig-target").status_code == 200
+    assert server.api.get("/v1/storage/triggers", params={"function": "trig-target"}).json()["triggers"] == []
 
 
 @pytest.fixture

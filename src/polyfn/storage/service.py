@@ -97,6 +97,13 @@ class StorageService:
         if self.proxy is not None:
             await self.proxy.stop()
 
+    async def forget_function(self, function: str) -> None:
+        """A deleted function loses its storage triggers and its access key."""
+        await self.notifications.remove_function(function)
+        for key in self.keys.list():
+            if key.function == function:
+                await self.keys.delete(key.access_key_id)
+
     async def function_env(self, function: str) -> dict[str, str]:
         """The AWS_* variables an instance of `function` gets so that boto3 reaches this store unedited."""
         if not self.url:
