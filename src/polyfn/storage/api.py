@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
 import datetime as _dt
 import email.utils
 import logging
@@ -43,6 +44,10 @@ _CORS = [(b"access-control-allow-origin", b"*"),
          (b"access-control-expose-headers", b"ETag, x-amz-request-id, x-amz-version-id, Content-Range")]
 
 
+#: True while answering a request signed the OSS way (oss2): XML without the S3 namespace, `x-oss-` headers.
+OSS_DIALECT: contextvars.ContextVar[bool] = contextvars.ContextVar("polyfn_oss_dialect", default=False)
+
+
 class ClientGone(Exception):
     pass
 
@@ -55,7 +60,7 @@ def scope_has_body(scope: dict[str, Any]) -> bool:
 
 
 def iso(ts: float) -> str:
-    return _dt.datetime.fromtimestamp(ts, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return _dt.datetime.fromtimestamp(ts, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")  # as S3 and OSS write it
 
 
 def http_date(ts: float) -> str:
@@ -144,6 +149,8 @@ async def aws_chunked(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
 
 
 def _xml(tag: str, inner: str) -> bytes:
+    if OSS_DIALECT.get():
+        return f"{XML_DECL}<{tag}>{inner}</{tag}>".encode()
     return f'{XML_DECL}<{tag} xmlns="{NS}">{inner}</{tag}>'.encode()
 
 
@@ -224,6 +231,9 @@ class S3App:
                 msg["headers"] = [*msg.get("headers", []), (b"x-amz-request-id", request_id.encode())]
                 if cors:
                     msg["headers"].extend(_CORS)
+                if OSS_DIALECT.get():
+                    msg["headers"] = [(b"x-oss-" + k[6:] if k.startswith(b"x-amz-") else k, v)
+                                      for k, v in msg["headers"]]
             await send(msg)
 
         cors = False
@@ -271,6 +281,10 @@ class S3App:
     async def handle(self, req: Request, send: Callable[[Any], Any]) -> None:
         ident = sigv4.authenticate(req.method, req.raw_path, req.query, req.headers, self.lookup, self.clock())
         m, b, k, q = req.method, req.bucket, req.key, req.q
+        if ident is not None and ident.oss:
+            OSS_DIALECT.set(True)
+            for name in [n for n in req.headers if n.startswith("x-oss-")]:
+                req.headers["x-amz-" + name[6:]] = req.headers[name]
         if ident is None:
             self._authorize_anonymous(req)
         elif b:
@@ -321,7 +335,8 @@ class S3App:
             if set(q) - set(_RESPONSE_OVERRIDES) - {"X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date",
                                                    "X-Amz-Expires", "X-Amz-SignedHeaders", "X-Amz-Signature",
                                                    "X-Amz-Content-Sha256", "AWSAccessKeyId", "Signature",
-                                                   "Expires", "x-id", "partNumber", "versionId"}:
+                                                   "Expires", "x-id", "partNumber", "versionId",
+                                                   "OSSAccessKeyId", "objectMeta"}:
                 raise S3Error(501, "NotImplemented", f"object sub-resource {sorted(q)!r} is not implemented")
             return await self.get_object(req, send)
         if m == "PUT":
@@ -461,9 +476,11 @@ class S3App:
             if truncated:
                 nxt = base64.urlsafe_b64encode(last.encode()).decode()
                 parts.append(f"<NextContinuationToken>{nxt}</NextContinuationToken>")
-        elif truncated and delimiter:
+        elif truncated:
             parts.append(f"<NextMarker>{_e(enc(last))}</NextMarker>")
         owner = OWNER if (not v2 or q.get("fetch-owner") == "true") else ""
+        if OSS_DIALECT.get():
+            owner += "<Type>Normal</Type>"
         for o in contents:
             parts.append(f"<Contents><Key>{_e(enc(o.key))}</Key><LastModified>{iso(o.last_modified)}</LastModified>"
                          f"<ETag>&quot;{o.etag}&quot;</ETag><Size>{o.size}</Size>{owner}"
@@ -658,7 +675,8 @@ class S3App:
                         f"<ETag>&quot;{p.etag}&quot;</ETag><Size>{p.size}</Size></Part>" for p in parts)
         await _respond(send, 200, _XML_CT, _xml(
             "ListPartsResult", f"<Bucket>{_e(req.bucket)}</Bucket><Key>{_e(req.key)}</Key><UploadId>"
-            f"{_e(req.q['uploadId'])}</UploadId><PartNumberMarker>0</PartNumberMarker><MaxParts>10000</MaxParts>"
+            f"{_e(req.q['uploadId'])}</UploadId><PartNumberMarker>0</PartNumberMarker>"
+            f"<NextPartNumberMarker>{parts[-1].key if parts else 0}</NextPartNumberMarker><MaxParts>10000</MaxParts>"
             f"<IsTruncated>false</IsTruncated>{items}"))
 
     async def list_uploads(self, req: Request, send: Callable[[Any], Any]) -> None:
