@@ -119,11 +119,14 @@ def handler(event, context):
     s3.upload_fileobj(io.BytesIO(os.urandom(6 * 1024 * 1024)), "up-events", "multi",
                       Config=boto3.s3.transfer.TransferConfig(multipart_threshold=5 * 1024 * 1024))
     s3.delete_object(Bucket="up-events", Key="one")
+    s3.put_object(Bucket="up-events", Key="two", Body=b"2")
+    s3.delete_objects(Bucket="up-events", Delete={"Objects": [{"Key": "two"}]})
 
     def logged() -> set[str]:
         return {o["Key"] for o in s3.list_objects_v2(Bucket="up-log").get("Contents", [])}
 
-    assert wait_until(lambda: logged() == {"created/one", "created/multi", "deleted/one"}, timeout=30), logged()
+    assert wait_until(lambda: logged() == {"created/one", "created/multi", "deleted/one", "created/two",
+                                           "deleted/two"}, timeout=30), logged()
     import json
 
     data = json.loads(s3.get_object(Bucket="up-log", Key="created/one")["Body"].read())

@@ -204,9 +204,11 @@ class S3App:
     """ASGI app for the S3 API over a backend, with auth (`lookup`) and events (`notifications`)."""
 
     def __init__(self, backend: LocalBackend, lookup: sigv4.SecretLookup, notifications: Any, region: str,
-                 max_object_size: int, clock: Callable[[], float] = time.time, proxy: Any = None) -> None:
+                 max_object_size: int, clock: Callable[[], float] = time.time, proxy: Any = None,
+                 ensure_key: Callable[[str, float], Any] | None = None) -> None:
         self.backend = backend
         self.lookup = lookup
+        self.ensure_key = ensure_key  # async (akid, now): refresh the key cache when needed
         self.notifications = notifications
         self.region = region
         self.max_object_size = max_object_size
@@ -279,7 +281,12 @@ class S3App:
     # -- dispatch -------------------------------------------------------------------------------------
 
     async def handle(self, req: Request, send: Callable[[Any], Any]) -> None:
-        ident = sigv4.authenticate(req.method, req.raw_path, req.query, req.headers, self.lookup, self.clock())
+        now = self.clock()
+        if self.ensure_key is not None:
+            akid = sigv4.access_key_id(req.headers, req.q)
+            if akid:
+                await self.ensure_key(akid, now)
+        ident = sigv4.authenticate(req.method, req.raw_path, req.query, req.headers, self.lookup, now)
         m, b, k, q = req.method, req.bucket, req.key, req.q
         if ident is not None and ident.oss:
             OSS_DIALECT.set(True)
@@ -694,17 +701,32 @@ class S3App:
         event = _event_for(req)
         if event is not None:
             self._check_loop(req.bucket, req.key, event, ident)
-        if req.method == "PUT" and not req.key and req.bucket:
-            acl = req.headers.get("x-amz-acl")
-            if acl in ("private", "public-read"):
-                self.proxy.set_public(req.bucket, acl == "public-read")
         chunked = (ident is not None and ident.chunked) or "aws-chunked" in req.headers.get("content-encoding", "")
         body: AsyncIterator[bytes] = _body(req.receive)
         if chunked:
             body = aws_chunked(body)
+        deleted: list[str] = []
+        if req.method == "POST" and not req.key and "delete" in req.q:  # DeleteObjects: know the keys
+            raw = await _read_all(req.receive)
+            deleted = [o.findtext("Key") or "" for o in _parse_xml(raw).findall("Object")]
+            for key in deleted:
+                self._check_loop(req.bucket, key, "deleted", ident)
+            body = _once(raw)
         status, info = await self.proxy.forward(req, body, chunked, send)
-        if event in ("created", "deleted") and status < 300:
+        if status >= 300:
+            return
+        if req.method == "PUT" and not req.key and req.bucket:
+            acl = req.headers.get("x-amz-acl")
+            if acl in ("private", "public-read"):
+                self.proxy.set_public(req.bucket, acl == "public-read")
+        if event in ("created", "deleted"):
             self._emit(event, req.bucket, req.key, info, req.client_ip)
+        for key in deleted:
+            self._emit("deleted", req.bucket, key, None, req.client_ip)
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 def _event_for(req: Request) -> str | None:

@@ -47,6 +47,15 @@ class KeyStore:
         self._keys: dict[str, AccessKey] = {}
         self._by_function: dict[str, AccessKey] = {}
         self._lock = asyncio.Lock()
+        self._loaded_at = 0.0
+
+    async def ensure(self, akid: str, now: float, max_age: float = 30.0) -> None:
+        """Reload from the database when `akid` is unknown here (made by another node sharing the database) or the
+        copy is older than `max_age` (keys revoked elsewhere); unknown ids reload at most once a second."""
+        if (akid in self._keys and now - self._loaded_at < max_age) or now - self._loaded_at < 1.0:
+            return
+        self._loaded_at = now  # before the await: concurrent requests do not all reload
+        await self.load()
 
     async def load(self) -> None:
         async with self.store.engine.connect() as conn:

@@ -38,10 +38,19 @@ class StorageService:
             proxy = UpstreamProxy(s, root)
         self.proxy = proxy
         self.app = S3App(self.backend, self.keys.lookup, self.notifications, s.storage_region,
-                         s.storage_max_object_size, proxy=proxy)
+                         s.storage_max_object_size, proxy=proxy, ensure_key=self.refresh)
         self.url = ""
         self.error = ""
         self._server: Any = None
+        self._triggers_at = 0.0
+
+    async def refresh(self, akid: str, now: float) -> None:
+        """Keep keys and triggers in step with the database when nodes share it (cluster): unknown keys are
+        looked up at once, everything is re-read when older than 30 s."""
+        await self.keys.ensure(akid, now)
+        if now - self._triggers_at > 30.0:
+            self._triggers_at = now
+            await self.notifications.load()
 
     @property
     def enabled(self) -> bool:

@@ -117,6 +117,20 @@ def _mismatch(akid: str) -> S3Error:
                    "Check your key and signing method.", AWSAccessKeyId=akid)
 
 
+def access_key_id(headers: Mapping[str, str], q: Mapping[str, str]) -> str:
+    """The access key id a request claims (any scheme), without verifying anything; "" if none."""
+    auth = headers.get("authorization", "")
+    if auth.startswith(ALGORITHM):
+        i = auth.find("Credential=")
+        return auth[i + 11:].split("/", 1)[0] if i >= 0 else ""
+    if auth.startswith(("AWS ", "OSS ")):
+        return auth[4:].rpartition(":")[0]
+    cred = q.get("X-Amz-Credential")
+    if cred:
+        return cred.split("/", 1)[0]
+    return q.get("AWSAccessKeyId") or q.get("OSSAccessKeyId") or ""
+
+
 def authenticate(method: str, raw_path: str, query: list[tuple[str, str]], headers: Mapping[str, str],
                  lookup: SecretLookup, now: float) -> Identity | None:
     """Verify the request's signature; None for an anonymous (unsigned) request. Raises `S3Error`."""
