@@ -321,3 +321,31 @@ def test_checksum_crc32_verified(s3: Any) -> None:
     assert code(e) == (400, "BadDigest")
     with pytest.raises(ClientError):
         s3.head_object(Bucket="crc", Key="k2")
+
+
+def test_aws_chunked_streaming_upload(server: Any, s3: Any) -> None:
+    """A STREAMING-UNSIGNED-PAYLOAD-TRAILER upload (what AWS SDKs send over HTTPS) is stored decoded."""
+    import gzip
+
+    from polyfn.storage import sigv4
+
+    info = storage_info(server)
+    key = new_key(server)
+    s3.create_bucket(Bucket="chunked")
+    data = gzip.compress(os.urandom(50_000))
+    body = b""
+    for i in range(0, len(data), 16384):
+        piece = data[i:i + 16384]
+        body += f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
+    body += b"0\r\nx-amz-checksum-crc32:AAAAAA==\r\n\r\n"
+    host = info["endpoint"].split("//", 1)[1]
+    headers = sigv4.sign_headers("PUT", "/chunked/z.gz", [], {
+        "host": host, "content-encoding": "gzip,aws-chunked", "x-amz-decoded-content-length": str(len(data)),
+        "content-length": str(len(body)), "x-amz-trailer": "x-amz-checksum-crc32"},
+        key["access_key_id"], key["secret_access_key"], "us-east-1", time.time(),
+        payload="STREAMING-UNSIGNED-PAYLOAD-TRAILER")
+    r = httpx.put(f"{info['endpoint']}/chunked/z.gz", headers=headers, content=body)
+    assert r.status_code == 200, r.text
+    got = s3.get_object(Bucket="chunked", Key="z.gz")
+    assert got["Body"].read() == data and got["ContentEncoding"] == "gzip"
+    assert r.headers["etag"] == f'"{hashlib.md5(data).hexdigest()}"'

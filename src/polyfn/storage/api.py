@@ -520,10 +520,12 @@ class S3App:
     def _new_info(self, req: Request) -> ObjectInfo:
         h = req.headers
         meta = {k[11:]: v for k, v in h.items() if k.startswith("x-amz-meta-")}
-        return ObjectInfo(req.key, 0, "", self.clock(), h.get("content-type") or "binary/octet-stream", meta,
-                          {k: h[k] for k in _PASS_HEADERS if k in h and k != "content-encoding"}
-                          | ({"content-encoding": h["content-encoding"]}
-                             if h.get("content-encoding", "").replace("aws-chunked", "").strip(", ") else {}))
+        kept = {k: h[k] for k in _PASS_HEADERS if k in h and k != "content-encoding"}
+        # aws-chunked is how the body travelled, not what it is: keep only the object's own encodings
+        encodings = [e.strip() for e in h.get("content-encoding", "").split(",") if e.strip() not in ("", "aws-chunked")]
+        if encodings:
+            kept["content-encoding"] = ",".join(encodings)
+        return ObjectInfo(req.key, 0, "", self.clock(), h.get("content-type") or "binary/octet-stream", meta, kept)
 
     def _payload(self, req: Request, ident: Identity | None) -> tuple[AsyncIterator[bytes], PutChecks]:
         h = req.headers
