@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from polyfn.storage.errors import S3Error, insufficient_storage, invalid_argument, no_such_bucket, no_such_key
 
 MAGIC = b"PFO1"
@@ -181,7 +183,7 @@ class Writer:
                 raise S3Error(400, "BadDigest", "The CRC32 you specified did not match the calculated checksum.")
 
     def finish(self, info: ObjectInfo) -> None:
-        meta = json.dumps(info.to_meta(), separators=(",", ":")).encode()
+        meta = msgspec.json.encode(info.to_meta())
         try:
             os.write(self.fd, meta + _TRAILER.pack(len(meta), MAGIC))
             if self.fsync:
@@ -218,7 +220,7 @@ def _io_error(e: OSError) -> S3Error:
     return S3Error(500, "InternalError", f"storage I/O error: {e.strerror}")
 
 
-def read_info(path: Path) -> tuple[ObjectInfo, int]:
+def read_info(path: Path | str) -> tuple[ObjectInfo, int]:
     """The object's metadata and the byte length of its data; raises FileNotFoundError."""
     with open(path, "rb") as f:
         return _read_info_fd(f.fileno())
@@ -229,7 +231,7 @@ def _read_info_fd(fd: int) -> tuple[ObjectInfo, int]:
     n, magic = _TRAILER.unpack(os.pread(fd, _TRAILER.size, end - _TRAILER.size))
     if magic != MAGIC:
         raise S3Error(500, "InternalError", "corrupt object file")
-    meta = json.loads(os.pread(fd, n, end - _TRAILER.size - n))
+    meta = msgspec.json.decode(os.pread(fd, n, end - _TRAILER.size - n))
     return ObjectInfo.from_meta(meta), end - _TRAILER.size - n
 
 
@@ -243,6 +245,8 @@ class LocalBackend:
         self.tmp = root / "tmp"
         self.max_object_size = max_object_size
         self.fsync = fsync
+        self._root_str = str(self.buckets)
+        self._known: dict[str, BucketInfo] = {}  # bucket records read or written by this process
 
     def open(self) -> None:
         for d in (self.buckets, self.uploads, self.tmp):
@@ -261,11 +265,15 @@ class LocalBackend:
         return self.buckets / bucket
 
     def bucket(self, bucket: str) -> BucketInfo:
+        info = self._known.get(bucket)
+        if info is not None:
+            return info
         try:
             rec = json.loads((self._bucket_dir(bucket) / ".bucket").read_bytes())
         except FileNotFoundError:
             raise no_such_bucket(bucket) from None
-        return BucketInfo(bucket, rec["created"], rec.get("public", False))
+        info = self._known[bucket] = BucketInfo(bucket, rec["created"], rec.get("public", False))
+        return info
 
     def list_buckets(self) -> list[BucketInfo]:
         out = []
@@ -284,6 +292,7 @@ class LocalBackend:
                 raise S3Error(409, "BucketAlreadyOwnedByYou", "Your previous request to create the named bucket "
                               "succeeded and you already own it.", f"/{bucket}", BucketName=bucket) from None
         self._write_bucket(d, {"created": now, "public": public})
+        self._known[bucket] = BucketInfo(bucket, now, public)
 
     def _write_bucket(self, d: Path, rec: dict[str, Any]) -> None:
         tmp = self.tmp / uuid.uuid4().hex
@@ -293,6 +302,7 @@ class LocalBackend:
     def set_public(self, bucket: str, public: bool) -> None:
         info = self.bucket(bucket)
         self._write_bucket(self.buckets / bucket, {"created": info.created, "public": public})
+        self._known[bucket] = BucketInfo(bucket, info.created, public)
 
     def delete_bucket(self, bucket: str) -> None:
         d = self._bucket_dir(bucket)
@@ -305,6 +315,7 @@ class LocalBackend:
                 if json.loads((u / "upload.json").read_bytes())["bucket"] == bucket:
                     shutil.rmtree(u, ignore_errors=True)
         trash = self.tmp / ("bucket-" + uuid.uuid4().hex)
+        self._known.pop(bucket, None)
         os.replace(d, trash)
         shutil.rmtree(trash, ignore_errors=True)
 
@@ -344,8 +355,16 @@ class LocalBackend:
             raise
         return info
 
+    def _object_file(self, bucket: str, key: str) -> str:
+        """`object_path` as a string, without pathlib (the read path is hot)."""
+        if bucket not in self._known:
+            validate_bucket_name(bucket)
+        validate_key(key)
+        segs = key.split("/")
+        return os.path.join(self._root_str, bucket, *[_enc(s) for s in segs[:-1]], _enc(segs[-1]) + ".o")
+
     def head_object(self, bucket: str, key: str) -> ObjectInfo:
-        path = self.object_path(bucket, key)
+        path = self._object_file(bucket, key)
         try:
             return read_info(path)[0]
         except FileNotFoundError:
@@ -355,7 +374,7 @@ class LocalBackend:
     def open_object(self, bucket: str, key: str) -> tuple[ObjectInfo, int]:
         """(info, fd) of an object; the caller closes fd. The open file stays the same object even if it is
         replaced or deleted meanwhile."""
-        path = self.object_path(bucket, key)
+        path = self._object_file(bucket, key)
         try:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
