@@ -50,6 +50,7 @@ def throughput(s3: Any, bucket: str, size: int, n: int) -> dict[str, float]:
 
 def trigger_latency(srv: PolyfnServer, s3: Any, n: int) -> tuple[list[float], list[float]]:
     assert srv.api is not None
+    srv.api.conn.close()  # idle through the throughput runs: the server closed it; reconnect
     srv.deploy("bench-noop", {"main.py": "def handler(event, context):\n    return 'ok'\n"}, handler="main.handler")
     s3.create_bucket(Bucket="bench-trig")
     srv.api.json("POST", "/v1/storage/triggers", {"function": "bench-noop", "bucket": "bench-trig"})
