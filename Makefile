@@ -44,6 +44,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/coldstart.py
 	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/storage.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

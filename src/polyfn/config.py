@@ -82,6 +82,21 @@ class Settings(BaseSettings):
     # azure.functions) after it is ready, so gcp/azure functions start as fast as any other.
     zygote_vendor_preload: bool = True
 
+    # Object storage (S3-compatible API on its own port; docs/storage.md).
+    storage_port: int = Field(9000, ge=0, le=65535)  # 0 disables the object store
+    storage_host: str | None = None  # default: the same interface as `host`
+    storage_backend: str = Field("local", pattern="^(local|s3)$")
+    storage_path: Path | None = None  # local backend directory; default <data dir>/storage
+    storage_region: str = "us-east-1"
+    storage_max_object_size: int = Field(5 * 1024**3, ge=1)  # bytes of one PUT / one completed upload
+    storage_fsync: bool = False  # fsync each object before it becomes visible (durable across power loss)
+    storage_upstream_url: str | None = None  # s3 backend: the upstream endpoint (AWS, SeaweedFS, MinIO …)
+    storage_upstream_access_key_id: str | None = None
+    storage_upstream_secret_access_key: str | None = None
+    storage_upstream_region: str = "us-east-1"
+    storage_trigger_attempts: int = Field(4, ge=1, le=100)  # deliveries of one event before it goes to the DLQ
+    storage_trigger_backoff: float = Field(0.5, ge=0)  # seconds before the 2nd attempt, doubled each time
+
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'polyfn.db'}"
@@ -93,6 +108,10 @@ class Settings(BaseSettings):
     @property
     def deps_dir(self) -> Path:
         return self.data_dir / "deps"
+
+    @property
+    def storage_dir(self) -> Path:
+        return self.storage_path or self.data_dir / "storage"
 
     @property
     def run_dir(self) -> Path:

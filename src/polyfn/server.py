@@ -73,6 +73,7 @@ class Node:
         self.invoker: Invoker = None  # type: ignore[assignment]
         self.deployer: Deployer = None  # type: ignore[assignment]
         self.otlp: Any = None
+        self.storage: Any = None  # polyfn.storage.service.StorageService
         self._cleanup: set[asyncio.Task[None]] = set()
         from polyfn.api.app import build_api
         from polyfn.gateway import Gateway
@@ -117,6 +118,11 @@ class Node:
         self._gateway.keys = self.keys
         self.invoker.limiter = self.limiter
         self.deployer = Deployer(s, self.store, self.registry)
+        from polyfn.storage.service import StorageService
+
+        self.storage = StorageService(s, self.store, self.invoker.invoke)
+        await self.storage.start()
+        self.manager.env_hook = self.storage.function_env
         await self.manager.start()
         for info in await self.store.list_functions():
             rev = await self.store.get_current_revision(info.name)
@@ -129,6 +135,8 @@ class Node:
 
     async def stop(self) -> None:
         s = self.settings
+        if self.storage is not None:  # 0. storage port closed, queued trigger deliveries drained (bounded)
+            await self.storage.stop()
         self.invoker.accepting = False  # 1. no new invocations
         await self.registry.drain_all(s.drain_timeout)  # 2. in-flight invocations finish (bounded)
         await self.manager.stop()  # 3. every instance and the zygote are gone
@@ -257,10 +265,14 @@ def serve(host: str = "127.0.0.1", port: int = 8080, data_dir: str | Path | None
             bound = sock.getsockname()[1]
             url = f"{'https' if settings.tls_cert else 'http'}://{settings.host}:{bound}"
             info = settings.data_dir / "server.json"
-            info.write_text(json.dumps({"url": url, "pid": os.getpid(), "version": __version__}))
+            storage_url = node.storage.url if node.storage is not None else ""
+            info.write_text(json.dumps({"url": url, "pid": os.getpid(), "version": __version__,
+                                        "storage_url": storage_url}))
             print(f"polyfn {__version__} serving on {url}", flush=True)
             print(f"  functions:  {url}/fn/NAME        (HTTP trigger)", flush=True)
             print(f"  API:        {url}/v1/docs        (key: {settings.data_dir / 'admin.key'})", flush=True)
+            print(f"  storage:    {storage_url or node.storage.error}  (S3 API; keys: polyfn storage keys create)",
+                  flush=True)
             print(f"  data dir:   {settings.data_dir}", flush=True)
             if node.registry.functions:
                 print(f"  deployed:   {', '.join(sorted(node.registry.functions))}", flush=True)

@@ -77,6 +77,8 @@ class Server:
 
 def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> Server:
     port = free_port()
+    if "--storage-port" not in extra:  # never the shared default 9000: tests run in parallel
+        extra = (*extra, "--storage-port", str(free_port()))
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir / "server.log"
     e = {**os.environ, "POLYFN_LOG_LEVEL": "INFO", **(env or {})}

@@ -137,6 +137,8 @@ def build_api(node: Node) -> FastAPI:
             raise ApiError(404, "function_not_found", f"function {name!r} does not exist")
         pool = node.registry.remove(name)
         node.schedule_code_cleanup(name, deleted, pool)
+        if node.storage is not None:
+            await node.storage.forget_function(name)
         return {"deleted": name}
 
     @v1.post("/functions/{name}/invoke", summary="Invoke a function synchronously with an event payload")
@@ -198,6 +200,9 @@ def build_api(node: Node) -> FastAPI:
     from polyfn.api import security
 
     v1.include_router(security.router(node))
+    from polyfn.api import storage as storage_api
+
+    v1.include_router(storage_api.build_router(node))
     app.include_router(v1)
     app.include_router(observe_api.build_router(node, require_key))
     from polyfn.console import build_console  # the console imports this module's log follower

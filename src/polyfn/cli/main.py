@@ -18,7 +18,7 @@ from rich.text import Text
 from rich.traceback import Traceback
 from typer.core import TyperGroup
 
-from polyfn.cli import activations, doctor, functions, security, serve, top, version
+from polyfn.cli import activations, doctor, functions, security, serve, storage, top, version
 from polyfn.cli.config import DATA_DIR_ENV, DEFAULT_DATA_DIR_TEXT, KEY_ENV, URL_ENV, State, resolve
 from polyfn.cli.errors import CliError, FunctionFailed
 from polyfn.cli.output import err
@@ -62,6 +62,9 @@ HINTS: dict[str, str] = {
     "payload_too_large": "send a smaller payload",
     "code_too_large": "leave data files out of the deployed directory",
     "shutting_down": "the server is stopping; retry once it is back",
+    "NoSuchBucket": "see buckets with `polyfn storage ls`, make one with `polyfn storage mb s3://NAME`",
+    "NoSuchKey": "see objects with `polyfn storage ls s3://BUCKET/`",
+    "BucketNotEmpty": "delete its objects first: `polyfn storage rm -r s3://BUCKET`",
 }
 
 _PASS_THROUGH: tuple[type[BaseException], ...] = (typer.Exit, typer.Abort, ClickException)
@@ -203,6 +206,8 @@ app.command("activations", rich_help_panel="Activations and logs")(activations.a
 app.command("activation", rich_help_panel="Activations and logs")(activations.activation)
 app.command("logs", rich_help_panel="Activations and logs")(activations.logs)
 app.command("top", rich_help_panel="Activations and logs")(top.top)
+app.add_typer(storage.storage_app, name="storage", rich_help_panel="Storage and triggers")
+app.add_typer(storage.trigger_app, name="trigger", rich_help_panel="Storage and triggers")
 
 
 def main() -> None:

@@ -34,6 +34,13 @@ def serve(
             show_default=f"the global --data-dir ({DEFAULT_DATA_DIR_TEXT})",
         ),
     ] = None,
+    storage_port: Annotated[
+        int,
+        typer.Option(
+            "--storage-port", envvar="POLYFN_STORAGE_PORT", min=0, max=65535,
+            help="TCP port of the S3-compatible object store (0 disables it).",
+        ),
+    ] = 9000,
     examples: Annotated[
         bool,
         typer.Option(
@@ -64,4 +71,4 @@ def serve(
             hint="reinstall polyfn, or run with `polyfn --debug serve` for the traceback",
         ) from exc
     tls = {"tls_cert": str(tls_cert), "tls_key": str(tls_key)} if tls_cert and tls_key else {}
-    run_server(host=host, port=port, data_dir=directory, examples=examples, **tls)
+    run_server(host=host, port=port, data_dir=directory, examples=examples, storage_port=storage_port, **tls)

@@ -11,6 +11,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from polyfn.config import Settings
@@ -61,6 +62,9 @@ class InstanceManager:
         self.pools: set[Pool] = set()
         self._reaper: asyncio.Task[None] | None = None
         self.metrics: Any = None  # polyfn.observe.metrics.Metrics, set by the node
+        #: Extra environment for a function's instances (e.g. the object store's AWS_* credentials);
+        #: the function's own `env` wins over it.
+        self.env_hook: Callable[[str], Awaitable[dict[str, str]]] | None = None
 
     async def start(self) -> None:
         await self._decide_isolation()
@@ -201,6 +205,7 @@ class InstanceManager:
         try:
             ours.setblocking(False)
             await inst.attach(ours)
+            hook_env = await self.env_hook(rev.function) if self.env_hook else {}
             plan = self.sandbox_plan(rev)
             plan.secret_files = secret_files
             ispec = InstanceSpec(
@@ -214,7 +219,7 @@ class InstanceManager:
                 concurrency=spec.concurrency,
                 memory_mb=spec.memory,
                 timeout=spec.timeout,
-                env={**spec.env, **secret_env},
+                env={**hook_env, **spec.env, **secret_env},
                 sandbox=plan,
                 namespaces=sorted(self.namespaces),
                 log_line_max=self.settings.log_line_max,

@@ -110,3 +110,28 @@ secrets = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
+
+# Object storage (src/polyfn/storage): S3 access keys and bucket notification configs (storage triggers).
+storage_keys = Table(
+    "storage_keys",
+    metadata,
+    Column("access_key_id", String, primary_key=True),
+    Column("secret_access_key", String, nullable=False),  # SigV4 verification needs the secret itself
+    Column("name", String, nullable=False),
+    Column("function", String, nullable=False),  # "" for user keys; the owning function for instance keys
+    Column("created_at", Float, nullable=False),
+    Index("ix_storage_keys_function", "function"),
+)
+
+storage_triggers = Table(
+    "storage_triggers",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("function", String, nullable=False),
+    Column("bucket", String, nullable=False),
+    Column("events", String, nullable=False),  # comma-separated: created,deleted
+    Column("prefix", String, nullable=False),
+    Column("suffix", String, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_storage_triggers_bucket", "bucket"),
+)
