@@ -111,7 +111,7 @@ def handler(event, context):
     s3.put_object(Bucket="up-log", Key=event["type"].rsplit(".", 1)[-1] + "/" + event["data"]["key"],
                   Body=json.dumps(event["data"]).encode())
 '''
-    proxied.deploy("up-recorder", {"main.py": code}, handler="main.handler")
+    proxied.deploy("up-recorder", {"main.py": code}, handler="main.handler", flavor="native")
     r = proxied.api.post("/v1/storage/triggers", json={"function": "up-recorder", "bucket": "up-events",
                                                        "events": "created,deleted"})
     assert r.status_code == 201

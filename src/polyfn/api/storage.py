@@ -70,11 +70,16 @@ def build_router(node: Node) -> APIRouter:
     @r.post("/triggers", status_code=201, summary="Invoke a function when objects are created/deleted in a bucket")
     async def add_trigger(request: Request) -> JSONResponse:
         st = _storage(node)
-        body = await request.json()
+        try:
+            body = await request.json()
+        except ValueError as e:
+            raise ApiError(400, "invalid_json", f"the body is not valid JSON: {e}") from None
         if not isinstance(body, dict):
             raise ApiError(400, "invalid_request", "send a JSON object")
         function, bucket = body.get("function"), body.get("bucket")
         events = body.get("events", "created")
+        if not isinstance(events, str | list):
+            raise ApiError(400, "invalid_request", "`events` must be a string like 'created,deleted' or a list")
         prefix, suffix = body.get("prefix") or "", body.get("suffix") or ""
         if not isinstance(function, str) or not isinstance(bucket, str):
             raise ApiError(400, "invalid_request", "`function` and `bucket` are required strings")

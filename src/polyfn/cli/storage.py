@@ -62,7 +62,7 @@ def _progress(label: str, total: int | None) -> Iterator[Any]:
 
 @storage_app.command("mb")
 def make_bucket(ctx: typer.Context, uri: Annotated[str, typer.Argument(help="s3://BUCKET")],
-                public: Annotated[bool, typer.Option("--public", show_default="off",
+                public: Annotated[bool, typer.Option("--public", envvar="POLYFN_STORAGE_MB_PUBLIC", show_default="off",
                                                      help="Anyone may read objects without signing (public-read).")] = False,
                 ) -> None:
     """Make a bucket."""
@@ -73,7 +73,7 @@ def make_bucket(ctx: typer.Context, uri: Annotated[str, typer.Argument(help="s3:
 
 @storage_app.command("ls")
 def ls(ctx: typer.Context, uri: Annotated[str | None, typer.Argument(help="s3://BUCKET[/PREFIX]; none: buckets")] = None,
-       recursive: Annotated[bool, typer.Option("--recursive", "-r", show_default="off",
+       recursive: Annotated[bool, typer.Option("--recursive", "-r", envvar="POLYFN_STORAGE_LS_RECURSIVE", show_default="off",
                                                help="List every key under the prefix.")] = False,
        as_json: Annotated[bool, JSON_OPT] = False) -> None:
     """List buckets, or the objects of a bucket under a prefix."""
@@ -103,7 +103,7 @@ def ls(ctx: typer.Context, uri: Annotated[str | None, typer.Argument(help="s3://
 @storage_app.command("cp")
 def cp(ctx: typer.Context, src: Annotated[str, typer.Argument(help="local path or s3://BUCKET/KEY")],
        dst: Annotated[str, typer.Argument(help="local path or s3://BUCKET/KEY (a trailing / keeps the file name)")],
-       content_type: Annotated[str | None, typer.Option("--content-type", show_default="guessed from the name",
+       content_type: Annotated[str | None, typer.Option("--content-type", envvar="POLYFN_STORAGE_CP_CONTENT_TYPE", show_default="guessed from the name",
                                                         help="Content-Type of an upload.")] = None) -> None:
     """Copy a file to, from or within the object store."""
     s3 = _s3(ctx)
@@ -142,7 +142,7 @@ def cp(ctx: typer.Context, src: Annotated[str, typer.Argument(help="local path o
 
 @storage_app.command("rm")
 def rm(ctx: typer.Context, uri: Annotated[str, typer.Argument(help="s3://BUCKET/KEY, or s3://BUCKET for the bucket")],
-       recursive: Annotated[bool, typer.Option("--recursive", "-r", show_default="off",
+       recursive: Annotated[bool, typer.Option("--recursive", "-r", envvar="POLYFN_STORAGE_RM_RECURSIVE", show_default="off",
                                                help="Delete every object under the prefix (and the bucket when "
                                                     "no prefix is given).")] = False) -> None:
     """Delete an object, every object under a prefix (-r), or an empty bucket."""
@@ -167,8 +167,8 @@ def rm(ctx: typer.Context, uri: Annotated[str, typer.Argument(help="s3://BUCKET/
 
 @storage_app.command("presign")
 def presign(ctx: typer.Context, uri: Annotated[str, typer.Argument(help="s3://BUCKET/KEY")],
-            expires: Annotated[int, typer.Option("--expires", min=1, max=604800, help="Seconds the URL stays valid.")] = 3600,
-            put: Annotated[bool, typer.Option("--put", show_default="off (GET)",
+            expires: Annotated[int, typer.Option("--expires", envvar="POLYFN_STORAGE_PRESIGN_EXPIRES", min=1, max=604800, help="Seconds the URL stays valid.")] = 3600,
+            put: Annotated[bool, typer.Option("--put", envvar="POLYFN_STORAGE_PRESIGN_PUT", show_default="off (GET)",
                                               help="A URL to upload with (HTTP PUT) instead of download.")] = False,
             ) -> None:
     """Print a presigned URL: anyone holding it may GET (or PUT) that one object until it expires."""
@@ -182,7 +182,7 @@ def presign(ctx: typer.Context, uri: Annotated[str, typer.Argument(help="s3://BU
 
 
 @keys_app.command("create")
-def keys_create(ctx: typer.Context, name: Annotated[str, typer.Option("--name", help="A label for the key.")] = "user",
+def keys_create(ctx: typer.Context, name: Annotated[str, typer.Option("--name", envvar="POLYFN_STORAGE_KEY_NAME", help="A label for the key.")] = "user",
                 as_json: Annotated[bool, JSON_OPT] = False) -> None:
     """Create an access key; the secret is shown only now."""
     state: State = ctx.obj
@@ -234,10 +234,10 @@ def _add_storage_trigger(ctx: typer.Context, function: str, bucket: str, events:
     err().print(f"trigger {trig['id']}: {','.join(trig['events'])} in s3://{bucket}/{prefix}*{suffix} → {function}")
 
 
-BUCKET_OPT = typer.Option("--bucket", help="The bucket to watch.")
-EVENTS_OPT = typer.Option("--events", help="created, deleted or created,deleted.")
-PREFIX_OPT = typer.Option("--prefix", show_default="any", help="Only keys starting with this.")
-SUFFIX_OPT = typer.Option("--suffix", show_default="any", help="Only keys ending with this (e.g. .jpg).")
+BUCKET_OPT = typer.Option("--bucket", envvar="POLYFN_TRIGGER_BUCKET", help="The bucket to watch.")
+EVENTS_OPT = typer.Option("--events", envvar="POLYFN_TRIGGER_EVENTS", help="created, deleted or created,deleted.")
+PREFIX_OPT = typer.Option("--prefix", envvar="POLYFN_TRIGGER_PREFIX", show_default="any", help="Only keys starting with this.")
+SUFFIX_OPT = typer.Option("--suffix", envvar="POLYFN_TRIGGER_SUFFIX", show_default="any", help="Only keys ending with this (e.g. .jpg).")
 
 
 @strigger_app.command("add")
