@@ -16,6 +16,7 @@ from polyfn.model import Revision
 from polyfn.runtimes.python.instance import InstanceSpec
 from polyfn.sandbox.cgroups import CgroupBase
 from polyfn.sandbox.plan import SandboxPlan, cgroup_dir_for
+from polyfn.scheduler import launcher as _launcher
 from polyfn.scheduler.instance import Instance, State
 from polyfn.scheduler.pool import Pool
 from polyfn.scheduler.zygote import ZygoteClient
@@ -27,6 +28,7 @@ class InstanceManager:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.zygote = ZygoteClient("python", settings.run_dir / "zygote-python.log", self._on_exit)
+        self.launcher = _launcher.Launcher(self._on_exit)  # runtimes without a zygote (node, http)
         self.cgroups: CgroupBase | None = None
         self.isolation = "rlimits only"
         self._by_pid: dict[int, Instance] = {}
@@ -92,7 +94,10 @@ class InstanceManager:
                 log_line_max=self.settings.log_line_max,
                 log_lines_max=self.settings.log_lines_per_activation,
             )
-            pid = await self.zygote.spawn(ispec, theirs)
+            if spec.runtime == "python":
+                pid = await self.zygote.spawn(ispec, theirs)
+            else:
+                pid = _launcher.launch_instance(self.launcher, self.settings, rev, ispec, plan, theirs)
         except BaseException:
             inst.kill("spawn failed")
             raise
@@ -145,6 +150,7 @@ class InstanceManager:
         while self._by_pid and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         self.zygote.stop()
+        self.launcher.stop()
         if self.cgroups is not None:
             self.cgroups.remove_base()
 
