@@ -128,15 +128,27 @@ def has_node_or_http_code(files: dict[str, bytes]) -> bool:
     return any(n.endswith((*JS_EXT, ".go")) or n in ("package.json", "Procfile") for n in files if "/" not in n)
 
 
+def infer_runtime(files: dict[str, bytes], flavor: str | None) -> str | None:
+    """The runtime when the code or the flavor settles it; None lets Python detection try first."""
+    if flavor in HTTP_FLAVORS:
+        return "http"
+    if flavor == "wechat":
+        return "node"
+    has_py = any(n.endswith(".py") and "/" not in n for n in files)
+    if not has_py and has_node_or_http_code(files):
+        return "node" if any(n.endswith(JS_EXT) for n in files if "/" not in n) and not _is_go_main(files) else "http"
+    return None
+
+
 def detect(files: dict[str, bytes], runtime: str | None, flavor: str | None,
            handler: str | None) -> tuple[str, str, str]:
     """(runtime, flavor, handler) for Node.js or plain-HTTP code, honouring what the user gave."""
     if runtime in (None, "node") and flavor not in HTTP_FLAVORS:
         if flavor and flavor not in NODE_FLAVORS:
             raise DeployError("invalid_spec", f"flavor={flavor!r} does not exist for Node.js: use one of {', '.join(NODE_FLAVORS)}")
-        if handler:
+        if handler and (runtime == "node" or flavor or _js_file(files, handler)):
             return "node", flavor or (detect_js(files, None) or ("aws", ""))[0], handler
-        found = detect_js(files, flavor)
+        found = None if handler else detect_js(files, flavor)
         if found:
             return "node", found[0], found[1]
         if runtime == "node":
@@ -165,12 +177,16 @@ def _not_found(files: dict[str, bytes], flavor: str | None) -> DeployError:
     )
 
 
+def _js_file(files: dict[str, bytes], handler: str) -> bool:
+    stem = handler.rpartition(".")[0]
+    return any(n in files for n in [stem + ext for ext in JS_EXT] + [stem, stem + "/index.js"])
+
+
 def check_handler(files: dict[str, bytes], runtime: str, handler: str) -> None:
     """Deploy-time check that the handler's file exists (Node), or the command's program does (http)."""
     if runtime == "node":
         stem = handler.rpartition(".")[0]
-        names = [stem + ext for ext in JS_EXT] + [stem, stem + "/index.js"]
-        if not any(n in files for n in names):
+        if not _js_file(files, handler):
             shown = ", ".join(sorted(n for n in files if n.endswith(JS_EXT))[:10]) or "none"
             raise DeployError("module_not_found",
                               f"handler file {stem!r} not found: expected {stem}.js (JavaScript files in the upload: {shown})")

@@ -55,7 +55,7 @@ class Deployer:
         s = self.settings
         files = archive.check_files(files, s.max_code_size, s.max_code_files)
         checks.check_syntax(files)
-        runtime = fields.get("runtime")
+        runtime = fields.get("runtime") or detect_node.infer_runtime(files, fields.get("flavor"))
         if runtime in (None, "python"):
             try:
                 flavor, handler = detect.detect(files, fields.get("flavor"), fields.get("handler"))
@@ -64,7 +64,8 @@ class Deployer:
                 if runtime or not detect_node.has_node_or_http_code(files):
                     raise
         if runtime != "python":  # Node.js code or a plain HTTP server
-            runtime, flavor, handler = detect_node.detect(files, runtime, fields.get("flavor"), fields.get("handler"))
+            runtime, flavor, handler = detect_node.detect(files, fields.get("runtime"), fields.get("flavor"),
+                                                          fields.get("handler"))
         detected = {k: v for k, v in (("runtime", runtime), ("flavor", flavor), ("handler", handler)) if not fields.get(k)}
         fields.update(runtime=runtime, flavor=flavor, handler=handler)
         fields.setdefault("timeout", s.default_timeout)

@@ -1,0 +1,134 @@
+"""The Node.js runtime through a real server: launch without a zygote, timeouts, crashes with their exit
+status, concurrency, typed init errors, detection errors, npm dependencies and wx-server-sdk callFunction."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from .conftest import Server, error_code, pid_alive, wait_until
+
+pytestmark = pytest.mark.skipif(shutil.which("node") is None and os.environ.get("CI") != "true",
+                                reason="Node.js is not installed")
+
+
+def test_callback_never_called_times_out_cleanly(server: Server) -> None:
+    server.deploy("never-cb", {"index.js": "exports.handler = function (event, context, callback) { console.log('waiting'); };"},
+                  timeout=1)
+    r = server.http.post("/fn/never-cb", content=b"x")
+    assert r.status_code == 504 and error_code(r) == "function_timeout"
+    act = server.activation(r.headers["x-polyfn-activation-id"])
+    assert act["status"] == "timeout"
+    # The overrunning instance was killed and replaced: the next call starts a fresh one and times out too.
+    r2 = server.http.post("/fn/never-cb", content=b"x")
+    assert r2.status_code == 504
+    assert server.activation(r2.headers["x-polyfn-activation-id"])["instance"] != act["instance"]
+
+
+def test_process_exit_is_reported_with_its_status(server: Server) -> None:
+    server.deploy("node-exit", {"index.js": "exports.handler = async (e) => { if (e.code !== undefined) process.exit(e.code); "
+                                            "process.kill(process.pid, 'SIGKILL'); };"}, flavor="aws")
+    r = server.http.post("/v1/functions/node-exit/invoke", json={"code": 3},
+                         headers={"authorization": f"Bearer {server.key}"})
+    assert r.status_code == 502 and error_code(r) == "function_crashed"
+    assert "exited with code 3" in r.json()["error"]["message"]
+    r = server.http.post("/fn/node-exit", content=b"")
+    assert r.status_code == 502 and "SIGKILL" in r.json()["error"]["message"]
+
+
+def test_instance_info_pid_and_cleanup(server: Server) -> None:
+    server.deploy("node-pid", {"index.js": "exports.handler = async () => ({ pid: process.pid, ppid: process.ppid });"})
+    r = server.http.get("/fn/node-pid")
+    pid = r.json()["pid"]
+    assert pid_alive(pid)
+    server.api.delete("/v1/functions/node-pid")
+    assert wait_until(lambda: not pid_alive(pid), 10)
+
+
+def test_concurrency_in_one_instance(server: Server) -> None:
+    import concurrent.futures
+
+    server.deploy("node-conc", {"index.js": """
+let inflight = 0, peak = 0;
+exports.handler = async () => { inflight++; peak = Math.max(peak, inflight);
+  await new Promise((r) => setTimeout(r, 300)); inflight--; return { pid: process.pid, peak }; };
+"""}, concurrency=4, max_instances=1)
+    with concurrent.futures.ThreadPoolExecutor(4) as ex:
+        results = list(ex.map(lambda _: server.http.get("/fn/node-conc").json(), range(4)))
+    assert len({x["pid"] for x in results}) == 1
+    assert max(x["peak"] for x in results) > 1
+
+
+def test_init_error_reaches_the_caller_typed(server: Server) -> None:
+    server.deploy("node-broken", {"index.js": "const x = require('./nope');\nexports.handler = async () => 1;"})
+    r = server.http.get("/fn/node-broken")
+    assert r.status_code == 502 and error_code(r) == "function_init_failed"
+    err = r.json()["error"]
+    assert err["errorType"] == "Runtime.ImportModuleError" and "./nope" in err["message"]
+
+
+def test_detection_errors_name_what_was_looked_for(server: Server) -> None:
+    r = server.api.post("/v1/functions", json={"name": "node-unknown", "files": {"lib.js": "const a = 1;"}})
+    assert r.status_code == 400 and error_code(r) == "handler_not_found"
+    msg = r.json()["error"]["message"]
+    assert "lib.js" in msg and "exports.handler" in msg and "--handler" in msg
+    r = server.api.post("/v1/functions", json={"name": "node-nofile", "runtime": "node", "handler": "main.handler",
+                                                "files": {"index.js": "exports.handler = async () => 1;"}})
+    assert r.status_code == 400 and "main" in r.json()["error"]["message"]
+
+
+def test_npm_dependencies_installed_at_deploy_and_cached(server: Server, tmp_path: Path) -> None:
+    if shutil.which("npm") is None:
+        pytest.skip("npm is not installed")
+    lib = tmp_path / "greeter"
+    lib.mkdir()
+    (lib / "package.json").write_text(json.dumps({"name": "greeter", "version": "1.0.0", "main": "index.js"}))
+    (lib / "index.js").write_text("module.exports = (n) => `hello ${n} from a dependency`;")
+    pkg = json.dumps({"name": "app", "version": "1.0.0", "dependencies": {"greeter": f"file:{lib}"}})
+    files = {"index.js": "const greet = require('greeter');\nexports.handler = async (e) => greet(e.name);",
+             "package.json": pkg}
+    src = tmp_path / "app"
+    src.mkdir()
+    for k, v in files.items():
+        (src / k).write_text(v)
+    r = server.cli("deploy", str(src), "--name", "node-deps", check=True)
+    assert "npm install" in r.stdout + r.stderr
+    r = server.cli("invoke", "node-deps", "--data", '{"name": "polyfn"}', check=True)
+    assert json.loads(r.stdout) == "hello polyfn from a dependency"
+    r = server.cli("deploy", str(src), "--name", "node-deps2", check=True)
+    assert "cached npm install" in r.stdout + r.stderr
+
+
+def test_wechat_call_function_through_polyfn(server: Server) -> None:
+    server.deploy("wx-add", {"index.js": "exports.main = async (event) => ({ sum: event.a + event.b });"}, flavor="wechat",
+                  handler="index.main")
+    server.deploy("wx-caller", {"index.js": """
+const cloud = require('wx-server-sdk');
+cloud.init({ env: cloud.DYNAMIC_CURRENT_ENV });
+exports.main = async (event, context) => {
+  const res = await cloud.callFunction({ name: 'wx-add', data: { a: event.a, b: 2 } });
+  let missing;
+  try { await cloud.callFunction({ name: 'wx-does-not-exist', data: {} }); } catch (e) { missing = e.errMsg; }
+  return { res, openid: cloud.getWXContext().OPENID, missing };
+};
+"""})
+    r = server.http.post("/fn/wx-caller", json={"a": 40}, headers={"x-wx-openid": "user-1"})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["res"]["result"] == {"sum": 42} and out["res"]["errMsg"] == "cloud.callFunction:ok"
+    assert len(out["res"]["requestID"]) == 32 and out["openid"] == "user-1"
+    assert out["missing"].startswith("cloud.callFunction:fail 404")
+
+
+def test_node_cold_start_is_reported(server: Server) -> None:
+    server.deploy("node-cold", {"index.js": "exports.handler = async () => 'hi';"})
+    r = server.http.get("/fn/node-cold")
+    act = server.activation(r.headers["x-polyfn-activation-id"])
+    assert act["cold"] is True and act["init_ms"] > 0
+    version = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    assert version.startswith("v") and int(version[1:].split(".")[0]) >= 20
