@@ -125,7 +125,10 @@ def detect_http(files: dict[str, bytes]) -> str | None:
 
 
 def has_node_or_http_code(files: dict[str, bytes]) -> bool:
-    return any(n.endswith((*JS_EXT, ".go")) or n in ("package.json", "Procfile") for n in files if "/" not in n)
+    """Whether Node.js or plain-HTTP detection is worth trying (when Python detection found nothing)."""
+    if any(n.endswith((*JS_EXT, ".go")) or n in ("package.json", "Procfile") for n in files if "/" not in n):
+        return True
+    return detect_http(files) is not None
 
 
 def infer_runtime(files: dict[str, bytes], flavor: str | None) -> str | None:

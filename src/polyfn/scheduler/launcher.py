@@ -220,7 +220,7 @@ def launch_instance(launcher: Launcher, settings: Any, rev: Any, ispec: Any, pla
         argv = node_command(payload, spec.memory)
     elif spec.runtime == "http":
         payload["build_dir"] = str(build_dir(settings, rev.code_sha256))
-        payload["ready_timeout"] = max(0.5, min(settings.init_timeout, max(spec.timeout, 1.0)) - 0.5)
+        payload["ready_timeout"] = max(0.5, 0.7 * min(settings.init_timeout, max(spec.timeout, 1.0)))
         payload["private_network"] = bool(getattr(settings, "http_private_network", True))
         argv = http_command(payload)
         env["PYTHONDONTWRITEBYTECODE"] = "1"

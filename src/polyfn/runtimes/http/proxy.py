@@ -207,8 +207,11 @@ class Proxy:
 
     def watch_child(self) -> None:
         assert self.child is not None
-        code = self.child.wait()
-        time.sleep(0.05)
+        self.exit_like(self.child.wait())
+
+    @staticmethod
+    def exit_like(code: int) -> None:
+        """The program ended: end the instance with its status (signals as 128+N, as shells report them)."""
         os._exit(code if code >= 0 else 128 - code)
 
     def conn(self) -> http.client.HTTPConnection:
@@ -246,6 +249,11 @@ class Proxy:
             except (http.client.HTTPException, OSError) as e:
                 c.close()
                 self.local.conn = None
+                if self.child is not None:
+                    try:
+                        self.exit_like(self.child.wait(0.2))  # the program died under this request
+                    except subprocess.TimeoutExpired:
+                        pass
                 if attempt == 0 and isinstance(e, http.client.RemoteDisconnected | BrokenPipeError | ConnectionResetError):
                     continue  # the server closed an idle keep-alive connection: retry once on a new one
                 err = {"errorType": "Runtime.UpstreamError",
