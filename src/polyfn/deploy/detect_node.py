@@ -86,6 +86,7 @@ def _strip_comments(src: str) -> str:
 
 def detect_js(files: dict[str, bytes], flavor: str | None) -> tuple[str, str] | None:
     vendor = _vendor_from_project(files)
+    first: tuple[str, str] | None = None
     for name in js_candidates(files):
         src = _strip_comments(files[name].decode("utf-8", "replace"))
         stem = name.rsplit(".", 1)[0]
@@ -98,9 +99,10 @@ def detect_js(files: dict[str, bytes], flavor: str | None) -> tuple[str, str] | 
             if vendor and found in ("aws", "tencent") and vendor in ("aliyun", "tencent", "aws"):
                 found = vendor  # the project file settles `exports.handler`-style ambiguity
             if flavor and flavor != found:
+                first = first or (flavor, f"{stem}.{export}")
                 continue
             return found, f"{stem}.{export}"
-    return None
+    return first  # the user named the flavor: the first export of a known shape is the handler
 
 
 def _is_go_main(files: dict[str, bytes]) -> bool:
@@ -154,7 +156,7 @@ def detect(files: dict[str, bytes], runtime: str | None, flavor: str | None,
         found = None if handler else detect_js(files, flavor)
         if found:
             return "node", found[0], found[1]
-        if runtime == "node":
+        if runtime == "node" or flavor in NODE_FLAVORS:
             raise _not_found(files, flavor)
     if runtime in (None, "http"):
         if flavor and flavor not in HTTP_FLAVORS:
