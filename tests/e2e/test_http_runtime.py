@@ -142,3 +142,10 @@ def test_go_build_error_is_a_deploy_error(server: Server) -> None:
     r = server.api.post("/v1/functions", json={"name": "bad-go", "files": {"main.go": "package main\nfunc main() { undefined() }\n"}})
     assert r.status_code == 400 and error_code(r) == "build_failed"
     assert "undefined" in r.json()["error"]["message"]
+
+
+def test_explicit_command_with_port_variable(server: Server) -> None:
+    server.deploy("static-site", {"hello.txt": "static hello\n"}, runtime="http",
+                  handler="python3 -m http.server ${PORT} --bind 127.0.0.1")
+    r = server.http.get("/fn/static-site/hello.txt")
+    assert r.status_code == 200 and r.text == "static hello\n"

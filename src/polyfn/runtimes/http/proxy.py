@@ -26,6 +26,7 @@ import fcntl
 import http.client
 import json
 import os
+import re
 import shlex
 import signal
 import socket
@@ -108,10 +109,13 @@ class Logs:
             self.add(stream, raw.decode("utf-8", "replace").rstrip("\n"))
 
 
-def resolve_command(handler: str, code_dir: str, build_dir: str) -> list[str]:
+def resolve_command(handler: str, code_dir: str, build_dir: str, env: dict[str, str]) -> list[str]:
+    """The program's argv: `@go` is the deploy-time build; `$VAR`/`${VAR}` expand from its environment
+    (no shell is involved); a first word naming a file in the code is made absolute."""
     if handler == "@go":
         return [os.path.join(build_dir, "server")]
-    argv = shlex.split(handler)
+    argv = [re.sub(r"\$(?:\{(\w+)\}|(\w+))", lambda m: env.get(m.group(1) or m.group(2), ""), a)
+            for a in shlex.split(handler)]
     first = Path(code_dir) / argv[0]
     if ("/" in argv[0] or first.exists()) and first.is_file():
         argv[0] = str(first)
@@ -166,7 +170,7 @@ class Proxy:
             env["PYTHONPATH"] = spec["deps_dir"]
         else:
             env.pop("PYTHONPATH", None)
-        argv = resolve_command(spec["handler"], spec["code_dir"], spec.get("build_dir", ""))
+        argv = resolve_command(spec["handler"], spec["code_dir"], spec.get("build_dir", ""), env)
         self.logs.begin(-1)
         try:
             self.child = subprocess.Popen(argv, cwd=spec["code_dir"], env=env, stdin=subprocess.DEVNULL,
