@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean toolchains
 
 # The stamp files make both targets idempotent: pip only runs again when pyproject.toml changes.
 $(BIN)/python:
@@ -23,7 +23,14 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed
 	$(BIN)/polyfn serve --host $(HOST) --port $(PORT) --examples
 
-test: $(VENV)/.installed-test
+# Toolchains the tests use beyond Python: Node.js (>= 20, preinstalled on our machines) and Go (for the
+# seed's Knative reverse.go); installed only when missing.
+toolchains:
+	@command -v go >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { apt-get install -y -q golang-go >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q golang-go >/dev/null; }; } \
+	  || echo "note: no Go toolchain (apt-get install golang-go): the Knative Go tests will skip"; }
+
+test: $(VENV)/.installed-test toolchains
 	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest -n 2 -q
 
