@@ -132,3 +132,11 @@ def test_node_cold_start_is_reported(server: Server) -> None:
     assert act["cold"] is True and act["init_ms"] > 0
     version = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
     assert version.startswith("v") and int(version[1:].split(".")[0]) >= 20
+
+
+def test_node_instances_get_a_clean_environment(server: Server) -> None:
+    server.deploy("node-env", {"index.js": "exports.handler = async () => process.env;"}, env={"MINE": "yes"})
+    env = server.http.get("/fn/node-env").json()
+    assert env["MINE"] == "yes" and env["POLYFN_FUNCTION_NAME"] == "node-env"
+    assert not any("KEY" in k and k.startswith("POLYFN") for k in env)
+    assert "POLYFN_DATA_DIR" not in env and "POLYFN_LOG_LEVEL" not in env and "POLYFN_FD" not in env

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from polyfn.runtimes.python.instance import SAFE_ENV
 from polyfn.sandbox.plan import SandboxPlan, cgroup_dir_for
 
 log = logging.getLogger("polyfn.launcher")
@@ -214,8 +215,9 @@ def launch_instance(launcher: Launcher, settings: Any, rev: Any, ispec: Any, pla
         "env": dict(ispec.env), "log_line_max": ispec.log_line_max, "log_lines_max": ispec.log_lines_max,
         "api_url": api_url(settings), "sandbox": describe_sandbox(plan, spec.runtime),
     }
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POLYFN_")}
-    env["POLYFN_API_URL"] = payload["api_url"]
+    # A clean environment, as for Python instances: nothing of the server's (keys, credentials) leaks.
+    env = {k: os.environ[k] for k in SAFE_ENV if k in os.environ}
+    env.update(HOME="/tmp", TMPDIR="/tmp", POLYFN_API_URL=payload["api_url"])
     if spec.runtime == "node":
         argv = node_command(payload, spec.memory)
     elif spec.runtime == "http":
