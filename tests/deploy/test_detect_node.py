@@ -98,8 +98,16 @@ def test_infer_runtime() -> None:
 
 
 def test_check_handler() -> None:
-    detect_node.check_handler({"src.js": b""}, "node", "src.handler")
+    detect_node.check_handler({"src.js": b"exports.handler = 1"}, "node", "src.handler")
     with pytest.raises(DeployError, match=r"expected index\.js"):
         detect_node.check_handler({"src.js": b""}, "node", "index.handler")
     with pytest.raises(DeployError, match="package main"):
         detect_node.check_handler({"x.py": b""}, "http", "@go")
+
+
+def test_check_handler_export_must_appear_in_the_file() -> None:
+    detect_node.check_handler({"index.js": b"module.exports = { hello };"}, "node", "index.hello")
+    detect_node.check_handler({"index.js": b"module.exports = async function () {};"}, "node", "index.default")
+    with pytest.raises(DeployError, match="does not define 'hello'") as e:
+        detect_node.check_handler({"index.js": b"exports.hello2 = async () => 1; // hello"}, "node", "index.hello")
+    assert e.value.code == "handler_not_found"

@@ -140,3 +140,21 @@ def test_node_instances_get_a_clean_environment(server: Server) -> None:
     assert env["MINE"] == "yes" and env["POLYFN_FUNCTION_NAME"] == "node-env"
     assert not any("KEY" in k and k.startswith("POLYFN") for k in env)
     assert "POLYFN_DATA_DIR" not in env and "POLYFN_LOG_LEVEL" not in env and "POLYFN_FD" not in env
+
+
+def test_server_kill_leaves_no_node_or_http_orphans(fresh_server: Server) -> None:
+    import signal
+
+    s = fresh_server
+    s.deploy("orphan-node", {"index.js": "exports.handler = async () => ({ pid: process.pid });"})
+    s.deploy("orphan-http", {"server.py": "import os\nfrom http.server import HTTPServer, BaseHTTPRequestHandler\n"
+                                          "class H(BaseHTTPRequestHandler):\n"
+                                          "    def do_GET(self):\n"
+                                          "        b = str(os.getpid()).encode(); self.send_response(200)\n"
+                                          "        self.send_header('content-length', str(len(b))); self.end_headers(); self.wfile.write(b)\n"
+                                          "HTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()\n"})
+    node_pid = s.http.get("/fn/orphan-node").json()["pid"]
+    http_pid = int(s.http.get("/fn/orphan-http").text)
+    assert pid_alive(node_pid) and pid_alive(http_pid)
+    s.stop(signal.SIGKILL)
+    assert wait_until(lambda: not pid_alive(node_pid) and not pid_alive(http_pid), 10)

@@ -190,10 +190,17 @@ def _js_file(files: dict[str, bytes], handler: str) -> bool:
 def check_handler(files: dict[str, bytes], runtime: str, handler: str) -> None:
     """Deploy-time check that the handler's file exists (Node), or the command's program does (http)."""
     if runtime == "node":
-        stem = handler.rpartition(".")[0]
+        stem, _, export = handler.rpartition(".")
         if not _js_file(files, handler):
             shown = ", ".join(sorted(n for n in files if n.endswith(JS_EXT))[:10]) or "none"
             raise DeployError("module_not_found",
                               f"handler file {stem!r} not found: expected {stem}.js (JavaScript files in the upload: {shown})")
+        name = next(n for n in [stem + ext for ext in JS_EXT] + [stem, stem + "/index.js"] if n in files)
+        src = _strip_comments(files[name].decode("utf-8", "replace"))
+        # A name that never appears in the file cannot be its export (dynamic exports still mention it).
+        if export != "default" and not re.search(rf"(?<![\w$]){re.escape(export)}(?![\w$])", src):
+            raise DeployError("handler_not_found",
+                              f"{name} does not define {export!r}: the handler {handler} means `exports.{export} = ...` "
+                              f"in {name} (use {stem}.default for `module.exports = function ...`)")
     elif runtime == "http" and handler == GO_HANDLER and not _is_go_main(files):
         raise DeployError("module_not_found", "handler @go needs Go files with `package main` in the upload")
