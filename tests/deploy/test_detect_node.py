@@ -42,6 +42,8 @@ def test_seed_examples(example: str, expected: tuple[str, str, str]) -> None:
     ("// exports.handler = 1\nfunction main(args) { return args; }", "openwhisk", "index.main"),
     ("exports.hello = (req, res) => res.send('x');", "gcp", "index.hello"),
     ("module.exports = function (context, req) { context.done(); };", "azure", "index.default"),
+    ("const { app } = require('@azure/functions');\napp.http('httpTrigger1', { handler: async () => ({}) });",
+     "azure", "index.httpTrigger1"),
 ])
 def test_js_shapes(src: str, flavor: str, handler: str) -> None:
     assert detect_node.detect({"index.js": src.encode()}, None, None, None) == ("node", flavor, handler)

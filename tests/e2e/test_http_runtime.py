@@ -66,7 +66,7 @@ def test_python_server_detected_proxied_both_ways(server: Server) -> None:
 
 
 def test_scales_to_several_instances(server: Server) -> None:
-    slow = SERVER_PY.replace('print("served"', 'import time; time.sleep(0.4); print("served"')
+    slow = SERVER_PY.replace('print("served"', 'import time; time.sleep(1.0); print("served"')
     server.deploy("py-http-scale", {"server.py": slow}, max_instances=3)
     with concurrent.futures.ThreadPoolExecutor(3) as ex:
         pids = set(ex.map(lambda _: server.http.get("/fn/py-http-scale").json()["pid"], range(3)))

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(shutil.which("node") is None and os.environ.get(
 
 def test_callback_never_called_times_out_cleanly(server: Server) -> None:
     server.deploy("never-cb", {"index.js": "exports.handler = function (event, context, callback) { console.log('waiting'); };"},
-                  timeout=1)
+                  timeout=3)
     r = server.http.post("/fn/never-cb", content=b"x")
     assert r.status_code == 504 and error_code(r) == "function_timeout"
     act = server.activation(r.headers["x-polyfn-activation-id"])

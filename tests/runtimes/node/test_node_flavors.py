@@ -468,3 +468,31 @@ exports.main = async (event, context) => {
         assert r.status == 500 and r.error["errMsg"].startswith("cloud.callFunction:fail")
     finally:
         inst.close()
+
+
+def test_azure_v4_app_http(tmp_path: Path) -> None:
+    inst = start(tmp_path, {"index.js": """
+const { app } = require('@azure/functions');
+app.http('hello', {
+  methods: ['GET', 'POST'],
+  authLevel: 'anonymous',
+  handler: async (request, context) => {
+    context.log(`Http function processed request for url "${request.url}"`);
+    if (request.query.get('fail')) throw new Error('v4 failure');
+    const name = request.query.get('name') || (await request.text()) || 'world';
+    return request.method === 'POST' ? { jsonBody: { name, fn: context.functionName } } : { body: `Hello, ${name}!`, headers: { 'x-v': '4' } };
+  },
+});
+"""}, "azure", "index.hello")
+    try:
+        ready(inst)
+        r = inst.invoke(method="GET", query="name=v4", headers=[("host", "h")])
+        assert (r.status, r.body) == (200, b"Hello, v4!") and ("x-v", "4") in r.headers
+        assert 'processed request for url "http://h/api/fn?name=v4"' in r.logs[0][2]
+        r = inst.invoke(method="POST", body=b"posted")
+        assert j(r) == {"name": "posted", "fn": "hello"}
+        assert inst.invoke(method="PUT").status == 405
+        r = inst.invoke(method="GET", query="fail=1")
+        assert r.status == 500 and r.error["errorMessage"] == "v4 failure"
+    finally:
+        inst.close()

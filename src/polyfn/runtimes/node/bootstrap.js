@@ -122,6 +122,7 @@ function prepareEnvironment() {
   const provided = {
     'wx-server-sdk': path.join(__dirname, 'provided', 'wx-server-sdk.js'),
     '@google-cloud/functions-framework': path.join(__dirname, 'provided', 'functions-framework.js'),
+    '@azure/functions': path.join(__dirname, 'provided', 'azure-functions.js'),
   };
   const resolve = Module._resolveFilename;
   Module._resolveFilename = function (request, ...rest) {

@@ -3,7 +3,10 @@
 // The response is `context.res = {status, body, headers}` (or the returned value / `context.done(err,
 // res)` for sync functions); `context.log(...)` with .error/.warn/.info/.verbose; `req` carries method,
 // url, headers, query, params, body (parsed), rawBody. Use handler FILE.default for `module.exports = fn`.
+// Model v4 (`app.http('name', { handler: async (request, context) => ({ status, body, jsonBody, headers }) })`
+// from '@azure/functions', provided by polyfn) is resolved by the registered name: handler FILE.name.
 const c = require('./common');
+const v4 = require('../provided/azure-functions')._registry;
 
 const convention = 'Azure Functions v3 `module.exports = async function (context, req)`';
 
@@ -61,10 +64,72 @@ function toResponse(res) {
   return { status, headers: c.mergeHeaders(headers, extra), body };
 }
 
+function v4Request(inv, meta) {
+  const headers = new Headers();
+  for (const [k, v] of inv.headers) { try { headers.append(k, v); } catch (e) { /* invalid header */ } }
+  const host = headers.get('host') || 'localhost';
+  const body = inv.body;
+  return {
+    method: inv.method, url: `http://${host}/api/${meta.name}${inv.path && inv.path !== '/' ? inv.path : ''}${inv.query ? `?${inv.query}` : ''}`,
+    headers, query: new URLSearchParams(inv.query || ''), params: {}, user: null,
+    body: body.length ? body : null, bodyUsed: false,
+    async text() { return body.toString('utf8'); },
+    async json() { return JSON.parse(body.toString('utf8')); },
+    async arrayBuffer() { return body.buffer.slice(body.byteOffset, body.byteOffset + body.length); },
+    async formData() { return new Response(body, { headers: { 'content-type': headers.get('content-type') || '' } }).formData(); },
+  };
+}
+
+function v4Context(inv, meta, name) {
+  const line = (stream) => (...a) => process[stream].write(`${require('util').format(...a)}\n`);
+  return {
+    invocationId: inv.activation_id, functionName: name, extraInputs: { get: () => undefined }, extraOutputs: { set: () => {} },
+    log: line('stdout'), trace: line('stdout'), debug: line('stdout'), info: line('stdout'), warn: line('stderr'), error: line('stderr'),
+    triggerMetadata: {}, retryContext: null, traceContext: { traceParent: inv.trace_id || null, traceState: null, attributes: {} },
+    options: {},
+  };
+}
+
+async function runV4(entry, inv, meta) {
+  const ctx = v4Context(inv, meta, meta.exportName);
+  if (entry.kind !== 'http' || inv.kind !== 'http') {
+    const value = await c.callHandler(entry.handler, null, [c.parseEventPayload(inv), ctx]);
+    const [headers, body] = c.encodeValue(value === undefined ? null : value);
+    return { status: 200, headers, body };
+  }
+  const allowed = entry.options.methods;
+  if (allowed && !allowed.map((m) => m.toUpperCase()).includes(inv.method)) {
+    return { status: 405, headers: [c.TEXT_CT], body: Buffer.from(`method ${inv.method} not allowed`) };
+  }
+  const res = (await c.callHandler(entry.handler, null, [v4Request(inv, meta), ctx])) || {};
+  const status = Number(res.status) || 200;
+  let headers;
+  let body;
+  if (res.jsonBody !== undefined) [headers, body] = [[c.JSON_CT], Buffer.from(JSON.stringify(res.jsonBody))];
+  else if (res.body === undefined || res.body === null) [headers, body] = [[], Buffer.alloc(0)];
+  else if (typeof res.body === 'string') [headers, body] = [[c.TEXT_CT], Buffer.from(res.body)];
+  else [headers, body] = c.encodeValue(res.body);
+  let extra = [];
+  if (res.headers && typeof res.headers.forEach === 'function' && !(res.headers instanceof Object && res.headers.constructor === Object)) {
+    res.headers.forEach((v, k) => extra.push([k, v]));
+  } else extra = c.headerPairs(res.headers);
+  for (const ck of res.cookies || []) extra.push(['set-cookie', `${ck.name}=${ck.value}`]);
+  return { status, headers: c.mergeHeaders(headers, extra), body };
+}
+
 module.exports = {
   convention,
-  resolve: (mod, name, meta) => c.pick(mod, name, convention, meta),
+  resolve(mod, name, meta) {
+    const entry = v4.get(name);
+    if (entry && typeof entry.handler === 'function') {
+      const fn = entry.handler;
+      fn.__polyfnAzureV4 = entry;
+      return fn;
+    }
+    return c.pick(mod, name, convention, meta);
+  },
   async run(handler, inv, meta) {
+    if (handler.__polyfnAzureV4) return runV4(handler.__polyfnAzureV4, inv, meta);
     let legacy = () => {};
     const ctx = context(inv, meta, (e, v) => legacy(e, v));
     let input;
