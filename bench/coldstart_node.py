@@ -72,7 +72,8 @@ def main() -> None:
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--samples", type=int, default=60)
     ap.add_argument("--peer-samples", type=int, default=20)
-    ap.add_argument("--settle", type=float, default=0.1)
+    ap.add_argument("--settle", type=float, default=0.5,
+                    help="seconds between a redeploy and its request (lets the pre-started process refill)")
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     if args.quick:

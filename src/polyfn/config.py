@@ -52,6 +52,8 @@ class Settings(BaseSettings):
 
     # Process isolation.
     cgroups: bool = True  # use the cgroup memory controller when available
+    node_blanks: int = Field(1, ge=0, le=8)  # pre-started Node.js processes kept per memory size once Node is used
+    http_private_network: bool = True  # http-runtime instances in their own network namespace (root only)
 
     @property
     def db_url(self) -> str:

@@ -158,3 +158,33 @@ def test_server_kill_leaves_no_node_or_http_orphans(fresh_server: Server) -> Non
     assert pid_alive(node_pid) and pid_alive(http_pid)
     s.stop(signal.SIGKILL)
     assert wait_until(lambda: not pid_alive(node_pid) and not pid_alive(http_pid), 10)
+
+
+def _blank_node_pids(server_pid: int) -> set[int]:
+    """Pre-started Node processes of this server: `node ... bootstrap.js` with no spec argument."""
+    out = set()
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                ppid = int(f.read().rsplit(") ", 1)[1].split()[1])
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")[:-1]
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == server_pid and argv and argv[-1].endswith(b"bootstrap.js"):
+            out.add(int(d))
+    return out
+
+
+def test_pre_started_node_process_becomes_the_next_cold_instance(server: Server) -> None:
+    server.deploy("blank-a", {"index.js": "exports.handler = async () => ({ pid: process.pid });"}, memory=192)
+    server.http.get("/fn/blank-a")  # first Node function of this size: launched fresh, blanks refilled after
+    assert wait_until(lambda: len(_blank_node_pids(server.proc.pid)) >= 1, 15)
+    blanks = _blank_node_pids(server.proc.pid)
+    server.deploy("blank-b", {"index.js": "exports.handler = async () => ({ pid: process.pid, env: process.env.B });"},
+                  memory=192, env={"B": "yes"})
+    out = server.http.get("/fn/blank-b").json()
+    assert out["pid"] in blanks and out["env"] == "yes"
+    assert wait_until(lambda: len(_blank_node_pids(server.proc.pid) - blanks) >= 1, 15)  # refilled

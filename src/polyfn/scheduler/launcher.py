@@ -107,12 +107,58 @@ def node_binary() -> str:
 
 
 class Launcher:
-    """Spawns processes, watches them on the loop, reports `on_exit(pid, raw_status)`."""
+    """Spawns processes, watches them on the loop, reports `on_exit(pid, raw_status)`.
 
-    def __init__(self, on_exit: Callable[[int, int], None]):
+    Blanks: for Node, once a function of a given memory size has been launched, `blank_target` processes
+    of that size are kept pre-started (sandbox applied, `node` booted, bootstrap loaded, waiting on their
+    socket for an instance spec), so the next cold start skips the process start. A blank that dies
+    unused is forgotten silently; one that is taken is an instance like any other.
+    """
+
+    def __init__(self, on_exit: Callable[[int, int], None], blank_target: int = 1):
         self.on_exit = on_exit
+        self.blank_target = blank_target
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
         self._pollers: set[asyncio.Task[None]] = set()
+        self._blanks: dict[tuple[Any, ...], list[tuple[int, socket.socket]]] = {}
+        self._blank_pids: set[int] = set()
+        self._refill: set[tuple[Any, ...]] = set()
+        self.stopped = False
+
+    def take_blank(self, key: tuple[Any, ...]) -> tuple[int, socket.socket] | None:
+        blanks = self._blanks.get(key)
+        while blanks:
+            pid, sock = blanks.pop(0)
+            if pid in self._blank_pids and pid in self._procs:
+                self._blank_pids.discard(pid)
+                return pid, sock
+            sock.close()
+        return None
+
+    def refill(self, key: tuple[Any, ...], argv: list[str], env: dict[str, str], cwd: str,
+               plan: SandboxPlan | None, stderr_path: Path | None) -> None:
+        """Top up the blanks for `key`, soon (off the current cold start's path)."""
+        if self.blank_target <= 0 or key in self._refill or self.stopped:
+            return
+        self._refill.add(key)
+
+        def run() -> None:
+            self._refill.discard(key)
+            blanks = self._blanks.setdefault(key, [])
+            while len(blanks) < self.blank_target and not self.stopped:
+                ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    pid = self.launch(argv, env, cwd, theirs, plan, stderr_path)
+                except OSError as e:
+                    log.warning("cannot pre-start a %s process: %s", argv[0], e)
+                    ours.close()
+                    return
+                finally:
+                    theirs.close()
+                self._blank_pids.add(pid)
+                blanks.append((pid, ours))
+
+        asyncio.get_running_loop().call_later(0.05, run)
 
     def launch(self, argv: list[str], env: dict[str, str], cwd: str, conn: socket.socket,
                plan: SandboxPlan | None, stderr_path: Path | None = None) -> int:
@@ -169,9 +215,20 @@ class Launcher:
     def _done(self, proc: subprocess.Popen[bytes], status: int) -> None:
         proc.returncode = os.waitstatus_to_exitcode(status) if status else 0
         self._procs.pop(proc.pid, None)
+        if proc.pid in self._blank_pids:  # a blank died before it was used: not an instance
+            self._blank_pids.discard(proc.pid)
+            return
         self.on_exit(proc.pid, status)
 
+    def blank_pids(self) -> list[int]:
+        return sorted(self._blank_pids)
+
     def stop(self) -> None:
+        self.stopped = True
+        for blanks in self._blanks.values():
+            for _, sock in blanks:
+                sock.close()
+        self._blanks.clear()
         for pid in list(self._procs):
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -179,9 +236,11 @@ class Launcher:
                 pass
 
 
-def node_command(spec_json: dict[str, Any], memory_mb: int) -> list[str]:
+def node_command(spec_json: dict[str, Any] | None, memory_mb: int) -> list[str]:
+    """`node bootstrap.js SPEC`, or without SPEC for a blank that reads its spec from the socket."""
     heap = max(16, int(memory_mb * 0.8))
-    return [node_binary(), f"--max-old-space-size={heap}", str(NODE_DIR / "bootstrap.js"), json.dumps(spec_json)]
+    argv = [node_binary(), f"--max-old-space-size={heap}", str(NODE_DIR / "bootstrap.js")]
+    return argv if spec_json is None else [*argv, json.dumps(spec_json)]
 
 
 def http_command(spec_json: dict[str, Any]) -> list[str]:
@@ -205,8 +264,11 @@ def build_dir(settings: Any, code_sha256: str) -> Path:
 
 
 def launch_instance(launcher: Launcher, settings: Any, rev: Any, ispec: Any, plan: SandboxPlan | None,
-                    conn: socket.socket) -> int:
-    """Start one `node` or `http` instance for revision `rev` (InstanceSpec `ispec`); returns its pid."""
+                    conn: socket.socket) -> tuple[int, socket.socket | None]:
+    """Start one `node` or `http` instance for revision `rev` (InstanceSpec `ispec`) on `conn`.
+
+    Returns its pid and, when a pre-started Node blank became the instance, the blank's own connection
+    (which then replaces the caller's)."""
     spec = rev.spec
     payload: dict[str, Any] = {
         "instance_id": ispec.instance_id, "function": ispec.function, "revision": ispec.revision,
@@ -218,7 +280,20 @@ def launch_instance(launcher: Launcher, settings: Any, rev: Any, ispec: Any, pla
     # A clean environment, as for Python instances: nothing of the server's (keys, credentials) leaks.
     env = {k: os.environ[k] for k in SAFE_ENV if k in os.environ}
     env.update(HOME="/tmp", TMPDIR="/tmp", POLYFN_API_URL=payload["api_url"])
+    run_dir = Path(settings.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     if spec.runtime == "node":
+        key = ("node", spec.memory, plan.cgroup_base if plan else "")
+        launcher.refill(key, node_command(None, spec.memory), env, "/", plan, run_dir / "node-instances.log")
+        blank = launcher.take_blank(key)
+        if blank is not None:
+            pid, sock = blank
+            body = json.dumps(payload).encode()
+            try:
+                sock.sendall(len(body).to_bytes(4, "big") + body)  # the spec frame (JSON) the blank waits for
+                return pid, sock
+            except OSError:
+                sock.close()  # it died meanwhile: start a fresh process instead
         argv = node_command(payload, spec.memory)
     elif spec.runtime == "http":
         payload["build_dir"] = str(build_dir(settings, rev.code_sha256))
@@ -230,6 +305,4 @@ def launch_instance(launcher: Launcher, settings: Any, rev: Any, ispec: Any, pla
         env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     else:
         raise LaunchError(f"no launcher for runtime {spec.runtime!r}")
-    run_dir = Path(settings.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return launcher.launch(argv, env, ispec.code_dir, conn, plan, run_dir / f"{spec.runtime}-instances.log")
+    return launcher.launch(argv, env, ispec.code_dir, conn, plan, run_dir / f"{spec.runtime}-instances.log"), None

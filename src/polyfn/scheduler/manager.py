@@ -28,7 +28,7 @@ class InstanceManager:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.zygote = ZygoteClient("python", settings.run_dir / "zygote-python.log", self._on_exit)
-        self.launcher = _launcher.Launcher(self._on_exit)  # runtimes without a zygote (node, http)
+        self.launcher = _launcher.Launcher(self._on_exit, settings.node_blanks)  # runtimes without a zygote
         self.cgroups: CgroupBase | None = None
         self.isolation = "rlimits only"
         self._by_pid: dict[int, Instance] = {}
@@ -70,9 +70,8 @@ class InstanceManager:
         t0 = time.perf_counter()
         inst = Instance(iid, rev.key, pool.on_lost)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        attached = False
         try:
-            ours.setblocking(False)
-            await inst.attach(ours)
             plan = SandboxPlan(
                 memory_mb=spec.memory,
                 cgroup_base=str(self.cgroups.memory) if self.cgroups else "",
@@ -95,11 +94,23 @@ class InstanceManager:
                 log_lines_max=self.settings.log_lines_per_activation,
             )
             if spec.runtime == "python":
+                ours.setblocking(False)
+                await inst.attach(ours)
+                attached = True
                 pid = await self.zygote.spawn(ispec, theirs)
-            else:
-                pid = _launcher.launch_instance(self.launcher, self.settings, rev, ispec, plan, theirs)
+            else:  # launched (node, http); a pre-started blank brings its own connection
+                pid, conn = _launcher.launch_instance(self.launcher, self.settings, rev, ispec, plan, theirs)
+                inst.pid = pid
+                if conn is not None:
+                    ours.close()
+                    ours = conn
+                ours.setblocking(False)
+                await inst.attach(ours)
+                attached = True
         except BaseException:
             inst.kill("spawn failed")
+            if not attached:
+                ours.close()
             raise
         finally:
             theirs.close()

@@ -22,17 +22,20 @@ needs_node = pytest.mark.skipif(shutil.which("node") is None and os.environ.get(
 
 class NodeInstance:
     def __init__(self, code_dir: Path, flavor: str, handler: str, concurrency: int = 1, env: dict[str, str] | None = None,
-                 timeout: float = 30.0):
+                 timeout: float = 30.0, blank: bool = False):
         self.sock, theirs = socket.socketpair()
         spec = {"instance_id": "t-1", "function": "fn", "revision": 3, "flavor": flavor, "handler": handler,
                 "code_dir": str(code_dir), "deps_dir": "", "concurrency": concurrency, "memory_mb": 128,
                 "timeout": timeout, "env": env or {}, "log_line_max": 200, "log_lines_max": 50,
                 "api_url": "http://127.0.0.1:9"}
-        self.proc = subprocess.Popen(["node", str(NODE_DIR / "bootstrap.js"), json.dumps(spec)],
-                                     pass_fds=(theirs.fileno(),), env={**os.environ, "POLYFN_FD": str(theirs.fileno())},
-                                     stderr=subprocess.PIPE)
+        argv = ["node", str(NODE_DIR / "bootstrap.js")] + ([] if blank else [json.dumps(spec)])
+        self.proc = subprocess.Popen(argv, pass_fds=(theirs.fileno(),),
+                                     env={**os.environ, "POLYFN_FD": str(theirs.fileno())}, stderr=subprocess.PIPE)
         theirs.close()
         self.sock.settimeout(20)
+        if blank:  # a pre-started process: its spec is the first frame
+            raw = json.dumps(spec).encode()
+            self.sock.sendall(len(raw).to_bytes(4, "big") + raw)
         self.seq = 0
         self.first = self.read()
 

@@ -496,3 +496,16 @@ app.http('hello', {
         assert r.status == 500 and r.error["errorMessage"] == "v4 failure"
     finally:
         inst.close()
+
+
+def test_blank_process_takes_its_spec_from_the_first_frame(tmp_path: Path) -> None:
+    from .nodeharness import NodeInstance
+
+    (tmp_path / "index.js").write_text("console.log('init'); exports.handler = async (e, c) => ({ fn: c.functionName, e });")
+    inst = NodeInstance(tmp_path, "native", "index.handler", blank=True, env={"X": "1"})
+    try:
+        assert "pre-started" in ready(inst).info
+        r = inst.invoke(kind="event", body=b'{"a": 1}')
+        assert j(r) == {"fn": "fn", "e": {"a": 1}} and r.logs[0][2] == "init"
+    finally:
+        inst.close()

@@ -8,6 +8,8 @@
 // invocation through AsyncLocalStorage, so concurrent invocations never mix their logs.
 //
 // Usage (by the server's launcher): node bootstrap.js '<instance spec as JSON>'
+//   or, pre-started ("blank"): node bootstrap.js — the first frame on the socket is then the spec (JSON),
+//   so a cold start skips Node's own start-up.
 
 const net = require('net');
 const path = require('path');
@@ -16,8 +18,9 @@ const { AsyncLocalStorage } = require('async_hooks');
 const msgpack = require('./msgpack');
 const { InitError, loadUserModule } = require('./flavors/common');
 
-const T0 = process.hrtime.bigint();
-const spec = JSON.parse(process.argv[2] || '{}');
+let T0 = process.hrtime.bigint();
+const BLANK = process.argv.length < 3;
+let spec = BLANK ? null : JSON.parse(process.argv[2]);
 const MAX_FRAME = 64 * 1024 * 1024;
 
 // --- log capture ------------------------------------------------------------------------------------
@@ -61,8 +64,8 @@ class LogBuffer {
   }
 }
 
-const lineMax = spec.log_line_max || 16384;
-const linesMax = spec.log_lines_max || 1000;
+let lineMax = 16384;
+let linesMax = 1000;
 const als = new AsyncLocalStorage();
 const initBuf = new LogBuffer(lineMax, linesMax);
 let fallback = initBuf; // output outside any invocation (timers, init) goes to the next result
@@ -184,33 +187,47 @@ async function runOne(state, inv) {
   return ['result', inv.id, out.status | 0 || 200, headers, body, out.error || null, logs, performance.now() - t0];
 }
 
-function serve(state) {
-  fallback = new LogBuffer(lineMax, linesMax);
-  fallback.lines = initBuf.drain(); // init output reaches the first invocation's logs, as in Python
-  let pending = Buffer.alloc(0);
-  sock.on('data', (chunk) => {
-    pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
-    while (pending.length >= 4) {
-      const size = pending.readUInt32BE(0);
-      if (size > MAX_FRAME) { process.exit(1); }
-      if (pending.length < 4 + size) break;
-      const frame = pending.subarray(4, 4 + size);
-      pending = pending.subarray(4 + size);
-      let inv;
-      try {
-        inv = toInvoke(msgpack.decode(frame));
-      } catch (e) {
-        process.exit(1); // the server never sends garbage: a broken stream is fatal
-      }
-      runOne(state, inv).then(send, (e) => {
-        send(['result', inv.id, 500, [], Buffer.from(oneLine(e)), { errorType: 'Runtime.InternalError', errorMessage: oneLine(e) }, [], 0]);
-      });
-    }
-  });
-  sock.on('end', () => process.exit(0));
-  sock.on('close', () => process.exit(0));
-  sock.on('error', () => process.exit(0));
+let state = null; // set once init succeeded
+const queued = []; // invocations that arrived before init finished
+
+function onFrame(frame) {
+  if (spec === null) { // a blank's first frame: the instance spec
+    spec = JSON.parse(Buffer.from(frame).toString('utf8'));
+    T0 = process.hrtime.bigint();
+    start();
+    return;
+  }
+  let inv;
+  try {
+    inv = toInvoke(msgpack.decode(frame));
+  } catch (e) {
+    process.exit(1); // the server never sends garbage: a broken stream is fatal
+  }
+  if (state === null) { queued.push(inv); return; }
+  dispatch(inv);
 }
+
+function dispatch(inv) {
+  runOne(state, inv).then(send, (e) => {
+    send(['result', inv.id, 500, [], Buffer.from(oneLine(e)), { errorType: 'Runtime.InternalError', errorMessage: oneLine(e) }, [], 0]);
+  });
+}
+
+let pending = Buffer.alloc(0);
+sock.on('data', (chunk) => {
+  pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
+  while (pending.length >= 4) {
+    const size = pending.readUInt32BE(0);
+    if (size > MAX_FRAME) process.exit(1);
+    if (pending.length < 4 + size) break;
+    const frame = pending.subarray(4, 4 + size);
+    pending = pending.subarray(4 + size);
+    onFrame(frame);
+  }
+});
+sock.on('end', () => process.exit(0));
+sock.on('close', () => process.exit(0));
+sock.on('error', () => process.exit(0));
 
 // A rejection or exception no invocation catches must not take the instance down silently: log it
 // (to the current invocation if any) and keep serving, as Lambda's Node runtime does for stray rejections.
@@ -218,15 +235,26 @@ process.on('unhandledRejection', (reason) => {
   (als.getStore() || fallback).add('stderr', `Unhandled promise rejection: ${reason && reason.stack ? reason.stack : reason}\n`);
 });
 
-init().then((state) => {
-  const initMs = Number(process.hrtime.bigint() - T0) / 1e6;
-  send(['ready', process.pid, initMs, `node ${process.version} process (no zygote)`]);
-  serve(state);
-}, (err) => {
-  if (err instanceof InitError) return sendInitError(err.payload());
-  return sendInitError({
-    errorType: 'Runtime.InitError',
-    errorMessage: `${err && err.name ? err.name : 'Error'}: ${err && err.message ? err.message : err}`,
-    stackTrace: err && err.stack ? String(err.stack).split('\n').slice(1, 11).map((s) => s.trim()) : [],
+function start() {
+  lineMax = spec.log_line_max || lineMax;
+  linesMax = spec.log_lines_max || linesMax;
+  initBuf.lineMax = lineMax;
+  initBuf.linesMax = linesMax;
+  init().then((st) => {
+    const initMs = Number(process.hrtime.bigint() - T0) / 1e6;
+    send(['ready', process.pid, initMs, `node ${process.version} process (${BLANK ? 'pre-started' : 'started for this instance'}; no zygote)`]);
+    fallback = new LogBuffer(lineMax, linesMax);
+    fallback.lines = initBuf.drain(); // init output reaches the first invocation's logs, as in Python
+    state = st;
+    for (const inv of queued.splice(0)) dispatch(inv);
+  }, (err) => {
+    if (err instanceof InitError) return sendInitError(err.payload());
+    return sendInitError({
+      errorType: 'Runtime.InitError',
+      errorMessage: `${err && err.name ? err.name : 'Error'}: ${err && err.message ? err.message : err}`,
+      stackTrace: err && err.stack ? String(err.stack).split('\n').slice(1, 11).map((l) => l.trim()) : [],
+    });
   });
-});
+}
+
+if (!BLANK) start();
