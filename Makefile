@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test lint bench clean chromium
+.PHONY: run test lint bench clean chromium toolchains
 
 # The stamp files make both targets idempotent: pip only runs again when pyproject.toml changes.
 $(BIN)/python:
@@ -33,7 +33,14 @@ chromium:
 	    echo "chromium could not be installed: browser tests will skip"; \
 	  else echo "chromium missing and not installable here (needs root + apt-get): browser tests will skip"; fi; }
 
-test: $(VENV)/.installed-test chromium
+# Toolchains the tests use beyond Python: Node.js (>= 20, preinstalled on our machines) and Go (for the
+# seed's Knative reverse.go); installed only when missing.
+toolchains:
+	@command -v go >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { apt-get install -y -q golang-go >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q golang-go >/dev/null; }; } \
+	  || echo "note: no Go toolchain (apt-get install golang-go): the Knative Go tests will skip"; }
+
+test: $(VENV)/.installed-test chromium toolchains
 	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest -n 2 -q
 

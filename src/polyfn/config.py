@@ -96,6 +96,8 @@ class Settings(BaseSettings):
     storage_upstream_region: str = "us-east-1"
     storage_trigger_attempts: int = Field(4, ge=1, le=100)  # deliveries of one event before it goes to the DLQ
     storage_trigger_backoff: float = Field(0.5, ge=0)  # seconds before the 2nd attempt, doubled each time
+    node_blanks: int = Field(1, ge=0, le=8)  # pre-started Node.js processes kept per memory size once Node is used
+    http_private_network: bool = True  # http-runtime instances in their own network namespace (root only)
 
     @property
     def db_url(self) -> str:

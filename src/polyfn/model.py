@@ -14,8 +14,10 @@ from typing import Any
 import msgspec
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
-RUNTIMES = ("python",)
+RUNTIMES = ("python", "node", "http")
 FLAVORS = ("native", "openfaas", "openfaas-http", "aws", "gcp", "azure", "aliyun", "tencent", "kubeless", "openwhisk")
+# Node.js-only flavors and the http runtime's (runtimes/node/flavors, runtimes/http).
+FLAVORS += ("wechat", "knative")
 
 
 class FunctionSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -130,7 +132,10 @@ def validate_spec(spec: FunctionSpec, max_timeout: float, max_memory: int, max_i
         raise SpecError(f"runtime={spec.runtime!r} is not supported: use one of {', '.join(RUNTIMES)}")
     if spec.flavor not in FLAVORS:
         raise SpecError(f"flavor={spec.flavor!r} is not supported: use one of {', '.join(FLAVORS)}")
-    if not re.match(r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$", spec.handler or ""):
+    if spec.runtime == "http":  # the handler of an http function is its command line
+        if not spec.handler.strip() or "\n" in spec.handler or "\0" in spec.handler:
+            raise SpecError(f"handler={spec.handler!r} must be the command that starts the HTTP server")
+    elif not re.match(r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$", spec.handler or ""):
         raise SpecError(f"handler={spec.handler!r} must look like MODULE.FUNCTION (e.g. handler.handle)")
     rng("memory", spec.memory, 32, max_memory)
     rng("timeout", spec.timeout, 0.1, max_timeout)

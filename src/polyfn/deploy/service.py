@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from polyfn.config import Settings
-from polyfn.deploy import archive, checks, deps, detect
+from polyfn.deploy import archive, build, checks, deps, detect, detect_node
 from polyfn.deploy.errors import DeployError
 from polyfn.model import (
     FLAVORS,
@@ -80,12 +80,18 @@ class Deployer:
                     e.args = (e.message,)
                 raise
             detect.check_signature(files, spec.handler, spec.flavor)
+        else:
+            detect_node.check_handler(files, spec.runtime, spec.handler)
         sha = archive.digest(files)
         progress(f"code: {len(files)} files, sha256 {sha[:12]}")
         code_dir = archive.materialise(files, s.code_dir / spec.name / sha[:24])
         deps_dir = None
-        if "requirements.txt" in files:
+        if "requirements.txt" in files and spec.runtime in ("python", "http"):
             deps_dir = await deps.install(files["requirements.txt"], s.deps_dir, progress)
+        if spec.runtime == "node" and build.needs_npm(files):
+            deps_dir = await build.npm_install(files, s.deps_dir, progress)
+        if spec.runtime == "http" and spec.handler == detect_node.GO_HANDLER:
+            await build.go_build(code_dir, files, s.data_dir / "build" / sha[:24], s.data_dir / "build" / ".cache", progress)
         rev, created = await self.store.create_revision(spec, sha, str(code_dir), deps_dir)
         self.registry.activate(rev)
         info = await self.store.get_function(spec.name)

@@ -19,6 +19,7 @@ from polyfn.model import Revision
 from polyfn.runtimes.python.instance import InstanceSpec
 from polyfn.sandbox.cgroups import CgroupBase
 from polyfn.sandbox.plan import SandboxPlan, cgroup_dir_for
+from polyfn.scheduler import launcher as _launcher
 from polyfn.scheduler.instance import InitFailed, Instance, State
 from polyfn.scheduler.pool import Pool
 from polyfn.scheduler.zygote import ZygoteClient
@@ -47,6 +48,7 @@ class InstanceManager:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.zygote = ZygoteClient("python", settings.run_dir / "zygote-python.log", self._on_exit)
+        self.launcher = _launcher.Launcher(self._on_exit, settings.node_blanks)  # runtimes without a zygote
         self.cgroups: CgroupBase | None = None
         self.isolation = "rlimits only"
         self.namespaces: set[str] = set()
@@ -202,9 +204,8 @@ class InstanceManager:
         secret_files, secret_env = await self._secrets_for(spec.secrets)
         inst = Instance(iid, rev.key, pool.on_lost)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        attached = False
         try:
-            ours.setblocking(False)
-            await inst.attach(ours)
             hook_env = await self.env_hook(rev.function) if self.env_hook else {}
             plan = self.sandbox_plan(rev)
             plan.secret_files = secret_files
@@ -225,9 +226,24 @@ class InstanceManager:
                 log_line_max=self.settings.log_line_max,
                 log_lines_max=self.settings.log_lines_per_activation,
             )
-            pid = await self.zygote.spawn(ispec, theirs)
+            if spec.runtime == "python":
+                ours.setblocking(False)
+                await inst.attach(ours)
+                attached = True
+                pid = await self.zygote.spawn(ispec, theirs)
+            else:  # launched (node, http); a pre-started blank brings its own connection
+                pid, conn = _launcher.launch_instance(self.launcher, self.settings, rev, ispec, plan, theirs)
+                inst.pid = pid
+                if conn is not None:
+                    ours.close()
+                    ours = conn
+                ours.setblocking(False)
+                await inst.attach(ours)
+                attached = True
         except BaseException:
             inst.kill("spawn failed")
+            if not attached:
+                ours.close()
             raise
         finally:
             theirs.close()
@@ -302,6 +318,7 @@ class InstanceManager:
         while self._by_pid and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         self.zygote.stop()
+        self.launcher.stop()
         if self.cgroups is not None:
             self.cgroups.remove_base()
 
