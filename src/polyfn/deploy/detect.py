@@ -339,6 +339,7 @@ def detect(files: dict[str, bytes], flavor: str | None, handler: str | None,
     Python first unless the upload is clearly Node.js or an HTTP server (the hook says so); when Python
     detection finds nothing and there is Node/HTTP code, the hook decides."""
     hook = _node_hook()
+    given = runtime  # what the user said; the hook decides between node and http when they said nothing
     if runtime is None and hook is not None:
         runtime = hook.infer_runtime(files, flavor)
     if runtime in (None, "python"):
@@ -351,6 +352,6 @@ def detect(files: dict[str, bytes], flavor: str | None, handler: str | None,
                 raise
     if hook is None:
         raise DeployError("invalid_spec", f"runtime={runtime!r} is not supported by this build")
-    rt, fl, h = hook.detect(files, runtime, flavor, handler)
+    rt, fl, h = hook.detect(files, given, flavor, handler)
     what = {"node": "Node.js code", "http": "an HTTP server"}.get(rt, rt)
     return Detection(rt, fl, h, f"{what} (detect_node rules)")
