@@ -50,6 +50,13 @@ class Settings(BaseSettings):
     log_line_max: int = Field(16384, ge=80)  # longer lines are truncated with a marker
     log_lines_per_activation: int = Field(1000, ge=1)
 
+    # Async invocations and triggers (docs/triggers.md).
+    async_max_inflight: int = Field(256, ge=1)  # async invocations running at once on this node
+    callback_attempts: int = Field(5, ge=1)  # POSTs of a result to an X-Callback-Url before it is marked failed
+    callback_backoff: float = Field(1.0, ge=0)  # seconds before the first callback retry (doubles, jittered)
+    callback_timeout: float = Field(10.0, gt=0)  # seconds per callback POST
+    trigger_reconnect_max: float = Field(30.0, gt=0)  # cap on a broker trigger's reconnect backoff (seconds)
+
     # Process isolation.
     cgroups: bool = True  # use the cgroup memory controller when available
 

@@ -90,7 +90,9 @@ class Invoker:
 
     async def invoke(self, name: str, kind: str, trigger: str, method: str = "", path: str = "",
                      query: str = "", headers: list[tuple[str, str]] | None = None, body: bytes = b"",
-                     content_type: str = "", trace_id: str = "") -> Outcome:
+                     content_type: str = "", trace_id: str = "", activation_id: str = "") -> Outcome:
+        """Run one invocation. `activation_id` is given by the async queue and triggers (the same id for every
+        attempt, so the function can use it as an idempotency key); otherwise a fresh one is made."""
         if not self.accepting:
             return platform_error(503, "shutting_down", "the server is shutting down",
                                   headers=[(b"retry-after", b"1")])
@@ -105,7 +107,7 @@ class Invoker:
         pool = active.pool
         start = time.time()
         t0 = time.perf_counter()
-        act = Activation(id=uuid.uuid4().hex, function=name, revision=rev.number, trigger=trigger, start=start)
+        act = Activation(id=activation_id or uuid.uuid4().hex, function=name, revision=rev.number, trigger=trigger, start=start)
 
         inst = pool.try_acquire()
         if inst is None:

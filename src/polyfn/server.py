@@ -26,9 +26,11 @@ from polyfn.deploy.service import Deployer
 from polyfn.invoker import Invoker
 from polyfn.model import Revision
 from polyfn.observe.recorder import ActivationRecorder
+from polyfn.queue.dispatcher import AsyncQueue
 from polyfn.scheduler.manager import InstanceManager
 from polyfn.scheduler.pool import Pool
 from polyfn.scheduler.registry import FunctionRegistry
+from polyfn.triggers.manager import TriggerManager
 
 log = logging.getLogger("polyfn")
 
@@ -62,6 +64,8 @@ class Node:
         self.recorder: ActivationRecorder = None  # type: ignore[assignment]
         self.invoker: Invoker = None  # type: ignore[assignment]
         self.deployer: Deployer = None  # type: ignore[assignment]
+        self.queue: AsyncQueue = None  # type: ignore[assignment]
+        self.triggers: TriggerManager = None  # type: ignore[assignment]
         self._cleanup: set[asyncio.Task[None]] = set()
         from polyfn.api.app import build_api
         from polyfn.gateway import Gateway
@@ -90,12 +94,21 @@ class Node:
                 self.registry.activate(rev)
         if self.examples:
             await self.deploy_examples()
+        self.queue = AsyncQueue(s, self.invoker, self.registry)
+        await self.queue.start()
+        self._gateway.queue = self.queue
+        self.triggers = TriggerManager(s, self.store, self.invoker, self.queue, self.registry)
+        await self.triggers.start()
         log.info("polyfn %s ready: %d functions, isolation: %s", __version__, len(self.registry.functions),
                  self.manager.isolation)
 
     async def stop(self) -> None:
         s = self.settings
-        self.invoker.accepting = False  # 1. no new invocations
+        if self.triggers is not None:  # 1. triggers stop consuming (unacknowledged messages stay in the broker)
+            await self.triggers.stop()
+        if self.queue is not None:  # running async invocations finish; queued ones stay on disk
+            await self.queue.stop(s.drain_timeout)
+        self.invoker.accepting = False  # no new invocations
         await self.registry.drain_all(s.drain_timeout)  # 2. in-flight invocations finish (bounded)
         await self.manager.stop()  # 3. every instance and the zygote are gone
         if self._cleanup:

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from polyfn import __version__
-from polyfn.api import errors
+from polyfn.api import errors, events
 from polyfn.api.errors import ApiError
 from polyfn.deploy import archive
 from polyfn.deploy.errors import DeployError
@@ -127,7 +127,7 @@ def build_api(node: Node) -> FastAPI:
         if info is None:
             raise ApiError(404, "function_not_found", f"function {name!r} does not exist")
         revs = await node.store.list_revisions(name)
-        return _function_json(node, info, revisions=[
+        return _function_json(node, info, triggers=node.triggers.list(name) if node.triggers else [], revisions=[
             {"number": r.number, "created_at": r.created_at, "code_sha256": r.code_sha256} for r in revs])
 
     @v1.delete("/functions/{name}")
@@ -139,8 +139,8 @@ def build_api(node: Node) -> FastAPI:
         node.schedule_code_cleanup(name, deleted, pool)
         return {"deleted": name}
 
-    @v1.post("/functions/{name}/invoke", summary="Invoke a function synchronously with an event payload")
-    async def invoke(name: str, request: Request) -> Response:
+    @v1.post("/functions/{name}/invoke", summary="Invoke a function with an event payload (mode=sync|async)")
+    async def invoke(name: str, request: Request, mode: str = "sync") -> Response:
         body = await request.body()
         ct = request.headers.get("content-type", "application/json")
         if "json" in ct and body:
@@ -149,6 +149,10 @@ def build_api(node: Node) -> FastAPI:
             except ValueError as e:
                 raise ApiError(400, "invalid_json", f"the payload is not valid JSON ({e}); send "
                                "Content-Type: application/octet-stream for raw bytes") from None
+        if mode == "async":
+            return await events.accept_async(node, request, name, "event", body, ct)
+        if mode != "sync":
+            raise ApiError(400, "invalid_request", f"mode={mode!r}: use sync or async")
         out = await node.invoker.invoke(name, "event", "invoke", "POST", "/", "", list(request.headers.items()),
                                         body, ct)
         return Response(out.body, status_code=out.status, headers={k.decode(): v.decode() for k, v in out.headers})
@@ -166,11 +170,12 @@ def build_api(node: Node) -> FastAPI:
 
     @v1.get("/activations/{activation_id}")
     async def get_activation(activation_id: str) -> dict[str, Any]:
+        queued = await node.queue.lookup(activation_id) if node.queue else None  # before the flush: no gap
         await node.recorder.flush()
         act = await node.store.get_activation(activation_id)
-        if act is None:
+        if act is None and queued is None:
             raise ApiError(404, "activation_not_found", f"activation {activation_id!r} does not exist")
-        return _activation_json(act)
+        return events.merge_activation(_activation_json(act) if act else None, queued)
 
     @v1.get("/functions/{name}/logs")
     async def logs(name: str, since: float | None = None, activation: str | None = None,
@@ -184,6 +189,7 @@ def build_api(node: Node) -> FastAPI:
         return StreamingResponse(_follow(node, name, lines, activation), media_type="text/event-stream",
                                  headers={"cache-control": "no-cache"})
 
+    v1.include_router(events.router(node))
     app.include_router(v1)
     return app
 

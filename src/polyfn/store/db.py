@@ -189,17 +189,23 @@ class Store:
     # -- activations and logs ------------------------------------------------------------------------
 
     async def add_activations(self, acts: Sequence[Activation]) -> None:
-        """Insert a batch of activations and their log lines in one transaction (two executemany calls)."""
+        """Insert (or replace, by id) a batch of activations and their log lines in one transaction."""
         if not acts:
             return
-        act_rows = [_activation_row(a) for a in acts]
+        # Newest record per id (a retried async invocation may appear twice in one batch).
+        act_rows = list({a.id: _activation_row(a) for a in acts}.values())
         log_rows = [
             {"activation_id": a.id, "function": a.function, "ts": ln.ts, "stream": ln.stream, "line": ln.line}
             for a in acts
             for ln in a.logs
         ]
         async with self._writer() as conn:
-            await conn.execute(insert(activations), act_rows)
+            # An activation id recurs when an async invocation is retried (the id is its idempotency key):
+            # the newest attempt's record replaces the older one; log lines of every attempt are kept.
+            stmt = _dialect_insert(conn)(activations)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["id"], set_={c.name: stmt.excluded[c.name] for c in activations.c if c.name != "id"})
+            await conn.execute(stmt, act_rows)
             if log_rows:
                 await conn.execute(insert(log_lines), log_rows)
 

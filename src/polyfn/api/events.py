@@ -1,0 +1,110 @@
+"""Event-side control API: async invocations, the dead-letter queue, triggers, topics, log streams and
+CloudEvents ingress. Mounted under `/v1` (with the API key) by `app.build_api`."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Annotated, Any
+
+import msgspec
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from polyfn.api.errors import ApiError
+from polyfn.queue.dispatcher import Rejected
+
+if TYPE_CHECKING:
+    from polyfn.server import Node
+
+
+async def accept_async(node: Node, request: Request, name: str, kind: str, body: bytes, content_type: str,
+                       method: str = "POST", path: str = "/", query: str = "") -> Response:
+    """Queue an invocation durably and answer 202 with its activation id."""
+    headers = [(k, v) for k, v in request.headers.items()
+               if k not in ("authorization", "x-callback-url", "x-polyfn-async", "content-length")]
+    try:
+        aid = await node.queue.submit(name, kind, "async", body, content_type, headers, method, path, query,
+                                      callback_url=request.headers.get("x-callback-url"))
+    except Rejected as e:
+        raise ApiError(e.status, e.code, e.message) from None
+    return JSONResponse({"activation_id": aid, "status": "pending"}, status_code=202,
+                        headers={"x-polyfn-activation-id": aid, "location": f"/v1/activations/{aid}"})
+
+
+def merge_activation(act: dict[str, Any] | None, queued: dict[str, Any] | None) -> dict[str, Any]:
+    """The activation as a user sees it: the latest attempt's record, overlaid with the queue's state
+    (`pending` while waiting or between retries, `running`, `dead_letter`) and the callback's delivery."""
+    if not queued:
+        assert act is not None
+        return act
+    job = queued.get("job")
+    out = act or {}
+    if job is not None:
+        if not out:
+            out = {"id": job.id, "function": job.function, "revision": 0, "trigger": job.trigger,
+                   "start": job.enqueued_at, "end": 0.0, "duration_ms": 0.0, "wait_ms": 0.0, "init_ms": 0.0,
+                   "run_ms": 0.0, "cold": False, "status_code": 0, "result": "", "error": None, "logs": [],
+                   "instance": ""}
+        else:
+            out["last_status"] = out.get("status")
+        out["status"] = "dead_letter" if job.state == "dead" else job.state
+        out["attempts"] = job.attempt
+        out["enqueued_at"] = job.enqueued_at
+        if job.state == "pending" and job.attempt:
+            out["next_attempt_at"] = job.not_before
+        if job.last_error:
+            out["last_error"] = job.last_error
+        if job.reason:
+            out["dead_letter_reason"] = job.reason
+    if queued.get("callback"):
+        out["callback"] = queued["callback"]
+    return out
+
+
+def router(node: Node) -> APIRouter:
+    r = APIRouter()
+
+    # -- dead-letter queue --------------------------------------------------------------------------
+
+    @r.get("/dlq", summary="Dead-lettered invocations and trigger messages, newest first")
+    async def dlq_list(function: str | None = None,
+                       limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+        jobs = await node.queue.db.dead(function, limit)
+        return {"dead_letters": [_dead_json(j, full=False) for j in jobs]}
+
+    @r.get("/dlq/{entry_id}")
+    async def dlq_show(entry_id: str) -> dict[str, Any]:
+        job = await node.queue.db.get(entry_id)
+        if job is None or job.state != "dead":
+            raise ApiError(404, "dead_letter_not_found", f"no dead letter {entry_id!r}")
+        return _dead_json(job, full=True)
+
+    @r.post("/dlq/{entry_id}/replay", summary="Run a dead-lettered invocation again (async, from attempt 1)")
+    async def dlq_replay(entry_id: str) -> Response:
+        if not await node.queue.db.replay(entry_id, time.time()):
+            raise ApiError(404, "dead_letter_not_found", f"no dead letter {entry_id!r}")
+        node.queue._wake.set()
+        return JSONResponse({"activation_id": entry_id, "status": "pending"}, status_code=202)
+
+    @r.delete("/dlq/{entry_id}")
+    async def dlq_delete(entry_id: str) -> dict[str, Any]:
+        if not await node.queue.db.purge(entry_id):
+            raise ApiError(404, "dead_letter_not_found", f"no dead letter {entry_id!r}")
+        return {"deleted": entry_id}
+
+    from polyfn.api import triggers as trigger_routes
+
+    trigger_routes.add_routes(r, node)
+    return r
+
+
+def _dead_json(job: Any, full: bool) -> dict[str, Any]:
+    out = job.summary()
+    if not full:
+        out.pop("body", None)
+        out.pop("headers", None)
+    return out
+
+
+def to_json(obj: Any) -> Any:
+    return msgspec.to_builtins(obj)
