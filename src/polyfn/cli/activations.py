@@ -179,10 +179,25 @@ def activation(
             "--json", envvar="POLYFN_JSON", show_default="off", help="Print the raw JSON instead of panels."
         ),
     ] = False,
+    wait: Annotated[
+        bool,
+        typer.Option("--wait", "-w", envvar="POLYFN_ACTIVATION_WAIT", show_default="off",
+                     help="For an async invocation: wait until it is no longer pending or running."),
+    ] = False,
+    wait_timeout: Annotated[
+        float,
+        typer.Option("--wait-timeout", envvar="POLYFN_ACTIVATION_WAIT_TIMEOUT", metavar="SECONDS",
+                     help="Give up waiting after this long (the current state is printed)."),
+    ] = 300.0,
 ) -> None:
     """Show one activation: timings, result or error, and its log lines."""
     state: State = ctx.obj
-    record = state.client().activation(activation_id)
+    if wait:
+        from polyfn.cli.events import wait_for_activation
+
+        record = wait_for_activation(state, activation_id, wait_timeout)
+    else:
+        record = state.client().activation(activation_id)
     if as_json:
         write_json(record)
         return

@@ -18,7 +18,7 @@ from rich.text import Text
 from rich.traceback import Traceback
 from typer.core import TyperGroup
 
-from polyfn.cli import activations, functions, serve, version
+from polyfn.cli import activations, events, functions, serve, version
 from polyfn.cli.config import DATA_DIR_ENV, DEFAULT_DATA_DIR_TEXT, KEY_ENV, URL_ENV, State, resolve
 from polyfn.cli.errors import CliError, FunctionFailed
 from polyfn.cli.output import err
@@ -62,6 +62,10 @@ HINTS: dict[str, str] = {
     "payload_too_large": "send a smaller payload",
     "code_too_large": "leave data files out of the deployed directory",
     "shutting_down": "the server is stopping; retry once it is back",
+    "invalid_cron": "use 5 cron fields, e.g. '*/5 * * * *' (minute hour day month weekday)",
+    "invalid_timezone": "use an IANA zone name such as UTC or Asia/Shanghai",
+    "trigger_not_found": "see triggers with `polyfn trigger list`",
+    "dead_letter_not_found": "see dead letters with `polyfn dlq list`",
 }
 
 _PASS_THROUGH: tuple[type[BaseException], ...] = (typer.Exit, typer.Abort, ClickException)
@@ -199,6 +203,9 @@ app.command("delete", rich_help_panel="Functions")(functions.delete)
 app.command("activations", rich_help_panel="Activations and logs")(activations.activations)
 app.command("activation", rich_help_panel="Activations and logs")(activations.activation)
 app.command("logs", rich_help_panel="Activations and logs")(activations.logs)
+app.add_typer(events.trigger_app, name="trigger", rich_help_panel="Events")
+app.add_typer(events.dlq_app, name="dlq", rich_help_panel="Events")
+app.command("publish", rich_help_panel="Events")(events.publish)
 
 
 def main() -> None:
