@@ -4,6 +4,7 @@ CloudEvents ingress. Mounted under `/v1` (with the API key) by `app.build_api`."
 from __future__ import annotations
 
 import time
+import uuid
 from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
@@ -91,6 +92,29 @@ def router(node: Node) -> APIRouter:
         if not await node.queue.db.purge(entry_id):
             raise ApiError(404, "dead_letter_not_found", f"no dead letter {entry_id!r}")
         return {"deleted": entry_id}
+
+    # -- embedded topics ----------------------------------------------------------------------------
+
+    @r.post("/topics/{topic}/messages", status_code=201,
+            summary="Publish a message to an embedded topic (query attr.KEY=VALUE adds attributes)")
+    async def publish(topic: str, request: Request) -> JSONResponse:
+        from polyfn.triggers import topic as topics
+        from polyfn.triggers.base import TriggerConfigError
+
+        body = await request.body()
+        if len(body) > node.settings.max_payload:
+            raise ApiError(413, "payload_too_large",
+                           f"the message is {len(body)} bytes; the limit is {node.settings.max_payload}")
+        attrs = {k[5:]: v for k, v in request.query_params.items() if k.startswith("attr.")}
+        ct = request.headers.get("content-type")
+        if ct:
+            attrs.setdefault("content_type", ct)
+        msg_id = uuid.uuid4().hex
+        try:
+            n = await topics.publish(node.triggers, topic, msg_id, body, attrs)
+        except TriggerConfigError as e:
+            raise ApiError(400, e.code, str(e)) from None
+        return JSONResponse({"id": msg_id, "topic": topic, "subscribers": n}, status_code=201)
 
     from polyfn.api import triggers as trigger_routes
 

@@ -350,3 +350,41 @@ class QueueDB:
         rows = await self.read("SELECT url, attempt, state, last_error, updated_at FROM callbacks WHERE id=?",
                                (job_id,))
         return dict(rows[0]) if rows else None
+
+    # -- embedded topics ----------------------------------------------------------------------------
+    # One row per (message, subscribing trigger): `pending` → `inflight` (claimed by the trigger) → deleted
+    # once delivered or dead-lettered. `inflight` rows left by a crash become `pending` again at start.
+
+    async def topic_publish(self, topic: str, subscribers: Sequence[str], msg_id: str, body: bytes,
+                            attributes: dict[str, str], now: float) -> None:
+        rows = [(topic, sub, msg_id, body, json.dumps(attributes), now, now) for sub in subscribers]
+        await self.write([(
+            "INSERT INTO topic_messages (topic, subscriber, id, body, attributes, sent_at, not_before, state) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 'pending')", rows, True)])
+
+    async def topic_claim(self, subscriber: str, limit: int) -> list[sqlite3.Row]:
+        def fn(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+            return conn.execute(
+                "UPDATE topic_messages SET state='inflight', attempt=attempt+1 WHERE seq IN (SELECT seq FROM "
+                "topic_messages WHERE subscriber=? AND state='pending' ORDER BY seq LIMIT ?) RETURNING *",
+                (subscriber, limit)).fetchall()
+
+        rows = await self.transact(fn)
+        return sorted(rows, key=lambda r: r["seq"])
+
+    async def topic_count(self, subscriber: str) -> int:
+        rows = await self.read("SELECT COUNT(*) AS n FROM topic_messages WHERE subscriber=? AND state='pending'",
+                               (subscriber,))
+        return rows[0]["n"]
+
+    async def topic_ack(self, seqs: Sequence[int]) -> None:
+        await self.write([("DELETE FROM topic_messages WHERE seq=?", [(s,) for s in seqs], True)])
+
+    async def topic_recover(self) -> int:
+        def fn(conn: sqlite3.Connection) -> int:
+            return conn.execute("UPDATE topic_messages SET state='pending' WHERE state='inflight'").rowcount
+
+        return await self.transact(fn)
+
+    async def topic_drop_subscriber(self, subscriber: str) -> None:
+        await self.write([("DELETE FROM topic_messages WHERE subscriber=?", (subscriber,), False)])

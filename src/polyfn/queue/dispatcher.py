@@ -74,6 +74,7 @@ class AsyncQueue:
     async def start(self) -> None:
         self.db = await QueueDB.open(self.settings.data_dir / "queue.db")
         recovered = await self.db.recover()
+        await self.db.topic_recover()
         if recovered:
             log.info("async queue: %d interrupted invocation(s) will run again", recovered)
         self._http = httpx.AsyncClient(timeout=self.settings.callback_timeout)

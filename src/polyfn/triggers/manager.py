@@ -119,6 +119,7 @@ class TriggerManager:
         if runner is not None and hasattr(runner, "close"):
             with contextlib.suppress(Exception):
                 await runner.close()
+        await self.ctx.queue.db.topic_drop_subscriber(trigger_id)
         return await self.tstore.delete(trigger_id) or runner is not None
 
     def view(self, runner: Runner) -> dict[str, Any]:
