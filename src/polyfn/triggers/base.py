@@ -72,3 +72,46 @@ def opt_num(config: dict[str, Any], key: str, default: float, lo: float, hi: flo
     if not lo <= v <= hi:
         raise TriggerConfigError(f"option {key}={v!r} is out of range: allowed {lo}..{hi}")
     return v
+
+
+class BrokerRunner(Runner):
+    """A runner that holds a broker connection: `consume()` connects, calls `connected()`, and loops until the
+    connection fails (it raises). `run()` reconnects with exponential backoff and jitter, and keeps the error
+    in `health` meanwhile, so `polyfn trigger list` shows why a trigger is not receiving."""
+
+    async def run(self) -> None:
+        import asyncio
+        import random
+
+        delay = 0.2
+        while True:
+            self.set_health("connecting", self.health.get("message", "") if self.health["state"] == "error" else "")
+            try:
+                await self.consume()
+                raise ConnectionError("the broker closed the connection")
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                if self.health["state"] == "connected":
+                    delay = 0.2  # it worked for a while: reconnect promptly
+                self.set_health("error", f"{type(e).__name__}: {e}"[:500])
+            finally:
+                await self.close()
+            await asyncio.sleep(delay * (0.5 + random.random() / 2))
+            delay = min(delay * 2, self.ctx.settings.trigger_reconnect_max)
+
+    def connected(self) -> None:
+        self.set_health("connected")
+
+    async def consume(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        pass
+
+
+def only(config: dict[str, Any], kind: str, allowed: set[str]) -> None:
+    unknown = set(config) - allowed
+    if unknown:
+        raise TriggerConfigError(f"unknown {kind} option(s): {', '.join(sorted(unknown))}; "
+                                 f"allowed: {', '.join(sorted(allowed))}")
