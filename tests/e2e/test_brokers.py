@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from .brokers import mqtt_broker, nats_broker, rabbitmq_url, redis_broker
+from .brokers import mqtt_broker, nats_broker, port_open, rabbitmq_broker, redis_broker
 from .conftest import Server, start_server, wait_until
 
 CONSUMER = '''
@@ -215,8 +215,23 @@ def test_mqtt_bad_filter(server: Server) -> None:
 # -- RabbitMQ -----------------------------------------------------------------------------------------
 
 
-def test_rabbitmq_queue_and_poison(server: Server, tmp_path: Path) -> None:
-    url = rabbitmq_url()
+@pytest.fixture(scope="module")
+def rabbit() -> Iterator[str]:
+    """The machine's RabbitMQ when it answers on 5672, else a private node of our own."""
+    if port_open(5672):
+        yield "amqp://guest:guest@127.0.0.1:5672/"
+        return
+    b = rabbitmq_broker()
+    try:
+        b.start()
+        yield f"amqp://guest:guest@127.0.0.1:{b.port}/"
+    finally:
+        b.stop()
+        b.remove()
+
+
+def test_rabbitmq_queue_and_poison(server: Server, tmp_path: Path, rabbit: str) -> None:
+    url = rabbit
     import aio_pika
 
     queue = f"polyfn-test-{tmp_path.name[-12:]}"
