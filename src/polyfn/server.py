@@ -97,7 +97,7 @@ class Node:
         self.queue = AsyncQueue(s, self.invoker, self.registry)
         await self.queue.start()
         self._gateway.queue = self.queue
-        self.triggers = TriggerManager(s, self.store, self.invoker, self.queue, self.registry)
+        self.triggers = TriggerManager(s, self.store, self.invoker, self.queue, self.registry, self.recorder)
         await self.triggers.start()
         log.info("polyfn %s ready: %d functions, isolation: %s", __version__, len(self.registry.functions),
                  self.manager.isolation)

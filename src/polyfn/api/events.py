@@ -3,6 +3,7 @@ CloudEvents ingress. Mounted under `/v1` (with the API key) by `app.build_api`."
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import TYPE_CHECKING, Annotated, Any
@@ -116,6 +117,25 @@ def router(node: Node) -> APIRouter:
             raise ApiError(400, e.code, str(e)) from None
         return JSONResponse({"id": msg_id, "topic": topic, "subscribers": n}, status_code=201)
 
+    # -- log streams --------------------------------------------------------------------------------
+
+    @r.post("/logs/{stream}", status_code=202,
+            summary="Ingest log lines (JSON array of strings or {message, timestamp}, or text lines)")
+    async def ingest_logs(stream: str, request: Request) -> JSONResponse:
+        from polyfn.triggers import log as logs
+        from polyfn.triggers.base import TriggerConfigError
+
+        body = await request.body()
+        if len(body) > node.settings.max_payload:
+            raise ApiError(413, "payload_too_large",
+                           f"the batch is {len(body)} bytes; the limit is {node.settings.max_payload}")
+        lines = parse_log_lines(body, request.headers.get("content-type", ""))
+        try:
+            n = await logs.ingest(node.triggers, stream, lines)
+        except TriggerConfigError as e:
+            raise ApiError(400, e.code, str(e)) from None
+        return JSONResponse({"stream": stream, "accepted": len(lines), "subscribers": n}, status_code=202)
+
     from polyfn.api import triggers as trigger_routes
 
     trigger_routes.add_routes(r, node)
@@ -128,6 +148,33 @@ def _dead_json(job: Any, full: bool) -> dict[str, Any]:
         out.pop("body", None)
         out.pop("headers", None)
     return out
+
+
+def parse_log_lines(body: bytes, content_type: str) -> list[tuple[str, float]]:
+    """`(message, epoch seconds or 0)` pairs from a JSON array (strings, or objects with `message`/`msg` and an
+    optional `timestamp` in s or ms), a JSON object with `lines`, or plain text (one line each)."""
+    if "json" in content_type:
+        try:
+            data = json.loads(body or b"[]")
+        except ValueError as e:
+            raise ApiError(400, "invalid_json", f"the log batch is not valid JSON ({e})") from None
+        if isinstance(data, dict):
+            data = data.get("lines", [data])
+        if not isinstance(data, list):
+            raise ApiError(400, "invalid_request", "send a JSON array of log lines")
+        out = []
+        for item in data:
+            if isinstance(item, dict):
+                msg = item.get("message", item.get("msg"))
+                text = msg if isinstance(msg, str) else json.dumps(item)
+                ts = item.get("timestamp", 0)
+                ts = float(ts) / 1000 if isinstance(ts, int | float) and ts > 1e11 else (
+                    float(ts) if isinstance(ts, int | float) else 0.0)
+                out.append((text, ts))
+            else:
+                out.append((item if isinstance(item, str) else json.dumps(item), 0.0))
+        return out
+    return [(line, 0.0) for line in body.decode("utf-8", "replace").splitlines() if line.strip()]
 
 
 def to_json(obj: Any) -> Any:

@@ -362,6 +362,15 @@ class QueueDB:
             "INSERT INTO topic_messages (topic, subscriber, id, body, attributes, sent_at, not_before, state) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, 'pending')", rows, True)])
 
+    async def topic_publish_many(self, topic: str, subscribers: Sequence[str],
+                                 msgs: Sequence[tuple[str, bytes, dict[str, str], float]]) -> None:
+        """Several messages `(id, body, attributes, sent_at)` for every subscriber, in one commit."""
+        rows = [(topic, sub, mid, body, json.dumps(attrs), at, at) for sub in subscribers
+                for mid, body, attrs, at in msgs]
+        await self.write([(
+            "INSERT INTO topic_messages (topic, subscriber, id, body, attributes, sent_at, not_before, state) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 'pending')", rows, True)])
+
     async def topic_claim(self, subscriber: str, limit: int) -> list[sqlite3.Row]:
         def fn(conn: sqlite3.Connection) -> list[sqlite3.Row]:
             return conn.execute(

@@ -29,6 +29,7 @@ class Context:
     queue: AsyncQueue
     registry: FunctionRegistry
     store: TriggerStore
+    recorder: Any = None  # ActivationRecorder: log triggers follow functions' output through it
 
 
 class Runner:

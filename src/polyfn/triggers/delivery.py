@@ -14,6 +14,7 @@ import base64
 import json
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -70,7 +71,8 @@ def failed_items(body: bytes, ids: set[str]) -> set[str] | None:
     return out
 
 
-async def deliver(runner: Runner, source: str, topic: str, messages: list[Message], single: bool = True) -> None:
+async def deliver(runner: Runner, source: str, topic: str, messages: list[Message], single: bool = True,
+                  builder: Callable[[list[Message]], bytes] | None = None) -> None:
     ctx = runner.ctx
     trig = runner.trigger
     pending = list(messages)
@@ -86,7 +88,7 @@ async def deliver(runner: Runner, source: str, topic: str, messages: list[Messag
                         {"code": "function_not_found", "message": f"function {trig.function!r} does not exist"})
             return
         spec = active.revision.spec
-        body = build_event(trig.id, source, topic, pending, single)
+        body = builder(pending) if builder else build_event(trig.id, source, topic, pending, single)
         out = await ctx.invoker.invoke(trig.function, "cloudevent", trig.kind, "POST", "/", "",
                                        [("x-polyfn-trigger", trig.id)], body, CONTENT_TYPE,
                                        activation_id=uuid.uuid4().hex)

@@ -43,10 +43,10 @@ def kind_module(kind: str) -> Any:
 
 class TriggerManager:
     def __init__(self, settings: Settings, store: Any, invoker: Invoker, queue: AsyncQueue,
-                 registry: FunctionRegistry):
+                 registry: FunctionRegistry, recorder: Any = None):
         self.settings = settings
         self.tstore = TriggerStore(store)
-        self.ctx = Context(settings, invoker, queue, registry, self.tstore)
+        self.ctx = Context(settings, invoker, queue, registry, self.tstore, recorder)
         self.runners: dict[str, Runner] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
 
@@ -98,6 +98,8 @@ class TriggerManager:
         if not isinstance(config, dict):
             raise TriggerConfigError("trigger options must be a JSON object")
         config = mod.validate(config)
+        if hasattr(mod, "check"):
+            mod.check(function, config)
         if trigger_id is None:
             trigger_id = f"{function}-{kind}-{uuid.uuid4().hex[:6]}"[-63:].lstrip("-")
         if not ID_RE.match(trigger_id):

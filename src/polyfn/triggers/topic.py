@@ -43,10 +43,12 @@ class TopicRunner(Runner):
 
     def __init__(self, trigger: Any, ctx: Any):
         super().__init__(trigger, ctx)
-        self.topic = trigger.config["topic"]
+        self.topic = trigger.config.get("topic", "")
         self.batch_size = trigger.config["batch_size"]
         self.window = trigger.config["batch_window"]
         self.wake = asyncio.Event()
+        self.source = "queue"
+        self.builder: Any = None  # default CloudEvent: TYPE_QUEUE_BATCH
 
     async def run(self) -> None:
         db = self.ctx.queue.db
@@ -63,7 +65,7 @@ class TopicRunner(Runner):
                 continue
             msgs = [Message(id=r["id"], body=bytes(r["body"]), attributes=json.loads(r["attributes"]),
                             sent_at=r["sent_at"], attempt=r["attempt"]) for r in rows]
-            await deliver(self, "queue", self.topic, msgs, single=False)
+            await deliver(self, self.source, self.topic, msgs, single=False, builder=self.builder)
             await db.topic_ack([r["seq"] for r in rows])
 
     async def _full(self) -> None:
