@@ -99,6 +99,9 @@ class Node:
         self._gateway.queue = self.queue
         self.triggers = TriggerManager(s, self.store, self.invoker, self.queue, self.registry, self.recorder)
         await self.triggers.start()
+        from polyfn.triggers import events as cloudevents
+
+        self.queue.on_reply = lambda event, hops: cloudevents.route(self.triggers, event, hops)
         log.info("polyfn %s ready: %d functions, isolation: %s", __version__, len(self.registry.functions),
                  self.manager.isolation)
 

@@ -136,6 +136,24 @@ def router(node: Node) -> APIRouter:
             raise ApiError(400, e.code, str(e)) from None
         return JSONResponse({"stream": stream, "accepted": len(lines), "subscribers": n}, status_code=202)
 
+    # -- CloudEvents ingress --------------------------------------------------------------------------
+
+    @r.post("/events", status_code=202,
+            summary="Accept CloudEvents (binary, structured or batch mode) and route them to `events` triggers")
+    async def ingest_events(request: Request) -> JSONResponse:
+        from polyfn.triggers import events as ce
+
+        body = await request.body()
+        if len(body) > node.settings.max_payload:
+            raise ApiError(413, "payload_too_large",
+                           f"the event is {len(body)} bytes; the limit is {node.settings.max_payload}")
+        try:
+            evts = ce.from_http(dict(request.headers.items()), body)
+        except ce.InvalidEvent as e:
+            raise ApiError(400, "invalid_cloudevent", str(e)) from None
+        out = [{"id": e["id"], "deliveries": await ce.route(node.triggers, e)} for e in evts]
+        return JSONResponse({"events": out}, status_code=202)
+
     from polyfn.api import triggers as trigger_routes
 
     trigger_routes.add_routes(r, node)

@@ -70,6 +70,7 @@ class AsyncQueue:
         self._cb_wake = asyncio.Event()
         self._stopping = False
         self._http: httpx.AsyncClient | None = None
+        self.on_reply: Any = None  # set by the node: routes CloudEvents that functions reply with
 
     async def start(self) -> None:
         self.db = await QueueDB.open(self.settings.data_dir / "queue.db")
@@ -187,6 +188,8 @@ class AsyncQueue:
         cls = retry.classify(out.status, code)
         decision = retry.decide(cls, job.attempt, time.time() - job.enqueued_at, spec)
         if decision.action == "done":
+            if job.trigger == "events" and out.status < 400 and self.on_reply is not None:
+                await self._reply(job, out.body)
             await self.db.finish(job.id)
             await self._callback(job, out, "success" if out.status < 400 else "error")
         elif decision.action == "retry":
@@ -195,6 +198,21 @@ class AsyncQueue:
         else:
             err["attempt"] = job.attempt
             await self._dead(job, decision.reason, err, out)
+
+    async def _reply(self, job: Job, body: bytes) -> None:
+        """A function invoked by an event replied with a CloudEvent: route it on (hop count bounded)."""
+        try:
+            reply = json.loads(body) if body[:1] == b"{" else None
+        except ValueError:
+            return
+        if not (isinstance(reply, dict) and reply.get("specversion") and reply.get("type") and reply.get("source")):
+            return
+        reply.setdefault("id", uuid.uuid4().hex)
+        hops = next((int(v) for k, v in job.headers if k == "x-polyfn-event-hops" and v.isdigit()), 0)
+        try:
+            await self.on_reply(reply, hops + 1)
+        except Exception as e:
+            log.warning("reply event of %s not routed: %s", job.id, e)
 
     async def _dead(self, job: Job, reason: str, err: dict[str, Any] | None, out: Outcome | None = None) -> None:
         log.warning("async queue: %s for %s moved to the dead-letter queue: %s", job.id, job.function, reason)
