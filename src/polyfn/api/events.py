@@ -66,6 +66,12 @@ def merge_activation(act: dict[str, Any] | None, queued: dict[str, Any] | None) 
 def router(node: Node) -> APIRouter:
     r = APIRouter()
 
+    @r.get("/queue", summary="The async queue's depth: pending, running and dead-lettered invocations")
+    async def queue_stats() -> dict[str, Any]:
+        counts = await node.queue.db.counts()
+        return {"pending": counts.get("pending", 0), "running": counts.get("running", 0),
+                "dead_letters": counts.get("dead", 0), "inflight": len(node.queue._tasks)}
+
     # -- dead-letter queue --------------------------------------------------------------------------
 
     @r.get("/dlq", summary="Dead-lettered invocations and trigger messages, newest first")
