@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 
-from .conftest import Server
+from .conftest import Server, start_server
 
 ECHO = '''
 import base64
@@ -85,3 +85,20 @@ def handler(event, context):
     assert r.headers.get("x-good") == "yes"
     assert "x-bad" not in r.headers and "set-cookie" not in r.headers
     assert r.headers["content-length"] == "2"
+
+
+def test_functions_see_neither_the_api_key_nor_the_server_environment(tmp_path) -> None:
+    s = start_server(tmp_path / "d", env={"POLYFN_API_KEY": "leaked-key", "SERVER_SECRET": "leaked-secret"})
+    try:
+        s.deploy("peek", {"handler.py": '''
+import os
+def handler(event, context):
+    return dict(os.environ)
+'''}, env={"MINE": "1"})
+        for r in (s.api.post("/v1/functions/peek/invoke", json={}), s.http.get("/fn/peek")):
+            assert r.status_code == 200
+            env = r.json()
+            assert "leaked" not in r.text and s.key not in r.text
+            assert env["MINE"] == "1" and env["POLYFN_FUNCTION_NAME"] == "peek"
+    finally:
+        s.stop()

@@ -153,8 +153,9 @@ def build_api(node: Node) -> FastAPI:
             return await events.accept_async(node, request, name, "event", body, ct)
         if mode != "sync":
             raise ApiError(400, "invalid_request", f"mode={mode!r}: use sync or async")
-        out = await node.invoker.invoke(name, "event", "invoke", "POST", "/", "", list(request.headers.items()),
-                                        body, ct)
+        # The caller's API key authorises the invoke; it is never passed on to the function.
+        headers = [(k, v) for k, v in request.headers.items() if k not in ("authorization", "cookie")]
+        out = await node.invoker.invoke(name, "event", "invoke", "POST", "/", "", headers, body, ct)
         return Response(out.body, status_code=out.status, headers={k.decode(): v.decode() for k, v in out.headers})
 
     @v1.get("/activations")

@@ -23,7 +23,7 @@ async def accept_async(node: Node, request: Request, name: str, kind: str, body:
                        method: str = "POST", path: str = "/", query: str = "") -> Response:
     """Queue an invocation durably and answer 202 with its activation id."""
     headers = [(k, v) for k, v in request.headers.items()
-               if k not in ("authorization", "x-callback-url", "x-polyfn-async", "content-length")]
+               if k not in ("authorization", "cookie", "x-callback-url", "x-polyfn-async", "content-length")]
     try:
         aid = await node.queue.submit(name, kind, "async", body, content_type, headers, method, path, query,
                                       callback_url=request.headers.get("x-callback-url"))

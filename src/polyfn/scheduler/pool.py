@@ -232,8 +232,9 @@ class Pool:
     def reap(self, now: float) -> int:
         """Close instances idle for longer than the keep-alive, keeping `min_instances`. Returns how many."""
         closed = 0
+        live = sum(1 for i in self.instances if i.state is State.READY)  # closing ones don't count
         for inst in list(self.idle):
-            if len(self.instances) - closed <= self.min_instances:
+            if live - closed <= self.min_instances:
                 break
             if inst.inflight == 0 and now - inst.last_used >= self.keepalive:
                 self.idle.remove(inst)

@@ -48,6 +48,8 @@ class InstanceSpec(msgspec.Struct, kw_only=True, array_like=True):
     log_lines_max: int = 1000
 
 
+SAFE_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "PYTHONHASHSEED", "PYTHONDONTWRITEBYTECODE")
+
 # --- log capture -------------------------------------------------------------------------------------
 
 _current: contextvars.ContextVar[_LogBuffer | None] = contextvars.ContextVar("polyfn_logs", default=None)
@@ -168,8 +170,15 @@ def _prepare_process(spec: InstanceSpec, joined: bool) -> list[str]:
     os.chdir(spec.code_dir)
     paths = [spec.code_dir] + ([spec.deps_dir] if spec.deps_dir else [])
     sys.path[:0] = paths
+    # A clean environment: nothing of the server's (keys, credentials) leaks into user code.
+    base = {k: os.environ[k] for k in SAFE_ENV if k in os.environ}
+    os.environ.clear()
+    os.environ.update(base)
     os.environ.update(
         {
+            "HOME": "/tmp",
+            "TMPDIR": "/tmp",
+            "PYTHONPATH": os.pathsep.join(paths),
             "POLYFN_FUNCTION_NAME": spec.function,
             "POLYFN_FUNCTION_REVISION": str(spec.revision),
             "POLYFN_INSTANCE_ID": spec.instance_id,
