@@ -59,6 +59,10 @@ def test_cron_bad_input(server: Server) -> None:
     assert r.status_code == 400 and "missed" in r.json()["error"]["message"]
     assert server.api.get("/v1/functions/cr-bad/triggers").json() == {"triggers": []}  # nothing half-created
 
+    server.cli("trigger", "add", "cr-bad", "cron", "0 0 1 1 *", "--id", "cr-bad-yearly", check=True)
+    assert server.api.delete("/v1/functions/cr-bad").status_code == 200
+    assert server.api.get("/v1/triggers/cr-bad-yearly").status_code == 404  # went with its function
+
 
 def test_cron_survives_restart(fresh_server: Server) -> None:
     s = fresh_server

@@ -137,6 +137,8 @@ def build_api(node: Node) -> FastAPI:
             raise ApiError(404, "function_not_found", f"function {name!r} does not exist")
         pool = node.registry.remove(name)
         node.schedule_code_cleanup(name, deleted, pool)
+        if node.triggers is not None:  # a deleted function's triggers go with it
+            await node.triggers.delete_for(name)
         return {"deleted": name}
 
     @v1.post("/functions/{name}/invoke", summary="Invoke a function with an event payload (mode=sync|async)")

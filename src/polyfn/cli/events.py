@@ -50,15 +50,15 @@ def trigger_add(
         "stream; amqp: queue; log: stream; events: CloudEvent type.", show_default=False)] = None,
     tz: Annotated[str | None, typer.Option("--tz", envvar="POLYFN_TRIGGER_TZ", help="cron: IANA time zone.",
                                            show_default="UTC")] = None,
-    data: Annotated[str | None, typer.Option("--data", "-d", metavar="JSON",
+    data: Annotated[str | None, typer.Option("--data", "-d", metavar="JSON", envvar="POLYFN_TRIGGER_DATA",
                                              help="cron: payload delivered with every tick.",
                                              show_default="none")] = None,
-    missed: Annotated[str | None, typer.Option("--missed", help="cron: ticks missed while down: skip or run_once.",
+    missed: Annotated[str | None, typer.Option("--missed", envvar="POLYFN_TRIGGER_MISSED", help="cron: ticks missed while down: skip or run_once.",
                                                show_default="skip")] = None,
-    option: Annotated[list[str] | None, typer.Option("--option", "-o", metavar="KEY=VALUE",
+    option: Annotated[list[str] | None, typer.Option("--option", "-o", metavar="KEY=VALUE", envvar="POLYFN_TRIGGER_OPTION",
                                                      help="Any other option of the kind (repeat), see docs/triggers.md.",
                                                      show_default="none")] = None,
-    trigger_id: Annotated[str | None, typer.Option("--id", help="Trigger id.",
+    trigger_id: Annotated[str | None, typer.Option("--id", envvar="POLYFN_TRIGGER_ID", help="Trigger id.",
                                                    show_default="FUNCTION-KIND-<random>")] = None,
     as_json: Annotated[bool, JSON_OPT] = False,
 ) -> None:
@@ -142,7 +142,7 @@ def trigger_delete(ctx: typer.Context,
 def dlq_list(
     ctx: typer.Context,
     function: Annotated[str | None, typer.Argument(help="Only this function's.", show_default="all")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="How many, newest first.")] = 50,
+    limit: Annotated[int, typer.Option("--limit", envvar="POLYFN_DLQ_LIMIT", min=1, max=1000, help="How many, newest first.")] = 50,
     as_json: Annotated[bool, JSON_OPT] = False,
 ) -> None:
     """List dead letters, newest first."""
@@ -175,8 +175,10 @@ def dlq_show(ctx: typer.Context,
 def dlq_replay(
     ctx: typer.Context,
     entry_ids: Annotated[list[str] | None, typer.Argument(metavar="ID...", show_default=False)] = None,
-    all_: Annotated[bool, typer.Option("--all", help="Replay every dead letter (of FUNCTION with --function).")] = False,
-    function: Annotated[str | None, typer.Option("--function", help="With --all: only this function's.")] = None,
+    all_: Annotated[bool, typer.Option("--all", envvar="POLYFN_DLQ_ALL", show_default="off",
+                                     help="Replay every dead letter (of FUNCTION with --function).")] = False,
+    function: Annotated[str | None, typer.Option("--function", envvar="POLYFN_DLQ_FUNCTION", show_default="all",
+                                                   help="With --all: only this function's.")] = None,
 ) -> None:
     """Run dead letters again (async, from attempt 1); prints their activation ids."""
     state: State = ctx.obj
@@ -208,8 +210,8 @@ def publish(
     topic: Annotated[str, typer.Argument(help="Embedded topic name.", show_default=False)],
     data: Annotated[str, typer.Option("--data", "-d", envvar="POLYFN_PUBLISH_DATA", metavar="JSON|@FILE|-",
                                       help="Message body: JSON text, @FILE or - for stdin.")] = "{}",
-    raw: Annotated[bool, typer.Option("--raw", show_default="off", help="Send the body as bytes, unchecked.")] = False,
-    attribute: Annotated[list[str] | None, typer.Option("--attr", "-a", metavar="KEY=VALUE",
+    raw: Annotated[bool, typer.Option("--raw", envvar="POLYFN_PUBLISH_RAW", show_default="off", help="Send the body as bytes, unchecked.")] = False,
+    attribute: Annotated[list[str] | None, typer.Option("--attr", "-a", metavar="KEY=VALUE", envvar="POLYFN_PUBLISH_ATTR",
                                                         help="Message attribute (repeat).",
                                                         show_default="none")] = None,
 ) -> None:

@@ -124,6 +124,12 @@ class TriggerManager:
         await self.ctx.queue.db.topic_drop_subscriber(trigger_id)
         return await self.tstore.delete(trigger_id) or runner is not None
 
+    async def delete_for(self, function: str) -> int:
+        ids = [t.id for t in await self.tstore.list(function)]
+        for tid in ids:
+            await self.delete(tid)
+        return len(ids)
+
     def view(self, runner: Runner) -> dict[str, Any]:
         t = runner.trigger
         out = {"id": t.id, "function": t.function, "kind": t.kind, "config": t.config, "created_at": t.created_at,
