@@ -218,9 +218,9 @@ async def _follow(node: Node, name: str, backlog: list[dict[str, Any]], activati
             except TimeoutError:
                 yield b": keep-alive\n\n"
                 continue
-            for ts, stream, text in act.logs:
+            for ln in act.logs:  # LogLine structs (array_like, but not iterable)
                 yield b"data: " + json.dumps(
-                    {"activation": act.id, "ts": ts, "stream": stream, "line": text}).encode() + b"\n\n"
+                    {"activation": act.id, "ts": ln.ts, "stream": ln.stream, "line": ln.line}).encode() + b"\n\n"
     finally:
         unsubscribe()
 
