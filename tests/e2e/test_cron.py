@@ -77,3 +77,39 @@ def test_cron_survives_restart(fresh_server: Server) -> None:
         assert t["id"] == "cr-p" and t["config"]["missed"] == "run_once" and t["health"]["state"] == "scheduled"
     finally:
         s2.stop()
+
+
+def _ticks(s: Server, fn: str) -> list[str]:
+    acts = s.api.get("/v1/activations", params={"function": fn, "limit": 1000}).json()["activations"]
+    return sorted(json.loads(a["result"])["data"]["scheduled_time"] for a in acts if a["trigger"] == "cron")
+
+
+def test_missed_ticks_run_once_never_a_burst(tmp_path) -> None:
+    """Down for ~4 ticks of an every-second schedule: `run_once` runs one catch-up tick, `skip` none."""
+    import datetime as dt
+    import time
+
+    from .conftest import start_server
+
+    s = start_server(tmp_path / "data")
+    s.deploy("cr-once", {"handler.py": TICK})
+    s.deploy("cr-skip", {"handler.py": TICK})
+    s.cli("trigger", "add", "cr-once", "cron", "* * * * * *", "--missed", "run_once", check=True)
+    s.cli("trigger", "add", "cr-skip", "cron", "* * * * * *", check=True)
+    assert wait_until(lambda: _ticks(s, "cr-once") and _ticks(s, "cr-skip"), 15)
+    s.stop()
+    down_from = time.time()
+    time.sleep(4)
+    s = start_server(tmp_path / "data")
+    try:
+        up_at = time.time()
+        assert wait_until(lambda: any(dt.datetime.fromisoformat(t).timestamp() > up_at + 1
+                                      for t in _ticks(s, "cr-once")), 20)
+
+        def during(fn: str) -> list[str]:  # ticks scheduled while the server was down
+            return [t for t in _ticks(s, fn) if down_from + 1 < dt.datetime.fromisoformat(t).timestamp() < up_at - 0.5]
+
+        assert len(during("cr-once")) == 1, _ticks(s, "cr-once")
+        assert during("cr-skip") == [], _ticks(s, "cr-skip")
+    finally:
+        s.stop()

@@ -70,7 +70,7 @@ def router(node: Node) -> APIRouter:
     async def queue_stats() -> dict[str, Any]:
         counts = await node.queue.db.counts()
         return {"pending": counts.get("pending", 0), "running": counts.get("running", 0),
-                "dead_letters": counts.get("dead", 0), "inflight": len(node.queue._tasks)}
+                "dead_letters": counts.get("dead", 0), "inflight": node.queue.inflight}
 
     # -- dead-letter queue --------------------------------------------------------------------------
 
@@ -91,7 +91,7 @@ def router(node: Node) -> APIRouter:
     async def dlq_replay(entry_id: str) -> Response:
         if not await node.queue.db.replay(entry_id, time.time()):
             raise ApiError(404, "dead_letter_not_found", f"no dead letter {entry_id!r}")
-        node.queue._wake.set()
+        node.queue.poke()
         return JSONResponse({"activation_id": entry_id, "status": "pending"}, status_code=202)
 
     @r.delete("/dlq/{entry_id}")

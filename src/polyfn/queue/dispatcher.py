@@ -101,6 +101,14 @@ class AsyncQueue:
             await self._http.aclose()
         await self.db.close()
 
+    def poke(self) -> None:
+        """Jobs became due outside `submit` (e.g. a dead letter replayed): claim now."""
+        self._wake.set()
+
+    @property
+    def inflight(self) -> int:
+        return len(self._tasks)
+
     # -- accepting ----------------------------------------------------------------------------------
 
     async def submit(self, function: str, kind: str, trigger: str, body: bytes, content_type: str,
