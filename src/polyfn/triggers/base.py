@@ -86,7 +86,8 @@ class BrokerRunner(Runner):
 
         delay = 0.2
         while True:
-            self.set_health("connecting", self.health.get("message", "") if self.health["state"] == "error" else "")
+            if self.health["state"] != "error":  # after a failure the error stays visible until connected
+                self.set_health("connecting")
             try:
                 await self.consume()
                 raise ConnectionError("the broker closed the connection")
