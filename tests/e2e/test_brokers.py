@@ -260,3 +260,38 @@ def test_rabbitmq_queue_and_poison(server: Server, tmp_path: Path, rabbit: str) 
             await conn.close()
 
         asyncio.run(cleanup())
+
+
+SLOW_CONSUMER = CONSUMER.replace('    d = event["data"]\n', '    d = event["data"]\n    import time; time.sleep(0.05)\n')
+
+
+def test_broker_restart_mid_stream_loses_nothing(server: Server, tmp_path: Path) -> None:
+    """A backlog is being consumed when each broker restarts: every message still arrives (at least once)."""
+    js_state, redis_state = tmp_path / "js", tmp_path / "redis"
+    js_state.mkdir()
+    redis_state.mkdir()
+    server.deploy("br-mid-js", {"handler.py": SLOW_CONSUMER}, env={"STATE": str(js_state)})
+    server.deploy("br-mid-redis", {"handler.py": SLOW_CONSUMER}, env={"STATE": str(redis_state)})
+    for d in ("nats-data", "redis-data"):
+        (tmp_path / d).mkdir()
+    nb = nats_broker(tmp_path / "nats-data").start()
+    rb = redis_broker(tmp_path / "redis-data").start()
+    nurl, rurl = f"nats://127.0.0.1:{nb.port}", f"redis://127.0.0.1:{rb.port}/0"
+    try:
+        add(server, "br-mid-js", "nats", {"url": nurl, "subject": "mid.*", "jetstream": True, "stream": "MID",
+                                          "ack_wait": 2}, "br-mid-js")
+        add(server, "br-mid-redis", "redis", {"url": rurl, "stream": "mid"}, "br-mid-redis")
+        connected(server, "br-mid-js")
+        connected(server, "br-mid-redis")
+        want = {f"n{i}" for i in range(40)}
+        nats_publish(nurl, "mid.x", sorted(want), js=True)
+        redis_add(rurl, "mid", sorted(want))
+        assert wait_until(lambda: len(bodies(js_state)) >= 3 and len(bodies(redis_state)) >= 3, 15)
+        nb.restart()
+        rb.restart()
+        assert len(bodies(js_state)) < 40 and len(bodies(redis_state)) < 40  # really mid-stream
+        assert wait_until(lambda: bodies(js_state) == want, 40), sorted(want - bodies(js_state))
+        assert wait_until(lambda: bodies(redis_state) == want, 40), sorted(want - bodies(redis_state))
+    finally:
+        nb.stop()
+        rb.stop()

@@ -8,7 +8,8 @@ default `polyfn-<trigger id>`), `batch_size` (1: one `TYPE_BROKER_MESSAGE` per i
 Core NATS is at-most-once by nature (no acknowledgements: a message sent while the trigger is disconnected
 is lost). JetStream is at-least-once: a durable pull consumer, each message acknowledged only after the
 function succeeded or the message went to the dead-letter queue; un-acknowledged messages are redelivered
-after `ack_wait` (60 s, extended while the function runs).
+after `ack_wait` (option, default 60 s, extended while the function runs) — also a message that was in
+flight when the connection dropped, so the function may see it twice.
 """
 
 from __future__ import annotations
@@ -27,13 +28,14 @@ ACK_WAIT = 60.0
 
 
 def validate(config: dict[str, Any]) -> dict[str, Any]:
-    only(config, "nats", {"url", "subject", "queue", "jetstream", "stream", "durable", "batch_size"})
+    only(config, "nats", {"url", "subject", "queue", "jetstream", "stream", "durable", "batch_size", "ack_wait"})
     js = config.get("jetstream", False)
     if not isinstance(js, bool):
         raise TriggerConfigError("option jetstream must be true or false")
     return {"url": opt_str(config, "url", "nats://127.0.0.1:4222"), "subject": opt_str(config, "subject", required=True),
             "queue": opt_str(config, "queue"), "jetstream": js, "stream": opt_str(config, "stream"),
-            "durable": opt_str(config, "durable"), "batch_size": opt_num(config, "batch_size", 1, 1, 1000, integer=True)}
+            "durable": opt_str(config, "durable"), "batch_size": opt_num(config, "batch_size", 1, 1, 1000, integer=True),
+            "ack_wait": opt_num(config, "ack_wait", ACK_WAIT, 1, 3600)}
 
 
 class NatsRunner(BrokerRunner):
@@ -95,7 +97,7 @@ class NatsRunner(BrokerRunner):
                 await js.add_stream(StreamConfig(name=stream, subjects=[c["subject"]]))
         durable = c["durable"] or f"polyfn-{self.trigger.id}"
         psub = await js.pull_subscribe(c["subject"], durable=durable, stream=stream,
-                                       config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT,
+                                       config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=c.get("ack_wait", ACK_WAIT),
                                                              max_ack_pending=max(1000, c["batch_size"])))
         self.connected()
         while True:
@@ -106,7 +108,7 @@ class NatsRunner(BrokerRunner):
             except nats.errors.TimeoutError:
                 continue
             items = [_message(m, m.metadata) for m in msgs]
-            keep = asyncio.create_task(_keep_alive(msgs))
+            keep = asyncio.create_task(_keep_alive(msgs, c.get("ack_wait", ACK_WAIT)))
             try:
                 await deliver(self, "nats", c["subject"], items, single=c["batch_size"] == 1)
             finally:
@@ -115,10 +117,10 @@ class NatsRunner(BrokerRunner):
                 await m.ack()
 
 
-async def _keep_alive(msgs: list[Any]) -> None:
+async def _keep_alive(msgs: list[Any], ack_wait: float) -> None:
     """Tell JetStream the messages are still being worked on (long functions, retries with backoff)."""
     while True:
-        await asyncio.sleep(ACK_WAIT / 3)
+        await asyncio.sleep(ack_wait / 3)
         for m in msgs:
             with contextlib.suppress(Exception):
                 await m.in_progress()
