@@ -220,6 +220,17 @@ def activation(
             f" · init {ms(record.get('init_ms'))} · run {ms(record.get('run_ms'))}",
         ),
     ]
+    # Async invocations: attempts, retry schedule, dead-letter reason, callback delivery.
+    if record.get("attempts"):
+        rows.append(("attempts", str(record["attempts"])))
+    if record.get("next_attempt_at"):
+        rows.append(("next attempt", local_time(record["next_attempt_at"])))
+    if record.get("dead_letter_reason"):
+        rows.append(("dead letter", f"{record['dead_letter_reason']} (polyfn dlq replay {record.get('id', '')})"))
+    callback = record.get("callback")
+    if isinstance(callback, Mapping):
+        detail = f": {callback['last_error']}" if callback.get("last_error") else ""
+        rows.append(("callback", f"{callback.get('state')} after {callback.get('attempt')} attempt(s){detail}"))
     for key, value in rows:
         grid.add_row(key, value if isinstance(value, Text) else Text(value))
     console = out()
