@@ -189,3 +189,15 @@ def test_kill_9_with_queued_invocations(tmp_path: Path) -> None:
         assert all(s.activation(i)["status"] == "success" for i in ids)
     finally:
         s.stop()
+
+
+def test_async_respects_function_capacity(server: Server, tmp_path: Path) -> None:
+    """10 async invocations of a one-instance function whose timeout is shorter than the backlog: the queue
+    feeds it one at a time, so none waits in the pool until it is throttled; every one runs once."""
+    server.deploy("as-narrow", {"handler.py": RECORD}, env={"STATE": str(tmp_path)}, max_instances=1, timeout=1)
+    ids = [server.api.post("/v1/functions/as-narrow/invoke?mode=async", json={"sleep": 0.3}).json()["activation_id"]
+           for _ in range(10)]
+    acts = [final(server, i, 30) for i in ids]
+    assert [a["status"] for a in acts] == ["success"] * 10
+    assert [a["attempts"] if "attempts" in a else 1 for a in acts] == [1] * 10
+    assert sorted((tmp_path / "done.log").read_text().split()) == sorted(ids)  # each ran exactly once

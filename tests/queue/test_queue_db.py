@@ -59,3 +59,14 @@ async def test_one_bad_write_does_not_sink_the_batch(tmp_path: Path) -> None:
     assert isinstance(results[0], Exception) and results[1] is None
     assert await db.get("ok") is not None
     await db.close()
+
+
+async def test_claim_skips_functions_at_capacity_and_unclaim(tmp_path: Path) -> None:
+    db = await QueueDB.open(tmp_path / "q.db")
+    await db.enqueue([Job(id=f"{f}{i}", function=f, body=b"", not_before=i) for i in range(3) for f in "ab"])
+    got = await db.claim(now=10, limit=10, exclude=["a"])
+    assert sorted(j.id for j in got) == ["b0", "b1", "b2"]
+    await db.unclaim(["b1"])
+    (j,) = await db.claim(now=10, limit=1, exclude=["a"])
+    assert j.id == "b1" and j.attempt == 1  # the unclaimed attempt did not count
+    await db.close()

@@ -267,16 +267,24 @@ class QueueDB:
 
         return await self.transact(fn)
 
-    async def claim(self, now: float, limit: int) -> list[Job]:
-        """Mark up to `limit` due pending jobs as running (attempt + 1) and return them, oldest due first."""
+    async def claim(self, now: float, limit: int, exclude: Sequence[str] = ()) -> list[Job]:
+        """Mark up to `limit` due pending jobs as running (attempt + 1) and return them, oldest due first;
+        jobs of the functions in `exclude` (at capacity) are left alone."""
+        skip = f" AND function NOT IN ({', '.join('?' * len(exclude))})" if exclude else ""
+
         def fn(conn: sqlite3.Connection) -> list[Job]:
             rows = conn.execute(
                 "UPDATE jobs SET state='running', attempt=attempt+1 WHERE id IN (SELECT id FROM jobs "
-                "WHERE state='pending' AND not_before<=? ORDER BY not_before LIMIT ?) RETURNING *",
-                (now, limit)).fetchall()
-            return [_job(r) for r in rows]
+                f"WHERE state='pending' AND not_before<=?{skip} ORDER BY not_before LIMIT ?) RETURNING *",
+                (now, *exclude, limit)).fetchall()
+            return sorted((_job(r) for r in rows), key=lambda j: j.not_before)
 
         return await self.transact(fn)
+
+    async def unclaim(self, ids: Sequence[str]) -> None:
+        """Give claimed jobs back untouched (their attempt was not started)."""
+        await self.write([("UPDATE jobs SET state='pending', attempt=attempt-1 WHERE id=? AND state='running'",
+                           [(i,) for i in ids], True)])
 
     async def next_due(self) -> float | None:
         rows = await self.read("SELECT MIN(not_before) AS t FROM jobs WHERE state='pending'")

@@ -65,6 +65,7 @@ class AsyncQueue:
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(settings.async_max_inflight)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._running: dict[str, int] = {}  # function → async invocations running now
         self._loop_task: asyncio.Task[None] | None = None
         self._cb_task: asyncio.Task[None] | None = None
         self._cb_wake = asyncio.Event()
@@ -153,14 +154,26 @@ class AsyncQueue:
             await self._slots.acquire()
             free += 1
         self._wake.clear()
-        jobs = await self.db.claim(time.time(), free)
+        # A function gets at most as many async invocations at once as it has capacity (max_instances ×
+        # concurrency): more would only wait in its pool until they time out as throttled.
+        full = [f for f, n in self._running.items() if n >= self._capacity(f)]
+        claimed = await self.db.claim(time.time(), free, full)
+        jobs, back = [], []
+        for job in claimed:
+            if self._running.get(job.function, 0) >= self._capacity(job.function):
+                back.append(job.id)
+            else:
+                self._running[job.function] = self._running.get(job.function, 0) + 1
+                jobs.append(job)
+        if back:
+            await self.db.unclaim(back)
         for _ in range(free - len(jobs)):
             self._slots.release()
         for job in jobs:
             t = asyncio.create_task(self._run(job))
             self._tasks.add(t)
             t.add_done_callback(self._tasks.discard)
-        if len(jobs) < free:
+        if len(claimed) < free:
             due = await self.db.next_due()
             wait = 1.0 if due is None else min(max(due - time.time(), 0.0), 1.0)
             if wait > 0:
@@ -175,8 +188,20 @@ class AsyncQueue:
             with contextlib.suppress(Exception):
                 await self.db.reschedule(job.id, time.time() + 5, None, uncount=True)
         finally:
+            n = self._running.get(job.function, 1) - 1
+            if n > 0:
+                self._running[job.function] = n
+            else:
+                self._running.pop(job.function, None)
             self._slots.release()
             self._wake.set()
+
+    def _capacity(self, function: str) -> int:
+        active = self.registry.get(function)
+        if active is None:
+            return 1 << 30  # unknown: let the job run (it goes to the dead-letter queue)
+        spec = active.revision.spec
+        return max(1, spec.max_instances * spec.concurrency)
 
     async def _attempt(self, job: Job) -> None:
         now = time.time()
