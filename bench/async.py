@@ -7,6 +7,8 @@ invocation is committed to the SQLite queue before the 202), by C concurrent cli
 * end-to-end rate: N / (time from the first submit until the queue is empty: every invocation ran);
 * enqueue → start latency (p50/p99) of a sample of invocations: the activation's start minus the moment
   the client sent the request (so it includes the durable commit);
+* server CPU ms per invocation (the `polyfn serve` process only, from /proc: less sensitive to a busy
+  machine than rates);
 * the peer in the same run: the same function invoked synchronously (`/fn/NAME`, same clients), so the
   cost of durability is visible as a ratio.
 
@@ -22,7 +24,7 @@ import random
 import time
 
 import httpx
-from _common import HELLO_NATIVE, PolyfnServer, fmt, percentile, print_header, table
+from _common import HELLO_NATIVE, PolyfnServer, cpu_seconds, fmt, percentile, print_header, table, wait_idle
 
 
 async def submit(url: str, n: int, clients: int, headers: dict[str, str]) -> tuple[float, list[tuple[str, float]]]:
@@ -57,7 +59,13 @@ def main() -> None:
         url = srv.url("/fn/hello")
         asyncio.run(submit(url, 500, args.c, {}))  # warm-up, sync
 
+        assert srv.proc is not None
+        pid = srv.proc.pid
+        wait_idle(pid)
+        cpu0 = cpu_seconds(pid)
         sync_s, _ = asyncio.run(submit(url, args.n, args.c, {}))
+        wait_idle(pid)
+        cpu1 = cpu_seconds(pid)
         t0 = time.perf_counter()
         accept_s, accepted = asyncio.run(submit(url, args.n, args.c, {"X-Polyfn-Async": "true"}))
         api = httpx.Client(base_url=srv.url(""), headers={"authorization": f"Bearer {srv.key}"}, timeout=60)
@@ -67,19 +75,24 @@ def main() -> None:
                 break
             time.sleep(0.02)
         e2e_s = time.perf_counter() - t0
+        wait_idle(pid)
+        cpu2 = cpu_seconds(pid)
         lat: list[float] = []
         for aid, t_acc in random.sample(accepted, min(args.sample, len(accepted))):
             act = api.get(f"/v1/activations/{aid}").json()
             lat.append((act["start"] - t_acc) * 1000)
         failed = api.get("/v1/activations?function=hello&status=error&limit=10").json()["activations"]
         api.close()
+    sync_cpu = (cpu1 - cpu0) / args.n * 1000
+    async_cpu = (cpu2 - cpu1) / args.n * 1000
     rows = [
-        ["sync /fn/hello (peer)", fmt(args.n / sync_s, 0), "-", "-", "-"],
-        ["async accept (202, durable)", fmt(args.n / accept_s, 0), "-", "-", "-"],
+        ["sync /fn/hello (peer)", fmt(args.n / sync_s, 0), "-", "-", "-", fmt(sync_cpu, 3)],
+        ["async accept (202, durable)", fmt(args.n / accept_s, 0), "-", "-", "-", "-"],
         ["async end to end (all ran)", fmt(args.n / e2e_s, 0), fmt(percentile(lat, 50)), fmt(percentile(lat, 99)),
-         fmt((args.n / e2e_s) / (args.n / sync_s), 2)],
+         fmt((args.n / e2e_s) / (args.n / sync_s), 2), fmt(async_cpu, 3)],
     ]
-    print(table(["path", "invocations/s", "enqueue→start p50 ms", "p99 ms", "ratio to sync"], rows))
+    print(table(["path", "invocations/s", "enqueue→start p50 ms", "p99 ms", "ratio to sync",
+                 "server CPU ms/invocation"], rows))
     print(f"\n{args.n} invocations, {args.c} clients; errors: {len(failed)}; target ≥ 2,000/s end to end")
 
 

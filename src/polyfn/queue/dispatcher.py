@@ -63,7 +63,8 @@ class AsyncQueue:
         self.registry = registry
         self.db: QueueDB = None  # type: ignore[assignment]
         self._wake = asyncio.Event()
-        self._slots = asyncio.Semaphore(settings.async_max_inflight)
+        self._free = settings.async_max_inflight  # slots for running jobs (a plain counter: cheap to take in bulk)
+        self._slot_freed = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._running: dict[str, int] = {}  # function → async invocations running now
         self._loop_task: asyncio.Task[None] | None = None
@@ -148,11 +149,10 @@ class AsyncQueue:
 
     async def _dispatch_once(self) -> None:
         # Wait for at least one free slot, then claim as many due jobs as there are free slots.
-        await self._slots.acquire()
-        free = 1
-        while free < 512 and not self._slots.locked():
-            await self._slots.acquire()
-            free += 1
+        while self._free == 0:
+            self._slot_freed.clear()
+            await self._slot_freed.wait()
+        free = min(self._free, 512)
         self._wake.clear()
         # A function gets at most as many async invocations at once as it has capacity (max_instances ×
         # concurrency): more would only wait in its pool until they time out as throttled.
@@ -167,8 +167,7 @@ class AsyncQueue:
                 jobs.append(job)
         if back:
             await self.db.unclaim(back)
-        for _ in range(free - len(jobs)):
-            self._slots.release()
+        self._free -= len(jobs)
         for job in jobs:
             t = asyncio.create_task(self._run(job))
             self._tasks.add(t)
@@ -193,7 +192,8 @@ class AsyncQueue:
                 self._running[job.function] = n
             else:
                 self._running.pop(job.function, None)
-            self._slots.release()
+            self._free += 1
+            self._slot_freed.set()
             self._wake.set()
 
     def _capacity(self, function: str) -> int:
