@@ -84,15 +84,17 @@ class CronRunner(Runner):
         c = trigger.config
         self.schedule, self.tz, self.missed, self.data = c["schedule"], c["timezone"], c["missed"], c.get("data")
         self.cursor = float(trigger.state.get("last", trigger.created_at))
+        self.caught_up: float | None = None  # the missed tick run at start (missed=run_once), if any
 
     def describe(self) -> dict[str, Any]:
         nxt = next_fire(self.schedule, self.tz, max(self.cursor, time.time()))
         return {"next_fire": nxt, "next_fire_iso": dt.datetime.fromtimestamp(nxt, zone(self.tz)).isoformat(),
-                "last_tick": self.cursor}
+                "last_tick": self.cursor, "caught_up": self.caught_up}
 
     async def run(self) -> None:
         catch_up, self.cursor = plan_start(self.schedule, self.tz, self.cursor, time.time(), self.missed)
         if catch_up is not None:
+            self.caught_up = catch_up
             await self.fire(catch_up)
         await self.save()
         self.set_health("scheduled")
