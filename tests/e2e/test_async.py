@@ -172,10 +172,12 @@ def test_kill_9_with_queued_invocations(tmp_path: Path) -> None:
     state = tmp_path / "state"
     state.mkdir()
     s = start_server(tmp_path / "data")
-    s.deploy("slow", {"handler.py": RECORD}, env={"STATE": str(state)}, max_instances=1)
-    ids = [s.api.post("/v1/functions/slow/invoke?mode=async", json={"sleep": 0.2}).json()["activation_id"]
-           for _ in range(15)]
-    s.stop(signal.SIGKILL)  # most are still queued (one at a time, 0.2 s each)
+    try:
+        s.deploy("slow", {"handler.py": RECORD}, env={"STATE": str(state)}, max_instances=1)
+        ids = [s.api.post("/v1/functions/slow/invoke?mode=async", json={"sleep": 0.2}).json()["activation_id"]
+               for _ in range(15)]
+    finally:
+        s.stop(signal.SIGKILL)  # most are still queued (one at a time, 0.2 s each)
     done_log = state / "done.log"
 
     def done() -> set[str]:

@@ -92,12 +92,14 @@ def test_missed_ticks_run_once_never_a_burst(tmp_path) -> None:
     from .conftest import start_server
 
     s = start_server(tmp_path / "data")
-    s.deploy("cr-once", {"handler.py": TICK})
-    s.deploy("cr-skip", {"handler.py": TICK})
-    s.cli("trigger", "add", "cr-once", "cron", "* * * * * *", "--missed", "run_once", check=True)
-    s.cli("trigger", "add", "cr-skip", "cron", "* * * * * *", check=True)
-    assert wait_until(lambda: _ticks(s, "cr-once") and _ticks(s, "cr-skip"), 15)
-    s.stop()
+    try:
+        s.deploy("cr-once", {"handler.py": TICK})
+        s.deploy("cr-skip", {"handler.py": TICK})
+        s.cli("trigger", "add", "cr-once", "cron", "* * * * * *", "--missed", "run_once", check=True)
+        s.cli("trigger", "add", "cr-skip", "cron", "* * * * * *", check=True)
+        assert wait_until(lambda: _ticks(s, "cr-once") and _ticks(s, "cr-skip"), 15)
+    finally:
+        s.stop()
     down_from = time.time()
     time.sleep(4)
     s = start_server(tmp_path / "data")
