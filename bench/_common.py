@@ -204,7 +204,8 @@ class PolyfnServer:
         env = {**os.environ, "POLYFN_LOG_LEVEL": self.log_level}
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "polyfn", "serve", "--port", str(self.port), "--data-dir", str(data)],
+                [sys.executable, "-m", "polyfn", "serve", "--port", str(self.port), "--data-dir", str(data),
+                 "--storage-port", str(free_port())],
                 stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
             )
         try:

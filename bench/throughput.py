@@ -14,6 +14,11 @@ functions-framework runs with its defaults, as users start it: `functions-framew
     .venv/bin/python bench/throughput.py                    # 32 connections, 3 rounds of 5 s (~45 s)
     .venv/bin/python bench/throughput.py --all              # 1, 8, 32 and 128 connections (~3 min)
     .venv/bin/python bench/throughput.py --flavor openfaas  # the OpenFaaS reverse function
+    .venv/bin/python bench/throughput.py --flavor aws       # Lambda proxy result; also native, for the ratio
+    .venv/bin/python bench/throughput.py --flavor gcp       # the same Flask function in polyfn and the peer
+
+Vendor flavors (`aws`, `gcp`) also measure the native hello function in the same server and print the
+flavor's req/s as a fraction of native's: the flavor layer's cost (target: within 10 %).
     .venv/bin/python bench/throughput.py --quick            # 2 s runs
 """
 
@@ -56,10 +61,14 @@ class Flavor:
     method: str
     body: bytes
     expect: bytes
+    flavor: str | None = None  # spec flavor when detection should not decide
+    vs_native: bool = False  # also measure the native hello function: the flavor layer's overhead
 
 
 FF_HELLO = "def hello(request):\n    return 'Hello World!'\n"
 FF_REVERSE = "def reverse(request):\n    return request.get_data()[::-1]\n"
+AWS_HELLO = ("def lambda_handler(event, context):\n"
+             "    return {'statusCode': 200, 'headers': {'content-type': 'text/plain'}, 'body': 'Hello World!'}\n")
 
 
 def flavors() -> dict[str, Flavor]:
@@ -67,6 +76,10 @@ def flavors() -> dict[str, Flavor]:
     return {
         "native": Flavor("hello", {"handler.py": HELLO_NATIVE}, FF_HELLO, "GET", b"", b"Hello World!"),
         "openfaas": Flavor("reverse", {"handler.py": reverse_src}, FF_REVERSE, "POST", b"hello", b"olleh"),
+        "aws": Flavor("hello-aws", {"lambda_function.py": AWS_HELLO}, FF_HELLO, "GET", b"", b"Hello World!",
+                      vs_native=True),
+        "gcp": Flavor("hello", {"main.py": FF_HELLO}, FF_HELLO, "GET", b"", b"Hello World!", flavor="gcp",
+                      vs_native=True),
     }
 
 
@@ -147,8 +160,9 @@ def row(who: str, conns: int, runs: list[WrkResult], ratio: str) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("--flavor", choices=["native", "openfaas"], default="native",
-                    help="native: GET → 'Hello World!'; openfaas: POST 'hello' → 'olleh' (seed reverse)")
+    ap.add_argument("--flavor", choices=["native", "openfaas", "aws", "gcp"], default="native",
+                    help="native: GET → 'Hello World!'; openfaas: POST 'hello' → 'olleh' (seed reverse); "
+                         "aws / gcp: the same hello in that vendor's convention, compared with native too")
     ap.add_argument("--connections", type=int, nargs="+", default=[32], help="wrk -c values to run")
     ap.add_argument("--all", action="store_true", help="run 1, 8, 32 and 128 connections")
     ap.add_argument("--duration", type=int, default=5, help="seconds per measured wrk run")
@@ -175,10 +189,16 @@ def main() -> None:
     rows: list[list[str]] = []
     results: dict[int, tuple[WrkResult, WrkResult | None]] = {}
     bad: list[int] = []
+    overhead: dict[int, float] = {}
     with temp_dir("polyfn-bench-tp-") as tmp, PolyfnServer() as server, contextlib.ExitStack() as stack:
-        server.deploy(flavor.name, flavor.polyfn_files)
+        server.deploy(flavor.name, flavor.polyfn_files, **({"flavor": flavor.flavor} if flavor.flavor else {}))
         path = f"/fn/{flavor.name}"
         check(server.port, path, flavor, "polyfn")
+        native = flavors()["native"] if flavor.vs_native else None
+        if native is not None:
+            native = Flavor("hello-native", native.polyfn_files, "", "GET", b"", native.expect)
+            server.deploy(native.name, native.polyfn_files)
+            check(server.port, f"/fn/{native.name}", native, "polyfn native")
         script = wrk_script(tmp, flavor)
         source = tmp / "main.py"
         source.write_text(flavor.peer_source)
@@ -198,6 +218,13 @@ def main() -> None:
             if any(r.non_2xx or r.socket_errors for r in ours):
                 bad.append(conns)
             rows.append(row(f"polyfn /fn/{flavor.name}", conns, ours, f"{o.rps / t.rps:.1f}×" if t else "n/a"))
+            if native is not None:  # the flavor layer's cost: the native hello in the same server
+                base = [measure(server.url(f"/fn/{native.name}"), conns, args, None, server.proc.pid)
+                        for _ in range(max(args.rounds, 1))]
+                b = median_run(base)
+                overhead[conns] = o.rps / b.rps
+                rows.append(row("polyfn /fn/hello-native (same server)", conns, base,
+                                f"{b.rps / t.rps:.1f}×" if t else "n/a"))
             if theirs:
                 rows.append(row("functions-framework", conns, theirs, "1.0×"))
         isolation = server.isolation
@@ -212,6 +239,9 @@ def main() -> None:
     print(table(["server", "conns", "req/s", "range", "p50", "p99", "max", "CPU µs/req", "non-2xx", "sock err",
                  "ratio"], rows))
 
+    for conns, frac in overhead.items():
+        print(f"\n{args.flavor} flavor at {conns} connections: {frac:.0%} of native req/s "
+              f"(target ≥ 90 %: {'met' if frac >= 0.9 else 'NOT met'})")
     if bad:
         print(f"\nwarning: polyfn had non-2xx responses or socket errors at {bad} connections")
     if 32 in results:

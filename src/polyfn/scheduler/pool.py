@@ -24,6 +24,7 @@ log = logging.getLogger("polyfn.pool")
 
 INIT_BACKOFF_MIN = 1.0
 INIT_BACKOFF_MAX = 30.0
+KEEPALIVE_REASON = "keep-alive expired"
 
 
 class Throttled(Exception):
@@ -194,6 +195,9 @@ class Pool:
         if inst.state is not State.READY:  # died between ready and now
             return
         self.instances.append(inst)
+        metrics = getattr(self.manager, "metrics", None)  # test fakes of the manager may have none
+        if metrics is not None:
+            metrics.instance_starts.inc(self.revision.function)
         inst.cold_claimed = prewarm
         self.cold_starts += 1
         self._offer(inst)
@@ -212,6 +216,11 @@ class Pool:
 
     def on_lost(self, inst: Instance) -> None:
         """An instance ended (crash, kill, keep-alive expiry): forget it, replace it if needed."""
+        metrics = getattr(self.manager, "metrics", None)
+        if metrics is not None and inst in self.instances:
+            reason = ("keepalive" if inst.kill_reason == KEEPALIVE_REASON else "stopped" if self.draining
+                      else "killed" if inst.kill_reason else "exited")
+            metrics.instance_stops.inc(self.revision.function, reason)
         try:
             self.instances.remove(inst)
         except ValueError:
@@ -238,6 +247,7 @@ class Pool:
                 break
             if inst.inflight == 0 and now - inst.last_used >= self.keepalive:
                 self.idle.remove(inst)
+                inst.kill_reason = KEEPALIVE_REASON
                 inst.close()
                 closed += 1
         return closed
