@@ -251,6 +251,17 @@ def deploy(
             show_default="node default",
         ),
     ] = None,
+    keepalive_policy: Annotated[
+        str | None,
+        typer.Option(
+            "--keepalive-policy",
+            envvar="POLYFN_DEPLOY_KEEPALIVE_POLICY",
+            metavar="fixed|hybrid",
+            help="Keep-alive policy: fixed (keep idle instances for --keepalive) or hybrid (learn the "
+            "function's idle times: unload after use, pre-warm before the next call).",
+            show_default="node default",
+        ),
+    ] = None,
     network: Annotated[
         str | None,
         typer.Option(
@@ -288,6 +299,7 @@ def deploy(
             "min_instances": min_instances,
             "max_instances": max_instances,
             "keepalive": keepalive,
+            "keepalive_policy": keepalive_policy,
             "env": env_vars,
             "network": network,
         },
