@@ -85,3 +85,23 @@ def test_queueing_scales_up_even_when_the_average_is_low() -> None:
     samples = steady(0, 1) + [(60, 1, 5, 1)]
     d = run(samples)[-1]
     assert d.desired >= 6
+
+
+@pytest.mark.parametrize(("field", "value", "words"), [
+    ("max_instances", 0, "at least 1"),
+    ("max_instances", -3, "at least 1"),
+    ("min_instances", -1, "cannot be negative"),
+    ("keepalive_policy", "lru", "fixed or hybrid"),
+])
+def test_bad_scaling_limits_are_rejected_clearly(field: str, value: object, words: str) -> None:
+    from polyfn.model import FunctionSpec, SpecError, validate_spec
+
+    with pytest.raises(SpecError) as e:
+        validate_spec(FunctionSpec(name="f", **{field: value}), 60, 1024, 100)
+    assert f"{field}={value!r}" in str(e.value) and words in str(e.value)
+
+
+def test_good_scaling_limits_pass() -> None:
+    from polyfn.model import FunctionSpec, validate_spec
+
+    validate_spec(FunctionSpec(name="f", max_instances=1, min_instances=1, keepalive_policy="hybrid"), 60, 1024, 100)
