@@ -82,7 +82,7 @@ def test_scale_down_is_gradual() -> None:
 
 
 def test_queueing_scales_up_even_when_the_average_is_low() -> None:
-    samples = steady(0, 1) + [(60, 1, 5, 1)]
+    samples = [*steady(0, 1), (60, 1, 5, 1)]
     d = run(samples)[-1]
     assert d.desired >= 6
 
