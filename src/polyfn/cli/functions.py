@@ -559,6 +559,9 @@ def describe(
     console = out()
     console.print(Panel(grid, title=Text(str(function.get("name", name)), style="bold"), expand=False))
     console.print(revisions)
+    from polyfn.cli.scaling import render_scaling
+
+    render_scaling(console, function)
 
 
 _UNITS = {"memory": "MB", "timeout": "s", "keepalive": "s"}

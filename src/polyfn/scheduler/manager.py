@@ -85,6 +85,26 @@ class InstanceManager:
                 log.warning("cannot create %s (%s): secrets as files will not work", SECRETS_DIR, e)
         await self.zygote.start()
         self._reaper = asyncio.create_task(self._reap_loop())
+        if self.metrics is not None:
+            self._register_metrics(self.metrics)
+
+    def _register_metrics(self, metrics: Any) -> None:
+        """Autoscaler gauges, read at scrape time (docs/observability.md)."""
+
+        def decisions(field: str) -> dict[tuple[str, ...], float]:
+            return {(p.revision.function,): float(getattr(p.decision, field))
+                    for p in list(self.pools) if p.decision is not None and not p.draining}
+
+        metrics.gauge("polyfn_autoscaler_desired_instances", "The autoscaler's last desired instance count.",
+                      ("function",), lambda: decisions("desired"))
+        metrics.gauge("polyfn_autoscaler_panic", "1 while the function's autoscaler is in panic mode.",
+                      ("function",), lambda: decisions("panic"))
+        metrics.gauge("polyfn_instance_evictions", "Idle instances evicted for the node's memory budget "
+                      "(since the function's current revision was activated).", ("function",),
+                      lambda: {(p.revision.function,): float(p.evictions) for p in list(self.pools)
+                               if not p.draining})
+        metrics.gauge("polyfn_memory_budget_used_ratio", "Reserved instance memory / the node's memory budget.",
+                      (), lambda: {(): self.reserved_mb() / max(1, self.memory_budget_mb)})
 
     async def _decide_isolation(self) -> None:
         """Probe what the host allows, minus what configuration turns off; build the `isolation` line."""
