@@ -1,7 +1,8 @@
 """Density: deploy N functions (default 1,000), invoke each once, and measure what the node then holds:
 the server's RSS, the total PSS of the N idle warm instances (PSS shares copy-on-write pages fairly
-between the processes mapping them, so the sum is the instances' real footprint), PSS per instance,
-and the zygote's own PSS. Target: ≤ 10 MB PSS per idle warm Python instance.
+between the processes mapping them, so the sum is the instances' real footprint; an instance is its whole
+process tree: with the pid namespace, the outer process, the namespace's init and the worker), PSS per
+instance, and the PSS of the zygote and its pre-forked blanks. Target: ≤ 10 MB PSS per idle warm Python instance.
 
 Each function gets `memory: 32` (the minimum) so N instances fit the node's memory budget; the budget is
 a promise (each instance may grow to its limit), PSS is what is used. PSS comes from
@@ -87,12 +88,15 @@ def main() -> None:
         inst_pids: set[int] = set()
         pss: list[int] = []
         rss: list[int] = []
+        procs: list[int] = []
         for i in range(n):
             for inst in server.api.json("GET", f"/v1/functions/d{i}/instances").get("instances", []):
                 inst_pids.add(inst["pid"])
+                inst_pids.update(descendants(inst["pid"]))
                 if inst.get("pss_kb"):
                     pss.append(inst["pss_kb"])
                     rss.append(inst["rss_kb"])
+                    procs.append(inst.get("processes") or 1)
         others = [p for p in descendants(server.proc.pid) if p not in inst_pids]
         other_pss = sum(smaps(p)[1] for p in others)
         print(f"polyfn: instance isolation: {server.isolation}")
@@ -102,15 +106,16 @@ def main() -> None:
     rows = [
         ["server process RSS", fmt(server_rss * mb, 1) + " MB", f"(at start {fmt(rss0 * mb, 1)} MB; PSS "
                                                                f"{fmt(server_pss * mb, 1)} MB)"],
-        ["instances: total PSS", fmt(sum(pss) * mb, 1) + " MB", f"{len(pss)} instances"],
+        ["instances: total PSS", fmt(sum(pss) * mb, 1) + " MB",
+         f"{len(pss)} instances, {statistics.fmean(procs) if procs else 0:g} processes each (pid namespace)"],
         ["instance PSS p50 / p99 / mean",
          f"{fmt(percentile(pss, 50) * mb, 2)} / {fmt(percentile(pss, 99) * mb, 2)} / "
          f"{fmt(statistics.fmean(pss) * mb, 2)} MB" if pss else "-", "target ≤ 10 MB"],
-        ["instance RSS p50", fmt(percentile(rss, 50) * mb, 1) + " MB" if rss else "-",
+        ["instance RSS p50 (its largest process)", fmt(percentile(rss, 50) * mb, 1) + " MB" if rss else "-",
          "RSS counts shared pages fully"],
-        ["zygote, blanks, per-instance helpers: PSS", fmt(other_pss * mb, 1) + " MB",
+        ["zygote and its blanks: PSS", fmt(other_pss * mb, 1) + " MB",
          f"{len(others)} other processes under the server"],
-        ["total (server PSS + instances + helpers)", fmt((server_pss + sum(pss) + other_pss) * mb, 1) + " MB",
+        ["total (server PSS + instances + zygote)", fmt((server_pss + sum(pss) + other_pss) * mb, 1) + " MB",
          f"{fmt((server_pss + sum(pss) + other_pss) * mb / max(n, 1), 2)} MB per function"],
     ]
     print(table(["what", "value", "note"], rows))

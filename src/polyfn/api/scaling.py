@@ -1,9 +1,10 @@
 """Scaling routes: `POST /v1/functions/{name}/prewarm` starts instances now (bounded by max_instances
 and the node's memory budget); `GET /v1/functions/{name}/instances` lists the live instances with their
-RSS and PSS (read from /proc/PID/smaps_rollup)."""
+RSS and PSS (read from /proc/PID/smaps_rollup of each instance's process tree)."""
 
 from __future__ import annotations
 
+import os
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -21,19 +22,51 @@ class PrewarmBody(msgspec.Struct, forbid_unknown_fields=True):
     instances: int = 1
 
 
-def process_memory(pid: int) -> dict[str, int | None]:
-    """{"rss_kb", "pss_kb"} of one process from /proc/PID/smaps_rollup (None where it cannot be read)."""
-    out: dict[str, int | None] = {"rss_kb": None, "pss_kb": None}
+def _smaps(pid: int) -> tuple[int, int] | None:
+    rss = pss = 0
     try:
         with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
             for line in f:
                 if line.startswith(b"Rss:"):
-                    out["rss_kb"] = int(line.split()[1])
+                    rss = int(line.split()[1])
                 elif line.startswith(b"Pss:"):
-                    out["pss_kb"] = int(line.split()[1])
+                    pss = int(line.split()[1])
     except (OSError, ValueError, IndexError):
+        return None
+    return rss, pss
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(x) for x in f.read().split()]
+    except (OSError, ValueError):
         pass
     return out
+
+
+def process_memory(pid: int) -> dict[str, int | None]:
+    """Memory of an instance: its process and every descendant (with a pid namespace an instance is the
+    outer process, the namespace's init and the worker), from /proc/PID/smaps_rollup.
+
+    `pss_kb` adds up PSS (shared pages divided among the processes mapping them: the real footprint);
+    `rss_kb` is the worker's RSS (the largest of the tree: RSS counts shared pages in full, so a sum would
+    overstate); `processes` is the tree's size. None where /proc cannot be read (another user's process)."""
+    rss: int | None = None
+    pss: int | None = None
+    n = 0
+    todo = [pid] if pid else []
+    while todo and n < 64:
+        p = todo.pop()
+        m = _smaps(p)
+        if m is not None:
+            n += 1
+            rss = max(rss or 0, m[0])
+            pss = (pss or 0) + m[1]
+        todo += _children(p)
+    return {"rss_kb": rss, "pss_kb": pss, "processes": n}
 
 
 def instances_json(node: Node, name: str) -> list[dict[str, Any]]:
