@@ -322,3 +322,20 @@ async def test_prewarm_starts_n_bounded_by_max_instances() -> None:
     await settle()
     assert len(pool.instances) == 3 and all(i.cold_claimed for i in pool.instances)
     assert pool.prewarm(2) == 0  # already 3 live
+
+
+async def test_pool_records_idle_times_into_the_policy() -> None:
+    m = FakeManager()
+    pool = make_pool(m, keepalive_policy="hybrid")
+    inst = await pool.acquire(1)
+    pool.release(inst)
+    assert pool.policy.samples == 0  # the first use has no idle time before it
+    pool.last_end -= 120  # two minutes idle (fake clock)
+    inst = await pool.acquire(1)
+    pool.release(inst)
+    assert pool.policy.samples == 1 and pool.policy.bins[2] == 1  # in the 2-minute bin
+    a = await pool.acquire(1)
+    b = await pool.acquire(1)  # overlapping: the pool never went idle between them
+    pool.release(a)
+    pool.release(b)
+    assert pool.policy.samples == 2 and pool.busy == 0
