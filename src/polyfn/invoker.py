@@ -95,9 +95,12 @@ class Invoker:
 
     async def invoke(self, name: str, kind: str, trigger: str, method: str = "", path: str = "",
                      query: str = "", headers: list[tuple[str, str]] | None = None, body: bytes = b"",
-                     content_type: str = "", trace_id: str = "", parent_id: str = "") -> Outcome:
+                     content_type: str = "", trace_id: str = "", parent_id: str = "",
+                     activation_id: str = "") -> Outcome:
         """Run one invocation. `trace_id`/`parent_id` come from the caller's W3C `traceparent` (see
-        `polyfn.observe.tracing`); without them the activation starts a new trace."""
+        `polyfn.observe.tracing`); without them the activation starts a new trace. `activation_id` is given
+        by the async queue and triggers (the same id for every attempt, so the function can use it as an
+        idempotency key); otherwise a fresh one is made."""
         if not self.accepting:
             return platform_error(503, "shutting_down", "the server is shutting down",
                                   headers=[(b"retry-after", b"1")])
@@ -118,7 +121,7 @@ class Invoker:
                                       headers=[(b"retry-after", str(wait).encode())])
         start = time.time()
         t0 = time.perf_counter()
-        aid = uuid.uuid4().hex
+        aid = activation_id or uuid.uuid4().hex
         act = Activation(id=aid, function=name, revision=rev.number, trigger=trigger, start=start,
                          trace_id=trace_id or aid, parent_id=parent_id)
 

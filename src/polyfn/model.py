@@ -40,7 +40,18 @@ class FunctionSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     cors: dict[str, Any] | None = None  # {"origins": [...], "methods": [...], "headers": [...], "max_age": s}
     rate_limit: float = 0.0  # invocations per second (token bucket, burst = max(1, rate)); 0 = unlimited
     secrets: list[str] = []  # "NAME" → file /run/secrets/NAME; "NAME:env" → environment variable NAME
+    # Asynchronous invocations and trigger deliveries (see docs/triggers.md): how often a failed one is
+    # tried in all, the first retry delay (doubling each time, capped, with jitter), which failures are
+    # retried, and how old an event may get before it goes to the dead-letter queue instead of running.
+    retry_attempts: int = 3
+    retry_backoff: float = 1.0  # seconds before the first retry
+    retry_backoff_max: float = 300.0  # seconds, cap on one retry delay
+    retry_on: list[str] = msgspec.field(default_factory=lambda: ["timeout", "crash", "5xx", "throttle"])
+    max_event_age: float = 6 * 3600.0  # seconds
 
+
+#: Failure classes a function's `retry_on` may name.
+RETRY_CLASSES = ("timeout", "crash", "5xx", "throttle")
 
 NETWORKS = ("all", "none")
 
@@ -90,7 +101,7 @@ class Activation(msgspec.Struct, kw_only=True):
     init_ms: float = 0.0  # instance start time when cold
     run_ms: float = 0.0  # time inside the instance
     cold: bool = False
-    status: str = "success"  # success | error | timeout | crashed | throttled | oom
+    status: str = "success"  # success | error | timeout | crashed | throttled | oom; async: pending | running | dead_letter
     status_code: int = 200
     result: str = ""  # truncated
     error: dict[str, Any] | None = None
@@ -169,6 +180,13 @@ def validate_spec(spec: FunctionSpec, max_timeout: float, max_memory: int, max_i
             raise SpecError(f"cors must be an object with keys {sorted(allowed)} (origins a list); got {spec.cors!r}")
     if spec.network not in NETWORKS:
         raise SpecError(f"network={spec.network!r} is not supported: use one of {', '.join(NETWORKS)}")
+    rng("retry_attempts", spec.retry_attempts, 1, 100)
+    rng("retry_backoff", spec.retry_backoff, 0, 3600)
+    rng("retry_backoff_max", spec.retry_backoff_max, 0, 24 * 3600)
+    rng("max_event_age", spec.max_event_age, 1, 7 * 24 * 3600)
+    for cls in spec.retry_on:
+        if cls not in RETRY_CLASSES:
+            raise SpecError(f"retry_on={cls!r} is not a failure class: use any of {', '.join(RETRY_CLASSES)}")
     for k, v in spec.env.items():
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k) or not isinstance(v, str):
             raise SpecError(f"env key {k!r} is not a valid environment variable name")

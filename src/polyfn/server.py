@@ -27,9 +27,11 @@ from polyfn.invoker import Invoker
 from polyfn.model import Revision
 from polyfn.observe.metrics import Metrics
 from polyfn.observe.recorder import ActivationRecorder
+from polyfn.queue.dispatcher import AsyncQueue
 from polyfn.scheduler.manager import InstanceManager
 from polyfn.scheduler.pool import Pool
 from polyfn.scheduler.registry import FunctionRegistry
+from polyfn.triggers.manager import TriggerManager
 
 log = logging.getLogger("polyfn")
 
@@ -74,6 +76,8 @@ class Node:
         self.deployer: Deployer = None  # type: ignore[assignment]
         self.otlp: Any = None
         self.storage: Any = None  # polyfn.storage.service.StorageService
+        self.queue: AsyncQueue = None  # type: ignore[assignment]
+        self.triggers: TriggerManager = None  # type: ignore[assignment]
         self._cleanup: set[asyncio.Task[None]] = set()
         from polyfn.api.app import build_api
         from polyfn.gateway import Gateway
@@ -130,13 +134,25 @@ class Node:
                 self.registry.activate(rev)
         if self.examples:
             await self.deploy_examples()
+        self.queue = AsyncQueue(s, self.invoker, self.registry)
+        await self.queue.start()
+        self._gateway.queue = self.queue
+        self.triggers = TriggerManager(s, self.store, self.invoker, self.queue, self.registry, self.recorder)
+        await self.triggers.start()
+        from polyfn.triggers import events as cloudevents
+
+        self.queue.on_reply = lambda event, hops: cloudevents.route(self.triggers, event, hops)
         log.info("polyfn %s ready: %d functions, isolation: %s", __version__, len(self.registry.functions),
                  self.manager.isolation)
 
     async def stop(self) -> None:
         s = self.settings
-        if self.storage is not None:  # 0. storage port closed, queued trigger deliveries drained (bounded)
+        if self.triggers is not None:  # 0. triggers stop consuming (unacknowledged messages stay in the broker)
+            await self.triggers.stop()
+        if self.storage is not None:  # storage port closed, queued storage deliveries drained (bounded)
             await self.storage.stop()
+        if self.queue is not None:  # running async invocations finish; queued ones stay on disk
+            await self.queue.stop(s.drain_timeout)
         self.invoker.accepting = False  # 1. no new invocations
         await self.registry.drain_all(s.drain_timeout)  # 2. in-flight invocations finish (bounded)
         await self.manager.stop()  # 3. every instance and the zygote are gone

@@ -219,12 +219,16 @@ async def test_activation_roundtrip_with_logs(store: Store) -> None:
     await store.add_activations([])  # no-op
 
 
-async def test_activation_batch_is_atomic(store: Store) -> None:
-    await store.add_activations([act("dup", 1.0)])
-    with pytest.raises(Exception):  # noqa: B017 - IntegrityError, wrapped differently per driver
-        await store.add_activations([act("new", 2.0, logs=[LogLine(2.0, "stdout", "x")]), act("dup", 3.0)])
-    assert await store.get_activation("new") is None
-    assert await store.get_logs("hello") == []
+async def test_activation_same_id_replaces(store: Store) -> None:
+    """A retried async invocation keeps its activation id: the newest attempt's record wins, every
+    attempt's log lines are kept."""
+    await store.add_activations([act("dup", 1.0, status="error", logs=[LogLine(1.0, "stdout", "try 1")])])
+    await store.add_activations([act("new", 2.0), act("dup", 3.0, logs=[LogLine(3.0, "stdout", "try 2")]),
+                                 act("dup", 4.0, status="success")])
+    got = await store.get_activation("dup")
+    assert got is not None and got.start == 4.0 and got.status == "success"
+    assert [ln.line for ln in got.logs] == ["try 1", "try 2"]
+    assert await store.get_activation("new") is not None
 
 
 async def test_activation_filters(store: Store) -> None:

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from polyfn import __version__
-from polyfn.api import errors
+from polyfn.api import errors, events
 from polyfn.api import observe as observe_api
 from polyfn.api.errors import ApiError
 from polyfn.deploy import archive
@@ -129,7 +129,8 @@ def build_api(node: Node) -> FastAPI:
         revs = await node.store.list_revisions(name)
         from polyfn.api.scaling import scaling_json
 
-        return _function_json(node, info, scaling=scaling_json(node, name), revisions=[
+        return _function_json(node, info, scaling=scaling_json(node, name),
+                              triggers=node.triggers.list(name) if node.triggers else [], revisions=[
             {"number": r.number, "created_at": r.created_at, "code_sha256": r.code_sha256} for r in revs])
 
     @v1.delete("/functions/{name}")
@@ -141,10 +142,12 @@ def build_api(node: Node) -> FastAPI:
         node.schedule_code_cleanup(name, deleted, pool)
         if node.storage is not None:
             await node.storage.forget_function(name)
+        if node.triggers is not None:  # a deleted function's triggers go with it
+            await node.triggers.delete_for(name)
         return {"deleted": name}
 
-    @v1.post("/functions/{name}/invoke", summary="Invoke a function synchronously with an event payload")
-    async def invoke(name: str, request: Request, event: Annotated[str | None, Query(
+    @v1.post("/functions/{name}/invoke", summary="Invoke a function with an event payload (mode=sync|async)")
+    async def invoke(name: str, request: Request, mode: str = "sync", event: Annotated[str | None, Query(
             description="Build a vendor event of this kind (s3:put, sqs, timer, logs, …) from the JSON body; "
                         "the function's flavor shapes it")] = None) -> Response:
         body = await request.body()
@@ -159,6 +162,10 @@ def build_api(node: Node) -> FastAPI:
         if event is not None or ct.startswith(cloudevent.CONTENT_TYPE):
             body, ct = _cloudevent_body(event, body, ct)
             kind = "cloudevent"
+        if mode == "async":
+            return await events.accept_async(node, request, name, kind, body, ct)
+        if mode != "sync":
+            raise ApiError(400, "invalid_request", f"mode={mode!r}: use sync or async")
         # The caller's API key authorises the invoke; it is never passed on to the function.
         headers = [(k, v) for k, v in request.headers.items() if k not in ("authorization", "cookie")]
         trace_id, parent_id = parse_traceparent(request.headers.get("traceparent", ""))
@@ -179,11 +186,12 @@ def build_api(node: Node) -> FastAPI:
 
     @v1.get("/activations/{activation_id}")
     async def get_activation(activation_id: str) -> dict[str, Any]:
+        queued = await node.queue.lookup(activation_id) if node.queue else None  # before the flush: no gap
         await node.recorder.flush()
         act = await node.store.get_activation(activation_id)
-        if act is None:
+        if act is None and queued is None:
             raise ApiError(404, "activation_not_found", f"activation {activation_id!r} does not exist")
-        return _activation_json(act)
+        return events.merge_activation(_activation_json(act) if act else None, queued)
 
     @v1.get("/functions/{name}/logs")
     async def logs(name: str, since: float | None = None, activation: str | None = None,
@@ -208,6 +216,7 @@ def build_api(node: Node) -> FastAPI:
     from polyfn.api import scaling as scaling_api
 
     v1.include_router(scaling_api.build_router(node))
+    v1.include_router(events.router(node))
     app.include_router(v1)
     app.include_router(observe_api.build_router(node, require_key))
     from polyfn.console import build_console  # the console imports this module's log follower

@@ -271,6 +271,35 @@ def deploy(
             show_default=_spec_default("network"),
         ),
     ] = None,
+    retry_attempts: Annotated[
+        int | None,
+        typer.Option("--retry-attempts", envvar="POLYFN_DEPLOY_RETRY_ATTEMPTS", metavar="N",
+                     help="Async/trigger invocations: attempts in all before the dead-letter queue.",
+                     show_default=_spec_default("retry_attempts")),
+    ] = None,
+    retry_backoff: Annotated[
+        float | None,
+        typer.Option("--retry-backoff", envvar="POLYFN_DEPLOY_RETRY_BACKOFF", metavar="SECONDS",
+                     help="First retry delay (doubles per retry, with jitter).",
+                     show_default=_spec_default("retry_backoff")),
+    ] = None,
+    retry_backoff_max: Annotated[
+        float | None,
+        typer.Option("--retry-backoff-max", envvar="POLYFN_DEPLOY_RETRY_BACKOFF_MAX", metavar="SECONDS",
+                     help="Cap on one retry delay.", show_default=_spec_default("retry_backoff_max")),
+    ] = None,
+    retry_on: Annotated[
+        str | None,
+        typer.Option("--retry-on", envvar="POLYFN_DEPLOY_RETRY_ON", metavar="CLASSES",
+                     help="Comma-separated failures that are retried: timeout,crash,5xx,throttle (or 'none').",
+                     show_default="timeout,crash,5xx,throttle"),
+    ] = None,
+    max_event_age: Annotated[
+        float | None,
+        typer.Option("--max-event-age", envvar="POLYFN_DEPLOY_MAX_EVENT_AGE", metavar="SECONDS",
+                     help="Older async events go to the dead-letter queue instead of running.",
+                     show_default=_spec_default("max_event_age")),
+    ] = None,
     env: Annotated[
         list[str] | None,
         typer.Option(
@@ -302,6 +331,12 @@ def deploy(
             "keepalive_policy": keepalive_policy,
             "env": env_vars,
             "network": network,
+            "retry_attempts": retry_attempts,
+            "retry_backoff": retry_backoff,
+            "retry_backoff_max": retry_backoff_max,
+            "retry_on": None if retry_on is None else [c.strip() for c in retry_on.split(",")
+                                                       if c.strip() and c.strip() != "none"],
+            "max_event_age": max_event_age,
         },
     )
     code = package(path)
@@ -415,6 +450,17 @@ def invoke(
             f"Kinds: {', '.join(event_kinds.names())}.",
         ),
     ] = None,
+    run_async: Annotated[
+        bool,
+        typer.Option("--async", envvar="POLYFN_INVOKE_ASYNC", show_default="off",
+                     help="Queue the invocation durably and print its activation id "
+                     "(see the result with `polyfn activation ID --wait`)."),
+    ] = False,
+    callback_url: Annotated[
+        str | None,
+        typer.Option("--callback-url", envvar="POLYFN_INVOKE_CALLBACK_URL", metavar="URL",
+                     help="With --async: POST the result there when done (retried).", show_default="none"),
+    ] = None,
 ) -> None:
     """Invoke a function and print its answer as is."""
     state: State = ctx.obj
@@ -426,6 +472,10 @@ def invoke(
             f"unknown event kind {event!r}: use one of {', '.join(event_kinds.names())}", param_hint="'--event'"
         )
     content_type = "application/octet-stream" if raw else "application/json"
+    if run_async:
+        activation_id = state.client().invoke_async(name, payload, content_type, callback_url, event=event)
+        out().print(activation_id)
+        return
     started = time.perf_counter()
     response = state.client().invoke(name, payload, content_type, event=event)
     elapsed_ms = (time.perf_counter() - started) * 1000
@@ -559,6 +609,12 @@ def describe(
     console = out()
     console.print(Panel(grid, title=Text(str(function.get("name", name)), style="bold"), expand=False))
     console.print(revisions)
+    if function.get("triggers"):
+        from polyfn.cli.events import trigger_table
+
+        table = trigger_table(function["triggers"])
+        table.title, table.title_justify = "triggers", "left"
+        console.print(table)
     from polyfn.cli.scaling import render_scaling
 
     render_scaling(console, function)

@@ -18,7 +18,7 @@ from rich.text import Text
 from rich.traceback import Traceback
 from typer.core import TyperGroup
 
-from polyfn.cli import activations, doctor, functions, scaling, security, serve, storage, top, version
+from polyfn.cli import activations, doctor, events, functions, scaling, security, serve, storage, top, version
 from polyfn.cli.config import DATA_DIR_ENV, DEFAULT_DATA_DIR_TEXT, KEY_ENV, URL_ENV, State, resolve
 from polyfn.cli.errors import CliError, FunctionFailed
 from polyfn.cli.output import err
@@ -65,6 +65,10 @@ HINTS: dict[str, str] = {
     "NoSuchBucket": "see buckets with `polyfn storage ls`, make one with `polyfn storage mb s3://NAME`",
     "NoSuchKey": "see objects with `polyfn storage ls s3://BUCKET/`",
     "BucketNotEmpty": "delete its objects first: `polyfn storage rm -r s3://BUCKET`",
+    "invalid_cron": "use 5 cron fields, e.g. '*/5 * * * *' (minute hour day month weekday)",
+    "invalid_timezone": "use an IANA zone name such as UTC or Asia/Shanghai",
+    "trigger_not_found": "see triggers with `polyfn trigger list`",
+    "dead_letter_not_found": "see dead letters with `polyfn dlq list`",
 }
 
 _PASS_THROUGH: tuple[type[BaseException], ...] = (typer.Exit, typer.Abort, ClickException)
@@ -207,8 +211,10 @@ app.command("activations", rich_help_panel="Activations and logs")(activations.a
 app.command("activation", rich_help_panel="Activations and logs")(activations.activation)
 app.command("logs", rich_help_panel="Activations and logs")(activations.logs)
 app.command("top", rich_help_panel="Activations and logs")(top.top)
-app.add_typer(storage.storage_app, name="storage", rich_help_panel="Storage and triggers")
-app.add_typer(storage.trigger_app, name="trigger", rich_help_panel="Storage and triggers")
+app.add_typer(storage.storage_app, name="storage", rich_help_panel="Storage")
+app.add_typer(events.trigger_app, name="trigger", rich_help_panel="Events")
+app.add_typer(events.dlq_app, name="dlq", rich_help_panel="Events")
+app.command("publish", rich_help_panel="Events")(events.publish)
 
 
 def main() -> None:

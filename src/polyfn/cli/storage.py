@@ -28,7 +28,6 @@ storage_app = typer.Typer(help="Object storage: buckets, objects, access keys an
                           no_args_is_help=True)
 keys_app = typer.Typer(help="S3 access keys for the object store.", no_args_is_help=True)
 strigger_app = typer.Typer(help="Storage triggers: invoke a function when objects change.", no_args_is_help=True)
-trigger_app = typer.Typer(help="Triggers that invoke functions (this build: storage).", no_args_is_help=True)
 storage_app.add_typer(keys_app, name="keys")
 storage_app.add_typer(strigger_app, name="trigger")
 
@@ -223,7 +222,7 @@ def keys_rm(ctx: typer.Context, access_key_id: str) -> None:
 # -- triggers -----------------------------------------------------------------------------------------
 
 
-def _add_storage_trigger(ctx: typer.Context, function: str, bucket: str, events: str, prefix: str, suffix: str,
+def add_storage_trigger(ctx: typer.Context, function: str, bucket: str, events: str, prefix: str, suffix: str,
                          as_json: bool) -> None:
     state: State = ctx.obj
     trig = state.client()._json("POST", "/v1/storage/triggers", json={
@@ -246,7 +245,7 @@ def strigger_add(ctx: typer.Context, function: Annotated[str, typer.Argument(hel
                  prefix: Annotated[str, PREFIX_OPT] = "", suffix: Annotated[str, SUFFIX_OPT] = "",
                  as_json: Annotated[bool, JSON_OPT] = False) -> None:
     """Invoke FUNCTION (asynchronously, with retries) when objects in a bucket are created or deleted."""
-    _add_storage_trigger(ctx, function, bucket, events, prefix, suffix, as_json)
+    add_storage_trigger(ctx, function, bucket, events, prefix, suffix, as_json)
 
 
 @strigger_app.command("list")
@@ -278,21 +277,4 @@ def strigger_rm(ctx: typer.Context, trigger_id: str) -> None:
     err().print(f"removed trigger {trigger_id}")
 
 
-@trigger_app.command("add")
-def trigger_add(ctx: typer.Context, function: Annotated[str, typer.Argument(help="Function to invoke.")],
-                kind: Annotated[str, typer.Argument(help="Trigger kind: storage.")],
-                bucket: Annotated[str | None, BUCKET_OPT] = None, events: Annotated[str, EVENTS_OPT] = "created",
-                prefix: Annotated[str, PREFIX_OPT] = "", suffix: Annotated[str, SUFFIX_OPT] = "",
-                as_json: Annotated[bool, JSON_OPT] = False) -> None:
-    """Add a trigger to a function: `polyfn trigger add NAME storage --bucket images --events created`."""
-    if kind != "storage":
-        raise typer.BadParameter(f"unknown trigger kind {kind!r}; this build supports: storage")
-    if not bucket:
-        raise typer.BadParameter("a storage trigger needs --bucket")
-    _add_storage_trigger(ctx, function, bucket, events, prefix, suffix, as_json)
-
-
-trigger_app.command("list")(strigger_list)
-trigger_app.command("rm")(strigger_rm)
-
-__all__ = ["StorageError", "storage_app", "trigger_app"]
+__all__ = ["BUCKET_OPT", "EVENTS_OPT", "PREFIX_OPT", "SUFFIX_OPT", "StorageError", "add_storage_trigger", "storage_app"]

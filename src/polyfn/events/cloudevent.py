@@ -43,9 +43,8 @@ class CloudEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
     traceparent: str | None = None
 
     def to_json(self) -> bytes:
-        # `specversion` is required in every event, so it is written even though it equals its default.
-        raw = msgspec.json.encode(self)
-        return raw if self.specversion != "1.0" else b'{"specversion":"1.0",' + raw[1:]
+        # `specversion` is REQUIRED by the spec: never let omit_defaults drop it.
+        return msgspec.json.encode({"specversion": self.specversion, **msgspec.to_builtins(self)})
 
     @classmethod
     def from_json(cls, raw: bytes) -> CloudEvent:

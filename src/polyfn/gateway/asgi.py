@@ -7,6 +7,7 @@ the server sets).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -23,6 +24,7 @@ class Gateway:
         self.invoker = invoker
         self.max_payload = invoker.max_payload
         self.keys: Any = None  # polyfn.auth.keys.KeyRing, for functions with `auth: key`
+        self.queue: Any = None  # the node's AsyncQueue, for `X-Polyfn-Async: true` requests
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         rest = scope["path"][PREFIX_LEN:]
@@ -31,6 +33,8 @@ class Gateway:
         content_type = ""
         length = -1
         trace = _NO_TRACE
+        is_async = False
+        callback = None
         for k, v in headers:
             if k == "content-type":
                 content_type = v
@@ -38,6 +42,10 @@ class Gateway:
                 length = int(v)
             elif k == "traceparent":
                 trace = parse_traceparent(v)
+            elif k == "x-polyfn-async":
+                is_async = v.lower() == "true"
+            elif k == "x-callback-url":
+                callback = v
         spec = None
         if name:
             active = self.invoker.registry.get(name)
@@ -56,6 +64,8 @@ class Gateway:
                 out = platform_error(413, "payload_too_large", f"the payload exceeds {self.max_payload} bytes")
             elif not name:
                 out = platform_error(404, "function_not_found", "no function name in the path: use /fn/NAME")
+            elif is_async and self.queue is not None:
+                out = await self._enqueue(name, scope, headers, body, content_type, sub if slash else "", callback)
             else:
                 out = await self.invoker.invoke(
                     name, "http", "http", scope["method"], "/" + sub if slash else "/",
@@ -86,6 +96,18 @@ class Gateway:
                     out.headers.extend(cors.response_headers(spec.cors, headers))
                 return out
         return None
+    async def _enqueue(self, name: str, scope: dict[str, Any], headers: list[tuple[str, str]], body: bytes,
+                       content_type: str, sub: str, callback: str | None) -> Outcome:
+        from polyfn.queue.dispatcher import Rejected
+
+        keep = [(k, v) for k, v in headers if k not in ("x-polyfn-async", "x-callback-url", "content-length")]
+        try:
+            aid = await self.queue.submit(name, "http", "http", body, content_type, keep, scope["method"],
+                                          "/" + sub, scope["query_string"].decode("latin-1"), callback)
+        except Rejected as e:
+            return platform_error(e.status, e.code, e.message)
+        return Outcome(202, [(b"content-type", b"application/json"), (b"x-polyfn-activation-id", aid.encode())],
+                       json.dumps({"activation_id": aid, "status": "pending"}).encode(), aid)
 
     async def _read_body(self, receive: Any) -> bytes | None:
         msg = await receive()

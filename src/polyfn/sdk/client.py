@@ -469,6 +469,50 @@ class Client:
         except httpx.TransportError as exc:
             raise self._transport_error(exc) from exc
 
+    # -- events: async invocations, dead letters, triggers, topics -----------------------------------
+
+    def invoke_async(self, name: str, payload: bytes = b"{}", content_type: str = "application/json",
+                     callback_url: str | None = None, event: str | None = None) -> str:
+        """`POST /v1/functions/{name}/invoke?mode=async`: queue durably; returns the activation id."""
+        headers = {"Content-Type": content_type}
+        if callback_url:
+            headers["X-Callback-Url"] = callback_url
+        params = {"mode": "async", **({"event": event} if event else {})}
+        return self._json("POST", f"/v1/functions/{quote(name, safe='')}/invoke", params=params,
+                          content=payload, headers=headers)["activation_id"]
+
+    def dead_letters(self, function: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        return self._json("GET", "/v1/dlq", params=_params(function=function, limit=limit)).get("dead_letters", [])
+
+    def dead_letter(self, entry_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/v1/dlq/{quote(entry_id, safe='')}")
+
+    def replay_dead_letter(self, entry_id: str) -> dict[str, Any]:
+        return self._json("POST", f"/v1/dlq/{quote(entry_id, safe='')}/replay")
+
+    def delete_dead_letter(self, entry_id: str) -> dict[str, Any]:
+        return self._json("DELETE", f"/v1/dlq/{quote(entry_id, safe='')}")
+
+    def add_trigger(self, function: str, kind: str, config: Mapping[str, Any],
+                    trigger_id: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"kind": kind, "config": dict(config)}
+        if trigger_id:
+            body["id"] = trigger_id
+        return self._json("POST", f"/v1/functions/{quote(function, safe='')}/triggers", json=body)
+
+    def triggers(self, function: str | None = None) -> list[dict[str, Any]]:
+        return self._json("GET", "/v1/triggers", params=_params(function=function)).get("triggers", [])
+
+    def delete_trigger(self, trigger_id: str) -> dict[str, Any]:
+        return self._json("DELETE", f"/v1/triggers/{quote(trigger_id, safe='')}")
+
+    def publish(self, topic: str, payload: bytes, content_type: str = "application/json",
+                attributes: Mapping[str, str] | None = None) -> dict[str, Any]:
+        headers = {"Content-Type": content_type}
+        params = {f"attr.{k}": v for k, v in (attributes or {}).items()}
+        return self._json("POST", f"/v1/topics/{quote(topic, safe='')}/messages", content=payload,
+                          headers=headers, params=params)
+
 
 def _params(**values: Any) -> dict[str, Any]:
     """Query parameters without the unset ones, so the server's defaults apply."""

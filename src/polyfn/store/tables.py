@@ -135,3 +135,17 @@ storage_triggers = Table(
     Column("created_at", Float, nullable=False),
     Index("ix_storage_triggers_bucket", "bucket"),
 )
+
+# Event triggers (cron, topics, brokers, log streams): `config` is the kind's JSON options, `state` what the
+# trigger must remember across restarts (e.g. a cron trigger's last scheduled tick).
+triggers = Table(
+    "triggers",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("function", String, nullable=False),
+    Column("kind", String, nullable=False),
+    Column("config", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_triggers_function", "function"),
+)
