@@ -339,3 +339,19 @@ async def test_pool_records_idle_times_into_the_policy() -> None:
     pool.release(a)
     pool.release(b)
     assert pool.policy.samples == 2 and pool.busy == 0
+
+
+async def test_autoscaler_does_not_restart_what_the_keepalive_policy_unloaded() -> None:
+    m = FakeManager()
+    pool = make_pool(m, keepalive_policy="hybrid")
+    for _ in range(20):
+        pool.policy.observe_idle(600.0)  # representative: unload after use
+    inst = await pool.acquire(1)
+    pool.autoscale(1000.0)
+    pool.autoscale(1002.0)  # in-flight 1 in the window: desired 1
+    pool.release(inst)
+    assert pool.reap(pool.last_end + 1) == 1
+    pool.instances.clear()
+    d = pool.autoscale(1004.0)
+    await settle()
+    assert d.desired >= 1 and m.started == 1  # the average still says 1, but nothing is running: no restart

@@ -251,6 +251,10 @@ class Pool:
         self.decision = d
         if self.draining or (self._init_error is not None and now < self._init_error_until):
             return d  # a function failing to start is not retried faster by the autoscaler
+        if not stats.inflight and not stats.queued:
+            # Nothing to serve right now: a remembered average is no reason to start instances (the
+            # keep-alive policy decides what stays warm; starting here would fight its unloading).
+            return d
         missing = d.desired - len(ready) - self.starting
         for _ in range(max(0, missing)):
             if not self._start_background(prewarm=True):
@@ -363,7 +367,8 @@ class Pool:
             if inst.inflight:
                 continue
             idle_for = now - inst.last_used
-            expired = w.prewarm > 0 or idle_for >= w.keepalive  # pre-warming policies unload after use
+            # pre-warming policies unload after use, once the function as a whole has gone idle
+            expired = (w.prewarm > 0 and not self.busy) or idle_for >= w.keepalive
             surplus = (d is not None and d.valid and idle_for >= SCALEDOWN_IDLE
                        and live - closed > max(d.desired, floor, warm))
             if expired or surplus:
