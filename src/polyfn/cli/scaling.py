@@ -29,14 +29,15 @@ def render_scaling(console: Console, function: dict[str, Any]) -> None:
     lines = [
         f"instances: {counts.get('starting', 0)} starting, {counts.get('idle', 0)} idle, "
         f"{counts.get('busy', 0)} busy; queued {counts.get('queued', 0)}",
-        f"cold starts {sc.get('cold_starts', 0)}, evictions {sc.get('evictions', 0)}",
+        f"instances started {sc.get('cold_starts', 0)} (this revision; pre-warmed ones included), "
+        f"evictions {sc.get('evictions', 0)}",
         f"keep-alive: {sc.get('keepalive_policy')} (pre-warm after {w.get('prewarm_s', 0):g} s, "
         f"keep {w.get('keepalive_s', 0):g} s)",
         "autoscaler: " + ("not run yet" if not d else
                           f"desired {d['desired']}{' (PANIC)' if d['panic'] else ''}"
                           f"{'' if d['valid'] else ' (not enough data: holding)'}, "
                           f"avg in-flight {d['stable_avg']:g} (60 s) / {d['panic_avg']:g} (6 s)"),
-        f"memory: RSS {_kb(sc.get('rss_kb'))}, PSS {_kb(sc.get('pss_kb'))}; node "
+        f"memory of its instances: RSS {_kb(sc.get('rss_kb'))}, PSS {_kb(sc.get('pss_kb'))}; node "
         f"{(sc.get('node_memory') or {}).get('reserved_mb', 0)} of "
         f"{(sc.get('node_memory') or {}).get('budget_mb', 0)} MB reserved",
     ]
