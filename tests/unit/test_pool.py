@@ -355,3 +355,19 @@ async def test_autoscaler_does_not_restart_what_the_keepalive_policy_unloaded() 
     d = pool.autoscale(1004.0)
     await settle()
     assert d.desired >= 1 and m.started == 1  # the average still says 1, but nothing is running: no restart
+
+
+async def test_min_instances_refused_by_the_budget_are_started_when_room_appears() -> None:
+    m = BudgetManager(budget=256)
+    busy = budget_pool(m, "busy", memory=256)
+    held = await busy.acquire(1)
+    warm = budget_pool(m, "warm", memory=256, min_instances=1)
+    warm.ensure_min()  # no room: nothing starts (and nothing fails)
+    await settle()
+    assert not warm.instances and warm.starting == 0
+    busy.release(held)
+    busy.instances[0].close()  # the busy function's instance goes away (keep-alive, say)
+    busy.instances.clear()
+    warm.autoscale(1000.0)
+    await settle()
+    assert len(warm.instances) == 1

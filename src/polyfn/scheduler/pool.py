@@ -251,6 +251,8 @@ class Pool:
         self.decision = d
         if self.draining or (self._init_error is not None and now < self._init_error_until):
             return d  # a function failing to start is not retried faster by the autoscaler
+        if len(ready) + self.starting < self.min_instances:
+            self.ensure_min()  # e.g. the memory budget had no room when the pool was created
         if not stats.inflight and not stats.queued:
             # Nothing to serve right now: a remembered average is no reason to start instances (the
             # keep-alive policy decides what stays warm; starting here would fight its unloading).
