@@ -14,6 +14,8 @@ import pytest
 
 from .conftest import Server, error_code, free_port, start_server, wait_until
 
+HOST_FS = True  # functions write state files the test reads (conftest.HOST_FS)
+
 ECHO = '''
 def handler(event, context):
     return {"event": event, "activation": context.activation_id}
@@ -147,7 +149,7 @@ def receiver() -> Iterator[tuple[str, list[dict]]]:
 
 def test_callbacks_delivered_and_down(tmp_path: Path, receiver: tuple[str, list[dict]]) -> None:
     url, got = receiver
-    s = start_server(tmp_path / "data", env={"POLYFN_CALLBACK_BACKOFF": "0.05", "POLYFN_CALLBACK_ATTEMPTS": "3"})
+    s = start_server(tmp_path / "data", env={"POLYFN_CALLBACK_BACKOFF": "0.05", "POLYFN_CALLBACK_ATTEMPTS": "3"}, host_fs=True)
     try:
         s.deploy("cb", {"handler.py": ECHO})
         aid = s.api.post("/v1/functions/cb/invoke?mode=async", json={"a": 1},
@@ -171,7 +173,7 @@ def test_callbacks_delivered_and_down(tmp_path: Path, receiver: tuple[str, list[
 def test_kill_9_with_queued_invocations(tmp_path: Path) -> None:
     state = tmp_path / "state"
     state.mkdir()
-    s = start_server(tmp_path / "data")
+    s = start_server(tmp_path / "data", host_fs=True)
     try:
         s.deploy("slow", {"handler.py": RECORD}, env={"STATE": str(state)}, max_instances=1)
         ids = [s.api.post("/v1/functions/slow/invoke?mode=async", json={"sleep": 0.2}).json()["activation_id"]
@@ -185,7 +187,7 @@ def test_kill_9_with_queued_invocations(tmp_path: Path) -> None:
 
     assert len(done()) < len(ids)
 
-    s = start_server(tmp_path / "data")
+    s = start_server(tmp_path / "data", host_fs=True)
     try:
         assert wait_until(lambda: set(ids) <= done(), 30), f"missing after restart: {set(ids) - done()}"
         assert all(s.activation(i)["status"] == "success" for i in ids)

@@ -15,6 +15,8 @@ import pytest
 from .brokers import mqtt_broker, nats_broker, port_open, rabbitmq_broker, redis_broker
 from .conftest import Server, start_server, wait_until
 
+HOST_FS = True  # functions write state files the test reads (conftest.HOST_FS)
+
 CONSUMER = '''
 import json, os
 def handler(event, context):
@@ -30,7 +32,7 @@ def handler(event, context):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    s = start_server(tmp_path_factory.mktemp("polyfn"), env={"POLYFN_TRIGGER_RECONNECT_MAX": "0.5"})
+    s = start_server(tmp_path_factory.mktemp("polyfn"), env={"POLYFN_TRIGGER_RECONNECT_MAX": "0.5"}, host_fs=True)
     yield s
     s.stop()
 

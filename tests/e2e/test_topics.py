@@ -9,6 +9,8 @@ from pathlib import Path
 
 from .conftest import Server, error_code, wait_until
 
+HOST_FS = True  # functions write state files the test reads (conftest.HOST_FS)
+
 CONSUMER = '''
 import json, os
 def handler(event, context):

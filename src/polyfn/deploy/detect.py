@@ -54,14 +54,16 @@ RULES: tuple[Rule, ...] = (
     Rule("openfaas", "`handle(req)` (OpenFaaS python3)", function="handle", arity=1),
     Rule("aws", "a `(event, context)` function in `lambda_function.py` (AWS Lambda's default file)", arity=2,
          module="lambda_function"),
-    Rule("kubeless", "a `(event, context)` function reading `event['data']` (Kubeless)", arity=2,
-         uses_key="data"),
     Rule("aliyun", "`index.handler(event, context)` (Alibaba FC's default handler)", function="handler",
          arity=2, module="index"),
     Rule("gcp", "a one-argument function taking `request` (Google Cloud Functions HTTP)", arity=1,
          params=("request",)),
     Rule("openwhisk", "`main(params)` (OpenWhisk)", function="main", arity=1),
     Rule("native", "`handler(event, context)` (polyfn native)", function="handler", arity=2),
+    # After native: a function named `handler` reading event['data'] is polyfn's own (e.g. a CloudEvent
+    # consumer); Kubeless functions have their own names (the seed's `reverse`).
+    Rule("kubeless", "a `(event, context)` function reading `event['data']` (Kubeless)", arity=2,
+         uses_key="data"),
 )
 
 #: Positional arguments each flavor passes: for the fallback "the only function of that shape".

@@ -194,7 +194,8 @@ class Store:
         """Insert (or replace, by id) a batch of activations and their log lines in one transaction."""
         if not acts:
             return
-        log_tuples = [(a.id, a.function, ln.ts, ln.stream, ln.line) for a in acts for ln in a.logs]
+        every_attempt = acts
+        log_tuples = [(a.id, a.function, ln.ts, ln.stream, ln.line) for a in every_attempt for ln in a.logs]
         # Newest record per id (a retried async invocation may appear twice in one batch); the log lines
         # of every attempt are kept.
         acts = list({a.id: a for a in acts}.values())
@@ -209,7 +210,7 @@ class Store:
         act_rows = [_activation_row(a) for a in acts]
         log_rows = [
             {"activation_id": a.id, "function": a.function, "ts": ln.ts, "stream": ln.stream, "line": ln.line}
-            for a in acts
+            for a in every_attempt
             for ln in a.logs
         ]
         async with self._writer() as conn:
