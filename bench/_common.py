@@ -187,8 +187,9 @@ class Http:
 class PolyfnServer:
     """`polyfn serve` on a free port with a throw-away data dir; a context manager."""
 
-    def __init__(self, log_level: str = "INFO"):
+    def __init__(self, log_level: str = "INFO", env: dict[str, str] | None = None):
         self.log_level = log_level
+        self.extra_env = env or {}
         self.port = 0
         self.key = ""
         self.tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -201,7 +202,7 @@ class PolyfnServer:
         data = Path(self.tmp.name) / "data"
         self.log_path = Path(self.tmp.name) / "server.log"
         self.port = free_port()
-        env = {**os.environ, "POLYFN_LOG_LEVEL": self.log_level}
+        env = {**os.environ, "POLYFN_LOG_LEVEL": self.log_level, **self.extra_env}
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "polyfn", "serve", "--port", str(self.port), "--data-dir", str(data),

@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     max_code_files: int = Field(20000, ge=1)
     max_queue: int = Field(1000, ge=0)  # invocations waiting for an instance, per function
     keepalive: float = Field(600.0, ge=0)  # idle instance kept this long (seconds)
+    keepalive_policy: str = Field("fixed", pattern="^(fixed|hybrid)$")  # functions' default (docs/performance.md)
+    autoscale_interval: float = Field(2.0, gt=0)  # seconds between autoscaler decisions per function
+    # Memory all instances may reserve (each reserves its `memory`): MB, 0 = memory_budget_percent of RAM.
+    memory_budget: int = Field(0, ge=0)
+    memory_budget_percent: float = Field(75.0, gt=0, le=100)
     init_timeout: float = Field(30.0, gt=0)  # instance start → ready, bounded further by the function timeout
     drain_timeout: float = Field(30.0, ge=0)  # graceful shutdown: in-flight invocations get this long
 
@@ -104,6 +109,16 @@ class Settings(BaseSettings):
     storage_trigger_backoff: float = Field(0.5, ge=0)  # seconds before the 2nd attempt, doubled each time
     node_blanks: int = Field(1, ge=0, le=8)  # pre-started Node.js processes kept per memory size once Node is used
     http_private_network: bool = True  # http-runtime instances in their own network namespace (root only)
+
+    @property
+    def memory_budget_mb(self) -> int:
+        if self.memory_budget:
+            return self.memory_budget
+        try:
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
+        except (ValueError, OSError):
+            total = 4096
+        return max(1, int(total * self.memory_budget_percent / 100))
 
     @property
     def db_url(self) -> str:

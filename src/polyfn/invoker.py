@@ -130,8 +130,8 @@ class Invoker:
             try:
                 inst = await pool.acquire(spec.timeout)
             except Throttled as e:
-                return self._finish(act, t0, "throttled", 429, platform_error(
-                    429, "too_many_requests", str(e), headers=[(b"retry-after", str(e.retry_after).encode())],
+                return self._finish(act, t0, "throttled", e.status, platform_error(
+                    e.status, e.code, str(e), headers=[(b"retry-after", str(e.retry_after).encode())],
                     activation_id=act.id))
             except StartFailed as e:
                 act.logs = [LogLine(*ln) for ln in e.logs]

@@ -33,6 +33,7 @@ class FunctionSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     min_instances: int = 0
     max_instances: int = 10
     keepalive: float | None = None  # seconds an idle instance is kept; None = node default
+    keepalive_policy: str | None = None  # fixed | hybrid (scheduler/keepalive.py); None = node default
     env: dict[str, str] = {}
     network: str = "all"  # all (egress like Lambda) | none (own network namespace, loopback only)
     auth: str = "anonymous"  # HTTP trigger: anonymous | key (x-functions-key header or ?code=, an invoke key)
@@ -151,8 +152,16 @@ def validate_spec(spec: FunctionSpec, max_timeout: float, max_memory: int, max_i
     rng("memory", spec.memory, 32, max_memory)
     rng("timeout", spec.timeout, 0.1, max_timeout)
     rng("concurrency", spec.concurrency, 1, 1000)
+    if spec.max_instances < 1:
+        raise SpecError(f"max_instances={spec.max_instances!r} is out of range: a function needs at least 1 "
+                        f"instance to run (allowed 1..{max_instances}); to stop a function, delete it")
     rng("max_instances", spec.max_instances, 1, max_instances)
+    if spec.min_instances < 0:
+        raise SpecError(f"min_instances={spec.min_instances!r} is out of range: it cannot be negative "
+                        f"(allowed 0..{spec.max_instances}, the function's max_instances)")
     rng("min_instances", spec.min_instances, 0, spec.max_instances)
+    if spec.keepalive_policy not in (None, "fixed", "hybrid"):
+        raise SpecError(f"keepalive_policy={spec.keepalive_policy!r} is not supported: use fixed or hybrid")
     if spec.keepalive is not None:
         rng("keepalive", spec.keepalive, 0, 7 * 24 * 3600)
     if spec.auth not in ("anonymous", "key"):

@@ -69,7 +69,7 @@ class Node:
         self.secret_box = SecretBox(settings.data_dir / "node.key")
         self.manager = InstanceManager(settings)
         self.registry = FunctionRegistry(self.manager, settings.drain_timeout)
-        self.metrics = Metrics(lambda: list(self.manager.pools))
+        self.metrics = Metrics(lambda: list(self.manager.pools), settings.memory_budget_mb)
         self.manager.metrics = self.metrics
         self.recorder: ActivationRecorder = None  # type: ignore[assignment]
         self.invoker: Invoker = None  # type: ignore[assignment]

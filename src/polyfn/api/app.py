@@ -127,7 +127,10 @@ def build_api(node: Node) -> FastAPI:
         if info is None:
             raise ApiError(404, "function_not_found", f"function {name!r} does not exist")
         revs = await node.store.list_revisions(name)
-        return _function_json(node, info, triggers=node.triggers.list(name) if node.triggers else [], revisions=[
+        from polyfn.api.scaling import scaling_json
+
+        return _function_json(node, info, scaling=scaling_json(node, name),
+                              triggers=node.triggers.list(name) if node.triggers else [], revisions=[
             {"number": r.number, "created_at": r.created_at, "code_sha256": r.code_sha256} for r in revs])
 
     @v1.delete("/functions/{name}")
@@ -210,6 +213,9 @@ def build_api(node: Node) -> FastAPI:
     from polyfn.api import storage as storage_api
 
     v1.include_router(storage_api.build_router(node))
+    from polyfn.api import scaling as scaling_api
+
+    v1.include_router(scaling_api.build_router(node))
     v1.include_router(events.router(node))
     app.include_router(v1)
     app.include_router(observe_api.build_router(node, require_key))

@@ -251,6 +251,17 @@ def deploy(
             show_default="node default",
         ),
     ] = None,
+    keepalive_policy: Annotated[
+        str | None,
+        typer.Option(
+            "--keepalive-policy",
+            envvar="POLYFN_DEPLOY_KEEPALIVE_POLICY",
+            metavar="fixed|hybrid",
+            help="Keep-alive policy: fixed (keep idle instances for --keepalive) or hybrid (learn the "
+            "function's idle times: unload after use, pre-warm before the next call).",
+            show_default="node default",
+        ),
+    ] = None,
     network: Annotated[
         str | None,
         typer.Option(
@@ -317,6 +328,7 @@ def deploy(
             "min_instances": min_instances,
             "max_instances": max_instances,
             "keepalive": keepalive,
+            "keepalive_policy": keepalive_policy,
             "env": env_vars,
             "network": network,
             "retry_attempts": retry_attempts,
@@ -603,6 +615,9 @@ def describe(
         table = trigger_table(function["triggers"])
         table.title, table.title_justify = "triggers", "left"
         console.print(table)
+    from polyfn.cli.scaling import render_scaling
+
+    render_scaling(console, function)
 
 
 _UNITS = {"memory": "MB", "timeout": "s", "keepalive": "s"}

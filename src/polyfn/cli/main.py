@@ -18,7 +18,7 @@ from rich.text import Text
 from rich.traceback import Traceback
 from typer.core import TyperGroup
 
-from polyfn.cli import activations, doctor, events, functions, security, serve, storage, top, version
+from polyfn.cli import activations, doctor, events, functions, scaling, security, serve, storage, top, version
 from polyfn.cli.config import DATA_DIR_ENV, DEFAULT_DATA_DIR_TEXT, KEY_ENV, URL_ENV, State, resolve
 from polyfn.cli.errors import CliError, FunctionFailed
 from polyfn.cli.output import err
@@ -206,6 +206,7 @@ app.command("invoke", rich_help_panel="Functions")(functions.invoke)
 app.command("list", rich_help_panel="Functions")(functions.list_functions)
 app.command("describe", rich_help_panel="Functions")(functions.describe)
 app.command("delete", rich_help_panel="Functions")(functions.delete)
+app.command("prewarm", rich_help_panel="Functions")(scaling.prewarm)
 app.command("activations", rich_help_panel="Activations and logs")(activations.activations)
 app.command("activation", rich_help_panel="Activations and logs")(activations.activation)
 app.command("logs", rich_help_panel="Activations and logs")(activations.logs)

@@ -85,6 +85,26 @@ class InstanceManager:
                 log.warning("cannot create %s (%s): secrets as files will not work", SECRETS_DIR, e)
         await self.zygote.start()
         self._reaper = asyncio.create_task(self._reap_loop())
+        if self.metrics is not None:
+            self._register_metrics(self.metrics)
+
+    def _register_metrics(self, metrics: Any) -> None:
+        """Autoscaler gauges, read at scrape time (docs/observability.md)."""
+
+        def decisions(field: str) -> dict[tuple[str, ...], float]:
+            return {(p.revision.function,): float(getattr(p.decision, field))
+                    for p in list(self.pools) if p.decision is not None and not p.draining}
+
+        metrics.gauge("polyfn_autoscaler_desired_instances", "The autoscaler's last desired instance count.",
+                      ("function",), lambda: decisions("desired"))
+        metrics.gauge("polyfn_autoscaler_panic", "1 while the function's autoscaler is in panic mode.",
+                      ("function",), lambda: decisions("panic"))
+        metrics.gauge("polyfn_instance_evictions", "Idle instances evicted for the node's memory budget "
+                      "(since the function's current revision was activated).", ("function",),
+                      lambda: {(p.revision.function,): float(p.evictions) for p in list(self.pools)
+                               if not p.draining})
+        metrics.gauge("polyfn_memory_budget_used_ratio", "Reserved instance memory / the node's memory budget.",
+                      (), lambda: {(): self.reserved_mb() / max(1, self.memory_budget_mb)})
 
     async def _decide_isolation(self) -> None:
         """Probe what the host allows, minus what configuration turns off; build the `isolation` line."""
@@ -187,13 +207,43 @@ class InstanceManager:
         )
 
     def new_pool(self, revision: Revision) -> Pool:
-        pool = Pool(revision, self, self.settings.max_queue, self.settings.keepalive)
+        pool = Pool(revision, self, self.settings.max_queue, self.settings.keepalive,
+                    self.settings.keepalive_policy)
         self.pools.add(pool)
         pool.ensure_min()
         return pool
 
     def forget_pool(self, pool: Pool) -> None:
         self.pools.discard(pool)
+
+    # --- node memory budget ----------------------------------------------------------------------------
+
+    @property
+    def memory_budget_mb(self) -> int:
+        return self.settings.memory_budget_mb
+
+    def reserved_mb(self) -> int:
+        """Memory promised to instances: each live (ready or starting) instance reserves its `memory`."""
+        return sum(p.revision.spec.memory * (p.starting + sum(1 for i in p.instances if i.state is State.READY))
+                   for p in self.pools)
+
+    def reserve(self, pool: Pool) -> bool:
+        """Room for one more instance of `pool`? If not, evict idle instances of other functions, least
+        recently used first; False if there still is no room."""
+        need = pool.revision.spec.memory
+        short = self.reserved_mb() + need - self.memory_budget_mb
+        if short <= 0:
+            return True
+        if need > self.memory_budget_mb:
+            return False
+        idle = sorted(((i.last_used, id(i), i, p) for p in self.pools if p is not pool
+                       for i in p.idle if i.inflight == 0 and i.state is State.READY), key=lambda x: x[:2])
+        for _t, _id, inst, p in idle:
+            if short <= 0:
+                break
+            if inst in p.idle:
+                short -= p.evict_one(inst)
+        return short <= 0
 
     async def start_instance(self, pool: Pool) -> Instance:
         """Fork a new instance for `pool` and wait until it is ready (or raise why it is not)."""
@@ -296,11 +346,21 @@ class InstanceManager:
             inst.kill("process exited")
 
     async def _reap_loop(self) -> None:
+        """Each second: keep-alive reaping; every `autoscale_interval`: one autoscaler decision per pool."""
+        next_scale = 0.0
         while True:
             await asyncio.sleep(1.0)
             now = time.monotonic()
+            scale = now >= next_scale
+            if scale:
+                next_scale = now + self.settings.autoscale_interval - 0.5
             for pool in list(self.pools):
-                pool.reap(now)
+                try:
+                    if scale:
+                        pool.autoscale(now)
+                    pool.reap(now)
+                except Exception:  # one pool's bug must not stop scaling for every other function
+                    log.exception("%s: autoscaler/reaper failed", pool.revision.key)
 
     def live_pids(self) -> list[int]:
         return list(self._by_pid)

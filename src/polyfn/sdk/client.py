@@ -344,6 +344,10 @@ class Client:
         """`GET /v1/functions/{name}`: the function plus `revisions` and `instances`."""
         return self._json("GET", f"/v1/functions/{quote(name, safe='')}")
 
+    def prewarm(self, name: str, instances: int = 1) -> dict[str, Any]:
+        """`POST /v1/functions/{name}/prewarm`: start instances now (bounded by max_instances)."""
+        return self._json("POST", f"/v1/functions/{quote(name, safe='')}/prewarm", json={"instances": instances})
+
     def delete_function(self, name: str) -> dict[str, Any]:
         """`DELETE /v1/functions/{name}`."""
         return self._json("DELETE", f"/v1/functions/{quote(name, safe='')}", timeout=self._long)
