@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean chromium toolchains
 
 # The stamp files make both targets idempotent: pip only runs again when pyproject.toml changes.
 $(BIN)/python:
@@ -23,7 +23,24 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed
 	$(BIN)/polyfn serve --host $(HOST) --port $(PORT) --examples
 
-test: $(VENV)/.installed-test
+# Browser tests drive Debian's chromium through Playwright; install it when missing (root + apt only;
+# otherwise those tests skip with a reason, and fail under CI=true).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; } || \
+	    echo "chromium could not be installed: browser tests will skip"; \
+	  else echo "chromium missing and not installable here (needs root + apt-get): browser tests will skip"; fi; }
+
+# Toolchains the tests use beyond Python: Node.js (>= 20, preinstalled on our machines) and Go (for the
+# seed's Knative reverse.go); installed only when missing.
+toolchains:
+	@command -v go >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { apt-get install -y -q golang-go >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q golang-go >/dev/null; }; } \
+	  || echo "note: no Go toolchain (apt-get install golang-go): the Knative Go tests will skip"; }
+
+test: $(VENV)/.installed-test chromium toolchains
 	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest -n 2 -q
 
@@ -34,6 +51,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/coldstart.py
 	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/storage.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

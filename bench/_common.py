@@ -80,6 +80,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_seconds(root: int) -> float:
+    """CPU time of `root` and every live descendant (server, zygote, instances; gunicorn and its workers)."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(d.name))
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += cpu_seconds(pid)
+        todo.extend(children.get(pid, []))
+    return total
+
+
 def wait_idle(pid: int, threshold: float = 0.05, window: float = 0.25, timeout: float = 15.0) -> None:
     """Wait until process `pid` uses less than `threshold` of a core over `window` (e.g. a server flushing
     records after a load test), so one measurement does not pay for the previous one's tail."""
@@ -168,8 +187,9 @@ class Http:
 class PolyfnServer:
     """`polyfn serve` on a free port with a throw-away data dir; a context manager."""
 
-    def __init__(self, log_level: str = "INFO"):
+    def __init__(self, log_level: str = "INFO", env: dict[str, str] | None = None):
         self.log_level = log_level
+        self.extra_env = env or {}
         self.port = 0
         self.key = ""
         self.tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -182,10 +202,11 @@ class PolyfnServer:
         data = Path(self.tmp.name) / "data"
         self.log_path = Path(self.tmp.name) / "server.log"
         self.port = free_port()
-        env = {**os.environ, "POLYFN_LOG_LEVEL": self.log_level}
+        env = {**os.environ, "POLYFN_LOG_LEVEL": self.log_level, **self.extra_env}
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "polyfn", "serve", "--port", str(self.port), "--data-dir", str(data)],
+                [sys.executable, "-m", "polyfn", "serve", "--port", str(self.port), "--data-dir", str(data),
+                 "--storage-port", str(free_port())],
                 stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
             )
         try:
@@ -235,6 +256,7 @@ class WrkResult:
     non_2xx: int
     socket_errors: int
     raw: str
+    cpu_us_per_req: float = float("nan")  # CPU of the measured server's process tree per request
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}

@@ -14,6 +14,9 @@ The peers, measured in the same run and interleaved with the polyfn samples:
 
     .venv/bin/python bench/coldstart.py            # 200 polyfn samples, 40 of each peer (~40 s)
     .venv/bin/python bench/coldstart.py --quick    # 30 and 10 (~10 s)
+
+A second section (skip with `--numpy-samples 0`) does the same for a function that imports numpy,
+against a fresh interpreter importing numpy and calling the handler.
 """
 
 from __future__ import annotations
@@ -131,9 +134,11 @@ def main() -> None:
                     help="seconds between a redeploy and its measured request")
     ap.add_argument("--python", default=sys.executable, help="interpreter the peers spawn")
     ap.add_argument("--quick", action="store_true", help="a short run: 30 polyfn samples, 10 per peer")
+    ap.add_argument("--numpy-samples", type=int, default=30,
+                    help="cold starts of a numpy-importing function (0: skip that section)")
     args = ap.parse_args()
     if args.quick:
-        args.samples, args.peer_samples = 30, 10
+        args.samples, args.peer_samples, args.numpy_samples = 30, 10, 10
 
     print_header("cold start: no instance → first HTTP response")
     cold: list[float] = []
@@ -204,6 +209,62 @@ def main() -> None:
     print(f"\ntarget p50 ≤ 5 ms: {fmt(p50)} ms → {'met' if p50 <= 5 else 'NOT met'}")
     print(f"target ≥ 10× faster than a fresh interpreter serving HTTP: {ratio:.1f}× → "
           f"{'met' if ratio >= 10 else 'NOT met'}")
+    if args.numpy_samples:
+        numpy_section(args)
+
+
+NUMPY_HANDLER = "import numpy\ndef handler(event, context):\n    return str(int(numpy.arange(10).sum()))\n"
+NUMPY_CALL_ONCE = ("import sys; sys.path.insert(0, sys.argv[1]); from handler import handler; "
+                   "assert handler(None, None) == '45'")
+
+
+def numpy_section(args: argparse.Namespace) -> None:
+    """(b) of the issue: a function importing numpy, cold, against a fresh interpreter importing it.
+
+    numpy comes from the server's environment (`pip install -e '.[bench]'`), as a function would get it
+    from its requirements.txt. There is no per-function zygote yet, so each cold start imports numpy."""
+    try:
+        import numpy  # noqa: F401
+    except ImportError:
+        print("\nnumpy section skipped: numpy is not installed (pip install -e '.[bench]')")
+        return
+    print_header("cold start of a function importing numpy")
+    cold: list[float] = []
+    init: list[float] = []
+    peer: list[float] = []
+    with temp_dir("polyfn-bench-np-") as tmp, PolyfnServer() as server:
+        code_dir = tmp / "code"
+        code_dir.mkdir()
+        (code_dir / "handler.py").write_text(NUMPY_HANDLER)
+        client = Http(server.port)
+        try:
+            for i in range(-1, args.numpy_samples):  # -1: unmeasured warm-up
+                server.deploy("npcold", {"handler.py": NUMPY_HANDLER + f"# sample {i}\n"})
+                time.sleep(args.settle)
+                t0 = time.perf_counter()
+                status, headers, body = client.request("GET", "/fn/npcold")
+                ms = (time.perf_counter() - t0) * 1000
+                if status != 200 or body != b"45":
+                    raise RuntimeError(f"numpy request {i}: {status} {body[:300]!r}\n{server.log_tail()}")
+                t1 = time.perf_counter()
+                subprocess.run([args.python, "-c", NUMPY_CALL_ONCE, str(code_dir)], check=True)
+                peer_ms = (time.perf_counter() - t1) * 1000
+                if i >= 0:
+                    cold.append(ms)
+                    peer.append(peer_ms)
+                    act = server.api.json("GET", f"/v1/activations/{headers.get('x-polyfn-activation-id')}")  # type: ignore[union-attr]
+                    init.append(act.get("init_ms") or 0.0)
+        finally:
+            client.close()
+    p50 = percentile(cold, 50)
+    print("client-side milliseconds; ratio = the row's p50 / polyfn numpy cold start p50\n")
+    print(table(["what", "n", "min", "p50", "p90", "p99", "mean", "ratio"], [
+        stats_row("polyfn cold start, function imports numpy", cold),
+        stats_row("  of which instance start → ready (server-side init_ms)", init, p50),
+        stats_row("fresh interpreter, import numpy + call handler (spawn → exit)", peer, p50),
+    ]))
+    print(f"\ntarget p50 ≤ 10 ms once a per-function zygote exists: {fmt(p50)} ms → "
+          f"{'met' if p50 <= 10 else 'NOT met (no per-function zygote yet: numpy is imported per cold start)'}")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,10 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from polyfn.scheduler.keepalive import FixedPolicy, HybridPolicy  # noqa: E402
 
-DEFAULT_TRACE = ROOT.parent / "shared" / "data" / "azure-functions-2019-sample"
+# ../shared next to the main checkout; worktrees live one level deeper (/work/wt/NAME)
+DEFAULT_TRACE = next((p for p in (ROOT.parent / "shared", ROOT.parent.parent / "shared")
+                      if (p / "data" / "azure-functions-2019-sample").is_dir()),
+                     ROOT.parent / "shared") / "data" / "azure-functions-2019-sample"
 
 
 def load(trace: Path, limit: int) -> list[tuple[list[int], float]]:

@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     max_code_files: int = Field(20000, ge=1)
     max_queue: int = Field(1000, ge=0)  # invocations waiting for an instance, per function
     keepalive: float = Field(600.0, ge=0)  # idle instance kept this long (seconds)
+    keepalive_policy: str = Field("fixed", pattern="^(fixed|hybrid)$")  # functions' default (docs/performance.md)
+    autoscale_interval: float = Field(2.0, gt=0)  # seconds between autoscaler decisions per function
+    # Memory all instances may reserve (each reserves its `memory`): MB, 0 = memory_budget_percent of RAM.
+    memory_budget: int = Field(0, ge=0)
+    memory_budget_percent: float = Field(75.0, gt=0, le=100)
     init_timeout: float = Field(30.0, gt=0)  # instance start → ready, bounded further by the function timeout
     drain_timeout: float = Field(30.0, ge=0)  # graceful shutdown: in-flight invocations get this long
 
@@ -50,8 +55,70 @@ class Settings(BaseSettings):
     log_line_max: int = Field(16384, ge=80)  # longer lines are truncated with a marker
     log_lines_per_activation: int = Field(1000, ge=1)
 
+    # Observability.
+    metrics: bool = True  # count invocations for /metrics, `polyfn top` and the console (off: benchmarks' baseline)
+    metrics_public: bool = True  # GET /metrics without the API key (set false to require it)
+    console_session_ttl: float = Field(12 * 3600.0, ge=60)  # web console login lifetime (seconds)
+    otlp_endpoint: str | None = None  # e.g. http://127.0.0.1:4318/v1/traces: export activations as OTLP spans
+    # Async invocations and triggers (docs/triggers.md).
+    async_max_inflight: int = Field(256, ge=1)  # async invocations running at once on this node
+    callback_attempts: int = Field(5, ge=1)  # POSTs of a result to an X-Callback-Url before it is marked failed
+    callback_backoff: float = Field(1.0, ge=0)  # seconds before the first callback retry (doubles, jittered)
+    callback_timeout: float = Field(10.0, gt=0)  # seconds per callback POST
+    trigger_reconnect_max: float = Field(30.0, gt=0)  # cap on a broker trigger's reconnect backoff (seconds)
+
     # Process isolation.
     cgroups: bool = True  # use the cgroup memory controller when available
+    # Sandbox layers (docs/security.md). Comma-separated layers to turn off: cgroup,mount,pid,net,uid,seccomp.
+    sandbox_disable: str = ""
+    sandbox_uid_base: int = Field(200_000, ge=1000, le=2**31 - 70_000)  # per-function uids: base + n
+    sandbox_uid_count: int = Field(60_000, ge=1, le=65_536)
+    tmp_size: int = Field(64, ge=1, le=65_536)  # MB of the private /tmp per instance
+    pids_max: int = Field(256, ge=8, le=1_000_000)  # processes + threads per instance (fork bombs)
+    open_files: int = Field(1024, ge=64, le=1_048_576)  # RLIMIT_NOFILE per instance
+    file_size: int = Field(512, ge=1)  # MB, largest file an instance may write (RLIMIT_FSIZE)
+    cpu_quota: float = Field(0.0, ge=0)  # cores per instance, 0 = no hard cap (shares still apply)
+
+    # Access control.
+    tls_cert: str | None = None  # PEM certificate: serve HTTPS (with tls_key)
+    tls_key: str | None = None
+    key_rate: float = Field(0.0, ge=0)  # control-API requests per second per API key (token bucket); 0 = off
+    key_burst: float = Field(50.0, ge=1)
+
+    @property
+    def disabled_layers(self) -> set[str]:
+        return {x.strip() for x in self.sandbox_disable.split(",") if x.strip()}
+
+    # Python zygote: preload the vendor libraries unmodified functions import (Flask, functions-framework,
+    # azure.functions) after it is ready, so gcp/azure functions start as fast as any other.
+    zygote_vendor_preload: bool = True
+
+    # Object storage (S3-compatible API on its own port; docs/storage.md).
+    storage_port: int = Field(9000, ge=0, le=65535)  # 0 disables the object store
+    storage_host: str | None = None  # default: the same interface as `host`
+    storage_backend: str = Field("local", pattern="^(local|s3)$")
+    storage_path: Path | None = None  # local backend directory; default <data dir>/storage
+    storage_region: str = "us-east-1"
+    storage_max_object_size: int = Field(5 * 1024**3, ge=1)  # bytes of one PUT / one completed upload
+    storage_fsync: bool = False  # fsync each object before it becomes visible (durable across power loss)
+    storage_upstream_url: str | None = None  # s3 backend: the upstream endpoint (AWS, SeaweedFS, MinIO …)
+    storage_upstream_access_key_id: str | None = None
+    storage_upstream_secret_access_key: str | None = None
+    storage_upstream_region: str = "us-east-1"
+    storage_trigger_attempts: int = Field(4, ge=1, le=100)  # deliveries of one event before it goes to the DLQ
+    storage_trigger_backoff: float = Field(0.5, ge=0)  # seconds before the 2nd attempt, doubled each time
+    node_blanks: int = Field(1, ge=0, le=8)  # pre-started Node.js processes kept per memory size once Node is used
+    http_private_network: bool = True  # http-runtime instances in their own network namespace (root only)
+
+    @property
+    def memory_budget_mb(self) -> int:
+        if self.memory_budget:
+            return self.memory_budget
+        try:
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
+        except (ValueError, OSError):
+            total = 4096
+        return max(1, int(total * self.memory_budget_percent / 100))
 
     @property
     def db_url(self) -> str:
@@ -64,6 +131,10 @@ class Settings(BaseSettings):
     @property
     def deps_dir(self) -> Path:
         return self.data_dir / "deps"
+
+    @property
+    def storage_dir(self) -> Path:
+        return self.storage_path or self.data_dir / "storage"
 
     @property
     def run_dir(self) -> Path:

@@ -16,6 +16,7 @@ from typing import Any
 
 from polyfn.config import Settings
 from polyfn.model import Activation, LogLine
+from polyfn.observe.metrics import Metrics
 from polyfn.observe.recorder import ActivationRecorder
 from polyfn.protocol import Invoke, Result
 from polyfn.scheduler.instance import Instance, InstanceGone
@@ -80,8 +81,12 @@ def _safe_headers(pairs: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
 
 
 class Invoker:
-    def __init__(self, settings: Settings, registry: FunctionRegistry, recorder: ActivationRecorder):
+    def __init__(self, settings: Settings, registry: FunctionRegistry, recorder: ActivationRecorder,
+                 metrics: Metrics | None = None):
         self.settings = settings
+        self.metrics = metrics
+        self.lines_max = settings.log_lines_per_activation
+        self.limiter: Any = None  # polyfn.auth.ratelimit.Limiter, for functions with a rate_limit
         self.registry = registry
         self.recorder = recorder
         self.max_payload = settings.max_payload
@@ -90,7 +95,12 @@ class Invoker:
 
     async def invoke(self, name: str, kind: str, trigger: str, method: str = "", path: str = "",
                      query: str = "", headers: list[tuple[str, str]] | None = None, body: bytes = b"",
-                     content_type: str = "", trace_id: str = "", activation_id: str = "") -> Outcome:
+                     content_type: str = "", trace_id: str = "", parent_id: str = "",
+                     activation_id: str = "") -> Outcome:
+        """Run one invocation. `trace_id`/`parent_id` come from the caller's W3C `traceparent` (see
+        `polyfn.observe.tracing`); without them the activation starts a new trace. `activation_id` is given
+        by the async queue and triggers (the same id for every attempt, so the function can use it as an
+        idempotency key); otherwise a fresh one is made."""
         if not self.accepting:
             return platform_error(503, "shutting_down", "the server is shutting down",
                                   headers=[(b"retry-after", b"1")])
@@ -103,17 +113,25 @@ class Invoker:
         rev = active.revision
         spec = rev.spec
         pool = active.pool
+        if spec.rate_limit > 0 and self.limiter is not None:
+            wait = self.limiter.check("fn:" + name, spec.rate_limit, spec.rate_limit, time.monotonic())
+            if wait:
+                return platform_error(429, "rate_limited",
+                                      f"function {name!r} is over its rate limit ({spec.rate_limit:g}/s)",
+                                      headers=[(b"retry-after", str(wait).encode())])
         start = time.time()
         t0 = time.perf_counter()
-        act = Activation(id=activation_id or uuid.uuid4().hex, function=name, revision=rev.number, trigger=trigger, start=start)
+        aid = activation_id or uuid.uuid4().hex
+        act = Activation(id=aid, function=name, revision=rev.number, trigger=trigger, start=start,
+                         trace_id=trace_id or aid, parent_id=parent_id)
 
         inst = pool.try_acquire()
         if inst is None:
             try:
                 inst = await pool.acquire(spec.timeout)
             except Throttled as e:
-                return self._finish(act, t0, "throttled", 429, platform_error(
-                    429, "too_many_requests", str(e), headers=[(b"retry-after", str(e.retry_after).encode())],
+                return self._finish(act, t0, "throttled", e.status, platform_error(
+                    e.status, e.code, str(e), headers=[(b"retry-after", str(e.retry_after).encode())],
                     activation_id=act.id))
             except StartFailed as e:
                 act.logs = [LogLine(*ln) for ln in e.logs]
@@ -134,7 +152,7 @@ class Invoker:
 
         remaining = spec.timeout - (t_acquired - t0)
         inv = Invoke(0, act.id, kind, start + spec.timeout, method, path, query, headers or [], body,
-                     content_type, trace_id)
+                     content_type, act.trace_id)
         loop = asyncio.get_running_loop()
         try:
             fut = inst.invoke(inv)
@@ -158,6 +176,8 @@ class Invoker:
         act.run_ms = res.run_ms
         if res.logs:
             act.logs = [LogLine(*ln) for ln in res.logs]
+            if len(res.logs) > self.lines_max and self.metrics is not None:
+                self.metrics.log_floods.inc(name)
         status = res.status if type(res.status) is int and 100 <= res.status <= 599 else 502
         out_headers = _safe_headers(res.headers) if res.headers else []
         out_headers.append((b"x-polyfn-activation-id", act.id.encode()))
@@ -200,4 +220,6 @@ class Invoker:
             except ValueError:
                 pass
         self.recorder.record(act)
+        if self.metrics is not None:
+            self.metrics.observe(act)
         return outcome

@@ -14,8 +14,10 @@ from typing import Any
 import msgspec
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
-RUNTIMES = ("python",)
-FLAVORS = ("native", "openfaas")
+RUNTIMES = ("python", "node", "http")
+FLAVORS = ("native", "openfaas", "openfaas-http", "aws", "gcp", "azure", "aliyun", "tencent", "kubeless", "openwhisk")
+# Node.js-only flavors and the http runtime's (runtimes/node/flavors, runtimes/http).
+FLAVORS += ("wechat", "knative")
 
 
 class FunctionSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -31,10 +33,30 @@ class FunctionSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     min_instances: int = 0
     max_instances: int = 10
     keepalive: float | None = None  # seconds an idle instance is kept; None = node default
+    keepalive_policy: str | None = None  # fixed | hybrid (scheduler/keepalive.py); None = node default
     env: dict[str, str] = {}
     # Free-form metadata kept with the revision: what a vendor API or definition file said that polyfn
     # has no field for (a Lambda Role, OpenFaaS labels...). Keys are `vendor/key`; never read by the runtime.
     annotations: dict[str, str] = {}
+    network: str = "all"  # all (egress like Lambda) | none (own network namespace, loopback only)
+    auth: str = "anonymous"  # HTTP trigger: anonymous | key (x-functions-key header or ?code=, an invoke key)
+    cors: dict[str, Any] | None = None  # {"origins": [...], "methods": [...], "headers": [...], "max_age": s}
+    rate_limit: float = 0.0  # invocations per second (token bucket, burst = max(1, rate)); 0 = unlimited
+    secrets: list[str] = []  # "NAME" → file /run/secrets/NAME; "NAME:env" → environment variable NAME
+    # Asynchronous invocations and trigger deliveries (see docs/triggers.md): how often a failed one is
+    # tried in all, the first retry delay (doubling each time, capped, with jitter), which failures are
+    # retried, and how old an event may get before it goes to the dead-letter queue instead of running.
+    retry_attempts: int = 3
+    retry_backoff: float = 1.0  # seconds before the first retry
+    retry_backoff_max: float = 300.0  # seconds, cap on one retry delay
+    retry_on: list[str] = msgspec.field(default_factory=lambda: ["timeout", "crash", "5xx", "throttle"])
+    max_event_age: float = 6 * 3600.0  # seconds
+
+
+#: Failure classes a function's `retry_on` may name.
+RETRY_CLASSES = ("timeout", "crash", "5xx", "throttle")
+
+NETWORKS = ("all", "none")
 
 
 class Revision(msgspec.Struct, kw_only=True):
@@ -82,12 +104,14 @@ class Activation(msgspec.Struct, kw_only=True):
     init_ms: float = 0.0  # instance start time when cold
     run_ms: float = 0.0  # time inside the instance
     cold: bool = False
-    status: str = "success"  # success | error | timeout | crashed | throttled | oom
+    status: str = "success"  # success | error | timeout | crashed | throttled | oom; async: pending | running | dead_letter
     status_code: int = 200
     result: str = ""  # truncated
     error: dict[str, Any] | None = None
     logs: list[LogLine] = []
     instance: str = ""
+    trace_id: str = ""  # W3C trace id (32 hex): the caller's `traceparent`, else a new one
+    parent_id: str = ""  # the caller's span id (16 hex) when it sent a `traceparent`
 
 
 def now() -> float:
@@ -123,15 +147,49 @@ def validate_spec(spec: FunctionSpec, max_timeout: float, max_memory: int, max_i
         raise SpecError(f"runtime={spec.runtime!r} is not supported: use one of {', '.join(RUNTIMES)}")
     if spec.flavor not in FLAVORS:
         raise SpecError(f"flavor={spec.flavor!r} is not supported: use one of {', '.join(FLAVORS)}")
-    if not re.match(r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$", spec.handler or ""):
+    if spec.runtime == "http":  # the handler of an http function is its command line
+        if not spec.handler.strip() or "\n" in spec.handler or "\0" in spec.handler:
+            raise SpecError(f"handler={spec.handler!r} must be the command that starts the HTTP server")
+    elif not re.match(r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$", spec.handler or ""):
         raise SpecError(f"handler={spec.handler!r} must look like MODULE.FUNCTION (e.g. handler.handle)")
     rng("memory", spec.memory, 32, max_memory)
     rng("timeout", spec.timeout, 0.1, max_timeout)
     rng("concurrency", spec.concurrency, 1, 1000)
+    if spec.max_instances < 1:
+        raise SpecError(f"max_instances={spec.max_instances!r} is out of range: a function needs at least 1 "
+                        f"instance to run (allowed 1..{max_instances}); to stop a function, delete it")
     rng("max_instances", spec.max_instances, 1, max_instances)
+    if spec.min_instances < 0:
+        raise SpecError(f"min_instances={spec.min_instances!r} is out of range: it cannot be negative "
+                        f"(allowed 0..{spec.max_instances}, the function's max_instances)")
     rng("min_instances", spec.min_instances, 0, spec.max_instances)
+    if spec.keepalive_policy not in (None, "fixed", "hybrid"):
+        raise SpecError(f"keepalive_policy={spec.keepalive_policy!r} is not supported: use fixed or hybrid")
     if spec.keepalive is not None:
         rng("keepalive", spec.keepalive, 0, 7 * 24 * 3600)
+    if spec.auth not in ("anonymous", "key"):
+        raise SpecError(f"auth={spec.auth!r} is not supported: use anonymous or key")
+    rng("rate_limit", spec.rate_limit, 0, 1e6)
+    for entry in spec.secrets:
+        sname, _, how = entry.partition(":")
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$", sname) or how not in ("", "env", "file"):
+            raise SpecError(f"secrets entry {entry!r} must be NAME, NAME:file or NAME:env")
+        if how == "env" and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", sname):
+            raise SpecError(f"secrets entry {entry!r}: {sname!r} is not a valid environment variable name")
+    if spec.cors is not None:
+        allowed = {"origins", "methods", "headers", "max_age", "credentials", "expose_headers"}
+        unknown = set(spec.cors) - allowed
+        if unknown or not isinstance(spec.cors.get("origins", []), list):
+            raise SpecError(f"cors must be an object with keys {sorted(allowed)} (origins a list); got {spec.cors!r}")
+    if spec.network not in NETWORKS:
+        raise SpecError(f"network={spec.network!r} is not supported: use one of {', '.join(NETWORKS)}")
+    rng("retry_attempts", spec.retry_attempts, 1, 100)
+    rng("retry_backoff", spec.retry_backoff, 0, 3600)
+    rng("retry_backoff_max", spec.retry_backoff_max, 0, 24 * 3600)
+    rng("max_event_age", spec.max_event_age, 1, 7 * 24 * 3600)
+    for cls in spec.retry_on:
+        if cls not in RETRY_CLASSES:
+            raise SpecError(f"retry_on={cls!r} is not a failure class: use any of {', '.join(RETRY_CLASSES)}")
     for k, v in spec.env.items():
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k) or not isinstance(v, str):
             raise SpecError(f"env key {k!r} is not a valid environment variable name")

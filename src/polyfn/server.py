@@ -25,10 +25,13 @@ from polyfn.deploy import archive
 from polyfn.deploy.service import Deployer
 from polyfn.invoker import Invoker
 from polyfn.model import Revision
+from polyfn.observe.metrics import Metrics
 from polyfn.observe.recorder import ActivationRecorder
+from polyfn.queue.dispatcher import AsyncQueue
 from polyfn.scheduler.manager import InstanceManager
 from polyfn.scheduler.pool import Pool
 from polyfn.scheduler.registry import FunctionRegistry
+from polyfn.triggers.manager import TriggerManager
 
 log = logging.getLogger("polyfn")
 
@@ -57,11 +60,24 @@ class Node:
         os.chmod(settings.data_dir, 0o700)
         self.admin_key = load_or_create_admin_key(settings.data_dir)
         self.store: Any = None
+        from polyfn.auth.keys import KeyRing
+        from polyfn.auth.ratelimit import Limiter
+        from polyfn.auth.secrets import SecretBox
+
+        self.keys: KeyRing | None = None  # scoped API keys, loaded at start
+        self.limiter = Limiter()  # token buckets per key and per function
+        self.secret_box = SecretBox(settings.data_dir / "node.key")
         self.manager = InstanceManager(settings)
         self.registry = FunctionRegistry(self.manager, settings.drain_timeout)
+        self.metrics = Metrics(lambda: list(self.manager.pools), settings.memory_budget_mb)
+        self.manager.metrics = self.metrics
         self.recorder: ActivationRecorder = None  # type: ignore[assignment]
         self.invoker: Invoker = None  # type: ignore[assignment]
         self.deployer: Deployer = None  # type: ignore[assignment]
+        self.otlp: Any = None
+        self.storage: Any = None  # polyfn.storage.service.StorageService
+        self.queue: AsyncQueue = None  # type: ignore[assignment]
+        self.triggers: TriggerManager = None  # type: ignore[assignment]
         self._cleanup: set[asyncio.Task[None]] = set()
         from polyfn.api.app import build_api
         from polyfn.gateway import Gateway
@@ -77,15 +93,43 @@ class Node:
         for d in (s.code_dir, s.deps_dir, s.run_dir):
             d.mkdir(parents=True, exist_ok=True)
         self.store = await Store.open(s.db_url)
+        from polyfn.auth.keys import KeyRing
+        from polyfn.store.security import SecurityStore
+
+        self.security_store = SecurityStore(self.store)
+        self.keys = KeyRing(self.security_store)
+        await self.keys.start(self.admin_key)
+        self.manager.secret_source = self.read_secrets
         self.recorder = ActivationRecorder(self.store, retention_count=s.activation_retention_count,
                                            retention_age=s.activation_retention_age)
         self.recorder.start()
-        self.invoker = Invoker(s, self.registry, self.recorder)
+        self.otlp = None
+        if s.otlp_endpoint:
+            try:
+                from polyfn.observe.otlp import OtlpExporter
+
+                self.otlp = OtlpExporter(s.otlp_endpoint)
+            except ImportError:
+                log.warning("POLYFN_OTLP_ENDPOINT is set but OpenTelemetry is not installed: "
+                            "pip install 'polyfn[otel]'; traces are not exported")
+            else:
+                self.otlp.start()
+                self.recorder.exporters.append(self.otlp)
+                log.info("exporting activations as OTLP spans to %s", s.otlp_endpoint)
+        self.metrics.start()
+        self.invoker = Invoker(s, self.registry, self.recorder, self.metrics if s.metrics else None)
         self._gateway = self._gateway_cls(self.invoker)
+        self._gateway.keys = self.keys
+        self.invoker.limiter = self.limiter
         self.deployer = Deployer(s, self.store, self.registry)
         if s.port:  # so a function's AWS SDK reaches this node's Lambda API (`boto3.client("lambda")`)
             host = "127.0.0.1" if s.host in ("0.0.0.0", "::", "") else s.host
             self.manager.instance_env["AWS_ENDPOINT_URL_LAMBDA"] = f"http://{host}:{s.port}"
+        from polyfn.storage.service import StorageService
+
+        self.storage = StorageService(s, self.store, self.invoker.invoke)
+        await self.storage.start()
+        self.manager.env_hook = self.storage.function_env
         await self.manager.start()
         for info in await self.store.list_functions():
             rev = await self.store.get_current_revision(info.name)
@@ -93,18 +137,45 @@ class Node:
                 self.registry.activate(rev)
         if self.examples:
             await self.deploy_examples()
+        self.queue = AsyncQueue(s, self.invoker, self.registry)
+        await self.queue.start()
+        self._gateway.queue = self.queue
+        self.triggers = TriggerManager(s, self.store, self.invoker, self.queue, self.registry, self.recorder)
+        await self.triggers.start()
+        from polyfn.triggers import events as cloudevents
+
+        self.queue.on_reply = lambda event, hops: cloudevents.route(self.triggers, event, hops)
         log.info("polyfn %s ready: %d functions, isolation: %s", __version__, len(self.registry.functions),
                  self.manager.isolation)
 
     async def stop(self) -> None:
         s = self.settings
+        if self.triggers is not None:  # 0. triggers stop consuming (unacknowledged messages stay in the broker)
+            await self.triggers.stop()
+        if self.storage is not None:  # storage port closed, queued storage deliveries drained (bounded)
+            await self.storage.stop()
+        if self.queue is not None:  # running async invocations finish; queued ones stay on disk
+            await self.queue.stop(s.drain_timeout)
         self.invoker.accepting = False  # 1. no new invocations
         await self.registry.drain_all(s.drain_timeout)  # 2. in-flight invocations finish (bounded)
         await self.manager.stop()  # 3. every instance and the zygote are gone
+        await self.metrics.stop()
         if self._cleanup:
             await asyncio.wait(list(self._cleanup), timeout=5)
-        await self.recorder.stop()  # 4. activation records flushed
+        await self.recorder.stop()  # 4. activation records flushed (and handed to the OTLP exporter)
+        if self.otlp is not None:
+            await self.otlp.stop()
+        if self.keys is not None:
+            await self.keys.stop()  # last-used times of API keys
         await self.store.close()  # 5. store closed
+
+    async def read_secrets(self, names: list[str]) -> dict[str, str]:
+        """Decrypted values of `names` (all must exist), for an instance being started."""
+        found = await self.security_store.get_secrets(names)
+        missing = [n for n in names if n not in found]
+        if missing:
+            raise KeyError(", ".join(missing))
+        return {n: self.secret_box.decrypt(v) for n, v in found.items()}
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Any) -> AsyncIterator[None]:
@@ -199,6 +270,7 @@ def serve(host: str = "127.0.0.1", port: int = 8080, data_dir: str | Path | None
         interface="asgi3",
         log_level="warning", access_log=False, timeout_graceful_shutdown=int(settings.drain_timeout) or None,
         server_header=False, date_header=False, backlog=2048,
+        ssl_certfile=settings.tls_cert, ssl_keyfile=settings.tls_key,
     )
     server = uvicorn.Server(config)
 
@@ -210,12 +282,16 @@ def serve(host: str = "127.0.0.1", port: int = 8080, data_dir: str | Path | None
                 await asyncio.sleep(0.02)
             sock = server.servers[0].sockets[0]
             bound = sock.getsockname()[1]
-            url = f"http://{settings.host}:{bound}"
+            url = f"{'https' if settings.tls_cert else 'http'}://{settings.host}:{bound}"
             info = settings.data_dir / "server.json"
-            info.write_text(json.dumps({"url": url, "pid": os.getpid(), "version": __version__}))
+            storage_url = node.storage.url if node.storage is not None else ""
+            info.write_text(json.dumps({"url": url, "pid": os.getpid(), "version": __version__,
+                                        "storage_url": storage_url}))
             print(f"polyfn {__version__} serving on {url}", flush=True)
             print(f"  functions:  {url}/fn/NAME        (HTTP trigger)", flush=True)
             print(f"  API:        {url}/v1/docs        (key: {settings.data_dir / 'admin.key'})", flush=True)
+            print(f"  storage:    {storage_url or node.storage.error}  (S3 API; keys: polyfn storage keys create)",
+                  flush=True)
             print(f"  data dir:   {settings.data_dir}", flush=True)
             if node.registry.functions:
                 print(f"  deployed:   {', '.join(sorted(node.registry.functions))}", flush=True)

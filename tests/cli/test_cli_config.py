@@ -185,15 +185,16 @@ def test_serve_hands_options_to_polyfn_server(
     custom = run(
         "serve", "--host", "0.0.0.0", "--port", "9999", "--examples", connect=False, env={"POLYFN_PORT": "1"}
     )
-    from_env = run("serve", connect=False, env={"POLYFN_PORT": "8181", "POLYFN_EXAMPLES": "true"})
+    from_env = run("serve", connect=False, env={"POLYFN_PORT": "8181", "POLYFN_EXAMPLES": "true",
+                                                "POLYFN_STORAGE_PORT": "0"})
 
     assert (default.exit_code, custom.exit_code, from_env.exit_code) == (0, 0, 0), (
         default.output + custom.output
     )
     assert calls == [
-        {"host": "127.0.0.1", "port": 8080, "data_dir": data_dir, "examples": False},
-        {"host": "0.0.0.0", "port": 9999, "data_dir": data_dir, "examples": True},
-        {"host": "127.0.0.1", "port": 8181, "data_dir": data_dir, "examples": True},
+        {"host": "127.0.0.1", "port": 8080, "data_dir": data_dir, "examples": False, "storage_port": 9000},
+        {"host": "0.0.0.0", "port": 9999, "data_dir": data_dir, "examples": True, "storage_port": 9000},
+        {"host": "127.0.0.1", "port": 8181, "data_dir": data_dir, "examples": True, "storage_port": 0},
     ]
 
 
@@ -201,6 +202,8 @@ def test_every_option_has_a_polyfn_env_var_and_a_documented_default() -> None:
     """STYLE.md point 8: defaults visible in --help, every option settable from POLYFN_* env."""
     root = typer.main.get_command(app)
     commands = [root, *root.commands.values()]  # type: ignore[attr-defined]
+    for group in list(commands[1:]):  # subcommands of groups (`polyfn trigger add`, `polyfn dlq list`, ...)
+        commands += list(getattr(group, "commands", {}).values())
     checked = 0
     for command in commands:
         for param in command.params:

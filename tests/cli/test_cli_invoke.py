@@ -170,3 +170,27 @@ def test_error_without_envelope_is_still_readable(api: FakeApi, run: Run) -> Non
 
     assert result.exit_code == 1
     assert "error [proxy]: <html>Bad Gateway</html>" in result.stderr
+
+
+def test_event_kind_is_sent_as_query(api: FakeApi, run: Run) -> None:
+    api.route("POST", INVOKE, body=b'{"Records": []}')
+
+    result = run("invoke", "reverse", "--event", "s3:put", "--data", '{"bucket": "b", "key": "k"}')
+
+    assert result.exit_code == 0, result.output
+    request = api.only("POST", INVOKE)
+    assert request.query == {"event": ["s3:put"]}
+    assert request.json() == {"bucket": "b", "key": "k"}
+
+
+def test_unknown_event_kind_is_a_usage_error(api: FakeApi, run: Run) -> None:
+    result = run("invoke", "reverse", "--event", "s4:put")
+
+    assert result.exit_code == 2
+    assert "unknown event kind" in result.output and "s3:put" in result.output
+    assert api.requests == []
+
+
+def test_event_with_raw_is_a_usage_error(api: FakeApi, run: Run) -> None:
+    assert run("invoke", "reverse", "--event", "sqs", "--raw", "--data", "x").exit_code == 2
+    assert api.requests == []

@@ -75,8 +75,17 @@ class Server:
         return self.proc.returncode
 
 
-def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> Server:
+# Tests whose functions write state files that the test reads from the host: they run without the mount and
+# uid layers of the sandbox (private /tmp, per-function uid). The sandbox has its own tests (tests/security).
+HOST_FS = {"POLYFN_SANDBOX_DISABLE": "mount,uid"}
+
+
+def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None, host_fs: bool = False) -> Server:
+    if host_fs:
+        env = {**HOST_FS, **(env or {})}
     port = free_port()
+    if "--storage-port" not in extra:  # never the shared default 9000: tests run in parallel
+        extra = (*extra, "--storage-port", str(free_port()))
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir / "server.log"
     e = {**os.environ, "POLYFN_LOG_LEVEL": "INFO", **(env or {})}
@@ -100,9 +109,10 @@ def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One server per test module (fast); tests use distinct function names."""
-    s = start_server(tmp_path_factory.mktemp("polyfn"))
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server per test module (fast); tests use distinct function names. A module that sets
+    `HOST_FS = True` gets a server whose functions can write to the host's /tmp (see HOST_FS above)."""
+    s = start_server(tmp_path_factory.mktemp("polyfn"), host_fs=getattr(request.module, "HOST_FS", False) is True)
     yield s
     s.stop()
 

@@ -150,3 +150,40 @@ def test_failed_deploy_keeps_old_revision(server: Server) -> None:
     assert r.status_code == 400
     assert server.http.get("/fn/keep").text == "ok"
     assert server.api.get("/v1/functions/keep").json()["revision"] == 1
+
+
+# -- hostile uploads (security issue) -------------------------------------------------------------------
+
+
+def _deflated(entries: list[tuple[str, bytes]]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        for name, data in entries:
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def test_zip_bomb_by_ratio_rejected(server: Server) -> None:
+    bomb = _deflated([("handler.py", OK.encode()), ("zeros.bin", b"\0" * (20 << 20))])  # ~20 KB → 20 MB
+    assert len(bomb) < 200_000
+    r = _deploy_zip(server, "bombratio", bomb)
+    assert r.status_code in (400, 413) and error_code(r) in ("zip_bomb", "code_too_large", "invalid_zip"), r.text
+    assert server.http.get("/healthz").status_code == 200
+
+
+def test_zip_with_absurd_file_count_rejected(server: Server) -> None:
+    many = _zip([("handler.py", OK.encode())] + [(f"f/{i}.txt", b"") for i in range(20001)])
+    r = _deploy_zip(server, "manyfiles", many)
+    assert r.status_code == 413 and error_code(r) == "code_too_large", r.text
+    assert "20002" in r.json()["error"]["message"]
+
+
+def test_zip_lying_about_sizes_rejected(server: Server) -> None:
+    """A central directory that declares tiny sizes for a big entry: the real bytes are counted too."""
+    data = bytearray(_deflated([("handler.py", OK.encode()), ("big.bin", b"\0" * (2 << 20))]))
+    # Patch the declared uncompressed size of big.bin in the central directory to 10 bytes.
+    cd = data.rfind(b"PK\x01\x02")
+    data[cd + 24:cd + 28] = (10).to_bytes(4, "little")
+    r = _deploy_zip(server, "zipliar", bytes(data))
+    assert r.status_code in (400, 413), r.text
+    assert server.http.get("/healthz").status_code == 200

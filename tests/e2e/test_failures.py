@@ -39,7 +39,7 @@ import os, time
 def handler(event, context):
     if hasattr(event, "query") and event.query.get("sleep"):
         time.sleep(float(event.query["sleep"]))
-    return {"pid": os.getpid()}
+    return {"pid": int(os.environ.get('POLYFN_HOST_PID') or os.getpid())}
 '''}, timeout=1)
     pid = server.http.get("/fn/sleeper").json()["pid"]
     t0 = time.monotonic()
@@ -121,8 +121,14 @@ def handler(event, context):
 
 
 def test_handler_with_wrong_arity(server: Server) -> None:
-    server.deploy("arity", {"handler.py": "def handler(a, b, c):\n    return 1\n"}, handler="handler.handler",
-                  flavor="native")
+    # visible in the source: refused at deploy, naming the convention
+    r = server.api.post("/v1/functions", json={"name": "arity", "handler": "handler.handler", "flavor": "native",
+                                                "files": {"handler.py": "def handler(a, b, c):\n    return 1\n"}})
+    assert r.status_code == 400 and error_code(r) == "handler_signature"
+    assert "native" in r.json()["error"]["message"]
+    # built at import time: only the instance can tell, on the first call
+    server.deploy("arity", {"handler.py": "def _make():\n    def h(a, b, c):\n        return 1\n    return h\n\n"
+                            "handler = _make()\n"}, handler="handler.handler", flavor="native")
     r = server.http.get("/fn/arity")
     assert r.status_code == 502 and error_code(r) == "function_init_failed"
     assert "Runtime.HandlerSignature" == r.json()["error"]["errorType"]

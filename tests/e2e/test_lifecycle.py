@@ -11,12 +11,12 @@ import httpx
 
 from .conftest import REPO, Server, pid_alive, start_server, wait_until
 
-PID = "import os\ndef handler(event, context):\n    return {'pid': os.getpid(), 'v': %d}\n"
+PID = "import os\ndef handler(event, context):\n    return {'pid': int(os.environ.get('POLYFN_HOST_PID') or os.getpid()), 'v': %d}\n"
 SLOW = '''
 import os, time
 def handler(event, context):
     time.sleep(float(event.query.get("sleep", "0")) if hasattr(event, "query") else 0)
-    return {"pid": os.getpid()}
+    return {"pid": int(os.environ.get('POLYFN_HOST_PID') or os.getpid())}
 '''
 
 
@@ -94,7 +94,7 @@ async def handler(event, context):
     for i in range(3):
         print(f"call {n} step {i}")
         await asyncio.sleep(0.05)
-    return {"n": n, "pid": os.getpid()}
+    return {"n": n, "pid": int(os.environ.get('POLYFN_HOST_PID') or os.getpid())}
 '''}, concurrency=8, max_instances=1)
     with concurrent.futures.ThreadPoolExecutor(8) as ex:
         futs = [ex.submit(server.api.post, "/v1/functions/conc/invoke", json={"n": n}) for n in range(8)]

@@ -101,7 +101,8 @@ def test_check_handler_missing_module_and_packages() -> None:
     ({"only.py": b"def whatever(event, context): pass\ndef _h(x): pass"}, ("native", "only.whatever")),
 ])
 def test_detection(files: dict[str, bytes], expected: tuple[str, str]) -> None:
-    assert detect.detect(files, None, None) == expected
+    d = detect.detect(files, None, None)
+    assert (d.flavor, d.handler) == expected and d.runtime == "python"
 
 
 def test_detection_failure_lists_what_was_looked_for() -> None:
@@ -112,5 +113,5 @@ def test_detection_failure_lists_what_was_looked_for() -> None:
 
 
 def test_explicit_handler_infers_flavor_from_arity() -> None:
-    assert detect.detect({"x.py": b"def go(req): pass"}, None, "x.go") == ("openfaas", "x.go")
-    assert detect.detect({"x.py": b"def go(e, c): pass"}, None, "x.go") == ("native", "x.go")
+    assert detect.detect({"x.py": b"def go(req): pass"}, None, "x.go").flavor == "openfaas"
+    assert detect.detect({"x.py": b"def go(e, c): pass"}, None, "x.go").flavor == "native"

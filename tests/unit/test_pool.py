@@ -4,6 +4,7 @@ bounds, init-error back-off, keep-alive reaping with an injected clock."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -142,3 +143,231 @@ async def test_lost_instance_is_replaced_for_min_instances() -> None:
     pool.on_lost(inst)
     await asyncio.sleep(0.01)
     assert len(pool.instances) == 1 and pool.instances[0] is not inst
+
+
+# --- autoscaler runner, keep-alive policies, memory budget, prewarm (fake clock: `now` passed in) --------
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_autoscaler_prestarts_up_to_desired_on_a_burst() -> None:
+    m = FakeManager()
+    m.gate = asyncio.Event()
+    pool = make_pool(m, max_instances=50)
+    tasks = [asyncio.create_task(pool.acquire(5)) for _ in range(20)]
+    await settle()
+    assert pool.starting == 20  # reactive scale-up on queueing
+    d = pool.autoscale(1000.0)
+    assert d.desired == 20 and pool.starting == 20  # the autoscaler agrees and starts no duplicates
+    m.gate.set()
+    insts = await asyncio.gather(*tasks)
+    assert m.started == 20 and pool.busy == 20
+    for i in insts:
+        pool.release(i)
+    assert pool.busy == 0
+
+
+async def test_autoscaler_panics_on_a_spike_and_starts_no_duplicates() -> None:
+    m = FakeManager()
+    pool = make_pool(m, max_instances=50, concurrency=2)
+    held = [await pool.acquire(1) for _ in range(2)]  # one instance, full
+    assert m.started == 1
+    pool.autoscale(1000.0)
+    m.gate = asyncio.Event()
+    more = [asyncio.create_task(pool.acquire(5)) for _ in range(8)]  # spike: 10 in flight or queued
+    await settle()
+    assert pool.starting == 4  # reactive: ceil(8 queued / concurrency 2)
+    d = pool.autoscale(1002.0)
+    assert d.panic and d.desired == 5  # ≥ 2× the ready instance: panic; 10 / 2 per instance
+    assert pool.starting == 4  # 1 ready + 4 starting = desired: nothing more
+    m.gate.set()
+    got = await asyncio.gather(*more)
+    for i in held + got:
+        pool.release(i)
+    assert m.started == 5
+
+
+async def test_autoscaler_scales_down_gradually_through_the_reaper() -> None:
+    m = FakeManager()
+    pool = make_pool(m, max_instances=50, keepalive=10_000)
+    insts = await asyncio.gather(*(pool.acquire(1) for _ in range(16)))
+    t = 1000.0
+    for k in range(30):  # 60 s of 16 busy
+        pool.autoscale(t + 2 * k)
+    for i in insts:
+        pool.release(i)
+    for i in pool.instances:
+        i.last_used = t  # idle since t (fake clock)
+    counts = []
+    for k in range(30, 150):
+        now = t + 2 * k
+        pool.autoscale(now)
+        pool.reap(now)
+        pool.instances = [i for i in pool.instances if i.state is State.READY]  # the fake processes exit
+        counts.append(len(pool.instances))
+    assert counts[0] == 16  # the stable window still remembers the load
+    assert all(b >= a // 2 for a, b in itertools.pairwise(counts))  # never more than halving
+    assert counts[-1] == 1  # down to the one instance the keep-alive keeps warm
+
+
+async def test_autoscaler_respects_init_backoff() -> None:
+    err = {"errorType": "Runtime.ImportModuleError", "errorMessage": "boom", "stackTrace": []}
+    m = FakeManager(fail=err)
+    pool = make_pool(m, min_instances=0)
+    with pytest.raises(StartFailed):
+        await pool.acquire(1)
+    started = m.started
+    import time as _time
+    now = _time.monotonic()
+    for k in range(10):  # the failed burst is in the autoscaler's window, but the back-off holds it
+        pool.scaler_state.samples.append((now - 1, 5))
+        pool.autoscale(now + k * 0.01)
+    await settle()
+    assert m.started == started
+
+
+async def test_hybrid_policy_unloads_after_use_and_prewarms() -> None:
+    from polyfn.scheduler.keepalive import HybridPolicy
+
+    m = FakeManager()
+    pool = make_pool(m, keepalive_policy="hybrid")
+    assert isinstance(pool.policy, HybridPolicy)
+    for _ in range(20):  # a function called every ~10 minutes: a representative histogram
+        pool.policy.observe_idle(600.0)
+    w = pool.policy.window()
+    assert w.prewarm > 0
+    inst = await pool.acquire(1)
+    pool.release(inst)
+    end = pool.last_end
+    assert pool.reap(end + 1) == 1  # unloaded right after use
+    pool.instances.clear()
+    pool.idle.clear()
+    pool.reap(end + w.prewarm / 2)
+    assert pool.prewarm_at == end + w.prewarm and m.started == 1
+    pool.reap(end + w.prewarm + 1)  # due: one pre-warmed instance
+    await settle()
+    assert m.started == 2 and len(pool.instances) == 1 and pool.instances[0].cold_claimed
+    assert pool.reap(end + w.prewarm + 2) == 0  # kept during the window
+    assert pool.reap(end + w.prewarm + w.keepalive + 1) == 1  # and unloaded after it
+
+
+async def test_fixed_policy_is_the_default() -> None:
+    pool = make_pool(FakeManager())
+    assert pool.policy.name == "fixed" and pool.policy.window().keepalive == 600
+
+
+class BudgetManager(FakeManager):
+    """A fake manager with the real InstanceManager's budget logic."""
+
+    def __init__(self, budget: int):
+        super().__init__()
+        self.pools: set[Pool] = set()
+        self.memory_budget_mb = budget
+
+    from polyfn.scheduler.manager import InstanceManager as _IM
+
+    reserved_mb = _IM.reserved_mb
+    reserve = _IM.reserve
+
+
+def budget_pool(m: BudgetManager, name: str, **spec) -> Pool:  # type: ignore[no-untyped-def]
+    rev = Revision(function=name, number=1, spec=FunctionSpec(name=name, **spec), code_sha256="x", code_dir="/x")
+    pool = Pool(rev, m, 100, 600)  # type: ignore[arg-type]
+    m.pools.add(pool)
+    return pool
+
+
+async def test_memory_budget_evicts_idle_instances_of_other_functions_lru() -> None:
+    m = BudgetManager(budget=1024)
+    a = budget_pool(m, "a", memory=256)
+    b = budget_pool(m, "b", memory=256)
+    c = budget_pool(m, "c", memory=512)
+    for p in (a, b):
+        for i in await asyncio.gather(*(p.acquire(1) for _ in range(2))):
+            p.release(i)
+    assert m.reserved_mb() == 1024
+    a.instances[0].last_used -= 100  # a's first instance is the least recently used
+    oldest = a.instances[0]
+    b.instances[0].last_used -= 50
+    inst = await c.acquire(1)  # needs 512: evicts the two least recently used idle instances
+    assert oldest.state is State.STOPPING and b.instances[0].state is State.STOPPING
+    assert a.evictions == 1 and b.evictions == 1 and a.stats()["evictions"] == 1
+    c.release(inst)
+
+
+async def test_memory_budget_refuses_when_nothing_is_idle() -> None:
+    from polyfn.scheduler.pool import NoCapacity
+
+    m = BudgetManager(budget=512)
+    a = budget_pool(m, "a", memory=512)
+    b = budget_pool(m, "b", memory=256)
+    held = await a.acquire(1)  # busy: cannot be evicted
+    with pytest.raises(NoCapacity) as e:
+        await b.acquire(1)
+    assert e.value.status == 503 and e.value.code == "node_memory_exhausted" and "512 MB" in str(e.value)
+    assert not b.waiters and b.starting == 0
+    a.release(held)
+    big = budget_pool(m, "big", memory=1024)  # larger than the whole budget: never fits
+    with pytest.raises(NoCapacity):
+        await big.acquire(1)
+
+
+async def test_prewarm_starts_n_bounded_by_max_instances() -> None:
+    m = FakeManager()
+    pool = make_pool(m, max_instances=3)
+    assert pool.prewarm(5) == 3
+    await settle()
+    assert len(pool.instances) == 3 and all(i.cold_claimed for i in pool.instances)
+    assert pool.prewarm(2) == 0  # already 3 live
+
+
+async def test_pool_records_idle_times_into_the_policy() -> None:
+    m = FakeManager()
+    pool = make_pool(m, keepalive_policy="hybrid")
+    inst = await pool.acquire(1)
+    pool.release(inst)
+    assert pool.policy.samples == 0  # the first use has no idle time before it
+    pool.last_end -= 120  # two minutes idle (fake clock)
+    inst = await pool.acquire(1)
+    pool.release(inst)
+    assert pool.policy.samples == 1 and pool.policy.bins[2] == 1  # in the 2-minute bin
+    a = await pool.acquire(1)
+    b = await pool.acquire(1)  # overlapping: the pool never went idle between them
+    pool.release(a)
+    pool.release(b)
+    assert pool.policy.samples == 2 and pool.busy == 0
+
+
+async def test_autoscaler_does_not_restart_what_the_keepalive_policy_unloaded() -> None:
+    m = FakeManager()
+    pool = make_pool(m, keepalive_policy="hybrid")
+    for _ in range(20):
+        pool.policy.observe_idle(600.0)  # representative: unload after use
+    inst = await pool.acquire(1)
+    pool.autoscale(1000.0)
+    pool.autoscale(1002.0)  # in-flight 1 in the window: desired 1
+    pool.release(inst)
+    assert pool.reap(pool.last_end + 1) == 1
+    pool.instances.clear()
+    d = pool.autoscale(1004.0)
+    await settle()
+    assert d.desired >= 1 and m.started == 1  # the average still says 1, but nothing is running: no restart
+
+
+async def test_min_instances_refused_by_the_budget_are_started_when_room_appears() -> None:
+    m = BudgetManager(budget=256)
+    busy = budget_pool(m, "busy", memory=256)
+    held = await busy.acquire(1)
+    warm = budget_pool(m, "warm", memory=256, min_instances=1)
+    warm.ensure_min()  # no room: nothing starts (and nothing fails)
+    await settle()
+    assert not warm.instances and warm.starting == 0
+    busy.release(held)
+    busy.instances[0].close()  # the busy function's instance goes away (keep-alive, say)
+    busy.instances.clear()
+    warm.autoscale(1000.0)
+    await settle()
+    assert len(warm.instances) == 1

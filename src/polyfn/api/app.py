@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hmac
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -18,12 +18,15 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from polyfn import __version__
-from polyfn.api import compat, errors
+from polyfn.api import compat, errors, events
+from polyfn.api import observe as observe_api
 from polyfn.api.errors import ApiError
 from polyfn.deploy import archive
 from polyfn.deploy.errors import DeployError
 from polyfn.deploy.service import spec_from_json
+from polyfn.events import cloudevent, kinds
 from polyfn.model import Activation, FunctionInfo
+from polyfn.observe.tracing import parse_traceparent
 
 if TYPE_CHECKING:
     from polyfn.server import Node
@@ -55,13 +58,10 @@ def build_api(node: Node) -> FastAPI:
     errors.install(app)
 
     async def require_key(request: Request) -> None:
-        auth = request.headers.get("authorization", "")
-        scheme, _, key = auth.partition(" ")
-        if scheme.lower() != "bearer" or not key or not hmac.compare_digest(key.strip().encode(), node.admin_key.encode()):
-            raise ApiError(401, "unauthorized",
-                           "missing or wrong API key: send 'Authorization: Bearer <key>' "
-                           f"(the admin key is in {node.settings.data_dir / 'admin.key'})",
-                           {"www-authenticate": "Bearer"})
+        from polyfn.auth.access import authorize
+
+        authorize(node, request.method, request.url.path, request.query_params,
+                  request.headers.get("authorization", ""))
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, Any]:
@@ -127,7 +127,10 @@ def build_api(node: Node) -> FastAPI:
         if info is None:
             raise ApiError(404, "function_not_found", f"function {name!r} does not exist")
         revs = await node.store.list_revisions(name)
-        return _function_json(node, info, revisions=[
+        from polyfn.api.scaling import scaling_json
+
+        return _function_json(node, info, scaling=scaling_json(node, name),
+                              triggers=node.triggers.list(name) if node.triggers else [], revisions=[
             {"number": r.number, "created_at": r.created_at, "code_sha256": r.code_sha256} for r in revs])
 
     @v1.delete("/functions/{name}")
@@ -137,10 +140,16 @@ def build_api(node: Node) -> FastAPI:
             raise ApiError(404, "function_not_found", f"function {name!r} does not exist")
         pool = node.registry.remove(name)
         node.schedule_code_cleanup(name, deleted, pool)
+        if node.storage is not None:
+            await node.storage.forget_function(name)
+        if node.triggers is not None:  # a deleted function's triggers go with it
+            await node.triggers.delete_for(name)
         return {"deleted": name}
 
-    @v1.post("/functions/{name}/invoke", summary="Invoke a function synchronously with an event payload")
-    async def invoke(name: str, request: Request) -> Response:
+    @v1.post("/functions/{name}/invoke", summary="Invoke a function with an event payload (mode=sync|async)")
+    async def invoke(name: str, request: Request, mode: str = "sync", event: Annotated[str | None, Query(
+            description="Build a vendor event of this kind (s3:put, sqs, timer, logs, …) from the JSON body; "
+                        "the function's flavor shapes it")] = None) -> Response:
         body = await request.body()
         ct = request.headers.get("content-type", "application/json")
         if "json" in ct and body:
@@ -149,9 +158,19 @@ def build_api(node: Node) -> FastAPI:
             except ValueError as e:
                 raise ApiError(400, "invalid_json", f"the payload is not valid JSON ({e}); send "
                                "Content-Type: application/octet-stream for raw bytes") from None
+        kind = "event"
+        if event is not None or ct.startswith(cloudevent.CONTENT_TYPE):
+            body, ct = _cloudevent_body(event, body, ct)
+            kind = "cloudevent"
+        if mode == "async":
+            return await events.accept_async(node, request, name, kind, body, ct)
+        if mode != "sync":
+            raise ApiError(400, "invalid_request", f"mode={mode!r}: use sync or async")
         # The caller's API key authorises the invoke; it is never passed on to the function.
         headers = [(k, v) for k, v in request.headers.items() if k not in ("authorization", "cookie")]
-        out = await node.invoker.invoke(name, "event", "invoke", "POST", "/", "", headers, body, ct)
+        trace_id, parent_id = parse_traceparent(request.headers.get("traceparent", ""))
+        out = await node.invoker.invoke(name, kind, "invoke", "POST", "/", "", headers, body, ct,
+                                        trace_id, parent_id)
         return Response(out.body, status_code=out.status, headers={k.decode(): v.decode() for k, v in out.headers})
 
     @v1.get("/activations")
@@ -167,30 +186,58 @@ def build_api(node: Node) -> FastAPI:
 
     @v1.get("/activations/{activation_id}")
     async def get_activation(activation_id: str) -> dict[str, Any]:
+        queued = await node.queue.lookup(activation_id) if node.queue else None  # before the flush: no gap
         await node.recorder.flush()
         act = await node.store.get_activation(activation_id)
-        if act is None:
+        if act is None and queued is None:
             raise ApiError(404, "activation_not_found", f"activation {activation_id!r} does not exist")
-        return _activation_json(act)
+        return events.merge_activation(_activation_json(act) if act else None, queued)
 
     @v1.get("/functions/{name}/logs")
     async def logs(name: str, since: float | None = None, activation: str | None = None,
-                   limit: Annotated[int, Query(ge=1, le=10000)] = 200, follow: bool = False) -> Response:
+                   limit: Annotated[int, Query(ge=1, le=10000)] = 200, follow: bool = False,
+                   grep: Annotated[str | None, Query(max_length=1000)] = None) -> Response:
+        pattern = compile_grep(grep)
         await node.recorder.flush()
         if await node.store.get_function(name) is None and not follow:
             raise ApiError(404, "function_not_found", f"function {name!r} does not exist")
-        lines = await node.store.get_logs(name, since=since, activation=activation, limit=limit)
+        lines = await node.store.get_logs(name, since=since, activation=activation, limit=limit, grep=pattern)
         if not follow:
             return JSONResponse({"logs": lines})
-        return StreamingResponse(_follow(node, name, lines, activation), media_type="text/event-stream",
+        return StreamingResponse(follow_logs(node, name, lines, activation, pattern), media_type="text/event-stream",
                                  headers={"cache-control": "no-cache"})
 
+    from polyfn.api import security
+
+    v1.include_router(security.router(node))
+    from polyfn.api import storage as storage_api
+
+    v1.include_router(storage_api.build_router(node))
+    from polyfn.api import scaling as scaling_api
+
+    v1.include_router(scaling_api.build_router(node))
+    v1.include_router(events.router(node))
     app.include_router(v1)
     compat.install(app, node)
+    app.include_router(observe_api.build_router(node, require_key))
+    from polyfn.console import build_console  # the console imports this module's log follower
+
+    app.mount("/console", build_console(node))
     return app
 
 
-async def _follow(node: Node, name: str, backlog: list[dict[str, Any]], activation: str | None) -> AsyncIterator[bytes]:
+def compile_grep(grep: str | None) -> re.Pattern[str] | None:
+    """The `grep` query parameter: a Python regular expression (`(?i)` for case-insensitive)."""
+    if not grep:
+        return None
+    try:
+        return re.compile(grep)
+    except re.error as e:
+        raise ApiError(400, "invalid_grep", f"grep={grep!r} is not a valid regular expression: {e}") from None
+
+
+async def follow_logs(node: Node, name: str, backlog: list[dict[str, Any]], activation: str | None,
+                      grep: re.Pattern[str] | None = None, heartbeat: float = 15) -> AsyncIterator[bytes]:
     """Server-Sent Events: the backlog, then live lines as activations finish; a comment as heartbeat."""
     queue: asyncio.Queue[Activation] = asyncio.Queue(maxsize=10000)
 
@@ -207,15 +254,35 @@ async def _follow(node: Node, name: str, backlog: list[dict[str, Any]], activati
             yield b"data: " + json.dumps(line).encode() + b"\n\n"
         while True:
             try:
-                act = await asyncio.wait_for(queue.get(), 15)
+                act = await asyncio.wait_for(queue.get(), heartbeat)
             except TimeoutError:
                 yield b": keep-alive\n\n"
                 continue
-            for ts, stream, text in act.logs:
+            for ln in act.logs:  # LogLine structs are array-like on the wire but not iterable
+                if grep is not None and not grep.search(ln.line):
+                    continue
                 yield b"data: " + json.dumps(
-                    {"activation": act.id, "ts": ts, "stream": stream, "line": text}).encode() + b"\n\n"
+                    {"activation": act.id, "ts": ln.ts, "stream": ln.stream, "line": ln.line}).encode() + b"\n\n"
     finally:
         unsubscribe()
+
+
+def _cloudevent_body(event: str | None, body: bytes, ct: str) -> tuple[bytes, str]:
+    """The CloudEvent an explicit-event invoke carries: built from `?event=KIND` and the JSON body, or the
+    body itself when it is already a structured CloudEvent."""
+    if event is None:
+        try:
+            cloudevent.CloudEvent.from_json(body)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            raise ApiError(400, "invalid_cloudevent", f"the body is not a structured CloudEvent: {e}") from None
+        return body, cloudevent.CONTENT_TYPE
+    if "json" not in ct:
+        raise ApiError(400, "invalid_json", "an explicit event's data must be JSON (Content-Type: application/json)")
+    try:
+        ce = kinds.build(event, json.loads(body) if body else {})
+    except kinds.UnknownKind as e:
+        raise ApiError(400, "unknown_event_kind", str(e)) from None
+    return ce.to_json(), cloudevent.CONTENT_TYPE
 
 
 async def _read_deploy(request: Request, max_size: int, max_files: int) -> tuple[dict[str, Any], dict[str, bytes]]:

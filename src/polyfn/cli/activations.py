@@ -179,10 +179,25 @@ def activation(
             "--json", envvar="POLYFN_JSON", show_default="off", help="Print the raw JSON instead of panels."
         ),
     ] = False,
+    wait: Annotated[
+        bool,
+        typer.Option("--wait", "-w", envvar="POLYFN_ACTIVATION_WAIT", show_default="off",
+                     help="For an async invocation: wait until it is no longer pending or running."),
+    ] = False,
+    wait_timeout: Annotated[
+        float,
+        typer.Option("--wait-timeout", envvar="POLYFN_ACTIVATION_WAIT_TIMEOUT", metavar="SECONDS",
+                     help="Give up waiting after this long (the current state is printed)."),
+    ] = 300.0,
 ) -> None:
     """Show one activation: timings, result or error, and its log lines."""
     state: State = ctx.obj
-    record = state.client().activation(activation_id)
+    if wait:
+        from polyfn.cli.events import wait_for_activation
+
+        record = wait_for_activation(state, activation_id, wait_timeout)
+    else:
+        record = state.client().activation(activation_id)
     if as_json:
         write_json(record)
         return
@@ -205,6 +220,17 @@ def activation(
             f" · init {ms(record.get('init_ms'))} · run {ms(record.get('run_ms'))}",
         ),
     ]
+    # Async invocations: attempts, retry schedule, dead-letter reason, callback delivery.
+    if record.get("attempts"):
+        rows.append(("attempts", str(record["attempts"])))
+    if record.get("next_attempt_at"):
+        rows.append(("next attempt", local_time(record["next_attempt_at"])))
+    if record.get("dead_letter_reason"):
+        rows.append(("dead letter", f"{record['dead_letter_reason']} (polyfn dlq replay {record.get('id', '')})"))
+    callback = record.get("callback")
+    if isinstance(callback, Mapping):
+        detail = f": {callback['last_error']}" if callback.get("last_error") else ""
+        rows.append(("callback", f"{callback.get('state')} after {callback.get('attempt')} attempt(s){detail}"))
     for key, value in rows:
         grid.add_row(key, value if isinstance(value, Text) else Text(value))
     console = out()
@@ -284,6 +310,17 @@ def logs(
             show_default="all",
         ),
     ] = None,
+    grep: Annotated[
+        str | None,
+        typer.Option(
+            "--grep",
+            "-g",
+            envvar="POLYFN_LOGS_GREP",
+            metavar="REGEX",
+            help="Only lines matching this regular expression (Python syntax; (?i) ignores case).",
+            show_default="all lines",
+        ),
+    ] = None,
     limit: Annotated[
         int | None,
         typer.Option(
@@ -296,19 +333,23 @@ def logs(
         ),
     ] = None,
 ) -> None:
-    """Print a function's log lines (stdout/stderr of its invocations), oldest first."""
+    """Print a function's log lines (stdout/stderr of its invocations), oldest first.
+
+    Examples: `polyfn logs hello -f`, `polyfn logs hello --since 10m --grep '(?i)error'`,
+    `polyfn logs hello --activation ID`.
+    """
     state: State = ctx.obj
     client = state.client()
     since_ts = _since(since)
     console = out()
     if not follow:
-        entries = client.logs(name, since=since_ts, activation=activation_id, limit=limit)
+        entries = client.logs(name, since=since_ts, activation=activation_id, limit=limit, grep=grep)
         for entry in entries:
             console.print(format_log_line(entry))
         if not entries:
             err().print(Text(f"no log lines for {name}", style="dim"))
         return
-    stream = client.follow_logs(name, since=since_ts, activation=activation_id, limit=limit)
+    stream = client.follow_logs(name, since=since_ts, activation=activation_id, limit=limit, grep=grep)
     try:
         for entry in stream:
             console.print(format_log_line(entry))

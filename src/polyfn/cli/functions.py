@@ -27,6 +27,7 @@ from rich.text import Text
 from polyfn.cli.config import State
 from polyfn.cli.errors import CliError, FunctionFailed
 from polyfn.cli.output import err, local_time, out, write_json, write_raw
+from polyfn.events import kinds as event_kinds
 from polyfn.model import FLAVORS, RUNTIMES, FunctionSpec
 
 #: Directory names never worth shipping: VCS data, caches, local virtualenvs, JS dependencies
@@ -250,6 +251,55 @@ def deploy(
             show_default="node default",
         ),
     ] = None,
+    keepalive_policy: Annotated[
+        str | None,
+        typer.Option(
+            "--keepalive-policy",
+            envvar="POLYFN_DEPLOY_KEEPALIVE_POLICY",
+            metavar="fixed|hybrid",
+            help="Keep-alive policy: fixed (keep idle instances for --keepalive) or hybrid (learn the "
+            "function's idle times: unload after use, pre-warm before the next call).",
+            show_default="node default",
+        ),
+    ] = None,
+    network: Annotated[
+        str | None,
+        typer.Option(
+            "--network",
+            envvar="POLYFN_DEPLOY_NETWORK",
+            help="Network access: all (egress like Lambda) or none (loopback only, enforced by a namespace).",
+            show_default=_spec_default("network"),
+        ),
+    ] = None,
+    retry_attempts: Annotated[
+        int | None,
+        typer.Option("--retry-attempts", envvar="POLYFN_DEPLOY_RETRY_ATTEMPTS", metavar="N",
+                     help="Async/trigger invocations: attempts in all before the dead-letter queue.",
+                     show_default=_spec_default("retry_attempts")),
+    ] = None,
+    retry_backoff: Annotated[
+        float | None,
+        typer.Option("--retry-backoff", envvar="POLYFN_DEPLOY_RETRY_BACKOFF", metavar="SECONDS",
+                     help="First retry delay (doubles per retry, with jitter).",
+                     show_default=_spec_default("retry_backoff")),
+    ] = None,
+    retry_backoff_max: Annotated[
+        float | None,
+        typer.Option("--retry-backoff-max", envvar="POLYFN_DEPLOY_RETRY_BACKOFF_MAX", metavar="SECONDS",
+                     help="Cap on one retry delay.", show_default=_spec_default("retry_backoff_max")),
+    ] = None,
+    retry_on: Annotated[
+        str | None,
+        typer.Option("--retry-on", envvar="POLYFN_DEPLOY_RETRY_ON", metavar="CLASSES",
+                     help="Comma-separated failures that are retried: timeout,crash,5xx,throttle (or 'none').",
+                     show_default="timeout,crash,5xx,throttle"),
+    ] = None,
+    max_event_age: Annotated[
+        float | None,
+        typer.Option("--max-event-age", envvar="POLYFN_DEPLOY_MAX_EVENT_AGE", metavar="SECONDS",
+                     help="Older async events go to the dead-letter queue instead of running.",
+                     show_default=_spec_default("max_event_age")),
+    ] = None,
     env: Annotated[
         list[str] | None,
         typer.Option(
@@ -318,7 +368,15 @@ def deploy(
             "min_instances": min_instances,
             "max_instances": max_instances,
             "keepalive": keepalive,
+            "keepalive_policy": keepalive_policy,
             "env": env_vars,
+            "network": network,
+            "retry_attempts": retry_attempts,
+            "retry_backoff": retry_backoff,
+            "retry_backoff_max": retry_backoff_max,
+            "retry_on": None if retry_on is None else [c.strip() for c in retry_on.split(",")
+                                                       if c.strip() and c.strip() != "none"],
+            "max_event_age": max_event_age,
         },
     )
     descriptor = path / "polyfn.json" if path.is_dir() else None
@@ -357,10 +415,11 @@ def print_deployed(function: Mapping[str, Any], url: str) -> None:
         )
     )
     console.print(Text(f"  url: {url}"))
-    detected = function.get("detected") or {}
+    detected = dict(function.get("detected") or {})
+    why = detected.pop("why", None)
     if detected:
         described = ", ".join(f"{key}={value}" for key, value in detected.items())
-        console.print(Text(f"  detected: {described}", style="dim"))
+        console.print(Text(f"  detected: {described}" + (f" (from {why})" if why else ""), style="dim"))
 
 
 # -- invoke ------------------------------------------------------------------------------------------
@@ -427,13 +486,46 @@ def invoke(
             help="Print activation id and cold/warm to stderr.",
         ),
     ] = False,
+    event: Annotated[
+        str | None,
+        typer.Option(
+            "--event",
+            "-E",
+            envvar="POLYFN_INVOKE_EVENT",
+            metavar="KIND",
+            show_default="none: --data is the payload as is",
+            help="Send a realistic trigger event built from --data, shaped by the function's flavor. "
+            f"Kinds: {', '.join(event_kinds.names())}.",
+        ),
+    ] = None,
+    run_async: Annotated[
+        bool,
+        typer.Option("--async", envvar="POLYFN_INVOKE_ASYNC", show_default="off",
+                     help="Queue the invocation durably and print its activation id "
+                     "(see the result with `polyfn activation ID --wait`)."),
+    ] = False,
+    callback_url: Annotated[
+        str | None,
+        typer.Option("--callback-url", envvar="POLYFN_INVOKE_CALLBACK_URL", metavar="URL",
+                     help="With --async: POST the result there when done (retried).", show_default="none"),
+    ] = None,
 ) -> None:
     """Invoke a function and print its answer as is."""
     state: State = ctx.obj
     payload = read_payload(data, raw)
+    if event is not None and raw:
+        raise typer.BadParameter("an event's --data is JSON: drop --raw", param_hint="'--event'")
+    if event is not None and event not in event_kinds.names():
+        raise typer.BadParameter(
+            f"unknown event kind {event!r}: use one of {', '.join(event_kinds.names())}", param_hint="'--event'"
+        )
     content_type = "application/octet-stream" if raw else "application/json"
+    if run_async:
+        activation_id = state.client().invoke_async(name, payload, content_type, callback_url, event=event)
+        out().print(activation_id)
+        return
     started = time.perf_counter()
-    response = state.client().invoke(name, payload, content_type)
+    response = state.client().invoke(name, payload, content_type, event=event)
     elapsed_ms = (time.perf_counter() - started) * 1000
     activation = response.activation_id
     if verbose:
@@ -565,6 +657,15 @@ def describe(
     console = out()
     console.print(Panel(grid, title=Text(str(function.get("name", name)), style="bold"), expand=False))
     console.print(revisions)
+    if function.get("triggers"):
+        from polyfn.cli.events import trigger_table
+
+        table = trigger_table(function["triggers"])
+        table.title, table.title_justify = "triggers", "left"
+        console.print(table)
+    from polyfn.cli.scaling import render_scaling
+
+    render_scaling(console, function)
 
 
 _UNITS = {"memory": "MB", "timeout": "s", "keepalive": "s"}

@@ -18,7 +18,19 @@ from rich.text import Text
 from rich.traceback import Traceback
 from typer.core import TyperGroup
 
-from polyfn.cli import activations, functions, local, serve, version
+from polyfn.cli import (
+    activations,
+    doctor,
+    events,
+    functions,
+    local,
+    scaling,
+    security,
+    serve,
+    storage,
+    top,
+    version,
+)
 from polyfn.cli.config import DATA_DIR_ENV, DEFAULT_DATA_DIR_TEXT, KEY_ENV, URL_ENV, State, resolve
 from polyfn.cli.errors import CliError, FunctionFailed
 from polyfn.cli.output import err
@@ -62,6 +74,13 @@ HINTS: dict[str, str] = {
     "payload_too_large": "send a smaller payload",
     "code_too_large": "leave data files out of the deployed directory",
     "shutting_down": "the server is stopping; retry once it is back",
+    "NoSuchBucket": "see buckets with `polyfn storage ls`, make one with `polyfn storage mb s3://NAME`",
+    "NoSuchKey": "see objects with `polyfn storage ls s3://BUCKET/`",
+    "BucketNotEmpty": "delete its objects first: `polyfn storage rm -r s3://BUCKET`",
+    "invalid_cron": "use 5 cron fields, e.g. '*/5 * * * *' (minute hour day month weekday)",
+    "invalid_timezone": "use an IANA zone name such as UTC or Asia/Shanghai",
+    "trigger_not_found": "see triggers with `polyfn trigger list`",
+    "dead_letter_not_found": "see dead letters with `polyfn dlq list`",
 }
 
 _PASS_THROUGH: tuple[type[BaseException], ...] = (typer.Exit, typer.Abort, ClickException)
@@ -191,6 +210,9 @@ def _source(ctx: typer.Context, param: str, option: str, env: str) -> str:
 
 app.command("serve", rich_help_panel="Server")(serve.serve)
 app.command("version", rich_help_panel="Server")(version.version)
+app.command("doctor", rich_help_panel="Server")(doctor.doctor)
+app.add_typer(security.keys_app, name="keys", rich_help_panel="Access")
+app.add_typer(security.secret_app, name="secret", rich_help_panel="Access")
 app.command("deploy", rich_help_panel="Functions")(functions.deploy)
 app.command("invoke", rich_help_panel="Functions")(functions.invoke)
 app.command("list", rich_help_panel="Functions")(functions.list_functions)
@@ -198,9 +220,15 @@ app.command("describe", rich_help_panel="Functions")(functions.describe)
 app.command("delete", rich_help_panel="Functions")(functions.delete)
 app.command("new", rich_help_panel="Local development")(local.new)
 app.command("run", rich_help_panel="Local development")(local.run_command)
+app.command("prewarm", rich_help_panel="Functions")(scaling.prewarm)
 app.command("activations", rich_help_panel="Activations and logs")(activations.activations)
 app.command("activation", rich_help_panel="Activations and logs")(activations.activation)
 app.command("logs", rich_help_panel="Activations and logs")(activations.logs)
+app.command("top", rich_help_panel="Activations and logs")(top.top)
+app.add_typer(storage.storage_app, name="storage", rich_help_panel="Storage")
+app.add_typer(events.trigger_app, name="trigger", rich_help_panel="Events")
+app.add_typer(events.dlq_app, name="dlq", rich_help_panel="Events")
+app.command("publish", rich_help_panel="Events")(events.publish)
 
 
 def main() -> None:

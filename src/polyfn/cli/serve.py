@@ -34,14 +34,33 @@ def serve(
             show_default=f"the global --data-dir ({DEFAULT_DATA_DIR_TEXT})",
         ),
     ] = None,
+    storage_port: Annotated[
+        int,
+        typer.Option(
+            "--storage-port", envvar="POLYFN_STORAGE_PORT", min=0, max=65535,
+            help="TCP port of the S3-compatible object store (0 disables it).",
+        ),
+    ] = 9000,
     examples: Annotated[
         bool,
         typer.Option(
             "--examples/--no-examples", envvar="POLYFN_EXAMPLES", help="Deploy the bundled examples at start."
         ),
     ] = False,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option("--tls-cert", envvar="POLYFN_TLS_CERT", exists=True, dir_okay=False,
+                     help="Serve HTTPS with this PEM certificate (chain).", show_default="plain HTTP"),
+    ] = None,
+    tls_key: Annotated[
+        Path | None,
+        typer.Option("--tls-key", envvar="POLYFN_TLS_KEY", exists=True, dir_okay=False,
+                     help="Private key (PEM) of --tls-cert.", show_default="plain HTTP"),
+    ] = None,
 ) -> None:
     """Run a polyfn server in the foreground (Ctrl-C stops it)."""
+    if (tls_cert is None) != (tls_key is None):
+        raise typer.BadParameter("--tls-cert and --tls-key go together")
     state: State = ctx.obj
     directory = data_dir.expanduser() if data_dir else state.target.data_dir
     try:
@@ -51,4 +70,5 @@ def serve(
             f"cannot load the server ({exc})",
             hint="reinstall polyfn, or run with `polyfn --debug serve` for the traceback",
         ) from exc
-    run_server(host=host, port=port, data_dir=directory, examples=examples)
+    tls = {"tls_cert": str(tls_cert), "tls_key": str(tls_key)} if tls_cert and tls_key else {}
+    run_server(host=host, port=port, data_dir=directory, examples=examples, storage_port=storage_port, **tls)

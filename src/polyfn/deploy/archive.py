@@ -15,6 +15,7 @@ import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from polyfn.deploy.errors import DeployError
@@ -58,8 +59,12 @@ def files_from_zip(data: bytes, max_size: int, max_files: int) -> dict[str, byte
     files: dict[str, bytes] = {}
     total = 0
     for info in infos:
-        with zf.open(info) as f:
-            content = f.read(max_size - total + 1)
+        try:
+            with zf.open(info) as f:
+                content = f.read(max_size - total + 1)
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError) as e:
+            # A lying header, a bad CRC, an unsupported method or encryption: hostile or broken, never a 500.
+            raise DeployError("invalid_zip", f"cannot read {info.filename!r} from the archive: {e}") from None
         total += len(content)
         if total > max_size:
             raise DeployError("code_too_large", f"the archive expands past the {max_size}-byte limit", 413)

@@ -54,6 +54,7 @@ async def install(requirements: bytes, deps_root: Path, progress: Callable[[str]
             remove_tree(tmp)
             raise DeployError("dependency_install_failed", "pip install failed:\n" + "\n".join(tail[-20:]))
         (tmp / ".complete").write_text("ok")
+        tmp.chmod(0o755)  # mkdtemp makes it 0700: the instance runs as a per-function uid
         if dest.exists():
             remove_tree(dest)
         tmp.rename(dest)

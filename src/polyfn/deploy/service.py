@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from polyfn.config import Settings
-from polyfn.deploy import archive, checks, deps, detect
+from polyfn.deploy import archive, build, checks, deps, detect, detect_node
 from polyfn.deploy.errors import DeployError
 from polyfn.model import (
     FLAVORS,
@@ -55,9 +55,13 @@ class Deployer:
         s = self.settings
         files = archive.check_files(files, s.max_code_size, s.max_code_files)
         checks.check_syntax(files)
-        flavor, handler = detect.detect(files, fields.get("flavor"), fields.get("handler"))
-        detected = {k: v for k, v in (("flavor", flavor), ("handler", handler)) if not fields.get(k)}
-        fields.update(flavor=flavor, handler=handler)
+        found = detect.detect(files, fields.get("flavor"), fields.get("handler"), fields.get("runtime"))
+        detected = {k: v for k, v in (("runtime", found.runtime), ("flavor", found.flavor),
+                                      ("handler", found.handler)) if not fields.get(k)}
+        if detected and found.reason:
+            detected["why"] = found.reason
+            progress(f"detected {', '.join(f'{k}={v}' for k, v in detected.items() if k != 'why')}: {found.reason}")
+        fields.update(runtime=found.runtime, flavor=found.flavor, handler=found.handler)
         fields.setdefault("timeout", s.default_timeout)
         fields.setdefault("memory", s.default_memory)
         try:
@@ -67,13 +71,27 @@ class Deployer:
             raise DeployError("invalid_spec", f"invalid spec: {e}") from None
         except SpecError as e:
             raise DeployError(e.code, str(e)) from None
-        checks.check_handler(files, spec.handler)
+        if spec.runtime == "python":
+            try:
+                checks.check_handler(files, spec.handler)
+            except DeployError as e:
+                if e.code == "handler_not_found" and spec.flavor in detect.CONVENTIONS:
+                    e.message += f"; flavor {spec.flavor} expects {detect.CONVENTIONS[spec.flavor]}"
+                    e.args = (e.message,)
+                raise
+            detect.check_signature(files, spec.handler, spec.flavor)
+        else:
+            detect_node.check_handler(files, spec.runtime, spec.handler)
         sha = archive.digest(files)
         progress(f"code: {len(files)} files, sha256 {sha[:12]}")
         code_dir = archive.materialise(files, s.code_dir / spec.name / sha[:24])
         deps_dir = None
-        if "requirements.txt" in files:
+        if "requirements.txt" in files and spec.runtime in ("python", "http"):
             deps_dir = await deps.install(files["requirements.txt"], s.deps_dir, progress)
+        if spec.runtime == "node" and build.needs_npm(files):
+            deps_dir = await build.npm_install(files, s.deps_dir, progress)
+        if spec.runtime == "http" and spec.handler == detect_node.GO_HANDLER:
+            await build.go_build(code_dir, files, s.data_dir / "build" / sha[:24], s.data_dir / "build" / ".cache", progress)
         rev, created = await self.store.create_revision(spec, sha, str(code_dir), deps_dir)
         self.registry.activate(rev)
         info = await self.store.get_function(spec.name)

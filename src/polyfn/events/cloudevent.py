@@ -43,7 +43,8 @@ class CloudEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
     traceparent: str | None = None
 
     def to_json(self) -> bytes:
-        return msgspec.json.encode(self)
+        # `specversion` is REQUIRED by the spec: never let omit_defaults drop it.
+        return msgspec.json.encode({"specversion": self.specversion, **msgspec.to_builtins(self)})
 
     @classmethod
     def from_json(cls, raw: bytes) -> CloudEvent:

@@ -7,17 +7,24 @@ the server sets).
 
 from __future__ import annotations
 
+import json
 from typing import Any
+from urllib.parse import parse_qs
 
+from polyfn.gateway import cors
 from polyfn.invoker import Invoker, Outcome, platform_error
+from polyfn.observe.tracing import parse_traceparent
 
 PREFIX_LEN = len("/fn/")
+_NO_TRACE = ("", "")
 
 
 class Gateway:
     def __init__(self, invoker: Invoker):
         self.invoker = invoker
         self.max_payload = invoker.max_payload
+        self.keys: Any = None  # polyfn.auth.keys.KeyRing, for functions with `auth: key`
+        self.queue: Any = None  # the node's AsyncQueue, for `X-Polyfn-Async: true` requests
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         rest = scope["path"][PREFIX_LEN:]
@@ -25,11 +32,29 @@ class Gateway:
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
         content_type = ""
         length = -1
+        trace = _NO_TRACE
+        is_async = False
+        callback = None
         for k, v in headers:
             if k == "content-type":
                 content_type = v
             elif k == "content-length" and v.isdigit():
                 length = int(v)
+            elif k == "traceparent":
+                trace = parse_traceparent(v)
+            elif k == "x-polyfn-async":
+                is_async = v.lower() == "true"
+            elif k == "x-callback-url":
+                callback = v
+        spec = None
+        if name:
+            active = self.invoker.registry.get(name)
+            spec = active.revision.spec if active is not None else None
+        if spec is not None and (spec.cors is not None or spec.auth != "anonymous"):
+            early = self._guard(spec, name, scope, headers)
+            if early is not None:
+                await _send(send, early)
+                return
         if length > self.max_payload:
             out = platform_error(413, "payload_too_large",
                                  f"the payload is {length} bytes; the limit is {self.max_payload}")
@@ -39,12 +64,50 @@ class Gateway:
                 out = platform_error(413, "payload_too_large", f"the payload exceeds {self.max_payload} bytes")
             elif not name:
                 out = platform_error(404, "function_not_found", "no function name in the path: use /fn/NAME")
+            elif is_async and self.queue is not None:
+                out = await self._enqueue(name, scope, headers, body, content_type, sub if slash else "", callback)
             else:
                 out = await self.invoker.invoke(
                     name, "http", "http", scope["method"], "/" + sub if slash else "/",
-                    scope["query_string"].decode("latin-1"), headers, body, content_type,
+                    scope["query_string"].decode("latin-1"), headers, body, content_type, trace[0], trace[1],
                 )
+        if spec is not None and spec.cors is not None:
+            out.headers.extend(cors.response_headers(spec.cors, headers))
         await _send(send, out)
+
+    def _guard(self, spec: Any, name: str, scope: dict[str, Any], headers: list[tuple[str, str]]) -> Outcome | None:
+        """CORS preflight and per-function keys (Azure style: `x-functions-key` header or `?code=`)."""
+        if spec.cors is not None and scope["method"] == "OPTIONS":
+            pre = cors.preflight(spec.cors, headers)
+            if pre is not None:
+                return pre
+        if spec.auth == "key":
+            from polyfn.auth.keys import allows
+
+            token = next((v for k, v in headers if k == "x-functions-key"), "")
+            if not token:
+                qs = parse_qs(scope["query_string"].decode("latin-1"))
+                token = (qs.get("code") or [""])[0]
+            key = self.keys.verify(token) if token and self.keys is not None else None
+            if key is None or not allows(key, "invoke", name):
+                out = platform_error(401, "unauthorized", f"function {name!r} needs a key with scope 'invoke' "
+                                     "in the x-functions-key header or the code query parameter")
+                if spec.cors is not None:
+                    out.headers.extend(cors.response_headers(spec.cors, headers))
+                return out
+        return None
+    async def _enqueue(self, name: str, scope: dict[str, Any], headers: list[tuple[str, str]], body: bytes,
+                       content_type: str, sub: str, callback: str | None) -> Outcome:
+        from polyfn.queue.dispatcher import Rejected
+
+        keep = [(k, v) for k, v in headers if k not in ("x-polyfn-async", "x-callback-url", "content-length")]
+        try:
+            aid = await self.queue.submit(name, "http", "http", body, content_type, keep, scope["method"],
+                                          "/" + sub, scope["query_string"].decode("latin-1"), callback)
+        except Rejected as e:
+            return platform_error(e.status, e.code, e.message)
+        return Outcome(202, [(b"content-type", b"application/json"), (b"x-polyfn-activation-id", aid.encode())],
+                       json.dumps({"activation_id": aid, "status": "pending"}).encode(), aid)
 
     async def _read_body(self, receive: Any) -> bytes | None:
         msg = await receive()

@@ -34,6 +34,7 @@ class ActivationRecorder:
         self._lock = asyncio.Lock()
         self._followers: dict[str, set[Callable[[Activation], None]]] = {}
         self.recorded = 0
+        self.exporters: list[Any] = []  # objects with submit(list[Activation]), fed after each stored batch
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -71,6 +72,8 @@ class ActivationRecorder:
                     log.exception("could not store %d activation records; retrying", len(batch))
                     self._buf[:0] = batch
                     raise
+                for exporter in self.exporters:
+                    exporter.submit(batch)
 
     async def _run(self) -> None:
         last_prune = time.monotonic()

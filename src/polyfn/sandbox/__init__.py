@@ -1,36 +1,104 @@
 """Isolation applied to an instance between fork and user code.
 
-`SandboxPlan` is built by the server (plain data, sent to the zygote); `apply()` runs in the forked child,
-before the function's module is imported, in a fixed order: join the cgroup (while still privileged) and
-set its limits, then set rlimits. Each layer reports what it did, so the activation's init info can say
-honestly which isolation is in force.
+Two phases:
+
+* `prepare()` runs in a fresh child of the zygote *before* it knows which function it will become (in the
+  pre-forked blanks, off the cold-start path): join the instance's cgroups, unshare the mount/ipc/uts,
+  network and pid namespaces (forking once more so the instance is pid 1 of its own pid namespace, with a
+  fresh /proc).
+* `apply(plan, prepared)` runs once the function is known, before its module is imported, in a fixed
+  order: cgroup limits → network (back to the host network, or loopback only) → mounts (private /tmp,
+  data dir hidden, own code read-only) → rlimits → uid/gid drop → no_new_privs → seccomp.
+
+`SandboxPlan` is plain data built by the server. Each layer reports what it did, so the activation's init
+info says honestly which isolation is in force. A layer the plan requires but the child could not set up
+fails the start (fail closed) instead of running the function with less isolation than announced.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 
-from polyfn.sandbox.plan import SandboxPlan, cgroup_dir_for
+from polyfn.sandbox.plan import LAYERS, Prepared, SandboxPlan, cgroup_dir_for
 
-__all__ = ["SandboxPlan", "apply", "cgroup_dir_for", "prejoin"]
-
-
-def prejoin(plan_base: str, version: int) -> None:
-    """The slow part of the cgroup layer (moving the process in), done by pre-forked blank children."""
-    from polyfn.sandbox import cgroups
-
-    cgroups.join(cgroup_dir_for(plan_base, os.getpid()), version)
+__all__ = ["LAYERS", "Prepared", "SandboxError", "SandboxPlan", "apply", "cgroup_dir_for", "prepare"]
 
 
-def apply(plan: SandboxPlan, joined: bool = False) -> list[str]:
+class SandboxError(OSError):
+    """A layer the plan requires could not be applied: the instance must not run."""
+
+
+def prepare(env: Mapping[str, str], pdeathsig: Callable[[], None]) -> Prepared:
+    """In a new child of the zygote: join cgroups and enter namespaces (see module doc).
+
+    `env` is the zygote's environment: `POLYFN_CGROUP_BASE` (memory) and `POLYFN_CGROUP_EXTRA`
+    (`ctrl=path,…`, v1), `POLYFN_CGROUP_VERSION`, `POLYFN_SANDBOX_NS` (`mount,pid,net`)."""
+    from polyfn.sandbox import cgroups, namespaces
+
+    prepared = Prepared()
+    base = env.get("POLYFN_CGROUP_BASE", "")
+    if base:
+        bases = [base] + [kv.partition("=")[2] for kv in env.get("POLYFN_CGROUP_EXTRA", "").split(",") if kv]
+        dirs = [cgroup_dir_for(b, os.getpid()) for b in bases]
+        try:
+            cgroups.join(dirs)
+            prepared.cgroup_dirs = dirs
+            prepared.cgroup_version = int(env.get("POLYFN_CGROUP_VERSION", "0") or 0)
+        except OSError as e:
+            prepared.notes.append(f"could not join a cgroup: {e}")
+    layers = {x for x in env.get("POLYFN_SANDBOX_NS", "").split(",") if x}
+    if layers:
+        namespaces.enter(layers, prepared, pdeathsig)
+    return prepared
+
+
+def apply(plan: SandboxPlan, prepared: Prepared | None = None, required: tuple[str, ...] = ()) -> list[str]:
     """Apply every layer of `plan` to the current process; return a short description of each layer."""
-    from polyfn.sandbox import cgroups, limits
+    from polyfn.sandbox import cgroups, limits, linux
 
+    prepared = prepared or Prepared()
+    missing = [ns for ns in required if ns not in prepared.namespaces]
+    if missing:
+        why = "; ".join(prepared.notes) or "not entered"
+        raise SandboxError(f"sandbox: {', '.join(missing)} namespace required but unavailable ({why})")
     applied: list[str] = []
     if plan.cgroup_base:
-        d = cgroup_dir_for(plan.cgroup_base, os.getpid())
-        if not joined:
-            cgroups.join(d, plan.cgroup_version)
-        applied.append(cgroups.set_limits(d, plan.cgroup_version, plan.memory_mb, plan.pids_max))
+        if not prepared.cgroup_dirs:
+            raise SandboxError("sandbox: cgroup required but not joined (" + "; ".join(prepared.notes) + ")")
+        applied.append(cgroups.set_limits(prepared.cgroup_dirs, plan.cgroup_version, plan.memory_mb,
+                                          plan.pids_max, plan.cpu_shares, plan.cpu_quota))
+    if prepared.host_netns_fd >= 0:
+        if plan.network == "all":
+            linux.setns(prepared.host_netns_fd, linux.CLONE_NEWNET)
+        os.close(prepared.host_netns_fd)
+        prepared.host_netns_fd = -1
+        if plan.network == "none":
+            applied.append("net ns (loopback only)")
+    elif plan.network == "none":
+        try:
+            linux.unshare(linux.CLONE_NEWNET)
+            linux.loopback_up()
+        except OSError as e:
+            raise SandboxError(f"sandbox: network 'none' cannot be enforced ({e.strerror or e})") from None
+        applied.append("net ns (loopback only)")
+    if "pid" in prepared.namespaces:
+        applied.append("pid ns")
+    if "mount" in prepared.namespaces:
+        from polyfn.sandbox import mounts
+
+        applied.append(mounts.setup(plan))
     applied.append(limits.apply_rlimits(plan))
+    if plan.uid:
+        os.setgroups([])
+        os.setresgid(plan.gid, plan.gid, plan.gid)
+        os.setresuid(plan.uid, plan.uid, plan.uid)
+        applied.append(f"uid {plan.uid}")
+    if plan.no_new_privs or plan.seccomp:
+        linux.set_no_new_privs()
+    if plan.seccomp:
+        from polyfn.sandbox import seccomp
+
+        seccomp.install()
+        applied.append("seccomp")
     return applied

@@ -1,4 +1,4 @@
-"""cgroup memory (and pids) limits per instance, on cgroup v1 and v2.
+"""cgroup memory, pids and CPU limits per instance, on cgroup v1 and v2.
 
 The server finds a writable base once (`CgroupBase.detect`); each instance gets a child directory named
 after it. The forked child joins it itself (`join`), before dropping privileges, so the server's hot path
@@ -9,7 +9,8 @@ the directory.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path("/sys/fs/cgroup")
@@ -37,6 +38,17 @@ def _own_cgroup() -> tuple[int, dict[str, str]]:
 class CgroupBase:
     version: int
     memory: Path  # directory under which instance cgroups are made (v1 memory hierarchy or the v2 dir)
+    extra: dict[str, Path] = field(default_factory=dict)  # v1 only: pids, cpu hierarchies (same layout)
+    controllers: tuple[str, ...] = ("memory",)  # v2: the controllers enabled for instances
+
+    def dirs_for(self, pid: int) -> list[str]:
+        """Every cgroup directory of the instance with zygote-child `pid`, memory first."""
+        return [os.path.join(str(b), f"p{pid}") for b in (self.memory, *self.extra.values())]
+
+    def describe(self) -> str:
+        if self.version == 2:
+            return "cgroup v2 (" + ", ".join(self.controllers) + ")"
+        return "cgroup v1 (" + ", ".join(["memory", *self.extra]) + ")"
 
     @classmethod
     def detect(cls, name: str) -> tuple[CgroupBase | None, str]:
@@ -48,17 +60,33 @@ class CgroupBase:
         try:
             if version == 1:
                 mem = ROOT / "memory" / paths["memory"].lstrip("/") / name
+                cls.sweep_stale(mem.parent)
                 mem.mkdir(exist_ok=True)
-                return cls(1, mem), "cgroup v1 memory controller"
+                extra: dict[str, Path] = {}
+                for ctrl in ("pids", "cpu"):
+                    if ctrl not in paths:
+                        continue
+                    d = ROOT / ctrl / paths[ctrl].lstrip("/") / name
+                    cls.sweep_stale(d.parent)
+                    try:
+                        d.mkdir(exist_ok=True)
+                        extra[ctrl] = d
+                    except OSError:
+                        pass
+                base = cls(1, mem, extra)
+                return base, base.describe()
             if version == 2:
                 own = ROOT / paths[""].lstrip("/")
                 controllers = (own / "cgroup.controllers").read_text().split()
                 if "memory" not in controllers:
                     return None, "cgroup v2 without the memory controller delegated to us"
                 base = own / name
+                cls.sweep_stale(own)
                 base.mkdir(exist_ok=True)
-                (base / "cgroup.subtree_control").write_text("+memory" + (" +pids" if "pids" in controllers else ""))
-                return cls(2, base), "cgroup v2 memory controller"
+                enabled = ("memory", *(c for c in ("pids", "cpu") if c in controllers))
+                (base / "cgroup.subtree_control").write_text(" ".join("+" + c for c in enabled))
+                cg = cls(2, base, {}, enabled)
+                return cg, cg.describe()
         except OSError as e:
             return None, f"no writable cgroup ({e.strerror or e})"
         return None, "no cgroup hierarchy found"
@@ -81,45 +109,107 @@ class CgroupBase:
         except OSError:
             pass
 
-    def remove_base(self) -> None:
-        for child in self.memory.glob("*"):
+    def remove_all(self, pid: int) -> None:
+        for d in self.dirs_for(pid):
+            self.remove(d)
+
+    def remove_base(self, wait: float = 2.0) -> None:
+        """Remove every instance cgroup and the bases. Processes that are still dying (blanks killed with
+        the zygote) keep their cgroup busy for a moment: retry briefly (shutdown path only)."""
+        deadline = time.monotonic() + wait
+        while True:
+            left = [b for b in (self.memory, *self.extra.values()) if not _remove_tree(b)]
+            if not left or time.monotonic() > deadline:
+                return
+            time.sleep(0.02)
+
+    @staticmethod
+    def sweep_stale(parent: Path) -> int:
+        """Remove `polyfn-<pid>` bases left by servers that died without cleaning up (kill -9)."""
+        removed = 0
+        try:
+            entries = list(parent.glob("polyfn-*"))
+        except OSError:
+            return 0
+        for base in entries:
+            pid = base.name.removeprefix("polyfn-")
+            if not pid.isdigit() or os.path.exists(f"/proc/{pid}"):
+                continue
+            removed += _remove_tree(base)
+        return removed
+
+
+def _remove_tree(base: Path) -> bool:
+    """rmdir the (empty) instance cgroups under `base`, then `base`; True when it is gone."""
+    try:
+        for child in base.iterdir():
             if child.is_dir():
                 try:
                     os.rmdir(child)
                 except OSError:
                     pass
-        try:
-            os.rmdir(self.memory)
-        except OSError:
-            pass
+        os.rmdir(base)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return True
 
 
-def join(cgroup_dir: str, version: int) -> None:
-    """Run in the child: make its own cgroup and move itself in.
+def join(cgroup_dirs: list[str]) -> None:
+    """Run in the child: make its own cgroup in every hierarchy and move itself in.
 
     Moving a task between cgroups waits for an RCU grace period (~10-15 ms on this kernel when joins are
     infrequent), which is why the zygote does this in pre-forked "blank" children, off the cold-start path.
     """
-    d = Path(cgroup_dir)
-    d.mkdir(exist_ok=True)
-    (d / "cgroup.procs").write_text("0")
+    for cgroup_dir in cgroup_dirs:
+        d = Path(cgroup_dir)
+        d.mkdir(exist_ok=True)
+        (d / "cgroup.procs").write_text("0")
 
 
-def set_limits(cgroup_dir: str, version: int, memory_mb: int, pids_max: int) -> str:
-    """Set the instance's limits on the cgroup it is already in (cheap: a few small writes)."""
-    d = Path(cgroup_dir)
+def _try(path: Path, value: str) -> bool:
+    try:
+        path.write_text(value)
+        return True
+    except OSError:
+        return False
+
+
+def set_limits(cgroup_dirs: list[str], version: int, memory_mb: int, pids_max: int,
+               cpu_shares: int = 0, cpu_quota: float = 0.0) -> str:
+    """Set the instance's limits on the cgroups it is already in (cheap: a few small writes)."""
     limit = str(memory_mb * 1024 * 1024)
+    done = [f"memory {memory_mb} MB"]
+    period = 100_000
     if version == 1:
-        (d / "memory.limit_in_bytes").write_text(limit)
-        try:  # no swap beyond the limit, when swap accounting is on
-            (d / "memory.memsw.limit_in_bytes").write_text(limit)
-        except OSError:
-            pass
-        return f"cgroup v1 (memory {memory_mb} MB)"
+        by_ctrl = {_v1_controller(d): Path(d) for d in cgroup_dirs}
+        mem = Path(cgroup_dirs[0])
+        (mem / "memory.limit_in_bytes").write_text(limit)
+        _try(mem / "memory.memsw.limit_in_bytes", limit)  # no swap beyond the limit, when accounted
+        if "pids" in by_ctrl and _try(by_ctrl["pids"] / "pids.max", str(pids_max)):
+            done.append(f"pids {pids_max}")
+        if "cpu" in by_ctrl:
+            if cpu_shares and _try(by_ctrl["cpu"] / "cpu.shares", str(max(2, cpu_shares))):
+                done.append(f"cpu shares {cpu_shares}")
+            if cpu_quota > 0:
+                _try(by_ctrl["cpu"] / "cpu.cfs_period_us", str(period))
+                if _try(by_ctrl["cpu"] / "cpu.cfs_quota_us", str(int(cpu_quota * period))):
+                    done.append(f"cpu quota {cpu_quota:g} cores")
+        return "cgroup v1 (" + ", ".join(done) + ")"
+    d = Path(cgroup_dirs[0])
     (d / "memory.max").write_text(limit)
-    for key, value in (("memory.swap.max", "0"), ("pids.max", str(pids_max))):
-        try:
-            (d / key).write_text(value)
-        except OSError:
-            pass
-    return f"cgroup v2 (memory {memory_mb} MB, pids {pids_max})"
+    _try(d / "memory.swap.max", "0")
+    if _try(d / "pids.max", str(pids_max)):
+        done.append(f"pids {pids_max}")
+    if cpu_shares and _try(d / "cpu.weight", str(max(1, min(10000, cpu_shares * 100 // 1024)))):
+        done.append(f"cpu weight {max(1, min(10000, cpu_shares * 100 // 1024))}")
+    if cpu_quota > 0 and _try(d / "cpu.max", f"{int(cpu_quota * period)} {period}"):
+        done.append(f"cpu quota {cpu_quota:g} cores")
+    return "cgroup v2 (" + ", ".join(done) + ")"
+
+
+def _v1_controller(cgroup_dir: str) -> str:
+    """The v1 controller a directory belongs to: the first component under /sys/fs/cgroup."""
+    rel = Path(cgroup_dir).relative_to(ROOT)
+    return rel.parts[0]

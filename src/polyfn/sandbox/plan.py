@@ -6,6 +6,8 @@ import os
 
 import msgspec
 
+LAYERS = ("cgroup", "mount", "pid", "net", "uid", "seccomp")  # switchable with POLYFN_SANDBOX_DISABLE
+
 
 class SandboxPlan(msgspec.Struct, kw_only=True, array_like=True):
     memory_mb: int
@@ -14,6 +16,30 @@ class SandboxPlan(msgspec.Struct, kw_only=True, array_like=True):
     pids_max: int = 256
     nofile: int = 1024
     fsize_mb: int = 512  # largest file the function may write
+    # --- the security layers (issue 8); zero/empty values mean "layer off"
+    cpu_shares: int = 0  # relative CPU weight (v1 cpu.shares; v2 cpu.weight is derived)
+    cpu_quota: float = 0.0  # cores; 0 = no hard cap
+    uid: int = 0  # 0: keep the zygote's uid (never chosen when running as root with the uid layer on)
+    gid: int = 0
+    tmp_mb: int = 0  # size of the private /tmp (needs the mount namespace)
+    hide: list[str] = []  # directories covered by an empty read-only tmpfs (the data dir …)
+    binds: list[str] = []  # directories inside `hide` made visible again, read-only (own code, deps)
+    network: str = "all"  # all | none
+    seccomp: bool = False
+    no_new_privs: bool = True
+    secret_files: dict[str, str] = {}  # name → value, written to /run/secrets/NAME (tmpfs, 0400, the uid's)
+
+
+class Prepared(msgspec.Struct, kw_only=True):
+    """What a blank child already set up before it knew which function it would become."""
+
+    cgroup_dirs: list[str] = []  # cgroups joined (memory first, then pids, cpu)
+    cgroup_version: int = 0
+    namespaces: list[str] = []  # "mount", "pid", "net" entered
+    host_netns_fd: int = -1  # to go back to the host network for `network: all`
+    pid_ns: bool = False  # we are in a fresh pid namespace, under an init and a supervisor
+    host_pid: int = 0  # the supervisor's pid: the one the server knows for this instance
+    notes: list[str] = []  # why a layer could not be entered (reported in the instance's info)
 
 
 def cgroup_dir_for(base: str, pid: int) -> str:

@@ -9,51 +9,207 @@ import itertools
 import logging
 import os
 import socket
+import sys
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from polyfn.config import Settings
 from polyfn.model import Revision
 from polyfn.runtimes.python.instance import InstanceSpec
 from polyfn.sandbox.cgroups import CgroupBase
 from polyfn.sandbox.plan import SandboxPlan, cgroup_dir_for
-from polyfn.scheduler.instance import Instance, State
+from polyfn.scheduler import launcher as _launcher
+from polyfn.scheduler.instance import InitFailed, Instance, State
 from polyfn.scheduler.pool import Pool
 from polyfn.scheduler.zygote import ZygoteClient
 
 log = logging.getLogger("polyfn.manager")
+SECRETS_DIR = "/run/secrets"
+
+
+async def _probe() -> dict[str, str]:
+    """`polyfn.sandbox.probe` in a subprocess (it forks and unshares; never do that in the server)."""
+    import json
+
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "polyfn.sandbox.probe",
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        out, _err = await asyncio.wait_for(proc.communicate(), 30)
+        return dict(json.loads(out))
+    except (TimeoutError, ValueError) as e:
+        if proc.returncode is None:
+            proc.kill()
+        why = f"probe failed: {e}"
+        return {k: why for k in ("mount", "pid", "net", "uid", "seccomp", "userns")}
 
 
 class InstanceManager:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.zygote = ZygoteClient("python", settings.run_dir / "zygote-python.log", self._on_exit)
+        self.launcher = _launcher.Launcher(self._on_exit, settings.node_blanks)  # runtimes without a zygote
         self.cgroups: CgroupBase | None = None
         self.isolation = "rlimits only"
+        self.namespaces: set[str] = set()
+        self.drop_uid = False
+        self.seccomp = False
+        self.probe: dict[str, str] = {}
+        self._uids: dict[str, int] = {}
+        self._expose: tuple[list[str], list[str]] = ([], [])
+        self.secret_source: Any = None  # async (names) -> {name: value}; set by the Node
         self._by_pid: dict[int, Instance] = {}
         self._early_exits: dict[int, int] = {}
         self._ids = itertools.count(1)
         self.pools: set[Pool] = set()
         self._reaper: asyncio.Task[None] | None = None
         self.instance_env: dict[str, str] = {}  # node-wide environment for every instance (set before start)
+        self.metrics: Any = None  # polyfn.observe.metrics.Metrics, set by the node
+        #: Extra environment for a function's instances (e.g. the object store's AWS_* credentials);
+        #: the function's own `env` wins over it.
+        self.env_hook: Callable[[str], Awaitable[dict[str, str]]] | None = None
 
     async def start(self) -> None:
-        if self.settings.cgroups and os.geteuid() == 0:
-            base, why = CgroupBase.detect(f"polyfn-{os.getpid()}")
-            self.cgroups = base
-            self.isolation = why if base else f"rlimits only ({why})"
-        elif not self.settings.cgroups:
-            self.isolation = "rlimits only (cgroups disabled by configuration)"
-        else:
-            self.isolation = "rlimits only (not root: no cgroup memory limit)"
+        await self._decide_isolation()
         log.info("instance isolation: %s", self.isolation)
+        env = {"POLYFN_SANDBOX_NS": ",".join(sorted(self.namespaces))}
         if self.cgroups is not None:
-            self.zygote.env = {"POLYFN_CGROUP_BASE": str(self.cgroups.memory),
-                               "POLYFN_CGROUP_VERSION": str(self.cgroups.version)}
+            env.update({"POLYFN_CGROUP_BASE": str(self.cgroups.memory),
+                        "POLYFN_CGROUP_EXTRA": ",".join(f"{k}={v}" for k, v in self.cgroups.extra.items()),
+                        "POLYFN_CGROUP_VERSION": str(self.cgroups.version)})
+        env["POLYFN_ZYGOTE_VENDORS"] = "1" if self.settings.zygote_vendor_preload else "0"
+        self.zygote.env = env
+        if "mount" in self.namespaces:  # mount point for /run/secrets tmpfs (an empty directory on the host)
+            try:
+                os.makedirs(SECRETS_DIR, mode=0o755, exist_ok=True)
+            except OSError as e:
+                log.warning("cannot create %s (%s): secrets as files will not work", SECRETS_DIR, e)
         await self.zygote.start()
         self._reaper = asyncio.create_task(self._reap_loop())
+        if self.metrics is not None:
+            self._register_metrics(self.metrics)
+
+    def _register_metrics(self, metrics: Any) -> None:
+        """Autoscaler gauges, read at scrape time (docs/observability.md)."""
+
+        def decisions(field: str) -> dict[tuple[str, ...], float]:
+            return {(p.revision.function,): float(getattr(p.decision, field))
+                    for p in list(self.pools) if p.decision is not None and not p.draining}
+
+        metrics.gauge("polyfn_autoscaler_desired_instances", "The autoscaler's last desired instance count.",
+                      ("function",), lambda: decisions("desired"))
+        metrics.gauge("polyfn_autoscaler_panic", "1 while the function's autoscaler is in panic mode.",
+                      ("function",), lambda: decisions("panic"))
+        metrics.gauge("polyfn_instance_evictions", "Idle instances evicted for the node's memory budget "
+                      "(since the function's current revision was activated).", ("function",),
+                      lambda: {(p.revision.function,): float(p.evictions) for p in list(self.pools)
+                               if not p.draining})
+        metrics.gauge("polyfn_memory_budget_used_ratio", "Reserved instance memory / the node's memory budget.",
+                      (), lambda: {(): self.reserved_mb() / max(1, self.memory_budget_mb)})
+
+    async def _decide_isolation(self) -> None:
+        """Probe what the host allows, minus what configuration turns off; build the `isolation` line."""
+        off = self.settings.disabled_layers
+        parts: list[str] = []
+        skipped: list[str] = []
+        if "cgroup" in off or not self.settings.cgroups:
+            skipped.append("cgroup (disabled by configuration)")
+        elif os.geteuid() == 0:
+            base, why = CgroupBase.detect(f"polyfn-{os.getpid()}")
+            self.cgroups = base
+            (parts if base else skipped).append(why if base else f"cgroup ({why})")
+        else:
+            skipped.append("cgroup (not root)")
+        self.probe = await _probe()
+        userns = os.geteuid() != 0 and not self.probe.get("userns") and "mount" not in off
+        if userns:
+            self.namespaces.add("user")
+        for layer in ("mount", "pid", "net", "uid", "seccomp"):
+            why = self.probe.get(layer, "not probed")
+            if layer in off:
+                skipped.append(f"{layer} (disabled by configuration)")
+            elif layer in ("pid", "uid") and "mount" not in self.namespaces:
+                skipped.append(f"{layer} (needs the mount namespace)")
+            elif why:
+                skipped.append(f"{layer} ({why})")
+            else:
+                if layer == "net" and userns:
+                    pass  # made per instance for `network: none` only (the host network cannot be rejoined)
+                elif layer in ("mount", "pid", "net"):
+                    self.namespaces.add(layer)
+                elif layer == "uid":
+                    self.drop_uid = True
+                    self._expose = self._interpreter_exposure()
+                else:
+                    self.seccomp = True
+                parts.append({"mount": "mount ns", "pid": "pid ns", "net": "net ns", "uid": "per-function uid",
+                              "seccomp": "seccomp"}[layer])
+        if userns:
+            parts.insert(0, "user ns (not root)")
+        parts.append("rlimits")
+        self.isolation = " + ".join(parts) + ("; off: " + ", ".join(skipped) if skipped else "")
+
+    @staticmethod
+    def _interpreter_exposure() -> tuple[list[str], list[str]]:
+        """(dirs to hide, dirs to bind back) so a per-function uid can import the interpreter's own modules.
+
+        The interpreter may live where other users cannot go (pyenv under a 0700 /root). In the instance's
+        mount namespace the blocking directory is covered by an empty tmpfs and only the interpreter's
+        directories are bound back read-only, which also keeps the rest of it (SSH keys …) out of view."""
+        hide: list[str] = []
+        binds: list[str] = []
+        candidates = {sys.base_prefix, sys.prefix, sys.exec_prefix, *(p for p in sys.path if p)}
+        for path in sorted(os.path.realpath(p) for p in candidates if os.path.isdir(p)):
+            if any(path == b or path.startswith(b + os.sep) for b in binds):
+                continue
+            parts = path.split(os.sep)
+            for i in range(2, len(parts)):
+                ancestor = os.sep.join(parts[:i])
+                if not os.stat(ancestor).st_mode & 0o001:  # others cannot traverse it
+                    if ancestor not in hide:
+                        hide.append(ancestor)
+                    binds.append(path)
+                    break
+        return hide, binds
+
+    def uid_for(self, function: str) -> int:
+        """A uid of its own per function (0 when the uid layer is off). Allocated for the node's lifetime:
+        nothing an instance writes outlives it (its /tmp is a tmpfs), so the mapping needn't persist."""
+        if not self.drop_uid:
+            return 0
+        uid = self._uids.get(function)
+        if uid is None:
+            s = self.settings
+            uid = s.sandbox_uid_base + len(self._uids) % s.sandbox_uid_count
+            self._uids[function] = uid
+        return uid
+
+    def sandbox_plan(self, rev: Revision) -> SandboxPlan:
+        s = self.settings
+        spec = rev.spec
+        mounts = "mount" in self.namespaces
+        uid = self.uid_for(rev.function)
+        return SandboxPlan(
+            memory_mb=spec.memory,
+            cgroup_base=str(self.cgroups.memory) if self.cgroups else "",
+            cgroup_version=self.cgroups.version if self.cgroups else 0,
+            pids_max=s.pids_max,
+            nofile=s.open_files,
+            fsize_mb=s.file_size,
+            cpu_shares=max(2, spec.memory),
+            cpu_quota=s.cpu_quota,
+            uid=uid,
+            gid=uid,
+            tmp_mb=s.tmp_size if mounts else 0,
+            hide=[str(s.data_dir.resolve()), *self._expose[0]] if mounts else [],
+            binds=[*(d for d in (rev.code_dir, rev.deps_dir) if d), *self._expose[1]] if mounts else [],
+            network=spec.network,
+            seccomp=self.seccomp,
+        )
 
     def new_pool(self, revision: Revision) -> Pool:
-        pool = Pool(revision, self, self.settings.max_queue, self.settings.keepalive)
+        pool = Pool(revision, self, self.settings.max_queue, self.settings.keepalive,
+                    self.settings.keepalive_policy)
         self.pools.add(pool)
         pool.ensure_min()
         return pool
@@ -61,22 +217,49 @@ class InstanceManager:
     def forget_pool(self, pool: Pool) -> None:
         self.pools.discard(pool)
 
+    # --- node memory budget ----------------------------------------------------------------------------
+
+    @property
+    def memory_budget_mb(self) -> int:
+        return self.settings.memory_budget_mb
+
+    def reserved_mb(self) -> int:
+        """Memory promised to instances: each live (ready or starting) instance reserves its `memory`."""
+        return sum(p.revision.spec.memory * (p.starting + sum(1 for i in p.instances if i.state is State.READY))
+                   for p in self.pools)
+
+    def reserve(self, pool: Pool) -> bool:
+        """Room for one more instance of `pool`? If not, evict idle instances of other functions, least
+        recently used first; False if there still is no room."""
+        need = pool.revision.spec.memory
+        short = self.reserved_mb() + need - self.memory_budget_mb
+        if short <= 0:
+            return True
+        if need > self.memory_budget_mb:
+            return False
+        idle = sorted(((i.last_used, id(i), i, p) for p in self.pools if p is not pool
+                       for i in p.idle if i.inflight == 0 and i.state is State.READY), key=lambda x: x[:2])
+        for _t, _id, inst, p in idle:
+            if short <= 0:
+                break
+            if inst in p.idle:
+                short -= p.evict_one(inst)
+        return short <= 0
+
     async def start_instance(self, pool: Pool) -> Instance:
         """Fork a new instance for `pool` and wait until it is ready (or raise why it is not)."""
         rev = pool.revision
         spec = rev.spec
         iid = f"{rev.function}-{rev.number}-{next(self._ids)}"
         t0 = time.perf_counter()
+        secret_files, secret_env = await self._secrets_for(spec.secrets)
         inst = Instance(iid, rev.key, pool.on_lost)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        attached = False
         try:
-            ours.setblocking(False)
-            await inst.attach(ours)
-            plan = SandboxPlan(
-                memory_mb=spec.memory,
-                cgroup_base=str(self.cgroups.memory) if self.cgroups else "",
-                cgroup_version=self.cgroups.version if self.cgroups else 0,
-            )
+            hook_env = await self.env_hook(rev.function) if self.env_hook else {}
+            plan = self.sandbox_plan(rev)
+            plan.secret_files = secret_files
             ispec = InstanceSpec(
                 instance_id=iid,
                 function=rev.function,
@@ -88,14 +271,30 @@ class InstanceManager:
                 concurrency=spec.concurrency,
                 memory_mb=spec.memory,
                 timeout=spec.timeout,
-                env={**self.instance_env, **spec.env} if self.instance_env else spec.env,
+                env={**self.instance_env, **hook_env, **spec.env, **secret_env},
                 sandbox=plan,
+                namespaces=sorted(self.namespaces),
                 log_line_max=self.settings.log_line_max,
                 log_lines_max=self.settings.log_lines_per_activation,
             )
-            pid = await self.zygote.spawn(ispec, theirs)
+            if spec.runtime == "python":
+                ours.setblocking(False)
+                await inst.attach(ours)
+                attached = True
+                pid = await self.zygote.spawn(ispec, theirs)
+            else:  # launched (node, http); a pre-started blank brings its own connection
+                pid, conn = _launcher.launch_instance(self.launcher, self.settings, rev, ispec, plan, theirs)
+                inst.pid = pid
+                if conn is not None:
+                    ours.close()
+                    ours = conn
+                ours.setblocking(False)
+                await inst.attach(ours)
+                attached = True
         except BaseException:
             inst.kill("spawn failed")
+            if not attached:
+                ours.close()
             raise
         finally:
             theirs.close()
@@ -107,6 +306,31 @@ class InstanceManager:
         inst.init_ms = (time.perf_counter() - t0) * 1000
         return inst
 
+    async def _secrets_for(self, entries: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+        """({name: value} for /run/secrets files, {name: value} for env) of a spec's `secrets`."""
+        if not entries:
+            return {}, {}
+        names = [e.partition(":")[0] for e in entries]
+        try:
+            values = await self.secret_source(names) if self.secret_source else {}
+        except KeyError as e:
+            raise InitFailed({"errorType": "Runtime.MissingSecret",
+                              "errorMessage": f"secret(s) {e.args[0]} not found: set them with `polyfn secret set NAME`"},
+                             []) from None
+        files: dict[str, str] = {}
+        env: dict[str, str] = {}
+        for entry in entries:
+            name, _, how = entry.partition(":")
+            if how == "env":
+                env[name] = values[name]
+            else:
+                if "mount" not in self.namespaces or not os.path.isdir(SECRETS_DIR):
+                    raise InitFailed({"errorType": "Runtime.SecretsUnavailable",
+                                      "errorMessage": f"secret {name!r} as a file needs the mount namespace "
+                                      f"(isolation here: {self.isolation}); use '{name}:env' instead"}, [])
+                files[name] = values[name]
+        return files, env
+
     def _on_exit(self, pid: int, status: int) -> None:
         inst = self._by_pid.pop(pid, None)
         if inst is None:
@@ -116,19 +340,28 @@ class InstanceManager:
             return
         oom = False
         if self.cgroups is not None:
-            d = cgroup_dir_for(str(self.cgroups.memory), pid)
-            oom = self.cgroups.was_oom_killed(d)
-            self.cgroups.remove(d)
+            oom = self.cgroups.was_oom_killed(cgroup_dir_for(str(self.cgroups.memory), pid))
+            self.cgroups.remove_all(pid)
         inst.exited(status, oom)
         if inst.state is not State.DEAD:
             inst.kill("process exited")
 
     async def _reap_loop(self) -> None:
+        """Each second: keep-alive reaping; every `autoscale_interval`: one autoscaler decision per pool."""
+        next_scale = 0.0
         while True:
             await asyncio.sleep(1.0)
             now = time.monotonic()
+            scale = now >= next_scale
+            if scale:
+                next_scale = now + self.settings.autoscale_interval - 0.5
             for pool in list(self.pools):
-                pool.reap(now)
+                try:
+                    if scale:
+                        pool.autoscale(now)
+                    pool.reap(now)
+                except Exception:  # one pool's bug must not stop scaling for every other function
+                    log.exception("%s: autoscaler/reaper failed", pool.revision.key)
 
     def live_pids(self) -> list[int]:
         return list(self._by_pid)
@@ -146,6 +379,7 @@ class InstanceManager:
         while self._by_pid and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         self.zygote.stop()
+        self.launcher.stop()
         if self.cgroups is not None:
             self.cgroups.remove_base()
 

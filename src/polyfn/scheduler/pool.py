@@ -15,7 +15,9 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from polyfn.model import Revision
+from polyfn.scheduler.autoscaler import AutoscalerConfig, AutoscalerState, Decision, Stats, decide
 from polyfn.scheduler.instance import InitFailed, Instance, InstanceGone, State
+from polyfn.scheduler.keepalive import FixedPolicy, HybridPolicy, make_policy
 
 if TYPE_CHECKING:
     from polyfn.scheduler.manager import InstanceManager
@@ -24,14 +26,28 @@ log = logging.getLogger("polyfn.pool")
 
 INIT_BACKOFF_MIN = 1.0
 INIT_BACKOFF_MAX = 30.0
+KEEPALIVE_REASON = "keep-alive expired"
+SCALEDOWN_REASON = "scaled down"
+EVICTED_REASON = "evicted for memory"
+SCALEDOWN_IDLE = 30.0  # an instance above the autoscaler's desired count is closed once idle this long
 
 
 class Throttled(Exception):
     """The function's queue is full; retry after `retry_after` seconds."""
 
+    status = 429
+    code = "too_many_requests"
+
     def __init__(self, message: str, retry_after: int = 1):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class NoCapacity(Throttled):
+    """The node's memory budget has no room for another instance, even after evicting idle ones."""
+
+    status = 503
+    code = "node_memory_exhausted"
 
 
 class PoolClosed(Exception):
@@ -48,7 +64,8 @@ class StartFailed(Exception):
 
 
 class Pool:
-    def __init__(self, revision: Revision, manager: InstanceManager, max_queue: int, keepalive: float):
+    def __init__(self, revision: Revision, manager: InstanceManager, max_queue: int, keepalive: float,
+                 keepalive_policy: str = "fixed"):
         self.revision = revision
         self.manager = manager
         spec = revision.spec
@@ -56,7 +73,17 @@ class Pool:
         self.min_instances = spec.min_instances
         self.max_instances = spec.max_instances
         self.keepalive = spec.keepalive if spec.keepalive is not None else keepalive
+        self.policy: FixedPolicy | HybridPolicy = make_policy(
+            getattr(spec, "keepalive_policy", None) or keepalive_policy, self.keepalive)
         self.max_queue = max_queue
+        self.scaler_config = AutoscalerConfig(target=spec.concurrency, min_instances=spec.min_instances,
+                                              max_instances=spec.max_instances)
+        self.scaler_state = AutoscalerState()
+        self.decision: Decision | None = None  # the autoscaler's last decision (None: it has not run yet)
+        self.busy = 0  # invocations in flight over all instances (one integer update per request)
+        self.last_end = 0.0  # monotonic time the pool last went from busy to idle (0: never used)
+        self.prewarm_at = 0.0  # keep-alive policy: bring one instance back at this time (0: none planned)
+        self.evictions = 0
         self.instances: list[Instance] = []  # every ready instance; starting ones are counted in `starting`
         self.idle: list[Instance] = []  # ready instances with a free slot (stack: warmest on top)
         self.waiters: deque[asyncio.Future[Instance]] = deque()
@@ -81,8 +108,17 @@ class Pool:
             inst.inflight += 1
             if inst.inflight >= self.concurrency:
                 idle.pop()
+            if not self.busy:
+                self._became_busy()
+            self.busy += 1
             return inst
         return None
+
+    def _became_busy(self) -> None:
+        """The pool goes from idle to busy: record the idle time into the keep-alive policy."""
+        if self.last_end:
+            self.policy.observe_idle(time.monotonic() - self.last_end)
+        self.prewarm_at = 0.0
 
     async def acquire(self, timeout: float) -> Instance:
         inst = self.try_acquire()
@@ -117,7 +153,10 @@ class Pool:
     def release(self, inst: Instance) -> None:
         inst.inflight -= 1
         inst.served += 1
-        inst.last_used = time.monotonic()
+        inst.last_used = now = time.monotonic()
+        self.busy -= 1
+        if not self.busy:
+            self.last_end = now
         if inst.state is not State.READY:
             return
         if self.waiters and self._hand_over(inst):
@@ -133,6 +172,9 @@ class Pool:
             fut = self.waiters.popleft()
             if not fut.done():
                 inst.inflight += 1
+                if not self.busy:
+                    self._became_busy()
+                self.busy += 1
                 fut.set_result(inst)
                 return True
         return False
@@ -148,21 +190,78 @@ class Pool:
     # --- scaling ---------------------------------------------------------------------------------------------
 
     def _scale_up(self) -> None:
-        """Start enough instances for the callers now waiting, within max_instances."""
+        """Start enough instances for the callers now waiting, within max_instances and the node's memory."""
         capacity_coming = self.starting * self.concurrency
         wanted = -(-(len(self.waiters) - capacity_coming) // self.concurrency)
         room = self.max_instances - len(self.instances) - self.starting
         for _ in range(max(0, min(wanted, room))):
-            self._start_background()
+            if not self._start_background():
+                self._no_capacity()
+                break
+
+    def _no_capacity(self) -> None:
+        """The memory budget refused a start: if nothing is coming for the waiters, refuse them now."""
+        if self.starting or any(i.state is State.READY for i in self.instances):
+            return  # they will be served by what exists or is starting
+        budget = getattr(self.manager, "memory_budget_mb", 0)
+        err = NoCapacity(f"the node's memory budget ({budget} MB) has no room for another "
+                         f"{self.revision.spec.memory} MB instance of {self.revision.function!r}, even after "
+                         "evicting idle instances of other functions", retry_after=5)
+        while self.waiters:
+            fut = self.waiters.popleft()
+            if not fut.done():
+                fut.set_exception(err)
 
     def ensure_min(self) -> None:
         missing = self.min_instances - len(self.instances) - self.starting
         for _ in range(max(0, missing)):
-            self._start_background(prewarm=True)
+            if not self._start_background(prewarm=True):
+                break
 
-    def _start_background(self, prewarm: bool = False) -> None:
+    def prewarm(self, n: int) -> int:
+        """Start instances now until `n` are live or starting (bounded by max_instances and the memory
+        budget). Returns how many were started."""
+        if self.draining:
+            return 0
+        live = sum(1 for i in self.instances if i.state is State.READY) + self.starting
+        started = 0
+        for _ in range(max(0, min(n, self.max_instances) - live)):
+            if not self._start_background(prewarm=True):
+                break
+            started += 1
+        return started
+
+    def _start_background(self, prewarm: bool = False) -> bool:
+        """Start one instance in the background; False if the node's memory budget has no room for it."""
+        reserve = getattr(self.manager, "reserve", None)  # test fakes of the manager may have none
+        if reserve is not None and not reserve(self):
+            return False
         self.starting += 1  # counted now, so concurrent scale-ups see it before the task runs
         self._spawn_task(self._start_one(prewarm))
+        return True
+
+    # --- autoscaler and keep-alive (called by the manager's ticker with the monotonic clock) -----------
+
+    def autoscale(self, now: float) -> Decision:
+        """One autoscaler tick: sample, decide, pre-start up to the desired count. Scale-down is left to
+        `reap`, which closes idle instances above the desired count."""
+        ready = [i for i in self.instances if i.state is State.READY]
+        stats = Stats(inflight=self.busy, queued=len(self.waiters), ready=len(ready), starting=self.starting)
+        d = decide(now, stats, self.scaler_state, self.scaler_config)
+        self.decision = d
+        if self.draining or (self._init_error is not None and now < self._init_error_until):
+            return d  # a function failing to start is not retried faster by the autoscaler
+        if len(ready) + self.starting < self.min_instances:
+            self.ensure_min()  # e.g. the memory budget had no room when the pool was created
+        if not stats.inflight and not stats.queued:
+            # Nothing to serve right now: a remembered average is no reason to start instances (the
+            # keep-alive policy decides what stays warm; starting here would fight its unloading).
+            return d
+        missing = d.desired - len(ready) - self.starting
+        for _ in range(max(0, missing)):
+            if not self._start_background(prewarm=True):
+                break
+        return d
 
     def _spawn_task(self, coro: Awaitable[None]) -> None:
         t = asyncio.ensure_future(coro)
@@ -194,6 +293,9 @@ class Pool:
         if inst.state is not State.READY:  # died between ready and now
             return
         self.instances.append(inst)
+        metrics = getattr(self.manager, "metrics", None)  # test fakes of the manager may have none
+        if metrics is not None:
+            metrics.instance_starts.inc(self.revision.function)
         inst.cold_claimed = prewarm
         self.cold_starts += 1
         self._offer(inst)
@@ -212,6 +314,13 @@ class Pool:
 
     def on_lost(self, inst: Instance) -> None:
         """An instance ended (crash, kill, keep-alive expiry): forget it, replace it if needed."""
+        metrics = getattr(self.manager, "metrics", None)
+        if metrics is not None and inst in self.instances:
+            reason = ("keepalive" if inst.kill_reason == KEEPALIVE_REASON else "stopped" if self.draining
+                      else "scaledown" if inst.kill_reason == SCALEDOWN_REASON
+                      else "evicted" if inst.kill_reason == EVICTED_REASON
+                      else "killed" if inst.kill_reason else "exited")
+            metrics.instance_stops.inc(self.revision.function, reason)
         try:
             self.instances.remove(inst)
         except ValueError:
@@ -230,17 +339,56 @@ class Pool:
             self.ensure_min()
 
     def reap(self, now: float) -> int:
-        """Close instances idle for longer than the keep-alive, keeping `min_instances`. Returns how many."""
+        """Close idle instances the keep-alive policy and the autoscaler no longer want, keeping
+        `min_instances`; start the policy's pre-warm instance when it is due. Returns how many closed.
+
+        * keep-alive: an instance idle for the policy's keep-alive is closed; when the policy pre-warms
+          (hybrid, with a representative idle-time histogram) idle instances are unloaded right after use
+          and one is brought back at `last_end + prewarm`, kept for the window's keep-alive;
+        * autoscaler: idle instances above its (gradually falling) desired count are closed at once."""
         closed = 0
         live = sum(1 for i in self.instances if i.state is State.READY)  # closing ones don't count
-        for inst in list(self.idle):
-            if live - closed <= self.min_instances:
+        floor = self.min_instances
+        w = self.policy.window()
+        d = self.decision
+        if w.prewarm > 0 and self.last_end and not self.busy and not self.draining:
+            due = self.last_end + w.prewarm
+            if now < due:
+                self.prewarm_at = due
+            elif now < due + w.keepalive:
+                floor = max(floor, 1)  # the policy wants one warm instance in its window
+                if self.prewarm_at and live == 0 and not self.starting:
+                    self.prewarm_at = 0.0
+                    self.prewarm(1)
+        # the keep-alive policy keeps (at least) the most recently used instance while its window lasts;
+        # the autoscaler trims the ones above that and above its desired count
+        warm = 1 if w.prewarm <= 0 and self.last_end and now - self.last_end < w.keepalive else 0
+        for inst in sorted(self.idle, key=lambda i: i.last_used):  # least recently used first
+            if live - closed <= floor:
                 break
-            if inst.inflight == 0 and now - inst.last_used >= self.keepalive:
+            if inst.inflight:
+                continue
+            idle_for = now - inst.last_used
+            # pre-warming policies unload after use, once the function as a whole has gone idle
+            expired = (w.prewarm > 0 and not self.busy) or idle_for >= w.keepalive
+            surplus = (d is not None and d.valid and idle_for >= SCALEDOWN_IDLE
+                       and live - closed > max(d.desired, floor, warm))
+            if expired or surplus:
                 self.idle.remove(inst)
+                inst.kill_reason = KEEPALIVE_REASON if expired else SCALEDOWN_REASON
                 inst.close()
                 closed += 1
         return closed
+
+    def evict_one(self, inst: Instance) -> int:
+        """Close idle `inst` to make room on the node; returns the MB it reserved (0 if it was not idle)."""
+        if inst.inflight or inst.state is not State.READY or inst not in self.idle:
+            return 0
+        self.idle.remove(inst)
+        inst.kill_reason = EVICTED_REASON
+        inst.close()
+        self.evictions += 1
+        return self.revision.spec.memory
 
     def stats(self) -> dict[str, int]:
         ready = [i for i in self.instances if i.state is State.READY]
@@ -251,6 +399,7 @@ class Pool:
             "busy": busy,
             "queued": len(self.waiters),
             "cold_starts": self.cold_starts,
+            "evictions": self.evictions,
         }
 
     async def drain(self, timeout: float, on_done: Callable[[], None] | None = None) -> None:

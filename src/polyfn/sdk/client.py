@@ -199,11 +199,16 @@ class Client:
         timeout: float = 30.0,
         *,
         transport: httpx.BaseTransport | None = None,
+        traceparent: str | None = None,
     ) -> None:
+        """`traceparent`: a W3C trace context sent with every request, so invocations made through this
+        client join the caller's trace (inside a function: `context.traceparent` or `$TRACEPARENT`)."""
         self.url = normalize_url(url)
         self.api_key = api_key or None
         self.timeout = timeout
         headers = {"User-Agent": USER_AGENT}
+        if traceparent:
+            headers["traceparent"] = traceparent
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         self._http = httpx.Client(
@@ -339,6 +344,10 @@ class Client:
         """`GET /v1/functions/{name}`: the function plus `revisions` and `instances`."""
         return self._json("GET", f"/v1/functions/{quote(name, safe='')}")
 
+    def prewarm(self, name: str, instances: int = 1) -> dict[str, Any]:
+        """`POST /v1/functions/{name}/prewarm`: start instances now (bounded by max_instances)."""
+        return self._json("POST", f"/v1/functions/{quote(name, safe='')}/prewarm", json={"instances": instances})
+
     def delete_function(self, name: str) -> dict[str, Any]:
         """`DELETE /v1/functions/{name}`."""
         return self._json("DELETE", f"/v1/functions/{quote(name, safe='')}", timeout=self._long)
@@ -349,8 +358,12 @@ class Client:
         payload: bytes = b"{}",
         content_type: str = "application/json",
         headers: Mapping[str, str] | None = None,
+        event: str | None = None,
     ) -> InvokeResponse:
         """`POST /v1/functions/{name}/invoke`; returns the function's answer, raises platform errors.
+
+        With `event` (`s3:put`, `sqs`, `timer`, …) the payload is the event's data and the server builds a
+        vendor-shaped event of that kind (see `polyfn.events.kinds`).
 
         A platform error is one marked with `X-Polyfn-Error` (other than `function_error`) or, for
         servers that forget the header, one whose body is the `{"error": {...}}` envelope.
@@ -360,6 +373,7 @@ class Client:
                 f"/v1/functions/{quote(name, safe='')}/invoke",
                 content=payload,
                 headers={"Content-Type": content_type, **(headers or {})},
+                params={"event": event} if event else None,
                 timeout=self._long,
             )
         except httpx.TransportError as exc:
@@ -395,6 +409,14 @@ class Client:
         )
         return self._json("GET", "/v1/activations", params=params).get("activations", [])
 
+    def stats(self, window: float | None = None) -> dict[str, Any]:
+        """`GET /v1/stats`: per-function rps, p50/p99, errors, cold starts and instances."""
+        return self._json("GET", "/v1/stats", params=_params(window=window))
+
+    def function_stats(self, name: str, window: float | None = None) -> dict[str, Any]:
+        """`GET /v1/functions/{name}/stats`: the function's history in 10-second points."""
+        return self._json("GET", f"/v1/functions/{quote(name, safe='')}/stats", params=_params(window=window))
+
     def activation(self, activation_id: str) -> dict[str, Any]:
         """`GET /v1/activations/{id}`: timings, result or error, and captured log lines."""
         return self._json("GET", f"/v1/activations/{quote(activation_id, safe='')}")
@@ -405,9 +427,10 @@ class Client:
         since: float | None = None,
         activation: str | None = None,
         limit: int | None = None,
+        grep: str | None = None,
     ) -> list[dict[str, Any]]:
-        """`GET /v1/functions/{name}/logs`, oldest first."""
-        params = _params(since=since, activation=activation, limit=limit)
+        """`GET /v1/functions/{name}/logs`, oldest first; `grep` is a regular expression."""
+        params = _params(since=since, activation=activation, limit=limit, grep=grep)
         return self._json("GET", f"/v1/functions/{quote(name, safe='')}/logs", params=params).get("logs", [])
 
     def follow_logs(
@@ -416,12 +439,13 @@ class Client:
         since: float | None = None,
         activation: str | None = None,
         limit: int | None = None,
+        grep: str | None = None,
     ) -> Generator[dict[str, Any], None, None]:
         """Yield log lines as they happen (SSE `follow=true`) until the server closes the stream.
 
         The generator holds the connection open; close it (or break out of the loop) to stop.
         """
-        params = _params(follow="true", since=since, activation=activation, limit=limit)
+        params = _params(follow="true", since=since, activation=activation, limit=limit, grep=grep)
         try:
             with self._http.stream(
                 "GET",
@@ -444,6 +468,50 @@ class Client:
                         yield event
         except httpx.TransportError as exc:
             raise self._transport_error(exc) from exc
+
+    # -- events: async invocations, dead letters, triggers, topics -----------------------------------
+
+    def invoke_async(self, name: str, payload: bytes = b"{}", content_type: str = "application/json",
+                     callback_url: str | None = None, event: str | None = None) -> str:
+        """`POST /v1/functions/{name}/invoke?mode=async`: queue durably; returns the activation id."""
+        headers = {"Content-Type": content_type}
+        if callback_url:
+            headers["X-Callback-Url"] = callback_url
+        params = {"mode": "async", **({"event": event} if event else {})}
+        return self._json("POST", f"/v1/functions/{quote(name, safe='')}/invoke", params=params,
+                          content=payload, headers=headers)["activation_id"]
+
+    def dead_letters(self, function: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        return self._json("GET", "/v1/dlq", params=_params(function=function, limit=limit)).get("dead_letters", [])
+
+    def dead_letter(self, entry_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/v1/dlq/{quote(entry_id, safe='')}")
+
+    def replay_dead_letter(self, entry_id: str) -> dict[str, Any]:
+        return self._json("POST", f"/v1/dlq/{quote(entry_id, safe='')}/replay")
+
+    def delete_dead_letter(self, entry_id: str) -> dict[str, Any]:
+        return self._json("DELETE", f"/v1/dlq/{quote(entry_id, safe='')}")
+
+    def add_trigger(self, function: str, kind: str, config: Mapping[str, Any],
+                    trigger_id: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"kind": kind, "config": dict(config)}
+        if trigger_id:
+            body["id"] = trigger_id
+        return self._json("POST", f"/v1/functions/{quote(function, safe='')}/triggers", json=body)
+
+    def triggers(self, function: str | None = None) -> list[dict[str, Any]]:
+        return self._json("GET", "/v1/triggers", params=_params(function=function)).get("triggers", [])
+
+    def delete_trigger(self, trigger_id: str) -> dict[str, Any]:
+        return self._json("DELETE", f"/v1/triggers/{quote(trigger_id, safe='')}")
+
+    def publish(self, topic: str, payload: bytes, content_type: str = "application/json",
+                attributes: Mapping[str, str] | None = None) -> dict[str, Any]:
+        headers = {"Content-Type": content_type}
+        params = {f"attr.{k}": v for k, v in (attributes or {}).items()}
+        return self._json("POST", f"/v1/topics/{quote(topic, safe='')}/messages", content=payload,
+                          headers=headers, params=params)
 
 
 def _params(**values: Any) -> dict[str, Any]:

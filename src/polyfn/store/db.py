@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -37,6 +38,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000  # how long another process's write may hold us up before "database is locked"
 _WRITE = "polyfn_write"  # execution option marking a connection whose transaction will write
 _MIGRATION_LOCK_KEY = 0x706F6C79666E  # "polyfn": pg advisory lock id held while migrating
+GREP_SCAN_MAX = 200_000  # log lines a grep looks through at most (newest first)
 
 
 class Store:
@@ -189,17 +191,35 @@ class Store:
     # -- activations and logs ------------------------------------------------------------------------
 
     async def add_activations(self, acts: Sequence[Activation]) -> None:
-        """Insert a batch of activations and their log lines in one transaction (two executemany calls)."""
+        """Insert (or replace, by id) a batch of activations and their log lines in one transaction."""
         if not acts:
+            return
+        every_attempt = acts
+        log_tuples = [(a.id, a.function, ln.ts, ln.stream, ln.line) for a in every_attempt for ln in a.logs]
+        # Newest record per id (a retried async invocation may appear twice in one batch); the log lines
+        # of every attempt are kept.
+        acts = list({a.id: a for a in acts}.values())
+        if self._is_sqlite:
+            # The hot path of observability: plain tuples straight to sqlite3's executemany, without
+            # SQLAlchemy's per-row parameter processing (measured: ~3x less CPU per log line).
+            async with self._writer() as conn:
+                await conn.exec_driver_sql(_SQLITE_INSERT_ACTIVATION, [_activation_tuple(a) for a in acts])
+                if log_tuples:
+                    await conn.exec_driver_sql(_SQLITE_INSERT_LOG, log_tuples)
             return
         act_rows = [_activation_row(a) for a in acts]
         log_rows = [
             {"activation_id": a.id, "function": a.function, "ts": ln.ts, "stream": ln.stream, "line": ln.line}
-            for a in acts
+            for a in every_attempt
             for ln in a.logs
         ]
         async with self._writer() as conn:
-            await conn.execute(insert(activations), act_rows)
+            # An activation id recurs when an async invocation is retried (the id is its idempotency key):
+            # the newest attempt's record replaces the older one; log lines of every attempt are kept.
+            stmt = _dialect_insert(conn)(activations)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["id"], set_={c.name: stmt.excluded[c.name] for c in activations.c if c.name != "id"})
+            await conn.execute(stmt, act_rows)
             if log_rows:
                 await conn.execute(insert(log_lines), log_rows)
 
@@ -247,15 +267,19 @@ class Store:
         return [_activation(r, []) for r in rows]
 
     async def get_logs(
-        self, function: str, since: float | None = None, activation: str | None = None, limit: int = 200
+        self, function: str, since: float | None = None, activation: str | None = None, limit: int = 200,
+        grep: re.Pattern[str] | None = None, scan_max: int = GREP_SCAN_MAX,
     ) -> list[dict[str, Any]]:
         """The newest `limit` log lines of `function` with `ts >= since`, returned oldest first.
 
         Each line is `{"activation", "ts", "stream", "line"}`. Lines with equal timestamps keep the order
-        they were recorded in.
+        they were recorded in. With `grep`, only lines the pattern matches (`search`), looking at no more
+        than the newest `scan_max` lines (the same regex semantics on SQLite and PostgreSQL).
         """
         if limit <= 0:
             return []
+        if grep is not None:
+            return await self._grep_logs(function, since, activation, limit, grep, scan_max)
         query = select(log_lines.c.activation_id, log_lines.c.ts, log_lines.c.stream, log_lines.c.line).where(
             log_lines.c.function == function
         )
@@ -269,6 +293,30 @@ class Store:
         return [
             {"activation": r.activation_id, "ts": r.ts, "stream": r.stream, "line": r.line}
             for r in reversed(rows)
+        ]
+
+    async def _grep_logs(self, function: str, since: float | None, activation: str | None, limit: int,
+                         grep: re.Pattern[str], scan_max: int) -> list[dict[str, Any]]:
+        query = select(log_lines.c.id, log_lines.c.activation_id, log_lines.c.ts, log_lines.c.stream,
+                       log_lines.c.line).where(log_lines.c.function == function)
+        if since is not None:
+            query = query.where(log_lines.c.ts >= since)
+        if activation is not None:
+            query = query.where(log_lines.c.activation_id == activation)
+        query = query.order_by(log_lines.c.ts.desc(), log_lines.c.id.desc())
+        found: list[Any] = []
+        scanned = 0
+        chunk = 2000
+        async with self._engine.connect() as conn:
+            while scanned < scan_max and len(found) < limit:
+                rows = (await conn.execute(query.offset(scanned).limit(min(chunk, scan_max - scanned)))).all()
+                if not rows:
+                    break
+                scanned += len(rows)
+                found.extend(r for r in rows if grep.search(r.line))
+        return [
+            {"activation": r.activation_id, "ts": r.ts, "stream": r.stream, "line": r.line}
+            for r in reversed(found[:limit])
         ]
 
     async def prune(self, max_count: int, max_age_s: float, now: float) -> int:
@@ -439,7 +487,28 @@ def _activation_row(a: Activation) -> dict[str, Any]:
         "result": a.result,
         "error": None if a.error is None else msgspec.json.encode(a.error).decode(),
         "instance": a.instance,
+        "trace_id": a.trace_id,
+        "parent_id": a.parent_id,
     }
+
+
+_ACTIVATION_COLUMNS = ("id", "function", "revision", "trigger", "start", "end", "duration_ms", "wait_ms", "init_ms",
+                       "run_ms", "cold", "status", "status_code", "result", "error", "instance", "trace_id",
+                       "parent_id")
+_SQLITE_INSERT_ACTIVATION = (  # an upsert: a retried async invocation's newest attempt replaces the older
+    "INSERT INTO activations (" + ", ".join(f'"{c}"' for c in _ACTIVATION_COLUMNS) + ") "
+    f"VALUES ({', '.join('?' * len(_ACTIVATION_COLUMNS))}) "
+    "ON CONFLICT(id) DO UPDATE SET " + ", ".join(f'"{c}" = excluded."{c}"' for c in _ACTIVATION_COLUMNS if c != "id")
+)
+_SQLITE_INSERT_LOG = "INSERT INTO log_lines (activation_id, function, ts, stream, line) VALUES (?, ?, ?, ?, ?)"
+
+
+def _activation_tuple(a: Activation) -> tuple[Any, ...]:
+    """`_activation_row` as a tuple in `_ACTIVATION_COLUMNS` order (SQLite fast path)."""
+    return (a.id, a.function, a.revision, a.trigger, a.start, a.end, a.duration_ms, a.wait_ms, a.init_ms,
+            a.run_ms, int(a.cold), a.status, a.status_code, a.result,
+            None if a.error is None else msgspec.json.encode(a.error).decode(), a.instance, a.trace_id,
+            a.parent_id)
 
 
 def _activation(row: Row[Any], logs: list[LogLine]) -> Activation:
@@ -462,4 +531,6 @@ def _activation(row: Row[Any], logs: list[LogLine]) -> Activation:
         error=None if m["error"] is None else msgspec.json.decode(m["error"]),
         logs=logs,
         instance=m["instance"],
+        trace_id=m["trace_id"],
+        parent_id=m["parent_id"],
     )

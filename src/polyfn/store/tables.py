@@ -69,6 +69,8 @@ activations = Table(
     Column("result", Text, nullable=False),
     Column("error", Text, nullable=True),  # JSON object or NULL
     Column("instance", String, nullable=False),
+    Column("trace_id", String, nullable=False, server_default=""),  # 0004
+    Column("parent_id", String, nullable=False, server_default=""),  # 0004
     Index("ix_activations_function_start", "function", "start"),
     Index("ix_activations_start", "start"),
 )
@@ -84,4 +86,66 @@ log_lines = Table(
     Column("line", Text, nullable=False),
     Index("ix_log_lines_function_ts", "function", "ts"),
     Index("ix_log_lines_activation_id", "activation_id"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String, primary_key=True),  # the access key id (public)
+    Column("secret_sha256", String, nullable=False),  # hex SHA-256 of the secret; the secret is never stored
+    Column("scope", String, nullable=False),  # read | invoke | deploy | admin
+    Column("function", String, nullable=True),  # NULL: every function
+    Column("description", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("last_used_at", Float, nullable=True),
+    Column("revoked_at", Float, nullable=True),
+    Index("ix_api_keys_secret_sha256", "secret_sha256", unique=True),
+)
+
+secrets = Table(
+    "secrets",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("ciphertext", Text, nullable=False),  # Fernet token (AES-128-CBC + HMAC) under the node key
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# Object storage (src/polyfn/storage): S3 access keys and bucket notification configs (storage triggers).
+storage_keys = Table(
+    "storage_keys",
+    metadata,
+    Column("access_key_id", String, primary_key=True),
+    Column("secret_access_key", String, nullable=False),  # SigV4 verification needs the secret itself
+    Column("name", String, nullable=False),
+    Column("function", String, nullable=False),  # "" for user keys; the owning function for instance keys
+    Column("created_at", Float, nullable=False),
+    Index("ix_storage_keys_function", "function"),
+)
+
+storage_triggers = Table(
+    "storage_triggers",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("function", String, nullable=False),
+    Column("bucket", String, nullable=False),
+    Column("events", String, nullable=False),  # comma-separated: created,deleted
+    Column("prefix", String, nullable=False),
+    Column("suffix", String, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_storage_triggers_bucket", "bucket"),
+)
+
+# Event triggers (cron, topics, brokers, log streams): `config` is the kind's JSON options, `state` what the
+# trigger must remember across restarts (e.g. a cron trigger's last scheduled tick).
+triggers = Table(
+    "triggers",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("function", String, nullable=False),
+    Column("kind", String, nullable=False),
+    Column("config", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_triggers_function", "function"),
 )

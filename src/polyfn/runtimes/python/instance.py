@@ -44,11 +44,13 @@ class InstanceSpec(msgspec.Struct, kw_only=True, array_like=True):
     timeout: float = 60.0
     env: dict[str, str] = {}
     sandbox: Any = None  # polyfn.sandbox.SandboxPlan, array-encoded
+    namespaces: list[str] = []  # namespaces the instance must be in, or it refuses to start (fail closed)
     log_line_max: int = 16384
     log_lines_max: int = 1000
 
 
-SAFE_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "PYTHONHASHSEED", "PYTHONDONTWRITEBYTECODE")
+SAFE_ENV = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ", "PYTHONHASHSEED",
+            "PYTHONDONTWRITEBYTECODE", "PYTHONIOENCODING", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE")
 
 # --- log capture -------------------------------------------------------------------------------------
 
@@ -62,33 +64,49 @@ class _LogBuffer:
 
     def __init__(self, line_max: int, lines_max: int):
         self.lines: list[tuple[float, str, str]] = []
-        self.partial: dict[str, str] = {}
+        # stream → [start of the unfinished line (at most line_max chars), chars cut off beyond it]
+        self.partial: dict[str, list[Any]] = {}
         self.line_max = line_max
         self.lines_max = lines_max
         self.dropped = 0
 
     def add(self, stream: str, text: str) -> None:
-        text = self.partial.pop(stream, "") + text
         *complete, rest = text.split("\n")
-        for line in complete:
-            self._line(stream, line)
+        pending = self.partial.pop(stream, None)
+        if complete:
+            if pending is not None:
+                self._line(stream, pending[0] + complete[0], pending[1])
+                complete = complete[1:]
+            for line in complete:
+                self._line(stream, line)
+            pending = None
         if rest:
-            if len(rest) > self.line_max:
-                self._line(stream, rest)
-            else:
-                self.partial[stream] = rest
+            # An unfinished line waits for its newline, holding at most line_max chars (no memory blow-up
+            # from a huge line written in pieces); what it cuts off is counted for the marker.
+            if pending is None:
+                pending = ["", 0]
+            head = pending[0] + rest
+            if len(head) > self.line_max:
+                pending[1] += len(head) - self.line_max
+                head = head[: self.line_max]
+            pending[0] = head
+        if pending is not None:
+            self.partial[stream] = pending
 
-    def _line(self, stream: str, line: str) -> None:
+    def _line(self, stream: str, line: str, cut: int = 0) -> None:
         if len(self.lines) >= self.lines_max:
             self.dropped += 1
             return
         if len(line) > self.line_max:
-            line = line[: self.line_max] + f"… [truncated {len(line) - self.line_max} chars]"
+            cut += len(line) - self.line_max
+            line = line[: self.line_max]
+        if cut:
+            line += f"… [truncated {cut} chars]"
         self.lines.append((time.time(), stream, line))
 
     def drain(self) -> list[tuple[float, str, str]]:
-        for stream, rest in list(self.partial.items()):
-            self._line(stream, rest)
+        for stream, (head, cut) in list(self.partial.items()):
+            self._line(stream, head, cut)
         self.partial.clear()
         if self.dropped:
             self.lines.append((time.time(), "stderr", f"[polyfn: {self.dropped} more lines dropped]"))
@@ -149,8 +167,20 @@ def _load_handler(spec: InstanceSpec) -> Any:
         return getattr(module, func_name)
     except AttributeError:
         raise HandlerError(
-            "Runtime.HandlerNotFound", f"handler {func_name!r} missing on module {module_name!r}"
+            "Runtime.HandlerNotFound",
+            f"handler {func_name!r} missing on module {module_name!r}{_expected(spec.flavor)}",
         ) from None
+
+
+def _expected(flavor: str) -> str:
+    """`: the <vendor> convention expects …` for messages about a missing or unfit handler."""
+    from polyfn.runtimes.python.flavors import FLAVORS
+
+    try:
+        convention = importlib.import_module(FLAVORS[flavor]).Adapter.convention
+    except (KeyError, ImportError, AttributeError):
+        return ""
+    return f" (flavor {flavor}: {convention})"
 
 
 def _stack(e: BaseException) -> list[str]:
@@ -159,18 +189,24 @@ def _stack(e: BaseException) -> list[str]:
     return user_stack(e)
 
 
-def _prepare_process(spec: InstanceSpec, joined: bool) -> list[str]:
+def _prepare_process(spec: InstanceSpec, prepared: Any = None) -> list[str]:
     """Sandbox, environment and import path. Runs before any user code."""
     applied: list[str] = []
     if spec.sandbox is not None:
         from polyfn.sandbox import SandboxPlan, apply
 
         plan = spec.sandbox if isinstance(spec.sandbox, SandboxPlan) else msgspec.convert(spec.sandbox, SandboxPlan)
-        applied = apply(plan, joined)
+        applied = apply(plan, prepared, tuple(spec.namespaces))
+    # Raw writes to fds 0-2 (os.write, C extensions) would land in the zygote's log on the node's disk:
+    # a function could flood it. print() output is captured per invocation (sys.stdout/err) instead.
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
     os.chdir(spec.code_dir)
     paths = [spec.code_dir] + ([spec.deps_dir] if spec.deps_dir else [])
     sys.path[:0] = paths
-    # A clean environment: nothing of the server's (keys, credentials) leaks into user code.
+    # A clean environment: nothing of the server's (keys, credentials, database URLs) leaks into user code.
     base = {k: os.environ[k] for k in SAFE_ENV if k in os.environ}
     os.environ.clear()
     os.environ.update(base)
@@ -184,6 +220,8 @@ def _prepare_process(spec: InstanceSpec, joined: bool) -> list[str]:
             "POLYFN_INSTANCE_ID": spec.instance_id,
             "POLYFN_MEMORY_MB": str(spec.memory_mb),
             "POLYFN_TIMEOUT": str(spec.timeout),
+            # The instance's pid as the node sees it (`ps`, the server's logs); in a pid namespace getpid() is 2.
+            "POLYFN_HOST_PID": str(getattr(prepared, "host_pid", 0) or os.getpid()),
         }
     )
     os.environ.update(spec.env)
@@ -193,7 +231,17 @@ def _prepare_process(spec: InstanceSpec, joined: bool) -> list[str]:
 # --- serving ------------------------------------------------------------------------------------------
 
 
+def _set_trace_env(inv: Invoke) -> None:
+    """Lambda-style: the current trace in the environment (exact for concurrency 1; with concurrency > 1
+    use the context object's `trace_id` / `traceparent`, which are per invocation)."""
+    environ = os.environ
+    environ["POLYFN_TRACE_ID"] = inv.trace_id
+    environ["TRACEPARENT"] = f"00-{inv.trace_id}-{inv.activation_id[:16]}-01"
+
+
 def _run_one(adapter: Adapter, inv: Invoke, buf: _LogBuffer) -> Result:
+    if inv.trace_id:
+        _set_trace_env(inv)
     t0 = time.perf_counter()
     token = _current.set(buf)
     try:
@@ -209,6 +257,8 @@ def _run_one(adapter: Adapter, inv: Invoke, buf: _LogBuffer) -> Result:
 
 async def _run_one_async(adapter: Adapter, inv: Invoke, spec: InstanceSpec, pool: Any) -> Result:
     buf = _LogBuffer(spec.log_line_max, spec.log_lines_max)
+    if inv.trace_id:
+        _set_trace_env(inv)
     t0 = time.perf_counter()
     token = _current.set(buf)
     try:
@@ -280,14 +330,14 @@ async def _serve_async(sock: socket.socket, adapter: Adapter, spec: InstanceSpec
         t.add_done_callback(tasks.discard)
 
 
-def main(spec: InstanceSpec, sock: socket.socket, info: str, joined: bool = False) -> None:
+def main(spec: InstanceSpec, sock: socket.socket, info: str, prepared: Any = None) -> None:
     """Entry point in the forked child. Never returns normally: the caller `_exit`s."""
     t0 = time.perf_counter()
     init_buf = _LogBuffer(spec.log_line_max, spec.log_lines_max)
     sys.stdout = _Capture("stdout", init_buf)
     sys.stderr = _Capture("stderr", init_buf)
     try:
-        applied = _prepare_process(spec, joined)
+        applied = _prepare_process(spec, prepared)
         handler = _load_handler(spec)
         meta = FunctionMeta(spec.function, spec.revision, spec.handler, spec.memory_mb, spec.timeout, spec.env)
         adapter = load_adapter(spec.flavor, handler, meta)
@@ -304,7 +354,9 @@ def main(spec: InstanceSpec, sock: socket.socket, info: str, joined: bool = Fals
         return
     if applied:
         info = info + "; sandbox: " + ", ".join(applied)
-    sock.sendall(encode(Ready(os.getpid(), (time.perf_counter() - t0) * 1000, info)))
+    # In a pid namespace our pid means nothing to the server (we are pid 1): 0 keeps the one it knows.
+    pid = 0 if prepared is not None and prepared.pid_ns else os.getpid()
+    sock.sendall(encode(Ready(pid, (time.perf_counter() - t0) * 1000, info)))
     if adapter.is_async or spec.concurrency > 1:
         try:
             import uvloop

@@ -93,15 +93,38 @@ def preload() -> None:
     import polyfn.runtimes.python.instance
     import polyfn.sandbox
     import polyfn.sandbox.cgroups
-    import polyfn.sandbox.limits  # noqa: F401
+    import polyfn.sandbox.limits
+    import polyfn.sandbox.linux
+    import polyfn.sandbox.mounts
+    import polyfn.sandbox.namespaces
+    import polyfn.sandbox.seccomp  # noqa: F401
     from polyfn.runtimes.python import flavors
 
-    for mod in flavors.FLAVORS.values():
-        __import__(mod)
+    for name, mod in flavors.FLAVORS.items():
+        if name not in flavors.HEAVY:
+            __import__(mod)
     try:
         import uvloop  # noqa: F401
     except ImportError:
         pass
+
+
+def preload_vendors() -> None:
+    """The vendor libraries unmodified functions import (Flask, functions-framework, azure.functions):
+    about half a second of imports, done once after the zygote reported ready (so the server does not
+    wait for them) and before the first fork (so every instance has them for free)."""
+    from polyfn.runtimes.python import flavors
+
+    for name in flavors.HEAVY:
+        try:
+            __import__(flavors.FLAVORS[name])
+        except ImportError as e:  # reported when a function of that flavor starts
+            print(f"zygote: flavor {name} unavailable: {e}", file=sys.stderr)
+    for mod in flavors.VENDOR_MODULES:
+        try:
+            __import__(mod)
+        except ImportError:
+            pass
 
 
 def _detach(ctrl: socket.socket, wake: tuple[int, int]) -> None:
@@ -117,30 +140,37 @@ def _detach(ctrl: socket.socket, wake: tuple[int, int]) -> None:
     set_pdeathsig()
 
 
-def _become_instance(spawn_raw: bytes, fd: int, info: str, joined: bool) -> None:
+def _become_instance(spawn_raw: bytes, fd: int, info: str, prepared: Any) -> None:
     from polyfn.runtimes.python import instance
 
     req = msgspec.msgpack.decode(spawn_raw, type=Spawn)
     spec = msgspec.convert(req.spec, instance.InstanceSpec)
-    instance.main(spec, socket.socket(fileno=fd), info, joined)
+    instance.main(spec, socket.socket(fileno=fd), info, prepared)
 
 
-def _blank(conn: socket.socket, cgroup_base: str, cgroup_version: int, info: str) -> None:
-    """A pre-forked child: pay for joining a cgroup now, then wait for a function to become."""
-    from polyfn.sandbox import prejoin
+def _prepare() -> Any:
+    """Cgroups and namespaces for the instance this child will become (see `polyfn.sandbox.prepare`).
+    With a pid namespace this process stays behind as the supervisor and only its child returns."""
+    from polyfn.sandbox import prepare
 
-    joined = False
-    if cgroup_base:
-        try:
-            prejoin(cgroup_base, cgroup_version)
-            joined = True
-        except OSError as e:
-            print(f"zygote: blank {os.getpid()} could not join a cgroup: {e}", file=sys.stderr)
+    return prepare(os.environ, set_pdeathsig)
+
+
+def _blank(conn: socket.socket, info: str) -> None:
+    """A pre-forked child: pay for cgroups and namespaces now, then wait for a function to become."""
+    prepared = _prepare()
+    for note in prepared.notes:
+        print(f"zygote: blank {os.getpid()}: {note}", file=sys.stderr)
     msg, fds, _, _ = socket.recv_fds(conn, PACKET_MAX, 2)
     conn.close()
     if not msg or len(fds) != 1:
         return
-    _become_instance(msg, fds[0], info + ", pre-forked", joined)
+    _become_instance(msg, fds[0], info + ", pre-forked", prepared)
+
+
+def _direct(msg: bytes, fd: int, info: str) -> None:
+    """No blank was left: prepare on the cold-start path."""
+    _become_instance(msg, fd, info, _prepare())
 
 
 def _exit_child(fn: Any, *args: Any) -> None:
@@ -158,8 +188,6 @@ def _exit_child(fn: Any, *args: Any) -> None:
 def main() -> None:
     t0 = time.perf_counter()
     ctrl = socket.socket(fileno=int(os.environ["POLYFN_ZYGOTE_FD"]))
-    cgroup_base = os.environ.get("POLYFN_CGROUP_BASE", "")
-    cgroup_version = int(os.environ.get("POLYFN_CGROUP_VERSION", "0") or 0)
     blank_target = int(os.environ.get("POLYFN_ZYGOTE_BLANKS", "2"))
     set_pdeathsig()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the server, which stops us in order
@@ -193,7 +221,7 @@ def main() -> None:
             for _, other in blanks:
                 other.close()
             _detach(ctrl, wake)
-            _exit_child(_blank, theirs, cgroup_base, cgroup_version, info)
+            _exit_child(_blank, theirs, info)
         theirs.close()
         blanks.append((pid, ours))
         blank_pids.add(pid)
@@ -229,6 +257,10 @@ def main() -> None:
         return 0
 
     ctrl.send(enc.encode(ZygoteReady(os.getpid(), preload_ms)))
+    if os.environ.get("POLYFN_ZYGOTE_VENDORS", "1") != "0":
+        preload_vendors()
+        gc.collect()
+        gc.freeze()
     for _ in range(blank_target):
         fork_blank()
 
@@ -273,7 +305,7 @@ def main() -> None:
                 for _, other in blanks:
                     other.close()
                 _detach(ctrl, wake)
-                _exit_child(_become_instance, msg, fds[0], info, False)
+                _exit_child(_direct, msg, fds[0], info)
         os.close(fds[0])
         ctrl.send(enc.encode(Spawned(req.req, pid)))
         while len(blanks) < blank_target:

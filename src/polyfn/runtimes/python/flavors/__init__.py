@@ -15,7 +15,20 @@ from polyfn.runtimes.python.flavors.base import Adapter, FunctionMeta, HandlerEr
 FLAVORS = {
     "native": "polyfn.runtimes.python.flavors.native",
     "openfaas": "polyfn.runtimes.python.flavors.openfaas",
+    "openfaas-http": "polyfn.runtimes.python.flavors.openfaas_http",
+    "aws": "polyfn.runtimes.python.flavors.aws",
+    "gcp": "polyfn.runtimes.python.flavors.gcp",
+    "azure": "polyfn.runtimes.python.flavors.azure",
+    "aliyun": "polyfn.runtimes.python.flavors.aliyun",
+    "tencent": "polyfn.runtimes.python.flavors.tencent",
+    "kubeless": "polyfn.runtimes.python.flavors.kubeless",
+    "openwhisk": "polyfn.runtimes.python.flavors.openwhisk",
 }
+
+#: Flavors whose modules import sizeable vendor libraries: the zygote imports them after reporting ready.
+HEAVY = ("gcp", "azure")
+#: Vendor modules that functions import themselves (`import functions_framework`), preloaded the same way.
+VENDOR_MODULES = ("functions_framework", "cloudevents.http")
 
 
 def load_adapter(flavor: str, handler: Any, meta: FunctionMeta) -> Adapter:
@@ -26,4 +39,4 @@ def load_adapter(flavor: str, handler: Any, meta: FunctionMeta) -> Adapter:
     return adapter
 
 
-__all__ = ["FLAVORS", "Adapter", "FunctionMeta", "HandlerError", "load_adapter"]
+__all__ = ["FLAVORS", "HEAVY", "VENDOR_MODULES", "Adapter", "FunctionMeta", "HandlerError", "load_adapter"]

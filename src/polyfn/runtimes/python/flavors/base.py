@@ -107,6 +107,38 @@ class Headers(dict):
         return isinstance(key, str) and dict.__contains__(self, key.lower())
 
 
+class CaseInsensitiveDict(dict):
+    """A JSON-serialisable dict whose string keys also match in any case (`event['headers']['Content-Type']`
+    works although HTTP/1.1 servers hand polyfn lower-cased names). Keys are stored as given."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._lower = {k.lower(): k for k in self if isinstance(k, str)}
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        dict.__setitem__(self, key, value)
+        self._lower[key.lower()] = key
+
+    def setdefault(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        k = self._key(key)
+        if dict.__contains__(self, k):
+            return dict.__getitem__(self, k)
+        self[key] = default
+        return default
+
+    def _key(self, key: Any) -> Any:
+        return self._lower.get(key.lower(), key) if isinstance(key, str) else key
+
+    def __getitem__(self, key: Any) -> Any:
+        return dict.__getitem__(self, self._key(key))
+
+    def get(self, key: Any, default: Any = None) -> Any:  # type: ignore[override]
+        return dict.get(self, self._key(key), default)
+
+    def __contains__(self, key: object) -> bool:
+        return dict.__contains__(self, self._key(key))
+
+
 JSON_CT = [("content-type", "application/json")]
 TEXT_CT = [("content-type", "text/plain; charset=utf-8")]
 BINARY_CT = [("content-type", "application/octet-stream")]
@@ -148,6 +180,11 @@ class Context:
         self.deadline = inv.deadline
         self.trace_id = inv.trace_id
 
+    @property
+    def traceparent(self) -> str:
+        """W3C `traceparent` of this invocation's span: pass it on to continue the trace."""
+        return f"00-{self.trace_id}-{self.activation_id[:16]}-01"
+
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self.deadline - time.time()) * 1000))
 
@@ -181,3 +218,80 @@ class Adapter:
     def fail(self, inv: Invoke, exc: BaseException) -> tuple[int, list[tuple[str, str]], bytes, dict[str, Any]]:
         err = error_payload(exc)
         return 500, JSON_CT, json.dumps(err).encode(), err
+
+
+# --- helpers shared by the vendor flavors ---------------------------------------------------------
+
+_TEXT_TYPES = ("text/", "json", "xml", "javascript", "x-www-form-urlencoded", "yaml", "csv", "html")
+
+
+def is_text(content_type: str, body: bytes) -> bool:
+    """Would a vendor gateway pass this body as a string (True) or base64-encode it (False)?
+    Text when the content type is textual (or absent) and the bytes are valid UTF-8."""
+    if not body:
+        return True
+    ct = content_type.lower()
+    if ct and not any(t in ct for t in _TEXT_TYPES):
+        return False
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def body_string(content_type: str, body: bytes) -> tuple[str, bool]:
+    """(body as str, is_base64) the way API gateways put bodies into JSON events."""
+    import base64
+
+    if is_text(content_type, body):
+        return body.decode("utf-8"), False
+    return base64.b64encode(body).decode("ascii"), True
+
+
+def decode_body(body: Any, is_base64: bool) -> bytes:
+    """A response body from an API-gateway-style result dict back to bytes."""
+    import base64
+
+    if body is None:
+        return b""
+    if isinstance(body, bytes | bytearray):
+        return bytes(body)
+    if not isinstance(body, str):
+        body = json.dumps(body)
+    if is_base64:
+        return base64.b64decode(body)
+    return body.encode("utf-8")
+
+
+def cloudevent(inv: Invoke) -> dict[str, Any]:
+    """The CloudEvent of a `cloudevent` invocation as a structured-mode dict (`data_base64` decoded
+    into `data` as bytes)."""
+    ce = json.loads(inv.body) if inv.body else {}
+    if "data_base64" in ce and "data" not in ce:
+        import base64
+
+        ce["data"] = base64.b64decode(ce.pop("data_base64"))
+    return ce
+
+
+def query_params(query: str) -> dict[str, list[str]]:
+    from urllib.parse import parse_qs
+
+    return parse_qs(query, keep_blank_values=True) if query else {}
+
+
+def merge_headers(base_headers: list[tuple[str, str]], extra: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """`extra` headers replace same-named ones in `base_headers` (case-insensitive)."""
+    if not extra:
+        return base_headers
+    keys = {k.lower() for k, _ in extra}
+    return [h for h in base_headers if h[0].lower() not in keys] + extra
+
+
+def first_param_names(fn: Any) -> list[str]:
+    try:
+        return [p.name for p in inspect.signature(fn).parameters.values()
+                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        return []

@@ -1,0 +1,125 @@
+"""Density: deploy N functions (default 1,000), invoke each once, and measure what the node then holds:
+the server's RSS, the total PSS of the N idle warm instances (PSS shares copy-on-write pages fairly
+between the processes mapping them, so the sum is the instances' real footprint; an instance is its whole
+process tree: with the pid namespace, the outer process, the namespace's init and the worker), PSS per
+instance, and the PSS of the zygote and its pre-forked blanks. Target: ≤ 10 MB PSS per idle warm Python instance.
+
+Each function gets `memory: 32` (the minimum) so N instances fit the node's memory budget; the budget is
+a promise (each instance may grow to its limit), PSS is what is used. PSS comes from
+/proc/PID/smaps_rollup, read by the server (`GET /v1/functions/NAME/instances`), so run this as the
+user that runs the server.
+
+    .venv/bin/python bench/density.py            # 1,000 functions
+    .venv/bin/python bench/density.py --quick    # 100 functions
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import PolyfnServer, fmt, percentile, print_header, table
+
+HELLO = "def handler(event, context):\n    return {'n': %d}\n"
+
+
+def smaps(pid: int) -> tuple[int, int]:
+    rss = pss = 0
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Rss:"):
+                rss = int(line.split()[1])
+            elif line.startswith("Pss:"):
+                pss = int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return rss, pss
+
+
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            ppid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(p.name))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--functions", type=int, default=1000)
+    ap.add_argument("--quick", action="store_true", help="100 functions")
+    args = ap.parse_args()
+    if args.quick:
+        args.functions = 100
+    n = args.functions
+    print_header(f"density: {n} functions, each invoked once, then idle")
+    env = {"POLYFN_MEMORY_BUDGET": str(64 * n + 1024), "POLYFN_KEEPALIVE": "3600"}
+    with PolyfnServer(env=env) as server:
+        assert server.api is not None and server.proc is not None
+        rss0, _ = smaps(server.proc.pid)
+        t0 = time.perf_counter()
+        for i in range(n):
+            server.deploy(f"d{i}", {"handler.py": HELLO % i}, memory=32)
+        deploy_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        errors = 0
+        for i in range(n):
+            status, _, _ = server.api.request("GET", f"/fn/d{i}")
+            errors += status != 200
+        invoke_s = time.perf_counter() - t0
+        time.sleep(2)  # let the instances settle (idle)
+        server_rss, server_pss = smaps(server.proc.pid)
+        inst_pids: set[int] = set()
+        pss: list[int] = []
+        rss: list[int] = []
+        procs: list[int] = []
+        for i in range(n):
+            for inst in server.api.json("GET", f"/v1/functions/d{i}/instances").get("instances", []):
+                inst_pids.add(inst["pid"])
+                inst_pids.update(descendants(inst["pid"]))
+                if inst.get("pss_kb"):
+                    pss.append(inst["pss_kb"])
+                    rss.append(inst["rss_kb"])
+                    procs.append(inst.get("processes") or 1)
+        others = [p for p in descendants(server.proc.pid) if p not in inst_pids]
+        other_pss = sum(smaps(p)[1] for p in others)
+        print(f"polyfn: instance isolation: {server.isolation}")
+    mb = 1 / 1024
+    print(f"deployed {n} in {deploy_s:.1f} s, invoked each once in {invoke_s:.1f} s ({errors} errors); "
+          f"{len(pss)} live instances measured\n")
+    rows = [
+        ["server process RSS", fmt(server_rss * mb, 1) + " MB", f"(at start {fmt(rss0 * mb, 1)} MB; PSS "
+                                                               f"{fmt(server_pss * mb, 1)} MB)"],
+        ["instances: total PSS", fmt(sum(pss) * mb, 1) + " MB",
+         f"{len(pss)} instances, {statistics.fmean(procs) if procs else 0:g} processes each (pid namespace)"],
+        ["instance PSS p50 / p99 / mean",
+         f"{fmt(percentile(pss, 50) * mb, 2)} / {fmt(percentile(pss, 99) * mb, 2)} / "
+         f"{fmt(statistics.fmean(pss) * mb, 2)} MB" if pss else "-", "target ≤ 10 MB"],
+        ["instance RSS p50 (its largest process)", fmt(percentile(rss, 50) * mb, 1) + " MB" if rss else "-",
+         "RSS counts shared pages fully"],
+        ["zygote and its blanks: PSS", fmt(other_pss * mb, 1) + " MB",
+         f"{len(others)} other processes under the server"],
+        ["total (server PSS + instances + zygote)", fmt((server_pss + sum(pss) + other_pss) * mb, 1) + " MB",
+         f"{fmt((server_pss + sum(pss) + other_pss) * mb / max(n, 1), 2)} MB per function"],
+    ]
+    print(table(["what", "value", "note"], rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+exports.handler = function(event, context, callback) {
+  callback(null, 'hello world');
+};

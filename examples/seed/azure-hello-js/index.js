@@ -1,0 +1,5 @@
+module.exports = async function (context, req) {
+    context.res = {
+        body: "Hello, World"
+    };
+}

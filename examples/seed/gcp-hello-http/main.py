@@ -1,0 +1,2 @@
+def hello_http(request):
+    return 'Hello World!'

@@ -1,0 +1,3 @@
+exports.helloWorld = (req, res) => {
+  res.send('Hello, World');
+};

@@ -1,0 +1,2 @@
+def reverse(event, context):
+    return event['data'][::-1]

@@ -1,0 +1,3 @@
+function main(params) {
+    return {payload: params.payload.split("").reverse().join("")};
+}

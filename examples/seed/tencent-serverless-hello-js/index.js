@@ -1,0 +1,5 @@
+module.exports.hello = async (event, context) => {
+  return {
+    message: 'Hello, Tencent Cloud!'
+  }
+}

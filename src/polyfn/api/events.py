@@ -1,0 +1,205 @@
+"""Event-side control API: async invocations, the dead-letter queue, triggers, topics, log streams and
+CloudEvents ingress. Mounted under `/v1` (with the API key) by `app.build_api`."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import TYPE_CHECKING, Annotated, Any
+
+import msgspec
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from polyfn.api.errors import ApiError
+from polyfn.queue.dispatcher import Rejected
+
+if TYPE_CHECKING:
+    from polyfn.server import Node
+
+
+async def accept_async(node: Node, request: Request, name: str, kind: str, body: bytes, content_type: str,
+                       method: str = "POST", path: str = "/", query: str = "") -> Response:
+    """Queue an invocation durably and answer 202 with its activation id."""
+    headers = [(k, v) for k, v in request.headers.items()
+               if k not in ("authorization", "cookie", "x-callback-url", "x-polyfn-async", "content-length")]
+    try:
+        aid = await node.queue.submit(name, kind, "async", body, content_type, headers, method, path, query,
+                                      callback_url=request.headers.get("x-callback-url"))
+    except Rejected as e:
+        raise ApiError(e.status, e.code, e.message) from None
+    return JSONResponse({"activation_id": aid, "status": "pending"}, status_code=202,
+                        headers={"x-polyfn-activation-id": aid, "location": f"/v1/activations/{aid}"})
+
+
+def merge_activation(act: dict[str, Any] | None, queued: dict[str, Any] | None) -> dict[str, Any]:
+    """The activation as a user sees it: the latest attempt's record, overlaid with the queue's state
+    (`pending` while waiting or between retries, `running`, `dead_letter`) and the callback's delivery."""
+    if not queued:
+        assert act is not None
+        return act
+    job = queued.get("job")
+    out = act or {}
+    if job is not None:
+        if not out:
+            out = {"id": job.id, "function": job.function, "revision": 0, "trigger": job.trigger,
+                   "start": job.enqueued_at, "end": 0.0, "duration_ms": 0.0, "wait_ms": 0.0, "init_ms": 0.0,
+                   "run_ms": 0.0, "cold": False, "status_code": 0, "result": "", "error": None, "logs": [],
+                   "instance": ""}
+        else:
+            out["last_status"] = out.get("status")
+        out["status"] = "dead_letter" if job.state == "dead" else job.state
+        out["attempts"] = job.attempt
+        out["enqueued_at"] = job.enqueued_at
+        if job.state == "pending" and job.attempt:
+            out["next_attempt_at"] = job.not_before
+        if job.last_error:
+            out["last_error"] = job.last_error
+        if job.reason:
+            out["dead_letter_reason"] = job.reason
+    if queued.get("callback"):
+        out["callback"] = queued["callback"]
+    return out
+
+
+def router(node: Node) -> APIRouter:
+    r = APIRouter()
+
+    @r.get("/queue", summary="The async queue's depth: pending, running and dead-lettered invocations")
+    async def queue_stats() -> dict[str, Any]:
+        counts = await node.queue.db.counts()
+        return {"pending": counts.get("pending", 0), "running": counts.get("running", 0),
+                "dead_letters": counts.get("dead", 0), "inflight": node.queue.inflight}
+
+    # -- dead-letter queue --------------------------------------------------------------------------
+
+    @r.get("/dlq", summary="Dead-lettered invocations and trigger messages, newest first")
+    async def dlq_list(function: str | None = None,
+                       limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+        jobs = await node.queue.db.dead(function, limit)
+        return {"dead_letters": [_dead_json(j, full=False) for j in jobs]}
+
+    @r.get("/dlq/{entry_id}")
+    async def dlq_show(entry_id: str) -> dict[str, Any]:
+        job = await node.queue.db.get(entry_id)
+        if job is None or job.state != "dead":
+            raise ApiError(404, "dead_letter_not_found", f"no dead letter {entry_id!r}")
+        return _dead_json(job, full=True)
+
+    @r.post("/dlq/{entry_id}/replay", summary="Run a dead-lettered invocation again (async, from attempt 1)")
+    async def dlq_replay(entry_id: str) -> Response:
+        if not await node.queue.db.replay(entry_id, time.time()):
+            raise ApiError(404, "dead_letter_not_found", f"no dead letter {entry_id!r}")
+        node.queue.poke()
+        return JSONResponse({"activation_id": entry_id, "status": "pending"}, status_code=202)
+
+    @r.delete("/dlq/{entry_id}")
+    async def dlq_delete(entry_id: str) -> dict[str, Any]:
+        if not await node.queue.db.purge(entry_id):
+            raise ApiError(404, "dead_letter_not_found", f"no dead letter {entry_id!r}")
+        return {"deleted": entry_id}
+
+    # -- embedded topics ----------------------------------------------------------------------------
+
+    @r.post("/topics/{topic}/messages", status_code=201,
+            summary="Publish a message to an embedded topic (query attr.KEY=VALUE adds attributes)")
+    async def publish(topic: str, request: Request) -> JSONResponse:
+        from polyfn.triggers import topic as topics
+        from polyfn.triggers.base import TriggerConfigError
+
+        body = await request.body()
+        if len(body) > node.settings.max_payload:
+            raise ApiError(413, "payload_too_large",
+                           f"the message is {len(body)} bytes; the limit is {node.settings.max_payload}")
+        attrs = {k[5:]: v for k, v in request.query_params.items() if k.startswith("attr.")}
+        ct = request.headers.get("content-type")
+        if ct:
+            attrs.setdefault("content_type", ct)
+        msg_id = uuid.uuid4().hex
+        try:
+            n = await topics.publish(node.triggers, topic, msg_id, body, attrs)
+        except TriggerConfigError as e:
+            raise ApiError(400, e.code, str(e)) from None
+        return JSONResponse({"id": msg_id, "topic": topic, "subscribers": n}, status_code=201)
+
+    # -- log streams --------------------------------------------------------------------------------
+
+    @r.post("/logs/{stream}", status_code=202,
+            summary="Ingest log lines (JSON array of strings or {message, timestamp}, or text lines)")
+    async def ingest_logs(stream: str, request: Request) -> JSONResponse:
+        from polyfn.triggers import log as logs
+        from polyfn.triggers.base import TriggerConfigError
+
+        body = await request.body()
+        if len(body) > node.settings.max_payload:
+            raise ApiError(413, "payload_too_large",
+                           f"the batch is {len(body)} bytes; the limit is {node.settings.max_payload}")
+        lines = parse_log_lines(body, request.headers.get("content-type", ""))
+        try:
+            n = await logs.ingest(node.triggers, stream, lines)
+        except TriggerConfigError as e:
+            raise ApiError(400, e.code, str(e)) from None
+        return JSONResponse({"stream": stream, "accepted": len(lines), "subscribers": n}, status_code=202)
+
+    # -- CloudEvents ingress --------------------------------------------------------------------------
+
+    @r.post("/events", status_code=202,
+            summary="Accept CloudEvents (binary, structured or batch mode) and route them to `events` triggers")
+    async def ingest_events(request: Request) -> JSONResponse:
+        from polyfn.triggers import events as ce
+
+        body = await request.body()
+        if len(body) > node.settings.max_payload:
+            raise ApiError(413, "payload_too_large",
+                           f"the event is {len(body)} bytes; the limit is {node.settings.max_payload}")
+        try:
+            evts = ce.from_http(dict(request.headers.items()), body)
+        except ce.InvalidEvent as e:
+            raise ApiError(400, "invalid_cloudevent", str(e)) from None
+        out = [{"id": e["id"], "deliveries": await ce.route(node.triggers, e)} for e in evts]
+        return JSONResponse({"events": out}, status_code=202)
+
+    from polyfn.api import triggers as trigger_routes
+
+    trigger_routes.add_routes(r, node)
+    return r
+
+
+def _dead_json(job: Any, full: bool) -> dict[str, Any]:
+    out = job.summary()
+    if not full:
+        out.pop("body", None)
+        out.pop("headers", None)
+    return out
+
+
+def parse_log_lines(body: bytes, content_type: str) -> list[tuple[str, float]]:
+    """`(message, epoch seconds or 0)` pairs from a JSON array (strings, or objects with `message`/`msg` and an
+    optional `timestamp` in s or ms), a JSON object with `lines`, or plain text (one line each)."""
+    if "json" in content_type:
+        try:
+            data = json.loads(body or b"[]")
+        except ValueError as e:
+            raise ApiError(400, "invalid_json", f"the log batch is not valid JSON ({e})") from None
+        if isinstance(data, dict):
+            data = data.get("lines", [data])
+        if not isinstance(data, list):
+            raise ApiError(400, "invalid_request", "send a JSON array of log lines")
+        out = []
+        for item in data:
+            if isinstance(item, dict):
+                msg = item.get("message", item.get("msg"))
+                text = msg if isinstance(msg, str) else json.dumps(item)
+                ts = item.get("timestamp", 0)
+                ts = float(ts) / 1000 if isinstance(ts, int | float) and ts > 1e11 else (
+                    float(ts) if isinstance(ts, int | float) else 0.0)
+                out.append((text, ts))
+            else:
+                out.append((item if isinstance(item, str) else json.dumps(item), 0.0))
+        return out
+    return [(line, 0.0) for line in body.decode("utf-8", "replace").splitlines() if line.strip()]
+
+
+def to_json(obj: Any) -> Any:
+    return msgspec.to_builtins(obj)

@@ -1,0 +1,80 @@
+"""Observability routes: `GET /metrics` (Prometheus text), `GET /v1/stats` (what `polyfn top` shows) and
+`GET /v1/functions/{name}/stats` (one function's last hour, for charts)."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+
+from polyfn.api.errors import ApiError
+from polyfn.observe.metrics import SLOT_S, SLOTS
+
+if TYPE_CHECKING:
+    from polyfn.server import Node
+
+EMPTY_INSTANCES = {"starting": 0, "idle": 0, "busy": 0, "queued": 0, "memory_mb": 0}
+
+
+def function_stats(node: Node, window: float, now: float | None = None) -> list[dict[str, Any]]:
+    """Per-function figures over the last `window` seconds, for every deployed function (and any
+    function that ran recently), sorted by name."""
+    now = time.time() if now is None else now
+    m = node.metrics
+    instances = m.instances()
+    names = set(node.registry.functions) | set(m.functions) | set(instances)
+    out = []
+    for name in sorted(names):
+        fs = m.functions.get(name)
+        figures = fs.window(now, window) if fs else {
+            "invocations": 0, "errors": 0, "throttled": 0, "cold_starts": 0, "rps": 0.0, "p50_ms": None,
+            "p99_ms": None}
+        active = node.registry.get(name)
+        out.append({"name": name, "deployed": active is not None,
+                    "revision": active.revision.number if active else None,
+                    **figures, "instances": instances.get(name, dict(EMPTY_INSTANCES))})
+    return out
+
+
+def build_router(node: Node, require_key: Callable[..., Any]) -> APIRouter:
+    router = APIRouter()
+
+    async def metrics_auth(request: Request) -> None:
+        if not node.settings.metrics_public:
+            await require_key(request)
+
+    @router.get("/metrics", tags=["observability"], dependencies=[Depends(metrics_auth)],
+                summary="Prometheus metrics (text exposition format)")
+    async def metrics() -> Response:
+        body, content_type = node.metrics.render()
+        return Response(body, media_type=content_type.split(";")[0], headers={"content-type": content_type})
+
+    @router.get("/v1/stats", tags=["observability"], dependencies=[Depends(require_key)],
+                summary="Per-function rps, latency percentiles, errors, cold starts and instances")
+    async def stats(window: Annotated[float, Query(ge=SLOT_S, le=SLOT_S * SLOTS)] = 60) -> dict[str, Any]:
+        now = time.time()
+        return {"now": now, "window_s": window, "functions": function_stats(node, window, now)}
+
+    @router.get("/v1/functions/{name}/stats", tags=["observability"], dependencies=[Depends(require_key)],
+                summary="One function's history in 10-second steps (default: the last hour)")
+    async def one(name: str, window: Annotated[float, Query(ge=SLOT_S, le=SLOT_S * SLOTS)] = SLOT_S * SLOTS,
+                  ) -> dict[str, Any]:
+        fs = node.metrics.functions.get(name)
+        if fs is None and node.registry.get(name) is None:
+            raise ApiError(404, "function_not_found", f"function {name!r} does not exist")
+        now = time.time()
+        from polyfn.observe.metrics import FunctionStats
+
+        fs = fs or FunctionStats(name)
+        return {"name": name, "now": now, "step_s": SLOT_S, "summary": fs.window(now, 60),
+                "points": fs.series(now, window)}
+
+    return router
+
+
+def key_matches(given: str, key: str) -> bool:
+    return bool(given) and hmac.compare_digest(given.encode(), key.encode())

@@ -1,0 +1,142 @@
+"""Scaling routes: `POST /v1/functions/{name}/prewarm` starts instances now (bounded by max_instances
+and the node's memory budget); `GET /v1/functions/{name}/instances` lists the live instances with their
+RSS and PSS (read from /proc/PID/smaps_rollup of each instance's process tree)."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from fastapi import APIRouter, Request
+
+from polyfn.api.errors import ApiError
+from polyfn.scheduler.instance import State
+
+if TYPE_CHECKING:
+    from polyfn.server import Node
+
+
+class PrewarmBody(msgspec.Struct, forbid_unknown_fields=True):
+    instances: int = 1
+
+
+def _smaps(pid: int) -> tuple[int, int] | None:
+    rss = pss = 0
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+            for line in f:
+                if line.startswith(b"Rss:"):
+                    rss = int(line.split()[1])
+                elif line.startswith(b"Pss:"):
+                    pss = int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return rss, pss
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(x) for x in f.read().split()]
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+def process_memory(pid: int) -> dict[str, int | None]:
+    """Memory of an instance: its process and every descendant (with a pid namespace an instance is the
+    outer process, the namespace's init and the worker), from /proc/PID/smaps_rollup.
+
+    `pss_kb` adds up PSS (shared pages divided among the processes mapping them: the real footprint);
+    `rss_kb` is the worker's RSS (the largest of the tree: RSS counts shared pages in full, so a sum would
+    overstate); `processes` is the tree's size. None where /proc cannot be read (another user's process)."""
+    rss: int | None = None
+    pss: int | None = None
+    n = 0
+    todo = [pid] if pid else []
+    while todo and n < 64:
+        p = todo.pop()
+        m = _smaps(p)
+        if m is not None:
+            n += 1
+            rss = max(rss or 0, m[0])
+            pss = (pss or 0) + m[1]
+        todo += _children(p)
+    return {"rss_kb": rss, "pss_kb": pss, "processes": n}
+
+
+def instances_json(node: Node, name: str) -> list[dict[str, Any]]:
+    active = node.registry.get(name)
+    if active is None:
+        return []
+    now = time.monotonic()
+    out = []
+    for inst in list(active.pool.instances):
+        state = ("busy" if inst.inflight else "idle") if inst.state is State.READY else inst.state.value
+        out.append({"id": inst.id, "pid": inst.pid, "state": state, "inflight": inst.inflight,
+                    "served": inst.served, "age_s": round(now - inst.created, 1),
+                    "idle_s": round(now - inst.last_used, 1) if not inst.inflight else 0.0,
+                    "init_ms": round(inst.init_ms, 2), **process_memory(inst.pid)})
+    return out
+
+
+def scaling_json(node: Node, name: str) -> dict[str, Any]:
+    """The scaling block of `describe`: policy, autoscaler decision, memory of live instances."""
+    active = node.registry.get(name)
+    if active is None:
+        return {}
+    pool = active.pool
+    w = pool.policy.window()
+    d = pool.decision
+    insts = instances_json(node, name)
+    return {
+        "keepalive_policy": pool.policy.name,
+        "keepalive_window": {"prewarm_s": round(w.prewarm, 1), "keepalive_s": round(w.keepalive, 1)},
+        "autoscaler": None if d is None else {"desired": d.desired, "panic": d.panic, "valid": d.valid,
+                                              "stable_avg": round(d.stable_avg, 3),
+                                              "panic_avg": round(d.panic_avg, 3)},
+        "cold_starts": pool.cold_starts,
+        "evictions": pool.evictions,
+        "rss_kb": sum(i["rss_kb"] or 0 for i in insts),
+        "pss_kb": sum(i["pss_kb"] or 0 for i in insts),
+        "instances": insts,
+        "node_memory": {"budget_mb": node.manager.memory_budget_mb, "reserved_mb": node.manager.reserved_mb()},
+    }
+
+
+def build_router(node: Node) -> APIRouter:
+    router = APIRouter()
+
+    @router.post("/functions/{name}/prewarm")
+    async def prewarm(name: str, request: Request) -> dict[str, Any]:
+        active = node.registry.get(name)
+        if active is None:
+            raise ApiError(404, "function_not_found", f"function {name!r} does not exist")
+        raw = await request.body()
+        try:
+            body = msgspec.json.decode(raw, type=PrewarmBody) if raw.strip() else PrewarmBody()
+        except msgspec.DecodeError as e:
+            raise ApiError(400, "invalid_request", f"body must be {{\"instances\": N}}: {e}") from None
+        if body.instances < 1:
+            raise ApiError(400, "invalid_request", f"instances={body.instances} must be at least 1")
+        pool = active.pool
+        limit = pool.max_instances
+        started = pool.prewarm(body.instances)
+        live = pool.stats()
+        return {"function": name, "requested": body.instances, "started": started, "max_instances": limit,
+                "instances": live,
+                "note": (f"capped at max_instances={limit}" if body.instances > limit else
+                         "the node's memory budget had no room for more" if
+                         live["starting"] + live["idle"] + live["busy"] < body.instances else "")}
+
+    @router.get("/functions/{name}/instances")
+    async def instances(name: str) -> dict[str, Any]:
+        if node.registry.get(name) is None:
+            raise ApiError(404, "function_not_found", f"function {name!r} does not exist")
+        return {"function": name, "instances": instances_json(node, name)}
+
+    return router

@@ -1,0 +1,96 @@
+"""`/v1/keys` (scoped API keys) and `/v1/secrets` (encrypted secrets): admin scope only.
+
+Secrets go in and never come out: the API lists names and times, not values.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from fastapi import APIRouter, Request
+
+from polyfn.api.errors import ApiError
+from polyfn.auth.keys import SCOPES
+from polyfn.auth.secrets import MAX_SECRET, NAME_RE, SecretsUnavailable
+from polyfn.model import NAME_RE as FUNCTION_NAME_RE
+from polyfn.model import now
+
+if TYPE_CHECKING:
+    from polyfn.server import Node
+
+
+class KeyRequest(msgspec.Struct, forbid_unknown_fields=True):
+    scope: str
+    function: str | None = None
+    description: str = ""
+
+
+class SecretRequest(msgspec.Struct, forbid_unknown_fields=True):
+    value: str
+
+
+def _key_json(k: Any) -> dict[str, Any]:
+    return {"access_key_id": k.id, "scope": k.scope, "function": k.function, "description": k.description,
+            "created_at": k.created_at, "last_used_at": k.last_used_at, "revoked_at": k.revoked_at}
+
+
+async def _body(request: Request, typ: type[Any]) -> Any:
+    raw = await request.body()
+    try:
+        return msgspec.json.decode(raw, type=typ)
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        raise ApiError(400, "invalid_request", f"invalid body: {e}") from None
+
+
+def router(node: Node) -> APIRouter:
+    r = APIRouter()
+
+    @r.post("/keys", status_code=201, summary="Create a scoped API key (the secret is shown only now)")
+    async def create_key(request: Request) -> dict[str, Any]:
+        req = await _body(request, KeyRequest)
+        if req.scope not in SCOPES:
+            raise ApiError(400, "invalid_scope", f"scope={req.scope!r}: use one of {', '.join(SCOPES)}")
+        if req.function is not None and not FUNCTION_NAME_RE.match(req.function):
+            raise ApiError(400, "invalid_name", f"invalid function name {req.function!r}")
+        assert node.keys is not None
+        rec, secret = await node.keys.create(req.scope, req.function, req.description[:500])
+        return {**_key_json(rec), "secret_access_key": secret}
+
+    @r.get("/keys", summary="List API keys (never their secrets)")
+    async def list_keys() -> dict[str, Any]:
+        assert node.keys is not None
+        return {"keys": [_key_json(k) for k in await node.keys.list()]}
+
+    @r.delete("/keys/{key_id}", summary="Revoke an API key")
+    async def revoke_key(key_id: str) -> dict[str, Any]:
+        assert node.keys is not None
+        if not await node.keys.revoke(key_id):
+            raise ApiError(404, "key_not_found", f"no live key {key_id!r}")
+        return {"revoked": key_id}
+
+    @r.put("/secrets/{name}", summary="Create or replace a secret (encrypted at rest; never shown back)")
+    async def put_secret(name: str, request: Request) -> dict[str, Any]:
+        if not NAME_RE.match(name):
+            raise ApiError(400, "invalid_name", f"invalid secret name {name!r}: letters, digits, '_', '.', '-'")
+        req = await _body(request, SecretRequest)
+        if len(req.value.encode()) > MAX_SECRET:
+            raise ApiError(413, "payload_too_large", f"a secret holds at most {MAX_SECRET} bytes")
+        try:
+            token = node.secret_box.encrypt(req.value)
+        except SecretsUnavailable as e:
+            raise ApiError(501, "secrets_unavailable", str(e)) from None
+        created = await node.security_store.put_secret(name, token, now())
+        return {"name": name, "created": created}
+
+    @r.get("/secrets", summary="List secret names")
+    async def list_secrets() -> dict[str, Any]:
+        return {"secrets": await node.security_store.list_secrets()}
+
+    @r.delete("/secrets/{name}", summary="Delete a secret")
+    async def delete_secret(name: str) -> dict[str, Any]:
+        if not await node.security_store.delete_secret(name):
+            raise ApiError(404, "secret_not_found", f"no secret {name!r}")
+        return {"deleted": name}
+
+    return r

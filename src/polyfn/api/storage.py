@@ -1,0 +1,112 @@
+"""Control API for the object store: endpoint info, access keys, storage triggers, dead letters.
+
+The S3 API itself is on the storage port (see `polyfn.storage.api`); these routes live under `/v1` with
+the admin key like the rest of the control plane.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from polyfn.api.errors import ApiError
+from polyfn.storage.notifications import TriggerError
+
+if TYPE_CHECKING:
+    from polyfn.server import Node
+
+
+def _storage(node: Node) -> Any:
+    if node.storage is None:
+        raise ApiError(503, "storage_unavailable", "the object store is not running")
+    return node.storage
+
+
+def _endpoint(node: Node, request: Request) -> str:
+    """The S3 endpoint as this client can reach it (the host it used, the storage port)."""
+    st = node.storage
+    if not st or not st.url:
+        return ""
+    host = request.url.hostname or "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{st.url.rsplit(':', 1)[1]}"
+
+
+def build_router(node: Node) -> APIRouter:
+    r = APIRouter(prefix="/storage", tags=["storage"])
+
+    @r.get("", summary="Object store endpoint, region, backend and the node's own access key")
+    async def info(request: Request) -> dict[str, Any]:
+        st = _storage(node)
+        key = await st.keys.node_key()
+        return {"enabled": st.enabled, "endpoint": _endpoint(node, request), "region": st.settings.storage_region,
+                "backend": st.settings.storage_backend, "error": st.error or None,
+                "max_object_size": st.settings.storage_max_object_size,
+                "credentials": {"access_key_id": key.access_key_id, "secret_access_key": key.secret_access_key}}
+
+    @r.post("/keys", status_code=201, summary="Create an access key (the secret is shown only here)")
+    async def create_key(request: Request) -> JSONResponse:
+        st = _storage(node)
+        body = await request.json() if await request.body() else {}
+        name = body.get("name") if isinstance(body, dict) else None
+        if name is not None and (not isinstance(name, str) or not name or len(name) > 100):
+            raise ApiError(400, "invalid_request", "`name` must be a string of 1-100 characters")
+        key = await st.keys.create(name or "user")
+        return JSONResponse({**key.public(), "secret_access_key": key.secret_access_key}, status_code=201)
+
+    @r.get("/keys", summary="List access keys (without secrets)")
+    async def list_keys() -> dict[str, Any]:
+        return {"keys": [k.public() for k in _storage(node).keys.list()]}
+
+    @r.delete("/keys/{access_key_id}")
+    async def delete_key(access_key_id: str) -> dict[str, Any]:
+        if not await _storage(node).keys.delete(access_key_id):
+            raise ApiError(404, "key_not_found", f"access key {access_key_id!r} does not exist")
+        return {"deleted": access_key_id}
+
+    @r.post("/triggers", status_code=201, summary="Invoke a function when objects are created/deleted in a bucket")
+    async def add_trigger(request: Request) -> JSONResponse:
+        st = _storage(node)
+        try:
+            body = await request.json()
+        except ValueError as e:
+            raise ApiError(400, "invalid_json", f"the body is not valid JSON: {e}") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "invalid_request", "send a JSON object")
+        function, bucket = body.get("function"), body.get("bucket")
+        events = body.get("events", "created")
+        if not isinstance(events, str | list):
+            raise ApiError(400, "invalid_request", "`events` must be a string like 'created,deleted' or a list")
+        prefix, suffix = body.get("prefix") or "", body.get("suffix") or ""
+        if not isinstance(function, str) or not isinstance(bucket, str):
+            raise ApiError(400, "invalid_request", "`function` and `bucket` are required strings")
+        if not isinstance(prefix, str) or not isinstance(suffix, str):
+            raise ApiError(400, "invalid_request", "`prefix` and `suffix` must be strings")
+        if await node.store.get_function(function) is None:
+            raise ApiError(404, "function_not_found", f"function {function!r} does not exist")
+        try:
+            trig = await st.notifications.add(function, bucket, events, prefix, suffix)
+        except TriggerError as e:
+            raise ApiError(e.status, e.code, e.message) from None
+        return JSONResponse(trig.to_json(), status_code=201)
+
+    @r.get("/triggers")
+    async def list_triggers(function: str | None = None, bucket: str | None = None) -> dict[str, Any]:
+        return {"triggers": [t.to_json() for t in _storage(node).notifications.list(function, bucket)]}
+
+    @r.delete("/triggers/{trigger_id}")
+    async def delete_trigger(trigger_id: str) -> dict[str, Any]:
+        if await _storage(node).notifications.remove(trigger_id) is None:
+            raise ApiError(404, "trigger_not_found", f"storage trigger {trigger_id!r} does not exist")
+        return {"deleted": trigger_id}
+
+    @r.get("/dead-letters", summary="Storage events that could not be delivered after every retry")
+    async def dead_letters(limit: Annotated[int, Query(ge=1, le=10000)] = 100) -> dict[str, Any]:
+        st = _storage(node)
+        return {"dead_letters": st.notifications.dead_letters(limit), "delivered": st.notifications.delivered,
+                "failed": st.notifications.failed, "pending": st.notifications.pending()}
+
+    return r

@@ -1,0 +1,62 @@
+"""Trigger routes: `POST/GET /v1/functions/{name}/triggers`, `GET /v1/triggers`, `GET/DELETE /v1/triggers/{id}`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from polyfn.api.errors import ApiError
+from polyfn.triggers.base import TriggerConfigError
+
+if TYPE_CHECKING:
+    from polyfn.server import Node
+
+
+def add_routes(r: APIRouter, node: Node) -> None:
+    @r.post("/functions/{name}/triggers", status_code=201,
+            summary="Add a trigger: {\"kind\": \"cron\", \"config\": {...}, \"id\": optional}")
+    async def add_trigger(name: str, request: Request) -> JSONResponse:
+        try:
+            body = await request.json()
+        except ValueError:
+            raise ApiError(400, "invalid_json", "send the trigger as a JSON object") from None
+        if not isinstance(body, dict) or not isinstance(body.get("kind"), str):
+            raise ApiError(400, "invalid_trigger", 'the body needs "kind" (e.g. "cron") and "config" (an object)')
+        if node.registry.get(name) is None and await node.store.get_function(name) is None:
+            raise ApiError(404, "function_not_found", f"function {name!r} does not exist")
+        try:
+            runner = await node.triggers.create(name, body["kind"], body.get("config") or {}, body.get("id"))
+        except TriggerConfigError as e:
+            raise ApiError(409 if e.code == "trigger_exists" else 400, e.code, str(e)) from None
+        return JSONResponse(node.triggers.view(runner), status_code=201)
+
+    @r.get("/functions/{name}/triggers")
+    async def function_triggers(name: str) -> dict[str, Any]:
+        return {"triggers": node.triggers.list(name)}
+
+    @r.get("/triggers")
+    async def all_triggers(function: str | None = None) -> dict[str, Any]:
+        return {"triggers": node.triggers.list(function)}
+
+    @r.get("/triggers/{trigger_id}")
+    async def get_trigger(trigger_id: str) -> dict[str, Any]:
+        runner = node.triggers.runners.get(trigger_id)
+        if runner is None:
+            raise ApiError(404, "trigger_not_found", f"trigger {trigger_id!r} does not exist")
+        return node.triggers.view(runner)
+
+    @r.delete("/triggers/{trigger_id}")
+    async def delete_trigger(trigger_id: str) -> dict[str, Any]:
+        if not await node.triggers.delete(trigger_id):
+            raise ApiError(404, "trigger_not_found", f"trigger {trigger_id!r} does not exist")
+        return {"deleted": trigger_id}
+
+    @r.delete("/functions/{name}/triggers/{trigger_id}")
+    async def delete_function_trigger(name: str, trigger_id: str) -> dict[str, Any]:
+        runner = node.triggers.runners.get(trigger_id)
+        if runner is None or runner.trigger.function != name:
+            raise ApiError(404, "trigger_not_found", f"function {name!r} has no trigger {trigger_id!r}")
+        await node.triggers.delete(trigger_id)
+        return {"deleted": trigger_id}

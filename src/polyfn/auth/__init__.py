@@ -1,0 +1,1 @@
+"""Access control: scoped API keys, per-function trigger keys, rate limits, secrets."""

@@ -1,0 +1,34 @@
+"""Authorisation of control-API requests: which key, which scope, within its rate."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from polyfn.api.errors import ApiError
+from polyfn.auth.keys import allows, required_scope
+
+if TYPE_CHECKING:
+    from polyfn.server import Node
+
+
+def authorize(node: Node, method: str, path: str, query: Mapping[str, str], authorization: str) -> None:
+    scheme, _, token = authorization.partition(" ")
+    key = node.keys.verify(token) if scheme.lower() == "bearer" and token and node.keys is not None else None
+    if key is None:
+        raise ApiError(401, "unauthorized",
+                       "missing, wrong or revoked API key: send 'Authorization: Bearer <key>' "
+                       f"(the admin key is in {node.settings.data_dir / 'admin.key'})",
+                       {"www-authenticate": "Bearer"})
+    scope, function = required_scope(method, path, dict(query))
+    if not allows(key, scope, function):
+        bound = f" bound to function {key.function!r}" if key.function else ""
+        raise ApiError(403, "forbidden",
+                       f"key {key.id} has scope {key.scope!r}{bound}; this request needs {scope!r}"
+                       + (f" on function {function!r}" if function else " (not limited to one function)"))
+    s = node.settings
+    wait = node.limiter.check("key:" + key.id, s.key_rate, s.key_burst, time.monotonic())
+    if wait:
+        raise ApiError(429, "too_many_requests", f"key {key.id} is over its rate limit ({s.key_rate:g}/s)",
+                       {"retry-after": str(wait)})

@@ -1,0 +1,87 @@
+"""`polyfn doctor`: what isolation this host gives functions, layer by layer, and why a layer is missing.
+
+It probes locally (the same probe `polyfn serve` runs at start), so it works without a server. It never
+fails because a layer is missing: reporting that is its job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Annotated, Any
+
+import typer
+from rich.text import Text
+
+from polyfn.cli.output import out
+
+LAYERS = (
+    ("cgroup", "memory / pids / CPU limits per instance"),
+    ("mount", "private /tmp, polyfn's data dir and other functions' code hidden"),
+    ("pid", "other processes invisible and unsignalable"),
+    ("net", "`--network none`: loopback only"),
+    ("uid", "a separate unprivileged uid per function"),
+    ("seccomp", "mount, ptrace, bpf, keyctl, module loading … refused"),
+    ("rlimits", "open files, file size, core dumps"),
+)
+
+
+def diagnose() -> dict[str, Any]:
+    from polyfn.sandbox.cgroups import CgroupBase
+    from polyfn.sandbox.probe import probe
+
+    res: dict[str, Any] = dict(probe())
+    if os.geteuid() == 0:
+        base, why = CgroupBase.detect(f"polyfn-doctor-{os.getpid()}")
+        if base is not None:
+            res["cgroup"] = ""
+            res["cgroup_detail"] = why
+            base.remove_base()
+        else:
+            res["cgroup"] = why
+    else:
+        res["cgroup"] = "not root"
+    res["rlimits"] = ""
+    available = [name for name, _ in LAYERS if not res.get(name)]
+    if all(not res.get(n) for n in ("cgroup", "mount", "pid", "uid", "seccomp")):
+        level = "full"
+    elif "mount" in available or "uid" in available:
+        level = "partial"
+    else:
+        level = "rlimits only"
+    res["level"] = level
+    res["available"] = available
+    return res
+
+
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", envvar="POLYFN_JSON", show_default="off",
+                                         help="Print the findings as JSON.")] = False,
+) -> None:
+    """Show which sandbox layers this host allows for function instances, and why any is missing."""
+    res = diagnose()
+    if as_json:
+        typer.echo(json.dumps(res))
+        return
+    console = out()
+    console.print(f"isolation level: {res['level']}")
+    for name, what in LAYERS:
+        why = res.get(name, "")
+        mark = Text("  ok   ", style="green") if not why else Text("  off  ", style="yellow")
+        line = Text.assemble(mark, f"{name:8} {what}")
+        if why:
+            line.append(f"  ({why})", style="dim")
+        elif name == "cgroup" and res.get("cgroup_detail"):
+            line.append(f"  ({res['cgroup_detail']})", style="dim")
+        console.print(line)
+    if os.geteuid() != 0:
+        if not res.get("userns"):
+            msg = ("not root: mount, pid and (for `--network none`) network namespaces come from an unprivileged "
+                   "user namespace; there is no per-function uid and no cgroup (memory is bounded by RLIMIT_AS). "
+                   "Run `polyfn serve` as root in a VM or container of its own for the full sandbox.")
+        else:
+            msg = (f"not root and no user namespaces ({res['userns']}): only rlimits apply. Run `polyfn serve` "
+                   "as root in a VM or container of its own for the sandbox.")
+        console.print(Text(msg, style="yellow"))
+    console.print(Text("there is no VM boundary: a kernel exploit escapes every layer (see docs/security.md)",
+                       style="dim"))

@@ -1,0 +1,441 @@
+"""The web console at `/console`: server-rendered Jinja2 pages with htmx for partial updates.
+
+No build step: templates and static files (htmx.min.js vendored from npm `htmx.org`, console.js, CSS) ship
+inside the package. Everything a function or a user produced is untrusted and reaches the page only
+through Jinja2's autoescaping (or `textContent` in console.js); a strict Content-Security-Policy (scripts
+from 'self' only, no inline script, no eval) backs that up.
+
+Auth: the login form takes the admin API key and starts a session — a random token in an HttpOnly,
+SameSite=Strict cookie scoped to /console, kept in memory with an expiry. A missing, wrong or expired
+session sends the browser back to the login page (htmx requests get `HX-Redirect`). State-changing
+requests must also come from the console's own origin (Origin check) — SameSite already blocks
+cross-site cookies; the check is a second lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
+
+import jinja2
+from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from polyfn.api.app import follow_logs
+from polyfn.api.observe import function_stats
+from polyfn.deploy import archive
+from polyfn.deploy.errors import DeployError
+from polyfn.model import FLAVORS
+from polyfn.observe.metrics import SLOT_S, FunctionStats
+
+if TYPE_CHECKING:
+    from polyfn.server import Node
+
+HERE = Path(__file__).parent
+COOKIE = "polyfn_console"
+DISPLAY_MAX = 16 * 1024  # bytes of a result shown inline; the rest behind "download full"
+STATUSES = ("success", "error", "timeout", "crashed", "oom", "init_failed", "throttled")
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+       "frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'")
+SECURITY_HEADERS = {
+    "content-security-policy": CSP,
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "same-origin",  # "no-referrer" would make browsers send `Origin: null` on POSTs
+    "cache-control": "no-store",
+}
+
+
+class Sessions:
+    """Console sessions: token → expiry (monotonic seconds). The clock is passed in for tests."""
+
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic, max_sessions: int = 1000):
+        self.ttl = ttl
+        self.clock = clock
+        self.max_sessions = max_sessions
+        self._expiry: dict[str, float] = {}
+
+    def create(self) -> str:
+        now = self.clock()
+        if len(self._expiry) >= self.max_sessions:
+            self._expiry = {t: e for t, e in self._expiry.items() if e > now}
+            while len(self._expiry) >= self.max_sessions:  # still full: the oldest goes
+                self._expiry.pop(next(iter(self._expiry)))
+        token = secrets.token_urlsafe(32)
+        self._expiry[token] = now + self.ttl
+        return token
+
+    def valid(self, token: str | None) -> bool:
+        if not token:
+            return False
+        exp = self._expiry.get(token)
+        if exp is None:
+            return False
+        if exp <= self.clock():
+            self._expiry.pop(token, None)
+            return False
+        return True
+
+    def end(self, token: str | None) -> None:
+        if token:
+            self._expiry.pop(token, None)
+
+
+class ResultCache:
+    """Full bodies of recent console invocations (bounded by total bytes), for "download full"."""
+
+    def __init__(self, max_bytes: int = 64 * 1024 * 1024):
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[str, tuple[bytes, str]] = OrderedDict()
+        self._size = 0
+
+    def put(self, key: str, body: bytes, content_type: str) -> None:
+        if len(body) > self.max_bytes:
+            return
+        self._items[key] = (body, content_type)
+        self._size += len(body)
+        while self._size > self.max_bytes:
+            _, (old, _ct) = self._items.popitem(last=False)
+            self._size -= len(old)
+
+    def get(self, key: str) -> tuple[bytes, str] | None:
+        return self._items.get(key)
+
+
+def _fmt_time(ts: Any) -> str:
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(ts)))
+    except (TypeError, ValueError):
+        return "-"
+
+
+def _fmt_ms(v: Any) -> str:
+    if v is None:
+        return "-"
+    v = float(v)
+    return f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 1000 else f"{v:,.0f}"
+
+
+def _pretty(text: str) -> str:
+    """Pretty-print JSON text for display; anything else unchanged."""
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except (ValueError, TypeError):
+        return text
+
+
+def health(fs: FunctionStats | None, init_failing: bool, now: float) -> tuple[str, str]:
+    """(label, css class) of a function's health from the last 5 minutes."""
+    if init_failing:
+        return "failing to start", "bad"
+    if fs is None:
+        return "no traffic", "idle"
+    w = fs.window(now, 300)
+    if not w["invocations"]:
+        return "no traffic", "idle"
+    ratio = w["errors"] / w["invocations"]
+    if ratio >= 0.5:
+        return f"failing ({w['errors']}/{w['invocations']} errors)", "bad"
+    if w["errors"]:
+        return f"degraded ({w['errors']}/{w['invocations']} errors)", "warn"
+    return "healthy", "ok"
+
+
+def chart(points: list[dict[str, Any]], keys: tuple[str, ...], width: int = 360, height: int = 64) -> dict[str, Any]:
+    """Polyline coordinates for an inline SVG chart of `keys` over the points (None = gap → 0)."""
+    n = len(points)
+    vmax = 0.0
+    for p in points:
+        for k in keys:
+            v = p.get(k) or 0
+            vmax = max(vmax, float(v))
+    scale = (height - 4) / vmax if vmax > 0 else 0
+    step = width / max(n - 1, 1)
+    lines = []
+    for k in keys:
+        coords = " ".join(f"{i * step:.1f},{height - 2 - float(p.get(k) or 0) * scale:.1f}" for i, p in enumerate(points))
+        lines.append({"key": k, "points": coords})
+    return {"width": width, "height": height, "max": vmax, "lines": lines}
+
+
+def build_console(node: Node) -> Starlette:
+    settings = node.settings
+    sessions = Sessions(settings.console_session_ttl)
+    results = ResultCache()
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
+                             undefined=jinja2.StrictUndefined)
+    env.filters["time"] = _fmt_time
+    env.filters["ms"] = _fmt_ms
+    env.filters["pretty"] = _pretty
+    env.globals["flavors"] = FLAVORS
+    env.globals["statuses"] = STATUSES
+
+    def render(request: Request, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+        ctx.setdefault("authed", True)
+        ctx.setdefault("active", "")
+        html = env.get_template(template).render(request=request, root="/console", **ctx)
+        return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+
+    def not_found(request: Request, what: str) -> HTMLResponse:
+        return render(request, "not_found.html", 404, what=what)
+
+    def authed(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        async def wrapper(request: Request) -> Response:
+            if not sessions.valid(request.cookies.get(COOKIE)):
+                target = "/console/login"
+                path = request.url.path
+                if request.method == "GET" and path not in ("/console/", "/console"):
+                    target += "?next=" + quote(path + (("?" + request.url.query) if request.url.query else ""))
+                if request.headers.get("hx-request"):
+                    return Response(status_code=401, headers={"hx-redirect": target, **SECURITY_HEADERS})
+                return RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
+            if request.method == "POST" and not _same_origin(request):
+                return Response("cross-origin request refused", status_code=403, headers=SECURITY_HEADERS)
+            return await handler(request)
+
+        return wrapper
+
+    # -- login -------------------------------------------------------------------------------------------
+
+    async def login_page(request: Request) -> Response:
+        return render(request, "login.html", authed=False, error="", next=_safe_next(request.query_params.get("next")))
+
+    async def login(request: Request) -> Response:
+        if not _same_origin(request):
+            return Response("cross-origin request refused", status_code=403, headers=SECURITY_HEADERS)
+        form = await request.form()
+        key = str(form.get("key") or "").strip()
+        nxt = _safe_next(str(form.get("next") or ""))
+        if not key or not hmac.compare_digest(key.encode(), node.admin_key.encode()):
+            await asyncio.sleep(0.2)  # slows guessing a little; the key has 256 bits anyway
+            return render(request, "login.html", 401, authed=False, next=nxt,
+                          error="That key is not this node's API key. It is in admin.key in the data dir.")
+        resp = RedirectResponse(nxt or "/console/", status_code=303, headers=SECURITY_HEADERS)
+        resp.set_cookie(COOKIE, sessions.create(), max_age=int(settings.console_session_ttl), path="/console",
+                        httponly=True, samesite="strict", secure=request.url.scheme == "https")
+        return resp
+
+    async def logout(request: Request) -> Response:
+        sessions.end(request.cookies.get(COOKIE))
+        resp = RedirectResponse("/console/login", status_code=303, headers=SECURITY_HEADERS)
+        resp.delete_cookie(COOKIE, path="/console")
+        return resp
+
+    # -- functions ---------------------------------------------------------------------------------------
+
+    async def functions_page(request: Request) -> Response:
+        infos = await node.store.list_functions()
+        now = time.time()
+        stats = {s["name"]: s for s in function_stats(node, 60, now)}
+        rows = []
+        for info in infos:
+            fs = node.metrics.functions.get(info.name)
+            active = node.registry.get(info.name)
+            failing = bool(active and active.pool._init_error is not None)
+            label, cls = health(fs, failing, now)
+            hour = fs.window(now, 3600) if fs else {"invocations": 0, "errors": 0}
+            rows.append({"info": info, "stats": stats.get(info.name, {}), "health": label, "health_class": cls,
+                         "hour": hour})
+        return render(request, "functions.html", active="functions", rows=rows)
+
+    async def function_page(request: Request) -> Response:
+        name = request.path_params["name"]
+        info = await node.store.get_function(name)
+        if info is None:
+            return not_found(request, f"function {name!r}")
+        await node.recorder.flush()
+        recent = await node.store.list_activations(function=name, limit=10)
+        now = time.time()
+        fs = node.metrics.functions.get(name)
+        active = node.registry.get(name)
+        label, cls = health(fs, bool(active and active.pool._init_error is not None), now)
+        triggers = getattr(node, "triggers", None)
+        return render(request, "function.html", active="functions", info=info, recent=recent,
+                      health=label, health_class=cls, pool=active.pool.stats() if active else None,
+                      triggers_available=triggers is not None, sample='{\n  "name": "world"\n}')
+
+    async def charts(request: Request) -> Response:
+        name = request.path_params["name"]
+        fs = node.metrics.functions.get(name)
+        if fs is None and node.registry.get(name) is None:
+            return not_found(request, f"function {name!r}")
+        now = time.time()
+        points = (fs or FunctionStats(name)).series(now, 3600)
+        return render(request, "_charts.html", name=name, step=SLOT_S, charts=[
+            ("Invocations per 10 s", chart(points, ("invocations",)), ("invocations",)),
+            ("Errors per 10 s", chart(points, ("errors",)), ("errors",)),
+            ("Latency p50 / p99 (ms)", chart(points, ("p50_ms", "p99_ms")), ("p50_ms", "p99_ms")),
+            ("Cold starts per 10 s", chart(points, ("cold_starts",)), ("cold_starts",)),
+            ("Instances", chart(points, ("instances",)), ("instances",)),
+        ], totals=(fs or FunctionStats(name)).window(now, 3600))
+
+    async def invoke(request: Request) -> Response:
+        name = request.path_params["name"]
+        form = await request.form()
+        payload = str(form.get("payload") or "")
+        if payload.strip():
+            try:
+                json.loads(payload)
+            except ValueError as e:
+                return render(request, "_invoke_result.html", 200, error=f"Malformed JSON: {e}", out=None)
+        if node.registry.get(name) is None:
+            return render(request, "_invoke_result.html", 200, error=f"function {name!r} does not exist", out=None)
+        body = payload.encode()
+        out = await node.invoker.invoke(name, "event", "console", "POST", "/", "",
+                                        [("content-type", "application/json")], body, "application/json")
+        ct = next((v.decode("latin-1") for k, v in out.headers if k == b"content-type"), "application/octet-stream")
+        act = None
+        if out.activation_id:
+            results.put(out.activation_id, out.body, ct)
+            await node.recorder.flush()
+            act = await node.store.get_activation(out.activation_id)
+        text = out.body[:DISPLAY_MAX].decode("utf-8", "replace")
+        return render(request, "_invoke_result.html", error="", out={
+            "status": out.status, "activation_id": out.activation_id, "cold": out.cold, "size": len(out.body),
+            "text": text if len(out.body) > DISPLAY_MAX else _pretty(text), "truncated": len(out.body) > DISPLAY_MAX,
+            "content_type": ct}, act=act)
+
+    async def live_logs(request: Request) -> Response:
+        name = request.path_params["name"]
+        if await node.store.get_function(name) is None:
+            return not_found(request, f"function {name!r}")
+        await node.recorder.flush()
+        backlog = await node.store.get_logs(name, limit=50)
+        return StreamingResponse(follow_logs(node, name, backlog, None), media_type="text/event-stream",
+                                 headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
+
+    # -- deploy ------------------------------------------------------------------------------------------
+
+    async def deploy_page(request: Request) -> Response:
+        return render(request, "deploy.html", active="deploy", error="", form={})
+
+    async def deploy(request: Request) -> Response:
+        form = await request.form()
+        values = {k: str(form.get(k) or "").strip() for k in ("name", "flavor", "handler", "filename")}
+        code = str(form.get("code") or "")
+        upload = form.get("archive")
+        fields: dict[str, Any] = {"name": values["name"]}
+        if values["flavor"]:
+            fields["flavor"] = values["flavor"]
+        if values["handler"]:
+            fields["handler"] = values["handler"]
+        try:
+            if isinstance(upload, UploadFile) and upload.filename:
+                data = await upload.read()
+                if len(data) > settings.max_code_size:
+                    raise DeployError("code_too_large", f"the archive is {len(data)} bytes; the limit is "
+                                      f"{settings.max_code_size}", 413)
+                files = archive.files_from_zip(data, settings.max_code_size, settings.max_code_files)
+            elif code.strip():
+                files = {values["filename"] or "handler.py": code.replace("\r\n", "\n").encode()}
+            else:
+                raise DeployError("invalid_request", "upload a zip archive or paste the code of one file")
+            info, _created, _detected = await node.deployer.deploy(fields, files)
+        except DeployError as e:
+            return render(request, "deploy.html", 400, active="deploy", error=f"{e.code}: {e.message}",
+                          form={**values, "code": code})
+        return RedirectResponse(f"/console/functions/{quote(info.name)}", status_code=303, headers=SECURITY_HEADERS)
+
+    # -- activations -------------------------------------------------------------------------------------
+
+    async def activations_page(request: Request) -> Response:
+        q = request.query_params
+        function = q.get("function") or None
+        status = q.get("status") if q.get("status") in STATUSES else None
+        cold = {"cold": True, "warm": False}.get(q.get("cold", ""))
+        try:
+            since_min = float(q.get("since_min") or 0)
+        except ValueError:
+            since_min = 0
+        await node.recorder.flush()
+        acts = await node.store.list_activations(
+            function=function, status=status, cold=cold,
+            since=time.time() - since_min * 60 if since_min > 0 else None, limit=100)
+        names = [i.name for i in await node.store.list_functions()]
+        tpl = "_activation_rows.html" if request.headers.get("hx-request") and q.get("partial") else "activations.html"
+        return render(request, tpl, active="activations", acts=acts, names=names,
+                      filters={"function": function or "", "status": status or "",
+                               "cold": q.get("cold", ""), "since_min": q.get("since_min", "")})
+
+    async def activation_page(request: Request) -> Response:
+        aid = request.path_params["id"]
+        await node.recorder.flush()
+        act = await node.store.get_activation(aid)
+        if act is None:
+            return not_found(request, f"activation {aid!r}")
+        stored = len(act.result.encode())
+        return render(request, "activation.html", active="activations", act=act,
+                      maybe_truncated=stored >= settings.result_truncate, full_available=results.get(aid) is not None)
+
+    async def activation_result(request: Request) -> Response:
+        aid = request.path_params["id"]
+        cached = results.get(aid)
+        headers = {**SECURITY_HEADERS, "content-disposition": f'attachment; filename="{aid[:32]}.out"'}
+        if cached is not None:
+            return Response(cached[0], media_type="application/octet-stream", headers=headers)
+        await node.recorder.flush()
+        act = await node.store.get_activation(aid)
+        if act is None:
+            return not_found(request, f"activation {aid!r}")
+        headers["x-polyfn-truncated"] = "true" if len(act.result.encode()) >= settings.result_truncate else "false"
+        return Response(act.result.encode(), media_type="application/octet-stream", headers=headers)
+
+    async def index(request: Request) -> Response:
+        return RedirectResponse("/console/functions", status_code=303, headers=SECURITY_HEADERS)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        code = getattr(exc, "status_code", 500)
+        if code == 404:
+            return not_found(request, f"page {request.url.path!r}")
+        return HTMLResponse(f"error {code}", status_code=code, headers=SECURITY_HEADERS)
+
+    routes = [
+        Route("/", authed(index)),
+        Route("/login", login_page, methods=["GET"]),
+        Route("/login", login, methods=["POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/functions", authed(functions_page)),
+        Route("/functions/{name}", authed(function_page)),
+        Route("/functions/{name}/charts", authed(charts)),
+        Route("/functions/{name}/invoke", authed(invoke), methods=["POST"]),
+        Route("/functions/{name}/logs/stream", authed(live_logs)),
+        Route("/deploy", authed(deploy_page), methods=["GET"]),
+        Route("/deploy", authed(deploy), methods=["POST"]),
+        Route("/activations", authed(activations_page)),
+        Route("/activations/{id}", authed(activation_page)),
+        Route("/activations/{id}/result", authed(activation_result)),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+
+
+def _same_origin(request: Request) -> bool:
+    """True unless the browser says the request came from another origin."""
+    origin = request.headers.get("origin")
+    if not origin or origin == "null":
+        return origin is None
+    host = request.headers.get("host", "")
+    return urlsplit(origin).netloc == host
+
+
+def _safe_next(value: str | None) -> str:
+    """Only redirect back to console pages (no open redirect)."""
+    if value and value.startswith("/console/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return ""
+
+
+__all__ = ["ResultCache", "Sessions", "build_console", "chart", "health"]

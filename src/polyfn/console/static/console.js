@@ -1,0 +1,69 @@
+// polyfn console: the little behaviour htmx does not cover. No inline script anywhere (CSP: script-src 'self').
+// Untrusted text (function output, log lines) is only ever inserted with textContent / text nodes.
+(function () {
+  "use strict";
+
+  // Invoke editor: refuse malformed JSON before sending, with an inline error next to the editor.
+  function checkPayload(form) {
+    var area = form.querySelector("textarea[name=payload]");
+    var err = form.querySelector("#payload-error");
+    if (!area || !err) return true;
+    var text = area.value.trim();
+    if (text === "") { err.hidden = true; return true; }
+    try {
+      JSON.parse(text);
+      err.hidden = true;
+      area.removeAttribute("aria-invalid");
+      return true;
+    } catch (e) {
+      err.textContent = "Malformed JSON: " + e.message;
+      err.hidden = false;
+      area.setAttribute("aria-invalid", "true");
+      return false;
+    }
+  }
+
+  document.addEventListener("htmx:beforeRequest", function (evt) {
+    var form = evt.detail && evt.detail.elt;
+    if (form && form.id === "invoke-form" && !checkPayload(form)) evt.preventDefault();
+  });
+  document.addEventListener("input", function (evt) {
+    if (evt.target && evt.target.id === "payload") {
+      var err = document.getElementById("payload-error");
+      if (err && !err.hidden) checkPayload(evt.target.form);
+    }
+  });
+
+  // Live logs over Server-Sent Events.
+  function fmtTime(ts) {
+    var d = new Date(ts * 1000);
+    function p(n, w) { return String(n).padStart(w || 2, "0"); }
+    return p(d.getHours()) + ":" + p(d.getMinutes()) + ":" + p(d.getSeconds()) + "." + p(d.getMilliseconds(), 3);
+  }
+
+  function startLiveLogs() {
+    var pre = document.getElementById("live-logs");
+    if (!pre || !window.EventSource) return;
+    var state = document.getElementById("live-state");
+    var max = 500;
+    var src = new EventSource(pre.getAttribute("data-src"));
+    src.onopen = function () { if (state) state.textContent = "live"; };
+    src.onerror = function () { if (state) state.textContent = "reconnecting…"; };
+    src.onmessage = function (evt) {
+      var rec;
+      try { rec = JSON.parse(evt.data); } catch (e) { return; }
+      var line = fmtTime(rec.ts) + " " + String(rec.activation || "").slice(0, 8) + " " + rec.stream + " " + rec.line + "\n";
+      var span = document.createElement("span");
+      span.className = rec.stream === "stderr" ? "stderr" : "stdout";
+      span.textContent = line;
+      var atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+      pre.appendChild(span);
+      while (pre.childNodes.length > max) pre.removeChild(pre.firstChild);
+      if (atBottom) pre.scrollTop = pre.scrollHeight;
+    };
+    window.addEventListener("pagehide", function () { src.close(); });
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", startLiveLogs);
+  else startLiveLogs();
+})();

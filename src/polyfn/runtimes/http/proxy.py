@@ -1,0 +1,307 @@
+"""The `http` runtime's instance: starts any program that serves HTTP on `$PORT` and relays invocations to it.
+
+Design: this small proxy *is* the instance as the server sees it (same socket, same frames as a Python or
+Node instance), so pools, deadlines, crash reporting and activations need nothing special. The program
+is the proxy's child:
+
+- **Network**: as root the proxy first moves into a private network namespace with only loopback, so
+  every instance can listen on the same port and programs that ignore `$PORT` and listen on `:8080` (as
+  the seed's Knative `reverse.go` does) still work, many instances at once. The price: no egress from the
+  instance. Elsewhere (or with `POLYFN_HTTP_PRIVATE_NETWORK=false`) the program shares the host network
+  and gets a free port in `$PORT`.
+- **Readiness**: a TCP connect to the port succeeds, within the init timeout. A program that exits or never
+  opens its port fails the start with the tail of its stderr in the error.
+- **Requests**: one HTTP/1.1 keep-alive connection per concurrent slot (`http.client`, worker threads).
+- **Logs**: the program's stdout/stderr lines go to the invocation in flight (to the next result when
+  several are in flight or none is).
+- **Exit**: when the program dies the proxy exits with its status, so the caller sees "exited with code N".
+
+Environment: `PORT`, `K_SERVICE`, `K_CONFIGURATION`, `K_REVISION` (Knative's runtime contract).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import http.client
+import json
+import os
+import re
+import shlex
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from polyfn.protocol import HEADER, MAX_FRAME, InitError, Invoke, Ready, Result, encode, to_instance_decoder
+
+CLONE_NEWNET = 0x40000000
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+PR_SET_PDEATHSIG = 1
+HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "proxy-connection", "te", "trailer"}
+DEFAULT_PORT = 8080
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def private_network() -> str | None:
+    """Enter a new network namespace and bring its loopback up; None on success, else why not."""
+    if _libc.unshare(CLONE_NEWNET) != 0:
+        return os.strerror(ctypes.get_errno())
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        ifr = struct.pack("16sH14s", b"lo", 0, b"")
+        flags = struct.unpack("16sH14s", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, ifr))[1]
+        fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14s", b"lo", flags | IFF_UP, b""))
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Logs:
+    """Lines from the program's stdout/stderr, routed to the invocation in flight."""
+
+    def __init__(self, line_max: int, lines_max: int):
+        self.lock = threading.Lock()
+        self.current: dict[int, list[tuple[float, str, str]]] = {}
+        self.loose: list[tuple[float, str, str]] = []
+        self.tail: deque[str] = deque(maxlen=30)  # stderr tail, for start errors
+        self.line_max = line_max
+        self.lines_max = lines_max
+
+    def add(self, stream: str, line: str) -> None:
+        if len(line) > self.line_max:
+            line = line[: self.line_max] + f"… [truncated {len(line) - self.line_max} chars]"
+        item = (time.time(), stream, line)
+        with self.lock:
+            if stream == "stderr":
+                self.tail.append(line)
+            target = next(iter(self.current.values())) if len(self.current) == 1 else self.loose
+            if len(target) < self.lines_max:
+                target.append(item)
+
+    def begin(self, inv_id: int) -> None:
+        with self.lock:
+            self.current[inv_id] = []
+
+    def end(self, inv_id: int) -> list[tuple[float, str, str]]:
+        with self.lock:
+            lines = self.current.pop(inv_id, [])
+            if self.loose:
+                lines = self.loose + lines
+                self.loose = []
+            return lines
+
+    def pump(self, pipe: Any, stream: str) -> None:
+        for raw in iter(pipe.readline, b""):
+            self.add(stream, raw.decode("utf-8", "replace").rstrip("\n"))
+
+
+def resolve_command(handler: str, code_dir: str, build_dir: str, env: dict[str, str]) -> list[str]:
+    """The program's argv: `@go` is the deploy-time build; `$VAR`/`${VAR}` expand from its environment
+    (no shell is involved); a first word naming a file in the code is made absolute."""
+    if handler == "@go":
+        return [os.path.join(build_dir, "server")]
+    argv = [re.sub(r"\$(?:\{(\w+)\}|(\w+))", lambda m: env.get(m.group(1) or m.group(2), ""), a)
+            for a in shlex.split(handler)]
+    first = Path(code_dir) / argv[0]
+    if ("/" in argv[0] or first.exists()) and first.is_file():
+        argv[0] = str(first)
+    elif argv[0] in ("python", "python3"):
+        argv[0] = sys.executable  # the node's interpreter (the code's requirements are installed for it)
+    return argv
+
+
+def _child_preexec() -> None:
+    _libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+
+
+class Proxy:
+    def __init__(self, spec: dict[str, Any], sock: socket.socket):
+        self.spec = spec
+        self.sock = sock
+        self.send_lock = threading.Lock()
+        self.logs = Logs(spec.get("log_line_max", 16384), spec.get("log_lines_max", 1000))
+        self.local = threading.local()
+        self.port = DEFAULT_PORT
+        self.child: subprocess.Popen[bytes] | None = None
+        self.network = "host network"
+
+    def send(self, msg: Any) -> None:
+        data = encode(msg)
+        with self.send_lock:
+            self.sock.sendall(data)
+
+    def init_error(self, etype: str, message: str) -> None:
+        self.send(InitError({"errorType": etype, "errorMessage": message, "stackTrace": []},
+                            self.logs.end(-1)))
+
+    def start(self) -> bool:
+        spec = self.spec
+        t0 = time.perf_counter()
+        if spec.get("private_network", True) and os.geteuid() == 0:
+            why = private_network()
+            if why is None:
+                self.network = "private network namespace (loopback only)"
+            else:
+                self.port = free_port()
+                self.network = f"host network ({why})"
+        else:
+            self.port = free_port()
+        revision = int(spec.get("revision", 1))
+        env = {**os.environ, **spec.get("env", {}),
+               "PORT": str(self.port), "K_SERVICE": spec["function"], "K_CONFIGURATION": spec["function"],
+               "K_REVISION": f"{spec['function']}-{revision:05d}",
+               "POLYFN_FUNCTION_NAME": spec["function"], "POLYFN_FUNCTION_REVISION": str(revision)}
+        env.pop("POLYFN_FD", None)
+        if spec.get("deps_dir"):
+            env["PYTHONPATH"] = spec["deps_dir"]
+        else:
+            env.pop("PYTHONPATH", None)
+        argv = resolve_command(spec["handler"], spec["code_dir"], spec.get("build_dir", ""), env)
+        self.logs.begin(-1)
+        try:
+            self.child = subprocess.Popen(argv, cwd=spec["code_dir"], env=env, stdin=subprocess.DEVNULL,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_child_preexec)
+        except OSError as e:
+            self.init_error("Runtime.StartFailed", f"cannot start {shlex.join(argv)}: {e.strerror or e}")
+            return False
+        for pipe, name in ((self.child.stdout, "stdout"), (self.child.stderr, "stderr")):
+            threading.Thread(target=self.logs.pump, args=(pipe, name), daemon=True).start()
+        deadline = time.monotonic() + float(spec.get("ready_timeout", 10.0))
+        while True:
+            code = self.child.poll()
+            if code is not None:
+                time.sleep(0.05)  # let the pumps read the last lines
+                self.init_error("Runtime.ExitError", f"{shlex.join(argv)} exited with code {code} before listening "
+                                f"on port {self.port}; its stderr ended with:\n" + "\n".join(self.logs.tail))
+                return False
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.child.kill()
+                time.sleep(0.05)
+                self.init_error("Runtime.PortTimeout", f"{shlex.join(argv)} did not open port {self.port} "
+                                f"within {spec.get('ready_timeout', 10.0):.1f} s (it must listen on $PORT); "
+                                "its stderr ended with:\n" + "\n".join(self.logs.tail))
+                return False
+            time.sleep(0.01)
+        info = (f"http server `{shlex.join(argv)}` (pid {self.child.pid}) on port {self.port}, {self.network}; "
+                f"sandbox: {spec.get('sandbox', '')}")
+        first = self.logs.end(-1)
+        self.logs.loose = first + self.logs.loose
+        self.send(Ready(os.getpid(), (time.perf_counter() - t0) * 1000, info))
+        threading.Thread(target=self.watch_child, daemon=True).start()
+        return True
+
+    def watch_child(self) -> None:
+        assert self.child is not None
+        self.exit_like(self.child.wait())
+
+    @staticmethod
+    def exit_like(code: int) -> None:
+        """The program ended: end the instance with its status (signals as 128+N, as shells report them)."""
+        os._exit(code if code >= 0 else 128 - code)
+
+    def conn(self) -> http.client.HTTPConnection:
+        c = getattr(self.local, "conn", None)
+        if c is None:
+            c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=None)
+            self.local.conn = c
+        return c
+
+    def forward(self, inv: Invoke) -> Result:
+        t0 = time.perf_counter()
+        self.logs.begin(inv.id)
+        target = inv.path or "/"
+        if inv.query:
+            target += "?" + inv.query
+        headers = [(k, v) for k, v in inv.headers if k.lower() not in HOP and k.lower() != "content-length"]
+        method = inv.method or "POST"
+        for attempt in range(2):
+            c = self.conn()
+            try:
+                c.putrequest(method, target, skip_host=any(k.lower() == "host" for k, _ in headers),
+                             skip_accept_encoding=True)
+                for k, v in headers:
+                    c.putheader(k, v)
+                if inv.body or method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
+                    c.putheader("Content-Length", str(len(inv.body)))
+                if inv.kind != "http" and inv.content_type and not any(k.lower() == "content-type" for k, _ in headers):
+                    c.putheader("Content-Type", inv.content_type)
+                c.endheaders(inv.body or None)
+                resp = c.getresponse()
+                body = resp.read()
+                out_headers = [(k, v) for k, v in resp.getheaders() if k.lower() not in HOP and k.lower() != "content-length"]
+                return Result(inv.id, resp.status, out_headers, body, None, self.logs.end(inv.id),
+                              (time.perf_counter() - t0) * 1000)
+            except (http.client.HTTPException, OSError) as e:
+                c.close()
+                self.local.conn = None
+                if self.child is not None:
+                    try:
+                        self.exit_like(self.child.wait(0.2))  # the program died under this request
+                    except subprocess.TimeoutExpired:
+                        pass
+                if attempt == 0 and isinstance(e, http.client.RemoteDisconnected | BrokenPipeError | ConnectionResetError):
+                    continue  # the server closed an idle keep-alive connection: retry once on a new one
+                err = {"errorType": "Runtime.UpstreamError",
+                       "errorMessage": f"the HTTP server failed to answer: {type(e).__name__}: {e}", "stackTrace": []}
+                return Result(inv.id, 502, [("content-type", "application/json")], json.dumps(err).encode(), err,
+                              self.logs.end(inv.id), (time.perf_counter() - t0) * 1000)
+        raise AssertionError("unreachable")
+
+    def serve(self) -> None:
+        pool = ThreadPoolExecutor(max(1, int(self.spec.get("concurrency", 1))), thread_name_prefix="fwd")
+        reader = self.sock.makefile("rb", buffering=65536)
+
+        def one(inv: Invoke) -> None:
+            try:
+                self.send(self.forward(inv))
+            except OSError:
+                os._exit(0)
+
+        while True:
+            head = reader.read(4)
+            if len(head) < 4:
+                break
+            (size,) = HEADER.unpack(head)
+            if size > MAX_FRAME:
+                break
+            inv = to_instance_decoder.decode(reader.read(size))
+            pool.submit(one, inv)
+        if self.child is not None:
+            self.child.kill()
+        os._exit(0)
+
+
+def main() -> None:
+    spec = json.loads(sys.argv[1])
+    sock = socket.socket(fileno=int(os.environ["POLYFN_FD"]))
+    os.chdir(spec["code_dir"])
+    proxy = Proxy(spec, sock)
+    if not proxy.start():
+        if proxy.child is not None and proxy.child.poll() is None:
+            proxy.child.kill()
+        sock.close()
+        return
+    proxy.serve()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""The instance's view of the filesystem, inside its own mount namespace.
+
+* `/tmp` (and `/dev/shm`) is a fresh tmpfs of `tmp_mb` each (the only writable places, besides what the host leaves writable to
+  everyone), so a function cannot fill the node's disk or read other instances' files.
+* Each `hide` directory (polyfn's data dir: `admin.key`, the database, every function's code) is covered
+  by an empty read-only tmpfs; the instance's own code and dependencies (`binds`) are then bind-mounted
+  back, read-only, at their usual paths, through descriptors opened before anything was covered.
+"""
+
+from __future__ import annotations
+
+import os
+
+from polyfn.sandbox import linux
+from polyfn.sandbox.plan import SandboxPlan
+
+_NOSUID_NODEV = linux.MS_NOSUID | linux.MS_NODEV
+
+
+def setup(plan: SandboxPlan) -> str:
+    fds = [(b, os.open(b, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)) for b in plan.binds if os.path.isdir(b)]
+    try:
+        if plan.tmp_mb:
+            linux.mount("tmpfs", "/tmp", "tmpfs", _NOSUID_NODEV, f"size={plan.tmp_mb}m,mode=1777")
+            if os.path.isdir("/dev/shm"):  # the host's is shared by every process: give a private one
+                linux.mount("tmpfs", "/dev/shm", "tmpfs", _NOSUID_NODEV | linux.MS_NOEXEC,
+                            f"size={plan.tmp_mb}m,mode=1777")
+        hidden = []
+        for h in sorted(plan.hide, key=len):  # parents first
+            if os.path.isdir(h):
+                linux.mount("tmpfs", h, "tmpfs", _NOSUID_NODEV | linux.MS_NOEXEC, "size=64k,mode=0755")
+                hidden.append(h)
+        for target, fd in fds:
+            os.makedirs(target, mode=0o755, exist_ok=True)
+            linux.mount(f"/proc/self/fd/{fd}", target, None, linux.MS_BIND | linux.MS_REC)
+            linux.mount("none", target, None, _ro_bind_flags(target))
+        for h in hidden:
+            linux.mount("none", h, None, linux.MS_REMOUNT | linux.MS_RDONLY | _NOSUID_NODEV | linux.MS_NOEXEC)
+        if plan.secret_files:
+            _write_secrets(plan)
+    finally:
+        for _, fd in fds:
+            os.close(fd)
+    parts = []
+    if plan.tmp_mb:
+        parts.append(f"/tmp {plan.tmp_mb} MB")
+    if plan.hide:
+        parts.append("data dir hidden")
+    if plan.secret_files:
+        parts.append(f"{len(plan.secret_files)} secret(s) in /run/secrets")
+    return "mount ns (" + ", ".join(parts or ["private"]) + ")"
+
+
+SECRETS_DIR = "/run/secrets"
+
+# statvfs flag → mount flag, for the flags a remount inside a user namespace must keep ("locked" flags).
+_KEEP = ((os.ST_NOEXEC, linux.MS_NOEXEC), (os.ST_NOATIME, 1024), (os.ST_NODIRATIME, 2048), (os.ST_RELATIME, 1 << 21))
+
+
+def _ro_bind_flags(path: str) -> int:
+    current = os.statvfs(path).f_flag
+    flags = linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY | _NOSUID_NODEV
+    for st, ms in _KEEP:
+        if current & st:
+            flags |= ms
+    return flags
+
+
+def _write_secrets(plan: SandboxPlan) -> None:
+    """OpenFaaS style: one file per secret under /run/secrets, on a tmpfs only this instance sees."""
+    size = sum(len(v.encode()) for v in plan.secret_files.values()) + 64 * 1024
+    linux.mount("tmpfs", SECRETS_DIR, "tmpfs", _NOSUID_NODEV | linux.MS_NOEXEC, f"size={size},mode=0500")
+    for name, value in plan.secret_files.items():
+        path = os.path.join(SECRETS_DIR, name)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+        with os.fdopen(fd, "w") as f:
+            f.write(value)
+        if plan.uid:
+            os.chown(path, plan.uid, plan.gid)
+    if plan.uid:
+        os.chown(SECRETS_DIR, plan.uid, plan.gid)
+    linux.mount("none", SECRETS_DIR, None, linux.MS_REMOUNT | linux.MS_RDONLY | _NOSUID_NODEV | linux.MS_NOEXEC)

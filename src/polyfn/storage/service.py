@@ -1,0 +1,137 @@
+"""The node's object store: backend + access keys + triggers + the S3 API on its own port.
+
+The S3 API runs as a second uvicorn server inside the node's event loop (`start` binds the socket itself,
+so a busy port is reported and the rest of the node keeps running). `Node.stop` calls `stop` first: stop
+accepting storage requests, let in-flight ones finish (bounded), then drain queued trigger deliveries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from typing import Any
+
+from polyfn.config import Settings
+from polyfn.storage.api import S3App
+from polyfn.storage.keys import KeyStore
+from polyfn.storage.local import LocalBackend
+from polyfn.storage.notifications import Notifications
+
+log = logging.getLogger("polyfn.storage")
+
+
+class StorageService:
+    def __init__(self, settings: Settings, store: Any, invoke: Any) -> None:
+        s = settings
+        self.settings = s
+        self.keys = KeyStore(store)
+        root = s.storage_dir
+        self.backend = LocalBackend(root, s.storage_max_object_size, s.storage_fsync)
+        self.notifications = Notifications(store, invoke, s.storage_region, root / "dead-letters.jsonl",
+                                           s.storage_trigger_attempts, s.storage_trigger_backoff)
+        proxy = None
+        if s.storage_backend == "s3":
+            from polyfn.storage.proxy import UpstreamProxy
+
+            proxy = UpstreamProxy(s, root)
+        self.proxy = proxy
+        self.app = S3App(self.backend, self.keys.lookup, self.notifications, s.storage_region,
+                         s.storage_max_object_size, proxy=proxy, ensure_key=self.refresh)
+        self.url = ""
+        self.error = ""
+        self._server: Any = None
+        self._triggers_at = 0.0
+
+    async def refresh(self, akid: str, now: float) -> None:
+        """Keep keys and triggers in step with the database when nodes share it (cluster): unknown keys are
+        looked up at once, everything is re-read when older than 30 s."""
+        await self.keys.ensure(akid, now)
+        if now - self._triggers_at > 30.0:
+            self._triggers_at = now
+            await self.notifications.load()
+
+    @property
+    def enabled(self) -> bool:
+        return self._server is not None
+
+    async def start(self) -> None:
+        s = self.settings
+        root = s.storage_dir
+        root.mkdir(parents=True, exist_ok=True)
+        root.chmod(0o700)
+        await asyncio.to_thread(self.backend.open)
+        await self.keys.load()
+        await self.keys.node_key()
+        await self.notifications.load()
+        self.notifications.start()
+        if self.proxy is not None:
+            await self.proxy.start()
+        if not s.storage_port:
+            self.error = "disabled (--storage-port 0)"
+            return
+        host = s.storage_host or s.host
+        try:
+            sock = _bind(host, s.storage_port)
+        except OSError as e:
+            self.error = f"cannot listen on {host}:{s.storage_port} ({e.strerror}); pass --storage-port"
+            log.error("object storage disabled: %s", self.error)
+            return
+        import uvicorn
+
+        config = uvicorn.Config(self.app, loop="none", http="httptools", lifespan="off", interface="asgi3",
+                                log_level="warning", access_log=False, server_header=False, date_header=False,
+                                timeout_graceful_shutdown=int(s.drain_timeout) or None, backlog=2048)
+        config.load()
+        server = uvicorn.Server(config)
+        server.lifespan = config.lifespan_class(config)
+        await server.startup(sockets=[sock])
+        self._sock = sock
+        self._server = server
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        self.url = f"http://{shown}:{sock.getsockname()[1]}"
+        log.info("object storage (%s backend) on %s", s.storage_backend, self.url)
+
+    async def stop_accepting(self) -> None:
+        """Close the storage port and let in-flight requests finish (bounded by the drain timeout)."""
+        server, self._server = self._server, None
+        if server is not None:
+            with contextlib.suppress(Exception):
+                await server.shutdown(sockets=[self._sock])
+
+    async def stop(self) -> None:
+        await self.stop_accepting()
+        await self.notifications.stop()
+        if self.proxy is not None:
+            await self.proxy.stop()
+
+    async def forget_function(self, function: str) -> None:
+        """A deleted function loses its storage triggers and its access key."""
+        await self.notifications.remove_function(function)
+        for key in self.keys.list():
+            if key.function == function:
+                await self.keys.delete(key.access_key_id)
+
+    async def function_env(self, function: str) -> dict[str, str]:
+        """The AWS_* variables an instance of `function` gets so that boto3 reaches this store unedited."""
+        if not self.url:
+            return {}
+        key = await self.keys.for_function(function)
+        return {"AWS_ENDPOINT_URL_S3": self.url, "AWS_ACCESS_KEY_ID": key.access_key_id,
+                "AWS_SECRET_ACCESS_KEY": key.secret_access_key, "AWS_REGION": self.settings.storage_region,
+                "AWS_DEFAULT_REGION": self.settings.storage_region}
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(False)
+    return sock

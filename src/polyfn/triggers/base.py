@@ -1,0 +1,119 @@
+"""What every trigger runner shares: the context it runs in, its health, and option parsing helpers."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from polyfn.config import Settings
+    from polyfn.invoker import Invoker
+    from polyfn.queue.dispatcher import AsyncQueue
+    from polyfn.scheduler.registry import FunctionRegistry
+    from polyfn.triggers.store import Trigger, TriggerStore
+
+
+class TriggerConfigError(ValueError):
+    """A trigger's options are invalid; the message names the option, the value and what is allowed."""
+
+    def __init__(self, message: str, code: str = "invalid_trigger"):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Context:
+    settings: Settings
+    invoker: Invoker
+    queue: AsyncQueue
+    registry: FunctionRegistry
+    store: TriggerStore
+    recorder: Any = None  # ActivationRecorder: log triggers follow functions' output through it
+
+
+class Runner:
+    """One live trigger. `run()` runs until cancelled; `health` is what `polyfn trigger list` shows."""
+
+    kind = ""
+
+    def __init__(self, trigger: Trigger, ctx: Context):
+        self.trigger = trigger
+        self.ctx = ctx
+        self.health: dict[str, Any] = {"state": "starting", "message": "", "since": time.time()}
+        self.delivered = 0
+        self.dead_lettered = 0
+
+    def set_health(self, state: str, message: str = "") -> None:
+        if state != self.health.get("state") or message != self.health.get("message"):
+            self.health = {"state": state, "message": message, "since": time.time()}
+
+    async def run(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        return {}
+
+
+def opt_str(config: dict[str, Any], key: str, default: str | None = None, required: bool = False) -> str | None:
+    v = config.get(key, default)
+    if v is None:
+        if required:
+            raise TriggerConfigError(f"option {key!r} is required")
+        return None
+    if not isinstance(v, str) or not v:
+        raise TriggerConfigError(f"option {key}={v!r} must be a non-empty string")
+    return v
+
+
+def opt_num(config: dict[str, Any], key: str, default: float, lo: float, hi: float, integer: bool = False) -> Any:
+    v = config.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int | float) or (integer and not isinstance(v, int)):
+        raise TriggerConfigError(f"option {key}={v!r} must be {'an integer' if integer else 'a number'}")
+    if not lo <= v <= hi:
+        raise TriggerConfigError(f"option {key}={v!r} is out of range: allowed {lo}..{hi}")
+    return v
+
+
+class BrokerRunner(Runner):
+    """A runner that holds a broker connection: `consume()` connects, calls `connected()`, and loops until the
+    connection fails (it raises). `run()` reconnects with exponential backoff and jitter, and keeps the error
+    in `health` meanwhile, so `polyfn trigger list` shows why a trigger is not receiving."""
+
+    async def run(self) -> None:
+        import asyncio
+        import random
+
+        delay = 0.2
+        while True:
+            if self.health["state"] != "error":  # after a failure the error stays visible until connected
+                self.set_health("connecting")
+            try:
+                await self.consume()
+                raise ConnectionError("the broker closed the connection")
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                if self.health["state"] == "connected":
+                    delay = 0.2  # it worked for a while: reconnect promptly
+                self.set_health("error", f"{type(e).__name__}: {e}"[:500])
+            finally:
+                await self.close()
+            await asyncio.sleep(delay * (0.5 + random.random() / 2))
+            delay = min(delay * 2, self.ctx.settings.trigger_reconnect_max)
+
+    def connected(self) -> None:
+        self.set_health("connected")
+
+    async def consume(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        pass
+
+
+def only(config: dict[str, Any], kind: str, allowed: set[str]) -> None:
+    unknown = set(config) - allowed
+    if unknown:
+        raise TriggerConfigError(f"unknown {kind} option(s): {', '.join(sorted(unknown))}; "
+                                 f"allowed: {', '.join(sorted(allowed))}")

@@ -1,0 +1,93 @@
+"""Embedded queue topics: `polyfn publish TOPIC` / `POST /v1/topics/{topic}/messages` fan a message out to
+every `topic` trigger on that topic; each trigger's copy waits durably in the queue file until delivered.
+
+Options: `topic` (required), `batch_size` (1-1000, default 10), `batch_window` (seconds to wait for a fuller
+batch, 0-300, default 0). The function gets a `TYPE_QUEUE_BATCH` CloudEvent (`source` "queue"); its
+`batchItemFailures` are honoured; failed messages are retried per the function's policy, then dead-lettered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import time
+from typing import Any
+
+from polyfn.triggers.base import Runner, TriggerConfigError, opt_num, opt_str
+from polyfn.triggers.delivery import Message, deliver
+
+TOPIC_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_topic(topic: str) -> str:
+    if not TOPIC_RE.match(topic):
+        raise TriggerConfigError(f"topic {topic!r}: use 1-128 characters A-Z, a-z, 0-9, '.', '_' and '-'",
+                                 code="invalid_topic")
+    return topic
+
+
+def validate(config: dict[str, Any]) -> dict[str, Any]:
+    topic = opt_str(config, "topic", required=True)
+    assert topic is not None
+    unknown = set(config) - {"topic", "batch_size", "batch_window"}
+    if unknown:
+        raise TriggerConfigError(f"unknown topic option(s): {', '.join(sorted(unknown))}")
+    return {"topic": check_topic(topic), "batch_size": opt_num(config, "batch_size", 10, 1, 1000, integer=True),
+            "batch_window": opt_num(config, "batch_window", 0.0, 0, 300)}
+
+
+class TopicRunner(Runner):
+    kind = "topic"
+
+    def __init__(self, trigger: Any, ctx: Any):
+        super().__init__(trigger, ctx)
+        self.topic = trigger.config.get("topic", "")
+        self.batch_size = trigger.config["batch_size"]
+        self.window = trigger.config["batch_window"]
+        self.wake = asyncio.Event()
+        self.source = "queue"
+        self.builder: Any = None  # default CloudEvent: TYPE_QUEUE_BATCH
+
+    async def run(self) -> None:
+        db = self.ctx.queue.db
+        self.set_health("connected")
+        while True:
+            if self.window and await db.topic_count(self.trigger.id) < self.batch_size:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._full(), self.window)
+            rows = await db.topic_claim(self.trigger.id, self.batch_size)
+            if not rows:
+                self.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), 5)
+                continue
+            msgs = [Message(id=r["id"], body=bytes(r["body"]), attributes=json.loads(r["attributes"]),
+                            sent_at=r["sent_at"], attempt=r["attempt"]) for r in rows]
+            await deliver(self, self.source, self.topic, msgs, single=False, builder=self.builder)
+            await db.topic_ack([r["seq"] for r in rows])
+
+    async def _full(self) -> None:
+        while await self.ctx.queue.db.topic_count(self.trigger.id) < self.batch_size:
+            self.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), 1)
+
+    def describe(self) -> dict[str, Any]:
+        return {}
+
+
+async def publish(manager: Any, topic: str, msg_id: str, body: bytes, attributes: dict[str, str]) -> int:
+    """Store a copy for every subscribing trigger; returns how many there are (0: the message is dropped)."""
+    check_topic(topic)
+    subs = [r for r in manager.runners_of("topic") if r.topic == topic]
+    if subs:
+        await manager.ctx.queue.db.topic_publish(topic, [r.trigger.id for r in subs], msg_id, body, attributes,
+                                                 time.time())
+        for r in subs:
+            r.wake.set()
+    return len(subs)
+
+
+RUNNER = TopicRunner

@@ -1,0 +1,25 @@
+"""`polyfn doctor` reports each sandbox layer and the overall level."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def test_doctor_json_lists_every_layer() -> None:
+    r = subprocess.run([sys.executable, "-m", "polyfn", "doctor", "--json"], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    for layer in ("cgroup", "mount", "pid", "net", "uid", "seccomp", "rlimits"):
+        assert layer in res and isinstance(res[layer], str)
+    assert res["level"] in ("full", "partial", "rlimits only")
+    assert res["rlimits"] == ""
+
+
+def test_doctor_text_names_the_level() -> None:
+    r = subprocess.run([sys.executable, "-m", "polyfn", "doctor"], capture_output=True, text=True, timeout=60,
+                       env={"NO_COLOR": "1", "COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0, r.stderr
+    assert "isolation level:" in r.stdout and "seccomp" in r.stdout and "no VM boundary" in r.stdout

@@ -1,0 +1,190 @@
+"""The Node.js runtime through a real server: launch without a zygote, timeouts, crashes with their exit
+status, concurrency, typed init errors, detection errors, npm dependencies and wx-server-sdk callFunction."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from .conftest import Server, error_code, pid_alive, wait_until
+
+pytestmark = pytest.mark.skipif(shutil.which("node") is None and os.environ.get("CI") != "true",
+                                reason="Node.js is not installed")
+
+
+def test_callback_never_called_times_out_cleanly(server: Server) -> None:
+    server.deploy("never-cb", {"index.js": "exports.handler = function (event, context, callback) { console.log('waiting'); };"},
+                  timeout=3)
+    r = server.http.post("/fn/never-cb", content=b"x")
+    assert r.status_code == 504 and error_code(r) == "function_timeout"
+    act = server.activation(r.headers["x-polyfn-activation-id"])
+    assert act["status"] == "timeout"
+    # The overrunning instance was killed and replaced: the next call starts a fresh one and times out too.
+    r2 = server.http.post("/fn/never-cb", content=b"x")
+    assert r2.status_code == 504
+    assert server.activation(r2.headers["x-polyfn-activation-id"])["instance"] != act["instance"]
+
+
+def test_process_exit_is_reported_with_its_status(server: Server) -> None:
+    server.deploy("node-exit", {"index.js": "exports.handler = async (e) => { if (e.code !== undefined) process.exit(e.code); "
+                                            "process.kill(process.pid, 'SIGKILL'); };"}, flavor="aws")
+    r = server.http.post("/v1/functions/node-exit/invoke", json={"code": 3},
+                         headers={"authorization": f"Bearer {server.key}"})
+    assert r.status_code == 502 and error_code(r) == "function_crashed"
+    assert "exited with code 3" in r.json()["error"]["message"]
+    r = server.http.post("/fn/node-exit", content=b"")
+    assert r.status_code == 502 and "SIGKILL" in r.json()["error"]["message"]
+
+
+def test_instance_info_pid_and_cleanup(server: Server) -> None:
+    server.deploy("node-pid", {"index.js": "exports.handler = async () => ({ pid: process.pid, ppid: process.ppid });"})
+    r = server.http.get("/fn/node-pid")
+    pid = r.json()["pid"]
+    assert pid_alive(pid)
+    server.api.delete("/v1/functions/node-pid")
+    assert wait_until(lambda: not pid_alive(pid), 10)
+
+
+def test_concurrency_in_one_instance(server: Server) -> None:
+    import concurrent.futures
+
+    server.deploy("node-conc", {"index.js": """
+let inflight = 0, peak = 0;
+exports.handler = async () => { inflight++; peak = Math.max(peak, inflight);
+  await new Promise((r) => setTimeout(r, 300)); inflight--; return { pid: process.pid, peak }; };
+"""}, concurrency=4, max_instances=1)
+    with concurrent.futures.ThreadPoolExecutor(4) as ex:
+        results = list(ex.map(lambda _: server.http.get("/fn/node-conc").json(), range(4)))
+    assert len({x["pid"] for x in results}) == 1
+    assert max(x["peak"] for x in results) > 1
+
+
+def test_init_error_reaches_the_caller_typed(server: Server) -> None:
+    server.deploy("node-broken", {"index.js": "const x = require('./nope');\nexports.handler = async () => 1;"})
+    r = server.http.get("/fn/node-broken")
+    assert r.status_code == 502 and error_code(r) == "function_init_failed"
+    err = r.json()["error"]
+    assert err["errorType"] == "Runtime.ImportModuleError" and "./nope" in err["message"]
+
+
+def test_detection_errors_name_what_was_looked_for(server: Server) -> None:
+    r = server.api.post("/v1/functions", json={"name": "node-unknown", "files": {"lib.js": "const a = 1;"}})
+    assert r.status_code == 400 and error_code(r) == "handler_not_found"
+    msg = r.json()["error"]["message"]
+    assert "lib.js" in msg and "exports.handler" in msg and "--handler" in msg
+    r = server.api.post("/v1/functions", json={"name": "node-nofile", "runtime": "node", "handler": "main.handler",
+                                                "files": {"index.js": "exports.handler = async () => 1;"}})
+    assert r.status_code == 400 and "main" in r.json()["error"]["message"]
+
+
+def test_npm_dependencies_installed_at_deploy_and_cached(server: Server, tmp_path: Path) -> None:
+    if shutil.which("npm") is None:
+        pytest.skip("npm is not installed")
+    lib = tmp_path / "greeter"
+    lib.mkdir()
+    (lib / "package.json").write_text(json.dumps({"name": "greeter", "version": "1.0.0", "main": "index.js"}))
+    (lib / "index.js").write_text("module.exports = (n) => `hello ${n} from a dependency`;")
+    pkg = json.dumps({"name": "app", "version": "1.0.0", "dependencies": {"greeter": f"file:{lib}"}})
+    files = {"index.js": "const greet = require('greeter');\nexports.handler = async (e) => greet(e.name);",
+             "package.json": pkg}
+    src = tmp_path / "app"
+    src.mkdir()
+    for k, v in files.items():
+        (src / k).write_text(v)
+    r = server.cli("deploy", str(src), "--name", "node-deps", check=True)
+    assert "npm install" in r.stdout + r.stderr
+    r = server.cli("invoke", "node-deps", "--data", '{"name": "polyfn"}', check=True)
+    assert json.loads(r.stdout) == "hello polyfn from a dependency"
+    r = server.cli("deploy", str(src), "--name", "node-deps2", check=True)
+    assert "cached npm install" in r.stdout + r.stderr
+
+
+def test_wechat_call_function_through_polyfn(server: Server) -> None:
+    server.deploy("wx-add", {"index.js": "exports.main = async (event) => ({ sum: event.a + event.b });"}, flavor="wechat",
+                  handler="index.main")
+    server.deploy("wx-caller", {"index.js": """
+const cloud = require('wx-server-sdk');
+cloud.init({ env: cloud.DYNAMIC_CURRENT_ENV });
+exports.main = async (event, context) => {
+  const res = await cloud.callFunction({ name: 'wx-add', data: { a: event.a, b: 2 } });
+  let missing;
+  try { await cloud.callFunction({ name: 'wx-does-not-exist', data: {} }); } catch (e) { missing = e.errMsg; }
+  return { res, openid: cloud.getWXContext().OPENID, missing };
+};
+"""})
+    r = server.http.post("/fn/wx-caller", json={"a": 40}, headers={"x-wx-openid": "user-1"})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["res"]["result"] == {"sum": 42} and out["res"]["errMsg"] == "cloud.callFunction:ok"
+    assert len(out["res"]["requestID"]) == 32 and out["openid"] == "user-1"
+    assert out["missing"].startswith("cloud.callFunction:fail 404")
+
+
+def test_node_cold_start_is_reported(server: Server) -> None:
+    server.deploy("node-cold", {"index.js": "exports.handler = async () => 'hi';"})
+    r = server.http.get("/fn/node-cold")
+    act = server.activation(r.headers["x-polyfn-activation-id"])
+    assert act["cold"] is True and act["init_ms"] > 0
+    version = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    assert version.startswith("v") and int(version[1:].split(".")[0]) >= 20
+
+
+def test_node_instances_get_a_clean_environment(server: Server) -> None:
+    server.deploy("node-env", {"index.js": "exports.handler = async () => process.env;"}, env={"MINE": "yes"})
+    env = server.http.get("/fn/node-env").json()
+    assert env["MINE"] == "yes" and env["POLYFN_FUNCTION_NAME"] == "node-env"
+    assert not any("KEY" in k and k.startswith("POLYFN") for k in env)
+    assert "POLYFN_DATA_DIR" not in env and "POLYFN_LOG_LEVEL" not in env and "POLYFN_FD" not in env
+
+
+def test_server_kill_leaves_no_node_or_http_orphans(fresh_server: Server) -> None:
+    import signal
+
+    s = fresh_server
+    s.deploy("orphan-node", {"index.js": "exports.handler = async () => ({ pid: process.pid });"})
+    s.deploy("orphan-http", {"server.py": "import os\nfrom http.server import HTTPServer, BaseHTTPRequestHandler\n"
+                                          "class H(BaseHTTPRequestHandler):\n"
+                                          "    def do_GET(self):\n"
+                                          "        b = str(os.getpid()).encode(); self.send_response(200)\n"
+                                          "        self.send_header('content-length', str(len(b))); self.end_headers(); self.wfile.write(b)\n"
+                                          "HTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()\n"})
+    node_pid = s.http.get("/fn/orphan-node").json()["pid"]
+    http_pid = int(s.http.get("/fn/orphan-http").text)
+    assert pid_alive(node_pid) and pid_alive(http_pid)
+    s.stop(signal.SIGKILL)
+    assert wait_until(lambda: not pid_alive(node_pid) and not pid_alive(http_pid), 10)
+
+
+def _blank_node_pids(server_pid: int) -> set[int]:
+    """Pre-started Node processes of this server: `node ... bootstrap.js` with no spec argument."""
+    out = set()
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                ppid = int(f.read().rsplit(") ", 1)[1].split()[1])
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")[:-1]
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == server_pid and argv and argv[-1].endswith(b"bootstrap.js"):
+            out.add(int(d))
+    return out
+
+
+def test_pre_started_node_process_becomes_the_next_cold_instance(server: Server) -> None:
+    server.deploy("blank-a", {"index.js": "exports.handler = async () => ({ pid: process.pid });"}, memory=192)
+    server.http.get("/fn/blank-a")  # first Node function of this size: launched fresh, blanks refilled after
+    assert wait_until(lambda: len(_blank_node_pids(server.proc.pid)) >= 1, 15)
+    blanks = _blank_node_pids(server.proc.pid)
+    server.deploy("blank-b", {"index.js": "exports.handler = async () => ({ pid: process.pid, env: process.env.B });"},
+                  memory=192, env={"B": "yes"})
+    out = server.http.get("/fn/blank-b").json()
+    assert out["pid"] in blanks and out["env"] == "yes"
+    assert wait_until(lambda: len(_blank_node_pids(server.proc.pid) - blanks) >= 1, 15)  # refilled

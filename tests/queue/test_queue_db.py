@@ -1,0 +1,72 @@
+"""The SQLite queue file: group-committed enqueue, claim, retry scheduling, dead letters, recovery."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from polyfn.queue.builtin import Job, QueueDB
+
+
+async def test_enqueue_claim_finish_and_recover(tmp_path: Path) -> None:
+    db = await QueueDB.open(tmp_path / "q.db")
+    jobs = [Job(id=f"j{i}", function="f", body=b"{}", enqueued_at=i, not_before=i) for i in range(5)]
+    await asyncio.gather(*(db.enqueue([j]) for j in jobs))  # concurrent callers share commits
+    claimed = await db.claim(now=2.5, limit=10)
+    assert [j.id for j in claimed] == ["j0", "j1", "j2"]
+    assert all(j.state == "running" and j.attempt == 1 for j in claimed)
+    assert await db.claim(now=2.5, limit=10) == []
+    await db.finish("j0")
+    await db.reschedule("j1", 50.0, {"code": "x"})
+    await db.close()
+
+    db = await QueueDB.open(tmp_path / "q.db")  # a restart: j2 was running → pending again
+    assert await db.recover() == 1
+    again = {j.id: j for j in await db.claim(now=10, limit=10)}
+    assert set(again) == {"j2", "j3", "j4"}
+    assert again["j2"].attempt == 2
+    assert await db.get("j0") is None
+    j1 = await db.get("j1")
+    assert j1 is not None and j1.state == "pending" and j1.last_error == {"code": "x"}
+    assert await db.next_due() == 50.0
+    await db.close()
+
+
+async def test_dead_letters_replay_and_purge(tmp_path: Path) -> None:
+    db = await QueueDB.open(tmp_path / "q.db")
+    job = Job(id="d1", function="f", body=b"\xff\x00", enqueued_at=1, not_before=1)
+    await db.enqueue([job])
+    await db.bury(job, "retries exhausted", {"code": "function_error"}, now=5)
+    dead = await db.dead()
+    assert [d.id for d in dead] == ["d1"] and dead[0].reason == "retries exhausted"
+    assert dead[0].summary()["body_base64"] is True
+    assert await db.claim(now=100, limit=10) == []  # dead letters never run by themselves
+    assert await db.replay("d1", now=100)
+    assert not await db.replay("d1", now=100)  # not dead any more
+    (j,) = await db.claim(now=100, limit=10)
+    assert j.attempt == 1 and j.enqueued_at == 100
+    await db.bury(j, "again", None, now=101)
+    assert await db.purge("d1")
+    assert await db.get("d1") is None
+    await db.close()
+
+
+async def test_one_bad_write_does_not_sink_the_batch(tmp_path: Path) -> None:
+    db = await QueueDB.open(tmp_path / "q.db")
+    await db.enqueue([Job(id="dup", function="f", body=b"")])
+    results = await asyncio.gather(db.enqueue([Job(id="dup", function="f", body=b"")]),
+                                   db.enqueue([Job(id="ok", function="f", body=b"")]), return_exceptions=True)
+    assert isinstance(results[0], Exception) and results[1] is None
+    assert await db.get("ok") is not None
+    await db.close()
+
+
+async def test_claim_skips_functions_at_capacity_and_unclaim(tmp_path: Path) -> None:
+    db = await QueueDB.open(tmp_path / "q.db")
+    await db.enqueue([Job(id=f"{f}{i}", function=f, body=b"", not_before=i) for i in range(3) for f in "ab"])
+    got = await db.claim(now=10, limit=10, exclude=["a"])
+    assert sorted(j.id for j in got) == ["b0", "b1", "b2"]
+    await db.unclaim(["b1"])
+    (j,) = await db.claim(now=10, limit=1, exclude=["a"])
+    assert j.id == "b1" and j.attempt == 1  # the unclaimed attempt did not count
+    await db.close()

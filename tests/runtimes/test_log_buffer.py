@@ -1,0 +1,53 @@
+"""The instance's per-invocation log buffer: line splitting, truncation markers, flood limits."""
+
+from __future__ import annotations
+
+import pytest
+
+from polyfn.runtimes.python.instance import _LogBuffer
+
+
+def lines(buf: _LogBuffer) -> list[tuple[str, str]]:
+    return [(s, t) for _, s, t in buf.drain()]
+
+
+@pytest.mark.parametrize(("writes", "expected"), [
+    (["a\n", "b\n"], ["a", "b"]),
+    (["a", "b\n"], ["ab"]),
+    (["a\nb"], ["a", "b"]),  # the unfinished line is flushed at the end of the invocation
+    (["\n"], [""]),
+    (["x" * 25, "\n"], ["x" * 10 + "… [truncated 15 chars]"]),  # print(long) writes the text, then "\n"
+    (["x" * 8, "x" * 8, "x" * 8, "\n", "y\n"], ["x" * 10 + "… [truncated 14 chars]", "y"]),
+    (["x" * 25], ["x" * 10 + "… [truncated 15 chars]"]),
+])
+def test_lines_and_truncation(writes: list[str], expected: list[str]) -> None:
+    buf = _LogBuffer(line_max=10, lines_max=100)
+    for w in writes:
+        buf.add("stdout", w)
+    assert [t for _, t in lines(buf)] == expected
+
+
+def test_unfinished_line_holds_at_most_line_max_chars() -> None:
+    buf = _LogBuffer(line_max=10, lines_max=100)
+    for _ in range(1000):
+        buf.add("stdout", "z" * 100)
+    assert len(buf.partial["stdout"][0]) == 10
+    assert lines(buf) == [("stdout", "z" * 10 + "… [truncated 99990 chars]")]
+
+
+def test_flood_keeps_limit_and_adds_marker_then_resets() -> None:
+    buf = _LogBuffer(line_max=100, lines_max=3)
+    for i in range(10):
+        buf.add("stdout" if i % 2 else "stderr", f"{i}\n")
+    got = lines(buf)
+    assert got == [("stderr", "0"), ("stdout", "1"), ("stderr", "2"), ("stderr", "[polyfn: 7 more lines dropped]")]
+    buf.add("stdout", "next\n")
+    assert lines(buf) == [("stdout", "next")]
+
+
+def test_streams_do_not_mix_partial_lines() -> None:
+    buf = _LogBuffer(line_max=100, lines_max=10)
+    buf.add("stdout", "out-")
+    buf.add("stderr", "err\n")
+    buf.add("stdout", "done\n")
+    assert lines(buf) == [("stderr", "err"), ("stdout", "out-done")]

@@ -1,0 +1,86 @@
+"""The launcher for zygote-less runtimes: exit statuses reach on_exit, the sandbox is applied before exec."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+from polyfn.sandbox.cgroups import CgroupBase
+from polyfn.sandbox.plan import SandboxPlan, cgroup_dir_for
+from polyfn.scheduler.launcher import Launcher, api_url
+
+
+async def run(argv: list[str], plan: SandboxPlan | None = None, tmp: Path | None = None) -> tuple[int, int, str]:
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[tuple[int, int]] = loop.create_future()
+    launcher = Launcher(lambda pid, status: done.set_result((pid, status)))
+    ours, theirs = socket.socketpair()
+    try:
+        pid = launcher.launch(argv, dict(os.environ), str(tmp or "/"), theirs, plan)
+        theirs.close()
+        ours.settimeout(10)
+        data = await loop.run_in_executor(None, ours.recv, 65536)
+        got_pid, status = await asyncio.wait_for(done, 10)
+        assert got_pid == pid
+        return pid, status, data.decode()
+    finally:
+        ours.close()
+
+
+PROBE = r"""
+import os, socket, sys
+s = socket.socket(fileno=int(os.environ["POLYFN_FD"]))
+limits = open("/proc/self/limits").read()
+cg = open("/proc/self/cgroup").read()
+s.sendall((limits + "\n---\n" + cg).encode())
+code = int(sys.argv[1])
+if code < 0:
+    os.kill(os.getpid(), -code)
+sys.exit(code)
+"""
+
+
+async def test_exit_code_and_signal_reach_on_exit() -> None:
+    _, status, _ = await run([sys.executable, "-c", PROBE, "3"])
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 3
+    _, status, _ = await run([sys.executable, "-c", PROBE, "-9"])
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == 9
+
+
+async def test_rlimits_applied_before_exec() -> None:
+    _, _, out = await run([sys.executable, "-c", PROBE, "0"], SandboxPlan(memory_mb=64, nofile=77, fsize_mb=5))
+    limits = out.split("\n---\n")[0]
+    assert any(line.startswith("Max open files") and " 77 " in line for line in limits.splitlines())
+    assert any(line.startswith("Max file size") and str(5 * 1024 * 1024) in line for line in limits.splitlines())
+    assert any(line.startswith("Max core file size") and " 0 " in line for line in limits.splitlines())
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="cgroups need root")
+async def test_joins_its_own_memory_cgroup() -> None:
+    base, why = CgroupBase.detect(f"polyfn-test-{os.getpid()}")
+    if base is None:
+        pytest.skip(why)
+    try:
+        plan = SandboxPlan(memory_mb=64, cgroup_base=str(base.memory), cgroup_version=base.version)
+        pid, _, out = await run([sys.executable, "-c", PROBE, "0"], plan)
+        d = Path(cgroup_dir_for(str(base.memory), pid))
+        assert d.name in out.split("\n---\n")[1]
+        limit = (d / ("memory.limit_in_bytes" if base.version == 1 else "memory.max")).read_text().strip()
+        assert int(limit) == 64 * 1024 * 1024
+        base.remove(str(d))
+    finally:
+        base.remove_base()
+
+
+def test_api_url() -> None:
+    class S:
+        host, port = "0.0.0.0", 8080
+
+    assert api_url(S) == "http://127.0.0.1:8080"
+    S.host = "::"
+    assert api_url(S) == "http://[::1]:8080"

@@ -1,0 +1,296 @@
+"""The attack suite: deployed functions that try to break out. Each test asserts that the attack failed,
+that the node stayed healthy and that another function kept answering.
+
+The attacks run inside real instances of a real `polyfn serve`, with every sandbox layer the host allows
+(here as root: cgroup, mount/pid/net namespaces, a per-function uid, seccomp, rlimits).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from ..e2e.conftest import Server, error_code
+from .conftest import CANARY, require
+
+
+def healthy(s: Server) -> None:
+    assert s.proc.poll() is None, "the server died"
+    assert s.http.get("/healthz").status_code == 200
+    assert s.http.get("/fn/bystander").text == "still here"
+
+
+def attack(s: Server, name: str, code: str, payload: dict | None = None, **spec: object) -> dict:
+    s.deploy(name, {"handler.py": code}, **spec)
+    r = s.api.post(f"/v1/functions/{name}/invoke", json=payload or {})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+READ = '''
+import os
+def handler(event, context):
+    out = {}
+    for path in event["paths"]:
+        try:
+            with open(path, "rb") as f:
+                out[path] = "READ " + f.read(200).decode("latin-1")
+        except OSError as e:
+            out[path] = type(e).__name__
+    for d in event["dirs"]:
+        try:
+            out[d] = sorted(os.listdir(d))
+        except OSError as e:
+            out[d] = type(e).__name__
+    return out
+'''
+
+
+def test_cannot_read_admin_key_or_other_functions_code(node: Server) -> None:
+    require(node, "mount ns")
+    node.deploy("victim", {"handler.py": "SECRET = 'victim-secret-4242'\ndef handler(e, c):\n    return 1\n"})
+    code = node.data_dir / "code" / "victim"
+    victim_files = [str(p) for p in code.rglob("handler.py")]
+    assert victim_files, "the victim's code must exist on the host"
+    key = str(node.data_dir / "admin.key")
+    out = attack(node, "reader", READ, {"paths": [key, *victim_files, str(node.data_dir / "polyfn.db"),
+                                                  "/etc/shadow", "/root/.bash_history"],
+                                        "dirs": [str(node.data_dir), str(code), "/root"]})
+    text = json.dumps(out)
+    assert node.key not in text and "victim-secret-4242" not in text and "READ" not in text, out
+    assert "victim" not in out[str(node.data_dir)] if isinstance(out[str(node.data_dir)], list) else True
+    healthy(node)
+
+
+def test_cannot_see_or_signal_other_processes(node: Server) -> None:
+    require(node, "pid ns")
+    out = attack(node, "signaller", '''
+import os, signal
+def handler(event, context):
+    res = {"pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit())}
+    for target in (event["server"], event["zygote"], os.getppid(), 1, -1):
+        if target == -1 and os.getpid() > 16:  # never without a pid namespace: kill(-1) as root hits the host
+            res["-1"] = "skipped"
+            continue
+        try:
+            os.kill(target, signal.SIGKILL)
+            res[str(target)] = "sent"
+        except OSError as e:
+            res[str(target)] = type(e).__name__
+    return res
+''', {"server": node.proc.pid, "zygote": _zygote_pid(node)})
+    assert set(out["pids"]) <= {1, 2}, f"other processes are visible: {out['pids']}"
+    assert out[str(node.proc.pid)] == "ProcessLookupError"
+    healthy(node)
+
+
+def _zygote_pid(s: Server) -> int:
+    for line in s.log.read_text().splitlines():
+        if "zygote pid" in line:
+            return int(line.split("zygote pid ")[1].split()[0])
+    return 0
+
+
+def test_killing_its_parent_only_hurts_itself(node: Server) -> None:
+    node.deploy("parricide", {"handler.py": '''
+import os, signal
+def handler(event, context):
+    res = {}
+    for target in (os.getppid(), 0):
+        try:
+            os.kill(target, signal.SIGKILL)
+            res[str(target)] = "sent"
+        except OSError as e:
+            res[str(target)] = type(e).__name__
+    return res
+'''})
+    zygote = _zygote_pid(node)
+    r = node.http.get("/fn/parricide")
+    # Either the kill was refused (its parent belongs to another uid) or it only killed its own group.
+    assert r.status_code == 200 or (r.status_code == 502 and error_code(r) == "function_crashed"), r.text
+    healthy(node)
+    assert zygote and os.path.exists(f"/proc/{zygote}"), "the zygote must survive"
+
+
+def test_fork_bomb_is_capped(node: Server) -> None:
+    require(node, "pids")
+    node.deploy("forkbomb", {"handler.py": '''
+import os, time
+def handler(event, context):
+    n = 0
+    try:
+        while n < 600:  # bounded even if the pids limit were missing
+            if os.fork() == 0:
+                time.sleep(10)
+                os._exit(0)
+            n += 1
+    except OSError as e:
+        return {"forked": n, "error": type(e).__name__}
+    return {"forked": n, "error": None}
+'''}, timeout=20, memory=2048)  # enough memory that the pids limit, not the memory limit, stops it
+    out = node.http.get("/fn/forkbomb").json()
+    assert out["error"] == "BlockingIOError" and out["forked"] < 300, out
+    healthy(node)
+    node.api.delete("/v1/functions/forkbomb")  # its sleeping children go with it (pid namespace)
+
+
+def test_memory_hog_is_killed_not_the_node(node: Server) -> None:
+    node.deploy("hog10x", {"handler.py": '''
+def handler(event, context):
+    blocks = [bytearray(1024 * 1024) for _ in range(640)]
+    return len(blocks)
+'''}, memory=64)
+    r = node.http.get("/fn/hog10x")
+    assert r.status_code in (500, 502) and r.text != "640", r.text
+    if r.status_code == 502:
+        assert error_code(r) == "function_oom"
+    healthy(node)
+
+
+def test_tmp_is_private_and_bounded(node: Server) -> None:
+    require(node, "mount ns")
+    out = attack(node, "filler", '''
+import os
+def handler(event, context):
+    res = {"before": sorted(os.listdir("/tmp"))}
+    mounts = [line.split()[1] for line in open("/proc/self/mounts")]
+    if "/tmp" not in mounts or "/dev/shm" not in mounts:  # never fill the host's own /tmp
+        return {"error": "no private /tmp", "mounts": mounts}
+    for d in ("/tmp", "/dev/shm"):
+        written = 0
+        try:
+            with open(os.path.join(d, "fill"), "wb") as f:
+                chunk = b"x" * (1 << 20)
+                while written < (1 << 30):
+                    f.write(chunk)
+                    f.flush()
+                    written += len(chunk)
+            res[d] = ["no limit", written]
+        except OSError as e:
+            res[d] = [type(e).__name__, written]
+    try:
+        open(os.path.join(os.getcwd(), "handler.py"), "a").write("# owned")
+        res["code"] = "writable"
+    except OSError as e:
+        res["code"] = type(e).__name__
+    return res
+''')
+    for d in ("/tmp", "/dev/shm"):
+        kind, written = out[d]
+        assert kind == "OSError" and written <= 64 << 20, out
+    assert out["code"] in ("OSError", "PermissionError"), out
+    assert "polyfn-sec" not in json.dumps(out["before"])  # the host's /tmp is not visible
+    healthy(node)
+
+
+def test_privileged_syscalls_are_denied(node: Server) -> None:
+    require(node, "seccomp")
+    out = attack(node, "syscaller", '''
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+def call(name, *args):
+    rc = getattr(libc, name)(*args)
+    return [rc, ctypes.get_errno()]
+def handler(event, context):
+    res = {
+        "mount": call("mount", b"none", b"/tmp", b"tmpfs", 0, None),
+        "umount2": call("umount2", b"/tmp", 2),
+        "ptrace": call("ptrace", 16, 1, None, None),  # PTRACE_ATTACH to pid 1
+        "unshare": call("unshare", 0x10000000),  # CLONE_NEWUSER
+        "keyctl": call("syscall", 250, 0, 0, 0, 0),
+        "bpf": call("syscall", 321, 0, 0, 0),
+        "setuid0": call("setuid", 0),
+        "uid": os.getuid(),
+    }
+    return res
+''')
+    for name in ("mount", "umount2", "ptrace", "unshare", "keyctl", "bpf", "setuid0"):
+        rc, err = out[name]
+        assert rc == -1 and err in (1, 38), (name, out)  # EPERM (ENOSYS on kernels without the call)
+    assert out["uid"] != 0
+    healthy(node)
+
+
+NET = '''
+import socket
+def handler(event, context):
+    res = {}
+    for host, port in (("127.0.0.1", event["port"]), ("10.255.255.1", 80), ("1.1.1.1", 53)):
+        try:
+            socket.create_connection((host, port), timeout=2).close()
+            res[host] = "connected"
+        except OSError as e:
+            res[host] = type(e).__name__
+    return res
+'''
+
+
+def test_network_none_has_only_loopback(node: Server) -> None:
+    require(node, "net ns")
+    allowed = attack(node, "net-all", NET, {"port": node.port})
+    assert allowed["127.0.0.1"] == "connected"  # control: with `network: all` the node is reachable
+    out = attack(node, "net-none", NET, {"port": node.port}, network="none")
+    assert all(v != "connected" for v in out.values()), out
+    healthy(node)
+
+
+def test_server_environment_does_not_leak(node: Server) -> None:
+    out = attack(node, "envdump", "import os\ndef handler(e, c):\n    return dict(os.environ)\n")
+    assert CANARY not in json.dumps(out)
+    assert out["POLYFN_FUNCTION_NAME"] == "envdump"
+    healthy(node)
+
+
+@pytest.mark.parametrize("garbage", ["oversized", "undecodable", "forged_id"])
+def test_hostile_frames_kill_only_the_sender(node: Server, garbage: str) -> None:
+    """The instance writes garbage to its own connection: it is killed, the caller gets a clear error."""
+    node.deploy(f"liar-{garbage.replace('_', '-')}", {"handler.py": '''
+import os, stat, struct
+from polyfn.protocol import Result, encode
+
+def _sock():
+    for fd in sorted(int(x) for x in os.listdir("/proc/self/fd")):
+        try:
+            if stat.S_ISSOCK(os.fstat(fd).st_mode):
+                return fd
+        except OSError:
+            pass
+
+def handler(event, context):
+    fd = _sock()
+    kind = "KIND"
+    if kind == "oversized":
+        os.write(fd, struct.pack(">I", 0xFFFFFFF0) + b"x" * 64)
+    elif kind == "undecodable":
+        os.write(fd, struct.pack(">I", 5) + b"\\xc1\\xc1\\xc1\\xc1\\xc1")
+    else:
+        os.write(fd, encode(Result(99999, 200, [], b"forged", None, [], 0.0)))
+    import time
+    time.sleep(10)
+    return "not reached"
+'''.replace("KIND", garbage)})
+    r = node.http.get(f"/fn/liar-{garbage.replace('_', '-')}")
+    assert r.status_code == 502 and error_code(r) == "function_crashed", r.text
+    assert "protocol violation" in r.json()["error"]["message"], r.text
+    healthy(node)
+
+
+def test_log_flood_is_bounded(node: Server) -> None:
+    node.deploy("flood", {"handler.py": '''
+import os, sys
+def handler(event, context):
+    for i in range(200000):
+        print("spam", i)
+    os.write(1, b"raw stdout " * 100000)
+    os.write(2, b"raw stderr " * 100000)
+    return "done"
+'''})
+    r = node.http.get("/fn/flood")
+    assert r.status_code == 200 and r.text == "done"
+    act = node.activation(r.headers["x-polyfn-activation-id"])
+    assert len(act["logs"]) <= 1001 and "dropped" in act["logs"][-1][-1]
+    zlog = node.data_dir / "run" / "zygote-python.log"
+    assert not zlog.exists() or zlog.stat().st_size < 1 << 20, "raw writes must not reach the node's files"
+    healthy(node)
