@@ -17,8 +17,6 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from polyfn import model
-
 from .conftest import wait_until
 
 SEED = "def lambda_handler(event, context):    message = event['message'][::-1]    return {        'message' : message    }"
@@ -32,8 +30,6 @@ SEED_CODE = (
     "    }\n"
 )
 ROLE = "arn:aws:iam::123456789012:role/lambda-role"
-NEEDS_AWS = pytest.mark.xfail("aws" not in model.FLAVORS, strict=False,
-                              reason="needs the aws flavor from issue 3 (context object)")
 
 
 def zip_of(files: dict[str, str]) -> bytes:
@@ -218,7 +214,6 @@ def test_signature_is_checked(server: Any) -> None:
     assert "x-amzn-requestid" in r.headers
 
 
-@NEEDS_AWS
 def test_aws_context_object(lam: Any) -> None:
     create(lam, "lam-context", "def lambda_handler(event, context):\n"
            "    return [context.function_name, context.aws_request_id != '', context.memory_limit_in_mb]\n")
@@ -277,3 +272,13 @@ def test_boto3_example_script(server: Any) -> None:
                        env={**os.environ, "POLYFN_URL": server.url, "POLYFN_API_KEY": server.key})
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "{'message': 'olleh'}"
+
+
+def test_nodejs_runtime(lam: Any) -> None:
+    code = "exports.handler = async (event, context) => ({message: event.message.split('').reverse().join(''), " \
+           "fn: context.functionName});\n"
+    cfg = lam.create_function(FunctionName="lam-node", Runtime="nodejs20.x", Role=ROLE, Handler="index.handler",
+                              Code={"ZipFile": zip_of({"index.js": code})})
+    assert cfg["Runtime"] == "nodejs20.x"
+    r = lam.invoke(FunctionName="lam-node", Payload=b'{"message": "node"}')
+    assert json.loads(r["Payload"].read()) == {"message": "edon", "fn": "lam-node"}

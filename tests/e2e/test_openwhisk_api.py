@@ -11,14 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from polyfn import model
-
 from .conftest import wait_until
 
-NEEDS_OW = pytest.mark.xfail("openwhisk" not in model.FLAVORS, strict=False,
-                             reason="needs the openwhisk flavor from issue 3")
-# Functions deployed natively (handler(event, context)) stand in for actions until the openwhisk flavor
-# lands: the API path (parameters, results, errors, activations, web actions) is the same.
+# A function deployed natively (handler(event, context)) exercises the API path (parameters, results, errors,
+# activations, web actions) independently of the openwhisk flavor; `wsk`-created actions are tested below.
 ECHO = (
     "def handler(event, context):\n"
     "    print('params', sorted(event))\n"
@@ -96,7 +92,6 @@ def test_web_actions(server: Any, wsk: httpx.Client) -> None:
     assert server.http.get("/api/v1/web/_/default/ow-private.json").status_code == 404
 
 
-@NEEDS_OW
 def test_wsk_action_create_python_and_zip(wsk: httpx.Client) -> None:
     code = "def main(args):\n    return {'payload': args['payload'][::-1]}\n"
     r = wsk.put("/actions/ow_reverse", params={"overwrite": "false"},

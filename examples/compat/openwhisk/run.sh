@@ -1,6 +1,6 @@
 #!/bin/sh
 # The seed's OpenWhisk sample as `wsk action create reverse reverse.js` sends it, then a blocking invoke.
-# Needs polyfn's node runtime and openwhisk flavor on the server.
+
 set -eu
 DATA="${POLYFN_DATA_DIR:-$HOME/.local/share/polyfn}"
 URL="${POLYFN_URL:-$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["url"])' "$DATA/server.json")}"

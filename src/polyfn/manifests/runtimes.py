@@ -2,8 +2,7 @@
 
 Vendors name a language version (`python3.12`, `nodejs20.x`, `Python3.10`, `Nodejs16.13`); polyfn runs
 the code with its own Python (3.11+) or Node (20+), so any version of a supported language maps to it.
-A flavor or runtime that this server does not have yet (they arrive with their own issues) is reported by
-`resolve` with the reason, never silently swapped, except for the documented stand-in in `STAND_INS`.
+A flavor or runtime that this server does not have is reported by `resolve` with the reason.
 """
 
 from __future__ import annotations
@@ -16,12 +15,6 @@ from polyfn import model
 LAMBDA_RUNTIMES = ("python3.9", "python3.10", "python3.11", "python3.12", "python3.13",
                    "nodejs18.x", "nodejs20.x", "nodejs22.x")
 
-#: A vendor flavor that is not on this server yet → a polyfn flavor that calls the same handler shape
-#: `(event, context)` with the parsed JSON event. Only for event (non-HTTP) invocations is it faithful:
-#: the context object is polyfn's own (no `aws_request_id`). Used until the vendor's flavor lands.
-STAND_INS = {"aws": "native", "tencent": "native"}
-
-
 class UnsupportedRuntime(ValueError):
     pass
 
@@ -30,7 +23,7 @@ class UnsupportedRuntime(ValueError):
 class Target:
     runtime: str  # polyfn runtime
     flavor: str  # polyfn flavor
-    note: str = ""  # set when a stand-in flavor was used
+    note: str = ""  # said to the user at deploy time
 
 
 def language(vendor_runtime: str) -> str | None:
@@ -52,11 +45,7 @@ def resolve(flavor: str, lang: str, vendor_runtime: str = "") -> Target:
             f"(it has: {', '.join(model.RUNTIMES)})")
     if flavor in model.FLAVORS:
         return Target(runtime, flavor)
-    stand_in = STAND_INS.get(flavor)
-    if stand_in and stand_in in model.FLAVORS and runtime == "python":
-        return Target(runtime, stand_in, f"flavor {flavor!r} is not on this server yet: deployed with the "
-                      f"{stand_in!r} flavor, which calls the same handler(event, context)")
-    raise UnsupportedRuntime(f"flavor {flavor!r} is not on this server yet (it has: {', '.join(model.FLAVORS)})")
+    raise UnsupportedRuntime(f"flavor {flavor!r} is not supported by this server (it has: {', '.join(model.FLAVORS)})")
 
 
 def lambda_target(runtime: str) -> Target:
