@@ -126,3 +126,13 @@ def test_sam_example_deploys_and_runs(server: Any) -> None:
     assert "deployed sam-reverse" in r.stdout
     cron_outcome(server, "sam-reverse", r.stdout, "0 3 * * *")
     assert server.api.post("/v1/functions/sam-reverse/invoke", json={"message": "seed"}).json() == {"message": "dees"}
+
+
+def test_other_examples_deploy_and_run(server: Any) -> None:
+    examples = Path(__file__).resolve().parents[2] / "examples" / "compat"
+    for folder in ("serverless", "azure", "aliyun"):
+        r = server.cli("deploy", "-f", str(examples / folder))
+        assert r.returncode == 0, r.stdout + r.stderr
+    assert "Go Serverless v1.0!" in server.http.get("/fn/sls-hello").text
+    assert server.http.get("/fn/httpreverse", params={"text": "abc"}).text == "cba"
+    assert server.api.post("/v1/functions/fc-reverse/invoke", json={"message": "abc"}).json() == {"message": "cba"}

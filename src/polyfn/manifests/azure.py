@@ -26,8 +26,8 @@ from polyfn.manifests.model import (
 
 FN_KEYS = {"bindings", "scriptFile", "entryPoint", "disabled"}
 FN_IGNORED = {"$schema", "generatedBy", "configurationSource", "excluded"}
-HOST_KEYS = {"version"}
-HOST_IGNORED = {"extensionBundle", "logging", "functionTimeout", "extensions", "healthMonitor", "managedDependency",
+HOST_KEYS = {"version", "functionTimeout"}
+HOST_IGNORED = {"extensionBundle", "logging", "extensions", "healthMonitor", "managedDependency",
                 "concurrency", "aggregator", "retry", "singleton", "watchDirectories", "customHandler", "functions"}
 
 
