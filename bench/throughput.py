@@ -5,8 +5,10 @@ Both serve the same function in the same run: `return 'Hello World!'` (default),
 serves `request.get_data()[::-1]`). Each server is warmed up for `--warmup` seconds at the same
 concurrency, then measured with `wrk -t1 -cN -dDs --latency` (one wrk thread: the machine has 2 cores).
 Each round runs polyfn then the peer, `--rounds` times (the median run is shown, with the range), so
-noise from other work on the machine hits both alike. Between runs the benchmark waits until the polyfn server is idle again (it writes activation records in
-batches after the load), so one run does not pay for the previous one's tail.
+noise from other work on the machine hits both alike. Between runs the benchmark waits until the server
+is idle again (polyfn writes activation records in batches after the load), so one run does not pay for
+the previous one's tail. `CPU µs/req` is the CPU time of the server's whole process tree (server,
+zygote, instances; gunicorn and its worker) per request: a busy machine disturbs it far less than req/s.
 
 functions-framework runs with its defaults, as users start it: `functions-framework --target hello
 --source main.py` → gunicorn, 1 worker process, gthread with 4 × CPUs threads (8 here), no timeout.
@@ -16,10 +18,10 @@ functions-framework runs with its defaults, as users start it: `functions-framew
     .venv/bin/python bench/throughput.py --flavor openfaas  # the OpenFaaS reverse function
     .venv/bin/python bench/throughput.py --flavor aws       # Lambda proxy result; also native, for the ratio
     .venv/bin/python bench/throughput.py --flavor gcp       # the same Flask function in polyfn and the peer
+    .venv/bin/python bench/throughput.py --quick            # one round of 2 s runs (~10 s)
 
 Vendor flavors (`aws`, `gcp`) also measure the native hello function in the same server and print the
 flavor's req/s as a fraction of native's: the flavor layer's cost (target: within 10 %).
-    .venv/bin/python bench/throughput.py --quick            # 2 s runs
 """
 
 from __future__ import annotations

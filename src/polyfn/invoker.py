@@ -151,6 +151,12 @@ class Invoker:
             act.init_ms = inst.init_ms
 
         remaining = spec.timeout - (t_acquired - t0)
+        if kind == "cloudevent" and spec.runtime != "python":  # vendor shapes are built here for Node.js
+            from polyfn.events.shapes import shape_for_launched_runtime
+
+            shaped = shape_for_launched_runtime(spec.flavor, body)
+            if shaped is not None:
+                kind, body, content_type = "event", shaped, "application/json"
         inv = Invoke(0, act.id, kind, start + spec.timeout, method, path, query, headers or [], body,
                      content_type, act.trace_id)
         loop = asyncio.get_running_loop()

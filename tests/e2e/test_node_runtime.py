@@ -188,3 +188,19 @@ def test_pre_started_node_process_becomes_the_next_cold_instance(server: Server)
     out = server.http.get("/fn/blank-b").json()
     assert out["pid"] in blanks and out["env"] == "yes"
     assert wait_until(lambda: len(_blank_node_pids(server.proc.pid) - blanks) >= 1, 15)  # refilled
+
+
+def test_node_functions_get_vendor_shaped_events(server: Server) -> None:
+    """Trigger events reach Node.js code in its vendor's shape (built by the server for launched runtimes)."""
+    server.deploy("node-s3", {"index.js": "exports.handler = async (event) => ({bucket: event.Records[0].s3.bucket.name, "
+                                          "key: event.Records[0].s3.object.key, source: event.Records[0].eventSource});"},
+                  flavor="aws")
+    r = server.api.post("/v1/functions/node-s3/invoke", params={"event": "s3:put"},
+                        json={"bucket": "images", "key": "uploads/cat.jpg"})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"bucket": "images", "key": "uploads/cat.jpg", "source": "aws:s3"}
+    server.deploy("node-ce", {"index.js": "exports.handler = async (event) => ({type: event.type});"}, flavor="kubeless",
+                  handler="index.handler")
+    r = server.api.post("/v1/functions/node-ce/invoke", params={"event": "s3:put"},
+                        json={"bucket": "images", "key": "k"})
+    assert r.status_code == 200, r.text  # a flavor without a shape for the type gets the CloudEvent itself

@@ -59,3 +59,20 @@ def shaper(flavor: str) -> Callable[[dict[str, Any]], Any]:
 
 def shape(flavor: str, ce: dict[str, Any]) -> Any:
     return shaper(flavor)(ce)
+
+
+def shape_for_launched_runtime(flavor: str, raw: bytes) -> bytes | None:
+    """Node.js (and other launched runtimes) have no Python event modules inside the instance, so the server
+    shapes their CloudEvents: the vendor event as JSON, or None when the flavor has no shape for the type
+    (the CloudEvent is then delivered as is)."""
+    import json
+
+    table = SHAPES.get(flavor)
+    if not table:
+        return None
+    try:
+        ce = json.loads(raw)
+    except ValueError:
+        return None
+    fn = table.get(ce.get("type", "")) if isinstance(ce, dict) else None
+    return json.dumps(fn(ce)).encode() if fn is not None else None

@@ -223,6 +223,9 @@ class AsyncQueue:
         if decision.action == "done":
             if job.trigger == "events" and out.status < 400 and self.on_reply is not None:
                 await self._reply(job, out.body)
+            # The activation record must be on disk before the job leaves the queue: a kill -9 in between
+            # would otherwise lose the record of an invocation that ran (one flush covers every buffered one).
+            await self.invoker.recorder.flush()
             await self.db.finish(job.id)
             await self._callback(job, out, "success" if out.status < 400 else "error")
         elif decision.action == "retry":

@@ -155,12 +155,17 @@ class InstanceManager:
 
         The interpreter may live where other users cannot go (pyenv under a 0700 /root). In the instance's
         mount namespace the blocking directory is covered by an empty tmpfs and only the interpreter's
-        directories are bound back read-only, which also keeps the rest of it (SSH keys …) out of view."""
+        directories are bound back read-only, which also keeps the rest of it (SSH keys …) out of view.
+        An interpreter or virtualenv under /tmp (a CI checkout, say) would vanish under the instance's
+        private /tmp: it is bound back read-only too."""
         hide: list[str] = []
         binds: list[str] = []
         candidates = {sys.base_prefix, sys.prefix, sys.exec_prefix, *(p for p in sys.path if p)}
         for path in sorted(os.path.realpath(p) for p in candidates if os.path.isdir(p)):
             if any(path == b or path.startswith(b + os.sep) for b in binds):
+                continue
+            if path.startswith(("/tmp/", "/dev/shm/")):  # under the instance's private /tmp: bind it back
+                binds.append(path)
                 continue
             parts = path.split(os.sep)
             for i in range(2, len(parts)):
