@@ -74,7 +74,7 @@ def to_polyfn_trigger(t: TriggerDecl) -> tuple[str, dict[str, Any]]:
 def trigger_id(function: str, t: TriggerDecl) -> str:
     import hashlib
 
-    return f"{function}-{t.kind}-{hashlib.sha256(t.where.encode()).hexdigest()[:8]}"
+    return f"{function[:40].rstrip('-')}-{t.kind}-{hashlib.sha256(t.where.encode()).hexdigest()[:8]}"  # ids: <= 63 chars
 
 
 def create_trigger(client: Any, fn: PlannedFunction, t: TriggerDecl) -> tuple[str, str]:
