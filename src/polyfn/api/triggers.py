@@ -26,6 +26,8 @@ def add_routes(r: APIRouter, node: Node) -> None:
             raise ApiError(400, "invalid_trigger", 'the body needs "kind" (e.g. "cron") and "config" (an object)')
         if node.registry.get(name) is None and await node.store.get_function(name) is None:
             raise ApiError(404, "function_not_found", f"function {name!r} does not exist")
+        if body["kind"] == "storage":  # object-store notifications live with the store (docs/storage.md)
+            return await _add_storage_trigger(node, name, body.get("config") or {})
         try:
             runner = await node.triggers.create(name, body["kind"], body.get("config") or {}, body.get("id"))
         except TriggerConfigError as e:
@@ -60,3 +62,20 @@ def add_routes(r: APIRouter, node: Node) -> None:
             raise ApiError(404, "trigger_not_found", f"function {name!r} has no trigger {trigger_id!r}")
         await node.triggers.delete(trigger_id)
         return {"deleted": trigger_id}
+
+
+async def _add_storage_trigger(node: Node, name: str, config: Any) -> JSONResponse:
+    from polyfn.storage.notifications import TriggerError, from_vendor_config
+
+    if node.storage is None:
+        raise ApiError(409, "storage_disabled", "the object store is off on this node (storage port 0)")
+    if not isinstance(config, dict):
+        raise ApiError(400, "invalid_trigger", "a storage trigger's config is an object with at least `bucket`")
+    bucket, events, prefix, suffix = from_vendor_config(config)
+    try:
+        trig = await node.storage.notifications.add(name, bucket, list(events), prefix, suffix)
+    except TriggerError as e:
+        if e.code == "trigger_exists":  # a redeploy of the same definition file: nothing to change
+            return JSONResponse({"kind": "storage", "function": name, "bucket": bucket, "unchanged": True})
+        raise ApiError(e.status, e.code, e.message) from None
+    return JSONResponse({**trig.to_json(), "kind": "storage"}, status_code=201)

@@ -258,3 +258,36 @@ def _error_text(out: Any) -> str:
     except (ValueError, AttributeError):
         pass
     return f"HTTP {out.status}: {out.body[:200].decode('utf-8', 'replace')}"
+
+
+def from_vendor_config(config: dict[str, Any]) -> tuple[str, tuple[str, ...], str, str]:
+    """(bucket, events, prefix, suffix) from a storage trigger declared in a vendor's definition file: event
+    names like `s3:ObjectCreated:*`, `oss:ObjectRemoved:DeleteObject`, `cos:ObjectCreated:*`; filters as S3
+    `Filter.S3Key.Rules`, Serverless `rules`, Aliyun `filter.key`, or an Azure blob path pattern."""
+    bucket = str(config.get("bucket") or "")
+    raw = config.get("events") or ["created"]
+    names = raw if isinstance(raw, list) else [raw]
+    events: list[str] = []
+    for name in names:
+        text = str(name or "created").lower()
+        kind = "deleted" if ("remov" in text or "delet" in text) else "created"
+        if kind not in events:
+            events.append(kind)
+    prefix, suffix = str(config.get("prefix") or ""), str(config.get("suffix") or "")
+    rules: list[Any] = list(config.get("rules") or [])
+    flt = config.get("filter")
+    if isinstance(flt, dict):
+        key = flt.get("S3Key") or flt.get("key") or flt.get("Key") or {}
+        rules += key.get("Rules") or [key] if isinstance(key, dict) else []
+    elif isinstance(flt, str) and flt:  # Azure blob path after the container: "uploads/{name}.jpg"
+        head, _, tail = flt.partition("{name}")
+        prefix, suffix = prefix or head, suffix or tail
+    for rule in rules:
+        if not isinstance(rule, dict):
+            continue
+        low = {str(k).lower(): v for k, v in rule.items()}
+        if "name" in low and "value" in low:  # S3: {"Name": "prefix", "Value": "uploads/"}
+            low = {str(low["name"]).lower(): low["value"]}
+        prefix = prefix or str(low.get("prefix") or "")
+        suffix = suffix or str(low.get("suffix") or "")
+    return bucket, tuple(events), prefix, suffix
