@@ -12,7 +12,7 @@ The peers, measured in the same run and interleaved with the polyfn samples:
     request waits in the kernel's backlog instead of polling for a port: the peer's best case);
   * a fresh interpreter that imports the handler and calls it once (`python -c`), spawn to exit.
 
-    .venv/bin/python bench/coldstart.py            # 200 polyfn samples, 40 of each peer (~40 s)
+    .venv/bin/python bench/coldstart.py            # 200 polyfn samples, 40 of each peer (~30 s)
     .venv/bin/python bench/coldstart.py --quick    # 30 and 10 (~10 s)
 
 A second section (skip with `--numpy-samples 0`) does the same for a function that imports numpy,
