@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -145,6 +146,10 @@ class Node:
         from polyfn.triggers import events as cloudevents
 
         self.queue.on_reply = lambda event, hops: cloudevents.route(self.triggers, event, hops)
+        # Everything built so far lives as long as the node: move it out of the collector's way. Without
+        # this, full collections under load scanned ~150k startup objects (~90 ms pauses, the p99).
+        gc.collect()
+        gc.freeze()
         log.info("polyfn %s ready: %d functions, isolation: %s", __version__, len(self.registry.functions),
                  self.manager.isolation)
 

@@ -145,10 +145,8 @@ class Pool:
                 self.release(fut.result())  # we were handed an instance as we were cancelled
             raise
         finally:
-            try:
+            if fut in self.waiters:  # usually already handed over (popleft): skip the costly ValueError
                 self.waiters.remove(fut)
-            except ValueError:
-                pass
 
     def release(self, inst: Instance) -> None:
         inst.inflight -= 1
