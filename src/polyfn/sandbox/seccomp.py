@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import platform
 import struct
 
@@ -64,6 +65,7 @@ def _ins(code: int, jt: int, jf: int, k: int) -> bytes:
     return struct.pack("HBBI", code, jt, jf, k & 0xFFFFFFFF)
 
 
+@functools.lru_cache(maxsize=4)  # built once in the zygote (preload), reused by every fork
 def build(machine: str | None = None) -> bytes:
     """The filter program for `machine` (default: this one), as packed `sock_filter`s."""
     machine = machine or platform.machine()

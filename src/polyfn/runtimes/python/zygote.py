@@ -97,8 +97,13 @@ def preload() -> None:
     import polyfn.sandbox.linux
     import polyfn.sandbox.mounts
     import polyfn.sandbox.namespaces
-    import polyfn.sandbox.seccomp  # noqa: F401
+    import polyfn.sandbox.seccomp
     from polyfn.runtimes.python import flavors
+
+    try:  # the BPF program is the same for every instance: build it once, before any fork
+        polyfn.sandbox.seccomp.build()
+    except (KeyError, OSError):
+        pass
 
     for name, mod in flavors.FLAVORS.items():
         if name not in flavors.HEAVY:
