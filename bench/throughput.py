@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -205,7 +206,8 @@ def main() -> None:
         source = tmp / "main.py"
         source.write_text(flavor.peer_source)
         assert server.proc is not None
-        peer = stack.enter_context(FunctionsFramework(ff, source, flavor.name)) if ff else None
+        peer_target = re.search(r"def (\w+)\(", flavor.peer_source).group(1)  # type: ignore[union-attr]
+        peer = stack.enter_context(FunctionsFramework(ff, source, peer_target)) if ff else None
         if peer is not None:
             check(peer.port, "/", flavor, "functions-framework")
         for conns in args.connections:

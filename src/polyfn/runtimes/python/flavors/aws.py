@@ -35,6 +35,9 @@ class CognitoIdentity:
         self.cognito_identity_pool_id = None
 
 
+_IDENTITY = CognitoIdentity()  # always empty here: one shared instance
+
+
 class LambdaContext:
     """The `context` argument, attribute for attribute as `awslambdaric.lambda_context.LambdaContext`."""
 
@@ -50,7 +53,7 @@ class LambdaContext:
         self.memory_limit_in_mb = adapter.memory
         self.log_group_name = adapter.log_group
         self.log_stream_name = adapter.log_stream
-        self.identity = CognitoIdentity()
+        self.identity = _IDENTITY
         self.client_context = None
         self.tenant_id = None
         self._deadline = inv.deadline
@@ -68,8 +71,16 @@ class LambdaContext:
                 f"invoked_function_arn={self.invoked_function_arn}])")
 
 
+_time_cache: list[Any] = [-1, ""]
+
+
 def _http_time(ts: float) -> str:
-    return time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(ts))
+    """API Gateway's requestTime; formatted once per second (strftime is costly on the hot path)."""
+    sec = int(ts)
+    if _time_cache[0] != sec:
+        _time_cache[0] = sec
+        _time_cache[1] = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(sec))
+    return _time_cache[1]
 
 
 def apigw_v1(inv: Invoke, request_id: str) -> dict[str, Any]:
