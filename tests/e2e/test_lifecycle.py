@@ -62,6 +62,9 @@ def test_queue_overflow_is_429_with_retry_after(tmp_path) -> None:
     s = start_server(tmp_path / "d", env={"POLYFN_MAX_QUEUE": "1"})
     try:
         s.deploy("narrow", {"handler.py": SLOW}, max_instances=1)
+        # Warm the one instance first, so the burst finds it idle: one call runs, one waits in the queue of 1,
+        # the rest are refused (without the warm-up all five could arrive during the cold start).
+        assert s.http.get("/fn/narrow").status_code == 200
         with concurrent.futures.ThreadPoolExecutor(5) as ex:
             futs = [ex.submit(httpx.get, f"{s.url}/fn/narrow?sleep=0.5", timeout=30) for _ in range(5)]
             codes = sorted(f.result().status_code for f in futs)
