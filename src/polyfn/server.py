@@ -154,24 +154,33 @@ class Node:
                  self.manager.isolation)
 
     async def stop(self) -> None:
+        """Shutdown in the documented order. Each step is guarded: a step that fails is logged and the
+        later ones still run, so activation records are always flushed and the store always closed."""
         s = self.settings
+
+        async def step(what: str, coro: Any) -> None:
+            try:
+                await coro
+            except Exception:
+                log.exception("shutdown: %s failed; continuing", what)
+
         if self.triggers is not None:  # 0. triggers stop consuming (unacknowledged messages stay in the broker)
-            await self.triggers.stop()
+            await step("stopping triggers", self.triggers.stop())
         if self.storage is not None:  # storage port closed, queued storage deliveries drained (bounded)
-            await self.storage.stop()
+            await step("stopping the object store", self.storage.stop())
         if self.queue is not None:  # running async invocations finish; queued ones stay on disk
-            await self.queue.stop(s.drain_timeout)
+            await step("stopping the async queue", self.queue.stop(s.drain_timeout))
         self.invoker.accepting = False  # 1. no new invocations
-        await self.registry.drain_all(s.drain_timeout)  # 2. in-flight invocations finish (bounded)
-        await self.manager.stop()  # 3. every instance and the zygote are gone
-        await self.metrics.stop()
+        await step("draining pools", self.registry.drain_all(s.drain_timeout))  # 2. in-flight invocations finish
+        await step("stopping instances", self.manager.stop())  # 3. every instance and the zygote are gone
+        await step("stopping metrics", self.metrics.stop())
         if self._cleanup:
             await asyncio.wait(list(self._cleanup), timeout=5)
-        await self.recorder.stop()  # 4. activation records flushed (and handed to the OTLP exporter)
+        await step("flushing activations", self.recorder.stop())  # 4. records flushed (and handed to OTLP)
         if self.otlp is not None:
-            await self.otlp.stop()
+            await step("stopping the OTLP exporter", self.otlp.stop())
         if self.keys is not None:
-            await self.keys.stop()  # last-used times of API keys
+            await step("saving API key use", self.keys.stop())  # last-used times of API keys
         await self.store.close()  # 5. store closed
 
     async def read_secrets(self, names: list[str]) -> dict[str, str]:

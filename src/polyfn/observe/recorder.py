@@ -31,6 +31,7 @@ class ActivationRecorder:
         self._buf: list[Activation] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._lock = asyncio.Lock()
         self._followers: dict[str, set[Callable[[Activation], None]]] = {}
         self.recorded = 0
@@ -77,7 +78,7 @@ class ActivationRecorder:
 
     async def _run(self) -> None:
         last_prune = time.monotonic()
-        while True:
+        while not self._stopping:
             try:
                 await asyncio.wait_for(self._wake.wait(), self.interval)
             except TimeoutError:
@@ -94,10 +95,13 @@ class ActivationRecorder:
                 await asyncio.sleep(1.0)
 
     async def stop(self) -> None:
+        """Let the writer finish the batch it is writing (cancelling it mid-write lost that batch), then
+        write whatever is left."""
+        self._stopping = True
+        self._wake.set()
         if self._task:
-            self._task.cancel()
             try:
-                await self._task
+                await asyncio.wait_for(self._task, 10)
             except (asyncio.CancelledError, Exception):
                 pass
         await self.flush()
