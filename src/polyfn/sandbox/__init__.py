@@ -47,6 +47,15 @@ def prepare(env: Mapping[str, str], pdeathsig: Callable[[], None]) -> Prepared:
             prepared.cgroup_version = int(env.get("POLYFN_CGROUP_VERSION", "0") or 0)
         except OSError as e:
             prepared.notes.append(f"could not join a cgroup: {e}")
+        preset = env.get("POLYFN_CGROUP_PRESET", "")
+        if prepared.cgroup_dirs and preset:  # the default function's limits, written off the cold path
+            try:
+                mem, pids, shares, quota = (float(x) for x in preset.split(","))
+                prepared.preset_desc = cgroups.set_limits(prepared.cgroup_dirs, prepared.cgroup_version, int(mem),
+                                                          int(pids), int(shares), quota)
+                prepared.preset = [mem, pids, shares, quota]
+            except (OSError, ValueError) as e:
+                prepared.notes.append(f"could not preset cgroup limits: {e}")
     layers = {x for x in env.get("POLYFN_SANDBOX_NS", "").split(",") if x}
     if layers:
         namespaces.enter(layers, prepared, pdeathsig)
@@ -66,8 +75,12 @@ def apply(plan: SandboxPlan, prepared: Prepared | None = None, required: tuple[s
     if plan.cgroup_base:
         if not prepared.cgroup_dirs:
             raise SandboxError("sandbox: cgroup required but not joined (" + "; ".join(prepared.notes) + ")")
-        applied.append(cgroups.set_limits(prepared.cgroup_dirs, plan.cgroup_version, plan.memory_mb,
-                                          plan.pids_max, plan.cpu_shares, plan.cpu_quota))
+        wanted = [float(plan.memory_mb), float(plan.pids_max), float(plan.cpu_shares), float(plan.cpu_quota)]
+        if prepared.preset == wanted:  # a blank preset exactly these limits
+            applied.append(prepared.preset_desc)
+        else:
+            applied.append(cgroups.set_limits(prepared.cgroup_dirs, plan.cgroup_version, plan.memory_mb,
+                                              plan.pids_max, plan.cpu_shares, plan.cpu_quota))
     if prepared.host_netns_fd >= 0:
         if plan.network == "all":
             linux.setns(prepared.host_netns_fd, linux.CLONE_NEWNET)

@@ -185,8 +185,12 @@ def set_limits(cgroup_dirs: list[str], version: int, memory_mb: int, pids_max: i
     if version == 1:
         by_ctrl = {_v1_controller(d): Path(d) for d in cgroup_dirs}
         mem = Path(cgroup_dirs[0])
-        (mem / "memory.limit_in_bytes").write_text(limit)
+        # memory ≤ memsw must hold after every write: lowering writes memory first, raising (a blank preset
+        # for a smaller function) needs memsw first — so retry memory after memsw when the first write fails.
+        lowered = _try(mem / "memory.limit_in_bytes", limit)
         _try(mem / "memory.memsw.limit_in_bytes", limit)  # no swap beyond the limit, when accounted
+        if not lowered:
+            (mem / "memory.limit_in_bytes").write_text(limit)
         if "pids" in by_ctrl and _try(by_ctrl["pids"] / "pids.max", str(pids_max)):
             done.append(f"pids {pids_max}")
         if "cpu" in by_ctrl:

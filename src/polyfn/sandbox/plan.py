@@ -40,6 +40,8 @@ class Prepared(msgspec.Struct, kw_only=True):
     pid_ns: bool = False  # we are in a fresh pid namespace, under an init and a supervisor
     host_pid: int = 0  # the supervisor's pid: the one the server knows for this instance
     notes: list[str] = []  # why a layer could not be entered (reported in the instance's info)
+    preset: list[float] = []  # cgroup limits already written: [memory_mb, pids_max, cpu_shares, cpu_quota]
+    preset_desc: str = ""  # what set_limits reported for them
 
 
 def cgroup_dir_for(base: str, pid: int) -> str:

@@ -72,11 +72,15 @@ class InstanceManager:
     async def start(self) -> None:
         await self._decide_isolation()
         log.info("instance isolation: %s", self.isolation)
+        s = self.settings
         env = {"POLYFN_SANDBOX_NS": ",".join(sorted(self.namespaces))}
         if self.cgroups is not None:
             env.update({"POLYFN_CGROUP_BASE": str(self.cgroups.memory),
                         "POLYFN_CGROUP_EXTRA": ",".join(f"{k}={v}" for k, v in self.cgroups.extra.items()),
-                        "POLYFN_CGROUP_VERSION": str(self.cgroups.version)})
+                        "POLYFN_CGROUP_VERSION": str(self.cgroups.version),
+                        # blanks preset the limits of a default-memory function (same values as sandbox_plan)
+                        "POLYFN_CGROUP_PRESET": f"{s.default_memory},{s.pids_max},{max(2, s.default_memory)},"
+                                                f"{s.cpu_quota}"})
         env["POLYFN_ZYGOTE_VENDORS"] = "1" if self.settings.zygote_vendor_preload else "0"
         self.zygote.env = env
         if "mount" in self.namespaces:  # mount point for /run/secrets tmpfs (an empty directory on the host)
