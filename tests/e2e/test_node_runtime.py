@@ -180,9 +180,10 @@ def _blank_node_pids(server_pid: int) -> set[int]:
 
 def test_pre_started_node_process_becomes_the_next_cold_instance(server: Server) -> None:
     server.deploy("blank-a", {"index.js": "exports.handler = async () => ({ pid: process.pid });"}, memory=192)
+    before = _blank_node_pids(server.proc.pid)  # blanks of other sizes, from earlier tests on this server
     server.http.get("/fn/blank-a")  # first Node function of this size: launched fresh, blanks refilled after
-    assert wait_until(lambda: len(_blank_node_pids(server.proc.pid)) >= 1, 15)
-    blanks = _blank_node_pids(server.proc.pid)
+    assert wait_until(lambda: len(_blank_node_pids(server.proc.pid) - before) >= 1, 15)
+    blanks = _blank_node_pids(server.proc.pid) - before  # the 192 MB blank
     server.deploy("blank-b", {"index.js": "exports.handler = async () => ({ pid: process.pid, env: process.env.B });"},
                   memory=192, env={"B": "yes"})
     out = server.http.get("/fn/blank-b").json()
