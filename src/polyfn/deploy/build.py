@@ -27,7 +27,9 @@ from polyfn.deploy.errors import DeployError
 _locks: dict[str, asyncio.Lock] = {}
 
 
-async def _run(argv: list[str], cwd: Path, env: dict[str, str], progress: Callable[[str], None]) -> tuple[int, list[str]]:
+async def run_streaming(argv: list[str], cwd: Path, env: dict[str, str],
+                        progress: Callable[[str], None]) -> tuple[int, list[str]]:
+    """Run a build tool (pip, npm, go), streaming each output line to `progress`; (exit code, last 40 lines)."""
     proc = await asyncio.create_subprocess_exec(
         *argv, cwd=str(cwd), env=env, stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
@@ -69,7 +71,7 @@ async def npm_install(files: dict[str, bytes], deps_root: Path, progress: Callab
                 "--ignore-scripts"]
         progress(f"dependencies: npm {argv[1]} ({'package-lock.json' if lock else 'package.json'})")
         env = {**os.environ, "npm_config_update_notifier": "false", "npm_config_cache": str(deps_root / ".npm-cache")}
-        code, tail = await _run(argv, tmp, env, progress)
+        code, tail = await run_streaming(argv, tmp, env, progress)
         if code != 0:
             remove_tree(tmp)
             raise DeployError("dependency_install_failed", "npm install failed:\n" + "\n".join(tail[-20:]))
@@ -108,7 +110,7 @@ async def go_build(code_dir: Path, files: dict[str, bytes], dest_dir: Path, cach
         env = {**os.environ, "GOCACHE": str(cache_root / "go-build"), "GOPATH": str(cache_root / "gopath"),
                "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0", "GO111MODULE": "on" if "go.mod" in files else "off"}
         progress(f"build: go build ({', '.join(targets)})")
-        code, tail = await _run([go, "build", "-o", str(tmp / "server"), *targets], src, env, progress)
+        code, tail = await run_streaming([go, "build", "-o", str(tmp / "server"), *targets], src, env, progress)
         if code != 0:
             remove_tree(tmp)
             raise DeployError("build_failed", "go build failed:\n" + "\n".join(tail[-20:]))

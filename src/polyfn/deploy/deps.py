@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from polyfn.deploy.archive import remove_tree
+from polyfn.deploy.build import run_streaming
 from polyfn.deploy.errors import DeployError
 
 _locks: dict[str, asyncio.Lock] = {}
@@ -36,20 +38,9 @@ async def install(requirements: bytes, deps_root: Path, progress: Callable[[str]
         req_file = tmp / ".requirements.txt"
         req_file.write_bytes(requirements)
         progress("dependencies: pip install -r requirements.txt")
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
-            "--progress-bar", "off", "--target", str(tmp), "-r", str(req_file),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        )
-        tail: list[str] = []
-        assert proc.stdout is not None
-        async for raw in proc.stdout:
-            line = raw.decode("utf-8", "replace").rstrip()
-            if line:
-                tail.append(line)
-                del tail[:-40]
-                progress(line)
-        code = await proc.wait()
+        argv = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
+                "--progress-bar", "off", "--target", str(tmp), "-r", str(req_file)]
+        code, tail = await run_streaming(argv, tmp, dict(os.environ), progress)
         if code != 0:
             remove_tree(tmp)
             raise DeployError("dependency_install_failed", "pip install failed:\n" + "\n".join(tail[-20:]))
