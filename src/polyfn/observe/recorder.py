@@ -34,7 +34,8 @@ class ActivationRecorder:
         self._stopping = False
         self._lock = asyncio.Lock()
         self._followers: dict[str, set[Callable[[Activation], None]]] = {}
-        self.recorded = 0
+        self.recorded = 0  # records made so far
+        self._stored = 0  # of which stored (the buffer is FIFO: the oldest `_stored` ones)
         self.exporters: list[Any] = []  # objects with submit(list[Activation]), fed after each stored batch
 
     def start(self) -> None:
@@ -64,8 +65,12 @@ class ActivationRecorder:
         return unsubscribe
 
     async def flush(self) -> None:
+        """Return once every record made before the call is stored. A barrier shared by concurrent callers:
+        whoever holds the lock writes everything buffered, and a caller whose records that write covered
+        returns without writing (so N jobs finishing together cost one write, not N)."""
+        target = self.recorded
         async with self._lock:
-            while self._buf:
+            while self._stored < target and self._buf:
                 batch, self._buf = self._buf[: self.batch], self._buf[self.batch :]
                 try:
                     await self.store.add_activations(batch)
@@ -73,6 +78,7 @@ class ActivationRecorder:
                     log.exception("could not store %d activation records; retrying", len(batch))
                     self._buf[:0] = batch
                     raise
+                self._stored += len(batch)
                 for exporter in self.exporters:
                     exporter.submit(batch)
 

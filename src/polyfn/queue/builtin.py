@@ -19,10 +19,10 @@ import asyncio
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import msgspec
 
@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS jobs (
   reason TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_ready ON jobs(state, not_before);
+CREATE INDEX IF NOT EXISTS jobs_function ON jobs(state, function, not_before);
 CREATE TABLE IF NOT EXISTS callbacks (
   id TEXT PRIMARY KEY,
   url TEXT NOT NULL,
@@ -129,7 +130,26 @@ def _job(row: sqlite3.Row) -> Job:
 _INSERT_JOB = f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES ({', '.join('?' * len(JOB_COLUMNS))})"
 _UPSERT_JOB = _INSERT_JOB.replace("INSERT INTO", "INSERT OR REPLACE INTO")
 
+# The distinct functions with pending jobs: a recursive skip-scan of the jobs_function index.
+_PENDING_FUNCTIONS = """
+WITH RECURSIVE f(name) AS (
+  SELECT MIN(function) FROM jobs WHERE state='pending'
+  UNION ALL
+  SELECT (SELECT MIN(function) FROM jobs WHERE state='pending' AND function>f.name) FROM f WHERE f.name IS NOT NULL
+) SELECT name FROM f WHERE name IS NOT NULL"""
+_CLAIM_FUNCTION = ("UPDATE jobs SET state='running', attempt=attempt+1 WHERE id IN (SELECT id FROM jobs "
+                   "WHERE state='pending' AND function=? AND not_before<=? ORDER BY not_before LIMIT ?) RETURNING *")
+
+_INSERT_CALLBACK = ("INSERT OR REPLACE INTO callbacks (id, url, payload, attempt, not_before, state, last_error, "
+                    "updated_at) VALUES (?, ?, ?, 0, ?, 'pending', NULL, ?)")
+
 Stmt = tuple[str, Sequence[Any] | Sequence[Sequence[Any]], bool]  # (sql, params, executemany?)
+
+
+class Claimed(NamedTuple):
+    jobs: list[Job]
+    behind: set[str]  # functions that may have due jobs left
+    next_due: float | None  # the earliest `not_before` of the pending jobs not yet due
 
 
 class QueueDB:
@@ -281,6 +301,34 @@ class QueueDB:
 
         return await self.transact(fn)
 
+    async def claim_ready(self, now: float, limit: int, functions: Iterable[str] | None,
+                          room: Callable[[str], int]) -> Claimed:
+        """Claim due jobs per function, oldest due first within each: at most `room(f)` of function `f`
+        (called on the queue thread) and `limit` in all, for `functions` (None: every function with pending
+        jobs, found with an index skip-scan: one probe per function, not per job). One transaction, which
+        also tells which functions may have due jobs left (`behind`: claimed up to their room, or not
+        reached) and when the next not-yet-due job is due."""
+
+        def fn(conn: sqlite3.Connection) -> Claimed:
+            names = list(functions) if functions is not None else [r[0] for r in conn.execute(_PENDING_FUNCTIONS)]
+            jobs: list[Job] = []
+            behind: set[str] = set()
+            for f in names:
+                n = min(room(f), limit - len(jobs))
+                if n <= 0:
+                    behind.add(f)
+                    continue
+                rows = conn.execute(_CLAIM_FUNCTION, (f, now, n)).fetchall()
+                if len(rows) >= n:
+                    behind.add(f)
+                jobs.extend(_job(r) for r in rows)
+            nxt = conn.execute("SELECT MIN(not_before) FROM jobs WHERE state='pending' AND not_before>?",
+                               (now,)).fetchone()[0]
+            jobs.sort(key=lambda j: j.not_before)
+            return Claimed(jobs, behind, nxt)
+
+        return await self.transact(fn)
+
     async def unclaim(self, ids: Sequence[str]) -> None:
         """Give claimed jobs back untouched (their attempt was not started)."""
         await self.write([("UPDATE jobs SET state='pending', attempt=attempt-1 WHERE id=? AND state='running'",
@@ -292,6 +340,14 @@ class QueueDB:
 
     async def finish(self, job_id: str) -> None:
         await self.write([("DELETE FROM jobs WHERE id=?", (job_id,), False)])
+
+    async def finish_many(self, job_ids: Sequence[str], callbacks: Sequence[tuple[str, str, bytes]] = (),
+                          now: float = 0.0) -> None:
+        """Jobs done: deleted, and their result callbacks `(id, url, payload)` queued, in one commit."""
+        stmts: list[Stmt] = [("DELETE FROM jobs WHERE id=?", [(i,) for i in job_ids], True)]
+        if callbacks:
+            stmts.append((_INSERT_CALLBACK, [(i, url, payload, now, now) for i, url, payload in callbacks], True))
+        await self.write(stmts)
 
     async def reschedule(self, job_id: str, not_before: float, last_error: dict[str, Any] | None,
                          uncount: bool = False) -> None:
@@ -341,9 +397,7 @@ class QueueDB:
     # -- callbacks --------------------------------------------------------------------------------------
 
     async def add_callback(self, job_id: str, url: str, payload: bytes, now: float) -> None:
-        await self.write([(
-            "INSERT OR REPLACE INTO callbacks (id, url, payload, attempt, not_before, state, last_error, updated_at) "
-            "VALUES (?, ?, ?, 0, ?, 'pending', NULL, ?)", (job_id, url, payload, now, now), False)])
+        await self.write([(_INSERT_CALLBACK, (job_id, url, payload, now, now), False)])
 
     async def update_callback(self, job_id: str, state: str, attempt: int, not_before: float,
                               last_error: str | None, now: float) -> None:

@@ -10,6 +10,7 @@ schedules a retry (`retry.decide`), or moves it to the dead-letter queue.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from polyfn.config import Settings
+from polyfn.invoker import new_activation_id
 from polyfn.queue import retry
 from polyfn.queue.builtin import Job, QueueDB
 
@@ -56,18 +58,49 @@ def outcome_error(out: Outcome) -> tuple[str | None, dict[str, Any]]:
     return code, err
 
 
+#: Jobs of one function a node holds beyond its capacity (claimed, waiting in memory for a free instance):
+#: enough that claims and completions go in batches, few enough that one function's backlog leaves
+#: `async_max_inflight` slots to the others.
+PREFETCH = 64
+
+
 class AsyncQueue:
+    """The node's async queue: accepting (durably), dispatching, completing.
+
+    A job is *held* by this node from its claim to its completion (`running` in the file: a crash puts it
+    back to `pending`). Held jobs of a function invoke at most its capacity (max_instances × concurrency) at
+    once; the others wait in memory, so none waits in the pool until it times out as throttled. When the
+    queue has no due backlog, `submit` inserts the job already claimed (`running`, attempt 1) and starts it
+    right after the commit: no claim transaction at all. Finished jobs go to one completion batch: one
+    activation flush (the records must be stored before the jobs leave the queue), then one commit deletes
+    them all and queues their callbacks.
+    """
+
     def __init__(self, settings: Settings, invoker: Invoker, registry: FunctionRegistry):
         self.settings = settings
         self.invoker = invoker
         self.registry = registry
         self.db: QueueDB = None  # type: ignore[assignment]
         self._wake = asyncio.Event()
-        self._free = settings.async_max_inflight  # slots for running jobs (a plain counter: cheap to take in bulk)
-        self._slot_freed = asyncio.Event()
+        self._max_held = settings.async_max_inflight
+        self._held: dict[str, int] = {}  # function → jobs held (claimed, not completed)
+        self._nheld = 0
+        self._invoking: dict[str, int] = {}  # function → jobs invoking now
+        self._waiting: dict[str, collections.deque[Job]] = {}  # function → held jobs waiting for capacity
+        # Functions that may have due pending jobs in the file (new jobs of theirs queue behind them), all
+        # of them at start; and the same marks made while a claim runs (its view of the file may miss them).
+        self._behind: set[str] = set()
+        self._behind_all = True
+        self._marked: set[str] = set()
+        self._marked_all = False
+        self._claiming = False
+        self._next_due: float | None = None  # earliest retry not yet due
+        self._done: list[tuple[Job, Outcome]] = []  # finished jobs waiting for the completion batch
+        self._done_wake = asyncio.Event()
+        self._done_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._running: dict[str, int] = {}  # function → async invocations running now
         self._loop_task: asyncio.Task[None] | None = None
+        self._done_task: asyncio.Task[None] | None = None
         self._cb_task: asyncio.Task[None] | None = None
         self._cb_wake = asyncio.Event()
         self._stopping = False
@@ -82,11 +115,13 @@ class AsyncQueue:
             log.info("async queue: %d interrupted invocation(s) will run again", recovered)
         self._http = httpx.AsyncClient(timeout=self.settings.callback_timeout)
         self._loop_task = asyncio.create_task(self._dispatch_loop())
+        self._done_task = asyncio.create_task(self._complete_loop())
         self._cb_task = asyncio.create_task(self._callback_loop())
 
     async def stop(self, timeout: float) -> None:
-        """Stop claiming; let running jobs finish (bounded); jobs still running stay `running` in the file
-        and run again at the next start."""
+        """Stop claiming; held jobs that have not started go back to `pending`; running jobs finish
+        (bounded) and are completed; jobs still running stay `running` in the file and run again at the
+        next start."""
         self._stopping = True
         self._wake.set()
         self._cb_wake.set()
@@ -95,21 +130,42 @@ class AsyncQueue:
                 t.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await t
+        waiting = [j for q in self._waiting.values() for j in q]
+        self._waiting.clear()
+        if waiting:
+            with contextlib.suppress(Exception):
+                await self.db.unclaim([j.id for j in waiting])
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=timeout)
         for t in list(self._tasks):
             t.cancel()
+        if self._done_task is not None:
+            self._done_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._done_task
+        with contextlib.suppress(Exception):
+            await self._complete()
         if self._http is not None:
             await self._http.aclose()
         await self.db.close()
 
     def poke(self) -> None:
         """Jobs became due outside `submit` (e.g. a dead letter replayed): claim now."""
+        self._mark_behind(None)
         self._wake.set()
+
+    def _mark_behind(self, function: str | None) -> None:
+        """`function` (None: any) may have due pending jobs in the file."""
+        if function is None:
+            self._behind_all = self._marked_all = True
+        else:
+            self._behind.add(function)
+            self._marked.add(function)
 
     @property
     def inflight(self) -> int:
-        return len(self._tasks)
+        """Jobs this node holds (invoking, waiting for capacity, or completing)."""
+        return self._nheld
 
     # -- accepting ----------------------------------------------------------------------------------
 
@@ -117,7 +173,7 @@ class AsyncQueue:
                      headers: list[tuple[str, str]] | None = None, method: str = "POST", path: str = "/",
                      query: str = "", callback_url: str | None = None, job_id: str | None = None,
                      check: bool = True) -> str:
-        """Durably queue one invocation; returns its activation id."""
+        """Durably queue one invocation; returns its activation id once the job is committed."""
         if check:
             if self.registry.get(function) is None:
                 raise Rejected(404, "function_not_found", f"function {function!r} does not exist")
@@ -128,14 +184,101 @@ class AsyncQueue:
                 raise Rejected(400, "invalid_callback_url",
                                f"X-Callback-Url must be an http(s) URL, not {callback_url!r}")
         now = time.time()
-        job = Job(id=job_id or uuid.uuid4().hex, function=function, kind=kind, trigger=trigger, method=method,
+        # Time-ordered ids (like the invoker's): the jobs and activations primary keys stay append-mostly.
+        job = Job(id=job_id or new_activation_id(), function=function, kind=kind, trigger=trigger, method=method,
                   path=path, query=query, headers=headers or [], body=body, content_type=content_type,
                   callback_url=callback_url, enqueued_at=now, not_before=now)
-        await self.db.enqueue([job])
-        self._wake.set()
+        direct = (not self._behind_all and function not in self._behind and not self._claiming
+                  and not self._stopping and self._room(function) > 0)
+        if direct:  # claimed at insert: it starts as soon as it is committed
+            job.state, job.attempt = "running", 1
+            self._hold(function)
+        try:
+            await self.db.enqueue([job])
+        except BaseException:
+            if direct:
+                self._release(function)
+            raise
+        if direct:
+            if self._stopping:  # the node began to stop during the commit: the job runs at the next start
+                self._release(function)
+            else:
+                self._start(job)
+        else:
+            self._mark_behind(function)
+            if self._room(function) > 0:  # otherwise a completion of this function wakes the dispatcher
+                self._wake.set()
         return job.id
 
-    # -- running ------------------------------------------------------------------------------------
+    # -- holding ------------------------------------------------------------------------------------
+
+    def _capacity(self, function: str) -> int:
+        active = self.registry.get(function)
+        if active is None:
+            return 1 << 30  # unknown: let the job run (it goes to the dead-letter queue)
+        spec = active.revision.spec
+        return max(1, spec.max_instances * spec.concurrency)
+
+    def _limit(self, function: str) -> tuple[int, int]:
+        """(capacity, jobs this node may hold) of `function`."""
+        cap = self._capacity(function)
+        return cap, min(self._max_held, cap + max(cap, PREFETCH))
+
+    def _room(self, function: str) -> int:
+        """How many more jobs of `function` this node may hold now."""
+        limit = self._limit(function)[1]
+        return min(limit - self._held.get(function, 0), self._max_held - self._nheld)
+
+    def _refill(self, function: str) -> int:
+        cap, limit = self._limit(function)
+        return max(1, (limit - cap) // 2)
+
+    def _hold(self, function: str) -> None:
+        self._held[function] = self._held.get(function, 0) + 1
+        self._nheld += 1
+
+    def _release(self, function: str, completing: bool = False) -> None:
+        """A held job is settled. A job entering the completion batch stops counting against its function
+        (its instance is free) but still counts against the node until `_completed`."""
+        n = self._held.get(function, 1) - 1
+        if n > 0:
+            self._held[function] = n
+        else:
+            self._held.pop(function, None)
+        if not completing:
+            self._nheld -= 1
+        self._wake.set()
+
+    def _completed(self, n: int) -> None:
+        self._nheld -= n
+        self._wake.set()
+
+    def _start(self, job: Job) -> None:
+        """Invoke a held job now if its function has capacity, else let it wait for a free slot."""
+        f = job.function
+        n = self._invoking.get(f, 0)
+        if n >= self._capacity(f):
+            self._waiting.setdefault(f, collections.deque()).append(job)
+            return
+        self._invoking[f] = n + 1
+        t = asyncio.create_task(self._run(job))
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
+    def _invoked(self, function: str) -> None:
+        """An invocation of `function` ended: its slot goes to the next waiting job of the function."""
+        n = self._invoking.get(function, 1) - 1
+        if n > 0:
+            self._invoking[function] = n
+        else:
+            self._invoking.pop(function, None)
+        q = self._waiting.get(function)
+        if q and not self._stopping:
+            self._start(q.popleft())
+            if not q:
+                self._waiting.pop(function, None)
+
+    # -- dispatching --------------------------------------------------------------------------------
 
     async def _dispatch_loop(self) -> None:
         while not self._stopping:
@@ -145,95 +288,146 @@ class AsyncQueue:
                 raise
             except Exception:
                 log.exception("async queue: dispatch failed; retrying in 1 s")
+                self._claiming = False
                 await asyncio.sleep(1)
 
     async def _dispatch_once(self) -> None:
-        # Wait for at least one free slot, then claim as many due jobs as there are free slots.
-        while self._free == 0:
-            self._slot_freed.clear()
-            await self._slot_freed.wait()
-        free = min(self._free, 512)
         self._wake.clear()
-        # A function gets at most as many async invocations at once as it has capacity (max_instances ×
-        # concurrency): more would only wait in its pool until they time out as throttled.
-        full = [f for f, n in self._running.items() if n >= self._capacity(f)]
-        claimed = await self.db.claim(time.time(), free, full)
-        jobs, back = [], []
-        for job in claimed:
-            if self._running.get(job.function, 0) >= self._capacity(job.function):
-                back.append(job.id)
-            else:
-                self._running[job.function] = self._running.get(job.function, 0) + 1
-                jobs.append(job)
-        if back:
-            await self.db.unclaim(back)
-        self._free -= len(jobs)
-        for job in jobs:
-            t = asyncio.create_task(self._run(job))
-            self._tasks.add(t)
-            t.add_done_callback(self._tasks.discard)
-        if len(claimed) < free:
-            due = await self.db.next_due()
-            wait = 1.0 if due is None else min(max(due - time.time(), 0.0), 1.0)
-            if wait > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
+        now = time.time()
+        free = self._max_held - self._nheld
+        due = self._next_due is not None and self._next_due <= now
+        if self._behind_all or due:
+            names: list[str] | None = None  # every function with pending jobs
+        else:
+            # Refill a function's prefetch when half of it is free, not at every finished job: claims
+            # then come in batches.
+            names = [f for f in self._behind if self._room(f) >= max(1, min(self._refill(f), free))]
+        if free > 0 and (names is None or names):
+            self._marked.clear()
+            self._marked_all = False
+            self._claiming = True
+            try:
+                got = await self.db.claim_ready(now, free, names, self._room)
+            finally:
+                self._claiming = False
+            # Functions not looked at stay behind; so do jobs queued or rescheduled while the claim ran (its
+            # view of the file may miss them).
+            if names is not None:
+                got.behind.update(self._behind.difference(names))
+            self._behind = got.behind | self._marked
+            self._behind_all = self._marked_all
+            later = self._next_due if self._next_due is not None and self._next_due > now else None
+            self._next_due = min((t for t in (got.next_due, later) if t is not None), default=None)
+            for job in got.jobs:
+                self._hold(job.function)
+                self._start(job)
+            free = self._max_held - self._nheld
+        # Wait for a change: a job released (room for a claim), a job queued, or the next retry's due time.
+        wait = 1.0
+        if free > 0 and self._next_due is not None:
+            wait = min(max(self._next_due - time.time(), 0.001), 1.0)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), wait)
+
+    # -- running ------------------------------------------------------------------------------------
 
     async def _run(self, job: Job) -> None:
+        settled = False
         try:
-            await self._attempt(job)
+            try:
+                out = await self._invoke(job)
+            finally:
+                self._invoked(job.function)  # the instance is free: the next waiting job may start
+            settled = out is not None and await self._settle(job, out)
         except Exception:
             log.exception("async queue: job %s failed unexpectedly; it will run again", job.id)
             with contextlib.suppress(Exception):
                 await self.db.reschedule(job.id, time.time() + 5, None, uncount=True)
+            self._retry_at(job.function, time.time() + 5)
         finally:
-            n = self._running.get(job.function, 1) - 1
-            if n > 0:
-                self._running[job.function] = n
-            else:
-                self._running.pop(job.function, None)
-            self._free += 1
-            self._slot_freed.set()
-            self._wake.set()
+            if not settled:
+                self._release(job.function)
 
-    def _capacity(self, function: str) -> int:
-        active = self.registry.get(function)
-        if active is None:
-            return 1 << 30  # unknown: let the job run (it goes to the dead-letter queue)
-        spec = active.revision.spec
-        return max(1, spec.max_instances * spec.concurrency)
-
-    async def _attempt(self, job: Job) -> None:
-        now = time.time()
+    async def _invoke(self, job: Job) -> Outcome | None:
+        """One attempt; None when the job was dead-lettered without running."""
         active = self.registry.get(job.function)
         if active is None:
             await self._dead(job, "function_not_found", {"code": "function_not_found",
                                                           "message": f"function {job.function!r} does not exist"})
-            return
+            return None
         spec = active.revision.spec
-        if now - job.enqueued_at > spec.max_event_age:
+        if time.time() - job.enqueued_at > spec.max_event_age:
             await self._dead(job, f"max_event_age exceeded ({spec.max_event_age:g} s)", job.last_error)
-            return
+            return None
         headers = [*job.headers, ("x-polyfn-idempotency-key", job.id), ("x-polyfn-attempt", str(job.attempt))]
-        out = await self.invoker.invoke(job.function, job.kind, job.trigger, job.method, job.path, job.query,
-                                        headers, job.body, job.content_type, activation_id=job.id)
+        return await self.invoker.invoke(job.function, job.kind, job.trigger, job.method, job.path, job.query,
+                                         headers, job.body, job.content_type, activation_id=job.id)
+
+    async def _settle(self, job: Job, out: Outcome) -> bool:
+        """Retry, dead-letter or complete an attempt: True when the job went to the completion batch (released
+        from its function already)."""
         code, err = outcome_error(out) if out.status >= 400 else (None, {})
         cls = retry.classify(out.status, code)
-        decision = retry.decide(cls, job.attempt, time.time() - job.enqueued_at, spec)
+        active = self.registry.get(job.function)
+        spec = active.revision.spec if active is not None else None
+        decision = (retry.decide(cls, job.attempt, time.time() - job.enqueued_at, spec) if spec is not None
+                    else retry.Decision("dead", reason="function_not_found"))
         if decision.action == "done":
             if job.trigger == "events" and out.status < 400 and self.on_reply is not None:
                 await self._reply(job, out.body)
-            # The activation record must be on disk before the job leaves the queue: a kill -9 in between
-            # would otherwise lose the record of an invocation that ran (one flush covers every buffered one).
-            await self.invoker.recorder.flush()
-            await self.db.finish(job.id)
-            await self._callback(job, out, "success" if out.status < 400 else "error")
-        elif decision.action == "retry":
-            err["attempt"] = job.attempt
-            await self.db.reschedule(job.id, time.time() + decision.delay, err, uncount=cls in ("throttle", "shutdown"))
+            self._done.append((job, out))
+            self._done_wake.set()
+            self._release(job.function, completing=True)
+            return True
+        err["attempt"] = job.attempt
+        if decision.action == "retry":
+            at = time.time() + decision.delay
+            await self.db.reschedule(job.id, at, err, uncount=cls in ("throttle", "shutdown"))
+            self._retry_at(job.function, at)
         else:
-            err["attempt"] = job.attempt
             await self._dead(job, decision.reason, err, out)
+        return False
+
+    def _retry_at(self, function: str, at: float) -> None:
+        self._mark_behind(function)  # due at once (a shutdown retry) or soon
+        if self._next_due is None or at < self._next_due:
+            self._next_due = at
+            self._wake.set()
+
+    # -- completing ---------------------------------------------------------------------------------
+
+    async def _complete_loop(self) -> None:
+        while True:
+            await self._done_wake.wait()
+            self._done_wake.clear()
+            try:
+                await self._complete()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("async queue: completing finished jobs failed; retrying in 1 s")
+                await asyncio.sleep(1)
+                self._done_wake.set()
+
+    async def _complete(self) -> None:
+        """Every finished job so far, in one batch: the activation records are stored first (a kill -9
+        between the two would otherwise lose the record of an invocation that ran), then one commit
+        deletes the jobs and queues their callbacks. On failure the jobs stay held and are tried again."""
+        async with self._done_lock:
+            while self._done:
+                batch, self._done = self._done, []
+                try:
+                    await self.invoker.recorder.flush()
+                    now = time.time()
+                    callbacks = [(job.id, job.callback_url, self._callback_payload(
+                        job, out, "success" if out.status < 400 else "error")) for job, out in batch if job.callback_url]
+                    await self.db.finish_many([job.id for job, _ in batch], callbacks, now)
+                except BaseException:
+                    self._done[:0] = batch
+                    raise
+                self._completed(len(batch))
+                if callbacks:
+                    self._cb_wake.set()
 
     async def _reply(self, job: Job, body: bytes) -> None:
         """A function invoked by an event replied with a CloudEvent: route it on (hop count bounded)."""
@@ -260,6 +454,12 @@ class AsyncQueue:
     async def _callback(self, job: Job, out: Outcome | None, status: str, reason: str | None = None) -> None:
         if not job.callback_url:
             return
+        await self.db.add_callback(job.id, job.callback_url, self._callback_payload(job, out, status, reason),
+                                   time.time())
+        self._cb_wake.set()
+
+    @staticmethod
+    def _callback_payload(job: Job, out: Outcome | None, status: str, reason: str | None = None) -> bytes:
         payload: dict[str, Any] = {"activation_id": job.id, "function": job.function, "status": status,
                                    "attempts": job.attempt}
         if out is not None:
@@ -270,8 +470,7 @@ class AsyncQueue:
                 payload["result"] = out.body.decode("utf-8", "replace")
         if reason:
             payload["reason"] = reason
-        await self.db.add_callback(job.id, job.callback_url, json.dumps(payload).encode(), time.time())
-        self._cb_wake.set()
+        return json.dumps(payload).encode()
 
     async def _callback_loop(self) -> None:
         s = self.settings
