@@ -61,7 +61,10 @@ class Settings(BaseSettings):
     console_session_ttl: float = Field(12 * 3600.0, ge=60)  # web console login lifetime (seconds)
     otlp_endpoint: str | None = None  # e.g. http://127.0.0.1:4318/v1/traces: export activations as OTLP spans
     # Async invocations and triggers (docs/triggers.md).
-    async_max_inflight: int = Field(256, ge=1)  # async invocations running at once on this node
+    async_max_inflight: int = Field(256, ge=1)  # async invocations held (running or about to) on this node
+    # queue.db commits: "normal" survives kill -9 of the server (the OS has the write); "full" also fsyncs
+    # every group commit, so accepted invocations survive a power loss too.
+    queue_sync: str = Field("normal", pattern="^(normal|full)$")
     callback_attempts: int = Field(5, ge=1)  # POSTs of a result to an X-Callback-Url before it is marked failed
     callback_backoff: float = Field(1.0, ge=0)  # seconds before the first callback retry (doubles, jittered)
     callback_timeout: float = Field(10.0, gt=0)  # seconds per callback POST

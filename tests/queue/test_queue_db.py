@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from polyfn.queue.builtin import Job, QueueDB
 
 
@@ -70,3 +72,32 @@ async def test_claim_skips_functions_at_capacity_and_unclaim(tmp_path: Path) -> 
     (j,) = await db.claim(now=10, limit=1, exclude=["a"])
     assert j.id == "b1" and j.attempt == 1  # the unclaimed attempt did not count
     await db.close()
+
+
+async def test_claim_ready_per_function_room(tmp_path: Path) -> None:
+    db = await QueueDB.open(tmp_path / "q.db")
+    jobs = [Job(id=f"{f}{i}", function=f, body=b"", not_before=i) for i in range(4) for f in "abc"]
+    jobs.append(Job(id="later", function="c", body=b"", not_before=50))
+    await db.enqueue(jobs)
+    rooms = {"a": 2, "b": 0, "c": 10}
+    got = await db.claim_ready(now=10, limit=100, functions=None, room=rooms.__getitem__)  # every function
+    assert sorted(j.id for j in got.jobs) == ["a0", "a1", "c0", "c1", "c2", "c3"]
+    assert [j.id for j in got.jobs if j.function == "a"] == ["a0", "a1"]  # oldest first
+    assert all(j.state == "running" and j.attempt == 1 for j in got.jobs)
+    assert got.behind == {"a", "b"}  # a: claimed up to its room; b: had none; c: every due job taken
+    assert got.next_due == 50.0
+    got = await db.claim_ready(now=10, limit=1, functions=["b", "a"], room=lambda f: 10)  # the node's limit
+    assert [j.id for j in got.jobs] == ["b0"] and got.behind == {"a", "b"}
+    got = await db.claim_ready(now=10, limit=100, functions=["a"], room=lambda f: 10)
+    assert [j.id for j in got.jobs] == ["a2", "a3"] and got.behind == set()
+    await db.close()
+
+
+async def test_queue_sync_full(tmp_path: Path) -> None:
+    db = await QueueDB.open(tmp_path / "q.db", sync="full")
+    assert (await db.read("PRAGMA synchronous"))[0][0] == 2  # FULL
+    await db.enqueue([Job(id="x", function="f", body=b"")])
+    assert db.commits == 1 and db.writes == 1
+    await db.close()
+    with pytest.raises(ValueError, match="normal or full"):
+        await QueueDB.open(tmp_path / "q2.db", sync="off")

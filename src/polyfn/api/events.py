@@ -70,7 +70,8 @@ def router(node: Node) -> APIRouter:
     async def queue_stats() -> dict[str, Any]:
         counts = await node.queue.db.counts()
         return {"pending": counts.get("pending", 0), "running": counts.get("running", 0),
-                "dead_letters": counts.get("dead", 0), "inflight": node.queue.inflight}
+                "dead_letters": counts.get("dead", 0), "inflight": node.queue.inflight,
+                "commits": node.queue.db.commits, "writes": node.queue.db.writes}
 
     # -- dead-letter queue --------------------------------------------------------------------------
 

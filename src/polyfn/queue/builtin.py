@@ -3,12 +3,14 @@ the dead-letter queue, pending result callbacks and embedded topic messages.
 
 All SQLite work happens on one dedicated thread (the loop never blocks on the file). Writes are
 group-committed: every caller's statements that arrive while a commit is running go into the next
-transaction together, and each caller's `await` returns only once its rows are on disk (WAL, `synchronous=
-NORMAL`: survives `kill -9` of the server). This is what makes thousands of durable enqueues per second
-possible on one SQLite file.
+transaction together, and each caller's `await` returns only once that transaction committed (WAL,
+`synchronous=NORMAL` by default: the commit is in the OS, so it survives `kill -9` of the server; with
+`POLYFN_QUEUE_SYNC=full` every group commit is also fsynced, surviving a power loss). This is what makes
+thousands of durable enqueues per second possible on one SQLite file.
 
-A job is `pending` (waiting, maybe for a retry's `not_before`), `running` (claimed by this node's
-dispatcher) or `dead` (in the dead-letter queue). Finished jobs are deleted: their record is the
+A job is `pending` (waiting, maybe for a retry's `not_before`), `running` (held by this node's dispatcher:
+claimed, or inserted already claimed when nothing was queued ahead of it) or `dead` (in the dead-letter
+queue). Finished jobs are deleted: their record is the
 activation in the activation store. At start, `running` jobs left by a crashed server become `pending`
 again (at-least-once).
 """
@@ -155,8 +157,9 @@ class Claimed(NamedTuple):
 class QueueDB:
     """The queue file. Create with `await QueueDB.open(path)`; every method is a coroutine."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, sync: str = "normal"):
         self.path = path
+        self.sync = sync
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="polyfn-queue")
         self._conn: sqlite3.Connection | None = None
         self._pending: list[tuple[list[Stmt], asyncio.Future[None]]] = []
@@ -164,10 +167,16 @@ class QueueDB:
         self._writer: asyncio.Task[None] | None = None
         self._closed = False
         self._thread_lock = threading.Lock()
+        self.commits = 0  # group commits so far
+        self.writes = 0  # callers' writes they carried (writes / commits: how much grouping saves)
 
     @classmethod
-    async def open(cls, path: Path) -> QueueDB:
-        db = cls(path)
+    async def open(cls, path: Path, sync: str = "normal") -> QueueDB:
+        """`sync`: SQLite's `synchronous` in WAL mode: "normal" (a commit reaches the OS: survives kill -9
+        of the server) or "full" (every commit is fsynced: survives a power loss)."""
+        if sync not in ("normal", "full"):
+            raise ValueError(f"sync must be normal or full, not {sync!r}")
+        db = cls(path, sync)
         await db._run(db._connect)
         db._writer = asyncio.create_task(db._write_loop())
         return db
@@ -177,7 +186,7 @@ class QueueDB:
         conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA synchronous={self.sync.upper()}")
         conn.execute("PRAGMA busy_timeout=10000")
         conn.executescript(SCHEMA)
         self._conn = conn
@@ -209,6 +218,8 @@ class QueueDB:
             self._wake.clear()
             if self._pending:
                 batch, self._pending = self._pending, []
+                self.commits += 1
+                self.writes += len(batch)
                 try:
                     errors = await self._run(self._commit, batch)
                 except Exception as e:  # the whole transaction failed: every caller learns it

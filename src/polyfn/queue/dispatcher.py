@@ -1,10 +1,12 @@
 """Async invocations: accept (durably), run through the one `Invoker` path, retry per the function's policy,
 dead-letter, and POST results to callback URLs.
 
-`AsyncQueue.submit` returns once the job is committed to the queue file; the dispatcher claims due jobs
-(bounded by `async_max_inflight`), invokes each with the job id as its activation id (the same id on every
-attempt: the function's idempotency key, also sent as `X-Polyfn-Idempotency-Key`), then deletes the job,
-schedules a retry (`retry.decide`), or moves it to the dead-letter queue.
+`AsyncQueue.submit` returns once the job is committed to the queue file (the public enqueue API, used by
+the gateway, the invoke API and triggers); the dispatcher holds due jobs (bounded by `async_max_inflight`),
+invokes each with the job id as its activation id (the same id on every attempt: the function's idempotency
+key, also sent as `X-Polyfn-Idempotency-Key`), then completes the job (in a batch), schedules a retry
+(`retry.decide`), or moves it to the dead-letter queue. Per invocation in the steady state: one row
+inserted (shared group commit), one deleted (shared completion commit), no claim transaction.
 """
 
 from __future__ import annotations
@@ -108,7 +110,7 @@ class AsyncQueue:
         self.on_reply: Any = None  # set by the node: routes CloudEvents that functions reply with
 
     async def start(self) -> None:
-        self.db = await QueueDB.open(self.settings.data_dir / "queue.db")
+        self.db = await QueueDB.open(self.settings.data_dir / "queue.db", self.settings.queue_sync)
         recovered = await self.db.recover()
         await self.db.topic_recover()
         if recovered:
@@ -273,10 +275,11 @@ class AsyncQueue:
         else:
             self._invoking.pop(function, None)
         q = self._waiting.get(function)
-        if q and not self._stopping:
+        # (a loop: the function's capacity may have grown since they began to wait)
+        while q and not self._stopping and self._invoking.get(function, 0) < self._capacity(function):
             self._start(q.popleft())
-            if not q:
-                self._waiting.pop(function, None)
+        if not q:
+            self._waiting.pop(function, None)
 
     # -- dispatching --------------------------------------------------------------------------------
 
