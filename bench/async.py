@@ -7,6 +7,7 @@ committed to the SQLite queue before its 202) by `wrk` (C, one thread: a Python 
 * **saturated**: wrk with C connections for D seconds, as fast as the server accepts; end to end =
   accepted / (time from wrk's start until the queue is empty: every invocation ran). While the queue
   builds up, accepting and running share the node's CPU, so this is the node's sustained capacity;
+  "backlog drain/s" is the rate at which the backlog left when wrk stopped ran (dispatching alone);
 * **paced**: wrk at a fixed offered rate (`--rate`, each connection sleeping between requests), below
   capacity: the enqueue → start latency a caller sees when the node keeps up;
 * enqueue → start p50/p99: a probe client sends one async request every 20 ms during each run and reads
@@ -67,15 +68,19 @@ class Probe(threading.Thread):
         conn.close()
 
 
-def drain(srv: PolyfnServer, timeout: float = 600) -> None:
-    """Wait until every accepted invocation ran (nothing pending or running in the queue)."""
+def drain(srv: PolyfnServer, timeout: float = 600) -> int:
+    """Wait until every accepted invocation ran (nothing pending or running in the queue); returns how many
+    were left when called."""
     api = Http(srv.port, srv.key)  # a fresh connection: the server closes idle keep-alive ones
+    left = -1
     try:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             q = api.json("GET", "/v1/queue")
+            if left < 0:
+                left = q["pending"] + q["running"]
             if q["pending"] == 0 and q["running"] == 0:
-                return
+                return left
             time.sleep(0.01)
     finally:
         api.close()
@@ -98,15 +103,17 @@ def async_run(srv: PolyfnServer, pid: int, url: str, conns: int, duration: int, 
     res = run_wrk(url, conns, duration, script=script)
     probe.stop.set()
     probe.join()
-    drain(srv)
+    t1 = time.perf_counter()
+    left = drain(srv)
     e2e = time.perf_counter() - t0
+    drain_rate = left / (time.perf_counter() - t1) if left > 200 else float("nan")
     wait_idle(pid)
     n = res.requests + len(probe.sent)
     cpu = (cpu_seconds(pid) - cpu0) / n * 1000
     lat = latencies(srv, probe.sent)
     errors = res.non_2xx + res.socket_errors
     return {"accept": res.rps, "e2e": n / e2e, "p50": percentile(lat, 50), "p99": percentile(lat, 99),
-            "cpu": cpu, "n": n, "errors": errors}
+            "cpu": cpu, "n": n, "errors": errors, "drain": drain_rate}
 
 
 def main() -> None:
@@ -144,14 +151,14 @@ def main() -> None:
         api = Http(srv.port, srv.key)
         failed = api.json("GET", "/v1/activations?function=hello&status=error&limit=10")["activations"]
     rows = [
-        ["sync /fn/hello (peer)", fmt(sync.rps, 0), "-", "-", "-", "-", fmt(sync_cpu, 3)],
-        [f"async saturated, {args.c} conns", fmt(sat["accept"], 0), fmt(sat["e2e"], 0), fmt(sat["p50"]),
-         fmt(sat["p99"]), fmt(sat["e2e"] / sync.rps, 2), fmt(sat["cpu"], 3)],
-        [f"async paced, offered {args.rate}/s", fmt(paced["accept"], 0), fmt(paced["e2e"], 0), fmt(paced["p50"]),
-         fmt(paced["p99"]), "-", fmt(paced["cpu"], 3)],
+        ["sync /fn/hello (peer)", fmt(sync.rps, 0), "-", "-", "-", "-", "-", fmt(sync_cpu, 3)],
+        [f"async saturated, {args.c} conns", fmt(sat["accept"], 0), fmt(sat["e2e"], 0), fmt(sat["drain"], 0),
+         fmt(sat["p50"]), fmt(sat["p99"]), fmt(sat["e2e"] / sync.rps, 2), fmt(sat["cpu"], 3)],
+        [f"async paced, offered {args.rate}/s", fmt(paced["accept"], 0), fmt(paced["e2e"], 0),
+         fmt(paced["drain"], 0), fmt(paced["p50"]), fmt(paced["p99"]), "-", fmt(paced["cpu"], 3)],
     ]
-    print(table(["run", "accepted/s", "end to end/s", "enqueue→start p50 ms", "p99 ms", "e2e / sync",
-                 "server CPU ms/invocation"], rows))
+    print(table(["run", "accepted/s", "end to end/s", "backlog drain/s", "enqueue→start p50 ms", "p99 ms",
+                 "e2e / sync", "server CPU ms/invocation"], rows))
     print(f"\nwrk -t1 -c{args.c} -d{args.d}s (paced: -c{paced_conns} with a per-request delay); "
           f"{int(sat['n'])} + {int(paced['n'])} async invocations; non-2xx/socket errors: "
           f"{int(sat['errors'] + paced['errors'])}; failed activations: {len(failed)}; "
