@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     callback_backoff: float = Field(1.0, ge=0)  # seconds before the first callback retry (doubles, jittered)
     callback_timeout: float = Field(10.0, gt=0)  # seconds per callback POST
     trigger_reconnect_max: float = Field(30.0, gt=0)  # cap on a broker trigger's reconnect backoff (seconds)
+    cron_leader_interval: float = Field(1.0, gt=0)  # PostgreSQL: seconds between cron leader lock attempts
 
     # Process isolation.
     cgroups: bool = True  # use the cgroup memory controller when available

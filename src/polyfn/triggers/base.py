@@ -30,6 +30,7 @@ class Context:
     registry: FunctionRegistry
     store: TriggerStore
     recorder: Any = None  # ActivationRecorder: log triggers follow functions' output through it
+    leader: Any = None  # triggers.leader.CronLeader: whether this node fires cron ticks
 
 
 class Runner:

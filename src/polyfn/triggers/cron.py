@@ -4,7 +4,8 @@ Each tick queues one async invocation (kind `cloudevent`, type `TYPE_TIMER`) thr
 it gets the function's retry policy and dead-letter queue. The job id is derived from the trigger and the
 tick, so a tick queued just before a crash is not queued twice. Ticks missed while the server was down are
 either skipped (`missed=skip`, default) or run once (`missed=run_once`: the most recent missed tick only),
-never as a burst.
+never as a burst. With PostgreSQL metadata, only the cron leader node fires (`triggers/leader.py`); the
+others show `standby` and take over from the saved cursor when the leader goes.
 """
 
 from __future__ import annotations
@@ -92,16 +93,35 @@ class CronRunner(Runner):
                 "last_tick": self.cursor, "caught_up": self.caught_up}
 
     async def run(self) -> None:
-        catch_up, self.cursor = plan_start(self.schedule, self.tz, self.cursor, time.time(), self.missed)
+        leader = self.ctx.leader
+        while True:
+            if leader is not None and not leader.is_leader:
+                self.set_health("standby")  # another node fires the ticks
+                await leader.wait()
+                # The previous leader's cursor, from the shared database.
+                t = await self.ctx.store.get(self.trigger.id)
+                if t is not None:
+                    self.cursor = float(t.state.get("last", self.cursor))
+            await self._lead()
+
+    async def _lead(self) -> None:
+        """Fire ticks while this node is the leader (always, embedded)."""
+        leader = self.ctx.leader
+        catch_up, cursor = plan_start(self.schedule, self.tz, self.cursor, time.time(), self.missed)
         if catch_up is not None:
+            if leader is not None and not await leader.confirm():
+                return
             self.caught_up = catch_up
             await self.fire(catch_up)
+        self.cursor = cursor
         await self.save()
         self.set_health("scheduled")
         while True:
             due = next_fire(self.schedule, self.tz, self.cursor)
             while (wait := due - time.time()) > 0:
                 await asyncio.sleep(min(wait, 30))
+            if leader is not None and not await leader.confirm():
+                return
             await self.fire(due)
             self.cursor = due
             await self.save()

@@ -13,6 +13,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from polyfn.triggers.base import Context, Runner, TriggerConfigError
+from polyfn.triggers.leader import CronLeader
 from polyfn.triggers.store import Trigger, TriggerStore
 
 if TYPE_CHECKING:
@@ -46,11 +47,13 @@ class TriggerManager:
                  registry: FunctionRegistry, recorder: Any = None):
         self.settings = settings
         self.tstore = TriggerStore(store)
-        self.ctx = Context(settings, invoker, queue, registry, self.tstore, recorder)
+        self.leader = CronLeader(settings.database_url, settings.cron_leader_interval)
+        self.ctx = Context(settings, invoker, queue, registry, self.tstore, recorder, self.leader)
         self.runners: dict[str, Runner] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
 
     async def start(self) -> None:
+        await self.leader.start()
         for t in await self.tstore.list():
             try:
                 self._launch(t)
@@ -68,6 +71,7 @@ class TriggerManager:
             with contextlib.suppress(Exception):
                 await r.close()  # type: ignore[attr-defined]
         self.tasks.clear()
+        await self.leader.stop()
 
     def _launch(self, t: Trigger, runner: Runner | None = None) -> Runner:
         runner = runner or kind_module(t.kind).RUNNER(t, self.ctx)

@@ -1,0 +1,94 @@
+"""Two nodes sharing a PostgreSQL database fire each cron tick once: one holds the advisory-lock leadership
+(health `scheduled`), the other waits (`standby`); after `kill -9` of the leader the other takes over from
+the saved cursor. Needs PostgreSQL (POLYFN_TEST_PG_DSN, default postgres@127.0.0.1:5432): skipped when it is
+unreachable, a failure under CI=true."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import secrets
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import Server, start_server, wait_until
+
+HOST_FS = True  # the function appends to a file the test reads (conftest.HOST_FS)
+PG_ADMIN_DSN = os.environ.get("POLYFN_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+TICK = '''
+import os
+def handler(event, context):
+    with open(os.path.join(os.environ["STATE"], "ticks.log"), "a") as f:
+        f.write(event["data"]["scheduled_time"] + "\\n")
+    return "ok"
+'''
+
+
+async def _pg(*statements: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
+    try:
+        for s in statements:
+            await conn.execute(s)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    name = f"polyfn_cron_{secrets.token_hex(4)}"
+    try:
+        asyncio.run(_pg(f"CREATE DATABASE {name}"))
+    except Exception as e:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required under CI=true: {e}")
+        pytest.skip(f"PostgreSQL unavailable at {PG_ADMIN_DSN}: {e}")
+    yield "postgresql+asyncpg://" + PG_ADMIN_DSN.split("://", 1)[1].rsplit("/", 1)[0] + "/" + name
+    asyncio.run(_pg(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+def health(s: Server) -> str:
+    (t,) = s.api.get("/v1/functions/tick/triggers").json()["triggers"]
+    return t["health"]["state"]
+
+
+def test_two_nodes_fire_each_tick_once(tmp_path: Path, pg_url: str) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    log = state / "ticks.log"
+    env = {"POLYFN_DATABASE_URL": pg_url, "POLYFN_CRON_LEADER_INTERVAL": "0.2"}
+
+    def ticks() -> collections.Counter[str]:
+        return collections.Counter(log.read_text().split()) if log.exists() else collections.Counter()
+
+    a = start_server(tmp_path / "a", env=env, host_fs=True)
+    b: Server | None = None
+    try:
+        a.deploy("tick", {"handler.py": TICK}, env={"STATE": str(state)})
+        r = a.api.post("/v1/functions/tick/triggers", json={"kind": "cron", "config": {"schedule": "* * * * * *"}})
+        assert r.status_code in (200, 201), r.text
+        assert wait_until(lambda: health(a) == "scheduled", 15)
+        b = start_server(tmp_path / "b", env=env, host_fs=True)  # loads the trigger from the shared database
+        assert wait_until(lambda: health(b) == "standby", 15)
+        assert wait_until(lambda: len(ticks()) >= 4, 20)
+        assert health(b) == "standby"
+        assert max(ticks().values()) == 1, ticks()  # every tick once, though both nodes run the trigger
+
+        a.stop(signal.SIGKILL)  # the leader dies: its session ends and PostgreSQL releases the lock
+        before = set(ticks())
+        assert wait_until(lambda: health(b) == "scheduled", 20)
+        assert wait_until(lambda: len(set(ticks()) - before) >= 3, 20)
+        # Each tick once across the failover, except possibly the one the old leader was firing when it died
+        # (queued and run, but not yet recorded as fired): at-least-once.
+        after = ticks()
+        assert sum(n - 1 for n in after.values()) <= 1, after
+    finally:
+        a.stop()
+        if b is not None:
+            b.stop()
