@@ -90,6 +90,52 @@ def test_created_and_deleted_cloudevents(server: Server, s3: Any) -> None:
     assert {a["trigger"] for a in acts} == {"storage"}
 
 
+FLAVORED = {  # name → (files, deploy options): each returns (or prints) the key as its vendor's event shape has it
+    "fl-aws": ({"lambda_function.py": "def lambda_handler(event, context):\n"
+                "    r = event['Records'][0]\n    return [r['eventSource'], r['s3']['object']['key']]\n"},
+               {"flavor": "aws", "handler": "lambda_function.lambda_handler"}),
+    "fl-aliyun": ({"index.py": "import json\ndef handler(event, context):\n    e = json.loads(event)['events'][0]\n"
+                   "    return [e['eventSource'], e['oss']['object']['key']]\n"}, {"flavor": "aliyun", "handler": "index.handler"}),
+    "fl-tencent": ({"index.py": "def main_handler(event, context):\n    r = event['Records'][0]\n"
+                    "    return ['cos', r['cos']['cosObject']['key']]\n"}, {"flavor": "tencent", "handler": "index.main_handler"}),
+    "fl-gcp": ({"main.py": "import functions_framework\n@functions_framework.cloud_event\ndef on_object(ce):\n"
+                "    print('GCS', ce['type'], ce.data['name'])\n"}, {"flavor": "gcp", "handler": "main.on_object"}),
+    "fl-azure": ({"function_app.py": "import azure.functions as func\napp = func.FunctionApp()\n"
+                  "@app.blob_trigger(arg_name='blob', path='flavors/{name}', connection='AzureWebJobsStorage')\n"
+                  "def on_blob(blob: func.InputStream):\n    print('BLOB', blob.name, blob.length)\n"},
+                 {"flavor": "azure", "handler": "function_app.app"}),
+    "fl-node": ({"index.js": "exports.handler = async (event) => [event.Records[0].eventSource, "
+                 "event.Records[0].s3.object.key];\n"}, {"flavor": "aws", "runtime": "node", "handler": "index.handler"}),
+}
+
+
+def test_each_flavor_gets_its_vendor_event_shape(server: Server, s3: Any) -> None:
+    """The queue carries the CloudEvent (kind `cloudevent`, trigger `storage`); the flavor shapes it when the
+    invocation runs — in the instance for Python, in the node for Node.js."""
+    s3.create_bucket(Bucket="flavors")
+    for name, (files, opts) in FLAVORED.items():
+        server.deploy(name, files, **opts)
+        assert server.api.post("/v1/storage/triggers", json={"function": name, "bucket": "flavors"}).status_code == 201
+    s3.put_object(Bucket="flavors", Key="in/photo.jpg", Body=b"jpg")
+
+    def final(name: str) -> dict[str, Any] | None:
+        acts = server.api.get("/v1/activations", params={"function": name}).json()["activations"]
+        act = server.activation(acts[0]["id"]) if acts else None
+        return act if act and act["status"] not in ("pending", "running") else None
+
+    assert wait_until(lambda: all(final(n) for n in FLAVORED), timeout=60), server.log.read_text()[-3000:]
+    got = {n: final(n) for n in FLAVORED}
+    assert {n: a["status"] for n, a in got.items()} == dict.fromkeys(FLAVORED, "success"), got
+    assert json.loads(got["fl-aws"]["result"]) == ["aws:s3", "in/photo.jpg"]
+    assert json.loads(got["fl-aliyun"]["result"]) == ["acs:oss", "in/photo.jpg"]
+    assert json.loads(got["fl-tencent"]["result"])[1].endswith("/flavors/in/photo.jpg")  # COS: /APPID/bucket/key
+    assert json.loads(got["fl-node"]["result"]) == ["aws:s3", "in/photo.jpg"]
+    gcs = " ".join(ln["message"] if isinstance(ln, dict) else str(ln) for ln in got["fl-gcp"]["logs"])
+    assert "GCS google.cloud.storage.object.v1.finalized in/photo.jpg" in gcs, got["fl-gcp"]
+    blob = " ".join(ln["message"] if isinstance(ln, dict) else str(ln) for ln in got["fl-azure"]["logs"])
+    assert "BLOB flavors/in/photo.jpg 3" in blob, got["fl-azure"]
+
+
 def test_functions_get_their_own_credentials(server: Server, s3: Any) -> None:
     code = '''
 import os
