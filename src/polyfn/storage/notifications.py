@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -28,8 +27,6 @@ from sqlalchemy import delete, insert, select
 from polyfn.events.cloudevent import CONTENT_TYPE, TYPE_OBJECT_CREATED, TYPE_OBJECT_DELETED, new_event
 from polyfn.storage.errors import S3Error
 from polyfn.store.tables import storage_triggers
-
-log = logging.getLogger("polyfn.storage")
 
 EVENT_TYPES = {"created": TYPE_OBJECT_CREATED, "deleted": TYPE_OBJECT_DELETED}
 TRIGGER_HEADER = "x-polyfn-storage-trigger"  # which storage trigger queued an invocation (in `dlq show`)
@@ -88,7 +85,6 @@ class Notifications:
         self.submit: Submit | None = None  # set by the node once the async queue runs (`StorageService.serve`)
         self.triggers: dict[str, StorageTrigger] = {}
         self._seq = itertools.count(int(clock() * 1000) << 16)
-        self.queued = 0
 
     # -- configs --------------------------------------------------------------------------------------
 
@@ -168,7 +164,6 @@ class Notifications:
         # check=False: a trigger whose function is gone is dead-lettered by the queue, like other triggers.
         await asyncio.gather(*(submit(t.function, "cloudevent", "storage", body, CONTENT_TYPE,
                                       headers=[(TRIGGER_HEADER, t.id)], check=False) for t in matched))
-        self.queued += len(matched)
         return len(matched)
 
 def from_vendor_config(config: dict[str, Any]) -> tuple[str, tuple[str, ...], str, str]:
