@@ -109,8 +109,8 @@ class Settings(BaseSettings):
     storage_upstream_access_key_id: str | None = None
     storage_upstream_secret_access_key: str | None = None
     storage_upstream_region: str = "us-east-1"
-    storage_trigger_attempts: int = Field(4, ge=1, le=100)  # deliveries of one event before it goes to the DLQ
-    storage_trigger_backoff: float = Field(0.5, ge=0)  # seconds before the 2nd attempt, doubled each time
+    # virtual-host addressing: `BUCKET.<domain>` in the Host header names the bucket (comma-separated list)
+    storage_domain: str = Field("localhost", pattern=r"^[A-Za-z0-9.\-]+(,[A-Za-z0-9.\-]+)*$")
     node_blanks: int = Field(1, ge=0, le=8)  # pre-started Node.js processes kept per memory size once Node is used
     http_private_network: bool = True  # http-runtime instances in their own network namespace (root only)
 
@@ -139,6 +139,10 @@ class Settings(BaseSettings):
     @property
     def storage_dir(self) -> Path:
         return self.storage_path or self.data_dir / "storage"
+
+    @property
+    def storage_domains(self) -> tuple[str, ...]:
+        return tuple(d.strip(".").lower() for d in self.storage_domain.split(",") if d.strip("."))
 
     @property
     def run_dir(self) -> Path:
