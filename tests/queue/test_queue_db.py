@@ -10,27 +10,33 @@ import pytest
 from polyfn.queue.builtin import Job, QueueDB
 
 
+async def claim(db: QueueDB, now: float, limit: int = 100, room: int = 100) -> list[str]:
+    """Ids of the due jobs claimed, every function, `room` each."""
+    return [j.id for j in (await db.claim_ready(now, limit, None, lambda f: room)).jobs]
+
+
 async def test_enqueue_claim_finish_and_recover(tmp_path: Path) -> None:
     db = await QueueDB.open(tmp_path / "q.db")
     jobs = [Job(id=f"j{i}", function="f", body=b"{}", enqueued_at=i, not_before=i) for i in range(5)]
     await asyncio.gather(*(db.enqueue([j]) for j in jobs))  # concurrent callers share commits
-    claimed = await db.claim(now=2.5, limit=10)
-    assert [j.id for j in claimed] == ["j0", "j1", "j2"]
-    assert all(j.state == "running" and j.attempt == 1 for j in claimed)
-    assert await db.claim(now=2.5, limit=10) == []
-    await db.finish("j0")
+    got = await db.claim_ready(2.5, 10, None, lambda f: 100)
+    assert [j.id for j in got.jobs] == ["j0", "j1", "j2"] and got.next_due == 3
+    assert all(j.state == "running" and j.attempt == 1 for j in got.jobs)
+    assert await claim(db, 2.5) == []
+    await db.finish_many(["j0"], [("j0", "http://cb.example/", b"{}")], now=3)
+    assert (await db.get_callback("j0"))["state"] == "pending"  # type: ignore[index]
     await db.reschedule("j1", 50.0, {"code": "x"})
     await db.close()
 
     db = await QueueDB.open(tmp_path / "q.db")  # a restart: j2 was running → pending again
     assert await db.recover() == 1
-    again = {j.id: j for j in await db.claim(now=10, limit=10)}
+    again = {j.id: j for j in (await db.claim_ready(10, 10, None, lambda f: 100)).jobs}
     assert set(again) == {"j2", "j3", "j4"}
     assert again["j2"].attempt == 2
     assert await db.get("j0") is None
     j1 = await db.get("j1")
     assert j1 is not None and j1.state == "pending" and j1.last_error == {"code": "x"}
-    assert await db.next_due() == 50.0
+    assert (await db.claim_ready(10, 10, None, lambda f: 100)).next_due == 50.0
     await db.close()
 
 
@@ -42,10 +48,10 @@ async def test_dead_letters_replay_and_purge(tmp_path: Path) -> None:
     dead = await db.dead()
     assert [d.id for d in dead] == ["d1"] and dead[0].reason == "retries exhausted"
     assert dead[0].summary()["body_base64"] is True
-    assert await db.claim(now=100, limit=10) == []  # dead letters never run by themselves
+    assert await claim(db, 100) == []  # dead letters never run by themselves
     assert await db.replay("d1", now=100)
     assert not await db.replay("d1", now=100)  # not dead any more
-    (j,) = await db.claim(now=100, limit=10)
+    (j,) = (await db.claim_ready(100, 10, None, lambda f: 100)).jobs
     assert j.attempt == 1 and j.enqueued_at == 100
     await db.bury(j, "again", None, now=101)
     assert await db.purge("d1")
@@ -63,13 +69,12 @@ async def test_one_bad_write_does_not_sink_the_batch(tmp_path: Path) -> None:
     await db.close()
 
 
-async def test_claim_skips_functions_at_capacity_and_unclaim(tmp_path: Path) -> None:
+async def test_unclaim(tmp_path: Path) -> None:
     db = await QueueDB.open(tmp_path / "q.db")
-    await db.enqueue([Job(id=f"{f}{i}", function=f, body=b"", not_before=i) for i in range(3) for f in "ab"])
-    got = await db.claim(now=10, limit=10, exclude=["a"])
-    assert sorted(j.id for j in got) == ["b0", "b1", "b2"]
+    await db.enqueue([Job(id=f"b{i}", function="b", body=b"", not_before=i) for i in range(3)])
+    assert await claim(db, 10) == ["b0", "b1", "b2"]
     await db.unclaim(["b1"])
-    (j,) = await db.claim(now=10, limit=1, exclude=["a"])
+    (j,) = (await db.claim_ready(10, 10, ["b"], lambda f: 100)).jobs
     assert j.id == "b1" and j.attempt == 1  # the unclaimed attempt did not count
     await db.close()
 

@@ -298,27 +298,13 @@ class QueueDB:
 
         return await self.transact(fn)
 
-    async def claim(self, now: float, limit: int, exclude: Sequence[str] = ()) -> list[Job]:
-        """Mark up to `limit` due pending jobs as running (attempt + 1) and return them, oldest due first;
-        jobs of the functions in `exclude` (at capacity) are left alone."""
-        skip = f" AND function NOT IN ({', '.join('?' * len(exclude))})" if exclude else ""
-
-        def fn(conn: sqlite3.Connection) -> list[Job]:
-            rows = conn.execute(
-                "UPDATE jobs SET state='running', attempt=attempt+1 WHERE id IN (SELECT id FROM jobs "
-                f"WHERE state='pending' AND not_before<=?{skip} ORDER BY not_before LIMIT ?) RETURNING *",
-                (now, *exclude, limit)).fetchall()
-            return sorted((_job(r) for r in rows), key=lambda j: j.not_before)
-
-        return await self.transact(fn)
-
     async def claim_ready(self, now: float, limit: int, functions: Iterable[str] | None,
                           room: Callable[[str], int]) -> Claimed:
-        """Claim due jobs per function, oldest due first within each: at most `room(f)` of function `f`
-        (called on the queue thread) and `limit` in all, for `functions` (None: every function with pending
-        jobs, found with an index skip-scan: one probe per function, not per job). One transaction, which
-        also tells which functions may have due jobs left (`behind`: claimed up to their room, or not
-        reached) and when the next not-yet-due job is due."""
+        """Mark due pending jobs as running (attempt + 1) and return them, per function, oldest due first
+        within each: at most `room(f)` of function `f` (called on the queue thread) and `limit` in all, for
+        `functions` (None: every function with pending jobs, found with an index skip-scan: one probe per
+        function, not per job). One transaction, which also tells which functions may have due jobs left
+        (`behind`: claimed up to their room, or not reached) and when the next not-yet-due job is due."""
 
         def fn(conn: sqlite3.Connection) -> Claimed:
             names = list(functions) if functions is not None else [r[0] for r in conn.execute(_PENDING_FUNCTIONS)]
@@ -344,13 +330,6 @@ class QueueDB:
         """Give claimed jobs back untouched (their attempt was not started)."""
         await self.write([("UPDATE jobs SET state='pending', attempt=attempt-1 WHERE id=? AND state='running'",
                            [(i,) for i in ids], True)])
-
-    async def next_due(self) -> float | None:
-        rows = await self.read("SELECT MIN(not_before) AS t FROM jobs WHERE state='pending'")
-        return rows[0]["t"] if rows else None
-
-    async def finish(self, job_id: str) -> None:
-        await self.write([("DELETE FROM jobs WHERE id=?", (job_id,), False)])
 
     async def finish_many(self, job_ids: Sequence[str], callbacks: Sequence[tuple[str, str, bytes]] = (),
                           now: float = 0.0) -> None:

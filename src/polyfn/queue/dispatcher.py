@@ -204,6 +204,8 @@ class AsyncQueue:
         if direct:
             if self._stopping:  # the node began to stop during the commit: the job runs at the next start
                 self._release(function)
+                with contextlib.suppress(Exception):
+                    await self.db.unclaim([job.id])
             else:
                 self._start(job)
         else:
