@@ -38,7 +38,7 @@ class FunctionSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # Free-form metadata kept with the revision: what a vendor API or definition file said that polyfn
     # has no field for (a Lambda Role, OpenFaaS labels...). Keys are `vendor/key`; never read by the runtime.
     annotations: dict[str, str] = {}
-    network: str = "all"  # all (egress like Lambda) | none (own network namespace, loopback only)
+    network: str = "all"  # all (egress like Lambda) | polyfn (only polyfn's own endpoints) | none (loopback only)
     auth: str = "anonymous"  # HTTP trigger: anonymous | key (x-functions-key header or ?code=, an invoke key)
     cors: dict[str, Any] | None = None  # {"origins": [...], "methods": [...], "headers": [...], "max_age": s}
     rate_limit: float = 0.0  # invocations per second (token bucket, burst = max(1, rate)); 0 = unlimited
@@ -56,7 +56,7 @@ class FunctionSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 #: Failure classes a function's `retry_on` may name.
 RETRY_CLASSES = ("timeout", "crash", "5xx", "throttle")
 
-NETWORKS = ("all", "none")
+NETWORKS = ("all", "polyfn", "none")
 
 
 class Revision(msgspec.Struct, kw_only=True):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 
 import pytest
 
@@ -233,6 +234,67 @@ def test_network_none_has_only_loopback(node: Server) -> None:
     assert allowed["127.0.0.1"] == "connected"  # control: with `network: all` the node is reachable
     out = attack(node, "net-none", NET, {"port": node.port}, network="none")
     assert all(v != "connected" for v in out.values()), out
+    healthy(node)
+
+
+POLYFN_NET = '''
+import os, socket
+import boto3
+def handler(event, context):
+    res = {"env": {k: os.environ.get(k, "") for k in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_LAMBDA")}}
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=event["bucket"])
+    s3.put_object(Bucket=event["bucket"], Key="k.txt", Body=b"through the relay")
+    res["s3"] = s3.get_object(Bucket=event["bucket"], Key="k.txt")["Body"].read().decode()
+    for host, port in [("127.0.0.1", p) for p in event["local"]] + [("10.255.255.1", 80), ("1.1.1.1", 53)]:
+        try:
+            socket.create_connection((host, port), timeout=2).close()
+            res[f"{host}:{port}"] = "connected"
+        except OSError as e:
+            res[f"{host}:{port}"] = type(e).__name__
+    return res
+'''
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_network_polyfn_reaches_only_polyfn(node: Server) -> None:
+    """`--network polyfn`: boto3 works against the node's S3 store and Lambda API; PostgreSQL, Redis
+    (whether or not they run here) and external addresses are unreachable."""
+    require(node, "net ns")
+    pytest.importorskip("boto3")
+    local = [5432, 6379]
+    out = attack(node, "net-polyfn", POLYFN_NET, {"local": local, "bucket": "relayed"}, network="polyfn")
+    assert out["s3"] == "through the relay", out
+    assert out["env"]["AWS_ENDPOINT_URL_S3"].startswith("http://127.0.0.1:"), out
+    for key, value in out.items():
+        if key not in ("env", "s3"):
+            assert value != "connected", out
+    # control: with `network: all` the same code reaches the local services that run here
+    out_all = attack(node, "net-all-s3", POLYFN_NET, {"local": local, "bucket": "direct"})
+    assert out_all["s3"] == "through the relay"
+    for port in local:
+        if _listening(port):  # the service runs here: `all` reaches it, `polyfn` did not
+            assert out_all[f"127.0.0.1:{port}"] == "connected", out_all
+    healthy(node)
+
+
+def test_network_polyfn_relays_the_api(node: Server) -> None:
+    """The instance reaches the node's own HTTP port (gateway, /v1, Lambda API) through the relay."""
+    require(node, "net ns")
+    out = attack(node, "net-polyfn-api", '''
+import os, urllib.request
+def handler(event, context):
+    url = os.environ["AWS_ENDPOINT_URL_LAMBDA"] + "/fn/bystander"
+    return {"body": urllib.request.urlopen(url, timeout=5).read().decode()}
+''', network="polyfn")
+    assert out == {"body": "still here"}
     healthy(node)
 
 

@@ -68,6 +68,11 @@ class InstanceManager:
         #: Extra environment for a function's instances (e.g. the object store's AWS_* credentials);
         #: the function's own `env` wins over it.
         self.env_hook: Callable[[str], Awaitable[dict[str, str]]] | None = None
+        #: `network: polyfn` (sandbox/relay.py): the server's relay, set by the node before `start`;
+        #: `relay_urls` maps each endpoint's URL as the node announces it to the one inside the instance.
+        self.relay: Any = None
+        self.relay_urls: dict[str, str] = {}
+        self.prepare_env: dict[str, str] = {}
 
     async def start(self) -> None:
         await self._decide_isolation()
@@ -83,6 +88,7 @@ class InstanceManager:
                                                 f"{s.cpu_quota}"})
         env["POLYFN_ZYGOTE_VENDORS"] = "1" if self.settings.zygote_vendor_preload else "0"
         self.zygote.env = env
+        self.prepare_env = env  # what `sandbox.prepare` reads in launched (node, http) instances too
         if "mount" in self.namespaces:  # mount point for /run/secrets tmpfs (an empty directory on the host)
             try:
                 os.makedirs(SECRETS_DIR, mode=0o755, exist_ok=True)
@@ -214,7 +220,19 @@ class InstanceManager:
             binds=[*(d for d in (rev.code_dir, rev.deps_dir) if d), *self._expose[1]] if mounts else [],
             network=spec.network,
             seccomp=self.seccomp,
+            relay_socket=str(self.relay.path) if self.relay is not None and spec.network == "polyfn" else "",
+            relay_ports=sorted(self.relay.targets) if self.relay is not None and spec.network == "polyfn" else [],
         )
+
+    def instance_env_for(self, rev: Revision, extra: dict[str, str]) -> dict[str, str]:
+        """The environment of an instance of `rev`: node-wide, the hook's (object store), the function's
+        own, then `extra` (secrets). With `network: polyfn`, polyfn's endpoint URLs are rewritten to the
+        addresses its relay listens on inside the instance's network namespace."""
+        env = {**self.instance_env, **extra}
+        if rev.spec.network == "polyfn":
+            for outside, inside in self.relay_urls.items():
+                env = {k: v.replace(outside, inside) for k, v in env.items()}
+        return env
 
     def new_pool(self, revision: Revision) -> Pool:
         pool = Pool(revision, self, self.settings.max_queue, self.settings.keepalive,
@@ -280,7 +298,7 @@ class InstanceManager:
                 concurrency=spec.concurrency,
                 memory_mb=spec.memory,
                 timeout=spec.timeout,
-                env={**self.instance_env, **hook_env, **spec.env, **secret_env},
+                env=self.instance_env_for(rev, {**hook_env, **spec.env, **secret_env}),
                 sandbox=plan,
                 namespaces=sorted(self.namespaces),
                 log_line_max=self.settings.log_line_max,
@@ -292,7 +310,8 @@ class InstanceManager:
                 attached = True
                 pid = await self.zygote.spawn(ispec, theirs)
             else:  # launched (node, http); a pre-started blank brings its own connection
-                pid, conn = _launcher.launch_instance(self.launcher, self.settings, rev, ispec, plan, theirs)
+                pid, conn = _launcher.launch_instance(self.launcher, self.settings, rev, ispec, plan, theirs,
+                                                      self.prepare_env, self.relay_urls)
                 inst.pid = pid
                 if conn is not None:
                     ours.close()
@@ -342,6 +361,8 @@ class InstanceManager:
 
     def _on_exit(self, pid: int, status: int) -> None:
         inst = self._by_pid.pop(pid, None)
+        if self.relay is not None:
+            self.relay.release(pid)
         if inst is None:
             self._early_exits[pid] = status
             if len(self._early_exits) > 10000:  # never grows without bound
