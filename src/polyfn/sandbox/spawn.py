@@ -110,6 +110,7 @@ def _agent_mode(cfg: Config, prepared: object) -> None:
             if plan.seccomp:
                 seccomp.install()
             _keep_only({cfg.fd, gate_r})
+            os.set_inheritable(gate_r, True)  # os.pipe() fds are close-on-exec
             os.execve(cfg.argv[0], cfg.argv, {**cfg.env, "POLYFN_GATE_FD": str(gate_r)})
         except BaseException as e:
             _init_error(cfg.fd, f"sandbox: cannot start {cfg.argv[0]}: {e}")
