@@ -48,6 +48,11 @@ def _pdeathsig() -> None:
     linux.prctl(linux.PR_SET_PDEATHSIG, int(signal.SIGKILL))
 
 
+def _host_pid(prepared: object) -> str:
+    """The instance's pid as the node sees it (`ps`, the server's logs): in a pid namespace getpid() is 2."""
+    return str(getattr(prepared, "host_pid", 0) or os.getpid())
+
+
 def _keep_only(fds: set[int]) -> None:
     for fd in os.listdir("/proc/self/fd"):
         n = int(fd)
@@ -87,7 +92,8 @@ def _exec_mode(cfg: Config, prepared: object) -> None:
     applied = sandbox.apply(cfg.plan, prepared, tuple(cfg.required))  # type: ignore[arg-type]
     os.chdir(cfg.cwd)
     _keep_only({cfg.fd})
-    os.execve(cfg.argv[0], cfg.argv, {**cfg.env, "POLYFN_SANDBOX_INFO": ", ".join(applied)})
+    os.execve(cfg.argv[0], cfg.argv, {**cfg.env, "POLYFN_SANDBOX_INFO": ", ".join(applied),
+                                      "POLYFN_HOST_PID": _host_pid(prepared)})
 
 
 def _agent_mode(cfg: Config, prepared: object) -> None:
@@ -111,7 +117,8 @@ def _agent_mode(cfg: Config, prepared: object) -> None:
                 seccomp.install()
             _keep_only({cfg.fd, gate_r})
             os.set_inheritable(gate_r, True)  # os.pipe() fds are close-on-exec
-            os.execve(cfg.argv[0], cfg.argv, {**cfg.env, "POLYFN_GATE_FD": str(gate_r)})
+            os.execve(cfg.argv[0], cfg.argv, {**cfg.env, "POLYFN_GATE_FD": str(gate_r),
+                                              "POLYFN_HOST_PID": _host_pid(prepared)})
         except BaseException as e:
             _init_error(cfg.fd, f"sandbox: cannot start {cfg.argv[0]}: {e}")
         os._exit(127)

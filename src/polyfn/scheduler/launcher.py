@@ -306,11 +306,11 @@ def launch_instance(launcher: Launcher, settings: Any, rev: Any, ispec: Any, pla
     if plan is not None:
         if os.path.isdir(payload["build_dir"]):  # the deploy-time build (a Go program …) lives in the data dir
             plan = msgspec.structs.replace(plan, binds=[*plan.binds, payload["build_dir"]])
-        if "net" in required:  # the sandbox makes the private namespace (the proxy could not: seccomp, uid)
-            if plan.network == "all" and private:
-                plan = msgspec.structs.replace(plan, network="none")
-            private = False
-        elif plan.network != "all":
+        if "net" in required and plan.network == "all" and private:
+            # the sandbox makes the private namespace (the proxy itself could not: seccomp, uid)
+            plan = msgspec.structs.replace(plan, network="none")
+        if plan.network != "all":
+            payload["sandbox_network"] = "loopback only" if plan.network == "none" else "polyfn"
             private = False
     payload["private_network"] = private
     env["PYTHONDONTWRITEBYTECODE"] = "1"
