@@ -114,13 +114,43 @@ def main(spec: instance.InstanceSpec, ctrl: socket.socket, info: str, prepared: 
 
 
 def serve(ctrl: socket.socket, adapter: Any, info: str, import_ms: float) -> None:
+    """Answer spawn requests. Like the runtime zygote, keep one pre-forked child waiting, so the fork and
+    the child's first copy-on-write faults are paid off the cold-start path; a spawn hands it the request."""
     rfd, wfd = os.pipe()
     os.set_blocking(rfd, False)
     os.set_blocking(wfd, False)
     signal.set_wakeup_fd(wfd)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     dec = msgspec.msgpack.Decoder(Spawn)
+    blank: tuple[int, socket.socket] | None = None
+
+    def fork_child(then: Any, *args: Any) -> int:
+        pid = os.fork()
+        if pid == 0:
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            os.close(rfd)
+            os.close(wfd)
+            ctrl.close()
+            if blank is not None:
+                blank[1].close()
+            set_pdeathsig()  # die with the zygote
+            _exit_child(then, *args)
+        return pid
+
+    def fork_blank() -> tuple[int, socket.socket] | None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            pid = fork_child(_blank, theirs, ours, adapter, info)
+        except OSError:
+            ours.close()
+            theirs.close()
+            return None
+        theirs.close()
+        return pid, ours
+
     ctrl.send(_enc.encode(ZygoteReady(os.getpid(), import_ms)))
+    blank = fork_blank()
     while True:
         try:
             readable, _, _ = select.select([ctrl, rfd], [], [])
@@ -139,8 +169,14 @@ def serve(ctrl: socket.socket, adapter: Any, info: str, import_ms: float) -> Non
                     break
                 if pid == 0:
                     break
+                if blank is not None and pid == blank[0]:  # the waiting child died unused: replace it
+                    blank[1].close()
+                    blank = None
+                    continue
                 ctrl.send(_enc.encode(Exited(pid, status)))
         if ctrl not in readable:
+            if blank is None:
+                blank = fork_blank()
             continue
         msg, fds, _, _ = socket.recv_fds(ctrl, PACKET_MAX, 4)
         if not msg:
@@ -156,22 +192,37 @@ def serve(ctrl: socket.socket, adapter: Any, info: str, import_ms: float) -> Non
                 os.close(fd)
             ctrl.send(_enc.encode(SpawnFailed(req.req, "spawn request without a connection")))
             continue
-        try:
-            pid = os.fork()
-        except OSError as e:
-            os.close(fds[0])
-            ctrl.send(_enc.encode(SpawnFailed(req.req, f"fork failed: {e}")))
-            continue
-        if pid == 0:
-            signal.set_wakeup_fd(-1)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            os.close(rfd)
-            os.close(wfd)
-            ctrl.close()
-            set_pdeathsig()  # die with the zygote
-            _exit_child(_instance, req, fds[0], adapter, info)
+        pid = 0
+        if blank is not None:
+            pid, conn = blank
+            blank = None
+            try:
+                socket.send_fds(conn, [msg], [fds[0]])
+            except OSError:
+                pid = 0
+            conn.close()
+        if not pid:
+            try:
+                pid = fork_child(_direct, msg, fds[0], adapter, info)
+            except OSError as e:
+                os.close(fds[0])
+                ctrl.send(_enc.encode(SpawnFailed(req.req, f"fork failed: {e}")))
+                continue
         os.close(fds[0])
         ctrl.send(_enc.encode(Spawned(req.req, pid)))
+        blank = fork_blank()
+
+
+def _blank(conn: socket.socket, parent_end: socket.socket, adapter: Any, info: str) -> None:
+    parent_end.close()
+    msg, fds, _, _ = socket.recv_fds(conn, PACKET_MAX, 2)
+    conn.close()
+    if msg and len(fds) == 1:
+        _direct(msg, fds[0], adapter, info + ", pre-forked")
+
+
+def _direct(msg: bytes, fd: int, adapter: Any, info: str) -> None:
+    _instance(msgspec.msgpack.decode(msg, type=Spawn), fd, adapter, info)
 
 
 def _instance(req: Spawn, fd: int, adapter: Any, info: str) -> None:
