@@ -19,7 +19,13 @@ IMPORTED_IN = os.getpid()
 def handler(event, context):
     if (event or {}).get('sleep'):
         time.sleep(float(event['sleep']))
-    return {'pid': int(os.environ.get('POLYFN_HOST_PID') or 0), 'imported_in': IMPORTED_IN,
+    seen = None
+    if (event or {}).get('probe'):
+        try:
+            seen = open(event['probe']).read()
+        except OSError as e:
+            seen = type(e).__name__
+    return {'uid': os.getuid(), 'seen': seen, 'pid': int(os.environ.get('POLYFN_HOST_PID') or 0), 'imported_in': IMPORTED_IN,
             'me': os.getpid(), 'instance': os.environ['POLYFN_INSTANCE_ID']}
 """
 
@@ -35,7 +41,7 @@ def zygote(s: Server, name: str) -> dict[str, Any]:
     return s.api.get(f"/v1/functions/{name}").json()["scaling"]["zygote"]
 
 
-def scale_out(s: Server, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def scale_out(s: Server, name: str, body: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Hold every live instance busy (1.5 s) and send one more invocation meanwhile: a cold start.
     Returns (its response JSON, its activation)."""
     def instances() -> list[dict[str, Any]]:
@@ -48,7 +54,7 @@ def scale_out(s: Server, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
         t.start()
     try:
         assert wait_until(lambda: sum(i["state"] == "busy" for i in instances()) == n)
-        r = s.api.post(f"/v1/functions/{name}/invoke", json={})
+        r = s.api.post(f"/v1/functions/{name}/invoke", json=body or {})
         assert r.status_code == 200, r.text
     finally:
         for t in busy:
@@ -65,11 +71,15 @@ def test_scale_out_forks_from_the_function_zygote(server: Server) -> None:
     assert wait_until(lambda: zygote(server, "fzy")["state"] == "ready", 30), zygote(server, "fzy")
     z = zygote(server, "fzy")
     assert z["rss_kb"] and z["pss_kb"] and z["pid"] > 0
-    out, act = scale_out(server, "fzy")
+    out, act = scale_out(server, "fzy", {"probe": str(server.data_dir / "admin.key")})
     assert act["cold"] is True
     assert "zygote: function" in act["init_info"], act["init_info"]
     assert "seccomp" in act["init_info"] or "rlimits" in act["init_info"]  # the zygote's sandbox is reported
     assert out["imported_in"] != out["me"]  # imported in the zygote, running in a fork of it
+    # the fork is as sandboxed as a clean start: the node's data dir is hidden (as root: another uid too)
+    assert out["seen"] in ("FileNotFoundError", "PermissionError"), out
+    if os.geteuid() == 0:
+        assert out["uid"] != 0
     # POLYFN_HOST_PID is the instance's pid as the node sees it, and the instances API lists its memory
     insts = server.api.get("/v1/functions/fzy/instances").json()["instances"]
     mine = [i for i in insts if i["id"] == out["instance"]]
@@ -105,7 +115,7 @@ def test_dead_zygote_is_rebuilt_and_delete_leaves_no_process(server: Server) -> 
     assert wait_until(lambda: zygote(server, "fzdie")["state"] == "ready", 30)
     z2 = zygote(server, "fzdie")
     assert z2["pid"] != z1["pid"]
-    out, act = scale_out(server, "fzdie")
+    _, act = scale_out(server, "fzdie")
     assert "zygote: function" in act["init_info"]
     pids = [i["pid"] for i in server.api.get("/v1/functions/fzdie/instances").json()["instances"]]
     pids += [z2["pid"], z2["supervisor_pid"]]
