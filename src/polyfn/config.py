@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     # Python zygote: preload the vendor libraries unmodified functions import (Flask, functions-framework,
     # azure.functions) after it is ready, so gcp/azure functions start as fast as any other.
     zygote_vendor_preload: bool = True
+    # Per-function zygotes (import cache): after a revision's first cold start, a sandboxed process with its
+    # module imported forks its further instances (docs/performance.md, "Per-function zygotes").
+    function_zygotes: bool = True
 
     # Object storage (S3-compatible API on its own port; docs/storage.md).
     storage_port: int = Field(9000, ge=0, le=65535)  # 0 disables the object store
