@@ -71,6 +71,7 @@ activations = Table(
     Column("instance", String, nullable=False),
     Column("trace_id", String, nullable=False, server_default=""),  # 0004
     Column("parent_id", String, nullable=False, server_default=""),  # 0004
+    Column("init_info", Text, nullable=False, server_default=""),  # 0006
     Index("ix_activations_function_start", "function", "start"),
     Index("ix_activations_start", "start"),
 )
