@@ -511,3 +511,31 @@ exports.handler = async (event) => ({
     assert "ListAllMyBucketsResult" in out["s3"] or "AccessDenied" in out["s3"] or "<Error>" in out["s3"], out
     assert all(out[k] != "connected" for k in ("pg", "redis", "out")), out
     healthy(node)
+
+
+RELAYED = '''
+import os, time, urllib.request
+def handler(event, context):
+    if (event or {}).get("sleep"):
+        time.sleep(float(event["sleep"]))
+    url = os.environ["AWS_ENDPOINT_URL_LAMBDA"] + "/fn/bystander"
+    return {"body": urllib.request.urlopen(url, timeout=5).read().decode()}
+'''
+
+
+def test_network_polyfn_forks_of_a_function_zygote_share_its_relay(node: Server) -> None:
+    """A function zygote applies the sandbox once (its namespace and relay are per function); instances
+    forked from it reach polyfn through that relay, and still nothing else."""
+    from ..e2e.conftest import wait_until
+    from ..e2e.test_function_zygote import scale_out, zygote
+
+    require(node, "net ns")
+    node.deploy("relay-fz", {"handler.py": RELAYED}, network="polyfn", max_instances=4)
+    r = node.api.post("/v1/functions/relay-fz/invoke", json={})
+    assert r.status_code == 200 and r.json() == {"body": "still here"}, r.text
+    if not wait_until(lambda: zygote(node, "relay-fz").get("state") == "ready", 30):
+        pytest.skip(f"no function zygote was built: {zygote(node, 'relay-fz')}")
+    out, act = scale_out(node, "relay-fz")
+    assert "zygote: function" in act["init_info"], act["init_info"]
+    assert out == {"body": "still here"}
+    healthy(node)
