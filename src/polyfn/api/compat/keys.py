@@ -1,13 +1,10 @@
-"""Who may call the compat APIs: one lookup from an access key id to its secret.
+"""Who may call the compat APIs: the node's one key store (`auth/keys.py`) seen through each vendor's scheme.
 
-Every compat API authenticates against polyfn keys through `secret_for`: SigV4 (Lambda API) needs the
-secret to recompute the signature; basic auth (OpenFaaS `admin:<key>`, OpenWhisk `<id>:<key>`) compares it.
-
-The node's admin key is always accepted as access key id `polyfn-admin` (and `admin` for faas-cli, whose
-user name is fixed). When the node has a key ring (`node.keys`, scoped API keys), basic auth also accepts
-any live key of sufficient scope as `ID:SECRET`, and SigV4 also accepts the admin key's own id. Scoped keys
-cannot sign SigV4 requests yet: the ring stores only a hash of each secret, and SigV4 verification needs
-the secret itself (see docs/compat.md).
+SigV4 (Lambda API) verifies with `auth/sigv4.py` against `KeyRing.signing_credentials` (every key made since
+migration 0006 keeps its secret encrypted, so any key can sign); basic auth (OpenFaaS `admin:<key>`,
+OpenWhisk `<id>:<key>`) compares the secret's hash like a bearer key. The node's admin key is also accepted
+under the ids `polyfn-admin` and `admin` (faas-cli's fixed user name). What a key may then do is its
+scope (`allows`): read < invoke < deploy < admin, optionally bound to one function.
 """
 
 from __future__ import annotations
@@ -17,33 +14,19 @@ import binascii
 import hmac
 from typing import TYPE_CHECKING, Any
 
+from polyfn.auth.keys import ADMIN_ALIASES, allows
+
 if TYPE_CHECKING:
     from polyfn.server import Node
+    from polyfn.store.security import KeyRecord
 
 ADMIN_ACCESS_KEY_ID = "polyfn-admin"
-ADMIN_ALIASES = frozenset({ADMIN_ACCESS_KEY_ID, "admin"})
 
 
-def _ring(node: Node) -> Any:
-    return getattr(node, "keys", None)  # the scoped-key ring, when the node has one
-
-
-def secret_for(node: Node, access_key_id: str) -> str | None:
-    """The secret of `access_key_id`, or None when no such key exists (or its secret is not known)."""
-    if access_key_id in ADMIN_ALIASES:
-        return node.admin_key
-    ring = _ring(node)
-    if ring is not None and hasattr(ring, "verify"):
-        rec = ring.verify(f"{access_key_id}:{node.admin_key}")
-        if rec is not None:
-            return node.admin_key
-    return None
-
-
-def check_basic(node: Node, authorization: str, scope: str = "admin") -> str | None:
-    """The access key id when `Authorization: Basic base64(id:secret)` names a valid key of `scope`, else None."""
+def basic_key(node: Node, authorization: str) -> KeyRecord | None:
+    """The live key named by `Authorization: Basic base64(id:secret)`, or None."""
     scheme, _, value = authorization.partition(" ")
-    if scheme.lower() != "basic" or not value:
+    if scheme.lower() != "basic" or not value or node.keys is None:
         return None
     try:
         user, sep, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
@@ -52,15 +35,26 @@ def check_basic(node: Node, authorization: str, scope: str = "admin") -> str | N
     if not sep:
         return None
     if user in ADMIN_ALIASES:
-        return user if hmac.compare_digest(password.encode(), node.admin_key.encode()) else None
-    ring = _ring(node)
-    if ring is None or not hasattr(ring, "verify"):
+        if not hmac.compare_digest(password.encode(), node.admin_key.encode()):
+            return None
+        return node.keys.get(user)
+    return node.keys.verify(f"{user}:{password}")
+
+
+def check_basic(node: Node, authorization: str, scope: str = "admin") -> str | None:
+    """The access key id when basic auth names a valid key of `scope` (on every function), else None."""
+    rec = basic_key(node, authorization)
+    if rec is None or not allows(rec, scope, None):
         return None
-    rec = ring.verify(f"{user}:{password}")
-    if rec is None:
+    return rec.id
+
+
+def request_key(node: Node, headers: Any) -> KeyRecord | None:
+    """The key a plain HTTP request carries (`Authorization: Bearer ID:SECRET` or basic auth), if any."""
+    auth = headers.get("authorization", "") if headers is not None else ""
+    scheme, _, token = auth.partition(" ")
+    if node.keys is None or not token:
         return None
-    try:
-        from polyfn.auth.keys import allows
-    except ImportError:  # pragma: no cover - a ring without scopes
-        return user
-    return user if allows(rec, scope, None) else None
+    if scheme.lower() == "bearer":
+        return node.keys.verify(token)
+    return basic_key(node, auth)
