@@ -68,7 +68,7 @@ def build_router(node: Node) -> APIRouter:
         if scope not in ("read", "invoke"):
             raise ApiError(400, "invalid_scope", f"scope={scope!r}: storage keys are 'read' (GET/HEAD/list) or "
                            "'invoke' (reads and writes); make other scopes with `polyfn keys create`")
-        rec, secret = await node.keys.create(scope, None, f"storage key {name or 'user'!r}")
+        rec, secret = await node.keys.create(scope, None, name or "user")
         return JSONResponse({**_storage_key_json(rec), "name": name or "user", "secret_access_key": secret},
                             status_code=201)
 

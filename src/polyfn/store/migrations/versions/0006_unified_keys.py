@@ -44,7 +44,7 @@ def upgrade() -> None:
             "id": r.access_key_id, "secret_sha256": hashlib.sha256(r.secret_access_key.encode()).hexdigest(),
             "secret_enc": "plain:" + r.secret_access_key, "scope": "invoke", "function": None,
             "owner": r.function or None,
-            "description": f"storage key {r.name!r}" + (" (moved from storage_keys)" if not r.function else ""),
+            "description": r.name,
             "created_at": r.created_at} for r in rows])
     op.drop_index("ix_storage_keys_function", "storage_keys")
     op.drop_table("storage_keys")
