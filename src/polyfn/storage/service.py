@@ -109,13 +109,15 @@ class StorageService:
         await self.keys.forget_function(function)
 
     async def function_env(self, function: str) -> dict[str, str]:
-        """The AWS_* variables an instance of `function` gets so that boto3 reaches this store unedited."""
-        if not self.url:
-            return {}
+        """What an instance of `function` gets so that boto3 reaches this node unedited: its own key from the
+        node's key store (scope `invoke`, owned by the function: S3 writes are attributed to it, and the
+        Lambda API at AWS_ENDPOINT_URL_LAMBDA accepts it) and, when the store is serving, its endpoint."""
         key, secret = await self.keys.for_function(function)
-        return {"AWS_ENDPOINT_URL_S3": self.url, "AWS_ACCESS_KEY_ID": key.id,
-                "AWS_SECRET_ACCESS_KEY": secret, "AWS_REGION": self.settings.storage_region,
-                "AWS_DEFAULT_REGION": self.settings.storage_region}
+        env = {"AWS_ACCESS_KEY_ID": key.id, "AWS_SECRET_ACCESS_KEY": secret,
+               "AWS_REGION": self.settings.storage_region, "AWS_DEFAULT_REGION": self.settings.storage_region}
+        if self.url:
+            env["AWS_ENDPOINT_URL_S3"] = self.url
+        return env
 
 
 def _bind(host: str, port: int) -> socket.socket:
