@@ -22,6 +22,8 @@ so keys made or revoked on another node sharing the database take effect.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import hmac
 import secrets
@@ -148,6 +150,21 @@ class KeyRing:
             return None
         self._used[rec.id] = self.clock()
         return rec
+
+    def from_authorization(self, authorization: str) -> KeyRecord | None:
+        """The live key an `Authorization` header carries: `Bearer ID:SECRET` (or the secret alone) or
+        `Basic base64(ID:SECRET)` (the admin key also as user `admin`/`polyfn-admin`); None otherwise."""
+        scheme, _, value = authorization.partition(" ")
+        scheme = scheme.lower()
+        if scheme == "bearer" and value:
+            return self.verify(value)
+        if scheme != "basic" or not value:
+            return None
+        try:
+            user, sep, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            return None
+        return self.verify(f"{user}:{password}") if sep and user and password else None
 
     def get(self, key_id: str) -> KeyRecord | None:
         """The live key with this id (or an admin alias), without checking a secret."""

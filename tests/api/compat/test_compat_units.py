@@ -10,9 +10,10 @@ import pytest
 
 from polyfn.api.compat import keys, lambda_api, openwhisk
 from polyfn.auth.keys import KeyRing, digest
-from polyfn.store.security import KeyRecord
 from polyfn.invoker import Outcome
 from polyfn.model import FunctionInfo, FunctionSpec
+from polyfn.store.security import KeyRecord
+
 
 def _ring() -> KeyRing:
     """A key ring with the admin key and a deploy key, in memory (no database)."""

@@ -9,52 +9,20 @@ scope (`allows`): read < invoke < deploy < admin, optionally bound to one functi
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from polyfn.auth.keys import ADMIN_ALIASES, allows
+from polyfn.auth.keys import allows
 
 if TYPE_CHECKING:
     from polyfn.server import Node
-    from polyfn.store.security import KeyRecord
 
 ADMIN_ACCESS_KEY_ID = "polyfn-admin"
 
 
-def basic_key(node: Node, authorization: str) -> KeyRecord | None:
-    """The live key named by `Authorization: Basic base64(id:secret)`, or None."""
-    scheme, _, value = authorization.partition(" ")
-    if scheme.lower() != "basic" or not value or node.keys is None:
-        return None
-    try:
-        user, sep, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        return None
-    if not sep:
-        return None
-    if user in ADMIN_ALIASES:
-        if not hmac.compare_digest(password.encode(), node.admin_key.encode()):
-            return None
-        return node.keys.get(user)
-    return node.keys.verify(f"{user}:{password}")
-
-
 def check_basic(node: Node, authorization: str, scope: str = "admin") -> str | None:
-    """The access key id when basic auth names a valid key of `scope` (on every function), else None."""
-    rec = basic_key(node, authorization)
-    if rec is None or not allows(rec, scope, None):
+    """The access key id when `Authorization: Basic base64(id:secret)` names a live key of `scope` (on every
+    function), else None."""
+    if node.keys is None or not authorization[:6].lower() == "basic ":
         return None
-    return rec.id
-
-
-def request_key(node: Node, headers: Any) -> KeyRecord | None:
-    """The key a plain HTTP request carries (`Authorization: Bearer ID:SECRET` or basic auth), if any."""
-    auth = headers.get("authorization", "") if headers is not None else ""
-    scheme, _, token = auth.partition(" ")
-    if node.keys is None or not token:
-        return None
-    if scheme.lower() == "bearer":
-        return node.keys.verify(token)
-    return basic_key(node, auth)
+    rec = node.keys.from_authorization(authorization)
+    return rec.id if rec is not None and allows(rec, scope, None) else None
