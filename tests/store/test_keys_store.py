@@ -104,3 +104,30 @@ async def test_two_rings_share_keys_revocations_and_function_keys(store: Store, 
     assert here.signing_credentials(fkey.id) is None
     again, _ = await here.for_function("thumb")
     assert again.id != fkey.id
+
+
+async def test_a_reload_racing_a_create_keeps_the_new_key(store: Store, tmp_path: Path) -> None:
+    """The ring's periodic reload reads the table while a key is being created: the key handed out must stay
+    known (it was the cause of a fresh storage key answering InvalidAccessKeyId)."""
+    import asyncio
+
+    class SlowList(SecurityStore):
+        gate: asyncio.Event | None = None
+
+        async def list_keys(self) -> list[Any]:
+            rows = await super().list_keys()
+            if self.gate is not None:
+                await self.gate.wait()  # the snapshot was taken before the create below committed
+            return rows
+
+    slow = SlowList(store)
+    ring = KeyRing(slow, SecretBox(tmp_path / "node.key"))
+    await ring.load()
+    slow.gate = asyncio.Event()
+    reload = asyncio.create_task(ring.load())
+    await asyncio.sleep(0.05)
+    rec, secret = await ring.create("invoke")
+    slow.gate.set()
+    await reload
+    assert ring.signing_credentials(rec.id) == (secret, rec)
+    assert ring.verify(f"{rec.id}:{secret}") is rec

@@ -75,13 +75,18 @@ class KeyRing:
         self._secrets: dict[str, str] = {}  # id → decrypted secret (on first SigV4 use)
         self._owned: dict[str, KeyRecord] = {}  # function → its instances' live key
         self._used: dict[str, float] = {}
+        self._fresh: set[str] = set()  # ids made here since the last load started
         self._loaded_at = 0.0
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self.admin_id = ""
 
     async def load(self) -> None:
+        self._fresh: set[str] = set()
         recs = await self.store.list_keys()
+        # Keys this ring made while the list was being read are committed but may be missing from it: keep them
+        # (a reload must never make a key that was just handed out unknown).
+        recs += [self._by_id[i] for i in self._fresh if i in self._by_id and i not in {k.id for k in recs}]
         self._by_digest = {k.secret_sha256: k for k in recs}
         self._by_id = {k.id: k for k in recs}
         self._owned = {k.owner: k for k in recs if k.owner and k.revoked_at is None and k.secret_enc}
@@ -195,6 +200,7 @@ class KeyRing:
         await self.store.add_key(rec)
         self._by_digest[rec.secret_sha256] = rec
         self._by_id[rec.id] = rec
+        self._fresh.add(rec.id)
         self._secrets[rec.id] = secret
         return rec, secret
 
