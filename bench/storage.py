@@ -4,7 +4,9 @@ Both stores run on this machine in the same run with the same client: boto3's S3
 at a time (sequential requests), objects of 4 KB and 8 MB. polyfn uses its default `local` backend;
 moto (`moto[server]`) is the in-memory S3 emulator most Python projects test against. Then a storage
 trigger on a function that does nothing: for each upload, the time from issuing the PUT to the function's
-activation starting (and ending), read from the activation record.
+activation starting (and ending), read from the activation record. Each delivery goes through the durable
+async queue (committed to queue.db before the PUT is answered), so the PUT's own round trip is also timed
+against a PUT of the same size into a bucket without a trigger, interleaved in the same loop.
 
     .venv/bin/python bench/storage.py            # 300 × 4 KB, 12 × 8 MB, 100 trigger samples
     .venv/bin/python bench/storage.py --quick    # 60, 4, 20
@@ -48,17 +50,23 @@ def throughput(s3: Any, bucket: str, size: int, n: int) -> dict[str, float]:
     return out
 
 
-def trigger_latency(srv: PolyfnServer, s3: Any, n: int) -> tuple[list[float], list[float]]:
+def trigger_latency(srv: PolyfnServer, s3: Any, n: int) -> dict[str, list[float]]:
     assert srv.api is not None
     srv.api.conn.close()  # idle through the throughput runs: the server closed it; reconnect
     srv.deploy("bench-noop", {"main.py": "def handler(event, context):\n    return 'ok'\n"}, handler="main.handler")
     s3.create_bucket(Bucket="bench-trig")
+    s3.create_bucket(Bucket="bench-plain")
     srv.api.json("POST", "/v1/storage/triggers", {"function": "bench-noop", "bucket": "bench-trig"})
-    start, end = [], []
+    out: dict[str, list[float]] = {"start": [], "end": [], "put_trig": [], "put_plain": []}
     seen = 0
     for i in range(n + 1):
+        t0 = time.perf_counter()
+        s3.put_object(Bucket="bench-plain", Key=f"u{i}", Body=b"x" * 1024)
+        plain = (time.perf_counter() - t0) * 1000
         t0 = time.time()
+        p0 = time.perf_counter()
         s3.put_object(Bucket="bench-trig", Key=f"u{i}", Body=b"x" * 1024)
+        trig = (time.perf_counter() - p0) * 1000
         while True:
             acts = srv.api.json("GET", "/v1/activations?function=bench-noop&limit=1000")["activations"]
             if len(acts) > seen:
@@ -67,9 +75,11 @@ def trigger_latency(srv: PolyfnServer, s3: Any, n: int) -> tuple[list[float], li
         seen = len(acts)
         act = max(acts, key=lambda a: a["start"])
         if i:  # the first one includes the cold start
-            start.append((act["start"] - t0) * 1000)
-            end.append((act["end"] - t0) * 1000)
-    return start, end
+            out["start"].append((act["start"] - t0) * 1000)
+            out["end"].append((act["end"] - t0) * 1000)
+            out["put_trig"].append(trig)
+            out["put_plain"].append(plain)
+    return out
 
 
 def main() -> None:
@@ -98,12 +108,20 @@ def main() -> None:
                         lambda r, s=size: f"{fmt(r * s / 2**20, 0)} MB/s")
                     rows.append([f"{op.upper()} {label}", unit(a[op]), unit(b[op]), fmt(a[op] / b[op]) + "×"])
             print(table(["operation", "polyfn", "moto[server]", "polyfn / moto"], rows))
-            start, end = trigger_latency(srv, ours, trig_n)
+            lat = trigger_latency(srv, ours, trig_n)
             print()
-            print(f"upload → trigger ({len(start)} samples, warm function; PUT issued → activation start / end)")
+            print(f"upload → trigger ({len(lat['start'])} samples of 1 KB, warm function; PUT issued → activation "
+                  "start / end; PUT answered, with and without a trigger)")
+
+            def row(label: str, key: str) -> list[str]:
+                return [label, fmt(percentile(lat[key], 50)), fmt(percentile(lat[key], 99))]
+
             print(table(["", "p50 ms", "p99 ms"], [
-                ["activation start", fmt(percentile(start, 50)), fmt(percentile(start, 99))],
-                ["activation end", fmt(percentile(end, 50)), fmt(percentile(end, 99))]]))
+                row("activation start", "start"), row("activation end", "end"),
+                row("PUT answered, bucket with a trigger (event queued durably)", "put_trig"),
+                row("PUT answered, bucket without trigger", "put_plain")]))
+            ratio = percentile(lat["put_trig"], 50) / percentile(lat["put_plain"], 50)
+            print(f"\nPUT with a trigger / without, p50: {fmt(ratio)}×")
     finally:
         stop_process(moto)
 

@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     # Python zygote: preload the vendor libraries unmodified functions import (Flask, functions-framework,
     # azure.functions) after it is ready, so gcp/azure functions start as fast as any other.
     zygote_vendor_preload: bool = True
+    # Per-function zygotes (import cache): after a revision's first cold start, a sandboxed process with its
+    # module imported forks its further instances (docs/performance.md, "Per-function zygotes").
+    function_zygotes: bool = True
 
     # Object storage (S3-compatible API on its own port; docs/storage.md).
     storage_port: int = Field(9000, ge=0, le=65535)  # 0 disables the object store
@@ -113,8 +116,8 @@ class Settings(BaseSettings):
     storage_upstream_access_key_id: str | None = None
     storage_upstream_secret_access_key: str | None = None
     storage_upstream_region: str = "us-east-1"
-    storage_trigger_attempts: int = Field(4, ge=1, le=100)  # deliveries of one event before it goes to the DLQ
-    storage_trigger_backoff: float = Field(0.5, ge=0)  # seconds before the 2nd attempt, doubled each time
+    # virtual-host addressing: `BUCKET.<domain>` in the Host header names the bucket (comma-separated list)
+    storage_domain: str = Field("localhost", pattern=r"^[A-Za-z0-9.\-]+(,[A-Za-z0-9.\-]+)*$")
     node_blanks: int = Field(1, ge=0, le=8)  # pre-started Node.js processes kept per memory size once Node is used
     http_private_network: bool = True  # http-runtime instances in their own network namespace (root only)
 
@@ -143,6 +146,10 @@ class Settings(BaseSettings):
     @property
     def storage_dir(self) -> Path:
         return self.storage_path or self.data_dir / "storage"
+
+    @property
+    def storage_domains(self) -> tuple[str, ...]:
+        return tuple(d.strip(".").lower() for d in self.storage_domain.split(",") if d.strip("."))
 
     @property
     def run_dir(self) -> Path:

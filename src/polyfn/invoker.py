@@ -158,6 +158,7 @@ class Invoker:
             inst.cold_claimed = True
             act.cold = True
             act.init_ms = inst.init_ms
+            act.init_info = inst.info
 
         remaining = spec.timeout - (t_acquired - t0)
         if kind == "cloudevent" and spec.runtime != "python":  # vendor shapes are built here for Node.js

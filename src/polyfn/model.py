@@ -112,6 +112,7 @@ class Activation(msgspec.Struct, kw_only=True):
     instance: str = ""
     trace_id: str = ""  # W3C trace id (32 hex): the caller's `traceparent`, else a new one
     parent_id: str = ""  # the caller's span id (16 hex) when it sent a `traceparent`
+    init_info: str = ""  # cold starts: how the instance was made (e.g. "zygote: function") and its sandbox
 
 
 def now() -> float:

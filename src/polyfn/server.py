@@ -128,19 +128,20 @@ class Node:
             self.manager.instance_env["AWS_ENDPOINT_URL_LAMBDA"] = f"http://{host}:{s.port}"
         from polyfn.storage.service import StorageService
 
-        self.storage = StorageService(s, self.store, self.invoker.invoke, self.keys)
-        await self.storage.start()
+        self.storage = StorageService(s, self.store, self.keys)
+        await self.storage.start()  # binds the port (instances learn the endpoint); answers from `serve` on
         self.manager.env_hook = self.storage.function_env
         await self.manager.start()
         for info in await self.store.list_functions():
             rev = await self.store.get_current_revision(info.name)
             if rev is not None and Path(rev.code_dir).is_dir():
                 self.registry.activate(rev)
-        if self.examples:
-            await self.deploy_examples()
         self.queue = AsyncQueue(s, self.invoker, self.registry)
         await self.queue.start()
         self._gateway.queue = self.queue
+        await self.storage.serve(self.queue.submit)  # storage events go into the durable queue
+        if self.examples:
+            await self.deploy_examples()
         self.triggers = TriggerManager(s, self.store, self.invoker, self.queue, self.registry, self.recorder)
         await self.triggers.start()
         from polyfn.triggers import events as cloudevents
@@ -166,7 +167,7 @@ class Node:
 
         if self.triggers is not None:  # 0. triggers stop consuming (unacknowledged messages stay in the broker)
             await step("stopping triggers", self.triggers.stop())
-        if self.storage is not None:  # storage port closed, queued storage deliveries drained (bounded)
+        if self.storage is not None:  # storage port closed; in-flight writes finish and queue their events
             await step("stopping the object store", self.storage.stop())
         if self.queue is not None:  # running async invocations finish; queued ones stay on disk
             await step("stopping the async queue", self.queue.stop(s.drain_timeout))

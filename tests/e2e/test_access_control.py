@@ -92,16 +92,18 @@ def test_cors_per_function(server: Server) -> None:
     assert "access-control-allow-origin" not in r.headers
     r = server.http.get("/fn/browser", headers={"origin": "https://app.example.com"})
     assert r.text == "hi" and r.headers["access-control-allow-origin"] == "https://app.example.com"
-    assert "access-control-allow-origin" not in server.http.get("/fn/scoped").headers
+    server.deploy("no-cors", {"handler.py": HELLO})
+    assert "access-control-allow-origin" not in server.http.get("/fn/no-cors", headers={"origin": "https://app.example.com"}).headers
 
 
 def test_function_rate_limit(server: Server) -> None:
     server.deploy("limited", {"handler.py": HELLO}, rate_limit=0.2)
+    server.deploy("unlimited", {"handler.py": HELLO})
     assert server.http.get("/fn/limited").text == "hi"
     r = server.http.get("/fn/limited")
     assert r.status_code == 429 and error_code(r) == "rate_limited"
     assert int(r.headers["retry-after"]) >= 1
-    assert server.http.get("/fn/scoped").text == "hi"  # other functions are not affected
+    assert server.http.get("/fn/unlimited").text == "hi"  # other functions are not affected
 
 
 SECRET_FN = '''

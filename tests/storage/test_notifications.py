@@ -1,8 +1,9 @@
-"""Storage triggers: matching, loop protection, retries and the dead-letter file (fake invoker)."""
+"""Storage triggers: matching, loop protection, and what `emit` hands the durable queue (a recording
+`submit`; delivery, retries and the dead-letter queue run through the real queue in
+tests/e2e/test_storage_triggers.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -14,23 +15,20 @@ from polyfn.storage.notifications import Notifications, StorageTrigger, TriggerE
 from polyfn.store import Store
 
 
-class Out:
-    def __init__(self, status: int, body: bytes = b"{}") -> None:
-        self.status = status
-        self.body = body
+class Recorder:
+    """Stands in for `AsyncQueue.submit` (same signature); `fail` makes it raise like a closed queue."""
 
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.fail = fail
 
-class FakeInvoker:
-    def __init__(self, statuses: list[int]) -> None:
-        self.statuses = statuses
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-
-    async def __call__(self, name: str, kind: str, trigger: str, method: str, path: str, query: str,
-                       headers: Any, body: bytes, content_type: str) -> Out:
-        assert (kind, trigger, content_type) == ("cloudevent", "storage", "application/cloudevents+json")
-        self.calls.append((name, json.loads(body)))
-        status = self.statuses.pop(0) if self.statuses else 200
-        return Out(status, b'{"error": {"code": "function_error", "message": "boom"}}' if status >= 400 else b"ok")
+    async def __call__(self, function: str, kind: str, trigger: str, body: bytes, content_type: str,
+                       headers: list[tuple[str, str]] | None = None, check: bool = True) -> str:
+        if self.fail:
+            raise RuntimeError("queue closed")
+        self.calls.append({"function": function, "kind": kind, "trigger": trigger, "event": json.loads(body),
+                           "content_type": content_type, "headers": headers, "check": check})
+        return f"a{len(self.calls)}"
 
 
 @pytest.fixture
@@ -60,10 +58,10 @@ def test_parse_events() -> None:
             parse_events(bad)
 
 
-async def test_configs_persist_and_loop_protection(store: Any, tmp_path: Path) -> None:
-    n = Notifications(store, FakeInvoker([]), "us-east-1", tmp_path / "dlq.jsonl")
+async def test_configs_persist_and_loop_protection(store: Any) -> None:
+    n = Notifications(store, "us-east-1")
     t = await n.add("thumb", "images", "created", "uploads/")
-    again = Notifications(store, FakeInvoker([]), "us-east-1", tmp_path / "dlq.jsonl")
+    again = Notifications(store, "us-east-1")
     await again.load()
     assert again.list() == [t]
     with pytest.raises(S3Error) as e:
@@ -76,38 +74,30 @@ async def test_configs_persist_and_loop_protection(store: Any, tmp_path: Path) -
     assert again.list() == []
 
 
-async def test_retries_then_dead_letter(store: Any, tmp_path: Path) -> None:
-    inv = FakeInvoker([500, 502, 500, 500, 500, 200])
-    n = Notifications(store, inv, "us-east-1", tmp_path / "dlq.jsonl", attempts=3, backoff=0.001)
-    await n.add("f", "b-1", "created")
-    n.start()
-    assert n.emit("created", "b-1", "k1", 3, "etag", "text/plain", "10.0.0.1") == 1
-    assert n.emit("created", "other", "k", 1) == 0
-    for _ in range(500):
-        if n.failed and not n.pending():
-            break
-        await asyncio.sleep(0.01)
-    assert n.emit("created", "b-1", "k2", 1) == 1
-    await n.stop()
-    assert [c[1]["data"]["key"] for c in inv.calls] == ["k1", "k1", "k1", "k2", "k2", "k2"]
-    assert (n.failed, n.delivered) == (1, 1)  # k1 exhausted its 3 attempts; k2 succeeded on the third
-    dead = n.dead_letters()
-    assert dead[0]["attempts"] == 3 and dead[0]["event"]["data"]["key"] == "k1" and "boom" in dead[0]["error"]
-    ev = inv.calls[0][1]
+async def test_emit_queues_one_async_invocation_per_matching_trigger(store: Any) -> None:
+    n = Notifications(store, "us-east-1")
+    t1 = await n.add("f", "b-1", "created")
+    t2 = await n.add("g", "b-1", "created,deleted", suffix=".txt")
+    assert await n.emit("created", "other", "k", 1) == 0  # nothing matches: no queue needed
+    with pytest.raises(RuntimeError, match="not running"):
+        await n.emit("created", "b-1", "k1", 3)
+    n.submit = rec = Recorder()
+    assert await n.emit("created", "b-1", "k1.txt", 3, "etag", "text/plain", "10.0.0.1") == 2
+    assert await n.emit("deleted", "b-1", "k1.txt") == 1
+    assert [(c["function"], c["kind"], c["trigger"], c["check"]) for c in rec.calls] == [
+        ("f", "cloudevent", "storage", False), ("g", "cloudevent", "storage", False),
+        ("g", "cloudevent", "storage", False)]
+    assert [c["headers"] for c in rec.calls] == [[("x-polyfn-storage-trigger", t.id)] for t in (t1, t2, t2)]
+    ev = rec.calls[0]["event"]
+    assert rec.calls[0]["content_type"] == "application/cloudevents+json"
     assert ev["type"] == "io.polyfn.storage.object.created" and ev["specversion"] == "1.0"
-    assert ev["data"] == {"bucket": "b-1", "key": "k1", "size": 3, "etag": "etag", "content_type": "text/plain",
+    assert ev["source"] == "polyfn:storage:us-east-1:b-1" and ev["subject"] == "k1.txt"
+    assert ev["data"] == {"bucket": "b-1", "key": "k1.txt", "size": 3, "etag": "etag", "content_type": "text/plain",
                           "region": "us-east-1", "source_ip": "10.0.0.1", "sequencer": ev["data"]["sequencer"]}
+    assert rec.calls[1]["event"] == ev  # one event, delivered to each trigger
+    assert rec.calls[2]["event"]["type"] == "io.polyfn.storage.object.deleted"
+    assert rec.calls[2]["event"]["data"]["sequencer"] > ev["data"]["sequencer"]
+    n.submit = Recorder(fail=True)
+    with pytest.raises(RuntimeError, match="queue closed"):  # the S3 API answers 500, not 200
+        await n.emit("created", "b-1", "k2", 1)
 
-
-async def test_missing_function_is_dead_lettered_at_once(store: Any, tmp_path: Path) -> None:
-    inv = FakeInvoker([404])
-    n = Notifications(store, inv, "us-east-1", tmp_path / "dlq.jsonl", attempts=5, backoff=0.001)
-    await n.add("gone", "b-1", "deleted")
-    n.start()
-    n.emit("deleted", "b-1", "k")
-    for _ in range(300):
-        if n.failed:
-            break
-        await asyncio.sleep(0.01)
-    await n.stop()
-    assert len(inv.calls) == 1 and n.dead_letters()[0]["attempts"] == 1

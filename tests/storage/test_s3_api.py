@@ -1,4 +1,5 @@
-"""Pieces of the S3 API module that boto3 over plain HTTP does not exercise: aws-chunked bodies, ranges."""
+"""Pieces of the S3 API module that boto3 over plain HTTP does not exercise: aws-chunked bodies, ranges,
+virtual-host parsing."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from polyfn.storage.api import _parse_range, aws_chunked, parse_query
+from polyfn.storage.api import Request, _parse_range, aws_chunked, parse_query, virtual_bucket
 from polyfn.storage.errors import S3Error
 
 
@@ -55,3 +56,43 @@ def test_unsatisfiable_range() -> None:
 
 def test_query_keeps_plus_and_blank_values() -> None:
     assert parse_query(b"uploads&prefix=a%2Bb+c&x=") == [("uploads", ""), ("prefix", "a+b+c"), ("x", "")]
+
+
+@pytest.mark.parametrize("host, domains, bucket", [
+    ("images.localhost:9000", ("localhost",), "images"),
+    ("Images.LocalHost", ("localhost",), "images"),
+    ("my.dotted.bucket.localhost:80", ("localhost",), "my.dotted.bucket"),
+    ("localhost:9000", ("localhost",), ""),  # the domain itself: path style
+    ("127.0.0.1:9000", ("localhost",), ""),
+    ("[::1]:9000", ("localhost",), ""),
+    ("imageslocalhost:9000", ("localhost",), ""),  # not a sub-domain
+    ("photos.s3.example.com", ("localhost", "s3.example.com"), "photos"),
+    ("photos.s3.example.com.", ("s3.example.com",), "photos"),  # fully qualified
+    ("photos.example.com", ("s3.example.com",), ""),
+    ("", ("localhost",), ""),
+])
+def test_virtual_host_bucket(host: str, domains: tuple[str, ...], bucket: str) -> None:
+    assert virtual_bucket(host, domains) == bucket
+
+
+def test_virtual_host_request_is_routed_like_path_style() -> None:
+    def scope(host: str, path: str) -> dict[str, object]:
+        return {"method": "GET", "path": path, "raw_path": path.encode(), "query_string": b"",
+                "headers": [(b"host", host.encode())], "client": ("127.0.0.1", 1)}
+
+    v = Request(scope("images.localhost:9000", "/a%20b/c.txt"), None, ("localhost",))
+    p = Request(scope("localhost:9000", "/images/a%20b/c.txt"), None, ("localhost",))
+    assert (v.bucket, v.key, v.raw_path) == (p.bucket, p.key, p.raw_path) == ("images", "a b/c.txt",
+                                                                               "/images/a%20b/c.txt")
+    assert v.sent_path == "/a%20b/c.txt"  # what a SigV4 signature covers
+    bucket_only = Request(scope("images.localhost", "/"), None, ("localhost",))
+    assert (bucket_only.bucket, bucket_only.key) == ("images", "")
+
+
+def test_storage_domain_setting() -> None:
+    from polyfn.config import Settings
+
+    assert Settings().storage_domains == ("localhost",)
+    assert Settings(storage_domain="localhost,S3.Example.com.").storage_domains == ("localhost", "s3.example.com")
+    with pytest.raises(ValueError):
+        Settings(storage_domain="bad domain")

@@ -73,7 +73,7 @@ def test_wrong_secret_unknown_key_and_clock_skew() -> None:
     with pytest.raises(S3Error) as e:
         verify(header_signed(), now=time.time() + 3600)
     assert e.value.code == "RequestTimeTooSkewed"
-    with pytest.raises(S3Error) as e:  # a key kept only as a hash (made before 0006) cannot sign
+    with pytest.raises(S3Error) as e:  # a key kept only as a hash (made before 0007) cannot sign
         verify(header_signed(akid="AKIDOLD", secret="whatever"))
     assert (e.value.status, e.value.code) == (403, "InvalidAccessKeyId") and "bearer" in e.value.message
 

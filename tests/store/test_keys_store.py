@@ -1,5 +1,5 @@
-"""The one key store on SQLite and PostgreSQL: migration 0006 moves the old storage keys in (an existing
-database upgrades, clear secrets become encrypted at the next start, pre-0006 hashed keys stay bearer-only),
+"""The one key store on SQLite and PostgreSQL: migration 0007 moves the old storage keys in (an existing
+database upgrades, clear secrets become encrypted at the next start, pre-0007 hashed keys stay bearer-only),
 and two key rings sharing a database (two nodes) see each other's keys and revocations."""
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ async def _exec(db_url: str, sql: str, rows: list[dict[str, Any]]) -> None:
     await engine.dispose()
 
 
-async def test_0006_moves_storage_keys_and_keeps_legacy_keys(db_url: str, tmp_path: Path) -> None:
-    await _upgrade_to(db_url, "0002_triggers")  # the head before 0006
+async def test_0007_moves_storage_keys_and_keeps_legacy_keys(db_url: str, tmp_path: Path) -> None:
+    await _upgrade_to(db_url, "0006")  # the head before 0007
     await _exec(db_url, "INSERT INTO storage_keys (access_key_id, secret_access_key, name, function, created_at) "
                 "VALUES (:a, :s, :n, :f, 1.0)",
                 [{"a": "PFSUSER", "s": "user-secret", "n": "user", "f": ""},
@@ -52,7 +52,7 @@ async def test_0006_moves_storage_keys_and_keeps_legacy_keys(db_url: str, tmp_pa
     await _exec(db_url, "INSERT INTO api_keys (id, secret_sha256, scope, function, description, created_at) "
                 "VALUES (:i, :h, 'deploy', NULL, 'old', 1.0)",
                 [{"i": "PFAKOLD", "h": hashlib.sha256(b"old-secret").hexdigest()}])
-    store = await Store.open(db_url)  # upgrades to head: 0006
+    store = await Store.open(db_url)  # upgrades to head: 0007_unified_keys
     try:
         box = SecretBox(tmp_path / "node.key")
         ring = KeyRing(SecurityStore(store), box)
@@ -67,7 +67,7 @@ async def test_0006_moves_storage_keys_and_keeps_legacy_keys(db_url: str, tmp_pa
             recs = {k.id: k for k in await ring.list()}
             assert all(k.secret_enc and not k.secret_enc.startswith("plain:") and "secret" not in k.secret_enc
                        for k in recs.values() if k.id != "PFAKOLD")
-            # a pre-0006 key: bearer auth works, SigV4 cannot (no secret), and the listing says so
+            # a pre-0007 key: bearer auth works, SigV4 cannot (no secret), and the listing says so
             assert ring.verify("PFAKOLD:old-secret") is not None
             assert ring.signing_credentials("PFAKOLD") == (None, recs["PFAKOLD"])
             assert recs["PFAKOLD"].secret_enc is None

@@ -32,7 +32,7 @@ class SecretRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 def key_json(k: Any) -> dict[str, Any]:
     """A key as the API shows it (never its secret). `sigv4: false`: a key made before secrets were kept
-    encrypted (migration 0006); it works as a bearer key only."""
+    encrypted (migration 0007); it works as a bearer key only."""
     return {"access_key_id": k.id, "scope": k.scope, "function": k.function, "owner": k.owner,
             "description": k.description, "sigv4": bool(k.secret_enc), "created_at": k.created_at,
             "last_used_at": k.last_used_at, "revoked_at": k.revoked_at}

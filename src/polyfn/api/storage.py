@@ -1,4 +1,5 @@
-"""Control API for the object store: endpoint info, access keys, storage triggers, dead letters.
+"""Control API for the object store: endpoint info, access keys, storage triggers (their failed deliveries
+are in the async queue's dead-letter queue: `/v1/dlq`).
 
 The S3 API itself is on the storage port (see `polyfn.storage.api`); these routes live under `/v1` with
 the admin key like the rest of the control plane. Storage access keys are the node's API keys
@@ -8,9 +9,9 @@ or `read`-scope ones (`{"scope": "read"}`), and lists the keys that can sign S3 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from polyfn.api.errors import ApiError
@@ -118,11 +119,5 @@ def build_router(node: Node) -> APIRouter:
         if await _storage(node).notifications.remove(trigger_id) is None:
             raise ApiError(404, "trigger_not_found", f"storage trigger {trigger_id!r} does not exist")
         return {"deleted": trigger_id}
-
-    @r.get("/dead-letters", summary="Storage events that could not be delivered after every retry")
-    async def dead_letters(limit: Annotated[int, Query(ge=1, le=10000)] = 100) -> dict[str, Any]:
-        st = _storage(node)
-        return {"dead_letters": st.notifications.dead_letters(limit), "delivered": st.notifications.delivered,
-                "failed": st.notifications.failed, "pending": st.notifications.pending()}
 
     return r

@@ -6,7 +6,7 @@ bearer API key (`Authorization: Bearer ID:SECRET`, or just the secret), basic-au
 OpenFaaS/OpenWhisk APIs and SigV4 credentials for the Lambda and S3 APIs (`auth/sigv4.py`). Bearer checks
 compare the SHA-256 of the secret (secrets are 240 random bits, so a fast hash is as good as a slow one);
 SigV4 needs the secret itself, so it is also kept encrypted with the node key (`auth/secrets.py`,
-`<data dir>/node.key`), decrypted on first use and cached in memory. Keys made before that (migration 0006)
+`<data dir>/node.key`), decrypted on first use and cached in memory. Keys made before that (migration 0007)
 have only the hash: they keep working as bearer keys and are listed with `sigv4: false`.
 
 The admin key of `<data dir>/admin.key` is registered as an `admin` key with id `PFAKADMIN…` at start; the
@@ -55,7 +55,7 @@ def allows(key: KeyRecord, scope: str, function: str | None) -> bool:
 
 
 ADMIN_ALIASES = frozenset({"polyfn-admin", "admin"})  # access key ids that name the node's admin key
-_PLAIN = "plain:"  # secret_enc of a storage key moved by migration 0006, not yet encrypted
+_PLAIN = "plain:"  # secret_enc of a storage key moved by migration 0007, not yet encrypted
 
 
 def storage_allows(key: KeyRecord, method: str) -> bool:
@@ -104,7 +104,7 @@ class KeyRing:
         elif not rec.secret_enc and self.box is not None:
             await self.store.set_secret_enc(rec.id, self._encrypt(admin_key))
         self.admin_id = rec.id
-        for k in list(self._by_id.values()):  # storage keys moved by migration 0006: encrypt them now
+        for k in list(self._by_id.values()):  # storage keys moved by migration 0007: encrypt them now
             if k.secret_enc and k.secret_enc.startswith(_PLAIN) and self.box is not None:
                 await self.store.set_secret_enc(k.id, self._encrypt(k.secret_enc[len(_PLAIN):]))
         await self.load()

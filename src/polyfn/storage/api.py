@@ -1,9 +1,11 @@
 """The S3-compatible HTTP API: a raw ASGI app (served on the storage port by its own uvicorn server).
 
-Path-style addressing only (`/bucket/key`), which is what boto3 uses with `endpoint_url`. Per request:
-parse the path and query → authenticate (SigV4 / SigV2, or anonymous) → authorise (anonymous reads only
-on public-read buckets; loop protection for function keys) → run the operation on the backend → answer
-with S3's XML → emit storage events for created/deleted objects.
+Path-style addressing (`/bucket/key`, what boto3 uses with `endpoint_url`) and virtual-host style
+(`Host: bucket.<storage domain>`, path `/key`). Per request: parse the host, path and query → authenticate
+(SigV4 / SigV2 / OSS, or anonymous) → authorise (anonymous reads only on public-read buckets; loop
+protection for function keys) → run the operation on the backend → queue the storage events of
+created/deleted objects (durably) → answer with S3's XML. The answer comes after the events are queued, so
+a change the client saw succeed always reaches its triggers.
 """
 
 from __future__ import annotations
@@ -174,19 +176,34 @@ def _parse_xml(body: bytes) -> ET.Element:
                       "our published schema.") from None
 
 
-class Request:
-    __slots__ = ("bucket", "client_ip", "headers", "key", "method", "q", "query", "raw_path", "receive")
+def virtual_bucket(host: str, domains: tuple[str, ...]) -> str:
+    """The bucket named by a virtual-host style `Host` (`images.localhost:9000` → `images`), else ''."""
+    if not host or host[0] == "[":  # an IPv6 literal names no bucket
+        return ""
+    name = host.partition(":")[0].lower().rstrip(".")
+    for d in domains:
+        if name.endswith(d) and len(name) > len(d) + 1 and name[-len(d) - 1] == ".":
+            return name[:-len(d) - 1]
+    return ""
 
-    def __init__(self, scope: dict[str, Any], receive: Callable[[], Any]) -> None:
+
+class Request:
+    __slots__ = ("bucket", "client_ip", "headers", "key", "method", "q", "query", "raw_path", "receive",
+                 "sent_path")
+
+    def __init__(self, scope: dict[str, Any], receive: Callable[[], Any], domains: tuple[str, ...] = ()) -> None:
         self.method: str = scope["method"]
         raw = scope.get("raw_path") or scope["path"].encode()
-        self.raw_path = raw.decode("latin-1")
+        self.sent_path = raw.decode("latin-1")  # as the client sent (and SigV4-signed) it
         hdrs: dict[str, str] = {}
         for k, v in scope["headers"]:
             name = k.decode("latin-1").lower()
             val = v.decode("latin-1")
             hdrs[name] = f"{hdrs[name]},{val}" if name in hdrs else val
         self.headers = hdrs
+        vhost = virtual_bucket(hdrs.get("host", ""), domains) if domains else ""
+        # path style from here on (`/bucket/key`): routing, SigV2/OSS resources and the s3 backend use it
+        self.raw_path = f"/{vhost}{self.sent_path}" if vhost else self.sent_path
         self.query = parse_query(scope.get("query_string", b""))
         self.q = dict(self.query)
         try:
@@ -206,8 +223,9 @@ class S3App:
 
     def __init__(self, backend: LocalBackend, lookup: sigv4.Lookup, notifications: Any, region: str,
                  max_object_size: int, clock: Callable[[], float] = time.time, proxy: Any = None,
-                 ensure_key: Callable[[str, float], Any] | None = None) -> None:
+                 ensure_key: Callable[[str, float], Any] | None = None, domains: tuple[str, ...] = ()) -> None:
         self.backend = backend
+        self.domains = domains  # virtual-host addressing: `BUCKET.<domain>`
         self.lookup = lookup
         self.ensure_key = ensure_key  # async (akid, now): refresh the key cache when needed
         self.notifications = notifications
@@ -242,7 +260,7 @@ class S3App:
         cors = False
         method = scope["method"]
         try:
-            req = Request(scope, receive)
+            req = Request(scope, receive, self.domains)
             cors = "origin" in req.headers
             if method == "OPTIONS":
                 await self._preflight(req, tracking_send)
@@ -287,7 +305,7 @@ class S3App:
             akid = sigv4.access_key_id(req.headers, req.q)
             if akid:
                 await self.ensure_key(akid, now)
-        ident = sigv4.authenticate(req.method, req.raw_path, req.query, req.headers, self.lookup, now)
+        ident = sigv4.authenticate(req.method, _signed_path(req), req.query, req.headers, self.lookup, now)
         m, b, k, q = req.method, req.bucket, req.key, req.q
         if ident is not None and ident.oss:
             OSS_DIALECT.set(True)
@@ -391,12 +409,13 @@ class S3App:
         if ident is not None and ident.function and self.notifications is not None:
             self.notifications.check_loop(bucket, key, event, ident.function)
 
-    def _emit(self, event: str, bucket: str, key: str, info: ObjectInfo | None, ip: str) -> None:
+    async def _emit(self, event: str, bucket: str, key: str, info: ObjectInfo | None, ip: str) -> None:
+        """Queue the change's trigger deliveries (durably): called after the change, before the answer."""
         if self.notifications is not None:
             if info is None:
-                self.notifications.emit(event, bucket, key, source_ip=ip)
+                await self.notifications.emit(event, bucket, key, source_ip=ip)
             else:
-                self.notifications.emit(event, bucket, key, info.size, info.etag, info.content_type, ip)
+                await self.notifications.emit(event, bucket, key, info.size, info.etag, info.content_type, ip)
 
     # -- buckets --------------------------------------------------------------------------------------
 
@@ -503,7 +522,7 @@ class S3App:
     async def delete_objects(self, req: Request, send: Callable[[Any], Any], ident: Identity | None) -> None:
         root = _parse_xml(await _read_all(req.receive))
         quiet = (root.findtext("Quiet") or "").lower() == "true"
-        out = []
+        out, gone = [], []
         for obj in root.findall("Object"):
             key = obj.findtext("Key") or ""
             try:
@@ -514,9 +533,10 @@ class S3App:
                 out.append(f"<Error><Key>{_e(key)}</Key><Code>{e.code}</Code><Message>{_e(e.message)}</Message></Error>")
                 continue
             if existed:
-                self._emit("deleted", req.bucket, key, None, req.client_ip)
+                gone.append(key)
             if not quiet:
                 out.append(f"<Deleted><Key>{_e(key)}</Key></Deleted>")
+        await asyncio.gather(*(self._emit("deleted", req.bucket, k, None, req.client_ip) for k in gone))
         await _respond(send, 200, _XML_CT, _xml("DeleteResult", "".join(out)))
 
     # -- objects --------------------------------------------------------------------------------------
@@ -560,8 +580,8 @@ class S3App:
         hdrs = [(b"etag", f'"{info.etag}"'.encode())]
         if "crc32" in info.checksums:
             hdrs.append((b"x-amz-checksum-crc32", info.checksums["crc32"].encode()))
+        await self._emit("created", req.bucket, req.key, info, req.client_ip)
         await _respond(send, 200, hdrs)
-        self._emit("created", req.bucket, req.key, info, req.client_ip)
 
     async def get_object(self, req: Request, send: Callable[[Any], Any]) -> None:
         head = req.method == "HEAD"
@@ -619,10 +639,9 @@ class S3App:
 
     async def delete_object(self, req: Request, send: Callable[[Any], Any], ident: Identity | None) -> None:
         self._check_loop(req.bucket, req.key, "deleted", ident)
-        existed = self.backend.delete_object(req.bucket, req.key)
+        if self.backend.delete_object(req.bucket, req.key):
+            await self._emit("deleted", req.bucket, req.key, None, req.client_ip)
         await _respond(send, 204, [])
-        if existed:
-            self._emit("deleted", req.bucket, req.key, None, req.client_ip)
 
     async def copy_object(self, req: Request, send: Callable[[Any], Any], ident: Identity | None) -> None:
         src = unquote(req.headers["x-amz-copy-source"].split("?", 1)[0]).lstrip("/")
@@ -647,9 +666,9 @@ class S3App:
         info.last_modified = self.clock()
         new = await self.backend.put_object(req.bucket, req.key, LocalBackend.read_range(fd, 0, src_info.size), info,
                                             PutChecks())
+        await self._emit("created", req.bucket, req.key, new, req.client_ip)
         await _respond(send, 200, _XML_CT, _xml("CopyObjectResult", f"<LastModified>{iso(new.last_modified)}"
                                                 f"</LastModified><ETag>&quot;{new.etag}&quot;</ETag>"))
-        self._emit("created", req.bucket, req.key, new, req.client_ip)
 
     # -- multipart ------------------------------------------------------------------------------------
 
@@ -681,10 +700,10 @@ class S3App:
             except ValueError:
                 raise S3Error(400, "MalformedXML", "PartNumber must be an integer") from None
         info = await self.backend.complete_upload(req.bucket, req.key, req.q["uploadId"], parts)
+        await self._emit("created", req.bucket, req.key, info, req.client_ip)
         await _respond(send, 200, _XML_CT, _xml(
             "CompleteMultipartUploadResult", f"<Location>/{_e(req.bucket)}/{_e(req.key)}</Location><Bucket>"
             f"{_e(req.bucket)}</Bucket><Key>{_e(req.key)}</Key><ETag>&quot;{info.etag}&quot;</ETag>"))
-        self._emit("created", req.bucket, req.key, info, req.client_ip)
 
     async def list_parts(self, req: Request, send: Callable[[Any], Any]) -> None:
         parts = self.backend.list_parts(req.bucket, req.key, req.q["uploadId"])
@@ -722,17 +741,34 @@ class S3App:
             for key in deleted:
                 self._check_loop(req.bucket, key, "deleted", ident)
             body = _once(raw)
-        status, info = await self.proxy.forward(req, body, chunked, send)
-        if status >= 300:
-            return
-        if req.method == "PUT" and not req.key and req.bucket:
-            acl = req.headers.get("x-amz-acl")
-            if acl in ("private", "public-read"):
-                self.proxy.set_public(req.bucket, acl == "public-read")
-        if event in ("created", "deleted"):
-            self._emit(event, req.bucket, req.key, info, req.client_ip)
-        for key in deleted:
-            self._emit("deleted", req.bucket, key, None, req.client_ip)
+        # A change's answer (small: empty or a short XML) is held until its events are queued.
+        held: list[dict[str, Any]] = []
+        changes = event is not None or bool(deleted)
+
+        async def hold(msg: dict[str, Any]) -> None:
+            held.append(msg)
+
+        status, info = await self.proxy.forward(req, body, chunked, hold if changes else send)
+        if status < 300:
+            if req.method == "PUT" and not req.key and req.bucket:
+                acl = req.headers.get("x-amz-acl")
+                if acl in ("private", "public-read"):
+                    self.proxy.set_public(req.bucket, acl == "public-read")
+            emits = [self._emit("deleted", req.bucket, key, None, req.client_ip) for key in deleted]
+            if event is not None:
+                emits.append(self._emit(event, req.bucket, req.key, info, req.client_ip))
+            await asyncio.gather(*emits)
+        for msg in held:
+            await send(msg)
+
+
+def _signed_path(req: Request) -> str:
+    """The path a signature covers: SigV4 signs the path as sent; SigV2 and OSS sign `/bucket/key` whatever
+    the addressing style."""
+    if req.sent_path != req.raw_path and (req.headers.get("authorization", "").startswith("AWS4-")
+                                          or "X-Amz-Algorithm" in req.q):
+        return req.sent_path
+    return req.raw_path
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:

@@ -1,13 +1,12 @@
-"""Storage triggers: bucket notification configs, the CloudEvents they produce, and their delivery.
+"""Storage triggers: bucket notification configs and the CloudEvents they produce.
 
 A trigger says "invoke FUNCTION when objects in BUCKET are created/deleted (optionally only keys with this
 prefix/suffix)". Configs live in the metadata store (`storage_triggers`). Every matching change becomes a
-CloudEvent (`TYPE_OBJECT_CREATED` / `TYPE_OBJECT_DELETED`, data as in `polyfn.events.cloudevent`) invoked
-asynchronously through `Invoker.invoke(name, "cloudevent", "storage", ...)`.
-
-Delivery is at-least-once *while the node runs*: a bounded in-memory queue, a few workers, `attempts`
-tries with exponential backoff, then a dead-letter line in `<storage dir>/dead-letters.jsonl`. It is not
-durable across restarts (the events issue's durable queue replaces the in-memory queue when it lands).
+CloudEvent (`TYPE_OBJECT_CREATED` / `TYPE_OBJECT_DELETED`, data as in `polyfn.events.cloudevent`) queued as
+an async invocation in the durable queue (`AsyncQueue.submit(fn, "cloudevent", "storage", ...)`), so it gets
+the function's retry policy and the dead-letter queue like every other trigger. `emit` returns once the
+deliveries are committed to the queue file: the S3 API acknowledges a write only after that, so a write a
+client saw succeed is delivered even if the server is killed right after.
 
 Loop protection: a function whose own key writes (or deletes) an object that would trigger the same
 function is refused with 403 and a message that says why, before anything is stored.
@@ -16,15 +15,11 @@ function is refused with 403 and a message that says why, before anything is sto
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
-import json
-import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, insert, select
@@ -33,11 +28,8 @@ from polyfn.events.cloudevent import CONTENT_TYPE, TYPE_OBJECT_CREATED, TYPE_OBJ
 from polyfn.storage.errors import S3Error
 from polyfn.store.tables import storage_triggers
 
-log = logging.getLogger("polyfn.storage")
-
 EVENT_TYPES = {"created": TYPE_OBJECT_CREATED, "deleted": TYPE_OBJECT_DELETED}
-QUEUE_MAX = 100_000
-WORKERS = 8
+TRIGGER_HEADER = "x-polyfn-storage-trigger"  # which storage trigger queued an invocation (in `dlq show`)
 
 
 class TriggerError(ValueError):
@@ -80,23 +72,19 @@ def parse_events(value: str | list[str]) -> tuple[str, ...]:
     return out
 
 
+#: submit(function, kind, trigger, body, content_type, headers=..., check=...) -> activation id: the durable
+#: async queue's `AsyncQueue.submit`.
+Submit = Callable[..., Awaitable[str]]
+
+
 class Notifications:
-    def __init__(self, store: Any, invoke: Callable[..., Any], region: str, dlq_path: Path, attempts: int = 4,
-                 backoff: float = 0.5, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: Any, region: str, clock: Callable[[], float] = time.time) -> None:
         self.store = store
-        self.invoke = invoke  # Invoker.invoke
         self.region = region
-        self.dlq_path = dlq_path
-        self.attempts = attempts
-        self.backoff = backoff
         self.clock = clock
+        self.submit: Submit | None = None  # set by the node once the async queue runs (`StorageService.serve`)
         self.triggers: dict[str, StorageTrigger] = {}
-        self._queue: asyncio.Queue[tuple[StorageTrigger, bytes, int]] = asyncio.Queue(QUEUE_MAX)
-        self._workers: list[asyncio.Task[None]] = []
-        self._retries: set[asyncio.Task[None]] = set()
         self._seq = itertools.count(int(clock() * 1000) << 16)
-        self.delivered = 0
-        self.failed = 0
 
     # -- configs --------------------------------------------------------------------------------------
 
@@ -157,108 +145,26 @@ class Notifications:
                               f"{where} (trigger {t.id}), so this write would invoke it again; write the result "
                               "under another prefix or bucket")
 
-    def emit(self, event: str, bucket: str, key: str, size: int = 0, etag: str = "", content_type: str = "",
-             source_ip: str = "") -> int:
-        """Queue one delivery per matching trigger; returns how many were queued."""
-        matched = [t for t in self.triggers.values() if t.matches(bucket, key, event)]
+    def matching(self, event: str, bucket: str, key: str) -> list[StorageTrigger]:
+        return [t for t in self.triggers.values() if t.matches(bucket, key, event)]
+
+    async def emit(self, event: str, bucket: str, key: str, size: int = 0, etag: str = "", content_type: str = "",
+                   source_ip: str = "") -> int:
+        """Queue one async invocation per matching trigger, durably; returns how many were queued. Raises
+        when the queue cannot take them (the caller answers 500: the change is stored, its event is not)."""
+        matched = self.matching(event, bucket, key)
         if not matched:
             return 0
+        if self.submit is None:
+            raise RuntimeError("storage event not queued: the async queue is not running")
         data = {"bucket": bucket, "key": key, "size": size, "etag": etag, "content_type": content_type,
                 "region": self.region, "source_ip": source_ip, "sequencer": f"{next(self._seq):016X}"}
-        ce = new_event(EVENT_TYPES[event], f"polyfn:storage:{self.region}:{bucket}", data, subject=key)
-        body = ce.to_json()
-        for t in matched:
-            try:
-                self._queue.put_nowait((t, body, 1))
-            except asyncio.QueueFull:
-                self._dead(t, body, 0, "the delivery queue is full")
+        body = new_event(EVENT_TYPES[event], f"polyfn:storage:{self.region}:{bucket}", data, subject=key).to_json()
+        submit = self.submit
+        # check=False: a trigger whose function is gone is dead-lettered by the queue, like other triggers.
+        await asyncio.gather(*(submit(t.function, "cloudevent", "storage", body, CONTENT_TYPE,
+                                      headers=[(TRIGGER_HEADER, t.id)], check=False) for t in matched))
         return len(matched)
-
-    def start(self) -> None:
-        self._workers = [asyncio.create_task(self._work()) for _ in range(WORKERS)]
-
-    async def stop(self, timeout: float = 5.0) -> None:
-        """Let queued deliveries finish (bounded), then stop the workers; undelivered events go to the DLQ."""
-        deadline = time.monotonic() + timeout
-        while (self._queue.qsize() or self._retries) and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        for t in [*self._workers, *self._retries]:
-            t.cancel()
-        for t in [*self._workers, *self._retries]:
-            with contextlib.suppress(BaseException):
-                await t
-        while not self._queue.empty():
-            trig, body, attempt = self._queue.get_nowait()
-            self._dead(trig, body, attempt - 1, "the server stopped before the event was delivered")
-
-    def pending(self) -> int:
-        return self._queue.qsize() + len(self._retries)
-
-    async def _work(self) -> None:
-        while True:
-            trig, body, attempt = await self._queue.get()
-            try:
-                await self._deliver(trig, body, attempt)
-            except Exception:  # never let one event kill a worker
-                log.exception("storage trigger %s: delivery failed", trig.id)
-
-    async def _deliver(self, trig: StorageTrigger, body: bytes, attempt: int) -> None:
-        out = await self.invoke(trig.function, "cloudevent", "storage", "POST", "/", "",
-                                [("content-type", CONTENT_TYPE)], body, CONTENT_TYPE)
-        if out.status < 400:
-            self.delivered += 1
-            return
-        err = _error_text(out)
-        if trig.id not in self.triggers:
-            return  # removed meanwhile
-        if attempt >= self.attempts or out.status == 404:
-            self._dead(trig, body, attempt, err)
-            return
-        delay = self.backoff * (2 ** (attempt - 1))
-        log.warning("storage trigger %s: %s failed (attempt %d/%d: %s); retrying in %.1f s", trig.id,
-                    trig.function, attempt, self.attempts, err, delay)
-
-        async def later() -> None:
-            await asyncio.sleep(delay)
-            await self._queue.put((trig, body, attempt + 1))
-
-        task = asyncio.create_task(later())
-        self._retries.add(task)
-        task.add_done_callback(self._retries.discard)
-
-    def _dead(self, trig: StorageTrigger, body: bytes, attempts: int, error: str) -> None:
-        self.failed += 1
-        log.error("storage trigger %s: event for %s dead-lettered after %d attempt(s): %s", trig.id,
-                  trig.function, attempts, error)
-        line = {"time": self.clock(), "trigger": trig.id, "function": trig.function, "attempts": attempts,
-                "error": error, "event": json.loads(body)}
-        try:
-            with open(self.dlq_path, "a") as f:
-                f.write(json.dumps(line) + "\n")
-        except OSError as e:
-            log.error("cannot write the storage dead-letter file %s: %s", self.dlq_path, e)
-
-    def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
-        try:
-            lines = self.dlq_path.read_text().splitlines()
-        except FileNotFoundError:
-            return []
-        out = []
-        for ln in lines[-limit:]:
-            with contextlib.suppress(ValueError):
-                out.append(json.loads(ln))
-        return out
-
-
-def _error_text(out: Any) -> str:
-    try:
-        err = json.loads(out.body).get("error")
-        if isinstance(err, dict):
-            return f"{out.status} {err.get('code') or ''} {err.get('message') or err.get('errorMessage') or ''}".strip()
-    except (ValueError, AttributeError):
-        pass
-    return f"HTTP {out.status}: {out.body[:200].decode('utf-8', 'replace')}"
-
 
 def from_vendor_config(config: dict[str, Any]) -> tuple[str, tuple[str, ...], str, str]:
     """(bucket, events, prefix, suffix) from a storage trigger declared in a vendor's definition file: event

@@ -1,8 +1,11 @@
 """The node's object store: backend + triggers + the S3 API on its own port (keys: the node's key ring).
 
-The S3 API runs as a second uvicorn server inside the node's event loop (`start` binds the socket itself,
-so a busy port is reported and the rest of the node keeps running). `Node.stop` calls `stop` first: stop
-accepting storage requests, let in-flight ones finish (bounded), then drain queued trigger deliveries.
+The S3 API runs as a second uvicorn server inside the node's event loop. `start` binds the socket itself
+(so a busy port is reported and the rest of the node keeps running, and instances started from then on know
+the endpoint); `serve` starts answering once the async queue runs, because a write that matches a trigger
+is acknowledged only after its event is committed to the queue (connections made in between wait in the
+listen backlog). `Node.stop` calls `stop` before stopping the queue: stop accepting storage requests and
+let in-flight ones finish (bounded), so their events are queued.
 """
 
 from __future__ import annotations
@@ -22,14 +25,13 @@ log = logging.getLogger("polyfn.storage")
 
 
 class StorageService:
-    def __init__(self, settings: Settings, store: Any, invoke: Any, keys: Any) -> None:
+    def __init__(self, settings: Settings, store: Any, keys: Any) -> None:
         s = settings
         self.settings = s
         self.keys = keys  # polyfn.auth.keys.KeyRing: the node's one key store
         root = s.storage_dir
         self.backend = LocalBackend(root, s.storage_max_object_size, s.storage_fsync)
-        self.notifications = Notifications(store, invoke, s.storage_region, root / "dead-letters.jsonl",
-                                           s.storage_trigger_attempts, s.storage_trigger_backoff)
+        self.notifications = Notifications(store, s.storage_region)
         proxy = None
         if s.storage_backend == "s3":
             from polyfn.storage.proxy import UpstreamProxy
@@ -37,10 +39,12 @@ class StorageService:
             proxy = UpstreamProxy(s, root)
         self.proxy = proxy
         self.app = S3App(self.backend, self.keys.signing_credentials, self.notifications, s.storage_region,
-                         s.storage_max_object_size, proxy=proxy, ensure_key=self.refresh)
+                         s.storage_max_object_size, proxy=proxy, ensure_key=self.refresh,
+                         domains=s.storage_domains)
         self.url = ""
         self.error = ""
         self._server: Any = None
+        self._sock: socket.socket | None = None
         self._triggers_at = 0.0
 
     async def refresh(self, akid: str, now: float) -> None:
@@ -62,7 +66,6 @@ class StorageService:
         root.chmod(0o700)
         await asyncio.to_thread(self.backend.open)
         await self.notifications.load()
-        self.notifications.start()
         if self.proxy is not None:
             await self.proxy.start()
         if not s.storage_port:
@@ -75,19 +78,27 @@ class StorageService:
             self.error = f"cannot listen on {host}:{s.storage_port} ({e.strerror}); pass --storage-port"
             log.error("object storage disabled: %s", self.error)
             return
+        self._sock = sock
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        self.url = f"http://{shown}:{sock.getsockname()[1]}"
+
+    async def serve(self, submit: Any) -> None:
+        """Start answering S3 requests on the socket bound by `start`; `submit` is `AsyncQueue.submit`,
+        which takes the storage events."""
+        self.notifications.submit = submit
+        if self._sock is None:
+            return
         import uvicorn
 
+        s = self.settings
         config = uvicorn.Config(self.app, loop="none", http="httptools", lifespan="off", interface="asgi3",
                                 log_level="warning", access_log=False, server_header=False, date_header=False,
                                 timeout_graceful_shutdown=int(s.drain_timeout) or None, backlog=2048)
         config.load()
         server = uvicorn.Server(config)
         server.lifespan = config.lifespan_class(config)
-        await server.startup(sockets=[sock])
-        self._sock = sock
+        await server.startup(sockets=[self._sock])
         self._server = server
-        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-        self.url = f"http://{shown}:{sock.getsockname()[1]}"
         log.info("object storage (%s backend) on %s", s.storage_backend, self.url)
 
     async def stop_accepting(self) -> None:
@@ -96,10 +107,12 @@ class StorageService:
         if server is not None:
             with contextlib.suppress(Exception):
                 await server.shutdown(sockets=[self._sock])
+        elif self._sock is not None:  # bound but never served (the node stopped during start)
+            self._sock.close()
+        self._sock = None
 
     async def stop(self) -> None:
         await self.stop_accepting()
-        await self.notifications.stop()
         if self.proxy is not None:
             await self.proxy.stop()
 

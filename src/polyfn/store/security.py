@@ -1,4 +1,4 @@
-"""Store access for API keys and secrets (tables `api_keys`, `secrets`, migrations 0005 and 0006)."""
+"""Store access for API keys and secrets (tables `api_keys`, `secrets`, migrations 0005 and 0007)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ class KeyRecord(msgspec.Struct, kw_only=True):
     scope: str
     function: str | None = None  # the one function the key may act on (None: every function)
     owner: str | None = None  # the function whose instances hold the key (None: a person's key)
-    secret_enc: str | None = None  # the secret under the node key; None: a pre-0006 key (bearer only)
+    secret_enc: str | None = None  # the secret under the node key; None: a pre-0007 key (bearer only)
     description: str = ""
     created_at: float = 0.0
     last_used_at: float | None = None

@@ -71,6 +71,7 @@ activations = Table(
     Column("instance", String, nullable=False),
     Column("trace_id", String, nullable=False, server_default=""),  # 0004
     Column("parent_id", String, nullable=False, server_default=""),  # 0004
+    Column("init_info", Text, nullable=False, server_default=""),  # 0006
     Index("ix_activations_function_start", "function", "start"),
     Index("ix_activations_start", "start"),
 )
@@ -93,12 +94,12 @@ api_keys = Table(
     metadata,
     Column("id", String, primary_key=True),  # the access key id (public)
     Column("secret_sha256", String, nullable=False),  # hex SHA-256 of the secret (bearer checks)
-    # 0006: the secret encrypted with the node key (Fernet), so the key can verify SigV4; NULL for keys made
-    # before 0006 (bearer only); `plain:<secret>` for storage keys moved by 0006, encrypted at the next start.
+    # 0007: the secret encrypted with the node key (Fernet), so the key can verify SigV4; NULL for keys made
+    # before 0007 (bearer only); `plain:<secret>` for storage keys moved by 0007, encrypted at the next start.
     Column("secret_enc", Text, nullable=True),
     Column("scope", String, nullable=False),  # read | invoke | deploy | admin
     Column("function", String, nullable=True),  # NULL: every function
-    Column("owner", String, nullable=True),  # 0006: the function whose instances hold this key (NULL: a person's)
+    Column("owner", String, nullable=True),  # 0007: the function whose instances hold this key (NULL: a person's)
     Column("description", Text, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("last_used_at", Float, nullable=True),
@@ -116,7 +117,7 @@ secrets = Table(
 )
 
 # Object storage (src/polyfn/storage): bucket notification configs (storage triggers). Its access keys are
-# API keys (`api_keys`, migration 0006 moved the old `storage_keys` there).
+# API keys (`api_keys`, migration 0007 moved the old `storage_keys` there).
 storage_triggers = Table(
     "storage_triggers",
     metadata,

@@ -1,7 +1,7 @@
 """Who may call the compat APIs: the node's one key store (`auth/keys.py`) seen through each vendor's scheme.
 
 SigV4 (Lambda API) verifies with `auth/sigv4.py` against `KeyRing.signing_credentials` (every key made since
-migration 0006 keeps its secret encrypted, so any key can sign); basic auth (OpenFaaS `admin:<key>`,
+migration 0007 keeps its secret encrypted, so any key can sign); basic auth (OpenFaaS `admin:<key>`,
 OpenWhisk `<id>:<key>`) compares the secret's hash like a bearer key. The node's admin key is also accepted
 under the ids `polyfn-admin` and `admin` (faas-cli's fixed user name). What a key may then do is its
 scope (`allows`): read < invoke < deploy < admin, optionally bound to one function.

@@ -1,7 +1,7 @@
 """One key store: API keys can sign SigV4 (secret kept encrypted) and own a function; storage keys move in.
 
-Revision ID: 0006
-Revises: 0002_triggers
+Revision ID: 0007_unified_keys
+Revises: 0006
 Create Date: 2026-12-02
 
 `api_keys` gains `secret_enc` (the secret, Fernet-encrypted with the node key, so SigV4 can be verified)
@@ -23,8 +23,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006"
-down_revision: str | None = "0002_triggers"  # the chain so far: 0001, 0004, 0005, 0003_storage, 0002_triggers
+revision: str = "0007_unified_keys"
+down_revision: str | None = "0006"  # the chain so far: 0001, 0004, 0005, 0003_storage, 0002_triggers, 0006
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
