@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     callback_attempts: int = Field(5, ge=1)  # POSTs of a result to an X-Callback-Url before it is marked failed
     callback_backoff: float = Field(1.0, ge=0)  # seconds before the first callback retry (doubles, jittered)
     callback_timeout: float = Field(10.0, gt=0)  # seconds per callback POST
+    # X-Callback-Url on unauthenticated calls (/fn/, /async-function/): comma-separated hosts the node may POST
+    # results to; "" refuses them (400 callback_not_allowed) unless the caller sends an invoke-scope key;
+    # "*" allows any host (docs/security.md, "Callbacks").
+    callback_allow: str = ""
     trigger_reconnect_max: float = Field(30.0, gt=0)  # cap on a broker trigger's reconnect backoff (seconds)
 
     # Process isolation.
@@ -84,6 +88,10 @@ class Settings(BaseSettings):
     tls_key: str | None = None
     key_rate: float = Field(0.0, ge=0)  # control-API requests per second per API key (token bucket); 0 = off
     key_burst: float = Field(50.0, ge=1)
+
+    @property
+    def callback_hosts(self) -> frozenset[str]:
+        return frozenset(h.strip().lower().strip("[]") for h in self.callback_allow.split(",") if h.strip())
 
     @property
     def disabled_layers(self) -> set[str]:

@@ -99,7 +99,7 @@ class Node:
         from polyfn.store.security import SecurityStore
 
         self.security_store = SecurityStore(self.store)
-        self.keys = KeyRing(self.security_store)
+        self.keys = KeyRing(self.security_store, self.secret_box)
         await self.keys.start(self.admin_key)
         self.manager.secret_source = self.read_secrets
         self.recorder = ActivationRecorder(self.store, retention_count=s.activation_retention_count,
@@ -129,7 +129,7 @@ class Node:
             self.manager.instance_env["AWS_ENDPOINT_URL_LAMBDA"] = f"http://{host}:{s.port}"
         from polyfn.storage.service import StorageService
 
-        self.storage = StorageService(s, self.store)
+        self.storage = StorageService(s, self.store, self.keys)
         await self.storage.start()  # binds the port (instances learn the endpoint); answers from `serve` on
         self.manager.env_hook = self.storage.function_env
         await self._start_relay()

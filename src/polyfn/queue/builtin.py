@@ -58,7 +58,8 @@ CREATE TABLE IF NOT EXISTS callbacks (
   not_before REAL NOT NULL,
   state TEXT NOT NULL,
   last_error TEXT,
-  updated_at REAL NOT NULL
+  updated_at REAL NOT NULL,
+  headers TEXT
 );
 CREATE INDEX IF NOT EXISTS callbacks_state ON callbacks(state, not_before);
 CREATE TABLE IF NOT EXISTS topic_messages (
@@ -160,6 +161,8 @@ class QueueDB:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=10000")
         conn.executescript(SCHEMA)
+        if "headers" not in {r[1] for r in conn.execute("PRAGMA table_info(callbacks)")}:  # queue.db before it
+            conn.execute("ALTER TABLE callbacks ADD COLUMN headers TEXT")
         self._conn = conn
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -340,10 +343,13 @@ class QueueDB:
 
     # -- callbacks --------------------------------------------------------------------------------------
 
-    async def add_callback(self, job_id: str, url: str, payload: bytes, now: float) -> None:
+    async def add_callback(self, job_id: str, url: str, payload: bytes, now: float,
+                           headers: dict[str, str] | None = None) -> None:
+        """`headers`: the POST's headers when the payload is not polyfn's JSON result (a vendor's shape)."""
         await self.write([(
-            "INSERT OR REPLACE INTO callbacks (id, url, payload, attempt, not_before, state, last_error, updated_at) "
-            "VALUES (?, ?, ?, 0, ?, 'pending', NULL, ?)", (job_id, url, payload, now, now), False)])
+            "INSERT OR REPLACE INTO callbacks (id, url, payload, attempt, not_before, state, last_error, updated_at, "
+            "headers) VALUES (?, ?, ?, 0, ?, 'pending', NULL, ?, ?)",
+            (job_id, url, payload, now, now, None if headers is None else json.dumps(headers)), False)])
 
     async def update_callback(self, job_id: str, state: str, attempt: int, not_before: float,
                               last_error: str | None, now: float) -> None:

@@ -30,6 +30,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("polyfn.queue")
 
 
+#: trigger name → callback shape (job, outcome or None, status, reason) → (body, headers), for callers that
+#: expect a vendor's callback instead of polyfn's JSON result (OpenFaaS async: api/compat/openfaas.py registers
+#: its shape when installed). Module-level so jobs queued before a restart get the same shape after it.
+CALLBACK_FORMATS: dict[str, Any] = {}
+
+
 class Rejected(Exception):
     def __init__(self, status: int, code: str, message: str):
         super().__init__(message)
@@ -260,6 +266,12 @@ class AsyncQueue:
     async def _callback(self, job: Job, out: Outcome | None, status: str, reason: str | None = None) -> None:
         if not job.callback_url:
             return
+        fmt = CALLBACK_FORMATS.get(job.trigger)
+        if fmt is not None:
+            body, headers = fmt(job, out, status, reason)
+            await self.db.add_callback(job.id, job.callback_url, body, time.time(), headers)
+            self._cb_wake.set()
+            return
         payload: dict[str, Any] = {"activation_id": job.id, "function": job.function, "status": status,
                                    "attempts": job.attempt}
         if out is not None:
@@ -285,7 +297,7 @@ class AsyncQueue:
                     next_at = row["not_before"] if next_at is None else min(next_at, row["not_before"])
                     continue
                 attempt = row["attempt"] + 1
-                error = await self._post(row["url"], bytes(row["payload"]), row["id"])
+                error = await self._post(row["url"], bytes(row["payload"]), row["id"], row["headers"])
                 now = time.time()
                 if error is None:
                     await self.db.update_callback(row["id"], "delivered", attempt, now, None, now)
@@ -300,11 +312,13 @@ class AsyncQueue:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._cb_wake.wait(), wait)
 
-    async def _post(self, url: str, payload: bytes, job_id: str) -> str | None:
+    async def _post(self, url: str, payload: bytes, job_id: str, headers: str | None = None) -> str | None:
         assert self._http is not None
+        hdrs = {"content-type": "application/json", "x-polyfn-activation-id": job_id}
+        if headers:
+            hdrs = {**json.loads(headers), "x-polyfn-activation-id": job_id}
         try:
-            r = await self._http.post(url, content=payload, headers={
-                "content-type": "application/json", "x-polyfn-activation-id": job_id})
+            r = await self._http.post(url, content=payload, headers=hdrs)
         except httpx.HTTPError as e:
             return f"{type(e).__name__}: {e}"
         if r.status_code >= 300:
