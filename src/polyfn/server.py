@@ -130,6 +130,7 @@ class Node:
 
         self.storage = StorageService(s, self.store, self.invoker.invoke)
         await self.storage.start()
+        self.storage.notifications.on_error = lambda fn, reason: self.metrics.trigger_errors.inc(fn, "storage", reason)
         self.manager.env_hook = self.storage.function_env
         await self.manager.start()
         for info in await self.store.list_functions():
@@ -141,7 +142,8 @@ class Node:
         self.queue = AsyncQueue(s, self.invoker, self.registry)
         await self.queue.start()
         self._gateway.queue = self.queue
-        self.triggers = TriggerManager(s, self.store, self.invoker, self.queue, self.registry, self.recorder)
+        self.triggers = TriggerManager(s, self.store, self.invoker, self.queue, self.registry, self.recorder,
+                                       self.metrics)
         await self.triggers.start()
         from polyfn.triggers import events as cloudevents
 

@@ -97,6 +97,7 @@ class Notifications:
         self._seq = itertools.count(int(clock() * 1000) << 16)
         self.delivered = 0
         self.failed = 0
+        self.on_error: Callable[[str, str], None] | None = None  # (function, reason): polyfn_trigger_errors_total
 
     # -- configs --------------------------------------------------------------------------------------
 
@@ -172,6 +173,8 @@ class Notifications:
                 self._queue.put_nowait((t, body, 1))
             except asyncio.QueueFull:
                 self._dead(t, body, 0, "the delivery queue is full")
+                if self.on_error is not None:
+                    self.on_error(t.function, "queue_full")
         return len(matched)
 
     def start(self) -> None:
@@ -209,6 +212,11 @@ class Notifications:
             self.delivered += 1
             return
         err = _error_text(out)
+        if self.on_error is not None:
+            from polyfn.queue.dispatcher import outcome_error
+            from polyfn.triggers.base import failure_reason
+
+            self.on_error(trig.function, failure_reason(out.status, outcome_error(out)[0]))
         if trig.id not in self.triggers:
             return  # removed meanwhile
         if attempt >= self.attempts or out.status == 404:
