@@ -256,6 +256,10 @@ def test_trigger_errors_counted_on_metrics(server: Server, tmp_path: Path) -> No
     view = server.api.get("/v1/triggers/te-topic").json()
     assert view["errors"] >= 1 and view["last_error"]["reason"] == "function_error"
     assert "cannot handle" in view["last_error"]["message"]
+    # retried once, then dead-lettered: the async queue's gauges show it
+    assert wait_until(lambda: (_metric(server.api.get("/metrics").text, "polyfn_async_dlq_size",
+                                       function="te-fail") or 0) >= 1)
+    assert "# TYPE polyfn_async_backlog gauge" in server.api.get("/metrics").text
 
     broker = redis_broker(tmp_path).start()
     url = f"redis://127.0.0.1:{broker.port}/0"
@@ -271,3 +275,21 @@ def test_trigger_errors_counted_on_metrics(server: Server, tmp_path: Path) -> No
         broker.stop()
     assert wait_until(lambda: metric(kind="redis", reason="connection") >= 1, 20)
     server.api.delete("/v1/triggers/te-redis")
+
+
+def test_async_invocation_joins_the_callers_trace(server: Server) -> None:
+    server.deploy("traced-async", {"handler.py": TRACER})
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    r = server.api.post("/v1/functions/traced-async/invoke", params={"mode": "async"}, json={},
+                        headers={"traceparent": parent})
+    assert r.status_code == 202, r.text
+    aid = r.json()["activation_id"]
+
+    def done() -> dict | None:
+        got = server.api.get(f"/v1/activations/{aid}")
+        return got.json() if got.status_code == 200 and got.json().get("status") == "success" else None
+
+    assert wait_until(lambda: done() is not None, 20)
+    act = done()
+    assert act is not None
+    assert act["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736" and act["parent_id"] == "00f067aa0ba902b7"
