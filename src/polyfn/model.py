@@ -13,6 +13,8 @@ from typing import Any
 
 import msgspec
 
+from polyfn.protocol import LogLine
+
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 RUNTIMES = ("python", "node", "http")
 FLAVORS = ("native", "openfaas", "openfaas-http", "aws", "gcp", "azure", "aliyun", "tencent", "kubeless", "openwhisk")
@@ -84,10 +86,6 @@ class FunctionInfo(msgspec.Struct, kw_only=True):
     code_sha256: str
 
 
-class LogLine(msgspec.Struct, array_like=True):
-    ts: float
-    stream: str  # "stdout" | "stderr"
-    line: str
 
 
 class Activation(msgspec.Struct, kw_only=True):

@@ -144,7 +144,8 @@ class Node:
         await self.storage.serve(self.queue.submit)  # storage events go into the durable queue
         if self.examples:
             await self.deploy_examples()
-        self.triggers = TriggerManager(s, self.store, self.invoker, self.queue, self.registry, self.recorder)
+        self.triggers = TriggerManager(s, self.store, self.invoker, self.queue, self.registry, self.recorder,
+                                       self.metrics)
         await self.triggers.start()
         from polyfn.triggers import events as cloudevents
 

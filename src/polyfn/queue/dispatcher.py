@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from polyfn.config import Settings
+from polyfn.observe.tracing import parse_traceparent
 from polyfn.queue import retry
 from polyfn.queue.builtin import Job, QueueDB
 
@@ -221,8 +222,12 @@ class AsyncQueue:
             await self._dead(job, f"max_event_age exceeded ({spec.max_event_age:g} s)", job.last_error)
             return
         headers = [*job.headers, ("x-polyfn-idempotency-key", job.id), ("x-polyfn-attempt", str(job.attempt))]
+        # the enqueuing request's W3C traceparent (kept with the job's headers): the invocation joins its trace
+        tp = next((v for k, v in job.headers if k.lower() == "traceparent"), "")
+        trace_id, parent_id = parse_traceparent(tp) if tp else ("", "")
         out = await self.invoker.invoke(job.function, job.kind, job.trigger, job.method, job.path, job.query,
-                                        headers, job.body, job.content_type, activation_id=job.id)
+                                        headers, job.body, job.content_type, trace_id=trace_id, parent_id=parent_id,
+                                        activation_id=job.id)
         code, err = outcome_error(out) if out.status >= 400 else (None, {})
         cls = retry.classify(out.status, code)
         decision = retry.decide(cls, job.attempt, time.time() - job.enqueued_at, spec)

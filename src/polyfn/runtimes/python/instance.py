@@ -72,6 +72,24 @@ class _LogBuffer:
         self.dropped = 0
 
     def add(self, stream: str, text: str) -> None:
+        if "\n" not in text:
+            # Fast path: print() writes each argument, separator and end separately ("a", " ", "b", "\n"),
+            # so most writes only extend the unfinished line.
+            pending = self.partial.get(stream)
+            if pending is None:
+                if len(text) <= self.line_max:
+                    self.partial[stream] = [text, 0]
+                    return
+            elif len(pending[0]) + len(text) <= self.line_max:
+                pending[0] += text
+                return
+        elif text == "\n":
+            pending = self.partial.pop(stream, None)
+            if pending is None:
+                self._line(stream, "")
+            else:
+                self._line(stream, pending[0], pending[1])
+            return
         *complete, rest = text.split("\n")
         pending = self.partial.pop(stream, None)
         if complete:
