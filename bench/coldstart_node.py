@@ -8,11 +8,14 @@ spawn → first response (its best case: no port polling).
 
     .venv/bin/python bench/coldstart_node.py            # 60 polyfn samples, 20 peer samples
     .venv/bin/python bench/coldstart_node.py --quick    # 15 and 5
+    .venv/bin/python bench/coldstart_node.py --layers   # + a second server without the namespace/uid/seccomp
+                                                        #   layers, sampled interleaved in the same run
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import shutil
 import socket
@@ -75,6 +78,9 @@ def main() -> None:
     ap.add_argument("--settle", type=float, default=0.5,
                     help="seconds between a redeploy and its request (lets the pre-started process refill)")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--layers", action="store_true",
+                    help="also measure a server with only cgroup + rlimits (POLYFN_SANDBOX_DISABLE=mount,pid,net,"
+                         "uid,seccomp), interleaved with the full sandbox in the same run")
     args = ap.parse_args()
     if args.quick:
         args.samples, args.peer_samples = 15, 5
@@ -82,45 +88,58 @@ def main() -> None:
     if node is None:
         raise SystemExit("node is not installed")
     print_header("Node.js cold start: no instance → first HTTP response")
-    cold: list[float] = []
-    ids: list[str] = []
+    configs = [("full sandbox", {})]
+    if args.layers:
+        configs.append(("cgroup + rlimits only", {"POLYFN_SANDBOX_DISABLE": "mount,pid,net,uid,seccomp"}))
+    cold: dict[str, list[float]] = {label: [] for label, _ in configs}
+    ids: dict[str, list[str]] = {label: [] for label, _ in configs}
+    acts: dict[str, list[dict]] = {}
+    isolation: dict[str, str] = {}
     peer: list[float] = []
     not_cold = 0
-    with temp_dir("polyfn-bench-node-") as tmp, PolyfnServer() as server:
+    with temp_dir("polyfn-bench-node-") as tmp, contextlib.ExitStack() as stack:
+        servers = [(label, stack.enter_context(PolyfnServer(env=env))) for label, env in configs]
         (tmp / "handler.js").write_text(HANDLER)
         (tmp / "peer.js").write_text(PEER)
-        client = Http(server.port)
+        clients = {label: Http(server.port) for label, server in servers}
         try:
-            polyfn_sample(server, client, -1, args.settle)
+            for label, server in servers:
+                polyfn_sample(server, clients[label], -1, args.settle)
             peer_sample(node, str(tmp / "peer.js"), str(tmp / "handler.js"))
             every = max(1, args.samples // max(args.peer_samples, 1))
             for i in range(args.samples):
-                ms, act, is_cold = polyfn_sample(server, client, i, args.settle)
-                cold.append(ms)
-                ids.append(act)
-                not_cold += not is_cold
+                for label, server in servers:  # interleaved: the machine's noise hits every row alike
+                    ms, act, is_cold = polyfn_sample(server, clients[label], i, args.settle)
+                    cold[label].append(ms)
+                    ids[label].append(act)
+                    not_cold += not is_cold
                 if i % every == 0 and len(peer) < args.peer_samples:
                     peer.append(peer_sample(node, str(tmp / "peer.js"), str(tmp / "handler.js")))
-            acts = [server.api.json("GET", f"/v1/activations/{a}") for a in ids if a]  # type: ignore[union-attr]
+            for label, server in servers:
+                acts[label] = [server.api.json("GET", f"/v1/activations/{a}")  # type: ignore[union-attr]
+                               for a in ids[label] if a]
+                isolation[label] = server.isolation
         finally:
-            client.close()
-        isolation = server.isolation
-    p50 = percentile(cold, 50)
-    print(f"polyfn: instance isolation: {isolation}; {subprocess.run([node, '--version'], capture_output=True, text=True).stdout.strip()}")
-    print("client-side milliseconds; ratio = the row's p50 / polyfn Node cold start p50\n")
+            for c in clients.values():
+                c.close()
+    p50 = percentile(cold["full sandbox"], 50)
+    print(f"{subprocess.run([node, '--version'], capture_output=True, text=True).stdout.strip()}")
+    for label, iso in isolation.items():
+        print(f"polyfn ({label}): instance isolation: {iso}")
+    print("client-side milliseconds; ratio = the row's p50 / polyfn Node cold start p50 (full sandbox)\n")
 
     def row(name: str, values: list[float]) -> list[str]:
         return [name, str(len(values)), fmt(min(values)), fmt(percentile(values, 50)), fmt(percentile(values, 90)),
                 fmt(statistics.fmean(values)), f"{percentile(values, 50) / p50:.2f}×"]
 
-    print(table(["what", "n", "min", "p50", "p90", "mean", "ratio"], [
-        row("polyfn Node cold start (redeploy → first GET)", cold),
-        row("fresh node + stdlib http server (spawn → 1st response)", peer),
-    ]))
-    inits = [a["init_ms"] for a in acts if a.get("init_ms")]
-    if inits:
-        print(f"\nserver-side init_ms (launch → Ready frame): p50 {fmt(percentile(inits, 50))}, "
-              f"p90 {fmt(percentile(inits, 90))}")
+    rows = [row(f"polyfn Node cold start, {label} (redeploy → first GET)", cold[label]) for label, _ in configs]
+    rows.append(row("fresh node + stdlib http server (spawn → 1st response)", peer))
+    print(table(["what", "n", "min", "p50", "p90", "mean", "ratio"], rows))
+    for label, _ in configs:
+        inits = [a["init_ms"] for a in acts[label] if a.get("init_ms")]
+        if inits:
+            print(f"\nserver-side init_ms, {label} (spec sent → Ready frame): p50 {fmt(percentile(inits, 50))}, "
+                  f"p90 {fmt(percentile(inits, 90))}")
     if not_cold:
         print(f"\nwarning: {not_cold} samples were not marked x-polyfn-cold: true")
 

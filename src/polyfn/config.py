@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     callback_attempts: int = Field(5, ge=1)  # POSTs of a result to an X-Callback-Url before it is marked failed
     callback_backoff: float = Field(1.0, ge=0)  # seconds before the first callback retry (doubles, jittered)
     callback_timeout: float = Field(10.0, gt=0)  # seconds per callback POST
+    # X-Callback-Url on unauthenticated calls (/fn/, /async-function/): comma-separated hosts the node may POST
+    # results to; "" refuses them (400 callback_not_allowed) unless the caller sends an invoke-scope key;
+    # "*" allows any host (docs/security.md, "Callbacks").
+    callback_allow: str = ""
     trigger_reconnect_max: float = Field(30.0, gt=0)  # cap on a broker trigger's reconnect backoff (seconds)
     cron_leader_interval: float = Field(1.0, gt=0)  # PostgreSQL: seconds between cron leader lock attempts
 
@@ -90,12 +94,19 @@ class Settings(BaseSettings):
     key_burst: float = Field(50.0, ge=1)
 
     @property
+    def callback_hosts(self) -> frozenset[str]:
+        return frozenset(h.strip().lower().strip("[]") for h in self.callback_allow.split(",") if h.strip())
+
+    @property
     def disabled_layers(self) -> set[str]:
         return {x.strip() for x in self.sandbox_disable.split(",") if x.strip()}
 
     # Python zygote: preload the vendor libraries unmodified functions import (Flask, functions-framework,
     # azure.functions) after it is ready, so gcp/azure functions start as fast as any other.
     zygote_vendor_preload: bool = True
+    # Per-function zygotes (import cache): after a revision's first cold start, a sandboxed process with its
+    # module imported forks its further instances (docs/performance.md, "Per-function zygotes").
+    function_zygotes: bool = True
 
     # Object storage (S3-compatible API on its own port; docs/storage.md).
     storage_port: int = Field(9000, ge=0, le=65535)  # 0 disables the object store

@@ -143,7 +143,7 @@ class Invoker:
                     e.status, e.code, str(e), headers=[(b"retry-after", str(e.retry_after).encode())],
                     activation_id=act.id))
             except StartFailed as e:
-                act.logs = [LogLine(*ln) for ln in e.logs]
+                act.logs = [ln if type(ln) is LogLine else LogLine(*ln) for ln in e.logs]
                 act.error = e.error
                 return self._finish(act, t0, "init_failed", 502, platform_error(
                     502, "function_init_failed", f"the function failed to start: {e.error.get('errorMessage')}",
@@ -158,6 +158,7 @@ class Invoker:
             inst.cold_claimed = True
             act.cold = True
             act.init_ms = inst.init_ms
+            act.init_info = inst.info
 
         remaining = spec.timeout - (t_acquired - t0)
         if kind == "cloudevent" and spec.runtime != "python":  # vendor shapes are built here for Node.js
@@ -190,7 +191,7 @@ class Invoker:
 
         act.run_ms = res.run_ms
         if res.logs:
-            act.logs = [LogLine(*ln) for ln in res.logs]
+            act.logs = res.logs  # already LogLine structs (decoded so by the protocol)
             if len(res.logs) > self.lines_max and self.metrics is not None:
                 self.metrics.log_floods.inc(name)
         status = res.status if type(res.status) is int and 100 <= res.status <= 599 else 502

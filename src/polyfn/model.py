@@ -13,6 +13,8 @@ from typing import Any
 
 import msgspec
 
+from polyfn.protocol import LogLine
+
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 RUNTIMES = ("python", "node", "http")
 FLAVORS = ("native", "openfaas", "openfaas-http", "aws", "gcp", "azure", "aliyun", "tencent", "kubeless", "openwhisk")
@@ -38,7 +40,7 @@ class FunctionSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # Free-form metadata kept with the revision: what a vendor API or definition file said that polyfn
     # has no field for (a Lambda Role, OpenFaaS labels...). Keys are `vendor/key`; never read by the runtime.
     annotations: dict[str, str] = {}
-    network: str = "all"  # all (egress like Lambda) | none (own network namespace, loopback only)
+    network: str = "all"  # all (egress like Lambda) | polyfn (only polyfn's own endpoints) | none (loopback only)
     auth: str = "anonymous"  # HTTP trigger: anonymous | key (x-functions-key header or ?code=, an invoke key)
     cors: dict[str, Any] | None = None  # {"origins": [...], "methods": [...], "headers": [...], "max_age": s}
     rate_limit: float = 0.0  # invocations per second (token bucket, burst = max(1, rate)); 0 = unlimited
@@ -56,7 +58,7 @@ class FunctionSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 #: Failure classes a function's `retry_on` may name.
 RETRY_CLASSES = ("timeout", "crash", "5xx", "throttle")
 
-NETWORKS = ("all", "none")
+NETWORKS = ("all", "polyfn", "none")
 
 
 class Revision(msgspec.Struct, kw_only=True):
@@ -84,10 +86,6 @@ class FunctionInfo(msgspec.Struct, kw_only=True):
     code_sha256: str
 
 
-class LogLine(msgspec.Struct, array_like=True):
-    ts: float
-    stream: str  # "stdout" | "stderr"
-    line: str
 
 
 class Activation(msgspec.Struct, kw_only=True):
@@ -112,6 +110,7 @@ class Activation(msgspec.Struct, kw_only=True):
     instance: str = ""
     trace_id: str = ""  # W3C trace id (32 hex): the caller's `traceparent`, else a new one
     parent_id: str = ""  # the caller's span id (16 hex) when it sent a `traceparent`
+    init_info: str = ""  # cold starts: how the instance was made (e.g. "zygote: function") and its sandbox
 
 
 def now() -> float:

@@ -19,6 +19,26 @@ MAX_FRAME = 64 * 1024 * 1024  # a frame larger than this is a protocol violation
 HEADER = struct.Struct(">I")
 
 
+class LogLine(msgspec.Struct, array_like=True):
+    """One captured line of a function's output. Instances may send it as a plain `[ts, stream, line]`
+    array (that is its wire form); the server decodes it straight into this struct, which is what the
+    activation record keeps, so no per-line conversion happens on the invocation path."""
+
+    ts: float  # epoch seconds
+    stream: str  # "stdout" | "stderr"
+    line: str
+
+    # It also reads like the (ts, stream, line) tuple it is on the wire.
+    def __iter__(self) -> Any:
+        return iter((self.ts, self.stream, self.line))
+
+    def __getitem__(self, i: int) -> Any:
+        return (self.ts, self.stream, self.line)[i]
+
+    def __len__(self) -> int:
+        return 3
+
+
 class Invoke(msgspec.Struct, tag="invoke", array_like=True):
     """One invocation. `kind` says how to read the rest: "http" (a request through the gateway),
     "event" (a raw payload from the invoke API) or "cloudevent" (a trigger's event: `body` is a CloudEvent
@@ -46,7 +66,7 @@ class Result(msgspec.Struct, tag="result", array_like=True):
     headers: list[tuple[str, str]] = []
     body: bytes = b""
     error: dict[str, Any] | None = None
-    logs: list[tuple[float, str, str]] = []  # (ts, stream, line)
+    logs: list[LogLine] = []  # [ts, stream, line] arrays on the wire
     run_ms: float = 0.0
 
 
@@ -60,7 +80,7 @@ class InitError(msgspec.Struct, tag="init_error", array_like=True):
     """The instance could not load the function. Reported once, then the process exits."""
 
     error: dict[str, Any]  # {"errorType": ..., "errorMessage": ..., "stackTrace": [...]}
-    logs: list[tuple[float, str, str]] = []
+    logs: list[LogLine] = []
 
 
 ToInstance = Invoke

@@ -80,6 +80,7 @@ class Node:
         self.queue: AsyncQueue = None  # type: ignore[assignment]
         self.triggers: TriggerManager = None  # type: ignore[assignment]
         self._cleanup: set[asyncio.Task[None]] = set()
+        self.relay: Any = None  # sandbox.relay.NetRelay, for `network: polyfn`
         from polyfn.api.app import build_api
         from polyfn.gateway import Gateway
 
@@ -98,7 +99,7 @@ class Node:
         from polyfn.store.security import SecurityStore
 
         self.security_store = SecurityStore(self.store)
-        self.keys = KeyRing(self.security_store)
+        self.keys = KeyRing(self.security_store, self.secret_box)
         await self.keys.start(self.admin_key)
         self.manager.secret_source = self.read_secrets
         self.recorder = ActivationRecorder(self.store, retention_count=s.activation_retention_count,
@@ -128,9 +129,10 @@ class Node:
             self.manager.instance_env["AWS_ENDPOINT_URL_LAMBDA"] = f"http://{host}:{s.port}"
         from polyfn.storage.service import StorageService
 
-        self.storage = StorageService(s, self.store)
+        self.storage = StorageService(s, self.store, self.keys)
         await self.storage.start()  # binds the port (instances learn the endpoint); answers from `serve` on
         self.manager.env_hook = self.storage.function_env
+        await self._start_relay()
         await self.manager.start()
         for info in await self.store.list_functions():
             rev = await self.store.get_current_revision(info.name)
@@ -142,7 +144,8 @@ class Node:
         await self.storage.serve(self.queue.submit)  # storage events go into the durable queue
         if self.examples:
             await self.deploy_examples()
-        self.triggers = TriggerManager(s, self.store, self.invoker, self.queue, self.registry, self.recorder)
+        self.triggers = TriggerManager(s, self.store, self.invoker, self.queue, self.registry, self.recorder,
+                                       self.metrics)
         await self.triggers.start()
         from polyfn.triggers import events as cloudevents
 
@@ -153,6 +156,37 @@ class Node:
         gc.freeze()
         log.info("polyfn %s ready: %d functions, isolation: %s", __version__, len(self.registry.functions),
                  self.manager.isolation)
+
+    async def _start_relay(self) -> None:
+        """`network: polyfn`: the relay that lets such instances reach this node's API and object store
+        (and nothing else) from their own network namespace (sandbox/relay.py)."""
+        from polyfn.sandbox.relay import LOOPBACK, NetRelay
+
+        s = self.settings
+        targets: dict[int, tuple[str, int]] = {}
+        urls: dict[str, str] = {}
+        endpoints = [(s.host, s.port)]
+        if self.storage.url:
+            host = s.storage_host or s.host
+            endpoints.append((host, int(self.storage.url.rsplit(":", 1)[1])))
+        for host, port in endpoints:
+            if not port:
+                continue
+            real = LOOPBACK if host in ("0.0.0.0", "::", "") else host
+            targets[port] = (real, port)
+            shown = f"[{real}]" if ":" in real else real
+            urls[f"http://{shown}:{port}"] = f"http://{LOOPBACK}:{port}"
+        if not targets:
+            return
+        relay = NetRelay(s.run_dir / "netrelay.sock", targets)
+        try:
+            await relay.start()
+        except OSError as e:
+            log.warning("network relay unavailable (%s): `network: polyfn` functions will fail to start", e)
+            return
+        self.relay = relay
+        self.manager.relay = relay
+        self.manager.relay_urls = urls
 
     async def stop(self) -> None:
         """Shutdown in the documented order. Each step is guarded: a step that fails is logged and the
@@ -174,6 +208,8 @@ class Node:
         self.invoker.accepting = False  # 1. no new invocations
         await step("draining pools", self.registry.drain_all(s.drain_timeout))  # 2. in-flight invocations finish
         await step("stopping instances", self.manager.stop())  # 3. every instance and the zygote are gone
+        if self.relay is not None:
+            await step("stopping the network relay", self.relay.stop())
         await step("stopping metrics", self.metrics.stop())
         if self._cleanup:
             await asyncio.wait(list(self._cleanup), timeout=5)

@@ -16,6 +16,9 @@ def test_doctor_json_lists_every_layer() -> None:
         assert layer in res and isinstance(res[layer], str)
     assert res["level"] in ("full", "partial", "rlimits only")
     assert res["rlimits"] == ""
+    # how `--network polyfn/none` is enforced here, or why it cannot be
+    assert ("relays" in res["network_policy"]) == (res["net"] == ""), res["network_policy"]
+    assert "node and http" in res["launched_runtimes"]
 
 
 def test_doctor_text_names_the_level() -> None:
@@ -23,3 +26,4 @@ def test_doctor_text_names_the_level() -> None:
                        env={"NO_COLOR": "1", "COLUMNS": "200", "PATH": "/usr/bin:/bin"})
     assert r.returncode == 0, r.stderr
     assert "isolation level:" in r.stdout and "seccomp" in r.stdout and "no VM boundary" in r.stdout
+    assert "network policy:" in r.stdout

@@ -9,6 +9,7 @@ import asyncio
 import collections
 import os
 import secrets
+import shutil
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,6 +75,10 @@ def test_two_nodes_fire_each_tick_once(tmp_path: Path, pg_url: str) -> None:
         r = a.api.post("/v1/functions/tick/triggers", json={"kind": "cron", "config": {"schedule": "* * * * * *"}})
         assert r.status_code in (200, 201), r.text
         assert wait_until(lambda: health(a) == "scheduled", 15)
+        # Nodes sharing a database share the node key too (secrets in the database are encrypted with it).
+        (tmp_path / "b").mkdir()
+        if (tmp_path / "a" / "node.key").exists():
+            shutil.copy2(tmp_path / "a" / "node.key", tmp_path / "b" / "node.key")
         b = start_server(tmp_path / "b", env=env, host_fs=True)  # loads the trigger from the shared database
         assert wait_until(lambda: health(b) == "standby", 15)
         assert wait_until(lambda: len(ticks()) >= 4, 20)

@@ -28,7 +28,8 @@ class H(BaseHTTPRequestHandler):
         elif self.path.startswith("/crash"):
             os._exit(7)
         else:
-            out = json.dumps({"method": self.command, "path": self.path, "len": len(body), "pid": os.getpid(),
+            pid = int(os.environ.get("POLYFN_HOST_PID") or os.getpid())  # the node's view (pid namespace)
+            out = json.dumps({"method": self.command, "path": self.path, "len": len(body), "pid": pid,
                               "k": {k: os.environ.get(k) for k in ("K_SERVICE", "K_REVISION", "K_CONFIGURATION", "PORT")},
                               "hdr": self.headers.get("x-test")}).encode()
             ctype = "application/json"

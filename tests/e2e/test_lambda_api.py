@@ -257,9 +257,8 @@ def test_a_function_invokes_another_through_the_lambda_api(lam: Any, server: Any
         "    r = client.invoke(FunctionName='lam-callee', Payload=json.dumps(event))\n"
         "    return {'endpoint': os.environ['AWS_ENDPOINT_URL_LAMBDA'], 'result': json.loads(r['Payload'].read())}\n"
     )
-    # Credentials are the function's own environment until scoped keys exist (docs/compat.md).
-    create(lam, "lam-caller", caller, Timeout=30, MemorySize=512, Environment={"Variables": {
-        "AWS_ACCESS_KEY_ID": "polyfn-admin", "AWS_SECRET_ACCESS_KEY": server.key}})
+    # No credentials given: the instance's own key (scope invoke, from the node's key store) signs the call.
+    create(lam, "lam-caller", caller, Timeout=30, MemorySize=512)
     r = lam.invoke(FunctionName="lam-caller", Payload=b'{"message": "nested"}')
     body = json.loads(r["Payload"].read())
     assert "FunctionError" not in r, body

@@ -42,7 +42,7 @@ def test_process_exit_is_reported_with_its_status(server: Server) -> None:
 
 
 def test_instance_info_pid_and_cleanup(server: Server) -> None:
-    server.deploy("node-pid", {"index.js": "exports.handler = async () => ({ pid: process.pid, ppid: process.ppid });"})
+    server.deploy("node-pid", {"index.js": "exports.handler = async () => ({ pid: Number(process.env.POLYFN_HOST_PID) });"})
     r = server.http.get("/fn/node-pid")
     pid = r.json()["pid"]
     assert pid_alive(pid)
@@ -146,11 +146,11 @@ def test_server_kill_leaves_no_node_or_http_orphans(fresh_server: Server) -> Non
     import signal
 
     s = fresh_server
-    s.deploy("orphan-node", {"index.js": "exports.handler = async () => ({ pid: process.pid });"})
+    s.deploy("orphan-node", {"index.js": "exports.handler = async () => ({ pid: Number(process.env.POLYFN_HOST_PID) });"})
     s.deploy("orphan-http", {"server.py": "import os\nfrom http.server import HTTPServer, BaseHTTPRequestHandler\n"
                                           "class H(BaseHTTPRequestHandler):\n"
                                           "    def do_GET(self):\n"
-                                          "        b = str(os.getpid()).encode(); self.send_response(200)\n"
+                                          "        b = os.environ['POLYFN_HOST_PID'].encode(); self.send_response(200)\n"
                                           "        self.send_header('content-length', str(len(b))); self.end_headers(); self.wfile.write(b)\n"
                                           "HTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()\n"})
     node_pid = s.http.get("/fn/orphan-node").json()["pid"]
@@ -161,30 +161,52 @@ def test_server_kill_leaves_no_node_or_http_orphans(fresh_server: Server) -> Non
 
 
 def _blank_node_pids(server_pid: int) -> set[int]:
-    """Pre-started Node processes of this server: `node ... bootstrap.js` with no spec argument."""
-    out = set()
+    """Pre-started Node processes of this server, by the pid the server knows (its child that supervises
+    the sandbox): those whose `node ... bootstrap.js` has no spec argument and no function yet."""
+    parents: dict[int, int] = {}
+    nodes = []
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
         try:
             with open(f"/proc/{d}/stat") as f:
-                ppid = int(f.read().rsplit(") ", 1)[1].split()[1])
+                parents[int(d)] = int(f.read().rsplit(") ", 1)[1].split()[1])
             with open(f"/proc/{d}/cmdline", "rb") as f:
                 argv = f.read().split(b"\0")[:-1]
+            with open(f"/proc/{d}/environ", "rb") as f:
+                environ = f.read()
         except (OSError, IndexError, ValueError):
             continue
-        if ppid == server_pid and argv and argv[-1].endswith(b"bootstrap.js"):
-            out.add(int(d))
+        if argv and argv[-1].endswith(b"bootstrap.js") and b"POLYFN_GATE_FD=" in environ:
+            nodes.append(int(d))
+    out = set()
+    for pid in nodes:
+        if not os.path.exists(f"/proc/{pid}/task") or _uid(pid) != 0:  # switched to its function's uid: taken
+            continue
+        while pid in parents and parents[pid] not in (server_pid, 0, 1):
+            pid = parents[pid]
+        if parents.get(pid) == server_pid:
+            out.add(pid)
     return out
 
 
+def _uid(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("Uid:"):
+                return int(line.split()[1])
+    return -1
+
+
 def test_pre_started_node_process_becomes_the_next_cold_instance(server: Server) -> None:
-    server.deploy("blank-a", {"index.js": "exports.handler = async () => ({ pid: process.pid });"}, memory=192)
+    server.deploy("blank-a", {"index.js": "exports.handler = async () => ({ pid: Number(process.env.POLYFN_HOST_PID) });"},
+                  memory=192)
     before = _blank_node_pids(server.proc.pid)  # blanks of other sizes, from earlier tests on this server
     server.http.get("/fn/blank-a")  # first Node function of this size: launched fresh, blanks refilled after
     assert wait_until(lambda: len(_blank_node_pids(server.proc.pid) - before) >= 1, 15)
     blanks = _blank_node_pids(server.proc.pid) - before  # the 192 MB blank
-    server.deploy("blank-b", {"index.js": "exports.handler = async () => ({ pid: process.pid, env: process.env.B });"},
+    server.deploy("blank-b", {"index.js": "exports.handler = async () => ({ pid: Number(process.env.POLYFN_HOST_PID), "
+                                          "env: process.env.B });"},
                   memory=192, env={"B": "yes"})
     out = server.http.get("/fn/blank-b").json()
     assert out["pid"] in blanks and out["env"] == "yes"

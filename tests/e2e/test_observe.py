@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 from .conftest import Server, wait_until
 
@@ -227,3 +228,68 @@ def test_sdk_client_sends_traceparent(server: Server) -> None:
     tid = "1af7651916cd43dd8448eb211c80319c"
     with Client(server.url, server.key, traceparent=f"00-{tid}-c7ad6b7169203331-01") as c:
         assert c.invoke("sdk-traced", b"{}").json()["trace_id"] == tid
+
+
+FAILING = '''
+def handler(event, context):
+    raise RuntimeError("cannot handle " + event.get("type", "?"))
+'''
+
+
+def test_trigger_errors_counted_on_metrics(server: Server, tmp_path: Path) -> None:
+    """polyfn_trigger_errors_total{function, kind, reason}: a topic delivery that fails, a real Redis broker's
+    message whose delivery fails, and the same trigger's connection error once the broker is gone."""
+    from .brokers import redis_broker
+    from .test_brokers import redis_add
+
+    server.deploy("te-fail", {"handler.py": FAILING}, retry_attempts=1, retry_backoff=0.05)
+    r = server.api.post("/v1/functions/te-fail/triggers",
+                        json={"kind": "topic", "config": {"topic": "te-orders"}, "id": "te-topic"})
+    assert r.status_code == 201, r.text
+    assert server.api.post("/v1/topics/te-orders/messages", json={"n": 1}).status_code == 201
+
+    def metric(**labels: str) -> float:
+        text = server.api.get("/metrics").text
+        return _metric(text, "polyfn_trigger_errors_total", function="te-fail", **labels) or 0
+
+    assert wait_until(lambda: metric(kind="topic", reason="function_error") >= 1)
+    view = server.api.get("/v1/triggers/te-topic").json()
+    assert view["errors"] >= 1 and view["last_error"]["reason"] == "function_error"
+    assert "cannot handle" in view["last_error"]["message"]
+    # retried once, then dead-lettered: the async queue's gauges show it
+    assert wait_until(lambda: (_metric(server.api.get("/metrics").text, "polyfn_async_dlq_size",
+                                       function="te-fail") or 0) >= 1)
+    assert "# TYPE polyfn_async_backlog gauge" in server.api.get("/metrics").text
+
+    broker = redis_broker(tmp_path).start()
+    url = f"redis://127.0.0.1:{broker.port}/0"
+    try:
+        r = server.api.post("/v1/functions/te-fail/triggers",
+                            json={"kind": "redis", "config": {"url": url, "stream": "te"}, "id": "te-redis"})
+        assert r.status_code == 201, r.text
+        assert wait_until(lambda: server.api.get("/v1/triggers/te-redis").json()["health"]["state"] == "connected")
+        redis_add(url, "te", ["x"])
+        assert wait_until(lambda: metric(kind="redis", reason="function_error") >= 1)
+        assert metric(kind="redis", reason="connection") == 0
+    finally:
+        broker.stop()
+    assert wait_until(lambda: metric(kind="redis", reason="connection") >= 1, 20)
+    server.api.delete("/v1/triggers/te-redis")
+
+
+def test_async_invocation_joins_the_callers_trace(server: Server) -> None:
+    server.deploy("traced-async", {"handler.py": TRACER})
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    r = server.api.post("/v1/functions/traced-async/invoke", params={"mode": "async"}, json={},
+                        headers={"traceparent": parent})
+    assert r.status_code == 202, r.text
+    aid = r.json()["activation_id"]
+
+    def done() -> dict | None:
+        got = server.api.get(f"/v1/activations/{aid}")
+        return got.json() if got.status_code == 200 and got.json().get("status") == "success" else None
+
+    assert wait_until(lambda: done() is not None, 20)
+    act = done()
+    assert act is not None
+    assert act["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736" and act["parent_id"] == "00f067aa0ba902b7"

@@ -71,7 +71,9 @@ def test_crash_at_import_backs_off_under_the_autoscaler(server: Server) -> None:
 
 
 def test_memory_budget_evicts_lru_then_refuses(tmp_path) -> None:
-    s = start_server(tmp_path / "d", env={"POLYFN_MEMORY_BUDGET": "256"})
+    # Function zygotes off: their memory would change which instance is least recently used to evict
+    # (tests/e2e/test_function_zygote.py covers zygote eviction).
+    s = start_server(tmp_path / "d", env={"POLYFN_MEMORY_BUDGET": "256", "POLYFN_FUNCTION_ZYGOTES": "false"})
     try:
         s.deploy("m-a", {"handler.py": PID}, memory=128)
         s.deploy("m-b", {"handler.py": PID}, memory=128)

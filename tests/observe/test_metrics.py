@@ -31,7 +31,7 @@ def test_prometheus_text() -> None:
         m.observe(act())
     m.observe(act(status="error", trigger="invoke", ms=700.0))
     m.observe(act(cold=True, init_ms=12.0))
-    m.counter("polyfn_trigger_errors_total", "x", ("trigger", "function")).inc("cron", "f")
+    m.trigger_errors.inc("f", "cron", "enqueue_failed")
     m.gauge("polyfn_async_backlog", "Queued.", ("function",), lambda: {("f",): 7})
     body, ctype = m.render()
     assert ctype.startswith("text/plain")
@@ -44,7 +44,7 @@ def test_prometheus_text() -> None:
     assert got['polyfn_invocation_duration_seconds_sum{function="f"}'] == pytest.approx(0.708)
     assert got['polyfn_cold_starts_total{function="f"}'] == 1
     assert got['polyfn_init_duration_seconds_bucket{function="f",le="0.025"}'] == 1
-    assert got['polyfn_trigger_errors_total{function="f",trigger="cron"}'] == 1
+    assert got['polyfn_trigger_errors_total{function="f",kind="cron",reason="enqueue_failed"}'] == 1
     assert got['polyfn_async_backlog{function="f"}'] == 7
     assert got["polyfn_memory_reserved_bytes"] == 0
 
@@ -119,3 +119,30 @@ def test_instances_are_sampled_from_pools() -> None:
     assert got['polyfn_instances{function="f",state="busy"}'] == 1
     assert got['polyfn_queue_depth{function="f"}'] == 4
     assert got["polyfn_memory_reserved_bytes"] == 3 * 128 * 1024 * 1024
+
+
+def _samples(text: str) -> set[tuple[str, tuple[tuple[str, str], ...], float]]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(s.name, tuple(sorted(s.labels.items())), s.value)
+            for fam in text_string_to_metric_families(text) for s in fam.samples}
+
+
+def test_fast_render_matches_prometheus_client() -> None:
+    """render() writes the text itself (and caches per function); it must say exactly what prometheus-client's
+    generate_latest says about the same registry, including after more observations and odd label values."""
+    m = Metrics(memory_budget_mb=512)
+    odd = 'we"ird\\name\nx'
+    for fn in ("f", "g", odd):
+        m.observe(act(fn=fn))
+        m.observe(act(fn=fn, status="error", trigger="cron", ms=40.0, cold=True, init_ms=7.0))
+    m.trigger_errors.inc(odd, "cron", "enqueue_failed")
+    m.gauge("polyfn_async_backlog", "Queued.", ("function",), lambda: {("f",): 7, (odd,): 1})
+    first = m.render()[0].decode()
+    assert _samples(first) == _samples(m.render_reference().decode())
+    m.observe(act(fn="g", ms=3000.0))  # only g changed: its cached lines must be re-rendered
+    again = m.render()[0].decode()
+    assert _samples(again) == _samples(m.render_reference().decode())
+    assert _samples(again) != _samples(first)
+    m.forget("g")
+    assert 'function="g"' not in m.render()[0].decode()

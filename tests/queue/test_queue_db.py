@@ -23,7 +23,7 @@ async def test_enqueue_claim_finish_and_recover(tmp_path: Path) -> None:
     assert [j.id for j in got.jobs] == ["j0", "j1", "j2"] and got.next_due == 3
     assert all(j.state == "running" and j.attempt == 1 for j in got.jobs)
     assert await claim(db, 2.5) == []
-    await db.finish_many(["j0"], [("j0", "http://cb.example/", b"{}")], now=3)
+    await db.finish_many(["j0"], [("j0", "http://cb.example/", b"{}", None)], now=3)
     assert (await db.get_callback("j0"))["state"] == "pending"  # type: ignore[index]
     await db.reschedule("j1", 50.0, {"code": "x"})
     await db.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 
 import pytest
 
@@ -236,6 +237,67 @@ def test_network_none_has_only_loopback(node: Server) -> None:
     healthy(node)
 
 
+POLYFN_NET = '''
+import os, socket
+import boto3
+def handler(event, context):
+    res = {"env": {k: os.environ.get(k, "") for k in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_LAMBDA")}}
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=event["bucket"])
+    s3.put_object(Bucket=event["bucket"], Key="k.txt", Body=b"through the relay")
+    res["s3"] = s3.get_object(Bucket=event["bucket"], Key="k.txt")["Body"].read().decode()
+    for host, port in [("127.0.0.1", p) for p in event["local"]] + [("10.255.255.1", 80), ("1.1.1.1", 53)]:
+        try:
+            socket.create_connection((host, port), timeout=2).close()
+            res[f"{host}:{port}"] = "connected"
+        except OSError as e:
+            res[f"{host}:{port}"] = type(e).__name__
+    return res
+'''
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_network_polyfn_reaches_only_polyfn(node: Server) -> None:
+    """`--network polyfn`: boto3 works against the node's S3 store and Lambda API; PostgreSQL, Redis
+    (whether or not they run here) and external addresses are unreachable."""
+    require(node, "net ns")
+    pytest.importorskip("boto3")
+    local = [5432, 6379]
+    out = attack(node, "net-polyfn", POLYFN_NET, {"local": local, "bucket": "relayed"}, network="polyfn")
+    assert out["s3"] == "through the relay", out
+    assert out["env"]["AWS_ENDPOINT_URL_S3"].startswith("http://127.0.0.1:"), out
+    for key, value in out.items():
+        if key not in ("env", "s3"):
+            assert value != "connected", out
+    # control: with `network: all` the same code reaches the local services that run here
+    out_all = attack(node, "net-all-s3", POLYFN_NET, {"local": local, "bucket": "direct"})
+    assert out_all["s3"] == "through the relay"
+    for port in local:
+        if _listening(port):  # the service runs here: `all` reaches it, `polyfn` did not
+            assert out_all[f"127.0.0.1:{port}"] == "connected", out_all
+    healthy(node)
+
+
+def test_network_polyfn_relays_the_api(node: Server) -> None:
+    """The instance reaches the node's own HTTP port (gateway, /v1, Lambda API) through the relay."""
+    require(node, "net ns")
+    out = attack(node, "net-polyfn-api", '''
+import os, urllib.request
+def handler(event, context):
+    url = os.environ["AWS_ENDPOINT_URL_LAMBDA"] + "/fn/bystander"
+    return {"body": urllib.request.urlopen(url, timeout=5).read().decode()}
+''', network="polyfn")
+    assert out == {"body": "still here"}
+    healthy(node)
+
+
 def test_server_environment_does_not_leak(node: Server) -> None:
     out = attack(node, "envdump", "import os\ndef handler(e, c):\n    return dict(os.environ)\n")
     assert CANARY not in json.dumps(out)
@@ -293,4 +355,187 @@ def handler(event, context):
     assert len(act["logs"]) <= 1001 and "dropped" in act["logs"][-1][-1]
     zlog = node.data_dir / "run" / "zygote-python.log"
     assert not zlog.exists() or zlog.stat().st_size < 1 << 20, "raw writes must not reach the node's files"
+    healthy(node)
+
+
+# --- the same attacks from a Node.js function (exec'd runtime: polyfn.sandbox.spawn, agent mode) ----------
+
+NODE_ATTACK = r"""
+const fs = require('fs');
+const net = require('net');
+function tryRead(p) {
+  try { return 'READ ' + fs.readFileSync(p).toString('latin1').slice(0, 200); } catch (e) { return e.code || String(e); }
+}
+function tryList(d) {
+  try { return fs.readdirSync(d).sort(); } catch (e) { return e.code || String(e); }
+}
+function tryKill(pid) {
+  try { process.kill(pid, 'SIGKILL'); return 'sent'; } catch (e) { return e.code || String(e); }
+}
+function tryConnect(host, port) {
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port, timeout: 2000 });
+    s.on('connect', () => { s.destroy(); resolve('connected'); });
+    s.on('timeout', () => { s.destroy(); resolve('timeout'); });
+    s.on('error', (e) => resolve(e.code || String(e)));
+  });
+}
+function tryWrite(p) {
+  try { fs.writeFileSync(p, 'x'); return 'written'; } catch (e) { return e.code || String(e); }
+}
+exports.handler = async (event) => {
+  const res = { uid: process.getuid(), gid: process.getgid() };
+  res.read = Object.fromEntries(event.paths.map((p) => [p, tryRead(p)]));
+  res.list = Object.fromEntries(event.dirs.map((d) => [d, tryList(d)]));
+  res.pids = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).map(Number).sort((a, b) => a - b);
+  res.kill = Object.fromEntries(event.kill.map((p) => [String(p), tryKill(p)]));
+  res.write = Object.fromEntries(event.writes.map((p) => [p, tryWrite(p)]));
+  res.net = {};
+  for (const [host, port] of event.connect) res.net[`${host}:${port}`] = await tryConnect(host, port);
+  return res;
+};
+"""
+
+NODE_SYSCALLS = r"""
+// Privileged system calls from Node: no binding exposes mount/ptrace, so go through a child that
+// inherits the sandbox: the uid cannot become root again and seccomp is inherited across exec.
+const { spawnSync } = require('child_process');
+exports.handler = async () => {
+  const out = {};
+  const py = spawnSync('python3', ['-c', `
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+def call(name, *args):
+    rc = getattr(libc, name)(*args)
+    return [rc, ctypes.get_errno()]
+print(repr({
+  "mount": call("mount", b"none", b"/tmp", b"tmpfs", 0, None),
+  "ptrace": call("ptrace", 16, 1, None, None),
+  "unshare": call("unshare", 0x10000000),
+  "setuid0": call("setuid", 0),
+  "nnp": open("/proc/self/status").read().split("NoNewPrivs:")[1].split()[0],
+  "seccomp": open("/proc/self/status").read().split("Seccomp:")[1].split()[0],
+}))`], { encoding: 'utf8' });
+  out.python = py.stdout.trim() || py.stderr.trim() || String(py.error);
+  try { process.setuid(0); out.setuid = 'became root'; } catch (e) { out.setuid = e.code || String(e); }
+  return out;
+};
+"""
+
+
+def node_attack(s: Server, name: str, code: str, payload: dict, **spec: object) -> dict:
+    s.deploy(name, {"index.js": code}, runtime="node", handler="index.handler", **spec)
+    r = s.api.post(f"/v1/functions/{name}/invoke", json=payload)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_node_sandbox(node: Server) -> None:
+    """A Node function cannot read the admin key or another function's code, see or signal other
+    processes, write outside /tmp, or reach the network under `network: none`."""
+    require(node, "mount ns")
+    require(node, "pid ns")
+    require(node, "net ns")
+    node.deploy("victim", {"handler.py": "SECRET = 'victim-secret-4242'\ndef handler(e, c):\n    return 1\n"})
+    code = node.data_dir / "code" / "victim"
+    victim_files = [str(p) for p in code.rglob("handler.py")]
+    assert victim_files
+    payload = {
+        "paths": [str(node.data_dir / "admin.key"), *victim_files, str(node.data_dir / "polyfn.db"), "/etc/shadow"],
+        "dirs": [str(node.data_dir), str(code), "/root"],
+        "kill": [node.proc.pid, _zygote_pid(node), 1],
+        "writes": ["/tmp/ok.txt", str(node.data_dir / "planted.txt"), "/etc/planted.txt"],
+        "connect": [["127.0.0.1", node.port], ["10.255.255.1", 80], ["1.1.1.1", 53]],
+    }
+    out = node_attack(node, "node-none", NODE_ATTACK, payload, network="none")
+    text = json.dumps(out)
+    assert node.key not in text and "victim-secret-4242" not in text and "READ" not in text, out
+    assert out["uid"] != 0 and out["gid"] != 0, out
+    assert set(out["pids"]) <= {1, 2, 3}, f"other processes are visible: {out['pids']}"
+    assert out["kill"][str(node.proc.pid)] == "ESRCH", out["kill"]
+    assert out["kill"]["1"] != "sent", out["kill"]
+    assert out["write"]["/tmp/ok.txt"] == "written", out["write"]
+    assert all(v != "written" for k, v in out["write"].items() if k != "/tmp/ok.txt"), out["write"]
+    assert not (node.data_dir / "planted.txt").exists()
+    assert all(v != "connected" for v in out["net"].values()), out["net"]
+    # control: the same function with the default network reaches the node
+    out = node_attack(node, "node-all", NODE_ATTACK, {**payload, "connect": [["127.0.0.1", node.port]]})
+    assert out["net"][f"127.0.0.1:{node.port}"] == "connected", out["net"]
+    assert "READ" not in json.dumps(out["read"])
+    healthy(node)
+    r = node.api.post("/v1/functions/node-all/invoke", json={**payload, "kill": [], "connect": []})
+    assert r.status_code == 200, r.text  # the attacking instance itself is still serving
+
+
+def test_node_privileged_syscalls_are_denied(node: Server) -> None:
+    require(node, "seccomp")
+    out = node_attack(node, "node-syscalls", NODE_SYSCALLS, {})
+    assert out["setuid"] == "EPERM", out
+    res = eval(out["python"], {})  # a dict literal printed by the child (repr of ints and strings)
+    for name in ("mount", "ptrace", "unshare", "setuid0"):
+        rc, err = res[name]
+        assert rc == -1 and err in (1, 38), (name, res)
+    assert res["nnp"] == "1" and res["seccomp"] == "2", res
+    healthy(node)
+
+
+def test_node_network_polyfn(node: Server) -> None:
+    require(node, "net ns")
+    code = r"""
+const net = require('net');
+const http = require('http');
+function get(url) {
+  return new Promise((resolve) => {
+    http.get(url, (r) => { let b = ''; r.on('data', (c) => { b += c; }); r.on('end', () => resolve(b)); })
+      .on('error', (e) => resolve(e.code || String(e)));
+  });
+}
+function tryConnect(host, port) {
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port, timeout: 2000 });
+    s.on('connect', () => { s.destroy(); resolve('connected'); });
+    s.on('timeout', () => { s.destroy(); resolve('timeout'); });
+    s.on('error', (e) => resolve(e.code || String(e)));
+  });
+}
+exports.handler = async (event) => ({
+  api: await get(process.env.POLYFN_API_URL + '/fn/bystander'),
+  s3: await get(process.env.AWS_ENDPOINT_URL_S3 + '/'),
+  pg: await tryConnect('127.0.0.1', 5432),
+  redis: await tryConnect('127.0.0.1', 6379),
+  out: await tryConnect('1.1.1.1', 53),
+});
+"""
+    out = node_attack(node, "node-polyfn", code, {}, network="polyfn")
+    assert out["api"] == "still here", out
+    assert "ListAllMyBucketsResult" in out["s3"] or "AccessDenied" in out["s3"] or "<Error>" in out["s3"], out
+    assert all(out[k] != "connected" for k in ("pg", "redis", "out")), out
+    healthy(node)
+
+
+RELAYED = '''
+import os, time, urllib.request
+def handler(event, context):
+    if (event or {}).get("sleep"):
+        time.sleep(float(event["sleep"]))
+    url = os.environ["AWS_ENDPOINT_URL_LAMBDA"] + "/fn/bystander"
+    return {"body": urllib.request.urlopen(url, timeout=5).read().decode()}
+'''
+
+
+def test_network_polyfn_forks_of_a_function_zygote_share_its_relay(node: Server) -> None:
+    """A function zygote applies the sandbox once (its namespace and relay are per function); instances
+    forked from it reach polyfn through that relay, and still nothing else."""
+    from ..e2e.conftest import wait_until
+    from ..e2e.test_function_zygote import scale_out, zygote
+
+    require(node, "net ns")
+    node.deploy("relay-fz", {"handler.py": RELAYED}, network="polyfn", max_instances=4)
+    r = node.api.post("/v1/functions/relay-fz/invoke", json={})
+    assert r.status_code == 200 and r.json() == {"body": "still here"}, r.text
+    if not wait_until(lambda: zygote(node, "relay-fz").get("state") == "ready", 30):
+        pytest.skip(f"no function zygote was built: {zygote(node, 'relay-fz')}")
+    out, act = scale_out(node, "relay-fz")
+    assert "zygote: function" in act["init_info"], act["init_info"]
+    assert out == {"body": "still here"}
     healthy(node)

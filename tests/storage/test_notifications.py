@@ -101,18 +101,3 @@ async def test_emit_queues_one_async_invocation_per_matching_trigger(store: Any)
     with pytest.raises(RuntimeError, match="queue closed"):  # the S3 API answers 500, not 200
         await n.emit("created", "b-1", "k2", 1)
 
-
-async def test_key_store_sees_keys_made_by_another_node(store: Any) -> None:
-    from polyfn.storage.keys import KeyStore
-
-    here, there = KeyStore(store), KeyStore(store)
-    await here.load()
-    key = await there.create("elsewhere")
-    assert here.lookup(key.access_key_id) is None
-    await here.ensure(key.access_key_id, now=100.0)
-    assert here.lookup(key.access_key_id) == (key.secret_access_key, "")
-    await there.delete(key.access_key_id)
-    await here.ensure(key.access_key_id, now=110.0)  # known and fresh: no reload yet
-    assert here.lookup(key.access_key_id) is not None
-    await here.ensure(key.access_key_id, now=140.0)  # stale: revocation seen
-    assert here.lookup(key.access_key_id) is None

@@ -14,11 +14,14 @@ from botocore.credentials import Credentials
 from polyfn.storage import sigv4
 from polyfn.storage.api import parse_query
 from polyfn.storage.errors import S3Error
+from polyfn.store.security import KeyRecord
 
-KEYS = {"AKIDTEST": ("secret-one", ""), "AKIDFUNC": ("secret-two", "thumbnail")}
+KEYS = {"AKIDTEST": ("secret-one", KeyRecord(id="AKIDTEST", secret_sha256="", scope="invoke")),
+        "AKIDFUNC": ("secret-two", KeyRecord(id="AKIDFUNC", secret_sha256="", scope="invoke", owner="thumbnail")),
+        "AKIDOLD": (None, KeyRecord(id="AKIDOLD", secret_sha256="", scope="admin"))}
 
 
-def lookup(akid: str) -> tuple[str, str] | None:
+def lookup(akid: str) -> tuple[str | None, KeyRecord] | None:
     return KEYS.get(akid)
 
 
@@ -70,6 +73,9 @@ def test_wrong_secret_unknown_key_and_clock_skew() -> None:
     with pytest.raises(S3Error) as e:
         verify(header_signed(), now=time.time() + 3600)
     assert e.value.code == "RequestTimeTooSkewed"
+    with pytest.raises(S3Error) as e:  # a key kept only as a hash (made before 0007) cannot sign
+        verify(header_signed(akid="AKIDOLD", secret="whatever"))
+    assert (e.value.status, e.value.code) == (403, "InvalidAccessKeyId") and "bearer" in e.value.message
 
 
 def test_presigned_v4_expiry() -> None:

@@ -266,6 +266,7 @@ class BudgetManager(FakeManager):
         super().__init__()
         self.pools: set[Pool] = set()
         self.memory_budget_mb = budget
+        self.fzs = None  # no function zygotes here (tests/e2e/test_function_zygote.py has their eviction)
 
     from polyfn.scheduler.manager import InstanceManager as _IM
 

@@ -11,6 +11,7 @@ from polyfn.protocol import (
     FrameReader,
     InitError,
     Invoke,
+    LogLine,
     Ready,
     Result,
     encode,
@@ -28,12 +29,21 @@ def test_invoke_round_trip() -> None:
 
 
 @pytest.mark.parametrize("msg", [
-    Result(1, 201, [("a", "b")], b"x", None, [(1.0, "stdout", "hi")], 0.5),
+    Result(1, 201, [("a", "b")], b"x", None, [LogLine(1.0, "stdout", "hi")], 0.5),
     Ready(42, 1.5, "info"),
     InitError({"errorType": "T", "errorMessage": "m", "stackTrace": []}, []),
 ])
 def test_from_instance_union(msg: msgspec.Struct) -> None:
     assert from_instance_decoder.decode(encode(msg)[4:]) == msg
+
+
+def test_log_lines_sent_as_plain_arrays_decode_to_structs() -> None:
+    """Instances (Python, Node, the HTTP proxy) send log lines as [ts, stream, line] arrays."""
+    sent = Result(1, 200, [], b"", None, [(1.0, "stdout", "hi")], 0.5)  # type: ignore[list-item]
+    got = from_instance_decoder.decode(encode(sent)[4:])
+    assert got.logs == [LogLine(1.0, "stdout", "hi")]
+    with pytest.raises(msgspec.ValidationError):
+        from_instance_decoder.decode(encode(Result(1, logs=[(1.0, "stdout")]))[4:])  # type: ignore[list-item]
 
 
 def test_reader_splits_frames_across_chunks() -> None:

@@ -60,8 +60,8 @@ def build_api(node: Node) -> FastAPI:
     async def require_key(request: Request) -> None:
         from polyfn.auth.access import authorize
 
-        authorize(node, request.method, request.url.path, request.query_params,
-                  request.headers.get("authorization", ""))
+        request.state.key = authorize(node, request.method, request.url.path, request.query_params,
+                                      request.headers.get("authorization", ""))
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, Any]:

@@ -50,6 +50,7 @@ def build_router(node: Node, require_key: Callable[..., Any]) -> APIRouter:
     @router.get("/metrics", tags=["observability"], dependencies=[Depends(metrics_auth)],
                 summary="Prometheus metrics (text exposition format)")
     async def metrics() -> Response:
+        await _async_queue_gauges(node)
         body, content_type = node.metrics.render()
         return Response(body, media_type=content_type.split(";")[0], headers={"content-type": content_type})
 
@@ -78,3 +79,26 @@ def build_router(node: Node, require_key: Callable[..., Any]) -> APIRouter:
 
 def key_matches(given: str, key: str) -> bool:
     return bool(given) and hmac.compare_digest(given.encode(), key.encode())
+
+
+async def _async_queue_gauges(node: Node) -> None:
+    """polyfn_async_backlog / polyfn_async_dlq_size: counted in the queue file when /metrics is scraped (the
+    counts live in SQLite, and gauge callbacks are synchronous, so the route reads them first). One indexed
+    query per scrape, nothing on the invocation path."""
+    db = getattr(getattr(node, "queue", None), "db", None)
+    if db is None or not hasattr(db, "read"):
+        return
+    try:
+        rows = await db.read("SELECT function, state, COUNT(*) AS n FROM jobs WHERE state IN ('pending', 'running', "
+                             "'dead') GROUP BY function, state")
+    except Exception:
+        return
+    backlog: dict[tuple[str, ...], float] = {}
+    dead: dict[tuple[str, ...], float] = {}
+    for r in rows:
+        target = dead if r["state"] == "dead" else backlog
+        target[(r["function"],)] = target.get((r["function"],), 0) + r["n"]
+    node.metrics.gauge("polyfn_async_backlog", "Async invocations queued or running, by function.", ("function",),
+                       lambda: backlog)
+    node.metrics.gauge("polyfn_async_dlq_size", "Dead-lettered async invocations and trigger messages, by function.",
+                       ("function",), lambda: dead)

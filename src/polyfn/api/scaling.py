@@ -84,6 +84,22 @@ def instances_json(node: Node, name: str) -> list[dict[str, Any]]:
     return out
 
 
+def zygote_json(node: Node, key: str) -> dict[str, Any] | None:
+    """The revision's function zygote (import cache): its state, pid and own memory (the zygote process
+    alone: its instances are listed as instances)."""
+    fzs = node.manager.fzs
+    if fzs is None:
+        return None
+    fz = fzs.get(key)
+    if fz is None:
+        state = "building" if key in fzs.building else f"none ({fzs.failed[key]})" if key in fzs.failed else "none"
+        return {"state": state}
+    m = _smaps(fz.worker)
+    return {"state": "ready", "pid": fz.worker, "supervisor_pid": fz.supervisor, "import_ms": round(fz.import_ms, 1),
+            "instances": fz.instances, "reserved_mb": fz.memory_mb,
+            "rss_kb": m[0] if m else None, "pss_kb": m[1] if m else None}
+
+
 def scaling_json(node: Node, name: str) -> dict[str, Any]:
     """The scaling block of `describe`: policy, autoscaler decision, memory of live instances."""
     active = node.registry.get(name)
@@ -104,6 +120,7 @@ def scaling_json(node: Node, name: str) -> dict[str, Any]:
         "rss_kb": sum(i["rss_kb"] or 0 for i in insts),
         "pss_kb": sum(i["pss_kb"] or 0 for i in insts),
         "instances": insts,
+        "zygote": zygote_json(node, pool.revision.key),
         "node_memory": {"budget_mb": node.manager.memory_budget_mb, "reserved_mb": node.manager.reserved_mb()},
     }
 

@@ -30,9 +30,12 @@ class SecretRequest(msgspec.Struct, forbid_unknown_fields=True):
     value: str
 
 
-def _key_json(k: Any) -> dict[str, Any]:
-    return {"access_key_id": k.id, "scope": k.scope, "function": k.function, "description": k.description,
-            "created_at": k.created_at, "last_used_at": k.last_used_at, "revoked_at": k.revoked_at}
+def key_json(k: Any) -> dict[str, Any]:
+    """A key as the API shows it (never its secret). `sigv4: false`: a key made before secrets were kept
+    encrypted (migration 0007); it works as a bearer key only."""
+    return {"access_key_id": k.id, "scope": k.scope, "function": k.function, "owner": k.owner,
+            "description": k.description, "sigv4": bool(k.secret_enc), "created_at": k.created_at,
+            "last_used_at": k.last_used_at, "revoked_at": k.revoked_at}
 
 
 async def _body(request: Request, typ: type[Any]) -> Any:
@@ -55,12 +58,12 @@ def router(node: Node) -> APIRouter:
             raise ApiError(400, "invalid_name", f"invalid function name {req.function!r}")
         assert node.keys is not None
         rec, secret = await node.keys.create(req.scope, req.function, req.description[:500])
-        return {**_key_json(rec), "secret_access_key": secret}
+        return {**key_json(rec), "secret_access_key": secret}
 
     @r.get("/keys", summary="List API keys (never their secrets)")
     async def list_keys() -> dict[str, Any]:
         assert node.keys is not None
-        return {"keys": [_key_json(k) for k in await node.keys.list()]}
+        return {"keys": [key_json(k) for k in await node.keys.list()]}
 
     @r.delete("/keys/{key_id}", summary="Revoke an API key")
     async def revoke_key(key_id: str) -> dict[str, Any]:

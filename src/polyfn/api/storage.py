@@ -2,7 +2,9 @@
 are in the async queue's dead-letter queue: `/v1/dlq`).
 
 The S3 API itself is on the storage port (see `polyfn.storage.api`); these routes live under `/v1` with
-the admin key like the rest of the control plane.
+the admin key like the rest of the control plane. Storage access keys are the node's API keys
+(`auth/keys.py`): `/v1/storage/keys` is a shortcut that makes `invoke`-scope keys (storage reads and writes)
+or `read`-scope ones (`{"scope": "read"}`), and lists the keys that can sign S3 requests.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from polyfn.api.errors import ApiError
+from polyfn.api.security import key_json
 from polyfn.storage.notifications import TriggerError
 
 if TYPE_CHECKING:
@@ -36,35 +39,48 @@ def _endpoint(node: Node, request: Request) -> str:
     return f"http://{host}:{st.url.rsplit(':', 1)[1]}"
 
 
+def _storage_key_json(k: Any) -> dict[str, Any]:
+    return {**key_json(k), "name": k.description, "function": k.owner}
+
+
 def build_router(node: Node) -> APIRouter:
     r = APIRouter(prefix="/storage", tags=["storage"])
 
-    @r.get("", summary="Object store endpoint, region, backend and the node's own access key")
+    @r.get("", summary="Object store endpoint, region, backend and the credentials of the calling key")
     async def info(request: Request) -> dict[str, Any]:
         st = _storage(node)
-        key = await st.keys.node_key()
+        caller = getattr(request.state, "key", None)
+        found = node.keys.signing_credentials(caller.id) if caller is not None and node.keys is not None else None
+        creds = ({"access_key_id": caller.id, "secret_access_key": found[0]}
+                 if caller is not None and found is not None and found[0] is not None else None)
         return {"enabled": st.enabled, "endpoint": _endpoint(node, request), "region": st.settings.storage_region,
                 "backend": st.settings.storage_backend, "error": st.error or None,
-                "max_object_size": st.settings.storage_max_object_size,
-                "credentials": {"access_key_id": key.access_key_id, "secret_access_key": key.secret_access_key}}
+                "max_object_size": st.settings.storage_max_object_size, "credentials": creds}
 
-    @r.post("/keys", status_code=201, summary="Create an access key (the secret is shown only here)")
+    @r.post("/keys", status_code=201, summary="Create a storage access key (an API key; the secret is shown only here)")
     async def create_key(request: Request) -> JSONResponse:
-        st = _storage(node)
+        _storage(node)
         body = await request.json() if await request.body() else {}
-        name = body.get("name") if isinstance(body, dict) else None
+        if not isinstance(body, dict):
+            raise ApiError(400, "invalid_request", "send a JSON object")
+        name, scope = body.get("name"), body.get("scope", "invoke")
         if name is not None and (not isinstance(name, str) or not name or len(name) > 100):
             raise ApiError(400, "invalid_request", "`name` must be a string of 1-100 characters")
-        key = await st.keys.create(name or "user")
-        return JSONResponse({**key.public(), "secret_access_key": key.secret_access_key}, status_code=201)
+        if scope not in ("read", "invoke"):
+            raise ApiError(400, "invalid_scope", f"scope={scope!r}: storage keys are 'read' (GET/HEAD/list) or "
+                           "'invoke' (reads and writes); make other scopes with `polyfn keys create`")
+        rec, secret = await node.keys.create(scope, None, name or "user")
+        return JSONResponse({**_storage_key_json(rec), "name": name or "user", "secret_access_key": secret},
+                            status_code=201)
 
-    @r.get("/keys", summary="List access keys (without secrets)")
+    @r.get("/keys", summary="List the keys that can sign S3 requests (without secrets)")
     async def list_keys() -> dict[str, Any]:
-        return {"keys": [k.public() for k in _storage(node).keys.list()]}
+        return {"keys": [_storage_key_json(k) for k in await node.keys.list()
+                         if k.revoked_at is None and k.secret_enc]}
 
-    @r.delete("/keys/{access_key_id}")
+    @r.delete("/keys/{access_key_id}", summary="Revoke a storage access key (same as DELETE /v1/keys/ID)")
     async def delete_key(access_key_id: str) -> dict[str, Any]:
-        if not await _storage(node).keys.delete(access_key_id):
+        if not await node.keys.revoke(access_key_id):
             raise ApiError(404, "key_not_found", f"access key {access_key_id!r} does not exist")
         return {"deleted": access_key_id}
 

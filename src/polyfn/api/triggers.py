@@ -24,15 +24,8 @@ def add_routes(r: APIRouter, node: Node) -> None:
             raise ApiError(400, "invalid_json", "send the trigger as a JSON object") from None
         if not isinstance(body, dict) or not isinstance(body.get("kind"), str):
             raise ApiError(400, "invalid_trigger", 'the body needs "kind" (e.g. "cron") and "config" (an object)')
-        if node.registry.get(name) is None and await node.store.get_function(name) is None:
-            raise ApiError(404, "function_not_found", f"function {name!r} does not exist")
-        if body["kind"] == "storage":  # object-store notifications live with the store (docs/storage.md)
-            return await _add_storage_trigger(node, name, body.get("config") or {})
-        try:
-            runner = await node.triggers.create(name, body["kind"], body.get("config") or {}, body.get("id"))
-        except TriggerConfigError as e:
-            raise ApiError(409 if e.code == "trigger_exists" else 400, e.code, str(e)) from None
-        return JSONResponse(node.triggers.view(runner), status_code=201)
+        status, view = await create_trigger(node, name, body["kind"], body.get("config") or {}, body.get("id"))
+        return JSONResponse(view, status_code=status)
 
     @r.get("/functions/{name}/triggers")
     async def function_triggers(name: str) -> dict[str, Any]:
@@ -64,7 +57,21 @@ def add_routes(r: APIRouter, node: Node) -> None:
         return {"deleted": trigger_id}
 
 
-async def _add_storage_trigger(node: Node, name: str, config: Any) -> JSONResponse:
+async def create_trigger(node: Node, name: str, kind: str, config: Any, trigger_id: str | None = None
+                         ) -> tuple[int, dict[str, Any]]:
+    """Add a trigger of any kind (the API and the console); (HTTP status, view). Raises ApiError."""
+    if node.registry.get(name) is None and await node.store.get_function(name) is None:
+        raise ApiError(404, "function_not_found", f"function {name!r} does not exist")
+    if kind == "storage":  # object-store notifications live with the store (docs/storage.md)
+        return await _add_storage_trigger(node, name, config)
+    try:
+        runner = await node.triggers.create(name, kind, config, trigger_id)
+    except TriggerConfigError as e:
+        raise ApiError(409 if e.code == "trigger_exists" else 400, e.code, str(e)) from None
+    return 201, node.triggers.view(runner)
+
+
+async def _add_storage_trigger(node: Node, name: str, config: Any) -> tuple[int, dict[str, Any]]:
     from polyfn.storage.notifications import TriggerError, from_vendor_config
 
     if node.storage is None:
@@ -76,6 +83,6 @@ async def _add_storage_trigger(node: Node, name: str, config: Any) -> JSONRespon
         trig = await node.storage.notifications.add(name, bucket, list(events), prefix, suffix)
     except TriggerError as e:
         if e.code == "trigger_exists":  # a redeploy of the same definition file: nothing to change
-            return JSONResponse({"kind": "storage", "function": name, "bucket": bucket, "unchanged": True})
+            return 200, {"kind": "storage", "function": name, "bucket": bucket, "unchanged": True}
         raise ApiError(e.status, e.code, e.message) from None
-    return JSONResponse({**trig.to_json(), "kind": "storage"}, status_code=201)
+    return 201, {**trig.to_json(), "kind": "storage"}

@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING
 
 from polyfn.api.errors import ApiError
 from polyfn.auth.keys import allows, required_scope
+from polyfn.store.security import KeyRecord
 
 if TYPE_CHECKING:
     from polyfn.server import Node
 
 
-def authorize(node: Node, method: str, path: str, query: Mapping[str, str], authorization: str) -> None:
+def authorize(node: Node, method: str, path: str, query: Mapping[str, str], authorization: str) -> KeyRecord:
     scheme, _, token = authorization.partition(" ")
     key = node.keys.verify(token) if scheme.lower() == "bearer" and token and node.keys is not None else None
     if key is None:
@@ -32,3 +33,4 @@ def authorize(node: Node, method: str, path: str, query: Mapping[str, str], auth
     if wait:
         raise ApiError(429, "too_many_requests", f"key {key.id} is over its rate limit ({s.key_rate:g}/s)",
                        {"retry-after": str(wait)})
+    return key

@@ -19,11 +19,23 @@ LAYERS = (
     ("cgroup", "memory / pids / CPU limits per instance"),
     ("mount", "private /tmp, polyfn's data dir and other functions' code hidden"),
     ("pid", "other processes invisible and unsignalable"),
-    ("net", "`--network none`: loopback only"),
+    ("net", "`--network none`: loopback only; `--network polyfn`: only polyfn's API and S3 ports"),
     ("uid", "a separate unprivileged uid per function"),
     ("seccomp", "mount, ptrace, bpf, keyctl, module loading … refused"),
     ("rlimits", "open files, file size, core dumps"),
 )
+
+
+def network_policy(res: dict[str, Any]) -> str:
+    """How `--network` is enforced here, in one line."""
+    if res.get("net"):
+        return (f"unavailable ({res['net']}): `--network none` and `--network polyfn` functions fail to start "
+                "(fail closed); `--network all` works")
+    how = "a network namespace per instance with only loopback"
+    if os.geteuid() != 0:
+        how += ", made inside an unprivileged user namespace"
+    return (f"{how}; `polyfn`: polyfn's code opens 127.0.0.1:<API port> and 127.0.0.1:<S3 port> inside it and "
+            "hands the listeners to the server, which relays them to its real ports (no veth, no nftables)")
 
 
 def diagnose() -> dict[str, Any]:
@@ -42,6 +54,9 @@ def diagnose() -> dict[str, Any]:
     else:
         res["cgroup"] = "not root"
     res["rlimits"] = ""
+    res["network_policy"] = network_policy(res)
+    res["launched_runtimes"] = ("node and http instances get the same layers as Python ones (polyfn.sandbox.spawn "
+                                "applies them before exec; Node switches to its uid itself, before user code)")
     available = [name for name, _ in LAYERS if not res.get(name)]
     if all(not res.get(n) for n in ("cgroup", "mount", "pid", "uid", "seccomp")):
         level = "full"
@@ -74,6 +89,8 @@ def doctor(
         elif name == "cgroup" and res.get("cgroup_detail"):
             line.append(f"  ({res['cgroup_detail']})", style="dim")
         console.print(line)
+    console.print(Text(f"network policy: {res['network_policy']}", style="dim"))
+    console.print(Text(res["launched_runtimes"], style="dim"))
     if os.geteuid() != 0:
         if not res.get("userns"):
             msg = ("not root: mount, pid and (for `--network none`) network namespaces come from an unprivileged "

@@ -267,7 +267,9 @@ def deploy(
         typer.Option(
             "--network",
             envvar="POLYFN_DEPLOY_NETWORK",
-            help="Network access: all (egress like Lambda) or none (loopback only, enforced by a namespace).",
+            help="Network access: all (egress like Lambda), polyfn (only this node's API and object store, "
+            "relayed into the instance's own network namespace) or none (loopback only). Enforced by a "
+            "network namespace.",
             show_default=_spec_default("network"),
         ),
     ] = None,

@@ -45,7 +45,8 @@ def keys_create(
     console = out()
     console.print(f"access_key_id:     {res['access_key_id']}")
     console.print(f"secret_access_key: {res['secret_access_key']}")
-    err().print(Text("use it as `Authorization: Bearer ID:SECRET`; the secret is not shown again", style="dim"))
+    err().print(Text("use it as `Authorization: Bearer ID:SECRET` or as AWS credentials (Lambda and S3 APIs, "
+                     "SigV4); the secret is not shown again", style="dim"))
 
 
 @keys_app.command("list")
@@ -61,12 +62,15 @@ def keys_list(
         write_json(keys)
         return
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("access_key_id", "scope", "function", "last used", "state", "description"):
+    for column in ("access_key_id", "scope", "function", "sigv4", "last used", "state", "description"):
         table.add_column(column)
     for k in keys:
-        table.add_row(k["access_key_id"], k["scope"], k["function"] or "*",
+        # sigv4 "no": a key made before secrets were kept encrypted (bearer auth only; make a new one for AWS SDKs)
+        table.add_row(k["access_key_id"], k["scope"], k["function"] or "*", "yes" if k.get("sigv4") else "no",
                       local_time(k["last_used_at"]) if k["last_used_at"] else "never",
-                      "revoked" if k["revoked_at"] else "live", k["description"])
+                      "revoked" if k["revoked_at"] else "live",
+                      k["description"] + (f" (instances of {k['owner']})" if k.get("owner") and k["owner"] not in
+                                          k["description"] else ""))
     out().print(table)
 
 

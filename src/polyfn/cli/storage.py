@@ -182,10 +182,12 @@ def presign(ctx: typer.Context, uri: Annotated[str, typer.Argument(help="s3://BU
 
 @keys_app.command("create")
 def keys_create(ctx: typer.Context, name: Annotated[str, typer.Option("--name", envvar="POLYFN_STORAGE_KEY_NAME", help="A label for the key.")] = "user",
+                scope: Annotated[str, typer.Option("--scope", envvar="POLYFN_STORAGE_KEY_SCOPE",
+                                                   help="read (GET/HEAD/list) | invoke (reads and writes)")] = "invoke",
                 as_json: Annotated[bool, JSON_OPT] = False) -> None:
-    """Create an access key; the secret is shown only now."""
+    """Create an access key (an API key of the node: `polyfn keys list` shows it); the secret is shown only now."""
     state: State = ctx.obj
-    key = state.client()._json("POST", "/v1/storage/keys", json={"name": name})
+    key = state.client()._json("POST", "/v1/storage/keys", json={"name": name, "scope": scope})
     if as_json:
         write_json({"access_key_id": key["access_key_id"], "secret_access_key": key["secret_access_key"]})
         return
@@ -213,7 +215,7 @@ def keys_list(ctx: typer.Context, as_json: Annotated[bool, JSON_OPT] = False) ->
 
 @keys_app.command("rm")
 def keys_rm(ctx: typer.Context, access_key_id: str) -> None:
-    """Delete an access key (requests signed with it fail from now on)."""
+    """Revoke an access key (requests signed with it fail from now on; same as `polyfn keys revoke`)."""
     state: State = ctx.obj
     state.client()._json("DELETE", f"/v1/storage/keys/{access_key_id}")
     err().print(f"deleted key {access_key_id}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import re
 import secrets
 import time
 from collections import OrderedDict
@@ -135,6 +136,54 @@ def _pretty(text: str) -> str:
         return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
     except (ValueError, TypeError):
         return text
+
+
+#: Trigger kinds the console offers, each with example options (the form's default for that kind).
+TRIGGER_KINDS: tuple[tuple[str, str], ...] = (
+    ("cron", '{"schedule": "*/5 * * * *", "timezone": "UTC"}'),
+    ("topic", '{"topic": "orders", "batch_size": 10}'),
+    ("storage", '{"bucket": "uploads", "events": ["created"], "prefix": ""}'),
+    ("nats", '{"url": "nats://127.0.0.1:4222", "subject": "orders.*"}'),
+    ("redis", '{"url": "redis://127.0.0.1:6379/0", "stream": "orders"}'),
+    ("amqp", '{"url": "amqp://guest:guest@127.0.0.1:5672/", "queue": "orders"}'),
+    ("mqtt", '{"host": "127.0.0.1", "port": 1883, "topic": "sensors/#"}'),
+    ("kafka", '{"bootstrap_servers": "127.0.0.1:9092", "topic": "orders"}'),
+    ("log", '{"stream": "fn:other-function"}'),
+    ("events", '{"type": "com.example.order.created"}'),
+)
+_HEALTH_CLASS = {"connected": "ok", "scheduled": "ok", "error": "bad", "connecting": "warn", "starting": "warn"}
+_URL_PASSWORD = re.compile(r"(//[^/:@\s\"]*:)[^/@\s\"]+@")
+
+
+def _config_text(config: dict[str, Any]) -> str:
+    shown = {k: "***" if k in ("password", "secret", "sasl_password") and v else v for k, v in config.items()}
+    return _URL_PASSWORD.sub(r"\1***@", json.dumps(shown, ensure_ascii=False))
+
+
+def trigger_rows(node: Any, name: str) -> list[dict[str, Any]]:
+    """A function's triggers for the console: kind, id, options (passwords in URLs masked), health, errors,
+    next fire (cron); storage notifications included."""
+    rows = []
+    views = node.triggers.list(name) if getattr(node, "triggers", None) is not None else []
+    for v in views:
+        h = v.get("health") or {}
+        state = str(h.get("state", "?"))
+        rows.append({
+            "id": v["id"], "kind": v["kind"], "state": state, "health_class": _HEALTH_CLASS.get(state, "idle"),
+            "message": h.get("message", "") if state == "error" else "",
+            "config_text": _config_text(v.get("config") or {}),
+            "next_fire": v.get("next_fire_iso", ""), "delivered": v.get("delivered", 0),
+            "errors": v.get("errors", 0), "last_error": v.get("last_error"),
+        })
+    storage = getattr(node, "storage", None)
+    if storage is not None:
+        for t in storage.notifications.list(function=name):
+            j = t.to_json()
+            cfg = {k: j[k] for k in ("bucket", "events", "prefix", "suffix") if j.get(k)}
+            rows.append({"id": t.id, "kind": "storage", "state": "active", "health_class": "ok", "message": "",
+                         "config_text": json.dumps(cfg, ensure_ascii=False), "next_fire": "", "delivered": "-",
+                         "errors": 0, "last_error": None})
+    return rows
 
 
 def health(fs: FunctionStats | None, init_failing: bool, now: float) -> tuple[str, str]:
@@ -262,10 +311,56 @@ def build_console(node: Node) -> Starlette:
         fs = node.metrics.functions.get(name)
         active = node.registry.get(name)
         label, cls = health(fs, bool(active and active.pool._init_error is not None), now)
-        triggers = getattr(node, "triggers", None)
         return render(request, "function.html", active="functions", info=info, recent=recent,
                       health=label, health_class=cls, pool=active.pool.stats() if active else None,
-                      triggers_available=triggers is not None, sample='{\n  "name": "world"\n}')
+                      sample='{\n  "name": "world"\n}', **trigger_panel(name))
+
+    # -- triggers ----------------------------------------------------------------------------------------
+
+    def trigger_panel(name: str, error: str = "", notice: str = "", form: dict[str, str] | None = None,
+                      list_only: bool = False) -> dict[str, Any]:
+        return {"name": name, "triggers": trigger_rows(node, name), "kinds": TRIGGER_KINDS, "error": error,
+                "notice": notice, "list_only": list_only,
+                "form": form or {"kind": "cron", "id": "", "options": TRIGGER_KINDS[0][1]}}
+
+    async def triggers_partial(request: Request) -> Response:
+        name = request.path_params["name"]
+        if node.registry.get(name) is None and await node.store.get_function(name) is None:
+            return not_found(request, f"function {name!r}")
+        return render(request, "_triggers.html", **trigger_panel(name, list_only=bool(request.query_params.get("list"))))
+
+    async def trigger_add(request: Request) -> Response:
+        from polyfn.api.errors import ApiError
+        from polyfn.api.triggers import create_trigger
+
+        name = request.path_params["name"]
+        form = await request.form()
+        values = {k: str(form.get(k) or "").strip() for k in ("kind", "id", "options")}
+        try:
+            options = json.loads(values["options"] or "{}")
+        except ValueError as e:
+            return render(request, "_triggers.html", **trigger_panel(name, f"Malformed JSON in the options: {e}",
+                                                                     form=values))
+        if not isinstance(options, dict):
+            return render(request, "_triggers.html", **trigger_panel(
+                name, "The options must be a JSON object, e.g. {\"schedule\": \"*/5 * * * *\"}", form=values))
+        try:
+            _status, view = await create_trigger(node, name, values["kind"], options, values["id"] or None)
+        except ApiError as e:
+            return render(request, "_triggers.html", **trigger_panel(name, f"{e.code}: {e.message}", form=values))
+        return render(request, "_triggers.html", **trigger_panel(name, notice=f"added trigger {view.get('id', '')}"))
+
+    async def trigger_remove(request: Request) -> Response:
+        name, tid = request.path_params["name"], request.path_params["id"]
+        runner = node.triggers.runners.get(tid) if node.triggers is not None else None
+        storage = node.storage.notifications if node.storage is not None else None
+        if runner is not None and runner.trigger.function == name:
+            await node.triggers.delete(tid)
+        elif storage is not None and any(t.id == tid for t in storage.list(function=name)):
+            await storage.remove(tid)
+        else:
+            return render(request, "_triggers.html", **trigger_panel(name, f"function {name!r} has no trigger {tid!r}"))
+        return render(request, "_triggers.html", **trigger_panel(name, notice=f"removed trigger {tid}"))
 
     async def charts(request: Request) -> Response:
         name = request.path_params["name"]
@@ -412,6 +507,9 @@ def build_console(node: Node) -> Starlette:
         Route("/functions/{name}/charts", authed(charts)),
         Route("/functions/{name}/invoke", authed(invoke), methods=["POST"]),
         Route("/functions/{name}/logs/stream", authed(live_logs)),
+        Route("/functions/{name}/triggers", authed(triggers_partial), methods=["GET"]),
+        Route("/functions/{name}/triggers", authed(trigger_add), methods=["POST"]),
+        Route("/functions/{name}/triggers/{id}/delete", authed(trigger_remove), methods=["POST"]),
         Route("/deploy", authed(deploy_page), methods=["GET"]),
         Route("/deploy", authed(deploy), methods=["POST"]),
         Route("/activations", authed(activations_page)),

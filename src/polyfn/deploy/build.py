@@ -64,11 +64,14 @@ async def npm_install(files: dict[str, bytes], deps_root: Path, progress: Callab
             raise DeployError("dependency_install_failed", "package.json has dependencies but npm is not installed on this node")
         deps_root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=deps_root))
+        tmp.chmod(0o755)  # mkdtemp makes it 0700: the instance runs as a per-function uid
         (tmp / "package.json").write_bytes(pkg)
         if lock:
             (tmp / "package-lock.json").write_bytes(lock)
+        # --install-links: `file:` dependencies are copied, not symlinked out of the deps dir (an instance's
+        # mount namespace shows it only its own code and deps, so a link to elsewhere would dangle).
         argv = [npm, "ci" if lock else "install", "--omit=dev", "--no-audit", "--no-fund", "--no-progress",
-                "--ignore-scripts"]
+                "--ignore-scripts", "--install-links"]
         progress(f"dependencies: npm {argv[1]} ({'package-lock.json' if lock else 'package.json'})")
         env = {**os.environ, "npm_config_update_notifier": "false", "npm_config_cache": str(deps_root / ".npm-cache")}
         code, tail = await run_streaming(argv, tmp, env, progress)
@@ -96,6 +99,7 @@ async def go_build(code_dir: Path, files: dict[str, bytes], dest_dir: Path, cach
                               "(install it, e.g. `apt-get install golang-go`, then deploy again)")
         dest_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=dest_dir.parent))
+        tmp.chmod(0o755)  # mkdtemp makes it 0700: the instance runs as a per-function uid
         # Build from a writable copy: the revision's code directory is read-only.
         src = tmp / "src"
         shutil.copytree(code_dir, src)

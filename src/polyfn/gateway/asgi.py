@@ -100,6 +100,10 @@ class Gateway:
                        content_type: str, sub: str, callback: str | None) -> Outcome:
         from polyfn.queue.dispatcher import Rejected
 
+        if callback:
+            refusal = self._callback_refusal(name, callback, headers)
+            if refusal is not None:
+                return platform_error(400, "callback_not_allowed", refusal)
         keep = [(k, v) for k, v in headers if k not in ("x-polyfn-async", "x-callback-url", "content-length")]
         try:
             aid = await self.queue.submit(name, "http", "http", body, content_type, keep, scope["method"],
@@ -108,6 +112,19 @@ class Gateway:
             return platform_error(e.status, e.code, e.message)
         return Outcome(202, [(b"content-type", b"application/json"), (b"x-polyfn-activation-id", aid.encode())],
                        json.dumps({"activation_id": aid, "status": "pending"}).encode(), aid)
+
+    def _callback_refusal(self, name: str, url: str, headers: list[tuple[str, str]]) -> str | None:
+        """The SSRF policy (auth/callbacks.py): a key of scope invoke, or a host in POLYFN_CALLBACK_ALLOW."""
+        from polyfn.auth.callbacks import callback_refusal
+
+        key = None
+        if self.keys is not None:
+            for k, v in headers:
+                if k == "authorization":
+                    key = self.keys.from_authorization(v)
+                elif k == "x-functions-key" and key is None:
+                    key = self.keys.verify(v)
+        return callback_refusal(url, name, key, self.invoker.settings.callback_hosts)
 
     async def _read_body(self, receive: Any) -> bytes | None:
         msg = await receive()

@@ -61,7 +61,8 @@ CREATE TABLE IF NOT EXISTS callbacks (
   not_before REAL NOT NULL,
   state TEXT NOT NULL,
   last_error TEXT,
-  updated_at REAL NOT NULL
+  updated_at REAL NOT NULL,
+  headers TEXT
 );
 CREATE INDEX IF NOT EXISTS callbacks_state ON callbacks(state, not_before);
 CREATE TABLE IF NOT EXISTS topic_messages (
@@ -143,7 +144,12 @@ _CLAIM_FUNCTION = ("UPDATE jobs SET state='running', attempt=attempt+1 WHERE id 
                    "WHERE state='pending' AND function=? AND not_before<=? ORDER BY not_before LIMIT ?) RETURNING *")
 
 _INSERT_CALLBACK = ("INSERT OR REPLACE INTO callbacks (id, url, payload, attempt, not_before, state, last_error, "
-                    "updated_at) VALUES (?, ?, ?, 0, ?, 'pending', NULL, ?)")
+                    "updated_at, headers) VALUES (?, ?, ?, 0, ?, 'pending', NULL, ?, ?)")
+
+
+def _callback_row(job_id: str, url: str, payload: bytes, headers: dict[str, str] | None,
+                  now: float) -> tuple[Any, ...]:
+    return (job_id, url, payload, now, now, None if headers is None else json.dumps(headers))
 
 Stmt = tuple[str, Sequence[Any] | Sequence[Sequence[Any]], bool]  # (sql, params, executemany?)
 
@@ -189,6 +195,8 @@ class QueueDB:
         conn.execute(f"PRAGMA synchronous={self.sync.upper()}")
         conn.execute("PRAGMA busy_timeout=10000")
         conn.executescript(SCHEMA)
+        if "headers" not in {r[1] for r in conn.execute("PRAGMA table_info(callbacks)")}:  # queue.db before it
+            conn.execute("ALTER TABLE callbacks ADD COLUMN headers TEXT")
         self._conn = conn
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -331,12 +339,14 @@ class QueueDB:
         await self.write([("UPDATE jobs SET state='pending', attempt=attempt-1 WHERE id=? AND state='running'",
                            [(i,) for i in ids], True)])
 
-    async def finish_many(self, job_ids: Sequence[str], callbacks: Sequence[tuple[str, str, bytes]] = (),
+    async def finish_many(self, job_ids: Sequence[str],
+                          callbacks: Sequence[tuple[str, str, bytes, dict[str, str] | None]] = (),
                           now: float = 0.0) -> None:
-        """Jobs done: deleted, and their result callbacks `(id, url, payload)` queued, in one commit."""
+        """Jobs done: deleted, and their result callbacks `(id, url, payload, headers)` queued, in one commit."""
         stmts: list[Stmt] = [("DELETE FROM jobs WHERE id=?", [(i,) for i in job_ids], True)]
         if callbacks:
-            stmts.append((_INSERT_CALLBACK, [(i, url, payload, now, now) for i, url, payload in callbacks], True))
+            stmts.append((_INSERT_CALLBACK, [_callback_row(i, url, payload, headers, now)
+                                             for i, url, payload, headers in callbacks], True))
         await self.write(stmts)
 
     async def reschedule(self, job_id: str, not_before: float, last_error: dict[str, Any] | None,
@@ -386,8 +396,10 @@ class QueueDB:
 
     # -- callbacks --------------------------------------------------------------------------------------
 
-    async def add_callback(self, job_id: str, url: str, payload: bytes, now: float) -> None:
-        await self.write([(_INSERT_CALLBACK, (job_id, url, payload, now, now), False)])
+    async def add_callback(self, job_id: str, url: str, payload: bytes, now: float,
+                           headers: dict[str, str] | None = None) -> None:
+        """`headers`: the POST's headers when the payload is not polyfn's JSON result (a vendor's shape)."""
+        await self.write([(_INSERT_CALLBACK, _callback_row(job_id, url, payload, headers, now), False)])
 
     async def update_callback(self, job_id: str, state: str, attempt: int, not_before: float,
                               last_error: str | None, now: float) -> None:

@@ -24,6 +24,7 @@ import httpx
 
 from polyfn.config import Settings
 from polyfn.invoker import new_activation_id
+from polyfn.observe.tracing import parse_traceparent
 from polyfn.queue import retry
 from polyfn.queue.builtin import Job, QueueDB
 
@@ -32,6 +33,12 @@ if TYPE_CHECKING:
     from polyfn.scheduler.registry import FunctionRegistry
 
 log = logging.getLogger("polyfn.queue")
+
+
+#: trigger name → callback shape (job, outcome or None, status, reason) → (body, headers), for callers that
+#: expect a vendor's callback instead of polyfn's JSON result (OpenFaaS async: api/compat/openfaas.py registers
+#: its shape when installed). Module-level so jobs queued before a restart get the same shape after it.
+CALLBACK_FORMATS: dict[str, Any] = {}
 
 
 class Rejected(Exception):
@@ -365,8 +372,12 @@ class AsyncQueue:
             await self._dead(job, f"max_event_age exceeded ({spec.max_event_age:g} s)", job.last_error)
             return None
         headers = [*job.headers, ("x-polyfn-idempotency-key", job.id), ("x-polyfn-attempt", str(job.attempt))]
+        # the enqueuing request's W3C traceparent (kept with the job's headers): the invocation joins its trace
+        tp = next((v for k, v in job.headers if k.lower() == "traceparent"), "")
+        trace_id, parent_id = parse_traceparent(tp) if tp else ("", "")
         return await self.invoker.invoke(job.function, job.kind, job.trigger, job.method, job.path, job.query,
-                                         headers, job.body, job.content_type, activation_id=job.id)
+                                         headers, job.body, job.content_type, trace_id=trace_id, parent_id=parent_id,
+                                         activation_id=job.id)
 
     async def _settle(self, job: Job, out: Outcome) -> bool:
         """Retry, dead-letter or complete an attempt: True when the job went to the completion batch (released
@@ -424,7 +435,7 @@ class AsyncQueue:
                 try:
                     await self.invoker.recorder.flush()
                     now = time.time()
-                    callbacks = [(job.id, job.callback_url, self._callback_payload(
+                    callbacks = [(job.id, job.callback_url, *self._callback_payload(
                         job, out, "success" if out.status < 400 else "error")) for job, out in batch if job.callback_url]
                     await self.db.finish_many([job.id for job, _ in batch], callbacks, now)
                 except BaseException:
@@ -459,12 +470,18 @@ class AsyncQueue:
     async def _callback(self, job: Job, out: Outcome | None, status: str, reason: str | None = None) -> None:
         if not job.callback_url:
             return
-        await self.db.add_callback(job.id, job.callback_url, self._callback_payload(job, out, status, reason),
-                                   time.time())
+        body, headers = self._callback_payload(job, out, status, reason)
+        await self.db.add_callback(job.id, job.callback_url, body, time.time(), headers)
         self._cb_wake.set()
 
     @staticmethod
-    def _callback_payload(job: Job, out: Outcome | None, status: str, reason: str | None = None) -> bytes:
+    def _callback_payload(job: Job, out: Outcome | None, status: str,
+                          reason: str | None = None) -> tuple[bytes, dict[str, str] | None]:
+        """The callback's body and headers (None: polyfn's JSON result), in the trigger's vendor shape if one
+        is registered in `CALLBACK_FORMATS`."""
+        fmt = CALLBACK_FORMATS.get(job.trigger)
+        if fmt is not None:
+            return fmt(job, out, status, reason)  # type: ignore[no-any-return]
         payload: dict[str, Any] = {"activation_id": job.id, "function": job.function, "status": status,
                                    "attempts": job.attempt}
         if out is not None:
@@ -475,7 +492,7 @@ class AsyncQueue:
                 payload["result"] = out.body.decode("utf-8", "replace")
         if reason:
             payload["reason"] = reason
-        return json.dumps(payload).encode()
+        return json.dumps(payload).encode(), None
 
     async def _callback_loop(self) -> None:
         s = self.settings
@@ -489,7 +506,7 @@ class AsyncQueue:
                     next_at = row["not_before"] if next_at is None else min(next_at, row["not_before"])
                     continue
                 attempt = row["attempt"] + 1
-                error = await self._post(row["url"], bytes(row["payload"]), row["id"])
+                error = await self._post(row["url"], bytes(row["payload"]), row["id"], row["headers"])
                 now = time.time()
                 if error is None:
                     await self.db.update_callback(row["id"], "delivered", attempt, now, None, now)
@@ -504,11 +521,13 @@ class AsyncQueue:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._cb_wake.wait(), wait)
 
-    async def _post(self, url: str, payload: bytes, job_id: str) -> str | None:
+    async def _post(self, url: str, payload: bytes, job_id: str, headers: str | None = None) -> str | None:
         assert self._http is not None
+        hdrs = {"content-type": "application/json", "x-polyfn-activation-id": job_id}
+        if headers:
+            hdrs = {**json.loads(headers), "x-polyfn-activation-id": job_id}
         try:
-            r = await self._http.post(url, content=payload, headers={
-                "content-type": "application/json", "x-polyfn-activation-id": job_id})
+            r = await self._http.post(url, content=payload, headers=hdrs)
         except httpx.HTTPError as e:
             return f"{type(e).__name__}: {e}"
         if r.status_code >= 300:

@@ -62,39 +62,69 @@ def prepare(env: Mapping[str, str], pdeathsig: Callable[[], None]) -> Prepared:
     return prepared
 
 
-def apply(plan: SandboxPlan, prepared: Prepared | None = None, required: tuple[str, ...] = ()) -> list[str]:
-    """Apply every layer of `plan` to the current process; return a short description of each layer."""
-    from polyfn.sandbox import cgroups, limits, linux
-
-    prepared = prepared or Prepared()
+def check_required(prepared: Prepared, required: tuple[str, ...]) -> None:
     missing = [ns for ns in required if ns not in prepared.namespaces]
     if missing:
         why = "; ".join(prepared.notes) or "not entered"
         raise SandboxError(f"sandbox: {', '.join(missing)} namespace required but unavailable ({why})")
-    applied: list[str] = []
-    if plan.cgroup_base:
-        if not prepared.cgroup_dirs:
-            raise SandboxError("sandbox: cgroup required but not joined (" + "; ".join(prepared.notes) + ")")
-        wanted = [float(plan.memory_mb), float(plan.pids_max), float(plan.cpu_shares), float(plan.cpu_quota)]
-        if prepared.preset == wanted:  # a blank preset exactly these limits
-            applied.append(prepared.preset_desc)
-        else:
-            applied.append(cgroups.set_limits(prepared.cgroup_dirs, plan.cgroup_version, plan.memory_mb,
-                                              plan.pids_max, plan.cpu_shares, plan.cpu_quota))
+
+
+def limit_cgroup(plan: SandboxPlan, prepared: Prepared) -> str:
+    """Write the plan's cgroup limits (unless a blank preset exactly these); "" without a cgroup."""
+    from polyfn.sandbox import cgroups
+
+    if not plan.cgroup_base:
+        return ""
+    if not prepared.cgroup_dirs:
+        raise SandboxError("sandbox: cgroup required but not joined (" + "; ".join(prepared.notes) + ")")
+    wanted = [float(plan.memory_mb), float(plan.pids_max), float(plan.cpu_shares), float(plan.cpu_quota)]
+    if prepared.preset == wanted:
+        return prepared.preset_desc
+    return cgroups.set_limits(prepared.cgroup_dirs, plan.cgroup_version, plan.memory_mb, plan.pids_max,
+                              plan.cpu_shares, plan.cpu_quota)
+
+
+def network(plan: SandboxPlan, prepared: Prepared) -> str:
+    """`all`: back to the host network; `none`: stay in (or make) a loopback-only namespace; `polyfn`: the
+    same plus relayed listeners for polyfn's own ports (sandbox/relay.py). Returns what was done."""
+    from polyfn.sandbox import linux
+
     if prepared.host_netns_fd >= 0:
         if plan.network == "all":
             linux.setns(prepared.host_netns_fd, linux.CLONE_NEWNET)
         os.close(prepared.host_netns_fd)
         prepared.host_netns_fd = -1
-        if plan.network == "none":
-            applied.append("net ns (loopback only)")
-    elif plan.network == "none":
+    elif plan.network != "all":
         try:
             linux.unshare(linux.CLONE_NEWNET)
             linux.loopback_up()
         except OSError as e:
-            raise SandboxError(f"sandbox: network 'none' cannot be enforced ({e.strerror or e})") from None
-        applied.append("net ns (loopback only)")
+            raise SandboxError(f"sandbox: network {plan.network!r} cannot be enforced ({e.strerror or e})") from None
+    if plan.network == "all":
+        return ""
+    if plan.network == "polyfn":
+        from polyfn.sandbox import relay
+
+        if not plan.relay_socket or not plan.relay_ports:
+            raise SandboxError("sandbox: network 'polyfn' needs the server's relay (no endpoint to relay)")
+        try:
+            return relay.expose(plan.relay_socket, plan.relay_ports, prepared.host_pid or os.getpid())
+        except OSError as e:
+            raise SandboxError(f"sandbox: network 'polyfn' cannot be set up ({e.strerror or e})") from None
+    return "net ns (loopback only)"
+
+
+def apply(plan: SandboxPlan, prepared: Prepared | None = None, required: tuple[str, ...] = ()) -> list[str]:
+    """Apply every layer of `plan` to the current process; return a short description of each layer."""
+    from polyfn.sandbox import limits, linux
+
+    prepared = prepared or Prepared()
+    check_required(prepared, required)
+    applied: list[str] = []
+    if cg := limit_cgroup(plan, prepared):
+        applied.append(cg)
+    if net := network(plan, prepared):
+        applied.append(net)
     if "pid" in prepared.namespaces:
         applied.append("pid ns")
     if "mount" in prepared.namespaces:

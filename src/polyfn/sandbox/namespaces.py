@@ -124,6 +124,11 @@ def supervise(child: int, report: int) -> None:
     reported = os.read(report, 4)
     if len(reported) == 4 and os.WIFEXITED(status):  # init ended normally: the instance's status is news
         status = int.from_bytes(reported, "little")
+    end_like(status)
+
+
+def end_like(status: int) -> None:
+    """End this process exactly as the process with raw wait `status` ended (same code or same signal)."""
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))

@@ -24,10 +24,12 @@ class SandboxPlan(msgspec.Struct, kw_only=True, array_like=True):
     tmp_mb: int = 0  # size of the private /tmp (needs the mount namespace)
     hide: list[str] = []  # directories covered by an empty read-only tmpfs (the data dir …)
     binds: list[str] = []  # directories inside `hide` made visible again, read-only (own code, deps)
-    network: str = "all"  # all | none
+    network: str = "all"  # all | polyfn | none
     seccomp: bool = False
     no_new_privs: bool = True
     secret_files: dict[str, str] = {}  # name → value, written to /run/secrets/NAME (tmpfs, 0400, the uid's)
+    relay_socket: str = ""  # network `polyfn`: the server's NetRelay socket (sandbox/relay.py)
+    relay_ports: list[int] = []  # network `polyfn`: polyfn's ports, reachable at 127.0.0.1:PORT inside
 
 
 class Prepared(msgspec.Struct, kw_only=True):

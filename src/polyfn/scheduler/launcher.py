@@ -1,13 +1,16 @@
 """Start instances of runtimes that have no zygote (`node`, `http`) as fresh processes.
 
 A launched instance gets what a forked Python instance gets: its end of the socketpair (inherited, its
-number in `$POLYFN_FD`), the sandbox (cgroup + rlimits, applied between fork and exec by `_preexec`), death
-with the server (PR_SET_PDEATHSIG) and its own session. Its exit status reaches the manager's `on_exit`
-exactly as the zygote reports it for forked children: the launcher watches a pidfd on the event loop and
-reaps the process itself (raw wait status, so `Instance.describe_exit` reads signals and codes alike).
+number in `$POLYFN_FD`), death with the server (PR_SET_PDEATHSIG), its own session and the same sandbox
+layers, applied by the same code: the process is `python -I -m polyfn.sandbox.spawn`, which runs
+`sandbox.prepare` (cgroups; mount, net, pid namespaces) and the layers of `sandbox.apply` (network, mounts,
+rlimits, uid, no_new_privs, seccomp), then execs the runtime (see that module for the two modes). Its exit
+status reaches the manager's `on_exit` exactly as the zygote reports it for forked children: the launcher
+watches a pidfd on the event loop and reaps the process itself (raw wait status, so
+`Instance.describe_exit` reads signals and codes alike).
 
-`_preexec` runs in the child after fork, in a process that may have other threads: it only makes system
-calls (os.mkdir/open/write, setrlimit, prctl through a pre-loaded libc), never Python-level locks.
+The Popen `preexec` only sets PR_SET_PDEATHSIG (one system call through a pre-loaded libc): the server
+may have threads, so nothing there may take a Python-level lock.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ import ctypes
 import json
 import logging
 import os
-import resource
 import shutil
 import signal
 import socket
@@ -27,8 +29,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from polyfn.runtimes.python.instance import SAFE_ENV
-from polyfn.sandbox.plan import SandboxPlan, cgroup_dir_for
+from polyfn.sandbox.plan import SandboxPlan
+from polyfn.sandbox.spawn import Config
 
 log = logging.getLogger("polyfn.launcher")
 
@@ -41,78 +46,45 @@ class LaunchError(OSError):
     pass
 
 
-def _write(path: str, data: str) -> None:
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        os.write(fd, data.encode())
-    finally:
-        os.close(fd)
+def _preexec() -> None:
+    _libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
 
 
-def _preexec(plan: SandboxPlan | None) -> Callable[[], None]:
-    """The child's sandbox: join a cgroup named after its pid and set its limits, then rlimits."""
-    nofile = plan.nofile if plan else 1024
-    fsize = (plan.fsize_mb if plan else 512) * 1024 * 1024
-    base = plan.cgroup_base if plan else ""
-    version = plan.cgroup_version if plan else 0
-    limit = str((plan.memory_mb if plan else 256) * 1024 * 1024)
-    pids_max = str(plan.pids_max if plan else 256)
-
-    def setr(which: int, value: int) -> None:
-        _soft, hard = resource.getrlimit(which)
-        if hard != resource.RLIM_INFINITY:
-            value = min(value, hard)
-        resource.setrlimit(which, (value, value))
-
-    def run() -> None:
-        _libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        if base:
-            d = cgroup_dir_for(base, os.getpid())
-            try:
-                os.mkdir(d)
-            except FileExistsError:
-                pass
-            _write(os.path.join(d, "cgroup.procs"), "0")
-            if version == 1:
-                _write(os.path.join(d, "memory.limit_in_bytes"), limit)
-                try:
-                    _write(os.path.join(d, "memory.memsw.limit_in_bytes"), limit)
-                except OSError:
-                    pass
-            else:
-                _write(os.path.join(d, "memory.max"), limit)
-                for key, value in (("memory.swap.max", "0"), ("pids.max", pids_max)):
-                    try:
-                        _write(os.path.join(d, key), value)
-                    except OSError:
-                        pass
-        setr(resource.RLIMIT_NOFILE, nofile)
-        setr(resource.RLIMIT_CORE, 0)
-        setr(resource.RLIMIT_FSIZE, fsize)
-
-    return run
-
-
-def describe_sandbox(plan: SandboxPlan | None, runtime: str) -> str:
-    if plan is None:
-        return "no sandbox"
+def prepare_env(plan: SandboxPlan, base: dict[str, str] | None = None) -> dict[str, str]:
+    """What `sandbox.prepare` reads in the spawned process: the node's namespaces and cgroup hierarchies
+    (`base`, the zygote's environment), with the cgroup limits preset to this plan's (off the cold path)."""
+    env = dict(base or {})
     if plan.cgroup_base:
-        return f"cgroup v{plan.cgroup_version} (memory {plan.memory_mb} MB), rlimits (nofile {plan.nofile})"
-    bound = "V8 heap limit" if runtime == "node" else "no memory bound"
-    return f"rlimits (nofile {plan.nofile}); {bound} (no cgroup)"
+        env.setdefault("POLYFN_CGROUP_BASE", plan.cgroup_base)
+        env.setdefault("POLYFN_CGROUP_VERSION", str(plan.cgroup_version))
+        env["POLYFN_CGROUP_PRESET"] = f"{plan.memory_mb},{plan.pids_max},{plan.cpu_shares},{plan.cpu_quota}"
+    else:
+        for k in ("POLYFN_CGROUP_BASE", "POLYFN_CGROUP_EXTRA", "POLYFN_CGROUP_PRESET"):
+            env.pop(k, None)
+    return env
+
+
+def spawn_command(cfg_fd: int) -> list[str]:
+    return [sys.executable, "-I", "-m", "polyfn.sandbox.spawn", str(cfg_fd)]
 
 
 def node_binary() -> str:
     return os.environ.get("POLYFN_NODE") or shutil.which("node") or "node"
 
 
+class Blank(msgspec.Struct):
+    pid: int
+    sock: socket.socket  # the server's end of the instance connection
+    ctrl: socket.socket  # the spawn agent's control socket: the function's plan goes there
+
+
 class Launcher:
     """Spawns processes, watches them on the loop, reports `on_exit(pid, raw_status)`.
 
-    Blanks: for Node, once a function of a given memory size has been launched, `blank_target` processes
-    of that size are kept pre-started (sandbox applied, `node` booted, bootstrap loaded, waiting on their
-    socket for an instance spec), so the next cold start skips the process start. A blank that dies
-    unused is forgotten silently; one that is taken is an instance like any other.
+    Blanks: for Node, once a function with a given memory size and network kind has been launched,
+    `blank_target` processes of that kind are kept pre-started (cgroup joined, namespaces entered, `node`
+    booted under seccomp, bootstrap loaded, waiting for an instance spec), so the next cold start skips the
+    process start. A blank that dies unused is forgotten silently; one that is taken is an instance.
     """
 
     def __init__(self, on_exit: Callable[[int, int], None], blank_target: int = 1):
@@ -120,23 +92,40 @@ class Launcher:
         self.blank_target = blank_target
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
         self._pollers: set[asyncio.Task[None]] = set()
-        self._blanks: dict[tuple[Any, ...], list[tuple[int, socket.socket]]] = {}
+        self._blanks: dict[tuple[Any, ...], list[Blank]] = {}
         self._blank_pids: set[int] = set()
         self._refill: set[tuple[Any, ...]] = set()
         self.stopped = False
 
-    def take_blank(self, key: tuple[Any, ...]) -> tuple[int, socket.socket] | None:
+    def take_blank(self, key: tuple[Any, ...]) -> Blank | None:
         blanks = self._blanks.get(key)
         while blanks:
-            pid, sock = blanks.pop(0)
-            if pid in self._blank_pids and pid in self._procs:
-                self._blank_pids.discard(pid)
-                return pid, sock
-            sock.close()
+            blank = blanks.pop(0)
+            if blank.pid in self._blank_pids and blank.pid in self._procs:
+                self._blank_pids.discard(blank.pid)
+                return blank
+            blank.sock.close()
+            blank.ctrl.close()
         return None
 
-    def refill(self, key: tuple[Any, ...], argv: list[str], env: dict[str, str], cwd: str,
-               plan: SandboxPlan | None, stderr_path: Path | None) -> None:
+    def start_blank(self, argv: list[str], env: dict[str, str], plan: SandboxPlan, prepare: dict[str, str],
+                    required: list[str], stderr_path: Path | None) -> Blank:
+        """A process that has its sandbox's function-independent layers and waits for a function."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ctrl, ctrl_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            pid = self.launch(argv, env, "/", theirs, plan, stderr_path, prepare=prepare, required=required,
+                              ctrl=ctrl_child)
+        except BaseException:
+            ours.close()
+            ctrl.close()
+            raise
+        finally:
+            theirs.close()
+            ctrl_child.close()
+        return Blank(pid, ours, ctrl)
+
+    def refill(self, key: tuple[Any, ...], make: Callable[[], Blank]) -> None:
         """Top up the blanks for `key`, soon (off the current cold start's path)."""
         if self.blank_target <= 0 or key in self._refill or self.stopped:
             return
@@ -146,34 +135,49 @@ class Launcher:
             self._refill.discard(key)
             blanks = self._blanks.setdefault(key, [])
             while len(blanks) < self.blank_target and not self.stopped:
-                ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
                 try:
-                    pid = self.launch(argv, env, cwd, theirs, plan, stderr_path)
+                    blank = make()
                 except OSError as e:
-                    log.warning("cannot pre-start a %s process: %s", argv[0], e)
-                    ours.close()
+                    log.warning("cannot pre-start a process: %s", e)
                     return
-                finally:
-                    theirs.close()
-                self._blank_pids.add(pid)
-                blanks.append((pid, ours))
+                self._blank_pids.add(blank.pid)
+                blanks.append(blank)
 
         asyncio.get_running_loop().call_later(0.05, run)
 
     def launch(self, argv: list[str], env: dict[str, str], cwd: str, conn: socket.socket,
-               plan: SandboxPlan | None, stderr_path: Path | None = None) -> int:
+               plan: SandboxPlan | None, stderr_path: Path | None = None, *, prepare: dict[str, str] | None = None,
+               required: list[str] | tuple[str, ...] = (), ctrl: socket.socket | None = None) -> int:
+        """Start `argv` with `conn` as its instance connection. With a `plan`, through the sandbox spawner:
+        every layer applied before exec (`ctrl` None), or as an agent-run blank waiting for its function's
+        plan on `ctrl` (see polyfn.sandbox.spawn)."""
         env = {**env, "POLYFN_FD": str(conn.fileno())}
+        pass_fds = [conn.fileno()]
+        cfg_fd = -1
+        if plan is not None:
+            cfg = Config(mode="exec" if ctrl is None else "agent", argv=argv, env=env, cwd=cwd,
+                         prepare_env=prepare_env(plan, prepare), plan=plan, required=list(required),
+                         fd=conn.fileno(), ctrl=ctrl.fileno() if ctrl is not None else -1)
+            cfg_fd = os.memfd_create("polyfn-spawn", os.MFD_CLOEXEC)  # never argv: the plan may hold secrets
+            os.write(cfg_fd, msgspec.json.encode(cfg))
+            pass_fds.append(cfg_fd)
+            if ctrl is not None:
+                pass_fds.append(ctrl.fileno())
+            argv = spawn_command(cfg_fd)
+            cwd = "/"
         errf = open(stderr_path, "ab") if stderr_path else subprocess.DEVNULL
         try:
             proc = subprocess.Popen(
-                argv, env=env, cwd=cwd, pass_fds=(conn.fileno(),), stdin=subprocess.DEVNULL,
-                stdout=errf, stderr=errf, start_new_session=True, preexec_fn=_preexec(plan),
+                argv, env=env, cwd=cwd, pass_fds=pass_fds, stdin=subprocess.DEVNULL,
+                stdout=errf, stderr=errf, start_new_session=True, preexec_fn=_preexec,
             )
         except (OSError, subprocess.SubprocessError) as e:
             raise LaunchError(f"cannot start {argv[0]}: {e}") from e
         finally:
             if stderr_path and not isinstance(errf, int):
                 errf.close()
+            if cfg_fd >= 0:
+                os.close(cfg_fd)
         self._procs[proc.pid] = proc
         self._watch(proc)
         return proc.pid
@@ -226,8 +230,9 @@ class Launcher:
     def stop(self) -> None:
         self.stopped = True
         for blanks in self._blanks.values():
-            for _, sock in blanks:
-                sock.close()
+            for blank in blanks:
+                blank.sock.close()
+                blank.ctrl.close()
         self._blanks.clear()
         for pid in list(self._procs):
             try:
@@ -243,8 +248,9 @@ def node_command(spec_json: dict[str, Any] | None, memory_mb: int) -> list[str]:
     return argv if spec_json is None else [*argv, json.dumps(spec_json)]
 
 
-def http_command(spec_json: dict[str, Any]) -> list[str]:
-    return [sys.executable, "-m", "polyfn.runtimes.http.proxy", json.dumps(spec_json)]
+def http_command() -> list[str]:
+    """The http runtime's proxy; it reads its spec from `$POLYFN_SPEC`."""
+    return [sys.executable, "-m", "polyfn.runtimes.http.proxy"]
 
 
 def api_url(settings: Any) -> str:
@@ -264,45 +270,86 @@ def build_dir(settings: Any, code_sha256: str) -> Path:
 
 
 def launch_instance(launcher: Launcher, settings: Any, rev: Any, ispec: Any, plan: SandboxPlan | None,
-                    conn: socket.socket) -> tuple[int, socket.socket | None]:
+                    conn: socket.socket, prepare: dict[str, str] | None = None,
+                    urls: dict[str, str] | None = None) -> tuple[int, socket.socket | None]:
     """Start one `node` or `http` instance for revision `rev` (InstanceSpec `ispec`) on `conn`.
 
-    Returns its pid and, when a pre-started Node blank became the instance, the blank's own connection
-    (which then replaces the caller's)."""
+    `prepare` is what `sandbox.prepare` reads (the zygote's environment: namespaces, cgroup hierarchies);
+    `urls` rewrites polyfn's endpoint URLs for `network: polyfn`. Returns the pid and, for Node (always a
+    blank: pre-started, or started now and handed its function at once), the blank's own connection,
+    which then replaces the caller's."""
     spec = rev.spec
+    api = api_url(settings)
+    if plan is not None and plan.network == "polyfn":
+        for outside, inside in (urls or {}).items():
+            api = api.replace(outside, inside)
     payload: dict[str, Any] = {
         "instance_id": ispec.instance_id, "function": ispec.function, "revision": ispec.revision,
         "flavor": ispec.flavor, "handler": ispec.handler, "code_dir": ispec.code_dir, "deps_dir": ispec.deps_dir,
         "concurrency": ispec.concurrency, "memory_mb": ispec.memory_mb, "timeout": ispec.timeout,
         "env": dict(ispec.env), "log_line_max": ispec.log_line_max, "log_lines_max": ispec.log_lines_max,
-        "api_url": api_url(settings), "sandbox": describe_sandbox(plan, spec.runtime),
+        "api_url": api, "sandbox": "no sandbox" if plan is None else "",
     }
     # A clean environment, as for Python instances: nothing of the server's (keys, credentials) leaks.
     env = {k: os.environ[k] for k in SAFE_ENV if k in os.environ}
     env.update(HOME="/tmp", TMPDIR="/tmp", POLYFN_API_URL=payload["api_url"])
     run_dir = Path(settings.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    required = list(ispec.namespaces)
     if spec.runtime == "node":
-        key = ("node", spec.memory, plan.cgroup_base if plan else "")
-        launcher.refill(key, node_command(None, spec.memory), env, "/", plan, run_dir / "node-instances.log")
-        blank = launcher.take_blank(key)
-        if blank is not None:
-            pid, sock = blank
-            body = json.dumps(payload).encode()
-            try:
-                sock.sendall(len(body).to_bytes(4, "big") + body)  # the spec frame (JSON) the blank waits for
-                return pid, sock
-            except OSError:
-                sock.close()  # it died meanwhile: start a fresh process instead
-        argv = node_command(payload, spec.memory)
-    elif spec.runtime == "http":
-        payload["build_dir"] = str(build_dir(settings, rev.code_sha256))
-        payload["ready_timeout"] = max(0.5, 0.7 * min(settings.init_timeout, max(spec.timeout, 1.0)))
-        payload["private_network"] = bool(getattr(settings, "http_private_network", True))
-        argv = http_command(payload)
-        env["PYTHONDONTWRITEBYTECODE"] = "1"
-        src = str(Path(__file__).resolve().parents[2])  # the polyfn package's import root
-        env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    else:
+        return _launch_node(launcher, spec, plan, payload, env, prepare, required, run_dir / "node-instances.log")
+    if spec.runtime != "http":
         raise LaunchError(f"no launcher for runtime {spec.runtime!r}")
-    return launcher.launch(argv, env, ispec.code_dir, conn, plan, run_dir / f"{spec.runtime}-instances.log"), None
+    payload["build_dir"] = str(build_dir(settings, rev.code_sha256))
+    payload["ready_timeout"] = max(0.5, 0.7 * min(settings.init_timeout, max(spec.timeout, 1.0)))
+    private = bool(getattr(settings, "http_private_network", True))
+    if plan is not None:
+        if os.path.isdir(payload["build_dir"]):  # the deploy-time build (a Go program …) lives in the data dir
+            plan = msgspec.structs.replace(plan, binds=[*plan.binds, payload["build_dir"]])
+        if "net" in required and plan.network == "all" and private:
+            # the sandbox makes the private namespace (the proxy itself could not: seccomp, uid)
+            plan = msgspec.structs.replace(plan, network="none")
+        if plan.network != "all":
+            payload["sandbox_network"] = "loopback only" if plan.network == "none" else "polyfn"
+            private = False
+    payload["private_network"] = private
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    src = str(Path(__file__).resolve().parents[2])  # the polyfn package's import root
+    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["POLYFN_SPEC"] = json.dumps(payload)  # not argv: /proc/PID/cmdline is world-readable
+    return launcher.launch(http_command(), env, ispec.code_dir, conn, plan, run_dir / "http-instances.log",
+                           prepare=prepare, required=required), None
+
+
+def _launch_node(launcher: Launcher, spec: Any, plan: SandboxPlan | None, payload: dict[str, Any],
+                 env: dict[str, str], prepare: dict[str, str] | None, required: list[str],
+                 log_path: Path) -> tuple[int, socket.socket | None]:
+    argv = node_command(None, spec.memory)
+    body = json.dumps(payload).encode()
+    if plan is None:  # no sandbox at all (tests of the launcher itself)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            pid = launcher.launch(argv, env, "/", theirs, None, log_path)
+        finally:
+            theirs.close()
+        ours.sendall(len(body).to_bytes(4, "big") + body)
+        return pid, ours
+    # What a blank may be made with before its function is known: nothing function-specific.
+    generic = msgspec.structs.replace(plan, uid=0, gid=0, hide=[], binds=[], secret_files={},
+                                      relay_socket="", relay_ports=[])
+    key = ("node", msgspec.json.encode(generic))
+
+    def make() -> Blank:
+        return launcher.start_blank(argv, env, generic, prepare or {}, required, log_path)
+
+    launcher.refill(key, make)
+    blank = launcher.take_blank(key) or make()
+    plan_body = msgspec.json.encode(plan)
+    try:
+        blank.ctrl.sendall(len(plan_body).to_bytes(4, "big") + plan_body)  # the agent: mounts, relay, uid
+        blank.sock.sendall(len(body).to_bytes(4, "big") + body)  # the spec frame (JSON) the bootstrap waits for
+    except OSError:  # it died meanwhile: the caller sees its exit status or init error
+        pass
+    finally:
+        blank.ctrl.close()
+    return blank.pid, blank.sock

@@ -17,12 +17,14 @@ from typing import Any
 from polyfn.config import Settings
 from polyfn.model import Revision
 from polyfn.runtimes.python.instance import InstanceSpec
+from polyfn.sandbox import cgroups
 from polyfn.sandbox.cgroups import CgroupBase
 from polyfn.sandbox.plan import SandboxPlan, cgroup_dir_for
 from polyfn.scheduler import launcher as _launcher
+from polyfn.scheduler.fnzygote import FunctionZygote, FunctionZygotes, oom_kills
 from polyfn.scheduler.instance import InitFailed, Instance, State
 from polyfn.scheduler.pool import Pool
-from polyfn.scheduler.zygote import ZygoteClient
+from polyfn.scheduler.zygote import ZygoteClient, ZygoteError
 
 log = logging.getLogger("polyfn.manager")
 SECRETS_DIR = "/run/secrets"
@@ -49,6 +51,7 @@ class InstanceManager:
         self.settings = settings
         self.zygote = ZygoteClient("python", settings.run_dir / "zygote-python.log", self._on_exit)
         self.launcher = _launcher.Launcher(self._on_exit, settings.node_blanks)  # runtimes without a zygote
+        self.fzs: FunctionZygotes | None = FunctionZygotes(self) if settings.function_zygotes else None
         self.cgroups: CgroupBase | None = None
         self.isolation = "rlimits only"
         self.namespaces: set[str] = set()
@@ -68,6 +71,11 @@ class InstanceManager:
         #: Extra environment for a function's instances (e.g. the object store's AWS_* credentials);
         #: the function's own `env` wins over it.
         self.env_hook: Callable[[str], Awaitable[dict[str, str]]] | None = None
+        #: `network: polyfn` (sandbox/relay.py): the server's relay, set by the node before `start`;
+        #: `relay_urls` maps each endpoint's URL as the node announces it to the one inside the instance.
+        self.relay: Any = None
+        self.relay_urls: dict[str, str] = {}
+        self.prepare_env: dict[str, str] = {}
 
     async def start(self) -> None:
         await self._decide_isolation()
@@ -83,6 +91,7 @@ class InstanceManager:
                                                 f"{s.cpu_quota}"})
         env["POLYFN_ZYGOTE_VENDORS"] = "1" if self.settings.zygote_vendor_preload else "0"
         self.zygote.env = env
+        self.prepare_env = env  # what `sandbox.prepare` reads in launched (node, http) instances too
         if "mount" in self.namespaces:  # mount point for /run/secrets tmpfs (an empty directory on the host)
             try:
                 os.makedirs(SECRETS_DIR, mode=0o755, exist_ok=True)
@@ -214,7 +223,19 @@ class InstanceManager:
             binds=[*(d for d in (rev.code_dir, rev.deps_dir) if d), *self._expose[1]] if mounts else [],
             network=spec.network,
             seccomp=self.seccomp,
+            relay_socket=str(self.relay.path) if self.relay is not None and spec.network == "polyfn" else "",
+            relay_ports=sorted(self.relay.targets) if self.relay is not None and spec.network == "polyfn" else [],
         )
+
+    def instance_env_for(self, rev: Revision, extra: dict[str, str]) -> dict[str, str]:
+        """The environment of an instance of `rev`: node-wide, the hook's (object store), the function's
+        own, then `extra` (secrets). With `network: polyfn`, polyfn's endpoint URLs are rewritten to the
+        addresses its relay listens on inside the instance's network namespace."""
+        env = {**self.instance_env, **extra}
+        if rev.spec.network == "polyfn":
+            for outside, inside in self.relay_urls.items():
+                env = {k: v.replace(outside, inside) for k, v in env.items()}
+        return env
 
     def new_pool(self, revision: Revision) -> Pool:
         pool = Pool(revision, self, self.settings.max_queue, self.settings.keepalive,
@@ -225,6 +246,8 @@ class InstanceManager:
 
     def forget_pool(self, pool: Pool) -> None:
         self.pools.discard(pool)
+        if self.fzs is not None:
+            self.fzs.drop(pool.revision.key)
 
     # --- node memory budget ----------------------------------------------------------------------------
 
@@ -235,7 +258,7 @@ class InstanceManager:
     def reserved_mb(self) -> int:
         """Memory promised to instances: each live (ready or starting) instance reserves its `memory`."""
         return sum(p.revision.spec.memory * (p.starting + sum(1 for i in p.instances if i.state is State.READY))
-                   for p in self.pools)
+                   for p in self.pools) + (self.fzs.reserved_mb() if self.fzs is not None else 0)
 
     def reserve(self, pool: Pool) -> bool:
         """Room for one more instance of `pool`? If not, evict idle instances of other functions, least
@@ -253,7 +276,35 @@ class InstanceManager:
                 break
             if inst in p.idle:
                 short -= p.evict_one(inst)
+        if short > 0 and self.fzs is not None:  # then the zygotes of functions with nothing in flight
+            busy = {p.revision.key for p in self.pools if p.busy or p.starting or p.waiters} | {pool.revision.key}
+            short -= self.fzs.evict_idle(short, busy)
         return short <= 0
+
+    async def _instance_spec(self, rev: Revision, iid: str) -> tuple[InstanceSpec, SandboxPlan]:
+        spec = rev.spec
+        secret_files, secret_env = await self._secrets_for(spec.secrets)
+        hook_env = await self.env_hook(rev.function) if self.env_hook else {}
+        plan = self.sandbox_plan(rev)
+        plan.secret_files = secret_files
+        ispec = InstanceSpec(
+            instance_id=iid,
+            function=rev.function,
+            revision=rev.number,
+            flavor=spec.flavor,
+            handler=spec.handler,
+            code_dir=rev.code_dir,
+            deps_dir=rev.deps_dir or "",
+            concurrency=spec.concurrency,
+            memory_mb=spec.memory,
+            timeout=spec.timeout,
+            env=self.instance_env_for(rev, {**hook_env, **spec.env, **secret_env}),
+            sandbox=plan,
+            namespaces=sorted(self.namespaces),
+            log_line_max=self.settings.log_line_max,
+            log_lines_max=self.settings.log_lines_per_activation,
+        )
+        return ispec, plan
 
     async def start_instance(self, pool: Pool) -> Instance:
         """Fork a new instance for `pool` and wait until it is ready (or raise why it is not)."""
@@ -261,38 +312,33 @@ class InstanceManager:
         spec = rev.spec
         iid = f"{rev.function}-{rev.number}-{next(self._ids)}"
         t0 = time.perf_counter()
-        secret_files, secret_env = await self._secrets_for(spec.secrets)
+        fz = self.fzs.get(rev.key) if self.fzs is not None and spec.runtime == "python" else None
         inst = Instance(iid, rev.key, pool.on_lost)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         attached = False
         try:
-            hook_env = await self.env_hook(rev.function) if self.env_hook else {}
-            plan = self.sandbox_plan(rev)
-            plan.secret_files = secret_files
-            ispec = InstanceSpec(
-                instance_id=iid,
-                function=rev.function,
-                revision=rev.number,
-                flavor=spec.flavor,
-                handler=spec.handler,
-                code_dir=rev.code_dir,
-                deps_dir=rev.deps_dir or "",
-                concurrency=spec.concurrency,
-                memory_mb=spec.memory,
-                timeout=spec.timeout,
-                env={**self.instance_env, **hook_env, **spec.env, **secret_env},
-                sandbox=plan,
-                namespaces=sorted(self.namespaces),
-                log_line_max=self.settings.log_line_max,
-                log_lines_max=self.settings.log_lines_per_activation,
-            )
-            if spec.runtime == "python":
+            ispec, plan = await self._instance_spec(rev, iid)
+            if fz is not None:
+                pid = await self._spawn_from_zygote(fz, ispec, theirs, ours)
+                if pid:
+                    ours.setblocking(False)
+                    await inst.attach(ours)
+                    attached = True
+                else:  # the zygote failed us: a clean start, on a fresh connection (its child may hold theirs)
+                    ours.close()
+                    theirs.close()
+                    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+                    fz = None
+            if fz is not None:
+                pass
+            elif spec.runtime == "python":
                 ours.setblocking(False)
                 await inst.attach(ours)
                 attached = True
                 pid = await self.zygote.spawn(ispec, theirs)
             else:  # launched (node, http); a pre-started blank brings its own connection
-                pid, conn = _launcher.launch_instance(self.launcher, self.settings, rev, ispec, plan, theirs)
+                pid, conn = _launcher.launch_instance(self.launcher, self.settings, rev, ispec, plan, theirs,
+                                                      self.prepare_env, self.relay_urls)
                 inst.pid = pid
                 if conn is not None:
                     ours.close()
@@ -313,7 +359,67 @@ class InstanceManager:
             self._on_exit(pid, self._early_exits.pop(pid))
         await inst.wait_ready(min(self.settings.init_timeout, max(spec.timeout, 1.0)))
         inst.init_ms = (time.perf_counter() - t0) * 1000
+        if fz is None and spec.runtime == "python" and self.fzs is not None:
+            why = self.fzs.failed.get(rev.key)
+            inst.info += f"; zygote: none ({why})" if why else "; zygote: runtime"
+            self.fzs.want(pool)
         return inst
+
+    async def _spawn_from_zygote(self, fz: FunctionZygote, ispec: InstanceSpec, theirs: socket.socket,
+                                 ours: socket.socket) -> int:
+        """Fork the instance from its revision's zygote; its host pid, or 0 if the zygote failed."""
+        n = fz.instances + 2  # the zygote, its live instances and this one share the zygote's cgroup
+        if self.cgroups is not None and n > fz.high_water:
+            plan = ispec.sandbox
+            try:
+                cgroups.set_limits(self.cgroups.dirs_for(fz.supervisor), self.cgroups.version, plan.memory_mb * n,
+                                   plan.pids_max * n, plan.cpu_shares, plan.cpu_quota)
+                fz.high_water = n
+            except OSError as e:
+                log.warning("%s: cannot raise the function zygote's cgroup limits: %s", fz.key, e)
+                return 0
+        try:
+            pid = await fz.spawn(ispec, theirs)
+            ours.send(pid.to_bytes(8, "little"))  # the instance's host pid (for POLYFN_HOST_PID)
+            return pid
+        except (ZygoteError, OSError) as e:
+            log.warning("%s: function zygote failed (%s): starting clean", fz.key, e)
+            if self.fzs is not None:
+                self.fzs.lost(fz)
+            fz.kill()
+            return 0
+
+    async def start_function_zygote(self, pool: Pool, registry: FunctionZygotes) -> FunctionZygote:
+        """Ask the runtime zygote for `pool`'s function zygote (an instance with `zygote=True` whose
+        connection is a SEQPACKET control channel). Returns it before it is ready."""
+        rev = pool.revision
+        ispec, _plan = await self._instance_spec(rev, f"{rev.function}-{rev.number}-zygote")
+        ispec.zygote = True
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            sup = await self.zygote.spawn(ispec, theirs)
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        fz = FunctionZygote(rev.key, ours, sup, registry.lost, self._on_zygote_child_exit)
+        registry.by_supervisor[sup] = fz
+        if sup in self._early_exits:
+            self._on_exit(sup, self._early_exits.pop(sup))
+        return fz
+
+    def _on_zygote_child_exit(self, pid: int, status: int, fz: FunctionZygote) -> None:
+        """An instance forked by a function zygote ended (reported by that zygote, mapped to the host pid).
+        It shares the zygote's cgroup: an OOM kill shows as a new `oom_kill` in that cgroup."""
+        inst = self._by_pid.pop(pid, None)
+        if inst is None:
+            return
+        oom = False
+        if self.cgroups is not None:
+            n = oom_kills(cgroup_dir_for(str(self.cgroups.memory), fz.supervisor), self.cgroups.version)
+            oom, fz.oom_seen = n > fz.oom_seen, max(n, fz.oom_seen)
+        self._ended(inst, status, oom)
 
     async def _secrets_for(self, entries: list[str]) -> tuple[dict[str, str], dict[str, str]]:
         """({name: value} for /run/secrets files, {name: value} for env) of a spec's `secrets`."""
@@ -341,6 +447,12 @@ class InstanceManager:
         return files, env
 
     def _on_exit(self, pid: int, status: int) -> None:
+        if self.relay is not None:  # an instance's (or a function zygote's) relayed listeners, if any
+            self.relay.release(pid)
+        if self.fzs is not None and self.fzs.supervisor_exited(pid):
+            if self.cgroups is not None:
+                self.cgroups.remove_all(pid)
+            return
         inst = self._by_pid.pop(pid, None)
         if inst is None:
             self._early_exits[pid] = status
@@ -351,6 +463,10 @@ class InstanceManager:
         if self.cgroups is not None:
             oom = self.cgroups.was_oom_killed(cgroup_dir_for(str(self.cgroups.memory), pid))
             self.cgroups.remove_all(pid)
+        self._ended(inst, status, oom)
+
+    @staticmethod
+    def _ended(inst: Instance, status: int, oom: bool) -> None:
         inst.exited(status, oom)
         if inst.state is not State.DEAD:
             inst.kill("process exited")
@@ -387,6 +503,8 @@ class InstanceManager:
         deadline = time.monotonic() + timeout
         while self._by_pid and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
+        if self.fzs is not None:
+            self.fzs.stop()
         self.zygote.stop()
         self.launcher.stop()
         if self.cgroups is not None:

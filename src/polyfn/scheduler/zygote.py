@@ -25,6 +25,7 @@ from polyfn.runtimes.python.zygote import (
     Spawn,
     Spawned,
     SpawnFailed,
+    ZygoteFailed,
     ZygoteReady,
 )
 
@@ -119,6 +120,9 @@ class ZygoteClient:
             elif isinstance(msg, ZygoteReady):
                 if self._ready and not self._ready.done():
                     self._ready.set_result(msg)
+            elif isinstance(msg, ZygoteFailed):  # a function zygote that cannot be used
+                if self._ready and not self._ready.done():
+                    self._ready.set_exception(ZygoteError(msg.reason))
 
     def _lost(self) -> None:
         """The zygote died or closed the channel: fail pending spawns; the next spawn restarts it."""

@@ -58,7 +58,10 @@ class StorageClient:
         if not info.get("endpoint"):
             raise PolyfnError(f"the server's object store is not serving: {info.get('error') or 'disabled'}; "
                               "start it with `polyfn serve --storage-port PORT`")
-        c = info["credentials"]
+        c = info.get("credentials")
+        if not c:
+            raise PolyfnError("this API key cannot sign S3 requests (a key made before polyfn kept secrets "
+                              "encrypted): create a new one with `polyfn keys create` and use it")
         return cls(info["endpoint"], c["access_key_id"], c["secret_access_key"], info.get("region", "us-east-1"))
 
     def close(self) -> None:

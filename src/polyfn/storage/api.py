@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 from xml.sax.saxutils import escape
 
+from polyfn.auth.keys import storage_allows
 from polyfn.storage import sigv4
 from polyfn.storage.errors import S3Error, access_denied, invalid_argument
 from polyfn.storage.local import LocalBackend, ObjectInfo, PutChecks, validate_bucket_name, validate_key
@@ -220,7 +221,7 @@ class Request:
 class S3App:
     """ASGI app for the S3 API over a backend, with auth (`lookup`) and events (`notifications`)."""
 
-    def __init__(self, backend: LocalBackend, lookup: sigv4.SecretLookup, notifications: Any, region: str,
+    def __init__(self, backend: LocalBackend, lookup: sigv4.Lookup, notifications: Any, region: str,
                  max_object_size: int, clock: Callable[[], float] = time.time, proxy: Any = None,
                  ensure_key: Callable[[str, float], Any] | None = None, domains: tuple[str, ...] = ()) -> None:
         self.backend = backend
@@ -312,6 +313,9 @@ class S3App:
                 req.headers["x-amz-" + name[6:]] = req.headers[name]
         if ident is None:
             self._authorize_anonymous(req)
+        elif ident.key is not None and not storage_allows(ident.key, m):
+            raise access_denied(f"Access Denied: key {ident.access_key_id} has scope {ident.key.scope!r}, which "
+                                "allows reads (GET, HEAD) only; writes need scope 'invoke' or above")
         elif b:
             validate_bucket_name(b)
         if self.proxy is not None:

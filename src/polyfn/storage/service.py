@@ -1,4 +1,4 @@
-"""The node's object store: backend + access keys + triggers + the S3 API on its own port.
+"""The node's object store: backend + triggers + the S3 API on its own port (keys: the node's key ring).
 
 The S3 API runs as a second uvicorn server inside the node's event loop. `start` binds the socket itself
 (so a busy port is reported and the rest of the node keeps running, and instances started from then on know
@@ -18,7 +18,6 @@ from typing import Any
 
 from polyfn.config import Settings
 from polyfn.storage.api import S3App
-from polyfn.storage.keys import KeyStore
 from polyfn.storage.local import LocalBackend
 from polyfn.storage.notifications import Notifications
 
@@ -26,10 +25,10 @@ log = logging.getLogger("polyfn.storage")
 
 
 class StorageService:
-    def __init__(self, settings: Settings, store: Any) -> None:
+    def __init__(self, settings: Settings, store: Any, keys: Any) -> None:
         s = settings
         self.settings = s
-        self.keys = KeyStore(store)
+        self.keys = keys  # polyfn.auth.keys.KeyRing: the node's one key store
         root = s.storage_dir
         self.backend = LocalBackend(root, s.storage_max_object_size, s.storage_fsync)
         self.notifications = Notifications(store, s.storage_region)
@@ -39,7 +38,7 @@ class StorageService:
 
             proxy = UpstreamProxy(s, root)
         self.proxy = proxy
-        self.app = S3App(self.backend, self.keys.lookup, self.notifications, s.storage_region,
+        self.app = S3App(self.backend, self.keys.signing_credentials, self.notifications, s.storage_region,
                          s.storage_max_object_size, proxy=proxy, ensure_key=self.refresh,
                          domains=s.storage_domains)
         self.url = ""
@@ -66,8 +65,6 @@ class StorageService:
         root.mkdir(parents=True, exist_ok=True)
         root.chmod(0o700)
         await asyncio.to_thread(self.backend.open)
-        await self.keys.load()
-        await self.keys.node_key()
         await self.notifications.load()
         if self.proxy is not None:
             await self.proxy.start()
@@ -122,18 +119,18 @@ class StorageService:
     async def forget_function(self, function: str) -> None:
         """A deleted function loses its storage triggers and its access key."""
         await self.notifications.remove_function(function)
-        for key in self.keys.list():
-            if key.function == function:
-                await self.keys.delete(key.access_key_id)
+        await self.keys.forget_function(function)
 
     async def function_env(self, function: str) -> dict[str, str]:
-        """The AWS_* variables an instance of `function` gets so that boto3 reaches this store unedited."""
-        if not self.url:
-            return {}
-        key = await self.keys.for_function(function)
-        return {"AWS_ENDPOINT_URL_S3": self.url, "AWS_ACCESS_KEY_ID": key.access_key_id,
-                "AWS_SECRET_ACCESS_KEY": key.secret_access_key, "AWS_REGION": self.settings.storage_region,
-                "AWS_DEFAULT_REGION": self.settings.storage_region}
+        """What an instance of `function` gets so that boto3 reaches this node unedited: its own key from the
+        node's key store (scope `invoke`, owned by the function: S3 writes are attributed to it, and the
+        Lambda API at AWS_ENDPOINT_URL_LAMBDA accepts it) and, when the store is serving, its endpoint."""
+        key, secret = await self.keys.for_function(function)
+        env = {"AWS_ACCESS_KEY_ID": key.id, "AWS_SECRET_ACCESS_KEY": secret,
+               "AWS_REGION": self.settings.storage_region, "AWS_DEFAULT_REGION": self.settings.storage_region}
+        if self.url:
+            env["AWS_ENDPOINT_URL_S3"] = self.url
+        return env
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -489,12 +489,13 @@ def _activation_row(a: Activation) -> dict[str, Any]:
         "instance": a.instance,
         "trace_id": a.trace_id,
         "parent_id": a.parent_id,
+        "init_info": a.init_info,
     }
 
 
 _ACTIVATION_COLUMNS = ("id", "function", "revision", "trigger", "start", "end", "duration_ms", "wait_ms", "init_ms",
                        "run_ms", "cold", "status", "status_code", "result", "error", "instance", "trace_id",
-                       "parent_id")
+                       "parent_id", "init_info")
 _SQLITE_INSERT_ACTIVATION = (  # an upsert: a retried async invocation's newest attempt replaces the older
     "INSERT INTO activations (" + ", ".join(f'"{c}"' for c in _ACTIVATION_COLUMNS) + ") "
     f"VALUES ({', '.join('?' * len(_ACTIVATION_COLUMNS))}) "
@@ -508,7 +509,7 @@ def _activation_tuple(a: Activation) -> tuple[Any, ...]:
     return (a.id, a.function, a.revision, a.trigger, a.start, a.end, a.duration_ms, a.wait_ms, a.init_ms,
             a.run_ms, int(a.cold), a.status, a.status_code, a.result,
             None if a.error is None else msgspec.json.encode(a.error).decode(), a.instance, a.trace_id,
-            a.parent_id)
+            a.parent_id, a.init_info)
 
 
 def _activation(row: Row[Any], logs: list[LogLine]) -> Activation:
@@ -533,4 +534,5 @@ def _activation(row: Row[Any], logs: list[LogLine]) -> Activation:
         instance=m["instance"],
         trace_id=m["trace_id"],
         parent_id=m["parent_id"],
+        init_info=m["init_info"],
     )

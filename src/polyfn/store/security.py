@@ -1,4 +1,4 @@
-"""Store access for API keys and secrets (tables `api_keys`, `secrets`, migration 0005)."""
+"""Store access for API keys and secrets (tables `api_keys`, `secrets`, migrations 0005 and 0007)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ class KeyRecord(msgspec.Struct, kw_only=True):
     id: str
     secret_sha256: str
     scope: str
-    function: str | None = None
+    function: str | None = None  # the one function the key may act on (None: every function)
+    owner: str | None = None  # the function whose instances hold the key (None: a person's key)
+    secret_enc: str | None = None  # the secret under the node key; None: a pre-0007 key (bearer only)
     description: str = ""
     created_at: float = 0.0
     last_used_at: float | None = None
@@ -40,6 +42,17 @@ class SecurityStore:
             res = await conn.execute(update(api_keys).where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
                                      .values(revoked_at=now))
         return bool(res.rowcount)
+
+    async def set_secret_enc(self, key_id: str, secret_enc: str) -> None:
+        async with self.store._writer() as conn:
+            await conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(secret_enc=secret_enc))
+
+    async def revoke_owned(self, owner: str, now: float) -> int:
+        """Revoke every live key held by the instances of function `owner` (the function was deleted)."""
+        async with self.store._writer() as conn:
+            res = await conn.execute(update(api_keys).where(api_keys.c.owner == owner, api_keys.c.revoked_at.is_(None))
+                                     .values(revoked_at=now))
+        return int(res.rowcount or 0)
 
     async def touch_keys(self, last_used: dict[str, float]) -> None:
         if not last_used:

@@ -71,6 +71,7 @@ activations = Table(
     Column("instance", String, nullable=False),
     Column("trace_id", String, nullable=False, server_default=""),  # 0004
     Column("parent_id", String, nullable=False, server_default=""),  # 0004
+    Column("init_info", Text, nullable=False, server_default=""),  # 0006
     Index("ix_activations_function_start", "function", "start"),
     Index("ix_activations_start", "start"),
 )
@@ -92,9 +93,13 @@ api_keys = Table(
     "api_keys",
     metadata,
     Column("id", String, primary_key=True),  # the access key id (public)
-    Column("secret_sha256", String, nullable=False),  # hex SHA-256 of the secret; the secret is never stored
+    Column("secret_sha256", String, nullable=False),  # hex SHA-256 of the secret (bearer checks)
+    # 0007: the secret encrypted with the node key (Fernet), so the key can verify SigV4; NULL for keys made
+    # before 0007 (bearer only); `plain:<secret>` for storage keys moved by 0007, encrypted at the next start.
+    Column("secret_enc", Text, nullable=True),
     Column("scope", String, nullable=False),  # read | invoke | deploy | admin
     Column("function", String, nullable=True),  # NULL: every function
+    Column("owner", String, nullable=True),  # 0007: the function whose instances hold this key (NULL: a person's)
     Column("description", Text, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("last_used_at", Float, nullable=True),
@@ -111,18 +116,8 @@ secrets = Table(
     Column("updated_at", Float, nullable=False),
 )
 
-# Object storage (src/polyfn/storage): S3 access keys and bucket notification configs (storage triggers).
-storage_keys = Table(
-    "storage_keys",
-    metadata,
-    Column("access_key_id", String, primary_key=True),
-    Column("secret_access_key", String, nullable=False),  # SigV4 verification needs the secret itself
-    Column("name", String, nullable=False),
-    Column("function", String, nullable=False),  # "" for user keys; the owning function for instance keys
-    Column("created_at", Float, nullable=False),
-    Index("ix_storage_keys_function", "function"),
-)
-
+# Object storage (src/polyfn/storage): bucket notification configs (storage triggers). Its access keys are
+# API keys (`api_keys`, migration 0007 moved the old `storage_keys` there).
 storage_triggers = Table(
     "storage_triggers",
     metadata,

@@ -14,6 +14,29 @@ if TYPE_CHECKING:
     from polyfn.triggers.store import Trigger, TriggerStore
 
 
+#: Why a delivery failed, from `polyfn.queue.retry.classify`'s class (the `reason` label of
+#: `polyfn_trigger_errors_total`).
+_REASONS = {"5xx": "function_error", "throttle": "throttled", "crash": "function_crashed",
+            "missing": "function_not_found", "fatal": "rejected", "timeout": "timeout"}
+
+
+def failure_reason(status: int, platform_error: str | None) -> str:
+    """The `reason` label for a failed invocation made by a trigger (status >= 400 or a function error)."""
+    from polyfn.queue import retry
+
+    cls = retry.classify(status, platform_error)
+    return _REASONS.get(cls, "function_error" if cls == retry.SUCCESS else cls)
+
+
+class TriggerFailure(Exception):
+    """A trigger step failed for a known reason (e.g. `enqueue_failed`): counted under that reason, not as a
+    crashed runner, when it reaches the supervisor."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
 class TriggerConfigError(ValueError):
     """A trigger's options are invalid; the message names the option, the value and what is allowed."""
 
@@ -30,6 +53,7 @@ class Context:
     registry: FunctionRegistry
     store: TriggerStore
     recorder: Any = None  # ActivationRecorder: log triggers follow functions' output through it
+    metrics: Any = None  # polyfn.observe.metrics.Metrics: failures count in polyfn_trigger_errors_total
     leader: Any = None  # triggers.leader.CronLeader: whether this node fires cron ticks
 
 
@@ -44,6 +68,17 @@ class Runner:
         self.health: dict[str, Any] = {"state": "starting", "message": "", "since": time.time()}
         self.delivered = 0
         self.dead_lettered = 0
+        self.errors = 0
+        self.last_error: dict[str, Any] | None = None
+
+    def count_error(self, reason: str, message: str = "", n: int = 1) -> None:
+        """`n` more `polyfn_trigger_errors_total{function, kind, reason}` (a failed delivery, a broker
+        connection that errored, a runner that crashed); the last one is kept for `polyfn trigger list`."""
+        self.errors += n
+        self.last_error = {"reason": reason, "message": (message or self.health.get("message", ""))[:500],
+                           "time": time.time()}
+        if self.ctx.metrics is not None:
+            self.ctx.metrics.trigger_errors.inc(self.trigger.function, self.trigger.kind, reason, n=n)
 
     def set_health(self, state: str, message: str = "") -> None:
         if state != self.health.get("state") or message != self.health.get("message"):
@@ -98,6 +133,8 @@ class BrokerRunner(Runner):
                 if self.health["state"] == "connected":
                     delay = 0.2  # it worked for a while: reconnect promptly
                 self.set_health("error", f"{type(e).__name__}: {e}"[:500])
+                if type(e).__name__ != "Interrupted":  # the node is shutting down: not a broker failure
+                    self.count_error(getattr(e, "reason", "connection"))
             finally:
                 await self.close()
             await asyncio.sleep(delay * (0.5 + random.random() / 2))

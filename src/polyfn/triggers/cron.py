@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 
 from polyfn.events.cloudevent import CONTENT_TYPE, TYPE_TIMER, new_event
-from polyfn.triggers.base import Runner, TriggerConfigError, opt_str
+from polyfn.triggers.base import Runner, TriggerConfigError, TriggerFailure, opt_str
 
 log = logging.getLogger("polyfn.triggers.cron")
 MISSED = ("skip", "run_once")
@@ -135,12 +135,17 @@ class CronRunner(Runner):
             "trigger": self.trigger.id, "schedule": self.schedule, "timezone": self.tz,
             "scheduled_time": when.isoformat(), "payload": self.data}, time=when.astimezone(dt.UTC))
         job_id = hashlib.sha256(f"{self.trigger.id}@{tick}".encode()).hexdigest()[:32]
+        if self.ctx.registry.get(self.trigger.function) is None:
+            # still queued (the queue dead-letters it, so the tick is not lost without a trace), but counted
+            self.count_error("function_not_found", f"function {self.trigger.function!r} does not exist")
         try:
             await self.ctx.queue.submit(self.trigger.function, "cloudevent", "cron", event.to_json(), CONTENT_TYPE,
                                         job_id=job_id, check=False)
             self.delivered += 1
         except sqlite3.IntegrityError:
             pass  # queued before a crash: at most once per tick
+        except Exception as e:  # the supervisor restarts the runner; the tick is run again per `missed`
+            raise TriggerFailure("enqueue_failed", f"could not queue the tick: {type(e).__name__}: {e}") from e
         self.set_health("scheduled")
 
 

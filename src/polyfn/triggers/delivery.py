@@ -23,7 +23,7 @@ from polyfn.events.cloudevent import CONTENT_TYPE, TYPE_BROKER_MESSAGE, TYPE_QUE
 from polyfn.queue import retry
 from polyfn.queue.builtin import Job
 from polyfn.queue.dispatcher import outcome_error
-from polyfn.triggers.base import Runner
+from polyfn.triggers.base import Runner, failure_reason
 
 
 class Message(msgspec.Struct, kw_only=True):
@@ -84,6 +84,7 @@ async def deliver(runner: Runner, source: str, topic: str, messages: list[Messag
             m.attempt = max(m.attempt, attempt)
         active = ctx.registry.get(trig.function)
         if active is None:
+            runner.count_error("function_not_found", f"function {trig.function!r} does not exist", n=len(pending))
             await _bury(runner, source, topic, pending, "function_not_found",
                         {"code": "function_not_found", "message": f"function {trig.function!r} does not exist"})
             return
@@ -103,6 +104,10 @@ async def deliver(runner: Runner, source: str, topic: str, messages: list[Messag
                 return
             pending = [m for m in pending if m.id in failed]
             cls, err = "5xx", {"code": "batch_item_failure", "message": f"{len(failed)} item(s) reported failed"}
+            runner.count_error("batch_item_failure", err["message"], n=len(pending))
+        else:
+            runner.count_error(failure_reason(out.status, code), str(err.get("message") or err.get("code", "")),
+                               n=len(pending))
         decision = retry.decide(cls, attempt, time.time() - first_seen, spec)
         if decision.action == "dead":
             err["attempt"] = attempt

@@ -112,9 +112,14 @@ async def route(manager: Any, event: dict[str, Any], hops: int = 0) -> list[dict
     body = json.dumps(event).encode()
     for r in manager.runners_of("events"):
         if matches(r.trigger.config, event):
-            aid = await manager.ctx.queue.submit(r.trigger.function, "cloudevent", "events", body, CONTENT_TYPE,
-                                                 headers=[(HOPS_HEADER, str(hops)), ("x-polyfn-trigger", r.trigger.id)],
-                                                 job_id=uuid.uuid4().hex, check=False)
+            try:
+                aid = await manager.ctx.queue.submit(
+                    r.trigger.function, "cloudevent", "events", body, CONTENT_TYPE,
+                    headers=[(HOPS_HEADER, str(hops)), ("x-polyfn-trigger", r.trigger.id)], job_id=uuid.uuid4().hex,
+                    check=False)
+            except Exception as e:
+                r.count_error("enqueue_failed", f"could not queue the event: {type(e).__name__}: {e}")
+                raise
             r.delivered += 1
             out.append({"trigger": r.trigger.id, "function": r.trigger.function, "activation_id": aid})
     return out

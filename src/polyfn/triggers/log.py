@@ -81,6 +81,7 @@ class LogRunner(TopicRunner):
             self._forward(act)
         except Exception as e:  # never let a subscriber break the invocation that produced the lines
             self.set_health("error", f"forwarding log lines failed: {e}")
+            self.count_error("forward_failed")
 
     def _forward(self, act: Activation) -> None:
         msgs = [(uuid.uuid4().hex, ln.line.encode(), {"activation": act.id, "stream": ln.stream}, ln.ts)
@@ -90,7 +91,13 @@ class LogRunner(TopicRunner):
         t = asyncio.ensure_future(self.ctx.queue.db.topic_publish_many(self.topic, [self.trigger.id], msgs))
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)
-        t.add_done_callback(lambda _t: self.wake.set())
+        t.add_done_callback(self._forwarded)
+
+    def _forwarded(self, t: asyncio.Task[None]) -> None:
+        if not t.cancelled() and t.exception() is not None:
+            self.set_health("error", f"storing forwarded log lines failed: {t.exception()}")
+            self.count_error("forward_failed")
+        self.wake.set()
 
 
 async def ingest(manager: Any, stream: str, lines: list[tuple[str, float]]) -> int:

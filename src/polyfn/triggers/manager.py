@@ -12,7 +12,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from polyfn.triggers.base import Context, Runner, TriggerConfigError
+from polyfn.triggers.base import Context, Runner, TriggerConfigError, TriggerFailure
 from polyfn.triggers.leader import CronLeader
 from polyfn.triggers.store import Trigger, TriggerStore
 
@@ -44,11 +44,11 @@ def kind_module(kind: str) -> Any:
 
 class TriggerManager:
     def __init__(self, settings: Settings, store: Any, invoker: Invoker, queue: AsyncQueue,
-                 registry: FunctionRegistry, recorder: Any = None):
+                 registry: FunctionRegistry, recorder: Any = None, metrics: Any = None):
         self.settings = settings
         self.tstore = TriggerStore(store)
         self.leader = CronLeader(settings.database_url, settings.cron_leader_interval)
-        self.ctx = Context(settings, invoker, queue, registry, self.tstore, recorder, self.leader)
+        self.ctx = Context(settings, invoker, queue, registry, self.tstore, recorder, metrics, self.leader)
         self.runners: dict[str, Runner] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
 
@@ -92,6 +92,7 @@ class TriggerManager:
             except Exception as e:
                 log.warning("trigger %s failed: %s", runner.trigger.id, e)
                 runner.set_health("error", f"{type(e).__name__}: {e}")
+                runner.count_error(e.reason if isinstance(e, TriggerFailure) else "runner_failed")
             if time.monotonic() - started > 30:
                 delay = 0.5
             await asyncio.sleep(delay)
@@ -137,7 +138,8 @@ class TriggerManager:
     def view(self, runner: Runner) -> dict[str, Any]:
         t = runner.trigger
         out = {"id": t.id, "function": t.function, "kind": t.kind, "config": t.config, "created_at": t.created_at,
-               "health": runner.health, "delivered": runner.delivered, "dead_lettered": runner.dead_lettered}
+               "health": runner.health, "delivered": runner.delivered, "dead_lettered": runner.dead_lettered,
+               "errors": runner.errors, "last_error": runner.last_error}
         try:
             out.update(runner.describe())
         except Exception as e:  # describing must never break listing

@@ -9,10 +9,23 @@ from types import SimpleNamespace
 import pytest
 
 from polyfn.api.compat import keys, lambda_api, openwhisk
+from polyfn.auth.keys import KeyRing, digest
 from polyfn.invoker import Outcome
 from polyfn.model import FunctionInfo, FunctionSpec
+from polyfn.store.security import KeyRecord
 
-NODE = SimpleNamespace(admin_key="pfk_secret")
+
+def _ring() -> KeyRing:
+    """A key ring with the admin key and a deploy key, in memory (no database)."""
+    ring = KeyRing(store=None)  # type: ignore[arg-type]
+    for rec in (KeyRecord(id="PFAKADMINX", secret_sha256=digest("pfk_secret"), scope="admin"),
+                KeyRecord(id="PFAKDEPLOY", secret_sha256=digest("dep"), scope="deploy")):
+        ring._by_digest[rec.secret_sha256] = ring._by_id[rec.id] = rec
+    ring.admin_id = "PFAKADMINX"
+    return ring
+
+
+NODE = SimpleNamespace(admin_key="pfk_secret", keys=_ring())
 
 
 def basic(user: str, password: str) -> str:
@@ -20,8 +33,10 @@ def basic(user: str, password: str) -> str:
 
 
 @pytest.mark.parametrize(("header", "who"), [
-    (basic("admin", "pfk_secret"), "admin"),
-    (basic("polyfn-admin", "pfk_secret"), "polyfn-admin"),
+    (basic("admin", "pfk_secret"), "PFAKADMINX"),
+    (basic("polyfn-admin", "pfk_secret"), "PFAKADMINX"),
+    (basic("PFAKADMINX", "pfk_secret"), "PFAKADMINX"),
+    (basic("PFAKDEPLOY", "dep"), None),  # a deploy key is not enough for admin-scope basic auth
     (basic("admin", "pfk_secreT"), None),
     (basic("someone", "pfk_secret"), None),
     ("Basic !!!", None),
@@ -31,6 +46,8 @@ def basic(user: str, password: str) -> str:
 ])
 def test_check_basic(header: str, who: str | None) -> None:
     assert keys.check_basic(NODE, header) == who  # type: ignore[arg-type]
+    if header == basic("PFAKDEPLOY", "dep"):
+        assert keys.check_basic(NODE, header, "deploy") == "PFAKDEPLOY"  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(("value", "want"), [

@@ -7,7 +7,7 @@ import subprocess
 
 import msgspec
 
-from polyfn.protocol import InitError, Invoke, Ready, Result, encode, from_instance_decoder
+from polyfn.protocol import InitError, Invoke, LogLine, Ready, Result, encode, from_instance_decoder
 from polyfn.scheduler.launcher import NODE_DIR
 
 from .nodeharness import needs_node
@@ -87,7 +87,7 @@ process.stdout.write(Buffer.concat(out));
     assert msgs[1].init_ms == 12.0
     assert isinstance(msgs[2], InitError) and msgs[2].error["errorType"] == "Runtime.HandlerNotFound"
     assert msgs[3] == Result(7, 201, [("content-type", "text/plain")], b"\x00\xff\x01", None,
-                             [(1700000000.25, "stderr", "é")], 3.0)
+                             [LogLine(1700000000.25, "stderr", "é")], 3.0)
     assert msgs[4].error == {"errorType": "E", "trace": ["at x"], "n": 1.5}
 
 

@@ -2,7 +2,10 @@
 
 `boto3.client("lambda", endpoint_url="http://127.0.0.1:8080", aws_access_key_id="polyfn-admin",
 aws_secret_access_key=<admin key>, region_name=<any>)` creates, configures, lists, invokes and deletes
-polyfn functions. Every request is SigV4-verified (`sigv4.py`) against polyfn keys (`keys.py`).
+polyfn functions. Every request is SigV4-verified (`auth/sigv4.py`, service `lambda`) against the node's
+key store, and the key's scope decides what it may do (`_ACTIONS`: read for Get/List, invoke for Invoke,
+deploy for changes; a key bound to one function acts on that function only): else 403
+`AccessDeniedException`. `polyfn keys create --scope S [--function F] --json` prints credentials for it.
 
 Mapping:
 * a Lambda function is a polyfn function; a Lambda name that is not a valid polyfn name (`My_Func`) is
@@ -35,7 +38,9 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 
-from polyfn.api.compat import common, keys, sigv4
+from polyfn.api.compat import common
+from polyfn.auth import sigv4
+from polyfn.auth.keys import allows
 from polyfn.deploy import archive
 from polyfn.deploy.errors import DeployError
 from polyfn.invoker import Outcome
@@ -65,6 +70,26 @@ _CREATE_FIELDS = {"FunctionName", "Role", "Code", "Runtime", "Handler", "Descrip
                   "Environment", "Tags", "PackageType"} | _IGNORED
 _CONFIG_FIELDS = {"Role", "Handler", "Description", "Timeout", "MemorySize", "Environment", "Runtime"} | _IGNORED
 _CODE_FIELDS = {"ZipFile", "S3Bucket", "S3Key", "S3ObjectVersion", "ImageUri"} | _IGNORED
+
+
+#: the scope each Lambda action needs (auth/keys.py: read < invoke < deploy < admin)
+_ACTIONS = {
+    "GetFunction": "read", "GetFunctionConfiguration": "read", "ListFunctions": "read",
+    "ListVersionsByFunction": "read", "GetAlias": "read", "ListAliases": "read",
+    "InvokeFunction": "invoke",
+    "CreateFunction": "deploy", "DeleteFunction": "deploy", "UpdateFunctionCode": "deploy",
+    "UpdateFunctionConfiguration": "deploy", "PublishVersion": "deploy", "CreateAlias": "deploy",
+    "UpdateAlias": "deploy", "DeleteAlias": "deploy",
+}
+#: auth/sigv4.py refusal reasons → the x-amzn-ErrorType AWS sends
+_SIGV4_ERRORS = {
+    sigv4.MISSING: "MissingAuthenticationTokenException",
+    sigv4.MALFORMED: "IncompleteSignatureException",
+    sigv4.BAD_DATE: "IncompleteSignatureException",
+    sigv4.QUERY_PARAMS: "IncompleteSignatureException",
+    sigv4.UNKNOWN_KEY: "UnrecognizedClientException",
+    sigv4.NO_SECRET: "UnrecognizedClientException",
+}
 
 
 class LambdaError(Exception):
@@ -240,18 +265,49 @@ class LambdaApi:
 
     # -- plumbing -------------------------------------------------------------------------------------
 
-    async def auth(self, request: Request) -> tuple[sigv4.Identity, bytes]:
+    async def auth(self, request: Request, action: str = "", function: str | None = None
+                   ) -> tuple[sigv4.Verified, bytes]:
+        """Verify the SigV4 signature, then that the key may do `action` (a Lambda action name, see
+        `_ACTIONS`) on `function` (a polyfn name; None: not about one function)."""
         body = await request.body()
         scope = request.scope
         raw_path = scope.get("raw_path") or scope["path"].encode()
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+        headers: dict[str, str] = {}
+        for k, v in scope["headers"]:
+            name = k.decode("latin-1").lower()
+            value = v.decode("latin-1")
+            headers[name] = f"{headers[name]},{value}" if name in headers else value
+        ring = self.node.keys
+        claimed = sigv4.claimed_key_id(headers.get("authorization", ""))
+        if claimed and ring is not None:
+            await ring.ensure(claimed)
         try:
-            ident = sigv4.verify(request.method, raw_path.decode("latin-1").split("?", 1)[0],
-                                 scope["query_string"].decode("latin-1"), headers, body,
-                                 lambda key_id: keys.secret_for(self.node, key_id), time.time(), "lambda")
+            ok = sigv4.verify(request.method, raw_path.decode("latin-1").split("?", 1)[0],
+                              sigv4.parse_query(scope["query_string"].decode("latin-1"), plus_is_space=True),
+                              headers, ring.signing_credentials if ring is not None else (lambda _k: None),
+                              time.time(), "lambda", hashlib.sha256(body).hexdigest())
         except sigv4.SigV4Error as e:
-            raise LambdaError(403, e.code, e.message) from None
-        return ident, body
+            raise LambdaError(403, _SIGV4_ERRORS.get(e.reason, "InvalidSignatureException"), e.message) from None
+        if action:
+            self.require(ok, action, function)
+        return ok, body
+
+    @staticmethod
+    def require(ok: sigv4.Verified, action: str, function: str | None) -> None:
+        key = ok.key
+        needed = _ACTIONS[action]
+        if key is None or not allows(key, needed, function):
+            bound = f", bound to function {key.function!r}" if key is not None and key.function else ""
+            resource = arn(ok.region, function) if function else "*"
+            raise LambdaError(403, "AccessDeniedException",
+                              f"User: arn:aws:iam::{ACCOUNT}:user/{ok.access_key_id} is not authorized to perform: "
+                              f"lambda:{action} on resource: {resource} (the key has scope "
+                              f"{getattr(key, 'scope', '?')!r}{bound}; {action} needs {needed!r})")
+
+    @staticmethod
+    def pname(value: str) -> str:
+        """The polyfn name a Lambda function name/ARN refers to (what scopes are bound to)."""
+        return polyfn_name(parse_function_name(value)[0])
 
     async def find(self, value: str, region: str, qualifier: str | None = None) -> FunctionInfo:
         lname, q = parse_function_name(value)
@@ -309,6 +365,7 @@ class LambdaApi:
         if q:
             raise _invalid("FunctionName must not carry a qualifier in CreateFunction")
         pname = polyfn_name(lname)
+        self.require(ident, "CreateFunction", pname)
         try:
             validate_name(pname)
         except SpecError as e:
@@ -330,6 +387,7 @@ class LambdaApi:
 
     async def get_function(self, request: Request, function_name: str) -> Response:
         ident, _ = await self.auth(request)
+        self.require(ident, "GetFunction", self.pname(function_name))
         info = await self.find(function_name, ident.region, request.query_params.get("Qualifier"))
         cfg = configuration(info, ident.region)
         expires = int(time.time()) + CODE_URL_TTL
@@ -363,6 +421,7 @@ class LambdaApi:
 
     async def get_configuration(self, request: Request, function_name: str) -> Response:
         ident, _ = await self.auth(request)
+        self.require(ident, "GetFunctionConfiguration", self.pname(function_name))
         info = await self.find(function_name, ident.region, request.query_params.get("Qualifier"))
         return _json(configuration(info, ident.region))
 
@@ -381,7 +440,12 @@ class LambdaApi:
                 after = base64.urlsafe_b64decode(q["Marker"].encode()).decode()
             except (binascii.Error, UnicodeDecodeError, ValueError):
                 raise _invalid("Marker is not a marker returned by ListFunctions") from None
-        infos = [i for i in await self.node.store.list_functions() if i.name > after]
+        bound = getattr(ident.key, "function", None)  # a key bound to one function lists only that one
+        if not bound:
+            self.require(ident, "ListFunctions", None)
+        else:
+            self.require(ident, "ListFunctions", bound)
+        infos = [i for i in await self.node.store.list_functions() if i.name > after and (not bound or i.name == bound)]
         page = infos[:max_items]
         out: dict[str, Any] = {"Functions": [configuration(i, ident.region) for i in page]}
         if len(infos) > max_items:
@@ -390,6 +454,7 @@ class LambdaApi:
 
     async def delete_function(self, request: Request, function_name: str) -> Response:
         ident, _ = await self.auth(request)
+        self.require(ident, "DeleteFunction", self.pname(function_name))
         info = await self.find(function_name, ident.region, request.query_params.get("Qualifier"))
         if not await common.delete_function(self.node, info.name):
             raise LambdaError(404, "ResourceNotFoundException", f"Function not found: {function_name}")
@@ -399,6 +464,7 @@ class LambdaApi:
         ident, raw = await self.auth(request)
         body = self.body_json(raw)
         _unknown(body, _CODE_FIELDS, "UpdateFunctionCode")
+        self.require(ident, "UpdateFunctionCode", self.pname(function_name))
         info = await self.find(function_name, ident.region)
         self.check_revision(body, info)
         fields = {k: v for k, v in _spec_dict(info).items()}
@@ -412,6 +478,7 @@ class LambdaApi:
         ident, raw = await self.auth(request)
         body = self.body_json(raw)
         _unknown(body, _CONFIG_FIELDS, "UpdateFunctionConfiguration")
+        self.require(ident, "UpdateFunctionConfiguration", self.pname(function_name))
         info = await self.find(function_name, ident.region)
         self.check_revision(body, info)
         fields = _spec_fields(body, _spec_dict(info))
@@ -423,6 +490,7 @@ class LambdaApi:
 
     async def invoke(self, request: Request, function_name: str) -> Response:
         ident, body = await self.auth(request)
+        self.require(ident, "InvokeFunction", self.pname(function_name))
         info = await self.find(function_name, ident.region, request.query_params.get("Qualifier"))
         h = request.headers
         kind = h.get("x-amz-invocation-type", "RequestResponse")

@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -281,42 +282,71 @@ class OpenFaasApi:
                         headers={k.decode("latin-1"): v.decode("latin-1") for k, v in out.headers})
 
     async def invoke_async(self, request: Request, name: str, path: str = "") -> Response:
+        """202 at once; the call goes through the node's durable async queue (it survives `kill -9` and is retried
+        per the function's policy), and the result is POSTed to `X-Callback-Url` in OpenFaaS's shape (the
+        function's body and headers plus X-Call-Id, X-Function-Status …), retried until delivered."""
         fname = _fn_name(name)
         if self.node.registry.get(fname) is None:
             raise OpenFaasError(404, f"function {fname!r} not found")
         body = await request.body()
         call_id = request.headers.get("x-call-id") or str(uuid.uuid4())
         callback = request.headers.get("x-callback-url")
+        if callback:
+            from polyfn.auth.callbacks import NOT_ALLOWED, callback_refusal
+
+            key = self.node.keys.from_authorization(request.headers.get("authorization", "")) if self.node.keys else None
+            refusal = callback_refusal(callback, fname, key, self.node.settings.callback_hosts)
+            if refusal is not None:
+                raise OpenFaasError(400, f"{NOT_ALLOWED}: {refusal}")
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]]
         headers.append(("x-call-id", call_id))
         query = request.scope["query_string"].decode("latin-1")
         method, ct = request.method, request.headers.get("content-type", "")
-
-        async def run() -> None:
-            start = time.time()
-            out = await self.node.invoker.invoke(fname, "http", "async", method, "/" + path, query, headers, body, ct)
-            if callback:
-                hdrs = {k.decode("latin-1"): v.decode("latin-1") for k, v in out.headers}
-                hdrs.update({"X-Call-Id": call_id, "X-Function-Status": str(out.status), "X-Function-Name": fname,
-                             "X-Duration-Seconds": f"{time.time() - start:.6f}",
-                             "X-Start-Time": str(int(start * 1e9))})
-                async with httpx.AsyncClient(timeout=30) as client:
-                    await client.post(callback, content=out.body, headers=hdrs)
-
         keep = [(k, v) for k, v in headers if k.lower() not in ("x-callback-url", "authorization", "content-length")]
-        queued = False
-        if not callback:  # the durable queue posts its own callback shape; OpenFaaS callers expect this one
-            try:
-                queued = await common.submit_async(self.node, fname, "http", "async", body, ct, keep, method,
-                                                   "/" + path, query, None, call_id.replace("-", ""))
-            except common.AsyncRejected as e:
-                raise OpenFaasError(e.status, e.message) from None
-        if not queued:
+        try:
+            queued = await common.submit_async(self.node, fname, "http", ASYNC_TRIGGER, body, ct, keep, method,
+                                               "/" + path, query, callback, call_id.replace("-", ""))
+        except common.AsyncRejected as e:
+            raise OpenFaasError(e.status, e.message) from None
+        if not queued:  # a node without the durable queue: run it in the background (lost if the node stops)
+            async def run() -> None:
+                out = await self.node.invoker.invoke(fname, "http", ASYNC_TRIGGER, method, "/" + path, query, keep,
+                                                     body, ct)
+                if callback:
+                    fake = SimpleNamespace(headers=keep, function=fname, enqueued_at=started, id=call_id)
+                    payload, hdrs = callback_shape(fake, out, "", None)
+                    async with httpx.AsyncClient(timeout=30) as client:
+                        await client.post(callback, content=payload, headers=hdrs)
+
+            started = time.time()
             common.background(self.node).submit(run())
         return Response(status_code=202, headers={"X-Call-Id": call_id, "X-Start-Time": str(time.time_ns())})
 
 
+ASYNC_TRIGGER = "openfaas-async"  # the trigger name of OpenFaaS async calls (their queue jobs and activations)
+
+
+def callback_shape(job: Any, out: Any, status: str, reason: str | None) -> tuple[bytes, dict[str, str]]:
+    """What OpenFaaS's queue-worker POSTs to X-Callback-Url: the function's response body and headers, plus
+    X-Call-Id, X-Function-Status, X-Function-Name, X-Duration-Seconds (since the call was accepted) and
+    X-Start-Time (ns). A call that ends in the dead-letter queue without a response reports status 500."""
+    call_id = next((v for k, v in job.headers if k.lower() == "x-call-id"), job.id)
+    hdrs: dict[str, str] = {}
+    if out is not None:
+        hdrs = {k.decode("latin-1"): v.decode("latin-1") for k, v in out.headers
+                if k.lower() not in (b"content-length", b"transfer-encoding", b"connection")}
+    hdrs.update({"X-Call-Id": call_id, "X-Function-Status": str(out.status if out is not None else 500),
+                 "X-Function-Name": job.function, "X-Duration-Seconds": f"{time.time() - job.enqueued_at:.6f}",
+                 "X-Start-Time": str(int(job.enqueued_at * 1e9))})
+    if reason:
+        hdrs["X-Polyfn-Dead-Letter"] = reason[:200].replace("\r", " ").replace("\n", " ")
+    return (out.body if out is not None else b""), hdrs
+
+
 def install(app: FastAPI, node: Node) -> None:
+    from polyfn.queue.dispatcher import CALLBACK_FORMATS
+
+    CALLBACK_FORMATS[ASYNC_TRIGGER] = callback_shape
     api = OpenFaasApi(node)
     r = APIRouter(include_in_schema=False)
     r.add_api_route("/system/functions", api.list_functions, methods=["GET"])

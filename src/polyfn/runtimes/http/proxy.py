@@ -151,7 +151,11 @@ class Proxy:
     def start(self) -> bool:
         spec = self.spec
         t0 = time.perf_counter()
-        if spec.get("private_network", True) and os.geteuid() == 0:
+        if spec.get("sandbox_network"):  # the sandbox already made a private namespace (network none/polyfn)
+            self.network = "private network namespace (" + spec["sandbox_network"] + ")"
+            if spec["sandbox_network"] == "polyfn":  # polyfn's ports are relayed there: a port of its own
+                self.port = free_port()
+        elif spec.get("private_network", True) and os.geteuid() == 0:
             why = private_network()
             if why is None:
                 self.network = "private network namespace (loopback only)"
@@ -205,7 +209,8 @@ class Proxy:
                 f"sandbox: {spec.get('sandbox', '')}")
         first = self.logs.end(-1)
         self.logs.loose = first + self.logs.loose
-        self.send(Ready(os.getpid(), (time.perf_counter() - t0) * 1000, info))
+        # 0: the launcher knows our pid (in a pid namespace getpid() means nothing to the server)
+        self.send(Ready(0, (time.perf_counter() - t0) * 1000, info))
         threading.Thread(target=self.watch_child, daemon=True).start()
         return True
 
@@ -291,7 +296,10 @@ class Proxy:
 
 
 def main() -> None:
-    spec = json.loads(sys.argv[1])
+    spec = json.loads(sys.argv[1] if len(sys.argv) > 1 else os.environ.pop("POLYFN_SPEC"))
+    info = os.environ.pop("POLYFN_SANDBOX_INFO", "")
+    if info:
+        spec["sandbox"] = info
     sock = socket.socket(fileno=int(os.environ["POLYFN_FD"]))
     os.chdir(spec["code_dir"])
     proxy = Proxy(spec, sock)

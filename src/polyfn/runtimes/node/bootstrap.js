@@ -11,6 +11,7 @@
 //   or, pre-started ("blank"): node bootstrap.js — the first frame on the socket is then the spec (JSON),
 //   so a cold start skips Node's own start-up.
 
+const fs = require('fs');
 const net = require('net');
 const path = require('path');
 const Module = require('module');
@@ -139,7 +140,50 @@ function prepareEnvironment() {
   }
 }
 
+// The sandbox's last step (see src/polyfn/sandbox/spawn.py): the spawn agent sets up this function's
+// mounts (own code read-only, data dir hidden, private /tmp) and network relay, then writes one JSON line
+// on $POLYFN_GATE_FD with the uid/gid to become. Until then only this bootstrap has run, as root under
+// no_new_privs + seccomp; no user code runs before the switch (glibc applies it to every thread).
+let sandboxInfo = '';
+function passGate() {
+  const fdText = process.env.POLYFN_GATE_FD;
+  if (fdText === undefined) return;
+  delete process.env.POLYFN_GATE_FD;
+  const fd = Number(fdText);
+  const buf = Buffer.alloc(65536);
+  let text = '';
+  while (!text.includes('\n')) {
+    let n;
+    try {
+      n = fs.readSync(fd, buf, 0, buf.length, null);
+    } catch (e) {
+      if (e.code === 'EAGAIN') continue;
+      throw e;
+    }
+    if (n === 0) break;
+    text += buf.toString('utf8', 0, n);
+  }
+  fs.closeSync(fd);
+  let gate;
+  try {
+    gate = JSON.parse(text);
+  } catch (e) {
+    gate = { ok: false, error: 'sandbox: the spawn agent ended before setting up the sandbox' };
+  }
+  if (!gate.ok) throw new InitError('Runtime.SandboxError', gate.error);
+  if (gate.uid) {
+    process.setgroups([]);
+    process.setgid(gate.gid);
+    process.setuid(gate.uid);
+    if (process.getuid() !== gate.uid || process.getegid() !== gate.gid) {
+      throw new InitError('Runtime.SandboxError', `sandbox: could not switch to uid ${gate.uid}`);
+    }
+  }
+  sandboxInfo = gate.sandbox || '';
+}
+
 async function init() {
+  passGate();
   prepareEnvironment();
   let flavor;
   try {
@@ -242,7 +286,9 @@ function start() {
   initBuf.linesMax = linesMax;
   init().then((st) => {
     const initMs = Number(process.hrtime.bigint() - T0) / 1e6;
-    send(['ready', process.pid, initMs, `node ${process.version} process (${BLANK ? 'pre-started' : 'started for this instance'}; no zygote)`]);
+    // pid 0: the launcher knows it (in a pid namespace process.pid means nothing to the server)
+    const info = `node ${process.version} process (${BLANK ? 'pre-started' : 'started for this instance'}; no zygote)`;
+    send(['ready', 0, initMs, sandboxInfo ? `${info}; sandbox: ${sandboxInfo}` : info]);
     fallback = new LogBuffer(lineMax, linesMax);
     fallback.lines = initBuf.drain(); // init output reaches the first invocation's logs, as in Python
     state = st;

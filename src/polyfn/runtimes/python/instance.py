@@ -47,6 +47,7 @@ class InstanceSpec(msgspec.Struct, kw_only=True, array_like=True):
     namespaces: list[str] = []  # namespaces the instance must be in, or it refuses to start (fail closed)
     log_line_max: int = 16384
     log_lines_max: int = 1000
+    zygote: bool = False  # become the revision's function zygote (runtimes/python/fnzygote.py), not an instance
 
 
 SAFE_ENV = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ", "PYTHONHASHSEED",
@@ -71,6 +72,24 @@ class _LogBuffer:
         self.dropped = 0
 
     def add(self, stream: str, text: str) -> None:
+        if "\n" not in text:
+            # Fast path: print() writes each argument, separator and end separately ("a", " ", "b", "\n"),
+            # so most writes only extend the unfinished line.
+            pending = self.partial.get(stream)
+            if pending is None:
+                if len(text) <= self.line_max:
+                    self.partial[stream] = [text, 0]
+                    return
+            elif len(pending[0]) + len(text) <= self.line_max:
+                pending[0] += text
+                return
+        elif text == "\n":
+            pending = self.partial.pop(stream, None)
+            if pending is None:
+                self._line(stream, "")
+            else:
+                self._line(stream, pending[0], pending[1])
+            return
         *complete, rest = text.split("\n")
         pending = self.partial.pop(stream, None)
         if complete:
@@ -356,7 +375,15 @@ def main(spec: InstanceSpec, sock: socket.socket, info: str, prepared: Any = Non
         info = info + "; sandbox: " + ", ".join(applied)
     # In a pid namespace our pid means nothing to the server (we are pid 1): 0 keeps the one it knows.
     pid = 0 if prepared is not None and prepared.pid_ns else os.getpid()
-    sock.sendall(encode(Ready(pid, (time.perf_counter() - t0) * 1000, info)))
+    serve(sock, adapter, spec, init_buf, Ready(pid, (time.perf_counter() - t0) * 1000, info))
+
+
+def serve(sock: socket.socket, adapter: Adapter, spec: InstanceSpec, init_buf: _LogBuffer, ready: Ready,
+          after_ready: Any = None) -> None:
+    """Report `ready` (then run `after_ready()`) and serve invocations until the server closes the connection."""
+    sock.sendall(encode(ready))
+    if after_ready is not None:
+        after_ready()
     if adapter.is_async or spec.concurrency > 1:
         try:
             import uvloop

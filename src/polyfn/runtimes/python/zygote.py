@@ -54,7 +54,13 @@ class Exited(msgspec.Struct, tag="exited", array_like=True):
     status: int  # raw wait status
 
 
-FromZygote = ZygoteReady | Spawned | SpawnFailed | Exited
+class ZygoteFailed(msgspec.Struct, tag="zfailed", array_like=True):
+    """A function zygote could not be made (import error, or a module unsafe to fork): start clean."""
+
+    reason: str
+
+
+FromZygote = ZygoteReady | Spawned | SpawnFailed | Exited | ZygoteFailed
 PACKET_MAX = 1 << 20
 
 _libc: Any = None
@@ -150,6 +156,11 @@ def _become_instance(spawn_raw: bytes, fd: int, info: str, prepared: Any) -> Non
 
     req = msgspec.msgpack.decode(spawn_raw, type=Spawn)
     spec = msgspec.convert(req.spec, instance.InstanceSpec)
+    if spec.zygote:  # this child becomes the revision's function zygote; `fd` is its control channel
+        from polyfn.runtimes.python import fnzygote
+
+        fnzygote.main(spec, socket.socket(fileno=fd), info, prepared)
+        return
     instance.main(spec, socket.socket(fileno=fd), info, prepared)
 
 

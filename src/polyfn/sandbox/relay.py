@@ -1,0 +1,216 @@
+"""`network: polyfn`: an instance that may reach polyfn's own endpoints and nothing else.
+
+The instance lives in its own network namespace with only a loopback interface (as for `network: none`).
+Before any user code runs, polyfn's code *inside* that namespace makes listening sockets on
+`127.0.0.1:<api port>` and `127.0.0.1:<storage port>` and hands them to the server over a Unix socket
+(`SCM_RIGHTS`). A socket stays in the namespace it was made in, so the server, which lives in the host's
+network, accepts connections made inside the instance's namespace on them and splices the bytes to its
+real ports. Nothing else is reachable: there is no route out of the namespace, and the only sockets that
+answer inside it are those listeners. No veth pair, no bridge, no nftables rule, no root needed for the
+networking itself (it works inside an unprivileged user namespace too).
+
+Child side: `expose()` (called by `sandbox.apply`, before the uid drop and the mounts that hide the relay
+socket). Server side: `NetRelay`, one per node, started by the server.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import json
+import os
+import socket
+import struct
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the instance side (`expose`) runs on the cold path: no asyncio import there
+    import asyncio
+
+LOOPBACK = "127.0.0.1"
+MAX_PORTS = 8
+
+
+def expose(socket_path: str, ports: list[int], host_pid: int) -> str:
+    """In the instance's network namespace: listen on 127.0.0.1:`ports`, give the listeners to the server
+    at `socket_path`, wait for its answer. Raises OSError when the server refuses or cannot be reached."""
+    listeners: list[socket.socket] = []
+    try:
+        for port in ports:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            listeners.append(s)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((LOOPBACK, port))
+            s.listen(256)  # connections made before the server accepts wait in this backlog
+        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as ctl:
+            ctl.settimeout(10)
+            ctl.connect(socket_path)
+            body = json.dumps({"pid": host_pid, "ports": ports}).encode()
+            fds = array.array("i", [s.fileno() for s in listeners])
+            ctl.sendmsg([body], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())])
+            answer = ctl.recv(512).decode(errors="replace")
+    finally:
+        for s in listeners:
+            s.close()
+    if answer != "ok":
+        raise OSError(f"the server's network relay refused the instance: {answer or 'no answer'}")
+    return "net ns (polyfn endpoints only: " + ", ".join(f"{LOOPBACK}:{p}" for p in ports) + ")"
+
+
+class NetRelay:
+    """Server side: receives listeners from instances and relays their connections to `targets`
+    ({port as seen inside the instance: (host, port) on the node})."""
+
+    def __init__(self, path: Path, targets: dict[int, tuple[str, int]]):
+        self.path = path
+        self.targets = targets
+        self._sock: socket.socket | None = None
+        self._servers: dict[int, list[asyncio.AbstractServer]] = {}  # host pid → its relays
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.connections = 0
+
+    async def start(self) -> None:
+        import asyncio
+
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        old = os.umask(0o177)  # 0600: only the server's uid (and root) may hand in listeners
+        try:
+            sock.bind(str(self.path))
+        finally:
+            os.umask(old)
+        sock.listen(64)
+        sock.setblocking(False)
+        self._sock = sock
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._accept)
+
+    def _accept(self) -> None:
+        import asyncio
+
+        assert self._sock is not None
+        try:
+            conn, _ = self._sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        conn.setblocking(False)
+        asyncio.get_running_loop().add_reader(conn.fileno(), self._receive, conn)
+
+    def _receive(self, conn: socket.socket) -> None:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        fds: list[int] = []
+        try:
+            msg, anc, _flags, _ = conn.recvmsg(4096, socket.CMSG_SPACE(MAX_PORTS * 4))
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            msg, anc = b"", []
+        loop.remove_reader(conn.fileno())
+        for level, kind, data in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.extend(array.array("i", data[: len(data) - len(data) % 4]))
+        try:
+            answer = self._register(conn, msg, fds)
+        except Exception as e:  # anything an instance sends is untrusted: refuse, never crash
+            answer = f"refused: {e}"
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)  # the relays hold their own duplicates
+        with contextlib.suppress(OSError):
+            conn.send(answer.encode())
+        conn.close()
+
+    def _register(self, conn: socket.socket, msg: bytes, fds: list[int]) -> str:
+        import asyncio
+
+        uid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
+        if uid not in (0, os.geteuid()):
+            return f"refused: uid {uid}"
+        req = json.loads(msg)
+        pid, ports = int(req["pid"]), [int(p) for p in req["ports"]]
+        if len(ports) != len(fds) or not ports or pid <= 0:
+            return "refused: one listener per port"
+        if pid in self._servers or not os.path.exists(f"/proc/{pid}"):
+            return f"refused: pid {pid} is unknown or already relayed"
+        socks = []
+        for port, fd in zip(ports, fds, strict=True):
+            if port not in self.targets:
+                return f"refused: port {port} is not one of polyfn's endpoints"
+            s = socket.socket(fileno=os.dup(fd))
+            socks.append(s)
+            if (s.family != socket.AF_INET or s.type != socket.SOCK_STREAM
+                    or not s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+                    or s.getsockname() != (LOOPBACK, port)):
+                for x in socks:
+                    x.close()
+                return f"refused: the descriptor for port {port} is not a listener on {LOOPBACK}:{port}"
+        self._servers[pid] = []
+        task = asyncio.get_running_loop().create_task(self._serve(pid, list(zip(ports, socks, strict=True))))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return "ok"
+
+    async def _serve(self, pid: int, pairs: list[tuple[int, socket.socket]]) -> None:
+        import asyncio
+
+        for port, s in pairs:
+            s.setblocking(False)
+            host, real = self.targets[port]
+
+            async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str = host,
+                            real: int = real) -> None:
+                await self._relay(reader, writer, host, real)
+
+            server = await asyncio.start_server(relay, sock=s, backlog=256)
+            if pid not in self._servers:  # released while starting
+                server.close()
+                return
+            self._servers[pid].append(server)
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, port: int) -> None:
+        import asyncio
+
+        self.connections += 1
+        try:
+            up_reader, up_writer = await asyncio.open_connection(host, port)
+        except OSError:
+            writer.close()
+            return
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+                if dst.can_write_eof():
+                    dst.write_eof()
+            except (OSError, RuntimeError):
+                pass
+
+        try:
+            await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+        finally:
+            for w in (writer, up_writer):
+                w.close()
+
+    def relayed_pids(self) -> list[int]:
+        return sorted(self._servers)
+
+    def release(self, pid: int) -> None:
+        """The instance `pid` is gone: close its listeners (they keep its network namespace alive)."""
+        for server in self._servers.pop(pid, []):
+            server.close()
+
+    async def stop(self) -> None:
+        import asyncio
+
+        for pid in list(self._servers):
+            self.release(pid)
+        if self._sock is not None:
+            asyncio.get_running_loop().remove_reader(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()

@@ -1,0 +1,270 @@
+"""Server side of the per-function zygotes (the import cache; the child side is runtimes/python/fnzygote.py).
+
+After a revision's first clean cold start the manager asks the runtime zygote for one more "instance" of
+it with `zygote=True`: a sandboxed process that imports the function's module once and then forks an
+instance per request. `FunctionZygotes` keeps at most one per revision and decides:
+
+* **build** after a clean start of a revision that has none (never twice at once; a revision whose
+  zygote failed — import error, threads or sockets at import — is not retried, and its clean starts
+  say why in their init info);
+* **evict** an idle one (no instance of its revision in use) when the node's memory budget needs room,
+  least recently used first, and **drop** it when its revision is replaced or deleted;
+* a zygote that **dies** is forgotten; the next clean start of its revision builds a new one.
+
+Pids: the zygote and its instances live in the function's pid namespace; what the zygote reports is
+never used to signal anything. The host pid of an instance is looked up in /proc among the zygote's own
+children (`NSpid`), so a lying zygote can at worst confuse its own function.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from polyfn.scheduler.zygote import ZygoteClient, ZygoteError
+
+log = logging.getLogger("polyfn.fnzygote")
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of `pid` (every thread's), from /proc."""
+    out: list[int] = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(x) for x in f.read().split()]
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+def ns_pid(pid: int) -> int:
+    """The pid of host process `pid` in its own (innermost) pid namespace; 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("NSpid:"):
+                    return int(line.split()[-1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def oom_kills(cgroup_dir: str, version: int) -> int:
+    """The cgroup's count of OOM kills so far (its instances share it: a rise means one was OOM-killed)."""
+    try:
+        with open(os.path.join(cgroup_dir, "memory.oom_control" if version == 1 else "memory.events")) as f:
+            for line in f:
+                k, _, v = line.partition(" ")
+                if k == "oom_kill":
+                    return int(v)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def rss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def find_host_pid(parents: list[int], inner: int, depth: int = 1) -> int:
+    """The host pid of the process known as `inner` in its namespace, among `parents` and their
+    descendants down to `depth` levels; 0 if none."""
+    level = list(parents)
+    for _ in range(depth + 1):
+        for pid in level:
+            if ns_pid(pid) == inner:
+                return pid
+        level = [c for p in level for c in children(p)]
+    return 0
+
+
+class FunctionZygote(ZygoteClient):
+    """One revision's zygote: the runtime zygote's protocol on the channel it was started with."""
+
+    def __init__(self, key: str, sock: socket.socket, supervisor: int, on_lost: Callable[[FunctionZygote], None],
+                 on_exit: Callable[[int, int, FunctionZygote], None]):
+        super().__init__(f"function {key}", Path(os.devnull), self._exited)
+        self.key = key
+        self.supervisor = supervisor  # host pid the runtime zygote reported: killing it ends the namespace
+        self.worker = 0  # host pid of the zygote process itself (after ready)
+        self.host: dict[int, int] = {}  # instance pid in the namespace → host pid
+        self.instances = 0  # live instances forked from it
+        self.high_water = 1  # processes its cgroup's limits were last sized for (the zygote + instances)
+        self.import_ms = 0.0
+        self.last_used = time.monotonic()
+        self.oom_seen = 0
+        self.memory_mb = 0  # what it reserves in the node's memory budget: its RSS once ready
+        self._on_lost = on_lost
+        self._on_instance_exit = on_exit
+        self.sock = sock
+        sock.setblocking(False)
+        self._ready = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._on_readable)
+
+    @property
+    def alive(self) -> bool:
+        return self.sock is not None
+
+    async def wait_ready(self, timeout: float) -> None:
+        assert self._ready is not None
+        ready = await asyncio.wait_for(self._ready, timeout)
+        self.import_ms = ready.preload_ms
+        self.worker = find_host_pid([self.supervisor], ready.pid, depth=2)
+        if not self.worker:
+            raise ZygoteError(f"function zygote {self.key}: its process was not found under pid {self.supervisor}")
+        self.memory_mb = max(1, -(-rss_kb(self.worker) // 1024))
+
+    async def start(self) -> None:
+        raise ZygoteError(f"the function zygote of {self.key} is gone")
+
+    async def spawn(self, spec: msgspec.Struct, conn: socket.socket) -> int:
+        inner = await super().spawn(spec, conn)
+        host = find_host_pid(children(self.worker), inner, depth=0)
+        if not host:
+            raise ZygoteError(f"function zygote {self.key}: instance {inner} not found among its children")
+        self.host[inner] = host
+        self.instances += 1
+        self.last_used = time.monotonic()
+        return host
+
+    def _exited(self, inner: int, status: int) -> None:
+        host = self.host.pop(inner, 0)
+        if host:
+            self.instances -= 1
+            self._on_instance_exit(host, status, self)
+
+    def _lost(self) -> None:
+        was = self.sock is not None
+        super()._lost()
+        if was:
+            self.kill()
+            self._on_lost(self)
+
+    def kill(self) -> None:
+        """End the zygote and everything in its pid namespace (the supervisor's death takes init with it)."""
+        if self.sock is not None:
+            super()._lost()
+        try:
+            os.kill(self.supervisor, 9)
+        except ProcessLookupError:
+            pass
+
+
+class FunctionZygotes:
+    """The node's function zygotes, one per revision key at most."""
+
+    def __init__(self, manager: Any):
+        self.manager = manager
+        self.ready: dict[str, FunctionZygote] = {}
+        self.building: set[str] = set()
+        self.failed: dict[str, str] = {}  # revision key → why it has no zygote (reported in init info)
+        self.by_supervisor: dict[int, FunctionZygote] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def get(self, key: str) -> FunctionZygote | None:
+        fz = self.ready.get(key)
+        return fz if fz is not None and fz.alive else None
+
+    def want(self, pool: Any) -> None:
+        """After a clean start of `pool`'s revision: build its zygote in the background, once."""
+        key = pool.revision.key
+        if key in self.ready or key in self.building or key in self.failed or pool.draining:
+            return
+        if self.manager.reserved_mb() + 64 > self.manager.memory_budget_mb:
+            return  # a zygote never evicts anything to be built (64 MB: a generous guess of its size)
+        self.building.add(key)
+        t = asyncio.ensure_future(self._build(pool))
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
+    async def _build(self, pool: Any) -> None:
+        key = pool.revision.key
+        fz: FunctionZygote | None = None
+        try:
+            fz = await self.manager.start_function_zygote(pool, self)
+            await fz.wait_ready(max(30.0, self.manager.settings.init_timeout))
+        except (ZygoteError, OSError, TimeoutError) as e:
+            reason = str(e) or type(e).__name__
+            if fz is not None:
+                fz.kill()
+                self.by_supervisor.pop(fz.supervisor, None)
+            if "gone" not in reason:  # not retried for this revision: it cannot be forked safely
+                self.failed[key] = reason
+            log.info("%s: no function zygote: %s", key, reason)
+            return
+        finally:
+            self.building.discard(key)
+        if pool.draining or pool not in self.manager.pools:
+            self._forget(fz)
+            return
+        self.ready[key] = fz
+        log.info("%s: function zygote ready (module imported in %.0f ms)", key, fz.import_ms)
+
+    def _forget(self, fz: FunctionZygote) -> None:
+        fz.kill()
+        if self.ready.get(fz.key) is fz:
+            del self.ready[fz.key]
+
+    def lost(self, fz: FunctionZygote) -> None:
+        """The zygote died or closed its channel: forget it (the next clean start rebuilds it)."""
+        if self.ready.get(fz.key) is fz:
+            del self.ready[fz.key]
+            log.info("%s: function zygote lost", fz.key)
+
+    def supervisor_exited(self, pid: int) -> bool:
+        fz = self.by_supervisor.pop(pid, None)
+        if fz is None:
+            return False
+        if fz.sock is not None:
+            fz._lost()
+        return True
+
+    def drop(self, key: str) -> None:
+        """The revision is no longer served (replaced or deleted)."""
+        fz = self.ready.pop(key, None)
+        if fz is not None:
+            fz.kill()
+        self.failed.pop(key, None)
+
+    def reserved_mb(self) -> int:
+        return sum(fz.memory_mb for fz in self.ready.values())
+
+    def evict_idle(self, short: int, busy: set[str]) -> int:
+        """Evict zygotes of revisions not in `busy`, least recently used first, until `short` MB are
+        freed; returns the MB freed."""
+        freed = 0
+        for fz in sorted(self.ready.values(), key=lambda z: z.last_used):
+            if freed >= short:
+                break
+            if fz.key in busy:
+                continue
+            freed += fz.memory_mb
+            log.info("%s: function zygote evicted for memory", fz.key)
+            self._forget(fz)
+        return freed
+
+    def stop(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+        for fz in list(self.ready.values()):
+            fz.kill()
+        for fz in list(self.by_supervisor.values()):
+            fz.kill()
+        self.ready.clear()
+        self.by_supervisor.clear()

@@ -1,0 +1,157 @@
+"""Per-function zygotes (import cache) against a real node: the second cold start of a revision forks from
+a sandboxed process that already imported its module; unsafe modules fall back to clean starts; zygotes
+die with their revision, are rebuilt when they die, and leave no process behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from typing import Any
+
+from tests.e2e.conftest import Server, pid_alive, start_server, wait_until
+
+# The module counts its imports in a file only the function can see (its own /tmp): a fork from the
+# zygote does not import it again.
+SLOW = """\
+import os, time
+IMPORTED_IN = os.getpid()
+def handler(event, context):
+    if (event or {}).get('sleep'):
+        time.sleep(float(event['sleep']))
+    seen = None
+    if (event or {}).get('probe'):
+        try:
+            seen = open(event['probe']).read()
+        except OSError as e:
+            seen = type(e).__name__
+    return {'uid': os.getuid(), 'seen': seen, 'pid': int(os.environ.get('POLYFN_HOST_PID') or 0), 'imported_in': IMPORTED_IN,
+            'me': os.getpid(), 'instance': os.environ['POLYFN_INSTANCE_ID']}
+"""
+
+THREADED = """\
+import threading, time
+threading.Thread(target=time.sleep, args=(3600,), daemon=True).start()
+def handler(event, context):
+    return 'ok'
+"""
+
+
+def zygote(s: Server, name: str) -> dict[str, Any]:
+    return s.api.get(f"/v1/functions/{name}").json()["scaling"]["zygote"]
+
+
+def scale_out(s: Server, name: str, body: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Hold every live instance busy (1.5 s) and send one more invocation meanwhile: a cold start.
+    Returns (its response JSON, its activation)."""
+    def instances() -> list[dict[str, Any]]:
+        return s.api.get(f"/v1/functions/{name}/instances").json()["instances"]
+
+    n = len(instances())
+    busy = [threading.Thread(target=lambda: s.api.post(f"/v1/functions/{name}/invoke", json={"sleep": 1.5}))
+            for _ in range(n)]
+    for t in busy:
+        t.start()
+    try:
+        assert wait_until(lambda: sum(i["state"] == "busy" for i in instances()) == n)
+        r = s.api.post(f"/v1/functions/{name}/invoke", json=body or {})
+        assert r.status_code == 200, r.text
+    finally:
+        for t in busy:
+            t.join()
+    act = s.activation(r.headers["x-polyfn-activation-id"])
+    return r.json(), act
+
+
+def test_scale_out_forks_from_the_function_zygote(server: Server) -> None:
+    server.deploy("fzy", {"handler.py": SLOW}, max_instances=4)
+    r = server.api.post("/v1/functions/fzy/invoke", json={})
+    first = server.activation(r.headers["x-polyfn-activation-id"])
+    assert first["cold"] and "zygote: runtime" in first["init_info"], first["init_info"]
+    assert wait_until(lambda: zygote(server, "fzy")["state"] == "ready", 30), zygote(server, "fzy")
+    z = zygote(server, "fzy")
+    assert z["rss_kb"] and z["pss_kb"] and z["pid"] > 0
+    out, act = scale_out(server, "fzy", {"probe": str(server.data_dir / "admin.key")})
+    assert act["cold"] is True
+    assert "zygote: function" in act["init_info"], act["init_info"]
+    assert "seccomp" in act["init_info"] or "rlimits" in act["init_info"]  # the zygote's sandbox is reported
+    assert out["imported_in"] != out["me"]  # imported in the zygote, running in a fork of it
+    # the fork is as sandboxed as a clean start: the node's data dir is hidden (as root: another uid too)
+    assert out["seen"] in ("FileNotFoundError", "PermissionError"), out
+    if os.geteuid() == 0:
+        assert out["uid"] != 0
+    # POLYFN_HOST_PID is the instance's pid as the node sees it, and the instances API lists its memory
+    insts = server.api.get("/v1/functions/fzy/instances").json()["instances"]
+    mine = [i for i in insts if i["id"] == out["instance"]]
+    assert mine and mine[0]["pid"] == out["pid"] and mine[0]["rss_kb"] and mine[0]["pss_kb"]
+    assert pid_alive(out["pid"])
+    assert zygote(server, "fzy")["instances"] >= 1
+
+
+def test_module_starting_a_thread_falls_back_to_clean_starts(server: Server) -> None:
+    server.deploy("fzthread", {"handler.py": THREADED}, max_instances=4)
+    assert server.http.get("/fn/fzthread").status_code == 200
+    assert wait_until(lambda: zygote(server, "fzthread")["state"].startswith("none ("), 30)
+    assert "thread" in zygote(server, "fzthread")["state"]
+    # a second cold start: kill the warm instance first
+    insts = server.api.get("/v1/functions/fzthread/instances").json()["instances"]
+    os.kill(insts[0]["pid"], signal.SIGKILL)
+    assert wait_until(lambda: not server.api.get("/v1/functions/fzthread/instances").json()["instances"])
+    r = server.http.get("/fn/fzthread")
+    act = server.activation(r.headers["x-polyfn-activation-id"])
+    assert act["cold"] and "zygote: none (the module started 1 thread at import)" in act["init_info"], act
+
+
+def test_dead_zygote_is_rebuilt_and_delete_leaves_no_process(server: Server) -> None:
+    server.deploy("fzdie", {"handler.py": SLOW}, max_instances=4)
+    server.api.post("/v1/functions/fzdie/invoke", json={})
+    assert wait_until(lambda: zygote(server, "fzdie")["state"] == "ready", 30)
+    z1 = zygote(server, "fzdie")
+    os.kill(z1["pid"], signal.SIGKILL)
+    assert wait_until(lambda: not pid_alive(z1["supervisor_pid"]))
+    assert wait_until(lambda: zygote(server, "fzdie")["state"] != "ready" or zygote(server, "fzdie")["pid"] != z1["pid"])
+    _, act = scale_out(server, "fzdie")  # a clean start (no zygote): it rebuilds the zygote
+    assert act["cold"] and "zygote: runtime" in act["init_info"]
+    assert wait_until(lambda: zygote(server, "fzdie")["state"] == "ready", 30)
+    z2 = zygote(server, "fzdie")
+    assert z2["pid"] != z1["pid"]
+    _, act = scale_out(server, "fzdie")
+    assert "zygote: function" in act["init_info"]
+    pids = [i["pid"] for i in server.api.get("/v1/functions/fzdie/instances").json()["instances"]]
+    pids += [z2["pid"], z2["supervisor_pid"]]
+    assert all(pid_alive(p) for p in pids)
+    assert server.api.delete("/v1/functions/fzdie").status_code in (200, 204)
+    assert wait_until(lambda: not any(pid_alive(p) for p in pids), 15), [p for p in pids if pid_alive(p)]
+
+
+def test_shutdown_leaves_no_zygote_or_instance(tmp_path) -> None:
+    s = start_server(tmp_path / "d")
+    try:
+        s.deploy("fzshut", {"handler.py": SLOW}, max_instances=4)
+        s.api.post("/v1/functions/fzshut/invoke", json={})
+        assert wait_until(lambda: zygote(s, "fzshut")["state"] == "ready", 30)
+        out, _ = scale_out(s, "fzshut")
+        z = zygote(s, "fzshut")
+        pids = [z["pid"], z["supervisor_pid"], out["pid"]]
+        assert all(pid_alive(p) for p in pids)
+    finally:
+        assert s.stop() == 0
+    assert wait_until(lambda: not any(pid_alive(p) for p in pids), 10), [p for p in pids if pid_alive(p)]
+
+
+def test_idle_zygote_is_evicted_for_memory(tmp_path) -> None:
+    s = start_server(tmp_path / "d", env={"POLYFN_MEMORY_BUDGET": "400"})
+    try:
+        s.deploy("fzev-a", {"handler.py": SLOW}, memory=128)
+        s.deploy("fzev-c", {"handler.py": SLOW}, memory=384)
+        s.api.post("/v1/functions/fzev-a/invoke", json={})
+        assert wait_until(lambda: zygote(s, "fzev-a")["state"] == "ready", 30)
+        za = zygote(s, "fzev-a")
+        assert s.api.get("/v1/functions/fzev-a").json()["scaling"]["node_memory"]["reserved_mb"] == 128 + za["reserved_mb"]
+        # c needs 384 of 400 MB: a's idle instance is evicted first, then a's idle zygote
+        r = s.api.post("/v1/functions/fzev-c/invoke", json={})
+        assert r.status_code == 200, r.text
+        assert wait_until(lambda: not pid_alive(za["pid"]))
+        assert zygote(s, "fzev-a")["state"] == "none"
+    finally:
+        s.stop()
