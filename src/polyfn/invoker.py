@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from polyfn.config import Settings
-from polyfn.model import Activation, LogLine
+from polyfn.model import Activation, LogLine, Revision
 from polyfn.observe.metrics import Metrics
 from polyfn.observe.recorder import ActivationRecorder
 from polyfn.protocol import Invoke, Result
@@ -105,17 +105,20 @@ class Invoker:
     async def invoke(self, name: str, kind: str, trigger: str, method: str = "", path: str = "",
                      query: str = "", headers: list[tuple[str, str]] | None = None, body: bytes = b"",
                      content_type: str = "", trace_id: str = "", parent_id: str = "",
-                     activation_id: str = "") -> Outcome:
+                     activation_id: str = "", revision: Revision | None = None) -> Outcome:
         """Run one invocation. `trace_id`/`parent_id` come from the caller's W3C `traceparent` (see
         `polyfn.observe.tracing`); without them the activation starts a new trace. `activation_id` is given
         by the async queue and triggers (the same id for every attempt, so the function can use it as an
-        idempotency key); otherwise a fresh one is made."""
+        idempotency key); otherwise a fresh one is made. `revision` pins the invocation to that revision of the
+        function (a published version or an alias), served by its own pool when it is not the current one."""
         if not self.accepting:
             return platform_error(503, "shutting_down", "the server is shutting down",
                                   headers=[(b"retry-after", b"1")])
         active = self.registry.get(name)
         if active is None:
             return platform_error(404, "function_not_found", f"function {name!r} does not exist")
+        if revision is not None and revision.number != active.revision.number:
+            active = self.registry.pinned(revision)
         if len(body) > self.max_payload:
             return platform_error(413, "payload_too_large",
                                   f"the payload is {len(body)} bytes; the limit is {self.max_payload}")

@@ -182,7 +182,7 @@ def test_bad_input(lam: Any, server: Any) -> None:
     assert e.value.response["Error"]["Code"] == "InvalidParameterValueException"
     assert "missing" in e.value.response["Error"]["Message"]
     with pytest.raises(ClientError) as e:
-        lam.publish_version(FunctionName="lam-dup")
+        lam.put_function_concurrency(FunctionName="lam-dup", ReservedConcurrentExecutions=1)
     assert e.value.response["Error"]["Code"] == "UnsupportedOperationException"
 
 

@@ -70,14 +70,13 @@ def process_memory(pid: int) -> dict[str, int | None]:
 
 
 def instances_json(node: Node, name: str) -> list[dict[str, Any]]:
-    active = node.registry.get(name)
-    if active is None:
-        return []
+    """Live instances of the function's current revision, then of its pinned ones (versions, aliases)."""
     now = time.monotonic()
     out = []
-    for inst in list(active.pool.instances):
+    for rev, inst in [(a.revision.number, i) for a in node.registry.all_of(name) for i in a.pool.instances]:
         state = ("busy" if inst.inflight else "idle") if inst.state is State.READY else inst.state.value
-        out.append({"id": inst.id, "pid": inst.pid, "state": state, "inflight": inst.inflight,
+        out.append({"id": inst.id, "pid": inst.pid, "revision": rev, "state": state,
+                    "inflight": inst.inflight,
                     "served": inst.served, "age_s": round(now - inst.created, 1),
                     "idle_s": round(now - inst.last_used, 1) if not inst.inflight else 0.0,
                     "init_ms": round(inst.init_ms, 2), **process_memory(inst.pid)})

@@ -5,6 +5,7 @@ process exits back to their instances, and runs the keep-alive reaper.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import os
@@ -237,9 +238,13 @@ class InstanceManager:
                 env = {k: v.replace(outside, inside) for k, v in env.items()}
         return env
 
-    def new_pool(self, revision: Revision) -> Pool:
+    def new_pool(self, revision: Revision, keep_min: bool = True) -> Pool:
+        """A pool for `revision`; `keep_min=False` (a pinned, non-current revision) keeps no instances warm."""
         pool = Pool(revision, self, self.settings.max_queue, self.settings.keepalive,
                     self.settings.keepalive_policy)
+        if not keep_min:
+            pool.min_instances = 0
+            pool.scaler_config = dataclasses.replace(pool.scaler_config, min_instances=0)
         self.pools.add(pool)
         pool.ensure_min()
         return pool

@@ -32,7 +32,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from polyfn.model import Activation, FunctionInfo, FunctionSpec, LogLine, Revision, now
-from polyfn.store.tables import activations, functions, log_lines, revisions
+from polyfn.store.tables import activations, aliases, functions, log_lines, revisions, versions
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000  # how long another process's write may hold us up before "database is locked"
@@ -169,7 +169,7 @@ class Store:
         return [_revision(r) for r in rows]
 
     async def delete_function(self, name: str) -> list[Revision] | None:
-        """Delete the function and its revisions; its activations and logs stay until pruned.
+        """Delete the function, its revisions, versions and aliases; its activations and logs stay until pruned.
 
         Returns the deleted revisions (so the caller can remove their code dirs), or None if unknown.
         """
@@ -185,6 +185,8 @@ class Store:
                 )
             ).all()
             await conn.execute(delete(revisions).where(revisions.c.function == name))
+            await conn.execute(delete(versions).where(versions.c.function == name))
+            await conn.execute(delete(aliases).where(aliases.c.function == name))
             await conn.execute(delete(functions).where(functions.c.name == name))
         return [_revision(r) for r in rows]
 

@@ -36,6 +36,8 @@ functions = Table(
     Column("current_revision", Integer, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # 0008: the highest version number ever published (version numbers are never reused, as in Lambda)
+    Column("last_version", Integer, nullable=False, server_default="0"),
 )
 
 revisions = Table(
@@ -48,6 +50,30 @@ revisions = Table(
     Column("code_dir", Text, nullable=False),
     Column("deps_dir", Text, nullable=True),
     Column("created_at", Float, nullable=False),
+)
+
+# 0008: published versions (a revision frozen under a version number) and aliases (a name for a version,
+# optionally with a second, weighted version). `store/versions.py` reads and writes them.
+versions = Table(
+    "versions",
+    metadata,
+    Column("function", String, primary_key=True),
+    Column("number", Integer, primary_key=True),
+    Column("revision", Integer, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+aliases = Table(
+    "aliases",
+    metadata,
+    Column("function", String, primary_key=True),
+    Column("name", String, primary_key=True),
+    Column("version", String, nullable=False),  # a version number, or "$LATEST" (the current revision)
+    Column("weights", Text, nullable=False),  # JSON {version: weight}: extra versions and their shares
+    Column("description", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
 )
 
 activations = Table(

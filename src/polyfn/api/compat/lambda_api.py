@@ -14,8 +14,10 @@ Mapping:
   `Role`, `Description`, `Tags` and the zip's SHA-256 are kept as `aws.lambda/*` annotations;
 * every Create/UpdateFunctionCode/UpdateFunctionConfiguration is a new polyfn revision, live when the call
   returns, so `State` is always `Active` and `LastUpdateStatus` `Successful` (the waiters pass at once);
-* only `$LATEST` exists: PublishVersion and aliases are not implemented (they answer
-  `UnsupportedOperationException`, as does every route polyfn does not implement).
+* a published version is a polyfn revision frozen under a version number, an alias names a version
+  (`store/versions.py`); `Qualifier` (`$LATEST`, a version or an alias) picks the revision an invocation
+  runs, served by its own pool when it is not the current one (`scheduler/registry.py`, `pinned`);
+* every route polyfn does not implement answers `UnsupportedOperationException`.
 
 Errors: the HTTP status, `x-amzn-ErrorType: <Type>` and `{"Type": "User", "Message": ...}`, the shape
 botocore parses into `ClientError`. Every response carries `x-amzn-RequestId`.
@@ -29,6 +31,7 @@ import hashlib
 import hmac
 import json
 import math
+import random
 import re
 import time
 import uuid
@@ -45,7 +48,8 @@ from polyfn.deploy import archive
 from polyfn.deploy.errors import DeployError
 from polyfn.invoker import Outcome
 from polyfn.manifests import runtimes
-from polyfn.model import FunctionInfo, SpecError, validate_name
+from polyfn.model import FunctionInfo, Revision, SpecError, validate_name
+from polyfn.store.versions import LATEST, Alias, InUse, VersionStore
 
 if TYPE_CHECKING:
     from polyfn.server import Node
@@ -69,7 +73,10 @@ _IGNORED = {"Publish", "TracingConfig", "Architectures", "KMSKeyArn", "LoggingCo
 _CREATE_FIELDS = {"FunctionName", "Role", "Code", "Runtime", "Handler", "Description", "Timeout", "MemorySize",
                   "Environment", "Tags", "PackageType"} | _IGNORED
 _CONFIG_FIELDS = {"Role", "Handler", "Description", "Timeout", "MemorySize", "Environment", "Runtime"} | _IGNORED
-_CODE_FIELDS = {"ZipFile", "S3Bucket", "S3Key", "S3ObjectVersion", "ImageUri"} | _IGNORED
+_CODE_FIELDS = {"ZipFile", "S3Bucket", "S3Key", "S3ObjectVersion", "ImageUri", "Publish"} | _IGNORED
+_PUBLISH_FIELDS = {"CodeSha256", "Description", "RevisionId"}
+_ALIAS_FIELDS = {"Name", "FunctionVersion", "Description", "RoutingConfig", "RevisionId"}
+_ALIAS_RE = re.compile(r"^(?!\d+$)[A-Za-z0-9_-]{1,128}$")
 
 
 #: the scope each Lambda action needs (auth/keys.py: read < invoke < deploy < admin)
@@ -150,8 +157,10 @@ def revision_id(info: FunctionInfo) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"polyfn:{info.name}@{info.revision}:{info.code_sha256}"))
 
 
-def configuration(info: FunctionInfo, region: str) -> dict[str, Any]:
-    """Lambda's FunctionConfiguration for a polyfn function."""
+def configuration(info: FunctionInfo, region: str, version: str = LATEST, qualifier: str | None = None,
+                  description: str = "") -> dict[str, Any]:
+    """Lambda's FunctionConfiguration for a polyfn function (or one of its versions: `version`, and the
+    `qualifier` its ARN ends with; `description` is the version's own, if it has one)."""
     spec = info.spec
     a = spec.annotations
     name = a.get(A_NAME, info.name)
@@ -164,17 +173,17 @@ def configuration(info: FunctionInfo, region: str) -> dict[str, Any]:
         code_sha, code_size = base64.b64encode(bytes.fromhex(info.code_sha256)).decode(), 0
     cfg: dict[str, Any] = {
         "FunctionName": name,
-        "FunctionArn": arn(region, name),
+        "FunctionArn": arn(region, name) + (f":{qualifier}" if qualifier else ""),
         "Runtime": runtime,
         "Role": a.get(A_ROLE, f"arn:aws:iam::{ACCOUNT}:role/polyfn"),
         "Handler": spec.handler,
         "CodeSize": code_size,
-        "Description": a.get(A_DESC, ""),
+        "Description": description or a.get(A_DESC, ""),
         "Timeout": max(1, round(spec.timeout)),
         "MemorySize": spec.memory,
         "LastModified": _iso(info.updated_at),
         "CodeSha256": code_sha,
-        "Version": "$LATEST",
+        "Version": version,
         "TracingConfig": {"Mode": "PassThrough"},
         "RevisionId": revision_id(info),
         "State": "Active",
@@ -187,6 +196,56 @@ def configuration(info: FunctionInfo, region: str) -> dict[str, Any]:
     if spec.env:
         cfg["Environment"] = {"Variables": dict(spec.env)}
     return cfg
+
+
+def revision_info(info: FunctionInfo, rev: Revision) -> FunctionInfo:
+    """`info` (the function) as it was at revision `rev`."""
+    return FunctionInfo(name=info.name, revision=rev.number, created_at=info.created_at,
+                        updated_at=rev.created_at, spec=rev.spec, code_sha256=rev.code_sha256)
+
+
+class Target:
+    """What a qualifier resolved to: the revision to run or show, its Lambda version, and the alias."""
+
+    __slots__ = ("alias", "description", "info", "revision", "version")
+
+    def __init__(self, info: FunctionInfo, revision: Revision | None, version: str, alias: Alias | None = None,
+                 description: str = ""):
+        self.info = info  # the function as of `revision`
+        self.revision = revision  # None: the current revision ($LATEST)
+        self.version = version
+        self.alias = alias
+        self.description = description
+
+
+def alias_configuration(alias: Alias, lname: str, region: str) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "AliasArn": f"{arn(region, lname)}:{alias.name}", "Name": alias.name, "FunctionVersion": alias.version,
+        "Description": alias.description,
+        "RevisionId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"polyfn-alias:{alias.function}:{alias.name}:{alias.updated_at}")),
+    }
+    if alias.weights:
+        out["RoutingConfig"] = {"AdditionalVersionWeights": dict(alias.weights)}
+    return out
+
+
+def _page(items: list[Any], q: Any, key: Any, what: str) -> tuple[list[Any], str | None]:
+    """One page of `items` (sorted by `key`) after `Marker`, at most `MaxItems`; and the next marker."""
+    try:
+        max_items = int(q.get("MaxItems", "50"))
+    except ValueError:
+        raise _invalid("MaxItems must be an integer") from None
+    if not 1 <= max_items <= 10000:
+        raise _invalid(f"MaxItems={max_items}: must be 1..10000")
+    if q.get("Marker"):
+        try:
+            after = base64.urlsafe_b64decode(q["Marker"].encode()).decode()
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raise _invalid(f"Marker is not a marker returned by {what}") from None
+        items = [i for i in items if key(i) > after]
+    page = items[:max_items]
+    marker = base64.urlsafe_b64encode(key(page[-1]).encode()).decode() if len(items) > max_items else None
+    return page, marker
 
 
 def _unknown(body: dict[str, Any], allowed: set[str], what: str) -> None:
@@ -262,6 +321,13 @@ def _zip_files(node: Node, code: dict[str, Any], fields: dict[str, Any]) -> dict
 class LambdaApi:
     def __init__(self, node: Node):
         self.node = node
+        self._versions: VersionStore | None = None
+
+    @property
+    def versions(self) -> VersionStore:
+        if self._versions is None:  # the store opens after the routes are installed
+            self._versions = VersionStore(self.node.store)
+        return self._versions
 
     # -- plumbing -------------------------------------------------------------------------------------
 
@@ -317,11 +383,39 @@ class LambdaApi:
         if info is None or info.spec.annotations.get(A_NAME, info.name) != lname:
             raise LambdaError(404, "ResourceNotFoundException", f"Function not found: {arn(region, lname)}"
                               + (f":{q}" if q else ""))
-        if q not in (None, "$LATEST"):
-            raise LambdaError(404, "ResourceNotFoundException",
-                              f"Function not found: {arn(region, lname)}:{q} (polyfn has only $LATEST: "
-                              "versions and aliases are not supported)")
         return info
+
+    async def resolve(self, value: str, region: str, qualifier: str | None = None, route: bool = False) -> Target:
+        """The function `value` names at `qualifier` (or the name's own `:qualifier`): `$LATEST`, a published
+        version, or an alias. With `route`, an alias with weights picks its version at random by weight
+        (an invocation); otherwise its primary version."""
+        lname, q = parse_function_name(value)
+        q = qualifier or q
+        info = await self.find(value, region, q)
+        if q in (None, LATEST):
+            return Target(info, None, LATEST)
+        alias = None
+        number = q
+        if not q.isdigit():
+            alias = await self.versions.get_alias(info.name, q)
+            if alias is None:
+                raise LambdaError(404, "ResourceNotFoundException",
+                                  f"Cannot find alias arn: {arn(region, lname)}:{q}")
+            number = alias.version
+            if route and alias.weights:
+                number = _pick(alias.version, alias.weights)
+            if number == LATEST:
+                return Target(info, None, LATEST, alias)
+        v = await self.versions.get_version(info.name, int(number))
+        rev = await self.node.store.get_revision(info.name, v.revision) if v is not None else None
+        if v is None or rev is None:
+            raise LambdaError(404, "ResourceNotFoundException",
+                              f"Function not found: {arn(region, lname)}:{number}")
+        return Target(revision_info(info, rev), rev, str(v.number), alias, v.description)
+
+    def target_configuration(self, t: Target, region: str, qualified: bool) -> dict[str, Any]:
+        q = (t.alias.name if t.alias else t.version) if qualified else None
+        return configuration(t.info, region, t.version, q, t.description)
 
     async def deploy(self, fields: dict[str, Any], files: dict[str, bytes]) -> FunctionInfo:
         try:
@@ -383,13 +477,26 @@ class LambdaApi:
         _unknown(code, _CODE_FIELDS, "Code")
         files = _zip_files(self.node, code, fields)
         info = await self.deploy(fields, files)
+        if body.get("Publish"):
+            return _json(await self.publish(info, ident.region), 201)
         return _json(configuration(info, ident.region), 201)
+
+    async def publish(self, info: FunctionInfo, region: str, description: str = "") -> dict[str, Any]:
+        """Freeze the current revision as a version (or return the newest one, if nothing changed)."""
+        done = await self.versions.publish(info.name, description)
+        rev = await self.node.store.get_revision(info.name, done[0].revision) if done is not None else None
+        if done is None or rev is None:  # deleted meanwhile
+            raise LambdaError(404, "ResourceNotFoundException", f"Function not found: {arn(region, info.name)}")
+        v = done[0]
+        return self.target_configuration(Target(revision_info(info, rev), rev, str(v.number), None, v.description),
+                                         region, True)
 
     async def get_function(self, request: Request, function_name: str) -> Response:
         ident, _ = await self.auth(request)
         self.require(ident, "GetFunction", self.pname(function_name))
-        info = await self.find(function_name, ident.region, request.query_params.get("Qualifier"))
-        cfg = configuration(info, ident.region)
+        t = await self.resolve(function_name, ident.region, request.query_params.get("Qualifier"))
+        info = t.info
+        cfg = self.target_configuration(t, ident.region, _qualified(function_name, request))
         expires = int(time.time()) + CODE_URL_TTL
         sig = self._code_sig(info, expires)
         base = str(request.base_url).rstrip("/")
@@ -410,10 +517,10 @@ class LambdaApi:
             revision = int(q.get("revision", "0"))
         except ValueError:
             expires = revision = 0
-        if (info is None or revision != info.revision or expires < time.time()
-                or not hmac.compare_digest(self._code_sig(info, expires), q.get("signature", ""))):
+        rev = await self.node.store.get_revision(name, revision) if info is not None else None
+        if (info is None or rev is None or expires < time.time()
+                or not hmac.compare_digest(self._code_sig(revision_info(info, rev), expires), q.get("signature", ""))):
             raise LambdaError(403, "AccessDeniedException", "the code link is invalid or has expired")
-        rev = await self.node.store.get_current_revision(name)
         import asyncio
 
         data = await asyncio.to_thread(common.zip_code, rev.code_dir)
@@ -422,42 +529,50 @@ class LambdaApi:
     async def get_configuration(self, request: Request, function_name: str) -> Response:
         ident, _ = await self.auth(request)
         self.require(ident, "GetFunctionConfiguration", self.pname(function_name))
-        info = await self.find(function_name, ident.region, request.query_params.get("Qualifier"))
-        return _json(configuration(info, ident.region))
+        t = await self.resolve(function_name, ident.region, request.query_params.get("Qualifier"))
+        return _json(self.target_configuration(t, ident.region, _qualified(function_name, request)))
 
     async def list_functions(self, request: Request) -> Response:
         ident, _ = await self.auth(request)
-        q = request.query_params
-        try:
-            max_items = int(q.get("MaxItems", "50"))
-        except ValueError:
-            raise _invalid("MaxItems must be an integer") from None
-        if not 1 <= max_items <= 10000:
-            raise _invalid(f"MaxItems={max_items}: must be 1..10000")
-        after = ""
-        if q.get("Marker"):
-            try:
-                after = base64.urlsafe_b64decode(q["Marker"].encode()).decode()
-            except (binascii.Error, UnicodeDecodeError, ValueError):
-                raise _invalid("Marker is not a marker returned by ListFunctions") from None
         bound = getattr(ident.key, "function", None)  # a key bound to one function lists only that one
         if not bound:
             self.require(ident, "ListFunctions", None)
         else:
             self.require(ident, "ListFunctions", bound)
-        infos = [i for i in await self.node.store.list_functions() if i.name > after and (not bound or i.name == bound)]
-        page = infos[:max_items]
+        infos = [i for i in await self.node.store.list_functions() if not bound or i.name == bound]
+        page, marker = _page(infos, request.query_params, lambda i: i.name, "ListFunctions")
         out: dict[str, Any] = {"Functions": [configuration(i, ident.region) for i in page]}
-        if len(infos) > max_items:
-            out["NextMarker"] = base64.urlsafe_b64encode(page[-1].name.encode()).decode()
+        if marker:
+            out["NextMarker"] = marker
         return _json(out)
 
     async def delete_function(self, request: Request, function_name: str) -> Response:
         ident, _ = await self.auth(request)
         self.require(ident, "DeleteFunction", self.pname(function_name))
-        info = await self.find(function_name, ident.region, request.query_params.get("Qualifier"))
+        q = request.query_params.get("Qualifier") or parse_function_name(function_name)[1]
+        info = await self.find(function_name, ident.region)
+        if q is not None:
+            return await self.delete_version(info, q, ident.region)
         if not await common.delete_function(self.node, info.name):
             raise LambdaError(404, "ResourceNotFoundException", f"Function not found: {function_name}")
+        return Response(status_code=204, headers={"x-amzn-RequestId": _request_id()})
+
+    async def delete_version(self, info: FunctionInfo, q: str, region: str) -> Response:
+        lname = configuration(info, region)["FunctionName"]
+        if q == LATEST:
+            raise _invalid("$LATEST version cannot be deleted without deleting the function.")
+        if not q.isdigit():
+            raise _invalid(f"Qualifier {q!r} of DeleteFunction must be a version number (delete an alias with "
+                           "DeleteAlias)")
+        try:
+            v = await self.versions.delete_version(info.name, int(q))
+        except InUse as e:
+            raise LambdaError(409, "ResourceConflictException",
+                              f"Unable to delete version because the following aliases reference it: {e}") from None
+        if v is None:
+            raise LambdaError(404, "ResourceNotFoundException", f"Function not found: {arn(region, lname)}:{q}")
+        if v.revision != info.revision:
+            self.node.registry.remove_revision(info.name, v.revision)
         return Response(status_code=204, headers={"x-amzn-RequestId": _request_id()})
 
     async def update_code(self, request: Request, function_name: str) -> Response:
@@ -472,6 +587,8 @@ class LambdaApi:
         if body.get("DryRun"):
             return _json(configuration(info, ident.region))
         info = await self.deploy(fields, files)
+        if body.get("Publish"):
+            return _json(await self.publish(info, ident.region))
         return _json(configuration(info, ident.region))
 
     async def update_configuration(self, request: Request, function_name: str) -> Response:
@@ -491,7 +608,8 @@ class LambdaApi:
     async def invoke(self, request: Request, function_name: str) -> Response:
         ident, body = await self.auth(request)
         self.require(ident, "InvokeFunction", self.pname(function_name))
-        info = await self.find(function_name, ident.region, request.query_params.get("Qualifier"))
+        t = await self.resolve(function_name, ident.region, request.query_params.get("Qualifier"), route=True)
+        info = t.info
         h = request.headers
         kind = h.get("x-amz-invocation-type", "RequestResponse")
         log_type = h.get("x-amz-log-type", "None")
@@ -516,8 +634,11 @@ class LambdaApi:
 
         def run() -> Any:
             return self.node.invoker.invoke(info.name, "event", "lambda", "POST", "/", "", fheaders, body,
-                                            "application/json")
+                                            "application/json", revision=t.revision)
 
+        if kind == "Event" and t.revision is not None:  # the durable queue runs the current revision only
+            common.background(self.node).submit(run())
+            return Response(status_code=202, headers={"x-amzn-RequestId": rid})
         if kind == "Event":
             try:
                 queued = await common.submit_async(self.node, info.name, "event", "lambda", body, "application/json",
@@ -528,11 +649,12 @@ class LambdaApi:
                 common.background(self.node).submit(run())
             return Response(status_code=202, headers={"x-amzn-RequestId": rid})
         out = await run()
-        return await self.invoke_response(out, info, rid, log_type == "Tail")
+        return await self.invoke_response(out, info, rid, log_type == "Tail", t.version)
 
-    async def invoke_response(self, out: Outcome, info: FunctionInfo, rid: str, tail: bool) -> Response:
+    async def invoke_response(self, out: Outcome, info: FunctionInfo, rid: str, tail: bool,
+                              version: str = LATEST) -> Response:
         hdrs = common.outcome_headers(out)
-        headers = {"x-amzn-RequestId": rid, "X-Amz-Executed-Version": "$LATEST"}
+        headers = {"x-amzn-RequestId": rid, "X-Amz-Executed-Version": version}
         code = hdrs.get("x-polyfn-error")
         body = out.body
         timeout = info.spec.timeout
@@ -563,16 +685,16 @@ class LambdaApi:
         elif "x-polyfn-function-error" in hdrs:
             headers["X-Amz-Function-Error"] = "Unhandled"
         if tail and out.activation_id:
-            headers["X-Amz-Log-Result"] = await self.log_tail(out.activation_id, info)
+            headers["X-Amz-Log-Result"] = await self.log_tail(out.activation_id, info, version)
         return Response(body, status_code=200, headers=headers, media_type="application/json")
 
-    async def log_tail(self, activation_id: str, info: FunctionInfo) -> str:
+    async def log_tail(self, activation_id: str, info: FunctionInfo, version: str = LATEST) -> str:
         """Base64 of the last 4 KB of the activation's log, framed as Lambda frames it."""
         await self.node.recorder.flush()
         act = await self.node.store.get_activation(activation_id)
         if act is None:
             return ""
-        lines = [f"START RequestId: {act.id} Version: $LATEST"]
+        lines = [f"START RequestId: {act.id} Version: {version}"]
         lines += [ln.line for ln in act.logs]
         lines.append(f"END RequestId: {act.id}")
         report = (f"REPORT RequestId: {act.id}\tDuration: {act.run_ms:.2f} ms\t"
@@ -583,12 +705,143 @@ class LambdaApi:
         text = ("\n".join(lines) + "\n").encode()
         return base64.b64encode(text[-TAIL_BYTES:]).decode()
 
+    # -- versions and aliases --------------------------------------------------------------------------
+
+    async def publish_version(self, request: Request, function_name: str) -> Response:
+        ident, raw = await self.auth(request)
+        body = self.body_json(raw)
+        _unknown(body, _PUBLISH_FIELDS, "PublishVersion")
+        self.require(ident, "PublishVersion", self.pname(function_name))
+        info = await self.find(function_name, ident.region)
+        self.check_revision(body, info)
+        want = body.get("CodeSha256")
+        if want and want != configuration(info, ident.region)["CodeSha256"]:
+            raise LambdaError(412, "PreconditionFailedException",
+                              f"CodeSha256 ({want}) is different from current CodeSha256 in $LATEST. "
+                              "Please try again with the CodeSha256 in $LATEST.")
+        return _json(await self.publish(info, ident.region, str(body.get("Description") or "")[:256]), 201)
+
+    async def list_versions(self, request: Request, function_name: str) -> Response:
+        ident, _ = await self.auth(request)
+        self.require(ident, "ListVersionsByFunction", self.pname(function_name))
+        info = await self.find(function_name, ident.region)
+        entries: list[tuple[str, Target]] = [(LATEST, Target(info, None, LATEST))]  # "$" sorts before digits
+        for v in await self.versions.list_versions(info.name):
+            rev = await self.node.store.get_revision(info.name, v.revision)
+            if rev is not None:
+                entries.append((f"{v.number:010d}", Target(revision_info(info, rev), rev, str(v.number), None,
+                                                            v.description)))
+        page, marker = _page(entries, request.query_params, lambda e: e[0], "ListVersionsByFunction")
+        out: dict[str, Any] = {"Versions": [self.target_configuration(t, ident.region, True) for _k, t in page]}
+        if marker:
+            out["NextMarker"] = marker
+        return _json(out)
+
+    async def alias_fields(self, info: FunctionInfo, body: dict[str, Any], alias: Alias, region: str) -> Alias:
+        """Apply CreateAlias/UpdateAlias fields to `alias`, checking that the versions exist."""
+        if "FunctionVersion" in body:
+            alias.version = str(body["FunctionVersion"])
+        if "Description" in body:
+            alias.description = str(body["Description"] or "")[:256]
+        if "RoutingConfig" in body:
+            weights = (body["RoutingConfig"] or {}).get("AdditionalVersionWeights") or {}
+            if not isinstance(weights, dict) or len(weights) > 1:
+                raise _invalid("RoutingConfig.AdditionalVersionWeights takes at most one other version")
+            alias.weights = {}
+            for k, w in weights.items():
+                if not isinstance(w, int | float) or not 0.0 <= w <= 1.0:
+                    raise _invalid(f"RoutingConfig.AdditionalVersionWeights[{k}]={w!r}: must be 0.0..1.0")
+                alias.weights[str(k)] = float(w)
+        lname = configuration(info, region)["FunctionName"]
+        for v in (alias.version, *alias.weights):
+            if v == LATEST:
+                continue
+            if not v.isdigit() or await self.versions.get_version(info.name, int(v)) is None:
+                raise LambdaError(404, "ResourceNotFoundException", f"Function not found: {arn(region, lname)}:{v}")
+        if alias.weights:
+            if alias.version == LATEST or LATEST in alias.weights:
+                raise _invalid("$LATEST is not supported for an alias pointing to more than 1 version")
+            if alias.version in alias.weights:
+                raise _invalid(f"RoutingConfig: version {alias.version} is already the alias's FunctionVersion")
+        return alias
+
+    async def create_alias(self, request: Request, function_name: str) -> Response:
+        ident, raw = await self.auth(request)
+        body = self.body_json(raw)
+        _unknown(body, _ALIAS_FIELDS - {"RevisionId"}, "CreateAlias")
+        self.require(ident, "CreateAlias", self.pname(function_name))
+        info = await self.find(function_name, ident.region)
+        name = str(body.get("Name") or "")
+        if not _ALIAS_RE.match(name):
+            raise _invalid(f"Alias name {name!r} is not valid: 1-128 letters, digits, '-' or '_', "
+                           "not only digits, not $LATEST")
+        if "FunctionVersion" not in body:
+            raise _invalid("FunctionVersion is required")
+        alias = await self.alias_fields(info, body, Alias(function=info.name, name=name, version=""), ident.region)
+        lname = configuration(info, ident.region)["FunctionName"]
+        if not await self.versions.create_alias(alias):
+            raise LambdaError(409, "ResourceConflictException",
+                              f"Alias already exists: {arn(ident.region, lname)}:{name}")
+        return _json(alias_configuration(alias, lname, ident.region), 201)
+
+    async def get_alias(self, request: Request, function_name: str, alias_name: str) -> Response:
+        ident, _ = await self.auth(request)
+        self.require(ident, "GetAlias", self.pname(function_name))
+        info, alias = await self.find_alias(function_name, alias_name, ident.region)
+        return _json(alias_configuration(alias, configuration(info, ident.region)["FunctionName"], ident.region))
+
+    async def find_alias(self, function_name: str, alias_name: str, region: str) -> tuple[FunctionInfo, Alias]:
+        info = await self.find(function_name, region)
+        alias = await self.versions.get_alias(info.name, alias_name)
+        if alias is None:
+            lname = configuration(info, region)["FunctionName"]
+            raise LambdaError(404, "ResourceNotFoundException", f"Cannot find alias arn: {arn(region, lname)}:{alias_name}")
+        return info, alias
+
+    async def update_alias(self, request: Request, function_name: str, alias_name: str) -> Response:
+        ident, raw = await self.auth(request)
+        body = self.body_json(raw)
+        _unknown(body, _ALIAS_FIELDS - {"Name"}, "UpdateAlias")
+        self.require(ident, "UpdateAlias", self.pname(function_name))
+        info, alias = await self.find_alias(function_name, alias_name, ident.region)
+        lname = configuration(info, ident.region)["FunctionName"]
+        if body.get("RevisionId") and body["RevisionId"] != alias_configuration(alias, lname, ident.region)["RevisionId"]:
+            raise LambdaError(412, "PreconditionFailedException",
+                              "The Revision Id provided does not match the latest Revision Id. "
+                              "Call the GetFunction/GetAlias API to retrieve the latest Revision Id")
+        alias = await self.alias_fields(info, body, alias, ident.region)
+        if not await self.versions.update_alias(alias):
+            raise LambdaError(404, "ResourceNotFoundException", f"Cannot find alias arn: {arn(ident.region, lname)}:{alias_name}")
+        return _json(alias_configuration(alias, lname, ident.region))
+
+    async def delete_alias(self, request: Request, function_name: str, alias_name: str) -> Response:
+        ident, _ = await self.auth(request)
+        self.require(ident, "DeleteAlias", self.pname(function_name))
+        info = await self.find(function_name, ident.region)
+        await self.versions.delete_alias(info.name, alias_name)  # Lambda answers 204 for a missing alias too
+        return Response(status_code=204, headers={"x-amzn-RequestId": _request_id()})
+
+    async def list_aliases(self, request: Request, function_name: str) -> Response:
+        ident, _ = await self.auth(request)
+        self.require(ident, "ListAliases", self.pname(function_name))
+        info = await self.find(function_name, ident.region)
+        lname = configuration(info, ident.region)["FunctionName"]
+        version = request.query_params.get("FunctionVersion")
+        items = [a for a in await self.versions.list_aliases(info.name)
+                 if version is None or a.version == version or version in a.weights]
+        page, marker = _page(items, request.query_params, lambda a: a.name, "ListAliases")
+        out: dict[str, Any] = {"Aliases": [alias_configuration(a, lname, ident.region) for a in page]}
+        if marker:
+            out["NextMarker"] = marker
+        return _json(out)
+
     async def unsupported(self, request: Request, rest: str = "") -> Response:
         await self.auth(request)
         raise LambdaError(400, "UnsupportedOperationException",
                           f"polyfn does not implement {request.method} {request.url.path} of the Lambda API "
                           "(supported: Create/Get/List/Delete functions, UpdateFunctionCode, "
-                          "UpdateFunctionConfiguration, Invoke; see docs/compat.md)")
+                          "UpdateFunctionConfiguration, Invoke, PublishVersion, ListVersionsByFunction, "
+                          "Create/Get/Update/Delete/ListAliases; see docs/compat.md)")
 
 
 def _spec_dict(info: FunctionInfo) -> dict[str, Any]:
@@ -598,6 +851,21 @@ def _spec_dict(info: FunctionInfo) -> dict[str, Any]:
     d["env"] = dict(d["env"])
     d["annotations"] = dict(d["annotations"])
     return d
+
+
+def _qualified(function_name: str, request: Request) -> bool:
+    """The caller named a qualifier (the response's FunctionArn then carries it, as Lambda's does)."""
+    return bool(request.query_params.get("Qualifier") or parse_function_name(function_name)[1])
+
+
+def _pick(primary: str, weights: dict[str, float], rand: Any = random.random) -> str:
+    """The version an invocation of a weighted alias runs: each extra version with its weight, else primary."""
+    x = rand()
+    for version, w in weights.items():
+        if x < w:
+            return version
+        x -= w
+    return primary
 
 
 def _error_of(body: bytes) -> dict[str, Any]:
@@ -622,6 +890,13 @@ def install(app: FastAPI, node: Node) -> None:
     r.add_api_route(p + "/{function_name}/configuration", api.update_configuration, methods=["PUT"])
     r.add_api_route(p + "/{function_name}/code", api.update_code, methods=["PUT"])
     r.add_api_route(p + "/{function_name}/invocations", api.invoke, methods=["POST"])
+    r.add_api_route(p + "/{function_name}/versions", api.publish_version, methods=["POST"])
+    r.add_api_route(p + "/{function_name}/versions", api.list_versions, methods=["GET"])
+    r.add_api_route(p + "/{function_name}/aliases", api.create_alias, methods=["POST"])
+    r.add_api_route(p + "/{function_name}/aliases", api.list_aliases, methods=["GET"])
+    r.add_api_route(p + "/{function_name}/aliases/{alias_name}", api.get_alias, methods=["GET"])
+    r.add_api_route(p + "/{function_name}/aliases/{alias_name}", api.update_alias, methods=["PUT"])
+    r.add_api_route(p + "/{function_name}/aliases/{alias_name}", api.delete_alias, methods=["DELETE"])
     for prefix in ("2015-03-31", "2016-08-19", "2017-03-31", "2017-10-31", "2018-10-31", "2019-09-25",
                    "2019-09-30", "2020-04-22", "2020-06-30", "2021-10-31"):
         r.add_api_route(f"/{prefix}/{{rest:path}}", api.unsupported,
