@@ -139,6 +139,8 @@ class Node:
             if rev is not None and Path(rev.code_dir).is_dir():
                 self.registry.activate(rev)
         self.queue = AsyncQueue(s, self.invoker, self.registry)
+        self.queue.revision_lookup = self.store.get_revision
+        self.queue.on_failure = self._queued_trigger_failed
         await self.queue.start()
         self._gateway.queue = self.queue
         await self.storage.serve(self.queue.submit)  # storage events go into the durable queue
@@ -258,6 +260,12 @@ class Node:
         t = asyncio.ensure_future(cleanup())
         self._cleanup.add(t)
         t.add_done_callback(self._cleanup.discard)
+
+    def _queued_trigger_failed(self, job: Any, reason: str) -> None:
+        """A failed attempt of a storage event (delivered through the async queue, unlike the runners'
+        messages, which count their own failures): polyfn_trigger_errors_total{kind="storage"}."""
+        if job.trigger == "storage":
+            self.metrics.trigger_errors.inc(job.function, "storage", reason)
 
     async def deploy_examples(self) -> None:
         """Deploy every example under examples/seed and examples/native whose code changed since it was

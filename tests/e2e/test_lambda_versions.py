@@ -107,6 +107,13 @@ def test_versions_aliases_invoke_and_restart(srv: dict[str, Server], tmp_path: P
     assert error(lam.update_alias, FunctionName="ver", Name="prod", FunctionVersion="1",
                  RevisionId=alias["RevisionId"])[:2] == ("PreconditionFailedException", 412)
     assert ran(lam, "prod") == ("two", "2")
+    # an `Event` invoke of an alias goes through the durable queue pinned to the alias's version
+    queued = lam.invoke(FunctionName="ver", Qualifier="prod", InvocationType="Event", Payload=b"{}")
+    assert queued["StatusCode"] == 202
+    aid = queued["ResponseMetadata"]["RequestId"].replace("-", "")
+    assert wait_until(lambda: (server.api.get(f"/v1/activations/{aid}").json().get("status") == "success"), 30)
+    act = server.activation(aid)
+    assert json.loads(act["result"]) == {"v": "two"} and act["revision"] != 3  # not $LATEST's code
     lam.create_alias(FunctionName="ver", Name="old", FunctionVersion="1")
     lam.create_alias(FunctionName="ver", Name="latest", FunctionVersion="$LATEST")
     names = [a["Name"] for p in lam.get_paginator("list_aliases").paginate(

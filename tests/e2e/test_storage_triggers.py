@@ -252,6 +252,12 @@ def handler(event, context):
     broken = server.activation(d["id"])
     assert broken["status"] == "dead_letter" and broken["attempts"] == 3 and broken["trigger"] == "storage"
     assert not (server.data_dir / "storage" / "dead-letters.jsonl").exists()
+    # every failed attempt is a trigger error on /metrics: broken failed 3 times, flaky once
+    metrics = server.http.get("/metrics").text
+    for fn, n in (("broken", 3), ("flaky", 1)):
+        line = f'polyfn_trigger_errors_total{{function="{fn}",kind="storage",reason="function_error"}} {n}'
+        assert any(m.startswith(line) for m in metrics.splitlines()), (line, [
+            m for m in metrics.splitlines() if m.startswith("polyfn_trigger_errors_total")])
     # a replay runs the delivery again with the same event (it fails again: back in the DLQ)
     server.cli("dlq", "replay", d["id"], check=True)
     assert wait_until(lambda: [e["dead_at"] for e in dead()] > [d["dead_at"]], timeout=30)

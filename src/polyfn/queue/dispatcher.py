@@ -18,6 +18,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -27,12 +28,18 @@ from polyfn.invoker import new_activation_id
 from polyfn.observe.tracing import parse_traceparent
 from polyfn.queue import retry
 from polyfn.queue.builtin import Job, QueueDB
+from polyfn.triggers.base import failure_reason
 
 if TYPE_CHECKING:
     from polyfn.invoker import Invoker, Outcome
+    from polyfn.model import Revision
     from polyfn.scheduler.registry import FunctionRegistry
 
 log = logging.getLogger("polyfn.queue")
+
+#: a job header pinning the invocation to one revision of the function (its number), e.g. a Lambda `Event`
+#: invoke of a published version or an alias; without it a job runs whatever revision is current when it runs
+REVISION_HEADER = "x-polyfn-revision"
 
 
 #: trigger name → callback shape (job, outcome or None, status, reason) → (body, headers), for callers that
@@ -115,6 +122,11 @@ class AsyncQueue:
         self._stopping = False
         self._http: httpx.AsyncClient | None = None
         self.on_reply: Any = None  # set by the node: routes CloudEvents that functions reply with
+        # set by the node: (function, revision number) -> Revision | None, for jobs pinned to a revision
+        # (a Lambda `Event` invoke of a version or alias carries `x-polyfn-revision`)
+        self.revision_lookup: Callable[[str, int], Awaitable[Revision | None]] | None = None
+        # set by the node: (job, reason) for every failed attempt of a trigger-made job (trigger error counter)
+        self.on_failure: Callable[[Job, str], None] | None = None
 
     async def start(self) -> None:
         self.db = await QueueDB.open(self.settings.data_dir / "queue.db", self.settings.queue_sync)
@@ -375,15 +387,25 @@ class AsyncQueue:
         # the enqueuing request's W3C traceparent (kept with the job's headers): the invocation joins its trace
         tp = next((v for k, v in job.headers if k.lower() == "traceparent"), "")
         trace_id, parent_id = parse_traceparent(tp) if tp else ("", "")
+        revision = None
+        pinned = next((v for k, v in job.headers if k.lower() == REVISION_HEADER), "")
+        if pinned and self.revision_lookup is not None:
+            revision = await self.revision_lookup(job.function, int(pinned))
+            if revision is None:
+                await self._dead(job, "revision_not_found", {"code": "revision_not_found",
+                                                             "message": f"revision {pinned} of {job.function!r} is gone"})
+                return None
         return await self.invoker.invoke(job.function, job.kind, job.trigger, job.method, job.path, job.query,
                                          headers, job.body, job.content_type, trace_id=trace_id, parent_id=parent_id,
-                                         activation_id=job.id)
+                                         activation_id=job.id, revision=revision)
 
     async def _settle(self, job: Job, out: Outcome) -> bool:
         """Retry, dead-letter or complete an attempt: True when the job went to the completion batch (released
         from its function already)."""
         code, err = outcome_error(out) if out.status >= 400 else (None, {})
         cls = retry.classify(out.status, code)
+        if out.status >= 400 and self.on_failure is not None:
+            self.on_failure(job, failure_reason(out.status, code))
         active = self.registry.get(job.function)
         spec = active.revision.spec if active is not None else None
         decision = (retry.decide(cls, job.attempt, time.time() - job.enqueued_at, spec) if spec is not None

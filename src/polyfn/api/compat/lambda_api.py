@@ -49,6 +49,7 @@ from polyfn.deploy.errors import DeployError
 from polyfn.invoker import Outcome
 from polyfn.manifests import runtimes
 from polyfn.model import FunctionInfo, Revision, SpecError, validate_name
+from polyfn.queue.dispatcher import REVISION_HEADER
 from polyfn.store.versions import LATEST, Alias, InUse, VersionStore
 
 if TYPE_CHECKING:
@@ -636,13 +637,12 @@ class LambdaApi:
             return self.node.invoker.invoke(info.name, "event", "lambda", "POST", "/", "", fheaders, body,
                                             "application/json", revision=t.revision)
 
-        if kind == "Event" and t.revision is not None:  # the durable queue runs the current revision only
-            common.background(self.node).submit(run())
-            return Response(status_code=202, headers={"x-amzn-RequestId": rid})
         if kind == "Event":
+            # a version or alias: the job is pinned to its revision (the queue runs the current one otherwise)
+            qheaders = fheaders if t.revision is None else [*fheaders, (REVISION_HEADER, str(t.revision.number))]
             try:
                 queued = await common.submit_async(self.node, info.name, "event", "lambda", body, "application/json",
-                                                   fheaders, job_id=rid.replace("-", ""))
+                                                   qheaders, job_id=rid.replace("-", ""))
             except common.AsyncRejected as e:
                 raise LambdaError(413 if e.status == 413 else 400, "InvalidParameterValueException", e.message) from None
             if not queued:
