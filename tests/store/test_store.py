@@ -207,12 +207,19 @@ async def test_activation_roundtrip_with_logs(store: Store) -> None:
         status_code=500,
         result="",
         error={"errorType": "ValueError", "errorMessage": "bad", "stackTrace": ["a", "b"]},
-        logs=[LogLine(1000.6, "stdout", "second by ts"), LogLine(1000.55, "stderr", "first by ts")],
+        logs=[LogLine(1000.6, "stdout", "second by ts"), LogLine(1000.55, "stderr", "first by ts"),
+              LogLine(1000.123456789, "stdout", 'tab\t "quote" \\ é 漢字 🚀 \x00 nul, [1, {"a": 2}]'),
+              LogLine(1000.7, "stdout", "")],
         instance="hello@3#1",
     )
     await store.add_activations([a, act("act-2", 1001.0)])
     got = await store.get_activation("act-1")
-    assert got == a  # every field, and logs in the order they were recorded
+    # every field, and logs in the order they were recorded; a NUL (refused by PostgreSQL, a cut in SQLite)
+    # is stored as U+FFFD
+    a.logs[2] = LogLine(a.logs[2].ts, "stdout", a.logs[2].line.replace("\x00", "\ufffd"))
+    assert got == a
+    await store.add_activations([act("act-nul", 1002.0, result="a\x00b")])
+    assert (await store.get_activation("act-nul")).result == "a\ufffdb"
     plain = await store.get_activation("act-2")
     assert plain is not None and plain.error is None and plain.logs == [] and plain.cold is False
     assert await store.get_activation("missing") is None

@@ -197,7 +197,7 @@ class Store:
         if not acts:
             return
         every_attempt = acts
-        log_tuples = [(a.id, a.function, ln.ts, ln.stream, ln.line) for a in every_attempt for ln in a.logs]
+        log_tuples = [(a.id, a.function, ln.ts, ln.stream, _text(ln.line)) for a in every_attempt for ln in a.logs]
         # Newest record per id (a retried async invocation may appear twice in one batch); the log lines
         # of every attempt are kept.
         acts = list({a.id: a for a in acts}.values())
@@ -211,7 +211,7 @@ class Store:
             return
         act_rows = [_activation_row(a) for a in acts]
         log_rows = [
-            {"activation_id": a.id, "function": a.function, "ts": ln.ts, "stream": ln.stream, "line": ln.line}
+            {"activation_id": a.id, "function": a.function, "ts": ln.ts, "stream": ln.stream, "line": _text(ln.line)}
             for a in every_attempt
             for ln in a.logs
         ]
@@ -486,7 +486,7 @@ def _activation_row(a: Activation) -> dict[str, Any]:
         "cold": a.cold,
         "status": a.status,
         "status_code": a.status_code,
-        "result": a.result,
+        "result": _text(a.result),
         "error": None if a.error is None else msgspec.json.encode(a.error).decode(),
         "instance": a.instance,
         "trace_id": a.trace_id,
@@ -506,10 +506,16 @@ _SQLITE_INSERT_ACTIVATION = (  # an upsert: a retried async invocation's newest 
 _SQLITE_INSERT_LOG = "INSERT INTO log_lines (activation_id, function, ts, stream, line) VALUES (?, ?, ?, ?, ?)"
 
 
+def _text(s: str) -> str:
+    """Text a function produced, storable: NUL is replaced by U+FFFD. PostgreSQL refuses NUL in text (the
+    whole batch of records would fail, again on every retry) and SQLite cuts the value at it."""
+    return s.replace("\x00", "\ufffd") if "\x00" in s else s
+
+
 def _activation_tuple(a: Activation) -> tuple[Any, ...]:
     """`_activation_row` as a tuple in `_ACTIVATION_COLUMNS` order (SQLite fast path)."""
     return (a.id, a.function, a.revision, a.trigger, a.start, a.end, a.duration_ms, a.wait_ms, a.init_ms,
-            a.run_ms, int(a.cold), a.status, a.status_code, a.result,
+            a.run_ms, int(a.cold), a.status, a.status_code, _text(a.result),
             None if a.error is None else msgspec.json.encode(a.error).decode(), a.instance, a.trace_id,
             a.parent_id, a.init_info)
 
