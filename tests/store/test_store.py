@@ -369,3 +369,21 @@ def test_sqlite_fast_insert_covers_every_activation_column() -> None:
                      parent_id="p")
     row = _activation_row(act)
     assert dict(zip(_ACTIVATION_COLUMNS, _activation_tuple(act), strict=True)) == {**row, "cold": 1}
+
+
+async def test_recorder_drops_a_record_the_database_refuses_and_keeps_the_others(store: Store) -> None:
+    """A poison record (here a result the driver cannot bind) must not block every later record."""
+    from polyfn.observe.recorder import ActivationRecorder
+
+    rec = ActivationRecorder(store)
+    rec.record(act("good-1", 1.0))
+    rec.record(act("poison", 2.0, result=object()))
+    rec.record(act("good-2", 3.0))
+    with pytest.raises(Exception):  # noqa: B017 - the driver's own error type differs per database
+        await store.add_activations([act("poison", 2.0, result=object())])
+    await rec.flush()
+    assert (await store.get_activation("good-1")) is not None and (await store.get_activation("good-2")) is not None
+    assert await store.get_activation("poison") is None
+    rec.record(act("good-3", 4.0))
+    await rec.flush()
+    assert await store.get_activation("good-3") is not None

@@ -76,11 +76,31 @@ class ActivationRecorder:
                     await self.store.add_activations(batch)
                 except Exception:
                     log.exception("could not store %d activation records; retrying", len(batch))
-                    self._buf[:0] = batch
-                    raise
+                    if not await self._store_singly(batch):
+                        self._buf[:0] = batch
+                        raise
                 self._stored += len(batch)
                 for exporter in self.exporters:
                     exporter.submit(batch)
+
+    async def _store_singly(self, batch: list[Activation]) -> bool:
+        """After a failed batch: store its records one by one. When some are stored, the others are poison
+        (a record the database refuses every time) and are dropped, logged, so they cannot block every
+        later record; when none is stored the failure is the database's (full disk, lock): False, and
+        the whole batch is kept for the next try."""
+        if len(batch) < 2:
+            return False
+        refused = []
+        for act in batch:
+            try:
+                await self.store.add_activations([act])
+            except Exception as e:
+                refused.append((act, e))
+        if len(refused) == len(batch):
+            return False
+        for act, e in refused:
+            log.error("activation %s of %s dropped: the database refuses it (%s)", act.id, act.function, e)
+        return True
 
     async def _run(self) -> None:
         last_prune = time.monotonic()
