@@ -250,10 +250,12 @@ def main() -> None:
         print(f"\nwarning: polyfn had non-2xx responses or socket errors at {bad} connections")
     if 32 in results:
         o32, t32 = results[32]
-        print(f"\ntarget ≥ 10,000 req/s at 32 connections: {o32.rps:,.0f} → {'met' if o32.rps >= 10_000 else 'NOT met'}")
-        if t32:
-            ratio = o32.rps / t32.rps
-            print(f"target ≥ 4× functions-framework: {ratio:.1f}× → {'met' if ratio >= 4 else 'NOT met'}")
+        # the core issue's targets, then the scaling issue's (issue 4: ≥ 15,000/s and ≥ 6× the peer)
+        for rps, times in ((10_000, 4), (15_000, 6)):
+            print(f"\ntarget ≥ {rps:,} req/s at 32 connections: {o32.rps:,.0f} → {'met' if o32.rps >= rps else 'NOT met'}")
+            if t32:
+                ratio = o32.rps / t32.rps
+                print(f"target ≥ {times}× functions-framework: {ratio:.1f}× → {'met' if ratio >= times else 'NOT met'}")
 
 
 if __name__ == "__main__":
