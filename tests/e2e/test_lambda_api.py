@@ -255,14 +255,27 @@ def test_a_function_invokes_another_through_the_lambda_api(lam: Any, server: Any
         "def lambda_handler(event, context):\n"
         "    client = boto3.client('lambda', region_name='us-east-1')\n"
         "    r = client.invoke(FunctionName='lam-callee', Payload=json.dumps(event))\n"
-        "    return {'endpoint': os.environ['AWS_ENDPOINT_URL_LAMBDA'], 'result': json.loads(r['Payload'].read())}\n"
+        "    denied = {}\n"
+        "    for what, call in (('get', lambda: client.get_function(FunctionName='lam-callee')),\n"
+        "                       ('list', lambda: client.list_functions()),\n"
+        "                       ('delete', lambda: client.delete_function(FunctionName='lam-callee'))):\n"
+        "        try:\n"
+        "            call()\n"
+        "            denied[what] = 'allowed'\n"
+        "        except client.exceptions.ClientError as e:\n"
+        "            denied[what] = e.response['Error']['Code']\n"
+        "    return {'endpoint': os.environ['AWS_ENDPOINT_URL_LAMBDA'], 'result': json.loads(r['Payload'].read()),\n"
+        "            'denied': denied}\n"
     )
     # No credentials given: the instance's own key (scope invoke, from the node's key store) signs the call.
     create(lam, "lam-caller", caller, Timeout=30, MemorySize=512)
     r = lam.invoke(FunctionName="lam-caller", Payload=b'{"message": "nested"}')
     body = json.loads(r["Payload"].read())
     assert "FunctionError" not in r, body
-    assert body == {"endpoint": server.url, "result": {"message": "detsen"}}
+    # the instance's key invokes; it never reads another function's code or configuration, nor lists them
+    assert body == {"endpoint": server.url, "result": {"message": "detsen"},
+                    "denied": {"get": "AccessDeniedException", "list": "AccessDeniedException",
+                               "delete": "AccessDeniedException"}}
 
 
 def test_boto3_example_script(server: Any) -> None:

@@ -51,6 +51,10 @@ def allows(key: KeyRecord, scope: str, function: str | None) -> bool:
     """May `key` do something that needs `scope` on `function` (None: not about one function)?"""
     if _RANK[key.scope] < _RANK[scope]:
         return False
+    if key.owner is not None and scope != "invoke" and function != key.owner:
+        # a function's own key (its instances' credentials) invokes functions and reads its own function;
+        # never another function's code, configuration, activations or logs (user code holds this key)
+        return False
     return key.function is None or key.function == function
 
 
