@@ -155,3 +155,28 @@ def test_idle_zygote_is_evicted_for_memory(tmp_path) -> None:
         assert zygote(s, "fzev-a")["state"] == "none"
     finally:
         s.stop()
+
+
+SECRET_ENV = """\
+import os
+def handler(event, context):
+    import time
+    if (event or {}).get('sleep'):
+        time.sleep(float(event['sleep']))
+    return {'token': os.environ.get('ROTATED'), 'instance': os.environ['POLYFN_INSTANCE_ID']}
+"""
+
+
+def test_a_changed_secret_reaches_instances_forked_after_it(server: Server) -> None:
+    """The zygote's environment holds the secret it was built with: setting the secret drops the zygote,
+    so the next instance (a clean start, then forks of a new zygote) gets the new value."""
+    server.cli("secret", "set", "ROTATED", input="one", check=True)
+    server.deploy("fzsecret", {"handler.py": SECRET_ENV}, secrets=["ROTATED:env"], max_instances=4)
+    assert server.api.post("/v1/functions/fzsecret/invoke", json={}).json()["token"] == "one"
+    assert wait_until(lambda: zygote(server, "fzsecret")["state"] == "ready", 30), zygote(server, "fzsecret")
+    out, act = scale_out(server, "fzsecret")
+    assert out["token"] == "one" and "zygote: function" in act["init_info"]
+    server.cli("secret", "set", "ROTATED", input="two", check=True)
+    assert zygote(server, "fzsecret")["state"] != "ready"  # dropped at once
+    out, act = scale_out(server, "fzsecret")
+    assert out["token"] == "two", (out, act["init_info"])

@@ -84,6 +84,7 @@ def router(node: Node) -> APIRouter:
         except SecretsUnavailable as e:
             raise ApiError(501, "secrets_unavailable", str(e)) from None
         created = await node.security_store.put_secret(name, token, now())
+        node.manager.secret_changed(name)
         return {"name": name, "created": created}
 
     @r.get("/secrets", summary="List secret names")
@@ -94,6 +95,7 @@ def router(node: Node) -> APIRouter:
     async def delete_secret(name: str) -> dict[str, Any]:
         if not await node.security_store.delete_secret(name):
             raise ApiError(404, "secret_not_found", f"no secret {name!r}")
+        node.manager.secret_changed(name)
         return {"deleted": name}
 
     return r

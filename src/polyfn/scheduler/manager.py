@@ -394,6 +394,19 @@ class InstanceManager:
             fz.kill()
             return 0
 
+    def secret_changed(self, name: str) -> int:
+        """Secret `name` was set or deleted: drop the function zygotes of revisions that use it (their forks
+        would keep the value the zygote was built with; the next clean start reads the new one and builds a
+        new zygote). Running instances keep their value until they are replaced, as after any change."""
+        if self.fzs is None:
+            return 0
+        dropped = 0
+        for p in list(self.pools):
+            if p.revision.key in self.fzs.ready and any(e.partition(":")[0] == name for e in p.revision.spec.secrets):
+                self.fzs.drop(p.revision.key)
+                dropped += 1
+        return dropped
+
     async def start_function_zygote(self, pool: Pool, registry: FunctionZygotes) -> FunctionZygote:
         """Ask the runtime zygote for `pool`'s function zygote (an instance with `zygote=True` whose
         connection is a SEQPACKET control channel). Returns it before it is ready."""
