@@ -539,3 +539,27 @@ def test_network_polyfn_forks_of_a_function_zygote_share_its_relay(node: Server)
     assert "zygote: function" in act["init_info"], act["init_info"]
     assert out == {"body": "still here"}
     healthy(node)
+
+
+def test_node_cannot_write_into_the_shared_runtime_log(node: Server) -> None:
+    """fd 1 and 2 of a Node instance are not the node-wide runtime log file (which every Node instance
+    shares): raw writes to them go nowhere, while console output still reaches the activation."""
+    require(node, "mount ns")
+    code = """
+const fs = require('fs');
+exports.handler = async () => {
+  fs.writeSync(2, 'RAW-STDERR-MARKER\\n');
+  fs.writeSync(1, 'RAW-STDOUT-MARKER\\n');
+  console.log('CAPTURED-MARKER');
+  return 'ok';
+};
+"""
+    node.deploy("node-rawfd", {"index.js": code}, runtime="node", handler="index.handler")
+    r = node.api.post("/v1/functions/node-rawfd/invoke", json={})
+    assert r.status_code == 200 and r.json() == "ok", r.text
+    act = node.activation(r.headers["x-polyfn-activation-id"])
+    assert "CAPTURED-MARKER" in json.dumps(act["logs"]), act["logs"]
+    shared = (node.data_dir / "run" / "node-instances.log")
+    text = shared.read_text() if shared.exists() else ""
+    assert "RAW-STDERR-MARKER" not in text and "RAW-STDOUT-MARKER" not in text
+    healthy(node)

@@ -116,6 +116,13 @@ def _agent_mode(cfg: Config, prepared: object) -> None:
             if plan.seccomp:
                 seccomp.install()
             _keep_only({cfg.fd, gate_r})
+            # User code runs in this process: its stdout/stderr must not be the node-wide log file every
+            # runtime of this kind shares (a function could fill it up to RLIMIT_FSIZE for all of them).
+            # What it prints reaches its activation through the bootstrap's capture, as for Python.
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 1)
+            os.dup2(null, 2)
+            os.close(null)
             os.set_inheritable(gate_r, True)  # os.pipe() fds are close-on-exec
             os.execve(cfg.argv[0], cfg.argv, {**cfg.env, "POLYFN_GATE_FD": str(gate_r),
                                               "POLYFN_HOST_PID": _host_pid(prepared)})
