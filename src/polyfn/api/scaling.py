@@ -4,7 +4,6 @@ RSS and PSS (read from /proc/PID/smaps_rollup of each instance's process tree)."
 
 from __future__ import annotations
 
-import os
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +12,7 @@ from fastapi import APIRouter, Request
 
 from polyfn.api.errors import ApiError
 from polyfn.scheduler.instance import State
+from polyfn.scheduler.procfs import children, smaps
 
 if TYPE_CHECKING:
     from polyfn.server import Node
@@ -20,31 +20,6 @@ if TYPE_CHECKING:
 
 class PrewarmBody(msgspec.Struct, forbid_unknown_fields=True):
     instances: int = 1
-
-
-def _smaps(pid: int) -> tuple[int, int] | None:
-    rss = pss = 0
-    try:
-        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
-            for line in f:
-                if line.startswith(b"Rss:"):
-                    rss = int(line.split()[1])
-                elif line.startswith(b"Pss:"):
-                    pss = int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return rss, pss
-
-
-def _children(pid: int) -> list[int]:
-    out: list[int] = []
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                out += [int(x) for x in f.read().split()]
-    except (OSError, ValueError):
-        pass
-    return out
 
 
 def process_memory(pid: int) -> dict[str, int | None]:
@@ -60,12 +35,12 @@ def process_memory(pid: int) -> dict[str, int | None]:
     todo = [pid] if pid else []
     while todo and n < 64:
         p = todo.pop()
-        m = _smaps(p)
+        m = smaps(p)
         if m is not None:
             n += 1
             rss = max(rss or 0, m[0])
             pss = (pss or 0) + m[1]
-        todo += _children(p)
+        todo += children(p)
     return {"rss_kb": rss, "pss_kb": pss, "processes": n}
 
 
@@ -93,7 +68,7 @@ def zygote_json(node: Node, key: str) -> dict[str, Any] | None:
     if fz is None:
         state = "building" if key in fzs.building else f"none ({fzs.failed[key]})" if key in fzs.failed else "none"
         return {"state": state}
-    m = _smaps(fz.worker)
+    m = smaps(fz.worker)
     return {"state": "ready", "pid": fz.worker, "supervisor_pid": fz.supervisor, "import_ms": round(fz.import_ms, 1),
             "instances": fz.instances, "reserved_mb": fz.memory_mb,
             "rss_kb": m[0] if m else None, "pss_kb": m[1] if m else None}

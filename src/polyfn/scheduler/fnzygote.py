@@ -29,36 +29,13 @@ from typing import Any
 
 import msgspec
 
+from polyfn.scheduler.procfs import children, ns_pid, rss_kb
 from polyfn.scheduler.zygote import ZygoteClient, ZygoteError
 
 log = logging.getLogger("polyfn.fnzygote")
 
 #: seconds between the clean start that asks for a zygote and its build (see `FunctionZygotes._build`)
 BUILD_DELAY = 0.25
-
-
-def children(pid: int) -> list[int]:
-    """Direct children of `pid` (every thread's), from /proc."""
-    out: list[int] = []
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                out += [int(x) for x in f.read().split()]
-    except (OSError, ValueError):
-        pass
-    return out
-
-
-def ns_pid(pid: int) -> int:
-    """The pid of host process `pid` in its own (innermost) pid namespace; 0 if it is gone."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("NSpid:"):
-                    return int(line.split()[-1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
 
 
 def oom_kills(cgroup_dir: str, version: int) -> int:
@@ -70,17 +47,6 @@ def oom_kills(cgroup_dir: str, version: int) -> int:
                 if k == "oom_kill":
                     return int(v)
     except (OSError, ValueError):
-        pass
-    return 0
-
-
-def rss_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
         pass
     return 0
 

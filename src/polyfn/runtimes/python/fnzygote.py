@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import gc
 import os
-import select
 import signal
 import socket
 import stat
@@ -43,6 +42,7 @@ from polyfn.runtimes.python.zygote import (
     ZygoteReady,
     _exit_child,
     set_pdeathsig,
+    wait_readable,
 )
 
 _enc = msgspec.msgpack.Encoder()
@@ -152,16 +152,8 @@ def serve(ctrl: socket.socket, adapter: Any, info: str, import_ms: float) -> Non
     ctrl.send(_enc.encode(ZygoteReady(os.getpid(), import_ms)))
     blank = fork_blank()
     while True:
-        try:
-            readable, _, _ = select.select([ctrl, rfd], [], [])
-        except InterruptedError:
-            continue
+        readable = wait_readable(ctrl, rfd)
         if rfd in readable:
-            try:
-                while os.read(rfd, 512):
-                    pass
-            except BlockingIOError:
-                pass
             while True:
                 try:
                     pid, status = os.waitpid(-1, os.WNOHANG)

@@ -201,6 +201,24 @@ def _exit_child(fn: Any, *args: Any) -> None:
     os._exit(code)
 
 
+def wait_readable(ctrl: socket.socket, wake: int) -> list[Any]:
+    """Block until the control socket or the SIGCHLD wake-up pipe is readable; the pipe is drained (its
+    bytes only say "reap now"). The serve loop of the runtime zygote and of function zygotes."""
+    while True:
+        try:
+            readable, _, _ = select.select([ctrl, wake], [], [])
+            break
+        except InterruptedError:
+            continue
+    if wake in readable:
+        try:
+            while os.read(wake, 512):
+                pass
+        except BlockingIOError:
+            pass
+    return readable
+
+
 def main() -> None:
     t0 = time.perf_counter()
     ctrl = socket.socket(fileno=int(os.environ["POLYFN_ZYGOTE_FD"]))
@@ -281,16 +299,8 @@ def main() -> None:
         fork_blank()
 
     while True:
-        try:
-            readable, _, _ = select.select([ctrl, rfd], [], [])
-        except InterruptedError:
-            continue
+        readable = wait_readable(ctrl, rfd)
         if rfd in readable:
-            try:
-                while os.read(rfd, 512):
-                    pass
-            except BlockingIOError:
-                pass
             reap()
         if ctrl not in readable:
             continue
