@@ -34,6 +34,9 @@ from polyfn.scheduler.pool import Pool
 from polyfn.scheduler.registry import FunctionRegistry
 from polyfn.triggers.manager import TriggerManager
 
+#: trigger kinds whose deliveries are async-queue jobs (`Job.trigger` is the kind)
+QUEUED_TRIGGER_KINDS = frozenset({"cron", "events", "storage"})
+
 log = logging.getLogger("polyfn")
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
@@ -262,10 +265,11 @@ class Node:
         t.add_done_callback(self._cleanup.discard)
 
     def _queued_trigger_failed(self, job: Any, reason: str) -> None:
-        """A failed attempt of a storage event (delivered through the async queue, unlike the runners'
-        messages, which count their own failures): polyfn_trigger_errors_total{kind="storage"}."""
-        if job.trigger == "storage":
-            self.metrics.trigger_errors.inc(job.function, "storage", reason)
+        """A failed attempt of a delivery that runs through the async queue (cron ticks, routed CloudEvents,
+        storage events; the broker/topic/log runners count their own deliveries' failures):
+        polyfn_trigger_errors_total{kind=<the trigger kind>}."""
+        if job.trigger in QUEUED_TRIGGER_KINDS:
+            self.metrics.trigger_errors.inc(job.function, job.trigger, reason)
 
     async def deploy_examples(self) -> None:
         """Deploy every example under examples/seed and examples/native whose code changed since it was

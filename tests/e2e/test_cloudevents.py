@@ -77,3 +77,20 @@ def test_invalid_events(server: Server) -> None:
     r = server.api.post("/v1/events", json={}, headers={
         "ce-specversion": "1.0", "ce-id": "1", "ce-source": "/s", "ce-type": "nobody.listens"})
     assert r.status_code == 202 and r.json()["events"][0]["deliveries"] == []
+
+
+def test_failed_event_deliveries_count_as_trigger_errors(server: Server) -> None:
+    """Routed events run as async-queue jobs: each failed attempt is a trigger error of kind `events`."""
+    server.deploy("ce-broken", {"handler.py": "def handler(e, c):\n    raise ValueError('no')\n"},
+                  retry_attempts=2, retry_backoff=0.05)
+    server.cli("trigger", "add", "ce-broken", "events", "com.example.broken", check=True)
+    r = server.api.post("/v1/events", json={"x": 1}, headers={
+        "ce-specversion": "1.0", "ce-id": "b1", "ce-source": "/t", "ce-type": "com.example.broken"})
+    assert r.status_code == 202, r.text
+    line = 'polyfn_trigger_errors_total{function="ce-broken",kind="events",reason="function_error"} 2'
+
+    def counted() -> bool:
+        return any(m.startswith(line) for m in server.http.get("/metrics").text.splitlines())
+
+    assert wait_until(counted, 20), [m for m in server.http.get("/metrics").text.splitlines()
+                                     if m.startswith("polyfn_trigger_errors_total")]
