@@ -317,6 +317,15 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(out)
 
 
+def _http_protocol() -> Any:
+    """uvicorn's httptools protocol with coalesced writes (gateway/http.py); plain "httptools" if missing."""
+    try:
+        from polyfn.gateway.http import CoalescingHttpToolsProtocol
+    except ImportError:
+        return "httptools"
+    return CoalescingHttpToolsProtocol
+
+
 def serve(host: str = "127.0.0.1", port: int = 8080, data_dir: str | Path | None = None,
           examples: bool = False, **overrides: Any) -> None:
     """Run a node in the foreground until SIGINT/SIGTERM."""
@@ -329,7 +338,7 @@ def serve(host: str = "127.0.0.1", port: int = 8080, data_dir: str | Path | None
     _setup_logging()
     node = Node(settings, examples=examples)
     config = uvicorn.Config(
-        node.asgi, host=settings.host, port=settings.port, loop="uvloop", http="httptools", lifespan="on",
+        node.asgi, host=settings.host, port=settings.port, loop="uvloop", http=_http_protocol(), lifespan="on",
         interface="asgi3",
         log_level="warning", access_log=False, timeout_graceful_shutdown=int(settings.drain_timeout) or None,
         server_header=False, date_header=False, backlog=2048,

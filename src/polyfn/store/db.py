@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import itertools
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -202,12 +204,16 @@ class Store:
         # of every attempt are kept.
         acts = list({a.id: a for a in acts}.values())
         if self._is_sqlite:
-            # The hot path of observability: plain tuples straight to sqlite3's executemany, without
-            # SQLAlchemy's per-row parameter processing (measured: ~3x less CPU per log line).
+            # The hot path of observability: plain values straight to sqlite3, without SQLAlchemy's per-row
+            # parameter processing (measured: ~3x less CPU per log line), as multi-row INSERTs (see
+            # `_sqlite_multirow`).
+            rows = [_activation_tuple(a) for a in acts]
             async with self._writer() as conn:
-                await conn.exec_driver_sql(_SQLITE_INSERT_ACTIVATION, [_activation_tuple(a) for a in acts])
-                if log_tuples:
-                    await conn.exec_driver_sql(_SQLITE_INSERT_LOG, log_tuples)
+                for sql, params in _sqlite_multirow(_SQLITE_INSERT_ACTIVATION_HEAD, _SQLITE_UPSERT_ACTIVATION,
+                                                    rows, len(_ACTIVATION_COLUMNS)):
+                    await conn.exec_driver_sql(sql, params)
+                for sql, params in _sqlite_multirow(_SQLITE_INSERT_LOG_HEAD, "", log_tuples, 5):
+                    await conn.exec_driver_sql(sql, params)
             return
         act_rows = [_activation_row(a) for a in acts]
         log_rows = [
@@ -498,12 +504,40 @@ def _activation_row(a: Activation) -> dict[str, Any]:
 _ACTIVATION_COLUMNS = ("id", "function", "revision", "trigger", "start", "end", "duration_ms", "wait_ms", "init_ms",
                        "run_ms", "cold", "status", "status_code", "result", "error", "instance", "trace_id",
                        "parent_id", "init_info")
-_SQLITE_INSERT_ACTIVATION = (  # an upsert: a retried async invocation's newest attempt replaces the older
-    "INSERT INTO activations (" + ", ".join(f'"{c}"' for c in _ACTIVATION_COLUMNS) + ") "
-    f"VALUES ({', '.join('?' * len(_ACTIVATION_COLUMNS))}) "
-    "ON CONFLICT(id) DO UPDATE SET " + ", ".join(f'"{c}" = excluded."{c}"' for c in _ACTIVATION_COLUMNS if c != "id")
+_SQLITE_INSERT_ACTIVATION_HEAD = "INSERT INTO activations (" + ", ".join(f'"{c}"' for c in _ACTIVATION_COLUMNS) + ") VALUES "
+_SQLITE_UPSERT_ACTIVATION = (  # an upsert: a retried async invocation's newest attempt replaces the older
+    " ON CONFLICT(id) DO UPDATE SET " + ", ".join(f'"{c}" = excluded."{c}"' for c in _ACTIVATION_COLUMNS if c != "id")
 )
-_SQLITE_INSERT_LOG = "INSERT INTO log_lines (activation_id, function, ts, stream, line) VALUES (?, ?, ?, ?, ?)"
+_SQLITE_INSERT_LOG_HEAD = "INSERT INTO log_lines (activation_id, function, ts, stream, line) VALUES "
+_SQLITE_MAX_PARAMS = 4096  # per statement (SQLite allows 32766): large enough to amortize, small to compile
+
+
+@functools.lru_cache(maxsize=64)
+def _sqlite_insert_sql(head: str, tail: str, width: int, nrows: int) -> str:
+    row = "(" + ",".join("?" * width) + ")"
+    return head + ",".join([row] * nrows) + tail
+
+
+def _sqlite_multirow(head: str, tail: str, rows: list[tuple[Any, ...]], width: int,
+                     ) -> Iterator[tuple[str, tuple[Any, ...]]]:
+    """`rows` as a few multi-row `INSERT … VALUES (…), (…), …` statements: (sql, flat parameters) pairs.
+
+    Why not executemany: sqlite3 releases the GIL around every row's step, and while the event loop thread
+    runs, each re-acquisition is a futex hand-off between the two threads; under load that contention cost
+    the event loop more than the inserts themselves. One statement per chunk releases it once per chunk, and
+    SQLite's own per-row work is lower too (measured: 2.3 vs 3.3 µs per activation row). Chunk sizes are
+    the largest power of two that fits `_SQLITE_MAX_PARAMS`, then the powers of two of the remainder, so a
+    handful of statement texts are compiled once and then served from sqlite3's statement cache."""
+    chunk = 1 << ((_SQLITE_MAX_PARAMS // width).bit_length() - 1)
+    pos = 0
+    n = len(rows)
+    while pos < n:
+        size = chunk
+        while size > n - pos:
+            size >>= 1
+        part = rows[pos : pos + size]
+        pos += size
+        yield _sqlite_insert_sql(head, tail, width, size), tuple(itertools.chain.from_iterable(part))
 
 
 def _text(s: str) -> str:

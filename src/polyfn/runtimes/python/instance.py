@@ -17,6 +17,7 @@ import contextvars
 import importlib
 import io
 import os
+import select
 import socket
 import sys
 import time
@@ -297,21 +298,39 @@ async def _run_one_async(adapter: Adapter, inv: Invoke, spec: InstanceSpec, pool
 
 
 def _serve_blocking(sock: socket.socket, adapter: Adapter, spec: InstanceSpec, init_buf: _LogBuffer) -> None:
-    reader = sock.makefile("rb", buffering=65536)
-    read = reader.read
-    unpack = HEADER.unpack
+    """One invocation at a time. The wait for the next frame is a poll() for POLLIN, not a blocking recv():
+    a task asleep in recv() on a Unix socket is also woken each time the server reads this end's result
+    (the kernel's write-space wake-up shares that wait queue), which cost both processes a wake-up per
+    invocation; poll()'s wait filters by event, so only a new frame wakes us."""
+    poll = select.poll()
+    poll.register(sock, select.POLLIN)
+    wait = poll.poll
+    recv = sock.recv
+    unpack_from = HEADER.unpack_from
     decode = to_instance_decoder.decode
     send = sock.sendall
     buf = _LogBuffer(spec.log_line_max, spec.log_lines_max)
     first = init_buf.drain()
+    data = bytearray()
     while True:
-        head = read(4)
-        if len(head) < 4:
-            return  # the server closed the connection: shut down
-        (size,) = unpack(head)
+        while len(data) < 4:
+            wait()
+            chunk = recv(65536)
+            if not chunk:
+                return  # the server closed the connection: shut down
+            data += chunk
+        (size,) = unpack_from(data)
         if size > MAX_FRAME:
             return
-        inv = decode(read(size))
+        end = 4 + size
+        while len(data) < end:
+            wait()
+            chunk = recv(max(65536, end - len(data)))
+            if not chunk:
+                return
+            data += chunk
+        inv = decode(data[4:end])
+        del data[:end]
         result = _run_one(adapter, inv, buf)
         if first:
             result.logs[:0] = first
