@@ -19,6 +19,7 @@ from polyfn.model import Activation, LogLine, Revision
 from polyfn.observe.metrics import Metrics
 from polyfn.observe.recorder import ActivationRecorder
 from polyfn.protocol import Invoke, Result
+from polyfn.scheduler.deadlines import Deadlines
 from polyfn.scheduler.instance import Instance, InstanceGone
 from polyfn.scheduler.pool import PoolClosed, StartFailed, Throttled
 from polyfn.scheduler.registry import FunctionRegistry
@@ -101,6 +102,7 @@ class Invoker:
         self.max_payload = settings.max_payload
         self.truncate = settings.result_truncate
         self.accepting = True
+        self.deadlines = Deadlines()
 
     async def invoke(self, name: str, kind: str, trigger: str, method: str = "", path: str = "",
                      query: str = "", headers: list[tuple[str, str]] | None = None, body: bytes = b"",
@@ -172,13 +174,13 @@ class Invoker:
                 kind, body, content_type = "event", shaped, "application/json"
         inv = Invoke(0, act.id, kind, start + spec.timeout, method, path, query, headers or [], body,
                      content_type, act.trace_id)
-        loop = asyncio.get_running_loop()
         try:
             fut = inst.invoke(inv)
         except InstanceGone:
             pool.release(inst)
             return await self._crashed(act, t0, inst)
-        timer = loop.call_later(max(remaining, 0.001), _on_deadline, inst, fut, spec.timeout)
+        deadlines = self.deadlines
+        deadlines.add(fut, t_acquired + remaining, _on_deadline, inst, fut, spec.timeout)
         try:
             res = await fut
         except FunctionTimeout:
@@ -186,11 +188,11 @@ class Invoker:
                 504, "function_timeout", f"the function did not finish within its {spec.timeout:g} s timeout",
                 activation_id=act.id))
         except InstanceGone:
-            timer.cancel()
+            deadlines.discard(fut)
             return await self._crashed(act, t0, inst)
         finally:
             pool.release(inst)
-        timer.cancel()
+        deadlines.discard(fut)
 
         act.run_ms = res.run_ms
         if res.logs:

@@ -72,7 +72,9 @@ class Instance(asyncio.Protocol):
         self._reader = FrameReader()
         self._waiting: dict[int, asyncio.Future[Result]] = {}
         self._seq = 0
-        self._ready: asyncio.Future[Ready] = asyncio.get_running_loop().create_future()
+        # (kept: asyncio.get_running_loop() is a getpid() system call each time)
+        self._loop = asyncio.get_running_loop()
+        self._ready: asyncio.Future[Ready] = self._loop.create_future()
 
     # --- asyncio.Protocol ---------------------------------------------------------------------------
 
@@ -139,7 +141,7 @@ class Instance(asyncio.Protocol):
             raise InstanceGone(self.kill_reason or "instance is not connected")
         self._seq += 1
         inv.id = self._seq
-        fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Result] = self._loop.create_future()
         self._waiting[self._seq] = fut
         self._transport.write(encode(inv))
         return fut
