@@ -15,6 +15,7 @@ Concurrency model:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import functools
 import itertools
@@ -50,6 +51,7 @@ class Store:
         self._engine = engine
         self._is_sqlite = engine.dialect.name == "sqlite"
         self._write_lock = asyncio.Lock()
+        self._batch_writer: _SqliteBatchWriter | None = None  # SQLite: activation records' own connection
 
     @property
     def engine(self) -> AsyncEngine:
@@ -71,6 +73,9 @@ class Store:
         return store
 
     async def close(self) -> None:
+        if self._batch_writer is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._batch_writer.close)
+            self._batch_writer = None
         await self._engine.dispose()
 
     # -- plumbing -------------------------------------------------------------------------------------
@@ -208,12 +213,13 @@ class Store:
             # parameter processing (measured: ~3x less CPU per log line), as multi-row INSERTs (see
             # `_sqlite_multirow`).
             rows = [_activation_tuple(a) for a in acts]
-            async with self._writer() as conn:
-                for sql, params in _sqlite_multirow(_SQLITE_INSERT_ACTIVATION_HEAD, _SQLITE_UPSERT_ACTIVATION,
-                                                    rows, len(_ACTIVATION_COLUMNS)):
-                    await conn.exec_driver_sql(sql, params)
-                for sql, params in _sqlite_multirow(_SQLITE_INSERT_LOG_HEAD, "", log_tuples, 5):
-                    await conn.exec_driver_sql(sql, params)
+            stmts = [*_sqlite_multirow(_SQLITE_INSERT_ACTIVATION_HEAD, _SQLITE_UPSERT_ACTIVATION, rows,
+                                       len(_ACTIVATION_COLUMNS)),
+                     *_sqlite_multirow(_SQLITE_INSERT_LOG_HEAD, "", log_tuples, 5)]
+            if self._batch_writer is None:
+                self._batch_writer = _SqliteBatchWriter(str(self._engine.url.database))
+            async with self._write_lock:
+                await self._batch_writer.write(stmts)
             return
         act_rows = [_activation_row(a) for a in acts]
         log_rows = [
@@ -510,6 +516,50 @@ _SQLITE_UPSERT_ACTIVATION = (  # an upsert: a retried async invocation's newest 
 )
 _SQLITE_INSERT_LOG_HEAD = "INSERT INTO log_lines (activation_id, function, ts, stream, line) VALUES "
 _SQLITE_MAX_PARAMS = 4096  # per statement (SQLite allows 32766): large enough to amortize, small to compile
+
+
+class _SqliteBatchWriter:
+    """Activation records and log lines go to SQLite on a plain `sqlite3` connection with a thread of its own.
+
+    Through SQLAlchemy's async engine (aiosqlite: a queue and a thread hop per statement, greenlet
+    switches, pool checkout and reset) the same batches cost the event loop ~4.6 µs per invocation more
+    (A/B in one run, wrk -c32: server main thread 51.5 → 46.9 µs per request, 18.0k → 19.8k req/s). The
+    statements are the same; the store's write lock still orders them with its other writes."""
+
+    def __init__(self, path: str):
+        self._path = path
+        self._conn: sqlite3.Connection | None = None
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="polyfn-activations")
+
+    async def write(self, stmts: list[tuple[str, tuple[Any, ...]]]) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._write, stmts)
+
+    def _write(self, stmts: list[tuple[str, tuple[Any, ...]]]) -> None:
+        conn = self._conn
+        if conn is None:
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, cached_statements=64)
+            conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn = conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, params in stmts:
+                conn.execute(sql, params)
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        """Blocking: waits for a write in progress, then closes the connection on its own thread."""
+        def _close() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        self._thread.submit(_close).result()
+        self._thread.shutdown(wait=True)
 
 
 @functools.lru_cache(maxsize=64)
