@@ -540,6 +540,11 @@ class _SqliteBatchWriter:
             conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, cached_statements=64)
             conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA synchronous=NORMAL")
+            # The indexes of a growing activations/log_lines table outgrow the default 2 MB page cache (each
+            # miss a pread), and checkpointing every 1,000 WAL pages rewrote the same hot index pages again
+            # and again. Measured (A/B, a function printing a line per call, wrk -c32): +7 % req/s.
+            conn.execute("PRAGMA cache_size=-32768")  # KiB
+            conn.execute("PRAGMA wal_autocheckpoint=8192")  # pages (32 MB of WAL)
             self._conn = conn
         conn.execute("BEGIN IMMEDIATE")
         try:
