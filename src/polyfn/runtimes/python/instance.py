@@ -251,12 +251,26 @@ def _prepare_process(spec: InstanceSpec, prepared: Any = None) -> list[str]:
 # --- serving ------------------------------------------------------------------------------------------
 
 
+# os.environ's own mapping (bytes keys and values on POSIX). Writing `os.environ[k] = v` also calls C
+# setenv(), and glibc keeps every value ever set (so that pointers handed out by getenv() stay valid): with
+# a new trace id per invocation that leaked ~200 bytes per invocation (measured: 198 MB of RSS per million),
+# enough to push a busy instance over its memory limit within minutes. The per-invocation values are
+# therefore set in the mapping only: Python code (os.environ, os.getenv) sees them; C getenv() and child
+# processes started without an explicit env do not (pass `env=os.environ` to give them the trace).
+_ENV_DATA: Any = getattr(os.environ, "_data", None)
+
+
 def _set_trace_env(inv: Invoke) -> None:
     """Lambda-style: the current trace in the environment (exact for concurrency 1; with concurrency > 1
     use the context object's `trace_id` / `traceparent`, which are per invocation)."""
-    environ = os.environ
-    environ["POLYFN_TRACE_ID"] = inv.trace_id
-    environ["TRACEPARENT"] = f"00-{inv.trace_id}-{inv.activation_id[:16]}-01"
+    traceparent = f"00-{inv.trace_id}-{inv.activation_id[:16]}-01"
+    data = _ENV_DATA
+    if data is not None and os.name == "posix":
+        data[b"POLYFN_TRACE_ID"] = inv.trace_id.encode()
+        data[b"TRACEPARENT"] = traceparent.encode()
+    else:
+        os.environ["POLYFN_TRACE_ID"] = inv.trace_id
+        os.environ["TRACEPARENT"] = traceparent
 
 
 def _run_one(adapter: Adapter, inv: Invoke, buf: _LogBuffer) -> Result:
