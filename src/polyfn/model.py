@@ -88,8 +88,9 @@ class FunctionInfo(msgspec.Struct, kw_only=True):
 
 
 
-class Activation(msgspec.Struct, kw_only=True):
-    """The record of one invocation."""
+class Activation(msgspec.Struct, kw_only=True, gc=False):
+    """The record of one invocation. (`gc=False`: thousands per second wait in the recorder's buffer long
+    enough to reach the older GC generations; none can be part of a reference cycle.)"""
 
     id: str
     function: str

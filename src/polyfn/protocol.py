@@ -19,10 +19,11 @@ MAX_FRAME = 64 * 1024 * 1024  # a frame larger than this is a protocol violation
 HEADER = struct.Struct(">I")
 
 
-class LogLine(msgspec.Struct, array_like=True):
+class LogLine(msgspec.Struct, array_like=True, gc=False):
     """One captured line of a function's output. Instances may send it as a plain `[ts, stream, line]`
     array (that is its wire form); the server decodes it straight into this struct, which is what the
-    activation record keeps, so no per-line conversion happens on the invocation path."""
+    activation record keeps, so no per-line conversion happens on the invocation path. Not tracked by the
+    garbage collector (`gc=False`): it holds only a float and two strings."""
 
     ts: float  # epoch seconds
     stream: str  # "stdout" | "stderr"
