@@ -10,12 +10,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 
 from polyfn.model import Activation, FunctionSpec, LogLine
 from polyfn.store import Store
 from polyfn.store.db import MIGRATIONS_DIR
-from polyfn.store.tables import log_lines, metadata
+from polyfn.store.tables import activations, metadata
 
 
 def spec(name: str = "hello", **kw: object) -> FunctionSpec:
@@ -161,6 +161,52 @@ async def test_migrations_idempotent_and_match_tables(db_url: str) -> None:
         assert diff == [], "tables.py and the migrations disagree; add a migration"
     finally:
         await second.close()
+
+
+async def test_migration_0009_moves_log_lines_into_their_activations(db_url: str) -> None:
+    """A database at 0008 with lines in `log_lines`: after the upgrade they are in their activations' rows."""
+    from pathlib import Path
+
+    from alembic import command
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+
+    def to_0008(conn: object) -> None:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0008_versions")
+
+    url = make_url(db_url)
+    if url.get_backend_name() == "sqlite":
+        Path(str(url.database)).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(db_url)
+    async with engine.begin() as conn:
+        await conn.run_sync(to_0008)
+        cols = ", ".join(f'"{c}"' for c in ("id", "function", "revision", "trigger", "start", "end", "duration_ms",
+                                             "wait_ms", "init_ms", "run_ms", "cold", "status", "status_code",
+                                             "result", "instance"))
+        for aid, start in (("a", 10.0), ("b", 11.0), ("c", 12.0)):
+            await conn.execute(text(f"INSERT INTO activations ({cols}) VALUES "
+                                    f"('{aid}', 'hello', 1, 'http', {start}, {start + 1}, 1, 0, 0, 1, false, "
+                                    "'success', 200, '', '')"))
+        for aid, ts, line in (("a", 10.1, "a-one"), ("b", 11.1, "b-one"), ("a", 10.2, 'a-"two"'), ("b", 11.0, "b-0")):
+            await conn.execute(text("INSERT INTO log_lines (activation_id, function, ts, stream, line) "
+                                    "VALUES (:a, 'hello', :ts, 'stdout', :line)"), {"a": aid, "ts": ts, "line": line})
+    await engine.dispose()
+
+    store = await Store.open(db_url)
+    try:
+        a = await store.get_activation("a")
+        b = await store.get_activation("b")
+        c = await store.get_activation("c")
+        assert a is not None and [(ln.ts, ln.line) for ln in a.logs] == [(10.1, "a-one"), (10.2, 'a-"two"')]
+        assert b is not None and [ln.line for ln in b.logs] == ["b-one", "b-0"]  # recorded order kept
+        assert c is not None and c.logs == []
+        assert [e["line"] for e in await store.get_logs("hello", limit=3)] == ['a-"two"', "b-0", "b-one"]
+    finally:
+        await store.close()
 
 
 async def test_concurrent_open_migrates_once(db_url: str) -> None:
@@ -320,7 +366,8 @@ async def _fill(store: Store, n: int) -> None:
 
 async def _log_count(store: Store) -> int:
     async with store.engine.connect() as conn:
-        return await conn.scalar(select(func.count()).select_from(log_lines))
+        rows = (await conn.execute(select(activations.c.logs).where(activations.c.logs != ""))).all()
+    return sum(len(msgspec.json.decode(r.logs)) for r in rows)
 
 
 async def test_prune_by_count(store: Store) -> None:
@@ -367,8 +414,26 @@ def test_sqlite_fast_insert_covers_every_activation_column() -> None:
     act = Activation(id="a" * 32, function="f", revision=2, trigger="http", start=1.0, end=2.0, duration_ms=3.0,
                      cold=True, status="error", error={"x": 1}, result="r", instance="i", trace_id="t",
                      parent_id="p")
-    row = _activation_row(act)
-    assert dict(zip(_ACTIVATION_COLUMNS, _activation_tuple(act), strict=True)) == {**row, "cold": 1}
+    logs = [LogLine(1.5, "stdout", "hi\x00"), LogLine(1.75, "stderr", "there")]
+    row = _activation_row(act, logs)
+    assert dict(zip(_ACTIVATION_COLUMNS, _activation_tuple(act, logs), strict=True)) == {**row, "cold": 1}
+    assert row["logs_end"] == 1.75
+    assert msgspec.json.decode(row["logs"]) == [[1.5, "stdout", "hi\ufffd"], [1.75, "stderr", "there"]]
+
+
+async def test_retried_activation_keeps_the_log_lines_of_every_attempt(store: Store) -> None:
+    """The same id recorded twice (a retried async invocation), in one batch and across batches: the newest
+    record wins, and the lines of every attempt stay, in order."""
+    await store.add_activations([act("r", 1.0, status="error", logs=[LogLine(1.0, "stdout", "try 1")]),
+                                 act("r", 2.0, status="error", logs=[LogLine(2.0, "stdout", "try 2")])])
+    await store.add_activations([act("r", 3.0, status="success", logs=[LogLine(3.0, "stdout", "try 3")]),
+                                 act("q", 3.5)])
+    await store.add_activations([act("r", 3.0, status="success")])  # a record without lines keeps them
+    got = await store.get_activation("r")
+    assert got is not None and got.status == "success" and got.start == 3.0
+    assert [ln.line for ln in got.logs] == ["try 1", "try 2", "try 3"]
+    assert [e["line"] for e in await store.get_logs("hello")] == ["try 1", "try 2", "try 3"]
+    assert [e["line"] for e in await store.get_logs("hello", limit=1)] == ["try 3"]
 
 
 async def test_recorder_drops_a_record_the_database_refuses_and_keeps_the_others(store: Store) -> None:

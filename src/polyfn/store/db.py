@@ -18,6 +18,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import functools
+import heapq
 import itertools
 import re
 import sqlite3
@@ -29,13 +30,13 @@ import aiosqlite
 import msgspec
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Row, and_, delete, event, func, insert, or_, select, text, update
+from sqlalchemy import Row, and_, case, delete, event, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from polyfn.model import Activation, FunctionInfo, FunctionSpec, LogLine, Revision, now
-from polyfn.store.tables import activations, aliases, functions, log_lines, revisions, versions
+from polyfn.store.tables import activations, aliases, functions, revisions, versions
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000  # how long another process's write may hold us up before "database is locked"
@@ -200,57 +201,46 @@ class Store:
     # -- activations and logs ------------------------------------------------------------------------
 
     async def add_activations(self, acts: Sequence[Activation]) -> None:
-        """Insert (or replace, by id) a batch of activations and their log lines in one transaction."""
+        """Insert (or replace, by id) a batch of activations, their log lines inside them, in one transaction.
+
+        An activation id recurs when an async invocation is retried (the id is its idempotency key): the
+        newest attempt's record replaces the older one, and the log lines of every attempt are kept (in a
+        batch they are concatenated here; across batches the upsert appends)."""
         if not acts:
             return
-        every_attempt = acts
-        log_tuples = [(a.id, a.function, ln.ts, ln.stream, _text(ln.line)) for a in every_attempt for ln in a.logs]
-        # Newest record per id (a retried async invocation may appear twice in one batch); the log lines
-        # of every attempt are kept.
-        acts = list({a.id: a for a in acts}.values())
+        merged: dict[str, tuple[Activation, list[LogLine]]] = {}
+        for a in acts:
+            prev = merged.get(a.id)
+            merged[a.id] = (a, prev[1] + a.logs if prev is not None and prev[1] else a.logs)
         if self._is_sqlite:
             # The hot path of observability: plain values straight to sqlite3, without SQLAlchemy's per-row
-            # parameter processing (measured: ~3x less CPU per log line), as multi-row INSERTs (see
-            # `_sqlite_multirow`).
-            rows = [_activation_tuple(a) for a in acts]
-            stmts = [*_sqlite_multirow(_SQLITE_INSERT_ACTIVATION_HEAD, _SQLITE_UPSERT_ACTIVATION, rows,
-                                       len(_ACTIVATION_COLUMNS)),
-                     *_sqlite_multirow(_SQLITE_INSERT_LOG_HEAD, "", log_tuples, 5)]
+            # parameter processing, as multi-row INSERTs (see `_sqlite_multirow`).
+            rows = [_activation_tuple(a, logs) for a, logs in merged.values()]
+            stmts = list(_sqlite_multirow(_SQLITE_INSERT_ACTIVATION_HEAD, _SQLITE_UPSERT_ACTIVATION, rows,
+                                          len(_ACTIVATION_COLUMNS)))
             if self._batch_writer is None:
                 self._batch_writer = _SqliteBatchWriter(str(self._engine.url.database))
             async with self._write_lock:
                 await self._batch_writer.write(stmts)
             return
-        act_rows = [_activation_row(a) for a in acts]
-        log_rows = [
-            {"activation_id": a.id, "function": a.function, "ts": ln.ts, "stream": ln.stream, "line": _text(ln.line)}
-            for a in every_attempt
-            for ln in a.logs
-        ]
+        act_rows = [_activation_row(a, logs) for a, logs in merged.values()]
         async with self._writer() as conn:
-            # An activation id recurs when an async invocation is retried (the id is its idempotency key):
-            # the newest attempt's record replaces the older one; log lines of every attempt are kept.
             stmt = _dialect_insert(conn)(activations)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["id"], set_={c.name: stmt.excluded[c.name] for c in activations.c if c.name != "id"})
-            await conn.execute(stmt, act_rows)
-            if log_rows:
-                await conn.execute(insert(log_lines), log_rows)
+            old, new = activations.c, stmt.excluded
+            set_: dict[str, Any] = {c.name: new[c.name] for c in activations.c if c.name not in ("id", "logs", "logs_end")}
+            set_["logs"] = case(
+                (new.logs == "", old.logs), (old.logs == "", new.logs),
+                else_=func.substr(old.logs, 1, func.length(old.logs) - 1) + "," + func.substr(new.logs, 2))
+            set_["logs_end"] = func.greatest(old.logs_end, new.logs_end)
+            await conn.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=set_), act_rows)
 
     async def get_activation(self, id: str) -> Activation | None:
         """One activation with its log lines, in the order they were recorded."""
         async with self._engine.connect() as conn:
             row = (await conn.execute(select(activations).where(activations.c.id == id))).first()
-            if row is None:
-                return None
-            logs = (
-                await conn.execute(
-                    select(log_lines.c.ts, log_lines.c.stream, log_lines.c.line)
-                    .where(log_lines.c.activation_id == id)
-                    .order_by(log_lines.c.id)
-                )
-            ).all()
-        return _activation(row, [LogLine(r.ts, r.stream, r.line) for r in logs])
+        if row is None:
+            return None
+        return _activation(row, _decode_logs(row.logs))
 
     async def list_activations(
         self,
@@ -289,52 +279,56 @@ class Store:
         Each line is `{"activation", "ts", "stream", "line"}`. Lines with equal timestamps keep the order
         they were recorded in. With `grep`, only lines the pattern matches (`search`), looking at no more
         than the newest `scan_max` lines (the same regex semantics on SQLite and PostgreSQL).
+
+        Lines live in their activation's row; activations are read newest `logs_end` (their newest line)
+        first, so once `limit` lines newer than the next activation's `logs_end` are in hand, no older
+        activation can hold a newer line and the scan stops.
         """
         if limit <= 0:
             return []
-        if grep is not None:
-            return await self._grep_logs(function, since, activation, limit, grep, scan_max)
-        query = select(log_lines.c.activation_id, log_lines.c.ts, log_lines.c.stream, log_lines.c.line).where(
-            log_lines.c.function == function
-        )
+        query = select(activations.c.id, activations.c.logs_end, activations.c.logs).where(
+            activations.c.function == function, activations.c.logs != "")
         if since is not None:
-            query = query.where(log_lines.c.ts >= since)
+            query = query.where(activations.c.logs_end >= since)
         if activation is not None:
-            query = query.where(log_lines.c.activation_id == activation)
-        query = query.order_by(log_lines.c.ts.desc(), log_lines.c.id.desc()).limit(limit)
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        return [
-            {"activation": r.activation_id, "ts": r.ts, "stream": r.stream, "line": r.line}
-            for r in reversed(rows)
-        ]
-
-    async def _grep_logs(self, function: str, since: float | None, activation: str | None, limit: int,
-                         grep: re.Pattern[str], scan_max: int) -> list[dict[str, Any]]:
-        query = select(log_lines.c.id, log_lines.c.activation_id, log_lines.c.ts, log_lines.c.stream,
-                       log_lines.c.line).where(log_lines.c.function == function)
-        if since is not None:
-            query = query.where(log_lines.c.ts >= since)
-        if activation is not None:
-            query = query.where(log_lines.c.activation_id == activation)
-        query = query.order_by(log_lines.c.ts.desc(), log_lines.c.id.desc())
-        found: list[Any] = []
+            query = query.where(activations.c.id == activation)
+        query = query.order_by(activations.c.logs_end.desc(), activations.c.id.desc())
+        newest: list[tuple[float, str, int, str, str]] = []  # a min-heap of the newest `limit` matches
         scanned = 0
-        chunk = 2000
+        offset = 0
+        chunk = 500
         async with self._engine.connect() as conn:
-            while scanned < scan_max and len(found) < limit:
-                rows = (await conn.execute(query.offset(scanned).limit(min(chunk, scan_max - scanned)))).all()
-                if not rows:
-                    break
-                scanned += len(rows)
-                found.extend(r for r in rows if grep.search(r.line))
-        return [
-            {"activation": r.activation_id, "ts": r.ts, "stream": r.stream, "line": r.line}
-            for r in reversed(found[:limit])
-        ]
+            while True:
+                rows = (await conn.execute(query.offset(offset).limit(chunk))).all()
+                offset += len(rows)
+                for r in rows:
+                    if len(newest) >= limit and r.logs_end < newest[0][0]:
+                        rows = []
+                        break
+                    for i, (ts, stream, line) in enumerate(_decode_logs(r.logs)):
+                        if since is not None and ts < since:
+                            continue
+                        if grep is not None:
+                            scanned += 1
+                            if not grep.search(line):
+                                continue
+                        entry = (ts, r.id, i, stream, line)
+                        if len(newest) < limit:
+                            heapq.heappush(newest, entry)
+                        elif entry > newest[0]:
+                            heapq.heapreplace(newest, entry)
+                    if grep is not None and scanned >= scan_max:
+                        rows = []
+                        break
+                else:
+                    if len(rows) == chunk:
+                        continue
+                break
+        return [{"activation": aid, "ts": ts, "stream": stream, "line": line}
+                for ts, aid, _, stream, line in sorted(newest)]
 
     async def prune(self, max_count: int, max_age_s: float, now: float) -> int:
-        """Delete activations (and their log lines) that started before `now - max_age_s` or that are not
+        """Delete activations (their log lines are in them) that started before `now - max_age_s` or that are not
         among the newest `max_count`. Returns the number of activations deleted."""
         async with self._writer() as conn:
             doomed = activations.c.start < now - max_age_s
@@ -353,9 +347,6 @@ class Store:
                     activations.c.start < edge.start,
                     and_(activations.c.start == edge.start, activations.c.id <= edge.id),
                 )
-            await conn.execute(
-                delete(log_lines).where(log_lines.c.activation_id.in_(select(activations.c.id).where(doomed)))
-            )
             result = await conn.execute(delete(activations).where(doomed))
         return result.rowcount
 
@@ -483,7 +474,7 @@ def _revision(row: Row[Any]) -> Revision:
     )
 
 
-def _activation_row(a: Activation) -> dict[str, Any]:
+def _activation_row(a: Activation, logs: list[LogLine]) -> dict[str, Any]:
     return {
         "id": a.id,
         "function": a.function,
@@ -504,17 +495,24 @@ def _activation_row(a: Activation) -> dict[str, Any]:
         "trace_id": a.trace_id,
         "parent_id": a.parent_id,
         "init_info": a.init_info,
+        "logs": _encode_logs(logs) if logs else "",
+        "logs_end": logs[-1].ts if logs else 0.0,
     }
 
 
 _ACTIVATION_COLUMNS = ("id", "function", "revision", "trigger", "start", "end", "duration_ms", "wait_ms", "init_ms",
                        "run_ms", "cold", "status", "status_code", "result", "error", "instance", "trace_id",
-                       "parent_id", "init_info")
+                       "parent_id", "init_info", "logs", "logs_end")
 _SQLITE_INSERT_ACTIVATION_HEAD = "INSERT INTO activations (" + ", ".join(f'"{c}"' for c in _ACTIVATION_COLUMNS) + ") VALUES "
-_SQLITE_UPSERT_ACTIVATION = (  # an upsert: a retried async invocation's newest attempt replaces the older
-    " ON CONFLICT(id) DO UPDATE SET " + ", ".join(f'"{c}" = excluded."{c}"' for c in _ACTIVATION_COLUMNS if c != "id")
+# An upsert: a retried async invocation's newest attempt replaces the older, and its log lines are appended to
+# the older attempts' (two JSON arrays joined as text: '[a,b]' + '[c]' -> '[a,b,c]').
+_SQLITE_UPSERT_ACTIVATION = (
+    " ON CONFLICT(id) DO UPDATE SET "
+    + ", ".join(f'"{c}" = excluded."{c}"' for c in _ACTIVATION_COLUMNS if c not in ("id", "logs", "logs_end"))
+    + ", logs = CASE WHEN excluded.logs = '' THEN activations.logs WHEN activations.logs = '' THEN excluded.logs"
+    " ELSE substr(activations.logs, 1, length(activations.logs) - 1) || ',' || substr(excluded.logs, 2) END"
+    ", logs_end = max(activations.logs_end, excluded.logs_end)"
 )
-_SQLITE_INSERT_LOG_HEAD = "INSERT INTO log_lines (activation_id, function, ts, stream, line) VALUES "
 _SQLITE_MAX_PARAMS = 4096  # per statement (SQLite allows 32766): large enough to amortize, small to compile
 
 
@@ -601,12 +599,28 @@ def _text(s: str) -> str:
     return s.replace("\x00", "\ufffd") if "\x00" in s else s
 
 
-def _activation_tuple(a: Activation) -> tuple[Any, ...]:
+def _activation_tuple(a: Activation, logs: list[LogLine]) -> tuple[Any, ...]:
     """`_activation_row` as a tuple in `_ACTIVATION_COLUMNS` order (SQLite fast path)."""
     return (a.id, a.function, a.revision, a.trigger, a.start, a.end, a.duration_ms, a.wait_ms, a.init_ms,
             a.run_ms, int(a.cold), a.status, a.status_code, _text(a.result),
             None if a.error is None else msgspec.json.encode(a.error).decode(), a.instance, a.trace_id,
-            a.parent_id, a.init_info)
+            a.parent_id, a.init_info, _encode_logs(logs) if logs else "", logs[-1].ts if logs else 0.0)
+
+
+_LOGS_DECODER = msgspec.json.Decoder(list[LogLine])
+
+
+def _encode_logs(logs: list[LogLine]) -> str:
+    """An activation's lines as the JSON text stored in its row: `[[ts, stream, line], ...]`, one C call.
+    NUL (escaped as \\u0000 by JSON) becomes U+FFFD, as in every text a function produces (`_text`)."""
+    raw = msgspec.json.encode(logs)
+    if b"\\u0000" in raw:
+        raw = msgspec.json.encode([LogLine(ln.ts, ln.stream, _text(ln.line)) for ln in logs])
+    return raw.decode()
+
+
+def _decode_logs(text: str | None) -> list[LogLine]:
+    return _LOGS_DECODER.decode(text) if text else []
 
 
 def _activation(row: Row[Any], logs: list[LogLine]) -> Activation:

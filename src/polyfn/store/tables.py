@@ -12,7 +12,6 @@ queryable until pruned), and revisions are deleted explicitly together with thei
 from __future__ import annotations
 
 from sqlalchemy import (
-    BigInteger,
     Boolean,
     Column,
     Float,
@@ -22,12 +21,10 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 metadata = MetaData()
-
-# SQLite only auto-increments an `INTEGER PRIMARY KEY` (the rowid alias); PostgreSQL gets a bigserial.
-LogLineId = BigInteger().with_variant(Integer(), "sqlite")
 
 functions = Table(
     "functions",
@@ -98,21 +95,14 @@ activations = Table(
     Column("trace_id", String, nullable=False, server_default=""),  # 0004
     Column("parent_id", String, nullable=False, server_default=""),  # 0004
     Column("init_info", Text, nullable=False, server_default=""),  # 0006
+    # 0009: the activation's log lines, a JSON array of [ts, stream, line] ('' when none), and the newest
+    # line's timestamp (0 when none): "the newest lines of a function" reads the partial index below.
+    Column("logs", Text, nullable=False, server_default=""),
+    Column("logs_end", Float, nullable=False, server_default="0"),
     Index("ix_activations_function_start", "function", "start"),
     Index("ix_activations_start", "start"),
-)
-
-log_lines = Table(
-    "log_lines",
-    metadata,
-    Column("id", LogLineId, primary_key=True, autoincrement=True),
-    Column("activation_id", String, nullable=False),
-    Column("function", String, nullable=False),
-    Column("ts", Float, nullable=False),
-    Column("stream", String, nullable=False),
-    Column("line", Text, nullable=False),
-    Index("ix_log_lines_function_ts", "function", "ts"),
-    Index("ix_log_lines_activation_id", "activation_id"),
+    Index("ix_activations_function_logs_end", "function", "logs_end",
+          sqlite_where=text("logs != ''"), postgresql_where=text("logs != ''")),
 )
 
 api_keys = Table(
