@@ -59,7 +59,8 @@ class Gateway:
             out = platform_error(413, "payload_too_large",
                                  f"the payload is {length} bytes; the limit is {self.max_payload}")
         else:
-            body = await self._read_body(receive)
+            msg = await receive()  # most requests arrive whole: one message, no need for _read_body's loop
+            body = msg.get("body", b"") if not msg.get("more_body") else await self._read_body(receive, msg)
             if body is None:
                 out = platform_error(413, "payload_too_large", f"the payload exceeds {self.max_payload} bytes")
             elif not name:
@@ -73,7 +74,9 @@ class Gateway:
                 )
         if spec is not None and spec.cors is not None:
             out.headers.extend(cors.response_headers(spec.cors, headers))
-        await _send(send, out)
+        out.headers.append((b"content-length", str(len(out.body)).encode()))
+        await send({"type": "http.response.start", "status": out.status, "headers": out.headers})
+        await send({"type": "http.response.body", "body": out.body})
 
     def _guard(self, spec: Any, name: str, scope: dict[str, Any], headers: list[tuple[str, str]]) -> Outcome | None:
         """CORS preflight and per-function keys (Azure style: `x-functions-key` header or `?code=`)."""
@@ -126,11 +129,11 @@ class Gateway:
                     key = self.keys.verify(v)
         return callback_refusal(url, name, key, self.invoker.settings.callback_hosts)
 
-    async def _read_body(self, receive: Any) -> bytes | None:
-        msg = await receive()
+    async def _read_body(self, receive: Any, msg: dict[str, Any]) -> bytes | None:
+        """The rest of a body that arrives in several messages (`msg` is the first); None past the limit."""
         body = msg.get("body", b"")
-        if not msg.get("more_body"):
-            return body
+        if len(body) > self.max_payload:
+            return None
         chunks = [body]
         size = len(body)
         while True:
