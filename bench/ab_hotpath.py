@@ -1,0 +1,79 @@
+"""A/B of the warm hot path between two source trees (or settings): event-loop CPU per request, same run.
+
+The server's event-loop thread bounds warm throughput on this machine, and req/s of single runs moves by
+±10 %: comparing two versions in separate runs hides changes of a few percent. This starts one node per
+variant at once and measures them in alternating rounds (wrk -t1 -c32), reporting each variant's median
+req/s and the median CPU time of the server's main thread per request (read from /proc: user + system).
+
+A variant is a source directory put first on PYTHONPATH (the server and its zygotes import polyfn from
+it), optionally followed by `|NAME=VALUE` environment settings:
+
+    git worktree add /tmp/base HEAD            # the version to compare against
+    .venv/bin/python bench/ab_hotpath.py /tmp/base/src src
+    .venv/bin/python bench/ab_hotpath.py src "src|POLYFN_METRICS=false" --function chatty --rounds 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import time
+from pathlib import Path
+
+from _common import PolyfnServer, run_wrk
+
+FUNCTIONS = {
+    "silent": "def handler(event, context):\n    return 'Hello World!'\n",
+    "chatty": "def handler(event, context):\n    print('handled', event.path)\n    return 'Hello World!'\n",
+}
+
+
+def main_thread_cpu(pid: int) -> float:
+    """Seconds of CPU (user + system) the process's main thread has used."""
+    stat = Path(f"/proc/{pid}/task/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / 100.0
+
+
+def variant_env(spec: str) -> dict[str, str]:
+    path, *settings = spec.split("|")
+    return {"PYTHONPATH": str(Path(path).resolve()), **dict(s.split("=", 1) for s in settings)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("a", help="variant A: source dir[|NAME=VALUE...]")
+    ap.add_argument("b", help="variant B: source dir[|NAME=VALUE...]")
+    ap.add_argument("--function", choices=sorted(FUNCTIONS), default="silent")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--duration", type=int, default=4)
+    ap.add_argument("--connections", type=int, default=32)
+    args = ap.parse_args()
+    variants = {"A": args.a, "B": args.b}
+    results: dict[str, list[tuple[float, float]]] = {"A": [], "B": []}
+    with contextlib.ExitStack() as stack:
+        servers = {}
+        for key, spec in variants.items():
+            server = stack.enter_context(PolyfnServer(log_level="WARNING", env=variant_env(spec)))
+            server.deploy(args.function, {"handler.py": FUNCTIONS[args.function]})
+            run_wrk(server.url(f"/fn/{args.function}"), args.connections, 1)  # warm-up
+            servers[key] = server
+        for i in range(args.rounds):
+            for key in ("A", "B") if i % 2 == 0 else ("B", "A"):
+                server = servers[key]
+                assert server.proc is not None
+                time.sleep(1.0)  # let the previous run's activation batches land
+                before = main_thread_cpu(server.proc.pid)
+                res = run_wrk(server.url(f"/fn/{args.function}"), args.connections, args.duration)
+                used = main_thread_cpu(server.proc.pid) - before
+                results[key].append((res.rps, used / max(res.requests, 1) * 1e6))
+    for key in ("A", "B"):
+        rps = [r for r, _ in results[key]]
+        cpu = [c for _, c in results[key]]
+        print(f"{key} {variants[key]}: req/s {[round(r) for r in rps]} median {statistics.median(rps):,.0f} | "
+              f"main thread µs/req {[round(c, 1) for c in cpu]} median {statistics.median(cpu):.1f}")
+
+
+if __name__ == "__main__":
+    main()
