@@ -84,3 +84,43 @@ def test_api_url() -> None:
     assert api_url(S) == "http://127.0.0.1:8080"
     S.host = "::"
     assert api_url(S) == "http://[::1]:8080"
+
+
+def test_a_pre_started_node_blank_found_dead_is_replaced(tmp_path: Path) -> None:
+    """A blank that died while it waited (taken before its exit was reaped) must not fail the cold start:
+    the function gets a process started now, and that one receives the plan and the spec frame."""
+    from types import SimpleNamespace
+
+    from polyfn.scheduler.launcher import Blank, _launch_node
+
+    def pair() -> tuple[Blank, socket.socket, socket.socket]:
+        ours, theirs = socket.socketpair()
+        ctrl, ctrl_theirs = socket.socketpair()
+        return Blank(0, ours, ctrl), theirs, ctrl_theirs
+
+    class Launcher_:
+        def refill(self, key: object, make: object) -> None:
+            pass
+
+        def take_blank(self, key: object) -> Blank:
+            dead, theirs, ctrl_theirs = pair()
+            dead.pid = 111
+            theirs.close()  # the process is gone: its ends are closed
+            ctrl_theirs.close()
+            return dead
+
+        def start_blank(self, *args: object) -> Blank:
+            blank, self.theirs, self.ctrl_theirs = pair()
+            blank.pid = 222
+            return blank
+
+    launcher = Launcher_()
+    plan = SandboxPlan(memory_mb=128)
+    pid, sock = _launch_node(launcher, SimpleNamespace(memory=128), plan, {"function": "f"}, {}, {}, [],  # type: ignore[arg-type]
+                             tmp_path / "node.log")
+    assert pid == 222
+    plan_frame = launcher.ctrl_theirs.recv(65536)
+    assert int.from_bytes(plan_frame[:4], "big") == len(plan_frame) - 4
+    spec_frame = launcher.theirs.recv(65536)
+    assert spec_frame[4:] == b'{"function": "f"}'
+    sock.close()

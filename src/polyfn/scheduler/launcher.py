@@ -343,13 +343,28 @@ def _launch_node(launcher: Launcher, spec: Any, plan: SandboxPlan | None, payloa
         return launcher.start_blank(argv, env, generic, prepare or {}, required, log_path)
 
     launcher.refill(key, make)
-    blank = launcher.take_blank(key) or make()
     plan_body = msgspec.json.encode(plan)
+    blank = launcher.take_blank(key)
+    if blank is not None and not _hand_over(blank, plan_body, body):
+        # A pre-started blank that died while it waited (its exit not reaped yet when it was taken) must not
+        # fail this cold start: the function gets a process started now instead.
+        log.warning("pre-started node process %d was gone when taken; starting another", blank.pid)
+        blank.sock.close()
+        blank = None
+    if blank is None:
+        blank = make()
+        _hand_over(blank, plan_body, body)  # if this one dies too, the caller sees its exit status
+    return blank.pid, blank.sock
+
+
+def _hand_over(blank: Blank, plan_body: bytes, body: bytes) -> bool:
+    """Give a blank its function: the plan to its agent (mounts, relay, uid), then the spec frame (JSON) the
+    bootstrap waits for. False if the process is gone."""
     try:
-        blank.ctrl.sendall(len(plan_body).to_bytes(4, "big") + plan_body)  # the agent: mounts, relay, uid
-        blank.sock.sendall(len(body).to_bytes(4, "big") + body)  # the spec frame (JSON) the bootstrap waits for
-    except OSError:  # it died meanwhile: the caller sees its exit status or init error
-        pass
+        blank.ctrl.sendall(len(plan_body).to_bytes(4, "big") + plan_body)
+        blank.sock.sendall(len(body).to_bytes(4, "big") + body)
+    except OSError:
+        return False
     finally:
         blank.ctrl.close()
-    return blank.pid, blank.sock
+    return True
