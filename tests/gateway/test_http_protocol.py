@@ -30,7 +30,7 @@ async def server() -> AsyncIterator[int]:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, http=CoalescingHttpToolsProtocol, loop="none", lifespan="off",
-                            log_level="warning", timeout_keep_alive=1)
+                            log_level="warning", timeout_keep_alive=2)
     srv = uvicorn.Server(config)
     task = asyncio.create_task(srv.serve(sockets=[sock]))
     while not srv.started:
@@ -54,17 +54,17 @@ async def test_keep_alive_requests_then_idle_close(server: int) -> None:
     for i in range(3):
         writer.write(f"POST /r{i} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi".encode())
         assert await read_response(reader) == f"HTTP/1.1 200 OK echo:/r{i}:hi".encode()
-    # Idle past timeout_keep_alive (1 s): the sweep closes the connection (EOF), well within 10 s.
+    # Idle past timeout_keep_alive (2 s): the sweep closes the connection (EOF), well within 10 s.
     assert await asyncio.wait_for(reader.read(), 10) == b""
     writer.close()
 
 
 async def test_a_request_arriving_in_time_disarms_the_idle_deadline(server: int) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", server)
-    for i in range(4):  # 4 × 0.6 s: longer than the 1 s timeout in total, never idle 1 s at a stretch
+    for i in range(6):  # 6 × 0.5 s: longer than the 2 s timeout in total, never idle 2 s at a stretch
         writer.write(f"GET /t{i} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         assert await read_response(reader) == f"HTTP/1.1 200 OK echo:/t{i}:".encode()
-        await asyncio.sleep(0.6)
+        await asyncio.sleep(0.5)
     writer.close()
 
 
