@@ -47,6 +47,14 @@ async def _probe() -> dict[str, str]:
         return {k: why for k in ("mount", "pid", "net", "uid", "seccomp", "userns")}
 
 
+EXIT_GRACE = 0.1  # seconds between an instance's exit report and closing its connection if EOF has not
+
+
+def _kill_if_open(inst: Instance) -> None:
+    if inst.state is not State.DEAD:
+        inst.kill("process exited")
+
+
 class InstanceManager:
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -487,7 +495,12 @@ class InstanceManager:
     def _ended(inst: Instance, status: int, oom: bool) -> None:
         inst.exited(status, oom)
         if inst.state is not State.DEAD:
-            inst.kill("process exited")
+            # Not at once: the exit report and the instance's last frames (an InitError sent just before it
+            # exited, a Result) arrive on different sockets, and killing now would drop frames still unread
+            # on the connection (the caller then saw "Runtime.StartFailed" instead of its import error). A
+            # dead process's end of the connection is closed, so EOF normally ends it first; the kill is the
+            # safety net for a connection something else still holds open.
+            asyncio.get_running_loop().call_later(EXIT_GRACE, _kill_if_open, inst)
 
     async def _reap_loop(self) -> None:
         """Each second: keep-alive reaping; every `autoscale_interval`: one autoscaler decision per pool."""
