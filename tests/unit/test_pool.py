@@ -372,3 +372,33 @@ async def test_min_instances_refused_by_the_budget_are_started_when_room_appears
     warm.autoscale(1000.0)
     await settle()
     assert len(warm.instances) == 1
+
+
+async def test_a_start_that_loses_its_process_is_tried_once_more() -> None:
+    """A process that vanishes before it is ready (no init error of the function's) is the platform's
+    failure: a second start is tried before any caller sees an error; a second loss is reported."""
+    from polyfn.scheduler.instance import InstanceGone
+
+    class Flaky(FakeManager):
+        def __init__(self, losses: int):
+            super().__init__()
+            self.losses = losses
+
+        async def start_instance(self, pool: Pool) -> Instance:
+            if self.losses:
+                self.losses -= 1
+                self.started += 1
+                raise InstanceGone("connection closed")
+            return await super().start_instance(pool)
+
+    m = Flaky(losses=1)
+    pool = make_pool(m)
+    inst = await pool.acquire(5)
+    assert inst.state is State.READY and m.started == 2
+    pool.release(inst)
+
+    m2 = Flaky(losses=2)
+    pool2 = make_pool(m2)
+    with pytest.raises(StartFailed, match="connection closed"):
+        await pool2.acquire(5)
+    assert m2.started == 2

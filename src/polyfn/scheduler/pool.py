@@ -273,6 +273,17 @@ class Pool:
                 break
         return d
 
+    async def _start_instance(self) -> Instance:
+        """The manager's start, tried a second time when the process vanished before it was ready without
+        reporting an init error (`InstanceGone`): that is the platform's failure, not the function's (the
+        function's own import errors come back as InitFailed and are not retried), and a caller should not
+        see it when a second process starts fine. A second loss is reported as usual."""
+        try:
+            return await self.manager.start_instance(self)
+        except InstanceGone as e:
+            log.warning("%s: a starting instance was lost (%s); starting another", self.revision.key, e)
+            return await self.manager.start_instance(self)
+
     def _spawn_task(self, coro: Awaitable[None]) -> None:
         t = asyncio.ensure_future(coro)
         self._tasks.add(t)
@@ -281,7 +292,7 @@ class Pool:
     async def _start_one(self, prewarm: bool) -> None:
         """Start one instance. A pre-warmed one (min_instances) gives no caller a cold start."""
         try:
-            inst = await self.manager.start_instance(self)
+            inst = await self._start_instance()
         except StartFailed as e:
             self._start_failed(e)
             return
