@@ -12,28 +12,23 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from polyfn.protocol import Invoke
 from polyfn.runtimes.python.instance import _set_trace_env
 
 
-def test_function_sees_the_current_trace() -> None:
-    saved = {k: os.environ.get(k) for k in ("POLYFN_TRACE_ID", "TRACEPARENT")}
-    try:
-        _set_trace_env(Invoke(1, "0123456789abcdef0123456789abcdef", "http", 0.0, trace_id="ab" * 16))
-        assert os.environ["POLYFN_TRACE_ID"] == "ab" * 16
-        assert os.getenv("TRACEPARENT") == f"00-{'ab' * 16}-0123456789abcdef-01"
-        assert dict(os.environ)["POLYFN_TRACE_ID"] == "ab" * 16
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+def test_function_sees_the_current_trace(monkeypatch: pytest.MonkeyPatch) -> None:
+    for k in ("POLYFN_TRACE_ID", "TRACEPARENT"):
+        monkeypatch.setenv(k, "")  # restored (or removed) after the test
+    _set_trace_env(Invoke(1, "0123456789abcdef0123456789abcdef", "http", 0.0, trace_id="ab" * 16))
+    assert os.environ["POLYFN_TRACE_ID"] == "ab" * 16
+    assert os.getenv("TRACEPARENT") == f"00-{'ab' * 16}-0123456789abcdef-01"
+    assert dict(os.environ)["POLYFN_TRACE_ID"] == "ab" * 16
 
 
 def test_a_new_trace_per_invocation_does_not_grow_memory() -> None:
     script = textwrap.dedent("""
-        import resource
         from polyfn.protocol import Invoke
         from polyfn.runtimes.python.instance import _set_trace_env
 

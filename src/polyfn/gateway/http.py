@@ -98,9 +98,6 @@ class IdleConnections:
     def disarm(self, proto: HttpToolsProtocol) -> None:
         self._due.pop(proto, None)
 
-    def __contains__(self, proto: HttpToolsProtocol) -> bool:
-        return proto in self._due
-
     def _sweep(self) -> None:
         self._handle = None
         now = self._loop.time()

@@ -254,7 +254,7 @@ class Store:
         """Newest first, filtered on `since <= start < until`. `logs` is left empty (use get_activation)."""
         if limit <= 0:
             return []
-        query = select(activations)
+        query = select(*_COLUMNS_WITHOUT_LOGS)  # lists leave `logs` empty: don't read the lines' text
         if function is not None:
             query = query.where(activations.c.function == function)
         if status is not None:
@@ -295,35 +295,24 @@ class Store:
         query = query.order_by(activations.c.logs_end.desc(), activations.c.id.desc())
         newest: list[tuple[float, str, int, str, str]] = []  # a min-heap of the newest `limit` matches
         scanned = 0
-        offset = 0
-        chunk = 500
-        async with self._engine.connect() as conn:
-            while True:
-                rows = (await conn.execute(query.offset(offset).limit(chunk))).all()
-                offset += len(rows)
-                for r in rows:
-                    if len(newest) >= limit and r.logs_end < newest[0][0]:
-                        rows = []
-                        break
-                    for i, (ts, stream, line) in enumerate(_decode_logs(r.logs)):
-                        if since is not None and ts < since:
-                            continue
-                        if grep is not None:
-                            scanned += 1
-                            if not grep.search(line):
-                                continue
-                        entry = (ts, r.id, i, stream, line)
-                        if len(newest) < limit:
-                            heapq.heappush(newest, entry)
-                        elif entry > newest[0]:
-                            heapq.heapreplace(newest, entry)
-                    if grep is not None and scanned >= scan_max:
-                        rows = []
-                        break
-                else:
-                    if len(rows) == chunk:
+        async with self._engine.connect() as conn, contextlib.aclosing(_paged(conn, query)) as rows:
+            async for r in rows:
+                if len(newest) >= limit and r.logs_end < newest[0][0]:
+                    break
+                for i, (ts, stream, line) in enumerate(_decode_logs(r.logs)):
+                    if since is not None and ts < since:
                         continue
-                break
+                    if grep is not None:
+                        scanned += 1
+                        if not grep.search(line):
+                            continue
+                    entry = (ts, r.id, i, stream, line)
+                    if len(newest) < limit:
+                        heapq.heappush(newest, entry)
+                    elif entry > newest[0]:
+                        heapq.heapreplace(newest, entry)
+                if grep is not None and scanned >= scan_max:
+                    break
         return [{"activation": aid, "ts": ts, "stream": stream, "line": line}
                 for ts, aid, _, stream, line in sorted(newest)]
 
@@ -565,6 +554,18 @@ class _SqliteBatchWriter:
         self._thread.shutdown(wait=True)
 
 
+async def _paged(conn: AsyncConnection, query: Any, chunk: int = 500) -> AsyncIterator[Row[Any]]:
+    """The rows of `query`, fetched `chunk` at a time (a reader may stop after the first few)."""
+    offset = 0
+    while True:
+        rows = (await conn.execute(query.offset(offset).limit(chunk))).all()
+        for r in rows:
+            yield r
+        if len(rows) < chunk:
+            return
+        offset += chunk
+
+
 @functools.lru_cache(maxsize=64)
 def _sqlite_insert_sql(head: str, tail: str, width: int, nrows: int) -> str:
     row = "(" + ",".join("?" * width) + ")"
@@ -608,6 +609,7 @@ def _activation_tuple(a: Activation, logs: list[LogLine]) -> tuple[Any, ...]:
 
 
 _LOGS_DECODER = msgspec.json.Decoder(list[LogLine])
+_COLUMNS_WITHOUT_LOGS = [c for c in activations.c if c.name != "logs"]
 
 
 def _encode_logs(logs: list[LogLine]) -> str:

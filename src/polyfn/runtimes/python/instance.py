@@ -257,7 +257,7 @@ def _prepare_process(spec: InstanceSpec, prepared: Any = None) -> list[str]:
 # enough to push a busy instance over its memory limit within minutes. The per-invocation values are
 # therefore set in the mapping only: Python code (os.environ, os.getenv) sees them; C getenv() and child
 # processes started without an explicit env do not (pass `env=os.environ` to give them the trace).
-_ENV_DATA: Any = getattr(os.environ, "_data", None)
+_ENV_DATA: Any = getattr(os.environ, "_data", None) if os.name == "posix" else None
 
 
 def _set_trace_env(inv: Invoke) -> None:
@@ -265,7 +265,7 @@ def _set_trace_env(inv: Invoke) -> None:
     use the context object's `trace_id` / `traceparent`, which are per invocation)."""
     traceparent = f"00-{inv.trace_id}-{inv.activation_id[:16]}-01"
     data = _ENV_DATA
-    if data is not None and os.name == "posix":
+    if data is not None:
         data[b"POLYFN_TRACE_ID"] = inv.trace_id.encode()
         data[b"TRACEPARENT"] = traceparent.encode()
     else:
