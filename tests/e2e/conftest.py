@@ -19,10 +19,30 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
+# Ports handed to servers the tests start. bind(port 0) then close is racy: the kernel may hand the
+# same ephemeral port to the next caller (another xdist worker, or this one a moment later) before our
+# server binds it; CI once saw `serve --port P --storage-port P`. So each worker takes ports from its own
+# block below the ephemeral range (32768-60999), which the kernel never hands out by itself, in turn.
+_PORT_BLOCK = 1000
+_PORT_BASE = 20000
+_next_port = 0
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port no other test of this run is given, and nobody listens on right now."""
+    global _next_port
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    block = _PORT_BASE + (int(worker) if worker.isdigit() else 0) % 12 * _PORT_BLOCK
+    for _ in range(_PORT_BLOCK):
+        port = block + _next_port
+        _next_port = (_next_port + 1) % _PORT_BLOCK
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {block}-{block + _PORT_BLOCK - 1}")
 
 
 class Server:
