@@ -31,7 +31,7 @@ def test_unfinished_line_holds_at_most_line_max_chars() -> None:
     buf = _LogBuffer(line_max=10, lines_max=100)
     for _ in range(1000):
         buf.add("stdout", "z" * 100)
-    assert len(buf.partial["stdout"][0]) == 10
+    assert sum(map(len, buf.parts[0])) == buf.size[0] == 10
     assert lines(buf) == [("stdout", "z" * 10 + "… [truncated 99990 chars]")]
 
 
@@ -51,3 +51,21 @@ def test_streams_do_not_mix_partial_lines() -> None:
     buf.add("stderr", "err\n")
     buf.add("stdout", "done\n")
     assert lines(buf) == [("stderr", "err"), ("stdout", "out-done")]
+
+
+def test_print_through_capture_matches_the_buffer_rules() -> None:
+    """`_Capture.write` inlines the common cases (a piece without newline, a lone newline); print() through
+    it must give what the buffer's general path gives."""
+    from polyfn.runtimes.python.instance import _Capture
+
+    buf = _LogBuffer(line_max=10, lines_max=100)
+    out, err = _Capture("stdout", buf), _Capture("stderr", buf)
+    print("a", "b", file=out)
+    print("x" * 8, "y" * 8, file=out)  # pieces that together pass line_max
+    print("e1", end="", file=err)
+    out.write("c\nd")  # a newline inside a piece, then an unfinished line
+    print(file=err)
+    print("z" * 25, file=out)  # the unfinished "d" joins this line, which is cut
+    assert lines(buf) == [("stdout", "a b"), ("stdout", "x" * 8 + " y… [truncated 7 chars]"), ("stdout", "c"),
+                          ("stderr", "e1"), ("stdout", "d" + "z" * 9 + "… [truncated 16 chars]")]
+    assert out.write("q") == 1 and lines(buf) == [("stdout", "q")]

@@ -609,16 +609,17 @@ def _activation_tuple(a: Activation, logs: list[LogLine]) -> tuple[Any, ...]:
 
 
 _LOGS_DECODER = msgspec.json.Decoder(list[LogLine])
+_LOGS_ENCODE = msgspec.json.Encoder().encode
 _COLUMNS_WITHOUT_LOGS = [c for c in activations.c if c.name != "logs"]
 
 
 def _encode_logs(logs: list[LogLine]) -> str:
     """An activation's lines as the JSON text stored in its row: `[[ts, stream, line], ...]`, one C call.
     NUL (escaped as \\u0000 by JSON) becomes U+FFFD, as in every text a function produces (`_text`)."""
-    raw = msgspec.json.encode(logs)
-    if b"\\u0000" in raw:
-        raw = msgspec.json.encode([LogLine(ln.ts, ln.stream, _text(ln.line)) for ln in logs])
-    return raw.decode()
+    text = _LOGS_ENCODE(logs).decode()  # (the check on str: `in` on bytes costs 0.2 µs, on str 0.02)
+    if "\\u0000" in text:
+        text = _LOGS_ENCODE([LogLine(ln.ts, ln.stream, _text(ln.line)) for ln in logs]).decode()
+    return text
 
 
 def _decode_logs(text: str | None) -> list[LogLine]:

@@ -59,75 +59,74 @@ SAFE_ENV = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ
 _current: contextvars.ContextVar[_LogBuffer | None] = contextvars.ContextVar("polyfn_logs", default=None)
 
 
-class _LogBuffer:
-    """Lines printed during one invocation (or during init)."""
+_STREAMS = ("stdout", "stderr")
 
-    __slots__ = ("dropped", "line_max", "lines", "lines_max", "partial")
+
+class _LogBuffer:
+    """Lines printed during one invocation (or during init).
+
+    Each stream's unfinished line is kept as a list of pieces (print() writes each argument, separator and
+    end separately: "a", " ", "b", "\n"), joined once when its newline comes. At most `line_max` chars of
+    it are held (no memory blow-up from a huge line written in pieces); what is cut off beyond that is
+    counted for the truncation marker."""
+
+    __slots__ = ("cut", "dropped", "line_max", "lines", "lines_max", "parts", "size")
 
     def __init__(self, line_max: int, lines_max: int):
         self.lines: list[tuple[float, str, str]] = []
-        # stream → [start of the unfinished line (at most line_max chars), chars cut off beyond it]
-        self.partial: dict[str, list[Any]] = {}
+        self.parts: tuple[list[str], list[str]] = ([], [])  # per stream (index in _STREAMS)
+        self.size = [0, 0]  # chars held in parts[i], at most line_max
+        self.cut = [0, 0]  # chars of the unfinished line cut off beyond line_max
         self.line_max = line_max
         self.lines_max = lines_max
         self.dropped = 0
 
     def add(self, stream: str, text: str) -> None:
+        self.write(_STREAMS.index(stream), text)
+
+    def write(self, i: int, text: str) -> None:
+        """Any text to stream `i` (the general case of `_Capture.write`)."""
         if "\n" not in text:
-            # Fast path: print() writes each argument, separator and end separately ("a", " ", "b", "\n"),
-            # so most writes only extend the unfinished line.
-            pending = self.partial.get(stream)
-            if pending is None:
-                if len(text) <= self.line_max:
-                    self.partial[stream] = [text, 0]
-                    return
-            elif len(pending[0]) + len(text) <= self.line_max:
-                pending[0] += text
-                return
-        elif text == "\n":
-            pending = self.partial.pop(stream, None)
-            if pending is None:
-                self._line(stream, "")
-            else:
-                self._line(stream, pending[0], pending[1])
+            self._extend(i, text)
             return
         *complete, rest = text.split("\n")
-        pending = self.partial.pop(stream, None)
-        if complete:
-            if pending is not None:
-                self._line(stream, pending[0] + complete[0], pending[1])
-                complete = complete[1:]
-            for line in complete:
-                self._line(stream, line)
-            pending = None
+        for line in complete:
+            if line:
+                self._extend(i, line)
+            self.end_line(i)
         if rest:
-            # An unfinished line waits for its newline, holding at most line_max chars (no memory blow-up
-            # from a huge line written in pieces); what it cuts off is counted for the marker.
-            if pending is None:
-                pending = ["", 0]
-            head = pending[0] + rest
-            if len(head) > self.line_max:
-                pending[1] += len(head) - self.line_max
-                head = head[: self.line_max]
-            pending[0] = head
-        if pending is not None:
-            self.partial[stream] = pending
+            self._extend(i, rest)
 
-    def _line(self, stream: str, line: str, cut: int = 0) -> None:
+    def _extend(self, i: int, text: str) -> None:
+        held = self.size[i]
+        room = self.line_max - held
+        if len(text) <= room:
+            self.parts[i].append(text)
+            self.size[i] = held + len(text)
+            return
+        if room > 0:
+            self.parts[i].append(text[:room])
+            self.size[i] = self.line_max
+        self.cut[i] += len(text) - max(room, 0)
+
+    def end_line(self, i: int) -> None:
+        parts = self.parts[i]
+        line = "".join(parts)
+        parts.clear()
+        self.size[i] = 0
+        cut = self.cut[i]
+        if cut:
+            self.cut[i] = 0
+            line += f"… [truncated {cut} chars]"
         if len(self.lines) >= self.lines_max:
             self.dropped += 1
             return
-        if len(line) > self.line_max:
-            cut += len(line) - self.line_max
-            line = line[: self.line_max]
-        if cut:
-            line += f"… [truncated {cut} chars]"
-        self.lines.append((time.time(), stream, line))
+        self.lines.append((time.time(), _STREAMS[i], line))
 
     def drain(self) -> list[tuple[float, str, str]]:
-        for stream, (head, cut) in list(self.partial.items()):
-            self._line(stream, head, cut)
-        self.partial.clear()
+        for i in (0, 1):
+            if self.size[i] or self.cut[i]:
+                self.end_line(i)
         if self.dropped:
             self.lines.append((time.time(), "stderr", f"[polyfn: {self.dropped} more lines dropped]"))
             self.dropped = 0
@@ -136,15 +135,30 @@ class _LogBuffer:
 
 
 class _Capture(io.TextIOBase):
-    """sys.stdout / sys.stderr replacement routing writes to the current invocation's buffer."""
+    """sys.stdout / sys.stderr replacement routing writes to the current invocation's buffer.
+
+    `write` is on the path of every print() (four calls for `print(a, b)`), so the common cases are
+    inline: a piece without a newline joins the unfinished line, a lone "\n" ends it."""
 
     def __init__(self, stream: str, fallback: _LogBuffer):
         self.stream = stream
+        self.index = _STREAMS.index(stream)
         self.fallback = fallback
 
     def write(self, s: str) -> int:
         buf = _current.get() or self.fallback
-        buf.add(self.stream, s)
+        i = self.index
+        if "\n" not in s:
+            size = buf.size
+            n = size[i] + len(s)
+            if n <= buf.line_max:
+                buf.parts[i].append(s)
+                size[i] = n
+                return len(s)
+        elif s == "\n":
+            buf.end_line(i)
+            return 1
+        buf.write(i, s)
         return len(s)
 
     def writable(self) -> bool:
