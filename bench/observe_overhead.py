@@ -16,7 +16,7 @@ budget: <= 5 %), plus the CPU time of the server's whole process tree per reques
 instances; measured until the server is idle again, so the batched activation writes are included). On a
 shared machine the CPU figure is the steadier one: other work slows req/s but barely changes CPU/req.
 
-    .venv/bin/python bench/observe_overhead.py                 # 3 rounds x 5 s x 5 cases (~2.5 min)
+    .venv/bin/python bench/observe_overhead.py                 # 5 rounds x 5 s x 5 cases (~4 min)
     .venv/bin/python bench/observe_overhead.py --rounds 7 --cases logging scraped
     .venv/bin/python bench/observe_overhead.py --rounds 1 --duration 2
 """
@@ -101,7 +101,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--duration", type=int, default=5, help="seconds per measured wrk run")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES),
                     help="cases to run (the baseline always runs)")
     args = ap.parse_args()
@@ -135,13 +135,16 @@ def main() -> None:
         for case in cases:
             med, mcpu = statistics.median(rps[case]), statistics.median(cpu[case])
             # per-round ratio against the baseline of the same round, then the median of those ratios
-            ratio = statistics.median(c / b for c, b in zip(rps[case], rps["baseline"], strict=True))
-            rows.append([case, fmt(med, 0), "-" if case == "baseline" else f"{(1 - ratio) * 100:+.1f} %",
-                         f"{mcpu:.1f}", "-" if case == "baseline" else f"{(mcpu / ref_cpu - 1) * 100:+.1f} %"])
+            costs = sorted((1 - c / b) * 100 for c, b in zip(rps[case], rps["baseline"], strict=True))
+            spread = "-" if case == "baseline" else f"{costs[0]:+.1f} … {costs[-1]:+.1f} %"
+            rows.append([case, fmt(med, 0), "-" if case == "baseline" else f"{statistics.median(costs):+.1f} %",
+                         spread, f"{mcpu:.1f}",
+                         "-" if case == "baseline" else f"{(mcpu / ref_cpu - 1) * 100:+.1f} %"])
         print()
-        print(table(["case", "median req/s", "throughput cost", "CPU µs/req", "CPU cost"], rows))
-        print(f"\nthroughput cost: median over rounds of (1 - case/baseline of the same round); baseline "
-              f"median {ref_rps:.0f} req/s. CPU: the servers' whole process trees per request.")
+        print(table(["case", "median req/s", "throughput cost", "rounds' range", "CPU µs/req", "CPU cost"], rows))
+        print(f"\nthroughput cost: median over rounds of (1 - case/baseline of the same round), and the range of "
+              f"those per-round costs (the run's noise); baseline median {ref_rps:.0f} req/s. CPU: the servers' "
+              f"whole process trees per request.")
     finally:
         node.__exit__(None, None, None)
         base.__exit__(None, None, None)
