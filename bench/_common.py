@@ -32,10 +32,19 @@ HELLO_NATIVE = "def handler(event, context):\n    return 'Hello World!'\n"
 # --- processes and ports ------------------------------------------------------------------------------
 
 
+_given_ports: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nobody listens on, never one this process handed out before: bind(0)-then-close may give the
+    same port twice in a row, and a server started with it as both --port and --storage-port fails."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _given_ports:
+            _given_ports.add(port)
+            return port
 
 
 def wait_http(port: int, path: str, proc: subprocess.Popen[bytes] | None, timeout: float = 30.0) -> None:
