@@ -403,6 +403,18 @@ async def test_prune_by_count(store: Store) -> None:
     assert await store.prune(max_count=10, max_age_s=1e9, now=200.0) == 0
 
 
+async def test_prune_in_chunks_deletes_the_same_rows(store: Store) -> None:
+    """Pruning in several small transactions ends where one big one did."""
+    await _fill(store, 30)
+    assert await store.prune(max_count=7, max_age_s=1e9, now=200.0, chunk=4) == 23
+    assert [a.id for a in await store.list_activations(limit=100)] == [f"a{i:03d}" for i in range(29, 22, -1)]
+    assert await store.prune(max_count=3, max_age_s=1e9, now=200.0, chunk=4) == 4  # exactly one full chunk
+    assert await store.prune(max_count=3, max_age_s=1e9, now=200.0, chunk=4) == 0
+    await store.add_activations([act(f"t{i}", 5.0) for i in range(6)])  # equal starts, older than the rest
+    assert await store.prune(max_count=4, max_age_s=1e9, now=200.0, chunk=2) == 5
+    assert [a.id for a in await store.list_activations()] == ["a029", "a028", "a027", "t5"]
+
+
 async def test_prune_by_count_with_equal_start_times(store: Store) -> None:
     await store.add_activations([act(f"t{i}", 5.0) for i in range(6)])
     assert await store.prune(max_count=4, max_age_s=1e9, now=10.0) == 2
