@@ -36,7 +36,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from polyfn.model import Activation, FunctionInfo, FunctionSpec, LogLine, Revision, now
-from polyfn.store.tables import activations, aliases, functions, log_lags, revisions, versions
+from polyfn.store.tables import activations, aliases, functions, revisions, versions
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000  # how long another process's write may hold us up before "database is locked"
@@ -54,7 +54,6 @@ class Store:
         self._is_sqlite = engine.dialect.name == "sqlite"
         self._write_lock = asyncio.Lock()
         self._batch_writer: _SqliteBatchWriter | None = None  # SQLite: activation records' own connection
-        self._log_lags: dict[str, float] = {}  # function → the lag this store has stored (see tables.log_lags)
 
     @property
     def engine(self) -> AsyncEngine:
@@ -214,29 +213,16 @@ class Store:
         for a in acts:
             prev = merged.get(a.id)
             merged[a.id] = (a, prev[1] + a.logs if prev is not None and prev[1] else a.logs)
-        # The lag of `get_logs`: how long after its start an activation logged its last line, at most. Only a
-        # lag larger than what this store already stored is written (in the same transaction as the rows).
-        known = self._log_lags
-        grown: dict[str, float] = {}
-        for a, logs in merged.values():
-            if logs:
-                lag = logs[-1].ts - a.start
-                if lag > known.get(a.function, 0.0) and lag > grown.get(a.function, 0.0):
-                    grown[a.function] = lag
         if self._is_sqlite:
             # The hot path of observability: plain values straight to sqlite3, without SQLAlchemy's per-row
             # parameter processing, as multi-row INSERTs (see `_sqlite_multirow`).
             rows = [_activation_tuple(a, logs) for a, logs in merged.values()]
             stmts = list(_sqlite_multirow(_SQLITE_INSERT_ACTIVATION_HEAD, _SQLITE_UPSERT_ACTIVATION, rows,
                                           len(_ACTIVATION_COLUMNS)))
-            if grown:
-                stmts.extend(_sqlite_multirow(_SQLITE_INSERT_LOG_LAG_HEAD, _SQLITE_UPSERT_LOG_LAG,
-                                              list(grown.items()), 2))
             if self._batch_writer is None:
                 self._batch_writer = _SqliteBatchWriter(str(self._engine.url.database))
             async with self._write_lock:
                 await self._batch_writer.write(stmts)
-            known.update(grown)
             return
         act_rows = [_activation_row(a, logs) for a, logs in merged.values()]
         async with self._writer() as conn:
@@ -248,14 +234,6 @@ class Store:
                 else_=func.substr(old.logs, 1, func.length(old.logs) - 1) + "," + func.substr(new.logs, 2))
             set_["logs_end"] = func.greatest(old.logs_end, new.logs_end)
             await conn.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=set_), act_rows)
-            if grown:
-                lag_stmt = _dialect_insert(conn)(log_lags)
-                await conn.execute(
-                    lag_stmt.on_conflict_do_update(
-                        index_elements=["function"],
-                        set_={"lag": func.greatest(log_lags.c.lag, lag_stmt.excluded.lag)}),
-                    [{"function": f, "lag": lag} for f, lag in grown.items()])
-        known.update(grown)
 
     async def get_activation(self, id: str) -> Activation | None:
         """One activation with its log lines, in the order they were recorded."""
@@ -303,28 +281,24 @@ class Store:
         they were recorded in. With `grep`, only lines the pattern matches (`search`), looking at no more
         than the newest `scan_max` lines (the same regex semantics on SQLite and PostgreSQL).
 
-        Lines live in their activation's row. Activations are read newest `start` first through the
-        (function, start, logs_end) index, which skips those without lines; none logged later than its
-        start plus the function's lag (`log_lags`), so once `limit` lines newer than the next activation's
-        `start + lag` are in hand, no older activation can hold a newer line and the scan stops.
+        Lines live in their activation's row; activations are read newest `logs_end` (their newest line)
+        first, so once `limit` lines newer than the next activation's `logs_end` are in hand, no older
+        activation can hold a newer line and the scan stops.
         """
         if limit <= 0:
             return []
-        async with self._engine.connect() as conn:
-            lag = await conn.scalar(select(log_lags.c.lag).where(log_lags.c.function == function)) or 0.0
-        # logs_end > 0: rows with lines (their newest line's timestamp), decided from the index alone.
-        query = select(activations.c.id, activations.c.start, activations.c.logs).where(
-            activations.c.function == function, activations.c.logs_end > 0)
+        query = select(activations.c.id, activations.c.logs_end, activations.c.logs).where(
+            activations.c.function == function, activations.c.logs != "")
         if since is not None:
-            query = query.where(activations.c.start >= since - lag, activations.c.logs_end >= since)
+            query = query.where(activations.c.logs_end >= since)
         if activation is not None:
             query = query.where(activations.c.id == activation)
-        query = query.order_by(activations.c.start.desc(), activations.c.id.desc())
+        query = query.order_by(activations.c.logs_end.desc(), activations.c.id.desc())
         newest: list[tuple[float, str, int, str, str]] = []  # a min-heap of the newest `limit` matches
         scanned = 0
         async with self._engine.connect() as conn, contextlib.aclosing(_paged(conn, query)) as rows:
             async for r in rows:
-                if len(newest) >= limit and r.start + lag < newest[0][0]:
+                if len(newest) >= limit and r.logs_end < newest[0][0]:
                     break
                 for i, (ts, stream, line) in enumerate(_decode_logs(r.logs)):
                     if since is not None and ts < since:
@@ -542,8 +516,6 @@ _SQLITE_UPSERT_ACTIVATION = (
     " ELSE substr(activations.logs, 1, length(activations.logs) - 1) || ',' || substr(excluded.logs, 2) END"
     ", logs_end = max(activations.logs_end, excluded.logs_end)"
 )
-_SQLITE_INSERT_LOG_LAG_HEAD = "INSERT INTO log_lags (function, lag) VALUES "
-_SQLITE_UPSERT_LOG_LAG = " ON CONFLICT(function) DO UPDATE SET lag = max(log_lags.lag, excluded.lag)"
 _SQLITE_MAX_PARAMS = 4096  # per statement (SQLite allows 32766): large enough to amortize, small to compile
 
 

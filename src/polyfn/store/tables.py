@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 metadata = MetaData()
@@ -95,22 +96,13 @@ activations = Table(
     Column("parent_id", String, nullable=False, server_default=""),  # 0004
     Column("init_info", Text, nullable=False, server_default=""),  # 0006
     # 0009: the activation's log lines, a JSON array of [ts, stream, line] ('' when none), and the newest
-    # line's timestamp (0 when none).
+    # line's timestamp (0 when none): "the newest lines of a function" reads the partial index below.
     Column("logs", Text, nullable=False, server_default=""),
     Column("logs_end", Float, nullable=False, server_default="0"),
-    # 0010: logs_end rides in the (function, start) index, so "the newest lines of a function" skips the
-    # activations without lines from the index alone (see log_lags).
-    Index("ix_activations_function_start", "function", "start", "logs_end"),
+    Index("ix_activations_function_start", "function", "start"),
     Index("ix_activations_start", "start"),
-)
-
-# 0010: per function, the largest `logs_end - start` of its stored activations (never lowered): an activation
-# that started at s holds no line newer than s + lag, which bounds the newest-first scan of its lines.
-log_lags = Table(
-    "log_lags",
-    metadata,
-    Column("function", String, primary_key=True),
-    Column("lag", Float, nullable=False),
+    Index("ix_activations_function_logs_end", "function", "logs_end",
+          sqlite_where=text("logs != ''"), postgresql_where=text("logs != ''")),
 )
 
 api_keys = Table(
