@@ -6,6 +6,8 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from .conftest import Server, wait_until
 
 TRACER = '''
@@ -181,6 +183,34 @@ def test_floods_and_long_lines_are_truncated_but_the_activation_is_kept(server: 
     assert line.endswith("… [truncated 83616 chars]") and len(line) < 16500
     text = server.http.get("/metrics").text
     assert _metric(text, "polyfn_log_floods_total", function="flood") == 1
+
+
+THREADED = '''
+import threading, time
+def handler(event, context):
+    if isinstance(event, dict) and event.get("start"):
+        def later():
+            time.sleep(0.05)
+            print("from a thread, between invocations")
+        threading.Thread(target=later, daemon=True).start()
+        return "started"
+    return "next"
+'''
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_lines_a_thread_prints_between_invocations_come_with_the_next_one(server: Server, concurrency: int) -> None:
+    """A thread of the function does not inherit an invocation's context: its lines went to the init
+    buffer, which was sent once, and were lost after the first invocation. They come with the next result
+    (one instance serving one invocation at a time, or several at once)."""
+    name = f"threaded{concurrency}"
+    server.deploy(name, {"handler.py": THREADED}, concurrency=concurrency)
+    assert server.api.post(f"/v1/functions/{name}/invoke", json={}).text == '"next"'  # the first: init lines sent
+    assert server.api.post(f"/v1/functions/{name}/invoke", json={"start": True}).text == '"started"'
+    time.sleep(0.3)
+    r = server.api.post(f"/v1/functions/{name}/invoke", json={})
+    act = server.activation(r.headers["x-polyfn-activation-id"])
+    assert [ln[2] for ln in act["logs"]] == ["from a thread, between invocations"]
 
 
 def test_server_logs_are_json_lines_when_not_a_tty(server: Server) -> None:

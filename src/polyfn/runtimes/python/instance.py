@@ -123,6 +123,9 @@ class _LogBuffer:
             return
         self.lines.append((time.time(), _STREAMS[i], line))
 
+    def pending(self) -> bool:
+        return bool(self.lines or self.dropped or self.size[0] or self.size[1] or self.cut[0] or self.cut[1])
+
     def drain(self) -> list[tuple[float, str, str]]:
         for i in (0, 1):
             if self.size[i] or self.cut[i]:
@@ -173,6 +176,13 @@ class _Capture(io.TextIOBase):
     @property
     def encoding(self) -> str:  # type: ignore[override]
         return "utf-8"
+
+
+def _capture_into(buf: _LogBuffer) -> None:
+    """Make `buf` where sys.stdout/sys.stderr writes go when no invocation's buffer is current."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, _Capture):
+            stream.fallback = buf
 
 
 # --- init --------------------------------------------------------------------------------------------
@@ -339,6 +349,9 @@ def _serve_blocking(sock: socket.socket, adapter: Adapter, spec: InstanceSpec, i
     send = sock.sendall
     buf = _LogBuffer(spec.log_line_max, spec.log_lines_max)
     first = init_buf.drain()
+    # What threads of the function print outside an invocation's context (they do not inherit it) goes with
+    # the next result, not into the init buffer that is drained only once.
+    _capture_into(buf)
     data = bytearray()
     while True:
         while len(data) < 4:
@@ -380,6 +393,8 @@ async def _serve_async(sock: socket.socket, adapter: Adapter, spec: InstanceSpec
         if first:
             result.logs[:0] = first
             first = []
+        if init_buf.pending():  # printed outside any invocation's context (a thread of the function's)
+            result.logs[:0] = init_buf.drain()
         writer.write(encode(result))
 
     while True:
