@@ -66,6 +66,20 @@ def handler(event, context):
     assert act["status"] == "crashed"
 
 
+def test_start_that_dies_reports_its_exit_code(server: Server) -> None:
+    """An instance that ends during its start without an init error (here its module exits the process)
+    is reported with its exit status, not only "connection closed"."""
+    server.deploy("dies-at-import", {"handler.py": '''
+import os
+os._exit(4)
+def handler(event, context):
+    return "never"
+'''})
+    r = server.http.get("/fn/dies-at-import")
+    assert r.status_code == 502 and error_code(r) == "function_init_failed", r.text
+    assert "exited with code 4" in r.json()["error"]["message"], r.text
+
+
 def test_crash_reports_signal(server: Server) -> None:
     server.deploy("selfkill", {"handler.py": '''
 import os, signal

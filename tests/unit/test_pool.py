@@ -402,3 +402,16 @@ async def test_a_start_that_loses_its_process_is_tried_once_more() -> None:
     with pytest.raises(StartFailed, match="connection closed"):
         await pool2.acquire(5)
     assert m2.started == 2
+
+
+async def test_an_unexpected_error_while_starting_fails_the_waiters_at_once() -> None:
+    """A bug in a start (any exception) must reach the callers waiting for that instance, not leave them
+    queued until their wait times out."""
+
+    class Broken(FakeManager):
+        async def start_instance(self, pool: Pool) -> Instance:
+            raise NameError("oops")
+
+    pool = make_pool(Broken())
+    with pytest.raises(StartFailed, match="internal error: NameError"):
+        await asyncio.wait_for(pool.acquire(30), 2)

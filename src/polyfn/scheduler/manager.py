@@ -23,7 +23,7 @@ from polyfn.sandbox.cgroups import CgroupBase
 from polyfn.sandbox.plan import SandboxPlan, cgroup_dir_for
 from polyfn.scheduler import launcher as _launcher
 from polyfn.scheduler.fnzygote import FunctionZygote, FunctionZygotes, oom_kills
-from polyfn.scheduler.instance import InitFailed, Instance, State
+from polyfn.scheduler.instance import InitFailed, Instance, InstanceGone, State
 from polyfn.scheduler.pool import Pool
 from polyfn.scheduler.zygote import ZygoteClient, ZygoteError
 
@@ -370,7 +370,13 @@ class InstanceManager:
         self._by_pid[pid] = inst
         if pid in self._early_exits:
             self._on_exit(pid, self._early_exits.pop(pid))
-        await inst.wait_ready(min(self.settings.init_timeout, max(spec.timeout, 1.0)))
+        try:
+            await inst.wait_ready(min(self.settings.init_timeout, max(spec.timeout, 1.0)))
+        except InstanceGone:
+            # Say how the process ended (its exit code; a signal, e.g. SIGSYS from the seccomp filter), not
+            # only that its connection closed: a start that dies without an init error leaves no other trace.
+            await inst.wait_exit(0.5)
+            raise InstanceGone(inst.describe_exit()) from None
         inst.init_ms = (time.perf_counter() - t0) * 1000
         if fz is None and spec.runtime == "python" and self.fzs is not None:
             why = self.fzs.failed.get(rev.key)

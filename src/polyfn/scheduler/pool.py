@@ -304,6 +304,12 @@ class Pool:
             }
             self._start_failed(StartFailed(err, getattr(e, "logs", [])))
             return
+        except Exception as e:  # a bug of ours: still an answer for the callers, not a wait until their timeout
+            log.exception("%s: starting an instance failed", self.revision.key)
+            self._start_failed(StartFailed({"errorType": "Runtime.StartFailed",
+                                            "errorMessage": f"instance failed to start: internal error: {e!r}",
+                                            "stackTrace": []}))
+            return
         finally:
             self.starting -= 1
         self._init_error = None
