@@ -89,8 +89,8 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def tree_cpu_seconds(root: int) -> float:
-    """CPU time of `root` and every live descendant (server, zygote, instances; gunicorn and its workers)."""
+def descendants(root: int) -> list[int]:
+    """`root` and every live descendant (server, zygotes, instances; gunicorn and its workers)."""
     children: dict[int, list[int]] = {}
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
@@ -100,12 +100,17 @@ def tree_cpu_seconds(root: int) -> float:
         except (OSError, IndexError, ValueError):
             continue
         children.setdefault(ppid, []).append(int(d.name))
-    total, todo = 0.0, [root]
+    out, todo = [], [root]
     while todo:
         pid = todo.pop()
-        total += cpu_seconds(pid)
+        out.append(pid)
         todo.extend(children.get(pid, []))
-    return total
+    return out
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU time of `root` and every live descendant."""
+    return sum(cpu_seconds(pid) for pid in descendants(root))
 
 
 def wait_idle(pid: int, threshold: float = 0.05, window: float = 0.25, timeout: float = 15.0) -> None:

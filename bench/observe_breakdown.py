@@ -24,27 +24,11 @@ import collections
 import os
 from pathlib import Path
 
-from _common import PolyfnServer, print_header, run_wrk, table, wait_idle
+from _common import PolyfnServer, descendants, print_header, run_wrk, table, wait_idle
 
 SILENT = "def handler(event, context):\n    return 'Hello World!'\n"
 CHATTY = "def handler(event, context):\n    print('handled', event.path)\n    return 'Hello World!'\n"
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-def descendants(root: int) -> list[int]:
-    children: dict[int, list[int]] = collections.defaultdict(list)
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                children[int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])].append(int(d.name))
-            except (OSError, IndexError, ValueError):
-                continue
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(children[pid])
-    return out
 
 
 def cpu_by_part(root: int) -> collections.Counter[str]:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from polyfn.runtimes.python.instance import _LogBuffer
+from polyfn.runtimes.python.instance import _STREAMS, _LogBuffer
+
+
+def add(buf: _LogBuffer, stream: str, text: str) -> None:
+    buf.write(_STREAMS.index(stream), text)
 
 
 def lines(buf: _LogBuffer) -> list[tuple[str, str]]:
@@ -23,14 +27,14 @@ def lines(buf: _LogBuffer) -> list[tuple[str, str]]:
 def test_lines_and_truncation(writes: list[str], expected: list[str]) -> None:
     buf = _LogBuffer(line_max=10, lines_max=100)
     for w in writes:
-        buf.add("stdout", w)
+        add(buf, "stdout", w)
     assert [t for _, t in lines(buf)] == expected
 
 
 def test_unfinished_line_holds_at_most_line_max_chars() -> None:
     buf = _LogBuffer(line_max=10, lines_max=100)
     for _ in range(1000):
-        buf.add("stdout", "z" * 100)
+        add(buf, "stdout", "z" * 100)
     assert sum(map(len, buf.parts[0])) == buf.size[0] == 10
     assert lines(buf) == [("stdout", "z" * 10 + "… [truncated 99990 chars]")]
 
@@ -38,18 +42,18 @@ def test_unfinished_line_holds_at_most_line_max_chars() -> None:
 def test_flood_keeps_limit_and_adds_marker_then_resets() -> None:
     buf = _LogBuffer(line_max=100, lines_max=3)
     for i in range(10):
-        buf.add("stdout" if i % 2 else "stderr", f"{i}\n")
+        add(buf, "stdout" if i % 2 else "stderr", f"{i}\n")
     got = lines(buf)
     assert got == [("stderr", "0"), ("stdout", "1"), ("stderr", "2"), ("stderr", "[polyfn: 7 more lines dropped]")]
-    buf.add("stdout", "next\n")
+    add(buf, "stdout", "next\n")
     assert lines(buf) == [("stdout", "next")]
 
 
 def test_streams_do_not_mix_partial_lines() -> None:
     buf = _LogBuffer(line_max=100, lines_max=10)
-    buf.add("stdout", "out-")
-    buf.add("stderr", "err\n")
-    buf.add("stdout", "done\n")
+    add(buf, "stdout", "out-")
+    add(buf, "stderr", "err\n")
+    add(buf, "stdout", "done\n")
     assert lines(buf) == [("stderr", "err"), ("stdout", "out-done")]
 
 

@@ -81,9 +81,6 @@ class _LogBuffer:
         self.lines_max = lines_max
         self.dropped = 0
 
-    def add(self, stream: str, text: str) -> None:
-        self.write(_STREAMS.index(stream), text)
-
     def write(self, i: int, text: str) -> None:
         """Any text to stream `i` (the general case of `_Capture.write`)."""
         if "\n" not in text:
@@ -176,13 +173,6 @@ class _Capture(io.TextIOBase):
     @property
     def encoding(self) -> str:  # type: ignore[override]
         return "utf-8"
-
-
-def _capture_into(buf: _LogBuffer) -> None:
-    """Make `buf` where sys.stdout/sys.stderr writes go when no invocation's buffer is current."""
-    for stream in (sys.stdout, sys.stderr):
-        if isinstance(stream, _Capture):
-            stream.fallback = buf
 
 
 # --- init --------------------------------------------------------------------------------------------
@@ -335,7 +325,7 @@ async def _run_one_async(adapter: Adapter, inv: Invoke, spec: InstanceSpec, pool
     return Result(inv.id, status, headers, body, error, buf.drain(), (time.perf_counter() - t0) * 1000)
 
 
-def _serve_blocking(sock: socket.socket, adapter: Adapter, spec: InstanceSpec, init_buf: _LogBuffer) -> None:
+def _serve_blocking(sock: socket.socket, adapter: Adapter, init_buf: _LogBuffer) -> None:
     """One invocation at a time. The wait for the next frame is a poll() for POLLIN, not a blocking recv():
     a task asleep in recv() on a Unix socket is also woken each time the server reads this end's result
     (the kernel's write-space wake-up shares that wait queue), which cost both processes a wake-up per
@@ -347,11 +337,6 @@ def _serve_blocking(sock: socket.socket, adapter: Adapter, spec: InstanceSpec, i
     unpack_from = HEADER.unpack_from
     decode = to_instance_decoder.decode
     send = sock.sendall
-    buf = _LogBuffer(spec.log_line_max, spec.log_lines_max)
-    first = init_buf.drain()
-    # What threads of the function print outside an invocation's context (they do not inherit it) goes with
-    # the next result, not into the init buffer that is drained only once.
-    _capture_into(buf)
     data = bytearray()
     while True:
         while len(data) < 4:
@@ -372,11 +357,10 @@ def _serve_blocking(sock: socket.socket, adapter: Adapter, spec: InstanceSpec, i
             data += chunk
         inv = decode(data[4:end])
         del data[:end]
-        result = _run_one(adapter, inv, buf)
-        if first:
-            result.logs[:0] = first
-            first = []
-        send(encode(result))
+        # The init buffer serves every invocation: what init printed goes with the first result, and what
+        # threads of the function print outside an invocation's context (they do not inherit it; their
+        # writes go to the captures' fallback, this buffer) with the current or the next one.
+        send(encode(_run_one(adapter, inv, init_buf)))
 
 
 async def _serve_async(sock: socket.socket, adapter: Adapter, spec: InstanceSpec, init_buf: _LogBuffer) -> None:
@@ -384,16 +368,11 @@ async def _serve_async(sock: socket.socket, adapter: Adapter, spec: InstanceSpec
 
     pool = None if adapter.is_async else ThreadPoolExecutor(spec.concurrency, thread_name_prefix="fn")
     reader, writer = await asyncio.open_connection(sock=sock, limit=MAX_FRAME)
-    first = init_buf.drain()
     tasks: set[asyncio.Task[None]] = set()
 
     async def one(inv: Invoke) -> None:
-        nonlocal first
         result = await _run_one_async(adapter, inv, spec, pool)
-        if first:
-            result.logs[:0] = first
-            first = []
-        if init_buf.pending():  # printed outside any invocation's context (a thread of the function's)
+        if init_buf.pending():  # printed during init, or outside any invocation's context (a function's thread)
             result.logs[:0] = init_buf.drain()
         writer.write(encode(result))
 
@@ -454,4 +433,4 @@ def serve(sock: socket.socket, adapter: Adapter, spec: InstanceSpec, init_buf: _
         except ImportError:
             asyncio.run(_serve_async(sock, adapter, spec, init_buf))
     else:
-        _serve_blocking(sock, adapter, spec, init_buf)
+        _serve_blocking(sock, adapter, init_buf)
