@@ -73,3 +73,68 @@ def test_print_through_capture_matches_the_buffer_rules() -> None:
     assert lines(buf) == [("stdout", "a b"), ("stdout", "x" * 8 + " y… [truncated 7 chars]"), ("stdout", "c"),
                           ("stderr", "e1"), ("stdout", "d" + "z" * 9 + "… [truncated 16 chars]")]
     assert out.write("q") == 1 and lines(buf) == [("stdout", "q")]
+
+
+class _Str(str):
+    def __str__(self) -> str:
+        return "custom"
+
+
+def _calls() -> list[tuple[tuple[object, ...], dict[str, object]]]:
+    """print() calls covering the fast path and every way out of it."""
+    import io
+
+    return [
+        (("handled", "/fn/hello"), {}),
+        ((), {}),  # an empty line
+        ((1, 2.5, None, _Str("s")), {}),  # str() of non-str and str-subclass arguments
+        (("x" * 25,), {}),  # cut at line_max
+        (("a\nb",), {}),  # a newline inside an argument: two lines
+        (("to err",), {"file": "stderr"}),
+        (("p", "q"), {"sep": "-"}),
+        (("no end",), {"end": ""}),
+        (("joins the started line",), {}),
+        (("s", "t"), {"sep": None, "end": None}),
+        (("elsewhere",), {"file": io.StringIO()}),  # not a capture: the builtin, nothing in the buffer
+        (("flushed",), {"flush": True}),
+    ]
+
+
+def test_installed_print_gives_what_builtin_print_gives(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`capture_output` replaces print() with one that hands a whole line to the capture at once; the
+    lines must be exactly those builtin print() leaves through `_Capture.write`, truncation included."""
+    import builtins
+    import sys
+
+    from polyfn.runtimes.python import instance
+
+    results = []
+    for printer in (builtins.print, instance._print):
+        buf = _LogBuffer(line_max=10, lines_max=100)
+        out, err = instance._Capture("stdout", buf), instance._Capture("stderr", buf)
+        monkeypatch.setattr(sys, "stdout", out)
+        monkeypatch.setattr(sys, "stderr", err)
+        for args, kwargs in _calls():
+            if kwargs.get("file") == "stderr":
+                kwargs = {**kwargs, "file": err}
+            printer(*args, **kwargs)
+        monkeypatch.undo()
+        results.append(lines(buf))
+    assert results[0] == results[1]
+    assert ("stdout", "handled /f… [truncated 7 chars]") in results[1] and ("stderr", "to err") in results[1]
+    assert ("stdout", "1 2.5 None… [truncated 7 chars]") in results[1]
+    assert ("stdout", "no endjoin… [truncated 18 chars]") in results[1]
+
+
+def test_installed_print_respects_the_flood_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from polyfn.runtimes.python import instance
+
+    buf = _LogBuffer(line_max=100, lines_max=3)
+    monkeypatch.setattr(sys, "stdout", instance._Capture("stdout", buf))
+    for n in range(5):
+        instance._print("line", n)
+    monkeypatch.undo()
+    assert lines(buf) == [("stdout", "line 0"), ("stdout", "line 1"), ("stdout", "line 2"),
+                          ("stderr", "[polyfn: 2 more lines dropped]")]

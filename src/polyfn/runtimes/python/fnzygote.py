@@ -23,7 +23,6 @@ import os
 import signal
 import socket
 import stat
-import sys
 import threading
 import time
 from typing import Any
@@ -86,8 +85,7 @@ def main(spec: instance.InstanceSpec, ctrl: socket.socket, info: str, prepared: 
     """Entry point in the blank that became the zygote. Never returns normally: the caller `_exit`s."""
     t0 = time.perf_counter()
     init_buf = instance._LogBuffer(spec.log_line_max, spec.log_lines_max)
-    sys.stdout = instance._Capture("stdout", init_buf)
-    sys.stderr = instance._Capture("stderr", init_buf)
+    instance.capture_output(init_buf)
     try:
         applied = instance._prepare_process(spec, prepared)
         before = _fds()
@@ -225,8 +223,7 @@ def _instance(req: Spawn, fd: int, adapter: Any, info: str) -> None:
     sock = socket.socket(fileno=fd)
     os.environ["POLYFN_INSTANCE_ID"] = spec.instance_id
     init_buf = instance._LogBuffer(spec.log_line_max, spec.log_lines_max)
-    sys.stdout = instance._Capture("stdout", init_buf)
-    sys.stderr = instance._Capture("stderr", init_buf)
+    instance.capture_output(init_buf)
 
     def host_pid() -> None:
         # The server found our host pid from /proc and sent it before it read our Ready frame, so these
