@@ -12,7 +12,9 @@ serves `silent`. wrk measures, in rounds (the order rotates each round, so drift
     metrics off       the other node, silent function: `silent` against it is what metrics cost
 
 Each cost is the median over rounds of (1 - case / reference of the same round) (the issue's budget:
-<= 5 %), printed with the range of those per-round costs, which is the run's noise; plus the CPU time of
+<= 5 %), printed with its 95 % confidence interval and the range of the per-round costs (the run's noise),
+and judged by the interval: met only when its top is within the budget. On a noisy machine (per-round
+costs spread over ±20 points) that takes many short rounds, not a few long ones; plus the CPU time of
 each node's whole process tree per request (server, zygotes, instances; measured until the node is idle
 again, so the batched activation writes are included).
 
@@ -26,7 +28,7 @@ to millions of rows during the run and the log line's cost came out higher (two 
 against +5.2 %, CPU per request +19.5 % against +6.6 %).
 
     .venv/bin/python bench/observe_overhead.py                 # 5 rounds x 5 s x 5 cases (~4 min)
-    .venv/bin/python bench/observe_overhead.py --rounds 20 --duration 3 --cases logging
+    .venv/bin/python bench/observe_overhead.py --rounds 60 --duration 2 --cases logging   # settles the budget
     .venv/bin/python bench/observe_overhead.py --rounds 1 --duration 2
 """
 
@@ -61,6 +63,22 @@ CASES = {
     "logging+scraped": ("node", "chatty", True, "silent"),
     "metrics off": ("off", "silent", False, ""),
 }
+
+
+BUDGET = 5.0  # % of warm throughput (the issue's target)
+
+
+def median_interval(values: list[float], z: float = 1.96) -> tuple[float, float]:
+    """A distribution-free ~95 % confidence interval for the median of sorted `values`: the order statistics
+    whose ranks the binomial(n, 1/2) count of values below the median reaches with 2.5 % / 97.5 %
+    probability (normal approximation). With few rounds the interval is wide, and with fewer than 6 there
+    is none (NaN): a single noisy round cannot make a budget look met."""
+    n = len(values)
+    half = z * n ** 0.5 / 2
+    lo, hi = int(n / 2 - half), int(n / 2 + half + 1)  # 0-based ranks, rounded outward
+    if n < 6 or lo < 0 or hi > n - 1:
+        return float("nan"), float("nan")
+    return values[lo], values[hi]
 
 
 class Scraper:
@@ -117,12 +135,7 @@ def main() -> None:
     args = ap.parse_args()
     print_header(f"observability overhead (warm, wrk -t1 -c{args.connections} -d{args.duration}s, "
                  f"{args.rounds} rounds)")
-    wanted = set(args.cases)
-    while True:  # every case with the one it is compared with
-        more = {CASES[c][3] for c in wanted if CASES[c][3]} - wanted
-        if not more:
-            break
-        wanted |= more
+    wanted = set(args.cases) | {CASES[c][3] for c in args.cases if CASES[c][3]}  # with what they are compared with
     cases = {k: v for k, v in CASES.items() if k in wanted}
     servers: dict[str, PolyfnServer] = {}
     try:
@@ -144,24 +157,34 @@ def main() -> None:
                 cpu[case].append(r.cpu_us_per_req)
                 print(f"  round {rnd + 1} {case:16s} {r.rps:9.0f} req/s  {r.cpu_us_per_req:6.1f} CPU µs/req  "
                       f"p99 {r.p99_ms:.2f} ms  (machine {machine_busy(0.2):.0%} busy after)", flush=True)
-        rows = []
+        rows: list[list[str]] = []
+        verdicts: list[str] = []
         for case, (_, _, _, ref) in cases.items():
             med, mcpu = statistics.median(rps[case]), statistics.median(cpu[case])
             if not ref:
-                rows.append([case, fmt(med, 0), "-", "-", "-", f"{mcpu:.1f}", "-"])
+                rows.append([case, fmt(med, 0), "-", "-", "-", "-", f"{mcpu:.1f}", "-"])
                 continue
             # per-round ratio against the reference of the same round, then the median of those ratios
+            if ref not in cases:
+                rows.append([case, fmt(med, 0), "-", "-", "-", f"{mcpu:.1f}", "-", "-"])
+                continue
             costs = sorted((1 - c / b) * 100 for c, b in zip(rps[case], rps[ref], strict=True))
-            rows.append([case, fmt(med, 0), ref, f"{statistics.median(costs):+.1f} %",
+            lo, hi = median_interval(costs)
+            cost = statistics.median(costs)
+            verdict = "met" if hi <= BUDGET else "NOT met" if lo > BUDGET else "not settled"
+            rows.append([case, fmt(med, 0), ref, f"{cost:+.1f} %",
+                         f"{lo:+.1f} … {hi:+.1f} %" if lo == lo else "(more rounds)",
                          f"{costs[0]:+.1f} … {costs[-1]:+.1f} %", f"{mcpu:.1f}",
                          f"{(mcpu / statistics.median(cpu[ref]) - 1) * 100:+.1f} %"])
+            verdicts.append(f"{case}: ≤ {BUDGET:g} % {verdict}" + ("" if case != "silent" else " (two nodes)"))
         print()
-        print(table(["case", "median req/s", "compared with", "throughput cost", "rounds' range", "CPU µs/req",
-                     "CPU cost"], rows))
-        print("\nthroughput cost: median over rounds of (1 - case/reference of the same round), and the range of "
-              "those per-round costs (the run's noise). CPU: each node's whole process tree per request. "
-              "`silent` against `metrics off` is what metrics cost (two nodes: ± a few % of node-to-node "
-              "difference).")
+        print(table(["case", "median req/s", "compared with", "throughput cost", "95 % interval", "rounds' range",
+                     "CPU µs/req", "CPU cost"], rows))
+        print("\nthroughput cost: median over rounds of (1 - case/reference of the same round); its 95 % "
+              "confidence interval (order statistics, no assumption on the noise's shape); the range of the "
+              "per-round costs (the run's noise). CPU: each node's whole process tree per request. `silent` "
+              "against `metrics off` is what metrics cost (two nodes: ± a few % of node-to-node difference).")
+        print("\n" + "\n".join(verdicts) + f"  (met: the interval's top ≤ {BUDGET:g} %; NOT met: its bottom above)")
     finally:
         for srv in servers.values():
             srv.__exit__(None, None, None)
