@@ -166,7 +166,7 @@ def main() -> None:
                 continue
             # per-round ratio against the reference of the same round, then the median of those ratios
             if ref not in cases:
-                rows.append([case, fmt(med, 0), "-", "-", "-", f"{mcpu:.1f}", "-", "-"])
+                rows.append([case, fmt(med, 0), "-", "-", "-", "-", f"{mcpu:.1f}", "-"])
                 continue
             costs = sorted((1 - c / b) * 100 for c, b in zip(rps[case], rps[ref], strict=True))
             lo, hi = median_interval(costs)
