@@ -122,6 +122,17 @@ class Settings(BaseSettings):
     storage_upstream_region: str = "us-east-1"
     # virtual-host addressing: `BUCKET.<domain>` in the Host header names the bucket (comma-separated list)
     storage_domain: str = Field("localhost", pattern=r"^[A-Za-z0-9.\-]+(,[A-Za-z0-9.\-]+)*$")
+    # Cluster (docs/operations.md, "Cluster"): nodes sharing `database_url` (PostgreSQL) serve the same functions.
+    # Where deploys put code archives for the other nodes: s3://bucket[/prefix] on `artifacts_endpoint` (any S3,
+    # a polyfn node's storage API included); "" keeps code in this node's data dir only.
+    artifacts_url: str = Field("", pattern=r"^(s3://[^/\s]+(/\S*)?)?$")
+    artifacts_endpoint: str = ""
+    artifacts_access_key_id: str = ""
+    artifacts_secret_access_key: str = ""
+    artifacts_region: str = "us-east-1"
+    # Seconds between checks of the database for functions other nodes deployed, changed or deleted;
+    # -1: every 2 s when the database is PostgreSQL, never with the embedded SQLite file; 0: never.
+    sync_interval: float = Field(-1.0, ge=-1.0)
     node_blanks: int = Field(1, ge=0, le=8)  # pre-started Node.js processes kept per memory size once Node is used
     http_private_network: bool = True  # http-runtime instances in their own network namespace (root only)
 
@@ -138,6 +149,13 @@ class Settings(BaseSettings):
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'polyfn.db'}"
+
+    @property
+    def cluster_sync_interval(self) -> float:
+        """`sync_interval` resolved: 0 means this node never looks for other nodes' deploys."""
+        if self.sync_interval >= 0:
+            return self.sync_interval
+        return 0.0 if self.db_url.startswith("sqlite") else 2.0
 
     @property
     def code_dir(self) -> Path:

@@ -103,6 +103,7 @@ class Invoker:
         self.truncate = settings.result_truncate
         self.accepting = True
         self.deadlines = Deadlines()
+        self.localise: Any = None  # Deployer.localise, for pinned revisions other nodes deployed (cluster sync)
 
     async def invoke(self, name: str, kind: str, trigger: str, method: str = "", path: str = "",
                      query: str = "", headers: list[tuple[str, str]] | None = None, body: bytes = b"",
@@ -120,6 +121,12 @@ class Invoker:
         if active is None:
             return platform_error(404, "function_not_found", f"function {name!r} does not exist")
         if revision is not None and revision.number != active.revision.number:
+            if (revision.function, revision.number) not in self.registry.pinned_pools and self.localise is not None:
+                try:  # a cluster: the version may have been deployed by another node, with its paths
+                    revision = await self.localise(revision)
+                except Exception as e:
+                    return platform_error(503, "code_unavailable", f"{revision.key} cannot be served by this "
+                                          f"node: {e}", headers=[(b"retry-after", b"5")])
             active = self.registry.pinned(revision)
         if len(body) > self.max_payload:
             return platform_error(413, "payload_too_large",

@@ -78,6 +78,8 @@ class Node:
         self.recorder: ActivationRecorder = None  # type: ignore[assignment]
         self.invoker: Invoker = None  # type: ignore[assignment]
         self.deployer: Deployer = None  # type: ignore[assignment]
+        self.artifacts: Any = None  # deploy.artifacts.S3Artifacts when code is shared with other nodes
+        self.sync: Any = None  # scheduler.sync.ClusterSync when other nodes deploy to the same database
         self.otlp: Any = None
         self.storage: Any = None  # polyfn.storage.service.StorageService
         self.queue: AsyncQueue = None  # type: ignore[assignment]
@@ -126,7 +128,13 @@ class Node:
         self._gateway = self._gateway_cls(self.invoker)
         self._gateway.keys = self.keys
         self.invoker.limiter = self.limiter
-        self.deployer = Deployer(s, self.store, self.registry)
+        from polyfn.deploy import artifacts
+
+        try:
+            self.artifacts = artifacts.from_settings(s)
+        except ValueError as e:
+            raise SystemExit(f"polyfn: {e}") from None
+        self.deployer = Deployer(s, self.store, self.registry, self.artifacts)
         if s.port:  # so a function's AWS SDK reaches this node's Lambda API (`boto3.client("lambda")`)
             host = "127.0.0.1" if s.host in ("0.0.0.0", "::", "") else s.host
             self.manager.instance_env["AWS_ENDPOINT_URL_LAMBDA"] = f"http://{host}:{s.port}"
@@ -141,6 +149,13 @@ class Node:
             rev = await self.store.get_current_revision(info.name)
             if rev is not None and Path(rev.code_dir).is_dir():
                 self.registry.activate(rev)
+        if s.cluster_sync_interval:  # other nodes' deploys: served from the first request on, then followed
+            from polyfn.scheduler.sync import ClusterSync
+
+            self.sync = ClusterSync(self.store, self.registry, self.deployer, s.cluster_sync_interval)
+            self.invoker.localise = self.deployer.localise
+            await self.sync.sync_once()
+            self.sync.start()
         self.queue = AsyncQueue(s, self.invoker, self.registry)
         self.queue.revision_lookup = self.store.get_revision
         self.queue.on_failure = self._queued_trigger_failed
@@ -204,6 +219,8 @@ class Node:
             except Exception:
                 log.exception("shutdown: %s failed; continuing", what)
 
+        if self.sync is not None:  # other nodes' deploys are no longer followed
+            await step("stopping cluster sync", self.sync.stop())
         if self.triggers is not None:  # 0. triggers stop consuming (unacknowledged messages stay in the broker)
             await step("stopping triggers", self.triggers.stop())
         if self.storage is not None:  # storage port closed; in-flight writes finish and queue their events
@@ -223,6 +240,8 @@ class Node:
             await step("stopping the OTLP exporter", self.otlp.stop())
         if self.keys is not None:
             await step("saving API key use", self.keys.stop())  # last-used times of API keys
+        if self.artifacts is not None:
+            await step("closing the artifact store client", self.artifacts.close())
         await self.store.close()  # 5. store closed
 
     async def read_secrets(self, names: list[str]) -> dict[str, str]:

@@ -172,3 +172,37 @@ def error_code(r: httpx.Response) -> str:
         return json.loads(r.content)["error"]["code"]
     except (ValueError, KeyError, TypeError):
         return f"<no error code: {r.status_code} {r.text[:200]}>"
+
+
+# -- PostgreSQL: a fresh database per test, for the nodes of a cluster -----------------------------------------
+
+PG_ADMIN_DSN = os.environ.get("POLYFN_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+async def _pg(*statements: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
+    try:
+        for s in statements:
+            await conn.execute(s)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database (dropped after the test). Skips when PostgreSQL is
+    unreachable, fails under CI=true."""
+    import asyncio
+    import secrets
+
+    name = f"polyfn_e2e_{secrets.token_hex(4)}"
+    try:
+        asyncio.run(_pg(f"CREATE DATABASE {name}"))
+    except Exception as e:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required under CI=true: {e}")
+        pytest.skip(f"PostgreSQL unavailable at {PG_ADMIN_DSN}: {e}")
+    yield "postgresql+asyncpg://" + PG_ADMIN_DSN.split("://", 1)[1].rsplit("/", 1)[0] + "/" + name
+    asyncio.run(_pg(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))

@@ -5,21 +5,14 @@ unreachable, a failure under CI=true."""
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import os
-import secrets
 import shutil
 import signal
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from .conftest import Server, start_server, wait_until
 
 HOST_FS = True  # the function appends to a file the test reads (conftest.HOST_FS)
-PG_ADMIN_DSN = os.environ.get("POLYFN_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 TICK = '''
 import os
@@ -28,30 +21,6 @@ def handler(event, context):
         f.write(event["data"]["scheduled_time"] + "\\n")
     return "ok"
 '''
-
-
-async def _pg(*statements: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
-    try:
-        for s in statements:
-            await conn.execute(s)
-    finally:
-        await conn.close()
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    name = f"polyfn_cron_{secrets.token_hex(4)}"
-    try:
-        asyncio.run(_pg(f"CREATE DATABASE {name}"))
-    except Exception as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL is required under CI=true: {e}")
-        pytest.skip(f"PostgreSQL unavailable at {PG_ADMIN_DSN}: {e}")
-    yield "postgresql+asyncpg://" + PG_ADMIN_DSN.split("://", 1)[1].rsplit("/", 1)[0] + "/" + name
-    asyncio.run(_pg(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
 def health(s: Server) -> str:

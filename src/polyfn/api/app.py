@@ -65,7 +65,10 @@ def build_api(node: Node) -> FastAPI:
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, Any]:
-        return {"status": "ok", "version": __version__, "functions": len(node.registry.functions)}
+        out: dict[str, Any] = {"status": "ok", "version": __version__, "functions": len(node.registry.functions)}
+        if node.sync is not None:  # a cluster node: revisions other nodes deployed that it cannot serve (see logs)
+            out["cluster"] = {"sync_interval": node.sync.interval, "not_served": sorted(node.sync.failing)}
+        return out
 
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_key)])
 

@@ -6,20 +6,25 @@ dependencies) fails before the revision is recorded, so a bad deploy never repla
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from polyfn.config import Settings
 from polyfn.deploy import archive, build, checks, deps, detect, detect_node
+from polyfn.deploy.artifacts import ArtifactError, S3Artifacts
 from polyfn.deploy.errors import DeployError
 from polyfn.model import (
     FLAVORS,
     RUNTIMES,
     FunctionInfo,
     FunctionSpec,
+    Revision,
     SpecError,
     validate_name,
     validate_spec,
@@ -27,13 +32,61 @@ from polyfn.model import (
 from polyfn.scheduler.registry import FunctionRegistry
 
 SPEC_FIELDS = set(FunctionSpec.__struct_fields__)
+log = logging.getLogger("polyfn.deploy")
 
 
 class Deployer:
-    def __init__(self, settings: Settings, store: Any, registry: FunctionRegistry):
+    def __init__(self, settings: Settings, store: Any, registry: FunctionRegistry,
+                 artifacts: S3Artifacts | None = None):
         self.settings = settings
         self.store = store
         self.registry = registry
+        self.artifacts = artifacts  # where code goes for the other nodes of a cluster (None: one node)
+        self._localising: dict[str, asyncio.Lock] = {}
+
+    async def _build_local(self, spec: FunctionSpec, files: dict[str, bytes], sha: str,
+                           progress: Callable[[str], None]) -> tuple[Path, str | None]:
+        """The code under this node's data dir, its dependencies installed and its build done (each cached
+        by content, so a second revision or node with the same code reuses them)."""
+        s = self.settings
+        code_dir = archive.materialise(files, s.code_dir / spec.name / sha[:24])
+        deps_dir = None
+        if "requirements.txt" in files and spec.runtime in ("python", "http"):
+            deps_dir = await deps.install(files["requirements.txt"], s.deps_dir, progress)
+        if spec.runtime == "node" and build.needs_npm(files):
+            deps_dir = await build.npm_install(files, s.deps_dir, progress)
+        if spec.runtime == "http" and spec.handler == detect_node.GO_HANDLER:
+            await build.go_build(code_dir, files, s.data_dir / "build" / sha[:24], s.data_dir / "build" / ".cache", progress)
+        return code_dir, deps_dir
+
+    async def localise(self, rev: Revision) -> Revision:
+        """`rev` as this node can run it. A revision another node deployed names that node's paths; its code
+        is materialised here (fetched from the artifact store when this node has never had it), its
+        dependencies installed and its build done, and the revision comes back with this node's paths."""
+        if self._runnable_here(rev):  # this node's deploy, or paths this node sees too (same host, shared disk)
+            return rev
+        local = self.settings.code_dir / rev.function / rev.code_sha256[:24]
+        lock = self._localising.setdefault(rev.code_sha256, asyncio.Lock())
+        async with lock:
+            if local.is_dir() or Path(rev.code_dir).is_dir():
+                files = await asyncio.to_thread(_read_tree, local if local.is_dir() else Path(rev.code_dir))
+            elif self.artifacts is None:
+                raise ArtifactError(f"{rev.key} was deployed by another node, whose code is not in this node's "
+                                    "data dir, and this node has no artifact store (POLYFN_ARTIFACTS_URL) to fetch it from")
+            else:
+                files = await self.artifacts.get(rev.code_sha256)
+                log.info("%s: code fetched from %s", rev.key, self.artifacts.describe())
+            code_dir, deps_dir = await self._build_local(rev.spec, files, rev.code_sha256,
+                                                         lambda m: log.info("%s: %s", rev.key, m))
+        self._localising.pop(rev.code_sha256, None)
+        return msgspec.structs.replace(rev, code_dir=str(code_dir), deps_dir=deps_dir)
+
+    def _runnable_here(self, rev: Revision) -> bool:
+        if not Path(rev.code_dir).is_dir() or (rev.deps_dir is not None and not Path(rev.deps_dir).is_dir()):
+            return False
+        if rev.spec.runtime == "http" and rev.spec.handler == detect_node.GO_HANDLER:  # built per node
+            return (self.settings.data_dir / "build" / rev.code_sha256[:24]).is_dir()
+        return True
 
     def parse_spec(self, fields: dict[str, Any]) -> dict[str, Any]:
         unknown = set(fields) - SPEC_FIELDS
@@ -84,19 +137,23 @@ class Deployer:
             detect_node.check_handler(files, spec.runtime, spec.handler)
         sha = archive.digest(files)
         progress(f"code: {len(files)} files, sha256 {sha[:12]}")
-        code_dir = archive.materialise(files, s.code_dir / spec.name / sha[:24])
-        deps_dir = None
-        if "requirements.txt" in files and spec.runtime in ("python", "http"):
-            deps_dir = await deps.install(files["requirements.txt"], s.deps_dir, progress)
-        if spec.runtime == "node" and build.needs_npm(files):
-            deps_dir = await build.npm_install(files, s.deps_dir, progress)
-        if spec.runtime == "http" and spec.handler == detect_node.GO_HANDLER:
-            await build.go_build(code_dir, files, s.data_dir / "build" / sha[:24], s.data_dir / "build" / ".cache", progress)
+        code_dir, deps_dir = await self._build_local(spec, files, sha, progress)
+        if self.artifacts is not None:  # before the revision exists: every node can fetch what it names
+            try:
+                await self.artifacts.put(sha, files)
+            except ArtifactError as e:
+                raise DeployError("artifact_store_unavailable", f"cannot store the code for the other nodes: {e}",
+                                  503) from None
+            progress(f"code archived in {self.artifacts.describe()}")
         rev, created = await self.store.create_revision(spec, sha, str(code_dir), deps_dir)
         self.registry.activate(rev)
         info = await self.store.get_function(spec.name)
         progress(f"revision {rev.number} is live")
         return info, created, detected
+
+
+def _read_tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def spec_from_json(raw: bytes | str) -> dict[str, Any]:

@@ -1,0 +1,87 @@
+"""Cluster sync: a node serves the functions other nodes deploy, change and delete in the shared database.
+
+Every node of a cluster serves the same API and can run any function (DESIGN.md §5). A deploy goes to one
+node, which records the revision in the shared PostgreSQL database and switches its own registry at once;
+the other nodes find out here: every `interval` seconds each one compares the functions' current revisions
+in the database with its registry, makes the new ones runnable locally (`Deployer.localise`: code fetched
+from the artifact store, dependencies installed, builds done) and switches to them the same way a deploy
+does (the old pool drains), and drops the functions that are gone. A revision that cannot be made local
+(the artifact store is down, a dependency fails to install) keeps the previous one serving, is logged once,
+and is tried again at every pass.
+
+Polling is the whole protocol: one small query per pass (name and current revision of each function), no
+home-made messaging, and a node that was down simply catches up at its first pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from polyfn.scheduler.registry import FunctionRegistry
+
+log = logging.getLogger("polyfn.sync")
+
+
+class ClusterSync:
+    def __init__(self, store: Any, registry: FunctionRegistry, deployer: Any, interval: float):
+        self.store = store
+        self.registry = registry
+        self.deployer = deployer
+        self.interval = interval
+        self.failing: dict[str, str] = {}  # "function@revision" → why it cannot be made local (shown in health)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.sync_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("cluster sync pass failed; trying again in %g s", self.interval)
+
+    async def sync_once(self) -> int:
+        """One pass; returns how many functions it switched or removed."""
+        changed = 0
+        current = {info.name: info.revision for info in await self.store.list_functions()}
+        for name, number in current.items():
+            active = self.registry.get(name)
+            if active is not None and active.revision.number >= number:
+                continue
+            rev = await self.store.get_current_revision(name)
+            if rev is None:  # deleted since the list was read
+                continue
+            try:
+                rev = await self.deployer.localise(rev)
+            except Exception as e:
+                if self.failing.get(rev.key) != str(e):
+                    log.error("%s: deployed by another node, cannot be served here: %s", rev.key, e)
+                self.failing[rev.key] = str(e)
+                continue
+            self.failing.pop(rev.key, None)
+            active = self.registry.get(name)  # a deploy on this node may have won meanwhile
+            if active is None or active.revision.number < rev.number:
+                self.registry.activate(rev)
+                log.info("%s: now served (deployed by another node)", rev.key)
+                changed += 1
+        for name in [n for n in self.registry.functions if n not in current]:
+            if await self.store.get_function(name) is not None:  # deployed here after the list was read
+                continue
+            self.registry.remove(name)
+            log.info("%s: removed (deleted on another node)", name)
+            changed += 1
+        self.failing = {k: v for k, v in self.failing.items() if k.split("@", 1)[0] in current}
+        return changed

@@ -1,0 +1,169 @@
+"""A cluster: nodes sharing a PostgreSQL database and an artifact bucket serve the same functions.
+
+A deploy, a redeploy or a delete on one node reaches the other within a few sync passes. Every deploy puts
+its code in the bucket (here the S3 API of a third polyfn node; boto3 looks at what is in it). The nodes
+run on one host, where one node can read the other's data dir, so the second test removes the deploying
+node's copy to show that a node with nothing but the bucket serves the function. Needs PostgreSQL (skipped
+without it, a failure under CI=true)."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import zipfile
+from pathlib import Path
+
+import httpx
+
+from .conftest import Server, error_code, free_port, start_server, wait_until
+from .storage_helpers import new_key, s3_client, storage_info
+from .test_lambda_versions import ROLE, code, ran
+from .test_lambda_versions import client as lambda_client
+
+V1 = "def handler(event, context):\n    return 'one'\n"
+V2 = "def handler(event, context):\n    return 'two'\n"
+OTHER = "def handler(event, context):\n    return 'other'\n"
+
+
+def body(s: Server, name: str) -> str:
+    try:
+        r = s.http.get(f"/fn/{name}", timeout=10)
+    except httpx.HTTPError:
+        return ""
+    return r.text if r.status_code == 200 else f"{r.status_code} {error_code(r)}"
+
+
+class Cluster:
+    """A third node whose S3 API holds the artifact bucket, and the settings every cluster node gets."""
+
+    def __init__(self, tmp_path: Path, pg_url: str, prefix: str = ""):
+        self.tmp_path = tmp_path
+        self.store = start_server(tmp_path / "s3")
+        self.nodes: list[Server] = []
+        try:
+            key = new_key(self.store, "artifacts")
+            self.s3 = s3_client(self.store, key)
+            self.s3.create_bucket(Bucket="artifacts")
+        except BaseException:
+            self.store.stop()
+            raise
+        self.env = {"POLYFN_DATABASE_URL": pg_url, "POLYFN_SYNC_INTERVAL": "0.3",
+                    "POLYFN_ARTIFACTS_URL": "s3://artifacts" + (f"/{prefix}" if prefix else ""),
+                    "POLYFN_ARTIFACTS_ENDPOINT": storage_info(self.store)["endpoint"],
+                    "POLYFN_ARTIFACTS_ACCESS_KEY_ID": key["access_key_id"],
+                    "POLYFN_ARTIFACTS_SECRET_ACCESS_KEY": key["secret_access_key"]}
+
+    def start(self, name: str) -> Server:
+        """A node; nodes sharing a database share the node key (secrets are encrypted with it)."""
+        first = self.tmp_path / "a" / "node.key"
+        (self.tmp_path / name).mkdir(exist_ok=True)
+        if name != "a" and first.exists():
+            shutil.copy2(first, self.tmp_path / name / "node.key")
+        node = start_server(self.tmp_path / name, env=self.env)
+        self.nodes.append(node)
+        return node
+
+    def stop(self, node: Server) -> None:
+        node.stop()
+        self.nodes.remove(node)
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.stop()
+        self.store.stop()
+
+
+def test_deploys_redeploys_and_deletes_reach_every_node(tmp_path: Path, pg_url: str) -> None:
+    c = Cluster(tmp_path, pg_url, prefix="code")
+    try:
+        s3 = c.s3
+        a, b = c.start("a"), c.start("b")
+
+        a.deploy("greet", {"handler.py": V1})
+        objects = [o["Key"] for o in s3.list_objects_v2(Bucket="artifacts", Prefix="code/").get("Contents", [])]
+        assert len(objects) == 1 and objects[0].endswith(".zip"), objects
+        assert body(a, "greet") == "one"
+        assert wait_until(lambda: body(b, "greet") == "one", 20), body(b, "greet")
+
+        a.deploy("greet", {"handler.py": V2})  # a new revision: b switches to it, and its archive is stored
+        assert wait_until(lambda: body(b, "greet") == "two", 20), body(b, "greet")
+        assert len(s3.list_objects_v2(Bucket="artifacts", Prefix="code/")["Contents"]) == 2
+
+        b.deploy("other", {"handler.py": OTHER})  # and the other way round
+        assert wait_until(lambda: body(a, "other") == "other", 20), body(a, "other")
+
+        assert a.api.delete("/v1/functions/greet").status_code in (200, 204)
+        assert wait_until(lambda: body(b, "greet") == "404 function_not_found", 20), body(b, "greet")
+        assert body(b, "other") == "other"
+    finally:
+        c.close()
+
+
+def test_code_fetched_from_the_bucket_when_the_deploying_node_s_copy_is_gone(tmp_path: Path, pg_url: str) -> None:
+    """The node that joins later has never seen the code, and the deploying node's copy is deleted first:
+    only the bucket has it."""
+    c = Cluster(tmp_path, pg_url)
+    try:
+        a = c.start("a")
+        a.deploy("greet", {"handler.py": V1})
+        lam = lambda_client(a)  # a published version, pinned to revision 1 while revision 2 is current
+        lam.create_function(FunctionName="ver", Runtime="python3.12", Role=ROLE, Publish=True,
+                            Handler="lambda_function.lambda_handler", Code={"ZipFile": code("one")})
+        lam.update_function_code(FunctionName="ver", ZipFile=code("two"))
+        c.stop(a)
+        shutil.rmtree(tmp_path / "a" / "code")  # the deploying node is gone, and its disk with it
+        b = c.start("b")
+        assert body(b, "greet") == "one"  # served from the first request: the start syncs before it answers
+        assert any((tmp_path / "b" / "code" / "greet").iterdir())
+        lam = lambda_client(b)
+        assert ran(lam) == ("two", "$LATEST")
+        assert ran(lam, "1") == ("one", "1")  # the pinned revision's code, fetched on its first invocation
+    finally:
+        c.close()
+
+
+def test_an_archive_that_is_not_the_recorded_code_is_refused(tmp_path: Path, pg_url: str) -> None:
+    """What a node fetches must be the code whose digest the database recorded: an archive replaced in the
+    bucket is not run, and the node says which revision it does not serve."""
+    c = Cluster(tmp_path, pg_url)
+    try:
+        s3 = c.s3
+        a = c.start("a")
+        a.deploy("greet", {"handler.py": V1})
+        c.stop(a)
+        shutil.rmtree(tmp_path / "a" / "code")
+        (obj,) = s3.list_objects_v2(Bucket="artifacts")["Contents"]
+        forged = io.BytesIO()
+        with zipfile.ZipFile(forged, "w") as zf:
+            zf.writestr("handler.py", "def handler(event, context):\n    return 'forged'\n")
+        s3.put_object(Bucket="artifacts", Key=obj["Key"], Body=forged.getvalue())
+        b = c.start("b")
+        assert body(b, "greet") == "404 function_not_found"
+        assert b.http.get("/healthz").json()["cluster"]["not_served"] == ["greet@1"]
+        assert "does not hold the code of that digest" in b.log.read_text()
+    finally:
+        c.close()
+
+
+def test_deploy_fails_clearly_when_the_artifact_store_is_down(tmp_path: Path) -> None:
+    """A revision other nodes could not fetch is never recorded: 503 artifact_store_unavailable, and the
+    function does not exist afterwards."""
+    env = {"POLYFN_ARTIFACTS_URL": "s3://artifacts", "POLYFN_ARTIFACTS_ENDPOINT": f"http://127.0.0.1:{free_port()}"}
+    s = start_server(tmp_path / "a", env=env)
+    try:
+        r = s.api.post("/v1/functions", json={"name": "greet", "files": {"handler.py": V1}})
+        assert r.status_code == 503, r.text
+        assert error_code(r) == "artifact_store_unavailable"
+        assert "cannot store the code for the other nodes" in r.json()["error"]["message"]
+        assert s.api.get("/v1/functions/greet").status_code == 404
+    finally:
+        s.stop()
+
+
+def test_artifact_settings_are_checked_at_start(tmp_path: Path) -> None:
+    try:
+        start_server(tmp_path / "a", env={"POLYFN_ARTIFACTS_URL": "s3://artifacts"})
+    except RuntimeError as e:
+        assert "POLYFN_ARTIFACTS_ENDPOINT" in str(e)
+    else:
+        raise AssertionError("a node with an artifact bucket and no endpoint started")
