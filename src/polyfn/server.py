@@ -154,7 +154,10 @@ class Node:
 
             self.sync = ClusterSync(self.store, self.registry, self.deployer, s.cluster_sync_interval)
             self.invoker.localise = self.deployer.localise
-            await self.sync.sync_once()
+            try:
+                await self.sync.sync_once()
+            except Exception:  # the node still starts; the next passes try again
+                log.exception("cluster sync at start failed")
             self.sync.start()
         self.queue = AsyncQueue(s, self.invoker, self.registry)
         self.queue.revision_lookup = self.store.get_revision

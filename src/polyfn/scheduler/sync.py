@@ -20,9 +20,20 @@ import contextlib
 import logging
 from typing import Any
 
+from polyfn.model import Revision
 from polyfn.scheduler.registry import FunctionRegistry
 
 log = logging.getLogger("polyfn.sync")
+
+
+def _serves(registry: FunctionRegistry, name: str, ident: tuple[int, str, float]) -> bool:
+    """Whether the registry serves the revision identified by (number, code digest, creation time)."""
+    active = registry.get(name)
+    return active is not None and _ident(active.revision) == ident
+
+
+def _ident(rev: Revision) -> tuple[int, str, float]:
+    return rev.number, rev.code_sha256, rev.created_at
 
 
 class ClusterSync:
@@ -56,11 +67,14 @@ class ClusterSync:
     async def sync_once(self) -> int:
         """One pass; returns how many functions it switched or removed."""
         changed = 0
-        current = {info.name: info.revision for info in await self.store.list_functions()}
-        for name, number in current.items():
-            active = self.registry.get(name)
-            if active is not None and active.revision.number >= number:
+        # (FunctionInfo.updated_at is its current revision's creation time.)
+        current = {info.name: (info.revision, info.code_sha256, info.updated_at)
+                   for info in await self.store.list_functions()}
+        for name, ident in current.items():
+            if _serves(self.registry, name, ident):
                 continue
+            # A different revision, not only a newer one: a function deleted and deployed again starts over
+            # at revision 1, and must not leave the old code serving here.
             rev = await self.store.get_current_revision(name)
             if rev is None:  # deleted since the list was read
                 continue
@@ -72,11 +86,14 @@ class ClusterSync:
                 self.failing[rev.key] = str(e)
                 continue
             self.failing.pop(rev.key, None)
-            active = self.registry.get(name)  # a deploy on this node may have won meanwhile
-            if active is None or active.revision.number < rev.number:
-                self.registry.activate(rev)
-                log.info("%s: now served (deployed by another node)", rev.key)
-                changed += 1
+            # Localising took time: swap only if this is still the current revision (a deploy may have
+            # happened since, here or elsewhere; the next pass takes it) and not already served.
+            now = await self.store.get_current_revision(name)
+            if now is None or _ident(now) != _ident(rev) or _serves(self.registry, name, _ident(rev)):
+                continue
+            self.registry.activate(rev)
+            log.info("%s: now served (deployed by another node)", rev.key)
+            changed += 1
         for name in [n for n in self.registry.functions if n not in current]:
             if await self.store.get_function(name) is not None:  # deployed here after the list was read
                 continue
