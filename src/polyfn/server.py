@@ -170,6 +170,8 @@ class Node:
         self.triggers = TriggerManager(s, self.store, self.invoker, self.queue, self.registry, self.recorder,
                                        self.metrics)
         await self.triggers.start()
+        if self.sync is not None:
+            self.sync.triggers = self.triggers
         from polyfn.triggers import events as cloudevents
 
         self.queue.on_reply = lambda event, hops: cloudevents.route(self.triggers, event, hops)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import io
 import shutil
+import signal
+import time
 import zipfile
 from pathlib import Path
 
 import httpx
 
-from .conftest import Server, error_code, free_port, start_server, wait_until
+from .conftest import HOST_FS, Server, error_code, free_port, start_server, wait_until
 from .storage_helpers import new_key, s3_client, storage_info
 from .test_lambda_versions import ROLE, code, ran
 from .test_lambda_versions import client as lambda_client
@@ -92,6 +94,20 @@ def test_deploys_redeploys_and_deletes_reach_every_node(tmp_path: Path, pg_url: 
         b.deploy("other", {"handler.py": OTHER})  # and the other way round
         assert wait_until(lambda: body(a, "other") == "other", 20), body(a, "other")
 
+        # Triggers too: added on a, running on b (cron: the leader among them fires each tick); deleted on a,
+        # stopped on b.
+        r = a.api.post("/v1/functions/greet/triggers", json={"kind": "cron", "id": "yearly",
+                                                             "config": {"schedule": "0 0 1 1 *"}})
+        assert r.status_code == 201, r.text
+
+        def trigger_ids(s: Server) -> list[str]:
+            return [t["id"] for t in s.api.get("/v1/functions/greet/triggers").json()["triggers"]]
+
+        assert wait_until(lambda: trigger_ids(b) == ["yearly"], 20), trigger_ids(b)
+        assert a.api.delete("/v1/triggers/yearly").status_code in (200, 204)
+        assert wait_until(lambda: trigger_ids(b) == [], 20), trigger_ids(b)
+        assert trigger_ids(a) == []
+
         assert a.api.delete("/v1/functions/greet").status_code in (200, 204)
         assert wait_until(lambda: body(b, "greet") == "404 function_not_found", 20), body(b, "greet")
         assert body(b, "other") == "other"
@@ -167,3 +183,52 @@ def test_artifact_settings_are_checked_at_start(tmp_path: Path) -> None:
         assert "POLYFN_ARTIFACTS_ENDPOINT" in str(e)
     else:
         raise AssertionError("a node with an artifact bucket and no endpoint started")
+
+
+def test_a_plain_subscription_is_consumed_by_one_node(tmp_path: Path, pg_url: str) -> None:
+    """MQTT and core NATS (no queue group) give every subscriber every message: in a cluster only the leader
+    node subscribes (the other shows `standby`), so each message runs the function once."""
+    from .brokers import mqtt_broker, nats_broker
+    from .test_brokers import CONSUMER, bodies, mqtt_publish, nats_publish, received
+
+    state, mqtt_dir, nats_dir = tmp_path / "state", tmp_path / "mqtt", tmp_path / "nats"
+    for d in (state, mqtt_dir, nats_dir):
+        d.mkdir()
+    mqtt = mqtt_broker(mqtt_dir).start()
+    nats = None
+    c = Cluster(tmp_path, pg_url)
+    c.env.update({"POLYFN_CRON_LEADER_INTERVAL": "0.2", **HOST_FS})  # the function appends to a file here
+    try:
+        nats = nats_broker(nats_dir).start()
+        a = c.start("a")
+        a.deploy("sink", {"handler.py": CONSUMER}, env={"STATE": str(state)})
+        b = c.start("b")
+        for tid, kind, config in (("m", "mqtt", {"port": mqtt.port, "topic": "room/+/temp", "qos": 1}),
+                                  ("n", "nats", {"url": f"nats://127.0.0.1:{nats.port}", "subject": "room.>"})):
+            assert b.api.post("/v1/functions/sink/triggers", json={"kind": kind, "config": config, "id": tid}
+                              ).status_code == 201
+
+        def states(tid: str) -> list[str]:
+            return sorted(s.api.get(f"/v1/triggers/{tid}").json().get("health", {}).get("state", "absent")
+                          for s in (a, b))
+
+        for tid in ("m", "n"):
+            assert wait_until(lambda tid=tid: states(tid) == ["connected", "standby"], 20), states(tid)
+        mqtt_publish(mqtt.port, [(f"room/{i}/temp", f"m{i}") for i in range(5)])
+        nats_publish(f"nats://127.0.0.1:{nats.port}", "room.1", [f"n{i}" for i in range(5)])
+        want = {f"m{i}" for i in range(5)} | {f"n{i}" for i in range(5)}
+        assert wait_until(lambda: bodies(state) == want, 20), received(state)
+        time.sleep(1)  # a second subscriber would have delivered its copies by now
+        assert len(received(state)) == 10, received(state)
+
+        # The consuming node dies: the other becomes the leader and subscribes.
+        leader, other = (a, b) if a.api.get("/v1/triggers/m").json()["health"]["state"] == "connected" else (b, a)
+        leader.stop(signal.SIGKILL)
+        assert wait_until(lambda: other.api.get("/v1/triggers/m").json()["health"]["state"] == "connected", 20)
+        mqtt_publish(mqtt.port, [("room/9/temp", "after")])
+        assert wait_until(lambda: "after" in bodies(state), 20), received(state)
+    finally:
+        c.close()
+        mqtt.stop()
+        if nats is not None:
+            nats.stop()

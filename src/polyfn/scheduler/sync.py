@@ -5,7 +5,8 @@ node, which records the revision in the shared PostgreSQL database and switches 
 the other nodes find out here: every `interval` seconds each one compares the functions' current revisions
 in the database with its registry, makes the new ones runnable locally (`Deployer.localise`: code fetched
 from the artifact store, dependencies installed, builds done) and switches to them the same way a deploy
-does (the old pool drains), and drops the functions that are gone. A revision that cannot be made local
+does (the old pool drains), and drops the functions that are gone; then it starts the triggers other nodes added and stops the ones
+they deleted (`TriggerManager.reconcile`). A revision that cannot be made local
 (the artifact store is down, a dependency fails to install) keeps the previous one serving, is logged once,
 and is tried again at every pass.
 
@@ -42,6 +43,7 @@ class ClusterSync:
         self.registry = registry
         self.deployer = deployer
         self.interval = interval
+        self.triggers: Any = None  # triggers.manager.TriggerManager, reconciled after the functions
         self.failing: dict[str, str] = {}  # "function@revision" → why it cannot be made local (shown in health)
         self._task: asyncio.Task[None] | None = None
 
@@ -101,4 +103,6 @@ class ClusterSync:
             log.info("%s: removed (deleted on another node)", name)
             changed += 1
         self.failing = {k: v for k, v in self.failing.items() if k.split("@", 1)[0] in current}
+        if self.triggers is not None:
+            changed += await self.triggers.reconcile()
         return changed

@@ -111,6 +111,10 @@ def opt_num(config: dict[str, Any], key: str, default: float, lo: float, hi: flo
     return v
 
 
+class LostLeadership(Exception):
+    """This node stopped being the cluster's leader while a single-consumer trigger was connected."""
+
+
 class BrokerRunner(Runner):
     """A runner that holds a broker connection: `consume()` connects, calls `connected()`, and loops until the
     connection fails (it raises). `run()` reconnects with exponential backoff and jitter, and keeps the error
@@ -122,13 +126,20 @@ class BrokerRunner(Runner):
 
         delay = 0.2
         while True:
+            leader = self._cluster_leader()
+            if leader is not None and not leader.is_leader:
+                self.set_health("standby")
+                await leader.wait()
             if self.health["state"] != "error":  # after a failure the error stays visible until connected
                 self.set_health("connecting")
             try:
-                await self.consume()
+                await self._consume_while_leader(leader)
                 raise ConnectionError("the broker closed the connection")
             except asyncio.CancelledError:
                 raise
+            except LostLeadership:
+                self.set_health("standby")
+                continue
             except Exception as e:
                 if self.health["state"] == "connected":
                     delay = 0.2  # it worked for a while: reconnect promptly
@@ -139,6 +150,40 @@ class BrokerRunner(Runner):
                 await self.close()
             await asyncio.sleep(delay * (0.5 + random.random() / 2))
             delay = min(delay * 2, self.ctx.settings.trigger_reconnect_max)
+
+    def single_consumer(self) -> bool:
+        """True when every node running this trigger would receive every message (an MQTT subscription, a
+        core NATS subject without a queue group): in a cluster only the leader node (the cron leader,
+        `triggers/leader.py`) consumes it, so each message runs the function once. Consumer groups, queues
+        and durable consumers share the work between nodes by themselves."""
+        return False
+
+    def _cluster_leader(self) -> Any:
+        leader = self.ctx.leader
+        if self.single_consumer() and leader is not None and getattr(leader, "dsn", None):
+            return leader
+        return None
+
+    async def _consume_while_leader(self, leader: Any) -> None:
+        """`consume()`, stopped (disconnected) as soon as this node is no longer the cluster's leader."""
+        import asyncio
+        import contextlib
+
+        if leader is None:
+            await self.consume()
+            return
+        task = asyncio.ensure_future(self.consume())
+        try:
+            while not task.done():
+                await asyncio.wait({task}, timeout=leader.interval)
+                if not task.done() and not leader.is_leader:
+                    raise LostLeadership("another node consumes this trigger now")
+            task.result()
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
 
     def connected(self) -> None:
         self.set_health("connected")

@@ -51,6 +51,8 @@ class TriggerManager:
         self.ctx = Context(settings, invoker, queue, registry, self.tstore, recorder, metrics, self.leader)
         self.runners: dict[str, Runner] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
+        self._deleted: set[str] = set()  # ids deleted through this node: `reconcile` never relaunches them
+        self._unlaunchable: set[str] = set()  # ids `reconcile` could not start (logged once)
 
     async def start(self) -> None:
         await self.leader.start()
@@ -113,10 +115,19 @@ class TriggerManager:
             raise TriggerConfigError(f"trigger {trigger_id!r} already exists", code="trigger_exists")
         t = Trigger(id=trigger_id, function=function, kind=kind, config=config, created_at=time.time())
         runner = mod.RUNNER(t, self.ctx)
+        self._deleted.discard(trigger_id)
         await self.tstore.add(t)
+        if trigger_id in self.runners:  # `reconcile` saw the new row first and launched it
+            return self.runners[trigger_id]
         return self._launch(t, runner)
 
     async def delete(self, trigger_id: str) -> bool:
+        self._deleted.add(trigger_id)
+        runner = await self._stop(trigger_id)
+        await self.ctx.queue.db.topic_drop_subscriber(trigger_id)
+        return await self.tstore.delete(trigger_id) or runner is not None
+
+    async def _stop(self, trigger_id: str) -> Runner | None:
         task = self.tasks.pop(trigger_id, None)
         runner = self.runners.pop(trigger_id, None)
         if task is not None:
@@ -126,8 +137,35 @@ class TriggerManager:
         if runner is not None and hasattr(runner, "close"):
             with contextlib.suppress(Exception):
                 await runner.close()
-        await self.ctx.queue.db.topic_drop_subscriber(trigger_id)
-        return await self.tstore.delete(trigger_id) or runner is not None
+        return runner
+
+    async def reconcile(self) -> int:
+        """A cluster node: start the triggers other nodes added to the shared database and stop the ones they
+        deleted (called by the cluster sync every pass). Returns how many it started or stopped."""
+        stored = {t.id: t for t in await self.tstore.list()}
+        changed = 0
+        for tid, t in stored.items():
+            if tid in self.runners or tid in self._deleted:
+                continue
+            try:
+                self._launch(t)
+            except Exception as e:  # an unknown kind, options this node cannot use: keep the others going
+                if tid not in self._unlaunchable:
+                    log.warning("trigger %s (added by another node) not started here: %s", tid, e)
+                    self._unlaunchable.add(tid)
+                continue
+            log.info("trigger %s started (added by another node)", tid)
+            changed += 1
+        for tid in [i for i in self.runners if i not in stored]:
+            if await self.tstore.get(tid) is not None:  # created here after the list was read
+                continue
+            await self._stop(tid)
+            with contextlib.suppress(Exception):
+                await self.ctx.queue.db.topic_drop_subscriber(tid)
+            log.info("trigger %s stopped (deleted on another node)", tid)
+            changed += 1
+        self._unlaunchable &= set(stored)
+        return changed
 
     async def delete_for(self, function: str) -> int:
         ids = [t.id for t in await self.tstore.list(function)]

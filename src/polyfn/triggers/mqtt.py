@@ -43,6 +43,9 @@ class MqttRunner(BrokerRunner):
         super().__init__(trigger, ctx)
         self.cfg = trigger.config
 
+    def single_consumer(self) -> bool:
+        return True  # every client subscribed to a topic gets each message (and nodes would share a client id)
+
     async def consume(self) -> None:
         c = self.cfg
         persistent = c["qos"] > 0

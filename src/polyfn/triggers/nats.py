@@ -52,6 +52,9 @@ class NatsRunner(BrokerRunner):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(nc.close(), 2)
 
+    def single_consumer(self) -> bool:
+        return not self.cfg["jetstream"] and not self.cfg["queue"]  # plain core subscription: every node gets all
+
     async def consume(self) -> None:
         c = self.cfg
         lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
