@@ -214,6 +214,8 @@ def test_a_plain_subscription_is_consumed_by_one_node(tmp_path: Path, pg_url: st
 
         for tid in ("m", "n"):
             assert wait_until(lambda tid=tid: states(tid) == ["connected", "standby"], 20), states(tid)
+        waiting = [h for h in (s.api.get("/v1/triggers/m").json()["health"] for s in (a, b)) if h["state"] == "standby"]
+        assert "leader node" in waiting[0]["message"], waiting
         mqtt_publish(mqtt.port, [(f"room/{i}/temp", f"m{i}") for i in range(5)])
         nats_publish(f"nats://127.0.0.1:{nats.port}", "room.1", [f"n{i}" for i in range(5)])
         want = {f"m{i}" for i in range(5)} | {f"n{i}" for i in range(5)}

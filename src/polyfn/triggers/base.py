@@ -111,6 +111,9 @@ def opt_num(config: dict[str, Any], key: str, default: float, lo: float, hi: flo
     return v
 
 
+STANDBY = "the cluster's leader node consumes this subscription (every subscriber would get every message)"
+
+
 class LostLeadership(Exception):
     """This node stopped being the cluster's leader while a single-consumer trigger was connected."""
 
@@ -128,7 +131,7 @@ class BrokerRunner(Runner):
         while True:
             leader = self._cluster_leader()
             if leader is not None and not leader.is_leader:
-                self.set_health("standby")
+                self.set_health("standby", STANDBY)
                 await leader.wait()
             if self.health["state"] != "error":  # after a failure the error stays visible until connected
                 self.set_health("connecting")
@@ -138,7 +141,7 @@ class BrokerRunner(Runner):
             except asyncio.CancelledError:
                 raise
             except LostLeadership:
-                self.set_health("standby")
+                self.set_health("standby", STANDBY)
                 continue
             except Exception as e:
                 if self.health["state"] == "connected":
