@@ -145,11 +145,9 @@ class Node:
         self.manager.env_hook = self.storage.function_env
         await self._start_relay()
         await self.manager.start()
-        for info in await self.store.list_functions():
-            rev = await self.store.get_current_revision(info.name)
-            if rev is not None and Path(rev.code_dir).is_dir():
-                self.registry.activate(rev)
-        if s.cluster_sync_interval:  # other nodes' deploys: served from the first request on, then followed
+        if s.cluster_sync_interval:
+            # A cluster node: its first pass activates every function it can run, other nodes' deploys
+            # included (before the first request), then it follows them.
             from polyfn.scheduler.sync import ClusterSync
 
             self.sync = ClusterSync(self.store, self.registry, self.deployer, s.cluster_sync_interval)
@@ -159,6 +157,11 @@ class Node:
             except Exception:  # the node still starts; the next passes try again
                 log.exception("cluster sync at start failed")
             self.sync.start()
+        else:
+            for info in await self.store.list_functions():
+                rev = await self.store.get_current_revision(info.name)
+                if rev is not None and Path(rev.code_dir).is_dir():
+                    self.registry.activate(rev)
         self.queue = AsyncQueue(s, self.invoker, self.registry)
         self.queue.revision_lookup = self.store.get_revision
         self.queue.on_failure = self._queued_trigger_failed

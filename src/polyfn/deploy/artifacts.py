@@ -68,9 +68,14 @@ class S3Artifacts:
     def describe(self) -> str:
         return f"s3://{self.bucket}/{self.prefix + '/' if self.prefix else ''} at {self.endpoint}"
 
+    def _key(self, sha: str) -> str:
+        return f"{self.prefix}/{sha}.zip" if self.prefix else f"{sha}.zip"
+
     def _path(self, sha: str) -> str:
-        key = f"{self.prefix}/{sha}.zip" if self.prefix else f"{sha}.zip"
-        return "/" + quote(self.bucket) + "/" + quote(key)
+        return "/" + quote(self.bucket) + "/" + quote(self._key(sha))
+
+    def _where(self, sha: str) -> str:
+        return f"s3://{self.bucket}/{self._key(sha)} at {self.endpoint}"
 
     async def _request(self, method: str, sha: str, body: bytes = b"") -> httpx.Response:
         path = self._path(sha)
@@ -81,7 +86,7 @@ class S3Artifacts:
         try:
             return await self._http.request(method, self.endpoint + path, headers=headers, content=body or None)
         except httpx.HTTPError as e:
-            raise ArtifactError(f"{method} {self.describe()}{sha}.zip: {type(e).__name__}: {e}") from None
+            raise ArtifactError(f"{method} {self._where(sha)}: {type(e).__name__}: {e}") from None
 
     async def put(self, sha: str, files: dict[str, bytes]) -> None:
         """Store the code of digest `sha` (once: an archive already there is left alone)."""
@@ -89,19 +94,18 @@ class S3Artifacts:
             return
         r = await self._request("PUT", sha, to_zip(files))
         if r.status_code != 200:
-            raise ArtifactError(f"PUT {self.describe()}{sha}.zip answered {r.status_code}: {r.text[:300]}")
+            raise ArtifactError(f"PUT {self._where(sha)} answered {r.status_code}: {r.text[:300]}")
 
     async def get(self, sha: str) -> dict[str, bytes]:
         """The files of digest `sha`, checked against it."""
         r = await self._request("GET", sha)
         if r.status_code == 404:
-            raise ArtifactError(f"no archive {sha}.zip in {self.describe()} (deployed by a node without "
-                                "POLYFN_ARTIFACTS_URL?)")
+            raise ArtifactError(f"no archive {self._where(sha)} (deployed by a node without POLYFN_ARTIFACTS_URL?)")
         if r.status_code != 200:
-            raise ArtifactError(f"GET {self.describe()}{sha}.zip answered {r.status_code}: {r.text[:300]}")
+            raise ArtifactError(f"GET {self._where(sha)} answered {r.status_code}: {r.text[:300]}")
         files = archive.files_from_zip(r.content, self.max_size, self.max_files)
         if archive.digest(files) != sha:
-            raise ArtifactError(f"{sha}.zip in {self.describe()} does not hold the code of that digest")
+            raise ArtifactError(f"{self._where(sha)} does not hold the code of that digest")
         return files
 
     async def close(self) -> None:

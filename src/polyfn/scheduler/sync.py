@@ -5,10 +5,10 @@ node, which records the revision in the shared PostgreSQL database and switches 
 the other nodes find out here: every `interval` seconds each one compares the functions' current revisions
 in the database with its registry, makes the new ones runnable locally (`Deployer.localise`: code fetched
 from the artifact store, dependencies installed, builds done) and switches to them the same way a deploy
-does (the old pool drains), and drops the functions that are gone; then it starts the triggers other nodes added and stops the ones
-they deleted (`TriggerManager.reconcile`). A revision that cannot be made local
-(the artifact store is down, a dependency fails to install) keeps the previous one serving, is logged once,
-and is tried again at every pass.
+does (the old pool drains), and drops the functions that are gone; then it starts the triggers other nodes
+added and stops the ones they deleted (`TriggerManager.reconcile`). A revision that cannot be made local (the
+artifact store is down, a dependency fails to install) keeps the previous one serving, is logged once, and
+is tried again at every pass.
 
 Polling is the whole protocol: one small query per pass (name and current revision of each function), no
 home-made messaging, and a node that was down simply catches up at its first pass.
