@@ -1,16 +1,17 @@
 """Where one log line per call goes: CPU per request of each part of one node, silent vs. chatty function.
 
-`observe_overhead.py` says what observability costs; this says who pays. One polyfn node serves `silent`
-(returns 'Hello World!') and `chatty` (the same after printing one log line). wrk drives each in turn, the
-order alternating every round, and the CPU time of the node is split into
+`observe_overhead.py` says what observability costs; this says who pays. One polyfn node serves its
+function `probe` (returns 'Hello World!', after printing one log line when the path is `/log`): wrk drives
+`silent` (/fn/probe/quiet) and `chatty` (/fn/probe/log) in turn, the order alternating every round, and the
+CPU time of the node is split into
 
     server loop     the server's main thread (event loop: HTTP, scheduling, decoding results, metrics)
     server other    the server's other threads (the SQLite activation writer, aiosqlite, helpers)
     runtimes        zygotes and instances (the function's own process: the print capture is here)
 
-each per request, summed over the rounds. Both functions run on the same node, metrics on as shipped, so
+each per request, summed over the rounds. Both cases run on the same instances, metrics on as shipped, so
 the difference is the log line alone. On a small shared machine each part moves by a few µs from run to
-run: take the differences from a run of 8+ rounds, and an A/A run (`--aa`: both functions silent) shows
+run: take the differences from a run of 8+ rounds, and an A/A run (`--aa`: nothing prints) shows
 the noise floor.
 
     .venv/bin/python bench/observe_breakdown.py                 # 8 rounds x 3 s x 2 functions (~1.5 min)
@@ -25,9 +26,8 @@ import os
 from pathlib import Path
 
 from _common import PolyfnServer, descendants, print_header, run_wrk, table, wait_idle
+from observe_overhead import PROBE
 
-SILENT = "def handler(event, context):\n    return 'Hello World!'\n"
-CHATTY = "def handler(event, context):\n    print('handled', event.path)\n    return 'Hello World!'\n"
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -58,19 +58,19 @@ def main() -> None:
     args = ap.parse_args()
     print_header(f"log line cost breakdown (wrk -t1 -c{args.connections} -d{args.duration}s, {args.rounds} rounds"
                  f"{', A/A' if args.aa else ''})")
-    fns = {"silent": SILENT, "chatty": SILENT if args.aa else CHATTY}
+    fns = {"silent": "/quiet", "chatty": "/quiet2" if args.aa else "/log"}
     with PolyfnServer(log_level="WARNING") as srv:
         assert srv.proc is not None
-        for name, code in fns.items():
-            srv.deploy(name, {"handler.py": code})
-            run_wrk(srv.url(f"/fn/{name}"), args.connections, 1)  # warm: instances, code paths
+        srv.deploy("probe", {"handler.py": PROBE})
+        for path in fns.values():
+            run_wrk(srv.url(f"/fn/probe{path}"), args.connections, 1)  # warm: instances, code paths
         cpu = {name: collections.Counter() for name in fns}
         requests = collections.Counter()
         for rnd in range(args.rounds):
             for name in (list(fns) if rnd % 2 == 0 else list(fns)[::-1]):
                 wait_idle(srv.proc.pid)
                 before = cpu_by_part(srv.proc.pid)
-                r = run_wrk(srv.url(f"/fn/{name}"), args.connections, args.duration)
+                r = run_wrk(srv.url(f"/fn/probe{fns[name]}"), args.connections, args.duration)
                 wait_idle(srv.proc.pid)  # the batched activation writes are paid by the run that caused them
                 after = cpu_by_part(srv.proc.pid)
                 after.subtract(before)

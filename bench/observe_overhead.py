@@ -1,15 +1,21 @@
 """What observability costs on the warm path: a log line per call and a scrape every second vs. a silent
 function on the same node, and metrics vs. a node with metrics off.
 
-Two polyfn nodes in the same run. The node as shipped (metrics on) serves `silent` (returns 'Hello World!')
-and `chatty` (the same after printing one log line per call); the other has `POLYFN_METRICS=false` and
-serves `silent`. wrk measures, in rounds (the order rotates each round, so drift hits every case alike):
+Two polyfn nodes in the same run. Both serve one function, `probe`, which returns 'Hello World!' and, when
+the request's path is `/log`, first prints one log line (`print('handled', event.path)`). The node as
+shipped has metrics on; the other has `POLYFN_METRICS=false`. wrk measures, in rounds (the order rotates
+each round, so drift hits every case alike):
 
-    silent            metrics on, silent function: the reference of the next three
-    logging           metrics on, one log line per call
-    scraped           metrics on, silent function, GET /metrics every second during the run
-    logging+scraped   metrics on, one log line per call, GET /metrics every second
-    metrics off       the other node, silent function: `silent` against it is what metrics cost
+    silent            metrics on, /fn/probe/quiet: the reference of the next three
+    logging           metrics on, /fn/probe/log: one log line per call
+    scraped           metrics on, /fn/probe/quiet, GET /metrics every second during the run
+    logging+scraped   metrics on, /fn/probe/log, GET /metrics every second
+    metrics off       the other node, /fn/probe/quiet: `silent` against it is what metrics cost
+
+Why one function and not a silent one and a chatty one: two functions are two sets of processes (zygote,
+instances, their memory placement), and those differ from each other by about as much as the budget. With
+one function the log line is the only difference: the same instances serve both cases, and both run the
+same path comparison. `--aa` sends the `logging` case to `/quiet2` (no print): the method's noise floor.
 
 Each cost is the median over rounds of (1 - case / reference of the same round) (the issue's budget:
 <= 5 %), printed with its 95 % confidence interval and the range of the per-round costs (the run's noise),
@@ -51,17 +57,19 @@ from _common import (
     wait_idle,
 )
 
-SILENT = "def handler(event, context):\n    return 'Hello World!'\n"
-CHATTY = "def handler(event, context):\n    print('handled', event.path)\n    return 'Hello World!'\n"
+PROBE = ("def handler(event, context):\n"
+         "    if event.path == '/log':\n"
+         "        print('handled', event.path)\n"
+         "    return 'Hello World!'\n")
 
-#: case → (node: "node" as shipped, "off" with POLYFN_METRICS=false; function; scrape /metrics every 1 s;
-#: the case it is compared with)
+#: case → (node: "node" as shipped, "off" with POLYFN_METRICS=false; the probe's path (/log prints a line);
+#: scrape /metrics every 1 s; the case it is compared with)
 CASES = {
-    "silent": ("node", "silent", False, "metrics off"),
-    "logging": ("node", "chatty", False, "silent"),
-    "scraped": ("node", "silent", True, "silent"),
-    "logging+scraped": ("node", "chatty", True, "silent"),
-    "metrics off": ("off", "silent", False, ""),
+    "silent": ("node", "/quiet", False, "metrics off"),
+    "logging": ("node", "/log", False, "silent"),
+    "scraped": ("node", "/quiet", True, "silent"),
+    "logging+scraped": ("node", "/log", True, "silent"),
+    "metrics off": ("off", "/quiet", False, ""),
 }
 
 
@@ -106,7 +114,7 @@ class Scraper:
         self._t.join()
 
 
-def measure(srv: PolyfnServer, name: str, connections: int, duration: int, scrape: bool) -> WrkResult:
+def measure(srv: PolyfnServer, path: str, connections: int, duration: int, scrape: bool) -> WrkResult:
     """One wrk run; CPU µs/req covers the server's whole process tree from the start of the run until it is
     idle again (so the batched activation writes after the load are paid by the run that caused them)."""
     assert srv.proc is not None
@@ -114,14 +122,14 @@ def measure(srv: PolyfnServer, name: str, connections: int, duration: int, scrap
     cpu0 = tree_cpu_seconds(srv.proc.pid)
     if scrape:
         with Scraper(srv.url("/metrics")) as sc:
-            r = run_wrk(srv.url(f"/fn/{name}"), connections, duration)
+            r = run_wrk(srv.url(f"/fn/probe{path}"), connections, duration)
         assert sc.count >= duration - 1, "the scraper did not keep up"
     else:
-        r = run_wrk(srv.url(f"/fn/{name}"), connections, duration)
+        r = run_wrk(srv.url(f"/fn/probe{path}"), connections, duration)
     wait_idle(srv.proc.pid)
     r.cpu_us_per_req = (tree_cpu_seconds(srv.proc.pid) - cpu0) / max(r.requests, 1) * 1e6
     if r.non_2xx or r.socket_errors:
-        raise SystemExit(f"{name}: {r.non_2xx} non-2xx, {r.socket_errors} socket errors")
+        raise SystemExit(f"{path}: {r.non_2xx} non-2xx, {r.socket_errors} socket errors")
     return r
 
 
@@ -130,11 +138,13 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--duration", type=int, default=5, help="seconds per measured wrk run")
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--aa", action="store_true",
+                    help="the logging cases print nothing either (path /quiet2): the method's noise floor")
     ap.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES),
                     help="cases to run (with the ones they are compared with)")
     args = ap.parse_args()
     print_header(f"observability overhead (warm, wrk -t1 -c{args.connections} -d{args.duration}s, "
-                 f"{args.rounds} rounds)")
+                 f"{args.rounds} rounds{', A/A: nothing prints' if args.aa else ''})")
     wanted = set(args.cases) | {CASES[c][3] for c in args.cases if CASES[c][3]}  # with what they are compared with
     cases = {k: v for k, v in CASES.items() if k in wanted}
     servers: dict[str, PolyfnServer] = {}
@@ -142,17 +152,20 @@ def main() -> None:
         for node in sorted({v[0] for v in cases.values()}):
             servers[node] = PolyfnServer(log_level="WARNING",
                                          env={"POLYFN_METRICS": str(node == "node").lower()}).__enter__()
-        for node, fn in sorted({(v[0], v[1]) for v in cases.values()}):
-            servers[node].deploy(fn, {"handler.py": SILENT if fn == "silent" else CHATTY})
-            run_wrk(servers[node].url(f"/fn/{fn}"), args.connections, 1)  # warm instances and code paths
+        for node, srv in servers.items():
+            srv.deploy("probe", {"handler.py": PROBE})
+            for path in sorted({v[1] for v in cases.values() if v[0] == node}):
+                run_wrk(srv.url(f"/fn/probe{path}"), args.connections, 1)  # warm instances and code paths
         rps: dict[str, list[float]] = {k: [] for k in cases}
         cpu: dict[str, list[float]] = {k: [] for k in cases}
         order = list(cases)
         for rnd in range(args.rounds):
             # rotate the order each round so no case always runs right after the same neighbour
             for case in order[rnd % len(order):] + order[: rnd % len(order)]:
-                node, fn, scrape, _ = cases[case]
-                r = measure(servers[node], fn, args.connections, args.duration, scrape)
+                node, path, scrape, _ = cases[case]
+                if args.aa and path == "/log":
+                    path = "/quiet2"
+                r = measure(servers[node], path, args.connections, args.duration, scrape)
                 rps[case].append(r.rps)
                 cpu[case].append(r.cpu_us_per_req)
                 print(f"  round {rnd + 1} {case:16s} {r.rps:9.0f} req/s  {r.cpu_us_per_req:6.1f} CPU µs/req  "
