@@ -65,6 +65,13 @@ class Settings(BaseSettings):
     # queue.db commits: "normal" survives kill -9 of the server (the OS has the write); "full" also fsyncs
     # every group commit, so accepted invocations survive a power loss too.
     queue_sync: str = Field("normal", pattern="^(normal|full)$")
+    # Cluster async queue (docs/operations.md, "Cluster"): nats://host:port of a NATS server with JetStream.
+    # Accepted async invocations then wait in its work-queue stream `queue_stream`, shared by every node using
+    # the same stream, instead of this node's queue.db: any node runs them, and a node that dies for good
+    # takes none with it (its held jobs go to another node `queue_ack_wait` seconds after its last heartbeat).
+    queue_url: str = Field("", pattern=r"^((nats|tls)://\S+)?$")
+    queue_stream: str = Field("POLYFN_JOBS", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    queue_ack_wait: float = Field(30.0, ge=1.0)
     callback_attempts: int = Field(5, ge=1)  # POSTs of a result to an X-Callback-Url before it is marked failed
     callback_backoff: float = Field(1.0, ge=0)  # seconds before the first callback retry (doubles, jittered)
     callback_timeout: float = Field(10.0, gt=0)  # seconds per callback POST

@@ -206,3 +206,50 @@ def pg_url() -> Iterator[str]:
         pytest.skip(f"PostgreSQL unavailable at {PG_ADMIN_DSN}: {e}")
     yield "postgresql+asyncpg://" + PG_ADMIN_DSN.split("://", 1)[1].rsplit("/", 1)[0] + "/" + name
     asyncio.run(_pg(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+# -- NATS JetStream: a stream of the test's own on the machine's NATS, for the cluster's async queue ----------
+
+NATS_URL = os.environ.get("POLYFN_TEST_NATS_URL", "nats://127.0.0.1:4222")
+
+
+def delete_stream(url: str, stream: str) -> None:
+    import asyncio
+
+    import nats
+
+    async def go() -> None:
+        nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0)
+        try:
+            await nc.jetstream().delete_stream(stream)
+        except Exception:
+            pass
+        finally:
+            await nc.close()
+
+    asyncio.run(go())
+
+
+def jetstream_queue_env(url: str = NATS_URL, ack_wait: float = 30.0) -> dict[str, str]:
+    """Settings for nodes whose async queue is a new JetStream stream on `url` (delete it with
+    `delete_stream`). Skips when NATS is unreachable, fails under CI=true."""
+    import secrets
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    try:
+        socket.create_connection((u.hostname or "127.0.0.1", u.port or 4222), timeout=1).close()
+    except OSError as e:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"NATS is not reachable at {url}: {e} (CI=true: services must be available)")
+        pytest.skip(f"NATS is not reachable at {url}: {e}")
+    return {"POLYFN_QUEUE_URL": url, "POLYFN_QUEUE_STREAM": f"TEST_{secrets.token_hex(4).upper()}",
+            "POLYFN_QUEUE_ACK_WAIT": str(ack_wait)}
+
+
+@pytest.fixture
+def jetstream_queue() -> Iterator[dict[str, str]]:
+    """Settings for a JetStream async queue of the test's own (the stream is deleted afterwards)."""
+    env = jetstream_queue_env(ack_wait=2.0)
+    yield env
+    delete_stream(env["POLYFN_QUEUE_URL"], env["POLYFN_QUEUE_STREAM"])

@@ -1,5 +1,8 @@
 """Async invocations end to end: 202 + activation id, idempotency key, retries, dead-letter queue and replay,
-callbacks (delivered and down), max event age, and `kill -9` of the server with invocations queued."""
+callbacks (delivered and down), max event age, and `kill -9` of the server with invocations queued.
+
+The tests on the module's `server` run twice: with the node's own queue file, and with the cluster's queue
+(a NATS JetStream stream; more of it in test_async_jetstream.py)."""
 
 from __future__ import annotations
 
@@ -14,9 +17,27 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import Server, error_code, free_port, start_server, wait_until
+from .conftest import (
+    Server,
+    delete_stream,
+    error_code,
+    free_port,
+    jetstream_queue_env,
+    start_server,
+    wait_until,
+)
 
 HOST_FS = True  # functions write state files the test reads (conftest.HOST_FS)
+
+
+@pytest.fixture(scope="module", params=["queue-file", "jetstream"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    env = jetstream_queue_env() if request.param == "jetstream" else {}
+    s = start_server(tmp_path_factory.mktemp("polyfn"), host_fs=True, env=env)
+    yield s
+    s.stop()
+    if env:
+        delete_stream(env["POLYFN_QUEUE_URL"], env["POLYFN_QUEUE_STREAM"])
 
 ECHO = '''
 def handler(event, context):

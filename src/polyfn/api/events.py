@@ -68,7 +68,7 @@ def router(node: Node) -> APIRouter:
 
     @r.get("/queue", summary="The async queue's depth: pending, running and dead-lettered invocations")
     async def queue_stats() -> dict[str, Any]:
-        counts = await node.queue.db.counts()
+        counts = await node.queue.counts()
         return {"pending": counts.get("pending", 0), "running": counts.get("running", 0),
                 "dead_letters": counts.get("dead", 0), "inflight": node.queue.inflight,
                 "commits": node.queue.db.commits, "writes": node.queue.db.writes}

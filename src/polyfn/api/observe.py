@@ -82,22 +82,18 @@ def key_matches(given: str, key: str) -> bool:
 
 
 async def _async_queue_gauges(node: Node) -> None:
-    """polyfn_async_backlog / polyfn_async_dlq_size: counted in the queue file when /metrics is scraped (the
-    counts live in SQLite, and gauge callbacks are synchronous, so the route reads them first). One indexed
+    """polyfn_async_backlog / polyfn_async_dlq_size: counted in the queue file (and the cluster's job stream)
+    when /metrics is scraped (gauge callbacks are synchronous, so the route reads them first). One indexed
     query per scrape, nothing on the invocation path."""
-    db = getattr(getattr(node, "queue", None), "db", None)
-    if db is None or not hasattr(db, "read"):
+    queue = getattr(node, "queue", None)
+    if queue is None or getattr(queue, "db", None) is None:
         return
     try:
-        rows = await db.read("SELECT function, state, COUNT(*) AS n FROM jobs WHERE state IN ('pending', 'running', "
-                             "'dead') GROUP BY function, state")
+        by_function, by_function_dead = await queue.backlog()
     except Exception:
         return
-    backlog: dict[tuple[str, ...], float] = {}
-    dead: dict[tuple[str, ...], float] = {}
-    for r in rows:
-        target = dead if r["state"] == "dead" else backlog
-        target[(r["function"],)] = target.get((r["function"],), 0) + r["n"]
+    backlog = {(f,): float(n) for f, n in by_function.items()}
+    dead = {(f,): float(n) for f, n in by_function_dead.items()}
     node.metrics.gauge("polyfn_async_backlog", "Async invocations queued or running, by function.", ("function",),
                        lambda: backlog)
     node.metrics.gauge("polyfn_async_dlq_size", "Dead-lettered async invocations and trigger messages, by function.",

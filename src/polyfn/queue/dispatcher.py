@@ -7,6 +7,10 @@ invokes each with the job id as its activation id (the same id on every attempt:
 key, also sent as `X-Polyfn-Idempotency-Key`), then completes the job (in a batch), schedules a retry
 (`retry.decide`), or moves it to the dead-letter queue. Per invocation in the steady state: one row
 inserted (shared group commit), one deleted (shared completion commit), no claim transaction.
+
+With `queue_url` set, accepted jobs go to the cluster's NATS JetStream stream instead (`queue.jetstream`): a
+second feed pulls them into the same holding, capacity and settling logic; the queue file still holds dead
+letters, their replays and result callbacks.
 """
 
 from __future__ import annotations
@@ -22,12 +26,14 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import msgspec
 
 from polyfn.config import Settings
 from polyfn.invoker import new_activation_id
 from polyfn.observe.tracing import parse_traceparent
 from polyfn.queue import retry
 from polyfn.queue.builtin import Job, QueueDB
+from polyfn.queue.jetstream import JetStreamJobs, QueueUnavailable
 from polyfn.triggers.base import failure_reason
 
 if TYPE_CHECKING:
@@ -97,6 +103,12 @@ class AsyncQueue:
         self.invoker = invoker
         self.registry = registry
         self.db: QueueDB = None  # type: ignore[assignment]
+        # the cluster's job stream (queue_url set), and the jobs held from it with their messages, by job id
+        self.jobs: JetStreamJobs | None = None
+        self._msgs: dict[str, tuple[Job, Any]] = {}
+        self._room_wake = asyncio.Event()  # room for more held jobs (wakes the stream feed)
+        self._feed_task: asyncio.Task[None] | None = None
+        self._beat_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._max_held = settings.async_max_inflight
         self._held: dict[str, int] = {}  # function → jobs held (claimed, not completed)
@@ -134,6 +146,15 @@ class AsyncQueue:
         await self.db.topic_recover()
         if recovered:
             log.info("async queue: %d interrupted invocation(s) will run again", recovered)
+        if self.settings.queue_url:
+            self.jobs = JetStreamJobs(self.settings.queue_url, self.settings.queue_stream, self.settings.queue_ack_wait)
+            try:
+                await self.jobs.open()
+            except BaseException:
+                await self.db.close()
+                raise
+            self._feed_task = asyncio.create_task(self._feed_loop())
+            self._beat_task = asyncio.create_task(self._heartbeat_loop())
         self._http = httpx.AsyncClient(timeout=self.settings.callback_timeout)
         self._loop_task = asyncio.create_task(self._dispatch_loop())
         self._done_task = asyncio.create_task(self._complete_loop())
@@ -146,16 +167,20 @@ class AsyncQueue:
         self._stopping = True
         self._wake.set()
         self._cb_wake.set()
-        for t in (self._loop_task, self._cb_task):
+        for t in (self._loop_task, self._cb_task, self._feed_task):
             if t is not None:
                 t.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await t
         waiting = [j for q in self._waiting.values() for j in q]
         self._waiting.clear()
-        if waiting:
+        local = [j.id for j in waiting if j.id not in self._msgs]
+        for _, msg in [self._msgs.pop(j.id) for j in waiting if j.id in self._msgs]:
+            with contextlib.suppress(Exception):  # streamed jobs not started: another node takes them now
+                await msg.nak()
+        if local:
             with contextlib.suppress(Exception):
-                await self.db.unclaim([j.id for j in waiting])
+                await self.db.unclaim(local)
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=timeout)
         for t in list(self._tasks):
@@ -166,6 +191,12 @@ class AsyncQueue:
                 await self._done_task
         with contextlib.suppress(Exception):
             await self._complete()
+        if self._beat_task is not None:  # jobs still running go to another node once their ack_wait is over
+            self._beat_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._beat_task
+        if self.jobs is not None:
+            await self.jobs.close()
         if self._http is not None:
             await self._http.aclose()
         await self.db.close()
@@ -209,6 +240,12 @@ class AsyncQueue:
         job = Job(id=job_id or new_activation_id(), function=function, kind=kind, trigger=trigger, method=method,
                   path=path, query=query, headers=headers or [], body=body, content_type=content_type,
                   callback_url=callback_url, enqueued_at=now, not_before=now)
+        if self.jobs is not None:  # the cluster's stream: whichever node has room pulls it
+            try:
+                await self.jobs.publish(job, first=True)
+            except QueueUnavailable as e:
+                raise Rejected(503, "queue_unavailable", str(e)) from None
+            return job.id
         direct = (not self._behind_all and function not in self._behind and not self._claiming
                   and not self._stopping and self._room(function) > 0)
         if direct:  # claimed at insert: it starts as soon as it is committed
@@ -271,10 +308,12 @@ class AsyncQueue:
         if not completing:
             self._nheld -= 1
         self._wake.set()
+        self._room_wake.set()
 
     def _completed(self, n: int) -> None:
         self._nheld -= n
         self._wake.set()
+        self._room_wake.set()
 
     def _start(self, job: Job) -> None:
         """Invoke a held job now if its function has capacity, else let it wait for a free slot."""
@@ -353,6 +392,94 @@ class AsyncQueue:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), wait)
 
+    # -- the cluster's stream -------------------------------------------------------------------------
+
+    async def _feed_loop(self) -> None:
+        """Keep one feeder per function this node serves (functions come and go with deploys and deletes)."""
+        feeders: dict[str, asyncio.Task[None]] = {}
+        try:
+            while not self._stopping:
+                for name in self.registry.functions:
+                    if name not in feeders or feeders[name].done():
+                        feeders[name] = asyncio.create_task(self._feed(name))
+                for name in [n for n in feeders if n not in self.registry.functions]:
+                    feeders.pop(name).cancel()
+                await asyncio.sleep(1.0)
+        finally:
+            for t in feeders.values():
+                t.cancel()
+            await asyncio.gather(*feeders.values(), return_exceptions=True)
+
+    async def _feed(self, function: str) -> None:
+        """Pull `function`'s jobs from the stream while this node has room for them: its capacity here plus a
+        small prefetch (not `PREFETCH`: jobs waiting in one node's memory are jobs an idle node cannot take)."""
+        assert self.jobs is not None
+        while not self._stopping and self.registry.get(function) is not None:
+            cap = self._capacity(function)
+            room = min(cap + min(cap, 8) - self._held.get(function, 0), self._max_held - self._nheld)
+            if room <= 0:
+                self._room_wake.clear()
+                await self._room_wake.wait()
+                continue
+            try:
+                got = await self.jobs.fetch(function, min(room, PREFETCH), timeout=5.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.warning("async queue: pulling %s's jobs from the stream failed (%s); retrying in 1 s",
+                            function, e)
+                await asyncio.sleep(1)
+                continue
+            now = time.time()
+            for job, msg in got:
+                if job.not_before > now + 0.001:  # a retry not yet due: back to the stream until then
+                    with contextlib.suppress(Exception):
+                        await msg.nak(delay=job.not_before - now)
+                    continue
+                if job.id in self._msgs or self._stopping:
+                    # held here already (a redelivery, or a duplicate left by a crash between a retry's publish
+                    # and its acknowledgement): it comes back when the one held is settled, if it still exists
+                    with contextlib.suppress(Exception):
+                        await msg.nak(delay=self.settings.queue_ack_wait)
+                    continue
+                job.state, job.attempt = "running", job.attempt + 1
+                self._msgs[job.id] = (job, msg)
+                self._hold(job.function)
+                self._start(job)
+
+    async def _heartbeat_loop(self) -> None:
+        """Tell JetStream the jobs held here are still in progress (a node that stops beating loses them to
+        the others after `queue_ack_wait`)."""
+        every = self.settings.queue_ack_wait / 3
+        while True:
+            await asyncio.sleep(every)
+            for _, msg in list(self._msgs.values()):
+                try:
+                    await msg.in_progress()
+                except Exception as e:
+                    log.warning("async queue: heartbeat for a held job failed: %s", e)
+                    break
+
+    async def _ack(self, job_id: str) -> None:
+        """A streamed job is settled here (completed, rescheduled or dead-lettered): it leaves the stream."""
+        _, msg = self._msgs.pop(job_id, (None, None))
+        if msg is not None:
+            try:
+                await msg.ack_sync(timeout=5)
+            except Exception as e:  # it will run again somewhere after ack_wait (at least once)
+                log.warning("async queue: acknowledging %s failed: %s", job_id, e)
+
+    async def _reschedule(self, job: Job, at: float, err: dict[str, Any] | None, uncount: bool) -> None:
+        """The job runs again at `at` (a retry, or after an unexpected failure)."""
+        if job.id not in self._msgs:
+            await self.db.reschedule(job.id, at, err, uncount=uncount)
+            return
+        again = msgspec.structs.replace(job, state="pending", not_before=at, last_error=err,
+                                        attempt=job.attempt - 1 if uncount else job.attempt)
+        assert self.jobs is not None
+        await self.jobs.publish(again)  # first the new attempt, then the old one goes: never neither
+        await self._ack(job.id)
+
     # -- running ------------------------------------------------------------------------------------
 
     async def _run(self, job: Job) -> None:
@@ -366,7 +493,10 @@ class AsyncQueue:
         except Exception:
             log.exception("async queue: job %s failed unexpectedly; it will run again", job.id)
             with contextlib.suppress(Exception):
-                await self.db.reschedule(job.id, time.time() + 5, None, uncount=True)
+                await self._reschedule(job, time.time() + 5, None, uncount=True)
+            # a streamed job that could not be rescheduled (NATS away): no more heartbeats, so JetStream gives
+            # it to a node again once its ack wait is over
+            self._msgs.pop(job.id, None)
             self._retry_at(job.function, time.time() + 5)
         finally:
             if not settled:
@@ -420,7 +550,7 @@ class AsyncQueue:
         err["attempt"] = job.attempt
         if decision.action == "retry":
             at = time.time() + decision.delay
-            await self.db.reschedule(job.id, at, err, uncount=cls in ("throttle", "shutdown"))
+            await self._reschedule(job, at, err, uncount=cls in ("throttle", "shutdown"))
             self._retry_at(job.function, at)
         else:
             await self._dead(job, decision.reason, err, out)
@@ -463,6 +593,9 @@ class AsyncQueue:
                 except BaseException:
                     self._done[:0] = batch
                     raise
+                for job, _ in batch:
+                    if job.id in self._msgs:
+                        await self._ack(job.id)
                 self._completed(len(batch))
                 if callbacks:
                     self._cb_wake.set()
@@ -485,6 +618,7 @@ class AsyncQueue:
     async def _dead(self, job: Job, reason: str, err: dict[str, Any] | None, out: Outcome | None = None) -> None:
         log.warning("async queue: %s for %s moved to the dead-letter queue: %s", job.id, job.function, reason)
         await self.db.bury(job, reason, err, time.time())
+        await self._ack(job.id)
         await self._callback(job, out, "dead_letter", reason)
 
     # -- callbacks ----------------------------------------------------------------------------------
@@ -558,9 +692,44 @@ class AsyncQueue:
 
     # -- reading ------------------------------------------------------------------------------------
 
+    async def counts(self) -> dict[str, int]:
+        """Jobs by state (pending, running, dead): this node's queue file, plus, with the cluster's stream,
+        its jobs waiting for a node (pending) and held by some node (running)."""
+        counts = await self.db.counts()
+        if self.jobs is not None:
+            try:
+                waiting, held = await self.jobs.counts()
+            except Exception as e:
+                log.warning("async queue: counting the stream's jobs failed: %s", e)
+            else:
+                counts["pending"] = counts.get("pending", 0) + waiting
+                counts["running"] = counts.get("running", 0) + held
+        return counts
+
+    async def backlog(self) -> tuple[dict[str, int], dict[str, int]]:
+        """(jobs queued or running, dead letters) per function, for the metrics: the queue file's, plus the
+        cluster stream's jobs when there is one."""
+        rows = await self.db.read("SELECT function, state, COUNT(*) AS n FROM jobs WHERE state IN ('pending', "
+                                  "'running', 'dead') GROUP BY function, state")
+        backlog: dict[str, int] = {}
+        dead: dict[str, int] = {}
+        for r in rows:
+            target = dead if r["state"] == "dead" else backlog
+            target[r["function"]] = target.get(r["function"], 0) + r["n"]
+        if self.jobs is not None:
+            try:
+                for function, n in (await self.jobs.by_function()).items():
+                    backlog[function] = backlog.get(function, 0) + n
+            except Exception as e:
+                log.warning("async queue: counting the stream's jobs failed: %s", e)
+        return backlog, dead
+
     async def lookup(self, job_id: str) -> dict[str, Any] | None:
         """Queue state of an activation id: the job (if still queued or dead) and its callback, if any."""
         job = await self.db.get(job_id)
+        if job is None and self.jobs is not None:  # held here (running), else waiting in the stream
+            held = self._msgs.get(job_id)
+            job = held[0] if held is not None else await self.jobs.get(job_id)
         cb = await self.db.get_callback(job_id)
         if job is None and cb is None:
             return None

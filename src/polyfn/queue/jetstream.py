@@ -1,0 +1,178 @@
+"""The cluster's async queue: jobs wait in a NATS JetStream work-queue stream that every node shares.
+
+With `queue_url` set (nats://…), `AsyncQueue.submit` publishes each accepted job to the stream and answers
+once JetStream has stored it (the PubAck). Each function has one durable consumer (`fn-<name>`, filtered on
+its subjects) that every node pulls from, as many jobs as the function has room for on the node (its
+capacity plus a small prefetch), so a backlog spreads over the nodes instead of waiting in one node's
+memory. A job runs on whichever node has room, and a node that dies for good takes no job with it: a job
+is acknowledged only
+after its activation record is stored (or after it was rescheduled or dead-lettered), and a held job whose
+node stops sending progress heartbeats is redelivered to another node after `ack_wait`.
+
+One message per job attempt, on subject `<stream>.<function>.<job id>`:
+- the body is the `Job` (msgpack), attempt count, `not_before` and last error included;
+- a retry publishes the job again (attempt, due time, error) and then acknowledges the old message;
+- a job pulled before it is due is handed back with a `nak(delay)` until then.
+So a job's state is always one message, found by its id with a wildcard subject lookup (`get`).
+Dead letters and result callbacks stay in the node's queue file (`QueueDB`), where the dead-letter API
+lists and replays them. At-least-once: a node killed between a retry's publish and the old message's
+acknowledgement leaves both (the job's id, its idempotency key, is the same).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any
+
+import msgspec
+
+from polyfn.queue.builtin import Job
+
+log = logging.getLogger("polyfn.queue")
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder(Job).decode
+
+
+class QueueUnavailable(Exception):
+    """JetStream did not take the job (NATS unreachable, stream missing): the caller gets a 503."""
+
+
+class JetStreamJobs:
+    """A node's handle on the shared job stream: publish, pull, look up, count."""
+
+    def __init__(self, url: str, stream: str, ack_wait: float):
+        self.url = url
+        self.stream = stream
+        self.ack_wait = ack_wait
+        self._nc: Any = None
+        self._js: Any = None
+        self._subs: dict[str, Any] = {}  # function → its pull subscription
+        self._closing = False
+
+    def subject(self, function: str, job_id: str) -> str:
+        return f"{self.stream}.{function}.{job_id}"
+
+    async def open(self) -> None:
+        """Connect (reconnecting for ever afterwards) and create the stream if it is missing."""
+        try:
+            import nats
+            from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+        except ImportError:
+            raise RuntimeError("queue_url needs the NATS client: pip install 'polyfn[cluster]'") from None
+        async def error(e: Exception) -> None:  # one line, not nats-py's traceback per reconnect attempt
+            log.warning("async queue: NATS at %s: %s: %s", self.url, type(e).__name__, e)
+
+        async def disconnected() -> None:
+            if not self._closing:
+                log.warning("async queue: disconnected from NATS at %s; reconnecting", self.url)
+
+        async def reconnected() -> None:
+            log.info("async queue: reconnected to NATS at %s", self.url)
+
+        try:
+            # A few attempts at start (a node without its queue must not come up), then reconnect for ever:
+            # nats-py reads `max_reconnect_attempts` for both, so it is raised once connected.
+            self._nc = await nats.connect(self.url, name="polyfn-queue", connect_timeout=2, reconnect_time_wait=1,
+                                          max_reconnect_attempts=2, error_cb=error, disconnected_cb=disconnected,
+                                          reconnected_cb=reconnected)
+        except Exception as e:
+            raise RuntimeError(f"async queue: cannot reach NATS at {self.url}: {type(e).__name__}: {e}") from None
+        self._nc.options["max_reconnect_attempts"] = -1
+        self._js = self._nc.jetstream()
+        config = StreamConfig(name=self.stream, subjects=[f"{self.stream}.>"], retention=RetentionPolicy.WORK_QUEUE,
+                              storage=StorageType.FILE, duplicate_window=120.0,
+                              description="polyfn async invocations (one message per job attempt)")
+        try:
+            await self._js.stream_info(self.stream)
+        except Exception:
+            await self._js.add_stream(config)
+
+    async def _subscription(self, function: str) -> Any:
+        """The function's durable pull consumer, shared by every node (made by the first node that needs it;
+        a work-queue stream allows one consumer per subject, and the functions' filters never overlap)."""
+        sub = self._subs.get(function)
+        if sub is None:
+            from nats.js.api import AckPolicy, ConsumerConfig
+
+            name = f"fn-{function}"
+            sub = self._subs[function] = await self._js.pull_subscribe(
+                self.subject(function, "*"), durable=name, stream=self.stream,
+                config=ConsumerConfig(durable_name=name, ack_policy=AckPolicy.EXPLICIT, ack_wait=self.ack_wait,
+                                      max_deliver=-1, max_ack_pending=-1))
+        return sub
+
+    async def close(self) -> None:
+        """Acknowledgements and heartbeats already written go out (flush); held jobs not acknowledged go to
+        another node after their ack wait. (Not `drain()`: it waits up to 30 s on the pull subscriptions.)"""
+        self._closing = True
+        if self._nc is not None:
+            try:
+                await self._nc.flush(timeout=2)
+            except Exception:
+                pass
+            await self._nc.close()
+
+    async def publish(self, job: Job, first: bool = False) -> None:
+        """Store `job` in the stream; returns once JetStream has it. The first publish of a job is deduplicated
+        by its id (a client retrying an accepted submit within 2 minutes adds nothing)."""
+        msg_id = job.id if first else f"{job.id}:{job.attempt}:{job.not_before!r}"
+        try:
+            await self._js.publish(self.subject(job.function, job.id), _encode(job), stream=self.stream,
+                                   headers={"Nats-Msg-Id": msg_id}, timeout=5)
+        except Exception as e:
+            raise QueueUnavailable(f"the async queue (NATS JetStream at {self.url}) did not take the job: "
+                                   f"{type(e).__name__}: {e}") from None
+
+    async def fetch(self, function: str, n: int, timeout: float) -> list[tuple[Job, Any]]:
+        """Up to `n` jobs of `function` (with their messages), waiting at most `timeout` seconds for the first.
+        A message that is not a job (someone else published on the subject) is dropped with a warning."""
+        import nats.errors
+
+        sub = await self._subscription(function)
+        try:
+            msgs = await sub.fetch(n, timeout=timeout)
+        except (nats.errors.TimeoutError, TimeoutError):
+            return []
+        out = []
+        for m in msgs:
+            try:
+                out.append((_decode(m.data), m))
+            except msgspec.DecodeError:
+                log.warning("async queue: %s on %s is not a polyfn job; dropped", m.metadata.sequence.stream,
+                            m.subject)
+                await m.term()
+        return out
+
+    async def get(self, job_id: str) -> Job | None:
+        """The job with this id if it is in the stream (waiting, or held by some node), else None."""
+        from nats.js.errors import NotFoundError
+
+        try:
+            raw = await self._js.get_last_msg(self.stream, self.subject("*", job_id))
+        except NotFoundError:
+            return None
+        except Exception as e:
+            log.warning("async queue: looking up %s in the stream failed: %s", job_id, e)
+            return None
+        try:
+            return _decode(raw.data)
+        except msgspec.DecodeError:
+            return None
+
+    async def counts(self) -> tuple[int, int]:
+        """(jobs waiting for a node, jobs held by some node) across the cluster: the stream's messages, and
+        its consumers' deliveries not yet acknowledged."""
+        total = (await self._js.stream_info(self.stream)).state.messages
+        held = sum(c.num_ack_pending for c in await self._js.consumers_info(self.stream))
+        return total - held, held
+
+    async def by_function(self) -> Counter[str]:
+        """Jobs in the stream (waiting or held) per function: one stream-info request, whose reply lists
+        every job's subject (so it grows with the backlog: read at scrape time only)."""
+        info = await self._js.stream_info(self.stream, subjects_filter=f"{self.stream}.>")
+        per: Counter[str] = Counter()
+        for subject, n in (info.state.subjects or {}).items():
+            per[subject.split(".")[1]] += n
+        return per

@@ -1,0 +1,104 @@
+"""The cluster's job stream against the machine's NATS JetStream: what is published is pulled per function,
+found by id, counted, redelivered when its holder goes quiet, and deduplicated on its first publish."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+
+from polyfn.queue.builtin import Job
+from polyfn.queue.jetstream import JetStreamJobs, QueueUnavailable
+
+NATS_URL = os.environ.get("POLYFN_TEST_NATS_URL", "nats://127.0.0.1:4222")
+
+
+def _reachable() -> None:
+    try:
+        socket.create_connection(("127.0.0.1", int(NATS_URL.rsplit(":", 1)[1])), timeout=1).close()
+    except OSError as e:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"NATS is not reachable at {NATS_URL}: {e} (CI=true: services must be available)")
+        pytest.skip(f"NATS is not reachable at {NATS_URL}: {e}")
+
+
+@pytest.fixture
+async def jobs() -> AsyncIterator[JetStreamJobs]:
+    _reachable()
+    j = JetStreamJobs(NATS_URL, f"TEST_{secrets.token_hex(4).upper()}", ack_wait=1.0)
+    await j.open()
+    yield j
+    await j._js.delete_stream(j.stream)
+    await j.close()
+
+
+def job(function: str, n: int = 0) -> Job:
+    return Job(id=f"{function}-{n}-{secrets.token_hex(3)}", function=function, body=b'{"n": %d}' % n,
+               enqueued_at=1.0, not_before=1.0)
+
+
+async def test_jobs_are_pulled_per_function_and_found_by_id(jobs: JetStreamJobs) -> None:
+    a = [job("fa", i) for i in range(3)]
+    b = job("fb")
+    for j in [*a, b]:
+        await jobs.publish(j, first=True)
+    assert (await jobs.get(b.id)) == b
+    assert await jobs.get("nope") is None
+    assert dict(await jobs.by_function()) == {"fa": 3, "fb": 1}
+    assert await jobs.counts() == (4, 0)
+
+    got = await jobs.fetch("fa", 10, timeout=1)
+    assert [j for j, _ in got] == a  # only fa's, oldest first
+    assert await jobs.counts() == (1, 3)  # three held, one waiting
+    for _, msg in got:
+        await msg.ack_sync()
+    assert dict(await jobs.by_function()) == {"fb": 1}
+    assert await jobs.fetch("fa", 10, timeout=0.2) == []
+
+
+async def test_a_first_publish_is_deduplicated_by_job_id(jobs: JetStreamJobs) -> None:
+    j = job("fd")
+    await jobs.publish(j, first=True)
+    await jobs.publish(j, first=True)  # a retried submit of the same accepted job
+    assert dict(await jobs.by_function()) == {"fd": 1}
+    again = Job(**{**{f: getattr(j, f) for f in j.__struct_fields__}, "attempt": 1, "not_before": 2.0})
+    await jobs.publish(again)  # a retry is a new message
+    assert dict(await jobs.by_function()) == {"fd": 2}
+    assert (await jobs.get(j.id)).attempt == 1  # the newest message is the job's state
+
+
+async def test_a_job_whose_holder_goes_quiet_is_delivered_again(jobs: JetStreamJobs) -> None:
+    j = job("fq")
+    await jobs.publish(j, first=True)
+    [(first, _)] = await jobs.fetch("fq", 1, timeout=1)
+    assert await jobs.fetch("fq", 1, timeout=0.3) == []  # held (ack wait 1 s)
+    [(second, msg)] = await jobs.fetch("fq", 1, timeout=3)  # no ack, no heartbeat: back after the ack wait
+    assert second == first == j
+    assert msg.metadata.num_delivered == 2
+    await msg.ack_sync()
+
+
+async def test_heartbeats_keep_a_job_held(jobs: JetStreamJobs) -> None:
+    await jobs.publish(job("fh"), first=True)
+    [(_, msg)] = await jobs.fetch("fh", 1, timeout=1)
+    for _ in range(4):  # 2 s held, beating every 0.5 s
+        await asyncio.sleep(0.5)
+        await msg.in_progress()
+    assert await jobs.fetch("fh", 1, timeout=0.1) == []
+    await msg.ack_sync()
+
+
+async def test_publishing_without_nats_is_a_clear_error() -> None:
+    _reachable()
+    j = JetStreamJobs(NATS_URL, f"TEST_{secrets.token_hex(4).upper()}", ack_wait=1.0)
+    await j.open()  # connects, makes the stream
+    await j._js.delete_stream(j.stream)  # then the stream goes away
+    with pytest.raises(QueueUnavailable, match="did not take the job"):
+        await j.publish(job("fx"))
+    await j.close()
+    with pytest.raises(RuntimeError, match=r"cannot reach NATS at nats://127\.0\.0\.1:1\b"):
+        await JetStreamJobs("nats://127.0.0.1:1", "X", 1.0).open()
