@@ -18,8 +18,12 @@ committed to the SQLite queue before its 202) by `wrk` (C, one thread: a Python 
 * the peer in the same run: the same function invoked synchronously (`/fn/NAME`, same wrk connections),
   so the cost of durability is visible as a ratio.
 
+With `--queue-url nats://127.0.0.1:4222` the node's queue is the cluster's (a NATS JetStream stream of
+the run's own, deleted afterwards): each accepted invocation is stored by JetStream before its 202.
+
     .venv/bin/python bench/async.py                  # 10 s runs, 64 connections, paced at 1,000/s
     .venv/bin/python bench/async.py -d 5 --rate 500  # quicker
+    .venv/bin/python bench/async.py --queue-url nats://127.0.0.1:4222
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import secrets
 import threading
 import time
 from pathlib import Path
@@ -121,10 +126,37 @@ def main() -> None:
     ap.add_argument("-c", type=int, default=64, help="wrk connections for the saturated runs (default 64)")
     ap.add_argument("-d", type=int, default=10, help="seconds of wrk per run (default 10)")
     ap.add_argument("--rate", type=int, default=1000, help="offered async invocations/s of the paced run")
+    ap.add_argument("--queue-url", default="", help="nats://…: the cluster's queue (a JetStream stream of the run's own)")
     args = ap.parse_args()
     wrk_path()
-    print_header("polyfn async invocations (durable SQLite queue)")
-    with temp_dir("polyfn-bench-async-") as tmp, PolyfnServer(log_level="WARNING") as srv:
+    env = {}
+    if args.queue_url:
+        env = {"POLYFN_QUEUE_URL": args.queue_url, "POLYFN_QUEUE_STREAM": f"BENCH_{secrets.token_hex(4).upper()}"}
+    print_header(f"polyfn async invocations ({'NATS JetStream stream' if env else 'durable SQLite queue'})")
+    try:
+        run(args, env)
+    finally:
+        if env:
+            delete_stream(args.queue_url, env["POLYFN_QUEUE_STREAM"])
+
+
+def delete_stream(url: str, stream: str) -> None:
+    import asyncio
+
+    import nats
+
+    async def go() -> None:
+        nc = await nats.connect(url, max_reconnect_attempts=0)
+        try:
+            await nc.jetstream().delete_stream(stream)
+        finally:
+            await nc.close()
+
+    asyncio.run(go())
+
+
+def run(args: argparse.Namespace, env: dict[str, str]) -> None:
+    with temp_dir("polyfn-bench-async-") as tmp, PolyfnServer(log_level="WARNING", env=env) as srv:
         body = json.dumps({"x": 1})
         sync_lua = tmp / "sync.lua"
         sync_lua.write_text(f"wrk.method = 'POST'\nwrk.body = '{body}'\n")

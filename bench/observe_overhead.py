@@ -15,7 +15,10 @@ each round, so drift hits every case alike):
 Why one function and not a silent one and a chatty one: two functions are two sets of processes (zygote,
 instances, their memory placement), and those differ from each other by about as much as the budget. With
 one function the log line is the only difference: the same instances serve both cases, and both run the
-same path comparison. `--aa` sends the `logging` case to `/quiet2` (no print): the method's noise floor.
+same path comparison. `--aa` sends the `logging` case to `/quiet2` (no print) and turns metrics on in the
+second node too: the method's noise floor. Metrics on/off needs two nodes, and two nodes differ by a few
+percent for as long as they run; `--fresh-nodes` starts new nodes every round, so that difference becomes
+per-round noise that the median and its interval absorb instead of a fixed bias.
 
 Each cost is the median over rounds of (1 - case / reference of the same round) (the issue's budget:
 <= 5 %), printed with its 95 % confidence interval and the range of the per-round costs (the run's noise),
@@ -35,6 +38,7 @@ against +5.2 %, CPU per request +19.5 % against +6.6 %).
 
     .venv/bin/python bench/observe_overhead.py                 # 5 rounds x 5 s x 5 cases (~4 min)
     .venv/bin/python bench/observe_overhead.py --rounds 60 --duration 2 --cases logging   # settles the budget
+    .venv/bin/python bench/observe_overhead.py --rounds 40 --duration 2 --cases silent --fresh-nodes  # metrics
     .venv/bin/python bench/observe_overhead.py --rounds 1 --duration 2
 """
 
@@ -140,26 +144,39 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--aa", action="store_true",
                     help="the logging cases print nothing either (path /quiet2): the method's noise floor")
+    ap.add_argument("--fresh-nodes", action="store_true",
+                    help="new nodes every round: the two-node comparison (metrics off) then carries no fixed "
+                         "node-to-node difference, only per-round noise")
     ap.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES),
                     help="cases to run (with the ones they are compared with)")
     args = ap.parse_args()
     print_header(f"observability overhead (warm, wrk -t1 -c{args.connections} -d{args.duration}s, "
-                 f"{args.rounds} rounds{', A/A: nothing prints' if args.aa else ''})")
+                 f"{args.rounds} rounds{', A/A: nothing prints, metrics on in both nodes' if args.aa else ''}"
+                 f"{', fresh nodes every round' if args.fresh_nodes else ''})")
     wanted = set(args.cases) | {CASES[c][3] for c in args.cases if CASES[c][3]}  # with what they are compared with
     cases = {k: v for k, v in CASES.items() if k in wanted}
     servers: dict[str, PolyfnServer] = {}
-    try:
+
+    def start_nodes() -> None:
+        for srv in servers.values():
+            srv.__exit__(None, None, None)
+        servers.clear()
         for node in sorted({v[0] for v in cases.values()}):
-            servers[node] = PolyfnServer(log_level="WARNING",
-                                         env={"POLYFN_METRICS": str(node == "node").lower()}).__enter__()
+            metrics = node == "node" or args.aa
+            servers[node] = PolyfnServer(log_level="WARNING", env={"POLYFN_METRICS": str(metrics).lower()}).__enter__()
         for node, srv in servers.items():
             srv.deploy("probe", {"handler.py": PROBE})
             for path in sorted({v[1] for v in cases.values() if v[0] == node}):
                 run_wrk(srv.url(f"/fn/probe{path}"), args.connections, 1)  # warm instances and code paths
+
+    try:
+        start_nodes()
         rps: dict[str, list[float]] = {k: [] for k in cases}
         cpu: dict[str, list[float]] = {k: [] for k in cases}
         order = list(cases)
         for rnd in range(args.rounds):
+            if args.fresh_nodes and rnd:
+                start_nodes()
             # rotate the order each round so no case always runs right after the same neighbour
             for case in order[rnd % len(order):] + order[: rnd % len(order)]:
                 node, path, scrape, _ = cases[case]

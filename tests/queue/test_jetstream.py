@@ -102,3 +102,19 @@ async def test_publishing_without_nats_is_a_clear_error() -> None:
     await j.close()
     with pytest.raises(RuntimeError, match=r"cannot reach NATS at nats://127\.0\.0\.1:1\b"):
         await JetStreamJobs("nats://127.0.0.1:1", "X", 1.0).open()
+
+
+def test_the_stream_prefetch_follows_how_long_jobs_take(tmp_path) -> None:
+    """About 50 ms of work beyond the capacity: deep for short jobs (pulls in batches), shallow for long ones
+    (other nodes can take them); min(capacity, 8) before the first job has run."""
+    from polyfn.config import Settings
+    from polyfn.queue.dispatcher import PREFETCH, AsyncQueue
+
+    q = AsyncQueue(Settings(data_dir=tmp_path), None, None)  # type: ignore[arg-type]
+    assert q._stream_prefetch("f", 4) == 4 and q._stream_prefetch("f", 20) == 8
+    q._took["f"] = 0.0002  # 0.2 ms jobs
+    assert q._stream_prefetch("f", 4) == PREFETCH
+    q._took["f"] = 0.005
+    assert q._stream_prefetch("f", 4) == 40
+    q._took["f"] = 2.0
+    assert q._stream_prefetch("f", 1) == 1 and q._stream_prefetch("f", 100) == 8

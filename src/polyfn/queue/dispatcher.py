@@ -85,6 +85,10 @@ def outcome_error(out: Outcome) -> tuple[str | None, dict[str, Any]]:
 #: `async_max_inflight` slots to the others.
 PREFETCH = 64
 
+#: Seconds of work (by the function's average job time) a node holds beyond its capacity from the cluster's
+#: stream: enough that pulls come in batches, short enough that other nodes are not kept waiting.
+STREAM_PREFETCH_S = 0.05
+
 
 class AsyncQueue:
     """The node's async queue: accepting (durably), dispatching, completing.
@@ -108,6 +112,7 @@ class AsyncQueue:
         self._msgs: dict[str, tuple[Job, Any]] = {}
         self._room_wake = asyncio.Event()  # room for more held jobs (wakes the stream feed)
         self._feed_task: asyncio.Task[None] | None = None
+        self._took: dict[str, float] = {}  # function → moving average of its jobs' run time (s), stream jobs
         self._beat_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._max_held = settings.async_max_inflight
@@ -410,13 +415,25 @@ class AsyncQueue:
                 t.cancel()
             await asyncio.gather(*feeders.values(), return_exceptions=True)
 
+    def _stream_prefetch(self, function: str, cap: int) -> int:
+        """Jobs of `function` this node holds beyond its capacity: about STREAM_PREFETCH_S of work (at least
+        min(cap, 8), at most `PREFETCH`). Short jobs need a deep prefetch (one pull per few jobs would cap the
+        rate: 3.7k jobs/s with 8, 7k with 32 in `bench/async.py`); long ones a shallow one, since a job
+        waiting in one node's memory is a job an idle node cannot take."""
+        took = self._took.get(function)
+        floor = min(cap, 8)
+        if took is None:
+            return floor
+        return max(floor, min(PREFETCH, int(cap * STREAM_PREFETCH_S / max(took, 1e-6))))
+
     async def _feed(self, function: str) -> None:
         """Pull `function`'s jobs from the stream while this node has room for them: its capacity here plus a
-        small prefetch (not `PREFETCH`: jobs waiting in one node's memory are jobs an idle node cannot take)."""
+        prefetch sized by how long its jobs take (`_stream_prefetch`)."""
         assert self.jobs is not None
         while not self._stopping and self.registry.get(function) is not None:
             cap = self._capacity(function)
-            room = min(cap + min(cap, 8) - self._held.get(function, 0), self._max_held - self._nheld)
+            room = min(cap + self._stream_prefetch(function, cap) - self._held.get(function, 0),
+                       self._max_held - self._nheld)
             if room <= 0:
                 self._room_wake.clear()
                 await self._room_wake.wait()
@@ -464,8 +481,8 @@ class AsyncQueue:
         """A streamed job is settled here (completed, rescheduled or dead-lettered): it leaves the stream."""
         _, msg = self._msgs.pop(job_id, (None, None))
         if msg is not None:
-            try:
-                await msg.ack_sync(timeout=5)
+            try:  # not ack_sync: a round trip per job would cap the rate; a lost ack means one more run
+                await msg.ack()
             except Exception as e:  # it will run again somewhere after ack_wait (at least once)
                 log.warning("async queue: acknowledging %s failed: %s", job_id, e)
 
@@ -485,10 +502,15 @@ class AsyncQueue:
     async def _run(self, job: Job) -> None:
         settled = False
         try:
+            t0 = time.perf_counter()
             try:
                 out = await self._invoke(job)
             finally:
                 self._invoked(job.function)  # the instance is free: the next waiting job may start
+                if self.jobs is not None:  # how long this function's jobs take (sizes the stream prefetch)
+                    took = time.perf_counter() - t0
+                    avg = self._took.get(job.function)
+                    self._took[job.function] = took if avg is None else avg + (took - avg) / 8
             settled = out is not None and await self._settle(job, out)
         except Exception:
             log.exception("async queue: job %s failed unexpectedly; it will run again", job.id)
