@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     # virtual-host addressing: `BUCKET.<domain>` in the Host header names the bucket (comma-separated list)
     storage_domain: str = Field("localhost", pattern=r"^[A-Za-z0-9.\-]+(,[A-Za-z0-9.\-]+)*$")
     # Cluster (docs/operations.md, "Cluster"): nodes sharing `database_url` (PostgreSQL) serve the same functions.
+    # `cluster` (`polyfn serve --cluster`) asserts this node is one of them: it refuses to start without the
+    # shared database and queue, instead of quietly keeping its async jobs to itself.
+    cluster: bool = False
     # Where deploys put code archives for the other nodes: s3://bucket[/prefix] on `artifacts_endpoint` (any S3,
     # a polyfn node's storage API included); "" keeps code in this node's data dir only.
     artifacts_url: str = Field("", pattern=r"^(s3://[^/\s]+(/\S*)?)?$")
@@ -142,6 +145,18 @@ class Settings(BaseSettings):
     sync_interval: float = Field(-1.0, ge=-1.0)
     node_blanks: int = Field(1, ge=0, le=8)  # pre-started Node.js processes kept per memory size once Node is used
     http_private_network: bool = True  # http-runtime instances in their own network namespace (root only)
+
+    @model_validator(mode="after")
+    def _cluster_needs_shared_services(self) -> Settings:
+        if self.cluster:
+            missing = []
+            if not (self.database_url or "").startswith("postgresql"):
+                missing.append("POLYFN_DATABASE_URL (a PostgreSQL URL, e.g. postgresql+asyncpg://polyfn@db/polyfn)")
+            if not self.queue_url:
+                missing.append("POLYFN_QUEUE_URL (NATS with JetStream, e.g. nats://nats:4222)")
+            if missing:
+                raise ValueError("cluster mode needs what the nodes share: " + "; ".join(missing))
+        return self
 
     @property
     def memory_budget_mb(self) -> int:

@@ -234,3 +234,26 @@ def test_a_plain_subscription_is_consumed_by_one_node(tmp_path: Path, pg_url: st
         mqtt.stop()
         if nats is not None:
             nats.stop()
+
+
+def test_the_cluster_flag_needs_the_shared_database_and_queue(tmp_path: Path, pg_url: str,
+                                                              jetstream_queue: dict[str, str]) -> None:
+    """`polyfn serve --cluster` refuses to start as a node that would keep its async jobs or its functions to
+    itself, and starts with a PostgreSQL database and a JetStream queue."""
+    for env, missing in (({}, ["POLYFN_DATABASE_URL", "POLYFN_QUEUE_URL"]),
+                         ({"POLYFN_DATABASE_URL": pg_url}, ["POLYFN_QUEUE_URL"]),
+                         (jetstream_queue, ["POLYFN_DATABASE_URL"])):
+        try:
+            start_server(tmp_path / "bad", "--cluster", env=env)
+        except RuntimeError as e:
+            assert "cluster mode needs what the nodes share" in str(e) and all(m in str(e) for m in missing), e
+            assert "Traceback" not in str(e)
+        else:
+            raise AssertionError(f"a --cluster node started with {sorted(env)}")
+    s = start_server(tmp_path / "good", "--cluster", env={"POLYFN_DATABASE_URL": pg_url, **jetstream_queue})
+    try:
+        s.deploy("greet", {"handler.py": V1})
+        aid = s.api.post("/v1/functions/greet/invoke?mode=async", json={}).json()["activation_id"]
+        assert wait_until(lambda: s.activation(aid)["status"] == "success", 20)
+    finally:
+        s.stop()

@@ -52,6 +52,14 @@ def serve(
         typer.Option("--tls-cert", envvar="POLYFN_TLS_CERT", exists=True, dir_okay=False,
                      help="Serve HTTPS with this PEM certificate (chain).", show_default="plain HTTP"),
     ] = None,
+    cluster: Annotated[
+        bool,
+        typer.Option(
+            "--cluster/--no-cluster", envvar="POLYFN_CLUSTER",
+            help="This node is one of a cluster: refuse to start without the shared PostgreSQL database "
+                 "(POLYFN_DATABASE_URL) and NATS JetStream queue (POLYFN_QUEUE_URL).",
+        ),
+    ] = False,
     tls_key: Annotated[
         Path | None,
         typer.Option("--tls-key", envvar="POLYFN_TLS_KEY", exists=True, dir_okay=False,
@@ -71,4 +79,26 @@ def serve(
             hint="reinstall polyfn, or run with `polyfn --debug serve` for the traceback",
         ) from exc
     tls = {"tls_cert": str(tls_cert), "tls_key": str(tls_key)} if tls_cert and tls_key else {}
-    run_server(host=host, port=port, data_dir=directory, examples=examples, storage_port=storage_port, **tls)
+    cluster_opt = {"cluster": True} if cluster else {}
+    _check_settings(host=host, port=port, data_dir=directory, storage_port=storage_port, **cluster_opt, **tls)
+    run_server(host=host, port=port, data_dir=directory, examples=examples, storage_port=storage_port,
+               **cluster_opt, **tls)
+
+
+def _check_settings(**kwargs: object) -> None:
+    """The node's settings (these options, then POLYFN_* variables) as the server will read them: a bad value
+    is one line per setting that names it, not a traceback."""
+    from pydantic import ValidationError
+
+    from polyfn.config import Settings
+
+    try:
+        Settings(**kwargs)  # type: ignore[arg-type]
+    except ValidationError as e:
+        lines = []
+        for err in e.errors():
+            where = ".".join(str(p) for p in err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{where}: {msg}" if where else msg)
+        raise CliError("invalid settings: " + "; ".join(lines),
+                       hint="see docs/operations.md for every setting and its POLYFN_* variable") from None
