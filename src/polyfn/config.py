@@ -133,6 +133,9 @@ class Settings(BaseSettings):
     # `cluster` (`polyfn serve --cluster`) asserts this node is one of them: it refuses to start without the
     # shared database and queue, instead of quietly keeping its async jobs to itself.
     cluster: bool = False
+    # This node's name among the cluster's (broker consumer names, e.g. Redis Streams): "" → hostname plus a
+    # digest of the data dir, stable across restarts of the same node.
+    node_name: str = Field("", pattern=r"^[A-Za-z0-9_.-]{0,64}$")
     # Where deploys put code archives for the other nodes: s3://bucket[/prefix] on `artifacts_endpoint` (any S3,
     # a polyfn node's storage API included); "" keeps code in this node's data dir only.
     artifacts_url: str = Field("", pattern=r"^(s3://[^/\s]+(/\S*)?)?$")
@@ -157,6 +160,16 @@ class Settings(BaseSettings):
             if missing:
                 raise ValueError("cluster mode needs what the nodes share: " + "; ".join(missing))
         return self
+
+    @property
+    def node_id(self) -> str:
+        if self.node_name:
+            return self.node_name
+        import hashlib
+        import socket
+
+        digest = hashlib.sha256(str(self.data_dir.expanduser().resolve()).encode()).hexdigest()[:8]
+        return f"{socket.gethostname()}-{digest}"
 
     @property
     def memory_budget_mb(self) -> int:

@@ -175,6 +175,36 @@ def test_redis_streams_poison_and_restart(server: Server, tmp_path: Path) -> Non
         broker.stop()
 
 
+def test_redis_streams_take_over_what_a_gone_consumer_left(server: Server, tmp_path: Path) -> None:
+    """Entries another consumer of the group read and never acknowledged (a cluster node that died, or the
+    consumer name of an older polyfn) are taken over once idle for `claim_idle`; the trigger's own consumer
+    is named per node, so two nodes never share one pending list."""
+    import redis
+
+    consumer(server, "br-redis-claim", tmp_path)
+    broker = redis_broker(tmp_path).start()
+    url = f"redis://127.0.0.1:{broker.port}/0"
+    r = redis.Redis.from_url(url)
+    try:
+        r.xgroup_create("claims", "g", id="0", mkstream=True)
+        redis_add(url, "claims", ["left1", "left2"])
+        assert len(r.xreadgroup("g", "gone-node", {"claims": ">"})[0][1]) == 2  # read, never acknowledged
+        add(server, "br-redis-claim", "redis", {"url": url, "stream": "claims", "group": "g", "claim_idle": 1},
+            "br-redis-claim-t")
+        connected(server, "br-redis-claim-t")
+        assert wait_until(lambda: {"left1", "left2"} <= bodies(tmp_path), 15), received(tmp_path)
+        redis_add(url, "claims", ["new"])
+        assert wait_until(lambda: "new" in bodies(tmp_path), 10)
+        assert wait_until(lambda: r.xpending("claims", "g")["pending"] == 0)
+        names = {c["name"].decode() for c in r.xinfo_consumers("claims", "g")}
+        mine = names - {"gone-node"}
+        assert len(mine) == 1 and next(iter(mine)).startswith("br-redis-claim-t-"), names
+        assert sorted(e["body"] for e in received(tmp_path)) == ["left1", "left2", "new"]  # each once
+    finally:
+        r.close()
+        broker.stop()
+
+
 # -- MQTT ---------------------------------------------------------------------------------------------
 
 
