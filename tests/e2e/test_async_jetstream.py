@@ -120,6 +120,29 @@ def test_backlog_is_visible_in_the_queue_api_metrics_and_activation(tmp_path: Pa
         s.stop()
 
 
+def test_a_deleted_function_s_queued_jobs_are_dead_lettered(tmp_path: Path, jetstream_queue: dict[str, str]) -> None:
+    """As with the queue file: jobs of a function that is gone go to the dead-letter queue (function_not_found)
+    instead of waiting in the stream for a node that serves the name."""
+    state = tmp_path / "state"
+    state.mkdir()
+    s = start_server(tmp_path / "data", env=jetstream_queue, host_fs=True)
+    try:
+        s.deploy("gone", {"handler.py": RECORD}, env={"STATE": str(state)}, max_instances=1)
+        ids = [submit(s, "gone", {"sleep": 1.0}) for _ in range(5)]
+        assert wait_until(lambda: s.activation(ids[0])["status"] == "running", 10)
+        assert s.api.delete("/v1/functions/gone").status_code == 200
+        def dead() -> set[str]:
+            return {e["id"] for e in s.api.get("/v1/dlq", params={"function": "gone"}).json()["dead_letters"]}
+        # each job either ran (the one running at the delete, maybe the next one held here) or is dead-lettered
+        assert wait_until(lambda: dead() | set(done(state)) == set(ids), 20), (dead(), done(state))
+        assert len(dead()) >= 3 and not dead() & set(done(state))
+        shown = s.api.get(f"/v1/dlq/{sorted(dead())[0]}").json()
+        assert shown["reason"] == "function_not_found", shown
+        assert wait_until(lambda: s.api.get("/v1/queue").json()["pending"] == 0, 10)
+    finally:
+        s.stop()
+
+
 def test_nats_down_refuses_new_async_calls_and_keeps_accepted_ones(tmp_path: Path) -> None:
     broker = nats_broker(tmp_path / "nats").start()
     env = jetstream_queue_env(f"nats://127.0.0.1:{broker.port}")
@@ -135,6 +158,17 @@ def test_nats_down_refuses_new_async_calls_and_keeps_accepted_ones(tmp_path: Pat
         r = s.api.post("/v1/functions/later/invoke?mode=async", json={}, timeout=30)
         assert r.status_code == 503 and error_code(r) == "queue_unavailable", r.text
         assert "NATS" in r.json()["error"]["message"]
+        from botocore.exceptions import ClientError
+
+        from .test_lambda_versions import client as lambda_client
+
+        try:  # a Lambda `Event` invoke: a retryable service error, not a bad parameter
+            lambda_client(s).invoke(FunctionName="later", InvocationType="Event", Payload=b"{}")
+        except ClientError as e:
+            assert e.response["Error"]["Code"] == "ServiceException", e.response
+            assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+        else:
+            raise AssertionError("the Event invoke was accepted with NATS down")
         broker.start()  # the same store directory: the accepted job is still in the stream
         assert wait_until(lambda: {first, queued} <= set(done(state)), 40), done(state)
         assert final(s, queued)["status"] == "success"

@@ -125,3 +125,15 @@ def test_logs(server: Any, faas: httpx.Client, tmp_path: Path) -> None:
     entries = [json.loads(line) for line in r.text.splitlines()]
     assert any(e["text"] == "printed one" and e["name"] == "of-printer" for e in entries)
     assert {"name", "namespace", "instance", "timestamp", "text"} <= set(entries[0])
+
+
+def test_a_function_deleted_through_the_openfaas_api_takes_its_triggers(server: Any, faas: httpx.Client) -> None:
+    """Every API's delete is the same delete: the vendor APIs once left a deleted function's triggers
+    running (only `DELETE /v1/functions/{name}` removed them)."""
+    server.deploy("of-ticking", {"handler.py": HANDLE}, flavor="openfaas")
+    r = server.api.post("/v1/functions/of-ticking/triggers",
+                        json={"kind": "cron", "config": {"schedule": "0 0 1 1 *"}, "id": "of-ticking-yearly"})
+    assert r.status_code == 201, r.text
+    assert faas.request("DELETE", "/system/functions", json={"functionName": "of-ticking"}).status_code == 202
+    assert server.api.get("/v1/triggers/of-ticking-yearly").status_code == 404
+    assert all(t["function"] != "of-ticking" for t in server.api.get("/v1/triggers").json()["triggers"])

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from polyfn import __version__
 from polyfn.api import compat, errors, events
 from polyfn.api import observe as observe_api
+from polyfn.api.compat.common import delete_function as remove_function
 from polyfn.api.errors import ApiError
 from polyfn.deploy import archive
 from polyfn.deploy.errors import DeployError
@@ -138,15 +139,8 @@ def build_api(node: Node) -> FastAPI:
 
     @v1.delete("/functions/{name}")
     async def delete_function(name: str) -> dict[str, Any]:
-        deleted = await node.store.delete_function(name)
-        if deleted is None:
+        if not await remove_function(node, name):
             raise ApiError(404, "function_not_found", f"function {name!r} does not exist")
-        pool = node.registry.remove(name)
-        node.schedule_code_cleanup(name, deleted, pool)
-        if node.storage is not None:
-            await node.storage.forget_function(name)
-        if node.triggers is not None:  # a deleted function's triggers go with it
-            await node.triggers.delete_for(name)
         return {"deleted": name}
 
     @v1.post("/functions/{name}/invoke", summary="Invoke a function with an event payload (mode=sync|async)")

@@ -560,8 +560,9 @@ class AsyncQueue:
             self.on_failure(job, failure_reason(out.status, code))
         active = self.registry.get(job.function)
         spec = active.revision.spec if active is not None else None
-        decision = (retry.decide(cls, job.attempt, time.time() - job.enqueued_at, spec) if spec is not None
-                    else retry.Decision("dead", reason="function_not_found"))
+        # (a run that succeeded is done even when its function was deleted while it ran)
+        decision = (retry.decide(cls, job.attempt, time.time() - job.enqueued_at, spec)
+                    if spec is not None or cls == retry.SUCCESS else retry.Decision("dead", reason="function_not_found"))
         if decision.action == "done":
             if job.trigger == "events" and out.status < 400 and self.on_reply is not None:
                 await self._reply(job, out.body)
@@ -711,6 +712,24 @@ class AsyncQueue:
         if r.status_code >= 300:
             return f"HTTP {r.status_code}"
         return None
+
+    async def function_deleted(self, function: str) -> int:
+        """A function was deleted through this node. Its jobs in the cluster's stream go to the dead-letter
+        queue, as the queue file's do when they come up (`function_not_found`), instead of waiting for a node
+        that serves the name. Jobs other nodes hold are dead-lettered there when they find it gone. Returns
+        how many were moved."""
+        if self.jobs is None:
+            return 0
+        moved = 0
+        for job, msg in await self.jobs.take_all(function):
+            if job.id in self._msgs:  # held here (a redelivery): settled by the run that holds it
+                continue
+            self._msgs[job.id] = (job, msg)
+            await self._dead(job, "function_not_found", {"code": "function_not_found",
+                                                          "message": f"function {function!r} was deleted"})
+            moved += 1
+        # (its consumer stays: the jobs other nodes hold are acknowledged through it when they settle)
+        return moved
 
     # -- reading ------------------------------------------------------------------------------------
 

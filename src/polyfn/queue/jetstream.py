@@ -145,6 +145,16 @@ class JetStreamJobs:
                 await m.term()
         return out
 
+    async def take_all(self, function: str) -> list[tuple[Job, Any]]:
+        """Every job of `function` no node holds right now (the function was deleted: the caller dead-letters
+        them), in batches until the stream has none left to deliver."""
+        out: list[tuple[Job, Any]] = []
+        while True:
+            got = await self.fetch(function, 256, timeout=0.2)
+            if not got:
+                return out
+            out.extend(got)
+
     async def get(self, job_id: str) -> Job | None:
         """The job with this id if it is in the stream (waiting, or held by some node), else None."""
         from nats.js.errors import NotFoundError

@@ -45,12 +45,20 @@ async def current_files(node: Node, name: str) -> dict[str, bytes] | None:
 
 
 async def delete_function(node: Node, name: str) -> bool:
-    """Same as `DELETE /v1/functions/{name}`: forget it, drain its pool, remove its code later."""
+    """Delete a function, for every API (`DELETE /v1/functions/{name}` and the vendors'): forget it, drain its
+    pool, remove its code later, and drop what points at it: storage notifications, triggers, and its jobs
+    in the cluster's queue stream (dead-lettered). False when it does not exist."""
     deleted = await node.store.delete_function(name)
     if deleted is None:
         return False
     pool = node.registry.remove(name)
     node.schedule_code_cleanup(name, deleted, pool)
+    if node.storage is not None:
+        await node.storage.forget_function(name)
+    if node.triggers is not None:  # a deleted function's triggers go with it
+        await node.triggers.delete_for(name)
+    if node.queue is not None:
+        await node.queue.function_deleted(name)
     return True
 
 

@@ -644,6 +644,8 @@ class LambdaApi:
                 queued = await common.submit_async(self.node, info.name, "event", "lambda", body, "application/json",
                                                    qheaders, job_id=rid.replace("-", ""))
             except common.AsyncRejected as e:
+                if e.status >= 500:  # the queue did not take it (the cluster's NATS away): retryable
+                    raise LambdaError(500, "ServiceException", e.message) from None
                 raise LambdaError(413 if e.status == 413 else 400, "InvalidParameterValueException", e.message) from None
             if not queued:
                 common.background(self.node).submit(run())
