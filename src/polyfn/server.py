@@ -175,6 +175,10 @@ class Node:
         await self.triggers.start()
         if self.sync is not None:
             self.sync.triggers = self.triggers
+            if self.queue.jobs is not None:  # change notices over the queue's NATS connection
+                jobs, me = self.queue.jobs, s.node_id
+                self.store.on_change = lambda: jobs.announce_change(me)
+                await jobs.on_changes(me, self.sync.poke)
         from polyfn.triggers import events as cloudevents
 
         self.queue.on_reply = lambda event, hops: cloudevents.route(self.triggers, event, hops)

@@ -21,8 +21,10 @@ acknowledgement leaves both (the job's id, its idempotency key, is the same).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -50,6 +52,7 @@ class JetStreamJobs:
         self._js: Any = None
         self._subs: dict[str, Any] = {}  # function → its pull subscription
         self._closing = False
+        self._notices: set[asyncio.Future[None]] = set()  # change notices being published
 
     def subject(self, function: str, job_id: str) -> str:
         return f"{self.stream}.{function}.{job_id}"
@@ -154,6 +157,31 @@ class JetStreamJobs:
             if not got:
                 return out
             out.extend(got)
+
+    # -- change notices (the cluster sync's wake-up; not jobs) --------------------------------------------
+
+    @property
+    def changes_subject(self) -> str:
+        """Core NATS, outside the stream's subjects: a notice is a hint, never stored."""
+        return f"polyfn-changes.{self.stream}"
+
+    def announce_change(self, sender: str) -> None:
+        """Tell the other nodes that functions or triggers changed (fire and forget: a lost notice costs one
+        sync interval)."""
+        if self._nc is not None and self._nc.is_connected:
+            t = asyncio.ensure_future(self._nc.publish(self.changes_subject, sender.encode()))
+            self._notices.add(t)
+            t.add_done_callback(self._notices.discard)
+
+    async def on_changes(self, sender: str, callback: Callable[[], None]) -> None:
+        """Call `callback` for every other node's change notice."""
+        me = sender.encode()
+
+        async def handle(msg: Any) -> None:
+            if msg.data != me:
+                callback()
+
+        await self._nc.subscribe(self.changes_subject, cb=handle)
 
     async def get(self, job_id: str) -> Job | None:
         """The job with this id if it is in the stream (waiting, or held by some node), else None."""

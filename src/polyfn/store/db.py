@@ -20,9 +20,10 @@ import contextlib
 import functools
 import heapq
 import itertools
+import logging
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from polyfn.model import Activation, FunctionInfo, FunctionSpec, LogLine, Revision, now
 from polyfn.store.tables import activations, aliases, functions, revisions, versions
+
+log = logging.getLogger("polyfn.store")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000  # how long another process's write may hold us up before "database is locked"
@@ -54,6 +57,16 @@ class Store:
         self._is_sqlite = engine.dialect.name == "sqlite"
         self._write_lock = asyncio.Lock()
         self._batch_writer: _SqliteBatchWriter | None = None  # SQLite: activation records' own connection
+        # called after a change the other nodes of a cluster follow (a revision made current, a function or a
+        # trigger added or deleted): the node announces it so they sync at once (scheduler/sync.py)
+        self.on_change: Callable[[], None] | None = None
+
+    def changed(self) -> None:
+        if self.on_change is not None:
+            try:
+                self.on_change()
+            except Exception as e:  # a notice is an optimisation: the cluster's polling still finds it
+                log.warning("change notice not sent: %s", e)
 
     @property
     def engine(self) -> AsyncEngine:
@@ -141,6 +154,7 @@ class Store:
                 .where(functions.c.name == spec.name)
                 .values(current_revision=rev.number, updated_at=ts)
             )
+        self.changed()
         return rev, created
 
     async def get_function(self, name: str) -> FunctionInfo | None:
@@ -197,6 +211,7 @@ class Store:
             await conn.execute(delete(versions).where(versions.c.function == name))
             await conn.execute(delete(aliases).where(aliases.c.function == name))
             await conn.execute(delete(functions).where(functions.c.name == name))
+        self.changed()
         return [_revision(r) for r in rows]
 
     # -- activations and logs ------------------------------------------------------------------------

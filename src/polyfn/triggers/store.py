@@ -34,6 +34,7 @@ class TriggerStore:
             await conn.execute(insert(triggers).values(
                 id=t.id, function=t.function, kind=t.kind, config=json.dumps(t.config), state=json.dumps(t.state),
                 created_at=t.created_at))
+        self.store.changed()
 
     async def list(self, function: str | None = None) -> list[Trigger]:
         q = select(triggers).order_by(triggers.c.created_at)
@@ -49,7 +50,10 @@ class TriggerStore:
 
     async def delete(self, trigger_id: str) -> bool:
         async with self.store._writer() as conn:
-            return (await conn.execute(delete(triggers).where(triggers.c.id == trigger_id))).rowcount == 1
+            deleted = (await conn.execute(delete(triggers).where(triggers.c.id == trigger_id))).rowcount == 1
+        if deleted:
+            self.store.changed()
+        return deleted
 
     async def save_state(self, trigger_id: str, state: dict[str, Any]) -> None:
         async with self.store._writer() as conn:
