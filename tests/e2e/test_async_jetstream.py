@@ -154,7 +154,11 @@ def test_nats_down_refuses_new_async_calls_and_keeps_accepted_ones(tmp_path: Pat
         first = submit(s, "later", {"sleep": 2.0})  # holds the only instance
         queued = submit(s, "later", {"sleep": 0})
         assert wait_until(lambda: s.activation(first)["status"] == "running", 10)
+        assert s.http.get("/healthz").json()["queue"]["connected"] is True
         broker.stop()
+        assert wait_until(lambda: s.http.get("/healthz").json()["status"] == "degraded", 10)
+        assert s.http.get("/healthz").json()["queue"] == {"backend": "nats-jetstream", "connected": False,
+                                                          "stream": env["POLYFN_QUEUE_STREAM"]}
         r = s.api.post("/v1/functions/later/invoke?mode=async", json={}, timeout=30)
         assert r.status_code == 503 and error_code(r) == "queue_unavailable", r.text
         assert "NATS" in r.json()["error"]["message"]
@@ -172,6 +176,7 @@ def test_nats_down_refuses_new_async_calls_and_keeps_accepted_ones(tmp_path: Pat
         broker.start()  # the same store directory: the accepted job is still in the stream
         assert wait_until(lambda: {first, queued} <= set(done(state)), 40), done(state)
         assert final(s, queued)["status"] == "success"
+        assert s.http.get("/healthz").json()["status"] == "ok"
     finally:
         s.stop()
         broker.stop()

@@ -69,6 +69,11 @@ def build_api(node: Node) -> FastAPI:
         out: dict[str, Any] = {"status": "ok", "version": __version__, "functions": len(node.registry.functions)}
         if node.sync is not None:  # a cluster node: revisions other nodes deployed that it cannot serve (see logs)
             out["cluster"] = {"sync_interval": node.sync.interval, "not_served": sorted(node.sync.failing)}
+        jobs = node.queue.jobs if node.queue is not None else None
+        if jobs is not None:  # the cluster's queue: while NATS is away, async calls get 503 (sync ones still run)
+            out["queue"] = {"backend": "nats-jetstream", "stream": jobs.stream, "connected": jobs.connected}
+            if not jobs.connected:
+                out["status"] = "degraded"
         return out
 
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_key)])

@@ -54,6 +54,10 @@ class JetStreamJobs:
         self._closing = False
         self._notices: set[asyncio.Future[None]] = set()  # change notices being published
 
+    @property
+    def connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
+
     def subject(self, function: str, job_id: str) -> str:
         return f"{self.stream}.{function}.{job_id}"
 
