@@ -149,6 +149,7 @@ def delete_stream(url: str, stream: str) -> None:
         nc = await nats.connect(url, max_reconnect_attempts=0)
         try:
             await nc.jetstream().delete_stream(stream)
+            await nc.jetstream().delete_stream(f"{stream}_TOPICS")
         finally:
             await nc.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -221,9 +222,9 @@ def delete_stream(url: str, stream: str) -> None:
     async def go() -> None:
         nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0)
         try:
-            await nc.jetstream().delete_stream(stream)
-        except Exception:
-            pass
+            for name in (stream, f"{stream}_TOPICS"):  # the jobs and the topic messages (queue/jetstream.py)
+                with contextlib.suppress(Exception):
+                    await nc.jetstream().delete_stream(name)
         finally:
             await nc.close()
 
@@ -253,3 +254,16 @@ def jetstream_queue() -> Iterator[dict[str, str]]:
     env = jetstream_queue_env(ack_wait=2.0)
     yield env
     delete_stream(env["POLYFN_QUEUE_URL"], env["POLYFN_QUEUE_STREAM"])
+
+
+@pytest.fixture(scope="module", params=["queue-file", "jetstream"])
+def server_on_each_queue(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A module's shared server, once with the node's queue file and once with the cluster's JetStream queue
+    (a module that wants its tests run on both defines `server` as this). Honours `HOST_FS` like `server`."""
+    env = jetstream_queue_env() if request.param == "jetstream" else {}
+    s = start_server(tmp_path_factory.mktemp("polyfn"), host_fs=getattr(request.module, "HOST_FS", False) is True,
+                     env=env)
+    yield s
+    s.stop()
+    if env:
+        delete_stream(env["POLYFN_QUEUE_URL"], env["POLYFN_QUEUE_STREAM"])

@@ -19,10 +19,8 @@ import pytest
 
 from .conftest import (
     Server,
-    delete_stream,
     error_code,
     free_port,
-    jetstream_queue_env,
     start_server,
     wait_until,
 )
@@ -30,14 +28,9 @@ from .conftest import (
 HOST_FS = True  # functions write state files the test reads (conftest.HOST_FS)
 
 
-@pytest.fixture(scope="module", params=["queue-file", "jetstream"])
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    env = jetstream_queue_env() if request.param == "jetstream" else {}
-    s = start_server(tmp_path_factory.mktemp("polyfn"), host_fs=True, env=env)
-    yield s
-    s.stop()
-    if env:
-        delete_stream(env["POLYFN_QUEUE_URL"], env["POLYFN_QUEUE_STREAM"])
+@pytest.fixture(scope="module")
+def server(server_on_each_queue: Server) -> Server:
+    return server_on_each_queue
 
 ECHO = '''
 def handler(event, context):

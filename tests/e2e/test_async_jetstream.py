@@ -143,6 +143,48 @@ def test_a_deleted_function_s_queued_jobs_are_dead_lettered(tmp_path: Path, jets
         s.stop()
 
 
+TOPIC_SINK = """
+import json, os, time
+def handler(event, context):
+    time.sleep(0.1)
+    with open(os.path.join(os.environ["STATE"], "topic.log"), "a") as f:
+        for m in event["data"]["messages"]:
+            f.write(str(json.loads(m["body"])["n"]) + "\\n")
+    return {}
+"""
+
+
+def test_topic_messages_are_shared_by_the_nodes_running_the_trigger(tmp_path: Path,
+                                                                     jetstream_queue: dict[str, str]) -> None:
+    """An embedded-topic trigger runs on every node (as triggers do in a cluster); its messages wait in the
+    cluster's topics stream, so a message published on one node is delivered once, by whichever node."""
+    state = tmp_path / "state"
+    state.mkdir()
+    nodes = [start_server(tmp_path / n, env=jetstream_queue, host_fs=True) for n in ("a", "b")]
+    try:
+        for n in nodes:
+            n.deploy("sink", {"handler.py": TOPIC_SINK}, env={"STATE": str(state)})
+            r = n.api.post("/v1/functions/sink/triggers",
+                           json={"kind": "topic", "id": "shared-orders", "config": {"topic": "orders", "batch_size": 1}})
+            assert r.status_code == 201, r.text
+        for i in range(20):
+            assert nodes[0].api.post("/v1/topics/orders/messages", json={"n": i}).status_code == 201
+
+        def got() -> list[str]:
+            f = state / "topic.log"
+            return f.read_text().split() if f.exists() else []
+
+        assert wait_until(lambda: len(got()) >= 20, 30), got()
+        time.sleep(1)
+        assert sorted(got(), key=int) == [str(i) for i in range(20)]  # each once
+        per_node = [sum(a["trigger"] == "topic" for a in n.api.get("/v1/activations",
+                        params={"function": "sink", "limit": 100}).json()["activations"]) for n in nodes]
+        assert sum(per_node) == 20 and all(per_node), per_node  # both nodes took some
+    finally:
+        for n in nodes:
+            n.stop()
+
+
 def test_nats_down_refuses_new_async_calls_and_keeps_accepted_ones(tmp_path: Path) -> None:
     broker = nats_broker(tmp_path / "nats").start()
     env = jetstream_queue_env(f"nats://127.0.0.1:{broker.port}")

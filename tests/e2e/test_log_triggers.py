@@ -6,9 +6,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from .conftest import Server, error_code, wait_until
 
 HOST_FS = True  # functions write state files the test reads (conftest.HOST_FS)
+
+
+@pytest.fixture(scope="module")
+def server(server_on_each_queue: Server) -> Server:
+    """Every test here runs with the queue file and with the cluster's JetStream topics stream."""
+    return server_on_each_queue
 
 ANALYZER = '''
 import json, os

@@ -33,6 +33,7 @@ async def jobs() -> AsyncIterator[JetStreamJobs]:
     await j.open()
     yield j
     await j._js.delete_stream(j.stream)
+    await j._js.delete_stream(j.topics_stream)
     await j.close()
 
 
@@ -96,6 +97,7 @@ async def test_publishing_without_nats_is_a_clear_error() -> None:
     _reachable()
     j = JetStreamJobs(NATS_URL, f"TEST_{secrets.token_hex(4).upper()}", ack_wait=1.0)
     await j.open()  # connects, makes the stream
+    await j._js.delete_stream(j.topics_stream)
     await j._js.delete_stream(j.stream)  # then the stream goes away
     with pytest.raises(QueueUnavailable, match="did not take the job"):
         await j.publish(job("fx"))

@@ -731,6 +731,22 @@ class AsyncQueue:
         # (its consumer stays: the jobs other nodes hold are acknowledged through it when they settle)
         return moved
 
+    # -- embedded topics (topic and log triggers) --------------------------------------------------
+
+    async def topic_publish_many(self, topic: str, subscribers: list[str],
+                                 msgs: list[tuple[str, bytes, dict[str, str], float]]) -> None:
+        """Store a copy of each message `(id, body, attributes, sent_at)` for every subscribing trigger: in the
+        cluster's stream when there is one (any node's runner of the trigger takes them), else in the file."""
+        if self.jobs is not None:
+            await self.jobs.topic_publish_many(subscribers, msgs)
+        else:
+            await self.db.topic_publish_many(topic, subscribers, msgs)
+
+    async def topic_drop_subscriber(self, subscriber: str) -> None:
+        await self.db.topic_drop_subscriber(subscriber)
+        if self.jobs is not None:
+            await self.jobs.topic_drop(subscriber)
+
     # -- reading ------------------------------------------------------------------------------------
 
     async def counts(self) -> dict[str, int]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -35,6 +35,18 @@ log = logging.getLogger("polyfn.queue")
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(Job).decode
+
+
+class TopicMessage(msgspec.Struct, array_like=True):
+    """One subscriber's copy of an embedded-topic message (or of a log line for a log trigger)."""
+
+    id: str
+    body: bytes
+    attributes: dict[str, str]
+    sent_at: float
+
+
+_decode_topic = msgspec.msgpack.Decoder(TopicMessage).decode
 
 
 class QueueUnavailable(Exception):
@@ -95,20 +107,46 @@ class JetStreamJobs:
             await self._js.stream_info(self.stream)
         except Exception:
             await self._js.add_stream(config)
+        try:  # embedded topics and log triggers: one subject per subscribing trigger
+            await self._js.stream_info(self.topics_stream)
+        except Exception:
+            await self._js.add_stream(StreamConfig(
+                name=self.topics_stream, subjects=[f"{self.topics_stream}.>"], retention=RetentionPolicy.WORK_QUEUE,
+                storage=StorageType.FILE, duplicate_window=120.0,
+                description="polyfn embedded-topic messages, one copy per subscribing trigger"))
 
-    async def _subscription(self, function: str) -> Any:
-        """The function's durable pull consumer, shared by every node (made by the first node that needs it;
-        a work-queue stream allows one consumer per subject, and the functions' filters never overlap)."""
-        sub = self._subs.get(function)
+    async def _consumer(self, key: str, stream: str, subject: str, name: str) -> Any:
+        """The pull subscription on durable consumer `name` (made by the first node that needs it, then shared
+        by every node; a work-queue stream allows one consumer per subject, and these filters never overlap)."""
+        sub = self._subs.get(key)
         if sub is None:
             from nats.js.api import AckPolicy, ConsumerConfig
 
-            name = f"fn-{function}"
-            sub = self._subs[function] = await self._js.pull_subscribe(
-                self.subject(function, "*"), durable=name, stream=self.stream,
+            sub = self._subs[key] = await self._js.pull_subscribe(
+                subject, durable=name, stream=stream,
                 config=ConsumerConfig(durable_name=name, ack_policy=AckPolicy.EXPLICIT, ack_wait=self.ack_wait,
                                       max_deliver=-1, max_ack_pending=-1))
         return sub
+
+    @staticmethod
+    async def _pull(sub: Any, n: int, timeout: float, decode: Callable[[bytes], Any]) -> list[tuple[Any, Any]]:
+        """Up to `n` decoded messages with their handles, waiting at most `timeout` for the first. A message
+        that is not polyfn's (someone else published on the subject) is dropped with a warning."""
+        import nats.errors
+
+        try:
+            msgs = await sub.fetch(n, timeout=timeout)
+        except (nats.errors.TimeoutError, TimeoutError):
+            return []
+        out = []
+        for m in msgs:
+            try:
+                out.append((decode(m.data), m))
+            except msgspec.DecodeError:
+                log.warning("async queue: message %s on %s is not polyfn's; dropped", m.metadata.sequence.stream,
+                            m.subject)
+                await m.term()
+        return out
 
     async def close(self) -> None:
         """Acknowledgements and heartbeats already written go out (flush); held jobs not acknowledged go to
@@ -133,24 +171,10 @@ class JetStreamJobs:
                                    f"{type(e).__name__}: {e}") from None
 
     async def fetch(self, function: str, n: int, timeout: float) -> list[tuple[Job, Any]]:
-        """Up to `n` jobs of `function` (with their messages), waiting at most `timeout` seconds for the first.
-        A message that is not a job (someone else published on the subject) is dropped with a warning."""
-        import nats.errors
-
-        sub = await self._subscription(function)
-        try:
-            msgs = await sub.fetch(n, timeout=timeout)
-        except (nats.errors.TimeoutError, TimeoutError):
-            return []
-        out = []
-        for m in msgs:
-            try:
-                out.append((_decode(m.data), m))
-            except msgspec.DecodeError:
-                log.warning("async queue: %s on %s is not a polyfn job; dropped", m.metadata.sequence.stream,
-                            m.subject)
-                await m.term()
-        return out
+        """Up to `n` jobs of `function` (with their messages), waiting at most `timeout` seconds for the first;
+        from the function's durable consumer `fn-<name>`."""
+        sub = await self._consumer(function, self.stream, self.subject(function, "*"), f"fn-{function}")
+        return await self._pull(sub, n, timeout, _decode)
 
     async def take_all(self, function: str) -> list[tuple[Job, Any]]:
         """Every job of `function` no node holds right now (the function was deleted: the caller dead-letters
@@ -161,6 +185,42 @@ class JetStreamJobs:
             if not got:
                 return out
             out.extend(got)
+
+    # -- embedded topics (topic and log triggers) -----------------------------------------------------------
+
+    @property
+    def topics_stream(self) -> str:
+        return f"{self.stream}_TOPICS"
+
+    async def topic_publish_many(self, subscribers: Sequence[str],
+                                 msgs: Sequence[tuple[str, bytes, dict[str, str], float]]) -> None:
+        """A copy of every message `(id, body, attributes, sent_at)` for every subscribing trigger; returns once
+        JetStream stored them all (deduplicated by subscriber and message id)."""
+        async def one(sub: str, m: tuple[str, bytes, dict[str, str], float]) -> None:
+            await self._js.publish(f"{self.topics_stream}.{sub}", _encode(TopicMessage(*m)),
+                                   stream=self.topics_stream, headers={"Nats-Msg-Id": f"{sub}:{m[0]}"}, timeout=5)
+
+        try:
+            await asyncio.gather(*(one(sub, m) for sub in subscribers for m in msgs))
+        except Exception as e:
+            raise QueueUnavailable(f"the async queue (NATS JetStream at {self.url}) did not take the message: "
+                                   f"{type(e).__name__}: {e}") from None
+
+    async def topic_fetch(self, subscriber: str, n: int, timeout: float) -> list[tuple[TopicMessage, Any]]:
+        """Up to `n` of the trigger's messages, waiting at most `timeout` for the first; shared by the nodes
+        through the trigger's durable consumer `t-<id>`."""
+        sub = await self._consumer(f"topic:{subscriber}", self.topics_stream, f"{self.topics_stream}.{subscriber}",
+                                   f"t-{subscriber}")
+        return await self._pull(sub, n, timeout, _decode_topic)
+
+    async def topic_drop(self, subscriber: str) -> None:
+        """A deleted trigger: its copies go, and its consumer."""
+        self._subs.pop(f"topic:{subscriber}", None)
+        try:
+            await self._js.purge_stream(self.topics_stream, subject=f"{self.topics_stream}.{subscriber}")
+            await self._js.delete_consumer(self.topics_stream, f"t-{subscriber}")
+        except Exception as e:
+            log.info("async queue: dropping %s's topic messages: %s", subscriber, e)
 
     # -- change notices (the cluster sync's wake-up; not jobs) --------------------------------------------
 

@@ -5,7 +5,8 @@ Options: `stream` (a name lines are POSTed to with `POST /v1/logs/{stream}`, or 
 function's stdout/stderr), `group` (log group name in the event, default `/polyfn/<stream>`), `batch_size`
 (1-10000, default 100), `batch_window` (seconds to gather a fuller batch, default 0).
 
-Lines wait durably in the queue file until delivered (or dead-lettered), like topic messages.
+Lines wait durably in the queue file (the cluster's stream with `queue_url`) until delivered (or
+dead-lettered), like topic messages.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ class LogRunner(TopicRunner):
                 for ln in act.logs]
         if not msgs:
             return
-        t = asyncio.ensure_future(self.ctx.queue.db.topic_publish_many(self.topic, [self.trigger.id], msgs))
+        t = asyncio.ensure_future(self.ctx.queue.topic_publish_many(self.topic, [self.trigger.id], msgs))
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)
         t.add_done_callback(self._forwarded)
@@ -107,7 +108,7 @@ async def ingest(manager: Any, stream: str, lines: list[tuple[str, float]]) -> i
     if subs and lines:
         now = time.time()
         msgs = [(uuid.uuid4().hex, text.encode(), {}, ts or now) for text, ts in lines]
-        await manager.ctx.queue.db.topic_publish_many(topic_of(stream), [r.trigger.id for r in subs], msgs)
+        await manager.ctx.queue.topic_publish_many(topic_of(stream), [r.trigger.id for r in subs], msgs)
         for r in subs:
             r.wake.set()
     return len(subs)

@@ -124,7 +124,7 @@ class TriggerManager:
     async def delete(self, trigger_id: str) -> bool:
         self._deleted.add(trigger_id)
         runner = await self._stop(trigger_id)
-        await self.ctx.queue.db.topic_drop_subscriber(trigger_id)
+        await self.ctx.queue.topic_drop_subscriber(trigger_id)
         return await self.tstore.delete(trigger_id) or runner is not None
 
     async def _stop(self, trigger_id: str) -> Runner | None:
@@ -161,7 +161,7 @@ class TriggerManager:
                 continue
             await self._stop(tid)
             with contextlib.suppress(Exception):
-                await self.ctx.queue.db.topic_drop_subscriber(tid)
+                await self.ctx.queue.topic_drop_subscriber(tid)
             log.info("trigger %s stopped (deleted on another node)", tid)
             changed += 1
         self._unlaunchable &= set(stored)

@@ -4,6 +4,10 @@ every `topic` trigger on that topic; each trigger's copy waits durably in the qu
 Options: `topic` (required), `batch_size` (1-1000, default 10), `batch_window` (seconds to wait for a fuller
 batch, 0-300, default 0). The function gets a `TYPE_QUEUE_BATCH` CloudEvent (`source` "queue"); its
 `batchItemFailures` are honoured; failed messages are retried per the function's policy, then dead-lettered.
+
+With the cluster's queue (`queue_url`) the copies wait in its JetStream topics stream instead, one subject
+and durable consumer per trigger, so whichever node runs the trigger takes them (`_run_stream`): a message
+published on one node is delivered once, and a node that dies mid-batch leaves it to the others.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import time
 from typing import Any
 
 from polyfn.triggers.base import Runner, TriggerConfigError, opt_num, opt_str
-from polyfn.triggers.delivery import Message, deliver
+from polyfn.triggers.delivery import Interrupted, Message, deliver
 
 TOPIC_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -51,6 +55,9 @@ class TopicRunner(Runner):
         self.builder: Any = None  # default CloudEvent: TYPE_QUEUE_BATCH
 
     async def run(self) -> None:
+        if getattr(self.ctx.queue, "jobs", None) is not None:
+            await self._run_stream()
+            return
         db = self.ctx.queue.db
         self.set_health("connected")
         while True:
@@ -68,6 +75,36 @@ class TopicRunner(Runner):
             await deliver(self, self.source, self.topic, msgs, single=False, builder=self.builder)
             await db.topic_ack([r["seq"] for r in rows])
 
+    async def _run_stream(self) -> None:
+        jobs = self.ctx.queue.jobs
+        self.set_health("connected")
+        while True:
+            got = await jobs.topic_fetch(self.trigger.id, self.batch_size, timeout=5.0)
+            if not got:
+                continue
+            held = [raw for _, raw in got]
+            beat = asyncio.create_task(_heartbeat(held, jobs.ack_wait / 3))  # window, retries, slow functions
+            try:
+                deadline = time.monotonic() + self.window
+                while len(got) < self.batch_size and time.monotonic() < deadline:  # a fuller batch
+                    more = await jobs.topic_fetch(self.trigger.id, self.batch_size - len(got),
+                                                  timeout=max(0.01, deadline - time.monotonic()))
+                    got += more
+                    held += [raw for _, raw in more]
+                msgs = [Message(id=m.id, body=m.body, attributes=m.attributes, sent_at=m.sent_at,
+                                attempt=raw.metadata.num_delivered) for m, raw in got]
+                try:
+                    await deliver(self, self.source, self.topic, msgs, single=False, builder=self.builder)
+                except Interrupted:  # the node is stopping: the other nodes take the batch now
+                    for raw in held:
+                        with contextlib.suppress(Exception):
+                            await raw.nak()
+                    raise
+            finally:
+                beat.cancel()
+            for raw in held:  # after success or dead-lettering (a lost ack: delivered once more)
+                await raw.ack()
+
     async def _full(self) -> None:
         while await self.ctx.queue.db.topic_count(self.trigger.id) < self.batch_size:
             self.wake.clear()
@@ -78,13 +115,22 @@ class TopicRunner(Runner):
         return {}
 
 
+async def _heartbeat(msgs: list[Any], every: float) -> None:
+    """Keep a batch's messages held while it is delivered (retries and slow functions outlast the ack wait)."""
+    while True:
+        await asyncio.sleep(every)
+        for m in msgs:
+            with contextlib.suppress(Exception):
+                await m.in_progress()
+
+
 async def publish(manager: Any, topic: str, msg_id: str, body: bytes, attributes: dict[str, str]) -> int:
     """Store a copy for every subscribing trigger; returns how many there are (0: the message is dropped)."""
     check_topic(topic)
     subs = [r for r in manager.runners_of("topic") if r.topic == topic]
     if subs:
-        await manager.ctx.queue.db.topic_publish(topic, [r.trigger.id for r in subs], msg_id, body, attributes,
-                                                 time.time())
+        await manager.ctx.queue.topic_publish_many(topic, [r.trigger.id for r in subs],
+                                                   [(msg_id, body, attributes, time.time())])
         for r in subs:
             r.wake.set()
     return len(subs)
