@@ -15,7 +15,10 @@ One message per job attempt, on subject `<stream>.<function>.<job id>`:
 - a job pulled before it is due is handed back with a `nak(delay)` until then.
 So a job's state is always one message, found by its id with a wildcard subject lookup (`get`).
 Dead letters and result callbacks stay in the node's queue file (`QueueDB`), where the dead-letter API
-lists and replays them. At-least-once: a node killed between a retry's publish and the old message's
+lists and replays them. Embedded-topic messages and log triggers' lines (a copy per subscribing trigger) go
+to a second stream, `<stream>_TOPICS`, one subject and durable consumer (`t-<trigger id>`) per trigger.
+Change notices (`announce_change`) ride the same connection on core NATS: they wake the other nodes'
+cluster sync. At-least-once: a node killed between a retry's publish and the old message's
 acknowledgement leaves both (the job's id, its idempotency key, is the same).
 """
 
