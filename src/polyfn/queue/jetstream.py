@@ -167,6 +167,8 @@ class JetStreamJobs:
         by its id (a client retrying an accepted submit within 2 minutes adds nothing)."""
         msg_id = job.id if first else f"{job.id}:{job.attempt}:{job.not_before!r}"
         try:
+            if job.function not in self._subs:  # its consumer exists before its first job (counted by it)
+                await self._consumer(job.function, self.stream, self.subject(job.function, "*"), f"fn-{job.function}")
             await self._js.publish(self.subject(job.function, job.id), _encode(job), stream=self.stream,
                                    headers={"Nats-Msg-Id": msg_id}, timeout=5)
         except Exception as e:
@@ -274,10 +276,13 @@ class JetStreamJobs:
         return total - held, held
 
     async def by_function(self) -> Counter[str]:
-        """Jobs in the stream (waiting or held) per function: one stream-info request, whose reply lists
-        every job's subject (so it grows with the backlog: read at scrape time only)."""
-        info = await self._js.stream_info(self.stream, subjects_filter=f"{self.stream}.>")
+        """Jobs in the stream (waiting or held) per function, from the functions' consumers: one request
+        whose reply grows with the number of functions, not of jobs (the stream's subject list is ~5 MB of
+        JSON to parse at 100,000 queued jobs). NATS itself takes 0.1-0.2 s to count a 100,000-job backlog:
+        read at scrape time only."""
         per: Counter[str] = Counter()
-        for subject, n in (info.state.subjects or {}).items():
-            per[subject.split(".")[1]] += n
-        return per
+        for c in await self._js.consumers_info(self.stream):
+            name = c.name or ""
+            if name.startswith("fn-"):
+                per[name[3:]] += c.num_pending + c.num_ack_pending
+        return +per
