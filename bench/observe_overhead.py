@@ -39,12 +39,14 @@ against +5.2 %, CPU per request +19.5 % against +6.6 %).
     .venv/bin/python bench/observe_overhead.py                 # 5 rounds x 5 s x 5 cases (~4 min)
     .venv/bin/python bench/observe_overhead.py --rounds 60 --duration 2 --cases logging   # settles the budget
     .venv/bin/python bench/observe_overhead.py --rounds 40 --duration 2 --cases silent --fresh-nodes  # metrics
+    .venv/bin/python bench/observe_overhead.py --pool run1.txt run2.txt   # earlier runs' output, pooled
     .venv/bin/python bench/observe_overhead.py --rounds 1 --duration 2
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import threading
 import urllib.request
@@ -137,6 +139,39 @@ def measure(srv: PolyfnServer, path: str, connections: int, duration: int, scrap
     return r
 
 
+ROUND_LINE = re.compile(r"^  round (\d+) (.+?)\s+(\d+) req/s\s+([\d.]+) CPU")
+
+
+def pool(paths: list[str]) -> None:
+    """The rounds of several earlier runs (their printed output, saved to files) as one sample: each case's
+    per-round cost against the reference of the same round, median and 95 % interval over all of them."""
+    costs: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
+    for path in paths:
+        rounds: dict[int, dict[str, tuple[float, float]]] = {}
+        with open(path) as f:
+            for line in f:
+                m = ROUND_LINE.match(line)
+                if m:
+                    rounds.setdefault(int(m[1]), {})[m[2].strip()] = (float(m[3]), float(m[4]))
+        for cases in rounds.values():
+            for case, (rps, us) in cases.items():
+                ref = CASES.get(case, ("", "", False, ""))[3]
+                if ref in cases:
+                    costs.setdefault(case, []).append((1 - rps / cases[ref][0]) * 100)
+                    cpu.setdefault(case, []).append((us / cases[ref][1] - 1) * 100)
+    rows = []
+    for case, c in costs.items():
+        c.sort()
+        lo, hi = median_interval(c)
+        clo, chi = median_interval(sorted(cpu[case]))
+        verdict = "met" if hi <= BUDGET else "NOT met" if lo > BUDGET else "not settled"
+        rows.append([case, CASES[case][3], str(len(c)), f"{statistics.median(c):+.1f} %", f"{lo:+.1f} … {hi:+.1f} %",
+                     f"{statistics.median(cpu[case]):+.1f} % [{clo:+.1f} … {chi:+.1f}]", verdict])
+    print(table(["case", "compared with", "rounds", "throughput cost", "95 % interval", "CPU cost", f"≤ {BUDGET:g} %"],
+                rows))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--connections", type=int, default=32)
@@ -149,7 +184,12 @@ def main() -> None:
                          "node-to-node difference, only per-round noise")
     ap.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES),
                     help="cases to run (with the ones they are compared with)")
+    ap.add_argument("--pool", nargs="+", metavar="OUTPUT",
+                    help="no run: pool the rounds of earlier runs' saved output files into one sample")
     args = ap.parse_args()
+    if args.pool:
+        pool(args.pool)
+        return
     print_header(f"observability overhead (warm, wrk -t1 -c{args.connections} -d{args.duration}s, "
                  f"{args.rounds} rounds{', A/A: nothing prints, metrics on in both nodes' if args.aa else ''}"
                  f"{', fresh nodes every round' if args.fresh_nodes else ''})")
