@@ -13,7 +13,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from .brokers import nats_broker
 from .conftest import (
@@ -99,48 +102,49 @@ def test_a_job_longer_than_the_ack_wait_runs_once(tmp_path: Path, jetstream_queu
             n.stop()
 
 
-def test_backlog_is_visible_in_the_queue_api_metrics_and_activation(tmp_path: Path,
-                                                                     jetstream_queue: dict[str, str]) -> None:
+@pytest.fixture
+def node(tmp_path: Path, jetstream_queue: dict[str, str]) -> Iterator[tuple[Server, Path]]:
+    """One node on a stream of the test's own, and the directory its functions write to."""
     state = tmp_path / "state"
     state.mkdir()
     s = start_server(tmp_path / "data", env=jetstream_queue, host_fs=True)
-    try:
-        s.deploy("busy", {"handler.py": RECORD}, env={"STATE": str(state)}, max_instances=1)
-        ids = [submit(s, "busy", {"sleep": 1.0}) for _ in range(5)]
-        q = s.api.get("/v1/queue").json()
-        assert q["pending"] + q["running"] >= 4, q
-        metrics = s.http.get("/metrics").text
-        line = next(ln for ln in metrics.splitlines() if ln.startswith('polyfn_async_backlog{function="busy"}'))
-        assert float(line.split()[-1]) >= 4, line
-        last = s.activation(ids[-1])
-        assert last["status"] == "pending" and last["function"] == "busy", last
-        assert final(s, ids[-1], 30)["status"] == "success"
-        assert s.api.get("/v1/queue").json()["pending"] == 0
-    finally:
-        s.stop()
+    yield s, state
+    s.stop()
 
 
-def test_a_deleted_function_s_queued_jobs_are_dead_lettered(tmp_path: Path, jetstream_queue: dict[str, str]) -> None:
+def test_backlog_is_visible_in_the_queue_api_metrics_and_activation(node: tuple[Server, Path]) -> None:
+    s, state = node
+    s.deploy("busy", {"handler.py": RECORD}, env={"STATE": str(state)}, max_instances=1)
+    ids = [submit(s, "busy", {"sleep": 1.0}) for _ in range(5)]
+    q = s.api.get("/v1/queue").json()
+    assert q["pending"] + q["running"] >= 4, q
+    metrics = s.http.get("/metrics").text
+    line = next(ln for ln in metrics.splitlines() if ln.startswith('polyfn_async_backlog{function="busy"}'))
+    assert float(line.split()[-1]) >= 4, line
+    last = s.activation(ids[-1])
+    assert last["status"] == "pending" and last["function"] == "busy", last
+    assert final(s, ids[-1], 30)["status"] == "success"
+    assert s.api.get("/v1/queue").json()["pending"] == 0
+
+
+def test_a_deleted_function_s_queued_jobs_are_dead_lettered(node: tuple[Server, Path]) -> None:
     """As with the queue file: jobs of a function that is gone go to the dead-letter queue (function_not_found)
     instead of waiting in the stream for a node that serves the name."""
-    state = tmp_path / "state"
-    state.mkdir()
-    s = start_server(tmp_path / "data", env=jetstream_queue, host_fs=True)
-    try:
-        s.deploy("gone", {"handler.py": RECORD}, env={"STATE": str(state)}, max_instances=1)
-        ids = [submit(s, "gone", {"sleep": 1.0}) for _ in range(5)]
-        assert wait_until(lambda: s.activation(ids[0])["status"] == "running", 10)
-        assert s.api.delete("/v1/functions/gone").status_code == 200
-        def dead() -> set[str]:
-            return {e["id"] for e in s.api.get("/v1/dlq", params={"function": "gone"}).json()["dead_letters"]}
-        # each job either ran (the one running at the delete, maybe the next one held here) or is dead-lettered
-        assert wait_until(lambda: dead() | set(done(state)) == set(ids), 20), (dead(), done(state))
-        assert len(dead()) >= 3 and not dead() & set(done(state))
-        shown = s.api.get(f"/v1/dlq/{sorted(dead())[0]}").json()
-        assert shown["reason"] == "function_not_found", shown
-        assert wait_until(lambda: s.api.get("/v1/queue").json()["pending"] == 0, 10)
-    finally:
-        s.stop()
+    s, state = node
+    s.deploy("gone", {"handler.py": RECORD}, env={"STATE": str(state)}, max_instances=1)
+    ids = [submit(s, "gone", {"sleep": 1.0}) for _ in range(5)]
+    assert wait_until(lambda: s.activation(ids[0])["status"] == "running", 10)
+    assert s.api.delete("/v1/functions/gone").status_code == 200
+
+    def dead() -> set[str]:
+        return {e["id"] for e in s.api.get("/v1/dlq", params={"function": "gone"}).json()["dead_letters"]}
+
+    # each job either ran (the one running at the delete, maybe the next one held here) or is dead-lettered
+    assert wait_until(lambda: dead() | set(done(state)) == set(ids), 20), (dead(), done(state))
+    assert len(dead()) >= 3 and not dead() & set(done(state))
+    shown = s.api.get(f"/v1/dlq/{sorted(dead())[0]}").json()
+    assert shown["reason"] == "function_not_found", shown
+    assert wait_until(lambda: s.api.get("/v1/queue").json()["pending"] == 0, 10)
 
 
 TOPIC_SINK = """

@@ -390,6 +390,17 @@ class QueueDB:
 
         return await self.transact(fn)
 
+    async def counts_by_function(self) -> tuple[dict[str, int], dict[str, int]]:
+        """(jobs pending or running, dead letters) per function: one indexed query."""
+        rows = await self.read("SELECT function, state, COUNT(*) AS n FROM jobs WHERE state IN ('pending', "
+                               "'running', 'dead') GROUP BY function, state")
+        queued: dict[str, int] = {}
+        dead: dict[str, int] = {}
+        for r in rows:
+            target = dead if r["state"] == "dead" else queued
+            target[r["function"]] = target.get(r["function"], 0) + r["n"]
+        return queued, dead
+
     async def counts(self) -> dict[str, int]:
         rows = await self.read("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
         return {r["state"]: r["n"] for r in rows}
@@ -418,13 +429,6 @@ class QueueDB:
     # -- embedded topics ----------------------------------------------------------------------------
     # One row per (message, subscribing trigger): `pending` → `inflight` (claimed by the trigger) → deleted
     # once delivered or dead-lettered. `inflight` rows left by a crash become `pending` again at start.
-
-    async def topic_publish(self, topic: str, subscribers: Sequence[str], msg_id: str, body: bytes,
-                            attributes: dict[str, str], now: float) -> None:
-        rows = [(topic, sub, msg_id, body, json.dumps(attributes), now, now) for sub in subscribers]
-        await self.write([(
-            "INSERT INTO topic_messages (topic, subscriber, id, body, attributes, sent_at, not_before, state) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, 'pending')", rows, True)])
 
     async def topic_publish_many(self, topic: str, subscribers: Sequence[str],
                                  msgs: Sequence[tuple[str, bytes, dict[str, str], float]]) -> None:

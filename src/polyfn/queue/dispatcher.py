@@ -33,7 +33,7 @@ from polyfn.invoker import new_activation_id
 from polyfn.observe.tracing import parse_traceparent
 from polyfn.queue import retry
 from polyfn.queue.builtin import Job, QueueDB
-from polyfn.queue.jetstream import JetStreamJobs, QueueUnavailable
+from polyfn.queue.jetstream import JetStreamJobs, QueueUnavailable, keep_held
 from polyfn.triggers.base import failure_reason
 
 if TYPE_CHECKING:
@@ -159,7 +159,7 @@ class AsyncQueue:
                 await self.db.close()
                 raise
             self._feed_task = asyncio.create_task(self._feed_loop())
-            self._beat_task = asyncio.create_task(self._heartbeat_loop())
+            self._beat_task = asyncio.create_task(keep_held(self._held_messages, self.settings.queue_ack_wait / 3))
         self._http = httpx.AsyncClient(timeout=self.settings.callback_timeout)
         self._loop_task = asyncio.create_task(self._dispatch_loop())
         self._done_task = asyncio.create_task(self._complete_loop())
@@ -464,18 +464,8 @@ class AsyncQueue:
                 self._hold(job.function)
                 self._start(job)
 
-    async def _heartbeat_loop(self) -> None:
-        """Tell JetStream the jobs held here are still in progress (a node that stops beating loses them to
-        the others after `queue_ack_wait`)."""
-        every = self.settings.queue_ack_wait / 3
-        while True:
-            await asyncio.sleep(every)
-            for _, msg in list(self._msgs.values()):
-                try:
-                    await msg.in_progress()
-                except Exception as e:
-                    log.warning("async queue: heartbeat for a held job failed: %s", e)
-                    break
+    def _held_messages(self) -> list[Any]:
+        return [msg for _, msg in self._msgs.values()]
 
     async def _ack(self, job_id: str) -> None:
         """A streamed job is settled here (completed, rescheduled or dead-lettered): it leaves the stream."""
@@ -766,13 +756,7 @@ class AsyncQueue:
     async def backlog(self) -> tuple[dict[str, int], dict[str, int]]:
         """(jobs queued or running, dead letters) per function, for the metrics: the queue file's, plus the
         cluster stream's jobs when there is one."""
-        rows = await self.db.read("SELECT function, state, COUNT(*) AS n FROM jobs WHERE state IN ('pending', "
-                                  "'running', 'dead') GROUP BY function, state")
-        backlog: dict[str, int] = {}
-        dead: dict[str, int] = {}
-        for r in rows:
-            target = dead if r["state"] == "dead" else backlog
-            target[r["function"]] = target.get(r["function"], 0) + r["n"]
+        backlog, dead = await self.db.counts_by_function()
         if self.jobs is not None:
             try:
                 for function, n in (await self.jobs.by_function()).items():

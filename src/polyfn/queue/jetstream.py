@@ -4,10 +4,10 @@ With `queue_url` set (nats://…), `AsyncQueue.submit` publishes each accepted j
 once JetStream has stored it (the PubAck). Each function has one durable consumer (`fn-<name>`, filtered on
 its subjects) that every node pulls from, as many jobs as the function has room for on the node (its
 capacity plus a small prefetch), so a backlog spreads over the nodes instead of waiting in one node's
-memory. A job runs on whichever node has room, and a node that dies for good takes no job with it: a job
-is acknowledged only
-after its activation record is stored (or after it was rescheduled or dead-lettered), and a held job whose
-node stops sending progress heartbeats is redelivered to another node after `ack_wait`.
+memory. A job runs on whichever node has room, and a node that dies for good takes no job with it: a job is
+acknowledged only after its activation record is stored (or after it was rescheduled or dead-lettered), and
+a held job whose node stops sending progress heartbeats (`keep_held`) is redelivered to another node after
+`ack_wait`.
 
 One message per job attempt, on subject `<stream>.<function>.<job id>`:
 - the body is the `Job` (msgpack), attempt count, `not_before` and last error included;
@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -52,6 +52,20 @@ class TopicMessage(msgspec.Struct, array_like=True):
 _decode_topic = msgspec.msgpack.Decoder(TopicMessage).decode
 
 
+async def keep_held(held: Callable[[], Iterable[Any]], every: float) -> None:
+    """Until cancelled, tell JetStream every `every` seconds that the messages `held()` returns are still in
+    progress: a node that stops beating (killed, cut off) loses them to the other nodes after the ack wait.
+    Used for held jobs (the dispatcher) and for topic batches (`TopicRunner`)."""
+    while True:
+        await asyncio.sleep(every)
+        for msg in list(held()):
+            try:
+                await msg.in_progress()
+            except Exception as e:  # NATS away: the next beat tries again (or the messages go elsewhere)
+                log.warning("async queue: heartbeat for a held message failed: %s", e)
+                break
+
+
 class QueueUnavailable(Exception):
     """JetStream did not take the job (NATS unreachable, stream missing): the caller gets a 503."""
 
@@ -65,7 +79,7 @@ class JetStreamJobs:
         self.ack_wait = ack_wait
         self._nc: Any = None
         self._js: Any = None
-        self._subs: dict[str, Any] = {}  # function → its pull subscription
+        self._subs: dict[str, Any] = {}  # function (or "topic:<trigger id>") → its pull subscription
         self._closing = False
         self._notices: set[asyncio.Future[None]] = set()  # change notices being published
 
@@ -83,6 +97,7 @@ class JetStreamJobs:
             from nats.js.api import RetentionPolicy, StorageType, StreamConfig
         except ImportError:
             raise RuntimeError("queue_url needs the NATS client: pip install 'polyfn[cluster]'") from None
+
         async def error(e: Exception) -> None:  # one line, not nats-py's traceback per reconnect attempt
             log.warning("async queue: NATS at %s: %s: %s", self.url, type(e).__name__, e)
 

@@ -19,6 +19,7 @@ import re
 import time
 from typing import Any
 
+from polyfn.queue.jetstream import keep_held
 from polyfn.triggers.base import Runner, TriggerConfigError, opt_num, opt_str
 from polyfn.triggers.delivery import Interrupted, Message, deliver
 
@@ -83,7 +84,7 @@ class TopicRunner(Runner):
             if not got:
                 continue
             held = [raw for _, raw in got]
-            beat = asyncio.create_task(_heartbeat(held, jobs.ack_wait / 3))  # window, retries, slow functions
+            beat = asyncio.create_task(keep_held(held.copy, jobs.ack_wait / 3))  # window, retries, slow runs
             try:
                 deadline = time.monotonic() + self.window
                 while len(got) < self.batch_size and time.monotonic() < deadline:  # a fuller batch
@@ -113,15 +114,6 @@ class TopicRunner(Runner):
 
     def describe(self) -> dict[str, Any]:
         return {}
-
-
-async def _heartbeat(msgs: list[Any], every: float) -> None:
-    """Keep a batch's messages held while it is delivered (retries and slow functions outlast the ack wait)."""
-    while True:
-        await asyncio.sleep(every)
-        for m in msgs:
-            with contextlib.suppress(Exception):
-                await m.in_progress()
 
 
 async def publish(manager: Any, topic: str, msg_id: str, body: bytes, attributes: dict[str, str]) -> int:
