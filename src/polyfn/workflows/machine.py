@@ -81,6 +81,8 @@ class _Interpreter:
         kind = ev["type"]
         st = self.st
         if kind == "start":
+            if ev.get("role"):
+                st["ctx"]["Execution"]["RoleArn"] = ev["role"]
             self._start(ev.get("input"))
         elif st["status"] != "RUNNING":
             self.out.accepted = False
@@ -149,7 +151,7 @@ class _Interpreter:
         if kind == "task_callback" and not callback:
             self.out.accepted = False
             return
-        if kind == "task_result" and callback and ev.get("ok"):
+        if kind == "task_result" and ev.get("ok") and (callback or ev.get("submitted")):
             # the function that received the token returned: the task now waits for the token's answer
             if not wait.get("submitted"):
                 wait["submitted"] = True

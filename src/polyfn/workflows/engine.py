@@ -1,0 +1,398 @@
+"""The durable engine: applies events to executions through their program's pure step function, stores each
+transition (state, history, work) in one transaction, then carries out the work.
+
+* `start` creates an execution with its first step; `apply(execution, event)` runs one step under a per-execution
+  lock, with a compare-and-set on the stored version (another node may have moved the execution: read again).
+* Work is durable (`wf_work`): an `invoke` item is run here at once (leased to this node, the lease renewed while it
+  runs); a `timer` item fires from an in-memory heap at its time (leased to this node until then); a `resume` item
+  tells a parent execution that a child it waits for (`startExecution.sync`) ended. A poll takes due work nobody
+  holds: items of a node that died (after their lease) and of this node before a restart (at once).
+* So a task runs at least once: a node killed after a function returned but before the transition was stored runs
+  it again at restart (with the same activation id, which the function sees as its idempotency key).
+
+Programs: `asl` (States Language, `machine.step`) and `durable` (Lambda durable functions, `durable.step`), both
+`(state, event, now, rng) -> Step`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import heapq
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from polyfn.workflows import arns, definition, machine
+from polyfn.workflows.store import FINAL, Conflict, Execution, WorkflowStore, WorkItem
+from polyfn.workflows.tasks import InvokeFn, TaskOutcome, lambda_invoke_output
+
+log = logging.getLogger("polyfn.workflows")
+
+LEASE = 60.0  # seconds an item stays with the node running it without a renewal
+POLL = 1.0  # seconds between looks for due work nobody holds
+MAX_CONFLICTS = 20
+
+
+class Program(Protocol):
+    def new_state(self, ex: Execution) -> dict[str, Any]: ...
+
+    def step(self, state: dict[str, Any], event: dict[str, Any], now: float, rng: random.Random) -> machine.Step: ...
+
+
+class AslProgram:
+    def __init__(self, text: str):
+        self.machine = definition.parse(text)
+
+    def new_state(self, ex: Execution) -> dict[str, Any]:
+        return machine.new_state(ex.id, {"Id": arns.execution_arn(ex.machine, ex.name), "Name": ex.name,
+                                         "RoleArn": "",
+                                         "StartTime": machine.iso(ex.started_at), "RedriveCount": 0},
+                                 {"Id": arns.machine_arn(ex.machine), "Name": ex.machine}, arns.REGION)
+
+    def step(self, state: dict[str, Any], event: dict[str, Any], now: float, rng: random.Random) -> machine.Step:
+        return machine.step(self.machine, state, event, now, rng)
+
+
+def activation_id(token: str) -> str:
+    """The activation id of a task (32 hex digits), the same whenever the same task runs again."""
+    return hashlib.sha256(token.encode()).hexdigest()[:32]
+
+
+class Engine:
+    def __init__(self, store: WorkflowStore, invoke: InvokeFn, clock: Callable[[], float] = time.time,
+                 rng: random.Random | None = None, owner: str = "node", function_name: Callable[[str], str] = str,
+                 max_inflight: int = 2000, poll: float = POLL, lease: float = LEASE):
+        self.store = store
+        self.invoke = invoke
+        self.clock = clock
+        self.rng = rng or random.SystemRandom()
+        self.owner = owner
+        self.function_name = function_name  # a Lambda function name or ARN's name → polyfn function name
+        self.poll = poll
+        self.lease = lease
+        self.programs: dict[str, Callable[[str], Program]] = {"asl": AslProgram}
+        self._compiled: dict[tuple[str, str, int], Program] = {}
+        self._compiling: dict[tuple[str, str, int], asyncio.Future[Program]] = {}
+        self._cache: dict[str, Execution] = {}  # running executions this node has touched, as last stored
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._heap: list[tuple[float, str, str]] = []  # (due, work id, execution) of timers this node holds
+        self._timers: set[str] = set()
+        self._running: dict[str, asyncio.Task[None]] = {}  # work id → its task
+        self._slots = asyncio.Semaphore(max_inflight)
+        self._waiters: dict[str, list[asyncio.Future[Execution]]] = {}
+        self._wake = asyncio.Event()
+        self._pump_task: asyncio.Task[None] | None = None
+        self._renew_task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.on_final: list[Callable[[Execution], None]] = []  # observers (metrics)
+        self.transitions = 0
+
+    # -- life -----------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        freed = await self.store.release_owner(self.owner)
+        if freed:
+            log.info("workflows: %d task(s) and timer(s) held before the restart are taken up again", freed)
+        self._pump_task = asyncio.create_task(self._pump())
+        self._renew_task = asyncio.create_task(self._renew())
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Stop taking work; running tasks get `timeout` seconds, then the rest run again at the next start."""
+        self._stopping = True
+        self._wake.set()
+        for t in (self._pump_task, self._renew_task):
+            if t is not None:
+                t.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+        if self._running:
+            await asyncio.wait(list(self._running.values()), timeout=timeout)
+        for t in list(self._running.values()):
+            t.cancel()
+        if self._running:
+            await asyncio.wait(list(self._running.values()), timeout=1)
+
+    # -- programs -------------------------------------------------------------------------------------
+
+    async def program(self, ex: Execution) -> Program:
+        """The compiled program of an execution's definition revision (compiled once per node, however many
+        executions ask at once)."""
+        key = (ex.namespace, ex.machine, ex.revision)
+        prog = self._compiled.get(key)
+        if prog is not None:
+            return prog
+        pending = self._compiling.get(key)
+        if pending is None:
+            pending = self._compiling[key] = asyncio.ensure_future(self._compile(ex))
+            pending.add_done_callback(lambda _f: self._compiling.pop(key, None))
+        return await asyncio.shield(pending)
+
+    async def _compile(self, ex: Execution) -> Program:
+        found = await self.store.get_definition(ex.namespace, ex.machine, ex.revision)
+        if found is None:
+            raise LookupError(f"the definition of {ex.machine} revision {ex.revision} is gone")
+        prog = self.programs["durable" if ex.kind == "durable" else "asl"](found[1])
+        if len(self._compiled) > 1000:
+            self._compiled.clear()
+        self._compiled[(ex.namespace, ex.machine, ex.revision)] = prog
+        return prog
+
+    # -- executions -----------------------------------------------------------------------------------
+
+    async def begin(self, ex: Execution, value: Any, role: str = "") -> bool:
+        """Store a new execution after its first step; False when its name is taken."""
+        prog = await self.program(ex)
+        state = prog.new_state(ex)
+        out = prog.step(state, {"type": "start", "input": value, "role": role}, self.clock(), self.rng)
+        self._fold(ex, state)
+        items, _cancel = self._work(ex, out)
+        if not await self.store.insert_execution(ex, out.events, items):
+            return False
+        self.transitions += len(out.events)
+        self._after(ex, items)
+        return True
+
+    async def apply(self, execution_id: str, event: dict[str, Any], done: str | None = None) -> machine.Step | None:
+        """Apply one event to an execution; None when it does not exist. `done` is the work item the event
+        comes from, deleted with the transition."""
+        lock = self._lock(execution_id)
+        try:
+            async with lock:
+                for _ in range(MAX_CONFLICTS):
+                    ex = self._cache.get(execution_id) or await self.store.get_execution(execution_id)
+                    if ex is None:
+                        if done:
+                            await self.store.drop_work([done])
+                        return None
+                    prog = await self.program(ex)
+                    state = json.loads(ex.state)
+                    out = prog.step(state, event, self.clock(), self.rng)
+                    if not out.accepted:
+                        if done:
+                            await self.store.drop_work([done])
+                        return out
+                    new = Execution(**{c: getattr(ex, c) for c in Execution.__slots__})
+                    self._fold(new, state)
+                    items, cancel = self._work(new, out)
+                    try:
+                        await self.store.save(new, ex.version, out.events, items, cancel, done)
+                    except Conflict:
+                        self._cache.pop(execution_id, None)
+                        continue
+                    self.transitions += len(out.events)
+                    for c in cancel:
+                        self._timers.discard(c)
+                    self._after(new, items)
+                    return out
+                raise RuntimeError(f"execution {execution_id}: too many concurrent changes")
+        finally:
+            self._unlock(execution_id)
+
+    def _lock(self, key: str) -> asyncio.Lock:
+        lock, n = self._locks.get(key, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._locks[key] = (lock, n + 1)
+        return lock
+
+    def _unlock(self, key: str) -> None:
+        lock, n = self._locks[key]
+        if n <= 1:
+            del self._locks[key]
+        else:
+            self._locks[key] = (lock, n - 1)
+
+    def _fold(self, ex: Execution, state: dict[str, Any]) -> None:
+        """Copy what the row shows of a state (status, output, error) into the execution."""
+        ex.state = json.dumps(state, separators=(",", ":"))
+        ex.status = state["status"]
+        if ex.status in FINAL:
+            ex.stopped_at = ex.stopped_at or self.clock()
+            ex.output = json.dumps(state.get("output"), separators=(",", ":")) if ex.status == "SUCCEEDED" else None
+            ex.error, ex.cause = state.get("error"), state.get("cause")
+
+    def _work(self, ex: Execution, out: machine.Step) -> tuple[list[WorkItem], list[str]]:
+        """The work items a step's commands make, and the work ids it cancels."""
+        now = self.clock()
+        items: list[WorkItem] = []
+        cancel: list[str] = []
+        for c in out.commands:
+            op = c["op"]
+            if op == "invoke":
+                items.append(WorkItem(c["token"], ex.id, "invoke", now, c, self.owner, now + self.lease))
+            elif op == "timer":
+                items.append(WorkItem(f"{ex.id}/{c['id']}", ex.id, "timer", c["at"], {"timer": c["id"]}, self.owner,
+                                      c["at"] + self.lease))
+            elif op == "cancel":
+                cancel.extend(f"{ex.id}/{i}" for i in c["ids"])
+        if ex.status in FINAL and ex.parent:
+            parent = json.loads(ex.parent)
+            if parent.get("execution") and parent.get("pattern", "").startswith(".sync"):
+                items.append(WorkItem(f"{ex.id}/resume", parent["execution"], "resume", now,
+                                      {"token": parent["token"], "child": ex.id, "pattern": parent["pattern"]},
+                                      self.owner, now + self.lease))
+        return items, cancel
+
+    def _after(self, ex: Execution, items: list[WorkItem]) -> None:
+        """A transition is stored: keep the execution while it runs, start its work, wake who waits for its end."""
+        if ex.status in FINAL:
+            self._cache.pop(ex.id, None)
+            for f in self._waiters.pop(ex.id, []):
+                if not f.done():
+                    f.set_result(ex)
+            for obs in self.on_final:
+                obs(ex)
+        else:
+            self._cache[ex.id] = ex
+        for item in items:
+            self._dispatch(item)
+
+    def _dispatch(self, item: WorkItem) -> None:
+        if self._stopping or item.id in self._running:
+            return
+        if item.kind == "timer" and item.due > self.clock():
+            self._timers.add(item.id)
+            heapq.heappush(self._heap, (item.due, item.id, item.execution))
+            if self._heap[0][1] == item.id:
+                self._wake.set()
+            return
+        t = asyncio.create_task(self._run(item))
+        self._running[item.id] = t
+        t.add_done_callback(lambda _t, i=item.id: self._running.pop(i, None))
+
+    async def wait(self, execution_id: str, timeout: float) -> Execution | None:
+        """The execution once it has ended (None after `timeout`)."""
+        ex = self._cache.get(execution_id) or await self.store.get_execution(execution_id)
+        if ex is None or ex.status in FINAL:
+            return ex
+        fut: asyncio.Future[Execution] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(execution_id, []).append(fut)
+        ex = await self.store.get_execution(execution_id)  # it may have ended on another node meanwhile
+        if ex is not None and ex.status in FINAL:
+            return ex
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            return None
+        finally:
+            waiting = self._waiters.get(execution_id, [])
+            if fut in waiting:
+                waiting.remove(fut)
+            if not waiting:
+                self._waiters.pop(execution_id, None)
+
+    # -- running work ---------------------------------------------------------------------------------
+
+    async def _run(self, item: WorkItem) -> None:
+        try:
+            if item.kind == "timer":
+                self._timers.discard(item.id)
+                await self.apply(item.execution, {"type": "timer", "id": item.payload["timer"]}, done=item.id)
+            elif item.kind == "resume":
+                await self._resume(item)
+            else:
+                async with self._slots:
+                    event = await self._task(item)
+                if event is not None:
+                    await self.apply(item.execution, event, done=item.id)
+                elif not self._stopping:  # nothing to report (a child execution now runs): the item is done
+                    await self.store.drop_work([item.id])
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("workflows: work item %s of execution %s failed; it is tried again later", item.id,
+                          item.execution)
+            with contextlib.suppress(Exception):
+                await self.store.postpone(item.id, self.clock() + 5, "", 0)
+
+    async def _task(self, item: WorkItem) -> dict[str, Any] | None:
+        """Run a task: the event that reports how it ended (None: nothing to report now)."""
+        c = item.payload
+        token = c["token"]
+        if c["kind"] == "states:startExecution":
+            return await self.start_child(item.execution, c)
+        params = c["payload"]
+        if c["kind"] == "lambda:invoke":
+            name = str(params.get("FunctionName", "")) if isinstance(params, dict) else ""
+            payload = params.get("Payload") if isinstance(params, dict) else None
+        else:
+            name, payload = c["function"], params
+        function = self.function_name(name)
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        delay = 0.05
+        while True:
+            res: TaskOutcome = await self.invoke(function, body, activation_id(token))
+            if res.retry_after is None:
+                break
+            if self._stopping:
+                return None  # the item stays with this node: it runs again at the next start
+            await asyncio.sleep(min(res.retry_after, delay))
+            delay = min(delay * 2, 2.0)
+        if not res.ok:
+            return {"type": "task_result", "token": token, "ok": False, "error": res.error, "cause": res.cause}
+        output = lambda_invoke_output(res.output) if c["kind"] == "lambda:invoke" else res.output
+        return {"type": "task_result", "token": token, "ok": True, "output": output}
+
+    #: set by the service: starts a child execution for `states:startExecution` (parent execution id, command)
+    start_child: Callable[[str, dict[str, Any]], Any]
+
+    async def _resume(self, item: WorkItem) -> None:
+        p = item.payload
+        child = await self.store.get_execution(p["child"])
+        if child is None:
+            await self.store.drop_work([item.id])
+            return
+        from polyfn.workflows.service import describe_child
+
+        out = describe_child(child, p["pattern"] == ".sync:2")
+        event: dict[str, Any] = {"type": "task_result", "token": p["token"]}
+        if child.status == "SUCCEEDED":
+            event.update(ok=True, output=out)
+        else:
+            event.update(ok=False, error="States.TaskFailed", cause=json.dumps(out, separators=(",", ":")))
+        await self.apply(item.execution, event, done=item.id)
+
+    # -- the pump -------------------------------------------------------------------------------------
+
+    async def _pump(self) -> None:
+        next_poll = 0.0
+        while not self._stopping:
+            try:
+                now = self.clock()
+                while self._heap and self._heap[0][0] <= now:
+                    due, wid, execution = heapq.heappop(self._heap)
+                    if wid in self._timers and wid not in self._running:
+                        self._dispatch(WorkItem(wid, execution, "timer", due, {"timer": wid.split("/", 1)[1]}))
+                if now >= next_poll:
+                    next_poll = now + self.poll
+                    for item in await self.store.claim_due(now, self.owner, now + self.lease, 500):
+                        if item.kind == "timer":
+                            self._timers.add(item.id)
+                        self._dispatch(item)
+                wait = next_poll - self.clock()
+                if self._heap:
+                    wait = min(wait, self._heap[0][0] - self.clock())
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), max(wait, 0.001))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("workflows: taking due work failed; trying again in 1 s")
+                await asyncio.sleep(1)
+
+    async def _renew(self) -> None:
+        """Keep the leases of running tasks (a long task is not taken by another node while it runs)."""
+        while not self._stopping:
+            await asyncio.sleep(self.lease / 3)
+            ids = [i for i in self._running if "/" not in i]
+            if ids:
+                try:
+                    await self.store.renew(ids, self.owner, self.clock() + self.lease)
+                except Exception as e:
+                    log.warning("workflows: renewing task leases failed: %s", e)

@@ -1,0 +1,299 @@
+"""The workflow service: what every face calls (Step Functions API, OpenWhisk sequences, `/v1/workflows`, the CLI
+through it). It knows no wire format: it takes names and JSON text, returns store records, and refuses bad
+input with a `WorkflowError` whose `code` is a stable name each face maps to its own error shape.
+
+Built from narrow dependencies, like every backend service of the node: the store's database engine, an
+`InvokeFn` to run functions, a clock, the node's id (who holds leases), and how a Lambda function name maps
+to a polyfn function name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from polyfn.workflows import arns, definition
+from polyfn.workflows.engine import Engine
+from polyfn.workflows.errors import DefinitionError
+from polyfn.workflows.history import dumps
+from polyfn.workflows.machine import MAX_PAYLOAD
+from polyfn.workflows.store import FINAL, Execution, Machine, WorkflowStore
+from polyfn.workflows.tasks import InvokeFn
+
+TYPES = ("STANDARD", "EXPRESS")
+STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+MAX_ERROR = 256  # characters of an error name given to StopExecution / SendTaskFailure
+MAX_CAUSE = 32768
+MACHINE_TTL = 1.0  # seconds a state machine read to start executions is reused
+
+
+class WorkflowError(Exception):
+    """A refusal: `code` is stable (StateMachineDoesNotExist, ExecutionAlreadyExists, InvalidDefinition, …)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def _json_input(text: str | None, what: str = "input") -> Any:
+    raw = "{}" if text is None else text
+    if len(raw.encode()) > MAX_PAYLOAD:
+        raise WorkflowError("InvalidExecutionInput", f"the {what} is {len(raw.encode())} bytes; the limit is {MAX_PAYLOAD}")
+    try:
+        return json.loads(raw)
+    except ValueError as e:
+        raise WorkflowError("InvalidExecutionInput" if what == "input" else "InvalidOutput",
+                            f"Invalid State Machine Execution {what}: the {what} is not JSON ({e})") from None
+
+
+def describe_child(ex: Execution, json_output: bool) -> dict[str, Any]:
+    """What a `startExecution.sync` Task returns: the child's DescribeExecution (Input/Output as JSON text, or
+    as JSON with `.sync:2`), dates in epoch milliseconds as Step Functions' integrations give them."""
+    out: dict[str, Any] = {"ExecutionArn": arns.execution_arn(ex.machine, ex.name), "StateMachineArn": arns.machine_arn(ex.machine),
+                           "Name": ex.name, "Status": ex.status, "StartDate": int(ex.started_at * 1000)}
+    if ex.stopped_at:
+        out["StopDate"] = int(ex.stopped_at * 1000)
+    out["Input"] = json.loads(ex.input) if json_output else ex.input
+    out["InputDetails"] = {"Included": True}
+    if ex.output is not None:
+        out["Output"] = json.loads(ex.output) if json_output else ex.output
+        out["OutputDetails"] = {"Included": True}
+    if ex.error is not None:
+        out["Error"] = ex.error
+    if ex.cause is not None:
+        out["Cause"] = ex.cause
+    return out
+
+
+class WorkflowService:
+    def __init__(self, db: AsyncEngine, invoke: InvokeFn, clock: Callable[[], float] = time.time,
+                 owner: str = "node", function_name: Callable[[str], str] = str, rng: random.Random | None = None):
+        self.store = WorkflowStore(db)
+        self.clock = clock
+        self.engine = Engine(self.store, invoke, clock, rng, owner, function_name)
+        self.engine.start_child = self._start_child
+        self._machines: dict[tuple[str, str], tuple[float, Machine]] = {}
+        self._reading: dict[tuple[str, str], asyncio.Future[Machine | None]] = {}
+
+    async def start(self) -> None:
+        await self.store.create_tables()
+        await self.engine.start()
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        await self.engine.stop(timeout)
+        await self.store.close()
+
+    # -- state machines -------------------------------------------------------------------------------
+
+    @staticmethod
+    def validate(text: str) -> definition.Machine:
+        try:
+            return definition.parse(text)
+        except DefinitionError as e:
+            raise WorkflowError("InvalidDefinition", e.message) from None
+
+    async def create_machine(self, name: str, text: str, role_arn: str = "", type_: str = "STANDARD",
+                             namespace: str = "default", kind: str = "asl", meta: dict[str, Any] | None = None) -> Machine:
+        """Create a state machine. Creating one again with the same definition, role and type returns it (as
+        AWS does); anything else under a taken name is StateMachineAlreadyExists."""
+        if not arns.valid_name(name):
+            raise WorkflowError("InvalidName", f"Invalid Name: '{name}' (1-80 characters, no spaces, brackets, "
+                                "wildcards, punctuation or control characters)")
+        if type_ not in TYPES:
+            raise WorkflowError("ValidationException", f"type {type_!r} must be one of {', '.join(TYPES)}")
+        self.validate(text)
+        now = self.clock()
+        m = Machine(namespace, name, kind, type_, 0, text, role_arn, meta or {}, now, now)
+        made = await self.store.put_machine(m, create=True)
+        if made is not None:
+            return made
+        old = await self.store.get_machine(namespace, name)
+        if old is not None and (old.definition, old.role_arn, old.type) == (text, role_arn, type_):
+            return old
+        raise WorkflowError("StateMachineAlreadyExists", f"State Machine Already Exists: '{arns.machine_arn(name)}'")
+
+    async def update_machine(self, name: str, text: str | None = None, role_arn: str | None = None,
+                             namespace: str = "default", meta: dict[str, Any] | None = None) -> Machine:
+        old = await self.machine(name, namespace)
+        if text is not None:
+            self.validate(text)
+        m = Machine(namespace, name, old.kind, old.type, 0, old.definition if text is None else text,
+                    old.role_arn if role_arn is None else role_arn, {**old.meta, **(meta or {})}, old.created_at,
+                    self.clock())
+        done = await self.store.put_machine(m, create=False)
+        self._machines.pop((namespace, name), None)
+        if done is None:
+            raise WorkflowError("StateMachineDoesNotExist", f"State Machine Does Not Exist: '{arns.machine_arn(name)}'")
+        return done
+
+    async def machine(self, name: str, namespace: str = "default", fresh: bool = True) -> Machine:
+        """A state machine. Not `fresh`: from a cache of `MACHINE_TTL` seconds (what starting executions reads: a
+        definition updated on another node is used by new executions within that time, as on AWS, where updates
+        are eventually consistent)."""
+        key = (namespace, name)
+        hit = self._machines.get(key)
+        now = self.clock()
+        if not fresh and hit is not None and hit[0] > now:
+            return hit[1]
+        pending = self._reading.get(key)
+        if pending is None:
+            pending = self._reading[key] = asyncio.ensure_future(self.store.get_machine(namespace, name))
+            pending.add_done_callback(lambda _f: self._reading.pop(key, None))
+        m = await asyncio.shield(pending)
+        if m is not None:
+            if len(self._machines) > 10_000:
+                self._machines.clear()
+            self._machines[key] = (now + MACHINE_TTL, m)
+        if m is None:
+            raise WorkflowError("StateMachineDoesNotExist", f"State Machine Does Not Exist: '{arns.machine_arn(name)}'")
+        return m
+
+    async def list_machines(self, namespace: str = "default") -> list[Machine]:
+        return await self.store.list_machines(namespace)
+
+    async def delete_machine(self, name: str, namespace: str = "default") -> bool:
+        """Delete a state machine (its running executions run to their end, as on AWS)."""
+        self._machines.pop((namespace, name), None)
+        return await self.store.delete_machine(namespace, name)
+
+    # -- executions -----------------------------------------------------------------------------------
+
+    async def start_execution(self, machine: str, name: str | None = None, input_text: str | None = None,
+                              namespace: str = "default", parent: dict[str, Any] | None = None) -> Execution:
+        """Start an execution. A name already used: the same execution when it runs with the same input (a retried
+        request), else ExecutionAlreadyExists."""
+        m = await self.machine(machine, namespace, fresh=False)
+        name = name or str(uuid.uuid4())
+        if not arns.valid_name(name):
+            raise WorkflowError("InvalidName", f"Invalid Name: '{name}'")
+        value = _json_input(input_text)
+        text = dumps(value) if input_text is None else input_text
+        ex = Execution(id=uuid.uuid4().hex, namespace=namespace, machine=machine, revision=m.revision, name=name,
+                       kind="durable" if m.kind == "durable" else "asl", status="RUNNING", input=text, output=None,
+                       error=None, cause=None, started_at=self.clock(), stopped_at=None, state="{}", version=0,
+                       parent=json.dumps(parent) if parent else None)
+        if await self.engine.begin(ex, value, m.role_arn):
+            return ex
+        old = await self.store.find_execution(namespace, machine, name)
+        if old is not None and old.status == "RUNNING" and _same_json(old.input, text):
+            return old
+        ended = old is not None and old.status in FINAL
+        raise WorkflowError("ExecutionAlreadyExists", f"Execution Already Exists: '{arns.execution_arn(machine, name)}'"
+                            + (" (it has ended)" if ended else " (with another input)"))
+
+    async def run_sync(self, machine: str, name: str | None = None, input_text: str | None = None,
+                       namespace: str = "default", timeout: float = 300.0) -> Execution:
+        """Start an execution and wait for its end (at most `timeout` seconds: then it is stopped, TIMED_OUT)."""
+        ex = await self.start_execution(machine, name, input_text, namespace)
+        done = await self.engine.wait(ex.id, timeout)
+        if done is None:
+            await self.engine.apply(ex.id, {"type": "stop", "error": "States.Timeout",
+                                            "cause": f"the synchronous execution ran longer than {timeout:g} s"})
+            done = await self.store.get_execution(ex.id)
+        assert done is not None
+        return done
+
+    async def execution(self, execution_id: str) -> Execution:
+        ex = await self.store.get_execution(execution_id)
+        if ex is None:
+            raise WorkflowError("ExecutionDoesNotExist", f"Execution Does Not Exist: '{execution_id}'")
+        return ex
+
+    async def execution_by_arn(self, arn: str, namespace: str = "default") -> Execution:
+        parsed = arns.execution_name(arn)
+        if parsed is None:
+            raise WorkflowError("InvalidArn", f"Invalid Arn: '{arn}'")
+        ex = await self.store.find_execution(namespace, *parsed)
+        if ex is None:
+            raise WorkflowError("ExecutionDoesNotExist", f"Execution Does Not Exist: '{arn}'")
+        return ex
+
+    async def list_executions(self, machine: str | None, status: str | None = None, limit: int = 100,
+                              before: tuple[float, str] | None = None, namespace: str = "default") -> list[Execution]:
+        if status is not None and status not in STATUSES:
+            raise WorkflowError("ValidationException", f"statusFilter {status!r} must be one of {', '.join(STATUSES)}")
+        return await self.store.list_executions(namespace, machine, status, limit, before)
+
+    async def history(self, execution_id: str, after: int = 0, limit: int = 1000, reverse: bool = False) -> list[dict[str, Any]]:
+        return await self.store.history(execution_id, after, limit, reverse)
+
+    async def stop_execution(self, ex: Execution, error: str | None = None, cause: str | None = None) -> Execution:
+        """Abort a running execution (an ended one is left as it is)."""
+        _check_error(error, cause)
+        if ex.status == "RUNNING":
+            await self.engine.apply(ex.id, {"type": "stop", "error": error, "cause": cause})
+        return await self.execution(ex.id)
+
+    # -- task tokens ----------------------------------------------------------------------------------
+
+    async def _token(self, token: str, event: dict[str, Any]) -> None:
+        execution_id, _, rest = (token or "").partition(".")
+        if not rest or len(token) > 1024:
+            raise WorkflowError("InvalidToken", "Invalid Token: not a task token polyfn gave out")
+        out = await self.engine.apply(execution_id, {**event, "token": token})
+        if out is None:
+            raise WorkflowError("TaskDoesNotExist", "Task Does Not Exist: the execution of this token does not exist")
+        if not out.accepted:
+            ex = await self.store.get_execution(execution_id)
+            if ex is not None and ex.status != "RUNNING":
+                raise WorkflowError("TaskTimedOut", f"Task Timed Out: the execution has ended ({ex.status})")
+            raise WorkflowError("TaskDoesNotExist", "Task Does Not Exist: no task waits for this token (it has ended "
+                                "or timed out)")
+
+    async def send_task_success(self, token: str, output: str) -> None:
+        await self._token(token, {"type": "task_callback", "ok": True, "output": _json_input(output, "output")})
+
+    async def send_task_failure(self, token: str, error: str | None = None, cause: str | None = None) -> None:
+        _check_error(error, cause)
+        await self._token(token, {"type": "task_callback", "ok": False, "error": error, "cause": cause})
+
+    async def send_task_heartbeat(self, token: str) -> None:
+        await self._token(token, {"type": "heartbeat"})
+
+    # -- nested executions ----------------------------------------------------------------------------
+
+    async def _start_child(self, parent_id: str, command: dict[str, Any]) -> dict[str, Any] | None:
+        """A `states:startExecution` Task: start the child (named after the task unless `Name` is given, so a task
+        run again after a crash finds the child it started)."""
+        params = command["payload"] if isinstance(command["payload"], dict) else {}
+        token = command["token"]
+        parent = await self.store.get_execution(parent_id)
+        namespace = parent.namespace if parent is not None else "default"
+        fail = {"type": "task_result", "token": token, "ok": False}
+        name = arns.machine_name(str(params.get("StateMachineArn", "")))
+        if name is None:
+            return {**fail, "error": "StepFunctions.InvalidArnException", "cause": f"Invalid Arn: {params.get('StateMachineArn')!r}"}
+        value = params.get("Input", {})
+        text = value if isinstance(value, str) else dumps(value)
+        child_name = params.get("Name") or f"{(parent.name if parent else 'task')[:40]}-{token.rsplit('.', 1)[-1][:16]}"
+        try:
+            child = await self.start_execution(name, child_name, text, namespace,
+                                               parent={"execution": parent_id, "token": token, "pattern": command["pattern"]})
+        except WorkflowError as e:
+            return {**fail, "error": f"StepFunctions.{e.code}Exception" if not e.code.endswith("Exception") else
+                    f"StepFunctions.{e.code}", "cause": e.message}
+        started = {"ExecutionArn": arns.execution_arn(child.machine, child.name), "StartDate": int(child.started_at * 1000)}
+        if command["pattern"].startswith(".sync"):
+            if child.status in FINAL:  # ended within its first step: the resume item is already on its way
+                return None
+            return {"type": "task_result", "token": token, "ok": True, "submitted": True, "output": started}
+        return {"type": "task_result", "token": token, "ok": True, "output": started}
+
+
+def _check_error(error: str | None, cause: str | None) -> None:
+    if (error is not None and len(error) > MAX_ERROR) or (cause is not None and len(cause) > MAX_CAUSE):
+        raise WorkflowError("ValidationException", f"error must be at most {MAX_ERROR} and cause {MAX_CAUSE} characters")
+
+
+def _same_json(a: str, b: str) -> bool:
+    try:
+        return bool(json.loads(a) == json.loads(b))
+    except ValueError:
+        return a == b
