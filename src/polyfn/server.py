@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from polyfn import __version__
+from polyfn.api.compat.stepfunctions import is_target as _sfn_target
 from polyfn.config import Settings
 from polyfn.deploy import archive
 from polyfn.deploy.service import Deployer
@@ -86,6 +87,8 @@ class Node:
         self.triggers: TriggerManager = None  # type: ignore[assignment]
         self._cleanup: set[asyncio.Task[None]] = set()
         self.relay: Any = None  # sandbox.relay.NetRelay, for `network: polyfn`
+        self.workflows: Any = None  # workflows.service.WorkflowService; its Step Functions face: self.sfn_api
+        self.sfn_api: Any = None
         from polyfn.api.app import build_api
         from polyfn.gateway import Gateway
 
@@ -173,6 +176,7 @@ class Node:
         self.triggers = TriggerManager(s, self.store, self.invoker, self.queue, self.registry, self.recorder,
                                        self.metrics)
         await self.triggers.start()
+        await self._start_workflows()
         if self.sync is not None:
             self.sync.triggers = self.triggers
             if self.queue.jobs is not None:  # change notices over the queue's NATS connection
@@ -188,6 +192,18 @@ class Node:
         gc.freeze()
         log.info("polyfn %s ready: %d functions, isolation: %s", __version__, len(self.registry.functions),
                  self.manager.isolation)
+
+    async def _start_workflows(self) -> None:
+        """The workflow service (state machines, executions) on the store's database, running tasks through the
+        invoker; its Step Functions face answers `POST /` requests with an `AWSStepFunctions.*` target."""
+        from polyfn.api.compat.stepfunctions import StepFunctionsApi, lambda_function_name
+        from polyfn.workflows.service import WorkflowService
+        from polyfn.workflows.tasks import invoker_tasks
+
+        self.workflows = WorkflowService(self.store.engine, invoker_tasks(self.invoker), owner=self.settings.node_id,
+                                         function_name=lambda_function_name)
+        await self.workflows.start()
+        self.sfn_api = StepFunctionsApi(self.workflows, lambda: self.keys)
 
     async def _start_relay(self) -> None:
         """`network: polyfn`: the relay that lets such instances reach this node's API and object store
@@ -235,6 +251,8 @@ class Node:
             await step("stopping cluster sync", self.sync.stop())
         if self.triggers is not None:  # 0. triggers stop consuming (unacknowledged messages stay in the broker)
             await step("stopping triggers", self.triggers.stop())
+        if self.workflows is not None:  # running tasks finish (bounded); the rest run again at the next start
+            await step("stopping workflows", self.workflows.stop(s.drain_timeout))
         if self.storage is not None:  # storage port closed; in-flight writes finish and queue their events
             await step("stopping the object store", self.storage.stop())
         if self.queue is not None:  # running async invocations finish; queued ones stay on disk
@@ -276,6 +294,8 @@ class Node:
         """Top-level ASGI app: `/fn/...` goes straight to the gateway, the rest to the API."""
         if scope["type"] == "http" and scope["path"].startswith("/fn/") and self._gateway is not None:
             await self._gateway(scope, receive, send)
+        elif scope["type"] == "http" and scope["path"] == "/" and self.sfn_api is not None and _sfn_target(scope):
+            await self.sfn_api(scope, receive, send)
         else:
             await self.api(scope, receive, send)
 
