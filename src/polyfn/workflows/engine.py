@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from polyfn.workflows import arns, definition, machine
+from polyfn.workflows.durable import DurableProgram
 from polyfn.workflows.store import FINAL, Conflict, Execution, WorkflowStore, WorkItem
 from polyfn.workflows.tasks import InvokeFn, TaskOutcome, lambda_invoke_output
 
@@ -75,7 +76,7 @@ class Engine:
         self.function_name = function_name  # a Lambda function name or ARN's name → polyfn function name
         self.poll = poll
         self.lease = lease
-        self.programs: dict[str, Callable[[str], Program]] = {"asl": AslProgram}
+        self.programs: dict[str, Callable[[str], Program]] = {"asl": AslProgram, "durable": DurableProgram}
         self._compiled: dict[tuple[str, str, int], Program] = {}
         self._compiling: dict[tuple[str, str, int], asyncio.Future[Program]] = {}
         self._cache: dict[str, Execution] = {}  # running executions this node has touched, as last stored
@@ -213,7 +214,10 @@ class Engine:
         ex.status = state["status"]
         if ex.status in FINAL:
             ex.stopped_at = ex.stopped_at or self.clock()
-            ex.output = json.dumps(state.get("output"), separators=(",", ":")) if ex.status == "SUCCEEDED" else None
+            out = state.get("output")
+            if ex.kind != "durable":  # (a durable function's result is JSON text already)
+                out = json.dumps(out, separators=(",", ":"))
+            ex.output = out if ex.status == "SUCCEEDED" else None
             ex.error, ex.cause = state.get("error"), state.get("cause")
 
     def _work(self, ex: Execution, out: machine.Step) -> tuple[list[WorkItem], list[str]]:
@@ -320,7 +324,7 @@ class Engine:
         if c["kind"] == "lambda:invoke":
             name = str(params.get("FunctionName", "")) if isinstance(params, dict) else ""
             payload = params.get("Payload") if isinstance(params, dict) else None
-        else:
+        else:  # a function named in the resource, or a durable function's own invocation
             name, payload = c["function"], params
         function = self.function_name(name)
         body = json.dumps(payload, separators=(",", ":")).encode()

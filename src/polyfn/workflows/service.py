@@ -31,6 +31,7 @@ TYPES = ("STANDARD", "EXPRESS")
 STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 MAX_ERROR = 256  # characters of an error name given to StopExecution / SendTaskFailure
 MAX_CAUSE = 32768
+DURABLE_NAMESPACE = "lambda"  # where durable functions' executions live (apart from state machines)
 MACHINE_TTL = 1.0  # seconds a state machine read to start executions is reused
 
 
@@ -230,6 +231,41 @@ class WorkflowService:
         if ex.status == "RUNNING":
             await self.engine.apply(ex.id, {"type": "stop", "error": error, "cause": cause})
         return await self.execution(ex.id)
+
+    # -- durable functions ----------------------------------------------------------------------------
+
+    async def start_durable(self, function: str, function_arn: str, name: str | None, input_text: str | None,
+                            timeout: float | None = None) -> tuple[Execution, bool]:
+        """Start a durable execution of `function` (its executions live under a machine of kind `durable` in the
+        namespace `lambda`). Returns (execution, started now); a name already used returns that execution."""
+        text = json.dumps({"function": function, "arn": function_arn, "timeout": timeout}, sort_keys=True)
+        m = await self.store.get_machine(DURABLE_NAMESPACE, function)
+        if m is None or m.definition != text:
+            now = self.clock()
+            new = Machine(DURABLE_NAMESPACE, function, "durable", "STANDARD", 0, text, "", {}, now, now)
+            if await self.store.put_machine(new, create=m is None) is None:  # raced another node: the same thing
+                await self.store.put_machine(new, create=False)
+            m = await self.store.get_machine(DURABLE_NAMESPACE, function)
+        assert m is not None
+        name = name or uuid.uuid4().hex
+        raw = input_text if input_text else "{}"
+        _json_input(raw)
+        ex = Execution(id=uuid.uuid4().hex, namespace=DURABLE_NAMESPACE, machine=function, revision=m.revision, name=name,
+                       kind="durable", status="RUNNING", input=raw, output=None, error=None, cause=None,
+                       started_at=self.clock(), stopped_at=None, state="{}", version=0, parent=None)
+        if await self.engine.begin(ex, None):
+            return ex, True
+        old = await self.store.find_execution(DURABLE_NAMESPACE, function, name)
+        if old is None:
+            raise WorkflowError("ServiceException", "the durable execution could not be started; try again")
+        return old, False
+
+    async def durable_event(self, execution_id: str, event: dict[str, Any]) -> Any:
+        """Apply an event from the durable control plane (a checkpoint, a callback answer); its Step."""
+        out = await self.engine.apply(execution_id, event)
+        if out is None:
+            raise WorkflowError("ResourceNotFoundException", "the durable execution does not exist")
+        return out
 
     # -- task tokens ----------------------------------------------------------------------------------
 

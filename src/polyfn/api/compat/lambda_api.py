@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 
-from polyfn.api.compat import common
+from polyfn.api.compat import common, lambda_durable
 from polyfn.auth import sigv4
 from polyfn.auth.keys import allows
 from polyfn.deploy import archive
@@ -72,8 +72,9 @@ _NAME_RE = re.compile(
 _IGNORED = {"Publish", "TracingConfig", "Architectures", "KMSKeyArn", "LoggingConfig", "EphemeralStorage",
             "VpcConfig", "DeadLetterConfig", "SnapStart", "RevisionId", "DryRun", "CodeSigningConfigArn"}
 _CREATE_FIELDS = {"FunctionName", "Role", "Code", "Runtime", "Handler", "Description", "Timeout", "MemorySize",
-                  "Environment", "Tags", "PackageType"} | _IGNORED
-_CONFIG_FIELDS = {"Role", "Handler", "Description", "Timeout", "MemorySize", "Environment", "Runtime"} | _IGNORED
+                  "Environment", "Tags", "PackageType", "DurableConfig"} | _IGNORED
+_CONFIG_FIELDS = {"Role", "Handler", "Description", "Timeout", "MemorySize", "Environment", "Runtime",
+                  "DurableConfig"} | _IGNORED
 _CODE_FIELDS = {"ZipFile", "S3Bucket", "S3Key", "S3ObjectVersion", "ImageUri", "Publish"} | _IGNORED
 _PUBLISH_FIELDS = {"CodeSha256", "Description", "RevisionId"}
 _ALIAS_FIELDS = {"Name", "FunctionVersion", "Description", "RoutingConfig", "RevisionId"}
@@ -196,6 +197,9 @@ def configuration(info: FunctionInfo, region: str, version: str = LATEST, qualif
     }
     if spec.env:
         cfg["Environment"] = {"Variables": dict(spec.env)}
+    durable = lambda_durable.durable_config(a)
+    if durable is not None:
+        cfg["DurableConfig"] = durable
     return cfg
 
 
@@ -284,6 +288,8 @@ def _spec_fields(body: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
         fields["env"] = env
     if "Role" in body:
         ann[A_ROLE] = str(body["Role"])
+    if body.get("DurableConfig") is not None:  # a durable function (lambda_durable.py)
+        ann[lambda_durable.A_DURABLE] = json.dumps(body["DurableConfig"])
     if "Description" in body:
         ann[A_DESC] = str(body["Description"])[:256]
     for k, v in (body.get("Tags") or {}).items():
@@ -323,6 +329,7 @@ class LambdaApi:
     def __init__(self, node: Node):
         self.node = node
         self._versions: VersionStore | None = None
+        self.durable: Any = None  # lambda_durable.DurableApi: the durable-execution control plane
 
     @property
     def versions(self) -> VersionStore:
@@ -629,6 +636,8 @@ class LambdaApi:
         rid = _request_id()
         if kind == "DryRun":
             return Response(status_code=204, headers={"x-amzn-RequestId": rid})
+        if lambda_durable.A_DURABLE in info.spec.annotations:  # starts a durable execution
+            return await self.durable.invoke(request, t, body, kind, rid)
         fheaders = [("x-amz-invocation-type", kind), ("x-amzn-requestid", rid)]
         if h.get("x-amz-client-context"):
             fheaders.append(("x-amz-client-context", h["x-amz-client-context"]))
@@ -899,6 +908,7 @@ def install(app: FastAPI, node: Node) -> None:
     r.add_api_route(p + "/{function_name}/aliases/{alias_name}", api.get_alias, methods=["GET"])
     r.add_api_route(p + "/{function_name}/aliases/{alias_name}", api.update_alias, methods=["PUT"])
     r.add_api_route(p + "/{function_name}/aliases/{alias_name}", api.delete_alias, methods=["DELETE"])
+    api.durable = lambda_durable.install(r, api)
     for prefix in ("2015-03-31", "2016-08-19", "2017-03-31", "2017-10-31", "2018-10-31", "2019-09-25",
                    "2019-09-30", "2020-04-22", "2020-06-30", "2021-10-31"):
         r.add_api_route(f"/{prefix}/{{rest:path}}", api.unsupported,

@@ -1,0 +1,309 @@
+"""The Lambda durable-execution control plane (API version 2025-12-01), beside the Lambda API (lambda_api.py).
+
+What AWS's durable execution SDKs (`aws-durable-execution-sdk-python`, `@aws/durable-execution-sdk-js`) call from
+inside a function through the Lambda client — `CheckpointDurableExecution`, `GetDurableExecutionState` — and what
+callers use: `SendDurableExecutionCallbackSuccess/Failure/Heartbeat`, `GetDurableExecution`,
+`GetDurableExecutionHistory`, `ListDurableExecutionsByFunction`, `StopDurableExecution`. A function is durable
+when it was created with `DurableConfig` (or has the `aws.lambda/durable` annotation); invoking it (`Invoke`,
+optionally with `X-Amz-Durable-Execution-Name`) starts a durable execution, run by `workflows/durable.py` on the
+workflow engine: the function is invoked with the durable invocation input and invoked again to resume after a
+wait, a retry delay, a callback or a chained invoke.
+
+Timestamps are epoch seconds on this REST-JSON wire (the SDK's invocation input carries milliseconds).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+# (lambda_api imports this module: its names are read at call time)
+from polyfn.api.compat import lambda_api as lam
+from polyfn.auth.keys import allows
+from polyfn.workflows.durable import CheckpointRefused
+from polyfn.workflows.service import DURABLE_NAMESPACE, WorkflowError
+from polyfn.workflows.store import Execution
+
+if TYPE_CHECKING:
+    from polyfn.api.compat.lambda_api import LambdaApi, Target
+
+A_DURABLE = "aws.lambda/durable"  # annotation: the function's DurableConfig (JSON)
+P = "/2025-12-01"
+_STATUS = {"ABORTED": "STOPPED"}  # polyfn's execution status → the durable API's
+_TIMESTAMPS = (("StartTimestamp",), ("EndTimestamp",), ("StepDetails", "NextAttemptTimestamp"),
+               ("WaitDetails", "ScheduledEndTimestamp"))
+
+
+def durable_config(annotations: dict[str, str]) -> dict[str, Any] | None:
+    raw = annotations.get(A_DURABLE)
+    if raw is None:
+        return None
+    try:
+        cfg = json.loads(raw)
+    except ValueError:
+        return {}
+    return cfg if isinstance(cfg, dict) else {}
+
+
+def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps(obj), status_code=status, media_type="application/json", headers=headers)
+
+
+def wire_operation(op: dict[str, Any]) -> dict[str, Any]:
+    """An operation as the API sends it: timestamps in seconds."""
+    out = json.loads(json.dumps(op))
+    for path in _TIMESTAMPS:
+        node = out
+        for k in path[:-1]:
+            node = node.get(k) if isinstance(node, dict) else None
+        if isinstance(node, dict) and isinstance(node.get(path[-1]), (int, float)):
+            node[path[-1]] = node[path[-1]] / 1000
+    return out
+
+
+def _error(e: WorkflowError) -> lam.LambdaError:
+    if e.code in ("ResourceNotFoundException", "ExecutionDoesNotExist", "TaskDoesNotExist"):
+        return lam.LambdaError(404, "ResourceNotFoundException", e.message)
+    if e.code == "TaskTimedOut":
+        return lam.LambdaError(400, "CallbackTimeoutException", e.message)
+    return lam.LambdaError(400, "InvalidParameterValueException", e.message)
+
+
+class DurableApi:
+    def __init__(self, api: LambdaApi):
+        self.api = api
+
+    @property
+    def service(self) -> Any:
+        svc = self.api.node.workflows
+        if svc is None:
+            raise lam.LambdaError(503, "ServiceException", "the workflow service is not running")
+        return svc
+
+    async def auth(self, request: Request, scope: str, function: str | None) -> bytes:
+        ok, body = await self.api.auth(request)
+        key = ok.key
+        if key is None or not allows(key, scope, function):
+            raise lam.LambdaError(403, "AccessDeniedException", f"User: {ok.access_key_id} is not authorized to perform this "
+                              f"durable execution operation (it needs scope {scope!r}"
+                              + (f" on function {function!r})" if function else ")"))
+        return body
+
+    async def execution(self, durable_arn: str) -> Execution:
+        key = durable_arn.rstrip("/").rsplit("/", 1)[-1]
+        ex = await self.service.store.get_execution(key)
+        if ex is None or ex.kind != "durable":
+            raise lam.LambdaError(404, "ResourceNotFoundException", f"Durable execution not found: {durable_arn}")
+        return ex
+
+    # -- starting: Invoke of a durable function -------------------------------------------------------
+
+    async def invoke(self, request: Request, t: Target, body: bytes, kind: str, rid: str) -> Response:
+        info = t.info
+        cfg = durable_config(info.spec.annotations) or {}
+        lname = info.spec.annotations.get(lam.A_NAME, info.name)
+        function_arn = f"{lam.arn('us-east-1', lname)}:{t.version}"
+        name = request.headers.get("x-amz-durable-execution-name") or None
+        try:
+            ex, started = await self.service.start_durable(info.name, function_arn, name, body.decode() or "{}",
+                                                           cfg.get("ExecutionTimeout"))
+        except WorkflowError as e:
+            raise _error(e) from None
+        durable_arn = json.loads(ex.state).get("arn", "") if ex.state else ""
+        headers = {"x-amzn-RequestId": rid, "X-Amz-Durable-Execution-Arn": durable_arn, "X-Amz-Executed-Version": t.version}
+        if not started:
+            raise lam.LambdaError(409, "DurableExecutionAlreadyStartedException",
+                              f"The durable execution {name!r} of this function has already been started",
+                              {"X-Amz-Durable-Execution-Arn": durable_arn})
+        if kind == "Event":
+            return Response(status_code=202, headers=headers)
+        done = await self.service.engine.wait(ex.id, max(900.0, info.spec.timeout))
+        if done is None or done.status == "RUNNING":
+            raise lam.LambdaError(500, "ServiceException", f"the durable execution {durable_arn} is still running; follow it "
+                              "with GetDurableExecution", headers)
+        if done.status == "SUCCEEDED":
+            return Response(done.output or "null", status_code=200, media_type="application/json", headers=headers)
+        payload = {"errorType": done.error or "Execution.Failed", "errorMessage": done.cause or ""}
+        return Response(json.dumps(payload), status_code=200, media_type="application/json",
+                        headers={**headers, "X-Amz-Function-Error": "Unhandled"})
+
+    # -- the SDK's calls ------------------------------------------------------------------------------
+
+    async def checkpoint(self, request: Request, durable_arn: str) -> Response:
+        ex = await self.execution(durable_arn)
+        body = await self.auth(request, "invoke", ex.machine)
+        req = _body_json(body)
+        if not isinstance(req.get("Updates", []), list) or not req.get("CheckpointToken"):
+            raise lam.LambdaError(400, "InvalidParameterValueException", "CheckpointToken and a list of Updates are required")
+        try:
+            out = await self.service.durable_event(ex.id, {"type": "checkpoint", "token": req["CheckpointToken"],
+                                                           "updates": req.get("Updates") or []})
+        except CheckpointRefused as e:
+            raise lam.LambdaError(400, "InvalidParameterValueException", str(e)) from None
+        except WorkflowError as e:
+            raise _error(e) from None
+        reply = out.reply or {"NewExecutionState": {"Operations": []}}
+        reply["NewExecutionState"]["Operations"] = [wire_operation(o) for o in reply["NewExecutionState"]["Operations"]]
+        return _json(reply)
+
+    async def state(self, request: Request, durable_arn: str) -> Response:
+        ex = await self.execution(durable_arn)
+        await self.auth(request, "invoke", ex.machine)
+        ops = _operations(ex)
+        try:
+            start = int(request.query_params.get("Marker") or 0)
+            size = int(request.query_params.get("MaxItems") or 1000)
+        except ValueError:
+            raise lam.LambdaError(400, "InvalidParameterValueException", "Marker and MaxItems must be integers") from None
+        page = ops[start:start + max(1, min(size, 1000))]
+        out: dict[str, Any] = {"Operations": [wire_operation(o) for o in page]}
+        if start + len(page) < len(ops):
+            out["NextMarker"] = str(start + len(page))
+        return _json(out)
+
+    # -- callbacks ------------------------------------------------------------------------------------
+
+    async def callback(self, request: Request, callback_id: str, verb: str) -> Response:
+        body = await self.auth(request, "invoke", None)
+        execution_id = callback_id.split(".", 1)[0]
+        if verb == "succeed":
+            event: dict[str, Any] = {"type": "callback", "ok": True, "result": _text(body)}
+        elif verb == "fail":
+            event = {"type": "callback", "ok": False, "error": _body_json(body) if body else {}}
+        else:
+            event = {"type": "callback_heartbeat"}
+        try:
+            out = await self.service.durable_event(execution_id, {**event, "callback_id": callback_id})
+        except WorkflowError:
+            out = None
+        if out is None or not out.accepted:
+            raise lam.LambdaError(404 if out is None else 400, "ResourceNotFoundException" if out is None else
+                              "CallbackTimeoutException", f"Callback {callback_id!r} is unknown or no longer waits "
+                              "(answered, timed out, or its execution ended)")
+        return _json({})
+
+    async def succeed(self, request: Request, callback_id: str) -> Response:
+        return await self.callback(request, callback_id, "succeed")
+
+    async def fail(self, request: Request, callback_id: str) -> Response:
+        return await self.callback(request, callback_id, "fail")
+
+    async def heartbeat(self, request: Request, callback_id: str) -> Response:
+        return await self.callback(request, callback_id, "heartbeat")
+
+    # -- reading and stopping -------------------------------------------------------------------------
+
+    async def get(self, request: Request, durable_arn: str) -> Response:
+        ex = await self.execution(durable_arn)
+        await self.auth(request, "read", ex.machine)
+        return _json(self.describe(ex, request.query_params.get("IncludeExecutionData", "true") != "false"))
+
+    def describe(self, ex: Execution, data: bool = True) -> dict[str, Any]:
+        state = json.loads(ex.state) if ex.state else {}
+        out: dict[str, Any] = {"DurableExecutionArn": state.get("arn", ""), "DurableExecutionName": ex.name,
+                               "FunctionArn": state.get("arn", "").split("/durable-execution/", 1)[0],
+                               "StartTimestamp": ex.started_at, "Status": _STATUS.get(ex.status, ex.status),
+                               "Version": "$LATEST"}
+        if ex.stopped_at:
+            out["EndTimestamp"] = ex.stopped_at
+        if data:
+            out["InputPayload"] = ex.input
+            if ex.output is not None:
+                out["Result"] = ex.output
+        if ex.status in ("FAILED", "TIMED_OUT", "ABORTED") and (ex.error or ex.cause):
+            out["Error"] = {"ErrorType": ex.error, "ErrorMessage": ex.cause}
+        return out
+
+    async def history(self, request: Request, durable_arn: str) -> Response:
+        ex = await self.execution(durable_arn)
+        await self.auth(request, "read", ex.machine)
+        q = request.query_params
+        try:
+            after = int(q.get("Marker") or 0)
+            size = max(1, min(int(q.get("MaxItems") or 1000), 1000))
+        except ValueError:
+            raise lam.LambdaError(400, "InvalidParameterValueException", "Marker and MaxItems must be integers") from None
+        reverse = q.get("ReverseOrder", "false") == "true"
+        evs = await self.service.history(ex.id, after, size + 1, reverse)
+        out: dict[str, Any] = {"Events": [_event(e) for e in evs[:size]]}
+        if len(evs) > size:
+            out["NextMarker"] = str(evs[size - 1]["id"])
+        return _json(out)
+
+    async def stop(self, request: Request, durable_arn: str) -> Response:
+        ex = await self.execution(durable_arn)
+        body = await self.auth(request, "invoke", ex.machine)
+        err = _body_json(body) if body else {}
+        if ex.status == "RUNNING":
+            await self.service.durable_event(ex.id, {"type": "stop", "error": err})
+            ex = await self.service.execution(ex.id)
+        return _json({"StopTimestamp": ex.stopped_at or 0})
+
+    async def list_by_function(self, request: Request, function_name: str) -> Response:
+        pname = lam.polyfn_name(lam.parse_function_name(function_name)[0])
+        await self.auth(request, "read", pname)
+        q = request.query_params
+        statuses = set(q.getlist("Statuses"))
+        try:
+            size = max(1, min(int(q.get("MaxItems") or 100), 1000))
+            before = json.loads(base64.urlsafe_b64decode(q["Marker"])) if q.get("Marker") else None
+        except (ValueError, binascii.Error):
+            raise lam.LambdaError(400, "InvalidParameterValueException", "Marker is not one polyfn returned") from None
+        exs = await self.service.list_executions(pname, None, size + 1, tuple(before) if before else None,
+                                                 namespace=DURABLE_NAMESPACE)
+        if q.get("DurableExecutionName"):
+            exs = [e for e in exs if e.name == q["DurableExecutionName"]]
+        if statuses:
+            exs = [e for e in exs if _STATUS.get(e.status, e.status) in statuses]
+        items = [{k: v for k, v in self.describe(e, data=False).items() if k in (
+            "DurableExecutionArn", "DurableExecutionName", "FunctionArn", "Status", "StartTimestamp", "EndTimestamp")}
+            for e in exs[:size]]
+        out: dict[str, Any] = {"DurableExecutions": items}
+        if len(exs) > size:
+            last = exs[size - 1]
+            out["NextMarker"] = base64.urlsafe_b64encode(json.dumps([last.started_at, last.id]).encode()).decode()
+        return _json(out)
+
+
+def _operations(ex: Execution) -> list[dict[str, Any]]:
+    state = json.loads(ex.state) if ex.state else {}
+    return [state["ops"][i] for i in state.get("order", [])]
+
+
+def _event(e: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in e.items() if k not in ("id", "type", "timestamp")}
+    out.update(EventId=e["id"], EventType=e["type"], EventTimestamp=e["timestamp"])
+    return out
+
+
+def _text(body: bytes) -> str:
+    return body.decode("utf-8", "replace")
+
+
+def _body_json(body: bytes) -> dict[str, Any]:
+    try:
+        out = json.loads(body or b"{}")
+    except ValueError:
+        raise lam.LambdaError(400, "InvalidRequestContentException", "the request body is not JSON") from None
+    if not isinstance(out, dict):
+        raise lam.LambdaError(400, "InvalidRequestContentException", "the request body must be a JSON object")
+    return out
+
+
+def install(r: APIRouter, api: LambdaApi) -> DurableApi:
+    d = DurableApi(api)
+    r.add_api_route(P + "/durable-executions/{durable_arn:path}/checkpoint", d.checkpoint, methods=["POST"])
+    r.add_api_route(P + "/durable-executions/{durable_arn:path}/state", d.state, methods=["GET"])
+    r.add_api_route(P + "/durable-executions/{durable_arn:path}/history", d.history, methods=["GET"])
+    r.add_api_route(P + "/durable-executions/{durable_arn:path}/stop", d.stop, methods=["POST"])
+    r.add_api_route(P + "/durable-executions/{durable_arn:path}", d.get, methods=["GET"])
+    r.add_api_route(P + "/durable-execution-callbacks/{callback_id}/succeed", d.succeed, methods=["POST"])
+    r.add_api_route(P + "/durable-execution-callbacks/{callback_id}/fail", d.fail, methods=["POST"])
+    r.add_api_route(P + "/durable-execution-callbacks/{callback_id}/heartbeat", d.heartbeat, methods=["POST"])
+    r.add_api_route(P + "/functions/{function_name}/durable-executions", d.list_by_function, methods=["GET"])
+    return d
