@@ -5,9 +5,8 @@ after a wait and after a callback answered with SendDurableExecutionCallbackSucc
 
 from __future__ import annotations
 
-import io
 import json
-import zipfile
+import shutil
 from typing import Any
 
 import boto3
@@ -16,6 +15,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from .conftest import wait_until
+from .test_lambda_api import zip_of
 
 ROLE = "arn:aws:iam::123456789012:role/durable"
 SDK = "aws-durable-execution-sdk-python==3.0.0\n"
@@ -56,14 +56,6 @@ def handler(event, context: DurableContext):
     context.wait(Duration.from_seconds(1))
     return {"n": n}
 '''
-
-
-def zip_of(files: dict[str, str]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, text in files.items():
-            zf.writestr(name, text)
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -135,3 +127,33 @@ def test_checkpoints_with_a_stale_token_are_refused(lam: Any) -> None:
     with pytest.raises(ClientError) as e:
         lam.checkpoint_durable_execution(DurableExecutionArn=arn, CheckpointToken="nope", Updates=[])
     assert e.value.response["Error"]["Code"] == "InvalidParameterValueException"
+
+
+NODE_ORDER = """
+const { withDurableExecution } = require("@aws/durable-execution-sdk-js");
+
+exports.handler = withDurableExecution(async (event, context) => {
+  const a = await context.step("first", async () => event.n + 1);
+  await context.wait({ seconds: 1 });
+  const b = await context.runInChildContext("pair", async (child) => {
+    const x = await child.step("x", async () => a * 2);
+    return await child.step("y", async () => x + 1);
+  });
+  return { n: b };
+});
+"""
+
+
+def test_the_javascript_sdk(lam: Any) -> None:
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("Node.js and npm are needed for the JavaScript SDK")
+    package = json.dumps({"name": "durable-js", "version": "1.0.0",
+                          "dependencies": {"@aws/durable-execution-sdk-js": "2.4.0"}})
+    lam.create_function(FunctionName="durable-js", Runtime="nodejs20.x", Role=ROLE, Handler="index.handler", Timeout=30,
+                        Code={"ZipFile": zip_of({"index.js": NODE_ORDER, "package.json": package})},
+                        DurableConfig={"ExecutionTimeout": 600})
+    out = lam.invoke(FunctionName="durable-js", Payload=json.dumps({"n": 4}))
+    assert "FunctionError" not in out, out["Payload"].read()
+    assert json.loads(out["Payload"].read()) == {"n": 11}
+    types = [e["EventType"] for e in lam.get_durable_execution_history(DurableExecutionArn=out["DurableExecutionArn"])["Events"]]
+    assert "WaitSucceeded" in types and "ContextSucceeded" in types and types[-1] == "ExecutionSucceeded"
