@@ -468,3 +468,26 @@ def test_the_same_inputs_give_the_same_history():
         return sim.events
 
     assert once() == once()
+
+
+# -- OpenWhisk compositions (workflows/sequences.py) ----------------------------------------------------------
+
+def test_an_openwhisk_sequence_chains_results():
+    from polyfn.workflows.sequences import sequence_definition
+
+    sim = run(sequence_definition(["split", "count"]), {"text": "a b c"},
+              {"split": lambda p: {"words": p["text"].split()}, "count": lambda p: {"n": len(p["words"])}})
+    assert sim.state["output"] == {"n": 3}
+
+
+def test_a_conductor_loops_until_it_returns_no_action():
+    from polyfn.workflows.sequences import conductor_definition
+
+    def conductor(p):  # double n until it passes 20, keeping a step count in the state
+        steps = p.get("steps", 0)
+        if p["n"] > 20:
+            return {"params": {"n": p["n"], "steps": steps}}
+        return {"action": "/_/double", "params": {"n": p["n"]}, "state": {"steps": steps + 1}}
+
+    sim = run(conductor_definition("conduct"), {"n": 3}, {"conduct": conductor, "double": lambda p: {"n": p["n"] * 2}})
+    assert sim.state["status"] == "SUCCEEDED" and sim.state["output"] == {"n": 24, "steps": 3}

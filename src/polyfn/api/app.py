@@ -220,6 +220,9 @@ def build_api(node: Node) -> FastAPI:
 
     v1.include_router(scaling_api.build_router(node))
     v1.include_router(events.router(node))
+    from polyfn.api import workflows as workflows_api
+
+    v1.include_router(workflows_api.router(node))
     app.include_router(v1)
     compat.install(app, node)
     app.include_router(observe_api.build_router(node, require_key))

@@ -249,6 +249,8 @@ def required_scope(method: str, path: str, query: dict[str, str]) -> tuple[str, 
         return "admin", None
     if head == "functions" and len(parts) >= 3 and parts[2] == "invoke" and method == "POST":
         return "invoke", function
+    if head in ("workflows", "executions") and method == "POST" and parts[-1] in ("executions", "stop"):
+        return "invoke", None  # starting and stopping workflow executions (api/workflows.py)
     if method in ("GET", "HEAD"):
         return "read", function
     return "deploy", function

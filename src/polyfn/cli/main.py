@@ -30,6 +30,7 @@ from polyfn.cli import (
     storage,
     top,
     version,
+    workflows,
 )
 from polyfn.cli.config import DATA_DIR_ENV, DEFAULT_DATA_DIR_TEXT, KEY_ENV, URL_ENV, State, resolve
 from polyfn.cli.errors import CliError, FunctionFailed
@@ -229,6 +230,7 @@ app.add_typer(storage.storage_app, name="storage", rich_help_panel="Storage")
 app.add_typer(events.trigger_app, name="trigger", rich_help_panel="Events")
 app.add_typer(events.dlq_app, name="dlq", rich_help_panel="Events")
 app.command("publish", rich_help_panel="Events")(events.publish)
+app.add_typer(workflows.workflow_app, name="workflow", rich_help_panel="Workflows")
 
 
 def main() -> None:

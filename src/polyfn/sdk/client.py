@@ -513,6 +513,43 @@ class Client:
         return self._json("POST", f"/v1/topics/{quote(topic, safe='')}/messages", content=payload,
                           headers=headers, params=params)
 
+    # -- workflows (api/workflows.py) ------------------------------------------------------------------
+
+    def workflows(self) -> list[dict[str, Any]]:
+        return self._json("GET", "/v1/workflows").get("workflows", [])
+
+    def put_workflow(self, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return self._json("PUT", f"/v1/workflows/{quote(name, safe='')}", json=dict(body))
+
+    def workflow(self, name: str, executions: int = 20) -> dict[str, Any]:
+        return self._json("GET", f"/v1/workflows/{quote(name, safe='')}", params={"executions": executions})
+
+    def delete_workflow(self, name: str) -> dict[str, Any]:
+        return self._json("DELETE", f"/v1/workflows/{quote(name, safe='')}")
+
+    def start_execution(self, workflow: str, value: Any = None, name: str | None = None, wait: bool = False,
+                        timeout: float | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"input": {} if value is None else value}
+        if name:
+            body["name"] = name
+        return self._json("POST", f"/v1/workflows/{quote(workflow, safe='')}/executions", json=body,
+                          params=_params(wait="true" if wait else None, timeout=timeout))
+
+    def executions(self, workflow: str, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        return self._json("GET", f"/v1/workflows/{quote(workflow, safe='')}/executions",
+                          params=_params(status=status, limit=limit)).get("executions", [])
+
+    def execution(self, execution_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/v1/executions/{quote(execution_id, safe='')}")
+
+    def execution_history(self, execution_id: str, after: int = 0) -> list[dict[str, Any]]:
+        return self._json("GET", f"/v1/executions/{quote(execution_id, safe='')}/history",
+                          params={"after": after}).get("events", [])
+
+    def stop_execution(self, execution_id: str, error: str | None = None, cause: str | None = None) -> dict[str, Any]:
+        return self._json("POST", f"/v1/executions/{quote(execution_id, safe='')}/stop",
+                          json={"error": error, "cause": cause})
+
 
 def _params(**values: Any) -> dict[str, Any]:
     """Query parameters without the unset ones, so the server's defaults apply."""

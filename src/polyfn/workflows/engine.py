@@ -81,7 +81,8 @@ class Engine:
         self._compiling: dict[tuple[str, str, int], asyncio.Future[Program]] = {}
         self._cache: dict[str, Execution] = {}  # running executions this node has touched, as last stored
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-        self._heap: list[tuple[float, str, str]] = []  # (due, work id, execution) of timers this node holds
+        self._heap: list[tuple[float, int, WorkItem]] = []  # (due, n, item): timers and schedules this node holds
+        self._pushed = 0
         self._timers: set[str] = set()
         self._running: dict[str, asyncio.Task[None]] = {}  # work id → its task
         self._slots = asyncio.Semaphore(max_inflight)
@@ -257,13 +258,16 @@ class Engine:
             self._dispatch(item)
 
     def _dispatch(self, item: WorkItem) -> None:
-        if self._stopping or item.id in self._running:
+        if self._stopping:
             return
-        if item.kind == "timer" and item.due > self.clock():
+        if item.kind in ("timer", "schedule") and item.due > self.clock():
             self._timers.add(item.id)
-            heapq.heappush(self._heap, (item.due, item.id, item.execution))
-            if self._heap[0][1] == item.id:
+            self._pushed += 1
+            heapq.heappush(self._heap, (item.due, self._pushed, item))
+            if self._heap[0][2] is item:
                 self._wake.set()
+            return
+        if item.id in self._running:
             return
         t = asyncio.create_task(self._run(item))
         self._running[item.id] = t
@@ -299,6 +303,9 @@ class Engine:
                 await self.apply(item.execution, {"type": "timer", "id": item.payload["timer"]}, done=item.id)
             elif item.kind == "resume":
                 await self._resume(item)
+            elif item.kind == "schedule":
+                self._timers.discard(item.id)
+                await self.on_schedule(item)
             else:
                 async with self._slots:
                     event = await self._task(item)
@@ -344,6 +351,12 @@ class Engine:
 
     #: set by the service: starts a child execution for `states:startExecution` (parent execution id, command)
     start_child: Callable[[str, dict[str, Any]], Any]
+    #: set by the service: a schedule's tick is due (starts an execution, moves the item to the next tick)
+    on_schedule: Callable[[WorkItem], Any]
+
+    def hold(self, item: WorkItem) -> None:
+        """Take a work item this node has just stored (a schedule) as if it had claimed it."""
+        self._dispatch(item)
 
     async def _resume(self, item: WorkItem) -> None:
         p = item.payload
@@ -369,13 +382,13 @@ class Engine:
             try:
                 now = self.clock()
                 while self._heap and self._heap[0][0] <= now:
-                    due, wid, execution = heapq.heappop(self._heap)
-                    if wid in self._timers and wid not in self._running:
-                        self._dispatch(WorkItem(wid, execution, "timer", due, {"timer": wid.split("/", 1)[1]}))
+                    _due, _n, item = heapq.heappop(self._heap)
+                    if item.id in self._timers and item.id not in self._running:
+                        self._dispatch(item)
                 if now >= next_poll:
                     next_poll = now + self.poll
                     for item in await self.store.claim_due(now, self.owner, now + self.lease, 500):
-                        if item.kind == "timer":
+                        if item.kind in ("timer", "schedule"):
                             self._timers.add(item.id)
                         self._dispatch(item)
                 wait = next_poll - self.clock()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import time
 import uuid
@@ -19,13 +20,15 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from polyfn.workflows import arns, definition
+from polyfn.workflows import arns, definition, schedules
 from polyfn.workflows.engine import Engine
 from polyfn.workflows.errors import DefinitionError
 from polyfn.workflows.history import dumps
 from polyfn.workflows.machine import MAX_PAYLOAD
-from polyfn.workflows.store import FINAL, Execution, Machine, WorkflowStore
+from polyfn.workflows.store import FINAL, Execution, Machine, WorkflowStore, WorkItem
 from polyfn.workflows.tasks import InvokeFn
+
+log = logging.getLogger("polyfn.workflows")
 
 TYPES = ("STANDARD", "EXPRESS")
 STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
@@ -80,6 +83,7 @@ class WorkflowService:
         self.clock = clock
         self.engine = Engine(self.store, invoke, clock, rng, owner, function_name)
         self.engine.start_child = self._start_child
+        self.engine.on_schedule = self._schedule_due
         self._machines: dict[tuple[str, str], tuple[float, Machine]] = {}
         self._reading: dict[tuple[str, str], asyncio.Future[Machine | None]] = {}
 
@@ -114,6 +118,7 @@ class WorkflowService:
         m = Machine(namespace, name, kind, type_, 0, text, role_arn, meta or {}, now, now)
         made = await self.store.put_machine(m, create=True)
         if made is not None:
+            await self._schedule(made)
             return made
         old = await self.store.get_machine(namespace, name)
         if old is not None and (old.definition, old.role_arn, old.type) == (text, role_arn, type_):
@@ -132,6 +137,7 @@ class WorkflowService:
         self._machines.pop((namespace, name), None)
         if done is None:
             raise WorkflowError("StateMachineDoesNotExist", f"State Machine Does Not Exist: '{arns.machine_arn(name)}'")
+        await self._schedule(done)
         return done
 
     async def machine(self, name: str, namespace: str = "default", fresh: bool = True) -> Machine:
@@ -162,6 +168,7 @@ class WorkflowService:
     async def delete_machine(self, name: str, namespace: str = "default") -> bool:
         """Delete a state machine (its running executions run to their end, as on AWS)."""
         self._machines.pop((namespace, name), None)
+        await self.store.replace_work(schedules.item_id(namespace, name, 0)[:-1], [])
         return await self.store.delete_machine(namespace, name)
 
     # -- executions -----------------------------------------------------------------------------------
@@ -231,6 +238,38 @@ class WorkflowService:
         if ex.status == "RUNNING":
             await self.engine.apply(ex.id, {"type": "stop", "error": error, "cause": cause})
         return await self.execution(ex.id)
+
+    # -- schedules ------------------------------------------------------------------------------------
+
+    async def _schedule(self, m: Machine) -> None:
+        """Store a work item per schedule of `m`, due at its next tick (replacing the previous ones)."""
+        now = self.clock()
+        items = [WorkItem(schedules.item_id(m.namespace, m.name, i), "", "schedule", schedules.next_tick(s, now),
+                          {"namespace": m.namespace, "machine": m.name, "index": i}, self.engine.owner,
+                          schedules.next_tick(s, now) + self.engine.lease)
+                 for i, s in enumerate(m.meta.get("schedules", []))]
+        await self.store.replace_work(schedules.item_id(m.namespace, m.name, 0)[:-1], items)
+        for item in items:
+            self.engine.hold(item)
+
+    async def _schedule_due(self, item: WorkItem) -> None:
+        p = item.payload
+        m = await self.store.get_machine(p["namespace"], p["machine"])
+        rules = m.meta.get("schedules", []) if m is not None else []
+        if p["index"] >= len(rules):
+            await self.store.drop_work([item.id])
+            return
+        rule = rules[p["index"]]
+        try:
+            await self.start_execution(m.name, schedules.execution_name(p["index"], item.due),  # type: ignore[union-attr]
+                                       dumps(rule.get("input", {})), m.namespace)  # type: ignore[union-attr]
+        except WorkflowError as e:
+            if e.code != "ExecutionAlreadyExists":  # (another node fired this tick already)
+                log.warning("workflows: schedule %s of %s did not start an execution: %s", p["index"], m.name, e.message)  # type: ignore[union-attr]
+        nxt = schedules.next_tick(rule, max(self.clock(), item.due))
+        await self.store.postpone(item.id, nxt, self.engine.owner, nxt + self.engine.lease)
+        item.due = nxt
+        self.engine.hold(item)
 
     # -- durable functions ----------------------------------------------------------------------------
 

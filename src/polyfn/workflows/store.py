@@ -534,6 +534,15 @@ class WorkflowStore:
         await self.db.write(lambda conn: conn.execute(
             update(work).where(work.c.id == item_id).values(due=due, owner=owner, lease=lease)) and None)
 
+    async def replace_work(self, prefix: str, items: Sequence[WorkItem]) -> None:
+        """Delete the work items whose id starts with `prefix` and store `items` (a machine's schedules)."""
+        def q(conn: Connection) -> None:
+            conn.execute(delete(work).where(work.c.id.startswith(prefix, autoescape=True)))
+            if items:
+                conn.execute(_INSERT_WORK, [i.row() for i in items])
+
+        await self.db.write(q)
+
     async def renew(self, ids: Sequence[str], owner: str, lease: float) -> None:
         await self.db.write(lambda conn: conn.execute(
             update(work).where(work.c.id.in_(list(ids)), work.c.owner == owner).values(lease=lease)) and None)

@@ -29,6 +29,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from polyfn.api.compat import common, keys
+from polyfn.api.compat.openwhisk_compositions import Compositions
 from polyfn.deploy import archive
 from polyfn.deploy.errors import DeployError
 from polyfn.invoker import Outcome
@@ -135,6 +136,7 @@ def _iso(ts: float) -> str:
 class WhiskApi:
     def __init__(self, node: Node):
         self.node = node
+        self.compositions = Compositions(self)  # sequences and conductor actions (openwhisk_compositions.py)
 
     def auth(self, request: Request) -> str:
         who = keys.check_basic(self.node, request.headers.get("authorization", ""), "deploy")
@@ -154,14 +156,19 @@ class WhiskApi:
         self.auth(request)
         skip, limit = _paging(request)
         infos = await self.node.store.list_functions()
-        return JSONResponse([action_json(i) for i in infos][skip: skip + limit])
+        actions = [action_json(i) for i in infos] + [Compositions.action_json(m) for m in await self.compositions.all()]
+        return JSONResponse(actions[skip: skip + limit])
 
     async def get_action(self, request: Request, ns: str, name: str) -> Response:
         self.auth(request)
+        if (seq := await self.compositions.find(name)) is not None:
+            return JSONResponse(Compositions.action_json(seq))
         return JSONResponse(action_json(await self.find(name)))
 
     async def delete_action(self, request: Request, ns: str, name: str) -> Response:
         self.auth(request)
+        if (seq := await self.compositions.find(name)) is not None:
+            return await self.compositions.delete(seq)
         info = await self.find(name)
         await common.delete_function(self.node, info.name)
         return JSONResponse(action_json(info))
@@ -182,6 +189,8 @@ class WhiskApi:
             validate_name(pname)
         except SpecError as e:
             raise WhiskError(400, str(e)) from None
+        if (body.get("exec") or {}).get("kind") == "sequence":
+            return await self.compositions.put(name, body, request.query_params.get("overwrite", "false") == "true")
         existing = await self.node.store.get_function(pname)
         if existing is not None and request.query_params.get("overwrite", "false") != "true":
             raise WhiskError(409, "resource already exists")
@@ -254,7 +263,8 @@ class WhiskApi:
 
     async def invoke(self, request: Request, ns: str, name: str) -> Response:
         subject = self.auth(request)
-        info = await self.find(name)
+        seq = await self.compositions.find(name)
+        info = await self.find(name) if seq is None else None
         raw = await request.body()
         try:
             params = json.loads(raw) if raw else {}
@@ -262,9 +272,14 @@ class WhiskApi:
             raise WhiskError(400, "The request content was malformed: the parameters are not JSON") from None
         if not isinstance(params, dict):
             raise WhiskError(400, "The request content was malformed: the parameters must be an object")
-        args = {**_defaults(info), **params}
         q = request.query_params
         blocking, result_only = q.get("blocking") == "true", q.get("result") == "true"
+        if seq is not None:
+            return await self.compositions.invoke(seq.name, name, params, blocking, result_only)
+        assert info is not None
+        args = {**_defaults(info), **params}
+        if Compositions.is_conductor(info):
+            return await self.compositions.invoke_conductor(info, name, args, blocking, result_only)
         aid = uuid.uuid4().hex
 
         def run() -> Any:

@@ -1,0 +1,158 @@
+"""OpenWhisk sequences and conductor actions on the OpenWhisk API (beside openwhisk.py), run by the workflow service.
+
+* `PUT /api/v1/namespaces/_/actions/S` with `exec: {kind: "sequence", components: ["/_/a", "/_/b"]}` (what
+  `wsk action create S --sequence a,b` sends) makes a workflow of kind `sequence` (`workflows/sequences.py`);
+  the action shows with `exec.kind == "sequence"` and its `components`, and invoking it runs the chain.
+* An action annotated `conductor: true` runs as a conductor loop when invoked.
+
+A blocking invocation waits for the composition's end and answers like an activation (`result=true`: the result
+only); a non-blocking one answers 202 with the execution's id as `activationId`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from fastapi.responses import JSONResponse, Response
+
+from polyfn.workflows import sequences
+from polyfn.workflows.service import WorkflowError
+from polyfn.workflows.store import Execution, Machine
+
+if TYPE_CHECKING:
+    from polyfn.api.compat.openwhisk import WhiskApi
+    from polyfn.model import FunctionInfo
+
+BLOCKING_TIMEOUT = 60.0  # seconds a blocking invocation waits (OpenWhisk's default), then it answers 202
+NAMESPACE = "default"
+
+
+def component_name(ref: str) -> str:
+    """`/_/a`, `/guest/a`, `a`, `/ns/pkg/a` → the OpenWhisk action name (`a`, `pkg/a`)."""
+    parts = [p for p in ref.split("/") if p]
+    return "/".join(parts[1:]) if ref.startswith("/") and len(parts) > 1 else "/".join(parts)
+
+
+class Compositions:
+    def __init__(self, whisk: WhiskApi):
+        self.whisk = whisk
+
+    @property
+    def service(self) -> Any:
+        from polyfn.api.compat.openwhisk import WhiskError
+
+        svc = self.whisk.node.workflows
+        if svc is None:
+            raise WhiskError(503, "the workflow service is not running")
+        return svc
+
+    async def find(self, name: str) -> Machine | None:
+        from polyfn.api.compat.openwhisk import polyfn_name
+
+        if self.whisk.node.workflows is None:
+            return None
+        m = await self.service.store.get_machine(NAMESPACE, polyfn_name(name))
+        return m if m is not None and m.meta.get("kind") == "sequence" and m.meta.get("ow_name") == name else None
+
+    async def all(self) -> list[Machine]:
+        if self.whisk.node.workflows is None:
+            return []
+        return [m for m in await self.service.list_machines() if m.meta.get("kind") == "sequence" and m.meta.get("ow_name")]
+
+    @staticmethod
+    def action_json(m: Machine) -> dict[str, Any]:
+        from polyfn.api.compat.openwhisk import NAMESPACE as OW_NAMESPACE
+
+        return {"namespace": OW_NAMESPACE, "name": m.meta["ow_name"], "version": f"0.0.{m.revision}",
+                "exec": {"kind": "sequence", "components": m.meta.get("ow_components", [])},
+                "annotations": [{"key": "exec", "value": "sequence"}], "parameters": [],
+                "limits": {"timeout": 60000, "memory": 256, "logs": 10, "concurrency": 1}, "publish": False,
+                "updated": int(m.updated_at * 1000)}
+
+    async def put(self, name: str, body: dict[str, Any], overwrite: bool) -> Response:
+        from polyfn.api.compat.openwhisk import WhiskError, polyfn_name
+
+        components = (body.get("exec") or {}).get("components")
+        if not isinstance(components, list) or not components:
+            raise WhiskError(400, "The request content was malformed: a sequence needs exec.components")
+        functions = []
+        for ref in components:
+            action = component_name(str(ref))
+            info = await self.whisk.node.store.get_function(polyfn_name(action))
+            if info is None:
+                raise WhiskError(400, f"Sequence component does not exist: {ref}")
+            functions.append(info.name)
+        pname = polyfn_name(name)
+        existing = await self.service.store.get_machine(NAMESPACE, pname)
+        if existing is not None and not overwrite:
+            raise WhiskError(409, "resource already exists")
+        if await self.whisk.node.store.get_function(pname) is not None:
+            raise WhiskError(409, f"an action {name!r} that is not a sequence exists already")
+        meta = {"kind": "sequence", "sequence": functions, "ow_name": name, "ow_components": components}
+        try:
+            text = sequences.sequence_definition(functions)
+            if existing is not None:
+                m = await self.service.update_machine(pname, text, meta=meta)
+            else:
+                m = await self.service.create_machine(pname, text, meta=meta)
+        except (ValueError, WorkflowError) as e:
+            raise WhiskError(400, getattr(e, "message", str(e))) from None
+        return JSONResponse(self.action_json(m))
+
+    async def delete(self, m: Machine) -> Response:
+        await self.service.delete_machine(m.name)
+        return JSONResponse(self.action_json(m))
+
+    # -- invocation -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def is_conductor(info: FunctionInfo) -> bool:
+        from polyfn.api.compat.openwhisk import A_ANN, _ann
+
+        return any(isinstance(x, dict) and x.get("key") == "conductor" and x.get("value") in (True, "true")
+                   for x in _ann(info, A_ANN, []))
+
+    async def invoke(self, machine: str, shown: str, params: dict[str, Any], blocking: bool, result_only: bool) -> Response:
+        svc = self.service
+        try:
+            ex = await svc.start_execution(machine, None, json.dumps(params))
+        except WorkflowError as e:
+            from polyfn.api.compat.openwhisk import WhiskError
+
+            raise WhiskError(400, e.message) from None
+        if not blocking:
+            return JSONResponse({"activationId": ex.id}, status_code=202)
+        done = await svc.engine.wait(ex.id, BLOCKING_TIMEOUT)
+        if done is None:
+            return JSONResponse({"activationId": ex.id}, status_code=202)
+        ok = done.status == "SUCCEEDED"
+        result = json.loads(done.output) if ok and done.output else {"error": done.cause or done.error or done.status}
+        if result_only:
+            return JSONResponse(result, status_code=200 if ok else 502)
+        return JSONResponse(_record(done, shown, result, ok), status_code=200 if ok else 502)
+
+    async def invoke_conductor(self, info: FunctionInfo, shown: str, params: dict[str, Any], blocking: bool,
+                               result_only: bool) -> Response:
+        from polyfn.api.compat.openwhisk import WhiskError
+
+        name = f"conductor-{info.name}"[:80]
+        try:
+            await self.service.create_machine(name, sequences.conductor_definition(info.name), meta={"kind": "conductor"})
+        except WorkflowError as e:
+            if e.code != "StateMachineAlreadyExists":
+                raise WhiskError(400, e.message) from None
+            await self.service.update_machine(name, sequences.conductor_definition(info.name))
+        return await self.invoke(name, shown, params, blocking, result_only)
+
+
+def _record(ex: Execution, name: str, result: Any, ok: bool) -> dict[str, Any]:
+    from polyfn.api.compat.openwhisk import NAMESPACE as OW_NAMESPACE
+
+    end = ex.stopped_at or time.time()
+    return {"activationId": ex.id, "namespace": OW_NAMESPACE, "name": name, "version": "0.0.1", "subject": "polyfn",
+            "start": int(ex.started_at * 1000), "end": int(end * 1000), "duration": int((end - ex.started_at) * 1000),
+            "response": {"status": "success" if ok else "application error", "statusCode": 0 if ok else 1,
+                         "success": ok, "result": result},
+            "logs": [], "annotations": [{"key": "kind", "value": "sequence"}], "publish": False}

@@ -1,0 +1,223 @@
+"""`/v1/workflows` and `/v1/executions`: polyfn's own face of the workflow service (the CLI's `polyfn workflow`,
+the console, and an HTTP trigger for a state machine: `POST /v1/workflows/NAME/executions` with a key).
+
+A definition is Amazon States Language (JSON, given as an object or as text); `kind: "sequence"` takes a list of
+function names instead (`workflows/sequences.py`). Schedules (`"schedules": [{"cron": "*/5 * * * *"}]`) start
+executions on a cron (`workflows/schedules.py`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+
+from polyfn.api.errors import ApiError
+from polyfn.workflows import arns, sequences
+from polyfn.workflows.definition import parse
+from polyfn.workflows.service import WorkflowError
+from polyfn.workflows.store import Execution, Machine
+
+if TYPE_CHECKING:
+    from polyfn.server import Node
+
+_CODES = {
+    "StateMachineDoesNotExist": (404, "workflow_not_found"), "ExecutionDoesNotExist": (404, "execution_not_found"),
+    "StateMachineAlreadyExists": (409, "workflow_exists"), "ExecutionAlreadyExists": (409, "execution_exists"),
+    "InvalidDefinition": (400, "invalid_definition"), "InvalidName": (400, "invalid_name"),
+    "InvalidExecutionInput": (400, "invalid_input"), "StateMachineTypeNotSupported": (400, "invalid_type"),
+}
+_FIELDS = {"name", "definition", "type", "kind", "role_arn", "schedules", "description"}
+
+
+def api_error(e: WorkflowError) -> ApiError:
+    status, code = _CODES.get(e.code, (400, "invalid_request"))
+    return ApiError(status, code, e.message)
+
+
+def machine_json(m: Machine, **extra: Any) -> dict[str, Any]:
+    out = {"name": m.name, "arn": arns.machine_arn(m.name), "kind": m.meta.get("kind", m.kind), "type": m.type,
+           "revision": m.revision, "definition": json.loads(m.definition), "role_arn": m.role_arn,
+           "schedules": m.meta.get("schedules", []), "created_at": m.created_at, "updated_at": m.updated_at}
+    if m.meta.get("sequence"):
+        out["components"] = m.meta["sequence"]
+    out.update(extra)
+    return out
+
+
+def execution_json(ex: Execution) -> dict[str, Any]:
+    return {"id": ex.id, "name": ex.name, "workflow": ex.machine, "arn": arns.execution_arn(ex.machine, ex.name),
+            "status": ex.status, "input": json.loads(ex.input), "output": json.loads(ex.output) if ex.output else None,
+            "error": ex.error, "cause": ex.cause, "started_at": ex.started_at, "stopped_at": ex.stopped_at,
+            "revision": ex.revision}
+
+
+def graph(text: str) -> dict[str, Any]:
+    """Nodes and edges of a definition (nested machines flattened with their location), for drawing."""
+    m = parse(text)
+    nodes, edges = [], []
+    for loc, st in m.walk():
+        prefix = loc.rsplit("/States/", 1)[0]
+        nodes.append({"id": loc, "name": st.name, "type": st.type, "parent": prefix or None,
+                      "start": st.name == _start_of(m, prefix), "end": st.end or st.type in ("Succeed", "Fail")})
+        for field, target in st.transitions():
+            edges.append({"from": loc, "to": f"{prefix}/States/{target}", "label": field})
+    return {"nodes": nodes, "edges": edges}
+
+
+def _start_of(m: Any, prefix: str) -> str:
+    node = m
+    parts = [p for p in prefix.split("/") if p]
+    i = 0
+    while i < len(parts):
+        st = node.states[parts[i + 1]]
+        if parts[i + 2] == "Branches":
+            node = st.branches[int(parts[i + 3])]
+            i += 4
+        else:
+            node = st.processor
+            i += 3
+    return str(node.start_at)
+
+
+def _definition_text(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The ASL text of a request's definition, and the meta to keep (sequence components, schedules)."""
+    meta: dict[str, Any] = {}
+    kind = body.get("kind", "asl")
+    if kind == "sequence":
+        components = body.get("definition")
+        try:
+            text = sequences.sequence_definition(components)
+        except ValueError as e:
+            raise ApiError(400, "invalid_definition", str(e)) from None
+        meta.update(kind="sequence", sequence=components)
+    elif kind == "asl":
+        d = body.get("definition")
+        if d is None:
+            raise ApiError(400, "invalid_definition", "a workflow needs a `definition` (Amazon States Language)")
+        text = d if isinstance(d, str) else json.dumps(d)
+    else:
+        raise ApiError(400, "invalid_request", f"kind={kind!r}: use asl or sequence")
+    if "schedules" in body:
+        from polyfn.workflows.schedules import validate
+
+        try:
+            meta["schedules"] = validate(body["schedules"])
+        except ValueError as e:
+            raise ApiError(400, "invalid_schedule", str(e)) from None
+    return text, meta
+
+
+def router(node: Node) -> APIRouter:
+    r = APIRouter(tags=["workflows"])
+
+    def svc() -> Any:
+        if node.workflows is None:
+            raise ApiError(503, "unavailable", "the workflow service is not running")
+        return node.workflows
+
+    async def body_of(request: Request) -> dict[str, Any]:
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except ValueError:
+            raise ApiError(400, "invalid_json", "the body is not JSON") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "invalid_request", "the body must be a JSON object")
+        return body
+
+    @r.get("/workflows", summary="List state machines")
+    async def list_workflows() -> dict[str, Any]:
+        return {"workflows": [machine_json(m) for m in await svc().list_machines()]}
+
+    @r.post("/workflows", status_code=201, summary="Create a state machine (ASL, or kind=sequence)")
+    async def create_workflow(request: Request) -> dict[str, Any]:
+        return await put(await body_of(request), None, create=True)
+
+    @r.put("/workflows/{name}", summary="Create or update a state machine")
+    async def put_workflow(name: str, request: Request) -> dict[str, Any]:
+        return await put(await body_of(request), name, create=False)
+
+    async def put(body: dict[str, Any], name: str | None, create: bool) -> dict[str, Any]:
+        unknown = sorted(set(body) - _FIELDS)
+        if unknown:
+            raise ApiError(400, "invalid_request", f"unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(_FIELDS))})")
+        name = name or body.get("name")
+        if not isinstance(name, str):
+            raise ApiError(400, "invalid_name", "a workflow needs a `name`")
+        text, meta = _definition_text(body)
+        s = svc()
+        try:
+            exists = await s.store.get_machine("default", name) is not None
+            if exists and not create:
+                m = await s.update_machine(name, text, body.get("role_arn"), meta=meta)
+            else:
+                m = await s.create_machine(name, text, body.get("role_arn", ""), body.get("type", "STANDARD"), meta=meta)
+        except WorkflowError as e:
+            raise api_error(e) from None
+        return machine_json(m)
+
+    @r.get("/workflows/{name}", summary="A state machine, its graph and its latest executions")
+    async def get_workflow(name: str, executions: Annotated[int, Query(ge=0, le=1000)] = 20) -> dict[str, Any]:
+        try:
+            m = await svc().machine(name)
+        except WorkflowError as e:
+            raise api_error(e) from None
+        recent = await svc().list_executions(name, None, executions) if executions else []
+        return machine_json(m, graph=graph(m.definition), executions=[execution_json(e) for e in recent])
+
+    @r.delete("/workflows/{name}", summary="Delete a state machine (running executions finish)")
+    async def delete_workflow(name: str) -> dict[str, Any]:
+        if not await svc().delete_machine(name):
+            raise ApiError(404, "workflow_not_found", f"workflow {name!r} does not exist")
+        return {"deleted": name}
+
+    @r.post("/workflows/{name}/executions", status_code=201, summary="Start an execution (wait=true: until it ends)")
+    async def start(name: str, request: Request, wait: bool = False,
+                    timeout: Annotated[float, Query(gt=0, le=3600)] = 300) -> dict[str, Any]:
+        body = await body_of(request)
+        value = body.get("input", {})
+        try:
+            if wait:
+                ex = await svc().run_sync(name, body.get("name"), json.dumps(value), timeout=timeout)
+            else:
+                ex = await svc().start_execution(name, body.get("name"), json.dumps(value))
+        except WorkflowError as e:
+            raise api_error(e) from None
+        return execution_json(ex)
+
+    @r.get("/workflows/{name}/executions", summary="A state machine's executions, newest first")
+    async def list_executions(name: str, status: str | None = None,
+                              limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> dict[str, Any]:
+        try:
+            exs = await svc().list_executions(name, status, limit)
+        except WorkflowError as e:
+            raise api_error(e) from None
+        return {"executions": [execution_json(e) for e in exs]}
+
+    async def one(execution_id: str) -> Execution:
+        try:
+            return await svc().execution(execution_id)  # type: ignore[no-any-return]
+        except WorkflowError as e:
+            raise api_error(e) from None
+
+    @r.get("/executions/{execution_id}", summary="An execution")
+    async def get_execution(execution_id: str) -> dict[str, Any]:
+        return execution_json(await one(execution_id))
+
+    @r.get("/executions/{execution_id}/history", summary="An execution's history events")
+    async def history(execution_id: str, after: int = 0,
+                      limit: Annotated[int, Query(ge=1, le=10000)] = 1000) -> dict[str, Any]:
+        ex = await one(execution_id)
+        return {"events": await svc().history(ex.id, after, limit)}
+
+    @r.post("/executions/{execution_id}/stop", summary="Stop a running execution")
+    async def stop(execution_id: str, request: Request) -> dict[str, Any]:
+        body = await body_of(request)
+        try:
+            ex = await svc().stop_execution(await one(execution_id), body.get("error"), body.get("cause"))
+        except WorkflowError as e:
+            raise api_error(e) from None
+        return execution_json(ex)
+
+    return r
