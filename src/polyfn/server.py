@@ -203,6 +203,7 @@ class Node:
         self.workflows = WorkflowService(self.store.engine, invoker_tasks(self.invoker), owner=self.settings.node_id,
                                          function_name=lambda_function_name)
         await self.workflows.start()
+        self.workflows.observe(self.metrics)
         self.sfn_api = StepFunctionsApi(self.workflows, lambda: self.keys)
 
     async def _start_relay(self) -> None:

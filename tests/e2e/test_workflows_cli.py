@@ -137,3 +137,51 @@ def test_openwhisk_conductor_action(wsk: httpx.Client) -> None:
     assert r.status_code == 200, r.text
     r = wsk.post("/actions/conduct", params={"blocking": "true", "result": "true"}, json={"n": 3})
     assert r.status_code == 200 and r.json() == {"n": 24, "rounds": 3}
+
+
+def test_console_draws_the_graph_with_the_execution_path(fns: Any) -> None:
+    import re
+
+    server = fns
+    server.api.put("/v1/workflows/drawn", json={"definition": {"StartAt": "Double", "States": {
+        "Double": {"Type": "Task", "Resource": "wf-double", "Next": "Check"},
+        "Check": {"Type": "Choice", "Choices": [{"Variable": "$.n", "NumericGreaterThan": 5, "Next": "Bad"}],
+                  "Default": "Fine"},
+        "Bad": {"Type": "Fail", "Error": "TooBig"},
+        "Fine": {"Type": "Succeed"}}}})
+    ok = server.api.post("/v1/workflows/drawn/executions", params={"wait": "true"}, json={"input": {"n": 1}}).json()
+    bad = server.api.post("/v1/workflows/drawn/executions", params={"wait": "true"}, json={"input": {"n": 9}}).json()
+    assert (ok["status"], bad["status"]) == ("SUCCEEDED", "FAILED")
+    c = httpx.Client(base_url=server.url, follow_redirects=False, timeout=30)
+    assert c.post("/console/login", data={"key": server.key}).status_code == 303
+
+    def outcomes(path: str) -> dict[str, str]:
+        r = c.get(path)
+        assert r.status_code == 200, r.text
+        return dict(re.findall(r'data-state="([^"]+)" data-outcome="([^"]+)"', r.text))
+
+    assert outcomes(f"/console/executions/{ok['id']}") == {"Double": "succeeded", "Check": "succeeded",
+                                                           "Fine": "succeeded", "Bad": "unvisited"}
+    assert outcomes(f"/console/executions/{bad['id']}") == {"Double": "succeeded", "Check": "succeeded",
+                                                            "Bad": "failed", "Fine": "unvisited"}
+    page = c.get(f"/console/executions/{bad['id']}").text
+    assert "FailStateEntered" in page and "TooBig" in page and 'class="wf-edge taken"' in page
+    listing = c.get("/console/workflows/drawn").text
+    assert ok["id"] in listing and bad["id"] in listing
+    assert "drawn" in c.get("/console/workflows").text
+    assert c.get("/console/executions/nope").status_code == 404
+
+
+def test_executions_in_metrics_stats_and_top(fns: Any) -> None:
+    server = fns
+    server.api.put("/v1/workflows/counted", json={"definition": {"StartAt": "P", "States": {"P": {"Type": "Pass",
+                                                                                                  "End": True}}}})
+    for _ in range(3):
+        assert server.api.post("/v1/workflows/counted/executions", params={"wait": "true"}).json()["status"] == "SUCCEEDED"
+    text = server.api.get("/metrics").text
+    assert 'polyfn_workflow_executions_total{status="SUCCEEDED",workflow="counted"} 3.0' in text
+    assert "polyfn_workflow_events_total" in text and "# TYPE polyfn_workflow_executions_running gauge" in text
+    rows = {r["name"]: r for r in server.api.get("/v1/stats").json()["workflows"]}
+    assert rows["counted"]["succeeded"] == 3 and rows["counted"]["running"] == 0
+    r = server.cli("top", "--once", check=True)
+    assert "workflow" in r.stdout and "counted" in r.stdout

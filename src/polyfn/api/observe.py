@@ -58,7 +58,8 @@ def build_router(node: Node, require_key: Callable[..., Any]) -> APIRouter:
                 summary="Per-function rps, latency percentiles, errors, cold starts and instances")
     async def stats(window: Annotated[float, Query(ge=SLOT_S, le=SLOT_S * SLOTS)] = 60) -> dict[str, Any]:
         now = time.time()
-        return {"now": now, "window_s": window, "functions": function_stats(node, window, now)}
+        return {"now": now, "window_s": window, "functions": function_stats(node, window, now),
+                "workflows": node.workflows.stats() if node.workflows is not None else []}
 
     @router.get("/v1/functions/{name}/stats", tags=["observability"], dependencies=[Depends(require_key)],
                 summary="One function's history in 10-second steps (default: the last hour)")

@@ -55,9 +55,25 @@ def render(stats: dict[str, Any], url: str = "") -> Group:
     head = Text.assemble(("polyfn top", "bold"), f"  {url}  " if url else "  ",
                          (f"{len(fns)} functions · {total_rps:.1f} req/s · window {stats.get('window_s', 60):g} s · "
                           f"{time.strftime('%H:%M:%S', time.localtime(stats.get('now') or time.time()))}", "dim"))
+    flows = workflow_table(stats.get("workflows") or [])
     if not fns:
-        return Group(head, Text("no functions deployed", style="dim"))
-    return Group(head, table)
+        return Group(head, Text("no functions deployed", style="dim"), *flows)
+    return Group(head, table, *flows)
+
+
+def workflow_table(rows: list[dict[str, Any]]) -> list[Any]:
+    """Workflow executions: running on the node, and how those that ended there since it started ended."""
+    if not rows:
+        return []
+    table = Table(box=None, header_style="bold", pad_edge=False, expand=False)
+    for col in ("workflow", "kind", "running", "succeeded", "failed", "timed out", "aborted"):
+        table.add_column(col, justify="left" if col in ("workflow", "kind") else "right", no_wrap=True)
+    for r in rows:
+        failed = int(r.get("failed", 0))
+        table.add_row(str(r["name"]), str(r.get("kind", "")), Text(str(r.get("running", 0)), style="cyan"),
+                      str(r.get("succeeded", 0)), Text(str(failed), style="red" if failed else ""),
+                      str(r.get("timed_out", 0)), str(r.get("aborted", 0)))
+    return [Text(""), table]
 
 
 def top(

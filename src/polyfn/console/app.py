@@ -517,6 +517,9 @@ def build_console(node: Node) -> Starlette:
         Route("/activations/{id}/result", authed(activation_result)),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
+    from polyfn.console import workflows as workflow_pages
+
+    routes[-1:-1] = workflow_pages.routes(node, render, not_found, authed)
     return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
 
 

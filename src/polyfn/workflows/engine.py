@@ -92,6 +92,8 @@ class Engine:
         self._renew_task: asyncio.Task[None] | None = None
         self._stopping = False
         self.on_final: list[Callable[[Execution], None]] = []  # observers (metrics)
+        self.on_events: list[Callable[[int], None]] = []  # observers of history events recorded (metrics)
+        self.ended: dict[tuple[str, str, str, str], int] = {}  # (namespace, machine, kind, status) → ended here
         self.transitions = 0
 
     # -- life -----------------------------------------------------------------------------------------
@@ -155,7 +157,7 @@ class Engine:
         items, _cancel = self._work(ex, out)
         if not await self.store.insert_execution(ex, out.events, items):
             return False
-        self.transitions += len(out.events)
+        self._count(len(out.events))
         self._after(ex, items)
         return True
 
@@ -186,7 +188,7 @@ class Engine:
                     except Conflict:
                         self._cache.pop(execution_id, None)
                         continue
-                    self.transitions += len(out.events)
+                    self._count(len(out.events))
                     for c in cancel:
                         self._timers.discard(c)
                     self._after(new, items)
@@ -194,6 +196,11 @@ class Engine:
                 raise RuntimeError(f"execution {execution_id}: too many concurrent changes")
         finally:
             self._unlock(execution_id)
+
+    def _count(self, n: int) -> None:
+        self.transitions += n
+        for obs in self.on_events:
+            obs(n)
 
     def _lock(self, key: str) -> asyncio.Lock:
         lock, n = self._locks.get(key, (None, 0))
@@ -247,6 +254,8 @@ class Engine:
         """A transition is stored: keep the execution while it runs, start its work, wake who waits for its end."""
         if ex.status in FINAL:
             self._cache.pop(ex.id, None)
+            key = (ex.namespace, ex.machine, ex.kind, ex.status)
+            self.ended[key] = self.ended.get(key, 0) + 1
             for f in self._waiters.pop(ex.id, []):
                 if not f.done():
                     f.set_result(ex)

@@ -91,6 +91,38 @@ class WorkflowService:
         await self.store.create_tables()
         await self.engine.start()
 
+    # -- observing ------------------------------------------------------------------------------------
+
+    def stats(self) -> list[dict[str, Any]]:
+        """Per workflow: executions running on this node, and how those that ended here since it started ended
+        (what `polyfn top` shows)."""
+        rows: dict[tuple[str, str], dict[str, Any]] = {}
+        for ex in list(self.engine._cache.values()):
+            row = rows.setdefault((ex.namespace, ex.machine), {"name": ex.machine, "kind": ex.kind, "running": 0})
+            row["running"] += 1
+        for (namespace, machine, kind, status), n in self.engine.ended.items():
+            row = rows.setdefault((namespace, machine), {"name": machine, "kind": kind, "running": 0})
+            row[status.lower()] = n
+        return sorted(rows.values(), key=lambda r: r["name"])
+
+    def observe(self, metrics: Any) -> None:
+        """Export to the node's Prometheus metrics: executions ended (by workflow and status), transitions
+        (history events), executions running on this node."""
+        ended = metrics.counter("polyfn_workflow_executions_total", "Workflow executions that ended on this node",
+                                ("workflow", "status"))
+        events = metrics.counter("polyfn_workflow_events_total", "Workflow history events recorded (state transitions)")
+        self.engine.on_final.append(lambda ex: ended.inc(ex.machine, ex.status))
+        self.engine.on_events.append(lambda n: events.inc(n=n))
+
+        def running() -> dict[tuple[str, ...], float]:
+            out: dict[tuple[str, ...], float] = {}
+            for ex in list(self.engine._cache.values()):
+                out[(ex.machine,)] = out.get((ex.machine,), 0) + 1
+            return out
+
+        metrics.gauge("polyfn_workflow_executions_running", "Workflow executions running on this node", ("workflow",),
+                      running)
+
     async def stop(self, timeout: float = 5.0) -> None:
         await self.engine.stop(timeout)
         await self.store.close()
