@@ -201,7 +201,8 @@ class Node:
         from polyfn.workflows.tasks import invoker_tasks
 
         self.workflows = WorkflowService(self.store.engine, invoker_tasks(self.invoker), owner=self.settings.node_id,
-                                         function_name=lambda_function_name)
+                                         function_name=lambda_function_name,
+                                         write_lock=getattr(self.store, "_write_lock", None))  # SQLite: one writer
         await self.workflows.start()
         self.workflows.observe(self.metrics)
         self.sfn_api = StepFunctionsApi(self.workflows, lambda: self.keys)

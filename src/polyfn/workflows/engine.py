@@ -86,6 +86,7 @@ class Engine:
         self._timers: set[str] = set()
         self._running: dict[str, asyncio.Task[None]] = {}  # work id → its task
         self._slots = asyncio.Semaphore(max_inflight)
+        self._freed: dict[str, asyncio.Event] = {}  # function → set when one of its invocations ends
         self._waiters: dict[str, list[asyncio.Future[Execution]]] = {}
         self._wake = asyncio.Event()
         self._pump_task: asyncio.Task[None] | None = None
@@ -344,15 +345,19 @@ class Engine:
             name, payload = c["function"], params
         function = self.function_name(name)
         body = json.dumps(payload, separators=(",", ":")).encode()
-        delay = 0.05
         while True:
             res: TaskOutcome = await self.invoke(function, body, activation_id(token))
+            freed = self._freed.pop(function, None)
+            if freed is not None:
+                freed.set()  # another task of this function waits for room: there is some now
             if res.retry_after is None:
                 break
             if self._stopping:
                 return None  # the item stays with this node: it runs again at the next start
-            await asyncio.sleep(min(res.retry_after, delay))
-            delay = min(delay * 2, 2.0)
+            # throttled (the function is at its capacity): try again as soon as one of its invocations ends
+            event = self._freed.setdefault(function, asyncio.Event())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), min(res.retry_after, 1.0))
         if not res.ok:
             return {"type": "task_result", "token": token, "ok": False, "error": res.error, "cause": res.cause}
         output = lambda_invoke_output(res.output) if c["kind"] == "lambda:invoke" else res.output

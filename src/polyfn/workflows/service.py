@@ -78,8 +78,9 @@ def describe_child(ex: Execution, json_output: bool) -> dict[str, Any]:
 
 class WorkflowService:
     def __init__(self, db: AsyncEngine, invoke: InvokeFn, clock: Callable[[], float] = time.time,
-                 owner: str = "node", function_name: Callable[[str], str] = str, rng: random.Random | None = None):
-        self.store = WorkflowStore(db)
+                 owner: str = "node", function_name: Callable[[str], str] = str, rng: random.Random | None = None,
+                 write_lock: asyncio.Lock | None = None):
+        self.store = WorkflowStore(db, write_lock)
         self.clock = clock
         self.engine = Engine(self.store, invoke, clock, rng, owner, function_name)
         self.engine.start_child = self._start_child

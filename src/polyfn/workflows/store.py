@@ -309,8 +309,12 @@ class _SqliteRunner:
     reads), one thread hop per operation instead of several per statement through the async engine; writes from
     many executions are committed together (group commit)."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, write_lock: asyncio.Lock | None = None):
         self.engine = create_engine(f"sqlite:///{path}", poolclass=NullPool)
+        # the store's own lock around its writes (activation batches included): taken around each commit, so the
+        # two writers of one file wait for each other here instead of in SQLite's busy handler (which sleeps in
+        # steps of up to 100 ms)
+        self.write_lock = write_lock or asyncio.Lock()
 
         @event.listens_for(self.engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -362,8 +366,9 @@ class _SqliteRunner:
             while self._pending:
                 batch, self._pending = self._pending[:500], self._pending[500:]
                 try:
-                    results = await loop.run_in_executor(self._threads["write"], self._run, "write", _batch,
-                                                         ([(fn, args) for fn, args, _ in batch],))
+                    async with self.write_lock:
+                        results = await loop.run_in_executor(self._threads["write"], self._run, "write", _batch,
+                                                             ([(fn, args) for fn, args, _ in batch],))
                 except Exception as e:
                     for _fn, _args, fut in batch:
                         if not fut.done():
@@ -412,10 +417,10 @@ class _AsyncRunner:
 
 
 class WorkflowStore:
-    def __init__(self, engine: AsyncEngine):
+    def __init__(self, engine: AsyncEngine, write_lock: asyncio.Lock | None = None):
         self.engine = engine
         self._sqlite = engine.dialect.name == "sqlite"
-        self.db: _SqliteRunner | _AsyncRunner = (_SqliteRunner(engine.url.database or "") if self._sqlite
+        self.db: _SqliteRunner | _AsyncRunner = (_SqliteRunner(engine.url.database or "", write_lock) if self._sqlite
                                                  else _AsyncRunner(engine))
 
     async def create_tables(self) -> None:
