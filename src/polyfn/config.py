@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     result_truncate: int = Field(4096, ge=0)  # bytes of the result kept in the activation record
     log_line_max: int = Field(16384, ge=80)  # longer lines are truncated with a marker
     log_lines_per_activation: int = Field(1000, ge=1)
+    # Bytes of output kept (docs/observability.md, "Logs"): per activation (like Lambda's 256 KB log events),
+    # per function a second on average, and in the activation store on disk in total (SQLite: the oldest
+    # activations' logs are dropped beyond it, and the space is returned to the file system).
+    log_bytes_per_activation: int = Field(256 * 1024, ge=1024)
+    log_bytes_per_second: int = Field(4 * 1024 * 1024, ge=1024)
+    log_store_max: int = Field(2 * 1024**3, ge=16 * 1024**2)
 
     # Observability.
     metrics: bool = True  # count invocations for /metrics, `polyfn top` and the console (off: benchmarks' baseline)

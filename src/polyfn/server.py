@@ -108,7 +108,7 @@ class Node:
         await self.keys.start(self.admin_key)
         self.manager.secret_source = self.read_secrets
         self.recorder = ActivationRecorder(self.store, retention_count=s.activation_retention_count,
-                                           retention_age=s.activation_retention_age)
+                                           retention_age=s.activation_retention_age, store_max=s.log_store_max)
         self.recorder.start()
         self.otlp = None
         if s.otlp_endpoint:
