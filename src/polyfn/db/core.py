@@ -17,14 +17,13 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Connection
 
-from polyfn.db import evaluate, rows, schema, values
-from polyfn.db.errors import ConditionFailed, InUse, Invalid, NoSuchTable
-from polyfn.db.expr import Names, parse_condition, parse_projection, parse_update
+from polyfn.db import evaluate, rows, schema, values, writes
+from polyfn.db.errors import InUse, Invalid, NoSuchTable
+from polyfn.db.expr import Names
 from polyfn.db.schema import TableDef
 from polyfn.db.storage import Storage, db_index_rows, db_items, db_tables
 
 CATALOG_TTL = 2.0  # seconds a cached definition is trusted when other nodes share the database
-ITEM_TOO_LARGE = "Item size has exceeded the maximum allowed size"
 
 
 def _def(row: Any) -> TableDef:
@@ -48,35 +47,6 @@ def read_units(size: int, consistent: bool) -> float:
     return float(units if consistent else units / 2)
 
 
-def projection_of(req: dict[str, Any], names: Names) -> list[Any] | None:
-    """ProjectionExpression (or the legacy AttributesToGet) as paths, or None for every attribute."""
-    if req.get("ProjectionExpression") is not None:
-        if req.get("AttributesToGet") is not None:
-            raise Invalid("Can not use both expression and non-expression parameters in the same request: "
-                          "Non-expression parameters: {AttributesToGet} Expression parameters: {ProjectionExpression}")
-        return parse_projection(req["ProjectionExpression"], names)
-    atg = req.get("AttributesToGet")
-    if atg is not None:
-        if not isinstance(atg, list) or not atg:
-            raise Invalid("1 validation error detected: Value '[]' at 'attributesToGet' failed to satisfy "
-                          "constraint: Member must have length greater than or equal to 1")
-        if len(set(atg)) != len(atg):
-            raise Invalid(f"One or more parameter values were invalid: Duplicate value in attribute name: {atg}")
-        return [(str(a),) for a in atg]
-    return None
-
-
-def condition_of(req: dict[str, Any], names: Names, field: str = "ConditionExpression") -> Any:
-    if req.get("Expected") is not None:
-        raise Invalid("The legacy parameter Expected is not supported: use ConditionExpression")
-    src = req.get(field)
-    if src is None:
-        return None
-    cond = parse_condition(src, names, field)
-    evaluate.check_between_bounds(cond, field)
-    return cond
-
-
 def _return_values(req: dict[str, Any], allowed: tuple[str, ...]) -> str:
     rv = req.get("ReturnValues") or "NONE"
     if rv not in allowed:
@@ -85,14 +55,6 @@ def _return_values(req: dict[str, Any], allowed: tuple[str, ...]) -> str:
         raise Invalid(f"1 validation error detected: Value '{rv}' at 'returnValues' failed to satisfy constraint: "
                       "Member must satisfy enum value set: [ALL_NEW, UPDATED_OLD, ALL_OLD, NONE, UPDATED_NEW]")
     return str(rv)
-
-
-def _on_fail(req: dict[str, Any]) -> bool:
-    v = req.get("ReturnValuesOnConditionCheckFailure") or "NONE"
-    if v not in ("ALL_OLD", "NONE"):
-        raise Invalid(f"1 validation error detected: Value '{v}' at 'returnValuesOnConditionCheckFailure' failed to "
-                      "satisfy constraint: Member must satisfy enum value set: [ALL_OLD, NONE]")
-    return bool(v == "ALL_OLD")
 
 
 class Database:
@@ -282,44 +244,27 @@ class Database:
         if self.on_change is not None:
             self.on_change()
 
+    async def _write_one(self, ns: str, w: writes.Write) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        now = self.clock()
+        out = await self.storage.write(lambda c: writes.run(c, ns, w, now), [w.lock()])
+        if w.t.stream_view or w.t.changes:
+            self._changed()
+        return out
+
     async def put_item(self, ns: str, req: dict[str, Any]) -> dict[str, Any]:
         t = await self.table(ns, req.get("TableName"))
-        if req.get("Item") is None:
-            raise Invalid("1 validation error detected: Value null at 'item' failed to satisfy constraint: Member "
-                          "must not be null")
-        item = values.check_item(req["Item"])
-        size = values.item_size(item)
-        if size > values.MAX_ITEM:
-            raise Invalid(ITEM_TOO_LARGE)
-        k = rows.item_key(t.key, item)
-        rows.check_index_keys(t, item)
-        names = Names(req.get("ExpressionAttributeNames"), req.get("ExpressionAttributeValues"),
-                      req.get("ConditionExpression") is not None)
-        cond = condition_of(req, names)
-        names.check_unused()
+        w = writes.prepare_put(t, req)
         rv = _return_values(req, ("NONE", "ALL_OLD"))
-        on_fail = _on_fail(req)
-        now = self.clock()
-
-        def fn(c: Connection) -> dict[str, Any] | None:
-            old = rows.fetch(c, t.id, k)
-            if cond is not None and not evaluate.check(cond, old):
-                raise ConditionFailed(old if on_fail else None)
-            rows.store(c, t, k, item, old, size)
-            rows.record_change(c, ns, t, old, item, now)
-            return old
-
-        old = await self.storage.write(fn, [k.lock(t.id)])
-        self._changed()
+        old, new = await self._write_one(ns, w)
         out: dict[str, Any] = {"Attributes": old} if rv == "ALL_OLD" and old is not None else {}
-        out.update(capacity(req, t.name, write_units(size)))
+        out.update(capacity(req, t.name, write_units(values.item_size(new or {}))))
         return out
 
     async def get_item(self, ns: str, req: dict[str, Any]) -> dict[str, Any]:
         t = await self.table(ns, req.get("TableName"))
         k, _ = rows.request_key(t, req.get("Key"))
         names = Names(req.get("ExpressionAttributeNames"), None, req.get("ProjectionExpression") is not None)
-        proj = projection_of(req, names)
+        proj = writes.projection_of(req, names)
         names.check_unused()
         item = await self.storage.read(lambda c: rows.fetch(c, t.id, k))
         out: dict[str, Any] = {}
@@ -331,71 +276,28 @@ class Database:
 
     async def delete_item(self, ns: str, req: dict[str, Any]) -> dict[str, Any]:
         t = await self.table(ns, req.get("TableName"))
-        k, _ = rows.request_key(t, req.get("Key"))
-        names = Names(req.get("ExpressionAttributeNames"), req.get("ExpressionAttributeValues"),
-                      req.get("ConditionExpression") is not None)
-        cond = condition_of(req, names)
-        names.check_unused()
+        w = writes.prepare_delete(t, req)
         rv = _return_values(req, ("NONE", "ALL_OLD"))
-        on_fail = _on_fail(req)
-        now = self.clock()
-
-        def fn(c: Connection) -> dict[str, Any] | None:
-            old = rows.fetch(c, t.id, k)
-            if cond is not None and not evaluate.check(cond, old):
-                raise ConditionFailed(old if on_fail else None)
-            if old is not None:
-                rows.remove(c, t, k, old)
-                rows.record_change(c, ns, t, old, None, now)
-            return old
-
-        old = await self.storage.write(fn, [k.lock(t.id)])
-        self._changed()
+        old, _ = await self._write_one(ns, w)
         out: dict[str, Any] = {"Attributes": old} if rv == "ALL_OLD" and old is not None else {}
         out.update(capacity(req, t.name, write_units(values.item_size(old) if old else 1)))
         return out
 
     async def update_item(self, ns: str, req: dict[str, Any]) -> dict[str, Any]:
         t = await self.table(ns, req.get("TableName"))
-        k, key = rows.request_key(t, req.get("Key"))
-        if req.get("AttributeUpdates") is not None:
-            raise Invalid("The legacy parameter AttributeUpdates is not supported: use UpdateExpression")
-        has_expr = req.get("UpdateExpression") is not None or req.get("ConditionExpression") is not None
-        names = Names(req.get("ExpressionAttributeNames"), req.get("ExpressionAttributeValues"), has_expr)
-        upd = parse_update(req["UpdateExpression"], names) if req.get("UpdateExpression") is not None else None
-        cond = condition_of(req, names)
-        names.check_unused()
+        w = writes.prepare_update(t, req)
         rv = _return_values(req, ("NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW"))
-        on_fail = _on_fail(req)
-        key_names = t.key.names()
-        now = self.clock()
-
-        def fn(c: Connection) -> tuple[dict[str, Any] | None, dict[str, Any], int]:
-            old = rows.fetch(c, t.id, k)
-            if cond is not None and not evaluate.check(cond, old):
-                raise ConditionFailed(old if on_fail else None)
-            new = evaluate.apply_update(upd, old, key_names) if upd is not None else dict(old or {})
-            new.update(key)
-            size = values.item_size(new)
-            if size > values.MAX_ITEM:
-                raise Invalid("Item size to update has exceeded the maximum allowed size")
-            rows.check_index_keys(t, new)
-            rows.store(c, t, k, new, old, size)
-            rows.record_change(c, ns, t, old, new, now)
-            return old, new, size
-
-        old, new, size = await self.storage.write(fn, [k.lock(t.id)])
-        self._changed()
+        old, new = await self._write_one(ns, w)
+        assert new is not None
         out: dict[str, Any] = {}
-        paths = upd.paths() if upd is not None else []
         if rv == "ALL_OLD" and old is not None:
             out["Attributes"] = old
         elif rv == "ALL_NEW":
             out["Attributes"] = new
-        elif rv in ("UPDATED_OLD", "UPDATED_NEW") and paths:
+        elif rv in ("UPDATED_OLD", "UPDATED_NEW") and w.paths:
             src = old if rv == "UPDATED_OLD" else new
-            got = evaluate.project(src, paths) if src is not None else {}
+            got = evaluate.project(src, w.paths) if src is not None else {}
             if got:
                 out["Attributes"] = got
-        out.update(capacity(req, t.name, write_units(size)))
+        out.update(capacity(req, t.name, write_units(values.item_size(new))))
         return out

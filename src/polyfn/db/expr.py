@@ -250,7 +250,8 @@ class Parser:
     def fail(self, tok: Tok | None = None) -> Invalid:
         tok = tok or self.tok
         j = self.toks.index(tok)
-        start = self.toks[j - 1].start if j > 0 else tok.start
+        back = 2 if tok.kind == "eof" else 1  # at the end: the two tokens before it
+        start = self.toks[max(0, j - back)].start
         end = self.toks[j + 1].end if j + 1 < len(self.toks) else tok.end
         near = self.src[start:max(end, tok.end)]
         return Invalid(f'Invalid {self.what}: Syntax error; token: "{tok.text}", near: "{near}"')
