@@ -8,6 +8,7 @@ Schema (created at start, `db_meta` records its version for later migrations):
 * `db_index_rows` (tid, ix, h, ipk, isk, pk, sk) → the item as the index projects it.
 * `db_changes` seq → one change record, written in the transaction that made the change; the change feed
   forwards them to the durable queue and deletes them.
+* `db_grants` (ns, function, table) → `read` or `write`: the tables a function's own key may reach.
 * `db_tokens` token → a TransactWriteItems ClientRequestToken, its request digest and time (10 minutes).
 
 Work is a plain function of a synchronous SQLAlchemy `Connection`, run inside one transaction:
@@ -89,6 +90,12 @@ db_changes = Table(
     Column("ns", String(64), nullable=False), Column("tname", String(255), nullable=False),
     Column("tid", String(32), nullable=False), Column("record", Text, nullable=False),
     Column("created_at", Float, nullable=False),
+)
+db_grants = Table(
+    "db_grants", metadata,
+    Column("ns", String(64), nullable=False), Column("function", String(128), nullable=False),
+    Column("tname", String(255), nullable=False), Column("access", String(16), nullable=False),
+    PrimaryKeyConstraint("ns", "function", "tname"),
 )
 db_tokens = Table(
     "db_tokens", metadata,
