@@ -142,3 +142,44 @@ def test_scoped_keys(server: Server, ddb: Any) -> None:
     with pytest.raises(ClientError) as e:
         bad.list_tables()
     assert code(e) == "InvalidSignatureException"
+
+
+FN = '''
+import os
+
+def handler(event, context):
+    import boto3
+    from botocore.exceptions import ClientError
+    ddb = boto3.client("dynamodb")  # endpoint and credentials come from the instance's environment
+    out = {"endpoint": os.environ.get("AWS_ENDPOINT_URL_DYNAMODB", "")}
+    try:
+        ddb.put_item(TableName=event["table"], Item={"id": {"S": "from-fn"}})
+        out["put"] = "ok"
+    except ClientError as e:
+        out["put"] = e.response["Error"]["Code"]
+    return out
+'''
+
+
+def test_function_reaches_only_granted_tables(server: Server, ddb: Any) -> None:
+    for name in ("fn-granted", "fn-other"):
+        ddb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                         KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
+    server.deploy("ddb-writer", {"handler.py": FN}, handler="handler.handler", flavor="aws")
+    r = server.api.put("/v1/db/grants/ddb-writer/fn-granted", json={"access": "write"})
+    assert r.status_code == 200, r.text
+
+    def call(table: str) -> dict[str, Any]:
+        r = server.api.post("/v1/functions/ddb-writer/invoke", json={"table": table})
+        assert r.status_code == 200, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    first = call("fn-granted")
+    if first.get("put") is None:
+        pytest.fail(f"the function could not use boto3: {first}")
+    assert first == {"endpoint": server.url, "put": "ok"}
+    assert ddb.get_item(TableName="fn-granted", Key={"id": {"S": "from-fn"}})["Item"]
+    assert call("fn-other")["put"] == "AccessDeniedException"
+    assert server.api.get("/v1/db/grants").json()["grants"] == [
+        {"function": "ddb-writer", "table": "fn-granted", "access": "write"}]
