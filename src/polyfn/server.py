@@ -178,6 +178,7 @@ class Node:
             await self.deploy_examples()
         self.triggers = TriggerManager(s, self.store, self.invoker, self.queue, self.registry, self.recorder,
                                        self.metrics)
+        self.triggers.ctx.db = self.db.feed  # table change triggers read the database's change feed
         await self.triggers.start()
         if self.sync is not None:
             self.sync.triggers = self.triggers

@@ -15,6 +15,7 @@ import logging
 from typing import Any
 
 from polyfn.db.access import Grants
+from polyfn.db.changes import ChangeFeed, Sweeper
 from polyfn.db.control import Control
 from polyfn.db.core import Database
 from polyfn.db.dynamodb_api import DynamoDBApi
@@ -36,6 +37,8 @@ class DbService:
         self.db: Database | None = None
         self.grants: Grants | None = None
         self.dynamodb: DynamoDBApi | None = None
+        self.feed: ChangeFeed | None = None
+        self.sweeper: Sweeper | None = None
         self.extra: list[Any] = []  # more faces (raw ASGI apps with `owns(scope)`), added at start
 
     async def start(self) -> None:
@@ -44,8 +47,13 @@ class DbService:
         await self.grants.load()
         self.dynamodb = DynamoDBApi(self.db, self.keys, self.grants)
         self.extra.append(Control(self.grants, self.keys))
+        self.feed = ChangeFeed(self.db)
+        self.sweeper = Sweeper(self.db, self.settings.db_sweep_interval)
+        self.sweeper.start()
 
     async def stop(self) -> None:
+        if self.sweeper is not None:
+            await self.sweeper.stop()
         if self.db is not None:
             await self.db.close()
 

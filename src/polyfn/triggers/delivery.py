@@ -72,7 +72,10 @@ def failed_items(body: bytes, ids: set[str]) -> set[str] | None:
 
 
 async def deliver(runner: Runner, source: str, topic: str, messages: list[Message], single: bool = True,
-                  builder: Callable[[list[Message]], bytes] | None = None) -> None:
+                  builder: Callable[[list[Message]], bytes] | None = None,
+                  retry_from_first_failure: bool = False) -> None:
+    """`retry_from_first_failure`: a partial batch failure retries the first failed message and every one after
+    it (a stream's order: DynamoDB Streams' batchItemFailures), not only the failed ones."""
     ctx = runner.ctx
     trig = runner.trigger
     pending = list(messages)
@@ -102,7 +105,8 @@ async def deliver(runner: Runner, source: str, topic: str, messages: list[Messag
             runner.delivered += len(pending) - len(failed or ())
             if not failed:
                 return
-            pending = [m for m in pending if m.id in failed]
+            first = next(i for i, m in enumerate(pending) if m.id in failed)
+            pending = pending[first:] if retry_from_first_failure else [m for m in pending if m.id in failed]
             cls, err = "5xx", {"code": "batch_item_failure", "message": f"{len(failed)} item(s) reported failed"}
             runner.count_error("batch_item_failure", err["message"], n=len(pending))
         else:
