@@ -183,3 +183,25 @@ def test_function_reaches_only_granted_tables(server: Server, ddb: Any) -> None:
     assert call("fn-other")["put"] == "AccessDeniedException"
     assert server.api.get("/v1/db/grants").json()["grants"] == [
         {"function": "ddb-writer", "table": "fn-granted", "access": "write"}]
+
+
+def test_cli_tables_items_export_import(server: Server, ddb: Any, tmp_path: Any) -> None:
+    ddb.create_table(TableName="cli-backup", BillingMode="PAY_PER_REQUEST",
+                     AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                     KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
+    server.cli("db", "put", "cli-backup", '{"id": {"S": "k1"}, "n": {"N": "3"}}', check=True)
+    for i in range(30):
+        ddb.put_item(TableName="cli-backup", Item={"id": {"S": f"x{i}"}})
+    assert "cli-backup" in server.cli("db", "tables", check=True).stdout.split()
+    assert json.loads(server.cli("db", "get", "cli-backup", '{"id": {"S": "k1"}}', check=True).stdout)["n"] == \
+        {"N": "3"}
+    got = server.cli("db", "query", "cli-backup", "id = :k", "--values", '{":k": {"S": "k1"}}', check=True)
+    assert json.loads(got.stdout)["id"] == {"S": "k1"}
+    dump = server.cli("db", "export", "cli-backup", check=True).stdout
+    (tmp_path / "backup.jsonl").write_text(dump)
+    assert len(dump.splitlines()) == 32
+    r = server.cli("db", "import", str(tmp_path / "backup.jsonl"), "--table", "cli-restored", check=True)
+    assert "imported 31 items" in r.stdout
+    assert ddb.describe_table(TableName="cli-restored")["Table"]["ItemCount"] == 31
+    bad = server.cli("db", "get", "nope-table", '{"id": {"S": "k1"}}')
+    assert bad.returncode != 0 and "ResourceNotFoundException" in bad.stderr
