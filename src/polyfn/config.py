@@ -135,6 +135,8 @@ class Settings(BaseSettings):
     storage_upstream_region: str = "us-east-1"
     # virtual-host addressing: `BUCKET.<domain>` in the Host header names the bucket (comma-separated list)
     storage_domain: str = Field("localhost", pattern=r"^[A-Za-z0-9.\-]+(,[A-Za-z0-9.\-]+)*$")
+    # Document database (docs/database.md): seconds between TTL-expiry / stream-retention sweeps.
+    db_sweep_interval: float = Field(5.0, gt=0)
     # Cluster (docs/operations.md, "Cluster"): nodes sharing `database_url` (PostgreSQL) serve the same functions.
     # `cluster` (`polyfn serve --cluster`) asserts this node is one of them: it refuses to start without the
     # shared database and queue, instead of quietly keeping its async jobs to itself.
