@@ -491,3 +491,18 @@ def test_a_conductor_loops_until_it_returns_no_action():
 
     sim = run(conductor_definition("conduct"), {"n": 3}, {"conduct": conductor, "double": lambda p: {"n": p["n"] * 2}})
     assert sim.state["status"] == "SUCCEEDED" and sim.state["output"] == {"n": 24, "steps": 3}
+
+
+def test_a_map_that_fails_midway_and_is_caught_stops_its_running_iterations():
+    # the third item is too short for its ItemSelector (States.IntrinsicFailure, catchable) while the second
+    # iteration still waits: the Map is caught and the execution goes on; that iteration must not live on
+    defn = chain(("M", {"Type": "Map", "ItemsPath": "$.items", "MaxConcurrency": 2,
+                        "ItemSelector": {"v.$": "States.ArrayGetItem($$.Map.Item.Value, 1)"},
+                        "ItemProcessor": {"StartAt": "W", "States": {"W": {"Type": "Wait", "SecondsPath": "$.v",
+                                                                           "End": True}}},
+                        "Catch": [{"ErrorEquals": ["States.IntrinsicFailure"], "Next": "Later"}], "Next": "Done"}),
+                 ("Later", {"Type": "Wait", "Seconds": 100, "Next": "Caught"}),
+                 ("Caught", {"Type": "Pass", "Result": "caught", "End": True}), ("Done", END))
+    sim = run(defn, {"items": [[0, 5], [0, 50], [0]]})
+    assert (sim.state["status"], sim.state["output"]) == ("SUCCEEDED", "caught")
+    assert sim.now - T0 == 105  # the second iteration's 50 s wait was cancelled with the Map

@@ -258,7 +258,7 @@ class _Interpreter:
                 self._finish("FAILED", error=failure[0], cause=failure[1], prev=th["last"])
             return
         parent = st["threads"].get(th["parent"])
-        if parent is not None and parent["wait"] is not None:
+        if parent is not None and parent["wait"] is not None and parent["wait"]["kind"] in ("parallel", "map"):
             self._child_done(parent, th, output, failure)
 
     def _failed(self, th: dict[str, Any], s: State, error: str | None, cause: str | None) -> None:
@@ -266,6 +266,8 @@ class _Interpreter:
         name = error or ""
         th["wait"] = None
         th.pop("resume", None)
+        for child in [t for t in self.st["threads"].values() if t["parent"] == th["id"]]:
+            self._abort(child)  # a Parallel or Map that fails while some of its children still run
         if name in errors.TERMINAL:
             self._finish("FAILED", error=error, cause=cause, prev=th["last"])
             return
