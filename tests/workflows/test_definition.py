@@ -40,6 +40,8 @@ END = {"Type": "Succeed"}
     (machine(A={"Type": "Pass", "Parameters": {"x.$": "States.Nope(1)"}, "End": True}), "unknown intrinsic function"),
     (machine(A={"Type": "Task", "End": True}), "Task state 'A' needs a 'Resource' at /States/A/Resource"),
     (machine(A={"Type": "Task", "Resource": "arn:aws:sqs:::nope", "End": True}), "INVALID_RESOURCE"),
+    (machine(A={"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:1:function:f:prod", "End": True}),
+     "names version or alias 'prod'"),
     (machine(A={"Type": "Task", "Resource": "f", "TimeoutSeconds": 0, "End": True}), "TimeoutSeconds must be a positive integer"),
     (machine(A={"Type": "Task", "Resource": "f", "TimeoutSeconds": 5, "HeartbeatSeconds": 5, "End": True}),
      "HeartbeatSeconds must be smaller than TimeoutSeconds at /States/A/HeartbeatSeconds"),
@@ -120,7 +122,7 @@ def test_a_valid_definition_with_every_state_type():
         "Comment": "all types", "TimeoutSeconds": 60, "StartAt": "P",
         "States": {
             "P": {"Type": "Pass", "Result": {"a": 1}, "ResultPath": "$.r", "Next": "T"},
-            "T": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:123456789012:function:My_Fn:prod", "Next": "C",
+            "T": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:123456789012:function:My_Fn:$LATEST", "Next": "C",
                   "Retry": [{"ErrorEquals": ["States.Timeout"], "MaxDelaySeconds": 5, "JitterStrategy": "FULL"}],
                   "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "F", "ResultPath": "$.error"}]},
             "C": {"Type": "Choice", "Choices": [{"And": [{"Variable": "$.a", "NumericGreaterThanPath": "$.b"},
@@ -134,6 +136,6 @@ def test_a_valid_definition_with_every_state_type():
             "S": {"Type": "Succeed"},
             "F": {"Type": "Fail", "Error": "Failed", "Cause": "caught"},
         }}))
-    assert m.timeout == 60 and m.states["T"].resource.function == "My_Fn" and m.states["T"].resource.qualifier == "prod"
+    assert m.timeout == 60 and m.states["T"].resource.function == "My_Fn" and m.states["T"].resource.qualifier == "$LATEST"
     assert [t for _, t in m.states["T"].transitions()] == ["C", "F"]
     assert [loc for loc, _ in m.walk()][-2:] == ["/States/S", "/States/F"]

@@ -355,6 +355,10 @@ class _Validator:
                          f"Task state '{st.name}': resource '{res}' is not one polyfn runs (a function: its name or "
                          "arn:aws:lambda:<region>:<account>:function:<name>; arn:aws:states:::lambda:invoke[.waitForTaskToken]; "
                          "arn:aws:states:::states:startExecution[.sync|.sync:2|.waitForTaskToken])")
+        elif st.resource.qualifier not in ("", "$LATEST"):
+            self.problem("INVALID_RESOURCE", f"{loc}/Resource",
+                         f"Task state '{st.name}': '{res}' names version or alias '{st.resource.qualifier}'; polyfn's "
+                         "Tasks run a function's current revision: leave the qualifier out (or use $LATEST)")
         elif st.resource.kind == "lambda:invoke":
             params = raw.get("Parameters")
             if not isinstance(params, dict) or not ({"FunctionName", "FunctionName.$"} & set(params)):
