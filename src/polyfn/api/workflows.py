@@ -145,6 +145,9 @@ def router(node: Node) -> APIRouter:
         name = name or body.get("name")
         if not isinstance(name, str):
             raise ApiError(400, "invalid_name", "a workflow needs a `name`")
+        for field in ("role_arn", "type", "description"):
+            if field in body and not isinstance(body[field], str):
+                raise ApiError(400, "invalid_request", f"`{field}` must be a string")
         text, meta = _definition_text(body)
         s = svc()
         try:
@@ -177,6 +180,8 @@ def router(node: Node) -> APIRouter:
                     timeout: Annotated[float, Query(gt=0, le=3600)] = 300) -> dict[str, Any]:
         body = await body_of(request)
         value = body.get("input", {})
+        if body.get("name") is not None and not isinstance(body["name"], str):
+            raise ApiError(400, "invalid_name", "`name` must be a string")
         try:
             if wait:
                 ex = await svc().run_sync(name, body.get("name"), json.dumps(value), timeout=timeout)
@@ -214,6 +219,8 @@ def router(node: Node) -> APIRouter:
     @r.post("/executions/{execution_id}/stop", summary="Stop a running execution")
     async def stop(execution_id: str, request: Request) -> dict[str, Any]:
         body = await body_of(request)
+        if any(body.get(k) is not None and not isinstance(body[k], str) for k in ("error", "cause")):
+            raise ApiError(400, "invalid_request", "`error` and `cause` must be strings")
         try:
             ex = await svc().stop_execution(await one(execution_id), body.get("error"), body.get("cause"))
         except WorkflowError as e:
