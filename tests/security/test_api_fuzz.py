@@ -27,6 +27,7 @@ def fuzz_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     s.stop()
 
 
+@pytest.mark.timeout(300)  # ~40 operations × EXAMPLES; over 120 s on a saturated machine (load 30 on 2 cores)
 def test_no_server_errors_no_hangs(fuzz_node: Server) -> None:
     from hypothesis import given
 
