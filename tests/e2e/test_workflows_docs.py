@@ -51,6 +51,8 @@ def test_every_block_runs(server: Any, tmp_path: Path) -> None:
         ran += 1
         if "--wait" in body:
             assert '"payment"' in r.stdout and '"charged": 8' in r.stdout
+        if "ExecutionAlreadyExists" in body:
+            assert "refused: Execution Already Exists" in r.stdout
         if "send_durable_execution_callback_success" in body:
             assert "SUCCEEDED" in r.stdout and "approved" in r.stdout
         if "blocking=true" in body:
