@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 import time
 from typing import Any
@@ -161,10 +162,17 @@ class Invoker:
             except StartFailed as e:
                 act.logs = self._bounded(name, [ln if type(ln) is LogLine else LogLine(*ln) for ln in e.logs])
                 act.error = e.error
+                message = f"the function failed to start: {e.error.get('errorMessage')}"
+                extra = {"errorType": e.error.get("errorType"), "stackTrace": e.error.get("stackTrace", [])}
+                headers = None
+                if e.retry_after:  # remembered: no start was tried for this call (the pool backs off)
+                    wait = max(1, math.ceil(e.retry_after))
+                    message += (f" (remembered from a start that failed {e.age:.1f} s ago; the next start is "
+                                f"tried in {wait} s)")
+                    extra["remembered"] = True
+                    headers = [(b"retry-after", str(wait).encode())]
                 return self._finish(act, t0, "init_failed", 502, platform_error(
-                    502, "function_init_failed", f"the function failed to start: {e.error.get('errorMessage')}",
-                    extra={"errorType": e.error.get("errorType"), "stackTrace": e.error.get("stackTrace", [])},
-                    activation_id=act.id))
+                    502, "function_init_failed", message, extra=extra, headers=headers, activation_id=act.id))
             except PoolClosed as e:
                 return platform_error(404, "function_not_found", str(e))
         t_acquired = time.perf_counter()

@@ -61,12 +61,21 @@ class PoolClosed(Exception):
 
 
 class StartFailed(Exception):
-    """Starting an instance failed; `error` is the typed init error payload shown to callers."""
+    """Starting an instance failed; `error` is the typed init error payload shown to callers. A failure
+    remembered during the back-off (no start was tried for this call) has `retry_after` (seconds until the
+    next start may be tried) and `age` (seconds since the start failed), and no logs (they were recorded
+    with the activation whose start failed)."""
 
-    def __init__(self, error: dict[str, Any], logs: list[tuple[float, str, str]] | None = None):
+    def __init__(self, error: dict[str, Any], logs: list[tuple[float, str, str]] | None = None,
+                 retry_after: float = 0.0, age: float = 0.0):
         super().__init__(error.get("errorMessage", "instance failed to start"))
         self.error = error
         self.logs = logs or []
+        self.retry_after = retry_after
+        self.age = age
+
+    def remembered(self, retry_after: float, age: float) -> StartFailed:
+        return StartFailed(self.error, None, retry_after, age)
 
 
 class Pool:
@@ -102,6 +111,7 @@ class Pool:
         self.cold_starts = 0
         self._init_error: StartFailed | None = None
         self._init_error_until = 0.0
+        self._init_error_at = 0.0
         self._init_backoff = INIT_BACKOFF_MIN
         self._tasks: set[asyncio.Task[None]] = set()
         self._idle_event = asyncio.Event()
@@ -136,8 +146,8 @@ class Pool:
         inst = self.try_acquire()
         if inst is not None:
             return inst
-        if self._init_error is not None and time.monotonic() < self._init_error_until:
-            raise self._init_error
+        if self._init_error is not None and (now := time.monotonic()) < self._init_error_until:
+            raise self._init_error.remembered(self._init_error_until - now, now - self._init_error_at)
         waiters = self.waiters
         now = time.monotonic()
         if waiters or not self.max_queue:  # (the first waiter is let in: instances start for it)
@@ -368,7 +378,8 @@ class Pool:
     def _start_failed(self, err: StartFailed) -> None:
         """Report the init error to everyone waiting and back off, so a broken function does not spin."""
         self._init_error = err
-        self._init_error_until = time.monotonic() + self._init_backoff
+        self._init_error_at = time.monotonic()
+        self._init_error_until = self._init_error_at + self._init_backoff
         self._init_backoff = min(self._init_backoff * 2, INIT_BACKOFF_MAX)
         log.warning("%s: instance failed to start: %s", self.revision.key, err)
         if not any(i.state is State.READY for i in self.instances):
