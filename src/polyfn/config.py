@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     # Memory all instances may reserve (each reserves its `memory`): MB, 0 = memory_budget_percent of RAM.
     memory_budget: int = Field(0, ge=0)
     memory_budget_percent: float = Field(75.0, gt=0, le=100)
+    # The most of that budget one function's instances may reserve (%): its default cap on concurrent
+    # instances (budget × share / memory), so no function can take the node (docs/operations.md, "Neighbours").
+    function_memory_share: float = Field(50.0, gt=0, le=100)
     init_timeout: float = Field(30.0, gt=0)  # instance start → ready, bounded further by the function timeout
     drain_timeout: float = Field(30.0, ge=0)  # graceful shutdown: in-flight invocations get this long
 
