@@ -28,6 +28,7 @@ import msgspec
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from polyfn import jsontext
 from polyfn.api.compat import common, keys
 from polyfn.api.compat.openwhisk_compositions import Compositions
 from polyfn.deploy import archive
@@ -101,7 +102,7 @@ def _web_exported(info: FunctionInfo) -> bool:
 
 def activation_json(act: Activation, info_name: str, subject: str = "") -> dict[str, Any]:
     try:
-        result = json.loads(act.result) if act.result else {}
+        result = jsontext.loads(act.result) if act.result else {}
     except ValueError:
         result = {"result": act.result}
     if act.status == "success":
@@ -419,7 +420,7 @@ def _result(out: Outcome, info: FunctionInfo) -> tuple[int, Any]:
     hdrs = common.outcome_headers(out)
     code = hdrs.get("x-polyfn-error")
     try:
-        body: Any = json.loads(out.body) if out.body else {}
+        body: Any = jsontext.loads(out.body) if out.body else {}
     except ValueError:
         body = {"result": out.body.decode("utf-8", "replace")}
     if code == "function_not_found":
