@@ -264,9 +264,11 @@ def test_sse_s3_encrypts_at_rest_and_sse_c_needs_its_key(server: Any, s3: Any, b
         s3.get_object(Bucket=bucket, Key="c", SSECustomerAlgorithm="AES256", SSECustomerKey=os.urandom(32))
     assert code(e)[0] == 400
     assert key not in b"".join(p.read_bytes() for p in (server.data_dir / "storage").rglob("*") if p.is_file())
-    with pytest.raises(ClientError) as e:
-        s3.put_object(Bucket=bucket, Key="kms", Body=b"x", ServerSideEncryption="aws:kms")
-    assert code(e)[0] == 501
+    # SSE-KMS: key ids name keys of the node's own key service
+    r = s3.put_object(Bucket=bucket, Key="kms", Body=b"kms data", ServerSideEncryption="aws:kms", SSEKMSKeyId="app-1")
+    assert (r["ServerSideEncryption"], r["SSEKMSKeyId"]) == ("aws:kms", "app-1")
+    got = s3.get_object(Bucket=bucket, Key="kms")
+    assert got["Body"].read() == b"kms data" and got["SSEKMSKeyId"] == "app-1"
 
 
 def test_object_lock_protects_versions(s3: Any) -> None:

@@ -163,8 +163,8 @@ class LocalBackend(Uploads):
 
     def update_bucket(self, bucket: str, **changes: Any) -> BucketInfo:
         info = self.bucket(bucket)
-        new = BucketInfo.from_record(bucket, {**info.to_record(), **{"pab" if k == "public_access_block" else k: v
-                                                                    for k, v in changes.items()}})
+        keys = {"public_access_block": "pab", "kms_key_id": "kms"}
+        new = BucketInfo.from_record(bucket, {**info.to_record(), **{keys.get(k, k): v for k, v in changes.items()}})
         self._write_bucket(new)
         return new
 

@@ -7,7 +7,7 @@ import os
 from typing import TYPE_CHECKING
 
 from polyfn.storage import checksums, conditions
-from polyfn.storage.errors import invalid_argument
+from polyfn.storage.errors import S3Error, invalid_argument
 from polyfn.storage.model import PutChecks
 from polyfn.storage.object_ops import copy_source, version_headers, write_precondition
 from polyfn.storage.wire import Request, Send, e, iso, malformed, parse_xml, read_all, respond, respond_xml
@@ -96,8 +96,8 @@ async def upload_part_copy(app: S3App, req: Request, send: Send, ident: Identity
                                        "where first and last are the zero-based offsets of the first and last "
                                        "bytes to copy") from None
             if unit != "bytes" or start < 0 or end <= start or end > src.size:
-                raise invalid_argument("Range specified is not valid for source object of size: "
-                                       f"{src.size}")
+                raise S3Error(400, "InvalidRange", "The x-amz-copy-source-range is not valid for a source object "
+                              f"of size {src.size}")
         src_key = data_key(app, h, src, "x-amz-copy-source-server-side-encryption-customer-")
         stream, fd = app.backend.stream(fd, src, start, end, src_key), -1
         part = await app.backend.put_part(req.bucket, req.key, req.q["uploadId"], number, stream,

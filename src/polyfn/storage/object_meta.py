@@ -45,7 +45,8 @@ def _vh(app: S3App, req: Request, info: ObjectInfo) -> list[tuple[bytes, bytes]]
 
 async def get_object_acl(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
     info = app.backend.head_object(req.bucket, req.key, _vid(req))
-    await respond_xml(send, "AccessControlPolicy", acl.to_xml(info.acl), headers=_vh(app, req, info))
+    await respond_xml(send, "AccessControlPolicy", acl.to_xml(info.acl or acl.CANNED["private"]),
+                      headers=_vh(app, req, info))
 
 
 async def put_object_acl(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
