@@ -75,6 +75,8 @@ def test_versioning_versions_delete_markers_and_restart(server: Any, s3: Any, bu
     s3.put_object(Bucket=bucket, Key="k", Body=b"n2")
     ids = [v["VersionId"] for v in s3.list_object_versions(Bucket=bucket, Prefix="k")["Versions"]]
     assert ids == ["null", v1]
+    usage = {u["bucket"]: u for u in server.api.get("/v1/storage/usage").json()["buckets"]}[bucket]
+    assert (usage["objects"], usage["bytes"]) == (3, len(b"0") + len(b"n2") + len(b"one"))  # every version
     with pytest.raises(ClientError) as e:
         s3.delete_bucket(Bucket=bucket)
     assert code(e) == (409, "BucketNotEmpty")
