@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
@@ -33,7 +34,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
+from polyfn.loops import one_item
 from polyfn.model import Activation
+
+log = logging.getLogger("polyfn.metrics")
 
 #: Prometheus histogram bounds, seconds (invocation duration, init, queue wait).
 SECONDS_BUCKETS: tuple[float, ...] = (
@@ -314,6 +318,10 @@ class Metrics(Collector):
             "polyfn_log_floods_total",
             "Activations whose output hit the per-activation line limit (further lines were dropped).",
             ("function",))
+        self.log_bytes_dropped = self.counter(
+            "polyfn_log_bytes_dropped_total",
+            "Bytes of function output dropped by the log limits (per activation, per function a second).",
+            ("function",))
         self._text: dict[str, tuple[int, tuple[str, ...]]] = {}  # function → (version, _function_text)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
@@ -359,7 +367,7 @@ class Metrics(Collector):
     def start(self, interval: float = 2.0) -> None:
         async def run() -> None:
             while True:
-                with contextlib.suppress(Exception):
+                with one_item(log, "metrics: sampling instances"):
                     self.sample(time.time())
                 await asyncio.sleep(interval)
 
