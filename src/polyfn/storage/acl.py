@@ -102,6 +102,12 @@ def enforce(ownership: str, grants: list[Grant]) -> None:
         raise S3Error(400, "AccessControlListNotSupported", "The bucket does not allow ACLs")
 
 
+def granted(grants: list[Grant], permission: str, ident: object | None) -> bool:
+    """Does an ACL grant `permission` to this caller (None: anonymous) beyond the owner's full control?"""
+    groups = (ALL_USERS,) if ident is None else (ALL_USERS, AUTH_USERS)
+    return any(kind == "uri" and who in groups and perm in (permission, "FULL_CONTROL") for kind, who, perm in grants)
+
+
 def to_xml(grants: list[Grant]) -> str:
     out = []
     for kind, who, perm in grants:

@@ -17,14 +17,14 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
 from polyfn.auth.keys import storage_allows
 from polyfn.storage import cors, policy, routes, sigv4
+from polyfn.storage.acl import granted
 from polyfn.storage.errors import S3Error, access_denied
 from polyfn.storage.local import LocalBackend
 from polyfn.storage.model import (
-    ALL_USERS,
-    AUTH_USERS,
     BucketInfo,
     ObjectInfo,
     validate_bucket_name,
@@ -280,12 +280,6 @@ class S3App:
             await send(msg)
 
 
-def granted(acl: list[tuple[str, str, str]], permission: str, ident: Identity | None) -> bool:
-    """Does an ACL grant `permission` to this caller (None: anonymous) beyond the owner's full control?"""
-    groups = (ALL_USERS,) if ident is None else (ALL_USERS, AUTH_USERS)
-    return any(kind == "uri" and who in groups and perm in (permission, "FULL_CONTROL") for kind, who, perm in acl)
-
-
 def _policy_context(app: S3App, req: Request) -> dict[str, Callable[[], Any]]:
     """Condition keys of a request, each computed only when a condition asks for it."""
     h, q = req.headers, req.q
@@ -307,8 +301,6 @@ def _policy_context(app: S3App, req: Request) -> dict[str, Callable[[], Any]]:
 
     request_tags: dict[str, str] = {}
     if "x-amz-tagging" in h:
-        from urllib.parse import parse_qsl
-
         request_tags = dict(parse_qsl(h["x-amz-tagging"], keep_blank_values=True))
     ctx["s3:requestobjecttagkeys"] = lambda: list(request_tags)
 

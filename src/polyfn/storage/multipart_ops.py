@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from polyfn.storage import checksums, conditions
 from polyfn.storage.errors import S3Error, invalid_argument
-from polyfn.storage.model import PutChecks
+from polyfn.storage.model import ObjectInfo, PutChecks
 from polyfn.storage.object_ops import copy_source, version_headers, write_precondition
 from polyfn.storage.wire import Request, Send, e, iso, malformed, parse_xml, read_all, respond, respond_xml
 from polyfn.storage.write_request import data_key, encryption, new_info, payload, sse_headers
@@ -60,8 +60,6 @@ def _upload_key(app: S3App, req: Request) -> bytes | None:
     rec = app.backend.upload(req.bucket, req.key, req.q["uploadId"])
     if not rec["sse"]:
         return None
-    from polyfn.storage.model import ObjectInfo
-
     return data_key(app, req.headers, ObjectInfo(req.key, 0, "", 0.0, sse=rec["sse"]))
 
 

@@ -24,6 +24,8 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from polyfn.auth import sigv4 as v4
 from polyfn.storage import checksums, sigv4
+from polyfn.storage.acl import granted
+from polyfn.storage.bucket_config import parse_tagging
 from polyfn.storage.errors import S3Error, access_denied, invalid_argument
 from polyfn.storage.model import PutChecks, validate_key
 from polyfn.storage.wire import XML_CT, XML_DECL, Request, Send, body_chunks, e, parse_iso, respond
@@ -242,11 +244,8 @@ async def post_object(app: S3App, req: Request, send: Send, ident: Identity | No
         signer = _verify_signature(app, f, f["policy"])
         low, high = check_policy(policy, {**f, "key": key}, req.bucket, app.clock())
         high = min(high, app.max_object_size)
-    else:
-        from polyfn.storage.api import granted
-
-        if not granted(bucket.acl, "WRITE", None):
-            raise access_denied("Access Denied: a POST upload needs a signed policy (or a public-read-write bucket)")
+    elif not granted(bucket.acl, "WRITE", None):
+        raise access_denied("Access Denied: a POST upload needs a signed policy (or a public-read-write bucket)")
     req.key = key
     fake = {k: v for k, v in f.items() if k.startswith(("x-amz-meta-", "x-amz-server-side-encryption", "x-amz-acl",
                                                           "x-amz-storage-class"))
@@ -262,8 +261,6 @@ async def post_object(app: S3App, req: Request, send: Send, ident: Identity | No
     finally:
         req.headers = saved
     if "tagging" in f:
-        from polyfn.storage.bucket_config import parse_tagging
-
         info.tags = parse_tagging(f["tagging"].encode(), 10)
     if signer is not None and ident is None:
         ident_function = getattr(signer, "owner", None) or ""
