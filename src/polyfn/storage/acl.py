@@ -110,7 +110,7 @@ def granted(grants: list[Grant], permission: str, ident: object | None) -> bool:
 
 def to_xml(grants: list[Grant]) -> str:
     out = []
-    for kind, who, perm in grants:
+    for kind, who, perm in sorted(grants, key=lambda g: g[0] != "uri"):  # groups first, as S3 lists them
         if kind == "id":
             grantee = (f'<Grantee {_XSI} xsi:type="CanonicalUser"><ID>{e(who)}</ID>'
                        f"<DisplayName>{e(who)}</DisplayName></Grantee>")

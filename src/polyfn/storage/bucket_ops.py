@@ -53,7 +53,8 @@ async def create_bucket(app: S3App, req: Request, send: Send, ident: Identity | 
         if app.region != "us-east-1":
             raise S3Error(409, "BucketAlreadyOwnedByYou", "Your previous request to create the named bucket "
                           "succeeded and you already own it.", f"/{req.bucket}", BucketName=req.bucket)
-        if grants:  # us-east-1 answers 200 to its owner, but not to a re-creation that would change the ACL
+        if (grants or acl.CANNED["private"]) != app.backend.bucket(req.bucket).acl:
+            # us-east-1 answers 200 to its owner, but not to a re-creation that would change the ACL
             raise S3Error(409, "BucketAlreadyExists", "The requested bucket name is not available.",
                           f"/{req.bucket}", BucketName=req.bucket)
     await respond(send, 200, [(b"location", f"/{req.bucket}".encode())])
