@@ -132,7 +132,7 @@ async def complete_upload(app: S3App, req: Request, send: Send, ident: Identity 
     sums = "".join(f"<Checksum{a.upper()}>{v}</Checksum{a.upper()}>" for a, v in info.checksums.items())
     if info.checksum_type:
         sums += f"<ChecksumType>{info.checksum_type}</ChecksumType>"
-    hdrs = [*version_headers(info, bool(bucket.versioning)), *sse_headers(info, req.headers)]
+    hdrs = [*version_headers(info, bucket.versioning == "Enabled"), *sse_headers(info, req.headers)]
     await respond_xml(send, "CompleteMultipartUploadResult",
                       f"<Location>/{e(req.bucket)}/{e(req.key)}</Location><Bucket>{e(req.bucket)}</Bucket>"
                       f"<Key>{e(req.key)}</Key><ETag>&quot;{info.etag}&quot;</ETag>{sums}", headers=hdrs)

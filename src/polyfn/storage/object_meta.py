@@ -37,7 +37,7 @@ def _vid(req: Request) -> str | None:
 
 
 def _vh(app: S3App, req: Request, info: ObjectInfo) -> list[tuple[bytes, bytes]]:
-    return version_headers(info, bool(app.backend.bucket(req.bucket).versioning))
+    return version_headers(info, app.backend.bucket(req.bucket).versioning == "Enabled")
 
 
 # -- ACL ------------------------------------------------------------------------------------------------

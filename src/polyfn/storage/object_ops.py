@@ -69,7 +69,7 @@ async def put_object(app: S3App, req: Request, send: Send, ident: Identity | Non
     enc = encryption(app, req.headers, bucket)
     chunks, checks = payload(app, req, ident)
     info = await app.backend.put_object(req.bucket, req.key, chunks, info, checks, enc, write_precondition(req))
-    hdrs = [(b"etag", f'"{info.etag}"'.encode()), *version_headers(info, bool(bucket.versioning)),
+    hdrs = [(b"etag", f'"{info.etag}"'.encode()), *version_headers(info, bucket.versioning == "Enabled"),
             *sse_headers(info, req.headers), *checksums.response_headers(info.checksums)]
     await app.emit("created", req.bucket, req.key, info, req.client_ip)
     await _respond(send, 200, hdrs)
@@ -116,7 +116,7 @@ async def get_object(app: S3App, req: Request, send: Send, ident: Identity | Non
                 (b"etag", etag.encode()),
                 (b"last-modified", http_date(info.last_modified).encode()),
                 (b"accept-ranges", b"bytes"),
-                *version_headers(info, bool(bucket.versioning)), *part_hdrs, *sums, *sse_headers(info, h),
+                *version_headers(info, bucket.versioning == "Enabled"), *part_hdrs, *sums, *sse_headers(info, h),
                 *object_headers(info)]
         if status == 206:
             hdrs.append((b"content-range", f"bytes {start}-{end - 1}/{size}".encode()))
@@ -248,7 +248,7 @@ async def copy_object(app: S3App, req: Request, send: Send, ident: Identity | No
         if fd >= 0:
             os.close(fd)
     await app.emit("created", req.bucket, req.key, new, req.client_ip)
-    hdrs = [*version_headers(new, bool(bucket.versioning)), *sse_headers(new, h)]
+    hdrs = [*version_headers(new, bucket.versioning == "Enabled"), *sse_headers(new, h)]
     if src_info.version_id != NULL_VERSION or svid:
         hdrs.append((b"x-amz-copy-source-version-id", src_info.version_id.encode()))
     await _respond(send, 200, [*XML_CT, *hdrs], _copy_result(new))

@@ -49,7 +49,7 @@ def tags_from_header(value: str) -> dict[str, str]:
 
 
 def tags_xml(tags: Mapping[str, str]) -> str:
-    items = "".join(f"<Tag><Key>{e(k)}</Key><Value>{e(v)}</Value></Tag>" for k, v in tags.items())
+    items = "".join(f"<Tag><Key>{e(k)}</Key><Value>{e(v)}</Value></Tag>" for k, v in sorted(tags.items()))
     return f"<TagSet>{items}</TagSet>"
 
 
