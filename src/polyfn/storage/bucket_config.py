@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from polyfn.storage import acl, cors, policy
-from polyfn.storage.errors import S3Error, invalid_argument
+from polyfn.storage.errors import S3Error
 from polyfn.storage.wire import Request, Send, e, malformed, parse_xml, read_all, respond, respond_xml
 from polyfn.storage.write_request import check_tags, tags_xml
 
@@ -161,7 +161,7 @@ async def put_object_lock(app: S3App, req: Request, send: Send, ident: Identity 
         except ValueError:
             raise malformed() from None
         if n <= 0:
-            raise invalid_argument("Default retention period must be a positive integer value.")
+            raise S3Error(400, "InvalidRetentionPeriod", "Default retention period must be a positive integer value.")
         lock.update({"mode": mode, "days" if days else "years": n})
     app.backend.update_bucket(req.bucket, lock=lock)
     await respond(send, 200, [])

@@ -63,12 +63,18 @@ def _upload_key(app: S3App, req: Request) -> bytes | None:
     return data_key(app, req.headers, ObjectInfo(req.key, 0, "", 0.0, sse=rec["sse"]))
 
 
+def _upload_sse_headers(app: S3App, req: Request) -> list[tuple[bytes, bytes]]:
+    rec = app.backend.upload(req.bucket, req.key, req.q["uploadId"])
+    return sse_headers(ObjectInfo(req.key, 0, "", 0.0, sse=rec["sse"]), req.headers) if rec["sse"] else []
+
+
 async def upload_part(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
     number = _part_number(req)
     dk = _upload_key(app, req)
     chunks, checks = payload(app, req, ident)
     part = await app.backend.put_part(req.bucket, req.key, req.q["uploadId"], number, chunks, checks, dk)
-    hdrs = [(b"etag", f'"{part.etag}"'.encode()), *checksums.response_headers(part.checksums)]
+    hdrs = [(b"etag", f'"{part.etag}"'.encode()), *checksums.response_headers(part.checksums),
+            *_upload_sse_headers(app, req)]
     hdrs = [h for h in hdrs if h[0] != b"x-amz-checksum-type"]
     await respond(send, 200, hdrs)
 
@@ -107,6 +113,7 @@ async def upload_part_copy(app: S3App, req: Request, send: Send, ident: Identity
     if svid or src.version_id != "null":
         hdrs.append((b"x-amz-copy-source-version-id", src.version_id.encode()))
     sums = "".join(f"<Checksum{a.upper()}>{v}</Checksum{a.upper()}>" for a, v in part.checksums.items())
+    hdrs += _upload_sse_headers(app, req)
     await respond_xml(send, "CopyPartResult", f"<LastModified>{iso(part.last_modified)}</LastModified>"
                       f"<ETag>&quot;{part.etag}&quot;</ETag>{sums}", headers=hdrs)
 
