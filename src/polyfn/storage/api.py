@@ -179,8 +179,9 @@ class S3App:
             raise access_denied("Access Denied: the bucket is not owned by the expected owner")
         if self.proxy is None and req.bucket:
             self._apply_policy(req, route, ident)
-        if ident is None and not req.policy_allows:
-            self._authorize_anonymous(req, route)
+        if ident is None:
+            if not req.policy_allows:
+                self._authorize_anonymous(req, route)
         elif ident.key is not None and route.write and not storage_allows(ident.key, "PUT"):
             raise access_denied(f"Access Denied: key {ident.access_key_id} has scope {ident.key.scope!r}, which "
                                 "allows reads (GET, HEAD) only; writes need scope 'invoke' or above")
