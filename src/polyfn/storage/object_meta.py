@@ -114,6 +114,7 @@ async def put_retention(app: S3App, req: Request, send: Send, ident: Identity | 
     until = parse_iso(until_s)
     if until is None:
         raise malformed()
+    until = float(int(until))  # kept to the second, as it is answered (a client waiting it out is not early)
     now = app.clock()
     if until <= now:
         raise invalid_argument("The retain until date must be in the future!")

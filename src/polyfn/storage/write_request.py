@@ -99,7 +99,7 @@ def lock_settings(h: Mapping[str, str], bucket: BucketInfo, now: float) -> tuple
             raise invalid_argument("The retain until date must be in ISO 8601 format")
         if parsed <= now:
             raise invalid_argument("The retain until date must be in the future!")
-        until = parsed
+        until = float(int(parsed))  # kept to the second, as it is answered
     elif bucket.lock.get("mode"):
         mode = bucket.lock["mode"]
         until = now + 86400 * (bucket.lock.get("days") or 365 * (bucket.lock.get("years") or 0))
