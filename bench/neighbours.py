@@ -2,6 +2,9 @@
 p99 alone, in the same run and on the same node.
 
 Attacks (4 looping callers of the attacker each, `--callers`):
+  cpu     spins a second per call
+  fork    forks as many spinning processes as its instance may have, per call
+  memory  allocates until its instance is OOM-killed, every call
   logs    prints 1,000 lines of 16 KB per call (also: the data dir's growth and the node's peak RSS)
 
 For each attack the table shows the victim's p99 alone and under the attack, their ratio, and whether it is
@@ -15,6 +18,7 @@ the absolute figures.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import subprocess
 import sys
 import threading
@@ -23,11 +27,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import HELLO_NATIVE, PolyfnServer, fmt, print_header, run_wrk, table, wrk_path
+from _common import HELLO_NATIVE, Http, PolyfnServer, fmt, print_header, run_wrk, table, wrk_path
 
 TARGET = 5.0  # victim p99 under an attack / alone
 
+SPIN = "import time\ndef spin(s):\n    t = time.monotonic()\n    while time.monotonic() - t < s:\n        pass\n"
 ATTACKS = {
+    # a second of pure CPU per call
+    "cpu": SPIN + "def handler(event, context):\n    spin(1.0)\n    return 'spun'\n",
+    # as many processes as the instance may have (pids limit), each spinning until the instance goes
+    "fork": SPIN + "import os\ndef handler(event, context):\n    for _ in range(10000):\n        try:\n"
+                   "            pid = os.fork()\n        except OSError:\n            break\n        if pid == 0:\n"
+                   "            spin(3600)\n            os._exit(0)\n    spin(1.0)\n    return 'forked'\n",
+    # memory until the instance is OOM-killed, every call (and so a new instance every call)
+    "memory": "def handler(event, context):\n    hold = []\n    while True:\n"
+              "        hold.append(bytearray(8 << 20))\n",
+    # 1,000 lines of 16 KB per call
     "logs": "def handler(event, context):\n    line = 'x' * 16384\n    for _ in range(1000):\n        print(line)\n"
             "    return 'done'\n",
 }
@@ -74,6 +89,15 @@ class Peak:
         return self.kb
 
 
+def fresh_api(server: PolyfnServer) -> Http:
+    """The server's API client on a new connection."""
+    if server.api is not None:
+        with contextlib.suppress(Exception):
+            server.api.close()
+    server.api = Http(server.port, server.key)
+    return server.api
+
+
 def attack(server: PolyfnServer, name: str, seconds: int, callers: int, victim_conns: int) -> dict[str, float]:
     """The victim's p99 while `callers` loop on the attacker; plus the data dir's growth and the peak RSS."""
     assert server.proc is not None and server.tmp is not None
@@ -108,12 +132,14 @@ def main() -> None:
     rows = []
     with PolyfnServer() as server:
         server.deploy("victim", {"handler.py": HELLO_NATIVE})
-        for name in attacks:
-            server.deploy(f"attack-{name}", {"handler.py": ATTACKS[name]}, timeout=30)
         run_wrk(server.url("/fn/victim"), args.victim_connections, 2)  # warm
         for name in attacks:
             base = run_wrk(server.url("/fn/victim"), args.victim_connections, args.seconds)
+            fresh_api(server)  # (the kept-alive one timed out during the measurement)
+            server.deploy(f"attack-{name}", {"handler.py": ATTACKS[name]}, timeout=30)
             got = attack(server, name, args.seconds, args.callers, args.victim_connections)
+            fresh_api(server).request("DELETE", f"/v1/functions/attack-{name}")  # its processes go with it
+            time.sleep(3)
             ratio = got["p99"] / base.p99_ms if base.p99_ms else float("nan")
             rows.append([name, fmt(base.p99_ms), fmt(got["p99"]), f"{fmt(ratio, 1)}×",
                          "met" if ratio <= TARGET else "NOT met", fmt(base.rps, 0), fmt(got["rps"], 0),

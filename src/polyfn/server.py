@@ -24,6 +24,7 @@ from polyfn import __version__
 from polyfn.config import Settings
 from polyfn.deploy import archive
 from polyfn.deploy.service import Deployer
+from polyfn.gateway.limits import body_limit, limit_body
 from polyfn.invoker import Invoker
 from polyfn.model import Revision
 from polyfn.observe.metrics import Metrics
@@ -287,6 +288,9 @@ class Node:
             await self._gateway(scope, receive, send)
         elif self.db is not None and (face := self.db.owns(scope)) is not None:
             await face(scope, receive, send)
+        elif scope["type"] == "http":  # bodies bounded as they arrive (gateway/limits.py)
+            s = self.settings
+            await limit_body(self.api, scope, receive, send, body_limit(scope["path"], s.max_payload, s.max_code_size))
         else:
             await self.api(scope, receive, send)
 
@@ -346,6 +350,12 @@ def _setup_logging() -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    # uvicorn's own messages (a malformed request, an unsupported upgrade, an exception in a request) in the
+    # same format: its servers are made with `log_config=None`, so nothing replaces this
+    server_log = logging.getLogger("uvicorn")
+    server_log.handlers[:] = [handler]
+    server_log.setLevel(logging.WARNING)
+    server_log.propagate = False
 
 
 class _JsonFormatter(logging.Formatter):
@@ -359,13 +369,21 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(out)
 
 
-def _http_protocol() -> Any:
-    """uvicorn's httptools protocol with coalesced writes (gateway/http.py); plain "httptools" if missing."""
+def _http_protocol(settings: Settings, node: Node) -> Any:
+    """uvicorn's httptools protocol with coalesced writes, the connection limits and early load shedding
+    (gateway/http.py); plain "httptools" if missing."""
     try:
         from polyfn.gateway.http import CoalescingHttpToolsProtocol
     except ImportError:
         return "httptools"
-    return CoalescingHttpToolsProtocol
+    from polyfn.gateway.limits import HttpLimits
+
+    def on_shed(function: str) -> None:
+        if settings.metrics:
+            node.metrics.shed(function, "http", "overloaded")
+
+    return CoalescingHttpToolsProtocol.with_limits(HttpLimits.from_settings(settings), node.manager.shedding,
+                                                   on_shed)
 
 
 def serve(host: str = "127.0.0.1", port: int = 8080, data_dir: str | Path | None = None,
@@ -378,11 +396,19 @@ def serve(host: str = "127.0.0.1", port: int = 8080, data_dir: str | Path | None
         kwargs["data_dir"] = Path(data_dir).expanduser()
     settings = Settings(**kwargs)
     _setup_logging()
+    from polyfn.gateway.limits import connections_for, raise_fd_limit
+
+    before, after = raise_fd_limit(settings.http_max_connections)
+    if after != before:
+        log.info("open files limit raised from %d to %d (POLYFN_HTTP_MAX_CONNECTIONS=%d)", before, after,
+                 settings.http_max_connections)
+    settings.http_max_connections = connections_for(after, settings.http_max_connections)
     node = Node(settings, examples=examples)
     config = uvicorn.Config(
-        node.asgi, host=settings.host, port=settings.port, loop="uvloop", http=_http_protocol(), lifespan="on",
-        interface="asgi3",
-        log_level="warning", access_log=False, timeout_graceful_shutdown=int(settings.drain_timeout) or None,
+        node.asgi, host=settings.host, port=settings.port, loop="uvloop", http=_http_protocol(settings, node),
+        lifespan="on", interface="asgi3", timeout_keep_alive=settings.http_keepalive_timeout,
+        log_level="warning", log_config=None, access_log=False,
+        timeout_graceful_shutdown=int(settings.drain_timeout) or None,
         server_header=False, date_header=False,
         # Nothing on this server reads the client address (functions get X-Forwarded-For as sent), so
         # uvicorn's proxy-headers middleware would be a layer per request for nothing.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from types import SimpleNamespace
 
 import pytest
 
@@ -262,11 +263,12 @@ async def test_fixed_policy_is_the_default() -> None:
 class BudgetManager(FakeManager):
     """A fake manager with the real InstanceManager's budget logic."""
 
-    def __init__(self, budget: int):
+    def __init__(self, budget: int, share: float = 100.0):
         super().__init__()
         self.pools: set[Pool] = set()
         self.memory_budget_mb = budget
         self.fzs = None  # no function zygotes here (tests/e2e/test_function_zygote.py has their eviction)
+        self.settings = SimpleNamespace(function_memory_share=share)
 
     from polyfn.scheduler.manager import InstanceManager as _IM
 
@@ -314,6 +316,25 @@ async def test_memory_budget_refuses_when_nothing_is_idle() -> None:
     big = budget_pool(m, "big", memory=1024)  # larger than the whole budget: never fits
     with pytest.raises(NoCapacity):
         await big.acquire(1)
+
+
+async def test_one_function_reserves_at_most_its_share_of_the_budget() -> None:
+    """The default cap on a function's instances: half the budget here, whatever its max_instances; the
+    other functions keep their room, and nothing of theirs is evicted for it."""
+    m = BudgetManager(budget=2048, share=50)
+    greedy = budget_pool(m, "greedy", memory=256, max_instances=10)
+    other = budget_pool(m, "other", memory=256)
+    kept = await other.acquire(1)
+    other.release(kept)
+    held = await asyncio.gather(*(greedy.acquire(1) for _ in range(4)))  # 4 × 256 = 1024: the share
+    late = asyncio.create_task(greedy.acquire(1))
+    await settle()
+    assert len(greedy.instances) == 4 and greedy.starting == 0 and not late.done()  # waits for one of the four
+    assert kept.state is State.READY and other.evictions == 0
+    greedy.release(held[0])
+    greedy.release(await late)
+    for inst in held[1:]:
+        greedy.release(inst)
 
 
 async def test_prewarm_starts_n_bounded_by_max_instances() -> None:

@@ -194,7 +194,7 @@ def set_limits(cgroup_dirs: list[str], version: int, memory_mb: int, pids_max: i
         if "pids" in by_ctrl and _try(by_ctrl["pids"] / "pids.max", str(pids_max)):
             done.append(f"pids {pids_max}")
         if "cpu" in by_ctrl:
-            if cpu_shares and _try(by_ctrl["cpu"] / "cpu.shares", str(max(2, cpu_shares))):
+            if cpu_shares and set_cpu_weight(cgroup_dirs, version, cpu_shares):
                 done.append(f"cpu shares {cpu_shares}")
             if cpu_quota > 0:
                 _try(by_ctrl["cpu"] / "cpu.cfs_period_us", str(period))
@@ -206,11 +206,24 @@ def set_limits(cgroup_dirs: list[str], version: int, memory_mb: int, pids_max: i
     _try(d / "memory.swap.max", "0")
     if _try(d / "pids.max", str(pids_max)):
         done.append(f"pids {pids_max}")
-    if cpu_shares and _try(d / "cpu.weight", str(max(1, min(10000, cpu_shares * 100 // 1024)))):
-        done.append(f"cpu weight {max(1, min(10000, cpu_shares * 100 // 1024))}")
+    if cpu_shares and set_cpu_weight(cgroup_dirs, version, cpu_shares):
+        done.append(f"cpu weight {_v2_weight(cpu_shares)}")
     if cpu_quota > 0 and _try(d / "cpu.max", f"{int(cpu_quota * period)} {period}"):
         done.append(f"cpu quota {cpu_quota:g} cores")
     return "cgroup v2 (" + ", ".join(done) + ")"
+
+
+def set_cpu_weight(cgroup_dirs: list[str], version: int, cpu_shares: int) -> bool:
+    """Only the CPU weight of cgroups the instance is in (v1 `cpu.shares`; v2 `cpu.weight`, derived): the
+    server splits a function's weight over its cgroups this way (scheduler/cpushare.py)."""
+    if version == 1:
+        cpu = next((Path(d) for d in cgroup_dirs if _v1_controller(d) == "cpu"), None)
+        return cpu is not None and _try(cpu / "cpu.shares", str(max(2, cpu_shares)))
+    return bool(cgroup_dirs) and _try(Path(cgroup_dirs[0]) / "cpu.weight", str(_v2_weight(cpu_shares)))
+
+
+def _v2_weight(cpu_shares: int) -> int:
+    return max(1, min(10000, cpu_shares * 100 // 1024))
 
 
 def _v1_controller(cgroup_dir: str) -> str:

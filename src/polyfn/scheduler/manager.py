@@ -23,6 +23,7 @@ from polyfn.sandbox import cgroups
 from polyfn.sandbox.cgroups import CgroupBase
 from polyfn.sandbox.plan import SandboxPlan, cgroup_dir_for
 from polyfn.scheduler import launcher as _launcher
+from polyfn.scheduler.cpushare import CpuShares
 from polyfn.scheduler.fnzygote import FunctionZygote, FunctionZygotes, oom_kills
 from polyfn.scheduler.instance import InitFailed, Instance, InstanceGone, State
 from polyfn.scheduler.pool import Pool
@@ -78,6 +79,9 @@ class InstanceManager:
         self._reaper: asyncio.Task[None] | None = None
         self.instance_env: dict[str, str] = {}  # node-wide environment for every instance (set before start)
         self.metrics: Any = None  # polyfn.observe.metrics.Metrics, set by the node
+        #: functions refusing new calls now (scheduler/shed.py): the HTTP protocol refuses them before any work
+        self.shedding: set[str] = set()
+        self.cpu = CpuShares(self._write_cpu_weight)  # each function's CPU weight over its cgroups
         #: Extra environment for a function's instances (e.g. the object store's AWS_* credentials);
         #: the function's own `env` wins over it.
         self.env_hook: Callable[[str], Awaitable[dict[str, str]]] | None = None
@@ -274,10 +278,20 @@ class InstanceManager:
         return sum(p.revision.spec.memory * (p.starting + sum(1 for i in p.instances if i.state is State.READY))
                    for p in self.pools) + (self.fzs.reserved_mb() if self.fzs is not None else 0)
 
+    def _write_cpu_weight(self, pid: int, shares: int) -> None:
+        if self.cgroups is not None:
+            cgroups.set_cpu_weight(self.cgroups.dirs_for(pid), self.cgroups.version, shares)
+
     def reserve(self, pool: Pool) -> bool:
         """Room for one more instance of `pool`? If not, evict idle instances of other functions, least
-        recently used first; False if there still is no room."""
+        recently used first; False if there still is no room. One function's instances never reserve more
+        than `function_memory_share` % of the budget: a function scaling up (or crash-looping through memory)
+        cannot take the node, nor evict every other function's warm instances to do so."""
         need = pool.revision.spec.memory
+        mine = sum(p.revision.spec.memory * (p.starting + sum(1 for i in p.instances if i.state is State.READY))
+                   for p in self.pools if p.revision.function == pool.revision.function)
+        if mine + need > self.memory_budget_mb * self.settings.function_memory_share / 100 and mine:
+            return False
         short = self.reserved_mb() + need - self.memory_budget_mb
         if short <= 0:
             return True
@@ -380,6 +394,8 @@ class InstanceManager:
             await inst.wait_exit(0.5)
             raise InstanceGone(inst.describe_exit()) from None
         inst.init_ms = (time.perf_counter() - t0) * 1000
+        if self.cgroups is not None:  # the function's CPU weight, re-split with this instance's cgroup
+            self.cpu.join(rev.function, spec.memory, fz.supervisor if fz is not None else pid)
         if fz is None and spec.runtime == "python" and self.fzs is not None:
             why = self.fzs.failed.get(rev.key)
             inst.info += f"; zygote: none ({why})" if why else "; zygote: runtime"
@@ -439,6 +455,8 @@ class InstanceManager:
             theirs.close()
         fz = FunctionZygote(rev.key, ours, sup, registry.lost, self._on_zygote_child_exit)
         registry.by_supervisor[sup] = fz
+        if self.cgroups is not None:
+            self.cpu.join(rev.function, rev.spec.memory, sup)
         if sup in self._early_exits:
             self._on_exit(sup, self._early_exits.pop(sup))
         return fz
@@ -483,6 +501,7 @@ class InstanceManager:
     def _on_exit(self, pid: int, status: int) -> None:
         if self.relay is not None:  # an instance's (or a function zygote's) relayed listeners, if any
             self.relay.release(pid)
+        self.cpu.leave(pid)
         if self.fzs is not None and self.fzs.supervisor_exited(pid):
             if self.cgroups is not None:
                 self.cgroups.remove_all(pid)
