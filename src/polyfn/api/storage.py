@@ -9,6 +9,7 @@ or `read`-scope ones (`{"scope": "read"}`), and lists the keys that can sign S3 
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
@@ -56,6 +57,13 @@ def build_router(node: Node) -> APIRouter:
         return {"enabled": st.enabled, "endpoint": _endpoint(node, request), "region": st.settings.storage_region,
                 "backend": st.settings.storage_backend, "error": st.error or None,
                 "max_object_size": st.settings.storage_max_object_size, "credentials": creds}
+
+    @r.get("/usage", summary="Objects and bytes per bucket, every version counted (local backend)")
+    async def usage() -> dict[str, Any]:
+        st = _storage(node)
+        if st.proxy is not None:
+            raise ApiError(501, "not_implemented", "usage is counted by the upstream S3 with the s3 backend")
+        return {"buckets": await asyncio.to_thread(st.usage)}
 
     @r.post("/keys", status_code=201, summary="Create a storage access key (an API key; the secret is shown only here)")
     async def create_key(request: Request) -> JSONResponse:

@@ -40,7 +40,8 @@ BAD_DATE = "bad_date"
 SKEWED = "skewed"
 EXPIRED = "expired"  # presigned URL past X-Amz-Expires
 NOT_YET_VALID = "not_yet_valid"
-QUERY_PARAMS = "query_params"  # presigned parameters incomplete or out of range
+QUERY_PARAMS = "query_params"  # presigned parameters incomplete
+EXPIRES_RANGE = "expires_range"  # X-Amz-Expires outside 1 s … 7 days
 MISSING_PAYLOAD_HASH = "missing_payload_hash"
 PAYLOAD_MISMATCH = "payload_mismatch"
 MISMATCH = "mismatch"  # the signature itself
@@ -172,6 +173,17 @@ def parse_amz_date(value: str) -> float:
         raise SigV4Error(BAD_DATE, f"X-Amz-Date {value!r} is missing or not YYYYMMDDTHHMMSSZ") from None
 
 
+def _date_header(value: str) -> str:
+    """A request signed with only `Date` (RFC 1123, or already the basic ISO 8601 form): the timestamp of the
+    string to sign is that date in basic ISO 8601."""
+    import email.utils
+
+    try:
+        return amz_date(email.utils.parsedate_to_datetime(value).timestamp())
+    except (TypeError, ValueError, IndexError):
+        return value
+
+
 def claimed_key_id(authorization: str) -> str:
     """The access key id a V4 `Authorization` header names, unverified ("" if none)."""
     i = authorization.find("Credential=") if authorization.startswith(ALGORITHM) else -1
@@ -214,7 +226,7 @@ def verify(method: str, raw_path: str, query: list[tuple[str, str]], headers: Ma
     if svc != service:
         raise SigV4Error(WRONG_SERVICE, f"Credential should be scoped to correct service: '{service}'")
     secret, key = resolve(lookup, akid)
-    when = headers.get("x-amz-date") or headers.get("date") or ""
+    when = headers.get("x-amz-date") or _date_header(headers.get("date", ""))
     ts = parse_amz_date(when)
     if abs(now - ts) > MAX_SKEW:
         raise SigV4Error(SKEWED, "Signature expired: the request time is more than 15 minutes away from the "
@@ -256,7 +268,8 @@ def _verify_query(method: str, raw_path: str, query: list[tuple[str, str]], head
     if svc != service:
         raise SigV4Error(WRONG_SERVICE, f"Credential should be scoped to correct service: '{service}'")
     if not 0 < expires <= MAX_PRESIGN_EXPIRES:
-        raise SigV4Error(QUERY_PARAMS, "X-Amz-Expires must be between 1 and 604800 seconds")
+        raise SigV4Error(EXPIRES_RANGE, "X-Amz-Expires must be less than a week (in seconds) that is 604800 "
+                         "and greater than 0")
     secret, key = resolve(lookup, akid)
     ts = parse_amz_date(when)
     if now > ts + expires:

@@ -20,13 +20,13 @@ OWNER_FULL: Grant = ("id", OWNER_ID, "FULL_CONTROL")
 PERMISSIONS = ("READ", "WRITE", "READ_ACP", "WRITE_ACP", "FULL_CONTROL")
 CANNED: dict[str, list[Grant]] = {
     "private": [OWNER_FULL],
-    "public-read": [OWNER_FULL, ("uri", ALL_USERS, "READ")],
-    "public-read-write": [OWNER_FULL, ("uri", ALL_USERS, "READ"), ("uri", ALL_USERS, "WRITE")],
-    "authenticated-read": [OWNER_FULL, ("uri", AUTH_USERS, "READ")],
-    "bucket-owner-read": [OWNER_FULL],
-    "bucket-owner-full-control": [OWNER_FULL],
+    "public-read": [("uri", ALL_USERS, "READ"), OWNER_FULL],
+    "public-read-write": [("uri", ALL_USERS, "READ"), ("uri", ALL_USERS, "WRITE"), OWNER_FULL],
+    "authenticated-read": [("uri", AUTH_USERS, "READ"), OWNER_FULL],
+    "bucket-owner-read": [OWNER_FULL, ("id", OWNER_ID, "READ")],
+    "bucket-owner-full-control": [OWNER_FULL, ("id", OWNER_ID, "FULL_CONTROL")],
     "aws-exec-read": [OWNER_FULL],
-    "log-delivery-write": [OWNER_FULL, ("uri", LOG_DELIVERY, "WRITE"), ("uri", LOG_DELIVERY, "READ_ACP")],
+    "log-delivery-write": [("uri", LOG_DELIVERY, "WRITE"), ("uri", LOG_DELIVERY, "READ_ACP"), OWNER_FULL],
 }
 _GRANT_HEADERS = {f"x-amz-grant-{p.lower().replace('_', '-')}": p for p in PERMISSIONS}
 _GRANTEE = re.compile(r'\s*(id|uri|emailAddress)\s*=\s*"?([^",]*)"?\s*', re.I)
@@ -91,13 +91,26 @@ def from_request(h: Mapping[str, str], body: bytes, ownership: str = "") -> list
 
 
 def enforce(ownership: str, grants: list[Grant]) -> None:
+    for kind, who, _ in grants:
+        if kind == "id" and who != OWNER_ID:
+            raise invalid_argument(f"Invalid id: {who!r} is not a canonical user of this store (its one owner is "
+                                   f"{OWNER_ID!r})")
+        if kind == "email":
+            raise S3Error(400, "UnresolvableGrantByEmailAddress", "The email address you provided does not match "
+                          "any account on record.")
     if ownership == "BucketOwnerEnforced" and any(g != OWNER_FULL for g in grants):
         raise S3Error(400, "AccessControlListNotSupported", "The bucket does not allow ACLs")
 
 
+def granted(grants: list[Grant], permission: str, ident: object | None) -> bool:
+    """Does an ACL grant `permission` to this caller (None: anonymous) beyond the owner's full control?"""
+    groups = (ALL_USERS,) if ident is None else (ALL_USERS, AUTH_USERS)
+    return any(kind == "uri" and who in groups and perm in (permission, "FULL_CONTROL") for kind, who, perm in grants)
+
+
 def to_xml(grants: list[Grant]) -> str:
     out = []
-    for kind, who, perm in grants or [OWNER_FULL]:
+    for kind, who, perm in sorted(grants, key=lambda g: g[0] != "uri"):  # groups first, as S3 lists them
         if kind == "id":
             grantee = (f'<Grantee {_XSI} xsi:type="CanonicalUser"><ID>{e(who)}</ID>'
                        f"<DisplayName>{e(who)}</DisplayName></Grantee>")

@@ -17,14 +17,14 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
 from polyfn.auth.keys import storage_allows
-from polyfn.storage import cors, routes, sigv4
+from polyfn.storage import cors, policy, routes, sigv4
+from polyfn.storage.acl import granted
 from polyfn.storage.errors import S3Error, access_denied
 from polyfn.storage.local import LocalBackend
 from polyfn.storage.model import (
-    ALL_USERS,
-    AUTH_USERS,
     BucketInfo,
     ObjectInfo,
     validate_bucket_name,
@@ -33,6 +33,7 @@ from polyfn.storage.model import (
 from polyfn.storage.sigv4 import Identity
 from polyfn.storage.wire import (
     OSS_DIALECT,
+    OWNER_ID,
     XML_CT,
     ClientGone,
     Request,
@@ -173,8 +174,14 @@ class S3App:
         if req.key:
             validate_key(req.key)
         route = routes.resolve(req.method, req.level, req.q, req.headers)
+        owner = req.headers.get("x-amz-expected-bucket-owner")
+        if owner is not None and owner != OWNER_ID:
+            raise access_denied("Access Denied: the bucket is not owned by the expected owner")
+        if self.proxy is None and req.bucket:
+            self._apply_policy(req, route, ident)
         if ident is None:
-            self._authorize_anonymous(req, route)
+            if not req.policy_allows:
+                self._authorize_anonymous(req, route)
         elif ident.key is not None and route.write and not storage_allows(ident.key, "PUT"):
             raise access_denied(f"Access Denied: key {ident.access_key_id} has scope {ident.key.scope!r}, which "
                                 "allows reads (GET, HEAD) only; writes need scope 'invoke' or above")
@@ -190,6 +197,8 @@ class S3App:
         GetObject), writes to public-read-write buckets, POST uploads (their policy is the signature)."""
         if route.anonymous == "post":
             return
+        if req.bucket and self.proxy is None:
+            self.backend.bucket(req.bucket)  # a missing bucket is NoSuchBucket for anyone, as on S3
         if route.anonymous and req.bucket:
             if self.proxy is not None:
                 if route.anonymous == "read" and self.proxy.is_public(req.bucket):
@@ -202,6 +211,22 @@ class S3App:
                     return
         raise access_denied("Access Denied: this request is not signed and the bucket is not public-read; sign it "
                             "with a polyfn storage key (`polyfn storage keys create`)")
+
+    def _apply_policy(self, req: Request, route: routes.Route, ident: Identity | None) -> None:
+        """The bucket's policy: an explicit Deny refuses the request; an Allow for everyone admits it unsigned."""
+        try:
+            text = self.backend.bucket(req.bucket).policy
+        except S3Error:
+            return
+        if not text or route.operation.startswith(("PutBucketPolicy", "GetBucketPolicy", "DeleteBucketPolicy")):
+            return
+        doc = policy.parse(text)
+        action = policy.action_of(route.operation, "versionId" in req.q)
+        resource = f"arn:aws:s3:::{req.bucket}" + (f"/{req.key}" if req.key else "")
+        verdict = policy.evaluate(doc, action, resource, ident is None, _policy_context(self, req))
+        if verdict == "deny":
+            raise access_denied("Access Denied: the bucket policy denies this request")
+        req.policy_allows = verdict == "allow"
 
     def may_read_anonymously(self, bucket: BucketInfo, info: ObjectInfo) -> bool:
         return granted(bucket.acl, "READ", None) or granted(info.acl, "READ", None)
@@ -256,10 +281,41 @@ class S3App:
             await send(msg)
 
 
-def granted(acl: list[tuple[str, str, str]], permission: str, ident: Identity | None) -> bool:
-    """Does an ACL grant `permission` to this caller (None: anonymous) beyond the owner's full control?"""
-    groups = (ALL_USERS,) if ident is None else (ALL_USERS, AUTH_USERS)
-    return any(kind == "uri" and who in groups and perm in (permission, "FULL_CONTROL") for kind, who, perm in acl)
+def _policy_context(app: S3App, req: Request) -> dict[str, Callable[[], Any]]:
+    """Condition keys of a request, each computed only when a condition asks for it."""
+    h, q = req.headers, req.q
+    ctx: dict[str, Callable[[], Any]] = {"aws:securetransport": lambda: "false",
+                                          "aws:sourceip": lambda: req.client_ip}
+    for name in ("x-amz-acl", "x-amz-server-side-encryption", "x-amz-server-side-encryption-aws-kms-key-id",
+                 "x-amz-server-side-encryption-customer-algorithm", "x-amz-copy-source", "x-amz-metadata-directive",
+                 "x-amz-grant-read", "x-amz-grant-write", "x-amz-grant-read-acp", "x-amz-grant-write-acp",
+                 "x-amz-grant-full-control", "x-amz-content-sha256", "x-amz-storage-class"):
+            ctx["s3:" + name] = (lambda n=name: h.get(n))
+    for name in ("prefix", "delimiter", "max-keys", "versionid"):
+        ctx["s3:" + name] = (lambda n=name: q.get("versionId" if n == "versionid" else n))
+
+    def existing_tags() -> dict[str, str]:
+        try:
+            return app.backend.head_object(req.bucket, req.key, q.get("versionId")).tags if req.key else {}
+        except S3Error:
+            return {}
+
+    request_tags: dict[str, str] = {}
+    if "x-amz-tagging" in h:
+        request_tags = dict(parse_qsl(h["x-amz-tagging"], keep_blank_values=True))
+    ctx["s3:requestobjecttagkeys"] = lambda: list(request_tags)
+
+    class Tags(dict):  # s3:ExistingObjectTag/<key>, s3:RequestObjectTag/<key>
+        def get(self, k: str, default: Any = None) -> Any:
+            if k.startswith("s3:existingobjecttag/"):
+                tag = k.split("/", 1)[1]
+                return lambda: next((v for t, v in existing_tags().items() if t.lower() == tag), None)
+            if k.startswith("s3:requestobjecttag/"):
+                tag = k.split("/", 1)[1]
+                return lambda: next((v for t, v in request_tags.items() if t.lower() == tag), None)
+            return super().get(k, default)
+
+    return Tags(ctx)
 
 
 def _signed_path(req: Request) -> str:

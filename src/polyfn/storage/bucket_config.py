@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from polyfn.storage import acl, cors
-from polyfn.storage.errors import S3Error, invalid_argument
-from polyfn.storage.wire import Request, Send, malformed, parse_xml, read_all, respond, respond_xml
+from polyfn.storage import acl, cors, policy
+from polyfn.storage.errors import S3Error
+from polyfn.storage.wire import Request, Send, e, malformed, parse_xml, read_all, respond, respond_xml
 from polyfn.storage.write_request import check_tags, tags_xml
 
 if TYPE_CHECKING:
@@ -161,7 +161,7 @@ async def put_object_lock(app: S3App, req: Request, send: Send, ident: Identity 
         except ValueError:
             raise malformed() from None
         if n <= 0:
-            raise invalid_argument("Default retention period must be a positive integer value.")
+            raise S3Error(400, "InvalidRetentionPeriod", "Default retention period must be a positive integer value.")
         lock.update({"mode": mode, "days" if days else "years": n})
     app.backend.update_bucket(req.bucket, lock=lock)
     await respond(send, 200, [])
@@ -171,12 +171,14 @@ async def put_object_lock(app: S3App, req: Request, send: Send, ident: Identity 
 
 
 async def get_encryption(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
-    alg = app.backend.bucket(req.bucket).encryption
+    bucket = app.backend.bucket(req.bucket)
+    alg = bucket.encryption
     if not alg:
         raise _not_found("ServerSideEncryptionConfigurationNotFoundError", "The server side encryption "
                          "configuration was not found")
+    kms = f"<KMSMasterKeyID>{e(bucket.kms_key_id)}</KMSMasterKeyID>" if bucket.kms_key_id else ""
     await respond_xml(send, "ServerSideEncryptionConfiguration", "<Rule><ApplyServerSideEncryptionByDefault>"
-                      f"<SSEAlgorithm>{alg}</SSEAlgorithm></ApplyServerSideEncryptionByDefault>"
+                      f"<SSEAlgorithm>{alg}</SSEAlgorithm>{kms}</ApplyServerSideEncryptionByDefault>"
                       "<BucketKeyEnabled>false</BucketKeyEnabled></Rule>")
 
 
@@ -185,17 +187,47 @@ async def put_encryption(app: S3App, req: Request, send: Send, ident: Identity |
     alg = root.findtext("Rule/ApplyServerSideEncryptionByDefault/SSEAlgorithm")
     if root.tag != "ServerSideEncryptionConfiguration" or not alg:
         raise malformed()
-    if alg.startswith("aws:kms"):
-        raise S3Error(501, "NotImplemented", "SSE-KMS is not implemented by this store; use AES256 (SSE-S3)")
-    if alg != "AES256":
+    if alg not in ("AES256", "aws:kms"):
         raise malformed()
-    app.backend.update_bucket(req.bucket, encryption=alg)
+    kms = root.findtext("Rule/ApplyServerSideEncryptionByDefault/KMSMasterKeyID") or ""
+    app.backend.update_bucket(req.bucket, encryption=alg, kms_key_id=kms if alg == "aws:kms" else "")
     await respond(send, 200, [])
 
 
 async def delete_encryption(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
-    app.backend.update_bucket(req.bucket, encryption="")
+    app.backend.update_bucket(req.bucket, encryption="", kms_key_id="")
     await respond(send, 204, [])
+
+
+# -- policy ---------------------------------------------------------------------------------------------
+
+
+async def get_policy(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+    text = app.backend.bucket(req.bucket).policy
+    if not text:
+        raise _not_found("NoSuchBucketPolicy", "The bucket policy does not exist")
+    await respond(send, 200, [(b"content-type", b"application/json")], text.encode())
+
+
+async def put_policy(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+    text = (await _body(req)).decode("utf-8", "replace")
+    doc = policy.parse(text)
+    if app.backend.bucket(req.bucket).public_access_block.get("BlockPublicPolicy") and policy.is_public(doc):
+        raise S3Error(403, "AccessDenied", "Access Denied: the bucket's public access block refuses public policies")
+    app.backend.update_bucket(req.bucket, policy=text)
+    await respond(send, 204, [])
+
+
+async def delete_policy(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+    app.backend.update_bucket(req.bucket, policy="")
+    await respond(send, 204, [])
+
+
+async def get_policy_status(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+    bucket = app.backend.bucket(req.bucket)
+    public = (bool(bucket.policy) and policy.is_public(policy.parse(bucket.policy))) or any(
+        kind == "uri" and who.endswith(("/AllUsers", "/AuthenticatedUsers")) for kind, who, _ in bucket.acl)
+    await respond_xml(send, "PolicyStatus", f"<IsPublic>{'true' if public else 'false'}</IsPublic>")
 
 
 # -- ownership controls, public access block ------------------------------------------------------------

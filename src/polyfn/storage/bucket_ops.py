@@ -17,9 +17,21 @@ OWNERSHIPS = ("BucketOwnerEnforced", "BucketOwnerPreferred", "ObjectWriter")
 
 
 async def list_buckets(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+    q = req.q
+    prefix, after = q.get("prefix", ""), q.get("continuation-token", "")
+    try:
+        limit = int(q.get("max-buckets", "10000"))
+    except ValueError:
+        raise S3Error(400, "InvalidArgument", "max-buckets must be an integer") from None
+    buckets = [b for b in app.backend.list_buckets() if b.name.startswith(prefix) and b.name > after]
+    more = len(buckets) > limit
+    buckets = buckets[:limit]
     items = "".join(f"<Bucket><Name>{e(b.name)}</Name><CreationDate>{iso(b.created)}</CreationDate></Bucket>"
-                    for b in app.backend.list_buckets())
-    await respond_xml(send, "ListAllMyBucketsResult", f"{OWNER}<Buckets>{items}</Buckets>")
+                    for b in buckets)
+    tail = f"<ContinuationToken>{e(buckets[-1].name)}</ContinuationToken>" if more and buckets else ""
+    if prefix:
+        tail += f"<Prefix>{e(prefix)}</Prefix>"
+    await respond_xml(send, "ListAllMyBucketsResult", f"{OWNER}<Buckets>{items}</Buckets>{tail}")
 
 
 async def create_bucket(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
@@ -33,16 +45,18 @@ async def create_bucket(app: S3App, req: Request, send: Send, ident: Identity | 
     ownership = h.get("x-amz-object-ownership", "")
     if ownership and ownership not in OWNERSHIPS:
         raise S3Error(400, "InvalidArgument", f"Invalid x-amz-object-ownership {ownership!r}")
-    grants = acl.from_headers(h, ownership) or []
-    info = BucketInfo(req.bucket, app.clock(), grants, ownership=ownership)
+    grants = acl.from_headers(h, ownership)
+    info = BucketInfo(req.bucket, app.clock(), grants or list(acl.CANNED["private"]), ownership=ownership)
     if h.get("x-amz-bucket-object-lock-enabled", "").lower() == "true":
         info.lock, info.versioning = {"enabled": True}, "Enabled"
     if not app.backend.create_bucket(info):
         if app.region != "us-east-1":
             raise S3Error(409, "BucketAlreadyOwnedByYou", "Your previous request to create the named bucket "
                           "succeeded and you already own it.", f"/{req.bucket}", BucketName=req.bucket)
-        if grants:  # us-east-1 answers 200 to its owner and resets the ACL (as S3 does)
-            app.backend.update_bucket(req.bucket, acl=grants)
+        if (grants or acl.CANNED["private"]) != app.backend.bucket(req.bucket).acl:
+            # us-east-1 answers 200 to its owner, but not to a re-creation that would change the ACL
+            raise S3Error(409, "BucketAlreadyExists", "The requested bucket name is not available.",
+                          f"/{req.bucket}", BucketName=req.bucket)
     await respond(send, 200, [(b"location", f"/{req.bucket}".encode())])
 
 

@@ -78,7 +78,7 @@ def decode(algo: str, value: str) -> bytes:
     except ValueError:
         raw = b""
     if len(raw) != len(Hasher(algo).digest()):
-        raise S3Error(400, "InvalidRequest", f"Value for x-amz-checksum-{algo} header is invalid.")
+        raise S3Error(400, "BadDigest", f"Value for x-amz-checksum-{algo} header is invalid.")
     return raw
 
 

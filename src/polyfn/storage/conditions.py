@@ -57,11 +57,8 @@ def check_read(h: Mapping[str, str], etag: str, mtime: float, prefix: str = "if-
 def check_write(h: Mapping[str, str], current: ObjectInfo | None, bucket: str, key: str) -> None:
     """Preconditions of a write against the key's current version (None: there is none)."""
     inm, im = h.get("if-none-match"), h.get("if-match")
-    if inm is not None:
-        if inm.strip() != "*":
-            raise S3Error(501, "NotImplemented", "If-None-Match on a write only takes '*'")
-        if current is not None:
-            raise _failed("If-None-Match")
+    if inm is not None and current is not None and etag_matches(inm, current.etag):
+        raise _failed("If-None-Match")
     if im is not None:
         if current is None:
             raise no_such_key(bucket, key)

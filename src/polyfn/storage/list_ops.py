@@ -62,7 +62,7 @@ async def list_objects(app: S3App, req: Request, send: Send, ident: Identity | N
     else:
         contents, prefixes, truncated, last = await asyncio.to_thread(
             app.backend.list_objects, req.bucket, prefix, delimiter, after, max_keys)
-    parts = [f"<Name>{e(req.bucket)}</Name><Prefix>{e(enc(prefix))}</Prefix>"]
+    parts = [f"<Name>{e(req.bucket)}</Name><Prefix>{e(enc(prefix) if v2 else prefix)}</Prefix>"]
     if v2:
         parts.append(f"<KeyCount>{len(contents) + len(prefixes)}</KeyCount>")
     else:

@@ -17,6 +17,7 @@ version is ordered by its `seq`. Changes to one key are serialised by a per-key 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -163,8 +164,8 @@ class LocalBackend(Uploads):
 
     def update_bucket(self, bucket: str, **changes: Any) -> BucketInfo:
         info = self.bucket(bucket)
-        new = BucketInfo.from_record(bucket, {**info.to_record(), **{"pab" if k == "public_access_block" else k: v
-                                                                    for k, v in changes.items()}})
+        keys = {"public_access_block": "pab", "kms_key_id": "kms"}
+        new = BucketInfo.from_record(bucket, {**info.to_record(), **{keys.get(k, k): v for k, v in changes.items()}})
         self._write_bucket(new)
         return new
 
@@ -295,7 +296,7 @@ class LocalBackend(Uploads):
             if encryption is not None:
                 iv = sse_mod.new_iv()
                 w.cipher = sse_mod.encryptor(encryption[0], iv)
-                info.sse = {**encryption[1], "ivs": [sse_mod.base64.b64encode(iv).decode()]}
+                info.sse = {**encryption[1], "ivs": [base64.b64encode(iv).decode()]}
             async for chunk in chunks:
                 if chunk:
                     w.write(chunk)

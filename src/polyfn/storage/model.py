@@ -80,7 +80,8 @@ class BucketInfo:
     cors: list[dict[str, Any]] = field(default_factory=list)  # `cors.parse_rules`
     policy: str = ""
     lock: dict[str, Any] = field(default_factory=dict)  # {"enabled": True, "mode": …, "days"|"years": n}
-    encryption: str = ""  # default SSE: "" | AES256
+    encryption: str = ""  # default SSE: "" | AES256 | aws:kms
+    kms_key_id: str = ""
     ownership: str = ""  # BucketOwnerEnforced | BucketOwnerPreferred | ObjectWriter
     public_access_block: dict[str, bool] = field(default_factory=dict)
 
@@ -92,16 +93,17 @@ class BucketInfo:
     def to_record(self) -> dict[str, Any]:
         return {"created": self.created, "acl": self.acl, "versioning": self.versioning, "tags": self.tags,
                 "cors": self.cors, "policy": self.policy, "lock": self.lock, "encryption": self.encryption,
-                "ownership": self.ownership, "pab": self.public_access_block}
+                "ownership": self.ownership, "pab": self.public_access_block, "kms": self.kms_key_id}
 
     @classmethod
     def from_record(cls, name: str, rec: dict[str, Any]) -> BucketInfo:
-        acl = [tuple(g) for g in rec.get("acl", [])]
-        if rec.get("public") and not acl:  # records written before ACLs: a public flag
-            acl = [("uri", ALL_USERS, "READ")]
-        return cls(name, rec["created"], acl, rec.get("versioning", ""), rec.get("tags", {}), rec.get("cors", []),
-                   rec.get("policy", ""), rec.get("lock", {}), rec.get("encryption", ""), rec.get("ownership", ""),
-                   rec.get("pab", {}))
+        acl = [tuple(g) for g in rec["acl"]] if "acl" in rec else [("id", "polyfn", "FULL_CONTROL")]
+        if rec.get("public") and "acl" not in rec:  # records written before ACLs: a public flag
+            acl = [("uri", ALL_USERS, "READ"), ("id", "polyfn", "FULL_CONTROL")]
+        return cls(name, rec["created"], acl, versioning=rec.get("versioning", ""), tags=rec.get("tags", {}),
+                   cors=rec.get("cors", []), policy=rec.get("policy", ""), lock=rec.get("lock", {}),
+                   encryption=rec.get("encryption", ""), kms_key_id=rec.get("kms", ""),
+                   ownership=rec.get("ownership", ""), public_access_block=rec.get("pab", {}))
 
 
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"

@@ -7,8 +7,8 @@ import os
 from typing import TYPE_CHECKING
 
 from polyfn.storage import checksums, conditions
-from polyfn.storage.errors import invalid_argument
-from polyfn.storage.model import PutChecks
+from polyfn.storage.errors import S3Error, invalid_argument
+from polyfn.storage.model import ObjectInfo, PutChecks
 from polyfn.storage.object_ops import copy_source, version_headers, write_precondition
 from polyfn.storage.wire import Request, Send, e, iso, malformed, parse_xml, read_all, respond, respond_xml
 from polyfn.storage.write_request import data_key, encryption, new_info, payload, sse_headers
@@ -60,9 +60,12 @@ def _upload_key(app: S3App, req: Request) -> bytes | None:
     rec = app.backend.upload(req.bucket, req.key, req.q["uploadId"])
     if not rec["sse"]:
         return None
-    from polyfn.storage.model import ObjectInfo
-
     return data_key(app, req.headers, ObjectInfo(req.key, 0, "", 0.0, sse=rec["sse"]))
+
+
+def _upload_sse_headers(app: S3App, req: Request) -> list[tuple[bytes, bytes]]:
+    rec = app.backend.upload(req.bucket, req.key, req.q["uploadId"])
+    return sse_headers(ObjectInfo(req.key, 0, "", 0.0, sse=rec["sse"]), req.headers) if rec["sse"] else []
 
 
 async def upload_part(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
@@ -70,7 +73,8 @@ async def upload_part(app: S3App, req: Request, send: Send, ident: Identity | No
     dk = _upload_key(app, req)
     chunks, checks = payload(app, req, ident)
     part = await app.backend.put_part(req.bucket, req.key, req.q["uploadId"], number, chunks, checks, dk)
-    hdrs = [(b"etag", f'"{part.etag}"'.encode()), *checksums.response_headers(part.checksums)]
+    hdrs = [(b"etag", f'"{part.etag}"'.encode()), *checksums.response_headers(part.checksums),
+            *_upload_sse_headers(app, req)]
     hdrs = [h for h in hdrs if h[0] != b"x-amz-checksum-type"]
     await respond(send, 200, hdrs)
 
@@ -96,8 +100,8 @@ async def upload_part_copy(app: S3App, req: Request, send: Send, ident: Identity
                                        "where first and last are the zero-based offsets of the first and last "
                                        "bytes to copy") from None
             if unit != "bytes" or start < 0 or end <= start or end > src.size:
-                raise invalid_argument("Range specified is not valid for source object of size: "
-                                       f"{src.size}")
+                raise S3Error(400, "InvalidRange", "The x-amz-copy-source-range is not valid for a source object "
+                              f"of size {src.size}")
         src_key = data_key(app, h, src, "x-amz-copy-source-server-side-encryption-customer-")
         stream, fd = app.backend.stream(fd, src, start, end, src_key), -1
         part = await app.backend.put_part(req.bucket, req.key, req.q["uploadId"], number, stream,
@@ -109,6 +113,7 @@ async def upload_part_copy(app: S3App, req: Request, send: Send, ident: Identity
     if svid or src.version_id != "null":
         hdrs.append((b"x-amz-copy-source-version-id", src.version_id.encode()))
     sums = "".join(f"<Checksum{a.upper()}>{v}</Checksum{a.upper()}>" for a, v in part.checksums.items())
+    hdrs += _upload_sse_headers(app, req)
     await respond_xml(send, "CopyPartResult", f"<LastModified>{iso(part.last_modified)}</LastModified>"
                       f"<ETag>&quot;{part.etag}&quot;</ETag>{sums}", headers=hdrs)
 
@@ -134,7 +139,7 @@ async def complete_upload(app: S3App, req: Request, send: Send, ident: Identity 
     sums = "".join(f"<Checksum{a.upper()}>{v}</Checksum{a.upper()}>" for a, v in info.checksums.items())
     if info.checksum_type:
         sums += f"<ChecksumType>{info.checksum_type}</ChecksumType>"
-    hdrs = [*version_headers(info, bool(bucket.versioning)), *sse_headers(info, req.headers)]
+    hdrs = [*version_headers(info, bucket.versioning == "Enabled"), *sse_headers(info, req.headers)]
     await respond_xml(send, "CompleteMultipartUploadResult",
                       f"<Location>/{e(req.bucket)}/{e(req.key)}</Location><Bucket>{e(req.bucket)}</Bucket>"
                       f"<Key>{e(req.key)}</Key><ETag>&quot;{info.etag}&quot;</ETag>{sums}", headers=hdrs)

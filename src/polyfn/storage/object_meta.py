@@ -37,7 +37,7 @@ def _vid(req: Request) -> str | None:
 
 
 def _vh(app: S3App, req: Request, info: ObjectInfo) -> list[tuple[bytes, bytes]]:
-    return version_headers(info, bool(app.backend.bucket(req.bucket).versioning))
+    return version_headers(info, app.backend.bucket(req.bucket).versioning == "Enabled")
 
 
 # -- ACL ------------------------------------------------------------------------------------------------
@@ -45,7 +45,8 @@ def _vh(app: S3App, req: Request, info: ObjectInfo) -> list[tuple[bytes, bytes]]
 
 async def get_object_acl(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
     info = app.backend.head_object(req.bucket, req.key, _vid(req))
-    await respond_xml(send, "AccessControlPolicy", acl.to_xml(info.acl), headers=_vh(app, req, info))
+    await respond_xml(send, "AccessControlPolicy", acl.to_xml(info.acl or acl.CANNED["private"]),
+                      headers=_vh(app, req, info))
 
 
 async def put_object_acl(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
@@ -113,6 +114,7 @@ async def put_retention(app: S3App, req: Request, send: Send, ident: Identity | 
     until = parse_iso(until_s)
     if until is None:
         raise malformed()
+    until = float(int(until))  # kept to the second, as it is answered (a client waiting it out is not early)
     now = app.clock()
     if until <= now:
         raise invalid_argument("The retain until date must be in the future!")

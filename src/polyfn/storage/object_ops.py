@@ -11,7 +11,7 @@ import os
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from polyfn.storage import checksums, conditions
+from polyfn.storage import checksums, conditions, sse
 from polyfn.storage.errors import S3Error, access_denied, invalid_argument
 from polyfn.storage.model import NULL_VERSION, ObjectInfo, PutChecks, validate_bucket_name, validate_key
 from polyfn.storage.wire import (
@@ -69,7 +69,7 @@ async def put_object(app: S3App, req: Request, send: Send, ident: Identity | Non
     enc = encryption(app, req.headers, bucket)
     chunks, checks = payload(app, req, ident)
     info = await app.backend.put_object(req.bucket, req.key, chunks, info, checks, enc, write_precondition(req))
-    hdrs = [(b"etag", f'"{info.etag}"'.encode()), *version_headers(info, bool(bucket.versioning)),
+    hdrs = [(b"etag", f'"{info.etag}"'.encode()), *version_headers(info, bucket.versioning == "Enabled"),
             *sse_headers(info, req.headers), *checksums.response_headers(info.checksums)]
     await app.emit("created", req.bucket, req.key, info, req.client_ip)
     await _respond(send, 200, hdrs)
@@ -87,13 +87,15 @@ async def get_object(app: S3App, req: Request, send: Send, ident: Identity | Non
     bucket = app.backend.bucket(req.bucket)
     info, fd = app.backend.open_object(req.bucket, req.key, _version_param(req))
     try:
-        if ident is None and not app.may_read_anonymously(bucket, info):
+        if ident is None and not req.policy_allows and not app.may_read_anonymously(bucket, info):
             raise access_denied()
         h = req.headers
         etag = f'"{info.etag}"'
         if conditions.check_read(h, info.etag, info.last_modified) == conditions.NOT_MODIFIED:
             return await _respond(send, 304, [(b"etag", etag.encode()),
                                               (b"last-modified", http_date(info.last_modified).encode())], head=True)
+        if sse.H_SSE in h or "x-amz-server-side-encryption-aws-kms-key-id" in h:
+            raise invalid_argument("x-amz-server-side-encryption headers are only for writes (PUT, POST, copy)")
         dk = data_key(app, h, info)
         size = info.size
         start, end, status = 0, size, 200
@@ -114,7 +116,7 @@ async def get_object(app: S3App, req: Request, send: Send, ident: Identity | Non
                 (b"etag", etag.encode()),
                 (b"last-modified", http_date(info.last_modified).encode()),
                 (b"accept-ranges", b"bytes"),
-                *version_headers(info, bool(bucket.versioning)), *part_hdrs, *sums, *sse_headers(info, h),
+                *version_headers(info, bucket.versioning == "Enabled"), *part_hdrs, *sums, *sse_headers(info, h),
                 *object_headers(info)]
         if status == 206:
             hdrs.append((b"content-range", f"bytes {start}-{end - 1}/{size}".encode()))
@@ -144,9 +146,8 @@ async def get_object(app: S3App, req: Request, send: Send, ident: Identity | Non
 def object_headers(info: ObjectInfo) -> list[tuple[bytes, bytes]]:
     """What GET/HEAD say about a version beside its bytes: headers it was stored with, metadata, tags count,
     storage class, Object Lock."""
-    hdrs = [(k.encode(), v.encode("latin-1", "replace")) for k, v in info.headers.items()]
-    hdrs += [(b"x-amz-meta-" + k.encode("latin-1", "replace"), v.encode("latin-1", "replace"))
-             for k, v in info.metadata.items()]
+    hdrs = [(k.encode(), _header_bytes(v)) for k, v in info.headers.items()]
+    hdrs += [(b"x-amz-meta-" + k.encode(), _header_bytes(v)) for k, v in info.metadata.items()]
     if info.tags:
         hdrs.append((b"x-amz-tagging-count", str(len(info.tags)).encode()))
     if info.storage_class != "STANDARD":
@@ -157,6 +158,14 @@ def object_headers(info: ObjectInfo) -> list[tuple[bytes, bytes]]:
     if info.legal_hold:
         hdrs.append((b"x-amz-object-lock-legal-hold", b"ON"))
     return hdrs
+
+
+def _header_bytes(value: str) -> bytes:
+    """Clients read header values as Latin-1 (http.client): what fits goes out so, anything else as UTF-8."""
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value.encode()
 
 
 def _part_range(value: str, info: ObjectInfo, ck_mode: bool,
@@ -170,7 +179,7 @@ def _part_range(value: str, info: ObjectInfo, ck_mode: bool,
         raise invalid_argument("Part number must be an integer between 1 and 10000, inclusive")
     parts = info.parts or [info.size]
     if n > len(parts):
-        raise S3Error(416, "InvalidPartNumber", "The requested partnumber is not satisfiable",
+        raise S3Error(400, "InvalidPart", "The requested partnumber is not satisfiable",
                       PartNumberRequested=str(n), ActualPartCount=str(len(parts)))
     start = sum(parts[:n - 1])
     sums: list[tuple[bytes, bytes]] = []
@@ -239,7 +248,7 @@ async def copy_object(app: S3App, req: Request, send: Send, ident: Identity | No
         if fd >= 0:
             os.close(fd)
     await app.emit("created", req.bucket, req.key, new, req.client_ip)
-    hdrs = [*version_headers(new, bool(bucket.versioning)), *sse_headers(new, h)]
+    hdrs = [*version_headers(new, bucket.versioning == "Enabled"), *sse_headers(new, h)]
     if src_info.version_id != NULL_VERSION or svid:
         hdrs.append((b"x-amz-copy-source-version-id", src_info.version_id.encode()))
     await _respond(send, 200, [*XML_CT, *hdrs], _copy_result(new))

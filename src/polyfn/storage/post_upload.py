@@ -23,10 +23,12 @@ from urllib.parse import urlencode
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from polyfn.auth import sigv4 as v4
-from polyfn.storage import sigv4
+from polyfn.storage import checksums, sigv4
+from polyfn.storage.acl import granted
+from polyfn.storage.bucket_config import parse_tagging
 from polyfn.storage.errors import S3Error, access_denied, invalid_argument
 from polyfn.storage.model import PutChecks, validate_key
-from polyfn.storage.wire import Request, Send, body_chunks, e, parse_iso, respond, respond_xml
+from polyfn.storage.wire import XML_CT, XML_DECL, Request, Send, body_chunks, e, parse_iso, respond
 from polyfn.storage.write_request import encryption, new_info, sse_headers
 
 if TYPE_CHECKING:
@@ -36,6 +38,10 @@ if TYPE_CHECKING:
 MAX_FIELDS_BYTES = 64 * 1024
 #: Fields that need no condition in the policy.
 _FREE = {"file", "policy", "x-amz-signature", "signature", "awsaccesskeyid", "x-amz-security-token"}
+
+
+def invalid_policy(message: str) -> S3Error:
+    return S3Error(400, "InvalidPolicyDocument", f"Invalid Policy: {message}")
 
 
 def _denied(message: str) -> S3Error:
@@ -159,7 +165,7 @@ def _verify_signature(app: S3App, f: dict[str, str], policy_b64: str) -> Any:
                           "signature you provided.")
         return key
     if "signature" not in f or "awsaccesskeyid" not in f:
-        raise access_denied("Access Denied: a POST with a policy needs its signature and access key id")
+        raise invalid_argument("Bucket POST with a policy must contain the signature and AWSAccessKeyId fields")
     secret, key = _lookup(app, f["awsaccesskeyid"])
     want = base64.b64encode(hmac.new(secret.encode(), policy_b64.encode(), hashlib.sha1).digest()).decode()
     if not hmac.compare_digest(want, f["signature"]):
@@ -177,17 +183,17 @@ def _lookup(app: S3App, akid: str) -> tuple[str, Any]:
 
 def check_policy(policy: dict[str, Any], fields: dict[str, str], bucket: str, now: float) -> tuple[int, int]:
     """Check the form against its policy document; the allowed (min, max) size of the file."""
-    exp = policy.get("expiration")
+    exp = policy.get("expiration") if isinstance(policy, dict) else None
     if not isinstance(exp, str):
-        raise _denied("Policy missing expiration.")
-    when = parse_iso(exp)
+        raise invalid_policy("Policy missing expiration.")
+    when = parse_iso(exp) if "T" in exp else None
     if when is None:
-        raise _denied("Invalid Policy: Invalid 'expiration' value.")
+        raise invalid_policy("Invalid Policy: Invalid 'expiration' value.")
     if when < now:
         raise _denied("Policy expired.")
     conds = policy.get("conditions")
     if not isinstance(conds, list):
-        raise _denied("Policy missing conditions.")
+        raise invalid_policy("Policy missing conditions.")
     values = {**fields, "bucket": bucket}
     covered = set()
     low, high = 0, 1 << 62
@@ -203,7 +209,7 @@ def check_policy(policy: dict[str, Any], fields: dict[str, str], bucket: str, no
         elif isinstance(c, list) and len(c) == 3 and isinstance(c[0], str) and isinstance(c[1], str):
             op, name, want = c[0].lower(), c[1].removeprefix("$"), c[2]
         else:
-            raise invalid_argument(f"Invalid Policy: Invalid Simple-Condition: {c!r}")
+            raise invalid_policy(f"Invalid Simple-Condition: {c!r}")
         name = name.lower()
         got = values.get(name)
         ok = got is not None and (got == want if op == "eq" else got.startswith(str(want)) if op == "starts-with"
@@ -211,7 +217,8 @@ def check_policy(policy: dict[str, Any], fields: dict[str, str], bucket: str, no
         if not ok:
             raise _denied(f'Policy Condition failed: ["{op}", "${name}", "{want}"]')
         covered.add(name)
-    extra = [n for n in fields if n not in covered and n not in _FREE and not n.startswith("x-ignore-")]
+    extra = [n for n in fields if n not in covered and n not in _FREE
+             and not n.startswith(("x-ignore-", checksums.HEADER))]
     if extra:
         raise _denied(f"Extra input fields: {', '.join(extra)}")
     return low, high
@@ -235,13 +242,10 @@ async def post_object(app: S3App, req: Request, send: Send, ident: Identity | No
         except ValueError:
             raise invalid_argument("Invalid Policy: the policy is not base64-encoded JSON") from None
         signer = _verify_signature(app, f, f["policy"])
-        low, high = check_policy(policy, f, req.bucket, app.clock())
+        low, high = check_policy(policy, {**f, "key": key}, req.bucket, app.clock())
         high = min(high, app.max_object_size)
-    else:
-        from polyfn.storage.api import granted
-
-        if not granted(bucket.acl, "WRITE", None):
-            raise access_denied("Access Denied: a POST upload needs a signed policy (or a public-read-write bucket)")
+    elif not granted(bucket.acl, "WRITE", None):
+        raise access_denied("Access Denied: a POST upload needs a signed policy (or a public-read-write bucket)")
     req.key = key
     fake = {k: v for k, v in f.items() if k.startswith(("x-amz-meta-", "x-amz-server-side-encryption", "x-amz-acl",
                                                           "x-amz-storage-class"))
@@ -257,14 +261,16 @@ async def post_object(app: S3App, req: Request, send: Send, ident: Identity | No
     finally:
         req.headers = saved
     if "tagging" in f:
-        from polyfn.storage.bucket_config import parse_tagging
-
         info.tags = parse_tagging(f["tagging"].encode(), 10)
     if signer is not None and ident is None:
         ident_function = getattr(signer, "owner", None) or ""
         if ident_function and app.notifications is not None:
             app.notifications.check_loop(req.bucket, key, "created", ident_function)
-    info = await app.backend.put_object(req.bucket, key, form.file(low, high), info, PutChecks(), enc)
+    given = checksums.from_headers(f)
+    for algo, value in given.items():
+        checksums.decode(algo, value)
+    info = await app.backend.put_object(req.bucket, key, form.file(low, high), info, PutChecks(checksums=given),
+                                        enc)
     await app.emit("created", req.bucket, key, info, req.client_ip)
     etag = f'"{info.etag}"'
     hdrs = [(b"etag", etag.encode()), (b"location", f"/{req.bucket}/{key}".encode()), *sse_headers(info, fake)]
@@ -275,7 +281,8 @@ async def post_object(app: S3App, req: Request, send: Send, ident: Identity | No
         hdrs = [h for h in hdrs if h[0] != b"location"]
         return await respond(send, 303, [*hdrs, (b"location", target.encode("latin-1", "replace"))])
     status = f.get("success_action_status", "204")
-    if status == "201":
-        return await respond_xml(send, "PostResponse", f"<Location>/{e(req.bucket)}/{e(key)}</Location><Bucket>"
-                                 f"{e(req.bucket)}</Bucket><Key>{e(key)}</Key><ETag>{e(etag)}</ETag>", 201, hdrs)
+    if status == "201":  # S3 writes this one without a namespace
+        body = (f'{XML_DECL}<PostResponse><Location>/{e(req.bucket)}/{e(key)}</Location><Bucket>{e(req.bucket)}'
+                f"</Bucket><Key>{e(key)}</Key><ETag>{e(etag)}</ETag></PostResponse>").encode()
+        return await respond(send, 201, [*XML_CT, *hdrs], body)
     await respond(send, 200 if status == "200" else 204, hdrs)

@@ -7,7 +7,9 @@ A request's sub-resource is the one query parameter that names an operation (`?a
   request may use it on a public resource);
 * an S3 sub-resource this store does not implement → `501 NotImplemented` (an explicit entry below);
 * a sub-resource S3 has but not with this method → `405 MethodNotAllowed`;
-* a query parameter S3 does not know, or two sub-resources at once → `400 InvalidArgument`.
+* a query parameter S3 does not know on a write (PUT, POST, DELETE), or two sub-resources at once → `400
+  InvalidArgument`; reads ignore parameters they do not know, as S3 does (a browser redirected after a POST
+  upload GETs `?bucket=…&key=…&etag=…`).
 
 Nothing falls through: `PUT /b/k?tagging` can only ever be PutObjectTagging, never PutObject.
 """
@@ -76,10 +78,10 @@ ROUTES: tuple[Route, ...] = (
     _r("GET", BUCKET, "cors", "GetBucketCors", C.get_cors),
     _r("PUT", BUCKET, "cors", "PutBucketCors", C.put_cors, write=True),
     _r("DELETE", BUCKET, "cors", "DeleteBucketCors", C.delete_cors, write=True),
-    _r("GET", BUCKET, "policy", "GetBucketPolicy", None),
-    _r("PUT", BUCKET, "policy", "PutBucketPolicy", None, write=True),
-    _r("DELETE", BUCKET, "policy", "DeleteBucketPolicy", None, write=True),
-    _r("GET", BUCKET, "policyStatus", "GetBucketPolicyStatus", None),
+    _r("GET", BUCKET, "policy", "GetBucketPolicy", C.get_policy),
+    _r("PUT", BUCKET, "policy", "PutBucketPolicy", C.put_policy, write=True),
+    _r("DELETE", BUCKET, "policy", "DeleteBucketPolicy", C.delete_policy, write=True),
+    _r("GET", BUCKET, "policyStatus", "GetBucketPolicyStatus", C.get_policy_status),
     _r("GET", BUCKET, "object-lock", "GetObjectLockConfiguration", C.get_object_lock),
     _r("PUT", BUCKET, "object-lock", "PutObjectLockConfiguration", C.put_object_lock, write=True),
     _r("GET", BUCKET, "encryption", "GetBucketEncryption", C.get_encryption),
@@ -133,7 +135,7 @@ PARAMETERS = frozenset({
     # authentication (SigV4 / SigV2 presigned, OSS signed URLs)
     "X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires", "X-Amz-SignedHeaders",
     "X-Amz-Signature", "X-Amz-Content-Sha256", "X-Amz-Security-Token", "AWSAccessKeyId", "Signature", "Expires",
-    "OSSAccessKeyId", "security-token",
+    "OSSAccessKeyId", "security-token", "max-buckets", "bucket-region",
 })
 
 _TABLE: dict[tuple[str, str, str], list[Route]] = {}
@@ -159,7 +161,7 @@ def resolve(method: str, level: str, query: dict[str, str], headers: dict[str, A
     for name in query:
         if name in _ALL_SUBRESOURCES and name in SUBRESOURCES[level]:
             subs.append(name)
-        elif name not in PARAMETERS:
+        elif name not in PARAMETERS and method not in ("GET", "HEAD"):
             raise invalid_argument(f"{name!r} is not a sub-resource or parameter of a {level} request")
     if len(subs) > 1:
         raise invalid_argument(f"a request names one sub-resource; this one names {sorted(subs)}")

@@ -117,6 +117,14 @@ class StorageService:
         if self.proxy is not None:
             await self.proxy.stop()
 
+    def usage(self) -> list[dict[str, Any]]:
+        """Objects and bytes of each bucket, every version counted (blocking: run in a thread)."""
+        out = []
+        for b in self.backend.list_buckets():
+            objects, size = self.backend.usage(b.name)
+            out.append({"bucket": b.name, "objects": objects, "bytes": size})
+        return out
+
     async def forget_function(self, function: str) -> None:
         """A deleted function loses its storage triggers and its access key."""
         await self.notifications.remove_function(function)

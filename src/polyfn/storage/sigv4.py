@@ -68,6 +68,7 @@ _S3_CODES = {
     v4.EXPIRED: (403, "AccessDenied"),
     v4.NOT_YET_VALID: (403, "AccessDenied"),
     v4.QUERY_PARAMS: (400, "AuthorizationQueryParametersError"),
+    v4.EXPIRES_RANGE: (403, "AuthorizationQueryParametersError"),
     v4.MISSING_PAYLOAD_HASH: (400, "InvalidRequest"),
     v4.PAYLOAD_MISMATCH: (400, "XAmzContentSHA256Mismatch"),
     v4.MISMATCH: (403, "SignatureDoesNotMatch"),
@@ -186,7 +187,12 @@ def _v2(method: str, raw_path: str, query: list[tuple[str, str]], headers: Mappi
         given = base64.b64decode(signature)
     except ValueError:
         raise _mismatch(akid) from None
-    for path in dict.fromkeys((raw_path, canonical_uri(raw_path))):
+    paths = (raw_path, canonical_uri(raw_path))
+    if raw_path.count("/") == 1:  # a bucket-level request: botocore signs `/bucket/`, some clients `/bucket`
+        paths += (raw_path + "/", canonical_uri(raw_path) + "/")
+    elif raw_path.count("/") == 2 and raw_path.endswith("/"):
+        paths += (raw_path[:-1],)
+    for path in dict.fromkeys(paths):
         sts = _v2_string(method, path, query, headers, date)
         if hmac.compare_digest(hmac.new(secret.encode(), sts.encode(), hashlib.sha1).digest(), given):
             return Identity(akid, _owner(key), None, key=key)

@@ -57,19 +57,32 @@ def customer_key(headers: Mapping[str, str], prefix: str = "x-amz-server-side-en
 
 
 class Keys:
-    """Wraps and unwraps data keys; made once per node with its storage key."""
+    """Wraps and unwraps data keys; made once per node with its storage key. SSE-KMS key ids name keys of a
+    node-local key service: each id's key-encryption key is derived from the node's storage key and the id
+    (no external KMS; the id is kept so the object answers with it)."""
 
     def __init__(self, kek: bytes) -> None:
+        self._root = kek
         self._kek = AESGCM(kek)
 
-    def new(self, kind: str, ckey: bytes | None = None) -> tuple[bytes, dict[str, Any]]:
-        """A fresh data key and the record to keep (kind "s3" or "c"; ivs are added per segment)."""
+    def _box(self, kind: str, ckey: bytes | None, key_id: str) -> AESGCM:
+        if kind == "c":
+            assert ckey is not None
+            return AESGCM(ckey)
+        if kind == "kms":
+            return AESGCM(HKDF(SHA256(), 32, salt=b"polyfn-storage", info=b"sse-kms:" + key_id.encode())
+                          .derive(self._root))
+        return self._kek
+
+    def new(self, kind: str, ckey: bytes | None = None, key_id: str = "") -> tuple[bytes, dict[str, Any]]:
+        """A fresh data key and the record to keep (kind "s3", "c" or "kms"; ivs are added per segment)."""
         dk = os.urandom(32)
         nonce = os.urandom(12)
-        box = AESGCM(ckey) if kind == "c" else self._kek
-        assert ckey is not None or kind == "s3"
-        wrapped = nonce + box.encrypt(nonce, dk, _AAD)
-        return dk, {"kind": kind, "wrapped": base64.b64encode(wrapped).decode(), "ivs": []}
+        wrapped = nonce + self._box(kind, ckey, key_id).encrypt(nonce, dk, _AAD)
+        rec = {"kind": kind, "wrapped": base64.b64encode(wrapped).decode(), "ivs": []}
+        if kind == "kms":
+            rec["key_id"] = key_id
+        return dk, rec
 
     def unwrap(self, rec: Mapping[str, Any], ckey: bytes | None) -> bytes:
         """The data key of an encrypted object; SSE-C needs the customer's key (400 without it or a wrong one)."""
@@ -80,7 +93,7 @@ class Keys:
                               "The correct parameters must be provided to retrieve the object.")
             box = AESGCM(ckey)
         else:
-            box = self._kek
+            box = self._box(rec["kind"], None, rec.get("key_id", ""))
         try:
             return box.decrypt(raw[:12], raw[12:], _AAD)
         except Exception:

@@ -139,8 +139,10 @@ class Uploads:
         rec = self.upload(bucket, key, upload_id)
         if not parts:
             raise S3Error(400, "MalformedXML", "You must specify at least one part")
-        if [n for n, _, _ in parts] != sorted({n for n, _, _ in parts}):
+        numbers = [n for n, _, _ in parts]
+        if numbers != sorted(numbers):
             raise S3Error(400, "InvalidPartOrder", "The list of parts was not in ascending order.")
+        parts = list({n: (n, etag, given) for n, etag, given in parts}.values())  # a part listed twice: the last
         d = self.uploads / upload_id
         files, sizes, md5s, ivs, sums = [], [], b"", [], []
         algo = rec["algo"]

@@ -194,8 +194,8 @@ def virtual_bucket(host: str, domains: tuple[str, ...]) -> str:
 class Request:
     """One S3 request: method, path-style bucket and key, query, lower-case headers, the body's receive."""
 
-    __slots__ = ("bucket", "client_ip", "headers", "key", "method", "q", "query", "raw_path", "receive",
-                 "sent_path")
+    __slots__ = ("bucket", "client_ip", "headers", "key", "method", "policy_allows", "q", "query", "raw_path",
+                 "receive", "sent_path")
 
     def __init__(self, scope: dict[str, Any], receive: Callable[[], Any], domains: tuple[str, ...] = ()) -> None:
         self.method: str = scope["method"]
@@ -204,7 +204,10 @@ class Request:
         hdrs: dict[str, str] = {}
         for k, v in scope["headers"]:
             name = k.decode("latin-1").lower()
-            val = v.decode("latin-1")
+            try:  # botocore sends non-ASCII header values (metadata) as UTF-8 and signs them so
+                val = v.decode("utf-8")
+            except UnicodeDecodeError:
+                val = v.decode("latin-1")
             hdrs[name] = f"{hdrs[name]},{val}" if name in hdrs else val
         self.headers = hdrs
         vhost = virtual_bucket(hdrs.get("host", ""), domains) if domains else ""
@@ -222,6 +225,7 @@ class Request:
         client = scope.get("client")
         self.client_ip = client[0] if client else ""
         self.receive = receive
+        self.policy_allows = False  # the bucket's policy allows this (unsigned) request
 
     @property
     def level(self) -> str:

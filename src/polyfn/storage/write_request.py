@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 PASS_HEADERS = ("cache-control", "content-disposition", "content-encoding", "content-language", "expires",
                 "x-amz-website-redirect-location")
 MAX_TAGS = 10
+DEFAULT_KMS_KEY = "aws/s3"
 STORAGE_CLASSES = ("STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING",
                    "GLACIER", "DEEP_ARCHIVE", "GLACIER_IR", "OUTPOSTS", "SNOW", "EXPRESS_ONEZONE")
 
@@ -48,7 +49,7 @@ def tags_from_header(value: str) -> dict[str, str]:
 
 
 def tags_xml(tags: Mapping[str, str]) -> str:
-    items = "".join(f"<Tag><Key>{e(k)}</Key><Value>{e(v)}</Value></Tag>" for k, v in tags.items())
+    items = "".join(f"<Tag><Key>{e(k)}</Key><Value>{e(v)}</Value></Tag>" for k, v in sorted(tags.items()))
     return f"<TagSet>{items}</TagSet>"
 
 
@@ -73,7 +74,7 @@ def kept_headers(h: Mapping[str, str]) -> dict[str, str]:
     # aws-chunked is how the body travelled, not what it is: keep only the object's own encodings
     encodings = [x.strip() for x in h.get("content-encoding", "").split(",") if x.strip() not in ("", "aws-chunked")]
     if encodings:
-        kept["content-encoding"] = ",".join(encodings)
+        kept["content-encoding"] = ", ".join(encodings)
     return kept
 
 
@@ -98,7 +99,7 @@ def lock_settings(h: Mapping[str, str], bucket: BucketInfo, now: float) -> tuple
             raise invalid_argument("The retain until date must be in ISO 8601 format")
         if parsed <= now:
             raise invalid_argument("The retain until date must be in the future!")
-        until = parsed
+        until = float(int(parsed))  # kept to the second, as it is answered
     elif bucket.lock.get("mode"):
         mode = bucket.lock["mode"]
         until = now + 86400 * (bucket.lock.get("days") or 365 * (bucket.lock.get("years") or 0))
@@ -127,7 +128,8 @@ def new_info(app: S3App, req: Request, bucket: BucketInfo | None = None) -> Obje
 def payload(app: S3App, req: Request, ident: Identity | None) -> tuple[AsyncIterator[bytes], PutChecks]:
     """The request body as plain chunks, and what it must match (length, MD5, SHA-256, checksums)."""
     h = req.headers
-    chunked = (ident is not None and ident.chunked) or "aws-chunked" in h.get("content-encoding", "")
+    chunked = (ident is not None and ident.chunked) or ("aws-chunked" in h.get("content-encoding", "")
+                                                        and "x-amz-decoded-content-length" in h)
     length_h = h.get("x-amz-decoded-content-length") if chunked else h.get("content-length")
     length = None
     if length_h is not None:
@@ -167,10 +169,23 @@ def encryption(app: S3App, h: Mapping[str, str], bucket: BucketInfo) -> tuple[by
             raise invalid_argument("Server Side Encryption with Customer provided key is incompatible with the "
                                    "encryption method specified")
         kind = "c"
-    elif asked in ("aws:kms", "aws:kms:dsse"):
-        raise S3Error(501, "NotImplemented", "SSE-KMS is not implemented by this store; use AES256 (SSE-S3) or SSE-C")
+    elif asked == "aws:kms":
+        key_id = h.get("x-amz-server-side-encryption-aws-kms-key-id") or bucket.kms_key_id
+        if not key_id:
+            raise invalid_argument("Server Side Encryption with KMS managed key requires HTTP header "
+                                   "x-amz-server-side-encryption-aws-kms-key-id")
+        if keys is None:
+            raise S3Error(501, "NotImplemented", "server-side encryption needs the node key")
+        return keys.new("kms", key_id=key_id)
+    elif "x-amz-server-side-encryption-aws-kms-key-id" in h:
+        raise invalid_argument("x-amz-server-side-encryption-aws-kms-key-id needs x-amz-server-side-encryption: "
+                               "aws:kms")
     elif asked is not None and asked != sse.AES256:
         raise invalid_argument("The encryption method specified is not supported")
+    elif bucket.encryption == "aws:kms" and asked is None:
+        if keys is None:
+            raise S3Error(501, "NotImplemented", "server-side encryption needs the node key")
+        return keys.new("kms", key_id=bucket.kms_key_id or DEFAULT_KMS_KEY)
     elif asked == sse.AES256 or bucket.encryption == sse.AES256:
         kind = "s3"
     else:
@@ -196,4 +211,7 @@ def sse_headers(info: ObjectInfo, h: Mapping[str, str]) -> list[tuple[bytes, byt
         return []
     if info.sse.get("kind") == "c":
         return [(sse.H_ALG.encode(), b"AES256"), (sse.H_MD5.encode(), h.get(sse.H_MD5, "").encode())]
+    if info.sse.get("kind") == "kms":
+        return [(sse.H_SSE.encode(), b"aws:kms"),
+                (b"x-amz-server-side-encryption-aws-kms-key-id", info.sse.get("key_id", "").encode())]
     return [(sse.H_SSE.encode(), b"AES256")]
