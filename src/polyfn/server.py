@@ -86,6 +86,8 @@ class Node:
         self.triggers: TriggerManager = None  # type: ignore[assignment]
         self._cleanup: set[asyncio.Task[None]] = set()
         self.relay: Any = None  # sandbox.relay.NetRelay, for `network: polyfn`
+        self.apps: Any = None  # polyfn.apps.service.AppService: apps, their users, tokens
+        self._apps_face: Any = None  # polyfn.apps.http.AppsFace: /app/{env}/… and /sdk/…
         from polyfn.api.app import build_api
         from polyfn.gateway import Gateway
 
@@ -128,6 +130,10 @@ class Node:
         self._gateway = self._gateway_cls(self.invoker)
         self._gateway.keys = self.keys
         self.invoker.limiter = self.limiter
+        from polyfn.apps import node as apps_node
+
+        self.apps, self._apps_face = await apps_node.build(self.store, self.secret_box.derive, self.limiter,
+                                                           self.invoker)
         from polyfn.deploy import artifacts
 
         try:
@@ -245,6 +251,8 @@ class Node:
         if self.relay is not None:
             await step("stopping the network relay", self.relay.stop())
         await step("stopping metrics", self.metrics.stop())
+        if self.apps is not None:
+            await step("stopping the app service", self.apps.stop())
         if self._cleanup:
             await asyncio.wait(list(self._cleanup), timeout=5)
         await step("flushing activations", self.recorder.stop())  # 4. records flushed (and handed to OTLP)
@@ -274,8 +282,11 @@ class Node:
 
     async def asgi(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Top-level ASGI app: `/fn/...` goes straight to the gateway, the rest to the API."""
-        if scope["type"] == "http" and scope["path"].startswith("/fn/") and self._gateway is not None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and path.startswith("/fn/") and self._gateway is not None:
             await self._gateway(scope, receive, send)
+        elif scope["type"] == "http" and path.startswith(("/app/", "/sdk/")) and self._apps_face is not None:
+            await self._apps_face(scope, receive, send)
         else:
             await self.api(scope, receive, send)
 

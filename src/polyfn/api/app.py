@@ -219,6 +219,9 @@ def build_api(node: Node) -> FastAPI:
 
     v1.include_router(scaling_api.build_router(node))
     v1.include_router(events.router(node))
+    from polyfn.api import apps as apps_api
+
+    v1.include_router(apps_api.build_router(node))
     app.include_router(v1)
     compat.install(app, node)
     app.include_router(observe_api.build_router(node, require_key))

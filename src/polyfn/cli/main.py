@@ -20,6 +20,7 @@ from typer.core import TyperGroup
 
 from polyfn.cli import (
     activations,
+    apps,
     doctor,
     events,
     functions,
@@ -81,6 +82,8 @@ HINTS: dict[str, str] = {
     "invalid_timezone": "use an IANA zone name such as UTC or Asia/Shanghai",
     "trigger_not_found": "see triggers with `polyfn trigger list`",
     "dead_letter_not_found": "see dead letters with `polyfn dlq list`",
+    "app_not_found": "see apps with `polyfn apps list`, make one with `polyfn apps create NAME`",
+    "app_exists": "pick another name, or change it with `polyfn apps update NAME`",
 }
 
 _PASS_THROUGH: tuple[type[BaseException], ...] = (typer.Exit, typer.Abort, ClickException)
@@ -229,6 +232,7 @@ app.add_typer(storage.storage_app, name="storage", rich_help_panel="Storage")
 app.add_typer(events.trigger_app, name="trigger", rich_help_panel="Events")
 app.add_typer(events.dlq_app, name="dlq", rich_help_panel="Events")
 app.command("publish", rich_help_panel="Events")(events.publish)
+app.add_typer(apps.apps_app, name="apps", rich_help_panel="Apps")
 
 
 def main() -> None:

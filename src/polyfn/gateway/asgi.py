@@ -50,7 +50,7 @@ class Gateway:
         if name:
             active = self.invoker.registry.get(name)
             spec = active.revision.spec if active is not None else None
-        if spec is not None and (spec.cors is not None or spec.auth != "anonymous"):
+        if spec is not None and (spec.cors is not None or spec.auth == "key"):
             early = self._guard(spec, name, scope, headers)
             if early is not None:
                 await _send(send, early)

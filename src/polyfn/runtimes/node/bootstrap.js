@@ -100,8 +100,8 @@ function sendInitError(error, exit = true) {
 
 // Invoke fields in protocol order (array_like struct, tag first).
 const INVOKE_FIELDS = ['id', 'activation_id', 'kind', 'deadline', 'method', 'path', 'query', 'headers', 'body',
-  'content_type', 'trace_id'];
-const INVOKE_DEFAULTS = { method: '', path: '', query: '', headers: [], body: Buffer.alloc(0), content_type: '', trace_id: '' };
+  'content_type', 'trace_id', 'identity'];
+const INVOKE_DEFAULTS = { method: '', path: '', query: '', headers: [], body: Buffer.alloc(0), content_type: '', trace_id: '', identity: null };
 
 function toInvoke(arr) {
   if (!Array.isArray(arr) || arr[0] !== 'invoke') throw new Error('not an invoke frame');

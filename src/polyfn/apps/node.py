@@ -1,0 +1,27 @@
+"""How a node builds the app platform's identity service and its client face from what it already has."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from polyfn.apps.http import AppsFace
+from polyfn.apps.service import AppService
+from polyfn.apps.tokens import TokenSigner
+from polyfn.store.apps import AppStore
+
+#: the client SDK's files (`clients/js/` in the repository), served at /sdk/
+SDK_DIR = Path(__file__).resolve().parents[3] / "clients" / "js" / "src"
+
+
+async def build(store: Any, derive_key: Any, limiter: Any, invoker: Any) -> tuple[AppService, AppsFace]:
+    """`derive_key`: the node key's HKDF (SecretBox.derive); `invoker` runs custom sign-in functions and calls."""
+
+    async def call_function(name: str, payload: bytes) -> tuple[int, bytes]:
+        out = await invoker.invoke(name, "event", "signin", "POST", "/", "", [], payload, "application/json")
+        return out.status, out.body
+
+    service = AppService(AppStore(store), TokenSigner(derive_key), limiter, call_function,
+                         reload_interval=5.0 if store.engine.dialect.name != "sqlite" else 30.0)
+    await service.start()
+    return service, AppsFace(service, invoker, SDK_DIR if SDK_DIR.is_dir() else None)
