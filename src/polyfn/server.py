@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from polyfn import __version__
+from polyfn.apps.firebase import AUTH_PREFIXES
 from polyfn.config import Settings
 from polyfn.deploy import archive
 from polyfn.deploy.service import Deployer
@@ -88,6 +89,7 @@ class Node:
         self.relay: Any = None  # sandbox.relay.NetRelay, for `network: polyfn`
         self.apps: Any = None  # polyfn.apps.service.AppService: apps, their users, tokens
         self._apps_face: Any = None  # polyfn.apps.http.AppsFace: /app/{env}/… and /sdk/…
+        self._firebase: Any = None  # polyfn.apps.firebase.FirebaseFace: Firebase's auth and callable URLs
         from polyfn.api.app import build_api
         from polyfn.gateway import Gateway
 
@@ -132,7 +134,7 @@ class Node:
         self.invoker.limiter = self.limiter
         from polyfn.apps import node as apps_node
 
-        self.apps, self._apps_face = await apps_node.build(self.store, self.secret_box.derive, self.limiter,
+        self.apps, self._apps_face, self._firebase = await apps_node.build(self.store, self.secret_box.derive, self.limiter,
                                                            self.invoker)
         from polyfn.deploy import artifacts
 
@@ -287,6 +289,9 @@ class Node:
             await self._gateway(scope, receive, send)
         elif scope["type"] == "http" and path.startswith(("/app/", "/sdk/")) and self._apps_face is not None:
             await self._apps_face(scope, receive, send)
+        elif scope["type"] == "http" and self._firebase is not None and (
+                path.startswith(AUTH_PREFIXES) or self._firebase.callable_app(path) is not None):
+            await self._firebase(scope, receive, send)
         else:
             await self.api(scope, receive, send)
 

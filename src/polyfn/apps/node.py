@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from polyfn.apps.firebase import FirebaseFace
 from polyfn.apps.http import AppsFace
 from polyfn.apps.service import AppService
 from polyfn.apps.tokens import TokenSigner
@@ -14,7 +15,7 @@ from polyfn.store.apps import AppStore
 SDK_DIR = Path(__file__).resolve().parents[3] / "clients" / "js" / "src"
 
 
-async def build(store: Any, derive_key: Any, limiter: Any, invoker: Any) -> tuple[AppService, AppsFace]:
+async def build(store: Any, derive_key: Any, limiter: Any, invoker: Any) -> tuple[AppService, AppsFace, FirebaseFace]:
     """`derive_key`: the node key's HKDF (SecretBox.derive); `invoker` runs custom sign-in functions and calls."""
 
     async def call_function(name: str, payload: bytes) -> tuple[int, bytes]:
@@ -24,4 +25,4 @@ async def build(store: Any, derive_key: Any, limiter: Any, invoker: Any) -> tupl
     service = AppService(AppStore(store), TokenSigner(derive_key), limiter, call_function,
                          reload_interval=5.0 if store.engine.dialect.name != "sqlite" else 30.0)
     await service.start()
-    return service, AppsFace(service, invoker, SDK_DIR if SDK_DIR.is_dir() else None)
+    return service, AppsFace(service, invoker, SDK_DIR if SDK_DIR.is_dir() else None), FirebaseFace(service, invoker)

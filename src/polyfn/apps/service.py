@@ -283,7 +283,7 @@ class AppService:
         if user is None or user.disabled:
             await self._revoke_sessions([sid])
             raise AppError(401, "token_revoked", "the user was deleted or disabled")
-        return self._tokens(app, user, sid, token, now)
+        return self._tokens(app, user, sid, token, now, session.created_at)
 
     async def sign_out(self, app_id: str, identity: Identity | None, refresh_token: str = "") -> None:
         sid = identity.session if identity is not None else ""
@@ -372,11 +372,13 @@ class AppService:
         await self.store.add_session(Session(id=sid, app=app.id, uid=user.uid, refresh_sha256=sha, created_at=now,
                                              expires_at=now + app.config.refresh_ttl))
         await self.store.update_user(app.id, user.uid, last_sign_in_at=now)
-        return self._tokens(app, user, sid, token, now)
+        return self._tokens(app, user, sid, token, now, now)
 
-    def _tokens(self, app: App, user: User, sid: str, refresh_token: str, now: float) -> dict[str, Any]:
+    def _tokens(self, app: App, user: User, sid: str, refresh_token: str, now: float,
+                signed_in_at: float) -> dict[str, Any]:
         ttl = app.config.token_ttl
         claims: dict[str, Any] = {"aud": app.id, "sub": user.uid, "iat": int(now), "exp": int(now) + ttl,
+                                  "auth_time": int(signed_in_at),
                                   "sid": sid, "provider": user.provider, "user_id": user.uid,
                                   "firebase": {"sign_in_provider": user.provider, "identities": {}}}
         for key in ("openid", "unionid", "email"):

@@ -128,6 +128,14 @@ function prepareEnvironment() {
     '@google-cloud/functions-framework': path.join(__dirname, 'provided', 'functions-framework.js'),
     '@azure/functions': path.join(__dirname, 'provided', 'azure-functions.js'),
   };
+  // Firebase's functions SDK: the v2 API at the root (as in firebase-functions 6+), v1 under /v1
+  const fb = (f) => path.join(__dirname, 'provided', 'firebase-functions', f);
+  Object.assign(provided, {
+    'firebase-functions': fb('index.js'), 'firebase-functions/v2': fb('index.js'),
+    'firebase-functions/https': fb('https.js'), 'firebase-functions/v2/https': fb('https.js'),
+    'firebase-functions/v1': fb('v1.js'), 'firebase-functions/v1/https': fb('v1-https.js'),
+    'firebase-functions/logger': fb('logger.js'),
+  });
   const resolve = Module._resolveFilename;
   Module._resolveFilename = function (request, ...rest) {
     if (Object.prototype.hasOwnProperty.call(provided, request)) return provided[request];
