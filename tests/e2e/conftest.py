@@ -24,9 +24,12 @@ REPO = Path(__file__).resolve().parents[2]
 # same ephemeral port to the next caller (another xdist worker, or this one a moment later) before our
 # server binds it; CI once saw `serve --port P --storage-port P`. So each worker takes ports from its own
 # block below the ephemeral range (32768-60999), which the kernel never hands out by itself, in turn.
+# Several checkouts may run their suites on one machine at once, each with the same worker names: each
+# run starts at a random place in its block, so two runs rarely reach for the same port, and a server is
+# only taken for ours once our process answers (see start_server).
 _PORT_BLOCK = 1000
 _PORT_BASE = 20000
-_next_port = 0
+_next_port = int.from_bytes(os.urandom(2), "big") % _PORT_BLOCK
 
 
 def free_port() -> int:
@@ -101,6 +104,25 @@ class Server:
 HOST_FS = {"POLYFN_SANDBOX_DISABLE": "mount,uid"}
 
 
+def _answers(proc: subprocess.Popen[bytes], port: int) -> bool:
+    """Whether the process listening on `port` is `proc` (not another run's server that took the port
+    first while ours failed to bind): one of its sockets is the listening one."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":  # LISTEN
+                    inodes.add(fields[9])
+    fd_dir = Path(f"/proc/{proc.pid}/fd")
+    with contextlib.suppress(OSError):
+        for fd in fd_dir.iterdir():
+            with contextlib.suppress(OSError):
+                if os.readlink(fd).removeprefix("socket:[").removesuffix("]") in inodes:
+                    return True
+    return False
+
+
 def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None, host_fs: bool = False) -> Server:
     if host_fs:
         env = {**HOST_FS, **(env or {})}
@@ -122,7 +144,7 @@ def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None,
         try:
             # server.json (how the CLI finds the node) is written just after the port answers
             if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200 and \
-                    (data_dir / "server.json").exists():
+                    _answers(proc, port) and (data_dir / "server.json").exists():
                 return Server(data_dir, port, proc, log)
         except httpx.HTTPError:
             pass

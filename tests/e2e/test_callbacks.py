@@ -136,3 +136,50 @@ def test_openfaas_async_survives_kill_9_and_callback_is_retried(tmp_path: Path) 
     finally:
         s.stop()
         rec.srv.shutdown()
+
+
+BAD_URLS = ["http://[::1", "http://", "http://x:99999/", "http://a b/", "http:///path", "ftp://x/",
+            "http://x/" + "a" * 3000]
+
+
+def test_a_callback_url_that_does_not_parse_is_a_400_everywhere(node: Any) -> None:
+    """Parsed once at the edge: the anonymous paths (before the SSRF policy, which used to wave an
+    unparsable URL through) and the authenticated invoke API all answer 400 invalid_callback_url."""
+    for url in BAD_URLS:
+        r = node.http.post("/fn/cb-echo", content=b"abc", headers={"x-polyfn-async": "true", "x-callback-url": url})
+        assert r.status_code == 400 and error_code(r) == "invalid_callback_url", (url, r.text)
+        r = node.http.post("/async-function/cb-echo", content=b"abc", headers={"x-callback-url": url})
+        assert r.status_code == 400 and "invalid_callback_url" in r.text, (url, r.text)
+        r = node.api.post("/v1/functions/cb-echo/invoke?mode=async", json={}, headers={"x-callback-url": url})
+        assert r.status_code == 400 and error_code(r) == "invalid_callback_url", (url, r.text)
+    assert node.api.get("/v1/queue").json().get("pending", 0) == 0
+
+
+def test_a_callback_that_can_never_be_delivered_is_settled_and_stops_nothing(tmp_path: Path) -> None:
+    """A callback row with a URL the HTTP client cannot use (queued before URLs were checked at the edge) is
+    marked failed with the reason at once, and the callbacks after it are still delivered: before, the
+    client's InvalidURL ended the delivery loop for every function, also after a restart."""
+    import sqlite3
+
+    rec = Receiver()
+    env = {"POLYFN_CALLBACK_ALLOW": "127.0.0.1"}
+    s = start_server(tmp_path / "data", env=env)
+    s.deploy("cb-poison", {"handler.py": REVERSE}, flavor="openfaas")
+    s.stop()
+    with sqlite3.connect(tmp_path / "data" / "queue.db") as db:  # the poison row, read first after a restart
+        db.execute("INSERT INTO callbacks (id, url, payload, attempt, not_before, state, updated_at) "
+                   "VALUES ('poison', 'http://[::1', X'7B7D', 0, 0, 'pending', 0)")
+    s = start_server(tmp_path / "data", env=env)
+    try:
+        for body in (b"one", b"two"):
+            r = s.http.post("/fn/cb-poison", content=body, headers={"x-polyfn-async": "true",
+                                                                     "x-callback-url": rec.url()})
+            assert r.status_code == 202, r.text
+        assert wait_until(lambda: len(rec.got) == 2, 30), rec.got
+        with sqlite3.connect(tmp_path / "data" / "queue.db") as db:
+            state, error = db.execute("SELECT state, last_error FROM callbacks WHERE id='poison'").fetchone()
+        assert state == "failed" and "invalid_callback_url" in error, (state, error)
+        assert s.proc.poll() is None
+    finally:
+        s.stop()
+        rec.srv.shutdown()

@@ -26,13 +26,17 @@ import base64
 import binascii
 import hashlib
 import hmac
+import logging
 import secrets
 import string
 import time
 from collections.abc import Callable
 from typing import Any
 
+from polyfn.loops import one_item
 from polyfn.store.security import KeyRecord, SecurityStore
+
+log = logging.getLogger("polyfn.auth")
 
 SCOPES = ("read", "invoke", "deploy", "admin")
 _RANK = {s: i for i, s in enumerate(SCOPES)}
@@ -122,11 +126,9 @@ class KeyRing:
     async def _loop(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
-            try:
+            with one_item(log, "API keys: saving last use and reloading"):  # a database hiccup
                 await self.flush()
                 await self.load()
-            except Exception:  # a database hiccup must not stop the loop
-                pass
 
     async def flush(self) -> None:
         used, self._used = self._used, {}

@@ -106,7 +106,7 @@ class Gateway:
         if callback:
             refusal = self._callback_refusal(name, callback, headers)
             if refusal is not None:
-                return platform_error(400, "callback_not_allowed", refusal)
+                return platform_error(400, *refusal)
         keep = [(k, v) for k, v in headers if k not in ("x-polyfn-async", "x-callback-url", "content-length")]
         try:
             aid = await self.queue.submit(name, "http", "http", body, content_type, keep, scope["method"],
@@ -116,9 +116,10 @@ class Gateway:
         return Outcome(202, [(b"content-type", b"application/json"), (b"x-polyfn-activation-id", aid.encode())],
                        json.dumps({"activation_id": aid, "status": "pending"}).encode(), aid)
 
-    def _callback_refusal(self, name: str, url: str, headers: list[tuple[str, str]]) -> str | None:
-        """The SSRF policy (auth/callbacks.py): a key of scope invoke, or a host in POLYFN_CALLBACK_ALLOW."""
-        from polyfn.auth.callbacks import callback_refusal
+    def _callback_refusal(self, name: str, url: str, headers: list[tuple[str, str]]) -> tuple[str, str] | None:
+        """(code, message) of a 400 for a callback URL that does not parse or that the SSRF policy refuses (a
+        key of scope invoke, or a host in POLYFN_CALLBACK_ALLOW: auth/callbacks.py); None when it may go."""
+        from polyfn.auth.callbacks import check_callback
 
         key = None
         if self.keys is not None:
@@ -127,7 +128,7 @@ class Gateway:
                     key = self.keys.from_authorization(v)
                 elif k == "x-functions-key" and key is None:
                     key = self.keys.verify(v)
-        return callback_refusal(url, name, key, self.invoker.settings.callback_hosts)
+        return check_callback(url, name, key, self.invoker.settings.callback_hosts)
 
     async def _read_body(self, receive: Any, msg: dict[str, Any]) -> bytes | None:
         """The rest of a body that arrives in several messages (`msg` is the first); None past the limit."""

@@ -18,9 +18,14 @@ that passed it (so an idle connection closes between `timeout_keep_alive` and on
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from polyfn.loops import one_item
+
+log = logging.getLogger("polyfn.gateway")
 
 
 class CoalescingTransport:
@@ -103,7 +108,8 @@ class IdleConnections:
         now = self._loop.time()
         for proto in [p for p, due in self._due.items() if due <= now]:
             del self._due[proto]
-            proto.timeout_keep_alive_handler()
+            with one_item(log, "closing an idle keep-alive connection"):  # the next sweeps still come
+                proto.timeout_keep_alive_handler()
         if self._due:
             self._handle = self._loop.call_later(self.SWEEP, self._sweep)
 

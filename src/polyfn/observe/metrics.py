@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
@@ -33,7 +34,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
+from polyfn.loops import one_item
 from polyfn.model import Activation
+
+log = logging.getLogger("polyfn.metrics")
 
 #: Prometheus histogram bounds, seconds (invocation duration, init, queue wait).
 SECONDS_BUCKETS: tuple[float, ...] = (
@@ -359,7 +363,7 @@ class Metrics(Collector):
     def start(self, interval: float = 2.0) -> None:
         async def run() -> None:
             while True:
-                with contextlib.suppress(Exception):
+                with one_item(log, "metrics: sampling instances"):
                     self.sample(time.time())
                 await asyncio.sleep(interval)
 

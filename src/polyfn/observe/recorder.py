@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from polyfn.loops import one_item
 from polyfn.model import Activation
 
 log = logging.getLogger("polyfn.activations")
@@ -49,7 +50,8 @@ class ActivationRecorder:
         followers = self._followers.get(act.function)
         if followers and act.logs:
             for cb in list(followers):
-                cb(act)
+                with one_item(log, "a log follower of %s", act.function):  # never fails the invocation
+                    cb(act)
 
     def follow(self, function: str, callback: Callable[[Activation], None]) -> Callable[[], None]:
         """Call `callback` with every new activation of `function` that has log lines; returns unsubscribe."""
@@ -110,14 +112,14 @@ class ActivationRecorder:
             except TimeoutError:
                 pass
             self._wake.clear()
-            try:
+            with one_item(log, "activation records: storing") as guard:
                 await self.flush()
-                if time.monotonic() - last_prune > 60:
-                    last_prune = time.monotonic()
+            if time.monotonic() - last_prune > 60:
+                last_prune = time.monotonic()
+                with one_item(log, "activation records: retention") as pruned:
                     await self.store.prune(self.retention_count, self.retention_age, time.time())
-            except asyncio.CancelledError:
-                raise
-            except Exception:
+                guard.failed |= pruned.failed
+            if guard.failed:
                 await asyncio.sleep(1.0)
 
     async def stop(self) -> None:

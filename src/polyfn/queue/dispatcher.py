@@ -28,8 +28,10 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import msgspec
 
+from polyfn.auth.callbacks import INVALID, InvalidCallbackUrl, parse_callback_url
 from polyfn.config import Settings
 from polyfn.invoker import new_activation_id
+from polyfn.loops import one_item
 from polyfn.observe.tracing import parse_traceparent
 from polyfn.queue import retry
 from polyfn.queue.builtin import Job, QueueDB
@@ -237,9 +239,11 @@ class AsyncQueue:
             if len(body) > self.settings.max_payload:
                 raise Rejected(413, "payload_too_large",
                                f"the payload is {len(body)} bytes; the limit is {self.settings.max_payload}")
-            if callback_url is not None and not callback_url.startswith(("http://", "https://")):
-                raise Rejected(400, "invalid_callback_url",
-                               f"X-Callback-Url must be an http(s) URL, not {callback_url!r}")
+            if callback_url is not None:
+                try:
+                    parse_callback_url(callback_url)
+                except InvalidCallbackUrl as e:
+                    raise Rejected(400, "invalid_callback_url", str(e)) from None
         now = time.time()
         # Time-ordered ids (like the invoker's): the jobs and activations primary keys stay append-mostly.
         job = Job(id=job_id or new_activation_id(), function=function, kind=kind, trigger=trigger, method=method,
@@ -449,20 +453,25 @@ class AsyncQueue:
                 continue
             now = time.time()
             for job, msg in got:
-                if job.not_before > now + 0.001:  # a retry not yet due: back to the stream until then
-                    with contextlib.suppress(Exception):
-                        await msg.nak(delay=job.not_before - now)
-                    continue
-                if job.id in self._msgs or self._stopping:
-                    # held here already (a redelivery, or a duplicate left by a crash between a retry's publish
-                    # and its acknowledgement): it comes back when the one held is settled, if it still exists
-                    with contextlib.suppress(Exception):
-                        await msg.nak(delay=self.settings.queue_ack_wait)
-                    continue
-                job.state, job.attempt = "running", job.attempt + 1
-                self._msgs[job.id] = (job, msg)
-                self._hold(job.function)
-                self._start(job)
+                with one_item(log, "async queue: taking job %s from the stream", job.id):
+                    await self._take(job, msg, now)
+
+    async def _take(self, job: Job, msg: Any, now: float) -> None:
+        """Hold a job pulled from the stream and start it, or hand it back to the stream."""
+        if job.not_before > now + 0.001:  # a retry not yet due: back to the stream until then
+            with contextlib.suppress(Exception):
+                await msg.nak(delay=job.not_before - now)
+            return
+        if job.id in self._msgs or self._stopping:
+            # held here already (a redelivery, or a duplicate left by a crash between a retry's publish
+            # and its acknowledgement): it comes back when the one held is settled, if it still exists
+            with contextlib.suppress(Exception):
+                await msg.nak(delay=self.settings.queue_ack_wait)
+            return
+        job.state, job.attempt = "running", job.attempt + 1
+        self._msgs[job.id] = (job, msg)
+        self._hold(job.function)
+        self._start(job)
 
     def _held_messages(self) -> list[Any]:
         return [msg for _, msg in self._msgs.values()]
@@ -647,10 +656,12 @@ class AsyncQueue:
     def _callback_payload(job: Job, out: Outcome | None, status: str,
                           reason: str | None = None) -> tuple[bytes, dict[str, str] | None]:
         """The callback's body and headers (None: polyfn's JSON result), in the trigger's vendor shape if one
-        is registered in `CALLBACK_FORMATS`."""
+        is registered in `CALLBACK_FORMATS`. A vendor shape that fails on this job (a bug) gives polyfn's
+        shape instead, logged: one job's callback must never hold up the completion of the others."""
         fmt = CALLBACK_FORMATS.get(job.trigger)
         if fmt is not None:
-            return fmt(job, out, status, reason)  # type: ignore[no-any-return]
+            with one_item(log, "async queue: the %s callback shape of %s", job.trigger, job.id):
+                return fmt(job, out, status, reason)  # type: ignore[no-any-return]
         payload: dict[str, Any] = {"activation_id": job.id, "function": job.function, "status": status,
                                    "attempts": job.attempt}
         if out is not None:
@@ -664,31 +675,59 @@ class AsyncQueue:
         return json.dumps(payload).encode(), None
 
     async def _callback_loop(self) -> None:
-        s = self.settings
+        """POST due callbacks. Each one is settled whatever happens: delivered, retried later with backoff,
+        or failed (attempts used up, or a URL the node can never POST to, e.g. one queued before URLs were
+        checked at the edge). An error in one (a bug, the queue file) is logged, and the loop goes on."""
         while not self._stopping:
             self._cb_wake.clear()
-            rows = await self.db.pending_callbacks()
-            now = time.time()
-            next_at = None
-            for row in rows:
-                if row["not_before"] > now:
-                    next_at = row["not_before"] if next_at is None else min(next_at, row["not_before"])
-                    continue
-                attempt = row["attempt"] + 1
-                error = await self._post(row["url"], bytes(row["payload"]), row["id"], row["headers"])
+            next_at: float | None = None
+            with one_item(log, "async queue: reading the pending callbacks") as guard:
+                rows = await self.db.pending_callbacks()
                 now = time.time()
-                if error is None:
-                    await self.db.update_callback(row["id"], "delivered", attempt, now, None, now)
-                elif attempt >= s.callback_attempts:
-                    log.warning("callback for %s to %s failed %d times: %s", row["id"], row["url"], attempt, error)
-                    await self.db.update_callback(row["id"], "failed", attempt, now, error, now)
-                else:
-                    at = now + retry.backoff_delay(attempt, s.callback_backoff, 300.0)
-                    await self.db.update_callback(row["id"], "pending", attempt, at, error, now)
-                    next_at = at if next_at is None else min(next_at, at)
+                for row in rows:
+                    if self._stopping:
+                        break
+                    if row["not_before"] > now:
+                        next_at = row["not_before"] if next_at is None else min(next_at, row["not_before"])
+                        continue
+                    with one_item(log, "async queue: the callback of %s", row["id"]):
+                        at = await self._deliver_callback(row)
+                        if at is not None:
+                            next_at = at if next_at is None else min(next_at, at)
+                    now = time.time()
             wait = 5.0 if next_at is None else max(0.0, min(next_at - time.time(), 5.0))
+            if guard.failed:  # again in a second, not at once: a failure that repeats must not spin
+                wait = 1.0
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._cb_wake.wait(), wait)
+
+    async def _deliver_callback(self, row: Any) -> float | None:
+        """One attempt at a due callback; returns when it is due again (None: settled)."""
+        s = self.settings
+        attempt = row["attempt"] + 1
+        try:
+            parse_callback_url(row["url"])
+        except InvalidCallbackUrl as e:  # can never be delivered: settled at once
+            log.warning("callback for %s can never be delivered: %s", row["id"], e)
+            now = time.time()
+            await self.db.update_callback(row["id"], "failed", attempt, now, f"{INVALID}: {e}", now)
+            return None
+        try:
+            error = await self._post(row["url"], bytes(row["payload"]), row["id"], row["headers"])
+        except Exception as e:  # not the receiver's answer: a bug of ours with this row; tried again later
+            log.exception("callback for %s to %s: unexpected error", row["id"], row["url"])
+            error = f"internal error: {type(e).__name__}: {e}"
+        now = time.time()
+        if error is None:
+            await self.db.update_callback(row["id"], "delivered", attempt, now, None, now)
+            return None
+        if attempt >= s.callback_attempts:
+            log.warning("callback for %s to %s failed %d times: %s", row["id"], row["url"], attempt, error)
+            await self.db.update_callback(row["id"], "failed", attempt, now, error, now)
+            return None
+        at = now + retry.backoff_delay(attempt, s.callback_backoff, 300.0)
+        await self.db.update_callback(row["id"], "pending", attempt, at, error, now)
+        return at
 
     async def _post(self, url: str, payload: bytes, job_id: str, headers: str | None = None) -> str | None:
         assert self._http is not None
@@ -697,7 +736,7 @@ class AsyncQueue:
             hdrs = {**json.loads(headers), "x-polyfn-activation-id": job_id}
         try:
             r = await self._http.post(url, content=payload, headers=hdrs)
-        except httpx.HTTPError as e:
+        except (httpx.HTTPError, httpx.InvalidURL) as e:
             return f"{type(e).__name__}: {e}"
         if r.status_code >= 300:
             return f"HTTP {r.status_code}"

@@ -10,9 +10,14 @@ late, which no timeout of whole seconds notices.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
+
+from polyfn.loops import one_item
+
+log = logging.getLogger("polyfn.scheduler")
 
 SWEEP = 0.02
 
@@ -48,6 +53,7 @@ class Deadlines:
         due = self._due
         for fut in [f for f, entry in due.items() if entry[0] <= now]:
             _, expire, args = due.pop(fut)
-            expire(*args)
+            with one_item(log, "deadline sweep: expiring %r", expire):  # the next sweeps still come
+                expire(*args)
         if due and self._loop is not None:
             self._handle = self._loop.call_later(SWEEP, self._sweep)

@@ -31,6 +31,7 @@ from typing import Any
 
 import msgspec
 
+from polyfn.loops import one_item
 from polyfn.runtimes.python.instance import SAFE_ENV
 from polyfn.sandbox.plan import SandboxPlan
 from polyfn.sandbox.spawn import Config
@@ -222,7 +223,8 @@ class Launcher:
         if proc.pid in self._blank_pids:  # a blank died before it was used: not an instance
             self._blank_pids.discard(proc.pid)
             return
-        self.on_exit(proc.pid, status)
+        with one_item(log, "launcher: the exit of pid %d", proc.pid):
+            self.on_exit(proc.pid, status)
 
     def blank_pids(self) -> list[int]:
         return sorted(self._blank_pids)

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from polyfn.config import Settings
+from polyfn.loops import one_item
 from polyfn.model import Revision
 from polyfn.runtimes.python.instance import InstanceSpec
 from polyfn.sandbox import cgroups
@@ -518,12 +519,11 @@ class InstanceManager:
             if scale:
                 next_scale = now + self.settings.autoscale_interval - 0.5
             for pool in list(self.pools):
-                try:
+                # one pool's bug must not stop scaling for every other function
+                with one_item(log, "%s: autoscaler/reaper", pool.revision.key):
                     if scale:
                         pool.autoscale(now)
                     pool.reap(now)
-                except Exception:  # one pool's bug must not stop scaling for every other function
-                    log.exception("%s: autoscaler/reaper failed", pool.revision.key)
 
     def live_pids(self) -> list[int]:
         return list(self._by_pid)

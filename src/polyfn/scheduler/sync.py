@@ -24,6 +24,7 @@ import contextlib
 import logging
 from typing import Any
 
+from polyfn.loops import one_item
 from polyfn.model import Revision
 from polyfn.scheduler.registry import FunctionRegistry
 
@@ -69,12 +70,8 @@ class ClusterSync:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._poked.wait(), self.interval)
             self._poked.clear()
-            try:
+            with one_item(log, "cluster sync pass"):
                 await self.sync_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("cluster sync pass failed; trying again in %g s", self.interval)
 
     async def sync_once(self) -> int:
         """One pass; returns how many functions it switched or removed."""
@@ -85,34 +82,40 @@ class ClusterSync:
         for name, ident in current.items():
             if _serves(self.registry, name, ident):
                 continue
-            # A different revision, not only a newer one: a function deleted and deployed again starts over
-            # at revision 1, and must not leave the old code serving here.
-            rev = await self.store.get_current_revision(name)
-            if rev is None:  # deleted since the list was read
-                continue
-            try:
-                rev = await self.deployer.localise(rev)
-            except Exception as e:
-                if self.failing.get(rev.key) != str(e):
-                    log.error("%s: deployed by another node, cannot be served here: %s", rev.key, e)
-                self.failing[rev.key] = str(e)
-                continue
-            self.failing.pop(rev.key, None)
-            # Localising took time: swap only if this is still the current revision (a deploy may have
-            # happened since, here or elsewhere; the next pass takes it) and not already served.
-            now = await self.store.get_current_revision(name)
-            if now is None or _ident(now) != _ident(rev) or _serves(self.registry, name, _ident(rev)):
-                continue
-            self.registry.activate(rev)
-            log.info("%s: now served (deployed by another node)", rev.key)
-            changed += 1
+            with one_item(log, "cluster sync of %s", name):  # one function's failure never stops the pass
+                changed += await self._switch(name)
         for name in [n for n in self.registry.functions if n not in current]:
-            if await self.store.get_function(name) is not None:  # deployed here after the list was read
-                continue
-            self.registry.remove(name)
-            log.info("%s: removed (deleted on another node)", name)
-            changed += 1
+            with one_item(log, "cluster sync: removing %s", name):
+                if await self.store.get_function(name) is not None:  # deployed here after the list was read
+                    continue
+                self.registry.remove(name)
+                log.info("%s: removed (deleted on another node)", name)
+                changed += 1
         self.failing = {k: v for k, v in self.failing.items() if k.split("@", 1)[0] in current}
         if self.triggers is not None:
             changed += await self.triggers.reconcile()
         return changed
+
+    async def _switch(self, name: str) -> int:
+        """Serve the current revision of `name` (deployed by another node): 1 when switched, else 0."""
+        # A different revision, not only a newer one: a function deleted and deployed again starts over
+        # at revision 1, and must not leave the old code serving here.
+        rev = await self.store.get_current_revision(name)
+        if rev is None:  # deleted since the list was read
+            return 0
+        try:
+            rev = await self.deployer.localise(rev)
+        except Exception as e:
+            if self.failing.get(rev.key) != str(e):
+                log.error("%s: deployed by another node, cannot be served here: %s", rev.key, e)
+            self.failing[rev.key] = str(e)
+            return 0
+        self.failing.pop(rev.key, None)
+        # Localising took time: swap only if this is still the current revision (a deploy may have
+        # happened since, here or elsewhere; the next pass takes it) and not already served.
+        now = await self.store.get_current_revision(name)
+        if now is None or _ident(now) != _ident(rev) or _serves(self.registry, name, _ident(rev)):
+            return 0
+        self.registry.activate(rev)
+        log.info("%s: now served (deployed by another node)", rev.key)
+        return 1

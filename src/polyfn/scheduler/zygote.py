@@ -18,6 +18,7 @@ from pathlib import Path
 
 import msgspec
 
+from polyfn.loops import one_item
 from polyfn.runtimes.python.zygote import (
     PACKET_MAX,
     Exited,
@@ -108,7 +109,8 @@ class ZygoteClient:
                 self._lost()
                 return
             if isinstance(msg, Exited):
-                self.on_exit(msg.pid, msg.status)
+                with one_item(log, "%s zygote: the exit of pid %d", self.runtime, msg.pid):  # read on after it
+                    self.on_exit(msg.pid, msg.status)
             elif isinstance(msg, Spawned):
                 fut = self._pending.pop(msg.req, None)
                 if fut and not fut.done():

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -24,6 +25,8 @@ from polyfn.queue import retry
 from polyfn.queue.builtin import Job
 from polyfn.queue.dispatcher import outcome_error
 from polyfn.triggers.base import Runner, failure_reason
+
+log = logging.getLogger("polyfn.triggers")
 
 
 class Message(msgspec.Struct, kw_only=True):
@@ -73,6 +76,26 @@ def failed_items(body: bytes, ids: set[str]) -> set[str] | None:
 
 async def deliver(runner: Runner, source: str, topic: str, messages: list[Message], single: bool = True,
                   builder: Callable[[list[Message]], bytes] | None = None) -> None:
+    """Deliver `messages` until each succeeded or is a dead letter. A failure of ours with them (a bug, a
+    message the event builder cannot shape) dead-letters them with the reason, logged, instead of raising:
+    the runner would restart, the broker would redeliver the same messages, and the trigger would be stuck
+    on them for good."""
+    try:
+        await _deliver(runner, source, topic, messages, single, builder)
+    except Interrupted:
+        raise
+    except Exception as e:
+        trig = runner.trigger
+        log.exception("trigger %s: delivering %d message(s) failed; they go to the dead-letter queue",
+                      trig.id, len(messages))
+        reason = f"delivery_failed: {type(e).__name__}: {e}"[:500]
+        runner.count_error("delivery_failed", reason, n=len(messages))
+        await _bury(runner, source, topic, messages, "delivery_failed",
+                    {"code": "delivery_failed", "message": reason})
+
+
+async def _deliver(runner: Runner, source: str, topic: str, messages: list[Message], single: bool,
+                   builder: Callable[[list[Message]], bytes] | None) -> None:
     ctx = runner.ctx
     trig = runner.trigger
     pending = list(messages)

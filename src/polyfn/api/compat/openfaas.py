@@ -292,12 +292,12 @@ class OpenFaasApi:
         call_id = request.headers.get("x-call-id") or str(uuid.uuid4())
         callback = request.headers.get("x-callback-url")
         if callback:
-            from polyfn.auth.callbacks import NOT_ALLOWED, callback_refusal
+            from polyfn.auth.callbacks import check_callback
 
             key = self.node.keys.from_authorization(request.headers.get("authorization", "")) if self.node.keys else None
-            refusal = callback_refusal(callback, fname, key, self.node.settings.callback_hosts)
+            refusal = check_callback(callback, fname, key, self.node.settings.callback_hosts)
             if refusal is not None:
-                raise OpenFaasError(400, f"{NOT_ALLOWED}: {refusal}")
+                raise OpenFaasError(400, f"{refusal[0]}: {refusal[1]}")
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]]
         headers.append(("x-call-id", call_id))
         query = request.scope["query_string"].decode("latin-1")
