@@ -132,10 +132,6 @@ class Node:
         self._gateway = self._gateway_cls(self.invoker)
         self._gateway.keys = self.keys
         self.invoker.limiter = self.limiter
-        from polyfn.apps import node as apps_node
-
-        self.apps, self._apps_face, self._firebase = await apps_node.build(self.store, self.secret_box.derive, self.limiter,
-                                                           self.invoker)
         from polyfn.deploy import artifacts
 
         try:
@@ -150,6 +146,10 @@ class Node:
 
         self.storage = StorageService(s, self.store, self.keys)
         await self.storage.start()  # binds the port (instances learn the endpoint); answers from `serve` on
+        from polyfn.apps import node as apps_node
+
+        self.apps, self._apps_face, self._firebase = await apps_node.build(
+            self.store, self.secret_box.derive, self.limiter, self.invoker, self.storage, self.keys)
         self.manager.env_hook = self.storage.function_env
         await self._start_relay()
         await self.manager.start()
@@ -255,6 +255,7 @@ class Node:
         await step("stopping metrics", self.metrics.stop())
         if self.apps is not None:
             await step("stopping the app service", self.apps.stop())
+            await step("closing the app faces", self._apps_face.close())
         if self._cleanup:
             await asyncio.wait(list(self._cleanup), timeout=5)
         await step("flushing activations", self.recorder.stop())  # 4. records flushed (and handed to OTLP)

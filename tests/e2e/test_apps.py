@@ -206,5 +206,10 @@ def test_unknown_apps_and_endpoints(node: Server) -> None:
 
 
 def test_sdk_is_served(node: Server) -> None:
-    r = httpx.get(f"{node.url}/sdk/nope.js")
-    assert r.status_code == 404
+    for name in ("polyfn-cloud.js", "polyfn-cloud.mjs"):
+        r = httpx.get(f"{node.url}/sdk/{name}")
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript")
+        assert "polyfnCloud" in r.text
+    for bad in ("nope.js", "..%2fpackage.json", ".hidden.js", "polyfn-cloud.js/x"):
+        assert httpx.get(f"{node.url}/sdk/{bad}").status_code == 404, bad
+    assert httpx.post(f"{node.url}/sdk/polyfn-cloud.js").status_code == 405

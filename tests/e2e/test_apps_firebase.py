@@ -58,7 +58,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def test_the_firebase_sdk_signs_in_and_calls_functions(node: Server) -> None:
     spec = node.api.get("/v1/functions/add-message").json()["spec"]
     assert spec["flavor"] == "gcp" and spec["handler"].endswith("addMessage")
-    out = run_node("test/interop/firebase.mjs", {"POLYFN_URL": node.url, "POLYFN_APP": "fire-app"})
+    out = run_node("interop/firebase.mjs", {"POLYFN_URL": node.url, "POLYFN_APP": "fire-app"})
     assert out["unauthenticated"]["code"] == "functions/unauthenticated"
     uid = out["anonymous"]["uid"]
     assert out["anonymous"]["isAnonymous"] is True and len(uid) == 28

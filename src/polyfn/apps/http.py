@@ -89,6 +89,7 @@ class AppsFace:
         self.invoker = invoker
         self.max_payload = invoker.max_payload
         self.sdk_dir = sdk_dir
+        self.closers: list[Callable[[], Awaitable[None]]] = []  # the other faces' clean-up, run by `close`
         self.routes: dict[tuple[str, str, str], Handler] = {
             ("POST", "auth", "anonymous"): self.anonymous,
             ("POST", "auth", "signup"): self.signup,
@@ -138,6 +139,10 @@ class AppsFace:
         if grant:
             out.headers.extend(grant)
         await _send(send, out)
+
+    async def close(self) -> None:
+        for close in self.closers:
+            await close()
 
     def _route(self, method: str, parts: list[str]) -> Handler | None:
         if parts[0] == "call" and len(parts) == 2 and method == "POST":

@@ -124,6 +124,11 @@ class Identity(msgspec.Struct, kw_only=True, frozen=True):
     session: str = ""
     token: str = ""
 
+    def rule_auth(self) -> dict[str, Any]:
+        """`auth` as security rules see it (`rules.py`)."""
+        return {"uid": self.uid, "openid": self.openid, "unionid": self.unionid, "provider": self.provider,
+                "email": self.email, "claims": self.claims}
+
     def wire(self) -> dict[str, Any]:
         """The identity as instances receive it in the `Invoke` frame (a plain map)."""
         return {"app": self.app, "appid": self.appid, "uid": self.uid, "openid": self.openid,

@@ -8,6 +8,7 @@ from typing import Any
 from polyfn.apps.firebase import FirebaseFace
 from polyfn.apps.http import AppsFace
 from polyfn.apps.service import AppService
+from polyfn.apps.storage import StorageFace
 from polyfn.apps.tokens import TokenSigner
 from polyfn.store.apps import AppStore
 
@@ -15,8 +16,11 @@ from polyfn.store.apps import AppStore
 SDK_DIR = Path(__file__).resolve().parents[3] / "clients" / "js" / "src"
 
 
-async def build(store: Any, derive_key: Any, limiter: Any, invoker: Any) -> tuple[AppService, AppsFace, FirebaseFace]:
-    """`derive_key`: the node key's HKDF (SecretBox.derive); `invoker` runs custom sign-in functions and calls."""
+async def build(store: Any, derive_key: Any, limiter: Any, invoker: Any, storage: Any,
+                keys: Any) -> tuple[AppService, AppsFace, FirebaseFace]:
+    """`derive_key`: the node key's HKDF (SecretBox.derive); `invoker` runs custom sign-in functions and calls;
+    `storage` (StorageService: its URL and region) and `keys` (the key ring: each app's own storage key) serve
+    the file face."""
 
     async def call_function(name: str, payload: bytes) -> tuple[int, bytes]:
         out = await invoker.invoke(name, "event", "signin", "POST", "/", "", [], payload, "application/json")
@@ -25,4 +29,12 @@ async def build(store: Any, derive_key: Any, limiter: Any, invoker: Any) -> tupl
     service = AppService(AppStore(store), TokenSigner(derive_key), limiter, call_function,
                          reload_interval=5.0 if store.engine.dialect.name != "sqlite" else 30.0)
     await service.start()
-    return service, AppsFace(service, invoker, SDK_DIR if SDK_DIR.is_dir() else None), FirebaseFace(service, invoker)
+
+    async def credentials(app_id: str) -> tuple[str, str]:
+        key, secret = await keys.for_function(f"app:{app_id}", f"app {app_id!r}: its users' file grants")
+        return key.id, secret
+
+    files = StorageFace(lambda: storage.url, storage.settings.storage_region, credentials)
+    face = AppsFace(service, invoker, SDK_DIR if SDK_DIR.is_dir() else None, extra=files.routes())
+    face.closers.append(files.close)
+    return service, face, FirebaseFace(service, invoker)

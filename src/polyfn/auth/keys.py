@@ -210,15 +210,17 @@ class KeyRing:
         self._secrets[rec.id] = secret
         return rec, secret
 
-    async def for_function(self, function: str) -> tuple[KeyRecord, str]:
-        """The key of `function`'s instances (made on first use): scope `invoke`, owned by the function."""
+    async def for_function(self, function: str, description: str = "") -> tuple[KeyRecord, str]:
+        """The key of `function`'s instances (made on first use): scope `invoke`, owned by the function. Other
+        owners of a key of their own use this too (an app's file grants: owner `app:{id}`)."""
         async with self._lock:
             rec = self._owned.get(function)
             if rec is not None and rec.revoked_at is None:
                 found = self.signing_credentials(rec.id)
                 if found is not None and found[0] is not None:
                     return rec, found[0]
-            rec, secret = await self.create("invoke", None, f"instances of function {function!r}", owner=function)
+            rec, secret = await self.create("invoke", None, description or f"instances of function {function!r}",
+                                            owner=function)
             self._owned[function] = rec
             return rec, secret
 
