@@ -90,6 +90,7 @@ class Node:
         self.apps: Any = None  # polyfn.apps.service.AppService: apps, their users, tokens
         self._apps_face: Any = None  # polyfn.apps.http.AppsFace: /app/{env}/… and /sdk/…
         self._firebase: Any = None  # polyfn.apps.firebase.FirebaseFace: Firebase's auth and callable URLs
+        self.sites: Any = None  # polyfn.sites.Sites: static sites at /sites/NAME/
         from polyfn.api.app import build_api
         from polyfn.gateway import Gateway
 
@@ -150,6 +151,9 @@ class Node:
 
         self.apps, self._apps_face, self._firebase = await apps_node.build(
             self.store, self.secret_box.derive, self.limiter, self.invoker, self.storage, self.keys)
+        from polyfn.sites import Sites
+
+        self.sites = Sites(self.store, s.data_dir / "sites")
         self.manager.env_hook = self.storage.function_env
         await self._start_relay()
         await self.manager.start()
@@ -290,6 +294,8 @@ class Node:
             await self._gateway(scope, receive, send)
         elif scope["type"] == "http" and path.startswith(("/app/", "/sdk/")) and self._apps_face is not None:
             await self._apps_face(scope, receive, send)
+        elif scope["type"] == "http" and path.startswith("/sites/") and self.sites is not None:
+            await self.sites(scope, receive, send)
         elif scope["type"] == "http" and self._firebase is not None and (
                 path.startswith(AUTH_PREFIXES) or self._firebase.callable_app(path) is not None):
             await self._firebase(scope, receive, send)

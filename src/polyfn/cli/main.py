@@ -28,6 +28,7 @@ from polyfn.cli import (
     scaling,
     security,
     serve,
+    sites,
     storage,
     top,
     version,
@@ -233,6 +234,7 @@ app.add_typer(events.trigger_app, name="trigger", rich_help_panel="Events")
 app.add_typer(events.dlq_app, name="dlq", rich_help_panel="Events")
 app.command("publish", rich_help_panel="Events")(events.publish)
 app.add_typer(apps.apps_app, name="apps", rich_help_panel="Apps")
+app.add_typer(sites.sites_app, name="sites", rich_help_panel="Apps")
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -203,4 +204,19 @@ app_sessions = Table(
     Column("revoked_at", Float, nullable=True),
     Index("ix_app_sessions_user", "app", "uid"),
     Index("ix_app_sessions_revoked_at", "revoked_at"),
+)
+
+# 0010: static sites (`polyfn sites deploy`): the current files of each site as one deterministic zip, so any
+# node of a cluster can serve them (each unpacks a digest once into its data dir). `sites.py` reads them.
+sites = Table(
+    "sites",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("digest", String, nullable=False),  # archive.digest of the files
+    Column("archive", LargeBinary, nullable=False),
+    Column("spa", Boolean, nullable=False),  # unknown paths without an extension answer index.html
+    Column("files", Integer, nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
 )

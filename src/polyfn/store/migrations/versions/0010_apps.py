@@ -1,4 +1,4 @@
-"""The application platform's identity core: apps, their end users and sign-in sessions.
+"""The application platform: apps, their end users and sign-in sessions; static sites.
 
 Revision ID: 0010_apps
 Revises: 0009_logs_in_activations
@@ -7,6 +7,7 @@ Create Date: 2026-12-08
 An app's settings are one JSON document (`config`), so new settings need no migration. Users are keyed by
 (app, uid) with a unique email and a unique openid per app; a session holds the SHA-256 of its refresh
 token's secret and when it was revoked (revoked sessions' access tokens are refused until they expire).
+A site is its current files as one zip, so every node of a cluster can serve it.
 """
 
 from __future__ import annotations
@@ -58,9 +59,21 @@ def upgrade() -> None:
     )
     op.create_index("ix_app_sessions_user", "app_sessions", ["app", "uid"])
     op.create_index("ix_app_sessions_revoked_at", "app_sessions", ["revoked_at"])
+    op.create_table(
+        "sites",
+        sa.Column("name", sa.String, primary_key=True),
+        sa.Column("digest", sa.String, nullable=False),
+        sa.Column("archive", sa.LargeBinary, nullable=False),
+        sa.Column("spa", sa.Boolean, nullable=False),
+        sa.Column("files", sa.Integer, nullable=False),
+        sa.Column("size", sa.Integer, nullable=False),
+        sa.Column("created_at", sa.Float, nullable=False),
+        sa.Column("updated_at", sa.Float, nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("sites")
     op.drop_table("app_sessions")
     op.drop_index("ix_app_users_openid", "app_users")
     op.drop_index("ix_app_users_email", "app_users")
