@@ -263,3 +263,38 @@ def test_async_respects_function_capacity(server: Server, tmp_path: Path) -> Non
     assert [a["status"] for a in acts] == ["success"] * 10
     assert [a["attempts"] if "attempts" in a else 1 for a in acts] == [1] * 10
     assert sorted((tmp_path / "done.log").read_text().split()) == sorted(ids)  # each ran exactly once
+
+
+INTERNAL = '''
+REV = {rev}
+def handler(event, context):
+    raw = event.headers.raw if hasattr(event, "headers") else []
+    return {{"rev": REV, "internal": [[k.lower(), v] for k, v in raw if k.lower().startswith("x-polyfn-")]}}
+'''
+
+
+def test_outside_requests_cannot_set_internal_headers(server: Server) -> None:
+    """X-Polyfn-* are the node's own: an anonymous caller could pin an old revision with X-Polyfn-Revision (or
+    queue a job that could never run with a junk value) and forge the idempotency key functions rely on."""
+    server.deploy("hd-rev", {"handler.py": INTERNAL.format(rev=1)})
+    server.deploy("hd-rev", {"handler.py": INTERNAL.format(rev=2)})
+    forged = {"x-polyfn-revision": "1", "x-polyfn-idempotency-key": "forged", "x-polyfn-attempt": "9",
+              "x-polyfn-event-hops": "1"}
+    ids = []
+    for path, extra in [("/fn/hd-rev", {"x-polyfn-async": "true"}), ("/async-function/hd-rev", {})]:
+        for rev in ("1", "junk"):
+            r = server.http.post(path, content=b"{}", headers={**forged, **extra, "x-polyfn-revision": rev})
+            assert r.status_code == 202, r.text
+            ids.append(r.headers.get("x-polyfn-activation-id") or r.headers["x-call-id"].replace("-", ""))
+    for aid in ids:
+        act = final(server, aid)
+        assert act["status"] == "success" and act["revision"] == 2, act
+        assert json.loads(act["result"]) == {"rev": 2, "internal": [["x-polyfn-idempotency-key", aid],
+                                                                    ["x-polyfn-attempt", "1"]]}, act
+    r = server.api.post("/v1/functions/hd-rev/invoke?mode=async", json={}, headers=forged)
+    act = final(server, r.json()["activation_id"])  # (an event: the function sees no headers)
+    assert act["status"] == "success" and act["revision"] == 2, act
+    r = server.http.post("/fn/hd-rev", content=b"{}", headers=forged)  # and the synchronous paths
+    assert r.status_code == 200 and r.json() == {"rev": 2, "internal": []}, r.text
+    r = server.api.post("/v1/functions/hd-rev/invoke", json={}, headers=forged)
+    assert r.status_code == 200 and r.json()["internal"] == [], r.text

@@ -9,14 +9,15 @@ from pathlib import Path
 import pytest
 
 from polyfn.storage.errors import S3Error
-from polyfn.storage.local import LocalBackend, ObjectInfo, PutChecks
+from polyfn.storage.local import LocalBackend, read_range
+from polyfn.storage.model import BucketInfo, ObjectInfo, PutChecks
 
 
 @pytest.fixture
 def backend(tmp_path: Path) -> LocalBackend:
     b = LocalBackend(tmp_path / "store", max_object_size=1 << 20)
     b.open()
-    b.create_bucket("bkt", public=False, now=0.0)
+    b.create_bucket(BucketInfo("bkt", 0.0))
     return b
 
 
@@ -37,7 +38,7 @@ async def test_any_key_stays_inside_its_bucket(backend: LocalBackend, key: str) 
     assert path.resolve().is_relative_to((backend.buckets / "bkt").resolve())
     assert path.exists()
     info, fd = backend.open_object("bkt", key)
-    data = b"".join([c async for c in backend.read_range(fd, 0, info.size)])
+    data = b"".join([c async for c in read_range(fd, 0, info.size)])
     assert data == key.encode() and info.key == key
 
 
@@ -105,14 +106,14 @@ async def test_stream_interrupted_mid_object(backend: LocalBackend) -> None:
 
 async def test_delete_prunes_empty_prefix_dirs_and_bucket_rules(backend: LocalBackend) -> None:
     await put(backend, "a/b/c/d")
-    assert backend.delete_object("bkt", "a/b/c/d") is True
-    assert backend.delete_object("bkt", "a/b/c/d") is False
+    assert (await backend.delete_object("bkt", "a/b/c/d")).existed is True
+    assert (await backend.delete_object("bkt", "a/b/c/d")).existed is False
     assert [p.name for p in (backend.buckets / "bkt").iterdir()] == [".bucket"]
     await put(backend, "x")
     with pytest.raises(S3Error) as e:
         backend.delete_bucket("bkt")
     assert e.value.code == "BucketNotEmpty"
-    backend.delete_object("bkt", "x")
+    await backend.delete_object("bkt", "x")
     backend.delete_bucket("bkt")
     with pytest.raises(S3Error) as e:
         backend.bucket("bkt")

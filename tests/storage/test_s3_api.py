@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from polyfn.storage.api import Request, _parse_range, aws_chunked, parse_query, virtual_bucket
 from polyfn.storage.errors import S3Error
+from polyfn.storage.wire import Request, aws_chunked, parse_query, virtual_bucket
+from polyfn.storage.wire import parse_range as _parse_range
 
 
 def encode_chunked(data: bytes, size: int, trailer: bytes = b"") -> bytes:

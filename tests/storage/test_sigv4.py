@@ -12,8 +12,8 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from polyfn.storage import sigv4
-from polyfn.storage.api import parse_query
 from polyfn.storage.errors import S3Error
+from polyfn.storage.wire import parse_query
 from polyfn.store.security import KeyRecord
 
 KEYS = {"AKIDTEST": ("secret-one", KeyRecord(id="AKIDTEST", secret_sha256="", scope="invoke")),

@@ -26,6 +26,7 @@ from polyfn.deploy import archive
 from polyfn.deploy.errors import DeployError
 from polyfn.deploy.service import spec_from_json
 from polyfn.events import cloudevent, kinds
+from polyfn.headers import from_outside
 from polyfn.model import Activation, FunctionInfo
 from polyfn.observe.tracing import parse_traceparent
 
@@ -169,7 +170,7 @@ def build_api(node: Node) -> FastAPI:
         if mode != "sync":
             raise ApiError(400, "invalid_request", f"mode={mode!r}: use sync or async")
         # The caller's API key authorises the invoke; it is never passed on to the function.
-        headers = [(k, v) for k, v in request.headers.items() if k not in ("authorization", "cookie")]
+        headers = from_outside([(k, v) for k, v in request.headers.items() if k not in ("authorization", "cookie")])
         trace_id, parent_id = parse_traceparent(request.headers.get("traceparent", ""))
         out = await node.invoker.invoke(name, kind, "invoke", "POST", "/", "", headers, body, ct,
                                         trace_id, parent_id)

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from polyfn.api.errors import ApiError
+from polyfn.headers import from_outside
 from polyfn.queue.dispatcher import Rejected
 
 if TYPE_CHECKING:
@@ -22,8 +23,8 @@ if TYPE_CHECKING:
 async def accept_async(node: Node, request: Request, name: str, kind: str, body: bytes, content_type: str,
                        method: str = "POST", path: str = "/", query: str = "") -> Response:
     """Queue an invocation durably and answer 202 with its activation id."""
-    headers = [(k, v) for k, v in request.headers.items()
-               if k not in ("authorization", "cookie", "x-callback-url", "x-polyfn-async", "content-length")]
+    headers = from_outside([(k, v) for k, v in request.headers.items()
+                            if k not in ("authorization", "cookie", "x-callback-url", "content-length")])
     try:
         aid = await node.queue.submit(name, kind, "async", body, content_type, headers, method, path, query,
                                       callback_url=request.headers.get("x-callback-url"))

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from polyfn.gateway import cors
+from polyfn.headers import from_outside
 from polyfn.invoker import Invoker, Outcome, platform_error
 from polyfn.observe.tracing import parse_traceparent
 
@@ -35,6 +36,7 @@ class Gateway:
         trace = _NO_TRACE
         is_async = False
         callback = None
+        internal = False
         for k, v in headers:
             if k == "content-type":
                 content_type = v
@@ -42,10 +44,14 @@ class Gateway:
                 length = int(v)
             elif k == "traceparent":
                 trace = parse_traceparent(v)
-            elif k == "x-polyfn-async":
-                is_async = v.lower() == "true"
+            elif k[:9] == "x-polyfn-":  # the node's own (polyfn.headers): read, never passed on
+                internal = True
+                if k == "x-polyfn-async":
+                    is_async = v.lower() == "true"
             elif k == "x-callback-url":
                 callback = v
+        if internal:
+            headers = from_outside(headers)
         spec = None
         if name:
             active = self.invoker.registry.get(name)
@@ -107,7 +113,7 @@ class Gateway:
             refusal = self._callback_refusal(name, callback, headers)
             if refusal is not None:
                 return platform_error(400, *refusal)
-        keep = [(k, v) for k, v in headers if k not in ("x-polyfn-async", "x-callback-url", "content-length")]
+        keep = [(k, v) for k, v in headers if k not in ("x-callback-url", "content-length")]
         try:
             aid = await self.queue.submit(name, "http", "http", body, content_type, keep, scope["method"],
                                           "/" + sub, scope["query_string"].decode("latin-1"), callback)

@@ -87,6 +87,9 @@ def outcome_error(out: Outcome) -> tuple[str | None, dict[str, Any]]:
 #: `async_max_inflight` slots to the others.
 PREFETCH = 64
 
+#: Attempts of a job that fail with an error of the node's own (not the function's) before it is dead-lettered.
+UNEXPECTED_ATTEMPTS = 3
+
 #: Seconds of work (by the function's average job time) a node holds beyond its capacity from the cluster's
 #: stream: enough that pulls come in batches, short enough that other nodes are not kept waiting.
 STREAM_PREFETCH_S = 0.05
@@ -511,17 +514,33 @@ class AsyncQueue:
                     avg = self._took.get(job.function)
                     self._took[job.function] = took if avg is None else avg + (took - avg) / 8
             settled = out is not None and await self._settle(job, out)
-        except Exception:
-            log.exception("async queue: job %s failed unexpectedly; it will run again", job.id)
-            with contextlib.suppress(Exception):
-                await self._reschedule(job, time.time() + 5, None, uncount=True)
-            # a streamed job that could not be rescheduled (NATS away): no more heartbeats, so JetStream gives
-            # it to a node again once its ack wait is over
-            self._msgs.pop(job.id, None)
-            self._retry_at(job.function, time.time() + 5)
+        except Exception as e:
+            await self._unexpected(job, e)
         finally:
             if not settled:
                 self._release(job.function)
+
+    async def _unexpected(self, job: Job, e: Exception) -> None:
+        """An error of the node's own with this job (not the function's outcome). The attempt counts: it runs
+        again with backoff, and after UNEXPECTED_ATTEMPTS it is dead-lettered with the error (a job that can
+        never run used to be retried every 5 s for its whole max_event_age without using up an attempt)."""
+        what = f"{type(e).__name__}: {e}"[:1000]
+        err = {"code": "internal_error", "message": what, "attempt": job.attempt}
+        with one_item(log, "async queue: job %s failed unexpectedly (%s) and could not be rescheduled", job.id, what):
+            if job.attempt >= UNEXPECTED_ATTEMPTS:
+                log.error("async queue: job %s of %s failed unexpectedly %d times: %s", job.id, job.function,
+                          job.attempt, what)
+                await self._dead(job, f"internal_error: {what}", err)
+                return
+            log.exception("async queue: job %s of %s failed unexpectedly; it will run again", job.id, job.function)
+            at = time.time() + retry.backoff_delay(job.attempt, 5.0, 300.0)
+            await self._reschedule(job, at, err, uncount=False)
+            self._retry_at(job.function, at)
+            return
+        # a streamed job that could not be rescheduled (NATS away): no more heartbeats, so JetStream gives
+        # it to a node again once its ack wait is over
+        self._msgs.pop(job.id, None)
+        self._retry_at(job.function, time.time() + 5)
 
     async def _invoke(self, job: Job) -> Outcome | None:
         """One attempt; None when the job was dead-lettered without running."""
@@ -540,6 +559,12 @@ class AsyncQueue:
         trace_id, parent_id = parse_traceparent(tp) if tp else ("", "")
         revision = None
         pinned = next((v for k, v in job.headers if k.lower() == REVISION_HEADER), "")
+        if pinned and not (pinned.isascii() and pinned.isdigit() and 0 < int(pinned) < 1 << 31):
+            # can never run (only the node sets the header; a job queued before outside requests lost theirs)
+            await self._dead(job, f"invalid_job: {REVISION_HEADER} {pinned[:40]!r} is not a revision number",
+                             {"code": "invalid_job", "message": f"{REVISION_HEADER} {pinned[:40]!r} is not a revision "
+                              "number"})
+            return None
         if pinned and self.revision_lookup is not None:
             revision = await self.revision_lookup(job.function, int(pinned))
             if revision is None:

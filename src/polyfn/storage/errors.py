@@ -15,6 +15,7 @@ class S3Error(Exception):
         self.message = message
         self.resource = resource
         self.extra = extra
+        self.headers: list[tuple[bytes, bytes]] = []  # response headers beside the XML (x-amz-delete-marker …)
 
     def xml(self, request_id: str) -> bytes:
         parts = [f"<Code>{self.code}</Code><Message>{escape(self.message)}</Message>"]

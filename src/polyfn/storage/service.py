@@ -17,6 +17,7 @@ import socket
 from typing import Any
 
 from polyfn.config import Settings
+from polyfn.storage import sse
 from polyfn.storage.api import S3App
 from polyfn.storage.local import LocalBackend
 from polyfn.storage.notifications import Notifications
@@ -30,7 +31,7 @@ class StorageService:
         self.settings = s
         self.keys = keys  # polyfn.auth.keys.KeyRing: the node's one key store
         root = s.storage_dir
-        self.backend = LocalBackend(root, s.storage_max_object_size, s.storage_fsync)
+        self.backend = LocalBackend(root, s.storage_max_object_size, s.storage_fsync, _sse_keys(keys))
         self.notifications = Notifications(store, s.storage_region)
         proxy = None
         if s.storage_backend == "s3":
@@ -131,6 +132,16 @@ class StorageService:
         if self.url:
             env["AWS_ENDPOINT_URL_S3"] = self.url
         return env
+
+
+def _sse_keys(keys: Any) -> sse.Keys | None:
+    """SSE-S3's key-encryption key, derived from the node key that also encrypts the key ring's secrets
+    (made on first use, like theirs). None when the key ring has no node key (then SSE is refused)."""
+    box = getattr(keys, "box", None)
+    if box is None:
+        return None
+    box.encrypt("")  # makes <data dir>/node.key when it does not exist yet
+    return sse.Keys(sse.node_storage_key(box.key_path.read_bytes()))
 
 
 def _bind(host: str, port: int) -> socket.socket:

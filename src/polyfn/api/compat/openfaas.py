@@ -33,6 +33,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from polyfn import __version__
 from polyfn.api.compat import common, keys
 from polyfn.deploy.errors import DeployError
+from polyfn.headers import from_outside
 from polyfn.manifests.model import ManifestError, memory_mb
 from polyfn.model import Activation, FunctionInfo
 
@@ -274,7 +275,7 @@ class OpenFaasApi:
 
     async def invoke(self, request: Request, name: str, path: str = "") -> Response:
         body = await request.body()
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]]
+        headers = from_outside([(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]])
         out = await self.node.invoker.invoke(_fn_name(name), "http", "http", request.method, "/" + path,
                                              request.scope["query_string"].decode("latin-1"), headers, body,
                                              request.headers.get("content-type", ""))
@@ -298,7 +299,7 @@ class OpenFaasApi:
             refusal = check_callback(callback, fname, key, self.node.settings.callback_hosts)
             if refusal is not None:
                 raise OpenFaasError(400, f"{refusal[0]}: {refusal[1]}")
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]]
+        headers = from_outside([(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]])
         headers.append(("x-call-id", call_id))
         query = request.scope["query_string"].decode("latin-1")
         method, ct = request.method, request.headers.get("content-type", "")

@@ -1,0 +1,109 @@
+"""Access control lists as S3 writes them: canned ACLs, `x-amz-grant-*` headers, AccessControlPolicy XML.
+
+A stored ACL is the full grant list (the owner's FULL_CONTROL included); an empty one means the default,
+owner-only. Every key of this node acts as the one owner (`wire.OWNER_ID`): ACLs decide what unsigned
+requests may do (a public-read object or bucket is readable without a signature) and are answered back as
+S3 does. A bucket with ownership `BucketOwnerEnforced` refuses ACLs other than the owner-only ones.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from polyfn.storage.errors import S3Error, invalid_argument
+from polyfn.storage.model import ALL_USERS, AUTH_USERS, Grant
+from polyfn.storage.wire import OWNER, OWNER_ID, e, malformed, parse_xml
+
+LOG_DELIVERY = "http://acs.amazonaws.com/groups/s3/LogDelivery"
+OWNER_FULL: Grant = ("id", OWNER_ID, "FULL_CONTROL")
+PERMISSIONS = ("READ", "WRITE", "READ_ACP", "WRITE_ACP", "FULL_CONTROL")
+CANNED: dict[str, list[Grant]] = {
+    "private": [OWNER_FULL],
+    "public-read": [OWNER_FULL, ("uri", ALL_USERS, "READ")],
+    "public-read-write": [OWNER_FULL, ("uri", ALL_USERS, "READ"), ("uri", ALL_USERS, "WRITE")],
+    "authenticated-read": [OWNER_FULL, ("uri", AUTH_USERS, "READ")],
+    "bucket-owner-read": [OWNER_FULL],
+    "bucket-owner-full-control": [OWNER_FULL],
+    "aws-exec-read": [OWNER_FULL],
+    "log-delivery-write": [OWNER_FULL, ("uri", LOG_DELIVERY, "WRITE"), ("uri", LOG_DELIVERY, "READ_ACP")],
+}
+_GRANT_HEADERS = {f"x-amz-grant-{p.lower().replace('_', '-')}": p for p in PERMISSIONS}
+_GRANTEE = re.compile(r'\s*(id|uri|emailAddress)\s*=\s*"?([^",]*)"?\s*', re.I)
+_XSI = 'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"'
+
+
+def from_headers(h: Mapping[str, str], ownership: str = "") -> list[Grant] | None:
+    """The ACL a request sets with `x-amz-acl` or `x-amz-grant-*` headers, None when it sets none."""
+    canned = h.get("x-amz-acl")
+    grants_given = [name for name in _GRANT_HEADERS if name in h]
+    if canned is not None and grants_given:
+        raise invalid_argument("Specifying both Canned ACLs and Header Grants is not allowed")
+    if canned is not None:
+        if canned not in CANNED:
+            raise invalid_argument(f"Unknown canned ACL {canned!r}")
+        enforce(ownership, CANNED[canned])
+        return list(CANNED[canned])
+    if not grants_given:
+        return None
+    grants: list[Grant] = []
+    for name in grants_given:
+        for part in h[name].split(","):
+            m = _GRANTEE.fullmatch(part)
+            if m is None:
+                raise invalid_argument(f"malformed grantee in {name}: {part.strip()!r}")
+            kind = {"id": "id", "uri": "uri", "emailaddress": "email"}[m.group(1).lower()]
+            grants.append((kind, m.group(2), _GRANT_HEADERS[name]))
+    enforce(ownership, grants)
+    return grants
+
+
+def from_xml(body: bytes, ownership: str = "") -> list[Grant]:
+    root = parse_xml(body)
+    acl = root.find("AccessControlList")
+    if acl is None:
+        raise malformed()
+    grants: list[Grant] = []
+    for g in acl.findall("Grant"):
+        grantee, perm = g.find("Grantee"), g.findtext("Permission") or ""
+        if grantee is None or perm not in PERMISSIONS:
+            raise malformed()
+        if grantee.findtext("ID"):
+            grants.append(("id", grantee.findtext("ID") or "", perm))
+        elif grantee.findtext("URI"):
+            grants.append(("uri", grantee.findtext("URI") or "", perm))
+        elif grantee.findtext("EmailAddress"):
+            grants.append(("email", grantee.findtext("EmailAddress") or "", perm))
+        else:
+            raise malformed()
+    enforce(ownership, grants)
+    return grants
+
+
+def from_request(h: Mapping[str, str], body: bytes, ownership: str = "") -> list[Grant]:
+    """The ACL a Put(Bucket|Object)Acl sets: its headers, else its AccessControlPolicy body."""
+    grants = from_headers(h, ownership)
+    if grants is not None:
+        return grants
+    if not body.strip():
+        raise malformed()
+    return from_xml(body, ownership)
+
+
+def enforce(ownership: str, grants: list[Grant]) -> None:
+    if ownership == "BucketOwnerEnforced" and any(g != OWNER_FULL for g in grants):
+        raise S3Error(400, "AccessControlListNotSupported", "The bucket does not allow ACLs")
+
+
+def to_xml(grants: list[Grant]) -> str:
+    out = []
+    for kind, who, perm in grants or [OWNER_FULL]:
+        if kind == "id":
+            grantee = (f'<Grantee {_XSI} xsi:type="CanonicalUser"><ID>{e(who)}</ID>'
+                       f"<DisplayName>{e(who)}</DisplayName></Grantee>")
+        elif kind == "uri":
+            grantee = f'<Grantee {_XSI} xsi:type="Group"><URI>{e(who)}</URI></Grantee>'
+        else:
+            grantee = f'<Grantee {_XSI} xsi:type="AmazonCustomerByEmail"><EmailAddress>{e(who)}</EmailAddress></Grantee>'
+        out.append(f"<Grant>{grantee}<Permission>{perm}</Permission></Grant>")
+    return f"{OWNER}<AccessControlList>{''.join(out)}</AccessControlList>"

@@ -1,0 +1,78 @@
+"""The dispatcher's handling of jobs that cannot run: dead-lettered with the reason instead of retried for
+their whole max_event_age without using up an attempt."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from polyfn.config import Settings
+from polyfn.queue.builtin import Job, QueueDB
+from polyfn.queue.dispatcher import UNEXPECTED_ATTEMPTS, AsyncQueue
+
+
+class Registry:
+    def get(self, name: str) -> Any:
+        spec = SimpleNamespace(max_instances=1, concurrency=1, max_event_age=21600.0, retry_attempts=3)
+        return SimpleNamespace(revision=SimpleNamespace(spec=spec))
+
+
+class Invoker:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def invoke(self, *a: Any, **k: Any) -> Any:
+        self.calls += 1
+        raise RuntimeError("a bug of the node's with this job")
+
+
+async def _queue(tmp_path: Path, invoker: Invoker) -> AsyncQueue:
+    q = AsyncQueue(Settings(data_dir=tmp_path), invoker, Registry())  # type: ignore[arg-type]
+    q.db = await QueueDB.open(tmp_path / "queue.db")
+
+    async def lookup(function: str, number: int) -> Any:
+        raise AssertionError("a junk revision must not be looked up")
+
+    q.revision_lookup = lookup
+    return q
+
+
+async def _claim(q: AsyncQueue, now: float) -> Job:
+    (job,) = (await q.db.claim_ready(now, 10, None, lambda f: 10)).jobs
+    return job
+
+
+async def test_a_job_pinned_to_a_junk_revision_is_dead_lettered_at_once(tmp_path: Path) -> None:
+    invoker = Invoker()
+    q = await _queue(tmp_path, invoker)
+    try:
+        await q.db.enqueue([Job(id="j1", function="f", body=b"{}", enqueued_at=time.time(), not_before=0,
+                                headers=[("x-polyfn-revision", "junk")])])
+        await q._run(await _claim(q, 1))
+        (dead,) = await q.db.dead()
+        assert dead.id == "j1" and dead.reason.startswith("invalid_job") and "junk" in dead.reason
+        assert invoker.calls == 0
+    finally:
+        await q.db.close()
+
+
+async def test_a_job_that_fails_with_the_nodes_own_error_uses_up_attempts_then_is_dead(tmp_path: Path) -> None:
+
+    invoker = Invoker()
+    q = await _queue(tmp_path, invoker)
+    try:
+        await q.db.enqueue([Job(id="j2", function="f", body=b"{}", enqueued_at=time.time(), not_before=0)])
+        for attempt in range(1, UNEXPECTED_ATTEMPTS + 1):
+            job = await _claim(q, time.time() + 3600)  # (past its backoff)
+            assert job.attempt == attempt
+            await q._run(job)
+            if attempt < UNEXPECTED_ATTEMPTS:
+                again = await q.db.get("j2")
+                assert again is not None and again.state == "pending" and again.not_before > time.time()
+                assert again.last_error["code"] == "internal_error"
+        (dead,) = await q.db.dead()
+        assert dead.reason.startswith("internal_error: RuntimeError") and invoker.calls == UNEXPECTED_ATTEMPTS
+    finally:
+        await q.db.close()
