@@ -55,8 +55,14 @@
   function wxStyle(apiName, run) {
     return function (options) {
       var opts = options || {};
-      var task = {};
-      var promise = Promise.resolve().then(function () { return run.call(this, opts, task); }.bind(this))
+      var task = {}; // what `run` offers before it settles (uploadFile's onProgressUpdate)
+      var started;
+      try {
+        started = Promise.resolve(run.call(this, opts, task));
+      } catch (e) {
+        started = Promise.reject(e);
+      }
+      var promise = started
         .then(function (res) {
           res.errMsg = 'cloud.' + apiName + ':ok';
           return res;
@@ -330,7 +336,7 @@
       .then(function (res) {
         var grant = res.data;
         var fields = Object.assign({}, grant.fields);
-        if (type && !fields['Content-Type']) fields['Content-Type'] = type;
+        if (type) fields['Content-Type'] = type;
         return postForm(grant.url, fields, file, function (p) {
           listeners.forEach(function (fn) { try { fn(p); } catch (e) { /* listener */ } });
         }).then(function (res2) {

@@ -135,9 +135,13 @@ test('an oversized upload is refused by the POST policy', { ...live, ...uploads 
   const form = new FormData();
   for (const [k, v] of Object.entries(grant.data.fields)) form.append(k, v);
   form.append('file', big, 'liar.bin');
-  const res = await fetch(grant.data.url, { method: 'POST', body: form });
-  assert.ok(res.status >= 400, `stored an oversized upload: ${res.status}`);
-  assert.match(await res.text(), /EntityTooLarge|content-length-range|exceeds/);
+  // the store answers EntityTooLarge as soon as the file passes the policy's range, and may close the
+  // connection before the client has sent everything (then the client sees a network error)
+  const res = await fetch(grant.data.url, { method: 'POST', body: form }).catch((e) => e);
+  if (!(res instanceof Error)) {
+    assert.ok(res.status >= 400, `stored an oversized upload: ${res.status}`);
+    assert.match(await res.text(), /EntityTooLarge|content-length-range|exceeds/);
+  }
   const urls = await cloud.getTempFileURL({ fileList: [grant.data.fileID] });
   assert.equal(urls.fileList[0].status, 404);
 });

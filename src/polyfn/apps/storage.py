@@ -190,8 +190,7 @@ class StorageFace:
         conditions: list[Any] = [{"bucket": app.bucket}, *({k: v} for k, v in fields.items()),
                                  ["content-length-range", 0, app.config.max_upload],
                                  ["starts-with", "$Content-Type", ""]]
-        if content_type:
-            fields["Content-Type"] = content_type
+        fields["Content-Type"] = content_type or "application/octet-stream"  # the client may name another
         policy = base64.b64encode(json.dumps({"expiration": expiration, "conditions": conditions}).encode()).decode()
         key_bytes = sigv4.signing_key(secret, when[:8], self.region, "s3")
         fields["policy"] = policy
