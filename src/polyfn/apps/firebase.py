@@ -80,7 +80,7 @@ class FirebaseFace:
             return _callable_error(404, f"app {app_id!r} does not exist") if callable_ else _auth_error(
                 400, "API_KEY_INVALID", f"no polyfn app {app_id!r}: the web config's apiKey is the app id")
         origin = headers.get("origin")
-        grant = cors_grant(app, origin)
+        grant = cors_grant(app, origin, headers.get("host", ""))
         if origin is not None and grant is None:
             return Outcome(403, [*JSON_HEADERS, (b"x-polyfn-error", b"origin_not_allowed")], json.dumps(
                 {"error": {"code": 403, "status": "PERMISSION_DENIED", "message": f"origin {origin!r} may not "

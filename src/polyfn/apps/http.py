@@ -114,7 +114,7 @@ class AppsFace:
             await _send(send, platform_error(404, "app_not_found", f"app {env!r} does not exist"))
             return
         origin = headers.get("origin")
-        grant = cors_grant(app, origin)
+        grant = cors_grant(app, origin, headers.get("host", ""))
         if origin is not None and grant is None:
             await _send(send, platform_error(403, "origin_not_allowed", f"origin {origin!r} may not call app "
                                              f"{env!r}: add it with `polyfn apps update {env} --origin {origin}`"))
@@ -229,9 +229,10 @@ PREFLIGHT = [(b"access-control-allow-methods", b"GET, POST, PUT, DELETE, OPTIONS
              (b"access-control-max-age", b"600")]
 
 
-def cors_grant(app: App, origin: str | None) -> list[tuple[bytes, bytes]] | None:
-    """The CORS headers for a browser at `origin`: [] without an Origin header, None when not allowed."""
-    if origin is None:
+def cors_grant(app: App, origin: str | None, host: str = "") -> list[tuple[bytes, bytes]] | None:
+    """The CORS headers for a browser at `origin`: [] without an Origin header or from the node's own origin
+    (a page of `polyfn sites` calling its functions), None when not allowed."""
+    if origin is None or (host and origin.partition("://")[2] == host):
         return []
     allowed = app.config.origins
     if origin not in allowed and "*" not in allowed:
