@@ -92,6 +92,10 @@
   }
 
   function scriptOrigin() {
+    // Node.js (tests, scripts, server-side rendering): the node named by $POLYFN_URL
+    if (typeof process !== 'undefined' && process.env && process.env.POLYFN_URL && !(root && root.document)) {
+      return process.env.POLYFN_URL;
+    }
     var doc = root && root.document;
     var script = doc && doc.currentScript;
     if (script && script.src) return new URL(script.src).origin;
