@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     result_truncate: int = Field(4096, ge=0)  # bytes of the result kept in the activation record
     log_line_max: int = Field(16384, ge=80)  # longer lines are truncated with a marker
     log_lines_per_activation: int = Field(1000, ge=1)
+    # Bytes of output kept (docs/observability.md, "Logs"): per activation (like Lambda's 256 KB log events),
+    # per function a second on average, and in the activation store on disk in total (SQLite: the oldest
+    # activations' logs are dropped beyond it, and the space is returned to the file system).
+    log_bytes_per_activation: int = Field(256 * 1024, ge=1024)
+    log_bytes_per_second: int = Field(4 * 1024 * 1024, ge=1024)
+    log_store_max: int = Field(2 * 1024**3, ge=16 * 1024**2)
 
     # Observability.
     metrics: bool = True  # count invocations for /metrics, `polyfn top` and the console (off: benchmarks' baseline)
@@ -129,6 +135,8 @@ class Settings(BaseSettings):
     storage_upstream_region: str = "us-east-1"
     # virtual-host addressing: `BUCKET.<domain>` in the Host header names the bucket (comma-separated list)
     storage_domain: str = Field("localhost", pattern=r"^[A-Za-z0-9.\-]+(,[A-Za-z0-9.\-]+)*$")
+    # Document database (docs/database.md): seconds between TTL-expiry / stream-retention sweeps.
+    db_sweep_interval: float = Field(5.0, gt=0)
     # Cluster (docs/operations.md, "Cluster"): nodes sharing `database_url` (PostgreSQL) serve the same functions.
     # `cluster` (`polyfn serve --cluster`) asserts this node is one of them: it refuses to start without the
     # shared database and queue, instead of quietly keeping its async jobs to itself.

@@ -83,6 +83,7 @@ class Node:
         self.sync: Any = None  # scheduler.sync.ClusterSync when other nodes deploy to the same database
         self.otlp: Any = None
         self.storage: Any = None  # polyfn.storage.service.StorageService
+        self.db: Any = None  # polyfn.db.service.DbService
         self.queue: AsyncQueue = None  # type: ignore[assignment]
         self.triggers: TriggerManager = None  # type: ignore[assignment]
         self._cleanup: set[asyncio.Task[None]] = set()
@@ -113,7 +114,7 @@ class Node:
         await self.keys.start(self.admin_key)
         self.manager.secret_source = self.read_secrets
         self.recorder = ActivationRecorder(self.store, retention_count=s.activation_retention_count,
-                                           retention_age=s.activation_retention_age)
+                                           retention_age=s.activation_retention_age, store_max=s.log_store_max)
         self.recorder.start()
         self.otlp = None
         if s.otlp_endpoint:
@@ -155,6 +156,11 @@ class Node:
 
         self.sites = Sites(self.store, s.data_dir / "sites")
         self.manager.env_hook = self.storage.function_env
+        from polyfn.db.service import DbService  # the document database (its faces answer on this port)
+
+        self.db = DbService(s, self.keys)
+        await self.db.start()
+        self.manager.instance_env.update(self.db.instance_env())
         await self._start_relay()
         await self.manager.start()
         if s.cluster_sync_interval:
@@ -184,6 +190,7 @@ class Node:
             await self.deploy_examples()
         self.triggers = TriggerManager(s, self.store, self.invoker, self.queue, self.registry, self.recorder,
                                        self.metrics)
+        self.triggers.ctx.db = self.db.feed  # table change triggers read the database's change feed
         await self.triggers.start()
         if self.sync is not None:
             self.sync.triggers = self.triggers
@@ -269,6 +276,8 @@ class Node:
             await step("saving API key use", self.keys.stop())  # last-used times of API keys
         if self.artifacts is not None:
             await step("closing the artifact store client", self.artifacts.close())
+        if self.db is not None:
+            await step("closing the document database", self.db.stop())
         await self.store.close()  # 5. store closed
 
     async def read_secrets(self, names: list[str]) -> dict[str, str]:
@@ -296,6 +305,8 @@ class Node:
             await self._apps_face(scope, receive, send)
         elif scope["type"] == "http" and path.startswith("/sites/") and self.sites is not None:
             await self.sites(scope, receive, send)
+        elif self.db is not None and (face := self.db.owns(scope)) is not None:
+            await face(scope, receive, send)
         elif scope["type"] == "http" and self._firebase is not None and (
                 path.startswith(AUTH_PREFIXES) or self._firebase.callable_app(path) is not None):
             await self._firebase(scope, receive, send)

@@ -17,7 +17,7 @@ from polyfn.cli.output import err, local_time, out, write_json
 
 #: Which option the positional SPEC of `polyfn trigger add` fills, per kind.
 SPEC_OPTION = {"cron": "schedule", "topic": "topic", "nats": "subject", "redis": "stream", "amqp": "queue",
-               "mqtt": "topic", "kafka": "topic", "log": "stream", "events": "type"}
+               "mqtt": "topic", "kafka": "topic", "log": "stream", "events": "type", "dynamodb": "table"}
 
 trigger_app = typer.Typer(help="Event triggers: cron schedules, topics, brokers, log streams.", no_args_is_help=True)
 dlq_app = typer.Typer(help="The dead-letter queue: invocations and messages that failed every retry.",
@@ -62,6 +62,9 @@ def trigger_add(
     trigger_id: Annotated[str | None, typer.Option("--id", envvar="POLYFN_TRIGGER_ID", help="Trigger id.",
                                                    show_default="FUNCTION-KIND-<random>")] = None,
     bucket: Annotated[str | None, storage_cli.BUCKET_OPT] = None,
+    table: Annotated[str | None, typer.Option("--table", envvar="POLYFN_TRIGGER_TABLE",
+                                              help="dynamodb: the table whose changes invoke the function.",
+                                              show_default="none")] = None,
     events: Annotated[str, storage_cli.EVENTS_OPT] = "created",
     prefix: Annotated[str, storage_cli.PREFIX_OPT] = "",
     suffix: Annotated[str, storage_cli.SUFFIX_OPT] = "",
@@ -81,6 +84,8 @@ def trigger_add(
     config = parse_options(option or [])
     if spec is not None:
         config[SPEC_OPTION.get(kind, "spec")] = spec
+    if table is not None:
+        config["table"] = table
     if tz is not None:
         config["timezone"] = tz
     if missed is not None:

@@ -21,6 +21,7 @@ from typer.core import TyperGroup
 from polyfn.cli import (
     activations,
     apps,
+    db,
     doctor,
     events,
     functions,
@@ -230,6 +231,7 @@ app.command("activation", rich_help_panel="Activations and logs")(activations.ac
 app.command("logs", rich_help_panel="Activations and logs")(activations.logs)
 app.command("top", rich_help_panel="Activations and logs")(top.top)
 app.add_typer(storage.storage_app, name="storage", rich_help_panel="Storage")
+app.add_typer(db.db_app, name="db", rich_help_panel="Storage")
 app.add_typer(events.trigger_app, name="trigger", rich_help_panel="Events")
 app.add_typer(events.dlq_app, name="dlq", rich_help_panel="Events")
 app.command("publish", rich_help_panel="Events")(events.publish)

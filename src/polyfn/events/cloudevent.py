@@ -9,6 +9,7 @@
 | `TYPE_BROKER_MESSAGE` | one message, same fields as a `messages` item plus `"source"`, `"topic"` |
 | `TYPE_TIMER` | `{"trigger", "schedule", "timezone", "scheduled_time" (ISO 8601), "payload" (any JSON)}` |
 | `TYPE_LOG_BATCH` | `{"stream", "group", "lines": [{"id", "timestamp" (epoch ms), "message"}]}` |
+| `TYPE_DB_CHANGES` | `{"table", "records": [DynamoDB Streams records, `events/dynamodb.py`]}` |
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ TYPE_QUEUE_BATCH = "io.polyfn.queue.batch"
 TYPE_BROKER_MESSAGE = "io.polyfn.broker.message"
 TYPE_TIMER = "io.polyfn.timer.fired"
 TYPE_LOG_BATCH = "io.polyfn.log.batch"
+TYPE_DB_CHANGES = "io.polyfn.db.changes"
 
 CONTENT_TYPE = "application/cloudevents+json"
 

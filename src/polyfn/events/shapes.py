@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from polyfn.events import cloudwatch_logs, cos, oss, s3, sqs, timer
+from polyfn.events import cloudwatch_logs, cos, dynamodb, oss, s3, sqs, timer
 from polyfn.events.cloudevent import (
     TYPE_BROKER_MESSAGE,
+    TYPE_DB_CHANGES,
     TYPE_LOG_BATCH,
     TYPE_OBJECT_CREATED,
     TYPE_OBJECT_DELETED,
@@ -30,6 +31,7 @@ SHAPES: dict[str, dict[str, Shaper]] = {
         TYPE_BROKER_MESSAGE: sqs.event,
         TYPE_TIMER: timer.eventbridge,
         TYPE_LOG_BATCH: cloudwatch_logs.event,
+        TYPE_DB_CHANGES: dynamodb.event,
     },
     "aliyun": {
         TYPE_OBJECT_CREATED: oss.event,

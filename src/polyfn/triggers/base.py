@@ -55,6 +55,7 @@ class Context:
     recorder: Any = None  # ActivationRecorder: log triggers follow functions' output through it
     metrics: Any = None  # polyfn.observe.metrics.Metrics: failures count in polyfn_trigger_errors_total
     leader: Any = None  # triggers.leader.CronLeader: whether this node fires cron ticks
+    db: Any = None  # db.changes.ChangeFeed: table change triggers read it
 
 
 class Runner:

@@ -75,13 +75,16 @@ def failed_items(body: bytes, ids: set[str]) -> set[str] | None:
 
 
 async def deliver(runner: Runner, source: str, topic: str, messages: list[Message], single: bool = True,
-                  builder: Callable[[list[Message]], bytes] | None = None) -> None:
-    """Deliver `messages` until each succeeded or is a dead letter. A failure of ours with them (a bug, a
+                  builder: Callable[[list[Message]], bytes] | None = None,
+                  retry_from_first_failure: bool = False) -> None:
+    """Deliver `messages` until each succeeded or is a dead letter. `retry_from_first_failure`: a partial batch
+    failure retries the first failed message and every one after it (a stream's order: DynamoDB Streams'
+    batchItemFailures), not only the failed ones. A failure of ours with them (a bug, a
     message the event builder cannot shape) dead-letters them with the reason, logged, instead of raising:
     the runner would restart, the broker would redeliver the same messages, and the trigger would be stuck
     on them for good."""
     try:
-        await _deliver(runner, source, topic, messages, single, builder)
+        await _deliver(runner, source, topic, messages, single, builder, retry_from_first_failure)
     except Interrupted:
         raise
     except Exception as e:
@@ -95,7 +98,7 @@ async def deliver(runner: Runner, source: str, topic: str, messages: list[Messag
 
 
 async def _deliver(runner: Runner, source: str, topic: str, messages: list[Message], single: bool,
-                   builder: Callable[[list[Message]], bytes] | None) -> None:
+                   builder: Callable[[list[Message]], bytes] | None, retry_from_first_failure: bool) -> None:
     ctx = runner.ctx
     trig = runner.trigger
     pending = list(messages)
@@ -125,7 +128,8 @@ async def _deliver(runner: Runner, source: str, topic: str, messages: list[Messa
             runner.delivered += len(pending) - len(failed or ())
             if not failed:
                 return
-            pending = [m for m in pending if m.id in failed]
+            first = next(i for i, m in enumerate(pending) if m.id in failed)
+            pending = pending[first:] if retry_from_first_failure else [m for m in pending if m.id in failed]
             cls, err = "5xx", {"code": "batch_item_failure", "message": f"{len(failed)} item(s) reported failed"}
             runner.count_error("batch_item_failure", err["message"], n=len(pending))
         else:

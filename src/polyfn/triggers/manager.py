@@ -27,7 +27,7 @@ log = logging.getLogger("polyfn.triggers")
 #: kind → module under polyfn.triggers with `validate(config) -> config` and `RUNNER` (imported lazily, so a
 #: broker's client library is only needed when a trigger of that kind exists).
 KINDS = {"cron": "cron", "topic": "topic", "nats": "nats", "redis": "redis_streams", "amqp": "amqp",
-         "mqtt": "mqtt", "kafka": "kafka", "log": "log", "events": "events"}
+         "mqtt": "mqtt", "kafka": "kafka", "log": "log", "events": "events", "dynamodb": "dynamodb"}
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 

@@ -1,0 +1,303 @@
+"""The document database's core: tables and single-item operations, with DynamoDB's request model.
+
+Requests and results are the plain dicts of DynamoDB's data model (`{"TableName": …, "Item": {...}}`) —
+the model every face maps onto; no face is known here. `Database` owns the table catalog (cached; on a
+shared PostgreSQL re-read when older than `CATALOG_TTL`) and runs every operation as one storage
+transaction (`storage.Storage`). Queries and scans are in `reads.py`, batches and transactions in
+`multi.py`, TTL expiry in `ttl.py`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.engine import Connection
+
+from polyfn.db import evaluate, rows, schema, values, writes
+from polyfn.db.errors import InUse, Invalid, NoSuchTable
+from polyfn.db.expr import Names
+from polyfn.db.schema import TableDef
+from polyfn.db.storage import Storage, db_index_rows, db_items, db_tables
+
+CATALOG_TTL = 2.0  # seconds a cached definition is trusted when other nodes share the database
+
+
+def _def(row: Any) -> TableDef:
+    import msgspec
+
+    return msgspec.json.decode(row.spec, type=TableDef)
+
+
+def capacity(req: dict[str, Any], table: str, units: float) -> dict[str, Any]:
+    if req.get("ReturnConsumedCapacity") in ("TOTAL", "INDEXES"):
+        return {"ConsumedCapacity": {"TableName": table, "CapacityUnits": units}}
+    return {}
+
+
+def write_units(size: int) -> float:
+    return float(max(1, -(-size // 1024)))
+
+
+def read_units(size: int, consistent: bool) -> float:
+    units = max(1, -(-size // 4096))
+    return float(units if consistent else units / 2)
+
+
+def _return_values(req: dict[str, Any], allowed: tuple[str, ...]) -> str:
+    rv = req.get("ReturnValues") or "NONE"
+    if rv not in allowed:
+        if len(allowed) == 2:
+            raise Invalid("ReturnValues can only be ALL_OLD or NONE")
+        raise Invalid(f"1 validation error detected: Value '{rv}' at 'returnValues' failed to satisfy constraint: "
+                      "Member must satisfy enum value set: [ALL_NEW, UPDATED_OLD, ALL_OLD, NONE, UPDATED_NEW]")
+    return str(rv)
+
+
+class Database:
+    """Create with `await Database.open(url, region)`; every method takes the caller's namespace."""
+
+    def __init__(self, storage: Storage, region: str = "us-east-1", clock: Callable[[], float] = time.time):
+        self.storage = storage
+        self.region = region
+        self.clock = clock
+        self._catalog: dict[tuple[str, str], tuple[TableDef, float]] = {}
+        self.shared = storage.dialect == "postgresql"
+        self.on_change: Callable[[], None] | None = None  # the change feed wakes up after writes that record
+
+    @classmethod
+    async def open(cls, url: str, region: str = "us-east-1") -> Database:
+        return cls(await Storage.open(url), region)
+
+    async def close(self) -> None:
+        await self.storage.close()
+
+    # -- catalog ------------------------------------------------------------------------------------------
+
+    async def table(self, ns: str, name: Any) -> TableDef:
+        if not isinstance(name, str) or not name:
+            raise Invalid("1 validation error detected: Value null at 'tableName' failed to satisfy constraint: "
+                          "Member must not be null")
+        hit = self._catalog.get((ns, name))
+        now = time.monotonic()
+        if hit is not None and (not self.shared or now - hit[1] < CATALOG_TTL):
+            return hit[0]
+        found = await self.storage.read(lambda c: c.execute(
+            select(db_tables.c.spec).where(db_tables.c.ns == ns, db_tables.c.name == name)).first())
+        if found is None:
+            self._catalog.pop((ns, name), None)
+            raise NoSuchTable(f"Requested resource not found: Table: {name} not found")
+        t = _def(found)
+        self._catalog[(ns, name)] = (t, now)
+        return t
+
+    async def _save_def(self, ns: str, t: TableDef, extra: Callable[[Connection], None] | None = None) -> None:
+        import msgspec
+
+        def fn(c: Connection) -> None:
+            n = c.execute(update(db_tables).where(db_tables.c.ns == ns, db_tables.c.name == t.name,
+                                                  db_tables.c.id == t.id)
+                          .values(spec=msgspec.json.encode(t).decode())).rowcount
+            if n != 1:
+                raise NoSuchTable(f"Requested resource not found: Table: {t.name} not found")
+            if extra is not None:
+                extra(c)
+
+        await self.storage.write(fn)
+        self._catalog[(ns, t.name)] = (t, time.monotonic())
+
+    # -- tables -----------------------------------------------------------------------------------------
+
+    async def create_table(self, ns: str, req: dict[str, Any]) -> dict[str, Any]:
+        import msgspec
+
+        t = schema.create(req, uuid.uuid4().hex, self.clock())
+
+        def fn(c: Connection) -> bool:
+            if c.execute(select(db_tables.c.id).where(db_tables.c.ns == ns, db_tables.c.name == t.name)).first():
+                return False
+            c.execute(db_tables.insert().values(ns=ns, name=t.name, id=t.id, spec=msgspec.json.encode(t).decode(),
+                                                created_at=t.created_at))
+            return True
+
+        if not await self.storage.write(fn):
+            raise InUse(f"Table already exists: {t.name}")
+        self._catalog[(ns, t.name)] = (t, time.monotonic())
+        return {"TableDescription": t.describe(self.region)}
+
+    async def describe_table(self, ns: str, req: dict[str, Any]) -> dict[str, Any]:
+        t = await self.table(ns, req.get("TableName"))
+        count, size = await self.storage.read(lambda c: self._stats(c, t))
+        return {"Table": t.describe(self.region, count, size)}
+
+    @staticmethod
+    def _stats(c: Connection, t: TableDef) -> tuple[int, int]:
+        from sqlalchemy import func
+
+        row = c.execute(select(func.count(), func.coalesce(func.sum(db_items.c.size), 0))
+                        .where(db_items.c.tid == t.id)).first()
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
+    async def list_tables(self, ns: str, req: dict[str, Any]) -> dict[str, Any]:
+        limit = req.get("Limit", 100)
+        if not isinstance(limit, int) or not 1 <= limit <= 100:
+            raise Invalid(f"1 validation error detected: Value '{limit}' at 'limit' failed to satisfy constraint: "
+                          "Member must have value less than or equal to 100")
+        start = req.get("ExclusiveStartTableName")
+        q = select(db_tables.c.name).where(db_tables.c.ns == ns).order_by(db_tables.c.name).limit(limit + 1)
+        if start:
+            q = q.where(db_tables.c.name > start)
+        names = [r[0] for r in await self.storage.read(lambda c: c.execute(q).all())]
+        out: dict[str, Any] = {"TableNames": names[:limit]}
+        if len(names) > limit:
+            out["LastEvaluatedTableName"] = names[limit - 1]
+        return out
+
+    async def delete_table(self, ns: str, req: dict[str, Any]) -> dict[str, Any]:
+        t = await self.table(ns, req.get("TableName"))
+        if t.deletion_protection:
+            raise Invalid("Resource cannot be deleted as it is currently protected against deletion. Disable "
+                          "deletion protection first.")
+
+        def fn(c: Connection) -> tuple[int, int]:
+            stats = self._stats(c, t)
+            if c.execute(delete(db_tables).where(db_tables.c.ns == ns, db_tables.c.id == t.id)).rowcount != 1:
+                raise NoSuchTable(f"Requested resource not found: Table: {t.name} not found")
+            c.execute(delete(db_items).where(db_items.c.tid == t.id))
+            c.execute(delete(db_index_rows).where(db_index_rows.c.tid == t.id))
+            return stats
+
+        count, size = await self.storage.write(fn)
+        self._catalog.pop((ns, t.name), None)
+        return {"TableDescription": t.describe(self.region, count, size, status="DELETING")}
+
+    async def update_table(self, ns: str, req: dict[str, Any]) -> dict[str, Any]:
+        t = await self.table(ns, req.get("TableName"))
+        new = schema.update(t, req, self.clock())
+        added = [ix for ix in new.indexes if ix.name not in {i.name for i in t.indexes}]
+        dropped = [ix for ix in t.indexes if ix.name not in {i.name for i in new.indexes}]
+
+        def extra(c: Connection) -> None:
+            for ix in dropped:
+                c.execute(delete(db_index_rows).where(db_index_rows.c.tid == t.id, db_index_rows.c.ix == ix.name))
+            if added:  # backfill the new indexes from every item
+                only = TableDef(**{**{f: getattr(new, f) for f in new.__struct_fields__}, "indexes": added})
+                for r in c.execute(select(db_items.c.h, db_items.c.pk, db_items.c.sk, db_items.c.item)
+                                   .where(db_items.c.tid == t.id)).all():
+                    item = rows.decode(r.item)
+                    try:
+                        rows.store_index_rows(c, only, rows.RowKey(r.h, r.pk, r.sk), item)
+                    except Invalid:
+                        continue  # an item whose attribute does not fit the new key type is left out
+
+        await self._save_def(ns, new, extra)
+        return {"TableDescription": new.describe(self.region)}
+
+    async def update_ttl(self, ns: str, req: dict[str, Any]) -> dict[str, Any]:
+        t = await self.table(ns, req.get("TableName"))
+        spec = req.get("TimeToLiveSpecification")
+        if not isinstance(spec, dict) or not isinstance(spec.get("AttributeName"), str) or "Enabled" not in spec:
+            raise Invalid("1 validation error detected: Value null at 'timeToLiveSpecification' failed to satisfy "
+                          "constraint: Member must not be null")
+        enabled, attr = bool(spec["Enabled"]), spec["AttributeName"]
+        if enabled and t.ttl_attribute is not None:
+            raise Invalid("TimeToLive is already enabled")
+        if not enabled and t.ttl_attribute is None:
+            raise Invalid("TimeToLive is already disabled")
+        if not enabled and t.ttl_attribute != attr:
+            raise Invalid("TimeToLive is active on a different AttributeName: current AttributeName is "
+                          f"{t.ttl_attribute}")
+        import msgspec
+
+        new = msgspec.structs.replace(t, ttl_attribute=attr if enabled else None)
+
+        def extra(c: Connection) -> None:  # every item's expiry, from the attribute now named
+            for r in c.execute(select(db_items.c.h, db_items.c.pk, db_items.c.sk, db_items.c.item)
+                               .where(db_items.c.tid == t.id)).all():
+                c.execute(update(db_items).where(db_items.c.tid == t.id, db_items.c.h == r.h, db_items.c.pk == r.pk,
+                                                 db_items.c.sk == r.sk)
+                          .values(expires=rows.expiry(new, rows.decode(r.item))))
+
+        await self._save_def(ns, new, extra)
+        return {"TimeToLiveSpecification": {"Enabled": enabled, "AttributeName": attr}}
+
+    async def describe_ttl(self, ns: str, req: dict[str, Any]) -> dict[str, Any]:
+        t = await self.table(ns, req.get("TableName"))
+        if t.ttl_attribute is None:
+            return {"TimeToLiveDescription": {"TimeToLiveStatus": "DISABLED"}}
+        return {"TimeToLiveDescription": {"TimeToLiveStatus": "ENABLED", "AttributeName": t.ttl_attribute}}
+
+    async def set_changes(self, ns: str, name: str, on: bool) -> None:
+        """Record the table's changes for change triggers (even when it has no stream)."""
+        import msgspec
+
+        t = await self.table(ns, name)
+        if t.changes != on:
+            await self._save_def(ns, msgspec.structs.replace(t, changes=on))
+
+    # -- single items ---------------------------------------------------------------------------------------
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
+
+    async def _write_one(self, ns: str, w: writes.Write) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        now = self.clock()
+        out = await self.storage.write(lambda c: writes.run(c, ns, w, now), [w.lock()])
+        if w.t.stream_view or w.t.changes:
+            self._changed()
+        return out
+
+    async def put_item(self, ns: str, req: dict[str, Any]) -> dict[str, Any]:
+        t = await self.table(ns, req.get("TableName"))
+        w = writes.prepare_put(t, req)
+        rv = _return_values(req, ("NONE", "ALL_OLD"))
+        old, new = await self._write_one(ns, w)
+        out: dict[str, Any] = {"Attributes": old} if rv == "ALL_OLD" and old is not None else {}
+        out.update(capacity(req, t.name, write_units(values.item_size(new or {}))))
+        return out
+
+    async def get_item(self, ns: str, req: dict[str, Any]) -> dict[str, Any]:
+        t = await self.table(ns, req.get("TableName"))
+        k, _ = rows.request_key(t, req.get("Key"))
+        names = Names(req.get("ExpressionAttributeNames"), None, req.get("ProjectionExpression") is not None)
+        proj = writes.projection_of(req, names)
+        names.check_unused()
+        item = await self.storage.read(lambda c: rows.fetch(c, t.id, k))
+        out: dict[str, Any] = {}
+        if item is not None:
+            out["Item"] = evaluate.project(item, proj) if proj is not None else item
+        out.update(capacity(req, t.name, read_units(values.item_size(item) if item else 1,
+                                                    bool(req.get("ConsistentRead")))))
+        return out
+
+    async def delete_item(self, ns: str, req: dict[str, Any]) -> dict[str, Any]:
+        t = await self.table(ns, req.get("TableName"))
+        w = writes.prepare_delete(t, req)
+        rv = _return_values(req, ("NONE", "ALL_OLD"))
+        old, _ = await self._write_one(ns, w)
+        out: dict[str, Any] = {"Attributes": old} if rv == "ALL_OLD" and old is not None else {}
+        out.update(capacity(req, t.name, write_units(values.item_size(old) if old else 1)))
+        return out
+
+    async def update_item(self, ns: str, req: dict[str, Any]) -> dict[str, Any]:
+        t = await self.table(ns, req.get("TableName"))
+        w = writes.prepare_update(t, req)
+        rv = _return_values(req, ("NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW"))
+        old, new = await self._write_one(ns, w)
+        assert new is not None
+        out: dict[str, Any] = {}
+        if rv == "ALL_OLD" and old is not None:
+            out["Attributes"] = old
+        elif rv == "ALL_NEW":
+            out["Attributes"] = new
+        elif rv in ("UPDATED_OLD", "UPDATED_NEW") and w.paths:
+            src = old if rv == "UPDATED_OLD" else new
+            got = evaluate.project(src, w.paths) if src is not None else {}
+            if got:
+                out["Attributes"] = got
+        out.update(capacity(req, t.name, write_units(values.item_size(new))))
+        return out

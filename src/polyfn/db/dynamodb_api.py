@@ -1,0 +1,221 @@
+"""The DynamoDB face: AWS's JSON 1.0 protocol (`X-Amz-Target: DynamoDB_20120810.<Operation>`,
+`application/x-amz-json-1.0`) on the node's main port, as boto3, `boto3.resource("dynamodb")` and the
+`aws dynamodb` CLI speak it.
+
+Every request is SigV4-verified (`auth/sigv4.py`, service `dynamodb`) against the node's one key store, then
+authorised per operation and table (`db/access.py`). The request body is the core's request model as is;
+errors are serialised once here in the shape botocore parses: HTTP 400 (500 for our own faults) with
+`{"__type": "com.amazonaws.dynamodb.v20120810#<Kind>", "message": …}` and, for a failed condition or a
+cancelled transaction, the item / the cancellation reasons. Every response carries `x-amzn-RequestId` and
+the `x-amz-crc32` of its body (botocore checks it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+import zlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+
+from polyfn.auth import sigv4
+from polyfn.db import access, multi, reads
+from polyfn.db.core import Database
+from polyfn.db.errors import ConditionFailed, DbError, TransactionCanceled
+
+log = logging.getLogger("polyfn.db")
+
+PREFIX = "DynamoDB_20120810."
+ERROR_NS = "com.amazonaws.dynamodb.v20120810#"
+CORAL = "com.amazon.coral.service#"
+CONTENT_TYPE = b"application/x-amz-json-1.0"
+MAX_BODY = 16 * 1024 * 1024
+_dec = msgspec.json.Decoder()
+_enc = msgspec.json.Encoder()
+
+Op = Callable[[Database, str, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+def _m(name: str) -> Op:
+    async def call(db: Database, ns: str, req: dict[str, Any]) -> dict[str, Any]:
+        return await getattr(db, name)(ns, req)  # type: ignore[no-any-return]
+
+    return call
+
+
+def _one(req: dict[str, Any]) -> list[str]:
+    return [str(req.get("TableName"))]
+
+
+def _batch(req: dict[str, Any]) -> list[str]:
+    items = req.get("RequestItems")
+    return [str(t) for t in items] if isinstance(items, dict) else []
+
+
+def _transact(req: dict[str, Any]) -> list[str]:
+    out = []
+    for a in req.get("TransactItems") or []:
+        if isinstance(a, dict):
+            for spec in a.values():
+                if isinstance(spec, dict):
+                    out.append(str(spec.get("TableName")))
+    return out
+
+
+def _statement(req: dict[str, Any]) -> list[str]:
+    from polyfn.db import partiql
+
+    return [partiql.table_of(req.get("Statement"))]
+
+
+#: operation → (what it does, the access it needs, the tables it touches)
+OPERATIONS: dict[str, tuple[Op, str, Callable[[dict[str, Any]], list[str]]]] = {
+    "CreateTable": (_m("create_table"), access.MANAGE, _one),
+    "DeleteTable": (_m("delete_table"), access.MANAGE, _one),
+    "UpdateTable": (_m("update_table"), access.MANAGE, _one),
+    "UpdateTimeToLive": (_m("update_ttl"), access.MANAGE, _one),
+    "DescribeTable": (_m("describe_table"), access.READ, _one),
+    "DescribeTimeToLive": (_m("describe_ttl"), access.READ, _one),
+    "ListTables": (_m("list_tables"), access.READ, lambda req: []),
+    "PutItem": (_m("put_item"), access.WRITE, _one),
+    "UpdateItem": (_m("update_item"), access.WRITE, _one),
+    "DeleteItem": (_m("delete_item"), access.WRITE, _one),
+    "GetItem": (_m("get_item"), access.READ, _one),
+    "Query": (reads.query, access.READ, _one),
+    "Scan": (reads.scan, access.READ, _one),
+    "BatchGetItem": (multi.batch_get, access.READ, _batch),
+    "BatchWriteItem": (multi.batch_write, access.WRITE, _batch),
+    "TransactGetItems": (multi.transact_get, access.READ, _transact),
+    "TransactWriteItems": (multi.transact_write, access.WRITE, _transact),
+}
+
+
+def _partiql_ops() -> None:
+    from polyfn.db import partiql
+
+    OPERATIONS["ExecuteStatement"] = (partiql.execute, access.WRITE, _statement)
+
+
+_partiql_ops()
+
+_SIGV4 = {
+    sigv4.MISSING: ("MissingAuthenticationTokenException", 400),
+    sigv4.MALFORMED: ("IncompleteSignatureException", 400),
+    sigv4.BAD_DATE: ("IncompleteSignatureException", 400),
+    sigv4.QUERY_PARAMS: ("IncompleteSignatureException", 400),
+    sigv4.UNKNOWN_KEY: ("UnrecognizedClientException", 400),
+    sigv4.NO_SECRET: ("UnrecognizedClientException", 400),
+    sigv4.SKEWED: ("InvalidSignatureException", 400),
+    sigv4.WRONG_SERVICE: ("InvalidSignatureException", 400),
+}
+
+
+def error_body(kind: str, message: str, namespace: str = ERROR_NS, **extra: Any) -> bytes:
+    return _enc.encode({"__type": namespace + kind, "message": message, **extra})
+
+
+def db_error(e: DbError) -> tuple[int, bytes]:
+    if isinstance(e, ConditionFailed):
+        extra = {"Item": e.item} if e.item is not None else {}
+        return e.status, error_body(e.kind, e.message, **extra)
+    if isinstance(e, TransactionCanceled):
+        return e.status, _enc.encode({"__type": ERROR_NS + e.kind, "Message": e.message,
+                                      "CancellationReasons": [r.wire() for r in e.reasons]})
+    return e.status, error_body(e.kind, e.message)
+
+
+class DynamoDBApi:
+    """Raw ASGI app for the requests `owns` picks out of the main port's traffic."""
+
+    def __init__(self, db: Database, keys: Any, grants: access.Grants, ns: str = "default",
+                 clock: Callable[[], float] = time.time):
+        self.db = db
+        self.keys = keys  # auth.keys.KeyRing (signing_credentials, ensure)
+        self.grants = grants
+        self.ns = ns
+        self.clock = clock
+
+    @staticmethod
+    def owns(scope: dict[str, Any]) -> bool:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != "/":
+            return False
+        for k, v in scope["headers"]:
+            if k == b"x-amz-target":
+                return v.startswith(PREFIX.encode())
+        return False
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        body = bytearray()
+        while True:
+            msg = await receive()
+            body += msg.get("body", b"")
+            if len(body) > MAX_BODY:
+                await self._send(send, 413, error_body("ValidationException", "Request body is too large"))
+                return
+            if not msg.get("more_body"):
+                break
+        status, out = await self.handle(scope, bytes(body))
+        await self._send(send, status, out)
+
+    async def handle(self, scope: dict[str, Any], body: bytes) -> tuple[int, bytes]:
+        headers: dict[str, str] = {}
+        for k, v in scope["headers"]:
+            name = k.decode("latin-1")
+            headers[name] = headers[name] + "," + v.decode("latin-1") if name in headers else v.decode("latin-1")
+        target = headers.get("x-amz-target", "")[len(PREFIX):]
+        try:
+            key = await self._verify(scope, headers, body)
+        except sigv4.SigV4Error as e:
+            kind, status = _SIGV4.get(e.reason, ("InvalidSignatureException", 400))
+            return status, error_body(kind, e.message, CORAL)
+        op = OPERATIONS.get(target)
+        if op is None:
+            return 400, error_body("UnknownOperationException", f"The operation {target!r} is not supported by "
+                                   "polyfn's DynamoDB API", CORAL)
+        fn, need, tables_of = op
+        try:
+            req = _dec.decode(body) if body else {}
+        except msgspec.DecodeError:
+            return 400, error_body("SerializationException", "Start of structure or map found where not expected",
+                                   CORAL)
+        if not isinstance(req, dict):
+            return 400, error_body("SerializationException", "the request body must be a JSON object", CORAL)
+        try:
+            if target == "ExecuteStatement":
+                from polyfn.db import partiql
+
+                need = partiql.access_of(req.get("Statement"))
+            grants = await self.grants.of(self.ns, key.owner) if key.owner is not None else {}
+            refusal = access.allowed(key, need, tables_of(req), grants)
+            if refusal is not None:
+                return 400, error_body("AccessDeniedException", refusal, CORAL)
+            out = await fn(self.db, self.ns, req)
+            if target == "ListTables" and key.owner is not None:
+                out["TableNames"] = [t for t in out["TableNames"] if t in grants]
+        except DbError as e:
+            return db_error(e)
+        except Exception:
+            log.exception("DynamoDB %s failed", target)
+            return 500, error_body("InternalServerError", "Internal server error")
+        return 200, _enc.encode(out)
+
+    async def _verify(self, scope: dict[str, Any], headers: dict[str, str], body: bytes) -> Any:
+        akid = sigv4.claimed_key_id(headers.get("authorization", ""))
+        if akid:
+            await self.keys.ensure(akid, self.clock())
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        query = sigv4.parse_query(scope.get("query_string", b"").decode("latin-1"))
+        v = sigv4.verify(scope["method"], raw_path.decode("latin-1"), query, headers, self.keys.signing_credentials,
+                         self.clock(), "dynamodb", hashlib.sha256(body).hexdigest())
+        return v.key
+
+    @staticmethod
+    async def _send(send: Any, status: int, body: bytes) -> None:
+        await send({"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", CONTENT_TYPE), (b"content-length", str(len(body)).encode()),
+            (b"x-amzn-requestid", uuid.uuid4().hex.encode()), (b"x-amz-crc32", str(zlib.crc32(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,300 @@
+"""Where tables live: SQL tables (SQLAlchemy Core) on the node's engine kind, and how work runs on them.
+
+Schema (created at start, `db_meta` records its version for later migrations):
+* `db_tables` (ns, name) → the table's definition (`schema.TableDef` as JSON) and its id. A table's rows are
+  keyed by the id, so a table deleted and created again starts empty even before old rows are swept.
+* `db_items` (tid, h, pk, sk) → the item as JSON text, its size, its TTL expiry. `pk`/`sk` are the key
+  values' ordered bytes (`values.key_bytes`), `h` a hash of `pk` (Scan order and segments).
+* `db_index_rows` (tid, ix, h, ipk, isk, pk, sk) → the item as the index projects it.
+* `db_changes` seq → one change record, written in the transaction that made the change; the change feed
+  forwards them to the durable queue and deletes them.
+* `db_grants` (ns, function, table) → `read` or `write`: the tables a function's own key may reach.
+* `db_tokens` token → a TransactWriteItems ClientRequestToken, its request digest and time (10 minutes).
+
+Work is a plain function of a synchronous SQLAlchemy `Connection`, run inside one transaction:
+* SQLite (embedded; `<data dir>/tables.db`, WAL): writes run on one thread of their own, several callers'
+  work in one transaction (a group commit, each piece inside a SAVEPOINT so one failure undoes only its
+  own), reads on a small pool of threads with their own connections. SQLite has one writer at a time
+  anyway; going through aiosqlite would cost an event-loop round trip per statement, several per item.
+* PostgreSQL (a cluster; the node's `POLYFN_DATABASE_URL`): SQLAlchemy async (asyncpg) runs the same function
+  through `run_sync`, one transaction per call; writers first take transaction-scoped advisory locks on the
+  keys they touch (sorted, so two transactions never wait on each other in a cycle), which serialises
+  conditional writes and transactions on the same items across every node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import hashlib
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    text,
+)
+from sqlalchemy.engine import Connection
+
+T = TypeVar("T")
+SCHEMA_VERSION = 1
+_LOCK_DDL = 0x706F6C7964620  # advisory lock held while creating the schema (PostgreSQL)
+_LOCK_FEED = 0x706F6C79646621  # held by the one node forwarding the change feed at a time
+
+metadata = MetaData()
+db_meta = Table("db_meta", metadata, Column("key", String(64), primary_key=True), Column("value", Text))
+db_tables = Table(
+    "db_tables", metadata,
+    Column("ns", String(64), nullable=False), Column("name", String(255), nullable=False),
+    Column("id", String(32), nullable=False, unique=True), Column("spec", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    PrimaryKeyConstraint("ns", "name"),
+)
+db_items = Table(
+    "db_items", metadata,
+    Column("tid", String(32), nullable=False), Column("h", Integer, nullable=False),
+    Column("pk", LargeBinary, nullable=False), Column("sk", LargeBinary, nullable=False),
+    Column("item", Text, nullable=False), Column("size", Integer, nullable=False),
+    Column("expires", Float, nullable=True),
+    PrimaryKeyConstraint("tid", "h", "pk", "sk"),
+)
+Index("db_items_expiry", db_items.c.tid, db_items.c.expires, sqlite_where=db_items.c.expires.isnot(None),
+      postgresql_where=db_items.c.expires.isnot(None))
+db_index_rows = Table(
+    "db_index_rows", metadata,
+    Column("tid", String(32), nullable=False), Column("ix", String(255), nullable=False),
+    Column("h", Integer, nullable=False), Column("ipk", LargeBinary, nullable=False),
+    Column("isk", LargeBinary, nullable=False), Column("pk", LargeBinary, nullable=False),
+    Column("sk", LargeBinary, nullable=False), Column("item", Text, nullable=False),
+    Column("size", Integer, nullable=False),
+    PrimaryKeyConstraint("tid", "ix", "h", "ipk", "isk", "pk", "sk"),
+)
+db_changes = Table(
+    "db_changes", metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("ns", String(64), nullable=False), Column("tname", String(255), nullable=False),
+    Column("tid", String(32), nullable=False), Column("record", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+db_grants = Table(
+    "db_grants", metadata,
+    Column("ns", String(64), nullable=False), Column("function", String(128), nullable=False),
+    Column("tname", String(255), nullable=False), Column("access", String(16), nullable=False),
+    PrimaryKeyConstraint("ns", "function", "tname"),
+)
+db_tokens = Table(
+    "db_tokens", metadata,
+    Column("token", String(160), primary_key=True), Column("digest", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+
+def lock_key(*parts: bytes | str) -> int:
+    h = hashlib.blake2b(digest_size=8)
+    for p in parts:
+        h.update(p.encode() if isinstance(p, str) else p)
+        h.update(b"\x00")
+    return int.from_bytes(h.digest(), "big", signed=True)
+
+
+class Storage:
+    """Runs read and write work on the tables; `open` picks the engine kind from the URL."""
+
+    dialect = ""
+
+    @staticmethod
+    async def open(url: str) -> Storage:
+        st: Storage = PgStorage(url) if url.startswith("postgresql") else SqliteStorage(Path(url))
+        await st.start()
+        return st
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def read(self, fn: Callable[[Connection], T]) -> T:
+        raise NotImplementedError
+
+    async def write(self, fn: Callable[[Connection], T], locks: Iterable[int] = ()) -> T:
+        raise NotImplementedError
+
+    async def exclusive(self, key: int, fn: Callable[[Connection], T]) -> T | None:
+        """Run `fn` in a write transaction unless another holder of `key` is running (then None)."""
+        raise NotImplementedError
+
+
+def _create_schema(conn: Connection) -> None:
+    metadata.create_all(conn, checkfirst=True)
+    if conn.execute(db_meta.select().where(db_meta.c.key == "schema")).first() is None:
+        conn.execute(db_meta.insert().values(key="schema", value=str(SCHEMA_VERSION)))
+
+
+class SqliteStorage(Storage):
+    dialect = "sqlite"
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.engine = create_engine(f"sqlite:///{path}", pool_size=8, max_overflow=8)
+
+        @event.listens_for(self.engine, "connect")
+        def _connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we BEGIN ourselves (IMMEDIATE for the writer)
+            for pragma in ("journal_mode=WAL", "busy_timeout=10000", "synchronous=NORMAL", "cache_size=-32768"):
+                dbapi_conn.execute(f"PRAGMA {pragma}")
+
+        @event.listens_for(self.engine, "begin")
+        def _begin(conn: Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("writer") else "BEGIN")
+
+        self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="polyfn-db-write")
+        self._readers = concurrent.futures.ThreadPoolExecutor(3, thread_name_prefix="polyfn-db-read")
+        self._local = threading.local()
+        self._wconn: Connection | None = None
+        self._pending: list[tuple[Callable[[Connection], Any], asyncio.Future[Any]]] = []
+        self._mutex = threading.Lock()
+        self._draining = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._conns: list[Connection] = []
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+
+        def setup() -> None:
+            self._wconn = self.engine.connect().execution_options(writer=True)
+            with self._wconn.begin():
+                _create_schema(self._wconn)
+
+        await self._loop.run_in_executor(self._writer, setup)
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+
+        def close_writer() -> None:
+            if self._wconn is not None:
+                self._wconn.close()
+
+        await loop.run_in_executor(self._writer, close_writer)
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+        for c in self._conns:
+            with contextlib.suppress(Exception):
+                c.close()
+        self.engine.dispose()
+
+    def _reader_conn(self) -> Connection:
+        c = getattr(self._local, "conn", None)
+        if c is None:
+            c = self._local.conn = self.engine.connect()
+            self._conns.append(c)
+        return c
+
+    async def read(self, fn: Callable[[Connection], T]) -> T:
+        def run() -> T:
+            c = self._reader_conn()
+            with c.begin():
+                return fn(c)
+
+        assert self._loop is not None
+        return await self._loop.run_in_executor(self._readers, run)
+
+    async def write(self, fn: Callable[[Connection], T], locks: Iterable[int] = ()) -> T:
+        assert self._loop is not None
+        fut: asyncio.Future[T] = self._loop.create_future()
+        with self._mutex:
+            self._pending.append((fn, fut))
+            start = not self._draining
+            self._draining = True
+        if start:
+            self._writer.submit(self._drain)
+        return await fut
+
+    async def exclusive(self, key: int, fn: Callable[[Connection], T]) -> T | None:
+        return await self.write(fn)  # one process, one writer: always exclusive
+
+    def _drain(self) -> None:
+        conn = self._wconn
+        assert conn is not None and self._loop is not None
+        while True:
+            with self._mutex:
+                batch, self._pending = self._pending, []
+                if not batch:
+                    self._draining = False
+                    return
+            done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+            try:
+                with conn.begin():
+                    for fn, fut in batch:
+                        try:
+                            with conn.begin_nested():
+                                done.append((fut, fn(conn), None))
+                        except Exception as e:
+                            done.append((fut, None, e))
+            except Exception as e:  # the commit failed: nothing of the batch happened
+                done = [(fut, None, e) for _, fut in batch]
+            for fut, result, err in done:
+                self._loop.call_soon_threadsafe(_settle, fut, result, err)
+
+
+def _settle(fut: asyncio.Future[Any], result: Any, err: BaseException | None) -> None:
+    if fut.done():
+        return
+    if err is not None:
+        fut.set_exception(err)
+    else:
+        fut.set_result(result)
+
+
+class PgStorage(Storage):
+    dialect = "postgresql"
+
+    def __init__(self, url: str):
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        if url.startswith("postgresql://"):
+            url = "postgresql+asyncpg://" + url[len("postgresql://"):]
+        self.engine = create_async_engine(url, pool_size=16, max_overflow=16, pool_pre_ping=True)
+
+    async def start(self) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_DDL})
+            await conn.run_sync(_create_schema)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def read(self, fn: Callable[[Connection], T]) -> T:
+        async with self.engine.connect() as conn:
+            await conn.execution_options(isolation_level="REPEATABLE READ")
+            async with conn.begin():
+                return await conn.run_sync(fn)
+
+    async def write(self, fn: Callable[[Connection], T], locks: Iterable[int] = ()) -> T:
+        async with self.engine.begin() as conn:
+            for k in sorted(set(locks)):
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": k})
+            return await conn.run_sync(fn)
+
+    async def exclusive(self, key: int, fn: Callable[[Connection], T]) -> T | None:
+        async with self.engine.begin() as conn:
+            if not await conn.scalar(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key}):
+                return None
+            return await conn.run_sync(fn)
+
+
+FEED_LOCK = _LOCK_FEED

@@ -1,0 +1,176 @@
+"""Pure parts of the database core: number rules, item sizes, key ordering, expressions and their errors."""
+
+from __future__ import annotations
+
+import base64
+import random
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from polyfn.db import evaluate, values
+from polyfn.db.errors import Invalid
+from polyfn.db.expr import Names, parse_condition, parse_projection, parse_update
+
+
+@pytest.mark.parametrize(("text", "want"), [
+    ("1.50", "1.5"), ("01", "1"), ("1E+2", "100"), ("1e2", "100"), ("-0", "0"), ("0.000", "0"), ("-1.230", "-1.23"),
+    (".5", "0.5"), ("1E-130", "0." + "0" * 129 + "1"), ("9.9999999999999999999999999999999999999E+125",
+                                                         "99999999999999999999999999999999999999" + "0" * 88),
+    ("12345678901234567890123456789012345678", "12345678901234567890123456789012345678"),
+    ("1234567890123456789012345678901234567800000", "1234567890123456789012345678901234567800000"),
+])
+def test_numbers_normalise_as_dynamodb_stores_them(text: str, want: str) -> None:
+    assert values.norm_number(text) == want
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("abc", values.NOT_A_NUMBER), ("1 ", values.NOT_A_NUMBER), ("NaN", values.NOT_A_NUMBER),
+    ("Infinity", values.NOT_A_NUMBER), ("1_000", values.NOT_A_NUMBER), ("", values.NOT_A_NUMBER),
+    ("123456789012345678901234567890123456789", values.TOO_PRECISE),
+    ("1E+126", values.OVERFLOW), ("-1E+126", values.OVERFLOW), ("1E-131", values.UNDERFLOW),
+])
+def test_bad_numbers_get_dynamodbs_messages(text: str, message: str) -> None:
+    with pytest.raises(Invalid) as e:
+        values.norm_number(text)
+    assert e.value.message == message
+
+
+def test_arithmetic_keeps_38_digits() -> None:
+    big = Decimal("9" * 38)
+    with pytest.raises(Invalid, match="38 significant digits"):
+        values.arith("+", big, Decimal("0.1"))
+    assert values.num_text(values.arith("-", Decimal("0.3"), Decimal("0.1"))) == "0.2"
+
+
+@pytest.mark.parametrize(("value", "error"), [
+    ({}, "exactly one of the supported datatypes"), ({"S": "a", "N": "1"}, "more than one datatypes"),
+    ({"NULL": False}, "Null attribute value types must have the value of true"),
+    ({"SS": []}, "An string set  may not be empty"), ({"SS": ["a", "a"]}, "contains duplicates"),
+    ({"NS": ["1", "1.0"]}, "contains duplicates"), ({"B": "!!"}, "base64"),
+])
+def test_bad_values(value: dict[str, Any], error: str) -> None:
+    with pytest.raises(Invalid, match=error):
+        values.check_value(value)
+
+
+def test_item_size_follows_the_documented_rules() -> None:
+    assert values.item_size({"a": {"S": "héllo"}}) == 1 + 6
+    assert values.item_size({"n": {"N": "123"}}) == 1 + 3  # 1 byte per two digits (rounded up) + 1
+    assert values.item_size({"b": {"B": base64.b64encode(b"12345").decode()}}) == 1 + 5
+    assert values.item_size({"x": {"BOOL": True}, "y": {"NULL": True}}) == 4
+    assert values.item_size({"l": {"L": []}}) == 1 + 3
+    assert values.item_size({"m": {"M": {"k": {"S": "v"}}}}) == 1 + 3 + 1 + 1 + 1
+
+
+def test_key_bytes_order_numbers_strings_and_binaries_as_dynamodb() -> None:
+    rng = random.Random(7)
+    nums = ["0", "-1", "1", "-1.5", "1.5", "-100", "100", "0.001", "-0.001", "1E+125", "-1E+125", "1E-130",
+            "-1E-130", "12", "-12", "2", "-2", "99999999999999999999999999999999999999"]
+    nums += [str(rng.uniform(-1e6, 1e6)) for _ in range(200)]
+    normal = [values.norm_number(n) for n in nums]
+    by_bytes = sorted(normal, key=lambda n: values.key_bytes({"N": n}))
+    assert by_bytes == sorted(normal, key=Decimal)
+    strs = ["", "a", "ab", "b", "é", "Z", "\U0001f600", "\uffff"]
+    assert sorted(strs, key=lambda s: values.key_bytes({"S": s})) == sorted(strs, key=lambda s: s.encode())
+
+
+def names(n: dict[str, str] | None = None, v: dict[str, Any] | None = None) -> Names:
+    return Names(n, v, True)
+
+
+ITEM = {"pk": {"S": "k"}, "n": {"N": "5"}, "s": {"S": "hello"}, "tags": {"SS": ["a", "b"]},
+        "l": {"L": [{"N": "1"}, {"M": {"x": {"S": "y"}}}]}, "m": {"M": {"deep": {"N": "2"}}}, "b": {"BOOL": True}}
+
+
+@pytest.mark.parametrize(("expr", "vals", "want"), [
+    ("n = :v", {":v": {"N": "5.0"}}, True),
+    ("n <> :v", {":v": {"N": "5"}}, False),
+    ("absent <> :v", {":v": {"N": "5"}}, True),
+    ("n < :v", {":v": {"S": "9"}}, False),  # different types never compare
+    ("n BETWEEN :a AND :b", {":a": {"N": "1"}, ":b": {"N": "5"}}, True),
+    ("s IN (:a, :b)", {":a": {"S": "x"}, ":b": {"S": "hello"}}, True),
+    ("begins_with(s, :p)", {":p": {"S": "he"}}, True),
+    ("contains(tags, :t)", {":t": {"S": "b"}}, True),
+    ("contains(s, :t)", {":t": {"S": "ell"}}, True),
+    ("contains(l, :t)", {":t": {"N": "1"}}, True),
+    ("size(s) = :n", {":n": {"N": "5"}}, True),
+    ("size(tags) > :n", {":n": {"N": "1"}}, True),
+    ("attribute_type(n, :t)", {":t": {"S": "N"}}, True),
+    ("l[1].x = :v AND m.deep = :d", {":v": {"S": "y"}, ":d": {"N": "2"}}, True),
+    ("NOT n = :v OR b = :t", {":v": {"N": "5"}, ":t": {"BOOL": True}}, True),
+    ("NOT (n = :v OR b = :t)", {":v": {"N": "5"}, ":t": {"BOOL": True}}, False),
+    ("n = :v AND (s = :v OR b = :t)", {":v": {"N": "5"}, ":t": {"BOOL": True}}, True),
+])
+def test_conditions(expr: str, vals: dict[str, Any], want: bool) -> None:
+    assert evaluate.check(parse_condition(expr, names(v=vals)), ITEM) is want
+
+
+def test_attribute_functions_on_missing_items() -> None:
+    nm = names()
+    assert evaluate.check(parse_condition("attribute_not_exists(pk)", nm), None)
+    assert not evaluate.check(parse_condition("attribute_exists(pk)", nm), None)
+
+
+@pytest.mark.parametrize(("what", "expr", "n", "v", "error"), [
+    ("c", "a = ", None, None, 'Invalid ConditionExpression: Syntax error; token: "<EOF>", near: "a = "'),
+    ("c", "a == :v", None, {":v": {"S": "x"}}, 'Syntax error; token: "="'),
+    ("c", "status = :v", None, {":v": {"S": "x"}},
+     "Invalid ConditionExpression: Attribute name is a reserved keyword; reserved keyword: status"),
+    ("c", "#s = :v", None, {":v": {"S": "x"}}, "An expression attribute name used in the document path is not "
+                                                "defined; attribute name: #s"),
+    ("c", "a = :w", None, {":v": {"S": "x"}}, "An expression attribute value used in expression is not defined; "
+                                               "attribute value: :w"),
+    ("c", "ATTRIBUTE_EXISTS(a)", None, None, "Invalid function name; function: ATTRIBUTE_EXISTS"),
+    ("c", "begins_with(a, :v)", None, {":v": {"N": "1"}}, "operator or function: begins_with, operand type: N"),
+    ("c", "attribute_exists(:v)", None, {":v": {"N": "1"}}, "requires a document path"),
+    ("c", "", None, None, "Invalid ConditionExpression: The expression can not be empty;"),
+    ("u", "SET a = :v SET b = :v", None, {":v": {"N": "1"}}, 'The "SET" section can only be used once'),
+    ("u", "SET a = :v REMOVE a.b", None, {":v": {"N": "1"}},
+     "Two document paths overlap with each other; must remove or rewrite one of these paths; path one: [a], path "
+     "two: [a, b]"),
+    ("u", "SET a = foo(:v)", None, {":v": {"N": "1"}}, "Invalid function name; function: foo"),
+    ("u", "SET a", None, None, 'Invalid UpdateExpression: Syntax error; token: "<EOF>", near: "SET a"'),
+    ("p", "a, b[x]", None, None, 'Invalid ProjectionExpression: Syntax error; token: "x"'),
+])
+def test_expression_errors(what: str, expr: str, n: Any, v: Any, error: str) -> None:
+    parse = {"c": parse_condition, "u": parse_update, "p": parse_projection}[what]
+    with pytest.raises(Invalid) as e:
+        parse(expr, names(n, v))
+    assert error in e.value.message
+
+
+def test_unused_names_and_values_are_refused() -> None:
+    nm = names({"#a": "a", "#b": "b"}, {":v": {"N": "1"}, ":w": {"N": "2"}})
+    parse_condition("#a = :v", nm)
+    with pytest.raises(Invalid, match=r"ExpressionAttributeNames unused in expressions: keys: \{#b\}"):
+        nm.check_unused()
+    with pytest.raises(Invalid, match="ExpressionAttributeValues must not be empty"):
+        Names(None, {}, True)
+
+
+def test_updates_see_the_item_as_it_was() -> None:
+    nm = names({"#c": "count"}, {":one": {"N": "1"}, ":z": {"N": "0"}, ":l": {"L": [{"S": "q"}]},
+                                 ":s": {"SS": ["b", "c"]}, ":d": {"SS": ["a"]}, ":x": {"S": "new"}})
+    u = parse_update("SET #c = if_not_exists(#c, :z) + :one, l = list_append(l, :l), m.deep = n, n = :x "
+                     "REMOVE s ADD tags :s DELETE extra :d", nm)
+    nm.check_unused()
+    item = {**ITEM, "extra": {"SS": ["a"]}}
+    out = evaluate.apply_update(u, item, ("pk",))
+    assert out["count"] == {"N": "1"}
+    assert out["m"] == {"M": {"deep": {"N": "5"}}}  # n before it changed
+    assert out["n"] == {"S": "new"} and "s" not in out and "extra" not in out
+    assert sorted(out["tags"]["SS"]) == ["a", "b", "c"]
+    assert ITEM["n"] == {"N": "5"}  # the input is untouched
+    with pytest.raises(Invalid, match=r"Cannot update attribute pk\. This attribute is part of the key"):
+        evaluate.apply_update(parse_update("SET pk = :x", names(v={":x": {"S": "q"}})), ITEM, ("pk",))
+    with pytest.raises(Invalid, match="incorrect data type"):
+        evaluate.apply_update(parse_update("SET s = s + :x", names(v={":x": {"N": "1"}})), ITEM, ("pk",))
+    with pytest.raises(Invalid, match="document path provided in the update expression is invalid"):
+        evaluate.apply_update(parse_update("SET nope.x = :x", names(v={":x": {"N": "1"}})), ITEM, ("pk",))
+
+
+def test_projection_keeps_the_items_shape() -> None:
+    got = evaluate.project(ITEM, parse_projection("l[1].x, m.deep, s, nope", names()))
+    assert got == {"l": {"L": [{"M": {"x": {"S": "y"}}}]}, "m": {"M": {"deep": {"N": "2"}}}, "s": {"S": "hello"}}

@@ -1,0 +1,207 @@
+"""The DynamoDB face of a real `polyfn serve`, through boto3's client and resource and the `aws` CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from decimal import Decimal
+from typing import Any
+
+import boto3
+import pytest
+from boto3.dynamodb.conditions import Attr, Key
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from .conftest import Server
+
+
+def creds(server: Server, akid: str = "polyfn-admin", secret: str | None = None) -> dict[str, Any]:
+    return {"endpoint_url": server.url, "region_name": "us-east-1", "aws_access_key_id": akid,
+            "aws_secret_access_key": secret or server.key,
+            "config": Config(retries={"max_attempts": 1})}
+
+
+@pytest.fixture(scope="module")
+def ddb(server: Server) -> Any:
+    return boto3.client("dynamodb", **creds(server))
+
+
+def code(e: pytest.ExceptionInfo[ClientError]) -> str:
+    return str(e.value.response["Error"]["Code"])
+
+
+def test_client_tables_items_and_errors(ddb: Any) -> None:
+    ddb.create_table(TableName="orders", BillingMode="PAY_PER_REQUEST",
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                           {"AttributeName": "sk", "AttributeType": "N"}],
+                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                                {"AttributeName": "sk", "KeyType": "RANGE"}])
+    ddb.get_waiter("table_exists").wait(TableName="orders")
+    assert "orders" in ddb.list_tables()["TableNames"]
+    for i in range(5):
+        ddb.put_item(TableName="orders", Item={"pk": {"S": "u1"}, "sk": {"N": str(i)}, "total": {"N": f"{i}.50"}})
+    got = ddb.get_item(TableName="orders", Key={"pk": {"S": "u1"}, "sk": {"N": "3"}})
+    assert got["Item"]["total"] == {"N": "3.5"}
+    with pytest.raises(ClientError) as e:
+        ddb.put_item(TableName="orders", Item={"pk": {"S": "u1"}, "sk": {"N": "3"}},
+                     ConditionExpression="attribute_not_exists(pk)", ReturnValuesOnConditionCheckFailure="ALL_OLD")
+    assert code(e) == "ConditionalCheckFailedException"
+    assert e.value.response["Item"]["total"] == {"N": "3.5"}
+    page = ddb.query(TableName="orders", KeyConditionExpression="pk = :p AND sk BETWEEN :a AND :b",
+                     ExpressionAttributeValues={":p": {"S": "u1"}, ":a": {"N": "1"}, ":b": {"N": "3"}},
+                     ScanIndexForward=False)
+    assert [i["sk"]["N"] for i in page["Items"]] == ["3", "2", "1"]
+    paginator = ddb.get_paginator("scan")
+    assert sum(p["Count"] for p in paginator.paginate(TableName="orders", PaginationConfig={"PageSize": 2})) == 5
+    with pytest.raises(ClientError) as e:
+        ddb.get_item(TableName="nope", Key={"pk": {"S": "x"}})
+    assert code(e) == "ResourceNotFoundException"
+    with pytest.raises(ClientError) as e:
+        ddb.update_item(TableName="orders", Key={"pk": {"S": "u1"}, "sk": {"N": "1"}}, UpdateExpression="SET a =")
+    assert code(e) == "ValidationException" and "Syntax error" in e.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as e:
+        ddb.transact_write_items(TransactItems=[
+            {"ConditionCheck": {"TableName": "orders", "Key": {"pk": {"S": "u1"}, "sk": {"N": "1"}},
+                                "ConditionExpression": "attribute_not_exists(pk)"}},
+            {"Put": {"TableName": "orders", "Item": {"pk": {"S": "u2"}, "sk": {"N": "1"}}}}])
+    assert code(e) == "TransactionCanceledException"
+    assert [r["Code"] for r in e.value.response["CancellationReasons"]] == ["ConditionalCheckFailed", "None"]
+    assert "Item" not in ddb.get_item(TableName="orders", Key={"pk": {"S": "u2"}, "sk": {"N": "1"}})
+    out = ddb.execute_statement(Statement='SELECT * FROM "orders" WHERE pk = ? AND sk >= ?',
+                                Parameters=[{"S": "u1"}, {"N": "3"}])
+    assert sorted(i["sk"]["N"] for i in out["Items"]) == ["3", "4"]
+    ddb.execute_statement(Statement="INSERT INTO \"orders\" VALUE {'pk': 'u9', 'sk': 1, 'tags': <<'a', 'b'>>}")
+    with pytest.raises(ClientError) as e:
+        ddb.execute_statement(Statement="INSERT INTO \"orders\" VALUE {'pk': 'u9', 'sk': 1}")
+    assert code(e) == "DuplicateItemException"
+    ddb.execute_statement(Statement="UPDATE \"orders\" SET note = 'hi' WHERE pk = 'u9' AND sk = 1")
+    assert ddb.get_item(TableName="orders", Key={"pk": {"S": "u9"}, "sk": {"N": "1"}})["Item"]["note"] == {"S": "hi"}
+    ddb.execute_statement(Statement="DELETE FROM \"orders\" WHERE pk = 'u9' AND sk = 1")
+
+
+def test_resource_with_python_types(server: Server) -> None:
+    res = boto3.resource("dynamodb", **creds(server))
+    table = res.create_table(TableName="notes", BillingMode="PAY_PER_REQUEST",
+                             AttributeDefinitions=[{"AttributeName": "user", "AttributeType": "S"},
+                                                   {"AttributeName": "at", "AttributeType": "S"}],
+                             KeySchema=[{"AttributeName": "user", "KeyType": "HASH"},
+                                        {"AttributeName": "at", "KeyType": "RANGE"}])
+    table.wait_until_exists()
+    with table.batch_writer() as batch:
+        for i in range(30):
+            batch.put_item(Item={"user": "ann", "at": f"2024-01-{i + 1:02d}", "score": Decimal(i) / 4,
+                                 "tags": {"x", "y"}, "meta": {"ok": True, "n": None, "list": [1, "two"]}})
+    got = table.query(KeyConditionExpression=Key("user").eq("ann") & Key("at").begins_with("2024-01-1"),
+                      FilterExpression=Attr("score").gte(Decimal("3")))
+    assert [i["at"] for i in got["Items"]] == [f"2024-01-1{d}" for d in range(3, 10)]
+    item = table.get_item(Key={"user": "ann", "at": "2024-01-05"})["Item"]
+    assert item["score"] == Decimal("1") and item["tags"] == {"x", "y"} and item["meta"]["list"] == [1, "two"]
+    table.update_item(Key={"user": "ann", "at": "2024-01-05"}, UpdateExpression="ADD visits :one",
+                      ExpressionAttributeValues={":one": 1})
+    assert table.get_item(Key={"user": "ann", "at": "2024-01-05"})["Item"]["visits"] == 1
+    table.delete()
+
+
+def test_aws_cli(server: Server, tmp_path: Any) -> None:
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "polyfn-admin", "AWS_SECRET_ACCESS_KEY": server.key,
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": str(tmp_path / "none"),
+           "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
+
+    def aws(*args: str) -> dict[str, Any]:
+        r = subprocess.run(["aws", "dynamodb", *args, "--endpoint-url", server.url, "--output", "json"],
+                           capture_output=True, text=True, env=env, timeout=120)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout) if r.stdout.strip() else {}
+
+    aws("create-table", "--table-name", "cli-table", "--billing-mode", "PAY_PER_REQUEST",
+        "--attribute-definitions", "AttributeName=id,AttributeType=S", "--key-schema", "AttributeName=id,KeyType=HASH")
+    aws("put-item", "--table-name", "cli-table", "--item", '{"id": {"S": "one"}, "n": {"N": "7"}}')
+    assert aws("get-item", "--table-name", "cli-table", "--key", '{"id": {"S": "one"}}')["Item"]["n"] == {"N": "7"}
+    assert "cli-table" in aws("list-tables")["TableNames"]
+    aws("update-time-to-live", "--table-name", "cli-table", "--time-to-live-specification",
+        "Enabled=true,AttributeName=expires")
+    assert aws("describe-time-to-live", "--table-name", "cli-table")["TimeToLiveDescription"]["AttributeName"] == \
+        "expires"
+
+
+def test_scoped_keys(server: Server, ddb: Any) -> None:
+    ddb.create_table(TableName="secrets-tab", BillingMode="PAY_PER_REQUEST",
+                     AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                     KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
+    r = server.api.post("/v1/keys", json={"scope": "read"})
+    assert r.status_code in (200, 201), r.text
+    k = r.json()
+    reader = boto3.client("dynamodb", **creds(server, k["access_key_id"], k["secret_access_key"]))
+    assert reader.get_item(TableName="secrets-tab", Key={"id": {"S": "x"}}).get("Item") is None
+    with pytest.raises(ClientError) as e:
+        reader.put_item(TableName="secrets-tab", Item={"id": {"S": "x"}})
+    assert code(e) == "AccessDeniedException"
+    bad = boto3.client("dynamodb", **creds(server, k["access_key_id"], "wrong-secret"))
+    with pytest.raises(ClientError) as e:
+        bad.list_tables()
+    assert code(e) == "InvalidSignatureException"
+
+
+FN = '''
+import os
+
+def handler(event, context):
+    import boto3
+    from botocore.exceptions import ClientError
+    ddb = boto3.client("dynamodb")  # endpoint and credentials come from the instance's environment
+    out = {"endpoint": os.environ.get("AWS_ENDPOINT_URL_DYNAMODB", "")}
+    try:
+        ddb.put_item(TableName=event["table"], Item={"id": {"S": "from-fn"}})
+        out["put"] = "ok"
+    except ClientError as e:
+        out["put"] = e.response["Error"]["Code"]
+    return out
+'''
+
+
+def test_function_reaches_only_granted_tables(server: Server, ddb: Any) -> None:
+    for name in ("fn-granted", "fn-other"):
+        ddb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                         KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
+    server.deploy("ddb-writer", {"handler.py": FN}, handler="handler.handler", flavor="aws")
+    r = server.api.put("/v1/db/grants/ddb-writer/fn-granted", json={"access": "write"})
+    assert r.status_code == 200, r.text
+
+    def call(table: str) -> dict[str, Any]:
+        r = server.api.post("/v1/functions/ddb-writer/invoke", json={"table": table})
+        assert r.status_code == 200, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    first = call("fn-granted")
+    if first.get("put") is None:
+        pytest.fail(f"the function could not use boto3: {first}")
+    assert first == {"endpoint": server.url, "put": "ok"}
+    assert ddb.get_item(TableName="fn-granted", Key={"id": {"S": "from-fn"}})["Item"]
+    assert call("fn-other")["put"] == "AccessDeniedException"
+    assert server.api.get("/v1/db/grants").json()["grants"] == [
+        {"function": "ddb-writer", "table": "fn-granted", "access": "write"}]
+
+
+def test_cli_tables_items_export_import(server: Server, ddb: Any, tmp_path: Any) -> None:
+    ddb.create_table(TableName="cli-backup", BillingMode="PAY_PER_REQUEST",
+                     AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                     KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
+    server.cli("db", "put", "cli-backup", '{"id": {"S": "k1"}, "n": {"N": "3"}}', check=True)
+    for i in range(30):
+        ddb.put_item(TableName="cli-backup", Item={"id": {"S": f"x{i}"}})
+    assert "cli-backup" in server.cli("db", "tables", check=True).stdout.split()
+    assert json.loads(server.cli("db", "get", "cli-backup", '{"id": {"S": "k1"}}', check=True).stdout)["n"] == \
+        {"N": "3"}
+    got = server.cli("db", "query", "cli-backup", "id = :k", "--values", '{":k": {"S": "k1"}}', check=True)
+    assert json.loads(got.stdout)["id"] == {"S": "k1"}
+    dump = server.cli("db", "export", "cli-backup", check=True).stdout
+    (tmp_path / "backup.jsonl").write_text(dump)
+    assert len(dump.splitlines()) == 32
+    r = server.cli("db", "import", str(tmp_path / "backup.jsonl"), "--table", "cli-restored", check=True)
+    assert "imported 31 items" in r.stdout
+    assert ddb.describe_table(TableName="cli-restored")["Table"]["ItemCount"] == 31
+    bad = server.cli("db", "get", "nope-table", '{"id": {"S": "k1"}}')
+    assert bad.returncode != 0 and "ResourceNotFoundException" in bad.stderr
