@@ -16,6 +16,7 @@ import os
 import secrets
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,7 @@ class Node:
         self._apps_face: Any = None  # polyfn.apps.http.AppsFace: /app/{env}/… and /sdk/…
         self._firebase: Any = None  # polyfn.apps.firebase.FirebaseFace: Firebase's auth and callable URLs
         self.sites: Any = None  # polyfn.sites.Sites: static sites at /sites/NAME/
+        self._sts: Any = None  # polyfn.api.compat.sts.StsApi: AssumeRole for temporary storage credentials
         from polyfn.api.app import build_api
         from polyfn.gateway import Gateway
 
@@ -112,6 +114,9 @@ class Node:
         self.security_store = SecurityStore(self.store)
         self.keys = KeyRing(self.security_store, self.secret_box)
         await self.keys.start(self.admin_key)
+        from polyfn.auth.sts import Issuer
+
+        self.keys.sts = Issuer(self.secret_box.derive, self.keys.get, time.time)
         self.manager.secret_source = self.read_secrets
         self.recorder = ActivationRecorder(self.store, retention_count=s.activation_retention_count,
                                            retention_age=s.activation_retention_age, store_max=s.log_store_max)
@@ -144,6 +149,7 @@ class Node:
         if s.port:  # so a function's AWS SDK reaches this node's Lambda API (`boto3.client("lambda")`)
             host = "127.0.0.1" if s.host in ("0.0.0.0", "::", "") else s.host
             self.manager.instance_env["AWS_ENDPOINT_URL_LAMBDA"] = f"http://{host}:{s.port}"
+            self.manager.instance_env["AWS_ENDPOINT_URL_STS"] = f"http://{host}:{s.port}"  # AssumeRole (auth/sts.py)
         from polyfn.storage.service import StorageService
 
         self.storage = StorageService(s, self.store, self.keys)
@@ -155,6 +161,9 @@ class Node:
         from polyfn.sites import Sites
 
         self.sites = Sites(self.store, s.data_dir / "sites")
+        from polyfn.api.compat.sts import StsApi
+
+        self._sts = StsApi(self.keys.sts, self.keys.signing_credentials)
         self.manager.env_hook = self.storage.function_env
         from polyfn.db.service import DbService  # the document database (its faces answer on this port)
 
@@ -307,6 +316,8 @@ class Node:
             await self.sites(scope, receive, send)
         elif self.db is not None and (face := self.db.owns(scope)) is not None:
             await face(scope, receive, send)
+        elif self._sts is not None and self._sts.owns(scope):
+            await self._sts(scope, receive, send)
         elif scope["type"] == "http" and self._firebase is not None and (
                 path.startswith(AUTH_PREFIXES) or self._firebase.callable_app(path) is not None):
             await self._firebase(scope, receive, send)

@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from polyfn.auth import sts
 from polyfn.auth.keys import storage_allows
 from polyfn.storage import cors, routes, sigv4
 from polyfn.storage.errors import S3Error, access_denied
@@ -178,6 +179,9 @@ class S3App:
         elif ident.key is not None and route.write and not storage_allows(ident.key, "PUT"):
             raise access_denied(f"Access Denied: key {ident.access_key_id} has scope {ident.key.scope!r}, which "
                                 "allows reads (GET, HEAD) only; writes need scope 'invoke' or above")
+        elif ident.key is not None and (why := sts.refusal(ident.key, "PUT" if route.write else "GET", req.bucket,
+                                                             req.key, req.q, req.headers)) is not None:
+            raise access_denied(f"Access Denied: {why}")
         if self.proxy is not None:
             if route.anonymous == "post":
                 raise routes.not_implemented("POST object uploads with the s3 backend")
