@@ -39,6 +39,10 @@ from polyfn.auth import sigv4
 from polyfn.invoker import Outcome
 
 GRANT_TTL = 600  # seconds a presigned POST is valid
+CORS_XML = (b"<CORSConfiguration><CORSRule><AllowedOrigin>*</AllowedOrigin><AllowedMethod>GET</AllowedMethod>"
+            b"<AllowedMethod>HEAD</AllowedMethod><AllowedMethod>POST</AllowedMethod><AllowedMethod>PUT</AllowedMethod>"
+            b"<AllowedHeader>*</AllowedHeader><ExposeHeader>ETag</ExposeHeader><MaxAgeSeconds>600</MaxAgeSeconds>"
+            b"</CORSRule></CORSConfiguration>")
 URL_TTL_DEFAULT, URL_TTL_MAX = 3600, 7 * 24 * 3600
 MAX_FILES = 50  # files per getTempFileURL / deleteFile call (wx.cloud's limit)
 Credentials = Callable[[str], Awaitable[tuple[str, str]]]  # app id → (access key id, secret)
@@ -160,6 +164,11 @@ class StorageFace:
                     raise AppError(502, "storage_error", f"cannot make bucket {app.bucket}: {r.text[:300]}")
             elif r.status_code >= 300:
                 raise AppError(502, "storage_error", f"bucket {app.bucket}: HTTP {r.status_code}")
+            # Browsers upload with a presigned POST and read with presigned GETs: signatures, not cookies, are
+            # the authority, so the app's bucket answers CORS for any origin.
+            r = await self._s3("PUT", app, "", akid, secret, query="cors", body=CORS_XML)
+            if r.status_code >= 300:
+                raise AppError(502, "storage_error", f"cannot set CORS on bucket {app.bucket}: {r.text[:300]}")
             self._buckets.add(app.bucket)
         return akid, secret
 
@@ -173,12 +182,16 @@ class StorageFace:
         return {"_openid": r.headers.get("x-amz-meta-openid"), "path": key,
                 "size": int(r.headers.get("content-length", "0") or 0)}
 
-    async def _s3(self, method: str, app: App, key: str, akid: str, secret: str) -> httpx.Response:
+    async def _s3(self, method: str, app: App, key: str, akid: str, secret: str, query: str = "",
+                  body: bytes = b"") -> httpx.Response:
         base = self.storage_url()
         path = "/" + quote(app.bucket) + ("/" + quote(key, safe="/~") if key else "")
         host = urlsplit(base).netloc
-        headers = sigv4.sign_headers(method, path, [], {"host": host}, akid, secret, self.region, self.clock())
-        return await self._http.request(method, base + path, headers=headers)
+        extra = {"content-md5": base64.b64encode(hashlib.md5(body).digest()).decode()} if body else {}
+        headers = sigv4.sign_headers(method, path, [(query, "")] if query else [], {"host": host, **extra}, akid,
+                                     secret, self.region, self.clock(), hashlib.sha256(body).hexdigest())
+        return await self._http.request(method, base + path + (f"?{query}" if query else ""), headers=headers,
+                                         content=body)
 
     def _post_policy(self, app: App, key: str, openid: str, akid: str, secret: str, content_type: str) -> dict[str, str]:
         now = self.clock()
