@@ -29,7 +29,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import PolyfnServer, fmt, percentile, print_header, table
 
-HELLO_PY = """
+HELLO_PY = """import json
+
 
 def handler(event, context):
     if "httpMethod" in event:  # the same call through /fn/: an API Gateway event
@@ -165,7 +166,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="rounds of every user calling once")
     args = ap.parse_args()
     print_header("polyfn app platform: callFunction, many users, token verification")
-    with PolyfnServer(log_level="WARNING") as server:
+    with PolyfnServer() as server:
         assert server.api is not None
         server.api.json("POST", "/v1/apps", {"id": "bench", "signup_burst": 100_000, "signup_rate": 10_000})
         server.deploy("hello-py", {"handler.py": HELLO_PY}, flavor="aws", handler="handler.handler",

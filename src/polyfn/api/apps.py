@@ -77,6 +77,8 @@ def build_router(node: Node) -> APIRouter:
     @r.delete("/apps/{app_id}", summary="Delete an app with its users and sessions")
     async def delete_app(app_id: str) -> dict[str, Any]:
         await run(svc().delete_app(app_id))
+        if node.keys is not None:  # the app's own storage key (its users' file grants) goes with it
+            await node.keys.forget_function(f"app:{app_id}")
         return {"deleted": app_id}
 
     @r.get("/apps/{app_id}/users", summary="List an app's users (uid order; page with `after`)")

@@ -19,20 +19,20 @@ apps_app = typer.Typer(help="Apps for mini-program and web clients: sign-in, ori
 _PRESET_HELP = "; ".join(f"{k}: read {r!r}, write {w!r}" for k, (r, w) in PRESETS.items())
 
 Origins = Annotated[list[str] | None, typer.Option(
-    "--origin", help="A browser origin allowed to call the app (repeat; '*' for any).", show_default="none")]
-Anonymous = Annotated[bool | None, typer.Option("--anonymous/--no-anonymous", help="Allow anonymous sign-in.",
+    "--origin", envvar="POLYFN_APP_ORIGINS", help="A browser origin allowed to call the app (repeat; '*' for any).", show_default="none")]
+Anonymous = Annotated[bool | None, typer.Option("--anonymous/--no-anonymous", envvar="POLYFN_APP_ANONYMOUS", help="Allow anonymous sign-in.",
                                                 show_default="on for a new app")]
-Password = Annotated[bool | None, typer.Option("--password/--no-password", help="Allow email + password sign-in.",
+Password = Annotated[bool | None, typer.Option("--password/--no-password", envvar="POLYFN_APP_PASSWORD", help="Allow email + password sign-in.",
                                                show_default="on for a new app")]
 Custom = Annotated[str | None, typer.Option(
-    "--custom", help="The function that signs users in from what the client sends (a wx.login code …).",
+    "--custom", envvar="POLYFN_APP_CUSTOM", help="The function that signs users in from what the client sends (a wx.login code …).",
     show_default="none")]
-AppId = Annotated[str | None, typer.Option("--appid", help="The APPID functions see (a mini-program's appid).",
+AppId = Annotated[str | None, typer.Option("--appid", envvar="POLYFN_APP_APPID", help="The APPID functions see (a mini-program's appid).",
                                            show_default="the app id")]
 Rules = Annotated[list[str] | None, typer.Option(
-    "--rule", help=f"COLLECTION=PRESET security rule (repeat). Presets: {', '.join(PRESETS)}.",
+    "--rule", envvar="POLYFN_APP_RULES", help=f"COLLECTION=PRESET security rule (repeat). Presets: {', '.join(PRESETS)}.",
     show_default="creator for every collection")]
-MaxUpload = Annotated[int | None, typer.Option("--max-upload", help="Largest uploadFile in bytes.",
+MaxUpload = Annotated[int | None, typer.Option("--max-upload", envvar="POLYFN_APP_MAX_UPLOAD", help="Largest uploadFile in bytes.",
                                                show_default="10 MiB")]
 AsJson = Annotated[bool, typer.Option("--json", envvar="POLYFN_JSON", show_default="off", help="Print the raw JSON.")]
 
@@ -110,14 +110,14 @@ def update(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The app
 @apps_app.command("rule")
 def rule_command(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The app id.")],
                  collection: Annotated[str | None, typer.Argument(help="The collection.", show_default="none")] = None,
-                 preset: Annotated[str | None, typer.Option("--preset", help=_PRESET_HELP, show_default="none")] = None,
-                 read: Annotated[str | None, typer.Option("--read", help="Read rule expression.",
+                 preset: Annotated[str | None, typer.Option("--preset", envvar="POLYFN_RULE_PRESET", help=_PRESET_HELP, show_default="none")] = None,
+                 read: Annotated[str | None, typer.Option("--read", envvar="POLYFN_RULE_READ", help="Read rule expression.",
                                                           show_default="none")] = None,
-                 write: Annotated[str | None, typer.Option("--write", help="Write rule expression.",
+                 write: Annotated[str | None, typer.Option("--write", envvar="POLYFN_RULE_WRITE", help="Write rule expression.",
                                                            show_default="none")] = None,
-                 files: Annotated[bool, typer.Option("--files", help="Set the rule of the app's files instead.",
+                 files: Annotated[bool, typer.Option("--files", envvar="POLYFN_RULE_FILES", help="Set the rule of the app's files instead.",
                                                      show_default="off")] = False,
-                 default: Annotated[bool, typer.Option("--default", show_default="off",
+                 default: Annotated[bool, typer.Option("--default", envvar="POLYFN_RULE_DEFAULT", show_default="off",
                                                        help="Set the rule of collections without their own.")] = False,
                  ) -> None:
     """Set who may read and write a collection (or the app's files): a preset or two rule expressions."""
@@ -179,7 +179,7 @@ def delete(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The app
 
 @apps_app.command("users")
 def users(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The app id.")],
-          limit: Annotated[int, typer.Option("--limit", help="At most this many.")] = 100,
+          limit: Annotated[int, typer.Option("--limit", envvar="POLYFN_LIMIT", help="At most this many.", show_default=True)] = 100,
           as_json: AsJson = False) -> None:
     """List an app's users."""
     state: State = ctx.obj
@@ -200,7 +200,7 @@ def users(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The app 
 @apps_app.command("revoke")
 def revoke(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The app id.")],
            uid: Annotated[str, typer.Argument(help="The user's uid.")],
-           disable: Annotated[bool, typer.Option("--disable", help="Also refuse their next sign-ins.",
+           disable: Annotated[bool, typer.Option("--disable", envvar="POLYFN_REVOKE_DISABLE", help="Also refuse their next sign-ins.",
                                                  show_default="off")] = False) -> None:
     """Sign a user out everywhere: their tokens are refused from now on."""
     state: State = ctx.obj
