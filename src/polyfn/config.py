@@ -100,6 +100,15 @@ class Settings(BaseSettings):
     file_size: int = Field(512, ge=1)  # MB, largest file an instance may write (RLIMIT_FSIZE)
     cpu_quota: float = Field(0.0, ge=0)  # cores per instance, 0 = no hard cap (shares still apply)
 
+    # HTTP connections (docs/operations.md, "HTTP limits"; gateway/limits.py).
+    http_max_header_bytes: int = Field(32 * 1024, ge=1024, le=16 * 1024 * 1024)  # request line + headers → 431
+    http_max_headers: int = Field(100, ge=8, le=10_000)  # headers per request → 431
+    http_header_timeout: float = Field(10.0, gt=0)  # seconds from a request's first byte to its last header → 408
+    http_body_timeout: float = Field(60.0, gt=0)  # seconds of grace for a request body, ...
+    http_body_min_rate: float = Field(1024.0, gt=0)  # ... then at least these bytes a second on average → 408
+    http_keepalive_timeout: float = Field(5.0, gt=0)  # seconds an idle keep-alive connection stays open
+    http_max_connections: int = Field(10_000, ge=16)  # open at once; beyond, 503 and closed (fd limit raised to fit)
+
     # Access control.
     tls_cert: str | None = None  # PEM certificate: serve HTTPS (with tls_key)
     tls_key: str | None = None
