@@ -33,6 +33,7 @@ from polyfn.store.apps import AppStore, Conflict
 log = logging.getLogger("polyfn.apps")
 
 CACHE_MAX = 100_000
+HASHING_AT_ONCE = 4
 MAX_TOKEN_TTL = 7 * 24 * 3600
 _ALNUM = string.ascii_letters + string.digits
 EMAIL_MAX = 254
@@ -70,6 +71,9 @@ class AppService:
         self._verified: dict[str, Identity] = {}
         self._loaded_at = 0.0
         self._task: asyncio.Task[None] | None = None
+        # scrypt takes 32 MiB and tens of milliseconds a hash: a flood of sign-ups or sign-ins waits here instead
+        # of running thousands at once (memory) on every core (the loop's own thread stays free either way)
+        self._hashing = asyncio.Semaphore(HASHING_AT_ONCE)
 
     # -- life ------------------------------------------------------------------------------------------
 
@@ -182,7 +186,8 @@ class AppService:
         except passwords.WeakPassword as e:
             raise AppError(400, "weak_password", str(e)) from None
         self._limit("signup", app, client, app.config.signup_rate, app.config.signup_burst)
-        hashed = await asyncio.to_thread(passwords.hash_password, password)
+        async with self._hashing:
+            hashed = await asyncio.to_thread(passwords.hash_password, password)
         user = User(app=app_id, uid=new_uid(), provider="password", email=email, password_hash=hashed,
                     created_at=self.clock())
         try:
@@ -201,15 +206,17 @@ class AppService:
         self._limit("signin", app, "acct:" + email, cfg.signin_rate, cfg.signin_burst)
         self._limit("signin", app, "addr:" + client, cfg.signin_rate * 10, cfg.signin_burst * 10)
         user = await self.store.user_by_email(app_id, email)
-        ok = await asyncio.to_thread(passwords.verify_password, str(password),
-                                     user.password_hash if user is not None else None)
+        async with self._hashing:
+            ok = await asyncio.to_thread(passwords.verify_password, str(password),
+                                         user.password_hash if user is not None else None)
         if not ok or user is None:
             raise AppError(401, "invalid_credentials", "wrong email or password")
         if user.disabled:
             raise AppError(403, "user_disabled", "this user is disabled")
         if user.password_hash and passwords.needs_rehash(user.password_hash):
-            await self.store.update_user(app_id, user.uid, password_hash=await asyncio.to_thread(
-                passwords.hash_password, str(password)))
+            async with self._hashing:
+                rehashed = await asyncio.to_thread(passwords.hash_password, str(password))
+            await self.store.update_user(app_id, user.uid, password_hash=rehashed)
         return await self._session(app, user)
 
     async def sign_in_custom(self, app_id: str, data: Any, client: str) -> dict[str, Any]:
