@@ -24,6 +24,7 @@ from typing import Any
 from polyfn.apps.model import App, Identity
 from polyfn.apps.service import AppError, AppService
 from polyfn.apps.tokens import TokenError
+from polyfn.gateway.asgi import send_outcome as _send
 from polyfn.invoker import JSON_HEADERS, Invoker, Outcome, platform_error
 
 AUTH_BODY_MAX = 64 * 1024
@@ -265,10 +266,3 @@ async def _read_body(receive: Any, limit: int) -> bytes | None:
         chunks.append(chunk)
         if not msg.get("more_body"):
             return b"".join(chunks)
-
-
-async def _send(send: Any, out: Outcome) -> None:
-    headers = out.headers
-    headers.append((b"content-length", str(len(out.body)).encode()))
-    await send({"type": "http.response.start", "status": out.status, "headers": headers})
-    await send({"type": "http.response.body", "body": out.body})
