@@ -91,11 +91,13 @@
     try { return JSON.parse(text); } catch (e) { return text; }
   }
 
+  // Node.js (tests, scripts, server-side rendering): the node named by $POLYFN_URL, read at init
+  function envEndpoint() {
+    if (typeof process !== 'undefined' && process.env && !(root && root.document)) return process.env.POLYFN_URL || '';
+    return '';
+  }
+
   function scriptOrigin() {
-    // Node.js (tests, scripts, server-side rendering): the node named by $POLYFN_URL
-    if (typeof process !== 'undefined' && process.env && process.env.POLYFN_URL && !(root && root.document)) {
-      return process.env.POLYFN_URL;
-    }
     var doc = root && root.document;
     var script = doc && doc.currentScript;
     if (script && script.src) return new URL(script.src).origin;
@@ -214,7 +216,7 @@
     var env = o.env;
     if (env && typeof env === 'object') env = env.functions || env.database || env.storage;
     if (!env || typeof env !== 'string') throw CloudError('init', 'init({env}) needs the app id (polyfn apps create NAME)', 'invalid_env');
-    var endpoint = (o.endpoint || defaultEndpoint || '').replace(/\/+$/, '');
+    var endpoint = (o.endpoint || defaultEndpoint || envEndpoint()).replace(/\/+$/, '');
     if (!endpoint) throw CloudError('init', 'no endpoint: pass init({env, endpoint: "https://your-polyfn-node"})', 'invalid_endpoint');
     this.config = { env: env, endpoint: endpoint, traceUser: o.traceUser !== false,
       autoSignIn: o.autoSignIn === undefined ? (wxApi ? 'wx' : 'anonymous') : o.autoSignIn,

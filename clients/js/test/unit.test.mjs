@@ -20,7 +20,19 @@ const session = (exp) => ({ access_token: `tok-${exp}`, refresh_token: 'pfr_s.x'
 
 test('init checks env and endpoint', () => {
   assert.throws(() => new sdk.Cloud().init({}), /init\(\{env\}\)/);
-  assert.throws(() => new sdk.Cloud().init({ env: 'a' }), /no endpoint/);
+  const saved = process.env.POLYFN_URL;
+  delete process.env.POLYFN_URL;
+  try {
+    assert.throws(() => new sdk.Cloud().init({ env: 'a' }), /no endpoint/);
+  } finally {
+    if (saved !== undefined) process.env.POLYFN_URL = saved;
+  }
+  process.env.POLYFN_URL = 'http://from-env:9';
+  try {
+    assert.equal(new sdk.Cloud().init({ env: 'a' }).config.endpoint, 'http://from-env:9');
+  } finally {
+    if (saved !== undefined) process.env.POLYFN_URL = saved; else delete process.env.POLYFN_URL;
+  }
   const c = new sdk.Cloud().init({ env: { functions: 'fn-env', database: 'x' }, endpoint: 'http://h:1/' });
   assert.equal(c.config.env, 'fn-env');
   assert.equal(c._url('call/x'), 'http://h:1/app/fn-env/call/x');

@@ -99,13 +99,32 @@ class StorageFace:
                              "fileID": file_id(app, key), "expires_in": GRANT_TTL})
 
     async def urls(self, req: Request) -> Outcome:
-        ident = req.identity()
-        items = _file_list(req, dicts=True)
+        async def temp_url(app: App, key: str, akid: str, secret: str, item: dict[str, Any]) -> dict[str, Any]:
+            max_age = item.get("maxAge", URL_TTL_DEFAULT)
+            if not isinstance(max_age, int) or not 1 <= max_age <= URL_TTL_MAX:
+                raise FileError(400, "invalid_parameter", f"maxAge must be 1..{URL_TTL_MAX} seconds")
+            return {"tempFileURL": self._presigned_get(app, key, akid, secret, max_age), "maxAge": max_age}
+
+        return await self._each_file(req, req.identity(), "read", temp_url, {"tempFileURL": ""})
+
+    async def delete(self, req: Request) -> Outcome:
+        async def remove(app: App, key: str, akid: str, secret: str, _item: dict[str, Any]) -> dict[str, Any]:
+            r = await self._s3("DELETE", app, key, akid, secret)
+            if r.status_code >= 300:
+                raise FileError(r.status_code, "storage_error", r.text[:300])
+            return {}
+
+        return await self._each_file(req, req.identity(required=True), "write", remove, {})
+
+    async def _each_file(self, req: Request, ident: Identity | None, side: str, action: Any,
+                         failed: dict[str, Any]) -> Outcome:
+        """wx.cloud's per-file answers: each file of `fileList` checked against the app's file rule (`side`:
+        read or write), then `action(app, key, akid, secret, item)` for the ones allowed."""
         app = req.app
         akid, secret = await self._ready(app)
-        rule = compile_rule(app.config.files.read)
+        rule = compile_rule(getattr(app.config.files, side))
         out = []
-        for item in items:
+        for item in _file_list(req):
             fid = item.get("fileID") if isinstance(item, dict) else None
             entry: dict[str, Any] = {"fileID": fid}
             try:
@@ -114,39 +133,10 @@ class StorageFace:
                 if owner is None:
                     raise FileError(404, "file_not_found", f"{fid} does not exist")
                 if not rule.allows(_auth(ident), owner):
-                    raise FileError(403, "permission_denied", "the app's file rule does not let you read it")
-                max_age = item.get("maxAge", URL_TTL_DEFAULT)
-                if not isinstance(max_age, int) or not 1 <= max_age <= URL_TTL_MAX:
-                    raise FileError(400, "invalid_parameter", f"maxAge must be 1..{URL_TTL_MAX} seconds")
-                entry.update(tempFileURL=self._presigned_get(app, key, akid, secret, max_age), maxAge=max_age,
-                             status=0, errMsg="ok")
+                    raise FileError(403, "permission_denied", f"the app's file rule does not let you {side} it")
+                entry.update(await action(app, key, akid, secret, item), status=0, errMsg="ok")
             except FileError as e:
-                entry.update(tempFileURL="", status=e.status, errCode=e.code, errMsg=e.message)
-            out.append(entry)
-        return json_outcome({"fileList": out})
-
-    async def delete(self, req: Request) -> Outcome:
-        ident = req.identity(required=True)
-        items = _file_list(req, dicts=False)
-        app = req.app
-        akid, secret = await self._ready(app)
-        rule = compile_rule(app.config.files.write)
-        out = []
-        for fid in items:
-            entry: dict[str, Any] = {"fileID": fid}
-            try:
-                key = parse_file_id(app, fid)
-                owner = await self._owner(app, key, akid, secret)
-                if owner is None:
-                    raise FileError(404, "file_not_found", f"{fid} does not exist")
-                if not rule.allows(_auth(ident), owner):
-                    raise FileError(403, "permission_denied", "the app's file rule does not let you delete it")
-                r = await self._s3("DELETE", app, key, akid, secret)
-                if r.status_code >= 300:
-                    raise FileError(r.status_code, "storage_error", r.text[:300])
-                entry.update(status=0, errMsg="ok")
-            except FileError as e:
-                entry.update(status=e.status, errCode=e.code, errMsg=e.message)
+                entry.update(failed, status=e.status, errCode=e.code, errMsg=e.message)
             out.append(entry)
         return json_outcome({"fileList": out})
 
@@ -237,11 +227,11 @@ def _cloud_path(path: Any, error: type[Exception] = AppError) -> str:
     return path
 
 
-def _file_list(req: Request, dicts: bool) -> list[Any]:
+def _file_list(req: Request) -> list[Any]:
     (items,) = req.fields("fileList")
     if not isinstance(items, list) or not items or len(items) > MAX_FILES:
         raise AppError(400, "invalid_parameter", f"fileList must be a list of 1..{MAX_FILES} file ids")
-    return [({"fileID": i} if isinstance(i, str) else i) if dicts else i for i in items]
+    return [{"fileID": i} if isinstance(i, str) else i for i in items]
 
 
 def _auth(ident: Identity | None) -> dict[str, Any] | None:
