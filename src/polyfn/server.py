@@ -397,16 +397,21 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(out)
 
 
-def _http_protocol(settings: Settings) -> Any:
-    """uvicorn's httptools protocol with coalesced writes and the connection limits (gateway/http.py); plain
-    "httptools" if missing."""
+def _http_protocol(settings: Settings, node: Node) -> Any:
+    """uvicorn's httptools protocol with coalesced writes, the connection limits and early load shedding
+    (gateway/http.py); plain "httptools" if missing."""
     try:
         from polyfn.gateway.http import CoalescingHttpToolsProtocol
     except ImportError:
         return "httptools"
     from polyfn.gateway.limits import HttpLimits
 
-    return CoalescingHttpToolsProtocol.with_limits(HttpLimits.from_settings(settings))
+    def on_shed(function: str) -> None:
+        if settings.metrics:
+            node.metrics.shed(function, "http", "overloaded")
+
+    return CoalescingHttpToolsProtocol.with_limits(HttpLimits.from_settings(settings), node.manager.shedding,
+                                                   on_shed)
 
 
 def serve(host: str = "127.0.0.1", port: int = 8080, data_dir: str | Path | None = None,
@@ -428,7 +433,7 @@ def serve(host: str = "127.0.0.1", port: int = 8080, data_dir: str | Path | None
     settings.http_max_connections = connections_for(after, settings.http_max_connections)
     node = Node(settings, examples=examples)
     config = uvicorn.Config(
-        node.asgi, host=settings.host, port=settings.port, loop="uvloop", http=_http_protocol(settings),
+        node.asgi, host=settings.host, port=settings.port, loop="uvloop", http=_http_protocol(settings, node),
         lifespan="on", interface="asgi3", timeout_keep_alive=settings.http_keepalive_timeout,
         log_level="warning", access_log=False, timeout_graceful_shutdown=int(settings.drain_timeout) or None,
         server_header=False, date_header=False,
