@@ -54,6 +54,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     s.stop()
 
 
+@pytest.mark.timeout(900)  # many real clients and processes in one test: slow on a loaded machine
 def test_every_block_of_docs_apps_md_runs(node: Server, tmp_path: Path) -> None:
     js_dir = ensure_modules()
     env = {**os.environ, "POLYFN_DATA_DIR": str(node.data_dir), "POLYFN_URL": node.url, "NO_COLOR": "1",
@@ -87,6 +88,7 @@ def test_every_block_of_docs_apps_md_runs(node: Server, tmp_path: Path) -> None:
     assert ran >= 12
 
 
+@pytest.mark.timeout(300)  # many real clients and processes in one test: slow on a loaded machine
 def test_the_static_page_of_the_docs_works_in_a_browser(node: Server) -> None:
     """The page the static-pages block deployed, in Chromium: it calls its function through the SDK."""
     if not Path("/usr/bin/chromium").exists():

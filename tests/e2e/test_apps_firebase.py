@@ -55,6 +55,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     s.stop()
 
 
+@pytest.mark.timeout(600)  # many real clients and processes in one test: slow on a loaded machine
 def test_the_firebase_sdk_signs_in_and_calls_functions(node: Server) -> None:
     spec = node.api.get("/v1/functions/add-message").json()["spec"]
     assert spec["flavor"] == "gcp" and spec["handler"].endswith("addMessage")

@@ -57,6 +57,7 @@ def _storage_url(node: Server) -> str:
     return json.loads((node.data_dir / "server.json").read_text())["storage_url"]
 
 
+@pytest.mark.timeout(600)  # many real clients and processes in one test: slow on a loaded machine
 def test_the_sdk_under_nodes_test_runner(node: Server) -> None:
     cwd = ensure_modules()
     env = {**os.environ, "POLYFN_URL": node.url, "POLYFN_APP": "sdk-app",

@@ -75,6 +75,7 @@ def shoot(page: Any, name: str) -> None:
         page.screenshot(path=str(REPO / where / f"miniapp-{name}.png"))
 
 
+@pytest.mark.timeout(600)  # many real clients and processes in one test: slow on a loaded machine
 def test_photo_notes_on_a_phone(node: Server, browser: Any) -> None:
     ctx = browser.new_context(**PHONE)
     page = ctx.new_page()
