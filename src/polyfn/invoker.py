@@ -31,6 +31,12 @@ _random_bits = random.getrandbits  # seeded from os.urandom at import; the serve
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
 _HOP_BY_HOP = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade"})
+#: Request headers through which vendors' platforms tell a function who the caller is (WeChat cloud hosting,
+#: Azure App Service authentication, Google API Gateway and IAP, AWS ALB OIDC, polyfn's own). A caller can
+#: send them too, so they are dropped from every invocation: a function learns the caller only from a token
+#: the node verified (`Invoke.identity`, put in each vendor's place by its flavor).
+IDENTITY_HEADER_PREFIXES = ("x-wx-", "x-ms-client-principal", "x-apigateway-api-userinfo", "x-goog-authenticated-user-",
+                            "x-goog-iap-jwt-assertion", "x-amzn-oidc-", "x-polyfn-identity", "x-endpoint-api-userinfo")
 
 
 class Outcome:
@@ -76,6 +82,15 @@ def _on_deadline(inst: Instance, fut: asyncio.Future[Result], timeout: float) ->
         inst.kill(f"timed out after {timeout:g} s")
 
 
+def strip_identity_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """`headers` without any that claim an identity (IDENTITY_HEADER_PREFIXES); the same list when none does."""
+    prefixes = IDENTITY_HEADER_PREFIXES
+    for k, _ in headers:
+        if k.lower().startswith(prefixes):
+            return [(k, v) for k, v in headers if not k.lower().startswith(prefixes)]
+    return headers
+
+
 def _safe_headers(pairs: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     """Response headers from an (untrusted) instance: no CR/LF injection, no framing headers."""
     out = []
@@ -113,12 +128,14 @@ class Invoker:
     async def invoke(self, name: str, kind: str, trigger: str, method: str = "", path: str = "",
                      query: str = "", headers: list[tuple[str, str]] | None = None, body: bytes = b"",
                      content_type: str = "", trace_id: str = "", parent_id: str = "",
-                     activation_id: str = "", revision: Revision | None = None) -> Outcome:
+                     activation_id: str = "", revision: Revision | None = None,
+                     identity: dict[str, Any] | None = None) -> Outcome:
         """Run one invocation. `trace_id`/`parent_id` come from the caller's W3C `traceparent` (see
         `polyfn.observe.tracing`); without them the activation starts a new trace. `activation_id` is given
         by the async queue and triggers (the same id for every attempt, so the function can use it as an
         idempotency key); otherwise a fresh one is made. `revision` pins the invocation to that revision of the
-        function (a published version or an alias), served by its own pool when it is not the current one."""
+        function (a published version or an alias), served by its own pool when it is not the current one.
+        `identity` is the verified end user (`polyfn.apps`); identity headers a caller sent are dropped."""
         if not self.accepting:
             return platform_error(503, "shutting_down", "the server is shutting down",
                                   headers=[(b"retry-after", b"1")])
@@ -139,6 +156,10 @@ class Invoker:
         rev = active.revision
         spec = rev.spec
         pool = active.pool
+        if spec.auth == "app" and identity is None and trigger == "http":  # every HTTP ingress: /fn/, /function/ …
+            return platform_error(401, "app_token_required", f"function {name!r} is for an app's signed-in users: "
+                                  f"call it as POST /app/ENV/call/{name} with the user's token "
+                                  "(wx.cloud.callFunction does)")
         if spec.rate_limit > 0 and self.limiter is not None:
             wait = self.limiter.check("fn:" + name, spec.rate_limit, spec.rate_limit, time.monotonic())
             if wait:
@@ -191,8 +212,8 @@ class Invoker:
             shaped = shape_for_launched_runtime(spec.flavor, body)
             if shaped is not None:
                 kind, body, content_type = "event", shaped, "application/json"
-        inv = Invoke(0, act.id, kind, start + spec.timeout, method, path, query, headers or [], body,
-                     content_type, act.trace_id)
+        inv = Invoke(0, act.id, kind, start + spec.timeout, method, path, query,
+                     strip_identity_headers(headers) if headers else [], body, content_type, act.trace_id, identity)
         try:
             fut = inst.invoke(inv)
         except InstanceGone:

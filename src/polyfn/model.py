@@ -41,7 +41,9 @@ class FunctionSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # has no field for (a Lambda Role, OpenFaaS labels...). Keys are `vendor/key`; never read by the runtime.
     annotations: dict[str, str] = {}
     network: str = "all"  # all (egress like Lambda) | polyfn (only polyfn's own endpoints) | none (loopback only)
-    auth: str = "anonymous"  # HTTP trigger: anonymous | key (x-functions-key header or ?code=, an invoke key)
+    # HTTP trigger: anonymous | key (x-functions-key header or ?code=, an invoke key) | app (only signed-in users
+    # of an app, through /app/{env}/call/NAME: polyfn.apps)
+    auth: str = "anonymous"
     cors: dict[str, Any] | None = None  # {"origins": [...], "methods": [...], "headers": [...], "max_age": s}
     rate_limit: float = 0.0  # invocations per second (token bucket, burst = max(1, rate)); 0 = unlimited
     secrets: list[str] = []  # "NAME" → file /run/secrets/NAME; "NAME:env" → environment variable NAME
@@ -167,8 +169,8 @@ def validate_spec(spec: FunctionSpec, max_timeout: float, max_memory: int, max_i
         raise SpecError(f"keepalive_policy={spec.keepalive_policy!r} is not supported: use fixed or hybrid")
     if spec.keepalive is not None:
         rng("keepalive", spec.keepalive, 0, 7 * 24 * 3600)
-    if spec.auth not in ("anonymous", "key"):
-        raise SpecError(f"auth={spec.auth!r} is not supported: use anonymous or key")
+    if spec.auth not in ("anonymous", "key", "app"):
+        raise SpecError(f"auth={spec.auth!r} is not supported: use anonymous, key or app")
     rng("rate_limit", spec.rate_limit, 0, 1e6)
     for entry in spec.secrets:
         sname, _, how = entry.partition(":")

@@ -56,6 +56,11 @@ class Invoke(msgspec.Struct, tag="invoke", array_like=True):
     body: bytes = b""
     content_type: str = ""
     trace_id: str = ""
+    # The verified end user behind the call (an app's signed-in user, `polyfn.apps`), or None. Only the node
+    # sets it, after checking a token; flavors put it where each vendor's code looks (getWXContext().OPENID,
+    # context.auth, requestContext.authorizer, context.identity). Keys: app, appid, uid, openid, unionid,
+    # email, provider, claims (the token's), token (the access token, to call other functions as the user).
+    identity: dict[str, Any] | None = None
 
 
 class Result(msgspec.Struct, tag="result", array_like=True):

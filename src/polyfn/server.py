@@ -16,12 +16,14 @@ import os
 import secrets
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from polyfn import __version__
 from polyfn.api.compat.stepfunctions import is_target as _sfn_target
+from polyfn.apps.firebase import AUTH_PREFIXES
 from polyfn.config import Settings
 from polyfn.deploy import archive
 from polyfn.deploy.service import Deployer
@@ -91,6 +93,11 @@ class Node:
         self.relay: Any = None  # sandbox.relay.NetRelay, for `network: polyfn`
         self.workflows: Any = None  # workflows.service.WorkflowService; its Step Functions face: self.sfn_api
         self.sfn_api: Any = None
+        self.apps: Any = None  # polyfn.apps.service.AppService: apps, their users, tokens
+        self._apps_face: Any = None  # polyfn.apps.http.AppsFace: /app/{env}/… and /sdk/…
+        self._firebase: Any = None  # polyfn.apps.firebase.FirebaseFace: Firebase's auth and callable URLs
+        self.sites: Any = None  # polyfn.sites.Sites: static sites at /sites/NAME/
+        self._sts: Any = None  # polyfn.api.compat.sts.StsApi: AssumeRole for temporary storage credentials
         from polyfn.api.app import build_api
         from polyfn.gateway import Gateway
 
@@ -111,6 +118,9 @@ class Node:
         self.security_store = SecurityStore(self.store)
         self.keys = KeyRing(self.security_store, self.secret_box)
         await self.keys.start(self.admin_key)
+        from polyfn.auth.sts import Issuer
+
+        self.keys.sts = Issuer(self.secret_box.derive, self.keys.get, time.time)
         self.manager.secret_source = self.read_secrets
         self.recorder = ActivationRecorder(self.store, retention_count=s.activation_retention_count,
                                            retention_age=s.activation_retention_age, store_max=s.log_store_max)
@@ -143,10 +153,21 @@ class Node:
         if s.port:  # so a function's AWS SDK reaches this node's Lambda API (`boto3.client("lambda")`)
             host = "127.0.0.1" if s.host in ("0.0.0.0", "::", "") else s.host
             self.manager.instance_env["AWS_ENDPOINT_URL_LAMBDA"] = f"http://{host}:{s.port}"
+            self.manager.instance_env["AWS_ENDPOINT_URL_STS"] = f"http://{host}:{s.port}"  # AssumeRole (auth/sts.py)
         from polyfn.storage.service import StorageService
 
         self.storage = StorageService(s, self.store, self.keys)
         await self.storage.start()  # binds the port (instances learn the endpoint); answers from `serve` on
+        from polyfn.apps import node as apps_node
+
+        self.apps, self._apps_face, self._firebase = await apps_node.build(
+            self.store, self.secret_box.derive, self.limiter, self.invoker, self.storage, self.keys)
+        from polyfn.sites import Sites
+
+        self.sites = Sites(self.store, s.data_dir / "sites")
+        from polyfn.api.compat.sts import StsApi
+
+        self._sts = StsApi(self.keys.sts, self.keys.signing_credentials)
         self.manager.env_hook = self.storage.function_env
         from polyfn.db.service import DbService  # the document database (its faces answer on this port)
 
@@ -273,6 +294,9 @@ class Node:
         if self.relay is not None:
             await step("stopping the network relay", self.relay.stop())
         await step("stopping metrics", self.metrics.stop())
+        if self.apps is not None:
+            await step("stopping the app service", self.apps.stop())
+            await step("closing the app faces", self._apps_face.close())
         if self._cleanup:
             await asyncio.wait(list(self._cleanup), timeout=5)
         await step("flushing activations", self.recorder.stop())  # 4. records flushed (and handed to OTLP)
@@ -304,12 +328,22 @@ class Node:
 
     async def asgi(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Top-level ASGI app: `/fn/...` goes straight to the gateway, the rest to the API."""
-        if scope["type"] == "http" and scope["path"].startswith("/fn/") and self._gateway is not None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and path.startswith("/fn/") and self._gateway is not None:
             await self._gateway(scope, receive, send)
         elif scope["type"] == "http" and scope["path"] == "/" and self.sfn_api is not None and _sfn_target(scope):
             await self.sfn_api(scope, receive, send)
+        elif scope["type"] == "http" and path.startswith(("/app/", "/sdk/")) and self._apps_face is not None:
+            await self._apps_face(scope, receive, send)
+        elif scope["type"] == "http" and path.startswith("/sites/") and self.sites is not None:
+            await self.sites(scope, receive, send)
         elif self.db is not None and (face := self.db.owns(scope)) is not None:
             await face(scope, receive, send)
+        elif self._sts is not None and self._sts.owns(scope):
+            await self._sts(scope, receive, send)
+        elif scope["type"] == "http" and self._firebase is not None and (
+                path.startswith(AUTH_PREFIXES) or self._firebase.callable_app(path) is not None):
+            await self._firebase(scope, receive, send)
         elif scope["type"] == "http":  # bodies bounded as they arrive (gateway/limits.py)
             s = self.settings
             await limit_body(self.api, scope, receive, send, body_limit(scope["path"], s.max_payload, s.max_code_size))

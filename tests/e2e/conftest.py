@@ -142,7 +142,9 @@ def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None,
         if proc.poll() is not None:
             raise RuntimeError(f"polyfn serve exited with {proc.returncode}:\n{log.read_text()}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200 and _answers(proc, port):
+            # server.json (how the CLI finds the node) is written just after the port answers
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200 and \
+                    _answers(proc, port) and (data_dir / "server.json").exists():
                 return Server(data_dir, port, proc, log)
         except httpx.HTTPError:
             pass

@@ -224,6 +224,12 @@ def build_api(node: Node) -> FastAPI:
     from polyfn.api import workflows as workflows_api
 
     v1.include_router(workflows_api.router(node))
+    from polyfn.api import apps as apps_api
+
+    v1.include_router(apps_api.build_router(node))
+    from polyfn.api import sites as sites_api
+
+    v1.include_router(sites_api.build_router(node))
     app.include_router(v1)
     compat.install(app, node)
     app.include_router(observe_api.build_router(node, require_key), responses=errors.ERROR_RESPONSES)

@@ -88,6 +88,7 @@ class KeyRing:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self.admin_id = ""
+        self.sts: Any = None  # polyfn.auth.sts.Issuer: temporary credentials (access key ids `PFTS…`)
 
     async def load(self) -> None:
         self._fresh: set[str] = set()
@@ -138,7 +139,7 @@ class KeyRing:
         """Reload when `key_id` is unknown here (made on another node sharing the database), at most once a
         second; the periodic reload covers revocations."""
         now = self.clock() if now is None else now
-        if key_id in ADMIN_ALIASES or key_id in self._by_id or now - self._loaded_at < 1.0:
+        if key_id in ADMIN_ALIASES or key_id in self._by_id or key_id.startswith("PFTS") or now - self._loaded_at < 1.0:
             return
         self._loaded_at = now  # before the await: concurrent requests do not all reload
         await self.load()
@@ -183,7 +184,10 @@ class KeyRing:
         return rec if rec is not None and rec.revoked_at is None else None
 
     def signing_credentials(self, key_id: str) -> tuple[str | None, KeyRecord] | None:
-        """For SigV4 (and S3's V2/OSS): (the secret, or None for a hash-only key; the record), None if no live key."""
+        """For SigV4 (and S3's V2/OSS): (the secret, or None for a hash-only key; the record), None if no live key.
+        Temporary credentials (`PFTS…`, auth/sts.py) carry their own limits and need no database."""
+        if key_id.startswith("PFTS") and self.sts is not None:
+            return self.sts.resolve(key_id)
         rec = self.get(key_id)
         if rec is None:
             return None
@@ -210,15 +214,17 @@ class KeyRing:
         self._secrets[rec.id] = secret
         return rec, secret
 
-    async def for_function(self, function: str) -> tuple[KeyRecord, str]:
-        """The key of `function`'s instances (made on first use): scope `invoke`, owned by the function."""
+    async def for_function(self, function: str, description: str = "") -> tuple[KeyRecord, str]:
+        """The key of `function`'s instances (made on first use): scope `invoke`, owned by the function. Other
+        owners of a key of their own use this too (an app's file grants: owner `app:{id}`)."""
         async with self._lock:
             rec = self._owned.get(function)
             if rec is not None and rec.revoked_at is None:
                 found = self.signing_credentials(rec.id)
                 if found is not None and found[0] is not None:
                     return rec, found[0]
-            rec, secret = await self.create("invoke", None, f"instances of function {function!r}", owner=function)
+            rec, secret = await self.create("invoke", None, description or f"instances of function {function!r}",
+                                            owner=function)
             self._owned[function] = rec
             return rec, secret
 

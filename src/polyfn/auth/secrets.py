@@ -46,3 +46,13 @@ class SecretBox:
 
     def decrypt(self, token: str) -> str:
         return self._box().decrypt(token.encode()).decode()
+
+    def derive(self, purpose: bytes, length: int = 32) -> bytes:
+        """A key for one purpose (e.g. signing app users' tokens), derived from the node key with HKDF-SHA256:
+        every node holding the same node key derives the same key, and no derived key reveals another."""
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+        self._box()  # made at first use, like the encryption key
+        material = self.key_path.read_bytes().strip()
+        return HKDF(algorithm=hashes.SHA256(), length=length, salt=b"polyfn node key", info=purpose).derive(material)

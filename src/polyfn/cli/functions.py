@@ -262,6 +262,17 @@ def deploy(
             show_default="node default",
         ),
     ] = None,
+    auth: Annotated[
+        str | None,
+        typer.Option(
+            "--auth",
+            envvar="POLYFN_DEPLOY_AUTH",
+            metavar="anonymous|key|app",
+            help="Who may call the HTTP trigger: anyone, holders of an invoke key (x-functions-key), or only "
+            "an app's signed-in users through /app/ENV/call/NAME (docs/apps.md).",
+            show_default=_spec_default("auth"),
+        ),
+    ] = None,
     network: Annotated[
         str | None,
         typer.Option(
@@ -373,6 +384,7 @@ def deploy(
             "keepalive_policy": keepalive_policy,
             "env": env_vars,
             "network": network,
+            "auth": auth,
             "retry_attempts": retry_attempts,
             "retry_backoff": retry_backoff,
             "retry_backoff_max": retry_backoff_max,

@@ -20,6 +20,7 @@ from typer.core import TyperGroup
 
 from polyfn.cli import (
     activations,
+    apps,
     db,
     doctor,
     events,
@@ -28,6 +29,7 @@ from polyfn.cli import (
     scaling,
     security,
     serve,
+    sites,
     storage,
     top,
     version,
@@ -83,6 +85,8 @@ HINTS: dict[str, str] = {
     "invalid_timezone": "use an IANA zone name such as UTC or Asia/Shanghai",
     "trigger_not_found": "see triggers with `polyfn trigger list`",
     "dead_letter_not_found": "see dead letters with `polyfn dlq list`",
+    "app_not_found": "see apps with `polyfn apps list`, make one with `polyfn apps create NAME`",
+    "app_exists": "pick another name, or change it with `polyfn apps update NAME`",
 }
 
 _PASS_THROUGH: tuple[type[BaseException], ...] = (typer.Exit, typer.Abort, ClickException)
@@ -233,6 +237,8 @@ app.add_typer(events.trigger_app, name="trigger", rich_help_panel="Events")
 app.add_typer(events.dlq_app, name="dlq", rich_help_panel="Events")
 app.command("publish", rich_help_panel="Events")(events.publish)
 app.add_typer(workflows.workflow_app, name="workflow", rich_help_panel="Workflows")
+app.add_typer(apps.apps_app, name="apps", rich_help_panel="Apps")
+app.add_typer(sites.sites_app, name="sites", rich_help_panel="Apps")
 
 
 def main() -> None:

@@ -37,6 +37,8 @@ class Rule:
 RULES = (
     Rule(r"require\(\s*['\"]wx-server-sdk['\"]\s*\)[\s\S]*exports\.(?P<name>main)\s*=", "wechat", what="`require('wx-server-sdk')` + `exports.main` (wechat)"),
     Rule(r"functions\.http\(\s*['\"](?P<name>[\w$-]+)['\"]", "gcp", what="`functions.http('NAME', fn)` (gcp)"),
+    Rule(r"require\(\s*['\"]firebase-functions[\w/]*['\"]\s*\)[\s\S]*exports\.(?P<name>[\w$]+)\s*=\s*[\w$.]*on(?:Call|Request)\(",
+         "gcp", what="`exports.NAME = onCall(...)` from 'firebase-functions' (gcp, Firebase callable)"),
     Rule(r"require\(\s*['\"]@azure/functions['\"]\s*\)[\s\S]*app\.(?:http|get|post|put|patch|deleteRequest|timer|storageQueue|storageBlob)\(\s*['\"](?P<name>[\w$-]+)['\"]",
          "azure", what="`app.http('NAME', {handler})` from '@azure/functions' (azure v4)"),
     Rule(r"exports\.(?P<name>main_handler)\s*=", "tencent", what="`exports.main_handler` (tencent)"),

@@ -58,10 +58,10 @@ class Gateway:
         if name:
             active = self.invoker.registry.get(name)
             spec = active.revision.spec if active is not None else None
-        if spec is not None and (spec.cors is not None or spec.auth != "anonymous"):
+        if spec is not None and (spec.cors is not None or spec.auth == "key"):
             early = self._guard(spec, name, scope, headers)
             if early is not None:
-                await _send(send, early)
+                await send_outcome(send, early)
                 return
         if length > self.max_payload:
             out = platform_error(413, "payload_too_large",
@@ -164,7 +164,8 @@ class Gateway:
                 return b"".join(chunks)
 
 
-async def _send(send: Any, out: Outcome) -> None:
+async def send_outcome(send: Any, out: Outcome) -> None:
+    """Answer with `out` (its headers plus content-length), in two ASGI messages."""
     headers = out.headers
     headers.append((b"content-length", str(len(out.body)).encode()))
     await send({"type": "http.response.start", "status": out.status, "headers": headers})

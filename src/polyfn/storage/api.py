@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
+from polyfn.auth import sts
 from polyfn.auth.keys import storage_allows
 from polyfn.storage import cors, policy, routes, sigv4
 from polyfn.storage.acl import granted
@@ -185,6 +186,9 @@ class S3App:
         elif ident.key is not None and route.write and not storage_allows(ident.key, "PUT"):
             raise access_denied(f"Access Denied: key {ident.access_key_id} has scope {ident.key.scope!r}, which "
                                 "allows reads (GET, HEAD) only; writes need scope 'invoke' or above")
+        elif ident.key is not None and (why := sts.refusal(ident.key, "PUT" if route.write else "GET", req.bucket,
+                                                             req.key, req.q, req.headers)) is not None:
+            raise access_denied(f"Access Denied: {why}")
         if self.proxy is not None:
             if route.anonymous == "post":
                 raise routes.not_implemented("POST object uploads with the s3 backend")

@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from polyfn.auth import sigv4 as v4
+from polyfn.auth import sts
 from polyfn.storage import checksums, sigv4
 from polyfn.storage.acl import granted
 from polyfn.storage.bucket_config import parse_tagging
@@ -242,6 +243,9 @@ async def post_object(app: S3App, req: Request, send: Send, ident: Identity | No
         except ValueError:
             raise invalid_argument("Invalid Policy: the policy is not base64-encoded JSON") from None
         signer = _verify_signature(app, f, f["policy"])
+        why = sts.refusal(signer, "PUT", req.bucket, key, {}, f)  # temporary credentials: their bucket and prefix
+        if why is not None:
+            raise access_denied(f"Access Denied: {why}")
         low, high = check_policy(policy, {**f, "key": key}, req.bucket, app.clock())
         high = min(high, app.max_object_size)
     elif not granted(bucket.acl, "WRITE", None):

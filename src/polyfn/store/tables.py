@@ -17,6 +17,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -159,4 +160,63 @@ triggers = Table(
     Column("state", Text, nullable=False),
     Column("created_at", Float, nullable=False),
     Index("ix_triggers_function", "function"),
+)
+
+# 0010: the application platform's identity core (src/polyfn/apps): apps (`config` is the app's settings as
+# JSON, `AppConfig`), their end users and sign-in sessions (a refresh token each: only the SHA-256 of its
+# secret is kept). `store/apps.py` reads and writes them.
+apps = Table(
+    "apps",
+    metadata,
+    Column("id", String, primary_key=True),  # WeChat's env, a Firebase project id
+    Column("config", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+app_users = Table(
+    "app_users",
+    metadata,
+    Column("app", String, primary_key=True),
+    Column("uid", String, primary_key=True),
+    Column("provider", String, nullable=False),  # anonymous | password | custom
+    Column("email", String, nullable=True),  # lower-cased; unique per app
+    Column("password_hash", Text, nullable=True),  # scrypt$N$r$p$salt$hash
+    Column("openid", String, nullable=True),  # unique per app (custom sign-in: a WeChat openid …)
+    Column("unionid", String, nullable=True),
+    Column("claims", Text, nullable=False),  # JSON object
+    Column("created_at", Float, nullable=False),
+    Column("last_sign_in_at", Float, nullable=True),
+    Column("disabled", Boolean, nullable=False),
+    Index("ix_app_users_email", "app", "email", unique=True),
+    Index("ix_app_users_openid", "app", "openid", unique=True),
+)
+
+app_sessions = Table(
+    "app_sessions",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("app", String, nullable=False),
+    Column("uid", String, nullable=False),
+    Column("refresh_sha256", String, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("revoked_at", Float, nullable=True),
+    Index("ix_app_sessions_user", "app", "uid"),
+    Index("ix_app_sessions_revoked_at", "revoked_at"),
+)
+
+# 0010: static sites (`polyfn sites deploy`): the current files of each site as one deterministic zip, so any
+# node of a cluster can serve them (each unpacks a digest once into its data dir). `sites.py` reads them.
+sites = Table(
+    "sites",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("digest", String, nullable=False),  # archive.digest of the files
+    Column("archive", LargeBinary, nullable=False),
+    Column("spa", Boolean, nullable=False),  # unknown paths without an extension answer index.html
+    Column("files", Integer, nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
 )

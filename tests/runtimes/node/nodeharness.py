@@ -55,10 +55,11 @@ class NodeInstance:
 
     def send(self, kind: str = "http", method: str = "POST", path: str = "/", query: str = "",
              headers: list[tuple[str, str]] | None = None, body: bytes = b"", content_type: str = "",
-             deadline: float | None = None) -> int:
+             deadline: float | None = None, identity: dict[str, Any] | None = None) -> int:
         self.seq += 1
         inv = Invoke(self.seq, f"act{self.seq}", kind, deadline or time.time() + 30, method, path, query,
-                     headers or ([("content-type", content_type)] if content_type else []), body, content_type, "")
+                     headers or ([("content-type", content_type)] if content_type else []), body, content_type, "",
+                     identity)
         self.sock.sendall(encode(inv))
         return self.seq
 

@@ -151,6 +151,26 @@ exports.handler = async (event, context) => ({
                          "h": "t", "b": '{"k": 1}', "b64": False, "rid": "act1"}
 
 
+def test_aws_signed_in_user_as_authorizer_claims_and_cognito_identity(tmp_path: Path) -> None:
+    inst = start(tmp_path, {"index.js": """
+exports.handler = async (event, context) => ({
+  identity: context.identity || null,
+  authorizer: event.requestContext ? event.requestContext.authorizer || null : 'no requestContext',
+});
+"""}, "aws", "index.handler")
+    try:
+        ready(inst)
+        out = j(inst.invoke(method="GET", identity=WX_USER))
+        assert out["identity"] == {"cognitoIdentityId": "u1", "cognitoIdentityPoolId": "my-env"}
+        assert out["authorizer"] == {"claims": {"sub": "u1"}, "principalId": "u1"}
+        out = j(inst.invoke(kind="event", body=b"{}", identity=WX_USER))
+        assert out["identity"]["cognitoIdentityId"] == "u1" and out["authorizer"] == "no requestContext"
+        out = j(inst.invoke(method="GET"))
+        assert out == {"identity": None, "authorizer": None}
+    finally:
+        inst.close()
+
+
 def test_aws_binary_both_ways_and_callback_form(tmp_path: Path) -> None:
     r = run_one(tmp_path, {"index.js": """
 exports.handler = function (event, context, callback) {
@@ -444,6 +464,9 @@ exports.main = (params) => ({ statusCode: 200, headers: { 'content-type': 'image
 
 # --- wechat ---------------------------------------------------------------------------------------------------
 
+WX_USER = {"app": "my-env", "appid": "wxa", "uid": "u1", "openid": "o1", "unionid": "un1", "email": "",
+           "provider": "custom", "claims": {"sub": "u1"}, "token": "t"}
+
 
 def test_wechat_event_context_and_sdk(tmp_path: Path) -> None:
     inst = start(tmp_path, {"index.js": """
@@ -458,12 +481,14 @@ exports.main = async (event, context) => {
 """}, "wechat", "index.main")
     try:
         ready(inst)
-        r = inst.invoke(body=b'{"a": 1}', content_type="application/json",
-                        headers=[("x-wx-openid", "o1"), ("x-wx-appid", "wxa"), ("content-type", "application/json")])
+        r = inst.invoke(body=b'{"a": 1}', content_type="application/json", identity=WX_USER)
         out = j(r)
         assert out["event"] == {"a": 1, "userInfo": {"appId": "wxa", "openId": "o1"}}
-        assert (out["openid"], out["appid"], out["env"], out["rid"]) == ("o1", "wxa", "polyfn", "act1")
+        assert (out["openid"], out["appid"], out["env"], out["rid"]) == ("o1", "wxa", "my-env", "act1")
         assert "not provided by polyfn" in out["unsupported"]
+        # without a verified identity the headers a caller sends say nothing (the node drops them anyway)
+        r = inst.invoke(body=b'{}', headers=[("x-wx-openid", "forged"), ("content-type", "application/json")])
+        assert j(r)["openid"] == "" and j(r)["event"]["userInfo"] == {"appId": "", "openId": ""}
         r = inst.invoke(kind="event", body=b'{"fail": true}')
         assert r.status == 500 and r.error["errMsg"].startswith("cloud.callFunction:fail")
     finally:

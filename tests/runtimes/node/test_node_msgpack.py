@@ -96,4 +96,7 @@ def test_invoke_frame_decodes_in_node() -> None:
     frame = encode(inv)
     out = json.loads(node("decode", frame[4:]))
     assert out == ["invoke", 5, "act", "http", 1.5, "PUT", "/p", "a=1", [["x-h", "v"]], {"__bytes": "AAE="},
-                   "application/x", "tr"]
+                   "application/x", "tr", None]
+    inv.identity = {"uid": "u1", "claims": {"exp": 2}}
+    out = json.loads(node("decode", encode(inv)[4:]))
+    assert out[-1] == {"uid": "u1", "claims": {"exp": 2}}

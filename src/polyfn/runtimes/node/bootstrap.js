@@ -100,8 +100,8 @@ function sendInitError(error, exit = true) {
 
 // Invoke fields in protocol order (array_like struct, tag first).
 const INVOKE_FIELDS = ['id', 'activation_id', 'kind', 'deadline', 'method', 'path', 'query', 'headers', 'body',
-  'content_type', 'trace_id'];
-const INVOKE_DEFAULTS = { method: '', path: '', query: '', headers: [], body: Buffer.alloc(0), content_type: '', trace_id: '' };
+  'content_type', 'trace_id', 'identity'];
+const INVOKE_DEFAULTS = { method: '', path: '', query: '', headers: [], body: Buffer.alloc(0), content_type: '', trace_id: '', identity: null };
 
 function toInvoke(arr) {
   if (!Array.isArray(arr) || arr[0] !== 'invoke') throw new Error('not an invoke frame');
@@ -128,6 +128,14 @@ function prepareEnvironment() {
     '@google-cloud/functions-framework': path.join(__dirname, 'provided', 'functions-framework.js'),
     '@azure/functions': path.join(__dirname, 'provided', 'azure-functions.js'),
   };
+  // Firebase's functions SDK: the v2 API at the root (as in firebase-functions 6+), v1 under /v1
+  const fb = (f) => path.join(__dirname, 'provided', 'firebase-functions', f);
+  Object.assign(provided, {
+    'firebase-functions': fb('index.js'), 'firebase-functions/v2': fb('index.js'),
+    'firebase-functions/https': fb('https.js'), 'firebase-functions/v2/https': fb('https.js'),
+    'firebase-functions/v1': fb('v1.js'), 'firebase-functions/v1/https': fb('v1-https.js'),
+    'firebase-functions/logger': fb('logger.js'),
+  });
   const resolve = Module._resolveFilename;
   Module._resolveFilename = function (request, ...rest) {
     if (Object.prototype.hasOwnProperty.call(provided, request)) return provided[request];

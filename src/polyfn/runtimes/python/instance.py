@@ -53,6 +53,8 @@ class InstanceSpec(msgspec.Struct, kw_only=True, array_like=True):
     log_bytes_max: int = 1 << 62  # characters of lines kept per invocation (the server bounds bytes again)
 
 
+#: modules polyfn provides to user code (firebase_functions): on the import path after the function's own
+PROVIDED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "provided")
 SAFE_ENV = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ", "PYTHONHASHSEED",
             "PYTHONDONTWRITEBYTECODE", "PYTHONIOENCODING", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE")
 
@@ -294,6 +296,7 @@ def _prepare_process(spec: InstanceSpec, prepared: Any = None) -> list[str]:
     os.chdir(spec.code_dir)
     paths = [spec.code_dir] + ([spec.deps_dir] if spec.deps_dir else [])
     sys.path[:0] = paths
+    sys.path.append(PROVIDED_DIR)  # vendor modules polyfn provides (firebase_functions): after the function's own
     # A clean environment: nothing of the server's (keys, credentials, database URLs) leaks into user code.
     base = {k: os.environ[k] for k in SAFE_ENV if k in os.environ}
     os.environ.clear()

@@ -29,10 +29,11 @@ class Fn:
         self.module = module
 
     def invoke(self, kind: str, body: bytes = b"", method: str = "", path: str = "", query: str = "",
-               headers: list[tuple[str, str]] | None = None, content_type: str = "", timeout: float = 30) -> Result:
+               headers: list[tuple[str, str]] | None = None, content_type: str = "", timeout: float = 30,
+               identity: dict[str, Any] | None = None) -> Result:
         self.last_request_id = uuid.uuid4().hex
         inv = Invoke(1, self.last_request_id, kind, time.time() + timeout, method, path, query, headers or [], body,
-                     content_type, "trace-1")
+                     content_type, "trace-1", identity)
         buf = instance._LogBuffer(16384, 1000)
         if self.adapter.is_async:
             spec = instance.InstanceSpec(instance_id="i", function="f", revision=1, flavor="x", handler="h.h",
@@ -41,16 +42,18 @@ class Fn:
         return instance._run_one(self.adapter, inv, buf)
 
     def http(self, method: str = "GET", path: str = "/", body: bytes = b"", query: str = "",
-             headers: dict[str, str] | list[tuple[str, str]] | None = None) -> Result:
+             headers: dict[str, str] | list[tuple[str, str]] | None = None,
+             identity: dict[str, Any] | None = None) -> Result:
         hs = list(headers.items()) if isinstance(headers, dict) else list(headers or [])
         hs = [(k.lower(), v) for k, v in hs]
         hs.insert(0, ("host", "fn.example"))
         ct = next((v for k, v in hs if k == "content-type"), "")
-        return self.invoke("http", body, method, path, query, hs, ct)
+        return self.invoke("http", body, method, path, query, hs, ct, identity=identity)
 
-    def event(self, payload: Any, content_type: str = "application/json") -> Result:
+    def event(self, payload: Any, content_type: str = "application/json",
+              identity: dict[str, Any] | None = None) -> Result:
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        return self.invoke("event", body, "POST", "/", content_type=content_type)
+        return self.invoke("event", body, "POST", "/", content_type=content_type, identity=identity)
 
     def cloudevent(self, type_: str, data: Any) -> Result:
         ce = new_event(type_, "polyfn:test", data)

@@ -156,3 +156,29 @@ def test_v1_headers_match_in_any_case(load) -> None:
               "    return [h['Content-Type'], h.get('X-CUSTOM'), 'user-agent' in h, event['multiValueHeaders']['X-Custom']]\n")
     r = fn.http("POST", "/", b"{}", headers={"Content-Type": "application/json", "x-custom": "1"})
     assert body_json(r) == ["application/json", "1", False, ["1"]]
+
+
+USER = {"app": "shop", "appid": "shop", "uid": "u1", "openid": "u1", "unionid": "", "email": "a@x.io",
+        "provider": "password", "claims": {"sub": "u1", "email": "a@x.io"}, "token": "t"}
+
+
+@pytest.mark.parametrize("v2", [False, True])
+def test_signed_in_user_as_authorizer_claims_and_cognito_identity(load, v2: bool) -> None:
+    """A verified app user (polyfn.apps) reaches AWS code where API Gateway's JWT/Cognito authorizers put it."""
+    fn = load("aws", """
+def handler(event, context):
+    rc = event.get("requestContext") or {}
+    return {"authorizer": rc.get("authorizer"), "id": context.identity.cognito_identity_id,
+            "pool": context.identity.cognito_identity_pool_id}
+""", env={"AWS_LAMBDA_PAYLOAD_VERSION": "2.0"} if v2 else {})
+    out = body_json(fn.http("GET", "/", identity=USER))
+    want = {"jwt": {"claims": USER["claims"], "scopes": None}} if v2 else {"claims": USER["claims"], "principalId": "u1"}
+    assert out == {"authorizer": want, "id": "u1", "pool": "shop"}
+    assert body_json(fn.event({}, identity=USER))["id"] == "u1"
+    assert body_json(fn.http("GET", "/")) == {"authorizer": None, "id": None, "pool": None}
+
+
+def test_native_context_identity(load) -> None:
+    fn = load("native", "def handler(event, context):\n    return context.identity\n")
+    assert body_json(fn.event({}, identity=USER))["uid"] == "u1"
+    assert body_json(fn.event({})) is None

@@ -17,7 +17,8 @@ function context(inv, meta, done) {
     memoryLimitInMB: String(meta.memoryMb),
     logGroupName: `/aws/lambda/${meta.name}`,
     logStreamName: `polyfn/${process.env.POLYFN_INSTANCE_ID || process.pid}`,
-    identity: undefined,
+    // a signed-in app user (polyfn.apps), as a Cognito identity: id = the user, pool = the app
+    identity: inv.identity ? { cognitoIdentityId: inv.identity.uid, cognitoIdentityPoolId: inv.identity.app } : undefined,
     clientContext: undefined,
     callbackWaitsForEmptyEventLoop: true,
     getRemainingTimeInMillis: () => c.remainingMs(inv),

@@ -303,6 +303,7 @@ function apiGatewayV1(inv, meta) {
       resourcePath: '/{proxy+}', httpMethod: inv.method, apiId: 'polyfn', path: `/fn/${meta.name}${inv.path || '/'}`,
       protocol: 'HTTP/1.1', domainName: headerObject(inv.headers).host || 'localhost', requestTime: t.iso,
       requestTimeEpoch: t.epoch,
+      ...(inv.identity ? { authorizer: { claims: inv.identity.claims || {}, principalId: inv.identity.uid } } : {}),
     },
     body,
     isBase64Encoded,
@@ -324,6 +325,7 @@ function apiGatewayV2(inv, meta) {
       accountId: '000000000000', apiId: 'polyfn', domainName: h.host || 'localhost', domainPrefix: 'polyfn',
       http: { method: inv.method, path: inv.path || '/', protocol: 'HTTP/1.1', sourceIp: sourceIp(inv.headers), userAgent: h['user-agent'] || '' },
       requestId: inv.activation_id, routeKey: '$default', stage: '$default', time: t.iso, timeEpoch: t.epoch,
+      ...(inv.identity ? { authorizer: { jwt: { claims: inv.identity.claims || {}, scopes: null } } } : {}),
     },
     isBase64Encoded,
   };

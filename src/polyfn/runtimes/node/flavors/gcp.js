@@ -15,7 +15,7 @@ const STATUS_TEXT = { 200: 'OK', 201: 'Created', 204: 'No Content', 400: 'Bad Re
 function request(inv) {
   const headers = c.headerObject(inv.headers);
   const url = (inv.path || '/') + (inv.query ? `?${inv.query}` : '');
-  return {
+  const req = {
     method: inv.method, url, originalUrl: url, path: inv.path || '/', headers,
     query: c.queryObjects(inv.query).single, body: c.parsedBody(inv), rawBody: inv.body,
     protocol: 'http', hostname: (headers.host || 'localhost').split(':')[0], ip: '127.0.0.1', params: {},
@@ -23,6 +23,9 @@ function request(inv) {
     header(name) { return headers[String(name).toLowerCase()]; },
     is(type) { return (headers['content-type'] || '').includes(type.replace('*', '')); },
   };
+  // the caller polyfn verified (an app user's token), for firebase-functions' onCall; hidden like Express internals
+  Object.defineProperty(req, '_polyfnIdentity', { value: inv.identity || null, enumerable: false });
+  return req;
 }
 
 // res: what an Express response offers that HTTP functions use. Resolves `finished` once ended.

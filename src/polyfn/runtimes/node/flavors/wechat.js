@@ -2,7 +2,9 @@
 // WeChat mini-program cloud functions: `exports.main = async (event, context)`. `event` is the caller's
 // `data` (the JSON body of an HTTP call or the invoke payload) plus `userInfo {appId, openId}`; the return
 // value is the JSON `result`. `require('wx-server-sdk')` resolves to polyfn's module (init, getWXContext,
-// callFunction against this polyfn node).
+// callFunction against this polyfn node). Who the caller is comes only from the node's verified identity
+// (`inv.identity`: an app user's token, checked by polyfn.apps), never from request headers: `x-wx-openid`
+// and its kind are dropped from every request before it reaches an instance.
 const c = require('./common');
 const sdk = require('../provided/wx-server-sdk');
 
@@ -12,13 +14,15 @@ module.exports = {
   convention,
   resolve: (mod, name, meta) => c.pick(mod, name, convention, meta),
   async run(handler, inv, meta) {
-    const h = c.headerObject(inv.headers);
+    const id = inv.identity || {};
     let event = c.parseEventPayload(inv);
     if (Buffer.isBuffer(event)) event = { data: event.toString('utf8') };
     if (event === null || typeof event !== 'object' || Array.isArray(event)) event = { data: event };
     const wx = {
-      OPENID: h['x-wx-openid'] || '', APPID: h['x-wx-appid'] || '', UNIONID: h['x-wx-unionid'] || '',
-      ENV: h['x-wx-env'] || process.env.WX_ENV || 'polyfn', SOURCE: h['x-wx-source'] || (inv.kind === 'http' ? 'wx_client' : 'wx_unknown'),
+      OPENID: id.openid || '', APPID: id.appid || '', UNIONID: id.unionid || '',
+      ENV: id.app || process.env.WX_ENV || 'polyfn', SOURCE: inv.identity ? 'wx_client' : (inv.kind === 'http' ? 'wx_http' : 'wx_unknown'),
+      CLIENTIP: '', CLIENTIPV6: '',
+      _token: id.token || '',
     };
     event.userInfo = { appId: wx.APPID, openId: wx.OPENID };
     const context = {

@@ -3,7 +3,9 @@
 //   init({env})        remembers the environment (DYNAMIC_CURRENT_ENV = the caller's)
 //   getWXContext()     {OPENID, APPID, UNIONID, ENV, SOURCE} of the current invocation
 //   callFunction({name, data}) invokes another polyfn function over HTTP and resolves to
-//                      {result, errMsg: 'cloud.callFunction:ok', requestID}
+//                      {result, errMsg: 'cloud.callFunction:ok', requestID}; called for a signed-in user,
+//                      it calls as that user (the app's call endpoint with the user's own token), so the
+//                      other function's getWXContext() names the same OPENID
 // Other cloud APIs (database, storage, openapi) are not provided: calling them throws saying so.
 const http = require('http');
 const { AsyncLocalStorage } = require('async_hooks');
@@ -19,7 +21,8 @@ function init(options) {
 function getWXContext() {
   const wx = current.getStore() || { OPENID: '', APPID: '', UNIONID: '', ENV: 'polyfn', SOURCE: 'wx_unknown' };
   const env = config.env === DYNAMIC_CURRENT_ENV || config.env === undefined ? wx.ENV : (config.env.functions || config.env);
-  return { ...wx, ENV: env };
+  const { _token, ...shown } = wx;
+  return { ...shown, ENV: env };
 }
 
 function callFunction({ name, data } = {}) {
@@ -29,14 +32,12 @@ function callFunction({ name, data } = {}) {
     if (!name) return reject(new Error('cloud.callFunction:fail parameter.name should be a string'));
     if (!base) return reject(new Error('cloud.callFunction:fail polyfn did not provide POLYFN_API_URL'));
     const payload = Buffer.from(JSON.stringify(data === undefined ? {} : data));
-    const url = new URL(`/fn/${encodeURIComponent(name)}`, base);
-    const req = http.request(url, {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/json', 'content-length': payload.length,
-        'x-wx-openid': wx.OPENID || '', 'x-wx-appid': wx.APPID || '', 'x-wx-env': wx.ENV || '', 'x-wx-source': 'wx_server',
-      },
-    }, (res) => {
+    const asUser = Boolean(wx._token && wx.ENV);
+    const url = new URL(asUser ? `/app/${encodeURIComponent(wx.ENV)}/call/${encodeURIComponent(name)}`
+      : `/fn/${encodeURIComponent(name)}`, base);
+    const headers = { 'content-type': 'application/json', 'content-length': payload.length };
+    if (asUser) headers.authorization = `Bearer ${wx._token}`;
+    const req = http.request(url, { method: 'POST', headers }, (res) => {
       const chunks = [];
       res.on('data', (ch) => chunks.push(ch));
       res.on('end', () => {

@@ -28,14 +28,17 @@ ACCOUNT = "000000000000"
 
 
 class CognitoIdentity:
+    """`context.identity`: empty, or a signed-in app user (polyfn.apps) as a Cognito identity (id = the user,
+    pool = the app)."""
+
     __slots__ = ("cognito_identity_id", "cognito_identity_pool_id")
 
-    def __init__(self) -> None:
-        self.cognito_identity_id = None
-        self.cognito_identity_pool_id = None
+    def __init__(self, identity: dict[str, Any] | None = None) -> None:
+        self.cognito_identity_id = identity["uid"] if identity else None
+        self.cognito_identity_pool_id = identity["app"] if identity else None
 
 
-_IDENTITY = CognitoIdentity()  # always empty here: one shared instance
+_IDENTITY = CognitoIdentity()  # no signed-in user: one shared instance
 
 
 class LambdaContext:
@@ -53,7 +56,7 @@ class LambdaContext:
         self.memory_limit_in_mb = adapter.memory
         self.log_group_name = adapter.log_group
         self.log_stream_name = adapter.log_stream
-        self.identity = _IDENTITY
+        self.identity = _IDENTITY if inv.identity is None else CognitoIdentity(inv.identity)
         self.client_context = None
         self.tenant_id = None
         self._deadline = inv.deadline
@@ -114,6 +117,8 @@ def apigw_v1(inv: Invoke, request_id: str) -> dict[str, Any]:
             "resourcePath": "/{proxy+}" if proxy else "/", "httpMethod": inv.method, "apiId": "polyfn",
             "path": path, "protocol": "HTTP/1.1", "domainName": headers.get("host", "localhost"),
             "requestTime": _http_time(now), "requestTimeEpoch": int(now * 1000),
+            **({"authorizer": {"claims": inv.identity.get("claims") or {}, "principalId": inv.identity["uid"]}}
+               if inv.identity else {}),
         },
         "body": body if inv.body else None,
         "isBase64Encoded": b64,
@@ -147,6 +152,8 @@ def apigw_v2(inv: Invoke, request_id: str) -> dict[str, Any]:
                      "userAgent": headers.get("user-agent", "")},
             "requestId": request_id, "routeKey": "$default", "stage": "$default",
             "time": _http_time(now), "timeEpoch": int(now * 1000),
+            **({"authorizer": {"jwt": {"claims": inv.identity.get("claims") or {}, "scopes": None}}}
+               if inv.identity else {}),
         },
         "isBase64Encoded": b64,
     }

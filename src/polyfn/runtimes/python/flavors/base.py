@@ -170,7 +170,8 @@ def encode_value(value: Any) -> tuple[list[tuple[str, str]], bytes]:
 class Context:
     """polyfn's own context object (native flavor); vendor flavors build their own."""
 
-    __slots__ = ("activation_id", "deadline", "function_name", "function_version", "memory_limit_in_mb", "trace_id")
+    __slots__ = ("activation_id", "deadline", "function_name", "function_version", "identity", "memory_limit_in_mb",
+                 "trace_id")
 
     def __init__(self, inv: Invoke, meta: FunctionMeta):
         self.activation_id = inv.activation_id
@@ -179,6 +180,9 @@ class Context:
         self.memory_limit_in_mb = meta.memory_mb
         self.deadline = inv.deadline
         self.trace_id = inv.trace_id
+        # the signed-in app user behind the call (polyfn.apps): {app, appid, uid, openid, unionid, email,
+        # provider, claims, token}, or None
+        self.identity = inv.identity
 
     @property
     def traceparent(self) -> str:

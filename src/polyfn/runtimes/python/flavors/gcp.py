@@ -58,6 +58,7 @@ def wsgi_environ(inv: Invoke, server_name: str = "localhost") -> dict[str, Any]:
         "wsgi.multiprocess": True,
         "wsgi.run_once": False,
         "CONTENT_LENGTH": str(len(inv.body)),
+        "polyfn.identity": inv.identity,  # the caller polyfn verified (firebase_functions' on_call reads it)
     }
     for k, v in inv.headers:
         lk = k.lower()
@@ -205,7 +206,7 @@ def _as_post(inv: Invoke) -> Invoke:
     """An invoke-API payload as the POST request an HTTP function would get."""
     return Invoke(inv.id, inv.activation_id, "http", inv.deadline, "POST", "/", "",
                   [("content-type", inv.content_type or "application/json")], inv.body, inv.content_type,
-                  inv.trace_id)
+                  inv.trace_id, inv.identity)
 
 
 def _cloudevent_from_http(inv: Invoke) -> dict[str, Any]:

@@ -1,0 +1,445 @@
+/*
+ * polyfn-cloud: the wx.cloud client API against a polyfn node, for browsers, mini-programs and Node.js.
+ *
+ *   <script src="https://NODE/sdk/polyfn-cloud.js"></script>       (UMD: window.polyfnCloud, and window.wx.cloud
+ *   wx.cloud.init({ env: 'my-env-id', traceUser: true })              when the page has no wx.cloud of its own)
+ *   const { result } = await wx.cloud.callFunction({ name: 'add', data: { a: 1, b: 2 } })
+ *
+ *   import cloud from 'https://NODE/sdk/polyfn-cloud.mjs'            (ES module)
+ *   const cloud = require('polyfn-cloud')                             (CommonJS: Node.js, mini-program npm)
+ *
+ * Every API takes `{…, success, fail, complete}` like wx.cloud (then it returns nothing, or a task) or returns
+ * a Promise. Results carry `errMsg: 'cloud.NAME:ok'`; errors are Error objects with `errMsg`
+ * ('cloud.NAME:fail …'), `errCode` (polyfn's stable code, e.g. 'token_expired') and `statusCode`.
+ *
+ * Sign-in: a user token is needed for most calls. Without one the SDK signs in by itself the first time it
+ * needs to: anonymously in a browser, with `wx.login()` (the app's custom sign-in function) in a
+ * mini-program; `init({ autoSignIn: false })` turns that off. Sessions are kept in localStorage (browser),
+ * wx storage (mini-program) or memory, per env (`init({ persistence: 'none' })`: this object only); access
+ * tokens are refreshed before they expire.
+ *
+ * No build step and no dependencies: fetch / XMLHttpRequest in browsers, wx.request / wx.uploadFile in
+ * mini-programs, fetch in Node.js 20+.
+ */
+(function (root, factory) {
+  'use strict';
+  var api = factory(root);
+  if (typeof module === 'object' && module && module.exports) module.exports = api;
+  if (root) {
+    root.polyfnCloud = api;
+    // A page written for wx.cloud runs in a browser: give it wx.cloud unless the platform has one.
+    if (typeof root.document !== 'undefined') {
+      root.wx = root.wx || {};
+      if (!root.wx.cloud) root.wx.cloud = api;
+    }
+  }
+})(typeof globalThis !== 'undefined' ? globalThis : this, function (root) {
+  'use strict';
+
+  var VERSION = '0.1.0';
+  var wxApi = root && root.wx && typeof root.wx.request === 'function' ? root.wx : null; // in a mini-program
+  var REFRESH_EARLY = 60; // seconds before expiry a token is refreshed
+
+  // --- small helpers -----------------------------------------------------------------------------------
+
+  function CloudError(api, message, code, status, extra) {
+    var err = new Error('cloud.' + api + ':fail ' + (code ? code + ': ' : '') + message);
+    err.errMsg = err.message;
+    err.errCode = code || 'unknown';
+    err.statusCode = status || 0;
+    if (extra) for (var k in extra) if (Object.prototype.hasOwnProperty.call(extra, k)) err[k] = extra[k];
+    return err;
+  }
+
+  // An API in wx's style: callbacks when any is given (returns `task`), else a Promise (with the task's methods).
+  function wxStyle(apiName, run) {
+    return function (options) {
+      var opts = options || {};
+      var task = {}; // what `run` offers before it settles (uploadFile's onProgressUpdate)
+      var started;
+      try {
+        started = Promise.resolve(run.call(this, opts, task));
+      } catch (e) {
+        started = Promise.reject(e);
+      }
+      var promise = started
+        .then(function (res) {
+          res.errMsg = 'cloud.' + apiName + ':ok';
+          return res;
+        }, function (e) {
+          if (!e || !e.errMsg) e = CloudError(apiName, (e && e.message) || String(e), 'client_error');
+          throw e;
+        });
+      if (opts.success || opts.fail || opts.complete) {
+        promise.then(function (res) {
+          if (opts.success) opts.success(res);
+          if (opts.complete) opts.complete(res);
+        }, function (err) {
+          if (opts.fail) opts.fail(err);
+          if (opts.complete) opts.complete(err);
+        });
+        return Object.keys(task).length ? task : undefined;
+      }
+      for (var k in task) if (Object.prototype.hasOwnProperty.call(task, k)) promise[k] = task[k];
+      return promise;
+    };
+  }
+
+  function parseJSON(text) {
+    if (text === '' || text === undefined || text === null) return null;
+    if (typeof text !== 'string') return text;
+    try { return JSON.parse(text); } catch (e) { return text; }
+  }
+
+  // Node.js (tests, scripts, server-side rendering): the node named by $POLYFN_URL, read at init
+  function envEndpoint() {
+    if (typeof process !== 'undefined' && process.env && !(root && root.document)) return process.env.POLYFN_URL || '';
+    return '';
+  }
+
+  function scriptOrigin() {
+    var doc = root && root.document;
+    var script = doc && doc.currentScript;
+    if (script && script.src) return new URL(script.src).origin;
+    if (root && root.location && /^https?:/.test(root.location.protocol)) return root.location.origin;
+    return '';
+  }
+
+  var defaultEndpoint = scriptOrigin();
+
+  // --- transport ---------------------------------------------------------------------------------------
+
+  // One HTTP request: {method, url, headers, body (string)} → {status, headers(lower-case), data}
+  function httpRequest(req) {
+    if (wxApi) {
+      return new Promise(function (resolve, reject) {
+        wxApi.request({
+          url: req.url, method: req.method, header: req.headers, data: req.body, dataType: 'text', responseType: 'text',
+          success: function (res) {
+            var h = {};
+            for (var k in res.header || {}) h[k.toLowerCase()] = res.header[k];
+            resolve({ status: res.statusCode, headers: h, data: parseJSON(res.data) });
+          },
+          fail: function (e) { reject(new Error(e.errMsg || 'request failed')); },
+        });
+      });
+    }
+    return fetch(req.url, { method: req.method, headers: req.headers, body: req.body }).then(function (res) {
+      return res.text().then(function (text) {
+        var h = {};
+        res.headers.forEach(function (v, k) { h[k.toLowerCase()] = v; });
+        return { status: res.status, headers: h, data: parseJSON(text) };
+      });
+    });
+  }
+
+  // A multipart POST of `fields` + the file (a presigned POST to storage), with progress where the platform has it.
+  function postForm(url, fields, file, onProgress) {
+    if (wxApi && typeof file === 'string') {
+      return new Promise(function (resolve, reject) {
+        var t = wxApi.uploadFile({
+          url: url, filePath: file, name: 'file', formData: fields,
+          success: function (res) { resolve({ status: res.statusCode, data: res.data }); },
+          fail: function (e) { reject(new Error(e.errMsg || 'upload failed')); },
+        });
+        if (t && t.onProgressUpdate) {
+          t.onProgressUpdate(function (p) {
+            onProgress({ progress: p.progress, totalBytesSent: p.totalBytesSent, totalBytesExpectedToSend: p.totalBytesExpectedToSend });
+          });
+        }
+      });
+    }
+    var form = new FormData();
+    Object.keys(fields).forEach(function (k) { form.append(k, fields[k]); });
+    var blob = file;
+    if (typeof Blob !== 'undefined' && !(file instanceof Blob)) blob = new Blob([file]);
+    form.append('file', blob, (file && file.name) || 'file');
+    var total = blob.size || 0;
+    if (typeof XMLHttpRequest !== 'undefined') {
+      return new Promise(function (resolve, reject) {
+        var xhr = new XMLHttpRequest();
+        xhr.open('POST', url);
+        xhr.upload.onprogress = function (ev) {
+          var expected = ev.lengthComputable ? ev.total : total;
+          onProgress({ progress: expected ? Math.round(ev.loaded * 100 / expected) : 0, totalBytesSent: ev.loaded,
+            totalBytesExpectedToSend: expected });
+        };
+        xhr.onload = function () { resolve({ status: xhr.status, data: xhr.responseText }); };
+        xhr.onerror = function () { reject(new Error('upload failed: network error')); };
+        xhr.send(form);
+      });
+    }
+    return fetch(url, { method: 'POST', body: form }).then(function (res) {
+      return res.text().then(function (text) {
+        onProgress({ progress: 100, totalBytesSent: total, totalBytesExpectedToSend: total });
+        return { status: res.status, data: text };
+      });
+    });
+  }
+
+  // --- session storage ---------------------------------------------------------------------------------
+
+  var memory = {};
+  var store = {
+    get: function (key) {
+      try {
+        if (wxApi && wxApi.getStorageSync) return parseJSON(wxApi.getStorageSync(key)) || null;
+        if (root && root.localStorage) return parseJSON(root.localStorage.getItem(key));
+      } catch (e) { /* storage unavailable: memory below */ }
+      return memory[key] || null;
+    },
+    set: function (key, value) {
+      memory[key] = value;
+      try {
+        var text = value === null ? '' : JSON.stringify(value);
+        if (wxApi && wxApi.setStorageSync) wxApi.setStorageSync(key, text);
+        else if (root && root.localStorage) {
+          if (value === null) root.localStorage.removeItem(key); else root.localStorage.setItem(key, text);
+        }
+      } catch (e) { /* memory only */ }
+    },
+  };
+
+  // --- the cloud object --------------------------------------------------------------------------------
+
+  function Cloud() {
+    this.config = null;
+    this._session = null;
+    this._pending = null; // a sign-in or refresh in flight
+    this._listeners = [];
+    this.DYNAMIC_CURRENT_ENV = 'DYNAMIC_CURRENT_ENV';
+    this.version = VERSION;
+  }
+
+  Cloud.prototype.init = function (options) {
+    var o = options || {};
+    var env = o.env;
+    if (env && typeof env === 'object') env = env.functions || env.database || env.storage;
+    if (!env || typeof env !== 'string') throw CloudError('init', 'init({env}) needs the app id (polyfn apps create NAME)', 'invalid_env');
+    var endpoint = (o.endpoint || defaultEndpoint || envEndpoint()).replace(/\/+$/, '');
+    if (!endpoint) throw CloudError('init', 'no endpoint: pass init({env, endpoint: "https://your-polyfn-node"})', 'invalid_endpoint');
+    this.config = { env: env, endpoint: endpoint, traceUser: o.traceUser !== false,
+      autoSignIn: o.autoSignIn === undefined ? (wxApi ? 'wx' : 'anonymous') : o.autoSignIn,
+      persistence: o.persistence || 'local' };
+    this._key = 'polyfn-cloud:' + endpoint + ':' + env;
+    this._session = this.config.persistence === 'none' ? null : store.get(this._key);
+    return this;
+  };
+
+  Cloud.prototype._need = function (api) {
+    if (!this.config) throw CloudError(api, 'call wx.cloud.init({env}) first', 'not_initialized');
+    return this.config;
+  };
+
+  Cloud.prototype._url = function (path) {
+    var c = this.config;
+    return c.endpoint + '/app/' + encodeURIComponent(c.env) + '/' + path;
+  };
+
+  // A JSON request to the app's endpoint; errors become CloudErrors named after `api`.
+  Cloud.prototype._raw = function (api, method, path, body, token) {
+    var headers = { 'content-type': 'application/json', 'x-polyfn-sdk': VERSION };
+    if (token) headers.authorization = 'Bearer ' + token;
+    return httpRequest({ method: method, url: this._url(path), headers: headers,
+      body: body === undefined ? undefined : JSON.stringify(body) }).then(function (res) {
+      if (res.status >= 400) {
+        var e = res.data && res.data.error;
+        var code = (e && e.code) || res.headers['x-polyfn-error'] || (res.data && res.data.errorType) || String(res.status);
+        var message = (e && e.message) || (res.data && res.data.errorMessage) || (typeof res.data === 'string' ? res.data : 'HTTP ' + res.status);
+        throw CloudError(api, message, code, res.status, { requestID: res.headers['x-polyfn-activation-id'] || '', response: res.data });
+      }
+      return res;
+    });
+  };
+
+  // --- sessions ----------------------------------------------------------------------------------------
+
+  Cloud.prototype._setSession = function (tokens) {
+    this._session = tokens ? { access_token: tokens.access_token, refresh_token: tokens.refresh_token,
+      expires_at: tokens.expires_at, user: tokens.user } : null;
+    if (this.config.persistence !== 'none') store.set(this._key, this._session);
+    var user = this._session ? this._session.user : null;
+    this._listeners.forEach(function (fn) { try { fn(user); } catch (e) { /* a listener's own error */ } });
+    return this._session;
+  };
+
+  Cloud.prototype._signIn = function (api, path, body) {
+    var self = this;
+    return this._raw(api, 'POST', path, body).then(function (res) { return self._setSession(res.data); });
+  };
+
+  // The access token to send: the session's, refreshed when close to expiry; signing in first when allowed.
+  Cloud.prototype._token = function (api, forceRefresh) {
+    var self = this;
+    var s = this._session;
+    var now = Date.now() / 1000;
+    if (s && !forceRefresh && s.expires_at - REFRESH_EARLY > now) return Promise.resolve(s.access_token);
+    if (this._pending) return this._pending;
+    var p;
+    if (s && s.refresh_token) {
+      p = this._signIn(api, 'auth/refresh', { refresh_token: s.refresh_token }).catch(function (e) {
+        if (e.statusCode !== 401) throw e;
+        self._setSession(null); // revoked or expired session: start again
+        return self._autoSignIn(api);
+      });
+    } else {
+      p = this._autoSignIn(api);
+    }
+    this._pending = p.then(function (session) { self._pending = null; return session ? session.access_token : null; },
+      function (e) { self._pending = null; throw e; });
+    return this._pending;
+  };
+
+  Cloud.prototype._autoSignIn = function (api) {
+    var mode = this.config.autoSignIn;
+    if (mode === 'anonymous') return this._signIn(api, 'auth/anonymous', {});
+    if (mode === 'wx' && wxApi && wxApi.login) {
+      var self = this;
+      return new Promise(function (resolve, reject) {
+        wxApi.login({ success: function (r) { resolve(r.code); }, fail: function (e) { reject(new Error(e.errMsg)); } });
+      }).then(function (code) { return self._signIn(api, 'auth/custom', { data: { code: code } }); });
+    }
+    return Promise.resolve(null);
+  };
+
+  // A request as the signed-in user; a token refused as expired is refreshed once and the request retried.
+  Cloud.prototype._authed = function (api, method, path, body) {
+    var self = this;
+    this._need(api);
+    return this._token(api).then(function (token) {
+      return self._raw(api, method, path, body, token).catch(function (e) {
+        if (e.statusCode === 401 && (e.errCode === 'token_expired' || e.errCode === 'token_revoked') && self._session) {
+          return self._token(api, true).then(function (fresh) { return self._raw(api, method, path, body, fresh); });
+        }
+        throw e;
+      });
+    });
+  };
+
+  // --- functions ---------------------------------------------------------------------------------------
+
+  Cloud.prototype.callFunction = wxStyle('callFunction', function (opts) {
+    if (!opts.name || typeof opts.name !== 'string') throw CloudError('callFunction', 'parameter.name should be a string', 'invalid_parameter');
+    return this._authed('callFunction', 'POST', 'call/' + encodeURIComponent(opts.name),
+      opts.data === undefined ? {} : opts.data).then(function (res) {
+      return { result: res.data, requestID: res.headers['x-polyfn-activation-id'] || '' };
+    });
+  });
+
+  // --- storage -----------------------------------------------------------------------------------------
+
+  Cloud.prototype.uploadFile = wxStyle('uploadFile', function (opts, task) {
+    var self = this;
+    var listeners = [];
+    task.onProgressUpdate = function (fn) { listeners.push(fn); return task; };
+    if (typeof opts.onUploadProgress === 'function') listeners.push(opts.onUploadProgress);
+    var file = opts.filePath !== undefined ? opts.filePath : opts.file;
+    if (!opts.cloudPath || typeof opts.cloudPath !== 'string') throw CloudError('uploadFile', 'parameter.cloudPath should be a string', 'invalid_parameter');
+    if (file === undefined || file === null) throw CloudError('uploadFile', 'pass filePath (mini-program) or file (a File or Blob)', 'invalid_parameter');
+    var size = typeof file === 'string' ? undefined : (file.size !== undefined ? file.size : file.byteLength);
+    var type = (file && file.type) || opts.contentType || '';
+    return this._authed('uploadFile', 'POST', 'storage/upload', { cloudPath: opts.cloudPath, size: size, contentType: type })
+      .then(function (res) {
+        var grant = res.data;
+        var fields = Object.assign({}, grant.fields);
+        if (type) fields['Content-Type'] = type;
+        return postForm(grant.url, fields, file, function (p) {
+          listeners.forEach(function (fn) { try { fn(p); } catch (e) { /* listener */ } });
+        }).then(function (res2) {
+          if (res2.status >= 300) {
+            var text = typeof res2.data === 'string' ? res2.data : JSON.stringify(res2.data);
+            var code = (/<Code>([^<]+)<\/Code>/.exec(text) || [])[1] || 'upload_refused';
+            var msg = (/<Message>([^<]+)<\/Message>/.exec(text) || [])[1] || text;
+            throw CloudError('uploadFile', msg, code, res2.status);
+          }
+          return { fileID: grant.fileID, statusCode: res2.status };
+        });
+      });
+  });
+
+  Cloud.prototype.getTempFileURL = wxStyle('getTempFileURL', function (opts) {
+    var list = (opts.fileList || []).map(function (f) { return typeof f === 'string' ? { fileID: f } : f; });
+    return this._authed('getTempFileURL', 'POST', 'storage/urls', { fileList: list }).then(function (res) {
+      return { fileList: res.data.fileList };
+    });
+  });
+
+  Cloud.prototype.deleteFile = wxStyle('deleteFile', function (opts) {
+    return this._authed('deleteFile', 'POST', 'storage/delete', { fileList: opts.fileList || [] }).then(function (res) {
+      return { fileList: res.data.fileList };
+    });
+  });
+
+  Cloud.prototype.downloadFile = wxStyle('downloadFile', function (opts) {
+    var self = this;
+    return this.getTempFileURL({ fileList: [opts.fileID] }).then(function (res) {
+      var f = res.fileList[0];
+      if (f.status !== 0) throw CloudError('downloadFile', f.errMsg, f.errCode || 'download_refused', f.statusCode || 403);
+      if (wxApi && wxApi.downloadFile) {
+        return new Promise(function (resolve, reject) {
+          wxApi.downloadFile({ url: f.tempFileURL, success: function (r) { resolve({ tempFilePath: r.tempFilePath, statusCode: r.statusCode }); },
+            fail: function (e) { reject(CloudError('downloadFile', e.errMsg, 'download_failed')); } });
+        });
+      }
+      return fetch(f.tempFileURL).then(function (r) {
+        if (!r.ok) throw CloudError('downloadFile', 'HTTP ' + r.status, 'download_failed', r.status);
+        return r.blob().then(function (blob) {
+          var url = root && root.URL && root.URL.createObjectURL && root.document ? root.URL.createObjectURL(blob) : f.tempFileURL;
+          return { tempFilePath: url, statusCode: r.status, data: blob };
+        });
+      });
+    }).then(function (out) { void self; return out; });
+  });
+
+  // --- auth --------------------------------------------------------------------------------------------
+
+  Cloud.prototype.auth = function () {
+    var self = this;
+    this._need('auth');
+    var wrap = function (name, fn) { return function () { self._need('auth'); return fn.apply(null, arguments); }; };
+    return {
+      get currentUser() { return self._session ? self._session.user : null; },
+      signInAnonymously: wrap('signInAnonymously', function () { return self._signIn('auth', 'auth/anonymous', {}).then(userOf); }),
+      signUpWithEmailAndPassword: wrap('signUp', function (email, password) {
+        return self._signIn('auth', 'auth/signup', { email: email, password: password }).then(userOf);
+      }),
+      signInWithEmailAndPassword: wrap('signIn', function (email, password) {
+        return self._signIn('auth', 'auth/signin', { email: email, password: password }).then(userOf);
+      }),
+      signInWithCustom: wrap('signInWithCustom', function (data) {
+        return self._signIn('auth', 'auth/custom', { data: data }).then(userOf);
+      }),
+      signInWithWxLogin: wrap('signInWithWxLogin', function () {
+        if (!wxApi || !wxApi.login) return Promise.reject(CloudError('auth', 'wx.login is only in mini-programs', 'unsupported'));
+        var saved = self.config.autoSignIn;
+        self.config.autoSignIn = 'wx';
+        return self._autoSignIn('auth').then(function (s) { self.config.autoSignIn = saved; return userOf(s); });
+      }),
+      signOut: wrap('signOut', function () {
+        var s = self._session;
+        if (!s) return Promise.resolve();
+        return self._raw('auth', 'POST', 'auth/signout', { refresh_token: s.refresh_token }, s.access_token)
+          .catch(function () { /* signed out locally all the same */ })
+          .then(function () { self._setSession(null); });
+      }),
+      getAccessToken: wrap('getAccessToken', function () { return self._token('auth'); }),
+      onAuthStateChanged: function (fn) {
+        self._listeners.push(fn);
+        fn(self._session ? self._session.user : null);
+        return function () { self._listeners = self._listeners.filter(function (x) { return x !== fn; }); };
+      },
+    };
+  };
+
+  function userOf(session) {
+    return session ? session.user : null;
+  }
+
+  // --- the module --------------------------------------------------------------------------------------
+
+  var cloud = new Cloud();
+  cloud.Cloud = Cloud; // several environments at once: new cloud.Cloud().init({env})
+  cloud.CloudError = CloudError;
+  cloud._internal = { wxStyle: wxStyle, httpRequest: httpRequest, store: store };
+  return cloud;
+});

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Deploy the photo-notes demo to the polyfn node the CLI finds (POLYFN_URL / POLYFN_DATA_DIR, or the default).
+set -euo pipefail
+cd "$(dirname "$0")"
+polyfn apps create photo-notes --no-password
+polyfn storage mb s3://app-photo-notes
+polyfn deploy functions/notes --name notes --flavor aws --handler handler.handler --auth app
+polyfn deploy functions/thumbnail --name thumbnail --flavor aws --handler handler.handler
+polyfn trigger add thumbnail storage --bucket app-photo-notes --prefix photos/
+polyfn sites deploy site --name photo-notes

@@ -1,0 +1,106 @@
+"""`/v1/apps`: apps (the client-facing projects of polyfn.apps) and their users, for the CLI and the console.
+
+Reading needs scope `read`; creating, changing and deleting apps and revoking users needs `deploy`
+(`auth.keys.required_scope`). Settings are validated by the core (`apps.model.parse_config`); errors name
+the setting.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated, Any
+
+import msgspec
+from fastapi import APIRouter, Query, Request
+
+from polyfn.api.errors import ApiError
+from polyfn.apps.model import App
+from polyfn.apps.service import AppError, AppService
+
+if TYPE_CHECKING:
+    from polyfn.server import Node
+
+SDK_PATH = "/sdk/polyfn-cloud.js"
+
+
+def app_json(app: App) -> dict[str, Any]:
+    return {"id": app.id, "appid": app.appid, "bucket": app.bucket, "created_at": app.created_at,
+            "updated_at": app.updated_at, "config": msgspec.to_builtins(app.config),
+            "urls": {"base": f"/app/{app.id}", "sdk": SDK_PATH, "firebase_callable": f"/{app.id}/REGION/FUNCTION"}}
+
+
+async def _object(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    try:
+        data = json.loads(raw) if raw else {}
+    except ValueError as e:
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_request", "send a JSON object of app settings")
+    return data
+
+
+def build_router(node: Node) -> APIRouter:
+    r = APIRouter(tags=["apps"])
+
+    def svc() -> AppService:
+        if node.apps is None:
+            raise ApiError(503, "apps_unavailable", "the app service is not running")
+        return node.apps
+
+    async def run(coro: Any) -> Any:
+        try:
+            return await coro
+        except AppError as e:
+            raise ApiError(e.status, e.code, e.message, e.headers or None) from None
+
+    @r.post("/apps", status_code=201, summary="Create an app (its id is wx.cloud's `env`)")
+    async def create_app(request: Request) -> dict[str, Any]:
+        data = await _object(request)
+        app_id = data.pop("id", None)
+        if not isinstance(app_id, str):
+            raise ApiError(400, "invalid_app", "send {\"id\": \"my-env-id\", …settings}")
+        return app_json(await run(svc().create_app(app_id, data)))
+
+    @r.get("/apps", summary="List apps")
+    async def list_apps() -> dict[str, Any]:
+        return {"apps": [app_json(a) for a in await svc().store.list_apps()]}
+
+    @r.get("/apps/{app_id}", summary="Describe an app")
+    async def get_app(app_id: str) -> dict[str, Any]:
+        return app_json(await run(svc().require_app(app_id)))
+
+    @r.patch("/apps/{app_id}", summary="Change some of an app's settings")
+    async def update_app(app_id: str, request: Request) -> dict[str, Any]:
+        return app_json(await run(svc().update_app(app_id, await _object(request))))
+
+    @r.delete("/apps/{app_id}", summary="Delete an app with its users and sessions")
+    async def delete_app(app_id: str) -> dict[str, Any]:
+        await run(svc().delete_app(app_id))
+        if node.keys is not None:  # the app's own storage key (its users' file grants) goes with it
+            await node.keys.forget_function(f"app:{app_id}")
+        return {"deleted": app_id}
+
+    @r.get("/apps/{app_id}/users", summary="List an app's users (uid order; page with `after`)")
+    async def list_users(app_id: str, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                         after: str = "") -> dict[str, Any]:
+        await run(svc().require_app(app_id))
+        users = await svc().store.list_users(app_id, limit, after)
+        return {"users": [u.public() for u in users]}
+
+    @r.post("/apps/{app_id}/users/{uid}/revoke", summary="Sign a user out everywhere (optionally disable them)")
+    async def revoke_user(app_id: str, uid: str, disable: bool = False) -> dict[str, Any]:
+        n = await run(svc().revoke_user(app_id, uid, disable))
+        return {"uid": uid, "sessions_revoked": n, "disabled": disable}
+
+    @r.post("/apps/{app_id}/users/{uid}/enable", summary="Let a disabled user sign in again")
+    async def enable_user(app_id: str, uid: str) -> dict[str, Any]:
+        await run(svc().enable_user(app_id, uid))
+        return {"uid": uid, "disabled": False}
+
+    @r.delete("/apps/{app_id}/users/{uid}", summary="Delete a user (and end their sessions)")
+    async def delete_user(app_id: str, uid: str) -> dict[str, Any]:
+        await run(svc().delete_user(app_id, uid))
+        return {"deleted": uid}
+
+    return r

@@ -1,0 +1,40 @@
+"""How a node builds the app platform's identity service and its client face from what it already has."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from polyfn.apps.firebase import FirebaseFace
+from polyfn.apps.http import AppsFace
+from polyfn.apps.service import AppService
+from polyfn.apps.storage import StorageFace
+from polyfn.apps.tokens import TokenSigner
+from polyfn.store.apps import AppStore
+
+#: the client SDK's files (`clients/js/` in the repository), served at /sdk/
+SDK_DIR = Path(__file__).resolve().parents[3] / "clients" / "js" / "src"
+
+
+async def build(store: Any, derive_key: Any, limiter: Any, invoker: Any, storage: Any,
+                keys: Any) -> tuple[AppService, AppsFace, FirebaseFace]:
+    """`derive_key`: the node key's HKDF (SecretBox.derive); `invoker` runs custom sign-in functions and calls;
+    `storage` (StorageService: its URL and region) and `keys` (the key ring: each app's own storage key) serve
+    the file face."""
+
+    async def call_function(name: str, payload: bytes) -> tuple[int, bytes]:
+        out = await invoker.invoke(name, "event", "signin", "POST", "/", "", [], payload, "application/json")
+        return out.status, out.body
+
+    service = AppService(AppStore(store), TokenSigner(derive_key), limiter, call_function,
+                         reload_interval=5.0 if store.engine.dialect.name != "sqlite" else 30.0)
+    await service.start()
+
+    async def credentials(app_id: str) -> tuple[str, str]:
+        key, secret = await keys.for_function(f"app:{app_id}", f"app {app_id!r}: its users' file grants")
+        return key.id, secret
+
+    files = StorageFace(lambda: storage.url, storage.settings.storage_region, credentials)
+    face = AppsFace(service, invoker, SDK_DIR if SDK_DIR.is_dir() else None, extra=files.routes())
+    face.closers.append(files.close)
+    return service, face, FirebaseFace(service, invoker)
