@@ -203,3 +203,44 @@ def test_document_values() -> None:
         docs.to_item({"$x": 1}, 0)
     assert docs.from_item(docs.to_item({"big": 10**20, "f": 0.1, "neg": -2}, 0)) == {"big": 10**20, "f": 0.1, "neg": -2}
     assert docs.sort_key(None) < docs.sort_key({"N": "-5"}) < docs.sort_key({"S": ""}) < docs.sort_key({"BOOL": False})
+
+
+async def test_watch_gives_a_snapshot_then_changes(cols: Collections) -> None:
+    from polyfn.db.changes import ChangeFeed
+    from polyfn.db.watch import Watcher
+
+    watcher = Watcher(cols, ChangeFeed(cols.db), poll=0.05)
+    await cols.add(SERVER, "todos", {"_id": "a", "n": 1, "open": True})
+    await cols.add(SERVER, "todos", {"_id": "b", "n": 2, "open": False})
+    stream = await watcher.open(SERVER, {"collection": "todos", "query": {"open": True},
+                                         "order": [["n", "desc"]], "limit": 2})
+    init = await anext(stream)
+    assert init["type"] == "init" and [d["_id"] for d in init["docs"]] == ["a"]
+    assert init["docChanges"][0]["dataType"] == "init"
+    await cols.add(SERVER, "todos", {"_id": "c", "n": 3, "open": True})
+    snap = await anext(stream)
+    assert [d["_id"] for d in snap["docs"]] == ["c", "a"]
+    assert snap["docChanges"] == [{"id": 0, "dataType": "add", "queueType": "enqueue", "docId": "c",
+                                   "doc": {"_id": "c", "n": 3, "open": True}}]
+    await cols.update(SERVER, "todos", "a", {"n": 5, "x": 1})
+    snap = await anext(stream)
+    change = snap["docChanges"][0]
+    assert (change["dataType"], change["queueType"], change["updatedFields"]) == ("update", "update", {"n": 5, "x": 1})
+    assert [d["_id"] for d in snap["docs"]] == ["a", "c"]
+    await cols.update(SERVER, "todos", "b", {"n": 9})  # outside the query: no snapshot
+    await cols.update(SERVER, "todos", "c", {"open": False})
+    snap = await anext(stream)
+    assert [(c["docId"], c["dataType"], c["queueType"]) for c in snap["docChanges"]] == [("c", "update", "dequeue")]
+    await cols.remove(SERVER, "todos", "a")
+    snap = await anext(stream)
+    assert snap["docChanges"][0]["dataType"] == "remove" and snap["docs"] == []
+    await stream.aclose()  # type: ignore[attr-defined]
+    alice = user("alice")
+    await cols.add(alice, "todos", {"_id": "mine"})
+    mine = await watcher.open(alice, {"collection": "todos"})
+    assert [d["_id"] for d in (await anext(mine))["docs"]] == ["mine"]
+    await cols.add(user("bob"), "todos", {"_id": "theirs"})
+    await cols.update(alice, "todos", "mine", {"v": 1})
+    assert [c["docId"] for c in (await anext(mine))["docChanges"]] == ["mine"]
+    with pytest.raises(WxError):
+        await watcher.open(SERVER, {"collection": "todos", "limit": -1})

@@ -115,3 +115,24 @@ def test_http_api_with_an_api_key(server: Server) -> None:
     ddb = boto3.client("dynamodb", endpoint_url=server.url, region_name="us-east-1",
                        aws_access_key_id="polyfn-admin", aws_secret_access_key=server.key)
     assert ddb.get_item(TableName="notes", Key={"_id": {"S": "n1"}})["Item"] == {"_id": {"S": "n1"}, "t": {"S": "hi"}}
+
+
+def test_watch_streams_server_sent_events(server: Server) -> None:
+    import json
+
+    import httpx
+
+    api = server.api
+    api.post("/wx/database/database.createCollection", json={"collection": "live"})
+    api.post("/wx/database/collection.add", json={"collection": "live", "data": {"_id": "a", "on": True}})
+    with httpx.Client(base_url=server.url, timeout=30, headers=api.headers) as c, \
+            c.stream("POST", "/wx/database/collection.watch", json={"collection": "live", "query": {"on": True}}) as r:
+        assert r.status_code == 200 and r.headers["content-type"] == "text/event-stream"
+        events = (json.loads(line[len("data: "):]) for line in r.iter_lines() if line.startswith("data: "))
+        first = next(events)
+        assert first["type"] == "init" and first["docs"] == [{"_id": "a", "on": True}]
+        api.post("/wx/database/collection.add", json={"collection": "live", "data": {"_id": "b", "on": True}})
+        nxt = next(events)
+        assert nxt["docChanges"][0]["docId"] == "b" and len(nxt["docs"]) == 2
+    r = api.post("/wx/database/collection.watch", json={"collection": "nope"})
+    assert r.status_code == 404 and r.json()["errCode"] == -502005

@@ -283,11 +283,11 @@ class Collections:
 
     # -- queries ----------------------------------------------------------------------------------------
 
-    async def _found(self, caller: Caller, t: TableDef, q: Query, want: int | None) -> list[dict[str, Any]]:
-        """The documents (items) matching the query and the caller's read rule, sorted when asked."""
+    def matcher(self, caller: Caller, t: TableDef, where: Any) -> Callable[[dict[str, Any]], bool]:
+        """Does an item match the query and the caller's read rule?"""
         now = self.clock()
         try:
-            cond = wxquery.compile_query(q.where, now)
+            cond = wxquery.compile_query(where, now)
         except Invalid as e:
             raise WxError(BAD_COMMAND, e.message) from None
         cond, rule = self._readable(caller, t.name, cond, now)
@@ -297,6 +297,17 @@ class Collections:
                 return False
             return rule is None or rule.allows(caller.auth, docs.from_item(item))
 
+        return keep
+
+    @staticmethod
+    def sort(found: list[dict[str, Any]], order: list[tuple[str, str]] | None) -> None:
+        for name, direction in reversed(order or []):
+            path = wxquery.query_path(wxquery.split_path(name))
+            found.sort(key=lambda i, p=path: docs.sort_key(evaluate.get_path(i, p)), reverse=direction == "desc")
+
+    async def found(self, caller: Caller, t: TableDef, q: Query, want: int | None) -> list[dict[str, Any]]:
+        """The documents (items) matching the query and the caller's read rule, sorted when asked."""
+        keep = self.matcher(caller, t, q.where)
         ids = wxquery.id_lookup(q.where)
         if ids is not None:
             keys = [_id_key(t, i) for i in ids]
@@ -308,9 +319,7 @@ class Collections:
             if len(found) > MAX_SORTED:
                 raise WxError(REQUEST_FAILED, f"orderBy sorts at most {MAX_SORTED} matching documents: narrow the "
                                               "query")
-            for name, direction in reversed(q.order):
-                path = wxquery.query_path(wxquery.split_path(name))
-                found.sort(key=lambda i, p=path: docs.sort_key(evaluate.get_path(i, p)), reverse=direction == "desc")
+            self.sort(found, q.order)
         return found
 
     def _page(self, caller: Caller, q: Query) -> tuple[int, int]:
@@ -330,12 +339,12 @@ class Collections:
             proj = wxquery.projection(q.field)
         except Invalid as e:
             raise WxError(INVALID_PARAM, e.message) from None
-        found = await self._found(caller, t, q, skip + limit)
+        found = await self.found(caller, t, q, skip + limit)
         return [docs.from_item(wxquery.project(i, proj)) for i in found[skip:skip + limit]]
 
     async def count(self, caller: Caller, name: Any, where: Any) -> int:
         t = await self.collection(caller, name, access.READ)
-        return len(await self._found(caller, t, Query(where=where), None))
+        return len(await self.found(caller, t, Query(where=where), None))
 
     async def update_where(self, caller: Caller, name: Any, where: Any, data: Any) -> int:
         t = await self.collection(caller, name, access.WRITE)
@@ -348,7 +357,7 @@ class Collections:
     async def _each(self, caller: Caller, t: TableDef, where: Any, make: Callable[[Any], writes.Write]) -> int:
         """Apply a write to every matching document, a chunk per transaction; each document is checked
         against the query again inside its write, so one changed meanwhile is left alone."""
-        found = await self._found(caller, t, Query(where=where), None)
+        found = await self.found(caller, t, Query(where=where), None)
         cond = wxquery.compile_query(where, self.clock())
         done = 0
         for i in range(0, len(found), WRITE_CHUNK):

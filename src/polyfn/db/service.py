@@ -20,6 +20,7 @@ from polyfn.db.collections import Collections
 from polyfn.db.control import Control
 from polyfn.db.core import Database
 from polyfn.db.dynamodb_api import DynamoDBApi
+from polyfn.db.watch import Watcher
 from polyfn.db.wx_api import WxDatabaseApi
 
 log = logging.getLogger("polyfn.db")
@@ -51,7 +52,8 @@ class DbService:
         self.dynamodb = DynamoDBApi(self.db, self.keys, self.grants)
         self.extra.append(Control(self.grants, self.keys))
         self.feed = ChangeFeed(self.db)
-        self.wx = WxDatabaseApi(Collections(self.db, self.grants), self.keys)
+        collections = Collections(self.db, self.grants)
+        self.wx = WxDatabaseApi(collections, self.keys, Watcher(collections, self.feed))
         self.extra.append(self.wx)
         self.sweeper = Sweeper(self.db, self.settings.db_sweep_interval)
         self.sweeper.start()
