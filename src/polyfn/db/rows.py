@@ -165,14 +165,25 @@ def expiry(t: TableDef, item: dict[str, Any]) -> float | None:
         return None
 
 
+_UPSERT: dict[str, Any] = {}  # dialect → the item upsert, built once (building one costs more than running it)
+
+
+def _upsert(conn: Connection) -> Any:
+    st = _UPSERT.get(conn.dialect.name)
+    if st is None:
+        ins = _insert(conn)(db_items).values(**{c: bindparam(c) for c in ("tid", "h", "pk", "sk", "item", "size",
+                                                                            "expires")})
+        st = _UPSERT[conn.dialect.name] = ins.on_conflict_do_update(
+            index_elements=["tid", "h", "pk", "sk"],
+            set_={"item": ins.excluded.item, "size": ins.excluded.size, "expires": ins.excluded.expires})
+    return st
+
+
 def store(conn: Connection, t: TableDef, k: RowKey, item: dict[str, Any], old: dict[str, Any] | None,
           size: int) -> None:
     """Write `item` (replacing `old`) and its index rows."""
-    ins = _insert(conn)(db_items).values(tid=t.id, h=k.h, pk=k.pk, sk=k.sk, item=encode(item), size=size,
-                                         expires=expiry(t, item))
-    conn.execute(ins.on_conflict_do_update(index_elements=["tid", "h", "pk", "sk"],
-                                           set_={"item": ins.excluded.item, "size": ins.excluded.size,
-                                                 "expires": ins.excluded.expires}))
+    conn.execute(_upsert(conn), {"tid": t.id, "h": k.h, "pk": k.pk, "sk": k.sk, "item": encode(item), "size": size,
+                                 "expires": expiry(t, item)})
     if t.indexes:
         if old is not None:
             drop_index_rows(conn, t, k, old)
@@ -201,9 +212,17 @@ def drop_index_rows(conn: Connection, t: TableDef, k: RowKey, old: dict[str, Any
                                                  c.isk == ik[1], c.pk == k.pk, c.sk == k.sk))
 
 
-def remove(conn: Connection, t: TableDef, k: RowKey, old: dict[str, Any]) -> None:
+def _bind_delete() -> Any:
     c = db_items.c
-    conn.execute(delete(db_items).where(c.tid == t.id, c.h == k.h, c.pk == k.pk, c.sk == k.sk))
+    return delete(db_items).where(c.tid == bindparam("tid"), c.h == bindparam("h"), c.pk == bindparam("pk"),
+                                  c.sk == bindparam("sk"))
+
+
+_DELETE = _bind_delete()
+
+
+def remove(conn: Connection, t: TableDef, k: RowKey, old: dict[str, Any]) -> None:
+    conn.execute(_DELETE, {"tid": t.id, "h": k.h, "pk": k.pk, "sk": k.sk})
     if t.indexes:
         drop_index_rows(conn, t, k, old)
 
@@ -230,5 +249,8 @@ def record_change(conn: Connection, ns: str, t: TableDef, old: dict[str, Any] | 
         rec["old"] = old
     if ttl:
         rec["ttl"] = True
-    conn.execute(db_changes.insert().values(ns=ns, tname=t.name, tid=t.id, record=encode(rec),
-                                            created_at=now or time.time()))
+    conn.execute(_CHANGE, {"ns": ns, "tname": t.name, "tid": t.id, "record": encode(rec),
+                           "created_at": now or time.time()})
+
+
+_CHANGE = db_changes.insert().values(**{c: bindparam(c) for c in ("ns", "tname", "tid", "record", "created_at")})
