@@ -11,14 +11,14 @@ import uuid
 from typing import Any
 
 import msgspec
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import bindparam, delete, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from polyfn.db import values
 from polyfn.db.errors import Invalid
 from polyfn.db.schema import Index, Key, TableDef
-from polyfn.db.storage import db_changes, db_index_rows, db_items, lock_key
+from polyfn.db.storage import FEED_ORDER_LOCK, db_changes, db_index_rows, db_items, lock_key
 
 _enc = msgspec.json.Encoder()
 _dec = msgspec.json.Decoder()
@@ -249,6 +249,12 @@ def record_change(conn: Connection, ns: str, t: TableDef, old: dict[str, Any] | 
         rec["old"] = old
     if ttl:
         rec["ttl"] = True
+    if conn.dialect.name == "postgresql" and not conn.info.get("feed_locked"):
+        # Sequence numbers are taken in insert order but become visible in commit order; a reader that saw
+        # seq 11 before seq 10 committed would skip 10 for good. Holding this lock from the first change
+        # row to the commit makes the two orders one, on every node (SQLite has one writer anyway).
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": FEED_ORDER_LOCK})
+        conn.info["feed_locked"] = True
     conn.execute(_CHANGE, {"ns": ns, "tname": t.name, "tid": t.id, "record": encode(rec),
                            "created_at": now or time.time()})
 
