@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     result_truncate: int = Field(4096, ge=0)  # bytes of the result kept in the activation record
     log_line_max: int = Field(16384, ge=80)  # longer lines are truncated with a marker
     log_lines_per_activation: int = Field(1000, ge=1)
+    # Bytes of output kept (docs/observability.md, "Logs"): per activation (like Lambda's 256 KB log events),
+    # per function a second on average, and in the activation store on disk in total (SQLite: the oldest
+    # activations' logs are dropped beyond it, and the space is returned to the file system).
+    log_bytes_per_activation: int = Field(256 * 1024, ge=1024)
+    log_bytes_per_second: int = Field(4 * 1024 * 1024, ge=1024)
+    log_store_max: int = Field(2 * 1024**3, ge=16 * 1024**2)
 
     # Observability.
     metrics: bool = True  # count invocations for /metrics, `polyfn top` and the console (off: benchmarks' baseline)
@@ -93,6 +99,15 @@ class Settings(BaseSettings):
     open_files: int = Field(1024, ge=64, le=1_048_576)  # RLIMIT_NOFILE per instance
     file_size: int = Field(512, ge=1)  # MB, largest file an instance may write (RLIMIT_FSIZE)
     cpu_quota: float = Field(0.0, ge=0)  # cores per instance, 0 = no hard cap (shares still apply)
+
+    # HTTP connections (docs/operations.md, "HTTP limits"; gateway/limits.py).
+    http_max_header_bytes: int = Field(32 * 1024, ge=1024, le=16 * 1024 * 1024)  # request line + headers → 431
+    http_max_headers: int = Field(100, ge=8, le=10_000)  # headers per request → 431
+    http_header_timeout: float = Field(10.0, gt=0)  # seconds from a request's first byte to its last header → 408
+    http_body_timeout: float = Field(60.0, gt=0)  # seconds of grace for a request body, ...
+    http_body_min_rate: float = Field(1024.0, gt=0)  # ... then at least these bytes a second on average → 408
+    http_keepalive_timeout: float = Field(5.0, gt=0)  # seconds an idle keep-alive connection stays open
+    http_max_connections: int = Field(10_000, ge=16)  # open at once; beyond, 503 and closed (fd limit raised to fit)
 
     # Access control.
     tls_cert: str | None = None  # PEM certificate: serve HTTPS (with tls_key)

@@ -16,6 +16,7 @@ from typing import Any
 
 from polyfn.config import Settings
 from polyfn.model import Activation, LogLine, Revision
+from polyfn.observe.logbudget import LogBudget
 from polyfn.observe.metrics import Metrics
 from polyfn.observe.recorder import ActivationRecorder
 from polyfn.protocol import Invoke, Result
@@ -96,6 +97,7 @@ class Invoker:
         self.settings = settings
         self.metrics = metrics
         self.lines_max = settings.log_lines_per_activation
+        self.log_budget = LogBudget(settings.log_bytes_per_activation, settings.log_bytes_per_second)
         self.limiter: Any = None  # polyfn.auth.ratelimit.Limiter, for functions with a rate_limit
         self.registry = registry
         self.recorder = recorder
@@ -155,7 +157,7 @@ class Invoker:
                     e.status, e.code, str(e), headers=[(b"retry-after", str(e.retry_after).encode())],
                     activation_id=act.id))
             except StartFailed as e:
-                act.logs = [ln if type(ln) is LogLine else LogLine(*ln) for ln in e.logs]
+                act.logs = self._bounded(name, [ln if type(ln) is LogLine else LogLine(*ln) for ln in e.logs])
                 act.error = e.error
                 return self._finish(act, t0, "init_failed", 502, platform_error(
                     502, "function_init_failed", f"the function failed to start: {e.error.get('errorMessage')}",
@@ -203,7 +205,7 @@ class Invoker:
 
         act.run_ms = res.run_ms
         if res.logs:
-            act.logs = res.logs  # already LogLine structs (decoded so by the protocol)
+            act.logs = self._bounded(name, res.logs)  # already LogLine structs (decoded so by the protocol)
             if len(res.logs) > self.lines_max and self.metrics is not None:
                 self.metrics.log_floods.inc(name)
         status = res.status if type(res.status) is int and 100 <= res.status <= 599 else 502
@@ -222,6 +224,15 @@ class Invoker:
                 f"the function returned {len(res.body)} bytes; the limit is {self.max_payload}", activation_id=act.id))
         return self._finish(act, t0, "success", status, Outcome(status, out_headers, res.body, act.id, act.cold),
                             res.body)
+
+    def _bounded(self, name: str, logs: list[LogLine]) -> list[LogLine]:
+        """The lines the node keeps (observe/logbudget.py: bytes per activation and per function a second)."""
+        if not logs:
+            return logs
+        kept, dropped = self.log_budget.bound(name, logs, time.monotonic())
+        if dropped and self.metrics is not None:
+            self.metrics.log_bytes_dropped.inc(name, n=dropped)
+        return kept
 
     async def _crashed(self, act: Activation, t0: float, inst: Instance) -> Outcome:
         """The instance died under us: wait briefly for its exit status so the caller learns why."""

@@ -24,6 +24,7 @@ from polyfn import __version__
 from polyfn.config import Settings
 from polyfn.deploy import archive
 from polyfn.deploy.service import Deployer
+from polyfn.gateway.limits import body_limit, limit_body
 from polyfn.invoker import Invoker
 from polyfn.model import Revision
 from polyfn.observe.metrics import Metrics
@@ -109,7 +110,7 @@ class Node:
         await self.keys.start(self.admin_key)
         self.manager.secret_source = self.read_secrets
         self.recorder = ActivationRecorder(self.store, retention_count=s.activation_retention_count,
-                                           retention_age=s.activation_retention_age)
+                                           retention_age=s.activation_retention_age, store_max=s.log_store_max)
         self.recorder.start()
         self.otlp = None
         if s.otlp_endpoint:
@@ -287,6 +288,9 @@ class Node:
             await self._gateway(scope, receive, send)
         elif self.db is not None and (face := self.db.owns(scope)) is not None:
             await face(scope, receive, send)
+        elif scope["type"] == "http":  # bodies bounded as they arrive (gateway/limits.py)
+            s = self.settings
+            await limit_body(self.api, scope, receive, send, body_limit(scope["path"], s.max_payload, s.max_code_size))
         else:
             await self.api(scope, receive, send)
 
@@ -359,13 +363,16 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(out)
 
 
-def _http_protocol() -> Any:
-    """uvicorn's httptools protocol with coalesced writes (gateway/http.py); plain "httptools" if missing."""
+def _http_protocol(settings: Settings) -> Any:
+    """uvicorn's httptools protocol with coalesced writes and the connection limits (gateway/http.py); plain
+    "httptools" if missing."""
     try:
         from polyfn.gateway.http import CoalescingHttpToolsProtocol
     except ImportError:
         return "httptools"
-    return CoalescingHttpToolsProtocol
+    from polyfn.gateway.limits import HttpLimits
+
+    return CoalescingHttpToolsProtocol.with_limits(HttpLimits.from_settings(settings))
 
 
 def serve(host: str = "127.0.0.1", port: int = 8080, data_dir: str | Path | None = None,
@@ -378,10 +385,17 @@ def serve(host: str = "127.0.0.1", port: int = 8080, data_dir: str | Path | None
         kwargs["data_dir"] = Path(data_dir).expanduser()
     settings = Settings(**kwargs)
     _setup_logging()
+    from polyfn.gateway.limits import connections_for, raise_fd_limit
+
+    before, after = raise_fd_limit(settings.http_max_connections)
+    if after != before:
+        log.info("open files limit raised from %d to %d (POLYFN_HTTP_MAX_CONNECTIONS=%d)", before, after,
+                 settings.http_max_connections)
+    settings.http_max_connections = connections_for(after, settings.http_max_connections)
     node = Node(settings, examples=examples)
     config = uvicorn.Config(
-        node.asgi, host=settings.host, port=settings.port, loop="uvloop", http=_http_protocol(), lifespan="on",
-        interface="asgi3",
+        node.asgi, host=settings.host, port=settings.port, loop="uvloop", http=_http_protocol(settings),
+        lifespan="on", interface="asgi3", timeout_keep_alive=settings.http_keepalive_timeout,
         log_level="warning", access_log=False, timeout_graceful_shutdown=int(settings.drain_timeout) or None,
         server_header=False, date_header=False,
         # Nothing on this server reads the client address (functions get X-Forwarded-For as sent), so

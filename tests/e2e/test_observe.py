@@ -323,3 +323,38 @@ def test_async_invocation_joins_the_callers_trace(server: Server) -> None:
     act = done()
     assert act is not None
     assert act["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736" and act["parent_id"] == "00f067aa0ba902b7"
+
+
+LOUD = '''
+def handler(event, context):
+    for _ in range(int(event.get("lines", 1))):
+        print(event.get("char", "x") * int(event.get("size", 100)))
+    return "ok"
+'''
+
+
+def test_log_bytes_are_bounded_per_activation_and_per_function_a_second(tmp_path: Path) -> None:
+    """A function printing long lines fast: each activation keeps at most its byte budget, the function at
+    most its bytes a second, each cut ends with one "N bytes of logs dropped" line naming the setting, and the
+    metric counts the bytes. (Before: 1,000 lines of 16 KB per activation, and nothing per second.)"""
+    from .conftest import start_server
+
+    s = start_server(tmp_path / "data", env={"POLYFN_LOG_BYTES_PER_ACTIVATION": "65536",
+                                             "POLYFN_LOG_BYTES_PER_SECOND": "200000"})
+    try:
+        s.deploy("loud", {"handler.py": LOUD})
+        r = s.api.post("/v1/functions/loud/invoke", json={"lines": 100, "size": 10000, "char": "é"})
+        logs = s.activation(r.headers["x-polyfn-activation-id"])["logs"]
+        kept = sum(len(ln[2].encode()) for ln in logs[:-1])
+        assert 60000 < kept <= 65536 and "bytes of logs dropped" in logs[-1][2], (kept, logs[-1])
+        assert "POLYFN_LOG_BYTES_PER_ACTIVATION" in logs[-1][2]
+        markers = []
+        for _ in range(8):  # 8 × 60 KB at once: over 200 KB a second
+            r = s.api.post("/v1/functions/loud/invoke", json={"lines": 6, "size": 10000})
+            markers += [ln[2] for ln in s.activation(r.headers["x-polyfn-activation-id"])["logs"]
+                        if ln[2].startswith("[polyfn:")]
+        assert any("POLYFN_LOG_BYTES_PER_SECOND" in m for m in markers), markers
+        dropped = _metric(s.http.get("/metrics").text, "polyfn_log_bytes_dropped_total", function="loud")
+        assert dropped is not None and dropped > 100_000
+    finally:
+        s.stop()

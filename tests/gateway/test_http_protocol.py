@@ -12,6 +12,7 @@ import pytest
 import uvicorn
 
 from polyfn.gateway.http import CoalescingHttpToolsProtocol
+from polyfn.gateway.limits import HttpLimits
 
 
 async def app(scope: dict, receive, send) -> None:  # type: ignore[no-untyped-def]
@@ -82,3 +83,149 @@ async def test_connection_close_is_honoured(server: int) -> None:
     assert await read_response(reader) == b"HTTP/1.1 200 OK echo:/c:"
     assert await asyncio.wait_for(reader.read(), 5) == b""
     writer.close()
+
+
+# -- limits (gateway/limits.py): header size and count, header and body timeouts, connections ----------------
+
+LIMITS = HttpLimits(max_header_bytes=4096, max_headers=20, header_timeout=1.0, body_timeout=1.0,
+                    body_min_rate=1000.0, max_connections=5)
+calls: list[str] = []
+
+
+async def counting_app(scope: dict, receive, send) -> None:  # type: ignore[no-untyped-def]
+    if scope["type"] != "http":
+        return
+    body = b""
+    while True:
+        msg = await receive()
+        if msg["type"] != "http.request":
+            return  # the client went, or its body timed out: nothing runs
+        body += msg.get("body", b"")
+        if not msg.get("more_body"):
+            break
+    calls.append(scope["path"])
+    out = b"got:" + str(len(body)).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", str(len(out)).encode())]})
+    await send({"type": "http.response.body", "body": out})
+
+
+@pytest.fixture
+async def limited() -> AsyncIterator[int]:
+    calls.clear()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(counting_app, http=CoalescingHttpToolsProtocol.with_limits(LIMITS), loop="none",
+                            lifespan="off", log_level="warning", timeout_keep_alive=5)
+    srv = uvicorn.Server(config)
+    task = asyncio.create_task(srv.serve(sockets=[sock]))
+    while not srv.started:
+        await asyncio.sleep(0.01)
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        srv.should_exit = True
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(task, 5)
+
+
+async def status_of(reader: asyncio.StreamReader, timeout: float = 10) -> tuple[int, bytes]:
+    """The status and body of the response, and that the server then closed the connection."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+    length = next(int(ln.split(b":")[1]) for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length"))
+    body = await reader.readexactly(length)
+    return int(head.split()[1]), body
+
+
+async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes,
+                  times: int) -> tuple[int, bytes]:
+    """Send `data` every 0.5 s, `times` times or until the server answers; the answer (status, body)."""
+    answer = asyncio.create_task(status_of(reader))
+    with contextlib.suppress(ConnectionError):
+        for _ in range(times):
+            await asyncio.sleep(0.5)
+            if answer.done():
+                break
+            writer.write(data)
+            await writer.drain()
+    return await answer
+
+
+async def test_too_many_or_too_large_headers_are_431(limited: int) -> None:
+    many = "".join(f"X-H{i}: v\r\n" for i in range(30))
+    large = "X-Big: " + "a" * 5000 + "\r\n"
+    for extra in (many, large):
+        reader, writer = await asyncio.open_connection("127.0.0.1", limited)
+        writer.write(f"GET /h HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode())
+        status, body = await status_of(reader)
+        assert status == 431 and b"headers_too_large" in body and b"POLYFN_HTTP_MAX_HEADER" in body, body
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # and closed
+        writer.close()
+    assert calls == []
+
+
+async def test_a_huge_header_is_cut_off_not_accumulated(limited: int, caplog: pytest.LogCaptureFixture) -> None:
+    """Sent in pieces, a 64 MiB header is refused after about one read past the limit, not taken in whole:
+    the server answers 431 and closes while the client is still sending (which the client may see as a reset)."""
+    _reader, writer = await asyncio.open_connection("127.0.0.1", limited)
+    writer.write(b"GET /h HTTP/1.1\r\nHost: x\r\nX-Huge: ")
+    sent = 0
+    with contextlib.suppress(ConnectionError):
+        while sent < 64 << 20:
+            writer.write(b"a" * 65536)
+            await writer.drain()
+            sent += 65536
+            await asyncio.sleep(0)
+    assert sent < 4 << 20, sent
+    assert any("refused (431)" in r.getMessage() for r in caplog.records)
+    writer.close()
+
+
+async def test_slow_headers_get_408_and_silent_connections_are_closed(limited: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", limited)  # says nothing at all
+    silent_r, silent_w = reader, writer
+    reader, writer = await asyncio.open_connection("127.0.0.1", limited)
+    writer.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n")
+    status, _ = await trickle(reader, writer, b"X-A: b\r\n", 8)  # a header now and then, never the end
+    assert status == 408
+    assert await asyncio.wait_for(silent_r.read(), 5) == b""  # closed without a word
+    silent_w.close()
+    writer.close()
+    assert calls == []
+
+
+async def test_slow_headers_on_a_kept_alive_connection_are_timed_too(limited: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", limited)
+    writer.write(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (await status_of(reader))[0] == 200
+    writer.write(b"GET /")  # the next request's first bytes, then a trickle
+    assert (await trickle(reader, writer, b"a", 8))[0] == 408
+    writer.close()
+
+
+async def test_a_slow_body_gets_408_and_nothing_runs(limited: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", limited)
+    writer.write(b"POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"x" * 100)
+    # 10 bytes every 0.5 s: far below 1,000 bytes a second after the grace
+    assert (await trickle(reader, writer, b"x" * 10, 10))[0] == 408
+    assert calls == []
+    reader, writer = await asyncio.open_connection("127.0.0.1", limited)  # one at a good pace is fine
+    writer.write(b"POST /ok HTTP/1.1\r\nHost: x\r\nContent-Length: 3000\r\n\r\n")
+    for _ in range(3):
+        await asyncio.sleep(0.5)
+        writer.write(b"y" * 1000)
+    assert await status_of(reader) == (200, b"got:3000")
+    writer.close()
+
+
+async def test_connections_beyond_the_limit_get_503(limited: int) -> None:
+    conns = [await asyncio.open_connection("127.0.0.1", limited) for _ in range(5)]
+    reader, writer = await asyncio.open_connection("127.0.0.1", limited)
+    status, body = await status_of(reader)
+    assert status == 503 and b"too_many_connections" in body
+    conns[0][1].close()
+    await asyncio.sleep(0.2)
+    reader, writer = await asyncio.open_connection("127.0.0.1", limited)  # room again
+    writer.write(b"GET /again HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert await status_of(reader) == (200, b"got:0")
+    for _, w in conns[1:]:
+        w.close()

@@ -138,3 +138,15 @@ def test_installed_print_respects_the_flood_limit(monkeypatch: pytest.MonkeyPatc
     monkeypatch.undo()
     assert lines(buf) == [("stdout", "line 0"), ("stdout", "line 1"), ("stdout", "line 2"),
                           ("stderr", "[polyfn: 2 more lines dropped]")]
+
+
+def test_bytes_per_invocation_are_bounded_with_a_marker_then_reset() -> None:
+    buf = _LogBuffer(line_max=100, lines_max=100, bytes_max=10)
+    for text in ("aaaa\n", "bbbb\n", "cccc\n", "dd\n"):  # (8 held; cccc would pass 10; dd fits)
+        add(buf, "stdout", text)
+    got = lines(buf)
+    assert got[:3] == [("stdout", "aaaa"), ("stdout", "bbbb"), ("stdout", "dd")]
+    assert got[3] == ("stderr", "[polyfn: 1 more lines dropped: 4 bytes of logs dropped: the activation logged "
+                                "more than 10 bytes (POLYFN_LOG_BYTES_PER_ACTIVATION)]")
+    add(buf, "stdout", "eeeeeeee\n")
+    assert lines(buf) == [("stdout", "eeeeeeee")]

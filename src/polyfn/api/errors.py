@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from polyfn.deploy.errors import DeployError
+from polyfn.gateway.limits import BodyTooLarge
 
 
 class ApiError(Exception):
@@ -48,6 +49,10 @@ def install(app: FastAPI) -> None:
     async def _http_error(_: Request, e: StarletteHTTPException) -> JSONResponse:
         code = _STATUS_CODES.get(e.status_code, "error")
         return error_response(e.status_code, code, str(e.detail), dict(e.headers or {}))
+
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(_: Request, e: BodyTooLarge) -> JSONResponse:  # (gateway/limits.py: as the body arrives)
+        return error_response(413, "payload_too_large", str(e), {"connection": "close"})
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, e: RequestValidationError) -> JSONResponse:

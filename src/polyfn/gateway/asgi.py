@@ -17,6 +17,8 @@ from polyfn.invoker import Invoker, Outcome, platform_error
 from polyfn.observe.tracing import parse_traceparent
 
 PREFIX_LEN = len("/fn/")
+_CLOSE = [(b"connection", b"close")]  # a body past the limit is not read on: the connection goes
+_GONE: Any = object()  # `_read_body`'s answer when the client left mid-body
 _NO_TRACE = ("", "")
 
 
@@ -63,12 +65,17 @@ class Gateway:
                 return
         if length > self.max_payload:
             out = platform_error(413, "payload_too_large",
-                                 f"the payload is {length} bytes; the limit is {self.max_payload}")
+                                 f"the payload is {length} bytes; the limit is {self.max_payload}", headers=_CLOSE)
         else:
             msg = await receive()  # most requests arrive whole: one message, no need for _read_body's loop
+            if msg["type"] != "http.request":
+                return  # the client went (or its body did not arrive in time): nothing is run for a partial body
             body = msg.get("body", b"") if not msg.get("more_body") else await self._read_body(receive, msg)
-            if body is None:
-                out = platform_error(413, "payload_too_large", f"the payload exceeds {self.max_payload} bytes")
+            if body is _GONE:
+                return
+            if body is None:  # (the rest is not read: the connection closes after the answer)
+                out = platform_error(413, "payload_too_large", f"the payload exceeds {self.max_payload} bytes",
+                                     headers=_CLOSE)
             elif not name:
                 out = platform_error(404, "function_not_found", "no function name in the path: use /fn/NAME")
             elif is_async and self.queue is not None:
@@ -136,8 +143,9 @@ class Gateway:
                     key = self.keys.verify(v)
         return check_callback(url, name, key, self.invoker.settings.callback_hosts)
 
-    async def _read_body(self, receive: Any, msg: dict[str, Any]) -> bytes | None:
-        """The rest of a body that arrives in several messages (`msg` is the first); None past the limit."""
+    async def _read_body(self, receive: Any, msg: dict[str, Any]) -> Any:
+        """The rest of a body that arrives in several messages (`msg` is the first); None past the limit,
+        `_GONE` when the client went before it was whole."""
         body = msg.get("body", b"")
         if len(body) > self.max_payload:
             return None
@@ -145,6 +153,8 @@ class Gateway:
         size = len(body)
         while True:
             msg = await receive()
+            if msg["type"] != "http.request":
+                return _GONE
             chunk = msg.get("body", b"")
             size += len(chunk)
             if size > self.max_payload:

@@ -21,8 +21,10 @@ import asyncio
 import logging
 from typing import Any
 
+import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from polyfn.gateway.limits import HeadersTooLarge, HttpLimits, error_response
 from polyfn.loops import one_item
 
 log = logging.getLogger("polyfn.gateway")
@@ -85,52 +87,200 @@ class CoalescingTransport:
         return getattr(self._transport, name)
 
 
-class IdleConnections:
-    """Keep-alive connections waiting for their next request, closed by a sweep once past their deadline."""
+class ConnectionDeadlines:
+    """One deadline per connection, checked by a sweep once a second instead of a timer each: an idle
+    keep-alive connection is closed ("idle"); a request whose headers ("header") or body ("body") did not
+    arrive in time is answered 408 and closed."""
 
     SWEEP = 1.0
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self._loop = loop
-        self._due: dict[HttpToolsProtocol, float] = {}
+        self._due: dict[Any, tuple[float, str]] = {}
         self._handle: asyncio.TimerHandle | None = None
 
-    def arm(self, proto: HttpToolsProtocol, timeout: float) -> None:
-        self._due[proto] = self._loop.time() + timeout
+    def arm(self, proto: Any, timeout: float, kind: str = "idle") -> None:
+        self._due[proto] = (self._loop.time() + timeout, kind)
         if self._handle is None:
             self._handle = self._loop.call_later(self.SWEEP, self._sweep)
 
-    def disarm(self, proto: HttpToolsProtocol) -> None:
-        self._due.pop(proto, None)
+    def disarm(self, proto: Any, kind: str | None = None) -> None:
+        """Drop `proto`'s deadline (only if it is of `kind`, when given)."""
+        if kind is None:
+            self._due.pop(proto, None)
+        else:
+            due = self._due.get(proto)
+            if due is not None and due[1] == kind:
+                del self._due[proto]
 
     def _sweep(self) -> None:
         self._handle = None
         now = self._loop.time()
-        for proto in [p for p, due in self._due.items() if due <= now]:
+        for proto, kind in [(p, due[1]) for p, due in self._due.items() if due[0] <= now]:
             del self._due[proto]
-            with one_item(log, "closing an idle keep-alive connection"):  # the next sweeps still come
-                proto.timeout_keep_alive_handler()
+            with one_item(log, "closing a connection past its %s deadline", kind):  # the next sweeps still come
+                if kind == "idle":
+                    proto.timeout_keep_alive_handler()
+                else:
+                    proto.request_timeout(kind)
         if self._due:
             self._handle = self._loop.call_later(self.SWEEP, self._sweep)
 
 
-_idle_by_loop: dict[int, IdleConnections] = {}
+IdleConnections = ConnectionDeadlines  # (its name before it also timed requests)
+
+_idle_by_loop: dict[int, ConnectionDeadlines] = {}
+
+_BAD_REQUEST = error_response(400, "Bad Request", "invalid_http", "the request is not valid HTTP/1.1")
+_BUSY = error_response(503, "Service Unavailable", "too_many_connections",
+                       "the node has as many connections open as it takes (POLYFN_HTTP_MAX_CONNECTIONS)",
+                       b"retry-after: 1\r\n")
 
 
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol on a `CoalescingTransport`, with swept keep-alive timeouts (pass the class
-    as `uvicorn.Config(http=...)`)."""
+    """uvicorn's httptools protocol on a `CoalescingTransport`, with swept keep-alive timeouts and the
+    connection limits of `gateway/limits.py` (pass `CoalescingHttpToolsProtocol.with_limits(limits)` as
+    `uvicorn.Config(http=...)`).
+
+    Limits: the request line and headers are counted as they arrive (a header too large is cut off after
+    one read past the limit, never accumulated) and against the count and size once they are complete
+    → 431; a request's headers must all arrive within `header_timeout` of its first byte (a new connection:
+    of its start), its body at `body_min_rate` on average after `body_timeout` → 408; connections beyond
+    `max_connections` are answered 503 and closed at once."""
+
+    limits = HttpLimits()
+
+    @classmethod
+    def with_limits(cls, limits: HttpLimits) -> type[CoalescingHttpToolsProtocol]:
+        return type("LimitedHttpToolsProtocol", (cls,), {"limits": limits})
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         idle = _idle_by_loop.get(id(self.loop))
         if idle is None or idle._loop is not self.loop:
-            idle = _idle_by_loop[id(self.loop)] = IdleConnections(self.loop)
+            idle = _idle_by_loop[id(self.loop)] = ConnectionDeadlines(self.loop)
         self._idle = idle
+        self._reading_headers = True  # headers of a request (the first one: not a byte of it yet) are due
+        self._begun = False  # a byte of the next request has come
+        self._header_bytes = 0  # bytes read while its headers were incomplete (see data_received)
+        self._chunk_len = 0  # bytes of the read being parsed
+        self._body_deadline = 0.0  # when the body began to be due (loop time), while it is read
+        self._body_bytes = 0
         super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
+        if len(self.connections) > self.limits.max_connections:
+            log.warning("connection refused: %d open (POLYFN_HTTP_MAX_CONNECTIONS)", len(self.connections) - 1)
+            self.transport.write(_BUSY)
+            self.transport.close()
+            return
+        idle.arm(self, self.limits.header_timeout, "header")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._idle.disarm(self)
+        super().connection_lost(exc)
 
     def _unset_keepalive_if_required(self) -> None:
-        self._idle.disarm(self)
+        self._idle.disarm(self, "idle")  # (a request's header or body deadline stays)
         super()._unset_keepalive_if_required()
+
+    def data_received(self, data: bytes) -> None:
+        """uvicorn's, plus the header limits and the body rate. (A request that began in this read is
+        counted from the next: reads are at most 256 KB, so a header is cut off within one read past the
+        limit, and bytes of the previous request in the same read never count against the next.)"""
+        self._unset_keepalive_if_required()
+        began = not self._reading_headers
+        self._chunk_len = len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        except httptools.HttpParserError as e:
+            if isinstance(e.__context__, HeadersTooLarge):
+                self._refuse(431, str(e.__context__))
+            else:
+                log.warning("invalid HTTP request from %s: %s", _peer(self.client), e)
+                self._refuse(400)
+            return
+        if self._reading_headers:
+            if began:  # (a request that began in this read: from the next one on)
+                self._header_bytes = 0
+            else:
+                self._header_bytes += len(data)
+                if self._header_bytes > self.limits.max_header_bytes:
+                    self._refuse(431, f"the request's headers are over {self.limits.max_header_bytes} bytes "
+                                      "(POLYFN_HTTP_MAX_HEADER_BYTES)")
+        elif self._body_deadline:
+            self._body_bytes += len(data)
+            self._idle.arm(self, self._body_deadline + self._body_bytes / self.limits.body_min_rate
+                           - self.loop.time(), "body")
+
+    def _refuse(self, status: int, message: str = "") -> None:
+        if self.transport.is_closing():
+            return
+        if status == 431:
+            log.warning("request from %s refused (431): %s", _peer(self.client), message)
+            self.transport.write(error_response(431, "Request Header Fields Too Large", "headers_too_large", message))
+        else:
+            self.transport.write(_BAD_REQUEST)
+        self.transport.close()
+
+    def request_timeout(self, kind: str) -> None:
+        """The headers or the body of a request did not arrive in time: 408 (unless nothing of a request
+        came at all, or its response has begun), then close."""
+        if self.transport.is_closing():
+            return
+        what = "headers" if kind == "header" else "body"
+        cycle = self.cycle if kind == "body" else None  # (while headers are due, the cycle is the last request's)
+        if (kind == "header" and not self._begun) or (cycle is not None and cycle.response_started):
+            self.transport.close()
+            return
+        log.warning("request from %s timed out: its %s did not arrive in time", _peer(self.client), what)
+        if cycle is not None:
+            cycle.disconnected = True  # the app's receive() ends (http.disconnect): nothing runs
+            cycle.message_event.set()
+        setting = "POLYFN_HTTP_HEADER_TIMEOUT" if kind == "header" else "POLYFN_HTTP_BODY_TIMEOUT / _MIN_RATE"
+        self.transport.write(error_response(408, "Request Timeout", "request_timeout",
+                                            f"the request's {what} did not arrive in time ({setting})"))
+        self.transport.close()
+
+    # -- parser callbacks (uvicorn's, counted) ------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._reading_headers = self._begun = True
+        self._header_bytes = 0
+        self._idle.arm(self, self.limits.header_timeout, "header")
+
+    def on_headers_complete(self) -> None:
+        # The count and size are checked here, once, not per header (a flood of headers is cut off by
+        # data_received's byte count first). They can only be over when this read and the earlier ones of this
+        # request's headers are (the common case costs a comparison).
+        if self._chunk_len + self._header_bytes > self.limits.max_header_bytes or (
+                len(self.headers) > self.limits.max_headers):
+            self._check_headers()
+        self._reading_headers = False
+        self._header_bytes = 0
+        self._body_bytes = 0
+        self._body_deadline = self.loop.time() + self.limits.body_timeout
+        self._idle.arm(self, self.limits.body_timeout, "body")  # (a request without a body: ended at once)
+        super().on_headers_complete()
+
+    def _check_headers(self) -> None:
+        limits = self.limits
+        if len(self.headers) > limits.max_headers:
+            raise HeadersTooLarge(f"the request has over {limits.max_headers} headers (POLYFN_HTTP_MAX_HEADERS)")
+        size = len(self.url) + sum([len(k) + len(v) + 4 for k, v in self.headers])
+        if size > limits.max_header_bytes:
+            raise HeadersTooLarge(f"the request's headers are over {limits.max_header_bytes} bytes "
+                                  "(POLYFN_HTTP_MAX_HEADER_BYTES)")
+
+    def on_message_complete(self) -> None:
+        self._body_deadline = 0.0
+        self._begun = False
+        self._idle.disarm(self, "body")
+        super().on_message_complete()
 
     def on_response_complete(self) -> None:
         # As uvicorn's (count the request, resume reading, start the next pipelined request if one waits),
@@ -143,5 +293,9 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         if self.pipeline:
             cycle, app = self.pipeline.pop()
             self._start_asgi_task(cycle, app)
-        else:
+        elif not self._reading_headers:  # (the next request's headers are due already: that deadline stays)
             self._idle.arm(self, self.timeout_keep_alive)
+
+
+def _peer(client: Any) -> str:
+    return f"{client[0]}:{client[1]}" if client else "?"

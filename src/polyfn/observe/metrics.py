@@ -318,6 +318,10 @@ class Metrics(Collector):
             "polyfn_log_floods_total",
             "Activations whose output hit the per-activation line limit (further lines were dropped).",
             ("function",))
+        self.log_bytes_dropped = self.counter(
+            "polyfn_log_bytes_dropped_total",
+            "Bytes of function output dropped by the log limits (per activation, per function a second).",
+            ("function",))
         self._text: dict[str, tuple[int, tuple[str, ...]]] = {}  # function → (version, _function_text)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)

@@ -10,6 +10,7 @@ every `interval` seconds or when `batch` records are waiting. Readers (`GET /v1/
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -20,15 +21,20 @@ from polyfn.model import Activation
 
 log = logging.getLogger("polyfn.activations")
 
+SIZE_CHECK_S = 5.0  # seconds between checks of the activation store's size on disk
+PRUNE_S = 60.0  # seconds between retention passes by count and age
+
 
 class ActivationRecorder:
     def __init__(self, store: Any, interval: float = 0.2, batch: int = 1000,
-                 retention_count: int = 100_000, retention_age: float = 7 * 86400.0):
+                 retention_count: int = 100_000, retention_age: float = 7 * 86400.0, store_max: int = 0):
         self.store = store
         self.interval = interval
         self.batch = batch
         self.retention_count = retention_count
         self.retention_age = retention_age
+        self.store_max = store_max  # bytes the activation store may use on disk (0: unbounded)
+        self._retain_task: asyncio.Task[None] | None = None
         self._buf: list[Activation] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -41,6 +47,7 @@ class ActivationRecorder:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
+        self._retain_task = asyncio.create_task(self._retain_loop())
 
     def record(self, act: Activation) -> None:
         self._buf.append(act)
@@ -105,7 +112,6 @@ class ActivationRecorder:
         return True
 
     async def _run(self) -> None:
-        last_prune = time.monotonic()
         while not self._stopping:
             try:
                 await asyncio.wait_for(self._wake.wait(), self.interval)
@@ -114,19 +120,41 @@ class ActivationRecorder:
             self._wake.clear()
             with one_item(log, "activation records: storing") as guard:
                 await self.flush()
-            if time.monotonic() - last_prune > 60:
-                last_prune = time.monotonic()
-                with one_item(log, "activation records: retention") as pruned:
-                    await self.store.prune(self.retention_count, self.retention_age, time.time())
-                guard.failed |= pruned.failed
             if guard.failed:
                 await asyncio.sleep(1.0)
+
+    async def _retain_loop(self, size_every: float = SIZE_CHECK_S, prune_every: float = PRUNE_S) -> None:
+        """Retention, apart from storing (a large delete must not hold up the records behind it): every
+        `prune_every` s by count and age; every `size_every` s by the store's size on disk (`store_max`: the
+        oldest activations go, their logs with them); then the freed space goes back to the file system."""
+        last_prune = time.monotonic()
+        while not self._stopping:
+            await asyncio.sleep(size_every)
+            deleted = 0
+            if self.store_max:
+                with one_item(log, "activation records: retention by size"):
+                    deleted = await self.store.prune_to_size(self.store_max)
+                    if deleted:
+                        log.warning("the activation store was over %d bytes (POLYFN_LOG_STORE_MAX): the %d oldest "
+                                    "activations and their logs were removed", self.store_max, deleted)
+            if time.monotonic() - last_prune >= prune_every:
+                last_prune = time.monotonic()
+                with one_item(log, "activation records: retention"):
+                    deleted += await self.store.prune(self.retention_count, self.retention_age, time.time())
+                deleted = deleted or 1  # (and return what other deletes freed, at least once a period)
+            if deleted:
+                with one_item(log, "activation records: returning free space"):
+                    await self.store.reclaim()
 
     async def stop(self) -> None:
         """Let the writer finish the batch it is writing (cancelling it mid-write lost that batch), then
         write whatever is left."""
         self._stopping = True
         self._wake.set()
+        if self._retain_task is not None:
+            self._retain_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retain_task
         if self._task:
             try:
                 await asyncio.wait_for(self._task, 10)

@@ -317,6 +317,7 @@ class InstanceManager:
             namespaces=sorted(self.namespaces),
             log_line_max=self.settings.log_line_max,
             log_lines_max=self.settings.log_lines_per_activation,
+            log_bytes_max=self.settings.log_bytes_per_activation,
         )
         return ispec, plan
 

@@ -25,7 +25,7 @@ import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 import msgspec
@@ -37,9 +37,11 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from polyfn.model import Activation, FunctionInfo, FunctionSpec, LogLine, Revision, now
+from polyfn.store import space
 from polyfn.store.tables import activations, aliases, functions, revisions, versions
 
 log = logging.getLogger("polyfn.store")
+T = TypeVar("T")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000  # how long another process's write may hold us up before "database is locked"
@@ -47,6 +49,7 @@ _WRITE = "polyfn_write"  # execution option marking a connection whose transacti
 _MIGRATION_LOCK_KEY = 0x706F6C79666E  # "polyfn": pg advisory lock id held while migrating
 PRUNE_CHUNK = 10_000  # activations deleted per transaction when pruning
 GREP_SCAN_MAX = 200_000  # log lines a grep looks through at most (newest first)
+LOGS_INLINE_MAX = 1 << 20  # characters of log lines a batch of activation records may have to be encoded inline
 
 
 class Store:
@@ -228,18 +231,26 @@ class Store:
         for a in acts:
             prev = merged.get(a.id)
             merged[a.id] = (a, prev[1] + a.logs if prev is not None and prev[1] else a.logs)
+        # Encoding a batch's log lines as JSON costs about a millisecond per MB: a batch with a lot of them is
+        # encoded on a thread, not on the event loop (small ones inline: handing them over costs more).
+        big = _log_chars(acts, LOGS_INLINE_MAX) > LOGS_INLINE_MAX
         if self._is_sqlite:
             # The hot path of observability: plain values straight to sqlite3, without SQLAlchemy's per-row
             # parameter processing, as multi-row INSERTs (see `_sqlite_multirow`).
-            rows = [_activation_tuple(a, logs) for a, logs in merged.values()]
-            stmts = list(_sqlite_multirow(_SQLITE_INSERT_ACTIVATION_HEAD, _SQLITE_UPSERT_ACTIVATION, rows,
-                                          len(_ACTIVATION_COLUMNS)))
-            if self._batch_writer is None:
-                self._batch_writer = _SqliteBatchWriter(str(self._engine.url.database))
+            def statements() -> list[tuple[str, tuple[Any, ...]]]:
+                rows = [_activation_tuple(a, logs) for a, logs in merged.values()]
+                return list(_sqlite_multirow(_SQLITE_INSERT_ACTIVATION_HEAD, _SQLITE_UPSERT_ACTIVATION, rows,
+                                             len(_ACTIVATION_COLUMNS)))
+
+            stmts = await asyncio.to_thread(statements) if big else statements()
             async with self._write_lock:
-                await self._batch_writer.write(stmts)
+                await self._sqlite_writer().write(stmts)
             return
-        act_rows = [_activation_row(a, logs) for a, logs in merged.values()]
+
+        def rows() -> list[dict[str, Any]]:
+            return [_activation_row(a, logs) for a, logs in merged.values()]
+
+        act_rows = await asyncio.to_thread(rows) if big else rows()
         async with self._writer() as conn:
             stmt = _dialect_insert(conn)(activations)
             old, new = activations.c, stmt.excluded
@@ -369,6 +380,65 @@ class Store:
             await asyncio.sleep(0)  # let the writes queued behind this one go first
 
 
+    # -- disk space (the activation store's total, store/space.py) -------------------------------------
+
+    def _sqlite_writer(self) -> _SqliteBatchWriter:
+        if self._batch_writer is None:
+            self._batch_writer = _SqliteBatchWriter(str(self._engine.url.database))
+        return self._batch_writer
+
+    async def used_bytes(self) -> int | None:
+        """Bytes the database holds on disk (SQLite: its pages minus the free ones); None on PostgreSQL, whose
+        size the store does not bound (docs/operations.md, "Disk space")."""
+        if not self._is_sqlite:
+            return None
+        return await self._sqlite_writer().call(space.used_bytes)
+
+    async def prune_to_size(self, max_bytes: int, first: int = 50, steps: int = 100) -> int:
+        """While the database holds more than `max_bytes`, delete the oldest activations (their logs with them)
+        down to 90 % of it (so the next check has room); returns how many. Rows differ in size by orders of
+        magnitude (a log line or 256 KB of them), so the first step deletes `first` rows and the next ones as
+        many as the bytes each row freed so far say are needed (at most PRUNE_CHUNK per transaction). SQLite
+        only (`used_bytes`)."""
+        used = await self.used_bytes()
+        if used is None or used <= max_bytes:
+            return 0
+        target = int(max_bytes * 0.9)
+        deleted = 0
+        key = literal_column("rowid")
+        n = first
+        for _ in range(steps):
+            oldest = select(key).select_from(activations).order_by(activations.c.start).limit(n).scalar_subquery()
+            async with self._writer() as conn:
+                got = (await conn.execute(delete(activations).where(key.in_(oldest)))).rowcount
+            deleted += got
+            now_used = await self.used_bytes()
+            if got < n or now_used is None or now_used <= target:
+                break
+            per_row = max(1.0, (used - now_used) / got)
+            n = max(1, min(PRUNE_CHUNK, int((now_used - target) / per_row) + 1))
+            used = now_used
+            await asyncio.sleep(0)  # let the writes queued behind this one go first
+        return deleted
+
+    async def reclaim(self) -> int:
+        """SQLite: give the pages deletes freed back to the file system, a step (one short write transaction)
+        at a time; returns how many pages. 0 on PostgreSQL (its vacuum reclaims)."""
+        if await self.used_bytes() is None:
+            return 0
+        writer = self._sqlite_writer()
+        pages = 0
+        while True:
+            async with self._write_lock:
+                n = await writer.call(space.reclaim_step)
+            if not n:
+                break
+            pages += n
+            await asyncio.sleep(0)
+        if pages:
+            await writer.call(space.checkpoint)
+        return pages
+
 # -- helpers -----------------------------------------------------------------------------------------
 
 
@@ -416,11 +486,21 @@ async def _enable_wal(path: str) -> None:
                     row = await cur.fetchone()
             if row is None or str(row[0]).lower() != "wal":
                 raise RuntimeError(f"SQLite database {path} refused WAL mode (got {row!r})")
+            await asyncio.to_thread(_make_incremental, path)
             return
         except sqlite3.OperationalError as e:
             if "locked" not in str(e) or attempt == 199:
                 raise
             await asyncio.sleep(0.05)
+
+
+def _make_incremental(path: str) -> None:
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        space.ensure_incremental(conn, path)
+    finally:
+        conn.close()
 
 
 def _upgrade_head(connection: Connection, cfg: Config) -> None:
@@ -550,7 +630,11 @@ class _SqliteBatchWriter:
     async def write(self, stmts: list[tuple[str, tuple[Any, ...]]]) -> None:
         await asyncio.get_running_loop().run_in_executor(self._thread, self._write, stmts)
 
-    def _write(self, stmts: list[tuple[str, tuple[Any, ...]]]) -> None:
+    async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn(connection)` on the writer's thread (space accounting and reclaiming, store/space.py)."""
+        return await asyncio.get_running_loop().run_in_executor(self._thread, lambda: fn(self._connection()))
+
+    def _connection(self) -> sqlite3.Connection:
         conn = self._conn
         if conn is None:
             conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, cached_statements=64)
@@ -561,7 +645,14 @@ class _SqliteBatchWriter:
             # and again. Measured (A/B, a function printing a line per call, wrk -c32): +7 % req/s.
             conn.execute("PRAGMA cache_size=-32768")  # KiB
             conn.execute("PRAGMA wal_autocheckpoint=8192")  # pages (32 MB of WAL)
+            # ... and the WAL file is cut back to 64 MB when it restarts (SQLite otherwise keeps it at its
+            # largest for ever: a burst of writes would leave it big)
+            conn.execute("PRAGMA journal_size_limit=67108864")
             self._conn = conn
+        return conn
+
+    def _write(self, stmts: list[tuple[str, tuple[Any, ...]]]) -> None:
+        conn = self._connection()
         conn.execute("BEGIN IMMEDIATE")
         try:
             for sql, params in stmts:
@@ -621,6 +712,17 @@ def _sqlite_multirow(head: str, tail: str, rows: list[tuple[Any, ...]], width: i
         part = rows[pos : pos + size]
         pos += size
         yield _sqlite_insert_sql(head, tail, width, size), tuple(itertools.chain.from_iterable(part))
+
+
+def _log_chars(acts: Sequence[Activation], stop: int) -> int:
+    """Characters of the activations' log lines, counted until past `stop`."""
+    n = 0
+    for a in acts:
+        for ln in a.logs:
+            n += len(ln.line)
+        if n > stop:
+            break
+    return n
 
 
 def _text(s: str) -> str:

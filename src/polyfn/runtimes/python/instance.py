@@ -50,6 +50,7 @@ class InstanceSpec(msgspec.Struct, kw_only=True, array_like=True):
     log_line_max: int = 16384
     log_lines_max: int = 1000
     zygote: bool = False  # become the revision's function zygote (runtimes/python/fnzygote.py), not an instance
+    log_bytes_max: int = 1 << 62  # characters of lines kept per invocation (the server bounds bytes again)
 
 
 SAFE_ENV = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ", "PYTHONHASHSEED",
@@ -69,12 +70,17 @@ class _LogBuffer:
     Each stream's unfinished line is kept as a list of pieces (print() writes each argument, separator and
     end separately: "a", " ", "b", "\n"), joined once when its newline comes. At most `line_max` chars of
     it are held (no memory blow-up from a huge line written in pieces); what is cut off beyond that is
-    counted for the truncation marker."""
+    counted for the truncation marker. At most `bytes_max` characters of complete lines are held: a flood
+    costs neither the instance's memory nor a huge result frame (the server bounds the bytes again)."""
 
-    __slots__ = ("cut", "dropped", "line_max", "lines", "lines_max", "parts", "size")
+    __slots__ = ("bytes_max", "cut", "dropped", "dropped_bytes", "held", "line_max", "lines", "lines_max", "parts",
+                 "size")
 
-    def __init__(self, line_max: int, lines_max: int):
+    def __init__(self, line_max: int, lines_max: int, bytes_max: int = 1 << 62):
         self.lines: list[tuple[float, str, str]] = []
+        self.held = 0  # characters in `lines`
+        self.bytes_max = bytes_max
+        self.dropped_bytes = 0
         self.parts: tuple[list[str], list[str]] = ([], [])  # per stream (index in _STREAMS)
         self.size = [0, 0]  # chars held in parts[i], at most line_max
         self.cut = [0, 0]  # chars of the unfinished line cut off beyond line_max
@@ -116,10 +122,16 @@ class _LogBuffer:
         if cut:
             self.cut[i] = 0
             line += f"… [truncated {cut} chars]"
-        if len(self.lines) >= self.lines_max:
-            self.dropped += 1
+        if len(self.lines) >= self.lines_max or self.held + len(line) > self.bytes_max:
+            self.drop(line)
             return
+        self.held += len(line)
         self.lines.append((time.time(), _STREAMS[i], line))
+
+    def drop(self, line: str) -> None:
+        self.dropped += 1
+        if self.held + len(line) > self.bytes_max:  # (lines over the line count alone keep the old marker)
+            self.dropped_bytes += len(line) if line.isascii() else len(line.encode("utf-8", "replace"))
 
     def pending(self) -> bool:
         return bool(self.lines or self.dropped or self.size[0] or self.size[1] or self.cut[0] or self.cut[1])
@@ -129,9 +141,14 @@ class _LogBuffer:
             if self.size[i] or self.cut[i]:
                 self.end_line(i)
         if self.dropped:
-            self.lines.append((time.time(), "stderr", f"[polyfn: {self.dropped} more lines dropped]"))
-            self.dropped = 0
+            what = f"[polyfn: {self.dropped} more lines dropped]"
+            if self.dropped_bytes:
+                what = (f"[polyfn: {self.dropped} more lines dropped: {self.dropped_bytes} bytes of logs dropped: the "
+                        f"activation logged more than {self.bytes_max} bytes (POLYFN_LOG_BYTES_PER_ACTIVATION)]")
+            self.lines.append((time.time(), "stderr", what))
+            self.dropped = self.dropped_bytes = 0
         out, self.lines = self.lines, []
+        self.held = 0
         return out
 
 
@@ -169,10 +186,11 @@ class _Capture(io.TextIOBase):
         if buf.size[i] or len(s) > buf.line_max or "\n" in s:  # joins a started line, is cut, or is several
             buf.write(i, s)
             buf.end_line(i)
-        elif len(buf.lines) < buf.lines_max:
+        elif len(buf.lines) < buf.lines_max and buf.held + len(s) <= buf.bytes_max:
+            buf.held += len(s)
             buf.lines.append((time.time(), _STREAMS[i], s))
         else:
-            buf.dropped += 1
+            buf.drop(s)
 
     def writable(self) -> bool:
         return True
@@ -340,7 +358,7 @@ def _run_one(adapter: Adapter, inv: Invoke, buf: _LogBuffer) -> Result:
 
 
 async def _run_one_async(adapter: Adapter, inv: Invoke, spec: InstanceSpec, pool: Any) -> Result:
-    buf = _LogBuffer(spec.log_line_max, spec.log_lines_max)
+    buf = _LogBuffer(spec.log_line_max, spec.log_lines_max, spec.log_bytes_max)
     if inv.trace_id:
         _set_trace_env(inv)
     t0 = time.perf_counter()
@@ -429,7 +447,7 @@ async def _serve_async(sock: socket.socket, adapter: Adapter, spec: InstanceSpec
 def main(spec: InstanceSpec, sock: socket.socket, info: str, prepared: Any = None) -> None:
     """Entry point in the forked child. Never returns normally: the caller `_exit`s."""
     t0 = time.perf_counter()
-    init_buf = _LogBuffer(spec.log_line_max, spec.log_lines_max)
+    init_buf = _LogBuffer(spec.log_line_max, spec.log_lines_max, spec.log_bytes_max)
     capture_output(init_buf)
     try:
         applied = _prepare_process(spec, prepared)
