@@ -90,20 +90,22 @@ def one_op(c: Any, op: str, table_name: str, rnd: random.Random, me: str, i: int
                                                        "v": {"S": "z" * 50}}}} for j in range(4)])
 
 
-def worker(endpoint: str, akid: str, secret: str, table_name: str, op: str, threads: int, start: float,
+def worker(endpoint: str, akid: str, secret: str, table_name: str, op: str, threads: int, go: Any,
            seconds: float, name: str, out: Any) -> None:
-    """One load-generator process: `threads` clients from `start` for `seconds`; puts (ops, errors, cpu)."""
+    """One load-generator process: `threads` clients, once `go` is set, for `seconds`; puts "ready" when its
+    clients are warm, then (ops, errors, cpu)."""
     clients = [client(endpoint, akid, secret) for _ in range(threads)]
     counts = [0] * threads
     errors = [0] * threads
     for c in clients:  # connect and warm each client before the clock starts
         c.describe_table(TableName=table_name)
+    out.put("ready")
+    go.wait()
+    start = time.time()
 
     def run(k: int) -> None:
         rnd = random.Random(k)
         me = f"{name}-{k}-{os.getpid()}"
-        while time.time() < start:
-            time.sleep(0.001)
         end = start + seconds
         i = 0
         while time.time() < end:
@@ -127,14 +129,15 @@ def load(endpoint: str, akid: str, secret: str, table_name: str, op: str, procs:
          seconds: float, server_pid: int) -> dict[str, float]:
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    start = time.time() + 2.5 + 0.3 * procs  # time for every process to start and warm its clients
-    ps = [ctx.Process(target=worker, args=(endpoint, akid, secret, table_name, op, threads, start, seconds,
+    go = ctx.Event()
+    ps = [ctx.Process(target=worker, args=(endpoint, akid, secret, table_name, op, threads, go, seconds,
                                            f"p{n}", q)) for n in range(procs)]
     for p in ps:
         p.start()
-    while time.time() < start:
-        time.sleep(0.01)
+    for _ in ps:  # every process started and its clients warm
+        assert q.get(timeout=300) == "ready"
     cpu0 = tree_cpu_seconds(server_pid)
+    go.set()
     results = [q.get() for _ in ps]
     cpu1 = tree_cpu_seconds(server_pid)
     for p in ps:
