@@ -6,7 +6,8 @@ Both servers run on this machine in the same run, with the same load: `--procs` 
 operation for `--seconds`. boto3 is slow (its request building and signing cost more CPU than polyfn spends
 answering), so the load generator's own CPU is measured and printed: on a small machine it, not the server,
 is often the limit. Each row also gives the server's CPU per operation, which says what one node could do
-with a faster client (`capacity/core` = operations per CPU-second of the server process).
+with a faster client (`capacity/core` = operations per CPU-second of the server process and its children,
+less what the idle server uses in the second before the run).
 
 Operations: PutItem (new keys), GetItem (existing keys), Query returning 100 items, UpdateItem with a
 ConditionExpression (`SET n = n + :one` if the item exists), TransactWriteItems of 4 Puts. Then the core
@@ -136,14 +137,19 @@ def load(endpoint: str, akid: str, secret: str, table_name: str, op: str, procs:
         p.start()
     for _ in ps:  # every process started and its clients warm
         assert q.get(timeout=300) == "ready"
+    idle0 = tree_cpu_seconds(server_pid)  # the server's own background work (tickers, zygotes), subtracted
+    time.sleep(1.0)
+    idle = tree_cpu_seconds(server_pid) - idle0
     cpu0 = tree_cpu_seconds(server_pid)
+    t0 = time.perf_counter()
     go.set()
     results = [q.get() for _ in ps]
     cpu1 = tree_cpu_seconds(server_pid)
+    busy = max(0.0, cpu1 - cpu0 - idle * (time.perf_counter() - t0))
     for p in ps:
         p.join()
     ops = sum(r[0] for r in results)
-    return {"ops_s": ops / seconds, "errors": sum(r[1] for r in results), "server_cpu": cpu1 - cpu0,
+    return {"ops_s": ops / seconds, "errors": sum(r[1] for r in results), "server_cpu": busy,
             "gen_cpu": sum(r[2] for r in results), "ops": ops, "seconds": seconds}
 
 

@@ -236,8 +236,7 @@ class Collections:
 
     async def update(self, caller: Caller, name: Any, doc_id: Any, data: Any) -> int:
         t = await self.collection(caller, name, access.WRITE)
-        w = self._updater(caller, t, data, _exists(), {"_id": {"S": doc_id}} if isinstance(doc_id, str) else {})
-        w.k = _id_key(t, doc_id)
+        w = self._updater(caller, t, data, _exists(), _id_key(t, doc_id), {"_id": {"S": doc_id}})
         try:
             await self.db.write_one(caller.ns, w)
         except ConditionFailed:
@@ -246,15 +245,15 @@ class Collections:
 
     async def remove(self, caller: Caller, name: Any, doc_id: Any) -> int:
         t = await self.collection(caller, name, access.WRITE)
-        w = self._remover(caller, t, _exists())
-        w.k = _id_key(t, doc_id)
+        w = self._remover(caller, t, _exists(), _id_key(t, doc_id), {"_id": {"S": doc_id}})
         try:
             await self.db.write_one(caller.ns, w)
         except ConditionFailed:
             return 0
         return 1
 
-    def _updater(self, caller: Caller, t: TableDef, data: Any, cond: Any, key: dict[str, Any]) -> writes.Write:
+    def _updater(self, caller: Caller, t: TableDef, data: Any, cond: Any, k: rows.RowKey,
+                 key: dict[str, Any]) -> writes.Write:
         try:
             changes = wxquery.flatten_update(data, ("_id", "_openid") if caller.client else ("_id",))
         except Invalid as e:
@@ -270,16 +269,16 @@ class Collections:
             self._check(caller, rule, new, "write this document")
             return new
 
-        return writes.Write(t, rows.RowKey(0, b"", b""), cond, make=make, key=key)
+        return writes.Write(t, k, cond, make=make, key=key)
 
-    def _remover(self, caller: Caller, t: TableDef, cond: Any) -> writes.Write:
+    def _remover(self, caller: Caller, t: TableDef, cond: Any, k: rows.RowKey, key: dict[str, Any]) -> writes.Write:
         rule = self._rule(caller, t.name, "write")
 
         def make(old: dict[str, Any] | None) -> None:
             self._check(caller, rule, old, "remove this document")
             return None
 
-        return writes.Write(t, rows.RowKey(0, b"", b""), cond, make=make, deletes=True)
+        return writes.Write(t, k, cond, make=make, deletes=True, key=key)
 
     # -- queries ----------------------------------------------------------------------------------------
 
@@ -348,13 +347,14 @@ class Collections:
 
     async def update_where(self, caller: Caller, name: Any, where: Any, data: Any) -> int:
         t = await self.collection(caller, name, access.WRITE)
-        return await self._each(caller, t, where, lambda cond: self._updater(caller, t, data, cond, {}))
+        return await self._each(caller, t, where, lambda cond, k, key: self._updater(caller, t, data, cond, k, key))
 
     async def remove_where(self, caller: Caller, name: Any, where: Any) -> int:
         t = await self.collection(caller, name, access.WRITE)
-        return await self._each(caller, t, where, lambda cond: self._remover(caller, t, cond))
+        return await self._each(caller, t, where, lambda cond, k, key: self._remover(caller, t, cond, k, key))
 
-    async def _each(self, caller: Caller, t: TableDef, where: Any, make: Callable[[Any], writes.Write]) -> int:
+    async def _each(self, caller: Caller, t: TableDef, where: Any,
+                    make: Callable[[Any, rows.RowKey, dict[str, Any]], writes.Write]) -> int:
         """Apply a write to every matching document, a chunk per transaction; each document is checked
         against the query again inside its write, so one changed meanwhile is left alone."""
         found = await self.found(caller, t, Query(where=where), None)
@@ -363,10 +363,8 @@ class Collections:
         for i in range(0, len(found), WRITE_CHUNK):
             ws = []
             for item in found[i:i + WRITE_CHUNK]:
-                w = make(And(_exists(), cond) if cond is not None else _exists())
-                w.k = rows.item_key(t.key, item)
-                w.key = {"_id": item["_id"]}
-                ws.append(w)
+                ws.append(make(And(_exists(), cond) if cond is not None else _exists(), rows.item_key(t.key, item),
+                               {"_id": item["_id"]}))
             done += await self.db.storage.write(lambda c, ws=ws: _run_each(c, caller.ns, ws, self.clock()),
                                                 [w.lock() for w in ws])
             if t.stream_view or t.changes:
