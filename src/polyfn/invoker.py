@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 import time
 from typing import Any
@@ -20,6 +21,7 @@ from polyfn.observe.logbudget import LogBudget
 from polyfn.observe.metrics import Metrics
 from polyfn.observe.recorder import ActivationRecorder
 from polyfn.protocol import Invoke, Result
+from polyfn.scheduler import shed
 from polyfn.scheduler.deadlines import Deadlines
 from polyfn.scheduler.instance import Instance, InstanceGone
 from polyfn.scheduler.pool import PoolClosed, StartFailed, Throttled
@@ -98,6 +100,7 @@ class Invoker:
         self.metrics = metrics
         self.lines_max = settings.log_lines_per_activation
         self.log_budget = LogBudget(settings.log_bytes_per_activation, settings.log_bytes_per_second)
+        self._refusals: dict[tuple[str, str], Outcome] = {}  # (function, reason) → its 429, built once
         self.limiter: Any = None  # polyfn.auth.ratelimit.Limiter, for functions with a rate_limit
         self.registry = registry
         self.recorder = recorder
@@ -152,17 +155,24 @@ class Invoker:
         if inst is None:
             try:
                 inst = await pool.acquire(spec.timeout)
-            except Throttled as e:
-                return self._finish(act, t0, "throttled", e.status, platform_error(
-                    e.status, e.code, str(e), headers=[(b"retry-after", str(e.retry_after).encode())],
-                    activation_id=act.id))
+            except Throttled as e:  # shed: no activation record, only counted (scheduler/shed.py)
+                if self.metrics is not None:
+                    self.metrics.shed(name, trigger, e.reason)
+                return self._refused(name, e)
             except StartFailed as e:
                 act.logs = self._bounded(name, [ln if type(ln) is LogLine else LogLine(*ln) for ln in e.logs])
                 act.error = e.error
+                message = f"the function failed to start: {e.error.get('errorMessage')}"
+                extra = {"errorType": e.error.get("errorType"), "stackTrace": e.error.get("stackTrace", [])}
+                headers = None
+                if e.retry_after:  # remembered: no start was tried for this call (the pool backs off)
+                    wait = max(1, math.ceil(e.retry_after))
+                    message += (f" (remembered from a start that failed {e.age:.1f} s ago; the next start is "
+                                f"tried in {wait} s)")
+                    extra["remembered"] = True
+                    headers = [(b"retry-after", str(wait).encode())]
                 return self._finish(act, t0, "init_failed", 502, platform_error(
-                    502, "function_init_failed", f"the function failed to start: {e.error.get('errorMessage')}",
-                    extra={"errorType": e.error.get("errorType"), "stackTrace": e.error.get("stackTrace", [])},
-                    activation_id=act.id))
+                    502, "function_init_failed", message, extra=extra, headers=headers, activation_id=act.id))
             except PoolClosed as e:
                 return platform_error(404, "function_not_found", str(e))
         t_acquired = time.perf_counter()
@@ -224,6 +234,21 @@ class Invoker:
                 f"the function returned {len(res.body)} bytes; the limit is {self.max_payload}", activation_id=act.id))
         return self._finish(act, t0, "success", status, Outcome(status, out_headers, res.body, act.id, act.cold),
                             res.body)
+
+    def _refused(self, name: str, e: Throttled) -> Outcome:
+        """The 429 (503) of a refused call. Under a flood these are most answers: the common ones are built
+        once per function and reason."""
+        if e.reason not in (shed.QUEUE_FULL, shed.OVERLOADED):
+            return platform_error(e.status, e.code, str(e), headers=[(b"retry-after", str(e.retry_after).encode())])
+        key = (name, e.reason)
+        out = self._refusals.get(key)
+        if out is None:
+            if len(self._refusals) > 10_000:
+                self._refusals.clear()
+            out = self._refusals[key] = platform_error(
+                e.status, e.code, f"function {name!r} is at capacity ({e.reason}): retry later",
+                headers=[(b"retry-after", str(e.retry_after).encode())])
+        return Outcome(out.status, list(out.headers), out.body)
 
     def _bounded(self, name: str, logs: list[LogLine]) -> list[LogLine]:
         """The lines the node keeps (observe/logbudget.py: bytes per activation and per function a second)."""

@@ -350,6 +350,12 @@ def _setup_logging() -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    # uvicorn's own messages (a malformed request, an unsupported upgrade, an exception in a request) in the
+    # same format: its servers are made with `log_config=None`, so nothing replaces this
+    server_log = logging.getLogger("uvicorn")
+    server_log.handlers[:] = [handler]
+    server_log.setLevel(logging.WARNING)
+    server_log.propagate = False
 
 
 class _JsonFormatter(logging.Formatter):
@@ -363,16 +369,21 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(out)
 
 
-def _http_protocol(settings: Settings) -> Any:
-    """uvicorn's httptools protocol with coalesced writes and the connection limits (gateway/http.py); plain
-    "httptools" if missing."""
+def _http_protocol(settings: Settings, node: Node) -> Any:
+    """uvicorn's httptools protocol with coalesced writes, the connection limits and early load shedding
+    (gateway/http.py); plain "httptools" if missing."""
     try:
         from polyfn.gateway.http import CoalescingHttpToolsProtocol
     except ImportError:
         return "httptools"
     from polyfn.gateway.limits import HttpLimits
 
-    return CoalescingHttpToolsProtocol.with_limits(HttpLimits.from_settings(settings))
+    def on_shed(function: str) -> None:
+        if settings.metrics:
+            node.metrics.shed(function, "http", "overloaded")
+
+    return CoalescingHttpToolsProtocol.with_limits(HttpLimits.from_settings(settings), node.manager.shedding,
+                                                   on_shed)
 
 
 def serve(host: str = "127.0.0.1", port: int = 8080, data_dir: str | Path | None = None,
@@ -394,9 +405,10 @@ def serve(host: str = "127.0.0.1", port: int = 8080, data_dir: str | Path | None
     settings.http_max_connections = connections_for(after, settings.http_max_connections)
     node = Node(settings, examples=examples)
     config = uvicorn.Config(
-        node.asgi, host=settings.host, port=settings.port, loop="uvloop", http=_http_protocol(settings),
+        node.asgi, host=settings.host, port=settings.port, loop="uvloop", http=_http_protocol(settings, node),
         lifespan="on", interface="asgi3", timeout_keep_alive=settings.http_keepalive_timeout,
-        log_level="warning", access_log=False, timeout_graceful_shutdown=int(settings.drain_timeout) or None,
+        log_level="warning", log_config=None, access_log=False,
+        timeout_graceful_shutdown=int(settings.drain_timeout) or None,
         server_header=False, date_header=False,
         # Nothing on this server reads the client address (functions get X-Forwarded-For as sent), so
         # uvicorn's proxy-headers middleware would be a layer per request for nothing.

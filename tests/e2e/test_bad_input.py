@@ -187,3 +187,35 @@ def test_zip_lying_about_sizes_rejected(server: Server) -> None:
     r = _deploy_zip(server, "zipliar", bytes(data))
     assert r.status_code in (400, 413), r.text
     assert server.http.get("/healthz").status_code == 200
+
+
+DEEP = [b"[" * 1000 + b"]" * 1000, b'{"a":' * 1000 + b"1" + b"}" * 1000]  # 2 KB each, 1,000 levels deep
+COMPAT = [("POST", "/system/functions"), ("PUT", "/system/functions"), ("POST", "/function/deep"),
+          ("POST", "/async-function/deep"), ("PUT", "/api/v1/namespaces/_/actions/deep2"),
+          ("POST", "/api/v1/namespaces/_/actions/deep"), ("POST", "/2015-03-31/functions"),
+          ("POST", "/2015-03-31/functions/deep/invocations"), ("POST", "/fn/deep")]
+
+
+def test_deeply_nested_json_is_a_400_never_a_500(server: Server) -> None:
+    """Every POST/PUT the OpenAPI document lists, and the compat APIs' ones: 1,000-deep JSON is malformed
+    input (before: a RecursionError, a 500, on 7 endpoints)."""
+    server.deploy("deep", {"handler.py": "def handler(event, context):\n    return event\n"})
+    spec = server.api.get("/v1/openapi.json").json()
+    routes = [(m.upper(), p) for p, ops in spec["paths"].items() for m in ops if m in ("post", "put", "patch")]
+    fill = {"{name}": "deep", "{topic}": "t", "{stream}": "s", "{entry_id}": "e", "{trigger_id}": "t",
+            "{key_id}": "k", "{bucket}": "b", "{version}": "1", "{alias}": "a"}
+    refused = set()
+    for method, path in routes + COMPAT:
+        for k, v in fill.items():
+            path = path.replace(k, v)
+        for body in DEEP:
+            with httpx.Client(base_url=server.url, timeout=60,
+                              headers={"authorization": f"Bearer {server.key}"}) as c:  # a fresh connection each
+                r = c.request(method, path, content=body, headers={"content-type": "application/json"})
+            assert r.status_code < 500, (method, path, r.status_code, r.text[:300])
+            if r.status_code == 400:
+                refused.add(path)
+    for path in ("/v1/functions", "/v1/functions/deep", "/v1/functions/deep/invoke", "/v1/storage/keys",
+                 "/v1/storage/triggers", "/v1/logs/s", "/v1/functions/deep/triggers"):
+        assert path in refused, (path, sorted(refused))
+    assert server.http.get("/fn/deep").status_code == 200

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from .conftest import Server, error_code, pid_alive, wait_until
 
@@ -19,6 +20,11 @@ def handler(event, context):
     r = server.http.get("/fn/raiser")
     assert r.status_code == 500
     assert r.headers["x-polyfn-function-error"] == "Unhandled"
+    assert "x-polyfn-error" not in r.headers  # the function's error, not the platform's
+    # ... and the API reference says so (it once named `X-Polyfn-Error: function_error`)
+    api_md = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    row = next(ln for ln in api_md.splitlines() if ln.startswith("| 500 |") and "handler raised" in ln)
+    assert "`X-Polyfn-Function-Error: Unhandled`" in row and "X-Polyfn-Error: function_error" not in api_md
     err = r.json()
     assert err["errorType"] == "ValueError"
     assert err["errorMessage"] == "bad value 42"
@@ -129,6 +135,10 @@ def handler(event, context):
     r2 = server.http.get("/fn/badimport")
     assert r2.status_code == 502 and error_code(r2) == "function_init_failed"
     assert time.monotonic() - t0 < 1.0
+    assert "retry-after" not in r.headers and "remembered" not in body  # (the first: a start was tried)
+    again = r2.json()["error"]  # ... this one says it is remembered, and when the next start is tried
+    assert again["remembered"] is True and "remembered from a start that failed" in again["message"]
+    assert "cannot connect to the database" in again["message"] and int(r2.headers["retry-after"]) >= 1
     # Fixing the code (a new revision) makes it work immediately.
     server.deploy("badimport", {"handler.py": "def handler(event, context):\n    return 'fixed'\n"})
     assert server.http.get("/fn/badimport").text == "fixed"

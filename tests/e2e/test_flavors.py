@@ -139,3 +139,20 @@ def test_vendor_libraries_are_preloaded_by_the_zygote(server: Server) -> None:
     server.deploy("preloaded", {"handler.py": src})
     r = server.api.post("/v1/functions/preloaded/invoke", json={})
     assert r.status_code == 200 and r.json() == ["flask", "functions_framework", "azure.functions"]
+
+
+def test_non_latin1_paths_reach_wsgi_functions_as_wsgi_expects(server: Server) -> None:
+    """A percent-encoded path beyond latin-1 (`/caf%C3%A9/%E2%82%AC`) reaches Flask (gcp) and an Aliyun WSGI
+    handler as PEP 3333 has it: PATH_INFO holds the UTF-8 bytes as latin-1 (before: the decoded text, on which
+    werkzeug failed with a 500)."""
+    server.deploy("gcp-path", {"main.py": "import functions_framework\n\n@functions_framework.http\n"
+                                          "def f(request):\n    return request.path\n"})
+    r = server.http.get("/fn/gcp-path/caf%C3%A9/%E2%82%AC")
+    assert r.status_code == 200 and r.text == "/café/€", r.text
+    server.deploy("fc-path", {"index.py": "def handler(environ, start_response):\n"
+                                          "    path = environ['PATH_INFO'].encode('latin-1').decode('utf-8')\n"
+                                          "    start_response('200 OK', [('content-type', 'text/plain')])\n"
+                                          "    return [(path + ' ' + environ['fc.request_uri']).encode()]\n"},
+                  flavor="aliyun")
+    r = server.http.get("/fn/fc-path/caf%C3%A9/%E2%82%AC?x=1")
+    assert r.status_code == 200 and r.text == "/café/€ /caf%C3%A9/%E2%82%AC?x=1", r.text

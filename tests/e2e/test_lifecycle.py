@@ -72,6 +72,13 @@ def test_queue_overflow_is_429_with_retry_after(tmp_path) -> None:
         assert codes.count(200) >= 2 and 429 in codes
         assert throttled[0].headers["retry-after"]
         assert throttled[0].json()["error"]["code"] == "too_many_requests"
+        # shed before it cost anything: no activation record (before: one per 429), only counted
+        assert "x-polyfn-activation-id" not in throttled[0].headers
+        acts = s.api.get("/v1/activations", params={"function": "narrow"}).json()["activations"]
+        assert len(acts) == 1 + codes.count(200) and all(a["status"] == "success" for a in acts)
+        metrics = s.http.get("/metrics").text
+        shed = [ln for ln in metrics.splitlines() if ln.startswith("polyfn_shed_total") and 'function="narrow"' in ln]
+        assert shed and sum(float(ln.rsplit(" ", 1)[1]) for ln in shed) == codes.count(429), shed
     finally:
         s.stop()
 

@@ -229,3 +229,35 @@ async def test_connections_beyond_the_limit_get_503(limited: int) -> None:
     assert await status_of(reader) == (200, b"got:0")
     for _, w in conns[1:]:
         w.close()
+
+
+async def test_a_shedding_function_is_answered_429_before_any_work() -> None:
+    """Calls to a function in the shedding set are answered by the protocol itself (no task, no app call),
+    on a connection that stays open; others, and the same function once it recovers, reach the app."""
+    calls.clear()
+    shedding, counted = {"busy"}, []
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    proto = CoalescingHttpToolsProtocol.with_limits(LIMITS, shedding, counted.append)
+    srv = uvicorn.Server(uvicorn.Config(counting_app, http=proto, loop="none", lifespan="off", log_level="warning"))
+    task = asyncio.create_task(srv.serve(sockets=[sock]))
+    while not srv.started:
+        await asyncio.sleep(0.01)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", sock.getsockname()[1])
+        writer.write(b"GET /fn/busy/x?y=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, body = await status_of(reader)
+        assert status == 429 and b"too_many_requests" in body
+        writer.write(b"POST /fn/busy HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")  # body read, dropped
+        assert (await status_of(reader))[0] == 429
+        writer.write(b"GET /fn/calm HTTP/1.1\r\nHost: x\r\n\r\n")  # the same connection serves others
+        assert await status_of(reader) == (200, b"got:0")
+        shedding.discard("busy")
+        writer.write(b"POST /fn/busy HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
+        assert await status_of(reader) == (200, b"got:2")
+        assert calls == ["/fn/calm", "/fn/busy"] and counted == ["busy", "busy"]
+        writer.close()
+    finally:
+        srv.should_exit = True
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(task, 5)

@@ -125,3 +125,18 @@ def test_many_idle_connections_do_not_lock_others_out(node: Server) -> None:
     finally:
         for s in socks:
             s.close()
+
+
+def test_malformed_requests_are_logged_as_json(node: Server) -> None:
+    """The node's log is one JSON object per line, uvicorn's own warnings included (a request it cannot
+    parse, an upgrade it does not support: before, plain text in the middle of the JSON log)."""
+    import json
+
+    raw(node.port, b"GARBAGE\x00\x01 / HTTP/9\r\n\r\n")
+    raw(node.port, b"GET /fn/bystander HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n", timeout=3)
+    time.sleep(0.5)
+    lines = [ln for ln in node.log.read_text().splitlines() if ln.strip()]
+    banner = [ln for ln in lines if ln.startswith(("polyfn ", "  "))]  # the start banner, on stdout
+    records = [json.loads(ln) for ln in lines if ln not in banner]  # every other line parses
+    text = " ".join(r["msg"] for r in records)
+    assert "invalid HTTP request" in text and "upgrade" in text.lower(), text[-2000:]

@@ -58,6 +58,7 @@ def build_api(node: Node) -> FastAPI:
         lifespan=node.lifespan,
     )
     errors.install(app)
+    errors.openapi_without_422(app)
 
     async def require_key(request: Request) -> None:
         from polyfn.auth.access import authorize
@@ -77,7 +78,7 @@ def build_api(node: Node) -> FastAPI:
                 out["status"] = "degraded"
         return out
 
-    v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_key)])
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=errors.ERROR_RESPONSES)
 
     @v1.get("/version")
     async def version() -> dict[str, str]:
@@ -222,7 +223,7 @@ def build_api(node: Node) -> FastAPI:
     v1.include_router(events.router(node))
     app.include_router(v1)
     compat.install(app, node)
-    app.include_router(observe_api.build_router(node, require_key))
+    app.include_router(observe_api.build_router(node, require_key), responses=errors.ERROR_RESPONSES)
     from polyfn.console import build_console  # the console imports this module's log follower
 
     app.mount("/console", build_console(node))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import httptools
@@ -131,6 +132,9 @@ IdleConnections = ConnectionDeadlines  # (its name before it also timed requests
 
 _idle_by_loop: dict[int, ConnectionDeadlines] = {}
 
+#: seconds a connection whose call was shed is not read from (its 429 says `Retry-After: 1`)
+SHED_PAUSE = 1.0
+
 _BAD_REQUEST = error_response(400, "Bad Request", "invalid_http", "the request is not valid HTTP/1.1")
 _BUSY = error_response(503, "Service Unavailable", "too_many_connections",
                        "the node has as many connections open as it takes (POLYFN_HTTP_MAX_CONNECTIONS)",
@@ -149,10 +153,17 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     `max_connections` are answered 503 and closed at once."""
 
     limits = HttpLimits()
+    #: functions refusing calls now (the instance manager's `shedding`, scheduler/shed.py): their `/fn/` calls
+    #: are answered 429 here, before a task, a scope or a pool is touched; and who counts them
+    shedding: set[str] = set()
+    on_shed: Callable[[str], None] | None = None
+    _shed_responses: dict[str, bytes] = {}
 
     @classmethod
-    def with_limits(cls, limits: HttpLimits) -> type[CoalescingHttpToolsProtocol]:
-        return type("LimitedHttpToolsProtocol", (cls,), {"limits": limits})
+    def with_limits(cls, limits: HttpLimits, shedding: set[str] | None = None,
+                    on_shed: Callable[[str], None] | None = None) -> type[CoalescingHttpToolsProtocol]:
+        return type("LimitedHttpToolsProtocol", (cls,), {"limits": limits, "shedding": shedding or set(),
+                                                         "on_shed": on_shed, "_shed_responses": {}})
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         idle = _idle_by_loop.get(id(self.loop))
@@ -265,7 +276,37 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._body_bytes = 0
         self._body_deadline = self.loop.time() + self.limits.body_timeout
         self._idle.arm(self, self.limits.body_timeout, "body")  # (a request without a body: ended at once)
+        if self.shedding and self.url.startswith(b"/fn/") and self._shed():
+            return
         super().on_headers_complete()
+
+    def _shed(self) -> bool:
+        """Answer 429 now if the call's function is shedding load (and no earlier response is pending on
+        this connection: responses keep their order). The connection stays open; the body, if any, is read
+        and dropped. Its next request is read after the `Retry-After` second (SHED_PAUSE): a flood of
+        callers that retry at once would otherwise have the event loop spend itself on refusals, every turn
+        of it longer, and the calls it accepts wait that long too (backpressure, not a slower answer)."""
+        name = self.url[4:].partition(b"/")[0].partition(b"?")[0].decode("latin-1")
+        if name not in self.shedding or (self.cycle is not None and not self.cycle.response_complete):
+            return False
+        out = self._shed_responses.get(name)
+        if out is None:
+            if len(self._shed_responses) > 10_000:
+                self._shed_responses.clear()
+            out = self._shed_responses[name] = error_response(
+                429, "Too Many Requests", "too_many_requests", f"function {name!r} is at capacity: retry later",
+                b"retry-after: 1\r\n", close=False)
+        self.transport.write(out)
+        self.cycle = _SHED  # (what the parser's later callbacks see: a request already answered)
+        self.flow.pause_reading()
+        self.loop.call_later(SHED_PAUSE, self._resume_after_shed)
+        if self.on_shed is not None:
+            self.on_shed(name)
+        return True
+
+    def _resume_after_shed(self) -> None:
+        if self.cycle is _SHED and not self.transport.is_closing():
+            self.flow.resume_reading()
 
     def _check_headers(self) -> None:
         limits = self.limits
@@ -280,6 +321,9 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._body_deadline = 0.0
         self._begun = False
         self._idle.disarm(self, "body")
+        if self.cycle is _SHED:  # answered at its headers: now the connection waits for the next request
+            self._idle.arm(self, self.timeout_keep_alive)
+            return
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
@@ -295,6 +339,22 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             self._start_asgi_task(cycle, app)
         elif not self._reading_headers:  # (the next request's headers are due already: that deadline stays)
             self._idle.arm(self, self.timeout_keep_alive)
+
+
+class _Answered:
+    """The cycle of a request the protocol answered itself (shed): done, and never resumed."""
+
+    response_complete = True
+    response_started = True
+    disconnected = False
+
+    class message_event:  # (uvicorn calls `cycle.message_event.set()` when the connection goes)
+        @staticmethod
+        def set() -> None:
+            pass
+
+
+_SHED: Any = _Answered()
 
 
 def _peer(client: Any) -> str:

@@ -44,12 +44,16 @@ class HeadersTooLarge(Exception):
     """Raised from the parser's callbacks: the request's headers are over a limit (answered 431)."""
 
 
-def error_response(status: int, reason: str, code: str, message: str, extra: bytes = b"") -> bytes:
-    """A whole HTTP/1.1 response in polyfn's error shape, closing the connection (the protocol sends it
-    itself: no ASGI cycle exists for a request refused while it is being read)."""
+def error_response(status: int, reason: str, code: str, message: str, extra: bytes = b"",
+                   close: bool = True) -> bytes:
+    """A whole HTTP/1.1 response in polyfn's error shape, closing the connection unless `close` is false (the
+    protocol sends it itself: no ASGI cycle exists for a request refused while it is being read)."""
     body = json.dumps({"error": {"code": code, "message": message}}).encode()
-    return (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\nx-polyfn-error: {code}\r\n"
-            f"content-length: {len(body)}\r\nconnection: close\r\n").encode() + extra + b"\r\n" + body
+    head = (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\nx-polyfn-error: {code}\r\n"
+            f"content-length: {len(body)}\r\n")
+    if close:
+        head += "connection: close\r\n"
+    return head.encode() + extra + b"\r\n" + body
 
 
 def raise_fd_limit(max_connections: int) -> tuple[int, int]:

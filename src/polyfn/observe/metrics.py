@@ -110,6 +110,16 @@ class FunctionStats:
             self.r_hist[i] = None
         return i
 
+    def throttled(self, trigger: str, end: float) -> None:
+        """A call refused before it ran: counted like a throttled invocation, without its timings."""
+        self.version += 1
+        key = ("throttled", trigger)
+        self.invocations[key] = self.invocations.get(key, 0) + 1
+        i = self._entry(int(end // SLOT_S))
+        self.r_count[i] += 1
+        self.r_errors[i] += 1
+        self.r_throttled[i] += 1
+
     def observe(self, status: str, trigger: str, duration_ms: float, wait_ms: float, cold: bool,
                 init_ms: float, end: float) -> None:
         self.version += 1
@@ -318,6 +328,10 @@ class Metrics(Collector):
             "polyfn_log_floods_total",
             "Activations whose output hit the per-activation line limit (further lines were dropped).",
             ("function",))
+        self.shed_calls = self.counter(
+            "polyfn_shed_total",
+            "Calls refused (429/503) before they ran, without an activation record, by function and reason "
+            "(queue_full, overloaded, wait_timeout, no_memory).", ("function", "reason"))
         self.log_bytes_dropped = self.counter(
             "polyfn_log_bytes_dropped_total",
             "Bytes of function output dropped by the log limits (per activation, per function a second).",
@@ -335,6 +349,15 @@ class Metrics(Collector):
         if fs is None:
             fs = self.functions[act.function] = FunctionStats(act.function)
         fs.observe(act.status, act.trigger, act.duration_ms, act.wait_ms, act.cold, act.init_ms, act.end)
+
+    def shed(self, function: str, trigger: str, reason: str, now: float | None = None) -> None:
+        """A call refused without running (scheduler/shed.py): no activation record, but counted as a
+        throttled invocation and in `polyfn_shed_total{function, reason}`."""
+        fs = self.functions.get(function)
+        if fs is None:
+            fs = self.functions[function] = FunctionStats(function)
+        fs.throttled(trigger, time.time() if now is None else now)
+        self.shed_calls.inc(function, reason)
 
     # -- API for other components ------------------------------------------------------------------------
 

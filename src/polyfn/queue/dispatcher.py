@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import msgspec
 
+from polyfn import jsontext
 from polyfn.auth.callbacks import INVALID, InvalidCallbackUrl, parse_callback_url
 from polyfn.config import Settings
 from polyfn.invoker import new_activation_id
@@ -70,7 +71,7 @@ def outcome_error(out: Outcome) -> tuple[str | None, dict[str, Any]]:
             code = v.decode()
     err: dict[str, Any] = {"status_code": out.status, "code": code or "function_error"}
     try:
-        body = json.loads(out.body)
+        body = jsontext.loads(out.body)
         if isinstance(body, dict):
             e = body.get("error") if isinstance(body.get("error"), dict) else body
             msg = e.get("message") or e.get("errorMessage")
@@ -650,7 +651,7 @@ class AsyncQueue:
     async def _reply(self, job: Job, body: bytes) -> None:
         """A function invoked by an event replied with a CloudEvent: route it on (hop count bounded)."""
         try:
-            reply = json.loads(body) if body[:1] == b"{" else None
+            reply = jsontext.loads(body) if body[:1] == b"{" else None
         except ValueError:
             return
         if not (isinstance(reply, dict) and reply.get("specversion") and reply.get("type") and reply.get("source")):
@@ -692,12 +693,16 @@ class AsyncQueue:
         if out is not None:
             payload["status_code"] = out.status
             try:
-                payload["result"] = json.loads(out.body) if out.body else None
+                payload["result"] = jsontext.loads(out.body) if out.body else None
             except ValueError:
                 payload["result"] = out.body.decode("utf-8", "replace")
         if reason:
             payload["reason"] = reason
-        return json.dumps(payload).encode(), None
+        try:
+            return jsontext.dumps(payload).encode(), None
+        except jsontext.TooDeep:  # (parsed, but too deep to encode again: the result as text)
+            payload["result"] = out.body.decode("utf-8", "replace") if out is not None else None
+            return json.dumps(payload).encode(), None
 
     async def _callback_loop(self) -> None:
         """POST due callbacks. Each one is settled whatever happens: delivered, retried later with backoff,

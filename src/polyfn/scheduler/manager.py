@@ -78,6 +78,8 @@ class InstanceManager:
         self._reaper: asyncio.Task[None] | None = None
         self.instance_env: dict[str, str] = {}  # node-wide environment for every instance (set before start)
         self.metrics: Any = None  # polyfn.observe.metrics.Metrics, set by the node
+        #: functions refusing new calls now (scheduler/shed.py): the HTTP protocol refuses them before any work
+        self.shedding: set[str] = set()
         #: Extra environment for a function's instances (e.g. the object store's AWS_* credentials);
         #: the function's own `env` wins over it.
         self.env_hook: Callable[[str], Awaitable[dict[str, str]]] | None = None

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from polyfn.model import Revision
+from polyfn.scheduler import shed
 from polyfn.scheduler.autoscaler import AutoscalerConfig, AutoscalerState, Decision, Stats, decide
 from polyfn.scheduler.deadlines import Deadlines
 from polyfn.scheduler.instance import InitFailed, Instance, InstanceGone, State
@@ -34,14 +35,15 @@ SCALEDOWN_IDLE = 30.0  # an instance above the autoscaler's desired count is clo
 
 
 class Throttled(Exception):
-    """The function's queue is full; retry after `retry_after` seconds."""
+    """The function refused the call (`reason`: scheduler/shed.py); retry after `retry_after` seconds."""
 
     status = 429
     code = "too_many_requests"
 
-    def __init__(self, message: str, retry_after: int = 1):
+    def __init__(self, message: str, retry_after: int = 1, reason: str = shed.QUEUE_FULL):
         super().__init__(message)
         self.retry_after = retry_after
+        self.reason = reason
 
 
 class NoCapacity(Throttled):
@@ -50,18 +52,30 @@ class NoCapacity(Throttled):
     status = 503
     code = "node_memory_exhausted"
 
+    def __init__(self, message: str, retry_after: int = 5):
+        super().__init__(message, retry_after, shed.NO_MEMORY)
+
 
 class PoolClosed(Exception):
     pass
 
 
 class StartFailed(Exception):
-    """Starting an instance failed; `error` is the typed init error payload shown to callers."""
+    """Starting an instance failed; `error` is the typed init error payload shown to callers. A failure
+    remembered during the back-off (no start was tried for this call) has `retry_after` (seconds until the
+    next start may be tried) and `age` (seconds since the start failed), and no logs (they were recorded
+    with the activation whose start failed)."""
 
-    def __init__(self, error: dict[str, Any], logs: list[tuple[float, str, str]] | None = None):
+    def __init__(self, error: dict[str, Any], logs: list[tuple[float, str, str]] | None = None,
+                 retry_after: float = 0.0, age: float = 0.0):
         super().__init__(error.get("errorMessage", "instance failed to start"))
         self.error = error
         self.logs = logs or []
+        self.retry_after = retry_after
+        self.age = age
+
+    def remembered(self, retry_after: float, age: float) -> StartFailed:
+        return StartFailed(self.error, None, retry_after, age)
 
 
 class Pool:
@@ -88,11 +102,16 @@ class Pool:
         self.instances: list[Instance] = []  # every ready instance; starting ones are counted in `starting`
         self.idle: list[Instance] = []  # ready instances with a free slot (stack: warmest on top)
         self.waiters: deque[asyncio.Future[Instance]] = deque()
+        self._since: dict[asyncio.Future[Instance], float] = {}  # waiter → when it began to wait (monotonic)
+        self.wait_target = shed.WAIT_TARGET
+        self._shedding = False  # refusing callers at once (in `manager.shedding`: the HTTP protocol refuses too)
+        self._capped_until = 0.0  # the memory budget refused a start: full capacity until then (monotonic)
         self.starting = 0
         self.draining = False
         self.cold_starts = 0
         self._init_error: StartFailed | None = None
         self._init_error_until = 0.0
+        self._init_error_at = 0.0
         self._init_backoff = INIT_BACKOFF_MIN
         self._tasks: set[asyncio.Task[None]] = set()
         self._idle_event = asyncio.Event()
@@ -127,18 +146,27 @@ class Pool:
         inst = self.try_acquire()
         if inst is not None:
             return inst
-        if self._init_error is not None and time.monotonic() < self._init_error_until:
-            raise self._init_error
-        if len(self.waiters) >= self.max_queue:
-            raise Throttled(
-                f"function {self.revision.function!r} is at capacity ({len(self.instances)} instances, "
-                f"{len(self.waiters)} queued)",
-            )
+        if self._init_error is not None and (now := time.monotonic()) < self._init_error_until:
+            raise self._init_error.remembered(self._init_error_until - now, now - self._init_error_at)
+        waiters = self.waiters
+        now = time.monotonic()
+        if waiters or not self.max_queue:  # (the first waiter is let in: instances start for it)
+            head = self._since.get(waiters[0], now)
+            # at full capacity: every instance it may have is up and none is starting (waiting for a starting
+            # instance is productive), or the node's memory budget just refused another
+            full = not self.starting and (len(self.instances) >= self.max_instances or now < self._capped_until)
+            reason = shed.refusal(len(waiters), len(self.instances) * self.concurrency, now - head, full,
+                                  self.max_queue, self.wait_target)
+            if reason is not None:
+                self._shed(reason == shed.OVERLOADED)
+                raise Throttled(f"function {self.revision.function!r} is at capacity ({len(self.instances)} "
+                                f"instances, {len(waiters)} queued)", reason=reason)
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
         fut: asyncio.Future[Instance] = loop.create_future()
-        self.waiters.append(fut)
+        waiters.append(fut)
+        self._since[fut] = now
         self._scale_up()
         # Not asyncio.wait_for: every request that finds all instances busy comes through here, and
         # wait_for's wrapping (a second future, callbacks, a timer) measured ~3x the cost of this.
@@ -152,13 +180,30 @@ class Pool:
             raise
         finally:
             deadlines.discard(fut)
+            del self._since[fut]
             if fut in self.waiters:  # usually already handed over (popleft): skip the costly ValueError
                 self.waiters.remove(fut)
 
     def _wait_expired(self, fut: asyncio.Future[Instance], timeout: float) -> None:
         if not fut.done():
             fut.set_exception(Throttled(
-                f"no instance of {self.revision.function!r} became free within {timeout:.1f} s", retry_after=1))
+                f"no instance of {self.revision.function!r} became free within {timeout:.1f} s", retry_after=1,
+                reason=shed.WAIT_TIMEOUT))
+
+    def _shed(self, overloaded: bool) -> None:
+        """Refusing at once: while overloaded the node's HTTP protocol refuses this function's calls too,
+        before any work (`manager.shedding`), until the queue is shorter than the instances' slots."""
+        if overloaded and not self._shedding:
+            self._shedding = True
+            shedding = getattr(self.manager, "shedding", None)  # (test fakes of the manager may have none)
+            if shedding is not None:
+                shedding.add(self.revision.function)
+
+    def _recovered(self) -> None:
+        self._shedding = False
+        shedding = getattr(self.manager, "shedding", None)
+        if shedding is not None:
+            shedding.discard(self.revision.function)
 
     def release(self, inst: Instance) -> None:
         inst.inflight -= 1
@@ -167,6 +212,8 @@ class Pool:
         self.busy -= 1
         if not self.busy:
             self.last_end = now
+        if self._shedding and len(self.waiters) < len(self.instances) * self.concurrency:
+            self._recovered()
         if inst.state is not State.READY:
             return
         if self.waiters and self._hand_over(inst):
@@ -206,6 +253,7 @@ class Pool:
         room = self.max_instances - len(self.instances) - self.starting
         for _ in range(max(0, min(wanted, room))):
             if not self._start_background():
+                self._capped_until = time.monotonic() + 1.0
                 self._no_capacity()
                 break
 
@@ -330,7 +378,8 @@ class Pool:
     def _start_failed(self, err: StartFailed) -> None:
         """Report the init error to everyone waiting and back off, so a broken function does not spin."""
         self._init_error = err
-        self._init_error_until = time.monotonic() + self._init_backoff
+        self._init_error_at = time.monotonic()
+        self._init_error_until = self._init_error_at + self._init_backoff
         self._init_backoff = min(self._init_backoff * 2, INIT_BACKOFF_MAX)
         log.warning("%s: instance failed to start: %s", self.revision.key, err)
         if not any(i.state is State.READY for i in self.instances):
@@ -433,6 +482,8 @@ class Pool:
         """Stop taking new work (the caller has routed it elsewhere), let in-flight invocations finish
         within `timeout`, then stop every instance."""
         self.draining = True
+        if self._shedding:
+            self._recovered()
         if any(i.inflight for i in self.instances) or self.waiters:
             self._idle_event.clear()
             try:

@@ -93,7 +93,7 @@ class StorageService:
 
         s = self.settings
         config = uvicorn.Config(self.app, loop="none", http="httptools", lifespan="off", interface="asgi3",
-                                log_level="warning", access_log=False, server_header=False, date_header=False,
+                                log_level="warning", log_config=None, access_log=False, server_header=False, date_header=False,
                                 timeout_graceful_shutdown=int(s.drain_timeout) or None, backlog=2048)
         config.load()
         server = uvicorn.Server(config)

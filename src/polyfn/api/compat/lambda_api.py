@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 
+from polyfn import jsontext
 from polyfn.api.compat import common
 from polyfn.auth import sigv4
 from polyfn.auth.keys import allows
@@ -872,7 +873,7 @@ def _pick(primary: str, weights: dict[str, float], rand: Any = random.random) ->
 
 def _error_of(body: bytes) -> dict[str, Any]:
     try:
-        e = json.loads(body).get("error")
+        e = jsontext.loads(body).get("error")
         return e if isinstance(e, dict) else {}
     except (ValueError, AttributeError):
         return {}

@@ -28,6 +28,7 @@ import msgspec
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from polyfn import jsontext
 from polyfn.api.compat import common, keys
 from polyfn.deploy import archive
 from polyfn.deploy.errors import DeployError
@@ -100,7 +101,7 @@ def _web_exported(info: FunctionInfo) -> bool:
 
 def activation_json(act: Activation, info_name: str, subject: str = "") -> dict[str, Any]:
     try:
-        result = json.loads(act.result) if act.result else {}
+        result = jsontext.loads(act.result) if act.result else {}
     except ValueError:
         result = {"result": act.result}
     if act.status == "success":
@@ -404,7 +405,7 @@ def _result(out: Outcome, info: FunctionInfo) -> tuple[int, Any]:
     hdrs = common.outcome_headers(out)
     code = hdrs.get("x-polyfn-error")
     try:
-        body: Any = json.loads(out.body) if out.body else {}
+        body: Any = jsontext.loads(out.body) if out.body else {}
     except ValueError:
         body = {"result": out.body.decode("utf-8", "replace")}
     if code == "function_not_found":

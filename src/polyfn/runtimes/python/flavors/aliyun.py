@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 import time
+import urllib.parse
 from typing import Any
 
 from polyfn.events.shapes import shaper
@@ -188,7 +189,9 @@ class Adapter(base.Adapter):
 
         environ = wsgi_environ(inv)
         environ["fc.context"] = FCContext(self, inv)
-        environ["fc.request_uri"] = (inv.path or "/") + (f"?{inv.query}" if inv.query else "")
+        # the request URI as sent: the path percent-encoded again (a URI is ASCII)
+        uri = urllib.parse.quote(inv.path or "/", safe="/!$&'()*+,;=:@-._~")
+        environ["fc.request_uri"] = uri + (f"?{inv.query}" if inv.query else "")
         status_headers: list[Any] = []
 
         def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:

@@ -32,12 +32,19 @@ HTTP, CLOUDEVENT, EVENT = "http", "cloudevent", "event"
 CRASH = [("x-google-status", "crash")]
 
 
+def wsgi_path(path: str) -> str:
+    """PATH_INFO as WSGI (PEP 3333) wants it: the path's UTF-8 bytes as a latin-1 string. `inv.path` is already
+    percent-decoded text; handing "/€" over as such made Flask (werkzeug decodes PATH_INFO with latin-1) fail
+    on any character beyond latin-1, a 500."""
+    return path.encode("utf-8", "surrogateescape").decode("latin-1")
+
+
 def wsgi_environ(inv: Invoke, server_name: str = "localhost") -> dict[str, Any]:
     """A WSGI environ for an HTTP invocation (also used by the Aliyun WSGI handler)."""
     env: dict[str, Any] = {
         "REQUEST_METHOD": inv.method or "POST",
         "SCRIPT_NAME": "",
-        "PATH_INFO": inv.path or "/",
+        "PATH_INFO": wsgi_path(inv.path or "/"),
         "QUERY_STRING": inv.query,
         "SERVER_NAME": server_name,
         "SERVER_PORT": "80",

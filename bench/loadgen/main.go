@@ -1,0 +1,152 @@
+// loadgen: C keep-alive connections, each sending one request at a time for D seconds, recording each
+// response's status and latency; prints one JSON object: counts and latency percentiles (ms) per status
+// class, and connection errors. Unlike wrk it keeps the latencies of accepted calls (2xx) apart from those of
+// refused ones (429, 503), which is what an overload benchmark needs. Standard library only.
+//
+//	go run bench/loadgen/main.go -addr 127.0.0.1:8080 -path /fn/hello -c 2000 -d 10s
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+type result struct {
+	status int
+	ms     float64
+}
+
+func worker(addr, req string, stop time.Time, out chan<- []result, errs *int64, mu *sync.Mutex) {
+	var got []result
+	defer func() { out <- got }()
+	var conn net.Conn
+	var rd *bufio.Reader
+	for time.Now().Before(stop) {
+		if conn == nil {
+			c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+			if err != nil {
+				mu.Lock()
+				*errs++
+				mu.Unlock()
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			conn, rd = c, bufio.NewReaderSize(c, 16384)
+		}
+		conn.SetDeadline(stop.Add(30 * time.Second))
+		t0 := time.Now()
+		status, keep, err := roundTrip(conn, rd, req)
+		if err != nil {
+			mu.Lock()
+			*errs++
+			mu.Unlock()
+			conn.Close()
+			conn = nil
+			continue
+		}
+		got = append(got, result{status, float64(time.Since(t0).Microseconds()) / 1000})
+		if !keep {
+			conn.Close()
+			conn = nil
+		}
+	}
+	if conn != nil {
+		conn.Close()
+	}
+}
+
+func roundTrip(conn net.Conn, rd *bufio.Reader, req string) (int, bool, error) {
+	if _, err := conn.Write([]byte(req)); err != nil {
+		return 0, false, err
+	}
+	line, err := rd.ReadString('\n')
+	if err != nil {
+		return 0, false, err
+	}
+	parts := strings.SplitN(line, " ", 3)
+	if len(parts) < 2 {
+		return 0, false, fmt.Errorf("bad status line %q", line)
+	}
+	status, _ := strconv.Atoi(parts[1])
+	length, keep := 0, true
+	for {
+		h, err := rd.ReadString('\n')
+		if err != nil {
+			return 0, false, err
+		}
+		if h == "\r\n" {
+			break
+		}
+		k, v, _ := strings.Cut(h, ":")
+		k, v = strings.ToLower(strings.TrimSpace(k)), strings.TrimSpace(v)
+		if k == "content-length" {
+			length, _ = strconv.Atoi(v)
+		} else if k == "connection" && strings.EqualFold(v, "close") {
+			keep = false
+		}
+	}
+	if _, err := rd.Discard(length); err != nil {
+		return 0, false, err
+	}
+	return status, keep, nil
+}
+
+func pct(v []float64, p float64) float64 {
+	if len(v) == 0 {
+		return -1
+	}
+	k := int(p/100*float64(len(v))+0.999999) - 1
+	if k < 0 {
+		k = 0
+	}
+	if k >= len(v) {
+		k = len(v) - 1
+	}
+	return v[k]
+}
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:8080", "host:port")
+	path := flag.String("path", "/", "request path")
+	conns := flag.Int("c", 32, "connections")
+	dur := flag.Duration("d", 10*time.Second, "duration")
+	flag.Parse()
+	req := fmt.Sprintf("GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", *path, *addr)
+	stop := time.Now().Add(*dur)
+	out := make(chan []result, *conns)
+	var errs int64
+	var mu sync.Mutex
+	start := time.Now()
+	for i := 0; i < *conns; i++ {
+		go worker(*addr, req, stop, out, &errs, &mu)
+	}
+	byClass := map[string][]float64{}
+	for i := 0; i < *conns; i++ {
+		for _, r := range <-out {
+			c := strconv.Itoa(r.status)
+			if r.status >= 200 && r.status < 300 {
+				c = "2xx"
+			}
+			byClass[c] = append(byClass[c], r.ms)
+		}
+	}
+	secs := time.Since(start).Seconds()
+	report := map[string]any{"seconds": secs, "connections": *conns, "errors": errs}
+	classes := map[string]any{}
+	for c, v := range byClass {
+		sort.Float64s(v)
+		classes[c] = map[string]float64{"count": float64(len(v)), "per_s": float64(len(v)) / secs,
+			"p50": pct(v, 50), "p90": pct(v, 90), "p99": pct(v, 99), "max": v[len(v)-1]}
+	}
+	report["status"] = classes
+	json.NewEncoder(os.Stdout).Encode(report)
+}

@@ -1,0 +1,63 @@
+"""Load shedding (scheduler/shed.py): a call is refused at once when the queue is full, or when the function
+is at full capacity with a standing queue (one waiter per slot already, the oldest waiting past the target);
+never while instances are starting for the waiters. Table-driven, then through a pool with a fake manager."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from polyfn.scheduler import shed
+from polyfn.scheduler.pool import Throttled
+
+from .test_pool import FakeManager, make_pool
+
+
+@pytest.mark.parametrize(("queued", "slots", "head_wait", "saturated", "max_queue", "expected"), [
+    (0, 10, 0.0, True, 1000, None),  # nobody waits
+    (5, 10, 1.0, True, 1000, None),  # fewer waiters than slots: each is next on an instance
+    (10, 10, 0.005, True, 1000, None),  # a standing queue, but not waiting long (a short burst)
+    (40, 10, 0.0, True, 1000, shed.OVERLOADED),  # ... up to BURST waiters per slot
+    (10, 10, 0.05, True, 1000, shed.OVERLOADED),  # standing, long, at full capacity
+    (500, 10, 5.0, False, 1000, None),  # instances may still start: the wait is productive
+    (1000, 10, 0.0, False, 1000, shed.QUEUE_FULL),
+    (0, 0, 0.0, False, 0, shed.QUEUE_FULL),  # max_queue 0: never wait
+])
+def test_refusal(queued: int, slots: int, head_wait: float, saturated: bool, max_queue: int,
+                 expected: str | None) -> None:
+    assert shed.refusal(queued, slots, head_wait, saturated, max_queue, target=0.01) == expected
+
+
+async def test_a_standing_queue_at_full_capacity_sheds_and_recovers() -> None:
+    m = FakeManager()
+    m.shedding = set()  # type: ignore[attr-defined]
+    pool = make_pool(m, max_instances=2)
+    running = [await pool.acquire(5) for _ in range(2)]  # full capacity: 2 instances busy
+    queued = [asyncio.create_task(pool.acquire(5)) for _ in range(2)]  # one waiter per slot
+    await asyncio.sleep(0.05)  # they have waited past the target
+    with pytest.raises(Throttled) as e:
+        await pool.acquire(5)
+    assert e.value.reason == shed.OVERLOADED and e.value.status == 429
+    assert m.shedding == {"f"}  # type: ignore[attr-defined]  # the HTTP protocol refuses it too now
+    for inst in running:
+        pool.release(inst)  # each goes to a waiter
+    got = [await t for t in queued]
+    assert m.shedding == set()  # type: ignore[attr-defined]  # the queue is shorter than the slots again
+    for inst in got:
+        pool.release(inst)
+    pool.release(await pool.acquire(5))
+
+
+async def test_callers_wait_while_instances_start() -> None:
+    m = FakeManager()
+    m.gate = asyncio.Event()
+    pool = make_pool(m, max_instances=2)
+    waiting = [asyncio.create_task(pool.acquire(5)) for _ in range(5)]
+    await asyncio.sleep(0.05)  # a cold start takes long: still, nobody is refused
+    late = asyncio.create_task(pool.acquire(5))
+    await asyncio.sleep(0)
+    assert not late.done()
+    m.gate.set()
+    for t in [*waiting, late]:
+        pool.release(await t)
