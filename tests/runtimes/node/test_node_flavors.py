@@ -453,7 +453,8 @@ exports.main = async (event, context) => {
   const wx = cloud.getWXContext();
   if (event.fail) throw new Error('wechat failure');
   return { event, openid: wx.OPENID, appid: wx.APPID, env: wx.ENV, rid: context.request_id,
-    unsupported: (() => { try { cloud.database(); } catch (e) { return e.message; } })() };
+    unsupported: (() => { try { cloud.uploadFile({}); } catch (e) { return e.message; } })(),
+    database: typeof cloud.database().collection('todos').where({}).get };
 };
 """}, "wechat", "index.main")
     try:
@@ -463,7 +464,7 @@ exports.main = async (event, context) => {
         out = j(r)
         assert out["event"] == {"a": 1, "userInfo": {"appId": "wxa", "openId": "o1"}}
         assert (out["openid"], out["appid"], out["env"], out["rid"]) == ("o1", "wxa", "polyfn", "act1")
-        assert "not provided by polyfn" in out["unsupported"]
+        assert "not provided by polyfn" in out["unsupported"] and out["database"] == "function"
         r = inst.invoke(kind="event", body=b'{"fail": true}')
         assert r.status == 500 and r.error["errMsg"].startswith("cloud.callFunction:fail")
     finally:
