@@ -15,6 +15,7 @@ sign real requests with them.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import hmac
 from collections.abc import Callable, Mapping
@@ -166,6 +167,7 @@ def amz_date(now: float) -> str:
     return _dt.datetime.fromtimestamp(now, _dt.UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
+@functools.lru_cache(maxsize=256)  # a busy client sends the same second many times; strptime is slow
 def parse_amz_date(value: str) -> float:
     try:
         return _dt.datetime.strptime(value, "%Y%m%dT%H%M%SZ").replace(tzinfo=_dt.UTC).timestamp()

@@ -37,6 +37,7 @@ from starlette.staticfiles import StaticFiles
 
 from polyfn.api.app import follow_logs
 from polyfn.api.observe import function_stats
+from polyfn.console import tables
 from polyfn.deploy import archive
 from polyfn.deploy.errors import DeployError
 from polyfn.model import FLAVORS
@@ -515,6 +516,7 @@ def build_console(node: Node) -> Starlette:
         Route("/activations", authed(activations_page)),
         Route("/activations/{id}", authed(activation_page)),
         Route("/activations/{id}/result", authed(activation_result)),
+        *tables.routes(node, render, authed, not_found),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     from polyfn.console import workflows as workflow_pages

@@ -103,7 +103,7 @@ class Sweeper:
             if t.ttl_attribute is not None:
                 deleted += await self.db.storage.write(lambda c, t=t, ns=ns: _expire(c, ns, t, now))
         if deleted:
-            self.db._changed()
+            self.db.changed()
 
         def trim(c: Connection) -> None:
             c.execute(delete(db_changes).where(db_changes.c.created_at < now - RETENTION))

@@ -240,22 +240,22 @@ class Database:
 
     # -- single items ---------------------------------------------------------------------------------------
 
-    def _changed(self) -> None:
+    def changed(self) -> None:
         if self.on_change is not None:
             self.on_change()
 
-    async def _write_one(self, ns: str, w: writes.Write) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    async def write_one(self, ns: str, w: writes.Write) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         now = self.clock()
         out = await self.storage.write(lambda c: writes.run(c, ns, w, now), [w.lock()])
         if w.t.stream_view or w.t.changes:
-            self._changed()
+            self.changed()
         return out
 
     async def put_item(self, ns: str, req: dict[str, Any]) -> dict[str, Any]:
         t = await self.table(ns, req.get("TableName"))
         w = writes.prepare_put(t, req)
         rv = _return_values(req, ("NONE", "ALL_OLD"))
-        old, new = await self._write_one(ns, w)
+        old, new = await self.write_one(ns, w)
         out: dict[str, Any] = {"Attributes": old} if rv == "ALL_OLD" and old is not None else {}
         out.update(capacity(req, t.name, write_units(values.item_size(new or {}))))
         return out
@@ -278,7 +278,7 @@ class Database:
         t = await self.table(ns, req.get("TableName"))
         w = writes.prepare_delete(t, req)
         rv = _return_values(req, ("NONE", "ALL_OLD"))
-        old, _ = await self._write_one(ns, w)
+        old, _ = await self.write_one(ns, w)
         out: dict[str, Any] = {"Attributes": old} if rv == "ALL_OLD" and old is not None else {}
         out.update(capacity(req, t.name, write_units(values.item_size(old) if old else 1)))
         return out
@@ -287,7 +287,7 @@ class Database:
         t = await self.table(ns, req.get("TableName"))
         w = writes.prepare_update(t, req)
         rv = _return_values(req, ("NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW"))
-        old, new = await self._write_one(ns, w)
+        old, new = await self.write_one(ns, w)
         assert new is not None
         out: dict[str, Any] = {}
         if rv == "ALL_OLD" and old is not None:

@@ -7,6 +7,7 @@ comparison on it is false, `attribute_not_exists` true).
 from __future__ import annotations
 
 import copy
+import functools
 from decimal import Decimal
 from typing import Any
 
@@ -121,6 +122,8 @@ def _function(f: Func, item: dict[str, Any] | None) -> bool:
     if v is None or arg is None:
         return False
     t, ta = values.type_of(v), values.type_of(arg)
+    if f.name == "regexp":  # not in DynamoDB's language: the wx.cloud face's db.RegExp
+        return t == "S" and regexp(arg["S"]).search(v["S"]) is not None
     if f.name == "attribute_type":
         return t == arg["S"]
     if f.name == "begins_with":
@@ -137,6 +140,17 @@ def _function(f: Func, item: dict[str, Any] | None) -> bool:
     if t == "L":
         return any(values.equal(e, arg) for e in v["L"])
     return False
+
+
+@functools.lru_cache(maxsize=256)
+def regexp(pattern: str) -> Any:
+    """A compiled RE2 pattern (linear time: a client's pattern cannot make a scan backtrack forever)."""
+    import re2
+
+    try:
+        return re2.compile(pattern)
+    except re2.error as e:
+        raise Invalid(f"invalid regular expression {pattern!r}: {e}") from None
 
 
 def check_between_bounds(cond: Any, what: str) -> None:

@@ -122,7 +122,7 @@ async def batch_write(db: Database, ns: str, req: dict[str, Any]) -> dict[str, A
     except OperationalError:
         return {"UnprocessedItems": items}
     if any(w.t.stream_view or w.t.changes for w in ws):
-        db._changed()
+        db.changed()
     return {"UnprocessedItems": {}}
 
 
@@ -200,7 +200,7 @@ async def transact_write(db: Database, ns: str, req: dict[str, Any]) -> dict[str
         raise TransactionCanceled([Reason("TransactionConflict", "Transaction is ongoing for the item")
                                    for _ in ws]) from None
     if applied and any(w.t.stream_view or w.t.changes for w in ws):
-        db._changed()
+        db.changed()
     out: dict[str, Any] = {}
     if req.get("ReturnConsumedCapacity") in ("TOTAL", "INDEXES"):
         per: dict[str, float] = {}

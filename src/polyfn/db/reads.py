@@ -354,3 +354,20 @@ async def scan(db: Database, ns: str, req: dict[str, Any]) -> dict[str, Any]:
     items, scanned, read, last = await db.storage.read(
         lambda conn: read_page(conn, src, where, src.cols, True, start, limit, keep))
     return _result(items, scanned, read, last, sel, _shape(t, ix, sel, proj), req, t)
+
+
+async def matching(db: Database, t: TableDef, keep: Callable[[dict[str, Any]], bool],
+                   want: int | None = None) -> list[dict[str, Any]]:
+    """The table's items that `keep` takes, in Scan order, at least `want` of them when there are (None:
+    all): a Scan with a filter, paged by 1 MB reads as DynamoDB pages it, the pages followed for the caller."""
+    src = Source(t, None)
+    out: list[dict[str, Any]] = []
+    start: tuple[Any, ...] | None = None
+    while want is None or len(out) < want:
+        items, _, _, last = await db.storage.read(
+            lambda conn, start=start: read_page(conn, src, [], src.cols, True, start, None, keep))
+        out.extend(items)
+        if last is None:
+            break
+        start = src.start_tuple(last)
+    return out

@@ -11,14 +11,14 @@ import uuid
 from typing import Any
 
 import msgspec
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import bindparam, delete, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from polyfn.db import values
 from polyfn.db.errors import Invalid
 from polyfn.db.schema import Index, Key, TableDef
-from polyfn.db.storage import db_changes, db_index_rows, db_items, lock_key
+from polyfn.db.storage import FEED_ORDER_LOCK, db_changes, db_index_rows, db_items, lock_key
 
 _enc = msgspec.json.Encoder()
 _dec = msgspec.json.Decoder()
@@ -134,8 +134,28 @@ def check_index_keys(t: TableDef, item: dict[str, Any]) -> None:
 # -- statements --------------------------------------------------------------------------------------------
 
 
+class Prepared:
+    """A statement compiled once per dialect and run with positional parameters straight through the driver
+    (`exec_driver_sql`): SQLAlchemy's per-execution work (cache key, compiled-cache lookup, bind processing)
+    cost more than SQLite's own on the single-item hot path."""
+
+    __slots__ = ("_by_dialect", "make")
+
+    def __init__(self, make: Any):
+        self.make = make  # Connection → the statement (built lazily: some depend on the dialect)
+        self._by_dialect: dict[str, tuple[str, tuple[str, ...]]] = {}
+
+    def __call__(self, conn: Connection, params: dict[str, Any]) -> Any:
+        found = self._by_dialect.get(conn.dialect.name)
+        if found is None:
+            compiled = self.make(conn).compile(dialect=conn.dialect)
+            found = self._by_dialect[conn.dialect.name] = (compiled.string, tuple(compiled.positiontup or ()))
+        sql, order = found
+        return conn.exec_driver_sql(sql, tuple(params[k] for k in order))
+
+
 def fetch(conn: Connection, tid: str, k: RowKey) -> dict[str, Any] | None:
-    row = conn.execute(_GET, {"tid": tid, "h": k.h, "pk": k.pk, "sk": k.sk}).first()
+    row = _GET(conn, {"tid": tid, "h": k.h, "pk": k.pk, "sk": k.sk}).first()
     return decode(row[0]) if row is not None else None
 
 
@@ -145,7 +165,7 @@ def _bind_get() -> Any:
                                 c.sk == bindparam("sk"))
 
 
-_GET = _bind_get()
+_GET = Prepared(lambda conn: _bind_get())
 
 
 def _insert(conn: Connection) -> Any:
@@ -165,14 +185,22 @@ def expiry(t: TableDef, item: dict[str, Any]) -> float | None:
         return None
 
 
+def _upsert(conn: Connection) -> Any:
+    ins = _insert(conn)(db_items).values(**{c: bindparam(c) for c in ("tid", "h", "pk", "sk", "item", "size",
+                                                                        "expires")})
+    return ins.on_conflict_do_update(index_elements=["tid", "h", "pk", "sk"],
+                                     set_={"item": ins.excluded.item, "size": ins.excluded.size,
+                                           "expires": ins.excluded.expires})
+
+
+_UPSERT_ITEM = Prepared(_upsert)
+
+
 def store(conn: Connection, t: TableDef, k: RowKey, item: dict[str, Any], old: dict[str, Any] | None,
           size: int) -> None:
     """Write `item` (replacing `old`) and its index rows."""
-    ins = _insert(conn)(db_items).values(tid=t.id, h=k.h, pk=k.pk, sk=k.sk, item=encode(item), size=size,
-                                         expires=expiry(t, item))
-    conn.execute(ins.on_conflict_do_update(index_elements=["tid", "h", "pk", "sk"],
-                                           set_={"item": ins.excluded.item, "size": ins.excluded.size,
-                                                 "expires": ins.excluded.expires}))
+    _UPSERT_ITEM(conn, {"tid": t.id, "h": k.h, "pk": k.pk, "sk": k.sk, "item": encode(item), "size": size,
+                                 "expires": expiry(t, item)})
     if t.indexes:
         if old is not None:
             drop_index_rows(conn, t, k, old)
@@ -201,9 +229,17 @@ def drop_index_rows(conn: Connection, t: TableDef, k: RowKey, old: dict[str, Any
                                                  c.isk == ik[1], c.pk == k.pk, c.sk == k.sk))
 
 
-def remove(conn: Connection, t: TableDef, k: RowKey, old: dict[str, Any]) -> None:
+def _bind_delete() -> Any:
     c = db_items.c
-    conn.execute(delete(db_items).where(c.tid == t.id, c.h == k.h, c.pk == k.pk, c.sk == k.sk))
+    return delete(db_items).where(c.tid == bindparam("tid"), c.h == bindparam("h"), c.pk == bindparam("pk"),
+                                  c.sk == bindparam("sk"))
+
+
+_DELETE = Prepared(lambda conn: _bind_delete())
+
+
+def remove(conn: Connection, t: TableDef, k: RowKey, old: dict[str, Any]) -> None:
+    _DELETE(conn, {"tid": t.id, "h": k.h, "pk": k.pk, "sk": k.sk})
     if t.indexes:
         drop_index_rows(conn, t, k, old)
 
@@ -230,5 +266,15 @@ def record_change(conn: Connection, ns: str, t: TableDef, old: dict[str, Any] | 
         rec["old"] = old
     if ttl:
         rec["ttl"] = True
-    conn.execute(db_changes.insert().values(ns=ns, tname=t.name, tid=t.id, record=encode(rec),
-                                            created_at=now or time.time()))
+    if conn.dialect.name == "postgresql" and not conn.info.get("feed_locked"):
+        # Sequence numbers are taken in insert order but become visible in commit order; a reader that saw
+        # seq 11 before seq 10 committed would skip 10 for good. Holding this lock from the first change
+        # row to the commit makes the two orders one, on every node (SQLite has one writer anyway).
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": FEED_ORDER_LOCK})
+        conn.info["feed_locked"] = True
+    _CHANGE(conn, {"ns": ns, "tname": t.name, "tid": t.id, "record": encode(rec),
+                           "created_at": now or time.time()})
+
+
+_CHANGE = Prepared(lambda conn: db_changes.insert().values(
+    **{c: bindparam(c) for c in ("ns", "tname", "tid", "record", "created_at")}))

@@ -16,9 +16,12 @@ from typing import Any
 
 from polyfn.db.access import Grants
 from polyfn.db.changes import ChangeFeed, Sweeper
+from polyfn.db.collections import Collections
 from polyfn.db.control import Control
 from polyfn.db.core import Database
 from polyfn.db.dynamodb_api import DynamoDBApi
+from polyfn.db.watch import Watcher
+from polyfn.db.wx_api import WxDatabaseApi
 
 log = logging.getLogger("polyfn.db")
 
@@ -39,6 +42,7 @@ class DbService:
         self.dynamodb: DynamoDBApi | None = None
         self.feed: ChangeFeed | None = None
         self.sweeper: Sweeper | None = None
+        self.wx: WxDatabaseApi | None = None  # the wx.cloud face; `wx.run(caller, action, body)` for the app platform
         self.extra: list[Any] = []  # more faces (raw ASGI apps with `owns(scope)`), added at start
 
     async def start(self) -> None:
@@ -48,6 +52,9 @@ class DbService:
         self.dynamodb = DynamoDBApi(self.db, self.keys, self.grants)
         self.extra.append(Control(self.grants, self.keys))
         self.feed = ChangeFeed(self.db)
+        collections = Collections(self.db, self.grants)
+        self.wx = WxDatabaseApi(collections, self.keys, Watcher(collections, self.feed))
+        self.extra.append(self.wx)
         self.sweeper = Sweeper(self.db, self.settings.db_sweep_interval)
         self.sweeper.start()
 

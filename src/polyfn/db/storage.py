@@ -55,6 +55,7 @@ T = TypeVar("T")
 SCHEMA_VERSION = 1
 _LOCK_DDL = 0x706F6C7964620  # advisory lock held while creating the schema (PostgreSQL)
 _LOCK_FEED = 0x706F6C79646621  # held by the one node forwarding the change feed at a time
+FEED_ORDER_LOCK = 0x706F6C7964666F  # held from a transaction's first change record to its commit (rows.py)
 
 metadata = MetaData()
 db_meta = Table("db_meta", metadata, Column("key", String(64), primary_key=True), Column("value", Text))
@@ -288,13 +289,19 @@ class PgStorage(Storage):
         async with self.engine.begin() as conn:
             for k in sorted(set(locks)):
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": k})
-            return await conn.run_sync(fn)
+            return await conn.run_sync(_in_transaction, fn)
 
     async def exclusive(self, key: int, fn: Callable[[Connection], T]) -> T | None:
         async with self.engine.begin() as conn:
             if not await conn.scalar(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key}):
                 return None
-            return await conn.run_sync(fn)
+            return await conn.run_sync(_in_transaction, fn)
+
+
+def _in_transaction(conn: Connection, fn: Callable[[Connection], T]) -> T:
+    """`fn` in a new transaction: what the previous one on this pooled connection noted is forgotten."""
+    conn.info.pop("feed_locked", None)
+    return fn(conn)
 
 
 FEED_LOCK = _LOCK_FEED

@@ -476,7 +476,8 @@ exports.main = async (event, context) => {
   const wx = cloud.getWXContext();
   if (event.fail) throw new Error('wechat failure');
   return { event, openid: wx.OPENID, appid: wx.APPID, env: wx.ENV, rid: context.request_id,
-    unsupported: (() => { try { cloud.database(); } catch (e) { return e.message; } })() };
+    unsupported: (() => { try { cloud.uploadFile({}); } catch (e) { return e.message; } })(),
+    database: typeof cloud.database().collection('todos').where({}).get };
 };
 """}, "wechat", "index.main")
     try:
@@ -485,7 +486,7 @@ exports.main = async (event, context) => {
         out = j(r)
         assert out["event"] == {"a": 1, "userInfo": {"appId": "wxa", "openId": "o1"}}
         assert (out["openid"], out["appid"], out["env"], out["rid"]) == ("o1", "wxa", "my-env", "act1")
-        assert "not provided by polyfn" in out["unsupported"]
+        assert "not provided by polyfn" in out["unsupported"] and out["database"] == "function"
         # without a verified identity the headers a caller sends say nothing (the node drops them anyway)
         r = inst.invoke(body=b'{}', headers=[("x-wx-openid", "forged"), ("content-type", "application/json")])
         assert j(r)["openid"] == "" and j(r)["event"]["userInfo"] == {"appId": "", "openId": ""}

@@ -6,9 +6,11 @@
 //                      {result, errMsg: 'cloud.callFunction:ok', requestID}; called for a signed-in user,
 //                      it calls as that user (the app's call endpoint with the user's own token), so the
 //                      other function's getWXContext() names the same OPENID
-// Other cloud APIs (database, storage, openapi) are not provided: calling them throws saying so.
+//   database(options)  the cloud database (wx-database.js): polyfn's collections, with the function's key
+// Other cloud APIs (storage, openapi) are not provided: calling them throws saying so.
 const http = require('http');
 const { AsyncLocalStorage } = require('async_hooks');
+const wxDatabase = require('./wx-database');
 
 const current = new AsyncLocalStorage();
 const DYNAMIC_CURRENT_ENV = Symbol.for('DYNAMIC_CURRENT_ENV');
@@ -63,12 +65,12 @@ function callFunction({ name, data } = {}) {
 }
 
 function unsupported(what) {
-  return () => { throw new Error(`wx-server-sdk: ${what} is not provided by polyfn (supported: init, getWXContext, callFunction)`); };
+  return () => { throw new Error(`wx-server-sdk: ${what} is not provided by polyfn (supported: init, getWXContext, callFunction, database)`); };
 }
 
 module.exports = {
   DYNAMIC_CURRENT_ENV, init, getWXContext, callFunction,
-  database: unsupported('database()'), uploadFile: unsupported('uploadFile()'), downloadFile: unsupported('downloadFile()'),
+  database: wxDatabase.database, uploadFile: unsupported('uploadFile()'), downloadFile: unsupported('downloadFile()'),
   getTempFileURL: unsupported('getTempFileURL()'), deleteFile: unsupported('deleteFile()'), openapi: new Proxy({}, { get: (_, k) => unsupported(`openapi.${String(k)}`) }),
   _withContext: (wx, fn) => current.run(wx, fn),
 };

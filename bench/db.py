@@ -1,0 +1,292 @@
+"""Document database: boto3 against polyfn's DynamoDB API and moto[server], 32 concurrent clients; the core
+in-process; change-trigger lag.
+
+Both servers run on this machine in the same run, with the same load: `--procs` load-generator processes ×
+`--threads` threads (default 4 × 8 = 32 clients), each thread its own boto3 client and connection, each
+operation for `--seconds`. boto3 is slow (its request building and signing cost more CPU than polyfn spends
+answering), so the load generator's own CPU is measured and printed: on a small machine it, not the server,
+is often the limit. Each row also gives the server's CPU per operation, which says what one node could do
+with a faster client (`capacity/core` = operations per CPU-second of the server process and its children,
+less what the idle server uses in the second before the run).
+
+Operations: PutItem (new keys), GetItem (existing keys), Query returning 100 items, UpdateItem with a
+ConditionExpression (`SET n = n + :one` if the item exists), TransactWriteItems of 4 Puts. Then the core
+alone, in-process (no HTTP, 32 tasks): PutItem and GetItem on the embedded SQLite file. Then the change
+trigger: PutItem → the function's activation start, p50/p99.
+
+    .venv/bin/python bench/db.py               # 5 s per operation and server
+    .venv/bin/python bench/db.py --quick       # 2 s
+    .venv/bin/python bench/db.py --only polyfn # skip moto (profiling runs)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+from _common import (
+    PolyfnServer,
+    fmt,
+    free_port,
+    percentile,
+    print_header,
+    stop_process,
+    table,
+    tree_cpu_seconds,
+    wait_http,
+)
+from botocore.config import Config
+
+OPS = ("PutItem", "GetItem", "Query100", "UpdateItem+cond", "TransactWrite4")
+PREFILL = 2000
+
+
+def client(endpoint: str, akid: str, secret: str) -> Any:
+    return boto3.client("dynamodb", endpoint_url=endpoint, aws_access_key_id=akid, aws_secret_access_key=secret,
+                        region_name="us-east-1", config=Config(retries={"max_attempts": 0},
+                                                               max_pool_connections=1))
+
+
+def setup(c: Any, table_name: str) -> None:
+    c.create_table(TableName=table_name, BillingMode="PAY_PER_REQUEST",
+                   AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                         {"AttributeName": "sk", "AttributeType": "N"}],
+                   KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}])
+    reqs = [{"PutRequest": {"Item": {"pk": {"S": f"g{i}"}, "sk": {"N": "0"}, "n": {"N": "0"}, "v": {"S": "x" * 100}}}}
+            for i in range(PREFILL)]
+    reqs += [{"PutRequest": {"Item": {"pk": {"S": "q"}, "sk": {"N": str(i)}, "v": {"S": "y" * 100}}}} for i in range(100)]
+    for i in range(0, len(reqs), 25):
+        left = {table_name: reqs[i:i + 25]}
+        while left:
+            left = c.batch_write_item(RequestItems=left).get("UnprocessedItems") or {}
+
+
+def one_op(c: Any, op: str, table_name: str, rnd: random.Random, me: str, i: int) -> None:
+    if op == "PutItem":
+        c.put_item(TableName=table_name, Item={"pk": {"S": f"{me}-{i}"}, "sk": {"N": "1"}, "v": {"S": "x" * 100}})
+    elif op == "GetItem":
+        got = c.get_item(TableName=table_name, Key={"pk": {"S": f"g{rnd.randrange(PREFILL)}"}, "sk": {"N": "0"}})
+        assert "Item" in got
+    elif op == "Query100":
+        got = c.query(TableName=table_name, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "q"}})
+        assert got["Count"] == 100
+    elif op == "UpdateItem+cond":
+        c.update_item(TableName=table_name, Key={"pk": {"S": f"g{rnd.randrange(PREFILL)}"}, "sk": {"N": "0"}},
+                      UpdateExpression="SET n = n + :one", ConditionExpression="attribute_exists(pk)",
+                      ExpressionAttributeValues={":one": {"N": "1"}})
+    else:
+        c.transact_write_items(TransactItems=[
+            {"Put": {"TableName": table_name, "Item": {"pk": {"S": f"{me}-t{i}-{j}"}, "sk": {"N": "2"},
+                                                       "v": {"S": "z" * 50}}}} for j in range(4)])
+
+
+def worker(endpoint: str, akid: str, secret: str, table_name: str, op: str, threads: int, go: Any,
+           seconds: float, name: str, out: Any) -> None:
+    """One load-generator process: `threads` clients, once `go` is set, for `seconds`; puts "ready" when its
+    clients are warm, then (ops, errors, cpu)."""
+    clients = [client(endpoint, akid, secret) for _ in range(threads)]
+    counts = [0] * threads
+    errors = [0] * threads
+    for c in clients:  # connect and warm each client before the clock starts
+        c.describe_table(TableName=table_name)
+    out.put("ready")
+    go.wait()
+    start = time.time()
+
+    def run(k: int) -> None:
+        rnd = random.Random(k)
+        me = f"{name}-{k}-{os.getpid()}"
+        end = start + seconds
+        i = 0
+        while time.time() < end:
+            try:
+                one_op(clients[k], op, table_name, rnd, me, i)
+                counts[k] += 1
+            except Exception:
+                errors[k] += 1
+            i += 1
+
+    cpu0 = time.process_time()
+    ts = [threading.Thread(target=run, args=(k,)) for k in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    out.put((sum(counts), sum(errors), time.process_time() - cpu0))
+
+
+def load(endpoint: str, akid: str, secret: str, table_name: str, op: str, procs: int, threads: int,
+         seconds: float, server_pid: int) -> dict[str, float]:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    go = ctx.Event()
+    ps = [ctx.Process(target=worker, args=(endpoint, akid, secret, table_name, op, threads, go, seconds,
+                                           f"p{n}", q)) for n in range(procs)]
+    for p in ps:
+        p.start()
+    for _ in ps:  # every process started and its clients warm
+        assert q.get(timeout=300) == "ready"
+    idle0 = tree_cpu_seconds(server_pid)  # the server's own background work (tickers, zygotes), subtracted
+    time.sleep(1.0)
+    idle = tree_cpu_seconds(server_pid) - idle0
+    cpu0 = tree_cpu_seconds(server_pid)
+    t0 = time.perf_counter()
+    go.set()
+    results = [q.get() for _ in ps]
+    cpu1 = tree_cpu_seconds(server_pid)
+    busy = max(0.0, cpu1 - cpu0 - idle * (time.perf_counter() - t0))
+    for p in ps:
+        p.join()
+    ops = sum(r[0] for r in results)
+    return {"ops_s": ops / seconds, "errors": sum(r[1] for r in results), "server_cpu": busy,
+            "gen_cpu": sum(r[2] for r in results), "ops": ops, "seconds": seconds}
+
+
+def core_inprocess(seconds: float) -> dict[str, float]:
+    """PutItem and GetItem on the core itself (embedded SQLite), 32 concurrent tasks, no HTTP."""
+    from polyfn.db.core import Database
+
+    async def go() -> dict[str, float]:
+        with tempfile.TemporaryDirectory() as tmp:
+            db = await Database.open(str(Path(tmp) / "tables.db"))
+            await db.create_table("default", {
+                "TableName": "core", "BillingMode": "PAY_PER_REQUEST",
+                "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+                "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}]})
+            out = {}
+            for op in ("PutItem", "GetItem"):
+                end = time.perf_counter() + seconds
+                count = 0
+
+                async def task(k: int, op: str = op, end: float = end) -> None:
+                    nonlocal count
+                    i = 0
+                    while time.perf_counter() < end:
+                        if op == "PutItem":
+                            await db.put_item("default", {"TableName": "core", "Item": {
+                                "pk": {"S": f"{k}-{i}"}, "v": {"S": "x" * 100}}})
+                        else:
+                            await db.get_item("default", {"TableName": "core", "Key": {"pk": {"S": f"{k}-{i % 500}"}}})
+                        i += 1
+                        count += 1
+
+                t0 = time.perf_counter()
+                cpu0 = time.process_time()
+                await asyncio.gather(*(task(k) for k in range(32)))
+                out[op] = count / (time.perf_counter() - t0)
+                out[op + "_cpu"] = (time.process_time() - cpu0) / count
+            await db.close()
+            return out
+
+    return asyncio.run(go())
+
+
+def trigger_lag(srv: PolyfnServer, c: Any, n: int) -> list[float]:
+    assert srv.api is not None
+    srv.api.conn.close()
+    c.create_table(TableName="lag", BillingMode="PAY_PER_REQUEST",
+                   AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                   KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
+    srv.deploy("bench-sink", {"main.py": "def handler(event, context):\n    return len(event['Records'])\n"},
+               handler="main.handler", flavor="aws")
+    subprocess.run([sys.executable, "-m", "polyfn", "trigger", "add", "bench-sink", "dynamodb", "--table", "lag"],
+                   check=True, capture_output=True, env={**os.environ, "POLYFN_URL": srv.url(""),
+                                                         "POLYFN_API_KEY": srv.key})
+    time.sleep(1.0)
+    srv.api.conn.close()  # idle past the node's keep-alive while the CLI ran: reconnect
+    lags = []
+    seen = 0
+    for i in range(n + 1):
+        t0 = time.time()
+        c.put_item(TableName="lag", Item={"pk": {"S": f"k{i}"}})
+        while True:
+            acts = srv.api.json("GET", "/v1/activations?function=bench-sink&limit=1000")["activations"]
+            if len(acts) > seen:
+                break
+            time.sleep(0.002)
+        seen = len(acts)
+        act = max(acts, key=lambda a: a["start"])
+        if i:  # the first includes the cold start
+            lags.append((act["start"] - t0) * 1000)
+    return lags
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--procs", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--only", choices=("polyfn", "moto"))
+    ap.add_argument("--ops", default=",".join(OPS), help="comma-separated; 'none' for the trigger lag alone")
+    args = ap.parse_args()
+    seconds = 2.0 if args.quick else args.seconds
+    ops = [] if args.ops == "none" else args.ops.split(",")
+    print_header(f"document database: boto3 ({args.procs} processes × {args.threads} clients) against polyfn and "
+                 "moto[server]")
+    print(f"load generator: {args.procs * args.threads} concurrent boto3 clients; {os.cpu_count()} CPUs shared by "
+          "the generator, the servers and anything else running\n")
+    moto = None
+    results: dict[str, dict[str, dict[str, float]]] = {"polyfn": {}, "moto": {}}
+    try:
+        with PolyfnServer(log_level="WARNING") as srv:
+            assert srv.proc is not None
+            targets = []
+            if args.only != "moto":
+                targets.append(("polyfn", srv.url(""), "polyfn-admin", srv.key, srv.proc.pid))
+            if args.only != "polyfn":
+                port = free_port()
+                moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-p", str(port)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                wait_http(port, "/moto-api/", moto)
+                targets.append(("moto", f"http://127.0.0.1:{port}", "testing", "testing", moto.pid))
+            for name, url, akid, secret, pid in targets:
+                setup(client(url, akid, secret), "bench")
+                for op in ops:
+                    results[name][op] = load(url, akid, secret, "bench", op, args.procs, args.threads, seconds, pid)
+            rows = []
+            for op in ops:
+                a, b = results["polyfn"].get(op), results["moto"].get(op)
+                row = [op]
+                for r in (a, b):
+                    if r is None:
+                        row += ["-", "-", "-"]
+                        continue
+                    per_op = r["server_cpu"] / max(r["ops"], 1)
+                    row += [f"{fmt(r['ops_s'], 0)}" + (f" ({int(r['errors'])} err)" if r["errors"] else ""),
+                            f"{per_op * 1e6:.0f} µs", fmt(1 / per_op if per_op else 0, 0)]
+                row.append(fmt(a["ops_s"] / b["ops_s"]) + "×" if a and b and b["ops_s"] else "-")
+                row.append(fmt(a["gen_cpu"] / a["seconds"]) if a else "-")
+                rows.append(row)
+            print(table(["operation", "polyfn ops/s", "server CPU/op", "capacity/core", "moto ops/s",
+                         "moto CPU/op", "moto capacity/core", "polyfn / moto", "generator cores (polyfn run)"],
+                        rows))
+            print("\ncapacity/core: operations per CPU-second of the server process (what one core of a node "
+                  "serves when the client is not the limit)")
+            if args.only != "moto" and ops:
+                core = core_inprocess(seconds)
+                print(f"\nthe core in-process (embedded SQLite, 32 tasks, no HTTP): PutItem {fmt(core['PutItem'], 0)}/s "
+                      f"({core['PutItem_cpu'] * 1e6:.0f} µs CPU each), GetItem {fmt(core['GetItem'], 0)}/s "
+                      f"({core['GetItem_cpu'] * 1e6:.0f} µs CPU each)")
+            if args.only != "moto":
+                lags = trigger_lag(srv, client(srv.url(""), "polyfn-admin", srv.key), 20 if args.quick else 60)
+                print(f"\nchange trigger (PutItem issued → activation start, {len(lags)} samples, warm function): "
+                      f"p50 {fmt(percentile(lags, 50))} ms, p99 {fmt(percentile(lags, 99))} ms")
+    finally:
+        if moto is not None:
+            stop_process(moto)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""The DynamoDB face's server side alone: CPU per request of `DynamoDBApi.handle` (SigV4 verification, JSON,
+access, the core, SQLite), with requests signed once by botocore and replayed, 32 at a time, in one process.
+No HTTP server and no client: what is left is exactly the per-request work the node does after uvicorn
+parsed a request, so a change to the hot path shows here without the load generator's noise (`bench/db.py`
+measures the whole path against moto).
+
+    .venv/bin/python bench/db_hotpath.py            # 3,000 requests per operation
+    .venv/bin/python bench/db_hotpath.py --profile  # and write py-spy-free cProfile stats to /tmp
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import pstats
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+TABLE = "bench"
+
+
+def signed(op: str, body: dict[str, Any], secret: str) -> tuple[dict[str, Any], bytes]:
+    data = json.dumps(body).encode()
+    req = AWSRequest(method="POST", url="http://127.0.0.1:8080/", data=data,
+                     headers={"X-Amz-Target": f"DynamoDB_20120810.{op}",
+                              "Content-Type": "application/x-amz-json-1.0"})
+    SigV4Auth(Credentials("polyfn-admin", secret), "dynamodb", "us-east-1").add_auth(req)
+    headers = [(k.lower().encode(), v.encode() if isinstance(v, str) else v) for k, v in req.headers.items()]
+    headers.append((b"host", b"127.0.0.1:8080"))
+    scope = {"type": "http", "method": "POST", "path": "/", "raw_path": b"/", "query_string": b"", "headers": headers}
+    return scope, data
+
+
+REQUESTS = {
+    "PutItem": ("PutItem", {"TableName": TABLE, "Item": {"pk": {"S": "p1"}, "sk": {"N": "1"}, "v": {"S": "x" * 100}}}),
+    "GetItem": ("GetItem", {"TableName": TABLE, "Key": {"pk": {"S": "g1"}, "sk": {"N": "0"}}}),
+    "Query100": ("Query", {"TableName": TABLE, "KeyConditionExpression": "pk = :p",
+                           "ExpressionAttributeValues": {":p": {"S": "q"}}}),
+    "UpdateItem+cond": ("UpdateItem", {"TableName": TABLE, "Key": {"pk": {"S": "g1"}, "sk": {"N": "0"}},
+                                       "UpdateExpression": "SET n = n + :one",
+                                       "ConditionExpression": "attribute_exists(pk)",
+                                       "ExpressionAttributeValues": {":one": {"N": "1"}}}),
+    "TransactWrite4": ("TransactWriteItems", {"TransactItems": [
+        {"Put": {"TableName": TABLE, "Item": {"pk": {"S": f"t{j}"}, "sk": {"N": "2"}, "v": {"S": "z" * 50}}}}
+        for j in range(4)]}),
+}
+
+
+async def main(n: int, profile: bool) -> None:
+    from polyfn.auth.keys import KeyRing
+    from polyfn.auth.secrets import SecretBox
+    from polyfn.db.access import Grants
+    from polyfn.db.core import Database
+    from polyfn.db.dynamodb_api import DynamoDBApi
+    from polyfn.store import Store
+    from polyfn.store.security import SecurityStore
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = await Store.open(f"sqlite+aiosqlite:///{tmp}/polyfn.db")
+        keys = KeyRing(SecurityStore(store), SecretBox(Path(tmp) / "node.key"))
+        secret = "bench-admin-secret"
+        await keys.start(secret)
+        db = await Database.open(str(Path(tmp) / "tables.db"))
+        grants = Grants(db.storage)
+        await grants.load()
+        api = DynamoDBApi(db, keys, grants)
+        await db.create_table("default", {
+            "TableName": TABLE, "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"},
+                                     {"AttributeName": "sk", "AttributeType": "N"}],
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}]})
+        await db.put_item("default", {"TableName": TABLE, "Item": {"pk": {"S": "g1"}, "sk": {"N": "0"},
+                                                                   "n": {"N": "0"}}})
+        for i in range(100):
+            await db.put_item("default", {"TableName": TABLE, "Item": {"pk": {"S": "q"}, "sk": {"N": str(i)},
+                                                                       "v": {"S": "y" * 100}}})
+        print(f"{'operation':18} {'µs CPU/request':>15} {'requests/s (one core)':>22}")
+        for name, (op, body) in REQUESTS.items():
+            scope, data = signed(op, body, secret)
+            status, out = await api.handle(scope, data)
+            assert status == 200, out
+
+            async def worker(count: int, scope: dict[str, Any] = scope, data: bytes = data) -> None:
+                for _ in range(count):
+                    status, out = await api.handle(scope, data)
+                    assert status == 200, out
+
+            prof = cProfile.Profile() if profile else None
+            if prof:
+                prof.enable()
+            cpu0, t0 = time.process_time(), time.perf_counter()
+            await asyncio.gather(*(worker(n // 32) for _ in range(32)))
+            cpu = time.process_time() - cpu0
+            wall = time.perf_counter() - t0
+            if prof:
+                prof.disable()
+                path = f"/tmp/db_hotpath_{name}.prof"
+                prof.dump_stats(path)
+                pstats.Stats(path).sort_stats("cumulative").print_stats(25)
+            done = n // 32 * 32
+            print(f"{name:18} {cpu / done * 1e6:15.0f} {done / wall:22.0f}")
+        await db.close()
+        await keys.stop()
+        await store.close()
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-n", type=int, default=3000)
+    ap.add_argument("--profile", action="store_true")
+    a = ap.parse_args()
+    asyncio.run(main(a.n, a.profile))
