@@ -35,7 +35,7 @@ async def test_a_standing_queue_at_full_capacity_sheds_and_recovers() -> None:
     pool = make_pool(m, max_instances=2)
     running = [await pool.acquire(5) for _ in range(2)]  # full capacity: 2 instances busy
     queued = [asyncio.create_task(pool.acquire(5)) for _ in range(2)]  # one waiter per slot
-    await asyncio.sleep(0.05)  # they have waited past the target
+    await asyncio.sleep(shed.WAIT_TARGET + 0.05)  # they have waited past the target
     with pytest.raises(Throttled) as e:
         await pool.acquire(5)
     assert e.value.reason == shed.OVERLOADED and e.value.status == 429
