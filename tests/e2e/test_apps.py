@@ -213,3 +213,53 @@ def test_sdk_is_served(node: Server) -> None:
     for bad in ("nope.js", "..%2fpackage.json", ".hidden.js", "polyfn-cloud.js/x"):
         assert httpx.get(f"{node.url}/sdk/{bad}").status_code == 404, bad
     assert httpx.post(f"{node.url}/sdk/polyfn-cloud.js").status_code == 405
+
+
+def db(node: Server, action: str, body: dict, tokens: dict | None = None, **headers: str) -> httpx.Response:
+    return node.http.post(f"/app/shop/db/{action}", json=body, headers={**(bearer(tokens) if tokens else {}), **headers})
+
+
+def test_the_database_face_under_security_rules(node: Server) -> None:
+    """End users reach collections only as their rules say; identity headers and foreign tokens count for
+    nothing; a refused document is a 403 with WeChat's errCode."""
+    node.cli("db", "create-collection", "carts", check=True)
+    ann, bob = sign_in(node), sign_in(node)
+    r = db(node, "collection.add", {"collection": "carts", "data": {"items": 2}}, ann,
+           **{"x-wx-openid": bob["user"]["uid"]})
+    assert r.status_code == 200 and r.json()["errMsg"] == "collection.add:ok", r.text
+    doc_id = r.json()["_id"]
+    got = db(node, "document.get", {"collection": "carts", "id": doc_id}, ann).json()
+    assert got["data"]["_openid"] == ann["user"]["uid"]  # stamped from the token, not the header
+    r = db(node, "document.get", {"collection": "carts", "id": doc_id}, bob)
+    assert r.status_code == 403 and r.json()["errCode"] == -502003, r.text
+    assert db(node, "collection.get", {"collection": "carts"}, bob).json()["data"] == []
+    r = db(node, "collection.get", {"collection": "carts"})
+    assert (r.status_code, error_code(r)) == (401, "token_missing")
+    r = db(node, "collection.get", {"collection": "carts"}, sign_in(node, "blog"))
+    assert (r.status_code, error_code(r)) == (401, "token_wrong_app")
+    r = db(node, "collection.get", {"collection": "carts"}, ann, origin="http://evil.example")
+    assert r.status_code == 403 and "access-control-allow-origin" not in r.headers
+    r = db(node, "database.createCollection", {"collection": "mine"}, ann)
+    assert r.status_code == 403 and r.json()["errCode"] == -502003
+    r = db(node, "collection.nope", {"collection": "carts"}, ann)
+    assert r.status_code == 404 and error_code(r) == "not_found"
+
+
+def test_watch_over_server_sent_events_sees_only_ones_own_documents(node: Server) -> None:
+    node.cli("db", "create-collection", "inbox", check=True)
+    ann, bob = sign_in(node), sign_in(node)
+    db(node, "collection.add", {"collection": "inbox", "data": {"_id": "bob-1", "text": "bob's"}}, bob)
+    headers = {**bearer(ann), "origin": "http://shop.example"}
+    with httpx.Client(base_url=node.url, timeout=30) as c, \
+            c.stream("POST", "/app/shop/db/collection.watch", json={"collection": "inbox"}, headers=headers) as r:
+        assert r.status_code == 200 and r.headers["content-type"] == "text/event-stream"
+        assert r.headers["access-control-allow-origin"] == "http://shop.example"
+        events = (json.loads(line[len("data: "):]) for line in r.iter_lines() if line.startswith("data: "))
+        assert next(events)["docs"] == []
+        db(node, "collection.add", {"collection": "inbox", "data": {"_id": "bob-2", "text": "bob's"}}, bob)
+        db(node, "collection.add", {"collection": "inbox", "data": {"_id": "ann-1", "text": "ann's"}}, ann)
+        change = next(events)
+        assert [c["docId"] for c in change["docChanges"]] == ["ann-1"]
+        assert [d["_id"] for d in change["docs"]] == ["ann-1"]
+    r = db(node, "collection.watch", {"collection": "nope"}, ann)
+    assert r.status_code == 404 and r.json()["errCode"] == -502005

@@ -435,6 +435,361 @@
     return session ? session.user : null;
   }
 
+  // --- database ----------------------------------------------------------------------------------------
+  //
+  //   var db = wx.cloud.database(); var _ = db.command;
+  //   db.collection('notes').add({ data: { text: 'hi', at: db.serverDate() } })          → { _id }
+  //   db.collection('notes').where({ n: _.gt(1) }).orderBy('at', 'desc').limit(10).get() → { data: [...] }
+  //   db.collection('notes').doc(id).get() / .set({ data }) / .update({ data }) / .remove()
+  //   var w = db.collection('notes').where({ done: false }).watch({ onChange: fn, onError: fn }); w.close()
+  //
+  // Requests go to POST /app/{env}/db/{action} as the signed-in user; the app's security rules decide what
+  // they may read and write (a refused document fails with errCode -502003). Values travel as JSON with
+  // dates as {"$date": ms} and commands as {"$gt": 1}; watch() reads server-sent events.
+
+  function DbCommand(op, arg) { this.op = op; this.arg = arg; }
+  DbCommand.prototype.and = function () { return new DbCommand('$and', [this].concat(flat(arguments))); };
+  DbCommand.prototype.or = function () { return new DbCommand('$or', [this].concat(flat(arguments))); };
+  function ServerDate(options) { this.offset = (options && options.offset) || 0; }
+  function DbRegExp(options) {
+    if (!options || typeof options.regexp !== 'string') throw new Error('db.RegExp: regexp must be a string');
+    this.regexp = options.regexp;
+    this.options = options.options || '';
+  }
+
+  function flat(args) {
+    var list = Array.prototype.slice.call(args);
+    return list.length === 1 && Array.isArray(list[0]) ? list[0] : list;
+  }
+
+  function cmd(op) { return function (v) { return new DbCommand(op, v); }; }
+  var command = {
+    eq: cmd('$eq'), neq: cmd('$neq'), gt: cmd('$gt'), gte: cmd('$gte'), lt: cmd('$lt'), lte: cmd('$lte'),
+    in: cmd('$in'), nin: cmd('$nin'), exists: function (v) { return new DbCommand('$exists', !!v); },
+    and: function () { return new DbCommand('$and', flat(arguments)); },
+    or: function () { return new DbCommand('$or', flat(arguments)); },
+    not: cmd('$not'), inc: cmd('$inc'), set: cmd('$set'), pull: cmd('$pull'),
+    remove: function () { return new DbCommand('$remove', true); },
+    push: function (v) {
+      if (v && typeof v === 'object' && !Array.isArray(v) && Array.isArray(v.each)) {
+        var spec = { $each: v.each };
+        if (v.position !== undefined) spec.$position = v.position;
+        return new DbCommand('$push', spec);
+      }
+      return new DbCommand('$push', v);
+    },
+  };
+
+  function encode(v) {
+    if (v instanceof DbCommand) { var c = {}; c[v.op] = encode(v.arg); return c; }
+    if (v instanceof Date) return { $date: v.getTime() };
+    if (v instanceof ServerDate) return { $serverDate: { offset: v.offset } };
+    if (v instanceof DbRegExp) return { $regex: v.regexp, $options: v.options };
+    if (v instanceof RegExp) return { $regex: v.source, $options: v.flags.replace(/[^ims]/g, '') };
+    if (Array.isArray(v)) return v.map(encode);
+    if (v && typeof v === 'object') {
+      var out = {};
+      for (var k in v) if (Object.prototype.hasOwnProperty.call(v, k) && v[k] !== undefined) out[k] = encode(v[k]);
+      return out;
+    }
+    return v;
+  }
+
+  function decode(v) {
+    if (Array.isArray(v)) return v.map(decode);
+    if (v && typeof v === 'object') {
+      var keys = Object.keys(v);
+      if (keys.length === 1 && keys[0] === '$date') return new Date(v.$date);
+      var out = {};
+      keys.forEach(function (k) { out[k] = decode(v[k]); });
+      return out;
+    }
+    return v;
+  }
+
+  function DbError(action, code, message, status) {
+    var err = new Error(action + ':fail ' + code + ' ' + message);
+    err.errMsg = err.message;
+    err.errCode = code;
+    err.statusCode = status || 0;
+    return err;
+  }
+
+  // A failed request as WeChat's database errors: the node's errMsg when it gave one, else the token error.
+  function dbFailure(action, e) {
+    var r = e && e.response;
+    if (r && typeof r === 'object' && r.errMsg) {
+      var err = DbError(action, r.errCode, '', e.statusCode);
+      err.message = err.errMsg = r.errMsg;
+      return err;
+    }
+    if (e && e.errCode) return DbError(action, e.errCode, (r && r.error && r.error.message) || e.message, e.statusCode);
+    return DbError(action, -501001, (e && e.message) || String(e));
+  }
+
+  // WeChat's database APIs take success/fail/complete callbacks as well as returning a Promise.
+  function settle(promise, options) {
+    if (!options || !(options.success || options.fail || options.complete)) return promise;
+    promise.then(function (r) {
+      if (options.success) options.success(r);
+      if (options.complete) options.complete(r);
+    }, function (e) {
+      if (options.fail) options.fail(e);
+      if (options.complete) options.complete(e);
+    });
+    return undefined;
+  }
+
+  function Database(cloud, options) {
+    this._cloud = cloud;
+    this.config = options || {};
+    this.throwOnNotFound = this.config.throwOnNotFound !== false;
+    this.command = command;
+  }
+  Database.prototype.collection = function (name) {
+    if (typeof name !== 'string' || !name) throw new Error('db.collection: the name must be a non-empty string');
+    return new Collection(this, name);
+  };
+  Database.prototype.serverDate = function (options) { return new ServerDate(options); };
+  Database.prototype.RegExp = function (options) { return new DbRegExp(options); };
+  Database.prototype._call = function (action, body) {
+    var cloud = this._cloud;
+    var run;
+    try {
+      run = cloud._authed(action, 'POST', 'db/' + action, body);
+    } catch (e) {
+      return Promise.reject(dbFailure(action, e));
+    }
+    return run.then(function (res) { return decode(res.data); }, function (e) { throw dbFailure(action, e); });
+  };
+
+  function Query(db, name, state) { this._db = db; this._name = name; this._state = state || {}; }
+  Query.prototype._with = function (change) {
+    var state = {};
+    for (var k in this._state) state[k] = this._state[k];
+    for (var j in change) state[j] = change[j];
+    return new Query(this._db, this._name, state);
+  };
+  Query.prototype.where = function (query) {
+    if (!query || typeof query !== 'object') throw new Error('collection.where: the query must be an object');
+    return this._with({ query: encode(query) });
+  };
+  Query.prototype.orderBy = function (field, direction) {
+    if (direction !== 'asc' && direction !== 'desc') throw new Error('orderBy: direction must be "asc" or "desc"');
+    return this._with({ order: (this._state.order || []).concat([[field, direction]]) });
+  };
+  Query.prototype.limit = function (n) { return this._with({ limit: n }); };
+  Query.prototype.skip = function (n) { return this._with({ skip: n }); };
+  Query.prototype.field = function (projection) { return this._with({ field: projection }); };
+  Query.prototype._body = function (extra) {
+    var body = { collection: this._name };
+    for (var k in this._state) body[k] = this._state[k];
+    for (var j in extra || {}) body[j] = extra[j];
+    return body;
+  };
+  Query.prototype.get = function (options) { return settle(this._db._call('collection.get', this._body()), options); };
+  Query.prototype.count = function (options) { return settle(this._db._call('collection.count', this._body()), options); };
+  Query.prototype.update = function (options) {
+    return settle(this._db._call('collection.update', this._body({ data: encode((options || {}).data) })), options);
+  };
+  Query.prototype.remove = function (options) { return settle(this._db._call('collection.remove', this._body()), options); };
+  Query.prototype.watch = function (options) {
+    var o = options || {};
+    if (typeof o.onChange !== 'function' || typeof o.onError !== 'function') {
+      throw new Error('watch: pass { onChange(snapshot), onError(error) }');
+    }
+    var body = this._body();
+    delete body.skip;
+    delete body.field;
+    return new RealtimeWatcher(this._db, body, o.onChange, o.onError);
+  };
+
+  function Collection(db, name) { Query.call(this, db, name, {}); this.collectionName = name; }
+  Collection.prototype = Object.create(Query.prototype);
+  Collection.prototype.constructor = Collection;
+  Collection.prototype.doc = function (id) { return new DbDocument(this._db, this._name, id); };
+  Collection.prototype.add = function (options) {
+    return settle(this._db._call('collection.add', { collection: this._name, data: encode((options || {}).data) }), options);
+  };
+
+  function DbDocument(db, name, id, projection) { this._db = db; this._name = name; this._id = id; this._field = projection; }
+  DbDocument.prototype.field = function (projection) { return new DbDocument(this._db, this._name, this._id, projection); };
+  DbDocument.prototype._body = function (extra) {
+    var body = { collection: this._name, id: this._id };
+    for (var k in extra || {}) body[k] = extra[k];
+    return body;
+  };
+  DbDocument.prototype.get = function (options) {
+    var self = this;
+    var p = this._db._call('document.get', this._body(this._field ? { field: this._field } : {})).then(function (r) {
+      if (r.data === null && self._db.throwOnNotFound) {
+        throw DbError('document.get', -502004, 'document with _id ' + self._id + ' does not exist', 404);
+      }
+      return r;
+    });
+    return settle(p, options);
+  };
+  DbDocument.prototype.set = function (options) {
+    return settle(this._db._call('document.set', this._body({ data: encode((options || {}).data) })), options);
+  };
+  DbDocument.prototype.update = function (options) {
+    return settle(this._db._call('document.update', this._body({ data: encode((options || {}).data) })), options);
+  };
+  DbDocument.prototype.remove = function (options) { return settle(this._db._call('document.remove', this._body()), options); };
+  DbDocument.prototype.watch = function (options) {
+    return new Query(this._db, this._name, { query: { _id: this._id } }).watch(options);
+  };
+
+  // --- realtime: collection.where(…).watch() ---------------------------------------------------------
+  //
+  // One streaming POST to db/collection.watch per watcher; the node answers server-sent events, each a
+  // snapshot ({id, type: 'init' first, docs, docChanges}). A refused watch (rules, a bad query) or a dropped
+  // stream calls onError once and the watcher is closed, as WeChat's is.
+
+  function RealtimeWatcher(db, body, onChange, onError) {
+    this._db = db;
+    this._closed = false;
+    this._abort = null;
+    var self = this;
+    this._onChange = onChange;
+    this._fail = function (e) {
+      if (self._closed) return;
+      self._closed = true;
+      if (self._abort) self._abort();
+      try { onError(e); } catch (x) { /* the listener's own error */ }
+    };
+    this._open(body, false);
+  }
+
+  RealtimeWatcher.prototype._open = function (body, retried) {
+    var self = this;
+    var cloud = this._db._cloud;
+    var action = 'collection.watch';
+    var token;
+    try {
+      cloud._need(action);
+      token = cloud._token(action, retried);
+    } catch (e) {
+      token = Promise.reject(e);
+    }
+    token.then(function (tok) {
+      if (self._closed) return;
+      var headers = { 'content-type': 'application/json', accept: 'text/event-stream', 'x-polyfn-sdk': VERSION };
+      if (tok) headers.authorization = 'Bearer ' + tok;
+      var parser = eventParser(function (text) {
+        if (self._closed) return;
+        var snap;
+        try { snap = decode(JSON.parse(text)); } catch (e) { return; }
+        try { self._onChange(snap); } catch (e) { /* the listener's own error */ }
+      });
+      self._abort = openStream(cloud._url('db/' + action), headers, JSON.stringify(body), {
+        data: parser,
+        refused: function (status, text) {
+          var answer = parseJSON(text);
+          var e = dbFailure(action, { response: answer, statusCode: status,
+            errCode: (answer && answer.error && answer.error.code) || String(status), message: 'HTTP ' + status });
+          if (!retried && status === 401 && (e.errCode === 'token_expired' || e.errCode === 'token_revoked')) {
+            self._open(body, true);
+            return;
+          }
+          self._fail(e);
+        },
+        end: function (e) {
+          if (!self._closed) self._fail(DbError(action, -501001, e ? 'the stream failed: ' + (e.message || e) : 'the node closed the stream'));
+        },
+      });
+    }, function (e) { self._fail(dbFailure(action, e)); });
+  };
+
+  RealtimeWatcher.prototype.close = function () {
+    this._closed = true;
+    if (this._abort) this._abort();
+    return Promise.resolve();
+  };
+
+  // Server-sent events from bytes: `feed(Uint8Array)` calls `onData(text)` for each event's data. Events end
+  // with a blank line, which is ASCII, so complete events are never cut inside a character.
+  function eventParser(onData) {
+    var pending = [];
+    return function feed(bytes) {
+      for (var i = 0; i < bytes.length; i++) pending.push(bytes[i]);
+      for (;;) {
+        var end = -1;
+        for (var j = 1; j < pending.length; j++) if (pending[j] === 10 && pending[j - 1] === 10) { end = j; break; }
+        if (end < 0) return;
+        var text = utf8(pending.slice(0, end - 1));
+        pending = pending.slice(end + 1);
+        var data = text.split('\n').filter(function (l) { return l.indexOf('data:') === 0; })
+          .map(function (l) { return l.slice(5).replace(/^ /, ''); }).join('\n');
+        if (data) onData(data);
+      }
+    };
+  }
+
+  function utf8(bytes) {
+    if (typeof TextDecoder !== 'undefined') return new TextDecoder('utf-8').decode(new Uint8Array(bytes));
+    var out = '';
+    for (var i = 0; i < bytes.length;) {
+      var b = bytes[i++];
+      var cp = b < 0x80 ? b : b < 0xe0 ? ((b & 0x1f) << 6) | (bytes[i++] & 0x3f)
+        : b < 0xf0 ? ((b & 0x0f) << 12) | ((bytes[i++] & 0x3f) << 6) | (bytes[i++] & 0x3f)
+          : ((b & 0x07) << 18) | ((bytes[i++] & 0x3f) << 12) | ((bytes[i++] & 0x3f) << 6) | (bytes[i++] & 0x3f);
+      out += String.fromCodePoint(cp);
+    }
+    return out;
+  }
+
+  // A streaming POST: `on.data(Uint8Array)` per chunk of a 200 answer, `on.refused(status, text)` for an
+  // error answer, `on.end(error?)` when the stream ends. Returns a function that aborts it.
+  function openStream(url, headers, body, on) {
+    var aborted = false;
+    if (wxApi) { // mini-program: wx.request with chunked transfer (base library 2.20.2+)
+      var status = 0;
+      var chunks = [];
+      var task = wxApi.request({
+        url: url, method: 'POST', header: headers, data: body, enableChunked: true, responseType: 'arraybuffer',
+        success: function (res) {
+          if (aborted) return;
+          status = status || res.statusCode;
+          if (status !== 200) {
+            if (res.data && res.data.byteLength) chunks.push(new Uint8Array(res.data));
+            var all = [];
+            chunks.forEach(function (c) { for (var i = 0; i < c.length; i++) all.push(c[i]); });
+            on.refused(status, utf8(all));
+          } else on.end(null);
+        },
+        fail: function (e) { if (!aborted) on.end(new Error(e.errMsg || 'request failed')); },
+      });
+      task.onHeadersReceived(function (res) { status = res.statusCode; });
+      task.onChunkReceived(function (res) {
+        var bytes = new Uint8Array(res.data);
+        if (status === 200) on.data(bytes); else chunks.push(bytes);
+      });
+      return function () { aborted = true; task.abort(); };
+    }
+    var controller = typeof AbortController !== 'undefined' ? new AbortController() : null;
+    fetch(url, { method: 'POST', headers: headers, body: body, signal: controller ? controller.signal : undefined })
+      .then(function (res) {
+        if (res.status !== 200) return res.text().then(function (text) { on.refused(res.status, text); });
+        var reader = res.body.getReader();
+        var pump = function () {
+          return reader.read().then(function (r) {
+            if (r.done) { if (!aborted) on.end(null); return undefined; }
+            on.data(r.value);
+            return pump();
+          });
+        };
+        return pump();
+      })
+      .catch(function (e) { if (!aborted) on.end(e); });
+    return function () { aborted = true; if (controller) controller.abort(); };
+  }
+
+  Cloud.prototype.database = function (options) {
+    this._need('database');
+    return new Database(this, options);
+  };
+
   // --- the module --------------------------------------------------------------------------------------
 
   var cloud = new Cloud();

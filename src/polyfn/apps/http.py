@@ -24,12 +24,13 @@ from typing import Any
 from polyfn.apps.model import App, Identity
 from polyfn.apps.service import AppError, AppService
 from polyfn.apps.tokens import TokenError
+from polyfn.db.wx_api import EventStream
 from polyfn.gateway.asgi import send_outcome as _send
 from polyfn.invoker import JSON_HEADERS, Invoker, Outcome, platform_error
 
 AUTH_BODY_MAX = 64 * 1024
 _SKIP_TO_FUNCTION = frozenset({"authorization", "cookie", "content-length", "host", "origin"})
-Handler = Callable[["Request"], Awaitable[Outcome]]
+Handler = Callable[["Request"], Awaitable["Outcome | EventStream"]]
 
 
 class Request:
@@ -139,6 +140,9 @@ class AppsFace:
                 out = await _guarded(handler, req)
         if grant:
             out.headers.extend(grant)
+        if isinstance(out, EventStream):  # collection.watch: events until the client goes away
+            await out.serve(receive, send)
+            return
         await _send(send, out)
 
     async def close(self) -> None:
@@ -242,7 +246,7 @@ def cors_grant(app: App, origin: str | None, host: str = "") -> list[tuple[bytes
             (b"access-control-expose-headers", b"x-polyfn-activation-id, x-polyfn-error")]
 
 
-async def _guarded(handler: Handler, req: Request) -> Outcome:
+async def _guarded(handler: Handler, req: Request) -> Outcome | EventStream:
     try:
         return await handler(req)
     except TokenError as e:
