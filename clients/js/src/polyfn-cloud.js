@@ -795,6 +795,6 @@
   var cloud = new Cloud();
   cloud.Cloud = Cloud; // several environments at once: new cloud.Cloud().init({env})
   cloud.CloudError = CloudError;
-  cloud._internal = { wxStyle: wxStyle, httpRequest: httpRequest, store: store };
+  cloud._internal = { wxStyle: wxStyle, httpRequest: httpRequest, store: store, eventParser: eventParser };
   return cloud;
 });
