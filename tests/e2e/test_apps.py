@@ -263,3 +263,18 @@ def test_watch_over_server_sent_events_sees_only_ones_own_documents(node: Server
         assert [d["_id"] for d in change["docs"]] == ["ann-1"]
     r = db(node, "collection.watch", {"collection": "nope"}, ann)
     assert r.status_code == 404 and r.json()["errCode"] == -502005
+
+
+def test_a_watch_ends_when_its_session_is_signed_out(node: Server) -> None:
+    node.cli("db", "create-collection", "diary", check=True)
+    email = f"watcher-{time.time_ns()}@example.com"
+    first = node.http.post("/app/shop/auth/signup", json={"email": email, "password": "correct horse battery"}).json()
+    second = node.http.post("/app/shop/auth/signin", json={"email": email, "password": "correct horse battery"}).json()
+    with httpx.Client(base_url=node.url, timeout=30) as c, \
+            c.stream("POST", "/app/shop/db/collection.watch", json={"collection": "diary"}, headers=bearer(first)) as r:
+        lines = r.iter_lines()
+        assert next(line for line in lines if line.startswith("data: "))  # the initial snapshot
+        assert node.http.post("/app/shop/auth/signout", json={}, headers=bearer(first)).status_code == 200
+        r2 = db(node, "collection.add", {"collection": "diary", "data": {"text": "after sign-out"}}, second)
+        assert r2.status_code == 200, r2.text  # the same user's other session still writes …
+        assert [line for line in lines if line.startswith("data: ")] == []  # … the signed-out watch ends, unfed

@@ -74,7 +74,10 @@ class DatabaseFace:
         return json_outcome(answer, status)
 
     async def watch(self, req: Request) -> Outcome | EventStream:
+        """Server-sent snapshots while the user's session stands: signing out or `polyfn apps revoke` ends
+        the stream at its next line (a change, or the heartbeat's within 15 s)."""
         caller = self.caller(req)
+        ident = req.identity()
         api = self._api()
         body = req.json()
         try:
@@ -84,4 +87,4 @@ class DatabaseFace:
         except WxError as e:
             status, answer = failure(WATCH, e.code, e.message)
             return json_outcome(answer, status)
-        return EventStream(stream)
+        return EventStream(stream, alive=lambda: ident is not None and not req.service.revoked(ident))

@@ -197,14 +197,16 @@ class WxDatabaseApi:
 class EventStream:
     """Snapshots answered as server-sent events (one `data:` line each) until the client goes away; a comment
     line every `heartbeat` seconds keeps proxies from closing a quiet stream and finds clients that left.
-    Both faces that watch (this one, and the app platform's for end users) answer with it."""
+    `alive()` is asked before every line: False ends the stream (an end user signed out or revoked while
+    watching). Both faces that watch (this one, and the app platform's for end users) answer with it."""
 
     def __init__(self, snapshots: AsyncIterator[dict[str, Any]], headers: list[tuple[bytes, bytes]] | None = None,
-                 heartbeat: float = 15.0):
+                 heartbeat: float = 15.0, alive: Callable[[], bool] = lambda: True):
         self.snapshots = snapshots
         self.headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
                         (b"x-accel-buffering", b"no"), *(headers or [])]
         self.heartbeat = heartbeat
+        self.alive = alive
 
     async def serve(self, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.headers})
@@ -217,6 +219,8 @@ class EventStream:
         events = _until(self.snapshots, waiter, self.heartbeat)
         try:
             async for snap in events:
+                if not self.alive():
+                    break
                 body = b": keep-alive\n\n" if snap is None else b"data: " + _enc.encode(snap) + b"\n\n"
                 await send({"type": "http.response.body", "body": body, "more_body": True})
         except OSError:
