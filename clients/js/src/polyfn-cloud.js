@@ -623,7 +623,9 @@
     var self = this;
     var p = this._db._call('document.get', this._body(this._field ? { field: this._field } : {})).then(function (r) {
       if (r.data === null && self._db.throwOnNotFound) {
-        throw DbError('document.get', -502004, 'document with _id ' + self._id + ' does not exist', 404);
+        var e = DbError('document.get', -1, '', 404); // as wx-server-sdk words it (no code in the message)
+        e.message = e.errMsg = 'document.get:fail document with _id ' + self._id + ' does not exist';
+        throw e;
       }
       return r;
     });
@@ -710,15 +712,20 @@
   // Server-sent events from bytes: `feed(Uint8Array)` calls `onData(text)` for each event's data. Events end
   // with a blank line, which is ASCII, so complete events are never cut inside a character.
   function eventParser(onData) {
-    var pending = [];
+    var pending = new Uint8Array(0);
+    var scanned = 0; // bytes of `pending` already searched for the blank line
     return function feed(bytes) {
-      for (var i = 0; i < bytes.length; i++) pending.push(bytes[i]);
+      var both = new Uint8Array(pending.length + bytes.length);
+      both.set(pending, 0);
+      both.set(bytes, pending.length);
+      pending = both;
       for (;;) {
         var end = -1;
-        for (var j = 1; j < pending.length; j++) if (pending[j] === 10 && pending[j - 1] === 10) { end = j; break; }
-        if (end < 0) return;
-        var text = utf8(pending.slice(0, end - 1));
+        for (var j = Math.max(scanned, 1); j < pending.length; j++) if (pending[j] === 10 && pending[j - 1] === 10) { end = j; break; }
+        if (end < 0) { scanned = pending.length; return; }
+        var text = utf8(pending.subarray(0, end - 1));
         pending = pending.slice(end + 1);
+        scanned = 0;
         var data = text.split('\n').filter(function (l) { return l.indexOf('data:') === 0; })
           .map(function (l) { return l.slice(5).replace(/^ /, ''); }).join('\n');
         if (data) onData(data);
@@ -727,7 +734,7 @@
   }
 
   function utf8(bytes) {
-    if (typeof TextDecoder !== 'undefined') return new TextDecoder('utf-8').decode(new Uint8Array(bytes));
+    if (typeof TextDecoder !== 'undefined') return new TextDecoder('utf-8').decode(bytes);
     var out = '';
     for (var i = 0; i < bytes.length;) {
       var b = bytes[i++];
@@ -755,7 +762,7 @@
             if (res.data && res.data.byteLength) chunks.push(new Uint8Array(res.data));
             var all = [];
             chunks.forEach(function (c) { for (var i = 0; i < c.length; i++) all.push(c[i]); });
-            on.refused(status, utf8(all));
+            on.refused(status, utf8(new Uint8Array(all)));
           } else on.end(null);
         },
         fail: function (e) { if (!aborted) on.end(new Error(e.errMsg || 'request failed')); },

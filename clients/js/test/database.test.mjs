@@ -62,7 +62,7 @@ test('add, get, update and remove one\'s own documents', live, async () => {
   assert.deepEqual(set.stats, { updated: 0, created: 1 });
   assert.equal((await notes.doc('mine-1').get()).data._openid, me.uid);
   assert.deepEqual((await notes.doc(added._id).remove()).stats, { removed: 1 });
-  await assert.rejects(notes.doc(added._id).get(), (e) => /does not exist/.test(e.errMsg));
+  await assert.rejects(notes.doc(added._id).get(), (e) => e.errCode === -1 && e.errMsg === `document.get:fail document with _id ${added._id} does not exist`);
   const nothrow = cloud.database({ throwOnNotFound: false });
   assert.equal((await nothrow.collection('sdk-notes').doc(added._id).get()).data, null);
 });
