@@ -645,13 +645,23 @@
   // --- realtime: collection.where(…).watch() ---------------------------------------------------------
   //
   // One streaming POST to db/collection.watch per watcher; the node answers server-sent events, each a
-  // snapshot ({id, type: 'init' first, docs, docChanges}). A refused watch (rules, a bad query) or a dropped
-  // stream calls onError once and the watcher is closed, as WeChat's is.
+  // snapshot ({id, type: 'init' first, docs, docChanges}). A refused watch (rules, a bad query) calls onError
+  // once and the watcher is closed. A stream that breaks after it began (a network change, the node
+  // restarting) is opened again, after 0.5, 1, 2, 4, 8 s; the node's new initial snapshot is handed on as the
+  // changes since the last one (WeChat's watch reconnects as well). A user who signed out in between, or five
+  // failed attempts, end it with onError.
+
+  var WATCH_RETRIES = 5;
 
   function RealtimeWatcher(db, body, onChange, onError) {
     this._db = db;
+    this._body = body;
     this._closed = false;
     this._abort = null;
+    this._docs = null; // the last snapshot's documents (null before the first)
+    this._sid = 0;
+    this._attempt = 0;
+    this._uid = null; // the user who watches: a reconnect as someone else is refused
     var self = this;
     this._onChange = onChange;
     this._fail = function (e) {
@@ -660,10 +670,37 @@
       if (self._abort) self._abort();
       try { onError(e); } catch (x) { /* the listener's own error */ }
     };
-    this._open(body, false);
+    this._open(false);
   }
 
-  RealtimeWatcher.prototype._open = function (body, retried) {
+  RealtimeWatcher.prototype._deliver = function (snap) {
+    var out = snap;
+    if (snap.type === 'init' && this._docs !== null) { // a reconnect: what changed while it was away
+      var changes = diffDocs(this._docs, snap.docs);
+      this._docs = snap.docs;
+      if (!changes.length) return;
+      out = { id: ++this._sid, docs: snap.docs, docChanges: changes };
+    } else {
+      this._docs = snap.docs;
+      out.id = snap.type === 'init' ? 0 : ++this._sid;
+    }
+    try { this._onChange(out); } catch (e) { /* the listener's own error */ }
+  };
+
+  RealtimeWatcher.prototype._broken = function (e) {
+    var action = 'collection.watch';
+    if (this._closed) return;
+    var why = e ? 'the stream failed: ' + (e.message || e) : 'the node closed the stream';
+    if (this._docs === null || this._attempt >= WATCH_RETRIES) {
+      this._fail(DbError(action, -501001, why));
+      return;
+    }
+    var self = this;
+    var delay = 500 * Math.pow(2, this._attempt++);
+    setTimeout(function () { if (!self._closed) self._open(false); }, delay);
+  };
+
+  RealtimeWatcher.prototype._open = function (retried) {
     var self = this;
     var cloud = this._db._cloud;
     var action = 'collection.watch';
@@ -676,31 +713,38 @@
     }
     token.then(function (tok) {
       if (self._closed) return;
+      var uid = cloud._session && cloud._session.user ? cloud._session.user.uid : null;
+      if (self._uid !== null && uid !== self._uid) {
+        self._fail(DbError(action, 'token_revoked', 'the user who watched signed out', 401));
+        return;
+      }
+      self._uid = uid;
       var headers = { 'content-type': 'application/json', accept: 'text/event-stream', 'x-polyfn-sdk': VERSION };
       if (tok) headers.authorization = 'Bearer ' + tok;
       var parser = eventParser(function (text) {
         if (self._closed) return;
         var snap;
         try { snap = decode(JSON.parse(text)); } catch (e) { return; }
-        try { self._onChange(snap); } catch (e) { /* the listener's own error */ }
+        if (snap.type === 'init') self._attempt = 0;
+        self._deliver(snap);
       });
-      self._abort = openStream(cloud._url('db/' + action), headers, JSON.stringify(body), {
+      self._abort = openStream(cloud._url('db/' + action), headers, JSON.stringify(self._body), {
         data: parser,
         refused: function (status, text) {
           var answer = parseJSON(text);
           var e = dbFailure(action, { response: answer, statusCode: status,
             errCode: (answer && answer.error && answer.error.code) || String(status), message: 'HTTP ' + status });
           if (!retried && status === 401 && (e.errCode === 'token_expired' || e.errCode === 'token_revoked')) {
-            self._open(body, true);
+            self._open(true);
             return;
           }
-          self._fail(e);
+          if (status >= 500 || status === 429) self._broken(e); else self._fail(e);
         },
-        end: function (e) {
-          if (!self._closed) self._fail(DbError(action, -501001, e ? 'the stream failed: ' + (e.message || e) : 'the node closed the stream'));
-        },
+        end: function (e) { self._broken(e); },
       });
-    }, function (e) { self._fail(dbFailure(action, e)); });
+    }, function (e) {
+      if (e && (!e.statusCode || e.statusCode >= 500)) self._broken(e); else self._fail(dbFailure(action, e));
+    });
   };
 
   RealtimeWatcher.prototype.close = function () {
@@ -708,6 +752,36 @@
     if (this._abort) this._abort();
     return Promise.resolve();
   };
+
+  // The changes from one list of documents to another, as watch's docChanges (by _id).
+  function diffDocs(before, after) {
+    var old = {};
+    before.forEach(function (d) { old[d._id] = d; });
+    var changes = [];
+    after.forEach(function (d) {
+      var was = old[d._id];
+      delete old[d._id];
+      if (!was) {
+        changes.push({ id: changes.length, dataType: 'add', queueType: 'enqueue', docId: d._id, doc: d });
+        return;
+      }
+      var updated = {};
+      var removed = [];
+      var any = false;
+      Object.keys(d).forEach(function (k) {
+        if (JSON.stringify(d[k]) !== JSON.stringify(was[k])) { updated[k] = d[k]; any = true; }
+      });
+      Object.keys(was).forEach(function (k) { if (!(k in d)) { removed.push(k); any = true; } });
+      if (any) {
+        changes.push({ id: changes.length, dataType: 'update', queueType: 'update', docId: d._id, doc: d,
+          updatedFields: updated, removedFields: removed });
+      }
+    });
+    Object.keys(old).forEach(function (id) {
+      changes.push({ id: changes.length, dataType: 'remove', queueType: 'dequeue', docId: id, doc: old[id] });
+    });
+    return changes;
+  }
 
   // Server-sent events from bytes: `feed(Uint8Array)` calls `onData(text)` for each event's data. Events end
   // with a blank line, which is ASCII, so complete events are never cut inside a character.

@@ -2,6 +2,7 @@
 // (tests/e2e/test_apps_sdk.py starts the node, sets POLYFN_URL and POLYFN_APP, and makes the collections:
 // sdk-notes with the default rule (creator only), sdk-posts read-all, sdk-secret none).
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { test } from 'node:test';
 
 import sdk from '../src/polyfn-cloud.mjs';
@@ -167,4 +168,61 @@ test('doc(id).watch() follows one document', live, async () => {
   const gone = await w.next();
   assert.deepEqual([gone.docChanges[0].dataType, gone.docs.length], ['remove', 0]);
   await w.watcher.close();
+});
+
+// A TCP relay to the node whose connections can be cut, as a network change or a proxy restart would.
+async function relay() {
+  const target = new URL(URL_);
+  const sockets = new Set();
+  const link = { accepted: 0 };
+  const server = net.createServer((client) => {
+    link.accepted += 1;
+    const upstream = net.connect(Number(target.port), target.hostname);
+    for (const [a, b] of [[client, upstream], [upstream, client]]) {
+      sockets.add(a);
+      a.pipe(b);
+      a.on('error', () => {});
+      a.on('close', () => { sockets.delete(a); b.destroy(); });
+    }
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return Object.assign(link, {
+    url: `http://127.0.0.1:${server.address().port}`,
+    cut() { for (const s of sockets) s.destroy(); },
+    close() { this.cut(); return new Promise((resolve) => server.close(resolve)); },
+  });
+}
+
+test('watch() reconnects after the connection breaks and hands on what changed meanwhile', live, async () => {
+  const link = await relay();
+  try {
+    const cloud = new sdk.Cloud().init({ env: APP, endpoint: link.url, persistence: 'none' });
+    const notes = cloud.database().collection('sdk-notes');
+    const { _id: kept } = await notes.add({ data: { topic: 'reconnect', text: 'kept' } });
+    const { _id: dropped } = await notes.add({ data: { topic: 'reconnect', text: 'to be removed' } });
+    const w = follow(notes.where({ topic: 'reconnect' }));
+    assert.equal((await w.next()).docs.length, 2);
+    // the same user, straight to the node, while the watcher's connection is down
+    const direct = user();
+    direct._session = cloud._session;
+    const fresh = direct.database().collection('sdk-notes');
+    link.cut();
+    const before = link.accepted;
+    const { _id: added } = await fresh.add({ data: { topic: 'reconnect', text: 'added while away' } });
+    await fresh.doc(dropped).remove();
+    await fresh.doc(kept).update({ data: { text: 'kept, changed' } });
+    // whether the watcher was back before each write or not, it ends up holding the same documents
+    const texts = new Set();
+    let snap;
+    do {
+      snap = await w.next();
+      for (const c of snap.docChanges) texts.add(`${c.dataType}:${c.docId}`);
+    } while (!(snap.docs.length === 2 && snap.docs.some((d) => d.text === 'kept, changed')));
+    assert.deepEqual(new Set(snap.docs.map((d) => d._id)), new Set([kept, added]));
+    assert.ok(link.accepted > before, 'the watcher opened a new connection');
+    assert.ok(texts.has(`add:${added}`) && texts.has(`remove:${dropped}`) && texts.has(`update:${kept}`), [...texts].join());
+    await w.watcher.close();
+  } finally {
+    await link.close();
+  }
 });
