@@ -278,3 +278,37 @@ def test_a_watch_ends_when_its_session_is_signed_out(node: Server) -> None:
         r2 = db(node, "collection.add", {"collection": "diary", "data": {"text": "after sign-out"}}, second)
         assert r2.status_code == 200, r2.text  # the same user's other session still writes …
         assert [line for line in lines if line.startswith("data: ")] == []  # … the signed-out watch ends, unfed
+
+
+def test_a_user_may_hold_only_so_many_watches(node: Server) -> None:
+    import contextlib
+
+    node.cli("db", "create-collection", "busy", check=True)
+    ann = sign_in(node)
+    readers = []  # each open stream's line iterator: dropping one closes its stream
+    with httpx.Client(base_url=node.url, timeout=30) as c, contextlib.ExitStack() as stack:
+        def watch() -> httpx.Response:
+            r = stack.enter_context(c.stream("POST", "/app/shop/db/collection.watch", json={"collection": "busy"},
+                                             headers=bearer(ann)))
+            if r.status_code == 200:
+                readers.append(r.iter_lines())
+                assert next(line for line in readers[-1] if line.startswith("data: "))  # it is open
+            return r
+
+        opened = [watch() for _ in range(20)]
+        assert all(r.status_code == 200 for r in opened)
+        refused = watch()
+        refused.read()
+        assert (refused.status_code, error_code(refused)) == (429, "too_many_watches")
+        assert watch_status(node, sign_in(node)) == 200  # another user is not held back by ann's
+        opened[0].close()  # the node learns of it when the client goes: then ann may open another
+        deadline = time.monotonic() + 30
+        while (status := watch_status(node, ann)) == 429 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert status == 200
+
+
+def watch_status(node: Server, tokens: dict) -> int:
+    with httpx.Client(base_url=node.url, timeout=30) as c, \
+            c.stream("POST", "/app/shop/db/collection.watch", json={"collection": "busy"}, headers=bearer(tokens)) as r:
+        return r.status_code

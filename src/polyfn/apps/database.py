@@ -30,6 +30,7 @@ from polyfn.invoker import Outcome
 
 WATCH = "collection.watch"
 NAMESPACE = "default"
+MAX_WATCHES = 20  # open watches per user on one node: each holds a query's documents in memory
 
 #: a rule expression → its compiled form (rules are few and change rarely; compiling is per expression)
 _compiled = lru_cache(maxsize=4096)(compile_rule)
@@ -48,8 +49,10 @@ class DatabaseFace:
     """`database` returns the node's wx.cloud database API (`WxDatabaseApi`), or None while it is not started
     (the database service starts after the app platform)."""
 
-    def __init__(self, database: Callable[[], Any]):
+    def __init__(self, database: Callable[[], Any], max_watches: int = MAX_WATCHES):
         self.database = database
+        self.max_watches = max_watches
+        self.watching: dict[tuple[str, str], int] = {}  # (app, uid) → open watches on this node
 
     def routes(self) -> dict[tuple[str, str, str], Any]:
         out: dict[tuple[str, str, str], Any] = {("POST", "db", action): self.run for action in ACTIONS}
@@ -78,6 +81,11 @@ class DatabaseFace:
         the stream at its next line (a change, or the heartbeat's within 15 s)."""
         caller = self.caller(req)
         ident = req.identity()
+        assert ident is not None
+        who = (ident.app, ident.uid)
+        if self.watching.get(who, 0) >= self.max_watches:
+            raise AppError(429, "too_many_watches", f"at most {self.max_watches} open watches per user: close one "
+                                                    "(watcher.close()) before opening another")
         api = self._api()
         body = req.json()
         try:
@@ -87,4 +95,11 @@ class DatabaseFace:
         except WxError as e:
             status, answer = failure(WATCH, e.code, e.message)
             return json_outcome(answer, status)
-        return EventStream(stream, alive=lambda: ident is not None and not req.service.revoked(ident))
+        self.watching[who] = self.watching.get(who, 0) + 1
+
+        def closed() -> None:
+            left = self.watching.pop(who, 1) - 1
+            if left:
+                self.watching[who] = left
+
+        return EventStream(stream, alive=lambda: not req.service.revoked(ident), on_close=closed)

@@ -201,14 +201,23 @@ class EventStream:
     watching). Both faces that watch (this one, and the app platform's for end users) answer with it."""
 
     def __init__(self, snapshots: AsyncIterator[dict[str, Any]], headers: list[tuple[bytes, bytes]] | None = None,
-                 heartbeat: float = 15.0, alive: Callable[[], bool] = lambda: True):
+                 heartbeat: float = 15.0, alive: Callable[[], bool] = lambda: True,
+                 on_close: Callable[[], None] | None = None):
         self.snapshots = snapshots
         self.headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
                         (b"x-accel-buffering", b"no"), *(headers or [])]
         self.heartbeat = heartbeat
         self.alive = alive
+        self.on_close = on_close  # called once when the stream ends, however it ends
 
     async def serve(self, receive: Any, send: Any) -> None:
+        try:
+            await self._serve(receive, send)
+        finally:
+            if self.on_close is not None:
+                self.on_close()
+
+    async def _serve(self, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.headers})
 
         async def gone() -> None:
