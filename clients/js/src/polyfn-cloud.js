@@ -36,7 +36,7 @@
 })(typeof globalThis !== 'undefined' ? globalThis : this, function (root) {
   'use strict';
 
-  var VERSION = '0.1.0';
+  var VERSION = '0.2.0';
   var wxApi = root && root.wx && typeof root.wx.request === 'function' ? root.wx : null; // in a mini-program
   var REFRESH_EARLY = 60; // seconds before expiry a token is refreshed
 
