@@ -223,6 +223,8 @@ def test_the_database_face_under_security_rules(node: Server) -> None:
     """End users reach collections only as their rules say; identity headers and foreign tokens count for
     nothing; a refused document is a 403 with WeChat's errCode."""
     node.cli("db", "create-collection", "carts", check=True)
+    again = node.cli("db", "create-collection", "carts")
+    assert again.returncode != 0 and "collection carts already exists" in again.stderr, again.stderr
     ann, bob = sign_in(node), sign_in(node)
     r = db(node, "collection.add", {"collection": "carts", "data": {"items": 2}}, ann,
            **{"x-wx-openid": bob["user"]["uid"]})
