@@ -3,7 +3,7 @@
     POST auth/anonymous | auth/signup | auth/signin | auth/custom | auth/refresh | auth/signout
     GET  auth/user                                  the signed-in user
     POST call/{function}                            wx.cloud.callFunction: JSON `data` in, the function's result out
-    …    storage/…, db/…                            the faces of `storage.py` and `db.py` in this package
+    …    storage/…, db/…                            the faces of `storage.py` and `database.py` in this package
 
 Raw ASGI like the gateway (no framework routing, no models: callFunction is the hot path). Every answer is
 JSON; errors are `{"error": {"code", "message"}}` with a stable code (`token_expired`, `token_revoked`, …)
