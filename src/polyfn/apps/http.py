@@ -6,9 +6,10 @@
     …    storage/…, db/…                            the faces of `storage.py` and `database.py` in this package
 
 Raw ASGI like the gateway (no framework routing, no models: callFunction is the hot path). Every answer is
-JSON; errors are `{"error": {"code", "message"}}` with a stable code (`token_expired`, `token_revoked`, …)
-and `X-Polyfn-Error`. A browser's `Origin` must be one of the app's `origins` or the request is refused
-(403 `origin_not_allowed`, no CORS grant); requests without `Origin` (mini-programs, servers) pass.
+JSON (but `db/collection.watch`: server-sent events); errors are `{"error": {"code", "message"}}` with a
+stable code (`token_expired`, `token_revoked`, …) and `X-Polyfn-Error`. A browser's `Origin` must be one of
+the app's `origins` or the request is refused (403 `origin_not_allowed`, no CORS grant); requests without
+`Origin` (mini-programs, servers) pass.
 
 The caller's identity is only ever the one a verified `Authorization: Bearer <access token>` names; it
 travels to the function in the `Invoke` frame, never as a header.
