@@ -310,7 +310,11 @@ def test_hostile_frames_kill_only_the_sender(node: Server, garbage: str) -> None
     """The instance writes garbage to its own connection: it is killed, the caller gets a clear error."""
     node.deploy(f"liar-{garbage.replace('_', '-')}", {"handler.py": '''
 import os, stat, struct
-from polyfn.protocol import Result, encode
+import msgspec  # the runtime's own codec (polyfn.protocol cannot be imported from a function)
+
+def encode_result(rid, body):  # a Result frame as polyfn.protocol writes it: tag, then fields in order
+    raw = msgspec.msgpack.encode(["result", rid, 200, [], body, None, [], 0.0])
+    return struct.pack(">I", len(raw)) + raw
 
 def _sock():
     for fd in sorted(int(x) for x in os.listdir("/proc/self/fd")):
@@ -328,7 +332,7 @@ def handler(event, context):
     elif kind == "undecodable":
         os.write(fd, struct.pack(">I", 5) + b"\\xc1\\xc1\\xc1\\xc1\\xc1")
     else:
-        os.write(fd, encode(Result(99999, 200, [], b"forged", None, [], 0.0)))
+        os.write(fd, encode_result(99999, b"forged"))
     import time
     time.sleep(10)
     return "not reached"

@@ -18,6 +18,8 @@ _NOSUID_NODEV = linux.MS_NOSUID | linux.MS_NODEV
 
 
 def setup(plan: SandboxPlan) -> str:
+    if plan.root:
+        return _setup_root(plan)
     fds = [(b, os.open(b, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)) for b in plan.binds if os.path.isdir(b)]
     try:
         if plan.tmp_mb:
@@ -52,6 +54,23 @@ def setup(plan: SandboxPlan) -> str:
 
 
 SECRETS_DIR = "/run/secrets"
+
+
+def _setup_root(plan: SandboxPlan) -> str:
+    """The instance's own root filesystem (sandbox/rootfs.py): nothing of the host but what it lists."""
+    from polyfn.sandbox import rootfs
+
+    desc = rootfs.enter(plan.root, plan.binds, plan.etc, plan.tmp_mb, plan.root_mask)
+    if plan.secret_files:
+        os.makedirs(SECRETS_DIR, mode=0o755, exist_ok=True)
+        _write_secrets(plan)
+    rootfs.seal()
+    parts = [desc]
+    if plan.tmp_mb:
+        parts.append(f"/tmp {plan.tmp_mb} MB")
+    if plan.secret_files:
+        parts.append(f"{len(plan.secret_files)} secret(s) in /run/secrets")
+    return "mount ns (" + ", ".join(parts) + ")"
 
 # statvfs flag → mount flag, for the flags a remount inside a user namespace must keep ("locked" flags).
 _KEEP = ((os.ST_NOEXEC, linux.MS_NOEXEC), (os.ST_NOATIME, 1024), (os.ST_NODIRATIME, 2048), (os.ST_RELATIME, 1 << 21))

@@ -6,7 +6,7 @@ import os
 
 import msgspec
 
-LAYERS = ("cgroup", "mount", "pid", "net", "uid", "seccomp")  # switchable with POLYFN_SANDBOX_DISABLE
+LAYERS = ("cgroup", "mount", "root", "pid", "net", "uid", "seccomp")  # switchable with POLYFN_SANDBOX_DISABLE
 
 
 class SandboxPlan(msgspec.Struct, kw_only=True, array_like=True):
@@ -30,6 +30,10 @@ class SandboxPlan(msgspec.Struct, kw_only=True, array_like=True):
     secret_files: dict[str, str] = {}  # name → value, written to /run/secrets/NAME (tmpfs, 0400, the uid's)
     relay_socket: str = ""  # network `polyfn`: the server's NetRelay socket (sandbox/relay.py)
     relay_ports: list[int] = []  # network `polyfn`: polyfn's ports, reachable at 127.0.0.1:PORT inside
+    # --- the root filesystem (sandbox/rootfs.py); empty `root`: the host's root stays, `hide` applies
+    root: list[str] = []  # host paths bound read-only into the instance's own root (besides `binds`)
+    root_mask: list[str] = []  # directories a bind brings along that stay empty (site-packages …)
+    etc: dict[str, str] = {}  # the generated /etc: file name → content
 
 
 class Prepared(msgspec.Struct, kw_only=True):

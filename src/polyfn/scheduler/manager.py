@@ -19,7 +19,7 @@ from polyfn.config import Settings
 from polyfn.loops import one_item
 from polyfn.model import Revision
 from polyfn.runtimes.python.instance import InstanceSpec
-from polyfn.sandbox import cgroups
+from polyfn.sandbox import cgroups, rootfs
 from polyfn.sandbox.cgroups import CgroupBase
 from polyfn.sandbox.plan import SandboxPlan, cgroup_dir_for
 from polyfn.scheduler import launcher as _launcher
@@ -46,7 +46,7 @@ async def _probe() -> dict[str, str]:
         if proc.returncode is None:
             proc.kill()
         why = f"probe failed: {e}"
-        return {k: why for k in ("mount", "pid", "net", "uid", "seccomp", "userns")}
+        return {k: why for k in ("mount", "root", "pid", "net", "uid", "seccomp", "userns")}
 
 
 EXIT_GRACE = 0.1  # seconds between an instance's exit report and closing its connection if EOF has not
@@ -71,6 +71,12 @@ class InstanceManager:
         self.probe: dict[str, str] = {}
         self._uids: dict[str, int] = {}
         self._expose: tuple[list[str], list[str]] = ([], [])
+        #: the root filesystem layer (sandbox/rootfs.py): shared paths per runtime, masked site-packages
+        self.rootfs = False
+        self._root: dict[str, list[str]] = {}
+        self._root_mask: list[str] = []
+        #: a Python function's import path after its own code: stdlib + provided packages (never the server's)
+        self.py_sys_path: list[str] = []
         self.secret_source: Any = None  # async (names) -> {name: value}; set by the Node
         self._by_pid: dict[int, Instance] = {}
         self._early_exits: dict[int, int] = {}
@@ -151,11 +157,12 @@ class InstanceManager:
         userns = os.geteuid() != 0 and not self.probe.get("userns") and "mount" not in off
         if userns:
             self.namespaces.add("user")
-        for layer in ("mount", "pid", "net", "uid", "seccomp"):
+        py_binds, self.py_sys_path = await asyncio.to_thread(rootfs.python_paths)
+        for layer in ("mount", "root", "pid", "net", "uid", "seccomp"):
             why = self.probe.get(layer, "not probed")
             if layer in off:
                 skipped.append(f"{layer} (disabled by configuration)")
-            elif layer in ("pid", "uid") and "mount" not in self.namespaces:
+            elif layer in ("pid", "uid", "root") and "mount" not in self.namespaces:
                 skipped.append(f"{layer} (needs the mount namespace)")
             elif why:
                 skipped.append(f"{layer} ({why})")
@@ -167,10 +174,14 @@ class InstanceManager:
                 elif layer == "uid":
                     self.drop_uid = True
                     self._expose = self._interpreter_exposure()
+                elif layer == "root":
+                    self.rootfs = True
+                    self._root = rootfs.runtime_roots(py_binds)
+                    self._root_mask = rootfs.site_masks()
                 else:
                     self.seccomp = True
-                parts.append({"mount": "mount ns", "pid": "pid ns", "net": "net ns", "uid": "per-function uid",
-                              "seccomp": "seccomp"}[layer])
+                parts.append({"mount": "mount ns", "root": "own root fs", "pid": "pid ns", "net": "net ns",
+                              "uid": "per-function uid", "seccomp": "seccomp"}[layer])
         if userns:
             parts.insert(0, "user ns (not root)")
         parts.append("rlimits")
@@ -239,6 +250,9 @@ class InstanceManager:
             seccomp=self.seccomp,
             relay_socket=str(self.relay.path) if self.relay is not None and spec.network == "polyfn" else "",
             relay_ports=sorted(self.relay.targets) if self.relay is not None and spec.network == "polyfn" else [],
+            root=self._root.get(spec.runtime, []) if self.rootfs else [],
+            root_mask=self._root_mask if self.rootfs else [],
+            etc=rootfs.etc_files(uid, uid) if self.rootfs else {},
         )
 
     def instance_env_for(self, rev: Revision, extra: dict[str, str]) -> dict[str, str]:
@@ -332,6 +346,7 @@ class InstanceManager:
             log_line_max=self.settings.log_line_max,
             log_lines_max=self.settings.log_lines_per_activation,
             log_bytes_max=self.settings.log_bytes_per_activation,
+            sys_path=self.py_sys_path,
         )
         return ispec, plan
 
