@@ -231,7 +231,7 @@ def handler(event, context):
 def test_network_none_has_only_loopback(node: Server) -> None:
     require(node, "net ns")
     allowed = attack(node, "net-all", NET, {"port": node.port})
-    assert allowed["127.0.0.1"] == "connected"  # control: with `network: all` the node is reachable
+    assert allowed["127.0.0.1"] == "connected"  # control: with the default network the node's API is relayed
     out = attack(node, "net-none", NET, {"port": node.port}, network="none")
     assert all(v != "connected" for v in out.values()), out
     healthy(node)
@@ -276,8 +276,8 @@ def test_network_polyfn_reaches_only_polyfn(node: Server) -> None:
     for key, value in out.items():
         if key not in ("env", "s3"):
             assert value != "connected", out
-    # control: with `network: all` the same code reaches the local services that run here
-    out_all = attack(node, "net-all-s3", POLYFN_NET, {"local": local, "bucket": "direct"})
+    # control: with `network: host` (explicit) the same code reaches the local services that run here
+    out_all = attack(node, "net-all-s3", POLYFN_NET, {"local": local, "bucket": "direct"}, network="host")
     assert out_all["s3"] == "through the relay"
     for port in local:
         if _listening(port):  # the service runs here: `all` reaches it, `polyfn` did not

@@ -278,10 +278,21 @@ def deploy(
         typer.Option(
             "--network",
             envvar="POLYFN_DEPLOY_NETWORK",
-            help="Network access: all (egress like Lambda), polyfn (only this node's API and object store, "
-            "relayed into the instance's own network namespace) or none (loopback only). Enforced by a "
-            "network namespace.",
+            help="Network access: egress (the outside world but not this host, its loopback services or "
+            "private/link-local ranges; this node's API and object store relayed), host (the node's own "
+            "network: everything it reaches; `all` is the same), polyfn (only this node's API and object "
+            "store) or none (loopback only). Enforced by a network namespace (docs/security.md).",
             show_default=_spec_default("network"),
+        ),
+    ] = None,
+    allow_net: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-net",
+            metavar="HOST:PORT",
+            help="With network egress or polyfn: a host service the function may reach anyway (repeatable), "
+            "e.g. --allow-net 127.0.0.1:5432 for the node's PostgreSQL; relayed into the instance's namespace.",
+            show_default="none",
         ),
     ] = None,
     retry_attempts: Annotated[
@@ -384,6 +395,7 @@ def deploy(
             "keepalive_policy": keepalive_policy,
             "env": env_vars,
             "network": network,
+            "allow_net": allow_net or None,
             "auth": auth,
             "retry_attempts": retry_attempts,
             "retry_backoff": retry_backoff,

@@ -6,7 +6,7 @@ import os
 
 import msgspec
 
-LAYERS = ("cgroup", "mount", "root", "pid", "net", "uid", "seccomp")  # switchable with POLYFN_SANDBOX_DISABLE
+LAYERS = ("cgroup", "mount", "root", "pid", "net", "egress", "uid", "seccomp")  # switchable with POLYFN_SANDBOX_DISABLE
 
 
 class SandboxPlan(msgspec.Struct, kw_only=True, array_like=True):
@@ -24,7 +24,8 @@ class SandboxPlan(msgspec.Struct, kw_only=True, array_like=True):
     tmp_mb: int = 0  # size of the private /tmp (needs the mount namespace)
     hide: list[str] = []  # directories covered by an empty read-only tmpfs (the data dir …)
     binds: list[str] = []  # directories inside `hide` made visible again, read-only (own code, deps)
-    network: str = "all"  # all | polyfn | none
+    network: str = "all"  # egress | host (= all) | polyfn | none: sandbox.network
+    allow: list[str] = []  # egress/polyfn: "IP:PORT" a function may reach (relayed by the server)
     seccomp: bool = False
     no_new_privs: bool = True
     secret_files: dict[str, str] = {}  # name → value, written to /run/secrets/NAME (tmpfs, 0400, the uid's)
@@ -43,6 +44,7 @@ class Prepared(msgspec.Struct, kw_only=True):
     cgroup_version: int = 0
     namespaces: list[str] = []  # "mount", "pid", "net" entered
     host_netns_fd: int = -1  # to go back to the host network for `network: all`
+    egress: str = ""  # the instance's address on its veth pair, when the blank made one (sandbox/veth.py)
     pid_ns: bool = False  # we are in a fresh pid namespace, under an init and a supervisor
     host_pid: int = 0  # the supervisor's pid: the one the server knows for this instance
     notes: list[str] = []  # why a layer could not be entered (reported in the instance's info)

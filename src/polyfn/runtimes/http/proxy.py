@@ -153,7 +153,7 @@ class Proxy:
         t0 = time.perf_counter()
         if spec.get("sandbox_network"):  # the sandbox already made a private namespace (network none/polyfn)
             self.network = "private network namespace (" + spec["sandbox_network"] + ")"
-            if spec["sandbox_network"] == "polyfn":  # polyfn's ports are relayed there: a port of its own
+            if spec["sandbox_network"] in ("polyfn", "egress"):  # polyfn's ports are relayed there: a port of its own
                 self.port = free_port()
         elif spec.get("private_network", True) and os.geteuid() == 0:
             why = private_network()
