@@ -178,6 +178,9 @@ def test_loopback_services_refused_by_default_and_allowed_by_entry(node: Server)
         assert r.json()[f"127.0.0.1:{p}"].startswith("connected"), (SERVICES[p], r.text)
     host = attack(node, "egress-host", CONNECT, {"targets": targets}, network="host")
     assert all(host[f"127.0.0.1:{p}"].startswith("connected") for p in running), host
+    described = " ".join(node.cli("describe", "egress-host", check=True).stdout.split())
+    assert "warning: network host" in described and "loopback services" in described, described
+    assert "warning" not in " ".join(node.cli("describe", "egress-default", check=True).stdout.split())
     healthy(node)
 
 

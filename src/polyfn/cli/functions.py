@@ -682,6 +682,8 @@ def describe(
         )
     console = out()
     console.print(Panel(grid, title=Text(str(function.get("name", name)), style="bold"), expand=False))
+    if warning := network_warning(spec):
+        console.print(Text(warning, style="yellow"))
     console.print(revisions)
     if function.get("triggers"):
         from polyfn.cli.events import trigger_table
@@ -692,6 +694,15 @@ def describe(
     from polyfn.cli.scaling import render_scaling
 
     render_scaling(console, function)
+
+
+def network_warning(spec: dict[str, Any]) -> str:
+    """What `describe` says about a function on the host's own network (an explicit choice)."""
+    if spec.get("network") not in ("host", "all"):
+        return ""
+    return ("warning: network host — this function reaches everything the node can: its loopback services "
+            "(PostgreSQL, Redis, NATS …), its private networks and the cloud metadata address. Prefer the default "
+            "`egress` with `--allow-net HOST:PORT` for the services it needs (docs/security.md).")
 
 
 _UNITS = {"memory": "MB", "timeout": "s", "keepalive": "s"}
