@@ -155,13 +155,36 @@ def unavailable() -> str:
     return ""
 
 
-def install() -> str:
-    """Apply the ruleset and enable forwarding. Returns "" or why it failed (egress then stays off)."""
+def endpoint_addresses(urls: Iterable[str]) -> list[str]:
+    """The IPv4 addresses of the hosts in `urls` (the node's PostgreSQL, NATS, upstream S3 …), as /32s:
+    refused like the private ranges even when they are public (a managed database, a cloud S3 endpoint)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    out: set[str] = set()
+    for url in urls:
+        for part in (url or "").split(","):
+            try:
+                host = urlsplit(part.strip() if "://" in part else "//" + part.strip()).hostname
+            except ValueError:
+                continue
+            if not host:
+                continue
+            try:
+                out.update(f"{ip}/32" for ip in socket.gethostbyname_ex(host)[2])
+            except OSError:
+                continue
+    return sorted(out)
+
+
+def install(control_plane: Iterable[str] = ()) -> str:
+    """Apply the ruleset and enable forwarding. `control_plane`: URLs of the node's own services, refused
+    too. Returns "" or why it failed (egress then stays off)."""
     why = unavailable()
     if why:
         return why
     with open("/etc/resolv.conf") as f:
-        script = plan(own_networks(), resolvers(f.read()))
+        script = plan([*own_networks(), *endpoint_addresses(control_plane)], resolvers(f.read()))
     try:
         subprocess.run([shutil.which("nft") or "nft", "-f", "-"], input=script, capture_output=True, text=True,
                        timeout=30, check=True)

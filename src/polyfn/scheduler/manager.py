@@ -214,7 +214,10 @@ class InstanceManager:
         why = "disabled by configuration" if "egress" in off else ""
         if not why and "user" in self.namespaces:
             why = "not root"
-        why = why or await asyncio.to_thread(egress.install)
+        st = self.settings
+        control = [u for u in (st.database_url, st.queue_url, st.storage_upstream_url, st.artifacts_endpoint,
+                               st.otlp_endpoint) if u]
+        why = why or await asyncio.to_thread(egress.install, control)
         if why:
             self.network_note = (f"egress unavailable ({why}): `egress` functions reach only polyfn's endpoints "
                                  "and their allow-list, not the internet; `--network host` reaches everything")
