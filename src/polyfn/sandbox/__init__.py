@@ -34,7 +34,9 @@ def prepare(env: Mapping[str, str], pdeathsig: Callable[[], None]) -> Prepared:
 
     `env` is the zygote's environment: `POLYFN_CGROUP_BASE` (memory) and `POLYFN_CGROUP_EXTRA`
     (`ctrl=path,…`, v1), `POLYFN_CGROUP_VERSION`, `POLYFN_SANDBOX_NS` (`mount,pid,net`)."""
-    from polyfn.sandbox import cgroups, namespaces
+    import json
+
+    from polyfn.sandbox import cgroups, linux, namespaces
 
     prepared = Prepared()
     base = env.get("POLYFN_CGROUP_BASE", "")
@@ -59,6 +61,20 @@ def prepare(env: Mapping[str, str], pdeathsig: Callable[[], None]) -> Prepared:
     layers = {x for x in env.get("POLYFN_SANDBOX_NS", "").split(",") if x}
     if layers:
         namespaces.enter(layers, prepared, pdeathsig)
+    staged = env.get("POLYFN_SANDBOX_ROOT", "")
+    if staged and "mount" in prepared.namespaces:  # the shared part of the root filesystem, off the cold path
+        from polyfn.sandbox import rootfs
+
+        try:
+            cfg = json.loads(staged)
+            rootfs.build(cfg["root"], cfg["mask"], int(cfg["tmp_mb"]), rootfs.STAGE)
+            prepared.root_staged = rootfs.digest(cfg["root"], cfg["mask"], int(cfg["tmp_mb"]))
+        except (OSError, ValueError, KeyError) as e:  # built at spawn instead
+            prepared.notes.append(f"could not stage the root filesystem: {e}")
+            try:
+                linux.umount(rootfs.STAGE)
+            except OSError:
+                pass
     if env.get("POLYFN_SANDBOX_EGRESS") == "1" and prepared.host_netns_fd >= 0:  # the default network's veth
         from polyfn.sandbox import veth
 
@@ -164,7 +180,7 @@ def apply(plan: SandboxPlan, prepared: Prepared | None = None, required: tuple[s
     if "mount" in prepared.namespaces:
         from polyfn.sandbox import mounts
 
-        applied.append(mounts.setup(plan))
+        applied.append(mounts.setup(plan, prepared))
     applied.append(limits.apply_rlimits(plan))
     if plan.uid:
         os.setgroups([])

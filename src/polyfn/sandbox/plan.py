@@ -45,6 +45,7 @@ class Prepared(msgspec.Struct, kw_only=True):
     namespaces: list[str] = []  # "mount", "pid", "net" entered
     host_netns_fd: int = -1  # to go back to the host network for `network: all`
     egress: str = ""  # the instance's address on its veth pair, when the blank made one (sandbox/veth.py)
+    root_staged: str = ""  # rootfs.digest of the shared root a blank built at rootfs.STAGE ("" if none)
     pid_ns: bool = False  # we are in a fresh pid namespace, under an init and a supervisor
     host_pid: int = 0  # the supervisor's pid: the one the server knows for this instance
     notes: list[str] = []  # why a layer could not be entered (reported in the instance's info)

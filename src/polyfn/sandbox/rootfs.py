@@ -202,18 +202,19 @@ def _bind(fd: int, target: str, is_dir: bool) -> None:
     _ro(target)
 
 
-def enter(root: list[str], binds: list[str], etc: dict[str, str], tmp_mb: int, mask: list[str],
-          stage: str = "/tmp") -> str:
-    """Build the new root on a tmpfs mounted at `stage` and pivot into it. `root` are the shared paths
-    (system, interpreter, provided packages), `binds` the function's own (code, dependencies); both keep
-    their host paths. `mask` are directories covered by an empty tmpfs where a bind brings them along
-    (site-packages, /usr/local); paths under a mask are bound on top of it. Must run in a private mount
-    namespace, before the uid drop. The root itself is left writable for the caller's last mounts
-    (`/run/secrets`); `seal()` makes it read-only."""
-    sources: list[tuple[str, int, bool]] = []
+#: where a pre-forked blank builds the shared part of the root before its function is known: a mount point
+#: that never holds code and that instances do not need (covered in the blank's own mount namespace only)
+STAGE = "/sys"
+
+Source = tuple[str, int, bool]  # (host path, O_PATH descriptor, is a directory)
+
+
+def _open(paths: list[str]) -> tuple[list[Source], list[tuple[str, str]]]:
+    """Descriptors of `paths` (opened before anything covers them) and the top-level symlinks among them."""
+    sources: list[Source] = []
     links: list[tuple[str, str]] = []
     try:
-        for p in (*root, *binds):
+        for p in paths:
             if os.path.islink(p) and os.path.dirname(p) == "/":
                 links.append((p, os.readlink(p)))  # /bin -> usr/bin on merged-/usr hosts
                 continue
@@ -222,10 +223,26 @@ def enter(root: list[str], binds: list[str], etc: dict[str, str], tmp_mb: int, m
             is_dir = os.path.isdir(p)
             fd = os.open(p, os.O_PATH | os.O_CLOEXEC | (os.O_DIRECTORY if is_dir else 0))
             sources.append((os.path.realpath(p) if is_dir else os.path.abspath(p), fd, is_dir))
-        linux.mount("tmpfs", stage, "tmpfs", _NOSUID_NODEV, "size=4m,mode=0755")
-        new = stage
+    except BaseException:
+        _close(sources)
+        raise
+    return sources, links
+
+
+def _close(sources: list[Source]) -> None:
+    for _, fd, _ in sources:
+        os.close(fd)
+
+
+def build(root: list[str], mask: list[str], tmp_mb: int, new: str) -> None:
+    """The shared part of the root at `new` (a fresh tmpfs): `root` bound read-only at their host paths,
+    `mask` covered where a bind brings them along (paths under a mask are bound on top of it), a private
+    /tmp first (the function's code may live under the host's /tmp: it is bound into this one), /proc, /dev."""
+    sources, links = _open(root)
+    try:
+        linux.mount("tmpfs", new, "tmpfs", _NOSUID_NODEV, "size=4m,mode=0755")
         size = f"size={tmp_mb}m," if tmp_mb else ""
-        os.makedirs(new + "/tmp", mode=0o1777, exist_ok=True)  # first: code under the host's /tmp binds into it
+        os.makedirs(new + "/tmp", mode=0o1777, exist_ok=True)
         linux.mount("tmpfs", new + "/tmp", "tmpfs", _NOSUID_NODEV, size + "mode=1777")
         for p, target in links:
             os.symlink(target, new + p)
@@ -245,15 +262,60 @@ def enter(root: list[str], binds: list[str], etc: dict[str, str], tmp_mb: int, m
                     covered.append(m)
         for m in covered:
             linux.mount("none", new + m, None, linux.MS_REMOUNT | linux.MS_RDONLY | _NOSUID_NODEV)
-        _finish_tree(new, etc, tmp_mb)
-        os.chdir(new)
-        linux.pivot_root(".", ".")
-        linux.umount(".", linux.MNT_DETACH)  # the old root, stacked under the new one
-        os.chdir("/")
+        _finish_tree(new, tmp_mb)
     finally:
-        for _, fd, _ in sources:
-            os.close(fd)
+        _close(sources)
+
+
+def attach(own: list[Source], etc: dict[str, str], new: str) -> None:
+    """The function's part: its code and dependencies bound read-only at their host paths, its /etc."""
+    for src, fd, is_dir in own:
+        _bind(fd, new + src, is_dir)
+    for name, text in etc.items():
+        with open(f"{new}/etc/{name}", "w") as f:
+            f.write(text)
+
+
+def pivot(new: str) -> None:
+    os.chdir(new)
+    linux.pivot_root(".", ".")
+    linux.umount(".", linux.MNT_DETACH)  # the old root, stacked under the new one
+    os.chdir("/")
+
+
+def enter(root: list[str], binds: list[str], etc: dict[str, str], tmp_mb: int, mask: list[str],
+          stage: str = "/tmp") -> str:
+    """Build the whole root on a tmpfs mounted at `stage` and pivot into it. `root` are the shared paths
+    (system, interpreter, provided packages), `binds` the function's own (code, dependencies); both keep
+    their host paths. Must run in a private mount namespace, before the uid drop. The root itself is left
+    writable for the caller's last mounts (`/run/secrets`); `seal()` makes it read-only."""
+    own, _ = _open(binds)  # before /tmp is covered: code may live under the host's /tmp
+    try:
+        build(root, mask, tmp_mb, stage)
+        attach(own, etc, stage)
+        pivot(stage)
+    finally:
+        _close(own)
     return "root fs (read-only binds, pivot_root)"
+
+
+def enter_staged(binds: list[str], etc: dict[str, str], stage: str = STAGE) -> str:
+    """A blank built the shared part at `stage` (`build`); add the function's part and pivot."""
+    own, _ = _open(binds)
+    try:
+        attach(own, etc, stage)
+        pivot(stage)
+    finally:
+        _close(own)
+    return "root fs (read-only binds, pivot_root; staged in the blank)"
+
+
+def digest(root: list[str], mask: list[str], tmp_mb: int) -> str:
+    """Identifies a staged root, so a spawn uses it only if the plan asks for exactly that one."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps([root, mask, tmp_mb]).encode()).hexdigest()[:16]
 
 
 def seal() -> None:
@@ -261,7 +323,7 @@ def seal() -> None:
     linux.mount("none", "/", None, linux.MS_REMOUNT | linux.MS_RDONLY | _NOSUID_NODEV)
 
 
-def _finish_tree(new: str, etc: dict[str, str], tmp_mb: int) -> None:
+def _finish_tree(new: str, tmp_mb: int) -> None:
     os.makedirs(new + "/proc", mode=0o555, exist_ok=True)
     linux.mount("/proc", new + "/proc", None, linux.MS_BIND | linux.MS_REC)
     dev = new + "/dev"
@@ -280,9 +342,6 @@ def _finish_tree(new: str, etc: dict[str, str], tmp_mb: int) -> None:
     linux.mount("none", dev, None, linux.MS_REMOUNT | linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NOEXEC)
     etcdir = new + "/etc"
     os.makedirs(etcdir, mode=0o755, exist_ok=True)
-    for name, text in etc.items():
-        with open(f"{etcdir}/{name}", "w") as f:
-            f.write(text)
     zone = os.path.realpath("/etc/localtime") if os.path.exists("/etc/localtime") else ""
     if zone.startswith("/usr/share/zoneinfo/"):
         os.symlink(zone, etcdir + "/localtime")

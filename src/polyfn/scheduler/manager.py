@@ -121,6 +121,11 @@ class InstanceManager:
             env["POLYFN_SANDBOX_EGRESS"] = "1"
         self.zygote.env = env
         self.prepare_env = env  # what `sandbox.prepare` reads in launched (node, http) instances too
+        if self.rootfs and "mount" in self.namespaces:  # Python blanks build the shared root off the cold path
+            import json
+
+            self.zygote.env = {**env, "POLYFN_SANDBOX_ROOT": json.dumps(
+                {"root": self._root["python"], "mask": self._root_mask, "tmp_mb": s.tmp_size})}
         if "mount" in self.namespaces:  # mount point for /run/secrets tmpfs (an empty directory on the host)
             try:
                 os.makedirs(SECRETS_DIR, mode=0o755, exist_ok=True)
