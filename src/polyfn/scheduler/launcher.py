@@ -282,7 +282,7 @@ def launch_instance(launcher: Launcher, settings: Any, rev: Any, ispec: Any, pla
     which then replaces the caller's."""
     spec = rev.spec
     api = api_url(settings)
-    if plan is not None and plan.network == "polyfn":
+    if plan is not None and plan.network in ("polyfn", "egress"):
         for outside, inside in (urls or {}).items():
             api = api.replace(outside, inside)
     payload: dict[str, Any] = {
@@ -308,11 +308,11 @@ def launch_instance(launcher: Launcher, settings: Any, rev: Any, ispec: Any, pla
     if plan is not None:
         if os.path.isdir(payload["build_dir"]):  # the deploy-time build (a Go program …) lives in the data dir
             plan = msgspec.structs.replace(plan, binds=[*plan.binds, payload["build_dir"]])
-        if "net" in required and plan.network == "all" and private:
+        if "net" in required and plan.network in ("all", "host") and private:
             # the sandbox makes the private namespace (the proxy itself could not: seccomp, uid)
             plan = msgspec.structs.replace(plan, network="none")
-        if plan.network != "all":
-            payload["sandbox_network"] = "loopback only" if plan.network == "none" else "polyfn"
+        if plan.network not in ("all", "host"):
+            payload["sandbox_network"] = "loopback only" if plan.network == "none" else plan.network
             private = False
     payload["private_network"] = private
     env["PYTHONDONTWRITEBYTECODE"] = "1"
@@ -338,7 +338,7 @@ def _launch_node(launcher: Launcher, spec: Any, plan: SandboxPlan | None, payloa
         return pid, ours
     # What a blank may be made with before its function is known: nothing function-specific.
     generic = msgspec.structs.replace(plan, uid=0, gid=0, hide=[], binds=[], secret_files={},
-                                      relay_socket="", relay_ports=[])
+                                      relay_socket="", relay_ports=[], allow=[], etc={})
     key = ("node", msgspec.json.encode(generic))
 
     def make() -> Blank:
