@@ -45,7 +45,7 @@ def prepare(env: Mapping[str, str], pdeathsig: Callable[[], None]) -> Prepared:
         dirs = [cgroup_dir_for(b, os.getpid()) for b in bases]
         try:
             cgroups.join(dirs)
-            prepared.cgroup_dirs = dirs
+            prepared.cgroup_dirs = [cgroups.pinned(d) for d in dirs]  # (the staged root covers /sys below)
             prepared.cgroup_version = int(env.get("POLYFN_CGROUP_VERSION", "0") or 0)
         except OSError as e:
             prepared.notes.append(f"could not join a cgroup: {e}")

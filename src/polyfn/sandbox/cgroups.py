@@ -227,6 +227,20 @@ def _v2_weight(cpu_shares: int) -> int:
 
 
 def _v1_controller(cgroup_dir: str) -> str:
-    """The v1 controller a directory belongs to: the first component under /sys/fs/cgroup."""
+    """The v1 controller a directory belongs to: the first component under /sys/fs/cgroup (a `pinned`
+    directory is read through its descriptor's link)."""
+    if cgroup_dir.startswith(_PINNED):
+        cgroup_dir = os.readlink(cgroup_dir)
     rel = Path(cgroup_dir).relative_to(ROOT)
     return rel.parts[0]
+
+
+_PINNED = "/proc/self/fd/"
+
+
+def pinned(cgroup_dir: str) -> str:
+    """A path to `cgroup_dir` through a descriptor (`/proc/self/fd/N`), for a child that covers /sys
+    before it writes its limits: a pre-forked blank stages its root filesystem on /sys (rootfs.STAGE), and
+    the plain path would then name a file of that tmpfs. Closed at exec."""
+    fd = os.open(cgroup_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    return f"{_PINNED}{fd}"

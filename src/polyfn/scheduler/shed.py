@@ -22,11 +22,11 @@ OVERLOADED = "overloaded"  # a standing queue at full capacity
 WAIT_TIMEOUT = "wait_timeout"  # a caller waited its whole timeout for an instance
 NO_MEMORY = "no_memory"  # the node's memory budget has no room for an instance
 
-#: how long the oldest waiter may have waited at full capacity before new callers are refused (seconds).
-#: CoDel's interval rather than its 5 ms target: a burst from one client (a thread pool submitting six calls)
-#: reaches the node over tens of milliseconds on a loaded machine, and 10 ms refused its tail; the flood stays
-#: bounded by BURST callers per slot whatever this is.
-WAIT_TARGET = 0.1
+#: how long the oldest waiter may have waited at full capacity before new callers are refused (seconds):
+#: the `Retry-After` a refused caller is given — waiting longer in the queue is worse for it than being told
+#: to come back. (10 ms, then 100 ms, refused the tail of a six-call burst to a two-instance function of
+#: 0.3 s calls on a loaded machine.) A flood stays bounded by BURST callers per slot whatever this is.
+WAIT_TARGET = 1.0
 #: callers per slot that may queue at full capacity however short they have waited
 BURST = 4
 
