@@ -13,6 +13,8 @@ import socket
 
 import pytest
 
+from polyfn.sandbox import seccomp
+
 from ..e2e.conftest import Server, error_code
 from .conftest import CANARY, require
 
@@ -211,6 +213,32 @@ def handler(event, context):
         rc, err = out[name]
         assert rc == -1 and err in (1, 38), (name, out)  # EPERM (ENOSYS on kernels without the call)
     assert out["uid"] != 0
+    healthy(node)
+
+
+REFUSED = '''
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+if {at_import}:
+    libc.syscall({nr}, 0, 0, 0, 0, 0)  # kcmp: not on the Python runtime's allow-list
+def handler(event, context):
+    libc.syscall({nr}, 0, 0, 0, 0, 0)
+    return "not refused"
+'''
+
+
+@pytest.mark.parametrize("at_import", [False, True], ids=["in-handler", "at-import"])
+def test_a_call_outside_the_allow_list_names_itself(node: Server, at_import: bool) -> None:
+    """A call outside the runtime's list ends the instance by SIGSYS, and the caller is told which call."""
+    require(node, "seccomp")
+    name = f"refused-{'import' if at_import else 'handler'}"
+    nr = seccomp.library().seccomp_syscall_resolve_name(b"kcmp")
+    node.deploy(name, {"handler.py": REFUSED.format(at_import=at_import, nr=nr)})
+    r = node.api.post(f"/v1/functions/{name}/invoke", json={})
+    assert r.status_code in (500, 502), r.text
+    assert "SIGSYS" in r.text and f"`kcmp` ({nr})" in r.text, r.text
+    if not at_import:
+        assert error_code(r) == "function_crashed", r.text
     healthy(node)
 
 

@@ -21,7 +21,7 @@ LAYERS = (
     ("pid", "other processes invisible and unsignalable"),
     ("net", "`--network none`: loopback only; `--network polyfn`: only polyfn's API and S3 ports"),
     ("uid", "a separate unprivileged uid per function"),
-    ("seccomp", "mount, ptrace, bpf, keyctl, module loading … refused"),
+    ("seccomp", "an allow-list of system calls per runtime; mount, ptrace, bpf, keyctl … refused"),
     ("rlimits", "open files, file size, core dumps"),
 )
 
@@ -36,6 +36,17 @@ def network_policy(res: dict[str, Any]) -> str:
         how += ", made inside an unprivileged user namespace"
     return (f"{how}; `polyfn`: polyfn's code opens 127.0.0.1:<API port> and 127.0.0.1:<S3 port> inside it and "
             "hands the listeners to the server, which relays them to its real ports (no veth, no nftables)")
+
+
+def seccomp_mode(res: dict[str, Any]) -> str:
+    from polyfn.sandbox import seccomp
+
+    if res.get("seccomp"):
+        return f"off ({res['seccomp']}): functions may make any system call their uid allows"
+    try:
+        return seccomp.mode()
+    except OSError as e:
+        return f"off ({e})"
 
 
 def diagnose() -> dict[str, Any]:
@@ -55,6 +66,7 @@ def diagnose() -> dict[str, Any]:
         res["cgroup"] = "not root"
     res["rlimits"] = ""
     res["network_policy"] = network_policy(res)
+    res["seccomp_mode"] = seccomp_mode(res)
     res["launched_runtimes"] = ("node and http instances get the same layers as Python ones (polyfn.sandbox.spawn "
                                 "applies them before exec; Node switches to its uid itself, before user code)")
     available = [name for name, _ in LAYERS if not res.get(name)]
@@ -91,6 +103,7 @@ def doctor(
         console.print(line)
     console.print(Text(f"network policy: {res['network_policy']}", style="dim"))
     console.print(Text(res["launched_runtimes"], style="dim"))
+    console.print(Text(f"seccomp mode: {res['seccomp_mode']}", style="dim"))
     if os.geteuid() != 0:
         if not res.get("userns"):
             msg = ("not root: mount, pid and (for `--network none`) network namespaces come from an unprivileged "

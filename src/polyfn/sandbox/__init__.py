@@ -142,6 +142,6 @@ def apply(plan: SandboxPlan, prepared: Prepared | None = None, required: tuple[s
     if plan.seccomp:
         from polyfn.sandbox import seccomp
 
-        seccomp.install()
-        applied.append("seccomp")
+        seccomp.install(plan.seccomp)
+        applied.append(f"seccomp ({plan.seccomp} allow-list)")
     return applied

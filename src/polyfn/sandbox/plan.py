@@ -25,7 +25,7 @@ class SandboxPlan(msgspec.Struct, kw_only=True, array_like=True):
     hide: list[str] = []  # directories covered by an empty read-only tmpfs (the data dir …)
     binds: list[str] = []  # directories inside `hide` made visible again, read-only (own code, deps)
     network: str = "all"  # all | polyfn | none
-    seccomp: bool = False
+    seccomp: str = ""  # the allow-list (sandbox/seccomp.py): "python" | "node" | "http"; "" = layer off
     no_new_privs: bool = True
     secret_files: dict[str, str] = {}  # name → value, written to /run/secrets/NAME (tmpfs, 0400, the uid's)
     relay_socket: str = ""  # network `polyfn`: the server's NetRelay socket (sandbox/relay.py)

@@ -114,7 +114,7 @@ def _agent_mode(cfg: Config, prepared: object) -> None:
             limits.apply_rlimits(plan)
             linux.set_no_new_privs()
             if plan.seccomp:
-                seccomp.install()
+                seccomp.install(plan.seccomp)
             _keep_only({cfg.fd, gate_r})
             # User code runs in this process: its stdout/stderr must not be the node-wide log file every
             # runtime of this kind shares (a function could fill it up to RLIMIT_FSIZE for all of them).
@@ -133,7 +133,7 @@ def _agent_mode(cfg: Config, prepared: object) -> None:
     os.close(cfg.fd)
     applied.append(limits.apply_rlimits(plan))  # the same limits as the runtime's (the agent is tiny)
     if plan.seccomp:
-        applied.append("seccomp")
+        applied.append(f"seccomp ({plan.seccomp} allow-list)")
     gate: dict[str, object]
     pidfd = os.pidfd_open(child)
     ready, _, _ = select.select([cfg.ctrl, pidfd], [], [])

@@ -236,7 +236,7 @@ class InstanceManager:
             hide=[str(s.data_dir.resolve()), *self._expose[0]] if mounts else [],
             binds=[*(d for d in (rev.code_dir, rev.deps_dir) if d), *self._expose[1]] if mounts else [],
             network=spec.network,
-            seccomp=self.seccomp,
+            seccomp=spec.runtime if self.seccomp else "",
             relay_socket=str(self.relay.path) if self.relay is not None and spec.network == "polyfn" else "",
             relay_ports=sorted(self.relay.targets) if self.relay is not None and spec.network == "polyfn" else [],
         )

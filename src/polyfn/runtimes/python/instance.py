@@ -279,6 +279,40 @@ def _stack(e: BaseException) -> list[str]:
     return user_stack(e)
 
 
+def report_refusals(spec: InstanceSpec, sock: socket.socket | None) -> None:
+    """Under seccomp, a refused call ends the process by SIGSYS: first tell the server, on `sock`, which
+    call it was (None: a function zygote, whose children say where with `redirect_refusals`)."""
+    if spec.sandbox is None:
+        return
+    from polyfn.sandbox import SandboxPlan, seccomp
+
+    plan = spec.sandbox if isinstance(spec.sandbox, SandboxPlan) else msgspec.convert(spec.sandbox, SandboxPlan)
+    if plan.seccomp:
+        seccomp.name_refusals(_fault_writer(sock))
+
+
+def redirect_refusals(sock: socket.socket) -> None:
+    """In a function zygote's child: refused calls are reported on this instance's connection."""
+    from polyfn.sandbox import seccomp
+
+    seccomp.redirect(_fault_writer(sock))
+
+
+def _fault_writer(sock: socket.socket | None) -> Any:
+    from polyfn.protocol import Fault
+
+    fd = -1 if sock is None else sock.fileno()
+
+    def report(text: str) -> None:
+        if fd >= 0:
+            try:
+                os.write(fd, encode(Fault(text)))
+            except OSError:
+                pass
+
+    return report
+
+
 def _prepare_process(spec: InstanceSpec, prepared: Any = None) -> list[str]:
     """Sandbox, environment and import path. Runs before any user code."""
     applied: list[str] = []
@@ -454,6 +488,7 @@ def main(spec: InstanceSpec, sock: socket.socket, info: str, prepared: Any = Non
     capture_output(init_buf)
     try:
         applied = _prepare_process(spec, prepared)
+        report_refusals(spec, sock)
         handler = _load_handler(spec)
         meta = FunctionMeta(spec.function, spec.revision, spec.handler, spec.memory_mb, spec.timeout, spec.env)
         adapter = load_adapter(spec.flavor, handler, meta)

@@ -107,7 +107,8 @@ def preload() -> None:
     from polyfn.runtimes.python import flavors
 
     try:  # the BPF program is the same for every instance: build it once, before any fork
-        polyfn.sandbox.seccomp.build()
+        polyfn.sandbox.seccomp.build("python")
+        polyfn.sandbox.seccomp.names()
     except (KeyError, OSError):
         pass
 
