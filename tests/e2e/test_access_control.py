@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from .. import needs
 from .conftest import REPO, Server, error_code, free_port
 
 HELLO = "def handler(event, context):\n    return 'hi'\n"
@@ -143,7 +144,7 @@ def test_missing_secret_fails_start_clearly(server: Server) -> None:
     assert "never-set" in r.json()["error"]["message"] and "polyfn secret set" in r.json()["error"]["message"]
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl CLI makes the test certificate")
+@needs.unless(shutil.which("openssl") is not None, "the openssl CLI makes the test certificate")
 def test_tls(tmp_path: Path) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",

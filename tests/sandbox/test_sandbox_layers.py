@@ -11,11 +11,10 @@ import pytest
 
 from polyfn.runtimes.python.zygote import set_pdeathsig
 from polyfn.sandbox import Prepared, SandboxError, SandboxPlan, apply, namespaces
-from polyfn.sandbox.probe import probe
+
+from .. import needs
 
 ROOT = os.geteuid() == 0
-CAN = probe()
-needs = {layer: pytest.mark.skipif(bool(CAN[layer]), reason=f"{layer}: {CAN[layer]}") for layer in CAN}
 
 
 def in_child(fn: Callable[[], object]) -> tuple[int, bytes]:
@@ -40,7 +39,7 @@ def in_child(fn: Callable[[], object]) -> tuple[int, bytes]:
     return status, out
 
 
-@needs["pid"]
+@needs.layer("pid")
 @pytest.mark.parametrize(("how", "expect"), [
     ("exit3", ("exit", 3)), ("sigsegv", ("signal", signal.SIGSEGV)), ("sigkill", ("signal", signal.SIGKILL)),
 ])
@@ -69,7 +68,7 @@ def test_pid_namespace_passes_the_instance_status_up(how: str, expect: tuple[str
         assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == expect[1], status
 
 
-@needs["pid"]
+@needs.layer("pid")
 def test_killing_the_supervisor_kills_everything_inside() -> None:
     r, w = os.pipe()
     pid = os.fork()
@@ -96,7 +95,7 @@ def test_killing_the_supervisor_kills_everything_inside() -> None:
     os.close(r)
 
 
-@needs["mount"]
+@needs.layer("mount")
 def test_mounts_hide_data_dir_and_bind_code_back(tmp_path) -> None:  # type: ignore[no-untyped-def]
     data = tmp_path / "data"
     code = data / "code" / "fn" / "abc"
@@ -129,7 +128,7 @@ def test_required_namespace_missing_fails_closed() -> None:
         apply(SandboxPlan(memory_mb=64), prepared, ("pid",))
 
 
-@needs["net"]
+@needs.layer("net")
 def test_network_none_has_loopback_only() -> None:
     def body() -> str:
         import socket
@@ -151,7 +150,7 @@ def test_network_none_has_loopback_only() -> None:
     assert status == 0 and out != b"egress", out
 
 
-@needs["userns"]
+@needs.layer("userns")
 @pytest.mark.skipif(not ROOT, reason="drops to an unprivileged uid itself to play a non-root server")
 def test_user_namespace_layers_for_a_non_root_server() -> None:
     """What a laptop (no root) gets: mount + pid namespaces owned by a user namespace, private /tmp,
