@@ -153,6 +153,7 @@ def test_tls(tmp_path: Path) -> None:
     data = tmp_path / "data"
     proc = subprocess.Popen(
         [*_python(), "-m", "polyfn", "serve", "--port", str(port), "--data-dir", str(data),
+         "--storage-port", str(free_port()),  # never the shared default 9000: runs share the machine
          "--tls-cert", str(cert), "--tls-key", str(key)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, start_new_session=True)
     try:
