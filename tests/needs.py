@@ -75,6 +75,16 @@ def kernel_lacks(layer: str) -> str:
         return _cgroup_controller("memory" if layer == "cgroup" else "pids")
     if layer == "uid":
         return "" if ROOT else "a uid of its own per function needs root"
+    if layer == "kmsg":  # the kernel log, where seccomp kills are recorded (read by polyfn as root)
+        try:
+            os.close(os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK))
+        except OSError as e:
+            return f"/dev/kmsg: {e.strerror}"
+        try:
+            with open("/proc/sys/kernel/seccomp/actions_logged") as f:
+                return "" if "kill_process" in f.read().split() else "the kernel does not log seccomp kills"
+        except OSError as e:
+            return str(e)
     raise ValueError(layer)
 
 

@@ -17,7 +17,7 @@ from polyfn.sandbox import seccomp
 
 from .. import needs
 from ..e2e.conftest import Server, error_code
-from .conftest import CANARY, require
+from .conftest import CANARY, KERNEL, require
 
 
 def healthy(s: Server) -> None:
@@ -50,6 +50,13 @@ def handler(event, context):
             out[d] = type(e).__name__
     return out
 '''
+
+
+@pytest.mark.parametrize("layer", sorted(KERNEL))
+def test_every_layer_the_kernel_offers_is_on(node: Server, layer: str) -> None:
+    """The guard against a quietly dropped layer: where the kernel (asked directly) can provide a layer, the
+    server's isolation line must list it; where it cannot, the test skips — and fails under CI=true."""
+    require(node, layer)
 
 
 def test_cannot_read_admin_key_or_other_functions_code(node: Server) -> None:
@@ -241,6 +248,36 @@ def test_a_call_outside_the_allow_list_names_itself(node: Server, at_import: boo
     assert "SIGSYS" in r.text and f"`kcmp` ({nr})" in r.text, r.text
     if not at_import:
         assert error_code(r) == "function_crashed", r.text
+    healthy(node)
+
+
+REFUSED_HTTP = '''
+import ctypes, os
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        ctypes.CDLL(None).syscall({nr}, 0, 0, 0, 0, 0)  # kcmp: not on the http runtime's allow-list
+        self.send_response(200)
+        self.end_headers()
+
+HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+'''
+
+
+def test_an_http_program_killed_by_the_filter_is_told_which_call(node: Server) -> None:
+    """Any program of the `http` runtime: the filter kills it (it cannot catch the signal), the kernel
+    logs the call with the function's uid, and the server names the call from that record."""
+    require(node, "seccomp")
+    require(node, "per-function uid")
+    if needs.kernel_lacks("kmsg"):
+        needs.missing(f"the kernel log cannot be read here: {needs.kernel_lacks('kmsg')}")
+    nr = seccomp.library().seccomp_syscall_resolve_name(b"kcmp")
+    node.deploy("refused-http", {"server.py": REFUSED_HTTP.format(nr=nr)}, runtime="http",
+                handler="python3 server.py")
+    r = node.http.get("/fn/refused-http")
+    assert r.status_code == 502 and error_code(r) == "function_crashed", r.text
+    assert "killed by SIGSYS" in r.text and f"`kcmp` ({nr})" in r.text, r.text
     healthy(node)
 
 

@@ -11,9 +11,10 @@ What a call outside the list gets:
   what an unprivileged process gets anyway, so libraries that try them carry on;
 * calls libc or libuv try before a fallback (`clone3`, `io_uring_*`; `QUIET`): `ENOSYS`;
 * `clone` with a namespace flag: `EPERM` (`clone` itself is allowed: threads and `fork`);
-* **anything else**: `SIGSYS` (`SECCOMP_RET_TRAP`). A Python instance catches it (`name_refusals`), tells
-  the server which call it was, and dies by it, so the activation says "killed by SIGSYS: … `name`".
-  Node and `http` processes die by it and the activation says SIGSYS;
+* **anything else**: `SIGSYS`. A Python instance (`SECCOMP_RET_TRAP`) catches it (`name_refusals`),
+  tells the server which call it was and dies by it, so the activation says "killed by SIGSYS: … `name`".
+  Node and `http` processes are killed (`SECCOMP_RET_KILL_PROCESS`), which the kernel logs with the call:
+  the server names it from there when it can read the kernel log (`sandbox/auditlog.py`);
 * a call from another ABI (x32, or 32-bit `int 0x80` on x86-64): the process is killed.
 
 The filter is inherited by every child, across `execve`, and cannot be removed. It needs
@@ -154,7 +155,9 @@ def build(profile: str = "python", machine: str | None = None) -> bytes:
     """The filter for `profile` on `machine` (default: this one), as packed `sock_filter`s."""
     allow = PROFILES[profile]
     lib = library()
-    ctx = lib.seccomp_init(_SCMP_ACT_TRAP)
+    # Python catches the SIGSYS and names the call; Node and `http` processes cannot, so they are killed,
+    # which the kernel logs with the call (sandbox/auditlog.py).
+    ctx = lib.seccomp_init(_SCMP_ACT_TRAP if profile == "python" else _SCMP_ACT_KILL_PROCESS)
     if not ctx:
         raise OSError(errno.ENOMEM, "seccomp_init failed")
     try:
@@ -222,7 +225,7 @@ def mode() -> str:
     sizes = ", ".join(f"{name} {len(calls)}" for name, calls in PROFILES.items())
     return (f"allow-list per runtime ({sizes} calls), compiled by libseccomp {v.major}.{v.minor}.{v.micro}; "
             f"{len(PRIVILEGED)} privileged calls answer EPERM, any other call outside the list ends the instance "
-            "by SIGSYS (a Python instance names the call in the activation's error)")
+            "by SIGSYS, the call named in the activation's error (Node and http: from the kernel log, as root)")
 
 
 class _SockFprog(ctypes.Structure):

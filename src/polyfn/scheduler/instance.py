@@ -68,7 +68,8 @@ class Instance(asyncio.Protocol):
         self.exit_status: int | None = None
         self.oom = False
         self.kill_reason = ""
-        self.fault = ""  # what the instance said just before it died (protocol.Fault)
+        self.fault = ""  # why it died, in its own words (protocol.Fault) or the kernel's (sandbox/auditlog.py)
+        self.uid = 0  # the function's uid in the sandbox (0: none of its own)
         self._exit_event = asyncio.Event()
         self._transport: asyncio.Transport | None = None
         self._reader = FrameReader()
