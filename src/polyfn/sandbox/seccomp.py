@@ -111,11 +111,13 @@ class _ArgCmp(ctypes.Structure):
 @functools.lru_cache(maxsize=1)
 def library() -> ctypes.CDLL:
     """libseccomp, or OSError naming the package to install."""
-    name = ctypes.util.find_library("seccomp") or "libseccomp.so.2"
-    try:
-        lib = ctypes.CDLL(name, use_errno=True)
+    try:  # the soname first: find_library runs ldconfig, a process of its own
+        lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
     except OSError:
-        raise OSError(errno.ENOENT, "libseccomp is not installed (Debian/Ubuntu: apt install libseccomp2)") from None
+        try:
+            lib = ctypes.CDLL(ctypes.util.find_library("seccomp") or "libseccomp.so", use_errno=True)
+        except OSError:
+            raise OSError(errno.ENOENT, "libseccomp is not installed (Debian/Ubuntu: apt install libseccomp2)") from None
     lib.seccomp_init.restype = ctypes.c_void_p
     lib.seccomp_init.argtypes = [ctypes.c_uint32]
     lib.seccomp_release.argtypes = [ctypes.c_void_p]
