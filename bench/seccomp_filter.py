@@ -1,6 +1,6 @@
 """The seccomp allow-list's own cost: a system call under each runtime's filter vs. the same call with no
 filter, in the same run (the ceiling is "no filter"), and what building a program costs (paid once per
-zygote; once per process for the `http` runtime's spawner, which runs in a fresh interpreter).
+zygote and once per runtime in the server, which hands the program to its spawner).
 
     .venv/bin/python bench/seccomp_filter.py
 """

@@ -209,3 +209,33 @@ def test_a_node_program_runs_under_the_node_list() -> None:
     node = tool("node")
     p = _under_filter("node", [node, "-e", WORKLOAD_JS])
     assert p.returncode == 0 and p.stdout.strip() == "ok", (p.returncode, p.stderr[-2000:])
+
+
+def test_a_provided_program_is_the_one_installed() -> None:
+    """The server compiles each list once and hands the program to its spawner (no libseccomp there): the
+    program provided for a profile is the one installed, so an `http` program under `python`'s name allows
+    `move_pages`."""
+    def body() -> str:
+        seccomp.provide("python", seccomp.build("http"))
+        return run_inline("move_pages", (0, 0, 0, 0, 0, BAD))
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            os.write(w, body().encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    out = os.read(r, 100)
+    os.close(r)
+    _, status = os.waitpid(pid, 0)
+    assert status == 0 and out == b"allow", (status, out)
+    with pytest.raises(ValueError):
+        seccomp.provide("python", b"\0" * 7)
+
+
+def run_inline(name: str, args: tuple[int, ...]) -> str:
+    """`run` from a process that already holds a provided program (its fork inherits it)."""
+    return run("python", name, args)[0]

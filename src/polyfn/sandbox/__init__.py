@@ -173,7 +173,7 @@ def apply(plan: SandboxPlan, prepared: Prepared | None = None, required: tuple[s
     if plan.seccomp:  # compiled while libseccomp is in reach (before the instance's own root filesystem)
         from polyfn.sandbox import seccomp
 
-        seccomp.build(plan.seccomp)
+        seccomp.program_for(plan.seccomp)
     applied: list[str] = []
     if cg := limit_cgroup(plan, prepared):
         applied.append(cg)

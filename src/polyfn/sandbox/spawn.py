@@ -40,6 +40,7 @@ class Config(msgspec.Struct, kw_only=True):
     required: list[str] = []  # namespaces the server counts on (fail closed without them)
     fd: int = -1  # the instance's connection to the server ($POLYFN_FD)
     ctrl: int = -1  # agent mode: the launcher's control socket (the function's plan arrives there)
+    seccomp_program: bytes = b""  # the plan's seccomp filter, compiled once by the server (sandbox/seccomp.py)
 
 
 def _pdeathsig() -> None:
@@ -181,6 +182,11 @@ def main(argv: list[str]) -> None:
     cfg = msgspec.json.decode(raw, type=Config)
     try:
         from polyfn import sandbox
+
+        if cfg.seccomp_program:
+            from polyfn.sandbox import seccomp
+
+            seccomp.provide(cfg.plan.seccomp, cfg.seccomp_program)
 
         prepared = sandbox.prepare(cfg.prepare_env, _pdeathsig)
         if cfg.mode == "exec":
