@@ -3,7 +3,8 @@
 The lists below are plain data; libseccomp (Debian's `libseccomp2`, through ctypes) turns a list into a
 BPF program for this machine's architectures (it knows every syscall number, the x32 and compat ABIs,
 and sorts the comparisons into a tree), and exports it. The program is built once per runtime (in the
-zygote, before any fork) and installed with `prctl`, so an instance never calls into libseccomp.
+Python zygote before any fork; in the server for the Node and `http` spawner, which gets it in its config)
+and installed with `prctl`, so an instance never calls into libseccomp.
 
 What a call outside the list gets:
 
