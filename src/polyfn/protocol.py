@@ -5,7 +5,7 @@ tag, decoded against a strict union so an instance can never make the server unp
 anything but these types. The server treats every frame from an instance as untrusted: the size is
 capped (`MAX_FRAME`) and ids are checked against what the server sent.
 
-Server → instance: `Invoke`.   Instance → server: `Ready`, `InitError`, `Result`.
+Server → instance: `Invoke`.   Instance → server: `Ready`, `InitError`, `Result`, `Fault`.
 """
 
 from __future__ import annotations
@@ -89,8 +89,15 @@ class InitError(msgspec.Struct, tag="init_error", array_like=True):
     logs: list[LogLine] = []
 
 
+class Fault(msgspec.Struct, tag="fault", array_like=True):
+    """The instance is about to die and says why (a system call the seccomp filter refused): the server
+    adds it to how the process ended. It carries no result and changes nothing else."""
+
+    reason: str
+
+
 ToInstance = Invoke
-FromInstance = Result | Ready | InitError
+FromInstance = Result | Ready | InitError | Fault
 
 _encoder = msgspec.msgpack.Encoder()
 to_instance_decoder = msgspec.msgpack.Decoder(Invoke)

@@ -19,6 +19,8 @@ def test_doctor_json_lists_every_layer() -> None:
     # how `--network polyfn/none` is enforced here, or why it cannot be
     assert ("relays" in res["network_policy"]) == (res["net"] == ""), res["network_policy"]
     assert "node and http" in res["launched_runtimes"]
+    # the seccomp mode: the allow-lists when the kernel takes a filter, else why not
+    assert res["seccomp_mode"].startswith("allow-list per runtime" if res["seccomp"] == "" else "off ("), res
 
 
 def test_doctor_text_names_the_level() -> None:
@@ -26,7 +28,7 @@ def test_doctor_text_names_the_level() -> None:
                        env={"NO_COLOR": "1", "COLUMNS": "200", "PATH": "/usr/bin:/bin"})
     assert r.returncode == 0, r.stderr
     assert "isolation level:" in r.stdout and "seccomp" in r.stdout and "no VM boundary" in r.stdout
-    assert "network policy:" in r.stdout
+    assert "network policy:" in r.stdout and "seccomp mode:" in r.stdout
 
 
 def test_doctor_shows_the_degraded_network_without_nft() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -266,7 +267,7 @@ def test_rabbitmq_queue_and_poison(server: Server, tmp_path: Path, rabbit: str) 
     url = rabbit
     import aio_pika
 
-    queue = f"polyfn-test-{tmp_path.name[-12:]}"
+    queue = f"polyfn-test-{uuid.uuid4().hex}"  # its own: concurrent runs share the machine's RabbitMQ
     consumer(server, "br-amqp", tmp_path)
     add(server, "br-amqp", "amqp", {"url": url, "queue": queue}, "br-amqp-q")
     connected(server, "br-amqp-q")
@@ -294,7 +295,19 @@ def test_rabbitmq_queue_and_poison(server: Server, tmp_path: Path, rabbit: str) 
         asyncio.run(cleanup())
 
 
-SLOW_CONSUMER = CONSUMER.replace('    d = event["data"]\n', '    d = event["data"]\n    import time; time.sleep(0.05)\n')
+# Holds every message after the third until the test opens the gate: the broker restarts while the backlog
+# is certainly still being consumed (a count and a file, not a guess about how fast the consumer is).
+HELD_CONSUMER = CONSUMER.replace('    d = event["data"]\n', '''    d = event["data"]
+    import time
+    log, gate = os.path.join(os.environ["STATE"], "log"), os.path.join(os.environ["STATE"], "gate")
+    while (os.path.exists(log) and len({json.loads(ln)["body"] for ln in open(log)}) >= 3
+           and not os.path.exists(gate)):
+        time.sleep(0.02)
+''')
+
+
+def open_gate(state: Path) -> None:
+    (state / "gate").touch()
 
 
 def test_broker_restart_mid_stream_loses_nothing(server: Server, tmp_path: Path) -> None:
@@ -302,8 +315,8 @@ def test_broker_restart_mid_stream_loses_nothing(server: Server, tmp_path: Path)
     js_state, redis_state = tmp_path / "js", tmp_path / "redis"
     js_state.mkdir()
     redis_state.mkdir()
-    server.deploy("br-mid-js", {"handler.py": SLOW_CONSUMER}, env={"STATE": str(js_state)})
-    server.deploy("br-mid-redis", {"handler.py": SLOW_CONSUMER}, env={"STATE": str(redis_state)})
+    server.deploy("br-mid-js", {"handler.py": HELD_CONSUMER}, env={"STATE": str(js_state)})
+    server.deploy("br-mid-redis", {"handler.py": HELD_CONSUMER}, env={"STATE": str(redis_state)})
     for d in ("nats-data", "redis-data"):
         (tmp_path / d).mkdir()
     nb = nats_broker(tmp_path / "nats-data").start()
@@ -321,7 +334,9 @@ def test_broker_restart_mid_stream_loses_nothing(server: Server, tmp_path: Path)
         assert wait_until(lambda: len(bodies(js_state)) >= 3 and len(bodies(redis_state)) >= 3, 15)
         nb.restart()
         rb.restart()
-        assert len(bodies(js_state)) < 40 and len(bodies(redis_state)) < 40  # really mid-stream
+        assert len(bodies(js_state)) < 40 and len(bodies(redis_state)) < 40  # really mid-stream: held at the gate
+        open_gate(js_state)
+        open_gate(redis_state)
         assert wait_until(lambda: bodies(js_state) == want, 40), sorted(want - bodies(js_state))
         assert wait_until(lambda: bodies(redis_state) == want, 40), sorted(want - bodies(redis_state))
     finally:
@@ -334,7 +349,7 @@ def test_mqtt_restart_mid_stream_loses_nothing(server: Server, tmp_path: Path) -
     acknowledged because the function had not finished) is delivered after the broker restarts."""
     state = tmp_path / "state"
     state.mkdir()
-    server.deploy("br-mid-mqtt", {"handler.py": SLOW_CONSUMER}, env={"STATE": str(state)})
+    server.deploy("br-mid-mqtt", {"handler.py": HELD_CONSUMER}, env={"STATE": str(state)})
     (tmp_path / "mq").mkdir()
     broker = mqtt_broker(tmp_path / "mq").start()
     try:
@@ -344,7 +359,8 @@ def test_mqtt_restart_mid_stream_loses_nothing(server: Server, tmp_path: Path) -
         mqtt_publish(broker.port, [("plant/line1", b) for b in sorted(want)])
         assert wait_until(lambda: len(bodies(state)) >= 3, 15)
         broker.restart()
-        assert len(bodies(state)) < 30  # really mid-stream
+        assert len(bodies(state)) < 30  # really mid-stream: held at the gate
+        open_gate(state)
         assert wait_until(lambda: bodies(state) == want, 40), sorted(want - bodies(state))
     finally:
         broker.stop()

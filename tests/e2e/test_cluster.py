@@ -263,12 +263,12 @@ def test_the_cluster_flag_needs_the_shared_database_and_queue(tmp_path: Path, pg
 def test_with_the_nats_queue_changes_reach_the_other_node_at_once(tmp_path: Path, pg_url: str,
                                                                    jetstream_queue: dict[str, str]) -> None:
     """A node that deploys, adds a trigger or deletes announces it on the queue's NATS connection, and the
-    others sync at once: with polling every 60 s here, only the notice can make them follow within seconds."""
+    others sync at once: with polling every hour here, only the notice can make them follow (each step is a
+    wait on what b serves, never a clock)."""
     c = Cluster(tmp_path, pg_url)
-    c.env.update({**jetstream_queue, "POLYFN_SYNC_INTERVAL": "60"})
+    c.env.update({**jetstream_queue, "POLYFN_SYNC_INTERVAL": "3600"})
     try:
         a, b = c.start("a"), c.start("b")
-        t0 = time.monotonic()
         a.deploy("fast", {"handler.py": V1})
         assert wait_until(lambda: body(b, "fast") == "one", 10), body(b, "fast")
         a.deploy("fast", {"handler.py": V2})
@@ -279,7 +279,6 @@ def test_with_the_nats_queue_changes_reach_the_other_node_at_once(tmp_path: Path
         assert wait_until(lambda: b.api.get("/v1/triggers/fast-yearly").status_code == 200, 10)  # b runs it
         assert a.api.delete("/v1/functions/fast").status_code == 200
         assert wait_until(lambda: body(b, "fast") == "404 function_not_found", 10), body(b, "fast")
-        assert time.monotonic() - t0 < 50  # all of it well within one polling interval
     finally:
         c.close()
 

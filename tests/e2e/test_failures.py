@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
+from .. import needs
 from .conftest import Server, error_code, pid_alive, wait_until
 
 
@@ -48,9 +48,8 @@ def handler(event, context):
     return {"pid": int(os.environ.get('POLYFN_HOST_PID') or os.getpid())}
 '''}, timeout=1)
     pid = server.http.get("/fn/sleeper").json()["pid"]
-    t0 = time.monotonic()
-    r = server.http.get("/fn/sleeper?sleep=30")
-    assert time.monotonic() - t0 < 10
+    # The handler would sleep for an hour: the answer can only be the platform's timeout, never a clock here.
+    r = server.http.get("/fn/sleeper?sleep=3600", timeout=60)
     assert r.status_code == 504 and error_code(r) == "function_timeout"
     assert r.headers["x-polyfn-error"] == "function_timeout"
     assert server.activation(r.headers["x-polyfn-activation-id"])["status"] == "timeout"
@@ -106,10 +105,10 @@ def handler(event, context):
     return len(blocks)
 '''}, memory=64)
     r = server.http.get("/fn/hog")
-    # With a memory cgroup the kernel OOM-kills the instance (502 function_oom); with the rlimit fallback
-    # Python raises MemoryError inside the handler (500, errorType MemoryError). Either way it is named.
-    if r.status_code == 502:
-        assert error_code(r) == "function_oom", r.text
+    # Where the kernel gives a memory cgroup (asked of the kernel, not of polyfn) it OOM-kills the instance:
+    # 502 function_oom. Only without one does the RLIMIT_AS fallback make Python raise MemoryError (500).
+    if not needs.kernel_lacks("cgroup"):
+        assert r.status_code == 502 and error_code(r) == "function_oom", r.text
         assert "memory" in r.json()["error"]["message"]
         assert server.activation(r.headers["x-polyfn-activation-id"])["status"] == "oom"
     else:
@@ -130,11 +129,9 @@ def handler(event, context):
     assert body["errorType"] == "Runtime.ImportModuleError"
     assert "cannot connect to the database" in body["message"]
     assert server.activation(r.headers["x-polyfn-activation-id"])["status"] == "init_failed"
-    # Within the back-off window callers get the same error at once, without a new start attempt.
-    t0 = time.monotonic()
+    # Within the back-off window callers get the same error without a new start attempt ("remembered").
     r2 = server.http.get("/fn/badimport")
     assert r2.status_code == 502 and error_code(r2) == "function_init_failed"
-    assert time.monotonic() - t0 < 1.0
     assert "retry-after" not in r.headers and "remembered" not in body  # (the first: a start was tried)
     again = r2.json()["error"]  # ... this one says it is remembered, and when the next start is tried
     assert again["remembered"] is True and "remembered from a start that failed" in again["message"]

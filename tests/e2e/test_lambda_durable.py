@@ -6,7 +6,6 @@ after a wait and after a callback answered with SendDurableExecutionCallbackSucc
 from __future__ import annotations
 
 import json
-import shutil
 from typing import Any
 
 import boto3
@@ -14,6 +13,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from .. import needs
 from .conftest import wait_until
 from .test_lambda_api import zip_of
 
@@ -145,8 +145,8 @@ exports.handler = withDurableExecution(async (event, context) => {
 
 
 def test_the_javascript_sdk(lam: Any) -> None:
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("Node.js and npm are needed for the JavaScript SDK")
+    needs.tool("node")
+    needs.tool("npm")
     package = json.dumps({"name": "durable-js", "version": "1.0.0",
                           "dependencies": {"@aws/durable-execution-sdk-js": "2.4.0"}})
     lam.create_function(FunctionName="durable-js", Runtime="nodejs20.x", Role=ROLE, Handler="index.handler", Timeout=30,

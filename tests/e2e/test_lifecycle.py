@@ -20,6 +20,11 @@ def handler(event, context):
 '''
 
 
+
+def busy(s: Server, name: str) -> int:
+    """How many of the function's instances are serving a call right now, as the node reports it."""
+    return s.api.get(f"/v1/functions/{name}").json()["instances"]["busy"]
+
 def test_every_deploy_makes_an_immutable_revision(server: Server) -> None:
     a = server.deploy("revs", {"handler.py": PID % 1})
     assert a["revision"] == 1
@@ -86,8 +91,9 @@ def test_queue_overflow_is_429_with_retry_after(tmp_path) -> None:
 def test_delete_with_invocations_in_flight(server: Server) -> None:
     server.deploy("inflight", {"handler.py": SLOW})
     with concurrent.futures.ThreadPoolExecutor(2) as ex:
-        fut = ex.submit(httpx.get, f"{server.url}/fn/inflight?sleep=1", timeout=30)
-        time.sleep(0.4)
+        fut = ex.submit(httpx.get, f"{server.url}/fn/inflight?sleep=3", timeout=30)
+        # in flight: the node reports the instance busy (an observed state, not a guessed delay)
+        assert wait_until(lambda: busy(server, "inflight") == 1), server.api.get("/v1/functions/inflight").text
         assert server.api.delete("/v1/functions/inflight").status_code == 200
         r = fut.result()
     assert r.status_code == 200  # the in-flight invocation finished cleanly
@@ -153,8 +159,8 @@ def test_graceful_shutdown_finishes_in_flight_and_leaves_no_orphans(fresh_server
     for _ in range(2):
         other_pids.add(s.http.get("/fn/other").json()["pid"])
     with concurrent.futures.ThreadPoolExecutor(1) as ex:
-        fut = ex.submit(httpx.get, f"{s.url}/fn/slow?sleep=1", timeout=30)
-        time.sleep(0.4)
+        fut = ex.submit(httpx.get, f"{s.url}/fn/slow?sleep=3", timeout=30)
+        assert wait_until(lambda: busy(s, "slow") == 1), s.api.get("/v1/functions/slow").text
         s.proc.send_signal(signal.SIGTERM)
         r = fut.result()
     assert r.status_code == 200

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from polyfn.scaffold import RUN_ARGS, TEMPLATES, write
+
+from .. import needs
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,8 +31,7 @@ def test_template_tests_pass(template: str, tmp_path: Path) -> None:
     if t.language == "python":
         cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"]
     else:
-        if shutil.which("node") is None:
-            pytest.skip("node is not installed")
+        needs.tool("node")
         cmd = ["node", "--test", "test/"]
     res = subprocess.run(cmd, cwd=d, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -39,8 +39,8 @@ def test_template_tests_pass(template: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("template", sorted(TEMPLATES))
 def test_run_the_scaffold(template: str, tmp_path: Path) -> None:
-    if TEMPLATES[template].language == "node" and shutil.which("node") is None:
-        pytest.skip("node is not installed")
+    if TEMPLATES[template].language == "node":
+        needs.tool("node")
     r = polyfn("new", "demo-fn", "--template", template, cwd=tmp_path)
     assert "test it:" in r.stdout and "deploy it:" in r.stdout
     import shlex

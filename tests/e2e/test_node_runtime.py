@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from .. import needs
 from .conftest import Server, error_code, pid_alive, wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("node") is None and os.environ.get("CI") != "true",
@@ -83,8 +84,7 @@ def test_detection_errors_name_what_was_looked_for(server: Server) -> None:
 
 
 def test_npm_dependencies_installed_at_deploy_and_cached(server: Server, tmp_path: Path) -> None:
-    if shutil.which("npm") is None:
-        pytest.skip("npm is not installed")
+    needs.tool("npm")
     lib = tmp_path / "greeter"
     lib.mkdir()
     (lib / "package.json").write_text(json.dumps({"name": "greeter", "version": "1.0.0", "main": "index.js"}))

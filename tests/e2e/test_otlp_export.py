@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
+from .. import needs
 from .conftest import start_server, wait_until
 
-pb = pytest.importorskip("opentelemetry.proto.collector.trace.v1.trace_service_pb2",
-                         reason="the otel extra is not installed (pip install -e '.[test]')")
+pb = needs.module("opentelemetry.proto.collector.trace.v1.trace_service_pb2",
+                  reason="the otel extra is not installed (pip install -e '.[test]')")
 
 
 @pytest.fixture

@@ -8,10 +8,11 @@ from typing import Any
 import httpx
 import pytest
 
+from .. import needs
 from .conftest import Server
 from .storage_helpers import new_key, storage_info
 
-oss2 = pytest.importorskip("oss2", reason="oss2 is not installed (pip install oss2)")
+oss2 = needs.module("oss2", reason="oss2 is not installed (pip install oss2)")
 pytestmark = pytest.mark.timeout(120)
 
 

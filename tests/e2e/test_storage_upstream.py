@@ -15,6 +15,7 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
+from .. import needs
 from .conftest import Server, free_port, start_server, wait_until
 from .storage_helpers import s3_client, storage_info
 
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    pytest.importorskip("moto.server", reason="moto[server] is not installed (pip install 'moto[server]')")
+    needs.module("moto.server", reason="moto[server] is not installed (pip install 'moto[server]')")
     port = free_port()
     log = tmp_path_factory.mktemp("moto") / "moto.log"
     with open(log, "wb") as f:

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import os
 import signal
-import struct
 import time
 from collections.abc import Callable
 
 import pytest
 
 from polyfn.runtimes.python.zygote import set_pdeathsig
-from polyfn.sandbox import Prepared, SandboxError, SandboxPlan, apply, namespaces, seccomp
-from polyfn.sandbox.probe import probe
+from polyfn.sandbox import Prepared, SandboxError, SandboxPlan, apply, namespaces
+
+from .. import needs
 
 ROOT = os.geteuid() == 0
-CAN = probe()
-needs = {layer: pytest.mark.skipif(bool(CAN[layer]), reason=f"{layer}: {CAN[layer]}") for layer in CAN}
 
 
 def in_child(fn: Callable[[], object]) -> tuple[int, bytes]:
@@ -43,44 +39,7 @@ def in_child(fn: Callable[[], object]) -> tuple[int, bytes]:
     return status, out
 
 
-def test_seccomp_program_shape() -> None:
-    prog = seccomp.build("x86_64")
-    assert len(prog) % 8 == 0 and len(prog) // 8 < 4096
-    first = struct.unpack("HBBI", prog[:8])
-    assert first == (0x20, 0, 0, 4)  # load the arch first
-    for name in ("ptrace", "mount", "umount2", "pivot_root", "keyctl", "bpf", "kexec_load", "reboot", "swapon",
-                 "init_module", "finit_module", "delete_module", "unshare", "setns"):
-        assert name in seccomp.DENIED
-    with pytest.raises(OSError):
-        seccomp.build("sparc")
-
-
-@needs["seccomp"]
-def test_seccomp_denies_and_keeps_the_rest_working() -> None:
-    def body() -> str:
-        from polyfn.sandbox import linux
-
-        linux.set_no_new_privs()
-        seccomp.install()
-        lib = ctypes.CDLL(None, use_errno=True)
-        denied = lib.mount(b"none", b"/tmp", b"tmpfs", 0, None) == -1 and ctypes.get_errno() == errno.EPERM
-        denied &= lib.unshare(0) == -1 and ctypes.get_errno() == errno.EPERM
-        import threading
-
-        t = threading.Thread(target=lambda: None)
-        t.start()
-        t.join()
-        pid = os.fork()
-        if pid == 0:
-            os._exit(5)
-        _, st = os.waitpid(pid, 0)
-        return f"{denied} {os.WEXITSTATUS(st)}"
-
-    status, out = in_child(body)
-    assert status == 0 and out == b"True 5", out
-
-
-@needs["pid"]
+@needs.layer("pid")
 @pytest.mark.parametrize(("how", "expect"), [
     ("exit3", ("exit", 3)), ("sigsegv", ("signal", signal.SIGSEGV)), ("sigkill", ("signal", signal.SIGKILL)),
 ])
@@ -109,7 +68,7 @@ def test_pid_namespace_passes_the_instance_status_up(how: str, expect: tuple[str
         assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == expect[1], status
 
 
-@needs["pid"]
+@needs.layer("pid")
 def test_killing_the_supervisor_kills_everything_inside() -> None:
     r, w = os.pipe()
     pid = os.fork()
@@ -136,7 +95,7 @@ def test_killing_the_supervisor_kills_everything_inside() -> None:
     os.close(r)
 
 
-@needs["mount"]
+@needs.layer("mount")
 def test_mounts_hide_data_dir_and_bind_code_back(tmp_path) -> None:  # type: ignore[no-untyped-def]
     data = tmp_path / "data"
     code = data / "code" / "fn" / "abc"
@@ -169,7 +128,7 @@ def test_required_namespace_missing_fails_closed() -> None:
         apply(SandboxPlan(memory_mb=64), prepared, ("pid",))
 
 
-@needs["net"]
+@needs.layer("net")
 def test_network_none_has_loopback_only() -> None:
     def body() -> str:
         import socket
@@ -191,7 +150,7 @@ def test_network_none_has_loopback_only() -> None:
     assert status == 0 and out != b"egress", out
 
 
-@needs["userns"]
+@needs.layer("userns")
 @pytest.mark.skipif(not ROOT, reason="drops to an unprivileged uid itself to play a non-root server")
 def test_user_namespace_layers_for_a_non_root_server() -> None:
     """What a laptop (no root) gets: mount + pid namespaces owned by a user namespace, private /tmp,
@@ -223,7 +182,7 @@ def test_user_namespace_layers_for_a_non_root_server() -> None:
             linux.prctl(4, 1)  # PR_SET_DUMPABLE: a uid change clears it; a never-root process has it
             prepared = Prepared()
             namespaces.enter({"user", "mount", "pid", "net"}, prepared, set_pdeathsig)
-            plan = SandboxPlan(memory_mb=64, tmp_mb=4, hide=[data], binds=[code], network="none", seccomp=True)
+            plan = SandboxPlan(memory_mb=64, tmp_mb=4, hide=[data], binds=[code], network="none", seccomp="python")
             applied = apply(plan, prepared, ("user", "mount", "pid"))
             import socket as s
 

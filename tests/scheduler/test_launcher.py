@@ -14,6 +14,8 @@ from polyfn.sandbox.cgroups import CgroupBase
 from polyfn.sandbox.plan import SandboxPlan, cgroup_dir_for
 from polyfn.scheduler.launcher import Launcher, api_url
 
+from .. import needs
+
 
 async def run(argv: list[str], plan: SandboxPlan | None = None, tmp: Path | None = None) -> tuple[int, int, str]:
     loop = asyncio.get_running_loop()
@@ -64,7 +66,7 @@ async def test_rlimits_applied_before_exec() -> None:
 async def test_joins_its_own_memory_cgroup() -> None:
     base, why = CgroupBase.detect(f"polyfn-test-{os.getpid()}")
     if base is None:
-        pytest.skip(why)
+        needs.missing(why)
     try:
         plan = SandboxPlan(memory_mb=64, cgroup_base=str(base.memory), cgroup_version=base.version)
         pid, _, out = await run([sys.executable, "-c", PROBE, "0"], plan)

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-schemathesis = pytest.importorskip("schemathesis")
+from .. import needs
+
+schemathesis = needs.module("schemathesis")
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 from ..e2e.conftest import Server, start_server  # noqa: E402

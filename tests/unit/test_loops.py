@@ -24,6 +24,7 @@ import pytest
 from polyfn.config import Settings
 from polyfn.loops import one_item
 
+from .. import needs
 from ..e2e.test_callbacks import Receiver
 
 
@@ -318,7 +319,7 @@ async def test_key_ring_loop_survives_a_database_error() -> None:
 
 
 async def test_otlp_loop_survives_a_failed_export() -> None:
-    pytest.importorskip("opentelemetry.sdk")
+    needs.module("opentelemetry.sdk")
     from opentelemetry.sdk.trace.export import SpanExportResult
 
     from polyfn.observe.otlp import OtlpExporter

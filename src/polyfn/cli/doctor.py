@@ -23,7 +23,7 @@ LAYERS = (
     ("net", "a network namespace per instance (`none`: loopback only; `polyfn`: only polyfn's API and S3)"),
     ("egress", "default network: the outside world, never the host, its loopback or private ranges"),
     ("uid", "a separate unprivileged uid per function"),
-    ("seccomp", "mount, ptrace, bpf, keyctl, module loading … refused"),
+    ("seccomp", "an allow-list of system calls per runtime; mount, ptrace, bpf, keyctl … refused"),
     ("rlimits", "open files, file size, core dumps"),
 )
 
@@ -48,6 +48,17 @@ def network_policy(res: dict[str, Any]) -> str:
             "the node can, with a warning in `polyfn describe`")
 
 
+def seccomp_mode(res: dict[str, Any]) -> str:
+    from polyfn.sandbox import seccomp
+
+    if res.get("seccomp"):
+        return f"off ({res['seccomp']}): functions may make any system call their uid allows"
+    try:
+        return seccomp.mode()
+    except OSError as e:
+        return f"off ({e})"
+
+
 def diagnose() -> dict[str, Any]:
     from polyfn.sandbox.cgroups import CgroupBase
     from polyfn.sandbox.probe import probe
@@ -68,6 +79,7 @@ def diagnose() -> dict[str, Any]:
 
     res["egress"] = (res.get("net") and "needs network namespaces") or egress.unavailable()
     res["network_policy"] = network_policy(res)
+    res["seccomp_mode"] = seccomp_mode(res)
     res["launched_runtimes"] = ("node and http instances get the same layers as Python ones (polyfn.sandbox.spawn "
                                 "applies them before exec; Node switches to its uid itself, before user code)")
     available = [name for name, _ in LAYERS if not res.get(name)]
@@ -104,6 +116,7 @@ def doctor(
         console.print(line)
     console.print(Text(f"network policy: {res['network_policy']}", style="dim"))
     console.print(Text(res["launched_runtimes"], style="dim"))
+    console.print(Text(f"seccomp mode: {res['seccomp_mode']}", style="dim"))
     if os.geteuid() != 0:
         if not res.get("userns"):
             msg = ("not root: mount, pid and (for `--network none`) network namespaces come from an unprivileged "

@@ -170,6 +170,10 @@ def apply(plan: SandboxPlan, prepared: Prepared | None = None, required: tuple[s
 
     prepared = prepared or Prepared()
     check_required(prepared, required)
+    if plan.seccomp:  # compiled while libseccomp is in reach (before the instance's own root filesystem)
+        from polyfn.sandbox import seccomp
+
+        seccomp.program_for(plan.seccomp)
     applied: list[str] = []
     if cg := limit_cgroup(plan, prepared):
         applied.append(cg)
@@ -192,6 +196,6 @@ def apply(plan: SandboxPlan, prepared: Prepared | None = None, required: tuple[s
     if plan.seccomp:
         from polyfn.sandbox import seccomp
 
-        seccomp.install()
-        applied.append("seccomp")
+        seccomp.install(plan.seccomp)
+        applied.append(f"seccomp ({plan.seccomp} allow-list)")
     return applied

@@ -87,7 +87,9 @@ def _seccomp() -> None:
     from polyfn.sandbox import linux, seccomp
 
     linux.set_no_new_privs()
-    seccomp.install()
+    for profile in seccomp.PROFILES:
+        seccomp.build(profile)
+    seccomp.install("python")
 
 
 def _userns() -> None:

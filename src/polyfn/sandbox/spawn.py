@@ -40,6 +40,7 @@ class Config(msgspec.Struct, kw_only=True):
     required: list[str] = []  # namespaces the server counts on (fail closed without them)
     fd: int = -1  # the instance's connection to the server ($POLYFN_FD)
     ctrl: int = -1  # agent mode: the launcher's control socket (the function's plan arrives there)
+    seccomp_program: bytes = b""  # the plan's seccomp filter, compiled once by the server (sandbox/seccomp.py)
 
 
 def _pdeathsig() -> None:
@@ -113,7 +114,7 @@ def _agent_mode(cfg: Config, prepared: object) -> None:
             limits.apply_rlimits(plan)
             linux.set_no_new_privs()
             if plan.seccomp:
-                seccomp.install()
+                seccomp.install(plan.seccomp)
             _keep_only({cfg.fd, gate_r})
             # User code runs in this process: its stdout/stderr must not be the node-wide log file every
             # runtime of this kind shares (a function could fill it up to RLIMIT_FSIZE for all of them).
@@ -132,7 +133,7 @@ def _agent_mode(cfg: Config, prepared: object) -> None:
     os.close(cfg.fd)
     applied.append(limits.apply_rlimits(plan))  # the same limits as the runtime's (the agent is tiny)
     if plan.seccomp:
-        applied.append("seccomp")
+        applied.append(f"seccomp ({plan.seccomp} allow-list)")
     gate: dict[str, object]
     pidfd = os.pidfd_open(child)
     ready, _, _ = select.select([cfg.ctrl, pidfd], [], [])
@@ -181,6 +182,11 @@ def main(argv: list[str]) -> None:
     cfg = msgspec.json.decode(raw, type=Config)
     try:
         from polyfn import sandbox
+
+        if cfg.seccomp_program:
+            from polyfn.sandbox import seccomp
+
+            seccomp.provide(cfg.plan.seccomp, cfg.seccomp_program)
 
         prepared = sandbox.prepare(cfg.prepare_env, _pdeathsig)
         if cfg.mode == "exec":

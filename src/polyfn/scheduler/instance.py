@@ -19,6 +19,7 @@ from collections.abc import Callable
 import msgspec
 
 from polyfn.protocol import (
+    Fault,
     FrameError,
     FrameReader,
     InitError,
@@ -67,6 +68,8 @@ class Instance(asyncio.Protocol):
         self.exit_status: int | None = None
         self.oom = False
         self.kill_reason = ""
+        self.fault = ""  # why it died, in its own words (protocol.Fault) or the kernel's (sandbox/auditlog.py)
+        self.uid = 0  # the function's uid in the sandbox (0: none of its own)
         self._exit_event = asyncio.Event()
         self._transport: asyncio.Transport | None = None
         self._reader = FrameReader()
@@ -99,6 +102,8 @@ class Instance(asyncio.Protocol):
                 elif type(msg) is InitError:
                     if not self._ready.done():
                         self._ready.set_exception(InitFailed(msg.error, msg.logs))
+                elif type(msg) is Fault:
+                    self.fault = msg.reason[:500]
         except (FrameError, msgspec.DecodeError, msgspec.ValidationError) as e:
             log.warning("instance %s sent an invalid frame (%s): killing it", self.id, e)
             self.kill(f"protocol violation: {e}")
@@ -196,6 +201,8 @@ class Instance(asyncio.Protocol):
             except ValueError:
                 name = f"signal {sig}"
             why = f" ({self.kill_reason})" if self.kill_reason else ""
+            if sig == signal.SIGSYS and not why:
+                why = f": {self.fault}" if self.fault else ": a system call outside its runtime's seccomp allow-list"
             return f"killed by {name}{why}"
         if os.WIFEXITED(st):
             return f"exited with code {os.WEXITSTATUS(st)}"

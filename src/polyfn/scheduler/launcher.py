@@ -33,6 +33,7 @@ import msgspec
 
 from polyfn.loops import one_item
 from polyfn.runtimes.python.instance import SAFE_ENV
+from polyfn.sandbox import seccomp
 from polyfn.sandbox.plan import SandboxPlan
 from polyfn.sandbox.spawn import Config
 
@@ -158,7 +159,8 @@ class Launcher:
         if plan is not None:
             cfg = Config(mode="exec" if ctrl is None else "agent", argv=argv, env=env, cwd=cwd,
                          prepare_env=prepare_env(plan, prepare), plan=plan, required=list(required),
-                         fd=conn.fileno(), ctrl=ctrl.fileno() if ctrl is not None else -1)
+                         fd=conn.fileno(), ctrl=ctrl.fileno() if ctrl is not None else -1,
+                         seccomp_program=seccomp.build(plan.seccomp) if plan.seccomp else b"")
             cfg_fd = os.memfd_create("polyfn-spawn", os.MFD_CLOEXEC)  # never argv: the plan may hold secrets
             os.write(cfg_fd, msgspec.json.encode(cfg))
             pass_fds.append(cfg_fd)

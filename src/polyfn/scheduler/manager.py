@@ -9,6 +9,7 @@ import dataclasses
 import itertools
 import logging
 import os
+import signal
 import socket
 import sys
 import time
@@ -20,6 +21,7 @@ from polyfn.loops import one_item
 from polyfn.model import Revision
 from polyfn.runtimes.python.instance import InstanceSpec
 from polyfn.sandbox import cgroups, rootfs
+from polyfn.sandbox.auditlog import SeccompLog
 from polyfn.sandbox.cgroups import CgroupBase
 from polyfn.sandbox.plan import SandboxPlan, cgroup_dir_for
 from polyfn.scheduler import launcher as _launcher
@@ -68,6 +70,7 @@ class InstanceManager:
         self.namespaces: set[str] = set()
         self.drop_uid = False
         self.seccomp = False
+        self.seccomp_log: SeccompLog | None = None  # names the call a Node/http instance was killed for
         self.probe: dict[str, str] = {}
         self._uids: dict[str, int] = {}
         self._expose: tuple[list[str], list[str]] = ([], [])
@@ -198,6 +201,7 @@ class InstanceManager:
                     self._root_mask = rootfs.site_masks()
                 else:
                     self.seccomp = True
+                    self.seccomp_log = SeccompLog.open() if os.geteuid() == 0 else None
                 parts.append({"mount": "mount ns", "root": "own root fs", "pid": "pid ns", "net": "net ns",
                               "uid": "per-function uid", "seccomp": "seccomp"}[layer])
         if userns:
@@ -318,7 +322,7 @@ class InstanceManager:
             binds=[*(d for d in (rev.code_dir, rev.deps_dir) if d), *self._expose[1]] if mounts else [],
             network=network,
             allow=self.allow_for(rev) if relayed else [],
-            seccomp=self.seccomp,
+            seccomp=spec.runtime if self.seccomp else "",
             relay_socket=str(self.relay.path) if self.relay is not None and relayed else "",
             relay_ports=sorted(self.relay.targets) if self.relay is not None and relayed else [],
             root=self._root.get(spec.runtime, []) if self.rootfs else [],
@@ -433,6 +437,7 @@ class InstanceManager:
         attached = False
         try:
             ispec, plan = await self._instance_spec(rev, iid)
+            inst.uid = plan.uid
             if fz is not None:
                 pid = await self._spawn_from_zygote(fz, ispec, theirs, ours)
                 if pid:
@@ -602,6 +607,25 @@ class InstanceManager:
         if self.cgroups is not None:
             oom = self.cgroups.was_oom_killed(cgroup_dir_for(str(self.cgroups.memory), pid))
             self.cgroups.remove_all(pid)
+        if (os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGSYS and not inst.fault
+                and self.seccomp_log is not None and inst.uid):
+            asyncio.get_running_loop().create_task(self._name_refusal(inst, status, oom))
+            return
+        self._ended(inst, status, oom)
+
+    async def _name_refusal(self, inst: Instance, status: int, oom: bool) -> None:
+        """A Node or `http` instance killed by the seccomp filter: the kernel's record names the call. The
+        kernel's audit thread prints it a moment after the kill, so the exit is reported once it is read
+        (or after 300 ms without it: the error then only says SIGSYS)."""
+        from polyfn.sandbox import seccomp
+
+        assert self.seccomp_log is not None
+        for _ in range(30):
+            nr = self.seccomp_log.refused(inst.uid)
+            if nr is not None:
+                inst.fault = seccomp.refusal(nr)
+                break
+            await asyncio.sleep(0.01)
         self._ended(inst, status, oom)
 
     @staticmethod

@@ -266,7 +266,12 @@ class Proxy:
 
     @staticmethod
     def exit_like(code: int) -> None:
-        """The program ended: end the instance with its status (signals as 128+N, as shells report them)."""
+        """The program ended: end the instance with its status (signals as 128+N, as shells report them).
+        SIGSYS (the seccomp filter killed it) is passed on as the signal itself, so the server looks up
+        which call it was (sandbox/auditlog.py) as for any instance killed by the filter."""
+        if code == -signal.SIGSYS:  # (its action is the default one; the mask we inherited may block it)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGSYS})
+            signal.pthread_kill(threading.get_ident(), signal.SIGSYS)
         os._exit(code if code >= 0 else 128 - code)
 
     def conn(self) -> http.client.HTTPConnection:

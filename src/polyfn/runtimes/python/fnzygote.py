@@ -88,6 +88,7 @@ def main(spec: instance.InstanceSpec, ctrl: socket.socket, info: str, prepared: 
     instance.capture_output(init_buf)
     try:
         applied = instance._prepare_process(spec, prepared)
+        instance.report_refusals(spec, None)
         before = _fds()
         handler = instance._load_handler(spec)
         meta = instance.FunctionMeta(spec.function, spec.revision, spec.handler, spec.memory_mb, spec.timeout,
@@ -221,6 +222,7 @@ def _instance(req: Spawn, fd: int, adapter: Any, info: str) -> None:
     t0 = time.perf_counter()
     spec = msgspec.convert(req.spec, instance.InstanceSpec)
     sock = socket.socket(fileno=fd)
+    instance.redirect_refusals(sock)
     os.environ["POLYFN_INSTANCE_ID"] = spec.instance_id
     init_buf = instance._LogBuffer(spec.log_line_max, spec.log_lines_max)
     instance.capture_output(init_buf)

@@ -27,9 +27,21 @@ from typing import Any
 
 import msgspec
 
-from polyfn.protocol import HEADER, MAX_FRAME, InitError, Invoke, Ready, Result, encode, to_instance_decoder
+from polyfn.protocol import (
+    HEADER,
+    MAX_FRAME,
+    Fault,
+    InitError,
+    Invoke,
+    Ready,
+    Result,
+    encode,
+    to_instance_decoder,
+)
 from polyfn.runtimes.python.flavors import Adapter, FunctionMeta, HandlerError, load_adapter, module_for
 from polyfn.runtimes.python.flavors.base import user_stack
+from polyfn.sandbox import seccomp as _seccomp
+from polyfn.sandbox.plan import SandboxPlan
 
 
 class InstanceSpec(msgspec.Struct, kw_only=True, array_like=True):
@@ -279,6 +291,37 @@ def _stack(e: BaseException) -> list[str]:
     return user_stack(e)
 
 
+_SECCOMP_FIELD = SandboxPlan.__struct_fields__.index("seccomp")  # in the array-encoded plan
+
+
+def report_refusals(spec: InstanceSpec, sock: socket.socket | None) -> None:
+    """Under seccomp, a refused call ends the process by SIGSYS: first tell the server, on `sock`, which
+    call it was (None: a function zygote, whose children say where with `redirect_refusals`). Runs after
+    `_isolate_imports`: it imports nothing (polyfn's files may be out of reach by then)."""
+    plan = spec.sandbox
+    if plan is None or not (plan.seccomp if isinstance(plan, msgspec.Struct) else plan[_SECCOMP_FIELD]):
+        return
+    _seccomp.name_refusals(_fault_writer(sock))
+
+
+def redirect_refusals(sock: socket.socket) -> None:
+    """In a function zygote's child: refused calls are reported on this instance's connection."""
+    _seccomp.redirect(_fault_writer(sock))
+
+
+def _fault_writer(sock: socket.socket | None) -> Any:
+    fd = -1 if sock is None else sock.fileno()
+
+    def report(text: str) -> None:
+        if fd >= 0:
+            try:
+                os.write(fd, encode(Fault(text)))
+            except OSError:
+                pass
+
+    return report
+
+
 def _isolate_imports(spec: InstanceSpec, own: list[str]) -> None:
     """What user code can import: its own code and dependencies first, then the standard library and the
     runtime's provided packages (boto3 …; a function's own copy wins, being earlier), nothing of polyfn's
@@ -480,6 +523,7 @@ def main(spec: InstanceSpec, sock: socket.socket, info: str, prepared: Any = Non
     capture_output(init_buf)
     try:
         applied = _prepare_process(spec, prepared)
+        report_refusals(spec, sock)
         handler = _load_handler(spec)
         meta = FunctionMeta(spec.function, spec.revision, spec.handler, spec.memory_mb, spec.timeout, spec.env)
         adapter = load_adapter(spec.flavor, handler, meta)

@@ -114,7 +114,8 @@ def preload() -> None:
     for struct in (Spawn, twin.Spawn, polyfn.runtimes.python.instance.InstanceSpec, polyfn.sandbox.SandboxPlan):
         msgspec.msgpack.Decoder(struct)
     try:  # the BPF program is the same for every instance: build it once, before any fork
-        polyfn.sandbox.seccomp.build()
+        polyfn.sandbox.seccomp.build("python")
+        polyfn.sandbox.seccomp.names()
     except (KeyError, OSError):
         pass
 
