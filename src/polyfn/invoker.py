@@ -110,20 +110,20 @@ def _safe_headers(pairs: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
 
 class Invoker:
     def __init__(self, settings: Settings, registry: FunctionRegistry, recorder: ActivationRecorder,
-                 metrics: Metrics | None = None):
+                 metrics: Metrics | None = None, limiter: Any = None, localise: Any = None):
         self.settings = settings
         self.metrics = metrics
         self.lines_max = settings.log_lines_per_activation
         self.log_budget = LogBudget(settings.log_bytes_per_activation, settings.log_bytes_per_second)
         self._refusals: dict[tuple[str, str], Outcome] = {}  # (function, reason) → its 429, built once
-        self.limiter: Any = None  # polyfn.auth.ratelimit.Limiter, for functions with a rate_limit
+        self.limiter: Any = limiter  # polyfn.auth.ratelimit.Limiter, for functions with a rate_limit
         self.registry = registry
         self.recorder = recorder
         self.max_payload = settings.max_payload
         self.truncate = settings.result_truncate
         self.accepting = True
         self.deadlines = Deadlines()
-        self.localise: Any = None  # Deployer.localise, for pinned revisions other nodes deployed (cluster sync)
+        self.localise: Any = localise  # Deployer.localise, for pinned revisions other nodes deployed (cluster sync)
 
     async def invoke(self, name: str, kind: str, trigger: str, method: str = "", path: str = "",
                      query: str = "", headers: list[tuple[str, str]] | None = None, body: bytes = b"",

@@ -23,11 +23,11 @@ _NO_TRACE = ("", "")
 
 
 class Gateway:
-    def __init__(self, invoker: Invoker):
+    def __init__(self, invoker: Invoker, keys: Any = None, queue: Any = None):
         self.invoker = invoker
         self.max_payload = invoker.max_payload
-        self.keys: Any = None  # polyfn.auth.keys.KeyRing, for functions with `auth: key`
-        self.queue: Any = None  # the node's AsyncQueue, for `X-Polyfn-Async: true` requests
+        self.keys: Any = keys  # polyfn.auth.keys.KeyRing, for functions with `auth: key`
+        self.queue: Any = queue  # the node's AsyncQueue, for `X-Polyfn-Async: true` requests
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         rest = scope["path"][PREFIX_LEN:]

@@ -37,7 +37,6 @@ from polyfn.observe.tracing import parse_traceparent
 from polyfn.queue import retry
 from polyfn.queue.builtin import Job, QueueDB
 from polyfn.queue.jetstream import JetStreamJobs, QueueUnavailable, keep_held
-from polyfn.triggers.base import failure_reason
 
 if TYPE_CHECKING:
     from polyfn.invoker import Invoker, Outcome
@@ -582,7 +581,7 @@ class AsyncQueue:
         code, err = outcome_error(out) if out.status >= 400 else (None, {})
         cls = retry.classify(out.status, code)
         if out.status >= 400 and self.on_failure is not None:
-            self.on_failure(job, failure_reason(out.status, code))
+            self.on_failure(job, retry.failure_reason(out.status, code))
         active = self.registry.get(job.function)
         spec = active.revision.spec if active is not None else None
         # (a run that succeeded is done even when its function was deleted while it ran)

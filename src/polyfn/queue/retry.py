@@ -72,3 +72,14 @@ def decide(cls: str, attempt: int, age: float, spec: FunctionSpec,
     if age + delay > spec.max_event_age:
         return Decision("dead", reason=f"max_event_age exceeded ({spec.max_event_age:g} s)")
     return Decision("retry", delay, cls)
+
+
+#: Why a delivery failed, from `classify`'s class (the `reason` label of `polyfn_trigger_errors_total`).
+_REASONS = {"5xx": "function_error", "throttle": "throttled", "crash": "function_crashed",
+            "missing": "function_not_found", "fatal": "rejected", "timeout": "timeout"}
+
+
+def failure_reason(status: int, platform_error: str | None) -> str:
+    """The `reason` label for a failed invocation made by a trigger (status >= 400 or a function error)."""
+    cls = classify(status, platform_error)
+    return _REASONS.get(cls, "function_error" if cls == SUCCESS else cls)
