@@ -14,7 +14,6 @@ from fastapi.responses import JSONResponse, Response
 
 from polyfn.api.errors import ApiError
 from polyfn.headers import from_outside
-from polyfn.queue.dispatcher import Rejected
 
 if TYPE_CHECKING:
     from polyfn.config import Settings
@@ -27,11 +26,9 @@ async def accept_async(queue: AsyncJobs, request: Request, name: str, kind: str,
     """Queue an invocation durably and answer 202 with its activation id."""
     headers = from_outside([(k, v) for k, v in request.headers.items()
                             if k not in ("authorization", "cookie", "x-callback-url", "content-length")])
-    try:
-        aid = await queue.submit(name, kind, "async", body, content_type, headers, method, path, query,
-                                      callback_url=request.headers.get("x-callback-url"))
-    except Rejected as e:
-        raise ApiError(e.status, e.code, e.message) from None
+    # a refusal (queue/dispatcher.py `Rejected`) is the platform's typed error: the API's handler answers it
+    aid = await queue.submit(name, kind, "async", body, content_type, headers, method, path, query,
+                             callback_url=request.headers.get("x-callback-url"))
     return JSONResponse({"activation_id": aid, "status": "pending"}, status_code=202,
                         headers={"x-polyfn-activation-id": aid, "location": f"/v1/activations/{aid}"})
 

@@ -30,7 +30,9 @@ import msgspec
 
 from polyfn import jsontext
 from polyfn.auth.callbacks import INVALID, InvalidCallbackUrl, parse_callback_url
+from polyfn.call import Call
 from polyfn.config import Settings
+from polyfn.errors import PolyfnError
 from polyfn.invoker import new_activation_id
 from polyfn.loops import one_item
 from polyfn.observe.tracing import parse_traceparent
@@ -56,19 +58,24 @@ REVISION_HEADER = "x-polyfn-revision"
 CALLBACK_FORMATS: dict[str, Any] = {}
 
 
-class Rejected(Exception):
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+class Rejected(PolyfnError):
+    """The queue refused a job (unknown function, payload too large, bad callback URL, the cluster's stream
+    away): a typed refusal the face that received the request serialises."""
 
 
 def outcome_error(out: Outcome) -> tuple[str | None, dict[str, Any]]:
     """The platform error code (X-Polyfn-Error) and a compact error record of a failed outcome."""
+    if out.error is not None:  # the platform's own error, typed by the invoker: nothing to parse
+        code = out.error.get("code")
+        err: dict[str, Any] = {"status_code": out.status, "code": code or "function_error"}
+        if out.error.get("message"):
+            err["message"] = str(out.error["message"])[:1000]
+        return code, err
     code = None
     for k, v in out.headers:
         if k == b"x-polyfn-error":
             code = v.decode()
-    err: dict[str, Any] = {"status_code": out.status, "code": code or "function_error"}
+    err = {"status_code": out.status, "code": code or "function_error"}
     try:
         body = jsontext.loads(out.body)
         if isinstance(body, dict):
@@ -235,23 +242,27 @@ class AsyncQueue:
                      headers: list[tuple[str, str]] | None = None, method: str = "POST", path: str = "/",
                      query: str = "", callback_url: str | None = None, job_id: str | None = None,
                      check: bool = True) -> str:
-        """Durably queue one invocation; returns its activation id once the job is committed."""
+        """`enqueue` with the call's fields as arguments."""
+        return await self.enqueue(Call(function, kind, trigger, method, path, query, headers, body, content_type),
+                                  callback_url, job_id, check)
+
+    async def enqueue(self, call: Call, callback_url: str | None = None, job_id: str | None = None,
+                      check: bool = True) -> str:
+        """Durably queue one call; returns its activation id once the job is committed. Raises `Rejected`."""
+        function = call.function
         if check:
-            if self.registry.get(function) is None:
+            if call.active is None and self.registry.get(function) is None:
                 raise Rejected(404, "function_not_found", f"function {function!r} does not exist")
-            if len(body) > self.settings.max_payload:
+            if len(call.body) > self.settings.max_payload:
                 raise Rejected(413, "payload_too_large",
-                               f"the payload is {len(body)} bytes; the limit is {self.settings.max_payload}")
+                               f"the payload is {len(call.body)} bytes; the limit is {self.settings.max_payload}")
             if callback_url is not None:
                 try:
                     parse_callback_url(callback_url)
                 except InvalidCallbackUrl as e:
                     raise Rejected(400, "invalid_callback_url", str(e)) from None
-        now = time.time()
         # Time-ordered ids (like the invoker's): the jobs and activations primary keys stay append-mostly.
-        job = Job(id=job_id or new_activation_id(), function=function, kind=kind, trigger=trigger, method=method,
-                  path=path, query=query, headers=headers or [], body=body, content_type=content_type,
-                  callback_url=callback_url, enqueued_at=now, not_before=now)
+        job = Job.of(call, job_id or new_activation_id(), callback_url, time.time())
         if self.jobs is not None:  # the cluster's stream: whichever node has room pulls it
             try:
                 await self.jobs.publish(job, first=True)
@@ -571,9 +582,7 @@ class AsyncQueue:
                 await self._dead(job, "revision_not_found", {"code": "revision_not_found",
                                                              "message": f"revision {pinned} of {job.function!r} is gone"})
                 return None
-        return await self.invoker.invoke(job.function, job.kind, job.trigger, job.method, job.path, job.query,
-                                         headers, job.body, job.content_type, trace_id=trace_id, parent_id=parent_id,
-                                         activation_id=job.id, revision=revision)
+        return await self.invoker.call(job.call(headers, trace_id, parent_id, revision, active))
 
     async def _settle(self, job: Job, out: Outcome) -> bool:
         """Retry, dead-letter or complete an attempt: True when the job went to the completion batch (released
