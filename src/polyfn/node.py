@@ -340,12 +340,19 @@ class Node:
         return True
 
     def schedule_code_cleanup(self, name: str, revisions: list[Revision], pool: Pool | None) -> None:
-        """After a delete: once the old pool has drained, remove the function's code directories."""
+        """After a delete: once the old pool has drained (its last instance stops are counted), drop the function's
+        metric series and remove its code directories."""
 
         async def cleanup() -> None:
             if pool is not None:
                 while pool in self.manager.pools:
                     await asyncio.sleep(0.05)
+                for _ in range(600):  # its killed instances' exits (counted as stops), at most 30 s
+                    if not pool.instances:
+                        break
+                    await asyncio.sleep(0.05)
+            if self.registry.get(name) is None:  # (not deployed again meanwhile) its metric series go too
+                self.metrics.forget(name)
             for rev in revisions:
                 archive.remove_tree(Path(rev.code_dir))
             with contextlib.suppress(OSError):

@@ -89,7 +89,6 @@ class InitError(msgspec.Struct, tag="init_error", array_like=True):
     logs: list[LogLine] = []
 
 
-ToInstance = Invoke
 FromInstance = Result | Ready | InitError
 
 _encoder = msgspec.msgpack.Encoder()

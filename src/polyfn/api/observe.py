@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import hmac
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
@@ -80,10 +79,6 @@ def build_router(*, settings: Settings, metrics: Metrics, registry: LiveFunction
                 "points": fs.series(now, window)}
 
     return router
-
-
-def key_matches(given: str, key: str) -> bool:
-    return bool(given) and hmac.compare_digest(given.encode(), key.encode())
 
 
 async def _async_queue_gauges(queue: AsyncJobs, metrics: Metrics) -> None:
