@@ -74,6 +74,16 @@ def decide(cls: str, attempt: int, age: float, spec: FunctionSpec,
     return Decision("retry", delay, cls)
 
 
+def settle(status: int, platform_error: str | None, attempt: int, age: float, spec: FunctionSpec | None,
+           rand: Callable[[], float] = random.random) -> tuple[str, Decision]:
+    """(failure class, decision) for a finished attempt of an async job: `spec` is its function's, None when
+    the function is gone (a run that succeeded is done even when its function was deleted while it ran)."""
+    cls = classify(status, platform_error)
+    if spec is None and cls != SUCCESS:
+        return cls, Decision("dead", reason="function_not_found")
+    return cls, decide(cls, attempt, age, spec, rand)  # type: ignore[arg-type]  (spec None only on success)
+
+
 #: Why a delivery failed, from `classify`'s class (the `reason` label of `polyfn_trigger_errors_total`).
 _REASONS = {"5xx": "function_error", "throttle": "throttled", "crash": "function_crashed",
             "missing": "function_not_found", "fatal": "rejected", "timeout": "timeout"}

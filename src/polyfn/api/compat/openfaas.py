@@ -333,7 +333,7 @@ def callback_shape(job: Any, out: Any, status: str, reason: str | None) -> tuple
 
 def install(app: FastAPI, **services: Any) -> None:
     """`services`: what `OpenFaasApi` takes (the composition root hands them in)."""
-    from polyfn.queue.dispatcher import CALLBACK_FORMATS
+    from polyfn.queue.callbacks import CALLBACK_FORMATS
 
     CALLBACK_FORMATS[ASYNC_TRIGGER] = callback_shape
     api = OpenFaasApi(**services)
