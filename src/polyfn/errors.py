@@ -21,11 +21,11 @@ class PolyfnError(Exception):
         self.headers = headers
 
 
-#: The one table of the platform's error codes: code → (HTTP status, when). Every refusal the node makes uses a
+#: The one table of the platform's error codes: code → (HTTP status or statuses, when). Every refusal the node makes uses a
 #: code from here with its status (tests/unit/test_error_codes.py reads the source to hold every raise to it);
 #: docs/api.md, "Errors", is this table for users. Vendor faces answer in their own shapes (Lambda's
 #: `ResourceNotFoundException`, …) and are not listed.
-CODES: dict[str, tuple[int, str]] = {
+CODES: dict[str, tuple[int | tuple[int, ...], str]] = {
     # bad input
     "invalid_request": (400, "a request that does not parse or names no valid option"),
     "invalid_json": (400, "a body that is not valid JSON (or nests too deeply)"),
@@ -38,7 +38,8 @@ CODES: dict[str, tuple[int, str]] = {
     "ambiguous_handler": (400, "several candidate handlers and none named"),
     "module_not_found": (400, "the handler module is missing"),
     "dependency_install_failed": (400, "requirements.txt or package.json failed to install"),
-    "build_failed": (400, "compiled code did not build"),
+    "build_failed": ((400, 500), "compiled code did not build (500: the platform's own shims did not)"),
+    "unsupported_binding": (400, "a C# function binding polyfn does not serve"),
     "unknown_event_kind": (400, "an explicit event kind the node does not build"),
     "invalid_cloudevent": (400, "a body that is not a CloudEvent"),
     "invalid_callback_url": (400, "an X-Callback-Url that does not parse or that the policy refuses"),

@@ -149,7 +149,8 @@ class Node:
         self.manager.env_hook = self.storage.function_env
         self.db = DbService(s, self.keys)  # the document database (its faces answer on this port)
         self.apps, self._apps_face, self._firebase = apps_node.build(
-            self.store, self.secret_box.derive, self.limiter, self.invoker, self.storage, self.keys)
+            self.store, self.secret_box.derive, self.limiter, self.invoker, self.storage, self.keys,
+            database=lambda: self.db.wx)  # the wx.cloud database API, once the database has started
         self.sites = Sites(self.store, s.data_dir / "sites")
         self.triggers = TriggerManager(s, self.store, self.invoker, self.queue, self.registry, self.recorder,
                                        self.metrics)

@@ -65,6 +65,8 @@ def outcome_error(out: Outcome) -> tuple[str | None, dict[str, Any]]:
         err: dict[str, Any] = {"status_code": out.status, "code": code or "function_error"}
         if out.error.get("message"):
             err["message"] = str(out.error["message"])[:1000]
+        if isinstance(out.error.get("errorType"), str):  # a failed start's init error type (permanent or not)
+            err["errorType"] = out.error["errorType"][:200]
         return code, err
     code = None
     for k, v in out.headers:
@@ -78,6 +80,8 @@ def outcome_error(out: Outcome) -> tuple[str | None, dict[str, Any]]:
             msg = e.get("message") or e.get("errorMessage")
             if msg:
                 err["message"] = str(msg)[:1000]
+            if isinstance(e.get("errorType"), str):
+                err["errorType"] = e["errorType"][:200]
     except ValueError:
         if out.body:
             err["message"] = out.body[:1000].decode("utf-8", "replace")
@@ -546,7 +550,7 @@ class AsyncQueue:
             self.on_failure(job, retry.failure_reason(out.status, code))
         active = self.registry.get(job.function)
         cls, decision = retry.settle(out.status, code, job.attempt, self.clock() - job.enqueued_at,
-                                     active.revision.spec if active is not None else None)
+                                     active.revision.spec if active is not None else None, err.get("errorType"))
         if decision.action == "done":
             if job.trigger == "events" and out.status < 400 and self.on_reply is not None:
                 await self._reply(job, out.body)

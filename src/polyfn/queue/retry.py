@@ -14,10 +14,17 @@ SUCCESS = "success"  # the function answered (any status below 500 except 429)
 SHUTDOWN = "shutdown"  # the node is draining: run again later without counting the attempt
 MISSING = "missing"  # the function does not exist (any more)
 FATAL = "fatal"  # will never work as sent (payload too large, …)
+PERMANENT = "permanent"  # the function cannot start until it is redeployed (its module does not import …)
+
+#: init errors that the same code will hit again on every start (Lambda's `Runtime.*` init error types);
+#: other init failures (sandbox, resources, an init timeout) may pass on a later try and are retried
+PERMANENT_INIT = frozenset({"Runtime.ImportModuleError", "Runtime.UserCodeSyntaxError", "Runtime.HandlerNotFound",
+                            "Runtime.HandlerSignature", "Runtime.UnknownFlavor", "Runtime.MalformedHandlerName"})
 
 
-def classify(status: int, platform_error: str | None) -> str:
-    """The failure class of an invocation from its HTTP status and `X-Polyfn-Error` code (None if absent)."""
+def classify(status: int, platform_error: str | None, error_type: str | None = None) -> str:
+    """The failure class of an invocation from its HTTP status, `X-Polyfn-Error` code (None if absent) and,
+    for a failed start, the init error's type."""
     if platform_error == "shutting_down":
         return SHUTDOWN
     if platform_error == "function_not_found":
@@ -28,6 +35,8 @@ def classify(status: int, platform_error: str | None) -> str:
         return "throttle"
     if platform_error == "function_timeout" or status == 504:
         return "timeout"
+    if platform_error == "function_init_failed" and error_type in PERMANENT_INIT:
+        return PERMANENT
     if platform_error in ("function_crashed", "function_oom", "function_init_failed"):
         return "crash"
     if status >= 500:
@@ -62,6 +71,8 @@ def decide(cls: str, attempt: int, age: float, spec: FunctionSpec,
         return Decision("done")
     if cls == SHUTDOWN:
         return Decision("retry", 0.0, "node shutting down")
+    if cls == PERMANENT:
+        return Decision("dead", reason="the function cannot start (a permanent init error): not retried")
     if cls in (MISSING, FATAL):
         return Decision("dead", reason="function_not_found" if cls == MISSING else "not_retryable")
     if cls not in spec.retry_on:
@@ -75,10 +86,11 @@ def decide(cls: str, attempt: int, age: float, spec: FunctionSpec,
 
 
 def settle(status: int, platform_error: str | None, attempt: int, age: float, spec: FunctionSpec | None,
-           rand: Callable[[], float] = random.random) -> tuple[str, Decision]:
+           error_type: str | None = None, rand: Callable[[], float] = random.random) -> tuple[str, Decision]:
     """(failure class, decision) for a finished attempt of an async job: `spec` is its function's, None when
-    the function is gone (a run that succeeded is done even when its function was deleted while it ran)."""
-    cls = classify(status, platform_error)
+    the function is gone (a run that succeeded is done even when its function was deleted while it ran);
+    `error_type` is a failed start's init error type."""
+    cls = classify(status, platform_error, error_type)
     if spec is None and cls != SUCCESS:
         return cls, Decision("dead", reason="function_not_found")
     return cls, decide(cls, attempt, age, spec, rand)  # type: ignore[arg-type]  (spec None only on success)
@@ -86,7 +98,8 @@ def settle(status: int, platform_error: str | None, attempt: int, age: float, sp
 
 #: Why a delivery failed, from `classify`'s class (the `reason` label of `polyfn_trigger_errors_total`).
 _REASONS = {"5xx": "function_error", "throttle": "throttled", "crash": "function_crashed",
-            "missing": "function_not_found", "fatal": "rejected", "timeout": "timeout"}
+            "missing": "function_not_found", "fatal": "rejected", "timeout": "timeout",
+            "permanent": "function_init_failed"}
 
 
 def failure_reason(status: int, platform_error: str | None) -> str:
