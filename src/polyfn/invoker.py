@@ -15,17 +15,18 @@ import random
 import time
 from typing import Any
 
+from polyfn.call import Call
 from polyfn.config import Settings
 from polyfn.model import Activation, LogLine, Revision
 from polyfn.observe.logbudget import LogBudget
 from polyfn.observe.metrics import Metrics
 from polyfn.observe.recorder import ActivationRecorder
-from polyfn.protocol import Invoke, Result
+from polyfn.protocol import Result
 from polyfn.scheduler import shed
 from polyfn.scheduler.deadlines import Deadlines
 from polyfn.scheduler.instance import Instance, InstanceGone
 from polyfn.scheduler.pool import PoolClosed, StartFailed, Throttled
-from polyfn.scheduler.registry import FunctionRegistry
+from polyfn.scheduler.registry import Active, FunctionRegistry
 
 _random_bits = random.getrandbits  # seeded from os.urandom at import; the server never forks
 
@@ -40,15 +41,20 @@ IDENTITY_HEADER_PREFIXES = ("x-wx-", "x-ms-client-principal", "x-apigateway-api-
 
 
 class Outcome:
-    __slots__ = ("activation_id", "body", "cold", "headers", "status")
+    """What a call answers: status, headers (ASGI byte pairs), body, the activation's id and cold flag, and —
+    when the platform made the answer (not the function) — `error`, the typed error (`code`, `message`, …)
+    that the body serialises: readers take it from here instead of parsing the body back."""
+
+    __slots__ = ("activation_id", "body", "cold", "error", "headers", "status")
 
     def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
-                 activation_id: str = "", cold: bool = False):
+                 activation_id: str = "", cold: bool = False, error: dict[str, Any] | None = None):
         self.status = status
         self.headers = headers
         self.body = body
         self.activation_id = activation_id
         self.cold = cold
+        self.error = error
 
 
 def platform_error(status: int, code: str, message: str, extra: dict[str, Any] | None = None,
@@ -62,7 +68,7 @@ def platform_error(status: int, code: str, message: str, extra: dict[str, Any] |
         hdrs.append((b"x-polyfn-activation-id", activation_id.encode()))
     if headers:
         hdrs.extend(headers)
-    return Outcome(status, hdrs, json.dumps({"error": err}).encode(), activation_id)
+    return Outcome(status, hdrs, json.dumps({"error": err}).encode(), activation_id, error=err)
 
 
 def new_activation_id() -> str:
@@ -110,53 +116,55 @@ def _safe_headers(pairs: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
 
 class Invoker:
     def __init__(self, settings: Settings, registry: FunctionRegistry, recorder: ActivationRecorder,
-                 metrics: Metrics | None = None):
+                 metrics: Metrics | None = None, limiter: Any = None, localise: Any = None):
         self.settings = settings
         self.metrics = metrics
         self.lines_max = settings.log_lines_per_activation
         self.log_budget = LogBudget(settings.log_bytes_per_activation, settings.log_bytes_per_second)
         self._refusals: dict[tuple[str, str], Outcome] = {}  # (function, reason) → its 429, built once
-        self.limiter: Any = None  # polyfn.auth.ratelimit.Limiter, for functions with a rate_limit
+        self.limiter: Any = limiter  # polyfn.auth.ratelimit.Limiter, for functions with a rate_limit
         self.registry = registry
         self.recorder = recorder
         self.max_payload = settings.max_payload
         self.truncate = settings.result_truncate
         self.accepting = True
         self.deadlines = Deadlines()
-        self.localise: Any = None  # Deployer.localise, for pinned revisions other nodes deployed (cluster sync)
+        self.localise: Any = localise  # Deployer.localise, for pinned revisions other nodes deployed (cluster sync)
 
     async def invoke(self, name: str, kind: str, trigger: str, method: str = "", path: str = "",
                      query: str = "", headers: list[tuple[str, str]] | None = None, body: bytes = b"",
                      content_type: str = "", trace_id: str = "", parent_id: str = "",
                      activation_id: str = "", revision: Revision | None = None,
                      identity: dict[str, Any] | None = None) -> Outcome:
-        """Run one invocation. `trace_id`/`parent_id` come from the caller's W3C `traceparent` (see
-        `polyfn.observe.tracing`); without them the activation starts a new trace. `activation_id` is given
-        by the async queue and triggers (the same id for every attempt, so the function can use it as an
-        idempotency key); otherwise a fresh one is made. `revision` pins the invocation to that revision of the
-        function (a published version or an alias), served by its own pool when it is not the current one.
-        `identity` is the verified end user (`polyfn.apps`); identity headers a caller sent are dropped."""
+        """`call` with the call's fields as arguments (see `polyfn.call.Call` for what each means)."""
+        return await self.call(Call(name, kind, trigger, method, path, query, headers, body, content_type, trace_id,
+                                    parent_id, activation_id, revision, identity))
+
+    async def admit(self, call: Call) -> Active | Outcome:
+        """The one admission of a call: the node accepts calls, the function exists (and the pinned revision can
+        be served here), the payload is within the limit, an app-only function has its verified user, the
+        function is within its rate limit. The function's registry entry, or the refusal to answer with."""
         if not self.accepting:
             return platform_error(503, "shutting_down", "the server is shutting down",
                                   headers=[(b"retry-after", b"1")])
-        active = self.registry.get(name)
+        name = call.function
+        active = call.active if call.active is not None else self.registry.get(name)
         if active is None:
             return platform_error(404, "function_not_found", f"function {name!r} does not exist")
+        revision = call.revision
         if revision is not None and revision.number != active.revision.number:
             if (revision.function, revision.number) not in self.registry.pinned_pools and self.localise is not None:
                 try:  # a cluster: the version may have been deployed by another node, with its paths
-                    revision = await self.localise(revision)
+                    revision = call.revision = await self.localise(revision)
                 except Exception as e:
                     return platform_error(503, "code_unavailable", f"{revision.key} cannot be served by this "
                                           f"node: {e}", headers=[(b"retry-after", b"5")])
             active = self.registry.pinned(revision)
-        if len(body) > self.max_payload:
+        if len(call.body) > self.max_payload:
             return platform_error(413, "payload_too_large",
-                                  f"the payload is {len(body)} bytes; the limit is {self.max_payload}")
-        rev = active.revision
-        spec = rev.spec
-        pool = active.pool
-        if spec.auth == "app" and identity is None and trigger == "http":  # every HTTP ingress: /fn/, /function/ …
+                                  f"the payload is {len(call.body)} bytes; the limit is {self.max_payload}")
+        spec = active.revision.spec
+        if spec.auth == "app" and call.identity is None and call.trigger == "http":  # every HTTP ingress
             return platform_error(401, "app_token_required", f"function {name!r} is for an app's signed-in users: "
                                   f"call it as POST /app/ENV/call/{name} with the user's token "
                                   "(wx.cloud.callFunction does)")
@@ -166,11 +174,23 @@ class Invoker:
                 return platform_error(429, "rate_limited",
                                       f"function {name!r} is over its rate limit ({spec.rate_limit:g}/s)",
                                       headers=[(b"retry-after", str(wait).encode())])
+        return active
+
+    async def call(self, call: Call) -> Outcome:
+        """Run one call: admission, an instance from the pool (maybe a cold start, maybe a wait in the bounded
+        queue), the `Invoke` frame, the `Result` under the function's deadline, the activation record."""
+        active = await self.admit(call)
+        if type(active) is Outcome:
+            return active
+        name, trigger = call.function, call.trigger
+        rev = active.revision
+        spec = rev.spec
+        pool = active.pool
         start = time.time()
         t0 = time.perf_counter()
-        aid = activation_id or new_activation_id()
+        aid = call.activation_id or new_activation_id()
         act = Activation(id=aid, function=name, revision=rev.number, trigger=trigger, start=start,
-                         trace_id=trace_id or aid, parent_id=parent_id)
+                         trace_id=call.trace_id or aid, parent_id=call.parent_id)
 
         inst = pool.try_acquire()
         if inst is None:
@@ -206,14 +226,15 @@ class Invoker:
             act.init_info = inst.info
 
         remaining = spec.timeout - (t_acquired - t0)
-        if kind == "cloudevent" and spec.runtime != "python":  # vendor shapes are built here for Node.js
+        if call.kind == "cloudevent" and spec.runtime != "python":  # vendor shapes are built here for Node.js
             from polyfn.events.shapes import shape_for_launched_runtime
 
-            shaped = shape_for_launched_runtime(spec.flavor, body)
+            shaped = shape_for_launched_runtime(spec.flavor, call.body)
             if shaped is not None:
-                kind, body, content_type = "event", shaped, "application/json"
-        inv = Invoke(0, act.id, kind, start + spec.timeout, method, path, query,
-                     strip_identity_headers(headers) if headers else [], body, content_type, act.trace_id, identity)
+                call.kind, call.body, call.content_type = "event", shaped, "application/json"
+        if call.headers:
+            call.headers = strip_identity_headers(call.headers)
+        inv = call.frame(act.id, start + spec.timeout, act.trace_id)
         try:
             fut = inst.invoke(inv)
         except InstanceGone:
@@ -269,7 +290,7 @@ class Invoker:
             out = self._refusals[key] = platform_error(
                 e.status, e.code, f"function {name!r} is at capacity ({e.reason}): retry later",
                 headers=[(b"retry-after", str(e.retry_after).encode())])
-        return Outcome(out.status, list(out.headers), out.body)
+        return Outcome(out.status, list(out.headers), out.body, error=out.error)
 
     def _bounded(self, name: str, logs: list[LogLine]) -> list[LogLine]:
         """The lines the node keeps (observe/logbudget.py: bytes per activation and per function a second)."""
@@ -300,10 +321,7 @@ class Invoker:
         if body:
             act.result = body[: self.truncate].decode("utf-8", "replace")
         if status != "success" and act.error is None and result is None:
-            try:
-                act.error = json.loads(outcome.body).get("error")
-            except ValueError:
-                pass
+            act.error = outcome.error  # the platform's own error, as typed (never parsed back from the body)
         self.recorder.record(act)
         if self.metrics is not None:
             self.metrics.observe(act)

@@ -161,7 +161,7 @@ def _name(stem: str) -> str:
 async def run_once(fields: dict[str, Any], files: dict[str, bytes], inv: Invocation,
                    progress: Any = lambda _m: None) -> RunResult:
     from polyfn.config import Settings
-    from polyfn.server import Node
+    from polyfn.node import Node
 
     with tempfile.TemporaryDirectory(prefix="polyfn-run-") as tmp:
         node = Node(Settings(data_dir=Path(tmp) / "data", port=0))

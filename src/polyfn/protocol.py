@@ -96,7 +96,6 @@ class Fault(msgspec.Struct, tag="fault", array_like=True):
     reason: str
 
 
-ToInstance = Invoke
 FromInstance = Result | Ready | InitError | Fault
 
 _encoder = msgspec.msgpack.Encoder()

@@ -358,3 +358,19 @@ def test_log_bytes_are_bounded_per_activation_and_per_function_a_second(tmp_path
         assert dropped is not None and dropped > 100_000
     finally:
         s.stop()
+
+
+def test_a_deleted_functions_series_leave_the_metrics(server: Server) -> None:
+    server.deploy("gone-soon", {"handler.py": CHATTY})
+    server.deploy("stays", {"handler.py": CHATTY})
+    for name in ("gone-soon", "stays"):
+        assert server.api.post(f"/v1/functions/{name}/invoke", json={"fail": True}).status_code == 500
+    text = server.http.get("/metrics").text
+    assert _metric(text, "polyfn_invocations_total", function="gone-soon") is not None
+    assert _metric(text, "polyfn_instance_starts_total", function="gone-soon") is not None
+    server.api.delete("/v1/functions/gone-soon").raise_for_status()
+    assert wait_until(lambda: 'function="gone-soon"' not in server.http.get("/metrics").text), \
+        [ln for ln in server.http.get("/metrics").text.splitlines() if "gone-soon" in ln]
+    text = server.http.get("/metrics").text
+    assert _metric(text, "polyfn_invocations_total", function="stays") is not None  # the others' series stay
+    assert _metric(text, "polyfn_instance_starts_total", function="stays") is not None

@@ -24,7 +24,7 @@ class Invoker:
     def __init__(self) -> None:
         self.calls = 0
 
-    async def invoke(self, *a: Any, **k: Any) -> Any:
+    async def call(self, *a: Any, **k: Any) -> Any:  # the dispatcher hands the invoker one Call
         self.calls += 1
         raise RuntimeError("a bug of the node's with this job")
 
@@ -83,11 +83,12 @@ def test_a_function_result_nested_too_deeply_is_kept_as_text() -> None:
     """A function's result is parsed for the callback and for the error record: 1,000 levels of nesting were a
     RecursionError there, which put the whole completion batch back, again and again."""
     from polyfn.invoker import Outcome
+    from polyfn.queue.callbacks import Callbacks
     from polyfn.queue.dispatcher import outcome_error
 
     deep = b"[" * 1000 + b"]" * 1000
     job = Job(id="j3", function="f", body=b"{}", enqueued_at=0, not_before=0, attempt=1)
-    body, _ = AsyncQueue._callback_payload(job, Outcome(200, [], deep), "success")
+    body, _ = Callbacks.payload(job, Outcome(200, [], deep), "success")
     assert json.loads(body)["result"] == deep.decode()
     code, err = outcome_error(Outcome(500, [], deep))
     assert code is None and err["message"].startswith("[[[")

@@ -77,3 +77,15 @@ def test_retry_on_limits_classes() -> None:
     assert retry.decide("5xx", 1, 0, spec).action == "dead"
     assert "not in retry_on" in retry.decide("5xx", 1, 0, spec).reason
     assert retry.decide("timeout", 1, 0, spec).action == "retry"
+
+
+@pytest.mark.parametrize(("status", "code", "spec", "action", "reason"), [
+    (200, None, None, "done", ""),  # it ran: done, even when the function was deleted meanwhile
+    (500, None, None, "dead", "function_not_found"),  # it failed and its function is gone
+    (404, "function_not_found", FunctionSpec(name="f"), "dead", "function_not_found"),
+    (503, "shutting_down", FunctionSpec(name="f"), "retry", "node shutting down"),
+    (413, "payload_too_large", FunctionSpec(name="f"), "dead", "not_retryable"),
+])
+def test_settle(status: int, code: str | None, spec: FunctionSpec | None, action: str, reason: str) -> None:
+    _cls, d = retry.settle(status, code, 1, 0.0, spec, rand=lambda: 0.5)
+    assert (d.action, d.reason) == (action, reason)

@@ -80,23 +80,24 @@ async def _queue(tmp_path: Path, registry: Any = None, invoker: Any = None) -> A
     from polyfn.queue.dispatcher import AsyncQueue
 
     q = AsyncQueue(Settings(data_dir=tmp_path, callback_backoff=60), invoker, registry)
-    q.db = await QueueDB.open(tmp_path / "queue.db")
-    q._http = httpx.AsyncClient(timeout=5)
+    q.db = q.callbacks.db = await QueueDB.open(tmp_path / "queue.db")
+    q.callbacks._http = httpx.AsyncClient(timeout=5)
     return q
 
 
 async def test_callback_loop_settles_a_bad_row_and_delivers_the_others(tmp_path: Path, receiver: Receiver) -> None:
     q = await _queue(tmp_path)
+    cb = q.callbacks  # queue/callbacks.py: the delivery loop over the queue file
     for cid, url in [("a-bad-url", "http://[::1"), ("b-bug", receiver.url()), ("c-good", receiver.url())]:
         await q.db.add_callback(cid, url, b'{"id": "%s"}' % cid.encode(), 0.0)
-    real_post = q._post
+    real_post = cb._post
 
     async def post(url: str, payload: bytes, job_id: str, headers: str | None = None) -> str | None:
         if job_id == "b-bug":
             raise RuntimeError("a bug with this row")
         return await real_post(url, payload, job_id, headers)
 
-    q._post = post
+    cb._post = post
     fail_reads = [1]
     real_pending = q.db.pending_callbacks
 
@@ -107,7 +108,7 @@ async def test_callback_loop_settles_a_bad_row_and_delivers_the_others(tmp_path:
         return await real_pending()
 
     q.db.pending_callbacks = pending
-    task = asyncio.create_task(q._callback_loop())
+    task = asyncio.create_task(cb._loop())
     try:
         # (the failed pass is tried again a second later)
         assert await until(lambda: [g["body"] for g in receiver.got] == [b'{"id": "c-good"}']), receiver.got
@@ -116,11 +117,11 @@ async def test_callback_loop_settles_a_bad_row_and_delivers_the_others(tmp_path:
         assert states["b-bug"]["state"] == "pending" and "RuntimeError" in states["b-bug"]["last_error"]
         assert states["c-good"]["state"] == "delivered"
         await q.db.add_callback("d-later", receiver.url(), b"{}", time.time())
-        q._cb_wake.set()
+        cb.wake()
         assert await until(lambda: len(receiver.got) == 2)
     finally:
         await stop(task)
-        await q._http.aclose()
+        await cb.close()
         await q.db.close()
 
 
@@ -131,7 +132,7 @@ async def test_a_vendor_callback_shape_that_fails_gives_polyfns_shape(tmp_path: 
 
     from polyfn.invoker import Outcome
     from polyfn.queue.builtin import Job
-    from polyfn.queue.dispatcher import CALLBACK_FORMATS, AsyncQueue
+    from polyfn.queue.callbacks import CALLBACK_FORMATS, Callbacks
 
     def broken(job: Any, out: Any, status: str, reason: Any) -> Any:
         raise KeyError("x-call-id")
@@ -139,7 +140,7 @@ async def test_a_vendor_callback_shape_that_fails_gives_polyfns_shape(tmp_path: 
     CALLBACK_FORMATS["test-broken"] = broken
     try:
         job = Job(id="j1", function="f", trigger="test-broken", body=b"", enqueued_at=0, not_before=0, attempt=1)
-        body, headers = AsyncQueue._callback_payload(job, Outcome(200, [], b'"ok"'), "success")
+        body, headers = Callbacks.payload(job, Outcome(200, [], b'"ok"'), "success")
     finally:
         del CALLBACK_FORMATS["test-broken"]
     assert headers is None and json.loads(body)["result"] == "ok"
@@ -183,7 +184,7 @@ async def test_dispatch_loop_survives_a_failed_claim(tmp_path: Path) -> None:
         q._stopping = True
         q._wake.set()
         await asyncio.wait_for(task, 5)
-        await q._http.aclose()
+        await q.callbacks.close()
         await q.db.close()
 
 
@@ -221,7 +222,7 @@ async def test_stream_feed_survives_one_bad_job(tmp_path: Path) -> None:
         assert await until(lambda: started == ["good", "later"])
     finally:
         await stop(task)
-        await q._http.aclose()
+        await q.callbacks.close()
         await q.db.close()
 
 

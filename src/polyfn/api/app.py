@@ -1,13 +1,12 @@
 """The control API: deploy, list, describe, delete, invoke, activations, logs.
 
-Handlers are thin: they parse and authorise, then call the node's deployer, invoker and store.
+Handlers are thin: they parse and authorise, then call the services the composition root (`node.py`) hands
+`build_api` — each router gets only those it uses (`services.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import json
 import re
 from collections.abc import AsyncIterator
@@ -20,23 +19,36 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from polyfn import __version__
 from polyfn.api import compat, errors, events
 from polyfn.api import observe as observe_api
-from polyfn.api.compat.common import delete_function as remove_function
+from polyfn.api.deploy_body import read_deploy
 from polyfn.api.errors import ApiError
-from polyfn.deploy import archive
+from polyfn.auth.access import authorize
 from polyfn.deploy.errors import DeployError
-from polyfn.deploy.service import spec_from_json
 from polyfn.events import cloudevent, kinds
 from polyfn.headers import from_outside
 from polyfn.model import Activation, FunctionInfo
 from polyfn.observe.tracing import parse_traceparent
 
 if TYPE_CHECKING:
-    from polyfn.server import Node
+    from polyfn.config import Settings
+    from polyfn.services import (
+        Activations,
+        AsyncJobs,
+        DeleteFunction,
+        Deploys,
+        FunctionStore,
+        Instances,
+        Invocations,
+        Keys,
+        LiveFunctions,
+        RateLimits,
+        Secrets,
+        Triggers,
+    )
 
 
-def _function_json(node: Node, info: FunctionInfo, **extra: Any) -> dict[str, Any]:
+def _function_json(registry: LiveFunctions, info: FunctionInfo, **extra: Any) -> dict[str, Any]:
     out = msgspec.to_builtins(info)
-    active = node.registry.get(info.name)
+    active = registry.get(info.name)
     out["instances"] = active.pool.stats() if active else {"starting": 0, "idle": 0, "busy": 0, "queued": 0}
     out["url"] = f"/fn/{info.name}"
     out.update(extra)
@@ -47,7 +59,13 @@ def _activation_json(act: Activation) -> dict[str, Any]:
     return msgspec.to_builtins(act)
 
 
-def build_api(node: Node) -> FastAPI:
+def build_api(*, settings: Settings, store: FunctionStore, registry: LiveFunctions, recorder: Activations,
+              queue: AsyncJobs, triggers: Triggers, deployer: Deploys, invoker: Invocations, keys: Keys,
+              limiter: RateLimits, manager: Instances, security_store: Secrets, secret_box: Any, metrics: Any,
+              storage: Any, workflows: Any, apps: Any, sites: Any, sync: Any, delete_function: DeleteFunction,
+              admin_key: str, lifespan: Any = None) -> FastAPI:
+    """The control API and the vendor APIs on one FastAPI app; each router gets the services it uses. `sync` is
+    the cluster sync (None on a single node); `admin_key` signs the Lambda API's code URLs."""
     app = FastAPI(
         title="polyfn",
         version=__version__,
@@ -55,23 +73,22 @@ def build_api(node: Node) -> FastAPI:
         openapi_url="/v1/openapi.json",
         docs_url="/v1/docs",
         redoc_url=None,
-        lifespan=node.lifespan,
+        lifespan=lifespan,
     )
     errors.install(app)
     errors.openapi_without_422(app)
+    remove_function = delete_function  # the name of the DELETE route's handler below
 
     async def require_key(request: Request) -> None:
-        from polyfn.auth.access import authorize
-
-        request.state.key = authorize(node, request.method, request.url.path, request.query_params,
+        request.state.key = authorize(keys, limiter, settings, request.method, request.url.path, request.query_params,
                                       request.headers.get("authorization", ""))
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, Any]:
-        out: dict[str, Any] = {"status": "ok", "version": __version__, "functions": len(node.registry.functions)}
-        if node.sync is not None:  # a cluster node: revisions other nodes deployed that it cannot serve (see logs)
-            out["cluster"] = {"sync_interval": node.sync.interval, "not_served": sorted(node.sync.failing)}
-        jobs = node.queue.jobs if node.queue is not None else None
+        out: dict[str, Any] = {"status": "ok", "version": __version__, "functions": len(registry.functions)}
+        if sync is not None:  # a cluster node: revisions other nodes deployed that it cannot serve (see logs)
+            out["cluster"] = {"sync_interval": sync.interval, "not_served": sorted(sync.failing)}
+        jobs = queue.jobs
         if jobs is not None:  # the cluster's queue: while NATS is away, async calls get 503 (sync ones still run)
             out["queue"] = {"backend": "nats-jetstream", "stream": jobs.stream, "connected": jobs.connected}
             if not jobs.connected:
@@ -85,34 +102,34 @@ def build_api(node: Node) -> FastAPI:
         return {"version": __version__}
 
     async def _deploy(request: Request, name: str | None, stream: bool) -> Response:
-        fields, files = await _read_deploy(request, node.settings.max_code_size, node.settings.max_code_files)
+        fields, files = await read_deploy(request, settings.max_code_size, settings.max_code_files)
         if name is not None:
             if fields.get("name") not in (None, name):
                 raise DeployError("invalid_spec", f"name in the body ({fields['name']!r}) differs from the URL ({name!r})")
             fields["name"] = name
         if not stream:
-            info, created, detected = await node.deployer.deploy(fields, files)
-            return JSONResponse(_function_json(node, info, detected=detected), status_code=201 if created else 200)
-        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+            info, created, detected = await deployer.deploy(fields, files)
+            return JSONResponse(_function_json(registry, info, detected=detected), status_code=201 if created else 200)
+        progress: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
 
         async def run() -> None:
             try:
-                info, created, detected = await node.deployer.deploy(
-                    fields, files, lambda m: queue.put_nowait({"event": "progress", "message": m}))
-                queue.put_nowait({"event": "done", "created": created,
-                                  "function": _function_json(node, info, detected=detected)})
+                info, created, detected = await deployer.deploy(
+                    fields, files, lambda m: progress.put_nowait({"event": "progress", "message": m}))
+                progress.put_nowait({"event": "done", "created": created,
+                                     "function": _function_json(registry, info, detected=detected)})
             except DeployError as e:
-                queue.put_nowait({"event": "error", "error": {"code": e.code, "message": e.message}})
+                progress.put_nowait({"event": "error", "error": {"code": e.code, "message": e.message}})
             except Exception as e:  # reported, never a silent hang
-                queue.put_nowait({"event": "error", "error": {"code": "internal_error", "message": str(e)}})
+                progress.put_nowait({"event": "error", "error": {"code": "internal_error", "message": str(e)}})
             finally:
-                queue.put_nowait(None)
+                progress.put_nowait(None)
 
         task = asyncio.create_task(run())
 
         async def lines() -> AsyncIterator[bytes]:
             try:
-                while (item := await queue.get()) is not None:
+                while (item := await progress.get()) is not None:
                     yield json.dumps(item).encode() + b"\n"
             finally:
                 await task
@@ -129,24 +146,24 @@ def build_api(node: Node) -> FastAPI:
 
     @v1.get("/functions")
     async def list_functions() -> dict[str, Any]:
-        infos = await node.store.list_functions()
-        return {"functions": [_function_json(node, i) for i in infos]}
+        infos = await store.list_functions()
+        return {"functions": [_function_json(registry, i) for i in infos]}
 
     @v1.get("/functions/{name}")
     async def get_function(name: str) -> dict[str, Any]:
-        info = await node.store.get_function(name)
+        info = await store.get_function(name)
         if info is None:
             raise ApiError(404, "function_not_found", f"function {name!r} does not exist")
-        revs = await node.store.list_revisions(name)
+        revs = await store.list_revisions(name)
         from polyfn.api.scaling import scaling_json
 
-        return _function_json(node, info, scaling=scaling_json(node, name),
-                              triggers=node.triggers.list(name) if node.triggers else [], revisions=[
+        return _function_json(registry, info, scaling=scaling_json(registry, manager, name),
+                              triggers=triggers.list(name), revisions=[
             {"number": r.number, "created_at": r.created_at, "code_sha256": r.code_sha256} for r in revs])
 
     @v1.delete("/functions/{name}")
     async def delete_function(name: str) -> dict[str, Any]:
-        if not await remove_function(node, name):
+        if not await remove_function(name):
             raise ApiError(404, "function_not_found", f"function {name!r} does not exist")
         return {"deleted": name}
 
@@ -167,13 +184,13 @@ def build_api(node: Node) -> FastAPI:
             body, ct = _cloudevent_body(event, body, ct)
             kind = "cloudevent"
         if mode == "async":
-            return await events.accept_async(node, request, name, kind, body, ct)
+            return await events.accept_async(queue, request, name, kind, body, ct)
         if mode != "sync":
             raise ApiError(400, "invalid_request", f"mode={mode!r}: use sync or async")
         # The caller's API key authorises the invoke; it is never passed on to the function.
         headers = from_outside([(k, v) for k, v in request.headers.items() if k not in ("authorization", "cookie")])
         trace_id, parent_id = parse_traceparent(request.headers.get("traceparent", ""))
-        out = await node.invoker.invoke(name, kind, "invoke", "POST", "/", "", headers, body, ct,
+        out = await invoker.invoke(name, kind, "invoke", "POST", "/", "", headers, body, ct,
                                         trace_id, parent_id)
         return Response(out.body, status_code=out.status, headers={k.decode(): v.decode() for k, v in out.headers})
 
@@ -183,16 +200,16 @@ def build_api(node: Node) -> FastAPI:
         since: float | None = None, until: float | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     ) -> dict[str, Any]:
-        await node.recorder.flush()
-        acts = await node.store.list_activations(function=function, status=status, cold=cold, since=since,
+        await recorder.flush()
+        acts = await store.list_activations(function=function, status=status, cold=cold, since=since,
                                                  until=until, limit=limit)
         return {"activations": [_activation_json(a) for a in acts]}
 
     @v1.get("/activations/{activation_id}")
     async def get_activation(activation_id: str) -> dict[str, Any]:
-        queued = await node.queue.lookup(activation_id) if node.queue else None  # before the flush: no gap
-        await node.recorder.flush()
-        act = await node.store.get_activation(activation_id)
+        queued = await queue.lookup(activation_id)  # before the flush: no gap
+        await recorder.flush()
+        act = await store.get_activation(activation_id)
         if act is None and queued is None:
             raise ApiError(404, "activation_not_found", f"activation {activation_id!r} does not exist")
         return events.merge_activation(_activation_json(act) if act else None, queued)
@@ -202,40 +219,42 @@ def build_api(node: Node) -> FastAPI:
                    limit: Annotated[int, Query(ge=1, le=10000)] = 200, follow: bool = False,
                    grep: Annotated[str | None, Query(max_length=1000)] = None) -> Response:
         pattern = compile_grep(grep)
-        await node.recorder.flush()
-        if await node.store.get_function(name) is None and not follow:
+        await recorder.flush()
+        if await store.get_function(name) is None and not follow:
             raise ApiError(404, "function_not_found", f"function {name!r} does not exist")
-        lines = await node.store.get_logs(name, since=since, activation=activation, limit=limit, grep=pattern)
+        lines = await store.get_logs(name, since=since, activation=activation, limit=limit, grep=pattern)
         if not follow:
             return JSONResponse({"logs": lines})
-        return StreamingResponse(follow_logs(node, name, lines, activation, pattern), media_type="text/event-stream",
+        return StreamingResponse(follow_logs(recorder, name, lines, activation, pattern), media_type="text/event-stream",
                                  headers={"cache-control": "no-cache"})
 
     from polyfn.api import security
 
-    v1.include_router(security.router(node))
+    v1.include_router(security.router(keys=keys, secrets=security_store, secret_box=secret_box, manager=manager))
     from polyfn.api import storage as storage_api
 
-    v1.include_router(storage_api.build_router(node))
+    v1.include_router(storage_api.build_router(storage=storage, keys=keys, store=store))
     from polyfn.api import scaling as scaling_api
 
-    v1.include_router(scaling_api.build_router(node))
-    v1.include_router(events.router(node))
+    v1.include_router(scaling_api.build_router(registry=registry, manager=manager))
+    v1.include_router(events.router(settings=settings, queue=queue, triggers=triggers, registry=registry, store=store,
+                                    storage=storage))
     from polyfn.api import workflows as workflows_api
 
-    v1.include_router(workflows_api.router(node))
+    v1.include_router(workflows_api.router(workflows))
     from polyfn.api import apps as apps_api
 
-    v1.include_router(apps_api.build_router(node))
+    v1.include_router(apps_api.build_router(apps=apps, keys=keys))
     from polyfn.api import sites as sites_api
 
-    v1.include_router(sites_api.build_router(node))
+    v1.include_router(sites_api.build_router(sites))
     app.include_router(v1)
-    compat.install(app, node)
-    app.include_router(observe_api.build_router(node, require_key), responses=errors.ERROR_RESPONSES)
-    from polyfn.console import build_console  # the console imports this module's log follower
-
-    app.mount("/console", build_console(node))
+    compat.install(app, settings=settings, deployer=deployer, invoker=invoker, recorder=recorder, registry=registry,
+                   queue=queue, keys=keys, delete_function=delete_function, workflows=workflows, store=store,
+                   admin_key=admin_key)
+    app.include_router(observe_api.build_router(settings=settings, metrics=metrics, registry=registry, queue=queue,
+                                                workflows=workflows, require_key=require_key),
+                       responses=errors.ERROR_RESPONSES)
     return app
 
 
@@ -249,7 +268,7 @@ def compile_grep(grep: str | None) -> re.Pattern[str] | None:
         raise ApiError(400, "invalid_grep", f"grep={grep!r} is not a valid regular expression: {e}") from None
 
 
-async def follow_logs(node: Node, name: str, backlog: list[dict[str, Any]], activation: str | None,
+async def follow_logs(recorder: Activations, name: str, backlog: list[dict[str, Any]], activation: str | None,
                       grep: re.Pattern[str] | None = None, heartbeat: float = 15) -> AsyncIterator[bytes]:
     """Server-Sent Events: the backlog, then live lines as activations finish; a comment as heartbeat."""
     queue: asyncio.Queue[Activation] = asyncio.Queue(maxsize=10000)
@@ -261,7 +280,7 @@ async def follow_logs(node: Node, name: str, backlog: list[dict[str, Any]], acti
             except asyncio.QueueFull:
                 pass
 
-    unsubscribe = node.recorder.follow(name, on_activation)
+    unsubscribe = recorder.follow(name, on_activation)
     try:
         for line in backlog:
             yield b"data: " + json.dumps(line).encode() + b"\n\n"
@@ -296,41 +315,3 @@ def _cloudevent_body(event: str | None, body: bytes, ct: str) -> tuple[bytes, st
     except kinds.UnknownKind as e:
         raise ApiError(400, "unknown_event_kind", str(e)) from None
     return ce.to_json(), cloudevent.CONTENT_TYPE
-
-
-async def _read_deploy(request: Request, max_size: int, max_files: int) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """Parse either a JSON body with inline files or a multipart form with `spec` and a zip in `code`."""
-    ct = request.headers.get("content-type", "")
-    if ct.startswith("multipart/form-data"):
-        form = await request.form()
-        spec_raw = form.get("spec")
-        fields = spec_from_json(spec_raw if isinstance(spec_raw, str) else (await spec_raw.read() if spec_raw else b"{}"))
-        code = form.get("code")
-        if code is None or isinstance(code, str):
-            raise DeployError("invalid_request", "multipart deploy needs a `code` file (a zip archive)")
-        data = await code.read()
-        if len(data) > max_size:
-            raise DeployError("code_too_large", f"the archive is {len(data)} bytes; the limit is {max_size}", 413)
-        return fields, archive.files_from_zip(data, max_size, max_files)
-    if "json" in ct or not ct:
-        body = await request.body()
-        fields = spec_from_json(body or b"{}")
-        files: dict[str, bytes] = {}
-        inline = fields.pop("files", None) or {}
-        inline64 = fields.pop("files_base64", None) or {}
-        if not isinstance(inline, dict) or not isinstance(inline64, dict):
-            raise DeployError("invalid_request", "`files` and `files_base64` must be objects of path → content")
-        for path, text in inline.items():
-            if not isinstance(text, str):
-                raise DeployError("invalid_request", f"files[{path!r}] must be a string")
-            files[path] = text.encode()
-        for path, b64 in inline64.items():
-            try:
-                files[path] = base64.b64decode(b64, validate=True)
-            except (binascii.Error, TypeError, ValueError):
-                raise DeployError("invalid_request", f"files_base64[{path!r}] is not valid base64") from None
-        return fields, files
-    raise ApiError(415, "unsupported_media_type",
-                   f"deploy with application/json (inline files) or multipart/form-data (zip), not {ct!r}")
-
-

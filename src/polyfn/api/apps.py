@@ -18,7 +18,8 @@ from polyfn.apps.model import App
 from polyfn.apps.service import AppError, AppService
 
 if TYPE_CHECKING:
-    from polyfn.server import Node
+    from polyfn.apps.service import AppService
+    from polyfn.services import Keys
 
 SDK_PATH = "/sdk/polyfn-cloud.js"
 
@@ -40,13 +41,13 @@ async def _object(request: Request) -> dict[str, Any]:
     return data
 
 
-def build_router(node: Node) -> APIRouter:
+def build_router(*, apps: AppService | None, keys: Keys) -> APIRouter:
     r = APIRouter(tags=["apps"])
 
     def svc() -> AppService:
-        if node.apps is None:
+        if apps is None:
             raise ApiError(503, "apps_unavailable", "the app service is not running")
-        return node.apps
+        return apps
 
     async def run(coro: Any) -> Any:
         try:
@@ -77,8 +78,7 @@ def build_router(node: Node) -> APIRouter:
     @r.delete("/apps/{app_id}", summary="Delete an app with its users and sessions")
     async def delete_app(app_id: str) -> dict[str, Any]:
         await run(svc().delete_app(app_id))
-        if node.keys is not None:  # the app's own storage key (its users' file grants) goes with it
-            await node.keys.forget_function(f"app:{app_id}")
+        await keys.forget_function(f"app:{app_id}")  # the app's own storage key (its users' file grants)
         return {"deleted": app_id}
 
     @r.get("/apps/{app_id}/users", summary="List an app's users (uid order; page with `after`)")

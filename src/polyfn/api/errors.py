@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from polyfn.deploy.errors import DeployError
+from polyfn.errors import PolyfnError
 from polyfn.gateway.limits import BodyTooLarge
 
 
@@ -43,13 +44,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     )}
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers
+#: the API's name for the platform's typed refusal (polyfn/errors.py), serialised by `install`'s handler
+ApiError = PolyfnError
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None,

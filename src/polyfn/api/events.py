@@ -14,22 +14,21 @@ from fastapi.responses import JSONResponse, Response
 
 from polyfn.api.errors import ApiError
 from polyfn.headers import from_outside
-from polyfn.queue.dispatcher import Rejected
 
 if TYPE_CHECKING:
-    from polyfn.server import Node
+    from polyfn.config import Settings
+    from polyfn.services import AsyncJobs, FunctionStore, LiveFunctions, Triggers
+    from polyfn.storage.service import StorageService
 
 
-async def accept_async(node: Node, request: Request, name: str, kind: str, body: bytes, content_type: str,
+async def accept_async(queue: AsyncJobs, request: Request, name: str, kind: str, body: bytes, content_type: str,
                        method: str = "POST", path: str = "/", query: str = "") -> Response:
     """Queue an invocation durably and answer 202 with its activation id."""
     headers = from_outside([(k, v) for k, v in request.headers.items()
                             if k not in ("authorization", "cookie", "x-callback-url", "content-length")])
-    try:
-        aid = await node.queue.submit(name, kind, "async", body, content_type, headers, method, path, query,
-                                      callback_url=request.headers.get("x-callback-url"))
-    except Rejected as e:
-        raise ApiError(e.status, e.code, e.message) from None
+    # a refusal (queue/dispatcher.py `Rejected`) is the platform's typed error: the API's handler answers it
+    aid = await queue.submit(name, kind, "async", body, content_type, headers, method, path, query,
+                             callback_url=request.headers.get("x-callback-url"))
     return JSONResponse({"activation_id": aid, "status": "pending"}, status_code=202,
                         headers={"x-polyfn-activation-id": aid, "location": f"/v1/activations/{aid}"})
 
@@ -64,41 +63,42 @@ def merge_activation(act: dict[str, Any] | None, queued: dict[str, Any] | None) 
     return out
 
 
-def router(node: Node) -> APIRouter:
+def router(*, settings: Settings, queue: AsyncJobs, triggers: Triggers, registry: LiveFunctions,
+           store: FunctionStore, storage: StorageService | None) -> APIRouter:
     r = APIRouter()
 
     @r.get("/queue", summary="The async queue's depth: pending, running and dead-lettered invocations")
     async def queue_stats() -> dict[str, Any]:
-        counts = await node.queue.counts()
+        counts = await queue.counts()
         return {"pending": counts.get("pending", 0), "running": counts.get("running", 0),
-                "dead_letters": counts.get("dead", 0), "inflight": node.queue.inflight,
-                "commits": node.queue.db.commits, "writes": node.queue.db.writes}
+                "dead_letters": counts.get("dead", 0), "inflight": queue.inflight,
+                "commits": queue.db.commits, "writes": queue.db.writes}
 
     # -- dead-letter queue --------------------------------------------------------------------------
 
     @r.get("/dlq", summary="Dead-lettered invocations and trigger messages, newest first")
     async def dlq_list(function: str | None = None,
                        limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
-        jobs = await node.queue.db.dead(function, limit)
+        jobs = await queue.db.dead(function, limit)
         return {"dead_letters": [_dead_json(j, full=False) for j in jobs]}
 
     @r.get("/dlq/{entry_id}")
     async def dlq_show(entry_id: str) -> dict[str, Any]:
-        job = await node.queue.db.get(entry_id)
+        job = await queue.db.get(entry_id)
         if job is None or job.state != "dead":
             raise ApiError(404, "dead_letter_not_found", f"no dead letter {entry_id!r}")
         return _dead_json(job, full=True)
 
     @r.post("/dlq/{entry_id}/replay", summary="Run a dead-lettered invocation again (async, from attempt 1)")
     async def dlq_replay(entry_id: str) -> Response:
-        if not await node.queue.db.replay(entry_id, time.time()):
+        if not await queue.db.replay(entry_id, time.time()):
             raise ApiError(404, "dead_letter_not_found", f"no dead letter {entry_id!r}")
-        node.queue.poke()
+        queue.poke()
         return JSONResponse({"activation_id": entry_id, "status": "pending"}, status_code=202)
 
     @r.delete("/dlq/{entry_id}")
     async def dlq_delete(entry_id: str) -> dict[str, Any]:
-        if not await node.queue.db.purge(entry_id):
+        if not await queue.db.purge(entry_id):
             raise ApiError(404, "dead_letter_not_found", f"no dead letter {entry_id!r}")
         return {"deleted": entry_id}
 
@@ -111,16 +111,16 @@ def router(node: Node) -> APIRouter:
         from polyfn.triggers.base import TriggerConfigError
 
         body = await request.body()
-        if len(body) > node.settings.max_payload:
+        if len(body) > settings.max_payload:
             raise ApiError(413, "payload_too_large",
-                           f"the message is {len(body)} bytes; the limit is {node.settings.max_payload}")
+                           f"the message is {len(body)} bytes; the limit is {settings.max_payload}")
         attrs = {k[5:]: v for k, v in request.query_params.items() if k.startswith("attr.")}
         ct = request.headers.get("content-type")
         if ct:
             attrs.setdefault("content_type", ct)
         msg_id = uuid.uuid4().hex
         try:
-            n = await topics.publish(node.triggers, topic, msg_id, body, attrs)
+            n = await topics.publish(triggers, topic, msg_id, body, attrs)
         except TriggerConfigError as e:
             raise ApiError(400, e.code, str(e)) from None
         return JSONResponse({"id": msg_id, "topic": topic, "subscribers": n}, status_code=201)
@@ -134,12 +134,12 @@ def router(node: Node) -> APIRouter:
         from polyfn.triggers.base import TriggerConfigError
 
         body = await request.body()
-        if len(body) > node.settings.max_payload:
+        if len(body) > settings.max_payload:
             raise ApiError(413, "payload_too_large",
-                           f"the batch is {len(body)} bytes; the limit is {node.settings.max_payload}")
+                           f"the batch is {len(body)} bytes; the limit is {settings.max_payload}")
         lines = parse_log_lines(body, request.headers.get("content-type", ""))
         try:
-            n = await logs.ingest(node.triggers, stream, lines)
+            n = await logs.ingest(triggers, stream, lines)
         except TriggerConfigError as e:
             raise ApiError(400, e.code, str(e)) from None
         return JSONResponse({"stream": stream, "accepted": len(lines), "subscribers": n}, status_code=202)
@@ -152,19 +152,19 @@ def router(node: Node) -> APIRouter:
         from polyfn.triggers import events as ce
 
         body = await request.body()
-        if len(body) > node.settings.max_payload:
+        if len(body) > settings.max_payload:
             raise ApiError(413, "payload_too_large",
-                           f"the event is {len(body)} bytes; the limit is {node.settings.max_payload}")
+                           f"the event is {len(body)} bytes; the limit is {settings.max_payload}")
         try:
             evts = ce.from_http(dict(request.headers.items()), body)
         except ce.InvalidEvent as e:
             raise ApiError(400, "invalid_cloudevent", str(e)) from None
-        out = [{"id": e["id"], "deliveries": await ce.route(node.triggers, e)} for e in evts]
+        out = [{"id": e["id"], "deliveries": await ce.route(triggers, e)} for e in evts]
         return JSONResponse({"events": out}, status_code=202)
 
     from polyfn.api import triggers as trigger_routes
 
-    trigger_routes.add_routes(r, node)
+    trigger_routes.add_routes(r, triggers=triggers, registry=registry, store=store, storage=storage)
     return r
 
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import hmac
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
@@ -15,58 +14,62 @@ from polyfn.api.errors import ApiError
 from polyfn.observe.metrics import SLOT_S, SLOTS
 
 if TYPE_CHECKING:
-    from polyfn.server import Node
+    from polyfn.config import Settings
+    from polyfn.observe.metrics import Metrics
+    from polyfn.services import AsyncJobs, LiveFunctions
 
 EMPTY_INSTANCES = {"starting": 0, "idle": 0, "busy": 0, "queued": 0, "memory_mb": 0}
 
 
-def function_stats(node: Node, window: float, now: float | None = None) -> list[dict[str, Any]]:
+def function_stats(metrics: Metrics, registry: LiveFunctions, window: float, now: float | None = None) -> list[dict[str, Any]]:
     """Per-function figures over the last `window` seconds, for every deployed function (and any
     function that ran recently), sorted by name."""
     now = time.time() if now is None else now
-    m = node.metrics
+    m = metrics
     instances = m.instances()
-    names = set(node.registry.functions) | set(m.functions) | set(instances)
+    names = set(registry.functions) | set(m.functions) | set(instances)
     out = []
     for name in sorted(names):
         fs = m.functions.get(name)
         figures = fs.window(now, window) if fs else {
             "invocations": 0, "errors": 0, "throttled": 0, "cold_starts": 0, "rps": 0.0, "p50_ms": None,
             "p99_ms": None}
-        active = node.registry.get(name)
+        active = registry.get(name)
         out.append({"name": name, "deployed": active is not None,
                     "revision": active.revision.number if active else None,
                     **figures, "instances": instances.get(name, dict(EMPTY_INSTANCES))})
     return out
 
 
-def build_router(node: Node, require_key: Callable[..., Any]) -> APIRouter:
+def build_router(*, settings: Settings, metrics: Metrics, registry: LiveFunctions, queue: AsyncJobs, workflows: Any,
+                 require_key: Callable[..., Any]) -> APIRouter:
     router = APIRouter()
+    series = metrics  # `metrics` below is the route's handler
 
     async def metrics_auth(request: Request) -> None:
-        if not node.settings.metrics_public:
+        if not settings.metrics_public:
             await require_key(request)
 
     @router.get("/metrics", tags=["observability"], dependencies=[Depends(metrics_auth)],
                 summary="Prometheus metrics (text exposition format)")
     async def metrics() -> Response:
-        await _async_queue_gauges(node)
-        body, content_type = node.metrics.render()
+        await _async_queue_gauges(queue, series)
+        body, content_type = series.render()
         return Response(body, media_type=content_type.split(";")[0], headers={"content-type": content_type})
 
     @router.get("/v1/stats", tags=["observability"], dependencies=[Depends(require_key)],
                 summary="Per-function rps, latency percentiles, errors, cold starts and instances")
     async def stats(window: Annotated[float, Query(ge=SLOT_S, le=SLOT_S * SLOTS)] = 60) -> dict[str, Any]:
         now = time.time()
-        return {"now": now, "window_s": window, "functions": function_stats(node, window, now),
-                "workflows": node.workflows.stats() if node.workflows is not None else []}
+        return {"now": now, "window_s": window, "functions": function_stats(series, registry, window, now),
+                "workflows": workflows.stats() if workflows is not None else []}
 
     @router.get("/v1/functions/{name}/stats", tags=["observability"], dependencies=[Depends(require_key)],
                 summary="One function's history in 10-second steps (default: the last hour)")
     async def one(name: str, window: Annotated[float, Query(ge=SLOT_S, le=SLOT_S * SLOTS)] = SLOT_S * SLOTS,
                   ) -> dict[str, Any]:
-        fs = node.metrics.functions.get(name)
-        if fs is None and node.registry.get(name) is None:
+        fs = series.functions.get(name)
+        if fs is None and registry.get(name) is None:
             raise ApiError(404, "function_not_found", f"function {name!r} does not exist")
         now = time.time()
         from polyfn.observe.metrics import FunctionStats
@@ -78,16 +81,11 @@ def build_router(node: Node, require_key: Callable[..., Any]) -> APIRouter:
     return router
 
 
-def key_matches(given: str, key: str) -> bool:
-    return bool(given) and hmac.compare_digest(given.encode(), key.encode())
-
-
-async def _async_queue_gauges(node: Node) -> None:
+async def _async_queue_gauges(queue: AsyncJobs, metrics: Metrics) -> None:
     """polyfn_async_backlog / polyfn_async_dlq_size: counted in the queue file (and the cluster's job stream)
     when /metrics is scraped (gauge callbacks are synchronous, so the route reads them first). One indexed
     query per scrape, nothing on the invocation path."""
-    queue = getattr(node, "queue", None)
-    if queue is None or getattr(queue, "db", None) is None:
+    if queue.db is None:  # not started
         return
     try:
         by_function, by_function_dead = await queue.backlog()
@@ -95,7 +93,7 @@ async def _async_queue_gauges(node: Node) -> None:
         return
     backlog = {(f,): float(n) for f, n in by_function.items()}
     dead = {(f,): float(n) for f, n in by_function_dead.items()}
-    node.metrics.gauge("polyfn_async_backlog", "Async invocations queued or running, by function.", ("function",),
+    metrics.gauge("polyfn_async_backlog", "Async invocations queued or running, by function.", ("function",),
                        lambda: backlog)
-    node.metrics.gauge("polyfn_async_dlq_size", "Dead-lettered async invocations and trigger messages, by function.",
+    metrics.gauge("polyfn_async_dlq_size", "Dead-lettered async invocations and trigger messages, by function.",
                        ("function",), lambda: dead)

@@ -15,7 +15,7 @@ from polyfn.scheduler.instance import State
 from polyfn.scheduler.procfs import children, smaps
 
 if TYPE_CHECKING:
-    from polyfn.server import Node
+    from polyfn.services import Instances, LiveFunctions
 
 
 class PrewarmBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -44,11 +44,11 @@ def process_memory(pid: int) -> dict[str, int | None]:
     return {"rss_kb": rss, "pss_kb": pss, "processes": n}
 
 
-def instances_json(node: Node, name: str) -> list[dict[str, Any]]:
+def instances_json(registry: LiveFunctions, name: str) -> list[dict[str, Any]]:
     """Live instances of the function's current revision, then of its pinned ones (versions, aliases)."""
     now = time.monotonic()
     out = []
-    for rev, inst in [(a.revision.number, i) for a in node.registry.all_of(name) for i in a.pool.instances]:
+    for rev, inst in [(a.revision.number, i) for a in registry.all_of(name) for i in a.pool.instances]:
         state = ("busy" if inst.inflight else "idle") if inst.state is State.READY else inst.state.value
         out.append({"id": inst.id, "pid": inst.pid, "revision": rev, "state": state,
                     "inflight": inst.inflight,
@@ -58,10 +58,10 @@ def instances_json(node: Node, name: str) -> list[dict[str, Any]]:
     return out
 
 
-def zygote_json(node: Node, key: str) -> dict[str, Any] | None:
+def zygote_json(manager: Instances, key: str) -> dict[str, Any] | None:
     """The revision's function zygote (import cache): its state, pid and own memory (the zygote process
     alone: its instances are listed as instances)."""
-    fzs = node.manager.fzs
+    fzs = manager.fzs
     if fzs is None:
         return None
     fz = fzs.get(key)
@@ -74,15 +74,15 @@ def zygote_json(node: Node, key: str) -> dict[str, Any] | None:
             "rss_kb": m[0] if m else None, "pss_kb": m[1] if m else None}
 
 
-def scaling_json(node: Node, name: str) -> dict[str, Any]:
+def scaling_json(registry: LiveFunctions, manager: Instances, name: str) -> dict[str, Any]:
     """The scaling block of `describe`: policy, autoscaler decision, memory of live instances."""
-    active = node.registry.get(name)
+    active = registry.get(name)
     if active is None:
         return {}
     pool = active.pool
     w = pool.policy.window()
     d = pool.decision
-    insts = instances_json(node, name)
+    insts = instances_json(registry, name)
     return {
         "keepalive_policy": pool.policy.name,
         "keepalive_window": {"prewarm_s": round(w.prewarm, 1), "keepalive_s": round(w.keepalive, 1)},
@@ -94,17 +94,17 @@ def scaling_json(node: Node, name: str) -> dict[str, Any]:
         "rss_kb": sum(i["rss_kb"] or 0 for i in insts),
         "pss_kb": sum(i["pss_kb"] or 0 for i in insts),
         "instances": insts,
-        "zygote": zygote_json(node, pool.revision.key),
-        "node_memory": {"budget_mb": node.manager.memory_budget_mb, "reserved_mb": node.manager.reserved_mb()},
+        "zygote": zygote_json(manager, pool.revision.key),
+        "node_memory": {"budget_mb": manager.memory_budget_mb, "reserved_mb": manager.reserved_mb()},
     }
 
 
-def build_router(node: Node) -> APIRouter:
+def build_router(*, registry: LiveFunctions, manager: Instances) -> APIRouter:
     router = APIRouter()
 
     @router.post("/functions/{name}/prewarm")
     async def prewarm(name: str, request: Request) -> dict[str, Any]:
-        active = node.registry.get(name)
+        active = registry.get(name)
         if active is None:
             raise ApiError(404, "function_not_found", f"function {name!r} does not exist")
         raw = await request.body()
@@ -126,8 +126,8 @@ def build_router(node: Node) -> APIRouter:
 
     @router.get("/functions/{name}/instances")
     async def instances(name: str) -> dict[str, Any]:
-        if node.registry.get(name) is None:
+        if registry.get(name) is None:
             raise ApiError(404, "function_not_found", f"function {name!r} does not exist")
-        return {"function": name, "instances": instances_json(node, name)}
+        return {"function": name, "instances": instances_json(registry, name)}
 
     return router

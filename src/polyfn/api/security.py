@@ -17,7 +17,7 @@ from polyfn.model import NAME_RE as FUNCTION_NAME_RE
 from polyfn.model import now
 
 if TYPE_CHECKING:
-    from polyfn.server import Node
+    from polyfn.services import Instances, Keys, Secrets
 
 
 class KeyRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -46,7 +46,7 @@ async def _body(request: Request, typ: type[Any]) -> Any:
         raise ApiError(400, "invalid_request", f"invalid body: {e}") from None
 
 
-def router(node: Node) -> APIRouter:
+def router(*, keys: Keys, secrets: Secrets, secret_box: Any, manager: Instances) -> APIRouter:
     r = APIRouter()
 
     @r.post("/keys", status_code=201, summary="Create a scoped API key (the secret is shown only now)")
@@ -56,19 +56,16 @@ def router(node: Node) -> APIRouter:
             raise ApiError(400, "invalid_scope", f"scope={req.scope!r}: use one of {', '.join(SCOPES)}")
         if req.function is not None and not FUNCTION_NAME_RE.match(req.function):
             raise ApiError(400, "invalid_name", f"invalid function name {req.function!r}")
-        assert node.keys is not None
-        rec, secret = await node.keys.create(req.scope, req.function, req.description[:500])
+        rec, secret = await keys.create(req.scope, req.function, req.description[:500])
         return {**key_json(rec), "secret_access_key": secret}
 
     @r.get("/keys", summary="List API keys (never their secrets)")
     async def list_keys() -> dict[str, Any]:
-        assert node.keys is not None
-        return {"keys": [key_json(k) for k in await node.keys.list()]}
+        return {"keys": [key_json(k) for k in await keys.list()]}
 
     @r.delete("/keys/{key_id}", summary="Revoke an API key")
     async def revoke_key(key_id: str) -> dict[str, Any]:
-        assert node.keys is not None
-        if not await node.keys.revoke(key_id):
+        if not await keys.revoke(key_id):
             raise ApiError(404, "key_not_found", f"no live key {key_id!r}")
         return {"revoked": key_id}
 
@@ -80,22 +77,22 @@ def router(node: Node) -> APIRouter:
         if len(req.value.encode()) > MAX_SECRET:
             raise ApiError(413, "payload_too_large", f"a secret holds at most {MAX_SECRET} bytes")
         try:
-            token = node.secret_box.encrypt(req.value)
+            token = secret_box.encrypt(req.value)
         except SecretsUnavailable as e:
             raise ApiError(501, "secrets_unavailable", str(e)) from None
-        created = await node.security_store.put_secret(name, token, now())
-        node.manager.secret_changed(name)
+        created = await secrets.put_secret(name, token, now())
+        manager.secret_changed(name)
         return {"name": name, "created": created}
 
     @r.get("/secrets", summary="List secret names")
     async def list_secrets() -> dict[str, Any]:
-        return {"secrets": await node.security_store.list_secrets()}
+        return {"secrets": await secrets.list_secrets()}
 
     @r.delete("/secrets/{name}", summary="Delete a secret")
     async def delete_secret(name: str) -> dict[str, Any]:
-        if not await node.security_store.delete_secret(name):
+        if not await secrets.delete_secret(name):
             raise ApiError(404, "secret_not_found", f"no secret {name!r}")
-        node.manager.secret_changed(name)
+        manager.secret_changed(name)
         return {"deleted": name}
 
     return r

@@ -7,33 +7,32 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 
+from polyfn.api.deploy_body import read_deploy
 from polyfn.api.errors import ApiError
 from polyfn.sites import MAX_SITE_BYTES, MAX_SITE_FILES, SiteError
 
 if TYPE_CHECKING:
-    from polyfn.server import Node
+    from polyfn.sites import Sites
 
 
-def build_router(node: Node) -> APIRouter:
+def build_router(sites: Sites) -> APIRouter:
     r = APIRouter(tags=["sites"])
 
     @r.put("/sites/{name}", summary="Deploy a static site (replaces its files at once)")
     async def deploy_site(name: str, request: Request, spa: bool = True) -> dict[str, Any]:
-        from polyfn.api.app import _read_deploy
-
-        fields, files = await _read_deploy(request, MAX_SITE_BYTES, MAX_SITE_FILES)
+        fields, files = await read_deploy(request, MAX_SITE_BYTES, MAX_SITE_FILES)
         try:
-            return await node.sites.deploy(name, files, bool(fields.get("spa", spa)))
+            return await sites.deploy(name, files, bool(fields.get("spa", spa)))
         except SiteError as e:
             raise ApiError(e.status, e.code, e.message) from None
 
     @r.get("/sites", summary="List static sites")
     async def list_sites() -> dict[str, Any]:
-        return {"sites": await node.sites.list()}
+        return {"sites": await sites.list()}
 
     @r.delete("/sites/{name}", summary="Delete a static site")
     async def delete_site(name: str) -> dict[str, Any]:
-        if not await node.sites.delete(name):
+        if not await sites.delete(name):
             raise ApiError(404, "site_not_found", f"site {name!r} does not exist")
         return {"deleted": name}
 

@@ -20,18 +20,19 @@ from polyfn.api.security import key_json
 from polyfn.storage.notifications import TriggerError
 
 if TYPE_CHECKING:
-    from polyfn.server import Node
+    from polyfn.services import FunctionStore, Keys
+    from polyfn.storage.service import StorageService
 
 
-def _storage(node: Node) -> Any:
-    if node.storage is None:
+def _storage(storage: StorageService | None) -> Any:
+    if storage is None:
         raise ApiError(503, "storage_unavailable", "the object store is not running")
-    return node.storage
+    return storage
 
 
-def _endpoint(node: Node, request: Request) -> str:
+def _endpoint(storage: StorageService | None, request: Request) -> str:
     """The S3 endpoint as this client can reach it (the host it used, the storage port)."""
-    st = node.storage
+    st = storage
     if not st or not st.url:
         return ""
     host = request.url.hostname or "127.0.0.1"
@@ -44,30 +45,30 @@ def _storage_key_json(k: Any) -> dict[str, Any]:
     return {**key_json(k), "name": k.description, "function": k.owner}
 
 
-def build_router(node: Node) -> APIRouter:
+def build_router(*, storage: StorageService | None, keys: Keys, store: FunctionStore) -> APIRouter:
     r = APIRouter(prefix="/storage", tags=["storage"])
 
     @r.get("", summary="Object store endpoint, region, backend and the credentials of the calling key")
     async def info(request: Request) -> dict[str, Any]:
-        st = _storage(node)
+        st = _storage(storage)
         caller = getattr(request.state, "key", None)
-        found = node.keys.signing_credentials(caller.id) if caller is not None and node.keys is not None else None
+        found = keys.signing_credentials(caller.id) if caller is not None else None
         creds = ({"access_key_id": caller.id, "secret_access_key": found[0]}
                  if caller is not None and found is not None and found[0] is not None else None)
-        return {"enabled": st.enabled, "endpoint": _endpoint(node, request), "region": st.settings.storage_region,
+        return {"enabled": st.enabled, "endpoint": _endpoint(storage, request), "region": st.settings.storage_region,
                 "backend": st.settings.storage_backend, "error": st.error or None,
                 "max_object_size": st.settings.storage_max_object_size, "credentials": creds}
 
     @r.get("/usage", summary="Objects and bytes per bucket, every version counted (local backend)")
     async def usage() -> dict[str, Any]:
-        st = _storage(node)
+        st = _storage(storage)
         if st.proxy is not None:
             raise ApiError(501, "not_implemented", "usage is counted by the upstream S3 with the s3 backend")
         return {"buckets": await asyncio.to_thread(st.usage)}
 
     @r.post("/keys", status_code=201, summary="Create a storage access key (an API key; the secret is shown only here)")
     async def create_key(request: Request) -> JSONResponse:
-        _storage(node)
+        _storage(storage)
         body = await request.json() if await request.body() else {}
         if not isinstance(body, dict):
             raise ApiError(400, "invalid_request", "send a JSON object")
@@ -77,24 +78,24 @@ def build_router(node: Node) -> APIRouter:
         if scope not in ("read", "invoke"):
             raise ApiError(400, "invalid_scope", f"scope={scope!r}: storage keys are 'read' (GET/HEAD/list) or "
                            "'invoke' (reads and writes); make other scopes with `polyfn keys create`")
-        rec, secret = await node.keys.create(scope, None, name or "user")
+        rec, secret = await keys.create(scope, None, name or "user")
         return JSONResponse({**_storage_key_json(rec), "name": name or "user", "secret_access_key": secret},
                             status_code=201)
 
     @r.get("/keys", summary="List the keys that can sign S3 requests (without secrets)")
     async def list_keys() -> dict[str, Any]:
-        return {"keys": [_storage_key_json(k) for k in await node.keys.list()
+        return {"keys": [_storage_key_json(k) for k in await keys.list()
                          if k.revoked_at is None and k.secret_enc]}
 
     @r.delete("/keys/{access_key_id}", summary="Revoke a storage access key (same as DELETE /v1/keys/ID)")
     async def delete_key(access_key_id: str) -> dict[str, Any]:
-        if not await node.keys.revoke(access_key_id):
+        if not await keys.revoke(access_key_id):
             raise ApiError(404, "key_not_found", f"access key {access_key_id!r} does not exist")
         return {"deleted": access_key_id}
 
     @r.post("/triggers", status_code=201, summary="Invoke a function when objects are created/deleted in a bucket")
     async def add_trigger(request: Request) -> JSONResponse:
-        st = _storage(node)
+        st = _storage(storage)
         try:
             body = await request.json()
         except ValueError as e:
@@ -110,7 +111,7 @@ def build_router(node: Node) -> APIRouter:
             raise ApiError(400, "invalid_request", "`function` and `bucket` are required strings")
         if not isinstance(prefix, str) or not isinstance(suffix, str):
             raise ApiError(400, "invalid_request", "`prefix` and `suffix` must be strings")
-        if await node.store.get_function(function) is None:
+        if await store.get_function(function) is None:
             raise ApiError(404, "function_not_found", f"function {function!r} does not exist")
         try:
             trig = await st.notifications.add(function, bucket, events, prefix, suffix)
@@ -120,11 +121,11 @@ def build_router(node: Node) -> APIRouter:
 
     @r.get("/triggers")
     async def list_triggers(function: str | None = None, bucket: str | None = None) -> dict[str, Any]:
-        return {"triggers": [t.to_json() for t in _storage(node).notifications.list(function, bucket)]}
+        return {"triggers": [t.to_json() for t in _storage(storage).notifications.list(function, bucket)]}
 
     @r.delete("/triggers/{trigger_id}")
     async def delete_trigger(trigger_id: str) -> dict[str, Any]:
-        if await _storage(node).notifications.remove(trigger_id) is None:
+        if await _storage(storage).notifications.remove(trigger_id) is None:
             raise ApiError(404, "trigger_not_found", f"storage trigger {trigger_id!r} does not exist")
         return {"deleted": trigger_id}
 

@@ -11,10 +11,12 @@ from polyfn.api.errors import ApiError
 from polyfn.triggers.base import TriggerConfigError
 
 if TYPE_CHECKING:
-    from polyfn.server import Node
+    from polyfn.services import FunctionStore, LiveFunctions, Triggers
+    from polyfn.storage.service import StorageService
 
 
-def add_routes(r: APIRouter, node: Node) -> None:
+def add_routes(r: APIRouter, *, triggers: Triggers, registry: LiveFunctions, store: FunctionStore,
+               storage: StorageService | None) -> None:
     @r.post("/functions/{name}/triggers", status_code=201,
             summary="Add a trigger: {\"kind\": \"cron\", \"config\": {...}, \"id\": optional}")
     async def add_trigger(name: str, request: Request) -> JSONResponse:
@@ -24,63 +26,64 @@ def add_routes(r: APIRouter, node: Node) -> None:
             raise ApiError(400, "invalid_json", "send the trigger as a JSON object") from None
         if not isinstance(body, dict) or not isinstance(body.get("kind"), str):
             raise ApiError(400, "invalid_trigger", 'the body needs "kind" (e.g. "cron") and "config" (an object)')
-        status, view = await create_trigger(node, name, body["kind"], body.get("config") or {}, body.get("id"))
+        status, view = await create_trigger(triggers, registry, store, storage, name, body["kind"], body.get("config") or {}, body.get("id"))
         return JSONResponse(view, status_code=status)
 
     @r.get("/functions/{name}/triggers")
     async def function_triggers(name: str) -> dict[str, Any]:
-        return {"triggers": node.triggers.list(name)}
+        return {"triggers": triggers.list(name)}
 
     @r.get("/triggers")
     async def all_triggers(function: str | None = None) -> dict[str, Any]:
-        return {"triggers": node.triggers.list(function)}
+        return {"triggers": triggers.list(function)}
 
     @r.get("/triggers/{trigger_id}")
     async def get_trigger(trigger_id: str) -> dict[str, Any]:
-        runner = node.triggers.runners.get(trigger_id)
+        runner = triggers.runners.get(trigger_id)
         if runner is None:
             raise ApiError(404, "trigger_not_found", f"trigger {trigger_id!r} does not exist")
-        return node.triggers.view(runner)
+        return triggers.view(runner)
 
     @r.delete("/triggers/{trigger_id}")
     async def delete_trigger(trigger_id: str) -> dict[str, Any]:
-        if not await node.triggers.delete(trigger_id):
+        if not await triggers.delete(trigger_id):
             raise ApiError(404, "trigger_not_found", f"trigger {trigger_id!r} does not exist")
         return {"deleted": trigger_id}
 
     @r.delete("/functions/{name}/triggers/{trigger_id}")
     async def delete_function_trigger(name: str, trigger_id: str) -> dict[str, Any]:
-        runner = node.triggers.runners.get(trigger_id)
+        runner = triggers.runners.get(trigger_id)
         if runner is None or runner.trigger.function != name:
             raise ApiError(404, "trigger_not_found", f"function {name!r} has no trigger {trigger_id!r}")
-        await node.triggers.delete(trigger_id)
+        await triggers.delete(trigger_id)
         return {"deleted": trigger_id}
 
 
-async def create_trigger(node: Node, name: str, kind: str, config: Any, trigger_id: str | None = None
-                         ) -> tuple[int, dict[str, Any]]:
+async def create_trigger(triggers: Triggers, registry: LiveFunctions, store: FunctionStore,
+                         storage: StorageService | None, name: str, kind: str, config: Any,
+                         trigger_id: str | None = None) -> tuple[int, dict[str, Any]]:
     """Add a trigger of any kind (the API and the console); (HTTP status, view). Raises ApiError."""
-    if node.registry.get(name) is None and await node.store.get_function(name) is None:
+    if registry.get(name) is None and await store.get_function(name) is None:
         raise ApiError(404, "function_not_found", f"function {name!r} does not exist")
     if kind == "storage":  # object-store notifications live with the store (docs/storage.md)
-        return await _add_storage_trigger(node, name, config)
+        return await _add_storage_trigger(storage, name, config)
     try:
-        runner = await node.triggers.create(name, kind, config, trigger_id)
+        runner = await triggers.create(name, kind, config, trigger_id)
     except TriggerConfigError as e:
         raise ApiError(409 if e.code == "trigger_exists" else 400, e.code, str(e)) from None
-    return 201, node.triggers.view(runner)
+    return 201, triggers.view(runner)
 
 
-async def _add_storage_trigger(node: Node, name: str, config: Any) -> tuple[int, dict[str, Any]]:
+async def _add_storage_trigger(storage: StorageService | None, name: str, config: Any) -> tuple[int, dict[str, Any]]:
     from polyfn.storage.notifications import TriggerError, from_vendor_config
 
-    if node.storage is None:
+    if storage is None:
         raise ApiError(409, "storage_disabled", "the object store is off on this node (storage port 0)")
     if not isinstance(config, dict):
         raise ApiError(400, "invalid_trigger", "a storage trigger's config is an object with at least `bucket`")
     bucket, events, prefix, suffix = from_vendor_config(config)
     try:
-        trig = await node.storage.notifications.add(name, bucket, list(events), prefix, suffix)
+        trig = await storage.notifications.add(name, bucket, list(events), prefix, suffix)
     except TriggerError as e:
         if e.code == "trigger_exists":  # a redeploy of the same definition file: nothing to change
             return 200, {"kind": "storage", "function": name, "bucket": bucket, "unchanged": True}

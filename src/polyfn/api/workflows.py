@@ -20,7 +20,7 @@ from polyfn.workflows.service import WorkflowError
 from polyfn.workflows.store import Execution, Machine
 
 if TYPE_CHECKING:
-    from polyfn.server import Node
+    from polyfn.workflows.service import WorkflowService
 
 _CODES = {
     "StateMachineDoesNotExist": (404, "workflow_not_found"), "ExecutionDoesNotExist": (404, "execution_not_found"),
@@ -109,13 +109,13 @@ def _definition_text(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return text, meta
 
 
-def router(node: Node) -> APIRouter:
+def router(workflows: WorkflowService | None) -> APIRouter:
     r = APIRouter(tags=["workflows"])
 
     def svc() -> Any:
-        if node.workflows is None:
+        if workflows is None:
             raise ApiError(503, "unavailable", "the workflow service is not running")
-        return node.workflows
+        return workflows
 
     async def body_of(request: Request) -> dict[str, Any]:
         try:

@@ -18,9 +18,9 @@ from polyfn.store.apps import AppStore
 SDK_DIR = Path(__file__).resolve().parents[3] / "clients" / "js" / "src"
 
 
-async def build(store: Any, derive_key: Any, limiter: Any, invoker: Any, storage: Any,
-                keys: Any, database: Callable[[], Any] = lambda: None) -> tuple[AppService, AppsFace, FirebaseFace]:
-    """`derive_key`: the node key's HKDF (SecretBox.derive); `invoker` runs custom sign-in functions and calls;
+def build(store: Any, derive_key: Any, limiter: Any, invoker: Any, storage: Any,
+          keys: Any, database: Callable[[], Any] = lambda: None) -> tuple[AppService, AppsFace, FirebaseFace]:
+    """Built complete, not started: the node's start list runs `service.start()`. `derive_key`: the node key's HKDF (SecretBox.derive); `invoker` runs custom sign-in functions and calls;
     `storage` (StorageService: its URL and region) and `keys` (the key ring: each app's own storage key) serve
     the file face; `database()` is the node's wx.cloud database API once it runs (the database face)."""
 
@@ -30,7 +30,6 @@ async def build(store: Any, derive_key: Any, limiter: Any, invoker: Any, storage
 
     service = AppService(AppStore(store), TokenSigner(derive_key), limiter, call_function,
                          reload_interval=5.0 if store.engine.dialect.name != "sqlite" else 30.0)
-    await service.start()
 
     async def credentials(app_id: str) -> tuple[str, str]:
         key, secret = await keys.for_function(f"app:{app_id}", f"app {app_id!r}: its users' file grants")

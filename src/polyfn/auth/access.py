@@ -6,21 +6,24 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from polyfn.api.errors import ApiError
 from polyfn.auth.keys import allows, required_scope
+from polyfn.errors import PolyfnError as ApiError
 from polyfn.store.security import KeyRecord
 
 if TYPE_CHECKING:
-    from polyfn.server import Node
+    from polyfn.config import Settings
+    from polyfn.services import Keys, RateLimits
 
 
-def authorize(node: Node, method: str, path: str, query: Mapping[str, str], authorization: str) -> KeyRecord:
+def authorize(keys: Keys, limiter: RateLimits, settings: Settings, method: str, path: str, query: Mapping[str, str],
+              authorization: str) -> KeyRecord:
+    """The key of a control-API request, allowed and within its rate; raises the typed refusal (401, 403, 429)."""
     scheme, _, token = authorization.partition(" ")
-    key = node.keys.verify(token) if scheme.lower() == "bearer" and token and node.keys is not None else None
+    key = keys.verify(token) if scheme.lower() == "bearer" and token else None
     if key is None:
         raise ApiError(401, "unauthorized",
                        "missing, wrong or revoked API key: send 'Authorization: Bearer <key>' "
-                       f"(the admin key is in {node.settings.data_dir / 'admin.key'})",
+                       f"(the admin key is in {settings.data_dir / 'admin.key'})",
                        {"www-authenticate": "Bearer"})
     scope, function = required_scope(method, path, dict(query))
     if not allows(key, scope, function):
@@ -28,8 +31,8 @@ def authorize(node: Node, method: str, path: str, query: Mapping[str, str], auth
         raise ApiError(403, "forbidden",
                        f"key {key.id} has scope {key.scope!r}{bound}; this request needs {scope!r}"
                        + (f" on function {function!r}" if function else " (not limited to one function)"))
-    s = node.settings
-    wait = node.limiter.check("key:" + key.id, s.key_rate, s.key_burst, time.monotonic())
+    s = settings
+    wait = limiter.check("key:" + key.id, s.key_rate, s.key_burst, time.monotonic())
     if wait:
         raise ApiError(429, "too_many_requests", f"key {key.id} is over its rate limit ({s.key_rate:g}/s)",
                        {"retry-after": str(wait)})

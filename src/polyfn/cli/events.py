@@ -12,8 +12,8 @@ from rich.text import Text
 
 from polyfn.cli import storage as storage_cli
 from polyfn.cli.config import State
-from polyfn.cli.functions import read_payload
 from polyfn.cli.output import err, local_time, out, write_json
+from polyfn.cli.payload import read_payload
 
 #: Which option the positional SPEC of `polyfn trigger add` fills, per kind.
 SPEC_OPTION = {"cron": "schedule", "topic": "topic", "nats": "subject", "redis": "stream", "amqp": "queue",

@@ -6,10 +6,7 @@ flavor and handler from the code, so a CLI-side default would silently override 
 
 from __future__ import annotations
 
-import io
 import json
-import os
-import stat
 import sys
 import time
 import zipfile
@@ -26,16 +23,11 @@ from rich.text import Text
 
 from polyfn.cli.config import State
 from polyfn.cli.errors import CliError, FunctionFailed
-from polyfn.cli.output import err, local_time, out, write_json, write_raw
+from polyfn.cli.output import err, local_time, out, print_deployed, write_json, write_raw
+from polyfn.cli.packaging import zip_directory
+from polyfn.cli.payload import read_payload
 from polyfn.events import kinds as event_kinds
 from polyfn.model import FLAVORS, RUNTIMES, FunctionSpec
-
-#: Directory names never worth shipping: VCS data, caches, local virtualenvs, JS dependencies
-#: (the server installs dependencies itself from requirements.txt / package.json).
-SKIP_DIRS = frozenset({".git", "__pycache__", ".venv", "node_modules"})
-SKIP_SUFFIXES = (".pyc",)
-#: Fixed zip timestamp so that the same tree always gives the same archive bytes.
-ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
 def _spec_default(key: str) -> str:
@@ -73,34 +65,6 @@ def default_name(path: Path) -> str:
     """A function name from a path: file stem or directory name, lowercased, `_` → `-`."""
     base = path.resolve().name if path.is_dir() else path.stem
     return base.lower().replace("_", "-")
-
-
-def iter_tree(root: Path) -> Iterable[tuple[Path, str]]:
-    """Files under `root` to ship, as (path, archive name), sorted so archives are reproducible."""
-    for directory, subdirs, names in os.walk(root):
-        subdirs[:] = sorted(d for d in subdirs if d not in SKIP_DIRS)
-        for name in sorted(names):
-            if name.endswith(SKIP_SUFFIXES):
-                continue
-            path = Path(directory) / name
-            yield path, path.relative_to(root).as_posix()
-
-
-def zip_directory(root: Path) -> tuple[bytes, int]:
-    """Zip `root` in memory; keep the executable bit (the `http` runtime runs a binary)."""
-    buffer = io.BytesIO()
-    count = 0
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for path, arcname in iter_tree(root):
-            if not path.is_file():  # sockets, broken symlinks ...
-                continue
-            info = zipfile.ZipInfo(arcname, date_time=ZIP_EPOCH)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            mode = 0o755 if path.stat().st_mode & stat.S_IXUSR else 0o644
-            info.external_attr = (stat.S_IFREG | mode) << 16
-            archive.writestr(info, path.read_bytes())
-            count += 1
-    return buffer.getvalue(), count
 
 
 def package(path: Path) -> Package:
@@ -428,56 +392,7 @@ def deploy(
     print_deployed(function, client.function_url(function.get("name", function_name)))
 
 
-def print_deployed(function: Mapping[str, Any], url: str) -> None:
-    """One success line, the function's URL, and what the server inferred."""
-    spec = function.get("spec") or {}
-    console = out()
-    console.print(
-        Text.assemble(
-            ("deployed ", "green"),
-            (str(function.get("name", "?")), "bold"),
-            f" revision {function.get('revision', '?')}"
-            f" (flavor {spec.get('flavor', '?')}, handler {spec.get('handler', '?')})",
-        )
-    )
-    console.print(Text(f"  url: {url}"))
-    detected = dict(function.get("detected") or {})
-    why = detected.pop("why", None)
-    if detected:
-        described = ", ".join(f"{key}={value}" for key, value in detected.items())
-        console.print(Text(f"  detected: {described}" + (f" (from {why})" if why else ""), style="dim"))
-
-
 # -- invoke ------------------------------------------------------------------------------------------
-
-
-def read_payload(data: str, raw: bool) -> bytes:
-    """Resolve `--data` (`JSON`, `@FILE` or `-` for stdin) and check it is JSON unless `--raw`.
-
-    Checking locally turns a shell-quoting slip into a usage error with the parser's position,
-    instead of a confusing failure inside the function.
-    """
-    if data == "-":
-        stream = getattr(sys.stdin, "buffer", None)
-        payload = stream.read() if stream is not None else sys.stdin.read().encode()
-    elif data.startswith("@"):
-        file = Path(data[1:]).expanduser()
-        try:
-            payload = file.read_bytes()
-        except OSError as exc:
-            raise typer.BadParameter(
-                f"cannot read {file}: {exc.strerror or exc}", param_hint="'--data'"
-            ) from exc
-    else:
-        payload = data.encode("utf-8")
-    if not raw:
-        try:
-            json.loads(payload)
-        except ValueError as exc:
-            raise typer.BadParameter(
-                f"not valid JSON ({exc}); pass --raw to send it as bytes", param_hint="'--data'"
-            ) from exc
-    return payload
 
 
 def invoke(

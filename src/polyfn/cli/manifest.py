@@ -133,7 +133,8 @@ def print_plan(plan: Plan) -> None:
 
 
 def deploy_file(state: State, file: Path, params: dict[str, str], dry_run: bool, only: list[str]) -> None:
-    from polyfn.cli.functions import print_deployed, zip_directory
+    from polyfn.cli.output import print_deployed
+    from polyfn.cli.packaging import zip_directory
 
     try:
         plan = load(file, params)
@@ -172,7 +173,7 @@ def deploy_file(state: State, file: Path, params: dict[str, str], dry_run: bool,
         try:
             function = client.deploy(fn.spec, on_progress=lambda m: chatter.print(Text(m, style="dim")), **kwargs)
         except Exception as e:
-            from polyfn.cli.main import error_line
+            from polyfn.cli.errors import error_line
 
             console.print(Text(f"not deployed {fn.name}: {error_line(e, state)}", style="red"))
             failed.append(fn.name)

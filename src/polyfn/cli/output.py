@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from rich.console import Console
+from rich.text import Text
 
 #: Width used when stdout is not a terminal and COLUMNS is unset: wide enough that piped tables
 #: keep one row per line (grep-able) instead of Rich's 80-column default wrapping cells.
@@ -90,3 +92,23 @@ def ms(value: Any) -> str:
         return "-"
     number = float(value)
     return f"{number:.1f}" if number < 100 else f"{number:.0f}"
+
+
+def print_deployed(function: Mapping[str, Any], url: str) -> None:
+    """One success line, the function's URL, and what the server inferred."""
+    spec = function.get("spec") or {}
+    console = out()
+    console.print(
+        Text.assemble(
+            ("deployed ", "green"),
+            (str(function.get("name", "?")), "bold"),
+            f" revision {function.get('revision', '?')}"
+            f" (flavor {spec.get('flavor', '?')}, handler {spec.get('handler', '?')})",
+        )
+    )
+    console.print(Text(f"  url: {url}"))
+    detected = dict(function.get("detected") or {})
+    why = detected.pop("why", None)
+    if detected:
+        described = ", ".join(f"{key}={value}" for key, value in detected.items())
+        console.print(Text(f"  detected: {described}" + (f" (from {why})" if why else ""), style="dim"))

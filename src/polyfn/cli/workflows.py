@@ -19,8 +19,8 @@ from rich.table import Table
 from rich.text import Text
 
 from polyfn.cli.config import State
-from polyfn.cli.functions import read_payload
 from polyfn.cli.output import err, local_time, out, write_json
+from polyfn.cli.payload import read_payload
 
 workflow_app = typer.Typer(help="Workflows: state machines (Amazon States Language), sequences, executions.",
                            no_args_is_help=True)

@@ -44,7 +44,10 @@ from polyfn.model import FLAVORS
 from polyfn.observe.metrics import SLOT_S, FunctionStats
 
 if TYPE_CHECKING:
-    from polyfn.server import Node
+    from polyfn.config import Settings
+    from polyfn.observe.metrics import Metrics
+    from polyfn.services import Activations, Deploys, FunctionStore, Invocations, LiveFunctions, Triggers
+    from polyfn.storage.service import StorageService
 
 HERE = Path(__file__).parent
 COOKIE = "polyfn_console"
@@ -161,11 +164,11 @@ def _config_text(config: dict[str, Any]) -> str:
     return _URL_PASSWORD.sub(r"\1***@", json.dumps(shown, ensure_ascii=False))
 
 
-def trigger_rows(node: Any, name: str) -> list[dict[str, Any]]:
+def trigger_rows(triggers: Triggers | None, storage: StorageService | None, name: str) -> list[dict[str, Any]]:
     """A function's triggers for the console: kind, id, options (passwords in URLs masked), health, errors,
     next fire (cron); storage notifications included."""
     rows = []
-    views = node.triggers.list(name) if getattr(node, "triggers", None) is not None else []
+    views = triggers.list(name) if triggers is not None else []
     for v in views:
         h = v.get("health") or {}
         state = str(h.get("state", "?"))
@@ -176,7 +179,6 @@ def trigger_rows(node: Any, name: str) -> list[dict[str, Any]]:
             "next_fire": v.get("next_fire_iso", ""), "delivered": v.get("delivered", 0),
             "errors": v.get("errors", 0), "last_error": v.get("last_error"),
         })
-    storage = getattr(node, "storage", None)
     if storage is not None:
         for t in storage.notifications.list(function=name):
             j = t.to_json()
@@ -221,8 +223,10 @@ def chart(points: list[dict[str, Any]], keys: tuple[str, ...], width: int = 360,
     return {"width": width, "height": height, "max": vmax, "lines": lines}
 
 
-def build_console(node: Node) -> Starlette:
-    settings = node.settings
+def build_console(*, settings: Settings, store: FunctionStore, registry: LiveFunctions, recorder: Activations,
+                  triggers: Triggers, deployer: Deploys, invoker: Invocations, metrics: Metrics,
+                  storage: StorageService | None, workflows: Any, db: Any, admin_key: str) -> Starlette:
+    """The console's pages, on the services the composition root hands it."""
     sessions = Sessions(settings.console_session_ttl)
     results = ResultCache()
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
@@ -269,7 +273,7 @@ def build_console(node: Node) -> Starlette:
         form = await request.form()
         key = str(form.get("key") or "").strip()
         nxt = _safe_next(str(form.get("next") or ""))
-        if not key or not hmac.compare_digest(key.encode(), node.admin_key.encode()):
+        if not key or not hmac.compare_digest(key.encode(), admin_key.encode()):
             await asyncio.sleep(0.2)  # slows guessing a little; the key has 256 bits anyway
             return render(request, "login.html", 401, authed=False, next=nxt,
                           error="That key is not this node's API key. It is in admin.key in the data dir.")
@@ -287,13 +291,13 @@ def build_console(node: Node) -> Starlette:
     # -- functions ---------------------------------------------------------------------------------------
 
     async def functions_page(request: Request) -> Response:
-        infos = await node.store.list_functions()
+        infos = await store.list_functions()
         now = time.time()
-        stats = {s["name"]: s for s in function_stats(node, 60, now)}
+        stats = {s["name"]: s for s in function_stats(metrics, registry, 60, now)}
         rows = []
         for info in infos:
-            fs = node.metrics.functions.get(info.name)
-            active = node.registry.get(info.name)
+            fs = metrics.functions.get(info.name)
+            active = registry.get(info.name)
             failing = bool(active and active.pool._init_error is not None)
             label, cls = health(fs, failing, now)
             hour = fs.window(now, 3600) if fs else {"invocations": 0, "errors": 0}
@@ -303,14 +307,14 @@ def build_console(node: Node) -> Starlette:
 
     async def function_page(request: Request) -> Response:
         name = request.path_params["name"]
-        info = await node.store.get_function(name)
+        info = await store.get_function(name)
         if info is None:
             return not_found(request, f"function {name!r}")
-        await node.recorder.flush()
-        recent = await node.store.list_activations(function=name, limit=10)
+        await recorder.flush()
+        recent = await store.list_activations(function=name, limit=10)
         now = time.time()
-        fs = node.metrics.functions.get(name)
-        active = node.registry.get(name)
+        fs = metrics.functions.get(name)
+        active = registry.get(name)
         label, cls = health(fs, bool(active and active.pool._init_error is not None), now)
         return render(request, "function.html", active="functions", info=info, recent=recent,
                       health=label, health_class=cls, pool=active.pool.stats() if active else None,
@@ -320,13 +324,13 @@ def build_console(node: Node) -> Starlette:
 
     def trigger_panel(name: str, error: str = "", notice: str = "", form: dict[str, str] | None = None,
                       list_only: bool = False) -> dict[str, Any]:
-        return {"name": name, "triggers": trigger_rows(node, name), "kinds": TRIGGER_KINDS, "error": error,
+        return {"name": name, "triggers": trigger_rows(triggers, storage, name), "kinds": TRIGGER_KINDS, "error": error,
                 "notice": notice, "list_only": list_only,
                 "form": form or {"kind": "cron", "id": "", "options": TRIGGER_KINDS[0][1]}}
 
     async def triggers_partial(request: Request) -> Response:
         name = request.path_params["name"]
-        if node.registry.get(name) is None and await node.store.get_function(name) is None:
+        if registry.get(name) is None and await store.get_function(name) is None:
             return not_found(request, f"function {name!r}")
         return render(request, "_triggers.html", **trigger_panel(name, list_only=bool(request.query_params.get("list"))))
 
@@ -346,27 +350,27 @@ def build_console(node: Node) -> Starlette:
             return render(request, "_triggers.html", **trigger_panel(
                 name, "The options must be a JSON object, e.g. {\"schedule\": \"*/5 * * * *\"}", form=values))
         try:
-            _status, view = await create_trigger(node, name, values["kind"], options, values["id"] or None)
+            _status, view = await create_trigger(triggers, registry, store, storage, name, values["kind"], options, values["id"] or None)
         except ApiError as e:
             return render(request, "_triggers.html", **trigger_panel(name, f"{e.code}: {e.message}", form=values))
         return render(request, "_triggers.html", **trigger_panel(name, notice=f"added trigger {view.get('id', '')}"))
 
     async def trigger_remove(request: Request) -> Response:
         name, tid = request.path_params["name"], request.path_params["id"]
-        runner = node.triggers.runners.get(tid) if node.triggers is not None else None
-        storage = node.storage.notifications if node.storage is not None else None
+        runner = triggers.runners.get(tid)
+        notes = storage.notifications if storage is not None else None
         if runner is not None and runner.trigger.function == name:
-            await node.triggers.delete(tid)
-        elif storage is not None and any(t.id == tid for t in storage.list(function=name)):
-            await storage.remove(tid)
+            await triggers.delete(tid)
+        elif notes is not None and any(t.id == tid for t in notes.list(function=name)):
+            await notes.remove(tid)
         else:
             return render(request, "_triggers.html", **trigger_panel(name, f"function {name!r} has no trigger {tid!r}"))
         return render(request, "_triggers.html", **trigger_panel(name, notice=f"removed trigger {tid}"))
 
     async def charts(request: Request) -> Response:
         name = request.path_params["name"]
-        fs = node.metrics.functions.get(name)
-        if fs is None and node.registry.get(name) is None:
+        fs = metrics.functions.get(name)
+        if fs is None and registry.get(name) is None:
             return not_found(request, f"function {name!r}")
         now = time.time()
         points = (fs or FunctionStats(name)).series(now, 3600)
@@ -387,17 +391,17 @@ def build_console(node: Node) -> Starlette:
                 json.loads(payload)
             except ValueError as e:
                 return render(request, "_invoke_result.html", 200, error=f"Malformed JSON: {e}", out=None)
-        if node.registry.get(name) is None:
+        if registry.get(name) is None:
             return render(request, "_invoke_result.html", 200, error=f"function {name!r} does not exist", out=None)
         body = payload.encode()
-        out = await node.invoker.invoke(name, "event", "console", "POST", "/", "",
+        out = await invoker.invoke(name, "event", "console", "POST", "/", "",
                                         [("content-type", "application/json")], body, "application/json")
         ct = next((v.decode("latin-1") for k, v in out.headers if k == b"content-type"), "application/octet-stream")
         act = None
         if out.activation_id:
             results.put(out.activation_id, out.body, ct)
-            await node.recorder.flush()
-            act = await node.store.get_activation(out.activation_id)
+            await recorder.flush()
+            act = await store.get_activation(out.activation_id)
         text = out.body[:DISPLAY_MAX].decode("utf-8", "replace")
         return render(request, "_invoke_result.html", error="", out={
             "status": out.status, "activation_id": out.activation_id, "cold": out.cold, "size": len(out.body),
@@ -406,11 +410,11 @@ def build_console(node: Node) -> Starlette:
 
     async def live_logs(request: Request) -> Response:
         name = request.path_params["name"]
-        if await node.store.get_function(name) is None:
+        if await store.get_function(name) is None:
             return not_found(request, f"function {name!r}")
-        await node.recorder.flush()
-        backlog = await node.store.get_logs(name, limit=50)
-        return StreamingResponse(follow_logs(node, name, backlog, None), media_type="text/event-stream",
+        await recorder.flush()
+        backlog = await store.get_logs(name, limit=50)
+        return StreamingResponse(follow_logs(recorder, name, backlog, None), media_type="text/event-stream",
                                  headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
 
     # -- deploy ------------------------------------------------------------------------------------------
@@ -439,7 +443,7 @@ def build_console(node: Node) -> Starlette:
                 files = {values["filename"] or "handler.py": code.replace("\r\n", "\n").encode()}
             else:
                 raise DeployError("invalid_request", "upload a zip archive or paste the code of one file")
-            info, _created, _detected = await node.deployer.deploy(fields, files)
+            info, _created, _detected = await deployer.deploy(fields, files)
         except DeployError as e:
             return render(request, "deploy.html", 400, active="deploy", error=f"{e.code}: {e.message}",
                           form={**values, "code": code})
@@ -456,11 +460,11 @@ def build_console(node: Node) -> Starlette:
             since_min = float(q.get("since_min") or 0)
         except ValueError:
             since_min = 0
-        await node.recorder.flush()
-        acts = await node.store.list_activations(
+        await recorder.flush()
+        acts = await store.list_activations(
             function=function, status=status, cold=cold,
             since=time.time() - since_min * 60 if since_min > 0 else None, limit=100)
-        names = [i.name for i in await node.store.list_functions()]
+        names = [i.name for i in await store.list_functions()]
         tpl = "_activation_rows.html" if request.headers.get("hx-request") and q.get("partial") else "activations.html"
         return render(request, tpl, active="activations", acts=acts, names=names,
                       filters={"function": function or "", "status": status or "",
@@ -468,8 +472,8 @@ def build_console(node: Node) -> Starlette:
 
     async def activation_page(request: Request) -> Response:
         aid = request.path_params["id"]
-        await node.recorder.flush()
-        act = await node.store.get_activation(aid)
+        await recorder.flush()
+        act = await store.get_activation(aid)
         if act is None:
             return not_found(request, f"activation {aid!r}")
         stored = len(act.result.encode())
@@ -482,8 +486,8 @@ def build_console(node: Node) -> Starlette:
         headers = {**SECURITY_HEADERS, "content-disposition": f'attachment; filename="{aid[:32]}.out"'}
         if cached is not None:
             return Response(cached[0], media_type="application/octet-stream", headers=headers)
-        await node.recorder.flush()
-        act = await node.store.get_activation(aid)
+        await recorder.flush()
+        act = await store.get_activation(aid)
         if act is None:
             return not_found(request, f"activation {aid!r}")
         headers["x-polyfn-truncated"] = "true" if len(act.result.encode()) >= settings.result_truncate else "false"
@@ -516,12 +520,12 @@ def build_console(node: Node) -> Starlette:
         Route("/activations", authed(activations_page)),
         Route("/activations/{id}", authed(activation_page)),
         Route("/activations/{id}/result", authed(activation_result)),
-        *tables.routes(node, render, authed, not_found),
+        *tables.routes(db, render, authed, not_found),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     from polyfn.console import workflows as workflow_pages
 
-    routes[-1:-1] = workflow_pages.routes(node, render, not_found, authed)
+    routes[-1:-1] = workflow_pages.routes(workflows, render, not_found, authed)
     return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
 
 

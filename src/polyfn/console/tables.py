@@ -2,7 +2,7 @@
 through a Scan or a Query on its partition key, a page at a time (htmx swaps the rows and the "next page"
 link; the page's position is DynamoDB's LastEvaluatedKey, carried as JSON).
 
-Reads go to the database core (`node.db.db`) as the admin would through the DynamoDB API, so what the page
+Reads go to the database core (`DbService.db`) as the admin would through the DynamoDB API, so what the page
 shows is what boto3 would get. Items are shown as plain JSON (the wx.cloud shape) beside their key.
 """
 
@@ -35,10 +35,10 @@ def _show(item: dict[str, Any]) -> str:
     return json.dumps(docs.from_item(item), ensure_ascii=False, default=str)
 
 
-def routes(node: Any, render: Render, authed: Callable[[Any], Any],
+def routes(service: Any, render: Render, authed: Callable[[Any], Any],
            not_found: Callable[[Request, str], Response]) -> list[Route]:
     def database() -> Any:
-        return node.db.db if node.db is not None else None
+        return service.db if service is not None else None
 
     async def tables_page(request: Request) -> Response:
         db = database()

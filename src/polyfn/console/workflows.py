@@ -104,11 +104,11 @@ def _details(e: dict[str, Any]) -> str:
     return "  ".join(parts)
 
 
-def routes(node: Any, render: Callable[..., Response], not_found: Callable[[Request, str], Response],
+def routes(workflows: Any, render: Callable[..., Response], not_found: Callable[[Request, str], Response],
            authed: Callable[[Callable[[Request], Awaitable[Response]]], Callable[[Request], Awaitable[Response]]]
            ) -> list[Route]:
     def svc() -> Any:
-        return node.workflows
+        return workflows
 
     async def workflows_page(request: Request) -> Response:
         ms = await svc().list_machines() if svc() is not None else []

@@ -33,10 +33,6 @@ def epoch_s(value: str | None) -> int:
     return int(parse_time(value).timestamp())
 
 
-def epoch_ms(value: str | None) -> int:
-    return int(parse_time(value).timestamp() * 1000)
-
-
 def data_of(ce: dict[str, Any]) -> dict[str, Any]:
     data = ce.get("data")
     return data if isinstance(data, dict) else {}

@@ -11,6 +11,7 @@ import json
 from typing import Any
 from urllib.parse import parse_qs
 
+from polyfn.call import Call
 from polyfn.gateway import cors
 from polyfn.headers import from_outside
 from polyfn.invoker import Invoker, Outcome, platform_error
@@ -23,11 +24,11 @@ _NO_TRACE = ("", "")
 
 
 class Gateway:
-    def __init__(self, invoker: Invoker):
+    def __init__(self, invoker: Invoker, keys: Any = None, queue: Any = None):
         self.invoker = invoker
         self.max_payload = invoker.max_payload
-        self.keys: Any = None  # polyfn.auth.keys.KeyRing, for functions with `auth: key`
-        self.queue: Any = None  # the node's AsyncQueue, for `X-Polyfn-Async: true` requests
+        self.keys: Any = keys  # polyfn.auth.keys.KeyRing, for functions with `auth: key`
+        self.queue: Any = queue  # the node's AsyncQueue, for `X-Polyfn-Async: true` requests
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         rest = scope["path"][PREFIX_LEN:]
@@ -54,8 +55,8 @@ class Gateway:
                 callback = v
         if internal:
             headers = from_outside(headers)
-        spec = None
-        if name:
+        spec = active = None
+        if name:  # the one registry lookup of this call (the invoker's admission reuses it)
             active = self.invoker.registry.get(name)
             spec = active.revision.spec if active is not None else None
         if spec is not None and (spec.cors is not None or spec.auth == "key"):
@@ -78,13 +79,14 @@ class Gateway:
                                      headers=_CLOSE)
             elif not name:
                 out = platform_error(404, "function_not_found", "no function name in the path: use /fn/NAME")
-            elif is_async and self.queue is not None:
-                out = await self._enqueue(name, scope, headers, body, content_type, sub if slash else "", callback)
             else:
-                out = await self.invoker.invoke(
-                    name, "http", "http", scope["method"], "/" + sub if slash else "/",
-                    scope["query_string"].decode("latin-1"), headers, body, content_type, trace[0], trace[1],
-                )
+                call = Call(name, "http", "http", scope["method"], "/" + sub if slash else "/",
+                            scope["query_string"].decode("latin-1"), headers, body, content_type, trace[0], trace[1],
+                            active=active)
+                if is_async and self.queue is not None:
+                    out = await self._enqueue(call, callback)
+                else:
+                    out = await self.invoker.call(call)
         if spec is not None and spec.cors is not None:
             out.headers.extend(cors.response_headers(spec.cors, headers))
         out.headers.append((b"content-length", str(len(out.body)).encode()))
@@ -112,19 +114,17 @@ class Gateway:
                     out.headers.extend(cors.response_headers(spec.cors, headers))
                 return out
         return None
-    async def _enqueue(self, name: str, scope: dict[str, Any], headers: list[tuple[str, str]], body: bytes,
-                       content_type: str, sub: str, callback: str | None) -> Outcome:
-        from polyfn.queue.dispatcher import Rejected
+    async def _enqueue(self, call: Call, callback: str | None) -> Outcome:
+        from polyfn.errors import PolyfnError
 
         if callback:
-            refusal = self._callback_refusal(name, callback, headers)
+            refusal = self._callback_refusal(call.function, callback, call.headers)
             if refusal is not None:
                 return platform_error(400, *refusal)
-        keep = [(k, v) for k, v in headers if k not in ("x-callback-url", "content-length")]
+        call.headers = [(k, v) for k, v in call.headers if k not in ("x-callback-url", "content-length")]
         try:
-            aid = await self.queue.submit(name, "http", "http", body, content_type, keep, scope["method"],
-                                          "/" + sub, scope["query_string"].decode("latin-1"), callback)
-        except Rejected as e:
+            aid = await self.queue.enqueue(call, callback)
+        except PolyfnError as e:  # the queue's refusal (queue/dispatcher.py `Rejected`)
             return platform_error(e.status, e.code, e.message)
         return Outcome(202, [(b"content-type", b"application/json"), (b"x-polyfn-activation-id", aid.encode())],
                        json.dumps({"activation_id": aid, "status": "pending"}).encode(), aid)

@@ -403,9 +403,14 @@ class Metrics(Collector):
                 await self._sampler
 
     def forget(self, function: str) -> None:
-        """Drop a deleted function's history (its Prometheus counters go with it)."""
+        """Drop a deleted function's series: its history, its invocation counters and histograms, and every
+        labelled counter whose first label is the function (instance starts and stops, trigger errors, …)."""
         self.functions.pop(function, None)
         self._text.pop(function, None)
+        for c in self._counters.values():
+            if c.labelnames[:1] == ("function",):
+                for labels in [k for k in c.values if k[0] == function]:
+                    del c.values[labels]
 
     # -- reading -----------------------------------------------------------------------------------------
 

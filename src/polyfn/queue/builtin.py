@@ -28,6 +28,8 @@ from typing import Any, NamedTuple, TypeVar
 
 import msgspec
 
+from polyfn.call import Call
+
 T = TypeVar("T")
 
 SCHEMA = """
@@ -103,6 +105,19 @@ class Job(msgspec.Struct, kw_only=True):
     last_error: dict[str, Any] | None = None
     dead_at: float | None = None
     reason: str | None = None
+
+    @classmethod
+    def of(cls, call: Call, job_id: str, callback_url: str | None, now: float) -> Job:
+        """The job that queues `call` (its revision pin travels as a header, REVISION_HEADER)."""
+        return cls(id=job_id, function=call.function, kind=call.kind, trigger=call.trigger, method=call.method,
+                   path=call.path, query=call.query, headers=call.headers, body=call.body,
+                   content_type=call.content_type, callback_url=callback_url, enqueued_at=now, not_before=now)
+
+    def call(self, headers: list[tuple[str, str]], trace_id: str = "", parent_id: str = "",
+             revision: Any = None, active: Any = None) -> Call:
+        """One attempt of this job as a `Call` (its id is the activation id of every attempt)."""
+        return Call(self.function, self.kind, self.trigger, self.method, self.path, self.query, headers, self.body,
+                    self.content_type, trace_id, parent_id, self.id, revision, None, active)
 
     def row(self) -> tuple[Any, ...]:
         return (self.id, self.function, self.kind, self.trigger, self.method, self.path, self.query,

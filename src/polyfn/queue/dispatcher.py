@@ -16,28 +16,28 @@ letters, their replays and result callbacks.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
-import json
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import msgspec
 
 from polyfn import jsontext
-from polyfn.auth.callbacks import INVALID, InvalidCallbackUrl, parse_callback_url
+from polyfn.auth.callbacks import InvalidCallbackUrl, parse_callback_url
+from polyfn.call import Call
 from polyfn.config import Settings
+from polyfn.errors import PolyfnError
 from polyfn.invoker import new_activation_id
 from polyfn.loops import one_item
 from polyfn.observe.tracing import parse_traceparent
 from polyfn.queue import retry
 from polyfn.queue.builtin import Job, QueueDB
+from polyfn.queue.callbacks import Callbacks
+from polyfn.queue.capacity import PREFETCH, Ledger
 from polyfn.queue.jetstream import JetStreamJobs, QueueUnavailable, keep_held
-from polyfn.triggers.base import failure_reason
 
 if TYPE_CHECKING:
     from polyfn.invoker import Invoker, Outcome
@@ -51,25 +51,28 @@ log = logging.getLogger("polyfn.queue")
 REVISION_HEADER = "x-polyfn-revision"
 
 
-#: trigger name → callback shape (job, outcome or None, status, reason) → (body, headers), for callers that
-#: expect a vendor's callback instead of polyfn's JSON result (OpenFaaS async: api/compat/openfaas.py registers
-#: its shape when installed). Module-level so jobs queued before a restart get the same shape after it.
-CALLBACK_FORMATS: dict[str, Any] = {}
 
 
-class Rejected(Exception):
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+class Rejected(PolyfnError):
+    """The queue refused a job (unknown function, payload too large, bad callback URL, the cluster's stream
+    away): a typed refusal the face that received the request serialises."""
 
 
 def outcome_error(out: Outcome) -> tuple[str | None, dict[str, Any]]:
     """The platform error code (X-Polyfn-Error) and a compact error record of a failed outcome."""
+    if out.error is not None:  # the platform's own error, typed by the invoker: nothing to parse
+        code = out.error.get("code")
+        err: dict[str, Any] = {"status_code": out.status, "code": code or "function_error"}
+        if out.error.get("message"):
+            err["message"] = str(out.error["message"])[:1000]
+        if isinstance(out.error.get("errorType"), str):  # a failed start's init error type (permanent or not)
+            err["errorType"] = out.error["errorType"][:200]
+        return code, err
     code = None
     for k, v in out.headers:
         if k == b"x-polyfn-error":
             code = v.decode()
-    err: dict[str, Any] = {"status_code": out.status, "code": code or "function_error"}
+    err = {"status_code": out.status, "code": code or "function_error"}
     try:
         body = jsontext.loads(out.body)
         if isinstance(body, dict):
@@ -85,10 +88,6 @@ def outcome_error(out: Outcome) -> tuple[str | None, dict[str, Any]]:
     return code, err
 
 
-#: Jobs of one function a node holds beyond its capacity (claimed, waiting in memory for a free instance):
-#: enough that claims and completions go in batches, few enough that one function's backlog leaves
-#: `async_max_inflight` slots to the others.
-PREFETCH = 64
 
 #: Attempts of a job that fail with an error of the node's own (not the function's) before it is dead-lettered.
 UNEXPECTED_ATTEMPTS = 3
@@ -110,8 +109,10 @@ class AsyncQueue:
     them all and queues their callbacks.
     """
 
-    def __init__(self, settings: Settings, invoker: Invoker, registry: FunctionRegistry):
+    def __init__(self, settings: Settings, invoker: Invoker, registry: FunctionRegistry,
+                 clock: Callable[[], float] = time.time):
         self.settings = settings
+        self.clock = clock  # epoch seconds: due times, event ages, callbacks (tests pass their own)
         self.invoker = invoker
         self.registry = registry
         self.db: QueueDB = None  # type: ignore[assignment]
@@ -123,11 +124,7 @@ class AsyncQueue:
         self._took: dict[str, float] = {}  # function → moving average of its jobs' run time (s), stream jobs
         self._beat_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
-        self._max_held = settings.async_max_inflight
-        self._held: dict[str, int] = {}  # function → jobs held (claimed, not completed)
-        self._nheld = 0
-        self._invoking: dict[str, int] = {}  # function → jobs invoking now
-        self._waiting: dict[str, collections.deque[Job]] = {}  # function → held jobs waiting for capacity
+        self.ledger: Ledger[Job] = Ledger(settings.async_max_inflight, self._capacity)  # held, invoking, waiting
         # Functions that may have due pending jobs in the file (new jobs of theirs queue behind them), all
         # of them at start; and the same marks made while a claim runs (its view of the file may miss them).
         self._behind: set[str] = set()
@@ -142,10 +139,8 @@ class AsyncQueue:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._done_task: asyncio.Task[None] | None = None
-        self._cb_task: asyncio.Task[None] | None = None
-        self._cb_wake = asyncio.Event()
+        self.callbacks = Callbacks(settings, clock)  # result callbacks, from the queue file (callbacks.py)
         self._stopping = False
-        self._http: httpx.AsyncClient | None = None
         self.on_reply: Any = None  # set by the node: routes CloudEvents that functions reply with
         # set by the node: (function, revision number) -> Revision | None, for jobs pinned to a revision
         # (a Lambda `Event` invoke of a version or alias carries `x-polyfn-revision`)
@@ -168,10 +163,9 @@ class AsyncQueue:
                 raise
             self._feed_task = asyncio.create_task(self._feed_loop())
             self._beat_task = asyncio.create_task(keep_held(self._held_messages, self.settings.queue_ack_wait / 3))
-        self._http = httpx.AsyncClient(timeout=self.settings.callback_timeout)
+        self.callbacks.start(self.db)
         self._loop_task = asyncio.create_task(self._dispatch_loop())
         self._done_task = asyncio.create_task(self._complete_loop())
-        self._cb_task = asyncio.create_task(self._callback_loop())
 
     async def stop(self, timeout: float) -> None:
         """Stop claiming; held jobs that have not started go back to `pending`; running jobs finish
@@ -179,14 +173,13 @@ class AsyncQueue:
         next start."""
         self._stopping = True
         self._wake.set()
-        self._cb_wake.set()
-        for t in (self._loop_task, self._cb_task, self._feed_task):
+        await self.callbacks.stop_loop()
+        for t in (self._loop_task, self._feed_task):
             if t is not None:
                 t.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await t
-        waiting = [j for q in self._waiting.values() for j in q]
-        self._waiting.clear()
+        waiting = self.ledger.drop_waiting()
         local = [j.id for j in waiting if j.id not in self._msgs]
         for _, msg in [self._msgs.pop(j.id) for j in waiting if j.id in self._msgs]:
             with contextlib.suppress(Exception):  # streamed jobs not started: another node takes them now
@@ -210,8 +203,7 @@ class AsyncQueue:
                 await self._beat_task
         if self.jobs is not None:
             await self.jobs.close()
-        if self._http is not None:
-            await self._http.aclose()
+        await self.callbacks.close()
         await self.db.close()
 
     def poke(self) -> None:
@@ -230,7 +222,7 @@ class AsyncQueue:
     @property
     def inflight(self) -> int:
         """Jobs this node holds (invoking, waiting for capacity, or completing)."""
-        return self._nheld
+        return self.ledger.nheld
 
     # -- accepting ----------------------------------------------------------------------------------
 
@@ -238,23 +230,27 @@ class AsyncQueue:
                      headers: list[tuple[str, str]] | None = None, method: str = "POST", path: str = "/",
                      query: str = "", callback_url: str | None = None, job_id: str | None = None,
                      check: bool = True) -> str:
-        """Durably queue one invocation; returns its activation id once the job is committed."""
+        """`enqueue` with the call's fields as arguments."""
+        return await self.enqueue(Call(function, kind, trigger, method, path, query, headers, body, content_type),
+                                  callback_url, job_id, check)
+
+    async def enqueue(self, call: Call, callback_url: str | None = None, job_id: str | None = None,
+                      check: bool = True) -> str:
+        """Durably queue one call; returns its activation id once the job is committed. Raises `Rejected`."""
+        function = call.function
         if check:
-            if self.registry.get(function) is None:
+            if call.active is None and self.registry.get(function) is None:
                 raise Rejected(404, "function_not_found", f"function {function!r} does not exist")
-            if len(body) > self.settings.max_payload:
+            if len(call.body) > self.settings.max_payload:
                 raise Rejected(413, "payload_too_large",
-                               f"the payload is {len(body)} bytes; the limit is {self.settings.max_payload}")
+                               f"the payload is {len(call.body)} bytes; the limit is {self.settings.max_payload}")
             if callback_url is not None:
                 try:
                     parse_callback_url(callback_url)
                 except InvalidCallbackUrl as e:
                     raise Rejected(400, "invalid_callback_url", str(e)) from None
-        now = time.time()
         # Time-ordered ids (like the invoker's): the jobs and activations primary keys stay append-mostly.
-        job = Job(id=job_id or new_activation_id(), function=function, kind=kind, trigger=trigger, method=method,
-                  path=path, query=query, headers=headers or [], body=body, content_type=content_type,
-                  callback_url=callback_url, enqueued_at=now, not_before=now)
+        job = Job.of(call, job_id or new_activation_id(), callback_url, self.clock())
         if self.jobs is not None:  # the cluster's stream: whichever node has room pulls it
             try:
                 await self.jobs.publish(job, first=True)
@@ -294,67 +290,37 @@ class AsyncQueue:
         spec = active.revision.spec
         return max(1, spec.max_instances * spec.concurrency)
 
-    def _limit(self, function: str) -> tuple[int, int]:
-        """(capacity, jobs this node may hold) of `function`."""
-        cap = self._capacity(function)
-        return cap, min(self._max_held, cap + max(cap, PREFETCH))
-
     def _room(self, function: str) -> int:
-        """How many more jobs of `function` this node may hold now."""
-        limit = self._limit(function)[1]
-        return min(limit - self._held.get(function, 0), self._max_held - self._nheld)
-
-    def _refill(self, function: str) -> int:
-        cap, limit = self._limit(function)
-        return max(1, (limit - cap) // 2)
+        return self.ledger.room(function)
 
     def _hold(self, function: str) -> None:
-        self._held[function] = self._held.get(function, 0) + 1
-        self._nheld += 1
+        self.ledger.hold(function)
 
     def _release(self, function: str, completing: bool = False) -> None:
-        """A held job is settled. A job entering the completion batch stops counting against its function
-        (its instance is free) but still counts against the node until `_completed`."""
-        n = self._held.get(function, 1) - 1
-        if n > 0:
-            self._held[function] = n
-        else:
-            self._held.pop(function, None)
-        if not completing:
-            self._nheld -= 1
+        """A held job is settled (see `Ledger.release`): room for a claim or a pull."""
+        self.ledger.release(function, completing)
         self._wake.set()
         self._room_wake.set()
 
     def _completed(self, n: int) -> None:
-        self._nheld -= n
+        self.ledger.completed(n)
         self._wake.set()
         self._room_wake.set()
 
     def _start(self, job: Job) -> None:
         """Invoke a held job now if its function has capacity, else let it wait for a free slot."""
-        f = job.function
-        n = self._invoking.get(f, 0)
-        if n >= self._capacity(f):
-            self._waiting.setdefault(f, collections.deque()).append(job)
-            return
-        self._invoking[f] = n + 1
+        if self.ledger.start(job.function, job):
+            self._spawn(job)
+
+    def _spawn(self, job: Job) -> None:
         t = asyncio.create_task(self._run(job))
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)
 
     def _invoked(self, function: str) -> None:
         """An invocation of `function` ended: its slot goes to the next waiting job of the function."""
-        n = self._invoking.get(function, 1) - 1
-        if n > 0:
-            self._invoking[function] = n
-        else:
-            self._invoking.pop(function, None)
-        q = self._waiting.get(function)
-        # (a loop: the function's capacity may have grown since they began to wait)
-        while q and not self._stopping and self._invoking.get(function, 0) < self._capacity(function):
-            self._start(q.popleft())
-        if not q:
-            self._waiting.pop(function, None)
+        for job in self.ledger.invoked(function, self._stopping):
+            self._spawn(job)
 
     # -- dispatching --------------------------------------------------------------------------------
 
@@ -371,15 +337,15 @@ class AsyncQueue:
 
     async def _dispatch_once(self) -> None:
         self._wake.clear()
-        now = time.time()
-        free = self._max_held - self._nheld
+        now = self.clock()
+        free = self.ledger.free()
         due = self._next_due is not None and self._next_due <= now
         if self._behind_all or due:
             names: list[str] | None = None  # every function with pending jobs
         else:
             # Refill a function's prefetch when half of it is free, not at every finished job: claims
             # then come in batches.
-            names = [f for f in self._behind if self._room(f) >= max(1, min(self._refill(f), free))]
+            names = [f for f in self._behind if self._room(f) >= max(1, min(self.ledger.refill(f), free))]
         if free > 0 and (names is None or names):
             self._marked.clear()
             self._marked_all = False
@@ -399,11 +365,11 @@ class AsyncQueue:
             for job in got.jobs:
                 self._hold(job.function)
                 self._start(job)
-            free = self._max_held - self._nheld
+            free = self.ledger.free()
         # Wait for a change: a job released (room for a claim), a job queued, or the next retry's due time.
         wait = 1.0
         if free > 0 and self._next_due is not None:
-            wait = min(max(self._next_due - time.time(), 0.001), 1.0)
+            wait = min(max(self._next_due - self.clock(), 0.001), 1.0)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), wait)
 
@@ -442,8 +408,8 @@ class AsyncQueue:
         assert self.jobs is not None
         while not self._stopping and self.registry.get(function) is not None:
             cap = self._capacity(function)
-            room = min(cap + self._stream_prefetch(function, cap) - self._held.get(function, 0),
-                       self._max_held - self._nheld)
+            room = min(cap + self._stream_prefetch(function, cap) - self.ledger.held.get(function, 0),
+                       self.ledger.free())
             if room <= 0:
                 self._room_wake.clear()
                 await self._room_wake.wait()
@@ -457,7 +423,7 @@ class AsyncQueue:
                             function, e)
                 await asyncio.sleep(1)
                 continue
-            now = time.time()
+            now = self.clock()
             for job, msg in got:
                 with one_item(log, "async queue: taking job %s from the stream", job.id):
                     await self._take(job, msg, now)
@@ -536,14 +502,14 @@ class AsyncQueue:
                 await self._dead(job, f"internal_error: {what}", err)
                 return
             log.exception("async queue: job %s of %s failed unexpectedly; it will run again", job.id, job.function)
-            at = time.time() + retry.backoff_delay(job.attempt, 5.0, 300.0)
+            at = self.clock() + retry.backoff_delay(job.attempt, 5.0, 300.0)
             await self._reschedule(job, at, err, uncount=False)
             self._retry_at(job.function, at)
             return
         # a streamed job that could not be rescheduled (NATS away): no more heartbeats, so JetStream gives
         # it to a node again once its ack wait is over
         self._msgs.pop(job.id, None)
-        self._retry_at(job.function, time.time() + 5)
+        self._retry_at(job.function, self.clock() + 5)
 
     async def _invoke(self, job: Job) -> Outcome | None:
         """One attempt; None when the job was dead-lettered without running."""
@@ -553,7 +519,7 @@ class AsyncQueue:
                                                           "message": f"function {job.function!r} does not exist"})
             return None
         spec = active.revision.spec
-        if time.time() - job.enqueued_at > spec.max_event_age:
+        if self.clock() - job.enqueued_at > spec.max_event_age:
             await self._dead(job, f"max_event_age exceeded ({spec.max_event_age:g} s)", job.last_error)
             return None
         headers = [*job.headers, ("x-polyfn-idempotency-key", job.id), ("x-polyfn-attempt", str(job.attempt))]
@@ -574,22 +540,17 @@ class AsyncQueue:
                 await self._dead(job, "revision_not_found", {"code": "revision_not_found",
                                                              "message": f"revision {pinned} of {job.function!r} is gone"})
                 return None
-        return await self.invoker.invoke(job.function, job.kind, job.trigger, job.method, job.path, job.query,
-                                         headers, job.body, job.content_type, trace_id=trace_id, parent_id=parent_id,
-                                         activation_id=job.id, revision=revision)
+        return await self.invoker.call(job.call(headers, trace_id, parent_id, revision, active))
 
     async def _settle(self, job: Job, out: Outcome) -> bool:
         """Retry, dead-letter or complete an attempt: True when the job went to the completion batch (released
         from its function already)."""
         code, err = outcome_error(out) if out.status >= 400 else (None, {})
-        cls = retry.classify(out.status, code, err.get("errorType"))
         if out.status >= 400 and self.on_failure is not None:
-            self.on_failure(job, failure_reason(out.status, code))
+            self.on_failure(job, retry.failure_reason(out.status, code))
         active = self.registry.get(job.function)
-        spec = active.revision.spec if active is not None else None
-        # (a run that succeeded is done even when its function was deleted while it ran)
-        decision = (retry.decide(cls, job.attempt, time.time() - job.enqueued_at, spec)
-                    if spec is not None or cls == retry.SUCCESS else retry.Decision("dead", reason="function_not_found"))
+        cls, decision = retry.settle(out.status, code, job.attempt, self.clock() - job.enqueued_at,
+                                     active.revision.spec if active is not None else None, err.get("errorType"))
         if decision.action == "done":
             if job.trigger == "events" and out.status < 400 and self.on_reply is not None:
                 await self._reply(job, out.body)
@@ -599,7 +560,7 @@ class AsyncQueue:
             return True
         err["attempt"] = job.attempt
         if decision.action == "retry":
-            at = time.time() + decision.delay
+            at = self.clock() + decision.delay
             await self._reschedule(job, at, err, uncount=cls in ("throttle", "shutdown"))
             self._retry_at(job.function, at)
         else:
@@ -636,8 +597,8 @@ class AsyncQueue:
                 batch, self._done = self._done, []
                 try:
                     await self.invoker.recorder.flush()
-                    now = time.time()
-                    callbacks = [(job.id, job.callback_url, *self._callback_payload(
+                    now = self.clock()
+                    callbacks = [(job.id, job.callback_url, *self.callbacks.payload(
                         job, out, "success" if out.status < 400 else "error")) for job, out in batch if job.callback_url]
                     await self.db.finish_many([job.id for job, _ in batch], callbacks, now)
                 except BaseException:
@@ -648,7 +609,7 @@ class AsyncQueue:
                         await self._ack(job.id)
                 self._completed(len(batch))
                 if callbacks:
-                    self._cb_wake.set()
+                    self.callbacks.wake()
 
     async def _reply(self, job: Job, body: bytes) -> None:
         """A function invoked by an event replied with a CloudEvent: route it on (hop count bounded)."""
@@ -667,112 +628,9 @@ class AsyncQueue:
 
     async def _dead(self, job: Job, reason: str, err: dict[str, Any] | None, out: Outcome | None = None) -> None:
         log.warning("async queue: %s for %s moved to the dead-letter queue: %s", job.id, job.function, reason)
-        await self.db.bury(job, reason, err, time.time())
+        await self.db.bury(job, reason, err, self.clock())
         await self._ack(job.id)
-        await self._callback(job, out, "dead_letter", reason)
-
-    # -- callbacks ----------------------------------------------------------------------------------
-
-    async def _callback(self, job: Job, out: Outcome | None, status: str, reason: str | None = None) -> None:
-        if not job.callback_url:
-            return
-        body, headers = self._callback_payload(job, out, status, reason)
-        await self.db.add_callback(job.id, job.callback_url, body, time.time(), headers)
-        self._cb_wake.set()
-
-    @staticmethod
-    def _callback_payload(job: Job, out: Outcome | None, status: str,
-                          reason: str | None = None) -> tuple[bytes, dict[str, str] | None]:
-        """The callback's body and headers (None: polyfn's JSON result), in the trigger's vendor shape if one
-        is registered in `CALLBACK_FORMATS`. A vendor shape that fails on this job (a bug) gives polyfn's
-        shape instead, logged: one job's callback must never hold up the completion of the others."""
-        fmt = CALLBACK_FORMATS.get(job.trigger)
-        if fmt is not None:
-            with one_item(log, "async queue: the %s callback shape of %s", job.trigger, job.id):
-                return fmt(job, out, status, reason)  # type: ignore[no-any-return]
-        payload: dict[str, Any] = {"activation_id": job.id, "function": job.function, "status": status,
-                                   "attempts": job.attempt}
-        if out is not None:
-            payload["status_code"] = out.status
-            try:
-                payload["result"] = jsontext.loads(out.body) if out.body else None
-            except ValueError:
-                payload["result"] = out.body.decode("utf-8", "replace")
-        if reason:
-            payload["reason"] = reason
-        try:
-            return jsontext.dumps(payload).encode(), None
-        except jsontext.TooDeep:  # (parsed, but too deep to encode again: the result as text)
-            payload["result"] = out.body.decode("utf-8", "replace") if out is not None else None
-            return json.dumps(payload).encode(), None
-
-    async def _callback_loop(self) -> None:
-        """POST due callbacks. Each one is settled whatever happens: delivered, retried later with backoff,
-        or failed (attempts used up, or a URL the node can never POST to, e.g. one queued before URLs were
-        checked at the edge). An error in one (a bug, the queue file) is logged, and the loop goes on."""
-        while not self._stopping:
-            self._cb_wake.clear()
-            next_at: float | None = None
-            with one_item(log, "async queue: reading the pending callbacks") as guard:
-                rows = await self.db.pending_callbacks()
-                now = time.time()
-                for row in rows:
-                    if self._stopping:
-                        break
-                    if row["not_before"] > now:
-                        next_at = row["not_before"] if next_at is None else min(next_at, row["not_before"])
-                        continue
-                    with one_item(log, "async queue: the callback of %s", row["id"]):
-                        at = await self._deliver_callback(row)
-                        if at is not None:
-                            next_at = at if next_at is None else min(next_at, at)
-                    now = time.time()
-            wait = 5.0 if next_at is None else max(0.0, min(next_at - time.time(), 5.0))
-            if guard.failed:  # again in a second, not at once: a failure that repeats must not spin
-                wait = 1.0
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._cb_wake.wait(), wait)
-
-    async def _deliver_callback(self, row: Any) -> float | None:
-        """One attempt at a due callback; returns when it is due again (None: settled)."""
-        s = self.settings
-        attempt = row["attempt"] + 1
-        try:
-            parse_callback_url(row["url"])
-        except InvalidCallbackUrl as e:  # can never be delivered: settled at once
-            log.warning("callback for %s can never be delivered: %s", row["id"], e)
-            now = time.time()
-            await self.db.update_callback(row["id"], "failed", attempt, now, f"{INVALID}: {e}", now)
-            return None
-        try:
-            error = await self._post(row["url"], bytes(row["payload"]), row["id"], row["headers"])
-        except Exception as e:  # not the receiver's answer: a bug of ours with this row; tried again later
-            log.exception("callback for %s to %s: unexpected error", row["id"], row["url"])
-            error = f"internal error: {type(e).__name__}: {e}"
-        now = time.time()
-        if error is None:
-            await self.db.update_callback(row["id"], "delivered", attempt, now, None, now)
-            return None
-        if attempt >= s.callback_attempts:
-            log.warning("callback for %s to %s failed %d times: %s", row["id"], row["url"], attempt, error)
-            await self.db.update_callback(row["id"], "failed", attempt, now, error, now)
-            return None
-        at = now + retry.backoff_delay(attempt, s.callback_backoff, 300.0)
-        await self.db.update_callback(row["id"], "pending", attempt, at, error, now)
-        return at
-
-    async def _post(self, url: str, payload: bytes, job_id: str, headers: str | None = None) -> str | None:
-        assert self._http is not None
-        hdrs = {"content-type": "application/json", "x-polyfn-activation-id": job_id}
-        if headers:
-            hdrs = {**json.loads(headers), "x-polyfn-activation-id": job_id}
-        try:
-            r = await self._http.post(url, content=payload, headers=hdrs)
-        except (httpx.HTTPError, httpx.InvalidURL) as e:
-            return f"{type(e).__name__}: {e}"
-        if r.status_code >= 300:
-            return f"HTTP {r.status_code}"
-        return None
+        await self.callbacks.add(job, out, "dead_letter", reason)
 
     async def function_deleted(self, function: str) -> int:
         """A function was deleted through this node. Its jobs in the cluster's stream go to the dead-letter

@@ -83,3 +83,26 @@ def decide(cls: str, attempt: int, age: float, spec: FunctionSpec,
     if age + delay > spec.max_event_age:
         return Decision("dead", reason=f"max_event_age exceeded ({spec.max_event_age:g} s)")
     return Decision("retry", delay, cls)
+
+
+def settle(status: int, platform_error: str | None, attempt: int, age: float, spec: FunctionSpec | None,
+           error_type: str | None = None, rand: Callable[[], float] = random.random) -> tuple[str, Decision]:
+    """(failure class, decision) for a finished attempt of an async job: `spec` is its function's, None when
+    the function is gone (a run that succeeded is done even when its function was deleted while it ran);
+    `error_type` is a failed start's init error type."""
+    cls = classify(status, platform_error, error_type)
+    if spec is None and cls != SUCCESS:
+        return cls, Decision("dead", reason="function_not_found")
+    return cls, decide(cls, attempt, age, spec, rand)  # type: ignore[arg-type]  (spec None only on success)
+
+
+#: Why a delivery failed, from `classify`'s class (the `reason` label of `polyfn_trigger_errors_total`).
+_REASONS = {"5xx": "function_error", "throttle": "throttled", "crash": "function_crashed",
+            "missing": "function_not_found", "fatal": "rejected", "timeout": "timeout",
+            "permanent": "function_init_failed"}
+
+
+def failure_reason(status: int, platform_error: str | None) -> str:
+    """The `reason` label for a failed invocation made by a trigger (status >= 400 or a function error)."""
+    cls = classify(status, platform_error)
+    return _REASONS.get(cls, "function_error" if cls == SUCCESS else cls)

@@ -12,7 +12,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from polyfn.model import Revision
 from polyfn.scheduler import shed
@@ -21,10 +21,14 @@ from polyfn.scheduler.deadlines import Deadlines
 from polyfn.scheduler.instance import InitFailed, Instance, InstanceGone, State
 from polyfn.scheduler.keepalive import FixedPolicy, HybridPolicy, make_policy
 
-if TYPE_CHECKING:
-    from polyfn.scheduler.manager import InstanceManager
-
 log = logging.getLogger("polyfn.pool")
+
+
+class Starter(Protocol):
+    """What a pool needs of the instance manager (scheduler/manager.py): a started instance of its revision.
+    (The pool reads `shedding`, `memory_budget_mb`, `reserve` and `metrics` too, when present.)"""
+
+    async def start_instance(self, pool: Pool) -> Instance: ...
 
 INIT_BACKOFF_MIN = 1.0
 INIT_BACKOFF_MAX = 30.0
@@ -79,7 +83,7 @@ class StartFailed(Exception):
 
 
 class Pool:
-    def __init__(self, revision: Revision, manager: InstanceManager, max_queue: int, keepalive: float,
+    def __init__(self, revision: Revision, manager: Starter, max_queue: int, keepalive: float,
                  keepalive_policy: str = "fixed"):
         self.revision = revision
         self.manager = manager

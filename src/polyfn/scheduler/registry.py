@@ -125,7 +125,3 @@ class FunctionRegistry:
             self.remove(name)
         if self._draining:
             await asyncio.wait(list(self._draining), timeout=timeout + 1)
-
-    def in_flight(self) -> int:
-        actives = [*self.functions.values(), *self.pinned_pools.values()]
-        return sum(i.inflight for a in actives for i in a.pool.instances)

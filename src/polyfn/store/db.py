@@ -53,7 +53,7 @@ LOGS_INLINE_MAX = 1 << 20  # characters of log lines a batch of activation recor
 
 
 class Store:
-    """Async access to polyfn's metadata database. Create with `await Store.open(url)`."""
+    """Async access to polyfn's metadata database: `await Store.open(url)`, or `Store.connect(url)` then `start()`."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -77,18 +77,27 @@ class Store:
         return self._engine
 
     @classmethod
+    def connect(cls, url: str) -> Store:
+        """A store on `url` (e.g. `sqlite+aiosqlite:////abs/polyfn.db`, `postgresql+asyncpg://...`), not yet
+        opened: no connection is made until `start` (the node builds its parts before it starts any)."""
+        return cls(_create_engine(url))
+
+    @classmethod
     async def open(cls, url: str) -> Store:
-        """Connect to `url` (e.g. `sqlite+aiosqlite:////abs/polyfn.db`, `postgresql+asyncpg://...`) and migrate."""
-        engine = _create_engine(url)
-        if engine.dialect.name == "sqlite":
-            await _enable_wal(engine.url.database or "")
-        store = cls(engine)
-        try:
-            await store._migrate()
-        except BaseException:
-            await store.close()
-            raise
+        """Connect to `url` and migrate."""
+        store = cls.connect(url)
+        await store.start()
         return store
+
+    async def start(self) -> None:
+        """WAL mode (SQLite) and the migrations; closes the engine when they fail."""
+        try:
+            if self._is_sqlite:
+                await _enable_wal(self._engine.url.database or "")
+            await self._migrate()
+        except BaseException:
+            await self.close()
+            raise
 
     async def close(self) -> None:
         if self._batch_writer is not None:

@@ -6,27 +6,14 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from polyfn.queue.retry import failure_reason  # noqa: F401  (the runners' name for it)
+
 if TYPE_CHECKING:
     from polyfn.config import Settings
     from polyfn.invoker import Invoker
     from polyfn.queue.dispatcher import AsyncQueue
     from polyfn.scheduler.registry import FunctionRegistry
     from polyfn.triggers.store import Trigger, TriggerStore
-
-
-#: Why a delivery failed, from `polyfn.queue.retry.classify`'s class (the `reason` label of
-#: `polyfn_trigger_errors_total`).
-_REASONS = {"5xx": "function_error", "throttle": "throttled", "crash": "function_crashed",
-            "missing": "function_not_found", "fatal": "rejected", "timeout": "timeout",
-            "permanent": "function_init_failed"}
-
-
-def failure_reason(status: int, platform_error: str | None) -> str:
-    """The `reason` label for a failed invocation made by a trigger (status >= 400 or a function error)."""
-    from polyfn.queue import retry
-
-    cls = retry.classify(status, platform_error)
-    return _REASONS.get(cls, "function_error" if cls == retry.SUCCESS else cls)
 
 
 class TriggerFailure(Exception):

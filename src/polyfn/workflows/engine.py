@@ -64,6 +64,25 @@ def activation_id(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:32]
 
 
+def describe_child(ex: Execution, json_output: bool) -> dict[str, Any]:
+    """What a `startExecution.sync` Task returns: the child's DescribeExecution (Input/Output as JSON text, or
+    as JSON with `.sync:2`), dates in epoch milliseconds as Step Functions' integrations give them."""
+    out: dict[str, Any] = {"ExecutionArn": arns.execution_arn(ex.machine, ex.name), "StateMachineArn": arns.machine_arn(ex.machine),
+                           "Name": ex.name, "Status": ex.status, "StartDate": int(ex.started_at * 1000)}
+    if ex.stopped_at:
+        out["StopDate"] = int(ex.stopped_at * 1000)
+    out["Input"] = json.loads(ex.input) if json_output else ex.input
+    out["InputDetails"] = {"Included": True}
+    if ex.output is not None:
+        out["Output"] = json.loads(ex.output) if json_output else ex.output
+        out["OutputDetails"] = {"Included": True}
+    if ex.error is not None:
+        out["Error"] = ex.error
+    if ex.cause is not None:
+        out["Cause"] = ex.cause
+    return out
+
+
 class Engine:
     def __init__(self, store: WorkflowStore, invoke: InvokeFn, clock: Callable[[], float] = time.time,
                  rng: random.Random | None = None, owner: str = "node", function_name: Callable[[str], str] = str,
@@ -378,8 +397,6 @@ class Engine:
         if child is None:
             await self.store.drop_work([item.id])
             return
-        from polyfn.workflows.service import describe_child
-
         out = describe_child(child, p["pattern"] == ".sync:2")
         event: dict[str, Any] = {"type": "task_result", "token": p["token"]}
         if child.status == "SUCCEEDED":

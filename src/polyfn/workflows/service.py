@@ -57,25 +57,6 @@ def _json_input(text: str | None, what: str = "input") -> Any:
                             f"Invalid State Machine Execution {what}: the {what} is not JSON ({e})") from None
 
 
-def describe_child(ex: Execution, json_output: bool) -> dict[str, Any]:
-    """What a `startExecution.sync` Task returns: the child's DescribeExecution (Input/Output as JSON text, or
-    as JSON with `.sync:2`), dates in epoch milliseconds as Step Functions' integrations give them."""
-    out: dict[str, Any] = {"ExecutionArn": arns.execution_arn(ex.machine, ex.name), "StateMachineArn": arns.machine_arn(ex.machine),
-                           "Name": ex.name, "Status": ex.status, "StartDate": int(ex.started_at * 1000)}
-    if ex.stopped_at:
-        out["StopDate"] = int(ex.stopped_at * 1000)
-    out["Input"] = json.loads(ex.input) if json_output else ex.input
-    out["InputDetails"] = {"Included": True}
-    if ex.output is not None:
-        out["Output"] = json.loads(ex.output) if json_output else ex.output
-        out["OutputDetails"] = {"Included": True}
-    if ex.error is not None:
-        out["Error"] = ex.error
-    if ex.cause is not None:
-        out["Cause"] = ex.cause
-    return out
-
-
 class WorkflowService:
     def __init__(self, db: AsyncEngine, invoke: InvokeFn, clock: Callable[[], float] = time.time,
                  owner: str = "node", function_name: Callable[[str], str] = str, rng: random.Random | None = None,

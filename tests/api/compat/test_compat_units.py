@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from types import SimpleNamespace
 
 import pytest
 
@@ -25,7 +24,7 @@ def _ring() -> KeyRing:
     return ring
 
 
-NODE = SimpleNamespace(admin_key="pfk_secret", keys=_ring())
+RING = _ring()  # check_basic takes the key ring alone (services.Keys), not the node
 
 
 def basic(user: str, password: str) -> str:
@@ -45,9 +44,9 @@ def basic(user: str, password: str) -> str:
     ("", None),
 ])
 def test_check_basic(header: str, who: str | None) -> None:
-    assert keys.check_basic(NODE, header) == who  # type: ignore[arg-type]
+    assert keys.check_basic(RING, header) == who  # type: ignore[arg-type]
     if header == basic("PFAKDEPLOY", "dep"):
-        assert keys.check_basic(NODE, header, "deploy") == "PFAKDEPLOY"  # type: ignore[arg-type]
+        assert keys.check_basic(RING, header, "deploy") == "PFAKDEPLOY"  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(("value", "want"), [

@@ -1,22 +1,24 @@
 """Vendor wire APIs on the same port as polyfn's own: AWS Lambda, OpenFaaS gateway, OpenWhisk.
 
-Each module keeps one vendor's quirks (paths, auth, error shapes) and calls the node's deployer, invoker
-and store like the `/v1` API does. `install` mounts them all; authentication goes through `keys.py`.
+Each module keeps one vendor's quirks (paths, auth, error shapes) and calls the deployer, invoker
+and store it is handed, like the `/v1` API does. `install` mounts them all; authentication goes through `keys.py`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from polyfn.server import Node
 
-
-def install(app: FastAPI, node: Node) -> None:
+def install(app: FastAPI, *, settings: Any, store: Any, deployer: Any, invoker: Any, recorder: Any, registry: Any,
+            queue: Any, keys: Any, delete_function: Any, workflows: Any, admin_key: str) -> None:
+    """Each vendor face gets the services it uses (see each class's constructor)."""
     from polyfn.api.compat import lambda_api, openfaas, openwhisk
 
-    lambda_api.install(app, node)
-    openfaas.install(app, node)
-    openwhisk.install(app, node)
+    shared = dict(settings=settings, store=store, deployer=deployer, invoker=invoker, recorder=recorder, queue=queue,
+                  keys=keys, delete_function=delete_function)
+    lambda_api.install(app, **shared, registry=registry, workflows=workflows, admin_key=admin_key)
+    openfaas.install(app, **shared, registry=registry)
+    openwhisk.install(app, **shared, workflows=workflows)

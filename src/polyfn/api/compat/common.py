@@ -1,21 +1,42 @@
-"""What the compat APIs share: reading a revision's code back, deleting, background invocations."""
+"""What the compat APIs share: reading a revision's code back, queueing an async invocation."""
 
 from __future__ import annotations
 
 import asyncio
 import io
-import logging
 import os
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from polyfn.invoker import Outcome
 
 if TYPE_CHECKING:
-    from polyfn.server import Node
+    from polyfn.config import Settings
+    from polyfn.services import (
+        Activations,
+        AsyncJobs,
+        DeleteFunction,
+        Deploys,
+        FunctionStore,
+        Invocations,
+        Keys,
+    )
 
-log = logging.getLogger("polyfn.compat")
+
+class VendorFace:
+    """The services every vendor face uses, handed in by the composition root (never the node)."""
+
+    def __init__(self, *, settings: Settings, store: FunctionStore, deployer: Deploys, invoker: Invocations,
+                 recorder: Activations, queue: AsyncJobs, keys: Keys, delete_function: DeleteFunction):
+        self.settings = settings
+        self.store = store
+        self.deployer = deployer
+        self.invoker = invoker
+        self.recorder = recorder
+        self.queue = queue
+        self.keys = keys
+        self.remove_function = delete_function
 
 
 def read_code(code_dir: str) -> dict[str, bytes]:
@@ -37,55 +58,15 @@ def zip_code(code_dir: str) -> bytes:
     return buf.getvalue()
 
 
-async def current_files(node: Node, name: str) -> dict[str, bytes] | None:
-    rev = await node.store.get_current_revision(name)
+async def current_files(store: FunctionStore, name: str) -> dict[str, bytes] | None:
+    rev = await store.get_current_revision(name)
     if rev is None:
         return None
     return await asyncio.to_thread(read_code, rev.code_dir)
 
 
-async def delete_function(node: Node, name: str) -> bool:
-    """Delete a function, for every API (`DELETE /v1/functions/{name}` and the vendors'): forget it, drain its
-    pool, remove its code later, and drop what points at it: storage notifications, triggers, and its jobs
-    in the cluster's queue stream (dead-lettered). False when it does not exist."""
-    deleted = await node.store.delete_function(name)
-    if deleted is None:
-        return False
-    pool = node.registry.remove(name)
-    node.schedule_code_cleanup(name, deleted, pool)
-    if node.storage is not None:
-        await node.storage.forget_function(name)
-    if node.triggers is not None:  # a deleted function's triggers go with it
-        await node.triggers.delete_for(name)
-    if node.queue is not None:
-        await node.queue.function_deleted(name)
-    return True
-
-
 def outcome_headers(out: Outcome) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in out.headers}
-
-
-class Background:
-    """Invocations accepted with 202 and run after the response (Lambda `Event`, OpenFaaS async,
-    OpenWhisk non-blocking). Held here so they are not garbage-collected and can be awaited at shutdown.
-
-    Not durable: a node that stops before they run loses them. The durable async queue (the events
-    issue) replaces `submit` when it lands."""
-
-    def __init__(self) -> None:
-        self.tasks: set[asyncio.Task[Any]] = set()
-
-    def submit(self, coro: Any) -> asyncio.Task[Any]:
-        t = asyncio.ensure_future(coro)
-        self.tasks.add(t)
-        t.add_done_callback(self._done)
-        return t
-
-    def _done(self, t: asyncio.Task[Any]) -> None:
-        self.tasks.discard(t)
-        if not t.cancelled() and t.exception() is not None:
-            log.warning("background invocation failed: %s", t.exception())
 
 
 class AsyncRejected(Exception):
@@ -94,15 +75,12 @@ class AsyncRejected(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-async def submit_async(node: Node, function: str, kind: str, trigger: str, body: bytes, content_type: str,
+async def submit_async(queue: AsyncJobs, function: str, kind: str, trigger: str, body: bytes, content_type: str,
                        headers: list[tuple[str, str]] | None = None, method: str = "POST", path: str = "/",
-                       query: str = "", callback_url: str | None = None, job_id: str | None = None) -> bool:
-    """Queue one invocation on the node's durable async queue (the events issue's `node.queue`) when it has
-    one; returns False when it has not, and the caller runs it with `background(node).submit` instead.
-    A refusal by the queue (unknown function, payload too large, bad callback URL) raises AsyncRejected."""
-    queue = getattr(node, "queue", None)
-    if queue is None:
-        return False
+                       query: str = "", callback_url: str | None = None, job_id: str | None = None) -> None:
+    """Queue one invocation on the node's durable async queue (Lambda `Event`, OpenFaaS async, OpenWhisk
+    non-blocking). A refusal by the queue (unknown function, payload too large, bad callback URL) raises
+    AsyncRejected."""
     try:
         await queue.submit(function, kind, trigger, body, content_type, headers=headers, method=method, path=path,
                            query=query, callback_url=callback_url, job_id=job_id)
@@ -110,12 +88,3 @@ async def submit_async(node: Node, function: str, kind: str, trigger: str, body:
         if all(hasattr(e, a) for a in ("status", "code", "message")):
             raise AsyncRejected(e.status, e.code, e.message) from None  # type: ignore[attr-defined]
         raise
-    return True
-
-
-def background(node: Node) -> Background:
-    bg = getattr(node, "_compat_background", None)
-    if bg is None:
-        bg = Background()
-        node._compat_background = bg  # type: ignore[attr-defined]
-    return bg

@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING
 from polyfn.auth.keys import allows
 
 if TYPE_CHECKING:
-    from polyfn.server import Node
+    from polyfn.services import Keys
 
 ADMIN_ACCESS_KEY_ID = "polyfn-admin"
 
 
-def check_basic(node: Node, authorization: str, scope: str = "admin") -> str | None:
+def check_basic(ring: Keys | None, authorization: str, scope: str = "admin") -> str | None:
     """The access key id when `Authorization: Basic base64(id:secret)` names a live key of `scope` (on every
     function), else None."""
-    if node.keys is None or not authorization[:6].lower() == "basic ":
+    if ring is None or not authorization[:6].lower() == "basic ":
         return None
-    rec = node.keys.from_authorization(authorization)
+    rec = ring.from_authorization(authorization)
     return rec.id if rec is not None and allows(rec, scope, None) else None

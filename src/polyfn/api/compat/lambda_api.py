@@ -32,10 +32,7 @@ import hmac
 import json
 import math
 import random
-import re
 import time
-import uuid
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -43,263 +40,56 @@ from fastapi.responses import Response
 
 from polyfn import jsontext
 from polyfn.api.compat import common, lambda_durable
+from polyfn.api.compat.lambda_wire import (
+    _ACTIONS,
+    _ALIAS_FIELDS,
+    _ALIAS_RE,
+    _CODE_FIELDS,
+    _CONFIG_FIELDS,
+    _CREATE_FIELDS,
+    _PUBLISH_FIELDS,
+    _SIGV4_ERRORS,
+    A_DURABLE,
+    A_NAME,
+    A_TAG,
+    A_ZIP,
+    ACCOUNT,
+    CODE_URL_TTL,
+    DEFAULT_MEMORY,
+    DEFAULT_TIMEOUT,
+    TAIL_BYTES,
+    LambdaError,
+    Target,
+    _invalid,
+    _json,
+    _page,
+    _request_id,
+    _spec_fields,
+    _unknown,
+    alias_configuration,
+    arn,
+    configuration,
+    error_response,
+    parse_function_name,
+    polyfn_name,
+    revision_id,
+    revision_info,
+)
 from polyfn.auth import sigv4
 from polyfn.auth.keys import allows
 from polyfn.deploy import archive
 from polyfn.deploy.errors import DeployError
 from polyfn.invoker import Outcome
 from polyfn.manifests import runtimes
-from polyfn.model import FunctionInfo, Revision, SpecError, validate_name
+from polyfn.model import FunctionInfo, SpecError, validate_name
 from polyfn.queue.dispatcher import REVISION_HEADER
 from polyfn.store.versions import LATEST, Alias, InUse, VersionStore
 
 if TYPE_CHECKING:
-    from polyfn.server import Node
+    from polyfn.config import Settings
+    from polyfn.services import LiveFunctions
 
-ACCOUNT = "000000000000"
-A = "aws.lambda/"  # annotation prefix
-A_NAME, A_ROLE, A_DESC, A_RUNTIME, A_ZIP = A + "name", A + "role", A + "description", A + "runtime", A + "zip"
-A_TAG = A + "tag/"
-DEFAULT_TIMEOUT = 3  # seconds: Lambda's defaults, so functions behave as they would there
-DEFAULT_MEMORY = 128
-TAIL_BYTES = 4096
-CODE_URL_TTL = 600  # seconds a GetFunction Code.Location link stays valid
-
-_NAME_RE = re.compile(
-    r"^(?:arn:aws[a-zA-Z-]*:lambda:[a-z0-9-]+:\d{12}:function:|\d{12}:function:)?"
-    r"(?P<name>[A-Za-z0-9_-]{1,64})(?::(?P<qualifier>\$LATEST|[A-Za-z0-9_-]{1,128}))?$"
-)
-#: Accepted but without effect here (metadata or AWS infrastructure polyfn has no equivalent of).
-_IGNORED = {"Publish", "TracingConfig", "Architectures", "KMSKeyArn", "LoggingConfig", "EphemeralStorage",
-            "VpcConfig", "DeadLetterConfig", "SnapStart", "RevisionId", "DryRun", "CodeSigningConfigArn"}
-_CREATE_FIELDS = {"FunctionName", "Role", "Code", "Runtime", "Handler", "Description", "Timeout", "MemorySize",
-                  "Environment", "Tags", "PackageType", "DurableConfig"} | _IGNORED
-_CONFIG_FIELDS = {"Role", "Handler", "Description", "Timeout", "MemorySize", "Environment", "Runtime",
-                  "DurableConfig"} | _IGNORED
-_CODE_FIELDS = {"ZipFile", "S3Bucket", "S3Key", "S3ObjectVersion", "ImageUri", "Publish"} | _IGNORED
-_PUBLISH_FIELDS = {"CodeSha256", "Description", "RevisionId"}
-_ALIAS_FIELDS = {"Name", "FunctionVersion", "Description", "RoutingConfig", "RevisionId"}
-_ALIAS_RE = re.compile(r"^(?!\d+$)[A-Za-z0-9_-]{1,128}$")
-
-
-#: the scope each Lambda action needs (auth/keys.py: read < invoke < deploy < admin)
-_ACTIONS = {
-    "GetFunction": "read", "GetFunctionConfiguration": "read", "ListFunctions": "read",
-    "ListVersionsByFunction": "read", "GetAlias": "read", "ListAliases": "read",
-    "InvokeFunction": "invoke",
-    "CreateFunction": "deploy", "DeleteFunction": "deploy", "UpdateFunctionCode": "deploy",
-    "UpdateFunctionConfiguration": "deploy", "PublishVersion": "deploy", "CreateAlias": "deploy",
-    "UpdateAlias": "deploy", "DeleteAlias": "deploy",
-}
-#: auth/sigv4.py refusal reasons → the x-amzn-ErrorType AWS sends
-_SIGV4_ERRORS = {
-    sigv4.MISSING: "MissingAuthenticationTokenException",
-    sigv4.MALFORMED: "IncompleteSignatureException",
-    sigv4.BAD_DATE: "IncompleteSignatureException",
-    sigv4.QUERY_PARAMS: "IncompleteSignatureException",
-    sigv4.UNKNOWN_KEY: "UnrecognizedClientException",
-    sigv4.NO_SECRET: "UnrecognizedClientException",
-}
-
-
-class LambdaError(Exception):
-    def __init__(self, status: int, type_: str, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.type = type_
-        self.message = message
-        self.headers = headers or {}
-
-
-def _request_id() -> str:
-    return str(uuid.uuid4())
-
-
-def error_response(e: LambdaError) -> Response:
-    body = {"Type": "User" if e.status < 500 else "Service", "Message": e.message, "message": e.message}
-    headers = {"x-amzn-ErrorType": e.type, "x-amzn-RequestId": _request_id(), **e.headers}
-    return Response(json.dumps(body), status_code=e.status, headers=headers, media_type="application/json")
-
-
-def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(obj), status_code=status, media_type="application/json",
-                    headers={"x-amzn-RequestId": _request_id(), **(headers or {})})
-
-
-def _invalid(message: str) -> LambdaError:
-    return LambdaError(400, "InvalidParameterValueException", message)
-
-
-def parse_function_name(value: str) -> tuple[str, str | None]:
-    """(lambda name, qualifier) from a name, partial ARN or ARN, each optionally with `:qualifier`."""
-    m = _NAME_RE.match(value or "")
-    if not m:
-        raise LambdaError(400, "ValidationException",
-                          f"1 validation error detected: Value '{value}' at 'functionName' failed to satisfy "
-                          "constraint: a function name, partial ARN or ARN")
-    return m["name"], m["qualifier"]
-
-
-def polyfn_name(lambda_name: str) -> str:
-    """The polyfn function name for a Lambda function name (lower case, `_` → `-`, leading letter)."""
-    n = lambda_name.lower().replace("_", "-")
-    if not n[:1].isalpha():
-        n = "fn-" + n
-    return n[:63].rstrip("-") or "fn"
-
-
-def arn(region: str, name: str) -> str:
-    return f"arn:aws:lambda:{region}:{ACCOUNT}:function:{name}"
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(ts * 1000) % 1000:03d}+0000"
-
-
-def revision_id(info: FunctionInfo) -> str:
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"polyfn:{info.name}@{info.revision}:{info.code_sha256}"))
-
-
-def configuration(info: FunctionInfo, region: str, version: str = LATEST, qualifier: str | None = None,
-                  description: str = "") -> dict[str, Any]:
-    """Lambda's FunctionConfiguration for a polyfn function (or one of its versions: `version`, and the
-    `qualifier` its ARN ends with; `description` is the version's own, if it has one)."""
-    spec = info.spec
-    a = spec.annotations
-    name = a.get(A_NAME, info.name)
-    runtime = a.get(A_RUNTIME) or ("python3.12" if spec.runtime == "python" else "nodejs20.x")
-    digest, _, zip_meta = a.get(A_ZIP, "").partition(":")
-    if digest == info.code_sha256 and zip_meta:  # recorded for exactly this code
-        code_sha, _, size = zip_meta.partition(":")
-        code_size = int(size or 0)
-    else:
-        code_sha, code_size = base64.b64encode(bytes.fromhex(info.code_sha256)).decode(), 0
-    cfg: dict[str, Any] = {
-        "FunctionName": name,
-        "FunctionArn": arn(region, name) + (f":{qualifier}" if qualifier else ""),
-        "Runtime": runtime,
-        "Role": a.get(A_ROLE, f"arn:aws:iam::{ACCOUNT}:role/polyfn"),
-        "Handler": spec.handler,
-        "CodeSize": code_size,
-        "Description": description or a.get(A_DESC, ""),
-        "Timeout": max(1, round(spec.timeout)),
-        "MemorySize": spec.memory,
-        "LastModified": _iso(info.updated_at),
-        "CodeSha256": code_sha,
-        "Version": version,
-        "TracingConfig": {"Mode": "PassThrough"},
-        "RevisionId": revision_id(info),
-        "State": "Active",
-        "LastUpdateStatus": "Successful",
-        "PackageType": "Zip",
-        "Architectures": ["x86_64"],
-        "EphemeralStorage": {"Size": 512},
-        "LoggingConfig": {"LogFormat": "Text", "LogGroup": f"/aws/lambda/{name}"},
-    }
-    if spec.env:
-        cfg["Environment"] = {"Variables": dict(spec.env)}
-    durable = lambda_durable.durable_config(a)
-    if durable is not None:
-        cfg["DurableConfig"] = durable
-    return cfg
-
-
-def revision_info(info: FunctionInfo, rev: Revision) -> FunctionInfo:
-    """`info` (the function) as it was at revision `rev`."""
-    return FunctionInfo(name=info.name, revision=rev.number, created_at=info.created_at,
-                        updated_at=rev.created_at, spec=rev.spec, code_sha256=rev.code_sha256)
-
-
-class Target:
-    """What a qualifier resolved to: the revision to run or show, its Lambda version, and the alias."""
-
-    __slots__ = ("alias", "description", "info", "revision", "version")
-
-    def __init__(self, info: FunctionInfo, revision: Revision | None, version: str, alias: Alias | None = None,
-                 description: str = ""):
-        self.info = info  # the function as of `revision`
-        self.revision = revision  # None: the current revision ($LATEST)
-        self.version = version
-        self.alias = alias
-        self.description = description
-
-
-def alias_configuration(alias: Alias, lname: str, region: str) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "AliasArn": f"{arn(region, lname)}:{alias.name}", "Name": alias.name, "FunctionVersion": alias.version,
-        "Description": alias.description,
-        "RevisionId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"polyfn-alias:{alias.function}:{alias.name}:{alias.updated_at}")),
-    }
-    if alias.weights:
-        out["RoutingConfig"] = {"AdditionalVersionWeights": dict(alias.weights)}
-    return out
-
-
-def _page(items: list[Any], q: Any, key: Any, what: str) -> tuple[list[Any], str | None]:
-    """One page of `items` (sorted by `key`) after `Marker`, at most `MaxItems`; and the next marker."""
-    try:
-        max_items = int(q.get("MaxItems", "50"))
-    except ValueError:
-        raise _invalid("MaxItems must be an integer") from None
-    if not 1 <= max_items <= 10000:
-        raise _invalid(f"MaxItems={max_items}: must be 1..10000")
-    if q.get("Marker"):
-        try:
-            after = base64.urlsafe_b64decode(q["Marker"].encode()).decode()
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            raise _invalid(f"Marker is not a marker returned by {what}") from None
-        items = [i for i in items if key(i) > after]
-    page = items[:max_items]
-    marker = base64.urlsafe_b64encode(key(page[-1]).encode()).decode() if len(items) > max_items else None
-    return page, marker
-
-
-def _unknown(body: dict[str, Any], allowed: set[str], what: str) -> None:
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise _invalid(f"polyfn does not support {', '.join(unknown)} in {what} "
-                       f"(supported: {', '.join(sorted(allowed - _IGNORED))})")
-
-
-def _spec_fields(body: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
-    """Merge Lambda configuration parameters into polyfn spec fields (`base` is the current spec)."""
-    fields = dict(base)
-    ann = dict(fields.get("annotations") or {})
-    if "Runtime" in body:
-        try:
-            target = runtimes.lambda_target(str(body["Runtime"]))
-        except runtimes.UnsupportedRuntime as e:
-            raise _invalid(str(e)) from None
-        fields.update(runtime=target.runtime, flavor=target.flavor)
-        ann[A_RUNTIME] = body["Runtime"]
-    if "Handler" in body:
-        fields["handler"] = body["Handler"]
-    if "Timeout" in body:
-        if not isinstance(body["Timeout"], int) or body["Timeout"] < 1:
-            raise _invalid(f"Timeout={body['Timeout']!r}: must be a positive number of seconds")
-        fields["timeout"] = float(body["Timeout"])
-    if "MemorySize" in body:
-        if not isinstance(body["MemorySize"], int) or not 128 <= body["MemorySize"] <= 10240:
-            raise _invalid(f"MemorySize={body['MemorySize']!r}: must be 128..10240 (MB)")
-        fields["memory"] = body["MemorySize"]
-    if "Environment" in body:
-        env = (body["Environment"] or {}).get("Variables") or {}
-        if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
-            raise _invalid("Environment.Variables must be a map of strings")
-        fields["env"] = env
-    if "Role" in body:
-        ann[A_ROLE] = str(body["Role"])
-    if body.get("DurableConfig") is not None:  # a durable function (lambda_durable.py)
-        ann[lambda_durable.A_DURABLE] = json.dumps(body["DurableConfig"])
-    if "Description" in body:
-        ann[A_DESC] = str(body["Description"])[:256]
-    for k, v in (body.get("Tags") or {}).items():
-        ann[A_TAG + str(k)] = str(v)
-    fields["annotations"] = ann
-    return fields
-
-
-def _zip_files(node: Node, code: dict[str, Any], fields: dict[str, Any]) -> dict[str, bytes]:
+def _zip_files(settings: Settings, code: dict[str, Any], fields: dict[str, Any]) -> dict[str, bytes]:
     if code.get("ImageUri"):
         raise _invalid("polyfn runs code, not container images: send Code.ZipFile (PackageType Zip)")
     if code.get("S3Bucket") or code.get("S3Key"):
@@ -311,7 +101,7 @@ def _zip_files(node: Node, code: dict[str, Any], fields: dict[str, Any]) -> dict
         data = base64.b64decode(raw, validate=True)
     except (binascii.Error, TypeError, ValueError):
         raise _invalid("Code.ZipFile is not valid base64") from None
-    s = node.settings
+    s = settings
     try:
         files = archive.files_from_zip(data, s.max_code_size, s.max_code_files)
     except DeployError as e:
@@ -326,16 +116,24 @@ def _zip_files(node: Node, code: dict[str, Any], fields: dict[str, Any]) -> dict
     return files
 
 
-class LambdaApi:
-    def __init__(self, node: Node):
-        self.node = node
+class LambdaApi(common.VendorFace):
+    """`store` is the metadata store whole (its engine also holds the versions and aliases); `keys` the key ring
+    (SigV4 verification needs its `ensure` and signing credentials)."""
+
+    def __init__(self, *, registry: LiveFunctions, workflows: Any, admin_key: str, **shared: Any):
+        super().__init__(**shared)
+        self.store: Any
+        self.keys: Any
+        self.registry = registry
+        self.workflows = workflows  # durable executions (lambda_durable.py)
+        self.admin_key = admin_key  # signs the code download URLs
         self._versions: VersionStore | None = None
         self.durable: Any = None  # lambda_durable.DurableApi: the durable-execution control plane
 
     @property
     def versions(self) -> VersionStore:
-        if self._versions is None:  # the store opens after the routes are installed
-            self._versions = VersionStore(self.node.store)
+        if self._versions is None:
+            self._versions = VersionStore(self.store)
         return self._versions
 
     # -- plumbing -------------------------------------------------------------------------------------
@@ -352,7 +150,7 @@ class LambdaApi:
             name = k.decode("latin-1").lower()
             value = v.decode("latin-1")
             headers[name] = f"{headers[name]},{value}" if name in headers else value
-        ring = self.node.keys
+        ring = self.keys
         claimed = sigv4.claimed_key_id(headers.get("authorization", ""))
         if claimed and ring is not None:
             await ring.ensure(claimed)
@@ -388,7 +186,7 @@ class LambdaApi:
         lname, q = parse_function_name(value)
         q = qualifier or q
         pname = polyfn_name(lname)
-        info = await self.node.store.get_function(pname)
+        info = await self.store.get_function(pname)
         if info is None or info.spec.annotations.get(A_NAME, info.name) != lname:
             raise LambdaError(404, "ResourceNotFoundException", f"Function not found: {arn(region, lname)}"
                               + (f":{q}" if q else ""))
@@ -416,7 +214,7 @@ class LambdaApi:
             if number == LATEST:
                 return Target(info, None, LATEST, alias)
         v = await self.versions.get_version(info.name, int(number))
-        rev = await self.node.store.get_revision(info.name, v.revision) if v is not None else None
+        rev = await self.store.get_revision(info.name, v.revision) if v is not None else None
         if v is None or rev is None:
             raise LambdaError(404, "ResourceNotFoundException",
                               f"Function not found: {arn(region, lname)}:{number}")
@@ -428,7 +226,7 @@ class LambdaApi:
 
     async def deploy(self, fields: dict[str, Any], files: dict[str, bytes]) -> FunctionInfo:
         try:
-            info, _created, _detected = await self.node.deployer.deploy(fields, files)
+            info, _created, _detected = await self.deployer.deploy(fields, files)
         except DeployError as e:
             if e.status == 413:
                 raise LambdaError(413, "RequestEntityTooLargeException", e.message) from None
@@ -473,7 +271,7 @@ class LambdaApi:
             validate_name(pname)
         except SpecError as e:
             raise _invalid(str(e)) from None
-        if await self.node.store.get_function(pname) is not None:
+        if await self.store.get_function(pname) is not None:
             raise LambdaError(409, "ResourceConflictException", f"Function already exist: {lname}")
         if "Runtime" not in body:
             raise _invalid("Runtime is required for a Zip package: one of "
@@ -484,7 +282,7 @@ class LambdaApi:
         fields = _spec_fields(body, base)
         code = body.get("Code") or {}
         _unknown(code, _CODE_FIELDS, "Code")
-        files = _zip_files(self.node, code, fields)
+        files = _zip_files(self.settings, code, fields)
         info = await self.deploy(fields, files)
         if body.get("Publish"):
             return _json(await self.publish(info, ident.region), 201)
@@ -493,7 +291,7 @@ class LambdaApi:
     async def publish(self, info: FunctionInfo, region: str, description: str = "") -> dict[str, Any]:
         """Freeze the current revision as a version (or return the newest one, if nothing changed)."""
         done = await self.versions.publish(info.name, description)
-        rev = await self.node.store.get_revision(info.name, done[0].revision) if done is not None else None
+        rev = await self.store.get_revision(info.name, done[0].revision) if done is not None else None
         if done is None or rev is None:  # deleted meanwhile
             raise LambdaError(404, "ResourceNotFoundException", f"Function not found: {arn(region, info.name)}")
         v = done[0]
@@ -515,18 +313,18 @@ class LambdaApi:
 
     def _code_sig(self, info: FunctionInfo, expires: int) -> str:
         msg = f"{info.name}:{info.revision}:{expires}".encode()
-        return hmac.new(self.node.admin_key.encode(), msg, hashlib.sha256).hexdigest()
+        return hmac.new(self.admin_key.encode(), msg, hashlib.sha256).hexdigest()
 
     async def download_code(self, request: Request, name: str) -> Response:
         """Code.Location of GetFunction: a link valid for CODE_URL_TTL seconds, like S3's presigned URL."""
         q = request.query_params
-        info = await self.node.store.get_function(name)
+        info = await self.store.get_function(name)
         try:
             expires = int(q.get("expires", "0"))
             revision = int(q.get("revision", "0"))
         except ValueError:
             expires = revision = 0
-        rev = await self.node.store.get_revision(name, revision) if info is not None else None
+        rev = await self.store.get_revision(name, revision) if info is not None else None
         if (info is None or rev is None or expires < time.time()
                 or not hmac.compare_digest(self._code_sig(revision_info(info, rev), expires), q.get("signature", ""))):
             raise LambdaError(403, "AccessDeniedException", "the code link is invalid or has expired")
@@ -548,7 +346,7 @@ class LambdaApi:
             self.require(ident, "ListFunctions", None)
         else:
             self.require(ident, "ListFunctions", bound)
-        infos = [i for i in await self.node.store.list_functions() if not bound or i.name == bound]
+        infos = [i for i in await self.store.list_functions() if not bound or i.name == bound]
         page, marker = _page(infos, request.query_params, lambda i: i.name, "ListFunctions")
         out: dict[str, Any] = {"Functions": [configuration(i, ident.region) for i in page]}
         if marker:
@@ -562,7 +360,7 @@ class LambdaApi:
         info = await self.find(function_name, ident.region)
         if q is not None:
             return await self.delete_version(info, q, ident.region)
-        if not await common.delete_function(self.node, info.name):
+        if not await self.remove_function(info.name):
             raise LambdaError(404, "ResourceNotFoundException", f"Function not found: {function_name}")
         return Response(status_code=204, headers={"x-amzn-RequestId": _request_id()})
 
@@ -581,7 +379,7 @@ class LambdaApi:
         if v is None:
             raise LambdaError(404, "ResourceNotFoundException", f"Function not found: {arn(region, lname)}:{q}")
         if v.revision != info.revision:
-            self.node.registry.remove_revision(info.name, v.revision)
+            self.registry.remove_revision(info.name, v.revision)
         return Response(status_code=204, headers={"x-amzn-RequestId": _request_id()})
 
     async def update_code(self, request: Request, function_name: str) -> Response:
@@ -592,7 +390,7 @@ class LambdaApi:
         info = await self.find(function_name, ident.region)
         self.check_revision(body, info)
         fields = {k: v for k, v in _spec_dict(info).items()}
-        files = _zip_files(self.node, body, fields)
+        files = _zip_files(self.settings, body, fields)
         if body.get("DryRun"):
             return _json(configuration(info, ident.region))
         info = await self.deploy(fields, files)
@@ -608,7 +406,7 @@ class LambdaApi:
         info = await self.find(function_name, ident.region)
         self.check_revision(body, info)
         fields = _spec_fields(body, _spec_dict(info))
-        files = await common.current_files(self.node, info.name)
+        files = await common.current_files(self.store, info.name)
         if files is None:
             raise LambdaError(404, "ResourceNotFoundException", f"Function not found: {function_name}")
         info = await self.deploy(fields, files)
@@ -630,35 +428,33 @@ class LambdaApi:
             except ValueError:
                 raise LambdaError(400, "InvalidRequestContentException",
                                   "Could not parse request body into json: the payload must be JSON") from None
-        if len(body) > self.node.settings.max_payload:
+        if len(body) > self.settings.max_payload:
             raise LambdaError(413, "RequestTooLargeException",
-                              f"Request must be smaller than {self.node.settings.max_payload} bytes for the "
+                              f"Request must be smaller than {self.settings.max_payload} bytes for the "
                               "InvokeFunction operation")
         rid = _request_id()
         if kind == "DryRun":
             return Response(status_code=204, headers={"x-amzn-RequestId": rid})
-        if lambda_durable.A_DURABLE in info.spec.annotations:  # starts a durable execution
+        if A_DURABLE in info.spec.annotations:  # starts a durable execution
             return await self.durable.invoke(request, t, body, kind, rid)
         fheaders = [("x-amz-invocation-type", kind), ("x-amzn-requestid", rid)]
         if h.get("x-amz-client-context"):
             fheaders.append(("x-amz-client-context", h["x-amz-client-context"]))
 
         def run() -> Any:
-            return self.node.invoker.invoke(info.name, "event", "lambda", "POST", "/", "", fheaders, body,
+            return self.invoker.invoke(info.name, "event", "lambda", "POST", "/", "", fheaders, body,
                                             "application/json", revision=t.revision)
 
         if kind == "Event":
             # a version or alias: the job is pinned to its revision (the queue runs the current one otherwise)
             qheaders = fheaders if t.revision is None else [*fheaders, (REVISION_HEADER, str(t.revision.number))]
             try:
-                queued = await common.submit_async(self.node, info.name, "event", "lambda", body, "application/json",
-                                                   qheaders, job_id=rid.replace("-", ""))
+                await common.submit_async(self.queue, info.name, "event", "lambda", body, "application/json",
+                                          qheaders, job_id=rid.replace("-", ""))
             except common.AsyncRejected as e:
                 if e.status >= 500:  # the queue did not take it (the cluster's NATS away): retryable
                     raise LambdaError(500, "ServiceException", e.message) from None
                 raise LambdaError(413 if e.status == 413 else 400, "InvalidParameterValueException", e.message) from None
-            if not queued:
-                common.background(self.node).submit(run())
             return Response(status_code=202, headers={"x-amzn-RequestId": rid})
         out = await run()
         return await self.invoke_response(out, info, rid, log_type == "Tail", t.version)
@@ -702,8 +498,8 @@ class LambdaApi:
 
     async def log_tail(self, activation_id: str, info: FunctionInfo, version: str = LATEST) -> str:
         """Base64 of the last 4 KB of the activation's log, framed as Lambda frames it."""
-        await self.node.recorder.flush()
-        act = await self.node.store.get_activation(activation_id)
+        await self.recorder.flush()
+        act = await self.store.get_activation(activation_id)
         if act is None:
             return ""
         lines = [f"START RequestId: {act.id} Version: {version}"]
@@ -739,7 +535,7 @@ class LambdaApi:
         info = await self.find(function_name, ident.region)
         entries: list[tuple[str, Target]] = [(LATEST, Target(info, None, LATEST))]  # "$" sorts before digits
         for v in await self.versions.list_versions(info.name):
-            rev = await self.node.store.get_revision(info.name, v.revision)
+            rev = await self.store.get_revision(info.name, v.revision)
             if rev is not None:
                 entries.append((f"{v.number:010d}", Target(revision_info(info, rev), rev, str(v.number), None,
                                                             v.description)))
@@ -888,8 +684,9 @@ def _error_of(body: bytes) -> dict[str, Any]:
         return {}
 
 
-def install(app: FastAPI, node: Node) -> None:
-    api = LambdaApi(node)
+def install(app: FastAPI, **services: Any) -> None:
+    """`services`: what `LambdaApi` takes (the composition root hands them in)."""
+    api = LambdaApi(**services)
     r = APIRouter(include_in_schema=False)
     p = "/2015-03-31/functions"
     r.add_api_route(p, api.create_function, methods=["POST"])
@@ -909,7 +706,7 @@ def install(app: FastAPI, node: Node) -> None:
     r.add_api_route(p + "/{function_name}/aliases/{alias_name}", api.get_alias, methods=["GET"])
     r.add_api_route(p + "/{function_name}/aliases/{alias_name}", api.update_alias, methods=["PUT"])
     r.add_api_route(p + "/{function_name}/aliases/{alias_name}", api.delete_alias, methods=["DELETE"])
-    api.durable = lambda_durable.install(r, api)
+    api.durable = lambda_durable.install(r, api.auth, api.workflows)
     for prefix in ("2015-03-31", "2016-08-19", "2017-03-31", "2017-10-31", "2018-10-31", "2019-09-25",
                    "2019-09-30", "2020-04-22", "2020-06-30", "2021-10-31"):
         r.add_api_route(f"/{prefix}/{{rest:path}}", api.unsupported,

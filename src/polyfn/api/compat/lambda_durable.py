@@ -17,37 +17,26 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-# (lambda_api imports this module: its names are read at call time)
-from polyfn.api.compat import lambda_api as lam
+from polyfn.api.compat import lambda_wire as lam
+from polyfn.api.compat.lambda_wire import durable_config
 from polyfn.auth.keys import allows
 from polyfn.workflows.durable import CheckpointRefused
 from polyfn.workflows.service import DURABLE_NAMESPACE, WorkflowError
 from polyfn.workflows.store import Execution
 
 if TYPE_CHECKING:
-    from polyfn.api.compat.lambda_api import LambdaApi, Target
+    from polyfn.api.compat.lambda_wire import Target
 
-A_DURABLE = "aws.lambda/durable"  # annotation: the function's DurableConfig (JSON)
 P = "/2025-12-01"
 _STATUS = {"ABORTED": "STOPPED"}  # polyfn's execution status → the durable API's
 _TIMESTAMPS = (("StartTimestamp",), ("EndTimestamp",), ("StepDetails", "NextAttemptTimestamp"),
                ("WaitDetails", "ScheduledEndTimestamp"))
-
-
-def durable_config(annotations: dict[str, str]) -> dict[str, Any] | None:
-    raw = annotations.get(A_DURABLE)
-    if raw is None:
-        return None
-    try:
-        cfg = json.loads(raw)
-    except ValueError:
-        return {}
-    return cfg if isinstance(cfg, dict) else {}
 
 
 def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -75,18 +64,19 @@ def _error(e: WorkflowError) -> lam.LambdaError:
 
 
 class DurableApi:
-    def __init__(self, api: LambdaApi):
-        self.api = api
+    def __init__(self, verify: Callable[..., Awaitable[Any]], workflows: Any):
+        self.verify = verify  # LambdaApi.auth: SigV4, then the key's scope
+        self.workflows = workflows
 
     @property
     def service(self) -> Any:
-        svc = self.api.node.workflows
+        svc = self.workflows
         if svc is None:
             raise lam.LambdaError(503, "ServiceException", "the workflow service is not running")
         return svc
 
     async def auth(self, request: Request, scope: str, function: str | None) -> bytes:
-        ok, body = await self.api.auth(request)
+        ok, body = await self.verify(request)
         key = ok.key
         if key is None or not allows(key, scope, function):
             raise lam.LambdaError(403, "AccessDeniedException", f"User: {ok.access_key_id} is not authorized to perform this "
@@ -295,8 +285,8 @@ def _body_json(body: bytes) -> dict[str, Any]:
     return out
 
 
-def install(r: APIRouter, api: LambdaApi) -> DurableApi:
-    d = DurableApi(api)
+def install(r: APIRouter, auth: Callable[..., Awaitable[Any]], workflows: Any) -> DurableApi:
+    d = DurableApi(auth, workflows)
     r.add_api_route(P + "/durable-executions/{durable_arn:path}/checkpoint", d.checkpoint, methods=["POST"])
     r.add_api_route(P + "/durable-executions/{durable_arn:path}/state", d.state, methods=["GET"])
     r.add_api_route(P + "/durable-executions/{durable_arn:path}/history", d.history, methods=["GET"])

@@ -22,10 +22,8 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import msgspec
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -38,7 +36,7 @@ from polyfn.manifests.model import ManifestError, memory_mb
 from polyfn.model import Activation, FunctionInfo
 
 if TYPE_CHECKING:
-    from polyfn.server import Node
+    from polyfn.services import LiveFunctions
 
 NAMESPACE = "openfaas-fn"
 LABEL, ANN, IMAGE = "openfaas.label/", "openfaas.annotation/", "openfaas/image"
@@ -63,10 +61,10 @@ def _fn_name(value: str) -> str:
     return value.split(".", 1)[0]
 
 
-def function_status(node: Node, info: FunctionInfo) -> dict[str, Any]:
+def function_status(registry: LiveFunctions, info: FunctionInfo) -> dict[str, Any]:
     spec = info.spec
     a = spec.annotations
-    active = node.registry.get(info.name)
+    active = registry.get(info.name)
     stats = active.pool.stats() if active else {"idle": 0, "busy": 0}
     live = stats["idle"] + stats["busy"]
     return {
@@ -86,17 +84,18 @@ def function_status(node: Node, info: FunctionInfo) -> dict[str, Any]:
     }
 
 
-class OpenFaasApi:
-    def __init__(self, node: Node):
-        self.node = node
+class OpenFaasApi(common.VendorFace):
+    def __init__(self, *, registry: LiveFunctions, **shared: Any):
+        super().__init__(**shared)
+        self.registry = registry
 
     def auth(self, request: Request) -> None:
-        if keys.check_basic(self.node, request.headers.get("authorization", "")) is None:
+        if keys.check_basic(self.keys, request.headers.get("authorization", "")) is None:
             raise OpenFaasError(401, "Unauthorized: use basic auth with user admin and a polyfn admin key "
                                 "(faas-cli login -u admin --password-stdin)")
 
     async def info(self, name: str) -> FunctionInfo:
-        info = await self.node.store.get_function(_fn_name(name))
+        info = await self.store.get_function(_fn_name(name))
         if info is None:
             raise OpenFaasError(404, f"function {_fn_name(name)!r} not found")
         return info
@@ -105,12 +104,12 @@ class OpenFaasApi:
 
     async def list_functions(self, request: Request) -> Response:
         self.auth(request)
-        infos = await self.node.store.list_functions()
-        return JSONResponse([function_status(self.node, i) for i in infos])
+        infos = await self.store.list_functions()
+        return JSONResponse([function_status(self.registry, i) for i in infos])
 
     async def get_function(self, request: Request, name: str) -> Response:
         self.auth(request)
-        return JSONResponse(function_status(self.node, await self.info(name)))
+        return JSONResponse(function_status(self.registry, await self.info(name)))
 
     async def _body(self, request: Request) -> dict[str, Any]:
         try:
@@ -155,7 +154,7 @@ class OpenFaasApi:
 
     async def _deploy(self, fields: dict[str, Any], files: dict[str, bytes]) -> None:
         try:
-            await self.node.deployer.deploy(fields, files)
+            await self.deployer.deploy(fields, files)
         except DeployError as e:
             raise OpenFaasError(400 if e.status < 500 else e.status, f"{e.code}: {e.message}") from None
 
@@ -165,16 +164,16 @@ class OpenFaasApi:
         name = str(body.get("service") or "")
         if not name or not body.get("image"):
             raise OpenFaasError(400, "service and image are required")
-        if await self.node.store.get_function(name) is not None:
+        if await self.store.get_function(name) is not None:
             return await self._update(name, body)
-        source = next((i for i in await self.node.store.list_functions()
+        source = next((i for i in await self.store.list_functions()
                        if i.spec.annotations.get(IMAGE) == body["image"]), None)
         if source is None:
             raise OpenFaasError(400, f"polyfn has no code for image {body['image']!r}: polyfn runs code, not "
                                 "container images. Deploy the handler folder with `polyfn deploy -f stack.yml` "
                                 "(faas-cli build + deploy in one step); then faas-cli can deploy, update, scale, "
                                 "invoke and remove it here")
-        files = await common.current_files(self.node, source.name)
+        files = await common.current_files(self.store, source.name)
         base = msgspec.structs.asdict(source.spec)
         base.update(name=name, annotations={k: v for k, v in source.spec.annotations.items()
                                             if not k.startswith((LABEL, ANN))})
@@ -185,13 +184,13 @@ class OpenFaasApi:
         self.auth(request)
         body = await self._body(request)
         name = str(body.get("service") or "")
-        if await self.node.store.get_function(name) is None:
+        if await self.store.get_function(name) is None:
             raise OpenFaasError(404, f"function {name!r} not found")
         return await self._update(name, body)
 
     async def _update(self, name: str, body: dict[str, Any]) -> Response:
         info = await self.info(name)
-        files = await common.current_files(self.node, name)
+        files = await common.current_files(self.store, name)
         base = msgspec.structs.asdict(info.spec)
         base["min_instances"], base["max_instances"] = info.spec.min_instances, info.spec.max_instances
         await self._deploy(self._fields(body, base), files or {})
@@ -203,7 +202,7 @@ class OpenFaasApi:
         name = _fn_name(str(body.get("functionName") or ""))
         if not name:
             raise OpenFaasError(400, "functionName is required")
-        if not await common.delete_function(self.node, name):
+        if not await self.remove_function(name):
             raise OpenFaasError(404, f"function {name!r} not found")
         return Response(status_code=202)
 
@@ -218,7 +217,7 @@ class OpenFaasApi:
         if spec["min_instances"] != replicas:
             spec["min_instances"] = replicas
             spec["max_instances"] = max(spec["max_instances"], replicas)
-            files = await common.current_files(self.node, info.name)
+            files = await common.current_files(self.store, info.name)
             await self._deploy(spec, files or {})
         return Response(status_code=202)
 
@@ -246,8 +245,8 @@ class OpenFaasApi:
                 since = datetime.fromisoformat(q["since"].replace("Z", "+00:00")).timestamp()
             except ValueError:
                 raise OpenFaasError(400, "since must be an RFC 3339 time") from None
-        await self.node.recorder.flush()
-        lines = await self.node.store.get_logs(info.name, since=since, limit=tail if tail > 0 else 100_000)
+        await self.recorder.flush()
+        lines = await self.store.get_logs(info.name, since=since, limit=tail if tail > 0 else 100_000)
         follow = q.get("follow", "").lower() == "true"
 
         def entry(act: str, ts: float, text: str) -> bytes:
@@ -260,7 +259,7 @@ class OpenFaasApi:
             if not follow:
                 return
             queue: asyncio.Queue[Activation] = asyncio.Queue(maxsize=10000)
-            unsubscribe = self.node.recorder.follow(info.name, lambda a: queue.full() or queue.put_nowait(a))
+            unsubscribe = self.recorder.follow(info.name, lambda a: queue.full() or queue.put_nowait(a))
             try:
                 while True:
                     act = await queue.get()
@@ -276,7 +275,7 @@ class OpenFaasApi:
     async def invoke(self, request: Request, name: str, path: str = "") -> Response:
         body = await request.body()
         headers = from_outside([(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]])
-        out = await self.node.invoker.invoke(_fn_name(name), "http", "http", request.method, "/" + path,
+        out = await self.invoker.invoke(_fn_name(name), "http", "http", request.method, "/" + path,
                                              request.scope["query_string"].decode("latin-1"), headers, body,
                                              request.headers.get("content-type", ""))
         return Response(out.body, status_code=out.status,
@@ -287,7 +286,7 @@ class OpenFaasApi:
         per the function's policy), and the result is POSTed to `X-Callback-Url` in OpenFaaS's shape (the
         function's body and headers plus X-Call-Id, X-Function-Status …), retried until delivered."""
         fname = _fn_name(name)
-        if self.node.registry.get(fname) is None:
+        if self.registry.get(fname) is None:
             raise OpenFaasError(404, f"function {fname!r} not found")
         body = await request.body()
         call_id = request.headers.get("x-call-id") or str(uuid.uuid4())
@@ -295,8 +294,8 @@ class OpenFaasApi:
         if callback:
             from polyfn.auth.callbacks import check_callback
 
-            key = self.node.keys.from_authorization(request.headers.get("authorization", "")) if self.node.keys else None
-            refusal = check_callback(callback, fname, key, self.node.settings.callback_hosts)
+            key = self.keys.from_authorization(request.headers.get("authorization", "")) if self.keys else None
+            refusal = check_callback(callback, fname, key, self.settings.callback_hosts)
             if refusal is not None:
                 raise OpenFaasError(400, f"{refusal[0]}: {refusal[1]}")
         headers = from_outside([(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]])
@@ -305,22 +304,10 @@ class OpenFaasApi:
         method, ct = request.method, request.headers.get("content-type", "")
         keep = [(k, v) for k, v in headers if k.lower() not in ("x-callback-url", "authorization", "content-length")]
         try:
-            queued = await common.submit_async(self.node, fname, "http", ASYNC_TRIGGER, body, ct, keep, method,
-                                               "/" + path, query, callback, call_id.replace("-", ""))
+            await common.submit_async(self.queue, fname, "http", ASYNC_TRIGGER, body, ct, keep, method,
+                                      "/" + path, query, callback, call_id.replace("-", ""))
         except common.AsyncRejected as e:
             raise OpenFaasError(e.status, e.message) from None
-        if not queued:  # a node without the durable queue: run it in the background (lost if the node stops)
-            async def run() -> None:
-                out = await self.node.invoker.invoke(fname, "http", ASYNC_TRIGGER, method, "/" + path, query, keep,
-                                                     body, ct)
-                if callback:
-                    fake = SimpleNamespace(headers=keep, function=fname, enqueued_at=started, id=call_id)
-                    payload, hdrs = callback_shape(fake, out, "", None)
-                    async with httpx.AsyncClient(timeout=30) as client:
-                        await client.post(callback, content=payload, headers=hdrs)
-
-            started = time.time()
-            common.background(self.node).submit(run())
         return Response(status_code=202, headers={"X-Call-Id": call_id, "X-Start-Time": str(time.time_ns())})
 
 
@@ -344,11 +331,12 @@ def callback_shape(job: Any, out: Any, status: str, reason: str | None) -> tuple
     return (out.body if out is not None else b""), hdrs
 
 
-def install(app: FastAPI, node: Node) -> None:
-    from polyfn.queue.dispatcher import CALLBACK_FORMATS
+def install(app: FastAPI, **services: Any) -> None:
+    """`services`: what `OpenFaasApi` takes (the composition root hands them in)."""
+    from polyfn.queue.callbacks import CALLBACK_FORMATS
 
     CALLBACK_FORMATS[ASYNC_TRIGGER] = callback_shape
-    api = OpenFaasApi(node)
+    api = OpenFaasApi(**services)
     r = APIRouter(include_in_schema=False)
     r.add_api_route("/system/functions", api.list_functions, methods=["GET"])
     r.add_api_route("/system/functions", api.deploy, methods=["POST"])

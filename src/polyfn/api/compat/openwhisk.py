@@ -21,7 +21,7 @@ import binascii
 import json
 import re
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl
 
 import msgspec
@@ -31,32 +31,17 @@ from fastapi.responses import JSONResponse, Response
 from polyfn import jsontext
 from polyfn.api.compat import common, keys
 from polyfn.api.compat.openwhisk_compositions import Compositions
+from polyfn.api.compat.whisk_names import A_ANN, A_KIND, A_NAME, A_PARAMS, NAMESPACE, WhiskError, polyfn_name
+from polyfn.api.compat.whisk_names import annotation as _ann
 from polyfn.deploy import archive
 from polyfn.deploy.errors import DeployError
 from polyfn.invoker import Outcome
 from polyfn.manifests import runtimes
 from polyfn.model import Activation, FunctionInfo, SpecError, validate_name
 
-if TYPE_CHECKING:
-    from polyfn.server import Node
-
-NAMESPACE = "polyfn"
-A_NAME, A_PARAMS, A_ANN, A_KIND = "openwhisk/name", "openwhisk/parameters", "openwhisk/annotations", "openwhisk/kind"
 ACTION_FIELDS = {"namespace", "name", "exec", "parameters", "annotations", "limits", "publish", "version"}
 WEB_EXTENSIONS = {"json": "application/json", "http": "", "text": "text/plain", "html": "text/html",
                   "svg": "image/svg+xml"}
-
-
-class WhiskError(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def polyfn_name(name: str) -> str:
-    n = name.replace("/", "-").replace("_", "-").lower()
-    return n if n[:1].isalpha() else "ow-" + n
 
 
 def _kind(kind: str) -> str:
@@ -66,16 +51,6 @@ def _kind(kind: str) -> str:
     if lang == "nodejs":
         return "node"
     raise WhiskError(400, f"exec.kind {kind!r} is not supported: polyfn runs python:* and nodejs:* actions")
-
-
-def _ann(info: FunctionInfo, key: str, default: Any) -> Any:
-    raw = info.spec.annotations.get(key)
-    if raw is None:
-        return default
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return default
 
 
 def action_json(info: FunctionInfo) -> dict[str, Any]:
@@ -134,19 +109,20 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-class WhiskApi:
-    def __init__(self, node: Node):
-        self.node = node
-        self.compositions = Compositions(self)  # sequences and conductor actions (openwhisk_compositions.py)
+class WhiskApi(common.VendorFace):
+    def __init__(self, *, workflows: Any, **shared: Any):
+        super().__init__(**shared)
+        self.workflows = workflows  # sequences and conductor actions run as workflows
+        self.compositions = Compositions(self.store, workflows)  # sequences and conductor actions (openwhisk_compositions.py)
 
     def auth(self, request: Request) -> str:
-        who = keys.check_basic(self.node, request.headers.get("authorization", ""), "deploy")
+        who = keys.check_basic(self.keys, request.headers.get("authorization", ""), "deploy")
         if who is None:
             raise WhiskError(401, "The supplied authentication is invalid")
         return who
 
     async def find(self, name: str) -> FunctionInfo:
-        info = await self.node.store.get_function(polyfn_name(name))
+        info = await self.store.get_function(polyfn_name(name))
         if info is None or info.spec.annotations.get(A_NAME, info.name) != name:
             raise WhiskError(404, "The requested resource does not exist.")
         return info
@@ -156,7 +132,7 @@ class WhiskApi:
     async def list_actions(self, request: Request, ns: str) -> Response:
         self.auth(request)
         skip, limit = _paging(request)
-        infos = await self.node.store.list_functions()
+        infos = await self.store.list_functions()
         actions = [action_json(i) for i in infos] + [Compositions.action_json(m) for m in await self.compositions.all()]
         return JSONResponse(actions[skip: skip + limit])
 
@@ -171,7 +147,7 @@ class WhiskApi:
         if (seq := await self.compositions.find(name)) is not None:
             return await self.compositions.delete(seq)
         info = await self.find(name)
-        await common.delete_function(self.node, info.name)
+        await self.remove_function(info.name)
         return JSONResponse(action_json(info))
 
     async def put_action(self, request: Request, ns: str, name: str) -> Response:
@@ -192,7 +168,7 @@ class WhiskApi:
             raise WhiskError(400, str(e)) from None
         if (body.get("exec") or {}).get("kind") == "sequence":
             return await self.compositions.put(name, body, request.query_params.get("overwrite", "false") == "true")
-        existing = await self.node.store.get_function(pname)
+        existing = await self.store.get_function(pname)
         if existing is not None and request.query_params.get("overwrite", "false") != "true":
             raise WhiskError(409, "resource already exists")
         exec_ = body.get("exec") or {}
@@ -229,9 +205,9 @@ class WhiskApi:
         elif existing is None:
             raise WhiskError(400, "exec is required to create an action")
         else:
-            files = await common.current_files(self.node, pname) or {}
+            files = await common.current_files(self.store, pname) or {}
         try:
-            info, _created, _ = await self.node.deployer.deploy(fields, files)
+            info, _created, _ = await self.deployer.deploy(fields, files)
         except DeployError as e:
             raise WhiskError(400, f"{e.code}: {e.message}") from None
         return JSONResponse(action_json(info))
@@ -247,7 +223,7 @@ class WhiskApi:
             data = base64.b64decode(code, validate=True)
         except (binascii.Error, ValueError):
             raise WhiskError(400, "exec.code is not base64 (binary: true)") from None
-        s = self.node.settings
+        s = self.settings
         try:
             files = archive.files_from_zip(data, s.max_code_size, s.max_code_files)
         except DeployError as e:
@@ -284,24 +260,22 @@ class WhiskApi:
         aid = uuid.uuid4().hex
 
         def run() -> Any:
-            return self.node.invoker.invoke(info.name, "event", "openwhisk", "POST", "/", "", [],
+            return self.invoker.invoke(info.name, "event", "openwhisk", "POST", "/", "", [],
                                             json.dumps(args).encode(), "application/json", activation_id=aid)
 
         if not blocking:
             try:
-                queued = await common.submit_async(self.node, info.name, "event", "openwhisk", json.dumps(args).encode(),
-                                                   "application/json", job_id=aid)
+                await common.submit_async(self.queue, info.name, "event", "openwhisk", json.dumps(args).encode(),
+                                          "application/json", job_id=aid)
             except common.AsyncRejected as e:
                 raise WhiskError(e.status, e.message) from None
-            if not queued:
-                common.background(self.node).submit(run())
             return JSONResponse({"activationId": aid}, status_code=202)
         out = await run()
         status, result = _result(out, info)
         if result_only:
             return JSONResponse(result, status_code=status)
-        await self.node.recorder.flush()
-        act = await self.node.store.get_activation(aid)
+        await self.recorder.flush()
+        act = await self.store.get_activation(aid)
         record = activation_json(act, action_json(info)["name"], subject) if act else {"activationId": aid}
         if act is not None:
             record["response"]["result"] = result
@@ -340,7 +314,7 @@ class WhiskApi:
                 args["__ow_body"] = base64.b64encode(raw).decode()
         args.update({"__ow_method": request.method.lower(), "__ow_headers": dict(request.headers.items()),
                      "__ow_path": "/" + path if path else ""})
-        out = await self.node.invoker.invoke(info.name, "event", "openwhisk-web", "POST", "/", "", [],
+        out = await self.invoker.invoke(info.name, "event", "openwhisk-web", "POST", "/", "", [],
                                              json.dumps(args).encode(), "application/json")
         status, result = _result(out, info)
         if status != 200:
@@ -361,8 +335,8 @@ class WhiskApi:
         subject = self.auth(request)
         skip, limit = _paging(request)
         name = request.query_params.get("name")
-        await self.node.recorder.flush()
-        acts = await self.node.store.list_activations(function=polyfn_name(name) if name else None,
+        await self.recorder.flush()
+        acts = await self.store.list_activations(function=polyfn_name(name) if name else None,
                                                       limit=skip + limit)
         docs = request.query_params.get("docs") == "true"
         out = []
@@ -375,8 +349,8 @@ class WhiskApi:
         return JSONResponse(out)
 
     async def _activation(self, aid: str) -> Activation:
-        await self.node.recorder.flush()
-        act = await self.node.store.get_activation(aid)
+        await self.recorder.flush()
+        act = await self.store.get_activation(aid)
         if act is None:
             raise WhiskError(404, "The requested resource does not exist.")
         return act
@@ -464,8 +438,9 @@ def _http_result(result: Any) -> Response:
     return Response(data, status_code=status or (200 if data else 204), headers=headers)
 
 
-def install(app: FastAPI, node: Node) -> None:
-    api = WhiskApi(node)
+def install(app: FastAPI, **services: Any) -> None:
+    """`services`: what `WhiskApi` takes (the composition root hands them in)."""
+    api = WhiskApi(**services)
     r = APIRouter(include_in_schema=False)
     ns = "/api/v1/namespaces/{ns}"
     r.add_api_route("/api/v1/namespaces", api.namespaces, methods=["GET"])

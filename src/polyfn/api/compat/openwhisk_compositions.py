@@ -17,13 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi.responses import JSONResponse, Response
 
+from polyfn.api.compat.whisk_names import A_ANN, WhiskError, polyfn_name
+from polyfn.api.compat.whisk_names import NAMESPACE as OW_NAMESPACE
+from polyfn.api.compat.whisk_names import annotation as _ann
 from polyfn.workflows import sequences
 from polyfn.workflows.service import WorkflowError
 from polyfn.workflows.store import Execution, Machine
 
 if TYPE_CHECKING:
-    from polyfn.api.compat.openwhisk import WhiskApi
     from polyfn.model import FunctionInfo
+    from polyfn.services import FunctionStore
 
 BLOCKING_TIMEOUT = 60.0  # seconds a blocking invocation waits (OpenWhisk's default), then it answers 202
 NAMESPACE = "default"
@@ -36,35 +39,30 @@ def component_name(ref: str) -> str:
 
 
 class Compositions:
-    def __init__(self, whisk: WhiskApi):
-        self.whisk = whisk
+    def __init__(self, store: FunctionStore, workflows: Any):
+        self.store = store
+        self.workflows = workflows  # the workflow service (None: compositions answer 503)
 
     @property
     def service(self) -> Any:
-        from polyfn.api.compat.openwhisk import WhiskError
-
-        svc = self.whisk.node.workflows
+        svc = self.workflows
         if svc is None:
             raise WhiskError(503, "the workflow service is not running")
         return svc
 
     async def find(self, name: str) -> Machine | None:
-        from polyfn.api.compat.openwhisk import polyfn_name
-
-        if self.whisk.node.workflows is None:
+        if self.workflows is None:
             return None
         m = await self.service.store.get_machine(NAMESPACE, polyfn_name(name))
         return m if m is not None and m.meta.get("kind") == "sequence" and m.meta.get("ow_name") == name else None
 
     async def all(self) -> list[Machine]:
-        if self.whisk.node.workflows is None:
+        if self.workflows is None:
             return []
         return [m for m in await self.service.list_machines() if m.meta.get("kind") == "sequence" and m.meta.get("ow_name")]
 
     @staticmethod
     def action_json(m: Machine) -> dict[str, Any]:
-        from polyfn.api.compat.openwhisk import NAMESPACE as OW_NAMESPACE
-
         return {"namespace": OW_NAMESPACE, "name": m.meta["ow_name"], "version": f"0.0.{m.revision}",
                 "exec": {"kind": "sequence", "components": m.meta.get("ow_components", [])},
                 "annotations": [{"key": "exec", "value": "sequence"}], "parameters": [],
@@ -72,15 +70,13 @@ class Compositions:
                 "updated": int(m.updated_at * 1000)}
 
     async def put(self, name: str, body: dict[str, Any], overwrite: bool) -> Response:
-        from polyfn.api.compat.openwhisk import WhiskError, polyfn_name
-
         components = (body.get("exec") or {}).get("components")
         if not isinstance(components, list) or not components:
             raise WhiskError(400, "The request content was malformed: a sequence needs exec.components")
         functions = []
         for ref in components:
             action = component_name(str(ref))
-            info = await self.whisk.node.store.get_function(polyfn_name(action))
+            info = await self.store.get_function(polyfn_name(action))
             if info is None:
                 raise WhiskError(400, f"Sequence component does not exist: {ref}")
             functions.append(info.name)
@@ -88,7 +84,7 @@ class Compositions:
         existing = await self.service.store.get_machine(NAMESPACE, pname)
         if existing is not None and not overwrite:
             raise WhiskError(409, "resource already exists")
-        if await self.whisk.node.store.get_function(pname) is not None:
+        if await self.store.get_function(pname) is not None:
             raise WhiskError(409, f"an action {name!r} that is not a sequence exists already")
         meta = {"kind": "sequence", "sequence": functions, "ow_name": name, "ow_components": components}
         try:
@@ -109,8 +105,6 @@ class Compositions:
 
     @staticmethod
     def is_conductor(info: FunctionInfo) -> bool:
-        from polyfn.api.compat.openwhisk import A_ANN, _ann
-
         return any(isinstance(x, dict) and x.get("key") == "conductor" and x.get("value") in (True, "true")
                    for x in _ann(info, A_ANN, []))
 
@@ -119,8 +113,6 @@ class Compositions:
         try:
             ex = await svc.start_execution(machine, None, json.dumps(params))
         except WorkflowError as e:
-            from polyfn.api.compat.openwhisk import WhiskError
-
             raise WhiskError(400, e.message) from None
         if not blocking:
             return JSONResponse({"activationId": ex.id}, status_code=202)
@@ -135,8 +127,6 @@ class Compositions:
 
     async def invoke_conductor(self, info: FunctionInfo, shown: str, params: dict[str, Any], blocking: bool,
                                result_only: bool) -> Response:
-        from polyfn.api.compat.openwhisk import WhiskError
-
         name = f"conductor-{info.name}"[:80]
         try:
             await self.service.create_machine(name, sequences.conductor_definition(info.name), meta={"kind": "conductor"})
@@ -148,8 +138,6 @@ class Compositions:
 
 
 def _record(ex: Execution, name: str, result: Any, ok: bool) -> dict[str, Any]:
-    from polyfn.api.compat.openwhisk import NAMESPACE as OW_NAMESPACE
-
     end = ex.stopped_at or time.time()
     return {"activationId": ex.id, "namespace": OW_NAMESPACE, "name": name, "version": "0.0.1", "subject": "polyfn",
             "start": int(ex.started_at * 1000), "end": int(end * 1000), "duration": int((end - ex.started_at) * 1000),

@@ -1,0 +1,38 @@
+"""OpenWhisk's vocabulary shared by its two modules (openwhisk.py, openwhisk_compositions.py): the namespace it
+reports, the annotations that keep an action's OpenWhisk fields on a polyfn function, its names, its error."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from polyfn.model import FunctionInfo
+
+NAMESPACE = "polyfn"
+A_NAME, A_PARAMS, A_ANN, A_KIND = "openwhisk/name", "openwhisk/parameters", "openwhisk/annotations", "openwhisk/kind"
+
+
+class WhiskError(Exception):
+    """Answered as OpenWhisk does: `{"error": message, "code": <id>}` with `status`."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def polyfn_name(name: str) -> str:
+    """An OpenWhisk action name (`pkg/a_b`) as a polyfn function name (`pkg-a-b`)."""
+    n = name.replace("/", "-").replace("_", "-").lower()
+    return n if n[:1].isalpha() else "ow-" + n
+
+
+def annotation(info: FunctionInfo, key: str, default: Any) -> Any:
+    """A JSON annotation of the function (`default` when absent or not JSON)."""
+    raw = info.spec.annotations.get(key)
+    if raw is None:
+        return default
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return default

@@ -1,0 +1,426 @@
+"""The composition root: one polyfn node, every part built complete from `Settings`, in dependency order.
+
+`Node(settings)` constructs everything (no part is a placeholder filled in later) and writes one ordered
+start list (`lifecycle.Lifecycle`). `start()` runs it; `stop()` stops what started, last first — also when a
+start fails halfway. The faces (the API, the console, the vendor APIs, the app platform) receive the narrow
+services they use, declared in `services.py`, never the node.
+
+Shutdown order (the start list reversed): cluster sync → workflows → triggers → the object store's port →
+the async queue (running jobs finish) → no new invocations, pools drain (drain_timeout) → instances and the
+zygote → network relay → document database → app service → object store → metrics → activation records
+flushed (then handed to OTLP) → API key use saved → artifact store client → store closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import json
+import logging
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from polyfn import __version__
+from polyfn.api.app import build_api
+from polyfn.api.compat.stepfunctions import StepFunctionsApi, lambda_function_name
+from polyfn.api.compat.stepfunctions import is_target as _sfn_target
+from polyfn.api.compat.sts import StsApi
+from polyfn.apps import node as apps_node
+from polyfn.apps.firebase import AUTH_PREFIXES
+from polyfn.auth.keys import KeyRing
+from polyfn.auth.ratelimit import Limiter
+from polyfn.auth.secrets import SecretBox
+from polyfn.auth.sts import Issuer
+from polyfn.config import Settings
+from polyfn.console import build_console
+from polyfn.db.service import DbService
+from polyfn.deploy import archive, artifacts
+from polyfn.deploy.service import Deployer
+from polyfn.gateway import Gateway
+from polyfn.gateway.limits import body_limit, limit_body
+from polyfn.invoker import Invoker
+from polyfn.lifecycle import Lifecycle
+from polyfn.model import Revision
+from polyfn.observe.metrics import Metrics
+from polyfn.observe.recorder import ActivationRecorder
+from polyfn.queue.dispatcher import AsyncQueue
+from polyfn.scheduler.manager import InstanceManager
+from polyfn.scheduler.pool import Pool
+from polyfn.scheduler.registry import FunctionRegistry
+from polyfn.scheduler.sync import ClusterSync
+from polyfn.sites import Sites
+from polyfn.storage.service import StorageService
+from polyfn.store import Store
+from polyfn.store.security import SecurityStore
+from polyfn.triggers import events as cloudevents
+from polyfn.triggers.manager import TriggerManager
+from polyfn.workflows.service import WorkflowService
+from polyfn.workflows.tasks import invoker_tasks
+
+#: trigger kinds whose deliveries are async-queue jobs (`Job.trigger` is the kind)
+QUEUED_TRIGGER_KINDS = frozenset({"cron", "events", "storage"})
+
+log = logging.getLogger("polyfn")
+
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
+
+
+def load_or_create_admin_key(data_dir: Path) -> str:
+    """The admin API key lives in `<data dir>/admin.key` (0600), made at first start."""
+    path = data_dir / "admin.key"
+    if path.exists():
+        key = path.read_text().strip()
+        if key:
+            return key
+    key = "pfk_" + secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    return key
+
+
+def _otlp(endpoint: str) -> Any:
+    """The OTLP span exporter, or None (with a warning) when OpenTelemetry is not installed."""
+    if not endpoint:
+        return None
+    try:
+        from polyfn.observe.otlp import OtlpExporter
+    except ImportError:
+        log.warning("POLYFN_OTLP_ENDPOINT is set but OpenTelemetry is not installed: "
+                    "pip install 'polyfn[otel]'; traces are not exported")
+        return None
+    return OtlpExporter(endpoint)
+
+
+class Node:
+    """Every part of a node, built complete; `start`/`stop` run the one ordered list of `lifecycle`."""
+
+    def __init__(self, settings: Settings, examples: bool = False):
+        s = self.settings = settings
+        self.examples = examples
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(s.data_dir, 0o700)
+        self.admin_key = load_or_create_admin_key(s.data_dir)
+        self._cleanup: set[asyncio.Task[None]] = set()
+
+        # the ground: the metadata store (opened at start), secrets, keys, rate limits
+        self.store = Store.connect(s.db_url)
+        self.secret_box = SecretBox(s.data_dir / "node.key")
+        self.security_store = SecurityStore(self.store)
+        self.keys = KeyRing(self.security_store, self.secret_box)
+        self.keys.sts = Issuer(self.secret_box.derive, self.keys.get, time.time)
+        self.limiter = Limiter()  # token buckets per key and per function
+        try:
+            self.artifacts = artifacts.from_settings(s)  # S3Artifacts when code is shared with other nodes
+        except ValueError as e:
+            raise SystemExit(f"polyfn: {e}") from None
+
+        # instances, the functions they run, and the record of every call
+        self.manager = InstanceManager(s)
+        self.registry = FunctionRegistry(self.manager, s.drain_timeout)
+        self.metrics = Metrics(lambda: list(self.manager.pools), s.memory_budget_mb)
+        self.manager.metrics = self.metrics
+        self.manager.secret_source = self.read_secrets
+        self.otlp = _otlp(s.otlp_endpoint)
+        self.recorder = ActivationRecorder(self.store, retention_count=s.activation_retention_count,
+                                           retention_age=s.activation_retention_age, store_max=s.log_store_max)
+        if self.otlp is not None:
+            self.recorder.exporters.append(self.otlp)
+        self.deployer = Deployer(s, self.store, self.registry, self.artifacts)
+        self.sync = ClusterSync(self.store, self.registry, self.deployer, s.cluster_sync_interval) \
+            if s.cluster_sync_interval else None  # other nodes deploy to the same database
+        self.invoker = Invoker(s, self.registry, self.recorder, self.metrics if s.metrics else None,
+                               limiter=self.limiter, localise=self.deployer.localise if self.sync else None)
+        if s.port:  # so a function's AWS SDK reaches this node's Lambda API (`boto3.client("lambda")`)
+            host = "127.0.0.1" if s.host in ("0.0.0.0", "::", "") else s.host
+            self.manager.instance_env["AWS_ENDPOINT_URL_LAMBDA"] = f"http://{host}:{s.port}"
+            self.manager.instance_env["AWS_ENDPOINT_URL_STS"] = f"http://{host}:{s.port}"  # AssumeRole (auth/sts.py)
+
+        # the durable async queue, the services on top of the invoker, the triggers
+        self.queue = AsyncQueue(s, self.invoker, self.registry)
+        self.queue.revision_lookup = self.store.get_revision
+        self.queue.on_failure = self._queued_trigger_failed
+        self.storage = StorageService(s, self.store, self.keys)
+        self.manager.env_hook = self.storage.function_env
+        self.db = DbService(s, self.keys)  # the document database (its faces answer on this port)
+        self.apps, self._apps_face, self._firebase = apps_node.build(
+            self.store, self.secret_box.derive, self.limiter, self.invoker, self.storage, self.keys,
+            database=lambda: self.db.wx)  # the wx.cloud database API, once the database has started
+        self.sites = Sites(self.store, s.data_dir / "sites")
+        self.triggers = TriggerManager(s, self.store, self.invoker, self.queue, self.registry, self.recorder,
+                                       self.metrics)
+        self.queue.on_reply = lambda event, hops: cloudevents.route(self.triggers, event, hops)
+        self.workflows = WorkflowService(self.store.engine, invoker_tasks(self.invoker), owner=s.node_id,
+                                         function_name=lambda_function_name,
+                                         write_lock=getattr(self.store, "_write_lock", None))  # SQLite: one writer
+        self.relay: Any = None  # sandbox.relay.NetRelay for `network: polyfn`, made once the ports are bound
+
+        # the faces
+        self._gateway = Gateway(self.invoker, keys=self.keys, queue=self.queue)
+        self.sfn_api = StepFunctionsApi(self.workflows, lambda: self.keys)
+        self._sts = StsApi(self.keys.sts, self.keys.signing_credentials)
+        self.api = build_api(
+            settings=s, store=self.store, registry=self.registry, recorder=self.recorder, queue=self.queue,
+            triggers=self.triggers, deployer=self.deployer, invoker=self.invoker, keys=self.keys,
+            limiter=self.limiter, manager=self.manager, security_store=self.security_store,
+            secret_box=self.secret_box, metrics=self.metrics, storage=self.storage, workflows=self.workflows,
+            apps=self.apps, sites=self.sites, sync=self.sync, delete_function=self.delete_function,
+            admin_key=self.admin_key, lifespan=self.lifespan)
+        self.api.mount("/console", build_console(
+            settings=s, store=self.store, registry=self.registry, recorder=self.recorder, triggers=self.triggers,
+            deployer=self.deployer, invoker=self.invoker, metrics=self.metrics, storage=self.storage,
+            workflows=self.workflows, db=self.db, admin_key=self.admin_key))
+
+        self.lifecycle = self._start_list()
+
+    def _start_list(self) -> Lifecycle:
+        """What starts, in order; each stop undoes its own start (see the module's docstring for the order)."""
+        s = self.settings
+        life = Lifecycle()
+        life.add("directories", self._make_dirs)
+        life.add("store", self.store.start, self.store.close)
+        if self.artifacts is not None:
+            life.add("artifact store client", None, self.artifacts.close)
+        life.add("API keys", lambda: self.keys.start(self.admin_key), self.keys.stop)  # stop: last-used times
+        if self.otlp is not None:
+            life.add("OTLP exporter", self._start_otlp, self.otlp.stop)
+        life.add("activation records", self.recorder.start, self.recorder.stop)  # stop: flushed
+        life.add("metrics", self.metrics.start, self.metrics.stop)
+        life.add("object store", self.storage.start, self.storage.stop)  # binds its port: instances learn it
+        life.add("app service", self.apps.start, self._stop_apps)
+        life.add("document database", self._start_db, self.db.stop)
+        life.add("network relay", self._start_relay, self._stop_relay)
+        life.add("instances", self.manager.start, self.manager.stop)  # stop: every instance and the zygote
+        life.add("functions", self._activate_functions, self._drain)  # stop: no new calls, in-flight finish
+        life.add("async queue", self.queue.start, lambda: self.queue.stop(s.drain_timeout))
+        life.add("object store port", lambda: self.storage.serve(self.queue.submit), self.storage.stop_accepting)
+        if self.examples:
+            life.add("examples", self.deploy_examples)
+        life.add("triggers", self._start_triggers, self.triggers.stop)  # unacknowledged messages stay queued
+        life.add("workflows", self._start_workflows, lambda: self.workflows.stop(s.drain_timeout))
+        if self.sync is not None:
+            life.add("cluster sync", self._follow_cluster, self.sync.stop)
+        life.add("ready", self._ready)
+        return life
+
+    async def start(self) -> None:
+        await self.lifecycle.start()
+
+    async def stop(self) -> None:
+        """Stop what started, in reverse (see the module docstring); a failing step is logged and the rest
+        still run, so activation records are always flushed and the store always closed."""
+        await self.lifecycle.stop()
+
+    # -- the steps --------------------------------------------------------------------------------------
+
+    def _make_dirs(self) -> None:
+        for d in (self.settings.code_dir, self.settings.deps_dir, self.settings.run_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def _start_otlp(self) -> None:
+        self.otlp.start()
+        log.info("exporting activations as OTLP spans to %s", self.settings.otlp_endpoint)
+
+    async def _stop_apps(self) -> None:
+        await self.apps.stop()
+        await self._apps_face.close()
+
+    async def _start_db(self) -> None:
+        await self.db.start()
+        self.manager.instance_env.update(self.db.instance_env())
+        self.triggers.ctx.db = self.db.feed  # table change triggers read the database's change feed
+
+    async def _activate_functions(self) -> None:
+        if self.sync is not None:
+            # A cluster node: its first pass activates every function it can run, other nodes' deploys
+            # included (before the first request); `_follow_cluster` then follows them.
+            try:
+                await self.sync.sync_once()
+            except Exception:  # the node still starts; the next passes try again
+                log.exception("cluster sync at start failed")
+            return
+        for info in await self.store.list_functions():
+            rev = await self.store.get_current_revision(info.name)
+            if rev is not None and Path(rev.code_dir).is_dir():
+                self.registry.activate(rev)
+
+    async def _drain(self) -> None:
+        self.invoker.accepting = False  # no new invocations
+        await self.registry.drain_all(self.settings.drain_timeout)  # in-flight invocations finish
+        if self._cleanup:
+            await asyncio.wait(list(self._cleanup), timeout=5)
+
+    async def _start_triggers(self) -> None:
+        await self.triggers.start()
+
+    async def _start_workflows(self) -> None:
+        """The workflow service (state machines, executions) on the store's database, running tasks through the
+        invoker; its Step Functions face answers `POST /` requests with an `AWSStepFunctions.*` target."""
+        await self.workflows.start()
+        self.workflows.observe(self.metrics)
+
+    async def _follow_cluster(self) -> None:
+        assert self.sync is not None
+        self.sync.start()
+        self.sync.triggers = self.triggers
+        if self.queue.jobs is not None:  # change notices over the queue's NATS connection
+            jobs, me = self.queue.jobs, self.settings.node_id
+            self.store.on_change = lambda: jobs.announce_change(me)
+            await jobs.on_changes(me, self.sync.poke)
+
+    def _ready(self) -> None:
+        # Everything built so far lives as long as the node: move it out of the collector's way. Without
+        # this, full collections under load scanned ~150k startup objects (~90 ms pauses, the p99).
+        gc.collect()
+        gc.freeze()
+        log.info("polyfn %s ready: %d functions, isolation: %s", __version__, len(self.registry.functions),
+                 self.manager.isolation)
+
+    async def _start_relay(self) -> None:
+        """`network: polyfn`: the relay that lets such instances reach this node's API and object store
+        (and nothing else) from their own network namespace (sandbox/relay.py)."""
+        from polyfn.sandbox.relay import LOOPBACK, NetRelay
+
+        s = self.settings
+        targets: dict[int, tuple[str, int]] = {}
+        urls: dict[str, str] = {}
+        endpoints = [(s.host, s.port)]
+        if self.storage.url:
+            host = s.storage_host or s.host
+            endpoints.append((host, int(self.storage.url.rsplit(":", 1)[1])))
+        for host, port in endpoints:
+            if not port:
+                continue
+            real = LOOPBACK if host in ("0.0.0.0", "::", "") else host
+            targets[port] = (real, port)
+            shown = f"[{real}]" if ":" in real else real
+            urls[f"http://{shown}:{port}"] = f"http://{LOOPBACK}:{port}"
+        if not targets:
+            return
+        relay = NetRelay(s.run_dir / "netrelay.sock", targets)
+        try:
+            await relay.start()
+        except OSError as e:
+            log.warning("network relay unavailable (%s): `network: polyfn` functions will fail to start", e)
+            return
+        self.relay = relay
+        self.manager.relay = relay
+        self.manager.relay_urls = urls
+
+    async def _stop_relay(self) -> None:
+        if self.relay is not None:
+            await self.relay.stop()
+
+    # -- what the parts call back ---------------------------------------------------------------------------
+
+    async def read_secrets(self, names: list[str]) -> dict[str, str]:
+        """Decrypted values of `names` (all must exist), for an instance being started."""
+        found = await self.security_store.get_secrets(names)
+        missing = [n for n in names if n not in found]
+        if missing:
+            raise KeyError(", ".join(missing))
+        return {n: self.secret_box.decrypt(v) for n, v in found.items()}
+
+    async def delete_function(self, name: str) -> bool:
+        """Delete a function, for every API (`DELETE /v1/functions/{name}` and the vendors'): forget it, drain its
+        pool, remove its code later, and drop what points at it: storage notifications, triggers, and its jobs
+        in the cluster's queue stream (dead-lettered). False when it does not exist."""
+        deleted = await self.store.delete_function(name)
+        if deleted is None:
+            return False
+        pool = self.registry.remove(name)
+        self.schedule_code_cleanup(name, deleted, pool)
+        await self.storage.forget_function(name)
+        await self.triggers.delete_for(name)  # a deleted function's triggers go with it
+        await self.queue.function_deleted(name)
+        return True
+
+    def schedule_code_cleanup(self, name: str, revisions: list[Revision], pool: Pool | None) -> None:
+        """After a delete: once the old pool has drained (its last instance stops are counted), drop the function's
+        metric series and remove its code directories."""
+
+        async def cleanup() -> None:
+            if pool is not None:
+                while pool in self.manager.pools:
+                    await asyncio.sleep(0.05)
+                for _ in range(600):  # its killed instances' exits (counted as stops), at most 30 s
+                    if not pool.instances:
+                        break
+                    await asyncio.sleep(0.05)
+            if self.registry.get(name) is None:  # (not deployed again meanwhile) its metric series go too
+                self.metrics.forget(name)
+            for rev in revisions:
+                archive.remove_tree(Path(rev.code_dir))
+            with contextlib.suppress(OSError):
+                (self.settings.code_dir / name).rmdir()
+
+        t = asyncio.ensure_future(cleanup())
+        self._cleanup.add(t)
+        t.add_done_callback(self._cleanup.discard)
+
+    def _queued_trigger_failed(self, job: Any, reason: str) -> None:
+        """A failed attempt of a delivery that runs through the async queue (cron ticks, routed CloudEvents,
+        storage events; the broker/topic/log runners count their own deliveries' failures):
+        polyfn_trigger_errors_total{kind=<the trigger kind>}."""
+        if job.trigger in QUEUED_TRIGGER_KINDS:
+            self.metrics.trigger_errors.inc(job.function, job.trigger, reason)
+
+    async def deploy_examples(self) -> None:
+        """Deploy every example under examples/seed and examples/native whose code changed since it was
+        last deployed. A `polyfn.json` beside the code holds spec fields (e.g. the function's name)."""
+        dirs = [p for group in ("seed", "native") if (EXAMPLES_DIR / group).is_dir()
+                for p in sorted((EXAMPLES_DIR / group).iterdir()) if p.is_dir()]
+        for d in dirs:
+            files = {str(f.relative_to(d)): f.read_bytes() for f in d.rglob("*")
+                     if f.is_file() and "__pycache__" not in f.parts and f.name != "README.md"}
+            meta_file = d / "polyfn.json"
+            fields = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+            files.pop("polyfn.json", None)
+            fields.setdefault("name", d.name)
+            current = await self.store.get_function(fields["name"])
+            if current is not None and current.code_sha256 == archive.digest(files):
+                continue
+            try:
+                await self.deployer.deploy(fields, files)
+                log.info("deployed example %s", fields["name"])
+            except Exception as e:
+                log.warning("example %s not deployed: %s", d.name, e)
+
+    # -- the ASGI face ----------------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _app: Any) -> AsyncIterator[None]:
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    async def asgi(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Top-level ASGI app: `/fn/...` goes straight to the gateway, the rest to the API."""
+        path = scope.get("path", "")
+        if scope["type"] == "http" and path.startswith("/fn/"):
+            await self._gateway(scope, receive, send)
+        elif scope["type"] == "http" and scope["path"] == "/" and _sfn_target(scope):
+            await self.sfn_api(scope, receive, send)
+        elif scope["type"] == "http" and path.startswith(("/app/", "/sdk/")):
+            await self._apps_face(scope, receive, send)
+        elif scope["type"] == "http" and path.startswith("/sites/"):
+            await self.sites(scope, receive, send)
+        elif (face := self.db.owns(scope)) is not None:
+            await face(scope, receive, send)
+        elif self._sts.owns(scope):
+            await self._sts(scope, receive, send)
+        elif scope["type"] == "http" and (
+                path.startswith(AUTH_PREFIXES) or self._firebase.callable_app(path) is not None):
+            await self._firebase(scope, receive, send)
+        elif scope["type"] == "http":  # bodies bounded as they arrive (gateway/limits.py)
+            s = self.settings
+            await limit_body(self.api, scope, receive, send, body_limit(scope["path"], s.max_payload, s.max_code_size))
+        else:
+            await self.api(scope, receive, send)

@@ -1,0 +1,102 @@
+"""How many async jobs this node holds and runs, per function and in all: pure accounting, no I/O, no clock.
+
+A node holds at most `max_held` jobs (claimed from the queue file or pulled from the cluster's stream, not yet
+settled). Of one function it holds up to its capacity (max_instances × concurrency) plus a prefetch, so claims
+and pulls come in batches while one function's backlog leaves room to the others; of those, at most its
+capacity invoke at once and the rest wait in order. The dispatcher (dispatcher.py) asks and tells this ledger;
+it owns the tasks, the wake-ups and the queue file.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+#: Jobs of one function a node holds beyond its capacity (claimed, waiting in memory for a free instance):
+#: enough that claims and completions go in batches, few enough that one function's backlog leaves
+#: `async_max_inflight` slots to the others.
+PREFETCH = 64
+
+J = TypeVar("J")
+
+
+class Ledger(Generic[J]):
+    """`capacity(function)`: how many of its jobs may invoke at once (the function's instances × concurrency)."""
+
+    def __init__(self, max_held: int, capacity: Callable[[str], int]):
+        self.max_held = max_held
+        self.capacity = capacity
+        self.held: dict[str, int] = {}  # function → jobs held (claimed, not completed)
+        self.nheld = 0
+        self.invoking: dict[str, int] = {}  # function → jobs invoking now
+        self.waiting: dict[str, collections.deque[J]] = {}  # function → held jobs waiting for capacity
+
+    def limit(self, function: str) -> tuple[int, int]:
+        """(capacity, jobs this node may hold) of `function`."""
+        cap = self.capacity(function)
+        return cap, min(self.max_held, cap + max(cap, PREFETCH))
+
+    def room(self, function: str) -> int:
+        """How many more jobs of `function` this node may hold now."""
+        return min(self.limit(function)[1] - self.held.get(function, 0), self.max_held - self.nheld)
+
+    def free(self) -> int:
+        """How many more jobs this node may hold now, of any function."""
+        return self.max_held - self.nheld
+
+    def refill(self, function: str) -> int:
+        """Claim for `function` again once this many of its slots are free (half its prefetch): in batches."""
+        cap, limit = self.limit(function)
+        return max(1, (limit - cap) // 2)
+
+    def hold(self, function: str) -> None:
+        self.held[function] = self.held.get(function, 0) + 1
+        self.nheld += 1
+
+    def release(self, function: str, completing: bool = False) -> None:
+        """A held job is settled. A job entering the completion batch stops counting against its function
+        (its instance is free) but still counts against the node until `completed`."""
+        n = self.held.get(function, 1) - 1
+        if n > 0:
+            self.held[function] = n
+        else:
+            self.held.pop(function, None)
+        if not completing:
+            self.nheld -= 1
+
+    def completed(self, n: int) -> None:
+        """`n` jobs of the completion batch are done."""
+        self.nheld -= n
+
+    def start(self, function: str, job: J) -> bool:
+        """True when `job` may invoke now (its slot is taken); else it waits in its function's line."""
+        n = self.invoking.get(function, 0)
+        if n >= self.capacity(function):
+            self.waiting.setdefault(function, collections.deque()).append(job)
+            return False
+        self.invoking[function] = n + 1
+        return True
+
+    def invoked(self, function: str, stopping: bool = False) -> list[J]:
+        """An invocation of `function` ended. The waiting jobs that may invoke now, in order (their slots are
+        taken): one, or more when the function's capacity grew while they waited; none while stopping."""
+        n = self.invoking.get(function, 1) - 1
+        if n > 0:
+            self.invoking[function] = n
+        else:
+            self.invoking.pop(function, None)
+        q = self.waiting.get(function)
+        out = []
+        while q and not stopping and self.invoking.get(function, 0) < self.capacity(function):
+            out.append(q.popleft())
+            self.invoking[function] = self.invoking.get(function, 0) + 1
+        if not q:
+            self.waiting.pop(function, None)
+        return out
+
+    def drop_waiting(self) -> list[J]:
+        """Every job still waiting for capacity (the node stops: they go back to the queue)."""
+        out = [j for q in self.waiting.values() for j in q]
+        self.waiting.clear()
+        return out

@@ -1,0 +1,57 @@
+"""The async queue's ledger (queue/capacity.py): what a node may hold and run, per function and in all."""
+
+from __future__ import annotations
+
+import pytest
+
+from polyfn.queue.capacity import PREFETCH, Ledger
+
+
+def _ledger(max_held: int = 1000, **caps: int) -> Ledger[str]:
+    return Ledger(max_held, lambda f: caps.get(f, 1))
+
+
+@pytest.mark.parametrize(("max_held", "cap", "limit"), [
+    (1000, 1, 1 + PREFETCH),  # capacity plus a prefetch: claims come in batches
+    (1000, 100, 200),  # a big function: twice its capacity
+    (50, 100, 50),  # never more than the node holds in all
+])
+def test_limit(max_held: int, cap: int, limit: int) -> None:
+    assert _ledger(max_held, f=cap).limit("f") == (cap, limit)
+
+
+def test_room_is_the_functions_or_the_nodes_whichever_is_less() -> None:
+    led = _ledger(10, f=2, g=2)
+    assert led.room("f") == 10
+    for _ in range(8):
+        led.hold("g")
+    assert led.room("f") == 2 and led.free() == 2
+    led.release("g")
+    assert led.room("f") == 3
+    led.release("g", completing=True)  # in the completion batch: the function's slot is free, not the node's
+    assert led.held["g"] == 6 and led.free() == 3
+    led.completed(1)
+    assert led.free() == 4
+
+
+def test_refill_waits_for_half_the_prefetch() -> None:
+    assert _ledger(f=4).refill("f") == (4 + PREFETCH - 4) // 2
+    assert _ledger(f=100).refill("f") == 50
+
+
+def test_jobs_beyond_capacity_wait_in_order_and_take_freed_slots() -> None:
+    led = _ledger(f=2)
+    assert [led.start("f", j) for j in ("a", "b", "c", "d")] == [True, True, False, False]
+    assert led.invoking == {"f": 2} and list(led.waiting["f"]) == ["c", "d"]
+    assert led.invoked("f") == ["c"]
+    assert led.invoked("f", stopping=True) == []  # a stopping node starts nothing more
+    assert led.drop_waiting() == ["d"] and led.waiting == {}
+    assert led.invoked("f") == [] and led.invoking == {}
+
+
+def test_a_grown_capacity_starts_several_waiting_jobs_at_once() -> None:
+    caps = {"f": 1}
+    led: Ledger[str] = Ledger(100, lambda f: caps[f])
+    assert [led.start("f", j) for j in ("a", "b", "c", "d")] == [True, False, False, False]
+    caps["f"] = 3
+    assert led.invoked("f") == ["b", "c", "d"] and led.invoking == {"f": 3} and "f" not in led.waiting
