@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
+import subprocess
 
 import pytest
 
@@ -125,3 +128,26 @@ def test_project_with_several_functions(server: Server) -> None:
     assert r.status_code == 400 and error_code(r) == "ambiguous_handler"
     server.deploy("two-cs", files, handler="Two")
     assert server.http.get("/fn/two-cs").json() == [1, 2]
+
+
+@pytest.mark.parametrize(("doc", "section"), [("examples/seed/azure-hello-csharp/README.md", ""),
+                                              ("docs/flavors.md", "## C# runtime")])
+def test_documented_commands_run(server: Server, doc: str, section: str) -> None:
+    text = (REPO / doc).read_text()
+    text = text[text.index(section):] if section else text
+    commands = [line.strip().split("  #")[0].strip() for line in text.splitlines()
+                if line.startswith("    polyfn ") or line.startswith("    curl ")]
+    assert [c.split()[:2] for c in commands] == [["polyfn", "deploy"], ["polyfn", "keys"],
+                                                ["curl", '"http://127.0.0.1:8080/fn/hello-csharp?code=ID:SECRET"']]
+    key = ""
+    for cmd in commands:
+        if cmd.startswith("polyfn "):
+            out = server.cli(*shlex.split(cmd)[1:], check=True).stdout
+            if " keys create " in f" {cmd} ":
+                ids = re.search(r"access_key_id:\s+(\S+)\s+secret_access_key:\s+(\S+?)(?:use it|\s)", out)
+                assert ids, out
+                key = f"{ids[1]}:{ids[2]}"
+        else:
+            url = shlex.split(cmd)[1].replace("http://127.0.0.1:8080", server.url).replace("ID:SECRET", key)
+            r = subprocess.run(["curl", "-s", url], capture_output=True, text=True, timeout=60)
+            assert r.stdout == "Hello, World"

@@ -58,8 +58,7 @@ class Deployer:
         if spec.runtime == "http" and spec.handler == detect_node.GO_HANDLER:
             await build.go_build(code_dir, files, s.data_dir / "build" / sha[:24], s.data_dir / "build" / ".cache", progress)
         if spec.runtime == "dotnet":
-            await build_dotnet.build(files, s.data_dir / "build" / sha[:24], s.data_dir / "build" / ".cache",
-                                     spec.handler, progress)
+            await build_dotnet.build(files, s.data_dir / "build" / sha[:24], s.data_dir, spec.handler, progress)
         return code_dir, deps_dir
 
     async def localise(self, rev: Revision) -> Revision:

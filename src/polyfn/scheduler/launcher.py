@@ -32,6 +32,7 @@ from typing import Any
 import msgspec
 
 from polyfn.loops import one_item
+from polyfn.runtimes import dotnet
 from polyfn.runtimes.python.instance import SAFE_ENV
 from polyfn.sandbox.plan import SandboxPlan
 from polyfn.sandbox.spawn import Config
@@ -303,12 +304,16 @@ def launch_instance(launcher: Launcher, settings: Any, rev: Any, ispec: Any, pla
     if spec.runtime not in ("http", "dotnet"):  # dotnet: the proxy runs the C# host (runtimes/dotnet)
         raise LaunchError(f"no launcher for runtime {spec.runtime!r}")
     payload["runtime"] = spec.runtime
+    if spec.runtime == "dotnet":  # the node's compiled shims' class-library images, shared by every revision
+        payload["dotnet_aot"] = str(dotnet.shim_dir(settings.data_dir) / dotnet.AOT_DIR)
     payload["build_dir"] = str(build_dir(settings, rev.code_sha256))
     payload["ready_timeout"] = max(0.5, 0.7 * min(settings.init_timeout, max(spec.timeout, 1.0)))
     private = bool(getattr(settings, "http_private_network", True))
     if plan is not None:
         if os.path.isdir(payload["build_dir"]):  # the deploy-time build (a Go program …) lives in the data dir
             plan = msgspec.structs.replace(plan, binds=[*plan.binds, payload["build_dir"]])
+        if os.path.isdir(payload.get("dotnet_aot", "")):
+            plan = msgspec.structs.replace(plan, binds=[*plan.binds, payload["dotnet_aot"]])
         if "net" in required and plan.network == "all" and private:
             # the sandbox makes the private namespace (the proxy itself could not: seccomp, uid)
             plan = msgspec.structs.replace(plan, network="none")

@@ -207,7 +207,8 @@ class Proxy:
         else:
             env.pop("PYTHONPATH", None)
         if spec.get("runtime") == "dotnet":  # the C# host serving one [FunctionName] of the deploy-time build
-            argv = dotnet.host_command(shutil.which("mono") or "mono", spec.get("build_dir", ""), spec["handler"])
+            argv = dotnet.host_command(shutil.which("mono") or "mono", spec.get("build_dir", ""), spec["handler"],
+                                       spec.get("dotnet_aot", ""))
         else:
             argv = resolve_command(spec["handler"], spec["code_dir"], spec.get("build_dir", ""), env)
         self.logs.begin(-1)
