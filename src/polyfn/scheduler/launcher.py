@@ -283,7 +283,7 @@ def launch_instance(launcher: Launcher, settings: Any, rev: Any, ispec: Any, pla
     which then replaces the caller's."""
     spec = rev.spec
     api = api_url(settings)
-    if plan is not None and plan.network == "polyfn":
+    if plan is not None and plan.network in ("polyfn", "egress"):
         for outside, inside in (urls or {}).items():
             api = api.replace(outside, inside)
     payload: dict[str, Any] = {
@@ -314,11 +314,11 @@ def launch_instance(launcher: Launcher, settings: Any, rev: Any, ispec: Any, pla
             plan = msgspec.structs.replace(plan, binds=[*plan.binds, payload["build_dir"]])
         if os.path.isdir(payload.get("dotnet_aot", "")):
             plan = msgspec.structs.replace(plan, binds=[*plan.binds, payload["dotnet_aot"]])
-        if "net" in required and plan.network == "all" and private:
+        if "net" in required and plan.network in ("all", "host") and private:
             # the sandbox makes the private namespace (the proxy itself could not: seccomp, uid)
             plan = msgspec.structs.replace(plan, network="none")
-        if plan.network != "all":
-            payload["sandbox_network"] = "loopback only" if plan.network == "none" else "polyfn"
+        if plan.network not in ("all", "host"):
+            payload["sandbox_network"] = "loopback only" if plan.network == "none" else plan.network
             private = False
     payload["private_network"] = private
     env["PYTHONDONTWRITEBYTECODE"] = "1"
@@ -344,7 +344,7 @@ def _launch_node(launcher: Launcher, spec: Any, plan: SandboxPlan | None, payloa
         return pid, ours
     # What a blank may be made with before its function is known: nothing function-specific.
     generic = msgspec.structs.replace(plan, uid=0, gid=0, hide=[], binds=[], secret_files={},
-                                      relay_socket="", relay_ports=[])
+                                      relay_socket="", relay_ports=[], allow=[], etc={})
     key = ("node", msgspec.json.encode(generic))
 
     def make() -> Blank:

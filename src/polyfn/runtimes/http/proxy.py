@@ -73,6 +73,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def default_or_free_port() -> int:
+    """8080 (Knative's default, for programs that ignore $PORT) unless something listens there already in
+    this namespace (polyfn's own port, relayed in when the node serves on 8080): then a free one."""
+    with socket.socket() as s:
+        try:
+            s.bind(("0.0.0.0", DEFAULT_PORT))
+            return DEFAULT_PORT
+        except OSError:
+            return free_port()
+
+
 class Logs:
     """Lines from the program's stdout/stderr, routed to the invocation in flight."""
 
@@ -185,8 +196,8 @@ class Proxy:
         t0 = time.perf_counter()
         if spec.get("sandbox_network"):  # the sandbox already made a private namespace (network none/polyfn)
             self.network = "private network namespace (" + spec["sandbox_network"] + ")"
-            if spec["sandbox_network"] == "polyfn":  # polyfn's ports are relayed there: a port of its own
-                self.port = free_port()
+            if spec["sandbox_network"] in ("polyfn", "egress"):  # polyfn's ports are relayed there
+                self.port = default_or_free_port()
         elif spec.get("private_network", True) and os.geteuid() == 0:
             why = private_network()
             if why is None:
