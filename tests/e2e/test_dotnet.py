@@ -15,7 +15,7 @@ import pytest
 
 from polyfn.runtimes import dotnet
 
-from .conftest import REPO, Server, error_code
+from .conftest import REPO, Server, error_code, wait_until
 
 pytestmark = pytest.mark.skipif(dotnet.toolchain() is None and os.environ.get("CI") != "true",
                                 reason="no Mono (apt-get install mono-mcs mono-runtime libnewtonsoft-json-cil-dev)")
@@ -151,3 +151,26 @@ def test_documented_commands_run(server: Server, doc: str, section: str) -> None
             url = shlex.split(cmd)[1].replace("http://127.0.0.1:8080", server.url).replace("ID:SECRET", key)
             r = subprocess.run(["curl", "-s", url], capture_output=True, text=True, timeout=60)
             assert r.stdout == "Hello, World"
+
+
+def test_project_triggers_from_attributes(server: Server) -> None:
+    """`deploy -f host.json` of a C# project: one function per [FunctionName], each with its trigger."""
+    r = server.cli("deploy", "-f", str(REPO / "tests/e2e/dotnet/project/host.json"), check=True)
+    out = r.stdout + r.stderr
+    assert "created as cron trigger" in out and "cron=*/5 * * * *" in out  # [TimerTrigger("0 */5 * * * *")]
+    assert "created as storage trigger" in out and "bucket=photos" in out  # [BlobTrigger("photos/{name}")]
+    assert "created as topic trigger" in out  # [QueueTrigger("orders")]
+    assert server.http.get("/fn/hello").text == "hello from the project"
+
+    def logged(fn: str, text: str) -> bool:
+        return text in server.cli("logs", fn).stdout
+
+    server.cli("invoke", "tick", "--event", "timer", check=True)
+    assert logged("tick", "[Information] tick, past due: False")  # TimerInfo bound
+    server.cli("invoke", "onblob", "--event", "blob", "--data",
+               '{"bucket": "photos", "key": "a.txt", "content_base64": "aGVsbG8="}', check=True)
+    assert logged("onblob", "[Information] blob a.txt: 5 bytes, starts with hello")  # Stream + {name}
+    server.cli("invoke", "onqueue", "--event", "queue", "--data", '{"body": "pizza"}', check=True)
+    assert logged("onqueue", "[Information] order pizza")
+    server.cli("publish", "orders", "-d", "sushi", "--raw", check=True)  # through the topic trigger
+    assert wait_until(lambda: logged("onqueue", "[Information] order sushi"), 30)

@@ -239,14 +239,18 @@ namespace Polyfn.Dotnet
                         code = "method_not_allowed", message = fn.Name + " accepts " + string.Join(", ", fn.Methods) + " ([HttpTrigger]), not " + raw.HttpMethod } })), logger);
                     return;
                 }
-                object ret = Invoke(fn, req, body, logger);
-                var task = ret as Task;
-                if (task != null)
+                object ret = null;
+                foreach (var binding in Bindings(fn, raw.Headers["X-Polyfn-Trigger"] != null, body))
                 {
-                    await task;
-                    var prop = task.GetType().GetProperty("Result");
-                    ret = prop != null && task.GetType().IsGenericType ? prop.GetValue(task) : null;
-                    if (ret != null && ret.GetType().FullName == "System.Threading.Tasks.VoidTaskResult") ret = null;
+                    ret = Invoke(fn, req, binding, logger);
+                    var task = ret as Task;
+                    if (task != null)
+                    {
+                        await task;
+                        var prop = task.GetType().GetProperty("Result");
+                        ret = prop != null && task.GetType().IsGenericType ? prop.GetValue(task) : null;
+                        if (ret != null && ret.GetType().FullName == "System.Threading.Tasks.VoidTaskResult") ret = null;
+                    }
                 }
                 Execute(ret, res, logger);
             }
@@ -262,7 +266,38 @@ namespace Polyfn.Dotnet
             }
         }
 
-        static object Invoke(Fn fn, Request req, MemoryStream body, Logger logger)
+        /// What a trigger's parameters get, per call: a queue batch is one call per message, as on Azure.
+        class Binding { public TimerInfo Timer; public byte[] Data = new byte[0]; public string Name; }
+
+        static List<Binding> Bindings(Fn fn, bool trigger, MemoryStream body)
+        {
+            var list = new List<Binding>();
+            if (!trigger || fn.Trigger == "http")
+            {
+                list.Add(new Binding { Data = body.ToArray() });
+                return list;
+            }
+            var j = Newtonsoft.Json.Linq.JObject.Parse(Encoding.UTF8.GetString(body.ToArray()));
+            if (fn.Trigger == "timer")
+            {
+                var t = j["timer"];
+                var st = t["ScheduleStatus"];
+                Func<Newtonsoft.Json.Linq.JToken, DateTime> when = v => v == null || v.Type == Newtonsoft.Json.Linq.JTokenType.Null ? DateTime.MinValue : v.ToObject<DateTime>();
+                list.Add(new Binding { Timer = new TimerInfo { IsPastDue = (bool)t["IsPastDue"],
+                    ScheduleStatus = new Microsoft.Azure.WebJobs.Extensions.Timers.ScheduleStatus { Last = when(st["Last"]), Next = when(st["Next"]), LastUpdated = when(st["LastUpdated"]) } } });
+            }
+            else if (fn.Trigger == "blob")
+            {
+                var b = j["blob"];
+                list.Add(new Binding { Data = Convert.FromBase64String((string)b["content_base64"] ?? ""), Name = (string)b["key"] });
+            }
+            else
+                foreach (var m in j["messages"])
+                    list.Add(new Binding { Data = Encoding.UTF8.GetBytes((string)m["body"] ?? "") });
+            return list;
+        }
+
+        static object Invoke(Fn fn, Request req, Binding binding, Logger logger)
         {
             var ps = fn.Method.GetParameters();
             var args = new object[ps.Length];
@@ -275,10 +310,12 @@ namespace Polyfn.Dotnet
                 else if (t == typeof(Microsoft.Azure.WebJobs.ExecutionContext))
                     args[i] = new Microsoft.Azure.WebJobs.ExecutionContext { InvocationId = Guid.NewGuid(), FunctionName = fn.Name,
                         FunctionDirectory = Directory.GetCurrentDirectory(), FunctionAppDirectory = Directory.GetCurrentDirectory() };
-                else if (t == typeof(TimerInfo)) args[i] = new TimerInfo();
-                else if (t == typeof(string)) args[i] = new StreamReader(body).ReadToEnd();
-                else if (t == typeof(byte[])) args[i] = body.ToArray();
-                else if (t == typeof(Stream)) args[i] = body;
+                else if (t == typeof(TimerInfo)) args[i] = binding.Timer ?? new TimerInfo();
+                else if (t == typeof(string) && ps[i].GetCustomAttribute<BlobTriggerAttribute>() == null
+                         && ps[i].GetCustomAttribute<QueueTriggerAttribute>() == null) args[i] = binding.Name;  // {name}
+                else if (t == typeof(string)) args[i] = Encoding.UTF8.GetString(binding.Data);
+                else if (t == typeof(byte[])) args[i] = binding.Data;
+                else if (t == typeof(Stream)) args[i] = new MemoryStream(binding.Data, false);
             }
             return fn.Method.Invoke(null, args);
         }

@@ -13,9 +13,11 @@ file system: an instance reads these, its revision's build directory and nothing
 
 from __future__ import annotations
 
+import base64
 import functools
 import glob
 import hashlib
+import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -94,3 +96,31 @@ def host_command(mono: str, build_dir: str, function_name: str, aot_dir: str = "
     ahead-of-time images of the class libraries when it has them)."""
     aot = [f"--aot-path={aot_dir}"] if aot_dir and os.path.isdir(aot_dir) else []
     return [mono, *aot, str(Path(build_dir) / HOST_EXE), "serve", str(Path(build_dir) / FUNCTION_DLL), function_name]
+
+
+def trigger_body(cloudevent: bytes) -> bytes:
+    """A trigger's CloudEvent as the host binds it: the Azure shapes of `polyfn.events.azure` (the one place
+    that knows them) for each trigger kind, as JSON; the host takes the part its function's trigger needs.
+    `{"timer": TimerInfo, "blob": {name, path, uri, length, content_base64}, "messages": [{id, body, ...}]}`."""
+    from polyfn.events import azure as az
+
+    try:
+        ce = json.loads(cloudevent)
+    except ValueError:
+        ce = {}
+    if not isinstance(ce, dict):
+        ce = {}
+    data = ce.get("data") if isinstance(ce.get("data"), dict) else {}
+    content = b""
+    if data.get("content_base64"):
+        try:
+            content = base64.b64decode(data["content_base64"])
+        except ValueError:
+            content = b""
+    elif isinstance(data.get("content"), str):
+        content = data["content"].encode()
+    blob = az.blob(ce, content)
+    out = {"timer": az.timer(ce), "messages": az.queue_messages(ce),
+           "blob": {"name": blob["name"], "key": str(data.get("key", "")), "uri": blob["uri"], "length": blob["length"],
+                    "content_base64": base64.b64encode(content).decode()}}
+    return json.dumps(out, default=str).encode()

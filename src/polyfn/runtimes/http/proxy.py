@@ -41,6 +41,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from polyfn.protocol import HEADER, MAX_FRAME, InitError, Invoke, Ready, Result, encode, to_instance_decoder
 from polyfn.runtimes import dotnet
 
@@ -285,6 +287,9 @@ class Proxy:
             target += "?" + inv.query
         headers = [(k, v) for k, v in inv.headers if k.lower() not in HOP and k.lower() != "content-length"]
         method = inv.method or "POST"
+        if inv.kind == "cloudevent" and self.spec.get("runtime") == "dotnet":  # Azure's trigger shapes for the C# host
+            inv = msgspec.structs.replace(inv, body=dotnet.trigger_body(inv.body), content_type="application/json")
+            headers.append(("X-Polyfn-Trigger", "azure"))
         for attempt in range(2):
             c = self.conn()
             try:
