@@ -65,9 +65,11 @@ def test_results(server: Server, query: dict[str, str], status: int, body: str) 
 def test_request_surface_and_logs(server: Server) -> None:
     info = server.deploy("api-cs2", {"Api.cs": API})
     assert info["spec"]["auth"] == "anonymous" and info["spec"]["runtime"] == "dotnet"
-    resp = server.http.get("/fn/api-cs2", params={"kind": "json", "name": "Bo"}, headers={"x-test": "T"})
+    resp = server.http.get("/fn/api-cs2", params={"kind": "json", "name": "Bo"},
+                           headers={"x-test": "T", "host": "fn.example.com"})
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("application/json")
-    assert resp.json() == {"greeting": "Hello, Bo", "method": "GET", "agent": "T"}  # Json.NET, camelCase as MVC
+    assert resp.json() == {"greeting": "Hello, Bo", "method": "GET", "agent": "T",  # Json.NET, camelCase as MVC
+                           "host": "fn.example.com"}  # the caller's Host, not the instance's
     assert server.http.post("/fn/api-cs2", json={"name": "Body"}).text == "Hello, Body"  # StreamReader + dynamic
     assert server.http.post("/fn/api-cs2?kind=read", content="raw text").text == "raw text"  # ReadAsStringAsync
     assert server.http.post("/fn/api-cs2?kind=typed", json={"Name": "cy"}).text == "CY"  # ReadFromJsonAsync<T>

@@ -25,7 +25,7 @@ namespace Demo
             log.LogWarning("kind {Kind} for {Name}", kind, name);
             switch (kind)
             {
-                case "json": return new JsonResult(new { Greeting = "Hello, " + name, Method = req.Method, Agent = (string)req.Headers["x-test"] });
+                case "json": return new JsonResult(new { Greeting = "Hello, " + name, Method = req.Method, Agent = (string)req.Headers["x-test"], Host = req.Host.Value });
                 case "bad": return new BadRequestObjectResult("Please pass a name");
                 case "notfound": return new NotFoundResult();
                 case "content": return new ContentResult { Content = "<b>hi</b>", ContentType = "text/html", StatusCode = 201 };

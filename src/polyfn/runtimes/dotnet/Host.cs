@@ -173,9 +173,11 @@ namespace Polyfn.Dotnet
                     { "path", f.Path }, { "problems", f.Problems } })));
                 return 0;
             }
+            if (args.Length == 1 && args[0] == "wait")
+                return Wait();
             if (args.Length != 3 || args[0] != "serve")
             {
-                Console.Error.WriteLine("usage: PolyfnHost.exe describe ASSEMBLY | serve ASSEMBLY FUNCTION_NAME");
+                Console.Error.WriteLine("usage: PolyfnHost.exe describe ASSEMBLY | serve ASSEMBLY FUNCTION_NAME | wait");
                 return 2;
             }
             var fn = Fn.All(Assembly.LoadFrom(args[1])).FirstOrDefault(f => f.Name == args[2]);
@@ -184,15 +186,67 @@ namespace Polyfn.Dotnet
                 Console.Error.WriteLine("no [FunctionName(\"" + args[2] + "\")] in " + args[1]);
                 return 3;
             }
+            Loop(Listen(), fn);
+            return 0;
+        }
+
+        static HttpListener Listen()
+        {
             var port = Environment.GetEnvironmentVariable("PORT") ?? "8080";
             var listener = new HttpListener();
-            listener.Prefixes.Add("http://127.0.0.1:" + port + "/");
+            listener.Prefixes.Add("http://127.0.0.1:" + port + "/");  // the caller's Host comes as X-Polyfn-Host
             listener.Start();
+            return listener;
+        }
+
+        static void Loop(HttpListener listener, Fn fn)
+        {
             while (true)
             {
                 var ctx = listener.GetContext();
                 Task.Run(() => Serve(fn, ctx));
             }
+        }
+
+        [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)] static extern int setgroups(IntPtr size, IntPtr list);
+        [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)] static extern int setgid(uint gid);
+        [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)] static extern int setuid(uint uid);
+        [System.Runtime.InteropServices.DllImport("libc")] static extern uint getuid();
+
+        /// A pre-started host (runtimes/http/proxy.py's blank mode): listening already, it waits on stdin for its
+        /// function — one JSON line {assembly, name, uid, gid, env, cwd} — then becomes the function's uid
+        /// (glibc applies it to every thread) before loading any of its code, and answers "ready" or "error: ...".
+        static int Wait()
+        {
+            var listener = Listen();
+            var line = Console.In.ReadLine();
+            if (line == null) return 0;
+            Fn fn;
+            try
+            {
+                var job = Newtonsoft.Json.Linq.JObject.Parse(line);
+                uint uid = (uint)job["uid"], gid = (uint)job["gid"];
+                if (uid != 0)
+                {
+                    if (setgroups(IntPtr.Zero, IntPtr.Zero) != 0 || setgid(gid) != 0 || setuid(uid) != 0 || getuid() != uid)
+                        throw new InvalidOperationException("sandbox: could not switch to uid " + uid);
+                }
+                foreach (var kv in (Newtonsoft.Json.Linq.JObject)job["env"])
+                    Environment.SetEnvironmentVariable(kv.Key, (string)kv.Value);
+                Directory.SetCurrentDirectory((string)job["cwd"]);
+                var name = (string)job["name"];
+                fn = Fn.All(Assembly.LoadFrom((string)job["assembly"])).FirstOrDefault(f => f.Name == name);
+                if (fn == null) throw new InvalidOperationException("no [FunctionName(\"" + name + "\")] in " + job["assembly"]);
+            }
+            catch (Exception e)
+            {
+                Console.WriteLine("error: " + e.GetType().FullName + ": " + e.Message);
+                return 3;
+            }
+            Console.WriteLine("ready");
+            Console.Out.Flush();
+            Loop(listener, fn);
+            return 0;
         }
 
         static Dictionary<string, StringValues> ParseQuery(string query)
@@ -229,6 +283,13 @@ namespace Polyfn.Dotnet
                 };
                 foreach (string k in raw.Headers.AllKeys)
                     req.Headers[k] = new StringValues(raw.Headers.GetValues(k));
+                // HttpListener matches the Host header against its prefix (127.0.0.1: never every interface), so
+                // the proxy sends the caller's Host aside.
+                if (req.Headers.ContainsKey("X-Polyfn-Host"))
+                {
+                    req.Headers["Host"] = req.Headers["X-Polyfn-Host"];
+                    req.Headers.Remove("X-Polyfn-Host");
+                }
                 req.Host = new HostString(req.Headers["Host"]);
                 var cookies = new Cookies();
                 foreach (Cookie c in raw.Cookies) cookies.Add(c.Name, c.Value);

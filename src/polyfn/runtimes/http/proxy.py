@@ -183,6 +183,7 @@ class Proxy:
         self.port = DEFAULT_PORT
         self.child: subprocess.Popen[bytes] | None = None
         self.network = "host network"
+        self.dotnet = spec.get("runtime") == "dotnet"
 
     def send(self, msg: Any) -> None:
         data = encode(msg)
@@ -287,9 +288,12 @@ class Proxy:
             target += "?" + inv.query
         headers = [(k, v) for k, v in inv.headers if k.lower() not in HOP and k.lower() != "content-length"]
         method = inv.method or "POST"
-        if inv.kind == "cloudevent" and self.spec.get("runtime") == "dotnet":  # Azure's trigger shapes for the C# host
-            inv = msgspec.structs.replace(inv, body=dotnet.trigger_body(inv.body), content_type="application/json")
-            headers.append(("X-Polyfn-Trigger", "azure"))
+        if self.dotnet:
+            # The C# host's HttpListener answers only its own Host (127.0.0.1:PORT): the caller's goes aside.
+            headers = [(k, v) if k.lower() != "host" else ("X-Polyfn-Host", v) for k, v in headers]
+            if inv.kind == "cloudevent":  # Azure's trigger shapes for the C# host
+                inv = msgspec.structs.replace(inv, body=dotnet.trigger_body(inv.body), content_type="application/json")
+                headers.append(("X-Polyfn-Trigger", "azure"))
         for attempt in range(2):
             c = self.conn()
             try:
