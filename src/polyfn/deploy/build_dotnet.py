@@ -115,9 +115,9 @@ async def build(files: dict[str, bytes], dest: Path, data_dir: Path, handler: st
                 progress: Callable[[str], None]) -> Path:
     """Compile the upload into `dest` (cached by code hash) and check `handler`'s bindings."""
     tc = _toolchain()
+    shim_dir = await shims(data_dir, progress)  # also after an upgrade of polyfn: the pre-started hosts run these
     async with _locks.setdefault(str(dest), asyncio.Lock()):
-        if not (dest / dotnet.FUNCTION_DLL).exists():
-            shim_dir = await shims(data_dir, progress)
+        if not is_current(dest):
             dest.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=dest.parent))
             tmp.chmod(0o755)  # mkdtemp makes it 0700: the instance runs as a per-function uid
@@ -131,6 +131,17 @@ async def build(files: dict[str, bytes], dest: Path, data_dir: Path, handler: st
             progress(f"build: using cached C# build {dest.name[:12]}")
     await check(tc, dest, handler)
     return dest
+
+
+STAMP = ".shims"
+
+
+def is_current(build_dir: Path) -> bool:
+    """Whether a revision's build was made against this polyfn's shims and host (else it is built again)."""
+    try:
+        return (build_dir / STAMP).read_text() == dotnet.sources_digest() and (build_dir / dotnet.FUNCTION_DLL).exists()
+    except OSError:
+        return False
 
 
 async def _compile(tc: dotnet.Toolchain, files: dict[str, bytes], tmp: Path, shim_dir: Path,
@@ -157,6 +168,7 @@ async def _compile(tc: dotnet.Toolchain, files: dict[str, bytes], tmp: Path, shi
         raise DeployError("build_failed", "the C# code does not compile:\n" + "\n".join(errors[:30]))
     remove_tree(src)
     await _aot(tc, tmp / dotnet.FUNCTION_DLL, tmp / f"{dotnet.FUNCTION_DLL}.so", progress)
+    (tmp / STAMP).write_text(dotnet.sources_digest())
     progress("build: done")
 
 

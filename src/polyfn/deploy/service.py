@@ -86,8 +86,9 @@ class Deployer:
     def _runnable_here(self, rev: Revision) -> bool:
         if not Path(rev.code_dir).is_dir() or (rev.deps_dir is not None and not Path(rev.deps_dir).is_dir()):
             return False
-        if rev.spec.runtime == "dotnet" or (rev.spec.runtime == "http" and rev.spec.handler == detect_node.GO_HANDLER):
-            # built per node
+        if rev.spec.runtime == "dotnet":  # built per node, against this polyfn's shims
+            return build_dotnet.is_current(self.settings.data_dir / "build" / rev.code_sha256[:24])
+        if rev.spec.runtime == "http" and rev.spec.handler == detect_node.GO_HANDLER:  # built per node
             return (self.settings.data_dir / "build" / rev.code_sha256[:24]).is_dir()
         return True
 

@@ -199,12 +199,17 @@ namespace Polyfn.Dotnet
             return listener;
         }
 
+        /// `fn` null: a pre-started host's, which serves `Current` once it has one (until then: 204, the warm-up).
         static void Loop(HttpListener listener, Fn fn)
         {
             while (true)
             {
                 var ctx = listener.GetContext();
-                Task.Run(() => Serve(fn, ctx));
+                var target = fn ?? Current;
+                if (target == null)
+                    Task.Run(() => Execute(new OkObjectResult(new { warm = true }), ctx.Response, new Logger()));
+                else
+                    Task.Run(() => Serve(target, ctx));
             }
         }
 
@@ -219,6 +224,8 @@ namespace Polyfn.Dotnet
         static int Wait()
         {
             var listener = Listen();
+            new Thread(() => Loop(listener, null)) { IsBackground = true }.Start();
+            Warm();
             var line = Console.In.ReadLine();
             if (line == null) return 0;
             Fn fn;
@@ -243,10 +250,30 @@ namespace Polyfn.Dotnet
                 Console.WriteLine("error: " + e.GetType().FullName + ": " + e.Message);
                 return 3;
             }
+            Current = fn;
             Console.WriteLine("ready");
             Console.Out.Flush();
-            Loop(listener, fn);
+            Thread.Sleep(Timeout.Infinite);
             return 0;
+        }
+
+        static volatile Fn Current;
+
+        /// One request through the listener and a result written, before any function: what the first call of a
+        /// pre-started host would otherwise pay (JIT of the paths the ahead-of-time images leave out).
+        static void Warm()
+        {
+            try
+            {
+                using (var tcp = new System.Net.Sockets.TcpClient("127.0.0.1", int.Parse(Environment.GetEnvironmentVariable("PORT") ?? "8080")))
+                {
+                    var s = tcp.GetStream();
+                    var req = Encoding.ASCII.GetBytes("POST /?warm=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}");
+                    s.Write(req, 0, req.Length);
+                    new StreamReader(s).ReadToEnd();
+                }
+            }
+            catch (Exception) { }
         }
 
         static Dictionary<string, StringValues> ParseQuery(string query)

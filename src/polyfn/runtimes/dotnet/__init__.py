@@ -98,6 +98,12 @@ def host_command(mono: str, build_dir: str, function_name: str, aot_dir: str = "
     return [mono, *aot, str(Path(build_dir) / HOST_EXE), "serve", str(Path(build_dir) / FUNCTION_DLL), function_name]
 
 
+def blank_command(mono: str, shims: str) -> list[str]:
+    """A pre-started host: listening with the shims loaded, waiting for its function on stdin."""
+    aot = os.path.join(shims, AOT_DIR)
+    return [mono, *([f"--aot-path={aot}"] if os.path.isdir(aot) else []), os.path.join(shims, HOST_EXE), "wait"]
+
+
 def trigger_body(cloudevent: bytes) -> bytes:
     """A trigger's CloudEvent as the host binds it: the Azure shapes of `polyfn.events.azure` (the one place
     that knows them) for each trigger kind, as JSON; the host takes the part its function's trigger needs.
