@@ -63,8 +63,13 @@ def test_results(server: Server, query: dict[str, str], status: int, body: str) 
 
 
 def test_request_surface_and_logs(server: Server) -> None:
-    info = server.deploy("api-cs2", {"Api.cs": API})
+    info = server.deploy("api-cs2", {"Api.cs": API}, env={"GREETING": "hey"})
     assert info["spec"]["auth"] == "anonymous" and info["spec"]["runtime"] == "dotnet"
+    env = server.http.get("/fn/api-cs2", params={"kind": "env"}).text
+    assert env.startswith("hey in /") and env.endswith("/code/api-cs2/" + env.rsplit("/", 1)[-1])  # env, cwd = code
+    uid = server.http.get("/fn/api-cs2", params={"kind": "uid"}).text.split()
+    if os.geteuid() == 0:  # the function's own uid, not root's (a pre-started host switches before loading it)
+        assert uid[0] == "Uid:" and uid[1] != "0" and len(set(uid[1:])) == 1, uid
     resp = server.http.get("/fn/api-cs2", params={"kind": "json", "name": "Bo"},
                            headers={"x-test": "T", "host": "fn.example.com"})
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("application/json")
