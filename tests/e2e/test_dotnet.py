@@ -98,6 +98,13 @@ def test_exception_is_a_typed_500(server: Server) -> None:
     assert act["status"] == "error" and act["error"]["errorType"] == "System.InvalidOperationException"
 
 
+def test_timeout_kills_and_replaces_the_instance(server: Server) -> None:
+    server.deploy("slow-cs", {"Api.cs": API}, timeout=1.5)
+    resp = server.http.get("/fn/slow-cs", params={"kind": "sleep"})
+    assert resp.status_code == 504 and error_code(resp) == "function_timeout"
+    assert server.http.get("/fn/slow-cs", params={"name": "again"}).text == "Hello, again"  # a fresh instance
+
+
 def test_compile_error_names_file_line_column(server: Server) -> None:
     src = 'public static class F {\n    [FunctionName("F")]\n    public static IActionResult Run(\n' \
           '        [HttpTrigger(AuthorizationLevel.Anonymous)] HttpRequest req) { return new OkResult() }\n}\n'

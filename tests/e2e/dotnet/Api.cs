@@ -36,6 +36,7 @@ namespace Demo
                 case "typed": return new OkObjectResult((await req.ReadFromJsonAsync<Person>()).Name.ToUpper());
                 case "uid": return new OkObjectResult(File.ReadAllLines("/proc/self/status").First(l => l.StartsWith("Uid:")));
                 case "env": return new OkObjectResult(Environment.GetEnvironmentVariable("GREETING") + " in " + Directory.GetCurrentDirectory());
+                case "sleep": await Task.Delay(30000); return new OkResult();
                 case "throw": throw new InvalidOperationException("no such thing: " + name);
             }
             return name != null ? (ActionResult)new OkObjectResult($"Hello, {name}") : new BadRequestObjectResult("Please pass a name on the query string or in the request body");
