@@ -131,7 +131,8 @@ namespace Polyfn.Dotnet
                 }
                 else
                 {
-                    var attrs = p.GetCustomAttributes(false).Select(a => a.GetType().Name).ToArray();
+                    // attribute data, not instances: describe runs at deploy, where no user code may run
+                    var attrs = p.GetCustomAttributesData().Select(a => a.AttributeType.Name).ToArray();
                     fn.Problems.Add("parameter " + p.Name + " (" + t.FullName + (attrs.Length > 0 ? ", [" + string.Join(", ", attrs) + "]" : "")
                         + "): polyfn binds HttpRequest with [HttpTrigger], TimerInfo with [TimerTrigger], [BlobTrigger] and [QueueTrigger] values, ILogger, ExecutionContext and CancellationToken");
                 }
