@@ -43,6 +43,9 @@ def test_seed_csharp_sample(server: Server) -> None:
     assert act["status"] == "success"
     r = server.cli("deploy", str(REPO / "examples/seed/azure-hello-csharp"), "--name", "hello-cs2", check=True)
     assert "using cached C# build" in r.stdout + r.stderr
+    r = server.cli("deploy", str(REPO / "examples/seed/azure-hello-csharp/Function1.cs"), "--name", "hello-cs3",
+                   "--auth", "anonymous", check=True)  # a single .cs file
+    assert "runtime=dotnet" in r.stdout and server.http.get("/fn/hello-cs3").text == "Hello, World"
 
 
 @pytest.mark.parametrize(("query", "status", "body"), [
