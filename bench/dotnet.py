@@ -89,6 +89,8 @@ def main() -> None:
             n = args.connections
             for k in kinds:
                 deploy(server, name(k), files(k, 10_000), auth="anonymous", min_instances=n, max_instances=n)
+                client.close()
+                client = Http(server.port)  # the server may have closed the idle one
                 for _ in range(3 * n):
                     client.request("GET", f"/fn/{name(k)}")
                 time.sleep(1.0)

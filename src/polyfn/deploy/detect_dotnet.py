@@ -19,6 +19,8 @@ RUNTIME = "dotnet"
 FLAVOR = "azure"
 _NAME = re.compile(r"\[\s*(?:Microsoft\.Azure\.WebJobs\.)?FunctionName(?:Attribute)?\s*\(\s*\"([^\"]+)\"\s*\)")
 _AUTH = re.compile(r"AuthorizationLevel\s*\.\s*(\w+)")
+_TRIGGER = re.compile(r"\[\s*(HttpTrigger|TimerTrigger|BlobTrigger|QueueTrigger)(?:Attribute)?\s*(?:\(\s*(?:\"([^\"]*)\")?)?")
+TRIGGERS = {"HttpTrigger": "http", "TimerTrigger": "timer", "BlobTrigger": "blob", "QueueTrigger": "queue"}
 _COMMENTS = re.compile(r"/\*[\s\S]*?\*/|//[^\n]*")
 #: Azure's levels that need a key (`?code=` / `x-functions-key`): polyfn's `auth: key`.
 KEYED_LEVELS = ("Function", "System", "Admin")
@@ -29,6 +31,8 @@ class CsFunction:
     name: str
     file: str
     auth_level: str  # the HttpTrigger's AuthorizationLevel member, "" when not an HTTP function
+    trigger: str = ""  # http | timer | blob | queue ("" when none is declared)
+    argument: str = ""  # the trigger attribute's first string: a schedule, a blob path, a queue name
 
 
 def cs_files(files: dict[str, bytes]) -> list[str]:
@@ -45,7 +49,9 @@ def functions(files: dict[str, bytes]) -> list[CsFunction]:
             body = src[m.end(): marks[i + 1].start() if i + 1 < len(marks) else len(src)]
             auth = _AUTH.search(body) if "HttpTrigger" in body else None
             level = auth.group(1) if auth else ("Function" if "HttpTrigger" in body else "")
-            found.append(CsFunction(m.group(1), path, level))
+            trig = _TRIGGER.search(body)
+            found.append(CsFunction(m.group(1), path, level, TRIGGERS[trig.group(1)] if trig else "",
+                                    (trig.group(2) or "") if trig else ""))
     return found
 
 

@@ -58,8 +58,7 @@ class Deployer:
         if spec.runtime == "http" and spec.handler == detect_node.GO_HANDLER:
             await build.go_build(code_dir, files, s.data_dir / "build" / sha[:24], s.data_dir / "build" / ".cache", progress)
         if spec.runtime == "dotnet":
-            await build_dotnet.build(files, s.data_dir / "build" / sha[:24], s.data_dir / "build" / ".cache",
-                                     spec.handler, progress)
+            await build_dotnet.build(files, s.data_dir / "build" / sha[:24], s.data_dir, spec.handler, progress)
         return code_dir, deps_dir
 
     async def localise(self, rev: Revision) -> Revision:
@@ -87,8 +86,9 @@ class Deployer:
     def _runnable_here(self, rev: Revision) -> bool:
         if not Path(rev.code_dir).is_dir() or (rev.deps_dir is not None and not Path(rev.deps_dir).is_dir()):
             return False
-        if rev.spec.runtime == "dotnet" or (rev.spec.runtime == "http" and rev.spec.handler == detect_node.GO_HANDLER):
-            # built per node
+        if rev.spec.runtime == "dotnet":  # built per node, against this polyfn's shims
+            return build_dotnet.is_current(self.settings.data_dir / "build" / rev.code_sha256[:24])
+        if rev.spec.runtime == "http" and rev.spec.handler == detect_node.GO_HANDLER:  # built per node
             return (self.settings.data_dir / "build" / rev.code_sha256[:24]).is_dir()
         return True
 

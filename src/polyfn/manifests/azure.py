@@ -97,5 +97,9 @@ def parse(app_dir: Path, params: dict[str, str]) -> Plan:
             else:
                 pf.notes.append(f"{w}: {t} ({direction}) bindings are not supported by polyfn; skipped")
     if not plan.functions:
-        raise ManifestError(f"{app_dir}: no */function.json next to host.json")
+        from polyfn.manifests import azure_csharp  # a C# project declares its functions in code
+
+        if azure_csharp.parse(app_dir, plan, timeout):
+            return plan
+        raise ManifestError(f"{app_dir}: no */function.json next to host.json (nor C# [FunctionName] methods)")
     return plan

@@ -164,7 +164,8 @@ def runtime_roots(py_binds: list[str]) -> dict[str, list[str]]:
     """The shared part of each runtime's root. Python: interpreter, stdlib, provided packages and polyfn's
     provided vendor modules (firebase_functions) — not the polyfn package. Node and `http`: the same
     interpreter (the sandbox helper and the `http` proxy are polyfn's Python) plus the polyfn package
-    (the Node bootstrap and its flavors; the proxy's modules) and the node binary."""
+    (the Node bootstrap and its flavors; the proxy's modules) and the node binary; `dotnet`: `http`'s and
+    Mono's files."""
     import shutil
 
     import polyfn
@@ -173,9 +174,12 @@ def runtime_roots(py_binds: list[str]) -> dict[str, list[str]]:
     pkg = os.path.realpath(polyfn.__path__[0])
     node = os.environ.get("POLYFN_NODE") or shutil.which("node") or ""
     extra = [os.path.realpath(node)] if node else []
+    from polyfn.runtimes.dotnet import MONO_PATHS
+
     return {"python": layout([*py_binds, PROVIDED_DIR]),
             "node": layout([*py_binds, pkg, *extra]),
-            "http": layout([*py_binds, pkg])}
+            "http": layout([*py_binds, pkg]),
+            "dotnet": layout([*py_binds, pkg, *MONO_PATHS])}  # the http proxy + Mono (runtimes/dotnet)
 
 
 # --- child side -------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from typing import Any
 import msgspec
 
 from polyfn.loops import one_item
+from polyfn.runtimes import dotnet
 from polyfn.runtimes.python.instance import SAFE_ENV
 from polyfn.sandbox import seccomp
 from polyfn.sandbox.plan import SandboxPlan
@@ -305,12 +306,18 @@ def launch_instance(launcher: Launcher, settings: Any, rev: Any, ispec: Any, pla
     if spec.runtime not in ("http", "dotnet"):  # dotnet: the proxy runs the C# host (runtimes/dotnet)
         raise LaunchError(f"no launcher for runtime {spec.runtime!r}")
     payload["runtime"] = spec.runtime
+    if spec.runtime == "dotnet":  # the node's compiled shims' class-library images, shared by every revision
+        payload["dotnet_aot"] = str(dotnet.shim_dir(settings.data_dir) / dotnet.AOT_DIR)
     payload["build_dir"] = str(build_dir(settings, rev.code_sha256))
     payload["ready_timeout"] = max(0.5, 0.7 * min(settings.init_timeout, max(spec.timeout, 1.0)))
     private = bool(getattr(settings, "http_private_network", True))
     if plan is not None:
         if os.path.isdir(payload["build_dir"]):  # the deploy-time build (a Go program …) lives in the data dir
             plan = msgspec.structs.replace(plan, binds=[*plan.binds, payload["build_dir"]])
+        if spec.runtime == "dotnet" and dotnet.shim_dir(settings.data_dir).is_dir():
+            # the node's compiled host, shims and class-library images (a pre-started host may still be
+            # opening them when its function's mounts go up)
+            plan = msgspec.structs.replace(plan, binds=[*plan.binds, str(dotnet.shim_dir(settings.data_dir))])
         if "net" in required and plan.network in ("all", "host") and private:
             # the sandbox makes the private namespace (the proxy itself could not: seccomp, uid)
             plan = msgspec.structs.replace(plan, network="none")
@@ -321,6 +328,12 @@ def launch_instance(launcher: Launcher, settings: Any, rev: Any, ispec: Any, pla
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     src = str(Path(__file__).resolve().parents[2])  # the polyfn package's import root
     env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    shims = dotnet.shim_dir(settings.data_dir)
+    if spec.runtime == "dotnet" and plan is not None and (shims / dotnet.HOST_EXE).exists():
+        # pre-started: the C# host boots (Mono, shims, listener) before its function is known
+        env["POLYFN_DOTNET_SHIMS"] = str(shims)
+        return _launch_blank(launcher, "dotnet", http_command(), plan, payload, env, prepare, required,
+                             run_dir / "http-instances.log")
     env["POLYFN_SPEC"] = json.dumps(payload)  # not argv: /proc/PID/cmdline is world-readable
     return launcher.launch(http_command(), env, ispec.code_dir, conn, plan, run_dir / "http-instances.log",
                            prepare=prepare, required=required), None
@@ -329,7 +342,15 @@ def launch_instance(launcher: Launcher, settings: Any, rev: Any, ispec: Any, pla
 def _launch_node(launcher: Launcher, spec: Any, plan: SandboxPlan | None, payload: dict[str, Any],
                  env: dict[str, str], prepare: dict[str, str] | None, required: list[str],
                  log_path: Path) -> tuple[int, socket.socket | None]:
-    argv = node_command(None, spec.memory)
+    return _launch_blank(launcher, "node", node_command(None, spec.memory), plan, payload, env, prepare, required,
+                         log_path)
+
+
+def _launch_blank(launcher: Launcher, kind: str, argv: list[str], plan: SandboxPlan | None, payload: dict[str, Any],
+                  env: dict[str, str], prepare: dict[str, str] | None, required: list[str],
+                  log_path: Path) -> tuple[int, socket.socket | None]:
+    """A pre-started process of `kind` (Node's bootstrap, the C# host's proxy) handed its function, or one
+    started now and handed it at once."""
     body = json.dumps(payload).encode()
     if plan is None:  # no sandbox at all (tests of the launcher itself)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -342,7 +363,7 @@ def _launch_node(launcher: Launcher, spec: Any, plan: SandboxPlan | None, payloa
     # What a blank may be made with before its function is known: nothing function-specific.
     generic = msgspec.structs.replace(plan, uid=0, gid=0, hide=[], binds=[], secret_files={},
                                       relay_socket="", relay_ports=[], allow=[], etc={})
-    key = ("node", msgspec.json.encode(generic))
+    key = (kind, msgspec.json.encode(generic))
 
     def make() -> Blank:
         return launcher.start_blank(argv, env, generic, prepare or {}, required, log_path)
@@ -353,7 +374,7 @@ def _launch_node(launcher: Launcher, spec: Any, plan: SandboxPlan | None, payloa
     if blank is not None and not _hand_over(blank, plan_body, body):
         # A pre-started blank that died while it waited (its exit not reaped yet when it was taken) must not
         # fail this cold start: the function gets a process started now instead.
-        log.warning("pre-started node process %d was gone when taken; starting another", blank.pid)
+        log.warning("pre-started %s process %d was gone when taken; starting another", kind, blank.pid)
         blank.sock.close()
         blank = None
     if blank is None:

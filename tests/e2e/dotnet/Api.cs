@@ -25,7 +25,7 @@ namespace Demo
             log.LogWarning("kind {Kind} for {Name}", kind, name);
             switch (kind)
             {
-                case "json": return new JsonResult(new { Greeting = "Hello, " + name, Method = req.Method, Agent = (string)req.Headers["x-test"] });
+                case "json": return new JsonResult(new { Greeting = "Hello, " + name, Method = req.Method, Agent = (string)req.Headers["x-test"], Host = req.Host.Value });
                 case "bad": return new BadRequestObjectResult("Please pass a name");
                 case "notfound": return new NotFoundResult();
                 case "content": return new ContentResult { Content = "<b>hi</b>", ContentType = "text/html", StatusCode = 201 };
@@ -34,6 +34,9 @@ namespace Demo
                 case "ok": return new OkResult();
                 case "read": return new OkObjectResult(await req.ReadAsStringAsync());
                 case "typed": return new OkObjectResult((await req.ReadFromJsonAsync<Person>()).Name.ToUpper());
+                case "uid": return new OkObjectResult(File.ReadAllLines("/proc/self/status").First(l => l.StartsWith("Uid:")));
+                case "env": return new OkObjectResult(Environment.GetEnvironmentVariable("GREETING") + " in " + Directory.GetCurrentDirectory());
+                case "sleep": await Task.Delay(30000); return new OkResult();
                 case "throw": throw new InvalidOperationException("no such thing: " + name);
             }
             return name != null ? (ActionResult)new OkObjectResult($"Hello, {name}") : new BadRequestObjectResult("Please pass a name on the query string or in the request body");

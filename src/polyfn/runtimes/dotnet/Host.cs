@@ -131,7 +131,8 @@ namespace Polyfn.Dotnet
                 }
                 else
                 {
-                    var attrs = p.GetCustomAttributes(false).Select(a => a.GetType().Name).ToArray();
+                    // attribute data, not instances: describe runs at deploy, where no user code may run
+                    var attrs = p.GetCustomAttributesData().Select(a => a.AttributeType.Name).ToArray();
                     fn.Problems.Add("parameter " + p.Name + " (" + t.FullName + (attrs.Length > 0 ? ", [" + string.Join(", ", attrs) + "]" : "")
                         + "): polyfn binds HttpRequest with [HttpTrigger], TimerInfo with [TimerTrigger], [BlobTrigger] and [QueueTrigger] values, ILogger, ExecutionContext and CancellationToken");
                 }
@@ -173,9 +174,11 @@ namespace Polyfn.Dotnet
                     { "path", f.Path }, { "problems", f.Problems } })));
                 return 0;
             }
+            if (args.Length == 1 && args[0] == "wait")
+                return Wait();
             if (args.Length != 3 || args[0] != "serve")
             {
-                Console.Error.WriteLine("usage: PolyfnHost.exe describe ASSEMBLY | serve ASSEMBLY FUNCTION_NAME");
+                Console.Error.WriteLine("usage: PolyfnHost.exe describe ASSEMBLY | serve ASSEMBLY FUNCTION_NAME | wait");
                 return 2;
             }
             var fn = Fn.All(Assembly.LoadFrom(args[1])).FirstOrDefault(f => f.Name == args[2]);
@@ -184,15 +187,94 @@ namespace Polyfn.Dotnet
                 Console.Error.WriteLine("no [FunctionName(\"" + args[2] + "\")] in " + args[1]);
                 return 3;
             }
+            Loop(Listen(), fn);
+            return 0;
+        }
+
+        static HttpListener Listen()
+        {
             var port = Environment.GetEnvironmentVariable("PORT") ?? "8080";
             var listener = new HttpListener();
-            listener.Prefixes.Add("http://127.0.0.1:" + port + "/");
+            listener.Prefixes.Add("http://127.0.0.1:" + port + "/");  // the caller's Host comes as X-Polyfn-Host
             listener.Start();
+            return listener;
+        }
+
+        /// `fn` null: a pre-started host's, which serves `Current` once it has one (until then: 204, the warm-up).
+        static void Loop(HttpListener listener, Fn fn)
+        {
             while (true)
             {
                 var ctx = listener.GetContext();
-                Task.Run(() => Serve(fn, ctx));
+                var target = fn ?? Current;
+                if (target == null)
+                    Task.Run(() => Execute(new OkObjectResult(new { warm = true }), ctx.Response, new Logger()));
+                else
+                    Task.Run(() => Serve(target, ctx));
             }
+        }
+
+        [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)] static extern int setgroups(IntPtr size, IntPtr list);
+        [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)] static extern int setgid(uint gid);
+        [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)] static extern int setuid(uint uid);
+        [System.Runtime.InteropServices.DllImport("libc")] static extern uint getuid();
+
+        /// A pre-started host (runtimes/http/proxy.py's blank mode): listening already, it waits on stdin for its
+        /// function — one JSON line {assembly, name, uid, gid, env, cwd} — then becomes the function's uid
+        /// (glibc applies it to every thread) before loading any of its code, and answers "ready" or "error: ...".
+        static int Wait()
+        {
+            var listener = Listen();
+            new Thread(() => Loop(listener, null)) { IsBackground = true }.Start();
+            Warm();
+            var line = Console.In.ReadLine();
+            if (line == null) return 0;
+            Fn fn;
+            try
+            {
+                var job = Newtonsoft.Json.Linq.JObject.Parse(line);
+                uint uid = (uint)job["uid"], gid = (uint)job["gid"];
+                if (uid != 0)
+                {
+                    if (setgroups(IntPtr.Zero, IntPtr.Zero) != 0 || setgid(gid) != 0 || setuid(uid) != 0 || getuid() != uid)
+                        throw new InvalidOperationException("sandbox: could not switch to uid " + uid);
+                }
+                foreach (var kv in (Newtonsoft.Json.Linq.JObject)job["env"])
+                    Environment.SetEnvironmentVariable(kv.Key, (string)kv.Value);
+                Directory.SetCurrentDirectory((string)job["cwd"]);
+                var name = (string)job["name"];
+                fn = Fn.All(Assembly.LoadFrom((string)job["assembly"])).FirstOrDefault(f => f.Name == name);
+                if (fn == null) throw new InvalidOperationException("no [FunctionName(\"" + name + "\")] in " + job["assembly"]);
+            }
+            catch (Exception e)
+            {
+                Console.WriteLine("error: " + e.GetType().FullName + ": " + e.Message);
+                return 3;
+            }
+            Current = fn;
+            Console.WriteLine("ready");
+            Console.Out.Flush();
+            Thread.Sleep(Timeout.Infinite);
+            return 0;
+        }
+
+        static volatile Fn Current;
+
+        /// One request through the listener and a result written, before any function: what the first call of a
+        /// pre-started host would otherwise pay (JIT of the paths the ahead-of-time images leave out).
+        static void Warm()
+        {
+            try
+            {
+                using (var tcp = new System.Net.Sockets.TcpClient("127.0.0.1", int.Parse(Environment.GetEnvironmentVariable("PORT") ?? "8080")))
+                {
+                    var s = tcp.GetStream();
+                    var req = Encoding.ASCII.GetBytes("POST /?warm=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}");
+                    s.Write(req, 0, req.Length);
+                    new StreamReader(s).ReadToEnd();
+                }
+            }
+            catch (Exception) { }
         }
 
         static Dictionary<string, StringValues> ParseQuery(string query)
@@ -229,6 +311,13 @@ namespace Polyfn.Dotnet
                 };
                 foreach (string k in raw.Headers.AllKeys)
                     req.Headers[k] = new StringValues(raw.Headers.GetValues(k));
+                // HttpListener matches the Host header against its prefix (127.0.0.1: never every interface), so
+                // the proxy sends the caller's Host aside.
+                if (req.Headers.ContainsKey("X-Polyfn-Host"))
+                {
+                    req.Headers["Host"] = req.Headers["X-Polyfn-Host"];
+                    req.Headers.Remove("X-Polyfn-Host");
+                }
                 req.Host = new HostString(req.Headers["Host"]);
                 var cookies = new Cookies();
                 foreach (Cookie c in raw.Cookies) cookies.Add(c.Name, c.Value);
@@ -239,14 +328,18 @@ namespace Polyfn.Dotnet
                         code = "method_not_allowed", message = fn.Name + " accepts " + string.Join(", ", fn.Methods) + " ([HttpTrigger]), not " + raw.HttpMethod } })), logger);
                     return;
                 }
-                object ret = Invoke(fn, req, body, logger);
-                var task = ret as Task;
-                if (task != null)
+                object ret = null;
+                foreach (var binding in Bindings(fn, raw.Headers["X-Polyfn-Trigger"] != null, body))
                 {
-                    await task;
-                    var prop = task.GetType().GetProperty("Result");
-                    ret = prop != null && task.GetType().IsGenericType ? prop.GetValue(task) : null;
-                    if (ret != null && ret.GetType().FullName == "System.Threading.Tasks.VoidTaskResult") ret = null;
+                    ret = Invoke(fn, req, binding, logger);
+                    var task = ret as Task;
+                    if (task != null)
+                    {
+                        await task;
+                        var prop = task.GetType().GetProperty("Result");
+                        ret = prop != null && task.GetType().IsGenericType ? prop.GetValue(task) : null;
+                        if (ret != null && ret.GetType().FullName == "System.Threading.Tasks.VoidTaskResult") ret = null;
+                    }
                 }
                 Execute(ret, res, logger);
             }
@@ -262,7 +355,38 @@ namespace Polyfn.Dotnet
             }
         }
 
-        static object Invoke(Fn fn, Request req, MemoryStream body, Logger logger)
+        /// What a trigger's parameters get, per call: a queue batch is one call per message, as on Azure.
+        class Binding { public TimerInfo Timer; public byte[] Data = new byte[0]; public string Name; }
+
+        static List<Binding> Bindings(Fn fn, bool trigger, MemoryStream body)
+        {
+            var list = new List<Binding>();
+            if (!trigger || fn.Trigger == "http")
+            {
+                list.Add(new Binding { Data = body.ToArray() });
+                return list;
+            }
+            var j = Newtonsoft.Json.Linq.JObject.Parse(Encoding.UTF8.GetString(body.ToArray()));
+            if (fn.Trigger == "timer")
+            {
+                var t = j["timer"];
+                var st = t["ScheduleStatus"];
+                Func<Newtonsoft.Json.Linq.JToken, DateTime> when = v => v == null || v.Type == Newtonsoft.Json.Linq.JTokenType.Null ? DateTime.MinValue : v.ToObject<DateTime>();
+                list.Add(new Binding { Timer = new TimerInfo { IsPastDue = (bool)t["IsPastDue"],
+                    ScheduleStatus = new Microsoft.Azure.WebJobs.Extensions.Timers.ScheduleStatus { Last = when(st["Last"]), Next = when(st["Next"]), LastUpdated = when(st["LastUpdated"]) } } });
+            }
+            else if (fn.Trigger == "blob")
+            {
+                var b = j["blob"];
+                list.Add(new Binding { Data = Convert.FromBase64String((string)b["content_base64"] ?? ""), Name = (string)b["key"] });
+            }
+            else
+                foreach (var m in j["messages"])
+                    list.Add(new Binding { Data = Encoding.UTF8.GetBytes((string)m["body"] ?? "") });
+            return list;
+        }
+
+        static object Invoke(Fn fn, Request req, Binding binding, Logger logger)
         {
             var ps = fn.Method.GetParameters();
             var args = new object[ps.Length];
@@ -275,10 +399,12 @@ namespace Polyfn.Dotnet
                 else if (t == typeof(Microsoft.Azure.WebJobs.ExecutionContext))
                     args[i] = new Microsoft.Azure.WebJobs.ExecutionContext { InvocationId = Guid.NewGuid(), FunctionName = fn.Name,
                         FunctionDirectory = Directory.GetCurrentDirectory(), FunctionAppDirectory = Directory.GetCurrentDirectory() };
-                else if (t == typeof(TimerInfo)) args[i] = new TimerInfo();
-                else if (t == typeof(string)) args[i] = new StreamReader(body).ReadToEnd();
-                else if (t == typeof(byte[])) args[i] = body.ToArray();
-                else if (t == typeof(Stream)) args[i] = body;
+                else if (t == typeof(TimerInfo)) args[i] = binding.Timer ?? new TimerInfo();
+                else if (t == typeof(string) && ps[i].GetCustomAttribute<BlobTriggerAttribute>() == null
+                         && ps[i].GetCustomAttribute<QueueTriggerAttribute>() == null) args[i] = binding.Name;  // {name}
+                else if (t == typeof(string)) args[i] = Encoding.UTF8.GetString(binding.Data);
+                else if (t == typeof(byte[])) args[i] = binding.Data;
+                else if (t == typeof(Stream)) args[i] = new MemoryStream(binding.Data, false);
             }
             return fn.Method.Invoke(null, args);
         }

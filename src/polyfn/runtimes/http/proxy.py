@@ -41,6 +41,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from polyfn.protocol import HEADER, MAX_FRAME, InitError, Invoke, Ready, Result, encode, to_instance_decoder
 from polyfn.runtimes import dotnet
 
@@ -181,6 +183,7 @@ class Proxy:
         self.port = DEFAULT_PORT
         self.child: subprocess.Popen[bytes] | None = None
         self.network = "host network"
+        self.dotnet = spec.get("runtime") == "dotnet"
 
     def send(self, msg: Any) -> None:
         data = encode(msg)
@@ -218,7 +221,8 @@ class Proxy:
         else:
             env.pop("PYTHONPATH", None)
         if spec.get("runtime") == "dotnet":  # the C# host serving one [FunctionName] of the deploy-time build
-            argv = dotnet.host_command(shutil.which("mono") or "mono", spec.get("build_dir", ""), spec["handler"])
+            argv = dotnet.host_command(shutil.which("mono") or "mono", spec.get("build_dir", ""), spec["handler"],
+                                       spec.get("dotnet_aot", ""))
         else:
             argv = resolve_command(spec["handler"], spec["code_dir"], spec.get("build_dir", ""), env)
         self.logs.begin(-1)
@@ -289,6 +293,12 @@ class Proxy:
             target += "?" + inv.query
         headers = [(k, v) for k, v in inv.headers if k.lower() not in HOP and k.lower() != "content-length"]
         method = inv.method or "POST"
+        if self.dotnet:
+            # The C# host's HttpListener answers only its own Host (127.0.0.1:PORT): the caller's goes aside.
+            headers = [(k, v) if k.lower() != "host" else ("X-Polyfn-Host", v) for k, v in headers]
+            if inv.kind == "cloudevent":  # Azure's trigger shapes for the C# host
+                inv = msgspec.structs.replace(inv, body=dotnet.trigger_body(inv.body), content_type="application/json")
+                headers.append(("X-Polyfn-Trigger", "azure"))
         for attempt in range(2):
             c = self.conn()
             try:
@@ -350,8 +360,90 @@ class Proxy:
         os._exit(0)
 
 
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise EOFError("the server closed the connection")
+        buf += chunk
+    return buf
+
+
+def _read_gate() -> dict[str, Any]:
+    """The spawn agent's word once the function's mounts are up (polyfn.sandbox.spawn, agent mode)."""
+    fd = int(os.environ.pop("POLYFN_GATE_FD"))
+    with os.fdopen(fd, "rb") as f:
+        line = f.readline()
+    try:
+        gate = json.loads(line)
+    except ValueError:
+        gate = None
+    return gate if isinstance(gate, dict) else {
+        "ok": False, "error": "sandbox: the spawn agent ended before setting up the sandbox"}
+
+
+def blank_main(sock: socket.socket) -> None:
+    """A pre-started C# instance: the host starts now (shims loaded, listening), its function comes later
+    as the first frame; the sandbox's agent then mounts the function's files and opens the gate, and the
+    host and this proxy both become the function's uid before any of its code loads (runtimes/dotnet)."""
+    t_boot = time.perf_counter()
+    shims = os.environ.pop("POLYFN_DOTNET_SHIMS")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("POLYFN_FD", "POLYFN_GATE_FD", "PYTHONPATH")}
+    env["PORT"] = str(port)
+    child = subprocess.Popen(dotnet.blank_command(shutil.which("mono") or "mono", shims), cwd="/", env=env,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             preexec_fn=_child_preexec)
+    (size,) = HEADER.unpack(_recv_exact(sock, 4))
+    spec = json.loads(_recv_exact(sock, size))
+    t0 = time.perf_counter()
+    proxy = Proxy(spec, sock)
+    proxy.child, proxy.port = child, port
+    gate = _read_gate()
+    spec["sandbox"] = str(gate.get("sandbox", ""))
+    if not gate.get("ok"):
+        child.kill()
+        proxy.init_error("Runtime.SandboxError", str(gate.get("error")))
+        return
+    uid, gid = int(gate.get("uid") or 0), int(gate.get("gid") or 0)
+    revision = int(spec.get("revision", 1))
+    job = {"assembly": os.path.join(spec.get("build_dir", ""), dotnet.FUNCTION_DLL), "name": spec["handler"],
+           "uid": uid, "gid": gid, "cwd": spec["code_dir"],
+           "env": {**spec.get("env", {}), "POLYFN_FUNCTION_NAME": spec["function"],
+                   "POLYFN_FUNCTION_REVISION": str(revision)}}
+    assert child.stdin is not None and child.stdout is not None and child.stderr is not None
+    try:
+        child.stdin.write(json.dumps(job).encode() + b"\n")
+        child.stdin.flush()
+        reply = child.stdout.readline().decode("utf-8", "replace").strip()
+    except OSError as e:
+        reply = f"error: {e}"
+    if reply != "ready":
+        child.kill()
+        tail = child.stderr.read().decode("utf-8", "replace")[-2000:]
+        proxy.init_error("Runtime.HostError", f"the C# host did not start the function: {reply or 'it exited'}\n{tail}")
+        return
+    if uid:
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)
+    os.chdir(spec["code_dir"])
+    for pipe, name in ((child.stdout, "stdout"), (child.stderr, "stderr")):
+        threading.Thread(target=proxy.logs.pump, args=(pipe, name), daemon=True).start()
+    info = (f"pre-started C# host (pid {child.pid}, booted {(t0 - t_boot) * 1000:.0f} ms before its function) on "
+            f"port {port}; sandbox: {spec['sandbox']}")
+    proxy.send(Ready(0, (time.perf_counter() - t0) * 1000, info))
+    threading.Thread(target=proxy.watch_child, daemon=True).start()
+    proxy.serve()
+
+
 def main() -> None:
-    spec = json.loads(sys.argv[1] if len(sys.argv) > 1 else os.environ.pop("POLYFN_SPEC"))
+    raw = sys.argv[1] if len(sys.argv) > 1 else os.environ.pop("POLYFN_SPEC", "")
+    if not raw:  # a pre-started C# instance, waiting for its function (launcher.py, agent mode)
+        blank_main(socket.socket(fileno=int(os.environ["POLYFN_FD"])))
+        return
+    spec = json.loads(raw)
     info = os.environ.pop("POLYFN_SANDBOX_INFO", "")
     if info:
         spec["sandbox"] = info
