@@ -97,7 +97,7 @@ def python_paths() -> tuple[list[str], list[str]]:
         if os.path.exists(cfg):
             binds.add(cfg)
     site = _site_dirs()
-    stdlib = [p for p in sys.path if p and not any(_under(p, s) for s in site) and _under(
+    stdlib = [p for p in sys.path if p and not any(under(p, s) for s in site) and under(
         os.path.realpath(p), os.path.realpath(sys.base_prefix)) and "site-packages" not in p]
     dists = distribution_closure((*RUNTIME_PY, *PROVIDED_PY))
     binds.update(distribution_paths(dists))
@@ -114,7 +114,7 @@ def _site_dirs() -> list[str]:
     return [os.path.realpath(d) for d in dirs]
 
 
-def _under(path: str, base: str) -> bool:
+def under(path: str, base: str) -> bool:
     return path == base or path.startswith(base.rstrip("/") + "/")
 
 
@@ -203,8 +203,9 @@ def _bind(fd: int, target: str, is_dir: bool) -> None:
 
 
 #: where a pre-forked blank builds the shared part of the root before its function is known: a mount point
-#: that never holds code and that instances do not need (covered in the blank's own mount namespace only)
-STAGE = "/sys"
+#: that instances do not need from the host (covered in the blank's own mount namespace only; /sys would hide
+#: the cgroup files the spawn still writes). Code living under it is bound by a full build instead.
+STAGE = "/dev/shm"
 
 Source = tuple[str, int, bool]  # (host path, O_PATH descriptor, is a directory)
 
@@ -250,14 +251,14 @@ def build(root: list[str], mask: list[str], tmp_mb: int, new: str) -> None:
         bound: list[str] = []
         covered: list[str] = []
         for src, fd, is_dir in sorted(sources, key=lambda s: (s[0].count("/"), s[0])):
-            if any(_under(src, b) for b in bound) and not any(_under(src, m) for m in covered):
+            if any(under(src, b) for b in bound) and not any(under(src, m) for m in covered):
                 continue  # already visible through a parent bind
             _bind(fd, new + src, is_dir)
             if not is_dir:
                 continue
             bound.append(src)
             for m in masks:
-                if _under(m, src) and m != src and os.path.isdir(new + m):
+                if under(m, src) and m != src and os.path.isdir(new + m):
                     linux.mount("tmpfs", new + m, "tmpfs", _NOSUID_NODEV, "size=64k,mode=0755")
                     covered.append(m)
         for m in covered:
