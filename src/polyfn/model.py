@@ -16,7 +16,7 @@ import msgspec
 from polyfn.protocol import LogLine
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
-RUNTIMES = ("python", "node", "http")
+RUNTIMES = ("python", "node", "http", "dotnet")  # dotnet: C# Azure functions on Mono (runtimes/dotnet)
 FLAVORS = ("native", "openfaas", "openfaas-http", "aws", "gcp", "azure", "aliyun", "tencent", "kubeless", "openwhisk")
 # Node.js-only flavors and the http runtime's (runtimes/node/flavors, runtimes/http).
 FLAVORS += ("wechat", "knative")
@@ -155,6 +155,9 @@ def validate_spec(spec: FunctionSpec, max_timeout: float, max_memory: int, max_i
     if spec.runtime == "http":  # the handler of an http function is its command line
         if not spec.handler.strip() or "\n" in spec.handler or "\0" in spec.handler:
             raise SpecError(f"handler={spec.handler!r} must be the command that starts the HTTP server")
+    elif spec.runtime == "dotnet":  # a C# function's [FunctionName], as Azure allows them
+        if not re.match(r"^[A-Za-z][\w-]{0,126}$", spec.handler or ""):
+            raise SpecError(f"handler={spec.handler!r} must be a C# [FunctionName] (a letter, then letters, digits, _ or -)")
     elif not re.match(r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$", spec.handler or ""):
         raise SpecError(f"handler={spec.handler!r} must look like MODULE.FUNCTION (e.g. handler.handle)")
     rng("memory", spec.memory, 32, max_memory)

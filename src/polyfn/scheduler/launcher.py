@@ -300,8 +300,9 @@ def launch_instance(launcher: Launcher, settings: Any, rev: Any, ispec: Any, pla
     required = list(ispec.namespaces)
     if spec.runtime == "node":
         return _launch_node(launcher, spec, plan, payload, env, prepare, required, run_dir / "node-instances.log")
-    if spec.runtime != "http":
+    if spec.runtime not in ("http", "dotnet"):  # dotnet: the proxy runs the C# host (runtimes/dotnet)
         raise LaunchError(f"no launcher for runtime {spec.runtime!r}")
+    payload["runtime"] = spec.runtime
     payload["build_dir"] = str(build_dir(settings, rev.code_sha256))
     payload["ready_timeout"] = max(0.5, 0.7 * min(settings.init_timeout, max(spec.timeout, 1.0)))
     private = bool(getattr(settings, "http_private_network", True))
