@@ -68,8 +68,9 @@ def distribution_closure(names: Iterable[str]) -> list[object]:
     return list(seen.values())
 
 
-def distribution_paths(dists: Iterable[object]) -> list[str]:
-    """The top-level files and directories (and metadata) of `dists` in their site-packages."""
+def distribution_paths(dists: Iterable[object], metadata: bool = True) -> list[str]:
+    """The top-level modules and packages of `dists` in their site-packages (inside a namespace package such
+    as `google/`, only the distribution's own subpackage), and with `metadata` their .dist-info."""
     out: set[str] = set()
     for dist in dists:
         files = getattr(dist, "files", None) or []
@@ -77,9 +78,15 @@ def distribution_paths(dists: Iterable[object]) -> list[str]:
             parts = f.parts  # type: ignore[attr-defined]
             if not parts or parts[0] in ("..", "__pycache__") or parts[0].endswith(".pth"):
                 continue
-            path = os.path.realpath(str(dist.locate_file(parts[0])))  # type: ignore[attr-defined]
+            if parts[0].endswith(".dist-info") and not metadata:
+                continue
+            for k in range(1, len(parts) + 1):  # descend through namespace packages (no __init__.py)
+                path = str(dist.locate_file("/".join(parts[:k])))  # type: ignore[attr-defined]
+                if not os.path.isdir(path) or os.path.exists(os.path.join(path, "__init__.py")) or \
+                        parts[0].endswith((".dist-info", ".data")) or k == len(parts):
+                    break
             if os.path.exists(path):
-                out.add(path)
+                out.add(os.path.realpath(path))
     return sorted(out)
 
 
@@ -99,8 +106,11 @@ def python_paths() -> tuple[list[str], list[str]]:
     site = _site_dirs()
     stdlib = [p for p in sys.path if p and not any(under(p, s) for s in site) and under(
         os.path.realpath(p), os.path.realpath(sys.base_prefix)) and "site-packages" not in p]
-    dists = distribution_closure((*RUNTIME_PY, *PROVIDED_PY))
-    binds.update(distribution_paths(dists))
+    provided_dists = distribution_closure(PROVIDED_PY)
+    names = {_norm(str(d.metadata["Name"])) for d in provided_dists}  # type: ignore[attr-defined]
+    runtime_only = [d for d in distribution_closure(RUNTIME_PY) if _norm(str(d.metadata["Name"])) not in names]  # type: ignore[attr-defined]
+    binds.update(distribution_paths(provided_dists))  # with metadata: importlib.metadata.version("boto3") works
+    binds.update(distribution_paths(runtime_only, metadata=False))  # one mount per package, no more
     provided = sorted({os.path.dirname(p) for p in distribution_paths(distribution_closure(PROVIDED_PY))})
     return sorted(binds), [*stdlib, *provided]
 
