@@ -112,25 +112,25 @@ threading.Event().wait()
 
 class LabNet:
     """A network namespace of the test's own, joined to the host by a veth pair, running a TCP server
-    that answers `from <peer address>` on `port` at each of `addresses`."""
+    that answers `from <peer address>` on `port` at each of `addresses`. Point-to-point /32 addresses and
+    routes: a polyfn server starting meanwhile (the egress table is shared by every server on the host and
+    refuses the node's own networks) sees only the host's /32 here, never the addresses behind it."""
 
-    def __init__(self, tag: str, host_cidr: str, addresses: list[str], port: int):
+    def __init__(self, tag: str, host: str, addresses: list[str], port: int):
         self.name = f"pft-{tag}-{uuid.uuid4().hex[:6]}"
         self.link = f"tv{uuid.uuid4().hex[:8]}"  # never pf…: polyfn's rules are for its instances only
         self.port = port
         _ip("netns", "add", self.name)
         _ip("link", "add", self.link, "type", "veth", "peer", "name", "eth0", "netns", self.name)
-        _ip("addr", "add", host_cidr, "dev", self.link)
+        _ip("addr", "add", f"{host}/32", "dev", self.link)
         _ip("link", "set", self.link, "up")
-        gateway = host_cidr.split("/")[0]
-        for i, a in enumerate(addresses):
-            prefix = host_cidr.split("/")[1] if i == 0 else "32"
-            _ip("-n", self.name, "addr", "add", f"{a}/{prefix}", "dev", "eth0")
-            if i:
-                _ip("route", "add", f"{a}/32", "via", addresses[0])
         _ip("-n", self.name, "link", "set", "eth0", "up")
         _ip("-n", self.name, "link", "set", "lo", "up")
-        _ip("-n", self.name, "route", "add", "default", "via", gateway)
+        for a in addresses:
+            _ip("-n", self.name, "addr", "add", f"{a}/32", "dev", "eth0")
+            _ip("route", "add", f"{a}/32", "dev", self.link)
+        _ip("-n", self.name, "route", "add", f"{host}/32", "dev", "eth0")
+        _ip("-n", self.name, "route", "add", "default", "via", host, "dev", "eth0")
         self.proc = subprocess.Popen(["ip", "netns", "exec", self.name, sys.executable, "-c", SERVER, str(port),
                                       *addresses], stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "ready"
@@ -146,8 +146,8 @@ def nets(node: Server) -> Iterator[dict[str, LabNet]]:
     _require_egress(node)
     made: dict[str, LabNet] = {}
     try:
-        made["outside"] = LabNet("out", "198.51.100.1/24", ["198.51.100.2"], 7701)
-        made["lan"] = LabNet("lan", "10.213.0.1/24", ["10.213.0.2", "169.254.169.254"], 7702)
+        made["outside"] = LabNet("out", "198.51.100.1", ["198.51.100.2"], 7701)
+        made["lan"] = LabNet("lan", "10.213.0.1", ["10.213.0.2", "169.254.169.254"], 7702)
         yield made
     finally:
         for n in made.values():
