@@ -301,3 +301,13 @@ def test_node_function_uses_the_provided_aws_sdk_through_the_relay(node: Server)
     out = node_attack(node, "node-sdk", NODE_S3, {})
     assert out["body"] == "provided sdk, relayed", out
     assert out["endpoint"].startswith("http://127.0.0.1:"), out
+
+
+def test_a_node_functions_own_sdk_wins(node: Server) -> None:
+    """The provided SDK comes after the function's own node_modules (Lambda's precedence)."""
+    own = "module.exports = { S3Client: class { constructor() { this.own = 'own copy'; } } };\n"
+    code = "const { S3Client } = require('@aws-sdk/client-s3');\nexports.handler = async () => new S3Client().own;\n"
+    node.deploy("node-own-sdk", {"index.js": code, "node_modules/@aws-sdk/client-s3/index.js": own},
+                runtime="node", handler="index.handler")
+    r = node.api.post("/v1/functions/node-own-sdk/invoke", json={})
+    assert r.status_code == 200 and r.json() == "own copy", r.text
