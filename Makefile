@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test lint bench clean chromium toolchains nftables mono
+.PHONY: run test lint bench clean chromium toolchains nftables node-sdk mono
 
 # The stamp files make both targets idempotent: pip only runs again when pyproject.toml changes.
 $(BIN)/python:
@@ -20,7 +20,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@ $(VENV)/.installed
 
-run: $(VENV)/.installed nftables mono
+run: $(VENV)/.installed nftables node-sdk mono
 	$(BIN)/polyfn serve --host $(HOST) --port $(PORT) --examples
 
 # Browser tests drive Debian's chromium through Playwright; install it when missing (root + apt only;
@@ -44,6 +44,15 @@ nftables:
 	    echo "nftables could not be installed: functions' default network will reach no internet (polyfn doctor)"; \
 	  else echo "note: not root or no apt-get: functions' default network reaches no internet (polyfn doctor)"; fi; }
 
+# The AWS SDK v3 for Node.js functions, as Lambda's Node runtime provides it: one shared read-only copy that
+# every Node function can require (its own package.json version wins). Installed once, from npm.
+NODE_SDK := src/polyfn/runtimes/node/provided/aws-sdk
+node-sdk:
+	@[ -d $(NODE_SDK)/node_modules/@aws-sdk/client-s3 ] || { command -v npm >/dev/null 2>&1 && \
+	  npm install --prefix $(NODE_SDK) --no-save --no-audit --no-fund --loglevel=error \
+	    @aws-sdk/client-s3@3 @aws-sdk/client-lambda@3 @aws-sdk/client-dynamodb@3 @aws-sdk/lib-dynamodb@3 >/dev/null \
+	  || echo "note: the AWS SDK v3 for Node functions could not be installed (npm): require('@aws-sdk/…') will fail"; }
+
 # Toolchains the tests use beyond Python: Node.js (>= 20, preinstalled on our machines) and Go (for the
 # seed's Knative reverse.go); installed only when missing.
 toolchains:
@@ -59,7 +68,7 @@ mono:
 	    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q mono-mcs mono-runtime libnewtonsoft-json-cil-dev >/dev/null; }; } \
 	  || echo "note: no Mono (apt-get install mono-mcs mono-runtime libnewtonsoft-json-cil-dev): C# functions cannot deploy and their tests will skip"; }
 
-test: $(VENV)/.installed-test chromium toolchains nftables mono
+test: $(VENV)/.installed-test chromium toolchains nftables node-sdk mono
 	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest -n 2 -q
 

@@ -51,7 +51,9 @@ def test_plan_refuses_the_host_and_allows_dns() -> None:
     script = egress.plan(["192.0.2.0/24"], ["10.255.255.53"])
     assert 'chain input {\n    iifname "pf*" reject' in script
     assert "ip daddr { 10.255.255.53 } udp dport 53 accept" in script
-    assert script.index("udp dport 53 accept") < script.index("192.0.2.0/24")  # DNS before the refusal
+    assert script.index("udp dport 53 accept") < script.index("@refused reject")  # DNS before the refusal
+    assert "add element inet polyfn refused {" in script and "192.0.2.0/24" in script
+    assert "flush set" not in script  # servers add to the refused set, never shrink it
     assert 'ip saddr 100.64.0.0/10 oifname != "pf*" masquerade' in script
 
 

@@ -21,6 +21,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -111,25 +112,25 @@ threading.Event().wait()
 
 class LabNet:
     """A network namespace of the test's own, joined to the host by a veth pair, running a TCP server
-    that answers `from <peer address>` on `port` at each of `addresses`."""
+    that answers `from <peer address>` on `port` at each of `addresses`. Point-to-point /32 addresses and
+    routes: a polyfn server starting meanwhile (the egress table is shared by every server on the host and
+    refuses the node's own networks) sees only the host's /32 here, never the addresses behind it."""
 
-    def __init__(self, tag: str, host_cidr: str, addresses: list[str], port: int):
+    def __init__(self, tag: str, host: str, addresses: list[str], port: int):
         self.name = f"pft-{tag}-{uuid.uuid4().hex[:6]}"
         self.link = f"tv{uuid.uuid4().hex[:8]}"  # never pf…: polyfn's rules are for its instances only
         self.port = port
         _ip("netns", "add", self.name)
         _ip("link", "add", self.link, "type", "veth", "peer", "name", "eth0", "netns", self.name)
-        _ip("addr", "add", host_cidr, "dev", self.link)
+        _ip("addr", "add", f"{host}/32", "dev", self.link)
         _ip("link", "set", self.link, "up")
-        gateway = host_cidr.split("/")[0]
-        for i, a in enumerate(addresses):
-            prefix = host_cidr.split("/")[1] if i == 0 else "32"
-            _ip("-n", self.name, "addr", "add", f"{a}/{prefix}", "dev", "eth0")
-            if i:
-                _ip("route", "add", f"{a}/32", "via", addresses[0])
         _ip("-n", self.name, "link", "set", "eth0", "up")
         _ip("-n", self.name, "link", "set", "lo", "up")
-        _ip("-n", self.name, "route", "add", "default", "via", gateway)
+        for a in addresses:
+            _ip("-n", self.name, "addr", "add", f"{a}/32", "dev", "eth0")
+            _ip("route", "add", f"{a}/32", "dev", self.link)
+        _ip("-n", self.name, "route", "add", f"{host}/32", "dev", "eth0")
+        _ip("-n", self.name, "route", "add", "default", "via", host, "dev", "eth0")
         self.proc = subprocess.Popen(["ip", "netns", "exec", self.name, sys.executable, "-c", SERVER, str(port),
                                       *addresses], stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "ready"
@@ -145,8 +146,8 @@ def nets(node: Server) -> Iterator[dict[str, LabNet]]:
     _require_egress(node)
     made: dict[str, LabNet] = {}
     try:
-        made["outside"] = LabNet("out", "198.51.100.1/24", ["198.51.100.2"], 7701)
-        made["lan"] = LabNet("lan", "10.213.0.1/24", ["10.213.0.2", "169.254.169.254"], 7702)
+        made["outside"] = LabNet("out", "198.51.100.1", ["198.51.100.2"], 7701)
+        made["lan"] = LabNet("lan", "10.213.0.1", ["10.213.0.2", "169.254.169.254"], 7702)
         yield made
     finally:
         for n in made.values():
@@ -273,3 +274,40 @@ def test_bad_allow_list_entries_are_refused(node: Server) -> None:
         r = node.api.post("/v1/functions", json={"name": "bad-net", "files": {"handler.py": "def handler(e, c): pass"},
                                                  **spec})
         assert r.status_code == 400 and error_code(r) == code, (spec, r.text)
+
+
+NODE_S3 = r"""
+const { S3Client, CreateBucketCommand, PutObjectCommand, GetObjectCommand } = require('@aws-sdk/client-s3');
+exports.handler = async () => {
+  const s3 = new S3Client({ forcePathStyle: true });
+  await s3.send(new CreateBucketCommand({ Bucket: 'node-sdk' }));
+  await s3.send(new PutObjectCommand({ Bucket: 'node-sdk', Key: 'k', Body: 'provided sdk, relayed' }));
+  const got = await s3.send(new GetObjectCommand({ Bucket: 'node-sdk', Key: 'k' }));
+  return { body: await got.Body.transformToString(), endpoint: process.env.AWS_ENDPOINT_URL_S3 };
+};
+"""
+
+
+def test_node_function_uses_the_provided_aws_sdk_through_the_relay(node: Server) -> None:
+    """Issue 18: the AWS SDK v3 is provided to Node functions (one shared copy, `make node-sdk`); with the
+    default network it reaches the node's S3 through the relay."""
+    sdk = Path(__file__).resolve().parents[2] / "src/polyfn/runtimes/node/provided/aws-sdk/node_modules/@aws-sdk"
+    if not (sdk / "client-s3").is_dir():
+        why = "the provided AWS SDK v3 for Node is not installed (make node-sdk)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(why)
+        pytest.skip(why)
+    _require_egress(node)
+    out = node_attack(node, "node-sdk", NODE_S3, {})
+    assert out["body"] == "provided sdk, relayed", out
+    assert out["endpoint"].startswith("http://127.0.0.1:"), out
+
+
+def test_a_node_functions_own_sdk_wins(node: Server) -> None:
+    """The provided SDK comes after the function's own node_modules (Lambda's precedence)."""
+    own = "module.exports = { S3Client: class { constructor() { this.own = 'own copy'; } } };\n"
+    code = "const { S3Client } = require('@aws-sdk/client-s3');\nexports.handler = async () => new S3Client().own;\n"
+    node.deploy("node-own-sdk", {"index.js": code, "node_modules/@aws-sdk/client-s3/index.js": own},
+                runtime="node", handler="index.handler")
+    r = node.api.post("/v1/functions/node-own-sdk/invoke", json={})
+    assert r.status_code == 200 and r.json() == "own copy", r.text

@@ -151,10 +151,13 @@ def network(plan: SandboxPlan, prepared: Prepared, relay: bool = True) -> str:
     done = "net ns (loopback only)"
     if kind == "egress":
         done = f"net ns (egress via veth {prepared.egress}, host and private ranges refused)"
+    nothing = not plan.relay_socket or not (plan.relay_ports or plan.allow)
+    if kind == "egress" and nothing and not plan.allow:
+        relay = False  # a node without a relay (`polyfn run`): egress works, polyfn's ports are not reachable
     if kind in RELAYED and relay:
         from polyfn.sandbox import relay as netrelay
 
-        if not plan.relay_socket or not (plan.relay_ports or plan.allow):
+        if nothing:
             raise SandboxError(f"sandbox: network {kind!r} needs the server's relay (no endpoint to relay)")
         try:
             done += "; " + netrelay.expose(plan.relay_socket, plan.relay_ports, prepared.host_pid or os.getpid(),

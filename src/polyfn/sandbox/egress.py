@@ -6,7 +6,7 @@ idempotently at start, never removed while another server may use it), decides w
 
 * nothing addressed to the host itself (input from a `pf*` interface is refused: the node's PostgreSQL,
   Redis, NATS … on any of its addresses, polyfn's own ports included — those are relayed, see relay.py);
-* nothing forwarded to loopback, link-local (169.254.0.0/16: cloud metadata), private (10/8, 172.16/12,
+* nothing forwarded to (the named set `refused`, which every server adds to) loopback, link-local (169.254.0.0/16: cloud metadata), private (10/8, 172.16/12,
   192.168/16), shared (100.64/10: other instances), multicast/reserved ranges, or the node's own networks;
   IPv6 is not routed at all;
 * except DNS (port 53) to the resolvers of the node's /etc/resolv.conf, so names resolve;
@@ -88,7 +88,10 @@ def refused(own_networks: Iterable[str]) -> list[str]:
 
 
 def plan(own_networks: Iterable[str], dns: Iterable[str]) -> str:
-    """The nftables script (idempotent: table and chains are created if missing, then flushed and refilled)."""
+    """The nftables script. Idempotent, and additive where servers differ: the chains are created if missing,
+    flushed and refilled with the same rules; the refused addresses are a named set every server *adds* its
+    own networks and endpoints to (never removes), so a server starting later cannot reopen what another
+    one refused."""
     iif = f'iifname "{HOST_PREFIX}*"'
     dns = sorted(set(dns))
     dns_rules = ""
@@ -99,6 +102,8 @@ def plan(own_networks: Iterable[str], dns: Iterable[str]) -> str:
     blocked = ", ".join(refused(own_networks))
     return (
         f"add table inet {TABLE}\n"
+        f"add set inet {TABLE} refused {{ type ipv4_addr; flags interval; auto-merge; }}\n"
+        f"add element inet {TABLE} refused {{ {blocked} }}\n"
         f"add chain inet {TABLE} input {{ type filter hook input priority -10; policy accept; }}\n"
         f"add chain inet {TABLE} forward {{ type filter hook forward priority -10; policy accept; }}\n"
         f"add chain inet {TABLE} postrouting {{ type nat hook postrouting priority 100; policy accept; }}\n"
@@ -112,7 +117,7 @@ def plan(own_networks: Iterable[str], dns: Iterable[str]) -> str:
         f"  chain forward {{\n"
         f"    {iif} meta nfproto ipv6 reject with icmpx type admin-prohibited\n"
         f"{dns_rules}"
-        f"    {iif} ip daddr {{ {blocked} }} reject with icmpx type admin-prohibited\n"
+        f"    {iif} ip daddr @refused reject with icmpx type admin-prohibited\n"
         f"    {iif} accept\n"
         f'    oifname "{HOST_PREFIX}*" ct state established,related accept\n'
         f'    oifname "{HOST_PREFIX}*" reject with icmpx type admin-prohibited\n'

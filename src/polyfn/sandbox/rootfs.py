@@ -28,8 +28,8 @@ _NOSUID_NODEV = linux.MS_NOSUID | linux.MS_NODEV
 SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 #: host directories under a SYSTEM one that stay hidden (the machine's own tools: docker, local installs)
 MASKED = ("/usr/local",)
-#: /etc entries bound from the host when present (CA certificates); everything else of /etc is generated
-ETC_BINDS = ("/etc/ssl", "/etc/ca-certificates", "/etc/pki", "/etc/ca-certificates.conf")
+#: /etc entries bound from the host when present (CA certificates, Mono's machine.config); the rest is generated
+ETC_BINDS = ("/etc/ssl", "/etc/ca-certificates", "/etc/pki", "/etc/ca-certificates.conf", "/etc/mono")
 DEV_NODES = ("null", "zero", "full", "random", "urandom")
 #: the distributions the Python runtime provides to every function, besides its own needs (Lambda-style)
 PROVIDED_PY = ("boto3",)
@@ -68,8 +68,9 @@ def distribution_closure(names: Iterable[str]) -> list[object]:
     return list(seen.values())
 
 
-def distribution_paths(dists: Iterable[object]) -> list[str]:
-    """The top-level files and directories (and metadata) of `dists` in their site-packages."""
+def distribution_paths(dists: Iterable[object], metadata: bool = True) -> list[str]:
+    """The top-level modules and packages of `dists` in their site-packages (inside a namespace package such
+    as `google/`, only the distribution's own subpackage), and with `metadata` their .dist-info."""
     out: set[str] = set()
     for dist in dists:
         files = getattr(dist, "files", None) or []
@@ -77,9 +78,15 @@ def distribution_paths(dists: Iterable[object]) -> list[str]:
             parts = f.parts  # type: ignore[attr-defined]
             if not parts or parts[0] in ("..", "__pycache__") or parts[0].endswith(".pth"):
                 continue
-            path = os.path.realpath(str(dist.locate_file(parts[0])))  # type: ignore[attr-defined]
+            if parts[0].endswith(".dist-info") and not metadata:
+                continue
+            for k in range(1, len(parts) + 1):  # descend through namespace packages (no __init__.py)
+                path = str(dist.locate_file("/".join(parts[:k])))  # type: ignore[attr-defined]
+                if not os.path.isdir(path) or os.path.exists(os.path.join(path, "__init__.py")) or \
+                        parts[0].endswith((".dist-info", ".data")) or k == len(parts):
+                    break
             if os.path.exists(path):
-                out.add(path)
+                out.add(os.path.realpath(path))
     return sorted(out)
 
 
@@ -97,10 +104,13 @@ def python_paths() -> tuple[list[str], list[str]]:
         if os.path.exists(cfg):
             binds.add(cfg)
     site = _site_dirs()
-    stdlib = [p for p in sys.path if p and not any(_under(p, s) for s in site) and _under(
+    stdlib = [p for p in sys.path if p and not any(under(p, s) for s in site) and under(
         os.path.realpath(p), os.path.realpath(sys.base_prefix)) and "site-packages" not in p]
-    dists = distribution_closure((*RUNTIME_PY, *PROVIDED_PY))
-    binds.update(distribution_paths(dists))
+    provided_dists = distribution_closure(PROVIDED_PY)
+    names = {_norm(str(d.metadata["Name"])) for d in provided_dists}  # type: ignore[attr-defined]
+    runtime_only = [d for d in distribution_closure(RUNTIME_PY) if _norm(str(d.metadata["Name"])) not in names]  # type: ignore[attr-defined]
+    binds.update(distribution_paths(provided_dists))  # with metadata: importlib.metadata.version("boto3") works
+    binds.update(distribution_paths(runtime_only, metadata=False))  # one mount per package, no more
     provided = sorted({os.path.dirname(p) for p in distribution_paths(distribution_closure(PROVIDED_PY))})
     return sorted(binds), [*stdlib, *provided]
 
@@ -114,7 +124,7 @@ def _site_dirs() -> list[str]:
     return [os.path.realpath(d) for d in dirs]
 
 
-def _under(path: str, base: str) -> bool:
+def under(path: str, base: str) -> bool:
     return path == base or path.startswith(base.rstrip("/") + "/")
 
 
@@ -207,8 +217,9 @@ def _bind(fd: int, target: str, is_dir: bool) -> None:
 
 
 #: where a pre-forked blank builds the shared part of the root before its function is known: a mount point
-#: that never holds code and that instances do not need (covered in the blank's own mount namespace only)
-STAGE = "/sys"
+#: that instances do not need from the host (covered in the blank's own mount namespace only; /sys would hide
+#: the cgroup files the spawn still writes). Code living under it is bound by a full build instead.
+STAGE = "/dev/shm"
 
 Source = tuple[str, int, bool]  # (host path, O_PATH descriptor, is a directory)
 
@@ -254,14 +265,14 @@ def build(root: list[str], mask: list[str], tmp_mb: int, new: str) -> None:
         bound: list[str] = []
         covered: list[str] = []
         for src, fd, is_dir in sorted(sources, key=lambda s: (s[0].count("/"), s[0])):
-            if any(_under(src, b) for b in bound) and not any(_under(src, m) for m in covered):
+            if any(under(src, b) for b in bound) and not any(under(src, m) for m in covered):
                 continue  # already visible through a parent bind
             _bind(fd, new + src, is_dir)
             if not is_dir:
                 continue
             bound.append(src)
             for m in masks:
-                if _under(m, src) and m != src and os.path.isdir(new + m):
+                if under(m, src) and m != src and os.path.isdir(new + m):
                     linux.mount("tmpfs", new + m, "tmpfs", _NOSUID_NODEV, "size=64k,mode=0755")
                     covered.append(m)
         for m in covered:

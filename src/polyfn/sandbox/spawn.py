@@ -141,7 +141,7 @@ def _agent_mode(cfg: Config, prepared: object) -> None:
         try:
             full = msgspec.json.decode(_read_frame(cfg.ctrl), type=SandboxPlan)
             host_pid = prepared.host_pid or os.getpid()  # type: ignore[attr-defined]
-            if full.network in sandbox.RELAYED:
+            if full.network in sandbox.RELAYED and (full.relay_socket or full.network == "polyfn" or full.allow):
                 from polyfn.sandbox import relay
 
                 applied.append(relay.expose(full.relay_socket, full.relay_ports, host_pid, full.allow))

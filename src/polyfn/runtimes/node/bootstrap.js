@@ -141,9 +141,14 @@ function prepareEnvironment() {
     if (Object.prototype.hasOwnProperty.call(provided, request)) return provided[request];
     return resolve.call(this, request, ...rest);
   };
-  // package.json dependencies installed at deploy time live outside the (read-only) code directory.
-  if (spec.deps_dir) {
-    process.env.NODE_PATH = [path.join(spec.deps_dir, 'node_modules'), process.env.NODE_PATH].filter(Boolean).join(':');
+  // package.json dependencies installed at deploy time live outside the (read-only) code directory; then
+  // the AWS SDK v3 polyfn provides to every function as Lambda's Node runtime does (one shared read-only
+  // copy, `make node-sdk`): a function's own copy comes first and wins.
+  const sdk = path.join(__dirname, 'provided', 'aws-sdk', 'node_modules');
+  const paths = [spec.deps_dir ? path.join(spec.deps_dir, 'node_modules') : '',
+    fs.existsSync(sdk) ? sdk : '', process.env.NODE_PATH].filter(Boolean);
+  if (paths.length) {
+    process.env.NODE_PATH = paths.join(':');
     Module._initPaths();
   }
 }
