@@ -53,6 +53,8 @@ def every_to_cron(seconds: int) -> str:
 def to_polyfn_trigger(t: TriggerDecl) -> tuple[str, dict[str, Any]]:
     """(kind, config) for polyfn's trigger API (`POST /v1/functions/NAME/triggers`); ValueError if impossible."""
     c = t.config
+    if t.native:
+        return t.kind, dict(c)
     if t.kind == "cron":
         cfg: dict[str, Any] = {"schedule": c["cron"] if "cron" in c else every_to_cron(int(c["every"]))}
         if c.get("timezone"):
@@ -73,6 +75,9 @@ def to_polyfn_trigger(t: TriggerDecl) -> tuple[str, dict[str, Any]]:
 
 def trigger_id(function: str, t: TriggerDecl) -> str:
     import hashlib
+
+    if t.id:
+        return t.id
 
     return f"{function[:40].rstrip('-')}-{t.kind}-{hashlib.sha256(t.where.encode()).hexdigest()[:8]}"  # ids: <= 63 chars
 
@@ -132,6 +137,39 @@ def print_plan(plan: Plan) -> None:
             console.print(Text(f"  trigger {describe_trigger(t)} ({t.where})", style="dim"))
 
 
+def make_resources(state: State, client: Any, plan: Plan) -> None:
+    """The buckets and tables a `polyfn: 1` file declares, made before its functions (existing ones are kept
+    as they are: a redeploy never empties them)."""
+    if not plan.buckets and not plan.tables:
+        return
+    from polyfn.sdk.db import DbClient, DbError
+    from polyfn.sdk.storage import StorageClient
+
+    console = out()
+    if plan.buckets:
+        storage = StorageClient.from_server(client)
+        for bucket in plan.buckets:
+            storage.make_bucket(bucket)
+            console.print(Text(f"bucket {bucket}: ready", style="dim"))
+    if plan.tables:
+        if not state.target.api_key:
+            raise CliError("no API key: making the file's tables needs the admin key (see `polyfn doctor`)")
+        db = DbClient(state.target.url, state.target.api_key)
+        for t in plan.tables:
+            keys = [t["key"], *([t["range"]] if "range" in t else [])]
+            req = {"TableName": t["name"], "BillingMode": "PAY_PER_REQUEST",
+                   "AttributeDefinitions": [{"AttributeName": k["name"], "AttributeType": k["type"]} for k in keys],
+                   "KeySchema": [{"AttributeName": k["name"], "KeyType": kt} for k, kt in zip(keys, ("HASH", "RANGE"), strict=False)]}
+            try:
+                db.call("CreateTable", req)
+                console.print(Text(f"table {t['name']}: created", style="dim"))
+            except DbError as e:
+                if e.kind != "ResourceInUseException":
+                    raise CliError(f"tables.{t['name']}: {e.kind}: {e.message}") from None
+                console.print(Text(f"table {t['name']}: exists, kept", style="dim"))
+        db.close()
+
+
 def deploy_file(state: State, file: Path, params: dict[str, str], dry_run: bool, only: list[str]) -> None:
     from polyfn.cli.functions import print_deployed, zip_directory
 
@@ -152,6 +190,7 @@ def deploy_file(state: State, file: Path, params: dict[str, str], dry_run: bool,
     for note in plan.notes:
         chatter.print(Text(f"note: {note}", style="dim"))
     client = state.client()
+    make_resources(state, client, plan)
     failed: list[str] = []
     for fn in plan.functions:
         if fn.error:
@@ -180,6 +219,11 @@ def deploy_file(state: State, file: Path, params: dict[str, str], dry_run: bool,
         print_deployed(function, client.function_url(fn.name))
         for note in fn.notes:
             console.print(Text(f"  note: {note}", style="dim"))
+        for table, access in fn.grants:
+            r = client._http.put(f"/v1/db/grants/{fn.name}/{table}", json={"access": access})
+            if r.status_code != 200:
+                raise CliError(f"{fn.where}.tables: granting {table} to {fn.name} failed: {r.text}")
+            console.print(Text(f"  may {'read and write' if access == 'write' else 'read'} table {table}", style="dim"))
         for style, line in trigger_lines(client, fn):
             console.print(Text(line, style=style))
     if failed:
