@@ -126,6 +126,11 @@ def print_plan(plan: Plan) -> None:
     console.print(Text(f"{plan.source} ({plan.format}): {len(plan.functions)} function(s)", style="bold"))
     for note in plan.notes:
         console.print(Text(f"  note: {note}", style="dim"))
+    for bucket in plan.buckets:
+        console.print(Text(f"- bucket {bucket}"))
+    for t in plan.tables:
+        console.print(Text(f"- table {t['name']} (key {t['key']['name']}"
+                           + (f", range {t['range']['name']})" if "range" in t else ")")))
     for fn in plan.functions:
         code = fn.code_dir if fn.code_dir else "inline code"
         console.print(Text(f"- {fn.name} from {code}: {fn.spec}"))
@@ -133,6 +138,8 @@ def print_plan(plan: Plan) -> None:
             console.print(Text(f"  cannot deploy: {fn.error}", style="red"))
         for note in fn.notes:
             console.print(Text(f"  note: {note}", style="dim"))
+        for table, access in fn.grants:
+            console.print(Text(f"  {access} table {table}", style="dim"))
         for t in fn.triggers:
             console.print(Text(f"  trigger {describe_trigger(t)} ({t.where})", style="dim"))
 
