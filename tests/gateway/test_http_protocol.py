@@ -235,10 +235,21 @@ async def test_a_shedding_function_is_answered_429_before_any_work() -> None:
     """Calls to a function in the shedding set are answered by the protocol itself (no task, no app call),
     on a connection that stays open; others, and the same function once it recovers, reach the app."""
     calls.clear()
-    shedding, counted = {"busy"}, []
+    class Busy:  # a pool that refuses new calls (scheduler/pool.Pool.refusing), while `full`
+        full = True
+
+        def refusing(self) -> bool:
+            return self.full
+
+    busy = Busy()
+    shedding, counted = {"busy": busy}, []
+
+    def on_shed(name: str) -> None:  # a plain function, as the node passes (not a bound builtin like list.append)
+        counted.append(name)
+
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    proto = CoalescingHttpToolsProtocol.with_limits(LIMITS, shedding, counted.append)
+    proto = CoalescingHttpToolsProtocol.with_limits(LIMITS, shedding, on_shed)
     srv = uvicorn.Server(uvicorn.Config(counting_app, http=proto, loop="none", lifespan="off", log_level="warning"))
     task = asyncio.create_task(srv.serve(sockets=[sock]))
     while not srv.started:
@@ -252,7 +263,7 @@ async def test_a_shedding_function_is_answered_429_before_any_work() -> None:
         assert (await status_of(reader))[0] == 429
         writer.write(b"GET /fn/calm HTTP/1.1\r\nHost: x\r\n\r\n")  # the same connection serves others
         assert await status_of(reader) == (200, b"got:0")
-        shedding.discard("busy")
+        busy.full = False  # the pool has room again: its calls reach the app (the entry may stay)
         writer.write(b"POST /fn/busy HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
         assert await status_of(reader) == (200, b"got:2")
         assert calls == ["/fn/calm", "/fn/busy"] and counted == ["busy", "busy"]

@@ -31,7 +31,7 @@ def test_refusal(queued: int, slots: int, head_wait: float, saturated: bool, max
 
 async def test_a_standing_queue_at_full_capacity_sheds_and_recovers() -> None:
     m = FakeManager()
-    m.shedding = set()  # type: ignore[attr-defined]
+    m.shedding = {}  # type: ignore[attr-defined]
     pool = make_pool(m, max_instances=2)
     running = [await pool.acquire(5) for _ in range(2)]  # full capacity: 2 instances busy
     queued = [asyncio.create_task(pool.acquire(5)) for _ in range(2)]  # one waiter per slot
@@ -39,11 +39,11 @@ async def test_a_standing_queue_at_full_capacity_sheds_and_recovers() -> None:
     with pytest.raises(Throttled) as e:
         await pool.acquire(5)
     assert e.value.reason == shed.OVERLOADED and e.value.status == 429
-    assert m.shedding == {"f"}  # type: ignore[attr-defined]  # the HTTP protocol refuses it too now
+    assert m.shedding == {"f": pool} and pool.refusing()  # type: ignore[attr-defined]  # the HTTP protocol asks it
     for inst in running:
         pool.release(inst)  # each goes to a waiter
     got = [await t for t in queued]
-    assert m.shedding == set()  # type: ignore[attr-defined]  # the queue is shorter than the slots again
+    assert m.shedding == {} and not pool.refusing()  # type: ignore[attr-defined]  # the queue is empty again
     for inst in got:
         pool.release(inst)
     pool.release(await pool.acquire(5))

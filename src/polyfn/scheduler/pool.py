@@ -151,12 +151,7 @@ class Pool:
         waiters = self.waiters
         now = time.monotonic()
         if waiters or not self.max_queue:  # (the first waiter is let in: instances start for it)
-            head = self._since.get(waiters[0], now)
-            # at full capacity: every instance it may have is up and none is starting (waiting for a starting
-            # instance is productive), or the node's memory budget just refused another
-            full = not self.starting and (len(self.instances) >= self.max_instances or now < self._capped_until)
-            reason = shed.refusal(len(waiters), len(self.instances) * self.concurrency, now - head, full,
-                                  self.max_queue, self.wait_target)
+            reason = self._refusal(now)
             if reason is not None:
                 self._shed(reason == shed.OVERLOADED)
                 raise Throttled(f"function {self.revision.function!r} is at capacity ({len(self.instances)} "
@@ -190,20 +185,37 @@ class Pool:
                 f"no instance of {self.revision.function!r} became free within {timeout:.1f} s", retry_after=1,
                 reason=shed.WAIT_TIMEOUT))
 
+    def _refusal(self, now: float) -> str | None:
+        """Why a new caller would be refused now (shed.refusal of what the pool sees), or None."""
+        waiters = self.waiters
+        head = self._since.get(waiters[0], now) if waiters else now
+        # at full capacity: every instance it may have is up and none is starting (waiting for a starting
+        # instance is productive), or the node's memory budget just refused another
+        full = not self.starting and (len(self.instances) >= self.max_instances or now < self._capped_until)
+        return shed.refusal(len(waiters), len(self.instances) * self.concurrency, now - head, full,
+                            self.max_queue, self.wait_target)
+
+    def refusing(self) -> bool:
+        """Would a new call be refused now? Asked by the HTTP protocol for each call to a function that
+        sheds load (`manager.shedding`), so it refuses before any work exactly when the pool would: a live
+        check, not a flag with hysteresis — callers whose calls just ended find room as soon as there is
+        some, and the instances never wait for callers the protocol turned away."""
+        return bool(self.waiters) and self._refusal(time.monotonic()) is not None
+
     def _shed(self, overloaded: bool) -> None:
-        """Refusing at once: while overloaded the node's HTTP protocol refuses this function's calls too,
-        before any work (`manager.shedding`), until the queue is shorter than the instances' slots."""
+        """Refusing at once: while overloaded the node's HTTP protocol asks this pool before each call of
+        its function (`manager.shedding`, see `refusing`), until its queue is empty again."""
         if overloaded and not self._shedding:
             self._shedding = True
             shedding = getattr(self.manager, "shedding", None)  # (test fakes of the manager may have none)
             if shedding is not None:
-                shedding.add(self.revision.function)
+                shedding[self.revision.function] = self
 
     def _recovered(self) -> None:
         self._shedding = False
         shedding = getattr(self.manager, "shedding", None)
-        if shedding is not None:
-            shedding.discard(self.revision.function)
+        if shedding is not None and shedding.get(self.revision.function) is self:
+            del shedding[self.revision.function]
 
     def release(self, inst: Instance) -> None:
         inst.inflight -= 1
@@ -212,7 +224,7 @@ class Pool:
         self.busy -= 1
         if not self.busy:
             self.last_end = now
-        if self._shedding and len(self.waiters) < len(self.instances) * self.concurrency:
+        if self._shedding and not self.waiters:
             self._recovered()
         if inst.state is not State.READY:
             return
@@ -233,6 +245,8 @@ class Pool:
                     self._became_busy()
                 self.busy += 1
                 fut.set_result(inst)
+                if self._shedding and not self.waiters:
+                    self._recovered()
                 return True
         return False
 
