@@ -199,8 +199,8 @@ class Node:
         await self.queue.start()
         self._gateway.queue = self.queue
         await self.storage.serve(self.queue.submit)  # storage events go into the durable queue
-        if self.examples:
-            await self.deploy_examples()
+        if self.examples:  # in the background: the node answers at once, a Go example builds meanwhile
+            self._examples_task: asyncio.Task[None] | None = asyncio.create_task(self.deploy_examples())
         self.triggers = TriggerManager(s, self.store, self.invoker, self.queue, self.registry, self.recorder,
                                        self.metrics)
         self.triggers.ctx.db = self.db.feed  # table change triggers read the database's change feed
@@ -278,6 +278,11 @@ class Node:
             except Exception:
                 log.exception("shutdown: %s failed; continuing", what)
 
+        examples = getattr(self, "_examples_task", None)
+        if examples is not None and not examples.done():  # an example still building: not worth waiting for
+            examples.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await examples
         if self.sync is not None:  # other nodes' deploys are no longer followed
             await step("stopping cluster sync", self.sync.stop())
         if self.triggers is not None:  # 0. triggers stop consuming (unacknowledged messages stay in the broker)
@@ -375,7 +380,9 @@ class Node:
 
     async def deploy_examples(self) -> None:
         """Deploy every example under examples/seed and examples/native whose code changed since it was
-        last deployed. A `polyfn.json` beside the code holds spec fields (e.g. the function's name)."""
+        last deployed. A `polyfn.json` beside the code holds spec fields (e.g. the function's name). Runs as a
+        background task after the node serves (`make run` answers /healthz while the Go example builds);
+        each example is logged as it lands."""
         dirs = [p for group in ("seed", "native") if (EXAMPLES_DIR / group).is_dir()
                 for p in sorted((EXAMPLES_DIR / group).iterdir()) if p.is_dir()]
         for d in dirs:
