@@ -195,6 +195,10 @@ def test_trigger_api_errors(server: Server) -> None:
     r = server.api.post("/v1/storage/triggers", json={"function": "trig-target", "bucket": "Bad_Bucket"})
     assert r.status_code == 400
     r = server.api.post("/v1/storage/triggers", json={"function": "trig-target", "bucket": "b-1"})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "bucket_not_found"  # it could never fire
+    server.cli("storage", "mb", "s3://b-1", check=True)
+    server.cli("storage", "mb", "s3://b-2", check=True)
+    r = server.api.post("/v1/storage/triggers", json={"function": "trig-target", "bucket": "b-1"})
     assert r.status_code == 201
     tid = r.json()["id"]
     dup = server.api.post("/v1/storage/triggers", json={"function": "trig-target", "bucket": "b-1"})

@@ -84,6 +84,7 @@ FORM = "application/x-www-form-urlencoded"
     ("x=1", FORM, b"name=ada&y=%C3%A9", {"x": "1", "name": "ada", "y": "\u00e9"}),
     ("x=1", "application/json", b"[1, 2]", {"x": "1"}),  # not an object: only in json()
     ("x=1", "application/json", b"{broken", {"x": "1"}),  # malformed: the handler reads the raw body
+    ("x=1", "application/json", b'{"a":' * 1000 + b"1" + b"}" * 1000, {"x": "1"}),  # deeper than json parses
     ("x=1", "text/plain", b'{"name": "ada"}', {"x": "1"}),  # text is text
     ("", "application/octet-stream", b"\x00", {}),
 ])

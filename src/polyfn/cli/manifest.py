@@ -30,7 +30,9 @@ def parse_params(values: Iterable[str]) -> dict[str, str]:
 
 
 def describe_trigger(t: TriggerDecl) -> str:
-    c = {k: v for k, v in t.config.items() if v not in (None, [], {}, "")}
+    from polyfn.triggers.redact import redact
+
+    c = {k: v for k, v in redact(t.config).items() if v not in (None, [], {}, "")}
     detail = ", ".join(f"{k}={v}" for k, v in c.items())
     return f"{t.kind}({detail})" if detail else t.kind
 
@@ -94,16 +96,19 @@ def create_trigger(client: Any, fn: PlannedFunction, t: TriggerDecl) -> tuple[st
     path = f"/v1/functions/{fn.name}/triggers"
     try:
         try:
-            client._json("POST", path, json=body)
+            view = client._json("POST", path, json=body)
         except ApiError as e:
             if e.status != 409:
                 raise
             client._json("DELETE", f"/v1/triggers/{body['id']}")  # redeploy: replace the file's trigger
-            client._json("POST", path, json=body)
+            view = client._json("POST", path, json=body)
     except ApiError as e:
         if e.status in (404, 405) and e.code in ("not_found", "method_not_allowed", "http_404"):
             return "yellow", f"skipped: {SKIP_REASON}"
         return "red", f"not created: [{e.code}] {e.message}"
+    health = (view or {}).get("health") or {}
+    if health.get("state") == "error":
+        return "yellow", f"created as {kind} trigger {body['id']}, but its broker is unreachable: {health.get('message')}"
     return "green", f"created as {kind} trigger {body['id']}"
 
 

@@ -225,10 +225,12 @@ def keys_rm(ctx: typer.Context, access_key_id: str) -> None:
 
 
 def add_storage_trigger(ctx: typer.Context, function: str, bucket: str, events: str, prefix: str, suffix: str,
-                         as_json: bool) -> None:
+                         as_json: bool, trigger_id: str | None = None) -> None:
     state: State = ctx.obj
-    trig = state.client()._json("POST", "/v1/storage/triggers", json={
-        "function": function, "bucket": bucket, "events": events, "prefix": prefix, "suffix": suffix})
+    body = {"function": function, "bucket": bucket, "events": events, "prefix": prefix, "suffix": suffix}
+    if trigger_id is not None:
+        body["id"] = trigger_id
+    trig = state.client()._json("POST", "/v1/storage/triggers", json=body)
     if as_json:
         write_json(trig)
         return

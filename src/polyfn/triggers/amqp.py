@@ -15,13 +15,14 @@ from typing import Any
 
 import aio_pika
 
-from polyfn.triggers.base import BrokerRunner, only, opt_num, opt_str
+from polyfn.triggers.base import BrokerRunner, only, opt_num, opt_str, opt_url
 from polyfn.triggers.delivery import Message, deliver
 
 
 def validate(config: dict[str, Any]) -> dict[str, Any]:
     only(config, "amqp", {"url", "queue", "exchange", "routing_key", "prefetch"})
-    return {"url": opt_str(config, "url", "amqp://guest:guest@127.0.0.1:5672/"),
+    return {"url": opt_url(config, "url", "amqp://guest:guest@127.0.0.1:5672/", ("amqp", "amqps"),
+                                  "amqp://guest:guest@127.0.0.1:5672/"),
             "queue": opt_str(config, "queue", required=True), "exchange": opt_str(config, "exchange"),
             "routing_key": opt_str(config, "routing_key", "#"),
             "prefetch": opt_num(config, "prefetch", 10, 1, 10000, integer=True)}

@@ -24,8 +24,8 @@ FORM_CT = "application/x-www-form-urlencoded"
 def request_params(query_string: str, content_type: str, body: bytes) -> dict[str, Any]:
     """The parameters of an HTTP request: the query string (last value wins) updated with the body's
     fields when the body is a JSON object (content type `*json*`, or none and it parses) or a urlencoded
-    form. Any other body (text, binary, a JSON list or scalar, malformed JSON) adds nothing: the handler
-    reads it from `body`/`text`/`json()`."""
+    form. Any other body (text, binary, a JSON list or scalar, malformed or 1,000-deep JSON) adds nothing:
+    the handler reads it from `body`/`text`/`json()`."""
     params: dict[str, Any] = dict(parse_qsl(query_string, keep_blank_values=True)) if query_string else {}
     if not body:
         return params
@@ -35,7 +35,7 @@ def request_params(query_string: str, content_type: str, body: bytes) -> dict[st
     elif (not ct or "json" in ct) and body.lstrip()[:1] == b"{":
         try:
             fields = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # malformed, or nested deeper than Python parses
             return params
         if isinstance(fields, dict):
             params.update(fields)
