@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from polyfn.apps.database import DatabaseFace
 from polyfn.apps.firebase import FirebaseFace
 from polyfn.apps.http import AppsFace
 from polyfn.apps.service import AppService
@@ -17,10 +19,10 @@ SDK_DIR = Path(__file__).resolve().parents[3] / "clients" / "js" / "src"
 
 
 async def build(store: Any, derive_key: Any, limiter: Any, invoker: Any, storage: Any,
-                keys: Any) -> tuple[AppService, AppsFace, FirebaseFace]:
+                keys: Any, database: Callable[[], Any] = lambda: None) -> tuple[AppService, AppsFace, FirebaseFace]:
     """`derive_key`: the node key's HKDF (SecretBox.derive); `invoker` runs custom sign-in functions and calls;
     `storage` (StorageService: its URL and region) and `keys` (the key ring: each app's own storage key) serve
-    the file face."""
+    the file face; `database()` is the node's wx.cloud database API once it runs (the database face)."""
 
     async def call_function(name: str, payload: bytes) -> tuple[int, bytes]:
         out = await invoker.invoke(name, "event", "signin", "POST", "/", "", [], payload, "application/json")
@@ -35,6 +37,7 @@ async def build(store: Any, derive_key: Any, limiter: Any, invoker: Any, storage
         return key.id, secret
 
     files = StorageFace(lambda: storage.url, storage.settings.storage_region, credentials)
-    face = AppsFace(service, invoker, SDK_DIR if SDK_DIR.is_dir() else None, extra=files.routes())
+    face = AppsFace(service, invoker, SDK_DIR if SDK_DIR.is_dir() else None,
+                    extra={**files.routes(), **DatabaseFace(database).routes()})
     face.closers.append(files.close)
     return service, face, FirebaseFace(service, invoker)
