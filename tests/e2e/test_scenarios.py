@@ -52,6 +52,11 @@ def last_activation(server: Server, name: str) -> dict[str, Any]:
     return server.activation(acts[0]["id"]) if acts else {}
 
 
+def explain(server: Server, name: str) -> str:
+    """The last activation in full, for a failure message."""
+    return json.dumps(last_activation(server, name), indent=1)[:4000]
+
+
 def test_thumbnail(server: Server, tmp_path: Path) -> None:
     from PIL import Image
 
@@ -135,7 +140,7 @@ def test_iot_alert(server: Server) -> None:
                        qos=1, hostname="127.0.0.1")
         publish.single(f"sensors/{device}/telemetry", json.dumps({"device_data": {"device_id": device, "temperature": 42.5}}),
                        qos=1, hostname="127.0.0.1")
-        assert wait_until(lambda: got, timeout=60), last_activation(server, "iot-alert")
+        assert wait_until(lambda: got, timeout=60), explain(server, "iot-alert")
         assert wait_until(lambda: len(server.api.get("/v1/activations", params={"function": "iot-alert"})
                                       .json()["activations"]) >= 2, timeout=30)
     finally:
