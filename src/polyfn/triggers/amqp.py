@@ -11,10 +11,12 @@ dead-letter queue; anything unacknowledged when the connection drops is redelive
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import aio_pika
 
+from polyfn.triggers import msgids
 from polyfn.triggers.base import BrokerRunner, only, opt_num, opt_str, opt_url
 from polyfn.triggers.delivery import Message, deliver
 
@@ -70,8 +72,12 @@ class AmqpRunner(BrokerRunner):
                     attrs["routing_key"] = msg.routing_key
                 if msg.content_type:
                     attrs["content_type"] = msg.content_type
-                sent = msg.timestamp.timestamp() if msg.timestamp else 0.0
-                mid = msg.message_id or f"{c['queue']}:{msg.delivery_tag}"
+                # no timestamp from the publisher: when it reached us (never the epoch)
+                sent = msg.timestamp.timestamp() if msg.timestamp else time.time()
+                mid = msgids.amqp_id(c["queue"], msg.message_id, msg.body, msg.headers, {
+                    "correlation_id": msg.correlation_id, "timestamp": msg.timestamp, "type": msg.type,
+                    "app_id": msg.app_id, "user_id": msg.user_id, "reply_to": msg.reply_to,
+                    "routing_key": msg.routing_key, "exchange": msg.exchange})
                 m = Message(id=mid, body=msg.body, attributes=attrs, sent_at=sent,
                             attempt=2 if msg.redelivered else 1)
                 await deliver(self, "amqp", c["queue"], [m], single=True)
