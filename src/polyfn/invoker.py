@@ -224,11 +224,17 @@ class Invoker:
         try:
             res = await fut
         except FunctionTimeout:
+            early = inst.printed_so_far(inv.id)  # what it printed before it was killed (streamed lines)
+            if early:
+                act.logs = self._bounded(name, early)
             return self._finish(act, t0, "timeout", 504, platform_error(
                 504, "function_timeout", f"the function did not finish within its {spec.timeout:g} s timeout",
                 activation_id=act.id))
         except InstanceGone:
             deadlines.discard(fut)
+            early = inst.printed_so_far(inv.id)  # what it printed before it crashed or ran out of memory
+            if early:
+                act.logs = self._bounded(name, early)
             return await self._crashed(act, t0, inst)
         finally:
             pool.release(inst)

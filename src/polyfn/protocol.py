@@ -89,8 +89,17 @@ class InitError(msgspec.Struct, tag="init_error", array_like=True):
     logs: list[LogLine] = []
 
 
+class Logs(msgspec.Struct, tag="logs", array_like=True):
+    """Lines invocation `id` printed so far, sent before its Result once it has run a while (a Python instance
+    serving one invocation at a time streams them), so what a function printed before its timeout killed it
+    is kept. The Result then carries only the lines printed since."""
+
+    id: int
+    logs: list[LogLine] = []
+
+
 ToInstance = Invoke
-FromInstance = Result | Ready | InitError
+FromInstance = Result | Ready | InitError | Logs
 
 _encoder = msgspec.msgpack.Encoder()
 to_instance_decoder = msgspec.msgpack.Decoder(Invoke)
