@@ -358,3 +358,19 @@ def logs(
     finally:
         stream.close()
     err().print(Text("log stream closed by the server", style="dim"))
+
+
+# -- cancel ---------------------------------------------------------------------------------------
+
+
+def cancel(
+    ctx: typer.Context,
+    activation_id: Annotated[str, typer.Argument(metavar="ID", help="Activation id (printed by `polyfn invoke "
+                                                 "--async`, shown by `polyfn activations`).", show_default=False)],
+) -> None:
+    """Cancel an invocation: a running one is stopped (its caller gets 499 function_cancelled); an async one
+    that has not started goes to the dead-letter queue instead of running (`polyfn dlq replay ID` runs it)."""
+    state: State = ctx.obj
+    res = state.client()._json("DELETE", f"/v1/activations/{activation_id}")
+    what = "stopped while it ran" if res.get("was") == "running" else "cancelled before it ran (in the dead-letter queue)"
+    out().print(f"activation {activation_id}: {what}")
