@@ -67,7 +67,7 @@ def test_thumbnail(server: Server, tmp_path: Path) -> None:
     Image.new("RGB", (1600, 1200), "teal").save(photo)
     server.cli("storage", "cp", str(photo), "s3://images/uploads/", check=True)
     assert wait_until(lambda: "thumbs/photo-thumb.jpg" in keys(s3, "images", "thumbs/"), timeout=120), \
-        last_activation(server, "thumbnail")
+        explain(server, "thumbnail")
     thumb = Image.open(io.BytesIO(s3.get_object(Bucket="images", Key="thumbs/photo-thumb.jpg")["Body"].read()))
     assert thumb.format == "JPEG" and thumb.size == (800, 600)
     assert keys(s3, "images", "uploads/") == ["uploads/photo.jpg"]  # the original is kept, nothing re-triggered
@@ -96,7 +96,7 @@ def test_log_analysis(server: Server) -> None:
     r = server.api.post("/v1/logs/app-events", json=lines)
     assert r.status_code in (200, 202), r.text
     assert wait_until(lambda: item(server, "analysis_result", {"user": {"S": "alan"}}).get("view") == "1",
-                      timeout=120), last_activation(server, "log-analysis")
+                      timeout=120), explain(server, "log-analysis")
     assert wait_until(lambda: item(server, "analysis_result", {"user": {"S": "-"}}).get("unparsed") == "1", timeout=30)
     ada = item(server, "analysis_result", {"user": {"S": "ada"}})
     assert (ada["view"], ada["buy"], ada["events"]) == ("2", "1", "3")
@@ -164,8 +164,8 @@ def test_video_transcode(server: Server, tmp_path: Path) -> None:
     server.cli("storage", "cp", str(clip), "s3://videos/uploads/", check=True)
     s3 = s3_client(server)
     assert wait_until(lambda: "transcoded/clip.mp4" in keys(s3, "videos", "transcoded/"), timeout=300), \
-        last_activation(server, "video-transcode")
-    assert wait_until(lambda: last_activation(server, "video-transcode").get("status") == "success", timeout=60)
+        explain(server, "video-transcode")
+    assert wait_until(lambda: explain(server, "video-transcode").get("status") == "success", timeout=60)
     out = tmp_path / "clip.mp4"
     out.write_bytes(s3.get_object(Bucket="videos", Key="transcoded/clip.mp4")["Body"].read())
     probe = json.loads(subprocess.run(["ffprobe", "-v", "error", "-show_streams", "-of", "json", str(out)],
@@ -194,7 +194,7 @@ def test_ai_prediction(server: Server) -> None:
         img.save(buf, "PNG")
         s3.put_object(Bucket="digits", Key=f"uploads/d{i}.png", Body=buf.getvalue())
         assert wait_until(lambda i=i: f"predictions/d{i}.json" in keys(s3, "digits", "predictions/"), timeout=300), \
-            last_activation(server, "ai-prediction")
+            explain(server, "ai-prediction")
     right = sum(json.loads(s3.get_object(Bucket="digits", Key=f"predictions/d{i}.json")["Body"].read())["digit"]
                 == int(digits.target[i]) for i in samples)
     assert right >= 9, f"{right}/10 digits right"
@@ -232,7 +232,7 @@ def test_order_queue(server: Server) -> None:
                          json.dumps({"order_id": f"b-{run}", "sku": "tea", "qty": 9}).encode(),
                          b"not an order " + run.encode()]))
     assert wait_until(lambda: item(server, "orders", {"order_id": {"S": f"b-{run}"}}), timeout=120), \
-        last_activation(server, "order-queue")
+        explain(server, "order-queue")
     assert item(server, "orders", {"order_id": {"S": f"a-{run}"}})["status"] == "confirmed"
     assert item(server, "orders", {"order_id": {"S": f"b-{run}"}})["status"] == "rejected"
     assert item(server, "stock", {"sku": {"S": "tea"}})["qty"] == "3"
