@@ -200,6 +200,9 @@ class Node:
         await self.queue.start()
         self._gateway.queue = self.queue
         await self.storage.serve(self.queue.submit)  # storage events go into the durable queue
+        # the last hour's charts and health from the recorded activations (in the background: a long history
+        # must not hold up /healthz)
+        self._history_task = asyncio.create_task(self._replay_history(time.time()))
         if self.examples:  # in the background: the node answers at once, a Go example builds meanwhile
             self._examples_task: asyncio.Task[None] | None = asyncio.create_task(self.deploy_examples())
         self.triggers = TriggerManager(s, self.store, self.invoker, self.queue, self.registry, self.recorder,
@@ -378,6 +381,15 @@ class Node:
         polyfn_trigger_errors_total{kind=<the trigger kind>}."""
         if job.trigger in QUEUED_TRIGGER_KINDS:
             self.metrics.trigger_errors.inc(job.function, job.trigger, reason)
+
+    async def _replay_history(self, started: float) -> None:
+        try:
+            acts = await self.store.list_activations(since=started - 3600, until=started, limit=50_000)
+            n = self.metrics.replay(acts, started, time.time())
+            if n:
+                log.info("charts: %d activations of the last hour replayed from the store", n)
+        except Exception as e:  # charts only: never a reason to fail
+            log.warning("charts: the last hour's activations could not be replayed: %s", e)
 
     async def deploy_examples(self) -> None:
         """Deploy every example under examples/seed and examples/native whose code changed since it was
