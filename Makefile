@@ -12,12 +12,14 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
+# `make run` installs what the docs use: the broker trigger clients ([brokers]) and the client tools the
+# README, docs/ and examples/scenarios/ call ([tour]: boto3, the aws CLI, Pillow, pika, paho-mqtt).
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e '.[brokers,tour]'
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,brokers,tour]'
 	touch $@ $(VENV)/.installed
 
 run: $(VENV)/.installed nftables node-sdk mono

@@ -82,6 +82,10 @@ class FunctionTimeout(Exception):
     pass
 
 
+class FunctionCancelled(Exception):
+    """`DELETE /v1/activations/ID` (`polyfn cancel`) stopped the invocation while it ran."""
+
+
 def _on_deadline(inst: Instance, fut: asyncio.Future[Result], timeout: float) -> None:
     if not fut.done():
         fut.set_exception(FunctionTimeout())
@@ -129,6 +133,9 @@ class Invoker:
         self.truncate = settings.result_truncate
         self.accepting = True
         self.deadlines = Deadlines()
+        # activation id → (instance, result future) of every invocation running on an instance now: what
+        # `cancel` stops (a sync call, or an attempt of an async one)
+        self.running: dict[str, tuple[Instance, asyncio.Future[Result]]] = {}
         self.localise: Any = localise  # Deployer.localise, for pinned revisions other nodes deployed (cluster sync)
 
     async def invoke(self, name: str, kind: str, trigger: str, method: str = "", path: str = "",
@@ -242,16 +249,33 @@ class Invoker:
             return await self._crashed(act, t0, inst)
         deadlines = self.deadlines
         deadlines.add(fut, t_acquired + remaining, _on_deadline, inst, fut, spec.timeout)
+        running = self.running
+        running[act.id] = (inst, fut)
         try:
             res = await fut
+        except FunctionCancelled:
+            deadlines.discard(fut)
+            early = inst.printed_so_far(inv.id)
+            if early:
+                act.logs = self._bounded(name, early)
+            return self._finish(act, t0, "cancelled", 499, platform_error(
+                499, "function_cancelled", f"activation {act.id} was cancelled while it ran (its instance was "
+                "stopped)", activation_id=act.id))
         except FunctionTimeout:
+            early = inst.printed_so_far(inv.id)  # what it printed before it was killed (streamed lines)
+            if early:
+                act.logs = self._bounded(name, early)
             return self._finish(act, t0, "timeout", 504, platform_error(
                 504, "function_timeout", f"the function did not finish within its {spec.timeout:g} s timeout",
                 activation_id=act.id))
         except InstanceGone:
             deadlines.discard(fut)
+            early = inst.printed_so_far(inv.id)  # what it printed before it crashed or ran out of memory
+            if early:
+                act.logs = self._bounded(name, early)
             return await self._crashed(act, t0, inst)
         finally:
+            running.pop(act.id, None)
             pool.release(inst)
         deadlines.discard(fut)
 
@@ -291,6 +315,19 @@ class Invoker:
                 e.status, e.code, f"function {name!r} is at capacity ({e.reason}): retry later",
                 headers=[(b"retry-after", str(e.retry_after).encode())])
         return Outcome(out.status, list(out.headers), out.body, error=out.error)
+
+    def cancel(self, activation_id: str) -> bool:
+        """Stop a running invocation: its caller gets 499 `function_cancelled` at once and its instance is
+        killed (a handler cannot be interrupted safely in place). False when it is not running here."""
+        entry = self.running.get(activation_id)
+        if entry is None:
+            return False
+        inst, fut = entry
+        if fut.done():
+            return False
+        fut.set_exception(FunctionCancelled())
+        inst.kill(f"activation {activation_id} cancelled")
+        return True
 
     def _bounded(self, name: str, logs: list[LogLine]) -> list[LogLine]:
         """The lines the node keeps (observe/logbudget.py: bytes per activation and per function a second)."""

@@ -107,6 +107,7 @@ class Node:
         os.chmod(s.data_dir, 0o700)
         self.admin_key = load_or_create_admin_key(s.data_dir)
         self._cleanup: set[asyncio.Task[None]] = set()
+        self._background: list[asyncio.Task[None]] = []  # the examples' deploys, the charts' history replay
 
         # the ground: the metadata store (opened at start), secrets, keys, rate limits
         self.store = Store.connect(s.db_url)
@@ -199,8 +200,11 @@ class Node:
         life.add("functions", self._activate_functions, self._drain)  # stop: no new calls, in-flight finish
         life.add("async queue", self.queue.start, lambda: self.queue.stop(s.drain_timeout))
         life.add("object store port", lambda: self.storage.serve(self.queue.submit), self.storage.stop_accepting)
-        if self.examples:
-            life.add("examples", self.deploy_examples)
+        # the last hour's charts and health from the recorded activations, in the background (a long history
+        # must not hold up /healthz)
+        life.add("charts' history", self._start_history, self._stop_background)
+        if self.examples:  # in the background: the node answers at once, a Go example builds meanwhile
+            life.add("examples", self._start_examples)
         life.add("triggers", self._start_triggers, self.triggers.stop)  # unacknowledged messages stay queued
         life.add("workflows", self._start_workflows, lambda: self.workflows.stop(s.drain_timeout))
         if self.sync is not None:
@@ -370,9 +374,35 @@ class Node:
         if job.trigger in QUEUED_TRIGGER_KINDS:
             self.metrics.trigger_errors.inc(job.function, job.trigger, reason)
 
+    def _start_history(self) -> None:
+        self._background.append(asyncio.create_task(self._replay_history(time.time())))
+
+    def _start_examples(self) -> None:
+        self._background.append(asyncio.create_task(self.deploy_examples()))
+
+    async def _stop_background(self) -> None:
+        """An example still building or a history replay still reading: not worth waiting for."""
+        for task in self._background:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._background.clear()
+
+    async def _replay_history(self, started: float) -> None:
+        try:
+            acts = await self.store.list_activations(since=started - 3600, until=started, limit=50_000)
+            n = self.metrics.replay(acts, started, time.time())
+            if n:
+                log.info("charts: %d activations of the last hour replayed from the store", n)
+        except Exception as e:  # charts only: never a reason to fail
+            log.warning("charts: the last hour's activations could not be replayed: %s", e)
+
     async def deploy_examples(self) -> None:
         """Deploy every example under examples/seed and examples/native whose code changed since it was
-        last deployed. A `polyfn.json` beside the code holds spec fields (e.g. the function's name)."""
+        last deployed. A `polyfn.json` beside the code holds spec fields (e.g. the function's name). Runs as a
+        background task after the node serves (`make run` answers /healthz while the Go example builds);
+        each example is logged as it lands."""
         dirs = [p for group in ("seed", "native") if (EXAMPLES_DIR / group).is_dir()
                 for p in sorted((EXAMPLES_DIR / group).iterdir()) if p.is_dir()]
         for d in dirs:

@@ -96,7 +96,16 @@ class Fault(msgspec.Struct, tag="fault", array_like=True):
     reason: str
 
 
-FromInstance = Result | Ready | InitError | Fault
+class Logs(msgspec.Struct, tag="logs", array_like=True):
+    """Lines invocation `id` printed so far, sent before its Result once it has run a while (a Python instance
+    serving one invocation at a time streams them), so what a function printed before its timeout killed it
+    is kept. The Result then carries only the lines printed since."""
+
+    id: int
+    logs: list[LogLine] = []
+
+
+FromInstance = Result | Ready | InitError | Fault | Logs
 
 _encoder = msgspec.msgpack.Encoder()
 to_instance_decoder = msgspec.msgpack.Decoder(Invoke)

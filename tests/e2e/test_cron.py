@@ -48,6 +48,11 @@ def test_cron_bad_input(server: Server) -> None:
     server.deploy("cr-bad", {"handler.py": TICK})
     r = server.cli("trigger", "add", "cr-bad", "cron", "61 * * *")
     assert r.returncode == 1 and "invalid_cron" in r.stderr and "5 fields" in r.stderr
+    for schedule, names in (("*/61 * * * *", "minute field"), ("* * * * * * *", "7 field(s)"),
+                            ("0 0 30 2 *", "day 30 never occurs in February")):
+        r = server.api.post("/v1/functions/cr-bad/triggers", json={"kind": "cron", "config": {"schedule": schedule}})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_cron", r.text
+        assert names in r.json()["error"]["message"], r.text
     r = server.cli("trigger", "add", "cr-bad", "cron", "*/5 * * * *", "--tz", "Mars/Olympus")
     assert r.returncode == 1 and "invalid_timezone" in r.stderr
     r = server.cli("trigger", "add", "cr-missing", "cron", "*/5 * * * *")

@@ -199,6 +199,9 @@ def test_restart_keeps_functions(tmp_path) -> None:
 def test_examples_flag_deploys_examples(tmp_path) -> None:
     s = start_server(tmp_path / "d", "--examples")
     try:
+        # examples deploy in the background once the node serves (a Go build must not hold up /healthz)
+        assert wait_until(lambda: {f["name"] for f in s.api.get("/v1/functions").json()["functions"]} >= set(("reverse", "hello")),
+                          timeout=120), s.log.read_text()[-3000:]
         assert s.http.post("/fn/reverse", content=b"hello").text == "olleh"
         assert s.http.get("/fn/hello?name=ann").json()["message"] == "hello ann"
     finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from .conftest import REPO, Server, start_server
+from .conftest import REPO, Server, start_server, wait_until
 
 
 def test_aws_lambda_handler(server: Server) -> None:
@@ -52,6 +52,9 @@ def test_kubeless_reverse(server: Server) -> None:
 def test_examples_flag_serves_the_python_seed_samples(tmp_path) -> None:
     s = start_server(tmp_path / "d", "--examples")
     try:
+        # examples deploy in the background once the node serves (a Go build must not hold up /healthz)
+        assert wait_until(lambda: {f["name"] for f in s.api.get("/v1/functions").json()["functions"]} >= set(("hello-http", "aliyun-hello", "kubeless-reverse", "lambda-reverse")),
+                          timeout=120), s.log.read_text()[-3000:]
         assert s.http.get("/fn/hello-http").text == "Hello World!"
         assert s.http.get("/fn/aliyun-hello").text == "hello world"
         assert s.http.post("/fn/kubeless-reverse", content=b"hello").text == "olleh"

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import Server
+from .conftest import REPO, Server
 from .storage_helpers import s3_client, storage_info
 
 pytestmark = pytest.mark.timeout(120)
@@ -67,3 +67,14 @@ def test_public_bucket_from_cli(server: Server, tmp_path: Path) -> None:
     server.cli("storage", "cp", str(f), "s3://cli-pub/", check=True)
     r = httpx.get(f"{storage_info(server)['endpoint']}/cli-pub/index.html")
     assert r.status_code == 200 and r.headers["content-type"] == "text/html" and r.text == "<h1>hi</h1>"
+
+
+def test_cp_to_dash_writes_standard_output(server: Server, tmp_path: Path) -> None:
+    """`polyfn storage cp s3://B/K -` prints the object (as `aws s3 cp … -`), never a file named `-`."""
+    src = tmp_path / "note.json"
+    src.write_text('{"digit": 1}\n')
+    server.cli("storage", "mb", "s3://cli-dash", check=True)
+    server.cli("storage", "cp", str(src), "s3://cli-dash/", check=True)
+    r = server.cli("storage", "cp", "s3://cli-dash/note.json", "-", check=True)
+    assert r.stdout == '{"digit": 1}\n' and "standard output" in r.stderr
+    assert not (REPO / "-").exists()

@@ -46,7 +46,8 @@ def test_thumbnail_scenario_through_the_cli(server: Server, s3: Any, tmp_path: P
     # requirements (Pillow), installed at deploy — never the test's or the server's environment.
     example = REPO / "examples" / "scenarios" / "thumbnail"
     server.deploy("thumbnail", {"main.py": (example / "main.py").read_text(),
-                                "requirements.txt": (example / "requirements.txt").read_text()}, handler="main.handler")
+                                "requirements.txt": (example / "requirements.txt").read_text()},
+                  handler="main.handle", flavor="aliyun")
     server.cli("storage", "mb", "s3://images", check=True)
     r = server.cli("trigger", "add", "thumbnail", "storage", "--bucket", "images", "--events", "created",
                    "--prefix", "uploads/", check=True)
@@ -57,7 +58,7 @@ def test_thumbnail_scenario_through_the_cli(server: Server, s3: Any, tmp_path: P
     assert wait_until(lambda: "thumbs/photo-thumb.jpg" in _objects(s3, "images", "thumbs/"), timeout=60), \
         server.log.read_text()[-3000:]
     thumb = Image.open(io.BytesIO(s3.get_object(Bucket="images", Key="thumbs/photo-thumb.jpg")["Body"].read()))
-    assert thumb.format == "JPEG" and max(thumb.size) == 128
+    assert thumb.format == "JPEG" and thumb.size == (640, 480)  # within the seed's 800x800 box: not enlarged
     listing = server.cli("storage", "ls", "s3://images/thumbs/", check=True).stdout
     assert "thumbs/photo-thumb.jpg" in listing
     out = tmp_path / "back.jpg"
@@ -195,6 +196,10 @@ def test_trigger_api_errors(server: Server) -> None:
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_trigger"
     r = server.api.post("/v1/storage/triggers", json={"function": "trig-target", "bucket": "Bad_Bucket"})
     assert r.status_code == 400
+    r = server.api.post("/v1/storage/triggers", json={"function": "trig-target", "bucket": "b-1"})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "bucket_not_found"  # it could never fire
+    server.cli("storage", "mb", "s3://b-1", check=True)
+    server.cli("storage", "mb", "s3://b-2", check=True)
     r = server.api.post("/v1/storage/triggers", json={"function": "trig-target", "bucket": "b-1"})
     assert r.status_code == 201
     tid = r.json()["id"]

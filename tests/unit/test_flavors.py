@@ -72,6 +72,50 @@ def test_native_http_request_object() -> None:
                                 "all": {"a": ["1", "2"], "b": [""]}}
 
 
+FORM = "application/x-www-form-urlencoded"
+
+
+@pytest.mark.parametrize("query,ct,body,params", [
+    ("name=ada", "", b"", {"name": "ada"}),
+    ("a=1&a=2&b=", "", b"", {"a": "2", "b": ""}),
+    ("", "application/json", b'{"name": "ada", "n": [1]}', {"name": "ada", "n": [1]}),
+    ("", "", b'{"name": "ada"}', {"name": "ada"}),  # no content type: a JSON object still counts
+    ("name=q&x=1", "application/json; charset=utf-8", b'{"name": "body"}', {"name": "body", "x": "1"}),
+    ("x=1", FORM, b"name=ada&y=%C3%A9", {"x": "1", "name": "ada", "y": "\u00e9"}),
+    ("x=1", "application/json", b"[1, 2]", {"x": "1"}),  # not an object: only in json()
+    ("x=1", "application/json", b"{broken", {"x": "1"}),  # malformed: the handler reads the raw body
+    ("x=1", "application/json", b'{"a":' * 1000 + b"1" + b"}" * 1000, {"x": "1"}),  # deeper than json parses
+    ("x=1", "text/plain", b'{"name": "ada"}', {"x": "1"}),  # text is text
+    ("", "application/octet-stream", b"\x00", {}),
+])
+def test_native_http_event_is_query_merged_with_body(query, ct, body, params) -> None:  # type: ignore[no-untyped-def]
+    """The native HTTP contract (OpenWhisk web actions' way): `event` is a dict of the query parameters
+    updated with a JSON-object or form body; the raw request stays on its attributes."""
+    seen = {}
+
+    def handler(event, context):  # type: ignore[no-untyped-def]
+        seen.update(params=dict(event), body=event.body, qs=event.query_string, ct=event.headers.get("content-type"))
+        return event
+
+    a = load_adapter("native", handler, META)
+    inv = Invoke(1, "act-1", "http", time.time() + 10, "POST", "/", query, [("Content-Type", ct)] if ct else [],
+                 body, ct)
+    status, _, out = call(a, inv)
+    assert status == 200 and seen["params"] == params and json.loads(out) == params
+    assert seen["body"] == body and seen["qs"] == query and seen["ct"] == (ct or None)
+
+
+def test_readme_greet_reads_name_from_query_json_and_invoke_alike() -> None:
+    def greet(event, context):  # type: ignore[no-untyped-def]
+        return {"hello": event.get("name", "world")}
+
+    a = load_adapter("native", greet, META)
+    assert json.loads(call(a, http(query="name=ada"))[2]) == {"hello": "ada"}
+    assert json.loads(call(a, http("POST", body=b'{"name": "ada"}'))[2]) == {"hello": "ada"}
+    assert json.loads(call(a, http())[2]) == {"hello": "world"}
+    assert json.loads(call(a, event(b'{"name": "ada"}'))[2]) == {"hello": "ada"}
+
+
 def test_openfaas_gets_text_returns_body() -> None:
     a = load_adapter("openfaas", lambda req: req[::-1], META)
     assert call(a, http(body="héllo".encode())) == (200, [("content-type", "text/plain; charset=utf-8")],

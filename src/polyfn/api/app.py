@@ -214,6 +214,24 @@ def build_api(*, settings: Settings, store: FunctionStore, registry: LiveFunctio
             raise ApiError(404, "activation_not_found", f"activation {activation_id!r} does not exist")
         return events.merge_activation(_activation_json(act) if act else None, queued)
 
+    @v1.delete("/activations/{activation_id}")
+    async def cancel_activation(activation_id: str) -> dict[str, Any]:
+        """Cancel an invocation: a running one is stopped (its caller gets 499 `function_cancelled`), an
+        accepted async one that has not started goes to the dead-letter queue instead of running."""
+        if invoker.cancel(activation_id):
+            return {"activation_id": activation_id, "cancelled": True, "was": "running"}
+        if queue is not None and await queue.cancel(activation_id):
+            return {"activation_id": activation_id, "cancelled": True, "was": "pending"}
+        queued = await queue.lookup(activation_id) if queue else None
+        await recorder.flush()
+        act = await store.get_activation(activation_id)
+        if act is None and queued is None:
+            raise ApiError(404, "activation_not_found", f"activation {activation_id!r} does not exist")
+        state = (queued or {}).get("status") or (act.status if act else "?")
+        raise ApiError(409, "not_cancellable", f"activation {activation_id!r} is {state}: only a running invocation "
+                       "or an async one that has not started can be cancelled (a running async attempt on "
+                       "another node is cancelled there)")
+
     @v1.get("/functions/{name}/logs")
     async def logs(name: str, since: float | None = None, activation: str | None = None,
                    limit: Annotated[int, Query(ge=1, le=10000)] = 200, follow: bool = False,

@@ -11,7 +11,7 @@ import msgspec
 from fastapi import APIRouter, Request
 
 from polyfn.api.errors import ApiError
-from polyfn.auth.keys import SCOPES
+from polyfn.auth.keys import KEY_SCOPES
 from polyfn.auth.secrets import MAX_SECRET, NAME_RE, SecretsUnavailable
 from polyfn.model import NAME_RE as FUNCTION_NAME_RE
 from polyfn.model import now
@@ -52,8 +52,8 @@ def router(*, keys: Keys, secrets: Secrets, secret_box: Any, manager: Instances)
     @r.post("/keys", status_code=201, summary="Create a scoped API key (the secret is shown only now)")
     async def create_key(request: Request) -> dict[str, Any]:
         req = await _body(request, KeyRequest)
-        if req.scope not in SCOPES:
-            raise ApiError(400, "invalid_scope", f"scope={req.scope!r}: use one of {', '.join(SCOPES)}")
+        if req.scope not in KEY_SCOPES:
+            raise ApiError(400, "invalid_scope", f"scope={req.scope!r}: use one of {', '.join(KEY_SCOPES)}")
         if req.function is not None and not FUNCTION_NAME_RE.match(req.function):
             raise ApiError(400, "invalid_name", f"invalid function name {req.function!r}")
         rec, secret = await keys.create(req.scope, req.function, req.description[:500])

@@ -111,10 +111,13 @@ def build_router(*, storage: StorageService | None, keys: Keys, store: FunctionS
             raise ApiError(400, "invalid_request", "`function` and `bucket` are required strings")
         if not isinstance(prefix, str) or not isinstance(suffix, str):
             raise ApiError(400, "invalid_request", "`prefix` and `suffix` must be strings")
+        trigger_id = body.get("id")
+        if trigger_id is not None and not isinstance(trigger_id, str):
+            raise ApiError(400, "invalid_request", "`id` must be a string")
         if await store.get_function(function) is None:
             raise ApiError(404, "function_not_found", f"function {function!r} does not exist")
         try:
-            trig = await st.notifications.add(function, bucket, events, prefix, suffix)
+            trig = await st.notifications.add(function, bucket, events, prefix, suffix, trigger_id)
         except TriggerError as e:
             raise ApiError(e.status, e.code, e.message) from None
         return JSONResponse(trig.to_json(), status_code=201)

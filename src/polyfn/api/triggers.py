@@ -66,15 +66,35 @@ async def create_trigger(triggers: Triggers, registry: LiveFunctions, store: Fun
     if registry.get(name) is None and await store.get_function(name) is None:
         raise ApiError(404, "function_not_found", f"function {name!r} does not exist")
     if kind == "storage":  # object-store notifications live with the store (docs/storage.md)
-        return await _add_storage_trigger(storage, name, config)
+        return await _add_storage_trigger(storage, name, config, trigger_id)
+    stream = config.get("stream") if kind == "log" and isinstance(config, dict) else None
+    if isinstance(stream, str) and stream.startswith("fn:"):  # following a function that is not there
+        source = stream[3:]
+        if registry.get(source) is None and await store.get_function(source) is None:
+            raise ApiError(404, "function_not_found", f"stream={stream!r}: function {source!r} does not exist; "
+                           "deploy it first, or name a log stream (lines POSTed to /v1/logs/STREAM)")
     try:
         runner = await triggers.create(name, kind, config, trigger_id)
     except TriggerConfigError as e:
         raise ApiError(409 if e.code == "trigger_exists" else 400, e.code, str(e)) from None
+    await _first_attempt(runner)
     return 201, triggers.view(runner)
 
 
-async def _add_storage_trigger(storage: StorageService | None, name: str, config: Any) -> tuple[int, dict[str, Any]]:
+async def _first_attempt(runner: Any, wait: float = 3.0) -> None:
+    """Wait (briefly) for a new trigger's first connection attempt, so the answer to its creation already
+    says `connected`, or `error` with the reason when its broker is down (it is added anyway and keeps
+    reconnecting: the broker may come back)."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + wait
+    while runner.health.get("state") in ("starting", "connecting") and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+
+
+async def _add_storage_trigger(storage: StorageService | None, name: str, config: Any,
+                               trigger_id: str | None = None) -> tuple[int, dict[str, Any]]:
     from polyfn.storage.notifications import TriggerError, from_vendor_config
 
     if storage is None:
@@ -83,7 +103,7 @@ async def _add_storage_trigger(storage: StorageService | None, name: str, config
         raise ApiError(400, "invalid_trigger", "a storage trigger's config is an object with at least `bucket`")
     bucket, events, prefix, suffix = from_vendor_config(config)
     try:
-        trig = await storage.notifications.add(name, bucket, list(events), prefix, suffix)
+        trig = await storage.notifications.add(name, bucket, list(events), prefix, suffix, trigger_id)
     except TriggerError as e:
         if e.code == "trigger_exists":  # a redeploy of the same definition file: nothing to change
             return 200, {"kind": "storage", "function": name, "bucket": bucket, "unchanged": True}

@@ -40,6 +40,10 @@ log = logging.getLogger("polyfn.auth")
 
 SCOPES = ("read", "invoke", "deploy", "admin")
 _RANK = {s: i for i, s in enumerate(SCOPES)}
+# Outside the ranking: a log shipper's key, which may only POST lines to `/v1/logs/STREAM` (read nothing,
+# invoke nothing, no object store, no tables). `deploy` and `admin` keys may ingest too.
+INGEST = "ingest"
+KEY_SCOPES = (*SCOPES, INGEST)
 _ID_ALPHABET = string.ascii_uppercase + string.digits
 
 
@@ -53,6 +57,8 @@ def new_id(prefix: str = "PFAK") -> str:
 
 def allows(key: KeyRecord, scope: str, function: str | None) -> bool:
     """May `key` do something that needs `scope` on `function` (None: not about one function)?"""
+    if key.scope == INGEST or scope == INGEST:
+        return scope == INGEST and key.owner is None and (key.scope == INGEST or _RANK[key.scope] >= _RANK["deploy"])
     if _RANK[key.scope] < _RANK[scope]:
         return False
     if key.owner is not None and scope != "invoke" and function != key.owner:
@@ -70,6 +76,8 @@ def storage_allows(key: KeyRecord, method: str) -> bool:
     """The object store's mapping of scopes (docs/security.md): `read` → GET/HEAD (objects, listings, bucket
     metadata, presigned GETs); `invoke` and above → everything else too (PUT, POST, DELETE: objects, multipart
     uploads, buckets and their ACLs). A `--function` binding does not narrow storage access."""
+    if key.scope == INGEST:
+        return False
     return method in ("GET", "HEAD") or _RANK[key.scope] >= _RANK["invoke"]
 
 
@@ -202,8 +210,8 @@ class KeyRing:
 
     async def create(self, scope: str, function: str | None = None, description: str = "",
                      owner: str | None = None) -> tuple[KeyRecord, str]:
-        if scope not in _RANK:
-            raise ValueError(f"scope={scope!r} is not one of {', '.join(SCOPES)}")
+        if scope not in KEY_SCOPES:
+            raise ValueError(f"scope={scope!r} is not one of {', '.join(KEY_SCOPES)}")
         secret = secrets.token_urlsafe(30)
         rec = KeyRecord(id=new_id(), secret_sha256=digest(secret), scope=scope, function=function, owner=owner,
                         description=description, created_at=self.clock(), secret_enc=self._encrypt(secret))
@@ -255,6 +263,8 @@ def required_scope(method: str, path: str, query: dict[str, str]) -> tuple[str, 
         return "admin", None
     if head == "functions" and len(parts) >= 3 and parts[2] == "invoke" and method == "POST":
         return "invoke", function
+    if head == "logs" and method == "POST":
+        return INGEST, None  # log shipping (`polyfn logs push`): an `ingest` key, or deploy/admin
     if head in ("workflows", "executions") and method == "POST" and parts[-1] in ("executions", "stop"):
         return "invoke", None  # starting and stopping workflow executions (api/workflows.py)
     if method in ("GET", "HEAD"):

@@ -125,6 +125,9 @@ class Issuer:
     def assume(self, parent: KeyRecord, policy: str, ttl: int) -> dict[str, Any]:
         if not MIN_TTL <= ttl <= MAX_TTL:
             raise StsError("ValidationError", f"DurationSeconds={ttl} is out of range: {MIN_TTL}..{MAX_TTL}")
+        if parent.scope == "ingest":
+            raise StsError("AccessDenied", f"key {parent.id} may only ingest log lines: it cannot hand out storage "
+                           "credentials", 403)
         bucket, prefix, read, write = parse_policy(policy)
         if parent.scope == "read":
             write = False

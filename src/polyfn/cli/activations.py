@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from polyfn.cli.config import State
+from polyfn.cli.errors import CliError
 from polyfn.cli.output import err, local_time, log_time, ms, out, write_json
 
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -283,7 +284,11 @@ def _activation_log_parts(line: Any) -> list[tuple[str, str] | str]:
 
 def logs(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Function name.", show_default=False)],
+    name: Annotated[str, typer.Argument(help="Function name; or `push` to send lines (see below).",
+                                        show_default=False)],
+    push_args: Annotated[list[str] | None, typer.Argument(
+        metavar="[STREAM [FILE]]", help="With `push`: the log stream, and a file of lines (default: stdin).",
+        show_default=False)] = None,
     follow: Annotated[
         bool,
         typer.Option(
@@ -337,8 +342,18 @@ def logs(
 
     Examples: `polyfn logs hello -f`, `polyfn logs hello --since 10m --grep '(?i)error'`,
     `polyfn logs hello --activation ID`.
+
+    `polyfn logs push STREAM [FILE]` sends lines (a file, or standard input) to a log stream, for `log`
+    triggers: `tail -F app.log | polyfn logs push app-events`. It needs only a key of scope `ingest`
+    (`polyfn keys create --scope ingest`, then POLYFN_API_KEY=ID:SECRET), which can do nothing else.
     """
     state: State = ctx.obj
+    if name == "push" and push_args:
+        push_lines(state, push_args)
+        return
+    if push_args:
+        raise CliError(f"unexpected argument(s) {' '.join(push_args)}", "`polyfn logs NAME` takes one function name; "
+                       "to send lines: `polyfn logs push STREAM [FILE]`")
     client = state.client()
     since_ts = _since(since)
     console = out()
@@ -358,3 +373,58 @@ def logs(
     finally:
         stream.close()
     err().print(Text("log stream closed by the server", style="dim"))
+
+
+# -- cancel ---------------------------------------------------------------------------------------
+
+
+def cancel(
+    ctx: typer.Context,
+    activation_id: Annotated[str, typer.Argument(metavar="ID", help="Activation id (printed by `polyfn invoke "
+                                                 "--async`, shown by `polyfn activations`).", show_default=False)],
+) -> None:
+    """Cancel an invocation: a running one is stopped (its caller gets 499 function_cancelled); an async one
+    that has not started goes to the dead-letter queue instead of running (`polyfn dlq replay ID` runs it)."""
+    state: State = ctx.obj
+    res = state.client()._json("DELETE", f"/v1/activations/{activation_id}")
+    what = "stopped while it ran" if res.get("was") == "running" else "cancelled before it ran (in the dead-letter queue)"
+    out().print(f"activation {activation_id}: {what}")
+
+
+PUSH_BATCH_LINES = 1000  # lines per POST (the server also bounds a batch by POLYFN_MAX_PAYLOAD)
+PUSH_BATCH_BYTES = 1 << 20
+
+
+def push_lines(state: State, args: list[str]) -> None:
+    """`polyfn logs push STREAM [FILE]`: POST the lines in batches as they come (a `tail -F` pipe streams)."""
+    import sys
+
+    if len(args) > 2:
+        raise CliError("`polyfn logs push` takes STREAM and at most one FILE", "e.g. polyfn logs push app-events app.log")
+    stream = args[0]
+    source = open(args[1], encoding="utf-8", errors="replace") if len(args) == 2 else sys.stdin
+    client = state.client()
+    sent = subscribers = 0
+    batch: list[str] = []
+    size = 0
+
+    def flush() -> None:
+        nonlocal batch, size, sent, subscribers
+        if batch:
+            res = client._json("POST", f"/v1/logs/{stream}", json=batch)
+            sent += int(res.get("accepted", len(batch)))
+            subscribers = int(res.get("subscribers", 0))
+            batch, size = [], 0
+
+    try:
+        for line in source:
+            line = line.rstrip("\n")
+            batch.append(line)
+            size += len(line)
+            if len(batch) >= PUSH_BATCH_LINES or size >= PUSH_BATCH_BYTES:
+                flush()
+        flush()
+    finally:
+        if source is not sys.stdin:
+            source.close()
+    err().print(f"pushed {sent} line(s) to {stream} ({subscribers} subscribing trigger(s))")

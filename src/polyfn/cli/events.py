@@ -76,7 +76,7 @@ def trigger_add(
     if kind == "storage":  # object-store notifications live with the store (docs/storage.md)
         if not bucket:
             raise typer.BadParameter("a storage trigger needs --bucket", param_hint="'--bucket'")
-        storage_cli.add_storage_trigger(ctx, function, bucket, events, prefix, suffix, as_json)
+        storage_cli.add_storage_trigger(ctx, function, bucket, events, prefix, suffix, as_json, trigger_id)
         return
     if bucket is not None or prefix or suffix:
         raise typer.BadParameter(f"--bucket/--prefix/--suffix are for storage triggers, not {kind}",
@@ -98,6 +98,10 @@ def trigger_add(
         return
     line = Text.assemble(("added trigger ", "green"), (trig["id"], "bold"), f" ({kind} → {function})")
     out().print(line)
+    health = trig.get("health") or {}
+    if health.get("state") == "error":  # added all the same: it reconnects until the broker is back
+        err().print(Text(f"  but it cannot reach its broker yet: {health.get('message')} (it keeps retrying; "
+                         "see `polyfn trigger list`)", style="yellow"))
     if trig.get("next_fire_iso"):
         out().print(Text(f"  next fire: {trig['next_fire_iso']}"))
 

@@ -30,7 +30,9 @@ def parse_params(values: Iterable[str]) -> dict[str, str]:
 
 
 def describe_trigger(t: TriggerDecl) -> str:
-    c = {k: v for k, v in t.config.items() if v not in (None, [], {}, "")}
+    from polyfn.triggers.redact import redact
+
+    c = {k: v for k, v in redact(t.config).items() if v not in (None, [], {}, "")}
     detail = ", ".join(f"{k}={v}" for k, v in c.items())
     return f"{t.kind}({detail})" if detail else t.kind
 
@@ -53,6 +55,8 @@ def every_to_cron(seconds: int) -> str:
 def to_polyfn_trigger(t: TriggerDecl) -> tuple[str, dict[str, Any]]:
     """(kind, config) for polyfn's trigger API (`POST /v1/functions/NAME/triggers`); ValueError if impossible."""
     c = t.config
+    if t.native:
+        return t.kind, dict(c)
     if t.kind == "cron":
         cfg: dict[str, Any] = {"schedule": c["cron"] if "cron" in c else every_to_cron(int(c["every"]))}
         if c.get("timezone"):
@@ -74,6 +78,9 @@ def to_polyfn_trigger(t: TriggerDecl) -> tuple[str, dict[str, Any]]:
 def trigger_id(function: str, t: TriggerDecl) -> str:
     import hashlib
 
+    if t.id:
+        return t.id
+
     return f"{function[:40].rstrip('-')}-{t.kind}-{hashlib.sha256(t.where.encode()).hexdigest()[:8]}"  # ids: <= 63 chars
 
 
@@ -89,16 +96,19 @@ def create_trigger(client: Any, fn: PlannedFunction, t: TriggerDecl) -> tuple[st
     path = f"/v1/functions/{fn.name}/triggers"
     try:
         try:
-            client._json("POST", path, json=body)
+            view = client._json("POST", path, json=body)
         except ApiError as e:
             if e.status != 409:
                 raise
             client._json("DELETE", f"/v1/triggers/{body['id']}")  # redeploy: replace the file's trigger
-            client._json("POST", path, json=body)
+            view = client._json("POST", path, json=body)
     except ApiError as e:
         if e.status in (404, 405) and e.code in ("not_found", "method_not_allowed", "http_404"):
             return "yellow", f"skipped: {SKIP_REASON}"
         return "red", f"not created: [{e.code}] {e.message}"
+    health = (view or {}).get("health") or {}
+    if health.get("state") == "error":
+        return "yellow", f"created as {kind} trigger {body['id']}, but its broker is unreachable: {health.get('message')}"
     return "green", f"created as {kind} trigger {body['id']}"
 
 
@@ -121,6 +131,11 @@ def print_plan(plan: Plan) -> None:
     console.print(Text(f"{plan.source} ({plan.format}): {len(plan.functions)} function(s)", style="bold"))
     for note in plan.notes:
         console.print(Text(f"  note: {note}", style="dim"))
+    for bucket in plan.buckets:
+        console.print(Text(f"- bucket {bucket}"))
+    for t in plan.tables:
+        console.print(Text(f"- table {t['name']} (key {t['key']['name']}"
+                           + (f", range {t['range']['name']})" if "range" in t else ")")))
     for fn in plan.functions:
         code = fn.code_dir if fn.code_dir else "inline code"
         console.print(Text(f"- {fn.name} from {code}: {fn.spec}"))
@@ -128,8 +143,43 @@ def print_plan(plan: Plan) -> None:
             console.print(Text(f"  cannot deploy: {fn.error}", style="red"))
         for note in fn.notes:
             console.print(Text(f"  note: {note}", style="dim"))
+        for table, access in fn.grants:
+            console.print(Text(f"  {access} table {table}", style="dim"))
         for t in fn.triggers:
             console.print(Text(f"  trigger {describe_trigger(t)} ({t.where})", style="dim"))
+
+
+def make_resources(state: State, client: Any, plan: Plan) -> None:
+    """The buckets and tables a `polyfn: 1` file declares, made before its functions (existing ones are kept
+    as they are: a redeploy never empties them)."""
+    if not plan.buckets and not plan.tables:
+        return
+    from polyfn.sdk.db import DbClient, DbError
+    from polyfn.sdk.storage import StorageClient
+
+    console = out()
+    if plan.buckets:
+        storage = StorageClient.from_server(client)
+        for bucket in plan.buckets:
+            storage.make_bucket(bucket)
+            console.print(Text(f"bucket {bucket}: ready", style="dim"))
+    if plan.tables:
+        if not state.target.api_key:
+            raise CliError("no API key: making the file's tables needs the admin key (see `polyfn doctor`)")
+        db = DbClient(state.target.url, state.target.api_key)
+        for t in plan.tables:
+            keys = [t["key"], *([t["range"]] if "range" in t else [])]
+            req = {"TableName": t["name"], "BillingMode": "PAY_PER_REQUEST",
+                   "AttributeDefinitions": [{"AttributeName": k["name"], "AttributeType": k["type"]} for k in keys],
+                   "KeySchema": [{"AttributeName": k["name"], "KeyType": kt} for k, kt in zip(keys, ("HASH", "RANGE"), strict=False)]}
+            try:
+                db.call("CreateTable", req)
+                console.print(Text(f"table {t['name']}: created", style="dim"))
+            except DbError as e:
+                if e.kind != "ResourceInUseException":
+                    raise CliError(f"tables.{t['name']}: {e.kind}: {e.message}") from None
+                console.print(Text(f"table {t['name']}: exists, kept", style="dim"))
+        db.close()
 
 
 def deploy_file(state: State, file: Path, params: dict[str, str], dry_run: bool, only: list[str]) -> None:
@@ -153,6 +203,7 @@ def deploy_file(state: State, file: Path, params: dict[str, str], dry_run: bool,
     for note in plan.notes:
         chatter.print(Text(f"note: {note}", style="dim"))
     client = state.client()
+    make_resources(state, client, plan)
     failed: list[str] = []
     for fn in plan.functions:
         if fn.error:
@@ -181,6 +232,11 @@ def deploy_file(state: State, file: Path, params: dict[str, str], dry_run: bool,
         print_deployed(function, client.function_url(fn.name))
         for note in fn.notes:
             console.print(Text(f"  note: {note}", style="dim"))
+        for table, access in fn.grants:
+            r = client._http.put(f"/v1/db/grants/{fn.name}/{table}", json={"access": access})
+            if r.status_code != 200:
+                raise CliError(f"{fn.where}.tables: granting {table} to {fn.name} failed: {r.text}")
+            console.print(Text(f"  may {'read and write' if access == 'write' else 'read'} table {table}", style="dim"))
         for style, line in trigger_lines(client, fn):
             console.print(Text(line, style=style))
     if failed:

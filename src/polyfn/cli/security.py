@@ -25,7 +25,7 @@ secret_app = typer.Typer(help="Secrets, encrypted at rest, given to functions as
 def keys_create(
     ctx: typer.Context,
     scope: Annotated[str, typer.Option("--scope", envvar="POLYFN_KEY_SCOPE",
-                                              help="read | invoke | deploy | admin")] = "invoke",
+                                              help="read | invoke | deploy | admin | ingest (only pushes log lines)")] = "invoke",
     function: Annotated[str | None, typer.Option("--function", envvar="POLYFN_KEY_FUNCTION",
                                                  help="Limit the key to this function.",
                                                  show_default="every function")] = None,

@@ -7,6 +7,7 @@ admin key), so nothing needs configuring on the machine that runs `polyfn serve`
 from __future__ import annotations
 
 import mimetypes
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -101,7 +102,8 @@ def ls(ctx: typer.Context, uri: Annotated[str | None, typer.Argument(help="s3://
 
 @storage_app.command("cp")
 def cp(ctx: typer.Context, src: Annotated[str, typer.Argument(help="local path or s3://BUCKET/KEY")],
-       dst: Annotated[str, typer.Argument(help="local path or s3://BUCKET/KEY (a trailing / keeps the file name)")],
+       dst: Annotated[str, typer.Argument(help="local path, s3://BUCKET/KEY (a trailing / keeps the file name), "
+                                                 "or - for standard output")],
        content_type: Annotated[str | None, typer.Option("--content-type", envvar="POLYFN_STORAGE_CP_CONTENT_TYPE", show_default="guessed from the name",
                                                         help="Content-Type of an upload.")] = None) -> None:
     """Copy a file to, from or within the object store."""
@@ -129,6 +131,10 @@ def cp(ctx: typer.Context, src: Annotated[str, typer.Argument(help="local path o
         bucket, key = _uri(src)
         if not key:
             raise typer.BadParameter("name an object: s3://BUCKET/KEY")
+        if dst == "-":  # standard output, as `aws s3 cp s3://B/K -`
+            size = s3.get_stream(bucket, key, sys.stdout.buffer)
+            err().print(f"downloaded s3://{bucket}/{key} → standard output ({size} bytes)")
+            return
         path = Path(dst)
         if dst.endswith("/") or path.is_dir():
             path = path / key.rsplit("/", 1)[-1]
@@ -225,10 +231,12 @@ def keys_rm(ctx: typer.Context, access_key_id: str) -> None:
 
 
 def add_storage_trigger(ctx: typer.Context, function: str, bucket: str, events: str, prefix: str, suffix: str,
-                         as_json: bool) -> None:
+                         as_json: bool, trigger_id: str | None = None) -> None:
     state: State = ctx.obj
-    trig = state.client()._json("POST", "/v1/storage/triggers", json={
-        "function": function, "bucket": bucket, "events": events, "prefix": prefix, "suffix": suffix})
+    body = {"function": function, "bucket": bucket, "events": events, "prefix": prefix, "suffix": suffix}
+    if trigger_id is not None:
+        body["id"] = trigger_id
+    trig = state.client()._json("POST", "/v1/storage/triggers", json=body)
     if as_json:
         write_json(trig)
         return

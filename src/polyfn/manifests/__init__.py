@@ -1,7 +1,8 @@
 """Definition files of other platforms → a `Plan` of polyfn functions and triggers (`polyfn deploy -f FILE`).
 
 Formats: OpenFaaS `stack.yml`, Serverless Framework `serverless.yml` (aws, tencent), AWS SAM `template.yaml`,
-Azure Functions app folders (`host.json` + `*/function.json`), Alibaba Serverless Devs `s.yaml`.
+Azure Functions app folders (`host.json` + `*/function.json`), Alibaba Serverless Devs `s.yaml`, and
+polyfn's own file (`polyfn: 1`, e.g. `scenario.yml`).
 `load(path)` detects the format from the file name and content and dispatches to one module per format.
 Parsing is client-side and pure (no server needed), so `--dry-run` shows the plan.
 """
@@ -13,9 +14,9 @@ from typing import Any
 
 from polyfn.manifests.model import ManifestError, Plan, PlannedFunction, TriggerDecl
 
-FORMATS = ("openfaas", "serverless", "sam", "azure", "aliyun")
+FORMATS = ("openfaas", "serverless", "sam", "azure", "aliyun", "polyfn")
 CANDIDATES = ("stack.yml", "stack.yaml", "serverless.yml", "serverless.yaml", "template.yaml", "template.yml",
-              "s.yaml", "s.yml", "host.json")
+              "s.yaml", "s.yml", "host.json", "scenario.yml", "polyfn.yml")
 
 __all__ = ["FORMATS", "ManifestError", "Plan", "PlannedFunction", "TriggerDecl", "detect", "load"]
 
@@ -25,6 +26,8 @@ def detect(path: Path, doc: Any) -> str:
     if path.name == "host.json":
         return "azure"
     if isinstance(doc, dict):
+        if "polyfn" in doc:
+            return "polyfn"
         if str((doc.get("provider") or {}).get("name", "")) == "openfaas" or (
                 path.stem == "stack" and "functions" in doc):
             return "openfaas"
@@ -38,7 +41,8 @@ def detect(path: Path, doc: Any) -> str:
     raise ManifestError(
         f"{path}: cannot tell the format: expected an OpenFaaS stack.yml (provider.name: openfaas), a "
         "serverless.yml (service + functions), a SAM template (AWSTemplateFormatVersion/Transform/Resources), "
-        "an Azure app folder (host.json) or a Serverless Devs s.yaml (edition + services/resources)")
+        "an Azure app folder (host.json), a Serverless Devs s.yaml (edition + services/resources) or polyfn's own "
+        "file (polyfn: 1)")
 
 
 def find_file(path: Path) -> Path:
@@ -52,7 +56,7 @@ def find_file(path: Path) -> Path:
 
 
 def load(path: Path, params: dict[str, str] | None = None) -> Plan:
-    from polyfn.manifests import aliyun, azure, cfn, openfaas_stack, sam, serverless
+    from polyfn.manifests import aliyun, azure, cfn, openfaas_stack, polyfn_file, sam, serverless
 
     params = params or {}
     path = find_file(path.expanduser().resolve())
@@ -65,5 +69,5 @@ def load(path: Path, params: dict[str, str] | None = None) -> Plan:
     doc = cfn.load(text, path.name)
     fmt = detect(path, doc)
     parser = {"openfaas": openfaas_stack.parse, "serverless": serverless.parse, "sam": sam.parse,
-              "aliyun": aliyun.parse}[fmt]
+              "aliyun": aliyun.parse, "polyfn": polyfn_file.parse}[fmt]
     return parser(doc, path, params)

@@ -19,6 +19,8 @@ class TriggerDecl:
     kind: str  # http | cron | storage | queue | ...
     config: dict[str, Any]
     where: str  # location in the file, e.g. "functions.hello.events[1].schedule"
+    native: bool = False  # config is already polyfn's trigger config (a `polyfn: 1` file): passed as is
+    id: str | None = None  # the trigger id the file asked for (else derived from `where`)
 
 
 @dataclass
@@ -31,6 +33,7 @@ class PlannedFunction:
     triggers: list[TriggerDecl] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # said to the user at deploy time
     error: str | None = None  # this function cannot be deployed (the others still can)
+    grants: list[tuple[str, str]] = field(default_factory=list)  # (table, read|write) for the function's key
 
 
 @dataclass
@@ -39,6 +42,8 @@ class Plan:
     source: Path
     functions: list[PlannedFunction] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    buckets: list[str] = field(default_factory=list)  # made before the functions are deployed
+    tables: list[dict[str, Any]] = field(default_factory=list)  # {"name", "key": {"name", "type"}, "range"?}
 
 
 def polyfn_name(name: str, where: str) -> str:

@@ -130,6 +130,16 @@ class FunctionStats:
         self.dur_sum += duration_ms
         self.wait_buckets[bisect_left(_MS_BUCKETS, wait_ms)] += 1
         self.wait_sum += wait_ms
+        if cold:
+            self.cold_starts += 1
+            self.init_buckets[bisect_left(_MS_BUCKETS, init_ms)] += 1
+            self.init_sum += init_ms
+            self.init_count += 1
+        self.replay(status, duration_ms, cold, end)
+
+    def replay(self, status: str, duration_ms: float, cold: bool, end: float) -> None:
+        """One invocation into the last hour's ring (charts, health, `polyfn top` windows). `observe` adds
+        the since-start counters too; a recorded activation from before this node started comes here alone."""
         slot = int(end // SLOT_S)
         i = slot % SLOTS
         if self.r_slot[i] != slot:
@@ -140,11 +150,7 @@ class FunctionStats:
                 self.r_throttled[i] += 1
             self.r_errors[i] += 1
         if cold:
-            self.cold_starts += 1
             self.r_cold[i] += 1
-            self.init_buckets[bisect_left(_MS_BUCKETS, init_ms)] += 1
-            self.init_sum += init_ms
-            self.init_count += 1
         hist = self.r_hist[i]
         if hist is None:
             hist = self.r_hist[i] = [0] * _FINE_N
@@ -349,6 +355,22 @@ class Metrics(Collector):
         if fs is None:
             fs = self.functions[act.function] = FunctionStats(act.function)
         fs.observe(act.status, act.trigger, act.duration_ms, act.wait_ms, act.cold, act.init_ms, act.end)
+
+    def replay(self, acts: list[Activation], before: float, now: float) -> int:
+        """Recorded activations that ended in the last hour and before `before` (the node's start), into the
+        functions' rings, so charts and health survive a restart (issue #18). Returns how many were used."""
+        used = 0
+        for act in acts:
+            end = act.end or act.start
+            if not (now - SLOTS * SLOT_S < end < before) or act.status in ("pending", "running"):
+                continue
+            fs = self.functions.get(act.function)
+            if fs is None:
+                fs = self.functions[act.function] = FunctionStats(act.function)
+            fs.replay(act.status, act.duration_ms, act.cold, end)
+            fs.version += 1  # (observe bumps it for a live one)
+            used += 1
+        return used
 
     def shed(self, function: str, trigger: str, reason: str, now: float | None = None) -> None:
         """A call refused without running (scheduler/shed.py): no activation record, but counted as a

@@ -376,6 +376,19 @@ class QueueDB:
         job.state, job.reason, job.dead_at, job.last_error = "dead", reason, now, last_error
         await self.write([(_UPSERT_JOB, job.row(), False)])
 
+    async def cancel_pending(self, job_id: str, now: float) -> Job | None:
+        """A job still waiting (not claimed): moved to the dead-letter queue with reason `cancelled`, in one
+        statement so that a claim racing it either takes it first or never sees it. None when not waiting."""
+        def fn(conn: sqlite3.Connection) -> Job | None:
+            err = json.dumps({"code": "cancelled", "message": "cancelled before it ran"})
+            n = conn.execute("UPDATE jobs SET state='dead', reason='cancelled', dead_at=?, last_error=? "
+                             "WHERE id=? AND state='pending'", (now, err, job_id)).rowcount
+            if not n:
+                return None
+            return _job(conn.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone())
+
+        return await self.transact(fn)
+
     async def get(self, job_id: str) -> Job | None:
         rows = await self.read("SELECT * FROM jobs WHERE id=?", (job_id,))
         return _job(rows[0]) if rows else None

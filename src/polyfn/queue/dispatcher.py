@@ -632,6 +632,19 @@ class AsyncQueue:
         await self._ack(job.id)
         await self.callbacks.add(job, out, "dead_letter", reason)
 
+    async def cancel(self, job_id: str) -> bool:
+        """An accepted async invocation that has not started: to the dead-letter queue (reason `cancelled`,
+        replayable) instead of running; its callback says so. Running attempts are the invoker's to cancel.
+        The cluster's shared queue (JetStream) does not support it yet: False."""
+        if self.jobs is not None:
+            return False
+        job = await self.db.cancel_pending(job_id, time.time())
+        if job is None:
+            return False
+        log.info("async queue: %s for %s cancelled before it ran", job.id, job.function)
+        await self._callback(job, None, "dead_letter", "cancelled")
+        return True
+
     async def function_deleted(self, function: str) -> int:
         """A function was deleted through this node. Its jobs in the cluster's stream go to the dead-letter
         queue, as the queue file's do when they come up (`function_not_found`), instead of waiting for a node

@@ -24,6 +24,8 @@ from polyfn.protocol import (
     FrameReader,
     InitError,
     Invoke,
+    LogLine,
+    Logs,
     Ready,
     Result,
     encode,
@@ -74,6 +76,7 @@ class Instance(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._reader = FrameReader()
         self._waiting: dict[int, asyncio.Future[Result]] = {}
+        self._partial: dict[int, list[LogLine]] = {}  # lines streamed ahead of a result (protocol.Logs)
         self._seq = 0
         # (kept: asyncio.get_running_loop() is a getpid() system call each time)
         self._loop = asyncio.get_running_loop()
@@ -93,8 +96,15 @@ class Instance(asyncio.Protocol):
                     fut = self._waiting.pop(msg.id, None)
                     if fut is None:
                         raise FrameError(f"result for unknown invocation {msg.id}")
+                    if self._partial:
+                        early = self._partial.pop(msg.id, None)
+                        if early:
+                            msg.logs[:0] = early
                     if not fut.done():
                         fut.set_result(msg)
+                elif type(msg) is Logs:  # lines of a long invocation, ahead of its result
+                    if msg.id in self._waiting:
+                        self._partial.setdefault(msg.id, []).extend(msg.logs)
                 elif type(msg) is Ready:
                     if self._ready.done():
                         raise FrameError("duplicate ready frame")
@@ -153,6 +163,11 @@ class Instance(asyncio.Protocol):
 
     def forget(self, inv_id: int) -> None:
         self._waiting.pop(inv_id, None)
+        self._partial.pop(inv_id, None)
+
+    def printed_so_far(self, inv_id: int) -> list[LogLine]:
+        """The lines invocation `inv_id` streamed before it ended without a result (a timeout, a crash)."""
+        return self._partial.pop(inv_id, [])
 
     def kill(self, reason: str) -> None:
         """SIGKILL the process and close the connection. Idempotent."""

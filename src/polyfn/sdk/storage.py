@@ -10,7 +10,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -169,6 +169,21 @@ class StorageClient:
             resp.close()
             tmp.unlink(missing_ok=True)
         return total
+
+    def get_stream(self, bucket: str, key: str, out: BinaryIO, progress: Callable[[int], None] | None = None) -> int:
+        """The object's bytes written to `out` as they arrive (`polyfn storage cp s3://B/K -`); the byte count."""
+        resp = self.request("GET", bucket, key, stream=True)
+        n = 0
+        try:
+            for chunk in resp.iter_bytes(CHUNK):
+                out.write(chunk)
+                n += len(chunk)
+                if progress:
+                    progress(len(chunk))
+            out.flush()
+        finally:
+            resp.close()
+        return n
 
     def head(self, bucket: str, key: str) -> dict[str, str]:
         return dict(self.request("HEAD", bucket, key).headers)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -29,6 +30,7 @@ from polyfn.storage.errors import S3Error
 from polyfn.store.tables import storage_triggers
 
 EVENT_TYPES = {"created": TYPE_OBJECT_CREATED, "deleted": TYPE_OBJECT_DELETED}
+TRIGGER_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")  # as every trigger id (triggers/manager.py)
 TRIGGER_HEADER = "x-polyfn-storage-trigger"  # which storage trigger queued an invocation (in `dlq show`)
 
 
@@ -83,6 +85,8 @@ class Notifications:
         self.region = region
         self.clock = clock
         self.submit: Submit | None = None  # set by the node once the async queue runs (`StorageService.serve`)
+        # Whether a bucket exists (set by StorageService): a trigger on a missing bucket could never fire.
+        self.bucket_exists: Callable[[str], bool] | None = None
         self.triggers: dict[str, StorageTrigger] = {}
         self._seq = itertools.count(int(clock() * 1000) << 16)
 
@@ -99,20 +103,30 @@ class Notifications:
                        and (bucket is None or t.bucket == bucket)), key=lambda t: (t.created_at, t.id))
 
     async def add(self, function: str, bucket: str, events: str | list[str], prefix: str = "",
-                  suffix: str = "") -> StorageTrigger:
+                  suffix: str = "", trigger_id: str | None = None) -> StorageTrigger:
+        """A new trigger; TriggerError for what could never work: a bad or missing bucket, an id in use."""
         from polyfn.storage.local import validate_bucket_name
 
         evs = parse_events(events)
         try:
             validate_bucket_name(bucket)
         except S3Error:
-            raise TriggerError("invalid_trigger", f"{bucket!r} is not a valid bucket name") from None
+            raise TriggerError("invalid_trigger", f"bucket={bucket!r} is not a valid bucket name") from None
+        if self.bucket_exists is not None and not self.bucket_exists(bucket):
+            raise TriggerError("bucket_not_found", f"bucket={bucket!r} does not exist: make it first "
+                               f"(`polyfn storage mb s3://{bucket}`), then add the trigger", 404)
+        if trigger_id is not None:
+            if not TRIGGER_ID.match(trigger_id):
+                raise TriggerError("invalid_trigger", f"id={trigger_id!r}: use 1-63 characters a-z, 0-9 and '-'")
+            if trigger_id in self.triggers:
+                raise TriggerError("trigger_exists", f"trigger {trigger_id!r} already exists", 409)
         for t in self.triggers.values():
             if (t.function == function and t.bucket == bucket and t.prefix == prefix and t.suffix == suffix
                     and set(t.events) & set(evs)):
                 raise TriggerError("trigger_exists", f"function {function!r} already has trigger {t.id} on the "
                                    "same bucket, prefix, suffix and event", 409)
-        trig = StorageTrigger("st-" + secrets.token_hex(4), function, bucket, evs, prefix, suffix, self.clock())
+        trig = StorageTrigger(trigger_id or "st-" + secrets.token_hex(4), function, bucket, evs, prefix, suffix,
+                              self.clock())
         async with self.store._writer() as conn:
             await conn.execute(insert(storage_triggers).values(
                 id=trig.id, function=function, bucket=bucket, events=",".join(evs), prefix=prefix, suffix=suffix,

@@ -19,6 +19,7 @@ from typing import Any
 from polyfn.config import Settings
 from polyfn.storage import sse
 from polyfn.storage.api import S3App
+from polyfn.storage.errors import S3Error
 from polyfn.storage.local import LocalBackend
 from polyfn.storage.notifications import Notifications
 
@@ -33,6 +34,7 @@ class StorageService:
         root = s.storage_dir
         self.backend = LocalBackend(root, s.storage_max_object_size, s.storage_fsync, _sse_keys(keys))
         self.notifications = Notifications(store, s.storage_region)
+        self.notifications.bucket_exists = self.bucket_exists
         proxy = None
         if s.storage_backend == "s3":
             from polyfn.storage.proxy import UpstreamProxy
@@ -47,6 +49,16 @@ class StorageService:
         self._server: Any = None
         self._sock: socket.socket | None = None
         self._triggers_at = 0.0
+
+    def bucket_exists(self, bucket: str) -> bool:
+        """Whether `bucket` exists here (with an upstream S3 the buckets live there: assumed to)."""
+        if self.proxy is not None:
+            return True
+        try:
+            self.backend.bucket(bucket)
+        except S3Error:
+            return False
+        return True
 
     async def refresh(self, akid: str, now: float) -> None:
         """Keep keys and triggers in step with the database when nodes share it (cluster): unknown keys are

@@ -11,17 +11,20 @@ dead-letter queue; anything unacknowledged when the connection drops is redelive
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import aio_pika
 
-from polyfn.triggers.base import BrokerRunner, only, opt_num, opt_str
+from polyfn.triggers import msgids
+from polyfn.triggers.base import BrokerRunner, only, opt_num, opt_str, opt_url
 from polyfn.triggers.delivery import Message, deliver
 
 
 def validate(config: dict[str, Any]) -> dict[str, Any]:
     only(config, "amqp", {"url", "queue", "exchange", "routing_key", "prefetch"})
-    return {"url": opt_str(config, "url", "amqp://guest:guest@127.0.0.1:5672/"),
+    return {"url": opt_url(config, "url", "amqp://guest:guest@127.0.0.1:5672/", ("amqp", "amqps"),
+                                  "amqp://guest:guest@127.0.0.1:5672/"),
             "queue": opt_str(config, "queue", required=True), "exchange": opt_str(config, "exchange"),
             "routing_key": opt_str(config, "routing_key", "#"),
             "prefetch": opt_num(config, "prefetch", 10, 1, 10000, integer=True)}
@@ -69,8 +72,12 @@ class AmqpRunner(BrokerRunner):
                     attrs["routing_key"] = msg.routing_key
                 if msg.content_type:
                     attrs["content_type"] = msg.content_type
-                sent = msg.timestamp.timestamp() if msg.timestamp else 0.0
-                mid = msg.message_id or f"{c['queue']}:{msg.delivery_tag}"
+                # no timestamp from the publisher: when it reached us (never the epoch)
+                sent = msg.timestamp.timestamp() if msg.timestamp else time.time()
+                mid = msgids.amqp_id(c["queue"], msg.message_id, msg.body, msg.headers, {
+                    "correlation_id": msg.correlation_id, "timestamp": msg.timestamp, "type": msg.type,
+                    "app_id": msg.app_id, "user_id": msg.user_id, "reply_to": msg.reply_to,
+                    "routing_key": msg.routing_key, "exchange": msg.exchange})
                 m = Message(id=mid, body=msg.body, attributes=attrs, sent_at=sent,
                             attempt=2 if msg.redelivered else 1)
                 await deliver(self, "amqp", c["queue"], [m], single=True)

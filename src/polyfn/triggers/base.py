@@ -91,6 +91,29 @@ def opt_str(config: dict[str, Any], key: str, default: str | None = None, requir
     return v
 
 
+def opt_url(config: dict[str, Any], key: str, default: str, schemes: tuple[str, ...], example: str) -> str:
+    """A broker URL that can work: a known scheme, a host, a valid port (several comma-separated for NATS).
+    A URL that never could is a 400 naming the option, not a trigger that errors forever."""
+    from urllib.parse import urlsplit
+
+    from polyfn.triggers.redact import redact_url
+
+    value = opt_str(config, key, default)
+    assert value is not None
+    for one in value.split(","):
+        try:
+            u = urlsplit(one.strip())
+            u.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError as e:
+            raise TriggerConfigError(f"option {key}={redact_url(value)!r}: {e}; e.g. {example}") from None
+        if u.scheme not in schemes:
+            raise TriggerConfigError(f"option {key}={redact_url(value)!r}: the scheme must be "
+                                     f"{' or '.join(s + '://' for s in schemes)}; e.g. {example}")
+        if not u.hostname and u.scheme != "unix":
+            raise TriggerConfigError(f"option {key}={redact_url(value)!r} has no host; e.g. {example}")
+    return value
+
+
 def opt_num(config: dict[str, Any], key: str, default: float, lo: float, hi: float, integer: bool = False) -> Any:
     v = config.get(key, default)
     if isinstance(v, bool) or not isinstance(v, int | float) or (integer and not isinstance(v, int)):

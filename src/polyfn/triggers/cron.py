@@ -1,4 +1,4 @@
-"""Cron triggers: a schedule (5 fields, or 6 with seconds last, croniter syntax), a time zone, a payload.
+"""Cron triggers: a schedule (5 fields, or 6 with seconds last; checked by `cronspec`), a time zone, a payload.
 
 Each tick queues one async invocation (kind `cloudevent`, type `TYPE_TIMER`) through the durable queue, so
 it gets the function's retry policy and dead-letter queue. The job id is derived from the trigger and the
@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 
 from polyfn.events.cloudevent import CONTENT_TYPE, TYPE_TIMER, new_event
+from polyfn.triggers import cronspec
 from polyfn.triggers.base import Runner, TriggerConfigError, TriggerFailure, opt_str
 
 log = logging.getLogger("polyfn.triggers.cron")
@@ -31,7 +32,11 @@ MISSED = ("skip", "run_once")
 def validate(config: dict[str, Any]) -> dict[str, Any]:
     schedule = opt_str(config, "schedule", required=True)
     assert schedule is not None
-    if not croniter.is_valid(schedule):
+    try:
+        schedule = cronspec.check(schedule)
+    except cronspec.CronError as e:
+        raise TriggerConfigError(f"schedule: {e}", code="invalid_cron") from None
+    if not croniter.is_valid(schedule):  # what the strict check let through must still compute
         raise TriggerConfigError(
             f"schedule={schedule!r} is not a valid cron expression: use 5 fields (minute hour day month weekday), "
             "e.g. '*/5 * * * *', or 6 with seconds last", code="invalid_cron")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from polyfn.triggers.base import Context, Runner, TriggerConfigError, TriggerFailure
 from polyfn.triggers.leader import CronLeader
+from polyfn.triggers.redact import redact
 from polyfn.triggers.store import Trigger, TriggerStore
 
 if TYPE_CHECKING:
@@ -175,7 +176,8 @@ class TriggerManager:
 
     def view(self, runner: Runner) -> dict[str, Any]:
         t = runner.trigger
-        out = {"id": t.id, "function": t.function, "kind": t.kind, "config": t.config, "created_at": t.created_at,
+        out = {"id": t.id, "function": t.function, "kind": t.kind, "config": redact(t.config),
+               "created_at": t.created_at,
                "health": runner.health, "delivered": runner.delivered, "dead_lettered": runner.dead_lettered,
                "errors": runner.errors, "last_error": runner.last_error}
         try:

@@ -12,11 +12,11 @@ QoS 0 is at-most-once, as MQTT defines it.
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 import aiomqtt
 
+from polyfn.triggers import msgids
 from polyfn.triggers.base import BrokerRunner, TriggerConfigError, only, opt_num, opt_str
 from polyfn.triggers.delivery import Message, deliver
 
@@ -63,7 +63,7 @@ class MqttRunner(BrokerRunner):
             self.connected()
             async for msg in client.messages:
                 payload = msg.payload if isinstance(msg.payload, bytes) else str(msg.payload or "").encode()
-                m = Message(id=f"{msg.topic}:{msg.mid}" if msg.mid else uuid.uuid4().hex, body=payload,
+                m = Message(id=msgids.mqtt_id(str(msg.topic), payload, msg.mid, msg.qos), body=payload,
                             attributes={"topic": str(msg.topic), "qos": str(msg.qos), "retain": str(msg.retain).lower()},
                             sent_at=time.time())
                 await deliver(self, "mqtt", str(msg.topic), [m], single=True)

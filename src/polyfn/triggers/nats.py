@@ -21,7 +21,7 @@ from typing import Any
 import nats
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
-from polyfn.triggers.base import BrokerRunner, TriggerConfigError, only, opt_num, opt_str
+from polyfn.triggers.base import BrokerRunner, TriggerConfigError, only, opt_num, opt_str, opt_url
 from polyfn.triggers.delivery import Message, deliver
 
 ACK_WAIT = 60.0
@@ -32,7 +32,8 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
     js = config.get("jetstream", False)
     if not isinstance(js, bool):
         raise TriggerConfigError("option jetstream must be true or false")
-    return {"url": opt_str(config, "url", "nats://127.0.0.1:4222"), "subject": opt_str(config, "subject", required=True),
+    return {"url": opt_url(config, "url", "nats://127.0.0.1:4222", ("nats", "tls", "ws", "wss"),
+                                  "nats://127.0.0.1:4222"), "subject": opt_str(config, "subject", required=True),
             "queue": opt_str(config, "queue"), "jetstream": js, "stream": opt_str(config, "stream"),
             "durable": opt_str(config, "durable"), "batch_size": opt_num(config, "batch_size", 1, 1, 1000, integer=True),
             "ack_wait": opt_num(config, "ack_wait", ACK_WAIT, 1, 3600)}

@@ -23,7 +23,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from polyfn.triggers.base import BrokerRunner, only, opt_num, opt_str
+from polyfn.triggers.base import BrokerRunner, only, opt_num, opt_str, opt_url
 from polyfn.triggers.delivery import Message, deliver
 
 BODY_FIELDS = ("body", "data", "message")
@@ -36,7 +36,8 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
         from polyfn.triggers.base import TriggerConfigError
 
         raise TriggerConfigError(f"option start={start!r}: use '$' (new entries) or '0' (whole stream)")
-    return {"url": opt_str(config, "url", "redis://127.0.0.1:6379/0"), "stream": opt_str(config, "stream", required=True),
+    return {"url": opt_url(config, "url", "redis://127.0.0.1:6379/0", ("redis", "rediss", "unix"),
+                                  "redis://127.0.0.1:6379/0"), "stream": opt_str(config, "stream", required=True),
             "group": opt_str(config, "group", "polyfn"), "consumer": opt_str(config, "consumer"), "start": start,
             "batch_size": opt_num(config, "batch_size", 1, 1, 1000, integer=True),
             "claim_idle": opt_num(config, "claim_idle", 300, 1, 86400)}

@@ -17,10 +17,12 @@ import builtins
 import contextvars
 import importlib
 import io
+import math
 import os
 import select
 import socket
 import sys
+import threading
 import time
 import traceback
 from typing import Any
@@ -33,6 +35,7 @@ from polyfn.protocol import (
     Fault,
     InitError,
     Invoke,
+    Logs,
     Ready,
     Result,
     encode,
@@ -92,7 +95,7 @@ class _LogBuffer:
     costs neither the instance's memory nor a huge result frame (the server bounds the bytes again)."""
 
     __slots__ = ("bytes_max", "cut", "dropped", "dropped_bytes", "held", "line_max", "lines", "lines_max", "parts",
-                 "size")
+                 "size", "stream_after", "streamer")
 
     def __init__(self, line_max: int, lines_max: int, bytes_max: int = 1 << 62):
         self.lines: list[tuple[float, str, str]] = []
@@ -105,6 +108,11 @@ class _LogBuffer:
         self.line_max = line_max
         self.lines_max = lines_max
         self.dropped = 0
+        # Streaming (one invocation at a time, `_serve_blocking`): once the invocation has run until
+        # `stream_after` (time.monotonic()), complete lines are sent ahead of the result by `streamer()`, at
+        # most every STREAM_EVERY s, so a timeout or crash does not take them with it. inf: never.
+        self.stream_after = math.inf
+        self.streamer: Any = None
 
     def write(self, i: int, text: str) -> None:
         """Any text to stream `i` (the general case of `_Capture.write`)."""
@@ -145,6 +153,8 @@ class _LogBuffer:
             return
         self.held += len(line)
         self.lines.append((time.time(), _STREAMS[i], line))
+        if self.stream_after != math.inf and time.monotonic() >= self.stream_after:
+            self.streamer()
 
     def drop(self, line: str) -> None:
         self.dropped += 1
@@ -207,6 +217,8 @@ class _Capture(io.TextIOBase):
         elif len(buf.lines) < buf.lines_max and buf.held + len(s) <= buf.bytes_max:
             buf.held += len(s)
             buf.lines.append((time.time(), _STREAMS[i], s))
+            if buf.stream_after != math.inf and time.monotonic() >= buf.stream_after:
+                buf.streamer()
         else:
             buf.drop(s)
 
@@ -413,6 +425,33 @@ def _set_trace_env(inv: Invoke) -> None:
         os.environ["TRACEPARENT"] = traceparent
 
 
+STREAM_AFTER = 1.0  # s an invocation runs before its lines are streamed (or half its timeout, if less)
+STREAM_EVERY = 0.1  # s between two streamed batches
+
+
+class _Streamer:
+    """Sends the complete lines of the running invocation ahead of its result (protocol.Logs). Called from a
+    print() in the handler (the only thread that sends in `_serve_blocking`, so frames never interleave); a
+    line printed by another thread of the function goes to this buffer too and is sent with the next batch."""
+
+    __slots__ = ("buf", "id", "send", "thread")
+
+    def __init__(self, buf: _LogBuffer, send: Any):
+        self.buf, self.send, self.id = buf, send, 0
+        self.thread = threading.get_ident()  # the serving thread: the only one that may send
+
+    def __call__(self) -> None:
+        if threading.get_ident() != self.thread:
+            return  # another thread of the function: its lines go with the next batch the handler's thread sends
+        buf = self.buf
+        buf.stream_after = math.inf  # not again from inside the drain below
+        lines, buf.lines, buf.held = buf.lines, [], 0
+        try:
+            self.send(encode(Logs(self.id, lines)))  # type: ignore[arg-type]  # [ts, stream, line] tuples
+        finally:
+            buf.stream_after = time.monotonic() + STREAM_EVERY
+
+
 def _run_one(adapter: Adapter, inv: Invoke, buf: _LogBuffer) -> Result:
     if inv.trace_id:
         _set_trace_env(inv)
@@ -464,6 +503,8 @@ def _serve_blocking(sock: socket.socket, adapter: Adapter, init_buf: _LogBuffer)
     decode = to_instance_decoder.decode
     send = sock.sendall
     data = bytearray()
+    streamed = _Streamer(init_buf, send)
+    init_buf.streamer = streamed
     while True:
         while len(data) < 4:
             wait()
@@ -486,7 +527,13 @@ def _serve_blocking(sock: socket.socket, adapter: Adapter, init_buf: _LogBuffer)
         # The init buffer serves every invocation: what init printed goes with the first result, and what
         # threads of the function print outside an invocation's context (they do not inherit it; their
         # writes go to the captures' fallback, this buffer) with the current or the next one.
-        send(encode(_run_one(adapter, inv, init_buf)))
+        streamed.id = inv.id
+        init_buf.stream_after = time.monotonic() + min(STREAM_AFTER, max(inv.deadline - time.time(), 0.0) / 2)
+        try:
+            result = _run_one(adapter, inv, init_buf)
+        finally:
+            init_buf.stream_after = math.inf
+        send(encode(result))
 
 
 async def _serve_async(sock: socket.socket, adapter: Adapter, spec: InstanceSpec, init_buf: _LogBuffer) -> None:

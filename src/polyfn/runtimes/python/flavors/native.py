@@ -1,6 +1,10 @@
 """polyfn's own convention: `def handler(event, context)`.
 
-`event` is the parsed JSON payload for events and the invoke API, and an `HttpRequest` for HTTP calls.
+`event` is the parsed JSON payload for events and the invoke API. For HTTP calls it is an `HttpRequest`: a
+dict of the request's parameters (query string merged with a JSON-object or form body, the body winning,
+as OpenWhisk web actions do), so `event.get("name")` reads the same whether the caller used
+`?name=ada`, a JSON POST or `polyfn invoke --data '{"name": "ada"}'`; the raw request is on its
+attributes (`method`, `path`, `headers`, `query`, `body`, `text`, `json()`).
 Return values: a `(body, status[, headers])` tuple, a dict with `statusCode` (API-gateway style), or any
 value (str → text, bytes → binary, else JSON).
 """
@@ -9,18 +13,43 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, parse_qsl
 
 from polyfn.protocol import Invoke
 from polyfn.runtimes.python.flavors import base
 
+FORM_CT = "application/x-www-form-urlencoded"
 
-class HttpRequest:
-    """An HTTP request as a native handler sees it."""
+
+def request_params(query_string: str, content_type: str, body: bytes) -> dict[str, Any]:
+    """The parameters of an HTTP request: the query string (last value wins) updated with the body's
+    fields when the body is a JSON object (content type `*json*`, or none and it parses) or a urlencoded
+    form. Any other body (text, binary, a JSON list or scalar, malformed or 1,000-deep JSON) adds nothing:
+    the handler reads it from `body`/`text`/`json()`."""
+    params: dict[str, Any] = dict(parse_qsl(query_string, keep_blank_values=True)) if query_string else {}
+    if not body:
+        return params
+    ct = content_type.split(";", 1)[0].strip().lower()
+    if ct == FORM_CT:
+        params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    elif (not ct or "json" in ct) and body.lstrip()[:1] == b"{":
+        try:
+            fields = json.loads(body)
+        except (ValueError, RecursionError):  # malformed, or nested deeper than Python parses
+            return params
+        if isinstance(fields, dict):
+            params.update(fields)
+    return params
+
+
+class HttpRequest(dict):
+    """An HTTP request as a native handler sees it: a dict of its parameters (see `request_params`), with
+    the raw request on attributes. Being a dict, it prints, compares and serialises as its parameters."""
 
     __slots__ = ("_query", "body", "headers", "method", "path", "query_string")
 
     def __init__(self, inv: Invoke):
+        super().__init__(request_params(inv.query, inv.content_type or "", inv.body))
         self.method = inv.method
         self.path = inv.path or "/"
         self.query_string = inv.query
@@ -30,7 +59,7 @@ class HttpRequest:
 
     @property
     def query(self) -> dict[str, str]:
-        """Query parameters, last value wins (all values in `query_all`)."""
+        """Query parameters only, last value wins (all values in `query_all`)."""
         if self._query is None:
             self._query = {k: v[-1] for k, v in parse_qs(self.query_string, keep_blank_values=True).items()}
         return self._query
@@ -45,9 +74,6 @@ class HttpRequest:
 
     def json(self) -> Any:
         return json.loads(self.body) if self.body else None
-
-    def __repr__(self) -> str:
-        return f"<HttpRequest {self.method} {self.path}>"
 
 
 def http_response(value: Any) -> tuple[int, list[tuple[str, str]], bytes]:

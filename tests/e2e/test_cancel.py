@@ -1,0 +1,81 @@
+"""`polyfn cancel ID` / `DELETE /v1/activations/ID` (issue #18, item 5): a running invocation, sync or async,
+is stopped and recorded as cancelled with what it printed; an async one waiting for a retry goes to the
+dead-letter queue instead of running."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import httpx
+
+from .conftest import Server, error_code, wait_until
+from .storage_helpers import s3_client
+
+SLEEPER = '''import time
+import boto3
+
+def handler(event, context):
+    print("started", context.activation_id, flush=True)
+    boto3.client("s3").put_object(Bucket="cancel-runs", Key=context.activation_id, Body=b"")
+    time.sleep(120)
+    return "finished"
+'''
+
+FAILER = '''def handler(event, context):
+    raise RuntimeError("always")
+'''
+
+
+def _running(s3: Any) -> list[str]:
+    return [o["Key"] for o in s3.list_objects_v2(Bucket="cancel-runs").get("Contents", [])]
+
+
+def test_cancel_a_running_sync_invocation(server: Server) -> None:
+    s3 = s3_client(server)
+    s3.create_bucket(Bucket="cancel-runs")
+    server.deploy("cx-sleep", {"handler.py": SLEEPER}, timeout=300)
+    got: dict[str, httpx.Response] = {}
+    caller = threading.Thread(target=lambda: got.setdefault("r", server.http.post("/fn/cx-sleep", json={})))
+    caller.start()
+    assert wait_until(lambda: _running(s3), timeout=60)
+    aid = _running(s3)[0]
+    r = server.cli("cancel", aid)
+    assert r.returncode == 0 and "stopped while it ran" in r.stdout, r.stderr
+    caller.join(60)
+    resp = got["r"]
+    assert resp.status_code == 499 and error_code(resp) == "function_cancelled", resp.text
+    act = server.activation(aid)
+    assert act["status"] == "cancelled" and act["status_code"] == 499
+    again = server.api.delete(f"/v1/activations/{aid}")
+    assert again.status_code == 409 and error_code(again) == "not_cancellable"
+    assert server.api.delete("/v1/activations/nope").status_code == 404
+    assert server.http.get("/healthz").status_code == 200
+
+
+def test_cancel_a_running_async_attempt_is_not_retried(server: Server) -> None:
+    s3 = s3_client(server)
+    s3.create_bucket(Bucket="cancel-runs")
+    server.deploy("cx-async", {"handler.py": SLEEPER}, timeout=300)
+    before = set(_running(s3))
+    r = server.api.post("/v1/functions/cx-async/invoke", params={"mode": "async"}, json={})
+    assert r.status_code == 202, r.text
+    aid = r.json()["activation_id"]
+    assert wait_until(lambda: aid in set(_running(s3)) - before, timeout=60)
+    assert server.api.delete(f"/v1/activations/{aid}").json()["was"] == "running"
+    assert wait_until(lambda: server.activation(aid)["status"] == "cancelled", timeout=30), server.activation(aid)
+    # a cancel is final: the attempt was settled as done (a result), not rescheduled nor dead-lettered
+    assert server.activation(aid)["status_code"] == 499
+    assert server.api.get("/v1/dlq", params={"function": "cx-async"}).json()["dead_letters"] == []
+
+
+def test_cancel_an_async_invocation_waiting_for_its_retry(server: Server) -> None:
+    server.deploy("cx-fail", {"handler.py": FAILER}, retry_attempts=3, retry_backoff=300)
+    aid = server.api.post("/v1/functions/cx-fail/invoke", params={"mode": "async"}, json={}).json()["activation_id"]
+    assert wait_until(lambda: server.activation(aid).get("next_attempt_at"), timeout=60), server.activation(aid)
+    r = server.api.delete(f"/v1/activations/{aid}")
+    assert r.status_code == 200 and r.json()["was"] == "pending", r.text
+    act = server.activation(aid)
+    assert act["status"] == "dead_letter" and act["dead_letter_reason"] == "cancelled", act
+    dead = server.api.get("/v1/dlq", params={"function": "cx-fail"}).json()["dead_letters"]
+    assert [d["id"] for d in dead] == [aid] and dead[0]["reason"] == "cancelled"

@@ -1,0 +1,41 @@
+"""What a function printed before its timeout killed it is kept in its activation (issue #18, item 5): a
+Python instance serving one invocation at a time streams the lines of a long invocation ahead of its result."""
+
+from __future__ import annotations
+
+from .conftest import Server
+
+SLOW = '''import time
+
+def handler(event, context):
+    n = int(event.get("n", 5))
+    for i in range(n):
+        print(f"step {i}", flush=True)
+        time.sleep(float(event.get("pause", 0.3)))
+    print("done")
+    return {"steps": n}
+'''
+
+
+def _lines(server: Server, activation_id: str) -> list[str]:
+    return [entry[2] if isinstance(entry, list) else entry["line"] for entry in server.activation(activation_id)["logs"]]
+
+
+def test_lines_printed_before_a_timeout_are_kept(server: Server) -> None:
+    server.deploy("tl-slow", {"handler.py": SLOW}, timeout=2)
+    r = server.api.post("/v1/functions/tl-slow/invoke", json={"n": 100, "pause": 0.2})
+    assert r.status_code == 504, r.text
+    act_id = r.headers["x-polyfn-activation-id"]
+    act = server.activation(act_id)
+    assert act["status"] == "timeout"
+    lines = _lines(server, act_id)
+    # ~10 steps fit in 2 s; those printed before the last streamed batch (every 0.1 s after 1 s) are kept
+    assert lines[:5] == [f"step {i}" for i in range(5)], lines
+    assert "done" not in lines
+
+
+def test_a_long_invocation_keeps_every_line_in_order(server: Server) -> None:
+    server.deploy("tl-long", {"handler.py": SLOW}, timeout=20)
+    r = server.api.post("/v1/functions/tl-long/invoke", json={"n": 8, "pause": 0.25})
+    assert r.status_code == 200 and r.json() == {"steps": 8}, r.text
+    assert _lines(server, r.headers["x-polyfn-activation-id"]) == [f"step {i}" for i in range(8)] + ["done"]
