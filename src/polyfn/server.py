@@ -24,6 +24,7 @@ from typing import Any
 from polyfn import __version__
 from polyfn.api.compat.stepfunctions import is_target as _sfn_target
 from polyfn.apps.firebase import AUTH_PREFIXES
+from polyfn.bundled import bundle_dir
 from polyfn.config import Settings
 from polyfn.deploy import archive
 from polyfn.deploy.service import Deployer
@@ -43,7 +44,6 @@ QUEUED_TRIGGER_KINDS = frozenset({"cron", "events", "storage"})
 
 log = logging.getLogger("polyfn")
 
-EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 
 
 def load_or_create_admin_key(data_dir: Path) -> str:
@@ -376,8 +376,9 @@ class Node:
     async def deploy_examples(self) -> None:
         """Deploy every example under examples/seed and examples/native whose code changed since it was
         last deployed. A `polyfn.json` beside the code holds spec fields (e.g. the function's name)."""
-        dirs = [p for group in ("seed", "native") if (EXAMPLES_DIR / group).is_dir()
-                for p in sorted((EXAMPLES_DIR / group).iterdir()) if p.is_dir()]
+        examples = bundle_dir("examples")
+        dirs = [p for group in ("seed", "native") if examples and (examples / group).is_dir()
+                for p in sorted((examples / group).iterdir()) if p.is_dir()]
         for d in dirs:
             files = {str(f.relative_to(d)): f.read_bytes() for f in d.rglob("*")
                      if f.is_file() and "__pycache__" not in f.parts and f.name != "README.md"}

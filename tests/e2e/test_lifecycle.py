@@ -191,7 +191,7 @@ def test_restart_keeps_functions(tmp_path) -> None:
 
 
 def test_examples_flag_deploys_examples(tmp_path) -> None:
-    s = start_server(tmp_path / "d", "--examples")
+    s = start_server(tmp_path / "d", "--examples", ready_within=300)  # the Go example builds before the port opens
     try:
         assert s.http.post("/fn/reverse", content=b"hello").text == "olleh"
         assert s.http.get("/fn/hello?name=ann").json()["message"] == "hello ann"
