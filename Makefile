@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test lint bench clean chromium toolchains
+.PHONY: run test lint bench clean chromium toolchains nftables mono
 
 # The stamp files make both targets idempotent: pip only runs again when pyproject.toml changes.
 $(BIN)/python:
@@ -20,7 +20,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@ $(VENV)/.installed
 
-run: $(VENV)/.installed
+run: $(VENV)/.installed nftables mono
 	$(BIN)/polyfn serve --host $(HOST) --port $(PORT) --examples
 
 # Browser tests drive Debian's chromium through Playwright; install it when missing (root + apt only;
@@ -33,6 +33,17 @@ chromium:
 	    echo "chromium could not be installed: browser tests will skip"; \
 	  else echo "chromium missing and not installable here (needs root + apt-get): browser tests will skip"; fi; }
 
+# The default network of functions (`egress`: the internet, never the host) is enforced with nftables as root;
+# install it when missing. Without it (or not root) `egress` functions reach only polyfn's API, S3 and their
+# --allow-net entries: `polyfn doctor` says so.
+nftables:
+	@command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q nftables >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nftables >/dev/null; } || \
+	    echo "nftables could not be installed: functions' default network will reach no internet (polyfn doctor)"; \
+	  else echo "note: not root or no apt-get: functions' default network reaches no internet (polyfn doctor)"; fi; }
+
 # Toolchains the tests use beyond Python: Node.js (>= 20, preinstalled on our machines) and Go (for the
 # seed's Knative reverse.go); installed only when missing.
 toolchains:
@@ -40,7 +51,15 @@ toolchains:
 	  { apt-get install -y -q golang-go >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q golang-go >/dev/null; }; } \
 	  || echo "note: no Go toolchain (apt-get install golang-go): the Knative Go tests will skip"; }
 
-test: $(VENV)/.installed-test chromium toolchains
+# Mono for C# Azure functions (the dotnet runtime, src/polyfn/runtimes/dotnet: APT_PACKAGES there).
+mono:
+	@{ command -v mono && command -v mcs && ls /usr/lib/cli/Newtonsoft.Json*/Newtonsoft.Json.dll; } >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q mono-mcs mono-runtime libnewtonsoft-json-cil-dev >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q mono-mcs mono-runtime libnewtonsoft-json-cil-dev >/dev/null; }; } \
+	  || echo "note: no Mono (apt-get install mono-mcs mono-runtime libnewtonsoft-json-cil-dev): C# functions cannot deploy and their tests will skip"; }
+
+test: $(VENV)/.installed-test chromium toolchains nftables mono
 	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest -n 2 -q
 

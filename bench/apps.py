@@ -3,14 +3,17 @@
 1. callFunction round trip from the client SDK **in a browser** (headless Chromium) to a warm function:
    p50/p99, against the same function called with a plain `fetch('/fn/NAME')` from the same page (no app,
    no token, no identity): the ratio is what the app layer costs. Target: p50 ≤ 5 ms on loopback.
-2. 1,000 signed-in users calling at once (each its own token): errors (target 0), p50/p99, calls/s; against
+2. The database from the SDK in the same browser page (no target in the issue): `doc(id).get()` and `add()`
+   under the collection's rule, and a change's trip to a watcher (from calling `add()` until `watch()`'s
+   snapshot holds the document), against callFunction of the same page.
+3. 1,000 signed-in users calling at once (each its own token): errors (target 0), p50/p99, calls/s; against
    the same load of anonymous `/fn/` calls.
-3. Token verification: the node's cached `verify` per call, against an uncached JWT decode (PyJWT) and a bare
+4. Token verification: the node's cached `verify` per call, against an uncached JWT decode (PyJWT) and a bare
    dict lookup, in-process. Target: ≤ 20 µs added per call.
 
     .venv/bin/python bench/apps.py [--calls 400] [--users 1000] [--rounds 3]
 
-Needs /usr/bin/chromium and Playwright for part 1 (skipped with a note otherwise). The machine is shared by
+Needs /usr/bin/chromium and Playwright for parts 1 and 2 (skipped with a note otherwise). The machine is shared by
 other work: read the same-run ratios, not the absolute numbers.
 """
 
@@ -54,6 +57,25 @@ window.runBench = async (n) => {
     headers: { 'content-type': 'application/json' } }).then((r) => r.json()));
   return { sdk, raw };
 };
+window.runDb = async (n) => {
+  wx.cloud.init({ env: 'bench', persistence: 'none' });
+  const items = wx.cloud.database().collection('bench-notes');
+  const { _id } = await items.add({ data: { n: -1 } });
+  const call = await measure(n, (i) => wx.cloud.callFunction({ name: 'hello-py', data: { n: i } }));
+  const get = await measure(n, () => items.doc(_id).get());
+  const add = await measure(n, (i) => items.add({ data: { n: i } }));
+  let want = -1, arrived = null, seq = 0;
+  const live = items.where({ topic: 'live' }).orderBy('n', 'desc').limit(1);
+  await new Promise((ready, failed) => {
+    live.watch({ onChange: (s) => { if (s.type === 'init') ready(); else if (s.docs[0] && s.docs[0].n === want) arrived(); },
+                 onError: failed });
+  });
+  const watch = await measure(n, () => new Promise((resolve) => {
+    want = ++seq; arrived = resolve;
+    items.add({ data: { n: want, topic: 'live' } });
+  }));
+  return { call, get, add, watch };
+};
 </script>"""
 
 
@@ -83,6 +105,31 @@ def browser_round_trip(server: PolyfnServer, calls: int) -> list[list[str]] | st
     sdk, raw = stats(out["sdk"]), stats(out["raw"])
     return [["SDK callFunction (app, token, identity)", fmt(sdk[0]), fmt(sdk[1]), fmt(sdk[2]), fmt(sdk[0] / raw[0])],
             ["plain fetch /fn/ (peer)", fmt(raw[0]), fmt(raw[1]), fmt(raw[2]), "1.00"]]
+
+
+def browser_database(server: PolyfnServer, calls: int) -> list[list[str]] | str:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return "skipped: Playwright is not installed"
+    if not Path("/usr/bin/chromium").exists():
+        return "skipped: /usr/bin/chromium is missing (apt-get install chromium)"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync"])
+        page = browser.new_page()
+        page.goto(server.url("/sites/bench/"))
+        out = page.evaluate("(n) => window.runDb(n)", calls)
+        browser.close()
+    call = stats(out["call"])
+    rows = []
+    for label, key in (("doc(id).get() (rule: creator)", "get"), ("collection.add()", "add"),
+                       ("add() → watch() snapshot holding it", "watch")):
+        st = stats(out[key])
+        rows.append([label, fmt(st[0]), fmt(st[1]), fmt(st[2]), fmt(st[0] / call[0])])
+    rows.append(["callFunction (peer)", fmt(call[0]), fmt(call[1]), fmt(call[2]), "1.00"])
+    return rows
 
 
 async def many_users(server: PolyfnServer, users: int, rounds: int) -> tuple[list[list[str]], int]:
@@ -165,12 +212,13 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=1000, help="signed-in users calling at once")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of every user calling once")
     args = ap.parse_args()
-    print_header("polyfn app platform: callFunction, many users, token verification")
+    print_header("polyfn app platform: callFunction, the database, many users, token verification")
     with PolyfnServer() as server:
         assert server.api is not None
         server.api.json("POST", "/v1/apps", {"id": "bench", "signup_burst": 100_000, "signup_rate": 10_000})
         server.deploy("hello-py", {"handler.py": HELLO_PY}, flavor="aws", handler="handler.handler",
                       concurrency=8, max_instances=4)
+        server.api.json("POST", "/wx/database/database.createCollection", {"collection": "bench-notes"})
         print(f"isolation: {server.isolation}\n")
 
         print("## 1. callFunction round trip from the SDK in headless Chromium (ms; warm function)")
@@ -180,12 +228,19 @@ def main() -> None:
         else:
             print(table(["path", "p50", "p99", "mean", "p50 ratio"], rows) + "\n")
 
-        print(f"## 2. {args.users} signed-in users calling at once, {args.rounds} rounds (ms)")
+        print("## 2. the database from the SDK in headless Chromium (ms)")
+        rows4 = browser_database(server, args.calls)
+        if isinstance(rows4, str):
+            print(rows4 + "\n")
+        else:
+            print(table(["operation", "p50", "p99", "mean", "p50 ratio to callFunction"], rows4) + "\n")
+
+        print(f"## 3. {args.users} signed-in users calling at once, {args.rounds} rounds (ms)")
         rows2, errors = asyncio.run(many_users(server, args.users, args.rounds))
         print(table(["load", "calls", "errors", "p50", "p99", "calls/s"], rows2))
         print(f"errors among signed-in users' calls: {errors} (target 0)\n")
 
-    print("## 3. token verification per call, in-process (µs)")
+    print("## 4. token verification per call, in-process (µs)")
     print(table(["check", "µs/call", "ratio to dict lookup"], verification_cost()))
     print("\nThe machine is shared: compare rows of one run, not runs.")
 

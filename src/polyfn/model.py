@@ -16,7 +16,7 @@ import msgspec
 from polyfn.protocol import LogLine
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
-RUNTIMES = ("python", "node", "http")
+RUNTIMES = ("python", "node", "http", "dotnet")  # dotnet: C# Azure functions on Mono (runtimes/dotnet)
 FLAVORS = ("native", "openfaas", "openfaas-http", "aws", "gcp", "azure", "aliyun", "tencent", "kubeless", "openwhisk")
 # Node.js-only flavors and the http runtime's (runtimes/node/flavors, runtimes/http).
 FLAVORS += ("wechat", "knative")
@@ -40,7 +40,10 @@ class FunctionSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # Free-form metadata kept with the revision: what a vendor API or definition file said that polyfn
     # has no field for (a Lambda Role, OpenFaaS labels...). Keys are `vendor/key`; never read by the runtime.
     annotations: dict[str, str] = {}
-    network: str = "all"  # all (egress like Lambda) | polyfn (only polyfn's own endpoints) | none (loopback only)
+    # egress (default: the outside world, not the host: sandbox/egress.py) | host (= all: the node's own network,
+    # by explicit choice only) | polyfn (only polyfn's own endpoints) | none (loopback only)
+    network: str = "egress"
+    allow_net: list[str] = []  # egress/polyfn: HOST:PORT the function may reach on the host or its networks
     # HTTP trigger: anonymous | key (x-functions-key header or ?code=, an invoke key) | app (only signed-in users
     # of an app, through /app/{env}/call/NAME: polyfn.apps)
     auth: str = "anonymous"
@@ -60,7 +63,7 @@ class FunctionSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 #: Failure classes a function's `retry_on` may name.
 RETRY_CLASSES = ("timeout", "crash", "5xx", "throttle")
 
-NETWORKS = ("all", "polyfn", "none")
+NETWORKS = ("egress", "host", "all", "polyfn", "none")
 
 
 class Revision(msgspec.Struct, kw_only=True):
@@ -152,6 +155,9 @@ def validate_spec(spec: FunctionSpec, max_timeout: float, max_memory: int, max_i
     if spec.runtime == "http":  # the handler of an http function is its command line
         if not spec.handler.strip() or "\n" in spec.handler or "\0" in spec.handler:
             raise SpecError(f"handler={spec.handler!r} must be the command that starts the HTTP server")
+    elif spec.runtime == "dotnet":  # a C# function's [FunctionName], as Azure allows them
+        if not re.match(r"^[A-Za-z][\w-]{0,126}$", spec.handler or ""):
+            raise SpecError(f"handler={spec.handler!r} must be a C# [FunctionName] (a letter, then letters, digits, _ or -)")
     elif not re.match(r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$", spec.handler or ""):
         raise SpecError(f"handler={spec.handler!r} must look like MODULE.FUNCTION (e.g. handler.handle)")
     rng("memory", spec.memory, 32, max_memory)
@@ -185,6 +191,18 @@ def validate_spec(spec: FunctionSpec, max_timeout: float, max_memory: int, max_i
             raise SpecError(f"cors must be an object with keys {sorted(allowed)} (origins a list); got {spec.cors!r}")
     if spec.network not in NETWORKS:
         raise SpecError(f"network={spec.network!r} is not supported: use one of {', '.join(NETWORKS)}")
+    if spec.allow_net and spec.network not in ("egress", "polyfn"):
+        raise SpecError(f"allow_net applies to network egress or polyfn, not {spec.network!r} (host reaches "
+                        "everything the node can; none reaches nothing)", "invalid_allow_net")
+    if len(spec.allow_net) > 32:
+        raise SpecError(f"allow_net has {len(spec.allow_net)} entries: at most 32", "invalid_allow_net")
+    from polyfn.sandbox.egress import parse_allow
+
+    for entry in spec.allow_net:
+        try:
+            parse_allow(entry)
+        except ValueError as e:
+            raise SpecError(str(e), "invalid_allow_net") from None
     rng("retry_attempts", spec.retry_attempts, 1, 100)
     rng("retry_backoff", spec.retry_backoff, 0, 3600)
     rng("retry_backoff_max", spec.retry_backoff_max, 0, 24 * 3600)

@@ -161,7 +161,8 @@ class Node:
         from polyfn.apps import node as apps_node
 
         self.apps, self._apps_face, self._firebase = await apps_node.build(
-            self.store, self.secret_box.derive, self.limiter, self.invoker, self.storage, self.keys)
+            self.store, self.secret_box.derive, self.limiter, self.invoker, self.storage, self.keys,
+            database=lambda: self.db.wx if self.db is not None else None)
         from polyfn.sites import Sites
 
         self.sites = Sites(self.store, s.data_dir / "sites")

@@ -45,7 +45,9 @@ def test_rule_evaluation(rule: str, auth: dict | None, doc: dict | None, allowed
     ("doc._openid == auth.openid", None, None),  # nothing passes without a caller: refuse, not match nulls
     ("true", None, {}),
     ("auth != null", ALICE, {}),
-    ("auth != null", None, None),
+    ("auth != null", None, {}),  # refused whole: allows(None, None) is false
+    ("false", ALICE, {}),
+    ("auth.claims.role == 'admin' && doc.shared == true", ALICE, {}),
     ("doc.public == true || doc._openid == auth.openid", ALICE, None),  # needs a check per document
     ("doc.kind == 'note' && doc._openid == auth.openid", ALICE, {"kind": "note", "_openid": "o-alice"}),
     ("doc.kind == 'a' && doc.kind == 'b'", ALICE, None),

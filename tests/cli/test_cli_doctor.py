@@ -12,7 +12,7 @@ def test_doctor_json_lists_every_layer() -> None:
                        timeout=60)
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
-    for layer in ("cgroup", "mount", "pid", "net", "uid", "seccomp", "rlimits"):
+    for layer in ("cgroup", "mount", "root", "pid", "net", "egress", "uid", "seccomp", "rlimits"):
         assert layer in res and isinstance(res[layer], str)
     assert res["level"] in ("full", "partial", "rlimits only")
     assert res["rlimits"] == ""
@@ -27,3 +27,17 @@ def test_doctor_text_names_the_level() -> None:
     assert r.returncode == 0, r.stderr
     assert "isolation level:" in r.stdout and "seccomp" in r.stdout and "no VM boundary" in r.stdout
     assert "network policy:" in r.stdout
+
+
+def test_doctor_shows_the_degraded_network_without_nft() -> None:
+    """Without the nft tool (here: not on PATH) the default network cannot reach the internet: said plainly."""
+    r = subprocess.run([sys.executable, "-m", "polyfn", "doctor", "--json"], capture_output=True, text=True,
+                       timeout=60, env={"PATH": "/nonexistent"})
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["egress"], res
+    assert res["level"] != "full"
+    if not res["net"]:
+        assert "degraded" in res["network_policy"] and "not the internet" in res["network_policy"], res
+    else:
+        assert "host network" in res["network_policy"], res

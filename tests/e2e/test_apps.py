@@ -213,3 +213,104 @@ def test_sdk_is_served(node: Server) -> None:
     for bad in ("nope.js", "..%2fpackage.json", ".hidden.js", "polyfn-cloud.js/x"):
         assert httpx.get(f"{node.url}/sdk/{bad}").status_code == 404, bad
     assert httpx.post(f"{node.url}/sdk/polyfn-cloud.js").status_code == 405
+
+
+def db(node: Server, action: str, body: dict, tokens: dict | None = None, **headers: str) -> httpx.Response:
+    return node.http.post(f"/app/shop/db/{action}", json=body, headers={**(bearer(tokens) if tokens else {}), **headers})
+
+
+def test_the_database_face_under_security_rules(node: Server) -> None:
+    """End users reach collections only as their rules say; identity headers and foreign tokens count for
+    nothing; a refused document is a 403 with WeChat's errCode."""
+    node.cli("db", "create-collection", "carts", check=True)
+    again = node.cli("db", "create-collection", "carts")
+    assert again.returncode != 0 and "collection carts already exists" in again.stderr, again.stderr
+    ann, bob = sign_in(node), sign_in(node)
+    r = db(node, "collection.add", {"collection": "carts", "data": {"items": 2}}, ann,
+           **{"x-wx-openid": bob["user"]["uid"]})
+    assert r.status_code == 200 and r.json()["errMsg"] == "collection.add:ok", r.text
+    doc_id = r.json()["_id"]
+    got = db(node, "document.get", {"collection": "carts", "id": doc_id}, ann).json()
+    assert got["data"]["_openid"] == ann["user"]["uid"]  # stamped from the token, not the header
+    r = db(node, "document.get", {"collection": "carts", "id": doc_id}, bob)
+    assert r.status_code == 403 and r.json()["errCode"] == -502003, r.text
+    assert db(node, "collection.get", {"collection": "carts"}, bob).json()["data"] == []
+    r = db(node, "collection.get", {"collection": "carts"})
+    assert (r.status_code, error_code(r)) == (401, "token_missing")
+    r = db(node, "collection.get", {"collection": "carts"}, sign_in(node, "blog"))
+    assert (r.status_code, error_code(r)) == (401, "token_wrong_app")
+    r = db(node, "collection.get", {"collection": "carts"}, ann, origin="http://evil.example")
+    assert r.status_code == 403 and "access-control-allow-origin" not in r.headers
+    r = db(node, "database.createCollection", {"collection": "mine"}, ann)
+    assert r.status_code == 403 and r.json()["errCode"] == -502003
+    r = db(node, "collection.nope", {"collection": "carts"}, ann)
+    assert r.status_code == 404 and error_code(r) == "not_found"
+
+
+def test_watch_over_server_sent_events_sees_only_ones_own_documents(node: Server) -> None:
+    node.cli("db", "create-collection", "inbox", check=True)
+    ann, bob = sign_in(node), sign_in(node)
+    db(node, "collection.add", {"collection": "inbox", "data": {"_id": "bob-1", "text": "bob's"}}, bob)
+    headers = {**bearer(ann), "origin": "http://shop.example"}
+    with httpx.Client(base_url=node.url, timeout=30) as c, \
+            c.stream("POST", "/app/shop/db/collection.watch", json={"collection": "inbox"}, headers=headers) as r:
+        assert r.status_code == 200 and r.headers["content-type"] == "text/event-stream"
+        assert r.headers["access-control-allow-origin"] == "http://shop.example"
+        events = (json.loads(line[len("data: "):]) for line in r.iter_lines() if line.startswith("data: "))
+        assert next(events)["docs"] == []
+        db(node, "collection.add", {"collection": "inbox", "data": {"_id": "bob-2", "text": "bob's"}}, bob)
+        db(node, "collection.add", {"collection": "inbox", "data": {"_id": "ann-1", "text": "ann's"}}, ann)
+        change = next(events)
+        assert [c["docId"] for c in change["docChanges"]] == ["ann-1"]
+        assert [d["_id"] for d in change["docs"]] == ["ann-1"]
+    r = db(node, "collection.watch", {"collection": "nope"}, ann)
+    assert r.status_code == 404 and r.json()["errCode"] == -502005
+
+
+def test_a_watch_ends_when_its_session_is_signed_out(node: Server) -> None:
+    node.cli("db", "create-collection", "diary", check=True)
+    email = f"watcher-{time.time_ns()}@example.com"
+    first = node.http.post("/app/shop/auth/signup", json={"email": email, "password": "correct horse battery"}).json()
+    second = node.http.post("/app/shop/auth/signin", json={"email": email, "password": "correct horse battery"}).json()
+    with httpx.Client(base_url=node.url, timeout=30) as c, \
+            c.stream("POST", "/app/shop/db/collection.watch", json={"collection": "diary"}, headers=bearer(first)) as r:
+        lines = r.iter_lines()
+        assert next(line for line in lines if line.startswith("data: "))  # the initial snapshot
+        assert node.http.post("/app/shop/auth/signout", json={}, headers=bearer(first)).status_code == 200
+        r2 = db(node, "collection.add", {"collection": "diary", "data": {"text": "after sign-out"}}, second)
+        assert r2.status_code == 200, r2.text  # the same user's other session still writes …
+        assert [line for line in lines if line.startswith("data: ")] == []  # … the signed-out watch ends, unfed
+
+
+def test_a_user_may_hold_only_so_many_watches(node: Server) -> None:
+    import contextlib
+
+    node.cli("db", "create-collection", "busy", check=True)
+    ann = sign_in(node)
+    readers = []  # each open stream's line iterator: dropping one closes its stream
+    with httpx.Client(base_url=node.url, timeout=30) as c, contextlib.ExitStack() as stack:
+        def watch() -> httpx.Response:
+            r = stack.enter_context(c.stream("POST", "/app/shop/db/collection.watch", json={"collection": "busy"},
+                                             headers=bearer(ann)))
+            if r.status_code == 200:
+                readers.append(r.iter_lines())
+                assert next(line for line in readers[-1] if line.startswith("data: "))  # it is open
+            return r
+
+        opened = [watch() for _ in range(20)]
+        assert all(r.status_code == 200 for r in opened)
+        refused = watch()
+        refused.read()
+        assert (refused.status_code, error_code(refused)) == (429, "too_many_watches")
+        assert watch_status(node, sign_in(node)) == 200  # another user is not held back by ann's
+        opened[0].close()  # the node learns of it when the client goes: then ann may open another
+        deadline = time.monotonic() + 30
+        while (status := watch_status(node, ann)) == 429 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert status == 200
+
+
+def watch_status(node: Server, tokens: dict) -> int:
+    with httpx.Client(base_url=node.url, timeout=30) as c, \
+            c.stream("POST", "/app/shop/db/collection.watch", json={"collection": "busy"}, headers=bearer(tokens)) as r:
+        return r.status_code

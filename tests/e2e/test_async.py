@@ -135,6 +135,25 @@ def test_poison_goes_to_dlq_and_replays(server: Server, tmp_path: Path) -> None:
     assert r.returncode == 3 and "dead_letter_not_found" in r.stderr
 
 
+@pytest.mark.parametrize(("code", "error_type"), [
+    ("import no_such_module_xyz\ndef handler(e, c):\n    return 1\n", "Runtime.ImportModuleError"),
+    ("import importlib\nimportlib.import_module('boto3_typo')\ndef handler(e, c):\n    return 1\n",
+     "Runtime.ImportModuleError"),
+])
+def test_permanent_init_error_is_dead_lettered_at_once(server: Server, code: str, error_type: str) -> None:
+    """A module that cannot import fails the same way on every start: one attempt, then the DLQ (issue 18:
+    a missing boto3 went through three retries of the same import error)."""
+    name = "as-broken-" + str(len(code))
+    server.deploy(name, {"handler.py": code}, retry_attempts=5, retry_backoff=0.05)
+    aid = server.api.post(f"/v1/functions/{name}/invoke?mode=async", json={}).json()["activation_id"]
+    act = final(server, aid)
+    assert act["status"] == "dead_letter" and act["attempts"] == 1, act
+    assert "permanent init error" in act["dead_letter_reason"], act
+    shown = json.loads(server.cli("dlq", "show", aid, check=True).stdout)
+    assert shown["last_error"]["code"] == "function_init_failed", shown
+    assert shown["last_error"]["errorType"] == error_type, shown
+
+
 def test_max_event_age(server: Server, tmp_path: Path) -> None:
     server.deploy("as-old", {"handler.py": FLAKY}, env={"STATE": str(tmp_path)}, retry_attempts=10,
                   retry_backoff=5, max_event_age=2)

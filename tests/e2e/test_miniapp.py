@@ -1,6 +1,7 @@
 """The photo-notes demo (examples/miniapp) in headless Chromium with a phone's viewport: deployed with its own
-deploy.sh, the page signs in anonymously, takes a photo from the file picker, uploads it, the storage
-trigger makes the thumbnail, the note shows up in the list with it. A second user sees none of it.
+deploy.sh, the page signs in anonymously, takes a photo from the file picker, saves the note in the `notes`
+collection and uploads the photo, the storage trigger makes the thumbnail and marks the note, and the list
+(a `watch()`) shows it, in this tab and live in another tab of the same user. A second user sees none of it.
 POLYFN_SCREENSHOTS=docs/img refreshes the screenshots in docs/apps.md."""
 
 from __future__ import annotations
@@ -86,6 +87,11 @@ def test_photo_notes_on_a_phone(node: Server, browser: Any) -> None:
                            timeout=60_000)
     uid_prefix = page.text_content("#who").split(" as ")[1].rstrip("…")
     shoot(page, "1-signed-in")
+    # the same user in a second tab (the session is shared through localStorage): it only watches
+    tab = ctx.new_page()
+    tab.on("pageerror", lambda e: errors.append(str(e)))
+    tab.goto(f"{node.url}/sites/photo-notes/")
+    tab.wait_for_function(f"document.getElementById('who').textContent.includes('{uid_prefix}')", timeout=60_000)
     page.set_input_files("#photo", files=[{"name": "sunrise.png", "mimeType": "image/png", "buffer": photo()}])
     page.fill("#text", "sunrise over the lake")
     shoot(page, "2-compose")
@@ -97,6 +103,9 @@ def test_photo_notes_on_a_phone(node: Server, browser: Any) -> None:
     natural = page.eval_on_selector("#notes li img", "img => [img.naturalWidth, img.naturalHeight]")
     assert max(natural) == 200 and natural[0] > 0  # 1200×900 → 200×150
     shoot(page, "3-note-with-thumbnail")
+    # the other tab never reloaded or polled: the note and its thumbnail arrived through watch()
+    tab.wait_for_selector("#notes li[data-ready=true] img", timeout=60_000)
+    assert "sunrise over the lake" in tab.text_content("#notes li")
     assert errors == [], errors
     assert not page.is_visible("#error")
 
@@ -106,6 +115,11 @@ def test_photo_notes_on_a_phone(node: Server, browser: Any) -> None:
     other.wait_for_function("document.getElementById('who').textContent.startsWith('signed in anonymously')",
                             timeout=60_000)
     assert uid_prefix not in other.text_content("#who")
-    other.wait_for_timeout(2000)
-    assert other.locator("#notes li").count() == 0
+    # its own note shows up (so its watch is live), the first user's never do
+    other.set_input_files("#photo", files=[{"name": "mine.png", "mimeType": "image/png", "buffer": photo()}])
+    other.fill("#text", "the other user's note")
+    other.click("#save")
+    other.wait_for_selector("#notes li", timeout=60_000)
+    assert other.locator("#notes li").count() == 1
+    assert "the other user's note" in other.text_content("#notes li")
     ctx.close()

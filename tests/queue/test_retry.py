@@ -26,6 +26,23 @@ def test_classify(status: int, code: str | None, cls: str) -> None:
     assert retry.classify(status, code) == cls
 
 
+@pytest.mark.parametrize(("error_type", "cls"), [
+    ("Runtime.ImportModuleError", "permanent"),  # boto3 missing, a typo in an import: every start fails alike
+    ("Runtime.UserCodeSyntaxError", "permanent"),
+    ("Runtime.HandlerNotFound", "permanent"),
+    ("Runtime.SandboxError", "crash"),  # the node's trouble, may pass on another start
+    ("Runtime.InitError", "crash"),
+    (None, "crash"),
+])
+def test_init_errors_permanent_or_transient(error_type: str | None, cls: str) -> None:
+    assert retry.classify(502, "function_init_failed", error_type) == cls
+
+
+def test_permanent_init_error_goes_to_the_dlq_at_once() -> None:
+    d = retry.decide("permanent", 1, 0.0, SPEC)
+    assert d.action == "dead" and "permanent" in d.reason
+
+
 def test_backoff_doubles_caps_and_jitters() -> None:
     assert retry.backoff_delay(1, 1.0, 100, lambda: 0.0) == 0.5
     assert retry.backoff_delay(1, 1.0, 100, lambda: 1.0) == 1.0

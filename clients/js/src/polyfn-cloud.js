@@ -36,7 +36,7 @@
 })(typeof globalThis !== 'undefined' ? globalThis : this, function (root) {
   'use strict';
 
-  var VERSION = '0.1.0';
+  var VERSION = '0.2.0';
   var wxApi = root && root.wx && typeof root.wx.request === 'function' ? root.wx : null; // in a mini-program
   var REFRESH_EARLY = 60; // seconds before expiry a token is refreshed
 
@@ -435,11 +435,447 @@
     return session ? session.user : null;
   }
 
+  // --- database ----------------------------------------------------------------------------------------
+  //
+  //   var db = wx.cloud.database(); var _ = db.command;
+  //   db.collection('notes').add({ data: { text: 'hi', at: db.serverDate() } })          → { _id }
+  //   db.collection('notes').where({ n: _.gt(1) }).orderBy('at', 'desc').limit(10).get() → { data: [...] }
+  //   db.collection('notes').doc(id).get() / .set({ data }) / .update({ data }) / .remove()
+  //   var w = db.collection('notes').where({ done: false }).watch({ onChange: fn, onError: fn }); w.close()
+  //
+  // Requests go to POST /app/{env}/db/{action} as the signed-in user; the app's security rules decide what
+  // they may read and write (a refused document fails with errCode -502003). Values travel as JSON with
+  // dates as {"$date": ms} and commands as {"$gt": 1}; watch() reads server-sent events.
+
+  function DbCommand(op, arg) { this.op = op; this.arg = arg; }
+  DbCommand.prototype.and = function () { return new DbCommand('$and', [this].concat(flat(arguments))); };
+  DbCommand.prototype.or = function () { return new DbCommand('$or', [this].concat(flat(arguments))); };
+  function ServerDate(options) { this.offset = (options && options.offset) || 0; }
+  function DbRegExp(options) {
+    if (!options || typeof options.regexp !== 'string') throw new Error('db.RegExp: regexp must be a string');
+    this.regexp = options.regexp;
+    this.options = options.options || '';
+  }
+
+  function flat(args) {
+    var list = Array.prototype.slice.call(args);
+    return list.length === 1 && Array.isArray(list[0]) ? list[0] : list;
+  }
+
+  function cmd(op) { return function (v) { return new DbCommand(op, v); }; }
+  var command = {
+    eq: cmd('$eq'), neq: cmd('$neq'), gt: cmd('$gt'), gte: cmd('$gte'), lt: cmd('$lt'), lte: cmd('$lte'),
+    in: cmd('$in'), nin: cmd('$nin'), exists: function (v) { return new DbCommand('$exists', !!v); },
+    and: function () { return new DbCommand('$and', flat(arguments)); },
+    or: function () { return new DbCommand('$or', flat(arguments)); },
+    not: cmd('$not'), inc: cmd('$inc'), set: cmd('$set'), pull: cmd('$pull'),
+    remove: function () { return new DbCommand('$remove', true); },
+    push: function (v) {
+      if (v && typeof v === 'object' && !Array.isArray(v) && Array.isArray(v.each)) {
+        var spec = { $each: v.each };
+        if (v.position !== undefined) spec.$position = v.position;
+        return new DbCommand('$push', spec);
+      }
+      return new DbCommand('$push', v);
+    },
+  };
+
+  function encode(v) {
+    if (v instanceof DbCommand) { var c = {}; c[v.op] = encode(v.arg); return c; }
+    if (v instanceof Date) return { $date: v.getTime() };
+    if (v instanceof ServerDate) return { $serverDate: { offset: v.offset } };
+    if (v instanceof DbRegExp) return { $regex: v.regexp, $options: v.options };
+    if (v instanceof RegExp) return { $regex: v.source, $options: v.flags.replace(/[^ims]/g, '') };
+    if (Array.isArray(v)) return v.map(encode);
+    if (v && typeof v === 'object') {
+      var out = {};
+      for (var k in v) if (Object.prototype.hasOwnProperty.call(v, k) && v[k] !== undefined) out[k] = encode(v[k]);
+      return out;
+    }
+    return v;
+  }
+
+  function decode(v) {
+    if (Array.isArray(v)) return v.map(decode);
+    if (v && typeof v === 'object') {
+      var keys = Object.keys(v);
+      if (keys.length === 1 && keys[0] === '$date') return new Date(v.$date);
+      var out = {};
+      keys.forEach(function (k) { out[k] = decode(v[k]); });
+      return out;
+    }
+    return v;
+  }
+
+  function DbError(action, code, message, status) {
+    var err = new Error(action + ':fail ' + code + ' ' + message);
+    err.errMsg = err.message;
+    err.errCode = code;
+    err.statusCode = status || 0;
+    return err;
+  }
+
+  // A failed request as WeChat's database errors: the node's errMsg when it gave one, else the token error.
+  function dbFailure(action, e) {
+    var r = e && e.response;
+    if (r && typeof r === 'object' && r.errMsg) {
+      var err = DbError(action, r.errCode, '', e.statusCode);
+      err.message = err.errMsg = r.errMsg;
+      return err;
+    }
+    if (e && e.errCode) return DbError(action, e.errCode, (r && r.error && r.error.message) || e.message, e.statusCode);
+    return DbError(action, -501001, (e && e.message) || String(e));
+  }
+
+  // WeChat's database APIs take success/fail/complete callbacks as well as returning a Promise.
+  function settle(promise, options) {
+    if (!options || !(options.success || options.fail || options.complete)) return promise;
+    promise.then(function (r) {
+      if (options.success) options.success(r);
+      if (options.complete) options.complete(r);
+    }, function (e) {
+      if (options.fail) options.fail(e);
+      if (options.complete) options.complete(e);
+    });
+    return undefined;
+  }
+
+  function Database(cloud, options) {
+    this._cloud = cloud;
+    this.config = options || {};
+    this.throwOnNotFound = this.config.throwOnNotFound !== false;
+    this.command = command;
+  }
+  Database.prototype.collection = function (name) {
+    if (typeof name !== 'string' || !name) throw new Error('db.collection: the name must be a non-empty string');
+    return new Collection(this, name);
+  };
+  Database.prototype.serverDate = function (options) { return new ServerDate(options); };
+  Database.prototype.RegExp = function (options) { return new DbRegExp(options); };
+  Database.prototype._call = function (action, body) {
+    var cloud = this._cloud;
+    var run;
+    try {
+      run = cloud._authed(action, 'POST', 'db/' + action, body);
+    } catch (e) {
+      return Promise.reject(dbFailure(action, e));
+    }
+    return run.then(function (res) { return decode(res.data); }, function (e) { throw dbFailure(action, e); });
+  };
+
+  function Query(db, name, state) { this._db = db; this._name = name; this._state = state || {}; }
+  Query.prototype._with = function (change) {
+    var state = {};
+    for (var k in this._state) state[k] = this._state[k];
+    for (var j in change) state[j] = change[j];
+    return new Query(this._db, this._name, state);
+  };
+  Query.prototype.where = function (query) {
+    if (!query || typeof query !== 'object') throw new Error('collection.where: the query must be an object');
+    return this._with({ query: encode(query) });
+  };
+  Query.prototype.orderBy = function (field, direction) {
+    if (direction !== 'asc' && direction !== 'desc') throw new Error('orderBy: direction must be "asc" or "desc"');
+    return this._with({ order: (this._state.order || []).concat([[field, direction]]) });
+  };
+  Query.prototype.limit = function (n) { return this._with({ limit: n }); };
+  Query.prototype.skip = function (n) { return this._with({ skip: n }); };
+  Query.prototype.field = function (projection) { return this._with({ field: projection }); };
+  Query.prototype._body = function (extra) {
+    var body = { collection: this._name };
+    for (var k in this._state) body[k] = this._state[k];
+    for (var j in extra || {}) body[j] = extra[j];
+    return body;
+  };
+  Query.prototype.get = function (options) { return settle(this._db._call('collection.get', this._body()), options); };
+  Query.prototype.count = function (options) { return settle(this._db._call('collection.count', this._body()), options); };
+  Query.prototype.update = function (options) {
+    return settle(this._db._call('collection.update', this._body({ data: encode((options || {}).data) })), options);
+  };
+  Query.prototype.remove = function (options) { return settle(this._db._call('collection.remove', this._body()), options); };
+  Query.prototype.watch = function (options) {
+    var o = options || {};
+    if (typeof o.onChange !== 'function' || typeof o.onError !== 'function') {
+      throw new Error('watch: pass { onChange(snapshot), onError(error) }');
+    }
+    var body = this._body();
+    delete body.skip;
+    delete body.field;
+    return new RealtimeWatcher(this._db, body, o.onChange, o.onError);
+  };
+
+  function Collection(db, name) { Query.call(this, db, name, {}); this.collectionName = name; }
+  Collection.prototype = Object.create(Query.prototype);
+  Collection.prototype.constructor = Collection;
+  Collection.prototype.doc = function (id) { return new DbDocument(this._db, this._name, id); };
+  Collection.prototype.add = function (options) {
+    return settle(this._db._call('collection.add', { collection: this._name, data: encode((options || {}).data) }), options);
+  };
+
+  function DbDocument(db, name, id, projection) { this._db = db; this._name = name; this._id = id; this._field = projection; }
+  DbDocument.prototype.field = function (projection) { return new DbDocument(this._db, this._name, this._id, projection); };
+  DbDocument.prototype._body = function (extra) {
+    var body = { collection: this._name, id: this._id };
+    for (var k in extra || {}) body[k] = extra[k];
+    return body;
+  };
+  DbDocument.prototype.get = function (options) {
+    var self = this;
+    var p = this._db._call('document.get', this._body(this._field ? { field: this._field } : {})).then(function (r) {
+      if (r.data === null && self._db.throwOnNotFound) {
+        var e = DbError('document.get', -1, '', 404); // as wx-server-sdk words it (no code in the message)
+        e.message = e.errMsg = 'document.get:fail document with _id ' + self._id + ' does not exist';
+        throw e;
+      }
+      return r;
+    });
+    return settle(p, options);
+  };
+  DbDocument.prototype.set = function (options) {
+    return settle(this._db._call('document.set', this._body({ data: encode((options || {}).data) })), options);
+  };
+  DbDocument.prototype.update = function (options) {
+    return settle(this._db._call('document.update', this._body({ data: encode((options || {}).data) })), options);
+  };
+  DbDocument.prototype.remove = function (options) { return settle(this._db._call('document.remove', this._body()), options); };
+  DbDocument.prototype.watch = function (options) {
+    return new Query(this._db, this._name, { query: { _id: this._id } }).watch(options);
+  };
+
+  // --- realtime: collection.where(…).watch() ---------------------------------------------------------
+  //
+  // One streaming POST to db/collection.watch per watcher; the node answers server-sent events, each a
+  // snapshot ({id, type: 'init' first, docs, docChanges}). A refused watch (rules, a bad query) calls onError
+  // once and the watcher is closed. A stream that breaks after it began (a network change, the node
+  // restarting) is opened again, after 0.5, 1, 2, 4, 8 s; the node's new initial snapshot is handed on as the
+  // changes since the last one (WeChat's watch reconnects as well). A user who signed out in between, or five
+  // failed attempts, end it with onError.
+
+  var WATCH_RETRIES = 5;
+
+  function RealtimeWatcher(db, body, onChange, onError) {
+    this._db = db;
+    this._body = body;
+    this._closed = false;
+    this._abort = null;
+    this._docs = null; // the last snapshot's documents (null before the first)
+    this._sid = 0;
+    this._attempt = 0;
+    this._uid = null; // the user who watches: a reconnect as someone else is refused
+    var self = this;
+    this._onChange = onChange;
+    this._fail = function (e) {
+      if (self._closed) return;
+      self._closed = true;
+      if (self._abort) self._abort();
+      try { onError(e); } catch (x) { /* the listener's own error */ }
+    };
+    this._open(false);
+  }
+
+  RealtimeWatcher.prototype._deliver = function (snap) {
+    var out = snap;
+    if (snap.type === 'init' && this._docs !== null) { // a reconnect: what changed while it was away
+      var changes = diffDocs(this._docs, snap.docs);
+      this._docs = snap.docs;
+      if (!changes.length) return;
+      out = { id: ++this._sid, docs: snap.docs, docChanges: changes };
+    } else {
+      this._docs = snap.docs;
+      out.id = snap.type === 'init' ? 0 : ++this._sid;
+    }
+    try { this._onChange(out); } catch (e) { /* the listener's own error */ }
+  };
+
+  RealtimeWatcher.prototype._broken = function (e) {
+    var action = 'collection.watch';
+    if (this._closed) return;
+    var why = e ? 'the stream failed: ' + (e.message || e) : 'the node closed the stream';
+    if (this._docs === null || this._attempt >= WATCH_RETRIES) {
+      this._fail(DbError(action, -501001, why));
+      return;
+    }
+    var self = this;
+    var delay = 500 * Math.pow(2, this._attempt++);
+    setTimeout(function () { if (!self._closed) self._open(false); }, delay);
+  };
+
+  RealtimeWatcher.prototype._open = function (retried) {
+    var self = this;
+    var cloud = this._db._cloud;
+    var action = 'collection.watch';
+    var token;
+    try {
+      cloud._need(action);
+      token = cloud._token(action, retried);
+    } catch (e) {
+      token = Promise.reject(e);
+    }
+    token.then(function (tok) {
+      if (self._closed) return;
+      var uid = cloud._session && cloud._session.user ? cloud._session.user.uid : null;
+      if (self._uid !== null && uid !== self._uid) {
+        self._fail(DbError(action, 'token_revoked', 'the user who watched signed out', 401));
+        return;
+      }
+      self._uid = uid;
+      var headers = { 'content-type': 'application/json', accept: 'text/event-stream', 'x-polyfn-sdk': VERSION };
+      if (tok) headers.authorization = 'Bearer ' + tok;
+      var parser = eventParser(function (text) {
+        if (self._closed) return;
+        var snap;
+        try { snap = decode(JSON.parse(text)); } catch (e) { return; }
+        if (snap.type === 'init') self._attempt = 0;
+        self._deliver(snap);
+      });
+      self._abort = openStream(cloud._url('db/' + action), headers, JSON.stringify(self._body), {
+        data: parser,
+        refused: function (status, text) {
+          var answer = parseJSON(text);
+          var e = dbFailure(action, { response: answer, statusCode: status,
+            errCode: (answer && answer.error && answer.error.code) || String(status), message: 'HTTP ' + status });
+          if (!retried && status === 401 && (e.errCode === 'token_expired' || e.errCode === 'token_revoked')) {
+            self._open(true);
+            return;
+          }
+          if (status >= 500 || status === 429) self._broken(e); else self._fail(e);
+        },
+        end: function (e) { self._broken(e); },
+      });
+    }, function (e) {
+      if (e && (!e.statusCode || e.statusCode >= 500)) self._broken(e); else self._fail(dbFailure(action, e));
+    });
+  };
+
+  RealtimeWatcher.prototype.close = function () {
+    this._closed = true;
+    if (this._abort) this._abort();
+    return Promise.resolve();
+  };
+
+  // The changes from one list of documents to another, as watch's docChanges (by _id).
+  function diffDocs(before, after) {
+    var old = {};
+    before.forEach(function (d) { old[d._id] = d; });
+    var changes = [];
+    after.forEach(function (d) {
+      var was = old[d._id];
+      delete old[d._id];
+      if (!was) {
+        changes.push({ id: changes.length, dataType: 'add', queueType: 'enqueue', docId: d._id, doc: d });
+        return;
+      }
+      var updated = {};
+      var removed = [];
+      var any = false;
+      Object.keys(d).forEach(function (k) {
+        if (JSON.stringify(d[k]) !== JSON.stringify(was[k])) { updated[k] = d[k]; any = true; }
+      });
+      Object.keys(was).forEach(function (k) { if (!(k in d)) { removed.push(k); any = true; } });
+      if (any) {
+        changes.push({ id: changes.length, dataType: 'update', queueType: 'update', docId: d._id, doc: d,
+          updatedFields: updated, removedFields: removed });
+      }
+    });
+    Object.keys(old).forEach(function (id) {
+      changes.push({ id: changes.length, dataType: 'remove', queueType: 'dequeue', docId: id, doc: old[id] });
+    });
+    return changes;
+  }
+
+  // Server-sent events from bytes: `feed(Uint8Array)` calls `onData(text)` for each event's data. Events end
+  // with a blank line, which is ASCII, so complete events are never cut inside a character.
+  function eventParser(onData) {
+    var pending = new Uint8Array(0);
+    var scanned = 0; // bytes of `pending` already searched for the blank line
+    return function feed(bytes) {
+      var both = new Uint8Array(pending.length + bytes.length);
+      both.set(pending, 0);
+      both.set(bytes, pending.length);
+      pending = both;
+      for (;;) {
+        var end = -1;
+        for (var j = Math.max(scanned, 1); j < pending.length; j++) if (pending[j] === 10 && pending[j - 1] === 10) { end = j; break; }
+        if (end < 0) { scanned = pending.length; return; }
+        var text = utf8(pending.subarray(0, end - 1));
+        pending = pending.slice(end + 1);
+        scanned = 0;
+        var data = text.split('\n').filter(function (l) { return l.indexOf('data:') === 0; })
+          .map(function (l) { return l.slice(5).replace(/^ /, ''); }).join('\n');
+        if (data) onData(data);
+      }
+    };
+  }
+
+  function utf8(bytes) {
+    if (typeof TextDecoder !== 'undefined') return new TextDecoder('utf-8').decode(bytes);
+    var out = '';
+    for (var i = 0; i < bytes.length;) {
+      var b = bytes[i++];
+      var cp = b < 0x80 ? b : b < 0xe0 ? ((b & 0x1f) << 6) | (bytes[i++] & 0x3f)
+        : b < 0xf0 ? ((b & 0x0f) << 12) | ((bytes[i++] & 0x3f) << 6) | (bytes[i++] & 0x3f)
+          : ((b & 0x07) << 18) | ((bytes[i++] & 0x3f) << 12) | ((bytes[i++] & 0x3f) << 6) | (bytes[i++] & 0x3f);
+      out += String.fromCodePoint(cp);
+    }
+    return out;
+  }
+
+  // A streaming POST: `on.data(Uint8Array)` per chunk of a 200 answer, `on.refused(status, text)` for an
+  // error answer, `on.end(error?)` when the stream ends. Returns a function that aborts it.
+  function openStream(url, headers, body, on) {
+    var aborted = false;
+    if (wxApi) { // mini-program: wx.request with chunked transfer (base library 2.20.2+)
+      var status = 0;
+      var chunks = [];
+      var task = wxApi.request({
+        url: url, method: 'POST', header: headers, data: body, enableChunked: true, responseType: 'arraybuffer',
+        success: function (res) {
+          if (aborted) return;
+          status = status || res.statusCode;
+          if (status !== 200) {
+            if (res.data && res.data.byteLength) chunks.push(new Uint8Array(res.data));
+            var all = [];
+            chunks.forEach(function (c) { for (var i = 0; i < c.length; i++) all.push(c[i]); });
+            on.refused(status, utf8(new Uint8Array(all)));
+          } else on.end(null);
+        },
+        fail: function (e) { if (!aborted) on.end(new Error(e.errMsg || 'request failed')); },
+      });
+      task.onHeadersReceived(function (res) { status = res.statusCode; });
+      task.onChunkReceived(function (res) {
+        var bytes = new Uint8Array(res.data);
+        if (status === 200) on.data(bytes); else chunks.push(bytes);
+      });
+      return function () { aborted = true; task.abort(); };
+    }
+    var controller = typeof AbortController !== 'undefined' ? new AbortController() : null;
+    fetch(url, { method: 'POST', headers: headers, body: body, signal: controller ? controller.signal : undefined })
+      .then(function (res) {
+        if (res.status !== 200) return res.text().then(function (text) { on.refused(res.status, text); });
+        var reader = res.body.getReader();
+        var pump = function () {
+          return reader.read().then(function (r) {
+            if (r.done) { if (!aborted) on.end(null); return undefined; }
+            on.data(r.value);
+            return pump();
+          });
+        };
+        return pump();
+      })
+      .catch(function (e) { if (!aborted) on.end(e); });
+    return function () { aborted = true; if (controller) controller.abort(); };
+  }
+
+  Cloud.prototype.database = function (options) {
+    this._need('database');
+    return new Database(this, options);
+  };
+
   // --- the module --------------------------------------------------------------------------------------
 
   var cloud = new Cloud();
   cloud.Cloud = Cloud; // several environments at once: new cloud.Cloud().init({env})
   cloud.CloudError = CloudError;
-  cloud._internal = { wxStyle: wxStyle, httpRequest: httpRequest, store: store };
+  cloud._internal = { wxStyle: wxStyle, httpRequest: httpRequest, store: store, eventParser: eventParser };
   return cloud;
 });

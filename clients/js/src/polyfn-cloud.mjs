@@ -13,3 +13,4 @@ export const downloadFile = cloud.downloadFile.bind(cloud);
 export const getTempFileURL = cloud.getTempFileURL.bind(cloud);
 export const deleteFile = cloud.deleteFile.bind(cloud);
 export const auth = cloud.auth.bind(cloud);
+export const database = cloud.database.bind(cloud);

@@ -89,3 +89,20 @@ test('sessions are kept per endpoint and env', () => {
   assert.equal(new sdk.Cloud().init({ env: 'same', endpoint: 'http://h:1' })._session.access_token, 'tok-99');
   assert.equal(new sdk.Cloud().init({ env: 'other', endpoint: 'http://h:1' })._session, null);
 });
+
+test('server-sent events are cut at blank lines, in bytes, with or without TextDecoder', () => {
+  const text = 'data: {"n": "你好 🎉"}\n\n: keep-alive\n\ndata: {"n": 2}\n\n';
+  const bytes = new TextEncoder().encode(text);
+  const saved = globalThis.TextDecoder;
+  for (const decoder of [saved, undefined]) {
+    globalThis.TextDecoder = decoder; // old mini-program base libraries have none
+    try {
+      const seen = [];
+      const feed = sdk._internal.eventParser((d) => seen.push(JSON.parse(d).n));
+      for (let i = 0; i < bytes.length; i += 3) feed(bytes.subarray(i, i + 3)); // cut inside characters
+      assert.deepEqual(seen, ['你好 🎉', 2]);
+    } finally {
+      globalThis.TextDecoder = saved;
+    }
+  }
+});

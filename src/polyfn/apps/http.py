@@ -3,12 +3,13 @@
     POST auth/anonymous | auth/signup | auth/signin | auth/custom | auth/refresh | auth/signout
     GET  auth/user                                  the signed-in user
     POST call/{function}                            wx.cloud.callFunction: JSON `data` in, the function's result out
-    …    storage/…, db/…                            the faces of `storage.py` and `db.py` in this package
+    …    storage/…, db/…                            the faces of `storage.py` and `database.py` in this package
 
 Raw ASGI like the gateway (no framework routing, no models: callFunction is the hot path). Every answer is
-JSON; errors are `{"error": {"code", "message"}}` with a stable code (`token_expired`, `token_revoked`, …)
-and `X-Polyfn-Error`. A browser's `Origin` must be one of the app's `origins` or the request is refused
-(403 `origin_not_allowed`, no CORS grant); requests without `Origin` (mini-programs, servers) pass.
+JSON (but `db/collection.watch`: server-sent events); errors are `{"error": {"code", "message"}}` with a
+stable code (`token_expired`, `token_revoked`, …) and `X-Polyfn-Error`. A browser's `Origin` must be one of
+the app's `origins` or the request is refused (403 `origin_not_allowed`, no CORS grant); requests without
+`Origin` (mini-programs, servers) pass.
 
 The caller's identity is only ever the one a verified `Authorization: Bearer <access token>` names; it
 travels to the function in the `Invoke` frame, never as a header.
@@ -24,12 +25,13 @@ from typing import Any
 from polyfn.apps.model import App, Identity
 from polyfn.apps.service import AppError, AppService
 from polyfn.apps.tokens import TokenError
+from polyfn.db.wx_api import EventStream
 from polyfn.gateway.asgi import send_outcome as _send
 from polyfn.invoker import JSON_HEADERS, Invoker, Outcome, platform_error
 
 AUTH_BODY_MAX = 64 * 1024
 _SKIP_TO_FUNCTION = frozenset({"authorization", "cookie", "content-length", "host", "origin"})
-Handler = Callable[["Request"], Awaitable[Outcome]]
+Handler = Callable[["Request"], Awaitable["Outcome | EventStream"]]
 
 
 class Request:
@@ -139,6 +141,9 @@ class AppsFace:
                 out = await _guarded(handler, req)
         if grant:
             out.headers.extend(grant)
+        if isinstance(out, EventStream):  # collection.watch: events until the client goes away
+            await out.serve(receive, send)
+            return
         await _send(send, out)
 
     async def close(self) -> None:
@@ -242,7 +247,7 @@ def cors_grant(app: App, origin: str | None, host: str = "") -> list[tuple[bytes
             (b"access-control-expose-headers", b"x-polyfn-activation-id, x-polyfn-error")]
 
 
-async def _guarded(handler: Handler, req: Request) -> Outcome:
+async def _guarded(handler: Handler, req: Request) -> Outcome | EventStream:
     try:
         return await handler(req)
     except TokenError as e:

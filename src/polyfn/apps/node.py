@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from polyfn.apps.database import DatabaseFace
 from polyfn.apps.firebase import FirebaseFace
 from polyfn.apps.http import AppsFace
 from polyfn.apps.service import AppService
@@ -14,10 +16,10 @@ from polyfn.store.apps import AppStore
 
 
 async def build(store: Any, derive_key: Any, limiter: Any, invoker: Any, storage: Any,
-                keys: Any) -> tuple[AppService, AppsFace, FirebaseFace]:
+                keys: Any, database: Callable[[], Any] = lambda: None) -> tuple[AppService, AppsFace, FirebaseFace]:
     """`derive_key`: the node key's HKDF (SecretBox.derive); `invoker` runs custom sign-in functions and calls;
     `storage` (StorageService: its URL and region) and `keys` (the key ring: each app's own storage key) serve
-    the file face."""
+    the file face; `database()` is the node's wx.cloud database API once it runs (the database face)."""
 
     async def call_function(name: str, payload: bytes) -> tuple[int, bytes]:
         out = await invoker.invoke(name, "event", "signin", "POST", "/", "", [], payload, "application/json")
@@ -33,6 +35,6 @@ async def build(store: Any, derive_key: Any, limiter: Any, invoker: Any, storage
 
     files = StorageFace(lambda: storage.url, storage.settings.storage_region, credentials)
     # the client SDK's files (clients/js/src in the repository, bundled in a wheel), served at /sdk/
-    face = AppsFace(service, invoker, bundle_dir("sdk"), extra=files.routes())
+    face = AppsFace(service, invoker, bundle_dir("sdk"), extra={**files.routes(), **DatabaseFace(database).routes()})
     face.closers.append(files.close)
     return service, face, FirebaseFace(service, invoker)

@@ -59,12 +59,13 @@ class Compiled:
     def equalities(self, auth: dict[str, Any] | None) -> dict[str, Any] | None:
         """`{field: value}` that a query may add so that every document it returns passes the rule, or None
         when the rule is not such a conjunction (then each document must be checked). An empty dict: the
-        rule does not depend on the document (check it once with `allows(auth, None)`)."""
+        rule does not depend on the document, or a term without `doc` already fails for this caller (check it
+        once with `allows(auth, None)`: a query is then refused as a whole, not answered empty)."""
         out: dict[str, Any] = {}
         for term in _conjuncts(self.tree):
             if not _mentions_doc(term):
                 if _eval(term, auth, None) is not True:
-                    return None  # the caller alone fails it: nothing passes (the caller checks allows)
+                    return {}  # the caller alone fails it: nothing passes, and `allows(auth, None)` says so
                 continue
             if term[0] != "eq":
                 return None

@@ -344,6 +344,10 @@ class AppService:
             raise TokenError("token_revoked", "the token's session was signed out or revoked; sign in again")
         return ident
 
+    def revoked(self, ident: Identity) -> bool:
+        """Whether a verified identity's session was revoked since (a long-lived stream asks while it runs)."""
+        return ident.session in self._revoked
+
     def _decode(self, app_id: str, token: str, now: float) -> Identity:
         if not token:
             raise TokenError("token_missing", "no token: sign in first (Authorization: Bearer <access token>)")

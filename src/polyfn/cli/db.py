@@ -158,3 +158,14 @@ def grant(ctx: typer.Context, function: Annotated[str, typer.Argument(show_defau
     if r.status_code != 200:
         raise CliError(f"grant failed: {r.text}")
     out().print(f"{function} may {'read and write' if access == 'write' else 'read'} {table}")
+
+
+@db_app.command("create-collection")
+def create_collection(ctx: typer.Context, name: Annotated[str, typer.Argument(show_default=False)]) -> None:
+    """Create a wx.cloud collection NAME (a table keyed by `_id` that records its changes, for watch)."""
+    state: State = ctx.obj
+    r = state.client()._http.post("/wx/database/database.createCollection", json={"collection": name})
+    answer = r.json() if r.content else {}
+    if r.status_code != 200:
+        raise CliError(f"create-collection failed: {answer.get('errMsg') or r.text}")
+    out().print(f"collection {name} created")

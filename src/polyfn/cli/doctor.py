@@ -18,8 +18,10 @@ from polyfn.cli.output import out
 LAYERS = (
     ("cgroup", "memory / pids / CPU limits per instance"),
     ("mount", "private /tmp, polyfn's data dir and other functions' code hidden"),
+    ("root", "a root filesystem of its own: read-only system dirs, runtime, provided packages, own code"),
     ("pid", "other processes invisible and unsignalable"),
-    ("net", "`--network none`: loopback only; `--network polyfn`: only polyfn's API and S3 ports"),
+    ("net", "a network namespace per instance (`none`: loopback only; `polyfn`: only polyfn's API and S3)"),
+    ("egress", "default network: the outside world, never the host, its loopback or private ranges"),
     ("uid", "a separate unprivileged uid per function"),
     ("seccomp", "mount, ptrace, bpf, keyctl, module loading … refused"),
     ("rlimits", "open files, file size, core dumps"),
@@ -29,13 +31,21 @@ LAYERS = (
 def network_policy(res: dict[str, Any]) -> str:
     """How `--network` is enforced here, in one line."""
     if res.get("net"):
-        return (f"unavailable ({res['net']}): `--network none` and `--network polyfn` functions fail to start "
-                "(fail closed); `--network all` works")
-    how = "a network namespace per instance with only loopback"
+        return (f"unavailable ({res['net']}): every function runs on the host network, the default included "
+                "(it reaches the node's loopback services); `--network none` and `--network polyfn` functions fail "
+                "to start (fail closed)")
+    how = "a network namespace per instance"
     if os.geteuid() != 0:
         how += ", made inside an unprivileged user namespace"
-    return (f"{how}; `polyfn`: polyfn's code opens 127.0.0.1:<API port> and 127.0.0.1:<S3 port> inside it and "
-            "hands the listeners to the server, which relays them to its real ports (no veth, no nftables)")
+    if res.get("egress"):
+        default = (f"the default `egress` is degraded ({res['egress']}): such functions reach only polyfn's API, "
+                   "S3 and their `--allow-net` entries, not the internet")
+    else:
+        default = ("the default `egress`: a veth pair + NAT under the nftables table `inet polyfn`, refusing the "
+                   "host, loopback, link-local (metadata), private ranges and the node's own networks")
+    return (f"{how}; {default}; polyfn's API and S3 are relayed into every namespace (no route to the host); "
+            "`--allow-net HOST:PORT` relays one host service; `--network host` (explicit) reaches everything "
+            "the node can, with a warning in `polyfn describe`")
 
 
 def diagnose() -> dict[str, Any]:
@@ -54,11 +64,14 @@ def diagnose() -> dict[str, Any]:
     else:
         res["cgroup"] = "not root"
     res["rlimits"] = ""
+    from polyfn.sandbox import egress
+
+    res["egress"] = (res.get("net") and "needs network namespaces") or egress.unavailable()
     res["network_policy"] = network_policy(res)
     res["launched_runtimes"] = ("node and http instances get the same layers as Python ones (polyfn.sandbox.spawn "
                                 "applies them before exec; Node switches to its uid itself, before user code)")
     available = [name for name, _ in LAYERS if not res.get(name)]
-    if all(not res.get(n) for n in ("cgroup", "mount", "pid", "uid", "seccomp")):
+    if all(not res.get(n) for n in ("cgroup", "mount", "root", "pid", "net", "egress", "uid", "seccomp")):
         level = "full"
     elif "mount" in available or "uid" in available:
         level = "partial"

@@ -278,10 +278,21 @@ def deploy(
         typer.Option(
             "--network",
             envvar="POLYFN_DEPLOY_NETWORK",
-            help="Network access: all (egress like Lambda), polyfn (only this node's API and object store, "
-            "relayed into the instance's own network namespace) or none (loopback only). Enforced by a "
-            "network namespace.",
+            help="Network access: egress (the outside world but not this host, its loopback services or "
+            "private/link-local ranges; this node's API and object store relayed), host (the node's own "
+            "network: everything it reaches; `all` is the same), polyfn (only this node's API and object "
+            "store) or none (loopback only). Enforced by a network namespace (docs/security.md).",
             show_default=_spec_default("network"),
+        ),
+    ] = None,
+    allow_net: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-net",
+            metavar="HOST:PORT",
+            help="With network egress or polyfn: a host service the function may reach anyway (repeatable), "
+            "e.g. --allow-net 127.0.0.1:5432 for the node's PostgreSQL; relayed into the instance's namespace.",
+            show_default="none",
         ),
     ] = None,
     retry_attempts: Annotated[
@@ -384,6 +395,7 @@ def deploy(
             "keepalive_policy": keepalive_policy,
             "env": env_vars,
             "network": network,
+            "allow_net": allow_net or None,
             "auth": auth,
             "retry_attempts": retry_attempts,
             "retry_backoff": retry_backoff,
@@ -670,6 +682,8 @@ def describe(
         )
     console = out()
     console.print(Panel(grid, title=Text(str(function.get("name", name)), style="bold"), expand=False))
+    if warning := network_warning(spec):
+        console.print(Text(warning, style="yellow"))
     console.print(revisions)
     if function.get("triggers"):
         from polyfn.cli.events import trigger_table
@@ -680,6 +694,15 @@ def describe(
     from polyfn.cli.scaling import render_scaling
 
     render_scaling(console, function)
+
+
+def network_warning(spec: dict[str, Any]) -> str:
+    """What `describe` says about a function on the host's own network (an explicit choice)."""
+    if spec.get("network") not in ("host", "all"):
+        return ""
+    return ("warning: network host — this function reaches everything the node can: its loopback services "
+            "(PostgreSQL, Redis, NATS …), its private networks and the cloud metadata address. Prefer the default "
+            "`egress` with `--allow-net HOST:PORT` for the services it needs (docs/security.md).")
 
 
 _UNITS = {"memory": "MB", "timeout": "s", "keepalive": "s"}

@@ -186,46 +186,86 @@ class WxDatabaseApi:
         await _send(send, *await self.run(caller, action, req))
 
     async def _watch(self, caller: Caller, req: Any, receive: Any, send: Any) -> None:
-        """Server-sent events: one `data:` line per snapshot, until the client goes away."""
         try:
             stream = await self.watcher.open(caller, req)
         except WxError as e:
             await _send(send, *failure("collection.watch", e.code, e.message))
             return
-        await send({"type": "http.response.start", "status": 200, "headers": [
-            (b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]})
+        await EventStream(stream).serve(receive, send)
+
+
+class EventStream:
+    """Snapshots answered as server-sent events (one `data:` line each) until the client goes away; a comment
+    line every `heartbeat` seconds keeps proxies from closing a quiet stream and finds clients that left.
+    `alive()` is asked before every line: False ends the stream (an end user signed out or revoked while
+    watching). Both faces that watch (this one, and the app platform's for end users) answer with it."""
+
+    def __init__(self, snapshots: AsyncIterator[dict[str, Any]], headers: list[tuple[bytes, bytes]] | None = None,
+                 heartbeat: float = 15.0, alive: Callable[[], bool] = lambda: True,
+                 on_close: Callable[[], None] | None = None):
+        self.snapshots = snapshots
+        self.headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
+                        (b"x-accel-buffering", b"no"), *(headers or [])]
+        self.heartbeat = heartbeat
+        self.alive = alive
+        self.on_close = on_close  # called once when the stream ends, however it ends
+
+    async def serve(self, receive: Any, send: Any) -> None:
+        try:
+            await self._serve(receive, send)
+        finally:
+            if self.on_close is not None:
+                self.on_close()
+
+    async def _serve(self, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.headers})
 
         async def gone() -> None:
             while (await receive())["type"] != "http.disconnect":
                 pass
 
         waiter = asyncio.ensure_future(gone())
+        events = _until(self.snapshots, waiter, self.heartbeat)
         try:
-            async for snap in _until(stream, waiter):
-                await send({"type": "http.response.body", "body": b"data: " + _enc.encode(snap) + b"\n\n",
-                            "more_body": True})
+            async for snap in events:
+                if not self.alive():
+                    break
+                body = b": keep-alive\n\n" if snap is None else b"data: " + _enc.encode(snap) + b"\n\n"
+                await send({"type": "http.response.body", "body": body, "more_body": True})
         except OSError:
             pass
         finally:
             waiter.cancel()
-            await stream.aclose()
+            await events.aclose()  # first: it cancels a pending read of the snapshots
+            await self.snapshots.aclose()  # type: ignore[attr-defined]
         with contextlib.suppress(Exception):
             await send({"type": "http.response.body", "body": b""})
 
 
-async def _until(stream: AsyncIterator[dict[str, Any]], stop: asyncio.Future[Any]) -> AsyncIterator[dict[str, Any]]:
-    while not stop.done():
-        nxt = asyncio.ensure_future(stream.__anext__())
-        await asyncio.wait([nxt, stop], return_when=asyncio.FIRST_COMPLETED)
-        if not nxt.done():
+async def _until(stream: AsyncIterator[dict[str, Any]], stop: asyncio.Future[Any],
+                 heartbeat: float) -> AsyncIterator[dict[str, Any] | None]:
+    """The stream's items until `stop` is done; None after each `heartbeat` seconds without one."""
+    nxt: asyncio.Future[Any] | None = None
+    try:
+        while not stop.done():
+            if nxt is None:
+                nxt = asyncio.ensure_future(stream.__anext__())
+            await asyncio.wait([nxt, stop], timeout=heartbeat, return_when=asyncio.FIRST_COMPLETED)
+            if stop.done():
+                return
+            if not nxt.done():
+                yield None
+                continue
+            done, nxt = nxt, None
+            try:
+                yield done.result()
+            except StopAsyncIteration:
+                return
+    finally:
+        if nxt is not None and not nxt.done():
             nxt.cancel()
             with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
                 await nxt
-            return
-        try:
-            yield nxt.result()
-        except StopAsyncIteration:
-            return
 
 
 async def _send(send: Any, status: int, out: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ matching the same best rule are ambiguous (unless only one sits in a conventiona
 two programming models are recognised before the rules: a `function.json` (v1) or a module-level
 `func.FunctionApp()` (v2).
 
+C# (Azure Functions' `[FunctionName]`) is recognised by `polyfn.deploy.detect_dotnet`, asked before all.
 Non-Python code is recognised by `polyfn.deploy.detect_node` when that module exists (Node.js and plain
 HTTP servers): it is asked first and returns None when the upload is not its kind.
 
@@ -22,6 +23,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from polyfn.deploy import detect_dotnet
 from polyfn.deploy.errors import DeployError
 
 PREFERRED_MODULES = ("handler", "main", "index", "lambda_function", "function_app", "function", "app", "func",
@@ -340,6 +342,8 @@ def detect(files: dict[str, bytes], flavor: str | None, handler: str | None,
 
     Python first unless the upload is clearly Node.js or an HTTP server (the hook says so); when Python
     detection finds nothing and there is Node/HTTP code, the hook decides."""
+    if runtime == "dotnet" or (runtime is None and detect_dotnet.is_dotnet(files)):  # C# Azure functions
+        return Detection(*detect_dotnet.detect(files, flavor, handler))
     hook = _node_hook()
     given = runtime  # what the user said; the hook decides between node and http when they said nothing
     if runtime is None and hook is not None:

@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from polyfn.config import Settings
-from polyfn.deploy import archive, build, checks, deps, detect, detect_node
+from polyfn.deploy import archive, build, build_dotnet, checks, deps, detect, detect_dotnet, detect_node
 from polyfn.deploy.artifacts import ArtifactError, S3Artifacts
 from polyfn.deploy.errors import DeployError
 from polyfn.model import (
@@ -57,6 +57,9 @@ class Deployer:
             deps_dir = await build.npm_install(files, s.deps_dir, progress)
         if spec.runtime == "http" and spec.handler == detect_node.GO_HANDLER:
             await build.go_build(code_dir, files, s.data_dir / "build" / sha[:24], s.data_dir / "build" / ".cache", progress)
+        if spec.runtime == "dotnet":
+            await build_dotnet.build(files, s.data_dir / "build" / sha[:24], s.data_dir / "build" / ".cache",
+                                     spec.handler, progress)
         return code_dir, deps_dir
 
     async def localise(self, rev: Revision) -> Revision:
@@ -84,7 +87,8 @@ class Deployer:
     def _runnable_here(self, rev: Revision) -> bool:
         if not Path(rev.code_dir).is_dir() or (rev.deps_dir is not None and not Path(rev.deps_dir).is_dir()):
             return False
-        if rev.spec.runtime == "http" and rev.spec.handler == detect_node.GO_HANDLER:  # built per node
+        if rev.spec.runtime == "dotnet" or (rev.spec.runtime == "http" and rev.spec.handler == detect_node.GO_HANDLER):
+            # built per node
             return (self.settings.data_dir / "build" / rev.code_sha256[:24]).is_dir()
         return True
 
@@ -115,6 +119,13 @@ class Deployer:
             detected["why"] = found.reason
             progress(f"detected {', '.join(f'{k}={v}' for k, v in detected.items() if k != 'why')}: {found.reason}")
         fields.update(runtime=found.runtime, flavor=found.flavor, handler=found.handler)
+        if found.runtime == "dotnet" and not fields.get("auth"):  # [HttpTrigger(AuthorizationLevel.X)]
+            auth = detect_dotnet.auth_for(files, found.handler)
+            if auth:
+                fields["auth"] = auth
+                detected["auth"] = auth
+                progress(f"auth={auth}: the HttpTrigger's AuthorizationLevel"
+                         + (" (a key in ?code= or x-functions-key, as on Azure)" if auth == "key" else ""))
         fields.setdefault("timeout", s.default_timeout)
         fields.setdefault("memory", s.default_memory)
         try:
@@ -133,7 +144,7 @@ class Deployer:
                     e.args = (e.message,)
                 raise
             detect.check_signature(files, spec.handler, spec.flavor)
-        else:
+        elif spec.runtime != "dotnet":  # C#: the build checks the handler (build_dotnet.check)
             detect_node.check_handler(files, spec.runtime, spec.handler)
         sha = archive.digest(files)
         progress(f"code: {len(files)} files, sha256 {sha[:12]}")

@@ -77,6 +77,8 @@ def outcome_error(out: Outcome) -> tuple[str | None, dict[str, Any]]:
             msg = e.get("message") or e.get("errorMessage")
             if msg:
                 err["message"] = str(msg)[:1000]
+            if isinstance(e.get("errorType"), str):
+                err["errorType"] = e["errorType"][:200]
     except ValueError:
         if out.body:
             err["message"] = out.body[:1000].decode("utf-8", "replace")
@@ -580,7 +582,7 @@ class AsyncQueue:
         """Retry, dead-letter or complete an attempt: True when the job went to the completion batch (released
         from its function already)."""
         code, err = outcome_error(out) if out.status >= 400 else (None, {})
-        cls = retry.classify(out.status, code)
+        cls = retry.classify(out.status, code, err.get("errorType"))
         if out.status >= 400 and self.on_failure is not None:
             self.on_failure(job, failure_reason(out.status, code))
         active = self.registry.get(job.function)

@@ -14,10 +14,17 @@ SUCCESS = "success"  # the function answered (any status below 500 except 429)
 SHUTDOWN = "shutdown"  # the node is draining: run again later without counting the attempt
 MISSING = "missing"  # the function does not exist (any more)
 FATAL = "fatal"  # will never work as sent (payload too large, …)
+PERMANENT = "permanent"  # the function cannot start until it is redeployed (its module does not import …)
+
+#: init errors that the same code will hit again on every start (Lambda's `Runtime.*` init error types);
+#: other init failures (sandbox, resources, an init timeout) may pass on a later try and are retried
+PERMANENT_INIT = frozenset({"Runtime.ImportModuleError", "Runtime.UserCodeSyntaxError", "Runtime.HandlerNotFound",
+                            "Runtime.HandlerSignature", "Runtime.UnknownFlavor", "Runtime.MalformedHandlerName"})
 
 
-def classify(status: int, platform_error: str | None) -> str:
-    """The failure class of an invocation from its HTTP status and `X-Polyfn-Error` code (None if absent)."""
+def classify(status: int, platform_error: str | None, error_type: str | None = None) -> str:
+    """The failure class of an invocation from its HTTP status, `X-Polyfn-Error` code (None if absent) and,
+    for a failed start, the init error's type."""
     if platform_error == "shutting_down":
         return SHUTDOWN
     if platform_error == "function_not_found":
@@ -28,6 +35,8 @@ def classify(status: int, platform_error: str | None) -> str:
         return "throttle"
     if platform_error == "function_timeout" or status == 504:
         return "timeout"
+    if platform_error == "function_init_failed" and error_type in PERMANENT_INIT:
+        return PERMANENT
     if platform_error in ("function_crashed", "function_oom", "function_init_failed"):
         return "crash"
     if status >= 500:
@@ -62,6 +71,8 @@ def decide(cls: str, attempt: int, age: float, spec: FunctionSpec,
         return Decision("done")
     if cls == SHUTDOWN:
         return Decision("retry", 0.0, "node shutting down")
+    if cls == PERMANENT:
+        return Decision("dead", reason="the function cannot start (a permanent init error): not retried")
     if cls in (MISSING, FATAL):
         return Decision("dead", reason="function_not_found" if cls == MISSING else "not_retryable")
     if cls not in spec.retry_on:

@@ -34,7 +34,9 @@ def prepare(env: Mapping[str, str], pdeathsig: Callable[[], None]) -> Prepared:
 
     `env` is the zygote's environment: `POLYFN_CGROUP_BASE` (memory) and `POLYFN_CGROUP_EXTRA`
     (`ctrl=path,…`, v1), `POLYFN_CGROUP_VERSION`, `POLYFN_SANDBOX_NS` (`mount,pid,net`)."""
-    from polyfn.sandbox import cgroups, namespaces
+    import json
+
+    from polyfn.sandbox import cgroups, linux, namespaces
 
     prepared = Prepared()
     base = env.get("POLYFN_CGROUP_BASE", "")
@@ -59,6 +61,27 @@ def prepare(env: Mapping[str, str], pdeathsig: Callable[[], None]) -> Prepared:
     layers = {x for x in env.get("POLYFN_SANDBOX_NS", "").split(",") if x}
     if layers:
         namespaces.enter(layers, prepared, pdeathsig)
+    staged = env.get("POLYFN_SANDBOX_ROOT", "")
+    if staged and "mount" in prepared.namespaces:  # the shared part of the root filesystem, off the cold path
+        from polyfn.sandbox import rootfs
+
+        try:
+            cfg = json.loads(staged)
+            rootfs.build(cfg["root"], cfg["mask"], int(cfg["tmp_mb"]), rootfs.STAGE)
+            prepared.root_staged = rootfs.digest(cfg["root"], cfg["mask"], int(cfg["tmp_mb"]))
+        except (OSError, ValueError, KeyError) as e:  # built at spawn instead
+            prepared.notes.append(f"could not stage the root filesystem: {e}")
+            try:
+                linux.umount(rootfs.STAGE)
+            except OSError:
+                pass
+    if env.get("POLYFN_SANDBOX_EGRESS") == "1" and prepared.host_netns_fd >= 0:  # the default network's veth
+        from polyfn.sandbox import veth
+
+        try:
+            prepared.egress = veth.connect(prepared.host_netns_fd, prepared.host_pid or os.getpid())
+        except OSError as e:  # tried again at spawn for an `egress` function, which fails closed
+            prepared.notes.append(f"could not make the egress veth: {e}")
     return prepared
 
 
@@ -84,34 +107,61 @@ def limit_cgroup(plan: SandboxPlan, prepared: Prepared) -> str:
                               plan.cpu_shares, plan.cpu_quota)
 
 
-def network(plan: SandboxPlan, prepared: Prepared) -> str:
-    """`all`: back to the host network; `none`: stay in (or make) a loopback-only namespace; `polyfn`: the
-    same plus relayed listeners for polyfn's own ports (sandbox/relay.py). Returns what was done."""
+HOST_NETWORKS = ("all", "host")
+RELAYED = ("polyfn", "egress")
+
+
+def network(plan: SandboxPlan, prepared: Prepared, relay: bool = True) -> str:
+    """`host` (`all`): back to the host network; `none`: stay in (or make) a loopback-only namespace;
+    `polyfn`: the same plus relayed listeners for polyfn's own ports and the function's allow-list
+    (sandbox/relay.py); `egress`: `polyfn` plus a veth pair to the outside under the host's nftables
+    policy (sandbox/veth.py, sandbox/egress.py). `relay=False`: the listeners are made later (a Node
+    agent, once its function is known). Returns what was done."""
     from polyfn.sandbox import linux
 
+    kind = plan.network
     if prepared.host_netns_fd >= 0:
-        if plan.network == "all":
-            linux.setns(prepared.host_netns_fd, linux.CLONE_NEWNET)
-        os.close(prepared.host_netns_fd)
-        prepared.host_netns_fd = -1
-    elif plan.network != "all":
+        try:
+            if kind in HOST_NETWORKS:
+                linux.setns(prepared.host_netns_fd, linux.CLONE_NEWNET)
+            elif kind == "egress" and not prepared.egress:
+                from polyfn.sandbox import veth
+
+                prepared.egress = veth.connect(prepared.host_netns_fd, prepared.host_pid or os.getpid())
+            elif kind != "egress" and prepared.egress:  # the blank's veth is not for this function
+                from polyfn.sandbox import veth
+
+                veth.remove()
+                prepared.egress = ""
+        except OSError as e:
+            raise SandboxError(f"sandbox: network {kind!r} cannot be set up ({e.strerror or e})") from None
+        finally:
+            os.close(prepared.host_netns_fd)
+            prepared.host_netns_fd = -1
+    elif kind not in HOST_NETWORKS:
+        if kind == "egress":
+            raise SandboxError("sandbox: network 'egress' needs the host network's handle (root, net layer)")
         try:
             linux.unshare(linux.CLONE_NEWNET)
             linux.loopback_up()
         except OSError as e:
-            raise SandboxError(f"sandbox: network {plan.network!r} cannot be enforced ({e.strerror or e})") from None
-    if plan.network == "all":
+            raise SandboxError(f"sandbox: network {kind!r} cannot be enforced ({e.strerror or e})") from None
+    if kind in HOST_NETWORKS:
         return ""
-    if plan.network == "polyfn":
-        from polyfn.sandbox import relay
+    done = "net ns (loopback only)"
+    if kind == "egress":
+        done = f"net ns (egress via veth {prepared.egress}, host and private ranges refused)"
+    if kind in RELAYED and relay:
+        from polyfn.sandbox import relay as netrelay
 
-        if not plan.relay_socket or not plan.relay_ports:
-            raise SandboxError("sandbox: network 'polyfn' needs the server's relay (no endpoint to relay)")
+        if not plan.relay_socket or not (plan.relay_ports or plan.allow):
+            raise SandboxError(f"sandbox: network {kind!r} needs the server's relay (no endpoint to relay)")
         try:
-            return relay.expose(plan.relay_socket, plan.relay_ports, prepared.host_pid or os.getpid())
+            done += "; " + netrelay.expose(plan.relay_socket, plan.relay_ports, prepared.host_pid or os.getpid(),
+                                        plan.allow)
         except OSError as e:
-            raise SandboxError(f"sandbox: network 'polyfn' cannot be set up ({e.strerror or e})") from None
-    return "net ns (loopback only)"
+            raise SandboxError(f"sandbox: network {kind!r} cannot be set up ({e.strerror or e})") from None
+    return done
 
 
 def apply(plan: SandboxPlan, prepared: Prepared | None = None, required: tuple[str, ...] = ()) -> list[str]:
@@ -130,7 +180,7 @@ def apply(plan: SandboxPlan, prepared: Prepared | None = None, required: tuple[s
     if "mount" in prepared.namespaces:
         from polyfn.sandbox import mounts
 
-        applied.append(mounts.setup(plan))
+        applied.append(mounts.setup(plan, prepared))
     applied.append(limits.apply_rlimits(plan))
     if plan.uid:
         os.setgroups([])

@@ -74,6 +74,17 @@ def mount(source: str, target: str, fstype: str | None, flags: int, data: str | 
     )
 
 
+#: pivot_root has no glibc wrapper: the raw system call
+SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    nr = SYS_PIVOT_ROOT.get(os.uname().machine)
+    if nr is None:
+        raise OSError(errno.ENOSYS, f"pivot_root: unsupported architecture {os.uname().machine}")
+    _check(libc().syscall(nr, new_root.encode(), put_old.encode()), "pivot_root")
+
+
 def umount(target: str, flags: int = MNT_DETACH) -> None:
     _check(libc().umount2(target.encode(), flags), f"umount {target}")
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 import os
 
 from polyfn.sandbox import linux
-from polyfn.sandbox.plan import SandboxPlan
+from polyfn.sandbox.plan import Prepared, SandboxPlan
 
 _NOSUID_NODEV = linux.MS_NOSUID | linux.MS_NODEV
 
 
-def setup(plan: SandboxPlan) -> str:
+def setup(plan: SandboxPlan, prepared: Prepared | None = None) -> str:
+    if plan.root:
+        return _setup_root(plan, prepared)
     fds = [(b, os.open(b, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)) for b in plan.binds if os.path.isdir(b)]
     try:
         if plan.tmp_mb:
@@ -52,6 +54,31 @@ def setup(plan: SandboxPlan) -> str:
 
 
 SECRETS_DIR = "/run/secrets"
+
+
+def _setup_root(plan: SandboxPlan, prepared: Prepared | None) -> str:
+    """The instance's own root filesystem (sandbox/rootfs.py): nothing of the host but what it lists. A
+    pre-forked blank may have built its shared part already (`sandbox.prepare`): then only the function's
+    code, dependencies and /etc are added here."""
+    from polyfn.sandbox import rootfs
+
+    staged = prepared.root_staged if prepared is not None else ""
+    if staged and staged == rootfs.digest(plan.root, plan.root_mask, plan.tmp_mb):
+        desc = rootfs.enter_staged(plan.binds, plan.etc)
+    else:
+        if staged:  # built for another plan: drop it
+            linux.umount(rootfs.STAGE)
+        desc = rootfs.enter(plan.root, plan.binds, plan.etc, plan.tmp_mb, plan.root_mask)
+    if plan.secret_files:
+        os.makedirs(SECRETS_DIR, mode=0o755, exist_ok=True)
+        _write_secrets(plan)
+    rootfs.seal()
+    parts = [desc]
+    if plan.tmp_mb:
+        parts.append(f"/tmp {plan.tmp_mb} MB")
+    if plan.secret_files:
+        parts.append(f"{len(plan.secret_files)} secret(s) in /run/secrets")
+    return "mount ns (" + ", ".join(parts) + ")"
 
 # statvfs flag → mount flag, for the flags a remount inside a user namespace must keep ("locked" flags).
 _KEEP = ((os.ST_NOEXEC, linux.MS_NOEXEC), (os.ST_NOATIME, 1024), (os.ST_NODIRATIME, 2048), (os.ST_RELATIME, 1 << 21))

@@ -6,7 +6,7 @@ import os
 
 import msgspec
 
-LAYERS = ("cgroup", "mount", "pid", "net", "uid", "seccomp")  # switchable with POLYFN_SANDBOX_DISABLE
+LAYERS = ("cgroup", "mount", "root", "pid", "net", "egress", "uid", "seccomp")  # switchable with POLYFN_SANDBOX_DISABLE
 
 
 class SandboxPlan(msgspec.Struct, kw_only=True, array_like=True):
@@ -24,12 +24,17 @@ class SandboxPlan(msgspec.Struct, kw_only=True, array_like=True):
     tmp_mb: int = 0  # size of the private /tmp (needs the mount namespace)
     hide: list[str] = []  # directories covered by an empty read-only tmpfs (the data dir …)
     binds: list[str] = []  # directories inside `hide` made visible again, read-only (own code, deps)
-    network: str = "all"  # all | polyfn | none
+    network: str = "all"  # egress | host (= all) | polyfn | none: sandbox.network
+    allow: list[str] = []  # egress/polyfn: "IP:PORT" a function may reach (relayed by the server)
     seccomp: bool = False
     no_new_privs: bool = True
     secret_files: dict[str, str] = {}  # name → value, written to /run/secrets/NAME (tmpfs, 0400, the uid's)
     relay_socket: str = ""  # network `polyfn`: the server's NetRelay socket (sandbox/relay.py)
     relay_ports: list[int] = []  # network `polyfn`: polyfn's ports, reachable at 127.0.0.1:PORT inside
+    # --- the root filesystem (sandbox/rootfs.py); empty `root`: the host's root stays, `hide` applies
+    root: list[str] = []  # host paths bound read-only into the instance's own root (besides `binds`)
+    root_mask: list[str] = []  # directories a bind brings along that stay empty (site-packages …)
+    etc: dict[str, str] = {}  # the generated /etc: file name → content
 
 
 class Prepared(msgspec.Struct, kw_only=True):
@@ -39,6 +44,8 @@ class Prepared(msgspec.Struct, kw_only=True):
     cgroup_version: int = 0
     namespaces: list[str] = []  # "mount", "pid", "net" entered
     host_netns_fd: int = -1  # to go back to the host network for `network: all`
+    egress: str = ""  # the instance's address on its veth pair, when the blank made one (sandbox/veth.py)
+    root_staged: str = ""  # rootfs.digest of the shared root a blank built at rootfs.STAGE ("" if none)
     pid_ns: bool = False  # we are in a fresh pid namespace, under an init and a supervisor
     host_pid: int = 0  # the supervisor's pid: the one the server knows for this instance
     notes: list[str] = []  # why a layer could not be entered (reported in the instance's info)

@@ -57,6 +57,25 @@ def _pid() -> None:
         raise OSError("cannot mount a fresh /proc in a new pid namespace")
 
 
+def _root() -> None:
+    """A root filesystem of its own: a tmpfs entered with pivot_root (sandbox/rootfs.py)."""
+    from polyfn.sandbox import linux
+
+    if os.geteuid() != 0:
+        uid, gid = os.getuid(), os.getgid()
+        linux.unshare(linux.CLONE_NEWUSER | linux.CLONE_NEWNS)
+        from polyfn.sandbox import namespaces
+
+        namespaces.map_self(uid, gid)
+    else:
+        linux.unshare(linux.CLONE_NEWNS)
+    linux.mount("none", "/", None, linux.MS_REC | linux.MS_PRIVATE)
+    linux.mount("tmpfs", "/tmp", "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, "size=64k")
+    os.chdir("/tmp")
+    linux.pivot_root(".", ".")
+    linux.umount(".", linux.MNT_DETACH)
+
+
 def _net() -> None:
     from polyfn.sandbox import linux
 
@@ -102,12 +121,13 @@ def _userns_all() -> None:
 
 
 def probe() -> dict[str, str]:
-    """{layer: "" if available else why not} for mount, pid, net, uid, seccomp, userns."""
+    """{layer: "" if available else why not} for mount, root, pid, net, uid, seccomp, userns."""
     root = os.geteuid() == 0
     if root:
         res = {"mount": _in_child(_mount), "pid": _in_child(_pid), "net": _in_child(_net),
                "seccomp": _in_child(_seccomp), "userns": _in_child(_userns)}
         res["uid"] = "needs the mount namespace (the data dir is 0700)" if res["mount"] else ""
+        res["root"] = (res["mount"] and "needs the mount namespace") or _in_child(_root)
         return res
     # Not root: the namespaces come from a user namespace, if the kernel allows unprivileged ones.
     why = _in_child(_userns_all)
@@ -115,6 +135,7 @@ def probe() -> dict[str, str]:
            "userns": why}
     res["pid"] = res["mount"]
     res["net"] = res["mount"]
+    res["root"] = res["mount"] or _in_child(_root)
     res["uid"] = "not root (a user namespace maps only your own uid)"
     return res
 

@@ -28,33 +28,45 @@ if TYPE_CHECKING:  # the instance side (`expose`) runs on the cold path: no asyn
     import asyncio
 
 LOOPBACK = "127.0.0.1"
-MAX_PORTS = 8
+MAX_PORTS = 40  # polyfn's endpoints and a function's allow-list entries
 
 
-def expose(socket_path: str, ports: list[int], host_pid: int) -> str:
-    """In the instance's network namespace: listen on 127.0.0.1:`ports`, give the listeners to the server
-    at `socket_path`, wait for its answer. Raises OSError when the server refuses or cannot be reached."""
+def expose(socket_path: str, ports: list[int], host_pid: int, dests: list[str] = ()) -> str:  # type: ignore[assignment]
+    """In the instance's network namespace: listen on 127.0.0.1:`ports` and on each `dests` entry
+    ("IP:PORT", the function's allow-list: the IP is made local to the namespace first), give the listeners
+    to the server at `socket_path`, wait for its answer. Raises OSError when the server refuses or cannot be
+    reached."""
     listeners: list[socket.socket] = []
+    pairs = [(LOOPBACK, p) for p in ports] + [_split(d) for d in dests]
     try:
-        for port in ports:
+        for host, port in pairs:
+            if not host.startswith("127."):
+                from polyfn.sandbox import veth
+
+                veth.add_local_address(host)
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             listeners.append(s)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind((LOOPBACK, port))
+            s.bind((host, port))
             s.listen(256)  # connections made before the server accepts wait in this backlog
         with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as ctl:
             ctl.settimeout(10)
             ctl.connect(socket_path)
-            body = json.dumps({"pid": host_pid, "ports": ports}).encode()
+            body = json.dumps({"pid": host_pid, "ports": ports, "dests": [list(p) for p in pairs[len(ports):]]})
             fds = array.array("i", [s.fileno() for s in listeners])
-            ctl.sendmsg([body], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())])
+            ctl.sendmsg([body.encode()], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())])
             answer = ctl.recv(512).decode(errors="replace")
     finally:
         for s in listeners:
             s.close()
     if answer != "ok":
         raise OSError(f"the server's network relay refused the instance: {answer or 'no answer'}")
-    return "net ns (polyfn endpoints only: " + ", ".join(f"{LOOPBACK}:{p}" for p in ports) + ")"
+    return "relayed: " + ", ".join(f"{h}:{p}" for h, p in pairs)
+
+
+def _split(dest: str) -> tuple[str, int]:
+    host, _, port = dest.rpartition(":")
+    return host, int(port)
 
 
 class NetRelay:
@@ -68,6 +80,8 @@ class NetRelay:
         self._servers: dict[int, list[asyncio.AbstractServer]] = {}  # host pid → its relays
         self._tasks: set[asyncio.Task[None]] = set()
         self.connections = 0
+        #: allow-list destinations (IP, port) of deployed functions: the only others an instance may relay
+        self.allowed: set[tuple[str, int]] = set()
 
     async def start(self) -> None:
         import asyncio
@@ -130,34 +144,42 @@ class NetRelay:
             return f"refused: uid {uid}"
         req = json.loads(msg)
         pid, ports = int(req["pid"]), [int(p) for p in req["ports"]]
-        if len(ports) != len(fds) or not ports or pid <= 0:
+        dests = [(str(h), int(p)) for h, p in req.get("dests", [])]
+        if len(ports) + len(dests) != len(fds) or not fds or pid <= 0:
             return "refused: one listener per port"
         if pid in self._servers or not os.path.exists(f"/proc/{pid}"):
             return f"refused: pid {pid} is unknown or already relayed"
-        socks = []
-        for port, fd in zip(ports, fds, strict=True):
+        wanted: list[tuple[tuple[str, int], tuple[str, int]]] = []  # (listener address, upstream)
+        for port in ports:
             if port not in self.targets:
                 return f"refused: port {port} is not one of polyfn's endpoints"
+            wanted.append(((LOOPBACK, port), self.targets[port]))
+        for dest in dests:
+            if dest not in self.allowed:
+                return f"refused: {dest[0]}:{dest[1]} is on no function's allow-list"
+            wanted.append((dest, dest))
+        socks = []
+        for (addr, _), fd in zip(wanted, fds, strict=True):
             s = socket.socket(fileno=os.dup(fd))
             socks.append(s)
             if (s.family != socket.AF_INET or s.type != socket.SOCK_STREAM
                     or not s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
-                    or s.getsockname() != (LOOPBACK, port)):
+                    or s.getsockname() != addr):
                 for x in socks:
                     x.close()
-                return f"refused: the descriptor for port {port} is not a listener on {LOOPBACK}:{port}"
+                return f"refused: the descriptor for {addr[0]}:{addr[1]} is not a listener on it"
         self._servers[pid] = []
-        task = asyncio.get_running_loop().create_task(self._serve(pid, list(zip(ports, socks, strict=True))))
+        task = asyncio.get_running_loop().create_task(
+            self._serve(pid, [(up, s) for (_, up), s in zip(wanted, socks, strict=True)]))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return "ok"
 
-    async def _serve(self, pid: int, pairs: list[tuple[int, socket.socket]]) -> None:
+    async def _serve(self, pid: int, pairs: list[tuple[tuple[str, int], socket.socket]]) -> None:
         import asyncio
 
-        for port, s in pairs:
+        for (host, real), s in pairs:
             s.setblocking(False)
-            host, real = self.targets[port]
 
             async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str = host,
                             real: int = real) -> None:

@@ -103,8 +103,7 @@ def _agent_mode(cfg: Config, prepared: object) -> None:
     plan = cfg.plan
     sandbox.check_required(prepared, tuple(cfg.required))  # type: ignore[arg-type]
     applied = [x for x in (sandbox.limit_cgroup(plan, prepared),  # type: ignore[arg-type]
-                           sandbox.network(msgspec.structs.replace(plan, network="none" if plan.network == "polyfn"
-                                                                   else plan.network), prepared)) if x]  # type: ignore[arg-type]
+                           sandbox.network(plan, prepared, relay=False)) if x]  # type: ignore[arg-type]
     gate_r, gate_w = os.pipe()
     child = os.fork()
     if child == 0:
@@ -141,10 +140,10 @@ def _agent_mode(cfg: Config, prepared: object) -> None:
         try:
             full = msgspec.json.decode(_read_frame(cfg.ctrl), type=SandboxPlan)
             host_pid = prepared.host_pid or os.getpid()  # type: ignore[attr-defined]
-            if full.network == "polyfn":
+            if full.network in sandbox.RELAYED:
                 from polyfn.sandbox import relay
 
-                applied.append(relay.expose(full.relay_socket, full.relay_ports, host_pid))
+                applied.append(relay.expose(full.relay_socket, full.relay_ports, host_pid, full.allow))
             if "mount" in prepared.namespaces:  # type: ignore[attr-defined]
                 from polyfn.sandbox import mounts
 

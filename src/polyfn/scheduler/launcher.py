@@ -282,7 +282,7 @@ def launch_instance(launcher: Launcher, settings: Any, rev: Any, ispec: Any, pla
     which then replaces the caller's."""
     spec = rev.spec
     api = api_url(settings)
-    if plan is not None and plan.network == "polyfn":
+    if plan is not None and plan.network in ("polyfn", "egress"):
         for outside, inside in (urls or {}).items():
             api = api.replace(outside, inside)
     payload: dict[str, Any] = {
@@ -300,19 +300,20 @@ def launch_instance(launcher: Launcher, settings: Any, rev: Any, ispec: Any, pla
     required = list(ispec.namespaces)
     if spec.runtime == "node":
         return _launch_node(launcher, spec, plan, payload, env, prepare, required, run_dir / "node-instances.log")
-    if spec.runtime != "http":
+    if spec.runtime not in ("http", "dotnet"):  # dotnet: the proxy runs the C# host (runtimes/dotnet)
         raise LaunchError(f"no launcher for runtime {spec.runtime!r}")
+    payload["runtime"] = spec.runtime
     payload["build_dir"] = str(build_dir(settings, rev.code_sha256))
     payload["ready_timeout"] = max(0.5, 0.7 * min(settings.init_timeout, max(spec.timeout, 1.0)))
     private = bool(getattr(settings, "http_private_network", True))
     if plan is not None:
         if os.path.isdir(payload["build_dir"]):  # the deploy-time build (a Go program …) lives in the data dir
             plan = msgspec.structs.replace(plan, binds=[*plan.binds, payload["build_dir"]])
-        if "net" in required and plan.network == "all" and private:
+        if "net" in required and plan.network in ("all", "host") and private:
             # the sandbox makes the private namespace (the proxy itself could not: seccomp, uid)
             plan = msgspec.structs.replace(plan, network="none")
-        if plan.network != "all":
-            payload["sandbox_network"] = "loopback only" if plan.network == "none" else "polyfn"
+        if plan.network not in ("all", "host"):
+            payload["sandbox_network"] = "loopback only" if plan.network == "none" else plan.network
             private = False
     payload["private_network"] = private
     env["PYTHONDONTWRITEBYTECODE"] = "1"
@@ -338,7 +339,7 @@ def _launch_node(launcher: Launcher, spec: Any, plan: SandboxPlan | None, payloa
         return pid, ours
     # What a blank may be made with before its function is known: nothing function-specific.
     generic = msgspec.structs.replace(plan, uid=0, gid=0, hide=[], binds=[], secret_files={},
-                                      relay_socket="", relay_ports=[])
+                                      relay_socket="", relay_ports=[], allow=[], etc={})
     key = ("node", msgspec.json.encode(generic))
 
     def make() -> Blank:

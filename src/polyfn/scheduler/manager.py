@@ -19,7 +19,7 @@ from polyfn.config import Settings
 from polyfn.loops import one_item
 from polyfn.model import Revision
 from polyfn.runtimes.python.instance import InstanceSpec
-from polyfn.sandbox import cgroups
+from polyfn.sandbox import cgroups, rootfs
 from polyfn.sandbox.cgroups import CgroupBase
 from polyfn.sandbox.plan import SandboxPlan, cgroup_dir_for
 from polyfn.scheduler import launcher as _launcher
@@ -46,7 +46,7 @@ async def _probe() -> dict[str, str]:
         if proc.returncode is None:
             proc.kill()
         why = f"probe failed: {e}"
-        return {k: why for k in ("mount", "pid", "net", "uid", "seccomp", "userns")}
+        return {k: why for k in ("mount", "root", "pid", "net", "uid", "seccomp", "userns")}
 
 
 EXIT_GRACE = 0.1  # seconds between an instance's exit report and closing its connection if EOF has not
@@ -71,6 +71,18 @@ class InstanceManager:
         self.probe: dict[str, str] = {}
         self._uids: dict[str, int] = {}
         self._expose: tuple[list[str], list[str]] = ([], [])
+        #: the root filesystem layer (sandbox/rootfs.py): shared paths per runtime, masked site-packages
+        self.rootfs = False
+        self._root: dict[str, list[str]] = {}
+        self._root_mask: list[str] = []
+        #: a Python function's import path after its own code: stdlib + provided packages (never the server's)
+        self.py_sys_path: list[str] = []
+        #: network kinds this node can enforce: namespaces at all (else every function is on the host
+        #: network), and `egress` (veth + the nftables table; else `egress` functions get `polyfn`)
+        self.net_ok = False
+        self.egress = False
+        self.network_note = ""
+        self._allow: dict[tuple[str, ...], list[str]] = {}
         self.secret_source: Any = None  # async (names) -> {name: value}; set by the Node
         self._by_pid: dict[int, Instance] = {}
         self._early_exits: dict[int, int] = {}
@@ -105,8 +117,15 @@ class InstanceManager:
                         "POLYFN_CGROUP_PRESET": f"{s.default_memory},{s.pids_max},{max(2, s.default_memory)},"
                                                 f"{s.cpu_quota}"})
         env["POLYFN_ZYGOTE_VENDORS"] = "1" if self.settings.zygote_vendor_preload else "0"
+        if self.egress and "net" in self.namespaces:  # blanks make the default network's veth off the cold path
+            env["POLYFN_SANDBOX_EGRESS"] = "1"
         self.zygote.env = env
         self.prepare_env = env  # what `sandbox.prepare` reads in launched (node, http) instances too
+        if self.rootfs and "mount" in self.namespaces:  # Python blanks build the shared root off the cold path
+            import json
+
+            self.zygote.env = {**env, "POLYFN_SANDBOX_ROOT": json.dumps(
+                {"root": self._root["python"], "mask": self._root_mask, "tmp_mb": s.tmp_size})}
         if "mount" in self.namespaces:  # mount point for /run/secrets tmpfs (an empty directory on the host)
             try:
                 os.makedirs(SECRETS_DIR, mode=0o755, exist_ok=True)
@@ -152,30 +171,89 @@ class InstanceManager:
         userns = os.geteuid() != 0 and not self.probe.get("userns") and "mount" not in off
         if userns:
             self.namespaces.add("user")
-        for layer in ("mount", "pid", "net", "uid", "seccomp"):
+        py_binds, self.py_sys_path = await asyncio.to_thread(rootfs.python_paths)
+        for layer in ("mount", "root", "pid", "net", "uid", "seccomp"):
             why = self.probe.get(layer, "not probed")
             if layer in off:
                 skipped.append(f"{layer} (disabled by configuration)")
-            elif layer in ("pid", "uid") and "mount" not in self.namespaces:
+            elif layer in ("pid", "uid", "root") and "mount" not in self.namespaces:
                 skipped.append(f"{layer} (needs the mount namespace)")
             elif why:
                 skipped.append(f"{layer} ({why})")
             else:
-                if layer == "net" and userns:
-                    pass  # made per instance for `network: none` only (the host network cannot be rejoined)
-                elif layer in ("mount", "pid", "net"):
+                if layer == "net" and userns:  # made per instance (the host network cannot be rejoined)
+                    self.net_ok = True
+                elif layer in ("mount", "pid"):
                     self.namespaces.add(layer)
                 elif layer == "uid":
                     self.drop_uid = True
                     self._expose = self._interpreter_exposure()
+                elif layer == "net":
+                    self.net_ok = True
+                    if not userns:
+                        self.namespaces.add(layer)
+                elif layer == "root":
+                    self.rootfs = True
+                    self._root = rootfs.runtime_roots(py_binds)
+                    self._root_mask = rootfs.site_masks()
                 else:
                     self.seccomp = True
-                parts.append({"mount": "mount ns", "pid": "pid ns", "net": "net ns", "uid": "per-function uid",
-                              "seccomp": "seccomp"}[layer])
+                parts.append({"mount": "mount ns", "root": "own root fs", "pid": "pid ns", "net": "net ns",
+                              "uid": "per-function uid", "seccomp": "seccomp"}[layer])
         if userns:
             parts.insert(0, "user ns (not root)")
+        await self._decide_egress(off, parts, skipped)
         parts.append("rlimits")
         self.isolation = " + ".join(parts) + ("; off: " + ", ".join(skipped) if skipped else "")
+
+    async def _decide_egress(self, off: set[str], parts: list[str], skipped: list[str]) -> None:
+        """The default network (`egress`): a veth pair per instance under the host's nftables policy
+        (sandbox/egress.py). Degraded modes, said in the isolation line and by `polyfn doctor`."""
+        from polyfn.sandbox import egress
+
+        if not self.net_ok:
+            self.network_note = ("no network namespaces: every function runs on the host network "
+                                 "(`egress` and `host` alike; `polyfn`/`none` fail to start)")
+            skipped.append("egress (" + self.network_note + ")")
+            return
+        why = "disabled by configuration" if "egress" in off else ""
+        if not why and "user" in self.namespaces:
+            why = "not root"
+        st = self.settings
+        control = [u for u in (st.database_url, st.queue_url, st.storage_upstream_url, st.artifacts_endpoint,
+                               st.otlp_endpoint) if u]
+        why = why or await asyncio.to_thread(egress.install, control)
+        if why:
+            self.network_note = (f"egress unavailable ({why}): `egress` functions reach only polyfn's endpoints "
+                                 "and their allow-list, not the internet; `--network host` reaches everything")
+            skipped.append(f"egress ({why}; such functions get network polyfn)")
+            return
+        self.egress = True
+        parts.append("egress (veth + nftables: the host and private ranges refused)")
+
+    def network_for(self, spec: Any) -> str:
+        """The network kind an instance of `spec` really gets here (see `_decide_egress`)."""
+        kind = "host" if spec.network == "all" else spec.network
+        if not self.net_ok and kind == "egress":
+            return "host"
+        if kind == "egress" and not self.egress:
+            return "polyfn"
+        return kind
+
+    def allow_for(self, rev: Revision) -> list[str]:
+        """The function's allow-list as IP:PORT (names resolved once per revision), registered with the relay."""
+        from polyfn.sandbox import egress
+
+        key = (rev.function, str(rev.number), *rev.spec.allow_net)
+        allow = self._allow.get(key)
+        if allow is None:
+            allow = egress.resolve_allow(rev.spec.allow_net)
+            self._allow[key] = allow
+        if self.relay is not None:
+            for entry in allow:
+                host, _, port = entry.rpartition(":")
+                self.relay.allowed.add((host, int(port)))
+        return allow
 
     @staticmethod
     def _interpreter_exposure() -> tuple[list[str], list[str]]:
@@ -222,6 +300,8 @@ class InstanceManager:
         spec = rev.spec
         mounts = "mount" in self.namespaces
         uid = self.uid_for(rev.function)
+        network = self.network_for(spec)
+        relayed = network in ("polyfn", "egress")
         return SandboxPlan(
             memory_mb=spec.memory,
             cgroup_base=str(self.cgroups.memory) if self.cgroups else "",
@@ -236,10 +316,14 @@ class InstanceManager:
             tmp_mb=s.tmp_size if mounts else 0,
             hide=[str(s.data_dir.resolve()), *self._expose[0]] if mounts else [],
             binds=[*(d for d in (rev.code_dir, rev.deps_dir) if d), *self._expose[1]] if mounts else [],
-            network=spec.network,
+            network=network,
+            allow=self.allow_for(rev) if relayed else [],
             seccomp=self.seccomp,
-            relay_socket=str(self.relay.path) if self.relay is not None and spec.network == "polyfn" else "",
-            relay_ports=sorted(self.relay.targets) if self.relay is not None and spec.network == "polyfn" else [],
+            relay_socket=str(self.relay.path) if self.relay is not None and relayed else "",
+            relay_ports=sorted(self.relay.targets) if self.relay is not None and relayed else [],
+            root=self._root.get(spec.runtime, []) if self.rootfs else [],
+            root_mask=self._root_mask if self.rootfs else [],
+            etc=rootfs.etc_files(uid, uid) if self.rootfs else {},
         )
 
     def instance_env_for(self, rev: Revision, extra: dict[str, str]) -> dict[str, str]:
@@ -247,7 +331,7 @@ class InstanceManager:
         own, then `extra` (secrets). With `network: polyfn`, polyfn's endpoint URLs are rewritten to the
         addresses its relay listens on inside the instance's network namespace."""
         env = {**self.instance_env, **extra}
-        if rev.spec.network == "polyfn":
+        if self.network_for(rev.spec) in ("polyfn", "egress"):
             for outside, inside in self.relay_urls.items():
                 env = {k: v.replace(outside, inside) for k, v in env.items()}
         return env
@@ -333,6 +417,7 @@ class InstanceManager:
             log_line_max=self.settings.log_line_max,
             log_lines_max=self.settings.log_lines_per_activation,
             log_bytes_max=self.settings.log_bytes_per_activation,
+            sys_path=self.py_sys_path,
         )
         return ispec, plan
 

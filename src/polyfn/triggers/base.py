@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 #: Why a delivery failed, from `polyfn.queue.retry.classify`'s class (the `reason` label of
 #: `polyfn_trigger_errors_total`).
 _REASONS = {"5xx": "function_error", "throttle": "throttled", "crash": "function_crashed",
-            "missing": "function_not_found", "fatal": "rejected", "timeout": "timeout"}
+            "missing": "function_not_found", "fatal": "rejected", "timeout": "timeout",
+            "permanent": "function_init_failed"}
 
 
 def failure_reason(status: int, platform_error: str | None) -> str:

@@ -120,7 +120,7 @@ async def _deliver(runner: Runner, source: str, topic: str, messages: list[Messa
                                        [("x-polyfn-trigger", trig.id)], body, CONTENT_TYPE,
                                        activation_id=uuid.uuid4().hex)
         code, err = outcome_error(out) if out.status >= 400 else (None, {})
-        cls = retry.classify(out.status, code)
+        cls = retry.classify(out.status, code, err.get("errorType"))
         if cls == retry.SHUTDOWN:
             raise Interrupted()
         if cls == retry.SUCCESS:

@@ -28,6 +28,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import struct
@@ -41,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from polyfn.protocol import HEADER, MAX_FRAME, InitError, Invoke, Ready, Result, encode, to_instance_decoder
+from polyfn.runtimes import dotnet
 
 CLONE_NEWNET = 0x40000000
 SIOCGIFFLAGS = 0x8913
@@ -49,6 +51,7 @@ IFF_UP = 0x1
 PR_SET_PDEATHSIG = 1
 HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "proxy-connection", "te", "trailer"}
 DEFAULT_PORT = 8080
+OWN = ("x-polyfn-logs", "x-polyfn-function-error")  # response headers meant for polyfn (own_headers)
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -68,6 +71,17 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def default_or_free_port() -> int:
+    """8080 (Knative's default, for programs that ignore $PORT) unless something listens there already in
+    this namespace (polyfn's own port, relayed in when the node serves on 8080): then a free one."""
+    with socket.socket() as s:
+        try:
+            s.bind(("0.0.0.0", DEFAULT_PORT))
+            return DEFAULT_PORT
+        except OSError:
+            return free_port()
 
 
 class Logs:
@@ -124,6 +138,35 @@ def resolve_command(handler: str, code_dir: str, build_dir: str, env: dict[str, 
     return argv
 
 
+def own_headers(headers: list[tuple[str, str]], body: bytes,
+                line_max: int) -> tuple[list[tuple[str, str]], dict[str, Any] | None, list[tuple[float, str, str]]]:
+    """A program's answers to polyfn, taken out of its response headers: `X-Polyfn-Logs` (a JSON array of
+    `[stream, line]`: the invocation's log lines, exact whatever its pipes do; the C# host sends its ILogger
+    lines so) and `X-Polyfn-Function-Error` (the JSON body is the function's error, typed)."""
+    rest, error, logs = [], None, []
+    now = time.time()
+    for k, v in headers:
+        low = k.lower()
+        if low == "x-polyfn-logs":
+            try:
+                items = json.loads(v)
+            except ValueError:
+                items = [["stderr", "[polyfn] undecodable X-Polyfn-Logs header"]]
+            for item in items if isinstance(items, list) else []:
+                if isinstance(item, list) and len(item) == 2 and item[0] in ("stdout", "stderr"):
+                    logs.append((now, item[0], str(item[1])[:line_max]))
+        elif low == "x-polyfn-function-error":
+            try:
+                error = json.loads(body)
+            except ValueError:
+                error = None
+            if not isinstance(error, dict):
+                error = {"errorType": "Unhandled", "errorMessage": body.decode("utf-8", "replace")[:1000], "stackTrace": []}
+        else:
+            rest.append((k, v))
+    return rest, error, logs
+
+
 def _child_preexec() -> None:
     _libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
 
@@ -153,8 +196,8 @@ class Proxy:
         t0 = time.perf_counter()
         if spec.get("sandbox_network"):  # the sandbox already made a private namespace (network none/polyfn)
             self.network = "private network namespace (" + spec["sandbox_network"] + ")"
-            if spec["sandbox_network"] == "polyfn":  # polyfn's ports are relayed there: a port of its own
-                self.port = free_port()
+            if spec["sandbox_network"] in ("polyfn", "egress"):  # polyfn's ports are relayed there
+                self.port = default_or_free_port()
         elif spec.get("private_network", True) and os.geteuid() == 0:
             why = private_network()
             if why is None:
@@ -174,7 +217,10 @@ class Proxy:
             env["PYTHONPATH"] = spec["deps_dir"]
         else:
             env.pop("PYTHONPATH", None)
-        argv = resolve_command(spec["handler"], spec["code_dir"], spec.get("build_dir", ""), env)
+        if spec.get("runtime") == "dotnet":  # the C# host serving one [FunctionName] of the deploy-time build
+            argv = dotnet.host_command(shutil.which("mono") or "mono", spec.get("build_dir", ""), spec["handler"])
+        else:
+            argv = resolve_command(spec["handler"], spec["code_dir"], spec.get("build_dir", ""), env)
         self.logs.begin(-1)
         try:
             self.child = subprocess.Popen(argv, cwd=spec["code_dir"], env=env, stdin=subprocess.DEVNULL,
@@ -253,8 +299,12 @@ class Proxy:
                 resp = c.getresponse()
                 body = resp.read()
                 out_headers = [(k, v) for k, v in resp.getheaders() if k.lower() not in HOP and k.lower() != "content-length"]
-                return Result(inv.id, resp.status, out_headers, body, None, self.logs.end(inv.id),
-                              (time.perf_counter() - t0) * 1000)
+                logs = self.logs.end(inv.id)
+                error = None
+                if any(k.lower() in OWN for k, _ in out_headers):
+                    out_headers, error, own = own_headers(out_headers, body, self.logs.line_max)
+                    logs = logs + own
+                return Result(inv.id, resp.status, out_headers, body, error, logs, (time.perf_counter() - t0) * 1000)
             except (http.client.HTTPException, OSError) as e:
                 c.close()
                 self.local.conn = None

@@ -28,7 +28,8 @@ from typing import Any
 import msgspec
 
 from polyfn.protocol import HEADER, MAX_FRAME, InitError, Invoke, Ready, Result, encode, to_instance_decoder
-from polyfn.runtimes.python.flavors import Adapter, FunctionMeta, HandlerError, load_adapter
+from polyfn.runtimes.python.flavors import Adapter, FunctionMeta, HandlerError, load_adapter, module_for
+from polyfn.runtimes.python.flavors.base import user_stack
 
 
 class InstanceSpec(msgspec.Struct, kw_only=True, array_like=True):
@@ -51,6 +52,9 @@ class InstanceSpec(msgspec.Struct, kw_only=True, array_like=True):
     log_lines_max: int = 1000
     zygote: bool = False  # become the revision's function zygote (runtimes/python/fnzygote.py), not an instance
     log_bytes_max: int = 1 << 62  # characters of lines kept per invocation (the server bounds bytes again)
+    #: the import path after the function's own code and dependencies: the standard library and the
+    #: runtime's provided packages (sandbox/rootfs.py); empty keeps the zygote's (tests of the instance alone)
+    sys_path: list[str] = []
 
 
 #: modules polyfn provides to user code (firebase_functions): on the import path after the function's own
@@ -264,19 +268,38 @@ def _load_handler(spec: InstanceSpec) -> Any:
 
 def _expected(flavor: str) -> str:
     """`: the <vendor> convention expects …` for messages about a missing or unfit handler."""
-    from polyfn.runtimes.python.flavors import FLAVORS
-
     try:
-        convention = importlib.import_module(FLAVORS[flavor]).Adapter.convention
+        convention = module_for(flavor).Adapter.convention
     except (KeyError, ImportError, AttributeError):
         return ""
     return f" (flavor {flavor}: {convention})"
 
 
 def _stack(e: BaseException) -> list[str]:
-    from polyfn.runtimes.python.flavors.base import user_stack
-
     return user_stack(e)
+
+
+def _isolate_imports(spec: InstanceSpec, own: list[str]) -> None:
+    """What user code can import: its own code and dependencies first, then the standard library and the
+    runtime's provided packages (boto3 …; a function's own copy wins, being earlier), nothing of polyfn's
+    server environment (fastapi, sqlalchemy, polyfn itself, the server's working directory).
+
+    The runtime's own modules stay loaded (the running code holds them) but are forgotten by name, so
+    `import polyfn` looks for files — and in the instance's root filesystem there are none. Modules the
+    zygote loaded from files the root filesystem does not contain are forgotten the same way."""
+    try:
+        module_for(spec.flavor)  # held by the flavors registry: load_adapter needs it after the purge
+    except (KeyError, ImportError):
+        pass  # reported by load_adapter
+    sys.path[:] = [*own, *spec.sys_path, PROVIDED_DIR]
+    sys.path_importer_cache.clear()
+    for name, mod in list(sys.modules.items()):
+        if name == "polyfn" or name.startswith("polyfn."):
+            del sys.modules[name]
+            continue
+        file = getattr(mod, "__file__", None)
+        if file and not os.path.exists(file):
+            del sys.modules[name]
 
 
 def _prepare_process(spec: InstanceSpec, prepared: Any = None) -> list[str]:
@@ -295,8 +318,11 @@ def _prepare_process(spec: InstanceSpec, prepared: Any = None) -> list[str]:
     os.close(devnull)
     os.chdir(spec.code_dir)
     paths = [spec.code_dir] + ([spec.deps_dir] if spec.deps_dir else [])
-    sys.path[:0] = paths
-    sys.path.append(PROVIDED_DIR)  # vendor modules polyfn provides (firebase_functions): after the function's own
+    if spec.sys_path:
+        _isolate_imports(spec, paths)
+    else:  # no provided import path given (tests of the instance alone): add to the zygote's own
+        sys.path[:0] = paths
+        sys.path.append(PROVIDED_DIR)  # vendor modules polyfn provides (firebase_functions): after the function's own
     # A clean environment: nothing of the server's (keys, credentials, database URLs) leaks into user code.
     base = {k: os.environ[k] for k in SAFE_ENV if k in os.environ}
     os.environ.clear()

@@ -106,6 +106,13 @@ def preload() -> None:
     import polyfn.sandbox.seccomp
     from polyfn.runtimes.python import flavors
 
+    # msgspec resolves a Struct's annotations through its module by name the first time it decodes one;
+    # an instance forgets polyfn's modules by name before user code runs, so do it now, for all of them
+    # (this module runs as __main__: function zygotes use its importable twin's Spawn)
+    from polyfn.runtimes.python import zygote as twin
+
+    for struct in (Spawn, twin.Spawn, polyfn.runtimes.python.instance.InstanceSpec, polyfn.sandbox.SandboxPlan):
+        msgspec.msgpack.Decoder(struct)
     try:  # the BPF program is the same for every instance: build it once, before any fork
         polyfn.sandbox.seccomp.build()
     except (KeyError, OSError):

@@ -31,12 +31,28 @@ HEAVY = ("gcp", "azure")
 VENDOR_MODULES = ("functions_framework", "cloudevents.http")
 
 
+_loaded: dict[str, Any] = {}
+
+
+def module_for(flavor: str) -> Any:
+    """The flavor's module, imported once and kept here: an instance forgets polyfn's modules by name
+    before user code runs (a function cannot `import polyfn`), so what it needs later is held, not looked up.
+    A flavor module may define `warm()` to import what it uses lazily (aliyun's WSGI half)."""
+    module = _loaded.get(flavor)
+    if module is None:
+        module = importlib.import_module(FLAVORS[flavor])
+        if warm := getattr(module, "warm", None):
+            warm()
+        _loaded[flavor] = module
+    return module
+
+
 def load_adapter(flavor: str, handler: Any, meta: FunctionMeta) -> Adapter:
     if flavor not in FLAVORS:
         raise HandlerError("Runtime.UnknownFlavor", f"unknown flavor {flavor!r}: known are {', '.join(FLAVORS)}")
-    module = importlib.import_module(FLAVORS[flavor])
+    module = module_for(flavor)
     adapter: Adapter = module.Adapter(handler, meta)
     return adapter
 
 
-__all__ = ["FLAVORS", "HEAVY", "VENDOR_MODULES", "Adapter", "FunctionMeta", "HandlerError", "load_adapter"]
+__all__ = ["FLAVORS", "HEAVY", "VENDOR_MODULES", "Adapter", "FunctionMeta", "HandlerError", "load_adapter", "module_for"]

@@ -71,6 +71,20 @@ class Tracing:
         self.jaeger_endpoint = ""
 
 
+_gcp: Any = None
+
+
+def warm() -> Any:
+    """The gcp flavor's module (its WSGI environ serves aliyun's WSGI handlers), imported once: called
+    while polyfn's modules can still be imported by name (flavors.module_for)."""
+    global _gcp
+    if _gcp is None:
+        import importlib
+
+        _gcp = importlib.import_module("polyfn.runtimes.python.flavors.gcp")
+    return _gcp
+
+
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("fc_request_id", default="")
 
 
@@ -185,9 +199,7 @@ class Adapter(base.Adapter):
         return event, FCContext(self, inv)
 
     def _wsgi(self, inv: Invoke) -> tuple[int, list[tuple[str, str]], bytes]:
-        from polyfn.runtimes.python.flavors.gcp import wsgi_environ
-
-        environ = wsgi_environ(inv)
+        environ = warm().wsgi_environ(inv)
         environ["fc.context"] = FCContext(self, inv)
         # the request URI as sent: the path percent-encoded again (a URI is ASCII)
         uri = urllib.parse.quote(inv.path or "/", safe="/!$&'()*+,;=:@-._~")

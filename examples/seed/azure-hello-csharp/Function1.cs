@@ -1,0 +1,1 @@
+public static class Function1{    [FunctionName("Function1")]    public static async Task<IActionResult> Run(        [HttpTrigger(AuthorizationLevel.Function, "get", "post", Route = null)] HttpRequest req)    {        return new OkObjectResult("Hello, World");    }}

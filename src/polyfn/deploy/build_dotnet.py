@@ -1,0 +1,161 @@
+"""Deploy-time build of C# Azure functions (the `dotnet` runtime) with Mono's `mcs`.
+
+- `shims()`: polyfn's shim assembly and host program (runtimes/dotnet/*.cs), compiled once per node into
+  `build/.cache/dotnet-<hash of their sources>/`.
+- `build()`: the upload's `.cs` files into `build/<code hash>/function.dll`, beside copies of the shims and the
+  host (the instance's whole program in one directory the sandbox can bind). Every file gets the Azure
+  template's namespaces as implicit usings, then a `#line 1` directive, so compiler messages keep the file's
+  own lines. Errors are `file:line:column: error CSnnnn: ...` in a `build_failed` 400; a type polyfn does
+  not provide (a binding it does not support) is named there, at deploy, never at the first call. Then the
+  host's `describe` checks the deployed function's parameters (`unsupported_binding`).
+
+Both cache by content and publish a temp directory by rename, so a failed build leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from polyfn.deploy.archive import remove_tree
+from polyfn.deploy.build import run_streaming
+from polyfn.deploy.detect_dotnet import cs_files
+from polyfn.deploy.errors import DeployError
+from polyfn.runtimes import dotnet
+
+_locks: dict[str, asyncio.Lock] = {}
+_MCS_MESSAGE = re.compile(r"^(?P<file>.+?)\((?P<line>\d+),(?P<col>\d+)\): (?P<rest>(?:error|warning) CS\d+: .*)$")
+#: Warnings the implicit usings cause (a `using` the file also has) and the template's `async` Run without await.
+_NOWARN = "105,1998"
+
+
+def _toolchain() -> dotnet.Toolchain:
+    tc = dotnet.toolchain()
+    if tc is None:
+        raise DeployError("build_failed", "this is C# code but " + dotnet.missing_message())
+    return tc
+
+
+def compiler_messages(lines: list[str]) -> list[str]:
+    """mcs's `file(line,col): error CS…` as `file:line:column: error CS…` (what editors and people read)."""
+    out = []
+    for line in lines:
+        m = _MCS_MESSAGE.match(line)
+        out.append(f"{m['file']}:{m['line']}:{m['col']}: {m['rest']}" if m else line)
+    return out
+
+
+def _publish(tmp: Path, dest: Path) -> None:
+    if dest.exists():
+        remove_tree(dest)
+    tmp.rename(dest)
+
+
+async def shims(cache_root: Path, progress: Callable[[str], None]) -> Path:
+    """The directory holding the compiled shim assembly and host program for this polyfn."""
+    tc = _toolchain()
+    dest = cache_root / f"dotnet-{dotnet.sources_digest()}"
+    async with _locks.setdefault(str(dest), asyncio.Lock()):
+        if (dest / dotnet.HOST_EXE).exists():
+            return dest
+        cache_root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache_root))
+        tmp.chmod(0o755)
+        progress("build: compiling polyfn's Azure Functions shims (once per node)")
+        steps = (["-target:library", f"-r:{tc.newtonsoft}", "-r:Microsoft.CSharp.dll",
+                  f"-out:{tmp / dotnet.SHIMS_DLL}", str(dotnet.HERE / "Shims.cs")],
+                 ["-target:exe", f"-r:{tc.newtonsoft}", f"-r:{tmp / dotnet.SHIMS_DLL}",
+                  f"-out:{tmp / dotnet.HOST_EXE}", str(dotnet.HERE / "Host.cs")])
+        for args in steps:
+            code, tail = await run_streaming([tc.mcs, *args], tmp, dict(os.environ), lambda _m: None)
+            if code != 0:
+                remove_tree(tmp)
+                raise DeployError("build_failed", "polyfn's C# shims do not compile with this Mono:\n" + "\n".join(tail),
+                                  500)
+        _publish(tmp, dest)
+        return dest
+
+
+def implicit_usings(path: str, source: bytes) -> bytes:
+    """`source` with the implicit usings in front and its own line numbering kept."""
+    head = " ".join(f"using {ns};" for ns in dotnet.IMPLICIT_USINGS)
+    text = source.decode("utf-8-sig", "replace")
+    return f"{head}\n#line 1 \"{path}\"\n{text}".encode()
+
+
+async def build(files: dict[str, bytes], dest: Path, cache_root: Path, handler: str,
+                progress: Callable[[str], None]) -> Path:
+    """Compile the upload into `dest` (cached by code hash) and check `handler`'s bindings."""
+    tc = _toolchain()
+    async with _locks.setdefault(str(dest), asyncio.Lock()):
+        if not (dest / dotnet.FUNCTION_DLL).exists():
+            shim_dir = await shims(cache_root, progress)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=dest.parent))
+            tmp.chmod(0o755)  # mkdtemp makes it 0700: the instance runs as a per-function uid
+            try:
+                await _compile(tc, files, tmp, shim_dir, progress)
+            except BaseException:
+                remove_tree(tmp)
+                raise
+            _publish(tmp, dest)
+        else:
+            progress(f"build: using cached C# build {dest.name[:12]}")
+    await check(tc, dest, handler)
+    return dest
+
+
+async def _compile(tc: dotnet.Toolchain, files: dict[str, bytes], tmp: Path, shim_dir: Path,
+                   progress: Callable[[str], None]) -> None:
+    src = tmp / "src"
+    names = cs_files(files)
+    for name in names:
+        target = src / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(implicit_usings(name, files[name]))
+    for name in (dotnet.SHIMS_DLL, dotnet.HOST_EXE):
+        shutil.copy2(shim_dir / name, tmp / name)
+    progress(f"build: mcs ({', '.join(names)})")
+    argv = [tc.mcs, "-target:library", "-debug-", "-optimize+", f"-nowarn:{_NOWARN}", f"-r:{tc.newtonsoft}",
+            "-r:Microsoft.CSharp.dll", f"-r:{tmp / dotnet.SHIMS_DLL}",
+            f"-out:{tmp / dotnet.FUNCTION_DLL}", *names]
+    lines: list[str] = []
+    code, _ = await run_streaming(argv, src, dict(os.environ), lines.append)
+    shown = [m for m in compiler_messages(lines) if not m.startswith("Compilation ")]
+    for m in shown:
+        progress(m)
+    if code != 0:
+        errors = [m for m in shown if ": error CS" in m] or shown
+        raise DeployError("build_failed", "the C# code does not compile:\n" + "\n".join(errors[:30]))
+    remove_tree(src)
+    progress("build: done")
+
+
+async def describe(tc: dotnet.Toolchain, build_dir: Path) -> list[dict[str, Any]]:
+    """What the host reads from the compiled assembly: every [FunctionName] with its trigger and problems."""
+    proc = await asyncio.create_subprocess_exec(
+        tc.mono, str(build_dir / dotnet.HOST_EXE), "describe", str(build_dir / dotnet.FUNCTION_DLL),
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise DeployError("build_failed", "the compiled C# assembly cannot be loaded:\n"
+                          + err.decode("utf-8", "replace")[-2000:])
+    return json.loads(out)
+
+
+async def check(tc: dotnet.Toolchain, build_dir: Path, handler: str) -> dict[str, Any]:
+    fns = await describe(tc, build_dir)
+    fn = next((f for f in fns if f["name"] == handler), None)
+    if fn is None:
+        raise DeployError("handler_not_found", f"the compiled code has no [FunctionName(\"{handler}\")] on a method; "
+                          "it has " + (", ".join(f["name"] for f in fns) or "none"))
+    if fn["problems"]:
+        raise DeployError("unsupported_binding", f"{handler} ({fn['method']}): " + "; ".join(fn["problems"]))
+    return fn

@@ -1,0 +1,348 @@
+"""The instance's root filesystem: a fresh tree of read-only bind mounts, entered with `pivot_root`.
+
+Nothing of the host is visible unless it is listed here: the operating system's program and library
+directories (`/usr`, `/lib*`, `/bin`, `/sbin` — the dynamic linker and the shared libraries any runtime or
+`http` binary needs; `/usr/local` is covered), the interpreter's own prefix (wherever it lives: pyenv under
+a 0700 `/root` included, and only that directory of it), the packages the runtime provides (one shared,
+read-only copy: boto3 and what polyfn's Python runtime itself needs, never polyfn's server environment),
+the function's code and dependencies, a private `/tmp`, `/proc` of the instance's pid namespace, a few
+`/dev` nodes and a minimal `/etc` (passwd and group naming the function's uid, hosts, resolv.conf, CA
+certificates, localtime). Every path keeps its host name, so modules already imported by the zygote keep
+finding their files.
+
+Server side (`layout`, `python_paths`, `etc_files`): which paths, decided once and carried in the
+`SandboxPlan`. Child side (`enter`): the mounts and the pivot, in the instance's own mount namespace,
+before the uid drop and seccomp.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable
+
+from polyfn.sandbox import linux
+
+_NOSUID_NODEV = linux.MS_NOSUID | linux.MS_NODEV
+#: the operating system's directories every runtime may use (merged-/usr hosts have /bin etc. as symlinks)
+SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+#: host directories under a SYSTEM one that stay hidden (the machine's own tools: docker, local installs)
+MASKED = ("/usr/local",)
+#: /etc entries bound from the host when present (CA certificates); everything else of /etc is generated
+ETC_BINDS = ("/etc/ssl", "/etc/ca-certificates", "/etc/pki", "/etc/ca-certificates.conf")
+DEV_NODES = ("null", "zero", "full", "random", "urandom")
+#: the distributions the Python runtime provides to every function, besides its own needs (Lambda-style)
+PROVIDED_PY = ("boto3",)
+#: what polyfn's Python runtime imports itself (frames, event loop, the vendor flavors' libraries)
+RUNTIME_PY = ("msgspec", "uvloop", "functions-framework", "azure-functions", "cloudevents")
+
+
+def _norm(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def distribution_closure(names: Iterable[str]) -> list[object]:
+    """The installed distributions `names` and everything they require (extras left out)."""
+    from importlib import metadata
+
+    seen: dict[str, object] = {}
+    todo = list(names)
+    while todo:
+        name = _norm(todo.pop())
+        if name in seen:
+            continue
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        seen[name] = dist
+        for req in dist.requires or []:
+            spec, _, marker = req.partition(";")
+            if "extra" in marker:
+                continue
+            base = spec.strip().split("[")[0]
+            for stop in "<>=!~ (":
+                base = base.split(stop)[0]
+            if base:
+                todo.append(base)
+    return list(seen.values())
+
+
+def distribution_paths(dists: Iterable[object]) -> list[str]:
+    """The top-level files and directories (and metadata) of `dists` in their site-packages."""
+    out: set[str] = set()
+    for dist in dists:
+        files = getattr(dist, "files", None) or []
+        for f in files:
+            parts = f.parts  # type: ignore[attr-defined]
+            if not parts or parts[0] in ("..", "__pycache__") or parts[0].endswith(".pth"):
+                continue
+            path = os.path.realpath(str(dist.locate_file(parts[0])))  # type: ignore[attr-defined]
+            if os.path.exists(path):
+                out.add(path)
+    return sorted(out)
+
+
+def python_paths() -> tuple[list[str], list[str]]:
+    """(paths to bind, sys.path an instance gets after its own entries): the interpreter's prefix and
+    standard library, and the provided distributions' files — never polyfn's server environment."""
+    binds: set[str] = set()
+    for prefix in {sys.base_prefix, sys.base_exec_prefix}:
+        binds.add(os.path.realpath(prefix))
+    exe = sys.executable
+    if exe:
+        binds.add(os.path.realpath(exe))
+        binds.add(exe)  # a venv's bin/python symlink (subprocesses started with sys.executable)
+        cfg = os.path.join(sys.prefix, "pyvenv.cfg")
+        if os.path.exists(cfg):
+            binds.add(cfg)
+    site = _site_dirs()
+    stdlib = [p for p in sys.path if p and not any(_under(p, s) for s in site) and _under(
+        os.path.realpath(p), os.path.realpath(sys.base_prefix)) and "site-packages" not in p]
+    dists = distribution_closure((*RUNTIME_PY, *PROVIDED_PY))
+    binds.update(distribution_paths(dists))
+    provided = sorted({os.path.dirname(p) for p in distribution_paths(distribution_closure(PROVIDED_PY))})
+    return sorted(binds), [*stdlib, *provided]
+
+
+def _site_dirs() -> list[str]:
+    import site
+
+    dirs = list(site.getsitepackages()) if hasattr(site, "getsitepackages") else []
+    if site.ENABLE_USER_SITE and site.getusersitepackages():
+        dirs.append(site.getusersitepackages())
+    return [os.path.realpath(d) for d in dirs]
+
+
+def _under(path: str, base: str) -> bool:
+    return path == base or path.startswith(base.rstrip("/") + "/")
+
+
+def site_masks() -> list[str]:
+    """Every site-packages directory of this interpreter (the venv's and the base's): empty in the new
+    root but for the provided distributions bound into them."""
+    import sysconfig
+
+    dirs = set(_site_dirs())
+    for base in {sys.base_prefix, sys.prefix}:
+        paths = sysconfig.get_paths(vars={"base": base, "platbase": base})
+        dirs.update(os.path.realpath(paths[k]) for k in ("purelib", "platlib"))
+    return sorted(dirs)
+
+
+def etc_files(uid: int, gid: int) -> dict[str, str]:
+    """The generated /etc: the function's user (or root when it keeps the server's uid), names for localhost."""
+    name = "sbx_user" if uid else "root"
+    home = "/tmp" if uid else "/root"
+    return {
+        "passwd": "root:x:0:0:root:/root:/usr/sbin/nologin\n" + (
+            f"{name}:x:{uid}:{gid}:function:{home}:/usr/sbin/nologin\n" if uid else ""),
+        "group": "root:x:0:\n" + (f"{name}:x:{gid}:\n" if gid else ""),
+        "hosts": "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n",
+        "resolv.conf": _host_text("/etc/resolv.conf"),
+        "nsswitch.conf": "passwd: files\ngroup: files\nhosts: files dns\n",
+        "hostname": "sandbox\n",
+    }
+
+
+def _host_text(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read(64 * 1024)
+    except OSError:
+        return ""
+
+
+def layout(extra: Iterable[str]) -> list[str]:
+    """Every host path bound into the root: the system directories, CA certificates and `extra`
+    (interpreter, provided packages, the runtime's own files), existing ones only, parents before children."""
+    paths = {p for p in (*SYSTEM, *ETC_BINDS, *extra) if os.path.lexists(p)}
+    return sorted(paths, key=lambda p: (p.count("/"), p))
+
+
+def runtime_roots(py_binds: list[str]) -> dict[str, list[str]]:
+    """The shared part of each runtime's root. Python: interpreter, stdlib, provided packages and polyfn's
+    provided vendor modules (firebase_functions) — not the polyfn package. Node and `http`: the same
+    interpreter (the sandbox helper and the `http` proxy are polyfn's Python) plus the polyfn package
+    (the Node bootstrap and its flavors; the proxy's modules) and the node binary."""
+    import shutil
+
+    import polyfn
+    from polyfn.runtimes.python.instance import PROVIDED_DIR
+
+    pkg = os.path.realpath(polyfn.__path__[0])
+    node = os.environ.get("POLYFN_NODE") or shutil.which("node") or ""
+    extra = [os.path.realpath(node)] if node else []
+    return {"python": layout([*py_binds, PROVIDED_DIR]),
+            "node": layout([*py_binds, pkg, *extra]),
+            "http": layout([*py_binds, pkg])}
+
+
+# --- child side -------------------------------------------------------------------------------------
+
+
+def _ro(path: str) -> None:
+    current = os.statvfs(path).f_flag
+    flags = linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY | _NOSUID_NODEV
+    for st, ms in ((os.ST_NOEXEC, linux.MS_NOEXEC), (os.ST_NOATIME, 1024), (os.ST_NODIRATIME, 2048),
+                   (os.ST_RELATIME, 1 << 21)):
+        if current & st:
+            flags |= ms
+    linux.mount("none", path, None, flags)
+
+
+def _bind(fd: int, target: str, is_dir: bool) -> None:
+    if is_dir:
+        os.makedirs(target, mode=0o755, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+        if not os.path.exists(target):
+            os.close(os.open(target, os.O_WRONLY | os.O_CREAT, 0o644))
+    linux.mount(f"/proc/self/fd/{fd}", target, None, linux.MS_BIND | linux.MS_REC)
+    _ro(target)
+
+
+#: where a pre-forked blank builds the shared part of the root before its function is known: a mount point
+#: that never holds code and that instances do not need (covered in the blank's own mount namespace only)
+STAGE = "/sys"
+
+Source = tuple[str, int, bool]  # (host path, O_PATH descriptor, is a directory)
+
+
+def _open(paths: list[str]) -> tuple[list[Source], list[tuple[str, str]]]:
+    """Descriptors of `paths` (opened before anything covers them) and the top-level symlinks among them."""
+    sources: list[Source] = []
+    links: list[tuple[str, str]] = []
+    try:
+        for p in paths:
+            if os.path.islink(p) and os.path.dirname(p) == "/":
+                links.append((p, os.readlink(p)))  # /bin -> usr/bin on merged-/usr hosts
+                continue
+            if not os.path.exists(p):
+                continue
+            is_dir = os.path.isdir(p)
+            fd = os.open(p, os.O_PATH | os.O_CLOEXEC | (os.O_DIRECTORY if is_dir else 0))
+            sources.append((os.path.realpath(p) if is_dir else os.path.abspath(p), fd, is_dir))
+    except BaseException:
+        _close(sources)
+        raise
+    return sources, links
+
+
+def _close(sources: list[Source]) -> None:
+    for _, fd, _ in sources:
+        os.close(fd)
+
+
+def build(root: list[str], mask: list[str], tmp_mb: int, new: str) -> None:
+    """The shared part of the root at `new` (a fresh tmpfs): `root` bound read-only at their host paths,
+    `mask` covered where a bind brings them along (paths under a mask are bound on top of it), a private
+    /tmp first (the function's code may live under the host's /tmp: it is bound into this one), /proc, /dev."""
+    sources, links = _open(root)
+    try:
+        linux.mount("tmpfs", new, "tmpfs", _NOSUID_NODEV, "size=4m,mode=0755")
+        size = f"size={tmp_mb}m," if tmp_mb else ""
+        os.makedirs(new + "/tmp", mode=0o1777, exist_ok=True)
+        linux.mount("tmpfs", new + "/tmp", "tmpfs", _NOSUID_NODEV, size + "mode=1777")
+        for p, target in links:
+            os.symlink(target, new + p)
+        masks = sorted({*MASKED, *mask})
+        bound: list[str] = []
+        covered: list[str] = []
+        for src, fd, is_dir in sorted(sources, key=lambda s: (s[0].count("/"), s[0])):
+            if any(_under(src, b) for b in bound) and not any(_under(src, m) for m in covered):
+                continue  # already visible through a parent bind
+            _bind(fd, new + src, is_dir)
+            if not is_dir:
+                continue
+            bound.append(src)
+            for m in masks:
+                if _under(m, src) and m != src and os.path.isdir(new + m):
+                    linux.mount("tmpfs", new + m, "tmpfs", _NOSUID_NODEV, "size=64k,mode=0755")
+                    covered.append(m)
+        for m in covered:
+            linux.mount("none", new + m, None, linux.MS_REMOUNT | linux.MS_RDONLY | _NOSUID_NODEV)
+        _finish_tree(new, tmp_mb)
+    finally:
+        _close(sources)
+
+
+def attach(own: list[Source], etc: dict[str, str], new: str) -> None:
+    """The function's part: its code and dependencies bound read-only at their host paths, its /etc."""
+    for src, fd, is_dir in own:
+        _bind(fd, new + src, is_dir)
+    for name, text in etc.items():
+        with open(f"{new}/etc/{name}", "w") as f:
+            f.write(text)
+
+
+def pivot(new: str) -> None:
+    os.chdir(new)
+    linux.pivot_root(".", ".")
+    linux.umount(".", linux.MNT_DETACH)  # the old root, stacked under the new one
+    os.chdir("/")
+
+
+def enter(root: list[str], binds: list[str], etc: dict[str, str], tmp_mb: int, mask: list[str],
+          stage: str = "/tmp") -> str:
+    """Build the whole root on a tmpfs mounted at `stage` and pivot into it. `root` are the shared paths
+    (system, interpreter, provided packages), `binds` the function's own (code, dependencies); both keep
+    their host paths. Must run in a private mount namespace, before the uid drop. The root itself is left
+    writable for the caller's last mounts (`/run/secrets`); `seal()` makes it read-only."""
+    own, _ = _open(binds)  # before /tmp is covered: code may live under the host's /tmp
+    try:
+        build(root, mask, tmp_mb, stage)
+        attach(own, etc, stage)
+        pivot(stage)
+    finally:
+        _close(own)
+    return "root fs (read-only binds, pivot_root)"
+
+
+def enter_staged(binds: list[str], etc: dict[str, str], stage: str = STAGE) -> str:
+    """A blank built the shared part at `stage` (`build`); add the function's part and pivot."""
+    own, _ = _open(binds)
+    try:
+        attach(own, etc, stage)
+        pivot(stage)
+    finally:
+        _close(own)
+    return "root fs (read-only binds, pivot_root; staged in the blank)"
+
+
+def digest(root: list[str], mask: list[str], tmp_mb: int) -> str:
+    """Identifies a staged root, so a spawn uses it only if the plan asks for exactly that one."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps([root, mask, tmp_mb]).encode()).hexdigest()[:16]
+
+
+def seal() -> None:
+    """Make the new root's own tmpfs (its directories, /etc) read-only."""
+    linux.mount("none", "/", None, linux.MS_REMOUNT | linux.MS_RDONLY | _NOSUID_NODEV)
+
+
+def _finish_tree(new: str, tmp_mb: int) -> None:
+    os.makedirs(new + "/proc", mode=0o555, exist_ok=True)
+    linux.mount("/proc", new + "/proc", None, linux.MS_BIND | linux.MS_REC)
+    dev = new + "/dev"
+    os.makedirs(dev, mode=0o755, exist_ok=True)
+    linux.mount("tmpfs", dev, "tmpfs", linux.MS_NOSUID | linux.MS_NOEXEC, "size=64k,mode=0755")
+    for node in DEV_NODES:
+        if os.path.exists("/dev/" + node):
+            os.close(os.open(f"{dev}/{node}", os.O_WRONLY | os.O_CREAT, 0o666))
+            linux.mount("/dev/" + node, f"{dev}/{node}", None, linux.MS_BIND)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+                         ("stderr", "/proc/self/fd/2")):
+        os.symlink(target, f"{dev}/{name}")
+    size = f"size={tmp_mb}m," if tmp_mb else ""
+    os.makedirs(dev + "/shm", mode=0o1777, exist_ok=True)
+    linux.mount("tmpfs", dev + "/shm", "tmpfs", _NOSUID_NODEV | linux.MS_NOEXEC, size + "mode=1777")
+    linux.mount("none", dev, None, linux.MS_REMOUNT | linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NOEXEC)
+    etcdir = new + "/etc"
+    os.makedirs(etcdir, mode=0o755, exist_ok=True)
+    zone = os.path.realpath("/etc/localtime") if os.path.exists("/etc/localtime") else ""
+    if zone.startswith("/usr/share/zoneinfo/"):
+        os.symlink(zone, etcdir + "/localtime")
+    os.makedirs(new + "/run", mode=0o755, exist_ok=True)

@@ -1,0 +1,88 @@
+"""The instance's own root filesystem (sandbox/rootfs.py): what it lists, and the real thing in a child."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from polyfn.sandbox import linux, rootfs
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_layout_keeps_existing_paths_parents_first() -> None:
+    paths = rootfs.layout(["/usr/lib", "/no/such/dir", sys.base_prefix])
+    assert "/no/such/dir" not in paths and "/usr" in paths
+    assert [p.count("/") for p in paths] == sorted(p.count("/") for p in paths)
+
+
+def test_etc_names_the_functions_user_only() -> None:
+    etc = rootfs.etc_files(200123, 200123)
+    assert etc["passwd"].splitlines()[1].startswith("sbx_user:x:200123:200123:")
+    assert "daemon" not in etc["passwd"] and "localhost" in etc["hosts"]
+    assert "sbx_user" not in rootfs.etc_files(0, 0)["passwd"]
+
+
+def test_provided_python_is_boto3_not_the_servers_environment() -> None:
+    binds, sys_path = rootfs.python_paths()
+    names = {os.path.basename(b) for b in binds}
+    assert {"boto3", "botocore", "msgspec"} <= names
+    assert not names & {"fastapi", "sqlalchemy", "polyfn", "pydantic", "httpx"}
+    assert "" not in sys_path and os.getcwd() not in sys_path
+
+
+PROBE = [str(REPO / "pyproject.toml"), "/etc/shadow", "/home", "/usr/local/bin", "/etc/passwd"]
+
+
+def _in_own_root(root: list[str], binds: list[str]) -> dict:
+    """Enter the root in a forked child with its own mount namespace; report what it sees."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        out: dict = {}
+        try:
+            linux.unshare(linux.CLONE_NEWNS)
+            linux.mount("none", "/", None, linux.MS_REC | linux.MS_PRIVATE)
+            rootfs.enter(root, binds, rootfs.etc_files(0, 0), 8, rootfs.site_masks())
+            rootfs.seal()
+            for p in PROBE:
+                out[p] = sorted(os.listdir(p)) if os.path.isdir(p) else os.path.exists(p)
+            out["boto3"] = os.path.isdir(os.path.dirname(__import__("boto3").__file__))
+            out["own"] = sorted(os.listdir(binds[0]))
+            try:
+                open("/usr/planted", "w")
+                out["write_usr"] = "written"
+            except OSError as e:
+                out["write_usr"] = type(e).__name__
+            with open("/tmp/x", "w") as f:
+                out["write_tmp"] = f.write("ok")
+        except BaseException as e:
+            out["error"] = repr(e)
+        os.write(w, json.dumps(out).encode())
+        os._exit(0)
+    os.close(w)
+    data = b""
+    while chunk := os.read(r, 65536):
+        data += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    return json.loads(data)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a mount namespace (the e2e attack tests cover "
+                    "the user-namespace path)")
+def test_a_child_in_its_own_root_sees_nothing_else(tmp_path: Path) -> None:
+    (tmp_path / "own").mkdir()
+    (tmp_path / "own" / "handler.py").write_text("x = 1\n")
+    binds, _ = rootfs.python_paths()
+    out = _in_own_root(rootfs.layout(binds), [str(tmp_path / "own")])
+    assert "error" not in out, out
+    assert out[str(REPO / "pyproject.toml")] is False and out["/etc/shadow"] is False and out["/home"] is False
+    assert out["/usr/local/bin"] in ([], False)
+    assert out["/etc/passwd"] is True and out["boto3"] is True
+    assert out["own"] == ["handler.py"]
+    assert out["write_usr"] in ("OSError", "PermissionError") and out["write_tmp"] == 2
