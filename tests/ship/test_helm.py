@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import importlib.util
+import itertools
 import os
 from pathlib import Path
 from typing import Any
@@ -235,3 +236,30 @@ def test_the_plain_manifests_are_the_chart_rendered_today() -> None:
             objects.setdefault(doc["kind"], []).append(doc)
         validate(objects)
         assert "Secret" not in objects, "plain manifests must not carry keys: they name the user's Secrets"
+
+
+def test_the_values_in_docs_operations_md_render() -> None:
+    """Every `helm install` of docs/operations.md "Kubernetes (Helm)", with its values file or --set flags."""
+    import re
+
+    text = (REPO / "docs" / "operations.md").read_text().split("\n### Kubernetes (Helm)\n", 1)[1].split("\n### ", 1)[0]
+    files = {m.group(1): yaml.safe_load(m.group(2)) for m in
+             re.finditer(r"^```yaml\n# file: (\S+)\n(.*?)^```$", text, re.S | re.M)}
+    installs = re.findall(r"^helm install polyfn deploy/helm/polyfn(.*)$", text, re.M)
+    assert len(installs) >= 2 and files, installs
+    for flags in installs:
+        values: dict[str, Any] = {}
+        args = flags.split()
+        for flag, arg in itertools.pairwise(args):
+            if flag == "-f":
+                values = merged(values, files[arg])
+            elif flag == "--set":
+                key, raw = arg.split("=", 1)
+                node: dict[str, Any] = values
+                *path, last = key.split(".")
+                for part in path:
+                    node = node.setdefault(part, {})
+                node[last] = yaml.safe_load(raw)
+        objects = render(values)
+        validate(objects)
+        assert objects["Deployment"], flags
