@@ -10,6 +10,8 @@ ARG BASE=docker.io/library/debian:trixie-slim
 
 # --- build: the wheel, from this checkout, installed with the cluster and broker extras into /opt/polyfn ----------
 FROM ${BASE} AS build
+# Optional, behind a TLS-intercepting proxy: its CA bundle, mounted into the build (podman/buildah --volume)
+ARG PIP_CERT
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
  && rm -rf /var/lib/apt/lists/*
