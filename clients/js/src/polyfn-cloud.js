@@ -841,7 +841,14 @@
         },
         fail: function (e) { if (!aborted) on.end(new Error(e.errMsg || 'request failed')); },
       });
-      task.onHeadersReceived(function (res) { status = res.statusCode; });
+      if (!task || typeof task.onChunkReceived !== 'function') { // an older base library: no chunked mode
+        aborted = true;
+        if (task && task.abort) task.abort();
+        on.refused(400, JSON.stringify({ errCode: -501007, errMsg: 'collection.watch:fail -501007 watch() needs ' +
+          'wx.request with enableChunked (base library 2.20.2 or later)' }));
+        return function () {};
+      }
+      if (task.onHeadersReceived) task.onHeadersReceived(function (res) { status = res.statusCode; });
       task.onChunkReceived(function (res) {
         var bytes = new Uint8Array(res.data);
         if (status === 200) on.data(bytes); else chunks.push(bytes);

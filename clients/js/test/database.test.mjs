@@ -89,10 +89,10 @@ test('another user neither sees nor touches someone\'s documents (403)', live, a
   assert.ok(all.data.every((d) => d._id !== _id), 'a query returns only the caller\'s documents');
   assert.ok(all.data.some((d) => d._id === bobs));
   for (const attempt of [
-    bob.doc(_id).get(), bob.doc(_id).update({ data: { text: 'mine now' } }), bob.doc(_id).remove(),
-    bob.doc(_id).set({ data: { text: 'overwritten' } }),
+    () => bob.doc(_id).get(), () => bob.doc(_id).update({ data: { text: 'mine now' } }), () => bob.doc(_id).remove(),
+    () => bob.doc(_id).set({ data: { text: 'overwritten' } }),
   ]) {
-    await assert.rejects(attempt, (e) => e.errCode === -502003 && e.statusCode === 403 && /permission denied/.test(e.errMsg));
+    await assert.rejects(attempt(), (e) => e.errCode === -502003 && e.statusCode === 403 && /permission denied/.test(e.errMsg));
   }
   // a bulk update touches only the caller's own documents
   const bulk = await bob.where({ text: 'ann\'s secret' }).update({ data: { text: 'x' } });

@@ -97,3 +97,15 @@ test('in a mini-program: callFunction and the database go through wx.request, wa
   });
   assert.equal(refused.errCode, -502003);
 });
+
+test('in a mini-program too old for chunked requests, watch() fails with a clear error', live, async () => {
+  const wx = wxStandIn();
+  const request = wx.request;
+  wx.request = (o) => { const t = request.call(wx, o); delete t.onChunkReceived; return t; };
+  const cloud = loadInMiniProgram(wx).init({ env: APP, endpoint: URL_, autoSignIn: 'anonymous' });
+  const err = await new Promise((resolve) => {
+    cloud.database().collection('sdk-notes').watch({ onChange: () => resolve(null), onError: resolve });
+  });
+  assert.equal(err.errCode, -501007);
+  assert.match(err.errMsg, /enableChunked \(base library 2\.20\.2 or later\)/);
+});
