@@ -154,6 +154,12 @@ def test_a_cluster() -> None:
     assert monitor["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
 
 
+def test_a_cluster_upgraded_whole_when_its_migrations_require_it() -> None:
+    objects = render(merged(CLUSTER, {"cluster": {"updateStrategy": "Recreate"}}))
+    validate(objects)
+    assert objects["Deployment"][0]["spec"]["strategy"] == {"type": "Recreate"}
+
+
 def test_an_autoscaled_cluster_with_secrets_of_its_own_and_an_unprivileged_sandbox() -> None:
     values = merged(CLUSTER, {
         "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 6},
@@ -207,6 +213,7 @@ IMPOSSIBLE = [
     ("a node key that is not a Fernet key", {"keys": {"nodeKey": "hunter2"}}, "/keys/nodeKey"),
     ("an unknown sandbox layer", {"sandbox": {"disable": "seccomp,firewall"}}, "/sandbox/disable"),
     ("a misspelt key", {"replicas": 2}, "replicas"),
+    ("an unknown update strategy", merged(CLUSTER, {"cluster": {"updateStrategy": "BlueGreen"}}), "/cluster/updateStrategy"),
 ]
 
 
