@@ -36,6 +36,7 @@ from polyfn.auth.keys import KeyRing
 from polyfn.auth.ratelimit import Limiter
 from polyfn.auth.secrets import SecretBox
 from polyfn.auth.sts import Issuer
+from polyfn.bundled import bundle_dir
 from polyfn.config import Settings
 from polyfn.console import build_console
 from polyfn.db.service import DbService
@@ -67,7 +68,6 @@ QUEUED_TRIGGER_KINDS = frozenset({"cron", "events", "storage"})
 
 log = logging.getLogger("polyfn")
 
-EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 
 
 def load_or_create_admin_key(data_dir: Path) -> str:
@@ -403,8 +403,9 @@ class Node:
         last deployed. A `polyfn.json` beside the code holds spec fields (e.g. the function's name). Runs as a
         background task after the node serves (`make run` answers /healthz while the Go example builds);
         each example is logged as it lands."""
-        dirs = [p for group in ("seed", "native") if (EXAMPLES_DIR / group).is_dir()
-                for p in sorted((EXAMPLES_DIR / group).iterdir()) if p.is_dir()]
+        examples = bundle_dir("examples")
+        dirs = [p for group in ("seed", "native") if examples and (examples / group).is_dir()
+                for p in sorted((examples / group).iterdir()) if p.is_dir()]
         for d in dirs:
             files = {str(f.relative_to(d)): f.read_bytes() for f in d.rglob("*")
                      if f.is_file() and "__pycache__" not in f.parts and f.name != "README.md"}

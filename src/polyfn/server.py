@@ -81,6 +81,10 @@ def serve(host: str = "127.0.0.1", port: int = 8080, data_dir: str | Path | None
         kwargs["data_dir"] = Path(data_dir).expanduser()
     settings = Settings(**kwargs)
     _setup_logging()
+    from polyfn.auth.nodekey import check as check_node_key
+
+    # a node that does not hold the cluster's node key refuses to start (NodeKeyMismatch, one line in the CLI)
+    asyncio.run(check_node_key(settings.database_url or "", settings.data_dir / "node.key"))
     from polyfn.gateway.limits import connections_for, raise_fd_limit
 
     before, after = raise_fd_limit(settings.http_max_connections)

@@ -123,7 +123,11 @@ def _answers(proc: subprocess.Popen[bytes], port: int) -> bool:
     return False
 
 
-def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None, host_fs: bool = False) -> Server:
+def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None, host_fs: bool = False,
+                 program: tuple[str, ...] = (sys.executable, "-m", "polyfn"), cwd: Path = REPO,
+                 ready_within: float = 60) -> Server:
+    """`program`: how to run polyfn (an installed wheel's `polyfn` script, say); `cwd`: where it runs;
+    `ready_within`: seconds to answer (`--examples` builds the Go example before the port opens)."""
     if host_fs:
         env = {**HOST_FS, **(env or {})}
     port = free_port()
@@ -134,10 +138,10 @@ def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None,
     e = {**os.environ, "POLYFN_LOG_LEVEL": "INFO", **(env or {})}
     with open(log, "ab") as logf:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "polyfn", "serve", "--port", str(port), "--data-dir", str(data_dir), *extra],
-            stdout=logf, stderr=subprocess.STDOUT, env=e, cwd=REPO, start_new_session=True,
+            [*program, "serve", "--port", str(port), "--data-dir", str(data_dir), *extra],
+            stdout=logf, stderr=subprocess.STDOUT, env=e, cwd=cwd, start_new_session=True,
         )
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + ready_within
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"polyfn serve exited with {proc.returncode}:\n{log.read_text()}")
@@ -150,7 +154,7 @@ def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None,
             pass
         time.sleep(0.05)
     proc.kill()
-    raise RuntimeError(f"polyfn serve did not answer within 60 s:\n{log.read_text()}")
+    raise RuntimeError(f"polyfn serve did not answer within {ready_within:.0f} s:\n{log.read_text()}")
 
 
 @pytest.fixture(scope="module")

@@ -197,7 +197,7 @@ def test_restart_keeps_functions(tmp_path) -> None:
 
 
 def test_examples_flag_deploys_examples(tmp_path) -> None:
-    s = start_server(tmp_path / "d", "--examples")
+    s = start_server(tmp_path / "d", "--examples", ready_within=300)  # the Go example builds before the port opens
     try:
         # examples deploy in the background once the node serves (a Go build must not hold up /healthz)
         assert wait_until(lambda: {f["name"] for f in s.api.get("/v1/functions").json()["functions"]} >= set(("reverse", "hello")),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from polyfn.apps.database import DatabaseFace
@@ -12,10 +11,8 @@ from polyfn.apps.http import AppsFace
 from polyfn.apps.service import AppService
 from polyfn.apps.storage import StorageFace
 from polyfn.apps.tokens import TokenSigner
+from polyfn.bundled import bundle_dir
 from polyfn.store.apps import AppStore
-
-#: the client SDK's files (`clients/js/` in the repository), served at /sdk/
-SDK_DIR = Path(__file__).resolve().parents[3] / "clients" / "js" / "src"
 
 
 def build(store: Any, derive_key: Any, limiter: Any, invoker: Any, storage: Any,
@@ -36,7 +33,7 @@ def build(store: Any, derive_key: Any, limiter: Any, invoker: Any, storage: Any,
         return key.id, secret
 
     files = StorageFace(lambda: storage.url, storage.settings.storage_region, credentials)
-    face = AppsFace(service, invoker, SDK_DIR if SDK_DIR.is_dir() else None,
-                    extra={**files.routes(), **DatabaseFace(database).routes()})
+    # the client SDK's files (clients/js/src in the repository, bundled in a wheel), served at /sdk/
+    face = AppsFace(service, invoker, bundle_dir("sdk"), extra={**files.routes(), **DatabaseFace(database).routes()})
     face.closers.append(files.close)
     return service, face, FirebaseFace(service, invoker)

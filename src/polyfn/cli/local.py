@@ -1,13 +1,16 @@
-"""Local development commands: `polyfn new` (scaffold a function) and `polyfn run` (invoke one once, no server)."""
+"""Local development commands: `polyfn new` (scaffold a function), `polyfn run` (invoke one once, no server) and
+`polyfn examples` (where the examples that come with polyfn are)."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.text import Text
 
+from polyfn.bundled import bundle_dir
 from polyfn.cli.errors import CliError, FunctionFailed
 from polyfn.cli.output import err, out, write_raw
 from polyfn.deploy.errors import DeployError
@@ -52,6 +55,27 @@ def new(
     deploy = f"polyfn deploy -f {dest}" if any(f.name in ("template.yaml", "stack.yml", "serverless.yml", "s.yaml")
                                               for f in files) else f"polyfn deploy {dest}"
     console.print(Text(f"  deploy it: {deploy}"))
+
+
+def examples(
+    copy: Annotated[
+        Path | None,
+        typer.Option("--copy", envvar="POLYFN_EXAMPLES_COPY", file_okay=False, show_default="print the path only",
+                     help="Copy the examples into this new directory (to edit them)."),
+    ] = None,
+) -> None:
+    """Print the directory of the examples that come with polyfn (`examples/` in a checkout, a copy inside an
+    installed wheel): `polyfn deploy "$(polyfn examples)/seed/openfaas-reverse" --name reverse`."""
+    source = bundle_dir("examples")
+    if source is None:
+        raise CliError("this installation of polyfn has no examples", "reinstall polyfn from its wheel or a checkout")
+    if copy is None:
+        typer.echo(str(source))
+        return
+    if copy.exists():
+        raise CliError(f"{copy} already exists", "name a directory that does not exist yet")
+    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("__pycache__", "node_modules"))
+    out().print(Text.assemble(("copied ", "green"), (str(source), "bold"), " to ", (str(copy), "bold")))
 
 
 def run_command(

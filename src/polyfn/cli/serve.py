@@ -81,8 +81,14 @@ def serve(
     tls = {"tls_cert": str(tls_cert), "tls_key": str(tls_key)} if tls_cert and tls_key else {}
     cluster_opt = {"cluster": True} if cluster else {}
     _check_settings(host=host, port=port, data_dir=directory, storage_port=storage_port, **cluster_opt, **tls)
-    run_server(host=host, port=port, data_dir=directory, examples=examples, storage_port=storage_port,
-               **cluster_opt, **tls)
+    from polyfn.auth.nodekey import NodeKeyMismatch
+
+    try:
+        run_server(host=host, port=port, data_dir=directory, examples=examples, storage_port=storage_port,
+                   **cluster_opt, **tls)
+    except NodeKeyMismatch as exc:
+        raise CliError(f"this node cannot join the cluster: {exc}",
+                       hint="see docs/operations.md, \"Cluster\" (nodes share node.key)") from None
 
 
 def _check_settings(**kwargs: object) -> None:
