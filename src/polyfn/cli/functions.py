@@ -253,6 +253,7 @@ def deploy(
         list[str] | None,
         typer.Option(
             "--allow-net",
+            envvar="POLYFN_DEPLOY_ALLOW_NET",
             metavar="HOST:PORT",
             help="With network egress or polyfn: a host service the function may reach anyway (repeatable), "
             "e.g. --allow-net 127.0.0.1:5432 for the node's PostgreSQL; relayed into the instance's namespace.",
