@@ -59,8 +59,10 @@ def test_issue_resolve_expire_forge_and_revoke(tmp_path: Path) -> None:
     assert "may not read" in refusal(key, "GET", "photos", "u1/a.png", {}, token)
     assert "session token" in refusal(key, "PUT", "photos", "u1/a.png", {}, {})
     assert "session token" in refusal(key, "PUT", "photos", "u1/a.png", {}, {"x-oss-security-token": "pfst_x"})
-    # a changed character of the key id: unknown; another node with the same node key: known
-    assert issuer.resolve(akid[:-1] + ("A" if akid[-1] != "A" else "B")) is None
+    # a changed character of the key id: unknown (one inside it: base32's last character may carry only
+    # padding bits, which decoding drops); another node with the same node key: known
+    i = len(akid) // 2
+    assert issuer.resolve(akid[:i] + ("A" if akid[i] != "A" else "B") + akid[i + 1:]) is None
     assert Issuer(SecretBox(tmp_path / "node.key").derive, live.get, clock).resolve(akid) is not None
     assert Issuer(SecretBox(tmp_path / "other.key").derive, live.get, clock).resolve(akid) is None
     clock.now += 901
