@@ -183,9 +183,10 @@ class S3App:
         if ident is None:
             if not req.policy_allows:
                 self._authorize_anonymous(req, route)
-        elif ident.key is not None and route.write and not storage_allows(ident.key, "PUT"):
+        elif ident.key is not None and not storage_allows(ident.key, "PUT" if route.write else "GET"):
             raise access_denied(f"Access Denied: key {ident.access_key_id} has scope {ident.key.scope!r}, which "
-                                "allows reads (GET, HEAD) only; writes need scope 'invoke' or above")
+                                + ("allows no object storage (it only ingests log lines)" if ident.key.scope == "ingest"
+                                   else "allows reads (GET, HEAD) only; writes need scope 'invoke' or above"))
         elif ident.key is not None and (why := sts.refusal(ident.key, "PUT" if route.write else "GET", req.bucket,
                                                              req.key, req.q, req.headers)) is not None:
             raise access_denied(f"Access Denied: {why}")
