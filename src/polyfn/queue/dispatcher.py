@@ -638,11 +638,11 @@ class AsyncQueue:
         The cluster's shared queue (JetStream) does not support it yet: False."""
         if self.jobs is not None:
             return False
-        job = await self.db.cancel_pending(job_id, time.time())
+        job = await self.db.cancel_pending(job_id, self.clock())
         if job is None:
             return False
         log.info("async queue: %s for %s cancelled before it ran", job.id, job.function)
-        await self._callback(job, None, "dead_letter", "cancelled")
+        await self.callbacks.add(job, None, "dead_letter", "cancelled")
         return True
 
     async def function_deleted(self, function: str) -> int:

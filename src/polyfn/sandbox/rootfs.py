@@ -28,8 +28,11 @@ _NOSUID_NODEV = linux.MS_NOSUID | linux.MS_NODEV
 SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 #: host directories under a SYSTEM one that stay hidden (the machine's own tools: docker, local installs)
 MASKED = ("/usr/local",)
-#: /etc entries bound from the host when present (CA certificates, Mono's machine.config); the rest is generated
-ETC_BINDS = ("/etc/ssl", "/etc/ca-certificates", "/etc/pki", "/etc/ca-certificates.conf", "/etc/mono")
+#: /etc entries bound from the host when present (CA certificates, Mono's machine.config, Debian's alternatives
+#: — libblas.so.3 that ffmpeg and numpy load is a link through them — and the dynamic linker's cache); the
+#: rest is generated
+ETC_BINDS = ("/etc/ssl", "/etc/ca-certificates", "/etc/pki", "/etc/ca-certificates.conf", "/etc/mono",
+             "/etc/alternatives", "/etc/ld.so.cache")
 DEV_NODES = ("null", "zero", "full", "random", "urandom")
 #: the distributions the Python runtime provides to every function, besides its own needs (Lambda-style)
 PROVIDED_PY = ("boto3",)
