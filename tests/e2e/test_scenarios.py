@@ -165,7 +165,8 @@ def test_video_transcode(server: Server, tmp_path: Path) -> None:
     s3 = s3_client(server)
     assert wait_until(lambda: "transcoded/clip.mp4" in keys(s3, "videos", "transcoded/"), timeout=300), \
         explain(server, "video-transcode")
-    assert wait_until(lambda: explain(server, "video-transcode").get("status") == "success", timeout=60)
+    assert wait_until(lambda: last_activation(server, "video-transcode").get("status") == "success", timeout=60), \
+        explain(server, "video-transcode")
     out = tmp_path / "clip.mp4"
     out.write_bytes(s3.get_object(Bucket="videos", Key="transcoded/clip.mp4")["Body"].read())
     probe = json.loads(subprocess.run(["ffprobe", "-v", "error", "-show_streams", "-of", "json", str(out)],
