@@ -173,6 +173,7 @@ def test_documented_commands_run(server: Server, doc: str, section: str) -> None
 
 def test_project_triggers_from_attributes(server: Server) -> None:
     """`deploy -f host.json` of a C# project: one function per [FunctionName], each with its trigger."""
+    server.cli("storage", "mb", "s3://photos", check=True)  # a storage trigger needs its bucket (else 404)
     r = server.cli("deploy", "-f", str(REPO / "tests/e2e/dotnet/project/host.json"), check=True)
     out = r.stdout + r.stderr
     assert "created as cron trigger" in out and "cron=*/5 * * * *" in out  # [TimerTrigger("0 */5 * * * *")]

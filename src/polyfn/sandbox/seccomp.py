@@ -79,7 +79,8 @@ NODE = COMMON
 # Any executable: Go, the JVM, Rust and C++ servers also move their pages between NUMA nodes and set
 # scheduling attributes.
 HTTP = COMMON | frozenset("set_mempolicy_home_node migrate_pages move_pages sched_setattr".split())
-PROFILES = {"python": PYTHON, "node": NODE, "http": HTTP}
+# Mono (the `dotnet` runtime: a native host behind the `http` proxy) is one of those executables.
+PROFILES = {"python": PYTHON, "node": NODE, "http": HTTP, "dotnet": HTTP}
 
 # Privileged calls: EPERM, as for any process without capabilities.
 PRIVILEGED = frozenset("""ptrace syslog vhangup pivot_root _sysctl adjtimex chroot acct settimeofday mount umount2
