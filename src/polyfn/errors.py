@@ -67,6 +67,8 @@ CODES: dict[str, tuple[int | tuple[int, ...], str]] = {
     "app_not_found": (404, "an unknown app"),
     "method_not_allowed": (405, "a method the path does not take"),
     "storage_disabled": (409, "the object store is off on this node"),
+    "not_cancellable": (409, "an activation that is neither running nor waiting to start (polyfn cancel)"),
+    "function_cancelled": (499, "the invocation was cancelled while it ran (DELETE /v1/activations/ID)"),
     # too much
     "payload_too_large": (413, "a payload over max_payload"),
     "code_too_large": (413, "a code archive over the code size limit"),

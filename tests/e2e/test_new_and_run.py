@@ -64,7 +64,7 @@ def test_run_events_and_failures(tmp_path: Path) -> None:
         "def handler(event, context):\n"
         "    if isinstance(event, dict) and event.get('fail'):\n"
         "        raise ValueError('no')\n"
-        "    return event if isinstance(event, dict) else {'http': event.method + ' ' + event.path}\n")
+        "    return {'http': event.method + ' ' + event.path} if hasattr(event, 'method') else event\n")
     r = polyfn("run", "ev", "--event", "timer", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     ce = json.loads(r.stdout)
