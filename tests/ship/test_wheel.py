@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from ..e2e.conftest import REPO, Server, start_server
+from ..e2e.conftest import REPO, Server, start_server, wait_until
 
 pytestmark = pytest.mark.timeout(1800)  # a build, a venv with every dependency, a node: minutes on a busy machine
 
@@ -106,9 +106,12 @@ def test_the_installed_package_is_the_wheel_not_the_checkout(venv: Path, away: P
 
 
 def test_examples_console_and_sdk_are_served(node: Server) -> None:
-    names = {f["name"] for f in node.api.get("/v1/functions").json()["functions"]}
-    # Python (OpenFaaS, native) and Node (OpenWhisk) examples deployed from the wheel's own copy
-    assert {"reverse", "hello", "openwhisk-reverse-js"} <= names, names
+    def names() -> set[str]:
+        return {f["name"] for f in node.api.get("/v1/functions").json()["functions"]}
+
+    # Python (OpenFaaS, native) and Node (OpenWhisk) examples deployed from the wheel's own copy (in the
+    # background, after the node answers)
+    assert wait_until(lambda: {"reverse", "hello", "openwhisk-reverse-js"} <= names(), timeout=300), names()
     assert node.http.post("/fn/reverse", content=b"hello").text == "olleh"
     assert node.http.get("/fn/hello", params={"name": "ada"}).json()["message"] == "hello ada"
     r = node.api.post("/v1/functions/openwhisk-reverse-js/invoke", json={"payload": "abc"})
