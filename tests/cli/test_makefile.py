@@ -28,7 +28,7 @@ def dist_name(req: str) -> str:
 def test_make_run_installs_the_brokers_and_tour_extras() -> None:
     if shutil.which("make") is None:
         pytest.skip("no make")
-    plan = subprocess.run(["make", "-n", "-B", "run"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    plan = subprocess.run(["make", "-n", "-B", "--no-print-directory", "run"], cwd=REPO, capture_output=True, text=True, check=True).stdout
     install = [line for line in plan.splitlines() if "pip install" in line and " -e " in line]
     assert install and "[brokers,tour]" in install[-1], plan
     assert "polyfn serve" in plan.splitlines()[-1] and "--examples" in plan.splitlines()[-1]
