@@ -12,6 +12,8 @@ item retried in a loop cannot flood the log either.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from types import TracebackType
@@ -49,3 +51,13 @@ class one_item:  # (lower case: used like a function, `with one_item(log, "…")
         else:
             self.log.error(self.what + " failed; going on: %s: %s", *self.args, type(exc).__name__, exc)
         return True
+
+
+async def cancelled(task: asyncio.Task[object] | None) -> None:
+    """Cancel a background loop's task and wait until it has ended (nothing when there is none): how every
+    loop's `stop` ends it."""
+    if task is None or task.done():
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -46,6 +46,7 @@ from polyfn.gateway import Gateway
 from polyfn.gateway.limits import body_limit, limit_body
 from polyfn.invoker import Invoker
 from polyfn.lifecycle import Lifecycle
+from polyfn.loops import cancelled
 from polyfn.model import Revision
 from polyfn.observe.metrics import Metrics
 from polyfn.observe.recorder import ActivationRecorder
@@ -383,10 +384,8 @@ class Node:
     async def _stop_background(self) -> None:
         """An example still building or a history replay still reading: not worth waiting for."""
         for task in self._background:
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            with contextlib.suppress(Exception):  # (a failed deploy of an example was logged where it failed)
+                await cancelled(task)
         self._background.clear()
 
     async def _replay_history(self, started: float) -> None:

@@ -15,7 +15,6 @@ takes effect at once, one on another node of a cluster within `reload_interval`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import secrets
@@ -28,6 +27,7 @@ from polyfn.apps import passwords
 from polyfn.apps.model import App, AppConfig, ConfigError, Identity, Session, User, check_app_id, parse_config
 from polyfn.apps.tokens import TokenError, TokenSigner, new_refresh, split_refresh
 from polyfn.auth.ratelimit import Limiter
+from polyfn.loops import cancelled
 from polyfn.store.apps import AppStore, Conflict
 
 log = logging.getLogger("polyfn.apps")
@@ -82,10 +82,7 @@ class AppService:
         self._task = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancelled(self._task)
 
     async def load(self) -> None:
         now = self.clock()

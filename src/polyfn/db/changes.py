@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 from polyfn.db import rows
 from polyfn.db.core import Database
 from polyfn.db.storage import db_changes, db_items, db_tables
+from polyfn.loops import cancelled
 
 log = logging.getLogger("polyfn.db")
 RETENTION = 24 * 3600.0
@@ -80,10 +81,7 @@ class Sweeper:
         self._task = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancelled(self._task)
 
     async def _loop(self) -> None:
         while True:

@@ -20,7 +20,7 @@ import httpx
 
 from polyfn import jsontext
 from polyfn.auth.callbacks import INVALID, InvalidCallbackUrl, parse_callback_url
-from polyfn.loops import one_item
+from polyfn.loops import cancelled, one_item
 from polyfn.queue import retry
 from polyfn.queue.builtin import Job
 
@@ -61,10 +61,7 @@ class Callbacks:
         """No more deliveries (those due stay in the queue file for the next start)."""
         self._stopping = True
         self._wake.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancelled(self._task)
 
     async def close(self) -> None:
         if self._http is not None:
