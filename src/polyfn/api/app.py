@@ -43,6 +43,7 @@ if TYPE_CHECKING:
         RateLimits,
         Secrets,
         Triggers,
+        WhiskEntities,
     )
 
 
@@ -63,7 +64,7 @@ def build_api(*, settings: Settings, store: FunctionStore, registry: LiveFunctio
               queue: AsyncJobs, triggers: Triggers, deployer: Deploys, invoker: Invocations, keys: Keys,
               limiter: RateLimits, manager: Instances, security_store: Secrets, secret_box: Any, metrics: Any,
               storage: Any, workflows: Any, apps: Any, sites: Any, sync: Any, delete_function: DeleteFunction,
-              admin_key: str, lifespan: Any = None) -> FastAPI:
+              admin_key: str, lifespan: Any = None, whisk: WhiskEntities | None = None) -> FastAPI:
     """The control API and the vendor APIs on one FastAPI app; each router gets the services it uses. `sync` is
     the cluster sync (None on a single node); `admin_key` signs the Lambda API's code URLs."""
     app = FastAPI(
@@ -269,7 +270,7 @@ def build_api(*, settings: Settings, store: FunctionStore, registry: LiveFunctio
     app.include_router(v1)
     compat.install(app, settings=settings, deployer=deployer, invoker=invoker, recorder=recorder, registry=registry,
                    queue=queue, keys=keys, delete_function=delete_function, workflows=workflows, store=store,
-                   admin_key=admin_key)
+                   admin_key=admin_key, triggers=triggers, whisk=whisk)
     app.include_router(observe_api.build_router(settings=settings, metrics=metrics, registry=registry, queue=queue,
                                                 workflows=workflows, require_key=require_key),
                        responses=errors.ERROR_RESPONSES)

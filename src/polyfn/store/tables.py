@@ -220,3 +220,14 @@ sites = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
+
+# 0011: OpenWhisk's packages, triggers and rules (api/compat/openwhisk_events.py), one JSON document each, as
+# OpenWhisk keeps them (`kind`: package | trigger | rule). `store/whisk.py` reads and writes them.
+whisk_entities = Table(
+    "whisk_entities",
+    metadata,
+    Column("kind", String, primary_key=True),
+    Column("name", String, primary_key=True),
+    Column("doc", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)

@@ -13,7 +13,8 @@ if TYPE_CHECKING:
 
 
 def install(app: FastAPI, *, settings: Any, store: Any, deployer: Any, invoker: Any, recorder: Any, registry: Any,
-            queue: Any, keys: Any, delete_function: Any, workflows: Any, admin_key: str) -> None:
+            queue: Any, keys: Any, delete_function: Any, workflows: Any, admin_key: str, triggers: Any = None,
+            whisk: Any = None) -> None:
     """Each vendor face gets the services it uses (see each class's constructor)."""
     from polyfn.api.compat import lambda_api, openfaas, openwhisk
 
@@ -21,4 +22,4 @@ def install(app: FastAPI, *, settings: Any, store: Any, deployer: Any, invoker: 
                   keys=keys, delete_function=delete_function)
     lambda_api.install(app, **shared, registry=registry, workflows=workflows, admin_key=admin_key)
     openfaas.install(app, **shared, registry=registry)
-    openwhisk.install(app, **shared, workflows=workflows)
+    openwhisk.install(app, **shared, workflows=workflows, entities=whisk, triggers=triggers)
