@@ -7,7 +7,10 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
+import subprocess
 import zipfile
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -232,3 +235,18 @@ def test_web_action_form_fields(server: Any, wsk: httpx.Client) -> None:
     r = server.http.post("/api/v1/web/_/default/form.json", data={"name": "bo"},
                          files={"doc": ("a.txt", b"\x00\x01data", "application/octet-stream")})
     assert r.json() == {"name": "bo", "doc": base64.b64encode(b"\x00\x01data").decode()}
+
+
+def test_docs_openwhisk_section_runs(server: Any, wsk: httpx.Client) -> None:
+    """docs/compat.md's OpenWhisk examples, as written, with curl against the server."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "compat.md").read_text()
+    section = doc.split("## OpenWhisk REST API (wsk)", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
+    assert len(blocks) == 2
+    out = subprocess.run(["bash", "-euo", "pipefail", "-c", "\n".join(blocks)], capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin", "URL": server.url, "KEY": server.key}, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert '{"payload":"cba"}' in out.stdout.replace(" ", "")
+    aid = json.loads(out.stdout[out.stdout.rindex('{"activationId"'):].strip())["activationId"]
+    entry = json.loads(_activation(wsk, aid)["logs"][0])
+    assert _activation(wsk, entry["activationId"])["response"]["result"]["payload"] == "zyx"
