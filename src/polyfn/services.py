@@ -141,8 +141,9 @@ class Instances(Protocol):
 DeleteFunction = Callable[[str], Awaitable[bool]]
 
 
-class WhiskEntities(Protocol):
-    """OpenWhisk's packages, triggers and rules as JSON documents (store/whisk.py)."""
+class CompatEntities(Protocol):
+    """The vendor faces' own objects as JSON documents by (kind, name) (store/compat.py): OpenWhisk's packages,
+    triggers and rules, OpenFaaS's image references."""
 
     async def get(self, kind: str, name: str) -> dict[str, Any] | None: ...
     async def list(self, kind: str) -> list[dict[str, Any]]: ...

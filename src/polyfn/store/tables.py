@@ -221,10 +221,10 @@ sites = Table(
     Column("updated_at", Float, nullable=False),
 )
 
-# 0011: OpenWhisk's packages, triggers and rules (api/compat/openwhisk_events.py), one JSON document each, as
-# OpenWhisk keeps them (`kind`: package | trigger | rule). `store/whisk.py` reads and writes them.
-whisk_entities = Table(
-    "whisk_entities",
+# 0011: the vendor faces' own objects, one JSON document each (`kind`: openwhisk.package | openwhisk.trigger |
+# openwhisk.rule | openfaas.image). `store/compat.py` reads and writes them.
+compat_entities = Table(
+    "compat_entities",
     metadata,
     Column("kind", String, primary_key=True),
     Column("name", String, primary_key=True),

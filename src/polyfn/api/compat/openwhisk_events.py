@@ -15,7 +15,7 @@
   `/whisk.system/alarms/alarm` (also `alarms/interval` with `minutes`): polyfn makes it a cron trigger of its own
   (`polyfn trigger list` shows it, function `openwhisk:T`) that fires T; `lifecycleEvent` DELETE removes it.
 
-The documents are kept by the `WhiskEntities` store (store/whisk.py); trigger activations go to the activation
+The documents are kept by the `CompatEntities` store (store/compat.py); trigger activations go to the activation
 records (function `openwhisk:T`, trigger `openwhisk-trigger`).
 """
 
@@ -38,9 +38,9 @@ from polyfn.model import Activation
 from polyfn.protocol import LogLine
 
 if TYPE_CHECKING:
-    from polyfn.services import Activations, Triggers, WhiskEntities
+    from polyfn.services import Activations, CompatEntities, Triggers
 
-PACKAGE, TRIGGER, RULE = "package", "trigger", "rule"
+PACKAGE, TRIGGER, RULE = "openwhisk.package", "openwhisk.trigger", "openwhisk.rule"  # their kinds in the store
 SINK = "openwhisk"  # polyfn cron triggers with function `openwhisk:T` fire the OpenWhisk trigger T
 TRIGGER_ACTIVATION = "openwhisk-trigger"  # the `trigger` field of a trigger's activation records
 NOT_FOUND = "The requested resource does not exist."
@@ -110,7 +110,7 @@ def _version(old: dict[str, Any] | None) -> str:
 
 
 class WhiskEvents:
-    def __init__(self, entities: WhiskEntities | None, recorder: Activations, triggers: Triggers | None,
+    def __init__(self, entities: CompatEntities | None, recorder: Activations, triggers: Triggers | None,
                  actions: Callable[[], Awaitable[dict[str, str]]], start_action: StartAction,
                  clock: Callable[[], float] = time.time):
         self._entities = entities
@@ -123,7 +123,7 @@ class WhiskEvents:
             triggers.add_sink(SINK, self._alarm)
 
     @property
-    def entities(self) -> WhiskEntities:
+    def entities(self) -> CompatEntities:
         if self._entities is None:
             raise WhiskError(503, "packages, triggers and rules are not available on this node")
         return self._entities

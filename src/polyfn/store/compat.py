@@ -1,7 +1,8 @@
-"""Store access for OpenWhisk's packages, triggers and rules: table `whisk_entities` (migration 0011).
+"""Store access for the vendor faces' own objects: table `compat_entities` (migration 0011).
 
-Each is one JSON document keyed by (kind, name); the OpenWhisk face (api/compat/openwhisk_events.py) owns
-their shape, this module only keeps them.
+Each is one JSON document keyed by (kind, name): OpenWhisk's packages, triggers and rules
+(api/compat/openwhisk_events.py), the code OpenFaaS image references stand for (api/compat/openfaas.py). Each
+face owns its documents' shape; this module only keeps them.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from polyfn.store.db import Store
-from polyfn.store.tables import whisk_entities as t
+from polyfn.store.tables import compat_entities as t
 
 
-class WhiskStore:
+class CompatStore:
+    """services.CompatEntities on the metadata store."""
+
     def __init__(self, store: Store):
         self.store = store
 

@@ -1,11 +1,11 @@
-"""OpenWhisk's own entities: packages, triggers and rules (the OpenWhisk API's event model).
+"""The vendor faces' own objects: OpenWhisk's packages, triggers and rules, OpenFaaS's image references.
 
-Revision ID: 0011_whisk_entities
+Revision ID: 0011_compat_entities
 Revises: 0010_apps
 Create Date: 2026-12-06
 
 Each entity is one JSON document (`doc`) keyed by (kind, name), as OpenWhisk keeps them: new fields need no
-migration. Actions stay polyfn functions; only what has no polyfn counterpart lives here.
+migration. Functions stay polyfn functions; only what has no polyfn counterpart lives here.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0011_whisk_entities"
+revision: str = "0011_compat_entities"
 down_revision: str | None = "0010_apps"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -23,7 +23,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.create_table(
-        "whisk_entities",
+        "compat_entities",
         sa.Column("kind", sa.String, primary_key=True),
         sa.Column("name", sa.String, primary_key=True),
         sa.Column("doc", sa.Text, nullable=False),
@@ -32,4 +32,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_table("whisk_entities")
+    op.drop_table("compat_entities")
