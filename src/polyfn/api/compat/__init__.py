@@ -21,5 +21,6 @@ def install(app: FastAPI, *, settings: Any, store: Any, deployer: Any, invoker: 
     shared = dict(settings=settings, store=store, deployer=deployer, invoker=invoker, recorder=recorder, queue=queue,
                   keys=keys, delete_function=delete_function)
     lambda_api.install(app, **shared, registry=registry, workflows=workflows, admin_key=admin_key)
-    openfaas.install(app, **shared, registry=registry, secret_values=secret_values)
+    openfaas.install(app, **shared, registry=registry, secret_values=secret_values, entities=entities,
+                     triggers=triggers)
     openwhisk.install(app, **shared, workflows=workflows, entities=entities, triggers=triggers)
