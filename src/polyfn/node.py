@@ -58,6 +58,7 @@ from polyfn.scheduler.sync import ClusterSync
 from polyfn.sites import Sites
 from polyfn.storage.service import StorageService
 from polyfn.store import Store
+from polyfn.store.compat import CompatStore
 from polyfn.store.security import SecurityStore
 from polyfn.triggers import events as cloudevents
 from polyfn.triggers.manager import TriggerManager
@@ -172,7 +173,7 @@ class Node:
             limiter=self.limiter, manager=self.manager, security_store=self.security_store,
             secret_box=self.secret_box, metrics=self.metrics, storage=self.storage, workflows=self.workflows,
             apps=self.apps, sites=self.sites, sync=self.sync, delete_function=self.delete_function,
-            admin_key=self.admin_key, lifespan=self.lifespan)
+            admin_key=self.admin_key, lifespan=self.lifespan, compat_entities=CompatStore(self.store))
         self.api.mount("/console", build_console(
             settings=s, store=self.store, registry=self.registry, recorder=self.recorder, triggers=self.triggers,
             deployer=self.deployer, invoker=self.invoker, metrics=self.metrics, storage=self.storage,

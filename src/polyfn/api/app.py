@@ -22,6 +22,7 @@ from polyfn.api import observe as observe_api
 from polyfn.api.deploy_body import read_deploy
 from polyfn.api.errors import ApiError
 from polyfn.auth.access import authorize
+from polyfn.auth.secrets import SecretValues
 from polyfn.deploy.errors import DeployError
 from polyfn.events import cloudevent, kinds
 from polyfn.headers import from_outside
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from polyfn.services import (
         Activations,
         AsyncJobs,
+        CompatEntities,
         DeleteFunction,
         Deploys,
         FunctionStore,
@@ -63,7 +65,7 @@ def build_api(*, settings: Settings, store: FunctionStore, registry: LiveFunctio
               queue: AsyncJobs, triggers: Triggers, deployer: Deploys, invoker: Invocations, keys: Keys,
               limiter: RateLimits, manager: Instances, security_store: Secrets, secret_box: Any, metrics: Any,
               storage: Any, workflows: Any, apps: Any, sites: Any, sync: Any, delete_function: DeleteFunction,
-              admin_key: str, lifespan: Any = None) -> FastAPI:
+              admin_key: str, lifespan: Any = None, compat_entities: CompatEntities | None = None) -> FastAPI:
     """The control API and the vendor APIs on one FastAPI app; each router gets the services it uses. `sync` is
     the cluster sync (None on a single node); `admin_key` signs the Lambda API's code URLs."""
     app = FastAPI(
@@ -248,7 +250,8 @@ def build_api(*, settings: Settings, store: FunctionStore, registry: LiveFunctio
 
     from polyfn.api import security
 
-    v1.include_router(security.router(keys=keys, secrets=security_store, secret_box=secret_box, manager=manager))
+    secret_values = SecretValues(security_store, secret_box, manager.secret_changed)  # /v1/secrets, OpenFaaS's
+    v1.include_router(security.router(keys=keys, values=secret_values))
     from polyfn.api import storage as storage_api
 
     v1.include_router(storage_api.build_router(storage=storage, keys=keys, store=store))
@@ -269,7 +272,7 @@ def build_api(*, settings: Settings, store: FunctionStore, registry: LiveFunctio
     app.include_router(v1)
     compat.install(app, settings=settings, deployer=deployer, invoker=invoker, recorder=recorder, registry=registry,
                    queue=queue, keys=keys, delete_function=delete_function, workflows=workflows, store=store,
-                   admin_key=admin_key)
+                   admin_key=admin_key, triggers=triggers, entities=compat_entities, secret_values=secret_values)
     app.include_router(observe_api.build_router(settings=settings, metrics=metrics, registry=registry, queue=queue,
                                                 workflows=workflows, require_key=require_key),
                        responses=errors.ERROR_RESPONSES)

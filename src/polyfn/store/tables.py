@@ -220,3 +220,14 @@ sites = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
+
+# 0011: the vendor faces' own objects, one JSON document each (`kind`: openwhisk.package | openwhisk.trigger |
+# openwhisk.rule | openfaas.image). `store/compat.py` reads and writes them.
+compat_entities = Table(
+    "compat_entities",
+    metadata,
+    Column("kind", String, primary_key=True),
+    Column("name", String, primary_key=True),
+    Column("doc", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
