@@ -317,6 +317,19 @@ def _save(conn: Connection, ex: Execution, version: int, evs: Sequence[dict[str,
         conn.execute(_INSERT_WORK, [i.row() for i in items])
 
 
+def _delete_ended(conn: Connection, before: float, limit: int) -> int:
+    """Executions that ended before `before`, with their history, operations and leftover work (not one whose
+    parent has yet to learn that it ended: its `resume` item is still due)."""
+    resume_due = select(work.c.id).where(work.c.id == executions.c.id + "/resume").exists()
+    ids = [r[0] for r in conn.execute(select(executions.c.id).where(
+        executions.c.status.in_(sorted(FINAL)), executions.c.stopped_at < before, ~resume_due).limit(limit))]
+    if ids:
+        for table, column in ((events, events.c.execution), (ops, ops.c.execution), (work, work.c.execution),
+                              (executions, executions.c.id)):
+            conn.execute(delete(table).where(column.in_(ids)))
+    return len(ids)
+
+
 def _claim(conn: Connection, now: float, owner: str, lease: float, limit: int, skip_locked: bool) -> list[WorkItem]:
     q = select(work).where(work.c.due <= now, or_(work.c.lease.is_(None), work.c.lease < now)).order_by(work.c.due).limit(limit)
     if skip_locked:
@@ -573,6 +586,10 @@ class WorkflowStore:
             q = q.where(events.c.id > after).order_by(events.c.id)
         q = q.limit(limit)
         return await self.db.read(lambda conn: [json.loads(r.body) for r in conn.execute(q).all()])
+
+    async def delete_ended(self, before: float, limit: int = 500) -> int:
+        """Forget executions that ended before `before` (retention); how many went, at most `limit` a call."""
+        return await self.db.write(_delete_ended, before, limit)
 
     # -- work -----------------------------------------------------------------------------------------
 
