@@ -498,7 +498,7 @@ async def test_delivery_dead_letters_what_it_cannot_deliver_instead_of_raising(t
     db = await QueueDB.open(tmp_path / "queue.db")
 
     class Invoker:
-        async def invoke(self, *a: Any, **k: Any) -> Any:
+        async def call(self, *a: Any, **k: Any) -> Any:
             raise RuntimeError("an invoker bug")
 
     ctx = Context(settings=Settings(data_dir=tmp_path), invoker=Invoker(), queue=SimpleNamespace(db=db),  # type: ignore[arg-type]
@@ -512,7 +512,7 @@ async def test_delivery_dead_letters_what_it_cannot_deliver_instead_of_raising(t
         assert "an invoker bug" in dead[0].last_error["message"]
 
         class Stopping:
-            async def invoke(self, *a: Any, **k: Any) -> Any:
+            async def call(self, *a: Any, **k: Any) -> Any:
                 raise Interrupted()
 
         ctx.invoker = Stopping()  # type: ignore[assignment]

@@ -198,14 +198,6 @@ class AsyncQueue:
 
     # -- accepting ----------------------------------------------------------------------------------
 
-    async def submit(self, function: str, kind: str, trigger: str, body: bytes, content_type: str,
-                     headers: list[tuple[str, str]] | None = None, method: str = "POST", path: str = "/",
-                     query: str = "", callback_url: str | None = None, job_id: str | None = None,
-                     check: bool = True) -> str:
-        """`enqueue` with the call's fields as arguments."""
-        return await self.enqueue(Call(function, kind, trigger, method, path, query, headers, body, content_type),
-                                  callback_url, job_id, check)
-
     async def enqueue(self, call: Call, callback_url: str | None = None, job_id: str | None = None,
                       check: bool = True) -> str:
         """Durably queue one call; returns its activation id once the job is stored. Raises `Rejected`."""

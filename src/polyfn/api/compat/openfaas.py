@@ -30,6 +30,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from polyfn import __version__
 from polyfn.api.compat import common, keys
+from polyfn.call import Call
 from polyfn.deploy.errors import DeployError
 from polyfn.headers import from_outside
 from polyfn.manifests.model import ManifestError, memory_mb
@@ -275,9 +276,9 @@ class OpenFaasApi(common.VendorFace):
     async def invoke(self, request: Request, name: str, path: str = "") -> Response:
         body = await request.body()
         headers = from_outside([(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]])
-        out = await self.invoker.invoke(_fn_name(name), "http", "http", request.method, "/" + path,
-                                             request.scope["query_string"].decode("latin-1"), headers, body,
-                                             request.headers.get("content-type", ""))
+        out = await self.invoker.call(Call(_fn_name(name), "http", "http", request.method, "/" + path,
+                                           request.scope["query_string"].decode("latin-1"), headers, body,
+                                           request.headers.get("content-type", "")))
         return Response(out.body, status_code=out.status,
                         headers={k.decode("latin-1"): v.decode("latin-1") for k, v in out.headers})
 

@@ -33,6 +33,7 @@ from polyfn.api.compat import common, keys
 from polyfn.api.compat.openwhisk_compositions import Compositions
 from polyfn.api.compat.whisk_names import A_ANN, A_KIND, A_NAME, A_PARAMS, NAMESPACE, WhiskError, polyfn_name
 from polyfn.api.compat.whisk_names import annotation as _ann
+from polyfn.call import Call
 from polyfn.deploy import archive
 from polyfn.deploy.errors import DeployError
 from polyfn.invoker import Outcome
@@ -260,8 +261,8 @@ class WhiskApi(common.VendorFace):
         aid = uuid.uuid4().hex
 
         def run() -> Any:
-            return self.invoker.invoke(info.name, "event", "openwhisk", "POST", "/", "", [],
-                                            json.dumps(args).encode(), "application/json", activation_id=aid)
+            return self.invoker.call(Call(info.name, "event", "openwhisk", body=json.dumps(args).encode(),
+                                          content_type="application/json", activation_id=aid))
 
         if not blocking:
             try:
@@ -314,8 +315,8 @@ class WhiskApi(common.VendorFace):
                 args["__ow_body"] = base64.b64encode(raw).decode()
         args.update({"__ow_method": request.method.lower(), "__ow_headers": dict(request.headers.items()),
                      "__ow_path": "/" + path if path else ""})
-        out = await self.invoker.invoke(info.name, "event", "openwhisk-web", "POST", "/", "", [],
-                                             json.dumps(args).encode(), "application/json")
+        out = await self.invoker.call(Call(info.name, "event", "openwhisk-web", body=json.dumps(args).encode(),
+                                           content_type="application/json"))
         status, result = _result(out, info)
         if status != 200:
             return JSONResponse(result, status_code=status)
