@@ -426,7 +426,7 @@ async def test_idle_connection_sweep_survives_a_failing_close() -> None:
 
 
 async def test_zygote_reader_survives_a_failing_exit_handler(tmp_path: Path) -> None:
-    from polyfn.runtimes.python.zygote import Exited
+    from polyfn.protocol.zygote import Exited
     from polyfn.scheduler.zygote import ZygoteClient
 
     seen: list[int] = []

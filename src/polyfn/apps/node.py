@@ -10,10 +10,10 @@ from polyfn.apps.firebase import FirebaseFace
 from polyfn.apps.http import AppsFace
 from polyfn.apps.service import AppService
 from polyfn.apps.storage import StorageFace
+from polyfn.apps.store import AppStore
 from polyfn.apps.tokens import TokenSigner
 from polyfn.bundled import bundle_dir
 from polyfn.call import Call
-from polyfn.store.apps import AppStore
 
 
 def build(store: Any, derive_key: Any, limiter: Any, invoker: Any, storage: Any,
