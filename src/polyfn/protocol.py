@@ -5,7 +5,8 @@ tag, decoded against a strict union so an instance can never make the server unp
 anything but these types. The server treats every frame from an instance as untrusted: the size is
 capped (`MAX_FRAME`) and ids are checked against what the server sent.
 
-Server → instance: `Invoke`.   Instance → server: `Ready`, `InitError`, `Result`, `Fault`.
+Server → instance: `Invoke`, `Cancel`.   Instance → server: `Ready`, `InitError`, `Result`, `Fault`, `Logs`,
+and for a streamed response `Head`, then `Chunk`s, then its `Result` (the end: logs, run time, an error).
 """
 
 from __future__ import annotations
@@ -105,10 +106,38 @@ class Logs(msgspec.Struct, tag="logs", array_like=True):
     logs: list[LogLine] = []
 
 
-FromInstance = Result | Ready | InitError | Fault | Logs
+class Head(msgspec.Struct, tag="head", array_like=True):
+    """Invocation `id` streams its response: the status and headers, sent before its first `Chunk`. The
+    invocation then ends with its `Result`, whose body is empty and whose `error`, when set, says the
+    stream broke off (the client sees an error marker; docs/streaming.md)."""
+
+    id: int
+    status: int = 200
+    headers: list[tuple[str, str]] = []
+
+
+class Chunk(msgspec.Struct, tag="chunk", array_like=True, gc=False):
+    """A piece of invocation `id`'s streamed response body, in order. (Decoded as a view of the frame:
+    no copy of the bytes.)"""
+
+    id: int
+    data: memoryview
+
+
+class Cancel(msgspec.Struct, tag="cancel", array_like=True):
+    """Server → instance: stop invocation `id` (its client went away mid-stream). The instance closes the
+    function's stream (Python: `GeneratorExit` in the generator, or the async generator's task cancelled;
+    Node: the response stream's `close`) and still answers with the invocation's `Result`."""
+
+    id: int
+    reason: str = "client disconnected"
+
+
+FromInstance = Result | Ready | InitError | Fault | Logs | Head | Chunk
+ToInstance = Invoke | Cancel
 
 _encoder = msgspec.msgpack.Encoder()
-to_instance_decoder = msgspec.msgpack.Decoder(Invoke)
+to_instance_decoder = msgspec.msgpack.Decoder(ToInstance)
 from_instance_decoder = msgspec.msgpack.Decoder(FromInstance)
 
 
@@ -116,6 +145,18 @@ def encode(msg: msgspec.Struct) -> bytes:
     """Length-prefixed frame, built with one allocation for the body and one concatenation."""
     body = _encoder.encode(msg)
     return HEADER.pack(len(body)) + body
+
+
+_CHUNK_TAG = _encoder.encode("chunk")
+
+
+def encode_chunk(inv_id: int, data: bytes | bytearray | memoryview) -> list[bytes | memoryview]:
+    """A `Chunk` frame as pieces to send with one `sendmsg` (or `writelines`): the length prefix and the msgpack
+    header, then `data` itself, never copied into a frame buffer."""
+    n = len(data)
+    head = b"\x93" + _CHUNK_TAG + _encoder.encode(inv_id) + (
+        b"\xc4" + bytes((n,)) if n < 256 else b"\xc5" + n.to_bytes(2, "big") if n < 65536 else b"\xc6" + n.to_bytes(4, "big"))
+    return [HEADER.pack(len(head) + n) + head, data]
 
 
 class FrameError(Exception):

@@ -19,9 +19,12 @@ from collections.abc import Callable
 import msgspec
 
 from polyfn.protocol import (
+    Cancel,
+    Chunk,
     Fault,
     FrameError,
     FrameReader,
+    Head,
     InitError,
     Invoke,
     LogLine,
@@ -31,6 +34,7 @@ from polyfn.protocol import (
     encode,
     from_instance_decoder,
 )
+from polyfn.streaming import GONE, ResponseStream
 
 log = logging.getLogger("polyfn.instance")
 
@@ -77,6 +81,7 @@ class Instance(asyncio.Protocol):
         self._reader = FrameReader()
         self._waiting: dict[int, asyncio.Future[Result]] = {}
         self._partial: dict[int, list[LogLine]] = {}  # lines streamed ahead of a result (protocol.Logs)
+        self._streams: dict[int, ResponseStream] = {}  # invocations streaming their response (protocol.Head)
         self._seq = 0
         # (kept: asyncio.get_running_loop() is a getpid() system call each time)
         self._loop = asyncio.get_running_loop()
@@ -92,16 +97,35 @@ class Instance(asyncio.Protocol):
             frames = self._reader.feed(data)
             for raw in frames:
                 msg = from_instance_decoder.decode(raw)
-                if type(msg) is Result:
+                if type(msg) is Chunk:  # (first: a streamed response is many of these)
+                    stream = self._streams.get(msg.id)
+                    if stream is None:
+                        raise FrameError(f"chunk for invocation {msg.id}, which is not streaming")
+                    stream.feed(msg.data)
+                elif type(msg) is Result:
                     fut = self._waiting.pop(msg.id, None)
-                    if fut is None:
+                    stream = self._streams.pop(msg.id, None) if fut is None and self._streams else None
+                    if fut is None and stream is None:
                         raise FrameError(f"result for unknown invocation {msg.id}")
                     if self._partial:
                         early = self._partial.pop(msg.id, None)
                         if early:
                             msg.logs[:0] = early
-                    if not fut.done():
+                    if stream is not None:
+                        stream.end(msg)
+                    elif not fut.done():  # type: ignore[union-attr]
                         fut.set_result(msg)
+                elif type(msg) is Head:  # the invocation streams: its future resolves with the stream
+                    fut = self._waiting.pop(msg.id, None)
+                    if fut is None:
+                        raise FrameError(f"response head for unknown invocation {msg.id}")
+                    stream = self._streams[msg.id] = ResponseStream(msg.id, msg.status, msg.headers, self._pause,
+                                                                    self._loop)
+                    if not fut.done():
+                        fut.set_result(stream)  # type: ignore[arg-type]
+                    else:  # (the caller gave up already: timed out or cancelled) nobody reads it
+                        stream.cancel()
+                        self.cancel(msg.id)
                 elif type(msg) is Logs:  # lines of a long invocation, ahead of its result
                     if msg.id in self._waiting:
                         self._partial.setdefault(msg.id, []).extend(msg.logs)
@@ -129,6 +153,10 @@ class Instance(asyncio.Protocol):
             if not fut.done():
                 fut.set_exception(gone)
         self._waiting.clear()
+        streams, self._streams = self._streams, {}
+        for stream in streams.values():
+            stream.fail(GONE, {"code": "function_crashed",
+                               "message": f"the function's instance ended mid-stream: {self.kill_reason or 'connection closed'}"})
         if prev is not State.DEAD:
             self.on_lost(self)
 
@@ -160,6 +188,21 @@ class Instance(asyncio.Protocol):
         self._waiting[self._seq] = fut
         self._transport.write(encode(inv))
         return fut
+
+    def cancel(self, inv_id: int, reason: str = "client disconnected") -> None:
+        """Tell the instance to stop invocation `inv_id` (a stream nobody reads any more); it still answers
+        with its Result."""
+        if self._transport is not None:
+            self._transport.write(encode(Cancel(inv_id, reason)))
+
+    def _pause(self, on: bool) -> None:
+        """Stop (on) or resume reading the instance's frames: back-pressure from a stream's slow reader."""
+        transport = self._transport
+        if transport is not None:
+            if on:
+                transport.pause_reading()
+            else:
+                transport.resume_reading()
 
     def forget(self, inv_id: int) -> None:
         self._waiting.pop(inv_id, None)
