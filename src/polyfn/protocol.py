@@ -164,28 +164,56 @@ class FrameError(Exception):
 
 
 class FrameReader:
-    """Incremental frame splitter for a byte stream (used by the server's asyncio protocol)."""
+    """Incremental frame splitter for a byte stream (used by the server's asyncio protocol).
 
-    __slots__ = ("_buf", "_max")
+    Frames are handed out as views, not copies: a frame that arrived whole within one read is a view of that
+    read's bytes; a large frame spread over several reads (a streamed response's chunk) is copied once, into a
+    buffer of its own size, as its pieces come; only small leftovers are joined. (A view keeps its buffer alive
+    while a decoded `Chunk` refers to it; every other field msgspec decodes is a copy.)"""
+
+    __slots__ = ("_buf", "_filled", "_frame", "_max")
+
+    LARGE = 64 * 1024  # a frame from this size on, cut by the end of a read, is gathered in a buffer of its own
 
     def __init__(self, max_frame: int = MAX_FRAME) -> None:
-        self._buf = bytearray()
+        self._buf = b""  # the start of a small frame, or of a length prefix, cut by the end of the last read
         self._max = max_frame
+        self._frame: bytearray | None = None  # a large frame being gathered
+        self._filled = 0
 
-    def feed(self, data: bytes) -> list[bytes]:
-        buf = self._buf
-        buf += data
-        frames: list[bytes] = []
+    def feed(self, data: bytes) -> list[memoryview]:
+        frames: list[memoryview] = []
+        view = memoryview(data)
+        frame = self._frame
+        if frame is not None:
+            filled = self._filled
+            take = min(len(frame) - filled, len(view))
+            frame[filled:filled + take] = view[:take]
+            self._filled = filled = filled + take
+            if filled < len(frame):
+                return frames
+            frames.append(memoryview(frame))
+            self._frame = None
+            view = view[take:]
+        if self._buf:
+            view = memoryview(self._buf + view)  # (small: a few bytes of a prefix, or a frame under LARGE)
+            self._buf = b""
         pos = 0
-        n = len(buf)
+        n = len(view)
         while n - pos >= 4:
-            (size,) = HEADER.unpack_from(buf, pos)
+            (size,) = HEADER.unpack_from(view, pos)
             if size > self._max:
                 raise FrameError(f"frame of {size} bytes exceeds the {self._max}-byte limit")
-            if n - pos - 4 < size:
+            end = pos + 4 + size
+            if end > n:
+                if size >= self.LARGE:
+                    frame = self._frame = bytearray(size)
+                    frame[: n - pos - 4] = view[pos + 4 :]
+                    self._filled = n - pos - 4
+                    return frames
                 break
-            frames.append(bytes(buf[pos + 4 : pos + 4 + size]))
-            pos += 4 + size
-        if pos:
-            del buf[:pos]
+            frames.append(view[pos + 4 : end])
+            pos = end
+        if pos < n:
+            self._buf = bytes(view[pos:])
         return frames

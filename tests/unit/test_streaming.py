@@ -103,3 +103,16 @@ def test_event_stream_messages_parse_with_botocore() -> None:
     first, second = list(buf)
     assert first.headers[":event-type"] == "PayloadChunk" and first.payload == b"hello"
     assert second.headers[":content-type"] == "application/json" and second.payload == b'{"ErrorCode": "Unhandled"}'
+
+
+@pytest.mark.parametrize("step", [1, 3, 1000, 65536, 70009, 1 << 20])
+def test_the_frame_reader_gathers_large_frames_split_anywhere(step: int) -> None:
+    big = bytes(range(256)) * 300  # over FrameReader.LARGE
+    stream = b"".join([protocol.encode(protocol.Ready(1, 0.0)), *[bytes(p) for p in protocol.encode_chunk(2, big)],
+                       protocol.encode(protocol.Ready(3, 0.0)), *[bytes(p) for p in protocol.encode_chunk(4, b"small")]])
+    reader = protocol.FrameReader()
+    out = []
+    for i in range(0, len(stream), step):
+        out += [protocol.from_instance_decoder.decode(f) for f in reader.feed(stream[i:i + step])]
+    assert [type(m).__name__ for m in out] == ["Ready", "Chunk", "Ready", "Chunk"]
+    assert bytes(out[1].data) == big and bytes(out[3].data) == b"small"

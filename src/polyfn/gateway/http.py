@@ -62,7 +62,12 @@ class CoalescingTransport:
         if held is not None:
             self._held = None
             if not self._transport.is_closing():
-                self._transport.write(held[0] if len(held) == 1 else b"".join(held))
+                if len(held) == 1:
+                    self._transport.write(held[0])
+                elif len(held[-1]) >= 65536:  # large pieces (a streamed response's chunks): one vectored write
+                    self._transport.writelines(held)  # (uvloop: writev), not a copy into one buffer
+                else:
+                    self._transport.write(b"".join(held))
 
     def close(self) -> None:
         self.flush()
