@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import HELLO_NATIVE, REPO, PolyfnServer, percentile, print_header, run_wrk, table  # noqa: E402
+from _common import HELLO_NATIVE, REPO, PolyfnServer, percentile, print_header, run_wrk, table
 
 TICKS_PY = '''import time
 
