@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import uuid
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import httpx
 import pytest
 
 from .conftest import Server, error_code, wait_until
+from .streams import leave_after, recorded
 
 HOST_FS = True  # the functions below wait for files the test writes in the host's /tmp
 
@@ -111,12 +111,6 @@ def fns(server: Server) -> Server:
     return server
 
 
-def _recorded(server: Server, aid: str) -> dict | None:
-    """The activation once it is recorded (a stream's is recorded when it ends), else None."""
-    r = server.api.get(f"/v1/activations/{aid}")
-    return r.json() if r.status_code == 200 else None
-
-
 def test_chunks_reach_the_client_as_they_are_yielded(fns: Server) -> None:
     go = f"/tmp/polyfn-stream-go-{uuid.uuid4().hex}"
     try:
@@ -169,28 +163,15 @@ def test_an_exception_mid_stream_of_bytes_breaks_the_response_off(fns: Server) -
         with pytest.raises(httpx.RemoteProtocolError):
             r.read()  # incomplete chunked body: never a complete-looking one
     aid = r.headers["x-polyfn-activation-id"]
-    assert wait_until(lambda: _recorded(fns, aid) is not None)
+    assert wait_until(lambda: recorded(fns, aid) is not None)
     assert fns.activation(aid)["error"]["errorMessage"] == "disk on fire"
     assert fns.http.get("/healthz").status_code == 200
 
 
-def _leave_after(server: Server, path: str, marker: bytes) -> str:
-    """Read a stream with a raw socket until `marker`, then close it: the activation id."""
-    with socket.create_connection(("127.0.0.1", server.port)) as s:
-        s.sendall(f"GET {path} HTTP/1.1\r\nhost: x\r\n\r\n".encode())
-        got = b""
-        while marker not in got:
-            more = s.recv(65536)
-            assert more, got
-            got += more
-    head = got.split(b"\r\n\r\n", 1)[0].decode()
-    return next(ln.split(":", 1)[1].strip() for ln in head.split("\r\n") if ln.lower().startswith("x-polyfn-activation-id"))
-
-
 @pytest.mark.parametrize("name, told", [("st-told", "told: the client went"), ("st-async", "told: cancelled")])
 def test_the_function_is_told_when_the_client_goes(fns: Server, name: str, told: str) -> None:
-    aid = _leave_after(fns, f"/fn/{name}", b" 3\n")
-    assert wait_until(lambda: _recorded(fns, aid) is not None, timeout=20)
+    aid = leave_after(fns, f"/fn/{name}", b" 3\n")
+    assert wait_until(lambda: recorded(fns, aid) is not None, timeout=20)
     act = fns.activation(aid)
     assert act["status"] == "disconnected" and act["stream"]["end"] == "client_disconnected"
     assert any(told in ln[2] for ln in act["logs"]), act["logs"]
@@ -206,7 +187,7 @@ def test_a_stream_that_stops_writing_ends_at_its_idle_timeout(fns: Server) -> No
     err = json.loads(text.strip().split("\n\n")[-1].split("data: ", 1)[1])
     assert err["code"] == "stream_idle_timeout" and "stream_idle_timeout" in err["message"]
     aid = r.headers["x-polyfn-activation-id"]
-    assert wait_until(lambda: _recorded(fns, aid) is not None, timeout=20)
+    assert wait_until(lambda: recorded(fns, aid) is not None, timeout=20)
     act = fns.activation(aid)
     assert act["status"] == "timeout" and act["stream"]["end"] == "idle_timeout"
 
@@ -230,3 +211,36 @@ def test_a_caller_that_cannot_stream_gets_the_whole_body(fns: Server) -> None:
 def test_stream_limits_are_validated(fns: Server) -> None:
     r = fns.api.post("/v1/functions", json={"name": "st-bad", "files": {"handler.py": AWS}, "stream_idle_timeout": 0})
     assert r.status_code == 400 and "stream_idle_timeout" in r.text
+
+
+def test_cli_invoke_stream_prints_chunks_as_they_arrive(fns: Server) -> None:
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    go = f"/tmp/polyfn-stream-go-{uuid.uuid4().hex}"
+    env = {**os.environ, "POLYFN_DATA_DIR": str(fns.data_dir), "NO_COLOR": "1"}
+    env.pop("POLYFN_URL", None)
+    env.pop("POLYFN_API_KEY", None)
+    proc = subprocess.Popen([sys.executable, "-m", "polyfn", "invoke", "st-go", "--stream", "--data", json.dumps({"go": go})],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=REPO)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"first\n"  # printed while the function still waits for the file
+        Path(go).touch()
+        assert proc.stdout.readline() == b"second\n"
+        assert proc.wait(60) == 0
+    finally:
+        proc.kill()
+        if os.path.exists(go):
+            os.unlink(go)
+
+
+def test_cli_invoke_stream_reports_a_broken_stream(fns: Server) -> None:
+    r = fns.cli("invoke", "st-broken", "--stream")
+    assert r.returncode != 0 and "broke off" in r.stderr, r.stderr
+    r = fns.cli("invoke", "st-sse", "--stream", "--data", '{"fail": true}')
+    assert "event: error" in r.stdout
+    r = fns.cli("invoke", "st-nope", "--stream")
+    assert r.returncode != 0 and "function_not_found" in r.stderr
