@@ -164,56 +164,78 @@ class FrameError(Exception):
 
 
 class FrameReader:
-    """Incremental frame splitter for a byte stream (used by the server's asyncio protocol).
+    """Incremental frame splitter for a byte stream, with the buffer the bytes are read into: the server's
+    instance connection is an `asyncio.BufferedProtocol` whose `get_buffer`/`buffer_updated` are these, so the
+    kernel copies straight into it (no bytes object per read, no copy into a frame).
 
-    Frames are handed out as views, not copies: a frame that arrived whole within one read is a view of that
-    read's bytes; a large frame spread over several reads (a streamed response's chunk) is copied once, into a
-    buffer of its own size, as its pieces come; only small leftovers are joined. (A view keeps its buffer alive
-    while a decoded `Chunk` refers to it; every other field msgspec decodes is a copy.)"""
+    Small frames are read into one shared buffer and handed out as views of it, valid only until the next
+    `get_buffer` (`buffer_updated` returns them with `shared` True: a decoded `Chunk` from one must copy its data).
+    A frame from `LARGE` bytes on (a streamed response's chunk) that did not arrive whole gets a buffer of its own
+    and the next reads go straight into it: handed out with `shared` False, it may be kept."""
 
-    __slots__ = ("_buf", "_filled", "_frame", "_max")
+    __slots__ = ("_buf", "_end", "_filled", "_frame", "_max", "_start")
 
-    LARGE = 64 * 1024  # a frame from this size on, cut by the end of a read, is gathered in a buffer of its own
+    LARGE = 64 * 1024
+    SIZE = 256 * 1024  # the shared buffer (a read takes at most what is free in it)
 
     def __init__(self, max_frame: int = MAX_FRAME) -> None:
-        self._buf = b""  # the start of a small frame, or of a length prefix, cut by the end of the last read
         self._max = max_frame
+        self._buf = bytearray(self.SIZE)
+        self._start = self._end = 0  # unread bytes: _buf[_start:_end]
         self._frame: bytearray | None = None  # a large frame being gathered
         self._filled = 0
 
-    def feed(self, data: bytes) -> list[memoryview]:
-        frames: list[memoryview] = []
-        view = memoryview(data)
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
         frame = self._frame
         if frame is not None:
-            filled = self._filled
-            take = min(len(frame) - filled, len(view))
-            frame[filled:filled + take] = view[:take]
-            self._filled = filled = filled + take
-            if filled < len(frame):
-                return frames
-            frames.append(memoryview(frame))
-            self._frame = None
-            view = view[take:]
-        if self._buf:
-            view = memoryview(self._buf + view)  # (small: a few bytes of a prefix, or a frame under LARGE)
-            self._buf = b""
-        pos = 0
-        n = len(view)
-        while n - pos >= 4:
-            (size,) = HEADER.unpack_from(view, pos)
+            return memoryview(frame)[self._filled:]
+        if self._start == self._end:
+            self._start = self._end = 0
+        elif self.SIZE - self._end < self.LARGE:  # (room for a whole small frame after what is left)
+            n = self._end - self._start
+            self._buf[:n] = self._buf[self._start:self._end]
+            self._start, self._end = 0, n
+        return memoryview(self._buf)[self._end:]
+
+    def buffer_updated(self, nbytes: int) -> list[tuple[memoryview, bool]]:
+        """`nbytes` were read into the last `get_buffer`: the frames now whole, each with `shared`."""
+        frames: list[tuple[memoryview, bool]] = []
+        frame = self._frame
+        if frame is not None:
+            self._filled += nbytes
+            if self._filled == len(frame):
+                self._frame = None
+                frames.append((memoryview(frame), False))
+            return frames
+        self._end += nbytes
+        buf, pos, end = self._buf, self._start, self._end
+        view = memoryview(buf)
+        while end - pos >= 4:
+            (size,) = HEADER.unpack_from(buf, pos)
             if size > self._max:
                 raise FrameError(f"frame of {size} bytes exceeds the {self._max}-byte limit")
-            end = pos + 4 + size
-            if end > n:
-                if size >= self.LARGE:
+            if end - pos - 4 < size:
+                if size >= self.LARGE:  # the rest goes straight into a buffer of its own
                     frame = self._frame = bytearray(size)
-                    frame[: n - pos - 4] = view[pos + 4 :]
-                    self._filled = n - pos - 4
-                    return frames
+                    have = end - pos - 4
+                    frame[:have] = view[pos + 4:end]
+                    self._filled = have
+                    pos = end
                 break
-            frames.append(view[pos + 4 : end])
-            pos = end
-        if pos < n:
-            self._buf = bytes(view[pos:])
+            frames.append((view[pos + 4:pos + 4 + size], True))
+            pos += 4 + size
+        self._start = pos
         return frames
+
+    def feed(self, data: bytes) -> list[bytes | memoryview]:
+        """The frames whole after `data` (a caller that is handed bytes, not a buffer to fill): shared ones
+        copied out."""
+        out: list[bytes | memoryview] = []
+        view = memoryview(data)
+        while view:
+            target = self.get_buffer()
+            n = min(len(target), len(view))
+            target[:n] = view[:n]
+            view = view[n:]
+            out += [f if not shared else bytes(f) for f, shared in self.buffer_updated(n)]
+        return out

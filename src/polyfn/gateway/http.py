@@ -64,8 +64,8 @@ class CoalescingTransport:
             if not self._transport.is_closing():
                 if len(held) == 1:
                     self._transport.write(held[0])
-                elif len(held[-1]) >= 65536:  # large pieces (a streamed response's chunks): one vectored write
-                    self._transport.writelines(held)  # (uvloop: writev), not a copy into one buffer
+                elif len(held) > 2 and max(map(len, held)) >= 65536:  # a streamed response's chunks: one
+                    self._transport.writelines(held)  # vectored write (uvloop: writev), not a copy into one buffer
                 else:
                     self._transport.write(b"".join(held))
 

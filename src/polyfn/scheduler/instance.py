@@ -57,7 +57,7 @@ class InitFailed(Exception):
         self.logs = logs
 
 
-class Instance(asyncio.Protocol):
+class Instance(asyncio.BufferedProtocol):
     def __init__(self, instance_id: str, revision_key: str, on_lost: Callable[[Instance], None]):
         self.id = instance_id
         self.revision_key = revision_key
@@ -87,22 +87,25 @@ class Instance(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._ready: asyncio.Future[Ready] = self._loop.create_future()
 
-    # --- asyncio.Protocol ---------------------------------------------------------------------------
+    # --- asyncio.BufferedProtocol ---------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:  # (asyncio.BufferedProtocol: reads go straight into it)
+        return self._reader.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
         try:
-            frames = self._reader.feed(data)
-            for raw in frames:
+            for raw, shared in self._reader.buffer_updated(nbytes):
                 msg = from_instance_decoder.decode(raw)
                 if type(msg) is Chunk:  # (first: a streamed response is many of these)
                     stream = self._streams.get(msg.id)
                     if stream is None:
                         raise FrameError(f"chunk for invocation {msg.id}, which is not streaming")
-                    stream.feed(msg.data)
-                elif type(msg) is Result:
+                    stream.feed(bytes(msg.data) if shared else msg.data)  # (a view of the shared buffer: copied)
+                    continue
+                if type(msg) is Result:
                     fut = self._waiting.pop(msg.id, None)
                     stream = self._streams.pop(msg.id, None) if fut is None and self._streams else None
                     if fut is None and stream is None:
