@@ -99,6 +99,26 @@ AWS = '''def handler(event, context):
 '''
 
 
+GCP = '''import functions_framework
+from flask import Response, request, stream_with_context
+
+
+@functions_framework.http
+def rows(req):
+    def generate():
+        for i in range(int(request.args.get("n", "3"))):  # (the request, inside the stream: stream_with_context)
+            yield f"row {i}\\n"
+    return Response(stream_with_context(generate()), mimetype="text/plain", headers={"x-flask": "yes"})
+'''
+
+OPENFAAS_HTTP = '''def handle(event, context):
+    def body():
+        yield "streamed "
+        yield "body"
+    return {"statusCode": 200, "headers": {"content-type": "text/plain"}, "body": body()}
+'''
+
+
 @pytest.fixture(scope="module")
 def fns(server: Server) -> Server:
     server.deploy("st-go", {"handler.py": WAITS_FOR_GO})
@@ -108,6 +128,8 @@ def fns(server: Server) -> Server:
     server.deploy("st-idle", {"handler.py": IDLE}, stream_idle_timeout=1)
     server.deploy("st-broken", {"handler.py": BROKEN_BYTES})
     server.deploy("st-aws", {"handler.py": AWS}, flavor="aws")
+    server.deploy("st-gcp", {"main.py": GCP}, flavor="gcp", handler="main.rows")
+    server.deploy("st-ofhttp", {"handler.py": OPENFAAS_HTTP}, flavor="openfaas-http", handler="handler.handle")
     return server
 
 
@@ -197,6 +219,19 @@ def test_aws_flavor_streams_a_generator_body(fns: Server) -> None:
     assert r.status_code == 201 and r.text == "a,b"
     assert r.headers["content-type"] == "text/csv" and r.headers["x-kind"] == "stream"
     assert r.headers["transfer-encoding"] == "chunked"
+
+
+def test_gcp_flask_streams_a_generator_response(fns: Server) -> None:
+    with fns.http.stream("GET", "/fn/st-gcp?n=4") as r:
+        assert r.status_code == 200 and r.headers["transfer-encoding"] == "chunked"
+        assert r.headers["content-type"].startswith("text/plain") and r.headers["x-flask"] == "yes"
+        assert r.read() == b"row 0\nrow 1\nrow 2\nrow 3\n"
+    assert fns.activation(r.headers["x-polyfn-activation-id"])["stream"]["chunks"] == 4
+
+
+def test_openfaas_http_streams_a_generator_body(fns: Server) -> None:
+    r = fns.http.get("/fn/st-ofhttp")
+    assert r.text == "streamed body" and r.headers["transfer-encoding"] == "chunked"
 
 
 def test_a_caller_that_cannot_stream_gets_the_whole_body(fns: Server) -> None:
