@@ -32,7 +32,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import HELLO_NATIVE, REPO, PolyfnServer, percentile, print_header, run_wrk, table
+from _common import (
+    HELLO_NATIVE,
+    REPO,
+    PolyfnServer,
+    cpu_seconds,
+    percentile,
+    print_header,
+    run_wrk,
+    table,
+    tree_cpu_seconds,
+)
 
 TICKS_PY = '''import time
 
@@ -57,7 +67,7 @@ TICKS_NODE = '''exports.handler = awslambda.streamifyResponse(async (event, resp
 
 BIG_PY = '''def handler(event, context):
     total = int(event.get("mib", 1024)) << 20
-    piece = b"x" * (256 << 10)
+    piece = b"x" * (int(event.get("kib", 256)) << 10)
     def chunks():
         for _ in range(total // len(piece)):
             yield piece
@@ -107,11 +117,12 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-def big_stream(srv: PolyfnServer, mib: int) -> tuple[float, float, int]:
-    """(MB/s, RSS growth MB, bytes) of one `mib` MiB stream read by curl."""
+def big_stream(srv: PolyfnServer, mib: int) -> tuple[float, float, int, float]:
+    """(MB/s, RSS growth MB, bytes, the server process's CPU ms per GiB) of one `mib` MiB stream read by curl."""
     assert srv.proc is not None
     pid = srv.proc.pid
     base = rss_kb(pid)
+    cpu0 = cpu_seconds(pid)
     peak = [base]
     done = threading.Event()
 
@@ -126,9 +137,10 @@ def big_stream(srv: PolyfnServer, mib: int) -> tuple[float, float, int]:
                           srv.url(f"/fn/big?mib={mib}")], capture_output=True, text=True, check=True).stdout
     done.set()
     t.join()
+    cpu = cpu_seconds(pid) - cpu0
     size, ttfb, total = out.split()
     size_b = int(size)
-    return size_b / 1e6 / (float(total) - float(ttfb)), (peak[0] - base) / 1024, size_b
+    return size_b / 1e6 / (float(total) - float(ttfb)), (peak[0] - base) / 1024, size_b, cpu * 1000 / (size_b / 2**30)
 
 
 def baseline_src(ref: str, into: Path) -> Path:
@@ -170,8 +182,9 @@ def main() -> None:
             results.append([f"chunk latency, {label} (p50; p99 {p99:.3f} ms; {len(delays)} chunks)",
                             f"{p50:.3f} ms", "<= 1 ms", verdict(p50 <= 1.0 and len(delays) == ticks)])
         big_stream(srv, 16)  # warm
-        rate, growth, size = big_stream(srv, mib)
-        results.append([f"{mib} MiB stream: throughput (curl)", f"{rate:.0f} MB/s", ">= 500 MB/s", verdict(rate >= 500 and size == mib << 20)])
+        rate, growth, size, cpu = big_stream(srv, mib)
+        results.append([f"{mib} MiB stream: throughput (curl; the server process used {cpu:.0f} ms of CPU per GiB)",
+                        f"{rate:.0f} MB/s", ">= 500 MB/s", verdict(rate >= 500 and size == mib << 20)])
         results.append([f"{mib} MiB stream: server RSS growth", f"{growth:.1f} MB", "<= 50 MB", verdict(growth <= 50)])
 
     if not args.skip_buffered:
@@ -179,18 +192,27 @@ def main() -> None:
             src = baseline_src(args.baseline, Path(tmp))
             now: list[float] = []
             before: list[float] = []
+            cpu_now: list[float] = []
+            cpu_before: list[float] = []
             with PolyfnServer(log_level="WARNING") as cur, PolyfnServer(
                     log_level="WARNING", env={"PYTHONPATH": str(src)}) as base:
                 for s in (cur, base):
                     s.deploy("hello", {"handler.py": HELLO_NATIVE})
                     run_wrk(s.url("/fn/hello"), 32, 1)  # warm
                 for _ in range(rounds):
-                    now.append(run_wrk(cur.url("/fn/hello"), 32, args.duration).rps)
-                    before.append(run_wrk(base.url("/fn/hello"), 32, args.duration).rps)
+                    for s, rps, cpus in ((cur, now, cpu_now), (base, before, cpu_before)):
+                        assert s.proc is not None
+                        c0 = tree_cpu_seconds(s.proc.pid)
+                        res = run_wrk(s.url("/fn/hello"), 32, args.duration)
+                        rps.append(res.rps)
+                        cpus.append((tree_cpu_seconds(s.proc.pid) - c0) * 1e6 / max(res.requests, 1))
             a, b = statistics.median(now), statistics.median(before)
+            ca, cb = statistics.median(cpu_now), statistics.median(cpu_before)
             results.append([f"buffered /fn/hello req/s: this checkout vs {args.baseline} (wrk -c32, {rounds} rounds, "
                             f"{min(now):.0f}-{max(now):.0f} vs {min(before):.0f}-{max(before):.0f})",
                             f"{a:.0f} vs {b:.0f} ({a / b:.1%})", ">= 95 %", verdict(a >= 0.95 * b)])
+            results.append([f"buffered /fn/hello: CPU µs per request of each server's process tree (median of {rounds})",
+                            f"{ca:.0f} vs {cb:.0f} ({ca / cb:.1%})", "<= 105 %", verdict(ca <= 1.05 * cb)])
 
     print(table(["measure", "value", "target", "verdict"], results))
     print(f"(load average while measuring: {os.getloadavg()[0]:.1f})")
