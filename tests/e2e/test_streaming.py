@@ -124,8 +124,11 @@ def fns(server: Server) -> Server:
     server.deploy("st-go", {"handler.py": WAITS_FOR_GO})
     server.deploy("st-sse", {"handler.py": SSE})
     server.deploy("st-told", {"handler.py": TOLD})
+    server.deploy("st-told-threads", {"handler.py": TOLD}, concurrency=2)  # (sync generator stepped in threads)
+    server.deploy("st-long", {"handler.py": TOLD}, stream_max_duration=1)
     server.deploy("st-async", {"handler.py": ASYNC_TOLD}, concurrency=4)
     server.deploy("st-idle", {"handler.py": IDLE}, stream_idle_timeout=1)
+    server.deploy("st-quiet", {"handler.py": IDLE})  # (the default idle timeout: 60 s)
     server.deploy("st-broken", {"handler.py": BROKEN_BYTES})
     server.deploy("st-aws", {"handler.py": AWS}, flavor="aws")
     server.deploy("st-gcp", {"main.py": GCP}, flavor="gcp", handler="main.rows")
@@ -190,7 +193,8 @@ def test_an_exception_mid_stream_of_bytes_breaks_the_response_off(fns: Server) -
     assert fns.http.get("/healthz").status_code == 200
 
 
-@pytest.mark.parametrize("name, told", [("st-told", "told: the client went"), ("st-async", "told: cancelled")])
+@pytest.mark.parametrize("name, told", [("st-told", "told: the client went"), ("st-async", "told: cancelled"),
+                                        ("st-told-threads", "told: the client went")])
 def test_the_function_is_told_when_the_client_goes(fns: Server, name: str, told: str) -> None:
     aid = leave_after(fns, f"/fn/{name}", b" 3\n")
     assert wait_until(lambda: recorded(fns, aid) is not None, timeout=20)
@@ -212,6 +216,30 @@ def test_a_stream_that_stops_writing_ends_at_its_idle_timeout(fns: Server) -> No
     assert wait_until(lambda: recorded(fns, aid) is not None, timeout=20)
     act = fns.activation(aid)
     assert act["status"] == "timeout" and act["stream"]["end"] == "idle_timeout"
+
+
+def test_a_stream_past_its_max_duration_is_stopped(fns: Server) -> None:
+    with fns.http.stream("GET", "/fn/st-long") as r:
+        assert r.headers["content-type"] == "text/plain"
+        with pytest.raises(httpx.RemoteProtocolError):  # not SSE: broken off, never a complete-looking body
+            r.read()
+    aid = r.headers["x-polyfn-activation-id"]
+    assert wait_until(lambda: recorded(fns, aid) is not None, timeout=20)
+    act = fns.activation(aid)
+    assert act["status"] == "timeout" and act["stream"]["end"] == "max_duration"
+    assert act["error"]["code"] == "stream_too_long" and any("told" in ln[2] for ln in act["logs"])
+
+
+def test_polyfn_cancel_stops_a_stream(fns: Server) -> None:
+    with fns.http.stream("GET", "/fn/st-quiet") as r:  # (writes once, then nothing for 30 s)
+        lines = r.iter_lines()
+        assert next(lines) == "data: hello"
+        aid = r.headers["x-polyfn-activation-id"]
+        assert fns.cli("cancel", aid).returncode == 0
+        rest = "\n".join(lines)
+    assert "event: error" in rest and '"code":"function_cancelled"' in rest
+    assert wait_until(lambda: recorded(fns, aid) is not None, timeout=20)
+    assert fns.activation(aid)["status"] == "cancelled"
 
 
 def test_aws_flavor_streams_a_generator_body(fns: Server) -> None:

@@ -129,8 +129,8 @@ class Instance(asyncio.BufferedProtocol):
                     else:  # (the caller gave up already: timed out or cancelled) nobody reads it
                         stream.cancel()
                         self.cancel(msg.id)
-                elif type(msg) is Logs:  # lines of a long invocation, ahead of its result
-                    if msg.id in self._waiting:
+                elif type(msg) is Logs:  # lines of a long invocation (or stream), ahead of its result
+                    if msg.id in self._waiting or msg.id in self._streams:
                         self._partial.setdefault(msg.id, []).extend(msg.logs)
                 elif type(msg) is Ready:
                     if self._ready.done():

@@ -605,6 +605,7 @@ async def _stream_async(adapter: Adapter, inv: Invoke, parts: tuple[int, list[tu
     is_async = hasattr(chunks, "__anext__")
     loop = asyncio.get_running_loop()
     ctx = contextvars.copy_context()
+    step: asyncio.Future[Any] | None = None  # a sync generator's step running in the pool
     try:
         while True:
             if is_async:
@@ -613,7 +614,9 @@ async def _stream_async(adapter: Adapter, inv: Invoke, parts: tuple[int, list[tu
                 except StopAsyncIteration:
                     break
             else:
-                piece = await loop.run_in_executor(pool, ctx.run, next, chunks, _DONE)
+                step = loop.run_in_executor(pool, ctx.run, next, chunks, _DONE)
+                piece = await step
+                step = None
                 if piece is _DONE:
                     break
             piece = _piece(piece)
@@ -623,7 +626,8 @@ async def _stream_async(adapter: Adapter, inv: Invoke, parts: tuple[int, list[tu
                     writer.writelines(encode_chunk(inv.id, view[i:i + CHUNK_MAX]))
                 await writer.drain()
     except asyncio.CancelledError:  # the server's Cancel: the stream is over, the Result still goes
-        pass
+        if step is not None:  # (a generator can be closed only between its steps: let the running one end)
+            await asyncio.wait([step], timeout=1.0)
     except Exception as exc:
         return adapter.fail(inv, exc)[3]
     finally:
@@ -631,7 +635,7 @@ async def _stream_async(adapter: Adapter, inv: Invoke, parts: tuple[int, list[tu
             if is_async:
                 await chunks.aclose()
             elif hasattr(chunks, "close"):
-                await loop.run_in_executor(pool, chunks.close)
+                await loop.run_in_executor(pool, ctx.run, chunks.close)
         except BaseException:  # (a generator misbehaving while closing: it is over anyway)
             pass
     return None
