@@ -168,20 +168,23 @@ class FrameReader:
     instance connection is an `asyncio.BufferedProtocol` whose `get_buffer`/`buffer_updated` are these, so the
     kernel copies straight into it (no bytes object per read, no copy into a frame).
 
-    Small frames are read into one shared buffer and handed out as views of it, valid only until the next
-    `get_buffer` (`buffer_updated` returns them with `shared` True: a decoded `Chunk` from one must copy its data).
-    A frame from `LARGE` bytes on (a streamed response's chunk) that did not arrive whole gets a buffer of its own
-    and the next reads go straight into it: handed out with `shared` False, it may be kept."""
+    Small frames are read into one scratch buffer that every reader of the process shares (reads and their
+    processing never interleave on the event loop's thread; an idle instance keeps only the few bytes of a
+    frame cut by the end of a read) and handed out as views of it, valid only until the next `get_buffer` of any
+    reader (`buffer_updated` returns them with `shared` True: a decoded `Chunk` from one must copy its data). A
+    frame from `LARGE` bytes on (a streamed response's chunk) that did not arrive whole gets a buffer of its own
+    and the next reads go straight into it: handed out with `shared` False, it may be kept. Not for several
+    threads at once."""
 
-    __slots__ = ("_buf", "_end", "_filled", "_frame", "_max", "_start")
+    __slots__ = ("_base", "_filled", "_frame", "_max", "_pending")
 
     LARGE = 64 * 1024
-    SIZE = 256 * 1024  # the shared buffer (a read takes at most what is free in it)
+    _scratch = bytearray(256 * 1024)  # (shared; a read takes at most what is free in it)
 
     def __init__(self, max_frame: int = MAX_FRAME) -> None:
         self._max = max_frame
-        self._buf = bytearray(self.SIZE)
-        self._start = self._end = 0  # unread bytes: _buf[_start:_end]
+        self._pending = b""  # the start of a small frame (or of a length prefix) cut by the end of the last read
+        self._base = 0  # where the last read began in the scratch buffer (after the pending bytes)
         self._frame: bytearray | None = None  # a large frame being gathered
         self._filled = 0
 
@@ -189,13 +192,10 @@ class FrameReader:
         frame = self._frame
         if frame is not None:
             return memoryview(frame)[self._filled:]
-        if self._start == self._end:
-            self._start = self._end = 0
-        elif self.SIZE - self._end < self.LARGE:  # (room for a whole small frame after what is left)
-            n = self._end - self._start
-            self._buf[:n] = self._buf[self._start:self._end]
-            self._start, self._end = 0, n
-        return memoryview(self._buf)[self._end:]
+        n = self._base = len(self._pending)
+        if n:
+            self._scratch[:n] = self._pending
+        return memoryview(self._scratch)[n:]
 
     def buffer_updated(self, nbytes: int) -> list[tuple[memoryview, bool]]:
         """`nbytes` were read into the last `get_buffer`: the frames now whole, each with `shared`."""
@@ -207,9 +207,10 @@ class FrameReader:
                 self._frame = None
                 frames.append((memoryview(frame), False))
             return frames
-        self._end += nbytes
-        buf, pos, end = self._buf, self._start, self._end
+        buf = self._scratch
+        end = self._base + nbytes
         view = memoryview(buf)
+        pos = 0
         while end - pos >= 4:
             (size,) = HEADER.unpack_from(buf, pos)
             if size > self._max:
@@ -224,7 +225,7 @@ class FrameReader:
                 break
             frames.append((view[pos + 4:pos + 4 + size], True))
             pos += 4 + size
-        self._start = pos
+        self._pending = bytes(view[pos:end]) if pos < end else b""
         return frames
 
     def feed(self, data: bytes) -> list[bytes | memoryview]:

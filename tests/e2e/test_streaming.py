@@ -147,6 +147,7 @@ def test_chunks_reach_the_client_as_they_are_yielded(fns: Server) -> None:
             assert next(lines) == "first"  # before the function has finished: it waits for the file below
             Path(go).touch()
             assert next(lines) == "second"
+            assert list(lines) == []  # the end (after the function's Result: the activation is recorded)
             aid = r.headers["x-polyfn-activation-id"]
     finally:
         if os.path.exists(go):

@@ -116,3 +116,14 @@ def test_the_frame_reader_gathers_large_frames_split_anywhere(step: int) -> None
         out += [protocol.from_instance_decoder.decode(f) for f in reader.feed(stream[i:i + step])]
     assert [type(m).__name__ for m in out] == ["Ready", "Chunk", "Ready", "Chunk"]
     assert bytes(out[1].data) == big and bytes(out[3].data) == b"small"
+
+
+def test_readers_sharing_the_scratch_buffer_keep_their_own_partial_frames() -> None:
+    a, b = protocol.FrameReader(), protocol.FrameReader()
+    fa = protocol.encode(protocol.Ready(1, 0.0, "a" * 100))
+    fb = protocol.encode(protocol.Ready(2, 0.0, "b" * 100))
+    got: list[str] = []
+    for i in range(0, len(fa), 7):  # interleaved reads of two connections
+        for reader, frame in ((a, fa), (b, fb)):
+            got += [protocol.from_instance_decoder.decode(f).info for f in reader.feed(frame[i:i + 7])]
+    assert got == ["a" * 100, "b" * 100]

@@ -217,8 +217,8 @@ class Proxy:
               c: http.client.HTTPConnection, t0: float) -> Result:
         """Stream `resp` to the server as its pieces arrive (read1: whatever the program has sent, at most
         256 KiB); a cancel closes the connection to the program."""
+        self.streaming[inv.id] = c  # (before the head: the server's Cancel can only follow the head)
         self.send(Head(inv.id, resp.status, headers))
-        self.streaming[inv.id] = c
         error = None
         try:
             while inv.id not in self.cancelled:
@@ -404,8 +404,9 @@ class Proxy:
                 break
             inv = to_instance_decoder.decode(reader.read(size))
             if type(inv) is Cancel:  # its client went: the read of the program's response ends now
-                self.cancelled.add(inv.id)
                 c = self.streaming.get(inv.id)
+                if c is not None:  # (else it ended already)
+                    self.cancelled.add(inv.id)
                 if c is not None and c.sock is not None:
                     try:
                         c.sock.shutdown(socket.SHUT_RDWR)

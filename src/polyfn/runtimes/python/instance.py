@@ -615,7 +615,7 @@ async def _stream_async(adapter: Adapter, inv: Invoke, parts: tuple[int, list[tu
                     break
             else:
                 step = loop.run_in_executor(pool, ctx.run, next, chunks, _DONE)
-                piece = await step
+                piece = await asyncio.shield(step)  # (a cancel must not cancel the step: the thread runs on)
                 step = None
                 if piece is _DONE:
                     break
