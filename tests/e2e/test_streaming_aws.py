@@ -1,7 +1,8 @@
 """Lambda response streaming with the real pieces (issue #22): Node.js `awslambda.streamifyResponse` with
 `HttpResponseStream.from`, `pipeline` and `end()` through the gateway; boto3's `invoke_with_response_stream`
 (the Lambda API's event-stream framing, parsed by botocore) against a Node and a Python function; the Node
-stream is closed when the client goes; an error mid-stream reaches boto3 as InvokeComplete's ErrorCode."""
+stream is closed when the client goes; an error mid-stream reaches boto3 as InvokeComplete's ErrorCode. Also
+Azure's Node.js v4 model: `app.setup({ enableHttpStream: true })` and a stream body."""
 
 from __future__ import annotations
 
@@ -63,6 +64,26 @@ exports.handler = awslambda.streamifyResponse(async (event, responseStream, cont
 });
 '''
 
+AZURE = '''const { app } = require('@azure/functions');
+const { Readable } = require('stream');
+const fs = require('fs');
+
+app.setup({ enableHttpStream: true });
+
+app.http('rows', {
+  methods: ['GET'],
+  handler: async (request, context) => {
+    const go = request.query.get('go');
+    async function* rows() {
+      yield 'first\\n';
+      while (!fs.existsSync(go)) await new Promise((r) => setTimeout(r, 10));
+      yield 'second\\n';
+    }
+    return { body: Readable.from(rows()), headers: { 'content-type': 'text/plain' } };
+  },
+});
+'''
+
 PY_GEN = '''def handler(event, context):
     def chunks():
         yield "one "
@@ -82,6 +103,7 @@ def fns(server: Server) -> Server:
     server.deploy("sa-node", {"index.js": STREAMER}, runtime="node", flavor="aws", handler="index.handler")
     server.deploy("sa-py", {"handler.py": PY_GEN}, flavor="aws")
     server.deploy("sa-plain", {"handler.py": PLAIN}, flavor="aws")
+    server.deploy("sa-azure", {"index.js": AZURE}, runtime="node", flavor="azure", handler="index.rows")
     return server
 
 
@@ -119,6 +141,21 @@ def test_node_chunks_arrive_as_written(fns: Server) -> None:
             assert next(lines) == "first"  # the function is still waiting for the file
             Path(go).touch()
             assert next(lines) == "second"
+    finally:
+        if os.path.exists(go):
+            os.unlink(go)
+
+
+def test_azure_v4_stream_body_with_enable_http_stream(fns: Server) -> None:
+    go = f"/tmp/polyfn-stream-go-{uuid.uuid4().hex}"
+    try:
+        with fns.http.stream("GET", "/fn/sa-azure", params={"go": go}) as r:
+            assert r.headers["content-type"] == "text/plain" and r.headers["transfer-encoding"] == "chunked"
+            lines = r.iter_lines()
+            assert next(lines) == "first"  # the function still waits for the file
+            Path(go).touch()
+            assert next(lines) == "second"
+            assert list(lines) == []
     finally:
         if os.path.exists(go):
             os.unlink(go)
