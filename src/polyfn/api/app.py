@@ -26,6 +26,7 @@ from polyfn.auth.secrets import SecretValues
 from polyfn.call import Call
 from polyfn.deploy.errors import DeployError
 from polyfn.events import cloudevent, kinds
+from polyfn.gateway.asgi import relay
 from polyfn.headers import from_outside
 from polyfn.model import Activation, FunctionInfo
 from polyfn.observe.tracing import parse_traceparent
@@ -56,6 +57,17 @@ def _function_json(registry: LiveFunctions, info: FunctionInfo, **extra: Any) ->
     out["url"] = f"/fn/{info.name}"
     out.update(extra)
     return out
+
+
+class StreamedResponse(Response):
+    """A streamed Outcome relayed as the gateway relays it (`gateway.asgi.relay`: chunked, error markers)."""
+
+    def __init__(self, out: Any):
+        super().__init__(status_code=out.status)
+        self.out = out
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await relay(self.out, receive, send)
 
 
 def _activation_json(act: Activation) -> dict[str, Any]:
@@ -170,7 +182,7 @@ def build_api(*, settings: Settings, store: FunctionStore, registry: LiveFunctio
             raise ApiError(404, "function_not_found", f"function {name!r} does not exist")
         return {"deleted": name}
 
-    @v1.post("/functions/{name}/invoke", summary="Invoke a function with an event payload (mode=sync|async)")
+    @v1.post("/functions/{name}/invoke", summary="Invoke a function with an event payload (mode=sync|async|stream)")
     async def invoke(name: str, request: Request, mode: str = "sync", event: Annotated[str | None, Query(
             description="Build a vendor event of this kind (s3:put, sqs, timer, logs, …) from the JSON body; "
                         "the function's flavor shapes it")] = None) -> Response:
@@ -188,11 +200,17 @@ def build_api(*, settings: Settings, store: FunctionStore, registry: LiveFunctio
             kind = "cloudevent"
         if mode == "async":
             return await events.accept_async(queue, request, name, kind, body, ct)
-        if mode != "sync":
-            raise ApiError(400, "invalid_request", f"mode={mode!r}: use sync or async")
+        if mode not in ("sync", "stream"):
+            raise ApiError(400, "invalid_request", f"mode={mode!r}: use sync, async or stream")
         # The caller's API key authorises the invoke; it is never passed on to the function.
         headers = from_outside([(k, v) for k, v in request.headers.items() if k not in ("authorization", "cookie")])
         trace_id, parent_id = parse_traceparent(request.headers.get("traceparent", ""))
+        if mode == "stream":  # a streamed response relayed as it comes, chunked (polyfn invoke --stream)
+            out = await invoker.call(Call(name, kind, "invoke", "POST", "/", "", headers, body, ct, trace_id, parent_id,
+                                          stream=True))
+            if out.stream is not None:
+                return StreamedResponse(out)
+            return Response(out.body, status_code=out.status, headers={k.decode(): v.decode() for k, v in out.headers})
         out = await invoker.call(Call(name, kind, "invoke", headers=headers, body=body, content_type=ct,
                                       trace_id=trace_id, parent_id=parent_id))
         return Response(out.body, status_code=out.status, headers={k.decode(): v.decode() for k, v in out.headers})

@@ -289,6 +289,18 @@ def deploy(
                      help="Older async events go to the dead-letter queue instead of running.",
                      show_default=_spec_default("max_event_age")),
     ] = None,
+    stream_idle_timeout: Annotated[
+        float | None,
+        typer.Option("--stream-idle-timeout", envvar="POLYFN_DEPLOY_STREAM_IDLE_TIMEOUT", metavar="SECONDS",
+                     help="A streamed response is stopped when the function writes nothing for this long.",
+                     show_default=_spec_default("stream_idle_timeout")),
+    ] = None,
+    stream_max_duration: Annotated[
+        float | None,
+        typer.Option("--stream-max-duration", envvar="POLYFN_DEPLOY_STREAM_MAX_DURATION", metavar="SECONDS",
+                     help="A streamed response is stopped after this long in all.",
+                     show_default=_spec_default("stream_max_duration")),
+    ] = None,
     env: Annotated[
         list[str] | None,
         typer.Option(
@@ -368,6 +380,8 @@ def deploy(
             "retry_on": None if retry_on is None else [c.strip() for c in retry_on.split(",")
                                                        if c.strip() and c.strip() != "none"],
             "max_event_age": max_event_age,
+            "stream_idle_timeout": stream_idle_timeout,
+            "stream_max_duration": stream_max_duration,
         },
     )
     descriptor = path / "polyfn.json" if path.is_dir() else None
@@ -451,6 +465,11 @@ def invoke(
         typer.Option("--callback-url", envvar="POLYFN_INVOKE_CALLBACK_URL", metavar="URL",
                      help="With --async: POST the result there when done (retried).", show_default="none"),
     ] = None,
+    stream: Annotated[
+        bool,
+        typer.Option("--stream", envvar="POLYFN_INVOKE_STREAM", show_default="off",
+                     help="Print a streamed response's chunks as they arrive (docs/streaming.md)."),
+    ] = False,
 ) -> None:
     """Invoke a function and print its answer as is."""
     state: State = ctx.obj
@@ -465,6 +484,11 @@ def invoke(
     if run_async:
         activation_id = state.client().invoke_async(name, payload, content_type, callback_url, event=event)
         out().print(activation_id)
+        return
+    if stream:
+        if event is not None:
+            raise typer.BadParameter("--stream sends --data as is: drop --event", param_hint="'--stream'")
+        _invoke_streaming(state, name, payload, content_type, verbose)
         return
     started = time.perf_counter()
     response = state.client().invoke(name, payload, content_type, event=event)
@@ -490,6 +514,27 @@ def invoke(
     if response.function_error:
         raise FunctionFailed(f"function '{name}' raised an error{where}", hint=hint)
     raise FunctionFailed(f"function '{name}' answered HTTP {response.status}{where}", hint=hint)
+
+
+def _invoke_streaming(state: State, name: str, payload: bytes, content_type: str, verbose: bool) -> None:
+    """`polyfn invoke --stream`: each piece written (and flushed) as it arrives."""
+    started = time.perf_counter()
+    with state.client().invoke_stream(name, payload, content_type) as (response, pieces):
+        if verbose:
+            err().print(Text(f"activation {response.activation_id or '?'} · HTTP {response.status} · first byte "
+                             f"{(time.perf_counter() - started) * 1000:.1f} ms", style="dim"))
+        buffer = getattr(sys.stdout, "buffer", None)
+        for piece in pieces:
+            if buffer is not None:
+                buffer.write(piece)
+                buffer.flush()
+            else:
+                sys.stdout.write(piece.decode("utf-8", "replace"))
+                sys.stdout.flush()
+    if not response.ok:
+        where = f" (activation {response.activation_id})" if response.activation_id else ""
+        raise FunctionFailed(f"function '{name}' answered HTTP {response.status}{where}",
+                             hint=f"see its logs with `polyfn logs {name}`")
 
 
 # -- list / describe / delete ------------------------------------------------------------------------

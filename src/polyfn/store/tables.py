@@ -100,6 +100,7 @@ activations = Table(
     # line's timestamp (0 when none): "the newest lines of a function" reads the partial index below.
     Column("logs", Text, nullable=False, server_default=""),
     Column("logs_end", Float, nullable=False, server_default="0"),
+    Column("stream", Text, nullable=True),  # 0011: a streamed response's figures, JSON, or NULL
     Index("ix_activations_function_start", "function", "start"),
     Index("ix_activations_start", "start"),
     Index("ix_activations_function_logs_end", "function", "logs_end",

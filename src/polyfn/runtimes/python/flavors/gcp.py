@@ -170,7 +170,8 @@ class Adapter(base.Adapter):
                 return e.get_response()
             if type(rv) is str:  # the common case, exactly as make_response would answer it
                 return 200, HTML_CT, rv.encode()
-            return self.app.make_response(rv)
+            resp = self.app.make_response(rv)
+            return _Streamed(resp) if resp.is_streamed else resp
 
     # -- CloudEvent and background functions ----------------------------------------------------------
 
@@ -244,6 +245,25 @@ class Adapter(base.Adapter):
     def fail(self, inv: Invoke, exc: BaseException) -> tuple[int, list[tuple[str, str]], bytes, dict[str, Any]]:
         err = base.error_payload(exc)
         return 500, base.JSON_CT + CRASH, json.dumps(err).encode(), err
+
+
+class _Streamed:
+    """A Flask response whose body is a generator (`Response(gen())`, `stream_with_context`): streamed as it is
+    iterated (docs/streaming.md), then closed as a WSGI server closes it."""
+
+    def __init__(self, resp: Any):
+        self.resp = resp
+
+    def __polyfn_stream__(self) -> tuple[int, list[tuple[str, str]], Any]:
+        resp = self.resp
+        headers = [(k, v) for k, v in resp.headers.items() if k.lower() != "content-length"]
+        return resp.status_code, headers, self._chunks()
+
+    def _chunks(self) -> Any:
+        try:
+            yield from self.resp.response
+        finally:
+            self.resp.close()
 
 
 def _as_post(inv: Invoke) -> Invoke:
