@@ -235,11 +235,11 @@ async def test_a_shedding_function_is_answered_429_before_any_work() -> None:
     """Calls to a function in the shedding set are answered by the protocol itself (no task, no app call),
     on a connection that stays open; others, and the same function once it recovers, reach the app."""
     calls.clear()
-    class Busy:  # a pool that refuses new calls (scheduler/pool.Pool.refusing), while `full`
+    class Busy:  # a pool that refuses new calls (scheduler/pool.Pool.admits), while `full`
         full = True
 
-        def refusing(self) -> bool:
-            return self.full
+        def admits(self) -> bool:
+            return not self.full
 
     busy = Busy()
     shedding, counted = {"busy": busy}, []

@@ -43,10 +43,42 @@ async def test_a_standing_queue_at_full_capacity_sheds_and_recovers() -> None:
     for inst in running:
         pool.release(inst)  # each goes to a waiter
     got = [await t for t in queued]
-    assert m.shedding == {} and not pool.refusing()  # type: ignore[attr-defined]  # the queue is empty again
+    assert not pool.refusing()  # the queue is empty again: new calls come in
+    assert m.shedding == {"f": pool}  # type: ignore[attr-defined]  # ... still checked, for `recover_after`
+    pool.recover_after = 0.0  # (it refused no one since: calm)
     for inst in got:
         pool.release(inst)
+    assert m.shedding == {}  # type: ignore[attr-defined]
     pool.release(await pool.acquire(5))
+
+
+async def test_calls_let_in_count_until_they_reach_the_queue() -> None:
+    """Under a flood one read brings a request on every connection: the protocol's `admits` counts the calls
+    it let in until the loop runs their tasks, so BURST callers per slot come in, not every one read."""
+    m = FakeManager()
+    pool = make_pool(m, max_instances=2)
+    running = [await pool.acquire(5) for _ in range(2)]  # full capacity
+    let_in = sum(pool.admits() for _ in range(100))  # one read's worth, before any task ran
+    assert let_in == shed.BURST * 2
+    await asyncio.sleep(0)  # their tasks would have reached `acquire` now: the count starts again
+    assert pool.admits()
+    for inst in running:
+        pool.release(inst)
+
+
+async def test_a_flood_at_a_cold_start_queues_a_bounded_number() -> None:
+    """While instances start, callers wait for them, but no more than BURST per slot to come (not max_queue)."""
+    m = FakeManager()
+    m.gate = asyncio.Event()
+    pool = make_pool(m, max_instances=2)
+    waiting = [asyncio.create_task(pool.acquire(5)) for _ in range(20)]
+    await asyncio.sleep(0.05)
+    refused = [t for t in waiting if t.done() and isinstance(t.exception(), Throttled)]
+    assert len(refused) == 20 - shed.BURST * 2
+    m.gate.set()
+    for t in waiting:
+        if t not in refused:
+            pool.release(await t)
 
 
 async def test_callers_wait_while_instances_start() -> None:

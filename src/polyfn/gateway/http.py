@@ -141,10 +141,11 @@ _BUSY = error_response(503, "Service Unavailable", "too_many_connections",
                        b"retry-after: 1\r\n")
 
 
-class Refusing(Protocol):
-    """What the protocol asks of a function that sheds load: would it refuse a new call now?"""
+class Admitting(Protocol):
+    """What the protocol asks of a function that sheds load: may a new call come in now (it is then
+    counted as on its way to the function's queue)?"""
 
-    def refusing(self) -> bool: ...
+    def admits(self) -> bool: ...
 
 
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
@@ -162,12 +163,12 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     #: functions that have shed load lately (the instance manager's `shedding`, scheduler/shed.py), each with
     #: its live admission check: while it refuses, its `/fn/` calls are answered 429 here, before a task, a
     #: scope or a pool is touched; and who counts them
-    shedding: Mapping[str, Refusing] = {}
+    shedding: Mapping[str, Admitting] = {}
     on_shed: Callable[[str], None] | None = None
     _shed_responses: dict[str, bytes] = {}
 
     @classmethod
-    def with_limits(cls, limits: HttpLimits, shedding: Mapping[str, Refusing] | None = None,
+    def with_limits(cls, limits: HttpLimits, shedding: Mapping[str, Admitting] | None = None,
                     on_shed: Callable[[str], None] | None = None) -> type[CoalescingHttpToolsProtocol]:
         return type("LimitedHttpToolsProtocol", (cls,), {"limits": limits, "shedding": {} if shedding is None else shedding,
                                                          "on_shed": None if on_shed is None else staticmethod(on_shed),
@@ -305,7 +306,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         second more."""
         name = self.url[4:].partition(b"/")[0].partition(b"?")[0].decode("latin-1")
         pool = self.shedding.get(name)
-        if pool is None or (self.cycle is not None and not self.cycle.response_complete) or not pool.refusing():
+        if pool is None or (self.cycle is not None and not self.cycle.response_complete) or pool.admits():
             return False
         out = self._shed_responses.get(name)
         if out is None:
