@@ -93,3 +93,53 @@ async def test_callers_wait_while_instances_start() -> None:
     m.gate.set()
     for t in [*waiting, late]:
         pool.release(await t)
+
+
+class _Clock:
+    """A loop's `time` and `call_later`, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.timers: list[tuple[float, object]] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_later(self, delay: float, fn):  # type: ignore[no-untyped-def]
+        self.timers.append((self.now + delay, fn))
+
+    def run_until(self, t: float) -> None:
+        while self.timers and min(self.timers, key=lambda x: x[0])[0] <= t:
+            due, fn = min(self.timers, key=lambda x: x[0])
+            self.timers.remove((due, fn))
+            self.now = due
+            fn()  # type: ignore[operator]
+        self.now = t
+
+
+class _Held:
+    def __init__(self, answered: list[int], i: int) -> None:
+        self.answered, self.i = answered, i
+
+    def _answer_shed(self) -> None:
+        self.answered.append(self.i)
+
+
+def test_the_tarpit_answers_at_a_rate_tied_to_the_served_requests() -> None:
+    """Held 429s leave after SHED_PAUSE, in order, at RATIO per request served meanwhile plus FLOOR a second,
+    and none later than MAX_HOLD: however many connections a flood holds, refusals cost a bounded share."""
+    from polyfn.gateway.http import SHED_PAUSE, Tarpit
+
+    clock, served, answered = _Clock(), [0], []  # type: ignore[var-annotated]
+    pit = Tarpit(clock, lambda: served[0])  # type: ignore[arg-type]
+    for i in range(1000):
+        pit.hold(_Held(answered, i))
+    clock.run_until(SHED_PAUSE - 0.01)
+    assert answered == []  # held a second at least
+    clock.run_until(SHED_PAUSE)  # nothing served: the floor alone
+    assert answered == list(range(int(Tarpit.FLOOR * SHED_PAUSE)))
+    served[0] += 400  # the node served 400 requests: 100 more answers may leave
+    clock.run_until(SHED_PAUSE + Tarpit.TICK)
+    assert len(answered) == int(Tarpit.FLOOR * (SHED_PAUSE + Tarpit.TICK)) + 400 * Tarpit.RATIO
+    clock.run_until(Tarpit.MAX_HOLD)  # the rest: none is held longer than MAX_HOLD
+    assert answered == list(range(1000)) and len(pit) == 0
