@@ -27,11 +27,29 @@ type result struct {
 	at     float64 // when it was sent, in seconds before the end (negative)
 }
 
-func worker(addr, req string, stop time.Time, out chan<- []result, errs *int64, mu *sync.Mutex) {
+// run is one load phase: the connections are opened first (`opened` counts them), then `go` is closed with
+// `stop` set, and every connection sends calls until then.
+type run struct {
+	addr, req string
+	stop      time.Time
+	opened    sync.WaitGroup
+	start     chan struct{}
+}
+
+func worker(r *run, out chan<- []result, errs *int64, mu *sync.Mutex) {
 	var got []result
 	defer func() { out <- got }()
 	var conn net.Conn
 	var rd *bufio.Reader
+	if c, err := net.DialTimeout("tcp", r.addr, 30*time.Second); err == nil {
+		conn, rd = c, bufio.NewReaderSize(c, 16384)
+	}
+	r.opened.Done()
+	<-r.start
+	addr, req, stop := r.addr, r.req, r.stop
+	if conn != nil {
+		conn.SetDeadline(stop)
+	}
 	for time.Now().Before(stop) {
 		if conn == nil {
 			c, err := net.DialTimeout("tcp", addr, time.Until(stop))
@@ -130,14 +148,23 @@ func main() {
 	series := flag.Bool("series", false, "also print each second's count, p50 and p99 per status class to stderr")
 	flag.Parse()
 	req := fmt.Sprintf("GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", *path, *addr)
-	stop := time.Now().Add(*dur)
 	out := make(chan []result, *conns)
 	var errs int64
 	var mu sync.Mutex
-	start := time.Now()
+	// The connections are opened before the measured window (a flood's connection storm happens once; its
+	// time is reported as "connect_seconds"), then all send at once.
+	r := &run{addr: *addr, req: req, start: make(chan struct{})}
+	r.opened.Add(*conns)
+	t0 := time.Now()
 	for i := 0; i < *conns; i++ {
-		go worker(*addr, req, stop, out, &errs, &mu)
+		go worker(r, out, &errs, &mu)
 	}
+	r.opened.Wait()
+	connect := time.Since(t0).Seconds()
+	start := time.Now()
+	r.stop = start.Add(*dur)
+	stop := r.stop
+	close(r.start)
 	byClass := map[string][]float64{}
 	bySecond := map[string][]float64{}
 	for i := 0; i < *conns; i++ {
@@ -154,7 +181,7 @@ func main() {
 		}
 	}
 	secs := stop.Sub(start).Seconds()
-	report := map[string]any{"seconds": secs, "connections": *conns, "errors": errs}
+	report := map[string]any{"seconds": secs, "connections": *conns, "errors": errs, "connect_seconds": connect}
 	classes := map[string]any{}
 	for c, v := range byClass {
 		sort.Float64s(v)

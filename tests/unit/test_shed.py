@@ -105,8 +105,9 @@ class _Clock:
     def time(self) -> float:
         return self.now
 
-    def call_later(self, delay: float, fn):  # type: ignore[no-untyped-def]
+    def call_later(self, delay: float, fn) -> object:  # type: ignore[no-untyped-def]
         self.timers.append((self.now + delay, fn))
+        return fn  # (a handle: anything but None)
 
     def run_until(self, t: float) -> None:
         while self.timers and min(self.timers, key=lambda x: x[0])[0] <= t:

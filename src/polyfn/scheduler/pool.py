@@ -108,7 +108,7 @@ class Pool:
         self.waiters: deque[asyncio.Future[Instance]] = deque()
         self._since: dict[asyncio.Future[Instance], float] = {}  # waiter → when it began to wait (monotonic)
         self.wait_target = shed.WAIT_TARGET
-        self._shedding = False  # refusing callers at once (in `manager.shedding`: the HTTP protocol refuses too)
+        self._shedding = False  # callers wait or are refused: in `manager.shedding` (the HTTP protocol asks it)
         self._shed_at = 0.0  # when it last refused a caller (monotonic)
         self.recover_after = shed.RECOVER_AFTER  # it leaves `manager.shedding` after refusing no one this long
         self._passing = 0  # calls the HTTP protocol let in that have not reached `acquire` yet (see `admits`)
@@ -160,7 +160,8 @@ class Pool:
         if waiters or not self.max_queue:  # (the first waiter is let in: instances start for it)
             reason = self._refusal(now)
             if reason is not None:
-                self._shed(reason == shed.OVERLOADED)
+                self._shed_at = now
+                self._watch()
                 raise Throttled(f"function {self.revision.function!r} is at capacity ({len(self.instances)} "
                                 f"instances, {len(waiters)} queued)", reason=reason)
         loop = self._loop
@@ -169,6 +170,8 @@ class Pool:
         fut: asyncio.Future[Instance] = loop.create_future()
         waiters.append(fut)
         self._since[fut] = now
+        if not self._shedding:
+            self._watch()
         self._scale_up()
         # Not asyncio.wait_for: every request that finds all instances busy comes through here, and
         # wait_for's wrapping (a second future, callbacks, a timer) measured ~3x the cost of this.
@@ -239,11 +242,12 @@ class Pool:
             return None  # (the common case: a free slot for it)
         return self._refusal(now, self._passing - max(0, free))
 
-    def _shed(self, overloaded: bool) -> None:
-        """Refusing at once: while overloaded the node's HTTP protocol asks this pool before each call of
-        its function (`manager.shedding`, see `admits`), until it has refused no one for `recover_after`."""
-        self._shed_at = time.monotonic()
-        if overloaded and not self._shedding:
+    def _watch(self) -> None:
+        """Callers wait (or are refused): from now on the node's HTTP protocol asks this pool before each call
+        of its function (`manager.shedding`, see `admits`), until its queue is empty and it has refused no one
+        for `recover_after`. (Watched from the first wait, not the first refusal: a flood's first read then
+        lets in only what the queue takes too, instead of every connection's call.)"""
+        if not self._shedding:
             self._shedding = True
             shedding = getattr(self.manager, "shedding", None)  # (test fakes of the manager may have none)
             if shedding is not None:
