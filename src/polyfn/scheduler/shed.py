@@ -10,7 +10,13 @@ longer than `target`. Then new callers are refused at once, so the ones accepted
 the instances are never idle for want of a queued call (CoDel's idea — a standing queue, not a long one,
 is the sign of overload — applied at admission). A burst at full capacity may queue up to BURST callers
 per slot before that (they all arrive before the oldest has waited long, e.g. in one turn of the event
-loop under a flood, and would otherwise all be let in).
+loop under a flood, and would otherwise all be let in). While instances are starting, the oldest waiter's
+wait is a cold start's, not a sign of overload, but the queue is bounded all the same, by BURST callers per
+slot to come.
+
+The HTTP protocol asks the pool the same question before a call costs a task (`Pool.admits`, counting the
+calls it let in that have not reached the queue yet), and holds the 429s it answers itself in a tarpit
+(gateway/http.py `Tarpit`).
 
 Pure: the pool passes what it sees.
 """
