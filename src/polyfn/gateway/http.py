@@ -376,6 +376,9 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         if pool is None or (cycle is not None and cycle is not _HELD and not cycle.response_complete) or (
                 self.pipeline) or pool.admits():
             return False
+        for k, _ in self.headers:  # an async call goes to the node's queue, not the pool: its own admission
+            if k == b"x-polyfn-async":
+                return False
         out = self._shed_responses.get(name)
         if out is None:
             if len(self._shed_responses) > 10_000:
