@@ -226,9 +226,9 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     `max_connections` are answered 503 and closed at once."""
 
     limits = HttpLimits()
-    #: functions that have shed load lately (the instance manager's `shedding`, scheduler/shed.py), each with
-    #: its live admission check: while it refuses, its `/fn/` calls are answered 429 here, before a task, a
-    #: scope or a pool is touched; and who counts them
+    #: functions whose callers wait or were refused lately (the instance manager's `shedding`,
+    #: scheduler/shed.py), each with its live admission check: while it refuses, its `/fn/` calls are
+    #: answered 429 here (held in the `Tarpit`), before a task, a scope or a pool is touched; and who counts them
     shedding: Mapping[str, Admitting] = {}
     on_shed: Callable[[str], None] | None = None
     _shed_responses: dict[str, bytes] = {}
