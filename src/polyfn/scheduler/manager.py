@@ -95,8 +95,8 @@ class InstanceManager:
         self._reaper: asyncio.Task[None] | None = None
         self.instance_env: dict[str, str] = {}  # node-wide environment for every instance (set before start)
         self.metrics: Any = None  # polyfn.observe.metrics.Metrics, set by the node
-        #: functions that shed load lately, by name → their pool (scheduler/shed.py): the HTTP protocol asks
-        #: the pool before each of their calls (`Pool.refusing`) and refuses before any work
+        #: functions whose callers wait or were refused lately, by name → their pool (scheduler/shed.py): the
+        #: HTTP protocol asks the pool before each of their calls (`Pool.admits`) and refuses before any work
         self.shedding: dict[str, Pool] = {}
         self.cpu = CpuShares(self._write_cpu_weight)  # each function's CPU weight over its cgroups
         #: Extra environment for a function's instances (e.g. the object store's AWS_* credentials);
