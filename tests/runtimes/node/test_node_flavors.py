@@ -476,7 +476,7 @@ exports.main = async (event, context) => {
   const wx = cloud.getWXContext();
   if (event.fail) throw new Error('wechat failure');
   return { event, openid: wx.OPENID, appid: wx.APPID, env: wx.ENV, rid: context.request_id,
-    unsupported: (() => { try { cloud.uploadFile({}); } catch (e) { return e.message; } })(),
+    unsupported: (() => { try { cloud.openapi.security.msgSecCheck({}); } catch (e) { return e.message; } })(),
     database: typeof cloud.database().collection('todos').where({}).get };
 };
 """}, "wechat", "index.main")
