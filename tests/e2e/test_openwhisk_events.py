@@ -54,6 +54,8 @@ def test_api_info(server: Any) -> None:
     info = r.json()
     assert r.status_code == 200 and info["description"] == "OpenWhisk API" and info["api_version_path"] == "v1"
     assert info["build"] and info["buildno"]
+    r = server.http.get("/api/v1/namespaces/", auth=("polyfn-admin", server.key))  # `wsk namespace list`
+    assert r.status_code == 200 and r.json() == ["polyfn"]
 
 
 def test_packages_parameters_and_bindings(wsk: httpx.Client) -> None:

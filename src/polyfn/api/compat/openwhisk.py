@@ -599,6 +599,7 @@ def install(app: FastAPI, **services: Any) -> None:
     ns = "/api/v1/namespaces/{ns}"
     r.add_api_route("/api/v1", api.info, methods=["GET"])
     r.add_api_route("/api/v1/namespaces", api.namespaces, methods=["GET"])
+    r.add_api_route("/api/v1/namespaces/", api.namespaces, methods=["GET"])  # `wsk namespace list` (no redirect)
     r.add_api_route(ns + "/actions", api.list_actions, methods=["GET"])
     r.add_api_route(ns + "/actions/{name:path}", api.get_action, methods=["GET"])
     r.add_api_route(ns + "/actions/{name:path}", api.put_action, methods=["PUT"])
