@@ -252,3 +252,28 @@ def test_docs_openwhisk_section_runs(server: Any, wsk: httpx.Client) -> None:
     aid = json.loads(out.stdout[out.stdout.rindex('{"activationId"'):].strip())["activationId"]
     entry = json.loads(_activation(wsk, aid)["logs"][0])
     assert _activation(wsk, entry["activationId"])["response"]["result"]["payload"] == "zyx"
+
+
+def test_the_real_openwhisk_js_client(server: Any) -> None:
+    """npm `openwhisk` (apache/openwhisk-client-js), unmodified, through packages, bindings, a zip action sent as
+    a Buffer, triggers, rules, firing, activations, the alarm feed and an application error (interop/openwhisk.mjs)."""
+    from .jsclients import run_node
+
+    code = _zip({"package.json": json.dumps({"name": "z", "main": "index.js"}),
+                 "index.js": "exports.main = (p) => ({ up: p.s.toUpperCase() });\n"})
+    out = run_node("interop/openwhisk.mjs", {"POLYFN_URL": server.url, "POLYFN_KEY": server.key, "OW_ZIP_B64": code})
+    assert out["info"] == ["polyfn"]
+    assert out["invoked"] == {"msg": "hello ann"} and out["bound"] == {"msg": "bonjour you"}
+    assert out["packageActions"] == ["greet"] and out["zip"] == {"up": "AB"}
+    assert out["triggerActivation"] == {"name": "owjs-t", "result": {"n": 7}}
+    assert out["ruleLog"]["rule"] == "polyfn/owjs-r" and out["ruleLog"]["success"] is True
+    assert out["childResult"] == {"from": "trigger", "n": 7}
+    assert out["ruleStatus"] == "inactive" and out["firedWhileDisabled"] == "fired"  # 204: no activation
+    assert "owjs-fr" in out["lists"]["packages"] and "owjs-t" in out["lists"]["triggers"]
+    assert "owjs-r:active" in out["lists"]["rules"]
+    assert out["feed"]["status"] == "success"
+    # the client asks for the activation and takes its result itself: the 502 carries the record
+    assert out["appError"]["status"] == 502 and out["appError"]["error"]["statusCode"] == 1
+    assert out["appError"]["error"]["response"] == {"status": "application error", "statusCode": 1, "success": False,
+                                                    "result": {"error": "nope"}}
+    assert "owjs-tools" not in out["afterCleanup"]
