@@ -160,7 +160,8 @@ class Node:
         self.queue.on_reply = lambda event, hops: cloudevents.route(self.triggers, event, hops)
         self.workflows = WorkflowService(self.store.engine, invoker_tasks(self.invoker), owner=s.node_id,
                                          function_name=lambda_function_name,
-                                         write_lock=getattr(self.store, "_write_lock", None))  # SQLite: one writer
+                                         write_lock=getattr(self.store, "_write_lock", None),  # SQLite: one writer
+                                         retention=s.workflow_retention)
         self.relay: Any = None  # sandbox.relay.NetRelay for `network: polyfn`, made once the ports are bound
 
         # the faces

@@ -707,6 +707,7 @@ def install(app: FastAPI, **services: Any) -> None:
     r.add_api_route(p + "/{function_name}/aliases/{alias_name}", api.update_alias, methods=["PUT"])
     r.add_api_route(p + "/{function_name}/aliases/{alias_name}", api.delete_alias, methods=["DELETE"])
     api.durable = lambda_durable.install(r, api.auth, api.workflows)
+    app.add_middleware(lambda_durable.CheckpointFastPath, durable=lambda: api.durable)
     for prefix in ("2015-03-31", "2016-08-19", "2017-03-31", "2017-10-31", "2018-10-31", "2019-09-25",
                    "2019-09-30", "2020-04-22", "2020-06-30", "2021-10-31"):
         r.add_api_route(f"/{prefix}/{{rest:path}}", api.unsupported,

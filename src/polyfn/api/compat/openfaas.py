@@ -38,11 +38,13 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from polyfn import __version__
 from polyfn.api.compat import common, keys
+from polyfn.auth import function_keys
 from polyfn.auth.keys import allows
 from polyfn.auth.secrets import SecretError
 from polyfn.deploy import archive
 from polyfn.deploy.errors import DeployError
 from polyfn.headers import from_outside
+from polyfn.invoker import platform_error
 from polyfn.manifests import openfaas_stack as stack
 from polyfn.manifests.model import ManifestError
 from polyfn.model import Activation, FunctionInfo
@@ -379,8 +381,11 @@ class OpenFaasApi(common.VendorFace):
     # -- invocation --------------------------------------------------------------------------------
 
     async def invoke(self, request: Request, name: str, path: str = "") -> Response:
-        body = await request.body()
         headers = from_outside([(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]])
+        refused = self._caller_refusal(_fn_name(name), request, headers)
+        if refused is not None:
+            return refused
+        body = await request.body()
         out = await self.invoker.invoke(_fn_name(name), "http", "http", request.method, "/" + path,
                                              request.scope["query_string"].decode("latin-1"), headers, body,
                                              request.headers.get("content-type", ""))
@@ -394,6 +399,10 @@ class OpenFaasApi(common.VendorFace):
         fname = _fn_name(name)
         if self.registry.get(fname) is None:
             raise OpenFaasError(404, f"function {fname!r} not found")
+        refused = self._caller_refusal(fname, request, from_outside(
+            [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]]))
+        if refused is not None:
+            return refused
         body = await request.body()
         call_id = request.headers.get("x-call-id") or str(uuid.uuid4())
         callback = request.headers.get("x-callback-url")
@@ -415,6 +424,20 @@ class OpenFaasApi(common.VendorFace):
         except common.AsyncRejected as e:
             raise OpenFaasError(e.status, e.message) from None
         return Response(status_code=202, headers={"X-Call-Id": call_id, "X-Start-Time": str(time.time_ns())})
+
+
+    def _caller_refusal(self, name: str, request: Request, headers: list[tuple[str, str]]) -> Response | None:
+        """The function's own `auth` rule (auth/function_keys.py): `/function/NAME` is no way around it."""
+        active = self.registry.get(name)
+        if active is None:
+            return None  # the invoker answers 404
+        refused = function_keys.refusal(active.revision.spec, name, request.scope["query_string"].decode("latin-1"),
+                                        headers, self.keys)
+        if refused is None:
+            return None
+        out = platform_error(*refused)
+        return Response(out.body, status_code=out.status,
+                        headers={k.decode("latin-1"): v.decode("latin-1") for k, v in out.headers})
 
 
 def cron_trigger_id(name: str) -> str:

@@ -51,6 +51,7 @@ from polyfn.api.compat.whisk_names import (
     polyfn_name,
 )
 from polyfn.api.compat.whisk_names import annotation as _ann
+from polyfn.auth import function_keys
 from polyfn.deploy import archive
 from polyfn.deploy.errors import DeployError
 from polyfn.invoker import Outcome
@@ -362,6 +363,11 @@ class WhiskApi(common.VendorFace):
             info = None
         if info is None or not _web_exported(info):
             raise WhiskError(404, "The requested resource does not exist.")
+        refused = function_keys.refusal(info.spec, info.name, request.scope["query_string"].decode("latin-1"),
+                                        [(k.decode("latin-1").lower(), v.decode("latin-1"))
+                                         for k, v in request.scope["headers"]], self.keys)
+        if refused is not None:  # the function's own `auth` rule holds on every ingress (auth/function_keys.py)
+            raise WhiskError(refused[0], refused[2])
         raw = await request.body()
         query = request.scope["query_string"].decode("latin-1")
         args: dict[str, Any] = {**pkg_params, **_defaults(info)}
