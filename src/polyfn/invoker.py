@@ -17,7 +17,7 @@ from typing import Any
 
 from polyfn.call import Call
 from polyfn.config import Settings
-from polyfn.model import Activation, LogLine, Revision
+from polyfn.model import Activation, LogLine
 from polyfn.observe.logbudget import LogBudget
 from polyfn.observe.metrics import Metrics
 from polyfn.observe.recorder import ActivationRecorder
@@ -137,15 +137,6 @@ class Invoker:
         # `cancel` stops (a sync call, or an attempt of an async one)
         self.running: dict[str, tuple[Instance, asyncio.Future[Result]]] = {}
         self.localise: Any = localise  # Deployer.localise, for pinned revisions other nodes deployed (cluster sync)
-
-    async def invoke(self, name: str, kind: str, trigger: str, method: str = "", path: str = "",
-                     query: str = "", headers: list[tuple[str, str]] | None = None, body: bytes = b"",
-                     content_type: str = "", trace_id: str = "", parent_id: str = "",
-                     activation_id: str = "", revision: Revision | None = None,
-                     identity: dict[str, Any] | None = None) -> Outcome:
-        """`call` with the call's fields as arguments (see `polyfn.call.Call` for what each means)."""
-        return await self.call(Call(name, kind, trigger, method, path, query, headers, body, content_type, trace_id,
-                                    parent_id, activation_id, revision, identity))
 
     async def admit(self, call: Call) -> Active | Outcome:
         """The one admission of a call: the node accepts calls, the function exists (and the pinned revision can

@@ -202,7 +202,7 @@ class Node:
         life.add("instances", self.manager.start, self.manager.stop)  # stop: every instance and the zygote
         life.add("functions", self._activate_functions, self._drain)  # stop: no new calls, in-flight finish
         life.add("async queue", self.queue.start, lambda: self.queue.stop(s.drain_timeout))
-        life.add("object store port", lambda: self.storage.serve(self.queue.submit), self.storage.stop_accepting)
+        life.add("object store port", lambda: self.storage.serve(self.queue.enqueue), self.storage.stop_accepting)
         # the last hour's charts and health from the recorded activations, in the background (a long history
         # must not hold up /healthz)
         life.add("charts' history", self._start_history, self._stop_background)

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from polyfn.call import Call
     from polyfn.invoker import Outcome
     from polyfn.model import Activation, FunctionInfo, Revision
     from polyfn.store.security import KeyRecord
@@ -56,10 +57,7 @@ class Activations(Protocol):
 class Invocations(Protocol):
     """Run one invocation (invoker.py)."""
 
-    async def invoke(self, name: str, kind: str, trigger: str, method: str = "", path: str = "", query: str = "",
-                     headers: list[tuple[str, str]] | None = None, body: bytes = b"", content_type: str = "",
-                     trace_id: str = "", parent_id: str = "", activation_id: str = "",
-                     revision: Revision | None = None, identity: dict[str, Any] | None = None) -> Outcome: ...
+    async def call(self, call: Call) -> Outcome: ...
     def cancel(self, activation_id: str) -> bool: ...
 
 
@@ -71,16 +69,14 @@ class Deploys(Protocol):
 
 
 class AsyncJobs(Protocol):
-    """The durable async queue (queue/dispatcher.py): submit, look up, count; `db` is its queue file."""
+    """The durable async queue (queue/dispatcher.py): enqueue, look up, count; `db` is its queue file."""
 
     db: Any
     jobs: Any
     inflight: int
 
-    async def submit(self, function: str, kind: str, trigger: str, body: bytes, content_type: str,
-                     headers: list[tuple[str, str]] | None = None, method: str = "POST", path: str = "/",
-                     query: str = "", callback_url: str | None = None, job_id: str | None = None,
-                     check: bool = True) -> str: ...
+    async def enqueue(self, call: Call, callback_url: str | None = None, job_id: str | None = None,
+                      check: bool = True) -> str: ...
     async def lookup(self, job_id: str) -> dict[str, Any] | None: ...
     async def cancel(self, job_id: str) -> bool: ...
     async def counts(self) -> dict[str, int]: ...

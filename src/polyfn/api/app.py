@@ -23,6 +23,7 @@ from polyfn.api.deploy_body import read_deploy
 from polyfn.api.errors import ApiError
 from polyfn.auth.access import authorize
 from polyfn.auth.secrets import SecretValues
+from polyfn.call import Call
 from polyfn.deploy.errors import DeployError
 from polyfn.events import cloudevent, kinds
 from polyfn.headers import from_outside
@@ -192,8 +193,8 @@ def build_api(*, settings: Settings, store: FunctionStore, registry: LiveFunctio
         # The caller's API key authorises the invoke; it is never passed on to the function.
         headers = from_outside([(k, v) for k, v in request.headers.items() if k not in ("authorization", "cookie")])
         trace_id, parent_id = parse_traceparent(request.headers.get("traceparent", ""))
-        out = await invoker.invoke(name, kind, "invoke", "POST", "/", "", headers, body, ct,
-                                        trace_id, parent_id)
+        out = await invoker.call(Call(name, kind, "invoke", headers=headers, body=body, content_type=ct,
+                                      trace_id=trace_id, parent_id=parent_id))
         return Response(out.body, status_code=out.status, headers={k.decode(): v.decode() for k, v in out.headers})
 
     @v1.get("/activations")

@@ -37,6 +37,7 @@ from starlette.staticfiles import StaticFiles
 
 from polyfn.api.app import follow_logs
 from polyfn.api.observe import function_stats
+from polyfn.call import Call
 from polyfn.console import tables
 from polyfn.deploy import archive
 from polyfn.deploy.errors import DeployError
@@ -394,8 +395,8 @@ def build_console(*, settings: Settings, store: FunctionStore, registry: LiveFun
         if registry.get(name) is None:
             return render(request, "_invoke_result.html", 200, error=f"function {name!r} does not exist", out=None)
         body = payload.encode()
-        out = await invoker.invoke(name, "event", "console", "POST", "/", "",
-                                        [("content-type", "application/json")], body, "application/json")
+        out = await invoker.call(Call(name, "event", "console", headers=[("content-type", "application/json")],
+                                      body=body, content_type="application/json"))
         ct = next((v.decode("latin-1") for k, v in out.headers if k == b"content-type"), "application/octet-stream")
         act = None
         if out.activation_id:

@@ -134,10 +134,8 @@ class Storage:
 
     async def item_text(self, tid: str, h: int, pk: bytes, sk: bytes) -> str | None:
         """One item's stored JSON (GetItem's point read), None when there is none."""
-        from polyfn.db import rows  # (rows builds on this module)
-
         def q(c: Connection) -> str | None:
-            row = rows.GET(c, {"tid": tid, "h": h, "pk": pk, "sk": sk}).first()
+            row = c.execute(_ITEM_TEXT, {"tid": tid, "h": h, "pk": pk, "sk": sk}).first()
             return row[0] if row is not None else None
 
         return await self.read(q)
@@ -151,6 +149,7 @@ class Storage:
 
 
 _ITEM_SQL = "SELECT item FROM db_items WHERE tid = ? AND h = ? AND pk = ? AND sk = ?"
+_ITEM_TEXT = text("SELECT item FROM db_items WHERE tid = :tid AND h = :h AND pk = :pk AND sk = :sk")
 
 
 def _create_schema(conn: Connection) -> None:

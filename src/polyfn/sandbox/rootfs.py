@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from polyfn.sandbox import linux
 
@@ -173,26 +173,23 @@ def layout(extra: Iterable[str]) -> list[str]:
     return sorted(paths, key=lambda p: (p.count("/"), p))
 
 
-def runtime_roots(py_binds: list[str]) -> dict[str, list[str]]:
+def runtime_roots(py_binds: list[str], provided: str, mono: Sequence[str]) -> dict[str, list[str]]:
     """The shared part of each runtime's root. Python: interpreter, stdlib, provided packages and polyfn's
-    provided vendor modules (firebase_functions) — not the polyfn package. Node and `http`: the same
-    interpreter (the sandbox helper and the `http` proxy are polyfn's Python) plus the polyfn package
+    provided vendor modules (`provided`: firebase_functions) — not the polyfn package. Node and `http`: the
+    same interpreter (the sandbox helper and the `http` proxy are polyfn's Python) plus the polyfn package
     (the Node bootstrap and its flavors; the proxy's modules) and the node binary; `dotnet`: `http`'s and
-    Mono's files."""
+    Mono's files (`mono`). The runtimes' own paths come from the caller: the sandbox knows no runtime."""
     import shutil
 
     import polyfn
-    from polyfn.runtimes.python.instance import PROVIDED_DIR
 
     pkg = os.path.realpath(polyfn.__path__[0])
     node = os.environ.get("POLYFN_NODE") or shutil.which("node") or ""
     extra = [os.path.realpath(node)] if node else []
-    from polyfn.runtimes.dotnet import MONO_PATHS
-
-    return {"python": layout([*py_binds, PROVIDED_DIR]),
+    return {"python": layout([*py_binds, provided]),
             "node": layout([*py_binds, pkg, *extra]),
             "http": layout([*py_binds, pkg]),
-            "dotnet": layout([*py_binds, pkg, *MONO_PATHS])}  # the http proxy + Mono (runtimes/dotnet)
+            "dotnet": layout([*py_binds, pkg, *mono])}  # the http proxy + Mono (runtimes/dotnet)
 
 
 # --- child side -------------------------------------------------------------------------------------

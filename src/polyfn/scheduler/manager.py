@@ -19,7 +19,8 @@ from typing import Any
 from polyfn.config import Settings
 from polyfn.loops import one_item
 from polyfn.model import Revision
-from polyfn.runtimes.python.instance import InstanceSpec
+from polyfn.runtimes import dotnet
+from polyfn.runtimes.python.instance import PROVIDED_DIR, InstanceSpec
 from polyfn.sandbox import cgroups, rootfs
 from polyfn.sandbox.auditlog import SeccompLog
 from polyfn.sandbox.cgroups import CgroupBase
@@ -197,7 +198,7 @@ class InstanceManager:
                         self.namespaces.add(layer)
                 elif layer == "root":
                     self.rootfs = True
-                    self._root = rootfs.runtime_roots(py_binds)
+                    self._root = rootfs.runtime_roots(py_binds, PROVIDED_DIR, dotnet.MONO_PATHS)
                     self._root_mask = rootfs.site_masks()
                 else:
                     self.seccomp = True

@@ -164,7 +164,7 @@ triggers = Table(
 
 # 0010: the application platform's identity core (src/polyfn/apps): apps (`config` is the app's settings as
 # JSON, `AppConfig`), their end users and sign-in sessions (a refresh token each: only the SHA-256 of its
-# secret is kept). `store/apps.py` reads and writes them.
+# secret is kept). `apps/store.py` reads and writes them.
 apps = Table(
     "apps",
     metadata,

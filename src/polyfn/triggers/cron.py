@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
+from polyfn.call import Call
 from polyfn.events.cloudevent import CONTENT_TYPE, TYPE_TIMER, new_event
 from polyfn.triggers import cronspec
 from polyfn.triggers.base import Runner, TriggerConfigError, TriggerFailure, opt_str
@@ -153,8 +154,8 @@ class CronRunner(Runner):
             # still queued (the queue dead-letters it, so the tick is not lost without a trace), but counted
             self.count_error("function_not_found", f"function {self.trigger.function!r} does not exist")
         try:
-            await self.ctx.queue.submit(self.trigger.function, "cloudevent", "cron", event.to_json(), CONTENT_TYPE,
-                                        job_id=job_id, check=False)
+            await self.ctx.queue.enqueue(Call(self.trigger.function, "cloudevent", "cron", body=event.to_json(),
+                                              content_type=CONTENT_TYPE), job_id=job_id, check=False)
             self.delivered += 1
         except sqlite3.IntegrityError:
             pass  # queued before a crash: at most once per tick

@@ -77,6 +77,7 @@ from polyfn.api.compat.lambda_wire import (
 )
 from polyfn.auth import sigv4
 from polyfn.auth.keys import allows
+from polyfn.call import Call
 from polyfn.deploy import archive
 from polyfn.deploy.errors import DeployError
 from polyfn.invoker import Outcome
@@ -442,8 +443,8 @@ class LambdaApi(common.VendorFace):
             fheaders.append(("x-amz-client-context", h["x-amz-client-context"]))
 
         def run() -> Any:
-            return self.invoker.invoke(info.name, "event", "lambda", "POST", "/", "", fheaders, body,
-                                            "application/json", revision=t.revision)
+            return self.invoker.call(Call(info.name, "event", "lambda", headers=fheaders, body=body,
+                                          content_type="application/json", revision=t.revision))
 
         if kind == "Event":
             # a version or alias: the job is pinned to its revision (the queue runs the current one otherwise)

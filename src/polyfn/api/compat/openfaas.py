@@ -41,6 +41,7 @@ from polyfn.api.compat import common, keys
 from polyfn.auth import function_keys
 from polyfn.auth.keys import allows
 from polyfn.auth.secrets import SecretError
+from polyfn.call import Call
 from polyfn.deploy import archive
 from polyfn.deploy.errors import DeployError
 from polyfn.headers import from_outside
@@ -386,9 +387,9 @@ class OpenFaasApi(common.VendorFace):
         if refused is not None:
             return refused
         body = await request.body()
-        out = await self.invoker.invoke(_fn_name(name), "http", "http", request.method, "/" + path,
-                                             request.scope["query_string"].decode("latin-1"), headers, body,
-                                             request.headers.get("content-type", ""))
+        out = await self.invoker.call(Call(_fn_name(name), "http", "http", request.method, "/" + path,
+                                           request.scope["query_string"].decode("latin-1"), headers, body,
+                                           request.headers.get("content-type", "")))
         return Response(out.body, status_code=out.status,
                         headers={k.decode("latin-1"): v.decode("latin-1") for k, v in out.headers})
 

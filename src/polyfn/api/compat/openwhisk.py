@@ -52,6 +52,7 @@ from polyfn.api.compat.whisk_names import (
 )
 from polyfn.api.compat.whisk_names import annotation as _ann
 from polyfn.auth import function_keys
+from polyfn.call import Call
 from polyfn.deploy import archive
 from polyfn.deploy.errors import DeployError
 from polyfn.invoker import Outcome
@@ -302,8 +303,8 @@ class WhiskApi(common.VendorFace):
         if not blocking:
             await self._submit(info, args, aid)
             return JSONResponse({"activationId": aid}, status_code=202)
-        out = await self.invoker.invoke(info.name, "event", "openwhisk", "POST", "/", "", [],
-                                        json.dumps(args).encode(), "application/json", activation_id=aid)
+        out = await self.invoker.call(Call(info.name, "event", "openwhisk", body=json.dumps(args).encode(),
+                                           content_type="application/json", activation_id=aid))
         status, result = _result(out, info)
         if result_only:
             return JSONResponse(result, status_code=status)
@@ -391,8 +392,8 @@ class WhiskApi(common.VendorFace):
                 args["__ow_body"] = base64.b64encode(raw).decode()
         args.update({"__ow_method": request.method.lower(), "__ow_headers": dict(request.headers.items()),
                      "__ow_path": "/" + path if path else ""})
-        out = await self.invoker.invoke(info.name, "event", "openwhisk-web", "POST", "/", "", [],
-                                             json.dumps(args).encode(), "application/json")
+        out = await self.invoker.call(Call(info.name, "event", "openwhisk-web", body=json.dumps(args).encode(),
+                                           content_type="application/json"))
         status, result = _result(out, info)
         if status != 200:
             return JSONResponse(result, status_code=status)
