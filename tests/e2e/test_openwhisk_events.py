@@ -70,6 +70,8 @@ def test_packages_parameters_and_bindings(wsk: httpx.Client) -> None:
     assert _result(wsk, "tools/echo", {"x": 1}).json() == {"who": "action", "color": "red", "x": 1}
     got = wsk.get("/actions/tools/echo").json()
     assert got["namespace"] == "polyfn/tools" and got["name"] == "echo"
+    assert {"key": "color", "value": "red"} in got["parameters"] and {"key": "who", "value": "action"} in got["parameters"]
+    assert [a["name"] for a in wsk.get("/actions/tools/").json()] == ["echo"]  # `wsk action list tools`
     pkg = wsk.get("/packages/tools").json()
     assert [a["name"] for a in pkg["actions"]] == ["echo"]
 
@@ -79,6 +81,7 @@ def test_packages_parameters_and_bindings(wsk: httpx.Client) -> None:
     assert r.status_code == 200, r.text
     assert {"key": "binding", "value": {"namespace": "polyfn", "name": "tools"}} in r.json()["annotations"]
     assert _result(wsk, "blue/echo").json() == {"who": "action", "color": "blue"}
+    assert [a["name"] for a in wsk.get("/actions/blue/").json()] == ["echo"]
     shown = wsk.get("/packages/blue").json()
     assert shown["binding"]["name"] == "tools" and [a["name"] for a in shown["actions"]] == ["echo"]
     r = wsk.put("/packages/bad", json={"binding": {"namespace": "_", "name": "nothing"}})
