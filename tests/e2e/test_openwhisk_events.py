@@ -54,6 +54,8 @@ def test_api_info(server: Any) -> None:
     info = r.json()
     assert r.status_code == 200 and info["description"] == "OpenWhisk API" and info["api_version_path"] == "v1"
     assert info["build"] and info["buildno"]
+    r = server.http.get("/api/v1/namespaces/", auth=("polyfn-admin", server.key))  # `wsk namespace list`
+    assert r.status_code == 200 and r.json() == ["polyfn"]
 
 
 def test_packages_parameters_and_bindings(wsk: httpx.Client) -> None:
@@ -68,6 +70,8 @@ def test_packages_parameters_and_bindings(wsk: httpx.Client) -> None:
     assert _result(wsk, "tools/echo", {"x": 1}).json() == {"who": "action", "color": "red", "x": 1}
     got = wsk.get("/actions/tools/echo").json()
     assert got["namespace"] == "polyfn/tools" and got["name"] == "echo"
+    assert {"key": "color", "value": "red"} in got["parameters"] and {"key": "who", "value": "action"} in got["parameters"]
+    assert [a["name"] for a in wsk.get("/actions/tools/").json()] == ["echo"]  # `wsk action list tools`
     pkg = wsk.get("/packages/tools").json()
     assert [a["name"] for a in pkg["actions"]] == ["echo"]
 
@@ -77,6 +81,7 @@ def test_packages_parameters_and_bindings(wsk: httpx.Client) -> None:
     assert r.status_code == 200, r.text
     assert {"key": "binding", "value": {"namespace": "polyfn", "name": "tools"}} in r.json()["annotations"]
     assert _result(wsk, "blue/echo").json() == {"who": "action", "color": "blue"}
+    assert [a["name"] for a in wsk.get("/actions/blue/").json()] == ["echo"]
     shown = wsk.get("/packages/blue").json()
     assert shown["binding"]["name"] == "tools" and [a["name"] for a in shown["actions"]] == ["echo"]
     r = wsk.put("/packages/bad", json={"binding": {"namespace": "_", "name": "nothing"}})
@@ -250,3 +255,28 @@ def test_docs_openwhisk_section_runs(server: Any, wsk: httpx.Client) -> None:
     aid = json.loads(out.stdout[out.stdout.rindex('{"activationId"'):].strip())["activationId"]
     entry = json.loads(_activation(wsk, aid)["logs"][0])
     assert _activation(wsk, entry["activationId"])["response"]["result"]["payload"] == "zyx"
+
+
+def test_the_real_openwhisk_js_client(server: Any) -> None:
+    """npm `openwhisk` (apache/openwhisk-client-js), unmodified, through packages, bindings, a zip action sent as
+    a Buffer, triggers, rules, firing, activations, the alarm feed and an application error (interop/openwhisk.mjs)."""
+    from .jsclients import run_node
+
+    code = _zip({"package.json": json.dumps({"name": "z", "main": "index.js"}),
+                 "index.js": "exports.main = (p) => ({ up: p.s.toUpperCase() });\n"})
+    out = run_node("interop/openwhisk.mjs", {"POLYFN_URL": server.url, "POLYFN_KEY": server.key, "OW_ZIP_B64": code})
+    assert out["info"] == ["polyfn"]
+    assert out["invoked"] == {"msg": "hello ann"} and out["bound"] == {"msg": "bonjour you"}
+    assert out["packageActions"] == ["greet"] and out["zip"] == {"up": "AB"}
+    assert out["triggerActivation"] == {"name": "owjs-t", "result": {"n": 7}}
+    assert out["ruleLog"]["rule"] == "polyfn/owjs-r" and out["ruleLog"]["success"] is True
+    assert out["childResult"] == {"from": "trigger", "n": 7}
+    assert out["ruleStatus"] == "inactive" and out["firedWhileDisabled"] == "fired"  # 204: no activation
+    assert "owjs-fr" in out["lists"]["packages"] and "owjs-t" in out["lists"]["triggers"]
+    assert "owjs-r:active" in out["lists"]["rules"]
+    assert out["feed"]["status"] == "success"
+    # the client asks for the activation and takes its result itself: the 502 carries the record
+    assert out["appError"]["status"] == 502 and out["appError"]["error"]["statusCode"] == 1
+    assert out["appError"]["error"]["response"] == {"status": "application error", "statusCode": 1, "success": False,
+                                                    "result": {"error": "nope"}}
+    assert "owjs-tools" not in out["afterCleanup"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import yaml
 
 from polyfn.manifests import schedules
@@ -24,6 +25,7 @@ from polyfn.manifests.model import (
     polyfn_name,
     target,
 )
+from polyfn.model import FunctionSpec
 
 FN_KEYS = {"lang", "handler", "image", "environment", "environment_file", "limits", "requests", "labels",
            "annotations", "secrets", "skip_build", "readonly_root_filesystem", "constraints"}
@@ -54,7 +56,8 @@ def vendor_fields(where: str, image: Any, labels: Any, annotations: Any, limits:
         ann[READ_ONLY] = "true"
     if constraints:
         ann[CONSTRAINTS] = json.dumps([str(c) for c in constraints])
-    fields: dict[str, Any] = {"annotations": ann, "min_instances": 0, "max_instances": 10}
+    fields: dict[str, Any] = {"annotations": ann, **{f.name: f.default for f in msgspec.structs.fields(FunctionSpec)
+                                                     if f.name in ("min_instances", "max_instances")}}
     for key, value in ((LIMITS, limits), (REQUESTS, requests)):
         value = {k: str(v) for k, v in (value or {}).items() if k in ("memory", "cpu") and v}
         if value:

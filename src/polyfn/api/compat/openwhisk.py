@@ -174,18 +174,31 @@ class WhiskApi(common.VendorFace):
 
     # -- actions -----------------------------------------------------------------------------------
 
-    async def list_actions(self, request: Request, ns: str) -> Response:
+    async def list_actions(self, request: Request, ns: str, package: str = "") -> Response:
+        """Every action, or (`…/actions/P/`, what `wsk action list P` asks) those of package P (a binding's:
+        its package's)."""
         self.auth(request)
         skip, limit = _paging(request)
         infos = await self.store.list_functions()
         actions = [action_json(i) for i in infos] + [Compositions.action_json(m) for m in await self.compositions.all()]
+        if package:
+            source = (await self.events.package_params(f"{package}/x"))[0].rpartition("/")[0]
+            actions = [a for a in actions if a["namespace"] == f"{NAMESPACE}/{source}"]
         return JSONResponse(actions[skip: skip + limit])
 
     async def get_action(self, request: Request, ns: str, name: str) -> Response:
         self.auth(request)
-        if (seq := await self.compositions.find(name)) is not None:
+        if name.endswith("/"):
+            return await self.list_actions(request, ns, name.rstrip("/"))
+        target, pkg_params = await self.events.package_params(name)
+        if (seq := await self.compositions.find(target)) is not None:
             return JSONResponse(Compositions.action_json(seq))
-        return JSONResponse(action_json(await self.find(name)))
+        shown = action_json(await self.find(target))
+        if pkg_params:  # as OpenWhisk shows an action through its package: the package's parameters under its own
+            own = {p.get("key") for p in shown["parameters"]}
+            shown["parameters"] = [{"key": k, "value": v} for k, v in pkg_params.items() if k not in own] + \
+                shown["parameters"]
+        return JSONResponse(shown)
 
     async def delete_action(self, request: Request, ns: str, name: str) -> Response:
         self.auth(request)
@@ -606,6 +619,7 @@ def install(app: FastAPI, **services: Any) -> None:
     ns = "/api/v1/namespaces/{ns}"
     r.add_api_route("/api/v1", api.info, methods=["GET"])
     r.add_api_route("/api/v1/namespaces", api.namespaces, methods=["GET"])
+    r.add_api_route("/api/v1/namespaces/", api.namespaces, methods=["GET"])  # `wsk namespace list` (no redirect)
     r.add_api_route(ns + "/actions", api.list_actions, methods=["GET"])
     r.add_api_route(ns + "/actions/{name:path}", api.get_action, methods=["GET"])
     r.add_api_route(ns + "/actions/{name:path}", api.put_action, methods=["PUT"])
