@@ -43,7 +43,9 @@ class FunctionSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # egress (default: the outside world, not the host: sandbox/egress.py) | host (= all: the node's own network,
     # by explicit choice only) | polyfn (only polyfn's own endpoints) | none (loopback only)
     network: str = "egress"
-    allow_net: list[str] = []  # egress/polyfn: HOST:PORT the function may reach on the host or its networks
+    # egress/polyfn: HOST:PORT the function may reach on the host or its networks (relayed); egress also CIDR,
+    # CIDR:PORT, CIDR:LOW-HIGH (routed, sandbox/egress.py)
+    allow_net: list[str] = []
     # HTTP trigger: anonymous | key (x-functions-key header or ?code=, an invoke key) | app (only signed-in users
     # of an app, through /app/{env}/call/NAME: polyfn.apps)
     auth: str = "anonymous"
@@ -196,13 +198,16 @@ def validate_spec(spec: FunctionSpec, max_timeout: float, max_memory: int, max_i
                         "everything the node can; none reaches nothing)", "invalid_allow_net")
     if len(spec.allow_net) > 32:
         raise SpecError(f"allow_net has {len(spec.allow_net)} entries: at most 32", "invalid_allow_net")
-    from polyfn.sandbox.egress import parse_allow
+    from polyfn.sandbox.egress import Range, parse_entry
 
     for entry in spec.allow_net:
         try:
-            parse_allow(entry)
+            parsed = parse_entry(entry)
         except ValueError as e:
             raise SpecError(str(e), "invalid_allow_net") from None
+        if isinstance(parsed, Range) and spec.network != "egress":
+            raise SpecError(f"allow_net entry {entry!r} is a CIDR: ranges are routed, which needs network egress "
+                            f"(network {spec.network!r} relays HOST:PORT entries only)", "invalid_allow_net")
     rng("retry_attempts", spec.retry_attempts, 1, 100)
     rng("retry_backoff", spec.retry_backoff, 0, 3600)
     rng("retry_backoff_max", spec.retry_backoff_max, 0, 24 * 3600)

@@ -254,9 +254,12 @@ def deploy(
         typer.Option(
             "--allow-net",
             envvar="POLYFN_DEPLOY_ALLOW_NET",
-            metavar="HOST:PORT",
-            help="With network egress or polyfn: a host service the function may reach anyway (repeatable), "
-            "e.g. --allow-net 127.0.0.1:5432 for the node's PostgreSQL; relayed into the instance's namespace.",
+            metavar="HOST:PORT|CIDR[:PORTS]",
+            help="With network egress or polyfn: what the function may reach anyway (repeatable). HOST:PORT, a "
+            "service on this node or its networks, relayed into the instance's namespace (e.g. --allow-net "
+            "127.0.0.1:5432 for the node's PostgreSQL); with egress also a CIDR of a private network, routed: "
+            "10.1.2.0/24:5432, 10.1.2.0/24:5000-5100 or 10.1.2.0/24 (every TCP/UDP port). Loopback and "
+            "link-local ranges are never opened.",
             show_default="none",
         ),
     ] = None,
@@ -618,7 +621,8 @@ def network_warning(spec: dict[str, Any]) -> str:
         return ""
     return ("warning: network host — this function reaches everything the node can: its loopback services "
             "(PostgreSQL, Redis, NATS …), its private networks and the cloud metadata address. Prefer the default "
-            "`egress` with `--allow-net HOST:PORT` for the services it needs (docs/security.md).")
+            "`egress` with `--allow-net HOST:PORT` or `--allow-net CIDR:PORT` for the services it needs "
+            "(docs/security.md).")
 
 
 _UNITS = {"memory": "MB", "timeout": "s", "keepalive": "s"}

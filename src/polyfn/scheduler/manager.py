@@ -86,6 +86,8 @@ class InstanceManager:
         self.egress = False
         self.network_note = ""
         self._allow: dict[tuple[str, ...], list[str]] = {}
+        self._egress_script = ""  # the nftables ruleset installed at start (sandbox/egress.py)
+        self._groups: set[int] = set()  # interface groups whose allow-list ranges are in the set
         self.secret_source: Any = None  # async (names) -> {name: value}; set by the Node
         self._by_pid: dict[int, Instance] = {}
         self._early_exits: dict[int, int] = {}
@@ -226,7 +228,10 @@ class InstanceManager:
         st = self.settings
         control = [u for u in (st.database_url, st.queue_url, st.storage_upstream_url, st.artifacts_endpoint,
                                st.otlp_endpoint) if u]
-        why = why or await asyncio.to_thread(egress.install, control)
+        why = why or egress.unavailable()
+        if not why:
+            self._egress_script = await asyncio.to_thread(egress.ruleset, control)
+            why = await asyncio.to_thread(egress.install, self._egress_script)
         if why:
             self.network_note = (f"egress unavailable ({why}): `egress` functions reach only polyfn's endpoints "
                                  "and their allow-list, not the internet; `--network host` reaches everything")
@@ -258,6 +263,25 @@ class InstanceManager:
                 host, _, port = entry.rpartition(":")
                 self.relay.allowed.add((host, int(port)))
         return allow
+
+    def net_group_for(self, rev: Revision) -> int:
+        """The interface group of `rev`'s CIDR allow-list entries (0: none, or no `egress` here). Their set
+        elements are added once per server, with the whole ruleset again in the same transaction (a server
+        of the host that flushed the chains meanwhile cannot leave the group without its rule). Blocks on
+        `nft` (a few ms) the first time a group is seen."""
+        from polyfn.sandbox import egress
+
+        if not self.egress or self.network_for(rev.spec) != "egress":
+            return 0
+        found = egress.ranges(rev.spec.allow_net)
+        group = egress.group_for(found)
+        if group and group not in self._groups:
+            why = egress.apply(self._egress_script + egress.elements(group, found))
+            if why:  # the instance starts, and its ranges stay refused (fail closed); the next start retries
+                log.error("function %s: its allow-list ranges could not be opened: %s", rev.function, why)
+            else:
+                self._groups.add(group)
+        return group
 
     @staticmethod
     def _interpreter_exposure() -> tuple[list[str], list[str]]:
@@ -322,6 +346,7 @@ class InstanceManager:
             binds=[*(d for d in (rev.code_dir, rev.deps_dir) if d), *self._expose[1]] if mounts else [],
             network=network,
             allow=self.allow_for(rev) if relayed else [],
+            net_group=self.net_group_for(rev),
             seccomp=spec.runtime if self.seccomp else "",
             relay_socket=str(self.relay.path) if self.relay is not None and relayed else "",
             relay_ports=sorted(self.relay.targets) if self.relay is not None and relayed else [],
