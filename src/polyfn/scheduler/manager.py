@@ -16,6 +16,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
+
 from polyfn.config import Settings
 from polyfn.loops import one_item
 from polyfn.model import Revision
@@ -88,6 +90,7 @@ class InstanceManager:
         self._allow: dict[tuple[str, ...], list[str]] = {}
         self._egress_script = ""  # the nftables ruleset installed at start (sandbox/egress.py)
         self._groups: set[int] = set()  # interface groups whose allow-list ranges are in the set
+        self._plans: dict[tuple[str, float, str], SandboxPlan] = {}  # per revision (see `sandbox_plan`)
         self.secret_source: Any = None  # async (names) -> {name: value}; set by the Node
         self._by_pid: dict[int, Instance] = {}
         self._early_exits: dict[int, int] = {}
@@ -324,6 +327,20 @@ class InstanceManager:
         return uid
 
     def sandbox_plan(self, rev: Revision) -> SandboxPlan:
+        """The isolation of an instance of `rev`: built once per revision (it depends on nothing else that
+        changes while the node runs) and copied per start, so a cold start does not rebuild /etc, resolve
+        paths or walk the allow-list. A copy: the caller sets its `secret_files`."""
+        key = (rev.key, rev.created_at, rev.code_sha256)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._build_plan(rev)
+            if not (plan.net_group and plan.net_group not in self._groups):  # its ranges failed: retry next start
+                if len(self._plans) >= 4096:
+                    self._plans.clear()
+                self._plans[key] = plan
+        return msgspec.structs.replace(plan)
+
+    def _build_plan(self, rev: Revision) -> SandboxPlan:
         s = self.settings
         spec = rev.spec
         mounts = "mount" in self.namespaces
@@ -378,6 +395,8 @@ class InstanceManager:
 
     def forget_pool(self, pool: Pool) -> None:
         self.pools.discard(pool)
+        rev = pool.revision
+        self._plans.pop((rev.key, rev.created_at, rev.code_sha256), None)
         if self.fzs is not None:
             self.fzs.drop(pool.revision.key)
 
@@ -532,7 +551,8 @@ class InstanceManager:
                 log.warning("%s: cannot raise the function zygote's cgroup limits: %s", fz.key, e)
                 return 0
         try:
-            pid = await fz.spawn(ispec, theirs)
+            # the sandbox is the zygote's, in force already: its forks need not decode the plan again
+            pid = await fz.spawn(msgspec.structs.replace(ispec, sandbox=None), theirs)
             ours.send(pid.to_bytes(8, "little"))  # the instance's host pid (for POLYFN_HOST_PID)
             return pid
         except (ZygoteError, OSError) as e:
