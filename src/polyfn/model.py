@@ -22,6 +22,9 @@ FLAVORS = ("native", "openfaas", "openfaas-http", "aws", "gcp", "azure", "aliyun
 FLAVORS += ("wechat", "knative")
 
 
+EPHEMERAL_MIN, EPHEMERAL_MAX = 16, 10_240  # MB of /tmp a function may ask for (Lambda: 512..10240)
+
+
 class FunctionSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """What a user deploys: everything but the code. Frozen into a revision at deploy time."""
 
@@ -30,6 +33,9 @@ class FunctionSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     flavor: str = "native"
     handler: str = "handler.handler"  # MODULE.FUNC, split at the last dot
     memory: int = 256  # MB
+    # MB of the instance's /tmp (a tmpfs: what it holds counts towards `memory`); None = the node's default
+    # (POLYFN_TMP_SIZE, 512 MB as Lambda's). Lambda's `--ephemeral-storage` (512..10240).
+    ephemeral_storage: int | None = None
     timeout: float = 60.0  # seconds
     concurrency: int = 1  # in-flight invocations per instance
     min_instances: int = 0
@@ -119,6 +125,9 @@ class Activation(msgspec.Struct, kw_only=True, gc=False):
     trace_id: str = ""  # W3C trace id (32 hex): the caller's `traceparent`, else a new one
     parent_id: str = ""  # the caller's span id (16 hex) when it sent a `traceparent`
     init_info: str = ""  # cold starts: how the instance was made (e.g. "zygote: function") and its sandbox
+    # peak memory of the instance's sandbox (its cgroup: the process, its children and its /tmp) since it
+    # started, read when the invocation ended, MB (Lambda's "Max Memory Used"); 0 when unknown (no cgroup)
+    max_memory_mb: float = 0.0
 
 
 def now() -> float:
@@ -163,6 +172,8 @@ def validate_spec(spec: FunctionSpec, max_timeout: float, max_memory: int, max_i
     elif not re.match(r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$", spec.handler or ""):
         raise SpecError(f"handler={spec.handler!r} must look like MODULE.FUNCTION (e.g. handler.handle)")
     rng("memory", spec.memory, 32, max_memory)
+    if spec.ephemeral_storage is not None:
+        rng("ephemeral_storage", spec.ephemeral_storage, EPHEMERAL_MIN, EPHEMERAL_MAX)
     rng("timeout", spec.timeout, 0.1, max_timeout)
     rng("concurrency", spec.concurrency, 1, 1000)
     if spec.max_instances < 1:

@@ -165,6 +165,17 @@ def deploy(
             show_default=_spec_default("memory"),
         ),
     ] = None,
+    ephemeral_storage: Annotated[
+        int | None,
+        typer.Option(
+            "--ephemeral-storage",
+            envvar="POLYFN_DEPLOY_EPHEMERAL_STORAGE",
+            metavar="MB",
+            help="Size of each instance's /tmp, 16-10240 (Lambda's ephemeral storage). A tmpfs: what it holds "
+            "counts towards --memory.",
+            show_default="the node's POLYFN_TMP_SIZE, 512",
+        ),
+    ] = None,
     timeout: Annotated[
         float | None,
         typer.Option(
@@ -355,6 +366,7 @@ def deploy(
             "flavor": flavor,
             "handler": handler,
             "memory": memory,
+            "ephemeral_storage": ephemeral_storage,
             "timeout": timeout,
             "concurrency": concurrency,
             "min_instances": min_instances,
@@ -625,7 +637,7 @@ def network_warning(spec: dict[str, Any]) -> str:
             "(docs/security.md).")
 
 
-_UNITS = {"memory": "MB", "timeout": "s", "keepalive": "s"}
+_UNITS = {"memory": "MB", "ephemeral_storage": "MB", "timeout": "s", "keepalive": "s"}
 
 
 def _format_value(key: str, value: Any) -> str:

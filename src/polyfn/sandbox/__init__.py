@@ -68,7 +68,7 @@ def prepare(env: Mapping[str, str], pdeathsig: Callable[[], None]) -> Prepared:
         try:
             cfg = json.loads(staged)
             rootfs.build(cfg["root"], cfg["mask"], int(cfg["tmp_mb"]), rootfs.STAGE)
-            prepared.root_staged = rootfs.digest(cfg["root"], cfg["mask"], int(cfg["tmp_mb"]))
+            prepared.root_staged = rootfs.digest(cfg["root"], cfg["mask"])
         except (OSError, ValueError, KeyError) as e:  # built at spawn instead
             prepared.notes.append(f"could not stage the root filesystem: {e}")
             try:

@@ -63,9 +63,9 @@ def _setup_root(plan: SandboxPlan, prepared: Prepared | None) -> str:
     from polyfn.sandbox import rootfs
 
     staged = prepared.root_staged if prepared is not None else ""
-    if (staged and staged == rootfs.digest(plan.root, plan.root_mask, plan.tmp_mb)
+    if (staged and staged == rootfs.digest(plan.root, plan.root_mask)
             and not any(rootfs.under(b, rootfs.STAGE) for b in plan.binds)):
-        desc = rootfs.enter_staged(plan.binds, plan.etc)
+        desc = rootfs.enter_staged(plan.binds, plan.etc, plan.tmp_mb)
     else:
         if staged:  # built for another plan (or the code lives under the stage): drop it
             linux.umount(rootfs.STAGE)

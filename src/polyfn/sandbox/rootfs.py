@@ -324,10 +324,13 @@ def enter(root: list[str], binds: list[str], etc: dict[str, str], tmp_mb: int, m
     return "root fs (read-only binds, pivot_root)"
 
 
-def enter_staged(binds: list[str], etc: dict[str, str], stage: str = STAGE) -> str:
-    """A blank built the shared part at `stage` (`build`); add the function's part and pivot."""
+def enter_staged(binds: list[str], etc: dict[str, str], tmp_mb: int, stage: str = STAGE) -> str:
+    """A blank built the shared part at `stage` (`build`); size its /tmp for the function (the function's
+    ephemeral storage: a remount of the empty tmpfs), add the function's part and pivot."""
     own, _ = _open(binds)
     try:
+        if tmp_mb:
+            linux.mount("none", stage + "/tmp", None, linux.MS_REMOUNT | _NOSUID_NODEV, f"size={tmp_mb}m,mode=1777")
         attach(own, etc, stage)
         pivot(stage)
     finally:
@@ -335,12 +338,13 @@ def enter_staged(binds: list[str], etc: dict[str, str], stage: str = STAGE) -> s
     return "root fs (read-only binds, pivot_root; staged in the blank)"
 
 
-def digest(root: list[str], mask: list[str], tmp_mb: int) -> str:
-    """Identifies a staged root, so a spawn uses it only if the plan asks for exactly that one."""
+def digest(root: list[str], mask: list[str]) -> str:
+    """Identifies a staged root, so a spawn uses it only if the plan asks for exactly that one (its /tmp
+    is resized per function, `enter_staged`)."""
     import hashlib
     import json
 
-    return hashlib.sha256(json.dumps([root, mask, tmp_mb]).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps([root, mask]).encode()).hexdigest()[:16]
 
 
 def seal() -> None:

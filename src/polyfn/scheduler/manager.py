@@ -347,18 +347,19 @@ class InstanceManager:
         uid = self.uid_for(rev.function)
         network = self.network_for(spec)
         relayed = network in ("polyfn", "egress")
+        tmp = spec.ephemeral_storage or s.tmp_size
         return SandboxPlan(
             memory_mb=spec.memory,
             cgroup_base=str(self.cgroups.memory) if self.cgroups else "",
             cgroup_version=self.cgroups.version if self.cgroups else 0,
             pids_max=s.pids_max,
             nofile=s.open_files,
-            fsize_mb=s.file_size,
+            fsize_mb=max(s.file_size, tmp),  # one file may fill the function's /tmp
             cpu_shares=max(2, spec.memory),
             cpu_quota=s.cpu_quota,
             uid=uid,
             gid=uid,
-            tmp_mb=s.tmp_size if mounts else 0,
+            tmp_mb=tmp if mounts else 0,
             hide=[str(s.data_dir.resolve()), *self._expose[0]] if mounts else [],
             binds=[*(d for d in (rev.code_dir, rev.deps_dir) if d), *self._expose[1]] if mounts else [],
             network=network,
@@ -518,6 +519,9 @@ class InstanceManager:
         finally:
             theirs.close()
         inst.pid = pid
+        if self.cgroups is not None:  # a function zygote's forks share its cgroup
+            inst.memory = cgroups.MemoryGauge(cgroup_dir_for(str(self.cgroups.memory), fz.supervisor if fz else pid),
+                                              self.cgroups.version)
         self._by_pid[pid] = inst
         if pid in self._early_exits:
             self._on_exit(pid, self._early_exits.pop(pid))

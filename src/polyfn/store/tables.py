@@ -100,6 +100,7 @@ activations = Table(
     # line's timestamp (0 when none): "the newest lines of a function" reads the partial index below.
     Column("logs", Text, nullable=False, server_default=""),
     Column("logs_end", Float, nullable=False, server_default="0"),
+    Column("max_memory_mb", Float, nullable=False, server_default="0"),  # 0011
     Index("ix_activations_function_start", "function", "start"),
     Index("ix_activations_start", "start"),
     Index("ix_activations_function_logs_end", "function", "logs_end",
