@@ -493,7 +493,7 @@ class Node:
         path = scope.get("path", "")
         if scope["type"] == "http" and path.startswith("/fn/"):
             await self._gateway(scope, receive, send)
-        elif scope["type"] == "http" and path == "/healthz" and scope["method"] in ("GET", "HEAD"):
+        elif scope["type"] == "http" and path == "/healthz" and scope["method"] == "GET":
             await self._health(send)
         elif scope["type"] == "lifespan":
             await self._serve_lifespan(receive, send)
