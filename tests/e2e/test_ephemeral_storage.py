@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from .. import needs
@@ -88,6 +89,10 @@ def test_max_memory_used_is_recorded_and_shown(server: Server) -> None:
     assert 48 < act["max_memory_mb"] < 256, act
     shown = " ".join(server.cli("activation", aid, check=True).stdout.split())
     assert f"max memory used {act['max_memory_mb']:.0f} MB" in shown, shown
+    console = httpx.Client(base_url=server.url, follow_redirects=False)
+    assert console.post("/console/login", data={"key": server.key}).status_code == 303
+    page = console.get(f"/console/activations/{aid}")
+    assert page.status_code == 200 and f'id="act-memory">{int(act["max_memory_mb"] + 0.5)} MB' in page.text, page.text
 
 
 def test_a_child_killed_for_memory_is_said(server: Server) -> None:
