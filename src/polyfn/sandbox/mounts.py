@@ -1,7 +1,8 @@
 """The instance's view of the filesystem, inside its own mount namespace.
 
-* `/tmp` (and `/dev/shm`) is a fresh tmpfs of `tmp_mb` each (the only writable places, besides what the host leaves writable to
-  everyone), so a function cannot fill the node's disk or read other instances' files.
+* `/tmp` (and `/dev/shm`) is a fresh tmpfs of `tmp_mb` each (the function's ephemeral storage; the only
+  writable places, besides what the host leaves writable to everyone), so a function cannot fill the node's
+  disk or read other instances' files.
 * Each `hide` directory (polyfn's data dir: `admin.key`, the database, every function's code) is covered
   by an empty read-only tmpfs; the instance's own code and dependencies (`binds`) are then bind-mounted
   back, read-only, at their usual paths, through descriptors opened before anything was covered.

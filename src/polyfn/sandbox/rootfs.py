@@ -325,12 +325,14 @@ def enter(root: list[str], binds: list[str], etc: dict[str, str], tmp_mb: int, m
 
 
 def enter_staged(binds: list[str], etc: dict[str, str], tmp_mb: int, stage: str = STAGE) -> str:
-    """A blank built the shared part at `stage` (`build`); size its /tmp for the function (the function's
-    ephemeral storage: a remount of the empty tmpfs), add the function's part and pivot."""
+    """A blank built the shared part at `stage` (`build`); size its /tmp and /dev/shm for the function (its
+    ephemeral storage: a remount of each empty tmpfs), add the function's part and pivot."""
     own, _ = _open(binds)
     try:
-        if tmp_mb:
+        if tmp_mb:  # (both empty tmpfs still; /dev/shm keeps noexec)
             linux.mount("none", stage + "/tmp", None, linux.MS_REMOUNT | _NOSUID_NODEV, f"size={tmp_mb}m,mode=1777")
+            linux.mount("none", stage + "/dev/shm", None, linux.MS_REMOUNT | _NOSUID_NODEV | linux.MS_NOEXEC,
+                        f"size={tmp_mb}m,mode=1777")
         attach(own, etc, stage)
         pivot(stage)
     finally:
