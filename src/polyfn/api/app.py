@@ -21,6 +21,7 @@ from polyfn.api import compat, errors, events
 from polyfn.api import observe as observe_api
 from polyfn.api.deploy_body import read_deploy
 from polyfn.api.errors import ApiError
+from polyfn.api.health import health
 from polyfn.auth.access import authorize
 from polyfn.auth.secrets import SecretValues
 from polyfn.call import Call
@@ -99,16 +100,8 @@ def build_api(*, settings: Settings, store: FunctionStore, registry: LiveFunctio
                                       request.headers.get("authorization", ""))
 
     @app.get("/healthz", tags=["health"])
-    async def healthz() -> dict[str, Any]:
-        out: dict[str, Any] = {"status": "ok", "version": __version__, "functions": len(registry.functions)}
-        if sync is not None:  # a cluster node: revisions other nodes deployed that it cannot serve (see logs)
-            out["cluster"] = {"sync_interval": sync.interval, "not_served": sorted(sync.failing)}
-        jobs = queue.jobs
-        if jobs is not None:  # the cluster's queue: while NATS is away, async calls get 503 (sync ones still run)
-            out["queue"] = {"backend": "nats-jetstream", "stream": jobs.stream, "connected": jobs.connected}
-            if not jobs.connected:
-                out["status"] = "degraded"
-        return out
+    async def healthz() -> dict[str, Any]:  # (served by the node itself, Node.asgi: documented here)
+        return health(registry, sync, queue)
 
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=errors.ERROR_RESPONSES)
 

@@ -101,6 +101,7 @@ activations = Table(
     Column("logs", Text, nullable=False, server_default=""),
     Column("logs_end", Float, nullable=False, server_default="0"),
     Column("stream", Text, nullable=True),  # 0011: a streamed response's figures, JSON, or NULL
+    Column("max_memory_mb", Float, nullable=False, server_default="0"),  # 0013
     Index("ix_activations_function_start", "function", "start"),
     Index("ix_activations_start", "start"),
     Index("ix_activations_function_logs_end", "function", "logs_end",
