@@ -19,8 +19,8 @@ the CPU each side used (cores): the gateway (the server process), the instances 
 client. The machine may be shared with other work: compare the ratios, not the absolute figures, and use
 several `--rounds` (the verdict takes the median).
 
-    .venv/bin/python bench/overload.py                       # 10 s per phase, 1 round
-    .venv/bin/python bench/overload.py --seconds 8 --rounds 3
+    .venv/bin/python bench/overload.py                       # 10 s per phase, 3 rounds
+    .venv/bin/python bench/overload.py --seconds 8 --rounds 1
 """
 
 from __future__ import annotations
@@ -134,12 +134,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=10, help="measured seconds per phase")
     ap.add_argument("--base", type=int, default=32, help="connections of the baseline phase")
     ap.add_argument("--flood", type=int, default=2000, help="connections of the flood phase")
-    ap.add_argument("--rounds", type=int, default=1, help="baseline-then-flood rounds (the verdict: their median)")
-    ap.add_argument("--no-pin", dest="pin", action="store_false",
-                    help="share every CPU between the node and the client instead of half each")
+    ap.add_argument("--rounds", type=int, default=3, help="baseline-then-flood rounds (the verdict: their median)")
+    ap.add_argument("--no-pin", dest="pin", action="store_false", default=argparse.SUPPRESS,
+                    help="share every CPU between the node and the client (default: half each)")
     args = ap.parse_args()
     print_header(f"overload: goodput and accepted-call p99 at {args.flood} connections vs {args.base}")
-    node_cpus, client_cpus = split_cpus(args.pin)
+    node_cpus, client_cpus = split_cpus(getattr(args, "pin", True))
     print(f"CPUs: node {sorted(node_cpus)}, client {sorted(client_cpus)}" if node_cpus and client_cpus
           else "CPUs: shared by the node and the client (not pinned)")
     rows, ratios, p99s = [], [], []
