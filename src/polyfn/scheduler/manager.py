@@ -25,6 +25,7 @@ from polyfn.sandbox import cgroups, rootfs
 from polyfn.sandbox.auditlog import SeccompLog
 from polyfn.sandbox.cgroups import CgroupBase
 from polyfn.sandbox.plan import SandboxPlan, cgroup_dir_for
+from polyfn.scheduler import decisions
 from polyfn.scheduler import launcher as _launcher
 from polyfn.scheduler.cpushare import CpuShares
 from polyfn.scheduler.fnzygote import FunctionZygote, FunctionZygotes, oom_kills
@@ -172,40 +173,23 @@ class InstanceManager:
         else:
             skipped.append("cgroup (not root)")
         self.probe = await _probe()
-        userns = os.geteuid() != 0 and not self.probe.get("userns") and "mount" not in off
-        if userns:
-            self.namespaces.add("user")
         py_binds, self.py_sys_path = await asyncio.to_thread(rootfs.python_paths)
-        for layer in ("mount", "root", "pid", "net", "uid", "seccomp"):
-            why = self.probe.get(layer, "not probed")
-            if layer in off:
-                skipped.append(f"{layer} (disabled by configuration)")
-            elif layer in ("pid", "uid", "root") and "mount" not in self.namespaces:
-                skipped.append(f"{layer} (needs the mount namespace)")
-            elif why:
-                skipped.append(f"{layer} ({why})")
-            else:
-                if layer == "net" and userns:  # made per instance (the host network cannot be rejoined)
-                    self.net_ok = True
-                elif layer in ("mount", "pid"):
-                    self.namespaces.add(layer)
-                elif layer == "uid":
-                    self.drop_uid = True
-                    self._expose = self._interpreter_exposure()
-                elif layer == "net":
-                    self.net_ok = True
-                    if not userns:
-                        self.namespaces.add(layer)
-                elif layer == "root":
-                    self.rootfs = True
-                    self._root = rootfs.runtime_roots(py_binds, PROVIDED_DIR, dotnet.MONO_PATHS)
-                    self._root_mask = rootfs.site_masks()
-                else:
-                    self.seccomp = True
-                    self.seccomp_log = SeccompLog.open() if os.geteuid() == 0 else None
-                parts.append({"mount": "mount ns", "root": "own root fs", "pid": "pid ns", "net": "net ns",
-                              "uid": "per-function uid", "seccomp": "seccomp"}[layer])
-        if userns:
+        iso = decisions.decide_isolation(self.probe, off, os.geteuid() == 0)
+        self.namespaces |= iso.namespaces
+        self.net_ok = iso.net
+        if "uid" in iso.layers:
+            self.drop_uid = True
+            self._expose = self._interpreter_exposure()
+        if "root" in iso.layers:
+            self.rootfs = True
+            self._root = rootfs.runtime_roots(py_binds, PROVIDED_DIR, dotnet.MONO_PATHS)
+            self._root_mask = rootfs.site_masks()
+        if "seccomp" in iso.layers:
+            self.seccomp = True
+            self.seccomp_log = SeccompLog.open() if os.geteuid() == 0 else None
+        parts += iso.parts
+        skipped += iso.skipped
+        if "user" in iso.namespaces:
             parts.insert(0, "user ns (not root)")
         await self._decide_egress(off, parts, skipped)
         parts.append("rlimits")
@@ -380,20 +364,15 @@ class InstanceManager:
         need = pool.revision.spec.memory
         mine = sum(p.revision.spec.memory * (p.starting + sum(1 for i in p.instances if i.state is State.READY))
                    for p in self.pools if p.revision.function == pool.revision.function)
-        if mine + need > self.memory_budget_mb * self.settings.function_memory_share / 100 and mine:
+        room = decisions.reserve(need, mine, self.reserved_mb(), self.memory_budget_mb,
+                                 self.settings.function_memory_share,
+                                 ((i.last_used, p.revision.spec.memory, (i, p)) for p in self.pools if p is not pool
+                                  for i in p.idle if i.inflight == 0 and i.state is State.READY))
+        if room.refused:
             return False
-        short = self.reserved_mb() + need - self.memory_budget_mb
-        if short <= 0:
-            return True
-        if need > self.memory_budget_mb:
-            return False
-        idle = sorted(((i.last_used, id(i), i, p) for p in self.pools if p is not pool
-                       for i in p.idle if i.inflight == 0 and i.state is State.READY), key=lambda x: x[:2])
-        for _t, _id, inst, p in idle:
-            if short <= 0:
-                break
-            if inst in p.idle:
-                short -= p.evict_one(inst)
+        for inst, p in room.evict:
+            p.evict_one(inst)
+        short = room.short
         if short > 0 and self.fzs is not None:  # then the zygotes of functions with nothing in flight
             busy = {p.revision.key for p in self.pools if p.busy or p.starting or p.waiters} | {pool.revision.key}
             short -= self.fzs.evict_idle(short, busy)
