@@ -25,15 +25,18 @@ class Call:
     `trigger` names the ingress (the activation's `trigger`). `trace_id`/`parent_id` continue the caller's W3C
     trace; `activation_id` is given by the queue and triggers (the same for every attempt: an idempotency
     key); `revision` pins a published version or alias; `identity` is the end user the node verified.
-    `active` is the registry entry when the ingress already looked the function up (one lookup per call)."""
+    `active` is the registry entry when the ingress already looked the function up (one lookup per call).
+    `stream`: the ingress relays a streamed response as it comes (the gateway, the Lambda API's
+    InvokeWithResponseStream); otherwise a function's stream is read whole into the Outcome's body."""
 
     __slots__ = ("activation_id", "active", "body", "content_type", "function", "headers", "identity", "kind",
-                 "method", "parent_id", "path", "query", "revision", "trace_id", "trigger")
+                 "method", "parent_id", "path", "query", "revision", "stream", "trace_id", "trigger")
 
     def __init__(self, function: str, kind: str = "event", trigger: str = "invoke", method: str = "POST",
                  path: str = "/", query: str = "", headers: list[tuple[str, str]] | None = None, body: bytes = b"",
                  content_type: str = "", trace_id: str = "", parent_id: str = "", activation_id: str = "",
-                 revision: Revision | None = None, identity: dict[str, Any] | None = None, active: Any = None):
+                 revision: Revision | None = None, identity: dict[str, Any] | None = None, active: Any = None,
+                 stream: bool = False):
         self.function = function
         self.kind = kind
         self.trigger = trigger
@@ -49,6 +52,7 @@ class Call:
         self.revision = revision
         self.identity = identity
         self.active = active
+        self.stream = stream
 
     def frame(self, activation_id: str, deadline: float, trace_id: str) -> Invoke:
         """The `Invoke` frame an instance receives (its sequence number is set by the instance handle)."""

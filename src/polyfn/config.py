@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     # Activation store.
     activation_retention_count: int = Field(100_000, ge=100)
     activation_retention_age: float = Field(7 * 24 * 3600.0, gt=0)
+    # Workflows (docs/workflows.md): seconds an ended execution — a state machine's, a durable function's — is kept
+    # with its history; then a sweep deletes it (90 days: as long as Step Functions keeps them).
+    workflow_retention: float = Field(90 * 24 * 3600.0, gt=0)
     result_truncate: int = Field(4096, ge=0)  # bytes of the result kept in the activation record
     log_line_max: int = Field(16384, ge=80)  # longer lines are truncated with a marker
     log_lines_per_activation: int = Field(1000, ge=1)

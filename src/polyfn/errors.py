@@ -91,4 +91,8 @@ CODES: dict[str, tuple[int | tuple[int, ...], str]] = {
     "apps_unavailable": (503, "the app service is not running"),
     "unavailable": (503, "the workflow service is not running"),
     "function_timeout": (504, "the invocation overran the function's timeout"),
+    # a streamed response stopped by the node (docs/streaming.md): an SSE `event: error` mid-stream, or the status
+    # of a caller that reads the stream whole
+    "stream_idle_timeout": (504, "a streaming function wrote nothing for its stream_idle_timeout"),
+    "stream_too_long": (504, "a streamed response ran past its stream_max_duration"),
 }

@@ -15,6 +15,7 @@ import random
 import time
 from typing import Any
 
+from polyfn import streaming
 from polyfn.call import Call
 from polyfn.config import Settings
 from polyfn.model import Activation, LogLine
@@ -27,6 +28,7 @@ from polyfn.scheduler.deadlines import Deadlines
 from polyfn.scheduler.instance import Instance, InstanceGone
 from polyfn.scheduler.pool import PoolClosed, StartFailed, Throttled
 from polyfn.scheduler.registry import Active, FunctionRegistry
+from polyfn.streaming import ResponseStream
 
 _random_bits = random.getrandbits  # seeded from os.urandom at import; the server never forks
 
@@ -43,18 +45,21 @@ IDENTITY_HEADER_PREFIXES = ("x-wx-", "x-ms-client-principal", "x-apigateway-api-
 class Outcome:
     """What a call answers: status, headers (ASGI byte pairs), body, the activation's id and cold flag, and —
     when the platform made the answer (not the function) — `error`, the typed error (`code`, `message`, …)
-    that the body serialises: readers take it from here instead of parsing the body back."""
+    that the body serialises: readers take it from here instead of parsing the body back. A streamed response
+    (only for a `Call` with `stream` set) has an empty body and its chunks in `stream` (polyfn.streaming)."""
 
-    __slots__ = ("activation_id", "body", "cold", "error", "headers", "status")
+    __slots__ = ("activation_id", "body", "cold", "error", "headers", "status", "stream")
 
     def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
-                 activation_id: str = "", cold: bool = False, error: dict[str, Any] | None = None):
+                 activation_id: str = "", cold: bool = False, error: dict[str, Any] | None = None,
+                 stream: ResponseStream | None = None):
         self.status = status
         self.headers = headers
         self.body = body
         self.activation_id = activation_id
         self.cold = cold
         self.error = error
+        self.stream = stream
 
 
 def platform_error(status: int, code: str, message: str, extra: dict[str, Any] | None = None,
@@ -84,6 +89,14 @@ class FunctionTimeout(Exception):
 
 class FunctionCancelled(Exception):
     """`DELETE /v1/activations/ID` (`polyfn cancel`) stopped the invocation while it ran."""
+
+
+#: seconds an instance has to end a stream it was told to stop (protocol.Cancel) before it is killed
+CANCEL_GRACE = 2.0
+#: how a stream's end reads in its activation's `status`
+_STREAM_STATUS = {streaming.COMPLETE: "success", streaming.ERROR: "error", streaming.DISCONNECTED: "disconnected",
+                  streaming.IDLE: "timeout", streaming.TOO_LONG: "timeout", streaming.GONE: "crashed",
+                  streaming.CANCELLED: "cancelled"}
 
 
 def _on_deadline(inst: Instance, fut: asyncio.Future[Result], timeout: float) -> None:
@@ -118,6 +131,11 @@ def _safe_headers(pairs: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     return out
 
 
+def _unanswered(inst: Instance, stream: ResponseStream) -> None:
+    if stream.result is None:
+        inst.kill(f"did not stop its stream within {CANCEL_GRACE:g} s of being told to")
+
+
 class Invoker:
     def __init__(self, settings: Settings, registry: FunctionRegistry, recorder: ActivationRecorder,
                  metrics: Metrics | None = None, limiter: Any = None, localise: Any = None):
@@ -136,6 +154,7 @@ class Invoker:
         # activation id → (instance, result future) of every invocation running on an instance now: what
         # `cancel` stops (a sync call, or an attempt of an async one)
         self.running: dict[str, tuple[Instance, asyncio.Future[Result]]] = {}
+        self.streams: dict[str, ResponseStream] = {}  # activation id → its stream, while one streams
         self.localise: Any = localise  # Deployer.localise, for pinned revisions other nodes deployed (cluster sync)
 
     async def admit(self, call: Call) -> Active | Outcome:
@@ -242,8 +261,14 @@ class Invoker:
         deadlines.add(fut, t_acquired + remaining, _on_deadline, inst, fut, spec.timeout)
         running = self.running
         running[act.id] = (inst, fut)
+        streamed = False
         try:
             res = await fut
+            if type(res) is ResponseStream:  # the function streams its response (protocol.Head)
+                deadlines.discard(fut)
+                streamed = True
+                out = self._streamed(act, t0, inst, pool, res, spec)
+                return out if call.stream else await self._collected(out)
         except FunctionCancelled:
             deadlines.discard(fut)
             early = inst.printed_so_far(inv.id)
@@ -266,8 +291,9 @@ class Invoker:
                 act.logs = self._bounded(name, early)
             return await self._crashed(act, t0, inst)
         finally:
-            running.pop(act.id, None)
-            pool.release(inst)
+            if not streamed:  # (a stream's instance is released when the stream ends)
+                running.pop(act.id, None)
+                pool.release(inst)
         deadlines.discard(fut)
 
         act.run_ms = res.run_ms
@@ -292,6 +318,97 @@ class Invoker:
         return self._finish(act, t0, "success", status, Outcome(status, out_headers, res.body, act.id, act.cold),
                             res.body)
 
+    def _streamed(self, act: Activation, t0: float, inst: Instance, pool: Any, stream: ResponseStream,
+                  spec: Any) -> Outcome:
+        """The Outcome of a call whose function streams: its head now, its chunks in `stream`. The stream runs
+        under its own limits (the function's `stream_idle_timeout` without a chunk, `stream_max_duration` in
+        all) instead of the invocation timeout; its end records the activation and releases the instance."""
+        status = stream.status if type(stream.status) is int and 100 <= stream.status <= 599 else 502
+        headers = _safe_headers(stream.headers) if stream.headers else []
+        headers.append((b"x-polyfn-activation-id", act.id.encode()))
+        if act.cold:
+            headers.append((b"x-polyfn-cold", b"true"))
+        out = Outcome(status, headers, b"", act.id, act.cold, stream=stream)
+        self.streams[act.id] = stream
+        idle, limit = spec.stream_idle_timeout, spec.stream_max_duration
+        self.deadlines.add(stream, time.perf_counter() + min(idle, limit), self._stream_deadline, stream, idle, limit)
+        stream.bind(lambda s: self._stream_ended(act, t0, inst, pool, s, out),
+                    lambda s, how: self._stream_cancelled(inst, s, how))
+        return out
+
+    def _stream_deadline(self, stream: ResponseStream, idle: float, limit: float) -> None:
+        """A stream's sweep: past its maximum duration, or idle (no chunk, none waiting for its reader) for
+        longer than its idle timeout → stopped, with a typed error the edge shows as its error marker."""
+        if stream.ended:
+            return
+        now = time.perf_counter()
+        if now - stream.started >= limit:
+            stream.cancel(streaming.TOO_LONG, {"code": "stream_too_long", "message": (
+                f"the stream ran for its maximum of {limit:g} s (the function's stream_max_duration)")})
+        elif now - stream.last >= idle and not stream.held:
+            stream.cancel(streaming.IDLE, {"code": "stream_idle_timeout", "message": (
+                f"the function wrote nothing for {idle:g} s (the function's stream_idle_timeout)")})
+        else:
+            self.deadlines.add(stream, min(max(stream.last, now) + idle, stream.started + limit),
+                               self._stream_deadline, stream, idle, limit)
+
+    def _stream_cancelled(self, inst: Instance, stream: ResponseStream, how: str) -> None:
+        """Tell the instance to stop the function's stream; kill it if it has not ended it CANCEL_GRACE later."""
+        inst.cancel(stream.inv_id, how)
+        self.deadlines.add(stream, time.perf_counter() + CANCEL_GRACE, _unanswered, inst, stream)
+
+    def _stream_ended(self, act: Activation, t0: float, inst: Instance, pool: Any, stream: ResponseStream,
+                      out: Outcome) -> None:
+        """The stream's Result came (or its instance died): the activation is recorded with the stream's size,
+        time to first byte and how it ended, and the instance goes back to the pool."""
+        self.deadlines.discard(stream)
+        self.running.pop(act.id, None)
+        self.streams.pop(act.id, None)
+        pool.release(inst)
+        res = stream.result
+        if res is not None:
+            act.run_ms = res.run_ms
+            if res.logs:
+                act.logs = self._bounded(act.function, res.logs)
+        else:
+            early = inst.printed_so_far(stream.inv_id)
+            if early:
+                act.logs = self._bounded(act.function, early)
+        act.stream = {"bytes": stream.bytes, "chunks": stream.chunks, "end": stream.ended,
+                      "ttfb_ms": round((stream.first - t0) * 1000, 3) if stream.first else None}
+        if stream.error is not None:
+            act.error = stream.error
+        status = _STREAM_STATUS.get(stream.ended, "error")
+        if status == "crashed" and inst.oom:
+            status = "oom"
+        self._finish(act, t0, status, out.status, out, b"")
+
+    async def _collected(self, out: Outcome) -> Outcome:
+        """A streamed response read whole, for an edge that cannot stream (the invoke API, the queue,
+        triggers): its chunks joined into the body, within `max_payload`; a stream that broke off answers
+        the error it broke off with."""
+        stream = out.stream
+        assert stream is not None
+        parts = []
+        size = 0
+        while (data := await stream.next()) is not None:
+            size += len(data)
+            if size > self.max_payload:
+                stream.cancel(streaming.ERROR, {"code": "response_too_large", "message": (
+                    f"the function streamed over {self.max_payload} bytes to a caller that takes its response "
+                    "whole (the limit of a buffered response)")})
+                break
+            parts.append(data)
+        err = stream.error
+        if err is None:
+            return Outcome(out.status, out.headers, b"".join(parts), out.activation_id, out.cold)
+        if "code" not in err:  # the function's own exception, mid-stream
+            headers = [h for h in out.headers if h[0] != b"content-type"]
+            headers += [*JSON_HEADERS, (b"x-polyfn-function-error", b"Unhandled")]
+            return Outcome(500, headers, json.dumps(err).encode(), out.activation_id, out.cold)
+        status = 504 if err["code"] in ("stream_idle_timeout", "stream_too_long") else 502
+        return platform_error(status, err["code"], err["message"], activation_id=out.activation_id)
+
     def _refused(self, name: str, e: Throttled) -> Outcome:
         """The 429 (503) of a refused call. Under a flood these are most answers: the common ones are built
         once per function and reason."""
@@ -310,6 +427,11 @@ class Invoker:
     def cancel(self, activation_id: str) -> bool:
         """Stop a running invocation: its caller gets 499 `function_cancelled` at once and its instance is
         killed (a handler cannot be interrupted safely in place). False when it is not running here."""
+        stream = self.streams.get(activation_id)
+        if stream is not None:
+            stream.cancel(streaming.CANCELLED, {"code": "function_cancelled",
+                                                "message": f"activation {activation_id} was cancelled while it ran"})
+            return True
         entry = self.running.get(activation_id)
         if entry is None:
             return False

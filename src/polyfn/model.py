@@ -58,6 +58,11 @@ class FunctionSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     retry_backoff_max: float = 300.0  # seconds, cap on one retry delay
     retry_on: list[str] = msgspec.field(default_factory=lambda: ["timeout", "crash", "5xx", "throttle"])
     max_event_age: float = 6 * 3600.0  # seconds
+    # A streamed response (docs/streaming.md) runs under these instead of `timeout` once its head is sent: it is
+    # stopped when the function writes nothing for `stream_idle_timeout` seconds, or has streamed for
+    # `stream_max_duration` seconds in all (Lambda's limit for a streamed response: 15 minutes).
+    stream_idle_timeout: float = 60.0
+    stream_max_duration: float = 900.0
 
 
 #: Failure classes a function's `retry_on` may name.
@@ -117,6 +122,9 @@ class Activation(msgspec.Struct, kw_only=True, gc=False):
     trace_id: str = ""  # W3C trace id (32 hex): the caller's `traceparent`, else a new one
     parent_id: str = ""  # the caller's span id (16 hex) when it sent a `traceparent`
     init_info: str = ""  # cold starts: how the instance was made (e.g. "zygote: function") and its sandbox
+    # a streamed response: {"bytes", "chunks", "ttfb_ms" (first chunk, from the call's start), "end" (complete |
+    # error | client_disconnected | idle_timeout | max_duration | instance_gone | cancelled)}; None when buffered
+    stream: dict[str, Any] | None = None
 
 
 def now() -> float:
@@ -178,6 +186,8 @@ def validate_spec(spec: FunctionSpec, max_timeout: float, max_memory: int, max_i
     if spec.auth not in ("anonymous", "key", "app"):
         raise SpecError(f"auth={spec.auth!r} is not supported: use anonymous, key or app")
     rng("rate_limit", spec.rate_limit, 0, 1e6)
+    rng("stream_idle_timeout", spec.stream_idle_timeout, 0.1, 24 * 3600)
+    rng("stream_max_duration", spec.stream_max_duration, 0.1, 24 * 3600)
     for entry in spec.secrets:
         sname, _, how = entry.partition(":")
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$", sname) or how not in ("", "env", "file"):

@@ -58,6 +58,7 @@ from polyfn.scheduler.sync import ClusterSync
 from polyfn.sites import Sites
 from polyfn.storage.service import StorageService
 from polyfn.store import Store
+from polyfn.store.compat import CompatStore
 from polyfn.store.security import SecurityStore
 from polyfn.triggers import events as cloudevents
 from polyfn.triggers.manager import TriggerManager
@@ -159,7 +160,8 @@ class Node:
         self.queue.on_reply = lambda event, hops: cloudevents.route(self.triggers, event, hops)
         self.workflows = WorkflowService(self.store.engine, invoker_tasks(self.invoker), owner=s.node_id,
                                          function_name=lambda_function_name,
-                                         write_lock=getattr(self.store, "_write_lock", None))  # SQLite: one writer
+                                         write_lock=getattr(self.store, "_write_lock", None),  # SQLite: one writer
+                                         retention=s.workflow_retention)
         self.relay: Any = None  # sandbox.relay.NetRelay for `network: polyfn`, made once the ports are bound
 
         # the faces
@@ -172,7 +174,7 @@ class Node:
             limiter=self.limiter, manager=self.manager, security_store=self.security_store,
             secret_box=self.secret_box, metrics=self.metrics, storage=self.storage, workflows=self.workflows,
             apps=self.apps, sites=self.sites, sync=self.sync, delete_function=self.delete_function,
-            admin_key=self.admin_key, lifespan=self.lifespan)
+            admin_key=self.admin_key, lifespan=self.lifespan, compat_entities=CompatStore(self.store))
         self.api.mount("/console", build_console(
             settings=s, store=self.store, registry=self.registry, recorder=self.recorder, triggers=self.triggers,
             deployer=self.deployer, invoker=self.invoker, metrics=self.metrics, storage=self.storage,

@@ -22,9 +22,11 @@ from polyfn.api import observe as observe_api
 from polyfn.api.deploy_body import read_deploy
 from polyfn.api.errors import ApiError
 from polyfn.auth.access import authorize
+from polyfn.auth.secrets import SecretValues
 from polyfn.call import Call
 from polyfn.deploy.errors import DeployError
 from polyfn.events import cloudevent, kinds
+from polyfn.gateway.asgi import relay
 from polyfn.headers import from_outside
 from polyfn.model import Activation, FunctionInfo
 from polyfn.observe.tracing import parse_traceparent
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from polyfn.services import (
         Activations,
         AsyncJobs,
+        CompatEntities,
         DeleteFunction,
         Deploys,
         FunctionStore,
@@ -56,6 +59,17 @@ def _function_json(registry: LiveFunctions, info: FunctionInfo, **extra: Any) ->
     return out
 
 
+class StreamedResponse(Response):
+    """A streamed Outcome relayed as the gateway relays it (`gateway.asgi.relay`: chunked, error markers)."""
+
+    def __init__(self, out: Any):
+        super().__init__(status_code=out.status)
+        self.out = out
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await relay(self.out, receive, send)
+
+
 def _activation_json(act: Activation) -> dict[str, Any]:
     return msgspec.to_builtins(act)
 
@@ -64,7 +78,7 @@ def build_api(*, settings: Settings, store: FunctionStore, registry: LiveFunctio
               queue: AsyncJobs, triggers: Triggers, deployer: Deploys, invoker: Invocations, keys: Keys,
               limiter: RateLimits, manager: Instances, security_store: Secrets, secret_box: Any, metrics: Any,
               storage: Any, workflows: Any, apps: Any, sites: Any, sync: Any, delete_function: DeleteFunction,
-              admin_key: str, lifespan: Any = None) -> FastAPI:
+              admin_key: str, lifespan: Any = None, compat_entities: CompatEntities | None = None) -> FastAPI:
     """The control API and the vendor APIs on one FastAPI app; each router gets the services it uses. `sync` is
     the cluster sync (None on a single node); `admin_key` signs the Lambda API's code URLs."""
     app = FastAPI(
@@ -168,7 +182,7 @@ def build_api(*, settings: Settings, store: FunctionStore, registry: LiveFunctio
             raise ApiError(404, "function_not_found", f"function {name!r} does not exist")
         return {"deleted": name}
 
-    @v1.post("/functions/{name}/invoke", summary="Invoke a function with an event payload (mode=sync|async)")
+    @v1.post("/functions/{name}/invoke", summary="Invoke a function with an event payload (mode=sync|async|stream)")
     async def invoke(name: str, request: Request, mode: str = "sync", event: Annotated[str | None, Query(
             description="Build a vendor event of this kind (s3:put, sqs, timer, logs, …) from the JSON body; "
                         "the function's flavor shapes it")] = None) -> Response:
@@ -186,11 +200,17 @@ def build_api(*, settings: Settings, store: FunctionStore, registry: LiveFunctio
             kind = "cloudevent"
         if mode == "async":
             return await events.accept_async(queue, request, name, kind, body, ct)
-        if mode != "sync":
-            raise ApiError(400, "invalid_request", f"mode={mode!r}: use sync or async")
+        if mode not in ("sync", "stream"):
+            raise ApiError(400, "invalid_request", f"mode={mode!r}: use sync, async or stream")
         # The caller's API key authorises the invoke; it is never passed on to the function.
         headers = from_outside([(k, v) for k, v in request.headers.items() if k not in ("authorization", "cookie")])
         trace_id, parent_id = parse_traceparent(request.headers.get("traceparent", ""))
+        if mode == "stream":  # a streamed response relayed as it comes, chunked (polyfn invoke --stream)
+            out = await invoker.call(Call(name, kind, "invoke", "POST", "/", "", headers, body, ct, trace_id, parent_id,
+                                          stream=True))
+            if out.stream is not None:
+                return StreamedResponse(out)
+            return Response(out.body, status_code=out.status, headers={k.decode(): v.decode() for k, v in out.headers})
         out = await invoker.call(Call(name, kind, "invoke", headers=headers, body=body, content_type=ct,
                                       trace_id=trace_id, parent_id=parent_id))
         return Response(out.body, status_code=out.status, headers={k.decode(): v.decode() for k, v in out.headers})
@@ -249,7 +269,8 @@ def build_api(*, settings: Settings, store: FunctionStore, registry: LiveFunctio
 
     from polyfn.api import security
 
-    v1.include_router(security.router(keys=keys, secrets=security_store, secret_box=secret_box, manager=manager))
+    secret_values = SecretValues(security_store, secret_box, manager.secret_changed)  # /v1/secrets, OpenFaaS's
+    v1.include_router(security.router(keys=keys, values=secret_values))
     from polyfn.api import storage as storage_api
 
     v1.include_router(storage_api.build_router(storage=storage, keys=keys, store=store))
@@ -270,7 +291,7 @@ def build_api(*, settings: Settings, store: FunctionStore, registry: LiveFunctio
     app.include_router(v1)
     compat.install(app, settings=settings, deployer=deployer, invoker=invoker, recorder=recorder, registry=registry,
                    queue=queue, keys=keys, delete_function=delete_function, workflows=workflows, store=store,
-                   admin_key=admin_key)
+                   admin_key=admin_key, triggers=triggers, entities=compat_entities, secret_values=secret_values)
     app.include_router(observe_api.build_router(settings=settings, metrics=metrics, registry=registry, queue=queue,
                                                 workflows=workflows, require_key=require_key),
                        responses=errors.ERROR_RESPONSES)

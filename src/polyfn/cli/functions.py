@@ -286,6 +286,18 @@ def deploy(
                      help="Older async events go to the dead-letter queue instead of running.",
                      show_default=_spec_default("max_event_age")),
     ] = None,
+    stream_idle_timeout: Annotated[
+        float | None,
+        typer.Option("--stream-idle-timeout", envvar="POLYFN_DEPLOY_STREAM_IDLE_TIMEOUT", metavar="SECONDS",
+                     help="A streamed response is stopped when the function writes nothing for this long.",
+                     show_default=_spec_default("stream_idle_timeout")),
+    ] = None,
+    stream_max_duration: Annotated[
+        float | None,
+        typer.Option("--stream-max-duration", envvar="POLYFN_DEPLOY_STREAM_MAX_DURATION", metavar="SECONDS",
+                     help="A streamed response is stopped after this long in all.",
+                     show_default=_spec_default("stream_max_duration")),
+    ] = None,
     env: Annotated[
         list[str] | None,
         typer.Option(
@@ -365,6 +377,8 @@ def deploy(
             "retry_on": None if retry_on is None else [c.strip() for c in retry_on.split(",")
                                                        if c.strip() and c.strip() != "none"],
             "max_event_age": max_event_age,
+            "stream_idle_timeout": stream_idle_timeout,
+            "stream_max_duration": stream_max_duration,
         },
     )
     descriptor = path / "polyfn.json" if path.is_dir() else None

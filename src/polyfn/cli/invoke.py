@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Annotated
 
@@ -70,6 +71,11 @@ def invoke(
         typer.Option("--callback-url", envvar="POLYFN_INVOKE_CALLBACK_URL", metavar="URL",
                      help="With --async: POST the result there when done (retried).", show_default="none"),
     ] = None,
+    stream: Annotated[
+        bool,
+        typer.Option("--stream", envvar="POLYFN_INVOKE_STREAM", show_default="off",
+                     help="Print a streamed response's chunks as they arrive (docs/streaming.md)."),
+    ] = False,
 ) -> None:
     """Invoke a function and print its answer as is."""
     state: State = ctx.obj
@@ -84,6 +90,11 @@ def invoke(
     if run_async:
         activation_id = state.client().invoke_async(name, payload, content_type, callback_url, event=event)
         out().print(activation_id)
+        return
+    if stream:
+        if event is not None:
+            raise typer.BadParameter("--stream sends --data as is: drop --event", param_hint="'--stream'")
+        _invoke_streaming(state, name, payload, content_type, verbose)
         return
     started = time.perf_counter()
     response = state.client().invoke(name, payload, content_type, event=event)
@@ -109,3 +120,24 @@ def invoke(
     if response.function_error:
         raise FunctionFailed(f"function '{name}' raised an error{where}", hint=hint)
     raise FunctionFailed(f"function '{name}' answered HTTP {response.status}{where}", hint=hint)
+
+
+def _invoke_streaming(state: State, name: str, payload: bytes, content_type: str, verbose: bool) -> None:
+    """`polyfn invoke --stream`: each piece written (and flushed) as it arrives."""
+    started = time.perf_counter()
+    with state.client().invoke_stream(name, payload, content_type) as (response, pieces):
+        if verbose:
+            err().print(Text(f"activation {response.activation_id or '?'} · HTTP {response.status} · first byte "
+                             f"{(time.perf_counter() - started) * 1000:.1f} ms", style="dim"))
+        buffer = getattr(sys.stdout, "buffer", None)
+        for piece in pieces:
+            if buffer is not None:
+                buffer.write(piece)
+                buffer.flush()
+            else:
+                sys.stdout.write(piece.decode("utf-8", "replace"))
+                sys.stdout.flush()
+    if not response.ok:
+        where = f" (activation {response.activation_id})" if response.activation_id else ""
+        raise FunctionFailed(f"function '{name}' answered HTTP {response.status}{where}",
+                             hint=f"see its logs with `polyfn logs {name}`")

@@ -7,9 +7,9 @@ the server sets).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
-from urllib.parse import parse_qs
 
 from polyfn.call import Call
 from polyfn.gateway import cors
@@ -82,13 +82,16 @@ class Gateway:
             else:
                 call = Call(name, "http", "http", scope["method"], "/" + sub if slash else "/",
                             scope["query_string"].decode("latin-1"), headers, body, content_type, trace[0], trace[1],
-                            active=active)
+                            active=active, stream=True)
                 if is_async and self.queue is not None:
                     out = await self._enqueue(call, callback)
                 else:
                     out = await self.invoker.call(call)
         if spec is not None and spec.cors is not None:
             out.headers.extend(cors.response_headers(spec.cors, headers))
+        if out.stream is not None:
+            await relay(out, receive, send)
+            return
         out.headers.append((b"content-length", str(len(out.body)).encode()))
         await send({"type": "http.response.start", "status": out.status, "headers": out.headers})
         await send({"type": "http.response.body", "body": out.body})
@@ -100,16 +103,11 @@ class Gateway:
             if pre is not None:
                 return pre
         if spec.auth == "key":
-            from polyfn.auth.keys import allows
+            from polyfn.auth.function_keys import refusal
 
-            token = next((v for k, v in headers if k == "x-functions-key"), "")
-            if not token:
-                qs = parse_qs(scope["query_string"].decode("latin-1"))
-                token = (qs.get("code") or [""])[0]
-            key = self.keys.verify(token) if token and self.keys is not None else None
-            if key is None or not allows(key, "invoke", name):
-                out = platform_error(401, "unauthorized", f"function {name!r} needs a key with scope 'invoke' "
-                                     "in the x-functions-key header or the code query parameter")
+            refused = refusal(spec, name, scope["query_string"].decode("latin-1"), headers, self.keys)
+            if refused is not None:
+                out = platform_error(*refused)
                 if spec.cors is not None:
                     out.headers.extend(cors.response_headers(spec.cors, headers))
                 return out
@@ -162,6 +160,75 @@ class Gateway:
             chunks.append(chunk)
             if not msg.get("more_body"):
                 return b"".join(chunks)
+
+
+_SSE = b"text/event-stream"
+
+
+async def relay(out: Outcome, receive: Any, send: Any) -> None:
+    """Write a streamed response (docs/streaming.md): the head, then each chunk as it comes, in chunked
+    transfer encoding (no content-length), nothing buffered. The client leaving cancels the stream (the function
+    is told). A stream that broke off ends with an error marker: for `text/event-stream` an `event: error`
+    whose data is the error as JSON, then a clean end; for anything else the connection is closed without the
+    terminating chunk, so the client sees an incomplete body (curl: "transfer closed with outstanding read data
+    remaining"), never a complete-looking one."""
+    stream = out.stream
+    assert stream is not None
+    await send({"type": "http.response.start", "status": out.status, "headers": out.headers})
+    watch = asyncio.ensure_future(receive())  # answers http.disconnect once the client has gone
+    watch.add_done_callback(lambda t: t.cancelled() or stream.cancel())
+    write = _chunk_writer(send)
+    try:
+        while (data := await stream.next()) is not None:
+            if write is not None:
+                await write(data)
+            else:
+                await send({"type": "http.response.body", "body": data, "more_body": True})
+    except BaseException:  # (the server stopping this task)
+        stream.cancel()
+        raise
+    finally:
+        if not watch.done():
+            watch.cancel()
+    if watch.done() and not watch.cancelled():
+        return  # the client went (and the stream was cancelled): nobody to tell
+    if stream.error is None:
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    elif any(k == b"content-type" and v.startswith(_SSE) for k, v in out.headers):
+        err = json.dumps(stream.error, separators=(",", ":")).encode()
+        await send({"type": "http.response.body", "body": b"event: error\ndata: " + err + b"\n\n", "more_body": False})
+    else:
+        _break_off(send)
+
+
+def _chunk_writer(send: Any) -> Any:
+    """Under uvicorn, once a chunked response has started: a writer of one chunk that hands the chunk's size line,
+    its bytes and the CRLF to the transport as three pieces (sent together, vectored) instead of joining them
+    into a copy as uvicorn's `send` does, with `send`'s flow control (wait while the client's socket is full)
+    and disconnect check. None elsewhere (then `send` is used)."""
+    cycle = getattr(send, "__self__", None)
+    if getattr(cycle, "chunked_encoding", None) is not True or cycle.scope.get("method") == "HEAD":
+        return None
+    transport, flow = cycle.transport, cycle.flow
+
+    async def write(data: Any) -> None:
+        if flow.write_paused and not cycle.disconnected:
+            await flow.drain()
+        if not cycle.disconnected:
+            transport.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
+
+    return write
+
+
+def _break_off(send: Any) -> None:
+    """End a response mid-body: close the connection without completing it. Under uvicorn `send` is its
+    request cycle's bound method, whose transport we close (what was written goes first); elsewhere returning
+    without completing the response has the same effect, with a complaint in the server's log."""
+    cycle = getattr(send, "__self__", None)
+    transport = getattr(cycle, "transport", None)
+    if transport is not None:
+        cycle.disconnected = True  # (uvicorn: the app did not fail, the connection is over)
+        transport.close()
 
 
 async def send_outcome(send: Any, out: Outcome) -> None:

@@ -62,7 +62,12 @@ class CoalescingTransport:
         if held is not None:
             self._held = None
             if not self._transport.is_closing():
-                self._transport.write(held[0] if len(held) == 1 else b"".join(held))
+                if len(held) == 1:
+                    self._transport.write(held[0])
+                elif len(held) > 2 and max(map(len, held)) >= 65536:  # a streamed response's chunks: one
+                    self._transport.writelines(held)  # vectored write (uvloop: writev), not a copy into one buffer
+                else:
+                    self._transport.write(b"".join(held))
 
     def close(self) -> None:
         self.flush()

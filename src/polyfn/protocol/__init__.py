@@ -5,7 +5,8 @@ tag, decoded against a strict union so an instance can never make the server unp
 anything but these types. The server treats every frame from an instance as untrusted: the size is
 capped (`MAX_FRAME`) and ids are checked against what the server sent.
 
-Server → instance: `Invoke`.   Instance → server: `Ready`, `InitError`, `Result`, `Fault`.
+Server → instance: `Invoke`, `Cancel`.   Instance → server: `Ready`, `InitError`, `Result`, `Fault`, `Logs`,
+and for a streamed response `Head`, then `Chunk`s, then its `Result` (the end: logs, run time, an error).
 """
 
 from __future__ import annotations
@@ -105,10 +106,38 @@ class Logs(msgspec.Struct, tag="logs", array_like=True):
     logs: list[LogLine] = []
 
 
-FromInstance = Result | Ready | InitError | Fault | Logs
+class Head(msgspec.Struct, tag="head", array_like=True):
+    """Invocation `id` streams its response: the status and headers, sent before its first `Chunk`. The
+    invocation then ends with its `Result`, whose body is empty and whose `error`, when set, says the
+    stream broke off (the client sees an error marker; docs/streaming.md)."""
+
+    id: int
+    status: int = 200
+    headers: list[tuple[str, str]] = []
+
+
+class Chunk(msgspec.Struct, tag="chunk", array_like=True, gc=False):
+    """A piece of invocation `id`'s streamed response body, in order. (Decoded as a view of the frame:
+    no copy of the bytes.)"""
+
+    id: int
+    data: memoryview
+
+
+class Cancel(msgspec.Struct, tag="cancel", array_like=True):
+    """Server → instance: stop invocation `id` (its client went away mid-stream). The instance closes the
+    function's stream (Python: `GeneratorExit` in the generator, or the async generator's task cancelled;
+    Node: the response stream's `close`) and still answers with the invocation's `Result`."""
+
+    id: int
+    reason: str = "client disconnected"
+
+
+FromInstance = Result | Ready | InitError | Fault | Logs | Head | Chunk
+ToInstance = Invoke | Cancel
 
 _encoder = msgspec.msgpack.Encoder()
-to_instance_decoder = msgspec.msgpack.Decoder(Invoke)
+to_instance_decoder = msgspec.msgpack.Decoder(ToInstance)
 from_instance_decoder = msgspec.msgpack.Decoder(FromInstance)
 
 
@@ -118,33 +147,96 @@ def encode(msg: msgspec.Struct) -> bytes:
     return HEADER.pack(len(body)) + body
 
 
+_CHUNK_TAG = _encoder.encode("chunk")
+
+
+def encode_chunk(inv_id: int, data: bytes | bytearray | memoryview) -> list[bytes | memoryview]:
+    """A `Chunk` frame as pieces to send with one `sendmsg` (or `writelines`): the length prefix and the msgpack
+    header, then `data` itself, never copied into a frame buffer."""
+    n = len(data)
+    head = b"\x93" + _CHUNK_TAG + _encoder.encode(inv_id) + (
+        b"\xc4" + bytes((n,)) if n < 256 else b"\xc5" + n.to_bytes(2, "big") if n < 65536 else b"\xc6" + n.to_bytes(4, "big"))
+    return [HEADER.pack(len(head) + n) + head, data]
+
+
 class FrameError(Exception):
     """The peer sent something that is not a valid frame."""
 
 
 class FrameReader:
-    """Incremental frame splitter for a byte stream (used by the server's asyncio protocol)."""
+    """Incremental frame splitter for a byte stream, with the buffer the bytes are read into: the server's
+    instance connection is an `asyncio.BufferedProtocol` whose `get_buffer`/`buffer_updated` are these, so the
+    kernel copies straight into it (no bytes object per read, no copy into a frame).
 
-    __slots__ = ("_buf", "_max")
+    Small frames are read into one scratch buffer that every reader of the process shares (reads and their
+    processing never interleave on the event loop's thread; an idle instance keeps only the few bytes of a
+    frame cut by the end of a read) and handed out as views of it, valid only until the next `get_buffer` of any
+    reader (`buffer_updated` returns them with `shared` True: a decoded `Chunk` from one must copy its data). A
+    frame from `LARGE` bytes on (a streamed response's chunk) that did not arrive whole gets a buffer of its own
+    and the next reads go straight into it: handed out with `shared` False, it may be kept. Not for several
+    threads at once."""
+
+    __slots__ = ("_base", "_filled", "_frame", "_max", "_pending")
+
+    LARGE = 64 * 1024
+    _scratch = bytearray(256 * 1024)  # (shared; a read takes at most what is free in it)
 
     def __init__(self, max_frame: int = MAX_FRAME) -> None:
-        self._buf = bytearray()
         self._max = max_frame
+        self._pending = b""  # the start of a small frame (or of a length prefix) cut by the end of the last read
+        self._base = 0  # where the last read began in the scratch buffer (after the pending bytes)
+        self._frame: bytearray | None = None  # a large frame being gathered
+        self._filled = 0
 
-    def feed(self, data: bytes) -> list[bytes]:
-        buf = self._buf
-        buf += data
-        frames: list[bytes] = []
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        frame = self._frame
+        if frame is not None:
+            return memoryview(frame)[self._filled:]
+        n = self._base = len(self._pending)
+        if n:
+            self._scratch[:n] = self._pending
+        return memoryview(self._scratch)[n:]
+
+    def buffer_updated(self, nbytes: int) -> list[tuple[memoryview, bool]]:
+        """`nbytes` were read into the last `get_buffer`: the frames now whole, each with `shared`."""
+        frames: list[tuple[memoryview, bool]] = []
+        frame = self._frame
+        if frame is not None:
+            self._filled += nbytes
+            if self._filled == len(frame):
+                self._frame = None
+                frames.append((memoryview(frame), False))
+            return frames
+        buf = self._scratch
+        end = self._base + nbytes
+        view = memoryview(buf)
         pos = 0
-        n = len(buf)
-        while n - pos >= 4:
+        while end - pos >= 4:
             (size,) = HEADER.unpack_from(buf, pos)
             if size > self._max:
                 raise FrameError(f"frame of {size} bytes exceeds the {self._max}-byte limit")
-            if n - pos - 4 < size:
+            if end - pos - 4 < size:
+                if size >= self.LARGE:  # the rest goes straight into a buffer of its own
+                    frame = self._frame = bytearray(size)
+                    have = end - pos - 4
+                    frame[:have] = view[pos + 4:end]
+                    self._filled = have
+                    pos = end
                 break
-            frames.append(bytes(buf[pos + 4 : pos + 4 + size]))
+            frames.append((view[pos + 4:pos + 4 + size], True))
             pos += 4 + size
-        if pos:
-            del buf[:pos]
+        self._pending = bytes(view[pos:end]) if pos < end else b""
         return frames
+
+    def feed(self, data: bytes) -> list[bytes | memoryview]:
+        """The frames whole after `data` (a caller that is handed bytes, not a buffer to fill): shared ones
+        copied out."""
+        out: list[bytes | memoryview] = []
+        view = memoryview(data)
+        while view:
+            target = self.get_buffer()
+            n = min(len(target), len(view))
+            target[:n] = view[:n]
+            view = view[n:]
+            out += [f if not shared else bytes(f) for f, shared in self.buffer_updated(n)]
+        return out

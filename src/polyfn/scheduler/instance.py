@@ -19,9 +19,12 @@ from collections.abc import Callable
 import msgspec
 
 from polyfn.protocol import (
+    Cancel,
+    Chunk,
     Fault,
     FrameError,
     FrameReader,
+    Head,
     InitError,
     Invoke,
     LogLine,
@@ -31,6 +34,7 @@ from polyfn.protocol import (
     encode,
     from_instance_decoder,
 )
+from polyfn.streaming import GONE, ResponseStream
 
 log = logging.getLogger("polyfn.instance")
 
@@ -53,7 +57,7 @@ class InitFailed(Exception):
         self.logs = logs
 
 
-class Instance(asyncio.Protocol):
+class Instance(asyncio.BufferedProtocol):
     def __init__(self, instance_id: str, revision_key: str, on_lost: Callable[[Instance], None]):
         self.id = instance_id
         self.revision_key = revision_key
@@ -77,33 +81,56 @@ class Instance(asyncio.Protocol):
         self._reader = FrameReader()
         self._waiting: dict[int, asyncio.Future[Result]] = {}
         self._partial: dict[int, list[LogLine]] = {}  # lines streamed ahead of a result (protocol.Logs)
+        self._streams: dict[int, ResponseStream] = {}  # invocations streaming their response (protocol.Head)
         self._seq = 0
         # (kept: asyncio.get_running_loop() is a getpid() system call each time)
         self._loop = asyncio.get_running_loop()
         self._ready: asyncio.Future[Ready] = self._loop.create_future()
 
-    # --- asyncio.Protocol ---------------------------------------------------------------------------
+    # --- asyncio.BufferedProtocol ---------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:  # (asyncio.BufferedProtocol: reads go straight into it)
+        return self._reader.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
         try:
-            frames = self._reader.feed(data)
-            for raw in frames:
+            for raw, shared in self._reader.buffer_updated(nbytes):
                 msg = from_instance_decoder.decode(raw)
+                if type(msg) is Chunk:  # (first: a streamed response is many of these)
+                    stream = self._streams.get(msg.id)
+                    if stream is None:
+                        raise FrameError(f"chunk for invocation {msg.id}, which is not streaming")
+                    stream.feed(bytes(msg.data) if shared else msg.data)  # (a view of the shared buffer: copied)
+                    continue
                 if type(msg) is Result:
                     fut = self._waiting.pop(msg.id, None)
-                    if fut is None:
+                    stream = self._streams.pop(msg.id, None) if fut is None and self._streams else None
+                    if fut is None and stream is None:
                         raise FrameError(f"result for unknown invocation {msg.id}")
                     if self._partial:
                         early = self._partial.pop(msg.id, None)
                         if early:
                             msg.logs[:0] = early
-                    if not fut.done():
+                    if stream is not None:
+                        stream.end(msg)
+                    elif not fut.done():  # type: ignore[union-attr]
                         fut.set_result(msg)
-                elif type(msg) is Logs:  # lines of a long invocation, ahead of its result
-                    if msg.id in self._waiting:
+                elif type(msg) is Head:  # the invocation streams: its future resolves with the stream
+                    fut = self._waiting.pop(msg.id, None)
+                    if fut is None:
+                        raise FrameError(f"response head for unknown invocation {msg.id}")
+                    stream = self._streams[msg.id] = ResponseStream(msg.id, msg.status, msg.headers, self._pause,
+                                                                    self._loop)
+                    if not fut.done():
+                        fut.set_result(stream)  # type: ignore[arg-type]
+                    else:  # (the caller gave up already: timed out or cancelled) nobody reads it
+                        stream.cancel()
+                        self.cancel(msg.id)
+                elif type(msg) is Logs:  # lines of a long invocation (or stream), ahead of its result
+                    if msg.id in self._waiting or msg.id in self._streams:
                         self._partial.setdefault(msg.id, []).extend(msg.logs)
                 elif type(msg) is Ready:
                     if self._ready.done():
@@ -129,6 +156,10 @@ class Instance(asyncio.Protocol):
             if not fut.done():
                 fut.set_exception(gone)
         self._waiting.clear()
+        streams, self._streams = self._streams, {}
+        for stream in streams.values():
+            stream.fail(GONE, {"code": "function_crashed",
+                               "message": f"the function's instance ended mid-stream: {self.kill_reason or 'connection closed'}"})
         if prev is not State.DEAD:
             self.on_lost(self)
 
@@ -160,6 +191,21 @@ class Instance(asyncio.Protocol):
         self._waiting[self._seq] = fut
         self._transport.write(encode(inv))
         return fut
+
+    def cancel(self, inv_id: int, reason: str = "client disconnected") -> None:
+        """Tell the instance to stop invocation `inv_id` (a stream nobody reads any more); it still answers
+        with its Result."""
+        if self._transport is not None:
+            self._transport.write(encode(Cancel(inv_id, reason)))
+
+    def _pause(self, on: bool) -> None:
+        """Stop (on) or resume reading the instance's frames: back-pressure from a stream's slow reader."""
+        transport = self._transport
+        if transport is not None:
+            if on:
+                transport.pause_reading()
+            else:
+                transport.resume_reading()
 
     def forget(self, inv_id: int) -> None:
         self._waiting.pop(inv_id, None)

@@ -13,6 +13,7 @@ another URL — is different from any API error).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
@@ -43,6 +44,10 @@ class ServerUnreachable(PolyfnError):
         super().__init__(f"cannot reach polyfn at {url}: {reason}")
         self.url = url
         self.reason = reason
+
+
+class StreamBrokenOff(PolyfnError):
+    """A streamed answer ended before its end: the function failed mid-stream (or the server went)."""
 
 
 class ApiError(PolyfnError):
@@ -388,6 +393,32 @@ class Client:
                 if envelope is not None and envelope[0] != "function_error":
                     raise ApiError(status, *envelope)
         return InvokeResponse(status=status, headers=response.headers, body=body)
+
+    @contextlib.contextmanager
+    def invoke_stream(self, name: str, payload: bytes = b"{}", content_type: str = "application/json",
+                      headers: Mapping[str, str] | None = None) -> Iterator[tuple[InvokeResponse, Iterator[bytes]]]:
+        """`POST /v1/functions/{name}/invoke?mode=stream`: the answer's status and headers (an `InvokeResponse`
+        with an empty body) and an iterator over its body's pieces as the function streams them (a function that
+        does not stream: its whole body, once). A stream that broke off raises `StreamBrokenOff` from the
+        iterator (server-sent events end with an `event: error` instead). Platform errors raise as `invoke`'s."""
+        try:
+            with self._http.stream("POST", f"/v1/functions/{quote(name, safe='')}/invoke", params={"mode": "stream"},
+                                   content=payload, headers={"Content-Type": content_type, **(headers or {})},
+                                   timeout=self._long) as response:
+                if response.status_code >= 400 and response.headers.get(ERROR_HEADER, "function_error") != "function_error":
+                    body = response.read()
+                    raise error_from_response(response.status_code, response.headers, body, response.reason_phrase)
+
+                def pieces() -> Iterator[bytes]:
+                    try:
+                        yield from response.iter_raw()
+                    except httpx.RemoteProtocolError as exc:
+                        raise StreamBrokenOff(f"the stream of {name!r} broke off (activation "
+                                              f"{response.headers.get(ACTIVATION_HEADER)}): {exc}") from exc
+
+                yield InvokeResponse(status=response.status_code, headers=response.headers, body=b""), pieces()
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc) from exc
 
     def activations(
         self,

@@ -604,12 +604,13 @@ def _activation_row(a: Activation, logs: list[LogLine]) -> dict[str, Any]:
         "init_info": a.init_info,
         "logs": _encode_logs(logs) if logs else "",
         "logs_end": logs[-1].ts if logs else 0.0,
+        "stream": None if a.stream is None else msgspec.json.encode(a.stream).decode(),
     }
 
 
 _ACTIVATION_COLUMNS = ("id", "function", "revision", "trigger", "start", "end", "duration_ms", "wait_ms", "init_ms",
                        "run_ms", "cold", "status", "status_code", "result", "error", "instance", "trace_id",
-                       "parent_id", "init_info", "logs", "logs_end")
+                       "parent_id", "init_info", "logs", "logs_end", "stream")
 _SQLITE_INSERT_ACTIVATION_HEAD = "INSERT INTO activations (" + ", ".join(f'"{c}"' for c in _ACTIVATION_COLUMNS) + ") VALUES "
 # An upsert: a retried async invocation's newest attempt replaces the older, and its log lines are appended to
 # the older attempts' (two JSON arrays joined as text: '[a,b]' + '[c]' -> '[a,b,c]').
@@ -745,7 +746,8 @@ def _activation_tuple(a: Activation, logs: list[LogLine]) -> tuple[Any, ...]:
     return (a.id, a.function, a.revision, a.trigger, a.start, a.end, a.duration_ms, a.wait_ms, a.init_ms,
             a.run_ms, int(a.cold), a.status, a.status_code, _text(a.result),
             None if a.error is None else msgspec.json.encode(a.error).decode(), a.instance, a.trace_id,
-            a.parent_id, a.init_info, _encode_logs(logs) if logs else "", logs[-1].ts if logs else 0.0)
+            a.parent_id, a.init_info, _encode_logs(logs) if logs else "", logs[-1].ts if logs else 0.0,
+            None if a.stream is None else msgspec.json.encode(a.stream).decode())
 
 
 _LOGS_DECODER = msgspec.json.Decoder(list[LogLine])
@@ -789,4 +791,5 @@ def _activation(row: Row[Any], logs: list[LogLine]) -> Activation:
         trace_id=m["trace_id"],
         parent_id=m["parent_id"],
         init_info=m["init_info"],
+        stream=None if m["stream"] is None else msgspec.json.decode(m["stream"]),
     )

@@ -100,6 +100,7 @@ activations = Table(
     # line's timestamp (0 when none): "the newest lines of a function" reads the partial index below.
     Column("logs", Text, nullable=False, server_default=""),
     Column("logs_end", Float, nullable=False, server_default="0"),
+    Column("stream", Text, nullable=True),  # 0011: a streamed response's figures, JSON, or NULL
     Index("ix_activations_function_start", "function", "start"),
     Index("ix_activations_start", "start"),
     Index("ix_activations_function_logs_end", "function", "logs_end",
@@ -218,5 +219,16 @@ sites = Table(
     Column("files", Integer, nullable=False),
     Column("size", Integer, nullable=False),
     Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# 0011: the vendor faces' own objects, one JSON document each (`kind`: openwhisk.package | openwhisk.trigger |
+# openwhisk.rule | openfaas.image). `store/compat.py` reads and writes them.
+compat_entities = Table(
+    "compat_entities",
+    metadata,
+    Column("kind", String, primary_key=True),
+    Column("name", String, primary_key=True),
+    Column("doc", Text, nullable=False),
     Column("updated_at", Float, nullable=False),
 )

@@ -141,6 +141,15 @@ class CronRunner(Runner):
             "trigger": self.trigger.id, "schedule": self.schedule, "timezone": self.tz,
             "scheduled_time": when.isoformat(), "payload": self.data}, time=when.astimezone(dt.UTC))
         job_id = hashlib.sha256(f"{self.trigger.id}@{tick}".encode()).hexdigest()[:32]
+        prefix, _, target = self.trigger.function.partition(":")
+        if target and (sink := self.ctx.sinks.get(prefix)) is not None:  # e.g. an OpenWhisk trigger's alarm
+            try:
+                await sink(target, job_id, self.data)
+            except Exception as e:
+                raise TriggerFailure("fire_failed", f"could not fire {self.trigger.function}: {e}") from e
+            self.delivered += 1
+            self.set_health("scheduled")
+            return
         if self.ctx.registry.get(self.trigger.function) is None:
             # still queued (the queue dead-letters it, so the tick is not lost without a trace), but counted
             self.count_error("function_not_found", f"function {self.trigger.function!r} does not exist")

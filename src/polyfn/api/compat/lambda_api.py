@@ -36,10 +36,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 
 from polyfn import jsontext
-from polyfn.api.compat import common, lambda_durable
+from polyfn.api.compat import common, eventstream, lambda_durable
 from polyfn.api.compat.lambda_wire import (
     _ACTIONS,
     _ALIAS_FIELDS,
@@ -423,16 +423,7 @@ class LambdaApi(common.VendorFace):
         log_type = h.get("x-amz-log-type", "None")
         if kind not in ("RequestResponse", "Event", "DryRun"):
             raise _invalid(f"X-Amz-Invocation-Type {kind!r}: use RequestResponse, Event or DryRun")
-        if body:
-            try:
-                json.loads(body)
-            except ValueError:
-                raise LambdaError(400, "InvalidRequestContentException",
-                                  "Could not parse request body into json: the payload must be JSON") from None
-        if len(body) > self.settings.max_payload:
-            raise LambdaError(413, "RequestTooLargeException",
-                              f"Request must be smaller than {self.settings.max_payload} bytes for the "
-                              "InvokeFunction operation")
+        self.check_payload(body)
         rid = _request_id()
         if kind == "DryRun":
             return Response(status_code=204, headers={"x-amzn-RequestId": rid})
@@ -459,6 +450,78 @@ class LambdaApi(common.VendorFace):
             return Response(status_code=202, headers={"x-amzn-RequestId": rid})
         out = await run()
         return await self.invoke_response(out, info, rid, log_type == "Tail", t.version)
+
+    def check_payload(self, body: bytes) -> None:
+        if body:
+            try:
+                json.loads(body)
+            except ValueError:
+                raise LambdaError(400, "InvalidRequestContentException",
+                                  "Could not parse request body into json: the payload must be JSON") from None
+        if len(body) > self.settings.max_payload:
+            raise LambdaError(413, "RequestTooLargeException",
+                              f"Request must be smaller than {self.settings.max_payload} bytes for the "
+                              "InvokeFunction operation")
+
+    async def invoke_stream(self, request: Request, function_name: str) -> Response:
+        """InvokeWithResponseStream (boto3 `invoke_with_response_stream`): the function's response as an event
+        stream of `PayloadChunk` events as it comes, then `InvokeComplete` (with `ErrorCode`/`ErrorDetails` when
+        it failed, `LogResult` with `LogType: Tail`). A function that does not stream answers in one chunk.
+        Errors before the first byte (no such function, throttled, too large) are ordinary Lambda errors."""
+        ident, body = await self.auth(request)
+        self.require(ident, "InvokeFunction", self.pname(function_name))
+        t = await self.resolve(function_name, ident.region, request.query_params.get("Qualifier"), route=True)
+        info = t.info
+        h = request.headers
+        kind = h.get("x-amz-invocation-type", "RequestResponse")
+        if kind not in ("RequestResponse", "DryRun"):
+            raise _invalid(f"X-Amz-Invocation-Type {kind!r}: use RequestResponse or DryRun")
+        self.check_payload(body)
+        rid = _request_id()
+        if kind == "DryRun":
+            return Response(status_code=204, headers={"x-amzn-RequestId": rid})
+        fheaders = [("x-amz-invocation-type", kind), ("x-amzn-requestid", rid)]
+        out = await self.invoker.call(Call(info.name, "event", "lambda", "POST", "/", "", fheaders, body,
+                                           "application/json", revision=t.revision, stream=True))
+        tail = h.get("x-amz-log-type", "None") == "Tail"
+        headers = {"x-amzn-RequestId": rid, "X-Amz-Executed-Version": t.version}
+        stream = out.stream
+        if stream is None:  # a buffered answer: one chunk, or the error (Lambda's errors before a stream raise here)
+            whole = await self.invoke_response(out, info, rid, False, t.version)
+            failed = "X-Amz-Function-Error" in whole.headers
+            chunks = [] if failed else [eventstream.event("PayloadChunk", whole.body)]
+            error = _error_of_payload(whole.body) if failed else None
+            ctype = common.outcome_headers(out).get("content-type", "application/json")
+
+            async def events() -> Any:
+                for chunk in chunks:
+                    yield chunk
+                yield await self.complete_event(error, out.activation_id, info, tail, t.version)
+        else:
+            ctype = next((v.decode("latin-1") for k, v in out.headers if k == b"content-type"), "application/octet-stream")
+
+            async def events() -> Any:
+                try:
+                    while (data := await stream.next()) is not None:
+                        yield eventstream.event("PayloadChunk", data)
+                except BaseException:  # the client went (the response's task cancelled)
+                    stream.cancel()
+                    raise
+                err = stream.error
+                yield await self.complete_event(None if err is None else (
+                    err.get("errorType") or err.get("code", "Unhandled"), err.get("errorMessage") or err.get("message", "")),
+                    out.activation_id, info, tail, t.version)
+
+        return StreamingResponse(events(), headers=headers, media_type=ctype)
+
+    async def complete_event(self, error: tuple[str, str] | None, activation_id: str, info: FunctionInfo,
+                             tail: bool, version: str) -> bytes:
+        done: dict[str, str] = {}
+        if error is not None:
+            done["ErrorCode"], done["ErrorDetails"] = error
+        if tail and activation_id:
+            done["LogResult"] = await self.log_tail(activation_id, info, version)
+        return eventstream.event("InvokeComplete", json.dumps(done).encode(), "application/json")
 
     async def invoke_response(self, out: Outcome, info: FunctionInfo, rid: str, tail: bool,
                               version: str = LATEST) -> Response:
@@ -685,6 +748,17 @@ def _error_of(body: bytes) -> dict[str, Any]:
         return {}
 
 
+def _error_of_payload(body: bytes) -> tuple[str, str]:
+    """(ErrorCode, ErrorDetails) of a function error payload (`errorType`, `errorMessage`)."""
+    try:
+        e = jsontext.loads(body)
+    except ValueError:
+        return "Unhandled", body.decode("utf-8", "replace")
+    if not isinstance(e, dict):
+        return "Unhandled", str(e)
+    return str(e.get("errorType") or "Unhandled"), str(e.get("errorMessage") or "")
+
+
 def install(app: FastAPI, **services: Any) -> None:
     """`services`: what `LambdaApi` takes (the composition root hands them in)."""
     api = LambdaApi(**services)
@@ -700,6 +774,8 @@ def install(app: FastAPI, **services: Any) -> None:
     r.add_api_route(p + "/{function_name}/configuration", api.update_configuration, methods=["PUT"])
     r.add_api_route(p + "/{function_name}/code", api.update_code, methods=["PUT"])
     r.add_api_route(p + "/{function_name}/invocations", api.invoke, methods=["POST"])
+    r.add_api_route("/2021-11-15/functions/{function_name}/response-streaming-invocations", api.invoke_stream,
+                    methods=["POST"])
     r.add_api_route(p + "/{function_name}/versions", api.publish_version, methods=["POST"])
     r.add_api_route(p + "/{function_name}/versions", api.list_versions, methods=["GET"])
     r.add_api_route(p + "/{function_name}/aliases", api.create_alias, methods=["POST"])
@@ -708,6 +784,7 @@ def install(app: FastAPI, **services: Any) -> None:
     r.add_api_route(p + "/{function_name}/aliases/{alias_name}", api.update_alias, methods=["PUT"])
     r.add_api_route(p + "/{function_name}/aliases/{alias_name}", api.delete_alias, methods=["DELETE"])
     api.durable = lambda_durable.install(r, api.auth, api.workflows)
+    app.add_middleware(lambda_durable.CheckpointFastPath, durable=lambda: api.durable)
     for prefix in ("2015-03-31", "2016-08-19", "2017-03-31", "2017-10-31", "2018-10-31", "2019-09-25",
                    "2019-09-30", "2020-04-22", "2020-06-30", "2021-10-31"):
         r.add_api_route(f"/{prefix}/{{rest:path}}", api.unsupported,

@@ -12,6 +12,9 @@ is the proxy's child:
 - **Readiness**: a TCP connect to the port succeeds, within the init timeout. A program that exits or never
   opens its port fails the start with the tail of its stderr in the error.
 - **Requests**: one HTTP/1.1 keep-alive connection per concurrent slot (`http.client`, worker threads).
+- **Streams**: a chunked response or server-sent events (`text/event-stream`) is relayed as it comes
+  (protocol `Head`, then a `Chunk` per piece read, docs/streaming.md); the server's `Cancel` (its client went)
+  closes the connection to the program, which sees its client go.
 - **Logs**: the program's stdout/stderr lines go to the invocation in flight (to the next result when
   several are in flight or none is).
 - **Exit**: when the program dies the proxy exits with its status, so the caller sees "exited with code N".
@@ -43,7 +46,19 @@ from typing import Any
 
 import msgspec
 
-from polyfn.protocol import HEADER, MAX_FRAME, InitError, Invoke, Ready, Result, encode, to_instance_decoder
+from polyfn.protocol import (
+    HEADER,
+    MAX_FRAME,
+    Cancel,
+    Head,
+    InitError,
+    Invoke,
+    Ready,
+    Result,
+    encode,
+    encode_chunk,
+    to_instance_decoder,
+)
 from polyfn.runtimes import dotnet
 
 CLONE_NEWNET = 0x40000000
@@ -184,11 +199,43 @@ class Proxy:
         self.child: subprocess.Popen[bytes] | None = None
         self.network = "host network"
         self.dotnet = spec.get("runtime") == "dotnet"
+        self.cancelled: set[int] = set()  # streaming invocations the server cancelled
+        self.streaming: dict[int, http.client.HTTPConnection] = {}  # and their connections to the program
 
     def send(self, msg: Any) -> None:
         data = encode(msg)
         with self.send_lock:
             self.sock.sendall(data)
+
+    def send_chunk(self, inv_id: int, data: bytes) -> None:
+        head, _ = encode_chunk(inv_id, data)
+        with self.send_lock:
+            self.sock.sendall(head)
+            self.sock.sendall(data)
+
+    def relay(self, inv: Invoke, resp: http.client.HTTPResponse, headers: list[tuple[str, str]],
+              c: http.client.HTTPConnection, t0: float) -> Result:
+        """Stream `resp` to the server as its pieces arrive (read1: whatever the program has sent, at most
+        256 KiB); a cancel closes the connection to the program."""
+        self.streaming[inv.id] = c  # (before the head: the server's Cancel can only follow the head)
+        self.send(Head(inv.id, resp.status, headers))
+        error = None
+        try:
+            while inv.id not in self.cancelled:
+                data = resp.read1(262144)
+                if not data:
+                    break
+                self.send_chunk(inv.id, data)
+        except (http.client.HTTPException, OSError, ValueError) as e:
+            if inv.id not in self.cancelled:
+                error = {"errorType": "Runtime.UpstreamError",
+                         "errorMessage": f"the HTTP server's stream broke off: {type(e).__name__}: {e}", "stackTrace": []}
+        self.streaming.pop(inv.id, None)
+        if inv.id in self.cancelled or error is not None or not resp.isclosed():
+            c.close()  # (the program sees its client go; the next request opens a new connection)
+            self.local.conn = None
+        self.cancelled.discard(inv.id)
+        return Result(inv.id, resp.status, [], b"", error, self.logs.end(inv.id), (time.perf_counter() - t0) * 1000)
 
     def init_error(self, etype: str, message: str) -> None:
         self.send(InitError({"errorType": etype, "errorMessage": message, "stackTrace": []},
@@ -312,8 +359,10 @@ class Proxy:
                     c.putheader("Content-Type", inv.content_type)
                 c.endheaders(inv.body or None)
                 resp = c.getresponse()
-                body = resp.read()
                 out_headers = [(k, v) for k, v in resp.getheaders() if k.lower() not in HOP and k.lower() != "content-length"]
+                if resp.chunked or (resp.length is None and "event-stream" in (resp.getheader("content-type") or "")):
+                    return self.relay(inv, resp, out_headers, c, t0)
+                body = resp.read()
                 logs = self.logs.end(inv.id)
                 error = None
                 if any(k.lower() in OWN for k, _ in out_headers):
@@ -354,6 +403,16 @@ class Proxy:
             if size > MAX_FRAME:
                 break
             inv = to_instance_decoder.decode(reader.read(size))
+            if type(inv) is Cancel:  # its client went: the read of the program's response ends now
+                c = self.streaming.get(inv.id)
+                if c is not None:  # (else it ended already)
+                    self.cancelled.add(inv.id)
+                if c is not None and c.sock is not None:
+                    try:
+                        c.sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                continue
             pool.submit(one, inv)
         if self.child is not None:
             self.child.kill()

@@ -93,6 +93,36 @@ function send(msg) {
   sock.write(Buffer.concat([head, body]));
 }
 
+// A streamed response's chunk: ['chunk', id, bin] encoded by hand around `buf`, which is written as it is
+// (no copy into a frame); `done` runs once the socket took it (back-pressure: after 'drain' when its buffer is full).
+const CHUNK_TAG = Buffer.from([0xa5, 0x63, 0x68, 0x75, 0x6e, 0x6b]); // fixstr "chunk"
+function sendChunk(id, buf, done) {
+  const idBytes = msgpack.encode(id);
+  const n = buf.length;
+  const binHead = n < 256 ? Buffer.from([0xc4, n]) : n < 65536 ? Buffer.from([0xc5, n >> 8, n & 255])
+    : Buffer.from([0xc6, (n >>> 24) & 255, (n >>> 16) & 255, (n >>> 8) & 255, n & 255]);
+  const head = Buffer.allocUnsafe(4);
+  head.writeUInt32BE(1 + CHUNK_TAG.length + idBytes.length + binHead.length + n, 0);
+  sock.cork();
+  sock.write(Buffer.concat([head, Buffer.from([0x93]), CHUNK_TAG, idBytes, binHead]));
+  const ok = sock.write(buf);
+  sock.uncork();
+  if (ok) done(); else sock.once('drain', done);
+}
+
+// What a flavor that streams is given per invocation (docs/streaming.md): `head(status, headers)` once, then
+// `chunk(buffer, done)` per piece; `onCancel(fn)`: fn runs if the server cancels the invocation (its client went).
+const cancels = new Map();
+function streamIO(inv) {
+  return {
+    head(status, headers) {
+      send(['head', inv.id, status | 0 || 200, (headers || []).map(([k, v]) => [String(k), String(v)])]);
+    },
+    chunk(buf, done) { sendChunk(inv.id, buf, done); },
+    onCancel(fn) { cancels.set(inv.id, fn); },
+  };
+}
+
 function sendInitError(error, exit = true) {
   send(['init_error', error, initBuf.drain()]);
   if (exit) sock.end(() => process.exit(0));
@@ -228,13 +258,19 @@ async function runOne(state, inv) {
   const t0 = performance.now();
   let out;
   try {
-    out = await als.run(buf, () => state.flavor.run(state.handler, inv, state.meta));
+    out = await als.run(buf, () => state.flavor.run(state.handler, inv, state.meta, streamIO(inv)));
   } catch (err) {
     try {
       out = state.flavor.fail(inv, err, state.meta);
     } catch (e2) {
       out = { status: 500, headers: [], body: Buffer.from(oneLine(e2)), error: { errorType: 'Runtime.MarshalError', errorMessage: oneLine(e2) } };
     }
+  }
+  cancels.delete(inv.id);
+  if (out.streamed) { // its head and chunks went already: the Result ends the stream (an error: it broke off)
+    const logs = buf.drain();
+    if (initBuf.lines.length || fallback.lines.length) logs.unshift(...fallback.drain());
+    return ['result', inv.id, out.status | 0 || 200, [], Buffer.alloc(0), out.error || null, logs, performance.now() - t0];
   }
   let headers = out.headers || [];
   headers = headers.map(([k, v]) => [String(k), String(v)]);
@@ -256,7 +292,13 @@ function onFrame(frame) {
   }
   let inv;
   try {
-    inv = toInvoke(msgpack.decode(frame));
+    const arr = msgpack.decode(frame);
+    if (Array.isArray(arr) && arr[0] === 'cancel') { // the server stops a stream nobody reads any more
+      const cancel = cancels.get(arr[1]);
+      if (cancel) { cancels.delete(arr[1]); cancel(); }
+      return;
+    }
+    inv = toInvoke(arr);
   } catch (e) {
     process.exit(1); // the server never sends garbage: a broken stream is fatal
   }

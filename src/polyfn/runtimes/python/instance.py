@@ -32,17 +32,20 @@ import msgspec
 from polyfn.protocol import (
     HEADER,
     MAX_FRAME,
+    Cancel,
     Fault,
+    Head,
     InitError,
     Invoke,
     Logs,
     Ready,
     Result,
     encode,
+    encode_chunk,
     to_instance_decoder,
 )
 from polyfn.runtimes.python.flavors import Adapter, FunctionMeta, HandlerError, load_adapter, module_for
-from polyfn.runtimes.python.flavors.base import user_stack
+from polyfn.runtimes.python.flavors.base import stream_parts, user_stack
 from polyfn.sandbox import seccomp as _seccomp
 from polyfn.sandbox.plan import SandboxPlan
 
@@ -452,15 +455,24 @@ class _Streamer:
             buf.stream_after = time.monotonic() + STREAM_EVERY
 
 
-def _run_one(adapter: Adapter, inv: Invoke, buf: _LogBuffer) -> Result:
+def _run_one(adapter: Adapter, inv: Invoke, buf: _LogBuffer, wire: _Wire | None = None) -> Result:
+    """Run one invocation; a streamed response goes out on `wire` as it is made (without one, the tests' harness:
+    the stream is read whole into the Result)."""
     if inv.trace_id:
         _set_trace_env(inv)
     t0 = time.perf_counter()
     token = _current.set(buf)
     try:
         value = adapter.handler(*adapter.args(inv))
-        status, headers, body = adapter.respond(inv, value)
-        error = None
+        parts = stream_parts(value)
+        if parts is None:
+            status, headers, body = adapter.respond(inv, value)
+            error = None
+        elif wire is None:
+            status, headers, body, error = parts[0], parts[1], b"".join(_piece(p) for p in _sync_iter(parts[2])), None
+        else:
+            status, headers, body = parts[0], [], b""
+            error = _stream_blocking(adapter, inv, parts, wire)
     except Exception as exc:
         status, headers, body, error = adapter.fail(inv, exc)
     finally:
@@ -468,7 +480,169 @@ def _run_one(adapter: Adapter, inv: Invoke, buf: _LogBuffer) -> Result:
     return Result(inv.id, status, headers, body, error, buf.drain(), (time.perf_counter() - t0) * 1000)
 
 
-async def _run_one_async(adapter: Adapter, inv: Invoke, spec: InstanceSpec, pool: Any) -> Result:
+# --- streamed responses (docs/streaming.md) -----------------------------------------------------------------
+
+CHUNK_MAX = 16 << 20  # a larger piece goes in several Chunk frames (a frame is at most protocol.MAX_FRAME)
+
+
+def _piece(piece: Any) -> Any:
+    """A yielded piece as bytes (str: UTF-8); anything else is the function's error."""
+    t = type(piece)
+    if t is bytes or t is bytearray or t is memoryview:
+        return piece
+    if t is str:
+        return piece.encode()
+    raise TypeError(f"a streamed response yields bytes or str, not {t.__name__}")
+
+
+class _Wire:
+    """The blocking loop's connection as a stream writer: `chunk` sends a piece without copying it into a frame,
+    `cancelled` looks (without waiting) for the server's `Cancel` of the streaming invocation. Frames read
+    while looking stay in `data`, the loop's own buffer, for the loop to read next."""
+
+    __slots__ = ("data", "poll", "sock")
+
+    def __init__(self, sock: socket.socket, data: bytearray, poll: Any):
+        self.sock, self.data, self.poll = sock, data, poll
+
+    def send(self, frame: bytes) -> None:
+        self.sock.sendall(frame)
+
+    def chunk(self, inv_id: int, piece: Any) -> None:
+        n = len(piece)
+        if n > CHUNK_MAX:
+            view = memoryview(piece).cast("B")
+            for i in range(0, n, CHUNK_MAX):
+                self.chunk(inv_id, view[i:i + CHUNK_MAX])
+            return
+        parts = encode_chunk(inv_id, piece)
+        sent = self.sock.sendmsg(parts)
+        if sent < len(parts[0]) + n:  # (a signal cut the send short: the rest, copied)
+            self.sock.sendall((parts[0] + bytes(piece))[sent:])
+
+    def cancelled(self, inv_id: int) -> bool:
+        """Has the server cancelled `inv_id` (or closed the connection)? One poll(0) when nothing came."""
+        if not self.poll(0):
+            return False
+        more = self.sock.recv(65536)
+        if not more:
+            return True
+        data = self.data
+        data += more
+        pos = 0
+        while len(data) - pos >= 4:
+            (size,) = HEADER.unpack_from(data, pos)
+            end = pos + 4 + size
+            if end > len(data):
+                break
+            if size < 64:  # (an Invoke is larger: only a Cancel is decoded here)
+                msg = to_instance_decoder.decode(data[pos + 4:end])
+                if type(msg) is Cancel:
+                    del data[pos:end]
+                    if msg.id == inv_id:
+                        return True
+                    continue
+            pos = end
+        return False
+
+
+def _stream_blocking(adapter: Adapter, inv: Invoke, parts: tuple[int, list[tuple[str, str]], Any],
+                     wire: _Wire) -> dict[str, Any] | None:
+    """Send the head, then each piece as the function yields it; None when it ended cleanly or was cancelled,
+    else the function's error (the Result says it; the edge shows the error marker). A cancel closes the
+    generator: `GeneratorExit` at its `yield`."""
+    status, headers, chunks = parts
+    wire.send(encode(Head(inv.id, status, headers)))
+    chunks = _sync_iter(chunks)  # (an async generator from a sync handler: stepped on a loop of its own)
+    try:
+        for piece in chunks:
+            piece = _piece(piece)
+            if piece:
+                wire.chunk(inv.id, piece)
+            if wire.cancelled(inv.id):
+                break
+    except Exception as exc:
+        return adapter.fail(inv, exc)[3]
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:  # (a generator that yields again or raises while closing: it is over anyway)
+                pass
+    return None
+
+
+def _sync_iter(chunks: Any) -> Any:
+    return _sync_steps(chunks) if hasattr(chunks, "__anext__") else chunks
+
+
+def _sync_steps(agen: Any) -> Any:
+    loop = asyncio.new_event_loop()
+    try:
+        while True:
+            try:
+                yield loop.run_until_complete(agen.__anext__())
+            except StopAsyncIteration:
+                return
+            except GeneratorExit:
+                loop.run_until_complete(agen.aclose())
+                raise
+    finally:
+        loop.close()
+
+
+_DONE: Any = object()
+
+
+async def _stream_async(adapter: Adapter, inv: Invoke, parts: tuple[int, list[tuple[str, str]], Any],
+                        writer: asyncio.StreamWriter, pool: Any) -> dict[str, Any] | None:
+    """`_stream_blocking` on the loop: an async generator is iterated here (a cancel cancels this task: the
+    generator sees `CancelledError` at its await, then is closed); a sync generator's steps run in the
+    thread pool. Back-pressure: each chunk waits for the connection's buffer to drain."""
+    status, headers, chunks = parts
+    writer.write(encode(Head(inv.id, status, headers)))
+    is_async = hasattr(chunks, "__anext__")
+    loop = asyncio.get_running_loop()
+    ctx = contextvars.copy_context()
+    step: asyncio.Future[Any] | None = None  # a sync generator's step running in the pool
+    try:
+        while True:
+            if is_async:
+                try:
+                    piece = await chunks.__anext__()
+                except StopAsyncIteration:
+                    break
+            else:
+                step = loop.run_in_executor(pool, ctx.run, next, chunks, _DONE)
+                piece = await asyncio.shield(step)  # (a cancel must not cancel the step: the thread runs on)
+                step = None
+                if piece is _DONE:
+                    break
+            piece = _piece(piece)
+            if piece:
+                view = memoryview(piece).cast("B")
+                for i in range(0, len(view), CHUNK_MAX):
+                    writer.writelines(encode_chunk(inv.id, view[i:i + CHUNK_MAX]))
+                await writer.drain()
+    except asyncio.CancelledError:  # the server's Cancel: the stream is over, the Result still goes
+        if step is not None:  # (a generator can be closed only between its steps: let the running one end)
+            await asyncio.wait([step], timeout=1.0)
+    except Exception as exc:
+        return adapter.fail(inv, exc)[3]
+    finally:
+        try:
+            if is_async:
+                await chunks.aclose()
+            elif hasattr(chunks, "close"):
+                await loop.run_in_executor(pool, ctx.run, chunks.close)
+        except BaseException:  # (a generator misbehaving while closing: it is over anyway)
+            pass
+    return None
+
+
+async def _run_one_async(adapter: Adapter, inv: Invoke, spec: InstanceSpec, pool: Any,
+                         writer: asyncio.StreamWriter | None = None) -> Result:
     buf = _LogBuffer(spec.log_line_max, spec.log_lines_max, spec.log_bytes_max)
     if inv.trace_id:
         _set_trace_env(inv)
@@ -481,8 +655,17 @@ async def _run_one_async(adapter: Adapter, inv: Invoke, spec: InstanceSpec, pool
         else:
             ctx = contextvars.copy_context()
             value = await asyncio.get_running_loop().run_in_executor(pool, ctx.run, adapter.handler, *args)
-        status, headers, body = adapter.respond(inv, value)
-        error = None
+        parts = stream_parts(value)
+        if parts is None:
+            status, headers, body = adapter.respond(inv, value)
+            error = None
+        elif writer is None:
+            chunks = parts[2]
+            pieces = [p async for p in chunks] if hasattr(chunks, "__anext__") else list(chunks)
+            status, headers, body, error = parts[0], parts[1], b"".join(_piece(p) for p in pieces), None
+        else:
+            status, headers, body = parts[0], [], b""
+            error = await _stream_async(adapter, inv, parts, writer, pool)
     except Exception as exc:
         status, headers, body, error = adapter.fail(inv, exc)
     finally:
@@ -505,6 +688,7 @@ def _serve_blocking(sock: socket.socket, adapter: Adapter, init_buf: _LogBuffer)
     data = bytearray()
     streamed = _Streamer(init_buf, send)
     init_buf.streamer = streamed
+    wire = _Wire(sock, data, wait)
     while True:
         while len(data) < 4:
             wait()
@@ -524,13 +708,15 @@ def _serve_blocking(sock: socket.socket, adapter: Adapter, init_buf: _LogBuffer)
             data += chunk
         inv = decode(data[4:end])
         del data[:end]
+        if type(inv) is Cancel:  # (an invocation that ended already)
+            continue
         # The init buffer serves every invocation: what init printed goes with the first result, and what
         # threads of the function print outside an invocation's context (they do not inherit it; their
         # writes go to the captures' fallback, this buffer) with the current or the next one.
         streamed.id = inv.id
         init_buf.stream_after = time.monotonic() + min(STREAM_AFTER, max(inv.deadline - time.time(), 0.0) / 2)
         try:
-            result = _run_one(adapter, inv, init_buf)
+            result = _run_one(adapter, inv, init_buf, wire)
         finally:
             init_buf.stream_after = math.inf
         send(encode(result))
@@ -543,8 +729,13 @@ async def _serve_async(sock: socket.socket, adapter: Adapter, spec: InstanceSpec
     reader, writer = await asyncio.open_connection(sock=sock, limit=MAX_FRAME)
     tasks: set[asyncio.Task[None]] = set()
 
+    running: dict[int, asyncio.Task[None]] = {}
+
     async def one(inv: Invoke) -> None:
-        result = await _run_one_async(adapter, inv, spec, pool)
+        try:
+            result = await _run_one_async(adapter, inv, spec, pool, writer)
+        finally:
+            running.pop(inv.id, None)
         if init_buf.pending():  # printed during init, or outside any invocation's context (a function's thread)
             result.logs[:0] = init_buf.drain()
         writer.write(encode(result))
@@ -558,7 +749,13 @@ async def _serve_async(sock: socket.socket, adapter: Adapter, spec: InstanceSpec
             inv = to_instance_decoder.decode(await reader.readexactly(size))
         except (asyncio.IncompleteReadError, ConnectionError):
             return
+        if type(inv) is Cancel:  # a stream nobody reads any more: its task is cancelled (`_stream_async` turns
+            task = running.get(inv.id)  # the CancelledError into the stream's end: the Result still goes)
+            if task is not None:
+                task.cancel()
+            continue
         t = asyncio.ensure_future(one(inv))
+        running[inv.id] = t
         tasks.add(t)
         t.add_done_callback(tasks.discard)
 

@@ -7,6 +7,7 @@
 // from '@azure/functions', provided by polyfn) is resolved by the registered name: handler FILE.name.
 const c = require('./common');
 const v4 = require('../provided/azure-functions')._registry;
+const v4Settings = require('../provided/azure-functions')._settings;
 
 const convention = 'Azure Functions v3 `module.exports = async function (context, req)`';
 
@@ -90,7 +91,7 @@ function v4Context(inv, meta, name) {
   };
 }
 
-async function runV4(entry, inv, meta) {
+async function runV4(entry, inv, meta, io) {
   const ctx = v4Context(inv, meta, meta.exportName);
   if (entry.kind !== 'http' || inv.kind !== 'http') {
     const value = await c.callHandler(entry.handler, null, [c.parseEventPayload(inv), ctx]);
@@ -105,16 +106,54 @@ async function runV4(entry, inv, meta) {
   const status = Number(res.status) || 200;
   let headers;
   let body;
+  if (isStream(res.body)) { // a Node Readable, a web ReadableStream or an async iterable of chunks
+    const extra = v4Headers(res);
+    if (v4Settings.enableHttpStream && io) return streamV4(res.body, status, extra, io, meta);
+    const parts = [];
+    for await (const piece of res.body) parts.push(Buffer.from(piece));
+    return { status, headers: c.mergeHeaders([c.BINARY_CT], extra), body: Buffer.concat(parts) }; // (Azure buffers it)
+  }
   if (res.jsonBody !== undefined) [headers, body] = [[c.JSON_CT], Buffer.from(JSON.stringify(res.jsonBody))];
   else if (res.body === undefined || res.body === null) [headers, body] = [[], Buffer.alloc(0)];
   else if (typeof res.body === 'string') [headers, body] = [[c.TEXT_CT], Buffer.from(res.body)];
   else [headers, body] = c.encodeValue(res.body);
+  return { status, headers: c.mergeHeaders(headers, v4Headers(res)), body };
+}
+
+function v4Headers(res) {
   let extra = [];
   if (res.headers && typeof res.headers.forEach === 'function' && !(res.headers instanceof Object && res.headers.constructor === Object)) {
     res.headers.forEach((v, k) => extra.push([k, v]));
   } else extra = c.headerPairs(res.headers);
   for (const ck of res.cookies || []) extra.push(['set-cookie', `${ck.name}=${ck.value}`]);
-  return { status, headers: c.mergeHeaders(headers, extra), body };
+  return extra;
+}
+
+function isStream(b) {
+  return b != null && typeof b === 'object' && !Buffer.isBuffer(b) && !ArrayBuffer.isView(b)
+    && (typeof b[Symbol.asyncIterator] === 'function' || typeof b.getReader === 'function');
+}
+
+// `app.setup({ enableHttpStream: true })` and a stream body: each piece goes out as the stream yields it
+// (docs/streaming.md); the server's Cancel (the client went) destroys or cancels the stream.
+async function streamV4(stream, status, extra, io, meta) {
+  let cancelled = false;
+  io.onCancel(() => {
+    cancelled = true;
+    if (typeof stream.destroy === 'function') stream.destroy();
+    else if (typeof stream.cancel === 'function') stream.cancel().catch(() => {});
+  });
+  io.head(status, c.mergeHeaders([c.BINARY_CT], extra));
+  try {
+    for await (const piece of stream) {
+      if (cancelled) break;
+      const buf = Buffer.isBuffer(piece) ? piece : Buffer.from(piece);
+      if (buf.length) await new Promise((resolve) => io.chunk(buf, resolve));
+    }
+  } catch (err) {
+    if (!cancelled) return { streamed: true, status, error: c.errorPayload(err, meta) };
+  }
+  return { streamed: true, status };
 }
 
 module.exports = {
@@ -128,8 +167,8 @@ module.exports = {
     }
     return c.pick(mod, name, convention, meta);
   },
-  async run(handler, inv, meta) {
-    if (handler.__polyfnAzureV4) return runV4(handler.__polyfnAzureV4, inv, meta);
+  async run(handler, inv, meta, io) {
+    if (handler.__polyfnAzureV4) return runV4(handler.__polyfnAzureV4, inv, meta, io);
     let legacy = () => {};
     const ctx = context(inv, meta, (e, v) => legacy(e, v));
     let input;

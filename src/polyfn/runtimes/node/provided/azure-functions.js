@@ -3,6 +3,7 @@
 // and its shortcuts register handlers that the azure flavor resolves by name. Other trigger kinds
 // (`app.timer`, `app.storageQueue`, ...) register too and receive the event payload.
 const registry = new Map(); // name -> {kind, handler, options}
+const settings = { enableHttpStream: false }; // app.setup(...): a stream body is streamed only when enabled
 
 function register(kind) {
   return (name, options) => {
@@ -25,7 +26,7 @@ const app = {
   serviceBusQueue: register('queue'),
   eventHub: register('event'),
   generic: register('event'),
-  setup: () => {},
+  setup: (options) => { settings.enableHttpStream = Boolean(options && options.enableHttpStream); },
   hook: { appStart: () => {}, appTerminate: () => {}, preInvocation: () => {}, postInvocation: () => {} },
 };
 
@@ -35,4 +36,4 @@ class HttpResponse {
   }
 }
 
-module.exports = { app, HttpResponse, _registry: registry };
+module.exports = { app, HttpResponse, _registry: registry, _settings: settings };

@@ -7,6 +7,7 @@ import json
 import os
 import time
 import traceback
+import types
 from typing import Any
 
 from polyfn.protocol import Invoke
@@ -137,6 +138,47 @@ class CaseInsensitiveDict(dict):
 
     def __contains__(self, key: object) -> bool:
         return dict.__contains__(self, self._key(key))
+
+
+STREAM_CT = [("content-type", "application/octet-stream")]  # (Lambda's default for a streamed response)
+_GENERATORS = (types.GeneratorType, types.AsyncGeneratorType)
+_PLAIN = frozenset({str, bytes, int, float, bool, list, type(None)})
+
+
+def _is_stream(value: Any) -> bool:
+    t = type(value)
+    return t in _GENERATORS or hasattr(t, "__polyfn_stream__")
+
+
+def stream_parts(value: Any) -> tuple[int, list[tuple[str, str]], Any] | None:
+    """(status, headers, chunks) when a handler's return value is a streamed response, else None: a generator
+    or async generator (of bytes or str); a `(generator, status[, headers])` tuple; a `{statusCode, headers,
+    body: generator}` dict; or a `polyfn_stream` response (`StreamingResponse`, `sse(...)`: any object with a
+    `__polyfn_stream__()` method returning those three). Any other value costs one type check."""
+    t = type(value)
+    if t in _PLAIN:
+        return None
+    if t in _GENERATORS:
+        return 200, STREAM_CT, value
+    if t is dict:
+        body = value.get("body")
+        if "statusCode" not in value or not _is_stream(body):
+            return None
+        status, headers, chunks = stream_parts(body)  # type: ignore[misc]
+        extra = [(str(k), str(v)) for k, v in (value.get("headers") or {}).items()]
+        extra += [("set-cookie", str(c)) for c in value.get("cookies") or []]
+        return int(value["statusCode"]), merge_headers(headers, extra), chunks
+    if t is tuple:
+        if not (2 <= len(value) <= 3 and _is_stream(value[0]) and isinstance(value[1], int)):
+            return None
+        _, headers, chunks = stream_parts(value[0])  # type: ignore[misc]
+        extra = [(str(k), str(v)) for k, v in value[2].items()] if len(value) == 3 and value[2] else []
+        return value[1], merge_headers(headers, extra), chunks
+    method = getattr(t, "__polyfn_stream__", None)
+    if method is not None:
+        status, headers, chunks = method(value)
+        return int(status), [(str(k), str(v)) for k, v in (headers.items() if isinstance(headers, dict) else headers)], chunks
+    return None
 
 
 JSON_CT = [("content-type", "application/json")]
