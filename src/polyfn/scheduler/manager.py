@@ -11,7 +11,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -21,7 +20,7 @@ from polyfn.loops import one_item
 from polyfn.model import Revision
 from polyfn.runtimes import dotnet
 from polyfn.runtimes.python.instance import PROVIDED_DIR, InstanceSpec
-from polyfn.sandbox import cgroups, rootfs
+from polyfn.sandbox import cgroups, probe, rootfs
 from polyfn.sandbox.auditlog import SeccompLog
 from polyfn.sandbox.cgroups import CgroupBase
 from polyfn.sandbox.plan import SandboxPlan, cgroup_dir_for
@@ -35,22 +34,6 @@ from polyfn.scheduler.zygote import ZygoteClient, ZygoteError
 
 log = logging.getLogger("polyfn.manager")
 SECRETS_DIR = "/run/secrets"
-
-
-async def _probe() -> dict[str, str]:
-    """`polyfn.sandbox.probe` in a subprocess (it forks and unshares; never do that in the server)."""
-    import json
-
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "polyfn.sandbox.probe",
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    try:
-        out, _err = await asyncio.wait_for(proc.communicate(), 30)
-        return dict(json.loads(out))
-    except (TimeoutError, ValueError) as e:
-        if proc.returncode is None:
-            proc.kill()
-        why = f"probe failed: {e}"
-        return {k: why for k in ("mount", "root", "pid", "net", "uid", "seccomp", "userns")}
 
 
 EXIT_GRACE = 0.1  # seconds between an instance's exit report and closing its connection if EOF has not
@@ -172,14 +155,14 @@ class InstanceManager:
             (parts if base else skipped).append(why if base else f"cgroup ({why})")
         else:
             skipped.append("cgroup (not root)")
-        self.probe = await _probe()
+        self.probe = await probe.in_subprocess()
         py_binds, self.py_sys_path = await asyncio.to_thread(rootfs.python_paths)
         iso = decisions.decide_isolation(self.probe, off, os.geteuid() == 0)
         self.namespaces |= iso.namespaces
         self.net_ok = iso.net
         if "uid" in iso.layers:
             self.drop_uid = True
-            self._expose = self._interpreter_exposure()
+            self._expose = rootfs.interpreter_exposure()
         if "root" in iso.layers:
             self.rootfs = True
             self._root = rootfs.runtime_roots(py_binds, PROVIDED_DIR, dotnet.MONO_PATHS)
@@ -243,34 +226,6 @@ class InstanceManager:
                 host, _, port = entry.rpartition(":")
                 self.relay.allowed.add((host, int(port)))
         return allow
-
-    @staticmethod
-    def _interpreter_exposure() -> tuple[list[str], list[str]]:
-        """(dirs to hide, dirs to bind back) so a per-function uid can import the interpreter's own modules.
-
-        The interpreter may live where other users cannot go (pyenv under a 0700 /root). In the instance's
-        mount namespace the blocking directory is covered by an empty tmpfs and only the interpreter's
-        directories are bound back read-only, which also keeps the rest of it (SSH keys …) out of view.
-        An interpreter or virtualenv under /tmp (a CI checkout, say) would vanish under the instance's
-        private /tmp: it is bound back read-only too."""
-        hide: list[str] = []
-        binds: list[str] = []
-        candidates = {sys.base_prefix, sys.prefix, sys.exec_prefix, *(p for p in sys.path if p)}
-        for path in sorted(os.path.realpath(p) for p in candidates if os.path.isdir(p)):
-            if any(path == b or path.startswith(b + os.sep) for b in binds):
-                continue
-            if path.startswith(("/tmp/", "/dev/shm/")):  # under the instance's private /tmp: bind it back
-                binds.append(path)
-                continue
-            parts = path.split(os.sep)
-            for i in range(2, len(parts)):
-                ancestor = os.sep.join(parts[:i])
-                if not os.stat(ancestor).st_mode & 0o001:  # others cannot traverse it
-                    if ancestor not in hide:
-                        hide.append(ancestor)
-                    binds.append(path)
-                    break
-        return hide, binds
 
     def uid_for(self, function: str) -> int:
         """A uid of its own per function (0 when the uid layer is off). Allocated for the node's lifetime:
