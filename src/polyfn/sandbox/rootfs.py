@@ -180,6 +180,34 @@ def layout(extra: Iterable[str]) -> list[str]:
     return sorted(paths, key=lambda p: (p.count("/"), p))
 
 
+def interpreter_exposure() -> tuple[list[str], list[str]]:
+    """(dirs to hide, dirs to bind back) so a per-function uid can import the interpreter's own modules.
+
+    The interpreter may live where other users cannot go (pyenv under a 0700 /root). In the instance's
+    mount namespace the blocking directory is covered by an empty tmpfs and only the interpreter's
+    directories are bound back read-only, which also keeps the rest of it (SSH keys …) out of view.
+    An interpreter or virtualenv under /tmp (a CI checkout, say) would vanish under the instance's
+    private /tmp: it is bound back read-only too."""
+    hide: list[str] = []
+    binds: list[str] = []
+    candidates = {sys.base_prefix, sys.prefix, sys.exec_prefix, *(p for p in sys.path if p)}
+    for path in sorted(os.path.realpath(p) for p in candidates if os.path.isdir(p)):
+        if any(path == b or path.startswith(b + os.sep) for b in binds):
+            continue
+        if path.startswith(("/tmp/", "/dev/shm/")):  # under the instance's private /tmp: bind it back
+            binds.append(path)
+            continue
+        parts = path.split(os.sep)
+        for i in range(2, len(parts)):
+            ancestor = os.sep.join(parts[:i])
+            if not os.stat(ancestor).st_mode & 0o001:  # others cannot traverse it
+                if ancestor not in hide:
+                    hide.append(ancestor)
+                binds.append(path)
+                break
+    return hide, binds
+
+
 def runtime_roots(py_binds: list[str], provided: str, mono: Sequence[str]) -> dict[str, list[str]]:
     """The shared part of each runtime's root. Python: interpreter, stdlib, provided packages and polyfn's
     provided vendor modules (`provided`: firebase_functions) — not the polyfn package. Node and `http`: the

@@ -11,7 +11,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -23,10 +22,11 @@ from polyfn.loops import one_item
 from polyfn.model import Revision
 from polyfn.runtimes import dotnet
 from polyfn.runtimes.python.instance import PROVIDED_DIR, InstanceSpec
-from polyfn.sandbox import cgroups, rootfs
+from polyfn.sandbox import cgroups, probe, rootfs
 from polyfn.sandbox.auditlog import SeccompLog
 from polyfn.sandbox.cgroups import CgroupBase
 from polyfn.sandbox.plan import SandboxPlan, cgroup_dir_for
+from polyfn.scheduler import decisions
 from polyfn.scheduler import launcher as _launcher
 from polyfn.scheduler.cpushare import CpuShares
 from polyfn.scheduler.fnzygote import FunctionZygote, FunctionZygotes, oom_kills
@@ -36,22 +36,6 @@ from polyfn.scheduler.zygote import ZygoteClient, ZygoteError
 
 log = logging.getLogger("polyfn.manager")
 SECRETS_DIR = "/run/secrets"
-
-
-async def _probe() -> dict[str, str]:
-    """`polyfn.sandbox.probe` in a subprocess (it forks and unshares; never do that in the server)."""
-    import json
-
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "polyfn.sandbox.probe",
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    try:
-        out, _err = await asyncio.wait_for(proc.communicate(), 30)
-        return dict(json.loads(out))
-    except (TimeoutError, ValueError) as e:
-        if proc.returncode is None:
-            proc.kill()
-        why = f"probe failed: {e}"
-        return {k: why for k in ("mount", "root", "pid", "net", "uid", "seccomp", "userns")}
 
 
 EXIT_GRACE = 0.1  # seconds between an instance's exit report and closing its connection if EOF has not
@@ -176,41 +160,24 @@ class InstanceManager:
             (parts if base else skipped).append(why if base else f"cgroup ({why})")
         else:
             skipped.append("cgroup (not root)")
-        self.probe = await _probe()
-        userns = os.geteuid() != 0 and not self.probe.get("userns") and "mount" not in off
-        if userns:
-            self.namespaces.add("user")
+        self.probe = await probe.in_subprocess()
         py_binds, self.py_sys_path = await asyncio.to_thread(rootfs.python_paths)
-        for layer in ("mount", "root", "pid", "net", "uid", "seccomp"):
-            why = self.probe.get(layer, "not probed")
-            if layer in off:
-                skipped.append(f"{layer} (disabled by configuration)")
-            elif layer in ("pid", "uid", "root") and "mount" not in self.namespaces:
-                skipped.append(f"{layer} (needs the mount namespace)")
-            elif why:
-                skipped.append(f"{layer} ({why})")
-            else:
-                if layer == "net" and userns:  # made per instance (the host network cannot be rejoined)
-                    self.net_ok = True
-                elif layer in ("mount", "pid"):
-                    self.namespaces.add(layer)
-                elif layer == "uid":
-                    self.drop_uid = True
-                    self._expose = self._interpreter_exposure()
-                elif layer == "net":
-                    self.net_ok = True
-                    if not userns:
-                        self.namespaces.add(layer)
-                elif layer == "root":
-                    self.rootfs = True
-                    self._root = rootfs.runtime_roots(py_binds, PROVIDED_DIR, dotnet.MONO_PATHS)
-                    self._root_mask = rootfs.site_masks()
-                else:
-                    self.seccomp = True
-                    self.seccomp_log = SeccompLog.open() if os.geteuid() == 0 else None
-                parts.append({"mount": "mount ns", "root": "own root fs", "pid": "pid ns", "net": "net ns",
-                              "uid": "per-function uid", "seccomp": "seccomp"}[layer])
-        if userns:
+        iso = decisions.decide_isolation(self.probe, off, os.geteuid() == 0)
+        self.namespaces |= iso.namespaces
+        self.net_ok = iso.net
+        if "uid" in iso.layers:
+            self.drop_uid = True
+            self._expose = rootfs.interpreter_exposure()
+        if "root" in iso.layers:
+            self.rootfs = True
+            self._root = rootfs.runtime_roots(py_binds, PROVIDED_DIR, dotnet.MONO_PATHS)
+            self._root_mask = rootfs.site_masks()
+        if "seccomp" in iso.layers:
+            self.seccomp = True
+            self.seccomp_log = SeccompLog.open() if os.geteuid() == 0 else None
+        parts += iso.parts
+        skipped += iso.skipped
+        if "user" in iso.namespaces:
             parts.insert(0, "user ns (not root)")
         await self._decide_egress(off, parts, skipped)
         parts.append("rlimits")
@@ -286,34 +253,6 @@ class InstanceManager:
             else:
                 self._groups.add(group)
         return group
-
-    @staticmethod
-    def _interpreter_exposure() -> tuple[list[str], list[str]]:
-        """(dirs to hide, dirs to bind back) so a per-function uid can import the interpreter's own modules.
-
-        The interpreter may live where other users cannot go (pyenv under a 0700 /root). In the instance's
-        mount namespace the blocking directory is covered by an empty tmpfs and only the interpreter's
-        directories are bound back read-only, which also keeps the rest of it (SSH keys …) out of view.
-        An interpreter or virtualenv under /tmp (a CI checkout, say) would vanish under the instance's
-        private /tmp: it is bound back read-only too."""
-        hide: list[str] = []
-        binds: list[str] = []
-        candidates = {sys.base_prefix, sys.prefix, sys.exec_prefix, *(p for p in sys.path if p)}
-        for path in sorted(os.path.realpath(p) for p in candidates if os.path.isdir(p)):
-            if any(path == b or path.startswith(b + os.sep) for b in binds):
-                continue
-            if path.startswith(("/tmp/", "/dev/shm/")):  # under the instance's private /tmp: bind it back
-                binds.append(path)
-                continue
-            parts = path.split(os.sep)
-            for i in range(2, len(parts)):
-                ancestor = os.sep.join(parts[:i])
-                if not os.stat(ancestor).st_mode & 0o001:  # others cannot traverse it
-                    if ancestor not in hide:
-                        hide.append(ancestor)
-                    binds.append(path)
-                    break
-        return hide, binds
 
     def uid_for(self, function: str) -> int:
         """A uid of its own per function (0 when the uid layer is off). Allocated for the node's lifetime:
@@ -425,20 +364,15 @@ class InstanceManager:
         need = pool.revision.spec.memory
         mine = sum(p.revision.spec.memory * (p.starting + sum(1 for i in p.instances if i.state is State.READY))
                    for p in self.pools if p.revision.function == pool.revision.function)
-        if mine + need > self.memory_budget_mb * self.settings.function_memory_share / 100 and mine:
+        room = decisions.reserve(need, mine, self.reserved_mb(), self.memory_budget_mb,
+                                 self.settings.function_memory_share,
+                                 ((i.last_used, p.revision.spec.memory, (i, p)) for p in self.pools if p is not pool
+                                  for i in p.idle if i.inflight == 0 and i.state is State.READY))
+        if room.refused:
             return False
-        short = self.reserved_mb() + need - self.memory_budget_mb
-        if short <= 0:
-            return True
-        if need > self.memory_budget_mb:
-            return False
-        idle = sorted(((i.last_used, id(i), i, p) for p in self.pools if p is not pool
-                       for i in p.idle if i.inflight == 0 and i.state is State.READY), key=lambda x: x[:2])
-        for _t, _id, inst, p in idle:
-            if short <= 0:
-                break
-            if inst in p.idle:
-                short -= p.evict_one(inst)
+        for inst, p in room.evict:
+            p.evict_one(inst)
+        short = room.short
         if short > 0 and self.fzs is not None:  # then the zygotes of functions with nothing in flight
             busy = {p.revision.key for p in self.pools if p.busy or p.starting or p.waiters} | {pool.revision.key}
             short -= self.fzs.evict_idle(short, busy)

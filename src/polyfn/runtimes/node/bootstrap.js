@@ -1,6 +1,6 @@
 'use strict';
 // The Node.js instance: speaks polyfn's instance protocol (4-byte big-endian length + msgpack frames,
-// see src/polyfn/protocol.py) on the socket inherited as fd $POLYFN_FD, serves one revision.
+// see src/polyfn/protocol/__init__.py) on the socket inherited as fd $POLYFN_FD, serves one revision.
 //
 // Phases as in the Python instance: init (environment, load the module, find the handler through the
 // flavor) reports Ready or, once, a typed InitError and exits; then every Invoke frame is answered by a
