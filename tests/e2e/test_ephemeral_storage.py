@@ -25,6 +25,21 @@ def handler(event, context):
     return {"tmp_mb": size_mb, "wrote": event["mb"]}
 '''
 
+NODE_WRITE = r"""
+const fs = require('fs');
+exports.handler = async (event) => {
+  const chunk = Buffer.alloc(1024 * 1024, 120);
+  const fd = fs.openSync('/tmp/blob', 'w');
+  try {
+    for (let i = 0; i < event.mb; i++) fs.writeSync(fd, chunk);
+  } finally {
+    fs.closeSync(fd);
+    fs.unlinkSync('/tmp/blob');
+  }
+  return { wrote: event.mb };
+};
+"""
+
 CHILD_OOM = '''
 import subprocess, sys
 def handler(event, context):
@@ -64,6 +79,12 @@ def test_each_function_gets_the_tmp_it_asks_for(server: Server) -> None:
     assert "--ephemeral-storage" in message, message
     described = " ".join(server.cli("describe", "tmp-small", check=True).stdout.split())
     assert "32 MB" in described, described
+    server.deploy("tmp-node", {"index.js": NODE_WRITE}, runtime="node", handler="index.handler", memory=256,
+                  ephemeral_storage=32)
+    r = server.api.post("/v1/functions/tmp-node/invoke", json={"mb": 8})
+    assert r.status_code == 200 and r.json() == {"wrote": 8}, r.text
+    r = server.api.post("/v1/functions/tmp-node/invoke", json={"mb": 40})
+    assert r.status_code >= 500 and "ENOSPC" in r.text and "ephemeral storage is 32 MB" in r.text, r.text
 
 
 def test_bad_ephemeral_storage_is_refused(server: Server) -> None:
