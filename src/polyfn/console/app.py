@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 HERE = Path(__file__).parent
 COOKIE = "polyfn_console"
 DISPLAY_MAX = 16 * 1024  # bytes of a result shown inline; the rest behind "download full"
-STATUSES = ("success", "error", "timeout", "crashed", "oom", "init_failed", "throttled")
+STATUSES = ("success", "error", "timeout", "crashed", "oom", "init_failed", "throttled", "disconnected")
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'")
 SECURITY_HEADERS = {
