@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from polyfn.call import Call
     from polyfn.invoker import Outcome
     from polyfn.model import Activation, FunctionInfo, Revision
     from polyfn.store.security import KeyRecord
@@ -59,6 +60,7 @@ class Invocations(Protocol):
                      headers: list[tuple[str, str]] | None = None, body: bytes = b"", content_type: str = "",
                      trace_id: str = "", parent_id: str = "", activation_id: str = "",
                      revision: Revision | None = None, identity: dict[str, Any] | None = None) -> Outcome: ...
+    async def call(self, call: Call) -> Outcome: ...
     def cancel(self, activation_id: str) -> bool: ...
 
 

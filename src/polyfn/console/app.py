@@ -37,9 +37,11 @@ from starlette.staticfiles import StaticFiles
 
 from polyfn.api.app import follow_logs
 from polyfn.api.observe import function_stats
+from polyfn.call import Call
 from polyfn.console import tables
 from polyfn.deploy import archive
 from polyfn.deploy.errors import DeployError
+from polyfn.gateway.asgi import StreamedResponse
 from polyfn.model import FLAVORS
 from polyfn.observe.metrics import SLOT_S, FunctionStats
 
@@ -408,6 +410,25 @@ def build_console(*, settings: Settings, store: FunctionStore, registry: LiveFun
             "text": text if len(out.body) > DISPLAY_MAX else _pretty(text), "truncated": len(out.body) > DISPLAY_MAX,
             "content_type": ct}, act=act)
 
+    async def invoke_stream(request: Request) -> Response:
+        """The invoke panel with "stream" ticked: the function's response relayed as it comes (console.js shows
+        the pieces as they arrive); errors as plain text."""
+        name = request.path_params["name"]
+        form = await request.form()
+        payload = str(form.get("payload") or "")
+        if payload.strip():
+            try:
+                json.loads(payload)
+            except ValueError as e:
+                return Response(f"Malformed JSON: {e}", status_code=400, headers=SECURITY_HEADERS)
+        if registry.get(name) is None:
+            return Response(f"function {name!r} does not exist", status_code=404, headers=SECURITY_HEADERS)
+        out = await invoker.call(Call(name, "event", "console", "POST", "/", "", [("content-type", "application/json")],
+                                      payload.encode(), "application/json", stream=True))
+        if out.stream is not None:
+            return StreamedResponse(out)
+        return Response(out.body, status_code=out.status, headers={k.decode(): v.decode() for k, v in out.headers})
+
     async def live_logs(request: Request) -> Response:
         name = request.path_params["name"]
         if await store.get_function(name) is None:
@@ -511,6 +532,7 @@ def build_console(*, settings: Settings, store: FunctionStore, registry: LiveFun
         Route("/functions/{name}", authed(function_page)),
         Route("/functions/{name}/charts", authed(charts)),
         Route("/functions/{name}/invoke", authed(invoke), methods=["POST"]),
+        Route("/functions/{name}/invoke-stream", authed(invoke_stream), methods=["POST"]),
         Route("/functions/{name}/logs/stream", authed(live_logs)),
         Route("/functions/{name}/triggers", authed(triggers_partial), methods=["GET"]),
         Route("/functions/{name}/triggers", authed(trigger_add), methods=["POST"]),
