@@ -384,17 +384,21 @@ def build_console(*, settings: Settings, store: FunctionStore, registry: LiveFun
             ("Instances", chart(points, ("instances",)), ("instances",)),
         ], totals=(fs or FunctionStats(name)).window(now, 3600))
 
-    async def invoke(request: Request) -> Response:
+    async def invoke_form(request: Request) -> tuple[str, str, str]:
+        """(function name, payload, why it cannot be invoked or "") of the invoke panel's form."""
         name = request.path_params["name"]
-        form = await request.form()
-        payload = str(form.get("payload") or "")
+        payload = str((await request.form()).get("payload") or "")
         if payload.strip():
             try:
                 json.loads(payload)
             except ValueError as e:
-                return render(request, "_invoke_result.html", 200, error=f"Malformed JSON: {e}", out=None)
-        if registry.get(name) is None:
-            return render(request, "_invoke_result.html", 200, error=f"function {name!r} does not exist", out=None)
+                return name, payload, f"Malformed JSON: {e}"
+        return name, payload, "" if registry.get(name) is not None else f"function {name!r} does not exist"
+
+    async def invoke(request: Request) -> Response:
+        name, payload, refused = await invoke_form(request)
+        if refused:
+            return render(request, "_invoke_result.html", 200, error=refused, out=None)
         body = payload.encode()
         out = await invoker.invoke(name, "event", "console", "POST", "/", "",
                                         [("content-type", "application/json")], body, "application/json")
@@ -413,16 +417,9 @@ def build_console(*, settings: Settings, store: FunctionStore, registry: LiveFun
     async def invoke_stream(request: Request) -> Response:
         """The invoke panel with "stream" ticked: the function's response relayed as it comes (console.js shows
         the pieces as they arrive); errors as plain text."""
-        name = request.path_params["name"]
-        form = await request.form()
-        payload = str(form.get("payload") or "")
-        if payload.strip():
-            try:
-                json.loads(payload)
-            except ValueError as e:
-                return Response(f"Malformed JSON: {e}", status_code=400, headers=SECURITY_HEADERS)
-        if registry.get(name) is None:
-            return Response(f"function {name!r} does not exist", status_code=404, headers=SECURITY_HEADERS)
+        name, payload, refused = await invoke_form(request)
+        if refused:
+            return Response(refused, status_code=400, headers=SECURITY_HEADERS)
         out = await invoker.call(Call(name, "event", "console", "POST", "/", "", [("content-type", "application/json")],
                                       payload.encode(), "application/json", stream=True))
         if out.stream is not None:
