@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     # Activation store.
     activation_retention_count: int = Field(100_000, ge=100)
     activation_retention_age: float = Field(7 * 24 * 3600.0, gt=0)
+    # Workflows (docs/workflows.md): seconds an ended execution — a state machine's, a durable function's — is kept
+    # with its history; then a sweep deletes it (90 days: as long as Step Functions keeps them).
+    workflow_retention: float = Field(90 * 24 * 3600.0, gt=0)
     result_truncate: int = Field(4096, ge=0)  # bytes of the result kept in the activation record
     log_line_max: int = Field(16384, ge=80)  # longer lines are truncated with a marker
     log_lines_per_activation: int = Field(1000, ge=1)
@@ -97,7 +100,7 @@ class Settings(BaseSettings):
     sandbox_disable: str = ""
     sandbox_uid_base: int = Field(200_000, ge=1000, le=2**31 - 70_000)  # per-function uids: base + n
     sandbox_uid_count: int = Field(60_000, ge=1, le=65_536)
-    tmp_size: int = Field(64, ge=1, le=65_536)  # MB of the private /tmp per instance
+    tmp_size: int = Field(512, ge=1, le=10_240)  # MB of an instance's /tmp unless its function sets ephemeral_storage
     pids_max: int = Field(256, ge=8, le=1_000_000)  # processes + threads per instance (fork bombs)
     open_files: int = Field(1024, ge=64, le=1_048_576)  # RLIMIT_NOFILE per instance
     file_size: int = Field(512, ge=1)  # MB, largest file an instance may write (RLIMIT_FSIZE)

@@ -18,7 +18,7 @@ from typing import Any
 from polyfn import streaming
 from polyfn.call import Call
 from polyfn.config import Settings
-from polyfn.model import Activation, LogLine, Revision
+from polyfn.model import Activation, LogLine
 from polyfn.observe.logbudget import LogBudget
 from polyfn.observe.metrics import Metrics
 from polyfn.observe.recorder import ActivationRecorder
@@ -156,15 +156,6 @@ class Invoker:
         self.running: dict[str, tuple[Instance, asyncio.Future[Result]]] = {}
         self.streams: dict[str, ResponseStream] = {}  # activation id → its stream, while one streams
         self.localise: Any = localise  # Deployer.localise, for pinned revisions other nodes deployed (cluster sync)
-
-    async def invoke(self, name: str, kind: str, trigger: str, method: str = "", path: str = "",
-                     query: str = "", headers: list[tuple[str, str]] | None = None, body: bytes = b"",
-                     content_type: str = "", trace_id: str = "", parent_id: str = "",
-                     activation_id: str = "", revision: Revision | None = None,
-                     identity: dict[str, Any] | None = None) -> Outcome:
-        """`call` with the call's fields as arguments (see `polyfn.call.Call` for what each means)."""
-        return await self.call(Call(name, kind, trigger, method, path, query, headers, body, content_type, trace_id,
-                                    parent_id, activation_id, revision, identity))
 
     async def admit(self, call: Call) -> Active | Outcome:
         """The one admission of a call: the node accepts calls, the function exists (and the pinned revision can
@@ -310,6 +301,11 @@ class Invoker:
             act.logs = self._bounded(name, res.logs)  # already LogLine structs (decoded so by the protocol)
             if len(res.logs) > self.lines_max and self.metrics is not None:
                 self.metrics.log_floods.inc(name)
+        if inst.memory is not None:  # the sandbox's peak so far, and a child process killed for memory
+            act.max_memory_mb = inst.memory.peak_mb()
+            if res.error is not None and inst.memory.new_kills():
+                act.logs = [*act.logs, LogLine(time.time(), "stderr", f"polyfn: a process of this instance was "
+                            f"killed for memory (the function's limit is {spec.memory} MB, /tmp included)")]
         status = res.status if type(res.status) is int and 100 <= res.status <= 599 else 502
         out_headers = _safe_headers(res.headers) if res.headers else []
         out_headers.append((b"x-polyfn-activation-id", act.id.encode()))

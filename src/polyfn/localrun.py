@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from polyfn.call import Call
 from polyfn.events import (
     TYPE_LOG_BATCH,
     TYPE_OBJECT_CREATED,
@@ -168,8 +169,8 @@ async def run_once(fields: dict[str, Any], files: dict[str, bytes], inv: Invocat
         await node.start()
         try:
             info, _created, _ = await node.deployer.deploy(fields, files, progress)
-            out = await node.invoker.invoke(info.name, inv.kind, "run", inv.method, inv.path, inv.query,
-                                            inv.headers, inv.body, inv.content_type)
+            out = await node.invoker.call(Call(info.name, inv.kind, "run", inv.method, inv.path, inv.query,
+                                               inv.headers, inv.body, inv.content_type))
             await node.recorder.flush()
             act = await node.store.get_activation(out.activation_id) if out.activation_id else None
             return RunResult(out.status, {k.decode(): v.decode() for k, v in out.headers}, out.body,

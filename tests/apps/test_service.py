@@ -10,11 +10,11 @@ import pytest
 
 from polyfn.apps import passwords
 from polyfn.apps.service import AppError, AppService
+from polyfn.apps.store import AppStore
 from polyfn.apps.tokens import TokenError, TokenSigner
 from polyfn.auth.ratelimit import Limiter
 from polyfn.auth.secrets import SecretBox
 from polyfn.store import Store
-from polyfn.store.apps import AppStore
 
 
 class Clock:

@@ -60,3 +60,15 @@ def test_limiter_retry_after_is_whole_seconds_and_zero_rate_is_off() -> None:
     assert lim.check("k", 0.1, 1, 0.0) == 0
     assert lim.check("k", 0.1, 1, 0.0) == 10
     assert lim.check("other", 0.1, 1, 0.0) == 0  # buckets are per name
+
+
+def test_a_flood_of_new_names_does_not_reset_a_drained_bucket() -> None:
+    """Sign-in limits are keyed by caller-chosen names: filling the table must not give the victim's back."""
+    lim = Limiter(max_buckets=100)
+    assert lim.check("victim", 0.01, 1, 0.0) == 0
+    assert lim.check("victim", 0.01, 1, 0.0) > 0  # drained: the next try is 100 s away
+    for i in range(1_000):
+        lim.check(f"junk{i}", 1.0, 1, 1.0 + i / 1_000)
+        assert len(lim.buckets) <= 100
+    assert lim.check("victim", 0.01, 1, 2.0) > 0  # still drained
+    assert lim.check("junk999", 1.0, 1, 2.0) > 0 or "junk999" in lim.buckets  # recent names are kept

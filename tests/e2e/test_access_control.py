@@ -79,6 +79,20 @@ def test_function_keys_for_http_trigger(server: Server) -> None:
     assert server.http.get("/fn/locked", headers={"x-functions-key": read}).status_code == 401
 
 
+def test_function_keys_hold_on_every_vendor_ingress(server: Server) -> None:
+    """OpenFaaS's /function and /async-function and OpenWhisk's web actions are no way around `auth: key`."""
+    server.deploy("locked-faas", {"handler.py": HELLO}, auth="key",
+                  annotations={"openwhisk/annotations": '[{"key": "web-export", "value": true}]'})
+    for path in ("/function/locked-faas", "/async-function/locked-faas", "/api/v1/web/guest/default/locked-faas.json"):
+        r = server.http.post(path, content=b"{}")
+        assert r.status_code == 401, (path, r.status_code, r.text)
+    token = create_key(server, "--scope", "invoke", "--function", "locked-faas")
+    r = server.http.post("/function/locked-faas", content=b"{}", headers={"x-functions-key": token})
+    assert r.status_code == 200 and r.text == "hi"
+    r = server.http.post("/async-function/locked-faas", params={"code": token}, content=b"{}")
+    assert r.status_code == 202
+
+
 def test_cors_per_function(server: Server) -> None:
     server.deploy("browser", {"handler.py": HELLO},
                   cors={"origins": ["https://app.example.com"], "methods": ["GET", "POST"], "max_age": 60})

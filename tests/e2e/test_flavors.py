@@ -60,6 +60,21 @@ def test_gcp_flask_and_binary_roundtrip(server: Server) -> None:
     assert server.http.post("/fn/gcp-echo?json=1", content=b"abc").json() == {"n": 3}
 
 
+def test_gcp_legacy_function_over_http(server: Server) -> None:
+    """A background function `def f(data, context)` over HTTP: a legacy event answers OK; a request that is no
+    event answers 400 saying what was expected (not a crash)."""
+    src = ("def on_event(data, context):\n"
+           "    print('got', data, context.event_type)\n")
+    server.deploy("gcp-legacy", {"main.py": src}, flavor="gcp", handler="main.on_event")
+    event = {"data": {"n": 1}, "context": {"eventId": "1", "timestamp": "2024-01-01T00:00:00Z",
+                                           "eventType": "google.pubsub.topic.publish",
+                                           "resource": "projects/p/topics/t"}}
+    r = server.http.post("/fn/gcp-legacy", json=event)
+    assert r.status_code == 200 and r.text == "OK", r.text
+    r = server.http.post("/fn/gcp-legacy", content=b"hello", headers={"content-type": "text/plain"})
+    assert r.status_code == 400 and "background function" in r.text and "x-google-status" not in r.headers
+
+
 def test_aws_http_payload_v2_and_binary(server: Server) -> None:
     src = ("import base64\ndef lambda_handler(event, context):\n"
            "    raw = base64.b64decode(event['body']) if event['isBase64Encoded'] else event['body'].encode()\n"

@@ -228,3 +228,58 @@ def test_node_functions_get_vendor_shaped_events(server: Server) -> None:
     r = server.api.post("/v1/functions/node-ce/invoke", params={"event": "s3:put"},
                         json={"bucket": "images", "key": "k"})
     assert r.status_code == 200, r.text  # a flavor without a shape for the type gets the CloudEvent itself
+
+
+WX_FILES = """
+const cloud = require('wx-server-sdk');
+const http = require('http');
+cloud.init({ env: 'wxt' });
+const fetchText = (url) => new Promise((resolve, reject) => http.get(url, (res) => {
+  const chunks = []; res.on('data', (c) => chunks.push(c)); res.on('end', () => resolve(Buffer.concat(chunks).toString()));
+}).on('error', reject));
+exports.main = async (event) => {
+  const up = await cloud.uploadFile({ cloudPath: 'notes/a b.txt', fileContent: Buffer.from('hello files') });
+  const down = await cloud.downloadFile({ fileID: up.fileID });
+  const urls = await cloud.getTempFileURL({ fileList: [up.fileID, { fileID: 'not-a-file-id', maxAge: 60 }] });
+  const fetched = await fetchText(urls.fileList[0].tempFileURL);
+  const echoed = await cloud.callFunction({ name: 'wx-native-echo', data: { x: 1 } });
+  const notProvided = [];
+  for (const call of [() => cloud.openapi.subscribeMessage.send({}), () => cloud.getOpenData({ list: [] }),
+                      () => cloud.cloudPay.unifiedOrder({}), () => cloud.someFutureApi()]) {
+    try { await call(); } catch (e) { notProvided.push(e.message); }
+  }
+  cloud.updateConfig({ env: 'wxt' });
+  const other = new cloud.Cloud({ env: 'wxt' });
+  const viaCallback = await new Promise((resolve) => other.downloadFile({ fileID: up.fileID, success: resolve }));
+  const deleted = await cloud.deleteFile({ fileList: [up.fileID] });
+  let gone;
+  try { await cloud.downloadFile({ fileID: up.fileID }); } catch (e) { gone = e.errMsg; }
+  return { up, content: down.fileContent.toString(), urls: urls.fileList, fetched, echoed: echoed.result, notProvided,
+           callback: viaCallback.fileContent.toString(), deleted: deleted.fileList, gone };
+};
+"""
+
+
+def test_wx_server_sdk_files_calls_and_what_is_not_provided(server: Server) -> None:
+    """What a function using `wx-server-sdk` calls works on polyfn (files in the object store, callFunction
+    delivering `data` as the event of a function of another flavor) or fails saying polyfn does not provide it."""
+    from .storage_helpers import s3_client
+
+    s3_client(server).create_bucket(Bucket="app-wxt")
+    server.deploy("wx-native-echo", {"index.js": "exports.handler = async (event) => ({ got: event });"})
+    server.deploy("wx-files", {"index.js": WX_FILES, "package.json": json.dumps(
+        {"name": "wx-files", "dependencies": {"wx-server-sdk": "~3.0.0"}})}, flavor="wechat", handler="index.main")
+    r = server.http.post("/fn/wx-files", json={})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["up"] == {"fileID": "cloud://wxt.app-wxt/notes/a b.txt", "statusCode": 200, "errMsg": "uploadFile:ok"}
+    assert out["content"] == "hello files" and out["callback"] == "hello files"
+    good, bad = out["urls"]
+    assert good["status"] == 0 and good["maxAge"] == 3600 and out["fetched"] == "hello files"  # a presigned GET
+    assert bad["status"] == -1 and "cloud://" in bad["errMsg"]
+    assert out["echoed"] == {"got": {"x": 1}}  # `data` is the event, for a function of any flavor
+    assert [m.split(" is not provided")[0] for m in out["notProvided"]] == [
+        "wx-server-sdk: openapi.subscribeMessage.send", "wx-server-sdk: getOpenData",
+        "wx-server-sdk: cloudPay.unifiedOrder", "wx-server-sdk: someFutureApi"]
+    assert out["deleted"] == [{"fileID": "cloud://wxt.app-wxt/notes/a b.txt", "status": 0, "errMsg": "ok"}]
+    assert out["gone"].startswith("cloud.downloadFile:fail NoSuchKey")

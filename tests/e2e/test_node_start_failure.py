@@ -19,7 +19,7 @@ async def test_a_start_that_fails_halfway_stops_what_started(tmp_path: Path) -> 
 
     async def broken() -> None:
         assert node.manager.zygote.alive  # the parts before this step are running
-        assert node.queue._loop_task is not None and not node.queue._loop_task.done()
+        assert node.queue.file.task is not None and not node.queue.file.task.done()
         raise RuntimeError("workflows cannot start")
 
     at = names.index("workflows")
@@ -29,6 +29,6 @@ async def test_a_start_that_fails_halfway_stops_what_started(tmp_path: Path) -> 
 
     assert node.lifecycle.started == []
     assert node.manager.zygote.proc is None  # the zygote was stopped and reaped
-    assert node.queue._loop_task is not None and node.queue._loop_task.done()  # the queue stopped claiming
+    assert node.queue.file.task is not None and node.queue.file.task.done()  # the queue stopped claiming
     assert node.invoker.accepting is False  # the functions step drained
     await node.stop()  # the caller's stop after a failed start is harmless: nothing stops twice

@@ -104,3 +104,81 @@ def test_a_function_deleted_mid_execution_fails_it_with_a_clear_cause(server: Se
     done = finished(sfn, ex)
     assert (done["status"], done["error"]) == ("FAILED", "Lambda.ResourceNotFoundException")
     assert "'second-step' does not exist" in done["cause"]
+
+
+DURABLE_STEPS = '''
+import time
+from aws_durable_execution_sdk_python import DurableContext, durable_execution, durable_step
+
+
+@durable_step
+def double(step_context, n):
+    time.sleep(0.05)
+    return n * 2
+
+
+@durable_execution
+def handler(event, context: DurableContext):
+    n = event["n"]
+    for i in range(event["steps"]):
+        n = context.step(double(n), name=f"double-{i}")
+    return {"n": n}
+'''
+
+
+def durable_history(lam: Any, arn: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    marker = None
+    while True:
+        page = lam.get_durable_execution_history(DurableExecutionArn=arn, MaxItems=1000,
+                                                 **({"Marker": marker} if marker else {}))
+        out += page["Events"]
+        marker = page.get("NextMarker")
+        if not marker:
+            return out
+
+
+def test_kill_9_during_a_durable_function_resumes_from_its_checkpoints(tmp_path: Path) -> None:
+    """A Lambda durable function (AWS's SDK, unmodified) killed with its node after some of its 40 steps: after
+    the restart the function is invoked again with the operations stored incrementally before the kill, replays
+    them, and ends with the result it has without the kill; no step that had succeeded runs again."""
+    from .test_lambda_api import zip_of
+    from .test_lambda_durable import SDK
+
+    def lambda_client(server: Server) -> Any:
+        return boto3.client("lambda", endpoint_url=server.url, region_name="us-east-1",
+                            aws_access_key_id="polyfn-admin", aws_secret_access_key=server.key,
+                            config=Config(retries={"max_attempts": 1}, read_timeout=120))
+
+    data = tmp_path / "data"
+    server = start_server(data)
+    try:
+        lam = lambda_client(server)
+        lam.create_function(FunctionName="doubler", Runtime="python3.12", Role=ROLE, Handler="lambda_function.handler",
+                            Timeout=60, DurableConfig={"ExecutionTimeout": 600},
+                            Code={"ZipFile": zip_of({"lambda_function.py": DURABLE_STEPS, "requirements.txt": SDK})})
+        r = lam.invoke(FunctionName="doubler", InvocationType="Event", Payload=json.dumps({"n": 3, "steps": 40}))
+        arn = r["ResponseMetadata"]["HTTPHeaders"]["x-amz-durable-execution-arn"]
+
+        def succeeded_steps() -> int:
+            return sum(e["EventType"] == "StepSucceeded" for e in durable_history(lam, arn))
+
+        assert wait_until(lambda: succeeded_steps() >= 8, 90, 0.05)
+        before = succeeded_steps()
+        assert before < 36  # well inside the function
+        assert server.stop(signal.SIGKILL) == -signal.SIGKILL
+    finally:
+        server.stop(signal.SIGKILL)
+
+    server = start_server(data)
+    try:
+        lam = lambda_client(server)
+        assert wait_until(lambda: lam.get_durable_execution(DurableExecutionArn=arn)["Status"] != "RUNNING", 120, 0.2)
+        done = lam.get_durable_execution(DurableExecutionArn=arn)
+        assert done["Status"] == "SUCCEEDED" and json.loads(done["Result"]) == {"n": 3 * 2 ** 40}
+        names = [e.get("Name") for e in durable_history(lam, arn) if e["EventType"] == "StepSucceeded"]
+        assert sorted(names) == sorted(f"double-{i}" for i in range(40))  # each step succeeded exactly once
+        invocations = [e for e in durable_history(lam, arn) if e["EventType"] == "InvocationCompleted"]
+        assert len(invocations) >= 1  # the invocation cut by the kill ran again after the restart
+    finally:
+        server.stop()

@@ -235,11 +235,11 @@ async def test_a_shedding_function_is_answered_429_before_any_work() -> None:
     """Calls to a function in the shedding set are answered by the protocol itself (no task, no app call),
     on a connection that stays open; others, and the same function once it recovers, reach the app."""
     calls.clear()
-    class Busy:  # a pool that refuses new calls (scheduler/pool.Pool.refusing), while `full`
+    class Busy:  # a pool that refuses new calls (scheduler/pool.Pool.admits), while `full`
         full = True
 
-        def refusing(self) -> bool:
-            return self.full
+        def admits(self) -> bool:
+            return not self.full
 
     busy = Busy()
     shedding, counted = {"busy": busy}, []
@@ -263,10 +263,20 @@ async def test_a_shedding_function_is_answered_429_before_any_work() -> None:
         assert (await status_of(reader))[0] == 429
         writer.write(b"GET /fn/calm HTTP/1.1\r\nHost: x\r\n\r\n")  # the same connection serves others
         assert await status_of(reader) == (200, b"got:0")
+        writer.write(b"POST /fn/busy/a HTTP/1.1\r\nHost: x\r\nX-Polyfn-Async: true\r\n\r\n")  # for the queue
+        assert await status_of(reader) == (200, b"got:0")
+        calls.remove("/fn/busy/a")
+        # pipelined behind a held 429: answered after it, in order (the second /fn/busy was read while the
+        # first's answer was held, so it takes the app's way, as any request pipelined behind another)
+        writer.write(b"GET /fn/busy HTTP/1.1\r\nHost: x\r\n\r\nGET /fn/calm/2 HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"GET /fn/busy/3 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert [(await status_of(reader))[0] for _ in range(3)] == [429, 200, 200]
+        assert calls == ["/fn/calm", "/fn/calm/2", "/fn/busy/3"]
+        calls.clear()
         busy.full = False  # the pool has room again: its calls reach the app (the entry may stay)
         writer.write(b"POST /fn/busy HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
         assert await status_of(reader) == (200, b"got:2")
-        assert calls == ["/fn/calm", "/fn/busy"] and counted == ["busy", "busy"]
+        assert calls == ["/fn/busy"] and counted == ["busy", "busy", "busy"]
         writer.close()
     finally:
         srv.should_exit = True

@@ -59,12 +59,14 @@ def test_openfaas_stack(tmp_path: Path) -> None:
     rev, web, gofn = plan.functions
     assert rev.spec == {"name": "reverse", "runtime": "python", "flavor": "openfaas", "handler": "handler.handle",
                         "env": {"A": "1", "write_debug": "true"}, "memory": 128, "min_instances": 1,
+                        "max_instances": 10, "secrets": ["api-key"],
                         "annotations": {"openfaas.label/com.openfaas.scale.min": "1",
                                         "openfaas.annotation/topic": "cron-function",
-                                        "openfaas.annotation/schedule": "*/5 * * * *", "openfaas/image": "reverse:latest"}}
+                                        "openfaas.annotation/schedule": "*/5 * * * *", "openfaas/image": "reverse:latest",
+                                        "openfaas/limits": '{"memory": "128Mi"}'}}
     assert rev.code_dir == (tmp_path / "reverse").resolve()
     assert [(t.kind, t.config) for t in rev.triggers] == [("cron", {"cron": "*/5 * * * *"}), ("http", {})]
-    assert any("api-key" in n and "skipped" in n for n in rev.notes)
+    assert any("api-key" in n and "/run/secrets" in n for n in rev.notes)
     assert web.error is None and web.spec["flavor"] == "openfaas-http"
     assert "container image" in (gofn.error or "")
 

@@ -12,6 +12,7 @@ from typing import Any
 from polyfn.config import Settings
 from polyfn.queue.builtin import Job, QueueDB
 from polyfn.queue.dispatcher import UNEXPECTED_ATTEMPTS, AsyncQueue
+from polyfn.queue.filefeed import FileFeed
 
 
 class Registry:
@@ -32,6 +33,8 @@ class Invoker:
 async def _queue(tmp_path: Path, invoker: Invoker) -> AsyncQueue:
     q = AsyncQueue(Settings(data_dir=tmp_path), invoker, Registry())  # type: ignore[arg-type]
     q.db = await QueueDB.open(tmp_path / "queue.db")
+    q.file = FileFeed(q.db, q, time.time)  # the queue file's feed (not started: the tests claim by hand)
+    q.feeds = [q.file]
 
     async def lookup(function: str, number: int) -> Any:
         raise AssertionError("a junk revision must not be looked up")
@@ -51,7 +54,7 @@ async def test_a_job_pinned_to_a_junk_revision_is_dead_lettered_at_once(tmp_path
     try:
         await q.db.enqueue([Job(id="j1", function="f", body=b"{}", enqueued_at=time.time(), not_before=0,
                                 headers=[("x-polyfn-revision", "junk")])])
-        await q._run(await _claim(q, 1))
+        await q._run(await _claim(q, 1), q.file)
         (dead,) = await q.db.dead()
         assert dead.id == "j1" and dead.reason.startswith("invalid_job") and "junk" in dead.reason
         assert invoker.calls == 0
@@ -68,7 +71,7 @@ async def test_a_job_that_fails_with_the_nodes_own_error_uses_up_attempts_then_i
         for attempt in range(1, UNEXPECTED_ATTEMPTS + 1):
             job = await _claim(q, time.time() + 3600)  # (past its backoff)
             assert job.attempt == attempt
-            await q._run(job)
+            await q._run(job, q.file)
             if attempt < UNEXPECTED_ATTEMPTS:
                 again = await q.db.get("j2")
                 assert again is not None and again.state == "pending" and again.not_before > time.time()

@@ -106,17 +106,18 @@ async def test_publishing_without_nats_is_a_clear_error() -> None:
         await JetStreamJobs("nats://127.0.0.1:1", "X", 1.0).open()
 
 
-def test_the_stream_prefetch_follows_how_long_jobs_take(tmp_path) -> None:
+def test_the_stream_prefetch_follows_how_long_jobs_take() -> None:
     """About 50 ms of work beyond the capacity: deep for short jobs (pulls in batches), shallow for long ones
     (other nodes can take them); min(capacity, 8) before the first job has run."""
-    from polyfn.config import Settings
-    from polyfn.queue.dispatcher import PREFETCH, AsyncQueue
+    from polyfn.queue.capacity import PREFETCH
+    from polyfn.queue.streamfeed import StreamFeed
 
-    q = AsyncQueue(Settings(data_dir=tmp_path), None, None)  # type: ignore[arg-type]
-    assert q._stream_prefetch("f", 4) == 4 and q._stream_prefetch("f", 20) == 8
-    q._took["f"] = 0.0002  # 0.2 ms jobs
-    assert q._stream_prefetch("f", 4) == PREFETCH
-    q._took["f"] = 0.005
-    assert q._stream_prefetch("f", 4) == 40
-    q._took["f"] = 2.0
-    assert q._stream_prefetch("f", 1) == 1 and q._stream_prefetch("f", 100) == 8
+    feed = StreamFeed(None, None, None)  # type: ignore[arg-type]
+    assert feed.prefetch("f", 4) == 4 and feed.prefetch("f", 20) == 8
+    feed.ran("f", 0.0002)  # 0.2 ms jobs
+    assert feed.prefetch("f", 4) == PREFETCH
+    feed._took["f"] = 0.005
+    assert feed.prefetch("f", 4) == 40
+    for _ in range(50):  # the moving average follows slower jobs
+        feed.ran("f", 2.0)
+    assert feed.prefetch("f", 1) == 1 and feed.prefetch("f", 100) == 8

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from polyfn.runtimes.python.zygote import set_pdeathsig
+from polyfn.runtimes.python.procs import set_pdeathsig
 from polyfn.sandbox import Prepared, SandboxError, SandboxPlan, apply, namespaces
 
 from .. import needs

@@ -1,5 +1,5 @@
 """Storage triggers: matching, loop protection, and what `emit` hands the durable queue (a recording
-`submit`; delivery, retries and the dead-letter queue run through the real queue in
+`enqueue`; delivery, retries and the dead-letter queue run through the real queue in
 tests/e2e/test_storage_triggers.py)."""
 
 from __future__ import annotations
@@ -10,24 +10,26 @@ from typing import Any
 
 import pytest
 
+from polyfn.call import Call
 from polyfn.storage.errors import S3Error
 from polyfn.storage.notifications import Notifications, StorageTrigger, TriggerError, parse_events
 from polyfn.store import Store
 
 
 class Recorder:
-    """Stands in for `AsyncQueue.submit` (same signature); `fail` makes it raise like a closed queue."""
+    """Stands in for `AsyncQueue.enqueue` (same signature); `fail` makes it raise like a closed queue."""
 
     def __init__(self, fail: bool = False) -> None:
         self.calls: list[dict[str, Any]] = []
         self.fail = fail
 
-    async def __call__(self, function: str, kind: str, trigger: str, body: bytes, content_type: str,
-                       headers: list[tuple[str, str]] | None = None, check: bool = True) -> str:
+    async def __call__(self, call: Call, callback_url: str | None = None, job_id: str | None = None,
+                       check: bool = True) -> str:
         if self.fail:
             raise RuntimeError("queue closed")
-        self.calls.append({"function": function, "kind": kind, "trigger": trigger, "event": json.loads(body),
-                           "content_type": content_type, "headers": headers, "check": check})
+        self.calls.append({"function": call.function, "kind": call.kind, "trigger": call.trigger,
+                           "event": json.loads(call.body), "content_type": call.content_type,
+                           "headers": call.headers, "check": check})
         return f"a{len(self.calls)}"
 
 
@@ -81,7 +83,7 @@ async def test_emit_queues_one_async_invocation_per_matching_trigger(store: Any)
     assert await n.emit("created", "other", "k", 1) == 0  # nothing matches: no queue needed
     with pytest.raises(RuntimeError, match="not running"):
         await n.emit("created", "b-1", "k1", 3)
-    n.submit = rec = Recorder()
+    n.enqueue = rec = Recorder()
     assert await n.emit("created", "b-1", "k1.txt", 3, "etag", "text/plain", "10.0.0.1") == 2
     assert await n.emit("deleted", "b-1", "k1.txt") == 1
     assert [(c["function"], c["kind"], c["trigger"], c["check"]) for c in rec.calls] == [
@@ -97,7 +99,7 @@ async def test_emit_queues_one_async_invocation_per_matching_trigger(store: Any)
     assert rec.calls[1]["event"] == ev  # one event, delivered to each trigger
     assert rec.calls[2]["event"]["type"] == "io.polyfn.storage.object.deleted"
     assert rec.calls[2]["event"]["data"]["sequencer"] > ev["data"]["sequencer"]
-    n.submit = Recorder(fail=True)
+    n.enqueue = Recorder(fail=True)
     with pytest.raises(RuntimeError, match="queue closed"):  # the S3 API answers 500, not 200
         await n.emit("created", "b-1", "k2", 1)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
+from polyfn.call import Call
 from polyfn.config import Settings
 from polyfn.invoker import Outcome
 from polyfn.model import FunctionSpec
@@ -55,8 +56,8 @@ class Invoker:
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
 
-    async def invoke(self, name: str, kind: str, trigger: str, *args: Any, **kw: Any) -> Outcome:
-        event = json.loads(args[4])  # (method, path, query, headers, body, ...)
+    async def call(self, call: Call) -> Outcome:
+        event = json.loads(call.body)
         self.events.append(event)
         if "poison" in event["data"]["body"]:
             return Outcome(500, [(b"x-polyfn-error", b"function_error")], b'{"errorMessage": "poison"}')

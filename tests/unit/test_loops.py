@@ -162,10 +162,12 @@ class _Registry:
 
 async def test_dispatch_loop_survives_a_failed_claim(tmp_path: Path) -> None:
     from polyfn.queue.builtin import Job
+    from polyfn.queue.filefeed import FileFeed
 
     started: list[str] = []
     q = await _queue(tmp_path, _Registry("f"))
-    q._start = lambda job: started.append(job.id)
+    q.dispatch = lambda job, feed: started.append(job.id)
+    feed = FileFeed(q.db, q, time.time)
     real_claim = q.db.claim_ready
     calls = [0]
 
@@ -177,31 +179,32 @@ async def test_dispatch_loop_survives_a_failed_claim(tmp_path: Path) -> None:
 
     q.db.claim_ready = claim
     await q.db.enqueue([Job(id="j1", function="f", body=b"", enqueued_at=0, not_before=0)])
-    task = asyncio.create_task(q._dispatch_loop())
+    feed.start()
     try:
         assert await until(lambda: started == ["j1"], 5)
     finally:
         q._stopping = True
-        q._wake.set()
-        await asyncio.wait_for(task, 5)
+        feed.room_freed()
+        await asyncio.wait_for(feed.task, 5)
         await q.callbacks.close()
         await q.db.close()
 
 
 async def test_stream_feed_survives_one_bad_job(tmp_path: Path) -> None:
-    """A job pulled from the cluster's stream that fails to be taken (here: `_start` raises for it) is
+    """A job pulled from the cluster's stream that fails to be taken (here: `dispatch` raises for it) is
     logged; the other jobs of the same pull start, and the feeder keeps pulling."""
     from polyfn.queue.builtin import Job
+    from polyfn.queue.streamfeed import StreamFeed
 
     q = await _queue(tmp_path, _Registry("f"))
     started: list[str] = []
 
-    def start(job: Any) -> None:
+    def dispatch(job: Any, feed: Any) -> None:
         if job.id == "bad":
             raise RuntimeError("a bug with this job")
         started.append(job.id)
 
-    q._start = start
+    q.dispatch = dispatch
     pulls = [[("bad", 0), ("good", 0)], [("later", 0)]]
 
     class Msg:
@@ -216,8 +219,8 @@ async def test_stream_feed_survives_one_bad_job(tmp_path: Path) -> None:
             return [(Job(id=i, function=function, body=b"", enqueued_at=0, not_before=nb), Msg())
                     for i, nb in pulls.pop(0)]
 
-    q.jobs = Jobs()
-    task = asyncio.create_task(q._feed("f"))
+    feed = StreamFeed(Jobs(), q, _Registry("f"))  # type: ignore[arg-type]
+    task = asyncio.create_task(feed._feed("f"))
     try:
         assert await until(lambda: started == ["good", "later"])
     finally:
@@ -423,7 +426,7 @@ async def test_idle_connection_sweep_survives_a_failing_close() -> None:
 
 
 async def test_zygote_reader_survives_a_failing_exit_handler(tmp_path: Path) -> None:
-    from polyfn.runtimes.python.zygote import Exited
+    from polyfn.protocol.zygote import Exited
     from polyfn.scheduler.zygote import ZygoteClient
 
     seen: list[int] = []
@@ -495,7 +498,7 @@ async def test_delivery_dead_letters_what_it_cannot_deliver_instead_of_raising(t
     db = await QueueDB.open(tmp_path / "queue.db")
 
     class Invoker:
-        async def invoke(self, *a: Any, **k: Any) -> Any:
+        async def call(self, *a: Any, **k: Any) -> Any:
             raise RuntimeError("an invoker bug")
 
     ctx = Context(settings=Settings(data_dir=tmp_path), invoker=Invoker(), queue=SimpleNamespace(db=db),  # type: ignore[arg-type]
@@ -509,7 +512,7 @@ async def test_delivery_dead_letters_what_it_cannot_deliver_instead_of_raising(t
         assert "an invoker bug" in dead[0].last_error["message"]
 
         class Stopping:
-            async def invoke(self, *a: Any, **k: Any) -> Any:
+            async def call(self, *a: Any, **k: Any) -> Any:
                 raise Interrupted()
 
         ctx.invoker = Stopping()  # type: ignore[assignment]

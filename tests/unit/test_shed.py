@@ -43,10 +43,42 @@ async def test_a_standing_queue_at_full_capacity_sheds_and_recovers() -> None:
     for inst in running:
         pool.release(inst)  # each goes to a waiter
     got = [await t for t in queued]
-    assert m.shedding == {} and not pool.refusing()  # type: ignore[attr-defined]  # the queue is empty again
+    assert not pool.refusing()  # the queue is empty again: new calls come in
+    assert m.shedding == {"f": pool}  # type: ignore[attr-defined]  # ... still checked, for `recover_after`
+    pool.recover_after = 0.0  # (it refused no one since: calm)
     for inst in got:
         pool.release(inst)
+    assert m.shedding == {}  # type: ignore[attr-defined]
     pool.release(await pool.acquire(5))
+
+
+async def test_calls_let_in_count_until_they_reach_the_queue() -> None:
+    """Under a flood one read brings a request on every connection: the protocol's `admits` counts the calls
+    it let in until the loop runs their tasks, so BURST callers per slot come in, not every one read."""
+    m = FakeManager()
+    pool = make_pool(m, max_instances=2)
+    running = [await pool.acquire(5) for _ in range(2)]  # full capacity
+    let_in = sum(pool.admits() for _ in range(100))  # one read's worth, before any task ran
+    assert let_in == shed.BURST * 2
+    await asyncio.sleep(0)  # their tasks would have reached `acquire` now: the count starts again
+    assert pool.admits()
+    for inst in running:
+        pool.release(inst)
+
+
+async def test_a_flood_at_a_cold_start_queues_a_bounded_number() -> None:
+    """While instances start, callers wait for them, but no more than BURST per slot to come (not max_queue)."""
+    m = FakeManager()
+    m.gate = asyncio.Event()
+    pool = make_pool(m, max_instances=2)
+    waiting = [asyncio.create_task(pool.acquire(5)) for _ in range(20)]
+    await asyncio.sleep(0.05)
+    refused = [t for t in waiting if t.done() and isinstance(t.exception(), Throttled)]
+    assert len(refused) == 20 - shed.BURST * 2
+    m.gate.set()
+    for t in waiting:
+        if t not in refused:
+            pool.release(await t)
 
 
 async def test_callers_wait_while_instances_start() -> None:
@@ -61,3 +93,54 @@ async def test_callers_wait_while_instances_start() -> None:
     m.gate.set()
     for t in [*waiting, late]:
         pool.release(await t)
+
+
+class _Clock:
+    """A loop's `time` and `call_later`, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.timers: list[tuple[float, object]] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_later(self, delay: float, fn) -> object:  # type: ignore[no-untyped-def]
+        self.timers.append((self.now + delay, fn))
+        return fn  # (a handle: anything but None)
+
+    def run_until(self, t: float) -> None:
+        while self.timers and min(self.timers, key=lambda x: x[0])[0] <= t:
+            due, fn = min(self.timers, key=lambda x: x[0])
+            self.timers.remove((due, fn))
+            self.now = due
+            fn()  # type: ignore[operator]
+        self.now = t
+
+
+class _Held:
+    def __init__(self, answered: list[int], i: int) -> None:
+        self.answered, self.i = answered, i
+
+    def _answer_shed(self) -> None:
+        self.answered.append(self.i)
+
+
+def test_the_tarpit_answers_at_a_rate_tied_to_the_served_requests() -> None:
+    """Held 429s leave after SHED_PAUSE, in order, at RATIO per request served meanwhile plus FLOOR a second,
+    and none later than MAX_HOLD: however many connections a flood holds, refusals cost a bounded share."""
+    from polyfn.gateway.http import SHED_PAUSE, Tarpit
+
+    clock, served, answered = _Clock(), [0], []  # type: ignore[var-annotated]
+    pit = Tarpit(clock, lambda: served[0])  # type: ignore[arg-type]
+    for i in range(1000):
+        pit.hold(_Held(answered, i))
+    clock.run_until(SHED_PAUSE - 0.01)
+    assert answered == []  # held a second at least
+    clock.run_until(SHED_PAUSE)  # nothing served: the floor alone
+    assert answered == list(range(int(Tarpit.FLOOR * SHED_PAUSE)))
+    served[0] += 400  # the node served 400 requests: 100 more answers may leave
+    clock.run_until(SHED_PAUSE + Tarpit.TICK)
+    assert len(answered) == int(Tarpit.FLOOR * (SHED_PAUSE + Tarpit.TICK)) + 400 * Tarpit.RATIO
+    clock.run_until(Tarpit.MAX_HOLD)  # the rest: none is held longer than MAX_HOLD
+    assert answered == list(range(1000)) and len(pit) == 0

@@ -163,3 +163,50 @@ def test_execution_timeout_and_stop():
     st, out = fresh()
     durable.step(st, {"type": "stop", "error": {"ErrorType": "Stopped", "ErrorMessage": "by hand"}}, T0, random.Random(1))
     assert (st["status"], st["ops"][KEY]["Status"], st["cause"]) == ("ABORTED", "STOPPED", "by hand")
+
+
+def _stored(st, out):
+    """What the engine stores after a step, read back the way it reads an execution (row text + op rows)."""
+    text, rows = durable.DurableProgram.persist(st, out)
+    return text, rows
+
+
+def test_a_checkpoint_stores_only_the_operations_it_changed_and_the_state_reads_back_the_same():
+    st, out = fresh()
+    text, rows = _stored(st, None)  # a new execution: every operation (just the EXECUTION)
+    assert [r[0] for r in rows] == [KEY] and '"ops"' not in text
+    table = {i: (n, body) for i, n, body in rows}
+    tok = invoke_cmd(out)["payload"]["CheckpointToken"]
+    for i in range(30):
+        r = checkpoint(st, tok, {"Id": f"s{i}", "Type": "STEP", "Action": "START", "Name": f"n{i}"},
+                       {"Id": f"s{i}", "Type": "STEP", "Action": "SUCCEED", "Payload": str(i)})
+        tok = r.reply["CheckpointToken"]
+        text, rows = _stored(st, r)
+        assert [(i_, n) for i_, n, _ in rows] == [(f"s{i}", i + 1)]  # one row, at its place; the row text stays small
+        assert len(text) < 600
+        table.update({i_: (n, body) for i_, n, body in rows})
+    # a callback started early and answered late: its row is written again, its place kept
+    r = checkpoint(st, tok, {"Id": "cb", "Type": "CALLBACK", "Action": "START"})
+    tok = r.reply["CheckpointToken"]
+    table.update({i_: (n, b) for i_, n, b in _stored(st, r)[1]})
+    r = checkpoint(st, tok, {"Id": "s99", "Type": "STEP", "Action": "START"})
+    table.update({i_: (n, b) for i_, n, b in _stored(st, r)[1]})
+    cb_id = st["ops"]["cb"]["CallbackDetails"]["CallbackId"]
+    r = durable.step(st, {"type": "callback", "callback_id": cb_id, "ok": True, "result": "yes"}, T0, random.Random(1))
+    text, rows = _stored(st, r)
+    assert [(i_, n) for i_, n, _ in rows] == [("cb", 31)]
+    table.update({i_: (n, b) for i_, n, b in rows})
+    back = durable.DurableProgram.restore(text, [b for _, (n, b) in sorted(table.items(), key=lambda kv: kv[1][0])])
+    assert back == st
+
+
+def test_a_state_stored_whole_by_an_older_node_is_read_and_written_out_in_full():
+    import json
+
+    st, out = fresh()
+    old_text = json.dumps(st)  # the row of a node from before operations had rows of their own
+    back = durable.DurableProgram.restore(old_text, [])
+    tok = invoke_cmd(out)["payload"]["CheckpointToken"]
+    r = checkpoint(back, tok, {"Id": "1", "Type": "STEP", "Action": "START"})
+    text, rows = durable.DurableProgram.persist(back, r)
+    assert [i for i, _, _ in rows] == [KEY, "1"] and "~all" not in text and '"ops"' not in text

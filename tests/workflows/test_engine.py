@@ -280,3 +280,51 @@ async def test_many_concurrent_executions(service, functions, db_url):
 
 def test_iso_timestamps():
     assert machine.iso(0) == "1970-01-01T00:00:00.000Z"
+
+
+async def test_ended_executions_are_deleted_after_the_retention_with_their_history(make_service, functions):
+    from sqlalchemy import func, select
+
+    from polyfn.workflows import store as wfstore
+
+    async def rows(svc, table, execution_id):
+        column = table.c.id if table is wfstore.executions else table.c.execution
+        return await svc.store.db.read(lambda c: c.execute(select(func.count()).where(column == execution_id)).scalar())
+
+    functions["add"] = lambda p: {"n": p["n"] + 1}
+    functions["double"] = lambda p: {"n": p["n"] * 2}
+    functions["durable-fn"] = lambda p: {"Status": "SUCCEEDED", "Result": "7"}
+    svc = await make_service(retention=3600)
+    await svc.create_machine("calc", CHAIN)
+    await svc.create_machine("waits", json.dumps({"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 3600, "End": True}}}))
+    ended = await until_done(svc, await svc.start_execution("calc", "ended", '{"n": 1}'))
+    durable, _ = await svc.start_durable("durable-fn", "arn:aws:lambda:us-east-1:000000000000:function:durable-fn", "d",
+                                         "{}", None)
+    durable = await until_done(svc, durable)
+    running = await svc.start_execution("waits", "running")
+    assert durable.status == "SUCCEEDED" and await rows(svc, wfstore.ops, durable.id) == 1
+    assert await svc.sweep_ended() == 0  # an hour's retention: nothing is old enough
+    svc.retention = 0.001
+    await asyncio.sleep(0.01)
+    assert await svc.sweep_ended() == 2
+    for ex in (ended, durable):
+        assert await svc.store.get_execution(ex.id) is None
+        for table in (wfstore.events, wfstore.ops, wfstore.work):
+            assert await rows(svc, table, ex.id) == 0
+    assert (await svc.store.get_execution(running.id)).status == "RUNNING"  # running: kept, whatever its age
+    assert await svc.history(running.id)
+    # a name of a deleted execution can be used again
+    again = await until_done(svc, await svc.start_execution("calc", "ended", '{"n": 2}'))
+    assert json.loads(again.output) == {"n": 6}
+
+
+async def test_the_retention_sweep_runs_by_itself(make_service, functions):
+    functions["add"] = lambda p: p
+    functions["double"] = lambda p: p
+    svc = await make_service(retention=0.2)
+    await svc.create_machine("calc", CHAIN)
+    ex = await until_done(svc, await svc.start_execution("calc", None, '{"n": 1}'))
+    deadline = time.monotonic() + 10
+    while await svc.store.get_execution(ex.id) is not None:
+        assert time.monotonic() < deadline, "the sweep did not delete an execution past its retention"
+        await asyncio.sleep(0.05)

@@ -21,7 +21,9 @@ from polyfn.api import compat, errors, events
 from polyfn.api import observe as observe_api
 from polyfn.api.deploy_body import read_deploy
 from polyfn.api.errors import ApiError
+from polyfn.api.health import health
 from polyfn.auth.access import authorize
+from polyfn.auth.secrets import SecretValues
 from polyfn.call import Call
 from polyfn.deploy.errors import DeployError
 from polyfn.events import cloudevent, kinds
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from polyfn.services import (
         Activations,
         AsyncJobs,
+        CompatEntities,
         DeleteFunction,
         Deploys,
         FunctionStore,
@@ -65,7 +68,7 @@ def build_api(*, settings: Settings, store: FunctionStore, registry: LiveFunctio
               queue: AsyncJobs, triggers: Triggers, deployer: Deploys, invoker: Invocations, keys: Keys,
               limiter: RateLimits, manager: Instances, security_store: Secrets, secret_box: Any, metrics: Any,
               storage: Any, workflows: Any, apps: Any, sites: Any, sync: Any, delete_function: DeleteFunction,
-              admin_key: str, lifespan: Any = None) -> FastAPI:
+              admin_key: str, lifespan: Any = None, compat_entities: CompatEntities | None = None) -> FastAPI:
     """The control API and the vendor APIs on one FastAPI app; each router gets the services it uses. `sync` is
     the cluster sync (None on a single node); `admin_key` signs the Lambda API's code URLs."""
     app = FastAPI(
@@ -86,16 +89,8 @@ def build_api(*, settings: Settings, store: FunctionStore, registry: LiveFunctio
                                       request.headers.get("authorization", ""))
 
     @app.get("/healthz", tags=["health"])
-    async def healthz() -> dict[str, Any]:
-        out: dict[str, Any] = {"status": "ok", "version": __version__, "functions": len(registry.functions)}
-        if sync is not None:  # a cluster node: revisions other nodes deployed that it cannot serve (see logs)
-            out["cluster"] = {"sync_interval": sync.interval, "not_served": sorted(sync.failing)}
-        jobs = queue.jobs
-        if jobs is not None:  # the cluster's queue: while NATS is away, async calls get 503 (sync ones still run)
-            out["queue"] = {"backend": "nats-jetstream", "stream": jobs.stream, "connected": jobs.connected}
-            if not jobs.connected:
-                out["status"] = "degraded"
-        return out
+    async def healthz() -> dict[str, Any]:  # (served by the node itself, Node.asgi: documented here)
+        return health(registry, sync, queue)
 
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=errors.ERROR_RESPONSES)
 
@@ -198,8 +193,8 @@ def build_api(*, settings: Settings, store: FunctionStore, registry: LiveFunctio
             if out.stream is not None:
                 return StreamedResponse(out)
             return Response(out.body, status_code=out.status, headers={k.decode(): v.decode() for k, v in out.headers})
-        out = await invoker.invoke(name, kind, "invoke", "POST", "/", "", headers, body, ct,
-                                        trace_id, parent_id)
+        out = await invoker.call(Call(name, kind, "invoke", headers=headers, body=body, content_type=ct,
+                                      trace_id=trace_id, parent_id=parent_id))
         return Response(out.body, status_code=out.status, headers={k.decode(): v.decode() for k, v in out.headers})
 
     @v1.get("/activations")
@@ -256,7 +251,8 @@ def build_api(*, settings: Settings, store: FunctionStore, registry: LiveFunctio
 
     from polyfn.api import security
 
-    v1.include_router(security.router(keys=keys, secrets=security_store, secret_box=secret_box, manager=manager))
+    secret_values = SecretValues(security_store, secret_box, manager.secret_changed)  # /v1/secrets, OpenFaaS's
+    v1.include_router(security.router(keys=keys, values=secret_values))
     from polyfn.api import storage as storage_api
 
     v1.include_router(storage_api.build_router(storage=storage, keys=keys, store=store))
@@ -277,7 +273,7 @@ def build_api(*, settings: Settings, store: FunctionStore, registry: LiveFunctio
     app.include_router(v1)
     compat.install(app, settings=settings, deployer=deployer, invoker=invoker, recorder=recorder, registry=registry,
                    queue=queue, keys=keys, delete_function=delete_function, workflows=workflows, store=store,
-                   admin_key=admin_key)
+                   admin_key=admin_key, triggers=triggers, entities=compat_entities, secret_values=secret_values)
     app.include_router(observe_api.build_router(settings=settings, metrics=metrics, registry=registry, queue=queue,
                                                 workflows=workflows, require_key=require_key),
                        responses=errors.ERROR_RESPONSES)

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from polyfn.api.errors import ApiError
+from polyfn.call import Call
 from polyfn.headers import from_outside
 
 if TYPE_CHECKING:
@@ -27,8 +28,8 @@ async def accept_async(queue: AsyncJobs, request: Request, name: str, kind: str,
     headers = from_outside([(k, v) for k, v in request.headers.items()
                             if k not in ("authorization", "cookie", "x-callback-url", "content-length")])
     # a refusal (queue/dispatcher.py `Rejected`) is the platform's typed error: the API's handler answers it
-    aid = await queue.submit(name, kind, "async", body, content_type, headers, method, path, query,
-                             callback_url=request.headers.get("x-callback-url"))
+    aid = await queue.enqueue(Call(name, kind, "async", method, path, query, headers, body, content_type),
+                              request.headers.get("x-callback-url"))
     return JSONResponse({"activation_id": aid, "status": "pending"}, status_code=202,
                         headers={"x-polyfn-activation-id": aid, "location": f"/v1/activations/{aid}"})
 

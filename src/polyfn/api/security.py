@@ -12,12 +12,11 @@ from fastapi import APIRouter, Request
 
 from polyfn.api.errors import ApiError
 from polyfn.auth.keys import KEY_SCOPES
-from polyfn.auth.secrets import MAX_SECRET, NAME_RE, SecretsUnavailable
+from polyfn.auth.secrets import SecretError, SecretValues
 from polyfn.model import NAME_RE as FUNCTION_NAME_RE
-from polyfn.model import now
 
 if TYPE_CHECKING:
-    from polyfn.services import Instances, Keys, Secrets
+    from polyfn.services import Keys
 
 
 class KeyRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -46,7 +45,8 @@ async def _body(request: Request, typ: type[Any]) -> Any:
         raise ApiError(400, "invalid_request", f"invalid body: {e}") from None
 
 
-def router(*, keys: Keys, secrets: Secrets, secret_box: Any, manager: Instances) -> APIRouter:
+def router(*, keys: Keys, values: SecretValues) -> APIRouter:
+    """`values`: setting and deleting secrets (auth/secrets.py), shared with the OpenFaaS face."""
     r = APIRouter()
 
     @r.post("/keys", status_code=201, summary="Create a scoped API key (the secret is shown only now)")
@@ -71,28 +71,21 @@ def router(*, keys: Keys, secrets: Secrets, secret_box: Any, manager: Instances)
 
     @r.put("/secrets/{name}", summary="Create or replace a secret (encrypted at rest; never shown back)")
     async def put_secret(name: str, request: Request) -> dict[str, Any]:
-        if not NAME_RE.match(name):
-            raise ApiError(400, "invalid_name", f"invalid secret name {name!r}: letters, digits, '_', '.', '-'")
         req = await _body(request, SecretRequest)
-        if len(req.value.encode()) > MAX_SECRET:
-            raise ApiError(413, "payload_too_large", f"a secret holds at most {MAX_SECRET} bytes")
         try:
-            token = secret_box.encrypt(req.value)
-        except SecretsUnavailable as e:
-            raise ApiError(501, "secrets_unavailable", str(e)) from None
-        created = await secrets.put_secret(name, token, now())
-        manager.secret_changed(name)
+            created = await values.put(name, req.value)
+        except SecretError as e:
+            raise ApiError(e.status, e.code, e.message) from None
         return {"name": name, "created": created}
 
     @r.get("/secrets", summary="List secret names")
     async def list_secrets() -> dict[str, Any]:
-        return {"secrets": await secrets.list_secrets()}
+        return {"secrets": await values.list()}
 
     @r.delete("/secrets/{name}", summary="Delete a secret")
     async def delete_secret(name: str) -> dict[str, Any]:
-        if not await secrets.delete_secret(name):
+        if not await values.delete(name):
             raise ApiError(404, "secret_not_found", f"no secret {name!r}")
-        manager.secret_changed(name)
         return {"deleted": name}
 
     return r

@@ -28,6 +28,7 @@ from urllib.parse import parse_qs
 from polyfn.apps.http import PREFLIGHT, _read_body, _send, cors_grant
 from polyfn.apps.service import AppError, AppService
 from polyfn.apps.tokens import TokenError
+from polyfn.call import Call
 from polyfn.invoker import JSON_HEADERS, Invoker, Outcome
 
 AUTH_PREFIXES = ("/identitytoolkit.googleapis.com/", "/securetoken.googleapis.com/")
@@ -166,8 +167,8 @@ class FirebaseFace:
         if name is None:
             return _callable_error(404, f"function {path.rsplit('/', 1)[1]!r} does not exist")
         pairs = [(k, v) for k, v in headers.items() if k not in ("cookie", "content-length")]
-        out = await self.invoker.invoke(name, "http", "http", method, "/", "", pairs, body,
-                                        headers.get("content-type", ""), identity=ident.wire() if ident else None)
+        out = await self.invoker.call(Call(name, "http", "http", method, "/", "", pairs, body,
+                                           headers.get("content-type", ""), identity=ident.wire() if ident else None))
         platform = next((v for k, v in out.headers if k == b"x-polyfn-error"), None)
         if platform is not None:  # polyfn's own failure (timeout, crash …): in the protocol's shape
             try:

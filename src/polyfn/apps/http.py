@@ -25,6 +25,7 @@ from typing import Any
 from polyfn.apps.model import App, Identity
 from polyfn.apps.service import AppError, AppService
 from polyfn.apps.tokens import TokenError
+from polyfn.call import Call
 from polyfn.db.wx_api import EventStream
 from polyfn.gateway.asgi import send_outcome as _send
 from polyfn.invoker import JSON_HEADERS, Invoker, Outcome, platform_error
@@ -210,8 +211,9 @@ class AppsFace:
             except ValueError as e:
                 raise AppError(400, "invalid_json", f"callFunction data must be JSON: {e}") from None
         headers = [(k, v) for k, v in req.headers.items() if k not in _SKIP_TO_FUNCTION]
-        return await self.invoker.invoke(name, "event", "app", "POST", "/", "", headers, req.body or b"{}",
-                                         "application/json", identity=ident.wire() if ident else None)
+        return await self.invoker.call(Call(name, "event", "app", headers=headers, body=req.body or b"{}",
+                                            content_type="application/json",
+                                            identity=ident.wire() if ident else None))
 
     # -- the SDK's files -----------------------------------------------------------------------------------
 

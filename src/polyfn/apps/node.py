@@ -10,9 +10,10 @@ from polyfn.apps.firebase import FirebaseFace
 from polyfn.apps.http import AppsFace
 from polyfn.apps.service import AppService
 from polyfn.apps.storage import StorageFace
+from polyfn.apps.store import AppStore
 from polyfn.apps.tokens import TokenSigner
 from polyfn.bundled import bundle_dir
-from polyfn.store.apps import AppStore
+from polyfn.call import Call
 
 
 def build(store: Any, derive_key: Any, limiter: Any, invoker: Any, storage: Any,
@@ -22,7 +23,7 @@ def build(store: Any, derive_key: Any, limiter: Any, invoker: Any, storage: Any,
     the file face; `database()` is the node's wx.cloud database API once it runs (the database face)."""
 
     async def call_function(name: str, payload: bytes) -> tuple[int, bytes]:
-        out = await invoker.invoke(name, "event", "signin", "POST", "/", "", [], payload, "application/json")
+        out = await invoker.call(Call(name, "event", "signin", body=payload, content_type="application/json"))
         return out.status, out.body
 
     service = AppService(AppStore(store), TokenSigner(derive_key), limiter, call_function,

@@ -1,6 +1,6 @@
 """The identity service: apps, sign-in, sessions and token verification. The one object the node builds.
 
-It is made from narrow parts: the app store (`store/apps.py`), a `TokenSigner` (keys from the node key), a
+It is made from narrow parts: the app store (`apps/store.py`), a `TokenSigner` (keys from the node key), a
 `Limiter` (token buckets, `auth/ratelimit.py`), a `call_function(name, payload) -> (status, body)` for
 custom sign-in, and a clock. It knows no wire format: the HTTP faces turn its answers and `AppError`s into
 responses.
@@ -25,10 +25,10 @@ from typing import Any
 
 from polyfn.apps import passwords
 from polyfn.apps.model import App, AppConfig, ConfigError, Identity, Session, User, check_app_id, parse_config
+from polyfn.apps.store import AppStore, Conflict
 from polyfn.apps.tokens import TokenError, TokenSigner, new_refresh, split_refresh
 from polyfn.auth.ratelimit import Limiter
 from polyfn.loops import cancelled
-from polyfn.store.apps import AppStore, Conflict
 
 log = logging.getLogger("polyfn.apps")
 

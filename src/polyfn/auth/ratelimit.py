@@ -25,10 +25,16 @@ class TokenBucket:
 
 
 class Limiter:
-    """One bucket per name (key id, function name); buckets idle long enough to be full are dropped."""
+    """One bucket per name (key id, function name, an app's sign-in address); at most `max_buckets` of them.
 
-    def __init__(self) -> None:
+    Names can come from callers (an e-mail tried at sign-in), so a flood of new names must not reset anybody's
+    limit: when the table is full, the buckets that have refilled (the same as a new one) are dropped; if that is
+    not enough, those nearest to full go (dropping them gives back the least), down to half the table.
+    """
+
+    def __init__(self, max_buckets: int = 100_000) -> None:
         self.buckets: dict[str, TokenBucket] = {}
+        self.max_buckets = max_buckets
 
     def check(self, name: str, rate: float, burst: float, now: float) -> int:
         """0 when allowed, else whole seconds to put in `Retry-After` (at least 1)."""
@@ -36,8 +42,15 @@ class Limiter:
             return 0
         b = self.buckets.get(name)
         if b is None or b.rate != rate or b.burst != max(1.0, burst):
-            if len(self.buckets) > 100_000:
-                self.buckets.clear()
+            if b is None and len(self.buckets) >= self.max_buckets:
+                self._prune(now)
             b = self.buckets[name] = TokenBucket(rate, burst, now)
         wait = b.take(now)
         return 0 if wait == 0 else max(1, math.ceil(wait))
+
+    def _prune(self, now: float) -> None:
+        to_full = {n: (b.burst - b.tokens) / b.rate - (now - b.stamp) for n, b in self.buckets.items()}
+        live = [n for n, t in to_full.items() if t > 0]
+        if len(live) > self.max_buckets // 2:
+            live = sorted(live, key=to_full.__getitem__)[len(live) - self.max_buckets // 2:]
+        self.buckets = {n: self.buckets[n] for n in live}

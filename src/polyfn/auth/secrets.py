@@ -56,3 +56,48 @@ class SecretBox:
         self._box()  # made at first use, like the encryption key
         material = self.key_path.read_bytes().strip()
         return HKDF(algorithm=hashes.SHA256(), length=length, salt=b"polyfn node key", info=purpose).derive(material)
+
+
+class SecretError(ValueError):
+    """A secret refused: `status`, a stable `code` and a message naming what to change."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+class SecretValues:
+    """Setting and deleting function secrets, for every API that does (polyfn's `/v1/secrets`, OpenFaaS's
+    `/system/secrets`): the name and size checked, the value encrypted with the node key, stored, and instances
+    that use the secret told (`changed`), so new ones start with the new value."""
+
+    def __init__(self, store: Any, box: SecretBox, changed: Any, clock: Any = None):
+        import time
+
+        self.store = store  # services.Secrets
+        self.box = box
+        self.changed = changed  # name → None (scheduler: instances holding the old value are replaced)
+        self.clock = clock or time.time
+
+    async def put(self, name: str, value: str) -> bool:
+        """True when the secret is new."""
+        if not NAME_RE.match(name):
+            raise SecretError(400, "invalid_name", f"invalid secret name {name!r}: letters, digits, '_', '.', '-'")
+        if len(value.encode()) > MAX_SECRET:
+            raise SecretError(413, "payload_too_large", f"a secret holds at most {MAX_SECRET} bytes")
+        try:
+            token = self.box.encrypt(value)
+        except SecretsUnavailable as e:
+            raise SecretError(501, "secrets_unavailable", str(e)) from None
+        created = bool(await self.store.put_secret(name, token, self.clock()))
+        self.changed(name)
+        return created
+
+    async def delete(self, name: str) -> bool:
+        if not await self.store.delete_secret(name):
+            return False
+        self.changed(name)
+        return True
+
+    async def list(self) -> list[dict[str, Any]]:
+        return list(await self.store.list_secrets())

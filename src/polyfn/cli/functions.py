@@ -165,6 +165,17 @@ def deploy(
             show_default=_spec_default("memory"),
         ),
     ] = None,
+    ephemeral_storage: Annotated[
+        int | None,
+        typer.Option(
+            "--ephemeral-storage",
+            envvar="POLYFN_DEPLOY_EPHEMERAL_STORAGE",
+            metavar="MB",
+            help="Size of each instance's /tmp, 16-10240 (Lambda's ephemeral storage). A tmpfs: what it holds "
+            "counts towards --memory.",
+            show_default="the node's POLYFN_TMP_SIZE, 512",
+        ),
+    ] = None,
     timeout: Annotated[
         float | None,
         typer.Option(
@@ -254,9 +265,12 @@ def deploy(
         typer.Option(
             "--allow-net",
             envvar="POLYFN_DEPLOY_ALLOW_NET",
-            metavar="HOST:PORT",
-            help="With network egress or polyfn: a host service the function may reach anyway (repeatable), "
-            "e.g. --allow-net 127.0.0.1:5432 for the node's PostgreSQL; relayed into the instance's namespace.",
+            metavar="HOST:PORT|CIDR[:PORTS]",
+            help="With network egress or polyfn: what the function may reach anyway (repeatable). HOST:PORT, a "
+            "service on this node or its networks, relayed into the instance's namespace (e.g. --allow-net "
+            "127.0.0.1:5432 for the node's PostgreSQL); with egress also a CIDR of a private network, routed: "
+            "10.1.2.0/24:5432, 10.1.2.0/24:5000-5100 or 10.1.2.0/24 (every TCP/UDP port). Loopback and "
+            "link-local ranges are never opened.",
             show_default="none",
         ),
     ] = None,
@@ -364,6 +378,7 @@ def deploy(
             "flavor": flavor,
             "handler": handler,
             "memory": memory,
+            "ephemeral_storage": ephemeral_storage,
             "timeout": timeout,
             "concurrency": concurrency,
             "min_instances": min_instances,
@@ -663,10 +678,11 @@ def network_warning(spec: dict[str, Any]) -> str:
         return ""
     return ("warning: network host — this function reaches everything the node can: its loopback services "
             "(PostgreSQL, Redis, NATS …), its private networks and the cloud metadata address. Prefer the default "
-            "`egress` with `--allow-net HOST:PORT` for the services it needs (docs/security.md).")
+            "`egress` with `--allow-net HOST:PORT` or `--allow-net CIDR:PORT` for the services it needs "
+            "(docs/security.md).")
 
 
-_UNITS = {"memory": "MB", "timeout": "s", "keepalive": "s"}
+_UNITS = {"memory": "MB", "ephemeral_storage": "MB", "timeout": "s", "keepalive": "s"}
 
 
 def _format_value(key: str, value: Any) -> str:

@@ -17,6 +17,7 @@ from polyfn.cli.config import State
 from polyfn.cli.errors import CliError
 from polyfn.cli.output import err, out
 from polyfn.manifests import ManifestError, Plan, PlannedFunction, TriggerDecl, load
+from polyfn.manifests.model import trigger_id
 
 
 def parse_params(values: Iterable[str]) -> dict[str, str]:
@@ -75,15 +76,6 @@ def to_polyfn_trigger(t: TriggerDecl) -> tuple[str, dict[str, Any]]:
     raise ValueError(f"no polyfn trigger for {t.kind}")
 
 
-def trigger_id(function: str, t: TriggerDecl) -> str:
-    import hashlib
-
-    if t.id:
-        return t.id
-
-    return f"{function[:40].rstrip('-')}-{t.kind}-{hashlib.sha256(t.where.encode()).hexdigest()[:8]}"  # ids: <= 63 chars
-
-
 def create_trigger(client: Any, fn: PlannedFunction, t: TriggerDecl) -> tuple[str, str]:
     """(style, outcome) after asking the server to create `t`; never silent about what did not happen."""
     from polyfn.sdk.client import ApiError
@@ -123,6 +115,32 @@ def trigger_lines(client: Any, fn: PlannedFunction) -> list[tuple[str, str]]:
             continue
         style, outcome = create_trigger(client, fn, t)
         lines.append((style, f"  trigger {describe_trigger(t)} {outcome} ({t.where})"))
+    lines += remove_stale_triggers(client, fn)
+    return lines
+
+
+def remove_stale_triggers(client: Any, fn: PlannedFunction) -> list[tuple[str, str]]:
+    """A redeploy applies the file as it is now: a trigger an earlier deploy of the file made (its id has the
+    file's form, `trigger_id`) that the file no longer declares is deleted. Triggers made otherwise stay."""
+    import re
+
+    from polyfn.sdk.client import ApiError
+
+    made = re.compile(rf"{re.escape(fn.name[:40].rstrip('-'))}-[a-z]+-[0-9a-f]{{8}}")
+    declared = {trigger_id(fn.name, t) for t in fn.triggers if t.kind != "http"}
+    try:
+        existing = (client._json("GET", f"/v1/functions/{fn.name}/triggers") or {}).get("triggers") or []
+    except ApiError:
+        return []
+    lines = []
+    for t in existing:
+        tid = str(t.get("id", ""))
+        if made.fullmatch(tid) and tid not in declared:
+            try:
+                client._json("DELETE", f"/v1/triggers/{tid}")
+                lines.append(("yellow", f"  trigger {tid} ({t.get('kind')}) deleted: the file no longer declares it"))
+            except ApiError as e:
+                lines.append(("red", f"  trigger {tid} no longer declared, not deleted: [{e.code}] {e.message}"))
     return lines
 
 

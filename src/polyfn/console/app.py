@@ -400,8 +400,8 @@ def build_console(*, settings: Settings, store: FunctionStore, registry: LiveFun
         if refused:
             return render(request, "_invoke_result.html", 200, error=refused, out=None)
         body = payload.encode()
-        out = await invoker.invoke(name, "event", "console", "POST", "/", "",
-                                        [("content-type", "application/json")], body, "application/json")
+        out = await invoker.call(Call(name, "event", "console", headers=[("content-type", "application/json")],
+                                      body=body, content_type="application/json"))
         ct = next((v.decode("latin-1") for k, v in out.headers if k == b"content-type"), "application/octet-stream")
         act = None
         if out.activation_id:

@@ -266,7 +266,8 @@ class Database:
         names = Names(req.get("ExpressionAttributeNames"), None, req.get("ProjectionExpression") is not None)
         proj = writes.projection_of(req, names)
         names.check_unused()
-        item = await self.storage.read(lambda c: rows.fetch(c, t.id, k))
+        text = await self.storage.item_text(t.id, k.h, k.pk, k.sk)
+        item = rows.decode(text) if text is not None else None
         out: dict[str, Any] = {}
         if item is not None:
             out["Item"] = evaluate.project(item, proj) if proj is not None else item

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import Any
-from urllib.parse import parse_qs
 
 from starlette.responses import Response
 
@@ -106,16 +105,11 @@ class Gateway:
             if pre is not None:
                 return pre
         if spec.auth == "key":
-            from polyfn.auth.keys import allows
+            from polyfn.auth.function_keys import refusal
 
-            token = next((v for k, v in headers if k == "x-functions-key"), "")
-            if not token:
-                qs = parse_qs(scope["query_string"].decode("latin-1"))
-                token = (qs.get("code") or [""])[0]
-            key = self.keys.verify(token) if token and self.keys is not None else None
-            if key is None or not allows(key, "invoke", name):
-                out = platform_error(401, "unauthorized", f"function {name!r} needs a key with scope 'invoke' "
-                                     "in the x-functions-key header or the code query parameter")
+            refused = refusal(spec, name, scope["query_string"].decode("latin-1"), headers, self.keys)
+            if refused is not None:
+                out = platform_error(*refused)
                 if spec.cors is not None:
                     out.headers.extend(cors.response_headers(spec.cors, headers))
                 return out

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -68,6 +69,12 @@ class CoalescingTransport:
                     self._transport.writelines(held)  # vectored write (uvloop: writev), not a copy into one buffer
                 else:
                     self._transport.write(b"".join(held))
+
+    def write_now(self, data: bytes) -> None:
+        """Write at once (after anything held): for a write from a timer, when nothing else of this
+        iteration could join it."""
+        self.flush()
+        self._transport.write(data)
 
     def close(self) -> None:
         self.flush()
@@ -137,8 +144,67 @@ IdleConnections = ConnectionDeadlines  # (its name before it also timed requests
 
 _idle_by_loop: dict[int, ConnectionDeadlines] = {}
 
-#: seconds a shed call's 429 is held back, its connection not read from meanwhile (a tarpit; see `_shed`)
+#: seconds a shed call's 429 is held back at least, its connection not read from meanwhile (a tarpit; see
+#: `_shed` and `Tarpit`)
 SHED_PAUSE = 1.0
+
+
+class Tarpit:
+    """Connections whose 429 is held back, answered in arrival order by one timer for all of them (a flood
+    holds ~2,000 at once: a timer each cost more than the rest of a refusal's Python).
+
+    Each is held SHED_PAUSE at least. Beyond that, answers leave at a rate tied to the useful work: at most
+    RATIO answered refusals per request the node served meanwhile, plus FLOOR a second, and none is held
+    longer than MAX_HOLD. A refusal costs the event loop about a third of a served call (a read, a parse, a
+    write: measured ~50 µs against ~140 µs), and a flood's callers retry at once, so a fixed pause made the
+    refusals' share of the node grow with the number of connections and shrink its goodput with it (2,000
+    connections, 1 s: ~2,000 refusals a second, most of the node's CPU on a slow or busy machine). Tied to
+    the served requests, refusals take a bounded share (~10 %) of the loop however many connections wait."""
+
+    TICK = 0.02  # answers due within this of each other leave together
+    RATIO = 0.25
+    FLOOR = 50.0
+    MAX_HOLD = 5.0
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, served: Callable[[], int]):
+        self._loop = loop
+        self._served = served  # requests the node answered so far (not counting refusals)
+        self._held: deque[tuple[float, Any]] = deque()
+        self._handle: asyncio.TimerHandle | None = None
+        self._tokens = 0.0
+        self._last = (loop.time(), served())
+
+    def hold(self, proto: Any) -> None:
+        self._held.append((self._loop.time(), proto))
+        if self._handle is None:
+            self._last = (self._loop.time(), self._served())
+            self._handle = self._loop.call_later(SHED_PAUSE, self._release)
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def _release(self) -> None:
+        self._handle = None
+        held = self._held
+        now = self._loop.time()
+        served = self._served()
+        then, before = self._last
+        self._last = (now, served)
+        tokens = min(self._tokens + self.RATIO * (served - before) + self.FLOOR * (now - then), len(held) + 1.0)
+        due = now - SHED_PAUSE + self.TICK
+        overdue = now - self.MAX_HOLD + self.TICK
+        while held and held[0][0] <= due and (tokens >= 1 or held[0][0] <= overdue):
+            tokens -= 1
+            proto = held.popleft()[1]
+            with one_item(log, "answering a held 429"):  # the others are still answered
+                proto._answer_shed()
+        self._tokens = max(tokens, 0.0)
+        if held:
+            wait = held[0][0] + SHED_PAUSE - now if held[0][0] > due else self.TICK
+            self._handle = self._loop.call_later(max(wait, self.TICK), self._release)
+
+
+_tarpit_by_loop: dict[int, Tarpit] = {}
 
 _BAD_REQUEST = error_response(400, "Bad Request", "invalid_http", "the request is not valid HTTP/1.1")
 _BUSY = error_response(503, "Service Unavailable", "too_many_connections",
@@ -146,10 +212,11 @@ _BUSY = error_response(503, "Service Unavailable", "too_many_connections",
                        b"retry-after: 1\r\n")
 
 
-class Refusing(Protocol):
-    """What the protocol asks of a function that sheds load: would it refuse a new call now?"""
+class Admitting(Protocol):
+    """What the protocol asks of a function that sheds load: may a new call come in now (it is then
+    counted as on its way to the function's queue)?"""
 
-    def refusing(self) -> bool: ...
+    def admits(self) -> bool: ...
 
 
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
@@ -164,15 +231,15 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     `max_connections` are answered 503 and closed at once."""
 
     limits = HttpLimits()
-    #: functions that have shed load lately (the instance manager's `shedding`, scheduler/shed.py), each with
-    #: its live admission check: while it refuses, its `/fn/` calls are answered 429 here, before a task, a
-    #: scope or a pool is touched; and who counts them
-    shedding: Mapping[str, Refusing] = {}
+    #: functions whose callers wait or were refused lately (the instance manager's `shedding`,
+    #: scheduler/shed.py), each with its live admission check: while it refuses, its `/fn/` calls are
+    #: answered 429 here (held in the `Tarpit`), before a task, a scope or a pool is touched; and who counts them
+    shedding: Mapping[str, Admitting] = {}
     on_shed: Callable[[str], None] | None = None
     _shed_responses: dict[str, bytes] = {}
 
     @classmethod
-    def with_limits(cls, limits: HttpLimits, shedding: Mapping[str, Refusing] | None = None,
+    def with_limits(cls, limits: HttpLimits, shedding: Mapping[str, Admitting] | None = None,
                     on_shed: Callable[[str], None] | None = None) -> type[CoalescingHttpToolsProtocol]:
         return type("LimitedHttpToolsProtocol", (cls,), {"limits": limits, "shedding": {} if shedding is None else shedding,
                                                          "on_shed": None if on_shed is None else staticmethod(on_shed),
@@ -295,23 +362,28 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def _shed(self) -> bool:
-        """Refuse with 429 if the call's function is shedding load (and no earlier response is pending on
-        this connection: responses keep their order), before a task or the pool is touched. The connection
-        stays open; the body, if any, is read and dropped.
+        """Refuse with 429 if the call's function is shedding load (its pool does not admit it: Pool.admits),
+        unless an earlier response is pending on this connection (responses keep their order), before a task
+        or the pool is touched. The connection stays open; the body, if any, is read and dropped.
 
-        The 429 is held back for SHED_PAUSE, the connection not read from meanwhile (a tarpit). A flood of
-        callers that retry at once would otherwise keep the event loop busy with refusals: by Little's law
-        2,000 connections at the ~6k refusals a second it manages wait ~0.3 s a call, the accepted ones too
-        (measured: accepted p50 0.5 s). Pausing reads *after* an immediate 429 (this module's first way)
-        was worse: the retry, sent at once, sat unread for the second and, when accepted, counted it; and
-        all paused callers woke together to an idle pool (goodput fell to 3 % of a 32-connection run).
-        Holding the answer instead leaves the calls that were accepted cycling fast, keeping the instances
-        busy, while the refused ones wait outside the loop; a caller that honours `Retry-After` waits one
-        second more."""
+        The 429 is held back in the tarpit (`Tarpit`: a second at least), the connection not read from
+        meanwhile. A flood of callers that retry at once would otherwise keep the event loop busy with
+        refusals: by Little's law 2,000 connections at the ~6k refusals a second it manages wait ~0.3 s a
+        call, the accepted ones too (measured: accepted p50 0.5 s). Pausing reads *after* an immediate 429
+        (this module's first way) was worse: the retry, sent at once, sat unread for the second and, when
+        accepted, counted it; and all paused callers woke together to an idle pool (goodput fell to 3 % of a
+        32-connection run). Holding the answer instead leaves the calls that were accepted cycling fast,
+        keeping the instances busy, while the refused ones wait outside the loop; a caller that honours
+        `Retry-After` waits one second more."""
         name = self.url[4:].partition(b"/")[0].partition(b"?")[0].decode("latin-1")
         pool = self.shedding.get(name)
-        if pool is None or (self.cycle is not None and not self.cycle.response_complete) or not pool.refusing():
+        cycle = self.cycle
+        if pool is None or (cycle is not None and cycle is not _HELD and not cycle.response_complete) or (
+                self.pipeline) or pool.admits():
             return False
+        for k, _ in self.headers:  # an async call goes to the node's queue, not the pool: its own admission
+            if k == b"x-polyfn-async":
+                return False
         out = self._shed_responses.get(name)
         if out is None:
             if len(self._shed_responses) > 10_000:
@@ -319,11 +391,17 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             out = self._shed_responses[name] = error_response(
                 429, "Too Many Requests", "too_many_requests", f"function {name!r} is at capacity: retry later",
                 b"retry-after: 1\r\n", close=False)
-        self.cycle = _SHED  # (what the parser's later callbacks see: a request already answered)
+        # What the parser's later callbacks and uvicorn see: a request whose answer is on its way (a request
+        # pipelined behind it that is not refused here waits in uvicorn's pipeline for `_answer_shed`).
+        self.cycle = _HELD
         if self._held_429 is None:
             self._held_429 = [out]
             self.flow.pause_reading()
-            self.loop.call_later(SHED_PAUSE, self._answer_shed)
+            tarpit = _tarpit_by_loop.get(id(self.loop))
+            if tarpit is None or tarpit._loop is not self.loop:
+                state = self.server_state
+                tarpit = _tarpit_by_loop[id(self.loop)] = Tarpit(self.loop, lambda: state.total_requests)
+            tarpit.hold(self)
         else:  # (a pipelined request in the same read: answered after the first, in order)
             self._held_429.append(out)
         if self.on_shed is not None:
@@ -334,10 +412,22 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         held, self._held_429 = self._held_429, None
         if held is None or self.transport.is_closing():
             return
-        for out in held:
-            self.transport.write(out)
-        if self.cycle is _SHED:
-            self.flow.resume_reading()
+        self.transport.write_now(held[0] if len(held) == 1 else b"".join(held))
+        if self.pipeline:  # a request read behind it: its turn now (as on_response_complete does)
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+            return
+        if self.cycle is not _HELD:
+            return
+        self.cycle = _SHED
+        self.flow.resume_reading()
+        if not self._begun:  # (its keep-alive time starts now: the hold may be longer)
+            self._idle.arm(self, self.timeout_keep_alive)
+
+    def on_body(self, body: bytes) -> None:
+        if self.cycle is _HELD:  # a refused call's body: read and dropped
+            return
+        super().on_body(body)
 
     def _check_headers(self) -> None:
         limits = self.limits
@@ -352,7 +442,9 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._body_deadline = 0.0
         self._begun = False
         self._idle.disarm(self, "body")
-        if self.cycle is _SHED:  # answered at its headers: now the connection waits for the next request
+        if self.cycle is _HELD:  # answered at its headers: the connection waits for the answer, then for the
+            return  # next request (the tarpit bounds the wait: Tarpit.MAX_HOLD; `_answer_shed` arms the next)
+        if self.cycle is _SHED:  # (its body ended after the answer went: now it waits for the next request)
             self._idle.arm(self, self.timeout_keep_alive)
             return
         super().on_message_complete()
@@ -385,7 +477,15 @@ class _Answered:
             pass
 
 
+class _Held(_Answered):
+    """The cycle of a refused request whose 429 is held back (the tarpit): not complete yet, so uvicorn keeps a
+    request pipelined behind it waiting."""
+
+    response_complete = False
+
+
 _SHED: Any = _Answered()
+_HELD: Any = _Held()
 
 
 def _peer(client: Any) -> str:

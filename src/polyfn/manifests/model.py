@@ -23,6 +23,16 @@ class TriggerDecl:
     id: str | None = None  # the trigger id the file asked for (else derived from `where`)
 
 
+def trigger_id(function: str, t: TriggerDecl) -> str:
+    """The polyfn trigger id of a file's trigger: the one it asked for, else one derived from where the file
+    declares it (so a redeploy replaces it; <= 63 characters)."""
+    import hashlib
+
+    if t.id:
+        return t.id
+    return f"{function[:40].rstrip('-')}-{t.kind}-{hashlib.sha256(t.where.encode()).hexdigest()[:8]}"
+
+
 @dataclass
 class PlannedFunction:
     name: str  # polyfn function name

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import yaml
 
 from polyfn.manifests import schedules
@@ -24,11 +25,65 @@ from polyfn.manifests.model import (
     polyfn_name,
     target,
 )
+from polyfn.model import FunctionSpec
 
 FN_KEYS = {"lang", "handler", "image", "environment", "environment_file", "limits", "requests", "labels",
-           "annotations", "secrets", "skip_build"}
-FN_IGNORED = {"build_args", "build_options", "readonly_root_filesystem", "constraints", "namespace",
-              "fprocess", "build_secrets", "platforms"}
+           "annotations", "secrets", "skip_build", "readonly_root_filesystem", "constraints"}
+FN_IGNORED = {"build_args", "build_options", "namespace", "fprocess", "build_secrets", "platforms"}
+
+# How an OpenFaaS function's fields are kept on a polyfn function (annotations), so the OpenFaaS API shows them
+# back as given and `faas-cli diff` finds no drift: labels, annotations, the image, and what polyfn does not
+# apply itself (read-only root, constraints, the limits' and requests' own strings).
+LABEL, ANN, IMAGE = "openfaas.label/", "openfaas.annotation/", "openfaas/image"
+READ_ONLY, CONSTRAINTS, LIMITS, REQUESTS = ("openfaas/readOnlyRootFilesystem", "openfaas/constraints",
+                                            "openfaas/limits", "openfaas/requests")
+SCALE_MIN, SCALE_MAX = "com.openfaas.scale.min", "com.openfaas.scale.max"
+
+
+def vendor_fields(where: str, image: Any, labels: Any, annotations: Any, limits: Any, requests: Any,
+                  secrets: Any, read_only: Any, constraints: Any) -> dict[str, Any]:
+    """The polyfn spec fields of an OpenFaaS function as given (stack.yml or the gateway API's deploy body): all
+    of them, so a redeploy applies the definition as it is now (a label dropped from it is dropped here; the
+    scale labels' absence means polyfn's defaults). ManifestError names the field at `where`."""
+    import json
+
+    labels = {str(k): str(v) for k, v in (labels or {}).items()}
+    ann = {LABEL + k: v for k, v in labels.items()}
+    ann.update({ANN + str(k): str(v) for k, v in (annotations or {}).items()})
+    if image:
+        ann[IMAGE] = str(image)
+    if read_only:
+        ann[READ_ONLY] = "true"
+    if constraints:
+        ann[CONSTRAINTS] = json.dumps([str(c) for c in constraints])
+    fields: dict[str, Any] = {"annotations": ann, **{f.name: f.default for f in msgspec.structs.fields(FunctionSpec)
+                                                     if f.name in ("min_instances", "max_instances")}}
+    for key, value in ((LIMITS, limits), (REQUESTS, requests)):
+        value = {k: str(v) for k, v in (value or {}).items() if k in ("memory", "cpu") and v}
+        if value:
+            ann[key] = json.dumps(value)
+    if (limits or {}).get("memory"):
+        fields["memory"] = memory_mb(limits["memory"], f"{where}.limits.memory")
+    for label, field in ((SCALE_MIN, "min_instances"), (SCALE_MAX, "max_instances")):
+        if label in labels:
+            try:
+                fields[field] = int(labels[label])
+            except ValueError:
+                raise ManifestError(f"{where}.labels.{label}: {labels[label]!r} is not a number") from None
+    if not isinstance(secrets or [], list):
+        raise ManifestError(f"{where}.secrets: a list of secret names")
+    fields["secrets"] = [str(x) for x in secrets or []]  # files under /run/secrets, as OpenFaaS mounts them
+    return fields
+
+
+def cron_schedule(annotations: dict[str, Any], where: str) -> str | None:
+    """The cron-connector's 5-field schedule (`topic: cron-function`, `schedule`), checked; None without one."""
+    if annotations.get("topic") != "cron-function" and "schedule" not in annotations:
+        return None
+    try:
+        return str(schedules.cron5(str(annotations.get("schedule", "")))["cron"])
+    except ValueError as e:
+        raise ManifestError(f"{where}.schedule: {e}") from None
 
 
 def lang_target(lang: str) -> tuple[str, str] | None:
@@ -79,33 +134,18 @@ def parse(doc: dict[str, Any], path: Path, params: dict[str, str]) -> Plan:
             pf.spec["env"] = env
         limits = f.get("limits") or {}
         check_keys(limits, f"{where}.limits", {"memory", "cpu"})
-        if "memory" in limits:
-            pf.spec["memory"] = memory_mb(limits["memory"], f"{where}.limits.memory")
         if "cpu" in limits:
             pf.notes.append(f"{where}.limits.cpu: polyfn does not limit CPU per function yet")
-        labels = {str(k): str(v) for k, v in (f.get("labels") or {}).items()}
         annotations = {str(k): str(v) for k, v in (f.get("annotations") or {}).items()}
-        for label, field in (("com.openfaas.scale.min", "min_instances"), ("com.openfaas.scale.max", "max_instances")):
-            if label in labels:
-                try:
-                    pf.spec[field] = int(labels[label])
-                except ValueError:
-                    raise ManifestError(f"{where}.labels.{label}: {labels[label]!r} is not a number") from None
-        ann = {f"openfaas.label/{k}": v for k, v in labels.items()}
-        ann.update({f"openfaas.annotation/{k}": v for k, v in annotations.items()})
-        if f.get("image"):
-            ann["openfaas/image"] = str(f["image"])
-        if ann:
-            pf.spec["annotations"] = ann
-        for s in f.get("secrets") or []:
-            pf.notes.append(f"{where}.secrets: secret {s!r} skipped: polyfn has no secret store; "
-                            "pass the value as an environment variable")
-        if annotations.get("topic") == "cron-function" or "schedule" in annotations:
-            try:
-                sched = schedules.cron5(annotations.get("schedule", ""))
-            except ValueError as e:
-                raise ManifestError(f"{where}.annotations.schedule: {e}") from None
-            pf.triggers.append(TriggerDecl("cron", sched, f"{where}.annotations"))
+        pf.spec.update(vendor_fields(where, f.get("image"), f.get("labels"), annotations, limits, f.get("requests"),
+                                     f.get("secrets"), f.get("readonly_root_filesystem"), f.get("constraints")))
+        if f.get("secrets"):
+            pf.notes.append(f"{where}.secrets: {', '.join(map(str, f['secrets']))} mounted from polyfn's secrets as "
+                            "/run/secrets/NAME (create them with `polyfn secret set NAME` or `faas-cli secret create "
+                            "NAME`)")
+        sched = cron_schedule(annotations, f"{where}.annotations")
+        if sched is not None:
+            pf.triggers.append(TriggerDecl("cron", {"cron": sched}, f"{where}.annotations"))
         pf.triggers.append(TriggerDecl("http", {}, where))
     if not plan.functions:
         raise ManifestError("stack.yml: no functions")

@@ -1,6 +1,6 @@
 """The cluster's async queue: jobs wait in a NATS JetStream work-queue stream that every node shares.
 
-With `queue_url` set (nats://…), `AsyncQueue.submit` publishes each accepted job to the stream and answers
+With `queue_url` set (nats://…), `AsyncQueue.enqueue` publishes each accepted job to the stream and answers
 once JetStream has stored it (the PubAck). Each function has one durable consumer (`fn-<name>`, filtered on
 its subjects) that every node pulls from, as many jobs as the function has room for on the node (its
 capacity plus a small prefetch), so a backlog spreads over the nodes instead of waiting in one node's

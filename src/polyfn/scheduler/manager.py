@@ -16,10 +16,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
+
 from polyfn.config import Settings
 from polyfn.loops import one_item
 from polyfn.model import Revision
-from polyfn.runtimes.python.instance import InstanceSpec
+from polyfn.runtimes import dotnet
+from polyfn.runtimes.python.instance import PROVIDED_DIR, InstanceSpec
 from polyfn.sandbox import cgroups, rootfs
 from polyfn.sandbox.auditlog import SeccompLog
 from polyfn.sandbox.cgroups import CgroupBase
@@ -86,6 +89,9 @@ class InstanceManager:
         self.egress = False
         self.network_note = ""
         self._allow: dict[tuple[str, ...], list[str]] = {}
+        self._egress_script = ""  # the nftables ruleset installed at start (sandbox/egress.py)
+        self._groups: set[int] = set()  # interface groups whose allow-list ranges are in the set
+        self._plans: dict[tuple[str, float, str], SandboxPlan] = {}  # per revision (see `sandbox_plan`)
         self.secret_source: Any = None  # async (names) -> {name: value}; set by the Node
         self._by_pid: dict[int, Instance] = {}
         self._early_exits: dict[int, int] = {}
@@ -94,8 +100,8 @@ class InstanceManager:
         self._reaper: asyncio.Task[None] | None = None
         self.instance_env: dict[str, str] = {}  # node-wide environment for every instance (set before start)
         self.metrics: Any = None  # polyfn.observe.metrics.Metrics, set by the node
-        #: functions that shed load lately, by name → their pool (scheduler/shed.py): the HTTP protocol asks
-        #: the pool before each of their calls (`Pool.refusing`) and refuses before any work
+        #: functions whose callers wait or were refused lately, by name → their pool (scheduler/shed.py): the
+        #: HTTP protocol asks the pool before each of their calls (`Pool.admits`) and refuses before any work
         self.shedding: dict[str, Pool] = {}
         self.cpu = CpuShares(self._write_cpu_weight)  # each function's CPU weight over its cgroups
         #: Extra environment for a function's instances (e.g. the object store's AWS_* credentials);
@@ -197,7 +203,7 @@ class InstanceManager:
                         self.namespaces.add(layer)
                 elif layer == "root":
                     self.rootfs = True
-                    self._root = rootfs.runtime_roots(py_binds)
+                    self._root = rootfs.runtime_roots(py_binds, PROVIDED_DIR, dotnet.MONO_PATHS)
                     self._root_mask = rootfs.site_masks()
                 else:
                     self.seccomp = True
@@ -226,7 +232,10 @@ class InstanceManager:
         st = self.settings
         control = [u for u in (st.database_url, st.queue_url, st.storage_upstream_url, st.artifacts_endpoint,
                                st.otlp_endpoint) if u]
-        why = why or await asyncio.to_thread(egress.install, control)
+        why = why or egress.unavailable()
+        if not why:
+            self._egress_script = await asyncio.to_thread(egress.ruleset, control)
+            why = await asyncio.to_thread(egress.install, self._egress_script)
         if why:
             self.network_note = (f"egress unavailable ({why}): `egress` functions reach only polyfn's endpoints "
                                  "and their allow-list, not the internet; `--network host` reaches everything")
@@ -258,6 +267,25 @@ class InstanceManager:
                 host, _, port = entry.rpartition(":")
                 self.relay.allowed.add((host, int(port)))
         return allow
+
+    def net_group_for(self, rev: Revision) -> int:
+        """The interface group of `rev`'s CIDR allow-list entries (0: none, or no `egress` here). Their set
+        elements are added once per server, with the whole ruleset again in the same transaction (a server
+        of the host that flushed the chains meanwhile cannot leave the group without its rule). Blocks on
+        `nft` (a few ms) the first time a group is seen."""
+        from polyfn.sandbox import egress
+
+        if not self.egress or self.network_for(rev.spec) != "egress":
+            return 0
+        found = egress.ranges(rev.spec.allow_net)
+        group = egress.group_for(found)
+        if group and group not in self._groups:
+            why = egress.apply(self._egress_script + egress.elements(group, found))
+            if why:  # the instance starts, and its ranges stay refused (fail closed); the next start retries
+                log.error("function %s: its allow-list ranges could not be opened: %s", rev.function, why)
+            else:
+                self._groups.add(group)
+        return group
 
     @staticmethod
     def _interpreter_exposure() -> tuple[list[str], list[str]]:
@@ -300,28 +328,44 @@ class InstanceManager:
         return uid
 
     def sandbox_plan(self, rev: Revision) -> SandboxPlan:
+        """The isolation of an instance of `rev`: built once per revision (it depends on nothing else that
+        changes while the node runs) and copied per start, so a cold start does not rebuild /etc, resolve
+        paths or walk the allow-list. A copy: the caller sets its `secret_files`."""
+        key = (rev.key, rev.created_at, rev.code_sha256)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._build_plan(rev)
+            if not (plan.net_group and plan.net_group not in self._groups):  # its ranges failed: retry next start
+                if len(self._plans) >= 4096:
+                    self._plans.clear()
+                self._plans[key] = plan
+        return msgspec.structs.replace(plan)
+
+    def _build_plan(self, rev: Revision) -> SandboxPlan:
         s = self.settings
         spec = rev.spec
         mounts = "mount" in self.namespaces
         uid = self.uid_for(rev.function)
         network = self.network_for(spec)
         relayed = network in ("polyfn", "egress")
+        tmp = spec.ephemeral_storage or s.tmp_size
         return SandboxPlan(
             memory_mb=spec.memory,
             cgroup_base=str(self.cgroups.memory) if self.cgroups else "",
             cgroup_version=self.cgroups.version if self.cgroups else 0,
             pids_max=s.pids_max,
             nofile=s.open_files,
-            fsize_mb=s.file_size,
+            fsize_mb=max(s.file_size, tmp),  # one file may fill the function's /tmp
             cpu_shares=max(2, spec.memory),
             cpu_quota=s.cpu_quota,
             uid=uid,
             gid=uid,
-            tmp_mb=s.tmp_size if mounts else 0,
+            tmp_mb=tmp if mounts else 0,
             hide=[str(s.data_dir.resolve()), *self._expose[0]] if mounts else [],
             binds=[*(d for d in (rev.code_dir, rev.deps_dir) if d), *self._expose[1]] if mounts else [],
             network=network,
             allow=self.allow_for(rev) if relayed else [],
+            net_group=self.net_group_for(rev),
             seccomp=spec.runtime if self.seccomp else "",
             relay_socket=str(self.relay.path) if self.relay is not None and relayed else "",
             relay_ports=sorted(self.relay.targets) if self.relay is not None and relayed else [],
@@ -353,6 +397,8 @@ class InstanceManager:
 
     def forget_pool(self, pool: Pool) -> None:
         self.pools.discard(pool)
+        rev = pool.revision
+        self._plans.pop((rev.key, rev.created_at, rev.code_sha256), None)
         if self.fzs is not None:
             self.fzs.drop(pool.revision.key)
 
@@ -474,6 +520,9 @@ class InstanceManager:
         finally:
             theirs.close()
         inst.pid = pid
+        if self.cgroups is not None:  # a function zygote's forks share its cgroup
+            inst.memory = cgroups.MemoryGauge(cgroup_dir_for(str(self.cgroups.memory), fz.supervisor if fz else pid),
+                                              self.cgroups.version)
         self._by_pid[pid] = inst
         if pid in self._early_exits:
             self._on_exit(pid, self._early_exits.pop(pid))
@@ -507,7 +556,8 @@ class InstanceManager:
                 log.warning("%s: cannot raise the function zygote's cgroup limits: %s", fz.key, e)
                 return 0
         try:
-            pid = await fz.spawn(ispec, theirs)
+            # the sandbox is the zygote's, in force already: its forks need not decode the plan again
+            pid = await fz.spawn(msgspec.structs.replace(ispec, sandbox=None), theirs)
             ours.send(pid.to_bytes(8, "little"))  # the instance's host pid (for POLYFN_HOST_PID)
             return pid
         except (ZygoteError, OSError) as e:

@@ -108,7 +108,10 @@ class Pool:
         self.waiters: deque[asyncio.Future[Instance]] = deque()
         self._since: dict[asyncio.Future[Instance], float] = {}  # waiter → when it began to wait (monotonic)
         self.wait_target = shed.WAIT_TARGET
-        self._shedding = False  # refusing callers at once (in `manager.shedding`: the HTTP protocol refuses too)
+        self._shedding = False  # callers wait or are refused: in `manager.shedding` (the HTTP protocol asks it)
+        self._shed_at = 0.0  # when it last refused a caller (monotonic)
+        self.recover_after = shed.RECOVER_AFTER  # it leaves `manager.shedding` after refusing no one this long
+        self._passing = 0  # calls the HTTP protocol let in that have not reached `acquire` yet (see `admits`)
         self._capped_until = 0.0  # the memory budget refused a start: full capacity until then (monotonic)
         self.starting = 0
         self.draining = False
@@ -157,7 +160,8 @@ class Pool:
         if waiters or not self.max_queue:  # (the first waiter is let in: instances start for it)
             reason = self._refusal(now)
             if reason is not None:
-                self._shed(reason == shed.OVERLOADED)
+                self._shed_at = now
+                self._watch()
                 raise Throttled(f"function {self.revision.function!r} is at capacity ({len(self.instances)} "
                                 f"instances, {len(waiters)} queued)", reason=reason)
         loop = self._loop
@@ -166,6 +170,8 @@ class Pool:
         fut: asyncio.Future[Instance] = loop.create_future()
         waiters.append(fut)
         self._since[fut] = now
+        if not self._shedding:
+            self._watch()
         self._scale_up()
         # Not asyncio.wait_for: every request that finds all instances busy comes through here, and
         # wait_for's wrapping (a second future, callbacks, a timer) measured ~3x the cost of this.
@@ -189,33 +195,67 @@ class Pool:
                 f"no instance of {self.revision.function!r} became free within {timeout:.1f} s", retry_after=1,
                 reason=shed.WAIT_TIMEOUT))
 
-    def _refusal(self, now: float) -> str | None:
-        """Why a new caller would be refused now (shed.refusal of what the pool sees), or None."""
+    def _refusal(self, now: float, coming: int = 0) -> str | None:
+        """Why a new caller would be refused now (shed.refusal of what the pool sees, with `coming` more
+        callers on their way to the queue), or None."""
         waiters = self.waiters
         head = self._since.get(waiters[0], now) if waiters else now
-        # at full capacity: every instance it may have is up and none is starting (waiting for a starting
-        # instance is productive), or the node's memory budget just refused another
-        full = not self.starting and (len(self.instances) >= self.max_instances or now < self._capped_until)
-        return shed.refusal(len(waiters), len(self.instances) * self.concurrency, now - head, full,
-                            self.max_queue, self.wait_target)
+        # at full capacity: every instance it may have is up or starting, or the node's memory budget just
+        # refused another (waiting for a starting instance is productive: shed.refusal bounds it by its slots)
+        n = len(self.instances) + self.starting
+        full = n >= self.max_instances or now < self._capped_until
+        return shed.refusal(len(waiters) + coming, n * self.concurrency, now - head, full, self.max_queue,
+                            self.wait_target, self.starting > 0)
 
     def refusing(self) -> bool:
-        """Would a new call be refused now? Asked by the HTTP protocol for each call to a function that
-        sheds load (`manager.shedding`), so it refuses before any work exactly when the pool would: a live
-        check, not a flag with hysteresis — callers whose calls just ended find room as soon as there is
-        some, and the instances never wait for callers the protocol turned away."""
-        return bool(self.waiters) and self._refusal(time.monotonic()) is not None
+        """Would a new call be refused now? (What `admits` decides, without counting the call.)"""
+        return self._early_refusal(time.monotonic()) is not None
 
-    def _shed(self, overloaded: bool) -> None:
-        """Refusing at once: while overloaded the node's HTTP protocol asks this pool before each call of
-        its function (`manager.shedding`, see `refusing`), until its queue is empty again."""
-        if overloaded and not self._shedding:
+    def admits(self) -> bool:
+        """May a new call come in now? Asked by the HTTP protocol for each call to a function that sheds load
+        (`manager.shedding`), before the call costs a task, so it refuses before any work exactly when the pool
+        would: a live check, not a flag — callers whose calls just ended find room as soon as there is some,
+        and the instances never wait for callers the protocol turned away.
+
+        A call let in is counted as on its way until the event loop next runs its ready callbacks (its task's
+        first step reaches `acquire`, or leaves for good): under a flood one read of the sockets brings a
+        request on every connection, and without the count all of them passed (the queue was empty while
+        they were read) and were then refused by `acquire` one by one, each at the full cost of a call."""
+        now = time.monotonic()
+        if self._early_refusal(now) is not None:
+            self._shed_at = now
+            return False
+        if not self._passing:
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
+            loop.call_soon(self._arrived)
+        self._passing += 1
+        return True
+
+    def _arrived(self) -> None:
+        self._passing = 0
+
+    def _early_refusal(self, now: float) -> str | None:
+        free = len(self.instances) * self.concurrency - self.busy
+        if not self.waiters and self._passing < free:
+            return None  # (the common case: a free slot for it)
+        return self._refusal(now, self._passing - max(0, free))
+
+    def _watch(self) -> None:
+        """Callers wait (or are refused): from now on the node's HTTP protocol asks this pool before each call
+        of its function (`manager.shedding`, see `admits`), until its queue is empty and it has refused no one
+        for `recover_after`. (Watched from the first wait, not the first refusal: a flood's first read then
+        lets in only what the queue takes too, instead of every connection's call.)"""
+        if not self._shedding:
             self._shedding = True
             shedding = getattr(self.manager, "shedding", None)  # (test fakes of the manager may have none)
             if shedding is not None:
                 shedding[self.revision.function] = self
 
-    def _recovered(self) -> None:
+    def _recovered(self, force: bool = False) -> None:
+        if not force and time.monotonic() - self._shed_at < self.recover_after:
+            return  # (a flood that pauses: leaving and coming back lets one read's worth of calls in unchecked)
         self._shedding = False
         shedding = getattr(self.manager, "shedding", None)
         if shedding is not None and shedding.get(self.revision.function) is self:
@@ -501,7 +541,7 @@ class Pool:
         within `timeout`, then stop every instance."""
         self.draining = True
         if self._shedding:
-            self._recovered()
+            self._recovered(force=True)
         if any(i.inflight for i in self.instances) or self.waiters:
             self._idle_event.clear()
             try:

@@ -10,7 +10,13 @@ longer than `target`. Then new callers are refused at once, so the ones accepted
 the instances are never idle for want of a queued call (CoDel's idea — a standing queue, not a long one,
 is the sign of overload — applied at admission). A burst at full capacity may queue up to BURST callers
 per slot before that (they all arrive before the oldest has waited long, e.g. in one turn of the event
-loop under a flood, and would otherwise all be let in).
+loop under a flood, and would otherwise all be let in). While instances are starting, the oldest waiter's
+wait is a cold start's, not a sign of overload, but the queue is bounded all the same, by BURST callers per
+slot to come.
+
+The HTTP protocol asks the pool the same question before a call costs a task (`Pool.admits`, counting the
+calls it let in that have not reached the queue yet), and holds the 429s it answers itself in a tarpit
+(gateway/http.py `Tarpit`).
 
 Pure: the pool passes what it sees.
 """
@@ -29,17 +35,21 @@ NO_MEMORY = "no_memory"  # the node's memory budget has no room for an instance
 WAIT_TARGET = 1.0
 #: callers per slot that may queue at full capacity however short they have waited
 BURST = 4
+#: seconds a function that shed load stays checked by the HTTP protocol after its last refusal
+RECOVER_AFTER = 5.0
 
 
 def refusal(queued: int, slots: int, head_wait: float, saturated: bool, max_queue: int,
-            target: float = WAIT_TARGET) -> str | None:
+            target: float = WAIT_TARGET, starting: bool = False) -> str | None:
     """Why a new caller that found no free instance is refused, or None to let it wait.
 
-    `queued`: callers waiting now; `slots`: calls the live instances take at once (instances × concurrency);
-    `head_wait`: seconds the oldest waiter has waited; `saturated`: no further instance may start (the
-    function's `max_instances`)."""
+    `queued`: callers waiting now; `slots`: calls the instances take at once (instances × concurrency,
+    counting the ones starting); `head_wait`: seconds the oldest waiter has waited; `saturated`: no further
+    instance may start (the function's `max_instances`); `starting`: some are still starting (then the
+    oldest waiter's wait is a cold start's, not a sign of overload, but the queue is still bounded by BURST
+    callers per slot to come: a flood that begins with a cold start must not fill `max_queue`)."""
     if queued >= max_queue:
         return QUEUE_FULL
-    if saturated and queued >= slots and (head_wait > target or queued >= BURST * slots):
+    if saturated and queued >= slots and (queued >= BURST * slots or (head_wait > target and not starting)):
         return OVERLOADED
     return None

@@ -19,7 +19,7 @@ from pathlib import Path
 import msgspec
 
 from polyfn.loops import one_item
-from polyfn.runtimes.python.zygote import (
+from polyfn.protocol.zygote import (
     PACKET_MAX,
     Exited,
     FromZygote,

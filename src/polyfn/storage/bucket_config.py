@@ -11,7 +11,7 @@ from polyfn.storage.wire import Request, Send, e, malformed, parse_xml, read_all
 from polyfn.storage.write_request import check_tags, tags_xml
 
 if TYPE_CHECKING:
-    from polyfn.storage.api import S3App
+    from polyfn.storage.context import S3Context
     from polyfn.storage.sigv4 import Identity
 
 BUCKET_TAGS = 50
@@ -29,7 +29,7 @@ async def _body(req: Request) -> bytes:
 # -- ACL ------------------------------------------------------------------------------------------------
 
 
-def block_public(app: S3App, bucket: str, grants: list[tuple[str, str, str]]) -> None:
+def block_public(app: S3Context, bucket: str, grants: list[tuple[str, str, str]]) -> None:
     """A bucket whose public access block says BlockPublicAcls refuses ACLs that grant to everyone."""
     pab = app.backend.bucket(bucket).public_access_block
     if pab.get("BlockPublicAcls") and any(kind == "uri" and who.endswith(("/AllUsers", "/AuthenticatedUsers"))
@@ -37,11 +37,11 @@ def block_public(app: S3App, bucket: str, grants: list[tuple[str, str, str]]) ->
         raise S3Error(403, "AccessDenied", "Access Denied: the bucket's public access block refuses public ACLs")
 
 
-async def get_bucket_acl(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def get_bucket_acl(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     await respond_xml(send, "AccessControlPolicy", acl.to_xml(app.backend.bucket(req.bucket).acl))
 
 
-async def put_bucket_acl(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def put_bucket_acl(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     body = await _body(req)
     grants = acl.from_request(req.headers, body, app.backend.bucket(req.bucket).ownership)
     block_public(app, req.bucket, grants)
@@ -52,12 +52,12 @@ async def put_bucket_acl(app: S3App, req: Request, send: Send, ident: Identity |
 # -- versioning -----------------------------------------------------------------------------------------
 
 
-async def get_versioning(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def get_versioning(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     status = app.backend.bucket(req.bucket).versioning
     await respond_xml(send, "VersioningConfiguration", f"<Status>{status}</Status>" if status else "")
 
 
-async def put_versioning(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def put_versioning(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     root = parse_xml(await _body(req))
     status = root.findtext("Status")
     if root.tag != "VersioningConfiguration" or status not in ("Enabled", "Suspended"):
@@ -83,19 +83,19 @@ def parse_tagging(body: bytes, limit: int) -> dict[str, str]:
     return check_tags([(t.findtext("Key") or "", t.findtext("Value") or "") for t in tagset.findall("Tag")], limit)
 
 
-async def get_bucket_tagging(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def get_bucket_tagging(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     tags = app.backend.bucket(req.bucket).tags
     if not tags:
         raise _not_found("NoSuchTagSet", "The TagSet does not exist")
     await respond_xml(send, "Tagging", tags_xml(tags))
 
 
-async def put_bucket_tagging(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def put_bucket_tagging(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     app.backend.update_bucket(req.bucket, tags=parse_tagging(await _body(req), BUCKET_TAGS))
     await respond(send, 204, [])
 
 
-async def delete_bucket_tagging(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def delete_bucket_tagging(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     app.backend.update_bucket(req.bucket, tags={})
     await respond(send, 204, [])
 
@@ -103,14 +103,14 @@ async def delete_bucket_tagging(app: S3App, req: Request, send: Send, ident: Ide
 # -- CORS -----------------------------------------------------------------------------------------------
 
 
-async def get_cors(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def get_cors(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     rules = app.backend.bucket(req.bucket).cors
     if not rules:
         raise _not_found("NoSuchCORSConfiguration", "The CORS configuration does not exist")
     await respond_xml(send, "CORSConfiguration", cors.to_xml(rules))
 
 
-async def put_cors(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def put_cors(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     root = parse_xml(await _body(req))
     if root.tag != "CORSConfiguration":
         raise malformed()
@@ -118,7 +118,7 @@ async def put_cors(app: S3App, req: Request, send: Send, ident: Identity | None)
     await respond(send, 200, [])
 
 
-async def delete_cors(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def delete_cors(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     app.backend.update_bucket(req.bucket, cors=[])
     await respond(send, 204, [])
 
@@ -126,7 +126,7 @@ async def delete_cors(app: S3App, req: Request, send: Send, ident: Identity | No
 # -- Object Lock ----------------------------------------------------------------------------------------
 
 
-async def get_object_lock(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def get_object_lock(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     lock = app.backend.bucket(req.bucket).lock
     if not lock.get("enabled"):
         raise _not_found("ObjectLockConfigurationNotFoundError", "Object Lock configuration does not exist for "
@@ -138,7 +138,7 @@ async def get_object_lock(app: S3App, req: Request, send: Send, ident: Identity 
     await respond_xml(send, "ObjectLockConfiguration", f"<ObjectLockEnabled>Enabled</ObjectLockEnabled>{rule}")
 
 
-async def put_object_lock(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def put_object_lock(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     root = parse_xml(await _body(req))
     if root.tag != "ObjectLockConfiguration" or root.findtext("ObjectLockEnabled") != "Enabled":
         raise malformed()
@@ -170,7 +170,7 @@ async def put_object_lock(app: S3App, req: Request, send: Send, ident: Identity 
 # -- default encryption ---------------------------------------------------------------------------------
 
 
-async def get_encryption(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def get_encryption(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     bucket = app.backend.bucket(req.bucket)
     alg = bucket.encryption
     if not alg:
@@ -182,7 +182,7 @@ async def get_encryption(app: S3App, req: Request, send: Send, ident: Identity |
                       "<BucketKeyEnabled>false</BucketKeyEnabled></Rule>")
 
 
-async def put_encryption(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def put_encryption(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     root = parse_xml(await _body(req))
     alg = root.findtext("Rule/ApplyServerSideEncryptionByDefault/SSEAlgorithm")
     if root.tag != "ServerSideEncryptionConfiguration" or not alg:
@@ -194,7 +194,7 @@ async def put_encryption(app: S3App, req: Request, send: Send, ident: Identity |
     await respond(send, 200, [])
 
 
-async def delete_encryption(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def delete_encryption(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     app.backend.update_bucket(req.bucket, encryption="", kms_key_id="")
     await respond(send, 204, [])
 
@@ -202,14 +202,14 @@ async def delete_encryption(app: S3App, req: Request, send: Send, ident: Identit
 # -- policy ---------------------------------------------------------------------------------------------
 
 
-async def get_policy(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def get_policy(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     text = app.backend.bucket(req.bucket).policy
     if not text:
         raise _not_found("NoSuchBucketPolicy", "The bucket policy does not exist")
     await respond(send, 200, [(b"content-type", b"application/json")], text.encode())
 
 
-async def put_policy(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def put_policy(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     text = (await _body(req)).decode("utf-8", "replace")
     doc = policy.parse(text)
     if app.backend.bucket(req.bucket).public_access_block.get("BlockPublicPolicy") and policy.is_public(doc):
@@ -218,12 +218,12 @@ async def put_policy(app: S3App, req: Request, send: Send, ident: Identity | Non
     await respond(send, 204, [])
 
 
-async def delete_policy(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def delete_policy(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     app.backend.update_bucket(req.bucket, policy="")
     await respond(send, 204, [])
 
 
-async def get_policy_status(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def get_policy_status(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     bucket = app.backend.bucket(req.bucket)
     public = (bool(bucket.policy) and policy.is_public(policy.parse(bucket.policy))) or any(
         kind == "uri" and who.endswith(("/AllUsers", "/AuthenticatedUsers")) for kind, who, _ in bucket.acl)
@@ -233,14 +233,14 @@ async def get_policy_status(app: S3App, req: Request, send: Send, ident: Identit
 # -- ownership controls, public access block ------------------------------------------------------------
 
 
-async def get_ownership(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def get_ownership(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     own = app.backend.bucket(req.bucket).ownership
     if not own:
         raise _not_found("OwnershipControlsNotFoundError", "The bucket ownership controls were not found")
     await respond_xml(send, "OwnershipControls", f"<Rule><ObjectOwnership>{own}</ObjectOwnership></Rule>")
 
 
-async def put_ownership(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def put_ownership(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     own = parse_xml(await _body(req)).findtext("Rule/ObjectOwnership")
     if own not in ("BucketOwnerEnforced", "BucketOwnerPreferred", "ObjectWriter"):
         raise malformed()
@@ -248,12 +248,12 @@ async def put_ownership(app: S3App, req: Request, send: Send, ident: Identity | 
     await respond(send, 200, [])
 
 
-async def delete_ownership(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def delete_ownership(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     app.backend.update_bucket(req.bucket, ownership="")
     await respond(send, 204, [])
 
 
-async def get_public_access_block(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def get_public_access_block(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     pab = app.backend.bucket(req.bucket).public_access_block
     if not pab:
         raise _not_found("NoSuchPublicAccessBlockConfiguration", "The public access block configuration was not "
@@ -262,7 +262,7 @@ async def get_public_access_block(app: S3App, req: Request, send: Send, ident: I
     await respond_xml(send, "PublicAccessBlockConfiguration", inner)
 
 
-async def put_public_access_block(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def put_public_access_block(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     root = parse_xml(await _body(req))
     if root.tag != "PublicAccessBlockConfiguration":
         raise malformed()
@@ -271,7 +271,7 @@ async def put_public_access_block(app: S3App, req: Request, send: Send, ident: I
     await respond(send, 200, [])
 
 
-async def delete_public_access_block(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def delete_public_access_block(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     app.backend.update_bucket(req.bucket, public_access_block={})
     await respond(send, 204, [])
 

@@ -10,13 +10,13 @@ from polyfn.storage.model import BucketInfo
 from polyfn.storage.wire import OWNER, Request, Send, e, iso, parse_xml, read_all, respond, respond_xml
 
 if TYPE_CHECKING:
-    from polyfn.storage.api import S3App
+    from polyfn.storage.context import S3Context
     from polyfn.storage.sigv4 import Identity
 
 OWNERSHIPS = ("BucketOwnerEnforced", "BucketOwnerPreferred", "ObjectWriter")
 
 
-async def list_buckets(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def list_buckets(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     q = req.q
     prefix, after = q.get("prefix", ""), q.get("continuation-token", "")
     try:
@@ -34,7 +34,7 @@ async def list_buckets(app: S3App, req: Request, send: Send, ident: Identity | N
     await respond_xml(send, "ListAllMyBucketsResult", f"{OWNER}<Buckets>{items}</Buckets>{tail}")
 
 
-async def create_bucket(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def create_bucket(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     body = await read_all(req.receive)
     if body.strip():
         loc = parse_xml(body).findtext("LocationConstraint")
@@ -60,16 +60,16 @@ async def create_bucket(app: S3App, req: Request, send: Send, ident: Identity | 
     await respond(send, 200, [(b"location", f"/{req.bucket}".encode())])
 
 
-async def head_bucket(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def head_bucket(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     app.backend.bucket(req.bucket)
     await respond(send, 200, [(b"x-amz-bucket-region", app.region.encode())], head=True)
 
 
-async def delete_bucket(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def delete_bucket(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     app.backend.delete_bucket(req.bucket)
     await respond(send, 204, [])
 
 
-async def get_location(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def get_location(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     app.backend.bucket(req.bucket)
     await respond_xml(send, "LocationConstraint", "" if app.region == "us-east-1" else e(app.region))

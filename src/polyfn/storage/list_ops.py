@@ -14,7 +14,7 @@ from polyfn.storage.model import ObjectInfo
 from polyfn.storage.wire import OSS_DIALECT, OWNER, Request, Send, e, iso, respond_xml
 
 if TYPE_CHECKING:
-    from polyfn.storage.api import S3App
+    from polyfn.storage.context import S3Context
     from polyfn.storage.sigv4 import Identity
 
 
@@ -38,7 +38,7 @@ def _storage_class(o: ObjectInfo) -> str:
     return f"<StorageClass>{o.storage_class}</StorageClass>"
 
 
-async def list_objects(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def list_objects(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     q = req.q
     v2 = q.get("list-type") == "2"
     prefix = q.get("prefix", "")
@@ -94,7 +94,7 @@ async def list_objects(app: S3App, req: Request, send: Send, ident: Identity | N
     await respond_xml(send, "ListBucketResult", "".join(parts))
 
 
-def _versions_page(app: S3App, bucket: str, prefix: str, delimiter: str, key_marker: str, vid_marker: str,
+def _versions_page(app: S3Context, bucket: str, prefix: str, delimiter: str, key_marker: str, vid_marker: str,
                    max_keys: int) -> tuple[list[tuple[ObjectInfo, bool]], list[str], bool, str, str]:
     """(versions with is-latest, common prefixes, truncated, next key marker, next version marker)."""
     out: list[tuple[ObjectInfo, bool]] = []
@@ -124,7 +124,7 @@ def _versions_page(app: S3App, bucket: str, prefix: str, delimiter: str, key_mar
     return out, prefixes, False, last_key, last_vid
 
 
-async def list_versions(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def list_versions(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     q = req.q
     prefix, delimiter = q.get("prefix", ""), q.get("delimiter", "")
     key_marker, vid_marker = q.get("key-marker", ""), q.get("version-id-marker", "")
@@ -157,7 +157,7 @@ async def list_versions(app: S3App, req: Request, send: Send, ident: Identity | 
     await respond_xml(send, "ListVersionsResult", "".join(parts))
 
 
-async def list_uploads(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def list_uploads(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     q = req.q
     prefix, delimiter = q.get("prefix", ""), q.get("delimiter", "")
     key_marker, id_marker = q.get("key-marker", ""), q.get("upload-id-marker", "")

@@ -35,15 +35,13 @@ from polyfn.storage.model import (
     NULL_VERSION,
     BucketInfo,
     ObjectInfo,
+    Precondition,
     PutChecks,
     validate_bucket_name,
     validate_key,
 )
 from polyfn.storage.objfile import READ_CHUNK, Writer, dec, enc, read_info, read_info_fd, rewrite
 from polyfn.storage.uploads import Uploads
-
-#: Decides at commit time whether a write may replace the current version (conditional writes).
-Precondition = Callable[[ObjectInfo | None], None]
 
 
 @dataclass(slots=True)

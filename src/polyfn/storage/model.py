@@ -7,6 +7,7 @@ Names and limits as S3 has them. An object's record travels in its file's traile
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +69,10 @@ class ObjectInfo:
                    m.get("v", NULL_VERSION), m.get("seq", 0), m.get("dm", False), m.get("tags", {}),
                    [tuple(g) for g in m.get("acl", [])], m.get("parts", []), m.get("ckt", ""), m.get("pck", []),
                    m.get("sse", {}), m.get("lm", ""), m.get("lu", 0.0), m.get("lh", False), m.get("sc", "STANDARD"))
+
+
+#: Decides at commit time whether a write may replace the current version (conditional writes): raises to refuse.
+Precondition = Callable[[ObjectInfo | None], None]
 
 
 @dataclass(slots=True)

@@ -14,11 +14,11 @@ from polyfn.storage.wire import Request, Send, e, iso, malformed, parse_xml, rea
 from polyfn.storage.write_request import data_key, encryption, new_info, payload, sse_headers
 
 if TYPE_CHECKING:
-    from polyfn.storage.api import S3App
+    from polyfn.storage.context import S3Context
     from polyfn.storage.sigv4 import Identity
 
 
-async def create_upload(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def create_upload(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     app.check_loop(req.bucket, req.key, "created", ident)
     await read_all(req.receive)
     bucket = app.backend.bucket(req.bucket)
@@ -55,7 +55,7 @@ def _part_number(req: Request) -> int:
     return n
 
 
-def _upload_key(app: S3App, req: Request) -> bytes | None:
+def _upload_key(app: S3Context, req: Request) -> bytes | None:
     """The data key of an encrypted upload (SSE-C: the part request must carry the same customer key)."""
     rec = app.backend.upload(req.bucket, req.key, req.q["uploadId"])
     if not rec["sse"]:
@@ -63,12 +63,12 @@ def _upload_key(app: S3App, req: Request) -> bytes | None:
     return data_key(app, req.headers, ObjectInfo(req.key, 0, "", 0.0, sse=rec["sse"]))
 
 
-def _upload_sse_headers(app: S3App, req: Request) -> list[tuple[bytes, bytes]]:
+def _upload_sse_headers(app: S3Context, req: Request) -> list[tuple[bytes, bytes]]:
     rec = app.backend.upload(req.bucket, req.key, req.q["uploadId"])
     return sse_headers(ObjectInfo(req.key, 0, "", 0.0, sse=rec["sse"]), req.headers) if rec["sse"] else []
 
 
-async def upload_part(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def upload_part(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     number = _part_number(req)
     dk = _upload_key(app, req)
     chunks, checks = payload(app, req, ident)
@@ -79,7 +79,7 @@ async def upload_part(app: S3App, req: Request, send: Send, ident: Identity | No
     await respond(send, 200, hdrs)
 
 
-async def upload_part_copy(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def upload_part_copy(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     number = _part_number(req)
     sb, sk, svid = copy_source(req)
     await read_all(req.receive)
@@ -118,7 +118,7 @@ async def upload_part_copy(app: S3App, req: Request, send: Send, ident: Identity
                       f"<ETag>&quot;{part.etag}&quot;</ETag>{sums}", headers=hdrs)
 
 
-async def complete_upload(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def complete_upload(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     app.check_loop(req.bucket, req.key, "created", ident)
     root = parse_xml(await read_all(req.receive))
     if root.tag != "CompleteMultipartUpload":
@@ -145,12 +145,12 @@ async def complete_upload(app: S3App, req: Request, send: Send, ident: Identity 
                       f"<Key>{e(req.key)}</Key><ETag>&quot;{info.etag}&quot;</ETag>{sums}", headers=hdrs)
 
 
-async def abort_upload(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def abort_upload(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     app.backend.abort_upload(req.bucket, req.key, req.q["uploadId"])
     await respond(send, 204, [])
 
 
-async def list_parts(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def list_parts(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     try:
         marker = int(req.q.get("part-number-marker", "0") or 0)
         max_parts = min(int(req.q.get("max-parts", "1000")), 1000)

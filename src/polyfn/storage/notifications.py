@@ -3,7 +3,7 @@
 A trigger says "invoke FUNCTION when objects in BUCKET are created/deleted (optionally only keys with this
 prefix/suffix)". Configs live in the metadata store (`storage_triggers`). Every matching change becomes a
 CloudEvent (`TYPE_OBJECT_CREATED` / `TYPE_OBJECT_DELETED`, data as in `polyfn.events.cloudevent`) queued as
-an async invocation in the durable queue (`AsyncQueue.submit(fn, "cloudevent", "storage", ...)`), so it gets
+an async invocation in the durable queue (`AsyncQueue.enqueue(Call(fn, "cloudevent", "storage", ...))`), so it gets
 the function's retry policy and the dead-letter queue like every other trigger. `emit` returns once the
 deliveries are committed to the queue file: the S3 API acknowledges a write only after that, so a write a
 client saw succeed is delivered even if the server is killed right after.
@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select
 
+from polyfn.call import Call
 from polyfn.events.cloudevent import CONTENT_TYPE, TYPE_OBJECT_CREATED, TYPE_OBJECT_DELETED, new_event
 from polyfn.storage.errors import S3Error
 from polyfn.store.tables import storage_triggers
@@ -74,9 +75,8 @@ def parse_events(value: str | list[str]) -> tuple[str, ...]:
     return out
 
 
-#: submit(function, kind, trigger, body, content_type, headers=..., check=...) -> activation id: the durable
-#: async queue's `AsyncQueue.submit`.
-Submit = Callable[..., Awaitable[str]]
+#: enqueue(call, check=...) -> activation id: the durable async queue's `AsyncQueue.enqueue`.
+Enqueue = Callable[..., Awaitable[str]]
 
 
 class Notifications:
@@ -84,7 +84,7 @@ class Notifications:
         self.store = store
         self.region = region
         self.clock = clock
-        self.submit: Submit | None = None  # set by the node once the async queue runs (`StorageService.serve`)
+        self.enqueue: Enqueue | None = None  # set by the node once the async queue runs (`StorageService.serve`)
         # Whether a bucket exists (set by StorageService): a trigger on a missing bucket could never fire.
         self.bucket_exists: Callable[[str], bool] | None = None
         self.triggers: dict[str, StorageTrigger] = {}
@@ -169,15 +169,15 @@ class Notifications:
         matched = self.matching(event, bucket, key)
         if not matched:
             return 0
-        if self.submit is None:
+        if self.enqueue is None:
             raise RuntimeError("storage event not queued: the async queue is not running")
         data = {"bucket": bucket, "key": key, "size": size, "etag": etag, "content_type": content_type,
                 "region": self.region, "source_ip": source_ip, "sequencer": f"{next(self._seq):016X}"}
         body = new_event(EVENT_TYPES[event], f"polyfn:storage:{self.region}:{bucket}", data, subject=key).to_json()
-        submit = self.submit
+        enqueue = self.enqueue
         # check=False: a trigger whose function is gone is dead-lettered by the queue, like other triggers.
-        await asyncio.gather(*(submit(t.function, "cloudevent", "storage", body, CONTENT_TYPE,
-                                      headers=[(TRIGGER_HEADER, t.id)], check=False) for t in matched))
+        await asyncio.gather(*(enqueue(Call(t.function, "cloudevent", "storage", headers=[(TRIGGER_HEADER, t.id)],
+                                            body=body, content_type=CONTENT_TYPE), check=False) for t in matched))
         return len(matched)
 
 def from_vendor_config(config: dict[str, Any]) -> tuple[str, tuple[str, ...], str, str]:

@@ -25,7 +25,7 @@ from polyfn.storage.wire import (
 from polyfn.storage.write_request import MAX_TAGS, tags_xml
 
 if TYPE_CHECKING:
-    from polyfn.storage.api import S3App
+    from polyfn.storage.context import S3Context
     from polyfn.storage.sigv4 import Identity
 
 
@@ -36,20 +36,20 @@ def _vid(req: Request) -> str | None:
     return vid
 
 
-def _vh(app: S3App, req: Request, info: ObjectInfo) -> list[tuple[bytes, bytes]]:
+def _vh(app: S3Context, req: Request, info: ObjectInfo) -> list[tuple[bytes, bytes]]:
     return version_headers(info, app.backend.bucket(req.bucket).versioning == "Enabled")
 
 
 # -- ACL ------------------------------------------------------------------------------------------------
 
 
-async def get_object_acl(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def get_object_acl(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     info = app.backend.head_object(req.bucket, req.key, _vid(req))
     await respond_xml(send, "AccessControlPolicy", acl.to_xml(info.acl or acl.CANNED["private"]),
                       headers=_vh(app, req, info))
 
 
-async def put_object_acl(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def put_object_acl(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     body = await read_all(req.receive)
     grants = acl.from_request(req.headers, body, app.backend.bucket(req.bucket).ownership)
     block_public(app, req.bucket, grants)
@@ -64,12 +64,12 @@ async def put_object_acl(app: S3App, req: Request, send: Send, ident: Identity |
 # -- tagging --------------------------------------------------------------------------------------------
 
 
-async def get_object_tagging(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def get_object_tagging(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     info = app.backend.head_object(req.bucket, req.key, _vid(req))
     await respond_xml(send, "Tagging", tags_xml(info.tags), headers=_vh(app, req, info))
 
 
-async def put_object_tagging(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def put_object_tagging(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     tags = parse_tagging(await read_all(req.receive), MAX_TAGS)
 
     def change(info: ObjectInfo) -> None:
@@ -79,7 +79,7 @@ async def put_object_tagging(app: S3App, req: Request, send: Send, ident: Identi
     await respond(send, 200, _vh(app, req, info))
 
 
-async def delete_object_tagging(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def delete_object_tagging(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     def change(info: ObjectInfo) -> None:
         info.tags = {}
 
@@ -90,12 +90,12 @@ async def delete_object_tagging(app: S3App, req: Request, send: Send, ident: Ide
 # -- Object Lock: retention and legal hold --------------------------------------------------------------
 
 
-def _lock_bucket(app: S3App, bucket: str) -> None:
+def _lock_bucket(app: S3Context, bucket: str) -> None:
     if not app.backend.bucket(bucket).lock.get("enabled"):
         raise S3Error(400, "InvalidRequest", "Bucket is missing Object Lock Configuration")
 
 
-async def get_retention(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def get_retention(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     _lock_bucket(app, req.bucket)
     info = app.backend.head_object(req.bucket, req.key, _vid(req))
     if not info.lock_mode:
@@ -105,7 +105,7 @@ async def get_retention(app: S3App, req: Request, send: Send, ident: Identity | 
                       "</RetainUntilDate>")
 
 
-async def put_retention(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def put_retention(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     root = parse_xml(await read_all(req.receive))
     _lock_bucket(app, req.bucket)
     mode, until_s = root.findtext("Mode"), root.findtext("RetainUntilDate")
@@ -134,13 +134,13 @@ async def put_retention(app: S3App, req: Request, send: Send, ident: Identity | 
     await respond(send, 200, _vh(app, req, info))
 
 
-async def get_legal_hold(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def get_legal_hold(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     _lock_bucket(app, req.bucket)
     info = app.backend.head_object(req.bucket, req.key, _vid(req))
     await respond_xml(send, "LegalHold", f"<Status>{'ON' if info.legal_hold else 'OFF'}</Status>")
 
 
-async def put_legal_hold(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def put_legal_hold(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     root = parse_xml(await read_all(req.receive))
     _lock_bucket(app, req.bucket)
     status = root.findtext("Status")
@@ -157,7 +157,7 @@ async def put_legal_hold(app: S3App, req: Request, send: Send, ident: Identity |
 # -- GetObjectAttributes --------------------------------------------------------------------------------
 
 
-async def get_attributes(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def get_attributes(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     wanted = {a.strip() for a in req.headers.get("x-amz-object-attributes", "").split(",") if a.strip()}
     if not wanted:
         raise invalid_argument("x-amz-object-attributes names at least one attribute")

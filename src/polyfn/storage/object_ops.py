@@ -39,7 +39,7 @@ from polyfn.storage.write_request import (
 )
 
 if TYPE_CHECKING:
-    from polyfn.storage.api import S3App
+    from polyfn.storage.context import S3Context
     from polyfn.storage.sigv4 import Identity
 
 MAX_DELETE_KEYS = 1000
@@ -62,7 +62,7 @@ def write_precondition(req: Request) -> Any:
     return lambda current: conditions.check_write(h, current, req.bucket, req.key)
 
 
-async def put_object(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def put_object(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     app.check_loop(req.bucket, req.key, "created", ident)
     bucket = app.backend.bucket(req.bucket)
     info = new_info(app, req, bucket)
@@ -82,7 +82,7 @@ def _version_param(req: Request) -> str | None:
     return vid
 
 
-async def get_object(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def get_object(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     head = req.method == "HEAD"
     bucket = app.backend.bucket(req.bucket)
     info, fd = app.backend.open_object(req.bucket, req.key, _version_param(req))
@@ -212,7 +212,7 @@ def copy_source(req: Request) -> tuple[str, str, str | None]:
     return sb, sk, vid
 
 
-async def copy_object(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def copy_object(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     sb, sk, svid = copy_source(req)
     app.check_loop(req.bucket, req.key, "created", ident)
     await read_all(req.receive)
@@ -264,7 +264,7 @@ def _bypass(req: Request) -> bool:
     return req.headers.get("x-amz-bypass-governance-retention", "").lower() == "true"
 
 
-async def delete_object(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def delete_object(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     app.check_loop(req.bucket, req.key, "deleted", ident)
     vid = _version_param(req)
     if "if-match" in req.headers:
@@ -284,7 +284,7 @@ async def delete_object(app: S3App, req: Request, send: Send, ident: Identity | 
     await _respond(send, 204, hdrs)
 
 
-async def delete_objects(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def delete_objects(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     root = parse_xml(await read_all(req.receive))
     if root.tag != "Delete":
         raise malformed()

@@ -33,7 +33,7 @@ from polyfn.storage.wire import XML_CT, XML_DECL, Request, Send, body_chunks, e,
 from polyfn.storage.write_request import encryption, new_info, sse_headers
 
 if TYPE_CHECKING:
-    from polyfn.storage.api import S3App
+    from polyfn.storage.context import S3Context
     from polyfn.storage.sigv4 import Identity
 
 MAX_FIELDS_BYTES = 64 * 1024
@@ -149,7 +149,7 @@ class Form:
             pass
 
 
-def _verify_signature(app: S3App, f: dict[str, str], policy_b64: str) -> Any:
+def _verify_signature(app: S3Context, f: dict[str, str], policy_b64: str) -> Any:
     """The key that signed the policy (V4 or V2); 403 when the signature is missing or wrong."""
     if "x-amz-signature" in f:
         cred = f.get("x-amz-credential", "")
@@ -175,7 +175,7 @@ def _verify_signature(app: S3App, f: dict[str, str], policy_b64: str) -> Any:
     return key
 
 
-def _lookup(app: S3App, akid: str) -> tuple[str, Any]:
+def _lookup(app: S3Context, akid: str) -> tuple[str, Any]:
     try:
         return v4.resolve(app.lookup, akid)
     except v4.SigV4Error as err:
@@ -225,7 +225,7 @@ def check_policy(policy: dict[str, Any], fields: dict[str, str], bucket: str, no
     return low, high
 
 
-async def post_object(app: S3App, req: Request, send: Send, ident: Identity | None) -> None:
+async def post_object(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     form = Form(req)
     await form.read_fields()
     f = form.fields

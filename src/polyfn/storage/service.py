@@ -95,10 +95,10 @@ class StorageService:
         shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
         self.url = f"http://{shown}:{sock.getsockname()[1]}"
 
-    async def serve(self, submit: Any) -> None:
-        """Start answering S3 requests on the socket bound by `start`; `submit` is `AsyncQueue.submit`,
+    async def serve(self, enqueue: Any) -> None:
+        """Start answering S3 requests on the socket bound by `start`; `enqueue` is `AsyncQueue.enqueue`,
         which takes the storage events."""
-        self.notifications.submit = submit
+        self.notifications.enqueue = enqueue
         if self._sock is None:
             return
         import uvicorn

@@ -27,11 +27,8 @@ from typing import TYPE_CHECKING, Any
 from polyfn.storage import checksums
 from polyfn.storage import sse as sse_mod
 from polyfn.storage.errors import S3Error, invalid_argument
-from polyfn.storage.model import MAX_PARTS, MIN_PART_SIZE, ObjectInfo, PutChecks
+from polyfn.storage.model import MAX_PARTS, MIN_PART_SIZE, ObjectInfo, Precondition, PutChecks
 from polyfn.storage.objfile import Writer, copy_data, read_info, read_info_fd
-
-if TYPE_CHECKING:
-    from polyfn.storage.local import Precondition
 
 COMPLETED_KEPT = 24 * 3600  # seconds a completed upload answers a repeated CompleteMultipartUpload
 

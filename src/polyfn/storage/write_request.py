@@ -14,7 +14,7 @@ from polyfn.storage.model import BucketInfo, ObjectInfo, PutChecks
 from polyfn.storage.wire import Request, aws_chunked, body_chunks, e, parse_iso
 
 if TYPE_CHECKING:
-    from polyfn.storage.api import S3App
+    from polyfn.storage.context import S3Context
     from polyfn.storage.sigv4 import Identity
 
 PASS_HEADERS = ("cache-control", "content-disposition", "content-encoding", "content-language", "expires",
@@ -106,7 +106,7 @@ def lock_settings(h: Mapping[str, str], bucket: BucketInfo, now: float) -> tuple
     return mode, until, hold == "ON"
 
 
-def new_info(app: S3App, req: Request, bucket: BucketInfo | None = None) -> ObjectInfo:
+def new_info(app: S3Context, req: Request, bucket: BucketInfo | None = None) -> ObjectInfo:
     """The record of a version a request creates (size, ETag and version are filled in when it is stored)."""
     h = req.headers
     bucket = bucket or app.backend.bucket(req.bucket)
@@ -125,7 +125,7 @@ def new_info(app: S3App, req: Request, bucket: BucketInfo | None = None) -> Obje
     return info
 
 
-def payload(app: S3App, req: Request, ident: Identity | None) -> tuple[AsyncIterator[bytes], PutChecks]:
+def payload(app: S3Context, req: Request, ident: Identity | None) -> tuple[AsyncIterator[bytes], PutChecks]:
     """The request body as plain chunks, and what it must match (length, MD5, SHA-256, checksums)."""
     h = req.headers
     chunked = (ident is not None and ident.chunked) or ("aws-chunked" in h.get("content-encoding", "")
@@ -158,7 +158,7 @@ def payload(app: S3App, req: Request, ident: Identity | None) -> tuple[AsyncIter
     return chunks, checks
 
 
-def encryption(app: S3App, h: Mapping[str, str], bucket: BucketInfo) -> tuple[bytes, dict[str, Any]] | None:
+def encryption(app: S3Context, h: Mapping[str, str], bucket: BucketInfo) -> tuple[bytes, dict[str, Any]] | None:
     """The data key and record of a new encrypted version, or None for plaintext: SSE-C when the request
     carries a customer key, SSE-S3 when it asks for AES256 or the bucket's default does; SSE-KMS is 501."""
     keys = app.backend.keys
@@ -195,7 +195,7 @@ def encryption(app: S3App, h: Mapping[str, str], bucket: BucketInfo) -> tuple[by
     return keys.new(kind, ckey)
 
 
-def data_key(app: S3App, h: Mapping[str, str], info: ObjectInfo, prefix: str = "") -> bytes | None:
+def data_key(app: S3Context, h: Mapping[str, str], info: ObjectInfo, prefix: str = "") -> bytes | None:
     """The key to read an encrypted version with (SSE-C: from the request's headers), None for plaintext."""
     if not info.sse:
         if sse.customer_key(h, prefix or "x-amz-server-side-encryption-customer-") is not None:

@@ -101,6 +101,7 @@ activations = Table(
     Column("logs", Text, nullable=False, server_default=""),
     Column("logs_end", Float, nullable=False, server_default="0"),
     Column("stream", Text, nullable=True),  # 0011: a streamed response's figures, JSON, or NULL
+    Column("max_memory_mb", Float, nullable=False, server_default="0"),  # 0013
     Index("ix_activations_function_start", "function", "start"),
     Index("ix_activations_start", "start"),
     Index("ix_activations_function_logs_end", "function", "logs_end",
@@ -165,7 +166,7 @@ triggers = Table(
 
 # 0010: the application platform's identity core (src/polyfn/apps): apps (`config` is the app's settings as
 # JSON, `AppConfig`), their end users and sign-in sessions (a refresh token each: only the SHA-256 of its
-# secret is kept). `store/apps.py` reads and writes them.
+# secret is kept). `apps/store.py` reads and writes them.
 apps = Table(
     "apps",
     metadata,
@@ -219,5 +220,16 @@ sites = Table(
     Column("files", Integer, nullable=False),
     Column("size", Integer, nullable=False),
     Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# 0011: the vendor faces' own objects, one JSON document each (`kind`: openwhisk.package | openwhisk.trigger |
+# openwhisk.rule | openfaas.image). `store/compat.py` reads and writes them.
+compat_entities = Table(
+    "compat_entities",
+    metadata,
+    Column("kind", String, primary_key=True),
+    Column("name", String, primary_key=True),
+    Column("doc", Text, nullable=False),
     Column("updated_at", Float, nullable=False),
 )

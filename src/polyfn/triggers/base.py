@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from polyfn.queue.retry import failure_reason  # noqa: F401  (the runners' name for it)
@@ -44,6 +44,9 @@ class Context:
     metrics: Any = None  # polyfn.observe.metrics.Metrics: failures count in polyfn_trigger_errors_total
     leader: Any = None  # triggers.leader.CronLeader: whether this node fires cron ticks
     db: Any = None  # db.changes.ChangeFeed: table change triggers read it
+    #: targets other than functions: a trigger whose `function` is `<prefix>:<name>` hands its events to
+    #: `sinks[prefix](name, key, data)` (e.g. `openwhisk:` fires an OpenWhisk trigger); `key` is unique per event
+    sinks: dict[str, Any] = field(default_factory=dict)
 
 
 class Runner:

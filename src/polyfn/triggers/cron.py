@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
+from polyfn.call import Call
 from polyfn.events.cloudevent import CONTENT_TYPE, TYPE_TIMER, new_event
 from polyfn.triggers import cronspec
 from polyfn.triggers.base import Runner, TriggerConfigError, TriggerFailure, opt_str
@@ -140,12 +141,21 @@ class CronRunner(Runner):
             "trigger": self.trigger.id, "schedule": self.schedule, "timezone": self.tz,
             "scheduled_time": when.isoformat(), "payload": self.data}, time=when.astimezone(dt.UTC))
         job_id = hashlib.sha256(f"{self.trigger.id}@{tick}".encode()).hexdigest()[:32]
+        prefix, _, target = self.trigger.function.partition(":")
+        if target and (sink := self.ctx.sinks.get(prefix)) is not None:  # e.g. an OpenWhisk trigger's alarm
+            try:
+                await sink(target, job_id, self.data)
+            except Exception as e:
+                raise TriggerFailure("fire_failed", f"could not fire {self.trigger.function}: {e}") from e
+            self.delivered += 1
+            self.set_health("scheduled")
+            return
         if self.ctx.registry.get(self.trigger.function) is None:
             # still queued (the queue dead-letters it, so the tick is not lost without a trace), but counted
             self.count_error("function_not_found", f"function {self.trigger.function!r} does not exist")
         try:
-            await self.ctx.queue.submit(self.trigger.function, "cloudevent", "cron", event.to_json(), CONTENT_TYPE,
-                                        job_id=job_id, check=False)
+            await self.ctx.queue.enqueue(Call(self.trigger.function, "cloudevent", "cron", body=event.to_json(),
+                                              content_type=CONTENT_TYPE), job_id=job_id, check=False)
             self.delivered += 1
         except sqlite3.IntegrityError:
             pass  # queued before a crash: at most once per tick

@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from polyfn.call import Call
 from polyfn.events.cloudevent import CONTENT_TYPE, TYPE_BROKER_MESSAGE, TYPE_QUEUE_BATCH, new_event
 from polyfn.queue import retry
 from polyfn.queue.builtin import Job
@@ -116,9 +117,9 @@ async def _deliver(runner: Runner, source: str, topic: str, messages: list[Messa
             return
         spec = active.revision.spec
         body = builder(pending) if builder else build_event(trig.id, source, topic, pending, single)
-        out = await ctx.invoker.invoke(trig.function, "cloudevent", trig.kind, "POST", "/", "",
-                                       [("x-polyfn-trigger", trig.id)], body, CONTENT_TYPE,
-                                       activation_id=uuid.uuid4().hex)
+        out = await ctx.invoker.call(Call(trig.function, "cloudevent", trig.kind,
+                                          headers=[("x-polyfn-trigger", trig.id)], body=body,
+                                          content_type=CONTENT_TYPE, activation_id=uuid.uuid4().hex))
         code, err = outcome_error(out) if out.status >= 400 else (None, {})
         cls = retry.classify(out.status, code, err.get("errorType"))
         if cls == retry.SHUTDOWN:

@@ -15,6 +15,7 @@ import json
 import uuid
 from typing import Any
 
+from polyfn.call import Call
 from polyfn.events.cloudevent import CONTENT_TYPE
 from polyfn.triggers.base import Runner, TriggerConfigError
 
@@ -113,10 +114,10 @@ async def route(manager: Any, event: dict[str, Any], hops: int = 0) -> list[dict
     for r in manager.runners_of("events"):
         if matches(r.trigger.config, event):
             try:
-                aid = await manager.ctx.queue.submit(
-                    r.trigger.function, "cloudevent", "events", body, CONTENT_TYPE,
-                    headers=[(HOPS_HEADER, str(hops)), ("x-polyfn-trigger", r.trigger.id)], job_id=uuid.uuid4().hex,
-                    check=False)
+                aid = await manager.ctx.queue.enqueue(Call(
+                    r.trigger.function, "cloudevent", "events", body=body, content_type=CONTENT_TYPE,
+                    headers=[(HOPS_HEADER, str(hops)), ("x-polyfn-trigger", r.trigger.id)]),
+                    job_id=uuid.uuid4().hex, check=False)
             except Exception as e:
                 r.count_error("enqueue_failed", f"could not queue the event: {type(e).__name__}: {e}")
                 raise

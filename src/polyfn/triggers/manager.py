@@ -189,5 +189,9 @@ class TriggerManager:
     def list(self, function: str | None = None) -> list[dict[str, Any]]:
         return [self.view(r) for r in self.runners.values() if function is None or r.trigger.function == function]
 
+    def add_sink(self, prefix: str, fire: Any) -> None:
+        """Triggers whose function is `<prefix>:<name>` hand their events to `fire(name, key, data)`."""
+        self.ctx.sinks[prefix] = fire
+
     def runners_of(self, kind: str) -> list[Runner]:
         return [r for r in self.runners.values() if r.trigger.kind == kind]

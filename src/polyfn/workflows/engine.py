@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from polyfn.workflows import arns, definition, machine
 from polyfn.workflows.durable import DurableProgram
-from polyfn.workflows.store import FINAL, Conflict, Execution, WorkflowStore, WorkItem
+from polyfn.workflows.store import FINAL, Conflict, Execution, OpRow, WorkflowStore, WorkItem
 from polyfn.workflows.tasks import InvokeFn, TaskOutcome, lambda_invoke_output
 
 log = logging.getLogger("polyfn.workflows")
@@ -40,14 +40,32 @@ MAX_CONFLICTS = 20
 
 
 class Program(Protocol):
+    stores_ops: bool  # True: the state's operations are rows of their own (`store.get_ops`), see `persist`
+
     def new_state(self, ex: Execution) -> dict[str, Any]: ...
 
     def step(self, state: dict[str, Any], event: dict[str, Any], now: float, rng: random.Random) -> machine.Step: ...
 
+    def restore(self, text: str, op_bodies: list[str]) -> dict[str, Any]: ...
+
+    def persist(self, state: dict[str, Any], out: machine.Step | None) -> tuple[str, list[OpRow]]: ...
+
 
 class AslProgram:
+    """States Language: the whole state is one JSON text in the execution's row."""
+
+    stores_ops = False
+
     def __init__(self, text: str):
         self.machine = definition.parse(text)
+
+    @staticmethod
+    def restore(text: str, _op_bodies: list[str]) -> dict[str, Any]:
+        return json.loads(text)  # type: ignore[no-any-return]
+
+    @staticmethod
+    def persist(state: dict[str, Any], _out: machine.Step | None) -> tuple[str, list[OpRow]]:
+        return json.dumps(state, separators=(",", ":")), []
 
     def new_state(self, ex: Execution) -> dict[str, Any]:
         return machine.new_state(ex.id, {"Id": arns.execution_arn(ex.machine, ex.name), "Name": ex.name,
@@ -99,6 +117,9 @@ class Engine:
         self._compiled: dict[tuple[str, str, int], Program] = {}
         self._compiling: dict[tuple[str, str, int], asyncio.Future[Program]] = {}
         self._cache: dict[str, Execution] = {}  # running executions this node has touched, as last stored
+        # their states, parsed, with the version they belong to: a step reads no JSON (a durable function's
+        # operations are not read back from the store at each checkpoint)
+        self._states: dict[str, tuple[int, dict[str, Any]]] = {}
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._heap: list[tuple[float, int, WorkItem]] = []  # (due, n, item): timers and schedules this node holds
         self._pushed = 0
@@ -173,13 +194,27 @@ class Engine:
         prog = await self.program(ex)
         state = prog.new_state(ex)
         out = prog.step(state, {"type": "start", "input": value, "role": role}, self.clock(), self.rng)
-        self._fold(ex, state)
+        op_rows = self._fold(ex, state, prog, None)
         items, _cancel = self._work(ex, out)
-        if not await self.store.insert_execution(ex, out.events, items):
+        if not await self.store.insert_execution(ex, out.events, items, op_rows):
             return False
         self._count(len(out.events))
+        if ex.status not in FINAL:
+            self._states[ex.id] = (ex.version, state)
         self._after(ex, items)
         return True
+
+    async def current(self, execution_id: str) -> Execution | None:
+        """The execution as last stored (from this node's cache while it runs here)."""
+        return self._cache.get(execution_id) or await self.store.get_execution(execution_id)
+
+    async def _state(self, ex: Execution, prog: Program) -> dict[str, Any]:
+        """The execution's state, parsed; taken out of the cache (a step changes it in place: it goes back
+        only once the changed state is stored)."""
+        held = self._states.pop(ex.id, None)
+        if held is not None and held[0] == ex.version:
+            return held[1]
+        return prog.restore(ex.state, await self.store.get_ops(ex.id) if prog.stores_ops else [])
 
     async def apply(self, execution_id: str, event: dict[str, Any], done: str | None = None) -> machine.Step | None:
         """Apply one event to an execution; None when it does not exist. `done` is the work item the event
@@ -194,20 +229,22 @@ class Engine:
                             await self.store.drop_work([done])
                         return None
                     prog = await self.program(ex)
-                    state = json.loads(ex.state)
+                    state = await self._state(ex, prog)
                     out = prog.step(state, event, self.clock(), self.rng)
                     if not out.accepted:
                         if done:
                             await self.store.drop_work([done])
                         return out
                     new = Execution(**{c: getattr(ex, c) for c in Execution.__slots__})
-                    self._fold(new, state)
+                    op_rows = self._fold(new, state, prog, out)
                     items, cancel = self._work(new, out)
                     try:
-                        await self.store.save(new, ex.version, out.events, items, cancel, done)
+                        await self.store.save(new, ex.version, out.events, items, cancel, done, op_rows)
                     except Conflict:
                         self._cache.pop(execution_id, None)
                         continue
+                    if new.status not in FINAL:
+                        self._states[execution_id] = (new.version, state)
                     self._count(len(out.events))
                     for c in cancel:
                         self._timers.discard(c)
@@ -236,9 +273,10 @@ class Engine:
         else:
             self._locks[key] = (lock, n - 1)
 
-    def _fold(self, ex: Execution, state: dict[str, Any]) -> None:
-        """Copy what the row shows of a state (status, output, error) into the execution."""
-        ex.state = json.dumps(state, separators=(",", ":"))
+    def _fold(self, ex: Execution, state: dict[str, Any], prog: Program, out: machine.Step | None) -> list[OpRow]:
+        """Copy what the row shows of a state (its text, status, output, error) into the execution; the
+        operations to store with it (`out` None: all of them)."""
+        ex.state, op_rows = prog.persist(state, out)
         ex.status = state["status"]
         if ex.status in FINAL:
             ex.stopped_at = ex.stopped_at or self.clock()
@@ -247,6 +285,7 @@ class Engine:
                 out = json.dumps(out, separators=(",", ":"))
             ex.output = out if ex.status == "SUCCEEDED" else None
             ex.error, ex.cause = state.get("error"), state.get("cause")
+        return op_rows
 
     def _work(self, ex: Execution, out: machine.Step) -> tuple[list[WorkItem], list[str]]:
         """The work items a step's commands make, and the work ids it cancels."""
@@ -274,6 +313,7 @@ class Engine:
         """A transition is stored: keep the execution while it runs, start its work, wake who waits for its end."""
         if ex.status in FINAL:
             self._cache.pop(ex.id, None)
+            self._states.pop(ex.id, None)
             key = (ex.namespace, ex.machine, ex.kind, ex.status)
             self.ended[key] = self.ended.get(key, 0) + 1
             for f in self._waiters.pop(ex.id, []):
@@ -362,6 +402,8 @@ class Engine:
             payload = params.get("Payload") if isinstance(params, dict) else None
         else:  # a function named in the resource, or a durable function's own invocation
             name, payload = c["function"], params
+            if c["kind"] == "durable" and c.get("again"):
+                payload = await self._durable_input_again(item.execution, params)
         function = self.function_name(name)
         body = json.dumps(payload, separators=(",", ":")).encode()
         while True:
@@ -381,6 +423,19 @@ class Engine:
             return {"type": "task_result", "token": token, "ok": False, "error": res.error, "cause": res.cause}
         output = lambda_invoke_output(res.output) if c["kind"] == "lambda:invoke" else res.output
         return {"type": "task_result", "token": token, "ok": True, "output": output}
+
+    async def _durable_input_again(self, execution_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """A durable function's invocation run again (this node restarted, or another node died holding it): its
+        input as stored names the operations of when it was first made; the function gets every operation
+        stored since (so it replays the steps that succeeded instead of running them again)."""
+        ex = await self.current(execution_id)
+        if ex is None or ex.status in FINAL:
+            return payload
+        prog = await self.program(ex)
+        held = self._states.get(ex.id)
+        state = held[1] if held is not None and held[0] == ex.version else \
+            prog.restore(ex.state, await self.store.get_ops(ex.id) if prog.stores_ops else [])
+        return {**payload, **DurableProgram.input_again(state)}
 
     #: set by the service: starts a child execution for `states:startExecution` (parent execution id, command)
     start_child: Callable[[str, dict[str, Any]], Any]
@@ -421,6 +476,8 @@ class Engine:
                     for item in await self.store.claim_due(now, self.owner, now + self.lease, 500):
                         if item.kind in ("timer", "schedule"):
                             self._timers.add(item.id)
+                        elif item.kind == "invoke":
+                            item.payload["again"] = True  # (in memory: its input may be older than the execution)
                         self._dispatch(item)
                 wait = next_poll - self.clock()
                 if self._heap:

@@ -35,13 +35,14 @@ EXECUTION_TIMEOUT_TIMER = "execution-timeout"
 
 
 class Step:
-    __slots__ = ("accepted", "commands", "events", "reply")
+    __slots__ = ("accepted", "changed", "commands", "events", "reply")
 
     def __init__(self) -> None:
         self.commands: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
         self.accepted = True  # False: the event named a token or timer this execution no longer waits for
         self.reply: dict[str, Any] | None = None  # what the caller of the event gets back (a durable checkpoint)
+        self.changed: list[str] = []  # the operations a durable function's step changed (stored one row each)
 
 
 def iso(ts: float) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from polyfn import loops
 from polyfn.workflows import arns, definition, schedules
 from polyfn.workflows.engine import Engine
 from polyfn.workflows.errors import DefinitionError
@@ -35,6 +36,8 @@ STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 MAX_ERROR = 256  # characters of an error name given to StopExecution / SendTaskFailure
 MAX_CAUSE = 32768
 DURABLE_NAMESPACE = "lambda"  # where durable functions' executions live (apart from state machines)
+RETENTION = 90 * 24 * 3600.0  # ended executions are kept 90 days by default, as Step Functions keeps them
+SWEEP_BATCH = 500
 MACHINE_TTL = 1.0  # seconds a state machine read to start executions is reused
 
 
@@ -60,8 +63,10 @@ def _json_input(text: str | None, what: str = "input") -> Any:
 class WorkflowService:
     def __init__(self, db: AsyncEngine, invoke: InvokeFn, clock: Callable[[], float] = time.time,
                  owner: str = "node", function_name: Callable[[str], str] = str, rng: random.Random | None = None,
-                 write_lock: asyncio.Lock | None = None):
+                 write_lock: asyncio.Lock | None = None, retention: float = RETENTION):
         self.store = WorkflowStore(db, write_lock)
+        self.retention = retention  # seconds an ended execution is kept, with its history (docs/workflows.md)
+        self._sweeper: asyncio.Task[None] | None = None
         self.clock = clock
         self.engine = Engine(self.store, invoke, clock, rng, owner, function_name)
         self.engine.start_child = self._start_child
@@ -72,6 +77,28 @@ class WorkflowService:
     async def start(self) -> None:
         await self.store.create_tables()
         await self.engine.start()
+        self._sweeper = asyncio.create_task(self._sweep_ended())
+
+    async def sweep_ended(self) -> int:
+        """Delete the executions that ended more than `retention` seconds ago; how many."""
+        total = 0
+        while (n := await self.store.delete_ended(self.clock() - self.retention, SWEEP_BATCH)) > 0:
+            total += n
+            if n < SWEEP_BATCH:
+                break
+        return total
+
+    async def _sweep_ended(self) -> None:
+        """Retention: a sweep at start, then every `retention / 4` seconds (at most an hour apart)."""
+        while True:
+            try:
+                if n := await self.sweep_ended():
+                    log.info("workflows: %d execution(s) ended more than %g s ago deleted (retention)", n, self.retention)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("workflows: the retention sweep failed; trying again later")
+            await asyncio.sleep(min(3600.0, max(0.05, self.retention / 4)))
 
     # -- observing ------------------------------------------------------------------------------------
 
@@ -106,6 +133,8 @@ class WorkflowService:
                       running)
 
     async def stop(self, timeout: float = 5.0) -> None:
+        if self._sweeper is not None:
+            await loops.cancelled(self._sweeper)
         await self.engine.stop(timeout)
         await self.store.close()
 

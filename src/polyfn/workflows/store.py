@@ -45,6 +45,8 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -116,6 +118,16 @@ events = Table(
     Column("type", String, nullable=False),
     Column("ts", Float, nullable=False),
     Column("body", Text, nullable=False),  # the whole event as JSON
+)
+
+# a durable function's operations, one row each: a checkpoint writes the operations it changed, not the whole
+# execution (the execution row keeps the rest of its state, which stays small)
+ops = Table(
+    "wf_ops", metadata,
+    Column("execution", String, primary_key=True),
+    Column("id", String, primary_key=True),
+    Column("n", Integer, nullable=False),  # the operation's place in the execution's order (when it first appeared)
+    Column("body", Text, nullable=False),  # the operation as JSON (the Lambda API's Operation, times in ms)
 )
 
 work = Table(
@@ -246,6 +258,30 @@ _UPDATE_EXECUTION = update(executions).where(executions.c.id == bindparam("_id")
     state=bindparam("state"), version=bindparam("version"), status=bindparam("status"), output=bindparam("output"),
     error=bindparam("error"), cause=bindparam("cause"), stopped_at=bindparam("stopped_at"))
 _DELETE_WORK = delete(work).where(work.c.id.in_(bindparam("ids", expanding=True)))
+_OPS_OF = select(ops.c.body).where(ops.c.execution == bindparam("execution")).order_by(ops.c.n)
+
+
+def _upsert_ops() -> dict[str, Any]:
+    """INSERT … ON CONFLICT (execution, id) DO UPDATE SET body (the same SQL on SQLite and PostgreSQL): an
+    operation's row keeps the place it got when it first appeared."""
+    out: dict[str, Any] = {}
+    for name, dialect in (("sqlite", sqlite_dialect), ("postgresql", postgresql)):
+        stmt = dialect.insert(ops)
+        out[name] = stmt.on_conflict_do_update(index_elements=[ops.c.execution, ops.c.id],
+                                               set_={"body": stmt.excluded.body})
+    return out
+
+
+_UPSERT_OPS = _upsert_ops()
+
+#: a changed operation of a durable execution: (id, place in the order, body as JSON)
+OpRow = tuple[str, int, str]
+
+
+def _ops(conn: Connection, execution_id: str, rows: Sequence[OpRow]) -> None:
+    if rows:
+        conn.execute(_UPSERT_OPS[conn.dialect.name], [{"execution": execution_id, "id": i, "n": n, "body": body}
+                                                      for i, n, body in rows])
 
 
 def _events(conn: Connection, execution_id: str, evs: Sequence[dict[str, Any]]) -> None:
@@ -254,28 +290,44 @@ def _events(conn: Connection, execution_id: str, evs: Sequence[dict[str, Any]]) 
                                        "body": json.dumps(e, separators=(",", ":"))} for e in evs])
 
 
-def _insert_execution(conn: Connection, ex: Execution, evs: Sequence[dict[str, Any]], items: Sequence[WorkItem]) -> None:
+def _insert_execution(conn: Connection, ex: Execution, evs: Sequence[dict[str, Any]], items: Sequence[WorkItem],
+                      op_rows: Sequence[OpRow] = ()) -> None:
     if conn.execute(_NAME_TAKEN, {"namespace": ex.namespace, "machine": ex.machine, "name": ex.name}).first() is not None:
         raise NameTaken(ex.name)
     conn.execute(_INSERT_EXECUTION, {c: getattr(ex, c) for c in Execution.__slots__})
+    _ops(conn, ex.id, op_rows)
     _events(conn, ex.id, evs)
     if items:
         conn.execute(_INSERT_WORK, [i.row() for i in items])
 
 
 def _save(conn: Connection, ex: Execution, version: int, evs: Sequence[dict[str, Any]], items: Sequence[WorkItem],
-          cancel: Sequence[str], done: str | None) -> None:
+          cancel: Sequence[str], done: str | None, op_rows: Sequence[OpRow] = ()) -> None:
     res = conn.execute(_UPDATE_EXECUTION, {"_id": ex.id, "_version": version, "state": ex.state, "version": version + 1,
                                            "status": ex.status, "output": ex.output, "error": ex.error, "cause": ex.cause,
                                            "stopped_at": ex.stopped_at})
     if res.rowcount != 1:
         raise Conflict(ex.id)
+    _ops(conn, ex.id, op_rows)
     _events(conn, ex.id, evs)
     gone = [*cancel, *([done] if done else [])]
     if gone:
         conn.execute(_DELETE_WORK, {"ids": gone})
     if items:
         conn.execute(_INSERT_WORK, [i.row() for i in items])
+
+
+def _delete_ended(conn: Connection, before: float, limit: int) -> int:
+    """Executions that ended before `before`, with their history, operations and leftover work (not one whose
+    parent has yet to learn that it ended: its `resume` item is still due)."""
+    resume_due = select(work.c.id).where(work.c.id == executions.c.id + "/resume").exists()
+    ids = [r[0] for r in conn.execute(select(executions.c.id).where(
+        executions.c.status.in_(sorted(FINAL)), executions.c.stopped_at < before, ~resume_due).limit(limit))]
+    if ids:
+        for table, column in ((events, events.c.execution), (ops, ops.c.execution), (work, work.c.execution),
+                              (executions, executions.c.id)):
+            conn.execute(delete(table).where(column.in_(ids)))
+    return len(ids)
 
 
 def _claim(conn: Connection, now: float, owner: str, lease: float, limit: int, skip_locked: bool) -> list[WorkItem]:
@@ -477,6 +529,10 @@ class WorkflowStore:
 
         return await self.db.read(q)
 
+    async def get_ops(self, execution_id: str) -> list[str]:
+        """A durable execution's operations (JSON text each), in their order."""
+        return await self.db.read(lambda conn: [r.body for r in conn.execute(_OPS_OF, {"execution": execution_id})])
+
     async def find_execution(self, namespace: str, machine: str, name: str) -> Execution | None:
         def q(conn: Connection) -> Execution | None:
             row = conn.execute(select(executions).where(executions.c.namespace == namespace,
@@ -505,20 +561,21 @@ class WorkflowStore:
             q = q.where(executions.c.namespace == namespace)
         return await self.db.read(lambda conn: {r[0]: r[1] for r in conn.execute(q).all()})
 
-    async def insert_execution(self, ex: Execution, evs: Sequence[dict[str, Any]], items: Sequence[WorkItem]) -> bool:
-        """Store a new execution with its first events and work; False when its name is taken."""
+    async def insert_execution(self, ex: Execution, evs: Sequence[dict[str, Any]], items: Sequence[WorkItem],
+                               op_rows: Sequence[OpRow] = ()) -> bool:
+        """Store a new execution with its first events and work (and operations); False when its name is taken."""
         try:
-            await self.db.write(_insert_execution, ex, evs, items)
+            await self.db.write(_insert_execution, ex, evs, items, op_rows)
         except (NameTaken, IntegrityError):  # (IntegrityError: another node took the name at the same moment)
             return False
         return True
 
     async def save(self, ex: Execution, version: int, evs: Sequence[dict[str, Any]], items: Sequence[WorkItem],
-                   cancel: Sequence[str], done: str | None) -> None:
-        """Store the execution's new state (`ex`, read at `version`), its new events and work, cancel work ids,
-        and delete the work item `done` that caused the step, in one transaction. Conflict when the execution
-        changed meanwhile."""
-        await self.db.write(_save, ex, version, evs, items, cancel, done)
+                   cancel: Sequence[str], done: str | None, op_rows: Sequence[OpRow] = ()) -> None:
+        """Store the execution's new state (`ex`, read at `version`), the operations that changed, its new events
+        and work, cancel work ids, and delete the work item `done` that caused the step, in one transaction.
+        Conflict when the execution changed meanwhile."""
+        await self.db.write(_save, ex, version, evs, items, cancel, done, op_rows)
         ex.version = version + 1
 
     async def history(self, execution_id: str, after: int, limit: int, reverse: bool) -> list[dict[str, Any]]:
@@ -529,6 +586,10 @@ class WorkflowStore:
             q = q.where(events.c.id > after).order_by(events.c.id)
         q = q.limit(limit)
         return await self.db.read(lambda conn: [json.loads(r.body) for r in conn.execute(q).all()])
+
+    async def delete_ended(self, before: float, limit: int = 500) -> int:
+        """Forget executions that ended before `before` (retention); how many went, at most `limit` a call."""
+        return await self.db.write(_delete_ended, before, limit)
 
     # -- work -----------------------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ function's result, or an error name and cause as Step Functions reports them for
 `errorType` and its error payload as the cause; `Sandbox.Timedout`, `Runtime.ExitError`, … for the platform's
 failures; `Lambda.ResourceNotFoundException` for a function that is gone), or a `retry_after` when the node
 asks to be called again (throttled or shutting down; not an attempt). `invoker_tasks` builds that callable on
-the node's one invocation path (`Invoker.invoke`).
+the node's one invocation path (`Invoker.call`).
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+
+from polyfn.call import Call
 
 
 @dataclass(slots=True)
@@ -87,9 +89,9 @@ def invoker_tasks(invoker: Any) -> InvokeFn:
     the same on every attempt, so a function can use it as an idempotency key)."""
 
     async def call(function: str, payload: bytes, activation_id: str) -> TaskOutcome:
-        out = await invoker.invoke(function, "event", "workflow", "POST", "/", "",
-                                   [("content-type", "application/json"), ("x-polyfn-idempotency-key", activation_id)],
-                                   payload, "application/json", activation_id=activation_id)
+        out = await invoker.call(Call(function, "event", "workflow", headers=[
+            ("content-type", "application/json"), ("x-polyfn-idempotency-key", activation_id)],
+            body=payload, content_type="application/json", activation_id=activation_id))
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in out.headers}
         return outcome(out.status, headers, out.body, function)
 

@@ -274,6 +274,44 @@ exports.bg = (data, context, callback) => { callback(null, { got: data, type: co
     assert j(r) == {"got": {"m": 1}, "type": "polyfn.invoke"}
 
 
+def test_gcp_events_over_http_and_requests_of_the_wrong_kind(tmp_path: Path) -> None:
+    src = """
+exports.bg = (data, context) => ({ data, context });
+"""
+    inst = start(tmp_path, {"index.js": src}, "gcp", "index.bg", env={"FUNCTION_SIGNATURE_TYPE": "event"})
+    try:
+        ready(inst)
+        ctx = {"eventId": "e1", "timestamp": "t", "eventType": "google.pubsub.topic.publish", "resource": "r"}
+        r = inst.invoke(body=json.dumps({"data": {"n": 1}, "context": ctx}).encode(), content_type="application/json")
+        assert r.status == 200 and j(r) == {"data": {"n": 1}, "context": ctx}
+        flat = {"data": 2, "eventId": "e2", "timestamp": "t2", "eventType": "x", "resource": "y"}
+        r = inst.invoke(body=json.dumps(flat).encode(), content_type="application/json")
+        assert j(r) == {"data": 2, "context": {k: flat[k] for k in ctx}}
+        push = {"message": {"data": "aGk=", "messageId": "m1"}, "subscription": "projects/p/subscriptions/s"}
+        r = inst.invoke(path="/projects/p/topics/t", body=json.dumps(push).encode(), content_type="application/json")
+        got = j(r)
+        assert got["data"]["data"] == "aGk=" and got["context"]["resource"]["name"] == "projects/p/topics/t"
+        r = inst.invoke(body=b"plain words", content_type="text/plain")
+        assert r.status == 400 and b"background function" in r.body
+    finally:
+        inst.close()
+    ce_src = """
+const functions = require('@google-cloud/functions-framework');
+functions.cloudEvent('onEvent', (ce) => { console.log(ce.type, JSON.stringify(ce.data)); });
+"""
+    inst = start(tmp_path, {"index.js": ce_src}, "gcp", "index.onEvent")
+    try:
+        ready(inst)
+        r = inst.invoke(headers=[("ce-id", "1"), ("ce-source", "s"), ("ce-type", "t.x"), ("ce-specversion", "1.0"),
+                                 ("content-type", "application/json")], body=b'{"a": 1}', content_type="application/json")
+        assert r.status == 200 and r.body == b"OK" and r.logs[0][2] == 't.x {"a":1}'
+        r = inst.invoke(body=b"{}", content_type="application/json")
+        assert r.status == 400 and b"this is a CloudEvent function" in r.body
+        assert ("x-google-status", "crash") not in r.headers
+    finally:
+        inst.close()
+
+
 # --- azure ----------------------------------------------------------------------------------------------------
 
 
@@ -476,7 +514,7 @@ exports.main = async (event, context) => {
   const wx = cloud.getWXContext();
   if (event.fail) throw new Error('wechat failure');
   return { event, openid: wx.OPENID, appid: wx.APPID, env: wx.ENV, rid: context.request_id,
-    unsupported: (() => { try { cloud.uploadFile({}); } catch (e) { return e.message; } })(),
+    unsupported: (() => { try { cloud.openapi.security.msgSecCheck({}); } catch (e) { return e.message; } })(),
     database: typeof cloud.database().collection('todos').where({}).get };
 };
 """}, "wechat", "index.main")

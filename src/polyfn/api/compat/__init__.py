@@ -13,12 +13,14 @@ if TYPE_CHECKING:
 
 
 def install(app: FastAPI, *, settings: Any, store: Any, deployer: Any, invoker: Any, recorder: Any, registry: Any,
-            queue: Any, keys: Any, delete_function: Any, workflows: Any, admin_key: str) -> None:
+            queue: Any, keys: Any, delete_function: Any, workflows: Any, admin_key: str, triggers: Any = None,
+            entities: Any = None, secret_values: Any = None) -> None:
     """Each vendor face gets the services it uses (see each class's constructor)."""
     from polyfn.api.compat import lambda_api, openfaas, openwhisk
 
     shared = dict(settings=settings, store=store, deployer=deployer, invoker=invoker, recorder=recorder, queue=queue,
                   keys=keys, delete_function=delete_function)
     lambda_api.install(app, **shared, registry=registry, workflows=workflows, admin_key=admin_key)
-    openfaas.install(app, **shared, registry=registry)
-    openwhisk.install(app, **shared, workflows=workflows)
+    openfaas.install(app, **shared, registry=registry, secret_values=secret_values, entities=entities,
+                     triggers=triggers)
+    openwhisk.install(app, **shared, workflows=workflows, entities=entities, triggers=triggers)

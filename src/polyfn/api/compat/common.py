@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from polyfn.call import Call
 from polyfn.invoker import Outcome
 
 if TYPE_CHECKING:
@@ -82,8 +83,8 @@ async def submit_async(queue: AsyncJobs, function: str, kind: str, trigger: str,
     non-blocking). A refusal by the queue (unknown function, payload too large, bad callback URL) raises
     AsyncRejected."""
     try:
-        await queue.submit(function, kind, trigger, body, content_type, headers=headers, method=method, path=path,
-                           query=query, callback_url=callback_url, job_id=job_id)
+        await queue.enqueue(Call(function, kind, trigger, method, path, query, headers, body, content_type),
+                            callback_url, job_id)
     except Exception as e:
         if all(hasattr(e, a) for a in ("status", "code", "message")):
             raise AsyncRejected(e.status, e.code, e.message) from None  # type: ignore[attr-defined]

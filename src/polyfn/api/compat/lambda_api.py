@@ -434,8 +434,8 @@ class LambdaApi(common.VendorFace):
             fheaders.append(("x-amz-client-context", h["x-amz-client-context"]))
 
         def run() -> Any:
-            return self.invoker.invoke(info.name, "event", "lambda", "POST", "/", "", fheaders, body,
-                                            "application/json", revision=t.revision)
+            return self.invoker.call(Call(info.name, "event", "lambda", headers=fheaders, body=body,
+                                          content_type="application/json", revision=t.revision))
 
         if kind == "Event":
             # a version or alias: the job is pinned to its revision (the queue runs the current one otherwise)
@@ -571,6 +571,8 @@ class LambdaApi(common.VendorFace):
         lines.append(f"END RequestId: {act.id}")
         report = (f"REPORT RequestId: {act.id}\tDuration: {act.run_ms:.2f} ms\t"
                   f"Billed Duration: {max(1, math.ceil(act.run_ms))} ms\tMemory Size: {info.spec.memory} MB")
+        if act.max_memory_mb:
+            report += f"\tMax Memory Used: {math.ceil(act.max_memory_mb)} MB"
         if act.cold:
             report += f"\tInit Duration: {act.init_ms:.2f} ms"
         lines.append(report)
@@ -784,6 +786,7 @@ def install(app: FastAPI, **services: Any) -> None:
     r.add_api_route(p + "/{function_name}/aliases/{alias_name}", api.update_alias, methods=["PUT"])
     r.add_api_route(p + "/{function_name}/aliases/{alias_name}", api.delete_alias, methods=["DELETE"])
     api.durable = lambda_durable.install(r, api.auth, api.workflows)
+    app.add_middleware(lambda_durable.CheckpointFastPath, durable=lambda: api.durable)
     for prefix in ("2015-03-31", "2016-08-19", "2017-03-31", "2017-10-31", "2018-10-31", "2019-09-25",
                    "2019-09-30", "2020-04-22", "2020-06-30", "2021-10-31"):
         r.add_api_route(f"/{prefix}/{{rest:path}}", api.unsupported,

@@ -6,16 +6,24 @@
 
 OpenFaaS deploys container images; polyfn runs code. So `POST /system/functions` can create a function only
 from code polyfn already has: an existing function whose `image` matches (recorded by `polyfn deploy -f
-stack.yml`, which is faas-cli's build + deploy in one step). `PUT` updates env, labels, annotations, memory
-and scale labels of an existing function with its code unchanged, each time as a new revision.
+stack.yml`, which is faas-cli's build + deploy in one step), or the code of a function removed through this API
+(kept under its image reference). `PUT` (and `POST` of an existing function) applies the definition as given
+with the code unchanged, as a new revision: env, labels, annotations, memory, secrets; a scale label dropped
+means polyfn's default; the cron-connector's annotations (`topic: cron-function`, `schedule`) make, change or
+remove the function's cron trigger.
 
-Function fields: `replicas` = max(min instances, live instances); `availableReplicas` = live instances;
-`invocationCount` is not tracked per function (always 0).
+Function fields: `replicas` = max(min instances, live instances), at least 1 while the function can serve;
+`availableReplicas` likewise (polyfn starts an instance on the first call, so a function scaled to zero is
+`Ready`, as OpenFaaS shows an idle function); `invocationCount` is not tracked per function (always 0).
+`readOnlyRootFilesystem`, `constraints`, `limits` and `requests` are shown as the definition gave them, so
+`faas-cli diff` finds no drift. `/system/secrets` are polyfn's secrets (`secrets: [NAME]` mounts
+/run/secrets/NAME).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import platform
 import time
@@ -30,19 +38,26 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from polyfn import __version__
 from polyfn.api.compat import common, keys
+from polyfn.auth import function_keys
+from polyfn.auth.keys import allows
+from polyfn.auth.secrets import SecretError
+from polyfn.call import Call
+from polyfn.deploy import archive
 from polyfn.deploy.errors import DeployError
 from polyfn.headers import from_outside
-from polyfn.manifests.model import ManifestError, memory_mb
+from polyfn.invoker import platform_error
+from polyfn.manifests import openfaas_stack as stack
+from polyfn.manifests.model import ManifestError
 from polyfn.model import Activation, FunctionInfo
 
 if TYPE_CHECKING:
-    from polyfn.services import LiveFunctions
+    from polyfn.services import CompatEntities, LiveFunctions, Triggers
 
 NAMESPACE = "openfaas-fn"
-LABEL, ANN, IMAGE = "openfaas.label/", "openfaas.annotation/", "openfaas/image"
+LABEL, ANN, IMAGE = stack.LABEL, stack.ANN, stack.IMAGE
+IMAGE_KIND = "openfaas.image"  # compat entities: the code an image reference stands for, after a delete
 DEPLOY_FIELDS = {"service", "image", "namespace", "envProcess", "envVars", "constraints", "secrets", "labels",
                  "annotations", "limits", "requests", "readOnlyRootFilesystem", "registryAuth", "network"}
-SCALE_MIN, SCALE_MAX = "com.openfaas.scale.min", "com.openfaas.scale.max"
 
 
 class OpenFaasError(Exception):
@@ -67,6 +82,10 @@ def function_status(registry: LiveFunctions, info: FunctionInfo) -> dict[str, An
     active = registry.get(info.name)
     stats = active.pool.stats() if active else {"idle": 0, "busy": 0}
     live = stats["idle"] + stats["busy"]
+    ready = live or (1 if active is not None else 0)  # it can serve: an instance starts on the first call
+    shown = {"limits": json.loads(a[stack.LIMITS]) if stack.LIMITS in a else
+             ({"memory": f"{spec.memory}Mi"} if IMAGE not in a else None),
+             "requests": json.loads(a[stack.REQUESTS]) if stack.REQUESTS in a else None}
     return {
         "name": info.name,
         "image": a.get(IMAGE, f"polyfn/{info.name}:{info.revision}"),
@@ -75,24 +94,38 @@ def function_status(registry: LiveFunctions, info: FunctionInfo) -> dict[str, An
         "envVars": dict(spec.env),
         "labels": {k[len(LABEL):]: v for k, v in a.items() if k.startswith(LABEL)},
         "annotations": {k[len(ANN):]: v for k, v in a.items() if k.startswith(ANN)},
-        "limits": {"memory": f"{spec.memory}Mi"},
+        **{k: v for k, v in shown.items() if v is not None},
+        "secrets": [x.split(":", 1)[0] for x in spec.secrets],
+        "constraints": json.loads(a.get(stack.CONSTRAINTS, "[]")),
         "invocationCount": 0,
-        "replicas": max(spec.min_instances, live),
-        "availableReplicas": live,
+        "replicas": max(spec.min_instances, ready),
+        "availableReplicas": ready,
         "createdAt": _iso(info.created_at),
-        "readOnlyRootFilesystem": True,
+        "readOnlyRootFilesystem": a.get(stack.READ_ONLY) == "true",
     }
 
 
 class OpenFaasApi(common.VendorFace):
-    def __init__(self, *, registry: LiveFunctions, **shared: Any):
+    def __init__(self, *, registry: LiveFunctions, secret_values: Any = None, entities: CompatEntities | None = None,
+                 triggers: Triggers | None = None, **shared: Any):
         super().__init__(**shared)
         self.registry = registry
+        self.secrets = secret_values  # auth/secrets.SecretValues: /system/secrets
+        self.entities = entities  # the code of removed functions, by image reference
+        self.triggers = triggers  # the cron-connector's annotations
 
     def auth(self, request: Request) -> None:
-        if keys.check_basic(self.keys, request.headers.get("authorization", "")) is None:
-            raise OpenFaasError(401, "Unauthorized: use basic auth with user admin and a polyfn admin key "
-                                "(faas-cli login -u admin --password-stdin)")
+        authorization = request.headers.get("authorization", "")
+        rec = keys.basic_key(self.keys, authorization)
+        if rec is not None and allows(rec, "admin", None):
+            return
+        if rec is not None:  # a live key, but not one that may manage functions
+            bound = f" for function {rec.function!r} only" if rec.function else ""
+            raise OpenFaasError(403, f"the key {rec.id!r} has scope {rec.scope!r}{bound}; the OpenFaaS API needs an "
+                                "admin-scope key for every function: make one with `polyfn key create --scope "
+                                "admin` and log in with it (faas-cli login -u admin --password-stdin)")
+        raise OpenFaasError(401, "Unauthorized: use basic auth with user admin and a polyfn admin key "
+                            "(faas-cli login -u admin --password-stdin)")
 
     async def info(self, name: str) -> FunctionInfo:
         info = await self.store.get_function(_fn_name(name))
@@ -125,38 +158,54 @@ class OpenFaasApi(common.VendorFace):
         if unknown:
             raise OpenFaasError(400, f"unsupported field(s) {', '.join(unknown)} "
                                 f"(supported: {', '.join(sorted(DEPLOY_FIELDS))})")
-        if body.get("secrets"):
-            raise OpenFaasError(400, f"secrets {body['secrets']} cannot be mounted: polyfn has no secret store; "
-                                "pass values as envVars")
         fields = dict(base)
         fields["env"] = {str(k): str(v) for k, v in (body.get("envVars") or {}).items()}
-        labels = {str(k): str(v) for k, v in (body.get("labels") or {}).items()}
-        ann = {k: v for k, v in (fields.get("annotations") or {}).items()
-               if not k.startswith((LABEL, ANN))}
-        ann.update({LABEL + k: v for k, v in labels.items()})
-        ann.update({ANN + str(k): str(v) for k, v in (body.get("annotations") or {}).items()})
-        if body.get("image"):
-            ann[IMAGE] = str(body["image"])
-        fields["annotations"] = ann
-        memory = (body.get("limits") or {}).get("memory")
-        if memory:
-            try:
-                fields["memory"] = memory_mb(memory, "limits.memory")
-            except ManifestError as e:
-                raise OpenFaasError(400, str(e)) from None
-        for label, key in ((SCALE_MIN, "min_instances"), (SCALE_MAX, "max_instances")):
-            if label in labels:
-                try:
-                    fields[key] = int(labels[label])
-                except ValueError:
-                    raise OpenFaasError(400, f"label {label}={labels[label]!r} is not a number") from None
+        try:
+            given = stack.vendor_fields("the deployment", body.get("image"), body.get("labels"),
+                                        body.get("annotations"), body.get("limits"), body.get("requests"),
+                                        body.get("secrets"), body.get("readOnlyRootFilesystem"),
+                                        body.get("constraints"))
+        except ManifestError as e:
+            raise OpenFaasError(400, str(e)) from None
+        ann = {k: v for k, v in (fields.get("annotations") or {}).items() if not k.startswith(("openfaas.", "openfaas/"))}
+        ann.update(given.pop("annotations"))
+        fields.update(given, annotations=ann)
         return fields
 
+    async def _check_secrets(self, names: list[str]) -> None:
+        if not names:
+            return
+        known = {s["name"] for s in await self.secrets.list()} if self.secrets is not None else set()
+        missing = [n for n in names if n not in known]
+        if missing:
+            raise OpenFaasError(400, f"secret(s) {', '.join(missing)} not found: create them first "
+                                f"(faas-cli secret create {missing[0]})")
+
     async def _deploy(self, fields: dict[str, Any], files: dict[str, bytes]) -> None:
+        await self._check_secrets(fields.get("secrets") or [])
         try:
             await self.deployer.deploy(fields, files)
         except DeployError as e:
             raise OpenFaasError(400 if e.status < 500 else e.status, f"{e.code}: {e.message}") from None
+        await self._cron(fields["name"], fields.get("annotations") or {})
+
+    async def _cron(self, name: str, ann: dict[str, str]) -> None:
+        """The cron-connector's annotations as the function's cron trigger (the id `polyfn deploy -f` gives it):
+        made or changed when they are there, deleted when they are not."""
+        if self.triggers is None:
+            return
+        given = {k[len(ANN):]: v for k, v in ann.items() if k.startswith(ANN)}
+        try:
+            schedule = stack.cron_schedule(given, "annotations")
+        except ManifestError as e:
+            raise OpenFaasError(400, str(e)) from None
+        tid = cron_trigger_id(name)
+        runner = self.triggers.runners.get(tid)
+        if runner is not None and (schedule is None or runner.trigger.config.get("schedule") != schedule):
+            await self.triggers.delete(tid)
+            runner = None
+        if schedule is not None and runner is None:
+            await self.triggers.create(name, "cron", {"schedule": schedule}, trigger_id=tid)
 
     async def deploy(self, request: Request) -> Response:
         self.auth(request)
@@ -168,16 +217,21 @@ class OpenFaasApi(common.VendorFace):
             return await self._update(name, body)
         source = next((i for i in await self.store.list_functions()
                        if i.spec.annotations.get(IMAGE) == body["image"]), None)
-        if source is None:
-            raise OpenFaasError(400, f"polyfn has no code for image {body['image']!r}: polyfn runs code, not "
-                                "container images. Deploy the handler folder with `polyfn deploy -f stack.yml` "
-                                "(faas-cli build + deploy in one step); then faas-cli can deploy, update, scale, "
-                                "invoke and remove it here")
-        files = await common.current_files(self.store, source.name)
-        base = msgspec.structs.asdict(source.spec)
-        base.update(name=name, annotations={k: v for k, v in source.spec.annotations.items()
-                                            if not k.startswith((LABEL, ANN))})
-        await self._deploy(self._fields(body, base), files or {})
+        if source is not None:
+            files = await common.current_files(self.store, source.name) or {}
+            base = msgspec.structs.asdict(source.spec)
+        else:  # removed through this API: its code was kept under the image reference
+            kept = await self.entities.get(IMAGE_KIND, str(body["image"])) if self.entities is not None else None
+            if kept is None:
+                raise OpenFaasError(400, f"polyfn has no code for image {body['image']!r}: polyfn runs code, not "
+                                    "container images. Deploy the handler folder with `polyfn deploy -f stack.yml` "
+                                    "(faas-cli build + deploy in one step); then faas-cli can deploy, update, "
+                                    "scale, invoke and remove it here")
+            files = archive.files_from_zip(base64.b64decode(kept["zip"]), self.settings.max_code_size,
+                                           self.settings.max_code_files)
+            base = dict(kept["spec"])
+        base["name"] = name
+        await self._deploy(self._fields(body, base), files)
         return Response(status_code=202)
 
     async def update(self, request: Request) -> Response:
@@ -191,9 +245,7 @@ class OpenFaasApi(common.VendorFace):
     async def _update(self, name: str, body: dict[str, Any]) -> Response:
         info = await self.info(name)
         files = await common.current_files(self.store, name)
-        base = msgspec.structs.asdict(info.spec)
-        base["min_instances"], base["max_instances"] = info.spec.min_instances, info.spec.max_instances
-        await self._deploy(self._fields(body, base), files or {})
+        await self._deploy(self._fields(body, msgspec.structs.asdict(info.spec)), files or {})
         return Response(status_code=202)
 
     async def delete(self, request: Request) -> Response:
@@ -202,9 +254,66 @@ class OpenFaasApi(common.VendorFace):
         name = _fn_name(str(body.get("functionName") or ""))
         if not name:
             raise OpenFaasError(400, "functionName is required")
+        await self._keep_code(name)
         if not await self.remove_function(name):
             raise OpenFaasError(404, f"function {name!r} not found")
         return Response(status_code=202)
+
+    async def _keep_code(self, name: str) -> None:
+        """Before a delete: the function's code and spec under its image reference, so `faas-cli deploy` of the
+        same image re-creates it (OpenFaaS would pull the image again)."""
+        info = await self.store.get_function(name)
+        image = info.spec.annotations.get(IMAGE) if info is not None else None
+        rev = await self.store.get_current_revision(name) if image else None
+        if self.entities is None or info is None or rev is None:
+            return
+        data = await asyncio.to_thread(common.zip_code, rev.code_dir)
+        doc = {"image": image, "spec": msgspec.structs.asdict(info.spec), "zip": base64.b64encode(data).decode()}
+        if not await self.entities.put(IMAGE_KIND, str(image), doc, time.time(), create=False):
+            await self.entities.put(IMAGE_KIND, str(image), doc, time.time(), create=True)
+
+    # -- secrets (polyfn's, auth/secrets.py) ----------------------------------------------------------
+
+    async def list_secrets(self, request: Request) -> Response:
+        self.auth(request)
+        return JSONResponse([{"name": s["name"], "namespace": NAMESPACE} for s in await self._values().list()])
+
+    async def put_secret(self, request: Request) -> Response:
+        """POST creates (409 when it exists), PUT replaces (404 when it does not)."""
+        self.auth(request)
+        body = await self._body(request)
+        name = str(body.get("name") or "")
+        value = body.get("value")
+        if value is None and body.get("rawValue") is not None:  # []byte: base64 in Go's JSON
+            try:
+                value = base64.b64decode(str(body["rawValue"])).decode()
+            except (ValueError, UnicodeDecodeError):
+                raise OpenFaasError(400, "rawValue must be base64 of UTF-8 text: polyfn keeps secrets as text") from None
+        if not name or not isinstance(value, str):
+            raise OpenFaasError(400, "name and value (or rawValue) are required")
+        exists = name in {s["name"] for s in await self._values().list()}
+        if request.method == "POST" and exists:
+            raise OpenFaasError(409, f"secret {name} already exists: update it with faas-cli secret update {name}")
+        if request.method == "PUT" and not exists:
+            raise OpenFaasError(404, f"secret {name} not found: create it with faas-cli secret create {name}")
+        try:
+            await self._values().put(name, value)
+        except SecretError as e:
+            raise OpenFaasError(e.status, f"{e.code}: {e.message}") from None
+        return Response(status_code=201 if request.method == "POST" else 202)
+
+    async def delete_secret(self, request: Request) -> Response:
+        self.auth(request)
+        body = await self._body(request)
+        name = str(body.get("name") or request.query_params.get("name") or "")
+        if not await self._values().delete(name):
+            raise OpenFaasError(404, f"secret {name!r} not found")
+        return Response(status_code=202)
+
+    def _values(self) -> Any:
+        if self.secrets is None:
+            raise OpenFaasError(501, "secrets are not available on this node")
+        return self.secrets
 
     async def scale(self, request: Request, name: str) -> Response:
         self.auth(request)
@@ -273,11 +382,14 @@ class OpenFaasApi(common.VendorFace):
     # -- invocation --------------------------------------------------------------------------------
 
     async def invoke(self, request: Request, name: str, path: str = "") -> Response:
-        body = await request.body()
         headers = from_outside([(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]])
-        out = await self.invoker.invoke(_fn_name(name), "http", "http", request.method, "/" + path,
-                                             request.scope["query_string"].decode("latin-1"), headers, body,
-                                             request.headers.get("content-type", ""))
+        refused = self._caller_refusal(_fn_name(name), request, headers)
+        if refused is not None:
+            return refused
+        body = await request.body()
+        out = await self.invoker.call(Call(_fn_name(name), "http", "http", request.method, "/" + path,
+                                           request.scope["query_string"].decode("latin-1"), headers, body,
+                                           request.headers.get("content-type", "")))
         return Response(out.body, status_code=out.status,
                         headers={k.decode("latin-1"): v.decode("latin-1") for k, v in out.headers})
 
@@ -288,6 +400,10 @@ class OpenFaasApi(common.VendorFace):
         fname = _fn_name(name)
         if self.registry.get(fname) is None:
             raise OpenFaasError(404, f"function {fname!r} not found")
+        refused = self._caller_refusal(fname, request, from_outside(
+            [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]]))
+        if refused is not None:
+            return refused
         body = await request.body()
         call_id = request.headers.get("x-call-id") or str(uuid.uuid4())
         callback = request.headers.get("x-callback-url")
@@ -309,6 +425,28 @@ class OpenFaasApi(common.VendorFace):
         except common.AsyncRejected as e:
             raise OpenFaasError(e.status, e.message) from None
         return Response(status_code=202, headers={"X-Call-Id": call_id, "X-Start-Time": str(time.time_ns())})
+
+
+    def _caller_refusal(self, name: str, request: Request, headers: list[tuple[str, str]]) -> Response | None:
+        """The function's own `auth` rule (auth/function_keys.py): `/function/NAME` is no way around it."""
+        active = self.registry.get(name)
+        if active is None:
+            return None  # the invoker answers 404
+        refused = function_keys.refusal(active.revision.spec, name, request.scope["query_string"].decode("latin-1"),
+                                        headers, self.keys)
+        if refused is None:
+            return None
+        out = platform_error(*refused)
+        return Response(out.body, status_code=out.status,
+                        headers={k.decode("latin-1"): v.decode("latin-1") for k, v in out.headers})
+
+
+def cron_trigger_id(name: str) -> str:
+    """The id of the cron trigger the cron-connector's annotations make: the one `polyfn deploy -f stack.yml`
+    gives it (cli/manifest.py `trigger_id`), so both paths change the same trigger."""
+    from polyfn.manifests.model import TriggerDecl, trigger_id
+
+    return trigger_id(name, TriggerDecl("cron", {}, f"functions.{name}.annotations"))
 
 
 ASYNC_TRIGGER = "openfaas-async"  # the trigger name of OpenFaaS async calls (their queue jobs and activations)
@@ -347,6 +485,9 @@ def install(app: FastAPI, **services: Any) -> None:
     r.add_api_route("/system/info", api.system_info, methods=["GET"])
     r.add_api_route("/system/namespaces", api.namespaces, methods=["GET"])
     r.add_api_route("/system/logs", api.logs, methods=["GET"])
+    r.add_api_route("/system/secrets", api.list_secrets, methods=["GET"])
+    r.add_api_route("/system/secrets", api.put_secret, methods=["POST", "PUT"])
+    r.add_api_route("/system/secrets", api.delete_secret, methods=["DELETE"])
     methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
     r.add_api_route("/function/{name}", api.invoke, methods=methods)
     r.add_api_route("/function/{name}/{path:path}", api.invoke, methods=methods)

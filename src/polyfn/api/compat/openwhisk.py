@@ -11,7 +11,13 @@ polyfn's single namespace (reported as `polyfn`).
   body; an application error (a result with `error`) or a developer error (exception) answers 502.
 * `GET …/activations[?name=&limit=&skip=]`, `…/activations/{id}`, `…/activations/{id}/logs|result`.
 * `/api/v1/web/{ns}/{package}/{name}.{json,http,text,html,svg}`: web actions (annotation `web-export: true`),
-  no auth; `__ow_method`, `__ow_headers`, `__ow_path`, `__ow_query`/`__ow_body` as OpenWhisk passes them.
+  no auth; `__ow_method`, `__ow_headers`, `__ow_path`, `__ow_query`/`__ow_body` as OpenWhisk passes them; form
+  fields (`application/x-www-form-urlencoded`, `multipart/form-data`: a file field is its content, base64) are
+  merged into the parameters like query and JSON fields.
+* `GET /api/v1`: the API's description as OpenWhisk's (`wsk property get --apibuild`).
+* Packages, triggers, rules and the alarm feed: openwhisk_events.py. A zipped action is recognised as OpenWhisk
+  does (base64 code, with or without `binary`); an action's result `{"error": …}` is an application error
+  (status code 1), an exception a developer error (2).
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ import base64
 import binascii
 import json
 import re
+import sqlite3
+import time
 import uuid
 from typing import Any
 from urllib.parse import parse_qsl
@@ -28,11 +36,23 @@ import msgspec
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from polyfn import jsontext
+from polyfn import __version__, jsontext
 from polyfn.api.compat import common, keys
 from polyfn.api.compat.openwhisk_compositions import Compositions
-from polyfn.api.compat.whisk_names import A_ANN, A_KIND, A_NAME, A_PARAMS, NAMESPACE, WhiskError, polyfn_name
+from polyfn.api.compat.openwhisk_events import SINK, TRIGGER_ACTIVATION, WhiskEvents
+from polyfn.api.compat.whisk_names import (
+    A_ANN,
+    A_KIND,
+    A_NAME,
+    A_PARAMS,
+    NAMESPACE,
+    WhiskError,
+    json_object,
+    polyfn_name,
+)
 from polyfn.api.compat.whisk_names import annotation as _ann
+from polyfn.auth import function_keys
+from polyfn.call import Call
 from polyfn.deploy import archive
 from polyfn.deploy.errors import DeployError
 from polyfn.invoker import Outcome
@@ -53,11 +73,15 @@ def _kind(kind: str) -> str:
     raise WhiskError(400, f"exec.kind {kind!r} is not supported: polyfn runs python:* and nodejs:* actions")
 
 
-def action_json(info: FunctionInfo) -> dict[str, Any]:
+def action_json(info: FunctionInfo, qualified: bool = False) -> dict[str, Any]:
+    """The action as OpenWhisk shows it: `pkg/a` is name `a` in namespace `polyfn/pkg` (`qualified`: the name
+    stays `pkg/a`, for what names the action)."""
     a = info.spec.annotations
+    name = a.get(A_NAME, info.name)
+    pkg, _, base = name.rpartition("/")
     return {
-        "namespace": NAMESPACE,
-        "name": a.get(A_NAME, info.name),
+        "namespace": f"{NAMESPACE}/{pkg}" if pkg and not qualified else NAMESPACE,
+        "name": name if qualified else base,
         "version": f"0.0.{info.revision}",
         "exec": {"kind": a.get(A_KIND, f"{'python:3' if info.spec.runtime == 'python' else 'nodejs:20'}"),
                  "binary": False},
@@ -80,7 +104,17 @@ def activation_json(act: Activation, info_name: str, subject: str = "") -> dict[
         result = jsontext.loads(act.result) if act.result else {}
     except ValueError:
         result = {"result": act.result}
-    if act.status == "success":
+    if act.trigger == TRIGGER_ACTIVATION:  # a trigger's: its payload, a log line per rule, no duration
+        name = act.function.partition(":")[2]
+        return {"namespace": NAMESPACE, "name": name, "version": f"0.0.{act.revision}",
+                "subject": subject or NAMESPACE, "activationId": act.id, "start": int(act.start * 1000), "end": 0,
+                "duration": 0, "statusCode": 0,
+                "response": {"status": "success", "statusCode": 0, "success": True, "result": result},
+                "logs": [ln.line for ln in act.logs], "annotations": [], "publish": False}
+    base = info_name.rpartition("/")[2]
+    if act.status == "error" and _application_error(act.error):
+        status, code = "application error", 1
+    elif act.status == "success":
         status, code = ("application error", 1) if isinstance(result, dict) and "error" in result else ("success", 0)
     elif act.status == "error" or act.status in ("timeout", "crashed", "oom", "init_failed"):
         status, code = "action developer error", 2
@@ -94,13 +128,20 @@ def activation_json(act: Activation, info_name: str, subject: str = "") -> dict[
     if act.cold:
         annotations.append({"key": "initTime", "value": round(act.init_ms)})
     return {
-        "namespace": NAMESPACE, "name": info_name, "version": f"0.0.{act.revision}", "subject": subject or NAMESPACE,
+        "namespace": NAMESPACE, "name": base, "version": f"0.0.{act.revision}", "subject": subject or NAMESPACE,
         "activationId": act.id, "start": int(act.start * 1000), "end": int(act.end * 1000),
         "duration": round(act.duration_ms), "statusCode": code,
         "response": {"status": status, "statusCode": code, "success": code == 0, "result": result},
         "logs": [f"{_iso(ln.ts)} {ln.stream}: {ln.line}" for ln in act.logs],
         "annotations": annotations, "publish": False,
     }
+
+
+def _application_error(error: dict[str, Any] | None) -> bool:
+    """An `{"error": …}` result, as the openwhisk flavors report it (Python: errorType ApplicationError; Node.js:
+    the result's `error` itself), not an exception."""
+    return bool(error) and (error.get("errorType") == "ApplicationError"  # type: ignore[union-attr]
+                            or ("error" in error and "errorType" not in error))  # type: ignore[operator]
 
 
 def _iso(ts: float) -> str:
@@ -110,10 +151,12 @@ def _iso(ts: float) -> str:
 
 
 class WhiskApi(common.VendorFace):
-    def __init__(self, *, workflows: Any, **shared: Any):
+    def __init__(self, *, workflows: Any, entities: Any = None, triggers: Any = None, **shared: Any):
         super().__init__(**shared)
         self.workflows = workflows  # sequences and conductor actions run as workflows
         self.compositions = Compositions(self.store, workflows)  # sequences and conductor actions (openwhisk_compositions.py)
+        # packages, triggers, rules (openwhisk_events.py): `entities` keeps them, `triggers` runs alarm feeds
+        self.events = WhiskEvents(entities, self.recorder, triggers, self._action_versions, self._start)
 
     def auth(self, request: Request) -> str:
         who = keys.check_basic(self.keys, request.headers.get("authorization", ""), "deploy")
@@ -122,6 +165,8 @@ class WhiskApi(common.VendorFace):
         return who
 
     async def find(self, name: str) -> FunctionInfo:
+        if not name or name.startswith("/"):
+            raise WhiskError(404, "The requested resource does not exist.")
         info = await self.store.get_function(polyfn_name(name))
         if info is None or info.spec.annotations.get(A_NAME, info.name) != name:
             raise WhiskError(404, "The requested resource does not exist.")
@@ -129,18 +174,31 @@ class WhiskApi(common.VendorFace):
 
     # -- actions -----------------------------------------------------------------------------------
 
-    async def list_actions(self, request: Request, ns: str) -> Response:
+    async def list_actions(self, request: Request, ns: str, package: str = "") -> Response:
+        """Every action, or (`…/actions/P/`, what `wsk action list P` asks) those of package P (a binding's:
+        its package's)."""
         self.auth(request)
         skip, limit = _paging(request)
         infos = await self.store.list_functions()
         actions = [action_json(i) for i in infos] + [Compositions.action_json(m) for m in await self.compositions.all()]
+        if package:
+            source = (await self.events.package_params(f"{package}/x"))[0].rpartition("/")[0]
+            actions = [a for a in actions if a["namespace"] == f"{NAMESPACE}/{source}"]
         return JSONResponse(actions[skip: skip + limit])
 
     async def get_action(self, request: Request, ns: str, name: str) -> Response:
         self.auth(request)
-        if (seq := await self.compositions.find(name)) is not None:
+        if name.endswith("/"):
+            return await self.list_actions(request, ns, name.rstrip("/"))
+        target, pkg_params = await self.events.package_params(name)
+        if (seq := await self.compositions.find(target)) is not None:
             return JSONResponse(Compositions.action_json(seq))
-        return JSONResponse(action_json(await self.find(name)))
+        shown = action_json(await self.find(target))
+        if pkg_params:  # as OpenWhisk shows an action through its package: the package's parameters under its own
+            own = {p.get("key") for p in shown["parameters"]}
+            shown["parameters"] = [{"key": k, "value": v} for k, v in pkg_params.items() if k not in own] + \
+                shown["parameters"]
+        return JSONResponse(shown)
 
     async def delete_action(self, request: Request, ns: str, name: str) -> Response:
         self.auth(request)
@@ -166,6 +224,7 @@ class WhiskApi(common.VendorFace):
             validate_name(pname)
         except SpecError as e:
             raise WhiskError(400, str(e)) from None
+        await self.events.check_package(name)
         if (body.get("exec") or {}).get("kind") == "sequence":
             return await self.compositions.put(name, body, request.query_params.get("overwrite", "false") == "true")
         existing = await self.store.get_function(pname)
@@ -217,12 +276,11 @@ class WhiskApi(common.VendorFace):
         if not isinstance(code, str) or not code:
             raise WhiskError(400, "exec.code is required")
         ext = ".py" if lang == "python" else ".js"
-        if not exec_.get("binary"):
+        data = _zip_code(code)
+        if data is None:
+            if exec_.get("binary"):
+                raise WhiskError(400, "exec.code is not a base64 zip (binary: true)")
             return {"action" + ext: code.encode()}, "action"
-        try:
-            data = base64.b64decode(code, validate=True)
-        except (binascii.Error, ValueError):
-            raise WhiskError(400, "exec.code is not base64 (binary: true)") from None
         s = self.settings
         try:
             files = archive.files_from_zip(data, s.max_code_size, s.max_code_files)
@@ -240,46 +298,71 @@ class WhiskApi(common.VendorFace):
 
     async def invoke(self, request: Request, ns: str, name: str) -> Response:
         subject = self.auth(request)
-        seq = await self.compositions.find(name)
-        info = await self.find(name) if seq is None else None
-        raw = await request.body()
-        try:
-            params = json.loads(raw) if raw else {}
-        except ValueError:
-            raise WhiskError(400, "The request content was malformed: the parameters are not JSON") from None
-        if not isinstance(params, dict):
-            raise WhiskError(400, "The request content was malformed: the parameters must be an object")
+        params = json_object(await request.body(), "parameters")
         q = request.query_params
         blocking, result_only = q.get("blocking") == "true", q.get("result") == "true"
+        if ns == "whisk.system":  # a feed action (`wsk trigger create --feed /whisk.system/alarms/alarm`)
+            return _system_result(name, await self.events.feed(name, params), result_only)
+        target, pkg_params = await self.events.package_params(name)
+        seq = await self.compositions.find(target)
+        info = await self.find(target) if seq is None else None
         if seq is not None:
-            return await self.compositions.invoke(seq.name, name, params, blocking, result_only)
+            return await self.compositions.invoke(seq.name, name, {**pkg_params, **params}, blocking, result_only)
         assert info is not None
-        args = {**_defaults(info), **params}
+        args = {**pkg_params, **_defaults(info), **params}
         if Compositions.is_conductor(info):
             return await self.compositions.invoke_conductor(info, name, args, blocking, result_only)
         aid = uuid.uuid4().hex
-
-        def run() -> Any:
-            return self.invoker.invoke(info.name, "event", "openwhisk", "POST", "/", "", [],
-                                            json.dumps(args).encode(), "application/json", activation_id=aid)
-
         if not blocking:
-            try:
-                await common.submit_async(self.queue, info.name, "event", "openwhisk", json.dumps(args).encode(),
-                                          "application/json", job_id=aid)
-            except common.AsyncRejected as e:
-                raise WhiskError(e.status, e.message) from None
+            await self._submit(info, args, aid)
             return JSONResponse({"activationId": aid}, status_code=202)
-        out = await run()
+        out = await self.invoker.call(Call(info.name, "event", "openwhisk", body=json.dumps(args).encode(),
+                                           content_type="application/json", activation_id=aid))
         status, result = _result(out, info)
         if result_only:
             return JSONResponse(result, status_code=status)
         await self.recorder.flush()
         act = await self.store.get_activation(aid)
-        record = activation_json(act, action_json(info)["name"], subject) if act else {"activationId": aid}
+        record = activation_json(act, action_json(info, True)["name"], subject) if act else {"activationId": aid}
         if act is not None:
             record["response"]["result"] = result
         return JSONResponse(record, status_code=status)
+
+    async def _submit(self, info: FunctionInfo, args: dict[str, Any], aid: str) -> None:
+        """Queue one invocation of the action (non-blocking): its activation id is `aid`."""
+        try:
+            await common.submit_async(self.queue, info.name, "event", "openwhisk", json.dumps(args).encode(),
+                                      "application/json", job_id=aid)
+        except common.AsyncRejected as e:
+            raise WhiskError(e.status, e.message) from None
+        except sqlite3.IntegrityError:
+            pass  # queued already (the same alarm tick after a restart): once only
+
+    async def _start(self, name: str, params: dict[str, Any], aid: str) -> str:
+        """Start action `name` non-blocking with `params` over its defaults, as a rule does; its activation id."""
+        target, pkg_params = await self.events.package_params(name)
+        if (seq := await self.compositions.find(target)) is not None:
+            resp = await self.compositions.invoke(seq.name, name, {**pkg_params, **params}, False, False)
+            return str(json.loads(bytes(resp.body))["activationId"])
+        info = await self.find(target)
+        args = {**pkg_params, **_defaults(info), **params}
+        if Compositions.is_conductor(info):
+            resp = await self.compositions.invoke_conductor(info, name, args, False, False)
+            return str(json.loads(bytes(resp.body))["activationId"])
+        await self._submit(info, args, aid)
+        return aid
+
+    async def _action_versions(self) -> dict[str, str]:
+        """Every action's OpenWhisk name and version (functions and compositions)."""
+        out = {i.spec.annotations.get(A_NAME, i.name): f"0.0.{i.revision}" for i in await self.store.list_functions()}
+        out.update({m.meta["ow_name"]: f"0.0.{m.revision}" for m in await self.compositions.all()})
+        return out
+
+    async def _delete_action(self, name: str) -> None:
+        if (seq := await self.compositions.find(name)) is not None:
+            await self.compositions.delete(seq)
+        else:
+            await self.remove_function((await self.find(name)).name)
 
     async def web(self, request: Request, ns: str, package: str, name: str, path: str = "") -> Response:
         action, ext = name, "http"
@@ -288,14 +371,20 @@ class WhiskApi(common.VendorFace):
             action, ext = m[1], m[2]
         full = action if package == "default" else f"{package}/{action}"
         try:
-            info = await self.find(full)
+            target, pkg_params = await self.events.package_params(full)
+            info = await self.find(target)
         except WhiskError:
             info = None
         if info is None or not _web_exported(info):
             raise WhiskError(404, "The requested resource does not exist.")
+        refused = function_keys.refusal(info.spec, info.name, request.scope["query_string"].decode("latin-1"),
+                                        [(k.decode("latin-1").lower(), v.decode("latin-1"))
+                                         for k, v in request.scope["headers"]], self.keys)
+        if refused is not None:  # the function's own `auth` rule holds on every ingress (auth/function_keys.py)
+            raise WhiskError(refused[0], refused[2])
         raw = await request.body()
         query = request.scope["query_string"].decode("latin-1")
-        args: dict[str, Any] = dict(_defaults(info))
+        args: dict[str, Any] = {**pkg_params, **_defaults(info)}
         args.update(dict(parse_qsl(query, keep_blank_values=True)))
         ct = request.headers.get("content-type", "")
         if raw and "json" in ct:
@@ -307,6 +396,8 @@ class WhiskApi(common.VendorFace):
                 args.update(parsed)
             else:
                 args["__ow_body"] = raw.decode()
+        elif raw and ct.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+            args.update(await _form_fields(request))
         elif raw:
             try:
                 args["__ow_body"] = raw.decode() if ct.startswith("text/") or "form" in ct else base64.b64encode(raw).decode()
@@ -314,8 +405,8 @@ class WhiskApi(common.VendorFace):
                 args["__ow_body"] = base64.b64encode(raw).decode()
         args.update({"__ow_method": request.method.lower(), "__ow_headers": dict(request.headers.items()),
                      "__ow_path": "/" + path if path else ""})
-        out = await self.invoker.invoke(info.name, "event", "openwhisk-web", "POST", "/", "", [],
-                                             json.dumps(args).encode(), "application/json")
+        out = await self.invoker.call(Call(info.name, "event", "openwhisk-web", body=json.dumps(args).encode(),
+                                           content_type="application/json"))
         status, result = _result(out, info)
         if status != 200:
             return JSONResponse(result, status_code=status)
@@ -336,8 +427,10 @@ class WhiskApi(common.VendorFace):
         skip, limit = _paging(request)
         name = request.query_params.get("name")
         await self.recorder.flush()
-        acts = await self.store.list_activations(function=polyfn_name(name) if name else None,
-                                                      limit=skip + limit)
+        function = None
+        if name:  # an action's, or a trigger's (recorded as `openwhisk:T`)
+            function = polyfn_name(name) if await self.events.is_action(name) else f"{SINK}:{name}"
+        acts = await self.store.list_activations(function=function, limit=skip + limit)
         docs = request.query_params.get("docs") == "true"
         out = []
         for a in acts[skip:]:
@@ -375,6 +468,82 @@ class WhiskApi(common.VendorFace):
         self.auth(request)
         return JSONResponse([NAMESPACE])
 
+    async def info(self, request: Request) -> Response:
+        """`GET /api/v1`, as OpenWhisk describes its API (no auth)."""
+        return JSONResponse({"description": "OpenWhisk API", "api_version": "1.0.0", "api_version_path": "v1",
+                             "build": "polyfn", "buildno": __version__,
+                             "swagger_paths": {"ui": "/v1/docs", "api-docs": "/v1/openapi.json"}})
+
+    # -- packages, triggers, rules (openwhisk_events.py) ------------------------------------------------
+
+    async def entities(self, request: Request, ns: str, kind: str, name: str = "") -> Response:
+        """`…/{packages,triggers,rules}[/{name}]`: the collection's list, or one entity's operation."""
+        self.auth(request)
+        op = ENTITY_OPS.get((request.method, kind, bool(name)))
+        if op is None:
+            raise WhiskError(404 if kind not in ("packages", "triggers", "rules") else 405,
+                             "The requested resource does not exist.")
+        if not name:
+            return await getattr(self.events, op)(request, *_paging(request))
+        if op == "delete_package":
+            return await self.events.delete_package(request, name, self._delete_action)
+        return await getattr(self.events, op)(request, name)
+
+
+
+async def _form_fields(request: Request) -> dict[str, Any]:
+    """A form body's fields (the last value of a repeated one); a file field is its content, base64."""
+    try:
+        form = await request.form()
+    except Exception as e:  # a malformed multipart body
+        raise WhiskError(400, f"The request content was malformed: the form cannot be read ({e})") from None
+    out: dict[str, Any] = {}
+    for key, value in form.multi_items():
+        if isinstance(value, str):
+            out[key] = value
+        else:
+            out[key] = base64.b64encode(await value.read()).decode()
+    await form.close()
+    return out
+
+
+def _zip_code(code: str) -> bytes | None:
+    """The zip an action's code is, detected as OpenWhisk does (base64 text, length a multiple of 4) and
+    confirmed by the zip signature; None when the code is source."""
+    t = code.strip()
+    if not t or len(t) % 4 or not _BASE64.match(t):
+        return None
+    try:
+        data = base64.b64decode(t, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return data if data[:4] in (b"PK\x03\x04", b"PK\x05\x06") else None
+
+
+_BASE64 = re.compile(r"\A[A-Za-z0-9+/]*={0,2}\Z")
+
+
+def _system_result(name: str, result: dict[str, Any], result_only: bool) -> Response:
+    """A feed action's answer: its result, or an activation record around it (not kept)."""
+    if result_only:
+        return JSONResponse(result)
+    now = int(time.time() * 1000)
+    return JSONResponse({
+        "namespace": "whisk.system", "name": name.rpartition("/")[2], "version": "0.0.1", "subject": NAMESPACE,
+        "activationId": uuid.uuid4().hex, "start": now, "end": now, "duration": 0, "statusCode": 0,
+        "response": {"status": "success", "statusCode": 0, "success": True, "result": result},
+        "logs": [], "annotations": [{"key": "path", "value": f"whisk.system/{name}"}], "publish": False})
+
+
+#: (method, collection, one entity?) → the WhiskEvents method
+ENTITY_OPS = {
+    **{("GET", f"{k}s", False): f"list_{k}s" for k in ("package", "trigger", "rule")},
+    **{(m, f"{k}s", True): f"{op}_{k}" for k in ("package", "trigger", "rule")
+       for m, op in (("GET", "get"), ("PUT", "put"), ("DELETE", "delete"))},
+    ("POST", "triggers", True): "fire_trigger",
+    ("POST", "rules", True): "set_rule_state",
+}
+
 
 def _paging(request: Request) -> tuple[int, int]:
     try:
@@ -406,6 +575,11 @@ def _result(out: Outcome, info: FunctionInfo) -> tuple[int, Any]:
     if code is not None:
         return 502, {"error": (body.get("error") or {}).get("message", code) if isinstance(body, dict) else code}
     if "x-polyfn-function-error" in hdrs:
+        err = body.get("error") if isinstance(body, dict) else None
+        if isinstance(err, str) and err.startswith("An error has occurred: "):  # the flavor's developer error
+            return 502, {"error": err}
+        if err is not None and "stackTrace" not in body:  # an application error: the action's result as it is
+            return 502, body
         msg = body.get("errorMessage") if isinstance(body, dict) else None
         return 502, {"error": f"An error has occurred: {msg or out.body.decode('utf-8', 'replace')}"}
     if isinstance(body, dict) and "error" in body:
@@ -443,7 +617,9 @@ def install(app: FastAPI, **services: Any) -> None:
     api = WhiskApi(**services)
     r = APIRouter(include_in_schema=False)
     ns = "/api/v1/namespaces/{ns}"
+    r.add_api_route("/api/v1", api.info, methods=["GET"])
     r.add_api_route("/api/v1/namespaces", api.namespaces, methods=["GET"])
+    r.add_api_route("/api/v1/namespaces/", api.namespaces, methods=["GET"])  # `wsk namespace list` (no redirect)
     r.add_api_route(ns + "/actions", api.list_actions, methods=["GET"])
     r.add_api_route(ns + "/actions/{name:path}", api.get_action, methods=["GET"])
     r.add_api_route(ns + "/actions/{name:path}", api.put_action, methods=["PUT"])
@@ -453,6 +629,9 @@ def install(app: FastAPI, **services: Any) -> None:
     r.add_api_route(ns + "/activations/{aid}", api.get_activation, methods=["GET"])
     r.add_api_route(ns + "/activations/{aid}/logs", api.activation_logs, methods=["GET"])
     r.add_api_route(ns + "/activations/{aid}/result", api.activation_result, methods=["GET"])
+    # after the actions' and activations' routes: packages, triggers, rules
+    r.add_api_route(ns + "/{kind}", api.entities, methods=["GET"])
+    r.add_api_route(ns + "/{kind}/{name}", api.entities, methods=["GET", "PUT", "DELETE", "POST"])
     methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
     r.add_api_route("/api/v1/web/{ns}/{package}/{name}", api.web, methods=methods)
     r.add_api_route("/api/v1/web/{ns}/{package}/{name}/{path:path}", api.web, methods=methods)

@@ -21,6 +21,17 @@ class WhiskError(Exception):
         self.message = message
 
 
+def json_object(raw: bytes, what: str) -> dict[str, Any]:
+    """A request body that must be a JSON object (empty: `{}`); `what` names it in the 400."""
+    try:
+        value = json.loads(raw) if raw else {}
+    except ValueError:
+        raise WhiskError(400, f"The request content was malformed: the {what} is not JSON") from None
+    if not isinstance(value, dict):
+        raise WhiskError(400, f"The request content was malformed: the {what} must be an object")
+    return value
+
+
 def polyfn_name(name: str) -> str:
     """An OpenWhisk action name (`pkg/a_b`) as a polyfn function name (`pkg-a-b`)."""
     n = name.replace("/", "-").replace("_", "-").lower()

@@ -30,19 +30,9 @@ from typing import Any
 import msgspec
 
 from polyfn.protocol import Ready
+from polyfn.protocol.zygote import PACKET_MAX, Exited, Spawn, Spawned, SpawnFailed, ZygoteFailed, ZygoteReady
 from polyfn.runtimes.python import instance
-from polyfn.runtimes.python.zygote import (
-    PACKET_MAX,
-    Exited,
-    Spawn,
-    Spawned,
-    SpawnFailed,
-    ZygoteFailed,
-    ZygoteReady,
-    _exit_child,
-    set_pdeathsig,
-    wait_readable,
-)
+from polyfn.runtimes.python.procs import exit_child, set_pdeathsig, wait_readable
 
 _enc = msgspec.msgpack.Encoder()
 
@@ -134,7 +124,7 @@ def serve(ctrl: socket.socket, adapter: Any, info: str, import_ms: float) -> Non
             if blank is not None:
                 blank[1].close()
             set_pdeathsig()  # die with the zygote
-            _exit_child(then, *args)
+            exit_child(then, *args)
         return pid
 
     def fork_blank() -> tuple[int, socket.socket] | None:

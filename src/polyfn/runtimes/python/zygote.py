@@ -13,10 +13,8 @@ Orphans are impossible by construction: the zygote asks the kernel to SIGKILL it
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import os
-import select
 import signal
 import socket
 import sys
@@ -26,55 +24,8 @@ from typing import Any
 
 import msgspec
 
-PR_SET_PDEATHSIG = 1
-
-
-class Spawn(msgspec.Struct, tag="spawn", array_like=True):
-    req: int
-    spec: Any  # InstanceSpec, array-encoded
-
-
-class ZygoteReady(msgspec.Struct, tag="zready", array_like=True):
-    pid: int
-    preload_ms: float
-
-
-class Spawned(msgspec.Struct, tag="spawned", array_like=True):
-    req: int
-    pid: int
-
-
-class SpawnFailed(msgspec.Struct, tag="spawn_failed", array_like=True):
-    req: int
-    message: str
-
-
-class Exited(msgspec.Struct, tag="exited", array_like=True):
-    pid: int
-    status: int  # raw wait status
-
-
-class ZygoteFailed(msgspec.Struct, tag="zfailed", array_like=True):
-    """A function zygote could not be made (import error, or a module unsafe to fork): start clean."""
-
-    reason: str
-
-
-FromZygote = ZygoteReady | Spawned | SpawnFailed | Exited | ZygoteFailed
-PACKET_MAX = 1 << 20
-
-_libc: Any = None
-
-
-def set_pdeathsig(sig: int = signal.SIGKILL) -> None:
-    """Ask the kernel to send `sig` to this process when its parent exits."""
-    global _libc
-    try:
-        if _libc is None:
-            _libc = ctypes.CDLL(None, use_errno=True)
-        _libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
+from polyfn.protocol.zygote import PACKET_MAX, Exited, Spawn, Spawned, SpawnFailed, ZygoteReady
+from polyfn.runtimes.python.procs import exit_child, set_pdeathsig, wait_readable
 
 
 def preload() -> None:
@@ -108,10 +59,7 @@ def preload() -> None:
 
     # msgspec resolves a Struct's annotations through its module by name the first time it decodes one;
     # an instance forgets polyfn's modules by name before user code runs, so do it now, for all of them
-    # (this module runs as __main__: function zygotes use its importable twin's Spawn)
-    from polyfn.runtimes.python import zygote as twin
-
-    for struct in (Spawn, twin.Spawn, polyfn.runtimes.python.instance.InstanceSpec, polyfn.sandbox.SandboxPlan):
+    for struct in (Spawn, polyfn.runtimes.python.instance.InstanceSpec, polyfn.sandbox.SandboxPlan):
         msgspec.msgpack.Decoder(struct)
     try:  # the BPF program is the same for every instance: build it once, before any fork
         polyfn.sandbox.seccomp.build("python")
@@ -197,36 +145,6 @@ def _direct(msg: bytes, fd: int, info: str) -> None:
     _become_instance(msg, fd, info, _prepare())
 
 
-def _exit_child(fn: Any, *args: Any) -> None:
-    code = 0
-    try:
-        fn(*args)
-    except BaseException:
-        import traceback
-
-        traceback.print_exc(file=sys.__stderr__)
-        code = 70
-    os._exit(code)
-
-
-def wait_readable(ctrl: socket.socket, wake: int) -> list[Any]:
-    """Block until the control socket or the SIGCHLD wake-up pipe is readable; the pipe is drained (its
-    bytes only say "reap now"). The serve loop of the runtime zygote and of function zygotes."""
-    while True:
-        try:
-            readable, _, _ = select.select([ctrl, wake], [], [])
-            break
-        except InterruptedError:
-            continue
-    if wake in readable:
-        try:
-            while os.read(wake, 512):
-                pass
-        except BlockingIOError:
-            pass
-    return readable
-
-
 def main() -> None:
     t0 = time.perf_counter()
     ctrl = socket.socket(fileno=int(os.environ["POLYFN_ZYGOTE_FD"]))
@@ -263,7 +181,7 @@ def main() -> None:
             for _, other in blanks:
                 other.close()
             _detach(ctrl, wake)
-            _exit_child(_blank, theirs, info)
+            exit_child(_blank, theirs, info)
         theirs.close()
         blanks.append((pid, ours))
         blank_pids.add(pid)
@@ -339,7 +257,7 @@ def main() -> None:
                 for _, other in blanks:
                     other.close()
                 _detach(ctrl, wake)
-                _exit_child(_direct, msg, fds[0], info)
+                exit_child(_direct, msg, fds[0], info)
         os.close(fds[0])
         ctrl.send(enc.encode(Spawned(req.req, pid)))
         while len(blanks) < blank_target:

@@ -3,7 +3,12 @@
 // Express-like req/res, functions registered with `functions.http('name', fn)` /
 // `functions.cloudEvent('name', fn)` from '@google-cloud/functions-framework' (provided by polyfn), and
 // legacy background functions `(data, context[, callback])`. An uncaught error answers 500 with
-// `X-Google-Status: crash`, as the Functions Framework does.
+// `X-Google-Status: crash`, as the Functions Framework does. Over HTTP, a CloudEvent function (registered, or
+// FUNCTION_SIGNATURE_TYPE=cloudevent) reads a binary- or structured-mode CloudEvent, and with
+// FUNCTION_SIGNATURE_TYPE=event a background function reads a legacy event (`{data, context}`, the older flat
+// shape, a raw Pub/Sub push, or a binary CloudEvent whose body is the data); a request that is no such event
+// answers 400 saying what was expected. (The type-by-type legacy ⇄ CloudEvent conversion is the Python
+// flavor's; events from polyfn's triggers arrive already shaped by the server.)
 const c = require('./common');
 const registry = require('../provided/functions-framework')._registry;
 
@@ -67,6 +72,54 @@ function isCloudEventFn(handler) {
   return registry.kind.get(handler) === 'cloudevent';
 }
 
+const badRequest = (message) => ({ status: 400, headers: [c.TEXT_CT], body: Buffer.from(message) });
+const OK = () => ({ status: 200, headers: [c.TEXT_CT], body: Buffer.from('OK') });
+
+// An HTTP request carrying a CloudEvent (binary mode `ce-*` headers, or structured JSON), else null.
+function cloudEventFromHttp(inv) {
+  const h = c.headerObject(inv.headers);
+  const ct = h['content-type'] || inv.content_type || '';
+  if (ct.startsWith('application/cloudevents+json')) {
+    try { return JSON.parse(inv.body.toString('utf8')); } catch (e) { return null; }
+  }
+  const ce = {};
+  for (const [k, v] of Object.entries(h)) if (k.startsWith('ce-')) ce[k.slice(3)] = v;
+  if (!ce.id || !ce.source || !ce.type) return null;
+  ce.datacontenttype = ct;
+  ce.data = c.parsedBody(inv);
+  return ce;
+}
+
+// An HTTP request to a background function → [data, context], or a string saying what was expected.
+function backgroundFromHttp(inv) {
+  const h = c.headerObject(inv.headers);
+  if (h['ce-specversion']) {
+    return [inv.body, { eventId: h['ce-eventid'] || h['ce-id'] || '', timestamp: h['ce-timestamp'] || h['ce-time'] || '',
+      eventType: h['ce-eventtype'] || h['ce-type'] || '', resource: h['ce-resource'] || h['ce-source'] || '' }];
+  }
+  let body;
+  try { body = JSON.parse(inv.body.toString('utf8')); } catch (e) { body = undefined; }
+  if (!body || typeof body !== 'object' || Array.isArray(body)) {
+    return 'this is a background function (data, context): send a legacy event {"data": …, "context": {"eventId", "timestamp", "eventType", "resource"}}';
+  }
+  const msg = body.message;
+  if (!body.context && body.subscription && msg && 'data' in msg && msg.messageId) {  // a raw Pub/Sub push
+    const topic = (/projects\/[^/?]+\/topics\/[^/?]+/.exec(inv.path || '') || [''])[0];
+    return [{ '@type': 'type.googleapis.com/google.pubsub.v1.PubsubMessage', data: msg.data, attributes: msg.attributes || {} },
+      { eventId: msg.messageId, timestamp: msg.publishTime || new Date().toISOString(), eventType: 'google.pubsub.topic.publish',
+        resource: { service: 'pubsub.googleapis.com', type: 'type.googleapis.com/google.pubsub.v1.PubsubMessage', name: topic } }];
+  }
+  const ctx = body.context && typeof body.context === 'object' ? body.context
+    : { eventId: body.eventId || '', timestamp: body.timestamp || '', eventType: body.eventType || '', resource: body.resource || '' };
+  return [body.data === undefined ? '' : body.data, ctx];
+}
+
+async function background(handler, data, ctx) {
+  const value = await c.callHandler(handler, null, [data, ctx]);
+  const [headers, body] = c.encodeValue(value === undefined ? 'OK' : value);
+  return { status: 200, headers, body };
+}
+
 module.exports = {
   convention,
   resolve(mod, name, meta) {
@@ -74,11 +127,25 @@ module.exports = {
     return c.pick(mod, name, convention, meta);
   },
   async run(handler, inv, meta) {
+    const sig = process.env.FUNCTION_SIGNATURE_TYPE;
+    if (inv.kind === 'http' && (isCloudEventFn(handler) || sig === 'cloudevent')) {
+      const ce = cloudEventFromHttp(inv);
+      if (!ce) {
+        return badRequest('this is a CloudEvent function: send a CloudEvent (ce-id, ce-source, ce-type, '
+          + 'ce-specversion headers, or Content-Type: application/cloudevents+json)');
+      }
+      await c.callHandler(handler, null, [ce]);
+      return OK();
+    }
+    if (inv.kind === 'http' && sig === 'event') {
+      const ev = backgroundFromHttp(inv);
+      return typeof ev === 'string' ? badRequest(ev) : background(handler, ev[0], ev[1]);
+    }
     if (inv.kind !== 'http') {
       const payload = c.parseEventPayload(inv);
       if (isCloudEventFn(handler)) {
         await c.callHandler(handler, null, [payload]);
-        return { status: 200, headers: [c.TEXT_CT], body: Buffer.from('OK') };
+        return OK();
       }
       if (handler.length >= 2 || inv.kind === 'cloudevent') {
         // legacy background function: (data, context[, callback])
@@ -86,9 +153,7 @@ module.exports = {
         const data = ce ? ce.data : payload;
         const ctx = ce ? { eventId: ce.id, timestamp: ce.time, eventType: ce.type, resource: ce.source }
           : { eventId: inv.activation_id, timestamp: new Date().toISOString(), eventType: 'polyfn.invoke', resource: meta.name };
-        const value = await c.callHandler(handler, null, [data, ctx]);
-        const [headers, body] = c.encodeValue(value === undefined ? 'OK' : value);
-        return { status: 200, headers, body };
+        return background(handler, data, ctx);
       }
     }
     return new Promise((resolve, reject) => {

@@ -10,7 +10,14 @@ read from the framework's registry); else the arity: one argument is an HTTP fun
   dict/list → JSON, `(body, status, headers)` tuples, `Response` objects).
 - CloudEvent: the handler gets a `cloudevents.http.CloudEvent`; polyfn storage/queue/timer events arrive as
   Google's types (`google.cloud.storage.object.v1.finalized`, Pub/Sub `messagePublished`). HTTP requests to
-  a CloudEvent function are read as CloudEvents (binary or structured mode). The answer is `OK`.
+  a CloudEvent function are read as CloudEvents (binary or structured mode), or, failing that, as a legacy
+  event converted to its CloudEvent (events/gcp.py, as the functions-framework converts). The answer is `OK`.
+- Background (legacy) `def f(data, context)`: over HTTP, a legacy event (`{"data", "context"}`, the older flat
+  shape, or a raw Pub/Sub push), a binary-mode CloudEvent of a type with a legacy equivalent (converted), or
+  another binary-mode CloudEvent (the body is the data).
+- Typed `@functions_framework.typed`: the JSON body through the input type's `from_dict`; a result with
+  `to_dict` answers as JSON.
+- A request the function's kind cannot take (not an event, not JSON) → 400 saying what was expected.
 - Errors: 500 with `X-Google-Status: crash` and polyfn's error JSON.
 """
 
@@ -28,7 +35,7 @@ from polyfn.events import gcp as gcp_events
 from polyfn.protocol import Invoke
 from polyfn.runtimes.python.flavors import base
 
-HTTP, CLOUDEVENT, EVENT = "http", "cloudevent", "event"
+HTTP, CLOUDEVENT, EVENT, TYPED = "http", "cloudevent", "event", "typed"
 CRASH = [("x-google-status", "crash")]
 
 
@@ -123,13 +130,13 @@ class Adapter(base.Adapter):
         if sig is None:
             req, _mx = base.positional_arity(handler)
             sig = EVENT if req == 2 else HTTP
-        if sig not in (HTTP, CLOUDEVENT, EVENT):
+        if sig not in (HTTP, CLOUDEVENT, EVENT, TYPED):
             raise base.HandlerError("Runtime.HandlerSignature",
-                                    f"signature type {sig!r} is not supported: use http, cloudevent or event")
+                                    f"signature type {sig!r} is not supported: use http, cloudevent, event or typed")
         self.signature = sig
         super().__init__(handler, meta)
         self.is_async = False  # the wrapper below is sync; async user functions are run to completion in it
-        self.handler = {HTTP: self._http, CLOUDEVENT: self._cloudevent, EVENT: self._event}[sig]
+        self.handler = {HTTP: self._http, CLOUDEVENT: self._cloudevent, EVENT: self._event, TYPED: self._typed}[sig]
         import os
 
         for k, v in {"FUNCTION_TARGET": meta.handler.rpartition(".")[2], "FUNCTION_SIGNATURE_TYPE": sig,
@@ -172,23 +179,60 @@ class Adapter(base.Adapter):
         if inv.kind == "cloudevent":
             return gcp_events.cloudevents(base.cloudevent(inv))
         if inv.kind == "http":
-            return [_cloudevent_from_http(inv)]
+            try:
+                return [_cloudevent_from_http(inv)]
+            except NotACloudEvent as e:  # a legacy event, converted as the functions-framework does
+                try:
+                    return [gcp_events.background_to_cloudevent(_json_body(inv), inv.path, _now())]
+                except gcp_events.ConversionError as e2:
+                    raise gcp_events.ConversionError(
+                        f"this is a CloudEvent function: {e}; converting the request as a legacy event failed "
+                        f"too: {e2}") from None
         return [{"specversion": "1.0", "id": inv.activation_id, "source": "polyfn:invoke", "type": "io.polyfn.invoke",
                  "datacontenttype": inv.content_type or "application/json", "data": base.parse_event_payload(inv)}]
 
-    def _cloudevent(self, inv: Invoke) -> str:
+    def _cloudevent(self, inv: Invoke) -> Any:
         from cloudevents.http import CloudEvent
 
-        for ce in self._events_of(inv):
+        try:
+            events = self._events_of(inv)
+        except gcp_events.ConversionError as e:
+            return _bad_request(str(e))
+        for ce in events:
             attrs = {k: v for k, v in ce.items() if k not in ("data", "data_base64") and v is not None}
             self._call(CloudEvent(attrs, ce.get("data")))
         return "OK"
 
-    def _event(self, inv: Invoke) -> str:
+    def _event(self, inv: Invoke) -> Any:
+        if inv.kind == "http":
+            try:
+                data, ctx = _background_from_http(inv)
+            except gcp_events.ConversionError as e:
+                return _bad_request(f"this is a background function (data, context): {e}")
+            self._call(data, LegacyContext(**ctx))
+            return "OK"
         for ce in self._events_of(inv):
             data, ctx = gcp_events.legacy(ce)
             self._call(data, LegacyContext(**ctx))
         return "OK"
+
+    def _typed(self, inv: Invoke) -> Any:
+        from functions_framework import _function_registry as reg
+
+        input_type = reg.INPUT_TYPE_MAP[getattr(self.user, "__name__", "")]
+        try:
+            value = json.loads(inv.body) if inv.body else None
+        except ValueError:
+            return _bad_request(f"this is a typed function: send a JSON body ({input_type.__name__}.from_dict)")
+        rv = self._call(input_type.from_dict(value))
+        with self.app.request_context(wsgi_environ(inv if inv.kind == "http" else _as_post(inv))):
+            if rv is None:
+                return self.app.make_response(("", 200))
+            if type(rv).__module__ == "builtins":
+                return self.app.make_response(rv)
+            if not callable(getattr(rv, "to_dict", None)):
+                raise TypeError(f"the typed function returned a {type(rv).__name__}, which has no to_dict method")
+            return self.app.make_response(json.dumps(rv.to_dict()))
 
     def respond(self, inv: Invoke, value: Any) -> tuple[int, list[tuple[str, str]], bytes]:
         if isinstance(value, str):
@@ -229,6 +273,46 @@ def _as_post(inv: Invoke) -> Invoke:
                   inv.trace_id, inv.identity)
 
 
+class NotACloudEvent(ValueError):
+    pass
+
+
+def _bad_request(message: str) -> tuple[int, list[tuple[str, str]], bytes]:
+    return 400, base.TEXT_CT, message.encode()
+
+
+def _now() -> str:
+    import datetime as dt
+
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _json_body(inv: Invoke) -> Any:
+    try:
+        return json.loads(inv.body) if inv.body else None
+    except ValueError:
+        raise gcp_events.ConversionError("the body is not JSON") from None
+
+
+def _background_from_http(inv: Invoke) -> tuple[Any, dict[str, Any]]:
+    """An HTTP request to a background function → (data, context fields), as the functions-framework reads it."""
+    hdrs = base.Headers(inv.headers)
+    ct = inv.content_type or hdrs.get("content-type", "")
+    if "ce-specversion" in hdrs or ct.startswith("application/cloudevents+json"):
+        ce = _cloudevent_from_http(inv)
+        if ce.get("type") in gcp_events.CE_TO_LEGACY:
+            return gcp_events.cloudevent_to_background(ce)
+        if "ce-specversion" in hdrs:  # another binary CloudEvent: the body is the data
+            return inv.body, {"event_id": hdrs.get("ce-eventid", ""), "timestamp": hdrs.get("ce-timestamp", ""),
+                              "event_type": hdrs.get("ce-eventtype", ""), "resource": hdrs.get("ce-resource", "")}
+        raise gcp_events.ConversionError(f"the CloudEvent type {ce.get('type')!r} has no legacy equivalent")
+    body = _json_body(inv)
+    if body is None:
+        raise gcp_events.ConversionError("send a legacy event: {\"data\": …, \"context\": {\"eventId\", "
+                                         "\"timestamp\", \"eventType\", \"resource\"}}")
+    return gcp_events.background_event(body, inv.path, _now())
+
+
 def _cloudevent_from_http(inv: Invoke) -> dict[str, Any]:
     """An HTTP request carrying a CloudEvent (structured or binary mode) as a structured dict."""
     hdrs = base.Headers(inv.headers)
@@ -237,7 +321,7 @@ def _cloudevent_from_http(inv: Invoke) -> dict[str, Any]:
         return base.cloudevent(inv)
     ce: dict[str, Any] = {k[3:]: v for k, v in hdrs.items() if k.startswith("ce-")}
     if not {"id", "source", "type"} <= ce.keys():
-        raise ValueError("this is a CloudEvent function: send a CloudEvent (ce-id, ce-source, ce-type, "
+        raise NotACloudEvent("this is a CloudEvent function: send a CloudEvent (ce-id, ce-source, ce-type, "
                          "ce-specversion headers, or Content-Type: application/cloudevents+json)")
     ce["datacontenttype"] = ct
     ce["data"] = json.loads(inv.body) if "json" in ct and inv.body else inv.body

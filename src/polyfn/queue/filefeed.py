@@ -1,0 +1,196 @@
+"""The queue file as a feed (`feed.Feed`): jobs wait as `pending` rows of `queue.db` and are claimed in batches.
+
+When nothing of its function waits ahead and the node has room, an accepted job is inserted already claimed
+(`running`, attempt 1) and started right after its commit: no claim transaction in the steady state.
+Otherwise it is marked *behind*: the claim loop takes due jobs of the functions marked behind (all of them
+after a start, a replay or a due retry) as far as the dispatcher has room, oldest first per function.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from polyfn.queue.builtin import Job, QueueDB
+from polyfn.queue.feed import Holder
+
+log = logging.getLogger("polyfn.queue")
+
+
+class FileFeed:
+    def __init__(self, db: QueueDB, holder: Holder, clock: Callable[[], float]):
+        self.db = db
+        self.holder = holder
+        self.clock = clock
+        self.task: asyncio.Task[None] | None = None  # the claim loop
+        self._wake = asyncio.Event()
+        # Functions that may have due pending jobs in the file (new jobs of theirs queue behind them), all
+        # of them at start; and the same marks made while a claim runs (its view of the file may miss them).
+        self._behind: set[str] = set()
+        self._behind_all = True
+        self._marked: set[str] = set()
+        self._marked_all = False
+        self._claiming = False
+        self._next_due: float | None = None  # earliest retry not yet due
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        self._wake.set()
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+
+    async def close(self) -> None:
+        pass  # the file is the dispatcher's (dead letters, callbacks): it closes it
+
+    def poke(self) -> None:
+        """Jobs became due outside `accept` (e.g. a dead letter replayed): claim now."""
+        self._mark_behind(None)
+        self._wake.set()
+
+    def _mark_behind(self, function: str | None) -> None:
+        """`function` (None: any) may have due pending jobs in the file."""
+        if function is None:
+            self._behind_all = self._marked_all = True
+        else:
+            self._behind.add(function)
+            self._marked.add(function)
+
+    def room_freed(self) -> None:
+        self._wake.set()
+
+    def ran(self, function: str, seconds: float) -> None:
+        pass
+
+    # -- accepting ----------------------------------------------------------------------------------
+
+    async def accept(self, job: Job) -> None:
+        function, h = job.function, self.holder
+        direct = (not self._behind_all and function not in self._behind and not self._claiming
+                  and not h.stopping and h.ledger.room(function) > 0)
+        if direct:  # claimed at insert: it starts as soon as it is committed
+            job.state, job.attempt = "running", 1
+            h.hold(function)
+        try:
+            await self.db.enqueue([job])
+        except BaseException:
+            if direct:
+                h.release(function)
+            raise
+        if direct:
+            if h.stopping:  # the node began to stop during the commit: the job runs at the next start
+                h.release(function)
+                with contextlib.suppress(Exception):
+                    await self.db.unclaim([job.id])
+            else:
+                h.dispatch(job, self)
+        else:
+            self._mark_behind(function)
+            if h.ledger.room(function) > 0:  # otherwise a completion of this function wakes the claim loop
+                self._wake.set()
+
+    # -- claiming -----------------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while not self.holder.stopping:
+            try:
+                await self._claim_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("async queue: dispatch failed; retrying in 1 s")
+                self._claiming = False
+                await asyncio.sleep(1)
+
+    async def _claim_once(self) -> None:
+        self._wake.clear()
+        now = self.clock()
+        ledger = self.holder.ledger
+        free = ledger.free()
+        due = self._next_due is not None and self._next_due <= now
+        if self._behind_all or due:
+            names: list[str] | None = None  # every function with pending jobs
+        else:
+            # Refill a function's prefetch when half of it is free, not at every finished job: claims
+            # then come in batches.
+            names = [f for f in self._behind if ledger.room(f) >= max(1, min(ledger.refill(f), free))]
+        if free > 0 and (names is None or names):
+            self._marked.clear()
+            self._marked_all = False
+            self._claiming = True
+            try:
+                got = await self.db.claim_ready(now, free, names, ledger.room)
+            finally:
+                self._claiming = False
+            # Functions not looked at stay behind; so do jobs queued or rescheduled while the claim ran (its
+            # view of the file may miss them).
+            if names is not None:
+                got.behind.update(self._behind.difference(names))
+            self._behind = got.behind | self._marked
+            self._behind_all = self._marked_all
+            later = self._next_due if self._next_due is not None and self._next_due > now else None
+            self._next_due = min((t for t in (got.next_due, later) if t is not None), default=None)
+            for job in got.jobs:
+                self.holder.hold(job.function)
+                self.holder.dispatch(job, self)
+            free = ledger.free()
+        # Wait for a change: a job released (room for a claim), a job queued, or the next retry's due time.
+        wait = 1.0
+        if free > 0 and self._next_due is not None:
+            wait = min(max(self._next_due - self.clock(), 0.001), 1.0)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), wait)
+
+    # -- settling -----------------------------------------------------------------------------------
+
+    async def settled(self, jobs: Sequence[Job]) -> None:
+        pass  # the completion batch deleted them (`finish_many`), or `bury` made them dead letters
+
+    async def reschedule(self, job: Job, at: float, err: dict[str, Any] | None, uncount: bool) -> None:
+        await self.db.reschedule(job.id, at, err, uncount=uncount)
+        self._retry_at(job.function, at)
+
+    def lost(self, job: Job) -> None:
+        self._retry_at(job.function, self.clock() + 5)
+
+    def _retry_at(self, function: str, at: float) -> None:
+        self._mark_behind(function)  # due at once (a shutdown retry) or soon
+        if self._next_due is None or at < self._next_due:
+            self._next_due = at
+            self._wake.set()
+
+    async def give_back(self, jobs: Sequence[Job]) -> None:
+        with contextlib.suppress(Exception):  # else `running` in the file: they run again at the next start
+            await self.db.unclaim([j.id for j in jobs])
+
+    async def cancel(self, job_id: str, now: float) -> Job | None:
+        return await self.db.cancel_pending(job_id, now)
+
+    async def deleted(self, function: str) -> list[Job]:
+        return []  # its rows are dead-lettered as `function_not_found` when they come up
+
+    # -- reading ------------------------------------------------------------------------------------
+
+    async def get(self, job_id: str) -> Job | None:
+        return await self.db.get(job_id)
+
+    async def counts(self) -> dict[str, int]:
+        return await self.db.counts()
+
+    async def backlog(self) -> tuple[dict[str, int], dict[str, int]]:
+        return await self.db.counts_by_function()
+
+    # -- embedded topics ----------------------------------------------------------------------------
+
+    async def topic_publish_many(self, topic: str, subscribers: list[str],
+                                 msgs: list[tuple[str, bytes, dict[str, str], float]]) -> None:
+        await self.db.topic_publish_many(topic, subscribers, msgs)
+
+    async def topic_drop(self, subscriber: str) -> None:
+        await self.db.topic_drop_subscriber(subscriber)

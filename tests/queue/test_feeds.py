@@ -1,0 +1,199 @@
+"""The two feeds of the async queue (queue/feed.py) against a recording holder: what each decides on its own —
+the queue file's direct insert and its claim marks, the stream's handling of early, duplicate and held jobs.
+The file feed runs on a real queue file; the stream feed's JetStream is tests/queue/test_jetstream.py's and the
+e2e modules' (here its messages are recorded, to see which of ack and nak each decision sends)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from polyfn.queue.builtin import Job, QueueDB
+from polyfn.queue.capacity import Ledger
+from polyfn.queue.filefeed import FileFeed
+from polyfn.queue.streamfeed import StreamFeed
+
+
+class Holder:
+    """The dispatcher's side of a feed (`feed.Holder`), recording what it is asked to run."""
+
+    def __init__(self, cap: int = 2, max_held: int = 100, now: float = 1000.0) -> None:
+        self.cap = cap
+        self.ledger: Ledger[Any] = Ledger(max_held, self.capacity)
+        self.clock = lambda: now
+        self.stopping = False
+        self.dispatched: list[str] = []
+
+    def capacity(self, function: str) -> int:
+        return self.cap
+
+    def hold(self, function: str) -> None:
+        self.ledger.hold(function)
+
+    def release(self, function: str) -> None:
+        self.ledger.release(function)
+
+    def dispatch(self, job: Job, feed: Any) -> None:
+        self.dispatched.append(job.id)
+
+
+def job(i: str, function: str = "f", not_before: float = 0.0) -> Job:
+    return Job(id=i, function=function, body=b"{}", enqueued_at=0.0, not_before=not_before)
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> Any:
+    d = await QueueDB.open(tmp_path / "queue.db")
+    yield d
+    await d.close()
+
+
+async def _claimed(feed: FileFeed, holder: Holder, n: int) -> None:
+    """Run the claim loop until a claim ran and `n` jobs were dispatched."""
+    feed.start()
+    try:
+        for _ in range(500):
+            if not feed._behind_all and len(holder.dispatched) >= n:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"dispatched {holder.dispatched}, wanted {n}")
+    finally:
+        holder.stopping = True
+        await feed.stop()
+        holder.stopping = False
+
+
+async def test_file_feed_claims_what_waits_then_inserts_new_jobs_already_claimed(db: QueueDB) -> None:
+    holder = Holder()
+    feed = FileFeed(db, holder, holder.clock)
+    await feed.accept(job("j1"))  # before the first claim, anything may wait in the file: queued, not started
+    assert holder.dispatched == [] and (await db.get("j1")).state == "pending"
+    await _claimed(feed, holder, 1)
+    assert holder.dispatched == ["j1"] and holder.ledger.held == {"f": 1}
+    assert (await db.get("j1")).state == "running"
+
+    await feed.accept(job("j2"))  # nothing waits ahead of it and there is room: claimed at insert, started
+    got = await db.get("j2")
+    assert holder.dispatched == ["j1", "j2"] and (got.state, got.attempt) == ("running", 1)
+    assert holder.ledger.held == {"f": 2}
+
+
+async def test_file_feed_queues_a_job_behind_others_of_its_function_or_when_there_is_no_room(db: QueueDB) -> None:
+    holder = Holder(cap=1, max_held=2)
+    feed = FileFeed(db, holder, holder.clock)
+    await _claimed(feed, holder, 0)  # an empty claim: nothing behind
+    holder.hold("f")
+    holder.hold("g")  # the node holds as many as it may
+    await feed.accept(job("j1"))
+    assert holder.dispatched == [] and (await db.get("j1")).state == "pending"
+    holder.release("g")
+    await feed.accept(job("j2"))  # room again, but j1 of the same function waits ahead: in order
+    assert holder.dispatched == [] and (await db.get("j2")).state == "pending"
+    await feed.accept(job("h1", "h"))  # another function, nothing ahead of it: direct
+    assert holder.dispatched == ["h1"]
+
+
+async def test_file_feed_reschedules_gives_back_and_cancels_in_the_file(db: QueueDB) -> None:
+    holder = Holder()
+    feed = FileFeed(db, holder, holder.clock)
+    await db.enqueue([job("j1"), job("j2"), job("j3")])
+    await _claimed(feed, holder, 3)
+    j1, j2 = await db.get("j1"), await db.get("j2")
+    await feed.reschedule(j1, 2000.0, {"code": "function_error"}, uncount=True)
+    again = await db.get("j1")
+    assert (again.state, again.not_before, again.attempt) == ("pending", 2000.0, 0)  # a throttle: no attempt used
+    assert feed._next_due == 2000.0 and "f" in feed._behind  # claimed again when due
+    await feed.give_back([j2])  # the node stops before it started
+    assert ((await db.get("j2")).state, (await db.get("j2")).attempt) == ("pending", 0)
+    assert (await feed.cancel("j2", 1000.0)).reason == "cancelled"
+    assert await feed.cancel("j3", 1000.0) is None  # running: not the feed's to cancel
+    assert await feed.deleted("f") == []  # the file's jobs are dead-lettered when they come up
+
+
+class Msg:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, float | None]] = []
+
+    async def ack(self) -> None:
+        self.sent.append(("ack", None))
+
+    async def nak(self, delay: float | None = None) -> None:
+        self.sent.append(("nak", delay))
+
+
+class Stream:
+    """Stands in for `JetStreamJobs` where the feed's own decisions are tested."""
+
+    ack_wait = 30.0
+
+    def __init__(self, waiting: list[tuple[Job, Msg]] | None = None) -> None:
+        self.published: list[Job] = []
+        self.waiting = waiting or []
+
+    async def publish(self, job: Job, first: bool = False) -> None:
+        self.published.append(job)
+
+    async def get(self, job_id: str) -> Job | None:
+        return None
+
+    async def take_all(self, function: str) -> list[tuple[Job, Msg]]:
+        out, self.waiting = self.waiting, []
+        return out
+
+
+async def test_stream_feed_hands_back_early_and_duplicate_jobs_and_holds_the_others() -> None:
+    holder = Holder(now=1000.0)
+    feed = StreamFeed(Stream(), holder, None)  # type: ignore[arg-type]
+    early, dup, first = Msg(), Msg(), Msg()
+    await feed._take(job("j1", not_before=1010.0), early, 1000.0)  # a retry due in 10 s
+    assert early.sent == [("nak", 10.0)] and holder.dispatched == []
+    await feed._take(job("j2"), first, 1000.0)
+    assert holder.dispatched == ["j2"] and holder.ledger.held == {"f": 1} and first.sent == []
+    assert (await feed.get("j2")).attempt == 1  # held here: found without asking the stream
+    await feed._take(job("j2"), dup, 1000.0)  # redelivered while held here: back after the ack wait
+    assert dup.sent == [("nak", 30.0)] and holder.dispatched == ["j2"]
+
+    await feed.settled([await feed.get("j2")])  # completed: acknowledged once, and no longer held
+    await feed.settled([job("j2")])
+    assert first.sent == [("ack", None)] and await feed.get("j2") is None
+
+
+async def test_stream_feed_retries_by_publishing_first_and_forgets_what_it_lost() -> None:
+    stream = Stream()
+    holder = Holder()
+    feed = StreamFeed(stream, holder, None)  # type: ignore[arg-type]
+    m1, m2, m3 = Msg(), Msg(), Msg()
+    for i, m in (("j1", m1), ("j2", m2), ("j3", m3)):
+        await feed._take(job(i), m, 1000.0)
+    held = await feed.get("j1")
+    await feed.reschedule(held, 1005.0, {"code": "function_error"}, uncount=False)
+    (again,) = stream.published
+    assert (again.id, again.state, again.not_before, again.attempt) == ("j1", "pending", 1005.0, 1)
+    assert m1.sent == [("ack", None)]  # the new attempt is stored before the old one goes
+    feed.lost(await feed.get("j2"))  # not settled (NATS away): no ack, no heartbeat; JetStream redelivers
+    assert m2.sent == [] and feed._held_messages() == [m3]
+    await feed.give_back([await feed.get("j3")])  # the node stops: another node takes it now
+    assert m3.sent == [("nak", None)] and feed._held_messages() == []
+    assert await feed.cancel("j3", 1000.0) is None
+
+
+async def test_stream_feed_takes_a_deleted_functions_waiting_jobs_except_those_it_runs() -> None:
+    running, waiting = Msg(), Msg()
+    stream = Stream()
+    holder = Holder()
+    feed = StreamFeed(stream, holder, None)  # type: ignore[arg-type]
+    await feed._take(job("j1"), running, 1000.0)
+    stream.waiting = [(job("j1"), Msg()), (job("j2"), waiting)]  # j1 redelivered: its run settles it
+    assert [j.id for j in await feed.deleted("f")] == ["j2"]
+    await feed.settled([job("j2")])  # dead-lettered by the dispatcher: acknowledged
+    assert waiting.sent == [("ack", None)]
+
+
+def test_stream_feed_sums_how_long_jobs_take() -> None:
+    feed = StreamFeed(Stream(), Holder(), None)  # type: ignore[arg-type]
+    feed.ran("f", 1.0)
+    feed.ran("f", 9.0)
+    assert feed._took["f"] == pytest.approx(2.0)  # a moving average: 1 + (9 - 1) / 8
