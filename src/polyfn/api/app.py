@@ -27,7 +27,7 @@ from polyfn.auth.secrets import SecretValues
 from polyfn.call import Call
 from polyfn.deploy.errors import DeployError
 from polyfn.events import cloudevent, kinds
-from polyfn.gateway.asgi import relay
+from polyfn.gateway.asgi import StreamedResponse
 from polyfn.headers import from_outside
 from polyfn.model import Activation, FunctionInfo
 from polyfn.observe.tracing import parse_traceparent
@@ -58,17 +58,6 @@ def _function_json(registry: LiveFunctions, info: FunctionInfo, **extra: Any) ->
     out["url"] = f"/fn/{info.name}"
     out.update(extra)
     return out
-
-
-class StreamedResponse(Response):
-    """A streamed Outcome relayed as the gateway relays it (`gateway.asgi.relay`: chunked, error markers)."""
-
-    def __init__(self, out: Any):
-        super().__init__(status_code=out.status)
-        self.out = out
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await relay(self.out, receive, send)
 
 
 def _activation_json(act: Activation) -> dict[str, Any]:
