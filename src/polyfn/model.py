@@ -125,6 +125,11 @@ class Activation(msgspec.Struct, kw_only=True, gc=False):
     # a streamed response: {"bytes", "chunks", "ttfb_ms" (first chunk, from the call's start), "end" (complete |
     # error | client_disconnected | idle_timeout | max_duration | instance_gone | cancelled)}; None when buffered
     stream: dict[str, Any] | None = None
+    # usage metering (observe/usage.py): the function's configured memory, the request's and the response's
+    # bytes (a stream's: every chunk). 0 in records made before 0013.
+    memory_mb: int = 0
+    req_bytes: int = 0
+    resp_bytes: int = 0
 
 
 def now() -> float:

@@ -44,6 +44,7 @@ class ActivationRecorder:
         self.recorded = 0  # records made so far
         self._stored = 0  # of which stored (the buffer is FIFO: the oldest `_stored` ones)
         self.exporters: list[Any] = []  # objects with submit(list[Activation]), fed after each stored batch
+        self.meter: Any = None  # observe/usage.UsageMeter: sums each stored batch, written at the end of a flush
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -89,8 +90,13 @@ class ActivationRecorder:
                         self._buf[:0] = batch
                         raise
                 self._stored += len(batch)
+                if self.meter is not None:
+                    self.meter.add(batch)
                 for exporter in self.exporters:
                     exporter.submit(batch)
+            if self.meter is not None and self.meter.pending:
+                with one_item(log, "usage: storing"):  # (a failure keeps the sums for the next flush)
+                    await self.meter.flush()
 
     async def _store_singly(self, batch: list[Activation]) -> bool:
         """After a failed batch: store its records one by one. When some are stored, the others are poison
@@ -141,6 +147,9 @@ class ActivationRecorder:
                 last_prune = time.monotonic()
                 with one_item(log, "activation records: retention"):
                     deleted += await self.store.prune(self.retention_count, self.retention_age, time.time())
+                if self.meter is not None:
+                    with one_item(log, "usage: retention"):
+                        await self.meter.prune()
                 deleted = deleted or 1  # (and return what other deletes freed, at least once a period)
             if deleted:
                 with one_item(log, "activation records: returning free space"):
