@@ -73,6 +73,17 @@ async def test_flushes_sum_per_function_and_hour_exactly(store: Store) -> None:
     assert {r["hour"] for r in await store.list_usage()} == {H + 3600}
 
 
+async def test_the_background_flush_writes_the_sums_every_interval_a_reader_at_once(store: Store) -> None:
+    rec = ActivationRecorder(store)
+    rec.meter = UsageMeter(store, interval=3600)
+    rec.record(act(1, "f", H, 5.0))
+    await rec.flush(background=True)  # the record is stored, its sums wait for the interval
+    assert len(await store.list_activations()) == 1
+    assert await store.list_usage() == []
+    await rec.flush()  # a reader's flush (GET /v1/usage) writes them
+    assert [r["invocations"] for r in await store.list_usage()] == [1]
+
+
 async def test_a_failed_usage_write_keeps_the_sums(store: Store) -> None:
     meter = UsageMeter(store)
     meter.add([act(1, "f", H, 5.0)])

@@ -74,8 +74,9 @@ class ActivationRecorder:
 
         return unsubscribe
 
-    async def flush(self) -> None:
-        """Return once every record made before the call is stored. A barrier shared by concurrent callers:
+    async def flush(self, background: bool = False) -> None:
+        """Return once every record made before the call is stored (and, unless `background`, its metered usage:
+        observe/usage.py). A barrier shared by concurrent callers:
         whoever holds the lock writes everything buffered, and a caller whose records that write covered
         returns without writing (so N jobs finishing together cost one write, not N)."""
         target = self.recorded
@@ -96,7 +97,7 @@ class ActivationRecorder:
                     exporter.submit(batch)
             if self.meter is not None and self.meter.pending:
                 with one_item(log, "usage: storing"):  # (a failure keeps the sums for the next flush)
-                    await self.meter.flush()
+                    await self.meter.flush(background)
 
     async def _store_singly(self, batch: list[Activation]) -> bool:
         """After a failed batch: store its records one by one. When some are stored, the others are poison
@@ -125,7 +126,7 @@ class ActivationRecorder:
                 pass
             self._wake.clear()
             with one_item(log, "activation records: storing") as guard:
-                await self.flush()
+                await self.flush(background=True)
             if guard.failed:
                 await asyncio.sleep(1.0)
 

@@ -35,6 +35,7 @@ NAMESPACE = "default"  # until namespaces (issue 23) exist, every function is in
 MB_PER_GB = 1024
 SUMS = ("invocations", "errors", "billed_ms", "mb_ms", "req_bytes", "resp_bytes")
 BY = ("function", "day", "hour")
+WRITE_S = 5.0  # seconds between writes of the sums by the recorder's background flush
 PRICES_DIR = Path(__file__).parent / "prices"
 
 
@@ -52,25 +53,28 @@ def gb_seconds(mb_ms: int) -> float:
 class UsageMeter:
     """Sums the records the recorder stored (`add`) and writes the sums (`flush`, under the recorder's lock)."""
 
-    def __init__(self, store: Any, metrics: Any = None, retention: float = 400 * 86400.0):
+    def __init__(self, store: Any, metrics: Any = None, retention: float = 400 * 86400.0,
+                 interval: float = WRITE_S):
         self.store = store
+        self.interval = interval  # seconds between the background flushes' writes (a reader's flush writes now)
+        self._written = time.monotonic()
         self.retention = retention  # seconds of hourly sums kept
         self.pending: dict[tuple[str, str, int], list[int]] = {}  # (namespace, function, hour) → SUMS
-        self._gb_s = self._req = self._resp = None
+        self._gb_s = self._req = self._resp = None  # the Prometheus counters (observe/metrics.py)
         if metrics is not None:
             self._gb_s, self._req, self._resp = metrics.billed_gb_seconds, metrics.request_bytes, metrics.response_bytes
 
     def add(self, acts: Iterable[Activation]) -> None:
-        pending = self.pending
-        gb_s, req, resp = self._gb_s, self._req, self._resp
+        """Sum a stored batch of records into the pending sums (and the counters, once per function and hour)."""
+        batch: dict[tuple[str, str, int], list[int]] = {}
         for a in acts:
             mem = a.memory_mb
             if not mem:
                 continue
             key = (NAMESPACE, a.function, int(a.start // 3600) * 3600)
-            sums = pending.get(key)
+            sums = batch.get(key)
             if sums is None:
-                sums = pending[key] = [0, 0, 0, 0, 0, 0]
+                sums = batch[key] = [0, 0, 0, 0, 0, 0]
             ms = billed_ms(a)
             sums[0] += 1
             if a.status != "success":
@@ -79,15 +83,26 @@ class UsageMeter:
             sums[3] += ms * mem
             sums[4] += a.req_bytes
             sums[5] += a.resp_bytes
-            if gb_s is not None:
-                gb_s.inc(a.function, n=ms * mem / MB_PER_GB / 1000)
-                req.inc(a.function, n=a.req_bytes)
-                resp.inc(a.function, n=a.resp_bytes)
+        pending = self.pending
+        for key, sums in batch.items():
+            now = pending.get(key)
+            if now is None:
+                pending[key] = sums
+            else:
+                for i, n in enumerate(sums):
+                    now[i] += n
+            if self._gb_s is not None:
+                self._gb_s.inc(key[1], n=gb_seconds(sums[3]))
+                self._req.inc(key[1], n=sums[4])
+                self._resp.inc(key[1], n=sums[5])
 
-    async def flush(self) -> None:
-        """Write the pending sums; on failure they stay pending (added to whatever comes next) and it raises."""
-        if not self.pending:
+    async def flush(self, background: bool = False) -> None:
+        """Write the pending sums; on failure they stay pending (added to whatever comes next) and it raises.
+        `background` (the recorder's own periodic flush): only once `interval` seconds have passed since the
+        last write, so a busy node pays one small upsert every few seconds, not one per batch of records."""
+        if not self.pending or (background and time.monotonic() - self._written < self.interval):
             return
+        self._written = time.monotonic()
         batch, self.pending = self.pending, {}
         rows = [{"namespace": k[0], "function": k[1], "hour": k[2], **dict(zip(SUMS, v, strict=True))}
                 for k, v in batch.items()]
