@@ -55,6 +55,26 @@ def test_metered_gb_seconds_equal_the_sum_over_activation_records(server: Server
     assert abs(priced["total"]["cost"] - (expected / 1024 / 1000 * 0.0000166667 + 30 / 1e6 * 0.20)) < 1e-6
 
 
+STREAMER = '''
+def handler(event, context):
+    def chunks():
+        for i in range(5):
+            yield "x" * 1000
+    return chunks()
+'''
+
+
+def test_a_streamed_response_bills_its_bytes_and_its_time_to_the_end(server: Server) -> None:
+    server.deploy("meter-stream", {"handler.py": STREAMER})
+    r = server.http.get("/fn/meter-stream")
+    assert r.status_code == 200 and len(r.content) == 5000, r.text
+    act = server.activation(r.headers["x-polyfn-activation-id"])
+    assert act["resp_bytes"] == 5000 and act["stream"]["bytes"] == 5000
+    total = server.api.get("/v1/usage", params={"function": "meter-stream"}).json()["total"]
+    assert total["resp_bytes"] == 5000 and total["invocations"] == 1
+    assert total["mb_ms"] == math.ceil(act["duration_ms"] - act["wait_ms"]) * act["memory_mb"]
+
+
 def test_bad_usage_queries_get_stable_codes(server: Server) -> None:
     for params, code in (({"by": "week"}, "invalid_request"), ({"prices": "nosuch"}, "unknown_price_table"),
                          ({"prices": "/etc/passwd"}, "unknown_price_table")):
