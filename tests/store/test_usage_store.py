@@ -112,3 +112,14 @@ def test_price_tables(tmp_path: Path) -> None:
     own.write_text("per_gb_second = [")
     with pytest.raises(ValueError, match="TOML"):
         load_prices(str(own))
+
+
+async def test_a_record_the_database_refuses_is_not_metered(store: Store) -> None:
+    rec = ActivationRecorder(store)
+    rec.meter = UsageMeter(store)
+    rec.record(act(1, "f", H, 5.0))
+    rec.record(Activation(id="poison", function="f", revision=1, trigger="http", start=H, duration_ms=9.0,
+                          instance="i1", memory_mb=128, result=object()))  # type: ignore[arg-type]
+    await rec.flush()  # the poison record is dropped (logged); the other is stored and metered
+    assert [a.id for a in await store.list_activations()] == ["a1"]
+    assert [(r["invocations"], r["mb_ms"]) for r in await store.list_usage()] == [(1, 5 * 128)]

@@ -83,40 +83,45 @@ class ActivationRecorder:
         async with self._lock:
             while self._stored < target and self._buf:
                 batch, self._buf = self._buf[: self.batch], self._buf[self.batch :]
+                stored = batch
                 try:
                     await self.store.add_activations(batch)
                 except Exception:
                     log.exception("could not store %d activation records; retrying", len(batch))
-                    if not await self._store_singly(batch):
+                    kept = await self._store_singly(batch)
+                    if kept is None:
                         self._buf[:0] = batch
                         raise
+                    stored = kept
                 self._stored += len(batch)
                 if self.meter is not None:
-                    self.meter.add(batch)
+                    self.meter.add(stored)  # (what was stored: a dropped record is not metered either)
                 for exporter in self.exporters:
                     exporter.submit(batch)
             if self.meter is not None and self.meter.pending:
                 with one_item(log, "usage: storing"):  # (a failure keeps the sums for the next flush)
                     await self.meter.flush(background)
 
-    async def _store_singly(self, batch: list[Activation]) -> bool:
+    async def _store_singly(self, batch: list[Activation]) -> list[Activation] | None:
         """After a failed batch: store its records one by one. When some are stored, the others are poison
         (a record the database refuses every time) and are dropped, logged, so they cannot block every
-        later record; when none is stored the failure is the database's (full disk, lock): False, and
-        the whole batch is kept for the next try."""
+        later record; when none is stored the failure is the database's (full disk, lock): None, and
+        the whole batch is kept for the next try. Else the records stored."""
         if len(batch) < 2:
-            return False
+            return None
         refused = []
+        stored = []
         for act in batch:
             try:
                 await self.store.add_activations([act])
+                stored.append(act)
             except Exception as e:
                 refused.append((act, e))
-        if len(refused) == len(batch):
-            return False
+        if not stored:
+            return None
         for act, e in refused:
             log.error("activation %s of %s dropped: the database refuses it (%s)", act.id, act.function, e)
-        return True
+        return stored
 
     async def _run(self) -> None:
         while not self._stopping:
