@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -201,9 +201,11 @@ class Http:
 class PolyfnServer:
     """`polyfn serve` on a free port with a throw-away data dir; a context manager."""
 
-    def __init__(self, log_level: str = "INFO", env: dict[str, str] | None = None):
+    def __init__(self, log_level: str = "INFO", env: dict[str, str] | None = None,
+                 preexec: Callable[[], None] | None = None):
         self.log_level = log_level
         self.extra_env = env or {}
+        self.preexec = preexec  # run in the server's process before exec (e.g. join a cgroup to meter it)
         self.port = 0
         self.key = ""
         self.tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -221,7 +223,7 @@ class PolyfnServer:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "polyfn", "serve", "--port", str(self.port), "--data-dir", str(data),
                  "--storage-port", str(free_port())],
-                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, preexec_fn=self.preexec,
             )
         try:
             wait_http(self.port, "/healthz", self.proc)

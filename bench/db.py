@@ -14,15 +14,23 @@ ConditionExpression (`SET n = n + :one` if the item exists), TransactWriteItems 
 alone, in-process (no HTTP, 32 tasks): PutItem and GetItem on the embedded SQLite file. Then the change
 trigger: PutItem → the function's activation start, p50/p99.
 
+Then the same operations from a cheap client, so the node's capacity shows where boto3 is the limit: `wrk` (C, one
+thread, `--connections` keep-alive connections) replaying requests signed beforehand with botocore's SigV4 (2,000
+distinct bodies per operation, each valid for the 15 minutes SigV4 allows), against both servers; same columns.
+Last, a verdict per target: ≥ 10× moto in server CPU per operation on every row (both clients), ≥ 5,000 PutItem/s
+and ≥ 10,000 GetItem/s (the cheap client's throughput: a node's, not boto3's), trigger lag p50 ≤ 20 ms.
+
     .venv/bin/python bench/db.py               # 5 s per operation and server
     .venv/bin/python bench/db.py --quick       # 2 s
     .venv/bin/python bench/db.py --only polyfn # skip moto (profiling runs)
+    .venv/bin/python bench/db.py --client wrk  # the cheap client only
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import multiprocessing as mp
 import os
 import random
@@ -41,6 +49,7 @@ from _common import (
     free_port,
     percentile,
     print_header,
+    run_wrk,
     stop_process,
     table,
     tree_cpu_seconds,
@@ -153,6 +162,67 @@ def load(endpoint: str, akid: str, secret: str, table_name: str, op: str, procs:
             "gen_cpu": sum(r[2] for r in results), "ops": ops, "seconds": seconds}
 
 
+def raw_request(op: str, table_name: str, i: int) -> tuple[str, dict[str, Any]]:
+    """The same operations as `one_op`, as (target, body) of the JSON protocol."""
+    if op == "PutItem":
+        return "PutItem", {"TableName": table_name, "Item": {"pk": {"S": f"w-{i}"}, "sk": {"N": "1"}, "v": {"S": "x" * 100}}}
+    if op == "GetItem":
+        return "GetItem", {"TableName": table_name, "Key": {"pk": {"S": f"g{i % PREFILL}"}, "sk": {"N": "0"}}}
+    if op == "Query100":
+        return "Query", {"TableName": table_name, "KeyConditionExpression": "pk = :p",
+                         "ExpressionAttributeValues": {":p": {"S": "q"}}}
+    if op == "UpdateItem+cond":
+        return "UpdateItem", {"TableName": table_name, "Key": {"pk": {"S": f"g{i % PREFILL}"}, "sk": {"N": "0"}},
+                              "UpdateExpression": "SET n = n + :one", "ConditionExpression": "attribute_exists(pk)",
+                              "ExpressionAttributeValues": {":one": {"N": "1"}}}
+    return "TransactWriteItems", {"TransactItems": [
+        {"Put": {"TableName": table_name, "Item": {"pk": {"S": f"wt{i}-{j}"}, "sk": {"N": "2"}, "v": {"S": "z" * 50}}}}
+        for j in range(4)]}
+
+
+def _lua(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\r", "\\r").replace("\n", "\\n") + '"'
+
+
+def presigned_script(endpoint: str, akid: str, secret: str, table_name: str, op: str, n: int, path: Path) -> None:
+    """A wrk script replaying `n` requests of `op`, each signed now with botocore's SigV4 (raw HTTP/1.1)."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    signer = SigV4Auth(Credentials(akid, secret), "dynamodb", "us-east-1")
+    host = endpoint.split("://", 1)[1].rstrip("/")
+    reqs = []
+    for i in range(n):
+        target, body = raw_request(op, table_name, i)
+        data = json.dumps(body, separators=(",", ":"))
+        req = AWSRequest(method="POST", url=f"http://{host}/", data=data.encode(),
+                         headers={"X-Amz-Target": f"DynamoDB_20120810.{target}",
+                                  "Content-Type": "application/x-amz-json-1.0"})
+        signer.add_auth(req)
+        head = "".join(f"{k}: {v}\r\n" for k, v in req.headers.items() if k.lower() not in ("host", "content-length"))
+        reqs.append(f"POST / HTTP/1.1\r\nHost: {host}\r\n{head}Content-Length: {len(data)}\r\n\r\n{data}")
+    path.write_text("local reqs = {\n" + ",\n".join(_lua(r) for r in reqs) + "\n}\nlocal i = 0\n"
+                    "request = function()\n  i = i % #reqs + 1\n  return reqs[i]\nend\n")
+
+
+def load_wrk(endpoint: str, akid: str, secret: str, table_name: str, op: str, connections: int, seconds: float,
+             server_pid: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / f"{op}.lua"
+        presigned_script(endpoint, akid, secret, table_name, op, 2000, script)
+        idle0 = tree_cpu_seconds(server_pid)
+        time.sleep(1.0)
+        idle = tree_cpu_seconds(server_pid) - idle0
+        cpu0 = tree_cpu_seconds(server_pid)
+        t0 = time.perf_counter()
+        r = run_wrk(endpoint + "/", connections, max(1, round(seconds)), threads=1, script=str(script))
+        took = time.perf_counter() - t0
+        busy = max(0.0, tree_cpu_seconds(server_pid) - cpu0 - idle * took)
+    return {"ops_s": r.rps, "errors": r.non_2xx + r.socket_errors, "server_cpu": busy, "gen_cpu": float("nan"),
+            "ops": r.requests, "seconds": seconds, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms}
+
+
 def core_inprocess(seconds: float) -> dict[str, float]:
     """PutItem and GetItem on the core itself (embedded SQLite), 32 concurrent tasks, no HTTP."""
     from polyfn.db.core import Database
@@ -222,23 +292,51 @@ def trigger_lag(srv: PolyfnServer, c: Any, n: int) -> list[float]:
     return lags
 
 
+def per_op(r: dict[str, float]) -> float:
+    return r["server_cpu"] / max(r["ops"], 1)
+
+
+def print_rows(title: str, ops: list[str], results: dict[str, dict[str, dict[str, float]]], gen: bool) -> None:
+    rows = []
+    for op in ops:
+        a, b = results["polyfn"].get(op), results["moto"].get(op)
+        row = [op]
+        for r in (a, b):
+            if r is None:
+                row += ["-", "-", "-"]
+                continue
+            row += [f"{fmt(r['ops_s'], 0)}" + (f" ({int(r['errors'])} err)" if r["errors"] else ""),
+                    f"{per_op(r) * 1e6:.0f} µs", fmt(1 / per_op(r) if per_op(r) else 0, 0)]
+        row.append(fmt(per_op(b) / per_op(a)) + "×" if a and b and per_op(a) else "-")
+        if gen:
+            row.append(fmt(a["gen_cpu"] / a["seconds"]) if a else "-")
+        rows.append(row)
+    print(title)
+    print(table(["operation", "polyfn ops/s", "server CPU/op", "capacity/core", "moto ops/s", "moto CPU/op",
+                 "moto capacity/core", "moto CPU/op ÷ polyfn's"] + (["generator cores (polyfn run)"] if gen else []),
+                rows))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--procs", type=int, default=4)
     ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--connections", type=int, default=32, help="the cheap client's keep-alive connections")
     ap.add_argument("--only", choices=("polyfn", "moto"))
+    ap.add_argument("--client", choices=("boto3", "wrk", "both"), default="both")
     ap.add_argument("--ops", default=",".join(OPS), help="comma-separated; 'none' for the trigger lag alone")
     args = ap.parse_args()
     seconds = 2.0 if args.quick else args.seconds
     ops = [] if args.ops == "none" else args.ops.split(",")
-    print_header(f"document database: boto3 ({args.procs} processes × {args.threads} clients) against polyfn and "
-                 "moto[server]")
-    print(f"load generator: {args.procs * args.threads} concurrent boto3 clients; {os.cpu_count()} CPUs shared by "
-          "the generator, the servers and anything else running\n")
+    clients = ["boto3", "wrk"] if args.client == "both" else [args.client]
+    print_header(f"document database: boto3 ({args.procs} processes × {args.threads} clients) and wrk (presigned, "
+                 f"{args.connections} connections) against polyfn and moto[server]")
+    print(f"{os.cpu_count()} CPUs shared by the load generator, the servers and anything else running\n")
     moto = None
-    results: dict[str, dict[str, dict[str, float]]] = {"polyfn": {}, "moto": {}}
+    results: dict[str, dict[str, dict[str, dict[str, float]]]] = {c: {"polyfn": {}, "moto": {}} for c in clients}
+    verdicts: list[str] = []
     try:
         with PolyfnServer(log_level="WARNING") as srv:
             assert srv.proc is not None
@@ -254,27 +352,31 @@ def main() -> None:
             for name, url, akid, secret, pid in targets:
                 setup(client(url, akid, secret), "bench")
                 for op in ops:
-                    results[name][op] = load(url, akid, secret, "bench", op, args.procs, args.threads, seconds, pid)
-            rows = []
-            for op in ops:
-                a, b = results["polyfn"].get(op), results["moto"].get(op)
-                row = [op]
-                for r in (a, b):
-                    if r is None:
-                        row += ["-", "-", "-"]
-                        continue
-                    per_op = r["server_cpu"] / max(r["ops"], 1)
-                    row += [f"{fmt(r['ops_s'], 0)}" + (f" ({int(r['errors'])} err)" if r["errors"] else ""),
-                            f"{per_op * 1e6:.0f} µs", fmt(1 / per_op if per_op else 0, 0)]
-                row.append(fmt(a["ops_s"] / b["ops_s"]) + "×" if a and b and b["ops_s"] else "-")
-                row.append(fmt(a["gen_cpu"] / a["seconds"]) if a else "-")
-                rows.append(row)
-            print(table(["operation", "polyfn ops/s", "server CPU/op", "capacity/core", "moto ops/s",
-                         "moto CPU/op", "moto capacity/core", "polyfn / moto", "generator cores (polyfn run)"],
-                        rows))
-            print("\ncapacity/core: operations per CPU-second of the server process (what one core of a node "
+                    for c in clients:
+                        if c == "boto3":
+                            results[c][name][op] = load(url, akid, secret, "bench", op, args.procs, args.threads,
+                                                        seconds, pid)
+                        else:
+                            results[c][name][op] = load_wrk(url, akid, secret, "bench", op, args.connections, seconds,
+                                                            pid)
+            for c in clients:
+                print_rows(f"client: {'boto3, ' + str(args.procs * args.threads) + ' clients' if c == 'boto3' else 'wrk, presigned requests, ' + str(args.connections) + ' connections'}",
+                           ops, results[c], gen=c == "boto3")
+                print()
+                if args.only is None and ops:
+                    worst = min(ops, key=lambda op: per_op(results[c]["moto"][op]) / max(per_op(results[c]["polyfn"][op]), 1e-9))
+                    ratio = per_op(results[c]["moto"][worst]) / max(per_op(results[c]["polyfn"][worst]), 1e-9)
+                    verdicts.append(f"≥ 10× moto (server CPU per operation) on every row, {c}: lowest {ratio:.1f}× "
+                                    f"({worst}): {'met' if ratio >= 10 else 'NOT met'}")
+            print("capacity/core: operations per CPU-second of the server process (what one core of a node "
                   "serves when the client is not the limit)")
             if args.only != "moto" and ops:
+                for op, target in (("PutItem", 5000), ("GetItem", 10000)):
+                    got = [(c, results[c]["polyfn"][op]["ops_s"]) for c in clients if op in results[c]["polyfn"]]
+                    if got:
+                        best = max(got, key=lambda x: x[1])
+                        verdicts.append(f"≥ {target:,} {op}/s embedded: {best[1]:,.0f}/s ({best[0]}): "
+                                        f"{'met' if best[1] >= target else 'NOT met'}")
                 core = core_inprocess(seconds)
                 print(f"\nthe core in-process (embedded SQLite, 32 tasks, no HTTP): PutItem {fmt(core['PutItem'], 0)}/s "
                       f"({core['PutItem_cpu'] * 1e6:.0f} µs CPU each), GetItem {fmt(core['GetItem'], 0)}/s "
@@ -283,9 +385,14 @@ def main() -> None:
                 lags = trigger_lag(srv, client(srv.url(""), "polyfn-admin", srv.key), 20 if args.quick else 60)
                 print(f"\nchange trigger (PutItem issued → activation start, {len(lags)} samples, warm function): "
                       f"p50 {fmt(percentile(lags, 50))} ms, p99 {fmt(percentile(lags, 99))} ms")
+                verdicts.append(f"change-trigger lag p50 ≤ 20 ms ({percentile(lags, 50):.1f} ms): "
+                                f"{'met' if percentile(lags, 50) <= 20 else 'NOT met'}")
     finally:
         if moto is not None:
             stop_process(moto)
+    print()
+    for v in verdicts:
+        print(v)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@ flows, and buffered throughput before/after this change in the same run. Prints 
 
     .venv/bin/python bench/streaming.py                 # everything (~2 min)
     .venv/bin/python bench/streaming.py --quick         # fewer samples, 256 MiB, one wrk round each
-    .venv/bin/python bench/streaming.py --baseline REF  # the buffered comparison against git REF (default: main)
+    .venv/bin/python bench/streaming.py --baseline REF  # the buffered comparison against git REF (default: 8e13bbf,
+                                                        # main just before streamed responses were merged)
 
 Targets:
 - chunk latency p50 <= 1 ms on loopback, Python and Node: the function yields/writes its monotonic clock
@@ -43,6 +44,8 @@ from _common import (
     table,
     tree_cpu_seconds,
 )
+
+BEFORE_STREAMING = "8e13bbf"  # main just before streamed responses (issue #22) were merged
 
 TICKS_PY = '''import time
 
@@ -160,7 +163,8 @@ def verdict(ok: bool) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer samples, a 256 MiB stream, one wrk round")
-    ap.add_argument("--baseline", default="main", help="git ref whose buffered throughput this is compared with")
+    ap.add_argument("--baseline", default=BEFORE_STREAMING,
+                    help="git ref whose buffered throughput this is compared with (default: main before streaming)")
     ap.add_argument("--rounds", type=int, default=3, help="wrk rounds per server (buffered comparison)")
     ap.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     ap.add_argument("--skip-buffered", action="store_true", help="skip the buffered before/after comparison")

@@ -104,7 +104,7 @@ class Settings(BaseSettings):
     sandbox_disable: str = ""
     sandbox_uid_base: int = Field(200_000, ge=1000, le=2**31 - 70_000)  # per-function uids: base + n
     sandbox_uid_count: int = Field(60_000, ge=1, le=65_536)
-    tmp_size: int = Field(64, ge=1, le=65_536)  # MB of the private /tmp per instance
+    tmp_size: int = Field(512, ge=1, le=10_240)  # MB of an instance's /tmp unless its function sets ephemeral_storage
     pids_max: int = Field(256, ge=8, le=1_000_000)  # processes + threads per instance (fork bombs)
     open_files: int = Field(1024, ge=64, le=1_048_576)  # RLIMIT_NOFILE per instance
     file_size: int = Field(512, ge=1)  # MB, largest file an instance may write (RLIMIT_FSIZE)

@@ -31,6 +31,7 @@ CODES: dict[str, tuple[int | tuple[int, ...], str]] = {
     "invalid_json": (400, "a body that is not valid JSON (or nests too deeply)"),
     "invalid_name": (400, "a function, site, table or key name the platform does not take"),
     "invalid_spec": (400, "a deploy spec the platform does not take"),
+    "invalid_allow_net": (400, "an allow_net entry that does not parse, or a range no allow-list opens"),
     "invalid_zip": (400, "a code archive that is not a zip"),
     "unsafe_path": (400, "a path in the code archive that leaves it"),
     "syntax_error": (400, "the handler module does not compile"),

@@ -302,6 +302,11 @@ class Invoker:
             act.logs = self._bounded(name, res.logs)  # already LogLine structs (decoded so by the protocol)
             if len(res.logs) > self.lines_max and self.metrics is not None:
                 self.metrics.log_floods.inc(name)
+        if inst.memory is not None:  # the sandbox's peak so far, and a child process killed for memory
+            act.max_memory_mb = inst.memory.peak_mb()
+            if res.error is not None and inst.memory.new_kills():
+                act.logs = [*act.logs, LogLine(time.time(), "stderr", f"polyfn: a process of this instance was "
+                            f"killed for memory (the function's limit is {spec.memory} MB, /tmp included)")]
         status = res.status if type(res.status) is int and 100 <= res.status <= 599 else 502
         out_headers = _safe_headers(res.headers) if res.headers else []
         out_headers.append((b"x-polyfn-activation-id", act.id.encode()))

@@ -22,6 +22,9 @@ FLAVORS = ("native", "openfaas", "openfaas-http", "aws", "gcp", "azure", "aliyun
 FLAVORS += ("wechat", "knative")
 
 
+EPHEMERAL_MIN, EPHEMERAL_MAX = 16, 10_240  # MB of /tmp a function may ask for (Lambda: 512..10240)
+
+
 class FunctionSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """What a user deploys: everything but the code. Frozen into a revision at deploy time."""
 
@@ -30,6 +33,9 @@ class FunctionSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     flavor: str = "native"
     handler: str = "handler.handler"  # MODULE.FUNC, split at the last dot
     memory: int = 256  # MB
+    # MB of the instance's /tmp (a tmpfs: what it holds counts towards `memory`); None = the node's default
+    # (POLYFN_TMP_SIZE, 512 MB as Lambda's). Lambda's `--ephemeral-storage` (512..10240).
+    ephemeral_storage: int | None = None
     timeout: float = 60.0  # seconds
     concurrency: int = 1  # in-flight invocations per instance
     min_instances: int = 0
@@ -43,7 +49,9 @@ class FunctionSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # egress (default: the outside world, not the host: sandbox/egress.py) | host (= all: the node's own network,
     # by explicit choice only) | polyfn (only polyfn's own endpoints) | none (loopback only)
     network: str = "egress"
-    allow_net: list[str] = []  # egress/polyfn: HOST:PORT the function may reach on the host or its networks
+    # egress/polyfn: HOST:PORT the function may reach on the host or its networks (relayed); egress also CIDR,
+    # CIDR:PORT, CIDR:LOW-HIGH (routed, sandbox/egress.py)
+    allow_net: list[str] = []
     # HTTP trigger: anonymous | key (x-functions-key header or ?code=, an invoke key) | app (only signed-in users
     # of an app, through /app/{env}/call/NAME: polyfn.apps)
     auth: str = "anonymous"
@@ -125,8 +133,11 @@ class Activation(msgspec.Struct, kw_only=True, gc=False):
     # a streamed response: {"bytes", "chunks", "ttfb_ms" (first chunk, from the call's start), "end" (complete |
     # error | client_disconnected | idle_timeout | max_duration | instance_gone | cancelled)}; None when buffered
     stream: dict[str, Any] | None = None
+    # peak memory of the instance's sandbox (its cgroup: the process, its children and its /tmp) since it
+    # started, read when the invocation ended, MB (Lambda's "Max Memory Used"); 0 when unknown (no cgroup)
+    max_memory_mb: float = 0.0
     # usage metering (observe/usage.py): the function's configured memory, the request's and the response's
-    # bytes (a stream's: every chunk). 0 in records made before 0013.
+    # bytes (a stream's: every chunk). 0 in records made before 0014.
     memory_mb: int = 0
     req_bytes: int = 0
     resp_bytes: int = 0
@@ -174,6 +185,8 @@ def validate_spec(spec: FunctionSpec, max_timeout: float, max_memory: int, max_i
     elif not re.match(r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$", spec.handler or ""):
         raise SpecError(f"handler={spec.handler!r} must look like MODULE.FUNCTION (e.g. handler.handle)")
     rng("memory", spec.memory, 32, max_memory)
+    if spec.ephemeral_storage is not None:
+        rng("ephemeral_storage", spec.ephemeral_storage, EPHEMERAL_MIN, EPHEMERAL_MAX)
     rng("timeout", spec.timeout, 0.1, max_timeout)
     rng("concurrency", spec.concurrency, 1, 1000)
     if spec.max_instances < 1:
@@ -211,13 +224,16 @@ def validate_spec(spec: FunctionSpec, max_timeout: float, max_memory: int, max_i
                         "everything the node can; none reaches nothing)", "invalid_allow_net")
     if len(spec.allow_net) > 32:
         raise SpecError(f"allow_net has {len(spec.allow_net)} entries: at most 32", "invalid_allow_net")
-    from polyfn.sandbox.egress import parse_allow
+    from polyfn.sandbox.egress import Range, parse_entry
 
     for entry in spec.allow_net:
         try:
-            parse_allow(entry)
+            parsed = parse_entry(entry)
         except ValueError as e:
             raise SpecError(str(e), "invalid_allow_net") from None
+        if isinstance(parsed, Range) and spec.network != "egress":
+            raise SpecError(f"allow_net entry {entry!r} is a CIDR: ranges are routed, which needs network egress "
+                            f"(network {spec.network!r} relays HOST:PORT entries only)", "invalid_allow_net")
     rng("retry_attempts", spec.retry_attempts, 1, 100)
     rng("retry_backoff", spec.retry_backoff, 0, 3600)
     rng("retry_backoff_max", spec.retry_backoff_max, 0, 24 * 3600)

@@ -1,6 +1,8 @@
 """The composition root: one polyfn node, every part built complete from `Settings`, in dependency order.
 
-`Node(settings)` constructs everything (no part is a placeholder filled in later) and writes one ordered
+`Node(settings)` constructs everything (no part is a placeholder filled in later — but for the control API
+and console, a FastAPI app whose ~180 routes take about a second of CPU to build: `Node.api` builds them on
+first use, in a thread once the node serves, so `/healthz` and `/fn/…` answer first) and writes one ordered
 start list (`lifecycle.Lifecycle`). `start()` runs it; `stop()` stops what started, last first — also when a
 start fails halfway. The faces (the API, the console, the vendor APIs, the app platform) receive the narrow
 services they use, declared in `services.py`, never the node.
@@ -20,13 +22,13 @@ import json
 import logging
 import os
 import secrets
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from polyfn import __version__
-from polyfn.api.app import build_api
 from polyfn.api.compat.stepfunctions import StepFunctionsApi, lambda_function_name
 from polyfn.api.compat.stepfunctions import is_target as _sfn_target
 from polyfn.api.compat.sts import StsApi
@@ -38,7 +40,6 @@ from polyfn.auth.secrets import SecretBox
 from polyfn.auth.sts import Issuer
 from polyfn.bundled import bundle_dir
 from polyfn.config import Settings
-from polyfn.console import build_console
 from polyfn.db.service import DbService
 from polyfn.deploy import archive, artifacts
 from polyfn.deploy.service import Deployer
@@ -171,20 +172,48 @@ class Node:
         self._gateway = Gateway(self.invoker, keys=self.keys, queue=self.queue)
         self.sfn_api = StepFunctionsApi(self.workflows, lambda: self.keys)
         self._sts = StsApi(self.keys.sts, self.keys.signing_credentials)
-        self.api = build_api(
-            settings=s, store=self.store, registry=self.registry, recorder=self.recorder, queue=self.queue,
-            triggers=self.triggers, deployer=self.deployer, invoker=self.invoker, keys=self.keys,
-            limiter=self.limiter, manager=self.manager, security_store=self.security_store,
-            secret_box=self.secret_box, metrics=self.metrics, storage=self.storage, workflows=self.workflows,
-            apps=self.apps, sites=self.sites, sync=self.sync, delete_function=self.delete_function,
-            admin_key=self.admin_key, lifespan=self.lifespan, compat_entities=CompatStore(self.store),
-            usage=self.store)
-        self.api.mount("/console", build_console(
-            settings=s, store=self.store, registry=self.registry, recorder=self.recorder, triggers=self.triggers,
-            deployer=self.deployer, invoker=self.invoker, metrics=self.metrics, storage=self.storage,
-            workflows=self.workflows, db=self.db, admin_key=self.admin_key))
+        self._api: Any = None  # the control API and the console: `api`, built on first use
+        self._api_lock = threading.Lock()
+        self._api_built: asyncio.Future[Any] | None = None
 
         self.lifecycle = self._start_list()
+
+    @property
+    def api(self) -> Any:
+        """The control API with the console mounted (FastAPI). Built on first use, once: building its routes
+        (pydantic schemas for every parameter) takes about a second of CPU, which `serve` spends in a thread
+        after the node answers (`asgi`, `_serve_lifespan`) rather than before /healthz."""
+        with self._api_lock:
+            if self._api is None:
+                from polyfn.api.app import build_api
+                from polyfn.console import build_console
+
+                s = self.settings
+                api = build_api(
+                    settings=s, store=self.store, registry=self.registry, recorder=self.recorder, queue=self.queue,
+                    triggers=self.triggers, deployer=self.deployer, invoker=self.invoker, keys=self.keys,
+                    limiter=self.limiter, manager=self.manager, security_store=self.security_store,
+                    secret_box=self.secret_box, metrics=self.metrics, storage=self.storage,
+                    workflows=self.workflows, apps=self.apps, sites=self.sites, sync=self.sync,
+                    delete_function=self.delete_function, admin_key=self.admin_key, lifespan=self.lifespan,
+                    compat_entities=CompatStore(self.store), usage=self.store)
+                api.mount("/console", build_console(
+                    settings=s, store=self.store, registry=self.registry, recorder=self.recorder,
+                    triggers=self.triggers, deployer=self.deployer, invoker=self.invoker, metrics=self.metrics,
+                    storage=self.storage, workflows=self.workflows, db=self.db, admin_key=self.admin_key))
+                self._api = api
+            return self._api
+
+    def _build_api_in_background(self) -> asyncio.Future[Any]:
+        if self._api_built is None:
+            self._api_built = asyncio.get_running_loop().run_in_executor(None, lambda: self.api)
+        return self._api_built
+
+    async def _api_app(self) -> Any:
+        """The API app, waiting for the background build if it is under way."""
+        if self._api is not None:
+            return self._api
+        return await asyncio.shield(self._build_api_in_background())
 
     def _start_list(self) -> Lifecycle:
         """What starts, in order; each stop undoes its own start (see the module's docstring for the order)."""
@@ -437,11 +466,43 @@ class Node:
         finally:
             await self.stop()
 
+    async def _serve_lifespan(self, receive: Any, send: Any) -> None:
+        """ASGI lifespan, answered here rather than by the API app (built after the node serves): start →
+        the node's start list, then the API built in a thread; shutdown → `stop`."""
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.start()
+                except BaseException as e:
+                    await send({"type": "lifespan.startup.failed", "message": f"{type(e).__name__}: {e}"})
+                    raise
+                await send({"type": "lifespan.startup.complete"})
+                self._build_api_in_background()
+            elif message["type"] == "lifespan.shutdown":
+                try:
+                    await self.stop()
+                finally:
+                    await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _health(self, send: Any) -> None:
+        from polyfn.api.health import health
+
+        body = json.dumps(health(self.registry, self.sync, self.queue)).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
     async def asgi(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Top-level ASGI app: `/fn/...` goes straight to the gateway, the rest to the API."""
         path = scope.get("path", "")
         if scope["type"] == "http" and path.startswith("/fn/"):
             await self._gateway(scope, receive, send)
+        elif scope["type"] == "http" and path == "/healthz" and scope["method"] == "GET":
+            await self._health(send)
+        elif scope["type"] == "lifespan":
+            await self._serve_lifespan(receive, send)
         elif scope["type"] == "http" and scope["path"] == "/" and _sfn_target(scope):
             await self.sfn_api(scope, receive, send)
         elif scope["type"] == "http" and path.startswith(("/app/", "/sdk/")):
@@ -457,6 +518,7 @@ class Node:
             await self._firebase(scope, receive, send)
         elif scope["type"] == "http":  # bodies bounded as they arrive (gateway/limits.py)
             s = self.settings
-            await limit_body(self.api, scope, receive, send, body_limit(scope["path"], s.max_payload, s.max_code_size))
+            api = self._api or await self._api_app()
+            await limit_body(api, scope, receive, send, body_limit(scope["path"], s.max_payload, s.max_code_size))
         else:
-            await self.api(scope, receive, send)
+            await (self._api or await self._api_app())(scope, receive, send)

@@ -89,6 +89,27 @@ async def test_items_conditions_and_return_values(db: Database) -> None:
     assert await db.get_item(NS, {"TableName": "items", "Key": key}) == {}
 
 
+async def test_a_put_replaces_the_item_whether_or_not_it_reads_the_old_one(db: Database) -> None:
+    """A plain put (no condition, no index, no stream, old item not asked for) writes without reading first;
+    the others read it. Both replace the whole item, and ALL_OLD still answers the item replaced."""
+    await make(db, "plain")
+    key = {"pk": S("a"), "sk": N(1)}
+    for v in ("1", "2"):
+        assert await db.put_item(NS, {"TableName": "plain", "Item": {**key, "v": N(v), **({"x": S("gone")} if v == "1" else {})}}) == {}
+    assert (await db.get_item(NS, {"TableName": "plain", "Key": key}))["Item"] == {**key, "v": N(2)}
+    out = await db.put_item(NS, {"TableName": "plain", "Item": {**key, "v": N(3)}, "ReturnValues": "ALL_OLD"})
+    assert out["Attributes"] == {**key, "v": N(2)}
+    await make(db, "indexed", attrs=[{"AttributeName": "g", "AttributeType": "S"}], GlobalSecondaryIndexes=[{
+        "IndexName": "by-g", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+        "Projection": {"ProjectionType": "ALL"}}])
+    for g in ("one", "two"):
+        await db.put_item(NS, {"TableName": "indexed", "Item": {**key, "g": S(g)}})
+    for g, n in (("one", 0), ("two", 1)):  # the replaced item's index row went with it
+        q = await reads.query(db, NS, {"TableName": "indexed", "IndexName": "by-g", "KeyConditionExpression": "g = :g",
+                                       "ExpressionAttributeValues": {":g": S(g)}})
+        assert q["Count"] == n
+
+
 async def test_query_orders_numbers_strings_and_binaries(db: Database) -> None:
     await make(db, "nums")
     await make(db, "strs", "S")

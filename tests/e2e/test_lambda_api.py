@@ -103,8 +103,14 @@ def test_get_list_update_and_waiters(lam: Any, server: Any) -> None:
     assert e.value.response["Error"]["Code"] == "PreconditionFailedException"
 
     conf = lam.update_function_configuration(FunctionName="lam-update", Timeout=10, MemorySize=256,
+                                             EphemeralStorage={"Size": 1024},
                                              Environment={"Variables": {"GREETING": "hello"}})
-    assert (conf["Timeout"], conf["MemorySize"]) == (10, 256)
+    assert (conf["Timeout"], conf["MemorySize"], conf["EphemeralStorage"]) == (10, 256, {"Size": 1024})
+    assert server.api.get("/v1/functions/lam-update").json()["spec"]["ephemeral_storage"] == 1024  # its /tmp
+    with pytest.raises(ClientError) as e:
+        lam.update_function_configuration(FunctionName="lam-update", EphemeralStorage={"Size": 20000})
+    assert e.value.response["Error"]["Code"] == "InvalidParameterValueException"
+    assert "EphemeralStorage.Size" in e.value.response["Error"]["Message"]
     lam.get_waiter("function_updated_v2").wait(FunctionName="lam-update", WaiterConfig={"Delay": 1, "MaxAttempts": 3})
     assert json.loads(lam.invoke(FunctionName="lam-update")["Payload"].read()) == {"v": 2, "g": "hello"}
     assert lam.get_function_configuration(FunctionName="lam-update")["CodeSha256"] != sha

@@ -127,6 +127,18 @@ def test_checkpoints_with_a_stale_token_are_refused(lam: Any) -> None:
     with pytest.raises(ClientError) as e:
         lam.checkpoint_durable_execution(DurableExecutionArn=arn, CheckpointToken="nope", Updates=[])
     assert e.value.response["Error"]["Code"] == "InvalidParameterValueException"
+    # (the checkpoint route is served in front of the API's router: the same refusals as every other route)
+    with pytest.raises(ClientError) as e:
+        lam.checkpoint_durable_execution(DurableExecutionArn=arn.rsplit("/", 1)[0] + "/" + "0" * 32,
+                                         CheckpointToken="nope", Updates=[])
+    assert (e.value.response["Error"]["Code"], e.value.response["ResponseMetadata"]["HTTPStatusCode"]) == \
+        ("ResourceNotFoundException", 404)
+    signed_badly = boto3.client("lambda", endpoint_url=lam.meta.endpoint_url, region_name="us-east-1",
+                                aws_access_key_id="polyfn-admin", aws_secret_access_key="wrong",
+                                config=Config(retries={"max_attempts": 1}))
+    with pytest.raises(ClientError) as e:
+        signed_badly.checkpoint_durable_execution(DurableExecutionArn=arn, CheckpointToken="nope", Updates=[])
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
 
 
 NODE_ORDER = """

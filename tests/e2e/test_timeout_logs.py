@@ -1,5 +1,6 @@
 """What a function printed before its timeout killed it is kept in its activation (issue #18, item 5): a
-Python instance serving one invocation at a time streams the lines of a long invocation ahead of its result."""
+Python instance serving one invocation at a time, and a Node instance serving any number, stream the lines of a
+long invocation ahead of its result."""
 
 from __future__ import annotations
 
@@ -39,3 +40,51 @@ def test_a_long_invocation_keeps_every_line_in_order(server: Server) -> None:
     r = server.api.post("/v1/functions/tl-long/invoke", json={"n": 8, "pause": 0.25})
     assert r.status_code == 200 and r.json() == {"steps": 8}, r.text
     assert _lines(server, r.headers["x-polyfn-activation-id"]) == [f"step {i}" for i in range(8)] + ["done"]
+
+
+NODE_SLOW = r"""
+exports.handler = async (event) => {
+  const n = event.n || 5;
+  for (let i = 0; i < n; i++) {
+    console.log(`step ${i}`);
+    await new Promise((r) => setTimeout(r, event.pause || 300));
+  }
+  console.log('done');
+  return { steps: n };
+};
+"""
+
+NODE_HANG = r"""
+exports.handler = async () => {
+  console.log('before the loop');
+  const start = Date.now();
+  while (Date.now() < start + 1100) {}  // past the streaming threshold (1 s at most), the event loop blocked
+  console.log('after the threshold');  // sent at once, with the line before, though no timer can run
+  process.stdout.write('no newline yet');
+  while (true) {}
+};
+"""
+
+
+def test_node_lines_printed_before_a_timeout_are_kept(server: Server) -> None:
+    """Node streams a long invocation's lines too (`logs` frames), also with several invocations in flight."""
+    server.deploy("tl-node", {"index.js": NODE_SLOW}, runtime="node", handler="index.handler", timeout=2,
+                  concurrency=4)
+    r = server.api.post("/v1/functions/tl-node/invoke", json={"n": 100, "pause": 200})
+    assert r.status_code == 504, r.text
+    lines = _lines(server, r.headers["x-polyfn-activation-id"])
+    assert lines[:5] == [f"step {i}" for i in range(5)], lines
+    assert "done" not in lines
+    r = server.api.post("/v1/functions/tl-node/invoke", json={"n": 8, "pause": 150})  # a fresh instance
+    assert r.status_code == 200 and r.json() == {"steps": 8}, r.text
+    assert _lines(server, r.headers["x-polyfn-activation-id"]) == [f"step {i}" for i in range(8)] + ["done"]
+
+
+def test_node_lines_before_a_blocked_event_loop_are_kept(server: Server) -> None:
+    """A handler that blocks Node's event loop: the lines it printed once the invocation ran a while are
+    written to the server from inside the print (no timer needed); an unfinished line is not a line."""
+    server.deploy("tl-node-hang", {"index.js": NODE_HANG}, runtime="node", handler="index.handler", timeout=5)
+    r = server.api.post("/v1/functions/tl-node-hang/invoke", json={})
+    assert r.status_code == 504, r.text
+    lines = _lines(server, r.headers["x-polyfn-activation-id"])
+    assert lines == ["before the loop", "after the threshold"], lines

@@ -147,7 +147,7 @@ def nets(node: Server) -> Iterator[dict[str, LabNet]]:
     made: dict[str, LabNet] = {}
     try:
         made["outside"] = LabNet("out", "198.51.100.1", ["198.51.100.2"], 7701)
-        made["lan"] = LabNet("lan", "10.213.0.1", ["10.213.0.2", "169.254.169.254"], 7702)
+        made["lan"] = LabNet("lan", "10.213.0.1", ["10.213.0.2", "10.213.0.3", "169.254.169.254"], 7702)
         yield made
     finally:
         for n in made.values():
@@ -249,6 +249,53 @@ def test_outside_reachable_host_private_and_link_local_refused(node: Server, net
     healthy(node)
 
 
+def test_allow_list_ranges_are_routed_to_exactly_what_they_name(node: Server, nets: dict[str, LabNet]) -> None:
+    """`--allow-net CIDR[:PORTS]` (Python and Node): the range's addresses on its ports are routed (NAT, not
+    relayed: every address of the range answers, none was listed); other ports, the metadata address, the
+    host itself and its loopback services stay refused."""
+    lan = nets["lan"]
+    listener = socket.socket()
+    listener.bind(("0.0.0.0", 0))
+    listener.listen(4)
+    host_port = listener.getsockname()[1]
+    host_addrs = sorted({a for a in _host_addresses() if not a.startswith("127.")})
+    in_range = [["10.213.0.2", lan.port], ["10.213.0.3", lan.port]]
+    refused = [["169.254.169.254", lan.port], ["127.0.0.1", host_port], *[[a, host_port] for a in host_addrs],
+               *[["127.0.0.1", p] for p in SERVICES if _running(p)]]
+    try:
+        for i, allow in enumerate((["10.213.0.0/24"], [f"10.213.0.0/24:{lan.port}"],
+                                   [f"10.213.0.2/31:{lan.port - 1}-{lan.port}"],
+                                   [f"10.213.0.0/24:{lan.port}", *[f"{a}/32:{host_port}" for a in host_addrs]])):
+            name = f"egress-cidr-{i}"
+            node.deploy(name, {"handler.py": CONNECT}, allow_net=allow)
+            r = node.api.post(f"/v1/functions/{name}/invoke", json={"targets": in_range + refused})
+            assert r.status_code == 200, r.text
+            out = r.json()
+            for h, p in in_range:
+                assert out[f"{h}:{p}"] == "connected from 10.213.0.1", (allow, out)  # masqueraded, routed
+            for h, p in refused:  # a range covering the host's own address still does not open the host
+                assert not out[f"{h}:{p}"].startswith("connected"), (allow, h, p, out)
+        # other ports of the range, and a range that does not hold the address, stay refused
+        for allow in ([f"10.213.0.0/24:{lan.port + 1}-{lan.port + 9}"], ["10.213.1.0/24"], ["10.213.0.3/32"]):
+            node.deploy("egress-cidr-miss", {"handler.py": CONNECT}, allow_net=allow)
+            out = node.api.post("/v1/functions/egress-cidr-miss/invoke", json={"targets": in_range[:1]}).json()
+            assert not out[f"10.213.0.2:{lan.port}"].startswith("connected"), (allow, out)
+        # Node (pre-started blanks: the group is set when the blank is handed its function)
+        node.deploy("egress-cidr-node", {"index.js": NODE_CONNECT}, runtime="node", handler="index.handler",
+                    allow_net=[f"10.213.0.0/24:{lan.port}"])
+        r = node.api.post("/v1/functions/egress-cidr-node/invoke", json={"targets": in_range + refused[:1]})
+        out = r.json()
+        assert out[f"10.213.0.2:{lan.port}"] == "connected" and out[f"10.213.0.3:{lan.port}"] == "connected", out
+        assert out[f"169.254.169.254:{lan.port}"] != "connected", out
+        assert out["api"] == "still here", out
+    finally:
+        listener.close()
+    # the default network of a function without an entry still refuses the range
+    out = attack(node, "egress-cidr-none", CONNECT, {"targets": in_range})
+    assert not any(v.startswith("connected") for v in out.values()), out
+    healthy(node)
+
+
 def _host_reaches(host: str, port: int) -> bool:
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
@@ -270,6 +317,11 @@ def test_bad_allow_list_entries_are_refused(node: Server) -> None:
     for spec, code in (({"allow_net": ["5432"]}, "invalid_allow_net"),
                        ({"allow_net": ["127.0.0.1:99999"]}, "invalid_allow_net"),
                        ({"allow_net": ["127.0.0.1:5432"], "network": "host"}, "invalid_allow_net"),
+                       ({"allow_net": ["10.1.2.5/24:5432"]}, "invalid_allow_net"),
+                       ({"allow_net": ["10.1.2.0/24:0"]}, "invalid_allow_net"),
+                       ({"allow_net": ["127.0.0.0/8"]}, "invalid_allow_net"),
+                       ({"allow_net": ["169.254.0.0/16:80"]}, "invalid_allow_net"),
+                       ({"allow_net": ["10.1.2.0/24:5432"], "network": "polyfn"}, "invalid_allow_net"),
                        ({"network": "internet"}, "invalid_spec")):
         r = node.api.post("/v1/functions", json={"name": "bad-net", "files": {"handler.py": "def handler(e, c): pass"},
                                                  **spec})

@@ -14,7 +14,7 @@ from sqlalchemy import select, text
 
 from polyfn.model import Activation, FunctionSpec, LogLine
 from polyfn.store import Store
-from polyfn.store.db import MIGRATIONS_DIR
+from polyfn.store.db import MIGRATIONS_DIR, head_revisions
 from polyfn.store.tables import activations, metadata
 
 
@@ -150,6 +150,7 @@ async def test_migrations_idempotent_and_match_tables(db_url: str) -> None:
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
         head = ScriptDirectory.from_config(cfg).get_current_head()
+        assert head_revisions() == {head}  # what a start compares with, without importing alembic
 
         def inspect(conn: object) -> tuple[str | None, list[object]]:
             ctx = MigrationContext.configure(conn, opts={"compare_type": True})  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ from polyfn.errors import CODES
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "polyfn"
 RAISES = re.compile(r'\b(?:platform_error|ApiError|PolyfnError|Rejected)\(\s*(\d{3}),\s*"([a-z_]+)"')
+SPEC = re.compile(r'\bSpecError\((?:[^()]|\([^()]*\))*?,\s*(?:code=)?"([a-z_]+)",?\s*\)', re.S)  # 400 codes
 DEPLOY = re.compile(r'\bDeployError\(\s*"([a-z_]+)",(?:[^()]|\([^()]*\))*?(?:,\s*(\d{3}))?\)', re.S)
 
 
@@ -20,6 +21,7 @@ def _uses() -> list[tuple[str, int, str]]:
         where = str(path.relative_to(SRC))
         out += [(where, int(status), code) for status, code in RAISES.findall(text)]
         out += [(where, int(status or 400), code) for code, status in DEPLOY.findall(text)]
+        out += [(where, 400, code) for code in SPEC.findall(text)]
     return out
 
 

@@ -21,12 +21,13 @@ from polyfn.api import compat, errors, events
 from polyfn.api import observe as observe_api
 from polyfn.api.deploy_body import read_deploy
 from polyfn.api.errors import ApiError
+from polyfn.api.health import health
 from polyfn.auth.access import authorize
 from polyfn.auth.secrets import SecretValues
 from polyfn.call import Call
 from polyfn.deploy.errors import DeployError
 from polyfn.events import cloudevent, kinds
-from polyfn.gateway.asgi import relay
+from polyfn.gateway.asgi import StreamedResponse
 from polyfn.headers import from_outside
 from polyfn.model import Activation, FunctionInfo
 from polyfn.observe.tracing import parse_traceparent
@@ -60,17 +61,6 @@ def _function_json(registry: LiveFunctions, info: FunctionInfo, **extra: Any) ->
     return out
 
 
-class StreamedResponse(Response):
-    """A streamed Outcome relayed as the gateway relays it (`gateway.asgi.relay`: chunked, error markers)."""
-
-    def __init__(self, out: Any):
-        super().__init__(status_code=out.status)
-        self.out = out
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await relay(self.out, receive, send)
-
-
 def _activation_json(act: Activation) -> dict[str, Any]:
     return msgspec.to_builtins(act)
 
@@ -101,16 +91,8 @@ def build_api(*, settings: Settings, store: FunctionStore, registry: LiveFunctio
                                       request.headers.get("authorization", ""))
 
     @app.get("/healthz", tags=["health"])
-    async def healthz() -> dict[str, Any]:
-        out: dict[str, Any] = {"status": "ok", "version": __version__, "functions": len(registry.functions)}
-        if sync is not None:  # a cluster node: revisions other nodes deployed that it cannot serve (see logs)
-            out["cluster"] = {"sync_interval": sync.interval, "not_served": sorted(sync.failing)}
-        jobs = queue.jobs
-        if jobs is not None:  # the cluster's queue: while NATS is away, async calls get 503 (sync ones still run)
-            out["queue"] = {"backend": "nats-jetstream", "stream": jobs.stream, "connected": jobs.connected}
-            if not jobs.connected:
-                out["status"] = "degraded"
-        return out
+    async def healthz() -> dict[str, Any]:  # (served by the node itself, Node.asgi: documented here)
+        return health(registry, sync, queue)
 
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=errors.ERROR_RESPONSES)
 

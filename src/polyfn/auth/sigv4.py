@@ -108,6 +108,8 @@ def remove_dot_segments(path: str) -> str:
 def canonical_uri(raw_path: str, service: str = "s3") -> str:
     """S3: each byte of the decoded path encoded once, '/' kept. Other services: the raw (encoded) path with
     dot segments removed, encoded once more."""
+    if raw_path == "/":  # (every JSON-protocol request: DynamoDB, Step Functions, STS)
+        return "/"
     if service == "s3":
         return quote(unquote(raw_path), safe="/~")
     return quote(remove_dot_segments(raw_path), safe="/~")
@@ -160,7 +162,7 @@ def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
 def signature(secret: str, amz_date: str, scope: str, creq: str) -> str:
     date, region, service = scope.split("/")[:3]
     sts = f"{ALGORITHM}\n{amz_date}\n{scope}\n{hashlib.sha256(creq.encode()).hexdigest()}"
-    return hmac.new(signing_key(secret, date, region, service), sts.encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(signing_key(secret, date, region, service), sts.encode(), "sha256").hex()
 
 
 def amz_date(now: float) -> str:

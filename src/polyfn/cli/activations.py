@@ -221,6 +221,8 @@ def activation(
             f" · init {ms(record.get('init_ms'))} · run {ms(record.get('run_ms'))}",
         ),
     ]
+    if record.get("max_memory_mb"):
+        rows.append(("max memory used", f"{record['max_memory_mb']:.0f} MB"))
     # Async invocations: attempts, retry schedule, dead-letter reason, callback delivery.
     if record.get("attempts"):
         rows.append(("attempts", str(record["attempts"])))

@@ -44,7 +44,9 @@ def network_policy(res: dict[str, Any]) -> str:
         default = ("the default `egress`: a veth pair + NAT under the nftables table `inet polyfn`, refusing the "
                    "host, loopback, link-local (metadata), private ranges and the node's own networks")
     return (f"{how}; {default}; polyfn's API and S3 are relayed into every namespace (no route to the host); "
-            "`--allow-net HOST:PORT` relays one host service; `--network host` (explicit) reaches everything "
+            "`--allow-net HOST:PORT` relays one host service, `--allow-net CIDR[:PORTS]` opens a private range "
+            "(egress only; never loopback, link-local or the node's own endpoints); `--network host` (explicit) "
+            "reaches everything "
             "the node can, with a warning in `polyfn describe`")
 
 

@@ -1,4 +1,4 @@
-"""Function commands: deploy, invoke, list, describe, delete.
+"""Function commands: deploy, list, describe, delete (invoke: cli/invoke.py).
 
 `deploy` sends only the spec fields the user gave: the server owns the defaults and detects runtime,
 flavor and handler from the code, so a CLI-side default would silently override its detection.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -22,11 +21,9 @@ from rich.table import Table
 from rich.text import Text
 
 from polyfn.cli.config import State
-from polyfn.cli.errors import CliError, FunctionFailed
-from polyfn.cli.output import err, local_time, out, print_deployed, write_json, write_raw
+from polyfn.cli.errors import CliError
+from polyfn.cli.output import err, local_time, out, print_deployed, write_json
 from polyfn.cli.packaging import zip_directory
-from polyfn.cli.payload import read_payload
-from polyfn.events import kinds as event_kinds
 from polyfn.model import FLAVORS, RUNTIMES, FunctionSpec
 
 
@@ -165,6 +162,17 @@ def deploy(
             show_default=_spec_default("memory"),
         ),
     ] = None,
+    ephemeral_storage: Annotated[
+        int | None,
+        typer.Option(
+            "--ephemeral-storage",
+            envvar="POLYFN_DEPLOY_EPHEMERAL_STORAGE",
+            metavar="MB",
+            help="Size of each instance's /tmp, 16-10240 (Lambda's ephemeral storage). A tmpfs: what it holds "
+            "counts towards --memory.",
+            show_default="the node's POLYFN_TMP_SIZE, 512",
+        ),
+    ] = None,
     timeout: Annotated[
         float | None,
         typer.Option(
@@ -254,9 +262,12 @@ def deploy(
         typer.Option(
             "--allow-net",
             envvar="POLYFN_DEPLOY_ALLOW_NET",
-            metavar="HOST:PORT",
-            help="With network egress or polyfn: a host service the function may reach anyway (repeatable), "
-            "e.g. --allow-net 127.0.0.1:5432 for the node's PostgreSQL; relayed into the instance's namespace.",
+            metavar="HOST:PORT|CIDR[:PORTS]",
+            help="With network egress or polyfn: what the function may reach anyway (repeatable). HOST:PORT, a "
+            "service on this node or its networks, relayed into the instance's namespace (e.g. --allow-net "
+            "127.0.0.1:5432 for the node's PostgreSQL); with egress also a CIDR of a private network, routed: "
+            "10.1.2.0/24:5432, 10.1.2.0/24:5000-5100 or 10.1.2.0/24 (every TCP/UDP port). Loopback and "
+            "link-local ranges are never opened.",
             show_default="none",
         ),
     ] = None,
@@ -364,6 +375,7 @@ def deploy(
             "flavor": flavor,
             "handler": handler,
             "memory": memory,
+            "ephemeral_storage": ephemeral_storage,
             "timeout": timeout,
             "concurrency": concurrency,
             "min_instances": min_instances,
@@ -405,136 +417,6 @@ def deploy(
         on_progress=lambda message: chatter.print(Text(message, style="dim")),
     )
     print_deployed(function, client.function_url(function.get("name", function_name)))
-
-
-# -- invoke ------------------------------------------------------------------------------------------
-
-
-def invoke(
-    ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Function name.", show_default=False)],
-    data: Annotated[
-        str,
-        typer.Option(
-            "--data",
-            "-d",
-            envvar="POLYFN_INVOKE_DATA",
-            metavar="JSON|@FILE|-",
-            help="Payload: JSON text, @FILE to read a file, or - to read stdin.",
-        ),
-    ] = "{}",
-    raw: Annotated[
-        bool,
-        typer.Option(
-            "--raw",
-            envvar="POLYFN_INVOKE_RAW",
-            show_default="off",
-            help="Send the payload as application/octet-stream, without checking it is JSON.",
-        ),
-    ] = False,
-    verbose: Annotated[
-        bool,
-        typer.Option(
-            "--verbose",
-            "-v",
-            envvar="POLYFN_VERBOSE",
-            show_default="off",
-            help="Print activation id and cold/warm to stderr.",
-        ),
-    ] = False,
-    event: Annotated[
-        str | None,
-        typer.Option(
-            "--event",
-            "-E",
-            envvar="POLYFN_INVOKE_EVENT",
-            metavar="KIND",
-            show_default="none: --data is the payload as is",
-            help="Send a realistic trigger event built from --data, shaped by the function's flavor. "
-            f"Kinds: {', '.join(event_kinds.names())}.",
-        ),
-    ] = None,
-    run_async: Annotated[
-        bool,
-        typer.Option("--async", envvar="POLYFN_INVOKE_ASYNC", show_default="off",
-                     help="Queue the invocation durably and print its activation id "
-                     "(see the result with `polyfn activation ID --wait`)."),
-    ] = False,
-    callback_url: Annotated[
-        str | None,
-        typer.Option("--callback-url", envvar="POLYFN_INVOKE_CALLBACK_URL", metavar="URL",
-                     help="With --async: POST the result there when done (retried).", show_default="none"),
-    ] = None,
-    stream: Annotated[
-        bool,
-        typer.Option("--stream", envvar="POLYFN_INVOKE_STREAM", show_default="off",
-                     help="Print a streamed response's chunks as they arrive (docs/streaming.md)."),
-    ] = False,
-) -> None:
-    """Invoke a function and print its answer as is."""
-    state: State = ctx.obj
-    payload = read_payload(data, raw)
-    if event is not None and raw:
-        raise typer.BadParameter("an event's --data is JSON: drop --raw", param_hint="'--event'")
-    if event is not None and event not in event_kinds.names():
-        raise typer.BadParameter(
-            f"unknown event kind {event!r}: use one of {', '.join(event_kinds.names())}", param_hint="'--event'"
-        )
-    content_type = "application/octet-stream" if raw else "application/json"
-    if run_async:
-        activation_id = state.client().invoke_async(name, payload, content_type, callback_url, event=event)
-        out().print(activation_id)
-        return
-    if stream:
-        if event is not None:
-            raise typer.BadParameter("--stream sends --data as is: drop --event", param_hint="'--stream'")
-        _invoke_streaming(state, name, payload, content_type, verbose)
-        return
-    started = time.perf_counter()
-    response = state.client().invoke(name, payload, content_type, event=event)
-    elapsed_ms = (time.perf_counter() - started) * 1000
-    activation = response.activation_id
-    if verbose:
-        temperature = {True: "cold", False: "warm", None: "cold/warm unknown"}[response.cold]
-        err().print(
-            Text(
-                f"activation {activation or '?'} · {temperature} · HTTP {response.status} · {elapsed_ms:.1f} ms",
-                style="dim",
-            )
-        )
-    write_raw(response.body)
-    if response.ok:
-        return
-    where = f" (activation {activation})" if activation else ""
-    hint = (
-        f"see its logs with `polyfn logs {name} --activation {activation}`"
-        if activation
-        else f"see its logs with `polyfn logs {name}`"
-    )
-    if response.function_error:
-        raise FunctionFailed(f"function '{name}' raised an error{where}", hint=hint)
-    raise FunctionFailed(f"function '{name}' answered HTTP {response.status}{where}", hint=hint)
-
-
-def _invoke_streaming(state: State, name: str, payload: bytes, content_type: str, verbose: bool) -> None:
-    """`polyfn invoke --stream`: each piece written (and flushed) as it arrives."""
-    started = time.perf_counter()
-    with state.client().invoke_stream(name, payload, content_type) as (response, pieces):
-        if verbose:
-            err().print(Text(f"activation {response.activation_id or '?'} · HTTP {response.status} · first byte "
-                             f"{(time.perf_counter() - started) * 1000:.1f} ms", style="dim"))
-        buffer = getattr(sys.stdout, "buffer", None)
-        for piece in pieces:
-            if buffer is not None:
-                buffer.write(piece)
-                buffer.flush()
-            else:
-                sys.stdout.write(piece.decode("utf-8", "replace"))
-                sys.stdout.flush()
-    if not response.ok:
-        where = f" (activation {response.activation_id})" if response.activation_id else ""
-        raise FunctionFailed(f"function '{name}' answered HTTP {response.status}{where}",
-                             hint=f"see its logs with `polyfn logs {name}`")
 
 
 # -- list / describe / delete ------------------------------------------------------------------------
@@ -663,10 +545,11 @@ def network_warning(spec: dict[str, Any]) -> str:
         return ""
     return ("warning: network host — this function reaches everything the node can: its loopback services "
             "(PostgreSQL, Redis, NATS …), its private networks and the cloud metadata address. Prefer the default "
-            "`egress` with `--allow-net HOST:PORT` for the services it needs (docs/security.md).")
+            "`egress` with `--allow-net HOST:PORT` or `--allow-net CIDR:PORT` for the services it needs "
+            "(docs/security.md).")
 
 
-_UNITS = {"memory": "MB", "timeout": "s", "keepalive": "s"}
+_UNITS = {"memory": "MB", "ephemeral_storage": "MB", "timeout": "s", "keepalive": "s"}
 
 
 def _format_value(key: str, value: Any) -> str:

@@ -36,6 +36,7 @@ from polyfn.cli import (
     version,
     workflows,
 )
+from polyfn.cli import invoke as invoke_cmd
 from polyfn.cli.config import DATA_DIR_ENV, DEFAULT_DATA_DIR_TEXT, KEY_ENV, URL_ENV, State, resolve
 from polyfn.cli.errors import CliError, FunctionFailed, error_line  # noqa: F401  (error_line: its old home)
 from polyfn.cli.output import err
@@ -176,7 +177,7 @@ app.command("doctor", rich_help_panel="Server")(doctor.doctor)
 app.add_typer(security.keys_app, name="keys", rich_help_panel="Access")
 app.add_typer(security.secret_app, name="secret", rich_help_panel="Access")
 app.command("deploy", rich_help_panel="Functions")(functions.deploy)
-app.command("invoke", rich_help_panel="Functions")(functions.invoke)
+app.command("invoke", rich_help_panel="Functions")(invoke_cmd.invoke)
 app.command("list", rich_help_panel="Functions")(functions.list_functions)
 app.command("describe", rich_help_panel="Functions")(functions.describe)
 app.command("delete", rich_help_panel="Functions")(functions.delete)

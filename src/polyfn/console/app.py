@@ -41,6 +41,7 @@ from polyfn.call import Call
 from polyfn.console import tables
 from polyfn.deploy import archive
 from polyfn.deploy.errors import DeployError
+from polyfn.gateway.asgi import StreamedResponse
 from polyfn.model import FLAVORS
 from polyfn.observe.metrics import SLOT_S, FunctionStats
 
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
 HERE = Path(__file__).parent
 COOKIE = "polyfn_console"
 DISPLAY_MAX = 16 * 1024  # bytes of a result shown inline; the rest behind "download full"
-STATUSES = ("success", "error", "timeout", "crashed", "oom", "init_failed", "throttled")
+STATUSES = ("success", "error", "timeout", "crashed", "oom", "init_failed", "throttled", "disconnected")
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'")
 SECURITY_HEADERS = {
@@ -383,17 +384,21 @@ def build_console(*, settings: Settings, store: FunctionStore, registry: LiveFun
             ("Instances", chart(points, ("instances",)), ("instances",)),
         ], totals=(fs or FunctionStats(name)).window(now, 3600))
 
-    async def invoke(request: Request) -> Response:
+    async def invoke_form(request: Request) -> tuple[str, str, str]:
+        """(function name, payload, why it cannot be invoked or "") of the invoke panel's form."""
         name = request.path_params["name"]
-        form = await request.form()
-        payload = str(form.get("payload") or "")
+        payload = str((await request.form()).get("payload") or "")
         if payload.strip():
             try:
                 json.loads(payload)
             except ValueError as e:
-                return render(request, "_invoke_result.html", 200, error=f"Malformed JSON: {e}", out=None)
-        if registry.get(name) is None:
-            return render(request, "_invoke_result.html", 200, error=f"function {name!r} does not exist", out=None)
+                return name, payload, f"Malformed JSON: {e}"
+        return name, payload, "" if registry.get(name) is not None else f"function {name!r} does not exist"
+
+    async def invoke(request: Request) -> Response:
+        name, payload, refused = await invoke_form(request)
+        if refused:
+            return render(request, "_invoke_result.html", 200, error=refused, out=None)
         body = payload.encode()
         out = await invoker.call(Call(name, "event", "console", headers=[("content-type", "application/json")],
                                       body=body, content_type="application/json"))
@@ -408,6 +413,18 @@ def build_console(*, settings: Settings, store: FunctionStore, registry: LiveFun
             "status": out.status, "activation_id": out.activation_id, "cold": out.cold, "size": len(out.body),
             "text": text if len(out.body) > DISPLAY_MAX else _pretty(text), "truncated": len(out.body) > DISPLAY_MAX,
             "content_type": ct}, act=act)
+
+    async def invoke_stream(request: Request) -> Response:
+        """The invoke panel with "stream" ticked: the function's response relayed as it comes (console.js shows
+        the pieces as they arrive); errors as plain text."""
+        name, payload, refused = await invoke_form(request)
+        if refused:
+            return Response(refused, status_code=400, headers=SECURITY_HEADERS)
+        out = await invoker.call(Call(name, "event", "console", "POST", "/", "", [("content-type", "application/json")],
+                                      payload.encode(), "application/json", stream=True))
+        if out.stream is not None:
+            return StreamedResponse(out)
+        return Response(out.body, status_code=out.status, headers={k.decode(): v.decode() for k, v in out.headers})
 
     async def live_logs(request: Request) -> Response:
         name = request.path_params["name"]
@@ -512,6 +529,7 @@ def build_console(*, settings: Settings, store: FunctionStore, registry: LiveFun
         Route("/functions/{name}", authed(function_page)),
         Route("/functions/{name}/charts", authed(charts)),
         Route("/functions/{name}/invoke", authed(invoke), methods=["POST"]),
+        Route("/functions/{name}/invoke-stream", authed(invoke_stream), methods=["POST"]),
         Route("/functions/{name}/logs/stream", authed(live_logs)),
         Route("/functions/{name}/triggers", authed(triggers_partial), methods=["GET"]),
         Route("/functions/{name}/triggers", authed(trigger_add), methods=["POST"]),

@@ -255,7 +255,10 @@ class Database:
         t = await self.table(ns, req.get("TableName"))
         w = writes.prepare_put(t, req)
         rv = _return_values(req, ("NONE", "ALL_OLD"))
-        old, new = await self.write_one(ns, w)
+        if writes.blind(w, rv == "ALL_OLD"):  # (the common put: one statement, no read of the old item)
+            old, new = await self.storage.write(lambda c: writes.run_blind(c, w), [w.lock()])
+        else:
+            old, new = await self.write_one(ns, w)
         out: dict[str, Any] = {"Attributes": old} if rv == "ALL_OLD" and old is not None else {}
         out.update(capacity(req, t.name, write_units(values.item_size(new or {}))))
         return out

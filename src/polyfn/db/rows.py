@@ -155,7 +155,7 @@ class Prepared:
 
 
 def fetch(conn: Connection, tid: str, k: RowKey) -> dict[str, Any] | None:
-    row = GET(conn, {"tid": tid, "h": k.h, "pk": k.pk, "sk": k.sk}).first()
+    row = _GET(conn, {"tid": tid, "h": k.h, "pk": k.pk, "sk": k.sk}).first()
     return decode(row[0]) if row is not None else None
 
 
@@ -165,7 +165,7 @@ def _bind_get() -> Any:
                                 c.sk == bindparam("sk"))
 
 
-GET = Prepared(lambda conn: _bind_get())
+_GET = Prepared(lambda conn: _bind_get())
 
 
 def _insert(conn: Connection) -> Any:

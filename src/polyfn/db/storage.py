@@ -46,8 +46,10 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     create_engine,
     event,
+    select,
     text,
 )
 from sqlalchemy.engine import Connection
@@ -135,7 +137,7 @@ class Storage:
     async def item_text(self, tid: str, h: int, pk: bytes, sk: bytes) -> str | None:
         """One item's stored JSON (GetItem's point read), None when there is none."""
         def q(c: Connection) -> str | None:
-            row = c.execute(_ITEM_TEXT, {"tid": tid, "h": h, "pk": pk, "sk": sk}).first()
+            row = c.execute(_ITEM_SELECT, {"tid": tid, "h": h, "pk": pk, "sk": sk}).first()
             return row[0] if row is not None else None
 
         return await self.read(q)
@@ -149,7 +151,8 @@ class Storage:
 
 
 _ITEM_SQL = "SELECT item FROM db_items WHERE tid = ? AND h = ? AND pk = ? AND sk = ?"
-_ITEM_TEXT = text("SELECT item FROM db_items WHERE tid = :tid AND h = :h AND pk = :pk AND sk = :sk")
+_ITEM_SELECT = select(db_items.c.item).where(db_items.c.tid == bindparam("tid"), db_items.c.h == bindparam("h"),
+                                             db_items.c.pk == bindparam("pk"), db_items.c.sk == bindparam("sk"))
 
 
 def _create_schema(conn: Connection) -> None:

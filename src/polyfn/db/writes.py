@@ -159,3 +159,18 @@ def apply(c: Connection, ns: str, w: Write, old: dict[str, Any] | None, now: flo
 def run(c: Connection, ns: str, w: Write, now: float) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     old = check(c, w)
     return old, apply(c, ns, w, old, now)
+
+
+def blind(w: Write, want_old: bool) -> bool:
+    """True when a put needs nothing of the item it replaces: no condition, no index rows to move, no change
+    record, the old item not asked for — then it is written without reading it first (`run_blind`)."""
+    t = w.t
+    return w.cond is None and not want_old and not t.indexes and not t.stream_view and not t.changes
+
+
+def run_blind(c: Connection, w: Write) -> tuple[None, dict[str, Any] | None]:
+    assert w.make is not None
+    new = w.make(None)
+    assert new is not None
+    rows.store(c, w.t, w.k, new, None, values.item_size(new))
+    return None, new

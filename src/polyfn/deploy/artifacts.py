@@ -19,9 +19,8 @@ import io
 import time
 import zipfile
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import quote, urlsplit
-
-import httpx
 
 from polyfn.auth import sigv4
 from polyfn.config import Settings
@@ -63,6 +62,9 @@ class S3Artifacts:
         self.max_size = settings.max_code_size
         self.max_files = settings.max_code_files
         self.clock = clock
+        import httpx  # (not at import: only a cluster with an artifact store needs it)
+
+        self._httpx = httpx
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(60.0))
 
     def describe(self) -> str:
@@ -77,7 +79,7 @@ class S3Artifacts:
     def _where(self, sha: str) -> str:
         return f"s3://{self.bucket}/{self._key(sha)} at {self.endpoint}"
 
-    async def _request(self, method: str, sha: str, body: bytes = b"") -> httpx.Response:
+    async def _request(self, method: str, sha: str, body: bytes = b"") -> Any:
         path = self._path(sha)
         payload = hashlib.sha256(body).hexdigest() if method == "PUT" else sigv4.UNSIGNED
         headers = sigv4.sign_headers(method, path, [], {"host": self.host}, self.access_key, self.secret,
@@ -85,7 +87,7 @@ class S3Artifacts:
         headers.pop("host", None)
         try:
             return await self._http.request(method, self.endpoint + path, headers=headers, content=body or None)
-        except httpx.HTTPError as e:
+        except self._httpx.HTTPError as e:
             raise ArtifactError(f"{method} {self._where(sha)}: {type(e).__name__}: {e}") from None
 
     async def put(self, sha: str, files: dict[str, bytes]) -> None:

@@ -11,6 +11,8 @@ import asyncio
 import json
 from typing import Any
 
+from starlette.responses import Response
+
 from polyfn.call import Call
 from polyfn.gateway import cors
 from polyfn.headers import from_outside
@@ -199,6 +201,18 @@ async def relay(out: Outcome, receive: Any, send: Any) -> None:
         await send({"type": "http.response.body", "body": b"event: error\ndata: " + err + b"\n\n", "more_body": False})
     else:
         _break_off(send)
+
+
+class StreamedResponse(Response):
+    """A streamed Outcome as a Starlette/FastAPI response (the invoke API's `mode=stream`, the console), relayed
+    as the gateway relays it (`relay`: chunked, error markers)."""
+
+    def __init__(self, out: Outcome):
+        super().__init__(status_code=out.status)
+        self.out = out
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await relay(self.out, receive, send)
 
 
 def _chunk_writer(send: Any) -> Any:

@@ -16,8 +16,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from polyfn import jsontext
 from polyfn.auth.callbacks import INVALID, InvalidCallbackUrl, parse_callback_url
 from polyfn.loops import cancelled, one_item
@@ -25,6 +23,8 @@ from polyfn.queue import retry
 from polyfn.queue.builtin import Job
 
 if TYPE_CHECKING:
+    import httpx
+
     from polyfn.config import Settings
     from polyfn.invoker import Outcome
     from polyfn.queue.builtin import QueueDB
@@ -51,7 +51,6 @@ class Callbacks:
 
     def start(self, db: QueueDB) -> None:
         self.db = db
-        self._http = httpx.AsyncClient(timeout=self.settings.callback_timeout)
         self._task = asyncio.create_task(self._loop())
 
     def wake(self) -> None:
@@ -157,7 +156,10 @@ class Callbacks:
         return at
 
     async def _post(self, url: str, payload: bytes, job_id: str, headers: str | None = None) -> str | None:
-        assert self._http is not None
+        import httpx  # (on first use: httpx and the CLI it imports cost ~10 % of the server's start)
+
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=self.settings.callback_timeout)
         hdrs = {"content-type": "application/json", "x-polyfn-activation-id": job_id}
         if headers:
             hdrs = {**json.loads(headers), "x-polyfn-activation-id": job_id}

@@ -68,7 +68,7 @@ def prepare(env: Mapping[str, str], pdeathsig: Callable[[], None]) -> Prepared:
         try:
             cfg = json.loads(staged)
             rootfs.build(cfg["root"], cfg["mask"], int(cfg["tmp_mb"]), rootfs.STAGE)
-            prepared.root_staged = rootfs.digest(cfg["root"], cfg["mask"], int(cfg["tmp_mb"]))
+            prepared.root_staged = rootfs.digest(cfg["root"], cfg["mask"])
         except (OSError, ValueError, KeyError) as e:  # built at spawn instead
             prepared.notes.append(f"could not stage the root filesystem: {e}")
             try:
@@ -111,12 +111,13 @@ HOST_NETWORKS = ("all", "host")
 RELAYED = ("polyfn", "egress")
 
 
-def network(plan: SandboxPlan, prepared: Prepared, relay: bool = True) -> str:
+def network(plan: SandboxPlan, prepared: Prepared, relay: bool = True, keep_host: bool = False) -> str:
     """`host` (`all`): back to the host network; `none`: stay in (or make) a loopback-only namespace;
     `polyfn`: the same plus relayed listeners for polyfn's own ports and the function's allow-list
     (sandbox/relay.py); `egress`: `polyfn` plus a veth pair to the outside under the host's nftables
     policy (sandbox/veth.py, sandbox/egress.py). `relay=False`: the listeners are made later (a Node
-    agent, once its function is known). Returns what was done."""
+    agent, once its function is known; `keep_host` keeps the host network's handle for it, see
+    `join_group`). Returns what was done."""
     from polyfn.sandbox import linux
 
     kind = plan.network
@@ -127,7 +128,12 @@ def network(plan: SandboxPlan, prepared: Prepared, relay: bool = True) -> str:
             elif kind == "egress" and not prepared.egress:
                 from polyfn.sandbox import veth
 
-                prepared.egress = veth.connect(prepared.host_netns_fd, prepared.host_pid or os.getpid())
+                prepared.egress = veth.connect(prepared.host_netns_fd, prepared.host_pid or os.getpid(),
+                                               plan.net_group)
+            elif kind == "egress" and plan.net_group:  # the blank's veth, put in the allow-list's group
+                from polyfn.sandbox import veth
+
+                veth.set_group(prepared.host_netns_fd, prepared.host_pid or os.getpid(), plan.net_group)
             elif kind != "egress" and prepared.egress:  # the blank's veth is not for this function
                 from polyfn.sandbox import veth
 
@@ -136,8 +142,9 @@ def network(plan: SandboxPlan, prepared: Prepared, relay: bool = True) -> str:
         except OSError as e:
             raise SandboxError(f"sandbox: network {kind!r} cannot be set up ({e.strerror or e})") from None
         finally:
-            os.close(prepared.host_netns_fd)
-            prepared.host_netns_fd = -1
+            if not keep_host:
+                os.close(prepared.host_netns_fd)
+                prepared.host_netns_fd = -1
     elif kind not in HOST_NETWORKS:
         if kind == "egress":
             raise SandboxError("sandbox: network 'egress' needs the host network's handle (root, net layer)")
@@ -151,6 +158,8 @@ def network(plan: SandboxPlan, prepared: Prepared, relay: bool = True) -> str:
     done = "net ns (loopback only)"
     if kind == "egress":
         done = f"net ns (egress via veth {prepared.egress}, host and private ranges refused)"
+        if plan.net_group:
+            done += f"; allow-list ranges open (group {plan.net_group})"
     nothing = not plan.relay_socket or not (plan.relay_ports or plan.allow)
     if kind == "egress" and nothing and not plan.allow:
         relay = False  # a node without a relay (`polyfn run`): egress works, polyfn's ports are not reachable
@@ -165,6 +174,26 @@ def network(plan: SandboxPlan, prepared: Prepared, relay: bool = True) -> str:
         except OSError as e:
             raise SandboxError(f"sandbox: network {kind!r} cannot be set up ({e.strerror or e})") from None
     return done
+
+
+def join_group(plan: SandboxPlan, prepared: Prepared) -> str:
+    """A Node agent's second step, once its function is known: the veth's interface group for the function's
+    CIDR entries. Closes the host network's handle `network(keep_host=True)` kept."""
+    if prepared.host_netns_fd < 0:
+        return ""
+    try:
+        if plan.network == "egress" and plan.net_group and prepared.egress:
+            from polyfn.sandbox import veth
+
+            try:
+                veth.set_group(prepared.host_netns_fd, prepared.host_pid or os.getpid(), plan.net_group)
+            except OSError as e:
+                raise SandboxError(f"sandbox: the allow-list's ranges cannot be opened ({e.strerror or e})") from None
+            return f"allow-list ranges (group {plan.net_group})"
+        return ""
+    finally:
+        os.close(prepared.host_netns_fd)
+        prepared.host_netns_fd = -1
 
 
 def apply(plan: SandboxPlan, prepared: Prepared | None = None, required: tuple[str, ...] = ()) -> list[str]:

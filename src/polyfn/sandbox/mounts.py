@@ -1,7 +1,8 @@
 """The instance's view of the filesystem, inside its own mount namespace.
 
-* `/tmp` (and `/dev/shm`) is a fresh tmpfs of `tmp_mb` each (the only writable places, besides what the host leaves writable to
-  everyone), so a function cannot fill the node's disk or read other instances' files.
+* `/tmp` (and `/dev/shm`) is a fresh tmpfs of `tmp_mb` each (the function's ephemeral storage; the only
+  writable places, besides what the host leaves writable to everyone), so a function cannot fill the node's
+  disk or read other instances' files.
 * Each `hide` directory (polyfn's data dir: `admin.key`, the database, every function's code) is covered
   by an empty read-only tmpfs; the instance's own code and dependencies (`binds`) are then bind-mounted
   back, read-only, at their usual paths, through descriptors opened before anything was covered.
@@ -63,9 +64,9 @@ def _setup_root(plan: SandboxPlan, prepared: Prepared | None) -> str:
     from polyfn.sandbox import rootfs
 
     staged = prepared.root_staged if prepared is not None else ""
-    if (staged and staged == rootfs.digest(plan.root, plan.root_mask, plan.tmp_mb)
+    if (staged and staged == rootfs.digest(plan.root, plan.root_mask)
             and not any(rootfs.under(b, rootfs.STAGE) for b in plan.binds)):
-        desc = rootfs.enter_staged(plan.binds, plan.etc)
+        desc = rootfs.enter_staged(plan.binds, plan.etc, plan.tmp_mb)
     else:
         if staged:  # built for another plan (or the code lives under the stage): drop it
             linux.umount(rootfs.STAGE)

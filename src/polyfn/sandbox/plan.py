@@ -26,6 +26,7 @@ class SandboxPlan(msgspec.Struct, kw_only=True, array_like=True):
     binds: list[str] = []  # directories inside `hide` made visible again, read-only (own code, deps)
     network: str = "all"  # egress | host (= all) | polyfn | none: sandbox.network
     allow: list[str] = []  # egress/polyfn: "IP:PORT" a function may reach (relayed by the server)
+    net_group: int = 0  # egress: the veth's interface group for the allow-list's CIDRs (sandbox/egress.py)
     seccomp: str = ""  # the allow-list (sandbox/seccomp.py): "python" | "node" | "http"; "" = layer off
     no_new_privs: bool = True
     secret_files: dict[str, str] = {}  # name → value, written to /run/secrets/NAME (tmpfs, 0400, the uid's)

@@ -2,11 +2,12 @@
 
 Each layer is tried for real in a throw-away forked child (unsharing changes the calling process), so the
 answer is what the kernel says today, not a guess from version numbers. Run as
-`python -m polyfn.sandbox.probe` to get the JSON on stdout.
+`python -m polyfn.sandbox.probe` to get the JSON on stdout; the server runs it so (`in_subprocess`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
@@ -140,6 +141,20 @@ def probe() -> dict[str, str]:
     res["root"] = res["mount"] or _in_child(_root)
     res["uid"] = "not root (a user namespace maps only your own uid)"
     return res
+
+
+async def in_subprocess() -> dict[str, str]:
+    """`polyfn.sandbox.probe` in a subprocess (it forks and unshares; never do that in the server)."""
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "polyfn.sandbox.probe",
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        out, _err = await asyncio.wait_for(proc.communicate(), 30)
+        return dict(json.loads(out))
+    except (TimeoutError, ValueError) as e:
+        if proc.returncode is None:
+            proc.kill()
+        why = f"probe failed: {e}"
+        return {k: why for k in ("mount", "root", "pid", "net", "uid", "seccomp", "userns")}
 
 
 if __name__ == "__main__":

@@ -38,21 +38,27 @@ DEV_NODES = ("null", "zero", "full", "random", "urandom")
 PROVIDED_PY = ("boto3",)
 #: what polyfn's Python runtime imports itself (frames, event loop, the vendor flavors' libraries)
 RUNTIME_PY = ("msgspec", "uvloop", "functions-framework", "azure-functions", "cloudevents")
+#: requirements of RUNTIME_PY left out of the instance's root: functions-framework's own HTTP servers (its CLI
+#: serves with gunicorn, uvicorn for ASGI, watchdog to reload), which a function on polyfn never runs — the
+#: flavor calls the registered function itself. A function that wants one ships it in its requirements.
+HIDDEN_PY = ("gunicorn", "uvicorn", "uvicorn-worker", "watchdog")
 
 
 def _norm(name: str) -> str:
     return name.lower().replace("_", "-").replace(".", "-")
 
 
-def distribution_closure(names: Iterable[str]) -> list[object]:
-    """The installed distributions `names` and everything they require (extras left out)."""
+def distribution_closure(names: Iterable[str], hidden: Iterable[str] = ()) -> list[object]:
+    """The installed distributions `names` and everything they require (extras left out), but `hidden`
+    ones and what only they require."""
     from importlib import metadata
 
     seen: dict[str, object] = {}
+    skip = {_norm(n) for n in hidden}
     todo = list(names)
     while todo:
         name = _norm(todo.pop())
-        if name in seen:
+        if name in seen or name in skip:
             continue
         try:
             dist = metadata.distribution(name)
@@ -111,7 +117,8 @@ def python_paths() -> tuple[list[str], list[str]]:
         os.path.realpath(p), os.path.realpath(sys.base_prefix)) and "site-packages" not in p]
     provided_dists = distribution_closure(PROVIDED_PY)
     names = {_norm(str(d.metadata["Name"])) for d in provided_dists}  # type: ignore[attr-defined]
-    runtime_only = [d for d in distribution_closure(RUNTIME_PY) if _norm(str(d.metadata["Name"])) not in names]  # type: ignore[attr-defined]
+    runtime_only = [d for d in distribution_closure(RUNTIME_PY, HIDDEN_PY)
+                    if _norm(str(d.metadata["Name"])) not in names]  # type: ignore[attr-defined]
     binds.update(distribution_paths(provided_dists))  # with metadata: importlib.metadata.version("boto3") works
     binds.update(distribution_paths(runtime_only, metadata=False))  # one mount per package, no more
     provided = sorted({os.path.dirname(p) for p in distribution_paths(distribution_closure(PROVIDED_PY))})
@@ -171,6 +178,34 @@ def layout(extra: Iterable[str]) -> list[str]:
     (interpreter, provided packages, the runtime's own files), existing ones only, parents before children."""
     paths = {p for p in (*SYSTEM, *ETC_BINDS, *extra) if os.path.lexists(p)}
     return sorted(paths, key=lambda p: (p.count("/"), p))
+
+
+def interpreter_exposure() -> tuple[list[str], list[str]]:
+    """(dirs to hide, dirs to bind back) so a per-function uid can import the interpreter's own modules.
+
+    The interpreter may live where other users cannot go (pyenv under a 0700 /root). In the instance's
+    mount namespace the blocking directory is covered by an empty tmpfs and only the interpreter's
+    directories are bound back read-only, which also keeps the rest of it (SSH keys …) out of view.
+    An interpreter or virtualenv under /tmp (a CI checkout, say) would vanish under the instance's
+    private /tmp: it is bound back read-only too."""
+    hide: list[str] = []
+    binds: list[str] = []
+    candidates = {sys.base_prefix, sys.prefix, sys.exec_prefix, *(p for p in sys.path if p)}
+    for path in sorted(os.path.realpath(p) for p in candidates if os.path.isdir(p)):
+        if any(path == b or path.startswith(b + os.sep) for b in binds):
+            continue
+        if path.startswith(("/tmp/", "/dev/shm/")):  # under the instance's private /tmp: bind it back
+            binds.append(path)
+            continue
+        parts = path.split(os.sep)
+        for i in range(2, len(parts)):
+            ancestor = os.sep.join(parts[:i])
+            if not os.stat(ancestor).st_mode & 0o001:  # others cannot traverse it
+                if ancestor not in hide:
+                    hide.append(ancestor)
+                binds.append(path)
+                break
+    return hide, binds
 
 
 def runtime_roots(py_binds: list[str], provided: str, mono: Sequence[str]) -> dict[str, list[str]]:
@@ -314,10 +349,15 @@ def enter(root: list[str], binds: list[str], etc: dict[str, str], tmp_mb: int, m
     return "root fs (read-only binds, pivot_root)"
 
 
-def enter_staged(binds: list[str], etc: dict[str, str], stage: str = STAGE) -> str:
-    """A blank built the shared part at `stage` (`build`); add the function's part and pivot."""
+def enter_staged(binds: list[str], etc: dict[str, str], tmp_mb: int, stage: str = STAGE) -> str:
+    """A blank built the shared part at `stage` (`build`); size its /tmp and /dev/shm for the function (its
+    ephemeral storage: a remount of each empty tmpfs), add the function's part and pivot."""
     own, _ = _open(binds)
     try:
+        if tmp_mb:  # (both empty tmpfs still; /dev/shm keeps noexec)
+            linux.mount("none", stage + "/tmp", None, linux.MS_REMOUNT | _NOSUID_NODEV, f"size={tmp_mb}m,mode=1777")
+            linux.mount("none", stage + "/dev/shm", None, linux.MS_REMOUNT | _NOSUID_NODEV | linux.MS_NOEXEC,
+                        f"size={tmp_mb}m,mode=1777")
         attach(own, etc, stage)
         pivot(stage)
     finally:
@@ -325,12 +365,13 @@ def enter_staged(binds: list[str], etc: dict[str, str], stage: str = STAGE) -> s
     return "root fs (read-only binds, pivot_root; staged in the blank)"
 
 
-def digest(root: list[str], mask: list[str], tmp_mb: int) -> str:
-    """Identifies a staged root, so a spawn uses it only if the plan asks for exactly that one."""
+def digest(root: list[str], mask: list[str]) -> str:
+    """Identifies a staged root, so a spawn uses it only if the plan asks for exactly that one (its /tmp
+    is resized per function, `enter_staged`)."""
     import hashlib
     import json
 
-    return hashlib.sha256(json.dumps([root, mask, tmp_mb]).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps([root, mask]).encode()).hexdigest()[:16]
 
 
 def seal() -> None:

@@ -104,7 +104,8 @@ def _agent_mode(cfg: Config, prepared: object) -> None:
     plan = cfg.plan
     sandbox.check_required(prepared, tuple(cfg.required))  # type: ignore[arg-type]
     applied = [x for x in (sandbox.limit_cgroup(plan, prepared),  # type: ignore[arg-type]
-                           sandbox.network(plan, prepared, relay=False)) if x]  # type: ignore[arg-type]
+                           sandbox.network(plan, prepared, relay=False,  # type: ignore[arg-type]
+                                           keep_host=True)) if x]
     gate_r, gate_w = os.pipe()
     child = os.fork()
     if child == 0:
@@ -141,6 +142,8 @@ def _agent_mode(cfg: Config, prepared: object) -> None:
         try:
             full = msgspec.json.decode(_read_frame(cfg.ctrl), type=SandboxPlan)
             host_pid = prepared.host_pid or os.getpid()  # type: ignore[attr-defined]
+            if joined := sandbox.join_group(full, prepared):  # type: ignore[arg-type]
+                applied.append(joined)
             if full.network in sandbox.RELAYED and (full.relay_socket or full.network == "polyfn" or full.allow):
                 from polyfn.sandbox import relay
 

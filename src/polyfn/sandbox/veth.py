@@ -6,14 +6,20 @@ the host end `pf<host pid>` and the instance's `eth0` get the two addresses of a
 route points at the host end. What may leave through it is the host's nftables table `inet polyfn`
 (sandbox/egress.py): NAT to the outside, refusal of the host itself and of loopback, link-local, private and
 the node's own networks. The pair disappears with the namespace: nothing to clean up after a crash.
+
+A function with CIDR entries in its allow-list has its host end in an *interface group* (`group`): the
+nftables set `allowed` is keyed by it (sandbox/egress.py). The group is set here, as root before any
+user code; the instance cannot change it (the host end lives in the host's namespace).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import socket
 import struct
+from collections.abc import Iterator
 
 from polyfn.sandbox import linux
 
@@ -23,7 +29,7 @@ HOST_PREFIX = "pf"
 RTM_NEWLINK, RTM_DELLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 17, 20, 24
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 1, 4, 0x200, 0x400
 NLMSG_ERROR = 2
-IFLA_IFNAME, IFLA_LINKINFO, IFLA_NET_NS_FD = 3, 18, 28
+IFLA_IFNAME, IFLA_LINKINFO, IFLA_GROUP, IFLA_NET_NS_FD = 3, 18, 27, 28
 IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
 IFA_ADDRESS, IFA_LOCAL = 1, 2
 RTA_GATEWAY, RTA_OIF = 5, 4
@@ -107,36 +113,52 @@ def remove() -> None:
         nl.close()
 
 
-def connect(host_netns_fd: int, host_pid: int) -> str:
-    """In the instance's fresh network namespace, holding a descriptor of the host's: create the pair,
-    address both ends, route the instance's traffic to the host end. Returns the instance's address."""
-    host_addr, inst_addr = addresses(host_pid)
-    name = host_ifname(host_pid)
+@contextlib.contextmanager
+def _host_side(host_netns_fd: int) -> Iterator[tuple[_Netlink, int]]:
+    """An rtnetlink socket in the host's network namespace and a descriptor of our own; back in our own after."""
     own = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         linux.setns(host_netns_fd, linux.CLONE_NEWNET)
         try:
             nl = _Netlink()
             try:
-                peer = _ifinfo() + _attr(IFLA_IFNAME, b"eth0\0") + _attr(IFLA_NET_NS_FD, struct.pack("=I", own))
-                info = _attr(IFLA_INFO_KIND, b"veth\0") + _attr(IFLA_INFO_DATA, _attr(VETH_INFO_PEER, peer))
-                nl.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL,
-                           _ifinfo() + _attr(IFLA_IFNAME, name.encode() + b"\0") + _attr(IFLA_LINKINFO, info))
-                _address(nl, name, host_addr, 31)
-                _link_up(nl, name)
+                yield nl, own
             finally:
                 nl.close()
         finally:
             linux.setns(own, linux.CLONE_NEWNET)
-        nl = _Netlink()
-        try:
-            _address(nl, "eth0", inst_addr, 31)
-            _link_up(nl, "eth0")
-            route = struct.pack("=BBBBBBBBI", socket.AF_INET, 0, 0, 0, 254, 3, 0, 1, 0)  # main, boot, universe, unicast
-            nl.request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, route + _attr(RTA_GATEWAY, socket.inet_aton(host_addr))
-                       + _attr(RTA_OIF, struct.pack("=I", socket.if_nametoindex("eth0"))))
-        finally:
-            nl.close()
     finally:
         os.close(own)
+
+
+def set_group(host_netns_fd: int, host_pid: int, group: int) -> None:
+    """Put the host end of this instance's pair (made earlier, by a pre-forked blank) in `group`."""
+    with _host_side(host_netns_fd) as (nl, _):
+        nl.request(RTM_NEWLINK, 0, _ifinfo(socket.if_nametoindex(host_ifname(host_pid)))
+                   + _attr(IFLA_GROUP, struct.pack("=I", group)))
+
+
+def connect(host_netns_fd: int, host_pid: int, group: int = 0) -> str:
+    """In the instance's fresh network namespace, holding a descriptor of the host's: create the pair
+    (the host end in interface group `group`), address both ends, route the instance's traffic to the
+    host end. Returns the instance's address."""
+    host_addr, inst_addr = addresses(host_pid)
+    name = host_ifname(host_pid)
+    with _host_side(host_netns_fd) as (nl, own):
+        peer = _ifinfo() + _attr(IFLA_IFNAME, b"eth0\0") + _attr(IFLA_NET_NS_FD, struct.pack("=I", own))
+        info = _attr(IFLA_INFO_KIND, b"veth\0") + _attr(IFLA_INFO_DATA, _attr(VETH_INFO_PEER, peer))
+        grouped = _attr(IFLA_GROUP, struct.pack("=I", group)) if group else b""
+        nl.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL,
+                   _ifinfo() + _attr(IFLA_IFNAME, name.encode() + b"\0") + grouped + _attr(IFLA_LINKINFO, info))
+        _address(nl, name, host_addr, 31)
+        _link_up(nl, name)
+    nl = _Netlink()
+    try:
+        _address(nl, "eth0", inst_addr, 31)
+        _link_up(nl, "eth0")
+        route = struct.pack("=BBBBBBBBI", socket.AF_INET, 0, 0, 0, 254, 3, 0, 1, 0)  # main, boot, universe, unicast
+        nl.request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, route + _attr(RTA_GATEWAY, socket.inet_aton(host_addr))
+                   + _attr(RTA_OIF, struct.pack("=I", socket.if_nametoindex("eth0"))))
+    finally:
+        nl.close()
     return inst_addr

@@ -15,6 +15,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
+from typing import Any
 
 import msgspec
 
@@ -76,6 +77,7 @@ class Instance(asyncio.BufferedProtocol):
         self.kill_reason = ""
         self.fault = ""  # why it died, in its own words (protocol.Fault) or the kernel's (sandbox/auditlog.py)
         self.uid = 0  # the function's uid in the sandbox (0: none of its own)
+        self.memory: Any = None  # its cgroup's sandbox.cgroups.MemoryGauge (peak, OOM kills), when it has one
         self._exit_event = asyncio.Event()
         self._transport: asyncio.Transport | None = None
         self._reader = FrameReader()
@@ -239,6 +241,8 @@ class Instance(asyncio.BufferedProtocol):
     def exited(self, status: int, oom: bool) -> None:
         self.exit_status = status
         self.oom = oom
+        if self.memory is not None:
+            self.memory.close()
         self._exit_event.set()
 
     async def wait_exit(self, timeout: float) -> int | None:

@@ -362,7 +362,8 @@ def _launch_blank(launcher: Launcher, kind: str, argv: list[str], plan: SandboxP
         return pid, ours
     # What a blank may be made with before its function is known: nothing function-specific.
     generic = msgspec.structs.replace(plan, uid=0, gid=0, hide=[], binds=[], secret_files={},
-                                      relay_socket="", relay_ports=[], allow=[], etc={})
+                                      relay_socket="", relay_ports=[], allow=[], net_group=0,
+                                      etc={}, tmp_mb=0)  # (mounts, /tmp included, are made at hand-over)
     key = (kind, msgspec.json.encode(generic))
 
     def make() -> Blank:

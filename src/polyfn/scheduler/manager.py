@@ -11,20 +11,22 @@ import logging
 import os
 import signal
 import socket
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+import msgspec
 
 from polyfn.config import Settings
 from polyfn.loops import one_item
 from polyfn.model import Revision
 from polyfn.runtimes import dotnet
 from polyfn.runtimes.python.instance import PROVIDED_DIR, InstanceSpec
-from polyfn.sandbox import cgroups, rootfs
+from polyfn.sandbox import cgroups, probe, rootfs
 from polyfn.sandbox.auditlog import SeccompLog
 from polyfn.sandbox.cgroups import CgroupBase
 from polyfn.sandbox.plan import SandboxPlan, cgroup_dir_for
+from polyfn.scheduler import decisions
 from polyfn.scheduler import launcher as _launcher
 from polyfn.scheduler.cpushare import CpuShares
 from polyfn.scheduler.fnzygote import FunctionZygote, FunctionZygotes, oom_kills
@@ -34,22 +36,6 @@ from polyfn.scheduler.zygote import ZygoteClient, ZygoteError
 
 log = logging.getLogger("polyfn.manager")
 SECRETS_DIR = "/run/secrets"
-
-
-async def _probe() -> dict[str, str]:
-    """`polyfn.sandbox.probe` in a subprocess (it forks and unshares; never do that in the server)."""
-    import json
-
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "polyfn.sandbox.probe",
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    try:
-        out, _err = await asyncio.wait_for(proc.communicate(), 30)
-        return dict(json.loads(out))
-    except (TimeoutError, ValueError) as e:
-        if proc.returncode is None:
-            proc.kill()
-        why = f"probe failed: {e}"
-        return {k: why for k in ("mount", "root", "pid", "net", "uid", "seccomp", "userns")}
 
 
 EXIT_GRACE = 0.1  # seconds between an instance's exit report and closing its connection if EOF has not
@@ -87,6 +73,9 @@ class InstanceManager:
         self.egress = False
         self.network_note = ""
         self._allow: dict[tuple[str, ...], list[str]] = {}
+        self._egress_script = ""  # the nftables ruleset installed at start (sandbox/egress.py)
+        self._groups: set[int] = set()  # interface groups whose allow-list ranges are in the set
+        self._plans: dict[tuple[str, float, str], SandboxPlan] = {}  # per revision (see `sandbox_plan`)
         self.secret_source: Any = None  # async (names) -> {name: value}; set by the Node
         self._by_pid: dict[int, Instance] = {}
         self._early_exits: dict[int, int] = {}
@@ -171,41 +160,24 @@ class InstanceManager:
             (parts if base else skipped).append(why if base else f"cgroup ({why})")
         else:
             skipped.append("cgroup (not root)")
-        self.probe = await _probe()
-        userns = os.geteuid() != 0 and not self.probe.get("userns") and "mount" not in off
-        if userns:
-            self.namespaces.add("user")
+        self.probe = await probe.in_subprocess()
         py_binds, self.py_sys_path = await asyncio.to_thread(rootfs.python_paths)
-        for layer in ("mount", "root", "pid", "net", "uid", "seccomp"):
-            why = self.probe.get(layer, "not probed")
-            if layer in off:
-                skipped.append(f"{layer} (disabled by configuration)")
-            elif layer in ("pid", "uid", "root") and "mount" not in self.namespaces:
-                skipped.append(f"{layer} (needs the mount namespace)")
-            elif why:
-                skipped.append(f"{layer} ({why})")
-            else:
-                if layer == "net" and userns:  # made per instance (the host network cannot be rejoined)
-                    self.net_ok = True
-                elif layer in ("mount", "pid"):
-                    self.namespaces.add(layer)
-                elif layer == "uid":
-                    self.drop_uid = True
-                    self._expose = self._interpreter_exposure()
-                elif layer == "net":
-                    self.net_ok = True
-                    if not userns:
-                        self.namespaces.add(layer)
-                elif layer == "root":
-                    self.rootfs = True
-                    self._root = rootfs.runtime_roots(py_binds, PROVIDED_DIR, dotnet.MONO_PATHS)
-                    self._root_mask = rootfs.site_masks()
-                else:
-                    self.seccomp = True
-                    self.seccomp_log = SeccompLog.open() if os.geteuid() == 0 else None
-                parts.append({"mount": "mount ns", "root": "own root fs", "pid": "pid ns", "net": "net ns",
-                              "uid": "per-function uid", "seccomp": "seccomp"}[layer])
-        if userns:
+        iso = decisions.decide_isolation(self.probe, off, os.geteuid() == 0)
+        self.namespaces |= iso.namespaces
+        self.net_ok = iso.net
+        if "uid" in iso.layers:
+            self.drop_uid = True
+            self._expose = rootfs.interpreter_exposure()
+        if "root" in iso.layers:
+            self.rootfs = True
+            self._root = rootfs.runtime_roots(py_binds, PROVIDED_DIR, dotnet.MONO_PATHS)
+            self._root_mask = rootfs.site_masks()
+        if "seccomp" in iso.layers:
+            self.seccomp = True
+            self.seccomp_log = SeccompLog.open() if os.geteuid() == 0 else None
+        parts += iso.parts
+        skipped += iso.skipped
+        if "user" in iso.namespaces:
             parts.insert(0, "user ns (not root)")
         await self._decide_egress(off, parts, skipped)
         parts.append("rlimits")
@@ -227,7 +199,10 @@ class InstanceManager:
         st = self.settings
         control = [u for u in (st.database_url, st.queue_url, st.storage_upstream_url, st.artifacts_endpoint,
                                st.otlp_endpoint) if u]
-        why = why or await asyncio.to_thread(egress.install, control)
+        why = why or egress.unavailable()
+        if not why:
+            self._egress_script = await asyncio.to_thread(egress.ruleset, control)
+            why = await asyncio.to_thread(egress.install, self._egress_script)
         if why:
             self.network_note = (f"egress unavailable ({why}): `egress` functions reach only polyfn's endpoints "
                                  "and their allow-list, not the internet; `--network host` reaches everything")
@@ -260,33 +235,24 @@ class InstanceManager:
                 self.relay.allowed.add((host, int(port)))
         return allow
 
-    @staticmethod
-    def _interpreter_exposure() -> tuple[list[str], list[str]]:
-        """(dirs to hide, dirs to bind back) so a per-function uid can import the interpreter's own modules.
+    def net_group_for(self, rev: Revision) -> int:
+        """The interface group of `rev`'s CIDR allow-list entries (0: none, or no `egress` here). Their set
+        elements are added once per server, with the whole ruleset again in the same transaction (a server
+        of the host that flushed the chains meanwhile cannot leave the group without its rule). Blocks on
+        `nft` (a few ms) the first time a group is seen."""
+        from polyfn.sandbox import egress
 
-        The interpreter may live where other users cannot go (pyenv under a 0700 /root). In the instance's
-        mount namespace the blocking directory is covered by an empty tmpfs and only the interpreter's
-        directories are bound back read-only, which also keeps the rest of it (SSH keys …) out of view.
-        An interpreter or virtualenv under /tmp (a CI checkout, say) would vanish under the instance's
-        private /tmp: it is bound back read-only too."""
-        hide: list[str] = []
-        binds: list[str] = []
-        candidates = {sys.base_prefix, sys.prefix, sys.exec_prefix, *(p for p in sys.path if p)}
-        for path in sorted(os.path.realpath(p) for p in candidates if os.path.isdir(p)):
-            if any(path == b or path.startswith(b + os.sep) for b in binds):
-                continue
-            if path.startswith(("/tmp/", "/dev/shm/")):  # under the instance's private /tmp: bind it back
-                binds.append(path)
-                continue
-            parts = path.split(os.sep)
-            for i in range(2, len(parts)):
-                ancestor = os.sep.join(parts[:i])
-                if not os.stat(ancestor).st_mode & 0o001:  # others cannot traverse it
-                    if ancestor not in hide:
-                        hide.append(ancestor)
-                    binds.append(path)
-                    break
-        return hide, binds
+        if not self.egress or self.network_for(rev.spec) != "egress":
+            return 0
+        found = egress.ranges(rev.spec.allow_net)
+        group = egress.group_for(found)
+        if group and group not in self._groups:
+            why = egress.apply(self._egress_script + egress.elements(group, found))
+            if why:  # the instance starts, and its ranges stay refused (fail closed); the next start retries
+                log.error("function %s: its allow-list ranges could not be opened: %s", rev.function, why)
+            else:
+                self._groups.add(group)
+        return group
 
     def uid_for(self, function: str) -> int:
         """A uid of its own per function (0 when the uid layer is off). Allocated for the node's lifetime:
@@ -301,28 +267,44 @@ class InstanceManager:
         return uid
 
     def sandbox_plan(self, rev: Revision) -> SandboxPlan:
+        """The isolation of an instance of `rev`: built once per revision (it depends on nothing else that
+        changes while the node runs) and copied per start, so a cold start does not rebuild /etc, resolve
+        paths or walk the allow-list. A copy: the caller sets its `secret_files`."""
+        key = (rev.key, rev.created_at, rev.code_sha256)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._build_plan(rev)
+            if not (plan.net_group and plan.net_group not in self._groups):  # its ranges failed: retry next start
+                if len(self._plans) >= 4096:
+                    self._plans.clear()
+                self._plans[key] = plan
+        return msgspec.structs.replace(plan)
+
+    def _build_plan(self, rev: Revision) -> SandboxPlan:
         s = self.settings
         spec = rev.spec
         mounts = "mount" in self.namespaces
         uid = self.uid_for(rev.function)
         network = self.network_for(spec)
         relayed = network in ("polyfn", "egress")
+        tmp = spec.ephemeral_storage or s.tmp_size
         return SandboxPlan(
             memory_mb=spec.memory,
             cgroup_base=str(self.cgroups.memory) if self.cgroups else "",
             cgroup_version=self.cgroups.version if self.cgroups else 0,
             pids_max=s.pids_max,
             nofile=s.open_files,
-            fsize_mb=s.file_size,
+            fsize_mb=max(s.file_size, tmp),  # one file may fill the function's /tmp
             cpu_shares=max(2, spec.memory),
             cpu_quota=s.cpu_quota,
             uid=uid,
             gid=uid,
-            tmp_mb=s.tmp_size if mounts else 0,
+            tmp_mb=tmp if mounts else 0,
             hide=[str(s.data_dir.resolve()), *self._expose[0]] if mounts else [],
             binds=[*(d for d in (rev.code_dir, rev.deps_dir) if d), *self._expose[1]] if mounts else [],
             network=network,
             allow=self.allow_for(rev) if relayed else [],
+            net_group=self.net_group_for(rev),
             seccomp=spec.runtime if self.seccomp else "",
             relay_socket=str(self.relay.path) if self.relay is not None and relayed else "",
             relay_ports=sorted(self.relay.targets) if self.relay is not None and relayed else [],
@@ -354,6 +336,8 @@ class InstanceManager:
 
     def forget_pool(self, pool: Pool) -> None:
         self.pools.discard(pool)
+        rev = pool.revision
+        self._plans.pop((rev.key, rev.created_at, rev.code_sha256), None)
         if self.fzs is not None:
             self.fzs.drop(pool.revision.key)
 
@@ -380,20 +364,15 @@ class InstanceManager:
         need = pool.revision.spec.memory
         mine = sum(p.revision.spec.memory * (p.starting + sum(1 for i in p.instances if i.state is State.READY))
                    for p in self.pools if p.revision.function == pool.revision.function)
-        if mine + need > self.memory_budget_mb * self.settings.function_memory_share / 100 and mine:
+        room = decisions.reserve(need, mine, self.reserved_mb(), self.memory_budget_mb,
+                                 self.settings.function_memory_share,
+                                 ((i.last_used, p.revision.spec.memory, (i, p)) for p in self.pools if p is not pool
+                                  for i in p.idle if i.inflight == 0 and i.state is State.READY))
+        if room.refused:
             return False
-        short = self.reserved_mb() + need - self.memory_budget_mb
-        if short <= 0:
-            return True
-        if need > self.memory_budget_mb:
-            return False
-        idle = sorted(((i.last_used, id(i), i, p) for p in self.pools if p is not pool
-                       for i in p.idle if i.inflight == 0 and i.state is State.READY), key=lambda x: x[:2])
-        for _t, _id, inst, p in idle:
-            if short <= 0:
-                break
-            if inst in p.idle:
-                short -= p.evict_one(inst)
+        for inst, p in room.evict:
+            p.evict_one(inst)
+        short = room.short
         if short > 0 and self.fzs is not None:  # then the zygotes of functions with nothing in flight
             busy = {p.revision.key for p in self.pools if p.busy or p.starting or p.waiters} | {pool.revision.key}
             short -= self.fzs.evict_idle(short, busy)
@@ -475,6 +454,9 @@ class InstanceManager:
         finally:
             theirs.close()
         inst.pid = pid
+        if self.cgroups is not None:  # a function zygote's forks share its cgroup
+            inst.memory = cgroups.MemoryGauge(cgroup_dir_for(str(self.cgroups.memory), fz.supervisor if fz else pid),
+                                              self.cgroups.version)
         self._by_pid[pid] = inst
         if pid in self._early_exits:
             self._on_exit(pid, self._early_exits.pop(pid))
@@ -508,7 +490,8 @@ class InstanceManager:
                 log.warning("%s: cannot raise the function zygote's cgroup limits: %s", fz.key, e)
                 return 0
         try:
-            pid = await fz.spawn(ispec, theirs)
+            # the sandbox is the zygote's, in force already: its forks need not decode the plan again
+            pid = await fz.spawn(msgspec.structs.replace(ispec, sandbox=None), theirs)
             ours.send(pid.to_bytes(8, "little"))  # the instance's host pid (for POLYFN_HOST_PID)
             return pid
         except (ZygoteError, OSError) as e:

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from polyfn.model import Revision
-from polyfn.scheduler import shed
+from polyfn.scheduler import decisions, shed
 from polyfn.scheduler.autoscaler import AutoscalerConfig, AutoscalerState, Decision, Stats, decide
 from polyfn.scheduler.deadlines import Deadlines
 from polyfn.scheduler.instance import InitFailed, Instance, InstanceGone, State
@@ -35,7 +35,6 @@ INIT_BACKOFF_MAX = 30.0
 KEEPALIVE_REASON = "keep-alive expired"
 SCALEDOWN_REASON = "scaled down"
 EVICTED_REASON = "evicted for memory"
-SCALEDOWN_IDLE = 30.0  # an instance above the autoscaler's desired count is closed once idle this long
 
 
 class Throttled(Exception):
@@ -480,7 +479,6 @@ class Pool:
           (hybrid, with a representative idle-time histogram) idle instances are unloaded right after use
           and one is brought back at `last_end + prewarm`, kept for the window's keep-alive;
         * autoscaler: idle instances above its (gradually falling) desired count are closed at once."""
-        closed = 0
         live = sum(1 for i in self.instances if i.state is State.READY)  # closing ones don't count
         floor = self.min_instances
         w = self.policy.window()
@@ -495,24 +493,16 @@ class Pool:
                     self.prewarm_at = 0.0
                     self.prewarm(1)
         # the keep-alive policy keeps (at least) the most recently used instance while its window lasts;
-        # the autoscaler trims the ones above that and above its desired count
-        warm = 1 if w.prewarm <= 0 and self.last_end and now - self.last_end < w.keepalive else 0
-        for inst in sorted(self.idle, key=lambda i: i.last_used):  # least recently used first
-            if live - closed <= floor:
-                break
-            if inst.inflight:
-                continue
-            idle_for = now - inst.last_used
-            # pre-warming policies unload after use, once the function as a whole has gone idle
-            expired = (w.prewarm > 0 and not self.busy) or idle_for >= w.keepalive
-            surplus = (d is not None and d.valid and idle_for >= SCALEDOWN_IDLE
-                       and live - closed > max(d.desired, floor, warm))
-            if expired or surplus:
-                self.idle.remove(inst)
-                inst.kill_reason = KEEPALIVE_REASON if expired else SCALEDOWN_REASON
-                inst.close()
-                closed += 1
-        return closed
+        # the autoscaler trims the ones above that and above its desired count (decisions.reap)
+        idle = list(self.idle)
+        plan = decisions.reap(now, [(i.last_used, i.inflight) for i in idle], live, floor, w.prewarm, w.keepalive,
+                              self.busy > 0, self.last_end, d.desired if d is not None and d.valid else None)
+        for n, expired in plan:
+            inst = idle[n]
+            self.idle.remove(inst)
+            inst.kill_reason = KEEPALIVE_REASON if expired else SCALEDOWN_REASON
+            inst.close()
+        return len(plan)
 
     def evict_one(self, inst: Instance) -> int:
         """Close idle `inst` to make room on the node; returns the MB it reserved (0 if it was not idle)."""

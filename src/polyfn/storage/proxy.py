@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-
 from polyfn.config import Settings
 from polyfn.storage import sigv4
 from polyfn.storage.errors import S3Error
@@ -43,13 +41,17 @@ class UpstreamProxy:
         self.clock = clock
         self._public_file = root / "public.json"
         self._public: set[str] = set()
-        self._http: httpx.AsyncClient | None = None
+        self._http: Any = None  # httpx.AsyncClient once started
+        self._transport_error: type[Exception] = OSError
 
     async def start(self) -> None:
         try:
             self._public = set(json.loads(self._public_file.read_text()))
         except (FileNotFoundError, ValueError):
             self._public = set()
+        import httpx  # (only with an upstream S3)
+
+        self._transport_error = httpx.TransportError
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(60.0, read=None), limits=httpx.Limits(
             max_connections=256, max_keepalive_connections=64))
 
@@ -92,7 +94,7 @@ class UpstreamProxy:
         request = self._http.build_request(req.method, url, headers=signed, content=body if has_body else None)
         try:
             resp = await self._http.send(request, stream=True)
-        except httpx.TransportError as e:
+        except self._transport_error as e:
             raise S3Error(502, "ServiceUnavailable", f"the upstream S3 at {self.url} is unreachable: {e}") from e
         try:
             headers = [(k, v) for k, v in resp.headers.raw if k.lower() not in _DROP_RESPONSE]
@@ -117,7 +119,7 @@ class UpstreamProxy:
         path = sigv4.canonical_uri("/" + req.bucket + "/" + _quote_key(req.key))
         try:
             r = await self._http.head(self.url + path, headers=self._signed("HEAD", path, [], {}))
-        except httpx.TransportError:
+        except self._transport_error:
             return ObjectInfo(req.key, 0, "", self.clock())
         if r.status_code != 200:
             return ObjectInfo(req.key, 0, "", self.clock())

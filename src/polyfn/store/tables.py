@@ -102,7 +102,8 @@ activations = Table(
     Column("logs", Text, nullable=False, server_default=""),
     Column("logs_end", Float, nullable=False, server_default="0"),
     Column("stream", Text, nullable=True),  # 0011: a streamed response's figures, JSON, or NULL
-    # 0013: what usage metering bills (observe/usage.py): configured memory, request and response bytes
+    Column("max_memory_mb", Float, nullable=False, server_default="0"),  # 0013
+    # 0014: what usage metering bills (observe/usage.py): configured memory, request and response bytes
     Column("memory_mb", Integer, nullable=False, server_default="0"),
     Column("req_bytes", Integer, nullable=False, server_default="0"),
     Column("resp_bytes", BigInteger, nullable=False, server_default="0"),
@@ -238,7 +239,7 @@ compat_entities = Table(
     Column("updated_at", Float, nullable=False),
 )
 
-# 0013: metered usage (observe/usage.py), summed per namespace, function and hour (epoch seconds of the hour's
+# 0014: metered usage (observe/usage.py), summed per namespace, function and hour (epoch seconds of the hour's
 # start). `mb_ms`: billed milliseconds × configured MB, an exact integer (GB·s = mb_ms / 1024 / 1000).
 usage = Table(
     "usage",

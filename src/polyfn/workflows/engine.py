@@ -295,7 +295,11 @@ class Engine:
         for c in out.commands:
             op = c["op"]
             if op == "invoke":
-                items.append(WorkItem(c["token"], ex.id, "invoke", now, c, self.owner, now + self.lease))
+                # a snapshot: the command shares objects with the state, which the engine keeps and the next
+                # steps change in place, while the task may run later (it waits for a slot)
+                text = json.dumps(c, separators=(",", ":"))
+                items.append(WorkItem(c["token"], ex.id, "invoke", now, json.loads(text), self.owner, now + self.lease,
+                                      text))
             elif op == "timer":
                 items.append(WorkItem(f"{ex.id}/{c['id']}", ex.id, "timer", c["at"], {"timer": c["id"]}, self.owner,
                                       c["at"] + self.lease))

@@ -198,10 +198,12 @@ class WorkItem:
     payload: dict[str, Any]
     owner: str | None = None
     lease: float | None = None
+    text: str | None = None  # the payload as JSON, when it was serialised already
 
     def row(self) -> dict[str, Any]:
+        text = self.text if self.text is not None else json.dumps(self.payload, separators=(",", ":"))
         return {"id": self.id, "execution": self.execution, "kind": self.kind, "due": self.due,
-                "payload": json.dumps(self.payload, separators=(",", ":")), "owner": self.owner, "lease": self.lease}
+                "payload": text, "owner": self.owner, "lease": self.lease}
 
     @classmethod
     def of(cls, row: Any) -> WorkItem:

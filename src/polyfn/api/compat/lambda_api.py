@@ -571,6 +571,8 @@ class LambdaApi(common.VendorFace):
         lines.append(f"END RequestId: {act.id}")
         report = (f"REPORT RequestId: {act.id}\tDuration: {act.run_ms:.2f} ms\t"
                   f"Billed Duration: {max(1, math.ceil(act.run_ms))} ms\tMemory Size: {info.spec.memory} MB")
+        if act.max_memory_mb:
+            report += f"\tMax Memory Used: {math.ceil(act.max_memory_mb)} MB"
         if act.cold:
             report += f"\tInit Duration: {act.init_ms:.2f} ms"
         lines.append(report)

@@ -49,12 +49,12 @@ _NAME_RE = re.compile(
     r"(?P<name>[A-Za-z0-9_-]{1,64})(?::(?P<qualifier>\$LATEST|[A-Za-z0-9_-]{1,128}))?$"
 )
 #: Accepted but without effect here (metadata or AWS infrastructure polyfn has no equivalent of).
-_IGNORED = {"Publish", "TracingConfig", "Architectures", "KMSKeyArn", "LoggingConfig", "EphemeralStorage",
+_IGNORED = {"Publish", "TracingConfig", "Architectures", "KMSKeyArn", "LoggingConfig",
             "VpcConfig", "DeadLetterConfig", "SnapStart", "RevisionId", "DryRun", "CodeSigningConfigArn"}
 _CREATE_FIELDS = {"FunctionName", "Role", "Code", "Runtime", "Handler", "Description", "Timeout", "MemorySize",
-                  "Environment", "Tags", "PackageType", "DurableConfig"} | _IGNORED
-_CONFIG_FIELDS = {"Role", "Handler", "Description", "Timeout", "MemorySize", "Environment", "Runtime",
-                  "DurableConfig"} | _IGNORED
+                  "EphemeralStorage", "Environment", "Tags", "PackageType", "DurableConfig"} | _IGNORED
+_CONFIG_FIELDS = {"Role", "Handler", "Description", "Timeout", "MemorySize", "EphemeralStorage", "Environment",
+                  "Runtime", "DurableConfig"} | _IGNORED
 _CODE_FIELDS = {"ZipFile", "S3Bucket", "S3Key", "S3ObjectVersion", "ImageUri", "Publish"} | _IGNORED
 _PUBLISH_FIELDS = {"CodeSha256", "Description", "RevisionId"}
 _ALIAS_FIELDS = {"Name", "FunctionVersion", "Description", "RoutingConfig", "RevisionId"}
@@ -172,7 +172,7 @@ def configuration(info: FunctionInfo, region: str, version: str = LATEST, qualif
         "LastUpdateStatus": "Successful",
         "PackageType": "Zip",
         "Architectures": ["x86_64"],
-        "EphemeralStorage": {"Size": 512},
+        "EphemeralStorage": {"Size": spec.ephemeral_storage or 512},
         "LoggingConfig": {"LogFormat": "Text", "LogGroup": f"/aws/lambda/{name}"},
     }
     if spec.env:
@@ -261,6 +261,11 @@ def _spec_fields(body: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(body["MemorySize"], int) or not 128 <= body["MemorySize"] <= 10240:
             raise _invalid(f"MemorySize={body['MemorySize']!r}: must be 128..10240 (MB)")
         fields["memory"] = body["MemorySize"]
+    if "EphemeralStorage" in body:  # /tmp (polyfn's ephemeral_storage)
+        size = (body["EphemeralStorage"] or {}).get("Size")
+        if not isinstance(size, int) or not 512 <= size <= 10240:
+            raise _invalid(f"EphemeralStorage.Size={size!r}: must be 512..10240 (MB)")
+        fields["ephemeral_storage"] = size
     if "Environment" in body:
         env = (body["Environment"] or {}).get("Variables") or {}
         if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):

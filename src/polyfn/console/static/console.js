@@ -26,7 +26,49 @@
   document.addEventListener("htmx:beforeRequest", function (evt) {
     var form = evt.detail && evt.detail.elt;
     if (form && form.id === "invoke-form" && !checkPayload(form)) evt.preventDefault();
+    else if (form && form.id === "invoke-form" && document.getElementById("invoke-stream").checked) {
+      evt.preventDefault();
+      streamInvoke(form);
+    }
   });
+
+  // Invoke with "stream" ticked: the response's pieces are shown as they arrive (docs/streaming.md).
+  function streamInvoke(form) {
+    var out = document.getElementById("invoke-result");
+    var head = document.createElement("p");
+    var pre = document.createElement("pre");
+    head.id = "invoke-stream-status";
+    head.textContent = "waiting for the function…";
+    pre.id = "invoke-stream-body";
+    pre.className = "result";
+    out.textContent = "";
+    out.appendChild(head);
+    out.appendChild(pre);
+    fetch(form.getAttribute("hx-post") + "-stream", { method: "POST", body: new FormData(form), credentials: "same-origin" })
+      .then(function (resp) {
+        var aid = resp.headers.get("x-polyfn-activation-id") || "";
+        var status = "HTTP " + resp.status + (aid ? " · activation " + aid.slice(0, 12) : "");
+        head.textContent = status + " · streaming…";
+        var reader = resp.body.getReader();
+        var decoder = new TextDecoder();
+        function pump() {
+          return reader.read().then(function (r) {
+            if (r.done) {
+              head.textContent = status + " · done";
+              head.setAttribute("data-state", "done");
+              return undefined;
+            }
+            pre.appendChild(document.createTextNode(decoder.decode(r.value, { stream: true })));
+            return pump();
+          });
+        }
+        return pump();
+      })
+      .catch(function (e) {
+        head.textContent = "the stream broke off: " + e.message;
+        head.setAttribute("data-state", "broken");
+      });
+  }
   document.addEventListener("input", function (evt) {
     if (evt.target && evt.target.id === "payload") {
       var err = document.getElementById("payload-error");

@@ -1,6 +1,6 @@
 'use strict';
 // The Node.js instance: speaks polyfn's instance protocol (4-byte big-endian length + msgpack frames,
-// see src/polyfn/protocol.py) on the socket inherited as fd $POLYFN_FD, serves one revision.
+// see src/polyfn/protocol/__init__.py) on the socket inherited as fd $POLYFN_FD, serves one revision.
 //
 // Phases as in the Python instance: init (environment, load the module, find the handler through the
 // flavor) reports Ready or, once, a typed InitError and exits; then every Invoke frame is answered by a
@@ -26,13 +26,45 @@ const MAX_FRAME = 64 * 1024 * 1024;
 
 // --- log capture ------------------------------------------------------------------------------------
 
+// Lines of an invocation that runs a while are sent ahead of its result (a `logs` frame, as the Python
+// instance does), so what it printed before a timeout, a crash or an OOM kill is kept: after STREAM_AFTER_MS
+// (or half the time left before the deadline, if less), complete lines go out as they are printed (the write reaches the
+// socket at once, even if the handler then blocks the event loop), at most one frame per STREAM_EVERY_MS; a
+// timer sends what waits between two prints.
+const STREAM_AFTER_MS = 1000;
+const STREAM_EVERY_MS = 100;
+
 class LogBuffer {
-  constructor(lineMax, linesMax) {
+  constructor(lineMax, linesMax, inv = 0) {
     this.lines = [];
     this.partial = { stdout: '', stderr: '' };
     this.lineMax = lineMax;
     this.linesMax = linesMax;
     this.dropped = 0;
+    this.inv = inv; // the invocation whose lines these are (0: init, or output outside any invocation)
+    this.streamAt = Infinity; // Date.now() from which complete lines are streamed
+    this.timer = null;
+  }
+  stream(afterMs) {
+    this.streamAt = Date.now() + afterMs;
+    this.arm(afterMs);
+  }
+  arm(ms) {
+    if (this.timer === null) {
+      this.timer = setTimeout(() => { this.timer = null; this.flush(); }, ms);
+      this.timer.unref();
+    }
+  }
+  flush() {
+    if (!this.inv || !this.lines.length || this.streamAt === Infinity) return;
+    const lines = this.lines;
+    this.lines = [];
+    this.streamAt = Date.now() + STREAM_EVERY_MS;
+    send(['logs', this.inv, lines]);
+  }
+  done() {
+    this.streamAt = Infinity;
+    if (this.timer !== null) { clearTimeout(this.timer); this.timer = null; }
   }
   add(stream, text) {
     const parts = (this.partial[stream] + text).split('\n');
@@ -49,6 +81,11 @@ class LogBuffer {
       line = `${line.slice(0, this.lineMax)}… [truncated ${line.length - this.lineMax} chars]`;
     }
     this.lines.push([Date.now() / 1000, stream, line]);
+    if (this.streamAt !== Infinity) {
+      const wait = this.streamAt - Date.now();
+      if (wait <= 0) this.flush();
+      else this.arm(wait);
+    }
   }
   drain() {
     for (const stream of ['stdout', 'stderr']) {
@@ -254,7 +291,9 @@ function oneLine(err) {
 }
 
 async function runOne(state, inv) {
-  const buf = new LogBuffer(lineMax, linesMax);
+  const buf = new LogBuffer(lineMax, linesMax, inv.id);
+  // (half the time left before the deadline, if less: a cold start may have used part of the timeout)
+  buf.stream(Math.max(0, Math.min(STREAM_AFTER_MS, (Number(inv.deadline) * 1000 - Date.now()) / 2)) || 0);
   const t0 = performance.now();
   let out;
   try {
@@ -267,6 +306,7 @@ async function runOne(state, inv) {
     }
   }
   cancels.delete(inv.id);
+  buf.done();
   if (out.streamed) { // its head and chunks went already: the Result ends the stream (an error: it broke off)
     const logs = buf.drain();
     if (initBuf.lines.length || fallback.lines.length) logs.unshift(...fallback.drain());

@@ -346,7 +346,20 @@ function errorPayload(err, meta, traceKey = 'stackTrace') {
   } else {
     try { message = JSON.stringify(err); } catch (e) { message = String(err); }
   }
-  return { errorType: type, errorMessage: message, [traceKey]: userStack(err, meta && meta.codeDir) };
+  return { errorType: type, errorMessage: message + storageFull(err, message), [traceKey]: userStack(err, meta && meta.codeDir) };
+}
+
+// A note naming the setting when the error is "no space left on device": the only writable place is /tmp, sized
+// by the function's ephemeral storage (as the Python runtime says, flavors/base.py).
+function storageFull(err, message) {
+  if (!(err && err.code === 'ENOSPC') && !/no space left on device/i.test(String(message))) return '';
+  let size = 'its size';
+  try {
+    const st = require('fs').statfsSync('/tmp');
+    size = `${Math.floor((st.blocks * st.bsize) / (1024 * 1024))} MB`;
+  } catch (e) { /* (Node < 18.15: no statfs) */ }
+  return ` [polyfn: /tmp is full — the function's ephemeral storage is ${size}; raise it with ` +
+    '`polyfn deploy --ephemeral-storage MB` (up to 10240; /tmp is memory-backed: raise --memory too)]';
 }
 
 function jsonError(status, error, extraHeaders = []) {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import inspect
 import json
 import os
@@ -55,7 +56,29 @@ def user_stack(exc: BaseException) -> list[str]:
 
 def error_payload(exc: BaseException) -> dict[str, Any]:
     """Lambda's error shape, the de-facto standard: errorType, errorMessage, stackTrace."""
-    return {"errorType": type(exc).__name__, "errorMessage": str(exc), "stackTrace": user_stack(exc)}
+    return {"errorType": type(exc).__name__, "errorMessage": str(exc) + storage_full(exc),
+            "stackTrace": user_stack(exc)}
+
+
+def storage_full(exc: BaseException) -> str:
+    """A note naming the setting when `exc` (or what caused it, or a program's output it quotes) is "No
+    space left on device": the only writable place is /tmp, sized by the function's ephemeral storage."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return ""
+        if (isinstance(seen, OSError) and seen.errno == errno.ENOSPC) or "No space left on device" in str(seen):
+            break
+        seen = seen.__cause__ or seen.__context__
+    else:
+        return ""
+    try:
+        st = os.statvfs("/tmp")
+        size = f"{st.f_blocks * st.f_frsize // (1024 * 1024)} MB"
+    except OSError:
+        size = "its size"
+    return (f" [polyfn: /tmp is full — the function's ephemeral storage is {size}; raise it with "
+            "`polyfn deploy --ephemeral-storage MB` (up to 10240; /tmp is memory-backed: raise --memory too)]")
 
 
 def positional_arity(fn: Any) -> tuple[int, int]:

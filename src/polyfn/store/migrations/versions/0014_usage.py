@@ -1,8 +1,8 @@
 """Usage metering: what each activation bills (memory, request and response bytes) and the `usage` table,
 summed per namespace, function and hour (observe/usage.py).
 
-Revision ID: 0013_usage
-Revises: 0012_stream
+Revision ID: 0014_usage
+Revises: 0013_max_memory
 Create Date: 2026-12-06
 """
 
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0013_usage"
-down_revision: str | None = "0012_stream"
+revision: str = "0014_usage"
+down_revision: str | None = "0013_max_memory"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
