@@ -69,6 +69,10 @@ class Settings(BaseSettings):
 
     # Observability.
     metrics: bool = True  # count invocations for /metrics, `polyfn top` and the console (off: benchmarks' baseline)
+    # Usage metering (observe/usage.py, docs/usage.md): GB·s, invocations and bytes per function and hour, kept
+    # `usage_retention` seconds (off: benchmarks' baseline; nothing is metered while off)
+    usage_metering: bool = True
+    usage_retention: float = Field(400 * 24 * 3600.0, gt=0)
     metrics_public: bool = True  # GET /metrics without the API key (set false to require it)
     console_session_ttl: float = Field(12 * 3600.0, ge=60)  # web console login lifetime (seconds)
     otlp_endpoint: str | None = None  # e.g. http://127.0.0.1:4318/v1/traces: export activations as OTLP spans

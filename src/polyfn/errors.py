@@ -48,6 +48,7 @@ CODES: dict[str, tuple[int | tuple[int, ...], str]] = {
     "invalid_schedule": (400, "a cron schedule that does not parse"),
     "invalid_scope": (400, "a key scope that does not exist"),
     "invalid_definition": (400, "a workflow definition that does not validate"),
+    "unknown_price_table": (400, "a price table the node does not ship (GET /v1/usage?prices=)"),
     "invalid_grep": (400, "a log grep pattern that is not a regular expression"),
     "invalid_app": (400, "app settings the platform does not take"),
     # who may call

@@ -207,7 +207,8 @@ class Invoker:
         t0 = time.perf_counter()
         aid = call.activation_id or new_activation_id()
         act = Activation(id=aid, function=name, revision=rev.number, trigger=trigger, start=start,
-                         trace_id=call.trace_id or aid, parent_id=call.parent_id)
+                         trace_id=call.trace_id or aid, parent_id=call.parent_id, memory_mb=spec.memory,
+                         req_bytes=len(call.body))
 
         inst = pool.try_acquire()
         if inst is None:
@@ -379,6 +380,7 @@ class Invoker:
             early = inst.printed_so_far(stream.inv_id)
             if early:
                 act.logs = self._bounded(act.function, early)
+        act.resp_bytes = stream.bytes
         act.stream = {"bytes": stream.bytes, "chunks": stream.chunks, "end": stream.ended,
                       "ttfb_ms": round((stream.first - t0) * 1000, 3) if stream.first else None}
         if stream.error is not None:
@@ -475,6 +477,7 @@ class Invoker:
         body = outcome.body if result is None else result
         if body:
             act.result = body[: self.truncate].decode("utf-8", "replace")
+            act.resp_bytes = len(body)
         if status != "success" and act.error is None and result is None:
             act.error = outcome.error  # the platform's own error, as typed (never parsed back from the body)
         self.recorder.record(act)

@@ -136,6 +136,11 @@ class Activation(msgspec.Struct, kw_only=True, gc=False):
     # peak memory of the instance's sandbox (its cgroup: the process, its children and its /tmp) since it
     # started, read when the invocation ended, MB (Lambda's "Max Memory Used"); 0 when unknown (no cgroup)
     max_memory_mb: float = 0.0
+    # usage metering (observe/usage.py): the function's configured memory, the request's and the response's
+    # bytes (a stream's: every chunk). 0 in records made before 0014.
+    memory_mb: int = 0
+    req_bytes: int = 0
+    resp_bytes: int = 0
 
 
 def now() -> float:

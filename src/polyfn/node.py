@@ -51,6 +51,7 @@ from polyfn.loops import cancelled
 from polyfn.model import Revision
 from polyfn.observe.metrics import Metrics
 from polyfn.observe.recorder import ActivationRecorder
+from polyfn.observe.usage import UsageMeter
 from polyfn.queue.dispatcher import AsyncQueue
 from polyfn.scheduler.manager import InstanceManager
 from polyfn.scheduler.pool import Pool
@@ -135,6 +136,8 @@ class Node:
                                            retention_age=s.activation_retention_age, store_max=s.log_store_max)
         if self.otlp is not None:
             self.recorder.exporters.append(self.otlp)
+        if s.usage_metering:  # sums each stored batch of records per function and hour (observe/usage.py)
+            self.recorder.meter = UsageMeter(self.store, self.metrics, s.usage_retention)
         self.deployer = Deployer(s, self.store, self.registry, self.artifacts)
         self.sync = ClusterSync(self.store, self.registry, self.deployer, s.cluster_sync_interval) \
             if s.cluster_sync_interval else None  # other nodes deploy to the same database
@@ -193,7 +196,7 @@ class Node:
                     secret_box=self.secret_box, metrics=self.metrics, storage=self.storage,
                     workflows=self.workflows, apps=self.apps, sites=self.sites, sync=self.sync,
                     delete_function=self.delete_function, admin_key=self.admin_key, lifespan=self.lifespan,
-                    compat_entities=CompatStore(self.store))
+                    compat_entities=CompatStore(self.store), usage=self.store)
                 api.mount("/console", build_console(
                     settings=s, store=self.store, registry=self.registry, recorder=self.recorder,
                     triggers=self.triggers, deployer=self.deployer, invoker=self.invoker, metrics=self.metrics,

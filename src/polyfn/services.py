@@ -54,6 +54,13 @@ class Activations(Protocol):
     def follow(self, function: str, callback: Callable[[Activation], None]) -> Callable[[], None]: ...
 
 
+class UsageSums(Protocol):
+    """Metered usage summed per namespace, function and hour (store/db.py; written by observe/usage.py)."""
+
+    async def list_usage(self, since: float | None = None, until: float | None = None,
+                         namespace: str | None = None, function: str | None = None) -> list[dict[str, Any]]: ...
+
+
 class Invocations(Protocol):
     """Run one invocation (invoker.py)."""
 

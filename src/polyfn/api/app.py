@@ -48,6 +48,7 @@ if TYPE_CHECKING:
         RateLimits,
         Secrets,
         Triggers,
+        UsageSums,
     )
 
 
@@ -68,7 +69,8 @@ def build_api(*, settings: Settings, store: FunctionStore, registry: LiveFunctio
               queue: AsyncJobs, triggers: Triggers, deployer: Deploys, invoker: Invocations, keys: Keys,
               limiter: RateLimits, manager: Instances, security_store: Secrets, secret_box: Any, metrics: Any,
               storage: Any, workflows: Any, apps: Any, sites: Any, sync: Any, delete_function: DeleteFunction,
-              admin_key: str, lifespan: Any = None, compat_entities: CompatEntities | None = None) -> FastAPI:
+              admin_key: str, lifespan: Any = None, compat_entities: CompatEntities | None = None,
+              usage: UsageSums | None = None) -> FastAPI:
     """The control API and the vendor APIs on one FastAPI app; each router gets the services it uses. `sync` is
     the cluster sync (None on a single node); `admin_key` signs the Lambda API's code URLs."""
     app = FastAPI(
@@ -270,6 +272,10 @@ def build_api(*, settings: Settings, store: FunctionStore, registry: LiveFunctio
     from polyfn.api import sites as sites_api
 
     v1.include_router(sites_api.build_router(sites))
+    if usage is not None:
+        from polyfn.api import usage as usage_api
+
+        v1.include_router(usage_api.build_router(recorder=recorder, usage=usage))
     app.include_router(v1)
     compat.install(app, settings=settings, deployer=deployer, invoker=invoker, recorder=recorder, registry=registry,
                    queue=queue, keys=keys, delete_function=delete_function, workflows=workflows, store=store,

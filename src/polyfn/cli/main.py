@@ -32,6 +32,7 @@ from polyfn.cli import (
     sites,
     storage,
     top,
+    usage,
     version,
     workflows,
 )
@@ -189,6 +190,7 @@ app.command("activation", rich_help_panel="Activations and logs")(activations.ac
 app.command("cancel", rich_help_panel="Activations and logs")(activations.cancel)
 app.command("logs", rich_help_panel="Activations and logs")(activations.logs)
 app.command("top", rich_help_panel="Activations and logs")(top.top)
+app.command("usage", rich_help_panel="Activations and logs")(usage.usage)
 app.add_typer(storage.storage_app, name="storage", rich_help_panel="Storage")
 app.add_typer(db.db_app, name="db", rich_help_panel="Storage")
 app.add_typer(events.trigger_app, name="trigger", rich_help_panel="Events")

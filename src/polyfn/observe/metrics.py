@@ -342,6 +342,15 @@ class Metrics(Collector):
             "polyfn_log_bytes_dropped_total",
             "Bytes of function output dropped by the log limits (per activation, per function a second).",
             ("function",))
+        # usage metering (observe/usage.py): counted when the activation records are stored, not per call
+        self.billed_gb_seconds = self.counter(
+            "polyfn_billed_gb_seconds_total",
+            "Billed GB-seconds (time on an instance rounded up to 1 ms × configured memory), by function.",
+            ("function",))
+        self.request_bytes = self.counter(
+            "polyfn_request_bytes_total", "Bytes of invocation requests (metered), by function.", ("function",))
+        self.response_bytes = self.counter(
+            "polyfn_response_bytes_total", "Bytes of invocation responses (metered), by function.", ("function",))
         self._text: dict[str, tuple[int, tuple[str, ...]]] = {}  # function → (version, _function_text)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)

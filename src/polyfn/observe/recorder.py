@@ -44,6 +44,7 @@ class ActivationRecorder:
         self.recorded = 0  # records made so far
         self._stored = 0  # of which stored (the buffer is FIFO: the oldest `_stored` ones)
         self.exporters: list[Any] = []  # objects with submit(list[Activation]), fed after each stored batch
+        self.meter: Any = None  # observe/usage.UsageMeter: sums each stored batch, written at the end of a flush
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -73,43 +74,54 @@ class ActivationRecorder:
 
         return unsubscribe
 
-    async def flush(self) -> None:
-        """Return once every record made before the call is stored. A barrier shared by concurrent callers:
+    async def flush(self, background: bool = False) -> None:
+        """Return once every record made before the call is stored (and, unless `background`, its metered usage:
+        observe/usage.py). A barrier shared by concurrent callers:
         whoever holds the lock writes everything buffered, and a caller whose records that write covered
         returns without writing (so N jobs finishing together cost one write, not N)."""
         target = self.recorded
         async with self._lock:
             while self._stored < target and self._buf:
                 batch, self._buf = self._buf[: self.batch], self._buf[self.batch :]
+                stored = batch
                 try:
                     await self.store.add_activations(batch)
                 except Exception:
                     log.exception("could not store %d activation records; retrying", len(batch))
-                    if not await self._store_singly(batch):
+                    kept = await self._store_singly(batch)
+                    if kept is None:
                         self._buf[:0] = batch
                         raise
+                    stored = kept
                 self._stored += len(batch)
+                if self.meter is not None:
+                    self.meter.add(stored)  # (what was stored: a dropped record is not metered either)
                 for exporter in self.exporters:
                     exporter.submit(batch)
+            if self.meter is not None and self.meter.pending:
+                with one_item(log, "usage: storing"):  # (a failure keeps the sums for the next flush)
+                    await self.meter.flush(background)
 
-    async def _store_singly(self, batch: list[Activation]) -> bool:
+    async def _store_singly(self, batch: list[Activation]) -> list[Activation] | None:
         """After a failed batch: store its records one by one. When some are stored, the others are poison
         (a record the database refuses every time) and are dropped, logged, so they cannot block every
-        later record; when none is stored the failure is the database's (full disk, lock): False, and
-        the whole batch is kept for the next try."""
+        later record; when none is stored the failure is the database's (full disk, lock): None, and
+        the whole batch is kept for the next try. Else the records stored."""
         if len(batch) < 2:
-            return False
+            return None
         refused = []
+        stored = []
         for act in batch:
             try:
                 await self.store.add_activations([act])
+                stored.append(act)
             except Exception as e:
                 refused.append((act, e))
-        if len(refused) == len(batch):
-            return False
+        if not stored:
+            return None
         for act, e in refused:
             log.error("activation %s of %s dropped: the database refuses it (%s)", act.id, act.function, e)
-        return True
+        return stored
 
     async def _run(self) -> None:
         while not self._stopping:
@@ -119,7 +131,7 @@ class ActivationRecorder:
                 pass
             self._wake.clear()
             with one_item(log, "activation records: storing") as guard:
-                await self.flush()
+                await self.flush(background=True)
             if guard.failed:
                 await asyncio.sleep(1.0)
 
@@ -141,6 +153,9 @@ class ActivationRecorder:
                 last_prune = time.monotonic()
                 with one_item(log, "activation records: retention"):
                     deleted += await self.store.prune(self.retention_count, self.retention_age, time.time())
+                if self.meter is not None:
+                    with one_item(log, "usage: retention"):
+                        await self.meter.prune()
                 deleted = deleted or 1  # (and return what other deletes freed, at least once a period)
             if deleted:
                 with one_item(log, "activation records: returning free space"):

@@ -440,6 +440,12 @@ class Client:
         )
         return self._json("GET", "/v1/activations", params=params).get("activations", [])
 
+    def usage(self, since: float | None = None, until: float | None = None, by: str | None = None,
+              function: str | None = None, prices: str | None = None) -> dict[str, Any]:
+        """`GET /v1/usage`: metered invocations, GB-seconds and bytes by function, day or hour."""
+        return self._json("GET", "/v1/usage", params=_params(since=since, until=until, by=by, function=function,
+                                                             prices=prices))
+
     def stats(self, window: float | None = None) -> dict[str, Any]:
         """`GET /v1/stats`: per-function rps, p50/p99, errors, cold starts and instances."""
         return self._json("GET", "/v1/stats", params=_params(window=window))

@@ -36,7 +36,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from polyfn.model import Activation, FunctionInfo, FunctionSpec, LogLine, Revision, now
 from polyfn.store import space
-from polyfn.store.tables import activations, aliases, functions, revisions, versions
+from polyfn.store.tables import activations, aliases, functions, revisions, usage, versions
+
+USAGE_SUMS = ("invocations", "errors", "billed_ms", "mb_ms", "req_bytes", "resp_bytes")
 
 log = logging.getLogger("polyfn.store")
 T = TypeVar("T")
@@ -391,6 +393,41 @@ class Store:
             await asyncio.sleep(0)  # let the writes queued behind this one go first
 
 
+    # -- metered usage (observe/usage.py) -------------------------------------------------------------
+
+    async def add_usage(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Add a batch of per-(namespace, function, hour) sums to the stored ones, in one transaction."""
+        if not rows:
+            return
+        async with self._writer() as conn:
+            stmt = _dialect_insert(conn)(usage)
+            old, new = usage.c, stmt.excluded
+            set_ = {c: old[c] + new[c] for c in USAGE_SUMS}
+            await conn.execute(stmt.on_conflict_do_update(
+                index_elements=["namespace", "function", "hour"], set_=set_), list(rows))
+
+    async def list_usage(self, since: float | None = None, until: float | None = None,
+                         namespace: str | None = None, function: str | None = None) -> list[dict[str, Any]]:
+        """The stored hourly sums, oldest hour first, of the hours that start in `[since, until)`."""
+        query = select(usage)
+        if since is not None:
+            query = query.where(usage.c.hour >= int(since // 3600 * 3600))
+        if until is not None:
+            query = query.where(usage.c.hour < until)
+        if namespace is not None:
+            query = query.where(usage.c.namespace == namespace)
+        if function is not None:
+            query = query.where(usage.c.function == function)
+        query = query.order_by(usage.c.hour, usage.c.namespace, usage.c.function)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [dict(r._mapping) for r in rows]
+
+    async def prune_usage(self, before: float) -> int:
+        """Delete the hourly sums of hours that started before `before` (retention)."""
+        async with self._writer() as conn:
+            return (await conn.execute(delete(usage).where(usage.c.hour < before))).rowcount
+
     # -- disk space (the activation store's total, store/space.py) -------------------------------------
 
     def _sqlite_writer(self) -> _SqliteBatchWriter:
@@ -635,12 +672,16 @@ def _activation_row(a: Activation, logs: list[LogLine]) -> dict[str, Any]:
         "logs_end": logs[-1].ts if logs else 0.0,
         "stream": None if a.stream is None else msgspec.json.encode(a.stream).decode(),
         "max_memory_mb": a.max_memory_mb,
+        "memory_mb": a.memory_mb,
+        "req_bytes": a.req_bytes,
+        "resp_bytes": a.resp_bytes,
     }
 
 
 _ACTIVATION_COLUMNS = ("id", "function", "revision", "trigger", "start", "end", "duration_ms", "wait_ms", "init_ms",
                        "run_ms", "cold", "status", "status_code", "result", "error", "instance", "trace_id",
-                       "parent_id", "init_info", "logs", "logs_end", "stream", "max_memory_mb")
+                       "parent_id", "init_info", "logs", "logs_end", "stream", "max_memory_mb", "memory_mb",
+                       "req_bytes", "resp_bytes")
 _SQLITE_INSERT_ACTIVATION_HEAD = "INSERT INTO activations (" + ", ".join(f'"{c}"' for c in _ACTIVATION_COLUMNS) + ") VALUES "
 # An upsert: a retried async invocation's newest attempt replaces the older, and its log lines are appended to
 # the older attempts' (two JSON arrays joined as text: '[a,b]' + '[c]' -> '[a,b,c]').
@@ -777,7 +818,8 @@ def _activation_tuple(a: Activation, logs: list[LogLine]) -> tuple[Any, ...]:
             a.run_ms, int(a.cold), a.status, a.status_code, _text(a.result),
             None if a.error is None else msgspec.json.encode(a.error).decode(), a.instance, a.trace_id,
             a.parent_id, a.init_info, _encode_logs(logs) if logs else "", logs[-1].ts if logs else 0.0,
-            None if a.stream is None else msgspec.json.encode(a.stream).decode(), a.max_memory_mb)
+            None if a.stream is None else msgspec.json.encode(a.stream).decode(), a.max_memory_mb, a.memory_mb,
+            a.req_bytes, a.resp_bytes)
 
 
 _LOGS_DECODER = msgspec.json.Decoder(list[LogLine])
@@ -823,4 +865,7 @@ def _activation(row: Row[Any], logs: list[LogLine]) -> Activation:
         init_info=m["init_info"],
         stream=None if m["stream"] is None else msgspec.json.decode(m["stream"]),
         max_memory_mb=m["max_memory_mb"],
+        memory_mb=m["memory_mb"],
+        req_bytes=m["req_bytes"],
+        resp_bytes=m["resp_bytes"],
     )

@@ -12,6 +12,7 @@ queryable until pruned), and revisions are deleted explicitly together with thei
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -102,6 +103,10 @@ activations = Table(
     Column("logs_end", Float, nullable=False, server_default="0"),
     Column("stream", Text, nullable=True),  # 0011: a streamed response's figures, JSON, or NULL
     Column("max_memory_mb", Float, nullable=False, server_default="0"),  # 0013
+    # 0014: what usage metering bills (observe/usage.py): configured memory, request and response bytes
+    Column("memory_mb", Integer, nullable=False, server_default="0"),
+    Column("req_bytes", Integer, nullable=False, server_default="0"),
+    Column("resp_bytes", BigInteger, nullable=False, server_default="0"),
     Index("ix_activations_function_start", "function", "start"),
     Index("ix_activations_start", "start"),
     Index("ix_activations_function_logs_end", "function", "logs_end",
@@ -232,4 +237,21 @@ compat_entities = Table(
     Column("name", String, primary_key=True),
     Column("doc", Text, nullable=False),
     Column("updated_at", Float, nullable=False),
+)
+
+# 0014: metered usage (observe/usage.py), summed per namespace, function and hour (epoch seconds of the hour's
+# start). `mb_ms`: billed milliseconds × configured MB, an exact integer (GB·s = mb_ms / 1024 / 1000).
+usage = Table(
+    "usage",
+    metadata,
+    Column("namespace", String, primary_key=True),
+    Column("function", String, primary_key=True),
+    Column("hour", Integer, primary_key=True),
+    Column("invocations", BigInteger, nullable=False),
+    Column("errors", BigInteger, nullable=False),
+    Column("billed_ms", BigInteger, nullable=False),
+    Column("mb_ms", BigInteger, nullable=False),
+    Column("req_bytes", BigInteger, nullable=False),
+    Column("resp_bytes", BigInteger, nullable=False),
+    Index("ix_usage_hour", "hour"),
 )

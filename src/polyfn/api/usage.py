@@ -1,0 +1,38 @@
+"""`GET /v1/usage`: metered usage (observe/usage.py) summed by function, day or hour, optionally priced."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter
+
+from polyfn.api.errors import ApiError
+from polyfn.observe import usage as metering
+from polyfn.services import Activations, UsageSums
+
+
+def build_router(*, recorder: Activations, usage: UsageSums) -> APIRouter:
+    router = APIRouter(tags=["usage"])
+
+    @router.get("/usage")
+    async def get_usage(since: float | None = None, until: float | None = None, by: str = "function",
+                        function: str | None = None, prices: str | None = None) -> dict[str, Any]:
+        """Usage of the hours that start in `[since, until)` (epoch seconds; `since` defaults to 30 days ago,
+        rounded down to its hour), grouped `by` function, day or hour (UTC). `prices`: the name of a price table
+        the node ships (`lambda`, `alibaba-fc`, `tencent-scf`) adds an estimated cost."""
+        if by not in metering.BY:
+            raise ApiError(400, "invalid_request", f"by={by!r}: use one of {', '.join(metering.BY)}")
+        table = None
+        if prices is not None:
+            try:
+                table = metering.load_prices(prices, files=False)  # (never a path: the node's files are its own)
+            except ValueError as e:
+                raise ApiError(400, "unknown_price_table", str(e)) from None
+        if since is None:
+            since = time.time() - 30 * 86400
+        await recorder.flush()  # (the flush writes the metered sums of every record made before it)
+        rows = await usage.list_usage(since=since, until=until, function=function)
+        return metering.summarise(rows, by, since, until, table)
+
+    return router

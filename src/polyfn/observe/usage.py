@@ -1,0 +1,192 @@
+"""Usage metering: what each invocation bills, summed per namespace, function and hour, off the hot path.
+
+An invocation bills its duration on an instance (from the moment it got one to its end, a stream's end
+included), rounded up to the next millisecond, times the function's configured memory: GB·s (1 GB = 1024 MB).
+It also counts as an invocation, and its request and response bytes are counted. A call refused before it ran
+(shed, throttled) makes no activation record and is not metered; a call whose instance failed to start counts
+as an invocation with no billed time.
+
+Nothing here runs per call: the activation recorder (observe/recorder.py) hands every batch of records it has
+stored to `UsageMeter.add`, which sums it in memory, and the recorder's flush writes the sums with one upsert
+(`Store.add_usage`): the usage of a record is stored right after the record itself. Only records the invoker
+made are metered (they carry `memory_mb`); an async job's pending/running records and trigger activations
+carry none. A retried async invocation bills every attempt, while its activation record keeps only the newest.
+
+A price table (`prices/*.toml`: samples of vendors' list prices, or a file of one's own) turns the sums into
+an estimated bill: per GB·s and per million requests.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import tomllib
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from polyfn.model import Activation
+
+log = logging.getLogger("polyfn.usage")
+
+NAMESPACE = "default"  # until namespaces (issue 23) exist, every function is in this one
+MB_PER_GB = 1024
+SUMS = ("invocations", "errors", "billed_ms", "mb_ms", "req_bytes", "resp_bytes")
+BY = ("function", "day", "hour")
+WRITE_S = 5.0  # seconds between writes of the sums by the recorder's background flush
+PRICES_DIR = Path(__file__).parent / "prices"
+
+
+def billed_ms(act: Activation) -> int:
+    """Milliseconds an activation bills: its time on an instance, rounded up to 1 ms (0 without an instance)."""
+    if not act.instance:
+        return 0
+    return max(1, math.ceil(act.duration_ms - act.wait_ms))
+
+
+def gb_seconds(mb_ms: int) -> float:
+    return mb_ms / MB_PER_GB / 1000
+
+
+class UsageMeter:
+    """Sums the records the recorder stored (`add`) and writes the sums (`flush`, under the recorder's lock)."""
+
+    def __init__(self, store: Any, metrics: Any = None, retention: float = 400 * 86400.0,
+                 interval: float = WRITE_S):
+        self.store = store
+        self.interval = interval  # seconds between the background flushes' writes (a reader's flush writes now)
+        self._written = time.monotonic()
+        self.retention = retention  # seconds of hourly sums kept
+        self.pending: dict[tuple[str, str, int], list[int]] = {}  # (namespace, function, hour) → SUMS
+        self._gb_s = self._req = self._resp = None  # the Prometheus counters (observe/metrics.py)
+        if metrics is not None:
+            self._gb_s, self._req, self._resp = metrics.billed_gb_seconds, metrics.request_bytes, metrics.response_bytes
+
+    def add(self, acts: Iterable[Activation]) -> None:
+        """Sum a stored batch of records into the pending sums (and the counters, once per function and hour)."""
+        batch: dict[tuple[str, str, int], list[int]] = {}
+        for a in acts:
+            mem = a.memory_mb
+            if not mem:
+                continue
+            key = (NAMESPACE, a.function, int(a.start // 3600) * 3600)
+            sums = batch.get(key)
+            if sums is None:
+                sums = batch[key] = [0, 0, 0, 0, 0, 0]
+            ms = billed_ms(a)
+            sums[0] += 1
+            if a.status != "success":
+                sums[1] += 1
+            sums[2] += ms
+            sums[3] += ms * mem
+            sums[4] += a.req_bytes
+            sums[5] += a.resp_bytes
+        pending = self.pending
+        for key, sums in batch.items():
+            now = pending.get(key)
+            if now is None:
+                pending[key] = sums
+            else:
+                for i, n in enumerate(sums):
+                    now[i] += n
+            if self._gb_s is not None:
+                self._gb_s.inc(key[1], n=gb_seconds(sums[3]))
+                self._req.inc(key[1], n=sums[4])
+                self._resp.inc(key[1], n=sums[5])
+
+    async def flush(self, background: bool = False) -> None:
+        """Write the pending sums; on failure they stay pending (added to whatever comes next) and it raises.
+        `background` (the recorder's own periodic flush): only once `interval` seconds have passed since the
+        last write, so a busy node pays one small upsert every few seconds, not one per batch of records."""
+        if not self.pending or (background and time.monotonic() - self._written < self.interval):
+            return
+        self._written = time.monotonic()
+        batch, self.pending = self.pending, {}
+        rows = [{"namespace": k[0], "function": k[1], "hour": k[2], **dict(zip(SUMS, v, strict=True))}
+                for k, v in batch.items()]
+        try:
+            await self.store.add_usage(rows)
+        except Exception:
+            for key, sums in batch.items():
+                now = self.pending.setdefault(key, [0] * len(SUMS))
+                for i, n in enumerate(sums):
+                    now[i] += n
+            raise
+
+    async def prune(self, now: float | None = None) -> int:
+        return await self.store.prune_usage((time.time() if now is None else now) - self.retention)
+
+
+# -- reading: sums by function, day or hour, and a price table's estimate ---------------------------------
+
+
+def _key(row: dict[str, Any], by: str) -> str:
+    if by == "function":
+        return row["function"] if row["namespace"] == NAMESPACE else f"{row['namespace']}/{row['function']}"
+    t = datetime.fromtimestamp(row["hour"], UTC)
+    return t.strftime("%Y-%m-%d") if by == "day" else t.strftime("%Y-%m-%dT%H:00Z")
+
+
+def cost(sums: dict[str, Any], prices: dict[str, Any]) -> float:
+    """The estimated cost of summed usage (`mb_ms`, `invocations`) under a price table (`load_prices`)."""
+    return round(gb_seconds(sums["mb_ms"]) * prices["per_gb_second"]
+                 + sums["invocations"] / 1e6 * prices["per_million_requests"], 6)
+
+
+def _figures(sums: dict[str, int], prices: dict[str, Any] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {k: sums[k] for k in SUMS}
+    out["gb_seconds"] = round(gb_seconds(sums["mb_ms"]), 6)
+    if prices is not None:
+        out["cost"] = cost(sums, prices)
+    return out
+
+
+def summarise(rows: Sequence[dict[str, Any]], by: str, since: float | None, until: float | None,
+              prices: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The stored hourly rows grouped `by` function, day or hour (UTC), with totals and, given a price table,
+    the estimated cost of each group and of the whole."""
+    groups: dict[str, dict[str, int]] = {}
+    total = dict.fromkeys(SUMS, 0)
+    for row in rows:
+        g = groups.setdefault(_key(row, by), dict.fromkeys(SUMS, 0))
+        for k in SUMS:
+            g[k] += row[k]
+            total[k] += row[k]
+    order = sorted(groups, key=lambda k: -groups[k]["mb_ms"]) if by == "function" else sorted(groups)
+    out: dict[str, Any] = {"since": since, "until": until, "by": by,
+                           "usage": [{by: k, **_figures(groups[k], prices)} for k in order],
+                           "total": _figures(total, prices)}
+    if prices is not None:
+        out["prices"] = prices
+    return out
+
+
+def price_tables() -> list[str]:
+    """The names of the sample price tables shipped with polyfn."""
+    return sorted(p.stem for p in PRICES_DIR.glob("*.toml"))
+
+
+def load_prices(ref: str, files: bool = True) -> dict[str, Any]:
+    """A price table by the name of a shipped sample (`lambda`, `alibaba-fc`, `tencent-scf`) or, when `files`,
+    a TOML file's path. ValueError with what is wrong."""
+    path = PRICES_DIR / f"{ref}.toml"
+    if ref not in price_tables():
+        if not files:
+            raise ValueError(f"no price table {ref!r}: the node has {', '.join(price_tables())}")
+        path = Path(ref)
+        if not path.is_file():
+            raise ValueError(f"{ref!r} is neither a price table ({', '.join(price_tables())}) nor a file")
+    try:
+        table = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ValueError(f"price table {ref!r} does not read as TOML: {e}") from None
+    for k in ("per_gb_second", "per_million_requests"):
+        v = table.get(k)
+        if type(v) not in (int, float) or not math.isfinite(v) or v < 0:
+            raise ValueError(f"price table {ref!r}: {k} must be a number ≥ 0 (got {v!r})")
+    return {"name": str(table.get("name", path.stem)), "currency": str(table.get("currency", "")),
+            "as_of": str(table.get("as_of", "")), "sample": bool(table.get("sample", False)),
+            "per_gb_second": float(table["per_gb_second"]),
+            "per_million_requests": float(table["per_million_requests"])}
