@@ -28,7 +28,7 @@ from .. import needs
 from ..e2e.test_callbacks import Receiver
 
 
-async def until(cond: Any, timeout: float = 5.0) -> bool:
+async def until(cond: Any, timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if cond():
