@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test lint bench clean chromium toolchains nftables node-sdk mono
+.PHONY: run test lint bench clean chromium toolchains nftables node-sdk mono ffmpeg
 
 # The stamp files make both targets idempotent: pip only runs again when pyproject.toml changes.
 $(BIN)/python:
@@ -22,7 +22,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test,brokers,tour]'
 	touch $@ $(VENV)/.installed
 
-run: $(VENV)/.installed nftables node-sdk mono
+run: $(VENV)/.installed nftables node-sdk mono ffmpeg
 	$(BIN)/polyfn serve --host $(HOST) --port $(PORT) --examples
 
 # Browser tests drive Debian's chromium through Playwright; install it when missing (root + apt only;
@@ -70,7 +70,15 @@ mono:
 	    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q mono-mcs mono-runtime libnewtonsoft-json-cil-dev >/dev/null; }; } \
 	  || echo "note: no Mono (apt-get install mono-mcs mono-runtime libnewtonsoft-json-cil-dev): C# functions cannot deploy and their tests will skip"; }
 
-test: $(VENV)/.installed-test chromium toolchains nftables node-sdk mono
+# ffmpeg for the seed's video scenario (examples/scenarios/video-transcode: the function runs it as a child
+# process, as the seed's Function Compute sample does); installed only when missing.
+ffmpeg:
+	@command -v ffmpeg >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends ffmpeg >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends ffmpeg >/dev/null; }; } \
+	  || echo "note: no ffmpeg (apt-get install ffmpeg): the video scenario cannot transcode and its test will skip"; }
+
+test: $(VENV)/.installed-test chromium toolchains nftables node-sdk mono ffmpeg
 	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest -n 2 -q
 
