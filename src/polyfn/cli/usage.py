@@ -23,11 +23,14 @@ class By(StrEnum):
 
 def usage(
     ctx: typer.Context,
-    since: Annotated[str, typer.Option("--since", metavar="WHEN", help=(
+    since: Annotated[str, typer.Option("--since", envvar="POLYFN_USAGE_SINCE", metavar="WHEN", help=(
         "From this point: a duration back from now (30d, 12h), epoch seconds or an ISO time (whole hours)."))] = "30d",
-    by: Annotated[By, typer.Option("--by", help="Group by function, day or hour (UTC).")] = By.function,
-    function: Annotated[str | None, typer.Option("--function", help="Only this function.")] = None,
-    prices: Annotated[str | None, typer.Option("--prices", metavar="TABLE", help=(
+    by: Annotated[By, typer.Option("--by", envvar="POLYFN_USAGE_BY",
+                                                 help="Group by function, day or hour (UTC).")] = By.function,
+    function: Annotated[str | None, typer.Option("--function", envvar="POLYFN_USAGE_FUNCTION",
+                                                               show_default="all", help="Only this function.")] = None,
+    prices: Annotated[str | None, typer.Option("--prices", envvar="POLYFN_USAGE_PRICES", metavar="TABLE",
+                                                            show_default="none", help=(
         "Estimate the bill with a price table: a sample polyfn ships (lambda, alibaba-fc, tencent-scf) or a TOML "
         "file with per_gb_second and per_million_requests."))] = None,
     as_json: Annotated[bool, typer.Option("--json", envvar="POLYFN_JSON", show_default="off",
