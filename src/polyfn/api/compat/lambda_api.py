@@ -413,10 +413,15 @@ class LambdaApi(common.VendorFace):
         info = await self.deploy(fields, files)
         return _json(configuration(info, ident.region))
 
-    async def invoke(self, request: Request, function_name: str) -> Response:
+    async def _invoke_target(self, request: Request, function_name: str) -> tuple[bytes, Any]:
+        """The body and the resolved target of Invoke and InvokeWithResponseStream (the caller authorised)."""
         ident, body = await self.auth(request)
         self.require(ident, "InvokeFunction", self.pname(function_name))
         t = await self.resolve(function_name, ident.region, request.query_params.get("Qualifier"), route=True)
+        return body, t
+
+    async def invoke(self, request: Request, function_name: str) -> Response:
+        body, t = await self._invoke_target(request, function_name)
         info = t.info
         h = request.headers
         kind = h.get("x-amz-invocation-type", "RequestResponse")
@@ -468,9 +473,7 @@ class LambdaApi(common.VendorFace):
         stream of `PayloadChunk` events as it comes, then `InvokeComplete` (with `ErrorCode`/`ErrorDetails` when
         it failed, `LogResult` with `LogType: Tail`). A function that does not stream answers in one chunk.
         Errors before the first byte (no such function, throttled, too large) are ordinary Lambda errors."""
-        ident, body = await self.auth(request)
-        self.require(ident, "InvokeFunction", self.pname(function_name))
-        t = await self.resolve(function_name, ident.region, request.query_params.get("Qualifier"), route=True)
+        body, t = await self._invoke_target(request, function_name)
         info = t.info
         h = request.headers
         kind = h.get("x-amz-invocation-type", "RequestResponse")
