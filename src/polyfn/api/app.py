@@ -232,7 +232,8 @@ def build_api(*, settings: Settings, store: FunctionStore, registry: LiveFunctio
         act = await store.get_activation(activation_id)
         if act is None and queued is None:
             raise ApiError(404, "activation_not_found", f"activation {activation_id!r} does not exist")
-        state = (queued or {}).get("status") or (act.status if act else "?")
+        job = (queued or {}).get("job")
+        state = job.state if job is not None else act.status if act else "?"
         raise ApiError(409, "not_cancellable", f"activation {activation_id!r} is {state}: only a running invocation "
                        "or an async one that has not started can be cancelled (a running async attempt on "
                        "another node is cancelled there)")

@@ -31,7 +31,7 @@ from polyfn.invoker import new_activation_id
 from polyfn.loops import one_item
 from polyfn.observe.tracing import parse_traceparent
 from polyfn.queue import retry
-from polyfn.queue.builtin import Job, QueueDB
+from polyfn.queue.builtin import CANCELLED, Job, QueueDB
 from polyfn.queue.callbacks import Callbacks
 from polyfn.queue.capacity import Ledger
 from polyfn.queue.feed import Feed
@@ -410,12 +410,32 @@ class AsyncQueue:
         await self.callbacks.add(job, out, "dead_letter", reason)
 
     async def cancel(self, job_id: str) -> bool:
-        """An accepted async invocation that has not started: to the dead-letter queue (reason `cancelled`,
-        replayable) instead of running; its callback says so. Running attempts are the invoker's to cancel.
-        The cluster's shared queue (JetStream) does not support it yet: False."""
-        job = await self.feed.cancel(job_id, self.clock())
-        if job is None:
-            return False
+        """An accepted async invocation that has not started — waiting in a feed, or held here waiting for a
+        free instance — goes to the dead-letter queue (reason `cancelled`, replayable) instead of running; its
+        callback says so. Running attempts are the invoker's to cancel. Every feed is asked: a node on the
+        cluster's stream still runs replayed dead letters from its file."""
+        now = self.clock()
+        held = self.ledger.withdraw(lambda h: h[0].id == job_id)
+        if held is not None:  # held here, waiting for a free instance: out of its line, dead-lettered, settled
+            job, feed = held
+            job.attempt -= 1  # it never ran
+            try:
+                await self.db.bury(job, "cancelled", dict(CANCELLED), now)
+                await feed.settled([job])
+            except BaseException:
+                job.attempt += 1
+                self.dispatch(job, feed)  # back in its line
+                raise
+            self.release(job.function)
+        else:
+            for feed in self.feeds:
+                job = await feed.cancel(job_id, now)
+                if job is not None:
+                    break
+            else:
+                return False
+            if job.state != "dead":  # taken out of the cluster's stream: its dead letter goes to the queue file
+                await self.db.bury(job, "cancelled", dict(CANCELLED), now)
         log.info("async queue: %s for %s cancelled before it ran", job.id, job.function)
         await self.callbacks.add(job, None, "dead_letter", "cancelled")
         return True

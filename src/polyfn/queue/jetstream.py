@@ -177,10 +177,10 @@ class JetStreamJobs:
                 pass
             await self._nc.close()
 
-    async def publish(self, job: Job, first: bool = False) -> None:
+    async def publish(self, job: Job, first: bool = False, msg_id: str | None = None) -> None:
         """Store `job` in the stream; returns once JetStream has it. The first publish of a job is deduplicated
         by its id (a client retrying an accepted submit within 2 minutes adds nothing)."""
-        msg_id = job.id if first else f"{job.id}:{job.attempt}:{job.not_before!r}"
+        msg_id = msg_id or (job.id if first else f"{job.id}:{job.attempt}:{job.not_before!r}")
         try:
             if job.function not in self._subs:  # its consumer exists before its first job (counted by it)
                 await self._consumer(job.function, self.stream, self.subject(job.function, "*"), f"fn-{job.function}")
@@ -195,6 +195,38 @@ class JetStreamJobs:
         from the function's durable consumer `fn-<name>`."""
         sub = await self._consumer(function, self.stream, self.subject(function, "*"), f"fn-{function}")
         return await self._pull(sub, n, timeout, _decode)
+
+    async def take_waiting(self, job_id: str, now: float, skew: float = 2.0) -> Job | None:
+        """The job with this id out of the stream if no node has taken it (a cancel): it will not run. None
+        when it is not in the stream or some node holds it (running, or just taken).
+
+        A work-queue consumer delivers its subjects in stream order, so while the job's message exists,
+        the consumer's last delivered stream sequence at or past it means a node took it. Not yet delivered:
+        the message is deleted, and the consumer read again; still short of it, no node ever had it. Past it
+        then, a node may have taken it between the two reads (or the consumer just went on past the deleted
+        message): the job is published again under a new message id and stays — at least once, never lost.
+        A retry not due for `skew` seconds more is never held (a node that pulls it early hands it back until
+        due), so it is deleted whatever the consumer delivered."""
+        from nats.js.errors import NotFoundError
+
+        try:
+            raw = await self._js.get_last_msg(self.stream, self.subject("*", job_id))
+            job = _decode(raw.data)
+        except (NotFoundError, msgspec.DecodeError):
+            return None
+        consumer = f"fn-{job.function}"
+        waiting_retry = job.not_before > now + skew
+        if not waiting_retry and (await self._js.consumer_info(self.stream, consumer)).delivered.stream_seq >= raw.seq:
+            return None
+        try:
+            await self._js.delete_msg(self.stream, raw.seq)
+        except NotFoundError:  # settled in the meantime
+            return None
+        if not waiting_retry and (await self._js.consumer_info(self.stream, consumer)).delivered.stream_seq >= raw.seq:
+            await self.publish(job, msg_id=f"{job.id}:kept:{raw.seq}")
+            log.info("async queue: %s was taken by a node while being cancelled; it stays", job_id)
+            return None
+        return job
 
     async def take_all(self, function: str) -> list[tuple[Job, Any]]:
         """Every job of `function` no node holds right now (the function was deleted: the caller dead-letters
