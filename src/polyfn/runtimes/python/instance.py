@@ -448,11 +448,40 @@ class _Streamer:
             return  # another thread of the function: its lines go with the next batch the handler's thread sends
         buf = self.buf
         buf.stream_after = math.inf  # not again from inside the drain below
-        lines, buf.lines, buf.held = buf.lines, [], 0
+        held = buf.lines
+        lines = held[:]  # copy, then cut (each one step under the GIL): a line another thread appends in between
+        del held[:len(lines)]  # stays for the next batch instead of going with a list already sent
+        buf.held = 0
         try:
             self.send(encode(Logs(self.id, lines)))  # type: ignore[arg-type]  # [ts, stream, line] tuples
         finally:
             buf.stream_after = time.monotonic() + STREAM_EVERY
+
+
+class _LoopStreamer:
+    """`_Streamer` for the loop (`_serve_async`: async handlers, or concurrency > 1): once an invocation has run
+    STREAM_AFTER (or half its timeout), its complete lines go out ahead of its result — from the print itself
+    on the loop's thread (an async handler, even one that blocks the loop), and every STREAM_EVERY s from a
+    timer on the loop for what a sync handler prints in the pool's threads. One timer per invocation."""
+
+    __slots__ = ("handle", "loop", "streamer")
+
+    def __init__(self, buf: _LogBuffer, inv: Invoke, writer: asyncio.StreamWriter):
+        self.loop = asyncio.get_running_loop()
+        self.streamer = buf.streamer = _Streamer(buf, writer.write)
+        self.streamer.id = inv.id
+        delay = min(STREAM_AFTER, max(inv.deadline - time.time(), 0.0) / 2)
+        buf.stream_after = time.monotonic() + delay
+        self.handle = self.loop.call_later(delay, self.tick)
+
+    def tick(self) -> None:
+        if self.streamer.buf.lines:
+            self.streamer()
+        self.handle = self.loop.call_later(STREAM_EVERY, self.tick)
+
+    def stop(self) -> None:
+        self.handle.cancel()
+        self.streamer.buf.stream_after = math.inf
 
 
 def _run_one(adapter: Adapter, inv: Invoke, buf: _LogBuffer, wire: _Wire | None = None) -> Result:
@@ -648,6 +677,7 @@ async def _run_one_async(adapter: Adapter, inv: Invoke, spec: InstanceSpec, pool
         _set_trace_env(inv)
     t0 = time.perf_counter()
     token = _current.set(buf)
+    streaming = _LoopStreamer(buf, inv, writer) if writer is not None else None
     try:
         args = adapter.args(inv)
         if adapter.is_async:
@@ -670,6 +700,8 @@ async def _run_one_async(adapter: Adapter, inv: Invoke, spec: InstanceSpec, pool
         status, headers, body, error = adapter.fail(inv, exc)
     finally:
         _current.reset(token)
+        if streaming is not None:
+            streaming.stop()
     return Result(inv.id, status, headers, body, error, buf.drain(), (time.perf_counter() - t0) * 1000)
 
 
