@@ -6,12 +6,13 @@ JetStream queue alike."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from .conftest import Server, error_code, wait_until
+from .conftest import Server, error_code, start_server, wait_until
 from .storage_helpers import s3_client
 
 SLEEPER = '''import time
@@ -115,3 +116,43 @@ def test_cancel_an_async_invocation_that_has_not_started(server: Server) -> None
         again = server.api.delete(f"/v1/activations/{aid}")
         assert again.status_code == 409 and error_code(again) == "not_cancellable", again.text
         assert "is dead" in again.text, again.text
+
+
+def test_cancel_through_any_node_of_a_cluster(tmp_path: Path, jetstream_queue: dict[str, str]) -> None:
+    """Two nodes on one JetStream queue; only node A serves the function. Through node B: a job still in the
+    stream is taken out by B itself, one A holds waiting for its instance and the attempt A runs are
+    cancelled by A when B asks (core NATS request/reply); so is a sync call running on A. None of the
+    cancelled jobs runs; the queue moves on."""
+    a = start_server(tmp_path / "a", env=jetstream_queue)
+    b = start_server(tmp_path / "b", env=jetstream_queue)
+    try:
+        s3 = s3_client(a)
+        s3.create_bucket(Bucket="cancel-runs")
+        a.deploy("cx-cluster", {"handler.py": SLEEPER}, timeout=300, max_instances=1, concurrency=1)
+        ids = [a.api.post("/v1/functions/cx-cluster/invoke", params={"mode": "async"}, json={}).json()["activation_id"]
+               for _ in range(3)]
+        assert wait_until(lambda: ids[0] in _running(s3), timeout=60)
+        for aid in (ids[2], ids[1]):  # in the stream (or held by A), held by A waiting for the instance
+            r = b.api.delete(f"/v1/activations/{aid}")
+            assert r.status_code == 200 and r.json()["was"] == "pending", r.text
+        r = b.api.delete(f"/v1/activations/{ids[0]}")
+        assert r.status_code == 200 and r.json()["was"] == "running", r.text
+        assert wait_until(lambda: a.activation(ids[0])["status"] == "cancelled", timeout=30), a.activation(ids[0])
+
+        got: dict[str, httpx.Response] = {}
+        caller = threading.Thread(target=lambda: got.setdefault("r", a.http.post("/fn/cx-cluster", json={})))
+        caller.start()
+        assert wait_until(lambda: len(_running(s3)) == 2, timeout=60), _running(s3)
+        sync_id = next(k for k in _running(s3) if k != ids[0])
+        r = b.cli("cancel", sync_id)
+        assert r.returncode == 0 and "stopped while it ran" in r.stdout, r.stdout + r.stderr
+        caller.join(60)
+        assert got["r"].status_code == 499 and error_code(got["r"]) == "function_cancelled", got["r"].text
+
+        assert set(_running(s3)) == {ids[0], sync_id}  # the two cancelled before they ran never did
+        dead = {d["id"] for node in (a, b) for d in node.api.get("/v1/dlq").json()["dead_letters"]}
+        assert {ids[1], ids[2]} <= dead, dead
+        assert b.api.delete("/v1/activations/nope").status_code == 404
+    finally:
+        a.stop()
+        b.stop()

@@ -150,6 +150,8 @@ class AsyncQueue:
                 raise
             self.feeds.append(stream)
         self.feed = self.feeds[-1]
+        if self.jobs is not None:
+            await self.jobs.on_cancels(self._cancel_here)
         self.callbacks.start(self.db)
         for feed in self.feeds:
             feed.start()
@@ -439,6 +441,18 @@ class AsyncQueue:
         log.info("async queue: %s for %s cancelled before it ran", job.id, job.function)
         await self.callbacks.add(job, None, "dead_letter", "cancelled")
         return True
+
+    async def _cancel_here(self, activation_id: str) -> str | None:
+        """Another node's cancel (`cancel_elsewhere`): the invocation running here is stopped, or the job held
+        or queued here goes to the dead-letter queue; None when this node does not have it."""
+        if self.invoker.cancel(activation_id):
+            return "running"
+        return "pending" if await self.cancel(activation_id) else None
+
+    async def cancel_elsewhere(self, activation_id: str) -> str | None:
+        """Cancel an invocation another node of the cluster runs or holds (the cluster's stream only): "running"
+        or "pending" as that node answered, None when none had it."""
+        return None if self.jobs is None else await self.jobs.cancel_elsewhere(activation_id)
 
     async def function_deleted(self, function: str) -> int:
         """A function was deleted through this node. Its jobs waiting in a feed that other nodes share (the

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -298,6 +298,36 @@ class JetStreamJobs:
                 callback()
 
         await self._nc.subscribe(self.changes_subject, cb=handle)
+
+    # -- cancels across the cluster (core NATS request/reply; not jobs) -------------------------------------
+
+    @property
+    def cancels_subject(self) -> str:
+        return f"polyfn-cancels.{self.stream}"
+
+    async def cancel_elsewhere(self, activation_id: str, timeout: float = 1.0) -> str | None:
+        """Ask every node to cancel `activation_id` (running there, or held there waiting for an instance):
+        what the node that had it answers ("running" or "pending"), None when no node answered in `timeout`
+        (nodes that do not have it stay silent)."""
+        if not self.connected:
+            return None
+        try:
+            msg = await self._nc.request(self.cancels_subject, activation_id.encode(), timeout=timeout)
+        except Exception:  # no node had it (timeout), or NATS is away
+            return None
+        return msg.data.decode(errors="replace") or None
+
+    async def on_cancels(self, cancel: Callable[[str], Awaitable[str | None]]) -> None:
+        """Answer other nodes' `cancel_elsewhere` with what `cancel(activation_id)` did here, if anything."""
+        async def handle(msg: Any) -> None:
+            try:
+                was = await cancel(msg.data.decode(errors="replace"))
+                if was and msg.reply:
+                    await msg.respond(was.encode())
+            except Exception as e:
+                log.warning("async queue: a cancel asked by another node failed here: %s", e)
+
+        await self._nc.subscribe(self.cancels_subject, cb=handle)
 
     async def get(self, job_id: str) -> Job | None:
         """The job with this id if it is in the stream (waiting, or held by some node), else None."""
