@@ -150,21 +150,41 @@ async def test_a_waiting_job_is_taken_out_and_a_held_one_is_not(jobs: JetStreamJ
     assert await jobs.get(retry.id) is None
 
 
-async def test_a_job_taken_while_being_cancelled_stays(jobs: JetStreamJobs) -> None:
-    """A node pulls the job between the cancel's look and its delete: the cancel refuses and the job is
-    published again (at least once, never lost)."""
+async def test_a_job_taken_while_being_cancelled_is_cancelled_by_its_taker(jobs: JetStreamJobs) -> None:
+    """A node pulls the job between the cancel's look and its delete: the nodes are asked, and the one that
+    holds it cancels it (here: answers what it did); the job is out of the stream either way."""
     j = job("fr")
     await jobs.publish(j, first=True)
     delete = jobs._js.delete_msg
-    taken: list[object] = []
+    taken: list[tuple[Job, object]] = []
 
     async def another_node_pulls_first(stream: str, seq: int) -> bool:
         taken.extend(await jobs.fetch("fr", 1, timeout=1))
         return await delete(stream, seq)
 
+    async def the_taker(activation_id: str) -> str | None:
+        return "pending" if any(t.id == activation_id for t, _ in taken) else None
+
+    await jobs.on_cancels(the_taker)
     jobs._js.delete_msg = another_node_pulls_first
-    assert await jobs.take_waiting(j.id, now=10.0) is None
-    [(got, msg)] = taken
-    assert got == j
-    await msg.ack_sync()  # the node that took it settles it; the job is still in the stream
-    assert [x for x, _ in await jobs.fetch("fr", 1, timeout=1)] == [j]
+    assert await jobs.take_waiting(j.id, now=10.0) == "pending"
+    assert [t for t, _ in taken] == [j] and await jobs.get(j.id) is None
+
+
+async def test_a_job_deleted_as_the_consumer_moves_on_is_cancelled_here(jobs: JetStreamJobs) -> None:
+    """The consumer goes past the deleted message to a later job: no node holds it (none answers), so the
+    job is the cancel's to dead-letter."""
+    j, later = job("fs", 1), job("fs", 2)
+    await jobs.publish(j, first=True)
+    delete = jobs._js.delete_msg
+    pulled: list[tuple[Job, object]] = []
+
+    async def delete_then_the_consumer_moves_on(stream: str, seq: int) -> bool:
+        done = await delete(stream, seq)
+        await jobs.publish(later, first=True)
+        pulled.extend(await jobs.fetch("fs", 1, timeout=1))
+        return done
+
+    jobs._js.delete_msg = delete_then_the_consumer_moves_on
+    assert await jobs.take_waiting(j.id, now=10.0) == j
+    assert [t for t, _ in pulled] == [later]

@@ -225,8 +225,9 @@ def build_api(*, settings: Settings, store: FunctionStore, registry: LiveFunctio
         accepted async one that has not started goes to the dead-letter queue instead of running."""
         if invoker.cancel(activation_id):
             return {"activation_id": activation_id, "cancelled": True, "was": "running"}
-        if queue is not None and await queue.cancel(activation_id):
-            return {"activation_id": activation_id, "cancelled": True, "was": "pending"}
+        was = await queue.cancel(activation_id) if queue is not None else None
+        if was:
+            return {"activation_id": activation_id, "cancelled": True, "was": was}
         queued = await queue.lookup(activation_id) if queue else None
         await recorder.flush()
         act = await store.get_activation(activation_id)

@@ -411,11 +411,13 @@ class AsyncQueue:
         await feed.settled([job])
         await self.callbacks.add(job, out, "dead_letter", reason)
 
-    async def cancel(self, job_id: str) -> bool:
+    async def cancel(self, job_id: str) -> str | None:
         """An accepted async invocation that has not started — waiting in a feed, or held here waiting for a
         free instance — goes to the dead-letter queue (reason `cancelled`, replayable) instead of running; its
-        callback says so. Running attempts are the invoker's to cancel. Every feed is asked: a node on the
-        cluster's stream still runs replayed dead letters from its file."""
+        callback says so. Returns "pending" (or what another node that had just taken it from the cluster's
+        stream did: "running" / "pending"), None when it is not waiting. Running attempts are the invoker's
+        to cancel. Every feed is asked: a node on the cluster's stream still runs replayed dead letters from
+        its file."""
         now = self.clock()
         held = self.ledger.withdraw(lambda h: h[0].id == job_id)
         if held is not None:  # held here, waiting for a free instance: out of its line, dead-lettered, settled
@@ -431,23 +433,26 @@ class AsyncQueue:
             self.release(job.function)
         else:
             for feed in self.feeds:
-                job = await feed.cancel(job_id, now)
-                if job is not None:
+                got = await feed.cancel(job_id, now)
+                if got is not None:
                     break
             else:
-                return False
+                return None
+            if isinstance(got, str):  # cancelled by the node that had just taken it (dead letter, callback)
+                return got
+            job = got
             if job.state != "dead":  # taken out of the cluster's stream: its dead letter goes to the queue file
                 await self.db.bury(job, "cancelled", dict(CANCELLED), now)
         log.info("async queue: %s for %s cancelled before it ran", job.id, job.function)
         await self.callbacks.add(job, None, "dead_letter", "cancelled")
-        return True
+        return "pending"
 
     async def _cancel_here(self, activation_id: str) -> str | None:
         """Another node's cancel (`cancel_elsewhere`): the invocation running here is stopped, or the job held
         or queued here goes to the dead-letter queue; None when this node does not have it."""
         if self.invoker.cancel(activation_id):
             return "running"
-        return "pending" if await self.cancel(activation_id) else None
+        return await self.cancel(activation_id)
 
     async def cancel_elsewhere(self, activation_id: str) -> str | None:
         """Cancel an invocation another node of the cluster runs or holds (the cluster's stream only): "running"

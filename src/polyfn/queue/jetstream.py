@@ -177,10 +177,10 @@ class JetStreamJobs:
                 pass
             await self._nc.close()
 
-    async def publish(self, job: Job, first: bool = False, msg_id: str | None = None) -> None:
+    async def publish(self, job: Job, first: bool = False) -> None:
         """Store `job` in the stream; returns once JetStream has it. The first publish of a job is deduplicated
         by its id (a client retrying an accepted submit within 2 minutes adds nothing)."""
-        msg_id = msg_id or (job.id if first else f"{job.id}:{job.attempt}:{job.not_before!r}")
+        msg_id = job.id if first else f"{job.id}:{job.attempt}:{job.not_before!r}"
         try:
             if job.function not in self._subs:  # its consumer exists before its first job (counted by it)
                 await self._consumer(job.function, self.stream, self.subject(job.function, "*"), f"fn-{job.function}")
@@ -196,17 +196,20 @@ class JetStreamJobs:
         sub = await self._consumer(function, self.stream, self.subject(function, "*"), f"fn-{function}")
         return await self._pull(sub, n, timeout, _decode)
 
-    async def take_waiting(self, job_id: str, now: float, skew: float = 2.0) -> Job | None:
-        """The job with this id out of the stream if no node has taken it (a cancel): it will not run. None
-        when it is not in the stream or some node holds it (running, or just taken).
+    async def take_waiting(self, job_id: str, now: float, skew: float = 2.0) -> Job | str | None:
+        """A cancel: the job with this id out of the stream if no node has taken it — it will not run. None when
+        it is not in the stream or some node holds it (running it, or waiting for an instance: the caller
+        asks that node, `cancel_elsewhere`); "running" or "pending" when a node took it at that very moment
+        and cancelled it itself when asked.
 
-        A work-queue consumer delivers its subjects in stream order, so while the job's message exists,
-        the consumer's last delivered stream sequence at or past it means a node took it. Not yet delivered:
-        the message is deleted, and the consumer read again; still short of it, no node ever had it. Past it
-        then, a node may have taken it between the two reads (or the consumer just went on past the deleted
-        message): the job is published again under a new message id and stays — at least once, never lost.
-        A retry not due for `skew` seconds more is never held (a node that pulls it early hands it back until
-        due), so it is deleted whatever the consumer delivered."""
+        A work-queue consumer delivers its subjects in stream order, so while the job's message exists, the
+        consumer's last delivered stream sequence at or past it means a node took it. Not yet delivered: the
+        message is deleted and the consumer read again; still short of it, no node ever had it. Past it then,
+        a node may have taken it between the two reads, or the consumer just went on past the deleted
+        message: the nodes are asked (`cancel_elsewhere`), and the one holding it, if any, cancels it. (A job
+        that a node took and finished within that millisecond is reported cancelled though it ran.) A retry
+        not due for `skew` seconds more is never held (a node that pulls it early hands it back until due),
+        so it is deleted whatever the consumer delivered."""
         from nats.js.errors import NotFoundError
 
         try:
@@ -223,9 +226,10 @@ class JetStreamJobs:
         except NotFoundError:  # settled in the meantime
             return None
         if not waiting_retry and (await self._js.consumer_info(self.stream, consumer)).delivered.stream_seq >= raw.seq:
-            await self.publish(job, msg_id=f"{job.id}:kept:{raw.seq}")
-            log.info("async queue: %s was taken by a node while being cancelled; it stays", job_id)
-            return None
+            was = await self.cancel_elsewhere(job_id)
+            if was:
+                log.info("async queue: %s was taken by a node while being cancelled; cancelled there", job_id)
+                return was
         return job
 
     async def take_all(self, function: str) -> list[tuple[Job, Any]]:

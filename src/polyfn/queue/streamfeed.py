@@ -182,9 +182,9 @@ class StreamFeed:
                 with contextlib.suppress(Exception):
                     await msg.nak()
 
-    async def cancel(self, job_id: str, now: float) -> Job | None:
+    async def cancel(self, job_id: str, now: float) -> Job | str | None:
         """A job waiting in the stream, taken out of it (`JetStreamJobs.take_waiting`) for the dispatcher to
-        dead-letter; None when a node holds it (this one: running or waiting for a slot)."""
+        dead-letter; None when a node holds it (this one: running or waiting for an instance)."""
         if job_id in self._msgs:
             return None
         try:
