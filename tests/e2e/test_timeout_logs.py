@@ -63,8 +63,8 @@ def test_python_lines_are_kept_at_any_concurrency(server: Server) -> None:
     async handler that blocks the loop — and a run that ends in time keeps every line, in order, once."""
     import threading
 
-    server.deploy("tl-py-conc", {"handler.py": SLOW}, timeout=2, concurrency=4)
-    server.deploy("tl-py-async", {"handler.py": ASYNC_SLOW}, timeout=2)
+    server.deploy("tl-py-conc", {"handler.py": SLOW}, timeout=3, concurrency=4)  # ~15 steps (5 on a loaded machine)
+    server.deploy("tl-py-async", {"handler.py": ASYNC_SLOW}, timeout=3)
     got: dict[str, list[str]] = {}
 
     def slow(key: str, name: str, event: dict[str, object]) -> None:
@@ -80,9 +80,8 @@ def test_python_lines_are_kept_at_any_concurrency(server: Server) -> None:
         t.start()
     for t in calls:
         t.join(60)
-    for key in ("conc0", "conc1", "async", "block"):
-        assert got[key][:5] == [f"step {i}" for i in range(5)], (key, got)
-        assert "done" not in got[key], (key, got)
+    for key in ("conc0", "conc1", "async", "block"):  # every step printed up to the last batch, in order, once
+        assert len(got[key]) >= 5 and got[key] == [f"step {i}" for i in range(len(got[key]))], (key, got)
     r = server.api.post("/v1/functions/tl-py-conc/invoke", json={"n": 8, "pause": 0.15})
     assert r.status_code == 200 and r.json() == {"steps": 8}, r.text
     assert _lines(server, r.headers["x-polyfn-activation-id"]) == [f"step {i}" for i in range(8)] + ["done"]
