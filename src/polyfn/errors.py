@@ -68,6 +68,7 @@ CODES: dict[str, tuple[int | tuple[int, ...], str]] = {
     "workflow_not_found": (404, "an unknown workflow"),
     "app_not_found": (404, "an unknown app"),
     "method_not_allowed": (405, "a method the path does not take"),
+    "upgrade_required": (426, "a plain HTTP request to a WebSocket API (ws://NODE/ws/FUNCTION)"),
     "storage_disabled": (409, "the object store is off on this node"),
     "not_cancellable": (409, "an activation that is neither running nor waiting to start (polyfn cancel)"),
     "function_cancelled": (499, "the invocation was cancelled while it ran (DELETE /v1/activations/ID)"),

@@ -103,6 +103,10 @@ def serve(host: str = "127.0.0.1", port: int = 8080, data_dir: str | Path | None
         # uvicorn's proxy-headers middleware would be a layer per request for nothing.
         proxy_headers=False, backlog=2048,
         ssl_certfile=settings.tls_cert, ssl_keyfile=settings.tls_key,
+        # WebSocket APIs (wsapi/): websockets' sans-I/O protocol (one task per connection); no permessage-deflate
+        # (as API Gateway: its zlib state is ~50 KB a connection); messages over POLYFN_WS_MAX_MESSAGE close 1009
+        ws="websockets-sansio", ws_max_size=settings.ws_max_message, ws_per_message_deflate=False,
+        ws_ping_interval=settings.ws_ping_interval or None, ws_ping_timeout=settings.ws_ping_interval or None,
     )
     server = uvicorn.Server(config)
 
