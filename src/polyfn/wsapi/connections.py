@@ -81,6 +81,9 @@ class Connection:
         if self.closing:
             return
         self.closing = True
+        await self.send_close(code, reason)
+
+    async def send_close(self, code: int, reason: str) -> None:
         with contextlib.suppress(Exception):  # (already gone)
             await self.send({"type": "websocket.close", "code": code, "reason": reason})
 
@@ -186,7 +189,8 @@ class Connections:
         for conn in due:
             reason = "Going away: the connection reached its maximum duration" if now >= conn.deadline else \
                 "Going away: the connection was idle too long"
-            t = asyncio.ensure_future(conn.close(GOING_AWAY, reason))
+            conn.closing = True  # (pushes to it are Gone from now on)
+            t = asyncio.ensure_future(conn.send_close(GOING_AWAY, reason))
             self._closing.add(t)
             t.add_done_callback(self._closing.discard)
         return due

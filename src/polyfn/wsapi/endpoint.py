@@ -48,21 +48,29 @@ class WebSocketEndpoint:
         self.clock = clock
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        conn = await self._open(scope, receive, send)
+        if conn is not None:  # (what `_open` read is gone with its frame: the connection keeps only `conn`)
+            await self._serve(conn, receive)
+
+    async def _open(self, scope: dict[str, Any], receive: Any, send: Any) -> Connection | None:
+        """The handshake: the function, the caller's key or token, the `$connect` route; the open connection, or
+        None when it was refused (answered with an HTTP response instead of the upgrade)."""
         name = scope["path"][len(PREFIX):]
         if (await receive())["type"] != "websocket.connect":
-            return
+            return None
         active = self.invoker.registry.get(name) if name and "/" not in name else None
         if active is None:
             await _refuse(send, platform_error(404, "function_not_found", f"function {name!r} does not exist: "
                                                "a WebSocket API is ws://NODE/ws/FUNCTION"))
-            return
+            return None
         spec = active.revision.spec
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+        scope["headers"] = []  # (read once: nothing reads the handshake's headers again, ~1 KB a connection)
         query = scope["query_string"].decode("latin-1")
         authorizer, refused = await self._authorise(spec, name, query, headers)
         if refused is not None:
             await _refuse(send, refused)
-            return
+            return None
         now = self.clock()
         client = scope.get("client") or ("", 0)
         host = next((v for k, v in headers if k == "host"), "")
@@ -81,17 +89,21 @@ class WebSocketEndpoint:
                     out = Outcome(500, [(b"content-type", b"application/json")],
                                   events.gateway_error("Internal server error", conn.id, rid).encode())
                 await _refuse(send, out)
-                return
+                return None
             status, answer_headers, body = events.connect_answer(value)
             if not 200 <= status < 300:
                 await _refuse(send, Outcome(status, _header_bytes(answer_headers), body))
-                return
+                return None
             subprotocol = next((v for k, v in answer_headers if k.lower() == "sec-websocket-protocol"), None)
         accept: dict[str, Any] = {"type": "websocket.accept"}
         if subprotocol:
             accept["subprotocol"] = subprotocol
         await send(accept)
         self.connections.add(conn)
+        return conn
+
+    async def _serve(self, conn: Connection, receive: Any) -> None:
+        """The open connection's messages, one at a time, until it goes; then `$disconnect`."""
         code, reason = 1005, ""
         try:
             while True:
@@ -104,7 +116,7 @@ class WebSocketEndpoint:
                     break
         finally:
             self.connections.remove(conn)
-            live = self.invoker.registry.get(name)
+            live = self.invoker.registry.get(conn.function)
             if live is not None and events.ROUTE_DISCONNECT in live.revision.spec.ws_routes:
                 await self._invoke(conn, events.disconnect_event(conn, code, reason, self.clock(), _request_id()))
 
