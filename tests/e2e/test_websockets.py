@@ -1,0 +1,246 @@
+"""WebSocket APIs for functions (polyfn.wsapi) against a real server, with real clients: the `websockets` package
+and boto3's `apigatewaymanagementapi` — from the test and from inside a function."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import time
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+import websockets
+from botocore.config import Config
+
+from .conftest import Server, wait_until
+
+CHAT = '''import json, boto3
+
+def handler(event, context):
+    ctx = event["requestContext"]
+    route = ctx["routeKey"]
+    print("route", route, ctx["eventType"], ctx["connectionId"], ctx.get("disconnectStatusCode"))
+    if route == "$connect":
+        if (event.get("queryStringParameters") or {}).get("deny"):
+            return {"statusCode": 403, "body": "not you"}
+        if (event.get("queryStringParameters") or {}).get("crash"):
+            raise RuntimeError("connect handler failed")
+        return {"statusCode": 200}
+    if route == "push":  # the management API from inside the function, as on AWS
+        api = boto3.client("apigatewaymanagementapi", endpoint_url="http://" + ctx["domainName"] + "/" + ctx["stage"])
+        target = json.loads(event["body"]).get("to") or ctx["connectionId"]
+        api.post_to_connection(ConnectionId=target, Data=b"pushed to " + target.encode())
+        info = api.get_connection(ConnectionId=ctx["connectionId"])
+        return {"statusCode": 200, "body": "from " + info["Identity"]["SourceIp"]}
+    if route == "whoami":
+        return {"statusCode": 200, "body": ctx["connectionId"]}
+    if route == "fail":
+        raise ValueError("no")
+    if route == "$default":
+        return {"statusCode": 200, "body": json.dumps({"echo": event["body"], "b64": event["isBase64Encoded"],
+                                                        "domain": ctx["domainName"], "stage": ctx["stage"]})}
+    return {"statusCode": 200, "body": "one-way: never sent"}
+'''
+
+SPEC = {"flavor": "aws", "handler": "handler.handler",
+        "ws_routes": ["$connect", "$disconnect", "$default", "push", "whoami", "fail", "quiet"],
+        "ws_responses": ["$default", "push", "whoami"]}
+
+NODE = '''exports.handler = async (event) => {
+  const ctx = event.requestContext;
+  if (ctx.routeKey === "$connect") return { statusCode: 200 };
+  return { statusCode: 200, body: `node ${ctx.eventType} ${ctx.routeKey}: ${event.body}` };
+};
+'''
+
+
+@pytest.fixture(scope="module")
+def chat(server: Server) -> Server:
+    server.deploy("chat", {"handler.py": CHAT}, **SPEC)
+    return server
+
+
+def ws_url(server: Server, path: str) -> str:
+    return server.url.replace("http://", "ws://") + path
+
+
+def mgmt(server: Server, key: tuple[str, str] | None = None, stage: str = "/ws/chat") -> Any:
+    akid, secret = key or ("polyfn-admin", server.key)
+    return boto3.client("apigatewaymanagementapi", endpoint_url=server.url + stage, region_name="us-east-1",
+                        aws_access_key_id=akid, aws_secret_access_key=secret,
+                        config=Config(retries={"max_attempts": 1}))
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+async def whoami(ws: Any) -> str:
+    await ws.send(json.dumps({"action": "whoami"}))
+    return await ws.recv()
+
+
+def test_routes_events_and_replies(chat: Server) -> None:
+    async def go() -> None:
+        async with websockets.connect(ws_url(chat, "/ws/chat")) as ws:
+            await ws.send("hello")
+            echo = json.loads(await ws.recv())
+            assert echo == {"echo": "hello", "b64": False, "domain": f"127.0.0.1:{chat.port}", "stage": "ws/chat"}
+            await ws.send(b"\x00\x01")
+            assert json.loads(await ws.recv())["b64"] is True
+            await ws.send(json.dumps({"action": "quiet"}))  # a one-way route: nothing comes back ...
+            await ws.send(json.dumps({"action": "fail"}))  # ... a failed invocation: API Gateway's error frame
+            err = json.loads(await ws.recv())
+            assert err["message"] == "Internal server error" and err["connectionId"] == await whoami(ws)
+
+    run(go())
+
+
+def test_a_function_pushes_with_boto3(chat: Server) -> None:
+    async def go() -> None:
+        async with websockets.connect(ws_url(chat, "/ws/chat")) as a, websockets.connect(ws_url(chat, "/ws/chat")) as b:
+            b_id = await whoami(b)
+            await a.send(json.dumps({"action": "push", "to": b_id}))
+            assert await b.recv() == f"pushed to {b_id}"
+            assert await a.recv() == "from 127.0.0.1"
+
+    run(go())
+
+
+def test_the_management_api_from_outside(chat: Server) -> None:
+    api = mgmt(chat)
+
+    async def go() -> str:
+        async with websockets.connect(ws_url(chat, "/ws/chat")) as ws:
+            cid = await whoami(ws)
+            await asyncio.to_thread(api.post_to_connection, ConnectionId=cid, Data=b"from the test")
+            assert await ws.recv() == "from the test"
+            await asyncio.to_thread(api.post_to_connection, ConnectionId=cid, Data=b"\xff\x00")
+            assert await ws.recv() == b"\xff\x00"  # not UTF-8: a binary message
+            info = await asyncio.to_thread(api.get_connection, ConnectionId=cid)
+            assert info["Identity"]["SourceIp"] == "127.0.0.1" and info["ConnectedAt"] <= info["LastActiveAt"]
+            # the endpoint without a stage (AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI in functions) works too
+            await asyncio.to_thread(mgmt(chat, stage="").post_to_connection, ConnectionId=cid, Data=b"no stage")
+            assert await ws.recv() == "no stage"
+            await asyncio.to_thread(api.delete_connection, ConnectionId=cid)
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.recv()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
+            return cid
+
+    cid = run(go())
+    with pytest.raises(api.exceptions.GoneException) as gone:
+        api.post_to_connection(ConnectionId=cid, Data=b"too late")
+    assert gone.value.response["ResponseMetadata"]["HTTPStatusCode"] == 410
+    with pytest.raises(api.exceptions.GoneException):
+        api.get_connection(ConnectionId="AAAAAAAAAAAAAAA=")
+    # $disconnect ran with the close code
+    assert wait_until(lambda: any(f"route $disconnect DISCONNECT {cid} 1000" in ln[2] for a in _activations(chat)
+                                  for ln in a.get("logs") or []), 20)
+
+
+def _activations(server: Server) -> list[dict[str, Any]]:
+    listed = server.api.get("/v1/activations", params={"function": "chat", "limit": 50}).json()
+    items = listed if isinstance(listed, list) else listed.get("activations", [])
+    return [server.activation(a["id"]) for a in items if a.get("trigger") == "websocket"]
+
+
+def test_management_api_refusals(chat: Server) -> None:
+    async def go() -> str:
+        async with websockets.connect(ws_url(chat, "/ws/chat")) as ws:
+            cid = await whoami(ws)
+            with pytest.raises(mgmt(chat).exceptions.PayloadTooLargeException):
+                await asyncio.to_thread(mgmt(chat).post_to_connection, ConnectionId=cid, Data=b"x" * (128 * 1024 + 1))
+            other = chat.api.post("/v1/keys", json={"scope": "invoke", "function": "other"}).json()
+            bound = mgmt(chat, (other["access_key_id"], other["secret_access_key"]))
+            with pytest.raises(bound.exceptions.ForbiddenException):
+                await asyncio.to_thread(bound.post_to_connection, ConnectionId=cid, Data=b"x")
+            mine = chat.api.post("/v1/keys", json={"scope": "invoke", "function": "chat"}).json()
+            await asyncio.to_thread(mgmt(chat, (mine["access_key_id"], mine["secret_access_key"])).post_to_connection,
+                                    ConnectionId=cid, Data=b"bound to chat")
+            assert await ws.recv() == "bound to chat"
+            wrong = mgmt(chat, ("polyfn-admin", "not-the-key"))
+            with pytest.raises(wrong.exceptions.ForbiddenException):
+                await asyncio.to_thread(wrong.post_to_connection, ConnectionId=cid, Data=b"x")
+            return cid
+
+    run(go())
+    r = httpx.post(f"{chat.url}/ws/chat/@connections/AAAAAAAAAAAAAAA=", content=b"x")  # unsigned
+    assert r.status_code == 403 and r.headers["x-amzn-errortype"] == "ForbiddenException"
+    r = chat.http.get("/ws/chat")  # not an upgrade
+    assert r.status_code == 426 and r.json()["error"]["code"] == "upgrade_required"
+
+
+def test_handshake_refusals(chat: Server) -> None:
+    async def status_of(path: str) -> int:
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            async with websockets.connect(ws_url(chat, path)):
+                pass
+        return refused.value.response.status_code
+
+    async def go() -> None:
+        assert await status_of("/ws/no-such-function") == 404
+        assert await status_of("/ws/chat?deny=1") == 403
+        assert await status_of("/ws/chat?crash=1") == 500
+
+    run(go())
+    r = httpx.get(f"{chat.url}/ws/no-such-function", headers={
+        "upgrade": "websocket", "connection": "Upgrade", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "sec-websocket-version": "13"})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "function_not_found"
+
+
+def test_a_message_over_the_limit_closes_with_1009(chat: Server) -> None:
+    async def go() -> None:
+        async with websockets.connect(ws_url(chat, "/ws/chat"), max_size=None) as ws:
+            await ws.send("x" * (128 * 1024 + 1))
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.recv()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+    run(go())
+
+
+def test_key_auth_and_idle_timeout(server: Server) -> None:
+    server.deploy("keyed", {"handler.py": CHAT}, **{**SPEC, "auth": "key", "ws_idle_timeout": 2})
+    key = server.api.post("/v1/keys", json={"scope": "invoke", "function": "keyed"}).json()
+    token = f"{key['access_key_id']}:{key['secret_access_key']}"
+
+    async def go() -> None:
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            async with websockets.connect(ws_url(server, "/ws/keyed")):
+                pass
+        assert refused.value.response.status_code == 401
+        async with websockets.connect(ws_url(server, "/ws/keyed"),
+                                      additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+            await ws.send("hi")
+            assert json.loads(await ws.recv())["echo"] == "hi"
+        async with websockets.connect(ws_url(server, f"/ws/keyed?code={token}")) as ws:
+            started = time.monotonic()
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 30)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+            assert "idle" in closed.value.rcvd.reason and time.monotonic() - started >= 1.5
+
+    run(go())
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
+def test_node_and_native_flavors(server: Server) -> None:
+    server.deploy("nodews", {"index.js": NODE}, runtime="node", flavor="aws", handler="index.handler")
+    server.deploy("nativews", {"handler.py": "def handler(event, context):\n"
+                               "    return {'body': event['requestContext']['routeKey'] + ' ' + event['body']}\n"},
+                  ws_routes=["$default", "go"], ws_responses=["*"])
+
+    async def go() -> None:
+        async with websockets.connect(ws_url(server, "/ws/nodews")) as ws:
+            await ws.send("hi")
+            assert await ws.recv() == "node MESSAGE $default: hi"
+        async with websockets.connect(ws_url(server, "/ws/nativews")) as ws:
+            await ws.send('{"action": "go"}')
+            assert await ws.recv() == 'go {"action": "go"}'
+
+    run(go())
