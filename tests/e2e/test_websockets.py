@@ -35,6 +35,9 @@ def handler(event, context):
         api.post_to_connection(ConnectionId=target, Data=b"pushed to " + target.encode())
         info = api.get_connection(ConnectionId=ctx["connectionId"])
         return {"statusCode": 200, "body": "from " + info["Identity"]["SourceIp"]}
+    if route == "pushenv":  # no endpoint_url: AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI and the function's own key
+        boto3.client("apigatewaymanagementapi").post_to_connection(ConnectionId=ctx["connectionId"], Data=b"env")
+        return {"statusCode": 200}
     if route == "whoami":
         return {"statusCode": 200, "body": ctx["connectionId"]}
     if route == "fail":
@@ -46,7 +49,7 @@ def handler(event, context):
 '''
 
 SPEC = {"flavor": "aws", "handler": "handler.handler",
-        "ws_routes": ["$connect", "$disconnect", "$default", "push", "whoami", "fail", "quiet"],
+        "ws_routes": ["$connect", "$disconnect", "$default", "push", "pushenv", "whoami", "fail", "quiet"],
         "ws_responses": ["$default", "push", "whoami"]}
 
 NODE = '''exports.handler = async (event) => {
@@ -106,6 +109,8 @@ def test_a_function_pushes_with_boto3(chat: Server) -> None:
             await a.send(json.dumps({"action": "push", "to": b_id}))
             assert await b.recv() == f"pushed to {b_id}"
             assert await a.recv() == "from 127.0.0.1"
+            await b.send(json.dumps({"action": "pushenv"}))
+            assert await b.recv() == "env"
 
     run(go())
 
