@@ -66,6 +66,7 @@ from polyfn.triggers import events as cloudevents
 from polyfn.triggers.manager import TriggerManager
 from polyfn.workflows.service import WorkflowService
 from polyfn.workflows.tasks import invoker_tasks
+from polyfn.wsapi.cluster import Forwarder
 from polyfn.wsapi.connections import Connections
 from polyfn.wsapi.endpoint import WebSocketEndpoint
 from polyfn.wsapi.management import ManagementApi
@@ -246,6 +247,8 @@ class Node:
         life.add("async queue", self.queue.start, lambda: self.queue.stop(s.drain_timeout))
         life.add("object store port", lambda: self.storage.serve(self.queue.enqueue), self.storage.stop_accepting)
         life.add("websocket connections", self.connections.start, self.connections.stop)  # stop: closed, 1001
+        if s.queue_url:  # pushes to connections other nodes hold, over the queue's NATS connection (wsapi/cluster.py)
+            life.add("websocket forwarding", self._forward_websocket_pushes)
         # the last hour's charts and health from the recorded activations, in the background (a long history
         # must not hold up /healthz)
         life.add("charts' history", self._start_history, self._stop_background)
@@ -313,6 +316,10 @@ class Node:
         invoker; its Step Functions face answers `POST /` requests with an `AWSStepFunctions.*` target."""
         await self.workflows.start()
         self.workflows.observe(self.metrics)
+
+    async def _forward_websocket_pushes(self) -> None:
+        if self.queue.jobs is not None:
+            await Forwarder(self.connections, self.queue.jobs).start()
 
     async def _follow_cluster(self) -> None:
         assert self.sync is not None

@@ -249,3 +249,31 @@ def test_node_and_native_flavors(server: Server) -> None:
             assert await ws.recv() == 'go {"action": "go"}'
 
     run(go())
+
+
+def test_a_push_reaches_a_connection_another_node_holds(tmp_path: Any, jetstream_queue: dict[str, str]) -> None:
+    """Two nodes on one NATS (each with its own database): a client connected to a; pushes through b's management
+    API reach it (forwarded over NATS to the node the connection id names), and a closed one is Gone through b too."""
+    from .conftest import start_server
+
+    a = start_server(tmp_path / "a", env=jetstream_queue)
+    b = start_server(tmp_path / "b", env=jetstream_queue)
+    try:
+        a.deploy("chat", {"handler.py": CHAT}, **SPEC)
+        via_b = mgmt(b)
+
+        async def go() -> str:
+            async with websockets.connect(ws_url(a, "/ws/chat")) as ws:
+                cid = await whoami(ws)
+                await asyncio.to_thread(via_b.post_to_connection, ConnectionId=cid, Data=b"through b")
+                assert await ws.recv() == "through b"
+                info = await asyncio.to_thread(via_b.get_connection, ConnectionId=cid)
+                assert info["Identity"]["SourceIp"] == "127.0.0.1"
+                return cid
+
+        cid = run(go())
+        with pytest.raises(via_b.exceptions.GoneException):
+            via_b.post_to_connection(ConnectionId=cid, Data=b"too late")
+    finally:
+        a.stop()
+        b.stop()
