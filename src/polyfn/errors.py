@@ -51,6 +51,7 @@ CODES: dict[str, tuple[int | tuple[int, ...], str]] = {
     "unknown_price_table": (400, "a price table the node does not ship (GET /v1/usage?prices=)"),
     "invalid_grep": (400, "a log grep pattern that is not a regular expression"),
     "invalid_app": (400, "app settings the platform does not take"),
+    "websocket_unsupported": (400, "a WebSocket upgrade at /fn/ of a function that is not an http-runtime server"),
     # who may call
     "unauthorized": (401, "a missing, wrong or revoked key"),
     "app_token_required": (401, "an app-only function called without a signed-in user"),

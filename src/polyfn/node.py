@@ -70,6 +70,7 @@ from polyfn.wsapi.cluster import Forwarder
 from polyfn.wsapi.connections import Connections
 from polyfn.wsapi.endpoint import WebSocketEndpoint
 from polyfn.wsapi.management import ManagementApi
+from polyfn.wsapi.passthrough import Passthrough
 
 #: trigger kinds whose deliveries are async-queue jobs (`Job.trigger` is the kind)
 QUEUED_TRIGGER_KINDS = frozenset({"cron", "events", "storage"})
@@ -180,6 +181,7 @@ class Node:
         self._websockets = WebSocketEndpoint(self.invoker, self.connections, self.keys, s.ws_idle_timeout,
                                              s.ws_max_duration, verify_app=self._verify_app_token)
         self._ws_management = ManagementApi(self.connections, self.keys)
+        self._ws_passthrough = Passthrough(self.invoker, self.keys)
         self.sfn_api = StepFunctionsApi(self.workflows, lambda: self.keys)
         self._sts = StsApi(self.keys.sts, self.keys.signing_credentials)
         self._api: Any = None  # the control API and the console: `api`, built on first use
@@ -527,6 +529,8 @@ class Node:
             await self._gateway(scope, receive, send)
         elif scope["type"] == "websocket" and path.startswith("/ws/"):
             await self._websockets(scope, receive, send)
+        elif scope["type"] == "websocket" and path.startswith("/fn/"):  # to an http-runtime program's own server
+            await self._ws_passthrough(scope, receive, send)
         elif scope["type"] == "http" and path.startswith(("/ws/", "/@connections/")):
             await self._ws_management(scope, receive, send)
         elif scope["type"] == "http" and path == "/healthz" and scope["method"] == "GET":

@@ -277,3 +277,73 @@ def test_a_push_reaches_a_connection_another_node_holds(tmp_path: Any, jetstream
     finally:
         a.stop()
         b.stop()
+
+
+WS_PROGRAM = '''import asyncio, os
+from http import HTTPStatus
+from websockets.asyncio.server import serve
+
+
+def check(connection, request):
+    if request.path.startswith("/deny"):
+        return connection.respond(HTTPStatus.FORBIDDEN, "the program says no\\n")
+    return None
+
+
+async def handler(ws):
+    async for msg in ws:
+        if msg == "bye":
+            await ws.close(4000, "program closed")
+            return
+        if isinstance(msg, bytes):
+            await ws.send(msg[::-1])
+        else:
+            await ws.send(f"program got {msg} at {ws.request.path} ({ws.subprotocol})")
+
+
+async def main():
+    async with serve(handler, "127.0.0.1", int(os.environ["PORT"]), process_request=check,
+                     subprotocols=["chat.v1", "other"]):
+        await asyncio.Future()
+
+asyncio.run(main())
+'''
+
+
+def test_an_upgrade_passes_through_to_an_http_runtime_server(server: Server) -> None:
+    server.deploy("wsprog", {"server.py": WS_PROGRAM}, runtime="http", handler="python3 server.py",
+                  ws_idle_timeout=3)
+
+    async def go() -> None:
+        async with websockets.connect(ws_url(server, "/fn/wsprog/room/1?x=1"), subprotocols=["chat.v1"]) as ws:
+            assert ws.subprotocol == "chat.v1"
+            await ws.send("hello")
+            assert await ws.recv() == "program got hello at /room/1?x=1 (chat.v1)"
+            await ws.send(b"\x01\x02\x03")
+            assert await ws.recv() == b"\x03\x02\x01"
+            await ws.send("bye")
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.recv()
+            assert closed.value.rcvd is not None and (closed.value.rcvd.code, closed.value.rcvd.reason) == (
+                4000, "program closed")
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            async with websockets.connect(ws_url(server, "/fn/wsprog/deny")):
+                pass
+        assert refused.value.response.status_code == 403
+        assert refused.value.response.body == b"the program says no\n"
+        with pytest.raises(websockets.InvalidStatus) as refused:  # the program requires a subprotocol
+            async with websockets.connect(ws_url(server, "/fn/wsprog/")):
+                pass
+        assert refused.value.response.status_code == 400
+        async with websockets.connect(ws_url(server, "/fn/wsprog/"), subprotocols=["other"]) as ws:  # idle: closed
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 30)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+        with pytest.raises(websockets.InvalidStatus) as refused:  # not an http-runtime server
+            async with websockets.connect(ws_url(server, "/fn/chat")):
+                pass
+        assert refused.value.response.status_code == 400
+        assert b"websocket_unsupported" in refused.value.response.body
+
+    server.deploy("chat", {"handler.py": CHAT}, **SPEC)
+    run(go())
