@@ -347,3 +347,35 @@ def test_an_upgrade_passes_through_to_an_http_runtime_server(server: Server) -> 
 
     server.deploy("chat", {"handler.py": CHAT}, **SPEC)
     run(go())
+
+
+MEMBERS = '''import json
+
+def handler(event, context):
+    return {"statusCode": 200, "body": json.dumps({"authorizer": event["requestContext"].get("authorizer"),
+                                                   "cognito": context.identity.cognito_identity_id})}
+'''
+
+
+def test_app_users_connect_with_their_token(server: Server) -> None:
+    server.cli("apps", "create", "wsshop", check=True)
+    server.deploy("members-ws", {"handler.py": MEMBERS}, flavor="aws", handler="handler.handler", auth="app",
+                  ws_routes=["$default"])
+    r = server.http.post("/app/wsshop/auth/anonymous")
+    assert r.status_code == 200, r.text
+    tokens = r.json()
+
+    async def go() -> None:
+        for path in ("/ws/members-ws", "/ws/members-ws?app=wsshop&token=forged"):
+            with pytest.raises(websockets.InvalidStatus) as refused:
+                async with websockets.connect(ws_url(server, path)):
+                    pass
+            assert refused.value.response.status_code == 401
+            assert b"app_token_required" in refused.value.response.body
+        async with websockets.connect(ws_url(server, f"/ws/members-ws?app=wsshop&token={tokens['access_token']}")) as ws:
+            await ws.send("hi")
+            seen = json.loads(await ws.recv())
+        assert seen["authorizer"]["app"] == "wsshop" and seen["authorizer"]["principalId"]
+        assert seen["cognito"]  # the verified user reached the function as every app call's does
+
+    run(go())
