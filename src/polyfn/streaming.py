@@ -61,9 +61,9 @@ class ResponseStream:
         "on_cancel",
         "on_end",
         "result",
-        "upstream",
         "started",
         "status",
+        "upstream",
     )
 
     def __init__(self, inv_id: int, status: int, headers: list[tuple[str, str]],

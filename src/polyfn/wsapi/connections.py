@@ -41,8 +41,23 @@ class Connection:
     """One open connection: what its events' `requestContext` says, its limits, and the ASGI `send` that writes
     to it. `last_active` and `deadline` are wall-clock seconds (the sweep compares them with `now`)."""
 
-    __slots__ = ("api_id", "authorizer", "closing", "connected_at", "deadline", "domain", "function", "id", "idle",
-                 "identity", "last_active", "send", "source_ip", "stage", "user_agent")
+    __slots__ = (
+        "api_id",
+        "authorizer",
+        "closing",
+        "connected_at",
+        "deadline",
+        "domain",
+        "function",
+        "id",
+        "identity",
+        "idle",
+        "last_active",
+        "send",
+        "source_ip",
+        "stage",
+        "user_agent",
+    )
 
     def __init__(self, cid: str, function: str, domain: str, stage: str, now: float, source_ip: str,
                  user_agent: str, idle: float, max_duration: float, send: Callable[[dict[str, Any]], Awaitable[None]]):
