@@ -52,9 +52,16 @@ SPEC = {"flavor": "aws", "handler": "handler.handler",
         "ws_routes": ["$connect", "$disconnect", "$default", "push", "pushenv", "whoami", "fail", "quiet"],
         "ws_responses": ["$default", "push", "whoami"]}
 
-NODE = '''exports.handler = async (event) => {
+NODE = '''const { ApiGatewayManagementApiClient, PostToConnectionCommand } = require("@aws-sdk/client-apigatewaymanagementapi");
+
+exports.handler = async (event) => {
   const ctx = event.requestContext;
   if (ctx.routeKey === "$connect") return { statusCode: 200 };
+  if (ctx.routeKey === "push") {  // the AWS SDK v3 client, as on Lambda's Node runtime
+    const api = new ApiGatewayManagementApiClient({ endpoint: `http://${ctx.domainName}/${ctx.stage}` });
+    await api.send(new PostToConnectionCommand({ ConnectionId: ctx.connectionId, Data: "pushed from node" }));
+    return { statusCode: 200 };
+  }
   return { statusCode: 200, body: `node ${ctx.eventType} ${ctx.routeKey}: ${event.body}` };
 };
 '''
@@ -235,7 +242,8 @@ def test_key_auth_and_idle_timeout(server: Server) -> None:
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
 def test_node_and_native_flavors(server: Server) -> None:
-    server.deploy("nodews", {"index.js": NODE}, runtime="node", flavor="aws", handler="index.handler")
+    server.deploy("nodews", {"index.js": NODE}, runtime="node", flavor="aws", handler="index.handler",
+                  ws_routes=["$connect", "$default", "push"])
     server.deploy("nativews", {"handler.py": "def handler(event, context):\n"
                                "    return {'body': event['requestContext']['routeKey'] + ' ' + event['body']}\n"},
                   ws_routes=["$default", "go"], ws_responses=["*"])
@@ -244,6 +252,8 @@ def test_node_and_native_flavors(server: Server) -> None:
         async with websockets.connect(ws_url(server, "/ws/nodews")) as ws:
             await ws.send("hi")
             assert await ws.recv() == "node MESSAGE $default: hi"
+            await ws.send(json.dumps({"action": "push"}))
+            assert await ws.recv() == "pushed from node"
         async with websockets.connect(ws_url(server, "/ws/nativews")) as ws:
             await ws.send('{"action": "go"}')
             assert await ws.recv() == 'go {"action": "go"}'
@@ -377,5 +387,21 @@ def test_app_users_connect_with_their_token(server: Server) -> None:
             seen = json.loads(await ws.recv())
         assert seen["authorizer"]["app"] == "wsshop" and seen["authorizer"]["principalId"]
         assert seen["cognito"]  # the verified user reached the function as every app call's does
+
+    run(go())
+
+
+def test_a_connection_ends_at_its_maximum_duration(server: Server) -> None:
+    server.deploy("shortlived", {"handler.py": CHAT}, **{**SPEC, "ws_max_duration": 2})
+
+    async def go() -> None:
+        async with websockets.connect(ws_url(server, "/ws/shortlived")) as ws:
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                for _ in range(120):  # busy (never idle) until the node closes it
+                    await ws.send("tick")
+                    await asyncio.wait_for(ws.recv(), 10)
+                    await asyncio.sleep(0.25)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+            assert "maximum duration" in closed.value.rcvd.reason
 
     run(go())
