@@ -182,6 +182,9 @@ class Node:
                                              s.ws_max_duration, verify_app=self._verify_app_token)
         self._ws_management = ManagementApi(self.connections, self.keys)
         self._ws_passthrough = Passthrough(self.invoker, self.keys)
+        if s.metrics:
+            self.metrics.gauge("polyfn_websocket_connections", "Open WebSocket connections this node holds, by function.",
+                               ("function",), self.connections.by_function)
         self.sfn_api = StepFunctionsApi(self.workflows, lambda: self.keys)
         self._sts = StsApi(self.keys.sts, self.keys.signing_credentials)
         self._api: Any = None  # the control API and the console: `api`, built on first use

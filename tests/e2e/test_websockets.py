@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import time
 from typing import Any
@@ -118,6 +119,8 @@ def test_a_function_pushes_with_boto3(chat: Server) -> None:
             assert await a.recv() == "from 127.0.0.1"
             await b.send(json.dumps({"action": "pushenv"}))
             assert await b.recv() == "env"
+            gauge = re.search(r'polyfn_websocket_connections\{function="chat"\} (\S+)', chat.api.get("/metrics").text)
+            assert gauge is not None and float(gauge[1]) >= 2  # (others' closing connections may still count)
 
     run(go())
 

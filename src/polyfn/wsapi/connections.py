@@ -140,6 +140,14 @@ class Connections:
     def __len__(self) -> int:
         return len(self._open)
 
+    def by_function(self) -> dict[tuple[str], float]:
+        """Open connections per function (the `polyfn_websocket_connections` gauge, read at scrape time)."""
+        counts: dict[tuple[str], float] = {}
+        for conn in self._open.values():
+            key = (conn.function,)
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
     def is_local(self, cid: str) -> bool:
         return tag_of(cid) == self.tag
 

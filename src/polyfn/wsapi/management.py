@@ -28,11 +28,6 @@ MARK = "/@connections/"
 _OPS = {"POST": "post", "GET": "get", "DELETE": "delete"}
 
 
-def owns(path: str) -> bool:
-    """Whether an HTTP request's path is this face's: `/ws/…` or `/@connections/…`."""
-    return path.startswith((PREFIX, MARK))
-
-
 class ManagementApi:
     def __init__(self, connections: Connections, keys: Any, clock: Callable[[], float] = time.time):
         self.connections = connections
