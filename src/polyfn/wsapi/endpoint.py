@@ -60,7 +60,7 @@ class WebSocketEndpoint:
             return None
         active = self.invoker.registry.get(name) if name and "/" not in name else None
         if active is None:
-            await _refuse(send, platform_error(404, "function_not_found", f"function {name!r} does not exist: "
+            await refuse_handshake(send, platform_error(404, "function_not_found", f"function {name!r} does not exist: "
                                                "a WebSocket API is ws://NODE/ws/FUNCTION"))
             return None
         spec = active.revision.spec
@@ -69,7 +69,7 @@ class WebSocketEndpoint:
         query = scope["query_string"].decode("latin-1")
         authorizer, refused = await self._authorise(spec, name, query, headers)
         if refused is not None:
-            await _refuse(send, refused)
+            await refuse_handshake(send, refused)
             return None
         now = self.clock()
         client = scope.get("client") or ("", 0)
@@ -88,11 +88,11 @@ class WebSocketEndpoint:
                 if out.error is None:  # the handler failed: API Gateway's 500
                     out = Outcome(500, [(b"content-type", b"application/json")],
                                   events.gateway_error("Internal server error", conn.id, rid).encode())
-                await _refuse(send, out)
+                await refuse_handshake(send, out)
                 return None
             status, answer_headers, body = events.connect_answer(value)
             if not 200 <= status < 300:
-                await _refuse(send, Outcome(status, _header_bytes(answer_headers), body))
+                await refuse_handshake(send, Outcome(status, _header_bytes(answer_headers), body))
                 return None
             subprotocol = next((v for k, v in answer_headers if k.lower() == "sec-websocket-protocol"), None)
         accept: dict[str, Any] = {"type": "websocket.accept"}
@@ -181,7 +181,7 @@ class WebSocketEndpoint:
         return None, None
 
 
-async def _refuse(send: Any, out: Outcome) -> None:
+async def refuse_handshake(send: Any, out: Outcome) -> None:
     """Answer the handshake with an HTTP response instead of the upgrade (ASGI's websocket.http.response)."""
     headers = [*out.headers, (b"content-length", str(len(out.body)).encode())]
     await send({"type": "websocket.http.response.start", "status": out.status, "headers": headers})

@@ -20,7 +20,7 @@ from typing import Any
 from polyfn.auth.function_keys import refusal
 from polyfn.call import Call
 from polyfn.invoker import Invoker, platform_error
-from polyfn.wsapi.endpoint import _refuse
+from polyfn.wsapi.endpoint import refuse_handshake
 
 PREFIX_LEN = len("/fn/")
 RUNTIMES = ("http", "dotnet")
@@ -37,11 +37,11 @@ class Passthrough:
             return
         active = self.invoker.registry.get(name) if name else None
         if active is None:
-            await _refuse(send, platform_error(404, "function_not_found", f"function {name!r} does not exist"))
+            await refuse_handshake(send, platform_error(404, "function_not_found", f"function {name!r} does not exist"))
             return
         spec = active.revision.spec
         if spec.runtime not in RUNTIMES:
-            await _refuse(send, platform_error(400, "websocket_unsupported", (
+            await refuse_handshake(send, platform_error(400, "websocket_unsupported", (
                 f"function {name!r} is not a server of the http runtime, so it takes no WebSocket upgrade at /fn/; "
                 f"its WebSocket API (API Gateway's shape) is ws://NODE/ws/{name}")))
             return
@@ -50,7 +50,7 @@ class Passthrough:
         if spec.auth != "anonymous":
             refused = refusal(spec, name, query, headers, self.keys)
             if refused is not None:
-                await _refuse(send, platform_error(*refused))
+                await refuse_handshake(send, platform_error(*refused))
                 return
         out = await self.invoker.call(Call(name, "websocket", "http", "GET", "/" + sub if slash else "/", query,
                                            headers, b"", active=active, stream=True))
@@ -58,7 +58,7 @@ class Passthrough:
         if stream is None or out.status != 101:  # the program (or the node) refused: its answer, as HTTP
             if stream is not None:
                 out.body = b"".join([bytes(c) async for c in _chunks(stream)])
-            await _refuse(send, out)
+            await refuse_handshake(send, out)
             return
         accept: dict[str, Any] = {"type": "websocket.accept"}
         chosen = next((v for k, v in out.headers if k == b"sec-websocket-protocol"), None)
