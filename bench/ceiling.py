@@ -36,6 +36,7 @@ from _common import (
     fmt,
     free_port,
     machine_busy,
+    main_thread_cpu,
     print_header,
     run_wrk,
     stop_process,
@@ -47,16 +48,6 @@ from _common import (
 
 TARGET = 0.75
 PROBE = Path(__file__).resolve().parent / "ceiling_probe.py"
-
-
-def main_thread_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of the process's main thread."""
-    try:
-        stat = Path(f"/proc/{pid}/task/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = stat[stat.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -135,7 +126,7 @@ def main() -> None:
           f"{args.duration} s\n")
     rows = []
     for t in targets:
-        res, loop_us = t.median()
+        res = t.median()[0]
         spread = (f"{min(r.rps for r, _ in t.runs):,.0f}–{max(r.rps for r, _ in t.runs):,.0f}"
                   if len(t.runs) > 1 else "-")
         rows.append([t.name, fmt(res.rps, 0), spread, fmt(res.p50_ms), fmt(res.p99_ms), fmt(t.median_loop_us(), 1),
