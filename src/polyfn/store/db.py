@@ -400,11 +400,13 @@ class Store:
         if not rows:
             return
         async with self._writer() as conn:
-            stmt = _dialect_insert(conn)(usage)
-            old, new = usage.c, stmt.excluded
-            set_ = {c: old[c] + new[c] for c in USAGE_SUMS}
-            await conn.execute(stmt.on_conflict_do_update(
-                index_elements=["namespace", "function", "hour"], set_=set_), list(rows))
+            stmt = _USAGE_UPSERT.get(conn.dialect.name)
+            if stmt is None:  # (built once per dialect: building it costs more than the upsert of a few rows)
+                insert = _dialect_insert(conn)(usage)
+                old, new = usage.c, insert.excluded
+                stmt = _USAGE_UPSERT[conn.dialect.name] = insert.on_conflict_do_update(
+                    index_elements=["namespace", "function", "hour"], set_={c: old[c] + new[c] for c in USAGE_SUMS})
+            await conn.execute(stmt, list(rows))
 
     async def list_usage(self, since: float | None = None, until: float | None = None,
                          namespace: str | None = None, function: str | None = None) -> list[dict[str, Any]]:
@@ -581,6 +583,9 @@ def _at_head(connection: Connection) -> bool:
         return False
     current = {r[0] for r in connection.execute(text("SELECT version_num FROM alembic_version"))}
     return bool(current) and current == head_revisions()
+
+
+_USAGE_UPSERT: dict[str, Any] = {}  # dialect name → `add_usage`'s statement
 
 
 def _dialect_insert(conn: AsyncConnection) -> Any:
