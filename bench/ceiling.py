@@ -11,7 +11,8 @@ Each target gets a 1 s warm-up, then a measured `wrk -t1 -c32 -dDs` run; the tar
 rounds (the order rotates) so noise from the shared machine hits all alike; the median run is shown. Besides
 req/s it prints, per request, the CPU time of the server's main (event-loop) thread and of its whole process tree:
 on a busy machine the CPU per request moves far less than req/s. Target (issue #24): polyfn ≥ 75 % of the
-gateway probe's req/s.
+gateway probe's req/s; the verdict also asks the same of the event loop's CPU per request (probe ÷ polyfn), the
+resource that bounds req/s, so that a run in which the probe was starved more than polyfn cannot pass.
 
     .venv/bin/python bench/ceiling.py                 # 3 rounds of 5 s (~1 min)
     .venv/bin/python bench/ceiling.py --quick         # 1 round of 3 s
@@ -138,7 +139,13 @@ def main() -> None:
     loop_ratio = gw_t.median_loop_us() / ours.median_loop_us()
     print(f"\npolyfn ÷ hello probe: {ours.median()[0].rps / hello_t.median()[0].rps:.0%} of req/s")
     print(f"polyfn ÷ gateway probe, event-loop CPU per request (probe µs / polyfn µs): {loop_ratio:.0%}")
-    print(f"target: polyfn ≥ {TARGET:.0%} of the gateway probe's req/s: {r:.0%} → {'met' if r >= TARGET else 'NOT met'}")
+    # The verdict needs both: req/s is the target's own measure, but on a busy machine one server can be starved
+    # more than another in its turn; the event loop's CPU per request (which bounds req/s) moves far less.
+    met = r >= TARGET and loop_ratio >= TARGET
+    print(f"target: polyfn ≥ {TARGET:.0%} of the gateway probe, in req/s ({r:.0%}) and in event-loop CPU per "
+          f"request ({loop_ratio:.0%}) → {'met' if met else 'NOT met'}")
+    if max(busy) > 0.15:
+        print("warning: the machine was busy during the run: the req/s ratio is unreliable, the CPU ratio less so")
     if any(r.non_2xx or r.socket_errors for t in targets for r, _ in t.runs):
         print("warning: non-2xx responses or socket errors (see the errors column)")
 
