@@ -283,7 +283,7 @@ class Invoker:
             if type(res) is ResponseStream:  # the function streams its response (protocol.Head)
                 deadlines.discard(fut)
                 streamed = True
-                out = self._streamed(act, t0, inst, pool, res, spec)
+                out = self._streamed(act, t0, inst, pool, res, spec, call.kind)
                 return out if call.stream else await self._collected(out)
         except FunctionCancelled:
             deadlines.discard(fut)
@@ -340,7 +340,7 @@ class Invoker:
                             res.body)
 
     def _streamed(self, act: Activation, t0: float, inst: Instance, pool: Any, stream: ResponseStream,
-                  spec: Any) -> Outcome:
+                  spec: Any, kind: str = "http") -> Outcome:
         """The Outcome of a call whose function streams: its head now, its chunks in `stream`. The stream runs
         under its own limits (the function's `stream_idle_timeout` without a chunk, `stream_max_duration` in
         all) instead of the invocation timeout; its end records the activation and releases the instance."""
@@ -352,6 +352,10 @@ class Invoker:
         out = Outcome(status, headers, b"", act.id, act.cold, stream=stream)
         self.streams[act.id] = stream
         idle, limit = spec.stream_idle_timeout, spec.stream_max_duration
+        if kind == "websocket":  # a WebSocket passed through to an http-runtime program (wsapi/passthrough.py)
+            idle = spec.ws_idle_timeout or self.settings.ws_idle_timeout
+            limit = spec.ws_max_duration or self.settings.ws_max_duration
+            stream.upstream = lambda data: inst.send_chunk(stream.inv_id, data)
         self.deadlines.add(stream, time.perf_counter() + min(idle, limit), self._stream_deadline, stream, idle, limit)
         stream.bind(lambda s: self._stream_ended(act, t0, inst, pool, s, out),
                     lambda s, how: self._stream_cancelled(inst, s, how))

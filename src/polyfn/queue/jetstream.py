@@ -267,6 +267,26 @@ class JetStreamJobs:
 
         await self._nc.subscribe(self.changes_subject, cb=handle)
 
+    async def answer(self, subject: str, handler: Callable[[bytes], Any]) -> None:
+        """Answer core-NATS requests on `subject` with `await handler(data)` (node-to-node calls on the queue's
+        connection: a WebSocket push to a connection another node holds, wsapi/cluster.py)."""
+
+        async def handle(msg: Any) -> None:
+            try:
+                reply = await handler(msg.data)
+            except Exception:
+                log.exception("answering a request on %s", subject)
+                return
+            await msg.respond(reply)
+
+        await self._nc.subscribe(subject, cb=handle)
+
+    async def request(self, subject: str, data: bytes, timeout: float) -> bytes:
+        """One core-NATS request and its answer (raises when nobody answers within `timeout`)."""
+        if self._nc is None:
+            raise ConnectionError("no NATS connection")
+        return (await self._nc.request(subject, data, timeout=timeout)).data
+
     async def get(self, job_id: str) -> Job | None:
         """The job with this id if it is in the stream (waiting, or held by some node), else None."""
         from nats.js.errors import NotFoundError
