@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import uvicorn
+from tests.gateway.conftest import uvicorn_on_free_port
 
 from polyfn.gateway import respond as respond_mod
 from polyfn.gateway.http import CoalescingHttpToolsProtocol
@@ -48,27 +47,11 @@ async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-@contextlib.asynccontextmanager
-async def serve(app: Any) -> AsyncIterator[int]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, http=CoalescingHttpToolsProtocol, loop="none", lifespan="off", log_level="critical",
-                            server_header=False, date_header=False, proxy_headers=False)  # (as server.py runs it)
-    srv = uvicorn.Server(config)
-    task = asyncio.create_task(srv.serve(sockets=[sock]))
-    while not srv.started:
-        await asyncio.sleep(0.01)
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        srv.should_exit = True
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(task, 5)
-
-
 @pytest.fixture
 async def ports() -> AsyncIterator[tuple[int, int]]:
-    async with serve(fast_app) as fast, serve(asgi_app) as plain:
+    settings = {"http": CoalescingHttpToolsProtocol, "log_level": "critical", "server_header": False,
+                "date_header": False, "proxy_headers": False}  # (as server.py runs it)
+    async with uvicorn_on_free_port(fast_app, **settings) as fast, uvicorn_on_free_port(asgi_app, **settings) as plain:
         yield fast, plain
 
 
