@@ -195,7 +195,8 @@ def main() -> None:
     app: Any = hello if mode == "hello" else Gateway()
     uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools",
                 lifespan="off" if mode == "hello" else "on", log_level="warning", access_log=False,
-                server_header=False, date_header=False, proxy_headers=False, backlog=2048)
+                server_header=False, date_header=False, proxy_headers=False, backlog=2048,
+                ws="none")  # (no WebSockets here; and bench/websockets.py would shadow the library for uvicorn)
 
 
 if __name__ == "__main__":
