@@ -196,7 +196,7 @@ def main() -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools",
                 lifespan="off" if mode == "hello" else "on", log_level="warning", access_log=False,
                 server_header=False, date_header=False, proxy_headers=False, backlog=2048,
-                ws="none")  # (no WebSockets here; and bench/websockets.py would shadow the library for uvicorn)
+                ws="none")  # (the probe serves no WebSockets)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ tracemalloc, 2,000 connections): an `asyncio.Queue` for the app's `receive` (thr
 fourth: ~3 KB), an `asyncio.Event` for write flow control (~0.8 KB), and the handshake's request and response
 with their headers (~2.5 KB) that nothing reads once the connection is open. `LeanWebSocketProtocol` replaces the
 first two with one-consumer equivalents that allocate only while someone waits, and drops the handshake once it is
-answered (bench/websockets.py: the server's memory per idle connection).
+answered (bench/ws_fanout.py: the server's memory per idle connection).
 """
 
 from __future__ import annotations

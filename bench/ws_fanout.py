@@ -1,8 +1,8 @@
 """WebSocket APIs (issue #22): server memory per idle connection, and post_to_connection fan-out latency. Prints met /
 NOT met per target.
 
-    .venv/bin/python bench/websockets.py              # 10,000 idle connections, 1,000 posts/s for 10 s
-    .venv/bin/python bench/websockets.py --quick      # 2,000 idle connections, 1,000 posts/s for 3 s
+    .venv/bin/python bench/ws_fanout.py              # 10,000 idle connections, 1,000 posts/s for 10 s
+    .venv/bin/python bench/ws_fanout.py --quick      # 2,000 idle connections, 1,000 posts/s for 3 s
 
 Targets:
 - 10,000 idle connections on one node: <= 20 KB of server memory each. The server process's RSS (VmRSS; the
