@@ -50,9 +50,10 @@ nftables:
 # every Node function can require (its own package.json version wins). Installed once, from npm.
 NODE_SDK := src/polyfn/runtimes/node/provided/aws-sdk
 node-sdk:
-	@[ -d $(NODE_SDK)/node_modules/@aws-sdk/client-s3 ] || { command -v npm >/dev/null 2>&1 && \
+	@[ -d $(NODE_SDK)/node_modules/@aws-sdk/client-apigatewaymanagementapi ] || { command -v npm >/dev/null 2>&1 && \
 	  npm install --prefix $(NODE_SDK) --no-save --no-audit --no-fund --loglevel=error \
-	    @aws-sdk/client-s3@3 @aws-sdk/client-lambda@3 @aws-sdk/client-dynamodb@3 @aws-sdk/lib-dynamodb@3 >/dev/null \
+	    @aws-sdk/client-s3@3 @aws-sdk/client-lambda@3 @aws-sdk/client-dynamodb@3 @aws-sdk/lib-dynamodb@3 \
+	    @aws-sdk/client-apigatewaymanagementapi@3 >/dev/null \
 	  || echo "note: the AWS SDK v3 for Node functions could not be installed (npm): require('@aws-sdk/…') will fail"; }
 
 # Toolchains the tests use beyond Python: Node.js (>= 20, preinstalled on our machines) and Go (for the

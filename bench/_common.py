@@ -89,6 +89,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def main_thread_cpu(pid: int) -> float:
+    """User + system CPU seconds of the process's main thread (the event loop of a polyfn server), 0 when gone."""
+    try:
+        stat = Path(f"/proc/{pid}/task/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def descendants(root: int) -> list[int]:
     """`root` and every live descendant (server, zygotes, instances; gunicorn and its workers)."""
     children: dict[int, list[int]] = {}

@@ -21,7 +21,7 @@ import statistics
 import time
 from pathlib import Path
 
-from _common import PolyfnServer, run_wrk
+from _common import PolyfnServer, main_thread_cpu, run_wrk
 
 #: how much more CPU per request B may use than A and still count as not slower (same-run medians move by a
 #: few percent on a busy machine)
@@ -31,13 +31,6 @@ FUNCTIONS = {
     "silent": "def handler(event, context):\n    return 'Hello World!'\n",
     "chatty": "def handler(event, context):\n    print('handled', event.path)\n    return 'Hello World!'\n",
 }
-
-
-def main_thread_cpu(pid: int) -> float:
-    """Seconds of CPU (user + system) the process's main thread has used."""
-    stat = Path(f"/proc/{pid}/task/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / 100.0
 
 
 def variant_env(spec: str) -> dict[str, str]:

@@ -118,6 +118,14 @@ class Settings(BaseSettings):
     http_body_min_rate: float = Field(1024.0, gt=0)  # ... then at least these bytes a second on average → 408
     http_keepalive_timeout: float = Field(5.0, gt=0)  # seconds an idle keep-alive connection stays open
     http_max_connections: int = Field(10_000, ge=16)  # open at once; beyond, 503 and closed (fd limit raised to fit)
+    # WebSocket APIs (docs/streaming.md, "WebSockets"): functions' defaults for a connection's idle time (no data
+    # message either way) and its whole life, as API Gateway's (10 minutes idle, 2 hours); the largest message a
+    # client may send or a post_to_connection may carry (API Gateway's 128 KB payload quota): a bigger one from a
+    # client closes its connection with 1009, a bigger post is PayloadTooLargeException (413)
+    ws_idle_timeout: float = Field(600.0, gt=0)
+    ws_max_duration: float = Field(7200.0, gt=0)
+    ws_max_message: int = Field(128 * 1024, ge=1024, le=16 * 1024 * 1024)
+    ws_ping_interval: float = Field(20.0, ge=0)  # seconds between the server's pings (dead peers go); 0 = none
 
     # Access control.
     tls_cert: str | None = None  # PEM certificate: serve HTTPS (with tls_key)

@@ -51,6 +51,7 @@ CODES: dict[str, tuple[int | tuple[int, ...], str]] = {
     "unknown_price_table": (400, "a price table the node does not ship (GET /v1/usage?prices=)"),
     "invalid_grep": (400, "a log grep pattern that is not a regular expression"),
     "invalid_app": (400, "app settings the platform does not take"),
+    "websocket_unsupported": (400, "a WebSocket upgrade at /fn/ of a function that is not an http-runtime server"),
     # who may call
     "unauthorized": (401, "a missing, wrong or revoked key"),
     "app_token_required": (401, "an app-only function called without a signed-in user"),
@@ -68,6 +69,7 @@ CODES: dict[str, tuple[int | tuple[int, ...], str]] = {
     "workflow_not_found": (404, "an unknown workflow"),
     "app_not_found": (404, "an unknown app"),
     "method_not_allowed": (405, "a method the path does not take"),
+    "upgrade_required": (426, "a plain HTTP request to a WebSocket API (ws://NODE/ws/FUNCTION)"),
     "storage_disabled": (409, "the object store is off on this node"),
     "not_cancellable": (409, "an activation that is neither running nor waiting to start (polyfn cancel)"),
     "function_cancelled": (499, "the invocation was cancelled while it ran (DELETE /v1/activations/ID)"),

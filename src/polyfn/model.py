@@ -71,6 +71,15 @@ class FunctionSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # `stream_max_duration` seconds in all (Lambda's limit for a streamed response: 15 minutes).
     stream_idle_timeout: float = 60.0
     stream_max_duration: float = 900.0
+    # WebSocket API (docs/streaming.md, "WebSockets"): the routes that invoke the function ($connect, $disconnect,
+    # $default and custom route keys); the route selection expression that picks a message's route key; and the
+    # connection's idle and total limits in seconds (None = the node's POLYFN_WS_IDLE_TIMEOUT / _MAX_DURATION)
+    ws_routes: list[str] = msgspec.field(default_factory=lambda: ["$connect", "$disconnect", "$default"])
+    ws_route_selection: str = "$request.body.action"
+    # routes whose answer goes back to the client (API Gateway's two-way routes, with a route response); "*" = all
+    ws_responses: list[str] = msgspec.field(default_factory=lambda: ["$default"])
+    ws_idle_timeout: float | None = None
+    ws_max_duration: float | None = None
 
 
 #: Failure classes a function's `retry_on` may name.
@@ -206,6 +215,18 @@ def validate_spec(spec: FunctionSpec, max_timeout: float, max_memory: int, max_i
     rng("rate_limit", spec.rate_limit, 0, 1e6)
     rng("stream_idle_timeout", spec.stream_idle_timeout, 0.1, 24 * 3600)
     rng("stream_max_duration", spec.stream_max_duration, 0.1, 24 * 3600)
+    if spec.ws_idle_timeout is not None:
+        rng("ws_idle_timeout", spec.ws_idle_timeout, 1, 24 * 3600)
+    if spec.ws_max_duration is not None:
+        rng("ws_max_duration", spec.ws_max_duration, 1, 7 * 24 * 3600)
+    if not re.match(r"^\$request\.body(\.[A-Za-z0-9_-]+)+$", spec.ws_route_selection):
+        raise SpecError(f"ws_route_selection={spec.ws_route_selection!r} is not supported: use $request.body.FIELD "
+                        "(dots for nested fields), as API Gateway's route selection expression")
+    for route in [*spec.ws_routes, *[r for r in spec.ws_responses if r != "*"]]:
+        if not isinstance(route, str) or not 1 <= len(route) <= 128 or (
+                route.startswith("$") and route not in ("$connect", "$disconnect", "$default")):
+            raise SpecError(f"ws_routes entry {route!r}: a route key is 1..128 characters; the only ones starting "
+                            "with $ are $connect, $disconnect and $default")
     for entry in spec.secrets:
         sname, _, how = entry.partition(":")
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$", sname) or how not in ("", "env", "file"):

@@ -66,6 +66,11 @@ from polyfn.triggers import events as cloudevents
 from polyfn.triggers.manager import TriggerManager
 from polyfn.workflows.service import WorkflowService
 from polyfn.workflows.tasks import invoker_tasks
+from polyfn.wsapi.cluster import Forwarder
+from polyfn.wsapi.connections import Connections
+from polyfn.wsapi.endpoint import WebSocketEndpoint
+from polyfn.wsapi.management import ManagementApi
+from polyfn.wsapi.passthrough import Passthrough
 
 #: trigger kinds whose deliveries are async-queue jobs (`Job.trigger` is the kind)
 QUEUED_TRIGGER_KINDS = frozenset({"cron", "events", "storage"})
@@ -147,6 +152,8 @@ class Node:
             host = "127.0.0.1" if s.host in ("0.0.0.0", "::", "") else s.host
             self.manager.instance_env["AWS_ENDPOINT_URL_LAMBDA"] = f"http://{host}:{s.port}"
             self.manager.instance_env["AWS_ENDPOINT_URL_STS"] = f"http://{host}:{s.port}"  # AssumeRole (auth/sts.py)
+            # a function's `boto3.client("apigatewaymanagementapi")` pushes to WebSocket connections (wsapi/)
+            self.manager.instance_env["AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"] = f"http://{host}:{s.port}"
 
         # the durable async queue, the services on top of the invoker, the triggers
         self.queue = AsyncQueue(s, self.invoker, self.registry)
@@ -170,6 +177,14 @@ class Node:
 
         # the faces
         self._gateway = Gateway(self.invoker, keys=self.keys, queue=self.queue)
+        self.connections = Connections(s.node_id, s.ws_max_message)  # WebSocket connections held here (wsapi/)
+        self._websockets = WebSocketEndpoint(self.invoker, self.connections, self.keys, s.ws_idle_timeout,
+                                             s.ws_max_duration, verify_app=self._verify_app_token)
+        self._ws_management = ManagementApi(self.connections, self.keys)
+        self._ws_passthrough = Passthrough(self.invoker, self.keys)
+        if s.metrics:
+            self.metrics.gauge("polyfn_websocket_connections", "Open WebSocket connections this node holds, by function.",
+                               ("function",), self.connections.by_function)
         self.sfn_api = StepFunctionsApi(self.workflows, lambda: self.keys)
         self._sts = StsApi(self.keys.sts, self.keys.signing_credentials)
         self._api: Any = None  # the control API and the console: `api`, built on first use
@@ -236,6 +251,9 @@ class Node:
         life.add("functions", self._activate_functions, self._drain)  # stop: no new calls, in-flight finish
         life.add("async queue", self.queue.start, lambda: self.queue.stop(s.drain_timeout))
         life.add("object store port", lambda: self.storage.serve(self.queue.enqueue), self.storage.stop_accepting)
+        life.add("websocket connections", self.connections.start, self.connections.stop)  # stop: closed, 1001
+        if s.queue_url:  # pushes to connections other nodes hold, over the queue's NATS connection (wsapi/cluster.py)
+            life.add("websocket forwarding", self._forward_websocket_pushes)
         # the last hour's charts and health from the recorded activations, in the background (a long history
         # must not hold up /healthz)
         life.add("charts' history", self._start_history, self._stop_background)
@@ -304,6 +322,10 @@ class Node:
         await self.workflows.start()
         self.workflows.observe(self.metrics)
 
+    async def _forward_websocket_pushes(self) -> None:
+        if self.queue.jobs is not None:
+            await Forwarder(self.connections, self.queue.jobs).start()
+
     async def _follow_cluster(self) -> None:
         assert self.sync is not None
         self.sync.start()
@@ -357,6 +379,15 @@ class Node:
             await self.relay.stop()
 
     # -- what the parts call back ---------------------------------------------------------------------------
+
+    def _verify_app_token(self, app_id: str, token: str) -> dict[str, Any] | None:
+        """An app user's identity (the `Invoke` frame's map) when `token` is a live access token of `app_id`."""
+        from polyfn.apps.tokens import TokenError
+
+        try:
+            return self.apps.verify(app_id, token).wire()
+        except TokenError:
+            return None
 
     async def read_secrets(self, names: list[str]) -> dict[str, str]:
         """Decrypted values of `names` (all must exist), for an instance being started."""
@@ -499,6 +530,12 @@ class Node:
         path = scope.get("path", "")
         if scope["type"] == "http" and path.startswith("/fn/"):
             await self._gateway(scope, receive, send)
+        elif scope["type"] == "websocket" and path.startswith("/ws/"):
+            await self._websockets(scope, receive, send)
+        elif scope["type"] == "websocket" and path.startswith("/fn/"):  # to an http-runtime program's own server
+            await self._ws_passthrough(scope, receive, send)
+        elif scope["type"] == "http" and path.startswith(("/ws/", "/@connections/")):
+            await self._ws_management(scope, receive, send)
         elif scope["type"] == "http" and path == "/healthz" and scope["method"] == "GET":
             await self._health(send)
         elif scope["type"] == "lifespan":

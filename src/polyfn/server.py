@@ -71,6 +71,15 @@ def _http_protocol(settings: Settings, node: Node) -> Any:
                                                    on_shed)
 
 
+def _ws_protocol() -> Any:
+    """uvicorn's WebSocket protocol for the WebSocket APIs (wsapi/protocol.py); uvicorn's own if that is missing."""
+    try:
+        from polyfn.wsapi.protocol import LeanWebSocketProtocol
+    except ImportError:
+        return "auto"
+    return LeanWebSocketProtocol
+
+
 def serve(host: str = "127.0.0.1", port: int = 8080, data_dir: str | Path | None = None,
           examples: bool = False, **overrides: Any) -> None:
     """Run a node in the foreground until SIGINT/SIGTERM."""
@@ -103,6 +112,10 @@ def serve(host: str = "127.0.0.1", port: int = 8080, data_dir: str | Path | None
         # uvicorn's proxy-headers middleware would be a layer per request for nothing.
         proxy_headers=False, backlog=2048,
         ssl_certfile=settings.tls_cert, ssl_keyfile=settings.tls_key,
+        # WebSocket APIs (wsapi/): websockets' sans-I/O protocol, lightened (wsapi/protocol.py); no permessage-deflate
+        # (as API Gateway: its zlib state is ~50 KB a connection); messages over POLYFN_WS_MAX_MESSAGE close 1009
+        ws=_ws_protocol(), ws_max_size=settings.ws_max_message, ws_per_message_deflate=False,
+        ws_ping_interval=settings.ws_ping_interval or None, ws_ping_timeout=settings.ws_ping_interval or None,
     )
     server = uvicorn.Server(config)
 

@@ -63,6 +63,7 @@ class ResponseStream:
         "result",
         "started",
         "status",
+        "upstream",
     )
 
     def __init__(self, inv_id: int, status: int, headers: list[tuple[str, str]],
@@ -86,6 +87,8 @@ class ResponseStream:
         self.result: Any = None  # the invocation's Result, when it came
         self.on_end: Callable[[ResponseStream], None] | None = None  # the invoker's: record, release the instance
         self.on_cancel: Callable[[ResponseStream, str], None] | None = None  # the invoker's: tell the instance
+        # the invoker's, for a WebSocket passed through: a piece of what the client sent, to the instance
+        self.upstream: Callable[[bytes], None] | None = None
 
     # -- the instance's side ---------------------------------------------------------------------------
 

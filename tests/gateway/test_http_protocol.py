@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import uvicorn
+from tests.gateway.conftest import uvicorn_on_free_port
 
 from polyfn.gateway.http import CoalescingHttpToolsProtocol
 from polyfn.gateway.limits import HttpLimits
@@ -27,21 +28,9 @@ async def app(scope: dict, receive, send) -> None:  # type: ignore[no-untyped-de
 
 @pytest.fixture
 async def server() -> AsyncIterator[int]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, http=CoalescingHttpToolsProtocol, loop="none", lifespan="off",
-                            log_level="warning", timeout_keep_alive=2)
-    srv = uvicorn.Server(config)
-    task = asyncio.create_task(srv.serve(sockets=[sock]))
-    while not srv.started:
-        await asyncio.sleep(0.01)
-    try:
+    async with uvicorn_on_free_port(app, http=CoalescingHttpToolsProtocol, log_level="warning",
+                                    timeout_keep_alive=2) as port:
         yield port
-    finally:
-        srv.should_exit = True
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(task, 5)
 
 
 async def read_response(reader: asyncio.StreamReader) -> bytes:
@@ -112,20 +101,9 @@ async def counting_app(scope: dict, receive, send) -> None:  # type: ignore[no-u
 @pytest.fixture
 async def limited() -> AsyncIterator[int]:
     calls.clear()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(counting_app, http=CoalescingHttpToolsProtocol.with_limits(LIMITS), loop="none",
-                            lifespan="off", log_level="warning", timeout_keep_alive=5)
-    srv = uvicorn.Server(config)
-    task = asyncio.create_task(srv.serve(sockets=[sock]))
-    while not srv.started:
-        await asyncio.sleep(0.01)
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        srv.should_exit = True
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(task, 5)
+    async with uvicorn_on_free_port(counting_app, http=CoalescingHttpToolsProtocol.with_limits(LIMITS),
+                                    log_level="warning", timeout_keep_alive=5) as port:
+        yield port
 
 
 async def status_of(reader: asyncio.StreamReader, timeout: float = 10) -> tuple[int, bytes]:

@@ -27,6 +27,10 @@ from polyfn.cli.packaging import zip_directory
 from polyfn.model import FLAVORS, RUNTIMES, FunctionSpec
 
 
+def _routes(value: str | None) -> list[str] | None:
+    return None if value is None else [r.strip() for r in value.split(",") if r.strip()]
+
+
 def _spec_default(key: str) -> str:
     """Show the server-side default of a spec field in --help without sending it."""
     for field in msgspec.structs.fields(FunctionSpec):
@@ -312,6 +316,37 @@ def deploy(
                      help="A streamed response is stopped after this long in all.",
                      show_default=_spec_default("stream_max_duration")),
     ] = None,
+    ws_routes: Annotated[
+        str | None,
+        typer.Option("--ws-routes", envvar="POLYFN_DEPLOY_WS_ROUTES", metavar="ROUTES",
+                     help="WebSocket API (ws://NODE/ws/NAME): comma-separated route keys that invoke the function "
+                          "($connect, $disconnect, $default and custom ones).",
+                     show_default="$connect,$disconnect,$default"),
+    ] = None,
+    ws_route_selection: Annotated[
+        str | None,
+        typer.Option("--ws-route-selection", envvar="POLYFN_DEPLOY_WS_ROUTE_SELECTION", metavar="EXPRESSION",
+                     help="Where a message's route key is read: $request.body.FIELD.",
+                     show_default=_spec_default("ws_route_selection")),
+    ] = None,
+    ws_responses: Annotated[
+        str | None,
+        typer.Option("--ws-responses", envvar="POLYFN_DEPLOY_WS_RESPONSES", metavar="ROUTES",
+                     help="Comma-separated routes whose answer goes back to the client (two-way; '*' for all).",
+                     show_default="$default"),
+    ] = None,
+    ws_idle_timeout: Annotated[
+        float | None,
+        typer.Option("--ws-idle-timeout", envvar="POLYFN_DEPLOY_WS_IDLE_TIMEOUT", metavar="SECONDS",
+                     help="A WebSocket connection with no message either way for this long is closed (1001).",
+                     show_default="the node's POLYFN_WS_IDLE_TIMEOUT, 600"),
+    ] = None,
+    ws_max_duration: Annotated[
+        float | None,
+        typer.Option("--ws-max-duration", envvar="POLYFN_DEPLOY_WS_MAX_DURATION", metavar="SECONDS",
+                     help="A WebSocket connection is closed (1001) after this long in all.",
+                     show_default="the node's POLYFN_WS_MAX_DURATION, 7200"),
+    ] = None,
     env: Annotated[
         list[str] | None,
         typer.Option(
@@ -394,6 +429,11 @@ def deploy(
             "max_event_age": max_event_age,
             "stream_idle_timeout": stream_idle_timeout,
             "stream_max_duration": stream_max_duration,
+            "ws_routes": _routes(ws_routes),
+            "ws_route_selection": ws_route_selection,
+            "ws_responses": _routes(ws_responses),
+            "ws_idle_timeout": ws_idle_timeout,
+            "ws_max_duration": ws_max_duration,
         },
     )
     descriptor = path / "polyfn.json" if path.is_dir() else None

@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from polyfn.call import Call
 from polyfn.gateway import cors
+from polyfn.gateway.respond import respond
 from polyfn.headers import from_outside
 from polyfn.invoker import Invoker, Outcome, platform_error
 from polyfn.observe.tracing import parse_traceparent
@@ -94,9 +95,7 @@ class Gateway:
         if out.stream is not None:
             await relay(out, receive, send)
             return
-        out.headers.append((b"content-length", str(len(out.body)).encode()))
-        await send({"type": "http.response.start", "status": out.status, "headers": out.headers})
-        await send({"type": "http.response.body", "body": out.body})
+        await respond(send, out.status, out.headers, out.body)
 
     def _guard(self, spec: Any, name: str, scope: dict[str, Any], headers: list[tuple[str, str]]) -> Outcome | None:
         """CORS preflight and per-function keys (Azure style: `x-functions-key` header or `?code=`)."""
@@ -246,8 +245,5 @@ def _break_off(send: Any) -> None:
 
 
 async def send_outcome(send: Any, out: Outcome) -> None:
-    """Answer with `out` (its headers plus content-length), in two ASGI messages."""
-    headers = out.headers
-    headers.append((b"content-length", str(len(out.body)).encode()))
-    await send({"type": "http.response.start", "status": out.status, "headers": headers})
-    await send({"type": "http.response.body", "body": out.body})
+    """Answer with `out` (its headers plus content-length): gateway/respond.py."""
+    await respond(send, out.status, out.headers, out.body)

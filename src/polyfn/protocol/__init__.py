@@ -118,7 +118,8 @@ class Head(msgspec.Struct, tag="head", array_like=True):
 
 class Chunk(msgspec.Struct, tag="chunk", array_like=True, gc=False):
     """A piece of invocation `id`'s streamed response body, in order. (Decoded as a view of the frame:
-    no copy of the bytes.)"""
+    no copy of the bytes.) From the server to an `http` runtime's instance: a piece of a WebSocket passed through
+    to the program (an invocation of kind `websocket`: wsapi/passthrough.py)."""
 
     id: int
     data: memoryview
@@ -134,7 +135,7 @@ class Cancel(msgspec.Struct, tag="cancel", array_like=True):
 
 
 FromInstance = Result | Ready | InitError | Fault | Logs | Head | Chunk
-ToInstance = Invoke | Cancel
+ToInstance = Invoke | Cancel | Chunk
 
 _encoder = msgspec.msgpack.Encoder()
 to_instance_decoder = msgspec.msgpack.Decoder(ToInstance)

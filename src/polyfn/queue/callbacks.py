@@ -21,6 +21,7 @@ from polyfn.auth.callbacks import INVALID, InvalidCallbackUrl, parse_callback_ur
 from polyfn.loops import cancelled, one_item
 from polyfn.queue import retry
 from polyfn.queue.builtin import Job
+from polyfn.queue.callback_shapes import SHAPES
 
 if TYPE_CHECKING:
     import httpx
@@ -31,10 +32,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("polyfn.queue")
 
-#: trigger name → callback shape (job, outcome or None, status, reason) → (body, headers), for callers that
-#: expect a vendor's callback instead of polyfn's JSON result (OpenFaaS async: api/compat/openfaas.py registers
-#: its shape when installed). Module-level so jobs queued before a restart get the same shape after it.
-CALLBACK_FORMATS: dict[str, Any] = {}
+#: trigger name → callback shape (queue/callback_shapes.py): filled at import, so jobs recovered after a
+#: restart get their vendor's shape even before the node's HTTP API (built in the background) exists.
+CALLBACK_FORMATS: dict[str, Any] = dict(SHAPES)
 
 
 class Callbacks:

@@ -303,6 +303,26 @@ class JetStreamJobs:
 
         await self._nc.subscribe(self.changes_subject, cb=handle)
 
+    async def answer(self, subject: str, handler: Callable[[bytes], Any]) -> None:
+        """Answer core-NATS requests on `subject` with `await handler(data)` (node-to-node calls on the queue's
+        connection: a WebSocket push to a connection another node holds, wsapi/cluster.py)."""
+
+        async def handle(msg: Any) -> None:
+            try:
+                reply = await handler(msg.data)
+            except Exception:
+                log.exception("answering a request on %s", subject)
+                return
+            await msg.respond(reply)
+
+        await self._nc.subscribe(subject, cb=handle)
+
+    async def request(self, subject: str, data: bytes, timeout: float) -> bytes:
+        """One core-NATS request and its answer (raises when nobody answers within `timeout`)."""
+        if self._nc is None:
+            raise ConnectionError("no NATS connection")
+        return (await self._nc.request(subject, data, timeout=timeout)).data
+
     # -- cancels across the cluster (core NATS request/reply; not jobs) -------------------------------------
 
     @property
@@ -316,13 +336,14 @@ class JetStreamJobs:
         if not self.connected:
             return None
         try:
-            msg = await self._nc.request(self.cancels_subject, activation_id.encode(), timeout=timeout)
+            data = await self.request(self.cancels_subject, activation_id.encode(), timeout)
         except Exception:  # no node had it (timeout), or NATS is away
             return None
-        return msg.data.decode(errors="replace") or None
+        return data.decode(errors="replace") or None
 
     async def on_cancels(self, cancel: Callable[[str], Awaitable[str | None]]) -> None:
-        """Answer other nodes' `cancel_elsewhere` with what `cancel(activation_id)` did here, if anything."""
+        """Answer other nodes' `cancel_elsewhere` with what `cancel(activation_id)` did here, if anything (not
+        `answer`: a node that does not have it stays silent, so the first answer is the one that did)."""
         async def handle(msg: Any) -> None:
             try:
                 was = await cancel(msg.data.decode(errors="replace"))

@@ -36,8 +36,9 @@ ETC_BINDS = ("/etc/ssl", "/etc/ca-certificates", "/etc/pki", "/etc/ca-certificat
 DEV_NODES = ("null", "zero", "full", "random", "urandom")
 #: the distributions the Python runtime provides to every function, besides its own needs (Lambda-style)
 PROVIDED_PY = ("boto3",)
-#: what polyfn's Python runtime imports itself (frames, event loop, the vendor flavors' libraries)
-RUNTIME_PY = ("msgspec", "uvloop", "functions-framework", "azure-functions", "cloudevents")
+#: what polyfn's Python runtime imports itself (frames, event loop, the vendor flavors' libraries; the http
+#: runtime's proxy: websockets' sans-I/O client for a WebSocket passed through, runtimes/http/wsrelay.py)
+RUNTIME_PY = ("msgspec", "uvloop", "functions-framework", "azure-functions", "cloudevents", "websockets")
 #: requirements of RUNTIME_PY left out of the instance's root: functions-framework's own HTTP servers (its CLI
 #: serves with gunicorn, uvicorn for ASGI, watchdog to reload), which a function on polyfn never runs — the
 #: flavor calls the registered function itself. A function that wants one ships it in its requirements.

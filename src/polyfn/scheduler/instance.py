@@ -33,6 +33,7 @@ from polyfn.protocol import (
     Ready,
     Result,
     encode,
+    encode_chunk,
     from_instance_decoder,
 )
 from polyfn.streaming import GONE, ResponseStream
@@ -199,6 +200,11 @@ class Instance(asyncio.BufferedProtocol):
         with its Result."""
         if self._transport is not None:
             self._transport.write(encode(Cancel(inv_id, reason)))
+
+    def send_chunk(self, inv_id: int, data: bytes) -> None:
+        """A piece of what the caller sends to invocation `inv_id` (a WebSocket passed through: wsapi/passthrough.py)."""
+        if self._transport is not None:
+            self._transport.writelines(encode_chunk(inv_id, data))
 
     def _pause(self, on: bool) -> None:
         """Stop (on) or resume reading the instance's frames: back-pressure from a stream's slow reader."""

@@ -185,7 +185,9 @@ class Pool:
         finally:
             deadlines.discard(fut)
             del self._since[fut]
-            if fut in self.waiters:  # usually already handed over (popleft): skip the costly ValueError
+            # Handed an instance, it was taken off the queue (`_hand_over`'s popleft): the queue is not searched
+            # (a scan of every waiter). Otherwise (a timeout, a cancellation, a refusal) it may still be queued.
+            if (not fut.done() or fut.cancelled() or fut.exception() is not None) and fut in self.waiters:
                 self.waiters.remove(fut)
 
     def _wait_expired(self, fut: asyncio.Future[Instance], timeout: float) -> None:

@@ -400,11 +400,13 @@ class Store:
         if not rows:
             return
         async with self._writer() as conn:
-            stmt = _dialect_insert(conn)(usage)
-            old, new = usage.c, stmt.excluded
-            set_ = {c: old[c] + new[c] for c in USAGE_SUMS}
-            await conn.execute(stmt.on_conflict_do_update(
-                index_elements=["namespace", "function", "hour"], set_=set_), list(rows))
+            stmt = _USAGE_UPSERT.get(conn.dialect.name)
+            if stmt is None:  # (built once per dialect: building it costs more than the upsert of a few rows)
+                insert = _dialect_insert(conn)(usage)
+                old, new = usage.c, insert.excluded
+                stmt = _USAGE_UPSERT[conn.dialect.name] = insert.on_conflict_do_update(
+                    index_elements=["namespace", "function", "hour"], set_={c: old[c] + new[c] for c in USAGE_SUMS})
+            await conn.execute(stmt, list(rows))
 
     async def list_usage(self, since: float | None = None, until: float | None = None,
                          namespace: str | None = None, function: str | None = None) -> list[dict[str, Any]]:
@@ -581,6 +583,9 @@ def _at_head(connection: Connection) -> bool:
         return False
     current = {r[0] for r in connection.execute(text("SELECT version_num FROM alembic_version"))}
     return bool(current) and current == head_revisions()
+
+
+_USAGE_UPSERT: dict[str, Any] = {}  # dialect name → `add_usage`'s statement
 
 
 def _dialect_insert(conn: AsyncConnection) -> Any:
@@ -813,7 +818,12 @@ def _text(s: str) -> str:
 
 
 def _activation_tuple(a: Activation, logs: list[LogLine]) -> tuple[Any, ...]:
-    """`_activation_row` as a tuple in `_ACTIVATION_COLUMNS` order (SQLite fast path)."""
+    """`_activation_row` as a tuple in `_ACTIVATION_COLUMNS` order (SQLite fast path). The common record (no
+    error, logs or stream; no NUL in its result) is the struct's own field tuple with the three columns that
+    differ put in (a third of the time of naming each field)."""
+    if a.error is None and a.stream is None and not logs and "\x00" not in a.result:
+        t = astuple(a)
+        return t[:14] + _NO_ERROR + t[16:20] + _NO_LOGS_NO_STREAM + t[21:]
     return (a.id, a.function, a.revision, a.trigger, a.start, a.end, a.duration_ms, a.wait_ms, a.init_ms,
             a.run_ms, int(a.cold), a.status, a.status_code, _text(a.result),
             None if a.error is None else msgspec.json.encode(a.error).decode(), a.instance, a.trace_id,
@@ -822,6 +832,12 @@ def _activation_tuple(a: Activation, logs: list[LogLine]) -> tuple[Any, ...]:
             a.req_bytes, a.resp_bytes)
 
 
+astuple = msgspec.structs.astuple
+_NO_ERROR = (None,)
+_NO_LOGS_NO_STREAM = ("", 0.0, None)  # logs, logs_end, stream
+# (`_activation_tuple`'s slices of the struct's fields hold the columns in this order)
+assert (*Activation.__struct_fields__[:14], "error", *Activation.__struct_fields__[16:20], "logs", "logs_end",
+        "stream", *Activation.__struct_fields__[21:]) == _ACTIVATION_COLUMNS
 _LOGS_DECODER = msgspec.json.Decoder(list[LogLine])
 _LOGS_ENCODE = msgspec.json.Encoder().encode
 _COLUMNS_WITHOUT_LOGS = [c for c in activations.c if c.name != "logs"]

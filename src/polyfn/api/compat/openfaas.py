@@ -49,6 +49,7 @@ from polyfn.invoker import platform_error
 from polyfn.manifests import openfaas_stack as stack
 from polyfn.manifests.model import ManifestError
 from polyfn.model import Activation, FunctionInfo
+from polyfn.queue.callback_shapes import OPENFAAS_ASYNC
 
 if TYPE_CHECKING:
     from polyfn.services import CompatEntities, LiveFunctions, Triggers
@@ -449,31 +450,11 @@ def cron_trigger_id(name: str) -> str:
     return trigger_id(name, TriggerDecl("cron", {}, f"functions.{name}.annotations"))
 
 
-ASYNC_TRIGGER = "openfaas-async"  # the trigger name of OpenFaaS async calls (their queue jobs and activations)
-
-
-def callback_shape(job: Any, out: Any, status: str, reason: str | None) -> tuple[bytes, dict[str, str]]:
-    """What OpenFaaS's queue-worker POSTs to X-Callback-Url: the function's response body and headers, plus
-    X-Call-Id, X-Function-Status, X-Function-Name, X-Duration-Seconds (since the call was accepted) and
-    X-Start-Time (ns). A call that ends in the dead-letter queue without a response reports status 500."""
-    call_id = next((v for k, v in job.headers if k.lower() == "x-call-id"), job.id)
-    hdrs: dict[str, str] = {}
-    if out is not None:
-        hdrs = {k.decode("latin-1"): v.decode("latin-1") for k, v in out.headers
-                if k.lower() not in (b"content-length", b"transfer-encoding", b"connection")}
-    hdrs.update({"X-Call-Id": call_id, "X-Function-Status": str(out.status if out is not None else 500),
-                 "X-Function-Name": job.function, "X-Duration-Seconds": f"{time.time() - job.enqueued_at:.6f}",
-                 "X-Start-Time": str(int(job.enqueued_at * 1e9))})
-    if reason:
-        hdrs["X-Polyfn-Dead-Letter"] = reason[:200].replace("\r", " ").replace("\n", " ")
-    return (out.body if out is not None else b""), hdrs
+ASYNC_TRIGGER = OPENFAAS_ASYNC  # the trigger name of OpenFaaS async calls (their queue jobs and activations)
 
 
 def install(app: FastAPI, **services: Any) -> None:
     """`services`: what `OpenFaasApi` takes (the composition root hands them in)."""
-    from polyfn.queue.callbacks import CALLBACK_FORMATS
-
-    CALLBACK_FORMATS[ASYNC_TRIGGER] = callback_shape
     api = OpenFaasApi(**services)
     r = APIRouter(include_in_schema=False)
     r.add_api_route("/system/functions", api.list_functions, methods=["GET"])

@@ -50,6 +50,7 @@ from polyfn.protocol import (
     HEADER,
     MAX_FRAME,
     Cancel,
+    Chunk,
     Head,
     InitError,
     Invoke,
@@ -60,6 +61,7 @@ from polyfn.protocol import (
     to_instance_decoder,
 )
 from polyfn.runtimes import dotnet
+from polyfn.runtimes.http import wsrelay
 
 CLONE_NEWNET = 0x40000000
 SIOCGIFFLAGS = 0x8913
@@ -201,6 +203,7 @@ class Proxy:
         self.dotnet = spec.get("runtime") == "dotnet"
         self.cancelled: set[int] = set()  # streaming invocations the server cancelled
         self.streaming: dict[int, http.client.HTTPConnection] = {}  # and their connections to the program
+        self.websockets: dict[int, wsrelay.Relay] = {}  # WebSockets passed through to the program (wsrelay.py)
 
     def send(self, msg: Any) -> None:
         data = encode(msg)
@@ -335,6 +338,8 @@ class Proxy:
     def forward(self, inv: Invoke) -> Result:
         t0 = time.perf_counter()
         self.logs.begin(inv.id)
+        if inv.kind == "websocket":  # a client's WebSocket upgrade, for the program (wsrelay.py)
+            return wsrelay.run(self, inv, self.port, self.websockets, t0)
         target = inv.path or "/"
         if inv.query:
             target += "?" + inv.query
@@ -403,7 +408,15 @@ class Proxy:
             if size > MAX_FRAME:
                 break
             inv = to_instance_decoder.decode(reader.read(size))
+            if type(inv) is Chunk:  # a passed-through WebSocket's client sent something (wsrelay.py)
+                relay = self.websockets.get(inv.id)
+                if relay is not None:
+                    relay.upstream(bytes(inv.data))
+                continue
             if type(inv) is Cancel:  # its client went: the read of the program's response ends now
+                relay = self.websockets.get(inv.id)
+                if relay is not None:
+                    relay.close()
                 c = self.streaming.get(inv.id)
                 if c is not None:  # (else it ended already)
                     self.cancelled.add(inv.id)

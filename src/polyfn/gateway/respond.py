@@ -1,0 +1,59 @@
+"""A whole (not streamed) response in one write: the gateway's answer to almost every call.
+
+ASGI answers with two `send` messages (the head, then the body), and uvicorn's `send` is a coroutine that
+re-checks every header and builds the status line and headers on each; on the `/fn/` hot path those two
+awaits cost the event loop more than the response's bytes. Under uvicorn (`send` is its request cycle's
+bound method) `respond` does what the two messages would, in one place: the same header checks (uvicorn's own
+regular expressions), the status line, `content-length`, one transport write, the cycle marked complete and
+its `on_response` called (keep-alive, the next pipelined request). Anything this path does not cover — a
+server that is not uvicorn, a framing or `connection` header among `headers`, a connection that is closing
+or whose writes are paused, a request without keep-alive, a status uvicorn has no line for, a header uvicorn
+would refuse — goes through the two messages as before, so its behaviour (errors included) is uvicorn's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+try:
+    from uvicorn.protocols.http.httptools_impl import HEADER_RE, HEADER_VALUE_RE, STATUS_LINE
+except ImportError:  # (uvicorn without httptools: the two ASGI messages)
+    STATUS_LINE = {}
+    HEADER_RE = HEADER_VALUE_RE = None
+
+_FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection"})
+
+
+def _written(send: Any, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
+    """Write the response through uvicorn's cycle directly; False (nothing done) when it is not that case."""
+    cycle = getattr(send, "__self__", None)
+    line = STATUS_LINE.get(status)
+    if (line is None or getattr(cycle, "default_headers", None) != [] or cycle.response_started
+            or cycle.disconnected or not cycle.keep_alive or cycle.flow.write_paused):
+        return False
+    bad_name, bad_value = HEADER_RE.search, HEADER_VALUE_RE.search
+    parts = [line]
+    for name, value in headers:
+        if bad_name(name) or bad_value(value) or name.lower() in _FRAMING:
+            return False
+        parts += (name, b": ", value, b"\r\n")
+    parts.append(b"content-length: %d\r\n\r\n" % len(body))
+    if cycle.scope["method"] != "HEAD":
+        parts.append(body)
+    cycle.response_started = True
+    cycle.waiting_for_100_continue = False
+    cycle.chunked_encoding = False
+    cycle.transport.write(b"".join(parts))
+    cycle.response_complete = True
+    cycle.message_event.set()
+    cycle.on_response()
+    return True
+
+
+async def respond(send: Any, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    """Answer with `status`, `headers` (without framing headers: content-length is added) and `body`."""
+    if _written(send, status, headers, body):
+        return
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
