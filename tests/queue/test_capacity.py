@@ -55,3 +55,15 @@ def test_a_grown_capacity_starts_several_waiting_jobs_at_once() -> None:
     assert [led.start("f", j) for j in ("a", "b", "c", "d")] == [True, False, False, False]
     caps["f"] = 3
     assert led.invoked("f") == ["b", "c", "d"] and led.invoking == {"f": 3} and "f" not in led.waiting
+
+
+def test_a_waiting_job_is_withdrawn_from_its_line() -> None:
+    """A cancel takes a held job out of its line: it never starts; the others keep their order."""
+    led = _ledger(f=1, g=1)
+    assert [led.start("f", j) for j in ("a", "b", "c")] == [True, False, False]
+    assert led.start("g", "x") and not led.start("g", "y")
+    assert led.withdraw(lambda j: j == "a") is None  # invoking, not waiting
+    assert led.withdraw(lambda j: j == "b") == "b" and list(led.waiting["f"]) == ["c"]
+    assert led.withdraw(lambda j: j == "y") == "y" and "g" not in led.waiting
+    assert led.withdraw(lambda j: j == "nope") is None
+    assert led.invoked("f") == ["c"] and led.invoked("g") == []

@@ -121,3 +121,70 @@ def test_the_stream_prefetch_follows_how_long_jobs_take() -> None:
     for _ in range(50):  # the moving average follows slower jobs
         feed.ran("f", 2.0)
     assert feed.prefetch("f", 1) == 1 and feed.prefetch("f", 100) == 8
+
+
+async def test_a_waiting_job_is_taken_out_and_a_held_one_is_not(jobs: JetStreamJobs) -> None:
+    """Cancelling (`take_waiting`): a job no node has taken leaves the stream and is never delivered; a held one
+    stays with its holder; a retry handed back until it is due is taken out too."""
+    a, b, c = (job("fc", i) for i in range(3))
+    for j in (a, b, c):
+        await jobs.publish(j, first=True)
+    [(held, msg)] = await jobs.fetch("fc", 1, timeout=1)
+    assert held == a
+    assert await jobs.take_waiting(a.id, now=10.0) is None  # a node holds it: running
+    assert await jobs.take_waiting(c.id, now=10.0) == c
+    assert await jobs.take_waiting(c.id, now=10.0) is None  # gone
+    assert await jobs.take_waiting("nope", now=10.0) is None
+    assert [j for j, _ in await jobs.fetch("fc", 10, timeout=0.5)] == [b]  # c is never delivered
+    await msg.ack_sync()
+
+    import time
+
+    now = time.time()
+    retry = Job(**{**{f: getattr(b, f) for f in b.__struct_fields__}, "id": "fc-retry", "attempt": 1,
+                   "not_before": now + 30})
+    await jobs.publish(retry)
+    [(early, m)] = await jobs.fetch("fc", 1, timeout=1)
+    await m.nak(delay=30)  # what a node does with a retry pulled before it is due
+    assert early == retry and await jobs.take_waiting(retry.id, now=now) == retry
+    assert await jobs.get(retry.id) is None
+
+
+async def test_a_job_taken_while_being_cancelled_is_cancelled_by_its_taker(jobs: JetStreamJobs) -> None:
+    """A node pulls the job between the cancel's look and its delete: the nodes are asked, and the one that
+    holds it cancels it (here: answers what it did); the job is out of the stream either way."""
+    j = job("fr")
+    await jobs.publish(j, first=True)
+    delete = jobs._js.delete_msg
+    taken: list[tuple[Job, object]] = []
+
+    async def another_node_pulls_first(stream: str, seq: int) -> bool:
+        taken.extend(await jobs.fetch("fr", 1, timeout=1))
+        return await delete(stream, seq)
+
+    async def the_taker(activation_id: str) -> str | None:
+        return "pending" if any(t.id == activation_id for t, _ in taken) else None
+
+    await jobs.on_cancels(the_taker)
+    jobs._js.delete_msg = another_node_pulls_first
+    assert await jobs.take_waiting(j.id, now=10.0) == "pending"
+    assert [t for t, _ in taken] == [j] and await jobs.get(j.id) is None
+
+
+async def test_a_job_deleted_as_the_consumer_moves_on_is_cancelled_here(jobs: JetStreamJobs) -> None:
+    """The consumer goes past the deleted message to a later job: no node holds it (none answers), so the
+    job is the cancel's to dead-letter."""
+    j, later = job("fs", 1), job("fs", 2)
+    await jobs.publish(j, first=True)
+    delete = jobs._js.delete_msg
+    pulled: list[tuple[Job, object]] = []
+
+    async def delete_then_the_consumer_moves_on(stream: str, seq: int) -> bool:
+        done = await delete(stream, seq)
+        await jobs.publish(later, first=True)
+        pulled.extend(await jobs.fetch("fs", 1, timeout=1))
+        return done
+
+    jobs._js.delete_msg = delete_then_the_consumer_moves_on
+    assert await jobs.take_waiting(j.id, now=10.0) == j
+    assert [t for t, _ in pulled] == [later]

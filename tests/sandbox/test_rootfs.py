@@ -35,6 +35,26 @@ def test_provided_python_is_boto3_not_the_servers_environment() -> None:
     assert "" not in sys_path and os.getcwd() not in sys_path
 
 
+def test_the_runtimes_package_metadata_is_one_copied_directory(tmp_path: Path) -> None:
+    """The runtime's own packages are bound without their .dist-info (a mount each would cost); their
+    metadata is copied into one directory, bound and last on the import path: importlib.metadata finds
+    Flask there, nothing of the server's environment, and no RECORD naming files that are not there."""
+    from importlib import metadata
+
+    meta = tmp_path / "runtime" / "python-metadata"
+    binds, sys_path = rootfs.python_paths(str(meta))
+    assert str(meta) in binds and sys_path[-1] == str(meta)
+    assert not any(b.endswith(".dist-info") and "flask" in b.lower() for b in binds)
+    names = {d.metadata["Name"].lower() for d in metadata.distributions(path=[str(meta)])}
+    assert {"flask", "click", "msgspec", "functions-framework"} <= names, names
+    assert not names & {"fastapi", "sqlalchemy", "polyfn", "boto3"}, names  # boto3's own metadata is bound
+    flask = next(d for d in metadata.distributions(path=[str(meta)]) if d.metadata["Name"].lower() == "flask")
+    assert flask.version == metadata.version("flask") and flask.files is None
+    (meta / "stale.dist-info").mkdir()
+    rootfs.python_paths(str(meta))  # made afresh at each start
+    assert not (meta / "stale.dist-info").exists() and sorted(p.name for p in meta.parent.iterdir()) == [meta.name]
+
+
 PROBE = [str(REPO / "pyproject.toml"), "/etc/shadow", "/home", "/usr/local/bin", "/etc/passwd"]
 
 

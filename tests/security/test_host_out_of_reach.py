@@ -69,9 +69,11 @@ def assert_out_of_reach(out: dict, files: list[str], node: Server) -> None:
         assert out[d] in ("FileNotFoundError", "ENOENT", []), f"{d} is visible: {out[d]}"
     assert out["/usr/local/bin"] in ([], "FileNotFoundError", "ENOENT"), out["/usr/local/bin"]
     assert ".bash_history" not in json.dumps(out["/root"]) and ".ssh" not in json.dumps(out["/root"]), out["/root"]
-    listing = out[str(node.data_dir)]  # at most the path down to the function's own code
-    assert listing in ("FileNotFoundError", "ENOENT", "PermissionError", "EACCES") or set(listing) <= {"code"}, \
-        listing
+    # at most the paths down to the function's own code and to the runtime's package metadata (a copy of
+    # public .dist-info files, runtime/python-metadata)
+    listing = out[str(node.data_dir)]
+    assert listing in ("FileNotFoundError", "ENOENT", "PermissionError", "EACCES") or \
+        set(listing) <= {"code", "runtime"}, listing
 
 
 def test_python_function_sees_only_its_root(node: Server) -> None:
@@ -157,3 +159,38 @@ def test_a_functions_own_boto3_wins(node: Server) -> None:
     r = node.api.post("/v1/functions/own-boto3/invoke", json={"modules": ["boto3"]})
     assert r.status_code == 200, r.text
     assert r.json()["boto3"].startswith("imported 0.0.0-own"), r.json()["boto3"]
+
+
+METADATA = '''
+import importlib.metadata as md
+def handler(event, context):
+    import flask
+    out = {"flask.__version__": flask.__version__}
+    for name in event["names"]:
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = "PackageNotFoundError"
+    return out
+'''
+
+
+def test_provided_packages_have_their_metadata(node: Server) -> None:
+    """`flask.__version__` and `importlib.metadata.version(...)` of what the runtime provides work inside a
+    function (the packages are bound without their .dist-info; a copy of their metadata is on the import
+    path), the metadata of polyfn's own environment stays out of sight, and a function's own copy wins."""
+    from importlib import metadata
+
+    require(node, "own root fs")
+    provided = ["flask", "click", "werkzeug", "msgspec", "functions-framework", "boto3", "botocore"]
+    hidden = ["fastapi", "sqlalchemy", "polyfn", "uvicorn"]
+    out = attack(node, "metadata", METADATA, {"names": [*provided, *hidden]})
+    assert out["flask.__version__"] == metadata.version("flask"), out
+    for name in provided:
+        assert out[name] == metadata.version(name), (name, out)
+    for name in hidden:
+        assert out[name] == "PackageNotFoundError", (name, out)
+    own = {"handler.py": METADATA, "click-0.0.1.dist-info/METADATA": "Metadata-Version: 2.1\nName: click\nVersion: 0.0.1\n"}
+    node.deploy("metadata-own", own)
+    r = node.api.post("/v1/functions/metadata-own/invoke", json={"names": ["click"]})
+    assert r.status_code == 200 and r.json()["click"] == "0.0.1", r.text

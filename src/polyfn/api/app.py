@@ -225,17 +225,24 @@ def build_api(*, settings: Settings, store: FunctionStore, registry: LiveFunctio
         accepted async one that has not started goes to the dead-letter queue instead of running."""
         if invoker.cancel(activation_id):
             return {"activation_id": activation_id, "cancelled": True, "was": "running"}
-        if queue is not None and await queue.cancel(activation_id):
-            return {"activation_id": activation_id, "cancelled": True, "was": "pending"}
+        was = await queue.cancel(activation_id) if queue is not None else None
+        if was:
+            return {"activation_id": activation_id, "cancelled": True, "was": was}
         queued = await queue.lookup(activation_id) if queue else None
         await recorder.flush()
         act = await store.get_activation(activation_id)
+        if queue is not None and (act is None or queued is not None):  # another node of the cluster may have it
+            was = await queue.cancel_elsewhere(activation_id)
+            if was:
+                return {"activation_id": activation_id, "cancelled": True, "was": was}
+            queued = await queue.lookup(activation_id)
+            act = await store.get_activation(activation_id)
         if act is None and queued is None:
             raise ApiError(404, "activation_not_found", f"activation {activation_id!r} does not exist")
-        state = (queued or {}).get("status") or (act.status if act else "?")
+        job = (queued or {}).get("job")
+        state = job.state if job is not None else act.status if act else "?"
         raise ApiError(409, "not_cancellable", f"activation {activation_id!r} is {state}: only a running invocation "
-                       "or an async one that has not started can be cancelled (a running async attempt on "
-                       "another node is cancelled there)")
+                       "or an async one that has not started can be cancelled")
 
     @v1.get("/functions/{name}/logs")
     async def logs(name: str, since: float | None = None, activation: str | None = None,

@@ -86,6 +86,10 @@ JOB_COLUMNS = ("id", "function", "kind", "trigger", "method", "path", "query", "
                "callback_url", "enqueued_at", "not_before", "attempt", "state", "last_error", "dead_at", "reason")
 
 
+#: The last error of a job cancelled before it ran (its dead letter's reason is `cancelled`).
+CANCELLED = {"code": "cancelled", "message": "cancelled before it ran"}
+
+
 class Job(msgspec.Struct, kw_only=True):
     id: str
     function: str
@@ -380,7 +384,7 @@ class QueueDB:
         """A job still waiting (not claimed): moved to the dead-letter queue with reason `cancelled`, in one
         statement so that a claim racing it either takes it first or never sees it. None when not waiting."""
         def fn(conn: sqlite3.Connection) -> Job | None:
-            err = json.dumps({"code": "cancelled", "message": "cancelled before it ran"})
+            err = json.dumps(CANCELLED)
             n = conn.execute("UPDATE jobs SET state='dead', reason='cancelled', dead_at=?, last_error=? "
                              "WHERE id=? AND state='pending'", (now, err, job_id)).rowcount
             if not n:

@@ -95,6 +95,18 @@ class Ledger(Generic[J]):
             self.waiting.pop(function, None)
         return out
 
+    def withdraw(self, match: Callable[[J], bool]) -> J | None:
+        """The first held job waiting for capacity that `match`es, out of its line (a cancel): it will not
+        invoke. Still held: the caller releases it."""
+        for function, q in self.waiting.items():
+            for j in q:
+                if match(j):
+                    q.remove(j)
+                    if not q:
+                        del self.waiting[function]
+                    return j
+        return None
+
     def drop_waiting(self) -> list[J]:
         """Every job still waiting for capacity (the node stops: they go back to the queue)."""
         out = [j for q in self.waiting.values() for j in q]

@@ -78,9 +78,11 @@ class Feed(Protocol):
     async def give_back(self, jobs: Sequence[Job]) -> None:
         """Held jobs that never started (the node stops): another node, or the next start, takes them."""
 
-    async def cancel(self, job_id: str, now: float) -> Job | None:
-        """A waiting job, moved to the dead-letter queue as `cancelled`; None when not waiting here (or the feed
-        cannot cancel)."""
+    async def cancel(self, job_id: str, now: float) -> Job | str | None:
+        """A waiting job that will not run: dead-lettered as `cancelled` (`state == "dead"`: the queue file does
+        both in one statement) or taken out of the feed for the dispatcher to dead-letter (the cluster's
+        stream); "running" or "pending" when another node had just taken it and cancelled it there (its dead
+        letter, its callback); None when it is not waiting here."""
 
     async def deleted(self, function: str) -> list[Job]:
         """The function was deleted: its waiting jobs this feed can still take, now held (to be dead-lettered)."""

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -196,6 +196,42 @@ class JetStreamJobs:
         sub = await self._consumer(function, self.stream, self.subject(function, "*"), f"fn-{function}")
         return await self._pull(sub, n, timeout, _decode)
 
+    async def take_waiting(self, job_id: str, now: float, skew: float = 2.0) -> Job | str | None:
+        """A cancel: the job with this id out of the stream if no node has taken it — it will not run. None when
+        it is not in the stream or some node holds it (running it, or waiting for an instance: the caller
+        asks that node, `cancel_elsewhere`); "running" or "pending" when a node took it at that very moment
+        and cancelled it itself when asked.
+
+        A work-queue consumer delivers its subjects in stream order, so while the job's message exists, the
+        consumer's last delivered stream sequence at or past it means a node took it. Not yet delivered: the
+        message is deleted and the consumer read again; still short of it, no node ever had it. Past it then,
+        a node may have taken it between the two reads, or the consumer just went on past the deleted
+        message: the nodes are asked (`cancel_elsewhere`), and the one holding it, if any, cancels it. (A job
+        that a node took and finished within that millisecond is reported cancelled though it ran.) A retry
+        not due for `skew` seconds more is never held (a node that pulls it early hands it back until due),
+        so it is deleted whatever the consumer delivered."""
+        from nats.js.errors import NotFoundError
+
+        try:
+            raw = await self._js.get_last_msg(self.stream, self.subject("*", job_id))
+            job = _decode(raw.data)
+        except (NotFoundError, msgspec.DecodeError):
+            return None
+        consumer = f"fn-{job.function}"
+        waiting_retry = job.not_before > now + skew
+        if not waiting_retry and (await self._js.consumer_info(self.stream, consumer)).delivered.stream_seq >= raw.seq:
+            return None
+        try:
+            await self._js.delete_msg(self.stream, raw.seq)
+        except NotFoundError:  # settled in the meantime
+            return None
+        if not waiting_retry and (await self._js.consumer_info(self.stream, consumer)).delivered.stream_seq >= raw.seq:
+            was = await self.cancel_elsewhere(job_id)
+            if was:
+                log.info("async queue: %s was taken by a node while being cancelled; cancelled there", job_id)
+                return was
+        return job
+
     async def take_all(self, function: str) -> list[tuple[Job, Any]]:
         """Every job of `function` no node holds right now (the function was deleted: the caller dead-letters
         them), in batches until the stream has none left to deliver."""
@@ -286,6 +322,37 @@ class JetStreamJobs:
         if self._nc is None:
             raise ConnectionError("no NATS connection")
         return (await self._nc.request(subject, data, timeout=timeout)).data
+
+    # -- cancels across the cluster (core NATS request/reply; not jobs) -------------------------------------
+
+    @property
+    def cancels_subject(self) -> str:
+        return f"polyfn-cancels.{self.stream}"
+
+    async def cancel_elsewhere(self, activation_id: str, timeout: float = 1.0) -> str | None:
+        """Ask every node to cancel `activation_id` (running there, or held there waiting for an instance):
+        what the node that had it answers ("running" or "pending"), None when no node answered in `timeout`
+        (nodes that do not have it stay silent)."""
+        if not self.connected:
+            return None
+        try:
+            data = await self.request(self.cancels_subject, activation_id.encode(), timeout)
+        except Exception:  # no node had it (timeout), or NATS is away
+            return None
+        return data.decode(errors="replace") or None
+
+    async def on_cancels(self, cancel: Callable[[str], Awaitable[str | None]]) -> None:
+        """Answer other nodes' `cancel_elsewhere` with what `cancel(activation_id)` did here, if anything (not
+        `answer`: a node that does not have it stays silent, so the first answer is the one that did)."""
+        async def handle(msg: Any) -> None:
+            try:
+                was = await cancel(msg.data.decode(errors="replace"))
+                if was and msg.reply:
+                    await msg.respond(was.encode())
+            except Exception as e:
+                log.warning("async queue: a cancel asked by another node failed here: %s", e)
+
+        await self._nc.subscribe(self.cancels_subject, cb=handle)
 
     async def get(self, job_id: str) -> Job | None:
         """The job with this id if it is in the stream (waiting, or held by some node), else None."""

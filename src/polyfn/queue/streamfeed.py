@@ -182,8 +182,16 @@ class StreamFeed:
                 with contextlib.suppress(Exception):
                     await msg.nak()
 
-    async def cancel(self, job_id: str, now: float) -> Job | None:
-        return None  # not supported by the cluster's shared queue yet
+    async def cancel(self, job_id: str, now: float) -> Job | str | None:
+        """A job waiting in the stream, taken out of it (`JetStreamJobs.take_waiting`) for the dispatcher to
+        dead-letter; None when a node holds it (this one: running or waiting for an instance)."""
+        if job_id in self._msgs:
+            return None
+        try:
+            return await self.jobs.take_waiting(job_id, now)
+        except Exception as e:
+            log.warning("async queue: cancelling %s in the stream failed: %s", job_id, e)
+            return None
 
     async def deleted(self, function: str) -> list[Job]:
         """Its jobs in the stream go to the dead-letter queue, as the queue file's do when they come up

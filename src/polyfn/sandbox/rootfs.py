@@ -100,9 +100,33 @@ def distribution_paths(dists: Iterable[object], metadata: bool = True) -> list[s
     return sorted(out)
 
 
-def python_paths() -> tuple[list[str], list[str]]:
+def metadata_copy(dists: Iterable[object], into: str) -> None:
+    """`into`, made afresh: a copy of each of `dists`' .dist-info directories (without RECORD, which would
+    name files relative to the copy), readable by every uid. On an instance's import path it lets
+    importlib.metadata know packages bound without their metadata (`flask.__version__`,
+    `importlib.metadata.version("click")`) for one mount, where a bind per .dist-info would add one each."""
+    import shutil
+
+    tmp = into.rstrip("/") + ".new"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp, mode=0o755)
+    for info in (p for p in distribution_paths(dists) if p.endswith(".dist-info")):
+        dst = os.path.join(tmp, os.path.basename(info))
+        shutil.copytree(info, dst, ignore=shutil.ignore_patterns("RECORD", "INSTALLER", "REQUESTED", "direct_url.json"))
+        for d, _, files in os.walk(dst):
+            os.chmod(d, 0o755)
+            for f in files:
+                os.chmod(os.path.join(d, f), 0o644)
+    shutil.rmtree(into, ignore_errors=True)
+    os.rename(tmp, into)
+
+
+def python_paths(metadata_dir: str = "") -> tuple[list[str], list[str]]:
     """(paths to bind, sys.path an instance gets after its own entries): the interpreter's prefix and
-    standard library, and the provided distributions' files — never polyfn's server environment."""
+    standard library, and the provided distributions' files — never polyfn's server environment. The
+    provided distributions (boto3's) are bound with their metadata; the runtime's own (msgspec, Flask for
+    functions-framework …) are bound one mount per package, their metadata copied into `metadata_dir` (when
+    given), which is bound and put last on the import path."""
     binds: set[str] = set()
     for prefix in {sys.base_prefix, sys.base_exec_prefix}:
         binds.add(os.path.realpath(prefix))
@@ -123,6 +147,10 @@ def python_paths() -> tuple[list[str], list[str]]:
     binds.update(distribution_paths(provided_dists))  # with metadata: importlib.metadata.version("boto3") works
     binds.update(distribution_paths(runtime_only, metadata=False))  # one mount per package, no more
     provided = sorted({os.path.dirname(p) for p in distribution_paths(distribution_closure(PROVIDED_PY))})
+    if metadata_dir:
+        metadata_copy(runtime_only, metadata_dir)
+        binds.add(metadata_dir)
+        provided.append(metadata_dir)
     return sorted(binds), [*stdlib, *provided]
 
 

@@ -161,7 +161,8 @@ class InstanceManager:
         else:
             skipped.append("cgroup (not root)")
         self.probe = await probe.in_subprocess()
-        py_binds, self.py_sys_path = await asyncio.to_thread(rootfs.python_paths)
+        py_binds, self.py_sys_path = await asyncio.to_thread(
+            rootfs.python_paths, str(self.settings.data_dir.resolve() / "runtime" / "python-metadata"))
         iso = decisions.decide_isolation(self.probe, off, os.geteuid() == 0)
         self.namespaces |= iso.namespaces
         self.net_ok = iso.net

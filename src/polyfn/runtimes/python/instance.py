@@ -448,11 +448,50 @@ class _Streamer:
             return  # another thread of the function: its lines go with the next batch the handler's thread sends
         buf = self.buf
         buf.stream_after = math.inf  # not again from inside the drain below
-        lines, buf.lines, buf.held = buf.lines, [], 0
+        held = buf.lines
+        lines = held[:]  # copy, then cut (each one step under the GIL): a line another thread appends in between
+        del held[:len(lines)]  # stays for the next batch instead of going with a list already sent
+        buf.held = 0
         try:
             self.send(encode(Logs(self.id, lines)))  # type: ignore[arg-type]  # [ts, stream, line] tuples
         finally:
             buf.stream_after = time.monotonic() + STREAM_EVERY
+
+
+class _LoopStreams:
+    """`_Streamer`s for the loop (`_serve_async`: async handlers, or concurrency > 1): once an invocation has run
+    STREAM_AFTER (or half its timeout), its complete lines go out ahead of its result — from the print itself
+    on the loop's thread (an async handler, even one that blocks the loop), and from one timer of the
+    instance, every STREAM_EVERY s while invocations are in flight, for what a sync handler prints in the
+    pool's threads. (One timer, not one per invocation: a uvloop timer costs ~10 µs to arm and cancel.)"""
+
+    __slots__ = ("handle", "live", "send")
+
+    def __init__(self, send: Any):
+        self.send = send
+        self.live: dict[int, _Streamer] = {}  # invocations in flight, by id
+        self.handle: asyncio.TimerHandle | None = None
+
+    def start(self, buf: _LogBuffer, inv: Invoke) -> None:
+        streamer = buf.streamer = _Streamer(buf, self.send)
+        streamer.id = inv.id
+        buf.stream_after = time.monotonic() + min(STREAM_AFTER, max(inv.deadline - time.time(), 0.0) / 2)
+        self.live[inv.id] = streamer
+        if self.handle is None:
+            self.handle = asyncio.get_running_loop().call_later(STREAM_EVERY, self.tick)
+
+    def stop(self, inv_id: int) -> None:
+        streamer = self.live.pop(inv_id, None)
+        if streamer is not None:
+            streamer.buf.stream_after = math.inf
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        for streamer in list(self.live.values()):
+            buf = streamer.buf
+            if buf.lines and now >= buf.stream_after:
+                streamer()
+        self.handle = asyncio.get_running_loop().call_later(STREAM_EVERY, self.tick) if self.live else None
 
 
 def _run_one(adapter: Adapter, inv: Invoke, buf: _LogBuffer, wire: _Wire | None = None) -> Result:
@@ -642,12 +681,14 @@ async def _stream_async(adapter: Adapter, inv: Invoke, parts: tuple[int, list[tu
 
 
 async def _run_one_async(adapter: Adapter, inv: Invoke, spec: InstanceSpec, pool: Any,
-                         writer: asyncio.StreamWriter | None = None) -> Result:
+                         writer: asyncio.StreamWriter | None = None, streams: _LoopStreams | None = None) -> Result:
     buf = _LogBuffer(spec.log_line_max, spec.log_lines_max, spec.log_bytes_max)
     if inv.trace_id:
         _set_trace_env(inv)
     t0 = time.perf_counter()
     token = _current.set(buf)
+    if streams is not None:
+        streams.start(buf, inv)
     try:
         args = adapter.args(inv)
         if adapter.is_async:
@@ -670,6 +711,8 @@ async def _run_one_async(adapter: Adapter, inv: Invoke, spec: InstanceSpec, pool
         status, headers, body, error = adapter.fail(inv, exc)
     finally:
         _current.reset(token)
+        if streams is not None:
+            streams.stop(inv.id)
     return Result(inv.id, status, headers, body, error, buf.drain(), (time.perf_counter() - t0) * 1000)
 
 
@@ -728,12 +771,12 @@ async def _serve_async(sock: socket.socket, adapter: Adapter, spec: InstanceSpec
     pool = None if adapter.is_async else ThreadPoolExecutor(spec.concurrency, thread_name_prefix="fn")
     reader, writer = await asyncio.open_connection(sock=sock, limit=MAX_FRAME)
     tasks: set[asyncio.Task[None]] = set()
-
+    streams = _LoopStreams(writer.write)
     running: dict[int, asyncio.Task[None]] = {}
 
     async def one(inv: Invoke) -> None:
         try:
-            result = await _run_one_async(adapter, inv, spec, pool, writer)
+            result = await _run_one_async(adapter, inv, spec, pool, writer, streams)
         finally:
             running.pop(inv.id, None)
         if init_buf.pending():  # printed during init, or outside any invocation's context (a function's thread)
