@@ -57,7 +57,9 @@ def venv() -> Iterator[Path]:
         wheels = list(dist.glob("polyfn-*.whl"))
         assert len(wheels) == 1, list(dist.iterdir())
         run([sys.executable, "-m", "venv", str(root / "venv")], timeout=300)
-        run([str(root / "venv" / "bin" / "pip"), "install", "-q", str(wheels[0])], timeout=900)
+        # --no-compile: byte-compiling every dependency (~200 MB) is most of the install's time; the node
+        # compiles what it imports, as any first start of an unusual install does
+        run([str(root / "venv" / "bin" / "pip"), "install", "-q", "--no-compile", str(wheels[0])], timeout=900)
         yield root / "venv"
     finally:
         shutil.rmtree(root, ignore_errors=True)
