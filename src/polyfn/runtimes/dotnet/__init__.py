@@ -40,6 +40,10 @@ AOT_LIBRARIES = ("System", "System.Core", "System.Configuration", "System.Xml", 
                  "Microsoft.CSharp", "Newtonsoft.Json")
 AOT_DIR = "aot"
 
+#: Mono's environment in an instance: no shared perf-counter area (`/dev/shm/mono.PID`: every instance's host
+#: is pid 4 of its pid namespace, and an open file there would keep the staged root from being sealed).
+MONO_ENV = {"MONO_DISABLE_SHARED_AREA": "1"}
+
 #: The Debian packages that provide the toolchain (`make toolchains` installs them).
 APT_PACKAGES = ("mono-mcs", "mono-runtime", "libnewtonsoft-json-cil-dev")
 
