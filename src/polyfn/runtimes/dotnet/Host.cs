@@ -174,22 +174,22 @@ namespace Polyfn.Dotnet
     class Link
     {
         readonly Stream input, output;
+        readonly Pipe pipe;
         readonly object writing = new object();
 
         public Link(string fds)
         {
             var parts = fds.Split(',');
-            input = Open(int.Parse(parts[0]), FileAccess.Read);
-            output = Open(int.Parse(parts[1]), FileAccess.Write);
+            pipe = new Pipe(int.Parse(parts[0]));
+            input = new BufferedStream(pipe, 65536);
+            output = new Pipe(int.Parse(parts[1]));
         }
 
         Link(Stream input, Stream output) { this.input = input; this.output = output; }
         public static Link Null() { return new Link(Stream.Null, Stream.Null); }
 
-        static Stream Open(int fd, FileAccess access)
-        {
-            return access == FileAccess.Read ? (Stream)new BufferedStream(new Pipe(fd), 65536) : new Pipe(fd);
-        }
+        /// Whether a frame is waiting (before the first Read only: nothing is buffered yet).
+        public bool Pending() { return pipe != null && pipe.Readable(); }
 
         bool Fill(byte[] buf)
         {
@@ -251,9 +251,17 @@ namespace Polyfn.Dotnet
     {
         [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)] static extern IntPtr read(int fd, byte[] buf, IntPtr count);
         [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)] static extern IntPtr write(int fd, byte[] buf, IntPtr count);
+        [System.Runtime.InteropServices.DllImport("libc")] static extern int poll(short[] fds, ulong nfds, int timeout);
         const int EINTR = 4;
         readonly int fd;
         public Pipe(int fd) { this.fd = fd; }
+
+        /// poll(2) without waiting: data (or the end) is there to read.
+        public bool Readable()
+        {
+            var pfd = new short[] { (short)fd, (short)(fd >> 16), 1 /* POLLIN */, 0 };  // struct pollfd {int fd; short events, revents}
+            return poll(pfd, 1, 0) > 0;
+        }
 
         public override int Read(byte[] buffer, int offset, int count)
         {
@@ -301,11 +309,13 @@ namespace Polyfn.Dotnet
         {
             log.LogInformation("warm-up {Kind}", (string)req.Query["kind"]);
             string body = await new StreamReader(req.Body).ReadToEndAsync();
-            dynamic data = JsonConvert.DeserializeObject(body);
             string name = req.Query["name"];
-            name = name ?? data?.name;
             switch ((string)req.Query["kind"])
             {
+                case "dynamic":
+                    dynamic data = JsonConvert.DeserializeObject(body);
+                    name = name ?? data?.name;
+                    return new OkObjectResult("Hello, " + name);
                 case "object": return new OkObjectResult(new { Name = name, Count = 1 });
                 case "json": return new JsonResult(new { Name = name });
                 case "throw": throw new InvalidOperationException("warm-up");
@@ -406,7 +416,7 @@ namespace Polyfn.Dotnet
             var clock = System.Diagnostics.Stopwatch.StartNew();
             var phases = new Dictionary<string, double>();
             Action<string> phase = name => { phases[name] = Math.Round(clock.Elapsed.TotalMilliseconds, 2); clock.Restart(); };
-            Warm();
+            Warm(link);
             phase("warm-up");  // (how long the warm-up took, and then how long the host waited for its function)
             var frame = link.Read();
             if (frame == null) return 0;
@@ -445,16 +455,18 @@ namespace Polyfn.Dotnet
         }
 
         /// The warm-up: a job parsed, the host's own [FunctionName] found by reflection and served through the
-        /// whole request path (a string, an object, a JsonResult, an exception), frames written to nowhere.
-        static void Warm()
+        /// whole request path (a string, an object, a JsonResult, `dynamic`, an exception: the most common first),
+        /// frames written to nowhere. It stops early when the function comes meanwhile (a busy machine).
+        static void Warm(Link link)
         {
             try
             {
                 ParseJob(Newtonsoft.Json.Linq.JObject.Parse("{\"job\": {\"assembly\": \"a\", \"name\": \"n\", \"uid\": 1, \"gid\": 1, \"cwd\": \"/\", \"concurrency\": 1, \"env\": {\"A\": \"b\"}}}")["job"] as Newtonsoft.Json.Linq.JObject);
                 var fn = Fn.All(typeof(WarmUp).Assembly).First(f => f.Name == "polyfn-warm-up");
                 var sink = Link.Null();
-                foreach (var kind in new[] { "string", "object", "json", "throw" })
+                foreach (var kind in new[] { "string", "object", "json", "dynamic", "throw" })
                 {
+                    if (link.Pending()) return;
                     var head = Newtonsoft.Json.Linq.JObject.Parse("{\"id\": 1, \"method\": \"POST\", \"path\": \"/api/warm\", \"query\": \"kind=" + kind
                         + "\", \"headers\": [[\"Host\", \"localhost\"], [\"Content-Type\", \"application/json\"], [\"Cookie\", \"a=b\"]], \"trigger\": false}");
                     Handle(sink, fn, head, Encoding.UTF8.GetBytes("{\"name\": \"warm\"}"));
