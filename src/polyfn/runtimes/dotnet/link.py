@@ -34,6 +34,7 @@ class HostLink:
         self.waiting: dict[int, list[Any]] = {}  # id → [event, (header, body) | None]
         self.lock = threading.Lock()
         self.closed = False
+        self.direct: threading.Lock | None = None  # concurrency 1: `call` sends and reads itself
 
     def child_fds(self) -> tuple[int, int]:
         """The host's ends (passed to it; close them here once it started: `started`)."""
@@ -82,8 +83,12 @@ class HostLink:
             raise ValueError("the C# host sent a frame that is not an object")
         return header, parts[1]
 
-    def serve_replies(self) -> None:
-        """Start handing the host's responses to the requests waiting for them (`call`)."""
+    def serve_replies(self, concurrency: int) -> None:
+        """Start handing the host's responses to the requests waiting for them (`call`): with one request in
+        flight at a time, the caller reads its own response (no thread in between)."""
+        if concurrency <= 1:
+            self.direct = threading.Lock()
+            return
         threading.Thread(target=self._replies, daemon=True, name="host-replies").start()
 
     def _replies(self) -> None:
@@ -105,6 +110,16 @@ class HostLink:
 
     def call(self, header: dict[str, Any], body: bytes) -> tuple[dict[str, Any], bytes]:
         """Send one request and wait for its response (raises LinkClosed when the host went)."""
+        if self.direct is not None:
+            with self.direct:
+                try:
+                    self.send(header, body)
+                    reply = self.read()
+                except (OSError, ValueError) as e:
+                    raise LinkClosed(f"the C# host's pipe broke: {e}") from None
+            if reply[0].get("id") != header["id"]:
+                raise LinkClosed(f"the C# host answered request {reply[0].get('id')} for {header['id']}")
+            return reply
         slot: list[Any] = [threading.Event(), None]
         with self.lock:
             if self.closed:

@@ -298,7 +298,7 @@ class Proxy:
                 self.init_error("Runtime.HostError", f"{shlex.join(argv)}: {why} (exit code {code}); its stderr "
                                 "ended with:\n" + "\n".join(self.logs.tail))
                 return False
-            self.link.serve_replies()
+            self.link.serve_replies(int(spec.get("concurrency", 1)))
         while self.link is None:
             code = self.child.poll()
             if code is not None:
@@ -558,7 +558,7 @@ def blank_main(sock: socket.socket) -> None:
         os.setgid(gid)
         os.setuid(uid)
     os.chdir(spec["code_dir"])
-    link.serve_replies()
+    link.serve_replies(int(spec.get("concurrency", 1)))
     info = (f"pre-started C# host (pid {child.pid}, booted {(t0 - t_boot) * 1000:.0f} ms before its function; "
             f"hand-over: sandbox {(t_gate - t0) * 1000:.1f} ms, host {(t_host - t_gate) * 1000:.1f} ms "
             f"({phases(ready.get('ms'))}), proxy {(time.perf_counter() - t_host) * 1000:.1f} ms); "
