@@ -2,10 +2,11 @@
 
 What polyfn ships is C# source: `Shims.cs`, the vendor API surface functions compile against
 (`[FunctionName]`, `[HttpTrigger]`, `HttpRequest`, `IActionResult` results, `ILogger`; namespaces as Azure's),
-and `Host.cs`, a program that loads the user's assembly and serves one `[FunctionName]` over HTTP on
-`$PORT`. An instance is the `http` runtime's proxy (`runtimes/http/proxy.py`) running
-`mono PolyfnHost.exe serve function.dll NAME`, so pools, deadlines, crashes and activations work as for
-any http function. Compilation is `deploy/build_dotnet.py`.
+and `Host.cs`, a program that loads the user's assembly and serves one `[FunctionName]`. An instance is the
+`http` runtime's proxy (`runtimes/http/proxy.py`) running `mono PolyfnHost.exe` (pre-started: `wait`, then
+its function; else `serve function.dll NAME`) and relaying invocations to it as frames on two pipes
+(`link.py`), so pools, deadlines, crashes and activations work as for any http function. Compilation is
+`deploy/build_dotnet.py`.
 
 Everything Mono needs on a node is named here (`MONO_PATHS`), for a sandbox that builds its own root
 file system: an instance reads these, its revision's build directory and nothing else of the host's.

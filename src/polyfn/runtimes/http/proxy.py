@@ -18,6 +18,8 @@ is the proxy's child:
 - **Logs**: the program's stdout/stderr lines go to the invocation in flight (to the next result when
   several are in flight or none is).
 - **Exit**: when the program dies the proxy exits with its status, so the caller sees "exited with code N".
+- **C#** (`runtime: dotnet`): the program is the C# host (runtimes/dotnet), spoken to in frames on two pipes
+  (`runtimes/dotnet/link.py`) instead of HTTP; pre-started as a blank (`blank_main`).
 
 Environment: `PORT`, `K_SERVICE`, `K_CONFIGURATION`, `K_REVISION` (Knative's runtime contract).
 """
@@ -157,8 +159,7 @@ def resolve_command(handler: str, code_dir: str, build_dir: str, env: dict[str, 
 def own_headers(headers: list[tuple[str, str]], body: bytes,
                 line_max: int) -> tuple[list[tuple[str, str]], dict[str, Any] | None, list[tuple[float, str, str]]]:
     """A program's answers to polyfn, taken out of its response headers: `X-Polyfn-Logs` (a JSON array of
-    `[stream, line]`: the invocation's log lines, exact whatever its pipes do; the C# host sends its ILogger
-    lines so) and `X-Polyfn-Function-Error` (the JSON body is the function's error, typed)."""
+    `[stream, line]`: the invocation's log lines, exact whatever its pipes do) and `X-Polyfn-Function-Error` (the JSON body is the function's error, typed)."""
     rest, error, logs = [], None, []
     now = time.time()
     for k, v in headers:
