@@ -3,7 +3,9 @@
 Cold start: each sample redeploys the function with a changed comment (a new revision, an empty pool) and
 times `GET /fn/NAME` client-side over a persistent connection; the response must carry `x-polyfn-cold`.
 The C# and Node samples are interleaved, so the machine's noise hits both alike. The server's view of each
-cold start (`init_ms`: the instance's start until ready) is read back from the activations.
+cold start (`init_ms`: the instance's start until ready) is read back from the activations, and so are the
+phases of each C# hand-over (a pre-started host's `init_info`: the sandbox's part, the host's own — uid switch,
+`function.dll` loaded, `[FunctionName]` found — and the proxy's).
 Warm: `wrk -t1 -cN` against each warm function (`max_instances` = N, `min_instances` = N, so both have the
 same number of instances), one after the other. Targets (issue #28): C# cold start ≤ 30 ms p50; warm
 throughput within 2× of Node's.
