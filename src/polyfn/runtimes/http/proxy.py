@@ -434,6 +434,9 @@ class Proxy:
     def serve(self) -> None:
         pool = ThreadPoolExecutor(max(1, int(self.spec.get("concurrency", 1))), thread_name_prefix="fwd")
         reader = self.sock.makefile("rb", buffering=65536)
+        # The C# host serving one invocation at a time (it never streams): each is relayed on this thread, with
+        # no hand-off to a worker thread and back.
+        inline = self.link is not None and int(self.spec.get("concurrency", 1)) <= 1
 
         def one(inv: Invoke) -> None:
             try:
@@ -459,7 +462,10 @@ class Proxy:
                     except OSError:
                         pass
                 continue
-            pool.submit(one, inv)
+            if inline:
+                one(inv)
+            else:
+                pool.submit(one, inv)
         if self.child is not None:
             self.child.kill()
         os._exit(0)
