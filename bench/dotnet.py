@@ -63,6 +63,22 @@ def cold_sample(server: PolyfnServer, client: Http, kind: str, i: int) -> tuple[
     return ms, headers.get("x-polyfn-activation-id", "")
 
 
+def ready_instances(server: PolyfnServer, fn: str, n: int, timeout: float = 60.0) -> None:
+    """Wait until `fn` has `n` instances up and none starting (min_instances starts them in the background; a
+    warm measurement must not include them)."""
+    api = Http(server.port, server.key)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            inst = api.json("GET", f"/v1/functions/{fn}").get("instances") or {}
+            if not inst.get("starting") and inst.get("idle", 0) + inst.get("busy", 0) >= n:
+                return
+            time.sleep(0.2)
+    finally:
+        api.close()
+    raise RuntimeError(f"{fn}: {n} instances not up within {timeout:.0f} s\n{server.log_tail()}")
+
+
 def hand_over(info: str) -> dict[str, float]:
     """{"sandbox": ms, "host": ms, "warm-up": ms, "idle": ms, …, "proxy": ms} from an init_info, or {}."""
     m = HAND_OVER.search(info)
@@ -121,6 +137,7 @@ def main() -> None:
                 client = Http(server.port)  # the server may have closed the idle one
                 for _ in range(3 * n):
                     client.request("GET", f"/fn/{name(k)}")
+                ready_instances(server, name(k), n)
                 time.sleep(1.0)
                 warm[k] = run_wrk(server.url(f"/fn/{name(k)}"), n, args.duration)
         finally:
