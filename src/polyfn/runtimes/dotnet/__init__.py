@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SOURCES = ("Shims.cs", "Host.cs")
+SOURCES = ("Shims.cs", "Host.cs", "Link.cs")
+HOST_SOURCES = ("Host.cs", "Link.cs")  # PolyfnHost.exe
 SHIMS_DLL = "Polyfn.Azure.Shims.dll"
 HOST_EXE = "PolyfnHost.exe"
 FUNCTION_DLL = "function.dll"

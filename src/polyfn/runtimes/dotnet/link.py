@@ -1,4 +1,4 @@
-"""The `http` proxy's end of the pipes to the C# host (`Host.cs`, class Link): no HTTP server in between.
+"""The `http` proxy's end of the pipes to the C# host (`Link.cs`): no HTTP server in between.
 
 A frame is a JSON header and a body, each after its length (4 bytes, big-endian), on two pipes the host
 finds in `$POLYFN_HOST_FDS` ("IN,OUT"). Proxy → host: `{"job": {...}}` (a pre-started host's function),
