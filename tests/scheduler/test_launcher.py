@@ -101,7 +101,7 @@ def test_a_pre_started_node_blank_found_dead_is_replaced(tmp_path: Path) -> None
         return Blank(0, ours, ctrl), theirs, ctrl_theirs
 
     class Launcher_:
-        def refill(self, key: object, make: object) -> None:
+        def refill(self, key: object, make: object, delay: float = 0.05) -> None:
             pass
 
         def take_blank(self, key: object) -> Blank:

@@ -73,8 +73,8 @@ async def shims(data_dir: Path, progress: Callable[[str], None]) -> Path:
         progress("build: compiling polyfn's Azure Functions shims (once per node)")
         steps = (["-target:library", f"-r:{tc.newtonsoft}", "-r:Microsoft.CSharp.dll",
                   f"-out:{tmp / dotnet.SHIMS_DLL}", str(dotnet.HERE / "Shims.cs")],
-                 ["-target:exe", f"-r:{tc.newtonsoft}", f"-r:{tmp / dotnet.SHIMS_DLL}",
-                  f"-out:{tmp / dotnet.HOST_EXE}", str(dotnet.HERE / "Host.cs")])
+                 ["-target:exe", f"-r:{tc.newtonsoft}", f"-r:{tmp / dotnet.SHIMS_DLL}", "-r:Microsoft.CSharp.dll",
+                  f"-out:{tmp / dotnet.HOST_EXE}", *(str(dotnet.HERE / name) for name in dotnet.HOST_SOURCES)])
         for args in steps:
             code, tail = await run_streaming([tc.mcs, *args], tmp, dict(os.environ), lambda _m: None)
             if code != 0:

@@ -151,7 +151,7 @@ def _agent_mode(cfg: Config, prepared: object) -> None:
             if "mount" in prepared.namespaces:  # type: ignore[attr-defined]
                 from polyfn.sandbox import mounts
 
-                applied.append(mounts.setup(full))
+                applied.append(mounts.setup(full, prepared))  # type: ignore[arg-type]
             if "pid" in prepared.namespaces:  # type: ignore[attr-defined]
                 applied.append("pid ns")
             if full.uid:

@@ -75,6 +75,10 @@ def node_binary() -> str:
     return os.environ.get("POLYFN_NODE") or shutil.which("node") or "node"
 
 
+#: Seconds after a C# cold start before the next pre-started host is started (bench/dotnet.py measured it).
+DOTNET_REFILL_DELAY = 0.3
+
+
 class Blank(msgspec.Struct):
     pid: int
     sock: socket.socket  # the server's end of the instance connection
@@ -128,8 +132,8 @@ class Launcher:
             ctrl_child.close()
         return Blank(pid, ours, ctrl)
 
-    def refill(self, key: tuple[Any, ...], make: Callable[[], Blank]) -> None:
-        """Top up the blanks for `key`, soon (off the current cold start's path)."""
+    def refill(self, key: tuple[Any, ...], make: Callable[[], Blank], delay: float = 0.05) -> None:
+        """Top up the blanks for `key` in `delay` seconds (off the current cold start's path)."""
         if self.blank_target <= 0 or key in self._refill or self.stopped:
             return
         self._refill.add(key)
@@ -146,7 +150,7 @@ class Launcher:
                 self._blank_pids.add(blank.pid)
                 blanks.append(blank)
 
-        asyncio.get_running_loop().call_later(0.05, run)
+        asyncio.get_running_loop().call_later(delay, run)
 
     def launch(self, argv: list[str], env: dict[str, str], cwd: str, conn: socket.socket,
                plan: SandboxPlan | None, stderr_path: Path | None = None, *, prepare: dict[str, str] | None = None,
@@ -365,11 +369,19 @@ def _launch_blank(launcher: Launcher, kind: str, argv: list[str], plan: SandboxP
                                       relay_socket="", relay_ports=[], allow=[], net_group=0,
                                       etc={}, tmp_mb=0)  # (mounts, /tmp included, are made at hand-over)
     key = (kind, msgspec.json.encode(generic))
+    blank_prepare = dict(prepare or {})
+    if kind == "dotnet" and plan.root and "mount" in required:
+        # the shared part of the root filesystem is built in the blank, off the cold path (as Python blanks
+        # do); the hand-over only binds the function's own paths and pivots (sandbox.mounts, rootfs.enter_staged)
+        blank_prepare["POLYFN_SANDBOX_ROOT"] = json.dumps({"root": plan.root, "mask": plan.root_mask,
+                                                           "tmp_mb": plan.tmp_mb})
 
     def make() -> Blank:
-        return launcher.start_blank(argv, env, generic, prepare or {}, required, log_path)
+        return launcher.start_blank(argv, env, generic, blank_prepare, required, log_path)
 
-    launcher.refill(key, make)
+    # A C# blank's start (Mono, its warm-up) takes both cores for a while: not while this cold start's first
+    # request is still being served.
+    launcher.refill(key, make, DOTNET_REFILL_DELAY if kind == "dotnet" else 0.05)
     plan_body = msgspec.json.encode(plan)
     blank = launcher.take_blank(key)
     if blank is not None and not _hand_over(blank, plan_body, body):

@@ -1,11 +1,12 @@
 // polyfn's host for Azure Functions C# (in-process model): loads the user's compiled assembly and serves one
-// [FunctionName] method over HTTP on $PORT, the http runtime's contract (runtimes/http/proxy.py relays polyfn's
-// invocations to it). `describe ASSEMBLY` prints what the assembly declares as JSON, for deploy-time checks.
+// [FunctionName] method to polyfn's `http` proxy (runtimes/http/proxy.py), which relays the server's invocations
+// as frames on two pipes (Link.cs; runtimes/dotnet/link.py is the other end). `describe ASSEMBLY` prints what
+// the assembly declares as JSON, for deploy-time checks.
 //
-// Per request: the ASP.NET Core HttpRequest shim is built from the HTTP request, Run's parameters are bound
-// by type and attribute, its Task awaited and the IActionResult written as ASP.NET Core would. ILogger lines
-// go back in one X-Polyfn-Logs response header (so they reach the right invocation whatever the pipes do);
-// an exception becomes a 500 in polyfn's function error shape with the .NET exception type.
+// Per request: the ASP.NET Core HttpRequest shim is built from the frame, Run's parameters are bound by type and
+// attribute, its Task awaited and the IActionResult written as ASP.NET Core would. ILogger lines go back with the
+// response (so they reach the right invocation whatever the pipes do); an exception becomes a 500 in polyfn's
+// function error shape with the .NET exception type.
 using System;
 using System.Collections.Generic;
 using System.IO;
@@ -157,11 +158,34 @@ namespace Polyfn.Dotnet
         }
     }
 
+    /// What a pre-started host runs before its function comes, so that the paths every function takes are
+    /// compiled already: reflection over [FunctionName], binding, ILogger, results, Json.NET, `dynamic`, errors.
+    static class WarmUp
+    {
+        [FunctionName("polyfn-warm-up")]
+        public static async Task<IActionResult> Run([HttpTrigger(AuthorizationLevel.Anonymous, "get", "post")] HttpRequest req, ILogger log)
+        {
+            log.LogInformation("warm-up {Kind}", (string)req.Query["kind"]);
+            string body = await new StreamReader(req.Body).ReadToEndAsync();
+            string name = req.Query["name"];
+            switch ((string)req.Query["kind"])
+            {
+                case "dynamic":
+                    dynamic data = JsonConvert.DeserializeObject(body);
+                    name = name ?? data?.name;
+                    return new OkObjectResult("Hello, " + name);
+                case "object": return new OkObjectResult(new { Name = name, Count = 1 });
+                case "json": return new JsonResult(new { Name = name });
+                case "throw": throw new InvalidOperationException("warm-up");
+            }
+            return new OkObjectResult("Hello, " + name);
+        }
+    }
+
     static class Program
     {
         static readonly JsonSerializerSettings Camel = new JsonSerializerSettings { ContractResolver = new CamelCasePropertyNamesContractResolver() };
-        static readonly JsonSerializerSettings Ascii = new JsonSerializerSettings { StringEscapeHandling = StringEscapeHandling.EscapeNonAscii };
-        const int MaxLogHeader = 60000;
+        internal static readonly JsonSerializerSettings Ascii = new JsonSerializerSettings { StringEscapeHandling = StringEscapeHandling.EscapeNonAscii };
 
         static int Main(string[] args)
         {
@@ -174,104 +198,136 @@ namespace Polyfn.Dotnet
                     { "path", f.Path }, { "problems", f.Problems } })));
                 return 0;
             }
-            if (args.Length == 1 && args[0] == "wait")
-                return Wait();
-            if (args.Length != 3 || args[0] != "serve")
+            var fds = Environment.GetEnvironmentVariable("POLYFN_HOST_FDS");
+            if (args.Length == 1 && args[0] == "wait" && fds != null)
+                return Wait(new Link(fds));
+            if (args.Length != 3 || args[0] != "serve" || fds == null)
             {
-                Console.Error.WriteLine("usage: PolyfnHost.exe describe ASSEMBLY | serve ASSEMBLY FUNCTION_NAME | wait");
+                Console.Error.WriteLine("usage: POLYFN_HOST_FDS=IN,OUT PolyfnHost.exe serve ASSEMBLY FUNCTION_NAME | wait; PolyfnHost.exe describe ASSEMBLY");
                 return 2;
             }
+            var link = new Link(fds);
             var fn = Fn.All(Assembly.LoadFrom(args[1])).FirstOrDefault(f => f.Name == args[2]);
             if (fn == null)
             {
-                Console.Error.WriteLine("no [FunctionName(\"" + args[2] + "\")] in " + args[1]);
+                link.Send(new Dictionary<string, object> { { "error", "no [FunctionName(\"" + args[2] + "\")] in " + args[1] } }, null);
                 return 3;
             }
-            Loop(Listen(), fn);
+            link.Send(new Dictionary<string, object> { { "ready", true } }, null);
+            Loop(link, fn, Concurrency(Environment.GetEnvironmentVariable("POLYFN_CONCURRENCY")));
             return 0;
         }
 
-        static HttpListener Listen()
+        static int Concurrency(string s)
         {
-            var port = Environment.GetEnvironmentVariable("PORT") ?? "8080";
-            var listener = new HttpListener();
-            listener.Prefixes.Add("http://127.0.0.1:" + port + "/");  // the caller's Host comes as X-Polyfn-Host
-            listener.Start();
-            return listener;
+            int n;
+            return int.TryParse(s, out n) && n > 1 ? n : 1;
         }
 
-        /// `fn` null: a pre-started host's, which serves `Current` once it has one (until then: 204, the warm-up).
-        static void Loop(HttpListener listener, Fn fn)
+        /// Requests until the proxy closes the pipe: one at a time on this thread (concurrency 1: no thread
+        /// pool at all), else each on the thread pool.
+        static void Loop(Link link, Fn fn, int concurrency)
         {
-            while (true)
+            Tuple<Newtonsoft.Json.Linq.JObject, byte[]> frame;
+            while ((frame = link.Read()) != null)
             {
-                var ctx = listener.GetContext();
-                var target = fn ?? Current;
-                if (target == null)
-                    Task.Run(() => Execute(new OkObjectResult(new { warm = true }), ctx.Response, new Logger()));
+                var f = frame;
+                if (concurrency <= 1)
+                    Handle(link, fn, f.Item1, f.Item2);
                 else
-                    Task.Run(() => Serve(target, ctx));
+                    ThreadPool.QueueUserWorkItem(_ => Handle(link, fn, f.Item1, f.Item2));
             }
+        }
+
+        static void Handle(Link link, Fn fn, Newtonsoft.Json.Linq.JObject head, byte[] body)
+        {
+            var id = (long)head["id"];
+            Response res;
+            try { res = Serve(fn, head, body).GetAwaiter().GetResult(); }
+            catch (Exception e) { res = Failure(e, new Logger()); }
+            link.Send(id, res);
         }
 
         [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)] static extern int setgroups(IntPtr size, IntPtr list);
+        [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)] static extern int getgroups(int size, IntPtr list);
         [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)] static extern int setgid(uint gid);
         [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)] static extern int setuid(uint uid);
         [System.Runtime.InteropServices.DllImport("libc")] static extern uint getuid();
+        [System.Runtime.InteropServices.DllImport("libc")] static extern uint getgid();
 
-        /// A pre-started host (runtimes/http/proxy.py's blank mode): listening already, it waits on stdin for its
-        /// function — one JSON line {assembly, name, uid, gid, env, cwd} — then becomes the function's uid
-        /// (glibc applies it to every thread) before loading any of its code, and answers "ready" or "error: ...".
-        static int Wait()
+        class Job { public string Assembly, Name, Cwd; public uint Uid, Gid; public int Concurrency; public Dictionary<string, string> Env = new Dictionary<string, string>(); }
+
+        static Job ParseJob(Newtonsoft.Json.Linq.JObject j)
         {
-            var listener = Listen();
-            new Thread(() => Loop(listener, null)) { IsBackground = true }.Start();
-            Warm();
-            var line = Console.In.ReadLine();
-            if (line == null) return 0;
+            var job = new Job { Assembly = (string)j["assembly"], Name = (string)j["name"], Cwd = (string)j["cwd"],
+                                Uid = (uint)j["uid"], Gid = (uint)j["gid"], Concurrency = (int?)j["concurrency"] ?? 1 };
+            foreach (var kv in (Newtonsoft.Json.Linq.JObject)j["env"])
+                job.Env[kv.Key] = (string)kv.Value;
+            return job;
+        }
+
+        /// A pre-started host (runtimes/http/proxy.py's blank mode): it warms up, then waits for its function —
+        /// one frame {"job": {assembly, name, uid, gid, env, cwd, concurrency}} — becomes the function's uid (glibc
+        /// applies it to every thread) before loading any of its code, and answers {"ready": true} or {"error"}.
+        static int Wait(Link link)
+        {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            var phases = new Dictionary<string, double>();
+            Action<string> phase = name => { phases[name] = Math.Round(clock.Elapsed.TotalMilliseconds, 2); clock.Restart(); };
+            Warm(link);
+            phase("warm-up");  // (how long the warm-up took, and then how long the host waited for its function)
+            var frame = link.Read();
+            if (frame == null) return 0;
+            phase("idle");
             Fn fn;
+            Job job;
             try
             {
-                var job = Newtonsoft.Json.Linq.JObject.Parse(line);
-                uint uid = (uint)job["uid"], gid = (uint)job["gid"];
-                if (uid != 0)
+                job = ParseJob((Newtonsoft.Json.Linq.JObject)frame.Item1["job"]);
+                phase("job");
+                if (job.Uid != 0)
                 {
-                    if (setgroups(IntPtr.Zero, IntPtr.Zero) != 0 || setgid(gid) != 0 || setuid(uid) != 0 || getuid() != uid)
-                        throw new InvalidOperationException("sandbox: could not switch to uid " + uid);
+                    // (setgroups only when the groups are not empty already: each of these calls stops every thread)
+                    if ((getgroups(0, IntPtr.Zero) != 0 && setgroups(IntPtr.Zero, IntPtr.Zero) != 0)
+                        || (getgid() != job.Gid && setgid(job.Gid) != 0) || setuid(job.Uid) != 0 || getuid() != job.Uid)
+                        throw new InvalidOperationException("sandbox: could not switch to uid " + job.Uid);
                 }
-                foreach (var kv in (Newtonsoft.Json.Linq.JObject)job["env"])
-                    Environment.SetEnvironmentVariable(kv.Key, (string)kv.Value);
-                Directory.SetCurrentDirectory((string)job["cwd"]);
-                var name = (string)job["name"];
-                fn = Fn.All(Assembly.LoadFrom((string)job["assembly"])).FirstOrDefault(f => f.Name == name);
-                if (fn == null) throw new InvalidOperationException("no [FunctionName(\"" + name + "\")] in " + job["assembly"]);
+                phase("uid");
+                foreach (var kv in job.Env)
+                    Environment.SetEnvironmentVariable(kv.Key, kv.Value);
+                Directory.SetCurrentDirectory(job.Cwd);
+                var assembly = Assembly.LoadFrom(job.Assembly);
+                phase("load");
+                fn = Fn.All(assembly).FirstOrDefault(f => f.Name == job.Name);
+                phase("bind");
+                if (fn == null) throw new InvalidOperationException("no [FunctionName(\"" + job.Name + "\")] in " + job.Assembly);
             }
             catch (Exception e)
             {
-                Console.WriteLine("error: " + e.GetType().FullName + ": " + e.Message);
+                link.Send(new Dictionary<string, object> { { "error", e.GetType().FullName + ": " + e.Message } }, null);
                 return 3;
             }
-            Current = fn;
-            Console.WriteLine("ready");
-            Console.Out.Flush();
-            Thread.Sleep(Timeout.Infinite);
+            link.Send(new Dictionary<string, object> { { "ready", true }, { "ms", phases } }, null);
+            Loop(link, fn, job.Concurrency);
             return 0;
         }
 
-        static volatile Fn Current;
-
-        /// One request through the listener and a result written, before any function: what the first call of a
-        /// pre-started host would otherwise pay (JIT of the paths the ahead-of-time images leave out).
-        static void Warm()
+        /// The warm-up: a job parsed, the host's own [FunctionName] found by reflection and served through the
+        /// whole request path (a string, an object, a JsonResult, `dynamic`, an exception: the most common first),
+        /// frames written to nowhere. It stops early when the function comes meanwhile (a busy machine).
+        static void Warm(Link link)
         {
             try
             {
-                using (var tcp = new System.Net.Sockets.TcpClient("127.0.0.1", int.Parse(Environment.GetEnvironmentVariable("PORT") ?? "8080")))
+                ParseJob(Newtonsoft.Json.Linq.JObject.Parse("{\"job\": {\"assembly\": \"a\", \"name\": \"n\", \"uid\": 1, \"gid\": 1, \"cwd\": \"/\", \"concurrency\": 1, \"env\": {\"A\": \"b\"}}}")["job"] as Newtonsoft.Json.Linq.JObject);
+                var fn = Fn.All(typeof(WarmUp).Assembly).First(f => f.Name == "polyfn-warm-up");
+                var sink = Link.Null();
+                foreach (var kind in new[] { "string", "object", "json", "dynamic", "throw" })
                 {
-                    var s = tcp.GetStream();
-                    var req = Encoding.ASCII.GetBytes("POST /?warm=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}");
-                    s.Write(req, 0, req.Length);
-                    new StreamReader(s).ReadToEnd();
+                    if (link.Pending()) return;
+                    var head = Newtonsoft.Json.Linq.JObject.Parse("{\"id\": 1, \"method\": \"POST\", \"path\": \"/api/warm\", \"query\": \"kind=" + kind
+                        + "\", \"headers\": [[\"Host\", \"localhost\"], [\"Content-Type\", \"application/json\"], [\"Cookie\", \"a=b\"]], \"trigger\": false}");
+                    Handle(sink, fn, head, Encoding.UTF8.GetBytes("{\"name\": \"warm\"}"));
                 }
             }
             catch (Exception) { }
@@ -293,43 +349,53 @@ namespace Polyfn.Dotnet
 
         static string Unescape(string s) { return Uri.UnescapeDataString(s.Replace('+', ' ')); }
 
-        static async Task Serve(Fn fn, HttpListenerContext ctx)
+        static Cookies ParseCookies(StringValues headers)
+        {
+            var cookies = new Cookies();
+            foreach (var header in headers)
+                foreach (var part in (header ?? "").Split(';'))
+                {
+                    int eq = part.IndexOf('=');
+                    if (eq <= 0) continue;
+                    var name = part.Substring(0, eq).Trim();
+                    if (name.Length > 0 && !cookies.ContainsKey(name)) cookies.Add(name, part.Substring(eq + 1).Trim().Trim('"'));
+                }
+            return cookies;
+        }
+
+        /// One request (a frame: {id, method, path, query, headers, trigger} and the body) through the function.
+        static async Task<Response> Serve(Fn fn, Newtonsoft.Json.Linq.JObject head, byte[] data)
         {
             var logger = new Logger();
-            var res = ctx.Response;
+            var res = new Response();
             try
             {
-                var raw = ctx.Request;
-                var body = new MemoryStream();
-                await raw.InputStream.CopyToAsync(body);
-                body.Position = 0;
+                var method = (string)head["method"] ?? "POST";
+                var query = (string)head["query"] ?? "";
+                var body = new MemoryStream(data, 0, data.Length, false, true);
                 var req = new Request
                 {
-                    Method = raw.HttpMethod, Scheme = "http", Protocol = "HTTP/1.1", Path = new PathString(raw.Url.AbsolutePath),
-                    PathBase = new PathString(""), QueryString = new QueryString(raw.Url.Query), Query = new QueryCollection(ParseQuery(raw.Url.Query)),
-                    Body = body,
+                    Method = method, Scheme = "http", Protocol = "HTTP/1.1", Path = new PathString((string)head["path"] ?? "/"),
+                    PathBase = new PathString(""), QueryString = new QueryString(query.Length > 0 ? "?" + query : ""),
+                    Query = new QueryCollection(ParseQuery(query)), Body = body,
                 };
-                foreach (string k in raw.Headers.AllKeys)
-                    req.Headers[k] = new StringValues(raw.Headers.GetValues(k));
-                // HttpListener matches the Host header against its prefix (127.0.0.1: never every interface), so
-                // the proxy sends the caller's Host aside.
-                if (req.Headers.ContainsKey("X-Polyfn-Host"))
+                foreach (Newtonsoft.Json.Linq.JArray kv in (Newtonsoft.Json.Linq.JArray)head["headers"])
                 {
-                    req.Headers["Host"] = req.Headers["X-Polyfn-Host"];
-                    req.Headers.Remove("X-Polyfn-Host");
+                    string k = (string)kv[0], v = (string)kv[1];
+                    req.Headers[k] = req.Headers.ContainsKey(k) ? StringValues.Concat(req.Headers[k], v) : new StringValues(v);
                 }
+                if (data.Length > 0 || !(method == "GET" || method == "HEAD" || method == "DELETE" || method == "OPTIONS"))
+                    req.ContentLength = data.Length;
                 req.Host = new HostString(req.Headers["Host"]);
-                var cookies = new Cookies();
-                foreach (Cookie c in raw.Cookies) cookies.Add(c.Name, c.Value);
-                req.Cookies = cookies;
-                if (fn.Trigger == "http" && fn.Methods.Length > 0 && Array.IndexOf(fn.Methods, raw.HttpMethod.ToUpperInvariant()) < 0)
+                req.Cookies = ParseCookies(req.Headers["Cookie"]);
+                if (fn.Trigger == "http" && fn.Methods.Length > 0 && Array.IndexOf(fn.Methods, method.ToUpperInvariant()) < 0)
                 {
                     Write(res, 405, "application/json", Encoding.UTF8.GetBytes(JsonConvert.SerializeObject(new { error = new {
-                        code = "method_not_allowed", message = fn.Name + " accepts " + string.Join(", ", fn.Methods) + " ([HttpTrigger]), not " + raw.HttpMethod } })), logger);
-                    return;
+                        code = "method_not_allowed", message = fn.Name + " accepts " + string.Join(", ", fn.Methods) + " ([HttpTrigger]), not " + method } })), logger);
+                    return res;
                 }
                 object ret = null;
-                foreach (var binding in Bindings(fn, raw.Headers["X-Polyfn-Trigger"] != null, body))
+                foreach (var binding in Bindings(fn, (bool?)head["trigger"] ?? false, body))
                 {
                     ret = Invoke(fn, req, binding, logger);
                     var task = ret as Task;
@@ -342,17 +408,25 @@ namespace Polyfn.Dotnet
                     }
                 }
                 Execute(ret, res, logger);
+                return res;
             }
             catch (Exception e)
             {
-                while ((e is TargetInvocationException || e is AggregateException) && e.InnerException != null) e = e.InnerException;
-                var err = new Dictionary<string, object> {
-                    { "errorType", e.GetType().FullName }, { "errorMessage", e.Message },
-                    { "stackTrace", (e.StackTrace ?? "").Split('\n').Select(l => l.Trim()).Where(l => l.Length > 0 && !l.Contains("Polyfn.Dotnet.")).ToArray() } };
-                logger.Log(LogLevel.Error, 0, e.GetType().FullName + ": " + e.Message, null, (s, x) => s);
-                res.Headers["X-Polyfn-Function-Error"] = "Unhandled";
-                Write(res, 500, "application/json", Encoding.UTF8.GetBytes(JsonConvert.SerializeObject(err)), logger);
+                return Failure(e, logger);
             }
+        }
+
+        /// An exception in the function (or in writing its result): a 500 in polyfn's function error shape.
+        static Response Failure(Exception e, Logger logger)
+        {
+            while ((e is TargetInvocationException || e is AggregateException) && e.InnerException != null) e = e.InnerException;
+            var err = new Dictionary<string, object> {
+                { "errorType", e.GetType().FullName }, { "errorMessage", e.Message },
+                { "stackTrace", (e.StackTrace ?? "").Split('\n').Select(l => l.Trim()).Where(l => l.Length > 0 && !l.Contains("Polyfn.Dotnet.")).ToArray() } };
+            logger.Log(LogLevel.Error, 0, e.GetType().FullName + ": " + e.Message, null, (s, x) => s);
+            var res = new Response { Error = err };
+            Write(res, 500, "application/json", Encoding.UTF8.GetBytes(JsonConvert.SerializeObject(err)), logger);
+            return res;
         }
 
         /// What a trigger's parameters get, per call: a queue batch is one call per message, as on Azure.
@@ -409,7 +483,7 @@ namespace Polyfn.Dotnet
             return fn.Method.Invoke(null, args);
         }
 
-        static void Execute(object result, HttpListenerResponse res, Logger logger)
+        static void Execute(object result, Response res, Logger logger)
         {
             const string text = "text/plain; charset=utf-8", json = "application/json; charset=utf-8";
             if (result == null) { Write(res, 204, null, null, logger); return; }
@@ -423,7 +497,7 @@ namespace Polyfn.Dotnet
                 return;
             }
             var redirect = result as RedirectResult;
-            if (redirect != null) { res.Headers["Location"] = redirect.Url; Write(res, redirect.Permanent ? 301 : 302, null, null, logger); return; }
+            if (redirect != null) { res.Headers.Add(new[] { "Location", redirect.Url }); Write(res, redirect.Permanent ? 301 : 302, null, null, logger); return; }
             var file = result as FileContentResult;
             if (file != null) { Write(res, 200, file.ContentType, file.FileContents, logger); return; }
             var obj = result as ObjectResult;
@@ -431,7 +505,7 @@ namespace Polyfn.Dotnet
             if (obj != null)
             {
                 var created = obj as CreatedResult;
-                if (created != null && created.Location != null) res.Headers["Location"] = created.Location;
+                if (created != null && created.Location != null) res.Headers.Add(new[] { "Location", created.Location });
                 int status = obj.StatusCode ?? 200;
                 if (obj.Value == null) { Write(res, status == 200 ? 204 : status, null, null, logger); return; }
                 var s = obj.Value as string;
@@ -444,18 +518,12 @@ namespace Polyfn.Dotnet
             throw new NotSupportedException("polyfn cannot write a " + result.GetType().FullName + " (supported: ObjectResult and its kinds, StatusCodeResult and its kinds, ContentResult, JsonResult, RedirectResult, FileContentResult)");
         }
 
-        static void Write(HttpListenerResponse res, int status, string contentType, byte[] body, Logger logger)
+        static void Write(Response res, int status, string contentType, byte[] body, Logger logger)
         {
-            res.StatusCode = status;
-            if (contentType != null) res.ContentType = contentType;
-            string logs;
-            lock (logger.Lines) logs = logger.Lines.Count == 0 ? null : JsonConvert.SerializeObject(logger.Lines, Ascii);
-            if (logs != null && logs.Length > MaxLogHeader) logs = JsonConvert.SerializeObject(new[] { new[] { "stderr", "[polyfn] this invocation's log lines exceeded " + MaxLogHeader + " bytes and were dropped" } });
-            if (logs != null) res.Headers["X-Polyfn-Logs"] = logs;
-            body = body ?? new byte[0];
-            res.ContentLength64 = body.Length;
-            if (body.Length > 0) res.OutputStream.Write(body, 0, body.Length);
-            res.OutputStream.Close();
+            res.Status = status;
+            if (contentType != null) res.Headers.Add(new[] { "Content-Type", contentType });
+            lock (logger.Lines) res.Logs = logger.Lines.Count == 0 ? null : new List<string[]>(logger.Lines);
+            res.Body = body ?? new byte[0];
         }
     }
 }

@@ -2,10 +2,11 @@
 
 What polyfn ships is C# source: `Shims.cs`, the vendor API surface functions compile against
 (`[FunctionName]`, `[HttpTrigger]`, `HttpRequest`, `IActionResult` results, `ILogger`; namespaces as Azure's),
-and `Host.cs`, a program that loads the user's assembly and serves one `[FunctionName]` over HTTP on
-`$PORT`. An instance is the `http` runtime's proxy (`runtimes/http/proxy.py`) running
-`mono PolyfnHost.exe serve function.dll NAME`, so pools, deadlines, crashes and activations work as for
-any http function. Compilation is `deploy/build_dotnet.py`.
+and `Host.cs`, a program that loads the user's assembly and serves one `[FunctionName]`. An instance is the
+`http` runtime's proxy (`runtimes/http/proxy.py`) running `mono PolyfnHost.exe` (pre-started: `wait`, then
+its function; else `serve function.dll NAME`) and relaying invocations to it as frames on two pipes
+(`link.py`), so pools, deadlines, crashes and activations work as for any http function. Compilation is
+`deploy/build_dotnet.py`.
 
 Everything Mono needs on a node is named here (`MONO_PATHS`), for a sandbox that builds its own root
 file system: an instance reads these, its revision's build directory and nothing else of the host's.
@@ -24,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SOURCES = ("Shims.cs", "Host.cs")
+SOURCES = ("Shims.cs", "Host.cs", "Link.cs")
+HOST_SOURCES = ("Host.cs", "Link.cs")  # PolyfnHost.exe
 SHIMS_DLL = "Polyfn.Azure.Shims.dll"
 HOST_EXE = "PolyfnHost.exe"
 FUNCTION_DLL = "function.dll"
@@ -39,6 +41,10 @@ MONO_PATHS = ("/usr/bin/mono", "/usr/bin/mono-sgen", "/usr/lib/mono", "/usr/lib/
 AOT_LIBRARIES = ("System", "System.Core", "System.Configuration", "System.Xml", "Mono.Security", "System.Numerics",
                  "Microsoft.CSharp", "Newtonsoft.Json")
 AOT_DIR = "aot"
+
+#: Mono's environment in an instance: no shared perf-counter area (`/dev/shm/mono.PID`: every instance's host
+#: is pid 4 of its pid namespace, and an open file there would keep the staged root from being sealed).
+MONO_ENV = {"MONO_DISABLE_SHARED_AREA": "1"}
 
 #: The Debian packages that provide the toolchain (`make toolchains` installs them).
 APT_PACKAGES = ("mono-mcs", "mono-runtime", "libnewtonsoft-json-cil-dev")

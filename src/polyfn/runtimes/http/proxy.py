@@ -18,6 +18,8 @@ is the proxy's child:
 - **Logs**: the program's stdout/stderr lines go to the invocation in flight (to the next result when
   several are in flight or none is).
 - **Exit**: when the program dies the proxy exits with its status, so the caller sees "exited with code N".
+- **C#** (`runtime: dotnet`): the program is the C# host (runtimes/dotnet), spoken to in frames on two pipes
+  (`runtimes/dotnet/link.py`) instead of HTTP; pre-started as a blank (`blank_main`).
 
 Environment: `PORT`, `K_SERVICE`, `K_CONFIGURATION`, `K_REVISION` (Knative's runtime contract).
 """
@@ -44,8 +46,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from polyfn.protocol import (
     HEADER,
     MAX_FRAME,
@@ -61,6 +61,7 @@ from polyfn.protocol import (
     to_instance_decoder,
 )
 from polyfn.runtimes import dotnet
+from polyfn.runtimes.dotnet.link import HostLink, LinkClosed
 from polyfn.runtimes.http import wsrelay
 
 CLONE_NEWNET = 0x40000000
@@ -160,8 +161,7 @@ def resolve_command(handler: str, code_dir: str, build_dir: str, env: dict[str, 
 def own_headers(headers: list[tuple[str, str]], body: bytes,
                 line_max: int) -> tuple[list[tuple[str, str]], dict[str, Any] | None, list[tuple[float, str, str]]]:
     """A program's answers to polyfn, taken out of its response headers: `X-Polyfn-Logs` (a JSON array of
-    `[stream, line]`: the invocation's log lines, exact whatever its pipes do; the C# host sends its ILogger
-    lines so) and `X-Polyfn-Function-Error` (the JSON body is the function's error, typed)."""
+    `[stream, line]`: the invocation's log lines, exact whatever its pipes do) and `X-Polyfn-Function-Error` (the JSON body is the function's error, typed)."""
     rest, error, logs = [], None, []
     now = time.time()
     for k, v in headers:
@@ -201,6 +201,7 @@ class Proxy:
         self.child: subprocess.Popen[bytes] | None = None
         self.network = "host network"
         self.dotnet = spec.get("runtime") == "dotnet"
+        self.link: HostLink | None = None  # the C# host's pipes (runtimes/dotnet/link.py): no HTTP hop
         self.cancelled: set[int] = set()  # streaming invocations the server cancelled
         self.streaming: dict[int, http.client.HTTPConnection] = {}  # and their connections to the program
         self.websockets: dict[int, wsrelay.Relay] = {}  # WebSockets passed through to the program (wsrelay.py)
@@ -270,22 +271,39 @@ class Proxy:
             env["PYTHONPATH"] = spec["deps_dir"]
         else:
             env.pop("PYTHONPATH", None)
+        pass_fds: tuple[int, ...] = ()
         if spec.get("runtime") == "dotnet":  # the C# host serving one [FunctionName] of the deploy-time build
             argv = dotnet.host_command(shutil.which("mono") or "mono", spec.get("build_dir", ""), spec["handler"],
                                        spec.get("dotnet_aot", ""))
+            self.link = HostLink()
+            pass_fds = self.link.child_fds()
+            env.update(dotnet.MONO_ENV, **self.link.env(), POLYFN_CONCURRENCY=str(spec.get("concurrency", 1)))
         else:
             argv = resolve_command(spec["handler"], spec["code_dir"], spec.get("build_dir", ""), env)
         self.logs.begin(-1)
         try:
             self.child = subprocess.Popen(argv, cwd=spec["code_dir"], env=env, stdin=subprocess.DEVNULL,
-                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_child_preexec)
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_child_preexec,
+                                          pass_fds=pass_fds)
         except OSError as e:
             self.init_error("Runtime.StartFailed", f"cannot start {shlex.join(argv)}: {e.strerror or e}")
             return False
         for pipe, name in ((self.child.stdout, "stdout"), (self.child.stderr, "stderr")):
             threading.Thread(target=self.logs.pump, args=(pipe, name), daemon=True).start()
         deadline = time.monotonic() + float(spec.get("ready_timeout", 10.0))
-        while True:
+        if self.link is not None:
+            self.link.started()
+            why, _ = host_ready(self.link, deadline)
+            if why:
+                if self.child.poll() is None:
+                    self.child.kill()
+                code = self.child.wait()
+                time.sleep(0.05)  # let the pumps read the last lines
+                self.init_error("Runtime.HostError", f"{shlex.join(argv)}: {why} (exit code {code}); its stderr "
+                                "ended with:\n" + "\n".join(self.logs.tail))
+                return False
+            self.link.serve_replies(int(spec.get("concurrency", 1)))
+        while self.link is None:
             code = self.child.poll()
             if code is not None:
                 time.sleep(0.05)  # let the pumps read the last lines
@@ -305,8 +323,8 @@ class Proxy:
                                 "its stderr ended with:\n" + "\n".join(self.logs.tail))
                 return False
             time.sleep(0.01)
-        info = (f"http server `{shlex.join(argv)}` (pid {self.child.pid}) on port {self.port}, {self.network}; "
-                f"sandbox: {spec.get('sandbox', '')}")
+        where = "pipes" if self.link is not None else f"port {self.port}, {self.network}"
+        info = (f"http server `{shlex.join(argv)}` (pid {self.child.pid}) on {where}; sandbox: {spec.get('sandbox', '')}")
         first = self.logs.end(-1)
         self.logs.loose = first + self.logs.loose
         # 0: the launcher knows our pid (in a pid namespace getpid() means nothing to the server)
@@ -335,7 +353,41 @@ class Proxy:
             self.local.conn = c
         return c
 
+    def forward_host(self, inv: Invoke, link: HostLink) -> Result:
+        """One invocation to the C# host over its pipes."""
+        t0 = time.perf_counter()
+        self.logs.begin(inv.id)
+        body, trigger = inv.body, inv.kind == "cloudevent"
+        headers = [[k, v] for k, v in inv.headers if k.lower() not in HOP and k.lower() != "content-length"]
+        if trigger:  # Azure's trigger shapes for the C# host
+            body = dotnet.trigger_body(inv.body)
+            headers = [kv for kv in headers if kv[0].lower() != "content-type"] + [["Content-Type", "application/json"]]
+        elif inv.kind != "http" and inv.content_type and not any(k.lower() == "content-type" for k, _ in headers):
+            headers.append(["Content-Type", inv.content_type])
+        request = {"id": inv.id, "method": inv.method or "POST", "path": inv.path or "/", "query": inv.query,
+                   "headers": headers, "trigger": trigger}
+        try:
+            head, out = link.call(request, body)
+        except LinkClosed as e:
+            if self.child is not None:
+                try:
+                    self.exit_like(self.child.wait(0.5))  # the host died under this request
+                except subprocess.TimeoutExpired:
+                    pass
+            err = {"errorType": "Runtime.UpstreamError", "errorMessage": f"the C# host failed to answer: {e}",
+                   "stackTrace": []}
+            return Result(inv.id, 502, [("content-type", "application/json")], json.dumps(err).encode(), err,
+                          self.logs.end(inv.id), (time.perf_counter() - t0) * 1000)
+        now, line_max = time.time(), self.logs.line_max
+        own = [(now, str(item[0]), str(item[1])[:line_max]) for item in head.get("logs") or ()
+               if isinstance(item, list) and len(item) == 2 and item[0] in ("stdout", "stderr")]
+        error = head.get("error") if isinstance(head.get("error"), dict) else None
+        return Result(inv.id, int(head.get("status", 200)), [(str(k), str(v)) for k, v in head.get("headers") or ()],
+                      out, error, self.logs.end(inv.id) + own, (time.perf_counter() - t0) * 1000)
+
     def forward(self, inv: Invoke) -> Result:
+        if self.link is not None:
+            return self.forward_host(inv, self.link)
         t0 = time.perf_counter()
         self.logs.begin(inv.id)
         if inv.kind == "websocket":  # a client's WebSocket upgrade, for the program (wsrelay.py)
@@ -345,12 +397,6 @@ class Proxy:
             target += "?" + inv.query
         headers = [(k, v) for k, v in inv.headers if k.lower() not in HOP and k.lower() != "content-length"]
         method = inv.method or "POST"
-        if self.dotnet:
-            # The C# host's HttpListener answers only its own Host (127.0.0.1:PORT): the caller's goes aside.
-            headers = [(k, v) if k.lower() != "host" else ("X-Polyfn-Host", v) for k, v in headers]
-            if inv.kind == "cloudevent":  # Azure's trigger shapes for the C# host
-                inv = msgspec.structs.replace(inv, body=dotnet.trigger_body(inv.body), content_type="application/json")
-                headers.append(("X-Polyfn-Trigger", "azure"))
         for attempt in range(2):
             c = self.conn()
             try:
@@ -393,6 +439,9 @@ class Proxy:
     def serve(self) -> None:
         pool = ThreadPoolExecutor(max(1, int(self.spec.get("concurrency", 1))), thread_name_prefix="fwd")
         reader = self.sock.makefile("rb", buffering=65536)
+        # The C# host serving one invocation at a time (it never streams): each is relayed on this thread, with
+        # no hand-off to a worker thread and back.
+        inline = self.link is not None and int(self.spec.get("concurrency", 1)) <= 1
 
         def one(inv: Invoke) -> None:
             try:
@@ -426,7 +475,10 @@ class Proxy:
                     except OSError:
                         pass
                 continue
-            pool.submit(one, inv)
+            if inline:
+                one(inv)
+            else:
+                pool.submit(one, inv)
         if self.child is not None:
             self.child.kill()
         os._exit(0)
@@ -455,24 +507,46 @@ def _read_gate() -> dict[str, Any]:
         "ok": False, "error": "sandbox: the spawn agent ended before setting up the sandbox"}
 
 
+def host_ready(link: HostLink, deadline: float) -> tuple[str, dict[str, Any]]:
+    """Wait for the C# host's first frame: ("", its header) when it is ready, else (why not, {})."""
+    try:
+        header, _ = link.read(max(0.0, deadline - time.monotonic()))
+    except TimeoutError:
+        return "it did not get ready in time", {}
+    except (LinkClosed, OSError, ValueError) as e:
+        return (f"it exited ({e})" if isinstance(e, LinkClosed) else f"it broke the link ({e})"), {}
+    if header.get("ready") is not True:
+        return f"it did not start the function: {header.get('error', header)}", {}
+    return "", header
+
+
+def phases(ms: Any) -> str:
+    """The C# host's own account of its hand-over ({"job": 0.1, "uid": 2.0, …} in ms) as text."""
+    if not isinstance(ms, dict):
+        return "?"
+    return ", ".join(f"{k} {float(v):.1f}" for k, v in ms.items() if isinstance(v, int | float))
+
+
 def blank_main(sock: socket.socket) -> None:
-    """A pre-started C# instance: the host starts now (shims loaded, listening), its function comes later
+    """A pre-started C# instance: the host starts now (shims loaded, warmed up), its function comes later
     as the first frame; the sandbox's agent then mounts the function's files and opens the gate, and the
     host and this proxy both become the function's uid before any of its code loads (runtimes/dotnet)."""
     t_boot = time.perf_counter()
     shims = os.environ.pop("POLYFN_DOTNET_SHIMS")
-    port = free_port()
+    link = HostLink()
     env = {k: v for k, v in os.environ.items() if k not in ("POLYFN_FD", "POLYFN_GATE_FD", "PYTHONPATH")}
-    env["PORT"] = str(port)
+    env.update(dotnet.MONO_ENV, **link.env())
     child = subprocess.Popen(dotnet.blank_command(shutil.which("mono") or "mono", shims), cwd="/", env=env,
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             preexec_fn=_child_preexec)
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             preexec_fn=_child_preexec, pass_fds=link.child_fds())
+    link.started()
     (size,) = HEADER.unpack(_recv_exact(sock, 4))
     spec = json.loads(_recv_exact(sock, size))
     t0 = time.perf_counter()
     proxy = Proxy(spec, sock)
-    proxy.child, proxy.port = child, port
+    proxy.child, proxy.link = child, link
     gate = _read_gate()
+    t_gate = time.perf_counter()
     spec["sandbox"] = str(gate.get("sandbox", ""))
     if not gate.get("ok"):
         child.kill()
@@ -481,31 +555,37 @@ def blank_main(sock: socket.socket) -> None:
     uid, gid = int(gate.get("uid") or 0), int(gate.get("gid") or 0)
     revision = int(spec.get("revision", 1))
     job = {"assembly": os.path.join(spec.get("build_dir", ""), dotnet.FUNCTION_DLL), "name": spec["handler"],
-           "uid": uid, "gid": gid, "cwd": spec["code_dir"],
+           "uid": uid, "gid": gid, "cwd": spec["code_dir"], "concurrency": int(spec.get("concurrency", 1)),
            "env": {**spec.get("env", {}), "POLYFN_FUNCTION_NAME": spec["function"],
                    "POLYFN_FUNCTION_REVISION": str(revision)}}
-    assert child.stdin is not None and child.stdout is not None and child.stderr is not None
+    assert child.stdout is not None and child.stderr is not None
+    ready: dict[str, Any] = {}
     try:
-        child.stdin.write(json.dumps(job).encode() + b"\n")
-        child.stdin.flush()
-        reply = child.stdout.readline().decode("utf-8", "replace").strip()
+        link.send({"job": job})
     except OSError as e:
-        reply = f"error: {e}"
-    if reply != "ready":
+        why = f"it exited ({e})"
+    else:
+        why, ready = host_ready(link, time.monotonic() + float(spec.get("ready_timeout", 10.0)))
+    if why:
         child.kill()
         tail = child.stderr.read().decode("utf-8", "replace")[-2000:]
-        proxy.init_error("Runtime.HostError", f"the C# host did not start the function: {reply or 'it exited'}\n{tail}")
+        proxy.init_error("Runtime.HostError", f"the C# host did not start the function: {why}\n{tail}")
         return
+    t_host = time.perf_counter()
     if uid:
-        os.setgroups([])
+        if os.getgroups():
+            os.setgroups([])
         os.setgid(gid)
         os.setuid(uid)
     os.chdir(spec["code_dir"])
+    link.serve_replies(int(spec.get("concurrency", 1)))
+    info = (f"pre-started C# host (pid {child.pid}, booted {(t0 - t_boot) * 1000:.0f} ms before its function; "
+            f"hand-over: sandbox {(t_gate - t0) * 1000:.1f} ms, host {(t_host - t_gate) * 1000:.1f} ms "
+            f"({phases(ready.get('ms'))}), proxy {(time.perf_counter() - t_host) * 1000:.1f} ms); "
+            f"sandbox: {spec['sandbox']}")
+    proxy.send(Ready(0, (time.perf_counter() - t0) * 1000, info))
     for pipe, name in ((child.stdout, "stdout"), (child.stderr, "stderr")):
         threading.Thread(target=proxy.logs.pump, args=(pipe, name), daemon=True).start()
-    info = (f"pre-started C# host (pid {child.pid}, booted {(t0 - t_boot) * 1000:.0f} ms before its function) on "
-            f"port {port}; sandbox: {spec['sandbox']}")
-    proxy.send(Ready(0, (time.perf_counter() - t0) * 1000, info))
     threading.Thread(target=proxy.watch_child, daemon=True).start()
     proxy.serve()
 
