@@ -194,7 +194,9 @@ class LbCluster:
                 for f in ("admin.key", "node.key"):
                     if (first.data_dir / f).exists():
                         shutil.copy2(first.data_dir / f, node.data_dir / f)
-                self.start(node)
+                self.start(node, wait=False)  # the others start together
+            for node in self.nodes[1:]:
+                self.wait_ready(node)
             self._start_lb()
         except BaseException:
             self.__exit__(None, None, None)

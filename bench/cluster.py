@@ -51,7 +51,7 @@ HELLO = '''
 import os, time
 from version import CODE
 def handler(event, context):
-    time.sleep(0.02)
+    time.sleep(event.get("sleep", 0.02) if isinstance(event, dict) else 0.02)
     return {"code": CODE, "data": open(os.path.join(os.path.dirname(__file__), "data.txt")).read().strip(),
             "config": os.environ.get("V", ""), "node": os.environ.get("AWS_ENDPOINT_URL_LAMBDA", "")}
 '''
@@ -123,7 +123,7 @@ class Load:
                 if kind == "get":
                     conn.request("GET", "/fn/hello", headers=headers)
                 elif kind == "post":
-                    conn.request("POST", "/fn/hello", body=b"{}", headers=headers)
+                    conn.request("POST", "/fn/hello", body=b'{"sleep": 0.5}', headers=headers)
                 else:
                     conn.request("POST", "/fn/job", body=b"{}", headers={**headers, "X-Polyfn-Async": "true"})
                 resp = conn.getresponse()
@@ -304,7 +304,7 @@ def kill_phase(c: LbCluster, load: Load, settle: float) -> list[Target]:
     states = c.cron_states()
     leader_name = next((n for n, s in states.items() if s == "scheduled"), None)
     victim: Node = next((n for n in c.nodes if n.name == leader_name), c.nodes[0])
-    lb_name = f"node{c.nodes.index(victim) + 1}"
+    lb_name = victim.name  # its name in HAProxy's log
     t0 = time.time()
     time.sleep(settle)
     t_kill = time.time()
@@ -337,7 +337,17 @@ def kill_phase(c: LbCluster, load: Load, settle: float) -> list[Target]:
                f"{leader_name} → {[n for n, s in new_states.items() if s == 'scheduled']} in "
                f"{t_moved - t_kill:.1f} s; {ticks} ticks since"),
     ]
-    targets += records_targets(c, rs, "kill -9")
+    accepted = {r.aid for r in rs if r.kind == "async" and ok(r) and r.aid}
+    done = wait_records(c, accepted, 90)
+    lost = accepted - {a for a, (st, _) in done.items() if st == "success"}
+    targets.append(Target("kill -9: async jobs accepted around the kill all ran", not lost,
+                          f"{len(accepted)} accepted, {len(accepted) - len(lost)} succeeded, {len(lost)} lost"))
+    answered = {r.aid for r in rs if r.kind != "async" and ok(r) and r.aid}
+    missing = answered - set(stored(c, answered))
+    # (not a target: a node killed -9 takes the records it had not written yet — at most its last
+    # 0.2 s, the recorder's interval — with it; an async job is acknowledged only after its record is stored)
+    print(f"  sync calls answered around the kill: {len(answered)}; without a record: {len(missing)} "
+          "(answered by the killed node in its last moments: the recorder writes every 0.2 s)")
     # its async jobs ran elsewhere: jobs accepted before the kill whose record names another node's port
     victim_port = f":{victim.port}"
     accepted = {r.aid for r in rs if r.kind == "async" and ok(r) and r.t1 < t_kill}
