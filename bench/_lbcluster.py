@@ -3,8 +3,8 @@
 Three (or N) `polyfn serve --cluster` nodes share the machine's PostgreSQL (a database of the run's own), NATS
 JetStream (a stream of the run's own) and an S3 bucket (moto's server, in memory), behind HAProxy from Debian
 configured by `deploy/haproxy/haproxy.cfg` (health checks on /healthz, retries of idempotent requests on
-another node). HAProxy's log (one line per request: server, status, retries, timings, the client's
-`X-Bench-Id`) is kept so a run can tell which node served what.
+another node); its log (one line per request: server, status, retries, timings, the client's `X-Bench-Id`)
+is `haproxy.log` in the run's directory.
 
 Only the standard library, boto3 (moto's bucket) and asyncpg (the database) beyond polyfn's own venv.
 """
@@ -323,16 +323,6 @@ class LbCluster:
                                         stderr=subprocess.STDOUT, start_new_session=True)
         if not wait_for(lambda: get(self.lb_port, "/healthz")[0] == 200, 20):
             raise RuntimeError(f"haproxy did not answer: {self.lb_log.read_text()[-2000:]}")
-
-    def lb_lines(self) -> list[dict[str, str]]:
-        """HAProxy's request log as records (the log format in deploy/haproxy/haproxy.cfg)."""
-        out = []
-        for line in self.lb_log.read_text(errors="replace").splitlines():
-            if not line.startswith("req "):
-                continue
-            fields = dict(f.split("=", 1) for f in line[4:].split(" ") if "=" in f)
-            out.append(fields)
-        return out
 
     def deploy(self, name: str, files: dict[str, str], **spec: Any) -> dict[str, Any]:
         """PUT /v1/functions/NAME through the balancer."""

@@ -43,6 +43,20 @@ SYNC_INTERVAL = 2.0  # POLYFN_SYNC_INTERVAL's default on PostgreSQL
 FETCH_TIMEOUT = 5.0  # streamfeed.py: an idle feeder's pull request lasts this long
 
 
+STORE_POOL = 5 + 10  # the metadata store's engine: SQLAlchemy's default pool (5 kept, 10 more under load)
+DB_POOL = 16 + 16  # the document database's engine (db/storage.py)
+
+
+async def max_connections() -> int:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        return int(await conn.fetchval("SHOW max_connections"))
+    finally:
+        await conn.close()
+
+
 def load() -> str:
     return f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
 
@@ -247,6 +261,11 @@ def report(args: argparse.Namespace) -> list[tuple[str, str, str, str]]:
           f"({per_fn_series:.0f} series and {per_fn_bytes / 1e3:.1f} kB per function)")
 
     rows = []
+    max_conn = asyncio.run(max_connections())
+    per_node = STORE_POOL + DB_POOL  # each pool's kept + overflow connections (store/db.py, db/storage.py)
+    rows.append(("PostgreSQL: connections", f"{n} nodes × up to {per_node} (two pools) = {n * per_node:,}",
+                 f"max_connections here: {max_conn}: full at {max_conn // per_node} busy nodes",
+                 "breaks" if n * per_node > max_conn else "holds"))
     passes = n / SYNC_INTERVAL
     pg_cores = passes * pass_ms / 1000
     rows.append(("PostgreSQL: sync polling", f"{passes:,.0f} passes/s × {f:,} rows = {passes * f:,.0f} rows/s",
