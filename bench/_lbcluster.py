@@ -186,16 +186,20 @@ class LbCluster:
                         "POLYFN_LOG_LEVEL": "INFO", **self._start_s3(), **self.extra_env}
             for i in range(self.n):
                 self.nodes.append(Node(f"n{i + 1}", free_port(), free_port(), self.root / f"n{i + 1}"))
-            first = self.nodes[0]
-            self.start(first)
-            self.key = (first.data_dir / "admin.key").read_text().strip()
-            for node in self.nodes[1:]:  # one admin key and one node key for the whole cluster
+            # one admin key and one node key for the whole cluster, made before any node starts, so the
+            # nodes start together (the first to take the migration lock makes the schema)
+            import base64
+
+            self.key = "pfk_" + secrets.token_urlsafe(32)
+            node_key = base64.urlsafe_b64encode(os.urandom(32)) + b"\n"  # a Fernet key (auth/secrets.py)
+            for node in self.nodes:
                 node.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-                for f in ("admin.key", "node.key"):
-                    if (first.data_dir / f).exists():
-                        shutil.copy2(first.data_dir / f, node.data_dir / f)
-                self.start(node, wait=False)  # the others start together
-            for node in self.nodes[1:]:
+                for name, data in (("admin.key", self.key.encode() + b"\n"), ("node.key", node_key)):
+                    fd = os.open(node.data_dir / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                    with os.fdopen(fd, "wb") as f:
+                        f.write(data)
+                self.start(node, wait=False)
+            for node in self.nodes:
                 self.wait_ready(node)
             self._start_lb()
         except BaseException:
