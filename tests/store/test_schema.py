@@ -113,6 +113,9 @@ async def test_a_node_older_than_the_database_joins_or_refuses_by_its_floor(pg_u
     store = await Store.open(pg_url)
     try:
         async with store.engine.begin() as conn:  # what a newer polyfn would leave: a revision unknown here
+            # (and the node's connections carry its schema, for the next node's start to see)
+            assert (await conn.execute(text("SELECT current_setting('application_name')"))).scalar() == \
+                application_name()
             await conn.execute(text("UPDATE alembic_version SET version_num = '0099_future'"))
     finally:
         await store.close()
