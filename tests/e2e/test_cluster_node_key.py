@@ -66,7 +66,7 @@ def test_a_node_refuses_a_rolling_upgrade_across_an_incompatible_migration(tmp_p
             await conn.close()
         assert "cannot start on this database: migration 0009_logs_in_activations cannot run while older nodes " \
                "use the shared database" in text, text
-        assert "cluster.updateStrategy=Recreate" in text, text
+        assert "cluster.updateStrategy=Recreate" in text and text.count('docs/operations.md, "Upgrades"') == 1, text
 
     asyncio.run(old_node())
     node = start_server(tmp_path / "a", env=env)

@@ -91,8 +91,7 @@ def serve(
         raise CliError(f"this node cannot join the cluster: {exc}",
                        hint="see docs/operations.md, \"Cluster\" (nodes share node.key)") from None
     except SchemaMismatch as exc:
-        raise CliError(f"this node cannot start on this database: {exc}",
-                       hint="see docs/operations.md, \"Upgrades\"") from None
+        raise CliError(f"this node cannot start on this database: {exc}") from None  # (names the docs)
 
 
 def _check_settings(**kwargs: object) -> None:
