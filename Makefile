@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test lint bench clean chromium toolchains nftables node-sdk mono ffmpeg
+.PHONY: run test lint bench clean chromium toolchains nftables node-sdk mono ffmpeg haproxy
 
 # The stamp files make both targets idempotent: pip only runs again when pyproject.toml changes.
 $(BIN)/python:
@@ -79,7 +79,14 @@ ffmpeg:
 	    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends ffmpeg >/dev/null; }; } \
 	  || echo "note: no ffmpeg (apt-get install ffmpeg): the video scenario cannot transcode and its test will skip"; }
 
-test: $(VENV)/.installed-test chromium toolchains nftables node-sdk mono ffmpeg
+# HAProxy in front of a test cluster (tests/ship/test_cluster_lb.py, bench/cluster.py); installed only when missing.
+haproxy:
+	@{ command -v haproxy || test -x /usr/sbin/haproxy; } >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends haproxy >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends haproxy >/dev/null; }; } \
+	  || echo "note: no HAProxy (apt-get install haproxy): the load-balanced cluster test will skip"; }
+
+test: $(VENV)/.installed-test chromium toolchains nftables node-sdk mono ffmpeg haproxy
 	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest -n 2 -q
 

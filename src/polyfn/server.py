@@ -80,6 +80,12 @@ def _ws_protocol() -> Any:
     return LeanWebSocketProtocol
 
 
+async def _open_store(url: str) -> None:
+    from polyfn.store import Store
+
+    await (await Store.open(url)).close()
+
+
 def serve(host: str = "127.0.0.1", port: int = 8080, data_dir: str | Path | None = None,
           examples: bool = False, **overrides: Any) -> None:
     """Run a node in the foreground until SIGINT/SIGTERM."""
@@ -92,8 +98,12 @@ def serve(host: str = "127.0.0.1", port: int = 8080, data_dir: str | Path | None
     _setup_logging()
     from polyfn.auth.nodekey import check as check_node_key
 
-    # a node that does not hold the cluster's node key refuses to start (NodeKeyMismatch, one line in the CLI)
+    # a node that does not hold the cluster's node key refuses to start (NodeKeyMismatch, one line in the CLI);
+    # so does one whose code cannot run on the database's schema (SchemaMismatch: store/schema.py), checked
+    # when the shared database is opened (and migrated) here, or the node's own SQLite file if it has one
     asyncio.run(check_node_key(settings.database_url or "", settings.data_dir / "node.key"))
+    if settings.db_url.startswith("sqlite") and (settings.data_dir / "polyfn.db").exists():
+        asyncio.run(_open_store(settings.db_url))
     from polyfn.gateway.limits import connections_for, raise_fd_limit
 
     before, after = raise_fd_limit(settings.http_max_connections)

@@ -44,3 +44,30 @@ def test_a_node_without_the_clusters_key_is_refused(tmp_path: Path, pg_url: str)
             second.stop()
     finally:
         first.stop()
+
+
+def test_a_node_refuses_a_rolling_upgrade_across_an_incompatible_migration(tmp_path: Path, pg_url: str) -> None:
+    """The database at 0008 with a node of that schema still connected: this version's 0009 would break it, so
+    the new node refuses in one line (store/schema.py); once the old node is gone, it migrates and serves."""
+    import asyncio
+
+    import asyncpg
+    from tests.store.test_schema import _at
+
+    asyncio.run(_at(pg_url, "0008_versions"))
+    env = {"POLYFN_DATABASE_URL": pg_url}
+
+    async def old_node() -> None:
+        conn = await asyncpg.connect(pg_url.replace("postgresql+asyncpg", "postgresql"),
+                                     server_settings={"application_name": "polyfn schema=0008_versions"})
+        try:
+            text = refused(tmp_path / "a", env)
+        finally:
+            await conn.close()
+        assert "cannot start on this database: migration 0009_logs_in_activations cannot run while older nodes " \
+               "use the shared database" in text, text
+        assert "cluster.updateStrategy=Recreate" in text and text.count('docs/operations.md, "Upgrades"') == 1, text
+
+    asyncio.run(old_node())
+    node = start_server(tmp_path / "a", env=env)
+    node.stop()

@@ -44,3 +44,31 @@ async def test_the_recorder_keeps_the_store_under_its_size_and_returns_the_space
         await rec.stop()
         await store.close()
     assert path.stat().st_size < peak * 0.6, (peak, path.stat().st_size)  # the space went back
+
+
+class SlowStore:
+    """A store whose writes wait on `gate` (a write in progress when its flush is cancelled)."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.rows: dict[str, Activation] = {}
+
+    async def add_activations(self, acts: list[Activation]) -> None:
+        await self.gate.wait()
+        self.rows.update((a.id, a) for a in acts)
+
+
+async def test_a_flush_cancelled_mid_write_keeps_its_records_for_the_next() -> None:
+    """A node stopping cancels the async queue's completion task while it flushes: the records that write held
+    must still be stored by the next flush (which the queue awaits before it acknowledges the jobs)."""
+    store = SlowStore()
+    rec = ActivationRecorder(store)  # (not started: no background writer)
+    rec.record(Activation(id="job-1", function="f", revision=1, trigger="invoke", start=1.0))
+    first = asyncio.create_task(rec.flush())
+    await asyncio.sleep(0.05)  # the write is under way
+    first.cancel()
+    await asyncio.gather(first, return_exceptions=True)
+    assert store.rows == {}
+    store.gate.set()
+    await rec.flush()
+    assert list(store.rows) == ["job-1"]

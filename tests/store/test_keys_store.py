@@ -131,3 +131,35 @@ async def test_a_reload_racing_a_create_keeps_the_new_key(store: Store, tmp_path
     await reload
     assert ring.signing_credentials(rec.id) == (secret, rec)
     assert ring.verify(f"{rec.id}:{secret}") is rec
+
+
+async def test_nodes_starting_together_with_one_admin_key_all_start(store: Store, tmp_path: Path) -> None:
+    """The nodes of a cluster share admin.key (one Secret in Kubernetes) and start at the same moment: each
+    finds the key missing and stores it; the later ones must take the stored record, not fail their start on
+    the unique secret (seen in tests/ship/test_cluster_lb.py: a node exited with an IntegrityError)."""
+    import asyncio
+
+    box = SecretBox(tmp_path / "node.key")
+
+    class Together(SecurityStore):
+        """Every ring reads the table before any of them writes."""
+
+        read = 0
+        both_read = asyncio.Event()
+
+        async def list_keys(self) -> list[Any]:
+            rows = await super().list_keys()
+            Together.read += 1
+            if Together.read >= 3:
+                Together.both_read.set()
+            await Together.both_read.wait()
+            return rows
+
+    rings = [KeyRing(Together(store), box) for _ in range(3)]
+    await asyncio.gather(*(r.start("pfk_the-clusters-admin-key") for r in rings))
+    try:
+        assert len({r.admin_id for r in rings}) == 1
+        assert all(r.verify("pfk_the-clusters-admin-key") is not None for r in rings)
+    finally:
+        for r in rings:
+            await r.stop()

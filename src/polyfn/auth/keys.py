@@ -117,7 +117,9 @@ class KeyRing:
             rec = KeyRecord(id=new_id("PFAKADMIN")[:20], secret_sha256=d, scope="admin",
                             description="the node's admin key (admin.key)", created_at=self.clock(),
                             secret_enc=self._encrypt(admin_key))
-            await self.store.add_key(rec)
+            if not await self.store.add_key_if_absent(rec):  # nodes of a cluster starting together: one stores it
+                await self.load()
+                rec = self._by_digest[d]
         elif not rec.secret_enc and self.box is not None:
             await self.store.set_secret_enc(rec.id, self._encrypt(admin_key))
         self.admin_id = rec.id

@@ -82,6 +82,7 @@ def serve(
     cluster_opt = {"cluster": True} if cluster else {}
     _check_settings(host=host, port=port, data_dir=directory, storage_port=storage_port, **cluster_opt, **tls)
     from polyfn.auth.nodekey import NodeKeyMismatch
+    from polyfn.store.schema import SchemaMismatch
 
     try:
         run_server(host=host, port=port, data_dir=directory, examples=examples, storage_port=storage_port,
@@ -89,6 +90,8 @@ def serve(
     except NodeKeyMismatch as exc:
         raise CliError(f"this node cannot join the cluster: {exc}",
                        hint="see docs/operations.md, \"Cluster\" (nodes share node.key)") from None
+    except SchemaMismatch as exc:
+        raise CliError(f"this node cannot start on this database: {exc}") from None  # (names the docs)
 
 
 def _check_settings(**kwargs: object) -> None:

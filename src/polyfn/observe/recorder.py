@@ -86,6 +86,13 @@ class ActivationRecorder:
                 stored = batch
                 try:
                     await self.store.add_activations(batch)
+                except asyncio.CancelledError:
+                    # A write cancelled midway (a node stopping cancels its completion task) stored nothing: its
+                    # transaction rolled back. The batch goes back first in line, or the next flush would find
+                    # an empty buffer and return as if these records were stored (an async job was acknowledged
+                    # with its record lost). Cancelled after the commit, the write happens twice: an upsert by id.
+                    self._buf[:0] = batch
+                    raise
                 except Exception:
                     log.exception("could not store %d activation records; retrying", len(batch))
                     kept = await self._store_singly(batch)

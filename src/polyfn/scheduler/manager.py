@@ -653,7 +653,9 @@ class InstanceManager:
         for inst in list(self._by_pid.values()):
             inst.kill("server shutting down")
         deadline = time.monotonic() + timeout
-        while self._by_pid and time.monotonic() < deadline:
+        # Until every process is gone: by its exit report, or by its pid (an instance whose exit its function
+        # zygote never reported stays in `_by_pid`, and cost every stop the whole timeout)
+        while any(_alive(pid) for pid in self._by_pid) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         if self.fzs is not None:
             self.fzs.stop()
@@ -663,3 +665,12 @@ class InstanceManager:
             self.cgroups.remove_base()
 
 
+def _alive(pid: int) -> bool:
+    """Whether process `pid` exists (a zombie not yet reaped counts as alive: its parent reports it)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -35,8 +35,8 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from polyfn.model import Activation, FunctionInfo, FunctionSpec, LogLine, Revision, now
-from polyfn.store import space
-from polyfn.store.tables import activations, aliases, functions, revisions, usage, versions
+from polyfn.store import schema, space
+from polyfn.store.tables import activations, aliases, functions, revisions, schema_compat, usage, versions
 
 USAGE_SUMS = ("invocations", "errors", "billed_ms", "mb_ms", "req_bytes", "resp_bytes")
 
@@ -117,11 +117,19 @@ class Store:
                 yield conn
 
     async def _migrate(self) -> None:
+        """Upgrade to head, unless the rolling-upgrade rule (store/schema.py) says this node must not: then
+        `SchemaMismatch`, one line. A database newer than this node's code that still allows it: no upgrade."""
         async with self._writer() as conn:
             if conn.dialect.name == "postgresql":
                 # Several nodes may start at once; only one may create the schema, the rest then see head.
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
             if await conn.run_sync(_at_head):  # (alembic, ~5 % of a start's CPU, only when there is work)
+                return
+            decided = await conn.run_sync(_schema_plan)
+            if decided.action == "refuse":
+                raise schema.SchemaMismatch(decided.message)
+            if decided.action == "join":
+                log.info("%s", decided.message)
                 return
             from alembic.config import Config
 
@@ -129,6 +137,8 @@ class Store:
             # Config values go through configparser interpolation: a literal '%' in the path must be doubled.
             cfg.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
             await conn.run_sync(_upgrade_head, cfg)
+            await conn.execute(delete(schema_compat))
+            await conn.execute(insert(schema_compat).values(id=1, floor=decided.floor))
 
     # -- functions and revisions ---------------------------------------------------------------------
 
@@ -496,7 +506,8 @@ def _create_engine(url: str) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         # pre_ping: cluster connections may sit idle across a database failover or restart.
-        return create_async_engine(url, pool_pre_ping=True)
+        return create_async_engine(url, pool_pre_ping=True,
+                                   connect_args={"server_settings": {"application_name": application_name()}})
     if parsed.database in (None, "", ":memory:") or "mode=memory" in (parsed.database or ""):
         raise ValueError(
             f"store URL {url!r} is an in-memory SQLite database; use a file, e.g. sqlite+aiosqlite:////abs/polyfn.db"
@@ -573,6 +584,29 @@ def head_revisions() -> set[str]:
         if down:
             parents.update(re.findall(r"[\"']([^\"']+)[\"']", down[1]))
     return revisions - parents
+
+
+def _schema_plan(connection: Connection) -> schema.Plan:
+    """store/schema.py's decision for this database: its revision and floor, and (PostgreSQL) the code schemas
+    of the other nodes connected to it, from their connections' `application_name`."""
+    from sqlalchemy import inspect
+
+    have = inspect(connection).has_table
+    db = {r[0] for r in connection.execute(text("SELECT version_num FROM alembic_version"))} \
+        if have("alembic_version") else set()
+    floor = connection.execute(text("SELECT floor FROM schema_compat")).scalar() if have("schema_compat") else None
+    live: set[str] = set()
+    if connection.dialect.name == "postgresql":
+        names = connection.execute(text(
+            "SELECT application_name FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()")).scalars()
+        live = schema.schemas_in(names)
+    return schema.plan(schema.read_graph(MIGRATIONS_DIR / "versions"), db, floor, live)
+
+
+def application_name() -> str:
+    """What this node's PostgreSQL connections are named: its code's schema, for other nodes' starts."""
+    return schema.APP_PREFIX + ",".join(sorted(head_revisions()))
 
 
 def _at_head(connection: Connection) -> bool:

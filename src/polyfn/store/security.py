@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 from sqlalchemy import delete, select, update
 
-from polyfn.store.db import Store
+from polyfn.store.db import Store, _dialect_insert
 from polyfn.store.tables import api_keys, secrets
 
 
@@ -31,6 +31,14 @@ class SecurityStore:
     async def add_key(self, key: KeyRecord) -> None:
         async with self.store._writer() as conn:
             await conn.execute(api_keys.insert().values(**msgspec.to_builtins(key)))
+
+    async def add_key_if_absent(self, key: KeyRecord) -> bool:
+        """`add_key`, unless a key with the same secret is stored already (another node of the cluster, started
+        at the same moment with the same admin.key, stored it first): False then."""
+        async with self.store._writer() as conn:
+            res = await conn.execute(_dialect_insert(conn)(api_keys).values(**msgspec.to_builtins(key))
+                                     .on_conflict_do_nothing())
+        return bool(res.rowcount)
 
     async def list_keys(self) -> list[KeyRecord]:
         async with self.store.engine.connect() as conn:

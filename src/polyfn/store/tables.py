@@ -255,3 +255,11 @@ usage = Table(
     Column("resp_bytes", BigInteger, nullable=False),
     Index("ix_usage_hour", "hour"),
 )
+
+# 0015: one row, the oldest code schema that may run against this database (store/schema.py)
+schema_compat = Table(
+    "schema_compat",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("floor", String, nullable=False),
+)

@@ -27,6 +27,8 @@ revision: str = "0007_unified_keys"
 down_revision: str | None = "0006"  # the chain so far: 0001, 0004, 0005, 0003_storage, 0002_triggers, 0006
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+#: older nodes break once this has run: it drops `storage_keys`, which nodes of 0006 read their storage keys from (store/schema.py)
+compatible = False
 
 
 def upgrade() -> None:

@@ -22,6 +22,8 @@ revision: str = "0009_logs_in_activations"
 down_revision: str | None = "0008_versions"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+#: older nodes break once this has run: it drops `log_lines`, which nodes of 0008 write their log lines to (store/schema.py)
+compatible = False
 
 
 def upgrade() -> None:
