@@ -51,11 +51,14 @@ CODES: dict[str, tuple[int | tuple[int, ...], str]] = {
     "unknown_price_table": (400, "a price table the node does not ship (GET /v1/usage?prices=)"),
     "invalid_grep": (400, "a log grep pattern that is not a regular expression"),
     "invalid_app": (400, "app settings the platform does not take"),
+    "invalid_namespace": (400, "a namespace name the platform does not take (or one that cannot be deleted)"),
+    "invalid_quota": (400, "an unknown quota, or a value out of its range"),
     # who may call
     "unauthorized": (401, "a missing, wrong or revoked key"),
     "app_token_required": (401, "an app-only function called without a signed-in user"),
     "forbidden": (403, "the key's scope does not allow this"),
     "origin_not_allowed": (403, "a browser origin the app does not allow"),
+    "not_namespaced": (403, "an API that is not namespaced yet, used outside the default namespace"),
     # unknown names
     "not_found": (404, "an unknown path"),
     "function_not_found": (404, "an unknown function"),
@@ -67,8 +70,11 @@ CODES: dict[str, tuple[int | tuple[int, ...], str]] = {
     "site_not_found": (404, "an unknown site"),
     "workflow_not_found": (404, "an unknown workflow"),
     "app_not_found": (404, "an unknown app"),
+    "namespace_not_found": (404, "an unknown namespace, or one the key may not see (the same answer)"),
     "method_not_allowed": (405, "a method the path does not take"),
     "storage_disabled": (409, "the object store is off on this node"),
+    "namespace_exists": (409, "a namespace of that name exists"),
+    "namespace_busy": (409, "deleting a namespace whose invocations run (force=true stops them)"),
     "not_cancellable": (409, "an activation that is neither running nor waiting to start (polyfn cancel)"),
     "function_cancelled": (499, "the invocation was cancelled while it ran (DELETE /v1/activations/ID)"),
     # too much
@@ -77,6 +83,7 @@ CODES: dict[str, tuple[int | tuple[int, ...], str]] = {
     "unsupported_media_type": (415, "a body type the route does not read"),
     "too_many_requests": (429, "over a key's rate or the function's queue (Retry-After)"),
     "rate_limited": (429, "over the function's rate_limit (Retry-After)"),
+    "quota_exceeded": (429, "over a namespace's quota: its name, limit and use in the error (Retry-After)"),
     # the platform's own failures
     "not_implemented": (501, "an operation this node does not implement"),
     "secrets_unavailable": (501, "secrets need the node key"),

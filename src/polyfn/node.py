@@ -60,7 +60,9 @@ from polyfn.scheduler.sync import ClusterSync
 from polyfn.sites import Sites
 from polyfn.storage.service import StorageService
 from polyfn.store import Store
+from polyfn.namespaces import Namespaces, TenancyOps
 from polyfn.store.compat import CompatStore
+from polyfn.store.namespaces import NamespaceStore
 from polyfn.store.security import SecurityStore
 from polyfn.triggers import events as cloudevents
 from polyfn.triggers.manager import TriggerManager
@@ -166,6 +168,9 @@ class Node:
                                          function_name=lambda_function_name,
                                          write_lock=getattr(self.store, "_write_lock", None),  # SQLite: one writer
                                          retention=s.workflow_retention)
+        self.namespaces = Namespaces(NamespaceStore(self.store))  # tenants (tenancy.py, docs/tenancy.md)
+        self.tenancy = TenancyOps(self.namespaces, self.store, self.registry, self.keys, self.delete_function,
+                                  self.queue)
         self.relay: Any = None  # sandbox.relay.NetRelay for `network: polyfn`, made once the ports are bound
 
         # the faces
@@ -196,7 +201,8 @@ class Node:
                     secret_box=self.secret_box, metrics=self.metrics, storage=self.storage,
                     workflows=self.workflows, apps=self.apps, sites=self.sites, sync=self.sync,
                     delete_function=self.delete_function, admin_key=self.admin_key, lifespan=self.lifespan,
-                    compat_entities=CompatStore(self.store), usage=self.store)
+                    compat_entities=CompatStore(self.store), usage=self.store, namespaces=self.namespaces,
+                    tenancy_ops=self.tenancy)
                 api.mount("/console", build_console(
                     settings=s, store=self.store, registry=self.registry, recorder=self.recorder,
                     triggers=self.triggers, deployer=self.deployer, invoker=self.invoker, metrics=self.metrics,
@@ -224,6 +230,7 @@ class Node:
         if self.artifacts is not None:
             life.add("artifact store client", None, self.artifacts.close)
         life.add("API keys", lambda: self.keys.start(self.admin_key), self.keys.stop)  # stop: last-used times
+        life.add("namespaces", self.namespaces.load, None)
         if self.otlp is not None:
             life.add("OTLP exporter", self._start_otlp, self.otlp.stop)
         life.add("activation records", self.recorder.start, self.recorder.stop)  # stop: flushed

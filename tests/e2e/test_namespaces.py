@@ -1,0 +1,160 @@
+"""Namespaces against a real node: the entity (API, CLI), two namespaces each with a `hello`, `/fn/{ns}/{name}`, and
+keys of one namespace that cannot list, read, invoke, write or learn of anything of another on the control API
+(each answer the same as for a thing that does not exist)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from .conftest import Server, error_code
+
+HELLO = '''
+def handler(event, context):
+    return {"who": "%s"}
+'''
+
+
+def _key(server: Server, ns: str, scope: str = "deploy") -> str:
+    r = server.api.post("/v1/keys", json={"scope": scope, "namespace": ns})
+    assert r.status_code == 201, r.text
+    assert r.json()["namespace"] == ns
+    return f"{r.json()['access_key_id']}:{r.json()['secret_access_key']}"
+
+
+def _client(server: Server, key: str) -> httpx.Client:
+    return httpx.Client(base_url=server.url, timeout=120, headers={"authorization": f"Bearer {key}"})
+
+
+@pytest.fixture(scope="module")
+def tenants(server: Server) -> dict[str, Any]:
+    for ns in ("team-a", "team-b"):
+        r = server.api.post("/v1/namespaces", json={"name": ns})
+        assert r.status_code == 201, r.text
+    a, b = _client(server, _key(server, "team-a")), _client(server, _key(server, "team-b"))
+    for c, who in ((a, "a"), (b, "b")):
+        r = c.post("/v1/functions", json={"name": "hello", "files": {"handler.py": HELLO % who}})
+        assert r.status_code == 201, r.text
+        assert r.json()["name"] == "hello" and r.json()["namespace"] in ("team-a", "team-b")
+    server.deploy("hello", {"handler.py": HELLO % "default"})
+    return {"a": a, "b": b}
+
+
+def test_names_are_validated_with_stable_codes(server: Server) -> None:
+    for name in ("Bad", "-x", "a" * 41, "a~b", ""):
+        r = server.api.post("/v1/namespaces", json={"name": name})
+        assert r.status_code == 400 and error_code(r) == "invalid_namespace", (name, r.text)
+    r = server.api.post("/v1/namespaces", json={"name": "default"})
+    assert r.status_code == 409 and error_code(r) == "namespace_exists"
+    r = server.api.post("/v1/namespaces", json={"name": "q1", "quotas": {"memory_mb": -1}})
+    assert r.status_code == 400 and error_code(r) == "invalid_quota"
+    r = server.api.post("/v1/namespaces", json={"name": "q1", "quotas": {"cpus": 1}})
+    assert r.status_code == 400 and error_code(r) == "invalid_quota"
+    r = server.api.get("/v1/functions", params={"namespace": "nosuch"})
+    assert r.status_code == 404 and error_code(r) == "namespace_not_found"
+    r = server.api.delete("/v1/namespaces/default")
+    assert r.status_code == 400 and error_code(r) == "invalid_namespace"
+
+
+def test_two_namespaces_each_have_a_hello_and_the_gateway_routes_to_each(server: Server, tenants: Any) -> None:
+    assert server.http.post("/fn/hello").json() == {"who": "default"}  # today's route: the default namespace
+    assert server.http.post("/fn/team-a/hello").json() == {"who": "a"}
+    assert server.http.post("/fn/team-b/hello").json() == {"who": "b"}
+    assert server.http.post("/fn/default/hello").json() == {"who": "default"}
+    r = server.http.post("/fn/team-c/hello")
+    assert r.status_code == 404 and error_code(r) == "function_not_found"
+    # each key sees its own hello, by its local name, and nothing of the other namespace
+    for c, ns in ((tenants["a"], "team-a"), (tenants["b"], "team-b")):
+        fns = c.get("/v1/functions").json()["functions"]
+        assert [(f["name"], f["namespace"], f["url"]) for f in fns] == [("hello", ns, f"/fn/{ns}/hello")]
+        r = c.post("/v1/functions/hello/invoke", json={})
+        assert r.json() == {"who": ns[-1]}, r.text
+    names = {f["name"] for f in server.api.get("/v1/functions").json()["functions"]}
+    assert "hello" in names and all("~" not in n for n in names)
+    a_fns = server.api.get("/v1/functions", params={"namespace": "team-a"}).json()["functions"]
+    assert [f["name"] for f in a_fns] == ["hello"]  # an admin key acts in any namespace it names
+
+
+def test_a_key_of_one_namespace_learns_nothing_of_another(server: Server, tenants: Any) -> None:
+    a, b = tenants["a"], tenants["b"]
+    server.deploy("only-default", {"handler.py": HELLO % "d"})
+    r = b.post("/v1/functions", json={"name": "only-b", "files": {"handler.py": HELLO % "b"}})
+    assert r.status_code == 201, r.text
+    act_b = server.http.post("/fn/team-b/only-b").headers["x-polyfn-activation-id"]
+    # what an absent function gets, a function of another namespace gets
+    for path in ("/v1/functions/only-b", "/v1/functions/only-default", "/v1/functions/nosuch"):
+        r = a.get(path)
+        assert r.status_code == 404 and error_code(r) == "function_not_found", (path, r.text)
+        r = a.post(path + "/invoke", json={})
+        assert r.status_code == 404 and error_code(r) == "function_not_found", (path, r.text)
+        r = a.delete(path)
+        assert r.status_code == 404 and error_code(r) == "function_not_found", (path, r.text)
+        r = a.get(path + "/logs")
+        assert r.status_code == 404 and error_code(r) == "function_not_found", (path, r.text)
+    for held in ("team-b~only-b", "team-b~hello"):  # the held name is never addressable
+        assert error_code(a.get(f"/v1/functions/{held}")) == "function_not_found"
+        assert error_code(server.api.get(f"/v1/functions/{held}")) == "function_not_found"
+    # asking for the other namespace is answered as for one that does not exist
+    for ns in ("team-b", "nosuch"):
+        r = a.get("/v1/functions", params={"namespace": ns})
+        assert r.status_code == 404 and error_code(r) == "namespace_not_found"
+        r = a.get("/v1/functions", headers={"x-polyfn-namespace": ns})
+        assert r.status_code == 404 and error_code(r) == "namespace_not_found"
+        r = a.get(f"/v1/namespaces/{ns}")
+        assert r.status_code == 404 and error_code(r) == "namespace_not_found"
+    assert [n["name"] for n in a.get("/v1/namespaces").json()["namespaces"]] == ["team-a"]
+    # activations: not listed, not readable, not cancellable; usage: not shown
+    r = a.get(f"/v1/activations/{act_b}")
+    assert r.status_code == 404 and error_code(r) == "activation_not_found"
+    r = a.get(f"/v1/activations/{act_b}-nosuch")
+    assert r.status_code == 404 and error_code(r) == "activation_not_found"
+    r = a.delete(f"/v1/activations/{act_b}")
+    assert r.status_code == 404 and error_code(r) == "activation_not_found"
+    assert all(x["namespace"] == "team-a" for x in a.get("/v1/activations").json()["activations"])
+    assert act_b in {x["id"] for x in b.get("/v1/activations").json()["activations"]}
+    assert a.get("/v1/activations", params={"function": "only-b"}).json()["activations"] == []
+    assert {r["function"] for r in a.get("/v1/usage").json()["usage"]} <= {"hello"}
+    # a deploy under another namespace's name makes the caller's own function, never touches theirs
+    r = a.put("/v1/functions/only-b", json={"files": {"handler.py": HELLO % "a-too"}})
+    assert r.status_code == 201, r.text
+    assert server.http.post("/fn/team-b/only-b").json() == {"who": "b"}
+    assert server.http.post("/fn/team-a/only-b").json() == {"who": "a-too"}
+    r = a.post("/v1/functions", json={"name": "team-b~x", "files": {"handler.py": HELLO % "x"}})
+    assert r.status_code == 400 and error_code(r) == "invalid_name"
+    # APIs not namespaced yet refuse a namespace's key; the admin-only ones stay admin-only
+    for path in ("/v1/workflows", "/v1/storage", "/v1/dlq", "/v1/stats", "/metrics"):
+        r = a.get(path)
+        assert r.status_code == 403 and error_code(r) == "not_namespaced", (path, r.text)
+    r = a.post("/v1/namespaces", json={"name": "mine"})
+    assert r.status_code == 403 and error_code(r) == "forbidden"
+    r = a.get("/v1/keys")
+    assert r.status_code == 403 and error_code(r) == "forbidden"
+
+
+def test_keys_are_made_in_a_namespace_and_a_namespace_has_no_admin_keys(server: Server, tenants: Any) -> None:
+    r = server.api.post("/v1/keys", json={"scope": "admin", "namespace": "team-a"})
+    assert r.status_code == 400 and error_code(r) == "invalid_scope"
+    r = server.api.post("/v1/keys", json={"scope": "read", "namespace": "nosuch"})
+    assert r.status_code == 404 and error_code(r) == "namespace_not_found"
+    listed = server.api.get("/v1/keys", params={"namespace": "team-a"}).json()["keys"]
+    assert listed and all(k["namespace"] == "team-a" for k in listed)
+    assert all(k["namespace"] == "default" for k in server.api.get("/v1/keys").json()["keys"])
+
+
+def test_the_cli_manages_namespaces_and_acts_in_one(server: Server, tenants: Any, tmp_path: Any) -> None:
+    r = server.cli("ns", "create", "cli-ns", "--quota", "functions=3", "--quota", "memory_mb=512", check=True)
+    assert "cli-ns created" in r.stdout
+    assert "cli-ns" in server.cli("ns", "list", check=True).stdout
+    r = server.cli("ns", "create", "Bad")
+    assert r.returncode != 0 and "invalid namespace name" in r.stderr
+    (tmp_path / "handler.py").write_text(HELLO % "cli")
+    server.cli("--namespace", "cli-ns", "deploy", str(tmp_path), "--name", "hello", check=True)
+    r = server.cli("invoke", "hello", env={"POLYFN_NAMESPACE": "cli-ns"}, check=True)
+    assert '"cli"' in r.stdout
+    r = server.cli("ns", "describe", "cli-ns", check=True)
+    rows = {ln.split()[0]: ln.split()[1:] for ln in r.stdout.splitlines()[2:] if ln.strip()}
+    assert rows["functions"] == ["1", "3"] and rows["memory_mb"][1] == "512", r.stdout
+    r = server.cli("--namespace", "nosuch", "list")
+    assert r.returncode == 3 and "namespace 'nosuch' does not exist" in r.stderr
