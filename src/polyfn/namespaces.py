@@ -107,7 +107,7 @@ class TenancyOps:
     def live(self, name: str) -> tuple[int, int, int]:
         """(instances, their memory in MB, invocations running or waiting) of the namespace on this node."""
         instances = memory = busy = 0
-        for fname, active in list(self.registry.functions.items()):
+        for fname in list(self.registry.functions):
             if not owns(name, fname):
                 continue
             for a in self.registry.all_of(fname):

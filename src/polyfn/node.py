@@ -49,6 +49,7 @@ from polyfn.invoker import Invoker
 from polyfn.lifecycle import Lifecycle
 from polyfn.loops import cancelled
 from polyfn.model import Revision
+from polyfn.namespaces import Namespaces, TenancyOps
 from polyfn.observe.metrics import Metrics
 from polyfn.observe.recorder import ActivationRecorder
 from polyfn.observe.usage import UsageMeter
@@ -60,7 +61,6 @@ from polyfn.scheduler.sync import ClusterSync
 from polyfn.sites import Sites
 from polyfn.storage.service import StorageService
 from polyfn.store import Store
-from polyfn.namespaces import Namespaces, TenancyOps
 from polyfn.store.compat import CompatStore
 from polyfn.store.namespaces import NamespaceStore
 from polyfn.store.security import SecurityStore

@@ -133,11 +133,23 @@ def test_a_key_of_one_namespace_learns_nothing_of_another(server: Server, tenant
     assert r.status_code == 403 and error_code(r) == "forbidden"
 
 
-def test_keys_are_made_in_a_namespace_and_a_namespace_has_no_admin_keys(server: Server, tenants: Any) -> None:
-    r = server.api.post("/v1/keys", json={"scope": "admin", "namespace": "team-a"})
-    assert r.status_code == 400 and error_code(r) == "invalid_scope"
+def test_keys_are_made_in_a_namespace_and_its_admin_is_confined_to_it(server: Server, tenants: Any) -> None:
     r = server.api.post("/v1/keys", json={"scope": "read", "namespace": "nosuch"})
     assert r.status_code == 404 and error_code(r) == "namespace_not_found"
+    a_admin = _client(server, _key(server, "team-a", "admin"))  # the namespace's administrator
+    r = a_admin.post("/v1/keys", json={"scope": "read", "namespace": "team-b"})
+    assert r.status_code == 404 and error_code(r) == "namespace_not_found"
+    r = a_admin.post("/v1/keys", json={"scope": "read"})
+    assert r.status_code == 201 and r.json()["namespace"] == "team-a"
+    assert {k["namespace"] for k in a_admin.get("/v1/keys").json()["keys"]} == {"team-a"}
+    b_key = server.api.get("/v1/keys", params={"namespace": "team-b"}).json()["keys"][0]["access_key_id"]
+    r = a_admin.delete(f"/v1/keys/{b_key}")
+    assert r.status_code == 404 and error_code(r) == "key_not_found"
+    for path in ("/v1/namespaces", "/v1/namespaces/team-b"):
+        assert error_code(a_admin.post(path, json={"name": "x"})) in ("forbidden", "method_not_allowed")
+    r = a_admin.delete("/v1/namespaces/team-a")
+    assert r.status_code == 403 and error_code(r) == "forbidden"
+    assert {f["namespace"] for f in a_admin.get("/v1/functions").json()["functions"]} == {"team-a"}
     listed = server.api.get("/v1/keys", params={"namespace": "team-a"}).json()["keys"]
     assert listed and all(k["namespace"] == "team-a" for k in listed)
     assert all(k["namespace"] == "default" for k in server.api.get("/v1/keys").json()["keys"])
@@ -158,3 +170,112 @@ def test_the_cli_manages_namespaces_and_acts_in_one(server: Server, tenants: Any
     assert rows["functions"] == ["1", "3"] and rows["memory_mb"][1] == "512", r.stdout
     r = server.cli("--namespace", "nosuch", "list")
     assert r.returncode == 3 and "namespace 'nosuch' does not exist" in r.stderr
+
+
+# -- the vendor APIs: each cross-namespace attempt with the vendor's real client or wire shape ------------------
+
+def _lambda(server: Server, key: str) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    key_id, _, secret = key.partition(":")
+    return boto3.client("lambda", endpoint_url=server.url, region_name="eu-west-1", aws_access_key_id=key_id,
+                        aws_secret_access_key=secret, config=Config(retries={"max_attempts": 1}, read_timeout=60))
+
+
+def _zip(code: str) -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("lambda_function.py", code)
+    return buf.getvalue()
+
+
+LAMBDA = "def lambda_handler(event, context):\n    return {'ns': '%s', 'name': context.function_name}\n"
+
+
+def test_the_lambda_api_works_in_the_keys_namespace_only(server: Server, tenants: Any) -> None:
+    import json as _json
+
+    from botocore.exceptions import ClientError
+
+    la = _lambda(server, _key(server, "team-a"))
+    lb = _lambda(server, _key(server, "team-b"))
+    role = "arn:aws:iam::000000000000:role/x"
+    for c, ns in ((la, "a"), (lb, "b")):  # both may have Lambda_Fn
+        c.create_function(FunctionName="Lambda_Fn", Runtime="python3.12", Role=role,
+                          Handler="lambda_function.lambda_handler", Code={"ZipFile": _zip(LAMBDA % ns)})
+    out = _json.loads(la.invoke(FunctionName="Lambda_Fn")["Payload"].read())
+    assert out["ns"] == "a" and la.get_function(FunctionName="Lambda_Fn")["Configuration"]["FunctionName"] == "Lambda_Fn"
+    assert _json.loads(lb.invoke(FunctionName="Lambda_Fn")["Payload"].read())["ns"] == "b"
+    names_a = {f["FunctionName"] for f in la.list_functions()["Functions"]}
+    assert {"hello", "Lambda_Fn"} <= names_a and "only-default" not in names_a
+    server.deploy("lambda-only-d", {"handler.py": HELLO % "d"})
+    for op, kw in (("get_function", {}), ("invoke", {}), ("delete_function", {}), ("get_function_configuration", {}),
+                   ("list_versions_by_function", {}), ("publish_version", {})):
+        for name in ("lambda-only-d", "nosuch-fn"):
+            with pytest.raises(ClientError) as e:
+                getattr(la, op)(FunctionName=name, **kw)
+            assert e.value.response["Error"]["Code"] == "ResourceNotFoundException", (op, name)
+    with pytest.raises(ClientError) as e:  # an ARN naming another namespace's function is still a's name space
+        la.get_function(FunctionName="arn:aws:lambda:eu-west-1:000000000000:function:lambda-only-d")
+    assert e.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    assert server.http.get("/fn/lambda-only-d").status_code == 200  # (it exists: in default)
+
+
+def test_openfaas_namespaces_map_onto_polyfn_ones(server: Server, tenants: Any) -> None:
+    key = _key(server, "team-a", "admin")
+    key_id, _, secret = key.partition(":")
+    faas_a = httpx.Client(base_url=server.url, auth=(key_id, secret), timeout=60)
+    faas = httpx.Client(base_url=server.url, auth=("admin", server.key), timeout=60)
+    assert faas_a.get("/system/namespaces").json() == ["team-a"]
+    assert {"openfaas-fn", "team-a", "team-b"} <= set(faas.get("/system/namespaces").json())
+    listed = faas_a.get("/system/functions").json()
+    assert listed and {f["namespace"] for f in listed} == {"team-a"} and "hello" in {f["name"] for f in listed}
+    listed = faas.get("/system/functions", params={"namespace": "team-b"}).json()
+    assert {f["namespace"] for f in listed} == {"team-b"}
+    for params in ({"namespace": "team-b"}, {"namespace": "openfaas-fn"}, {"namespace": "nosuch"}):
+        assert faas_a.get("/system/functions", params=params).status_code == 404
+        assert faas_a.get("/system/function/hello", params=params).status_code == 404
+    for name in ("hello.team-b", "only-default", "nosuch"):
+        assert faas_a.get(f"/system/function/{name}").status_code == 404
+        r = faas_a.request("DELETE", "/system/functions", json={"functionName": name})
+        assert r.status_code == 404
+    r = faas_a.request("DELETE", "/system/functions", json={"functionName": "hello", "namespace": "team-b"})
+    assert r.status_code == 404
+    assert faas_a.get("/system/function/hello").json()["namespace"] == "team-a"
+    assert faas_a.get("/system/function/hello.team-a").status_code == 200
+    assert server.http.post("/function/hello.team-b").json() == {"who": "b"}  # the gateway route, like /fn/ns/name
+    assert server.http.post("/function/hello").json() == {"who": "default"}
+    assert faas_a.get("/system/secrets").status_code == 403  # secrets: the default namespace's only, so far
+
+
+def test_openwhisk_namespaces_map_onto_polyfn_ones(server: Server, tenants: Any) -> None:
+    key_id, _, secret = _key(server, "team-a").partition(":")
+    wa = httpx.Client(base_url=server.url, auth=(key_id, secret), timeout=60)
+    assert wa.get("/api/v1/namespaces").json() == ["team-a"]
+    code = "def main(args):\n    return {'ns': 'a', 'x': args.get('x')}\n"
+    r = wa.put("/api/v1/namespaces/_/actions/ow_act", json={"exec": {"kind": "python:3", "code": code}})
+    assert r.status_code == 200 and r.json()["namespace"] == "team-a", r.text
+    r = wa.post("/api/v1/namespaces/team-a/actions/ow_act", params={"blocking": "true", "result": "true"},
+                json={"x": 1})
+    assert r.json() == {"ns": "a", "x": 1}, r.text
+    assert "ow_act" in {a["name"] for a in wa.get("/api/v1/namespaces/_/actions").json()}
+    wadmin = httpx.Client(base_url=server.url, auth=("polyfn-admin", server.key), timeout=60)
+    assert "ow_act" not in {a["name"] for a in wadmin.get("/api/v1/namespaces/_/actions").json()}
+    assert "ow_act" in {a["name"] for a in wadmin.get("/api/v1/namespaces/team-a/actions").json()}
+    r = wadmin.put("/api/v1/namespaces/_/actions/ow_default", json={"exec": {"kind": "python:3", "code": code}})
+    assert r.status_code == 200
+    aid = wadmin.post("/api/v1/namespaces/_/actions/ow_default", params={"blocking": "true"},
+                      json={}).json()["activationId"]
+    for path in ("/api/v1/namespaces/polyfn/actions", "/api/v1/namespaces/team-b/actions",
+                 "/api/v1/namespaces/nosuch/actions", "/api/v1/namespaces/_/actions/ow_default",
+                 f"/api/v1/namespaces/_/activations/{aid}", f"/api/v1/namespaces/polyfn/activations/{aid}"):
+        r = wa.get(path)
+        assert r.status_code == 404, (path, r.text)
+    r = wa.post("/api/v1/namespaces/_/actions/ow_default", params={"blocking": "true"}, json={})
+    assert r.status_code == 404
+    assert aid not in {a["activationId"] for a in wa.get("/api/v1/namespaces/_/activations").json()}
+    assert wa.get("/api/v1/namespaces/_/packages").status_code == 403

@@ -16,8 +16,7 @@ import msgspec
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from polyfn import __version__
-from polyfn import tenancy
+from polyfn import __version__, tenancy
 from polyfn.api import compat, errors, events
 from polyfn.api import namespaces as namespaces_api
 from polyfn.api import observe as observe_api
@@ -327,7 +326,8 @@ def build_api(*, settings: Settings, store: FunctionStore, registry: LiveFunctio
     app.include_router(v1)
     compat.install(app, settings=settings, deployer=deployer, invoker=invoker, recorder=recorder, registry=registry,
                    queue=queue, keys=keys, delete_function=delete_function, workflows=workflows, store=store,
-                   admin_key=admin_key, triggers=triggers, entities=compat_entities, secret_values=secret_values)
+                   admin_key=admin_key, triggers=triggers, entities=compat_entities, secret_values=secret_values,
+                   namespaces=namespaces)
     app.include_router(observe_api.build_router(settings=settings, metrics=metrics, registry=registry, queue=queue,
                                                 workflows=workflows, require_key=require_key),
                        responses=errors.ERROR_RESPONSES)

@@ -62,11 +62,9 @@ def router(*, keys: Keys, values: SecretValues, namespaces_exist: Any = None) ->
         if req.function is not None and not FUNCTION_NAME_RE.match(req.function):
             raise ApiError(400, "invalid_name", f"invalid function name {req.function!r}")
         ns = req.namespace or request_namespace(request)
-        if req.namespace is not None and not await namespaces_exist(ns):
+        if req.namespace is not None and (tenancy.for_key(request.state.key, ns) is None or (
+                namespaces_exist is not None and not await namespaces_exist(ns))):
             raise ApiError(404, "namespace_not_found", f"namespace {ns!r} does not exist")
-        if ns != tenancy.DEFAULT and req.scope == "admin":
-            raise ApiError(400, "invalid_scope", "scope='admin' is the node's: a namespace's keys have scope read, "
-                           "invoke, deploy or ingest")
         function = tenancy.qualify(ns, req.function) if req.function is not None else None
         rec, secret = await keys.create(req.scope, function, req.description[:500], namespace=ns)
         return {**key_json(rec), "secret_access_key": secret}
@@ -79,7 +77,7 @@ def router(*, keys: Keys, values: SecretValues, namespaces_exist: Any = None) ->
     @r.delete("/keys/{key_id}", summary="Revoke an API key")
     async def revoke_key(key_id: str, request: Request) -> dict[str, Any]:
         found = next((k for k in await keys.list() if k.id == key_id), None)
-        if found is not None and found.namespace != request_namespace(request) or not await keys.revoke(key_id):
+        if (found is not None and found.namespace != request_namespace(request)) or not await keys.revoke(key_id):
             raise ApiError(404, "key_not_found", f"no live key {key_id!r}")
         return {"revoked": key_id}
 

@@ -9,9 +9,9 @@ from fastapi import APIRouter, Request
 
 from polyfn.api.errors import ApiError
 from polyfn.api.namespaces import request_namespace
-from polyfn.tenancy import local
 from polyfn.observe import usage as metering
 from polyfn.services import Activations, UsageSums
+from polyfn.tenancy import local
 
 
 def build_router(*, recorder: Activations, usage: UsageSums) -> APIRouter:

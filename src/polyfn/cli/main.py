@@ -38,7 +38,15 @@ from polyfn.cli import (
     workflows,
 )
 from polyfn.cli import invoke as invoke_cmd
-from polyfn.cli.config import DATA_DIR_ENV, DEFAULT_DATA_DIR_TEXT, KEY_ENV, NAMESPACE_ENV, URL_ENV, State, resolve
+from polyfn.cli.config import (
+    DATA_DIR_ENV,
+    DEFAULT_DATA_DIR_TEXT,
+    KEY_ENV,
+    NAMESPACE_ENV,
+    URL_ENV,
+    State,
+    resolve,
+)
 from polyfn.cli.errors import CliError, FunctionFailed, error_line  # noqa: F401  (error_line: its old home)
 from polyfn.cli.output import err
 from polyfn.sdk.client import DEFAULT_URL, ApiError, ServerUnreachable
