@@ -279,3 +279,73 @@ def test_openwhisk_namespaces_map_onto_polyfn_ones(server: Server, tenants: Any)
     assert r.status_code == 404
     assert aid not in {a["activationId"] for a in wa.get("/api/v1/namespaces/_/activations").json()}
     assert wa.get("/api/v1/namespaces/_/packages").status_code == 403
+
+
+# -- buckets and tables --------------------------------------------------------------------------------------------
+
+def _aws(server: Server, service: str, key: str) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    key_id, _, secret = key.partition(":")
+    endpoint = server.api.get("/v1/storage").json()["endpoint"] if service == "s3" else server.url
+    return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=key_id,
+                        aws_secret_access_key=secret, config=Config(retries={"max_attempts": 1}))
+
+
+def test_buckets_belong_to_the_namespace_of_the_key_that_made_them(server: Server, tenants: Any) -> None:
+    from botocore.exceptions import ClientError
+
+    s3a, s3b = _aws(server, "s3", _key(server, "team-a")), _aws(server, "s3", _key(server, "team-b"))
+    s3d = _aws(server, "s3", _key(server, "default"))  # a key of the default namespace (not the admin's)
+    s3a.create_bucket(Bucket="ns-a-photos")
+    s3a.put_object(Bucket="ns-a-photos", Key="k", Body=b"secret of a")
+    s3d.create_bucket(Bucket="ns-d-bucket")
+    assert s3a.get_object(Bucket="ns-a-photos", Key="k")["Body"].read() == b"secret of a"
+    assert "ns-a-photos" in {b["Name"] for b in s3a.list_buckets()["Buckets"]}
+    for c in (s3b, s3d):
+        assert "ns-a-photos" not in {b["Name"] for b in c.list_buckets()["Buckets"]}
+        for call in (lambda c=c: c.get_object(Bucket="ns-a-photos", Key="k"),
+                     lambda c=c: c.put_object(Bucket="ns-a-photos", Key="x", Body=b"x"),
+                     lambda c=c: c.list_objects_v2(Bucket="ns-a-photos"),
+                     lambda c=c: c.delete_object(Bucket="ns-a-photos", Key="k"),
+                     lambda c=c: c.get_object(Bucket="ns-nosuch-bucket", Key="k")):
+            with pytest.raises(ClientError) as e:
+                call()
+            assert e.value.response["Error"]["Code"] == "NoSuchBucket"
+    with pytest.raises(ClientError) as e:  # another namespace's default-namespace bucket: the same
+        s3a.list_objects_v2(Bucket="ns-d-bucket")
+    assert e.value.response["Error"]["Code"] == "NoSuchBucket"
+    with pytest.raises(ClientError) as e:  # bucket names are global, as on S3
+        s3b.create_bucket(Bucket="ns-a-photos")
+    assert e.value.response["Error"]["Code"] == "BucketAlreadyExists"
+    assert s3a.get_object(Bucket="ns-a-photos", Key="k")["Body"].read() == b"secret of a"
+    admin = server.api.post("/v1/storage/keys", json={"name": "ns-admin"}).json()
+    # the node's admin key sees every namespace's buckets
+    s3admin = _aws(server, "s3", f"polyfn-admin:{server.key}")
+    assert {"ns-a-photos", "ns-d-bucket"} <= {b["Name"] for b in s3admin.list_buckets()["Buckets"]}
+    assert admin  # (a storage key is a key of the default namespace)
+
+
+def test_tables_are_per_namespace(server: Server, tenants: Any) -> None:
+    from botocore.exceptions import ClientError
+
+    da, db = _aws(server, "dynamodb", _key(server, "team-a")), _aws(server, "dynamodb", _key(server, "team-b"))
+    schema = {"KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+              "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
+              "BillingMode": "PAY_PER_REQUEST"}
+    for c, who in ((da, "a"), (db, "b")):  # each may have its own `users`
+        c.create_table(TableName="users", **schema)
+        c.put_item(TableName="users", Item={"id": {"S": "1"}, "who": {"S": who}})
+    assert da.get_item(TableName="users", Key={"id": {"S": "1"}})["Item"]["who"] == {"S": "a"}
+    assert db.get_item(TableName="users", Key={"id": {"S": "1"}})["Item"]["who"] == {"S": "b"}
+    da.create_table(TableName="only-a", **schema)
+    assert "only-a" not in db.list_tables()["TableNames"]
+    for call in (lambda: db.describe_table(TableName="only-a"), lambda: db.scan(TableName="only-a"),
+                 lambda: db.put_item(TableName="only-a", Item={"id": {"S": "x"}}),
+                 lambda: db.describe_table(TableName="nosuch-table")):
+        with pytest.raises(ClientError) as e:
+            call()
+        assert e.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    admin = _aws(server, "dynamodb", f"polyfn-admin:{server.key}")
+    assert "only-a" not in admin.list_tables()["TableNames"]  # the admin's DynamoDB is the default namespace's
