@@ -8,17 +8,21 @@ faces imports a web framework or writes JSON for an error.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class PolyfnError(Exception):
     """A refusal with an HTTP status, a stable code (`function_not_found`, `payload_too_large`, …) and a message
     that says what to do next; `headers` go on the response (`Retry-After`, `WWW-Authenticate`)."""
 
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None,
+                 extra: dict[str, Any] | None = None):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.headers = headers
+        self.extra = extra  # more fields of the error object (a quota's name, limit and use …)
 
 
 #: The one table of the platform's error codes: code → (HTTP status or statuses, when). Every refusal the node makes uses a

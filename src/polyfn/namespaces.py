@@ -13,6 +13,7 @@ from polyfn.errors import PolyfnError
 from polyfn.store.namespaces import Namespace, NamespaceStore
 from polyfn.tenancy import DEFAULT, NamespaceError, Quotas, local, owns, parse_quotas, validate
 
+NO_QUOTAS = Quotas()
 RELOAD_S = 2.0  # the cached set of names is read again at most this often (another node may have made one)
 
 
@@ -22,12 +23,14 @@ class Namespaces:
         self.clock = clock
         self._names: set[str] = {DEFAULT}
         self._quotas: dict[str, Quotas] = {}
+        self.rated: frozenset[str] = frozenset()  # namespaces with an invocations_per_second quota
         self._loaded = -1e9
 
     async def load(self) -> None:
         found = await self.store.list()
         self._names = {n.name for n in found}
         self._quotas = {n.name: n.quotas for n in found}
+        self.rated = frozenset(n.name for n in found if n.quotas.invocations_per_second is not None)
         self._loaded = time.monotonic()
 
     async def exists(self, name: str) -> bool:
@@ -40,7 +43,7 @@ class Namespaces:
 
     def quotas(self, name: str) -> Quotas:
         """The cached quotas of a namespace (no limits when none are set)."""
-        return self._quotas.get(name) or Quotas()
+        return self._quotas.get(name) or NO_QUOTAS
 
     async def get(self, name: str) -> Namespace:
         found = await self.store.get(name)
@@ -100,6 +103,7 @@ class TenancyOps:
         self.delete_function = delete_function
         self.queue = queue  # AsyncQueue: the async backlog
         self.owned: list[Any] = []  # more owners of a namespace's things: `.forget_namespace(name)` each
+        self.rate: Callable[[str], int] | None = None  # calls admitted this second (quotas.QuotaGuard.rate_used)
 
     async def functions(self, name: str) -> list[Any]:
         return [i for i in await self.store.list_functions() if owns(name, i.name)]
@@ -129,7 +133,8 @@ class TenancyOps:
         q = self.namespaces.quotas(name)
         instances, memory, _busy = self.live(name)
         used = {"functions": len(await self.functions(name)), "instances": instances, "memory_mb": memory,
-                "invocations_per_second": None, "async_backlog": await self.backlog(name)}
+                "invocations_per_second": self.rate(name) if self.rate is not None else None,
+                "async_backlog": await self.backlog(name)}
         return {k: {"limit": getattr(q, k), "used": used[k]} for k in used}
 
     async def delete(self, name: str, force: bool = False) -> dict[str, Any]:
@@ -142,7 +147,7 @@ class TenancyOps:
         if (busy or backlog) and not force:
             raise PolyfnError(409, "namespace_busy", f"namespace {name!r} has {busy} invocation(s) running or "
                               f"waiting and {backlog} queued: retry when they end, or delete with force=true "
-                              "(`polyfn ns delete --force`) to stop them")
+                              "(`polyfn ns delete --force`): running ones then finish, or stop at their timeout")
         for info in funcs:
             await self.delete_function(info.name)
         revoked = 0

@@ -54,6 +54,7 @@ from polyfn.observe.metrics import Metrics
 from polyfn.observe.recorder import ActivationRecorder
 from polyfn.observe.usage import UsageMeter
 from polyfn.queue.dispatcher import AsyncQueue
+from polyfn.quotas import QuotaGuard
 from polyfn.scheduler.manager import InstanceManager
 from polyfn.scheduler.pool import Pool
 from polyfn.scheduler.registry import FunctionRegistry
@@ -171,6 +172,14 @@ class Node:
         self.namespaces = Namespaces(NamespaceStore(self.store))  # tenants (tenancy.py, docs/tenancy.md)
         self.tenancy = TenancyOps(self.namespaces, self.store, self.registry, self.keys, self.delete_function,
                                   self.queue)
+        self.tenancy.owned += [self.storage, self.db]  # a deleted namespace's buckets and tables go too
+        self.quotas = QuotaGuard(self.namespaces.quotas, lambda: list(self.manager.pools), self.limiter,
+                                 self.tenancy.functions, self.tenancy.backlog, lambda: self.namespaces.rated)
+        self.manager.quota_room = self.quotas.room  # instances and memory, before each start
+        self.tenancy.rate = self.quotas.rate_used
+        self.invoker.quota = self.quotas.admit  # invocations per second, at each call's admission
+        self.deployer.admit_create = self.quotas.check_create  # functions, at a deploy that makes one
+        self.queue.admit_job = self.quotas.admit_async  # the async backlog, at each async call
         self.relay: Any = None  # sandbox.relay.NetRelay for `network: polyfn`, made once the ports are bound
 
         # the faces

@@ -110,7 +110,7 @@ def ns_delete(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The namespace.")],
     force: Annotated[bool, typer.Option("--force", envvar="POLYFN_NS_FORCE", show_default="off",
-                                        help="Delete even while its invocations run (they are stopped).")] = False,
+                                        help="Delete even while its invocations run (they finish, or stop at their timeout).")] = False,
 ) -> None:
     """Delete a namespace and everything it owns: functions, keys, triggers, buckets, tables."""
     state: State = ctx.obj

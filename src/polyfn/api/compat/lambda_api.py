@@ -240,6 +240,8 @@ class LambdaApi(common.VendorFace):
         except DeployError as e:
             if e.status == 413:
                 raise LambdaError(413, "RequestEntityTooLargeException", e.message) from None
+            if e.status == 429:  # a namespace's functions quota (quotas.py)
+                raise LambdaError(429, "TooManyRequestsException", e.message) from None
             raise _invalid(e.message) from None
         return info
 
