@@ -123,10 +123,11 @@ def test_the_instances_rate_and_backlog_quotas(node: Server) -> None:
     _quota_error(second, "async_backlog", 1)
 
 
-def test_deleting_a_namespace_removes_what_it_owns_and_waits_for_its_runs_unless_forced(node: Server) -> None:
+def test_deleting_a_namespace_removes_what_it_owns_and_waits_for_its_runs_unless_forced(fresh_server: Server) -> None:
     import boto3
     from botocore.config import Config
 
+    node = fresh_server  # (its own node: the memory the other tests' functions hold is not in the way)
     c = _ns(node, "doomed")
     assert _deploy(c, "worker").status_code == 201
     r = c.post("/v1/functions/worker/triggers", json={"kind": "cron", "config": {"schedule": "0 0 1 1 *"}})
