@@ -63,6 +63,7 @@ def test_two_namespaces_each_have_a_hello_and_the_gateway_routes_to_each(server:
     assert server.http.post("/fn/team-a/hello").json() == {"who": "a"}
     assert server.http.post("/fn/team-b/hello").json() == {"who": "b"}
     assert server.http.post("/fn/default/hello").json() == {"who": "default"}
+    assert server.http.post("/fn/team-a/hello/sub/path?q=1").json() == {"who": "a"}  # a path below it too
     r = server.http.post("/fn/team-c/hello")
     assert r.status_code == 404 and error_code(r) == "function_not_found"
     # each key sees its own hello, by its local name, and nothing of the other namespace
@@ -209,6 +210,7 @@ def test_the_lambda_api_works_in_the_keys_namespace_only(server: Server, tenants
                           Handler="lambda_function.lambda_handler", Code={"ZipFile": _zip(LAMBDA % ns)})
     out = _json.loads(la.invoke(FunctionName="Lambda_Fn")["Payload"].read())
     assert out["ns"] == "a" and la.get_function(FunctionName="Lambda_Fn")["Configuration"]["FunctionName"] == "Lambda_Fn"
+    assert "~" not in out["name"] and "team-a" not in out["name"], out  # a function knows itself by its local name
     assert _json.loads(lb.invoke(FunctionName="Lambda_Fn")["Payload"].read())["ns"] == "b"
     names_a = {f["FunctionName"] for f in la.list_functions()["Functions"]}
     assert {"hello", "Lambda_Fn"} <= names_a and "only-default" not in names_a

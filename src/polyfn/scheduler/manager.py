@@ -33,6 +33,7 @@ from polyfn.scheduler.fnzygote import FunctionZygote, FunctionZygotes, oom_kills
 from polyfn.scheduler.instance import InitFailed, Instance, InstanceGone, State
 from polyfn.scheduler.pool import Pool
 from polyfn.scheduler.zygote import ZygoteClient, ZygoteError
+from polyfn.tenancy import local
 
 log = logging.getLogger("polyfn.manager")
 SECRETS_DIR = "/run/secrets"
@@ -395,7 +396,7 @@ class InstanceManager:
         plan.secret_files = secret_files
         ispec = InstanceSpec(
             instance_id=iid,
-            function=rev.function,
+            function=local(rev.function),  # (its local name: a namespace's function knows itself as `hello`)
             revision=rev.number,
             flavor=spec.flavor,
             handler=spec.handler,
