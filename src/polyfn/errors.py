@@ -8,17 +8,21 @@ faces imports a web framework or writes JSON for an error.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class PolyfnError(Exception):
     """A refusal with an HTTP status, a stable code (`function_not_found`, `payload_too_large`, …) and a message
     that says what to do next; `headers` go on the response (`Retry-After`, `WWW-Authenticate`)."""
 
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None,
+                 extra: dict[str, Any] | None = None):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.headers = headers
+        self.extra = extra  # more fields of the error object (a quota's name, limit and use …)
 
 
 #: The one table of the platform's error codes: code → (HTTP status or statuses, when). Every refusal the node makes uses a
@@ -52,11 +56,14 @@ CODES: dict[str, tuple[int | tuple[int, ...], str]] = {
     "invalid_grep": (400, "a log grep pattern that is not a regular expression"),
     "invalid_app": (400, "app settings the platform does not take"),
     "websocket_unsupported": (400, "a WebSocket upgrade at /fn/ of a function that is not an http-runtime server"),
+    "invalid_namespace": (400, "a namespace name the platform does not take (or one that cannot be deleted)"),
+    "invalid_quota": (400, "an unknown quota, or a value out of its range"),
     # who may call
     "unauthorized": (401, "a missing, wrong or revoked key"),
     "app_token_required": (401, "an app-only function called without a signed-in user"),
     "forbidden": (403, "the key's scope does not allow this"),
     "origin_not_allowed": (403, "a browser origin the app does not allow"),
+    "not_namespaced": (403, "an API that is not namespaced yet, used outside the default namespace"),
     # unknown names
     "not_found": (404, "an unknown path"),
     "function_not_found": (404, "an unknown function"),
@@ -68,9 +75,12 @@ CODES: dict[str, tuple[int | tuple[int, ...], str]] = {
     "site_not_found": (404, "an unknown site"),
     "workflow_not_found": (404, "an unknown workflow"),
     "app_not_found": (404, "an unknown app"),
+    "namespace_not_found": (404, "an unknown namespace, or one the key may not see (the same answer)"),
     "method_not_allowed": (405, "a method the path does not take"),
     "upgrade_required": (426, "a plain HTTP request to a WebSocket API (ws://NODE/ws/FUNCTION)"),
     "storage_disabled": (409, "the object store is off on this node"),
+    "namespace_exists": (409, "a namespace of that name exists"),
+    "namespace_busy": (409, "deleting a namespace whose invocations run (force=true stops them)"),
     "not_cancellable": (409, "an activation that is neither running nor waiting to start (polyfn cancel)"),
     "function_cancelled": (499, "the invocation was cancelled while it ran (DELETE /v1/activations/ID)"),
     # too much
@@ -79,6 +89,7 @@ CODES: dict[str, tuple[int | tuple[int, ...], str]] = {
     "unsupported_media_type": (415, "a body type the route does not read"),
     "too_many_requests": (429, "over a key's rate or the function's queue (Retry-After)"),
     "rate_limited": (429, "over the function's rate_limit (Retry-After)"),
+    "quota_exceeded": (429, "over a namespace's quota: its name, limit and use in the error (Retry-After)"),
     # the platform's own failures
     "not_implemented": (501, "an operation this node does not implement"),
     "secrets_unavailable": (501, "secrets need the node key"),

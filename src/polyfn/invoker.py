@@ -157,6 +157,7 @@ class Invoker:
         self.running: dict[str, tuple[Instance, asyncio.Future[Result]]] = {}
         self.streams: dict[str, ResponseStream] = {}  # activation id → its stream, while one streams
         self.localise: Any = localise  # Deployer.localise, for pinned revisions other nodes deployed (cluster sync)
+        self.quota: Any = None  # (function) -> Throttled | None: its namespace's invocation rate (quotas.py)
 
     async def admit(self, call: Call) -> Active | Outcome:
         """The one admission of a call: the node accepts calls, the function exists (and the pinned revision can
@@ -190,6 +191,8 @@ class Invoker:
                     and self.localise is not None):
                 return None
             active = self.registry.pinned(revision)
+        if self.quota is not None and (refused := self.quota(name)) is not None:  # its namespace's rate (quotas.py)
+            return self._refused(name, refused)
         if len(call.body) > self.max_payload:
             return platform_error(413, "payload_too_large",
                                   f"the payload is {len(call.body)} bytes; the limit is {self.max_payload}")
@@ -439,7 +442,8 @@ class Invoker:
         """The 429 (503) of a refused call. Under a flood these are most answers: the common ones are built
         once per function and reason."""
         if e.reason not in (shed.QUEUE_FULL, shed.OVERLOADED):
-            return platform_error(e.status, e.code, str(e), headers=[(b"retry-after", str(e.retry_after).encode())])
+            return platform_error(e.status, e.code, str(e), getattr(e, "extra", None),
+                                  headers=[(b"retry-after", str(e.retry_after).encode())])
         key = (name, e.reason)
         out = self._refusals.get(key)
         if out is None:

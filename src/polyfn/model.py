@@ -165,6 +165,10 @@ class SpecError(ValueError):
 
 
 def validate_name(name: str) -> str:
+    """A function's name, or its held name `namespace~name` (polyfn/tenancy.py)."""
+    ns, sep, local = name.partition("~") if isinstance(name, str) else ("", "", name)
+    if sep and NAME_RE.match(ns) and len(ns) <= 40:
+        name = local
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise SpecError(
             f"invalid function name {name!r}: use 1-63 characters a-z, 0-9 and '-', starting with a letter",

@@ -49,10 +49,12 @@ from polyfn.invoker import Invoker
 from polyfn.lifecycle import Lifecycle
 from polyfn.loops import cancelled
 from polyfn.model import Revision
+from polyfn.namespaces import Namespaces, TenancyOps
 from polyfn.observe.metrics import Metrics
 from polyfn.observe.recorder import ActivationRecorder
 from polyfn.observe.usage import UsageMeter
 from polyfn.queue.dispatcher import AsyncQueue
+from polyfn.quotas import QuotaGuard
 from polyfn.scheduler.manager import InstanceManager
 from polyfn.scheduler.pool import Pool
 from polyfn.scheduler.registry import FunctionRegistry
@@ -61,6 +63,7 @@ from polyfn.sites import Sites
 from polyfn.storage.service import StorageService
 from polyfn.store import Store
 from polyfn.store.compat import CompatStore
+from polyfn.store.namespaces import NamespaceStore
 from polyfn.store.security import SecurityStore
 from polyfn.triggers import events as cloudevents
 from polyfn.triggers.manager import TriggerManager
@@ -173,6 +176,17 @@ class Node:
                                          function_name=lambda_function_name,
                                          write_lock=getattr(self.store, "_write_lock", None),  # SQLite: one writer
                                          retention=s.workflow_retention)
+        self.namespaces = Namespaces(NamespaceStore(self.store))  # tenants (tenancy.py, docs/tenancy.md)
+        self.tenancy = TenancyOps(self.namespaces, self.store, self.registry, self.keys, self.delete_function,
+                                  self.queue)
+        self.tenancy.owned += [self.storage, self.db]  # a deleted namespace's buckets and tables go too
+        self.quotas = QuotaGuard(self.namespaces.quotas, lambda: list(self.manager.pools), self.limiter,
+                                 self.tenancy.functions, self.tenancy.backlog, lambda: self.namespaces.rated)
+        self.manager.quota_room = self.quotas.room  # instances and memory, before each start
+        self.tenancy.rate = self.quotas.rate_used
+        self.invoker.quota = self.quotas.admit  # invocations per second, at each call's admission
+        self.deployer.admit_create = self.quotas.check_create  # functions, at a deploy that makes one
+        self.queue.admit_job = self.quotas.admit_async  # the async backlog, at each async call
         self.relay: Any = None  # sandbox.relay.NetRelay for `network: polyfn`, made once the ports are bound
 
         # the faces
@@ -211,7 +225,8 @@ class Node:
                     secret_box=self.secret_box, metrics=self.metrics, storage=self.storage,
                     workflows=self.workflows, apps=self.apps, sites=self.sites, sync=self.sync,
                     delete_function=self.delete_function, admin_key=self.admin_key, lifespan=self.lifespan,
-                    compat_entities=CompatStore(self.store), usage=self.store)
+                    compat_entities=CompatStore(self.store), usage=self.store, namespaces=self.namespaces,
+                    tenancy_ops=self.tenancy)
                 api.mount("/console", build_console(
                     settings=s, store=self.store, registry=self.registry, recorder=self.recorder,
                     triggers=self.triggers, deployer=self.deployer, invoker=self.invoker, metrics=self.metrics,
@@ -239,6 +254,7 @@ class Node:
         if self.artifacts is not None:
             life.add("artifact store client", None, self.artifacts.close)
         life.add("API keys", lambda: self.keys.start(self.admin_key), self.keys.stop)  # stop: last-used times
+        life.add("namespaces", self.namespaces.load, None)
         if self.otlp is not None:
             life.add("OTLP exporter", self._start_otlp, self.otlp.stop)
         life.add("activation records", self.recorder.start, self.recorder.stop)  # stop: flushed

@@ -16,8 +16,9 @@ import msgspec
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from polyfn import __version__
+from polyfn import __version__, tenancy
 from polyfn.api import compat, errors, events
+from polyfn.api import namespaces as namespaces_api
 from polyfn.api import observe as observe_api
 from polyfn.api.deploy_body import read_deploy
 from polyfn.api.errors import ApiError
@@ -56,13 +57,20 @@ def _function_json(registry: LiveFunctions, info: FunctionInfo, **extra: Any) ->
     out = msgspec.to_builtins(info)
     active = registry.get(info.name)
     out["instances"] = active.pool.stats() if active else {"starting": 0, "idle": 0, "busy": 0, "queued": 0}
-    out["url"] = f"/fn/{info.name}"
+    ns, name = tenancy.split(info.name)  # (shown by its local name, with its namespace)
+    out["url"] = f"/fn/{name}" if ns == tenancy.DEFAULT else f"/fn/{ns}/{name}"
+    if ns != tenancy.DEFAULT:
+        out["name"] = out["spec"]["name"] = name
+    out["namespace"] = ns
     out.update(extra)
     return out
 
 
 def _activation_json(act: Activation) -> dict[str, Any]:
-    return msgspec.to_builtins(act)
+    out = msgspec.to_builtins(act)
+    ns, out["function"] = tenancy.split(act.function)
+    out["namespace"] = ns
+    return out
 
 
 def build_api(*, settings: Settings, store: FunctionStore, registry: LiveFunctions, recorder: Activations,
@@ -70,7 +78,7 @@ def build_api(*, settings: Settings, store: FunctionStore, registry: LiveFunctio
               limiter: RateLimits, manager: Instances, security_store: Secrets, secret_box: Any, metrics: Any,
               storage: Any, workflows: Any, apps: Any, sites: Any, sync: Any, delete_function: DeleteFunction,
               admin_key: str, lifespan: Any = None, compat_entities: CompatEntities | None = None,
-              usage: UsageSums | None = None) -> FastAPI:
+              usage: UsageSums | None = None, namespaces: Any = None, tenancy_ops: Any = None) -> FastAPI:
     """The control API and the vendor APIs on one FastAPI app; each router gets the services it uses. `sync` is
     the cluster sync (None on a single node); `admin_key` signs the Lambda API's code URLs."""
     app = FastAPI(
@@ -83,6 +91,8 @@ def build_api(*, settings: Settings, store: FunctionStore, registry: LiveFunctio
         lifespan=lifespan,
     )
     errors.install(app)
+    if namespaces is not None:  # resolves each /v1 request's namespace before routing (api/namespaces.py)
+        app.add_middleware(namespaces_api.NamespaceScope, keys=keys, namespaces=namespaces)
     errors.openapi_without_422(app)
     remove_function = delete_function  # the name of the DELETE route's handler below
 
@@ -102,6 +112,11 @@ def build_api(*, settings: Settings, store: FunctionStore, registry: LiveFunctio
 
     async def _deploy(request: Request, name: str | None, stream: bool) -> Response:
         fields, files = await read_deploy(request, settings.max_code_size, settings.max_code_files)
+        if isinstance(fields.get("name"), str):  # (a name in the body is local to the request's namespace)
+            if tenancy.SEP in fields["name"]:
+                raise DeployError("invalid_name", f"invalid function name {fields['name']!r}: use 1-63 characters "
+                                  "a-z, 0-9 and '-', starting with a letter")
+            fields["name"] = tenancy.qualify(namespaces_api.request_namespace(request), fields["name"])
         if name is not None:
             if fields.get("name") not in (None, name):
                 raise DeployError("invalid_spec", f"name in the body ({fields['name']!r}) differs from the URL ({name!r})")
@@ -144,8 +159,9 @@ def build_api(*, settings: Settings, store: FunctionStore, registry: LiveFunctio
         return await _deploy(request, name, stream)
 
     @v1.get("/functions")
-    async def list_functions() -> dict[str, Any]:
-        infos = await store.list_functions()
+    async def list_functions(request: Request) -> dict[str, Any]:
+        ns = namespaces_api.request_namespace(request)
+        infos = [i for i in await store.list_functions() if tenancy.owns(ns, i.name)]
         return {"functions": [_function_json(registry, i) for i in infos]}
 
     @v1.get("/functions/{name}")
@@ -201,28 +217,33 @@ def build_api(*, settings: Settings, store: FunctionStore, registry: LiveFunctio
 
     @v1.get("/activations")
     async def list_activations(
-        function: str | None = None, status: str | None = None, cold: bool | None = None,
+        request: Request, function: str | None = None, status: str | None = None, cold: bool | None = None,
         since: float | None = None, until: float | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     ) -> dict[str, Any]:
         await recorder.flush()
         acts = await store.list_activations(function=function, status=status, cold=cold, since=since,
-                                                 until=until, limit=limit)
+                                            until=until, limit=limit,
+                                            namespace=namespaces_api.request_namespace(request))
         return {"activations": [_activation_json(a) for a in acts]}
 
     @v1.get("/activations/{activation_id}")
-    async def get_activation(activation_id: str) -> dict[str, Any]:
+    async def get_activation(activation_id: str, request: Request) -> dict[str, Any]:
         queued = await queue.lookup(activation_id)  # before the flush: no gap
         await recorder.flush()
         act = await store.get_activation(activation_id)
+        if not _visible(request, act, queued):
+            act = queued = None
         if act is None and queued is None:
             raise ApiError(404, "activation_not_found", f"activation {activation_id!r} does not exist")
         return events.merge_activation(_activation_json(act) if act else None, queued)
 
     @v1.delete("/activations/{activation_id}")
-    async def cancel_activation(activation_id: str) -> dict[str, Any]:
+    async def cancel_activation(activation_id: str, request: Request) -> dict[str, Any]:
         """Cancel an invocation: a running one is stopped (its caller gets 499 `function_cancelled`), an
         accepted async one that has not started goes to the dead-letter queue instead of running."""
+        if not await _owned_activation(request, activation_id):
+            raise ApiError(404, "activation_not_found", f"activation {activation_id!r} does not exist")
         if invoker.cancel(activation_id):
             return {"activation_id": activation_id, "cancelled": True, "was": "running"}
         was = await queue.cancel(activation_id) if queue is not None else None
@@ -258,10 +279,36 @@ def build_api(*, settings: Settings, store: FunctionStore, registry: LiveFunctio
         return StreamingResponse(follow_logs(recorder, name, lines, activation, pattern), media_type="text/event-stream",
                                  headers={"cache-control": "no-cache"})
 
+    def _visible(request: Request, act: Activation | None, queued: dict[str, Any] | None) -> bool:
+        """Is this activation (or queued job) of the request's namespace?"""
+        ns = namespaces_api.request_namespace(request)
+        function = act.function if act is not None else getattr((queued or {}).get("job"), "function", None)
+        return function is None or tenancy.owns(ns, function)
+
+    async def _owned_activation(request: Request, activation_id: str) -> bool:
+        """Is the activation (running, queued or recorded) of the request's namespace? (True in `default` for
+        the administrator: it may cancel what it cannot name.)"""
+        ns = namespaces_api.request_namespace(request)
+        if ns == tenancy.DEFAULT and tenancy.key_namespace(request.state.key) is None:
+            return True
+        entry = getattr(invoker, "running", {}).get(activation_id)
+        owner = entry[0].revision_key.rpartition("@")[0] if entry is not None else None
+        if owner is None and queue is not None:
+            owner = getattr((await queue.lookup(activation_id) or {}).get("job"), "function", None)
+        if owner is None:
+            await recorder.flush()
+            act = await store.get_activation(activation_id)
+            owner = act.function if act is not None else None
+        return owner is not None and tenancy.owns(ns, owner)
+
     from polyfn.api import security
 
     secret_values = SecretValues(security_store, secret_box, manager.secret_changed)  # /v1/secrets, OpenFaaS's
-    v1.include_router(security.router(keys=keys, values=secret_values))
+    v1.include_router(security.router(keys=keys, values=secret_values,
+                                      namespaces_exist=namespaces.exists if namespaces is not None else None))
+    if namespaces is not None:
+        v1.include_router(namespaces_api.build_router(namespaces=namespaces, describe=tenancy_ops.describe,
+                                                      delete=tenancy_ops.delete))
     from polyfn.api import storage as storage_api
 
     v1.include_router(storage_api.build_router(storage=storage, keys=keys, store=store))
@@ -286,7 +333,8 @@ def build_api(*, settings: Settings, store: FunctionStore, registry: LiveFunctio
     app.include_router(v1)
     compat.install(app, settings=settings, deployer=deployer, invoker=invoker, recorder=recorder, registry=registry,
                    queue=queue, keys=keys, delete_function=delete_function, workflows=workflows, store=store,
-                   admin_key=admin_key, triggers=triggers, entities=compat_entities, secret_values=secret_values)
+                   admin_key=admin_key, triggers=triggers, entities=compat_entities, secret_values=secret_values,
+                   namespaces=namespaces)
     app.include_router(observe_api.build_router(settings=settings, metrics=metrics, registry=registry, queue=queue,
                                                 workflows=workflows, require_key=require_key),
                        responses=errors.ERROR_RESPONSES)

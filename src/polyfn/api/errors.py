@@ -82,11 +82,11 @@ def openapi_without_422(app: FastAPI) -> None:
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, e: ApiError) -> JSONResponse:
-        return error_response(e.status, e.code, e.message, e.headers)
+        return error_response(e.status, e.code, e.message, e.headers, e.extra)
 
     @app.exception_handler(DeployError)
     async def _deploy_error(_: Request, e: DeployError) -> JSONResponse:
-        return error_response(e.status, e.code, e.message)
+        return error_response(e.status, e.code, e.message, extra=e.extra)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, e: StarletteHTTPException) -> JSONResponse:

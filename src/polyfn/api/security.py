@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from fastapi import APIRouter, Request
 
+from polyfn import tenancy
 from polyfn.api.errors import ApiError
+from polyfn.api.namespaces import request_namespace
 from polyfn.auth.keys import KEY_SCOPES
 from polyfn.auth.secrets import SecretError, SecretValues
 from polyfn.model import NAME_RE as FUNCTION_NAME_RE
@@ -23,6 +25,7 @@ class KeyRequest(msgspec.Struct, forbid_unknown_fields=True):
     scope: str
     function: str | None = None
     description: str = ""
+    namespace: str | None = None  # (default: the request's namespace)
 
 
 class SecretRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -32,7 +35,8 @@ class SecretRequest(msgspec.Struct, forbid_unknown_fields=True):
 def key_json(k: Any) -> dict[str, Any]:
     """A key as the API shows it (never its secret). `sigv4: false`: a key made before secrets were kept
     encrypted (migration 0007); it works as a bearer key only."""
-    return {"access_key_id": k.id, "scope": k.scope, "function": k.function, "owner": k.owner,
+    return {"access_key_id": k.id, "scope": k.scope, "function": k.function and tenancy.local(k.function),
+            "namespace": k.namespace, "owner": k.owner,
             "description": k.description, "sigv4": bool(k.secret_enc), "created_at": k.created_at,
             "last_used_at": k.last_used_at, "revoked_at": k.revoked_at}
 
@@ -45,8 +49,9 @@ async def _body(request: Request, typ: type[Any]) -> Any:
         raise ApiError(400, "invalid_request", f"invalid body: {e}") from None
 
 
-def router(*, keys: Keys, values: SecretValues) -> APIRouter:
-    """`values`: setting and deleting secrets (auth/secrets.py), shared with the OpenFaaS face."""
+def router(*, keys: Keys, values: SecretValues, namespaces_exist: Any = None) -> APIRouter:
+    """`values`: setting and deleting secrets (auth/secrets.py), shared with the OpenFaaS face;
+    `namespaces_exist(name)`: whether a namespace exists (a key is made in one)."""
     r = APIRouter()
 
     @r.post("/keys", status_code=201, summary="Create a scoped API key (the secret is shown only now)")
@@ -56,16 +61,23 @@ def router(*, keys: Keys, values: SecretValues) -> APIRouter:
             raise ApiError(400, "invalid_scope", f"scope={req.scope!r}: use one of {', '.join(KEY_SCOPES)}")
         if req.function is not None and not FUNCTION_NAME_RE.match(req.function):
             raise ApiError(400, "invalid_name", f"invalid function name {req.function!r}")
-        rec, secret = await keys.create(req.scope, req.function, req.description[:500])
+        ns = req.namespace or request_namespace(request)
+        if req.namespace is not None and (tenancy.for_key(request.state.key, ns) is None or (
+                namespaces_exist is not None and not await namespaces_exist(ns))):
+            raise ApiError(404, "namespace_not_found", f"namespace {ns!r} does not exist")
+        function = tenancy.qualify(ns, req.function) if req.function is not None else None
+        rec, secret = await keys.create(req.scope, function, req.description[:500], namespace=ns)
         return {**key_json(rec), "secret_access_key": secret}
 
     @r.get("/keys", summary="List API keys (never their secrets)")
-    async def list_keys() -> dict[str, Any]:
-        return {"keys": [key_json(k) for k in await keys.list()]}
+    async def list_keys(request: Request) -> dict[str, Any]:
+        ns = request_namespace(request)
+        return {"keys": [key_json(k) for k in await keys.list() if k.namespace == ns]}
 
     @r.delete("/keys/{key_id}", summary="Revoke an API key")
-    async def revoke_key(key_id: str) -> dict[str, Any]:
-        if not await keys.revoke(key_id):
+    async def revoke_key(key_id: str, request: Request) -> dict[str, Any]:
+        found = next((k for k in await keys.list() if k.id == key_id), None)
+        if (found is not None and found.namespace != request_namespace(request)) or not await keys.revoke(key_id):
             raise ApiError(404, "key_not_found", f"no live key {key_id!r}")
         return {"revoked": key_id}
 

@@ -8,6 +8,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from polyfn.api.errors import ApiError
+from polyfn.api.namespaces import request_namespace
+from polyfn.tenancy import owns
 from polyfn.triggers.base import TriggerConfigError
 
 if TYPE_CHECKING:
@@ -34,18 +36,23 @@ def add_routes(r: APIRouter, *, triggers: Triggers, registry: LiveFunctions, sto
         return {"triggers": triggers.list(name)}
 
     @r.get("/triggers")
-    async def all_triggers(function: str | None = None) -> dict[str, Any]:
-        return {"triggers": triggers.list(function)}
+    async def all_triggers(request: Request, function: str | None = None) -> dict[str, Any]:
+        ns = request_namespace(request)
+        return {"triggers": [t for t in triggers.list(function) if owns(ns, t.get("function", ""))]}
+
+    def _owned(request: Request, trigger_id: str) -> Any:
+        runner = triggers.runners.get(trigger_id)
+        if runner is None or not owns(request_namespace(request), runner.trigger.function):
+            raise ApiError(404, "trigger_not_found", f"trigger {trigger_id!r} does not exist")
+        return runner
 
     @r.get("/triggers/{trigger_id}")
-    async def get_trigger(trigger_id: str) -> dict[str, Any]:
-        runner = triggers.runners.get(trigger_id)
-        if runner is None:
-            raise ApiError(404, "trigger_not_found", f"trigger {trigger_id!r} does not exist")
-        return triggers.view(runner)
+    async def get_trigger(trigger_id: str, request: Request) -> dict[str, Any]:
+        return triggers.view(_owned(request, trigger_id))
 
     @r.delete("/triggers/{trigger_id}")
-    async def delete_trigger(trigger_id: str) -> dict[str, Any]:
+    async def delete_trigger(trigger_id: str, request: Request) -> dict[str, Any]:
+        _owned(request, trigger_id)
         if not await triggers.delete(trigger_id):
             raise ApiError(404, "trigger_not_found", f"trigger {trigger_id!r} does not exist")
         return {"deleted": trigger_id}

@@ -5,18 +5,20 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from polyfn.api.errors import ApiError
+from polyfn.api.namespaces import request_namespace
 from polyfn.observe import usage as metering
 from polyfn.services import Activations, UsageSums
+from polyfn.tenancy import local
 
 
 def build_router(*, recorder: Activations, usage: UsageSums) -> APIRouter:
     router = APIRouter(tags=["usage"])
 
     @router.get("/usage")
-    async def get_usage(since: float | None = None, until: float | None = None, by: str = "function",
+    async def get_usage(request: Request, since: float | None = None, until: float | None = None, by: str = "function",
                         function: str | None = None, prices: str | None = None) -> dict[str, Any]:
         """Usage of the hours that start in `[since, until)` (epoch seconds; `since` defaults to 30 days ago,
         rounded down to its hour), grouped `by` function, day or hour (UTC). `prices`: the name of a price table
@@ -32,7 +34,8 @@ def build_router(*, recorder: Activations, usage: UsageSums) -> APIRouter:
         if since is None:
             since = time.time() - 30 * 86400
         await recorder.flush()  # (the flush writes the metered sums of every record made before it)
-        rows = await usage.list_usage(since=since, until=until, function=function)
+        rows = await usage.list_usage(since=since, until=until, namespace=request_namespace(request),
+                                      function=local(function) if function is not None else None)
         return metering.summarise(rows, by, since, until, table)
 
     return router

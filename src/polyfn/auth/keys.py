@@ -35,6 +35,7 @@ from typing import Any
 
 from polyfn.loops import one_item
 from polyfn.store.security import KeyRecord, SecurityStore
+from polyfn.tenancy import DEFAULT, key_may, namespace_of
 
 log = logging.getLogger("polyfn.auth")
 
@@ -56,7 +57,10 @@ def new_id(prefix: str = "PFAK") -> str:
 
 
 def allows(key: KeyRecord, scope: str, function: str | None) -> bool:
-    """May `key` do something that needs `scope` on `function` (None: not about one function)?"""
+    """May `key` do something that needs `scope` on `function` (None: not about one function; a held name,
+    so a key of one namespace never reaches another's functions: tenancy.py)?"""
+    if not key_may(key, function):
+        return False
     if key.scope == INGEST or scope == INGEST:
         return scope == INGEST and key.owner is None and (key.scope == INGEST or _RANK[key.scope] >= _RANK["deploy"])
     if _RANK[key.scope] < _RANK[scope]:
@@ -211,12 +215,13 @@ class KeyRing:
         return secret, rec
 
     async def create(self, scope: str, function: str | None = None, description: str = "",
-                     owner: str | None = None) -> tuple[KeyRecord, str]:
+                     owner: str | None = None, namespace: str = DEFAULT) -> tuple[KeyRecord, str]:
         if scope not in KEY_SCOPES:
             raise ValueError(f"scope={scope!r} is not one of {', '.join(KEY_SCOPES)}")
         secret = secrets.token_urlsafe(30)
         rec = KeyRecord(id=new_id(), secret_sha256=digest(secret), scope=scope, function=function, owner=owner,
-                        description=description, created_at=self.clock(), secret_enc=self._encrypt(secret))
+                        description=description, created_at=self.clock(), secret_enc=self._encrypt(secret),
+                        namespace=namespace)
         await self.store.add_key(rec)
         self._by_digest[rec.secret_sha256] = rec
         self._by_id[rec.id] = rec
@@ -234,7 +239,7 @@ class KeyRing:
                 if found is not None and found[0] is not None:
                     return rec, found[0]
             rec, secret = await self.create("invoke", None, description or f"instances of function {function!r}",
-                                            owner=function)
+                                            owner=function, namespace=namespace_of(function))
             self._owned[function] = rec
             return rec, secret
 

@@ -147,7 +147,7 @@ class Issuer:
         parent = self.parent_alive(limits.parent)
         key = TemporaryKey(id=akid, secret_sha256="", scope="invoke" if limits.write else "read", owner=None,
                            function=None, description=f"temporary credentials of {parent.id}", limits=limits,
-                           token=self._token(akid))
+                           token=self._token(akid), namespace=getattr(parent, "namespace", "default"))
         return self._secret(akid), key
 
     def _akid(self, limits: Limits) -> str:

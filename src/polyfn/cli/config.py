@@ -27,6 +27,7 @@ from polyfn.sdk.client import DEFAULT_URL, Client
 DATA_DIR_ENV = "POLYFN_DATA_DIR"
 URL_ENV = "POLYFN_URL"
 KEY_ENV = "POLYFN_API_KEY"
+NAMESPACE_ENV = "POLYFN_NAMESPACE"
 SERVER_FILE = "server.json"
 KEY_FILE = "admin.key"
 DEFAULT_DATA_DIR_TEXT = "~/.local/share/polyfn"
@@ -122,11 +123,13 @@ class State:
     target: Target
     debug: bool = False
     timeout: float = 30.0
+    namespace: str | None = None  # --namespace / POLYFN_NAMESPACE: the namespace every request acts in
     _client: Client | None = field(default=None, repr=False)
 
     def client(self) -> Client:
         if self._client is None:
-            self._client = Client(self.target.url, self.target.api_key, timeout=self.timeout)
+            self._client = Client(self.target.url, self.target.api_key, timeout=self.timeout,
+                                  namespace=self.namespace)
         return self._client
 
     def close(self) -> None:

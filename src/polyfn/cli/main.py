@@ -26,6 +26,7 @@ from polyfn.cli import (
     events,
     functions,
     local,
+    namespaces,
     scaling,
     security,
     serve,
@@ -37,7 +38,15 @@ from polyfn.cli import (
     workflows,
 )
 from polyfn.cli import invoke as invoke_cmd
-from polyfn.cli.config import DATA_DIR_ENV, DEFAULT_DATA_DIR_TEXT, KEY_ENV, URL_ENV, State, resolve
+from polyfn.cli.config import (
+    DATA_DIR_ENV,
+    DEFAULT_DATA_DIR_TEXT,
+    KEY_ENV,
+    NAMESPACE_ENV,
+    URL_ENV,
+    State,
+    resolve,
+)
 from polyfn.cli.errors import CliError, FunctionFailed, error_line  # noqa: F401  (error_line: its old home)
 from polyfn.cli.output import err
 from polyfn.sdk.client import DEFAULT_URL, ApiError, ServerUnreachable
@@ -150,6 +159,15 @@ def root(
             "--debug", envvar="POLYFN_DEBUG", show_default="off", help="Show tracebacks for errors."
         ),
     ] = False,
+    namespace: Annotated[
+        str | None,
+        typer.Option(
+            "--namespace",
+            envvar=NAMESPACE_ENV,
+            help="The namespace every command acts in (docs/tenancy.md).",
+            show_default="the key's own; default for the admin key",
+        ),
+    ] = None,
 ) -> None:
     """Resolve where the server is once, for every command (see `polyfn.cli.config`)."""
     directory = data_dir.expanduser() if data_dir else Path(DEFAULT_DATA_DIR_TEXT).expanduser()
@@ -160,7 +178,7 @@ def root(
         api_key=api_key,
         key_source=_source(ctx, "api_key", "--api-key", KEY_ENV),
     )
-    state = State(target=target, debug=debug)
+    state = State(target=target, debug=debug, namespace=namespace or None)
     ctx.obj = state
     ctx.call_on_close(state.close)
 
@@ -175,6 +193,7 @@ app.command("serve", rich_help_panel="Server")(serve.serve)
 app.command("version", rich_help_panel="Server")(version.version)
 app.command("doctor", rich_help_panel="Server")(doctor.doctor)
 app.add_typer(security.keys_app, name="keys", rich_help_panel="Access")
+app.add_typer(namespaces.ns_app, name="ns", rich_help_panel="Access")
 app.add_typer(security.secret_app, name="secret", rich_help_panel="Access")
 app.command("deploy", rich_help_panel="Functions")(functions.deploy)
 app.command("invoke", rich_help_panel="Functions")(invoke_cmd.invoke)

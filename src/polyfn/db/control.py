@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from polyfn.db.access import ACCESS, Grants
+from polyfn.tenancy import HEADER, SEP, key_namespace, local, qualify
 
 PREFIX = "/v1/db/"
 
@@ -47,10 +48,13 @@ class Control:
             return 403, _err("forbidden", f"key {key.id} has scope {key.scope!r}; table grants need 'admin'")
         parts = [p for p in scope["path"][len(PREFIX):].split("/") if p]
         method = scope["method"]
+        ns = key_namespace(key) or dict(scope["headers"]).get(HEADER.encode(), b"").decode("latin-1") or self.ns
+        if len(parts) > 1:  # the function, by its held name in that namespace (tenancy.py)
+            parts[1] = qualify(ns, parts[1].replace(SEP, "-"))
         if not parts or parts[0] != "grants":
             return 404, _err("not_found", f"no such database route: {scope['path']}")
         if method == "GET" and len(parts) == 1:
-            return 200, {"grants": await self.grants.list(self.ns)}
+            return 200, {"grants": [{**g, "function": local(g["function"])} for g in await self.grants.list(ns)]}
         if method == "PUT" and len(parts) == 3:
             try:
                 access = (json.loads(body) if body else {}).get("access", "write")
@@ -58,10 +62,10 @@ class Control:
                 return 400, _err("invalid_json", "the body must be a JSON object like {\"access\": \"read\"}")
             if access not in ACCESS:
                 return 400, _err("invalid_access", f"access={access!r}: use one of {', '.join(ACCESS)}")
-            await self.grants.grant(self.ns, parts[1], parts[2], access)
-            return 200, {"function": parts[1], "table": parts[2], "access": access}
+            await self.grants.grant(ns, parts[1], parts[2], access)
+            return 200, {"function": local(parts[1]), "table": parts[2], "access": access}
         if method == "DELETE" and len(parts) in (2, 3):
-            n = await self.grants.revoke(self.ns, parts[1], parts[2] if len(parts) == 3 else None)
+            n = await self.grants.revoke(ns, parts[1], parts[2] if len(parts) == 3 else None)
             return 200, {"revoked": n}
         return 405, _err("method_not_allowed", f"{method} {scope['path']} is not a database route")
 

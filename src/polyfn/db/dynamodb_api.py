@@ -27,6 +27,7 @@ from polyfn.auth import sigv4
 from polyfn.db import access, multi, reads
 from polyfn.db.core import Database
 from polyfn.db.errors import ConditionFailed, DbError, TransactionCanceled
+from polyfn.tenancy import key_namespace
 
 log = logging.getLogger("polyfn.db")
 
@@ -195,11 +196,12 @@ class DynamoDBApi:
                 from polyfn.db import partiql
 
                 need = partiql.access_of(req.get("Statement"))
-            grants = await self.grants.of(self.ns, key.owner) if key.owner is not None else {}
+            ns = key_namespace(key) or self.ns  # a key's tables are its namespace's (tenancy.py)
+            grants = await self.grants.of(ns, key.owner) if key.owner is not None else {}
             refusal = access.allowed(key, need, tables_of(req), grants)
             if refusal is not None:
                 return 400, error_body("AccessDeniedException", refusal, CORAL)
-            out = await fn(self.db, self.ns, req)
+            out = await fn(self.db, ns, req)
             if target == "ListTables" and key.owner is not None:
                 out["TableNames"] = [t for t in out["TableNames"] if t in grants]
         except DbError as e:

@@ -11,6 +11,7 @@ live in that database beside the metadata, shared by every node.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -63,6 +64,21 @@ class DbService:
             await self.sweeper.stop()
         if self.db is not None:
             await self.db.close()
+
+    async def forget_namespace(self, namespace: str) -> dict[str, Any]:
+        """A deleted namespace's tables go, with their items, and its functions' grants."""
+        gone: list[str] = []
+        if getattr(self, "db", None) is None:
+            return {"tables": gone}
+        while names := (await self.db.list_tables(namespace, {}))["TableNames"]:
+            for name in names:
+                with contextlib.suppress(Exception):  # (a protected table is unprotected first)
+                    await self.db.update_table(namespace, {"TableName": name, "DeletionProtectionEnabled": False})
+                await self.db.delete_table(namespace, {"TableName": name})
+                gone.append(name)
+        for g in await self.grants.list(namespace):
+            await self.grants.revoke(namespace, g["function"])
+        return {"tables": gone}
 
     def owns(self, scope: dict[str, Any]) -> Any:
         """The face that answers this request, or None."""

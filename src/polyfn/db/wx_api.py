@@ -39,6 +39,7 @@ from polyfn.db.collections import (
     WxError,
 )
 from polyfn.db.errors import DbError
+from polyfn.tenancy import key_namespace
 
 log = logging.getLogger("polyfn.db")
 PREFIX = "/wx/database/"
@@ -154,7 +155,7 @@ class WxDatabaseApi:
         if key_id:
             await self.keys.ensure(key_id)
         key = self.keys.from_authorization(auth)
-        return Caller(ns=self.ns, key=key) if key is not None else None
+        return Caller(ns=key_namespace(key) or self.ns, key=key) if key is not None else None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         action = scope["path"][len(PREFIX):]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,8 @@ class Deployer:
         self.store = store
         self.registry = registry
         self.artifacts = artifacts  # where code goes for the other nodes of a cluster (None: one node)
+        #: awaited with the name of a function a deploy would create; raises DeployError to refuse it (quotas.py)
+        self.admit_create: Callable[[str], Awaitable[None]] | None = None
         self._localising: dict[str, asyncio.Lock] = {}
 
     async def _build_local(self, spec: FunctionSpec, files: dict[str, bytes], sha: str,
@@ -106,6 +108,8 @@ class Deployer:
             validate_name(fields.get("name", ""))
         except SpecError as e:
             raise DeployError(e.code, str(e)) from None
+        if self.admit_create is not None and await self.store.get_function(fields["name"]) is None:
+            await self.admit_create(fields["name"])  # a new function: its namespace's `functions` quota (quotas.py)
         for key, known in (("flavor", FLAVORS), ("runtime", RUNTIMES)):
             if fields.get(key) is not None and fields[key] not in known:
                 raise DeployError("invalid_spec", f"{key}={fields[key]!r} is not supported: use one of {', '.join(known)}")

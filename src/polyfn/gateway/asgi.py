@@ -19,6 +19,7 @@ from polyfn.gateway.respond import respond
 from polyfn.headers import from_outside
 from polyfn.invoker import Invoker, Outcome, platform_error
 from polyfn.observe.tracing import parse_traceparent
+from polyfn.tenancy import qualify
 
 PREFIX_LEN = len("/fn/")
 _CLOSE = [(b"connection", b"close")]  # a body past the limit is not read on: the connection goes
@@ -61,6 +62,11 @@ class Gateway:
         spec = active = None
         if name:  # the one registry lookup of this call (the invoker's admission reuses it)
             active = self.invoker.registry.get(name)
+            if active is None and slash:  # /fn/{namespace}/{name}[/path]: a namespace's function (tenancy.py)
+                fn, slash2, sub2 = sub.partition("/")
+                found = self.invoker.registry.get(qualify(name, fn)) if fn else None
+                if found is not None:
+                    active, name, slash, sub = found, found.revision.function, slash2, sub2
             spec = active.revision.spec if active is not None else None
         if spec is not None and (spec.cors is not None or spec.auth == "key"):
             early = self._guard(spec, name, scope, headers)

@@ -30,7 +30,8 @@ def trigger_id(function: str, t: TriggerDecl) -> str:
 
     if t.id:
         return t.id
-    return f"{function[:40].rstrip('-')}-{t.kind}-{hashlib.sha256(t.where.encode()).hexdigest()[:8]}"
+    base = function.replace("~", "-")  # (a namespace's function's held name: tenancy.py)
+    return f"{base[:40].rstrip('-')}-{t.kind}-{hashlib.sha256(t.where.encode()).hexdigest()[:8]}"
 
 
 @dataclass

@@ -28,10 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from polyfn.model import Activation
+from polyfn.tenancy import DEFAULT, qualify, split
 
 log = logging.getLogger("polyfn.usage")
 
-NAMESPACE = "default"  # until namespaces (issue 23) exist, every function is in this one
+NAMESPACE = DEFAULT  # the namespace a single-user node's functions are in (tenancy.py)
 MB_PER_GB = 1024
 SUMS = ("invocations", "errors", "billed_ms", "mb_ms", "req_bytes", "resp_bytes")
 BY = ("function", "day", "hour")
@@ -71,7 +72,8 @@ class UsageMeter:
             mem = a.memory_mb
             if not mem:
                 continue
-            key = (NAMESPACE, a.function, int(a.start // 3600) * 3600)
+            ns, name = split(a.function)  # (stored by namespace and local name)
+            key = (ns, name, int(a.start // 3600) * 3600)
             sums = batch.get(key)
             if sums is None:
                 sums = batch[key] = [0, 0, 0, 0, 0, 0]
@@ -92,9 +94,10 @@ class UsageMeter:
                 for i, n in enumerate(sums):
                     now[i] += n
             if self._gb_s is not None:
-                self._gb_s.inc(key[1], n=gb_seconds(sums[3]))
-                self._req.inc(key[1], n=sums[4])
-                self._resp.inc(key[1], n=sums[5])
+                held = qualify(key[0], key[1])  # (the metrics' function label is the held name)
+                self._gb_s.inc(held, n=gb_seconds(sums[3]))
+                self._req.inc(held, n=sums[4])
+                self._resp.inc(held, n=sums[5])
 
     async def flush(self, background: bool = False) -> None:
         """Write the pending sums; on failure they stay pending (added to whatever comes next) and it raises.
@@ -124,7 +127,7 @@ class UsageMeter:
 
 def _key(row: dict[str, Any], by: str) -> str:
     if by == "function":
-        return row["function"] if row["namespace"] == NAMESPACE else f"{row['namespace']}/{row['function']}"
+        return row["function"]  # (a report is of one namespace: GET /v1/usage reads the request's)
     t = datetime.fromtimestamp(row["hour"], UTC)
     return t.strftime("%Y-%m-%d") if by == "day" else t.strftime("%Y-%m-%dT%H:00Z")
 

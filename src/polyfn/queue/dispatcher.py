@@ -126,6 +126,7 @@ class AsyncQueue:
         self.callbacks = Callbacks(settings, clock)  # result callbacks, from the queue file (callbacks.py)
         self._stopping = False
         self.on_reply: Any = None  # set by the node: routes CloudEvents that functions reply with
+        self.admit_job: Callable[[str], Awaitable[None]] | None = None  # set by the node: a namespace's backlog quota
         # set by the node: (function, revision number) -> Revision | None, for jobs pinned to a revision
         # (a Lambda `Event` invoke of a version or alias carries `x-polyfn-revision`)
         self.revision_lookup: Callable[[str, int], Awaitable[Revision | None]] | None = None
@@ -215,6 +216,8 @@ class AsyncQueue:
                     parse_callback_url(callback_url)
                 except InvalidCallbackUrl as e:
                     raise Rejected(400, "invalid_callback_url", str(e)) from None
+            if self.admit_job is not None:  # its namespace's async backlog quota (quotas.py): raises Rejected
+                await self.admit_job(function)
         # Time-ordered ids (like the invoker's): the jobs and activations primary keys stay append-mostly.
         job = Job.of(call, job_id or new_activation_id(), callback_url, self.clock())
         try:

@@ -33,6 +33,7 @@ from polyfn.scheduler.fnzygote import FunctionZygote, FunctionZygotes, oom_kills
 from polyfn.scheduler.instance import InitFailed, Instance, InstanceGone, State
 from polyfn.scheduler.pool import Pool
 from polyfn.scheduler.zygote import ZygoteClient, ZygoteError
+from polyfn.tenancy import local
 
 log = logging.getLogger("polyfn.manager")
 SECRETS_DIR = "/run/secrets"
@@ -91,6 +92,9 @@ class InstanceManager:
         #: Extra environment for a function's instances (e.g. the object store's AWS_* credentials);
         #: the function's own `env` wins over it.
         self.env_hook: Callable[[str], Awaitable[dict[str, str]]] | None = None
+        #: asked before each start: a refusal (pool.Throttled) when the function's namespace is at its instances
+        #: or memory quota, else None (quotas.py; set by the Node)
+        self.quota_room: Callable[[Any], Any] | None = None
         #: `network: polyfn` (sandbox/relay.py): the server's relay, set by the node before `start`;
         #: `relay_urls` maps each endpoint's URL as the node announces it to the one inside the instance.
         self.relay: Any = None
@@ -362,6 +366,12 @@ class InstanceManager:
         recently used first; False if there still is no room. One function's instances never reserve more
         than `function_memory_share` % of the budget: a function scaling up (or crash-looping through memory)
         cannot take the node, nor evict every other function's warm instances to do so."""
+        quota_room = getattr(self, "quota_room", None)  # (managers built without __init__ in tests have none)
+        if quota_room is not None:  # the function's namespace's instances and memory quotas (quotas.py)
+            refused = quota_room(pool)
+            if refused is not None:
+                pool.refusal = refused
+                return False
         need = pool.revision.spec.memory
         mine = sum(p.revision.spec.memory * (p.starting + sum(1 for i in p.instances if i.state is State.READY))
                    for p in self.pools if p.revision.function == pool.revision.function)
@@ -387,7 +397,7 @@ class InstanceManager:
         plan.secret_files = secret_files
         ispec = InstanceSpec(
             instance_id=iid,
-            function=rev.function,
+            function=local(rev.function),  # (its local name: a namespace's function knows itself as `hello`)
             revision=rev.number,
             flavor=spec.flavor,
             handler=spec.handler,

@@ -104,6 +104,7 @@ class Pool:
         self.evictions = 0
         self.instances: list[Instance] = []  # every ready instance; starting ones are counted in `starting`
         self.idle: list[Instance] = []  # ready instances with a free slot (stack: warmest on top)
+        self.refusal: Throttled | None = None  # why the manager refused the last start (a namespace's quota)
         self.waiters: deque[asyncio.Future[Instance]] = deque()
         self._since: dict[asyncio.Future[Instance], float] = {}  # waiter → when it began to wait (monotonic)
         self.wait_target = shed.WAIT_TARGET
@@ -321,9 +322,11 @@ class Pool:
         if self.starting or any(i.state is State.READY for i in self.instances):
             return  # they will be served by what exists or is starting
         budget = getattr(self.manager, "memory_budget_mb", 0)
-        err = NoCapacity(f"the node's memory budget ({budget} MB) has no room for another "
-                         f"{self.revision.spec.memory} MB instance of {self.revision.function!r}, even after "
-                         "evicting idle instances of other functions", retry_after=5)
+        err: Throttled = self.refusal or NoCapacity(
+            f"the node's memory budget ({budget} MB) has no room for another {self.revision.spec.memory} MB "
+            f"instance of {self.revision.function!r}, even after evicting idle instances of other functions",
+            retry_after=5)
+        self.refusal = None
         while self.waiters:
             fut = self.waiters.popleft()
             if not fut.done():

@@ -205,9 +205,12 @@ class Client:
         *,
         transport: httpx.BaseTransport | None = None,
         traceparent: str | None = None,
+        namespace: str | None = None,
     ) -> None:
         """`traceparent`: a W3C trace context sent with every request, so invocations made through this
-        client join the caller's trace (inside a function: `context.traceparent` or `$TRACEPARENT`)."""
+        client join the caller's trace (inside a function: `context.traceparent` or `$TRACEPARENT`).
+        `namespace`: the namespace every request acts in (`X-Polyfn-Namespace`; default: the key's own, or
+        `default` for the admin key)."""
         self.url = normalize_url(url)
         self.api_key = api_key or None
         self.timeout = timeout
@@ -216,6 +219,9 @@ class Client:
             headers["traceparent"] = traceparent
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
+        self.namespace = namespace or None
+        if self.namespace:
+            headers["X-Polyfn-Namespace"] = self.namespace
         self._http = httpx.Client(
             base_url=self.url, headers=headers, timeout=httpx.Timeout(timeout), transport=transport
         )

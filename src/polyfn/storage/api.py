@@ -23,7 +23,7 @@ from polyfn.auth import sts
 from polyfn.auth.keys import storage_allows
 from polyfn.storage import cors, policy, routes, sigv4
 from polyfn.storage.acl import granted
-from polyfn.storage.errors import S3Error, access_denied
+from polyfn.storage.errors import S3Error, access_denied, no_such_bucket
 from polyfn.storage.local import LocalBackend
 from polyfn.storage.model import (
     BucketInfo,
@@ -46,6 +46,7 @@ from polyfn.storage.wire import (
     read_all,
     scope_has_body,
 )
+from polyfn.tenancy import DEFAULT, key_namespace
 
 log = logging.getLogger("polyfn.storage")
 
@@ -190,12 +191,29 @@ class S3App:
         elif ident.key is not None and (why := sts.refusal(ident.key, "PUT" if route.write else "GET", req.bucket,
                                                              req.key, req.q, req.headers)) is not None:
             raise access_denied(f"Access Denied: {why}")
+        if ident is not None and ident.key is not None and req.bucket:
+            self._confine(req, route, ident.key)
         if self.proxy is not None:
             if route.anonymous == "post":
                 raise routes.not_implemented("POST object uploads with the s3 backend")
             await self._proxied(req, ident, send)
             return
         await route.handler(self, req, send, ident)  # type: ignore[misc]
+
+    def _confine(self, req: Request, route: routes.Route, key: Any) -> None:
+        """A key of one namespace reaches only its namespace's buckets: another's is answered exactly as a bucket
+        that does not exist (tenancy.py; CreateBucket of a taken name answers BucketAlreadyExists, as on S3)."""
+        ns = key_namespace(key)
+        if self.proxy is not None and ns not in (None, DEFAULT):
+            raise access_denied("Access Denied: namespaces' buckets need the local storage backend")
+        if ns is None or route.operation == "CreateBucket" or self.proxy is not None:
+            return
+        try:
+            owner = self.backend.bucket(req.bucket).namespace
+        except S3Error:
+            return  # (absent: the operation answers NoSuchBucket itself)
+        if owner != ns:
+            raise no_such_bucket(req.bucket)
 
     def _authorize_anonymous(self, req: Request, route: routes.Route) -> None:
         """An unsigned request: reads of public-read buckets and objects (the object's own ACL is checked by

@@ -8,6 +8,7 @@ from polyfn.storage import acl
 from polyfn.storage.errors import S3Error
 from polyfn.storage.model import BucketInfo
 from polyfn.storage.wire import OWNER, Request, Send, e, iso, parse_xml, read_all, respond, respond_xml
+from polyfn.tenancy import DEFAULT, key_namespace
 
 if TYPE_CHECKING:
     from polyfn.storage.context import S3Context
@@ -23,7 +24,9 @@ async def list_buckets(app: S3Context, req: Request, send: Send, ident: Identity
         limit = int(q.get("max-buckets", "10000"))
     except ValueError:
         raise S3Error(400, "InvalidArgument", "max-buckets must be an integer") from None
-    buckets = [b for b in app.backend.list_buckets() if b.name.startswith(prefix) and b.name > after]
+    ns = key_namespace(ident.key) if ident is not None and ident.key is not None else None
+    buckets = [b for b in app.backend.list_buckets() if b.name.startswith(prefix) and b.name > after
+               and (ns is None or b.namespace == ns)]  # a namespace's key lists its namespace's buckets
     more = len(buckets) > limit
     buckets = buckets[:limit]
     items = "".join(f"<Bucket><Name>{e(b.name)}</Name><CreationDate>{iso(b.created)}</CreationDate></Bucket>"
@@ -46,10 +49,15 @@ async def create_bucket(app: S3Context, req: Request, send: Send, ident: Identit
     if ownership and ownership not in OWNERSHIPS:
         raise S3Error(400, "InvalidArgument", f"Invalid x-amz-object-ownership {ownership!r}")
     grants = acl.from_headers(h, ownership)
-    info = BucketInfo(req.bucket, app.clock(), grants or list(acl.CANNED["private"]), ownership=ownership)
+    info = BucketInfo(req.bucket, app.clock(), grants or list(acl.CANNED["private"]), ownership=ownership,
+                      namespace=(key_namespace(ident.key) if ident is not None and ident.key is not None else None)
+                      or DEFAULT)
     if h.get("x-amz-bucket-object-lock-enabled", "").lower() == "true":
         info.lock, info.versioning = {"enabled": True}, "Enabled"
     if not app.backend.create_bucket(info):
+        if app.backend.bucket(req.bucket).namespace != info.namespace:  # bucket names are global, as on S3
+            raise S3Error(409, "BucketAlreadyExists", "The requested bucket name is not available.",
+                          f"/{req.bucket}", BucketName=req.bucket)
         if app.region != "us-east-1":
             raise S3Error(409, "BucketAlreadyOwnedByYou", "Your previous request to create the named bucket "
                           "succeeded and you already own it.", f"/{req.bucket}", BucketName=req.bucket)

@@ -179,6 +179,16 @@ class LocalBackend(Uploads):
         os.replace(d, trash)
         shutil.rmtree(trash, ignore_errors=True)
 
+    def destroy_bucket(self, bucket: str) -> None:
+        """Delete a bucket with everything in it (its namespace was deleted: tenancy.py)."""
+        d = self._bucket_dir(bucket)
+        self.bucket(bucket)
+        self.abandon_uploads(bucket)
+        trash = self.tmp / ("bucket-" + uuid.uuid4().hex)
+        self._known.pop(bucket, None)
+        os.replace(d, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+
     # -- paths ----------------------------------------------------------------------------------------
 
     def object_path(self, bucket: str, key: str) -> Path:

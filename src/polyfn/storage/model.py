@@ -89,6 +89,7 @@ class BucketInfo:
     kms_key_id: str = ""
     ownership: str = ""  # BucketOwnerEnforced | BucketOwnerPreferred | ObjectWriter
     public_access_block: dict[str, bool] = field(default_factory=dict)
+    namespace: str = "default"  # the namespace that owns it (tenancy.py); recorded only when not `default`
 
     @property
     def public(self) -> bool:
@@ -98,7 +99,8 @@ class BucketInfo:
     def to_record(self) -> dict[str, Any]:
         return {"created": self.created, "acl": self.acl, "versioning": self.versioning, "tags": self.tags,
                 "cors": self.cors, "policy": self.policy, "lock": self.lock, "encryption": self.encryption,
-                "ownership": self.ownership, "pab": self.public_access_block, "kms": self.kms_key_id}
+                "ownership": self.ownership, "pab": self.public_access_block, "kms": self.kms_key_id,
+                **({"ns": self.namespace} if self.namespace != "default" else {})}
 
     @classmethod
     def from_record(cls, name: str, rec: dict[str, Any]) -> BucketInfo:
@@ -108,7 +110,8 @@ class BucketInfo:
         return cls(name, rec["created"], acl, versioning=rec.get("versioning", ""), tags=rec.get("tags", {}),
                    cors=rec.get("cors", []), policy=rec.get("policy", ""), lock=rec.get("lock", {}),
                    encryption=rec.get("encryption", ""), kms_key_id=rec.get("kms", ""),
-                   ownership=rec.get("ownership", ""), public_access_block=rec.get("pab", {}))
+                   ownership=rec.get("ownership", ""), public_access_block=rec.get("pab", {}),
+                   namespace=rec.get("ns", "default"))
 
 
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"

@@ -137,6 +137,16 @@ class StorageService:
             out.append({"bucket": b.name, "objects": objects, "bytes": size})
         return out
 
+    async def forget_namespace(self, namespace: str) -> dict[str, Any]:
+        """A deleted namespace's buckets go, with their objects (local backend: the proxy's hold no owner)."""
+        gone = []
+        if self.proxy is None:
+            for b in self.backend.list_buckets():
+                if b.namespace == namespace:
+                    await asyncio.to_thread(self.backend.destroy_bucket, b.name)
+                    gone.append(b.name)
+        return {"buckets": gone}
+
     async def forget_function(self, function: str) -> None:
         """A deleted function loses its storage triggers and its access key."""
         await self.notifications.remove_function(function)

@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from polyfn.model import Activation, FunctionInfo, FunctionSpec, LogLine, Revision, now
 from polyfn.store import schema, space
 from polyfn.store.tables import activations, aliases, functions, revisions, schema_compat, usage, versions
+from polyfn.tenancy import DEFAULT, SEP
 
 USAGE_SUMS = ("invocations", "errors", "billed_ms", "mb_ms", "req_bytes", "resp_bytes")
 
@@ -300,13 +301,18 @@ class Store:
         since: float | None = None,
         until: float | None = None,
         limit: int = 50,
+        namespace: str | None = None,
     ) -> list[Activation]:
-        """Newest first, filtered on `since <= start < until`. `logs` is left empty (use get_activation)."""
+        """Newest first, filtered on `since <= start < until` (and on the function's namespace, tenancy.py).
+        `logs` is left empty (use get_activation)."""
         if limit <= 0:
             return []
         query = select(*_COLUMNS_WITHOUT_LOGS)  # lists leave `logs` empty: don't read the lines' text
         if function is not None:
             query = query.where(activations.c.function == function)
+        elif namespace is not None:
+            query = query.where(activations.c.function.not_like(f"%{SEP}%") if namespace == DEFAULT
+                                else activations.c.function.like(f"{namespace}{SEP}%"))
         if status is not None:
             query = query.where(activations.c.status == status)
         if cold is not None:

@@ -22,6 +22,7 @@ class KeyRecord(msgspec.Struct, kw_only=True):
     created_at: float = 0.0
     last_used_at: float | None = None
     revoked_at: float | None = None
+    namespace: str = "default"  # 0015: the namespace the key acts in (tenancy.key_namespace)
 
 
 class SecurityStore:

@@ -128,6 +128,7 @@ api_keys = Table(
     Column("created_at", Float, nullable=False),
     Column("last_used_at", Float, nullable=True),
     Column("revoked_at", Float, nullable=True),
+    Column("namespace", String, nullable=False, server_default="default"),  # 0015: the namespace it acts in
     Index("ix_api_keys_secret_sha256", "secret_sha256", unique=True),
 )
 
@@ -262,4 +263,16 @@ schema_compat = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("floor", String, nullable=False),
+)
+
+# 0016: namespaces (tenancy.py), `quotas` a JSON object of `tenancy.Quotas`. `default` is implicit: it exists
+# without a row (a row only holds its quotas, once set). `store/namespaces.py` reads and writes them.
+namespaces = Table(
+    "namespaces",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("quotas", Text, nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
 )

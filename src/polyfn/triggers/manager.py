@@ -109,7 +109,7 @@ class TriggerManager:
         if hasattr(mod, "check"):
             mod.check(function, config)
         if trigger_id is None:
-            trigger_id = f"{function}-{kind}-{uuid.uuid4().hex[:6]}"[-63:].lstrip("-")
+            trigger_id = f"{function.replace('~', '-')}-{kind}-{uuid.uuid4().hex[:6]}"[-63:].lstrip("-")
         if not ID_RE.match(trigger_id):
             raise TriggerConfigError(f"trigger id {trigger_id!r}: use 1-63 characters a-z, 0-9 and '-'")
         if trigger_id in self.runners:

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 def install(app: FastAPI, *, settings: Any, store: Any, deployer: Any, invoker: Any, recorder: Any, registry: Any,
             queue: Any, keys: Any, delete_function: Any, workflows: Any, admin_key: str, triggers: Any = None,
-            entities: Any = None, secret_values: Any = None) -> None:
+            entities: Any = None, secret_values: Any = None, namespaces: Any = None) -> None:
     """Each vendor face gets the services it uses (see each class's constructor)."""
     from polyfn.api.compat import lambda_api, openfaas, openwhisk
 
@@ -22,5 +22,5 @@ def install(app: FastAPI, *, settings: Any, store: Any, deployer: Any, invoker: 
                   keys=keys, delete_function=delete_function)
     lambda_api.install(app, **shared, registry=registry, workflows=workflows, admin_key=admin_key)
     openfaas.install(app, **shared, registry=registry, secret_values=secret_values, entities=entities,
-                     triggers=triggers)
-    openwhisk.install(app, **shared, workflows=workflows, entities=entities, triggers=triggers)
+                     triggers=triggers, namespaces=namespaces)
+    openwhisk.install(app, **shared, workflows=workflows, entities=entities, triggers=triggers, namespaces=namespaces)

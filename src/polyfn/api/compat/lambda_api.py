@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextvars
 import hashlib
 import hmac
 import json
@@ -85,10 +86,16 @@ from polyfn.manifests import runtimes
 from polyfn.model import FunctionInfo, SpecError, validate_name
 from polyfn.queue.dispatcher import REVISION_HEADER
 from polyfn.store.versions import LATEST, Alias, InUse, VersionStore
+from polyfn.tenancy import DEFAULT, key_namespace, local, owns, qualify
 
 if TYPE_CHECKING:
     from polyfn.config import Settings
     from polyfn.services import LiveFunctions
+
+#: the namespace of the request's key, set by `LambdaApi.auth` (every handler's first step); the names a request
+#: carries are held in it (tenancy.py). A context variable: each request runs in its own task.
+_NAMESPACE: contextvars.ContextVar[str] = contextvars.ContextVar("lambda_namespace", default=DEFAULT)
+
 
 def _zip_files(settings: Settings, code: dict[str, Any], fields: dict[str, Any]) -> dict[str, bytes]:
     if code.get("ImageUri"):
@@ -162,6 +169,7 @@ class LambdaApi(common.VendorFace):
                               time.time(), "lambda", hashlib.sha256(body).hexdigest())
         except sigv4.SigV4Error as e:
             raise LambdaError(403, _SIGV4_ERRORS.get(e.reason, "InvalidSignatureException"), e.message) from None
+        _NAMESPACE.set(key_namespace(ok.key) or DEFAULT)  # (every handler authenticates first: names below)
         if action:
             self.require(ok, action, function)
         return ok, body
@@ -180,15 +188,16 @@ class LambdaApi(common.VendorFace):
 
     @staticmethod
     def pname(value: str) -> str:
-        """The polyfn name a Lambda function name/ARN refers to (what scopes are bound to)."""
-        return polyfn_name(parse_function_name(value)[0])
+        """The polyfn name a Lambda function name/ARN refers to (what scopes are bound to): held in the
+        namespace of the request's key (tenancy.py)."""
+        return qualify(_NAMESPACE.get(), polyfn_name(parse_function_name(value)[0]))
 
     async def find(self, value: str, region: str, qualifier: str | None = None) -> FunctionInfo:
         lname, q = parse_function_name(value)
         q = qualifier or q
-        pname = polyfn_name(lname)
+        pname = self.pname(value)
         info = await self.store.get_function(pname)
-        if info is None or info.spec.annotations.get(A_NAME, info.name) != lname:
+        if info is None or info.spec.annotations.get(A_NAME, local(info.name)) != lname:
             raise LambdaError(404, "ResourceNotFoundException", f"Function not found: {arn(region, lname)}"
                               + (f":{q}" if q else ""))
         return info
@@ -231,6 +240,8 @@ class LambdaApi(common.VendorFace):
         except DeployError as e:
             if e.status == 413:
                 raise LambdaError(413, "RequestEntityTooLargeException", e.message) from None
+            if e.status == 429:  # a namespace's functions quota (quotas.py)
+                raise LambdaError(429, "TooManyRequestsException", e.message) from None
             raise _invalid(e.message) from None
         return info
 
@@ -266,7 +277,7 @@ class LambdaApi(common.VendorFace):
         lname, q = parse_function_name(str(body["FunctionName"]))
         if q:
             raise _invalid("FunctionName must not carry a qualifier in CreateFunction")
-        pname = polyfn_name(lname)
+        pname = self.pname(lname)
         self.require(ident, "CreateFunction", pname)
         try:
             validate_name(pname)
@@ -279,7 +290,7 @@ class LambdaApi(common.VendorFace):
                            + ", ".join(runtimes.supported_lambda_runtimes()))
         base = {"name": pname, "timeout": float(DEFAULT_TIMEOUT), "memory": DEFAULT_MEMORY,
                 "handler": "lambda_function.lambda_handler",
-                "annotations": {A_NAME: lname} if lname != pname else {}}
+                "annotations": {A_NAME: lname} if lname != local(pname) else {}}
         fields = _spec_fields(body, base)
         code = body.get("Code") or {}
         _unknown(code, _CODE_FIELDS, "Code")
@@ -294,7 +305,7 @@ class LambdaApi(common.VendorFace):
         done = await self.versions.publish(info.name, description)
         rev = await self.store.get_revision(info.name, done[0].revision) if done is not None else None
         if done is None or rev is None:  # deleted meanwhile
-            raise LambdaError(404, "ResourceNotFoundException", f"Function not found: {arn(region, info.name)}")
+            raise LambdaError(404, "ResourceNotFoundException", f"Function not found: {arn(region, local(info.name))}")
         v = done[0]
         return self.target_configuration(Target(revision_info(info, rev), rev, str(v.number), None, v.description),
                                          region, True)
@@ -347,7 +358,8 @@ class LambdaApi(common.VendorFace):
             self.require(ident, "ListFunctions", None)
         else:
             self.require(ident, "ListFunctions", bound)
-        infos = [i for i in await self.store.list_functions() if not bound or i.name == bound]
+        ns = _NAMESPACE.get()
+        infos = [i for i in await self.store.list_functions() if owns(ns, i.name) and (not bound or i.name == bound)]
         page, marker = _page(infos, request.query_params, lambda i: i.name, "ListFunctions")
         out: dict[str, Any] = {"Functions": [configuration(i, ident.region) for i in page]}
         if marker:

@@ -18,6 +18,7 @@ from polyfn.auth import sigv4
 from polyfn.manifests import runtimes
 from polyfn.model import FunctionInfo, Revision
 from polyfn.store.versions import LATEST, Alias
+from polyfn.tenancy import local
 
 A_DURABLE = "aws.lambda/durable"  # annotation: the function's DurableConfig (JSON)
 
@@ -145,7 +146,7 @@ def configuration(info: FunctionInfo, region: str, version: str = LATEST, qualif
     `qualifier` its ARN ends with; `description` is the version's own, if it has one)."""
     spec = info.spec
     a = spec.annotations
-    name = a.get(A_NAME, info.name)
+    name = a.get(A_NAME, local(info.name))  # (a namespace's function by its local name: tenancy.py)
     runtime = a.get(A_RUNTIME) or ("python3.12" if spec.runtime == "python" else "nodejs20.x")
     digest, _, zip_meta = a.get(A_ZIP, "").partition(":")
     if digest == info.code_sha256 and zip_meta:  # recorded for exactly this code

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
 import json
 import platform
 import time
@@ -50,6 +51,7 @@ from polyfn.manifests import openfaas_stack as stack
 from polyfn.manifests.model import ManifestError
 from polyfn.model import Activation, FunctionInfo
 from polyfn.queue.callback_shapes import OPENFAAS_ASYNC
+from polyfn.tenancy import DEFAULT, SEP, for_key, local, namespace_of, owns, qualify, split
 
 if TYPE_CHECKING:
     from polyfn.services import CompatEntities, LiveFunctions, Triggers
@@ -77,6 +79,36 @@ def _fn_name(value: str) -> str:
     return value.split(".", 1)[0]
 
 
+#: the namespace (polyfn's) an authenticated request acts in, set by `OpenFaasApi.auth`/`acting` (each request
+#: runs in its own task); OpenFaaS's `openfaas-fn` is polyfn's `default` (tenancy.py)
+_NS: contextvars.ContextVar[str] = contextvars.ContextVar("openfaas_namespace", default=DEFAULT)
+_KEY: contextvars.ContextVar[Any] = contextvars.ContextVar("openfaas_key", default=None)
+
+
+def _to_polyfn(of_namespace: str) -> str:
+    return DEFAULT if of_namespace in ("", NAMESPACE) else of_namespace
+
+
+def _to_openfaas(namespace: str) -> str:
+    return NAMESPACE if namespace == DEFAULT else namespace
+
+
+def _held(value: str) -> str:
+    """The held name of `name` or `name.namespace` in the request's namespace; a suffix naming another namespace
+    gives a name nothing is held under (answered as any unknown function)."""
+    name, _, suffix = value.partition(".")
+    ns = _NS.get()
+    if suffix and _to_polyfn(suffix) != ns:
+        return f"{SEP}{SEP}"  # (no function has this name)
+    return qualify(ns, name)
+
+
+def _invoked(value: str) -> str:
+    """`/function/name.namespace`: the held name (no key involved, like /fn/{namespace}/{name})."""
+    name, _, suffix = value.partition(".")
+    return qualify(_to_polyfn(suffix), name)
+
+
 def function_status(registry: LiveFunctions, info: FunctionInfo) -> dict[str, Any]:
     spec = info.spec
     a = spec.annotations
@@ -87,10 +119,11 @@ def function_status(registry: LiveFunctions, info: FunctionInfo) -> dict[str, An
     shown = {"limits": json.loads(a[stack.LIMITS]) if stack.LIMITS in a else
              ({"memory": f"{spec.memory}Mi"} if IMAGE not in a else None),
              "requests": json.loads(a[stack.REQUESTS]) if stack.REQUESTS in a else None}
+    ns, name = split(info.name)
     return {
-        "name": info.name,
-        "image": a.get(IMAGE, f"polyfn/{info.name}:{info.revision}"),
-        "namespace": NAMESPACE,
+        "name": name,
+        "image": a.get(IMAGE, f"polyfn/{name}:{info.revision}"),
+        "namespace": _to_openfaas(ns),
         "envProcess": "",
         "envVars": dict(spec.env),
         "labels": {k[len(LABEL):]: v for k, v in a.items() if k.startswith(LABEL)},
@@ -108,17 +141,20 @@ def function_status(registry: LiveFunctions, info: FunctionInfo) -> dict[str, An
 
 class OpenFaasApi(common.VendorFace):
     def __init__(self, *, registry: LiveFunctions, secret_values: Any = None, entities: CompatEntities | None = None,
-                 triggers: Triggers | None = None, **shared: Any):
+                 triggers: Triggers | None = None, namespaces: Any = None, **shared: Any):
         super().__init__(**shared)
+        self.namespaces = namespaces  # polyfn.namespaces.Namespaces: which exist
         self.registry = registry
         self.secrets = secret_values  # auth/secrets.SecretValues: /system/secrets
         self.entities = entities  # the code of removed functions, by image reference
         self.triggers = triggers  # the cron-connector's annotations
 
-    def auth(self, request: Request) -> None:
+    async def auth(self, request: Request) -> None:
         authorization = request.headers.get("authorization", "")
         rec = keys.basic_key(self.keys, authorization)
         if rec is not None and allows(rec, "admin", None):
+            _KEY.set(rec)
+            await self.acting(request.query_params.get("namespace", ""))
             return
         if rec is not None:  # a live key, but not one that may manage functions
             bound = f" for function {rec.function!r} only" if rec.function else ""
@@ -128,8 +164,17 @@ class OpenFaasApi(common.VendorFace):
         raise OpenFaasError(401, "Unauthorized: use basic auth with user admin and a polyfn admin key "
                             "(faas-cli login -u admin --password-stdin)")
 
+    async def acting(self, of_namespace: str) -> str:
+        """Act in this OpenFaaS namespace ('' : the key's own; `openfaas-fn`: polyfn's default): one the key may
+        not see is answered like one that does not exist."""
+        ns = for_key(_KEY.get(), _to_polyfn(of_namespace) if of_namespace else None)
+        if ns is None or (self.namespaces is not None and not await self.namespaces.exists(ns)):
+            raise OpenFaasError(404, f"namespace {of_namespace!r} not found")
+        _NS.set(ns)
+        return ns
+
     async def info(self, name: str) -> FunctionInfo:
-        info = await self.store.get_function(_fn_name(name))
+        info = await self.store.get_function(_held(name))
         if info is None:
             raise OpenFaasError(404, f"function {_fn_name(name)!r} not found")
         return info
@@ -137,12 +182,13 @@ class OpenFaasApi(common.VendorFace):
     # -- /system ----------------------------------------------------------------------------------
 
     async def list_functions(self, request: Request) -> Response:
-        self.auth(request)
-        infos = await self.store.list_functions()
+        await self.auth(request)
+        ns = _NS.get()
+        infos = [i for i in await self.store.list_functions() if owns(ns, i.name)]
         return JSONResponse([function_status(self.registry, i) for i in infos])
 
     async def get_function(self, request: Request, name: str) -> Response:
-        self.auth(request)
+        await self.auth(request)
         return JSONResponse(function_status(self.registry, await self.info(name)))
 
     async def _body(self, request: Request) -> dict[str, Any]:
@@ -209,20 +255,24 @@ class OpenFaasApi(common.VendorFace):
             await self.triggers.create(name, "cron", {"schedule": schedule}, trigger_id=tid)
 
     async def deploy(self, request: Request) -> Response:
-        self.auth(request)
+        await self.auth(request)
         body = await self._body(request)
+        ns = await self.acting(str(body.get("namespace") or request.query_params.get("namespace", "")))
         name = str(body.get("service") or "")
         if not name or not body.get("image"):
             raise OpenFaasError(400, "service and image are required")
+        if SEP in name:
+            raise OpenFaasError(400, f"invalid function name {name!r}")
+        name = qualify(ns, name)
         if await self.store.get_function(name) is not None:
             return await self._update(name, body)
         source = next((i for i in await self.store.list_functions()
-                       if i.spec.annotations.get(IMAGE) == body["image"]), None)
+                       if owns(ns, i.name) and i.spec.annotations.get(IMAGE) == body["image"]), None)
         if source is not None:
             files = await common.current_files(self.store, source.name) or {}
             base = msgspec.structs.asdict(source.spec)
         else:  # removed through this API: its code was kept under the image reference
-            kept = await self.entities.get(IMAGE_KIND, str(body["image"])) if self.entities is not None else None
+            kept = await self.entities.get(IMAGE_KIND, qualify(ns, str(body["image"]))) if self.entities else None
             if kept is None:
                 raise OpenFaasError(400, f"polyfn has no code for image {body['image']!r}: polyfn runs code, not "
                                     "container images. Deploy the handler folder with `polyfn deploy -f stack.yml` "
@@ -236,28 +286,34 @@ class OpenFaasApi(common.VendorFace):
         return Response(status_code=202)
 
     async def update(self, request: Request) -> Response:
-        self.auth(request)
+        await self.auth(request)
         body = await self._body(request)
+        ns = await self.acting(str(body.get("namespace") or request.query_params.get("namespace", "")))
         name = str(body.get("service") or "")
-        if await self.store.get_function(name) is None:
+        if SEP in name or await self.store.get_function(qualify(ns, name)) is None:
             raise OpenFaasError(404, f"function {name!r} not found")
-        return await self._update(name, body)
+        return await self._update(qualify(ns, name), body)
 
     async def _update(self, name: str, body: dict[str, Any]) -> Response:
-        info = await self.info(name)
+        """`name`: the held name."""
+        info = await self.store.get_function(name)
+        if info is None:
+            raise OpenFaasError(404, f"function {local(name)!r} not found")
         files = await common.current_files(self.store, name)
         await self._deploy(self._fields(body, msgspec.structs.asdict(info.spec)), files or {})
         return Response(status_code=202)
 
     async def delete(self, request: Request) -> Response:
-        self.auth(request)
+        await self.auth(request)
         body = await self._body(request)
-        name = _fn_name(str(body.get("functionName") or ""))
-        if not name:
+        await self.acting(str(body.get("namespace") or request.query_params.get("namespace", "")))
+        given = str(body.get("functionName") or "")
+        if not _fn_name(given):
             raise OpenFaasError(400, "functionName is required")
+        name = _held(given)
         await self._keep_code(name)
         if not await self.remove_function(name):
-            raise OpenFaasError(404, f"function {name!r} not found")
+            raise OpenFaasError(404, f"function {_fn_name(given)!r} not found")
         return Response(status_code=202)
 
     async def _keep_code(self, name: str) -> None:
@@ -270,18 +326,19 @@ class OpenFaasApi(common.VendorFace):
             return
         data = await asyncio.to_thread(common.zip_code, rev.code_dir)
         doc = {"image": image, "spec": msgspec.structs.asdict(info.spec), "zip": base64.b64encode(data).decode()}
-        if not await self.entities.put(IMAGE_KIND, str(image), doc, time.time(), create=False):
-            await self.entities.put(IMAGE_KIND, str(image), doc, time.time(), create=True)
+        ref = qualify(namespace_of(name), str(image))  # (kept per namespace)
+        if not await self.entities.put(IMAGE_KIND, ref, doc, time.time(), create=False):
+            await self.entities.put(IMAGE_KIND, ref, doc, time.time(), create=True)
 
     # -- secrets (polyfn's, auth/secrets.py) ----------------------------------------------------------
 
     async def list_secrets(self, request: Request) -> Response:
-        self.auth(request)
+        await self.auth(request)
         return JSONResponse([{"name": s["name"], "namespace": NAMESPACE} for s in await self._values().list()])
 
     async def put_secret(self, request: Request) -> Response:
         """POST creates (409 when it exists), PUT replaces (404 when it does not)."""
-        self.auth(request)
+        await self.auth(request)
         body = await self._body(request)
         name = str(body.get("name") or "")
         value = body.get("value")
@@ -304,7 +361,7 @@ class OpenFaasApi(common.VendorFace):
         return Response(status_code=201 if request.method == "POST" else 202)
 
     async def delete_secret(self, request: Request) -> Response:
-        self.auth(request)
+        await self.auth(request)
         body = await self._body(request)
         name = str(body.get("name") or request.query_params.get("name") or "")
         if not await self._values().delete(name):
@@ -312,12 +369,15 @@ class OpenFaasApi(common.VendorFace):
         return Response(status_code=202)
 
     def _values(self) -> Any:
+        if _NS.get() != DEFAULT:
+            raise OpenFaasError(403, "secrets are not namespaced yet: only the default namespace (openfaas-fn) has "
+                                "them")
         if self.secrets is None:
             raise OpenFaasError(501, "secrets are not available on this node")
         return self.secrets
 
     async def scale(self, request: Request, name: str) -> Response:
-        self.auth(request)
+        await self.auth(request)
         body = await self._body(request)
         replicas = body.get("replicas")
         if not isinstance(replicas, int) or replicas < 0:
@@ -332,17 +392,19 @@ class OpenFaasApi(common.VendorFace):
         return Response(status_code=202)
 
     async def system_info(self, request: Request) -> Response:
-        self.auth(request)
+        await self.auth(request)
         version = {"release": __version__, "sha": "", "commit_message": ""}
         return JSONResponse({"provider": {"provider": "polyfn", "orchestration": "polyfn", "version": version},
                              "version": version, "arch": platform.machine()})
 
-    async def namespaces(self, request: Request) -> Response:
-        self.auth(request)
-        return JSONResponse([NAMESPACE])
+    async def list_namespaces(self, request: Request) -> Response:
+        await self.auth(request)
+        key = _KEY.get()
+        names = [n.name for n in await self.namespaces.list()] if self.namespaces is not None else [DEFAULT]
+        return JSONResponse([_to_openfaas(n) for n in names if for_key(key, n) is not None])
 
     async def logs(self, request: Request) -> Response:
-        self.auth(request)
+        await self.auth(request)
         q = request.query_params
         info = await self.info(q.get("name", ""))
         try:
@@ -360,7 +422,8 @@ class OpenFaasApi(common.VendorFace):
         follow = q.get("follow", "").lower() == "true"
 
         def entry(act: str, ts: float, text: str) -> bytes:
-            return json.dumps({"name": info.name, "namespace": NAMESPACE, "instance": act, "timestamp": _iso(ts),
+            return json.dumps({"name": local(info.name), "namespace": _to_openfaas(namespace_of(info.name)),
+                               "instance": act, "timestamp": _iso(ts),
                                "text": text}).encode() + b"\n"
 
         async def stream() -> AsyncIterator[bytes]:
@@ -384,11 +447,11 @@ class OpenFaasApi(common.VendorFace):
 
     async def invoke(self, request: Request, name: str, path: str = "") -> Response:
         headers = from_outside([(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]])
-        refused = self._caller_refusal(_fn_name(name), request, headers)
+        refused = self._caller_refusal(_invoked(name), request, headers)
         if refused is not None:
             return refused
         body = await request.body()
-        out = await self.invoker.call(Call(_fn_name(name), "http", "http", request.method, "/" + path,
+        out = await self.invoker.call(Call(_invoked(name), "http", "http", request.method, "/" + path,
                                            request.scope["query_string"].decode("latin-1"), headers, body,
                                            request.headers.get("content-type", "")))
         return Response(out.body, status_code=out.status,
@@ -398,9 +461,9 @@ class OpenFaasApi(common.VendorFace):
         """202 at once; the call goes through the node's durable async queue (it survives `kill -9` and is retried
         per the function's policy), and the result is POSTed to `X-Callback-Url` in OpenFaaS's shape (the
         function's body and headers plus X-Call-Id, X-Function-Status …), retried until delivered."""
-        fname = _fn_name(name)
+        fname = _invoked(name)
         if self.registry.get(fname) is None:
-            raise OpenFaasError(404, f"function {fname!r} not found")
+            raise OpenFaasError(404, f"function {_fn_name(name)!r} not found")
         refused = self._caller_refusal(fname, request, from_outside(
             [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]]))
         if refused is not None:
@@ -464,7 +527,7 @@ def install(app: FastAPI, **services: Any) -> None:
     r.add_api_route("/system/function/{name}", api.get_function, methods=["GET"])
     r.add_api_route("/system/scale-function/{name}", api.scale, methods=["POST"])
     r.add_api_route("/system/info", api.system_info, methods=["GET"])
-    r.add_api_route("/system/namespaces", api.namespaces, methods=["GET"])
+    r.add_api_route("/system/namespaces", api.list_namespaces, methods=["GET"])
     r.add_api_route("/system/logs", api.logs, methods=["GET"])
     r.add_api_route("/system/secrets", api.list_secrets, methods=["GET"])
     r.add_api_route("/system/secrets", api.put_secret, methods=["POST", "PUT"])

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextvars
 import json
 import re
 import sqlite3
@@ -37,7 +38,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from polyfn import __version__, jsontext
-from polyfn.api.compat import common, keys
+from polyfn.api.compat import common
 from polyfn.api.compat.openwhisk_compositions import Compositions
 from polyfn.api.compat.openwhisk_events import SINK, TRIGGER_ACTIVATION, WhiskEvents
 from polyfn.api.compat.whisk_names import (
@@ -52,12 +53,14 @@ from polyfn.api.compat.whisk_names import (
 )
 from polyfn.api.compat.whisk_names import annotation as _ann
 from polyfn.auth import function_keys
+from polyfn.auth.keys import allows
 from polyfn.call import Call
 from polyfn.deploy import archive
 from polyfn.deploy.errors import DeployError
 from polyfn.invoker import Outcome
 from polyfn.manifests import runtimes
 from polyfn.model import Activation, FunctionInfo, SpecError, validate_name
+from polyfn.tenancy import DEFAULT, for_key, local, namespace_of, owns, qualify
 
 ACTION_FIELDS = {"namespace", "name", "exec", "parameters", "annotations", "limits", "publish", "version"}
 WEB_EXTENSIONS = {"json": "application/json", "http": "", "text": "text/plain", "html": "text/html",
@@ -77,10 +80,11 @@ def action_json(info: FunctionInfo, qualified: bool = False) -> dict[str, Any]:
     """The action as OpenWhisk shows it: `pkg/a` is name `a` in namespace `polyfn/pkg` (`qualified`: the name
     stays `pkg/a`, for what names the action)."""
     a = info.spec.annotations
-    name = a.get(A_NAME, info.name)
+    ns_name = _to_openwhisk(namespace_of(info.name))
+    name = a.get(A_NAME, local(info.name))
     pkg, _, base = name.rpartition("/")
     return {
-        "namespace": f"{NAMESPACE}/{pkg}" if pkg and not qualified else NAMESPACE,
+        "namespace": f"{ns_name}/{pkg}" if pkg and not qualified else ns_name,
         "name": name if qualified else base,
         "version": f"0.0.{info.revision}",
         "exec": {"kind": a.get(A_KIND, f"{'python:3' if info.spec.runtime == 'python' else 'nodejs:20'}"),
@@ -92,6 +96,19 @@ def action_json(info: FunctionInfo, qualified: bool = False) -> dict[str, Any]:
         "publish": False,
         "updated": int(info.updated_at * 1000),
     }
+
+
+#: the polyfn namespace an OpenWhisk request acts in (`WhiskApi.auth`, or a web action's URL): each request runs in
+#: its own task. OpenWhisk's `polyfn` (and `_` for the admin) is polyfn's `default` (tenancy.py).
+_NS: contextvars.ContextVar[str] = contextvars.ContextVar("openwhisk_namespace", default=DEFAULT)
+
+
+def _to_polyfn(ow_namespace: str) -> str:
+    return DEFAULT if ow_namespace == NAMESPACE else ow_namespace
+
+
+def _to_openwhisk(namespace: str) -> str:
+    return NAMESPACE if namespace == DEFAULT else namespace
 
 
 def _web_exported(info: FunctionInfo) -> bool:
@@ -111,7 +128,7 @@ def activation_json(act: Activation, info_name: str, subject: str = "") -> dict[
                 "duration": 0, "statusCode": 0,
                 "response": {"status": "success", "statusCode": 0, "success": True, "result": result},
                 "logs": [ln.line for ln in act.logs], "annotations": [], "publish": False}
-    base = info_name.rpartition("/")[2]
+    base = local(info_name).rpartition("/")[2]
     if act.status == "error" and _application_error(act.error):
         status, code = "application error", 1
     elif act.status == "success":
@@ -123,12 +140,13 @@ def activation_json(act: Activation, info_name: str, subject: str = "") -> dict[
     else:
         status, code = "whisk internal error", 3
         result = {"error": (act.error or {}).get("message", act.status)}
-    annotations = [{"key": "path", "value": f"{NAMESPACE}/{info_name}"},
+    ns_name = _to_openwhisk(namespace_of(info_name))
+    annotations = [{"key": "path", "value": f"{ns_name}/{local(info_name)}"},
                    {"key": "waitTime", "value": round(act.wait_ms)}]
     if act.cold:
         annotations.append({"key": "initTime", "value": round(act.init_ms)})
     return {
-        "namespace": NAMESPACE, "name": base, "version": f"0.0.{act.revision}", "subject": subject or NAMESPACE,
+        "namespace": ns_name, "name": base, "version": f"0.0.{act.revision}", "subject": subject or NAMESPACE,
         "activationId": act.id, "start": int(act.start * 1000), "end": int(act.end * 1000),
         "duration": round(act.duration_ms), "statusCode": code,
         "response": {"status": status, "statusCode": code, "success": code == 0, "result": result},
@@ -151,47 +169,65 @@ def _iso(ts: float) -> str:
 
 
 class WhiskApi(common.VendorFace):
-    def __init__(self, *, workflows: Any, entities: Any = None, triggers: Any = None, **shared: Any):
+    def __init__(self, *, workflows: Any, entities: Any = None, triggers: Any = None, namespaces: Any = None,
+                 **shared: Any):
         super().__init__(**shared)
+        self.namespaces_svc = namespaces  # polyfn.namespaces.Namespaces: which exist
         self.workflows = workflows  # sequences and conductor actions run as workflows
         self.compositions = Compositions(self.store, workflows)  # sequences and conductor actions (openwhisk_compositions.py)
         # packages, triggers, rules (openwhisk_events.py): `entities` keeps them, `triggers` runs alarm feeds
         self.events = WhiskEvents(entities, self.recorder, triggers, self._action_versions, self._start)
 
-    def auth(self, request: Request) -> str:
-        who = keys.check_basic(self.keys, request.headers.get("authorization", ""), "deploy")
-        if who is None:
+    async def auth(self, request: Request) -> str:
+        """The caller's key id; also resolves the namespace of the path (`_`: the key's own; `polyfn`: polyfn's
+        default) — one the key may not see is answered like one that does not exist."""
+        rec = self.keys.from_authorization(request.headers.get("authorization", "")) if self.keys else None
+        if rec is None or not allows(rec, "deploy", None):
             raise WhiskError(401, "The supplied authentication is invalid")
-        return who
+        given = request.path_params.get("ns", "_")
+        ns = for_key(rec, None if given in ("_", "whisk.system") else _to_polyfn(given))
+        if ns is None or (self.namespaces_svc is not None and not await self.namespaces_svc.exists(ns)):
+            raise WhiskError(404, "The requested resource does not exist.")
+        _NS.set(ns)
+        if ns != DEFAULT and request.url.path.split("/")[5:6] not in (["actions"], ["activations"]):
+            raise WhiskError(403, "packages, triggers and rules are not namespaced yet: only the default "
+                             f"namespace ({NAMESPACE}) has them")
+        return rec.id
 
     async def find(self, name: str) -> FunctionInfo:
         if not name or name.startswith("/"):
             raise WhiskError(404, "The requested resource does not exist.")
-        info = await self.store.get_function(polyfn_name(name))
-        if info is None or info.spec.annotations.get(A_NAME, info.name) != name:
+        info = await self.store.get_function(qualify(_NS.get(), polyfn_name(name)))
+        if info is None or info.spec.annotations.get(A_NAME, local(info.name)) != name:
             raise WhiskError(404, "The requested resource does not exist.")
         return info
+
+    async def _composition(self, name: str) -> Any:
+        """The sequence or conductor composition `name` (compositions are the default namespace's only)."""
+        return await self.compositions.find(name) if _NS.get() == DEFAULT else None
 
     # -- actions -----------------------------------------------------------------------------------
 
     async def list_actions(self, request: Request, ns: str, package: str = "") -> Response:
         """Every action, or (`…/actions/P/`, what `wsk action list P` asks) those of package P (a binding's:
         its package's)."""
-        self.auth(request)
+        await self.auth(request)
         skip, limit = _paging(request)
-        infos = await self.store.list_functions()
-        actions = [action_json(i) for i in infos] + [Compositions.action_json(m) for m in await self.compositions.all()]
+        ns = _NS.get()
+        infos = [i for i in await self.store.list_functions() if owns(ns, i.name)]
+        comps = await self.compositions.all() if ns == DEFAULT else []  # (compositions: default only, so far)
+        actions = [action_json(i) for i in infos] + [Compositions.action_json(m) for m in comps]
         if package:
             source = (await self.events.package_params(f"{package}/x"))[0].rpartition("/")[0]
             actions = [a for a in actions if a["namespace"] == f"{NAMESPACE}/{source}"]
         return JSONResponse(actions[skip: skip + limit])
 
     async def get_action(self, request: Request, ns: str, name: str) -> Response:
-        self.auth(request)
+        await self.auth(request)
         if name.endswith("/"):
             return await self.list_actions(request, ns, name.rstrip("/"))
         target, pkg_params = await self.events.package_params(name)
-        if (seq := await self.compositions.find(target)) is not None:
+        if (seq := await self._composition(target)) is not None:
             return JSONResponse(Compositions.action_json(seq))
         shown = action_json(await self.find(target))
         if pkg_params:  # as OpenWhisk shows an action through its package: the package's parameters under its own
@@ -201,15 +237,15 @@ class WhiskApi(common.VendorFace):
         return JSONResponse(shown)
 
     async def delete_action(self, request: Request, ns: str, name: str) -> Response:
-        self.auth(request)
-        if (seq := await self.compositions.find(name)) is not None:
+        await self.auth(request)
+        if (seq := await self._composition(name)) is not None:
             return await self.compositions.delete(seq)
         info = await self.find(name)
         await self.remove_function(info.name)
         return JSONResponse(action_json(info))
 
     async def put_action(self, request: Request, ns: str, name: str) -> Response:
-        self.auth(request)
+        await self.auth(request)
         try:
             body = json.loads(await request.body() or b"{}")
         except ValueError:
@@ -224,6 +260,10 @@ class WhiskApi(common.VendorFace):
             validate_name(pname)
         except SpecError as e:
             raise WhiskError(400, str(e)) from None
+        pname = qualify(_NS.get(), pname)
+        if _NS.get() != DEFAULT and ("/" in name or (body.get("exec") or {}).get("kind") == "sequence"):
+            raise WhiskError(403, "packages and sequences are not namespaced yet: only the default namespace "
+                             f"({NAMESPACE}) has them")
         await self.events.check_package(name)
         if (body.get("exec") or {}).get("kind") == "sequence":
             return await self.compositions.put(name, body, request.query_params.get("overwrite", "false") == "true")
@@ -236,7 +276,7 @@ class WhiskApi(common.VendorFace):
             fields = msgspec.structs.asdict(existing.spec)
             fields["annotations"] = dict(existing.spec.annotations)
         ann = fields["annotations"]
-        if name != pname:
+        if name != local(pname):
             ann[A_NAME] = name
         for key, field in (("parameters", A_PARAMS), ("annotations", A_ANN)):
             if key in body:
@@ -297,14 +337,14 @@ class WhiskApi(common.VendorFace):
     # -- invocation --------------------------------------------------------------------------------
 
     async def invoke(self, request: Request, ns: str, name: str) -> Response:
-        subject = self.auth(request)
+        subject = await self.auth(request)
         params = json_object(await request.body(), "parameters")
         q = request.query_params
         blocking, result_only = q.get("blocking") == "true", q.get("result") == "true"
         if ns == "whisk.system":  # a feed action (`wsk trigger create --feed /whisk.system/alarms/alarm`)
             return _system_result(name, await self.events.feed(name, params), result_only)
         target, pkg_params = await self.events.package_params(name)
-        seq = await self.compositions.find(target)
+        seq = await self._composition(target)
         info = await self.find(target) if seq is None else None
         if seq is not None:
             return await self.compositions.invoke(seq.name, name, {**pkg_params, **params}, blocking, result_only)
@@ -341,7 +381,7 @@ class WhiskApi(common.VendorFace):
     async def _start(self, name: str, params: dict[str, Any], aid: str) -> str:
         """Start action `name` non-blocking with `params` over its defaults, as a rule does; its activation id."""
         target, pkg_params = await self.events.package_params(name)
-        if (seq := await self.compositions.find(target)) is not None:
+        if (seq := await self._composition(target)) is not None:
             resp = await self.compositions.invoke(seq.name, name, {**pkg_params, **params}, False, False)
             return str(json.loads(bytes(resp.body))["activationId"])
         info = await self.find(target)
@@ -359,7 +399,7 @@ class WhiskApi(common.VendorFace):
         return out
 
     async def _delete_action(self, name: str) -> None:
-        if (seq := await self.compositions.find(name)) is not None:
+        if (seq := await self._composition(name)) is not None:
             await self.compositions.delete(seq)
         else:
             await self.remove_function((await self.find(name)).name)
@@ -370,6 +410,9 @@ class WhiskApi(common.VendorFace):
         if m:
             action, ext = m[1], m[2]
         full = action if package == "default" else f"{package}/{action}"
+        _NS.set(DEFAULT if ns in ("_", "guest") else _to_polyfn(ns))  # (public: the URL says whose action)
+        if _NS.get() != DEFAULT and package != "default":
+            raise WhiskError(404, "The requested resource does not exist.")
         try:
             target, pkg_params = await self.events.package_params(full)
             info = await self.find(target)
@@ -423,14 +466,16 @@ class WhiskApi(common.VendorFace):
     # -- activations -------------------------------------------------------------------------------
 
     async def list_activations(self, request: Request, ns: str) -> Response:
-        subject = self.auth(request)
+        subject = await self.auth(request)
         skip, limit = _paging(request)
         name = request.query_params.get("name")
         await self.recorder.flush()
         function = None
         if name:  # an action's, or a trigger's (recorded as `openwhisk:T`)
-            function = polyfn_name(name) if await self.events.is_action(name) else f"{SINK}:{name}"
-        acts = await self.store.list_activations(function=function, limit=skip + limit)
+            function = qualify(_NS.get(), polyfn_name(name)) if _NS.get() != DEFAULT or \
+                await self.events.is_action(name) else f"{SINK}:{name}"
+        acts = await self.store.list_activations(function=function, limit=skip + limit,
+                                                 namespace=_NS.get() if _NS.get() != DEFAULT else None)
         docs = request.query_params.get("docs") == "true"
         out = []
         for a in acts[skip:]:
@@ -444,29 +489,32 @@ class WhiskApi(common.VendorFace):
     async def _activation(self, aid: str) -> Activation:
         await self.recorder.flush()
         act = await self.store.get_activation(aid)
-        if act is None:
+        if act is None or not owns(_NS.get(), act.function):
             raise WhiskError(404, "The requested resource does not exist.")
         return act
 
     async def get_activation(self, request: Request, ns: str, aid: str) -> Response:
-        subject = self.auth(request)
+        subject = await self.auth(request)
         act = await self._activation(aid)
         return JSONResponse(activation_json(act, act.function, subject))
 
     async def activation_logs(self, request: Request, ns: str, aid: str) -> Response:
-        self.auth(request)
+        await self.auth(request)
         act = await self._activation(aid)
         return JSONResponse({"logs": activation_json(act, act.function)["logs"]})
 
     async def activation_result(self, request: Request, ns: str, aid: str) -> Response:
-        self.auth(request)
+        await self.auth(request)
         act = await self._activation(aid)
         resp = activation_json(act, act.function)["response"]
         return JSONResponse({"result": resp["result"], "status": resp["status"], "success": resp["success"]})
 
     async def namespaces(self, request: Request) -> Response:
-        self.auth(request)
-        return JSONResponse([NAMESPACE])
+        rec = self.keys.from_authorization(request.headers.get("authorization", "")) if self.keys else None
+        if rec is None or not allows(rec, "deploy", None):
+            raise WhiskError(401, "The supplied authentication is invalid")
+        names = [n.name for n in await self.namespaces_svc.list()] if self.namespaces_svc is not None else [DEFAULT]
+        return JSONResponse([_to_openwhisk(n) for n in names if for_key(rec, n) is not None])
 
     async def info(self, request: Request) -> Response:
         """`GET /api/v1`, as OpenWhisk describes its API (no auth)."""
@@ -478,7 +526,7 @@ class WhiskApi(common.VendorFace):
 
     async def entities(self, request: Request, ns: str, kind: str, name: str = "") -> Response:
         """`…/{packages,triggers,rules}[/{name}]`: the collection's list, or one entity's operation."""
-        self.auth(request)
+        await self.auth(request)
         op = ENTITY_OPS.get((request.method, kind, bool(name)))
         if op is None:
             raise WhiskError(404 if kind not in ("packages", "triggers", "rules") else 405,

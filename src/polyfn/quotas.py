@@ -1,0 +1,139 @@
+"""Namespace quotas as admission steps (tenancy.py holds their names and limits).
+
+Each check answers None (admitted) or the refusal: `QuotaExceeded`, a 429 `quota_exceeded` naming the quota, its
+limit and the namespace's current use (and `Retry-After` where waiting helps). Where each is checked:
+
+* `functions`: a deploy that would make a new function (`check_create`, the deployer's one path for every face);
+* `instances`, `memory_mb`: each instance start (`room`, asked by the instance manager before the node's memory
+  budget; the namespace's own idle instances are evicted first, least recently used) — so a namespace at its
+  memory quota waits on its own instances and never takes the node's memory from another's cold starts;
+* `invocations_per_second`: each call's admission (`admit`, the invoker's), a token bucket per namespace;
+* `async_backlog`: each async call accepted (`admit_async`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from polyfn.deploy.errors import DeployError
+from polyfn.queue.dispatcher import Rejected
+from polyfn.scheduler.instance import State
+from polyfn.scheduler.pool import Throttled
+from polyfn.tenancy import SEP, namespace_of, owns
+
+QUOTA = "quota"  # the shed reason of a call refused by a namespace quota (metrics)
+
+
+class QuotaExceeded(Throttled):
+    status = 429
+    code = "quota_exceeded"
+
+    def __init__(self, namespace: str, quota: str, limit: float, used: float, retry_after: int = 1):
+        super().__init__(f"namespace {namespace!r} is at its {quota} quota: {used:g} used of {limit:g}"
+                         + (", retry later" if retry_after else ""), retry_after, QUOTA)
+        self.extra = {"namespace": namespace, "quota": quota, "limit": limit, "used": used}
+
+
+class QuotaGuard:
+    """`quotas(namespace) -> tenancy.Quotas` (cached by the namespaces service); `pools()`: the node's pools;
+    `limiter`: the node's token buckets; `functions(namespace)`: its functions (awaitable); `backlog(namespace)`:
+    its async jobs not yet finished (awaitable)."""
+
+    def __init__(self, quotas: Callable[[str], Any], pools: Callable[[], Any], limiter: Any,
+                 functions: Callable[[str], Any], backlog: Callable[[str], Any] | None = None,
+                 rated: Callable[[], frozenset[str]] = frozenset, clock: Callable[[], float] = time.monotonic):
+        self.quotas = quotas
+        self.rated = rated  # the namespaces with a rate quota (the common case, none, costs one call per call)
+        self.pools = pools
+        self.limiter = limiter
+        self.functions = functions
+        self.backlog = backlog
+        self.clock = clock
+        self._rate: dict[str, list[float]] = {}  # namespace → [second, calls admitted in it]
+
+    def admit(self, function: str) -> QuotaExceeded | None:
+        """A call of `function`: within its namespace's invocations per second?"""
+        rated = self.rated()
+        if not rated:
+            return None
+        ns = namespace_of(function) if SEP in function else "default"
+        if ns not in rated:
+            return None
+        rate = self.quotas(ns).invocations_per_second
+        if rate is None:
+            return None
+        now = self.clock()
+        seen = self._rate.setdefault(ns, [int(now), 0])
+        if seen[0] != int(now):
+            seen[0], seen[1] = int(now), 0
+        wait = self.limiter.check("ns:" + ns, rate, max(1.0, rate), now) if rate > 0 else 1
+        if wait:
+            return QuotaExceeded(ns, "invocations_per_second", rate, seen[1], max(1, int(wait + 0.999)))
+        seen[1] += 1
+        return None
+
+    def rate_used(self, namespace: str) -> int:
+        """Calls admitted in the current second (of a namespace with a rate quota; 0 otherwise)."""
+        seen = self._rate.get(namespace)
+        return seen[1] if seen is not None and seen[0] == int(self.clock()) else 0
+
+    def room(self, pool: Any) -> QuotaExceeded | None:
+        """One more instance of `pool`: within its namespace's instances and memory quotas? The namespace's own
+        idle instances (of other revisions) are evicted, least recently used first, to make room."""
+        ns = namespace_of(pool.revision.function)
+        q = self.quotas(ns)
+        if q.instances is None and q.memory_mb is None:
+            return None
+        need = pool.revision.spec.memory
+        mine = [p for p in self.pools() if owns(ns, p.revision.function)]
+
+        def use() -> tuple[int, int]:
+            n = mem = 0
+            for p in mine:
+                live = p.starting + sum(1 for i in p.instances if i.state is State.READY)
+                n += live
+                mem += live * p.revision.spec.memory
+            return n, mem
+
+        def over(n: int, mem: int) -> bool:
+            return (q.instances is not None and n + 1 > q.instances) or (
+                q.memory_mb is not None and mem + need > q.memory_mb)
+
+        n, mem = use()
+        if over(n, mem):
+            idle = sorted(((i.last_used, i, p) for p in mine if p is not pool
+                           for i in p.idle if i.inflight == 0 and i.state is State.READY), key=lambda t: t[0])
+            for _, inst, p in idle:
+                p.evict_one(inst)
+                n, mem = use()
+                if not over(n, mem):
+                    break
+        if q.instances is not None and n + 1 > q.instances:
+            return QuotaExceeded(ns, "instances", q.instances, n)
+        if q.memory_mb is not None and mem + need > q.memory_mb:
+            return QuotaExceeded(ns, "memory_mb", q.memory_mb, mem)
+        return None
+
+    async def check_create(self, function: str) -> None:
+        """A deploy that makes `function` (a held name): within its namespace's functions quota? Raises."""
+        ns = namespace_of(function)
+        limit = self.quotas(ns).functions
+        if limit is None:
+            return
+        have = len(await self.functions(ns))
+        if have + 1 > limit:
+            e = QuotaExceeded(ns, "functions", limit, have, retry_after=0)
+            raise DeployError(e.code, str(e), 429, e.extra)
+
+    async def admit_async(self, function: str) -> None:
+        """An async call of `function` accepted: within its namespace's async backlog? Raises."""
+        ns = namespace_of(function)
+        limit = self.quotas(ns).async_backlog
+        if limit is None or self.backlog is None:
+            return
+        have = await self.backlog(ns)
+        if have + 1 > limit:
+            e = QuotaExceeded(ns, "async_backlog", limit, have, retry_after=5)
+            raise Rejected(429, e.code, str(e), {"retry-after": "5"}, e.extra)
