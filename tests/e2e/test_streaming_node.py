@@ -50,6 +50,7 @@ exports.handler = async (req, context) => {
 
 GCP = '''const fs = require('fs');
 const functions = require('@google-cloud/functions-framework');
+const { Readable } = require('stream');
 
 const until = async (file) => { while (!fs.existsSync(file)) await new Promise((r) => setTimeout(r, 10)); };
 
@@ -57,6 +58,11 @@ functions.http('ticker', async (req, res) => {
   if (req.query.mode === 'fail') {
     res.write('partial ');
     throw new TypeError('bad row');
+  }
+  if (req.query.mode === 'pipe') {  // GCF's way to send a file: readable.pipe(res)
+    res.set('content-type', 'text/plain');
+    Readable.from((function* () { for (let i = 0; i < 2000; i++) yield `line ${i} ${'x'.repeat(200)}\n`; })()).pipe(res);
+    return;
   }
   if (req.query.mode === 'forever') {
     res.on('close', () => console.log('told: res closed'));
@@ -135,6 +141,15 @@ def test_gcp_res_write_chunks_arrive_as_written(fns: Server) -> None:
         assert [next(lines), next(lines), next(lines), next(lines)] == ["", "data: second", "", "data: end"]
     act = fns.activation(r.headers["x-polyfn-activation-id"])
     assert act["status"] == "success" and act["stream"]["chunks"] == 3
+
+
+def test_gcp_readable_pipe_res(fns: Server) -> None:
+    with fns.http.stream("GET", "/fn/sn-gcp?mode=pipe") as r:
+        assert r.headers["content-type"] == "text/plain"
+        lines = list(r.iter_lines())
+    assert len(lines) == 2000 and lines[0].startswith("line 0 ") and lines[-1].startswith("line 1999 ")
+    act = fns.activation(r.headers["x-polyfn-activation-id"])
+    assert act["status"] == "success" and act["stream"]["chunks"] == 2000
 
 
 def test_gcp_error_after_a_write_breaks_the_response_off(fns: Server) -> None:
