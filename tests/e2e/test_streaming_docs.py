@@ -58,6 +58,10 @@ def test_every_block_runs(server: Any, tmp_path: Path) -> None:
             assert r.stdout == 'id: 0\ndata: {"tick":0}\n\nid: 1\ndata: {"tick":1}\n\nevent: end\ndata: done\n\n'
         if "/fn/node-stream" in body or "invoke_with_response_stream" in body:
             assert r.stdout.endswith("streamed from node\n"), r.stdout
+        if "/fn/node-native" in body:
+            assert r.stdout.endswith("streamed by a generator\n"), r.stdout
+        if "/fn/gcp-sse" in body:
+            assert r.stdout.endswith("data: 0\n\ndata: 1\n\ndata: 2\n\n"), r.stdout
         if "websockets.connect" in body:
             assert r.stdout == "refused: 401\necho: hello\npushed: HI ALL\npushed: from outside\ngone\n", r.stdout
-    assert ran == 6
+    assert ran == 8

@@ -202,3 +202,15 @@ def test_inbox_and_flag() -> None:
         assert flag.is_set()
 
     asyncio.run(run())
+
+
+def test_management_request_ids_are_version_4_uuids() -> None:
+    import uuid
+
+    from polyfn.wsapi.management import request_id
+
+    ids = {request_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    for raw in list(ids)[:200]:
+        u = uuid.UUID(raw.decode())
+        assert u.version == 4 and u.variant == uuid.RFC_4122 and str(u).encode() == raw

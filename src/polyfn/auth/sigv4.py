@@ -105,6 +105,7 @@ def remove_dot_segments(path: str) -> str:
     return result
 
 
+@functools.lru_cache(maxsize=4096)  # (pure; a client repeats its paths: one per WebSocket connection it posts to)
 def canonical_uri(raw_path: str, service: str = "s3") -> str:
     """S3: each byte of the decoded path encoded once, '/' kept. Other services: the raw (encoded) path with
     dot segments removed, encoded once more."""

@@ -71,9 +71,18 @@ IFF_UP = 0x1
 PR_SET_PDEATHSIG = 1
 HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "proxy-connection", "te", "trailer"}
 DEFAULT_PORT = 8080
+HOP_REQUEST = HOP | {"content-length", "http2-settings"}
 OWN = ("x-polyfn-logs", "x-polyfn-function-error")  # response headers meant for polyfn (own_headers)
 
 _libc = ctypes.CDLL(None, use_errno=True)
+
+
+def request_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The caller's headers for the program: without hop-by-hop ones, nor those its `Connection` names (RFC 9110
+    7.6.1). An `Upgrade: h2c` offer (with its `HTTP2-Settings`) is declined so: the node and the program speak
+    HTTP/1.1 (docs/streaming.md, "h2c")."""
+    named = {t.strip().lower() for k, v in headers if k.lower() == "connection" for t in v.split(",")}
+    return [(k, v) for k, v in headers if k.lower() not in HOP_REQUEST and k.lower() not in named]
 
 
 def private_network() -> str | None:
@@ -395,7 +404,7 @@ class Proxy:
         target = inv.path or "/"
         if inv.query:
             target += "?" + inv.query
-        headers = [(k, v) for k, v in inv.headers if k.lower() not in HOP and k.lower() != "content-length"]
+        headers = request_headers(inv.headers)
         method = inv.method or "POST"
         for attempt in range(2):
             c = self.conn()

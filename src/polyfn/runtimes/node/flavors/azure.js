@@ -106,9 +106,10 @@ async function runV4(entry, inv, meta, io) {
   const status = Number(res.status) || 200;
   let headers;
   let body;
-  if (isStream(res.body)) { // a Node Readable, a web ReadableStream or an async iterable of chunks
+  if (c.isStream(res.body)) { // a Node Readable, a web ReadableStream or an async iterable of chunks
     const extra = v4Headers(res);
-    if (v4Settings.enableHttpStream && io) return streamV4(res.body, status, extra, io, meta);
+    // `app.setup({ enableHttpStream: true })`: each piece goes out as the stream yields it (docs/streaming.md)
+    if (v4Settings.enableHttpStream && io) return c.streamBody(res.body, status, c.mergeHeaders([c.BINARY_CT], extra), io, meta);
     const parts = [];
     for await (const piece of res.body) parts.push(Buffer.from(piece));
     return { status, headers: c.mergeHeaders([c.BINARY_CT], extra), body: Buffer.concat(parts) }; // (Azure buffers it)
@@ -127,33 +128,6 @@ function v4Headers(res) {
   } else extra = c.headerPairs(res.headers);
   for (const ck of res.cookies || []) extra.push(['set-cookie', `${ck.name}=${ck.value}`]);
   return extra;
-}
-
-function isStream(b) {
-  return b != null && typeof b === 'object' && !Buffer.isBuffer(b) && !ArrayBuffer.isView(b)
-    && (typeof b[Symbol.asyncIterator] === 'function' || typeof b.getReader === 'function');
-}
-
-// `app.setup({ enableHttpStream: true })` and a stream body: each piece goes out as the stream yields it
-// (docs/streaming.md); the server's Cancel (the client went) destroys or cancels the stream.
-async function streamV4(stream, status, extra, io, meta) {
-  let cancelled = false;
-  io.onCancel(() => {
-    cancelled = true;
-    if (typeof stream.destroy === 'function') stream.destroy();
-    else if (typeof stream.cancel === 'function') stream.cancel().catch(() => {});
-  });
-  io.head(status, c.mergeHeaders([c.BINARY_CT], extra));
-  try {
-    for await (const piece of stream) {
-      if (cancelled) break;
-      const buf = Buffer.isBuffer(piece) ? piece : Buffer.from(piece);
-      if (buf.length) await new Promise((resolve) => io.chunk(buf, resolve));
-    }
-  } catch (err) {
-    if (!cancelled) return { streamed: true, status, error: c.errorPayload(err, meta) };
-  }
-  return { streamed: true, status };
 }
 
 module.exports = {

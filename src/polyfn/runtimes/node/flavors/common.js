@@ -269,6 +269,55 @@ function isProxyResult(value) {
   return value !== null && typeof value === 'object' && !Buffer.isBuffer(value) && 'statusCode' in value;
 }
 
+// --- streamed bodies (docs/streaming.md) -------------------------------------------------------------
+
+// A body that streams: a Node Readable, a web ReadableStream, an async generator or any async iterable.
+function isStream(b) {
+  return b != null && typeof b === 'object' && !Buffer.isBuffer(b) && !ArrayBuffer.isView(b)
+    && (typeof b[Symbol.asyncIterator] === 'function' || typeof b.getReader === 'function');
+}
+
+function chunkBuffer(piece) {
+  if (Buffer.isBuffer(piece)) return piece;
+  if (typeof piece === 'string' || ArrayBuffer.isView(piece)) return Buffer.from(piece);
+  throw new TypeError(`a streamed chunk must be a string, Buffer or Uint8Array, not ${piece === null ? 'null' : typeof piece}`);
+}
+
+// Send `stream`'s pieces as it yields them: `io.head` once, then `io.chunk` per piece (awaiting the socket:
+// back-pressure). The server's Cancel (the client went) destroys a Readable, cancels a ReadableStream and
+// returns an async generator at its next yield (its `finally` runs). A stream that throws ends it with the error.
+async function streamBody(stream, status, headers, io, meta) {
+  let cancelled = false;
+  io.onCancel(() => {
+    cancelled = true;
+    if (typeof stream.destroy === 'function') stream.destroy();
+    else if (typeof stream.cancel === 'function') stream.cancel().catch(() => {});
+  });
+  io.head(status, headers);
+  try {
+    for await (const piece of stream) {
+      if (cancelled) break;
+      const buf = chunkBuffer(piece);
+      if (buf.length) await new Promise((resolve) => io.chunk(buf, resolve));
+    }
+  } catch (err) {
+    if (!cancelled) return { streamed: true, status, error: errorPayload(err, meta) };
+  }
+  return { streamed: true, status };
+}
+
+// A handler's value that is a streamed response, as [status, headers, stream], else null: a stream itself
+// (200, application/octet-stream) or a `{statusCode, headers, cookies, body: stream}` result.
+function streamedValue(value) {
+  if (isStream(value)) return [200, [BINARY_CT], value];
+  if (isProxyResult(value) && isStream(value.body)) {
+    let extra = headerPairs(value.headers);
+    if (Array.isArray(value.cookies)) extra = [...extra, ...value.cookies.map((ck) => ['set-cookie', String(ck)])];
+    return [Number(value.statusCode) || 200, mergeHeaders([BINARY_CT], extra), value.body];
+  }
+  return null;
+}
+
 // --- vendor-neutral events ----------------------------------------------------------------------------
 
 function requestTimes() {
@@ -374,5 +423,5 @@ module.exports = {
   InitError, loadUserModule, pick, callHandler, paramNames, isThenable, userStack,
   headerObject, multiHeaders, queryObjects, contentType, bodyString, parsedBody, parseEventPayload,
   encodeValue, mergeHeaders, headerPairs, proxyResponse, isProxyResult, apiGatewayV1, apiGatewayV2,
-  errorPayload, jsonError, remainingMs, JSON_CT, TEXT_CT, BINARY_CT,
+  errorPayload, jsonError, remainingMs, JSON_CT, TEXT_CT, BINARY_CT, isStream, streamBody, streamedValue,
 };

@@ -9,6 +9,7 @@
 // shape, a raw Pub/Sub push, or a binary CloudEvent whose body is the data); a request that is no such event
 // answers 400 saying what was expected. (The type-by-type legacy ⇄ CloudEvent conversion is the Python
 // flavor's; events from polyfn's triggers arrive already shaped by the server.)
+const { EventEmitter } = require('events');
 const c = require('./common');
 const registry = require('../provided/functions-framework')._registry;
 
@@ -33,9 +34,11 @@ function request(inv) {
   return req;
 }
 
-// res: what an Express response offers that HTTP functions use. Resolves `finished` once ended.
+// res: what an Express response offers that HTTP functions use. Resolves `finished` once ended. `res.write`
+// streams (with `io`): the status and headers go out with the first write, each write as it is made, as the
+// Functions Framework's Express response does; see `streamWrites`.
 function response(finish) {
-  const res = {
+  const res = Object.assign(new EventEmitter(), {
     statusCode: 200, headersSent: false, locals: {}, _headers: [],
     status(code) { res.statusCode = Number(code); return res; },
     set(field, value) {
@@ -60,12 +63,77 @@ function response(finish) {
       return finish(res.statusCode, c.mergeHeaders(headers, res._headers), raw);
     },
     json(value) { return finish(res.statusCode, c.mergeHeaders([c.JSON_CT], res._headers), Buffer.from(JSON.stringify(value === undefined ? null : value))); },
-    end(data) { return finish(res.statusCode, res._headers, data == null ? Buffer.alloc(0) : Buffer.from(data)); },
+    end(data, encoding, cb) {
+      if (typeof data === 'function') [data, cb] = [null, data];
+      if (typeof encoding === 'function') cb = encoding;
+      const out = finish(res.statusCode, res._headers, data == null ? Buffer.alloc(0) : Buffer.from(data, typeof encoding === 'string' ? encoding : 'utf8'));
+      if (typeof cb === 'function') process.nextTick(cb);
+      return out;
+    },
     write(chunk) { res._chunks = res._chunks || []; res._chunks.push(Buffer.from(chunk)); return true; },
+    flushHeaders() {},
     sendStatus(code) { res.statusCode = code; return res.send(STATUS_TEXT[code] || String(code)); },
     redirect(a, b) { const [code, url] = typeof a === 'number' ? [a, b] : [302, a]; res.statusCode = code; res.set('location', url); return res.end(); },
-  };
+  });
   return res;
+}
+
+// `res.write(chunk[, encoding][, cb])` on a call that can stream: the first write sends the status and headers
+// (`Content-Type` as set, else none, as Node's http), each write goes out at once; `write` returns false while
+// the connection is backed up and `res` emits 'drain' when it is not, so `pipeline(readable, res)`-style
+// back-pressure works. `end()` (or `send`/`json` after a write: their body is the last chunk) ends the stream.
+// The client going emits 'close' and later writes do nothing (their callback gets an error).
+// `resolve` gets the invocation's outcome; `ended` says whether the response ended.
+function streamWrites(res, io, meta, resolve) {
+  let streaming = false;
+  let closed = false;
+  let pending = 0;
+  const goneError = () => Object.assign(new Error('the client closed the connection'), { code: 'ERR_STREAM_DESTROYED' });
+  const outcome = (error) => {
+    if (closed) return;
+    closed = true;
+    res.writableEnded = true;
+    resolve(error ? { streamed: true, status: res.statusCode, error } : { streamed: true, status: res.statusCode });
+  };
+  const chunk = (buf, cb) => {
+    if (!buf.length) { if (cb) process.nextTick(cb); return true; }
+    pending += 1;
+    let sync = true;
+    io.chunk(buf, () => {
+      pending -= 1;
+      if (cb) cb();
+      if (!sync && pending === 0) res.emit('drain');
+    });
+    sync = false;
+    return pending === 0;
+  };
+  io.onCancel(() => {
+    if (closed) return;
+    res.destroyed = true;
+    outcome(null);
+    res.emit('close');
+  });
+  res.write = (data, encoding, cb) => {
+    if (typeof encoding === 'function') [encoding, cb] = [undefined, encoding];
+    if (closed) { if (cb) process.nextTick(cb, goneError()); return false; }
+    if (!streaming) {
+      streaming = true;
+      res.headersSent = true;
+      io.head(res.statusCode, res._headers);
+    }
+    return chunk(Buffer.isBuffer(data) ? data : Buffer.from(data, encoding || 'utf8'), cb);
+  };
+  return {
+    get streaming() { return streaming; },
+    // finish(status, headers, body) once streaming: the body is the last chunk, then the end
+    finish(body) {
+      if (closed) return res;
+      const last = () => { outcome(null); res.emit('finish'); res.emit('close'); };
+      if (body && body.length) io.chunk(body, last); else last();
+      return res;
+    },
+    fail(err) { outcome(c.errorPayload(err, meta)); },
+  };
 }
 
 function isCloudEventFn(handler) {
@@ -126,7 +194,7 @@ module.exports = {
     if (registry.http.has(name) || registry.cloudevent.has(name)) return registry.http.get(name) || registry.cloudevent.get(name);
     return c.pick(mod, name, convention, meta);
   },
-  async run(handler, inv, meta) {
+  async run(handler, inv, meta, io) {
     const sig = process.env.FUNCTION_SIGNATURE_TYPE;
     if (inv.kind === 'http' && (isCloudEventFn(handler) || sig === 'cloudevent')) {
       const ce = cloudEventFromHttp(inv);
@@ -158,16 +226,23 @@ module.exports = {
     }
     return new Promise((resolve, reject) => {
       let ended = false;
+      let stream = null;
       const res = response((status, headers, body) => {
         if (ended) return res;
         ended = true;
+        if (stream && stream.streaming) return stream.finish(body);
         res.headersSent = true;
         const chunks = res._chunks ? [...res._chunks, body] : [body];
         resolve({ status, headers, body: Buffer.concat(chunks) });
         return res;
       });
-      c.callHandler(handler, null, [request(inv), res]).then(() => {}, reject);
-      // A handler that neither ends the response nor fails runs until the function's timeout, as on GCF.
+      if (io) stream = streamWrites(res, io, meta, resolve);
+      c.callHandler(handler, null, [request(inv), res]).then(() => {}, (err) => {
+        if (stream && stream.streaming) stream.fail(err); // its head went already: the stream breaks off
+        else reject(err);
+      });
+      // A handler that neither ends the response nor fails runs until the function's timeout (once it wrote,
+      // the stream's idle timeout and maximum duration), as on GCF.
     });
   },
   fail(inv, err, meta) {

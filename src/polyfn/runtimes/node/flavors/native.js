@@ -2,7 +2,9 @@
 // polyfn's own convention for Node.js: `exports.handler = async (event, context)`.
 // HTTP calls get a request object {method, path, query, headers, body (Buffer), text(), json()}; events
 // the parsed JSON payload. Return a `{statusCode, headers, body}` object or any value (string → text,
-// Buffer → binary, else JSON); `undefined` → 204 for HTTP calls.
+// Buffer → binary, else JSON); `undefined` → 204 for HTTP calls. A handler that returns a stream (an async
+// generator, a Node Readable, a web ReadableStream, any async iterable of strings/Buffers), or a
+// `{statusCode, headers, body: stream}` object, streams: each piece goes out as it is yielded (docs/streaming.md).
 const c = require('./common');
 
 const convention = "native `exports.handler = async (event, context)`";
@@ -27,9 +29,11 @@ function context(inv, meta) {
 module.exports = {
   convention,
   resolve: (mod, name, meta) => c.pick(mod, name, convention, meta),
-  async run(handler, inv, meta) {
+  async run(handler, inv, meta, io) {
     const http = inv.kind === 'http';
     const value = await c.callHandler(handler, null, [http ? request(inv) : c.parseEventPayload(inv), context(inv, meta)]);
+    const streamed = io && c.streamedValue(value);
+    if (streamed) return c.streamBody(streamed[2], streamed[0], streamed[1], io, meta);
     if (http) {
       if (c.isProxyResult(value)) return c.proxyResponse(value);
       if (value === undefined || value === null) return { status: 204, headers: [], body: Buffer.alloc(0) };
