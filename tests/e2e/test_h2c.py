@@ -10,8 +10,6 @@ import socket
 
 from .conftest import Server
 
-HOST_FS = True  # (a sandboxed program cannot start its Python through a worktree's symlinked venv)
-
 ECHO_SERVER = '''
 import json, os
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
