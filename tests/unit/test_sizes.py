@@ -30,7 +30,6 @@ CLASSES = {
     "polyfn/node.py:Node": "453: the composition root's one list of parts",
     "polyfn/store/db.py:Store": "436",
     "polyfn/storage/local.py:LocalBackend": "427",
-    "polyfn/workflows/engine.py:Engine": "404",
     "polyfn/queue/dispatcher.py:AsyncQueue": "397",
     "polyfn/sdk/client.py:Client": "397",
     "polyfn/workflows/durable.py:_Durable": "375",
