@@ -32,7 +32,6 @@ CLASSES = {
     "polyfn/storage/local.py:LocalBackend": "427",
     "polyfn/queue/dispatcher.py:AsyncQueue": "397",
     "polyfn/sdk/client.py:Client": "397",
-    "polyfn/workflows/durable.py:_Durable": "375",
     "polyfn/invoker.py:Invoker": "366",
     "polyfn/apps/service.py:AppService": "350",
     "polyfn/workflows/service.py:WorkflowService": "343",
