@@ -34,7 +34,6 @@ CLASSES = {
     "polyfn/sdk/client.py:Client": "397",
     "polyfn/invoker.py:Invoker": "366",
     "polyfn/apps/service.py:AppService": "350",
-    "polyfn/workflows/definition.py:_Validator": "341",
     "polyfn/api/compat/openwhisk.py:WhiskApi": "338",
     "polyfn/api/compat/openfaas.py:OpenFaasApi": "334",
     "polyfn/api/compat/openwhisk_events.py:WhiskEvents": "329",
