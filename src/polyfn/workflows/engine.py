@@ -177,22 +177,6 @@ class Engine:
         """Stop taking work; running tasks get `timeout` seconds, then the rest run again at the next start."""
         await self.work.stop(timeout)
 
-    @property
-    def poll(self) -> float:
-        return self.work.poll
-
-    @poll.setter
-    def poll(self, value: float) -> None:
-        self.work.poll = value
-
-    @property
-    def lease(self) -> float:
-        return self.work.lease
-
-    @lease.setter
-    def lease(self, value: float) -> None:
-        self.work.lease = value
-
     # -- programs -------------------------------------------------------------------------------------
 
     async def program(self, ex: Execution) -> Program:
@@ -226,7 +210,7 @@ class Engine:
         state = prog.new_state(ex)
         out = prog.step(state, {"type": "start", "input": value, "role": role}, self.clock(), self.rng)
         op_rows = fold(ex, state, prog, None, self.clock())
-        items, _cancel = work_of(ex, out, self.clock(), self.owner, self.lease)
+        items, _cancel = work_of(ex, out, self.clock(), self.owner, self.work.lease)
         if not await self.store.insert_execution(ex, out.events, items, op_rows):
             return False
         self._count(len(out.events))
@@ -268,7 +252,7 @@ class Engine:
                         return out
                     new = Execution(**{c: getattr(ex, c) for c in Execution.__slots__})
                     op_rows = fold(new, state, prog, out, self.clock())
-                    items, cancel = work_of(new, out, self.clock(), self.owner, self.lease)
+                    items, cancel = work_of(new, out, self.clock(), self.owner, self.work.lease)
                     try:
                         await self.store.save(new, ex.version, out.events, items, cancel, done, op_rows)
                     except Conflict:

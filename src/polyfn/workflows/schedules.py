@@ -70,7 +70,7 @@ class Schedules:
         now = self.clock()
         items = [WorkItem(item_id(m.namespace, m.name, i), "", "schedule", next_tick(s, now),
                           {"namespace": m.namespace, "machine": m.name, "index": i}, self.engine.owner,
-                          next_tick(s, now) + self.engine.lease)
+                          next_tick(s, now) + self.engine.work.lease)
                  for i, s in enumerate(m.meta.get("schedules", []))]
         await self.store.replace_work(item_id(m.namespace, m.name, 0)[:-1], items)
         for item in items:
@@ -91,6 +91,6 @@ class Schedules:
             if e.code != "ExecutionAlreadyExists":  # (another node fired this tick already)
                 log.warning("workflows: schedule %s of %s did not start an execution: %s", p["index"], m.name, e.message)
         nxt = next_tick(rule, max(self.clock(), item.due))
-        await self.store.postpone(item.id, nxt, self.engine.owner, nxt + self.engine.lease)
+        await self.store.postpone(item.id, nxt, self.engine.owner, nxt + self.engine.work.lease)
         item.due = nxt
         self.engine.hold(item)
