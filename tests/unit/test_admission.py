@@ -13,7 +13,8 @@ from polyfn.call import Call
 from polyfn.config import Settings
 from polyfn.invoker import Invoker, Outcome
 from polyfn.model import FunctionSpec, Revision
-from polyfn.scheduler.registry import Active
+from polyfn.scheduler.manager import InstanceManager
+from polyfn.scheduler.registry import Active, FunctionRegistry
 
 
 class Registry:
@@ -93,3 +94,64 @@ async def test_a_pinned_revision_is_served_by_its_own_pool(tmp_path: Path) -> No
     pinned: Any = _rev(PLAIN, 1)
     out = await _invoker(tmp_path, Registry(PLAIN)).admit(Call("plain", revision=pinned))
     assert isinstance(out, Active) and out.revision.number == 1
+
+
+# -- the real registry and pools (scheduler/registry.py, manager.py's `new_pool`: no process starts) ---------
+
+
+class Localiser:
+    """A cluster's `Deployer.localise`: the revision with this node's paths, or the reason it cannot be."""
+
+    def __init__(self, fail: str = "") -> None:
+        self.fail = fail
+        self.asked: list[tuple[str, int]] = []
+
+    async def __call__(self, revision: Revision) -> Revision:
+        self.asked.append((revision.function, revision.number))
+        if self.fail:
+            raise OSError(self.fail)
+        return Revision(function=revision.function, number=revision.number, spec=revision.spec,
+                        code_sha256=revision.code_sha256, code_dir="/here")
+
+
+def _node(tmp_path: Path, localise: Localiser | None = None) -> tuple[Invoker, FunctionRegistry]:
+    settings = Settings(data_dir=tmp_path, max_payload=1024)
+    registry = FunctionRegistry(InstanceManager(settings), drain_timeout=1.0)
+    registry.activate(_rev(PLAIN, 2))
+    return Invoker(settings, registry, recorder=None, limiter=Limiter(), localise=localise), registry
+
+
+async def test_the_current_revision_is_admitted_with_its_pool(tmp_path: Path) -> None:
+    inv, registry = _node(tmp_path)
+    out = await inv.admit(Call("plain"))
+    assert out is registry.get("plain") and isinstance(out, Active) and out.revision.number == 2
+    missing = await inv.admit(Call("other"))
+    assert isinstance(missing, Outcome) and missing.status == 404
+
+
+async def test_a_revision_another_node_deployed_is_localised_once_then_served_by_its_own_pool(tmp_path: Path) -> None:
+    localise = Localiser()
+    inv, registry = _node(tmp_path, localise)
+    call = Call("plain", revision=_rev(PLAIN, 1))
+    assert inv._admitted(call) is None  # the hot path hands it to `admit`, which awaits the localising
+    out = await inv.admit(call)
+    assert isinstance(out, Active) and out.revision.number == 1 and out.revision.code_dir == "/here"
+    assert call.revision is out.revision and localise.asked == [("plain", 1)]
+    assert registry.pinned_pools[("plain", 1)] is out and out.pool is not registry.get("plain").pool  # type: ignore[union-attr]
+    again = await inv.admit(Call("plain", revision=_rev(PLAIN, 1)))
+    assert again is out and localise.asked == [("plain", 1)]  # its pool exists: not localised again
+
+
+async def test_pinning_the_current_revision_needs_no_localising(tmp_path: Path) -> None:
+    localise = Localiser()
+    inv, registry = _node(tmp_path, localise)
+    assert await inv.admit(Call("plain", revision=_rev(PLAIN, 2))) is registry.get("plain")
+    assert localise.asked == []
+
+
+async def test_a_revision_that_cannot_be_localised_is_refused_503_with_a_retry(tmp_path: Path) -> None:
+    inv, registry = _node(tmp_path, Localiser(fail="no such blob"))
+    out = await inv.admit(Call("plain", revision=_rev(PLAIN, 1)))
+    assert isinstance(out, Outcome) and out.status == 503 and out.error is not None
+    assert out.error["code"] == "code_unavailable" and "no such blob" in out.error["message"]
+    assert (b"retry-after", b"5") in out.headers and registry.pinned_pools == {}

@@ -68,7 +68,7 @@ async def make_service(store: Store, functions: Functions) -> AsyncIterator[Call
     async def make(**kw: Any) -> WorkflowService:
         poll = kw.pop("poll", 0.05)
         svc = WorkflowService(store.engine, kw.pop("invoke", functions.invoke), owner=kw.pop("owner", "node-a"), **kw)
-        svc.engine.poll = poll
+        svc.engine.work.poll = poll
         await svc.start()
         made.append(svc)
         return svc

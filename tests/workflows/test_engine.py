@@ -241,11 +241,11 @@ async def test_another_node_takes_a_dead_nodes_task_after_its_lease(make_service
 
     functions["add"] = hangs
     a = await make_service(owner="node-a")
-    a.engine.lease = 0.5
+    a.engine.work.lease = 0.5
     await a.create_machine("calc", CHAIN)
     ex = await a.create_machine("calc", CHAIN) and await a.start_execution("calc", None, '{"n": 1}')
     await asyncio.wait_for(started.wait(), 10)
-    a.engine._renew_task.cancel()  # node-a hangs: its lease is no longer renewed
+    a.engine.work._renew_task.cancel()  # node-a hangs: its lease is no longer renewed
     functions["add"] = lambda p: {"n": p["n"] + 1}
     functions["double"] = lambda p: {"n": p["n"] * 2}
     b = await make_service(owner="node-b")

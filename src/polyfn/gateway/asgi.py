@@ -27,6 +27,12 @@ _GONE: Any = object()  # `_read_body`'s answer when the client left mid-body
 _NO_TRACE = ("", "")
 
 
+def route(path: str) -> tuple[str, str]:
+    """`/fn/NAME[/REST]` → (NAME, the path the function sees: "/REST", or "/"); NAME is "" when the path has none."""
+    name, slash, sub = path[PREFIX_LEN:].partition("/")
+    return name, "/" + sub if slash else "/"
+
+
 class Gateway:
     def __init__(self, invoker: Invoker, keys: Any = None, queue: Any = None):
         self.invoker = invoker
@@ -35,8 +41,7 @@ class Gateway:
         self.queue: Any = queue  # the node's AsyncQueue, for `X-Polyfn-Async: true` requests
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        rest = scope["path"][PREFIX_LEN:]
-        name, slash, sub = rest.partition("/")
+        name, fn_path = route(scope["path"])
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
         content_type = ""
         length = -1
@@ -89,7 +94,7 @@ class Gateway:
             elif not name:
                 out = platform_error(404, "function_not_found", "no function name in the path: use /fn/NAME")
             else:
-                call = Call(name, "http", "http", scope["method"], "/" + sub if slash else "/",
+                call = Call(name, "http", "http", scope["method"], fn_path,
                             scope["query_string"].decode("latin-1"), headers, body, content_type, trace[0], trace[1],
                             active=active, stream=True)
                 if is_async and self.queue is not None:

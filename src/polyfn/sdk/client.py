@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -23,41 +23,26 @@ from urllib.parse import quote
 import httpx
 
 from polyfn import __version__
+from polyfn.sdk.endpoints import Events, Observing, Workflows
+from polyfn.sdk.wire import (
+    ERROR_HEADER,
+    ApiError,
+    PolyfnError,
+    ServerUnreachable,
+    StreamBrokenOff,
+    error_envelope,
+    error_from_response,
+    iter_sse_data,
+)
+
+__all__ = ["DEFAULT_URL", "ApiError", "Client", "InvokeResponse", "PolyfnError", "ServerUnreachable",
+           "StreamBrokenOff", "encode_inline_files", "error_from_response", "iter_sse_data", "normalize_url"]
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 USER_AGENT = f"polyfn-sdk/{__version__}"
 
-#: Marks errors produced by the platform rather than by the function (docs/api.md, "Errors").
-ERROR_HEADER = "x-polyfn-error"
 ACTIVATION_HEADER = "x-polyfn-activation-id"
 COLD_HEADER = "x-polyfn-cold"
-
-
-class PolyfnError(Exception):
-    """Base class of everything this client raises, so callers can catch one type."""
-
-
-class ServerUnreachable(PolyfnError):
-    """No TCP/HTTP conversation was possible with the server (refused, DNS failure, connect timeout)."""
-
-    def __init__(self, url: str, reason: str) -> None:
-        super().__init__(f"cannot reach polyfn at {url}: {reason}")
-        self.url = url
-        self.reason = reason
-
-
-class StreamBrokenOff(PolyfnError):
-    """A streamed answer ended before its end: the function failed mid-stream (or the server went)."""
-
-
-class ApiError(PolyfnError):
-    """The server answered with an error; `code` is the stable API code (e.g. `function_not_found`)."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -101,43 +86,6 @@ class InvokeResponse:
         return json.loads(self.body)
 
 
-def _error_envelope(body: bytes) -> tuple[str, str] | None:
-    """Return (code, message) when `body` is the platform's `{"error": {...}}` shape, else None."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None
-    if isinstance(data, dict) and isinstance(data.get("error"), dict):
-        err = data["error"]
-        return str(err.get("code") or "error"), str(err.get("message") or "")
-    return None
-
-
-def error_from_response(status: int, headers: Mapping[str, str], body: bytes, reason: str = "") -> ApiError:
-    """Build the ApiError for a failed response, tolerating bodies that are not our envelope.
-
-    A reverse proxy in front of polyfn, or a framework-level failure (e.g. FastAPI's own
-    `{"detail": ...}` validation answer), must still produce a readable message, not a crash.
-    """
-    envelope = _error_envelope(body)
-    if envelope is not None:
-        return ApiError(status, *envelope)
-    code = headers.get(ERROR_HEADER) or f"http_{status}"
-    message = reason or "request failed"
-    try:
-        data = json.loads(body)
-    except ValueError:
-        text = body.decode("utf-8", "replace").strip()
-        if text:
-            message = text[:500]
-    else:
-        if isinstance(data, dict) and "detail" in data:
-            message = json.dumps(data["detail"]) if not isinstance(data["detail"], str) else data["detail"]
-        else:
-            message = json.dumps(data)[:500]
-    return ApiError(status, code, message)
-
-
 def encode_inline_files(files: Mapping[str, str | bytes]) -> dict[str, dict[str, str]]:
     """Split files into the JSON deploy body's `files` (UTF-8 text) and `files_base64` (anything else)."""
     text: dict[str, str] = {}
@@ -158,29 +106,6 @@ def encode_inline_files(files: Mapping[str, str | bytes]) -> dict[str, dict[str,
     return out
 
 
-def iter_sse_data(lines: Iterator[str]) -> Iterator[str]:
-    """Yield the `data` of each Server-Sent Event in `lines` (multi-line data joined with newlines).
-
-    Comments (`: keep-alive`) and other fields (`event:`, `id:`, `retry:`) are skipped: the log
-    stream only carries data events, and ignoring the rest keeps us compatible with heartbeats.
-    """
-    data: list[str] = []
-    for raw in lines:
-        line = raw.rstrip("\r\n")
-        if not line:
-            if data:
-                yield "\n".join(data)
-                data = []
-            continue
-        if line.startswith(":"):
-            continue
-        field, _, value = line.partition(":")
-        if field == "data":
-            data.append(value[1:] if value.startswith(" ") else value)
-    if data:
-        yield "\n".join(data)
-
-
 def normalize_url(url: str) -> str:
     """Accept `host:port` and trailing slashes, because that is what people paste."""
     url = url.strip().rstrip("/")
@@ -189,7 +114,7 @@ def normalize_url(url: str) -> str:
     return url
 
 
-class Client:
+class Client(Observing, Events, Workflows):
     """Synchronous client for one polyfn server.
 
     `timeout` bounds control calls. Deploys and invocations have no read timeout because the
@@ -395,7 +320,7 @@ class Client:
             if marker is not None and marker != "function_error":
                 raise error_from_response(status, response.headers, body, response.reason_phrase)
             if marker is None:
-                envelope = _error_envelope(body)
+                envelope = error_envelope(body)
                 if envelope is not None and envelope[0] != "function_error":
                     raise ApiError(status, *envelope)
         return InvokeResponse(status=status, headers=response.headers, body=body)
@@ -425,175 +350,3 @@ class Client:
                 yield InvokeResponse(status=response.status_code, headers=response.headers, body=b""), pieces()
         except httpx.TransportError as exc:
             raise self._transport_error(exc) from exc
-
-    def activations(
-        self,
-        function: str | None = None,
-        status: str | None = None,
-        cold: bool | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        limit: int | None = None,
-    ) -> list[dict[str, Any]]:
-        """`GET /v1/activations`, newest first; unset filters are not sent."""
-        params = _params(
-            function=function,
-            status=status,
-            cold=None if cold is None else str(cold).lower(),
-            since=since,
-            until=until,
-            limit=limit,
-        )
-        return self._json("GET", "/v1/activations", params=params).get("activations", [])
-
-    def usage(self, since: float | None = None, until: float | None = None, by: str | None = None,
-              function: str | None = None, prices: str | None = None) -> dict[str, Any]:
-        """`GET /v1/usage`: metered invocations, GB-seconds and bytes by function, day or hour."""
-        return self._json("GET", "/v1/usage", params=_params(since=since, until=until, by=by, function=function,
-                                                             prices=prices))
-
-    def stats(self, window: float | None = None) -> dict[str, Any]:
-        """`GET /v1/stats`: per-function rps, p50/p99, errors, cold starts and instances."""
-        return self._json("GET", "/v1/stats", params=_params(window=window))
-
-    def function_stats(self, name: str, window: float | None = None) -> dict[str, Any]:
-        """`GET /v1/functions/{name}/stats`: the function's history in 10-second points."""
-        return self._json("GET", f"/v1/functions/{quote(name, safe='')}/stats", params=_params(window=window))
-
-    def activation(self, activation_id: str) -> dict[str, Any]:
-        """`GET /v1/activations/{id}`: timings, result or error, and captured log lines."""
-        return self._json("GET", f"/v1/activations/{quote(activation_id, safe='')}")
-
-    def logs(
-        self,
-        name: str,
-        since: float | None = None,
-        activation: str | None = None,
-        limit: int | None = None,
-        grep: str | None = None,
-    ) -> list[dict[str, Any]]:
-        """`GET /v1/functions/{name}/logs`, oldest first; `grep` is a regular expression."""
-        params = _params(since=since, activation=activation, limit=limit, grep=grep)
-        return self._json("GET", f"/v1/functions/{quote(name, safe='')}/logs", params=params).get("logs", [])
-
-    def follow_logs(
-        self,
-        name: str,
-        since: float | None = None,
-        activation: str | None = None,
-        limit: int | None = None,
-        grep: str | None = None,
-    ) -> Generator[dict[str, Any], None, None]:
-        """Yield log lines as they happen (SSE `follow=true`) until the server closes the stream.
-
-        The generator holds the connection open; close it (or break out of the loop) to stop.
-        """
-        params = _params(follow="true", since=since, activation=activation, limit=limit, grep=grep)
-        try:
-            with self._http.stream(
-                "GET",
-                f"/v1/functions/{quote(name, safe='')}/logs",
-                params=params,
-                headers={"Accept": "text/event-stream"},
-                timeout=self._long,
-            ) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    raise error_from_response(
-                        response.status_code, response.headers, response.content, response.reason_phrase
-                    )
-                for data in iter_sse_data(response.iter_lines()):
-                    try:
-                        event = json.loads(data)
-                    except ValueError:
-                        event = {"line": data}
-                    if isinstance(event, dict):
-                        yield event
-        except httpx.TransportError as exc:
-            raise self._transport_error(exc) from exc
-
-    # -- events: async invocations, dead letters, triggers, topics -----------------------------------
-
-    def invoke_async(self, name: str, payload: bytes = b"{}", content_type: str = "application/json",
-                     callback_url: str | None = None, event: str | None = None) -> str:
-        """`POST /v1/functions/{name}/invoke?mode=async`: queue durably; returns the activation id."""
-        headers = {"Content-Type": content_type}
-        if callback_url:
-            headers["X-Callback-Url"] = callback_url
-        params = {"mode": "async", **({"event": event} if event else {})}
-        return self._json("POST", f"/v1/functions/{quote(name, safe='')}/invoke", params=params,
-                          content=payload, headers=headers)["activation_id"]
-
-    def dead_letters(self, function: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
-        return self._json("GET", "/v1/dlq", params=_params(function=function, limit=limit)).get("dead_letters", [])
-
-    def dead_letter(self, entry_id: str) -> dict[str, Any]:
-        return self._json("GET", f"/v1/dlq/{quote(entry_id, safe='')}")
-
-    def replay_dead_letter(self, entry_id: str) -> dict[str, Any]:
-        return self._json("POST", f"/v1/dlq/{quote(entry_id, safe='')}/replay")
-
-    def delete_dead_letter(self, entry_id: str) -> dict[str, Any]:
-        return self._json("DELETE", f"/v1/dlq/{quote(entry_id, safe='')}")
-
-    def add_trigger(self, function: str, kind: str, config: Mapping[str, Any],
-                    trigger_id: str | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {"kind": kind, "config": dict(config)}
-        if trigger_id:
-            body["id"] = trigger_id
-        return self._json("POST", f"/v1/functions/{quote(function, safe='')}/triggers", json=body)
-
-    def triggers(self, function: str | None = None) -> list[dict[str, Any]]:
-        return self._json("GET", "/v1/triggers", params=_params(function=function)).get("triggers", [])
-
-    def delete_trigger(self, trigger_id: str) -> dict[str, Any]:
-        return self._json("DELETE", f"/v1/triggers/{quote(trigger_id, safe='')}")
-
-    def publish(self, topic: str, payload: bytes, content_type: str = "application/json",
-                attributes: Mapping[str, str] | None = None) -> dict[str, Any]:
-        headers = {"Content-Type": content_type}
-        params = {f"attr.{k}": v for k, v in (attributes or {}).items()}
-        return self._json("POST", f"/v1/topics/{quote(topic, safe='')}/messages", content=payload,
-                          headers=headers, params=params)
-
-    # -- workflows (api/workflows.py) ------------------------------------------------------------------
-
-    def workflows(self) -> list[dict[str, Any]]:
-        return self._json("GET", "/v1/workflows").get("workflows", [])
-
-    def put_workflow(self, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        return self._json("PUT", f"/v1/workflows/{quote(name, safe='')}", json=dict(body))
-
-    def workflow(self, name: str, executions: int = 20) -> dict[str, Any]:
-        return self._json("GET", f"/v1/workflows/{quote(name, safe='')}", params={"executions": executions})
-
-    def delete_workflow(self, name: str) -> dict[str, Any]:
-        return self._json("DELETE", f"/v1/workflows/{quote(name, safe='')}")
-
-    def start_execution(self, workflow: str, value: Any = None, name: str | None = None, wait: bool = False,
-                        timeout: float | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {"input": {} if value is None else value}
-        if name:
-            body["name"] = name
-        return self._json("POST", f"/v1/workflows/{quote(workflow, safe='')}/executions", json=body,
-                          params=_params(wait="true" if wait else None, timeout=timeout))
-
-    def executions(self, workflow: str, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        return self._json("GET", f"/v1/workflows/{quote(workflow, safe='')}/executions",
-                          params=_params(status=status, limit=limit)).get("executions", [])
-
-    def execution(self, execution_id: str) -> dict[str, Any]:
-        return self._json("GET", f"/v1/executions/{quote(execution_id, safe='')}")
-
-    def execution_history(self, execution_id: str, after: int = 0) -> list[dict[str, Any]]:
-        return self._json("GET", f"/v1/executions/{quote(execution_id, safe='')}/history",
-                          params={"after": after}).get("events", [])
-
-    def stop_execution(self, execution_id: str, error: str | None = None, cause: str | None = None) -> dict[str, Any]:
-        return self._json("POST", f"/v1/executions/{quote(execution_id, safe='')}/stop",
-                          json={"error": error, "cause": cause})
-
-
-def _params(**values: Any) -> dict[str, Any]:
-    """Query parameters without the unset ones, so the server's defaults apply."""
-    return {key: value for key, value in values.items() if value is not None}

@@ -17,13 +17,13 @@ import re
 from typing import Any
 
 from polyfn.workflows import choice
-from polyfn.workflows.dataflow import Template, TemplateError
-from polyfn.workflows.errors import ALL, KNOWN, DefinitionError, Problem
-from polyfn.workflows.jsonpath import Path, PathSyntaxError, compile_path, compile_reference
+from polyfn.workflows.dataflow import Template
+from polyfn.workflows.errors import DefinitionError, Problem
+from polyfn.workflows.fields import ROOT, Catcher, FieldChecker, Retrier, is_int, is_positive_int
+from polyfn.workflows.jsonpath import Path
 
 MAX_DEFINITION = 1024 * 1024  # bytes (AWS's limit)
 MAX_NAME = 80
-ROOT = compile_path("$")
 
 _COMMON = {"Type", "Comment", "QueryLanguage"}
 _IO = {"InputPath", "OutputPath"}
@@ -90,27 +90,6 @@ def parse_resource(text: str) -> Resource | None:
     if m:
         return Resource(text, "function", m["name"])
     return None
-
-
-class Retrier:
-    __slots__ = ("backoff_rate", "error_equals", "interval", "jitter", "max_attempts", "max_delay")
-
-    def __init__(self, raw: dict[str, Any]):
-        self.error_equals: list[str] = raw["ErrorEquals"]
-        self.interval: float = raw.get("IntervalSeconds", 1)
-        self.max_attempts: int = raw.get("MaxAttempts", 3)
-        self.backoff_rate: float = raw.get("BackoffRate", 2.0)
-        self.max_delay: float | None = raw.get("MaxDelaySeconds")
-        self.jitter: str = raw.get("JitterStrategy", "NONE")
-
-
-class Catcher:
-    __slots__ = ("error_equals", "next", "result_path")
-
-    def __init__(self, raw: dict[str, Any], result_path: Path | None):
-        self.error_equals: list[str] = raw["ErrorEquals"]
-        self.next: str = raw["Next"]
-        self.result_path = result_path
 
 
 class State:
@@ -226,13 +205,7 @@ def parse(text: str | bytes | dict[str, Any]) -> Machine:
     return machine
 
 
-class _Validator:
-    def __init__(self) -> None:
-        self.problems: list[Problem] = []
-
-    def problem(self, code: str, loc: str, message: str) -> None:
-        self.problems.append(Problem(code, loc, message))
-
+class _Validator(FieldChecker):
     def machine(self, raw: Any, loc: str, top: bool = False, processor: bool = False) -> Machine | None:
         if not isinstance(raw, dict):
             self.problem("SCHEMA_VALIDATION_FAILED", loc, "a state machine must be a JSON object")
@@ -250,7 +223,7 @@ class _Validator:
                 self.problem("SCHEMA_VALIDATION_FAILED", f"{loc}/ProcessorConfig/Mode",
                              f"Map mode {mode!r} is not supported: polyfn runs inline Maps only")
         timeout = raw.get("TimeoutSeconds")
-        if timeout is not None and not _positive_int(timeout):
+        if timeout is not None and not is_positive_int(timeout):
             self.problem("SCHEMA_VALIDATION_FAILED", f"{loc}/TimeoutSeconds", "TimeoutSeconds must be a positive integer")
         states_raw = raw.get("States")
         start = raw.get("StartAt")
@@ -375,13 +348,13 @@ class _Validator:
                              ".waitForTaskToken needs the task token in its Parameters (a field \"…\": \"$$.Task.Token\" "
                              "with a key ending in '.$')")
         for field in ("TimeoutSeconds", "HeartbeatSeconds"):
-            if field in raw and not _positive_int(raw[field]):
+            if field in raw and not is_positive_int(raw[field]):
                 self.problem("SCHEMA_VALIDATION_FAILED", f"{loc}/{field}", f"{field} must be a positive integer")
             if field in raw and field + "Path" in raw:
                 self.problem("SCHEMA_VALIDATION_FAILED", f"{loc}/{field}Path", f"{field} and {field}Path are exclusive")
         st.timeout_path = self.path(raw, "TimeoutSecondsPath", loc, absent=None)
         st.heartbeat_path = self.path(raw, "HeartbeatSecondsPath", loc, absent=None)
-        if _positive_int(st.timeout) and _positive_int(st.heartbeat) and st.heartbeat >= st.timeout:  # type: ignore[operator]
+        if is_positive_int(st.timeout) and is_positive_int(st.heartbeat) and st.heartbeat >= st.timeout:  # type: ignore[operator]
             self.problem("SCHEMA_VALIDATION_FAILED", f"{loc}/HeartbeatSeconds",
                          "HeartbeatSeconds must be smaller than TimeoutSeconds")
 
@@ -410,7 +383,7 @@ class _Validator:
         if len(given) != 1:
             self.problem("SCHEMA_VALIDATION_FAILED", loc, f"Wait state '{st.name}' needs exactly one of Seconds, "
                          f"Timestamp, SecondsPath, TimestampPath" + (f" (has {', '.join(given)})" if given else ""))
-        if "Seconds" in raw and not (_int(raw["Seconds"]) and raw["Seconds"] >= 0):
+        if "Seconds" in raw and not (is_int(raw["Seconds"]) and raw["Seconds"] >= 0):
             self.problem("SCHEMA_VALIDATION_FAILED", f"{loc}/Seconds", "Seconds must be a non-negative integer")
         if "Timestamp" in raw and choice.parse_timestamp(raw["Timestamp"]) is None:
             self.problem("SCHEMA_VALIDATION_FAILED", f"{loc}/Timestamp",
@@ -452,126 +425,17 @@ class _Validator:
             st.item_selector = self.template(raw["ItemSelector"], f"{loc}/ItemSelector", object_only=True)
         elif st.parameters is not None:  # the older name of ItemSelector
             st.item_selector, st.parameters = st.parameters, None
-        if "MaxConcurrency" in raw and not (_int(raw["MaxConcurrency"]) and raw["MaxConcurrency"] >= 0):
+        if "MaxConcurrency" in raw and not (is_int(raw["MaxConcurrency"]) and raw["MaxConcurrency"] >= 0):
             self.problem("SCHEMA_VALIDATION_FAILED", f"{loc}/MaxConcurrency", "MaxConcurrency must be a non-negative integer")
         pct = raw.get("ToleratedFailurePercentage", 0)
         if not (isinstance(pct, (int, float)) and not isinstance(pct, bool) and 0 <= pct <= 100):
             self.problem("SCHEMA_VALIDATION_FAILED", f"{loc}/ToleratedFailurePercentage",
                          "ToleratedFailurePercentage must be a number from 0 to 100")
-        if "ToleratedFailureCount" in raw and not (_int(raw["ToleratedFailureCount"]) and raw["ToleratedFailureCount"] >= 0):
+        if "ToleratedFailureCount" in raw and not (is_int(raw["ToleratedFailureCount"]) and raw["ToleratedFailureCount"] >= 0):
             self.problem("SCHEMA_VALIDATION_FAILED", f"{loc}/ToleratedFailureCount",
                          "ToleratedFailureCount must be a non-negative integer")
         st.max_concurrency_path = self.path(raw, "MaxConcurrencyPath", loc, absent=None)
         st.tolerated_percentage_path = self.path(raw, "ToleratedFailurePercentagePath", loc, absent=None)
         st.tolerated_count_path = self.path(raw, "ToleratedFailureCountPath", loc, absent=None)
 
-    # -- pieces ---------------------------------------------------------------------------------------
 
-    def path(self, raw: dict[str, Any], field: str, loc: str, reference: bool = False,
-             absent: Path | None = ROOT) -> Path | None:
-        """A path field: `absent` when missing, None for JSON null, else the compiled path."""
-        if field not in raw:
-            return absent
-        value = raw[field]
-        if value is None:
-            return None
-        try:
-            return compile_reference(value) if reference else compile_path(value)
-        except PathSyntaxError as e:
-            self.problem("INVALID_JSON_PATH", f"{loc}/{field}", f"Invalid JSONPath in '{field}': {e}")
-            return absent
-
-    def path_or_intrinsic(self, raw: dict[str, Any], field: str, loc: str) -> Any:
-        if field not in raw:
-            return None
-        from polyfn.workflows.intrinsics import IntrinsicSyntaxError, compile_call, is_intrinsic
-
-        value = raw[field]
-        try:
-            return compile_call(value) if is_intrinsic(value) else compile_path(value)
-        except (PathSyntaxError, IntrinsicSyntaxError) as e:
-            self.problem("INVALID_JSON_PATH", f"{loc}/{field}", f"Invalid '{field}': {e}")
-            return None
-
-    def template(self, raw: Any, loc: str, object_only: bool = False) -> Template | None:
-        if object_only and not isinstance(raw, dict):
-            self.problem("SCHEMA_VALIDATION_FAILED", loc, "must be a JSON object")
-            return None
-        try:
-            return Template(raw)
-        except TemplateError as e:
-            self.problem("INVALID_JSON_PATH" if "JSONPath" in e.message else "SCHEMA_VALIDATION_FAILED",
-                         loc + e.pointer, e.message)
-            return None
-
-    def error_names(self, names: Any, loc: str) -> bool:
-        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-            self.problem("SCHEMA_VALIDATION_FAILED", loc, "ErrorEquals must be a non-empty array of error names")
-            return False
-        ok = True
-        for n in names:
-            if n.startswith("States.") and n not in KNOWN:
-                self.problem("SCHEMA_VALIDATION_FAILED", loc, f"unknown error name {n!r} (the States.* names are "
-                             f"{', '.join(sorted(KNOWN))})")
-                ok = False
-        if ALL in names and len(names) > 1:
-            self.problem("SCHEMA_VALIDATION_FAILED", loc, "States.ALL must appear alone in ErrorEquals")
-            ok = False
-        return ok
-
-    def handlers(self, raw: Any, loc: str, what: str, allowed: set[str]) -> list[tuple[str, dict[str, Any], bool]]:
-        """The Retriers or Catchers of a state: (location, object, valid so far) for each object, with the
-        checks both share (known fields, ErrorEquals, States.ALL last)."""
-        if not isinstance(raw, list):
-            self.problem("SCHEMA_VALIDATION_FAILED", loc, f"{'Retry' if what == 'Retrier' else 'Catch'} must be an "
-                         f"array of {what}s")
-            return []
-        out = []
-        for i, r in enumerate(raw):
-            where = f"{loc}/{i}"
-            if not isinstance(r, dict):
-                self.problem("SCHEMA_VALIDATION_FAILED", where, f"a {what} must be an object")
-                continue
-            for k in sorted(set(r) - allowed - {"ErrorEquals", "Comment"}):
-                self.problem("SCHEMA_VALIDATION_FAILED", f"{where}/{k}", f"Field '{k}' is not supported in a {what}")
-            ok = self.error_names(r.get("ErrorEquals"), f"{where}/ErrorEquals")
-            if ALL in (r.get("ErrorEquals") or []) and i != len(raw) - 1:
-                self.problem("SCHEMA_VALIDATION_FAILED", f"{where}/ErrorEquals", f"a {what} with States.ALL must be the last")
-            out.append((where, r, ok))
-        return out
-
-    def retriers(self, raw: Any, loc: str) -> list[Retrier]:
-        checks = (("IntervalSeconds", _positive_int, "a positive integer"),
-                  ("MaxAttempts", lambda v: _int(v) and 0 <= v <= 99999999, "an integer from 0"),
-                  ("BackoffRate", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 1.0,
-                   "a number >= 1.0"),
-                  ("MaxDelaySeconds", _positive_int, "a positive integer"),
-                  ("JitterStrategy", lambda v: v in ("FULL", "NONE"), "FULL or NONE"))
-        out = []
-        for where, r, ok in self.handlers(raw, loc, "Retrier", {field for field, _, _ in checks}):
-            for field, good, what in checks:
-                if field in r and not good(r[field]):
-                    self.problem("SCHEMA_VALIDATION_FAILED", f"{where}/{field}", f"{field} must be {what}")
-                    ok = False
-            if ok:
-                out.append(Retrier(r))
-        return out
-
-    def catchers(self, raw: Any, loc: str) -> list[Catcher]:
-        out = []
-        for where, c, ok in self.handlers(raw, loc, "Catcher", {"Next", "ResultPath"}):
-            if not isinstance(c.get("Next"), str):
-                self.problem("MISSING_TRANSITION_TARGET", f"{where}/Next", "a Catcher needs 'Next'")
-                ok = False
-            rp = self.path(c, "ResultPath", where, reference=True)
-            if ok:
-                out.append(Catcher(c, rp))
-        return out
-
-
-def _int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _positive_int(v: Any) -> bool:
-    return _int(v) and v > 0

@@ -6,7 +6,8 @@ transition (state, history, work) in one transaction, then carries out the work.
 * Work is durable (`wf_work`): an `invoke` item is run here at once (leased to this node, the lease renewed while it
   runs); a `timer` item fires from an in-memory heap at its time (leased to this node until then); a `resume` item
   tells a parent execution that a child it waits for (`startExecution.sync`) ended. A poll takes due work nobody
-  holds: items of a node that died (after their lease) and of this node before a restart (at once).
+  holds: items of a node that died (after their lease) and of this node before a restart (at once). When each item
+  runs is `work.py`'s (`Work`); what running it means is here.
 * So a task runs at least once: a node killed after a function returned but before the transition was stored runs
   it again at restart (with the same activation id, which the function sees as its idempotency key).
 
@@ -19,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import heapq
 import json
 import logging
 import random
@@ -31,11 +31,10 @@ from polyfn.workflows import arns, definition, machine
 from polyfn.workflows.durable import DurableProgram
 from polyfn.workflows.store import FINAL, Conflict, Execution, OpRow, WorkflowStore, WorkItem
 from polyfn.workflows.tasks import InvokeFn, TaskOutcome, lambda_invoke_output
+from polyfn.workflows.work import LEASE, POLL, Work
 
 log = logging.getLogger("polyfn.workflows")
 
-LEASE = 60.0  # seconds an item stays with the node running it without a renewal
-POLL = 1.0  # seconds between looks for due work nobody holds
 MAX_CONFLICTS = 20
 
 
@@ -101,6 +100,47 @@ def describe_child(ex: Execution, json_output: bool) -> dict[str, Any]:
     return out
 
 
+def fold(ex: Execution, state: dict[str, Any], prog: Program, out: machine.Step | None, now: float) -> list[OpRow]:
+    """Copy what the row shows of a state (its text, status, output, error) into the execution; the
+    operations to store with it (`out` None: all of them)."""
+    ex.state, op_rows = prog.persist(state, out)
+    ex.status = state["status"]
+    if ex.status in FINAL:
+        ex.stopped_at = ex.stopped_at or now
+        out = state.get("output")
+        if ex.kind != "durable":  # (a durable function's result is JSON text already)
+            out = json.dumps(out, separators=(",", ":"))
+        ex.output = out if ex.status == "SUCCEEDED" else None
+        ex.error, ex.cause = state.get("error"), state.get("cause")
+    return op_rows
+
+
+def work_of(ex: Execution, out: machine.Step, now: float, owner: str, lease: float) -> tuple[list[WorkItem], list[str]]:
+    """The work items a step's commands make (held by `owner` until `now + lease`), and the work ids it cancels."""
+    items: list[WorkItem] = []
+    cancel: list[str] = []
+    for c in out.commands:
+        op = c["op"]
+        if op == "invoke":
+            # a snapshot: the command shares objects with the state, which the engine keeps and the next
+            # steps change in place, while the task may run later (it waits for a slot)
+            text = json.dumps(c, separators=(",", ":"))
+            items.append(WorkItem(c["token"], ex.id, "invoke", now, json.loads(text), owner, now + lease,
+                                  text))
+        elif op == "timer":
+            items.append(WorkItem(f"{ex.id}/{c['id']}", ex.id, "timer", c["at"], {"timer": c["id"]}, owner,
+                                  c["at"] + lease))
+        elif op == "cancel":
+            cancel.extend(f"{ex.id}/{i}" for i in c["ids"])
+    if ex.status in FINAL and ex.parent:
+        parent = json.loads(ex.parent)
+        if parent.get("execution") and parent.get("pattern", "").startswith(".sync"):
+            items.append(WorkItem(f"{ex.id}/resume", parent["execution"], "resume", now,
+                                  {"token": parent["token"], "child": ex.id, "pattern": parent["pattern"]},
+                                  owner, now + lease))
+    return items, cancel
+
+
 class Engine:
     def __init__(self, store: WorkflowStore, invoke: InvokeFn, clock: Callable[[], float] = time.time,
                  rng: random.Random | None = None, owner: str = "node", function_name: Callable[[str], str] = str,
@@ -111,8 +151,7 @@ class Engine:
         self.rng = rng or random.SystemRandom()
         self.owner = owner
         self.function_name = function_name  # a Lambda function name or ARN's name → polyfn function name
-        self.poll = poll
-        self.lease = lease
+        self.work = Work(store, self._run, clock, owner, poll, lease)
         self.programs: dict[str, Callable[[str], Program]] = {"asl": AslProgram, "durable": DurableProgram}
         self._compiled: dict[tuple[str, str, int], Program] = {}
         self._compiling: dict[tuple[str, str, int], asyncio.Future[Program]] = {}
@@ -121,17 +160,9 @@ class Engine:
         # operations are not read back from the store at each checkpoint)
         self._states: dict[str, tuple[int, dict[str, Any]]] = {}
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-        self._heap: list[tuple[float, int, WorkItem]] = []  # (due, n, item): timers and schedules this node holds
-        self._pushed = 0
-        self._timers: set[str] = set()
-        self._running: dict[str, asyncio.Task[None]] = {}  # work id → its task
         self._slots = asyncio.Semaphore(max_inflight)
         self._freed: dict[str, asyncio.Event] = {}  # function → set when one of its invocations ends
         self._waiters: dict[str, list[asyncio.Future[Execution]]] = {}
-        self._wake = asyncio.Event()
-        self._pump_task: asyncio.Task[None] | None = None
-        self._renew_task: asyncio.Task[None] | None = None
-        self._stopping = False
         self.on_final: list[Callable[[Execution], None]] = []  # observers (metrics)
         self.on_events: list[Callable[[int], None]] = []  # observers of history events recorded (metrics)
         self.ended: dict[tuple[str, str, str, str], int] = {}  # (namespace, machine, kind, status) → ended here
@@ -140,27 +171,11 @@ class Engine:
     # -- life -----------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        freed = await self.store.release_owner(self.owner)
-        if freed:
-            log.info("workflows: %d task(s) and timer(s) held before the restart are taken up again", freed)
-        self._pump_task = asyncio.create_task(self._pump())
-        self._renew_task = asyncio.create_task(self._renew())
+        await self.work.start()
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Stop taking work; running tasks get `timeout` seconds, then the rest run again at the next start."""
-        self._stopping = True
-        self._wake.set()
-        for t in (self._pump_task, self._renew_task):
-            if t is not None:
-                t.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await t
-        if self._running:
-            await asyncio.wait(list(self._running.values()), timeout=timeout)
-        for t in list(self._running.values()):
-            t.cancel()
-        if self._running:
-            await asyncio.wait(list(self._running.values()), timeout=1)
+        await self.work.stop(timeout)
 
     # -- programs -------------------------------------------------------------------------------------
 
@@ -194,8 +209,8 @@ class Engine:
         prog = await self.program(ex)
         state = prog.new_state(ex)
         out = prog.step(state, {"type": "start", "input": value, "role": role}, self.clock(), self.rng)
-        op_rows = self._fold(ex, state, prog, None)
-        items, _cancel = self._work(ex, out)
+        op_rows = fold(ex, state, prog, None, self.clock())
+        items, _cancel = work_of(ex, out, self.clock(), self.owner, self.work.lease)
         if not await self.store.insert_execution(ex, out.events, items, op_rows):
             return False
         self._count(len(out.events))
@@ -236,8 +251,8 @@ class Engine:
                             await self.store.drop_work([done])
                         return out
                     new = Execution(**{c: getattr(ex, c) for c in Execution.__slots__})
-                    op_rows = self._fold(new, state, prog, out)
-                    items, cancel = self._work(new, out)
+                    op_rows = fold(new, state, prog, out, self.clock())
+                    items, cancel = work_of(new, out, self.clock(), self.owner, self.work.lease)
                     try:
                         await self.store.save(new, ex.version, out.events, items, cancel, done, op_rows)
                     except Conflict:
@@ -246,8 +261,7 @@ class Engine:
                     if new.status not in FINAL:
                         self._states[execution_id] = (new.version, state)
                     self._count(len(out.events))
-                    for c in cancel:
-                        self._timers.discard(c)
+                    self.work.cancelled(cancel)
                     self._after(new, items)
                     return out
                 raise RuntimeError(f"execution {execution_id}: too many concurrent changes")
@@ -273,46 +287,6 @@ class Engine:
         else:
             self._locks[key] = (lock, n - 1)
 
-    def _fold(self, ex: Execution, state: dict[str, Any], prog: Program, out: machine.Step | None) -> list[OpRow]:
-        """Copy what the row shows of a state (its text, status, output, error) into the execution; the
-        operations to store with it (`out` None: all of them)."""
-        ex.state, op_rows = prog.persist(state, out)
-        ex.status = state["status"]
-        if ex.status in FINAL:
-            ex.stopped_at = ex.stopped_at or self.clock()
-            out = state.get("output")
-            if ex.kind != "durable":  # (a durable function's result is JSON text already)
-                out = json.dumps(out, separators=(",", ":"))
-            ex.output = out if ex.status == "SUCCEEDED" else None
-            ex.error, ex.cause = state.get("error"), state.get("cause")
-        return op_rows
-
-    def _work(self, ex: Execution, out: machine.Step) -> tuple[list[WorkItem], list[str]]:
-        """The work items a step's commands make, and the work ids it cancels."""
-        now = self.clock()
-        items: list[WorkItem] = []
-        cancel: list[str] = []
-        for c in out.commands:
-            op = c["op"]
-            if op == "invoke":
-                # a snapshot: the command shares objects with the state, which the engine keeps and the next
-                # steps change in place, while the task may run later (it waits for a slot)
-                text = json.dumps(c, separators=(",", ":"))
-                items.append(WorkItem(c["token"], ex.id, "invoke", now, json.loads(text), self.owner, now + self.lease,
-                                      text))
-            elif op == "timer":
-                items.append(WorkItem(f"{ex.id}/{c['id']}", ex.id, "timer", c["at"], {"timer": c["id"]}, self.owner,
-                                      c["at"] + self.lease))
-            elif op == "cancel":
-                cancel.extend(f"{ex.id}/{i}" for i in c["ids"])
-        if ex.status in FINAL and ex.parent:
-            parent = json.loads(ex.parent)
-            if parent.get("execution") and parent.get("pattern", "").startswith(".sync"):
-                items.append(WorkItem(f"{ex.id}/resume", parent["execution"], "resume", now,
-                                      {"token": parent["token"], "child": ex.id, "pattern": parent["pattern"]},
-                                      self.owner, now + self.lease))
-        return items, cancel
-
     def _after(self, ex: Execution, items: list[WorkItem]) -> None:
         """A transition is stored: keep the execution while it runs, start its work, wake who waits for its end."""
         if ex.status in FINAL:
@@ -328,23 +302,7 @@ class Engine:
         else:
             self._cache[ex.id] = ex
         for item in items:
-            self._dispatch(item)
-
-    def _dispatch(self, item: WorkItem) -> None:
-        if self._stopping:
-            return
-        if item.kind in ("timer", "schedule") and item.due > self.clock():
-            self._timers.add(item.id)
-            self._pushed += 1
-            heapq.heappush(self._heap, (item.due, self._pushed, item))
-            if self._heap[0][2] is item:
-                self._wake.set()
-            return
-        if item.id in self._running:
-            return
-        t = asyncio.create_task(self._run(item))
-        self._running[item.id] = t
-        t.add_done_callback(lambda _t, i=item.id: self._running.pop(i, None))
+            self.work.dispatch(item)
 
     async def wait(self, execution_id: str, timeout: float) -> Execution | None:
         """The execution once it has ended (None after `timeout`)."""
@@ -372,19 +330,17 @@ class Engine:
     async def _run(self, item: WorkItem) -> None:
         try:
             if item.kind == "timer":
-                self._timers.discard(item.id)
                 await self.apply(item.execution, {"type": "timer", "id": item.payload["timer"]}, done=item.id)
             elif item.kind == "resume":
                 await self._resume(item)
             elif item.kind == "schedule":
-                self._timers.discard(item.id)
                 await self.on_schedule(item)
             else:
                 async with self._slots:
                     event = await self._task(item)
                 if event is not None:
                     await self.apply(item.execution, event, done=item.id)
-                elif not self._stopping:  # nothing to report (a child execution now runs): the item is done
+                elif not self.work.stopping:  # nothing to report (a child execution now runs): the item is done
                     await self.store.drop_work([item.id])
         except asyncio.CancelledError:
             raise
@@ -417,7 +373,7 @@ class Engine:
                 freed.set()  # another task of this function waits for room: there is some now
             if res.retry_after is None:
                 break
-            if self._stopping:
+            if self.work.stopping:
                 return None  # the item stays with this node: it runs again at the next start
             # throttled (the function is at its capacity): try again as soon as one of its invocations ends
             event = self._freed.setdefault(function, asyncio.Event())
@@ -448,7 +404,7 @@ class Engine:
 
     def hold(self, item: WorkItem) -> None:
         """Take a work item this node has just stored (a schedule) as if it had claimed it."""
-        self._dispatch(item)
+        self.work.dispatch(item)
 
     async def _resume(self, item: WorkItem) -> None:
         p = item.payload
@@ -463,45 +419,3 @@ class Engine:
         else:
             event.update(ok=False, error="States.TaskFailed", cause=json.dumps(out, separators=(",", ":")))
         await self.apply(item.execution, event, done=item.id)
-
-    # -- the pump -------------------------------------------------------------------------------------
-
-    async def _pump(self) -> None:
-        next_poll = 0.0
-        while not self._stopping:
-            try:
-                now = self.clock()
-                while self._heap and self._heap[0][0] <= now:
-                    _due, _n, item = heapq.heappop(self._heap)
-                    if item.id in self._timers and item.id not in self._running:
-                        self._dispatch(item)
-                if now >= next_poll:
-                    next_poll = now + self.poll
-                    for item in await self.store.claim_due(now, self.owner, now + self.lease, 500):
-                        if item.kind in ("timer", "schedule"):
-                            self._timers.add(item.id)
-                        elif item.kind == "invoke":
-                            item.payload["again"] = True  # (in memory: its input may be older than the execution)
-                        self._dispatch(item)
-                wait = next_poll - self.clock()
-                if self._heap:
-                    wait = min(wait, self._heap[0][0] - self.clock())
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), max(wait, 0.001))
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("workflows: taking due work failed; trying again in 1 s")
-                await asyncio.sleep(1)
-
-    async def _renew(self) -> None:
-        """Keep the leases of running tasks (a long task is not taken by another node while it runs)."""
-        while not self._stopping:
-            await asyncio.sleep(self.lease / 3)
-            ids = [i for i in self._running if "/" not in i]
-            if ids:
-                try:
-                    await self.store.renew(ids, self.owner, self.clock() + self.lease)
-                except Exception as e:
-                    log.warning("workflows: renewing task leases failed: %s", e)

@@ -3,7 +3,8 @@
 `DefinitionError` is a definition refused at creation: each problem names the state and the field, in the
 `CODE: message at /States/Name/Field` form AWS's `InvalidDefinition` messages use. `StatesError` is a failure
 while running (a bad path at runtime, an intrinsic given the wrong arguments, a task's error): it carries the
-error name Retry and Catch match on, and a cause.
+error name Retry and Catch match on, and a cause. `WorkflowError` is the service's refusal of a request (each face
+maps its stable `code` to its own error shape).
 """
 
 from __future__ import annotations
@@ -80,3 +81,11 @@ def matches(error_equals: list[str], error: str) -> bool:
     if error in TERMINAL:
         return False
     return any(name == error or name == ALL or (name == TASK_FAILED and error != TIMEOUT) for name in error_equals)
+
+
+class WorkflowError(Exception):
+    """A refusal: `code` is stable (StateMachineDoesNotExist, ExecutionAlreadyExists, InvalidDefinition, …)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message

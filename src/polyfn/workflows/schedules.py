@@ -9,11 +9,21 @@ node ran are run once (the latest), never as a burst.
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from polyfn.triggers.base import TriggerConfigError
 from polyfn.triggers.cron import next_fire
 from polyfn.triggers.cron import validate as validate_cron
+from polyfn.workflows.errors import WorkflowError
+from polyfn.workflows.history import dumps
+from polyfn.workflows.store import Machine, WorkflowStore, WorkItem
+
+if TYPE_CHECKING:
+    from polyfn.workflows.engine import Engine
+
+log = logging.getLogger("polyfn.workflows")
 
 MAX_SCHEDULES = 10
 
@@ -46,3 +56,41 @@ def next_tick(schedule: dict[str, Any], after: float) -> float:
 
 def execution_name(index: int, tick: float) -> str:
     return f"cron-{index}-{int(tick)}"
+
+
+class Schedules:
+    """A state machine's schedules as durable work: `put` stores an item per schedule at its next tick (replacing
+    the previous ones); `due` (the engine's `on_schedule`) starts the tick's execution and moves the item on."""
+
+    def __init__(self, store: WorkflowStore, engine: Engine, start_execution: Callable[..., Awaitable[Any]],
+                 clock: Callable[[], float]):
+        self.store, self.engine, self.start_execution, self.clock = store, engine, start_execution, clock
+
+    async def put(self, m: Machine) -> None:
+        now = self.clock()
+        items = [WorkItem(item_id(m.namespace, m.name, i), "", "schedule", next_tick(s, now),
+                          {"namespace": m.namespace, "machine": m.name, "index": i}, self.engine.owner,
+                          next_tick(s, now) + self.engine.work.lease)
+                 for i, s in enumerate(m.meta.get("schedules", []))]
+        await self.store.replace_work(item_id(m.namespace, m.name, 0)[:-1], items)
+        for item in items:
+            self.engine.hold(item)
+
+    async def due(self, item: WorkItem) -> None:
+        p = item.payload
+        m = await self.store.get_machine(p["namespace"], p["machine"])
+        rules = m.meta.get("schedules", []) if m is not None else []
+        if m is None or p["index"] >= len(rules):
+            await self.store.drop_work([item.id])
+            return
+        rule = rules[p["index"]]
+        try:
+            await self.start_execution(m.name, execution_name(p["index"], item.due), dumps(rule.get("input", {})),
+                                       m.namespace)
+        except WorkflowError as e:
+            if e.code != "ExecutionAlreadyExists":  # (another node fired this tick already)
+                log.warning("workflows: schedule %s of %s did not start an execution: %s", p["index"], m.name, e.message)
+        nxt = next_tick(rule, max(self.clock(), item.due))
+        await self.store.postpone(item.id, nxt, self.engine.owner, nxt + self.engine.work.lease)
+        item.due = nxt
+        self.engine.hold(item)

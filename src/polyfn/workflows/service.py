@@ -10,6 +10,7 @@ to a polyfn function name.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import random
@@ -21,12 +22,12 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from polyfn import loops
-from polyfn.workflows import arns, definition, schedules
+from polyfn.workflows import arns, children, definition, schedules
 from polyfn.workflows.engine import Engine
-from polyfn.workflows.errors import DefinitionError
+from polyfn.workflows.errors import DefinitionError, WorkflowError
 from polyfn.workflows.history import dumps
 from polyfn.workflows.machine import MAX_PAYLOAD
-from polyfn.workflows.store import FINAL, Execution, Machine, WorkflowStore, WorkItem
+from polyfn.workflows.store import FINAL, Execution, Machine, WorkflowStore
 from polyfn.workflows.tasks import InvokeFn
 
 log = logging.getLogger("polyfn.workflows")
@@ -39,14 +40,6 @@ DURABLE_NAMESPACE = "lambda"  # where durable functions' executions live (apart 
 RETENTION = 90 * 24 * 3600.0  # ended executions are kept 90 days by default, as Step Functions keeps them
 SWEEP_BATCH = 500
 MACHINE_TTL = 1.0  # seconds a state machine read to start executions is reused
-
-
-class WorkflowError(Exception):
-    """A refusal: `code` is stable (StateMachineDoesNotExist, ExecutionAlreadyExists, InvalidDefinition, …)."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code, self.message = code, message
 
 
 def _json_input(text: str | None, what: str = "input") -> Any:
@@ -69,8 +62,9 @@ class WorkflowService:
         self._sweeper: asyncio.Task[None] | None = None
         self.clock = clock
         self.engine = Engine(self.store, invoke, clock, rng, owner, function_name)
-        self.engine.start_child = self._start_child
-        self.engine.on_schedule = self._schedule_due
+        self.engine.start_child = functools.partial(children.start_child, self.start_execution, self.store)
+        self.schedules = schedules.Schedules(self.store, self.engine, self.start_execution, clock)
+        self.engine.on_schedule = self.schedules.due
         self._machines: dict[tuple[str, str], tuple[float, Machine]] = {}
         self._reading: dict[tuple[str, str], asyncio.Future[Machine | None]] = {}
 
@@ -161,7 +155,7 @@ class WorkflowService:
         m = Machine(namespace, name, kind, type_, 0, text, role_arn, meta or {}, now, now)
         made = await self.store.put_machine(m, create=True)
         if made is not None:
-            await self._schedule(made)
+            await self.schedules.put(made)
             return made
         old = await self.store.get_machine(namespace, name)
         if old is not None and (old.definition, old.role_arn, old.type) == (text, role_arn, type_):
@@ -180,7 +174,7 @@ class WorkflowService:
         self._machines.pop((namespace, name), None)
         if done is None:
             raise WorkflowError("StateMachineDoesNotExist", f"State Machine Does Not Exist: '{arns.machine_arn(name)}'")
-        await self._schedule(done)
+        await self.schedules.put(done)
         return done
 
     async def machine(self, name: str, namespace: str = "default", fresh: bool = True) -> Machine:
@@ -282,38 +276,6 @@ class WorkflowService:
             await self.engine.apply(ex.id, {"type": "stop", "error": error, "cause": cause})
         return await self.execution(ex.id)
 
-    # -- schedules ------------------------------------------------------------------------------------
-
-    async def _schedule(self, m: Machine) -> None:
-        """Store a work item per schedule of `m`, due at its next tick (replacing the previous ones)."""
-        now = self.clock()
-        items = [WorkItem(schedules.item_id(m.namespace, m.name, i), "", "schedule", schedules.next_tick(s, now),
-                          {"namespace": m.namespace, "machine": m.name, "index": i}, self.engine.owner,
-                          schedules.next_tick(s, now) + self.engine.lease)
-                 for i, s in enumerate(m.meta.get("schedules", []))]
-        await self.store.replace_work(schedules.item_id(m.namespace, m.name, 0)[:-1], items)
-        for item in items:
-            self.engine.hold(item)
-
-    async def _schedule_due(self, item: WorkItem) -> None:
-        p = item.payload
-        m = await self.store.get_machine(p["namespace"], p["machine"])
-        rules = m.meta.get("schedules", []) if m is not None else []
-        if p["index"] >= len(rules):
-            await self.store.drop_work([item.id])
-            return
-        rule = rules[p["index"]]
-        try:
-            await self.start_execution(m.name, schedules.execution_name(p["index"], item.due),  # type: ignore[union-attr]
-                                       dumps(rule.get("input", {})), m.namespace)  # type: ignore[union-attr]
-        except WorkflowError as e:
-            if e.code != "ExecutionAlreadyExists":  # (another node fired this tick already)
-                log.warning("workflows: schedule %s of %s did not start an execution: %s", p["index"], m.name, e.message)  # type: ignore[union-attr]
-        nxt = schedules.next_tick(rule, max(self.clock(), item.due))
-        await self.store.postpone(item.id, nxt, self.engine.owner, nxt + self.engine.lease)
-        item.due = nxt
-        self.engine.hold(item)
-
     # -- durable functions ----------------------------------------------------------------------------
 
     async def start_durable(self, function: str, function_arn: str, name: str | None, input_text: str | None,
@@ -374,35 +336,6 @@ class WorkflowService:
 
     async def send_task_heartbeat(self, token: str) -> None:
         await self._token(token, {"type": "heartbeat"})
-
-    # -- nested executions ----------------------------------------------------------------------------
-
-    async def _start_child(self, parent_id: str, command: dict[str, Any]) -> dict[str, Any] | None:
-        """A `states:startExecution` Task: start the child (named after the task unless `Name` is given, so a task
-        run again after a crash finds the child it started)."""
-        params = command["payload"] if isinstance(command["payload"], dict) else {}
-        token = command["token"]
-        parent = await self.store.get_execution(parent_id)
-        namespace = parent.namespace if parent is not None else "default"
-        fail = {"type": "task_result", "token": token, "ok": False}
-        name = arns.machine_name(str(params.get("StateMachineArn", "")))
-        if name is None:
-            return {**fail, "error": "StepFunctions.InvalidArnException", "cause": f"Invalid Arn: {params.get('StateMachineArn')!r}"}
-        value = params.get("Input", {})
-        text = value if isinstance(value, str) else dumps(value)
-        child_name = params.get("Name") or f"{(parent.name if parent else 'task')[:40]}-{token.rsplit('.', 1)[-1][:16]}"
-        try:
-            child = await self.start_execution(name, child_name, text, namespace,
-                                               parent={"execution": parent_id, "token": token, "pattern": command["pattern"]})
-        except WorkflowError as e:
-            return {**fail, "error": f"StepFunctions.{e.code}Exception" if not e.code.endswith("Exception") else
-                    f"StepFunctions.{e.code}", "cause": e.message}
-        started = {"ExecutionArn": arns.execution_arn(child.machine, child.name), "StartDate": int(child.started_at * 1000)}
-        if command["pattern"].startswith(".sync"):
-            if child.status in FINAL:  # ended within its first step: the resume item is already on its way
-                return None
-            return {"type": "task_result", "token": token, "ok": True, "submitted": True, "output": started}
-        return {"type": "task_result", "token": token, "ok": True, "output": started}
 
 
 def _check_error(error: str | None, cause: str | None) -> None:
