@@ -67,11 +67,11 @@ class Gateway:
         spec = active = None
         if name:  # the one registry lookup of this call (the invoker's admission reuses it)
             active = self.invoker.registry.get(name)
-            if active is None and slash:  # /fn/{namespace}/{name}[/path]: a namespace's function (tenancy.py)
-                fn, slash2, sub2 = sub.partition("/")
+            if active is None and len(fn_path) > 1:  # /fn/{namespace}/{name}[/path]: a namespace's function
+                fn, slash, sub = fn_path[1:].partition("/")  # (tenancy.py)
                 found = self.invoker.registry.get(qualify(name, fn)) if fn else None
                 if found is not None:
-                    active, name, slash, sub = found, found.revision.function, slash2, sub2
+                    active, name, fn_path = found, found.revision.function, "/" + sub if slash else "/"
             spec = active.revision.spec if active is not None else None
         if spec is not None and (spec.cors is not None or spec.auth == "key"):
             early = self._guard(spec, name, scope, headers)
