@@ -115,7 +115,7 @@ def strip_identity_headers(headers: list[tuple[str, str]]) -> list[tuple[str, st
     return headers
 
 
-def _safe_headers(pairs: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+def safe_headers(pairs: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     """Response headers from an (untrusted) instance: no CR/LF injection, no framing headers."""
     out = []
     for k, v in pairs:
@@ -326,7 +326,7 @@ class Invoker:
                 act.logs = [*act.logs, LogLine(time.time(), "stderr", f"polyfn: a process of this instance was "
                             f"killed for memory (the function's limit is {spec.memory} MB, /tmp included)")]
         status = res.status if type(res.status) is int and 100 <= res.status <= 599 else 502
-        out_headers = _safe_headers(res.headers) if res.headers else []
+        out_headers = safe_headers(res.headers) if res.headers else []
         out_headers.append((b"x-polyfn-activation-id", act.id.encode()))
         if act.cold:
             out_headers.append((b"x-polyfn-cold", b"true"))
@@ -348,7 +348,7 @@ class Invoker:
         under its own limits (the function's `stream_idle_timeout` without a chunk, `stream_max_duration` in
         all) instead of the invocation timeout; its end records the activation and releases the instance."""
         status = stream.status if type(stream.status) is int and 100 <= stream.status <= 599 else 502
-        headers = _safe_headers(stream.headers) if stream.headers else []
+        headers = safe_headers(stream.headers) if stream.headers else []
         headers.append((b"x-polyfn-activation-id", act.id.encode()))
         if act.cold:
             headers.append((b"x-polyfn-cold", b"true"))

@@ -196,6 +196,30 @@ def wait_until(cond: Any, timeout: float = 10.0, interval: float = 0.05) -> bool
     return cond()
 
 
+@contextlib.contextmanager
+def moto_server(log: Path) -> Iterator[str]:
+    """A real S3-compatible server for tests (moto's server mode) on a free port, its output in `log`; yields its
+    URL and stops it on exit."""
+    port = free_port()
+    with open(log, "wb") as f:
+        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-p", str(port)], stdout=f,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(url + "/moto-api/", timeout=1).status_code < 500
+        except httpx.HTTPError:
+            return False
+
+    try:
+        assert wait_until(up, timeout=30), log.read_text()
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def error_code(r: httpx.Response) -> str:
     try:
         return json.loads(r.content)["error"]["code"]

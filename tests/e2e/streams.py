@@ -5,7 +5,10 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from .conftest import Server
+import httpx
+import pytest
+
+from .conftest import Server, wait_until
 
 
 def leave_after(server: Server, path: str, marker: bytes) -> str:
@@ -26,3 +29,25 @@ def recorded(server: Server, aid: str) -> dict[str, Any] | None:
     """The activation once it is recorded (a stream's is recorded when it ends), else None."""
     r = server.api.get(f"/v1/activations/{aid}")
     return r.json() if r.status_code == 200 else None
+
+
+def assert_broken_off(server: Server, path: str, error_type: str) -> None:
+    """A function failing after its first chunk: the client sees the response cut off (no final chunk), and the
+    activation records the error."""
+    with server.http.stream("GET", path) as r:
+        with pytest.raises(httpx.RemoteProtocolError):
+            r.read()
+    aid = r.headers["x-polyfn-activation-id"]
+    assert wait_until(lambda: recorded(server, aid) is not None)
+    act = server.activation(aid)
+    assert act["status"] == "error" and act["error"]["errorType"] == error_type, act
+
+
+def assert_told_when_the_client_goes(server: Server, path: str, told: str) -> None:
+    """The client leaves after `tick 3`: the activation ends `client_disconnected` and the function logged `told`
+    (what it was told: its stream closed, its generator returned …)."""
+    aid = leave_after(server, path, b"tick 3\n")
+    assert wait_until(lambda: recorded(server, aid) is not None, timeout=20)
+    act = server.activation(aid)
+    assert act["status"] == "disconnected" and act["stream"]["end"] == "client_disconnected", act
+    assert any(told in ln[2] for ln in act["logs"]), act["logs"]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from .. import needs
-from .conftest import Server, free_port, start_server, wait_until
+from .conftest import Server, moto_server, start_server, wait_until
 from .storage_helpers import s3_client, storage_info
 
 pytestmark = pytest.mark.timeout(120)
@@ -25,25 +23,8 @@ pytestmark = pytest.mark.timeout(120)
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     needs.module("moto.server", reason="moto[server] is not installed (pip install 'moto[server]')")
-    port = free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    with open(log, "wb") as f:
-        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-p", str(port)], stdout=f,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return httpx.get(url + "/moto-api/", timeout=1).status_code < 500
-        except httpx.HTTPError:
-            return False
-
-    try:
-        assert wait_until(up, timeout=30), log.read_text()
+    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,8 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from .conftest import Server, wait_until
-from .streams import leave_after, recorded
+from .conftest import Server
+from .streams import assert_broken_off, assert_told_when_the_client_goes
 
 pytestmark = pytest.mark.skipif(shutil.which("node") is None and os.environ.get("CI") != "true",
                                 reason="Node.js is not installed")
@@ -162,23 +162,11 @@ def test_azure_v4_stream_body_with_enable_http_stream(fns: Server) -> None:
 
 
 def test_node_error_mid_stream_breaks_the_response_off(fns: Server) -> None:
-    import httpx
-
-    with fns.http.stream("GET", "/fn/sa-node?mode=fail") as r:
-        with pytest.raises(httpx.RemoteProtocolError):
-            r.read()
-    aid = r.headers["x-polyfn-activation-id"]
-    assert wait_until(lambda: recorded(fns, aid) is not None)
-    act = fns.activation(aid)
-    assert act["status"] == "error" and act["error"]["errorType"] == "TypeError"
+    assert_broken_off(fns, "/fn/sa-node?mode=fail", "TypeError")
 
 
 def test_node_stream_is_closed_when_the_client_goes(fns: Server) -> None:
-    aid = leave_after(fns, "/fn/sa-node?mode=forever", b"tick 3\n")
-    assert wait_until(lambda: recorded(fns, aid) is not None, timeout=20)
-    act = fns.activation(aid)
-    assert act["status"] == "disconnected" and act["stream"]["end"] == "client_disconnected"
-    assert any("told: stream closed" in ln[2] for ln in act["logs"]), act["logs"]
+    assert_told_when_the_client_goes(fns, "/fn/sa-node?mode=forever", "told: stream closed")
 
 
 def test_boto3_invoke_with_response_stream_node(lam: Any) -> None:

@@ -12,11 +12,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 
-from .conftest import Server, wait_until
-from .streams import leave_after, recorded
+from .conftest import Server
+from .streams import assert_broken_off, assert_told_when_the_client_goes
 
 pytestmark = pytest.mark.skipif(shutil.which("node") is None and os.environ.get("CI") != "true",
                                 reason="Node.js is not installed")
@@ -115,21 +114,11 @@ def test_native_status_headers_and_readable_body(fns: Server) -> None:
 
 
 def test_native_error_mid_stream_breaks_the_response_off(fns: Server) -> None:
-    with fns.http.stream("GET", "/fn/sn-native?mode=fail") as r:
-        with pytest.raises(httpx.RemoteProtocolError):
-            r.read()
-    aid = r.headers["x-polyfn-activation-id"]
-    assert wait_until(lambda: recorded(fns, aid) is not None)
-    act = fns.activation(aid)
-    assert act["status"] == "error" and act["error"]["errorType"] == "TypeError"
+    assert_broken_off(fns, "/fn/sn-native?mode=fail", "TypeError")
 
 
 def test_native_generator_is_returned_when_the_client_goes(fns: Server) -> None:
-    aid = leave_after(fns, "/fn/sn-native?mode=forever", b"tick 3\n")
-    assert wait_until(lambda: recorded(fns, aid) is not None, timeout=20)
-    act = fns.activation(aid)
-    assert act["status"] == "disconnected" and act["stream"]["end"] == "client_disconnected"
-    assert any("told: generator returned" in ln[2] for ln in act["logs"]), act["logs"]
+    assert_told_when_the_client_goes(fns, "/fn/sn-native?mode=forever", "told: generator returned")
 
 
 def test_gcp_res_write_chunks_arrive_as_written(fns: Server) -> None:
@@ -153,21 +142,11 @@ def test_gcp_readable_pipe_res(fns: Server) -> None:
 
 
 def test_gcp_error_after_a_write_breaks_the_response_off(fns: Server) -> None:
-    with fns.http.stream("GET", "/fn/sn-gcp?mode=fail") as r:
-        with pytest.raises(httpx.RemoteProtocolError):
-            r.read()
-    aid = r.headers["x-polyfn-activation-id"]
-    assert wait_until(lambda: recorded(fns, aid) is not None)
-    act = fns.activation(aid)
-    assert act["status"] == "error" and act["error"]["errorType"] == "TypeError"
+    assert_broken_off(fns, "/fn/sn-gcp?mode=fail", "TypeError")
 
 
 def test_gcp_res_closes_when_the_client_goes(fns: Server) -> None:
-    aid = leave_after(fns, "/fn/sn-gcp?mode=forever", b"tick 3\n")
-    assert wait_until(lambda: recorded(fns, aid) is not None, timeout=20)
-    act = fns.activation(aid)
-    assert act["status"] == "disconnected" and act["stream"]["end"] == "client_disconnected"
-    assert any("told: res closed" in ln[2] for ln in act["logs"]), act["logs"]
+    assert_told_when_the_client_goes(fns, "/fn/sn-gcp?mode=forever", "told: res closed")
 
 
 def test_buffered_callers_get_the_whole_body(fns: Server) -> None:

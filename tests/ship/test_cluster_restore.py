@@ -28,7 +28,15 @@ import pytest
 
 from .. import needs
 from ..e2e import conftest as e2e
-from ..e2e.conftest import PG_ADMIN_DSN, REPO, Server, _pg, delete_stream, free_port, start_server, wait_until
+from ..e2e.conftest import (
+    PG_ADMIN_DSN,
+    REPO,
+    Server,
+    _pg,
+    delete_stream,
+    moto_server,
+    start_server,
+)
 
 pg_url, jetstream_queue = e2e.pg_url, e2e.jetstream_queue  # fixtures of tests/e2e, used here
 DOC = REPO / "docs" / "operations.md"
@@ -44,28 +52,10 @@ def cluster_blocks() -> tuple[str, str]:
 
 
 @pytest.fixture
-def moto() -> Iterator[str]:
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     needs.module("moto.server", reason="moto[server] is not installed (pip install 'moto[server]')")
-    port = free_port()
-    log = Path(os.environ.get("TMPDIR", "/tmp")) / f"moto-restore-{port}.log"
-    with open(log, "wb") as f:
-        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-p", str(port)], stdout=f,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return httpx.get(url + "/moto-api/", timeout=1).status_code < 500
-        except httpx.HTTPError:
-            return False
-
-    try:
-        assert wait_until(up, timeout=30), log.read_text()
+    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        log.unlink(missing_ok=True)
 
 
 def tool(name: str) -> None:

@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl
 from polyfn.auth.function_keys import refusal
 from polyfn.auth.keys import allows
 from polyfn.call import Call
-from polyfn.invoker import Invoker, Outcome, platform_error
+from polyfn.invoker import Invoker, Outcome, platform_error, safe_headers
 from polyfn.wsapi import events
 from polyfn.wsapi.connections import Connection, Connections
 
@@ -92,7 +92,7 @@ class WebSocketEndpoint:
                 return None
             status, answer_headers, body = events.connect_answer(value)
             if not 200 <= status < 300:
-                await refuse_handshake(send, Outcome(status, _header_bytes(answer_headers), body))
+                await refuse_handshake(send, Outcome(status, safe_headers(answer_headers), body))
                 return None
             subprotocol = next((v for k, v in answer_headers if k.lower() == "sec-websocket-protocol"), None)
         accept: dict[str, Any] = {"type": "websocket.accept"}
@@ -198,15 +198,3 @@ async def _send(conn: Connection, data: str | bytes) -> None:
 
 def _request_id() -> str:
     return base64.b64encode(os.urandom(10)).decode()
-
-
-def _header_bytes(pairs: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
-    out = []
-    for k, v in pairs:
-        if "\r" in k or "\n" in k or "\r" in v or "\n" in v or k.lower() in ("content-length", "connection"):
-            continue
-        try:
-            out.append((k.encode("latin-1"), v.encode("latin-1")))
-        except UnicodeEncodeError:
-            continue
-    return out
