@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 COMMAND = re.compile(r"(\.venv/bin/python |`)?bench/(\w+)\.py((?: [^\s`#()|,;]+)*)")
