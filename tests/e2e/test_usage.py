@@ -4,16 +4,12 @@
 from __future__ import annotations
 
 import math
-import os
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 from .conftest import REPO, Server
+from .docblocks import doc_env, run_page
 
 DOC = REPO / "docs" / "usage.md"
-_FENCE = re.compile(r"^```bash\n(.*?)^```$", re.M | re.S)
 
 SLEEPY = '''
 import time
@@ -87,15 +83,9 @@ def test_bad_usage_queries_get_stable_codes(server: Server) -> None:
 
 
 def test_every_block_of_the_usage_docs_runs(server: Server, tmp_path: Path) -> None:
-    env = {**os.environ, "POLYFN_URL": server.url, "POLYFN_API_KEY": server.key, "NO_COLOR": "1",
-           "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
-    env.pop("POLYFN_DATA_DIR", None)
-    blocks = _FENCE.findall(DOC.read_text())
-    assert len(blocks) >= 3
-    for body in blocks:
-        r = subprocess.run(["bash", "-e", "-c", body], cwd=tmp_path, env=env, capture_output=True, text=True,
-                           timeout=300)
-        assert r.returncode == 0, f"this block of docs/usage.md failed:\n{body}\n--- stdout\n{r.stdout}\n" \
-                                  f"--- stderr\n{r.stderr}"
-        if "--prices lambda" in body:
+    ran = 0
+    for block, r in run_page(DOC, tmp_path, doc_env(server.url, key=server.key)):
+        ran += 1
+        if "--prices lambda" in block.code:
             assert "SAMPLE prices" in r.stderr and "metered" in r.stdout
+    assert ran >= 3
