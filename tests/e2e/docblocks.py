@@ -26,7 +26,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,13 +116,18 @@ def doc_env(url: str, *, key: str | None = None, data_dir: Path | None = None) -
 
 def run_page(doc: Path, cwd: Path, env: dict[str, str], *, expect: str = "comment",
              rewrites: Sequence[tuple[str, str]] = (), js_dir: Path | None = None, js_prelude: str = "",
-             timeout: float = 300) -> Iterator[tuple[Block, subprocess.CompletedProcess[str]]]:
+             timeout: float = 300, only: Callable[[Block], bool] | None = None,
+             ) -> Iterator[tuple[Block, subprocess.CompletedProcess[str]]]:
     """Write the page's file blocks into `cwd` and run its other blocks there, in order; yield each block that
     ran with its result (after asserting exit 0 and the expected output). `rewrites` are (regex, replacement)
     applied to a block's code before it runs: each is what a line needs to run unattended (a bound on a live
-    view), listed in the test so it cannot drift from the page silently; a rewrite that matches nowhere fails."""
+    view), listed in the test so it cannot drift from the page silently; a rewrite that matches nowhere fails.
+    `only`: the blocks this test owns (a page whose sections other tests run); the others are neither written
+    nor run."""
     used = [False] * len(rewrites)
     for i, block in enumerate(blocks(doc.read_text())):
+        if only is not None and not only(block):
+            continue
         kind = block.kind
         if kind == "file":
             path = cwd / block.file  # type: ignore[operator]
