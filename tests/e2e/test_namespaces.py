@@ -125,13 +125,53 @@ def test_a_key_of_one_namespace_learns_nothing_of_another(server: Server, tenant
     r = a.post("/v1/functions", json={"name": "team-b~x", "files": {"handler.py": HELLO % "x"}})
     assert r.status_code == 400 and error_code(r) == "invalid_name"
     # APIs not namespaced yet refuse a namespace's key; the admin-only ones stay admin-only
-    for path in ("/v1/workflows", "/v1/storage", "/v1/dlq", "/v1/stats", "/metrics"):
+    for path in ("/v1/workflows", "/v1/storage", "/v1/dlq"):
         r = a.get(path)
         assert r.status_code == 403 and error_code(r) == "not_namespaced", (path, r.text)
     r = a.post("/v1/namespaces", json={"name": "mine"})
     assert r.status_code == 403 and error_code(r) == "forbidden"
     r = a.get("/v1/keys")
     assert r.status_code == 403 and error_code(r) == "forbidden"
+
+
+def _series(text: str) -> set[str]:
+    """The `function` label values of a Prometheus text."""
+    import re
+
+    return set(re.findall(r'function="([^"]*)"', text))
+
+
+def test_metrics_and_stats_show_each_namespace_only_its_own(server: Server, tenants: Any) -> None:
+    for c in (tenants["a"], tenants["b"]):
+        assert c.post("/v1/functions/hello/invoke", json={}).status_code == 200
+    assert server.http.post("/fn/hello").status_code == 200
+    # a namespace's key: its own series, by local name; nothing of default's or the other namespace's
+    for c, other in ((tenants["a"], "team-b"), (tenants["b"], "team-a")):
+        r = c.get("/metrics")
+        assert r.status_code == 200, r.text
+        assert 'polyfn_invocations_total{function="hello",status="success"' in r.text
+        assert not any("~" in n for n in _series(r.text)) and other not in r.text
+        assert "polyfn_start_time_seconds" in r.text  # the node's unlabelled series stay
+        r = c.get("/metrics", params={"namespace": other})  # asking for another: as if it did not exist
+        assert r.status_code == 404 and error_code(r) == "namespace_not_found"
+        stats = c.get("/v1/stats").json()
+        assert "hello" in [f["name"] for f in stats["functions"]] and stats["workflows"] == []
+        assert all("~" not in f["name"] for f in stats["functions"])
+    # an anonymous scrape (POLYFN_METRICS_PUBLIC, the default) sees the default namespace's series only
+    r = httpx.get(f"{server.url}/metrics")
+    assert r.status_code == 200 and "hello" in _series(r.text)
+    assert not any("~" in n for n in _series(r.text)) and "team-" not in r.text
+    # a token given is checked
+    r = httpx.get(f"{server.url}/metrics", headers={"authorization": "Bearer nope:nope"})
+    assert r.status_code == 401
+    # the node admin sees every namespace's series (held names), or one namespace's by local name
+    every = _series(server.api.get("/metrics").text)
+    assert {"hello", "team-a~hello", "team-b~hello"} <= every
+    one = server.api.get("/metrics", params={"namespace": "team-a"})
+    assert "hello" in _series(one.text) and not any("~" in n for n in _series(one.text))
+    assert "team-b" not in one.text
+    names = [f["name"] for f in server.api.get("/v1/stats").json()["functions"]]
+    assert "hello" in names and not any("~" in n for n in names)
 
 
 def test_keys_are_made_in_a_namespace_and_its_admin_is_confined_to_it(server: Server, tenants: Any) -> None:
