@@ -291,7 +291,17 @@ def test_openfaas_namespaces_map_onto_polyfn_ones(server: Server, tenants: Any) 
     assert faas_a.get("/system/function/hello.team-a").status_code == 200
     assert server.http.post("/function/hello.team-b").json() == {"who": "b"}  # the gateway route, like /fn/ns/name
     assert server.http.post("/function/hello").json() == {"who": "default"}
-    assert faas_a.get("/system/secrets").status_code == 403  # secrets: the default namespace's only, so far
+    # secrets: the key's namespace's (or the one an admin names), by OpenFaaS namespace
+    assert faas_a.post("/system/secrets", json={"name": "of-only-a", "value": "x"}).status_code == 201
+    assert faas_a.get("/system/secrets").json() == [{"name": "of-only-a", "namespace": "team-a"}]
+    assert {"name": "of-only-a", "namespace": "team-a"} in faas.get("/system/secrets",
+                                                                      params={"namespace": "team-a"}).json()
+    assert "of-only-a" not in {x["name"] for x in faas.get("/system/secrets").json()}
+    assert faas_a.get("/system/secrets", params={"namespace": "openfaas-fn"}).status_code == 404
+    r = faas.request("DELETE", "/system/secrets", json={"name": "of-only-a"})  # default has none of that name
+    assert r.status_code == 404
+    r = faas_a.request("DELETE", "/system/secrets", json={"name": "of-only-a"})
+    assert r.status_code == 202
 
 
 def test_openwhisk_namespaces_map_onto_polyfn_ones(server: Server, tenants: Any) -> None:
@@ -391,3 +401,57 @@ def test_tables_are_per_namespace(server: Server, tenants: Any) -> None:
         assert e.value.response["Error"]["Code"] == "ResourceNotFoundException"
     admin = _aws(server, "dynamodb", f"polyfn-admin:{server.key}")
     assert "only-a" not in admin.list_tables()["TableNames"]  # the admin's DynamoDB is the default namespace's
+
+
+SECRET_FN = '''
+import os
+
+
+def handler(event, context):
+    return {"token": os.environ.get("TOKEN")}
+'''
+
+
+def test_secrets_are_per_namespace(server: Server, tenants: Any, tmp_path: Any) -> None:
+    a, b = tenants["a"], tenants["b"]
+    a_admin = _client(server, _key(server, "team-a", "admin"))
+    b_admin = _client(server, _key(server, "team-b", "admin"))
+    for c, value in ((a_admin, "a-value"), (b_admin, "b-value"), (server.api, "default-value")):
+        r = c.put("/v1/secrets/TOKEN", json={"value": value})
+        assert r.status_code == 200 and r.json() == {"name": "TOKEN", "created": True}, r.text
+    r = a_admin.put("/v1/secrets/ONLY_A", json={"value": "x"})
+    assert r.status_code == 200, r.text
+    # each namespace lists its own, by local name; the admin key the default's, or the namespace it names
+    assert {x["name"] for x in a_admin.get("/v1/secrets").json()["secrets"]} == {"TOKEN", "ONLY_A"}
+    assert {x["name"] for x in b_admin.get("/v1/secrets").json()["secrets"]} == {"TOKEN"}
+    default = {x["name"] for x in server.api.get("/v1/secrets").json()["secrets"]}
+    assert "TOKEN" in default and "ONLY_A" not in default and not any("~" in n for n in default)
+    listed = server.api.get("/v1/secrets", params={"namespace": "team-a"}).json()["secrets"]
+    assert {x["name"] for x in listed} == {"TOKEN", "ONLY_A"}
+    # another namespace's secret is absent: deleting it answers as for one that never existed
+    for c in (b_admin, server.api):
+        r = c.delete("/v1/secrets/ONLY_A")
+        assert r.status_code == 404 and error_code(r) == "secret_not_found", r.text
+    r = b_admin.delete("/v1/secrets/team-a~ONLY_A")
+    assert r.status_code == 404 and error_code(r) == "secret_not_found"
+    r = b_admin.get("/v1/secrets", params={"namespace": "team-a"})
+    assert r.status_code == 404 and error_code(r) == "namespace_not_found"
+    # a function's `secrets:` resolve in its own namespace
+    for c in (a, b):
+        r = c.put("/v1/functions/sec", json={"files": {"handler.py": SECRET_FN}, "secrets": ["TOKEN:env"]})
+        assert r.status_code == 201, r.text
+    server.deploy("sec", {"handler.py": SECRET_FN}, secrets=["TOKEN:env"])
+    assert server.http.post("/fn/team-a/sec").json() == {"token": "a-value"}
+    assert server.http.post("/fn/team-b/sec").json() == {"token": "b-value"}
+    assert server.http.post("/fn/sec").json() == {"token": "default-value"}
+    # one that only another namespace has is missing, named by its local name
+    r = b.put("/v1/functions/sec2", json={"files": {"handler.py": SECRET_FN}, "secrets": ["ONLY_A:env"]})
+    assert r.status_code == 201, r.text
+    r = server.http.post("/fn/team-b/sec2")
+    assert r.status_code >= 500 and "ONLY_A" in r.text and "~" not in r.text, r.text
+    # the CLI acts in --namespace
+    r = server.cli("--namespace", "team-b", "secret", "set", "cli-b", input="v", check=True)
+    assert "created secret cli-b" in r.stdout
+    assert "cli-b" in server.cli("--namespace", "team-b", "secret", "list", check=True).stdout
+    assert "cli-b" not in server.cli("secret", "list", check=True).stdout
+    assert "cli-b" not in server.cli("--namespace", "team-a", "secret", "list", check=True).stdout
