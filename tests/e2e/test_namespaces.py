@@ -211,6 +211,12 @@ def test_the_cli_manages_namespaces_and_acts_in_one(server: Server, tenants: Any
     assert rows["functions"] == ["1", "3"] and rows["memory_mb"][1] == "512", r.stdout
     r = server.cli("--namespace", "nosuch", "list")
     assert r.returncode == 3 and "namespace 'nosuch' does not exist" in r.stderr
+    # `keys list` shows each key's namespace
+    rows = [ln.split() for ln in server.cli("--namespace", "team-a", "keys", "list", check=True).stdout.splitlines()]
+    assert rows[0][:3] == ["access_key_id", "namespace", "scope"], rows[0]
+    assert len(rows) > 1 and all(r[1] == "team-a" for r in rows[1:] if r), rows
+    rows = [ln.split() for ln in server.cli("keys", "list", check=True).stdout.splitlines()[1:] if ln.strip()]
+    assert rows and all(r[1] == "default" for r in rows), rows
 
 
 # -- the vendor APIs: each cross-namespace attempt with the vendor's real client or wire shape ------------------
