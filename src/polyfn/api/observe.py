@@ -91,7 +91,7 @@ def build_router(*, settings: Settings, metrics: Metrics, registry: LiveFunction
         from polyfn.observe.metrics import FunctionStats
 
         fs = fs or FunctionStats(name)
-        return {"name": name, "now": now, "step_s": SLOT_S, "summary": fs.window(now, 60),
+        return {"name": tenancy.local(name), "now": now, "step_s": SLOT_S, "summary": fs.window(now, 60),
                 "points": fs.series(now, window)}
 
     return router
