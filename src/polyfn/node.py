@@ -36,7 +36,7 @@ from polyfn.apps import node as apps_node
 from polyfn.apps.firebase import AUTH_PREFIXES
 from polyfn.auth.keys import KeyRing
 from polyfn.auth.ratelimit import Limiter
-from polyfn.auth.secrets import SecretBox
+from polyfn.auth.secrets import SecretBox, SecretValues
 from polyfn.auth.sts import Issuer
 from polyfn.bundled import bundle_dir
 from polyfn.config import Settings
@@ -139,6 +139,8 @@ class Node:
         self.metrics = Metrics(lambda: list(self.manager.pools), s.memory_budget_mb)
         self.manager.metrics = self.metrics
         self.manager.secret_source = self.read_secrets
+        # setting and deleting secrets, per namespace (/v1/secrets, OpenFaaS's /system/secrets)
+        self.secret_values = SecretValues(self.security_store, self.secret_box, self.manager.secret_changed)
         self.otlp = _otlp(s.otlp_endpoint)
         self.recorder = ActivationRecorder(self.store, retention_count=s.activation_retention_count,
                                            retention_age=s.activation_retention_age, store_max=s.log_store_max)
@@ -179,7 +181,7 @@ class Node:
         self.namespaces = Namespaces(NamespaceStore(self.store))  # tenants (tenancy.py, docs/tenancy.md)
         self.tenancy = TenancyOps(self.namespaces, self.store, self.registry, self.keys, self.delete_function,
                                   self.queue)
-        self.tenancy.owned += [self.storage, self.db]  # a deleted namespace's buckets and tables go too
+        self.tenancy.owned += [self.storage, self.db, self.secret_values]  # its buckets, tables and secrets go too
         self.quotas = QuotaGuard(self.namespaces.quotas, lambda: list(self.manager.pools), self.limiter,
                                  self.tenancy.functions, self.tenancy.backlog, lambda: self.namespaces.rated)
         self.manager.quota_room = self.quotas.room  # instances and memory, before each start
@@ -226,7 +228,7 @@ class Node:
                     workflows=self.workflows, apps=self.apps, sites=self.sites, sync=self.sync,
                     delete_function=self.delete_function, admin_key=self.admin_key, lifespan=self.lifespan,
                     compat_entities=CompatStore(self.store), usage=self.store, namespaces=self.namespaces,
-                    tenancy_ops=self.tenancy)
+                    tenancy_ops=self.tenancy, secret_values=self.secret_values)
                 api.mount("/console", build_console(
                     settings=s, store=self.store, registry=self.registry, recorder=self.recorder,
                     triggers=self.triggers, deployer=self.deployer, invoker=self.invoker, metrics=self.metrics,

@@ -107,6 +107,20 @@ def test_invoke_key_or_allowed_host_may_set_a_callback(node: Any, receiver: Rece
     assert faas["body"] == b"ihg" and faas["headers"]["x-function-status"] == "200"
 
 
+def test_openfaas_callback_names_a_namespaced_function_by_its_local_name(node: Any, receiver: Receiver) -> None:
+    # OpenFaaS's queue-worker sends the function's name (X-Function-Name) and no namespace header
+    assert node.api.post("/v1/namespaces", json={"name": "cb-ns"}).status_code == 201
+    r = node.api.post("/v1/functions", params={"namespace": "cb-ns"},
+                      json={"name": "cb-echo", "files": {"handler.py": REVERSE}, "flavor": "openfaas"})
+    assert r.status_code == 201, r.text
+    r = node.http.post("/async-function/cb-echo.cb-ns", content=b"xyz",
+                       headers={"x-callback-url": receiver.url("localhost")})
+    assert r.status_code == 202, r.text
+    assert wait_until(lambda: len(receiver.got) == 1, 20)
+    got = receiver.got[0]
+    assert got["body"] == b"zyx" and got["headers"]["x-function-name"] == "cb-echo", got["headers"]
+
+
 def test_openfaas_async_survives_kill_9_and_callback_is_retried(tmp_path: Path) -> None:
     rec = Receiver(fail_first=2)
     env = {"POLYFN_CALLBACK_ALLOW": "127.0.0.1", "POLYFN_CALLBACK_BACKOFF": "0.05"}

@@ -143,6 +143,8 @@ def test_deleting_a_namespace_removes_what_it_owns_and_waits_for_its_runs_unless
     ddb.create_table(TableName="doomed-table", KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
                      AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
                      BillingMode="PAY_PER_REQUEST")
+    r = node.api.put("/v1/secrets/DB_PASSWORD", params={"namespace": "doomed"}, json={"value": "hunter2"})
+    assert r.status_code == 200, r.text
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         running = pool.submit(node.http.post, "/fn/doomed/worker", json={"s": 3}, timeout=60)
         assert wait_until(lambda: node.api.get("/v1/namespaces/doomed").json()["usage"]["instances"]["used"] >= 1
@@ -154,6 +156,7 @@ def test_deleting_a_namespace_removes_what_it_owns_and_waits_for_its_runs_unless
         r = node.cli("ns", "delete", "doomed", "--force")
         assert r.returncode == 0, r.stderr
         assert "1 functions" in r.stdout and "1 buckets" in r.stdout and "1 tables" in r.stdout, r.stdout
+        assert "1 secrets" in r.stdout, r.stdout
         assert running.result().status_code == 200  # the forced delete let the running call finish
     r = node.api.get("/v1/namespaces/doomed")
     assert r.status_code == 404 and error_code(r) == "namespace_not_found"
@@ -167,6 +170,7 @@ def test_deleting_a_namespace_removes_what_it_owns_and_waits_for_its_runs_unless
     r = node.api.post("/v1/namespaces", json={"name": "doomed"})
     assert r.status_code == 201
     assert node.api.get("/v1/functions", params={"namespace": "doomed"}).json()["functions"] == []
+    assert node.api.get("/v1/secrets", params={"namespace": "doomed"}).json()["secrets"] == []
 
 
 def test_quota_names_and_values_are_validated(node: Server, tmp_path: Path) -> None:

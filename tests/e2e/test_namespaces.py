@@ -125,13 +125,53 @@ def test_a_key_of_one_namespace_learns_nothing_of_another(server: Server, tenant
     r = a.post("/v1/functions", json={"name": "team-b~x", "files": {"handler.py": HELLO % "x"}})
     assert r.status_code == 400 and error_code(r) == "invalid_name"
     # APIs not namespaced yet refuse a namespace's key; the admin-only ones stay admin-only
-    for path in ("/v1/workflows", "/v1/storage", "/v1/dlq", "/v1/stats", "/metrics"):
+    for path in ("/v1/workflows", "/v1/storage", "/v1/dlq"):
         r = a.get(path)
         assert r.status_code == 403 and error_code(r) == "not_namespaced", (path, r.text)
     r = a.post("/v1/namespaces", json={"name": "mine"})
     assert r.status_code == 403 and error_code(r) == "forbidden"
     r = a.get("/v1/keys")
     assert r.status_code == 403 and error_code(r) == "forbidden"
+
+
+def _series(text: str) -> set[str]:
+    """The `function` label values of a Prometheus text."""
+    import re
+
+    return set(re.findall(r'function="([^"]*)"', text))
+
+
+def test_metrics_and_stats_show_each_namespace_only_its_own(server: Server, tenants: Any) -> None:
+    for c in (tenants["a"], tenants["b"]):
+        assert c.post("/v1/functions/hello/invoke", json={}).status_code == 200
+    assert server.http.post("/fn/hello").status_code == 200
+    # a namespace's key: its own series, by local name; nothing of default's or the other namespace's
+    for c, other in ((tenants["a"], "team-b"), (tenants["b"], "team-a")):
+        r = c.get("/metrics")
+        assert r.status_code == 200, r.text
+        assert 'polyfn_invocations_total{function="hello",status="success"' in r.text
+        assert not any("~" in n for n in _series(r.text)) and other not in r.text
+        assert "polyfn_start_time_seconds" in r.text  # the node's unlabelled series stay
+        r = c.get("/metrics", params={"namespace": other})  # asking for another: as if it did not exist
+        assert r.status_code == 404 and error_code(r) == "namespace_not_found"
+        stats = c.get("/v1/stats").json()
+        assert "hello" in [f["name"] for f in stats["functions"]] and stats["workflows"] == []
+        assert all("~" not in f["name"] for f in stats["functions"])
+    # an anonymous scrape (POLYFN_METRICS_PUBLIC, the default) sees the default namespace's series only
+    r = httpx.get(f"{server.url}/metrics")
+    assert r.status_code == 200 and "hello" in _series(r.text)
+    assert not any("~" in n for n in _series(r.text)) and "team-" not in r.text
+    # a token given is checked
+    r = httpx.get(f"{server.url}/metrics", headers={"authorization": "Bearer nope:nope"})
+    assert r.status_code == 401
+    # the node admin sees every namespace's series (held names), or one namespace's by local name
+    every = _series(server.api.get("/metrics").text)
+    assert {"hello", "team-a~hello", "team-b~hello"} <= every
+    one = server.api.get("/metrics", params={"namespace": "team-a"})
+    assert "hello" in _series(one.text) and not any("~" in n for n in _series(one.text))
+    assert "team-b" not in one.text
+    names = [f["name"] for f in server.api.get("/v1/stats").json()["functions"]]
+    assert "hello" in names and not any("~" in n for n in names)
 
 
 def test_keys_are_made_in_a_namespace_and_its_admin_is_confined_to_it(server: Server, tenants: Any) -> None:
@@ -171,6 +211,12 @@ def test_the_cli_manages_namespaces_and_acts_in_one(server: Server, tenants: Any
     assert rows["functions"] == ["1", "3"] and rows["memory_mb"][1] == "512", r.stdout
     r = server.cli("--namespace", "nosuch", "list")
     assert r.returncode == 3 and "namespace 'nosuch' does not exist" in r.stderr
+    # `keys list` shows each key's namespace
+    rows = [ln.split() for ln in server.cli("--namespace", "team-a", "keys", "list", check=True).stdout.splitlines()]
+    assert rows[0][:3] == ["access_key_id", "namespace", "scope"], rows[0]
+    assert len(rows) > 1 and all(r[1] == "team-a" for r in rows[1:] if r), rows
+    rows = [ln.split() for ln in server.cli("keys", "list", check=True).stdout.splitlines()[1:] if ln.strip()]
+    assert rows and all(r[1] == "default" for r in rows), rows
 
 
 # -- the vendor APIs: each cross-namespace attempt with the vendor's real client or wire shape ------------------
@@ -251,7 +297,17 @@ def test_openfaas_namespaces_map_onto_polyfn_ones(server: Server, tenants: Any) 
     assert faas_a.get("/system/function/hello.team-a").status_code == 200
     assert server.http.post("/function/hello.team-b").json() == {"who": "b"}  # the gateway route, like /fn/ns/name
     assert server.http.post("/function/hello").json() == {"who": "default"}
-    assert faas_a.get("/system/secrets").status_code == 403  # secrets: the default namespace's only, so far
+    # secrets: the key's namespace's (or the one an admin names), by OpenFaaS namespace
+    assert faas_a.post("/system/secrets", json={"name": "of-only-a", "value": "x"}).status_code == 201
+    assert faas_a.get("/system/secrets").json() == [{"name": "of-only-a", "namespace": "team-a"}]
+    assert {"name": "of-only-a", "namespace": "team-a"} in faas.get("/system/secrets",
+                                                                      params={"namespace": "team-a"}).json()
+    assert "of-only-a" not in {x["name"] for x in faas.get("/system/secrets").json()}
+    assert faas_a.get("/system/secrets", params={"namespace": "openfaas-fn"}).status_code == 404
+    r = faas.request("DELETE", "/system/secrets", json={"name": "of-only-a"})  # default has none of that name
+    assert r.status_code == 404
+    r = faas_a.request("DELETE", "/system/secrets", json={"name": "of-only-a"})
+    assert r.status_code == 202
 
 
 def test_openwhisk_namespaces_map_onto_polyfn_ones(server: Server, tenants: Any) -> None:
@@ -351,3 +407,57 @@ def test_tables_are_per_namespace(server: Server, tenants: Any) -> None:
         assert e.value.response["Error"]["Code"] == "ResourceNotFoundException"
     admin = _aws(server, "dynamodb", f"polyfn-admin:{server.key}")
     assert "only-a" not in admin.list_tables()["TableNames"]  # the admin's DynamoDB is the default namespace's
+
+
+SECRET_FN = '''
+import os
+
+
+def handler(event, context):
+    return {"token": os.environ.get("TOKEN")}
+'''
+
+
+def test_secrets_are_per_namespace(server: Server, tenants: Any, tmp_path: Any) -> None:
+    a, b = tenants["a"], tenants["b"]
+    a_admin = _client(server, _key(server, "team-a", "admin"))
+    b_admin = _client(server, _key(server, "team-b", "admin"))
+    for c, value in ((a_admin, "a-value"), (b_admin, "b-value"), (server.api, "default-value")):
+        r = c.put("/v1/secrets/TOKEN", json={"value": value})
+        assert r.status_code == 200 and r.json() == {"name": "TOKEN", "created": True}, r.text
+    r = a_admin.put("/v1/secrets/ONLY_A", json={"value": "x"})
+    assert r.status_code == 200, r.text
+    # each namespace lists its own, by local name; the admin key the default's, or the namespace it names
+    assert {x["name"] for x in a_admin.get("/v1/secrets").json()["secrets"]} == {"TOKEN", "ONLY_A"}
+    assert {x["name"] for x in b_admin.get("/v1/secrets").json()["secrets"]} == {"TOKEN"}
+    default = {x["name"] for x in server.api.get("/v1/secrets").json()["secrets"]}
+    assert "TOKEN" in default and "ONLY_A" not in default and not any("~" in n for n in default)
+    listed = server.api.get("/v1/secrets", params={"namespace": "team-a"}).json()["secrets"]
+    assert {x["name"] for x in listed} == {"TOKEN", "ONLY_A"}
+    # another namespace's secret is absent: deleting it answers as for one that never existed
+    for c in (b_admin, server.api):
+        r = c.delete("/v1/secrets/ONLY_A")
+        assert r.status_code == 404 and error_code(r) == "secret_not_found", r.text
+    r = b_admin.delete("/v1/secrets/team-a~ONLY_A")
+    assert r.status_code == 404 and error_code(r) == "secret_not_found"
+    r = b_admin.get("/v1/secrets", params={"namespace": "team-a"})
+    assert r.status_code == 404 and error_code(r) == "namespace_not_found"
+    # a function's `secrets:` resolve in its own namespace
+    for c in (a, b):
+        r = c.put("/v1/functions/sec", json={"files": {"handler.py": SECRET_FN}, "secrets": ["TOKEN:env"]})
+        assert r.status_code == 201, r.text
+    server.deploy("sec", {"handler.py": SECRET_FN}, secrets=["TOKEN:env"])
+    assert server.http.post("/fn/team-a/sec").json() == {"token": "a-value"}
+    assert server.http.post("/fn/team-b/sec").json() == {"token": "b-value"}
+    assert server.http.post("/fn/sec").json() == {"token": "default-value"}
+    # one that only another namespace has is missing, named by its local name
+    r = b.put("/v1/functions/sec2", json={"files": {"handler.py": SECRET_FN}, "secrets": ["ONLY_A:env"]})
+    assert r.status_code == 201, r.text
+    r = server.http.post("/fn/team-b/sec2")
+    assert r.status_code >= 500 and "ONLY_A" in r.text and "~" not in r.text, r.text
+    # the CLI acts in --namespace
+    r = server.cli("--namespace", "team-b", "secret", "set", "cli-b", input="v", check=True)
+    assert "created secret cli-b" in r.stdout
+    assert "cli-b" in server.cli("--namespace", "team-b", "secret", "list", check=True).stdout
+    assert "cli-b" not in server.cli("secret", "list", check=True).stdout
+    assert "cli-b" not in server.cli("--namespace", "team-a", "secret", "list", check=True).stdout

@@ -49,6 +49,29 @@ def test_prometheus_text() -> None:
     assert got["polyfn_memory_reserved_bytes"] == 0
 
 
+def test_a_namespace_view_shows_its_series_by_local_name_and_nothing_of_others() -> None:
+    m = Metrics()
+    for fn in ("f", "team-a~f", "team-a~g", "team-b~f"):
+        m.observe(act(fn))
+        m.trigger_errors.inc(fn, "cron", "x")
+    m.gauge("polyfn_async_backlog", "Queued.", ("function",), lambda: {("team-b~f",): 7, ("team-a~g",): 2})
+    m.gauge("polyfn_topic_lag", "By stream.", ("stream",), lambda: {("team-b-orders",): 3})
+    m.gauge("polyfn_memory_budget_used_ratio", "Node-wide.", (), lambda: {(): 0.5})
+    everything = parse(m.render()[0].decode())
+    assert everything['polyfn_invocations_total{function="team-b~f",status="success",trigger="http"}'] == 1
+    assert everything['polyfn_topic_lag{stream="team-b-orders"}'] == 3
+    a = m.render("team-a")[0].decode()
+    got = parse(a)
+    assert got['polyfn_invocations_total{function="f",status="success",trigger="http"}'] == 1  # team-a~f
+    assert got['polyfn_invocations_total{function="g",status="success",trigger="http"}'] == 1
+    assert got['polyfn_trigger_errors_total{function="f",kind="cron",reason="x"}'] == 1
+    assert got['polyfn_async_backlog{function="g"}'] == 2 and got["polyfn_memory_budget_used_ratio"] == 0.5
+    assert "team-b" not in a and "~" not in a and 'polyfn_async_backlog{function="f"}' not in got
+    default = m.render("default")[0].decode()
+    assert 'function="f"' in default and "team-" not in default
+    assert m.render("default")[0] == m.render("default")[0]  # (cached text)
+
+
 def test_same_counter_name_is_the_same_counter() -> None:
     m = Metrics()
     a = m.counter("polyfn_x_total", "x", ("a",))

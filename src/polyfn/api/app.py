@@ -78,7 +78,8 @@ def build_api(*, settings: Settings, store: FunctionStore, registry: LiveFunctio
               limiter: RateLimits, manager: Instances, security_store: Secrets, secret_box: Any, metrics: Any,
               storage: Any, workflows: Any, apps: Any, sites: Any, sync: Any, delete_function: DeleteFunction,
               admin_key: str, lifespan: Any = None, compat_entities: CompatEntities | None = None,
-              usage: UsageSums | None = None, namespaces: Any = None, tenancy_ops: Any = None) -> FastAPI:
+              usage: UsageSums | None = None, namespaces: Any = None, tenancy_ops: Any = None,
+              secret_values: SecretValues | None = None) -> FastAPI:
     """The control API and the vendor APIs on one FastAPI app; each router gets the services it uses. `sync` is
     the cluster sync (None on a single node); `admin_key` signs the Lambda API's code URLs."""
     app = FastAPI(
@@ -303,7 +304,8 @@ def build_api(*, settings: Settings, store: FunctionStore, registry: LiveFunctio
 
     from polyfn.api import security
 
-    secret_values = SecretValues(security_store, secret_box, manager.secret_changed)  # /v1/secrets, OpenFaaS's
+    if secret_values is None:  # /v1/secrets, OpenFaaS's /system/secrets (the node passes its own)
+        secret_values = SecretValues(security_store, secret_box, manager.secret_changed)
     v1.include_router(security.router(keys=keys, values=secret_values,
                                       namespaces_exist=namespaces.exists if namespaces is not None else None))
     if namespaces is not None:

@@ -24,7 +24,8 @@ from polyfn.tenancy import DEFAULT, HEADER, SEP, Quotas, for_key, key_namespace,
 
 #: the `/v1/...` heads that know namespaces; outside `default` the others answer 403 `not_namespaced`
 NAMESPACED = frozenset({"functions", "activations", "usage", "namespaces", "version", "keys", "triggers",
-                        "openapi.json", "docs"})
+                        "openapi.json", "docs", "stats",
+                        "secrets"})
 
 
 def _error(status: int, code: str, message: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -66,7 +67,7 @@ class NamespaceScope:
             return
         parts = path.split("/")  # ["", "v1", head, name, ...]
         head = parts[2] if len(parts) > 2 else ""
-        if ns != DEFAULT and (path == "/metrics" or head not in NAMESPACED):
+        if ns != DEFAULT and path != "/metrics" and head not in NAMESPACED:
             for m in _error(403, "not_namespaced", f"/{path.strip('/')} is not namespaced yet: only the "
                             "default namespace's keys (or an administrator's, in the default namespace) use it"):
                 await send(m)

@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
+from polyfn import tenancy
 from polyfn.api.errors import ApiError
+from polyfn.api.namespaces import request_namespace
 from polyfn.observe.metrics import SLOT_S, SLOTS
 
 if TYPE_CHECKING:
@@ -21,21 +23,24 @@ if TYPE_CHECKING:
 EMPTY_INSTANCES = {"starting": 0, "idle": 0, "busy": 0, "queued": 0, "memory_mb": 0}
 
 
-def function_stats(metrics: Metrics, registry: LiveFunctions, window: float, now: float | None = None) -> list[dict[str, Any]]:
+def function_stats(metrics: Metrics, registry: LiveFunctions, window: float, now: float | None = None,
+                   namespace: str | None = None) -> list[dict[str, Any]]:
     """Per-function figures over the last `window` seconds, for every deployed function (and any
-    function that ran recently), sorted by name."""
+    function that ran recently) — with `namespace`, only its functions, by local name — sorted by name."""
     now = time.time() if now is None else now
     m = metrics
     instances = m.instances()
     names = set(registry.functions) | set(m.functions) | set(instances)
+    if namespace is not None:
+        names = {n for n in names if tenancy.owns(namespace, n)}
     out = []
-    for name in sorted(names):
+    for name in sorted(names, key=tenancy.local):
         fs = m.functions.get(name)
         figures = fs.window(now, window) if fs else {
             "invocations": 0, "errors": 0, "throttled": 0, "cold_starts": 0, "rps": 0.0, "p50_ms": None,
             "p99_ms": None}
         active = registry.get(name)
-        out.append({"name": name, "deployed": active is not None,
+        out.append({"name": name if namespace is None else tenancy.local(name), "deployed": active is not None,
                     "revision": active.revision.number if active else None,
                     **figures, "instances": instances.get(name, dict(EMPTY_INSTANCES))})
     return out
@@ -46,23 +51,34 @@ def build_router(*, settings: Settings, metrics: Metrics, registry: LiveFunction
     router = APIRouter()
     series = metrics  # `metrics` below is the route's handler
 
-    async def metrics_auth(request: Request) -> None:
-        if not settings.metrics_public:
-            await require_key(request)
+    async def scrape_namespace(request: Request) -> str | None:
+        """Whose series a scrape sees: a namespace's key its namespace's; the node admin's every namespace's
+        (or the one it asks for); an anonymous scrape (POLYFN_METRICS_PUBLIC) the default namespace's. A token
+        given is always checked."""
+        if settings.metrics_public and not request.headers.get("authorization"):
+            return tenancy.DEFAULT
+        await require_key(request)
+        if tenancy.key_namespace(request.state.key) is None and not (
+                request.query_params.get("namespace") or request.headers.get(tenancy.HEADER)):
+            return None
+        return request_namespace(request)
 
-    @router.get("/metrics", tags=["observability"], dependencies=[Depends(metrics_auth)],
-                summary="Prometheus metrics (text exposition format)")
-    async def metrics() -> Response:
+    @router.get("/metrics", tags=["observability"],
+                summary="Prometheus metrics (text exposition format; a namespace's key sees its namespace's)")
+    async def metrics(request: Request) -> Response:
+        namespace = await scrape_namespace(request)
         await _async_queue_gauges(queue, series)
-        body, content_type = series.render()
+        body, content_type = series.render(namespace)
         return Response(body, media_type=content_type.split(";")[0], headers={"content-type": content_type})
 
     @router.get("/v1/stats", tags=["observability"], dependencies=[Depends(require_key)],
                 summary="Per-function rps, latency percentiles, errors, cold starts and instances")
-    async def stats(window: Annotated[float, Query(ge=SLOT_S, le=SLOT_S * SLOTS)] = 60) -> dict[str, Any]:
+    async def stats(request: Request, window: Annotated[float, Query(ge=SLOT_S, le=SLOT_S * SLOTS)] = 60,
+                    ) -> dict[str, Any]:
         now = time.time()
-        return {"now": now, "window_s": window, "functions": function_stats(series, registry, window, now),
-                "workflows": workflows.stats() if workflows is not None else []}
+        ns = request_namespace(request)
+        return {"now": now, "window_s": window, "functions": function_stats(series, registry, window, now, ns),
+                "workflows": workflows.stats() if workflows is not None and ns == tenancy.DEFAULT else []}
 
     @router.get("/v1/functions/{name}/stats", tags=["observability"], dependencies=[Depends(require_key)],
                 summary="One function's history in 10-second steps (default: the last hour)")
@@ -75,7 +91,7 @@ def build_router(*, settings: Settings, metrics: Metrics, registry: LiveFunction
         from polyfn.observe.metrics import FunctionStats
 
         fs = fs or FunctionStats(name)
-        return {"name": name, "now": now, "step_s": SLOT_S, "summary": fs.window(now, 60),
+        return {"name": tenancy.local(name), "now": now, "step_s": SLOT_S, "summary": fs.window(now, 60),
                 "points": fs.series(now, window)}
 
     return router

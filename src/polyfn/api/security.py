@@ -85,18 +85,18 @@ def router(*, keys: Keys, values: SecretValues, namespaces_exist: Any = None) ->
     async def put_secret(name: str, request: Request) -> dict[str, Any]:
         req = await _body(request, SecretRequest)
         try:
-            created = await values.put(name, req.value)
+            created = await values.put(name, req.value, request_namespace(request))
         except SecretError as e:
             raise ApiError(e.status, e.code, e.message) from None
         return {"name": name, "created": created}
 
     @r.get("/secrets", summary="List secret names")
-    async def list_secrets() -> dict[str, Any]:
-        return {"secrets": await values.list()}
+    async def list_secrets(request: Request) -> dict[str, Any]:
+        return {"secrets": await values.list(request_namespace(request))}
 
     @r.delete("/secrets/{name}", summary="Delete a secret")
-    async def delete_secret(name: str) -> dict[str, Any]:
-        if not await values.delete(name):
+    async def delete_secret(name: str, request: Request) -> dict[str, Any]:
+        if not await values.delete(name, request_namespace(request)):
             raise ApiError(404, "secret_not_found", f"no secret {name!r}")
         return {"deleted": name}
 

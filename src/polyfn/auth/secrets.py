@@ -12,6 +12,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from polyfn import tenancy
+
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
 MAX_SECRET = 64 * 1024
 
@@ -79,8 +81,9 @@ class SecretValues:
         self.changed = changed  # name → None (scheduler: instances holding the old value are replaced)
         self.clock = clock or time.time
 
-    async def put(self, name: str, value: str) -> bool:
-        """True when the secret is new."""
+    async def put(self, name: str, value: str, namespace: str = tenancy.DEFAULT) -> bool:
+        """True when the secret is new. A secret `NAME` of a namespace other than `default` is held as
+        `NS~NAME`, like a function (tenancy.py): only that namespace's functions and keys see it."""
         if not NAME_RE.match(name):
             raise SecretError(400, "invalid_name", f"invalid secret name {name!r}: letters, digits, '_', '.', '-'")
         if len(value.encode()) > MAX_SECRET:
@@ -89,15 +92,28 @@ class SecretValues:
             token = self.box.encrypt(value)
         except SecretsUnavailable as e:
             raise SecretError(501, "secrets_unavailable", str(e)) from None
-        created = bool(await self.store.put_secret(name, token, self.clock()))
-        self.changed(name)
+        held = tenancy.qualify(namespace, name)
+        created = bool(await self.store.put_secret(held, token, self.clock()))
+        self.changed(held)
         return created
 
-    async def delete(self, name: str) -> bool:
-        if not await self.store.delete_secret(name):
+    async def delete(self, name: str, namespace: str = tenancy.DEFAULT) -> bool:
+        if not NAME_RE.match(name):  # (a held name `NS~NAME` is never addressed directly)
             return False
-        self.changed(name)
+        held = tenancy.qualify(namespace, name)
+        if not await self.store.delete_secret(held):
+            return False
+        self.changed(held)
         return True
 
-    async def list(self) -> list[dict[str, Any]]:
-        return list(await self.store.list_secrets())
+    async def list(self, namespace: str = tenancy.DEFAULT) -> list[dict[str, Any]]:
+        """The namespace's secrets (never their values), by local name."""
+        return [{**r, "name": tenancy.local(r["name"])} for r in await self.store.list_secrets()
+                if tenancy.owns(namespace, r["name"])]
+
+    async def forget_namespace(self, namespace: str) -> dict[str, Any]:
+        """A deleted namespace's secrets go with it."""
+        gone = [r["name"] for r in await self.list(namespace)]
+        for name in gone:
+            await self.delete(name, namespace)
+        return {"secrets": gone}

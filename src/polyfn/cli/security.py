@@ -62,11 +62,12 @@ def keys_list(
         write_json(keys)
         return
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("access_key_id", "scope", "function", "sigv4", "last used", "state", "description"):
+    for column in ("access_key_id", "namespace", "scope", "function", "sigv4", "last used", "state", "description"):
         table.add_column(column)
     for k in keys:
         # sigv4 "no": a key made before secrets were kept encrypted (bearer auth only; make a new one for AWS SDKs)
-        table.add_row(k["access_key_id"], k["scope"], k["function"] or "*", "yes" if k.get("sigv4") else "no",
+        table.add_row(k["access_key_id"], k.get("namespace") or "default", k["scope"], k["function"] or "*",
+                      "yes" if k.get("sigv4") else "no",
                       local_time(k["last_used_at"]) if k["last_used_at"] else "never",
                       "revoked" if k["revoked_at"] else "live",
                       k["description"] + (f" (instances of {k['owner']})" if k.get("owner") and k["owner"] not in

@@ -34,6 +34,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
+from polyfn import tenancy
 from polyfn.loops import one_item
 from polyfn.model import Activation
 
@@ -296,9 +297,9 @@ _FN_FAMILIES = (
 )
 
 
-def _function_text(fs: FunctionStats) -> tuple[str, ...]:
-    """One function's sample lines, per family of _FN_FAMILIES."""
-    lbl = f'function="{_esc(fs.name)}"'
+def _function_text(fs: FunctionStats, name: str | None = None) -> tuple[str, ...]:
+    """One function's sample lines, per family of _FN_FAMILIES (labelled `name`, default its held name)."""
+    lbl = f'function="{_esc(fs.name if name is None else name)}"'
     inv = "".join(f'polyfn_invocations_total{{{lbl},status="{_esc(st)}",trigger="{_esc(tr)}"}} '
                   f"{floatToGoString(n)}\n" for (st, tr), n in list(fs.invocations.items()))
     return (
@@ -457,14 +458,30 @@ class Metrics(Collector):
             d["memory_mb"] += (st["starting"] + st["idle"] + st["busy"]) * pool.revision.spec.memory
         return out
 
-    def render(self) -> tuple[bytes, str]:
-        """The Prometheus text of every metric (what `GET /metrics` serves)."""
+    def render(self, namespace: str | None = None) -> tuple[bytes, str]:
+        """The Prometheus text (what `GET /metrics` serves): every series, or with `namespace` only that
+        namespace's functions (and workflows), labelled by their local names, plus the node's unlabelled
+        series; series labelled by anything else are left out of a namespace's view (docs/tenancy.md)."""
+        def mine(labels: tuple[str, ...], names: tuple[str, ...]) -> tuple[str, ...] | None:
+            if namespace is None:
+                return labels
+            if not names:
+                return labels
+            if names[0] not in ("function", "workflow") or not tenancy.owns(namespace, labels[0]):
+                return None
+            return (tenancy.local(labels[0]), *labels[1:])
+
         families: list[list[str]] = [[] for _ in _FN_FAMILIES]
         cache = self._text
         for fs in list(self.functions.values()):
-            hit = cache.get(fs.name)
-            if hit is None or hit[0] != fs.version:
-                hit = cache[fs.name] = (fs.version, _function_text(fs))
+            if namespace is not None and not tenancy.owns(namespace, fs.name):
+                continue
+            if namespace not in (None, tenancy.DEFAULT):  # local names differ from held: not cached
+                hit = (fs.version, _function_text(fs, tenancy.local(fs.name)))
+            else:
+                hit = cache.get(fs.name)
+                if hit is None or hit[0] != fs.version:
+                    hit = cache[fs.name] = (fs.version, _function_text(fs))
             for fam, text in zip(families, hit[1], strict=True):
                 if text:
                     fam.append(text)
@@ -476,7 +493,9 @@ class Metrics(Collector):
         queued = [_head("polyfn_queue_depth", "Invocations waiting for an instance, by function.", "gauge")]
         mem = 0
         for fn, d in sorted(self.instances().items()):
-            lbl = f'function="{_esc(fn)}"'
+            if (shown := mine((fn,), ("function",))) is None:
+                continue
+            lbl = f'function="{_esc(shown[0])}"'
             for state in ("starting", "idle", "busy"):
                 inst.append(f'polyfn_instances{{{lbl},state="{state}"}} {floatToGoString(d[state])}\n')
             queued.append(f"polyfn_queue_depth{{{lbl}}} {floatToGoString(d['queued'])}\n")
@@ -490,16 +509,18 @@ class Metrics(Collector):
             out.append(f"polyfn_memory_budget_bytes {floatToGoString(self.memory_budget_mb * 1024 * 1024)}\n")
         for c in list(self._counters.values()):
             out.append(_head(c.name, c.help, "counter"))
-            out.extend(f"{c.name}{_labels(c.labelnames, labels)} {floatToGoString(n)}\n"
-                       for labels, n in list(c.values.items()))
+            out.extend(f"{c.name}{_labels(c.labelnames, shown)} {floatToGoString(n)}\n"
+                       for labels, n in list(c.values.items())
+                       if (shown := mine(labels, c.labelnames)) is not None)
         for g in list(self._gauges.values()):
             out.append(_head(g.name, g.help, "gauge"))
             try:
                 values = g.fn()
             except Exception:
                 values = {}
-            out.extend(f"{g.name}{_labels(g.labelnames, labels)} {floatToGoString(v)}\n"
-                       for labels, v in values.items())
+            out.extend(f"{g.name}{_labels(g.labelnames, shown)} {floatToGoString(v)}\n"
+                       for labels, v in values.items()
+                       if (shown := mine(labels, g.labelnames)) is not None)
         out.append(_head("polyfn_start_time_seconds", "When this node started (epoch seconds).", "gauge"))
         out.append(f"polyfn_start_time_seconds {floatToGoString(self.started)}\n")
         return "".join(out).encode(), CONTENT_TYPE_LATEST

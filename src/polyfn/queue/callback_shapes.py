@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from polyfn import tenancy
+
 #: the trigger name of OpenFaaS async calls (their queue jobs and activations)
 OPENFAAS_ASYNC = "openfaas-async"
 
@@ -18,14 +20,15 @@ OPENFAAS_ASYNC = "openfaas-async"
 def openfaas_callback(job: Any, out: Any, status: str, reason: str | None) -> tuple[bytes, dict[str, str]]:
     """What OpenFaaS's queue-worker POSTs to X-Callback-Url: the function's response body and headers, plus
     X-Call-Id, X-Function-Status, X-Function-Name, X-Duration-Seconds (since the call was accepted) and
-    X-Start-Time (ns). A call that ends in the dead-letter queue without a response reports status 500."""
+    X-Start-Time (ns); a namespaced function is named by its local name, as OpenFaaS's `name` of
+    `name.namespace` (tenancy.py). A call that ends in the dead-letter queue without a response reports status 500."""
     call_id = next((v for k, v in job.headers if k.lower() == "x-call-id"), job.id)
     hdrs: dict[str, str] = {}
     if out is not None:
         hdrs = {k.decode("latin-1"): v.decode("latin-1") for k, v in out.headers
                 if k.lower() not in (b"content-length", b"transfer-encoding", b"connection")}
     hdrs.update({"X-Call-Id": call_id, "X-Function-Status": str(out.status if out is not None else 500),
-                 "X-Function-Name": job.function, "X-Duration-Seconds": f"{time.time() - job.enqueued_at:.6f}",
+                 "X-Function-Name": tenancy.local(job.function), "X-Duration-Seconds": f"{time.time() - job.enqueued_at:.6f}",
                  "X-Start-Time": str(int(job.enqueued_at * 1e9))})
     if reason:
         hdrs["X-Polyfn-Dead-Letter"] = reason[:200].replace("\r", " ").replace("\n", " ")

@@ -33,7 +33,7 @@ from polyfn.scheduler.fnzygote import FunctionZygote, FunctionZygotes, oom_kills
 from polyfn.scheduler.instance import InitFailed, Instance, InstanceGone, State
 from polyfn.scheduler.pool import Pool
 from polyfn.scheduler.zygote import ZygoteClient, ZygoteError
-from polyfn.tenancy import local
+from polyfn.tenancy import DEFAULT, local, namespace_of, qualify
 
 log = logging.getLogger("polyfn.manager")
 SECRETS_DIR = "/run/secrets"
@@ -391,7 +391,7 @@ class InstanceManager:
 
     async def _instance_spec(self, rev: Revision, iid: str) -> tuple[InstanceSpec, SandboxPlan]:
         spec = rev.spec
-        secret_files, secret_env = await self._secrets_for(spec.secrets)
+        secret_files, secret_env = await self._secrets_for(spec.secrets, namespace_of(rev.function))
         hook_env = await self.env_hook(rev.function) if self.env_hook else {}
         plan = self.sandbox_plan(rev)
         plan.secret_files = secret_files
@@ -520,7 +520,9 @@ class InstanceManager:
             return 0
         dropped = 0
         for p in list(self.pools):
-            if p.revision.key in self.fzs.ready and any(e.partition(":")[0] == name for e in p.revision.spec.secrets):
+            ns = namespace_of(p.revision.function)  # (`name` is held: NS~NAME outside `default`)
+            if p.revision.key in self.fzs.ready and any(qualify(ns, e.partition(":")[0]) == name
+                                                        for e in p.revision.spec.secrets):
                 self.fzs.drop(p.revision.key)
                 dropped += 1
         return dropped
@@ -559,17 +561,20 @@ class InstanceManager:
             oom, fz.oom_seen = n > fz.oom_seen, max(n, fz.oom_seen)
         self._ended(inst, status, oom)
 
-    async def _secrets_for(self, entries: list[str]) -> tuple[dict[str, str], dict[str, str]]:
-        """({name: value} for /run/secrets files, {name: value} for env) of a spec's `secrets`."""
+    async def _secrets_for(self, entries: list[str], namespace: str = DEFAULT) -> tuple[dict[str, str], dict[str, str]]:
+        """({name: value} for /run/secrets files, {name: value} for env) of a spec's `secrets`, each the
+        secret of that name in the function's own namespace (held as NS~NAME: tenancy.py)."""
         if not entries:
             return {}, {}
         names = [e.partition(":")[0] for e in entries]
         try:
-            values = await self.secret_source(names) if self.secret_source else {}
+            held = await self.secret_source([qualify(namespace, n) for n in names]) if self.secret_source else {}
         except KeyError as e:
+            missing = ", ".join(local(n) for n in str(e.args[0]).split(", "))
             raise InitFailed({"errorType": "Runtime.MissingSecret",
-                              "errorMessage": f"secret(s) {e.args[0]} not found: set them with `polyfn secret set NAME`"},
+                              "errorMessage": f"secret(s) {missing} not found: set them with `polyfn secret set NAME`"},
                              []) from None
+        values = {local(k): v for k, v in held.items()}
         files: dict[str, str] = {}
         env: dict[str, str] = {}
         for entry in entries:

@@ -222,7 +222,7 @@ class OpenFaasApi(common.VendorFace):
     async def _check_secrets(self, names: list[str]) -> None:
         if not names:
             return
-        known = {s["name"] for s in await self.secrets.list()} if self.secrets is not None else set()
+        known = {s["name"] for s in await self.secrets.list(_NS.get())} if self.secrets is not None else set()
         missing = [n for n in names if n not in known]
         if missing:
             raise OpenFaasError(400, f"secret(s) {', '.join(missing)} not found: create them first "
@@ -334,12 +334,14 @@ class OpenFaasApi(common.VendorFace):
 
     async def list_secrets(self, request: Request) -> Response:
         await self.auth(request)
-        return JSONResponse([{"name": s["name"], "namespace": NAMESPACE} for s in await self._values().list()])
+        ns = _NS.get()
+        return JSONResponse([{"name": s["name"], "namespace": _to_openfaas(ns)} for s in await self._values().list(ns)])
 
     async def put_secret(self, request: Request) -> Response:
         """POST creates (409 when it exists), PUT replaces (404 when it does not)."""
         await self.auth(request)
         body = await self._body(request)
+        ns = await self.acting(str(body.get("namespace") or request.query_params.get("namespace", "")))
         name = str(body.get("name") or "")
         value = body.get("value")
         if value is None and body.get("rawValue") is not None:  # []byte: base64 in Go's JSON
@@ -349,13 +351,13 @@ class OpenFaasApi(common.VendorFace):
                 raise OpenFaasError(400, "rawValue must be base64 of UTF-8 text: polyfn keeps secrets as text") from None
         if not name or not isinstance(value, str):
             raise OpenFaasError(400, "name and value (or rawValue) are required")
-        exists = name in {s["name"] for s in await self._values().list()}
+        exists = name in {s["name"] for s in await self._values().list(ns)}
         if request.method == "POST" and exists:
             raise OpenFaasError(409, f"secret {name} already exists: update it with faas-cli secret update {name}")
         if request.method == "PUT" and not exists:
             raise OpenFaasError(404, f"secret {name} not found: create it with faas-cli secret create {name}")
         try:
-            await self._values().put(name, value)
+            await self._values().put(name, value, ns)
         except SecretError as e:
             raise OpenFaasError(e.status, f"{e.code}: {e.message}") from None
         return Response(status_code=201 if request.method == "POST" else 202)
@@ -363,15 +365,13 @@ class OpenFaasApi(common.VendorFace):
     async def delete_secret(self, request: Request) -> Response:
         await self.auth(request)
         body = await self._body(request)
+        ns = await self.acting(str(body.get("namespace") or request.query_params.get("namespace", "")))
         name = str(body.get("name") or request.query_params.get("name") or "")
-        if not await self._values().delete(name):
+        if not await self._values().delete(name, ns):
             raise OpenFaasError(404, f"secret {name!r} not found")
         return Response(status_code=202)
 
     def _values(self) -> Any:
-        if _NS.get() != DEFAULT:
-            raise OpenFaasError(403, "secrets are not namespaced yet: only the default namespace (openfaas-fn) has "
-                                "them")
         if self.secrets is None:
             raise OpenFaasError(501, "secrets are not available on this node")
         return self.secrets
