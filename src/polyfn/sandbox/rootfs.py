@@ -96,10 +96,7 @@ def distribution_paths(dists: Iterable[object], metadata: bool = True) -> list[s
                         parts[0].endswith((".dist-info", ".data")) or k == len(parts):
                     break
             if os.path.exists(path):
-                real = os.path.realpath(path)
-                out.add(real)
-                if real != os.path.abspath(path):  # a venv reached through a symlink: modules the zygote
-                    out.add(os.path.abspath(path))  # imported carry this path, which must exist in the root too
+                out.add(os.path.realpath(path))
     return sorted(out)
 
 
