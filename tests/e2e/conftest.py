@@ -81,8 +81,15 @@ class Server:
         assert r.status_code in (200, 201), r.text
         return r.json()
 
-    def activation(self, activation_id: str) -> dict[str, Any]:
-        r = self.api.get(f"/v1/activations/{activation_id}")
+    def activation(self, activation_id: str, within: float = 10) -> dict[str, Any]:
+        """The activation, waiting up to `within` s for its record: a streamed response's record is made when
+        the stream ends on the node, which may be just after the client has read the last chunk."""
+        deadline = time.monotonic() + within
+        while True:
+            r = self.api.get(f"/v1/activations/{activation_id}")
+            if r.status_code != 404 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         assert r.status_code == 200, r.text
         return r.json()
 

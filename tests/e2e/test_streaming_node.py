@@ -128,6 +128,7 @@ def test_gcp_res_write_chunks_arrive_as_written(fns: Server) -> None:
         assert next(lines) == "data: first"  # the function still waits for the file
         Path(go).touch()
         assert [next(lines), next(lines), next(lines), next(lines)] == ["", "data: second", "", "data: end"]
+        assert list(lines) == [""]  # read to the end: a client that leaves first makes the stream `disconnected`
     act = fns.activation(r.headers["x-polyfn-activation-id"])
     assert act["status"] == "success" and act["stream"]["chunks"] == 3
 
