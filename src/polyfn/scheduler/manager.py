@@ -31,6 +31,7 @@ from polyfn.scheduler import launcher as _launcher
 from polyfn.scheduler.cpushare import CpuShares
 from polyfn.scheduler.fnzygote import FunctionZygote, FunctionZygotes, oom_kills
 from polyfn.scheduler.instance import InitFailed, Instance, InstanceGone, State
+from polyfn.scheduler.keepalive import IdlePrior
 from polyfn.scheduler.pool import Pool
 from polyfn.scheduler.zygote import ZygoteClient, ZygoteError
 from polyfn.tenancy import DEFAULT, local, namespace_of, qualify
@@ -50,6 +51,9 @@ def _kill_if_open(inst: Instance) -> None:
 class InstanceManager:
     def __init__(self, settings: Settings):
         self.settings = settings
+        # the `adaptive` keep-alive policy's starting belief, one per namespace (a tenant's idle times never
+        # shape another's windows)
+        self.idle_priors: dict[str, IdlePrior] = {}
         self.zygote = ZygoteClient("python", settings.run_dir / "zygote-python.log", self._on_exit)
         self.launcher = _launcher.Launcher(self._on_exit, settings.node_blanks)  # runtimes without a zygote
         self.fzs: FunctionZygotes | None = FunctionZygotes(self) if settings.function_zygotes else None
@@ -330,8 +334,9 @@ class InstanceManager:
 
     def new_pool(self, revision: Revision, keep_min: bool = True) -> Pool:
         """A pool for `revision`; `keep_min=False` (a pinned, non-current revision) keeps no instances warm."""
+        prior = self.idle_priors.setdefault(namespace_of(revision.spec.name), IdlePrior())
         pool = Pool(revision, self, self.settings.max_queue, self.settings.keepalive,
-                    self.settings.keepalive_policy)
+                    self.settings.keepalive_policy, prior)
         if not keep_min:
             pool.min_instances = 0
             pool.scaler_config = dataclasses.replace(pool.scaler_config, min_instances=0)

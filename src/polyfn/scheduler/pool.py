@@ -19,7 +19,7 @@ from polyfn.scheduler import decisions, shed
 from polyfn.scheduler.autoscaler import AutoscalerConfig, AutoscalerState, Decision, Stats, decide
 from polyfn.scheduler.deadlines import Deadlines
 from polyfn.scheduler.instance import InitFailed, Instance, InstanceGone, State
-from polyfn.scheduler.keepalive import FixedPolicy, HybridPolicy, make_policy
+from polyfn.scheduler.keepalive import IdlePrior, Policy, make_policy
 
 log = logging.getLogger("polyfn.pool")
 
@@ -83,7 +83,7 @@ class StartFailed(Exception):
 
 class Pool:
     def __init__(self, revision: Revision, manager: Starter, max_queue: int, keepalive: float,
-                 keepalive_policy: str = "fixed"):
+                 keepalive_policy: str = "fixed", idle_prior: IdlePrior | None = None):
         self.revision = revision
         self.manager = manager
         spec = revision.spec
@@ -91,8 +91,8 @@ class Pool:
         self.min_instances = spec.min_instances
         self.max_instances = spec.max_instances
         self.keepalive = spec.keepalive if spec.keepalive is not None else keepalive
-        self.policy: FixedPolicy | HybridPolicy = make_policy(
-            getattr(spec, "keepalive_policy", None) or keepalive_policy, self.keepalive)
+        self.policy: Policy = make_policy(getattr(spec, "keepalive_policy", None) or keepalive_policy,
+                                          self.keepalive, spec.memory, idle_prior)
         self.max_queue = max_queue
         self.scaler_config = AutoscalerConfig(target=spec.concurrency, min_instances=spec.min_instances,
                                               max_instances=spec.max_instances)
@@ -481,7 +481,7 @@ class Pool:
         `min_instances`; start the policy's pre-warm instance when it is due. Returns how many closed.
 
         * keep-alive: an instance idle for the policy's keep-alive is closed; when the policy pre-warms
-          (hybrid, with a representative idle-time histogram) idle instances are unloaded right after use
+          (hybrid with a representative idle-time histogram, adaptive) idle instances are unloaded right after use
           and one is brought back at `last_end + prewarm`, kept for the window's keep-alive;
         * autoscaler: idle instances above its (gradually falling) desired count are closed at once."""
         live = sum(1 for i in self.instances if i.state is State.READY)  # closing ones don't count
