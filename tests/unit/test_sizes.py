@@ -15,7 +15,6 @@ MAX_CLASS = 300
 #: known debt (lines when listed): modules over MAX_MODULE
 MODULES = {
     "polyfn/store/db.py": "887: the metadata store's one class; activations and keys are its seams",
-    "polyfn/runtimes/python/instance.py": "806: the in-sandbox loop; its frames and its flavours' glue",
     "polyfn/api/compat/lambda_api.py": "801: Lambda's API; functions, versions/aliases, invoke",
     "polyfn/scheduler/manager.py": "664: spawning, the ticker, the sandbox set-up",
     "polyfn/api/compat/openwhisk.py": "642: actions, activations, namespaces",

@@ -21,7 +21,7 @@ from polyfn.config import Settings
 from polyfn.loops import one_item
 from polyfn.model import Revision
 from polyfn.runtimes import dotnet
-from polyfn.runtimes.python.instance import PROVIDED_DIR, InstanceSpec
+from polyfn.runtimes.python.startup import PROVIDED_DIR, InstanceSpec
 from polyfn.sandbox import cgroups, probe, rootfs
 from polyfn.sandbox.auditlog import SeccompLog
 from polyfn.sandbox.cgroups import CgroupBase
