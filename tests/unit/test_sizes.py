@@ -31,7 +31,6 @@ CLASSES = {
     "polyfn/store/db.py:Store": "436",
     "polyfn/storage/local.py:LocalBackend": "427",
     "polyfn/queue/dispatcher.py:AsyncQueue": "397",
-    "polyfn/invoker.py:Invoker": "366",
     "polyfn/apps/service.py:AppService": "350",
     "polyfn/api/compat/openwhisk.py:WhiskApi": "338",
     "polyfn/api/compat/openfaas.py:OpenFaasApi": "334",
