@@ -15,12 +15,20 @@ from polyfn.scheduler.pool import Pool, StartFailed, Throttled
 
 
 class FakeManager:
-    """Starts fake instances; `gate` lets a test decide when starts complete."""
+    """Starts fake instances (the pool's whole `Starter` interface, with room for every start); `gate` lets a
+    test decide when starts complete."""
+
+    memory_budget_mb = 1 << 20
+    metrics = None
 
     def __init__(self, fail: dict | None = None):
         self.started = 0
         self.fail = fail
         self.gate: asyncio.Event | None = None
+        self.shedding: dict[str, Pool] = {}
+
+    def reserve(self, pool: Pool) -> bool:
+        return True
 
     async def start_instance(self, pool: Pool) -> Instance:
         self.started += 1
@@ -302,7 +310,7 @@ async def test_memory_budget_evicts_idle_instances_of_other_functions_lru() -> N
 
 
 async def test_memory_budget_refuses_when_nothing_is_idle() -> None:
-    from polyfn.scheduler.pool import NoCapacity
+    from polyfn.scheduler.refusals import NoCapacity
 
     m = BudgetManager(budget=512)
     a = budget_pool(m, "a", memory=512)

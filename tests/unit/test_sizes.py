@@ -26,7 +26,6 @@ MODULES = {
 CLASSES = {
     "polyfn/scheduler/manager.py:InstanceManager": "614",
     "polyfn/api/compat/lambda_api.py:LambdaApi": "602",
-    "polyfn/scheduler/pool.py:Pool": "471",
     "polyfn/node.py:Node": "453: the composition root's one list of parts",
     "polyfn/store/db.py:Store": "436",
     "polyfn/storage/local.py:LocalBackend": "427",
