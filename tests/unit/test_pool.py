@@ -269,19 +269,23 @@ async def test_fixed_policy_is_the_default() -> None:
 
 
 class BudgetManager(FakeManager):
-    """A fake manager with the real InstanceManager's budget logic."""
+    """A fake manager with the real memory budget (scheduler/budget.py)."""
 
     def __init__(self, budget: int, share: float = 100.0):
+        from polyfn.scheduler.budget import MemoryBudget
+
         super().__init__()
         self.pools: set[Pool] = set()
         self.memory_budget_mb = budget
-        self.fzs = None  # no function zygotes here (tests/e2e/test_function_zygote.py has their eviction)
-        self.settings = SimpleNamespace(function_memory_share=share)
+        # (no function zygotes here: tests/e2e/test_function_zygote.py has their eviction)
+        self.budget = MemoryBudget(SimpleNamespace(memory_budget_mb=budget, function_memory_share=share),  # type: ignore[arg-type]
+                                   self.pools)
 
-    from polyfn.scheduler.manager import InstanceManager as _IM
+    def reserved_mb(self) -> int:
+        return self.budget.reserved_mb()
 
-    reserved_mb = _IM.reserved_mb
-    reserve = _IM.reserve
+    def reserve(self, pool: Pool) -> bool:
+        return self.budget.reserve(pool)
 
 
 def budget_pool(m: BudgetManager, name: str, **spec) -> Pool:  # type: ignore[no-untyped-def]
