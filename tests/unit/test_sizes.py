@@ -18,7 +18,6 @@ MODULES = {
     "polyfn/api/compat/lambda_api.py": "801: Lambda's API; functions, versions/aliases, invoke",
     "polyfn/api/compat/openwhisk.py": "642: actions, activations, namespaces",
     "polyfn/cli/functions.py": "629: deploy, list/show, logs",
-    "polyfn/runtimes/http/proxy.py": "623: the program's HTTP forward, the C# host's pipes, WebSocket relay",
 }
 
 #: known debt: classes over MAX_CLASS, as "module:Class"
