@@ -17,7 +17,6 @@ MODULES = {
     "polyfn/runtimes/python/instance.py": "806: the in-sandbox loop; its frames and its flavours' glue",
     "polyfn/scheduler/manager.py": "664: spawning, the ticker, the sandbox set-up",
     "polyfn/api/compat/openwhisk.py": "642: actions, activations, namespaces",
-    "polyfn/cli/functions.py": "629: deploy, list/show, logs",
     "polyfn/runtimes/http/proxy.py": "623: the program's HTTP forward, the C# host's pipes, WebSocket relay",
 }
 
