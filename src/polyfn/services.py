@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 class FunctionStore(Protocol):
-    """The metadata store as the faces read it (store/db.py): functions, revisions, activations, logs."""
+    """The metadata store as the faces read it (store/db.py, store/activations.py): functions, revisions, activations, logs."""
 
     async def get_function(self, name: str) -> FunctionInfo | None: ...
     async def list_functions(self) -> list[FunctionInfo]: ...

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from polyfn.cli.functions import default_name, parse_env
+from polyfn.cli.deploy import default_name, parse_env
 
 if TYPE_CHECKING:
     from conftest import FakeApi, Recorded, Run

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from polyfn.auth.keys import KeyRing
 from polyfn.auth.secrets import SecretBox
 from polyfn.store import Store
-from polyfn.store.db import MIGRATIONS_DIR
+from polyfn.store.engine import MIGRATIONS_DIR
 from polyfn.store.security import SecurityStore
 
 

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from polyfn.store import Store
-from polyfn.store.db import MIGRATIONS_DIR, application_name
+from polyfn.store.engine import MIGRATIONS_DIR, application_name
 from polyfn.store.schema import Migration, SchemaMismatch, chain, floor_of, plan, read_graph, schemas_in
 
 # a → b → c(incompatible: nodes of b break) → d

@@ -14,7 +14,7 @@ from sqlalchemy import select, text
 
 from polyfn.model import Activation, FunctionSpec, LogLine
 from polyfn.store import Store
-from polyfn.store.db import MIGRATIONS_DIR, head_revisions
+from polyfn.store.engine import MIGRATIONS_DIR, head_revisions
 from polyfn.store.tables import activations, metadata
 
 
@@ -420,7 +420,7 @@ async def test_prune_by_count_and_age(store: Store) -> None:
 
 def test_sqlite_fast_insert_covers_every_activation_column() -> None:
     """The SQLite fast path lists the columns itself: a column added to `activations` must be added there."""
-    from polyfn.store.db import _ACTIVATION_COLUMNS, _activation_row, _activation_tuple
+    from polyfn.store.activations import _ACTIVATION_COLUMNS, _activation_row, _activation_tuple
     from polyfn.store.tables import activations
 
     assert list(_ACTIVATION_COLUMNS) == [c.name for c in activations.c]

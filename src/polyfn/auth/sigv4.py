@@ -7,7 +7,7 @@ service normalises dot segments and encodes the raw path once more, as botocore 
 hash is known (Lambda has read the body; S3 verifies before streaming it and checks the digest later).
 
 Errors are `SigV4Error(reason, message)` with a small set of reasons; each API maps a reason to the error
-its clients expect (`storage/sigv4.py`: S3 XML codes, `api/compat/lambda_api.py`: `x-amzn-ErrorType`).
+its clients expect (`storage/sigv4.py`: S3 XML codes, `api/compat/lambda_wire.py`: `x-amzn-ErrorType`).
 Pure functions: the caller passes `now` (epoch seconds). botocore's signers are the reference: the tests
 sign real requests with them.
 """

@@ -1,6 +1,6 @@
 """The `polyfn` command: the Typer app, its global options, and the one error-to-exit-code mapping.
 
-Commands live one group per module (`serve`, `functions`, `activations`, `version`) and only raise:
+Commands live one group per module (`serve`, `deploy`, `functions`, `activations`, `version`) and only raise:
 `ApiError` / `ServerUnreachable` from the SDK, `CliError` / `FunctionFailed` from `errors.py`, or
 `typer.BadParameter` for usage mistakes. `PolyfnGroup.invoke` catches the rest in one place, prints one
 red line that says what went wrong and what to type next, and exits with an `ExitStatus` — so scripts
@@ -37,6 +37,7 @@ from polyfn.cli import (
     version,
     workflows,
 )
+from polyfn.cli import deploy as deploy_cmd
 from polyfn.cli import invoke as invoke_cmd
 from polyfn.cli.config import (
     DATA_DIR_ENV,
@@ -195,7 +196,7 @@ app.command("doctor", rich_help_panel="Server")(doctor.doctor)
 app.add_typer(security.keys_app, name="keys", rich_help_panel="Access")
 app.add_typer(namespaces.ns_app, name="ns", rich_help_panel="Access")
 app.add_typer(security.secret_app, name="secret", rich_help_panel="Access")
-app.command("deploy", rich_help_panel="Functions")(functions.deploy)
+app.command("deploy", rich_help_panel="Functions")(deploy_cmd.deploy)
 app.command("invoke", rich_help_panel="Functions")(invoke_cmd.invoke)
 app.command("list", rich_help_panel="Functions")(functions.list_functions)
 app.command("describe", rich_help_panel="Functions")(functions.describe)

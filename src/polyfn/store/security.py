@@ -7,7 +7,8 @@ from typing import Any
 import msgspec
 from sqlalchemy import delete, select, update
 
-from polyfn.store.db import Store, _dialect_insert
+from polyfn.store.db import Store
+from polyfn.store.engine import dialect_insert
 from polyfn.store.tables import api_keys, secrets
 
 
@@ -37,7 +38,7 @@ class SecurityStore:
         """`add_key`, unless a key with the same secret is stored already (another node of the cluster, started
         at the same moment with the same admin.key, stored it first): False then."""
         async with self.store._writer() as conn:
-            res = await conn.execute(_dialect_insert(conn)(api_keys).values(**msgspec.to_builtins(key))
+            res = await conn.execute(dialect_insert(conn)(api_keys).values(**msgspec.to_builtins(key))
                                      .on_conflict_do_nothing())
         return bool(res.rowcount)
 

@@ -6,7 +6,7 @@ in steps (`PRAGMA incremental_vacuum(N)`), each a short write transaction, inste
 the whole file and blocks every write meanwhile. New databases are made that way; an older file is converted
 once at start (a `VACUUM`, which copies only the live data).
 
-Plain `sqlite3` functions for the activation writer's own thread (`store/db.py`), so none of it runs on the
+Plain `sqlite3` functions for the activation writer's own thread (`store/activations.py`), so none of it runs on the
 event loop. PostgreSQL reclaims with its own (auto)vacuum (docs/operations.md, "Disk space").
 """
 

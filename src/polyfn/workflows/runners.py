@@ -19,10 +19,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
 
-from polyfn.store.db import (
-    _WRITE as WRITE_OPTION,  # the store's engine: BEGIN IMMEDIATE on SQLite (store/db.py)
+from polyfn.store.engine import SQLITE_BUSY_TIMEOUT_MS
+from polyfn.store.engine import (
+    WRITE as WRITE_OPTION,  # the store's engine: BEGIN IMMEDIATE on SQLite (store/engine.py)
 )
-from polyfn.store.db import SQLITE_BUSY_TIMEOUT_MS
 
 T = TypeVar("T")
 

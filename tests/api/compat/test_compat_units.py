@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from polyfn.api.compat import keys, lambda_api, openwhisk
+from polyfn.api.compat import keys, lambda_wire, openwhisk
 from polyfn.auth.keys import KeyRing, digest
 from polyfn.invoker import Outcome
 from polyfn.model import FunctionInfo, FunctionSpec
@@ -58,19 +58,19 @@ def test_check_basic(header: str, who: str | None) -> None:
     ("arn:aws-cn:lambda:cn-north-1:123456789012:function:fn", ("fn", None)),
 ])
 def test_parse_function_name(value: str, want: tuple[str, str | None]) -> None:
-    assert lambda_api.parse_function_name(value) == want
+    assert lambda_wire.parse_function_name(value) == want
 
 
 @pytest.mark.parametrize("value", ["", "a b", "arn:aws:s3:::bucket", "x" * 65])
 def test_parse_function_name_rejects(value: str) -> None:
-    with pytest.raises(lambda_api.LambdaError) as e:
-        lambda_api.parse_function_name(value)
+    with pytest.raises(lambda_wire.LambdaError) as e:
+        lambda_wire.parse_function_name(value)
     assert e.value.status == 400
 
 
 @pytest.mark.parametrize(("name", "want"), [("fn", "fn"), ("My_Fn", "my-fn"), ("9lives", "fn-9lives")])
 def test_polyfn_name(name: str, want: str) -> None:
-    assert lambda_api.polyfn_name(name) == want
+    assert lambda_wire.polyfn_name(name) == want
 
 
 def info(**spec: object) -> FunctionInfo:
@@ -79,8 +79,8 @@ def info(**spec: object) -> FunctionInfo:
 
 
 def test_configuration_shape() -> None:
-    cfg = lambda_api.configuration(info(timeout=2.6, memory=256, env={"A": "1"},
-                                        annotations={lambda_api.A_NAME: "My_Fn"}), "us-west-2")
+    cfg = lambda_wire.configuration(info(timeout=2.6, memory=256, env={"A": "1"},
+                                        annotations={lambda_wire.A_NAME: "My_Fn"}), "us-west-2")
     assert cfg["FunctionName"] == "My_Fn"
     assert cfg["FunctionArn"] == "arn:aws:lambda:us-west-2:000000000000:function:My_Fn"
     assert cfg["Timeout"] == 3 and cfg["MemorySize"] == 256
@@ -88,14 +88,14 @@ def test_configuration_shape() -> None:
     assert cfg["LastModified"] == "2023-11-14T22:13:20.500+0000"
     assert cfg["State"] == "Active" and cfg["LastUpdateStatus"] == "Successful"
     assert base64.b64decode(cfg["CodeSha256"]) == bytes.fromhex("ab" * 32)
-    assert cfg["RevisionId"] == lambda_api.revision_id(info())
+    assert cfg["RevisionId"] == lambda_wire.revision_id(info())
 
 
 def test_recorded_zip_digest_is_used_only_for_the_same_code() -> None:
-    same = info(annotations={lambda_api.A_ZIP: "ab" * 32 + ":c2hh:1234"})
-    other = info(annotations={lambda_api.A_ZIP: "cd" * 32 + ":c2hh:1234"})
-    assert (lambda_api.configuration(same, "r")["CodeSha256"], lambda_api.configuration(same, "r")["CodeSize"]) == ("c2hh", 1234)
-    assert lambda_api.configuration(other, "r")["CodeSize"] == 0
+    same = info(annotations={lambda_wire.A_ZIP: "ab" * 32 + ":c2hh:1234"})
+    other = info(annotations={lambda_wire.A_ZIP: "cd" * 32 + ":c2hh:1234"})
+    assert (lambda_wire.configuration(same, "r")["CodeSha256"], lambda_wire.configuration(same, "r")["CodeSize"]) == ("c2hh", 1234)
+    assert lambda_wire.configuration(other, "r")["CodeSize"] == 0
 
 
 @pytest.mark.parametrize(("headers", "body", "want"), [

@@ -69,7 +69,7 @@ def _error(e: WorkflowError) -> lam.LambdaError:
 
 class DurableApi:
     def __init__(self, verify: Callable[..., Awaitable[Any]], workflows: Any):
-        self.verify = verify  # LambdaApi.auth: SigV4, then the key's scope
+        self.verify = verify  # LambdaFace.auth: SigV4, then the key's scope
         self.workflows = workflows
 
     @property

@@ -1,6 +1,7 @@
-"""The AWS Lambda API's vocabulary, shared by its faces (lambda_api.py: functions, versions, aliases, invoke;
-lambda_durable.py: durable executions): names and ARNs, annotations that keep Lambda's fields on a polyfn
-function, the error shape botocore parses, the configuration document, request validation."""
+"""The AWS Lambda API's vocabulary, shared by its faces (lambda_api.py's route table over lambda_face.py,
+lambda_functions.py, lambda_invoke.py and lambda_versions.py; lambda_durable.py: durable executions): names and
+ARNs, annotations that keep Lambda's fields on a polyfn function, the error shape botocore parses, the
+configuration document, request validation."""
 
 from __future__ import annotations
 

@@ -39,6 +39,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from polyfn import __version__
 from polyfn.api.compat import common, keys
+from polyfn.api.routes import Route, mount
 from polyfn.auth import function_keys
 from polyfn.auth.keys import allows
 from polyfn.auth.secrets import SecretError
@@ -54,7 +55,8 @@ from polyfn.queue.callback_shapes import OPENFAAS_ASYNC
 from polyfn.tenancy import DEFAULT, SEP, for_key, local, namespace_of, owns, qualify, split
 
 if TYPE_CHECKING:
-    from polyfn.services import CompatEntities, LiveFunctions, Triggers
+    from polyfn.config import Settings
+    from polyfn.services import AsyncJobs, CompatEntities, Invocations, Keys, LiveFunctions, Triggers
 
 NAMESPACE = "openfaas-fn"
 LABEL, ANN, IMAGE = stack.LABEL, stack.ANN, stack.IMAGE
@@ -139,7 +141,20 @@ def function_status(registry: LiveFunctions, info: FunctionInfo) -> dict[str, An
     }
 
 
+async def _body(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except ValueError:
+        raise OpenFaasError(400, "the request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise OpenFaasError(400, "the request body must be a JSON object")
+    return body
+
+
 class OpenFaasApi(common.VendorFace):
+    """`/system/*`: functions (deploy, update, delete, scale), info, namespaces, logs; basic auth with an admin
+    key (`auth`), acting in the namespace the request names (`acting`)."""
+
     def __init__(self, *, registry: LiveFunctions, secret_values: Any = None, entities: CompatEntities | None = None,
                  triggers: Triggers | None = None, namespaces: Any = None, **shared: Any):
         super().__init__(**shared)
@@ -190,15 +205,6 @@ class OpenFaasApi(common.VendorFace):
     async def get_function(self, request: Request, name: str) -> Response:
         await self.auth(request)
         return JSONResponse(function_status(self.registry, await self.info(name)))
-
-    async def _body(self, request: Request) -> dict[str, Any]:
-        try:
-            body = json.loads(await request.body() or b"{}")
-        except ValueError:
-            raise OpenFaasError(400, "the request body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise OpenFaasError(400, "the request body must be a JSON object")
-        return body
 
     def _fields(self, body: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(body) - DEPLOY_FIELDS)
@@ -256,7 +262,7 @@ class OpenFaasApi(common.VendorFace):
 
     async def deploy(self, request: Request) -> Response:
         await self.auth(request)
-        body = await self._body(request)
+        body = await _body(request)
         ns = await self.acting(str(body.get("namespace") or request.query_params.get("namespace", "")))
         name = str(body.get("service") or "")
         if not name or not body.get("image"):
@@ -287,7 +293,7 @@ class OpenFaasApi(common.VendorFace):
 
     async def update(self, request: Request) -> Response:
         await self.auth(request)
-        body = await self._body(request)
+        body = await _body(request)
         ns = await self.acting(str(body.get("namespace") or request.query_params.get("namespace", "")))
         name = str(body.get("service") or "")
         if SEP in name or await self.store.get_function(qualify(ns, name)) is None:
@@ -305,7 +311,7 @@ class OpenFaasApi(common.VendorFace):
 
     async def delete(self, request: Request) -> Response:
         await self.auth(request)
-        body = await self._body(request)
+        body = await _body(request)
         await self.acting(str(body.get("namespace") or request.query_params.get("namespace", "")))
         given = str(body.get("functionName") or "")
         if not _fn_name(given):
@@ -330,55 +336,9 @@ class OpenFaasApi(common.VendorFace):
         if not await self.entities.put(IMAGE_KIND, ref, doc, time.time(), create=False):
             await self.entities.put(IMAGE_KIND, ref, doc, time.time(), create=True)
 
-    # -- secrets (polyfn's, auth/secrets.py) ----------------------------------------------------------
-
-    async def list_secrets(self, request: Request) -> Response:
-        await self.auth(request)
-        ns = _NS.get()
-        return JSONResponse([{"name": s["name"], "namespace": _to_openfaas(ns)} for s in await self._values().list(ns)])
-
-    async def put_secret(self, request: Request) -> Response:
-        """POST creates (409 when it exists), PUT replaces (404 when it does not)."""
-        await self.auth(request)
-        body = await self._body(request)
-        ns = await self.acting(str(body.get("namespace") or request.query_params.get("namespace", "")))
-        name = str(body.get("name") or "")
-        value = body.get("value")
-        if value is None and body.get("rawValue") is not None:  # []byte: base64 in Go's JSON
-            try:
-                value = base64.b64decode(str(body["rawValue"])).decode()
-            except (ValueError, UnicodeDecodeError):
-                raise OpenFaasError(400, "rawValue must be base64 of UTF-8 text: polyfn keeps secrets as text") from None
-        if not name or not isinstance(value, str):
-            raise OpenFaasError(400, "name and value (or rawValue) are required")
-        exists = name in {s["name"] for s in await self._values().list(ns)}
-        if request.method == "POST" and exists:
-            raise OpenFaasError(409, f"secret {name} already exists: update it with faas-cli secret update {name}")
-        if request.method == "PUT" and not exists:
-            raise OpenFaasError(404, f"secret {name} not found: create it with faas-cli secret create {name}")
-        try:
-            await self._values().put(name, value, ns)
-        except SecretError as e:
-            raise OpenFaasError(e.status, f"{e.code}: {e.message}") from None
-        return Response(status_code=201 if request.method == "POST" else 202)
-
-    async def delete_secret(self, request: Request) -> Response:
-        await self.auth(request)
-        body = await self._body(request)
-        ns = await self.acting(str(body.get("namespace") or request.query_params.get("namespace", "")))
-        name = str(body.get("name") or request.query_params.get("name") or "")
-        if not await self._values().delete(name, ns):
-            raise OpenFaasError(404, f"secret {name!r} not found")
-        return Response(status_code=202)
-
-    def _values(self) -> Any:
-        if self.secrets is None:
-            raise OpenFaasError(501, "secrets are not available on this node")
-        return self.secrets
-
     async def scale(self, request: Request, name: str) -> Response:
         await self.auth(request)
-        body = await self._body(request)
+        body = await _body(request)
         replicas = body.get("replicas")
         if not isinstance(replicas, int) or replicas < 0:
             raise OpenFaasError(400, "replicas must be an integer >= 0")
@@ -443,7 +403,70 @@ class OpenFaasApi(common.VendorFace):
 
         return StreamingResponse(stream(), media_type="application/x-ndjson")
 
-    # -- invocation --------------------------------------------------------------------------------
+
+class OpenFaasSecrets:
+    """`/system/secrets`: polyfn's secrets (auth/secrets.py) in the request's namespace, behind the /system auth."""
+
+    def __init__(self, api: OpenFaasApi, *, secret_values: Any = None):
+        self.api = api
+        self.values = secret_values  # auth/secrets.SecretValues
+
+    async def list_secrets(self, request: Request) -> Response:
+        await self.api.auth(request)
+        ns = _NS.get()
+        return JSONResponse([{"name": s["name"], "namespace": _to_openfaas(ns)} for s in await self._values().list(ns)])
+
+    async def put_secret(self, request: Request) -> Response:
+        """POST creates (409 when it exists), PUT replaces (404 when it does not)."""
+        await self.api.auth(request)
+        body = await _body(request)
+        ns = await self.api.acting(str(body.get("namespace") or request.query_params.get("namespace", "")))
+        name = str(body.get("name") or "")
+        value = body.get("value")
+        if value is None and body.get("rawValue") is not None:  # []byte: base64 in Go's JSON
+            try:
+                value = base64.b64decode(str(body["rawValue"])).decode()
+            except (ValueError, UnicodeDecodeError):
+                raise OpenFaasError(400, "rawValue must be base64 of UTF-8 text: polyfn keeps secrets as text") from None
+        if not name or not isinstance(value, str):
+            raise OpenFaasError(400, "name and value (or rawValue) are required")
+        exists = name in {s["name"] for s in await self._values().list(ns)}
+        if request.method == "POST" and exists:
+            raise OpenFaasError(409, f"secret {name} already exists: update it with faas-cli secret update {name}")
+        if request.method == "PUT" and not exists:
+            raise OpenFaasError(404, f"secret {name} not found: create it with faas-cli secret create {name}")
+        try:
+            await self._values().put(name, value, ns)
+        except SecretError as e:
+            raise OpenFaasError(e.status, f"{e.code}: {e.message}") from None
+        return Response(status_code=201 if request.method == "POST" else 202)
+
+    async def delete_secret(self, request: Request) -> Response:
+        await self.api.auth(request)
+        body = await _body(request)
+        ns = await self.api.acting(str(body.get("namespace") or request.query_params.get("namespace", "")))
+        name = str(body.get("name") or request.query_params.get("name") or "")
+        if not await self._values().delete(name, ns):
+            raise OpenFaasError(404, f"secret {name!r} not found")
+        return Response(status_code=202)
+
+    def _values(self) -> Any:
+        if self.values is None:
+            raise OpenFaasError(501, "secrets are not available on this node")
+        return self.values
+
+
+class OpenFaasGateway:
+    """`/function/NAME[.NAMESPACE]` and `/async-function/…`: open like OpenFaaS's gateway (no key), but for the
+    function's own `auth` rule; async calls go through the node's durable queue."""
+
+    def __init__(self, *, settings: Settings, registry: LiveFunctions, invoker: Invocations, queue: AsyncJobs,
+                 keys: Keys):
+        self.settings = settings
+        self.registry = registry
+        self.invoker = invoker
+        self.queue = queue
+        self.keys = keys
 
     async def invoke(self, request: Request, name: str, path: str = "") -> Response:
         headers = from_outside([(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]])
@@ -490,7 +513,6 @@ class OpenFaasApi(common.VendorFace):
             raise OpenFaasError(e.status, e.message) from None
         return Response(status_code=202, headers={"X-Call-Id": call_id, "X-Start-Time": str(time.time_ns())})
 
-
     def _caller_refusal(self, name: str, request: Request, headers: list[tuple[str, str]]) -> Response | None:
         """The function's own `auth` rule (auth/function_keys.py): `/function/NAME` is no way around it."""
         active = self.registry.get(name)
@@ -515,28 +537,39 @@ def cron_trigger_id(name: str) -> str:
 
 ASYNC_TRIGGER = OPENFAAS_ASYNC  # the trigger name of OpenFaaS async calls (their queue jobs and activations)
 
+ANY = "GET,POST,PUT,DELETE,PATCH,HEAD,OPTIONS"
 
-def install(app: FastAPI, **services: Any) -> None:
-    """`services`: what `OpenFaasApi` takes (the composition root hands them in)."""
-    api = OpenFaasApi(**services)
+#: the OpenFaaS gateway's API: method, path, handler (its class names the services it uses)
+ROUTES = (
+    Route("GET",          "/system/functions",                  OpenFaasApi.list_functions),
+    Route("POST",         "/system/functions",                  OpenFaasApi.deploy),
+    Route("PUT",          "/system/functions",                  OpenFaasApi.update),
+    Route("DELETE",       "/system/functions",                  OpenFaasApi.delete),
+    Route("GET",          "/system/function/{name}",            OpenFaasApi.get_function),
+    Route("POST",         "/system/scale-function/{name}",      OpenFaasApi.scale),
+    Route("GET",          "/system/info",                       OpenFaasApi.system_info),
+    Route("GET",          "/system/namespaces",                 OpenFaasApi.list_namespaces),
+    Route("GET",          "/system/logs",                       OpenFaasApi.logs),
+    Route("GET",          "/system/secrets",                    OpenFaasSecrets.list_secrets),
+    Route("POST,PUT",     "/system/secrets",                    OpenFaasSecrets.put_secret),
+    Route("DELETE",       "/system/secrets",                    OpenFaasSecrets.delete_secret),
+    Route(ANY,            "/function/{name}",                   OpenFaasGateway.invoke),
+    Route(ANY,            "/function/{name}/{path:path}",       OpenFaasGateway.invoke),
+    Route("POST,PUT,GET", "/async-function/{name}",             OpenFaasGateway.invoke_async),
+    Route("POST,PUT,GET", "/async-function/{name}/{path:path}", OpenFaasGateway.invoke_async),
+)
+
+
+def install(app: FastAPI, *, settings: Any, store: Any, deployer: Any, invoker: Any, recorder: Any, queue: Any,
+            keys: Any, delete_function: Any, registry: Any, secret_values: Any = None, entities: Any = None,
+            triggers: Any = None, namespaces: Any = None) -> None:
+    """Mount the OpenFaaS gateway's API on `app` with the services the composition root hands in."""
+    api = OpenFaasApi(settings=settings, store=store, deployer=deployer, invoker=invoker, recorder=recorder,
+                      queue=queue, keys=keys, delete_function=delete_function, registry=registry,
+                      secret_values=secret_values, entities=entities, triggers=triggers, namespaces=namespaces)
+    gateway = OpenFaasGateway(settings=settings, registry=registry, invoker=invoker, queue=queue, keys=keys)
     r = APIRouter(include_in_schema=False)
-    r.add_api_route("/system/functions", api.list_functions, methods=["GET"])
-    r.add_api_route("/system/functions", api.deploy, methods=["POST"])
-    r.add_api_route("/system/functions", api.update, methods=["PUT"])
-    r.add_api_route("/system/functions", api.delete, methods=["DELETE"])
-    r.add_api_route("/system/function/{name}", api.get_function, methods=["GET"])
-    r.add_api_route("/system/scale-function/{name}", api.scale, methods=["POST"])
-    r.add_api_route("/system/info", api.system_info, methods=["GET"])
-    r.add_api_route("/system/namespaces", api.list_namespaces, methods=["GET"])
-    r.add_api_route("/system/logs", api.logs, methods=["GET"])
-    r.add_api_route("/system/secrets", api.list_secrets, methods=["GET"])
-    r.add_api_route("/system/secrets", api.put_secret, methods=["POST", "PUT"])
-    r.add_api_route("/system/secrets", api.delete_secret, methods=["DELETE"])
-    methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
-    r.add_api_route("/function/{name}", api.invoke, methods=methods)
-    r.add_api_route("/function/{name}/{path:path}", api.invoke, methods=methods)
-    r.add_api_route("/async-function/{name}", api.invoke_async, methods=["POST", "PUT", "GET"])
-    r.add_api_route("/async-function/{name}/{path:path}", api.invoke_async, methods=["POST", "PUT", "GET"])
+    mount(r, ROUTES, api, OpenFaasSecrets(api, secret_values=secret_values), gateway)
     app.include_router(r)
 
     @app.exception_handler(OpenFaasError)

@@ -49,7 +49,7 @@ class SfnError(Exception):
 
 def lambda_function_name(value: str) -> str:
     """The polyfn function a Task's Lambda function name, partial ARN or ARN names (the Lambda API's mapping)."""
-    from polyfn.api.compat.lambda_api import LambdaError, parse_function_name, polyfn_name
+    from polyfn.api.compat.lambda_wire import LambdaError, parse_function_name, polyfn_name
 
     try:
         return polyfn_name(parse_function_name(value)[0])
