@@ -23,7 +23,6 @@ MODULES = {
 #: known debt: classes over MAX_CLASS, as "module:Class"
 CLASSES = {
     "polyfn/api/compat/lambda_api.py:LambdaApi": "602",
-    "polyfn/node.py:Node": "453: the composition root's one list of parts",
     "polyfn/store/db.py:Store": "436",
     "polyfn/storage/local.py:LocalBackend": "427",
     "polyfn/queue/dispatcher.py:AsyncQueue": "397",
