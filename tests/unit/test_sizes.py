@@ -25,7 +25,6 @@ CLASSES = {
     "polyfn/api/compat/lambda_api.py:LambdaApi": "602",
     "polyfn/store/db.py:Store": "436",
     "polyfn/storage/local.py:LocalBackend": "427",
-    "polyfn/queue/dispatcher.py:AsyncQueue": "397",
     "polyfn/apps/service.py:AppService": "350",
     "polyfn/api/compat/openwhisk.py:WhiskApi": "338",
     "polyfn/api/compat/openfaas.py:OpenFaasApi": "334",
