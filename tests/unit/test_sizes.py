@@ -29,7 +29,6 @@ CLASSES = {
     "polyfn/api/compat/openwhisk.py:WhiskApi": "338",
     "polyfn/api/compat/openfaas.py:OpenFaasApi": "334",
     "polyfn/api/compat/openwhisk_events.py:WhiskEvents": "329",
-    "polyfn/queue/jetstream.py:JetStreamJobs": "318: the stream's jobs; node-to-node requests (cancel, pushes)",
 }
 
 
