@@ -18,45 +18,40 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import logging
 import os
 import secrets
-import threading
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from polyfn import __version__
 from polyfn.api.compat.stepfunctions import StepFunctionsApi, lambda_function_name
-from polyfn.api.compat.stepfunctions import is_target as _sfn_target
 from polyfn.api.compat.sts import StsApi
 from polyfn.apps import node as apps_node
-from polyfn.apps.firebase import AUTH_PREFIXES
 from polyfn.auth.keys import KeyRing
 from polyfn.auth.ratelimit import Limiter
 from polyfn.auth.secrets import SecretBox, SecretValues
 from polyfn.auth.sts import Issuer
-from polyfn.bundled import bundle_dir
 from polyfn.config import Settings
 from polyfn.db.service import DbService
-from polyfn.deploy import archive, artifacts
+from polyfn.deploy import artifacts
+from polyfn.deploy.examples import deploy_examples
 from polyfn.deploy.service import Deployer
+from polyfn.front import FrontDoor
 from polyfn.gateway import Gateway
-from polyfn.gateway.limits import body_limit, limit_body
 from polyfn.invoker import Invoker
 from polyfn.lifecycle import Lifecycle
 from polyfn.loops import cancelled
-from polyfn.model import Revision
 from polyfn.namespaces import Namespaces, TenancyOps
+from polyfn.observe.history import replay_last_hour
 from polyfn.observe.metrics import Metrics
 from polyfn.observe.recorder import ActivationRecorder
 from polyfn.observe.usage import UsageMeter
 from polyfn.queue.dispatcher import AsyncQueue
 from polyfn.quotas import QuotaGuard
+from polyfn.removal import FunctionRemoval
 from polyfn.scheduler.manager import InstanceManager
-from polyfn.scheduler.pool import Pool
 from polyfn.scheduler.registry import FunctionRegistry
 from polyfn.scheduler.sync import ClusterSync
 from polyfn.sites import Sites
@@ -118,7 +113,6 @@ class Node:
         s.data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(s.data_dir, 0o700)
         self.admin_key = load_or_create_admin_key(s.data_dir)
-        self._cleanup: set[asyncio.Task[None]] = set()
         self._background: list[asyncio.Task[None]] = []  # the examples' deploys, the charts' history replay
 
         # the ground: the metadata store (opened at start), secrets, keys, rate limits
@@ -138,9 +132,9 @@ class Node:
         self.registry = FunctionRegistry(self.manager, s.drain_timeout)
         self.metrics = Metrics(lambda: list(self.manager.pools), s.memory_budget_mb)
         self.manager.metrics = self.metrics
-        self.manager.specs.secret_source = self.read_secrets
-        # setting and deleting secrets, per namespace (/v1/secrets, OpenFaaS's /system/secrets)
+        # setting and deleting secrets, per namespace (/v1/secrets, OpenFaaS's /system/secrets); read at a start
         self.secret_values = SecretValues(self.security_store, self.secret_box, self.manager.secret_changed)
+        self.manager.specs.secret_source = self.secret_values.read
         self.otlp = _otlp(s.otlp_endpoint)
         self.recorder = ActivationRecorder(self.store, retention_count=s.activation_retention_count,
                                            retention_age=s.activation_retention_age, store_max=s.log_store_max)
@@ -178,6 +172,9 @@ class Node:
                                          function_name=lambda_function_name,
                                          write_lock=getattr(self.store, "_write_lock", None),  # SQLite: one writer
                                          retention=s.workflow_retention)
+        self.removal = FunctionRemoval(s.code_dir, self.store, self.registry, self.manager, self.metrics, self.storage,
+                                       self.triggers, self.queue)
+        self.delete_function = self.removal.delete  # for every API (services.DeleteFunction)
         self.namespaces = Namespaces(NamespaceStore(self.store))  # tenants (tenancy.py, docs/tenancy.md)
         self.tenancy = TenancyOps(self.namespaces, self.store, self.registry, self.keys, self.delete_function,
                                   self.queue)
@@ -202,50 +199,40 @@ class Node:
             self.metrics.gauge("polyfn_websocket_connections", "Open WebSocket connections this node holds, by function.",
                                ("function",), self.connections.by_function)
         self.sfn_api = StepFunctionsApi(self.workflows, lambda: self.keys)
-        self._sts = StsApi(self.keys.sts, self.keys.signing_credentials)
-        self._api: Any = None  # the control API and the console: `api`, built on first use
-        self._api_lock = threading.Lock()
-        self._api_built: asyncio.Future[Any] | None = None
+        #: the one ASGI app (front.py): each request to its face; the control API built on first use
+        self.front = FrontDoor(s, self._build_api, self.start, self.stop, (self.registry, self.sync, self.queue),
+                               gateway=self._gateway, websockets=self._websockets, ws_passthrough=self._ws_passthrough,
+                               ws_management=self._ws_management, sfn_api=self.sfn_api, apps_face=self._apps_face,
+                               sites=self.sites, db=self.db, sts=StsApi(self.keys.sts, self.keys.signing_credentials),
+                               firebase=self._firebase)
+        self.asgi = self.front  # what uvicorn serves
 
         self.lifecycle = self._start_list()
 
     @property
     def api(self) -> Any:
-        """The control API with the console mounted (FastAPI). Built on first use, once: building its routes
-        (pydantic schemas for every parameter) takes about a second of CPU, which `serve` spends in a thread
-        after the node answers (`asgi`, `_serve_lifespan`) rather than before /healthz."""
-        with self._api_lock:
-            if self._api is None:
-                from polyfn.api.app import build_api
-                from polyfn.console import build_console
+        """The control API with the console mounted (FastAPI), built on first use (front.py)."""
+        return self.front.api
 
-                s = self.settings
-                api = build_api(
-                    settings=s, store=self.store, registry=self.registry, recorder=self.recorder, queue=self.queue,
-                    triggers=self.triggers, deployer=self.deployer, invoker=self.invoker, keys=self.keys,
-                    limiter=self.limiter, manager=self.manager, security_store=self.security_store,
-                    secret_box=self.secret_box, metrics=self.metrics, storage=self.storage,
-                    workflows=self.workflows, apps=self.apps, sites=self.sites, sync=self.sync,
-                    delete_function=self.delete_function, admin_key=self.admin_key, lifespan=self.lifespan,
-                    compat_entities=CompatStore(self.store), usage=self.store, namespaces=self.namespaces,
-                    tenancy_ops=self.tenancy, secret_values=self.secret_values)
-                api.mount("/console", build_console(
-                    settings=s, store=self.store, registry=self.registry, recorder=self.recorder,
-                    triggers=self.triggers, deployer=self.deployer, invoker=self.invoker, metrics=self.metrics,
-                    storage=self.storage, workflows=self.workflows, db=self.db, admin_key=self.admin_key))
-                self._api = api
-            return self._api
+    def _build_api(self, lifespan: Any) -> Any:
+        from polyfn.api.app import build_api
+        from polyfn.console import build_console
 
-    def _build_api_in_background(self) -> asyncio.Future[Any]:
-        if self._api_built is None:
-            self._api_built = asyncio.get_running_loop().run_in_executor(None, lambda: self.api)
-        return self._api_built
-
-    async def _api_app(self) -> Any:
-        """The API app, waiting for the background build if it is under way."""
-        if self._api is not None:
-            return self._api
-        return await asyncio.shield(self._build_api_in_background())
+        s = self.settings
+        api = build_api(
+            settings=s, store=self.store, registry=self.registry, recorder=self.recorder, queue=self.queue,
+            triggers=self.triggers, deployer=self.deployer, invoker=self.invoker, keys=self.keys,
+            limiter=self.limiter, manager=self.manager, security_store=self.security_store,
+            secret_box=self.secret_box, metrics=self.metrics, storage=self.storage,
+            workflows=self.workflows, apps=self.apps, sites=self.sites, sync=self.sync,
+            delete_function=self.delete_function, admin_key=self.admin_key, lifespan=lifespan,
+            compat_entities=CompatStore(self.store), usage=self.store, namespaces=self.namespaces,
+            tenancy_ops=self.tenancy, secret_values=self.secret_values)
+        api.mount("/console", build_console(
+            settings=s, store=self.store, registry=self.registry, recorder=self.recorder,
+            triggers=self.triggers, deployer=self.deployer, invoker=self.invoker, metrics=self.metrics,
+            storage=self.storage, workflows=self.workflows, db=self.db, admin_key=self.admin_key))
+        return api
 
     def _start_list(self) -> Lifecycle:
         """What starts, in order; each stop undoes its own start (see the module's docstring for the order)."""
@@ -277,7 +264,7 @@ class Node:
         life.add("charts' history", self._start_history, self._stop_background)
         if self.examples:  # in the background: the node answers at once, a Go example builds meanwhile
             life.add("examples", self._start_examples)
-        life.add("triggers", self._start_triggers, self.triggers.stop)  # unacknowledged messages stay queued
+        life.add("triggers", self.triggers.start, self.triggers.stop)  # unacknowledged messages stay queued
         life.add("workflows", self._start_workflows, lambda: self.workflows.stop(s.drain_timeout))
         if self.sync is not None:
             life.add("cluster sync", self._follow_cluster, self.sync.stop)
@@ -320,19 +307,12 @@ class Node:
             except Exception:  # the node still starts; the next passes try again
                 log.exception("cluster sync at start failed")
             return
-        for info in await self.store.list_functions():
-            rev = await self.store.get_current_revision(info.name)
-            if rev is not None and Path(rev.code_dir).is_dir():
-                self.registry.activate(rev)
+        await self.registry.activate_stored(self.store)
 
     async def _drain(self) -> None:
         self.invoker.accepting = False  # no new invocations
         await self.registry.drain_all(self.settings.drain_timeout)  # in-flight invocations finish
-        if self._cleanup:
-            await asyncio.wait(list(self._cleanup), timeout=5)
-
-    async def _start_triggers(self) -> None:
-        await self.triggers.start()
+        await self.removal.settle(5)
 
     async def _start_workflows(self) -> None:
         """The workflow service (state machines, executions) on the store's database, running tasks through the
@@ -364,22 +344,11 @@ class Node:
     async def _start_relay(self) -> None:
         """`network: polyfn`: the relay that lets such instances reach this node's API and object store
         (and nothing else) from their own network namespace (sandbox/relay.py)."""
-        from polyfn.sandbox.relay import LOOPBACK, NetRelay
+        from polyfn.sandbox.relay import NetRelay, endpoints
 
         s = self.settings
-        targets: dict[int, tuple[str, int]] = {}
-        urls: dict[str, str] = {}
-        endpoints = [(s.host, s.port)]
-        if self.storage.url:
-            host = s.storage_host or s.host
-            endpoints.append((host, int(self.storage.url.rsplit(":", 1)[1])))
-        for host, port in endpoints:
-            if not port:
-                continue
-            real = LOOPBACK if host in ("0.0.0.0", "::", "") else host
-            targets[port] = (real, port)
-            shown = f"[{real}]" if ":" in real else real
-            urls[f"http://{shown}:{port}"] = f"http://{LOOPBACK}:{port}"
+        storage = (s.storage_host or s.host, int(self.storage.url.rsplit(":", 1)[1])) if self.storage.url else ("", 0)
+        targets, urls = endpoints([(s.host, s.port), storage])
         if not targets:
             return
         relay = NetRelay(s.run_dir / "netrelay.sock", targets)
@@ -388,8 +357,7 @@ class Node:
         except OSError as e:
             log.warning("network relay unavailable (%s): `network: polyfn` functions will fail to start", e)
             return
-        self.relay = relay
-        self.manager.sandbox.relay = relay
+        self.relay = self.manager.sandbox.relay = relay
         self.manager.specs.relay_urls = urls
 
     async def _stop_relay(self) -> None:
@@ -407,51 +375,6 @@ class Node:
         except TokenError:
             return None
 
-    async def read_secrets(self, names: list[str]) -> dict[str, str]:
-        """Decrypted values of `names` (all must exist), for an instance being started."""
-        found = await self.security_store.get_secrets(names)
-        missing = [n for n in names if n not in found]
-        if missing:
-            raise KeyError(", ".join(missing))
-        return {n: self.secret_box.decrypt(v) for n, v in found.items()}
-
-    async def delete_function(self, name: str) -> bool:
-        """Delete a function, for every API (`DELETE /v1/functions/{name}` and the vendors'): forget it, drain its
-        pool, remove its code later, and drop what points at it: storage notifications, triggers, and its jobs
-        in the cluster's queue stream (dead-lettered). False when it does not exist."""
-        deleted = await self.store.delete_function(name)
-        if deleted is None:
-            return False
-        pool = self.registry.remove(name)
-        self.schedule_code_cleanup(name, deleted, pool)
-        await self.storage.forget_function(name)
-        await self.triggers.delete_for(name)  # a deleted function's triggers go with it
-        await self.queue.function_deleted(name)
-        return True
-
-    def schedule_code_cleanup(self, name: str, revisions: list[Revision], pool: Pool | None) -> None:
-        """After a delete: once the old pool has drained (its last instance stops are counted), drop the function's
-        metric series and remove its code directories."""
-
-        async def cleanup() -> None:
-            if pool is not None:
-                while pool in self.manager.pools:
-                    await asyncio.sleep(0.05)
-                for _ in range(600):  # its killed instances' exits (counted as stops), at most 30 s
-                    if not pool.instances:
-                        break
-                    await asyncio.sleep(0.05)
-            if self.registry.get(name) is None:  # (not deployed again meanwhile) its metric series go too
-                self.metrics.forget(name)
-            for rev in revisions:
-                archive.remove_tree(Path(rev.code_dir))
-            with contextlib.suppress(OSError):
-                (self.settings.code_dir / name).rmdir()
-
-        t = asyncio.ensure_future(cleanup())
-        self._cleanup.add(t)
-        t.add_done_callback(self._cleanup.discard)
-
     def _queued_trigger_failed(self, job: Any, reason: str) -> None:
         """A failed attempt of a delivery that runs through the async queue (cron ticks, routed CloudEvents,
         storage events; the broker/topic/log runners count their own deliveries' failures):
@@ -460,10 +383,10 @@ class Node:
             self.metrics.trigger_errors.inc(job.function, job.trigger, reason)
 
     def _start_history(self) -> None:
-        self._background.append(asyncio.create_task(self._replay_history(time.time())))
+        self._background.append(asyncio.create_task(replay_last_hour(self.store, self.metrics, time.time())))
 
     def _start_examples(self) -> None:
-        self._background.append(asyncio.create_task(self.deploy_examples()))
+        self._background.append(asyncio.create_task(deploy_examples(self.store, self.deployer)))
 
     async def _stop_background(self) -> None:
         """An example still building or a history replay still reading: not worth waiting for."""
@@ -471,109 +394,3 @@ class Node:
             with contextlib.suppress(Exception):  # (a failed deploy of an example was logged where it failed)
                 await cancelled(task)
         self._background.clear()
-
-    async def _replay_history(self, started: float) -> None:
-        try:
-            acts = await self.store.list_activations(since=started - 3600, until=started, limit=50_000)
-            n = self.metrics.replay(acts, started, time.time())
-            if n:
-                log.info("charts: %d activations of the last hour replayed from the store", n)
-        except Exception as e:  # charts only: never a reason to fail
-            log.warning("charts: the last hour's activations could not be replayed: %s", e)
-
-    async def deploy_examples(self) -> None:
-        """Deploy every example under examples/seed and examples/native whose code changed since it was
-        last deployed. A `polyfn.json` beside the code holds spec fields (e.g. the function's name). Runs as a
-        background task after the node serves (`make run` answers /healthz while the Go example builds);
-        each example is logged as it lands."""
-        examples = bundle_dir("examples")
-        dirs = [p for group in ("seed", "native") if examples and (examples / group).is_dir()
-                for p in sorted((examples / group).iterdir()) if p.is_dir()]
-        for d in dirs:
-            files = {str(f.relative_to(d)): f.read_bytes() for f in d.rglob("*")
-                     if f.is_file() and "__pycache__" not in f.parts and f.name != "README.md"}
-            meta_file = d / "polyfn.json"
-            fields = json.loads(meta_file.read_text()) if meta_file.exists() else {}
-            files.pop("polyfn.json", None)
-            fields.setdefault("name", d.name)
-            current = await self.store.get_function(fields["name"])
-            if current is not None and current.code_sha256 == archive.digest(files):
-                continue
-            try:
-                await self.deployer.deploy(fields, files)
-                log.info("deployed example %s", fields["name"])
-            except Exception as e:
-                log.warning("example %s not deployed: %s", d.name, e)
-
-    # -- the ASGI face ----------------------------------------------------------------------------------------
-
-    @contextlib.asynccontextmanager
-    async def lifespan(self, _app: Any) -> AsyncIterator[None]:
-        await self.start()
-        try:
-            yield
-        finally:
-            await self.stop()
-
-    async def _serve_lifespan(self, receive: Any, send: Any) -> None:
-        """ASGI lifespan, answered here rather than by the API app (built after the node serves): start →
-        the node's start list, then the API built in a thread; shutdown → `stop`."""
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await self.start()
-                except BaseException as e:
-                    await send({"type": "lifespan.startup.failed", "message": f"{type(e).__name__}: {e}"})
-                    raise
-                await send({"type": "lifespan.startup.complete"})
-                self._build_api_in_background()
-            elif message["type"] == "lifespan.shutdown":
-                try:
-                    await self.stop()
-                finally:
-                    await send({"type": "lifespan.shutdown.complete"})
-                return
-
-    async def _health(self, send: Any) -> None:
-        from polyfn.api.health import health
-
-        body = json.dumps(health(self.registry, self.sync, self.queue)).encode()
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
-
-    async def asgi(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        """Top-level ASGI app: `/fn/...` goes straight to the gateway, the rest to the API."""
-        path = scope.get("path", "")
-        if scope["type"] == "http" and path.startswith("/fn/"):
-            await self._gateway(scope, receive, send)
-        elif scope["type"] == "websocket" and path.startswith("/ws/"):
-            await self._websockets(scope, receive, send)
-        elif scope["type"] == "websocket" and path.startswith("/fn/"):  # to an http-runtime program's own server
-            await self._ws_passthrough(scope, receive, send)
-        elif scope["type"] == "http" and path.startswith(("/ws/", "/@connections/")):
-            await self._ws_management(scope, receive, send)
-        elif scope["type"] == "http" and path == "/healthz" and scope["method"] == "GET":
-            await self._health(send)
-        elif scope["type"] == "lifespan":
-            await self._serve_lifespan(receive, send)
-        elif scope["type"] == "http" and scope["path"] == "/" and _sfn_target(scope):
-            await self.sfn_api(scope, receive, send)
-        elif scope["type"] == "http" and path.startswith(("/app/", "/sdk/")):
-            await self._apps_face(scope, receive, send)
-        elif scope["type"] == "http" and path.startswith("/sites/"):
-            await self.sites(scope, receive, send)
-        elif (face := self.db.owns(scope)) is not None:
-            await face(scope, receive, send)
-        elif self._sts.owns(scope):
-            await self._sts(scope, receive, send)
-        elif scope["type"] == "http" and (
-                path.startswith(AUTH_PREFIXES) or self._firebase.callable_app(path) is not None):
-            await self._firebase(scope, receive, send)
-        elif scope["type"] == "http":  # bodies bounded as they arrive (gateway/limits.py)
-            s = self.settings
-            api = self._api or await self._api_app()
-            await limit_body(api, scope, receive, send, body_limit(scope["path"], s.max_payload, s.max_code_size))
-        else:
-            await (self._api or await self._api_app())(scope, receive, send)

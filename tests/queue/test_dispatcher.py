@@ -10,8 +10,9 @@ from types import SimpleNamespace
 from typing import Any
 
 from polyfn.config import Settings
+from polyfn.queue.attempts import UNEXPECTED_ATTEMPTS
 from polyfn.queue.builtin import Job, QueueDB
-from polyfn.queue.dispatcher import UNEXPECTED_ATTEMPTS, AsyncQueue
+from polyfn.queue.dispatcher import AsyncQueue
 from polyfn.queue.filefeed import FileFeed
 
 
@@ -86,8 +87,8 @@ def test_a_function_result_nested_too_deeply_is_kept_as_text() -> None:
     """A function's result is parsed for the callback and for the error record: 1,000 levels of nesting were a
     RecursionError there, which put the whole completion batch back, again and again."""
     from polyfn.invoker import Outcome
+    from polyfn.queue.attempts import outcome_error
     from polyfn.queue.callbacks import Callbacks
-    from polyfn.queue.dispatcher import outcome_error
 
     deep = b"[" * 1000 + b"]" * 1000
     job = Job(id="j3", function="f", body=b"{}", enqueued_at=0, not_before=0, attempt=1)

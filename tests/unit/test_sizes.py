@@ -19,14 +19,10 @@ MODULES = {
 
 #: known debt: classes over MAX_CLASS, as "module:Class"
 CLASSES = {
-    "polyfn/node.py:Node": "453: the composition root's one list of parts",
     "polyfn/storage/local.py:LocalBackend": "427",
-    "polyfn/queue/dispatcher.py:AsyncQueue": "397",
     "polyfn/apps/service.py:AppService": "350",
     "polyfn/api/compat/openwhisk.py:WhiskApi": "338",
     "polyfn/api/compat/openwhisk_events.py:WhiskEvents": "329",
-    "polyfn/queue/builtin.py:QueueDB": "318",
-    "polyfn/queue/jetstream.py:JetStreamJobs": "318: the stream's jobs; node-to-node requests (cancel, pushes)",
 }
 
 

@@ -71,7 +71,7 @@ class SecretError(ValueError):
 class SecretValues:
     """Setting and deleting function secrets, for every API that does (polyfn's `/v1/secrets`, OpenFaaS's
     `/system/secrets`): the name and size checked, the value encrypted with the node key, stored, and instances
-    that use the secret told (`changed`), so new ones start with the new value."""
+    that use the secret told (`changed`), so new ones start with the new value; and reading them for a start."""
 
     def __init__(self, store: Any, box: SecretBox, changed: Any, clock: Any = None):
         import time
@@ -96,6 +96,15 @@ class SecretValues:
         created = bool(await self.store.put_secret(held, token, self.clock()))
         self.changed(held)
         return created
+
+    async def read(self, names: list[str]) -> dict[str, str]:
+        """Decrypted values of the held `names` (all must exist: KeyError naming the missing), for an instance
+        being started."""
+        found = await self.store.get_secrets(names)
+        missing = [n for n in names if n not in found]
+        if missing:
+            raise KeyError(", ".join(missing))
+        return {n: self.box.decrypt(v) for n, v in found.items()}
 
     async def delete(self, name: str, namespace: str = tenancy.DEFAULT) -> bool:
         if not NAME_RE.match(name):  # (a held name `NS~NAME` is never addressed directly)

@@ -2,11 +2,9 @@
 the dead-letter queue, pending result callbacks and embedded topic messages.
 
 All SQLite work happens on one dedicated thread (the loop never blocks on the file). Writes are
-group-committed: every caller's statements that arrive while a commit is running go into the next
-transaction together, and each caller's `await` returns only once that transaction committed (WAL,
-`synchronous=NORMAL` by default: the commit is in the OS, so it survives `kill -9` of the server; with
-`POLYFN_QUEUE_SYNC=full` every group commit is also fsynced, surviving a power loss). This is what makes
-thousands of durable enqueues per second possible on one SQLite file.
+group-committed (groupcommit.py: every caller's statements that arrive while a commit is running go into the
+next transaction together; with `POLYFN_QUEUE_SYNC=full` every group commit is also fsynced). This is what
+makes thousands of durable enqueues per second possible on one SQLite file.
 
 A job is `pending` (waiting, maybe for a retry's `not_before`), `running` (held by this node's dispatcher:
 claimed, or inserted already claimed when nothing was queued ahead of it) or `dead` (in the dead-letter
@@ -17,18 +15,15 @@ again (at-least-once).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
-import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 import msgspec
 
 from polyfn.call import Call
+from polyfn.queue.groupcommit import GroupCommitFile, Stmt
 
 T = TypeVar("T")
 
@@ -170,7 +165,6 @@ def _callback_row(job_id: str, url: str, payload: bytes, headers: dict[str, str]
                   now: float) -> tuple[Any, ...]:
     return (job_id, url, payload, now, now, None if headers is None else json.dumps(headers))
 
-Stmt = tuple[str, Sequence[Any] | Sequence[Sequence[Any]], bool]  # (sql, params, executemany?)
 
 
 class Claimed(NamedTuple):
@@ -179,139 +173,15 @@ class Claimed(NamedTuple):
     next_due: float | None  # the earliest `not_before` of the pending jobs not yet due
 
 
-class QueueDB:
+class QueueDB(GroupCommitFile):
     """The queue file. Create with `await QueueDB.open(path)`; every method is a coroutine."""
 
-    def __init__(self, path: Path, sync: str = "normal"):
-        self.path = path
-        self.sync = sync
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="polyfn-queue")
-        self._conn: sqlite3.Connection | None = None
-        self._pending: list[tuple[list[Stmt], asyncio.Future[None]]] = []
-        self._wake = asyncio.Event()
-        self._writer: asyncio.Task[None] | None = None
-        self._closed = False
-        self._thread_lock = threading.Lock()
-        self.commits = 0  # group commits so far
-        self.writes = 0  # callers' writes they carried (writes / commits: how much grouping saves)
+    thread_name = "polyfn-queue"
 
-    @classmethod
-    async def open(cls, path: Path, sync: str = "normal") -> QueueDB:
-        """`sync`: SQLite's `synchronous` in WAL mode: "normal" (a commit reaches the OS: survives kill -9
-        of the server) or "full" (every commit is fsynced: survives a power loss)."""
-        if sync not in ("normal", "full"):
-            raise ValueError(f"sync must be normal or full, not {sync!r}")
-        db = cls(path, sync)
-        await db._run(db._connect)
-        db._writer = asyncio.create_task(db._write_loop())
-        return db
-
-    def _connect(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={self.sync.upper()}")
-        conn.execute("PRAGMA busy_timeout=10000")
+    def prepare(self, conn: sqlite3.Connection) -> None:
         conn.executescript(SCHEMA)
         if "headers" not in {r[1] for r in conn.execute("PRAGMA table_info(callbacks)")}:  # queue.db before it
             conn.execute("ALTER TABLE callbacks ADD COLUMN headers TEXT")
-        self._conn = conn
-
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    async def close(self) -> None:
-        self._closed = True
-        self._wake.set()
-        if self._writer is not None:
-            await self._writer
-        if self._conn is not None:
-            await self._run(self._conn.close)
-        self._executor.shutdown(wait=True)
-
-    # -- group-committed writes -------------------------------------------------------------------------
-
-    async def write(self, stmts: list[Stmt]) -> None:
-        """Run `stmts` in a transaction (shared with concurrent callers); return once committed."""
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((stmts, fut))
-        self._wake.set()
-        await fut
-
-    async def _write_loop(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            if self._pending:
-                batch, self._pending = self._pending, []
-                self.commits += 1
-                self.writes += len(batch)
-                try:
-                    errors = await self._run(self._commit, batch)
-                except Exception as e:  # the whole transaction failed: every caller learns it
-                    errors = [e] * len(batch)
-                for (_stmts, fut), error in zip(batch, errors, strict=True):
-                    if fut.done():
-                        continue
-                    if error is None:
-                        fut.set_result(None)
-                    else:
-                        fut.set_exception(error)
-            elif self._closed:
-                return
-
-    def _commit(self, batch: list[tuple[list[Stmt], asyncio.Future[None]]]) -> list[Exception | None]:
-        """One transaction for the batch; a caller whose statements fail is rolled back to its savepoint
-        alone, so one bad write never loses the others."""
-        conn = self._conn
-        assert conn is not None
-        errors: list[Exception | None] = []
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for stmts, _fut in batch:
-                conn.execute("SAVEPOINT w")
-                try:
-                    for sql, params, many in stmts:
-                        if many:
-                            conn.executemany(sql, params)  # type: ignore[arg-type]
-                        else:
-                            conn.execute(sql, params)
-                    conn.execute("RELEASE w")
-                    errors.append(None)
-                except sqlite3.Error as e:
-                    conn.execute("ROLLBACK TO w")
-                    conn.execute("RELEASE w")
-                    errors.append(e)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        return errors
-
-    async def read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        def q() -> list[sqlite3.Row]:
-            assert self._conn is not None
-            return self._conn.execute(sql, params).fetchall()
-
-        return await self._run(q)
-
-    async def transact(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn(conn)` inside its own write transaction on the queue thread (for claim-style updates)."""
-
-        def t() -> T:
-            conn = self._conn
-            assert conn is not None
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                out = fn(conn)
-                conn.execute("COMMIT")
-                return out
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-
-        return await self._run(t)
 
     # -- jobs -------------------------------------------------------------------------------------------
 

@@ -10,6 +10,8 @@ the job id as its activation id (the same id on every attempt: the function's id
 (`retry.settle`), or moves it to the dead-letter queue. Per invocation in the steady state on the file: one
 row inserted (shared group commit), one deleted (shared completion commit), no claim transaction. The queue
 file keeps the dead letters, their replays and the result callbacks (callbacks.py) whatever the feed.
+
+An attempt (invoke, settle, dead-letter, reply) is attempts.py's; cancelling jobs not yet started is cancels.py's.
 """
 
 from __future__ import annotations
@@ -18,21 +20,19 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from polyfn import jsontext
 from polyfn.auth.callbacks import InvalidCallbackUrl, parse_callback_url
 from polyfn.call import Call
 from polyfn.config import Settings
 from polyfn.errors import PolyfnError
 from polyfn.invoker import new_activation_id
-from polyfn.loops import one_item
-from polyfn.observe.tracing import parse_traceparent
-from polyfn.queue import retry
-from polyfn.queue.builtin import CANCELLED, Job, QueueDB
+from polyfn.queue.attempts import REVISION_HEADER as REVISION_HEADER  # (the Lambda face pins jobs with it)
+from polyfn.queue.attempts import Attempts
+from polyfn.queue.builtin import Job, QueueDB
 from polyfn.queue.callbacks import Callbacks
+from polyfn.queue.cancels import Cancels
 from polyfn.queue.capacity import Ledger
 from polyfn.queue.feed import Feed
 from polyfn.queue.filefeed import FileFeed
@@ -46,9 +46,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("polyfn.queue")
 
-#: a job header pinning the invocation to one revision of the function (its number), e.g. a Lambda `Event`
-#: invoke of a published version or an alias; without it a job runs whatever revision is current when it runs
-REVISION_HEADER = "x-polyfn-revision"
 
 
 class Rejected(PolyfnError):
@@ -56,41 +53,9 @@ class Rejected(PolyfnError):
     away): a typed refusal the face that received the request serialises."""
 
 
-def outcome_error(out: Outcome) -> tuple[str | None, dict[str, Any]]:
-    """The platform error code (X-Polyfn-Error) and a compact error record of a failed outcome."""
-    if out.error is not None:  # the platform's own error, typed by the invoker: nothing to parse
-        code = out.error.get("code")
-        err: dict[str, Any] = {"status_code": out.status, "code": code or "function_error"}
-        if out.error.get("message"):
-            err["message"] = str(out.error["message"])[:1000]
-        if isinstance(out.error.get("errorType"), str):  # a failed start's init error type (permanent or not)
-            err["errorType"] = out.error["errorType"][:200]
-        return code, err
-    code = None
-    for k, v in out.headers:
-        if k == b"x-polyfn-error":
-            code = v.decode()
-    err = {"status_code": out.status, "code": code or "function_error"}
-    try:
-        body = jsontext.loads(out.body)
-        if isinstance(body, dict):
-            e = body.get("error") if isinstance(body.get("error"), dict) else body
-            msg = e.get("message") or e.get("errorMessage")
-            if msg:
-                err["message"] = str(msg)[:1000]
-            if isinstance(e.get("errorType"), str):
-                err["errorType"] = e["errorType"][:200]
-    except ValueError:
-        if out.body:
-            err["message"] = out.body[:1000].decode("utf-8", "replace")
-    return code, err
 
 
-#: Attempts of a job that fail with an error of the node's own (not the function's) before it is dead-lettered.
-UNEXPECTED_ATTEMPTS = 3
-
-
-class AsyncQueue:
+class AsyncQueue(Attempts, Cancels):
     """The node's async queue: accepting (durably), holding, dispatching, settling, completing.
 
     Jobs wait in a feed (feed.py): the node's queue file (`FileFeed`), or with `queue_url` the cluster's
@@ -264,95 +229,6 @@ class AsyncQueue:
         for job, feed in self.ledger.invoked(function, self._stopping):
             self._spawn(job, feed)
 
-    # -- running ------------------------------------------------------------------------------------
-
-    async def _run(self, job: Job, feed: Feed) -> None:
-        settled = False
-        try:
-            t0 = time.perf_counter()
-            try:
-                out = await self._invoke(job, feed)
-            finally:
-                self._invoked(job.function)  # the instance is free: the next waiting job may start
-                feed.ran(job.function, time.perf_counter() - t0)
-            settled = out is not None and await self._settle(job, feed, out)
-        except Exception as e:
-            await self._unexpected(job, feed, e)
-        finally:
-            if not settled:
-                self.release(job.function)
-
-    async def _unexpected(self, job: Job, feed: Feed, e: Exception) -> None:
-        """An error of the node's own with this job (not the function's outcome). The attempt counts: it runs
-        again with backoff, and after UNEXPECTED_ATTEMPTS it is dead-lettered with the error (a job that can
-        never run used to be retried every 5 s for its whole max_event_age without using up an attempt)."""
-        what = f"{type(e).__name__}: {e}"[:1000]
-        err = {"code": "internal_error", "message": what, "attempt": job.attempt}
-        with one_item(log, "async queue: job %s failed unexpectedly (%s) and could not be rescheduled", job.id, what):
-            if job.attempt >= UNEXPECTED_ATTEMPTS:
-                log.error("async queue: job %s of %s failed unexpectedly %d times: %s", job.id, job.function,
-                          job.attempt, what)
-                await self._dead(job, feed, f"internal_error: {what}", err)
-                return
-            log.exception("async queue: job %s of %s failed unexpectedly; it will run again", job.id, job.function)
-            await feed.reschedule(job, self.clock() + retry.backoff_delay(job.attempt, 5.0, 300.0), err, uncount=False)
-            return
-        feed.lost(job)
-
-    async def _invoke(self, job: Job, feed: Feed) -> Outcome | None:
-        """One attempt; None when the job was dead-lettered without running."""
-        active = self.registry.get(job.function)
-        if active is None:
-            await self._dead(job, feed, "function_not_found", {
-                "code": "function_not_found", "message": f"function {job.function!r} does not exist"})
-            return None
-        spec = active.revision.spec
-        if self.clock() - job.enqueued_at > spec.max_event_age:
-            await self._dead(job, feed, f"max_event_age exceeded ({spec.max_event_age:g} s)", job.last_error)
-            return None
-        headers = [*job.headers, ("x-polyfn-idempotency-key", job.id), ("x-polyfn-attempt", str(job.attempt))]
-        # the enqueuing request's W3C traceparent (kept with the job's headers): the invocation joins its trace
-        tp = next((v for k, v in job.headers if k.lower() == "traceparent"), "")
-        trace_id, parent_id = parse_traceparent(tp) if tp else ("", "")
-        revision = None
-        pinned = next((v for k, v in job.headers if k.lower() == REVISION_HEADER), "")
-        if pinned and not (pinned.isascii() and pinned.isdigit() and 0 < int(pinned) < 1 << 31):
-            # can never run (only the node sets the header; a job queued before outside requests lost theirs)
-            await self._dead(job, feed, f"invalid_job: {REVISION_HEADER} {pinned[:40]!r} is not a revision number",
-                             {"code": "invalid_job", "message": f"{REVISION_HEADER} {pinned[:40]!r} is not a revision "
-                              "number"})
-            return None
-        if pinned and self.revision_lookup is not None:
-            revision = await self.revision_lookup(job.function, int(pinned))
-            if revision is None:
-                await self._dead(job, feed, "revision_not_found", {
-                    "code": "revision_not_found", "message": f"revision {pinned} of {job.function!r} is gone"})
-                return None
-        return await self.invoker.call(job.call(headers, trace_id, parent_id, revision, active))
-
-    async def _settle(self, job: Job, feed: Feed, out: Outcome) -> bool:
-        """Retry, dead-letter or complete an attempt: True when the job went to the completion batch (released
-        from its function already)."""
-        code, err = outcome_error(out) if out.status >= 400 else (None, {})
-        if out.status >= 400 and self.on_failure is not None:
-            self.on_failure(job, retry.failure_reason(out.status, code))
-        active = self.registry.get(job.function)
-        cls, decision = retry.settle(out.status, code, job.attempt, self.clock() - job.enqueued_at,
-                                     active.revision.spec if active is not None else None, err.get("errorType"))
-        if decision.action == "done":
-            if job.trigger == "events" and out.status < 400 and self.on_reply is not None:
-                await self._reply(job, out.body)
-            self._done.append((job, feed, out))
-            self._done_wake.set()
-            self.release(job.function, completing=True)
-            return True
-        err["attempt"] = job.attempt
-        if decision.action == "retry":
-            await feed.reschedule(job, self.clock() + decision.delay, err, uncount=cls in ("throttle", "shutdown"))
-        else:
-            await self._dead(job, feed, decision.reason, err, out)
-        return False
-
     # -- completing ---------------------------------------------------------------------------------
 
     async def _complete_loop(self) -> None:
@@ -394,89 +270,6 @@ class AsyncQueue:
                 self._completed(len(batch))
                 if callbacks:
                     self.callbacks.wake()
-
-    async def _reply(self, job: Job, body: bytes) -> None:
-        """A function invoked by an event replied with a CloudEvent: route it on (hop count bounded)."""
-        try:
-            reply = jsontext.loads(body) if body[:1] == b"{" else None
-        except ValueError:
-            return
-        if not (isinstance(reply, dict) and reply.get("specversion") and reply.get("type") and reply.get("source")):
-            return
-        reply.setdefault("id", uuid.uuid4().hex)
-        hops = next((int(v) for k, v in job.headers if k == "x-polyfn-event-hops" and v.isdigit()), 0)
-        try:
-            await self.on_reply(reply, hops + 1)
-        except Exception as e:
-            log.warning("reply event of %s not routed: %s", job.id, e)
-
-    async def _dead(self, job: Job, feed: Feed, reason: str, err: dict[str, Any] | None,
-                    out: Outcome | None = None) -> None:
-        log.warning("async queue: %s for %s moved to the dead-letter queue: %s", job.id, job.function, reason)
-        await self.db.bury(job, reason, err, self.clock())
-        await feed.settled([job])
-        await self.callbacks.add(job, out, "dead_letter", reason)
-
-    async def cancel(self, job_id: str) -> str | None:
-        """An accepted async invocation that has not started — waiting in a feed, or held here waiting for a
-        free instance — goes to the dead-letter queue (reason `cancelled`, replayable) instead of running; its
-        callback says so. Returns "pending" (or what another node that had just taken it from the cluster's
-        stream did: "running" / "pending"), None when it is not waiting. Running attempts are the invoker's
-        to cancel. Every feed is asked: a node on the cluster's stream still runs replayed dead letters from
-        its file."""
-        now = self.clock()
-        held = self.ledger.withdraw(lambda h: h[0].id == job_id)
-        if held is not None:  # held here, waiting for a free instance: out of its line, dead-lettered, settled
-            job, feed = held
-            job.attempt -= 1  # it never ran
-            try:
-                await self.db.bury(job, "cancelled", dict(CANCELLED), now)
-                await feed.settled([job])
-            except BaseException:
-                job.attempt += 1
-                self.dispatch(job, feed)  # back in its line
-                raise
-            self.release(job.function)
-        else:
-            for feed in self.feeds:
-                got = await feed.cancel(job_id, now)
-                if got is not None:
-                    break
-            else:
-                return None
-            if isinstance(got, str):  # cancelled by the node that had just taken it (dead letter, callback)
-                return got
-            job = got
-            if job.state != "dead":  # taken out of the cluster's stream: its dead letter goes to the queue file
-                await self.db.bury(job, "cancelled", dict(CANCELLED), now)
-        log.info("async queue: %s for %s cancelled before it ran", job.id, job.function)
-        await self.callbacks.add(job, None, "dead_letter", "cancelled")
-        return "pending"
-
-    async def _cancel_here(self, activation_id: str) -> str | None:
-        """Another node's cancel (`cancel_elsewhere`): the invocation running here is stopped, or the job held
-        or queued here goes to the dead-letter queue; None when this node does not have it."""
-        if self.invoker.cancel(activation_id):
-            return "running"
-        return await self.cancel(activation_id)
-
-    async def cancel_elsewhere(self, activation_id: str) -> str | None:
-        """Cancel an invocation another node of the cluster runs or holds (the cluster's stream only): "running"
-        or "pending" as that node answered, None when none had it."""
-        return None if self.jobs is None else await self.jobs.cancel_elsewhere(activation_id)
-
-    async def function_deleted(self, function: str) -> int:
-        """A function was deleted through this node. Its jobs waiting in a feed that other nodes share (the
-        cluster's stream) go to the dead-letter queue now, as the queue file's do when they come up
-        (`function_not_found`), instead of waiting for a node that serves the name. Returns how many were
-        moved."""
-        moved = 0
-        for feed in self.feeds:
-            for job in await feed.deleted(function):
-                await self._dead(job, feed, "function_not_found", {
-                    "code": "function_not_found", "message": f"function {function!r} was deleted"})
-                moved += 1
-        return moved
 
     # -- embedded topics (topic and log triggers) --------------------------------------------------
 

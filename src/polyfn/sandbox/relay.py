@@ -31,6 +31,21 @@ LOOPBACK = "127.0.0.1"
 MAX_PORTS = 40  # polyfn's endpoints and a function's allow-list entries
 
 
+def endpoints(listening: list[tuple[str, int]]) -> tuple[dict[int, tuple[str, int]], dict[str, str]]:
+    """What the relay serves for the node's endpoints `listening` (host, port; port 0: none): port → where it
+    forwards to, and each endpoint's URL as the node announces it → the URL inside an instance's network."""
+    targets: dict[int, tuple[str, int]] = {}
+    urls: dict[str, str] = {}
+    for host, port in listening:
+        if not port:
+            continue
+        real = LOOPBACK if host in ("0.0.0.0", "::", "") else host
+        targets[port] = (real, port)
+        shown = f"[{real}]" if ":" in real else real
+        urls[f"http://{shown}:{port}"] = f"http://{LOOPBACK}:{port}"
+    return targets, urls
+
+
 def expose(socket_path: str, ports: list[int], host_pid: int, dests: list[str] = ()) -> str:  # type: ignore[assignment]
     """In the instance's network namespace: listen on 127.0.0.1:`ports` and on each `dests` entry
     ("IP:PORT", the function's allow-list: the IP is made local to the namespace first), give the listeners

@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
+from typing import Any
 
 from polyfn.model import Revision
 from polyfn.scheduler.manager import InstanceManager
@@ -52,6 +54,13 @@ class FunctionRegistry:
         self.functions[revision.function] = Active(revision, self.manager.new_pool(revision))
         if old is not None:
             self._drain(old.pool)
+
+    async def activate_stored(self, store: Any) -> None:
+        """At a node's start: every stored function's current revision whose code is here."""
+        for info in await store.list_functions():
+            rev = await store.get_current_revision(info.name)
+            if rev is not None and Path(rev.code_dir).is_dir():
+                self.activate(rev)
 
     def pinned(self, revision: Revision) -> Active:
         """The pool serving `revision`: the function's current one, or a pinned pool made on demand.

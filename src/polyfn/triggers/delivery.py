@@ -23,8 +23,8 @@ import msgspec
 from polyfn.call import Call
 from polyfn.events.cloudevent import CONTENT_TYPE, TYPE_BROKER_MESSAGE, TYPE_QUEUE_BATCH, new_event
 from polyfn.queue import retry
+from polyfn.queue.attempts import outcome_error
 from polyfn.queue.builtin import Job
-from polyfn.queue.dispatcher import outcome_error
 from polyfn.triggers.base import Runner, failure_reason
 
 log = logging.getLogger("polyfn.triggers")
