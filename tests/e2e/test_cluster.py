@@ -1,18 +1,20 @@
 """A cluster: nodes sharing a PostgreSQL database and an artifact bucket serve the same functions.
 
 A deploy, a redeploy or a delete on one node reaches the other within a few sync passes. Every deploy puts
-its code in the bucket (here the S3 API of a third polyfn node; boto3 looks at what is in it). The nodes
-run on one host, where one node can read the other's data dir, so the second test removes the deploying
-node's copy to show that a node with nothing but the bucket serves the function. Needs PostgreSQL (skipped
-without it, a failure under CI=true)."""
+its code in the bucket (here the S3 API of a third polyfn node, one for the module: each test has a bucket and a
+key of its own there; boto3 looks at what is in it). The nodes run on one host, where one node can read the
+other's data dir, so the second test removes the deploying node's copy to show that a node with nothing but the
+bucket serves the function. Needs PostgreSQL (skipped without it, a failure under CI=true)."""
 
 from __future__ import annotations
 
 import io
+import secrets
 import shutil
 import signal
 import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -36,23 +38,28 @@ def body(s: Server, name: str) -> str:
     return r.text if r.status_code == 200 else f"{r.status_code} {error_code(r)}"
 
 
-class Cluster:
-    """A third node whose S3 API holds the artifact bucket, and the settings every cluster node gets."""
+@pytest.fixture(scope="module")
+def artifact_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The node whose S3 API holds the artifact buckets: one for the module (each cluster has its own bucket)."""
+    s = start_server(tmp_path_factory.mktemp("s3"))
+    yield s
+    s.stop()
 
-    def __init__(self, tmp_path: Path, pg_url: str, prefix: str = ""):
+
+class Cluster:
+    """A bucket of its own on the artifact store (a third node), and the settings every cluster node gets."""
+
+    def __init__(self, tmp_path: Path, pg_url: str, store: Server, prefix: str = ""):
         self.tmp_path = tmp_path
-        self.store = start_server(tmp_path / "s3")
+        self.store = store
         self.nodes: list[Server] = []
-        try:
-            key = new_key(self.store, "artifacts")
-            self.s3 = s3_client(self.store, key)
-            self.s3.create_bucket(Bucket="artifacts")
-        except BaseException:
-            self.store.stop()
-            raise
+        self.bucket = f"artifacts-{secrets.token_hex(4)}"
+        key = new_key(store, self.bucket)
+        self.s3 = s3_client(store, key)
+        self.s3.create_bucket(Bucket=self.bucket)
         self.env = {"POLYFN_DATABASE_URL": pg_url, "POLYFN_SYNC_INTERVAL": "0.3",
-                    "POLYFN_ARTIFACTS_URL": "s3://artifacts" + (f"/{prefix}" if prefix else ""),
-                    "POLYFN_ARTIFACTS_ENDPOINT": storage_info(self.store)["endpoint"],
+                    "POLYFN_ARTIFACTS_URL": f"s3://{self.bucket}" + (f"/{prefix}" if prefix else ""),
+                    "POLYFN_ARTIFACTS_ENDPOINT": storage_info(store)["endpoint"],
                     "POLYFN_ARTIFACTS_ACCESS_KEY_ID": key["access_key_id"],
                     "POLYFN_ARTIFACTS_SECRET_ACCESS_KEY": key["secret_access_key"]}
 
@@ -73,24 +80,24 @@ class Cluster:
     def close(self) -> None:
         for node in self.nodes:
             node.stop()
-        self.store.stop()
 
 
-def test_deploys_redeploys_and_deletes_reach_every_node(tmp_path: Path, pg_url: str) -> None:
-    c = Cluster(tmp_path, pg_url, prefix="code")
+def test_deploys_redeploys_and_deletes_reach_every_node(tmp_path: Path, pg_url: str,
+                                                        artifact_store: Server) -> None:
+    c = Cluster(tmp_path, pg_url, artifact_store, prefix="code")
     try:
         s3 = c.s3
         a, b = c.start("a"), c.start("b")
 
         a.deploy("greet", {"handler.py": V1})
-        objects = [o["Key"] for o in s3.list_objects_v2(Bucket="artifacts", Prefix="code/").get("Contents", [])]
+        objects = [o["Key"] for o in s3.list_objects_v2(Bucket=c.bucket, Prefix="code/").get("Contents", [])]
         assert len(objects) == 1 and objects[0].endswith(".zip"), objects
         assert body(a, "greet") == "one"
         assert wait_until(lambda: body(b, "greet") == "one", 20), body(b, "greet")
 
         a.deploy("greet", {"handler.py": V2})  # a new revision: b switches to it, and its archive is stored
         assert wait_until(lambda: body(b, "greet") == "two", 20), body(b, "greet")
-        assert len(s3.list_objects_v2(Bucket="artifacts", Prefix="code/")["Contents"]) == 2
+        assert len(s3.list_objects_v2(Bucket=c.bucket, Prefix="code/")["Contents"]) == 2
 
         b.deploy("other", {"handler.py": OTHER})  # and the other way round
         assert wait_until(lambda: body(a, "other") == "other", 20), body(a, "other")
@@ -116,10 +123,11 @@ def test_deploys_redeploys_and_deletes_reach_every_node(tmp_path: Path, pg_url: 
         c.close()
 
 
-def test_code_fetched_from_the_bucket_when_the_deploying_node_s_copy_is_gone(tmp_path: Path, pg_url: str) -> None:
+def test_code_fetched_from_the_bucket_when_the_deploying_node_s_copy_is_gone(tmp_path: Path, pg_url: str,
+                                                                             artifact_store: Server) -> None:
     """The node that joins later has never seen the code, and the deploying node's copy is deleted first:
     only the bucket has it."""
-    c = Cluster(tmp_path, pg_url)
+    c = Cluster(tmp_path, pg_url, artifact_store)
     try:
         a = c.start("a")
         a.deploy("greet", {"handler.py": V1})
@@ -139,21 +147,22 @@ def test_code_fetched_from_the_bucket_when_the_deploying_node_s_copy_is_gone(tmp
         c.close()
 
 
-def test_an_archive_that_is_not_the_recorded_code_is_refused(tmp_path: Path, pg_url: str) -> None:
+def test_an_archive_that_is_not_the_recorded_code_is_refused(tmp_path: Path, pg_url: str,
+                                                             artifact_store: Server) -> None:
     """What a node fetches must be the code whose digest the database recorded: an archive replaced in the
     bucket is not run, and the node says which revision it does not serve."""
-    c = Cluster(tmp_path, pg_url)
+    c = Cluster(tmp_path, pg_url, artifact_store)
     try:
         s3 = c.s3
         a = c.start("a")
         a.deploy("greet", {"handler.py": V1})
         c.stop(a)
         shutil.rmtree(tmp_path / "a" / "code")
-        (obj,) = s3.list_objects_v2(Bucket="artifacts")["Contents"]
+        (obj,) = s3.list_objects_v2(Bucket=c.bucket)["Contents"]
         forged = io.BytesIO()
         with zipfile.ZipFile(forged, "w") as zf:
             zf.writestr("handler.py", "def handler(event, context):\n    return 'forged'\n")
-        s3.put_object(Bucket="artifacts", Key=obj["Key"], Body=forged.getvalue())
+        s3.put_object(Bucket=c.bucket, Key=obj["Key"], Body=forged.getvalue())
         b = c.start("b")
         assert body(b, "greet") == "404 function_not_found"
         assert b.http.get("/healthz").json()["cluster"]["not_served"] == ["greet@1"]
@@ -186,7 +195,8 @@ def test_artifact_settings_are_checked_at_start(tmp_path: Path) -> None:
         raise AssertionError("a node with an artifact bucket and no endpoint started")
 
 
-def test_a_plain_subscription_is_consumed_by_one_node(tmp_path: Path, pg_url: str) -> None:
+def test_a_plain_subscription_is_consumed_by_one_node(tmp_path: Path, pg_url: str,
+                                                      artifact_store: Server) -> None:
     """MQTT and core NATS (no queue group) give every subscriber every message: in a cluster only the leader
     node subscribes (the other shows `standby`), so each message runs the function once."""
     from .brokers import mqtt_broker, nats_broker
@@ -197,7 +207,7 @@ def test_a_plain_subscription_is_consumed_by_one_node(tmp_path: Path, pg_url: st
         d.mkdir()
     mqtt = mqtt_broker(mqtt_dir).start()
     nats = None
-    c = Cluster(tmp_path, pg_url)
+    c = Cluster(tmp_path, pg_url, artifact_store)
     c.env.update({"POLYFN_CRON_LEADER_INTERVAL": "0.2", **HOST_FS})  # the function appends to a file here
     try:
         nats = nats_broker(nats_dir).start()
@@ -260,12 +270,12 @@ def test_the_cluster_flag_needs_the_shared_database_and_queue(tmp_path: Path, pg
         s.stop()
 
 
-def test_with_the_nats_queue_changes_reach_the_other_node_at_once(tmp_path: Path, pg_url: str,
+def test_with_the_nats_queue_changes_reach_the_other_node_at_once(tmp_path: Path, pg_url: str, artifact_store: Server,
                                                                    jetstream_queue: dict[str, str]) -> None:
     """A node that deploys, adds a trigger or deletes announces it on the queue's NATS connection, and the
     others sync at once: with polling every hour here, only the notice can make them follow (each step is a
     wait on what b serves, never a clock)."""
-    c = Cluster(tmp_path, pg_url)
+    c = Cluster(tmp_path, pg_url, artifact_store)
     c.env.update({**jetstream_queue, "POLYFN_SYNC_INTERVAL": "3600"})
     try:
         a, b = c.start("a"), c.start("b")
@@ -287,7 +297,8 @@ SINK = "def handler(event, context):\n    return [r['dynamodb']['Keys']['pk']['S
 
 
 @pytest.mark.timeout(300)
-def test_table_changes_through_either_node_are_delivered_once(tmp_path: Path, pg_url: str) -> None:
+def test_table_changes_through_either_node_are_delivered_once(tmp_path: Path, pg_url: str,
+                                                              artifact_store: Server) -> None:
     """A change trigger in a cluster: items written concurrently through both nodes (one table in the shared
     PostgreSQL) each reach the function once — the leader reads the feed; commit order is the feed's order."""
     import json
@@ -295,7 +306,7 @@ def test_table_changes_through_either_node_are_delivered_once(tmp_path: Path, pg
 
     import boto3
 
-    c = Cluster(tmp_path, pg_url, prefix="code")
+    c = Cluster(tmp_path, pg_url, artifact_store, prefix="code")
     try:
         a, b = c.start("a"), c.start("b")
         a.deploy("sink", {"handler.py": SINK}, flavor="aws", handler="handler.handler")

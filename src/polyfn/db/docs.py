@@ -28,6 +28,16 @@ _PREFIX = secrets.token_hex(4)
 _COUNTER = itertools.count(int.from_bytes(os.urandom(3), "big"))
 
 
+def _reseed() -> None:
+    """A forked child (the tests' node fork server: tests/e2e/nodefork.py) gets a prefix and counter of its own."""
+    global _PREFIX, _COUNTER
+    _PREFIX = secrets.token_hex(4)
+    _COUNTER = itertools.count(int.from_bytes(os.urandom(3), "big"))
+
+
+os.register_at_fork(after_in_child=_reseed)
+
+
 def new_id(now: float) -> str:
     """A document id shaped like WeChat's: 32 hex digits, the creation second in the middle (a node prefix,
     the time, a counter and randomness), so ids made by many nodes at once never collide."""

@@ -44,6 +44,15 @@ _enc = msgspec.json.Encoder()
 _RID_PREFIX = os.urandom(8).hex().encode()
 _rid = itertools.count(1)
 
+
+def _reseed() -> None:
+    """A forked child (the tests' node fork server: tests/e2e/nodefork.py) gets a random half of its own."""
+    global _RID_PREFIX
+    _RID_PREFIX = os.urandom(8).hex().encode()
+
+
+os.register_at_fork(after_in_child=_reseed)
+
 Op = Callable[[Database, str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
