@@ -246,7 +246,7 @@ class Database:
 
     async def write_one(self, ns: str, w: writes.Write) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         now = self.clock()
-        out = await self.storage.write(lambda c: writes.run(c, ns, w, now), [w.lock()])
+        out = await self.storage.write(lambda c: writes.run(c, ns, w, now), [w.lock()], small=True)
         if w.t.stream_view or w.t.changes:
             self.changed()
         return out
@@ -256,7 +256,7 @@ class Database:
         w = writes.prepare_put(t, req)
         rv = _return_values(req, ("NONE", "ALL_OLD"))
         if writes.blind(w, rv == "ALL_OLD"):  # (the common put: one statement, no read of the old item)
-            old, new = await self.storage.write(lambda c: writes.run_blind(c, w), [w.lock()])
+            old, new = await self.storage.write(lambda c: writes.run_blind(c, w), [w.lock()], small=True)
         else:
             old, new = await self.write_one(ns, w)
         out: dict[str, Any] = {"Attributes": old} if rv == "ALL_OLD" and old is not None else {}

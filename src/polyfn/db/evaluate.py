@@ -6,7 +6,6 @@ comparison on it is false, `attribute_not_exists` true).
 
 from __future__ import annotations
 
-import copy
 import functools
 from decimal import Decimal
 from typing import Any
@@ -241,6 +240,16 @@ def remove_path(item: dict[str, Any], path: Path) -> None:
         del parent[last]
 
 
+def _copy(x: Any) -> Any:
+    """A deep copy of an item (dicts, lists and immutable leaves): `copy.deepcopy`'s generality cost ten times
+    as much."""
+    if type(x) is dict:
+        return {k: _copy(v) for k, v in x.items()}
+    if type(x) is list:
+        return [_copy(v) for v in x]
+    return x
+
+
 def apply_update(u: Update, item: dict[str, Any] | None, key_names: tuple[str, ...]) -> dict[str, Any]:
     """The item after the update's actions, each evaluated against the item as it was before."""
     for p in u.paths():
@@ -248,7 +257,7 @@ def apply_update(u: Update, item: dict[str, Any] | None, key_names: tuple[str, .
             raise Invalid(f"One or more parameter values were invalid: Cannot update attribute {p[0]}. This "
                           "attribute is part of the key")
     new_values = [(p, _set_value(x, item)) for p, x in u.set]
-    out = copy.deepcopy(item) if item is not None else {}
+    out = _copy(item) if item is not None else {}
     for p, v in new_values:
         set_path(out, p, v)
     for p in sorted(u.remove, key=lambda q: [(-e if isinstance(e, int) else 0) for e in q]):

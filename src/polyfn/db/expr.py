@@ -12,8 +12,11 @@ Precedence (DynamoDB's): comparisons, IN, BETWEEN, functions, parentheses bind t
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from polyfn.db import values
 from polyfn.db.errors import Invalid
@@ -502,16 +505,50 @@ def _check_overlaps(u: Update, error: Any) -> None:
 # -- entry points -------------------------------------------------------------------------------------
 
 
-def parse_condition(src: Any, names: Names, what: str = "ConditionExpression") -> Any:
-    p = Parser(src, what, names)
+_PARSED: dict[tuple[str, str, tuple[tuple[str, str], ...], bytes], tuple[Any, frozenset[str], frozenset[str]]] = {}
+_PARSED_MAX = 1024
+_values_key = msgspec.json.Encoder().encode
+
+
+def _parsed(what: str, src: Any, names: Names, parse: Callable[[Parser], Any]) -> Any:
+    """`parse` of the expression, remembered per (expression, names, values): a client sends the same few
+    expressions again and again, and parsing one cost more than the write it guards. The trees are immutable
+    (frozen nodes; an `Update`'s lists are never changed after parsing), so one serves every request."""
+    if not isinstance(src, str):
+        return parse(Parser(src, what, names))
+    key = (what, src, tuple(names.names.items()), _values_key(names.values) if names.values else b"")
+    hit = _PARSED.get(key)
+    if hit is not None:
+        names.used_names.update(hit[1])
+        names.used_values.update(hit[2])
+        return hit[0]
+    outer_names, outer_values = names.used_names, names.used_values
+    names.used_names, names.used_values = set(), set()
+    try:
+        out = parse(Parser(src, what, names))
+        used_names, used_values = frozenset(names.used_names), frozenset(names.used_values)
+    finally:
+        outer_names.update(names.used_names)
+        outer_values.update(names.used_values)
+        names.used_names, names.used_values = outer_names, outer_values
+    if len(_PARSED) >= _PARSED_MAX:
+        _PARSED.clear()
+    _PARSED[key] = (out, used_names, used_values)
+    return out
+
+
+def _condition(p: Parser) -> Any:
     c = p.condition()
     p.done()
     return c
 
 
+def parse_condition(src: Any, names: Names, what: str = "ConditionExpression") -> Any:
+    return _parsed(what, src, names, _condition)
+
+
 def parse_update(src: Any, names: Names) -> Update:
-    p = Parser(src, "UpdateExpression", names)
-    return p.update()
+    return _parsed("UpdateExpression", src, names, Parser.update)  # type: ignore[no-any-return]
 
 
 def parse_projection(src: Any, names: Names) -> list[Path]:

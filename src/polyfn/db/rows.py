@@ -135,9 +135,11 @@ def check_index_keys(t: TableDef, item: dict[str, Any]) -> None:
 
 
 class Prepared:
-    """A statement compiled once per dialect and run with positional parameters straight through the driver
-    (`exec_driver_sql`): SQLAlchemy's per-execution work (cache key, compiled-cache lookup, bind processing)
-    cost more than SQLite's own on the single-item hot path."""
+    """A statement compiled once per dialect and run with positional parameters straight through the driver:
+    SQLAlchemy's per-execution work (cache key, compiled-cache lookup, bind processing, its execution context
+    and result objects) cost more than SQLite's own on the single-item hot path. On SQLite the statement goes
+    to the DB-API connection itself, inside the transaction the `Connection` began; elsewhere through
+    `exec_driver_sql`."""
 
     __slots__ = ("_by_dialect", "make")
 
@@ -145,17 +147,32 @@ class Prepared:
         self.make = make  # Connection → the statement (built lazily: some depend on the dialect)
         self._by_dialect: dict[str, tuple[str, tuple[str, ...]]] = {}
 
-    def __call__(self, conn: Connection, params: dict[str, Any]) -> Any:
+    def _sql(self, conn: Connection) -> tuple[str, tuple[str, ...]]:
         found = self._by_dialect.get(conn.dialect.name)
         if found is None:
             compiled = self.make(conn).compile(dialect=conn.dialect)
             found = self._by_dialect[conn.dialect.name] = (compiled.string, tuple(compiled.positiontup or ()))
-        sql, order = found
-        return conn.exec_driver_sql(sql, tuple(params[k] for k in order))
+        return found
+
+    def __call__(self, conn: Connection, params: dict[str, Any]) -> None:
+        sql, order = self._sql(conn)
+        args = tuple(params[k] for k in order)
+        if conn.dialect.name == "sqlite":
+            conn.connection.driver_connection.execute(sql, args)
+        else:
+            conn.exec_driver_sql(sql, args)
+
+    def first(self, conn: Connection, params: dict[str, Any]) -> Any:
+        """The statement's first row, or None."""
+        sql, order = self._sql(conn)
+        args = tuple(params[k] for k in order)
+        if conn.dialect.name == "sqlite":
+            return conn.connection.driver_connection.execute(sql, args).fetchone()
+        return conn.exec_driver_sql(sql, args).first()
 
 
 def fetch(conn: Connection, tid: str, k: RowKey) -> dict[str, Any] | None:
-    row = _GET(conn, {"tid": tid, "h": k.h, "pk": k.pk, "sk": k.sk}).first()
+    row = _GET.first(conn, {"tid": tid, "h": k.h, "pk": k.pk, "sk": k.sk})
     return decode(row[0]) if row is not None else None
 
 

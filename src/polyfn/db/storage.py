@@ -12,10 +12,17 @@ Schema (created at start, `db_meta` records its version for later migrations):
 * `db_tokens` token → a TransactWriteItems ClientRequestToken, its request digest and time (10 minutes).
 
 Work is a plain function of a synchronous SQLAlchemy `Connection`, run inside one transaction:
-* SQLite (embedded; `<data dir>/tables.db`, WAL): writes run on one thread of their own, several callers'
-  work in one transaction (a group commit, each piece inside a SAVEPOINT so one failure undoes only its
-  own), reads on a small pool of threads with their own connections. SQLite has one writer at a time
-  anyway; going through aiosqlite would cost an event-loop round trip per statement, several per item.
+* SQLite (embedded; `<data dir>/tables.db`, WAL): one writer connection, several callers' work in one
+  transaction (a group commit, each piece inside a SAVEPOINT so one failure undoes only its own). A write of
+  bounded size (`small`: one item, a batch or transaction of at most 100) runs on the event loop's thread:
+  the writes that arrive in one turn of the loop commit together in its next turn, so a PutItem costs no
+  thread hand-off, no wake-up of a writer thread and none of the loop (those cost more than the write). Writes
+  of unbounded size (a table's deletion or backfill, TTL sweeps) run on a thread of their own, which then
+  holds the connection and takes the small writes that arrive meanwhile into its own batches. The writer
+  connection never checkpoints the WAL at commit (it would fsync on the loop's thread): a thread of its own
+  checkpoints (PASSIVE, beside the writer) every `CHECKPOINT_EVERY` commits. Reads run on a small pool of
+  threads with their own connections. SQLite has one writer at a time anyway; going through aiosqlite would
+  cost an event-loop round trip per statement, several per item.
 * PostgreSQL (a cluster; the node's `POLYFN_DATABASE_URL`): SQLAlchemy async (asyncpg) runs the same function
   through `run_sync`, one transaction per call; writers first take transaction-scoped advisory locks on the
   keys they touch (sorted, so two transactions never wait on each other in a cycle), which serialises
@@ -28,6 +35,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import hashlib
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable
@@ -54,8 +62,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
+log = logging.getLogger("polyfn.db")
 T = TypeVar("T")
 SCHEMA_VERSION = 1
+CHECKPOINT_EVERY = 256  # write transactions between two WAL checkpoints (SQLite's own default: 1,000 pages)
 _LOCK_DDL = 0x706F6C7964620  # advisory lock held while creating the schema (PostgreSQL)
 _LOCK_FEED = 0x706F6C79646621  # held by the one node forwarding the change feed at a time
 FEED_ORDER_LOCK = 0x706F6C7964666F  # held from a transaction's first change record to its commit (rows.py)
@@ -142,7 +152,9 @@ class Storage:
 
         return await self.read(q)
 
-    async def write(self, fn: Callable[[Connection], T], locks: Iterable[int] = ()) -> T:
+    async def write(self, fn: Callable[[Connection], T], locks: Iterable[int] = (), small: bool = False) -> T:
+        """Run `fn` in a write transaction; `small`: its work is bounded (one item, a batch or transaction of at
+        most 100 items), so it may run on the event loop's thread."""
         raise NotImplementedError
 
     async def exclusive(self, key: int, fn: Callable[[Connection], T]) -> T | None:
@@ -181,11 +193,16 @@ class SqliteStorage(Storage):
 
         self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="polyfn-db-write")
         self._readers = concurrent.futures.ThreadPoolExecutor(3, thread_name_prefix="polyfn-db-read")
+        self._checkpointer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="polyfn-db-checkpoint")
         self._local = threading.local()
         self._wconn: Connection | None = None
-        self._pending: list[tuple[Callable[[Connection], Any], asyncio.Future[Any]]] = []
+        self._pending: list[tuple[Callable[[Connection], Any], asyncio.Future[Any]]] = []  # the thread's
         self._mutex = threading.Lock()
-        self._draining = False
+        self._draining = False  # the writer connection is in use (by the thread or the loop); under _mutex
+        self._inline: list[tuple[Callable[[Connection], Any], asyncio.Future[Any]]] = []  # small, this turn
+        self._commits = 0  # since the last checkpoint; under _mutex
+        self._checkpointing = False
+        self._ckconn: sqlite3.Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._conns: list[Connection] = []
         self._point: sqlite3.Connection | None = None  # point reads, on the event loop's thread (`item_text`)
@@ -195,6 +212,8 @@ class SqliteStorage(Storage):
 
         def setup() -> None:
             self._wconn = self.engine.connect().execution_options(writer=True)
+            # commits never checkpoint (an fsync on whichever thread commits): `_checkpoint` does
+            self._wconn.connection.driver_connection.execute("PRAGMA wal_autocheckpoint=0")
             with self._wconn.begin():
                 _create_schema(self._wconn)
 
@@ -225,6 +244,9 @@ class SqliteStorage(Storage):
         await loop.run_in_executor(self._writer, close_writer)
         self._writer.shutdown(wait=True)
         self._readers.shutdown(wait=True)
+        self._checkpointer.shutdown(wait=True)
+        if self._ckconn is not None:
+            self._ckconn.close()
         for c in self._conns:
             with contextlib.suppress(Exception):
                 c.close()
@@ -246,9 +268,15 @@ class SqliteStorage(Storage):
         assert self._loop is not None
         return await self._loop.run_in_executor(self._readers, run)
 
-    async def write(self, fn: Callable[[Connection], T], locks: Iterable[int] = ()) -> T:
-        assert self._loop is not None
-        fut: asyncio.Future[T] = self._loop.create_future()
+    async def write(self, fn: Callable[[Connection], T], locks: Iterable[int] = (), small: bool = False) -> T:
+        loop = self._loop
+        assert loop is not None
+        fut: asyncio.Future[T] = loop.create_future()
+        if small:
+            self._inline.append((fn, fut))
+            if len(self._inline) == 1:  # the first of this turn: commit them all in the loop's next turn
+                loop.call_soon(self._drain_inline)
+            return await fut
         with self._mutex:
             self._pending.append((fn, fut))
             start = not self._draining
@@ -260,33 +288,89 @@ class SqliteStorage(Storage):
     async def exclusive(self, key: int, fn: Callable[[Connection], T]) -> T | None:
         return await self.write(fn)  # one process, one writer: always exclusive
 
+    def _drain_inline(self) -> None:
+        """On the loop's thread: this turn's small writes in one transaction, unless the writer thread holds
+        the connection (then they join its next batch)."""
+        batch, self._inline = self._inline, []
+        with self._mutex:
+            if self._draining:
+                self._pending.extend(batch)
+                return
+            self._draining = True
+        try:
+            done = self._run_batch(batch)
+        finally:
+            with self._mutex:
+                more = bool(self._pending)
+                self._draining = more
+        if more:
+            self._writer.submit(self._drain)
+        _settle_all(done)
+
     def _drain(self) -> None:
-        conn = self._wconn
-        assert conn is not None and self._loop is not None
+        assert self._loop is not None
         while True:
             with self._mutex:
                 batch, self._pending = self._pending, []
                 if not batch:
                     self._draining = False
                     return
-            done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+            done = self._run_batch(batch)
+            self._loop.call_soon_threadsafe(_settle_all, done)  # one wake-up of the loop per batch
+
+    def _run_batch(self, batch: list[tuple[Callable[[Connection], Any], asyncio.Future[Any]]]
+                   ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
+        """Every write of `batch` in one transaction, each in a savepoint of its own; committed on return."""
+        conn = self._wconn
+        assert conn is not None
+        done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        if len(batch) == 1:  # alone: no savepoint, a failure undoes the transaction
+            fn, fut = batch[0]
             try:
                 with conn.begin():
-                    # each write in a savepoint of its own (a refused one leaves the batch's others alone), said
-                    # to SQLite directly: SQLAlchemy's begin_nested() compiled a statement each time and cost
-                    # more than the write itself
-                    raw = conn.connection.driver_connection
-                    for fn, fut in batch:
-                        raw.execute("SAVEPOINT w")
-                        try:
-                            done.append((fut, fn(conn), None))
-                        except Exception as e:
-                            raw.execute("ROLLBACK TO w")
-                            done.append((fut, None, e))
-                        raw.execute("RELEASE w")
-            except Exception as e:  # the commit failed: nothing of the batch happened
-                done = [(fut, None, e) for _, fut in batch]
-            self._loop.call_soon_threadsafe(_settle_all, done)  # one wake-up of the loop per batch
+                    done.append((fut, fn(conn), None))
+            except Exception as e:
+                return [(fut, None, e)]
+            self._committed()
+            return done
+        try:
+            with conn.begin():
+                # each write in a savepoint of its own (a refused one leaves the batch's others alone), said
+                # to SQLite directly: SQLAlchemy's begin_nested() compiled a statement each time and cost
+                # more than the write itself
+                raw = conn.connection.driver_connection
+                for fn, fut in batch:
+                    raw.execute("SAVEPOINT w")
+                    try:
+                        done.append((fut, fn(conn), None))
+                    except Exception as e:
+                        raw.execute("ROLLBACK TO w")
+                        done.append((fut, None, e))
+                    raw.execute("RELEASE w")
+        except Exception as e:  # the commit failed: nothing of the batch happened
+            return [(fut, None, e) for _, fut in batch]
+        self._committed()
+        return done
+
+    def _committed(self) -> None:
+        self._commits += 1
+        if self._commits >= CHECKPOINT_EVERY and not self._checkpointing:
+            self._commits = 0
+            self._checkpointing = True
+            self._checkpointer.submit(self._checkpoint)
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL's committed pages into the database file (PASSIVE: beside the writer and the readers,
+        waiting for neither); the writer then starts the WAL over from its beginning."""
+        try:
+            if self._ckconn is None:
+                self._ckconn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+                self._ckconn.execute("PRAGMA busy_timeout=10000")
+            self._ckconn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error:
+            log.warning("WAL checkpoint of %s failed", self.path, exc_info=True)
+        finally:
+            self._checkpointing = False
 
 
 def _settle(fut: asyncio.Future[Any], result: Any, err: BaseException | None) -> None:
@@ -327,7 +411,7 @@ class PgStorage(Storage):
             async with conn.begin():
                 return await conn.run_sync(fn)
 
-    async def write(self, fn: Callable[[Connection], T], locks: Iterable[int] = ()) -> T:
+    async def write(self, fn: Callable[[Connection], T], locks: Iterable[int] = (), small: bool = False) -> T:
         async with self.engine.begin() as conn:
             for k in sorted(set(locks)):
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": k})

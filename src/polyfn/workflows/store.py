@@ -293,8 +293,43 @@ def _insert_execution(conn: Connection, ex: Execution, evs: Sequence[dict[str, A
         conn.execute(_INSERT_WORK, [i.row() for i in items])
 
 
+# The same statements as plain SQLite SQL for `_save`, the transition's hot path: SQLAlchemy's execution of a
+# Core statement (compiled-cache lookup, parameter processing, its result objects) cost several times what SQLite
+# takes to run it, four statements per transition.
+_SQLITE_UPDATE_EXECUTION = (f"UPDATE {executions.name} SET state = ?, version = ?, status = ?, output = ?, error = ?, "
+                            "cause = ?, stopped_at = ? WHERE id = ? AND version = ?")
+_SQLITE_INSERT_EVENT = f"INSERT INTO {events.name} (execution, id, type, ts, body) VALUES (?, ?, ?, ?, ?)"
+_SQLITE_INSERT_WORK = (f"INSERT INTO {work.name} (id, execution, kind, due, payload, owner, lease) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?)")
+
+
+def _save_sqlite(conn: Connection, ex: Execution, version: int, evs: Sequence[dict[str, Any]],
+                 items: Sequence[WorkItem], cancel: Sequence[str], done: str | None, op_rows: Sequence[OpRow]) -> None:
+    raw = conn.connection.driver_connection
+    res = raw.execute(_SQLITE_UPDATE_EXECUTION, (ex.state, version + 1, ex.status, ex.output, ex.error, ex.cause,
+                                                 ex.stopped_at, ex.id, version))
+    if res.rowcount != 1:
+        raise Conflict(ex.id)
+    _ops(conn, ex.id, op_rows)
+    if evs:
+        raw.executemany(_SQLITE_INSERT_EVENT, [(ex.id, e["id"], e["type"], e["timestamp"],
+                                                json.dumps(e, separators=(",", ":"))) for e in evs])
+    gone = [*cancel, *([done] if done else [])]
+    if gone:
+        raw.execute(f"DELETE FROM {work.name} WHERE id IN ({', '.join('?' * len(gone))})", gone)
+    if items:
+        rows = []
+        for i in items:
+            r = i.row()
+            rows.append((r["id"], r["execution"], r["kind"], r["due"], r["payload"], r["owner"], r["lease"]))
+        raw.executemany(_SQLITE_INSERT_WORK, rows)
+
+
 def _save(conn: Connection, ex: Execution, version: int, evs: Sequence[dict[str, Any]], items: Sequence[WorkItem],
           cancel: Sequence[str], done: str | None, op_rows: Sequence[OpRow] = ()) -> None:
+    if conn.dialect.name == "sqlite":
+        _save_sqlite(conn, ex, version, evs, items, cancel, done, op_rows)
+        return
     res = conn.execute(_UPDATE_EXECUTION, {"_id": ex.id, "_version": version, "state": ex.state, "version": version + 1,
                                            "status": ex.status, "output": ex.output, "error": ex.error, "cause": ex.cause,
                                            "stopped_at": ex.stopped_at})

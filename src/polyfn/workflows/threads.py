@@ -9,6 +9,7 @@ state Type does when a thread enters it is `states.py`'s (`Interpreter`, a `Thre
 
 from __future__ import annotations
 
+import functools
 import random
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +36,7 @@ class Step:
         self.reply: dict[str, Any] | None = None  # what the caller of the event gets back (a durable checkpoint)
         self.changed: list[str] = []  # the operations a durable function's step changed (stored one row each)
 
+@functools.lru_cache(maxsize=1024)  # (a state's context is built several times with its one entered time)
 def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(ts * 1000) % 1000:03d}Z"
 
