@@ -62,7 +62,7 @@ from polyfn.protocol import (
 )
 from polyfn.runtimes import dotnet
 from polyfn.runtimes.dotnet.link import HostLink, LinkClosed
-from polyfn.runtimes.http import wsrelay
+from polyfn.runtimes.http import h2c, wsrelay
 
 CLONE_NEWNET = 0x40000000
 SIOCGIFFLAGS = 0x8913
@@ -401,6 +401,8 @@ class Proxy:
         self.logs.begin(inv.id)
         if inv.kind == "websocket":  # a client's WebSocket upgrade, for the program (wsrelay.py)
             return wsrelay.run(self, inv, self.port, self.websockets, t0)
+        if inv.kind == "h2c":  # a client's h2c connection, for the program (h2c.py; its relay kept with those)
+            return h2c.run(self, inv, self.port, self.websockets, t0)
         target = inv.path or "/"
         if inv.query:
             target += "?" + inv.query
