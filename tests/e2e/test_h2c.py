@@ -317,3 +317,24 @@ def test_h2c_respects_the_functions_key(server: Server) -> None:
     got = raw(server, b"GET /fn/h2c-private/x HTTP/1.1\r\nhost: x\r\nconnection: Upgrade, HTTP2-Settings, close\r\n"
                       b"upgrade: h2c\r\nhttp2-settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n")
     assert got.startswith(b"HTTP/1.1 401 "), got[:300]
+
+
+def test_an_idle_h2c_connection_ends_at_the_functions_stream_idle_timeout(server: Server) -> None:
+    server.deploy("h2c-idle", {"server.js": NODE_H2C}, runtime="http", handler="node server.js", h2c=True,
+                  stream_idle_timeout=1)
+    before = activation_ids(server, "h2c-idle")
+    c = H2Client(server.port)
+    try:
+        headers, body, _ = c.request("/fn/h2c-idle/x")
+        assert headers[":status"] == "200" and body == b"GET /x over HTTP/2, 0 bytes in\n"
+        c.sock.settimeout(30)
+        ended = []
+        while not ended:  # nothing is sent: the node ends the connection (GOAWAY, then it closes)
+            more = c.sock.recv(65536)
+            if not more:
+                break
+            ended = [e for e in c.conn.receive_data(more) if isinstance(e, h2.events.ConnectionTerminated)]
+    finally:
+        c.close()
+    act = new_activation(server, "h2c-idle", before)
+    assert act["status"] == "timeout" and act["stream"]["end"] == "idle_timeout", act
