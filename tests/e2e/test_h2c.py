@@ -13,6 +13,7 @@ import json
 import socket
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import h2.config
@@ -20,7 +21,8 @@ import h2.connection
 import h2.events
 import pytest
 
-from .conftest import Server
+from .conftest import REPO, Server
+from .docblocks import doc_env, run_page
 from .test_access_control import create_key
 
 ECHO_SERVER = '''
@@ -338,3 +340,11 @@ def test_an_idle_h2c_connection_ends_at_the_functions_stream_idle_timeout(server
         c.close()
     act = new_activation(server, "h2c-idle", before)
     assert act["status"] == "timeout" and act["stream"]["end"] == "idle_timeout", act
+
+
+def test_the_h2c_example_of_docs_flavors_md_runs(server: Server, tmp_path: Path) -> None:
+    doc = REPO / "docs" / "flavors.md"
+    ran = [b for b, _ in run_page(doc, tmp_path, doc_env(server.url, key=server.key), expect="arrow",
+                                  only=lambda b: (b.file is not None and b.file.startswith("h2c-hello/"))
+                                  or "/fn/h2c-hello" in b.code)]
+    assert len(ran) == 1
