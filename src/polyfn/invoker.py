@@ -364,6 +364,7 @@ class Invoker:
                 send(inv_id, data)
 
             stream.upstream = upstream
+            stream.backlog = inst.backlog
         self.deadlines.add(stream, time.perf_counter() + min(idle, limit), self._stream_deadline, stream, idle, limit)
         stream.bind(lambda s: self._stream_ended(act, t0, inst, pool, s, out),
                     lambda s, how: self._stream_cancelled(inst, s, how))

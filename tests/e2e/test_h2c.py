@@ -10,6 +10,7 @@ the offer), and prior knowledge is answered 400 `h2c_unsupported` (over HTTP/2).
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import time
@@ -348,3 +349,24 @@ def test_the_h2c_example_of_docs_flavors_md_runs(server: Server, tmp_path: Path)
                                   only=lambda b: (b.file is not None and b.file.startswith("h2c-hello/"))
                                   or "/fn/h2c-hello" in b.code)]
     assert len(ran) == 1
+
+
+def test_a_node_that_stops_says_goaway_and_lets_the_connection_finish(fresh_server: Server) -> None:
+    server = fresh_server
+    server.deploy("h2c-stop", {"server.js": NODE_H2C}, runtime="http", handler="node server.js", h2c=True)
+    c = H2Client(server.port)
+    try:
+        headers, _, _ = c.request("/fn/h2c-stop/before")
+        assert headers[":status"] == "200"
+        server.proc.send_signal(signal.SIGTERM)
+        c.sock.settimeout(20)
+        goaway = None
+        while goaway is None:
+            more = c.sock.recv(65536)
+            assert more, "the node closed without GOAWAY"
+            goaway = next((e for e in c.conn.receive_data(more) if isinstance(e, h2.events.ConnectionTerminated)),
+                          None)
+        assert goaway.error_code == 0 and goaway.last_stream_id == 1, goaway
+    finally:
+        c.close()  # (the client leaves: the node's drain ends with it)
+    assert server.proc.wait(30) == 0

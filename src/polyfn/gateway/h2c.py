@@ -49,6 +49,8 @@ log = logging.getLogger("polyfn.gateway")
 PREFIX = b"/fn/"
 #: bytes of the client held while its invocation starts; reading pauses beyond
 HELD_MAX = 1 << 20
+#: seconds between looks at the instance's backlog while reading the client is paused
+BACKLOG_POLL = 0.01
 #: the client's write buffer beyond which the program's bytes wait for it to drain
 WRITE_HIGH = 1 << 20
 _HOP = {b"connection", b"upgrade", b"content-length", b"transfer-encoding", b"keep-alive"}
@@ -164,6 +166,8 @@ class Tunnel(asyncio.Protocol):
         self.task: asyncio.Task[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.first_refusal: tuple[int, Refusal] | None = None
+        self._paused_at: asyncio.TimerHandle | None = None  # reading the client paused for the instance's backlog
+        self.draining = False  # the node stops: GOAWAY sent, no new stream
 
     # -- asyncio ---------------------------------------------------------------------------------------------
 
@@ -203,12 +207,26 @@ class Tunnel(asyncio.Protocol):
         if out:
             if stream is not None:
                 stream.upstream(out)
+                if stream.backlog is not None and stream.backlog() > HELD_MAX:  # the program reads slower
+                    self.transport.pause_reading()
+                    self._paused_at = asyncio.get_running_loop().call_later(BACKLOG_POLL, self._backlog)
             else:
                 self.held.append(out)
                 self.held_bytes += len(out)
                 if self.held_bytes > HELD_MAX:
                     self.transport.pause_reading()
         self._inject()
+
+    def _backlog(self) -> None:
+        """Reading the client paused: resume once the instance has read what it was sent (polled)."""
+        stream = self.stream
+        if self.closed or stream is None or stream.backlog is None:
+            return
+        if stream.backlog() > HELD_MAX // 4:
+            self._paused_at = asyncio.get_running_loop().call_later(BACKLOG_POLL, self._backlog)
+        else:
+            self._paused_at = None
+            self.transport.resume_reading()
 
     def eof_received(self) -> bool | None:
         return None  # (HTTP/2 has no half-close of the connection: end it)
@@ -218,6 +236,8 @@ class Tunnel(asyncio.Protocol):
         self.connections.discard(self)
         if self.timer is not None:
             self.timer.cancel()
+        if self._paused_at is not None:
+            self._paused_at.cancel()
         if self.stream is not None:  # the client closing is how an HTTP/2 connection ends; a reset is not
             self.stream.cancel(streaming.COMPLETE if exc is None else streaming.DISCONNECTED)
         self._wake()
@@ -235,8 +255,14 @@ class Tunnel(asyncio.Protocol):
             drained.set_result(None)
 
     def shutdown(self) -> None:
-        """The node stops (uvicorn's shutdown): the connection ends."""
-        self._end(goaway(self.frames.forwarded, NO_ERROR) if self.server.at_boundary else b"")
+        """The node stops (uvicorn's shutdown): GOAWAY, so the client opens no new stream; the streams in flight
+        go on until the client closes, or the node's drain ends and stops the invocation (docs/streaming.md)."""
+        if self.stream is None:
+            self._end(b"")
+            return
+        self.draining = True
+        self.frames.to_client.append(goaway(self.frames.forwarded, NO_ERROR))
+        self._inject()
 
     # -- streams ---------------------------------------------------------------------------------------------
 
@@ -250,6 +276,8 @@ class Tunnel(asyncio.Protocol):
                 self.first_refusal = (stream, why)
                 return why
         assert self.name is not None
+        if self.draining:
+            return Refusal(503, "shutting_down", "the node is shutting down: open a connection to another node")
         if where is None or where[0] != self.name:
             return Refusal(421, "h2c_other_function", (
                 f"this h2c connection is bound to function {self.name!r} (its first stream named it); open another "
