@@ -162,3 +162,32 @@ def test_the_nodes_own_answer_is_whole_http2() -> None:
     body = b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived))
     assert b'"h2c_unsupported"' in body
     assert any(isinstance(e, h2.events.ConnectionTerminated) for e in events)
+
+
+def test_repeated_blocks_are_decoded_once_yet_always_mean_what_the_client_meant() -> None:
+    c, s = client(), server()
+    paths = ["a", "a", "b", "a", "b", "b", "c", "a"] + [f"n{i}" for i in range(300)] + ["a", "a"]
+    f = ClientFrames(strip_fn)
+    s.receive_data(f.feed(c.data_to_send()))
+    seen = []
+    for p in paths:  # (the same bytes mean another path once the client's table has moved on)
+        request(c, f"/fn/ok/{p}", ("x-token", "t"))
+        for e in requests_seen(s, f.feed(c.data_to_send())):
+            seen.append(dict(e.headers)[":path"])
+            s.send_headers(e.stream_id, [(":status", "200")], end_stream=True)  # (the stream ends)
+    assert seen == [f"/{p}" for p in paths]
+    assert len(f.encoded) <= 256 and len(f.decoded) <= 256
+
+
+@pytest.mark.parametrize("block, indexed", [
+    (b"\x82\x86\x84", True),  # static indexes
+    (b"\xbe\xbf", True),  # dynamic ones
+    (b"\xff\x80\x01", True),  # an index in two more bytes
+    (b"\x82\x44\x01/", False),  # a literal with incremental indexing (:path)
+    (b"\x3f\xe1\x1f", False),  # a table size update
+    (b"\x82\x04\x01/", False),  # a literal without indexing: (not cached either way)
+])
+def test_indexed_only(block: bytes, indexed: bool) -> None:
+    from polyfn.gateway.h2frames import _indexed_only
+
+    assert _indexed_only(block) is indexed

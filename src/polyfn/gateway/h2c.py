@@ -288,7 +288,7 @@ class Tunnel(asyncio.Protocol):
         if why is not None:
             return why
         target = (sub + "?" + query if query else sub).encode("latin-1")
-        return [(k, target if k == b":path" else v) for k, v in headers]
+        return [(b":path", target) if h[0] == b":path" else h for h in headers]  # (never-indexed ones stay so)
 
     def _bind(self, where: tuple[str, str, str] | None, headers: list[tuple[bytes, bytes]]) -> Refusal | None:
         if where is None:

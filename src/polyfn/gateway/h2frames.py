@@ -36,6 +36,8 @@ MAX_FRAME = 16384
 MAX_BLOCK = 65536
 
 _HEAD = struct.Struct("!I")
+#: header blocks for the program kept encoded, per connection
+ENCODED_MAX = 256
 
 
 def frame(ftype: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
@@ -60,6 +62,21 @@ def _hpack_int(n: int, bits: int) -> bytes:
         out.append((n & 0x7F) | 0x80)
         n >>= 7
     return bytes((*out, n))
+
+
+def _indexed_only(block: bytes) -> bool:
+    """The HPACK block holds indexed header fields only (RFC 7541 6.1): it neither adds to nor resizes the table."""
+    i, n = 0, len(block)
+    while i < n:
+        b = block[i]
+        if not b & 0x80:
+            return False
+        i += 1
+        if b & 0x7F == 0x7F:  # (the index goes on in 7-bit groups)
+            while i < n and block[i] & 0x80:
+                i += 1
+            i += 1
+    return i == n
 
 
 def response_block(status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
@@ -104,7 +121,14 @@ class ClientFrames:
         self.decoder = hpack.Decoder(max_header_list_size=max_block)
         self.decoder.max_allowed_table_size = max_block
         self.encoder = hpack.Encoder()
-        self.encoder.header_table_size = 0  # (the first block says so: no dynamic table towards the program)
+        self.encoder.header_table_size = 0
+        # no dynamic table towards the program: the first block says so (a size update to 0), and from then on a
+        # block is a function of its headers alone, so repeated ones (a client's requests) are encoded once
+        self.prefix = self.encoder.encode([])
+        self.encoded: dict[tuple[Any, ...], bytes] = {}
+        # blocks of indexed fields only (a client repeating a request: a few bytes) leave the decoder's table as it
+        # was, so while no other block comes they mean the same headers: decoded once
+        self.decoded: dict[bytes, list[Any]] = {}
         self.block: list[Any] | None = None  # [stream, flags, priority bytes, fragments] while CONTINUATIONs come
         self.refused: set[int] = set()
         self.last_stream = 0  # the highest stream the client opened
@@ -180,10 +204,17 @@ class ClientFrames:
             return
         stream, first_flags, prio, parts = self.block
         self.block = None
-        try:
-            headers = self.decoder.decode(b"".join(parts), raw=True)
-        except hpack.HPACKError as e:
-            raise H2Error(COMPRESSION_ERROR, f"the client's header block does not decode: {e}") from None
+        raw = b"".join(parts)
+        headers = self.decoded.get(raw)
+        if headers is None:
+            try:
+                headers = self.decoder.decode(raw, raw=True)
+            except hpack.HPACKError as e:
+                raise H2Error(COMPRESSION_ERROR, f"the client's header block does not decode: {e}") from None
+            if not _indexed_only(raw):  # (it may have changed the table: what was kept may mean something else now)
+                self.decoded.clear()
+            elif len(self.decoded) < ENCODED_MAX:
+                self.decoded[raw] = headers
         new = stream > self.last_stream
         if new:
             self.last_stream = stream
@@ -203,7 +234,14 @@ class ClientFrames:
                 return
             headers = routed
             self.forwarded = stream
-        block = self.encoder.encode(headers, huffman=True)
+        key = tuple([(h[0], h[1], isinstance(h, hpack.NeverIndexedHeaderTuple)) for h in headers])
+        block = self.encoded.get(key)
+        if block is None:
+            if len(self.encoded) >= ENCODED_MAX:
+                self.encoded.clear()
+            block = self.encoded[key] = self.encoder.encode(headers, huffman=False)
+        if self.prefix:
+            block, self.prefix = self.prefix + block, b""
         flags = (first_flags & (END_STREAM | PRIORITY_FLAG))
         room = MAX_FRAME - len(prio)
         first, rest = prio + block[:room], block[room:]
