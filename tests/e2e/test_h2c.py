@@ -185,6 +185,16 @@ class H2Client:
         self.sock.close()
 
 
+def alone(server: Server, path: str, headers: list[tuple[str, str]] | None = None) -> tuple[dict[str, str], Any]:
+    """A request on a connection of its own: the answer's headers and its JSON body."""
+    c = H2Client(server.port)
+    try:
+        got, body, _ = c.request(path, headers=headers)
+        return got, json.loads(body)
+    finally:
+        c.close()
+
+
 def test_upgrade_h2c_is_answered_over_http11_and_not_offered_to_the_program(server: Server) -> None:
     server.deploy("h2c-echo", {"server.py": ECHO_SERVER})
     got = raw(server, b"GET /fn/h2c-echo/x HTTP/1.1\r\nhost: x\r\nconnection: Upgrade, HTTP2-Settings, close\r\n"
@@ -200,25 +210,13 @@ def test_upgrade_h2c_is_answered_over_http11_and_not_offered_to_the_program(serv
 
 def test_http2_prior_knowledge_is_refused_for_a_function_without_h2c(server: Server) -> None:
     server.deploy("h2c-echo", {"server.py": ECHO_SERVER})
-    c = H2Client(server.port)
-    try:
-        headers, body, _ = c.request("/fn/h2c-echo/x")
-        assert headers[":status"] == "400" and headers["x-polyfn-error"] == "h2c_unsupported", (headers, body)
-        assert json.loads(body)["error"]["code"] == "h2c_unsupported"
-    finally:
-        c.close()
-    c = H2Client(server.port)  # a path that is not /fn/NAME: the same
-    try:
-        headers, body, _ = c.request("/v1/functions")
-        assert headers[":status"] == "400" and json.loads(body)["error"]["code"] == "h2c_unsupported"
-    finally:
-        c.close()
-    c = H2Client(server.port)
-    try:
-        headers, body, _ = c.request("/fn/no-such-function")
-        assert headers[":status"] == "404" and json.loads(body)["error"]["code"] == "function_not_found"
-    finally:
-        c.close()
+    headers, body = alone(server, "/fn/h2c-echo/x")
+    assert headers[":status"] == "400" and headers["x-polyfn-error"] == "h2c_unsupported", (headers, body)
+    assert body["error"]["code"] == "h2c_unsupported"
+    headers, body = alone(server, "/v1/functions")  # a path that is not /fn/NAME: the same
+    assert headers[":status"] == "400" and body["error"]["code"] == "h2c_unsupported"
+    headers, body = alone(server, "/fn/no-such-function")
+    assert headers[":status"] == "404" and body["error"]["code"] == "function_not_found"
 
 
 def test_curl_http2_upgrade_passes_through(server: Server, h2c_fn: str) -> None:
@@ -284,8 +282,11 @@ def test_node_http2_server_with_prior_knowledge(server: Server) -> None:
 def test_a_connection_is_bound_to_the_function_its_first_stream_names(server: Server, h2c_fn: str) -> None:
     c = H2Client(server.port)
     try:
-        headers, body, _ = c.request(f"/fn/{h2c_fn}/first", headers=[("x-same", "v" * 100)])
-        assert headers[":status"] == "200" and json.loads(body)["path"] == "/first", (headers, body)
+        headers, body, _ = c.request(f"/fn/{h2c_fn}/first", headers=[
+            ("x-same", "v" * 100), ("x-polyfn-revision", "1"), ("x-polyfn-identity", "forged"), ("x-wx-openid", "x")])
+        seen = json.loads(body)
+        assert headers[":status"] == "200" and seen["path"] == "/first", (headers, body)
+        assert not [k for k in seen["headers"] if k.startswith(("x-polyfn-", "x-wx-"))], seen  # (never from a client)
         headers, body, _ = c.request("/fn/h2c-echo/x", body=b"dropped " * 1000, method="POST")
         assert headers[":status"] == "421" and headers["x-polyfn-error"] == "h2c_other_function", headers
         # the connection goes on (the program's HPACK state and the connection window are intact)
@@ -299,15 +300,11 @@ def test_a_connection_is_bound_to_the_function_its_first_stream_names(server: Se
 
 
 def test_h2c_respects_the_functions_key(server: Server) -> None:
-    server.deploy("h2c-private", {"server.py": H2C_SERVER, "requirements.txt": "hypercorn\n"}, runtime="http", handler="python3 server.py", h2c=True,
-                  auth="key")
+    server.deploy("h2c-private", {"server.py": H2C_SERVER, "requirements.txt": "hypercorn\n"}, runtime="http",
+                  handler="python3 server.py", h2c=True, auth="key")
     token = create_key(server, "--scope", "invoke", "--function", "h2c-private")
-    c = H2Client(server.port)
-    try:
-        headers, body, _ = c.request("/fn/h2c-private/x")
-        assert headers[":status"] == "401" and json.loads(body)["error"]["code"] == "unauthorized"
-    finally:
-        c.close()
+    headers, body = alone(server, "/fn/h2c-private/x")
+    assert headers[":status"] == "401" and body["error"]["code"] == "unauthorized"
     c = H2Client(server.port)
     try:
         headers, body, _ = c.request("/fn/h2c-private/x", headers=[("x-functions-key", token)])
@@ -370,3 +367,22 @@ def test_a_node_that_stops_says_goaway_and_lets_the_connection_finish(fresh_serv
     finally:
         c.close()  # (the client leaves: the node's drain ends with it)
     assert server.proc.wait(30) == 0
+
+
+def test_a_namespaces_h2c_function(server: Server) -> None:
+    assert server.api.post("/v1/namespaces", json={"name": "h2c-team"}).status_code == 201
+    key = server.api.post("/v1/keys", json={"scope": "deploy", "namespace": "h2c-team"}).json()
+    token = f"{key['access_key_id']}:{key['secret_access_key']}"
+    r = server.http.post("/v1/functions", headers={"authorization": f"Bearer {token}"},
+                         json={"name": "h2c-ns", "files": {"server.js": NODE_H2C}, "runtime": "http",
+                               "handler": "node server.js", "h2c": True})
+    assert r.status_code == 201, r.text
+    c = H2Client(server.port)
+    try:
+        for path in ("/a", "/b"):
+            headers, body, _ = c.request("/fn/h2c-team/h2c-ns" + path)
+            assert headers[":status"] == "200" and body == f"GET {path} over HTTP/2, 0 bytes in\n".encode()
+        headers, _, _ = c.request("/fn/h2c-ns/c")  # (not the default namespace's: there is none)
+        assert headers[":status"] == "421"
+    finally:
+        c.close()

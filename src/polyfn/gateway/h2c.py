@@ -43,6 +43,9 @@ from polyfn.gateway.h2frames import (
     error_connection,
     goaway,
 )
+from polyfn.headers import INTERNAL_PREFIX, from_outside
+from polyfn.invoker import IDENTITY_HEADER_PREFIXES
+from polyfn.tenancy import qualify
 
 log = logging.getLogger("polyfn.gateway")
 
@@ -53,6 +56,8 @@ HELD_MAX = 1 << 20
 BACKLOG_POLL = 0.01
 #: the client's write buffer beyond which the program's bytes wait for it to drain
 WRITE_HIGH = 1 << 20
+#: request headers a client never passes to the program: the node's own (headers.py), identity claims (invoker.py)
+_NOT_PASSED = (INTERNAL_PREFIX.encode(), *(p.encode() for p in IDENTITY_HEADER_PREFIXES))
 _HOP = {b"connection", b"upgrade", b"content-length", b"transfer-encoding", b"keep-alive"}
 
 
@@ -76,12 +81,25 @@ class H2cGate:
         self.header_timeout = header_timeout
         self.max_payload = max_payload
 
-    def function(self, name: str) -> Any:
-        """The registry entry of `name` if it is an h2c server, else None."""
-        active = self.invoker.registry.get(name)
-        if active is None or not active.revision.spec.h2c or active.revision.spec.runtime != "http":
+    def locate(self, path: bytes) -> tuple[Any, str, str, str] | None:
+        """`/fn/NAME[/SUB][?QUERY]` (or `/fn/NAMESPACE/NAME/…`, as the gateway reads it: tenancy.py) → (the
+        registry entry or None, the function's name, /SUB, QUERY); None for another path."""
+        where = split_path(path)
+        if where is None:
             return None
-        return active
+        name, sub, query = where
+        registry = self.invoker.registry
+        active = registry.get(name)
+        if active is None and len(sub) > 1:
+            fn, slash, rest = sub[1:].partition("/")
+            found = registry.get(qualify(name, fn))
+            if found is not None:
+                return found, found.revision.function, "/" + rest if slash else "/", query
+        return active, name, sub, query
+
+    @staticmethod
+    def serves_h2c(active: Any) -> bool:
+        return active is not None and active.revision.spec.h2c and active.revision.spec.runtime == "http"
 
     def refused(self, active: Any, name: str, query: str, headers: list[tuple[str, str]]) -> Refusal | None:
         spec = active.revision.spec
@@ -99,14 +117,13 @@ class H2cGate:
         upgrade = next((v for k, v in headers if k == b"upgrade"), b"")
         if b"h2c" not in [t.strip().lower() for t in upgrade.split(b",")]:
             return None
-        where = split_path(proto.url)
+        where = self.locate(proto.url)
         if where is None:
             return None
-        name, sub, query = where
-        active = self.function(name)
-        if active is None or any(k == b"transfer-encoding" for k, _ in headers):
+        active, name, sub, query = where
+        if not self.serves_h2c(active) or any(k == b"transfer-encoding" for k, _ in headers):
             return None
-        text = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
+        text = from_outside([(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers])
         if self.refused(active, name, query, text) is not None:
             return None
         length = next((v for k, v in headers if k == b"content-length"), b"0")
@@ -269,7 +286,7 @@ class Tunnel(asyncio.Protocol):
     def route(self, stream: int, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]] | Refusal:
         """A new stream's headers (ClientFrames): the program's, or the node's refusal."""
         path = next((v for k, v in headers if k == b":path"), b"")
-        where = split_path(path)
+        where = self.gate.locate(path)
         if self.name is None:  # prior knowledge, the first stream: it binds the connection
             why = self._bind(where, headers)
             if why is not None:
@@ -278,32 +295,32 @@ class Tunnel(asyncio.Protocol):
         assert self.name is not None
         if self.draining:
             return Refusal(503, "shutting_down", "the node is shutting down: open a connection to another node")
-        if where is None or where[0] != self.name:
+        if where is None or where[1] != self.name:
             return Refusal(421, "h2c_other_function", (
                 f"this h2c connection is bound to function {self.name!r} (its first stream named it); open another "
                 f"connection for {path.decode('latin-1')!r}"))
-        name, sub, query = where
+        _, name, sub, query = where
         why = self.gate.refused(self.active, name, query, [(k.decode("latin-1"), v.decode("latin-1"))
                                                            for k, v in headers if k[:1] != b":"])
         if why is not None:
             return why
         target = (sub + "?" + query if query else sub).encode("latin-1")
-        return [(b":path", target) if h[0] == b":path" else h for h in headers]  # (never-indexed ones stay so)
+        # (never-indexed fields stay so; the node's own headers and identity claims never come from a client)
+        return [(b":path", target) if h[0] == b":path" else h for h in headers if not h[0].startswith(_NOT_PASSED)]
 
-    def _bind(self, where: tuple[str, str, str] | None, headers: list[tuple[bytes, bytes]]) -> Refusal | None:
+    def _bind(self, where: tuple[Any, str, str, str] | None, headers: list[tuple[bytes, bytes]]) -> Refusal | None:
         if where is None:
             return Refusal(400, "h2c_unsupported", (
                 "HTTP/2 without TLS (h2c) is passed through only at /fn/NAME/… of a function deployed with h2c "
                 "(docs/streaming.md, \"h2c\"); this node serves everything else over HTTP/1.1"))
-        name, sub, query = where
-        active = self.gate.function(name)
-        if active is None:
-            if self.gate.invoker.registry.get(name) is None:
+        active, name, sub, query = where
+        if not self.gate.serves_h2c(active):
+            if active is None:
                 return Refusal(404, "function_not_found", f"function {name!r} does not exist")
             return Refusal(400, "h2c_unsupported", (
                 f"function {name!r} is not deployed with h2c (an http-runtime program that serves h2c: --h2c, or a "
                 "Knative port named h2c), so it takes HTTP/1.1 only"))
-        text = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers if k[:1] != b":"]
+        text = from_outside([(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers if k[:1] != b":"])
         why = self.gate.refused(active, name, query, text)
         if why is not None:
             return why

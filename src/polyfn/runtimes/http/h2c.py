@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 from polyfn.protocol import Head, Invoke, Result
+from polyfn.runtimes.http import wsrelay
 from polyfn.runtimes.http.wsrelay import _failed
 
 #: the client's headers that the hop makes itself
@@ -28,22 +29,17 @@ _SKIP = {"content-length", "transfer-encoding"}
 _HOP = {"connection", "upgrade", "content-length", "transfer-encoding", "keep-alive"}
 
 
-class Relay:
-    """The program's socket, for the client's bytes (registered with the proxy as a WebSocket relay is)."""
+class Relay(wsrelay.Relay):
+    """The program's socket, for the client's bytes as they come (kept with the proxy's WebSocket relays, which
+    it closes the same way)."""
 
     def __init__(self, sock: socket.socket):
-        self.sock = sock
+        super().__init__(sock, None)
 
     def upstream(self, data: bytes) -> None:
         try:
             self.sock.sendall(data)
         except OSError:  # (the program went: its side ends the invocation)
-            pass
-
-    def close(self) -> None:
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
             pass
 
 
