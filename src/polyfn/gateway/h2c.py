@@ -10,17 +10,19 @@ deployed with `h2c` (any other connection keeps the HTTP/1.1 behaviour: the upgr
   and the connection is relayed both ways from then on; a program that declines answers over HTTP/1.1 and the
   connection closes after it.
 - **Prior knowledge** (the connection's first bytes are HTTP/2's preface, `prior_knowledge`): the connection is
-  bound to the function its first stream names (`:path` `/fn/NAME/…` or `/fn/NAMESPACE/NAME/…`). A first stream for anything else (another
-  path, a function without `h2c`, no key for a private one) is answered by the node over HTTP/2 (400
-  `h2c_unsupported`, 404, 401) and the connection ends.
+  bound to the function its first stream names (`:path` `/fn/NAME/…` or `/fn/NAMESPACE/NAME/…`). A first
+  stream for anything else (another path, a function without `h2c`, no key for a private one) is answered by the
+  node over HTTP/2 (400 `h2c_unsupported`, 404, 401) and the connection ends.
 
 Either way the bytes are relayed untouched except the client's header blocks, which are decoded and re-encoded
 (gateway/h2frames.py) so that each new stream's `:path` loses its `/fn/NAME` prefix, and a stream naming another
 function (421 `h2c_other_function`) or refused by the function's key check (401) is answered by the node and
-never reaches the program; a client's `X-Polyfn-*` headers and identity claims are dropped, as on every ingress. The connection is one invocation of the function (kind `h2c`): it holds one of its
-instance's `concurrency` slots, runs under the function's `stream_idle_timeout` (no byte either way) and
-`stream_max_duration`, and its activation records the bytes each way and the duration. It counts against the
-node's `POLYFN_HTTP_MAX_CONNECTIONS` like any connection, and the node's shutdown closes it.
+never reaches the program; a client's `X-Polyfn-*` headers and identity claims are dropped, as on every ingress.
+The connection is one invocation of the function (kind `h2c`): it holds one of its instance's `concurrency`
+slots, runs under the function's `stream_idle_timeout` (no byte either way) and `stream_max_duration`, and its
+activation records the bytes each way and the duration. It counts against the node's
+`POLYFN_HTTP_MAX_CONNECTIONS` like any connection; the node's shutdown sends GOAWAY and lets it finish within the
+drain. Reading the client pauses while the instance has more than 1 MiB of it unread.
 """
 
 from __future__ import annotations
