@@ -22,7 +22,7 @@ import h2.connection
 import h2.events
 import pytest
 
-from .conftest import REPO, Server
+from .conftest import REPO, Server, start_server, wait_until
 from .docblocks import doc_env, run_page
 from .test_access_control import create_key
 
@@ -348,13 +348,22 @@ def test_the_h2c_example_of_docs_flavors_md_runs(server: Server, tmp_path: Path)
     assert len(ran) == 1
 
 
-def test_a_node_that_stops_says_goaway_and_lets_the_connection_finish(fresh_server: Server) -> None:
-    server = fresh_server
-    server.deploy("h2c-stop", {"server.js": NODE_H2C}, runtime="http", handler="node server.js", h2c=True)
-    c = H2Client(server.port)
+def test_h2c_connections_count_against_the_nodes_limit_and_hear_goaway_at_shutdown(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "data", env={"POLYFN_HTTP_MAX_CONNECTIONS": "16"})
+    clients: list[H2Client] = []
     try:
-        headers, _, _ = c.request("/fn/h2c-stop/before")
-        assert headers[":status"] == "200"
+        server.deploy("h2c-stop", {"server.js": NODE_H2C}, runtime="http", handler="node server.js", h2c=True,
+                      concurrency=20)
+        server.api.close()  # (its keep-alive connection would be one of the 16)
+        for i in range(16):  # the node's limit, all held by h2c connections (each an invocation)
+            clients.append(H2Client(server.port))
+            headers, _, _ = clients[-1].request(f"/fn/h2c-stop/{i}")
+            assert headers[":status"] == "200"
+        got = raw(server, b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        assert got.startswith(b"HTTP/1.1 503 ") and b"too_many_connections" in got, got[:300]
+        clients.pop().close()
+        wait_until(lambda: raw(server, b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").startswith(b"HTTP/1.1 200"))
+        c = clients[0]
         server.proc.send_signal(signal.SIGTERM)
         c.sock.settimeout(20)
         goaway = None
@@ -364,9 +373,13 @@ def test_a_node_that_stops_says_goaway_and_lets_the_connection_finish(fresh_serv
             goaway = next((e for e in c.conn.receive_data(more) if isinstance(e, h2.events.ConnectionTerminated)),
                           None)
         assert goaway.error_code == 0 and goaway.last_stream_id == 1, goaway
+        for c in clients:  # (the clients leave: the node's drain ends with them)
+            c.close()
+        assert server.proc.wait(30) == 0
     finally:
-        c.close()  # (the client leaves: the node's drain ends with it)
-    assert server.proc.wait(30) == 0
+        for c in clients:
+            c.close()
+        server.stop(signal.SIGKILL)
 
 
 def test_a_namespaces_h2c_function(server: Server) -> None:
