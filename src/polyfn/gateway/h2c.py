@@ -216,8 +216,9 @@ class Tunnel(asyncio.Protocol):
                 return
         try:
             out = self.frames.feed(data)
-        except H2Error as e:
-            self._end(goaway(self.frames.forwarded, e.code, str(e).encode()[:200]), e)
+        except H2Error as e:  # (GOAWAY only where a frame of the node's may go: not inside one of the program's)
+            clean = self.server.at_boundary or (self.take is None and not self.server.started)
+            self._end(goaway(self.frames.forwarded, e.code, str(e).encode()[:200]) if clean else b"", e)
             return
         if self.first_refusal is not None:  # the connection's first stream: the node answers it alone
             sid, why = self.first_refusal
@@ -226,8 +227,8 @@ class Tunnel(asyncio.Protocol):
         if out:
             if stream is not None:
                 stream.upstream(out)
-                if stream.backlog is not None and stream.backlog() > HELD_MAX:  # the program reads slower
-                    self.transport.pause_reading()
+                if self._paused_at is None and stream.backlog is not None and stream.backlog() > HELD_MAX:
+                    self.transport.pause_reading()  # (the program reads slower than the client sends)
                     self._paused_at = asyncio.get_running_loop().call_later(BACKLOG_POLL, self._backlog)
             else:
                 self.held.append(out)

@@ -18,6 +18,7 @@ frames, not bytes:
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +37,7 @@ MAX_FRAME = 16384
 MAX_BLOCK = 65536
 
 _HEAD = struct.Struct("!I")
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")  # (not in a field value: RFC 9113 8.2.1; a message may quote the client)
 #: header blocks for the program kept encoded, per connection
 ENCODED_MAX = 256
 
@@ -226,7 +228,7 @@ class ClientFrames:
                 self.refused.add(stream)
                 self.to_client.append(frame(HEADERS, END_STREAM | END_HEADERS, stream, response_block(
                     routed.status, [(b"x-polyfn-error", routed.code.encode()),
-                                    (b"x-polyfn-error-message", routed.message.encode()[:1000])])))
+                                    (b"x-polyfn-error-message", _CONTROL.sub(b"", routed.message.encode())[:1000])])))
                 if not first_flags & END_STREAM:  # it was still sending: it may stop now (RFC 9113 8.1)
                     self.to_client.append(frame(RST_STREAM, 0, stream, _HEAD.pack(NO_ERROR)))
                 else:
