@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test lint bench clean chromium toolchains nftables node-sdk mono ffmpeg haproxy
+.PHONY: run test lint bench clean chromium toolchains nftables node-sdk mono ffmpeg haproxy wrk
 
 # The stamp files make both targets idempotent: pip only runs again when pyproject.toml changes.
 $(BIN)/python:
@@ -93,7 +93,14 @@ test: $(VENV)/.installed-test chromium toolchains nftables node-sdk mono ffmpeg 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests bench
 
-bench: $(VENV)/.installed-test
+# wrk drives most HTTP benches (bench/_common.py); installed only when missing.
+wrk:
+	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends wrk >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends wrk >/dev/null; }; } \
+	  || echo "note: no wrk (apt-get install wrk): the HTTP benches cannot run"; }
+
+bench: $(VENV)/.installed-test wrk
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/coldstart.py
 	$(BIN)/python bench/throughput.py

@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     max_code_files: int = Field(20000, ge=1)
     max_queue: int = Field(1000, ge=0)  # invocations waiting for an instance, per function
     keepalive: float = Field(600.0, ge=0)  # idle instance kept this long (seconds)
-    keepalive_policy: str = Field("fixed", pattern="^(fixed|hybrid)$")  # functions' default (docs/performance.md)
+    keepalive_policy: str = Field("fixed", pattern="^(fixed|hybrid|adaptive)$")  # functions' default (docs/performance.md)
     autoscale_interval: float = Field(2.0, gt=0)  # seconds between autoscaler decisions per function
     # Memory all instances may reserve (each reserves its `memory`): MB, 0 = memory_budget_percent of RAM.
     memory_budget: int = Field(0, ge=0)

@@ -11,6 +11,7 @@ reading the few a caller may send to the node itself (`X-Polyfn-Async`), and the
 from __future__ import annotations
 
 INTERNAL_PREFIX = "x-polyfn-"
+_HOP_BY_HOP = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade"})
 
 
 def is_internal(name: str) -> bool:
@@ -22,3 +23,38 @@ def from_outside(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
     if not any(is_internal(k) for k, _ in pairs):
         return pairs
     return [(k, v) for k, v in pairs if not is_internal(k)]
+
+
+#: Request headers through which vendors' platforms tell a function who the caller is (WeChat cloud hosting,
+#: Azure App Service authentication, Google API Gateway and IAP, AWS ALB OIDC, polyfn's own). A caller can
+#: send them too, so they are dropped from every invocation: a function learns the caller only from a token
+#: the node verified (`Invoke.identity`, put in each vendor's place by its flavor).
+IDENTITY_HEADER_PREFIXES = ("x-wx-", "x-ms-client-principal", "x-apigateway-api-userinfo", "x-goog-authenticated-user-",
+                            "x-goog-iap-jwt-assertion", "x-amzn-oidc-", "x-polyfn-identity", "x-endpoint-api-userinfo")
+assert all(p.startswith("x-") for p in IDENTITY_HEADER_PREFIXES)  # (strip_identity_headers relies on it)
+
+
+def strip_identity_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """`headers` without any that claim an identity (IDENTITY_HEADER_PREFIXES); the same list when none does."""
+    prefixes = IDENTITY_HEADER_PREFIXES
+    for k, _ in headers:
+        if k[:1] in "xX" and k.lower().startswith(prefixes):  # (every prefix begins with "x-")
+            return [(k, v) for k, v in headers if not k.lower().startswith(prefixes)]
+    return headers
+
+
+def safe_headers(pairs: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """Response headers from an (untrusted) instance: no CR/LF injection, no framing headers."""
+    out = []
+    for k, v in pairs:
+        if not isinstance(k, str) or not isinstance(v, str) or not k:
+            continue
+        if "\r" in k or "\n" in k or "\r" in v or "\n" in v or ":" in k or " " in k:
+            continue
+        if k.lower() in _HOP_BY_HOP:
+            continue
+        try:
+            out.append((k.encode("latin-1"), v.encode("latin-1")))
+        except UnicodeEncodeError:
+            continue
+    return out

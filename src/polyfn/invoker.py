@@ -2,79 +2,38 @@
 
 admission (function exists, payload size) → an instance from the pool (maybe a cold start, maybe a wait
 in the bounded queue) → send the `Invoke` frame → wait for the `Result` under the function's deadline →
-map failures to clear platform errors → record the activation. The caller gets an `Outcome`: status,
-headers (ASGI byte pairs), body, and the activation's id and cold flag.
+map failures to clear platform errors → record the activation. The caller gets an `Outcome` (outcome.py):
+status, headers (ASGI byte pairs), body, and the activation's id and cold flag. A function that streams its
+response is followed from its head on by `StreamedCalls` (streamed_calls.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import random
 import time
 from typing import Any
 
-from polyfn import streaming
 from polyfn.call import Call
 from polyfn.config import Settings
+from polyfn.headers import safe_headers, strip_identity_headers
 from polyfn.model import Activation, LogLine
 from polyfn.observe.logbudget import LogBudget
 from polyfn.observe.metrics import Metrics
 from polyfn.observe.recorder import ActivationRecorder
+from polyfn.outcome import Outcome, platform_error  # (what the invoker answers; the faces import both here)
 from polyfn.protocol import Result
 from polyfn.scheduler import shed
 from polyfn.scheduler.deadlines import Deadlines
 from polyfn.scheduler.instance import Instance, InstanceGone
 from polyfn.scheduler.pool import PoolClosed, StartFailed, Throttled
 from polyfn.scheduler.registry import Active, FunctionRegistry
+from polyfn.streamed_calls import StreamedCalls
 from polyfn.streaming import ResponseStream
 
 _random_bits = random.getrandbits  # seeded from os.urandom at import; the server never forks
 
-JSON_HEADERS = [(b"content-type", b"application/json")]
-_HOP_BY_HOP = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade"})
-#: Request headers through which vendors' platforms tell a function who the caller is (WeChat cloud hosting,
-#: Azure App Service authentication, Google API Gateway and IAP, AWS ALB OIDC, polyfn's own). A caller can
-#: send them too, so they are dropped from every invocation: a function learns the caller only from a token
-#: the node verified (`Invoke.identity`, put in each vendor's place by its flavor).
-IDENTITY_HEADER_PREFIXES = ("x-wx-", "x-ms-client-principal", "x-apigateway-api-userinfo", "x-goog-authenticated-user-",
-                            "x-goog-iap-jwt-assertion", "x-amzn-oidc-", "x-polyfn-identity", "x-endpoint-api-userinfo")
-assert all(p.startswith("x-") for p in IDENTITY_HEADER_PREFIXES)  # (strip_identity_headers relies on it)
-
-
-class Outcome:
-    """What a call answers: status, headers (ASGI byte pairs), body, the activation's id and cold flag, and —
-    when the platform made the answer (not the function) — `error`, the typed error (`code`, `message`, …)
-    that the body serialises: readers take it from here instead of parsing the body back. A streamed response
-    (only for a `Call` with `stream` set) has an empty body and its chunks in `stream` (polyfn.streaming)."""
-
-    __slots__ = ("activation_id", "body", "cold", "error", "headers", "status", "stream")
-
-    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
-                 activation_id: str = "", cold: bool = False, error: dict[str, Any] | None = None,
-                 stream: ResponseStream | None = None):
-        self.status = status
-        self.headers = headers
-        self.body = body
-        self.activation_id = activation_id
-        self.cold = cold
-        self.error = error
-        self.stream = stream
-
-
-def platform_error(status: int, code: str, message: str, extra: dict[str, Any] | None = None,
-                   headers: list[tuple[bytes, bytes]] | None = None, activation_id: str = "") -> Outcome:
-    """An error produced by polyfn itself (not by the function), marked with `X-Polyfn-Error`."""
-    err: dict[str, Any] = {"code": code, "message": message}
-    if extra:
-        err.update(extra)
-    hdrs = [*JSON_HEADERS, (b"x-polyfn-error", code.encode())]
-    if activation_id:
-        hdrs.append((b"x-polyfn-activation-id", activation_id.encode()))
-    if headers:
-        hdrs.extend(headers)
-    return Outcome(status, hdrs, json.dumps({"error": err}).encode(), activation_id, error=err)
 
 
 def new_activation_id() -> str:
@@ -92,49 +51,10 @@ class FunctionCancelled(Exception):
     """`DELETE /v1/activations/ID` (`polyfn cancel`) stopped the invocation while it ran."""
 
 
-#: seconds an instance has to end a stream it was told to stop (protocol.Cancel) before it is killed
-CANCEL_GRACE = 2.0
-#: how a stream's end reads in its activation's `status`
-_STREAM_STATUS = {streaming.COMPLETE: "success", streaming.ERROR: "error", streaming.DISCONNECTED: "disconnected",
-                  streaming.IDLE: "timeout", streaming.TOO_LONG: "timeout", streaming.GONE: "crashed",
-                  streaming.CANCELLED: "cancelled"}
-
-
 def _on_deadline(inst: Instance, fut: asyncio.Future[Result], timeout: float) -> None:
     if not fut.done():
         fut.set_exception(FunctionTimeout())
         inst.kill(f"timed out after {timeout:g} s")
-
-
-def strip_identity_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """`headers` without any that claim an identity (IDENTITY_HEADER_PREFIXES); the same list when none does."""
-    prefixes = IDENTITY_HEADER_PREFIXES
-    for k, _ in headers:
-        if k[:1] in "xX" and k.lower().startswith(prefixes):  # (every prefix begins with "x-")
-            return [(k, v) for k, v in headers if not k.lower().startswith(prefixes)]
-    return headers
-
-
-def safe_headers(pairs: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
-    """Response headers from an (untrusted) instance: no CR/LF injection, no framing headers."""
-    out = []
-    for k, v in pairs:
-        if not isinstance(k, str) or not isinstance(v, str) or not k:
-            continue
-        if "\r" in k or "\n" in k or "\r" in v or "\n" in v or ":" in k or " " in k:
-            continue
-        if k.lower() in _HOP_BY_HOP:
-            continue
-        try:
-            out.append((k.encode("latin-1"), v.encode("latin-1")))
-        except UnicodeEncodeError:
-            continue
-    return out
-
-
-def _unanswered(inst: Instance, stream: ResponseStream) -> None:
-    if stream.result is None:
-        inst.kill(f"did not stop its stream within {CANCEL_GRACE:g} s of being told to")
 
 
 class Invoker:
@@ -155,9 +75,10 @@ class Invoker:
         # activation id → (instance, result future) of every invocation running on an instance now: what
         # `cancel` stops (a sync call, or an attempt of an async one)
         self.running: dict[str, tuple[Instance, asyncio.Future[Result]]] = {}
-        self.streams: dict[str, ResponseStream] = {}  # activation id → its stream, while one streams
         self.localise: Any = localise  # Deployer.localise, for pinned revisions other nodes deployed (cluster sync)
         self.quota: Any = None  # (function) -> Throttled | None: its namespace's invocation rate (quotas.py)
+        #: calls whose function streams its response (streamed_calls.py): their limits, cancels and records
+        self.streamed = StreamedCalls(settings, self.deadlines, self.running, self._bounded, self._finish)
 
     async def admit(self, call: Call) -> Active | Outcome:
         """The one admission of a call: the node accepts calls, the function exists (and the pinned revision can
@@ -286,8 +207,8 @@ class Invoker:
             if type(res) is ResponseStream:  # the function streams its response (protocol.Head)
                 deadlines.discard(fut)
                 streamed = True
-                out = self._streamed(act, t0, inst, pool, res, spec, call.kind)
-                return out if call.stream else await self._collected(out)
+                out = self.streamed.begin(act, t0, inst, pool, res, spec, call.kind)
+                return out if call.stream else await self.streamed.collected(out)
         except FunctionCancelled:
             deadlines.discard(fut)
             early = inst.printed_so_far(inv.id)
@@ -342,108 +263,6 @@ class Invoker:
         return self._finish(act, t0, "success", status, Outcome(status, out_headers, res.body, act.id, act.cold),
                             res.body)
 
-    def _streamed(self, act: Activation, t0: float, inst: Instance, pool: Any, stream: ResponseStream,
-                  spec: Any, kind: str = "http") -> Outcome:
-        """The Outcome of a call whose function streams: its head now, its chunks in `stream`. The stream runs
-        under its own limits (the function's `stream_idle_timeout` without a chunk, `stream_max_duration` in
-        all) instead of the invocation timeout; its end records the activation and releases the instance."""
-        status = stream.status if type(stream.status) is int and 100 <= stream.status <= 599 else 502
-        headers = safe_headers(stream.headers) if stream.headers else []
-        headers.append((b"x-polyfn-activation-id", act.id.encode()))
-        if act.cold:
-            headers.append((b"x-polyfn-cold", b"true"))
-        out = Outcome(status, headers, b"", act.id, act.cold, stream=stream)
-        self.streams[act.id] = stream
-        idle, limit = spec.stream_idle_timeout, spec.stream_max_duration
-        if kind == "websocket":  # a WebSocket passed through to an http-runtime program (wsapi/passthrough.py)
-            idle = spec.ws_idle_timeout or self.settings.ws_idle_timeout
-            limit = spec.ws_max_duration or self.settings.ws_max_duration
-        if kind in ("websocket", "h2c"):  # (h2c: a connection passed through, under the stream limits: gateway/h2c.py)
-            def upstream(data: bytes, send: Any = inst.send_chunk, inv_id: int = stream.inv_id) -> None:
-                act.req_bytes += len(data)  # what the client sent, in the activation
-                send(inv_id, data)
-
-            stream.upstream = upstream
-            stream.backlog = inst.backlog
-        self.deadlines.add(stream, time.perf_counter() + min(idle, limit), self._stream_deadline, stream, idle, limit)
-        stream.bind(lambda s: self._stream_ended(act, t0, inst, pool, s, out),
-                    lambda s, how: self._stream_cancelled(inst, s, how))
-        return out
-
-    def _stream_deadline(self, stream: ResponseStream, idle: float, limit: float) -> None:
-        """A stream's sweep: past its maximum duration, or idle (no chunk, none waiting for its reader) for
-        longer than its idle timeout → stopped, with a typed error the edge shows as its error marker."""
-        if stream.ended:
-            return
-        now = time.perf_counter()
-        if now - stream.started >= limit:
-            stream.cancel(streaming.TOO_LONG, {"code": "stream_too_long", "message": (
-                f"the stream ran for its maximum of {limit:g} s (the function's stream_max_duration)")})
-        elif now - stream.last >= idle and not stream.held:
-            stream.cancel(streaming.IDLE, {"code": "stream_idle_timeout", "message": (
-                f"the function wrote nothing for {idle:g} s (the function's stream_idle_timeout)")})
-        else:
-            self.deadlines.add(stream, min(max(stream.last, now) + idle, stream.started + limit),
-                               self._stream_deadline, stream, idle, limit)
-
-    def _stream_cancelled(self, inst: Instance, stream: ResponseStream, how: str) -> None:
-        """Tell the instance to stop the function's stream; kill it if it has not ended it CANCEL_GRACE later."""
-        inst.cancel(stream.inv_id, how)
-        self.deadlines.add(stream, time.perf_counter() + CANCEL_GRACE, _unanswered, inst, stream)
-
-    def _stream_ended(self, act: Activation, t0: float, inst: Instance, pool: Any, stream: ResponseStream,
-                      out: Outcome) -> None:
-        """The stream's Result came (or its instance died): the activation is recorded with the stream's size,
-        time to first byte and how it ended, and the instance goes back to the pool."""
-        self.deadlines.discard(stream)
-        self.running.pop(act.id, None)
-        self.streams.pop(act.id, None)
-        pool.release(inst)
-        res = stream.result
-        if res is not None:
-            act.run_ms = res.run_ms
-            if res.logs:
-                act.logs = self._bounded(act.function, res.logs)
-        else:
-            early = inst.printed_so_far(stream.inv_id)
-            if early:
-                act.logs = self._bounded(act.function, early)
-        act.resp_bytes = stream.bytes
-        act.stream = {"bytes": stream.bytes, "chunks": stream.chunks, "end": stream.ended,
-                      "ttfb_ms": round((stream.first - t0) * 1000, 3) if stream.first else None}
-        if stream.error is not None:
-            act.error = stream.error
-        status = _STREAM_STATUS.get(stream.ended, "error")
-        if status == "crashed" and inst.oom:
-            status = "oom"
-        self._finish(act, t0, status, out.status, out, b"")
-
-    async def _collected(self, out: Outcome) -> Outcome:
-        """A streamed response read whole, for an edge that cannot stream (the invoke API, the queue,
-        triggers): its chunks joined into the body, within `max_payload`; a stream that broke off answers
-        the error it broke off with."""
-        stream = out.stream
-        assert stream is not None
-        parts = []
-        size = 0
-        while (data := await stream.next()) is not None:
-            size += len(data)
-            if size > self.max_payload:
-                stream.cancel(streaming.ERROR, {"code": "response_too_large", "message": (
-                    f"the function streamed over {self.max_payload} bytes to a caller that takes its response "
-                    "whole (the limit of a buffered response)")})
-                break
-            parts.append(data)
-        err = stream.error
-        if err is None:
-            return Outcome(out.status, out.headers, b"".join(parts), out.activation_id, out.cold)
-        if "code" not in err:  # the function's own exception, mid-stream
-            headers = [h for h in out.headers if h[0] != b"content-type"]
-            headers += [*JSON_HEADERS, (b"x-polyfn-function-error", b"Unhandled")]
-            return Outcome(500, headers, json.dumps(err).encode(), out.activation_id, out.cold)
-        status = 504 if err["code"] in ("stream_idle_timeout", "stream_too_long") else 502
-        return platform_error(status, err["code"], err["message"], activation_id=out.activation_id)
-
     def _refused(self, name: str, e: Throttled) -> Outcome:
         """The 429 (503) of a refused call. Under a flood these are most answers: the common ones are built
         once per function and reason."""
@@ -463,10 +282,7 @@ class Invoker:
     def cancel(self, activation_id: str) -> bool:
         """Stop a running invocation: its caller gets 499 `function_cancelled` at once and its instance is
         killed (a handler cannot be interrupted safely in place). False when it is not running here."""
-        stream = self.streams.get(activation_id)
-        if stream is not None:
-            stream.cancel(streaming.CANCELLED, {"code": "function_cancelled",
-                                                "message": f"activation {activation_id} was cancelled while it ran"})
+        if self.streamed.cancel(activation_id):
             return True
         entry = self.running.get(activation_id)
         if entry is None:

@@ -41,7 +41,7 @@ class FunctionSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     min_instances: int = 0
     max_instances: int = 10
     keepalive: float | None = None  # seconds an idle instance is kept; None = node default
-    keepalive_policy: str | None = None  # fixed | hybrid (scheduler/keepalive.py); None = node default
+    keepalive_policy: str | None = None  # fixed | hybrid | adaptive (scheduler/keepalive.py); None = node default
     env: dict[str, str] = {}
     # Free-form metadata kept with the revision: what a vendor API or definition file said that polyfn
     # has no field for (a Lambda Role, OpenFaaS labels...). Keys are `vendor/key`; never read by the runtime.
@@ -216,8 +216,9 @@ def validate_spec(spec: FunctionSpec, max_timeout: float, max_memory: int, max_i
         raise SpecError(f"min_instances={spec.min_instances!r} is out of range: it cannot be negative "
                         f"(allowed 0..{spec.max_instances}, the function's max_instances)")
     rng("min_instances", spec.min_instances, 0, spec.max_instances)
-    if spec.keepalive_policy not in (None, "fixed", "hybrid"):
-        raise SpecError(f"keepalive_policy={spec.keepalive_policy!r} is not supported: use fixed or hybrid")
+    if spec.keepalive_policy not in (None, "fixed", "hybrid", "adaptive"):
+        raise SpecError(f"keepalive_policy={spec.keepalive_policy!r} is not supported: use fixed, hybrid or "
+                        "adaptive")
     if spec.keepalive is not None:
         rng("keepalive", spec.keepalive, 0, 7 * 24 * 3600)
     if spec.auth not in ("anonymous", "key", "app"):

@@ -138,7 +138,7 @@ class Node:
         self.registry = FunctionRegistry(self.manager, s.drain_timeout)
         self.metrics = Metrics(lambda: list(self.manager.pools), s.memory_budget_mb)
         self.manager.metrics = self.metrics
-        self.manager.secret_source = self.read_secrets
+        self.manager.specs.secret_source = self.read_secrets
         # setting and deleting secrets, per namespace (/v1/secrets, OpenFaaS's /system/secrets)
         self.secret_values = SecretValues(self.security_store, self.secret_box, self.manager.secret_changed)
         self.otlp = _otlp(s.otlp_endpoint)
@@ -155,17 +155,17 @@ class Node:
                                limiter=self.limiter, localise=self.deployer.localise if self.sync else None)
         if s.port:  # so a function's AWS SDK reaches this node's Lambda API (`boto3.client("lambda")`)
             host = "127.0.0.1" if s.host in ("0.0.0.0", "::", "") else s.host
-            self.manager.instance_env["AWS_ENDPOINT_URL_LAMBDA"] = f"http://{host}:{s.port}"
-            self.manager.instance_env["AWS_ENDPOINT_URL_STS"] = f"http://{host}:{s.port}"  # AssumeRole (auth/sts.py)
+            self.manager.specs.instance_env["AWS_ENDPOINT_URL_LAMBDA"] = f"http://{host}:{s.port}"
+            self.manager.specs.instance_env["AWS_ENDPOINT_URL_STS"] = f"http://{host}:{s.port}"  # AssumeRole (auth/sts.py)
             # a function's `boto3.client("apigatewaymanagementapi")` pushes to WebSocket connections (wsapi/)
-            self.manager.instance_env["AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"] = f"http://{host}:{s.port}"
+            self.manager.specs.instance_env["AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"] = f"http://{host}:{s.port}"
 
         # the durable async queue, the services on top of the invoker, the triggers
         self.queue = AsyncQueue(s, self.invoker, self.registry)
         self.queue.revision_lookup = self.store.get_revision
         self.queue.on_failure = self._queued_trigger_failed
         self.storage = StorageService(s, self.store, self.keys)
-        self.manager.env_hook = self.storage.function_env
+        self.manager.specs.env_hook = self.storage.function_env
         self.db = DbService(s, self.keys)  # the document database (its faces answer on this port)
         self.apps, self._apps_face, self._firebase = apps_node.build(
             self.store, self.secret_box.derive, self.limiter, self.invoker, self.storage, self.keys,
@@ -308,7 +308,7 @@ class Node:
 
     async def _start_db(self) -> None:
         await self.db.start()
-        self.manager.instance_env.update(self.db.instance_env())
+        self.manager.specs.instance_env.update(self.db.instance_env())
         self.triggers.ctx.db = self.db.feed  # table change triggers read the database's change feed
 
     async def _activate_functions(self) -> None:
@@ -359,7 +359,7 @@ class Node:
         gc.collect()
         gc.freeze()
         log.info("polyfn %s ready: %d functions, isolation: %s", __version__, len(self.registry.functions),
-                 self.manager.isolation)
+                 self.manager.sandbox.isolation)
 
     async def _start_relay(self) -> None:
         """`network: polyfn`: the relay that lets such instances reach this node's API and object store
@@ -389,8 +389,8 @@ class Node:
             log.warning("network relay unavailable (%s): `network: polyfn` functions will fail to start", e)
             return
         self.relay = relay
-        self.manager.relay = relay
-        self.manager.relay_urls = urls
+        self.manager.sandbox.relay = relay
+        self.manager.specs.relay_urls = urls
 
     async def _stop_relay(self) -> None:
         if self.relay is not None:

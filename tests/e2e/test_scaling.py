@@ -52,7 +52,15 @@ def test_deploy_cli_keepalive_policy(server: Server, tmp_path) -> None:
     assert desc["spec"]["keepalive_policy"] == "hybrid" and desc["scaling"]["keepalive_policy"] == "hybrid"
     assert server.http.get("/fn/hyb").status_code == 200
     bad = server.cli("deploy", str(f), "--name", "hyb", "--handler", "hyb.main", "--keepalive-policy", "lru")
-    assert bad.returncode != 0 and "fixed or hybrid" in (bad.stdout + bad.stderr)
+    assert bad.returncode != 0 and "fixed, hybrid or adaptive" in (bad.stdout + bad.stderr)
+    server.cli("deploy", str(f), "--name", "ada", "--handler", "hyb.main", "--keepalive-policy", "adaptive",
+               check=True)
+    window = lambda: server.api.get("/v1/functions/ada").json()["scaling"]["keepalive_window"]  # noqa: E731
+    assert window() == {"prewarm_s": 0.0, "keepalive_s": 600.0}  # nothing seen yet: as `fixed`
+    for _ in range(3):  # calls in a row: idle times under a minute
+        assert server.http.get("/fn/ada").status_code == 200
+    assert server.api.get("/v1/functions/ada").json()["scaling"]["keepalive_policy"] == "adaptive"
+    assert window() == {"prewarm_s": 0.0, "keepalive_s": 60.0}  # worth keeping one minute, not ten
 
 
 def test_crash_at_import_backs_off_under_the_autoscaler(server: Server) -> None:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from polyfn.runtimes.python.instance import _STREAMS, _LogBuffer
+from polyfn.runtimes.python.capture import STREAMS, LogBuffer
 
 
-def add(buf: _LogBuffer, stream: str, text: str) -> None:
-    buf.write(_STREAMS.index(stream), text)
+def add(buf: LogBuffer, stream: str, text: str) -> None:
+    buf.write(STREAMS.index(stream), text)
 
 
-def lines(buf: _LogBuffer) -> list[tuple[str, str]]:
+def lines(buf: LogBuffer) -> list[tuple[str, str]]:
     return [(s, t) for _, s, t in buf.drain()]
 
 
@@ -25,14 +25,14 @@ def lines(buf: _LogBuffer) -> list[tuple[str, str]]:
     (["x" * 25], ["x" * 10 + "… [truncated 15 chars]"]),
 ])
 def test_lines_and_truncation(writes: list[str], expected: list[str]) -> None:
-    buf = _LogBuffer(line_max=10, lines_max=100)
+    buf = LogBuffer(line_max=10, lines_max=100)
     for w in writes:
         add(buf, "stdout", w)
     assert [t for _, t in lines(buf)] == expected
 
 
 def test_unfinished_line_holds_at_most_line_max_chars() -> None:
-    buf = _LogBuffer(line_max=10, lines_max=100)
+    buf = LogBuffer(line_max=10, lines_max=100)
     for _ in range(1000):
         add(buf, "stdout", "z" * 100)
     assert sum(map(len, buf.parts[0])) == buf.size[0] == 10
@@ -40,7 +40,7 @@ def test_unfinished_line_holds_at_most_line_max_chars() -> None:
 
 
 def test_flood_keeps_limit_and_adds_marker_then_resets() -> None:
-    buf = _LogBuffer(line_max=100, lines_max=3)
+    buf = LogBuffer(line_max=100, lines_max=3)
     for i in range(10):
         add(buf, "stdout" if i % 2 else "stderr", f"{i}\n")
     got = lines(buf)
@@ -50,7 +50,7 @@ def test_flood_keeps_limit_and_adds_marker_then_resets() -> None:
 
 
 def test_streams_do_not_mix_partial_lines() -> None:
-    buf = _LogBuffer(line_max=100, lines_max=10)
+    buf = LogBuffer(line_max=100, lines_max=10)
     add(buf, "stdout", "out-")
     add(buf, "stderr", "err\n")
     add(buf, "stdout", "done\n")
@@ -58,12 +58,12 @@ def test_streams_do_not_mix_partial_lines() -> None:
 
 
 def test_print_through_capture_matches_the_buffer_rules() -> None:
-    """`_Capture.write` inlines the common cases (a piece without newline, a lone newline); print() through
+    """`Capture.write` inlines the common cases (a piece without newline, a lone newline); print() through
     it must give what the buffer's general path gives."""
-    from polyfn.runtimes.python.instance import _Capture
+    from polyfn.runtimes.python.capture import Capture
 
-    buf = _LogBuffer(line_max=10, lines_max=100)
-    out, err = _Capture("stdout", buf), _Capture("stderr", buf)
+    buf = LogBuffer(line_max=10, lines_max=100)
+    out, err = Capture("stdout", buf), Capture("stderr", buf)
     print("a", "b", file=out)
     print("x" * 8, "y" * 8, file=out)  # pieces that together pass line_max
     print("e1", end="", file=err)
@@ -102,16 +102,16 @@ def _calls() -> list[tuple[tuple[object, ...], dict[str, object]]]:
 
 def test_installed_print_gives_what_builtin_print_gives(monkeypatch: pytest.MonkeyPatch) -> None:
     """`capture_output` replaces print() with one that hands a whole line to the capture at once; the
-    lines must be exactly those builtin print() leaves through `_Capture.write`, truncation included."""
+    lines must be exactly those builtin print() leaves through `Capture.write`, truncation included."""
     import builtins
     import sys
 
-    from polyfn.runtimes.python import instance
+    from polyfn.runtimes.python import capture
 
     results = []
-    for printer in (builtins.print, instance._print):
-        buf = _LogBuffer(line_max=10, lines_max=100)
-        out, err = instance._Capture("stdout", buf), instance._Capture("stderr", buf)
+    for printer in (builtins.print, capture.captured_print):
+        buf = LogBuffer(line_max=10, lines_max=100)
+        out, err = capture.Capture("stdout", buf), capture.Capture("stderr", buf)
         monkeypatch.setattr(sys, "stdout", out)
         monkeypatch.setattr(sys, "stderr", err)
         for args, kwargs in _calls():
@@ -129,19 +129,19 @@ def test_installed_print_gives_what_builtin_print_gives(monkeypatch: pytest.Monk
 def test_installed_print_respects_the_flood_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    from polyfn.runtimes.python import instance
+    from polyfn.runtimes.python import capture
 
-    buf = _LogBuffer(line_max=100, lines_max=3)
-    monkeypatch.setattr(sys, "stdout", instance._Capture("stdout", buf))
+    buf = LogBuffer(line_max=100, lines_max=3)
+    monkeypatch.setattr(sys, "stdout", capture.Capture("stdout", buf))
     for n in range(5):
-        instance._print("line", n)
+        capture.captured_print("line", n)
     monkeypatch.undo()
     assert lines(buf) == [("stdout", "line 0"), ("stdout", "line 1"), ("stdout", "line 2"),
                           ("stderr", "[polyfn: 2 more lines dropped]")]
 
 
 def test_bytes_per_invocation_are_bounded_with_a_marker_then_reset() -> None:
-    buf = _LogBuffer(line_max=100, lines_max=100, bytes_max=10)
+    buf = LogBuffer(line_max=100, lines_max=100, bytes_max=10)
     for text in ("aaaa\n", "bbbb\n", "cccc\n", "dd\n"):  # (8 held; cccc would pass 10; dd fits)
         add(buf, "stdout", text)
     got = lines(buf)

@@ -7,6 +7,7 @@ import socket
 import pytest
 
 from polyfn.protocol import InitError, encode
+from polyfn.scheduler.exits import ended
 from polyfn.scheduler.instance import InitFailed, Instance
 from polyfn.scheduler.manager import InstanceManager
 
@@ -19,7 +20,7 @@ async def test_exit_reported_before_the_init_error_is_read_keeps_the_init_error(
     theirs.sendall(encode(InitError({"errorType": "Runtime.ImportModuleError", "errorMessage": "no module",
                                      "stackTrace": []})))
     theirs.close()
-    InstanceManager._ended(inst, 1 << 8, False)
+    ended(inst, 1 << 8, False)
     with pytest.raises(InitFailed) as info:
         await inst.wait_ready(5)
     assert info.value.error["errorType"] == "Runtime.ImportModuleError"
@@ -39,6 +40,6 @@ async def test_a_stop_does_not_wait_for_an_instance_whose_exit_was_never_reporte
     manager = InstanceManager(Settings(data_dir=tmp_path))
     inst = Instance("i-2", "f:1", on_lost=lambda _: None)
     inst.kill("already gone")
-    manager._by_pid[gone.pid] = inst
+    manager.exits.by_pid[gone.pid] = inst
     # it would wait all of its 600 s for the process (the report never comes); it must see the pid is gone
     await asyncio.wait_for(manager.stop(timeout=600), 60)

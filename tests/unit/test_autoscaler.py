@@ -91,7 +91,7 @@ def test_queueing_scales_up_even_when_the_average_is_low() -> None:
     ("max_instances", 0, "at least 1"),
     ("max_instances", -3, "at least 1"),
     ("min_instances", -1, "cannot be negative"),
-    ("keepalive_policy", "lru", "fixed or hybrid"),
+    ("keepalive_policy", "lru", "fixed, hybrid or"),
 ])
 def test_bad_scaling_limits_are_rejected_clearly(field: str, value: object, words: str) -> None:
     from polyfn.model import FunctionSpec, SpecError, validate_spec

@@ -1,10 +1,20 @@
-"""Keep-alive policies as pure logic: fixed windows, the hybrid histogram, representativeness."""
+"""Keep-alive policies as pure logic: fixed windows, the hybrid histogram, representativeness, the adaptive
+window's trade of cold starts against idle memory and the node's prior."""
 
 from __future__ import annotations
 
 import pytest
 
-from polyfn.scheduler.keepalive import FixedPolicy, HybridConfig, HybridPolicy, Window, make_policy
+from polyfn.scheduler.keepalive import (
+    AdaptivePolicy,
+    FixedPolicy,
+    HybridConfig,
+    HybridPolicy,
+    IdlePrior,
+    Window,
+    best_window,
+    make_policy,
+)
 
 
 def test_fixed_policy_ignores_history() -> None:
@@ -47,11 +57,79 @@ def test_hybrid_window_is_capped() -> None:
     assert p.window().keepalive <= 1800
 
 
-@pytest.mark.parametrize("name,cls", [("fixed", FixedPolicy), ("hybrid", HybridPolicy)])
+@pytest.mark.parametrize("name,cls", [("fixed", FixedPolicy), ("hybrid", HybridPolicy), ("adaptive", AdaptivePolicy)])
 def test_make_policy(name: str, cls: type) -> None:
     assert isinstance(make_policy(name, 600), cls)
 
 
 def test_make_policy_unknown() -> None:
-    with pytest.raises(ValueError, match="fixed or hybrid"):
+    with pytest.raises(ValueError, match="fixed, hybrid or adaptive"):
         make_policy("lru", 600)
+
+
+# --- adaptive -----------------------------------------------------------------------------------------------
+# k = memory / cold_start_worth: the cost of one loaded idle minute, in cold starts (128 MB at 70 GB·min ≈ 0.0018)
+
+
+@pytest.mark.parametrize("weights,k,expected", [
+    ({}, 0.002, (0, 0)),  # nothing seen: no window is worth anything
+    ({0: 10}, 0.002, (0, 1)),  # calls in a row: keep for one bin
+    ({5: 10}, 0.002, (5, 6)),  # every call 5 bins after the last: pre-warm at 5, keep one bin
+    ({5: 10}, 0.5, (5, 6)),  # ... even at a high memory price: only one bin is paid per idle time
+    ({0: 5, 100: 5}, 0.002, (0, 101)),  # 100 bins × 5 idle times × 0.002 = 1 < the 5 cold starts avoided
+    ({0: 5, 100: 5}, 0.05, (100, 101)),  # 0.05: 100 bins cost more than 5 calls are worth; pre-warming for
+    # the late calls (½ bin each) is cheaper than keeping one bin after every call (½ or 1 bin each)
+    ({0: 1, 240: 20}, 0.002, (0, 1)),  # idle times beyond the range: only the short one is worth covering
+    ({0: 1, 240: 20}, 0.1, (0, 0)),  # ... and not even that when 20 long waits pay for its bin
+    ({3: 1}, 2.5, (0, 0)),  # one call worth less than the half bin it costs
+])
+def test_best_window_trades_cold_starts_for_memory(weights: dict[int, float], k: float,
+                                                   expected: tuple[int, int]) -> None:
+    assert best_window(weights, 240, k) == expected
+
+
+def test_adaptive_periodic_function_is_prewarmed_just_in_time() -> None:
+    p = AdaptivePolicy(memory_mb=256)
+    for _ in range(20):
+        p.observe_idle(30 * 60 + 20)  # every ~30 minutes
+    assert p.window() == Window(30 * 60.0, 60.0)
+
+
+def test_adaptive_heavier_functions_get_shorter_windows() -> None:
+    def window(memory_mb: float) -> Window:
+        p = AdaptivePolicy(memory_mb)
+        for minutes in [0, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144] * 3:
+            p.observe_idle(minutes * 60.0)
+        return p.window()
+
+    light, heavy = window(128), window(4096)
+    assert light.prewarm == heavy.prewarm == 0
+    assert heavy.keepalive < light.keepalive
+
+
+def test_adaptive_falls_back_to_the_fixed_keepalive_with_nothing_seen() -> None:
+    assert AdaptivePolicy(128, fallback_keepalive=300).window() == Window(0.0, 300)
+    assert AdaptivePolicy(128, prior=IdlePrior(), fallback_keepalive=300).window() == Window(0.0, 300)
+
+
+def test_adaptive_starts_from_the_node_prior_then_its_own_idle_times() -> None:
+    prior = IdlePrior()
+    for _ in range(3):  # three other functions, each called every 10 minutes
+        other = AdaptivePolicy(128, prior=prior)
+        for _ in range(5):
+            other.observe_idle(10 * 60 + 5)
+    assert prior.functions == 3 and prior.shares() == [(10, 1.0)]
+    new = AdaptivePolicy(128, prior=prior)
+    assert new.window() == Window(600.0, 60.0)  # nothing of its own yet: the prior's pattern
+    for _ in range(20):
+        new.observe_idle(2 * 60 + 5)  # but it is called every 2 minutes
+    assert new.window() == Window(120.0, 60.0)
+    assert dict(prior.shares()) == pytest.approx({10: 0.75, 2: 0.25})  # each function weighs the same
+
+
+def test_idle_prior_drops_rare_bins() -> None:
+    prior = IdlePrior(min_share=0.1)
+    p = AdaptivePolicy(128, prior=prior)
+    for minutes in [1] * 19 + [50]:
+        p.observe_idle(minutes * 60.0)
+    assert prior.shares() == [(1, pytest.approx(0.95))]

@@ -22,7 +22,7 @@ FACES = ("polyfn.api", "polyfn.console")
 LOWER = ("polyfn.invoker", "polyfn.call", "polyfn.queue", "polyfn.triggers", "polyfn.scheduler", "polyfn.sandbox",
          "polyfn.auth", "polyfn.store", "polyfn.observe", "polyfn.gateway", "polyfn.deploy", "polyfn.workflows",
          "polyfn.model", "polyfn.config", "polyfn.errors", "polyfn.protocol", "polyfn.lifecycle", "polyfn.services",
-         "polyfn.events", "polyfn.headers", "polyfn.jsontext", "polyfn.loops")
+         "polyfn.events", "polyfn.headers", "polyfn.jsontext", "polyfn.loops", "polyfn.outcome", "polyfn.streamed_calls")
 def _modules() -> dict[str, Path]:
     out = {}
     for p in (SRC / "polyfn").rglob("*.py"):

@@ -15,12 +15,20 @@ from polyfn.scheduler.pool import Pool, StartFailed, Throttled
 
 
 class FakeManager:
-    """Starts fake instances; `gate` lets a test decide when starts complete."""
+    """Starts fake instances (the pool's whole `Starter` interface, with room for every start); `gate` lets a
+    test decide when starts complete."""
+
+    memory_budget_mb = 1 << 20
+    metrics = None
 
     def __init__(self, fail: dict | None = None):
         self.started = 0
         self.fail = fail
         self.gate: asyncio.Event | None = None
+        self.shedding: dict[str, Pool] = {}
+
+    def reserve(self, pool: Pool) -> bool:
+        return True
 
     async def start_instance(self, pool: Pool) -> Instance:
         self.started += 1
@@ -261,19 +269,23 @@ async def test_fixed_policy_is_the_default() -> None:
 
 
 class BudgetManager(FakeManager):
-    """A fake manager with the real InstanceManager's budget logic."""
+    """A fake manager with the real memory budget (scheduler/budget.py)."""
 
     def __init__(self, budget: int, share: float = 100.0):
+        from polyfn.scheduler.budget import MemoryBudget
+
         super().__init__()
         self.pools: set[Pool] = set()
         self.memory_budget_mb = budget
-        self.fzs = None  # no function zygotes here (tests/e2e/test_function_zygote.py has their eviction)
-        self.settings = SimpleNamespace(function_memory_share=share)
+        # (no function zygotes here: tests/e2e/test_function_zygote.py has their eviction)
+        self.budget = MemoryBudget(SimpleNamespace(memory_budget_mb=budget, function_memory_share=share),  # type: ignore[arg-type]
+                                   self.pools)
 
-    from polyfn.scheduler.manager import InstanceManager as _IM
+    def reserved_mb(self) -> int:
+        return self.budget.reserved_mb()
 
-    reserved_mb = _IM.reserved_mb
-    reserve = _IM.reserve
+    def reserve(self, pool: Pool) -> bool:
+        return self.budget.reserve(pool)
 
 
 def budget_pool(m: BudgetManager, name: str, **spec) -> Pool:  # type: ignore[no-untyped-def]
@@ -302,7 +314,7 @@ async def test_memory_budget_evicts_idle_instances_of_other_functions_lru() -> N
 
 
 async def test_memory_budget_refuses_when_nothing_is_idle() -> None:
-    from polyfn.scheduler.pool import NoCapacity
+    from polyfn.scheduler.refusals import NoCapacity
 
     m = BudgetManager(budget=512)
     a = budget_pool(m, "a", memory=512)

@@ -13,9 +13,16 @@ from polyfn.scheduler.registry import FunctionRegistry
 
 
 class FakeManager:
+    memory_budget_mb = 1 << 20
+    metrics = None
+
     def __init__(self) -> None:
         self.pools: set[Pool] = set()
         self.started = 0
+        self.shedding: dict[str, Pool] = {}
+
+    def reserve(self, pool: Pool) -> bool:
+        return True
 
     def new_pool(self, revision: Revision, keep_min: bool = True) -> Pool:
         pool = Pool(revision, self, 100, 30.0)  # type: ignore[arg-type]

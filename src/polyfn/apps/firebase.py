@@ -29,7 +29,8 @@ from polyfn.apps.http import PREFLIGHT, _read_body, _send, cors_grant
 from polyfn.apps.service import AppError, AppService
 from polyfn.apps.tokens import TokenError
 from polyfn.call import Call
-from polyfn.invoker import JSON_HEADERS, Invoker, Outcome
+from polyfn.invoker import Invoker, Outcome
+from polyfn.outcome import JSON_HEADERS
 
 AUTH_PREFIXES = ("/identitytoolkit.googleapis.com/", "/securetoken.googleapis.com/")
 BODY_MAX = 64 * 1024

@@ -28,7 +28,8 @@ from polyfn.apps.tokens import TokenError
 from polyfn.call import Call
 from polyfn.db.wx_api import EventStream
 from polyfn.gateway.asgi import send_outcome as _send
-from polyfn.invoker import JSON_HEADERS, Invoker, Outcome, platform_error
+from polyfn.invoker import Invoker, Outcome, platform_error
+from polyfn.outcome import JSON_HEADERS
 
 AUTH_BODY_MAX = 64 * 1024
 _SKIP_TO_FUNCTION = frozenset({"authorization", "cookie", "content-length", "host", "origin"})

@@ -232,9 +232,10 @@ def deploy(
         typer.Option(
             "--keepalive-policy",
             envvar="POLYFN_DEPLOY_KEEPALIVE_POLICY",
-            metavar="fixed|hybrid",
-            help="Keep-alive policy: fixed (keep idle instances for --keepalive) or hybrid (learn the "
-            "function's idle times: unload after use, pre-warm before the next call).",
+            metavar="fixed|hybrid|adaptive",
+            help="Keep-alive policy: fixed (keep idle instances for --keepalive), hybrid (learn the "
+            "function's idle times: unload after use, pre-warm before the next call) or adaptive (the window "
+            "worth its memory, learned from the function's and the namespace's idle times).",
             show_default="node default",
         ),
     ] = None,

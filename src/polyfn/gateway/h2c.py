@@ -45,8 +45,7 @@ from polyfn.gateway.h2frames import (
     error_connection,
     goaway,
 )
-from polyfn.headers import INTERNAL_PREFIX, from_outside
-from polyfn.invoker import IDENTITY_HEADER_PREFIXES
+from polyfn.headers import IDENTITY_HEADER_PREFIXES, INTERNAL_PREFIX, from_outside
 from polyfn.tenancy import qualify
 
 log = logging.getLogger("polyfn.gateway")
@@ -58,7 +57,7 @@ HELD_MAX = 1 << 20
 BACKLOG_POLL = 0.01
 #: the client's write buffer beyond which the program's bytes wait for it to drain
 WRITE_HIGH = 1 << 20
-#: request headers a client never passes to the program: the node's own (headers.py), identity claims (invoker.py)
+#: request headers a client never passes to the program: the node's own (headers.py), identity claims (headers.py)
 _NOT_PASSED = (INTERNAL_PREFIX.encode(), *(p.encode() for p in IDENTITY_HEADER_PREFIXES))
 _HOP = {b"connection", b"upgrade", b"content-length", b"transfer-encoding", b"keep-alive"}
 

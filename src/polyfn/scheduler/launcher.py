@@ -33,7 +33,7 @@ import msgspec
 
 from polyfn.loops import one_item
 from polyfn.runtimes import dotnet
-from polyfn.runtimes.python.instance import SAFE_ENV
+from polyfn.runtimes.python.startup import SAFE_ENV
 from polyfn.sandbox import seccomp
 from polyfn.sandbox.plan import SandboxPlan
 from polyfn.sandbox.spawn import Config

@@ -1,5 +1,6 @@
-"""A pool of instances serving one revision: hand out free instances, start new ones when callers wait,
-keep callers in a bounded queue, reap idle instances after their keep-alive.
+"""A pool of instances serving one revision: hand out free instances, start new ones when callers wait
+(starts.py), keep callers in a bounded queue and refuse early under a flood (overload.py), reap idle instances
+after their keep-alive.
 
 All methods run on the server's event loop; nothing here blocks. The fast path (`try_acquire` /
 `release` with a free instance) is a few list operations.
@@ -11,79 +12,32 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from collections.abc import Callable
 
 from polyfn.model import Revision
 from polyfn.scheduler import decisions, shed
 from polyfn.scheduler.autoscaler import AutoscalerConfig, AutoscalerState, Decision, Stats, decide
 from polyfn.scheduler.deadlines import Deadlines
-from polyfn.scheduler.instance import InitFailed, Instance, InstanceGone, State
-from polyfn.scheduler.keepalive import FixedPolicy, HybridPolicy, make_policy
+from polyfn.scheduler.instance import Instance, State
+from polyfn.scheduler.keepalive import IdlePrior, Policy, make_policy
+from polyfn.scheduler.overload import Overload
+from polyfn.scheduler.refusals import PoolClosed, StartFailed, Throttled
+from polyfn.scheduler.starts import INIT_BACKOFF_MIN, Starter, Starts
 
 log = logging.getLogger("polyfn.pool")
 
-
-class Starter(Protocol):
-    """What a pool needs of the instance manager (scheduler/manager.py): a started instance of its revision.
-    (The pool reads `shedding`, `memory_budget_mb`, `reserve` and `metrics` too, when present.)"""
-
-    async def start_instance(self, pool: Pool) -> Instance: ...
-
-INIT_BACKOFF_MIN = 1.0
-INIT_BACKOFF_MAX = 30.0
 KEEPALIVE_REASON = "keep-alive expired"
 SCALEDOWN_REASON = "scaled down"
 EVICTED_REASON = "evicted for memory"
 
 
-class Throttled(Exception):
-    """The function refused the call (`reason`: scheduler/shed.py); retry after `retry_after` seconds."""
+class Pool(Starts, Overload):
+    """One revision's instances and callers. Its parts: handing out instances (here), starting them
+    (`Starts`, starts.py), refusing early under a flood (`Overload`, overload.py), and the ticker's autoscaler
+    and keep-alive steps (here, applying scheduler/autoscaler.py and decisions.py)."""
 
-    status = 429
-    code = "too_many_requests"
-
-    def __init__(self, message: str, retry_after: int = 1, reason: str = shed.QUEUE_FULL):
-        super().__init__(message)
-        self.retry_after = retry_after
-        self.reason = reason
-
-
-class NoCapacity(Throttled):
-    """The node's memory budget has no room for another instance, even after evicting idle ones."""
-
-    status = 503
-    code = "node_memory_exhausted"
-
-    def __init__(self, message: str, retry_after: int = 5):
-        super().__init__(message, retry_after, shed.NO_MEMORY)
-
-
-class PoolClosed(Exception):
-    pass
-
-
-class StartFailed(Exception):
-    """Starting an instance failed; `error` is the typed init error payload shown to callers. A failure
-    remembered during the back-off (no start was tried for this call) has `retry_after` (seconds until the
-    next start may be tried) and `age` (seconds since the start failed), and no logs (they were recorded
-    with the activation whose start failed)."""
-
-    def __init__(self, error: dict[str, Any], logs: list[tuple[float, str, str]] | None = None,
-                 retry_after: float = 0.0, age: float = 0.0):
-        super().__init__(error.get("errorMessage", "instance failed to start"))
-        self.error = error
-        self.logs = logs or []
-        self.retry_after = retry_after
-        self.age = age
-
-    def remembered(self, retry_after: float, age: float) -> StartFailed:
-        return StartFailed(self.error, None, retry_after, age)
-
-
-class Pool:
     def __init__(self, revision: Revision, manager: Starter, max_queue: int, keepalive: float,
-                 keepalive_policy: str = "fixed"):
+                 keepalive_policy: str = "fixed", idle_prior: IdlePrior | None = None):
         self.revision = revision
         self.manager = manager
         spec = revision.spec
@@ -91,8 +45,8 @@ class Pool:
         self.min_instances = spec.min_instances
         self.max_instances = spec.max_instances
         self.keepalive = spec.keepalive if spec.keepalive is not None else keepalive
-        self.policy: FixedPolicy | HybridPolicy = make_policy(
-            getattr(spec, "keepalive_policy", None) or keepalive_policy, self.keepalive)
+        self.policy: Policy = make_policy(getattr(spec, "keepalive_policy", None) or keepalive_policy,
+                                          self.keepalive, spec.memory, idle_prior)
         self.max_queue = max_queue
         self.scaler_config = AutoscalerConfig(target=spec.concurrency, min_instances=spec.min_instances,
                                               max_instances=spec.max_instances)
@@ -197,72 +151,6 @@ class Pool:
                 f"no instance of {self.revision.function!r} became free within {timeout:.1f} s", retry_after=1,
                 reason=shed.WAIT_TIMEOUT))
 
-    def _refusal(self, now: float, coming: int = 0) -> str | None:
-        """Why a new caller would be refused now (shed.refusal of what the pool sees, with `coming` more
-        callers on their way to the queue), or None."""
-        waiters = self.waiters
-        head = self._since.get(waiters[0], now) if waiters else now
-        # at full capacity: every instance it may have is up or starting, or the node's memory budget just
-        # refused another (waiting for a starting instance is productive: shed.refusal bounds it by its slots)
-        n = len(self.instances) + self.starting
-        full = n >= self.max_instances or now < self._capped_until
-        return shed.refusal(len(waiters) + coming, n * self.concurrency, now - head, full, self.max_queue,
-                            self.wait_target, self.starting > 0)
-
-    def refusing(self) -> bool:
-        """Would a new call be refused now? (What `admits` decides, without counting the call.)"""
-        return self._early_refusal(time.monotonic()) is not None
-
-    def admits(self) -> bool:
-        """May a new call come in now? Asked by the HTTP protocol for each call to a function that sheds load
-        (`manager.shedding`), before the call costs a task, so it refuses before any work exactly when the pool
-        would: a live check, not a flag — callers whose calls just ended find room as soon as there is some,
-        and the instances never wait for callers the protocol turned away.
-
-        A call let in is counted as on its way until the event loop next runs its ready callbacks (its task's
-        first step reaches `acquire`, or leaves for good): under a flood one read of the sockets brings a
-        request on every connection, and without the count all of them passed (the queue was empty while
-        they were read) and were then refused by `acquire` one by one, each at the full cost of a call."""
-        now = time.monotonic()
-        if self._early_refusal(now) is not None:
-            self._shed_at = now
-            return False
-        if not self._passing:
-            loop = self._loop
-            if loop is None:
-                loop = self._loop = asyncio.get_running_loop()
-            loop.call_soon(self._arrived)
-        self._passing += 1
-        return True
-
-    def _arrived(self) -> None:
-        self._passing = 0
-
-    def _early_refusal(self, now: float) -> str | None:
-        free = len(self.instances) * self.concurrency - self.busy
-        if not self.waiters and self._passing < free:
-            return None  # (the common case: a free slot for it)
-        return self._refusal(now, self._passing - max(0, free))
-
-    def _watch(self) -> None:
-        """Callers wait (or are refused): from now on the node's HTTP protocol asks this pool before each call
-        of its function (`manager.shedding`, see `admits`), until its queue is empty and it has refused no one
-        for `recover_after`. (Watched from the first wait, not the first refusal: a flood's first read then
-        lets in only what the queue takes too, instead of every connection's call.)"""
-        if not self._shedding:
-            self._shedding = True
-            shedding = getattr(self.manager, "shedding", None)  # (test fakes of the manager may have none)
-            if shedding is not None:
-                shedding[self.revision.function] = self
-
-    def _recovered(self, force: bool = False) -> None:
-        if not force and time.monotonic() - self._shed_at < self.recover_after:
-            return  # (a flood that pauses: leaving and coming back lets one read's worth of calls in unchecked)
-        self._shedding = False
-        shedding = getattr(self.manager, "shedding", None)
-        if shedding is not None and shedding.get(self.revision.function) is self:
-            del shedding[self.revision.function]
-
     def release(self, inst: Instance) -> None:
         inst.inflight -= 1
         inst.served += 1
@@ -306,60 +194,6 @@ class Pool:
 
     # --- scaling ---------------------------------------------------------------------------------------------
 
-    def _scale_up(self) -> None:
-        """Start enough instances for the callers now waiting, within max_instances and the node's memory."""
-        capacity_coming = self.starting * self.concurrency
-        wanted = -(-(len(self.waiters) - capacity_coming) // self.concurrency)
-        room = self.max_instances - len(self.instances) - self.starting
-        for _ in range(max(0, min(wanted, room))):
-            if not self._start_background():
-                self._capped_until = time.monotonic() + 1.0
-                self._no_capacity()
-                break
-
-    def _no_capacity(self) -> None:
-        """The memory budget refused a start: if nothing is coming for the waiters, refuse them now."""
-        if self.starting or any(i.state is State.READY for i in self.instances):
-            return  # they will be served by what exists or is starting
-        budget = getattr(self.manager, "memory_budget_mb", 0)
-        err: Throttled = self.refusal or NoCapacity(
-            f"the node's memory budget ({budget} MB) has no room for another {self.revision.spec.memory} MB "
-            f"instance of {self.revision.function!r}, even after evicting idle instances of other functions",
-            retry_after=5)
-        self.refusal = None
-        while self.waiters:
-            fut = self.waiters.popleft()
-            if not fut.done():
-                fut.set_exception(err)
-
-    def ensure_min(self) -> None:
-        missing = self.min_instances - len(self.instances) - self.starting
-        for _ in range(max(0, missing)):
-            if not self._start_background(prewarm=True):
-                break
-
-    def prewarm(self, n: int) -> int:
-        """Start instances now until `n` are live or starting (bounded by max_instances and the memory
-        budget). Returns how many were started."""
-        if self.draining:
-            return 0
-        live = sum(1 for i in self.instances if i.state is State.READY) + self.starting
-        started = 0
-        for _ in range(max(0, min(n, self.max_instances) - live)):
-            if not self._start_background(prewarm=True):
-                break
-            started += 1
-        return started
-
-    def _start_background(self, prewarm: bool = False) -> bool:
-        """Start one instance in the background; False if the node's memory budget has no room for it."""
-        reserve = getattr(self.manager, "reserve", None)  # test fakes of the manager may have none
-        if reserve is not None and not reserve(self):
-            return False
-        self.starting += 1  # counted now, so concurrent scale-ups see it before the task runs
-        self._spawn_task(self._start_one(prewarm))
-        return True
-
     # --- autoscaler and keep-alive (called by the manager's ticker with the monotonic clock) -----------
 
     def autoscale(self, now: float) -> Decision:
@@ -383,76 +217,9 @@ class Pool:
                 break
         return d
 
-    async def _start_instance(self) -> Instance:
-        """The manager's start, tried a second time when the process vanished before it was ready without
-        reporting an init error (`InstanceGone`): that is the platform's failure, not the function's (the
-        function's own import errors come back as InitFailed and are not retried), and a caller should not
-        see it when a second process starts fine. A second loss is reported as usual."""
-        try:
-            return await self.manager.start_instance(self)
-        except InstanceGone as e:
-            log.warning("%s: a starting instance was lost (%s); starting another", self.revision.key, e)
-            return await self.manager.start_instance(self)
-
-    def _spawn_task(self, coro: Awaitable[None]) -> None:
-        t = asyncio.ensure_future(coro)
-        self._tasks.add(t)
-        t.add_done_callback(self._tasks.discard)
-
-    async def _start_one(self, prewarm: bool) -> None:
-        """Start one instance. A pre-warmed one (min_instances) gives no caller a cold start."""
-        try:
-            inst = await self._start_instance()
-        except StartFailed as e:
-            self._start_failed(e)
-            return
-        except (InitFailed, InstanceGone, TimeoutError, OSError) as e:
-            err = e.error if isinstance(e, InitFailed) else {
-                "errorType": "Runtime.StartFailed",
-                "errorMessage": f"instance failed to start: {e or type(e).__name__}",
-                "stackTrace": [],
-            }
-            self._start_failed(StartFailed(err, getattr(e, "logs", [])))
-            return
-        except Exception as e:  # a bug of ours: still an answer for the callers, not a wait until their timeout
-            log.exception("%s: starting an instance failed", self.revision.key)
-            self._start_failed(StartFailed({"errorType": "Runtime.StartFailed",
-                                            "errorMessage": f"instance failed to start: internal error: {e!r}",
-                                            "stackTrace": []}))
-            return
-        finally:
-            self.starting -= 1
-        self._init_error = None
-        self._init_backoff = INIT_BACKOFF_MIN
-        if self.draining and not self.waiters:
-            inst.close()
-            return
-        if inst.state is not State.READY:  # died between ready and now
-            return
-        self.instances.append(inst)
-        metrics = getattr(self.manager, "metrics", None)  # test fakes of the manager may have none
-        if metrics is not None:
-            metrics.instance_starts.inc(self.revision.function)
-        inst.cold_claimed = prewarm
-        self.cold_starts += 1
-        self._offer(inst)
-
-    def _start_failed(self, err: StartFailed) -> None:
-        """Report the init error to everyone waiting and back off, so a broken function does not spin."""
-        self._init_error = err
-        self._init_error_at = time.monotonic()
-        self._init_error_until = self._init_error_at + self._init_backoff
-        self._init_backoff = min(self._init_backoff * 2, INIT_BACKOFF_MAX)
-        log.warning("%s: instance failed to start: %s", self.revision.key, err)
-        if not any(i.state is State.READY for i in self.instances):
-            while self.waiters:
-                fut = self.waiters.popleft()
-                if not fut.done():
-                    fut.set_exception(err)
-
     def on_lost(self, inst: Instance) -> None:
         """An instance ended (crash, kill, keep-alive expiry): forget it, replace it if needed."""
-        metrics = getattr(self.manager, "metrics", None)
+        metrics = self.manager.metrics
         if metrics is not None and inst in self.instances:
             reason = ("keepalive" if inst.kill_reason == KEEPALIVE_REASON else "stopped" if self.draining
                       else "scaledown" if inst.kill_reason == SCALEDOWN_REASON
@@ -481,7 +248,7 @@ class Pool:
         `min_instances`; start the policy's pre-warm instance when it is due. Returns how many closed.
 
         * keep-alive: an instance idle for the policy's keep-alive is closed; when the policy pre-warms
-          (hybrid, with a representative idle-time histogram) idle instances are unloaded right after use
+          (hybrid with a representative idle-time histogram, adaptive) idle instances are unloaded right after use
           and one is brought back at `last_end + prewarm`, kept for the window's keep-alive;
         * autoscaler: idle instances above its (gradually falling) desired count are closed at once."""
         live = sum(1 for i in self.instances if i.state is State.READY)  # closing ones don't count

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from polyfn.runtimes.python.flavors.base import STREAM_CT, stream_parts
-from polyfn.runtimes.python.instance import PROVIDED_DIR
+from polyfn.runtimes.python.startup import PROVIDED_DIR
 
 # the module functions import as `polyfn_stream` (loaded from its file: the test's import path stays as it is)
 _spec = importlib.util.spec_from_file_location("polyfn_stream", os.path.join(PROVIDED_DIR, "polyfn_stream", "__init__.py"))

@@ -19,31 +19,28 @@ is the proxy's child:
   several are in flight or none is).
 - **Exit**: when the program dies the proxy exits with its status, so the caller sees "exited with code N".
 - **C#** (`runtime: dotnet`): the program is the C# host (runtimes/dotnet), spoken to in frames on two pipes
-  (`runtimes/dotnet/link.py`) instead of HTTP; pre-started as a blank (`blank_main`).
+  (`runtimes/dotnet/link.py`, dotnethost.py) instead of HTTP; pre-started as a blank (`blank_main`).
+
+The program itself (command line, network, port, log lines) is program.py's; WebSockets passed through are
+wsrelay.py's.
 
 Environment: `PORT`, `K_SERVICE`, `K_CONFIGURATION`, `K_REVISION` (Knative's runtime contract).
 """
 
 from __future__ import annotations
 
-import ctypes
-import fcntl
 import http.client
 import json
 import os
-import re
 import shlex
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
 import time
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 from polyfn.protocol import (
@@ -61,20 +58,22 @@ from polyfn.protocol import (
     to_instance_decoder,
 )
 from polyfn.runtimes import dotnet
-from polyfn.runtimes.dotnet.link import HostLink, LinkClosed
-from polyfn.runtimes.http import h2c, wsrelay
+from polyfn.runtimes.dotnet.link import HostLink
+from polyfn.runtimes.http import dotnethost, h2c, wsrelay
+from polyfn.runtimes.http.dotnethost import host_ready, phases, read_gate, recv_exact
+from polyfn.runtimes.http.program import (
+    DEFAULT_PORT,
+    HOP,
+    Logs,
+    child_preexec,
+    default_or_free_port,
+    free_port,
+    private_network,
+    resolve_command,
+)
 
-CLONE_NEWNET = 0x40000000
-SIOCGIFFLAGS = 0x8913
-SIOCSIFFLAGS = 0x8914
-IFF_UP = 0x1
-PR_SET_PDEATHSIG = 1
-HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "proxy-connection", "te", "trailer"}
-DEFAULT_PORT = 8080
 HOP_REQUEST = HOP | {"content-length", "http2-settings"}
 OWN = ("x-polyfn-logs", "x-polyfn-function-error")  # response headers meant for polyfn (own_headers)
-
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def request_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -83,88 +82,6 @@ def request_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
     HTTP/1.1 (docs/streaming.md, "h2c")."""
     named = {t.strip().lower() for k, v in headers if k.lower() == "connection" for t in v.split(",")}
     return [(k, v) for k, v in headers if k.lower() not in HOP_REQUEST and k.lower() not in named]
-
-
-def private_network() -> str | None:
-    """Enter a new network namespace and bring its loopback up; None on success, else why not."""
-    if _libc.unshare(CLONE_NEWNET) != 0:
-        return os.strerror(ctypes.get_errno())
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        ifr = struct.pack("16sH14s", b"lo", 0, b"")
-        flags = struct.unpack("16sH14s", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, ifr))[1]
-        fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14s", b"lo", flags | IFF_UP, b""))
-    return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def default_or_free_port() -> int:
-    """8080 (Knative's default, for programs that ignore $PORT) unless something listens there already in
-    this namespace (polyfn's own port, relayed in when the node serves on 8080): then a free one."""
-    with socket.socket() as s:
-        try:
-            s.bind(("0.0.0.0", DEFAULT_PORT))
-            return DEFAULT_PORT
-        except OSError:
-            return free_port()
-
-
-class Logs:
-    """Lines from the program's stdout/stderr, routed to the invocation in flight."""
-
-    def __init__(self, line_max: int, lines_max: int):
-        self.lock = threading.Lock()
-        self.current: dict[int, list[tuple[float, str, str]]] = {}
-        self.loose: list[tuple[float, str, str]] = []
-        self.tail: deque[str] = deque(maxlen=30)  # stderr tail, for start errors
-        self.line_max = line_max
-        self.lines_max = lines_max
-
-    def add(self, stream: str, line: str) -> None:
-        if len(line) > self.line_max:
-            line = line[: self.line_max] + f"… [truncated {len(line) - self.line_max} chars]"
-        item = (time.time(), stream, line)
-        with self.lock:
-            if stream == "stderr":
-                self.tail.append(line)
-            target = next(iter(self.current.values())) if len(self.current) == 1 else self.loose
-            if len(target) < self.lines_max:
-                target.append(item)
-
-    def begin(self, inv_id: int) -> None:
-        with self.lock:
-            self.current[inv_id] = []
-
-    def end(self, inv_id: int) -> list[tuple[float, str, str]]:
-        with self.lock:
-            lines = self.current.pop(inv_id, [])
-            if self.loose:
-                lines = self.loose + lines
-                self.loose = []
-            return lines
-
-    def pump(self, pipe: Any, stream: str) -> None:
-        for raw in iter(pipe.readline, b""):
-            self.add(stream, raw.decode("utf-8", "replace").rstrip("\n"))
-
-
-def resolve_command(handler: str, code_dir: str, build_dir: str, env: dict[str, str]) -> list[str]:
-    """The program's argv: `@go` is the deploy-time build; `$VAR`/`${VAR}` expand from its environment
-    (no shell is involved); a first word naming a file in the code is made absolute."""
-    if handler == "@go":
-        return [os.path.join(build_dir, "server")]
-    argv = [re.sub(r"\$(?:\{(\w+)\}|(\w+))", lambda m: env.get(m.group(1) or m.group(2), ""), a)
-            for a in shlex.split(handler)]
-    first = Path(code_dir) / argv[0]
-    if ("/" in argv[0] or first.exists()) and first.is_file():
-        argv[0] = str(first)
-    elif argv[0] in ("python", "python3"):
-        argv[0] = sys.executable  # the node's interpreter (the code's requirements are installed for it)
-    return argv
 
 
 def own_headers(headers: list[tuple[str, str]], body: bytes,
@@ -193,10 +110,6 @@ def own_headers(headers: list[tuple[str, str]], body: bytes,
         else:
             rest.append((k, v))
     return rest, error, logs
-
-
-def _child_preexec() -> None:
-    _libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
 
 
 class Proxy:
@@ -292,7 +205,7 @@ class Proxy:
         self.logs.begin(-1)
         try:
             self.child = subprocess.Popen(argv, cwd=spec["code_dir"], env=env, stdin=subprocess.DEVNULL,
-                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_child_preexec,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=child_preexec,
                                           pass_fds=pass_fds)
         except OSError as e:
             self.init_error("Runtime.StartFailed", f"cannot start {shlex.join(argv)}: {e.strerror or e}")
@@ -362,41 +275,9 @@ class Proxy:
             self.local.conn = c
         return c
 
-    def forward_host(self, inv: Invoke, link: HostLink) -> Result:
-        """One invocation to the C# host over its pipes."""
-        t0 = time.perf_counter()
-        self.logs.begin(inv.id)
-        body, trigger = inv.body, inv.kind == "cloudevent"
-        headers = [[k, v] for k, v in inv.headers if k.lower() not in HOP and k.lower() != "content-length"]
-        if trigger:  # Azure's trigger shapes for the C# host
-            body = dotnet.trigger_body(inv.body)
-            headers = [kv for kv in headers if kv[0].lower() != "content-type"] + [["Content-Type", "application/json"]]
-        elif inv.kind != "http" and inv.content_type and not any(k.lower() == "content-type" for k, _ in headers):
-            headers.append(["Content-Type", inv.content_type])
-        request = {"id": inv.id, "method": inv.method or "POST", "path": inv.path or "/", "query": inv.query,
-                   "headers": headers, "trigger": trigger}
-        try:
-            head, out = link.call(request, body)
-        except LinkClosed as e:
-            if self.child is not None:
-                try:
-                    self.exit_like(self.child.wait(0.5))  # the host died under this request
-                except subprocess.TimeoutExpired:
-                    pass
-            err = {"errorType": "Runtime.UpstreamError", "errorMessage": f"the C# host failed to answer: {e}",
-                   "stackTrace": []}
-            return Result(inv.id, 502, [("content-type", "application/json")], json.dumps(err).encode(), err,
-                          self.logs.end(inv.id), (time.perf_counter() - t0) * 1000)
-        now, line_max = time.time(), self.logs.line_max
-        own = [(now, str(item[0]), str(item[1])[:line_max]) for item in head.get("logs") or ()
-               if isinstance(item, list) and len(item) == 2 and item[0] in ("stdout", "stderr")]
-        error = head.get("error") if isinstance(head.get("error"), dict) else None
-        return Result(inv.id, int(head.get("status", 200)), [(str(k), str(v)) for k, v in head.get("headers") or ()],
-                      out, error, self.logs.end(inv.id) + own, (time.perf_counter() - t0) * 1000)
-
     def forward(self, inv: Invoke) -> Result:
         if self.link is not None:
-            return self.forward_host(inv, self.link)
+            return dotnethost.forward(self, inv, self.link)
         t0 = time.perf_counter()
         self.logs.begin(inv.id)
         if inv.kind == "websocket":  # a client's WebSocket upgrade, for the program (wsrelay.py)
@@ -495,49 +376,6 @@ class Proxy:
         os._exit(0)
 
 
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    buf = b""
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise EOFError("the server closed the connection")
-        buf += chunk
-    return buf
-
-
-def _read_gate() -> dict[str, Any]:
-    """The spawn agent's word once the function's mounts are up (polyfn.sandbox.spawn, agent mode)."""
-    fd = int(os.environ.pop("POLYFN_GATE_FD"))
-    with os.fdopen(fd, "rb") as f:
-        line = f.readline()
-    try:
-        gate = json.loads(line)
-    except ValueError:
-        gate = None
-    return gate if isinstance(gate, dict) else {
-        "ok": False, "error": "sandbox: the spawn agent ended before setting up the sandbox"}
-
-
-def host_ready(link: HostLink, deadline: float) -> tuple[str, dict[str, Any]]:
-    """Wait for the C# host's first frame: ("", its header) when it is ready, else (why not, {})."""
-    try:
-        header, _ = link.read(max(0.0, deadline - time.monotonic()))
-    except TimeoutError:
-        return "it did not get ready in time", {}
-    except (LinkClosed, OSError, ValueError) as e:
-        return (f"it exited ({e})" if isinstance(e, LinkClosed) else f"it broke the link ({e})"), {}
-    if header.get("ready") is not True:
-        return f"it did not start the function: {header.get('error', header)}", {}
-    return "", header
-
-
-def phases(ms: Any) -> str:
-    """The C# host's own account of its hand-over ({"job": 0.1, "uid": 2.0, …} in ms) as text."""
-    if not isinstance(ms, dict):
-        return "?"
-    return ", ".join(f"{k} {float(v):.1f}" for k, v in ms.items() if isinstance(v, int | float))
-
-
 def blank_main(sock: socket.socket) -> None:
     """A pre-started C# instance: the host starts now (shims loaded, warmed up), its function comes later
     as the first frame; the sandbox's agent then mounts the function's files and opens the gate, and the
@@ -549,14 +387,14 @@ def blank_main(sock: socket.socket) -> None:
     env.update(dotnet.MONO_ENV, **link.env())
     child = subprocess.Popen(dotnet.blank_command(shutil.which("mono") or "mono", shims), cwd="/", env=env,
                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             preexec_fn=_child_preexec, pass_fds=link.child_fds())
+                             preexec_fn=child_preexec, pass_fds=link.child_fds())
     link.started()
-    (size,) = HEADER.unpack(_recv_exact(sock, 4))
-    spec = json.loads(_recv_exact(sock, size))
+    (size,) = HEADER.unpack(recv_exact(sock, 4))
+    spec = json.loads(recv_exact(sock, size))
     t0 = time.perf_counter()
     proxy = Proxy(spec, sock)
     proxy.child, proxy.link = child, link
-    gate = _read_gate()
+    gate = read_gate()
     t_gate = time.perf_counter()
     spec["sandbox"] = str(gate.get("sandbox", ""))
     if not gate.get("ok"):

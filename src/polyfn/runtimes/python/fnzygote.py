@@ -31,7 +31,9 @@ import msgspec
 
 from polyfn.protocol import Ready
 from polyfn.protocol.zygote import PACKET_MAX, Exited, Spawn, Spawned, SpawnFailed, ZygoteFailed, ZygoteReady
-from polyfn.runtimes.python import instance
+from polyfn.runtimes.python import instance, startup
+from polyfn.runtimes.python.capture import LogBuffer, capture_output
+from polyfn.runtimes.python.flavors import FunctionMeta, HandlerError, load_adapter
 from polyfn.runtimes.python.procs import exit_child, set_pdeathsig, wait_readable
 
 _enc = msgspec.msgpack.Encoder()
@@ -71,21 +73,20 @@ def unforkable(fds_before: set[int]) -> str:
     return ""
 
 
-def main(spec: instance.InstanceSpec, ctrl: socket.socket, info: str, prepared: Any) -> None:
+def main(spec: startup.InstanceSpec, ctrl: socket.socket, info: str, prepared: Any) -> None:
     """Entry point in the blank that became the zygote. Never returns normally: the caller `_exit`s."""
     t0 = time.perf_counter()
-    init_buf = instance._LogBuffer(spec.log_line_max, spec.log_lines_max)
-    instance.capture_output(init_buf)
+    init_buf = LogBuffer(spec.log_line_max, spec.log_lines_max)
+    capture_output(init_buf)
     try:
-        applied = instance._prepare_process(spec, prepared)
-        instance.report_refusals(spec, None)
+        applied = startup.prepare_process(spec, prepared)
+        startup.report_refusals(spec, None)
         before = _fds()
-        handler = instance._load_handler(spec)
-        meta = instance.FunctionMeta(spec.function, spec.revision, spec.handler, spec.memory_mb, spec.timeout,
-                                     spec.env)
-        adapter = instance.load_adapter(spec.flavor, handler, meta)
+        handler = startup.load_handler(spec)
+        meta = FunctionMeta(spec.function, spec.revision, spec.handler, spec.memory_mb, spec.timeout, spec.env)
+        adapter = load_adapter(spec.flavor, handler, meta)
     except BaseException as e:  # the clean start that follows reports the typed init error to callers
-        payload = e.payload() if isinstance(e, instance.HandlerError) else {"errorMessage": f"{type(e).__name__}: {e}"}
+        payload = e.payload() if isinstance(e, HandlerError) else {"errorMessage": f"{type(e).__name__}: {e}"}
         ctrl.send(_enc.encode(ZygoteFailed(f"init failed: {payload.get('errorMessage')}")))
         return
     reason = unforkable(before)
@@ -210,12 +211,12 @@ def _instance(req: Spawn, fd: int, adapter: Any, info: str) -> None:
     """In the forked child: the module is imported and the sandbox in force; only this instance's own
     environment, log capture and handshake are left."""
     t0 = time.perf_counter()
-    spec = msgspec.convert(req.spec, instance.InstanceSpec)
+    spec = msgspec.convert(req.spec, startup.InstanceSpec)
     sock = socket.socket(fileno=fd)
-    instance.redirect_refusals(sock)
+    startup.redirect_refusals(sock)
     os.environ["POLYFN_INSTANCE_ID"] = spec.instance_id
-    init_buf = instance._LogBuffer(spec.log_line_max, spec.log_lines_max)
-    instance.capture_output(init_buf)
+    init_buf = LogBuffer(spec.log_line_max, spec.log_lines_max)
+    capture_output(init_buf)
 
     def host_pid() -> None:
         # The server found our host pid from /proc and sent it before it read our Ready frame, so these

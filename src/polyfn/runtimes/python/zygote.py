@@ -48,6 +48,7 @@ def preload() -> None:
     import uuid  # noqa: F401
 
     import polyfn.runtimes.python.instance
+    import polyfn.runtimes.python.startup
     import polyfn.sandbox
     import polyfn.sandbox.cgroups
     import polyfn.sandbox.limits
@@ -59,7 +60,7 @@ def preload() -> None:
 
     # msgspec resolves a Struct's annotations through its module by name the first time it decodes one;
     # an instance forgets polyfn's modules by name before user code runs, so do it now, for all of them
-    for struct in (Spawn, polyfn.runtimes.python.instance.InstanceSpec, polyfn.sandbox.SandboxPlan):
+    for struct in (Spawn, polyfn.runtimes.python.startup.InstanceSpec, polyfn.sandbox.SandboxPlan):
         msgspec.msgpack.Decoder(struct)
     try:  # the BPF program is the same for every instance: build it once, before any fork
         polyfn.sandbox.seccomp.build("python")
@@ -108,10 +109,10 @@ def _detach(ctrl: socket.socket, wake: tuple[int, int]) -> None:
 
 
 def _become_instance(spawn_raw: bytes, fd: int, info: str, prepared: Any) -> None:
-    from polyfn.runtimes.python import instance
+    from polyfn.runtimes.python import instance, startup
 
     req = msgspec.msgpack.decode(spawn_raw, type=Spawn)
-    spec = msgspec.convert(req.spec, instance.InstanceSpec)
+    spec = msgspec.convert(req.spec, startup.InstanceSpec)
     if spec.zygote:  # this child becomes the revision's function zygote; `fd` is its control channel
         from polyfn.runtimes.python import fnzygote
 

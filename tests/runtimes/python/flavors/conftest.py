@@ -20,7 +20,9 @@ import pytest
 from polyfn.events.cloudevent import new_event
 from polyfn.protocol import Invoke, Result
 from polyfn.runtimes.python import instance
+from polyfn.runtimes.python.capture import LogBuffer
 from polyfn.runtimes.python.flavors import FunctionMeta, load_adapter
+from polyfn.runtimes.python.startup import InstanceSpec
 
 
 class Fn:
@@ -34,9 +36,9 @@ class Fn:
         self.last_request_id = uuid.uuid4().hex
         inv = Invoke(1, self.last_request_id, kind, time.time() + timeout, method, path, query, headers or [], body,
                      content_type, "trace-1", identity)
-        buf = instance._LogBuffer(16384, 1000)
+        buf = LogBuffer(16384, 1000)
         if self.adapter.is_async:
-            spec = instance.InstanceSpec(instance_id="i", function="f", revision=1, flavor="x", handler="h.h",
+            spec = InstanceSpec(instance_id="i", function="f", revision=1, flavor="x", handler="h.h",
                                          code_dir=".")
             return asyncio.run(instance._run_one_async(self.adapter, inv, spec, None))
         return instance._run_one(self.adapter, inv, buf)

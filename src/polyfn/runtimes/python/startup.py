@@ -1,0 +1,190 @@
+"""The instance's init phase, before any invocation (as in the Lambda runtime client): the sandbox applied,
+a clean environment, the import path narrowed to the function's code, the stdlib and the provided packages,
+then the handler imported and found; errors typed (`HandlerError`) for the one `InitError` report.
+`InstanceSpec` is everything the child needs to start (sent by the server through the zygote)."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import socket
+import sys
+from typing import Any
+
+import msgspec
+
+from polyfn.protocol import Fault, encode
+from polyfn.runtimes.python.flavors import HandlerError, module_for
+from polyfn.runtimes.python.flavors.base import user_stack
+from polyfn.sandbox import seccomp as _seccomp
+from polyfn.sandbox.plan import SandboxPlan
+
+
+class InstanceSpec(msgspec.Struct, kw_only=True, array_like=True):
+    """Everything the child needs to start; sent by the server through the zygote."""
+
+    instance_id: str
+    function: str
+    revision: int
+    flavor: str
+    handler: str
+    code_dir: str
+    deps_dir: str = ""
+    concurrency: int = 1
+    memory_mb: int = 256
+    timeout: float = 60.0
+    env: dict[str, str] = {}
+    sandbox: Any = None  # polyfn.sandbox.SandboxPlan, array-encoded
+    namespaces: list[str] = []  # namespaces the instance must be in, or it refuses to start (fail closed)
+    log_line_max: int = 16384
+    log_lines_max: int = 1000
+    zygote: bool = False  # become the revision's function zygote (runtimes/python/fnzygote.py), not an instance
+    log_bytes_max: int = 1 << 62  # characters of lines kept per invocation (the server bounds bytes again)
+    #: the import path after the function's own code and dependencies: the standard library and the
+    #: runtime's provided packages (sandbox/rootfs.py); empty keeps the zygote's (tests of the instance alone)
+    sys_path: list[str] = []
+
+
+#: modules polyfn provides to user code (firebase_functions): on the import path after the function's own
+PROVIDED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "provided")
+SAFE_ENV = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ", "PYTHONHASHSEED",
+            "PYTHONDONTWRITEBYTECODE", "PYTHONIOENCODING", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE")
+
+
+def load_handler(spec: InstanceSpec) -> Any:
+    module_name, _, func_name = spec.handler.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except SyntaxError as e:
+        raise HandlerError(
+            "Runtime.UserCodeSyntaxError",
+            f"syntax error in {os.path.relpath(e.filename or '?', spec.code_dir)}:{e.lineno}: {e.msg}",
+        ) from None
+    except ModuleNotFoundError as e:
+        if e.name == module_name or module_name.startswith((e.name or "") + "."):
+            raise HandlerError(
+                "Runtime.ImportModuleError", f"unable to import module {module_name!r}: no such module"
+            ) from None
+        raise HandlerError("Runtime.ImportModuleError", f"unable to import module {module_name!r}: {e}", _stack(e)) from None
+    except Exception as e:
+        raise HandlerError(
+            "Runtime.ImportModuleError", f"unable to import module {module_name!r}: {type(e).__name__}: {e}", _stack(e)
+        ) from None
+    try:
+        return getattr(module, func_name)
+    except AttributeError:
+        raise HandlerError(
+            "Runtime.HandlerNotFound",
+            f"handler {func_name!r} missing on module {module_name!r}{_expected(spec.flavor)}",
+        ) from None
+
+
+def _expected(flavor: str) -> str:
+    """`: the <vendor> convention expects …` for messages about a missing or unfit handler."""
+    try:
+        convention = module_for(flavor).Adapter.convention
+    except (KeyError, ImportError, AttributeError):
+        return ""
+    return f" (flavor {flavor}: {convention})"
+
+
+def _stack(e: BaseException) -> list[str]:
+    return user_stack(e)
+
+
+_SECCOMP_FIELD = SandboxPlan.__struct_fields__.index("seccomp")  # in the array-encoded plan
+
+
+def report_refusals(spec: InstanceSpec, sock: socket.socket | None) -> None:
+    """Under seccomp, a refused call ends the process by SIGSYS: first tell the server, on `sock`, which
+    call it was (None: a function zygote, whose children say where with `redirect_refusals`). Runs after
+    `isolate_imports`: it imports nothing (polyfn's files may be out of reach by then)."""
+    plan = spec.sandbox
+    if plan is None or not (plan.seccomp if isinstance(plan, msgspec.Struct) else plan[_SECCOMP_FIELD]):
+        return
+    _seccomp.name_refusals(_fault_writer(sock))
+
+
+def redirect_refusals(sock: socket.socket) -> None:
+    """In a function zygote's child: refused calls are reported on this instance's connection."""
+    _seccomp.redirect(_fault_writer(sock))
+
+
+def _fault_writer(sock: socket.socket | None) -> Any:
+    fd = -1 if sock is None else sock.fileno()
+
+    def report(text: str) -> None:
+        if fd >= 0:
+            try:
+                os.write(fd, encode(Fault(text)))
+            except OSError:
+                pass
+
+    return report
+
+
+def isolate_imports(spec: InstanceSpec, own: list[str]) -> None:
+    """What user code can import: its own code and dependencies first, then the standard library and the
+    runtime's provided packages (boto3 …; a function's own copy wins, being earlier), nothing of polyfn's
+    server environment (fastapi, sqlalchemy, polyfn itself, the server's working directory).
+
+    The runtime's own modules stay loaded (the running code holds them) but are forgotten by name, so
+    `import polyfn` looks for files — and in the instance's root filesystem there are none. Modules the
+    zygote loaded from files the root filesystem does not contain are forgotten the same way."""
+    try:
+        module_for(spec.flavor)  # held by the flavors registry: load_adapter needs it after the purge
+    except (KeyError, ImportError):
+        pass  # reported by load_adapter
+    sys.path[:] = [*own, *spec.sys_path, PROVIDED_DIR]
+    sys.path_importer_cache.clear()
+    for name, mod in list(sys.modules.items()):
+        if name == "polyfn" or name.startswith("polyfn."):
+            del sys.modules[name]
+            continue
+        file = getattr(mod, "__file__", None)
+        if file and not os.path.exists(file):
+            del sys.modules[name]
+
+
+def prepare_process(spec: InstanceSpec, prepared: Any = None) -> list[str]:
+    """Sandbox, environment and import path. Runs before any user code."""
+    applied: list[str] = []
+    if spec.sandbox is not None:
+        from polyfn.sandbox import SandboxPlan, apply
+
+        plan = spec.sandbox if isinstance(spec.sandbox, SandboxPlan) else msgspec.convert(spec.sandbox, SandboxPlan)
+        applied = apply(plan, prepared, tuple(spec.namespaces))
+    # Raw writes to fds 0-2 (os.write, C extensions) would land in the zygote's log on the node's disk:
+    # a function could flood it. print() output is captured per invocation (sys.stdout/err) instead.
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    os.chdir(spec.code_dir)
+    paths = [spec.code_dir] + ([spec.deps_dir] if spec.deps_dir else [])
+    if spec.sys_path:
+        isolate_imports(spec, paths)
+    else:  # no provided import path given (tests of the instance alone): add to the zygote's own
+        sys.path[:0] = paths
+        sys.path.append(PROVIDED_DIR)  # vendor modules polyfn provides (firebase_functions): after the function's own
+    # A clean environment: nothing of the server's (keys, credentials, database URLs) leaks into user code.
+    base = {k: os.environ[k] for k in SAFE_ENV if k in os.environ}
+    os.environ.clear()
+    os.environ.update(base)
+    os.environ.update(
+        {
+            "HOME": "/tmp",
+            "TMPDIR": "/tmp",
+            "PYTHONPATH": os.pathsep.join(paths),
+            "POLYFN_FUNCTION_NAME": spec.function,
+            "POLYFN_FUNCTION_REVISION": str(spec.revision),
+            "POLYFN_INSTANCE_ID": spec.instance_id,
+            "POLYFN_MEMORY_MB": str(spec.memory_mb),
+            "POLYFN_TIMEOUT": str(spec.timeout),
+            # The instance's pid as the node sees it (`ps`, the server's logs); in a pid namespace getpid() is 2.
+            "POLYFN_HOST_PID": str(getattr(prepared, "host_pid", 0) or os.getpid()),
+        }
+    )
+    os.environ.update(spec.env)
+    return applied
+
