@@ -12,6 +12,11 @@ Targets:
   chunked body as it comes) subtracts it from its own clock on arrival. One chunk every 2 ms.
 - a 1 GiB streamed response (256 KiB pieces of the same bytes, Python): the server process's RSS grows by
   <= 50 MB (sampled every 20 ms; the instance's own memory is the function's) and curl receives >= 500 MB/s.
+- h2c passed through (`--h2c`, no target: a same-run ratio): Node's `http2.createServer()` as the program, reached
+  through the node (`/fn/NAME`, prior knowledge) and directly (the same program as a host process on its own port):
+  `h2load` requests/s on one connection with 16 streams in flight and on 4 connections, the node's own CPU per
+  request, and the download rate of a 256 MiB response. Needs `h2load` (Debian
+  `nghttp2-client`); skipped when it is missing.
 - buffered throughput does not regress: `wrk -c32` on a hello function, this checkout against REF's source
   (extracted with `git archive` into a temp dir and run with PYTHONPATH), alternating, `--rounds` each;
   met when this checkout's median is >= 95 % of REF's (the noise of a shared 2-core machine is ~5 %).
@@ -38,6 +43,7 @@ from _common import (
     REPO,
     PolyfnServer,
     cpu_seconds,
+    free_port,
     percentile,
     print_header,
     run_wrk,
@@ -146,6 +152,85 @@ def big_stream(srv: PolyfnServer, mib: int) -> tuple[float, float, int, float]:
     return size_b / 1e6 / (float(total) - float(ttfb)), (peak[0] - base) / 1024, size_b, cpu * 1000 / (size_b / 2**30)
 
 
+H2C_NODE = """const http2 = require('http2');
+const big = Buffer.alloc(1 << 20, 120);
+http2.createServer().on('stream', (stream, headers) => {
+  const mib = Number(new URL(headers[':path'], 'http://x').searchParams.get('mib') || 0);
+  stream.respond({':status': 200});
+  if (!mib) { stream.end('hi'); return; }
+  let left = mib;
+  const more = () => {
+    while (left > 0) { left--; if (!stream.write(big)) { stream.once('drain', more); return; } }
+    stream.end();
+  };
+  more();
+}).listen(Number(process.env.PORT));
+"""
+
+
+def h2load(url: str, requests: int, conns: int, streams: int = 16) -> float:
+    """Requests/s of `h2load` (prior knowledge on http://), checking that every request succeeded."""
+    r = subprocess.run(["h2load", "-n", str(requests), "-c", str(conns), "-m", str(streams), url],
+                       capture_output=True, text=True, timeout=300)
+    done = next((ln for ln in r.stdout.splitlines() if ln.startswith("requests:")), "")
+    assert f"{requests} succeeded" in done and "2xx" in r.stdout, r.stdout + r.stderr
+    return float(next(ln for ln in r.stdout.splitlines() if ln.startswith("finished in")).split(",")[1].split()[0])
+
+
+def download_rate(url: str) -> tuple[float, int]:
+    """MB/s and bytes of one response's body, with `h2load` (curl 7.88 reports some h2c downloads short)."""
+    r = subprocess.run(["h2load", "-n", "1", "-c", "1", url], capture_output=True, text=True, timeout=300)
+    lines = r.stdout.splitlines()
+    seconds = next(ln for ln in lines if ln.startswith("finished in")).split()[2].rstrip(",")
+    data = next(ln for ln in lines if ln.startswith("traffic:")).rsplit("(", 1)[1].split(")")[0]
+    elapsed = float(seconds[:-2]) / 1000 if seconds.endswith("ms") else float(seconds[:-1])
+    return int(data) / elapsed / 1e6, int(data)
+
+
+def h2c_rows(srv: PolyfnServer, quick: bool) -> list[list[str]]:
+    """h2c through the node against the same program reached directly, in the same run (see the module's doc)."""
+    import shutil
+
+    if shutil.which("h2load") is None:
+        return [["h2c pass-through", "skipped", "", "h2load missing (apt-get install nghttp2-client)"]]
+    srv.deploy("h2c-bench", {"server.js": H2C_NODE}, runtime="http", handler="node server.js", h2c=True,
+               concurrency=8, stream_max_duration=3600)
+    with tempfile.TemporaryDirectory(prefix="polyfn-bench-h2c-") as tmp:
+        Path(tmp, "server.js").write_text(H2C_NODE)
+        port = free_port()
+        direct = subprocess.Popen(["node", "server.js"], cwd=tmp, env={**os.environ, "PORT": str(port)})
+        try:
+            for _ in range(200):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            via, own = srv.url("/fn/h2c-bench/"), f"http://127.0.0.1:{port}/"
+            n = 5000 if quick else 20000
+            rows = []
+            for conns in (1, 4):
+                h2load(via, 500, conns)  # warm (instances started, JIT)
+                h2load(own, 500, conns)
+                assert srv.proc is not None
+                c0 = cpu_seconds(srv.proc.pid)
+                a = h2load(via, n, conns)
+                cpu = (cpu_seconds(srv.proc.pid) - c0) * 1e6 / n
+                b = h2load(own, n, conns)
+                rows.append([f"h2c req/s, h2load -c{conns} -m16 (node's own CPU {cpu:.0f} µs/request)",
+                             f"{a:.0f} vs {b:.0f} direct ({a / b:.0%})", "", "same-run ratio"])
+            mib = 64 if quick else 256
+            a, size_a = download_rate(via + f"?mib={mib}")
+            b, size_b = download_rate(own + f"?mib={mib}")
+            assert size_a == size_b == mib << 20, (size_a, size_b)
+            rows.append([f"h2c {mib} MiB download (h2load -n1)", f"{a:.0f} vs {b:.0f} MB/s direct "
+                         f"({a / b:.0%})", "", "same-run ratio"])
+            return rows
+        finally:
+            direct.kill()
+            direct.wait()
+
+
 def baseline_src(ref: str, into: Path) -> Path:
     """REF's `src/` extracted into `into` (git archive: the repository itself is not touched)."""
     tar_path = into / "base.tar"
@@ -168,6 +253,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="wrk rounds per server (buffered comparison)")
     ap.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     ap.add_argument("--skip-buffered", action="store_true", help="skip the buffered before/after comparison")
+    ap.add_argument("--h2c", action="store_true", help="only the h2c pass-through against a direct connection")
     args = ap.parse_args()
     ticks = 200 if args.quick else 1000
     mib = 256 if args.quick else 1024
@@ -175,6 +261,12 @@ def main() -> None:
     print_header("streamed responses")
     results: list[list[str]] = []
 
+    if args.h2c:
+        with PolyfnServer(log_level="WARNING") as srv:
+            results = h2c_rows(srv, args.quick)
+        print(table(["measure", "value", "target", "verdict"], results))
+        print(f"(load average while measuring: {os.getloadavg()[0]:.1f})")
+        return
     with PolyfnServer(log_level="WARNING") as srv:
         srv.deploy("ticks", {"handler.py": TICKS_PY})
         srv.deploy("ticks-node", {"index.js": TICKS_NODE}, runtime="node", flavor="aws", handler="index.handler")
@@ -190,6 +282,7 @@ def main() -> None:
         results.append([f"{mib} MiB stream: throughput (curl; the server process used {cpu:.0f} ms of CPU per GiB)",
                         f"{rate:.0f} MB/s", ">= 500 MB/s", verdict(rate >= 500 and size == mib << 20)])
         results.append([f"{mib} MiB stream: server RSS growth", f"{growth:.1f} MB", "<= 50 MB", verdict(growth <= 50)])
+        results += h2c_rows(srv, args.quick)
 
     if not args.skip_buffered:
         with tempfile.TemporaryDirectory(prefix="polyfn-bench-base-") as tmp:

@@ -56,6 +56,8 @@ CODES: dict[str, tuple[int | tuple[int, ...], str]] = {
     "invalid_grep": (400, "a log grep pattern that is not a regular expression"),
     "invalid_app": (400, "app settings the platform does not take"),
     "websocket_unsupported": (400, "a WebSocket upgrade at /fn/ of a function that is not an http-runtime server"),
+    "h2c_unsupported": (400, "HTTP/2 with prior knowledge for a path that is not /fn/NAME of a function deployed with h2c"),
+    "h2c_other_function": (421, "an HTTP/2 stream naming another function than the one its h2c connection is bound to"),
     "invalid_namespace": (400, "a namespace name the platform does not take (or one that cannot be deleted)"),
     "invalid_quota": (400, "an unknown quota, or a value out of its range"),
     # who may call

@@ -80,6 +80,10 @@ class FunctionSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ws_responses: list[str] = msgspec.field(default_factory=lambda: ["$default"])
     ws_idle_timeout: float | None = None
     ws_max_duration: float | None = None
+    # `http` runtime: the program speaks h2c (HTTP/2 without TLS), as a Knative container port named `h2c` says.
+    # Then `Upgrade: h2c` and prior-knowledge HTTP/2 connections at /fn/NAME pass through to it (docs/streaming.md,
+    # "h2c"); otherwise the node declines the upgrade and answers prior knowledge 400.
+    h2c: bool = False
 
 
 #: Failure classes a function's `retry_on` may name.
@@ -189,6 +193,8 @@ def validate_spec(spec: FunctionSpec, max_timeout: float, max_memory: int, max_i
         raise SpecError(f"runtime={spec.runtime!r} is not supported: use one of {', '.join(RUNTIMES)}")
     if spec.flavor not in FLAVORS:
         raise SpecError(f"flavor={spec.flavor!r} is not supported: use one of {', '.join(FLAVORS)}")
+    if spec.h2c and spec.runtime != "http":
+        raise SpecError(f"h2c=true is for the http runtime (a program that serves h2c on $PORT), not {spec.runtime!r}")
     if spec.runtime == "http":  # the handler of an http function is its command line
         if not spec.handler.strip() or "\n" in spec.handler or "\0" in spec.handler:
             raise SpecError(f"handler={spec.handler!r} must be the command that starts the HTTP server")

@@ -67,8 +67,11 @@ def _http_protocol(settings: Settings, node: Node) -> Any:
         if settings.metrics:
             node.metrics.shed(function, "http", "overloaded")
 
-    return CoalescingHttpToolsProtocol.with_limits(HttpLimits.from_settings(settings), node.manager.shedding,
-                                                   on_shed)
+    from polyfn.gateway.h2c import H2cGate
+
+    limits = HttpLimits.from_settings(settings)
+    h2c = H2cGate(node.invoker, node.keys, limits.header_timeout, settings.max_payload)
+    return CoalescingHttpToolsProtocol.with_limits(limits, node.manager.shedding, on_shed, h2c)
 
 
 def _ws_protocol() -> Any:

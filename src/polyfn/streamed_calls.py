@@ -67,7 +67,13 @@ class StreamedCalls:
         if kind == "websocket":  # a WebSocket passed through to an http-runtime program (wsapi/passthrough.py)
             idle = spec.ws_idle_timeout or self.settings.ws_idle_timeout
             limit = spec.ws_max_duration or self.settings.ws_max_duration
-            stream.upstream = lambda data: inst.send_chunk(stream.inv_id, data)
+        if kind in ("websocket", "h2c"):  # (h2c: a connection passed through, under the stream limits: gateway/h2c.py)
+            def upstream(data: bytes, send: Any = inst.send_chunk, inv_id: int = stream.inv_id) -> None:
+                act.req_bytes += len(data)  # what the client sent, in the activation
+                send(inv_id, data)
+
+            stream.upstream = upstream
+            stream.backlog = inst.backlog
         self.deadlines.add(stream, time.perf_counter() + min(idle, limit), self._deadline, stream, idle, limit)
         stream.bind(lambda s: self._ended(act, t0, inst, pool, s, out),
                     lambda s, how: self._cancelled(inst, s, how))

@@ -49,6 +49,7 @@ class ResponseStream:
         "_pause",
         "_paused",
         "_waiter",
+        "backlog",
         "bytes",
         "chunks",
         "ended",
@@ -89,6 +90,8 @@ class ResponseStream:
         self.on_cancel: Callable[[ResponseStream, str], None] | None = None  # the invoker's: tell the instance
         # the invoker's, for a WebSocket passed through: a piece of what the client sent, to the instance
         self.upstream: Callable[[bytes], None] | None = None
+        # and how much of it the instance has not read yet (bytes)
+        self.backlog: Callable[[], int] | None = None
 
     # -- the instance's side ---------------------------------------------------------------------------
 

@@ -38,4 +38,8 @@ def test_every_block_runs(server: Any, tmp_path: Path) -> None:
             assert r.stdout.endswith("data: 0\n\ndata: 1\n\ndata: 2\n\n"), r.stdout
         if "websockets.connect" in body:
             assert r.stdout == "refused: 401\necho: hello\npushed: HI ALL\npushed: from outside\ngone\n", r.stdout
-    assert ran == 8
+        if "--h2c" in body:  # (the block's comments are its output; this is the program's own line)
+            assert r.stdout.endswith("HTTP/2 GET /hello?x=1\n"), r.stdout
+        if "/fn/h2c-py/up" in body:
+            assert r.stdout.splitlines()[-4:] == ["HTTP/2 GET /up", "HTTP/2 GET /known", "1.1 200", "2 400"]
+    assert ran == 10

@@ -315,6 +315,13 @@ def deploy(
                      help="A streamed response is stopped after this long in all.",
                      show_default=_spec_default("stream_max_duration")),
     ] = None,
+    h2c: Annotated[
+        bool | None,
+        typer.Option("--h2c/--no-h2c", envvar="POLYFN_DEPLOY_H2C",
+                     help="runtime http: the program speaks h2c (HTTP/2 without TLS; Knative: a port named h2c), so "
+                          "Upgrade: h2c and prior-knowledge HTTP/2 at /fn/NAME pass through to it.",
+                     show_default="no"),
+    ] = None,
     ws_routes: Annotated[
         str | None,
         typer.Option("--ws-routes", envvar="POLYFN_DEPLOY_WS_ROUTES", metavar="ROUTES",
@@ -433,6 +440,7 @@ def deploy(
             "ws_responses": _routes(ws_responses),
             "ws_idle_timeout": ws_idle_timeout,
             "ws_max_duration": ws_max_duration,
+            "h2c": h2c,
         },
     )
     descriptor = path / "polyfn.json" if path.is_dir() else None

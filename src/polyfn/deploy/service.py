@@ -16,7 +16,17 @@ from typing import Any
 import msgspec
 
 from polyfn.config import Settings
-from polyfn.deploy import archive, build, build_dotnet, checks, deps, detect, detect_dotnet, detect_node
+from polyfn.deploy import (
+    archive,
+    build,
+    build_dotnet,
+    checks,
+    deps,
+    detect,
+    detect_dotnet,
+    detect_node,
+    knative,
+)
 from polyfn.deploy.artifacts import ArtifactError, S3Artifacts
 from polyfn.deploy.errors import DeployError
 from polyfn.model import (
@@ -123,6 +133,9 @@ class Deployer:
             detected["why"] = found.reason
             progress(f"detected {', '.join(f'{k}={v}' for k, v in detected.items() if k != 'why')}: {found.reason}")
         fields.update(runtime=found.runtime, flavor=found.flavor, handler=found.handler)
+        if found.runtime == "http" and fields.get("h2c") is None and (manifest := knative.h2c_manifest(files)):
+            fields["h2c"] = detected["h2c"] = True  # a Knative port named h2c (deploy/knative.py)
+            progress(f"h2c=true: {manifest} names a container port h2c (Knative's switch for HTTP/2 without TLS)")
         if found.runtime == "dotnet" and not fields.get("auth"):  # [HttpTrigger(AuthorizationLevel.X)]
             auth = detect_dotnet.auth_for(files, found.handler)
             if auth:

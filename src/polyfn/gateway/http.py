@@ -237,13 +237,15 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     shedding: Mapping[str, Admitting] = {}
     on_shed: Callable[[str], None] | None = None
     _shed_responses: dict[str, bytes] = {}
+    #: h2c passed through to the programs that declared it (gateway/h2c.py's H2cGate), or None
+    h2c: Any = None
 
     @classmethod
     def with_limits(cls, limits: HttpLimits, shedding: Mapping[str, Admitting] | None = None,
-                    on_shed: Callable[[str], None] | None = None) -> type[CoalescingHttpToolsProtocol]:
+                    on_shed: Callable[[str], None] | None = None, h2c: Any = None) -> type[CoalescingHttpToolsProtocol]:
         return type("LimitedHttpToolsProtocol", (cls,), {"limits": limits, "shedding": {} if shedding is None else shedding,
                                                          "on_shed": None if on_shed is None else staticmethod(on_shed),
-                                                         "_shed_responses": {}})
+                                                         "_shed_responses": {}, "h2c": h2c})
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         idle = _idle_by_loop.get(id(self.loop))
@@ -257,6 +259,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._body_deadline = 0.0  # when the body began to be due (loop time), while it is read
         self._body_bytes = 0
         self._held_429: list[bytes] | None = None  # shed calls' answers held back (see `_shed`)
+        self._first_read = True
+        self._h2c_take: Any = None  # an `Upgrade: h2c` request the h2c gate takes over (gateway/h2c.py)
         super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
         if len(self.connections) > self.limits.max_connections:
             log.warning("connection refused: %d open (POLYFN_HTTP_MAX_CONNECTIONS)", len(self.connections) - 1)
@@ -277,13 +281,20 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         """uvicorn's, plus the header limits and the body rate. (A request that began in this read is
         counted from the next: reads are at most 256 KB, so a header is cut off within one read past the
         limit, and bytes of the previous request in the same read never count against the next.)"""
+        if self._first_read:
+            self._first_read = False
+            if data[:3] == b"PRI" and self.h2c is not None:  # HTTP/2's preface: h2c with prior knowledge
+                self.h2c.prior_knowledge(self, data)
+                return
         self._unset_keepalive_if_required()
         began = not self._reading_headers
         self._chunk_len = len(data)
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            if self._should_upgrade():
+        except httptools.HttpParserUpgrade as e:
+            if self._h2c_take is not None:  # (what follows the request's headers goes with it)
+                self.h2c.upgrade(self, self._h2c_take, data[e.args[0]:] if e.args else b"")
+            elif self._should_upgrade():
                 self.handle_websocket_upgrade()
             else:
                 self._unsupported_upgrade_warning()
@@ -357,6 +368,10 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._body_bytes = 0
         self._body_deadline = self.loop.time() + self.limits.body_timeout
         self._idle.arm(self, self.limits.body_timeout, "body")  # (a request without a body: ended at once)
+        if self.h2c is not None and self.parser.should_upgrade() and (self.cycle is None or self.cycle.response_complete):
+            self._h2c_take = self.h2c.upgrade_for(self)
+            if self._h2c_take is not None:
+                return
         if self.shedding and self.url.startswith(b"/fn/") and self._shed():
             return
         super().on_headers_complete()
@@ -442,6 +457,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._body_deadline = 0.0
         self._begun = False
         self._idle.disarm(self, "body")
+        if self._h2c_take is not None:  # (taken over by the h2c gate once the parser stops at the upgrade)
+            return
         if self.cycle is _HELD:  # answered at its headers: the connection waits for the answer, then for the
             return  # next request (the tarpit bounds the wait: Tarpit.MAX_HOLD; `_answer_shed` arms the next)
         if self.cycle is _SHED:  # (its body ended after the answer went: now it waits for the next request)

@@ -206,6 +206,10 @@ class Instance(asyncio.BufferedProtocol):
         if self._transport is not None:
             self._transport.writelines(encode_chunk(inv_id, data))
 
+    def backlog(self) -> int:
+        """Bytes written to the instance that it has not read yet (a caller sending faster waits: gateway/h2c.py)."""
+        return self._transport.get_write_buffer_size() if self._transport is not None else 0
+
     def _pause(self, on: bool) -> None:
         """Stop (on) or resume reading the instance's frames: back-pressure from a stream's slow reader."""
         transport = self._transport

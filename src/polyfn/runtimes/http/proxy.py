@@ -59,7 +59,7 @@ from polyfn.protocol import (
 )
 from polyfn.runtimes import dotnet
 from polyfn.runtimes.dotnet.link import HostLink
-from polyfn.runtimes.http import dotnethost, wsrelay
+from polyfn.runtimes.http import dotnethost, h2c, wsrelay
 from polyfn.runtimes.http.dotnethost import host_ready, phases, read_gate, recv_exact
 from polyfn.runtimes.http.program import (
     DEFAULT_PORT,
@@ -282,6 +282,8 @@ class Proxy:
         self.logs.begin(inv.id)
         if inv.kind == "websocket":  # a client's WebSocket upgrade, for the program (wsrelay.py)
             return wsrelay.run(self, inv, self.port, self.websockets, t0)
+        if inv.kind == "h2c":  # a client's h2c connection, for the program (h2c.py; its relay kept with those)
+            return h2c.run(self, inv, self.port, self.websockets, t0)
         target = inv.path or "/"
         if inv.query:
             target += "?" + inv.query
