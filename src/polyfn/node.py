@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from polyfn import __version__
+from polyfn.api.compat.openwhisk_events import WhiskOwned
 from polyfn.api.compat.stepfunctions import StepFunctionsApi, lambda_function_name
 from polyfn.api.compat.stepfunctions import is_target as _sfn_target
 from polyfn.api.compat.sts import StsApi
@@ -67,6 +68,7 @@ from polyfn.store.namespaces import NamespaceStore
 from polyfn.store.security import SecurityStore
 from polyfn.triggers import events as cloudevents
 from polyfn.triggers.manager import TriggerManager
+from polyfn.workflows.owned import WorkflowsOwned
 from polyfn.workflows.service import WorkflowService
 from polyfn.workflows.tasks import invoker_tasks
 from polyfn.wsapi.cluster import Forwarder
@@ -181,7 +183,9 @@ class Node:
         self.namespaces = Namespaces(NamespaceStore(self.store))  # tenants (tenancy.py, docs/tenancy.md)
         self.tenancy = TenancyOps(self.namespaces, self.store, self.registry, self.keys, self.delete_function,
                                   self.queue)
-        self.tenancy.owned += [self.storage, self.db, self.secret_values]  # its buckets, tables and secrets go too
+        self.tenancy.owned += [self.storage, self.db, self.secret_values,  # its buckets, tables and secrets go too
+                               WorkflowsOwned(self.workflows),  # its state machines and executions
+                               WhiskOwned(CompatStore(self.store), self.triggers)]  # OpenWhisk packages, triggers, rules
         self.quotas = QuotaGuard(self.namespaces.quotas, lambda: list(self.manager.pools), self.limiter,
                                  self.tenancy.functions, self.tenancy.backlog, lambda: self.namespaces.rated)
         self.manager.quota_room = self.quotas.room  # instances and memory, before each start
@@ -201,7 +205,7 @@ class Node:
         if s.metrics:
             self.metrics.gauge("polyfn_websocket_connections", "Open WebSocket connections this node holds, by function.",
                                ("function",), self.connections.by_function)
-        self.sfn_api = StepFunctionsApi(self.workflows, lambda: self.keys)
+        self.sfn_api = StepFunctionsApi(self.workflows, lambda: self.keys, namespaces=self.namespaces)
         self._sts = StsApi(self.keys.sts, self.keys.signing_credentials)
         self._api: Any = None  # the control API and the console: `api`, built on first use
         self._api_lock = threading.Lock()

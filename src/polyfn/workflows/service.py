@@ -160,7 +160,7 @@ class WorkflowService:
         old = await self.store.get_machine(namespace, name)
         if old is not None and (old.definition, old.role_arn, old.type) == (text, role_arn, type_):
             return old
-        raise WorkflowError("StateMachineAlreadyExists", f"State Machine Already Exists: '{arns.machine_arn(name)}'")
+        raise WorkflowError("StateMachineAlreadyExists", f"State Machine Already Exists: '{arns.machine_arn(name, namespace=namespace)}'")
 
     async def update_machine(self, name: str, text: str | None = None, role_arn: str | None = None,
                              namespace: str = "default", meta: dict[str, Any] | None = None) -> Machine:
@@ -173,7 +173,7 @@ class WorkflowService:
         done = await self.store.put_machine(m, create=False)
         self._machines.pop((namespace, name), None)
         if done is None:
-            raise WorkflowError("StateMachineDoesNotExist", f"State Machine Does Not Exist: '{arns.machine_arn(name)}'")
+            raise WorkflowError("StateMachineDoesNotExist", f"State Machine Does Not Exist: '{arns.machine_arn(name, namespace=namespace)}'")
         await self.schedules.put(done)
         return done
 
@@ -196,7 +196,7 @@ class WorkflowService:
                 self._machines.clear()
             self._machines[key] = (now + MACHINE_TTL, m)
         if m is None:
-            raise WorkflowError("StateMachineDoesNotExist", f"State Machine Does Not Exist: '{arns.machine_arn(name)}'")
+            raise WorkflowError("StateMachineDoesNotExist", f"State Machine Does Not Exist: '{arns.machine_arn(name, namespace=namespace)}'")
         return m
 
     async def list_machines(self, namespace: str = "default") -> list[Machine]:
@@ -230,7 +230,7 @@ class WorkflowService:
         if old is not None and old.status == "RUNNING" and _same_json(old.input, text):
             return old
         ended = old is not None and old.status in FINAL
-        raise WorkflowError("ExecutionAlreadyExists", f"Execution Already Exists: '{arns.execution_arn(machine, name)}'"
+        raise WorkflowError("ExecutionAlreadyExists", f"Execution Already Exists: '{arns.execution_arn(machine, name, namespace=namespace)}'"
                             + (" (it has ended)" if ended else " (with another input)"))
 
     async def run_sync(self, machine: str, name: str | None = None, input_text: str | None = None,
@@ -245,9 +245,10 @@ class WorkflowService:
         assert done is not None
         return done
 
-    async def execution(self, execution_id: str) -> Execution:
+    async def execution(self, execution_id: str, namespace: str | None = None) -> Execution:
+        """An execution by id; with `namespace`, only one of that namespace's (another's does not exist)."""
         ex = await self.store.get_execution(execution_id)
-        if ex is None:
+        if ex is None or (namespace is not None and ex.namespace != namespace):
             raise WorkflowError("ExecutionDoesNotExist", f"Execution Does Not Exist: '{execution_id}'")
         return ex
 
@@ -313,10 +314,14 @@ class WorkflowService:
 
     # -- task tokens ----------------------------------------------------------------------------------
 
-    async def _token(self, token: str, event: dict[str, Any]) -> None:
+    async def _token(self, token: str, event: dict[str, Any], namespace: str | None = None) -> None:
         execution_id, _, rest = (token or "").partition(".")
         if not rest or len(token) > 1024:
             raise WorkflowError("InvalidToken", "Invalid Token: not a task token polyfn gave out")
+        if namespace is not None:  # another namespace's token: as if its execution did not exist
+            ex = await self.engine.current(execution_id)
+            if ex is None or ex.namespace != namespace:
+                raise WorkflowError("TaskDoesNotExist", "Task Does Not Exist: the execution of this token does not exist")
         out = await self.engine.apply(execution_id, {**event, "token": token})
         if out is None:
             raise WorkflowError("TaskDoesNotExist", "Task Does Not Exist: the execution of this token does not exist")
@@ -327,15 +332,17 @@ class WorkflowService:
             raise WorkflowError("TaskDoesNotExist", "Task Does Not Exist: no task waits for this token (it has ended "
                                 "or timed out)")
 
-    async def send_task_success(self, token: str, output: str) -> None:
-        await self._token(token, {"type": "task_callback", "ok": True, "output": _json_input(output, "output")})
+    async def send_task_success(self, token: str, output: str, namespace: str | None = None) -> None:
+        await self._token(token, {"type": "task_callback", "ok": True, "output": _json_input(output, "output")},
+                          namespace)
 
-    async def send_task_failure(self, token: str, error: str | None = None, cause: str | None = None) -> None:
+    async def send_task_failure(self, token: str, error: str | None = None, cause: str | None = None,
+                                namespace: str | None = None) -> None:
         _check_error(error, cause)
-        await self._token(token, {"type": "task_callback", "ok": False, "error": error, "cause": cause})
+        await self._token(token, {"type": "task_callback", "ok": False, "error": error, "cause": cause}, namespace)
 
-    async def send_task_heartbeat(self, token: str) -> None:
-        await self._token(token, {"type": "heartbeat"})
+    async def send_task_heartbeat(self, token: str, namespace: str | None = None) -> None:
+        await self._token(token, {"type": "heartbeat"}, namespace)
 
 
 def _check_error(error: str | None, cause: str | None) -> None:

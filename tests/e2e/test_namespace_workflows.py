@@ -1,0 +1,216 @@
+"""Workflows per namespace against one real node: Step Functions (boto3) with each namespace's key, `/v1/workflows`
+and the `polyfn workflow` CLI, Lambda durable executions (AWS's durable SDK), and deleting a namespace with its
+machines and executions. Another namespace's machine, execution or callback answers exactly what an absent one
+does."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from polyfn.tenancy import account_id
+
+from .conftest import Server, error_code, wait_until
+from .test_lambda_api import zip_of
+from .test_lambda_durable import ROLE as DURABLE_ROLE
+from .test_lambda_durable import SDK
+
+ROLE = "arn:aws:iam::123456789012:role/sfn"
+WHO = "def handler(event, context):\n    return {'who': '%s', 'n': event.get('n', 0) + 1}\n"
+FLOW = {"StartAt": "Call", "States": {
+    "Call": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:000000000000:function:who", "End": True}}}
+WAITS = {"StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": 600, "End": True}}}
+CALLBACK = '''
+from aws_durable_execution_sdk_python import DurableContext, durable_execution, durable_step
+
+
+@durable_step
+def plus(step_context, n):
+    return n + 1
+
+
+@durable_execution
+def handler(event, context: DurableContext):
+    x = context.step(plus(event["n"]), name="plus")
+    answer = context.create_callback(name="approval").result()
+    return {"n": x, "answer": answer}
+'''
+
+
+def _key(server: Server, ns: str) -> tuple[str, str]:
+    r = server.api.post("/v1/keys", json={"scope": "deploy", "namespace": ns})
+    assert r.status_code == 201, r.text
+    return r.json()["access_key_id"], r.json()["secret_access_key"]
+
+
+def _aws(server: Server, service: str, key: tuple[str, str]) -> Any:
+    return boto3.client(service, endpoint_url=server.url, region_name="us-east-1", aws_access_key_id=key[0],
+                        aws_secret_access_key=key[1], config=Config(retries={"max_attempts": 1}, read_timeout=300))
+
+
+@pytest.fixture(scope="module")
+def teams(server: Server) -> dict[str, Any]:
+    """team-a and team-b, each with a deploy key, a function `who` of its own, and the default namespace's `who`."""
+    out: dict[str, Any] = {"admin": ("polyfn-admin", server.key)}
+    for ns in ("team-a", "team-b"):
+        assert server.api.post("/v1/namespaces", json={"name": ns}).status_code == 201
+        key = out[ns] = _key(server, ns)
+        http = httpx.Client(base_url=server.url, timeout=120, headers={"authorization": f"Bearer {key[0]}:{key[1]}"})
+        r = http.post("/v1/functions", json={"name": "who", "files": {"handler.py": WHO % ns}})
+        assert r.status_code == 201, r.text
+        out[ns + "/http"] = http
+    server.deploy("who", {"handler.py": WHO % "default"})
+    return out
+
+
+def _code(e: Any) -> str:
+    return str(e.value.response["Error"]["Code"])
+
+
+def _done(sfn: Any, arn: str) -> dict[str, Any]:
+    assert wait_until(lambda: sfn.describe_execution(executionArn=arn)["status"] != "RUNNING", 60, 0.1)
+    return sfn.describe_execution(executionArn=arn)  # type: ignore[no-any-return]
+
+
+def test_step_functions_per_namespace(server: Server, teams: dict[str, Any]) -> None:
+    a, b, admin = (_aws(server, "stepfunctions", teams[k]) for k in ("team-a", "team-b", "admin"))
+    arns = {}
+    for ns, sfn in (("team-a", a), ("team-b", b), ("default", admin)):  # one machine name in three namespaces
+        arn = sfn.create_state_machine(name="flow", definition=json.dumps(FLOW), roleArn=ROLE)["stateMachineArn"]
+        assert arn == f"arn:aws:states:us-east-1:{account_id(ns)}:stateMachine:flow"
+        arns[ns] = arn
+        ex = sfn.start_execution(stateMachineArn=arn, name="run-1", input='{"n": 1}')
+        assert ex["executionArn"] == f"arn:aws:states:us-east-1:{account_id(ns)}:execution:flow:run-1"
+        done = _done(sfn, ex["executionArn"])
+        # the Task's function is the machine's own namespace's `who`
+        assert done["status"] == "SUCCEEDED" and json.loads(done["output"]) == {"who": ns, "n": 2}, done
+        assert [m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"]] == [arn]
+    assert len(set(arns.values())) == 3 and arns["default"].split(":")[4] == "000000000000"
+    # team-b's key: team-a's machine and execution are what absent ones are
+    ex_a = arns["team-a"].replace(":stateMachine:", ":execution:") + ":run-1"
+    for call, absent in (
+            (lambda: b.describe_state_machine(stateMachineArn=arns["team-a"]), "StateMachineDoesNotExist"),
+            (lambda: b.describe_state_machine(stateMachineArn=arns["team-a"] + "-nosuch"), "StateMachineDoesNotExist"),
+            (lambda: b.start_execution(stateMachineArn=arns["team-a"]), "StateMachineDoesNotExist"),
+            (lambda: b.delete_state_machine(stateMachineArn=arns["team-a"]) and
+             b.describe_state_machine(stateMachineArn=arns["team-a"]), "StateMachineDoesNotExist"),
+            (lambda: b.list_executions(stateMachineArn=arns["team-a"]), "StateMachineDoesNotExist"),
+            (lambda: b.describe_execution(executionArn=ex_a), "ExecutionDoesNotExist"),
+            (lambda: b.describe_execution(executionArn=ex_a + "-nosuch"), "ExecutionDoesNotExist"),
+            (lambda: b.get_execution_history(executionArn=ex_a), "ExecutionDoesNotExist"),
+            (lambda: b.stop_execution(executionArn=ex_a), "ExecutionDoesNotExist"),
+            (lambda: b.list_tags_for_resource(resourceArn=arns["team-a"]), "ResourceNotFound")):
+        with pytest.raises(ClientError) as e:
+            call()
+        assert _code(e) == absent
+    assert a.describe_state_machine(stateMachineArn=arns["team-a"])["name"] == "flow"  # (still there)
+    assert a.describe_execution(executionArn=ex_a)["status"] == "SUCCEEDED"
+    # the admin key works in default, and in a namespace whose account an ARN names
+    assert admin.describe_execution(executionArn=ex_a)["status"] == "SUCCEEDED"
+    # a machine of default cannot reach another namespace's function through its held name
+    admin.create_state_machine(name="reach", roleArn=ROLE, definition=json.dumps(
+        {"StartAt": "C", "States": {"C": {"Type": "Task", "Resource": "team-a~who", "End": True}}}))
+    run = admin.start_execution(stateMachineArn=arns["default"].replace(":flow", ":reach"), input="{}")
+    assert _done(admin, run["executionArn"])["status"] == "FAILED"
+
+
+def test_v1_workflows_and_cli_per_namespace(server: Server, teams: dict[str, Any]) -> None:
+    a, b = teams["team-a/http"], teams["team-b/http"]
+    r = a.post("/v1/workflows", json={"name": "seq", "kind": "sequence", "definition": ["who", "who"]})
+    assert r.status_code == 201, r.text
+    assert r.json()["arn"] == f"arn:aws:states:us-east-1:{account_id('team-a')}:stateMachine:seq"
+    r = a.post("/v1/workflows/seq/executions?wait=true", json={"input": {"n": 1}})
+    assert r.status_code == 201 and r.json()["output"] == {"who": "team-a", "n": 3}, r.text
+    ex_id = r.json()["id"]
+    # team-b: absent, as a workflow or execution that does not exist
+    assert b.get("/v1/workflows").json()["workflows"] == []
+    for path, code in (("/v1/workflows/seq", "workflow_not_found"), ("/v1/workflows/nosuch", "workflow_not_found"),
+                       (f"/v1/executions/{ex_id}", "execution_not_found"),
+                       (f"/v1/executions/{ex_id}/history", "execution_not_found"),
+                       ("/v1/executions/nosuch", "execution_not_found")):
+        r = b.get(path)
+        assert r.status_code == 404 and error_code(r) == code, (path, r.text)
+    r = b.post(f"/v1/executions/{ex_id}/stop", json={})
+    assert r.status_code == 404 and error_code(r) == "execution_not_found"
+    r = b.post("/v1/workflows/seq/executions", json={})
+    assert r.status_code == 404 and error_code(r) == "workflow_not_found"
+    r = b.delete("/v1/workflows/seq")
+    assert r.status_code == 404 and error_code(r) == "workflow_not_found"
+    assert b.get("/v1/workflows/seq/executions").json()["executions"] == []
+    assert a.get(f"/v1/executions/{ex_id}").json()["status"] == "SUCCEEDED"
+    # the CLI: the admin key names the namespace (--namespace); the default namespace has no `seq`
+    out = server.cli("--namespace", "team-a", "workflow", "list", "--json", check=True).stdout
+    assert [w["name"] for w in json.loads(out)] == ["flow", "seq"]
+    out = server.cli("--namespace", "team-a", "workflow", "start", "seq", "-d", '{"n": 5}', "--wait", "--json",
+                     check=True).stdout
+    assert json.loads(out)["output"] == {"who": "team-a", "n": 7}
+    assert "seq" not in server.cli("workflow", "list", check=True).stdout
+
+
+def test_durable_executions_per_namespace(server: Server, teams: dict[str, Any]) -> None:
+    la, lb = _aws(server, "lambda", teams["team-a"]), _aws(server, "lambda", teams["team-b"])
+    la.create_function(FunctionName="approve", Runtime="python3.12", Role=DURABLE_ROLE,
+                       Handler="lambda_function.handler", Timeout=30,
+                       Code={"ZipFile": zip_of({"lambda_function.py": CALLBACK, "requirements.txt": SDK})},
+                       DurableConfig={"ExecutionTimeout": 600, "RetentionPeriodInDays": 1})
+    out = la.invoke(FunctionName="approve", InvocationType="Event", DurableExecutionName="one",
+                    Payload=json.dumps({"n": 1}))
+    arn = out["DurableExecutionArn"]
+    assert ":function:approve:" in arn and "~" not in arn
+
+    def callback_id() -> str | None:
+        for e in la.get_durable_execution_history(DurableExecutionArn=arn)["Events"]:
+            if e["EventType"] == "CallbackStarted":
+                return str(e["CallbackStartedDetails"]["CallbackId"])
+        return None
+
+    assert wait_until(lambda: callback_id() is not None, 180, 0.2), la.get_durable_execution(DurableExecutionArn=arn)
+    cb = callback_id()
+    nosuch = arn.rsplit("/", 1)[0] + "/" + "0" * 32
+    # team-b's key: the execution and its callback are what unknown ones are
+    for call in (lambda: lb.get_durable_execution(DurableExecutionArn=arn),
+                 lambda: lb.get_durable_execution(DurableExecutionArn=nosuch),
+                 lambda: lb.get_durable_execution_history(DurableExecutionArn=arn),
+                 lambda: lb.stop_durable_execution(DurableExecutionArn=arn),
+                 lambda: lb.send_durable_execution_callback_success(CallbackId=cb, Result=b"hijacked"),
+                 lambda: lb.send_durable_execution_callback_success(CallbackId="0" * 32 + ".x", Result=b"x"),
+                 lambda: lb.send_durable_execution_callback_heartbeat(CallbackId=cb)):
+        with pytest.raises(ClientError) as e:
+            call()
+        assert _code(e) == "ResourceNotFoundException"
+    assert lb.list_durable_executions_by_function(FunctionName="approve")["DurableExecutions"] == []
+    listed = la.list_durable_executions_by_function(FunctionName="approve")["DurableExecutions"]
+    assert [(x["DurableExecutionName"], x["Status"]) for x in listed] == [("one", "RUNNING")]
+    la.send_durable_execution_callback_success(CallbackId=cb, Result=b"approved")
+    assert wait_until(lambda: la.get_durable_execution(DurableExecutionArn=arn)["Status"] != "RUNNING", 120, 0.2)
+    done = la.get_durable_execution(DurableExecutionArn=arn)
+    assert done["Status"] == "SUCCEEDED" and json.loads(done["Result"]) == {"n": 2, "answer": "approved"}, done
+
+
+def test_deleting_a_namespace_removes_its_workflows(server: Server, teams: dict[str, Any]) -> None:
+    assert server.api.post("/v1/namespaces", json={"name": "team-c"}).status_code == 201
+    sfn = _aws(server, "stepfunctions", _key(server, "team-c"))
+    arn = sfn.create_state_machine(name="flow", definition=json.dumps(WAITS), roleArn=ROLE)["stateMachineArn"]
+    run = sfn.start_execution(stateMachineArn=arn, name="long")["executionArn"]
+    r = server.api.delete("/v1/namespaces/team-c")
+    assert r.status_code == 409 and error_code(r) == "namespace_busy", r.text
+    assert "1 workflow execution" in r.json()["error"]["message"]
+    assert sfn.describe_execution(executionArn=run)["status"] == "RUNNING"
+    r = server.api.delete("/v1/namespaces/team-c", params={"force": "true"})
+    assert r.status_code == 200, r.text
+    assert (r.json()["workflows_deleted"], r.json()["executions_deleted"]) == (1, 1)
+    # made again, the namespace starts empty; other namespaces' machines of the same name are untouched
+    assert server.api.post("/v1/namespaces", json={"name": "team-c"}).status_code == 201
+    sfn = _aws(server, "stepfunctions", _key(server, "team-c"))
+    assert sfn.list_state_machines()["stateMachines"] == []
+    with pytest.raises(ClientError) as e:
+        sfn.describe_execution(executionArn=run)
+    assert _code(e) == "ExecutionDoesNotExist"
+    a = _aws(server, "stepfunctions", teams["team-a"])
+    assert [m["name"] for m in a.list_state_machines()["stateMachines"]] == ["flow", "seq"]
