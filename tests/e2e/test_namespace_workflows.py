@@ -214,3 +214,104 @@ def test_deleting_a_namespace_removes_its_workflows(server: Server, teams: dict[
     assert _code(e) == "ExecutionDoesNotExist"
     a = _aws(server, "stepfunctions", teams["team-a"])
     assert [m["name"] for m in a.list_state_machines()["stateMachines"]] == ["flow", "seq"]
+
+
+ECHO = "def main(args):\n    return {k: v for k, v in args.items() if k != '__ow_headers'}\n"
+
+
+def _wsk(server: Server, key: tuple[str, str]) -> httpx.Client:
+    return httpx.Client(base_url=server.url + "/api/v1/namespaces/_", auth=key, timeout=60)
+
+
+def test_openwhisk_packages_triggers_rules_and_sequences_per_namespace(server: Server, teams: dict[str, Any]) -> None:
+    wa, wb, wd = (_wsk(server, teams[k]) for k in ("team-a", "team-b", "admin"))
+    for w, who in ((wa, "a"), (wb, "b")):  # the same names in two namespaces: two of each
+        assert w.put("/packages/tools", json={"parameters": [{"key": "who", "value": who}]}).status_code == 200
+        assert w.put("/actions/tools/echo", json={"exec": {"kind": "python:3", "code": ECHO}}).status_code == 200
+        r = w.post("/actions/tools/echo", params={"blocking": "true", "result": "true"}, json={"x": 1})
+        assert r.json() == {"who": who, "x": 1}, r.text
+        assert w.put("/triggers/t", json={"parameters": [{"key": "from", "value": who}]}).status_code == 200
+    assert wa.put("/actions/ev-echo", json={"exec": {"kind": "python:3", "code": ECHO}}).status_code == 200
+    r = wa.put("/rules/r", json={"trigger": "/_/t", "action": "/_/ev-echo"})
+    assert r.status_code == 200 and r.json()["trigger"] == {"path": "team-a", "name": "t"}, r.text
+    assert wa.get("/packages/tools").json()["namespace"] == "team-a"
+    # team-b: team-a's rule and action are absent; its own trigger `t` has no rule
+    assert wb.get("/rules/r").status_code == 404 and wb.delete("/rules/r").status_code == 404
+    assert wb.post("/rules/r", json={"status": "inactive"}).status_code == 404
+    r = wb.put("/rules/r", json={"trigger": "/_/t", "action": "/_/ev-echo"})
+    assert r.status_code == 400 and "ev-echo" in r.json()["error"]
+    assert wb.get("/rules").json() == [] and [t["name"] for t in wb.get("/triggers").json()] == ["t"]
+    assert wb.post("/triggers/t", json={}).status_code == 204  # (its own trigger: no rule)
+    assert [p["name"] for p in wd.get("/packages").json()] == [] and wd.get("/triggers").json() == []
+    # firing team-a's trigger runs team-a's action; its activations are team-a's only
+    r = wa.post("/triggers/t", json={"n": 1})
+    assert r.status_code == 202, r.text
+    aid = r.json()["activationId"]
+    assert wait_until(lambda: wa.get(f"/activations/{aid}").status_code == 200, 30)
+    trig = wa.get(f"/activations/{aid}").json()
+    assert (trig["name"], trig["namespace"]) == ("t", "team-a")
+    child = json.loads(trig["logs"][0])["activationId"]
+    assert wait_until(lambda: wa.get(f"/activations/{child}").status_code == 200, 60)
+    assert wa.get(f"/activations/{child}").json()["response"]["result"] == {"from": "a", "n": 1}
+    assert wb.get(f"/activations/{aid}").status_code == 404
+    assert [a["activationId"] for a in wa.get("/activations", params={"name": "t"}).json()] == [aid]
+    # a sequence: of team-a's actions, invisible to team-b
+    r = wa.put("/actions/twice", json={"exec": {"kind": "sequence", "components": ["/_/ev-echo", "/_/tools/echo"]}})
+    assert r.status_code == 200 and r.json()["namespace"] == "team-a", r.text
+    r = wa.post("/actions/twice", params={"blocking": "true", "result": "true"}, json={"x": 2})
+    assert r.json() == {"who": "a", "x": 2}, r.text
+    assert wb.get("/actions/twice").status_code == 404
+    assert wb.post("/actions/twice", params={"blocking": "true"}, json={}).status_code == 404
+    assert "twice" not in {a["name"] for a in wd.get("/actions").json()}
+    # the alarm feed: a cron trigger of team-a's (its id held in team-a), firing team-a's trigger
+    system = httpx.Client(base_url=server.url + "/api/v1/namespaces/whisk.system", auth=teams["team-a"], timeout=60)
+    params = {"lifecycleEvent": "CREATE", "triggerName": "/_/t", "cron": "* * * * * *",
+              "trigger_payload": {"hello": "alarm"}}
+    assert system.post("/actions/alarms/alarm", params={"blocking": "true"}, json=params).status_code == 200
+    mine = teams["team-a/http"].get("/v1/triggers").json()["triggers"]
+    assert [t["function"] for t in mine] == ["openwhisk:t"] and "~" not in mine[0]["id"]
+    assert "openwhisk:t" not in {t["function"] for t in teams["team-b/http"].get("/v1/triggers").json()["triggers"]}
+    assert wait_until(lambda: len(wa.get("/activations", params={"name": "t"}).json()) >= 2, 30)
+    params["lifecycleEvent"] = "DELETE"
+    assert system.post("/actions/alarms/alarm", params={"blocking": "true"}, json=params).status_code == 200
+    assert teams["team-a/http"].get("/v1/triggers").json()["triggers"] == []
+
+
+BOOM = "def handler(event, context):\n    raise ValueError('boom')\n"
+
+
+def test_trigger_ids_and_dead_letters_per_namespace(server: Server, teams: dict[str, Any]) -> None:
+    a, b = teams["team-a/http"], teams["team-b/http"]
+    # the same trigger id in two namespaces (and default): three triggers
+    for c in (a, b, server.api):
+        r = c.post("/v1/functions/who/triggers", json={"kind": "cron", "id": "nightly",
+                                                        "config": {"schedule": "0 3 * * *"}})
+        assert r.status_code == 201 and (r.json()["id"], r.json()["function"]) == ("nightly", "who"), r.text
+    r = a.post("/v1/functions/who/triggers", json={"kind": "cron", "id": "nightly", "config": {"schedule": "0 4 * * *"}})
+    assert r.status_code == 409 and error_code(r) == "trigger_exists"
+    r = a.post("/v1/functions/who/triggers", json={"kind": "cron", "id": "team-b~x", "config": {"schedule": "0 4 * * *"}})
+    assert r.status_code == 400
+    assert a.delete("/v1/triggers/nightly").json() == {"deleted": "nightly"}
+    for path in ("/v1/triggers/nightly", "/v1/triggers/team-b~nightly"):
+        r = a.get(path)
+        assert r.status_code == 404 and error_code(r) == "trigger_not_found", (path, r.text)
+    assert b.get("/v1/triggers/nightly").json()["config"]["schedule"] == "0 3 * * *"
+    assert server.api.get("/v1/triggers/nightly").status_code == 200
+    assert b.delete("/v1/functions/who/triggers/nightly").status_code == 200
+    assert server.api.delete("/v1/triggers/nightly").status_code == 200
+    # a dead letter of team-a: listed, shown, replayed and deleted by team-a only
+    r = a.post("/v1/functions", json={"name": "boom", "files": {"handler.py": BOOM}, "retry_attempts": 1})
+    assert r.status_code == 201, r.text
+    aid = a.post("/v1/functions/boom/invoke", params={"mode": "async"}, json={}).json()["activation_id"]
+    assert wait_until(lambda: [d["id"] for d in a.get("/v1/dlq").json()["dead_letters"]] == [aid], 60)
+    assert a.get("/v1/dlq").json()["dead_letters"][0]["function"] == "boom"
+    assert a.get("/v1/queue").json() == {"namespace": "team-a", "queued": 0, "dead_letters": 1}
+    assert b.get("/v1/queue").json() == {"namespace": "team-b", "queued": 0, "dead_letters": 0}
+    assert b.get("/v1/dlq").json()["dead_letters"] == [] and server.api.get("/v1/dlq").json()["dead_letters"] == []
+    for call in (lambda: b.get(f"/v1/dlq/{aid}"), lambda: b.post(f"/v1/dlq/{aid}/replay"),
+                 lambda: b.delete(f"/v1/dlq/{aid}"), lambda: b.get("/v1/dlq/nosuch")):
+        r = call()
+        assert r.status_code == 404 and error_code(r) == "dead_letter_not_found", r.text
+    assert "dead_letters" in server.api.get("/v1/queue").json()  # the admin key: the whole node's queue
+    assert a.get(f"/v1/dlq/{aid}").json()["id"] == aid
+    assert a.delete(f"/v1/dlq/{aid}").json() == {"deleted": aid}

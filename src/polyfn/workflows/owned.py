@@ -27,8 +27,8 @@ def _of(namespace: str, table: Any, machine_column: Any) -> Any:
                and_(table.c.namespace == DURABLE, machine_column.startswith(namespace + SEP, autoescape=True)))
 
 
-def _running(conn: Connection, namespace: str) -> list[str]:
-    return [r[0] for r in conn.execute(select(executions.c.id).where(
+def _running(conn: Connection, namespace: str) -> list[tuple[str, str]]:
+    return [(r[0], r[1]) for r in conn.execute(select(executions.c.id, executions.c.kind).where(
         _of(namespace, executions, executions.c.machine), executions.c.status == "RUNNING"))]
 
 
@@ -68,10 +68,12 @@ class WorkflowsOwned:
         if namespace == DEFAULT:
             return {}
         svc = self.service
-        for ex_id in await svc.store.db.read(_running, namespace):  # stopped first: the engine lets them go
+        cause = f"namespace {namespace!r} was deleted"
+        for ex_id, kind in await svc.store.db.read(_running, namespace):  # stopped first: the engine lets them go
+            event = {"type": "stop", "error": {"ErrorType": "Namespace.Deleted", "ErrorMessage": cause}} \
+                if kind == "durable" else {"type": "stop", "error": "Namespace.Deleted", "cause": cause}
             try:
-                await svc.engine.apply(ex_id, {"type": "stop", "error": "Namespace.Deleted",
-                                               "cause": f"namespace {namespace!r} was deleted"})
+                await svc.engine.apply(ex_id, event)
             except Exception:  # (deleted below in any case)
                 log.exception("workflows: stopping execution %s of deleted namespace %s failed", ex_id, namespace)
         svc._machines = {k: v for k, v in svc._machines.items() if k[0] != namespace}

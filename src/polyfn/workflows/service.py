@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from polyfn import loops
+from polyfn.tenancy import DEFAULT, local, owns, qualify
 from polyfn.workflows import arns, children, definition, schedules
 from polyfn.workflows.engine import Engine
 from polyfn.workflows.errors import DefinitionError, WorkflowError
@@ -96,16 +97,20 @@ class WorkflowService:
 
     # -- observing ------------------------------------------------------------------------------------
 
-    def stats(self) -> list[dict[str, Any]]:
-        """Per workflow: executions running on this node, and how those that ended here since it started ended
-        (what `polyfn top` shows)."""
-        rows: dict[tuple[str, str], dict[str, Any]] = {}
+    def stats(self, namespace: str = DEFAULT) -> list[dict[str, Any]]:
+        """Per workflow of `namespace` (by local name): executions running on this node, and how those that
+        ended here since it started ended (what `polyfn top` shows)."""
+        rows: dict[str, dict[str, Any]] = {}
         for ex in list(self.engine._cache.values()):
-            row = rows.setdefault((ex.namespace, ex.machine), {"name": ex.machine, "kind": ex.kind, "running": 0})
-            row["running"] += 1
-        for (namespace, machine, kind, status), n in self.engine.ended.items():
-            row = rows.setdefault((namespace, machine), {"name": machine, "kind": kind, "running": 0})
-            row[status.lower()] = n
+            held = label(ex.namespace, ex.machine)
+            if owns(namespace, held):
+                row = rows.setdefault(held, {"name": local(held), "kind": ex.kind, "running": 0})
+                row["running"] += 1
+        for (ns, machine, kind, status), n in self.engine.ended.items():
+            held = label(ns, machine)
+            if owns(namespace, held):
+                row = rows.setdefault(held, {"name": local(held), "kind": kind, "running": 0})
+                row[status.lower()] = n
         return sorted(rows.values(), key=lambda r: r["name"])
 
     def observe(self, metrics: Any) -> None:
@@ -114,13 +119,14 @@ class WorkflowService:
         ended = metrics.counter("polyfn_workflow_executions_total", "Workflow executions that ended on this node",
                                 ("workflow", "status"))
         events = metrics.counter("polyfn_workflow_events_total", "Workflow history events recorded (state transitions)")
-        self.engine.on_final.append(lambda ex: ended.inc(ex.machine, ex.status))
+        self.engine.on_final.append(lambda ex: ended.inc(label(ex.namespace, ex.machine), ex.status))
         self.engine.on_events.append(lambda n: events.inc(n=n))
 
         def running() -> dict[tuple[str, ...], float]:
             out: dict[tuple[str, ...], float] = {}
             for ex in list(self.engine._cache.values()):
-                out[(ex.machine,)] = out.get((ex.machine,), 0) + 1
+                key = (label(ex.namespace, ex.machine),)
+                out[key] = out.get(key, 0) + 1
             return out
 
         metrics.gauge("polyfn_workflow_executions_running", "Workflow executions running on this node", ("workflow",),
@@ -343,6 +349,12 @@ class WorkflowService:
 
     async def send_task_heartbeat(self, token: str, namespace: str | None = None) -> None:
         await self._token(token, {"type": "heartbeat"}, namespace)
+
+
+def label(namespace: str, machine: str) -> str:
+    """A workflow's held name (tenancy.py), as metrics and stats label it: `team-a~flow` for a machine of team-a;
+    a durable function's executions are labelled by the function's held name (their machine's name)."""
+    return machine if namespace == DURABLE_NAMESPACE else qualify(namespace, machine)
 
 
 def _check_error(error: str | None, cause: str | None) -> None:

@@ -493,8 +493,14 @@ class WhiskOwned:
         return {"openwhisk_entities_deleted": n}
 
 
-def alarm_id(trigger: str) -> str:
-    """The polyfn trigger id of an OpenWhisk trigger's alarm."""
+def alarm_id(held: str) -> str:
+    """The polyfn trigger id of an OpenWhisk trigger's alarm (`held`: the trigger's held name; a namespace's
+    alarm's id is held in it too, `team-a~ow-alarm-…`)."""
+    ns, trigger = split(held)
+    return qualify(ns, _alarm_id(trigger))
+
+
+def _alarm_id(trigger: str) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", trigger.lower()).strip("-") or "x"
     digest = hashlib.sha256(trigger.encode()).hexdigest()[:6]
     return f"ow-alarm-{slug[:40]}-{digest}"
