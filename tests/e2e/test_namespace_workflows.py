@@ -43,8 +43,11 @@ def handler(event, context: DurableContext):
 '''
 
 
-def _key(server: Server, ns: str) -> tuple[str, str]:
-    r = server.api.post("/v1/keys", json={"scope": "deploy", "namespace": ns})
+SCOPES = ("read", "invoke", "deploy", "admin")
+
+
+def _key(server: Server, ns: str, scope: str = "deploy") -> tuple[str, str]:
+    r = server.api.post("/v1/keys", json={"scope": scope, "namespace": ns})
     assert r.status_code == 201, r.text
     return r.json()["access_key_id"], r.json()["secret_access_key"]
 
@@ -109,15 +112,22 @@ def test_step_functions_per_namespace(server: Server, teams: dict[str, Any]) -> 
         with pytest.raises(ClientError) as e:
             call()
         assert _code(e) == absent
+    for scope in SCOPES:  # every kind of team-b's keys
+        other = _aws(server, "stepfunctions", _key(server, "team-b", scope))
+        with pytest.raises(ClientError) as e:
+            other.describe_execution(executionArn=ex_a)
+        assert _code(e) == "ExecutionDoesNotExist", scope
     assert a.describe_state_machine(stateMachineArn=arns["team-a"])["name"] == "flow"  # (still there)
     assert a.describe_execution(executionArn=ex_a)["status"] == "SUCCEEDED"
     # the admin key works in default, and in a namespace whose account an ARN names
     assert admin.describe_execution(executionArn=ex_a)["status"] == "SUCCEEDED"
     # a machine of default cannot reach another namespace's function through its held name
     admin.create_state_machine(name="reach", roleArn=ROLE, definition=json.dumps(
-        {"StartAt": "C", "States": {"C": {"Type": "Task", "Resource": "team-a~who", "End": True}}}))
+        {"StartAt": "C", "States": {"C": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                                          "Parameters": {"FunctionName": "team-a~who"}, "End": True}}}))
     run = admin.start_execution(stateMachineArn=arns["default"].replace(":flow", ":reach"), input="{}")
-    assert _done(admin, run["executionArn"])["status"] == "FAILED"
+    failed = _done(admin, run["executionArn"])
+    assert (failed["status"], failed["error"]) == ("FAILED", "Lambda.ResourceNotFoundException"), failed
 
 
 def test_v1_workflows_and_cli_per_namespace(server: Server, teams: dict[str, Any]) -> None:
@@ -129,7 +139,7 @@ def test_v1_workflows_and_cli_per_namespace(server: Server, teams: dict[str, Any
     assert r.status_code == 201 and r.json()["output"] == {"who": "team-a", "n": 3}, r.text
     ex_id = r.json()["id"]
     # team-b: absent, as a workflow or execution that does not exist
-    assert b.get("/v1/workflows").json()["workflows"] == []
+    assert [w["name"] for w in b.get("/v1/workflows").json()["workflows"]] == ["flow"]  # (its own, of the test above)
     for path, code in (("/v1/workflows/seq", "workflow_not_found"), ("/v1/workflows/nosuch", "workflow_not_found"),
                        (f"/v1/executions/{ex_id}", "execution_not_found"),
                        (f"/v1/executions/{ex_id}/history", "execution_not_found"),
@@ -143,6 +153,10 @@ def test_v1_workflows_and_cli_per_namespace(server: Server, teams: dict[str, Any
     r = b.delete("/v1/workflows/seq")
     assert r.status_code == 404 and error_code(r) == "workflow_not_found"
     assert b.get("/v1/workflows/seq/executions").json()["executions"] == []
+    for scope in SCOPES:  # every kind of team-b's keys
+        kb = _key(server, "team-b", scope)
+        r = httpx.get(f"{server.url}/v1/workflows/seq", headers={"authorization": f"Bearer {kb[0]}:{kb[1]}"})
+        assert r.status_code == 404 and error_code(r) == "workflow_not_found", (scope, r.text)
     assert a.get(f"/v1/executions/{ex_id}").json()["status"] == "SUCCEEDED"
     # the CLI: the admin key names the namespace (--namespace); the default namespace has no `seq`
     out = server.cli("--namespace", "team-a", "workflow", "list", "--json", check=True).stdout
@@ -184,6 +198,10 @@ def test_durable_executions_per_namespace(server: Server, teams: dict[str, Any])
         with pytest.raises(ClientError) as e:
             call()
         assert _code(e) == "ResourceNotFoundException"
+    for scope in SCOPES:  # every kind of team-b's keys
+        with pytest.raises(ClientError) as e:
+            _aws(server, "lambda", _key(server, "team-b", scope)).get_durable_execution(DurableExecutionArn=arn)
+        assert _code(e) == "ResourceNotFoundException", scope
     assert lb.list_durable_executions_by_function(FunctionName="approve")["DurableExecutions"] == []
     listed = la.list_durable_executions_by_function(FunctionName="approve")["DurableExecutions"]
     assert [(x["DurableExecutionName"], x["Status"]) for x in listed] == [("one", "RUNNING")]
@@ -259,7 +277,7 @@ def test_openwhisk_packages_triggers_rules_and_sequences_per_namespace(server: S
     r = wa.put("/actions/twice", json={"exec": {"kind": "sequence", "components": ["/_/ev-echo", "/_/tools/echo"]}})
     assert r.status_code == 200 and r.json()["namespace"] == "team-a", r.text
     r = wa.post("/actions/twice", params={"blocking": "true", "result": "true"}, json={"x": 2})
-    assert r.json() == {"who": "a", "x": 2}, r.text
+    assert r.json() == {"x": 2}, r.text  # (ev-echo is team-a's only; a component gets no package parameters)
     assert wb.get("/actions/twice").status_code == 404
     assert wb.post("/actions/twice", params={"blocking": "true"}, json={}).status_code == 404
     assert "twice" not in {a["name"] for a in wd.get("/actions").json()}
