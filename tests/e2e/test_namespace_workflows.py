@@ -213,7 +213,11 @@ def test_durable_executions_per_namespace(server: Server, teams: dict[str, Any])
 
 def test_deleting_a_namespace_removes_its_workflows(server: Server, teams: dict[str, Any]) -> None:
     assert server.api.post("/v1/namespaces", json={"name": "team-c"}).status_code == 201
-    sfn = _aws(server, "stepfunctions", _key(server, "team-c"))
+    key = _key(server, "team-c")
+    wsk = httpx.Client(base_url=server.url + "/api/v1/namespaces/_", auth=key, timeout=60)
+    for path in ("/packages/tools", "/triggers/t"):
+        assert wsk.put(path, json={}).status_code == 200
+    sfn = _aws(server, "stepfunctions", key)
     arn = sfn.create_state_machine(name="flow", definition=json.dumps(WAITS), roleArn=ROLE)["stateMachineArn"]
     run = sfn.start_execution(stateMachineArn=arn, name="long")["executionArn"]
     r = server.api.delete("/v1/namespaces/team-c")
@@ -223,10 +227,14 @@ def test_deleting_a_namespace_removes_its_workflows(server: Server, teams: dict[
     r = server.api.delete("/v1/namespaces/team-c", params={"force": "true"})
     assert r.status_code == 200, r.text
     assert (r.json()["workflows_deleted"], r.json()["executions_deleted"]) == (1, 1)
+    assert r.json()["openwhisk_entities_deleted"] == 2
     # made again, the namespace starts empty; other namespaces' machines of the same name are untouched
     assert server.api.post("/v1/namespaces", json={"name": "team-c"}).status_code == 201
-    sfn = _aws(server, "stepfunctions", _key(server, "team-c"))
+    key = _key(server, "team-c")
+    sfn = _aws(server, "stepfunctions", key)
     assert sfn.list_state_machines()["stateMachines"] == []
+    wsk = httpx.Client(base_url=server.url + "/api/v1/namespaces/_", auth=key, timeout=60)
+    assert wsk.get("/packages").json() == [] and wsk.get("/triggers/t").status_code == 404
     with pytest.raises(ClientError) as e:
         sfn.describe_execution(executionArn=run)
     assert _code(e) == "ExecutionDoesNotExist"
