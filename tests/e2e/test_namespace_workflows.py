@@ -341,3 +341,26 @@ def test_trigger_ids_and_dead_letters_per_namespace(server: Server, teams: dict[
     assert "dead_letters" in server.api.get("/v1/queue").json()  # the admin key: the whole node's queue
     assert a.get(f"/v1/dlq/{aid}").json()["id"] == aid
     assert a.delete(f"/v1/dlq/{aid}").json() == {"deleted": aid}
+
+
+def test_topics_log_streams_and_events_per_namespace(server: Server, teams: dict[str, Any]) -> None:
+    a, b = teams["team-a/http"], teams["team-b/http"]
+    server.deploy("only-default", {"handler.py": WHO % "d"})
+    for c in (a, b):  # each namespace subscribes its `who` to a topic, a log stream and an event type
+        for kind, config in (("topic", {"topic": "orders"}), ("log", {"stream": "audit"}),
+                             ("events", {"type": "com.example.order"})):
+            r = c.post("/v1/functions/who/triggers", json={"kind": kind, "config": config})
+            assert r.status_code == 201, r.text
+    r = a.post("/v1/topics/orders/messages", content=b"{}")
+    assert r.status_code == 201 and r.json()["subscribers"] == 1, r.text  # team-a's only, not team-b's
+    assert server.api.post("/v1/topics/orders/messages", content=b"{}").json()["subscribers"] == 0  # default's
+    r = b.post("/v1/logs/audit", json=["one line"])
+    assert r.status_code == 202 and r.json()["subscribers"] == 1, r.text
+    event = {"specversion": "1.0", "type": "com.example.order", "source": "/shop", "id": "e-1", "data": {}}
+    r = a.post("/v1/events", json=event, headers={"content-type": "application/cloudevents+json"})
+    assert r.status_code == 202, r.text
+    [delivery] = r.json()["events"][0]["deliveries"]
+    assert delivery["function"] == "who" and "~" not in delivery["trigger"]
+    # following a function's logs: a function of the trigger's own namespace only
+    r = b.post("/v1/functions/who/triggers", json={"kind": "log", "config": {"stream": "fn:only-default"}})
+    assert r.status_code == 404 and error_code(r) == "function_not_found", r.text

@@ -138,7 +138,7 @@ def router(*, settings: Settings, queue: AsyncJobs, triggers: Triggers, registry
             attrs.setdefault("content_type", ct)
         msg_id = uuid.uuid4().hex
         try:
-            n = await topics.publish(triggers, topic, msg_id, body, attrs)
+            n = await topics.publish(triggers, topic, msg_id, body, attrs, request_namespace(request))
         except TriggerConfigError as e:
             raise ApiError(400, e.code, str(e)) from None
         return JSONResponse({"id": msg_id, "topic": topic, "subscribers": n}, status_code=201)
@@ -157,7 +157,7 @@ def router(*, settings: Settings, queue: AsyncJobs, triggers: Triggers, registry
                            f"the batch is {len(body)} bytes; the limit is {settings.max_payload}")
         lines = parse_log_lines(body, request.headers.get("content-type", ""))
         try:
-            n = await logs.ingest(triggers, stream, lines)
+            n = await logs.ingest(triggers, stream, lines, request_namespace(request))
         except TriggerConfigError as e:
             raise ApiError(400, e.code, str(e)) from None
         return JSONResponse({"stream": stream, "accepted": len(lines), "subscribers": n}, status_code=202)
@@ -177,7 +177,9 @@ def router(*, settings: Settings, queue: AsyncJobs, triggers: Triggers, registry
             evts = ce.from_http(dict(request.headers.items()), body)
         except ce.InvalidEvent as e:
             raise ApiError(400, "invalid_cloudevent", str(e)) from None
-        out = [{"id": e["id"], "deliveries": await ce.route(triggers, e)} for e in evts]
+        ns = request_namespace(request)
+        out = [{"id": e["id"], "deliveries": [{**d, "trigger": local(d["trigger"]), "function": local(d["function"])}
+                                              for d in await ce.route(triggers, e, namespace=ns)]} for e in evts]
         return JSONResponse({"events": out}, status_code=202)
 
     from polyfn.api import triggers as trigger_routes

@@ -101,9 +101,11 @@ async def create_trigger(triggers: Triggers, registry: LiveFunctions, store: Fun
         return await _add_storage_trigger(storage, name, config, trigger_id)
     stream = config.get("stream") if kind == "log" and isinstance(config, dict) else None
     if isinstance(stream, str) and stream.startswith("fn:"):  # following a function that is not there
-        source = stream[3:]
+        from polyfn.triggers.log import followed
+
+        source = followed(name, stream)  # (a function of the trigger's own namespace)
         if registry.get(source) is None and await store.get_function(source) is None:
-            raise ApiError(404, "function_not_found", f"stream={stream!r}: function {source!r} does not exist; "
+            raise ApiError(404, "function_not_found", f"stream={stream!r}: function {stream[3:]!r} does not exist; "
                            "deploy it first, or name a log stream (lines POSTed to /v1/logs/STREAM)")
     try:
         runner = await triggers.create(name, kind, config, trigger_id)
