@@ -102,7 +102,8 @@ class TenancyOps:
         self.keys = keys  # KeyRing
         self.delete_function = delete_function
         self.queue = queue  # AsyncQueue: the async backlog
-        self.owned: list[Any] = []  # more owners of a namespace's things: `.forget_namespace(name)` each
+        self.owned: list[Any] = []  # more owners of a namespace's things: `.forget_namespace(name)` each (and
+        # `.busy(name)`: how many of its things run, which a delete without force refuses over)
         self.rate: Callable[[str], int] | None = None  # calls admitted this second (quotas.QuotaGuard.rate_used)
 
     async def functions(self, name: str) -> list[Any]:
@@ -144,10 +145,15 @@ class TenancyOps:
         funcs = await self.functions(name)
         _inst, _mem, busy = self.live(name)
         backlog = await self.backlog(name)
-        if (busy or backlog) and not force:
+        running = 0
+        for owner in self.owned:
+            if hasattr(owner, "busy"):
+                running += await owner.busy(name)
+        if (busy or backlog or running) and not force:
             raise PolyfnError(409, "namespace_busy", f"namespace {name!r} has {busy} invocation(s) running or "
-                              f"waiting and {backlog} queued: retry when they end, or delete with force=true "
-                              "(`polyfn ns delete --force`): running ones then finish, or stop at their timeout")
+                              f"waiting, {backlog} queued and {running} workflow execution(s) running: retry when "
+                              "they end, or delete with force=true (`polyfn ns delete --force`): running invocations "
+                              "then finish, or stop at their timeout; running executions are stopped")
         for info in funcs:
             await self.delete_function(info.name)
         revoked = 0

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from polyfn import __version__
+from polyfn.api.compat.openwhisk_events import WhiskOwned
 from polyfn.api.compat.stepfunctions import StepFunctionsApi, lambda_function_name
 from polyfn.api.compat.sts import StsApi
 from polyfn.apps import node as apps_node
@@ -62,6 +63,7 @@ from polyfn.store.namespaces import NamespaceStore
 from polyfn.store.security import SecurityStore
 from polyfn.triggers import events as cloudevents
 from polyfn.triggers.manager import TriggerManager
+from polyfn.workflows.owned import WorkflowsOwned
 from polyfn.workflows.service import WorkflowService
 from polyfn.workflows.tasks import invoker_tasks
 from polyfn.wsapi.cluster import Forwarder
@@ -178,7 +180,9 @@ class Node:
         self.namespaces = Namespaces(NamespaceStore(self.store))  # tenants (tenancy.py, docs/tenancy.md)
         self.tenancy = TenancyOps(self.namespaces, self.store, self.registry, self.keys, self.delete_function,
                                   self.queue)
-        self.tenancy.owned += [self.storage, self.db, self.secret_values]  # its buckets, tables and secrets go too
+        self.tenancy.owned += [self.storage, self.db, self.secret_values,  # its buckets, tables and secrets go too
+                               WorkflowsOwned(self.workflows),  # its state machines and executions
+                               WhiskOwned(CompatStore(self.store), self.triggers)]  # OpenWhisk packages, triggers, rules
         self.quotas = QuotaGuard(self.namespaces.quotas, lambda: list(self.manager.pools), self.limiter,
                                  self.tenancy.functions, self.tenancy.backlog, lambda: self.namespaces.rated)
         self.manager.quota_room = self.quotas.room  # instances and memory, before each start
@@ -198,7 +202,7 @@ class Node:
         if s.metrics:
             self.metrics.gauge("polyfn_websocket_connections", "Open WebSocket connections this node holds, by function.",
                                ("function",), self.connections.by_function)
-        self.sfn_api = StepFunctionsApi(self.workflows, lambda: self.keys)
+        self.sfn_api = StepFunctionsApi(self.workflows, lambda: self.keys, namespaces=self.namespaces)
         #: the one ASGI app (front.py): each request to its face; the control API built on first use
         self.front = FrontDoor(s, self._build_api, self.start, self.stop, (self.registry, self.sync, self.queue),
                                gateway=self._gateway, websockets=self._websockets, ws_passthrough=self._ws_passthrough,

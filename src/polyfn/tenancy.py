@@ -10,6 +10,7 @@ receives and shows local names back (docs/tenancy.md).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -19,6 +20,9 @@ DEFAULT = "default"
 SEP = "~"
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 HEADER = "x-polyfn-namespace"  # the namespace a control-API request acts in (or `?namespace=`)
+#: names no namespace may take: `lambda` is where the workflow store keeps durable functions' executions
+RESERVED = frozenset({"lambda"})
+DEFAULT_ACCOUNT = "000000000000"  # the account id in the default namespace's ARNs (as before namespaces)
 
 
 class NamespaceError(ValueError):
@@ -33,7 +37,19 @@ def validate(name: Any) -> str:
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise NamespaceError(f"invalid namespace name {name!r}: use 1-40 characters a-z, 0-9 and '-', "
                              "starting with a letter")
+    if name in RESERVED:
+        raise NamespaceError(f"namespace name {name!r} is reserved")
     return name
+
+
+def account_id(namespace: str) -> str:
+    """The 12-digit AWS account id a namespace's ARNs carry (`arn:aws:states:REGION:ACCOUNT:stateMachine:NAME`):
+    a namespace is what an account is on AWS. `default` keeps polyfn's 000000000000; another's is derived from
+    its name (stable across nodes and restarts, never 000000000000)."""
+    if namespace == DEFAULT:
+        return DEFAULT_ACCOUNT
+    n = int.from_bytes(hashlib.sha256(f"polyfn-namespace:{namespace}".encode()).digest()[:8], "big") % 10**12
+    return f"{n or 1:012d}"
 
 
 def qualify(namespace: str, name: str) -> str:

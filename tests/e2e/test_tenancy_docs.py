@@ -8,12 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from .conftest import REPO, Server
 
 DOC = REPO / "docs" / "tenancy.md"
 _FENCE = re.compile(r"^```bash\n(.*?)^```$", re.M | re.S)
 
 
+@pytest.mark.timeout(300)  # one shell running ~40 CLI, curl and aws commands: slow on a loaded machine
 def test_every_block_of_the_tenancy_docs_runs(server: Server, tmp_path: Path) -> None:
     env = {**os.environ, "POLYFN_URL": server.url, "NO_COLOR": "1", "COLUMNS": "200",
            "POLYFN_DATA_DIR": str(server.data_dir),  # the admin key when POLYFN_API_KEY is unset

@@ -69,3 +69,37 @@ def test_bad_quotas(raw: object) -> None:
     with pytest.raises(NamespaceError) as e:
         parse_quotas(raw)
     assert e.value.code == "invalid_quota"
+
+
+def test_a_namespace_has_an_account_id_of_its_own_and_lambda_is_reserved() -> None:
+    from polyfn.tenancy import account_id
+    from polyfn.workflows import arns
+
+    assert account_id("default") == "000000000000"
+    ids = {account_id(f"team-{i}") for i in range(1000)}
+    assert len(ids) == 1000 and all(len(i) == 12 and i.isdigit() and i != "000000000000" for i in ids)
+    assert account_id("team-a") == account_id("team-a")  # stable: derived from the name
+    arn = arns.machine_arn("flow", namespace="team-a")
+    assert arn == f"arn:aws:states:us-east-1:{account_id('team-a')}:stateMachine:flow"
+    assert (arns.account_of(arn), arns.machine_name(arn)) == (account_id("team-a"), "flow")
+    ex = arns.execution_arn("flow", "run-1", namespace="team-a")
+    assert (arns.account_of(ex), arns.execution_name(ex)) == (account_id("team-a"), ("flow", "run-1"))
+    assert arns.account_of("flow") is None and arns.machine_arn("flow").split(":")[4] == "000000000000"
+    with pytest.raises(NamespaceError, match="reserved"):
+        validate("lambda")
+
+
+@pytest.mark.parametrize(("name", "ns", "runs"), [
+    ("hello", "default", "hello"), ("hello", "team-a", "team-a~hello"),
+    ("team-b~hello", "team-a", "team-a~~team-b~hello"), ("team-b~hello", "default", "default~~team-b~hello")])
+def test_a_task_runs_its_machines_namespaces_function(name: str, ns: str, runs: str) -> None:
+    from polyfn.workflows.engine import task_function
+
+    assert task_function(name, ns) == runs  # (a held name from elsewhere names no function)
+
+
+def test_workflow_labels_are_held_names() -> None:
+    from polyfn.workflows.service import label
+
+    assert [label("default", "flow"), label("team-a", "flow"), label("lambda", "team-a~fn"),
+            label("lambda", "fn")] == ["flow", "team-a~flow", "team-a~fn", "fn"]

@@ -13,8 +13,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from polyfn.api.errors import ApiError
+from polyfn.api.namespaces import request_namespace
 from polyfn.call import Call
 from polyfn.headers import from_outside
+from polyfn.queue import tenancy as queue_ns
+from polyfn.tenancy import HEADER, key_namespace, local
 
 if TYPE_CHECKING:
     from polyfn.config import Settings
@@ -68,8 +71,17 @@ def router(*, settings: Settings, queue: AsyncJobs, triggers: Triggers, registry
            store: FunctionStore, storage: StorageService | None) -> APIRouter:
     r = APIRouter()
 
-    @r.get("/queue", summary="The async queue's depth: pending, running and dead-lettered invocations")
-    async def queue_stats() -> dict[str, Any]:
+    def whole_node(request: Request) -> bool:
+        """The node's admin key naming no namespace: the whole node's queue (else the request's namespace's)."""
+        key = getattr(request.state, "key", None)
+        return key is not None and key_namespace(key) is None and "namespace" not in request.query_params \
+            and HEADER not in request.headers
+
+    @r.get("/queue", summary="The async queue's depth: pending, running and dead-lettered invocations "
+                             "(a namespace's: queued and dead-lettered)")
+    async def queue_stats(request: Request) -> dict[str, Any]:
+        if not whole_node(request):
+            return await queue_ns.depth(queue, request_namespace(request))
         counts = await queue.counts()
         return {"pending": counts.get("pending", 0), "running": counts.get("running", 0),
                 "dead_letters": counts.get("dead", 0), "inflight": queue.inflight,
@@ -78,27 +90,32 @@ def router(*, settings: Settings, queue: AsyncJobs, triggers: Triggers, registry
     # -- dead-letter queue --------------------------------------------------------------------------
 
     @r.get("/dlq", summary="Dead-lettered invocations and trigger messages, newest first")
-    async def dlq_list(function: str | None = None,
+    async def dlq_list(request: Request, function: str | None = None,
                        limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
-        jobs = await queue.db.dead(function, limit)
+        jobs = await queue_ns.dead(queue.db, request_namespace(request), function, limit)
         return {"dead_letters": [_dead_json(j, full=False) for j in jobs]}
 
-    @r.get("/dlq/{entry_id}")
-    async def dlq_show(entry_id: str) -> dict[str, Any]:
-        job = await queue.db.get(entry_id)
-        if job is None or job.state != "dead":
+    async def dead_letter(request: Request, entry_id: str) -> Any:
+        job = await queue_ns.dead_letter(queue.db, request_namespace(request), entry_id)
+        if job is None:  # (another namespace's: as an unknown one)
             raise ApiError(404, "dead_letter_not_found", f"no dead letter {entry_id!r}")
-        return _dead_json(job, full=True)
+        return job
+
+    @r.get("/dlq/{entry_id}")
+    async def dlq_show(entry_id: str, request: Request) -> dict[str, Any]:
+        return _dead_json(await dead_letter(request, entry_id), full=True)
 
     @r.post("/dlq/{entry_id}/replay", summary="Run a dead-lettered invocation again (async, from attempt 1)")
-    async def dlq_replay(entry_id: str) -> Response:
+    async def dlq_replay(entry_id: str, request: Request) -> Response:
+        await dead_letter(request, entry_id)
         if not await queue.db.replay(entry_id, time.time()):
             raise ApiError(404, "dead_letter_not_found", f"no dead letter {entry_id!r}")
         queue.poke()
         return JSONResponse({"activation_id": entry_id, "status": "pending"}, status_code=202)
 
     @r.delete("/dlq/{entry_id}")
-    async def dlq_delete(entry_id: str) -> dict[str, Any]:
+    async def dlq_delete(entry_id: str, request: Request) -> dict[str, Any]:
+        await dead_letter(request, entry_id)
         if not await queue.db.purge(entry_id):
             raise ApiError(404, "dead_letter_not_found", f"no dead letter {entry_id!r}")
         return {"deleted": entry_id}
@@ -121,7 +138,7 @@ def router(*, settings: Settings, queue: AsyncJobs, triggers: Triggers, registry
             attrs.setdefault("content_type", ct)
         msg_id = uuid.uuid4().hex
         try:
-            n = await topics.publish(triggers, topic, msg_id, body, attrs)
+            n = await topics.publish(triggers, topic, msg_id, body, attrs, request_namespace(request))
         except TriggerConfigError as e:
             raise ApiError(400, e.code, str(e)) from None
         return JSONResponse({"id": msg_id, "topic": topic, "subscribers": n}, status_code=201)
@@ -140,7 +157,7 @@ def router(*, settings: Settings, queue: AsyncJobs, triggers: Triggers, registry
                            f"the batch is {len(body)} bytes; the limit is {settings.max_payload}")
         lines = parse_log_lines(body, request.headers.get("content-type", ""))
         try:
-            n = await logs.ingest(triggers, stream, lines)
+            n = await logs.ingest(triggers, stream, lines, request_namespace(request))
         except TriggerConfigError as e:
             raise ApiError(400, e.code, str(e)) from None
         return JSONResponse({"stream": stream, "accepted": len(lines), "subscribers": n}, status_code=202)
@@ -160,7 +177,9 @@ def router(*, settings: Settings, queue: AsyncJobs, triggers: Triggers, registry
             evts = ce.from_http(dict(request.headers.items()), body)
         except ce.InvalidEvent as e:
             raise ApiError(400, "invalid_cloudevent", str(e)) from None
-        out = [{"id": e["id"], "deliveries": await ce.route(triggers, e)} for e in evts]
+        ns = request_namespace(request)
+        out = [{"id": e["id"], "deliveries": [{**d, "trigger": local(d["trigger"]), "function": local(d["function"])}
+                                              for d in await ce.route(triggers, e, namespace=ns)]} for e in evts]
         return JSONResponse({"events": out}, status_code=202)
 
     from polyfn.api import triggers as trigger_routes
@@ -171,6 +190,7 @@ def router(*, settings: Settings, queue: AsyncJobs, triggers: Triggers, registry
 
 def _dead_json(job: Any, full: bool) -> dict[str, Any]:
     out = job.summary()
+    out["function"] = local(job.function)  # (a namespace's dead letters name its functions by local names)
     if not full:
         out.pop("body", None)
         out.pop("headers", None)

@@ -78,7 +78,7 @@ def build_router(*, settings: Settings, metrics: Metrics, registry: LiveFunction
         now = time.time()
         ns = request_namespace(request)
         return {"now": now, "window_s": window, "functions": function_stats(series, registry, window, now, ns),
-                "workflows": workflows.stats() if workflows is not None and ns == tenancy.DEFAULT else []}
+                "workflows": workflows.stats(ns) if workflows is not None else []}
 
     @router.get("/v1/functions/{name}/stats", tags=["observability"], dependencies=[Depends(require_key)],
                 summary="One function's history in 10-second steps (default: the last hour)")

@@ -1,4 +1,8 @@
-"""Trigger routes: `POST/GET /v1/functions/{name}/triggers`, `GET /v1/triggers`, `GET/DELETE /v1/triggers/{id}`."""
+"""Trigger routes: `POST/GET /v1/functions/{name}/triggers`, `GET /v1/triggers`, `GET/DELETE /v1/triggers/{id}`.
+
+Trigger ids belong to a namespace as function names do: `nightly` of team-a is held as `team-a~nightly`
+(tenancy.py), so two namespaces may each have one and another namespace's answers `trigger_not_found`; the
+views show local ids and function names."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from fastapi.responses import JSONResponse
 
 from polyfn.api.errors import ApiError
 from polyfn.api.namespaces import request_namespace
-from polyfn.tenancy import owns
+from polyfn.tenancy import SEP, local, owns, qualify
 from polyfn.triggers.base import TriggerConfigError
 
 if TYPE_CHECKING:
@@ -28,42 +32,63 @@ def add_routes(r: APIRouter, *, triggers: Triggers, registry: LiveFunctions, sto
             raise ApiError(400, "invalid_json", "send the trigger as a JSON object") from None
         if not isinstance(body, dict) or not isinstance(body.get("kind"), str):
             raise ApiError(400, "invalid_trigger", 'the body needs "kind" (e.g. "cron") and "config" (an object)')
-        status, view = await create_trigger(triggers, registry, store, storage, name, body["kind"], body.get("config") or {}, body.get("id"))
-        return JSONResponse(view, status_code=status)
+        given = body.get("id")
+        if isinstance(given, str) and given:
+            given = qualify(request_namespace(request), given)  # (`team-b~x` is no id: refused below as one)
+        status, view = await create_trigger(triggers, registry, store, storage, name, body["kind"],
+                                            body.get("config") or {}, given)
+        return JSONResponse(shown(view), status_code=status)
 
     @r.get("/functions/{name}/triggers")
     async def function_triggers(name: str) -> dict[str, Any]:
-        return {"triggers": triggers.list(name)}
+        return {"triggers": [shown(t) for t in triggers.list(name)]}
 
     @r.get("/triggers")
     async def all_triggers(request: Request, function: str | None = None) -> dict[str, Any]:
         ns = request_namespace(request)
-        return {"triggers": [t for t in triggers.list(function) if owns(ns, t.get("function", ""))]}
+        return {"triggers": [shown(t) for t in triggers.list(function) if owns(ns, t.get("function", ""))]}
+
+    def _find(request: Request, trigger_id: str) -> Any:
+        """The runner of the request's namespace's trigger `trigger_id` (a held id is never addressed; one
+        made before trigger ids were namespaced has a plain id)."""
+        if SEP in trigger_id:
+            return None
+        return triggers.runners.get(qualify(request_namespace(request), trigger_id)) or \
+            triggers.runners.get(trigger_id)
 
     def _owned(request: Request, trigger_id: str) -> Any:
-        runner = triggers.runners.get(trigger_id)
+        runner = _find(request, trigger_id)
         if runner is None or not owns(request_namespace(request), runner.trigger.function):
             raise ApiError(404, "trigger_not_found", f"trigger {trigger_id!r} does not exist")
         return runner
 
     @r.get("/triggers/{trigger_id}")
     async def get_trigger(trigger_id: str, request: Request) -> dict[str, Any]:
-        return triggers.view(_owned(request, trigger_id))
+        return shown(triggers.view(_owned(request, trigger_id)))
 
     @r.delete("/triggers/{trigger_id}")
     async def delete_trigger(trigger_id: str, request: Request) -> dict[str, Any]:
-        _owned(request, trigger_id)
-        if not await triggers.delete(trigger_id):
+        runner = _owned(request, trigger_id)
+        if not await triggers.delete(runner.trigger.id):
             raise ApiError(404, "trigger_not_found", f"trigger {trigger_id!r} does not exist")
         return {"deleted": trigger_id}
 
     @r.delete("/functions/{name}/triggers/{trigger_id}")
-    async def delete_function_trigger(name: str, trigger_id: str) -> dict[str, Any]:
-        runner = triggers.runners.get(trigger_id)
+    async def delete_function_trigger(name: str, trigger_id: str, request: Request) -> dict[str, Any]:
+        runner = _find(request, trigger_id)
         if runner is None or runner.trigger.function != name:
-            raise ApiError(404, "trigger_not_found", f"function {name!r} has no trigger {trigger_id!r}")
-        await triggers.delete(trigger_id)
+            raise ApiError(404, "trigger_not_found", f"function {local(name)!r} has no trigger {trigger_id!r}")
+        await triggers.delete(runner.trigger.id)
         return {"deleted": trigger_id}
+
+
+def shown(view: dict[str, Any]) -> dict[str, Any]:
+    """A trigger's view as its namespace sees it: its id and function by local names."""
+    out = dict(view)
+    for k in ("id", "function"):
+        if isinstance(out.get(k), str):
+            out[k] = local(out[k])
+    return out
 
 
 async def create_trigger(triggers: Triggers, registry: LiveFunctions, store: FunctionStore,
@@ -76,9 +101,11 @@ async def create_trigger(triggers: Triggers, registry: LiveFunctions, store: Fun
         return await _add_storage_trigger(storage, name, config, trigger_id)
     stream = config.get("stream") if kind == "log" and isinstance(config, dict) else None
     if isinstance(stream, str) and stream.startswith("fn:"):  # following a function that is not there
-        source = stream[3:]
+        from polyfn.triggers.log import followed
+
+        source = followed(name, stream)  # (a function of the trigger's own namespace)
         if registry.get(source) is None and await store.get_function(source) is None:
-            raise ApiError(404, "function_not_found", f"stream={stream!r}: function {source!r} does not exist; "
+            raise ApiError(404, "function_not_found", f"stream={stream!r}: function {stream[3:]!r} does not exist; "
                            "deploy it first, or name a log stream (lines POSTed to /v1/logs/STREAM)")
     try:
         runner = await triggers.create(name, kind, config, trigger_id)

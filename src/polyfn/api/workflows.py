@@ -4,6 +4,9 @@ the console, and an HTTP trigger for a state machine: `POST /v1/workflows/NAME/e
 A definition is Amazon States Language (JSON, given as an object or as text); `kind: "sequence"` takes a list of
 function names instead (`workflows/sequences.py`). Schedules (`"schedules": [{"cron": "*/5 * * * *"}]`) start
 executions on a cron (`workflows/schedules.py`).
+
+Namespaces: the request's namespace (`api/namespaces.py`) owns the workflows it names; another namespace's
+workflow or execution is 404 `workflow_not_found` / `execution_not_found`, as an absent one.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from polyfn.api.errors import ApiError
+from polyfn.api.namespaces import request_namespace
 from polyfn.workflows import arns, sequences
 from polyfn.workflows.definition import parse
 from polyfn.workflows.service import WorkflowError
@@ -37,7 +41,7 @@ def api_error(e: WorkflowError) -> ApiError:
 
 
 def machine_json(m: Machine, **extra: Any) -> dict[str, Any]:
-    out = {"name": m.name, "arn": arns.machine_arn(m.name), "kind": m.meta.get("kind", m.kind), "type": m.type,
+    out = {"name": m.name, "arn": arns.machine_arn(m.name, namespace=m.namespace), "kind": m.meta.get("kind", m.kind), "type": m.type,
            "revision": m.revision, "definition": json.loads(m.definition), "role_arn": m.role_arn,
            "schedules": m.meta.get("schedules", []), "created_at": m.created_at, "updated_at": m.updated_at}
     if m.meta.get("sequence"):
@@ -47,7 +51,7 @@ def machine_json(m: Machine, **extra: Any) -> dict[str, Any]:
 
 
 def execution_json(ex: Execution) -> dict[str, Any]:
-    return {"id": ex.id, "name": ex.name, "workflow": ex.machine, "arn": arns.execution_arn(ex.machine, ex.name),
+    return {"id": ex.id, "name": ex.name, "workflow": ex.machine, "arn": arns.execution_arn(ex.machine, ex.name, namespace=ex.namespace),
             "status": ex.status, "input": json.loads(ex.input), "output": json.loads(ex.output) if ex.output else None,
             "error": ex.error, "cause": ex.cause, "started_at": ex.started_at, "stopped_at": ex.stopped_at,
             "revision": ex.revision}
@@ -127,18 +131,18 @@ def router(workflows: WorkflowService | None) -> APIRouter:
         return body
 
     @r.get("/workflows", summary="List state machines")
-    async def list_workflows() -> dict[str, Any]:
-        return {"workflows": [machine_json(m) for m in await svc().list_machines()]}
+    async def list_workflows(request: Request) -> dict[str, Any]:
+        return {"workflows": [machine_json(m) for m in await svc().list_machines(request_namespace(request))]}
 
     @r.post("/workflows", status_code=201, summary="Create a state machine (ASL, or kind=sequence)")
     async def create_workflow(request: Request) -> dict[str, Any]:
-        return await put(await body_of(request), None, create=True)
+        return await put(await body_of(request), None, create=True, ns=request_namespace(request))
 
     @r.put("/workflows/{name}", summary="Create or update a state machine")
     async def put_workflow(name: str, request: Request) -> dict[str, Any]:
-        return await put(await body_of(request), name, create=False)
+        return await put(await body_of(request), name, create=False, ns=request_namespace(request))
 
-    async def put(body: dict[str, Any], name: str | None, create: bool) -> dict[str, Any]:
+    async def put(body: dict[str, Any], name: str | None, create: bool, ns: str) -> dict[str, Any]:
         unknown = sorted(set(body) - _FIELDS)
         if unknown:
             raise ApiError(400, "invalid_request", f"unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(_FIELDS))})")
@@ -151,27 +155,30 @@ def router(workflows: WorkflowService | None) -> APIRouter:
         text, meta = _definition_text(body)
         s = svc()
         try:
-            exists = await s.store.get_machine("default", name) is not None
+            exists = await s.store.get_machine(ns, name) is not None
             if exists and not create:
-                m = await s.update_machine(name, text, body.get("role_arn"), meta=meta)
+                m = await s.update_machine(name, text, body.get("role_arn"), namespace=ns, meta=meta)
             else:
-                m = await s.create_machine(name, text, body.get("role_arn", ""), body.get("type", "STANDARD"), meta=meta)
+                m = await s.create_machine(name, text, body.get("role_arn", ""), body.get("type", "STANDARD"),
+                                           namespace=ns, meta=meta)
         except WorkflowError as e:
             raise api_error(e) from None
         return machine_json(m)
 
     @r.get("/workflows/{name}", summary="A state machine, its graph and its latest executions")
-    async def get_workflow(name: str, executions: Annotated[int, Query(ge=0, le=1000)] = 20) -> dict[str, Any]:
+    async def get_workflow(name: str, request: Request,
+                           executions: Annotated[int, Query(ge=0, le=1000)] = 20) -> dict[str, Any]:
+        ns = request_namespace(request)
         try:
-            m = await svc().machine(name)
+            m = await svc().machine(name, ns)
         except WorkflowError as e:
             raise api_error(e) from None
-        recent = await svc().list_executions(name, None, executions) if executions else []
+        recent = await svc().list_executions(name, None, executions, namespace=ns) if executions else []
         return machine_json(m, graph=graph(m.definition), executions=[execution_json(e) for e in recent])
 
     @r.delete("/workflows/{name}", summary="Delete a state machine (running executions finish)")
-    async def delete_workflow(name: str) -> dict[str, Any]:
-        if not await svc().delete_machine(name):
+    async def delete_workflow(name: str, request: Request) -> dict[str, Any]:
+        if not await svc().delete_machine(name, request_namespace(request)):
             raise ApiError(404, "workflow_not_found", f"workflow {name!r} does not exist")
         return {"deleted": name}
 
@@ -182,38 +189,40 @@ def router(workflows: WorkflowService | None) -> APIRouter:
         value = body.get("input", {})
         if body.get("name") is not None and not isinstance(body["name"], str):
             raise ApiError(400, "invalid_name", "`name` must be a string")
+        ns = request_namespace(request)
         try:
             if wait:
-                ex = await svc().run_sync(name, body.get("name"), json.dumps(value), timeout=timeout)
+                ex = await svc().run_sync(name, body.get("name"), json.dumps(value), ns, timeout=timeout)
             else:
-                ex = await svc().start_execution(name, body.get("name"), json.dumps(value))
+                ex = await svc().start_execution(name, body.get("name"), json.dumps(value), ns)
         except WorkflowError as e:
             raise api_error(e) from None
         return execution_json(ex)
 
     @r.get("/workflows/{name}/executions", summary="A state machine's executions, newest first")
-    async def list_executions(name: str, status: str | None = None,
+    async def list_executions(name: str, request: Request, status: str | None = None,
                               limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> dict[str, Any]:
+        ns = request_namespace(request)
         try:
-            exs = await svc().list_executions(name, status, limit)
+            exs = await svc().list_executions(name, status, limit, namespace=ns)
         except WorkflowError as e:
             raise api_error(e) from None
         return {"executions": [execution_json(e) for e in exs]}
 
-    async def one(execution_id: str) -> Execution:
+    async def one(execution_id: str, request: Request) -> Execution:
         try:
-            return await svc().execution(execution_id)  # type: ignore[no-any-return]
+            return await svc().execution(execution_id, request_namespace(request))  # type: ignore[no-any-return]
         except WorkflowError as e:
             raise api_error(e) from None
 
     @r.get("/executions/{execution_id}", summary="An execution")
-    async def get_execution(execution_id: str) -> dict[str, Any]:
-        return execution_json(await one(execution_id))
+    async def get_execution(execution_id: str, request: Request) -> dict[str, Any]:
+        return execution_json(await one(execution_id, request))
 
     @r.get("/executions/{execution_id}/history", summary="An execution's history events")
-    async def history(execution_id: str, after: int = 0,
+    async def history(execution_id: str, request: Request, after: int = 0,
                       limit: Annotated[int, Query(ge=1, le=10000)] = 1000) -> dict[str, Any]:
-        ex = await one(execution_id)
+        ex = await one(execution_id, request)
         return {"events": await svc().history(ex.id, after, limit)}
 
     @r.post("/executions/{execution_id}/stop", summary="Stop a running execution")
@@ -222,7 +231,7 @@ def router(workflows: WorkflowService | None) -> APIRouter:
         if any(body.get(k) is not None and not isinstance(body[k], str) for k in ("error", "cause")):
             raise ApiError(400, "invalid_request", "`error` and `cause` must be strings")
         try:
-            ex = await svc().stop_execution(await one(execution_id), body.get("error"), body.get("cause"))
+            ex = await svc().stop_execution(await one(execution_id, request), body.get("error"), body.get("cause"))
         except WorkflowError as e:
             raise api_error(e) from None
         return execution_json(ex)

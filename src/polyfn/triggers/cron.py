@@ -23,6 +23,7 @@ from croniter import croniter
 
 from polyfn.call import Call
 from polyfn.events.cloudevent import CONTENT_TYPE, TYPE_TIMER, new_event
+from polyfn.tenancy import qualify, split
 from polyfn.triggers import cronspec
 from polyfn.triggers.base import Runner, TriggerConfigError, TriggerFailure, opt_str
 
@@ -141,10 +142,11 @@ class CronRunner(Runner):
             "trigger": self.trigger.id, "schedule": self.schedule, "timezone": self.tz,
             "scheduled_time": when.isoformat(), "payload": self.data}, time=when.astimezone(dt.UTC))
         job_id = hashlib.sha256(f"{self.trigger.id}@{tick}".encode()).hexdigest()[:32]
-        prefix, _, target = self.trigger.function.partition(":")
+        ns, name = split(self.trigger.function)  # (`team-a~openwhisk:T`: a namespace's sink)
+        prefix, _, target = name.partition(":")
         if target and (sink := self.ctx.sinks.get(prefix)) is not None:  # e.g. an OpenWhisk trigger's alarm
             try:
-                await sink(target, job_id, self.data)
+                await sink(qualify(ns, target), job_id, self.data)
             except Exception as e:
                 raise TriggerFailure("fire_failed", f"could not fire {self.trigger.function}: {e}") from e
             self.delivered += 1

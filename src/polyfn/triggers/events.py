@@ -17,6 +17,7 @@ from typing import Any
 
 from polyfn.call import Call
 from polyfn.events.cloudevent import CONTENT_TYPE
+from polyfn.tenancy import owns
 from polyfn.triggers.base import Runner, TriggerConfigError
 
 FILTERS = ("type", "source", "subject")
@@ -105,14 +106,16 @@ class EventsRunner(Runner):
         await asyncio.Event().wait()
 
 
-async def route(manager: Any, event: dict[str, Any], hops: int = 0) -> list[dict[str, str]]:
-    """Queue `event` for every matching `events` trigger; returns the deliveries."""
+async def route(manager: Any, event: dict[str, Any], hops: int = 0,
+                namespace: str | None = None) -> list[dict[str, str]]:
+    """Queue `event` for every matching `events` trigger (of `namespace`'s functions only, when given); returns
+    the deliveries."""
     if hops > MAX_HOPS:
         return []
     out = []
     body = json.dumps(event).encode()
     for r in manager.runners_of("events"):
-        if matches(r.trigger.config, event):
+        if matches(r.trigger.config, event) and (namespace is None or owns(namespace, r.trigger.function)):
             try:
                 aid = await manager.ctx.queue.enqueue(Call(
                     r.trigger.function, "cloudevent", "events", body=body, content_type=CONTENT_TYPE,

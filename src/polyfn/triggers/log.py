@@ -18,6 +18,7 @@ from typing import Any
 
 from polyfn.events.cloudevent import TYPE_LOG_BATCH, new_event
 from polyfn.model import Activation
+from polyfn.tenancy import local, namespace_of, owns, qualify
 from polyfn.triggers.base import TriggerConfigError, opt_num, opt_str
 from polyfn.triggers.delivery import Message
 from polyfn.triggers.topic import TopicRunner, check_topic
@@ -35,8 +36,13 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
             "batch_window": opt_num(config, "batch_window", 0.0, 0, 300)}
 
 
+def followed(function: str, stream: str) -> str:
+    """The function a trigger of `function` on stream `fn:NAME` follows: NAME of its own namespace."""
+    return qualify(namespace_of(function), stream[3:])
+
+
 def check(function: str, config: dict[str, Any]) -> None:
-    if config["stream"] == f"fn:{function}":
+    if config["stream"] == f"fn:{local(function)}":
         raise TriggerConfigError(f"function {function!r} cannot subscribe to its own logs (each delivery would "
                                  "log again, forever)", code="invalid_trigger")
 
@@ -66,7 +72,7 @@ class LogRunner(TopicRunner):
 
     async def run(self) -> None:
         if self.stream.startswith("fn:") and self.ctx.recorder is not None and self._unfollow is None:
-            self._unfollow = self.ctx.recorder.follow(self.stream[3:], self._on_activation)
+            self._unfollow = self.ctx.recorder.follow(followed(self.trigger.function, self.stream), self._on_activation)
         try:
             await super().run()
         finally:
@@ -101,10 +107,12 @@ class LogRunner(TopicRunner):
         self.wake.set()
 
 
-async def ingest(manager: Any, stream: str, lines: list[tuple[str, float]]) -> int:
-    """Store POSTed lines `(message, epoch seconds)` for every log trigger on `stream`; returns their count."""
+async def ingest(manager: Any, stream: str, lines: list[tuple[str, float]], namespace: str | None = None) -> int:
+    """Store POSTed lines `(message, epoch seconds)` for every log trigger on `stream` (of `namespace`'s functions
+    only, when given); returns their count."""
     check_topic(stream)
-    subs = [r for r in manager.runners_of("log") if r.stream == stream]
+    subs = [r for r in manager.runners_of("log") if r.stream == stream and (
+        namespace is None or owns(namespace, r.trigger.function))]
     if subs and lines:
         now = time.time()
         msgs = [(uuid.uuid4().hex, text.encode(), {}, ts or now) for text, ts in lines]

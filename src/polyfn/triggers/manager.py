@@ -12,6 +12,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from polyfn.tenancy import qualify, split
 from polyfn.triggers.base import Context, Runner, TriggerConfigError, TriggerFailure
 from polyfn.triggers.leader import CronLeader
 from polyfn.triggers.redact import redact
@@ -108,10 +109,12 @@ class TriggerManager:
         config = mod.validate(config)
         if hasattr(mod, "check"):
             mod.check(function, config)
-        if trigger_id is None:
-            trigger_id = f"{function.replace('~', '-')}-{kind}-{uuid.uuid4().hex[:6]}"[-63:].lstrip("-")
-        if not ID_RE.match(trigger_id):
-            raise TriggerConfigError(f"trigger id {trigger_id!r}: use 1-63 characters a-z, 0-9 and '-'")
+        ns, fname = split(function)
+        if trigger_id is None:  # (a namespace's trigger ids are held as `team-a~ID`, as its functions' names)
+            trigger_id = qualify(ns, f"{fname}-{kind}-{uuid.uuid4().hex[:6]}"[-63:].lstrip("-"))
+        id_ns, local_id = split(trigger_id)
+        if not ID_RE.match(local_id) or id_ns != ns:
+            raise TriggerConfigError(f"trigger id {local_id!r}: use 1-63 characters a-z, 0-9 and '-'")
         if trigger_id in self.runners:
             raise TriggerConfigError(f"trigger {trigger_id!r} already exists", code="trigger_exists")
         t = Trigger(id=trigger_id, function=function, kind=kind, config=config, created_at=time.time())

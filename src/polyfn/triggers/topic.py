@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 from polyfn.queue.jetstream import keep_held
+from polyfn.tenancy import owns
 from polyfn.triggers.base import Runner, TriggerConfigError, opt_num, opt_str
 from polyfn.triggers.delivery import Interrupted, Message, deliver
 
@@ -116,10 +117,13 @@ class TopicRunner(Runner):
         return {}
 
 
-async def publish(manager: Any, topic: str, msg_id: str, body: bytes, attributes: dict[str, str]) -> int:
-    """Store a copy for every subscribing trigger; returns how many there are (0: the message is dropped)."""
+async def publish(manager: Any, topic: str, msg_id: str, body: bytes, attributes: dict[str, str],
+                  namespace: str | None = None) -> int:
+    """Store a copy for every subscribing trigger (of `namespace`'s functions only, when given: a topic name is
+    per namespace); returns how many there are (0: the message is dropped)."""
     check_topic(topic)
-    subs = [r for r in manager.runners_of("topic") if r.topic == topic]
+    subs = [r for r in manager.runners_of("topic") if r.topic == topic and (
+        namespace is None or owns(namespace, r.trigger.function))]
     if subs:
         await manager.ctx.queue.topic_publish_many(topic, [r.trigger.id for r in subs],
                                                    [(msg_id, body, attributes, time.time())])

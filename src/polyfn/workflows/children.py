@@ -38,7 +38,7 @@ async def start_child(start_execution: StartExecution, store: WorkflowStore, par
     except WorkflowError as e:
         return {**fail, "error": f"StepFunctions.{e.code}Exception" if not e.code.endswith("Exception") else
                 f"StepFunctions.{e.code}", "cause": e.message}
-    started = {"ExecutionArn": arns.execution_arn(child.machine, child.name), "StartDate": int(child.started_at * 1000)}
+    started = {"ExecutionArn": arns.execution_arn(child.machine, child.name, namespace=child.namespace), "StartDate": int(child.started_at * 1000)}
     if command["pattern"].startswith(".sync"):
         if child.status in FINAL:  # ended within its first step: the resume item is already on its way
             return None

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from polyfn.tenancy import DEFAULT, SEP, namespace_of, qualify
 from polyfn.workflows import arns, definition, machine
 from polyfn.workflows.durable import DurableProgram
 from polyfn.workflows.store import FINAL, Conflict, Execution, OpRow, WorkflowStore, WorkItem
@@ -67,13 +68,21 @@ class AslProgram:
         return json.dumps(state, separators=(",", ":")), []
 
     def new_state(self, ex: Execution) -> dict[str, Any]:
-        return machine.new_state(ex.id, {"Id": arns.execution_arn(ex.machine, ex.name), "Name": ex.name,
+        return machine.new_state(ex.id, {"Id": arns.execution_arn(ex.machine, ex.name, namespace=ex.namespace), "Name": ex.name,
                                          "RoleArn": "",
                                          "StartTime": machine.iso(ex.started_at), "RedriveCount": 0},
-                                 {"Id": arns.machine_arn(ex.machine), "Name": ex.machine}, arns.REGION)
+                                 {"Id": arns.machine_arn(ex.machine, namespace=ex.namespace), "Name": ex.machine}, arns.REGION)
 
     def step(self, state: dict[str, Any], event: dict[str, Any], now: float, rng: random.Random) -> machine.Step:
         return machine.step(self.machine, state, event, now, rng)
+
+
+def task_function(name: str, namespace: str) -> str:
+    """The function a Task of a machine of `namespace` runs: `name` in the machine's own namespace (a held name
+    from elsewhere names no function: `~` is in no function's local name)."""
+    if SEP in name:
+        return f"{namespace}{SEP}{SEP}{name}"  # (no function is held under a name with two `~`)
+    return qualify(namespace, name)
 
 
 def activation_id(token: str) -> str:
@@ -84,7 +93,8 @@ def activation_id(token: str) -> str:
 def describe_child(ex: Execution, json_output: bool) -> dict[str, Any]:
     """What a `startExecution.sync` Task returns: the child's DescribeExecution (Input/Output as JSON text, or
     as JSON with `.sync:2`), dates in epoch milliseconds as Step Functions' integrations give them."""
-    out: dict[str, Any] = {"ExecutionArn": arns.execution_arn(ex.machine, ex.name), "StateMachineArn": arns.machine_arn(ex.machine),
+    out: dict[str, Any] = {"ExecutionArn": arns.execution_arn(ex.machine, ex.name, namespace=ex.namespace),
+                           "StateMachineArn": arns.machine_arn(ex.machine, namespace=ex.namespace),
                            "Name": ex.name, "Status": ex.status, "StartDate": int(ex.started_at * 1000)}
     if ex.stopped_at:
         out["StopDate"] = int(ex.stopped_at * 1000)
@@ -365,6 +375,10 @@ class Engine:
             if c["kind"] == "durable" and c.get("again"):
                 payload = await self._durable_input_again(item.execution, params)
         function = self.function_name(name)
+        if c["kind"] != "durable":  # (a durable function's own invocation names it by its held name already)
+            ex = await self.current(item.execution)  # (a durable function's chained invoke: its function's namespace)
+            function = task_function(function, DEFAULT if ex is None else namespace_of(ex.machine)
+                                     if ex.kind == "durable" else ex.namespace)
         body = json.dumps(payload, separators=(",", ":")).encode()
         while True:
             res: TaskOutcome = await self.invoke(function, body, activation_id(token))

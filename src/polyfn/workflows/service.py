@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from polyfn import loops
+from polyfn.tenancy import DEFAULT, local, owns, qualify
 from polyfn.workflows import arns, children, definition, schedules
 from polyfn.workflows.engine import Engine
 from polyfn.workflows.errors import DefinitionError, WorkflowError
@@ -96,16 +97,20 @@ class WorkflowService:
 
     # -- observing ------------------------------------------------------------------------------------
 
-    def stats(self) -> list[dict[str, Any]]:
-        """Per workflow: executions running on this node, and how those that ended here since it started ended
-        (what `polyfn top` shows)."""
-        rows: dict[tuple[str, str], dict[str, Any]] = {}
+    def stats(self, namespace: str = DEFAULT) -> list[dict[str, Any]]:
+        """Per workflow of `namespace` (by local name): executions running on this node, and how those that
+        ended here since it started ended (what `polyfn top` shows)."""
+        rows: dict[str, dict[str, Any]] = {}
         for ex in list(self.engine._cache.values()):
-            row = rows.setdefault((ex.namespace, ex.machine), {"name": ex.machine, "kind": ex.kind, "running": 0})
-            row["running"] += 1
-        for (namespace, machine, kind, status), n in self.engine.ended.items():
-            row = rows.setdefault((namespace, machine), {"name": machine, "kind": kind, "running": 0})
-            row[status.lower()] = n
+            held = label(ex.namespace, ex.machine)
+            if owns(namespace, held):
+                row = rows.setdefault(held, {"name": local(held), "kind": ex.kind, "running": 0})
+                row["running"] += 1
+        for (ns, machine, kind, status), n in self.engine.ended.items():
+            held = label(ns, machine)
+            if owns(namespace, held):
+                row = rows.setdefault(held, {"name": local(held), "kind": kind, "running": 0})
+                row[status.lower()] = n
         return sorted(rows.values(), key=lambda r: r["name"])
 
     def observe(self, metrics: Any) -> None:
@@ -114,13 +119,14 @@ class WorkflowService:
         ended = metrics.counter("polyfn_workflow_executions_total", "Workflow executions that ended on this node",
                                 ("workflow", "status"))
         events = metrics.counter("polyfn_workflow_events_total", "Workflow history events recorded (state transitions)")
-        self.engine.on_final.append(lambda ex: ended.inc(ex.machine, ex.status))
+        self.engine.on_final.append(lambda ex: ended.inc(label(ex.namespace, ex.machine), ex.status))
         self.engine.on_events.append(lambda n: events.inc(n=n))
 
         def running() -> dict[tuple[str, ...], float]:
             out: dict[tuple[str, ...], float] = {}
             for ex in list(self.engine._cache.values()):
-                out[(ex.machine,)] = out.get((ex.machine,), 0) + 1
+                key = (label(ex.namespace, ex.machine),)
+                out[key] = out.get(key, 0) + 1
             return out
 
         metrics.gauge("polyfn_workflow_executions_running", "Workflow executions running on this node", ("workflow",),
@@ -160,7 +166,7 @@ class WorkflowService:
         old = await self.store.get_machine(namespace, name)
         if old is not None and (old.definition, old.role_arn, old.type) == (text, role_arn, type_):
             return old
-        raise WorkflowError("StateMachineAlreadyExists", f"State Machine Already Exists: '{arns.machine_arn(name)}'")
+        raise WorkflowError("StateMachineAlreadyExists", f"State Machine Already Exists: '{arns.machine_arn(name, namespace=namespace)}'")
 
     async def update_machine(self, name: str, text: str | None = None, role_arn: str | None = None,
                              namespace: str = "default", meta: dict[str, Any] | None = None) -> Machine:
@@ -173,7 +179,7 @@ class WorkflowService:
         done = await self.store.put_machine(m, create=False)
         self._machines.pop((namespace, name), None)
         if done is None:
-            raise WorkflowError("StateMachineDoesNotExist", f"State Machine Does Not Exist: '{arns.machine_arn(name)}'")
+            raise WorkflowError("StateMachineDoesNotExist", f"State Machine Does Not Exist: '{arns.machine_arn(name, namespace=namespace)}'")
         await self.schedules.put(done)
         return done
 
@@ -196,7 +202,7 @@ class WorkflowService:
                 self._machines.clear()
             self._machines[key] = (now + MACHINE_TTL, m)
         if m is None:
-            raise WorkflowError("StateMachineDoesNotExist", f"State Machine Does Not Exist: '{arns.machine_arn(name)}'")
+            raise WorkflowError("StateMachineDoesNotExist", f"State Machine Does Not Exist: '{arns.machine_arn(name, namespace=namespace)}'")
         return m
 
     async def list_machines(self, namespace: str = "default") -> list[Machine]:
@@ -230,7 +236,7 @@ class WorkflowService:
         if old is not None and old.status == "RUNNING" and _same_json(old.input, text):
             return old
         ended = old is not None and old.status in FINAL
-        raise WorkflowError("ExecutionAlreadyExists", f"Execution Already Exists: '{arns.execution_arn(machine, name)}'"
+        raise WorkflowError("ExecutionAlreadyExists", f"Execution Already Exists: '{arns.execution_arn(machine, name, namespace=namespace)}'"
                             + (" (it has ended)" if ended else " (with another input)"))
 
     async def run_sync(self, machine: str, name: str | None = None, input_text: str | None = None,
@@ -245,9 +251,10 @@ class WorkflowService:
         assert done is not None
         return done
 
-    async def execution(self, execution_id: str) -> Execution:
+    async def execution(self, execution_id: str, namespace: str | None = None) -> Execution:
+        """An execution by id; with `namespace`, only one of that namespace's (another's does not exist)."""
         ex = await self.store.get_execution(execution_id)
-        if ex is None:
+        if ex is None or (namespace is not None and ex.namespace != namespace):
             raise WorkflowError("ExecutionDoesNotExist", f"Execution Does Not Exist: '{execution_id}'")
         return ex
 
@@ -313,10 +320,14 @@ class WorkflowService:
 
     # -- task tokens ----------------------------------------------------------------------------------
 
-    async def _token(self, token: str, event: dict[str, Any]) -> None:
+    async def _token(self, token: str, event: dict[str, Any], namespace: str | None = None) -> None:
         execution_id, _, rest = (token or "").partition(".")
         if not rest or len(token) > 1024:
             raise WorkflowError("InvalidToken", "Invalid Token: not a task token polyfn gave out")
+        if namespace is not None:  # another namespace's token: as if its execution did not exist
+            ex = await self.engine.current(execution_id)
+            if ex is None or ex.namespace != namespace:
+                raise WorkflowError("TaskDoesNotExist", "Task Does Not Exist: the execution of this token does not exist")
         out = await self.engine.apply(execution_id, {**event, "token": token})
         if out is None:
             raise WorkflowError("TaskDoesNotExist", "Task Does Not Exist: the execution of this token does not exist")
@@ -327,15 +338,23 @@ class WorkflowService:
             raise WorkflowError("TaskDoesNotExist", "Task Does Not Exist: no task waits for this token (it has ended "
                                 "or timed out)")
 
-    async def send_task_success(self, token: str, output: str) -> None:
-        await self._token(token, {"type": "task_callback", "ok": True, "output": _json_input(output, "output")})
+    async def send_task_success(self, token: str, output: str, namespace: str | None = None) -> None:
+        await self._token(token, {"type": "task_callback", "ok": True, "output": _json_input(output, "output")},
+                          namespace)
 
-    async def send_task_failure(self, token: str, error: str | None = None, cause: str | None = None) -> None:
+    async def send_task_failure(self, token: str, error: str | None = None, cause: str | None = None,
+                                namespace: str | None = None) -> None:
         _check_error(error, cause)
-        await self._token(token, {"type": "task_callback", "ok": False, "error": error, "cause": cause})
+        await self._token(token, {"type": "task_callback", "ok": False, "error": error, "cause": cause}, namespace)
 
-    async def send_task_heartbeat(self, token: str) -> None:
-        await self._token(token, {"type": "heartbeat"})
+    async def send_task_heartbeat(self, token: str, namespace: str | None = None) -> None:
+        await self._token(token, {"type": "heartbeat"}, namespace)
+
+
+def label(namespace: str, machine: str) -> str:
+    """A workflow's held name (tenancy.py), as metrics and stats label it: `team-a~flow` for a machine of team-a;
+    a durable function's executions are labelled by the function's held name (their machine's name)."""
+    return machine if namespace == DURABLE_NAMESPACE else qualify(namespace, machine)
 
 
 def _check_error(error: str | None, cause: str | None) -> None:

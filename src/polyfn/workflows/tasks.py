@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from polyfn.call import Call
+from polyfn.tenancy import local
 
 
 @dataclass(slots=True)
@@ -93,6 +94,6 @@ def invoker_tasks(invoker: Any) -> InvokeFn:
             ("content-type", "application/json"), ("x-polyfn-idempotency-key", activation_id)],
             body=payload, content_type="application/json", activation_id=activation_id))
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in out.headers}
-        return outcome(out.status, headers, out.body, function)
+        return outcome(out.status, headers, out.body, local(function))  # (a namespace's execution: its names)
 
     return call

@@ -10,6 +10,10 @@ workflow engine: the function is invoked with the durable invocation input and i
 wait, a retry delay, a callback or a chained invoke.
 
 Timestamps are epoch seconds on this REST-JSON wire (the SDK's invocation input carries milliseconds).
+
+Namespaces: a durable execution belongs to its function's namespace (its machine is the function's held name,
+`team-a~hello`); a key of another namespace gets exactly what an unknown execution or callback gets
+(`ResourceNotFoundException`), and `ListDurableExecutionsByFunction` names functions in the key's namespace.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from fastapi.responses import Response
 from polyfn.api.compat import lambda_wire as lam
 from polyfn.api.compat.lambda_wire import durable_config
 from polyfn.auth.keys import allows
+from polyfn.tenancy import DEFAULT, key_may, key_namespace, local, qualify
 from polyfn.workflows.durable import CheckpointRefused
 from polyfn.workflows.service import DURABLE_NAMESPACE, WorkflowError
 from polyfn.workflows.store import Execution
@@ -79,9 +84,13 @@ class DurableApi:
             raise lam.LambdaError(503, "ServiceException", "the workflow service is not running")
         return svc
 
-    async def auth(self, request: Request, scope: str, function: str | None) -> bytes:
+    async def auth(self, request: Request, scope: str, function: str | None, what: str = "") -> bytes:
+        """Verify the request; its key must have `scope` on `function` (a held name). A function of a namespace
+        the key may not reach: `what` is not found (404, as an unknown one), not refused."""
         ok, body = await self.verify(request)
         key = ok.key
+        if key is not None and not key_may(key, function):
+            raise lam.LambdaError(404, "ResourceNotFoundException", f"{what or 'Resource'} not found")
         if key is None or not allows(key, scope, function):
             raise lam.LambdaError(403, "AccessDeniedException", f"User: {ok.access_key_id} is not authorized to perform this "
                               f"durable execution operation (it needs scope {scope!r}"
@@ -100,7 +109,7 @@ class DurableApi:
     async def invoke(self, request: Request, t: Target, body: bytes, kind: str, rid: str) -> Response:
         info = t.info
         cfg = durable_config(info.spec.annotations) or {}
-        lname = info.spec.annotations.get(lam.A_NAME, info.name)
+        lname = info.spec.annotations.get(lam.A_NAME, local(info.name))
         function_arn = f"{lam.arn('us-east-1', lname)}:{t.version}"
         name = request.headers.get("x-amz-durable-execution-name") or None
         try:
@@ -130,7 +139,7 @@ class DurableApi:
 
     async def checkpoint(self, request: Request, durable_arn: str) -> Response:
         ex = await self.execution(durable_arn)
-        body = await self.auth(request, "invoke", ex.machine)
+        body = await self.auth(request, "invoke", ex.machine, f"Durable execution {durable_arn}")
         req = _body_json(body)
         if not isinstance(req.get("Updates", []), list) or not req.get("CheckpointToken"):
             raise lam.LambdaError(400, "InvalidParameterValueException", "CheckpointToken and a list of Updates are required")
@@ -147,7 +156,7 @@ class DurableApi:
 
     async def state(self, request: Request, durable_arn: str) -> Response:
         ex = await self.execution(durable_arn)
-        await self.auth(request, "invoke", ex.machine)
+        await self.auth(request, "invoke", ex.machine, f"Durable execution {durable_arn}")
         ops = await _operations(self.service.store, ex)
         try:
             start = int(request.query_params.get("Marker") or 0)
@@ -163,8 +172,16 @@ class DurableApi:
     # -- callbacks ------------------------------------------------------------------------------------
 
     async def callback(self, request: Request, callback_id: str, verb: str) -> Response:
-        body = await self.auth(request, "invoke", None)
         execution_id = callback_id.split(".", 1)[0]
+        ex = await self.service.engine.current(execution_id)
+        unknown = lam.LambdaError(404, "ResourceNotFoundException", f"Callback {callback_id!r} is unknown or no "
+                                  "longer waits (answered, timed out, or its execution ended)")
+        ok, body = await self.verify(request)
+        if ok.key is not None and ex is not None and not key_may(ok.key, ex.machine):
+            raise unknown  # another namespace's callback: as an unknown one
+        if ok.key is None or not allows(ok.key, "invoke", None):
+            raise lam.LambdaError(403, "AccessDeniedException", f"User: {ok.access_key_id} is not authorized to "
+                                  "perform this durable execution operation (it needs scope 'invoke')")
         if verb == "succeed":
             event: dict[str, Any] = {"type": "callback", "ok": True, "result": _text(body)}
         elif verb == "fail":
@@ -175,10 +192,10 @@ class DurableApi:
             out = await self.service.durable_event(execution_id, {**event, "callback_id": callback_id})
         except WorkflowError:
             out = None
-        if out is None or not out.accepted:
-            raise lam.LambdaError(404 if out is None else 400, "ResourceNotFoundException" if out is None else
-                              "CallbackTimeoutException", f"Callback {callback_id!r} is unknown or no longer waits "
-                              "(answered, timed out, or its execution ended)")
+        if out is None:
+            raise unknown
+        if not out.accepted:
+            raise lam.LambdaError(400, "CallbackTimeoutException", unknown.message)
         return _json({})
 
     async def succeed(self, request: Request, callback_id: str) -> Response:
@@ -194,7 +211,7 @@ class DurableApi:
 
     async def get(self, request: Request, durable_arn: str) -> Response:
         ex = await self.execution(durable_arn)
-        await self.auth(request, "read", ex.machine)
+        await self.auth(request, "read", ex.machine, f"Durable execution {durable_arn}")
         return _json(self.describe(ex, request.query_params.get("IncludeExecutionData", "true") != "false"))
 
     def describe(self, ex: Execution, data: bool = True) -> dict[str, Any]:
@@ -215,7 +232,7 @@ class DurableApi:
 
     async def history(self, request: Request, durable_arn: str) -> Response:
         ex = await self.execution(durable_arn)
-        await self.auth(request, "read", ex.machine)
+        await self.auth(request, "read", ex.machine, f"Durable execution {durable_arn}")
         q = request.query_params
         try:
             after = int(q.get("Marker") or 0)
@@ -231,7 +248,7 @@ class DurableApi:
 
     async def stop(self, request: Request, durable_arn: str) -> Response:
         ex = await self.execution(durable_arn)
-        body = await self.auth(request, "invoke", ex.machine)
+        body = await self.auth(request, "invoke", ex.machine, f"Durable execution {durable_arn}")
         err = _body_json(body) if body else {}
         if ex.status == "RUNNING":
             await self.service.durable_event(ex.id, {"type": "stop", "error": err})
@@ -239,7 +256,9 @@ class DurableApi:
         return _json({"StopTimestamp": ex.stopped_at or 0})
 
     async def list_by_function(self, request: Request, function_name: str) -> Response:
-        pname = lam.polyfn_name(lam.parse_function_name(function_name)[0])
+        ok, _body = await self.verify(request)  # (the function is named in the key's namespace)
+        pname = qualify(key_namespace(ok.key) or DEFAULT if ok.key is not None else DEFAULT,
+                        lam.polyfn_name(lam.parse_function_name(function_name)[0]))
         await self.auth(request, "read", pname)
         q = request.query_params
         statuses = set(q.getlist("Statuses"))

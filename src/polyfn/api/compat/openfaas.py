@@ -532,7 +532,8 @@ def cron_trigger_id(name: str) -> str:
     gives it (cli/manifest.py `trigger_id`), so both paths change the same trigger."""
     from polyfn.manifests.model import TriggerDecl, trigger_id
 
-    return trigger_id(name, TriggerDecl("cron", {}, f"functions.{name}.annotations"))
+    ns, fn = split(name)  # (a namespace's trigger: `team-a~ID`, the id the control API holds it under)
+    return qualify(ns, trigger_id(fn, TriggerDecl("cron", {}, f"functions.{fn}.annotations")))
 
 
 ASYNC_TRIGGER = OPENFAAS_ASYNC  # the trigger name of OpenFaaS async calls (their queue jobs and activations)

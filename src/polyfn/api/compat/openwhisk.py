@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextvars
 import json
 import re
 import sqlite3
@@ -47,9 +46,11 @@ from polyfn.api.compat.whisk_names import (
     A_NAME,
     A_PARAMS,
     NAMESPACE,
+    NS,
     WhiskError,
     json_object,
     polyfn_name,
+    to_openwhisk,
 )
 from polyfn.api.compat.whisk_names import annotation as _ann
 from polyfn.auth import function_keys
@@ -98,17 +99,12 @@ def action_json(info: FunctionInfo, qualified: bool = False) -> dict[str, Any]:
     }
 
 
-#: the polyfn namespace an OpenWhisk request acts in (`WhiskApi.auth`, or a web action's URL): each request runs in
-#: its own task. OpenWhisk's `polyfn` (and `_` for the admin) is polyfn's `default` (tenancy.py).
-_NS: contextvars.ContextVar[str] = contextvars.ContextVar("openwhisk_namespace", default=DEFAULT)
+_NS = NS  # (whisk_names.NS: the polyfn namespace of the request)
+_to_openwhisk = to_openwhisk
 
 
 def _to_polyfn(ow_namespace: str) -> str:
     return DEFAULT if ow_namespace == NAMESPACE else ow_namespace
-
-
-def _to_openwhisk(namespace: str) -> str:
-    return NAMESPACE if namespace == DEFAULT else namespace
 
 
 def _web_exported(info: FunctionInfo) -> bool:
@@ -123,7 +119,7 @@ def activation_json(act: Activation, info_name: str, subject: str = "") -> dict[
         result = {"result": act.result}
     if act.trigger == TRIGGER_ACTIVATION:  # a trigger's: its payload, a log line per rule, no duration
         name = act.function.partition(":")[2]
-        return {"namespace": NAMESPACE, "name": name, "version": f"0.0.{act.revision}",
+        return {"namespace": _to_openwhisk(namespace_of(act.function)), "name": name, "version": f"0.0.{act.revision}",
                 "subject": subject or NAMESPACE, "activationId": act.id, "start": int(act.start * 1000), "end": 0,
                 "duration": 0, "statusCode": 0,
                 "response": {"status": "success", "statusCode": 0, "success": True, "result": result},
@@ -174,9 +170,10 @@ class WhiskApi(common.VendorFace):
         super().__init__(**shared)
         self.namespaces_svc = namespaces  # polyfn.namespaces.Namespaces: which exist
         self.workflows = workflows  # sequences and conductor actions run as workflows
-        self.compositions = Compositions(self.store, workflows)  # sequences and conductor actions (openwhisk_compositions.py)
+        self.compositions = Compositions(self.store, workflows, NS.get)  # sequences, conductors (openwhisk_compositions.py)
         # packages, triggers, rules (openwhisk_events.py): `entities` keeps them, `triggers` runs alarm feeds
-        self.events = WhiskEvents(entities, self.recorder, triggers, self._action_versions, self._start)
+        self.events = WhiskEvents(entities, self.recorder, triggers, self._action_versions, self._start, NS.get,
+                                  enter=NS.set)
 
     async def auth(self, request: Request) -> str:
         """The caller's key id; also resolves the namespace of the path (`_`: the key's own; `polyfn`: polyfn's
@@ -189,9 +186,6 @@ class WhiskApi(common.VendorFace):
         if ns is None or (self.namespaces_svc is not None and not await self.namespaces_svc.exists(ns)):
             raise WhiskError(404, "The requested resource does not exist.")
         _NS.set(ns)
-        if ns != DEFAULT and request.url.path.split("/")[5:6] not in (["actions"], ["activations"]):
-            raise WhiskError(403, "packages, triggers and rules are not namespaced yet: only the default "
-                             f"namespace ({NAMESPACE}) has them")
         return rec.id
 
     async def find(self, name: str) -> FunctionInfo:
@@ -203,8 +197,8 @@ class WhiskApi(common.VendorFace):
         return info
 
     async def _composition(self, name: str) -> Any:
-        """The sequence or conductor composition `name` (compositions are the default namespace's only)."""
-        return await self.compositions.find(name) if _NS.get() == DEFAULT else None
+        """The sequence composition `name` of the request's namespace (None: there is none)."""
+        return await self.compositions.find(name)
 
     # -- actions -----------------------------------------------------------------------------------
 
@@ -215,11 +209,11 @@ class WhiskApi(common.VendorFace):
         skip, limit = _paging(request)
         ns = _NS.get()
         infos = [i for i in await self.store.list_functions() if owns(ns, i.name)]
-        comps = await self.compositions.all() if ns == DEFAULT else []  # (compositions: default only, so far)
+        comps = await self.compositions.all()
         actions = [action_json(i) for i in infos] + [Compositions.action_json(m) for m in comps]
         if package:
             source = (await self.events.package_params(f"{package}/x"))[0].rpartition("/")[0]
-            actions = [a for a in actions if a["namespace"] == f"{NAMESPACE}/{source}"]
+            actions = [a for a in actions if a["namespace"] == f"{to_openwhisk(ns)}/{source}"]
         return JSONResponse(actions[skip: skip + limit])
 
     async def get_action(self, request: Request, ns: str, name: str) -> Response:
@@ -261,9 +255,6 @@ class WhiskApi(common.VendorFace):
         except SpecError as e:
             raise WhiskError(400, str(e)) from None
         pname = qualify(_NS.get(), pname)
-        if _NS.get() != DEFAULT and ("/" in name or (body.get("exec") or {}).get("kind") == "sequence"):
-            raise WhiskError(403, "packages and sequences are not namespaced yet: only the default namespace "
-                             f"({NAMESPACE}) has them")
         await self.events.check_package(name)
         if (body.get("exec") or {}).get("kind") == "sequence":
             return await self.compositions.put(name, body, request.query_params.get("overwrite", "false") == "true")
@@ -394,7 +385,9 @@ class WhiskApi(common.VendorFace):
 
     async def _action_versions(self) -> dict[str, str]:
         """Every action's OpenWhisk name and version (functions and compositions)."""
-        out = {i.spec.annotations.get(A_NAME, i.name): f"0.0.{i.revision}" for i in await self.store.list_functions()}
+        ns = _NS.get()
+        out = {i.spec.annotations.get(A_NAME, local(i.name)): f"0.0.{i.revision}" for i in await self.store.list_functions()
+               if owns(ns, i.name)}
         out.update({m.meta["ow_name"]: f"0.0.{m.revision}" for m in await self.compositions.all()})
         return out
 
@@ -472,8 +465,7 @@ class WhiskApi(common.VendorFace):
         await self.recorder.flush()
         function = None
         if name:  # an action's, or a trigger's (recorded as `openwhisk:T`)
-            function = qualify(_NS.get(), polyfn_name(name)) if _NS.get() != DEFAULT or \
-                await self.events.is_action(name) else f"{SINK}:{name}"
+            function = qualify(_NS.get(), polyfn_name(name) if await self.events.is_action(name) else f"{SINK}:{name}")
         acts = await self.store.list_activations(function=function, limit=skip + limit,
                                                  namespace=_NS.get() if _NS.get() != DEFAULT else None)
         docs = request.query_params.get("docs") == "true"

@@ -7,19 +7,23 @@
 
 A blocking invocation waits for the composition's end and answers like an activation (`result=true`: the result
 only); a non-blocking one answers 202 with the execution's id as `activationId`.
+
+Namespaces: a composition is a workflow of the request's namespace (`namespace()`, the OpenWhisk face's), its
+components that namespace's actions (named by local names, so the engine runs them in the machine's namespace).
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from fastapi.responses import JSONResponse, Response
 
-from polyfn.api.compat.whisk_names import A_ANN, WhiskError, polyfn_name
-from polyfn.api.compat.whisk_names import NAMESPACE as OW_NAMESPACE
+from polyfn.api.compat.whisk_names import A_ANN, WhiskError, polyfn_name, to_openwhisk
 from polyfn.api.compat.whisk_names import annotation as _ann
+from polyfn.tenancy import DEFAULT, local, qualify
 from polyfn.workflows import sequences
 from polyfn.workflows.service import WorkflowError
 from polyfn.workflows.store import Execution, Machine
@@ -29,7 +33,10 @@ if TYPE_CHECKING:
     from polyfn.services import FunctionStore
 
 BLOCKING_TIMEOUT = 60.0  # seconds a blocking invocation waits (OpenWhisk's default), then it answers 202
-NAMESPACE = "default"
+NAMESPACE = DEFAULT
+
+
+ow_namespace = to_openwhisk
 
 
 def component_name(ref: str) -> str:
@@ -39,9 +46,10 @@ def component_name(ref: str) -> str:
 
 
 class Compositions:
-    def __init__(self, store: FunctionStore, workflows: Any):
+    def __init__(self, store: FunctionStore, workflows: Any, namespace: Callable[[], str] = lambda: DEFAULT):
         self.store = store
         self.workflows = workflows  # the workflow service (None: compositions answer 503)
+        self.namespace = namespace  # the polyfn namespace of the request (the OpenWhisk face's)
 
     @property
     def service(self) -> Any:
@@ -53,17 +61,18 @@ class Compositions:
     async def find(self, name: str) -> Machine | None:
         if self.workflows is None:
             return None
-        m = await self.service.store.get_machine(NAMESPACE, polyfn_name(name))
+        m = await self.service.store.get_machine(self.namespace(), polyfn_name(name))
         return m if m is not None and m.meta.get("kind") == "sequence" and m.meta.get("ow_name") == name else None
 
     async def all(self) -> list[Machine]:
         if self.workflows is None:
             return []
-        return [m for m in await self.service.list_machines() if m.meta.get("kind") == "sequence" and m.meta.get("ow_name")]
+        return [m for m in await self.service.list_machines(self.namespace())
+                if m.meta.get("kind") == "sequence" and m.meta.get("ow_name")]
 
     @staticmethod
     def action_json(m: Machine) -> dict[str, Any]:
-        return {"namespace": OW_NAMESPACE, "name": m.meta["ow_name"], "version": f"0.0.{m.revision}",
+        return {"namespace": ow_namespace(m.namespace), "name": m.meta["ow_name"], "version": f"0.0.{m.revision}",
                 "exec": {"kind": "sequence", "components": m.meta.get("ow_components", [])},
                 "annotations": [{"key": "exec", "value": "sequence"}], "parameters": [],
                 "limits": {"timeout": 60000, "memory": 256, "logs": 10, "concurrency": 1}, "publish": False,
@@ -74,31 +83,32 @@ class Compositions:
         if not isinstance(components, list) or not components:
             raise WhiskError(400, "The request content was malformed: a sequence needs exec.components")
         functions = []
+        ns = self.namespace()
         for ref in components:
             action = component_name(str(ref))
-            info = await self.store.get_function(polyfn_name(action))
+            info = await self.store.get_function(qualify(ns, polyfn_name(action)))
             if info is None:
                 raise WhiskError(400, f"Sequence component does not exist: {ref}")
-            functions.append(info.name)
+            functions.append(local(info.name))  # (the engine runs a machine's Tasks in its own namespace)
         pname = polyfn_name(name)
-        existing = await self.service.store.get_machine(NAMESPACE, pname)
+        existing = await self.service.store.get_machine(ns, pname)
         if existing is not None and not overwrite:
             raise WhiskError(409, "resource already exists")
-        if await self.store.get_function(pname) is not None:
+        if await self.store.get_function(qualify(ns, pname)) is not None:
             raise WhiskError(409, f"an action {name!r} that is not a sequence exists already")
         meta = {"kind": "sequence", "sequence": functions, "ow_name": name, "ow_components": components}
         try:
             text = sequences.sequence_definition(functions)
             if existing is not None:
-                m = await self.service.update_machine(pname, text, meta=meta)
+                m = await self.service.update_machine(pname, text, namespace=ns, meta=meta)
             else:
-                m = await self.service.create_machine(pname, text, meta=meta)
+                m = await self.service.create_machine(pname, text, namespace=ns, meta=meta)
         except (ValueError, WorkflowError) as e:
             raise WhiskError(400, getattr(e, "message", str(e))) from None
         return JSONResponse(self.action_json(m))
 
     async def delete(self, m: Machine) -> Response:
-        await self.service.delete_machine(m.name)
+        await self.service.delete_machine(m.name, m.namespace)
         return JSONResponse(self.action_json(m))
 
     # -- invocation -----------------------------------------------------------------------------------
@@ -111,7 +121,7 @@ class Compositions:
     async def invoke(self, machine: str, shown: str, params: dict[str, Any], blocking: bool, result_only: bool) -> Response:
         svc = self.service
         try:
-            ex = await svc.start_execution(machine, None, json.dumps(params))
+            ex = await svc.start_execution(machine, None, json.dumps(params), self.namespace())
         except WorkflowError as e:
             raise WhiskError(400, e.message) from None
         if not blocking:
@@ -127,19 +137,21 @@ class Compositions:
 
     async def invoke_conductor(self, info: FunctionInfo, shown: str, params: dict[str, Any], blocking: bool,
                                result_only: bool) -> Response:
-        name = f"conductor-{info.name}"[:80]
+        fn, ns = local(info.name), self.namespace()
+        name = f"conductor-{fn}"[:80]
         try:
-            await self.service.create_machine(name, sequences.conductor_definition(info.name), meta={"kind": "conductor"})
+            await self.service.create_machine(name, sequences.conductor_definition(fn), namespace=ns,
+                                              meta={"kind": "conductor"})
         except WorkflowError as e:
             if e.code != "StateMachineAlreadyExists":
                 raise WhiskError(400, e.message) from None
-            await self.service.update_machine(name, sequences.conductor_definition(info.name))
+            await self.service.update_machine(name, sequences.conductor_definition(fn), namespace=ns)
         return await self.invoke(name, shown, params, blocking, result_only)
 
 
 def _record(ex: Execution, name: str, result: Any, ok: bool) -> dict[str, Any]:
     end = ex.stopped_at or time.time()
-    return {"activationId": ex.id, "namespace": OW_NAMESPACE, "name": name, "version": "0.0.1", "subject": "polyfn",
+    return {"activationId": ex.id, "namespace": ow_namespace(ex.namespace), "name": name, "version": "0.0.1", "subject": "polyfn",
             "start": int(ex.started_at * 1000), "end": int(end * 1000), "duration": int((end - ex.started_at) * 1000),
             "response": {"status": "success" if ok else "application error", "statusCode": 0 if ok else 1,
                          "success": ok, "result": result},

@@ -17,6 +17,12 @@
 
 The documents are kept by the `CompatEntities` store (store/compat.py); trigger activations go to the activation
 records (function `openwhisk:T`, trigger `openwhisk-trigger`).
+
+Namespaces: every entity belongs to the request's namespace (`namespace()`): kept under its held name
+(`team-a~T`, tenancy.py; `~` is in no entity name), its document's `namespace` the OpenWhisk one (`team-a`;
+`polyfn` for `default`). Another namespace's package, trigger or rule is what an absent one is (404); a rule
+links a trigger and an action of its own namespace; an alarm feed's cron trigger is `team-a~openwhisk:T`
+(`/v1/triggers` of team-a shows it), its activations `team-a~openwhisk:T`. `WhiskOwned` deletes a namespace's.
 """
 
 from __future__ import annotations
@@ -33,9 +39,10 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
 from polyfn.api.compat.openwhisk_compositions import component_name
-from polyfn.api.compat.whisk_names import NAMESPACE, WhiskError, json_object
+from polyfn.api.compat.whisk_names import NAMESPACE, WhiskError, json_object, to_openwhisk
 from polyfn.model import Activation
 from polyfn.protocol import LogLine
+from polyfn.tenancy import DEFAULT, qualify, split
 
 if TYPE_CHECKING:
     from polyfn.services import Activations, CompatEntities, Triggers
@@ -96,10 +103,11 @@ def _ref(value: Any, what: str) -> str:
     raise WhiskError(400, f"rule requires a valid trigger and a valid action: {what} is missing")
 
 
-def _path(name: str) -> dict[str, str]:
-    """`{"path", "name"}` as OpenWhisk shows a referenced entity (`pkg/a` → path `polyfn/pkg`)."""
+def _path(name: str, ow: str = NAMESPACE) -> dict[str, str]:
+    """`{"path", "name"}` as OpenWhisk shows a referenced entity (`pkg/a` → path `polyfn/pkg`) of OpenWhisk
+    namespace `ow`."""
     pkg, _, base = name.rpartition("/")
-    return {"path": f"{NAMESPACE}/{pkg}" if pkg else NAMESPACE, "name": base}
+    return {"path": f"{ow}/{pkg}" if pkg else ow, "name": base}
 
 
 def _version(old: dict[str, Any] | None) -> str:
@@ -112,8 +120,11 @@ def _version(old: dict[str, Any] | None) -> str:
 class WhiskEvents:
     def __init__(self, entities: CompatEntities | None, recorder: Activations, triggers: Triggers | None,
                  actions: Callable[[], Awaitable[dict[str, str]]], start_action: StartAction,
-                 clock: Callable[[], float] = time.time):
+                 namespace: Callable[[], str] = lambda: DEFAULT, clock: Callable[[], float] = time.time,
+                 enter: Callable[[str], Any] | None = None):
         self._entities = entities
+        self.namespace = namespace  # the polyfn namespace of the request
+        self.enter = enter  # sets it (an alarm's tick, which no request carries)
         self.recorder = recorder
         self.triggers = triggers  # polyfn's trigger manager: the alarm feed's cron triggers
         self.actions = actions  # every action there is: OpenWhisk name → version
@@ -128,20 +139,34 @@ class WhiskEvents:
             raise WhiskError(503, "packages, triggers and rules are not available on this node")
         return self._entities
 
+    def _held(self, name: str) -> str:
+        """The store's name of entity `name` of the request's namespace."""
+        return qualify(self.namespace(), name)
+
+    def _ow(self) -> str:
+        return to_openwhisk(self.namespace())
+
+    async def _find(self, kind: str, name: str) -> dict[str, Any] | None:
+        return await self.entities.get(kind, self._held(name))
+
+    async def _list(self, kind: str) -> list[dict[str, Any]]:
+        ow = self._ow()
+        return [d for d in await self.entities.list(kind) if d.get("namespace", NAMESPACE) == ow]
+
     async def _get(self, kind: str, name: str) -> dict[str, Any]:
-        doc = await self.entities.get(kind, name)
+        doc = await self._find(kind, name)
         if doc is None:
             raise WhiskError(404, NOT_FOUND)
         return doc
 
     async def _put(self, kind: str, name: str, doc: dict[str, Any], old: dict[str, Any] | None) -> None:
-        doc.update(namespace=NAMESPACE, name=name, version=_version(old), updated=int(self.clock() * 1000))
-        if not await self.entities.put(kind, name, doc, self.clock(), create=old is None):
+        doc.update(namespace=self._ow(), name=name, version=_version(old), updated=int(self.clock() * 1000))
+        if not await self.entities.put(kind, self._held(name), doc, self.clock(), create=old is None):
             raise WhiskError(409, "Concurrent modification to resource detected")
 
     async def is_action(self, name: str) -> bool:
         """Whether `name` names an action rather than a trigger (for an activation list's `name`)."""
-        return self._entities is None or await self._entities.get(TRIGGER, name) is None
+        return self._entities is None or await self._find(TRIGGER, name) is None
 
     async def _put_request(self, request: Request, kind: str, name: str,
                            fields: set[str]) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -149,7 +174,7 @@ class WhiskEvents:
         check_name(name)
         body = json_object(await request.body(), "body")
         _unknown(body, fields)
-        old = await self.entities.get(kind, name)
+        old = await self._find(kind, name)
         if old is not None and request.query_params.get("overwrite", "false") != "true":
             raise WhiskError(409, "resource already exists")
         return body, old
@@ -167,14 +192,14 @@ class WhiskEvents:
                 raise WhiskError(400, "The request content was malformed: binding needs {namespace, name}")
             if old is not None and not old.get("binding"):
                 raise WhiskError(409, "Resource is a package and cannot be converted into a binding.")
-            target = await self.entities.get(PACKAGE, binding["name"])
+            target = await self._find(PACKAGE, binding["name"])
             if target is None:
                 raise WhiskError(400, "Binding references a package that does not exist.")
             if target.get("binding"):
                 raise WhiskError(400, "Cannot bind to another package binding.")
             if binding["name"] == name:
-                raise WhiskError(422, f"Package binding '/{NAMESPACE}/{name}' contains a circular reference.")
-            binding = {"namespace": NAMESPACE, "name": binding["name"]}
+                raise WhiskError(422, f"Package binding '/{self._ow()}/{name}' contains a circular reference.")
+            binding = {"namespace": self._ow(), "name": binding["name"]}
         doc = dict(old or {"publish": False, "annotations": [], "parameters": [], "binding": {}})
         for key in ("parameters", "annotations"):
             if (kv := _kv(body, key)) is not None:
@@ -203,7 +228,7 @@ class WhiskEvents:
         return JSONResponse(shown)
 
     async def list_packages(self, request: Request, skip: int, limit: int) -> Response:
-        docs = await self.entities.list(PACKAGE)
+        docs = await self._list(PACKAGE)
         return JSONResponse([{k: d[k] for k in ("namespace", "name", "version", "publish", "annotations",
                                                 "binding", "updated") if k in d} for d in docs][skip: skip + limit])
 
@@ -217,7 +242,7 @@ class WhiskEvents:
                                       "Set force param or delete package contents.")
             for action in inside:
                 await delete_action(action)
-        await self.entities.delete(PACKAGE, name)
+        await self.entities.delete(PACKAGE, self._held(name))
         return JSONResponse(doc)
 
     async def package_params(self, action: str) -> tuple[str, dict[str, Any]]:
@@ -226,12 +251,12 @@ class WhiskEvents:
         pkg, _, base = action.rpartition("/")
         if not pkg or self._entities is None:
             return action, {}
-        doc = await self._entities.get(PACKAGE, pkg)
+        doc = await self._entities.get(PACKAGE, self._held(pkg))
         if doc is None:
             return action, {}
         if not doc.get("binding"):
             return action, params_dict(doc.get("parameters"))
-        target = await self._entities.get(PACKAGE, doc["binding"]["name"])
+        target = await self._entities.get(PACKAGE, self._held(doc["binding"]["name"]))
         if target is None:
             raise WhiskError(404, NOT_FOUND)
         return f"{target['name']}/{base}", {**params_dict(target.get("parameters")), **params_dict(doc.get("parameters"))}
@@ -241,7 +266,7 @@ class WhiskEvents:
         pkg = action.rpartition("/")[0]
         if not pkg or self._entities is None:
             return
-        doc = await self._entities.get(PACKAGE, pkg)
+        doc = await self._entities.get(PACKAGE, self._held(pkg))
         if doc is None:
             raise WhiskError(404, NOT_FOUND)
         if doc.get("binding"):
@@ -267,14 +292,14 @@ class WhiskEvents:
         return JSONResponse(await self._get(TRIGGER, name))
 
     async def list_triggers(self, request: Request, skip: int, limit: int) -> Response:
-        docs = await self.entities.list(TRIGGER)
+        docs = await self._list(TRIGGER)
         return JSONResponse([{k: d[k] for k in ("namespace", "name", "version", "publish", "annotations", "updated")
                               if k in d} for d in docs][skip: skip + limit])
 
     async def delete_trigger(self, request: Request, name: str) -> Response:
         doc = await self._get(TRIGGER, name)
-        await self.entities.delete(TRIGGER, name)
-        await self._drop_alarm(name)  # also when the client does not call the feed's DELETE
+        await self.entities.delete(TRIGGER, self._held(name))
+        await self._drop_alarm(self._held(name))  # also when the client does not call the feed's DELETE
         return JSONResponse(doc)
 
     async def fire_trigger(self, request: Request, name: str) -> Response:
@@ -311,35 +336,36 @@ class WhiskEvents:
                     entry.update(statusCode=3 if e.status >= 500 else 1, success=False, error=e.message)
             logs.append(LogLine(start, "stdout", json.dumps(entry, separators=(",", ":"))))
         self.recorder.record(Activation(
-            id=aid, function=f"{SINK}:{name}", revision=int(doc["version"].rsplit(".", 1)[1]),
+            id=aid, function=qualify(self.namespace(), f"{SINK}:{name}"), revision=int(doc["version"].rsplit(".", 1)[1]),
             trigger=TRIGGER_ACTIVATION, start=start, end=start, result=json.dumps(payload), logs=logs))
         return aid
 
     # -- rules -------------------------------------------------------------------------------------
 
     def _rule_json(self, doc: dict[str, Any], status: str) -> dict[str, Any]:
-        return {**doc, "trigger": _path(doc["trigger"]), "action": _path(doc["action"]), "status": status}
+        ow = doc.get("namespace", NAMESPACE)
+        return {**doc, "trigger": _path(doc["trigger"], ow), "action": _path(doc["action"], ow), "status": status}
 
     async def _status(self, doc: dict[str, Any]) -> str:
-        trig = await self.entities.get(TRIGGER, doc["trigger"])
-        link = ((trig or {}).get("rules") or {}).get(f"{NAMESPACE}/{doc['name']}")
+        trig = await self._find(TRIGGER, doc["trigger"])
+        link = ((trig or {}).get("rules") or {}).get(f"{self._ow()}/{doc['name']}")
         return link.get("status", "inactive") if link else "inactive"
 
     async def _link(self, trigger: str, rule: str, action: str | None, status: str = "active") -> None:
         """Set (action given) or remove the rule's entry on its trigger."""
-        trig = await self.entities.get(TRIGGER, trigger)
+        trig = await self._find(TRIGGER, trigger)
         if trig is None:
             if action is None:
                 return
             raise WhiskError(404, "Only rules with existing triggers can be activated")
         rules = dict(trig.get("rules") or {})
-        key = f"{NAMESPACE}/{rule}"
+        key = f"{self._ow()}/{rule}"
         if action is None:
             rules.pop(key, None)
         else:
-            rules[key] = {"action": _path(action), "status": status}
+            rules[key] = {"action": _path(action, self._ow()), "status": status}
         trig["rules"] = rules
-        await self.entities.put(TRIGGER, trigger, trig, self.clock(), create=False)
+        await self.entities.put(TRIGGER, self._held(trigger), trig, self.clock(), create=False)
 
     async def put_rule(self, request: Request, name: str) -> Response:
         body, old = await self._put_request(request, RULE, name, RULE_FIELDS)
@@ -347,11 +373,11 @@ class WhiskEvents:
             raise WhiskError(400, "rule requires a valid trigger and a valid action")
         trigger = _ref(body["trigger"], "trigger") if body.get("trigger") else old["trigger"]  # type: ignore[index]
         action = _ref(body["action"], "action") if body.get("action") else old["action"]  # type: ignore[index]
-        if await self.entities.get(TRIGGER, trigger) is None:
-            raise WhiskError(400, f"The requested resource '{NAMESPACE}/{trigger}' does not exist.")
+        if await self._find(TRIGGER, trigger) is None:
+            raise WhiskError(400, f"The requested resource '{self._ow()}/{trigger}' does not exist.")
         names = await self.actions()
         if action not in names and (await self.package_params(action))[0] not in names:
-            raise WhiskError(400, f"The requested resource '{NAMESPACE}/{action}' does not exist.")
+            raise WhiskError(400, f"The requested resource '{self._ow()}/{action}' does not exist.")
         status = "active" if old is None else await self._status(old)
         doc = dict(old or {"publish": False, "annotations": []})
         if (kv := _kv(body, "annotations")) is not None:
@@ -368,13 +394,13 @@ class WhiskEvents:
         return JSONResponse(self._rule_json(doc, await self._status(doc)))
 
     async def list_rules(self, request: Request, skip: int, limit: int) -> Response:
-        docs = await self.entities.list(RULE)
+        docs = await self._list(RULE)
         return JSONResponse([self._rule_json(d, await self._status(d)) for d in docs][skip: skip + limit])
 
     async def delete_rule(self, request: Request, name: str) -> Response:
         doc = await self._get(RULE, name)
         await self._link(doc["trigger"], name, None)
-        await self.entities.delete(RULE, name)
+        await self.entities.delete(RULE, self._held(name))
         return JSONResponse(self._rule_json(doc, "inactive"))
 
     async def set_rule_state(self, request: Request, name: str) -> Response:
@@ -400,10 +426,10 @@ class WhiskEvents:
         if not trigger:
             raise WhiskError(400, "the feed needs triggerName")
         if event == "DELETE":
-            await self._drop_alarm(trigger)
+            await self._drop_alarm(self._held(trigger))
             return {}
         if event == "READ":
-            runner = self.triggers.runners.get(alarm_id(trigger))
+            runner = self.triggers.runners.get(alarm_id(self._held(trigger)))
             if runner is None:
                 raise WhiskError(404, f"trigger {trigger} has no alarm")
             return {"config": runner.trigger.config, "status": {"active": True,
@@ -419,20 +445,25 @@ class WhiskEvents:
             except ValueError:
                 data = {"payload": data}
         config = {"schedule": schedule, "timezone": str(params.get("timezone") or "UTC"), "data": data}
-        await self._drop_alarm(trigger)
+        await self._drop_alarm(self._held(trigger))
         try:
-            await self.triggers.create(f"{SINK}:{trigger}", "cron", config, trigger_id=alarm_id(trigger))
+            await self.triggers.create(qualify(self.namespace(), f"{SINK}:{trigger}"), "cron", config,
+                                       trigger_id=alarm_id(self._held(trigger)))
         except ValueError as e:  # TriggerConfigError: the schedule or time zone
             raise WhiskError(400, str(e)) from None
         return {"status": "success", "schedule": schedule}
 
     async def _drop_alarm(self, trigger: str) -> None:
+        """Remove the alarm of trigger `trigger` (its held name)."""
         if self.triggers is not None and alarm_id(trigger) in self.triggers.runners:
             await self.triggers.delete(alarm_id(trigger))
 
     async def _alarm(self, trigger: str, key: str, data: Any) -> None:
         """A cron tick of an alarm feed: fire the trigger with the feed's payload (at most once per tick)."""
         payload = data if isinstance(data, dict) else ({} if data is None else {"payload": data})
+        ns, trigger = split(trigger)  # (`team-a~T`: the sink is given the held name)
+        if self.enter is not None:
+            self.enter(ns)
         try:
             await self.fire(trigger, payload, {}, key)
         except WhiskError as e:
@@ -440,8 +471,36 @@ class WhiskEvents:
                 raise
 
 
-def alarm_id(trigger: str) -> str:
-    """The polyfn trigger id of an OpenWhisk trigger's alarm."""
+class WhiskOwned:
+    """`TenancyOps.owned` member: a namespace's packages, triggers (with their alarms) and rules."""
+
+    def __init__(self, entities: CompatEntities, triggers: Triggers | None):
+        self.entities = entities
+        self.triggers = triggers
+
+    async def forget_namespace(self, namespace: str) -> dict[str, Any]:
+        if namespace == DEFAULT:
+            return {}
+        n = 0
+        for kind in (RULE, TRIGGER, PACKAGE):
+            for doc in await self.entities.list(kind):
+                if doc.get("namespace") != namespace:
+                    continue
+                held = qualify(namespace, doc["name"])
+                n += bool(await self.entities.delete(kind, held))
+                if kind == TRIGGER and self.triggers is not None and alarm_id(held) in self.triggers.runners:
+                    await self.triggers.delete(alarm_id(held))
+        return {"openwhisk_entities_deleted": n}
+
+
+def alarm_id(held: str) -> str:
+    """The polyfn trigger id of an OpenWhisk trigger's alarm (`held`: the trigger's held name; a namespace's
+    alarm's id is held in it too, `team-a~ow-alarm-…`)."""
+    ns, trigger = split(held)
+    return qualify(ns, _alarm_id(trigger))
+
+
+def _alarm_id(trigger: str) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", trigger.lower()).strip("-") or "x"
     digest = hashlib.sha256(trigger.encode()).hexdigest()[:6]
     return f"ow-alarm-{slug[:40]}-{digest}"

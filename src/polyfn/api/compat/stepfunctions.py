@@ -7,12 +7,18 @@ task tokens, deploy to create, update and delete), maps JSON fields to the servi
 refusals to the error types botocore raises (`{"__type": "ExecutionAlreadyExists", "message": …}`, HTTP 400).
 Timestamps are epoch seconds, as the protocol sends them. Operations polyfn does not implement answer
 `UnknownOperationException` naming the ones it does.
+
+Namespaces (docs/tenancy.md): a request acts in its key's namespace, whose state machines are named in ARNs by
+the namespace's account id (`tenancy.account_id`; `default`'s is 000000000000). An ARN of another account is
+answered as an absent machine or execution. The node's admin key acts in `default`, or in the namespace whose
+account an ARN names.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextvars
 import hashlib
 import json
 import time
@@ -22,6 +28,7 @@ from typing import Any
 
 from polyfn.auth import sigv4
 from polyfn.auth.keys import allows
+from polyfn.tenancy import DEFAULT, account_id, key_namespace
 from polyfn.workflows import arns
 from polyfn.workflows.errors import DefinitionError
 from polyfn.workflows.service import WorkflowError, WorkflowService
@@ -39,6 +46,10 @@ _SIGV4_ERRORS = {
     sigv4.NO_SECRET: "UnrecognizedClientException",
     sigv4.SKEWED: "InvalidSignatureException",
 }
+
+
+#: the request's key's namespace (None: the node's admin key, which may act in any): set by `handle`
+_KEY_NS: contextvars.ContextVar[str | None] = contextvars.ContextVar("sfn_key_namespace", default=DEFAULT)
 
 
 class SfnError(Exception):
@@ -91,13 +102,24 @@ def _machine_name(arn: Any) -> str:
     return name
 
 
+_ABSENT = {"machine": ("StateMachineDoesNotExist", "State Machine Does Not Exist"),
+           "execution": ("ExecutionDoesNotExist", "Execution Does Not Exist"),
+           "resource": ("ResourceNotFound", "Resource not found")}
+
+
+def _plain_namespace() -> str:
+    """The namespace of a request that names no ARN (the admin key: `default`)."""
+    return _KEY_NS.get() or DEFAULT
+
+
 def _revision_id(m: Machine) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"polyfn-sfn:{m.namespace}:{m.name}:{m.revision}"))
 
 
 def _execution_json(ex: Execution, data: bool = True) -> dict[str, Any]:
-    out: dict[str, Any] = {"executionArn": arns.execution_arn(ex.machine, ex.name),
-                           "stateMachineArn": arns.machine_arn(ex.machine), "name": ex.name, "status": ex.status,
+    out: dict[str, Any] = {"executionArn": arns.execution_arn(ex.machine, ex.name, namespace=ex.namespace),
+                           "stateMachineArn": arns.machine_arn(ex.machine, namespace=ex.namespace), "name": ex.name,
+                           "status": ex.status,
                            "startDate": ex.started_at}
     if ex.stopped_at is not None:
         out["stopDate"] = ex.stopped_at
@@ -128,9 +150,11 @@ def _event_json(ev: dict[str, Any], data: bool) -> dict[str, Any]:
 class StepFunctionsApi:
     """A raw ASGI app for `POST /` requests whose X-Amz-Target starts with `AWSStepFunctions.`."""
 
-    def __init__(self, service: WorkflowService, keys: Callable[[], Any], clock: Callable[[], float] = time.time):
+    def __init__(self, service: WorkflowService, keys: Callable[[], Any], clock: Callable[[], float] = time.time,
+                 namespaces: Any = None):
         self.service = service
         self.keys = keys  # the node's KeyRing (None before it is loaded)
+        self.namespaces = namespaces  # polyfn.namespaces.Namespaces: the admin key's ARNs of other accounts
         self.clock = clock
         self.ops: dict[str, tuple[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]]] = {
             "CreateStateMachine": ("deploy", self.create_state_machine),
@@ -190,6 +214,7 @@ class StepFunctionsApi:
             raise SfnError("SerializationException", "the request body is not JSON") from None
         if not isinstance(req, dict):
             raise SfnError("SerializationException", "the request body must be a JSON object")
+        _KEY_NS.set(key_namespace(key))
         try:
             return await fn(req)
         except WorkflowError as e:
@@ -209,14 +234,41 @@ class StepFunctionsApi:
             raise SfnError(_SIGV4_ERRORS.get(e.reason, "InvalidSignatureException"), e.message) from None
         return ok.key
 
+    # -- namespaces -----------------------------------------------------------------------------------
+
+    async def _namespace(self, arn: Any, kind: str) -> str:
+        """The namespace an ARN's machine or execution is looked up in: the key's (an ARN of another account:
+        answered as absent, without looking), or for the admin key the one whose account the ARN names."""
+        account = arns.account_of(str(arn or ""))
+        ns = _KEY_NS.get()
+        if ns is None:  # the node's admin key
+            if account is None or account == account_id(DEFAULT):
+                return DEFAULT
+            names = [n.name for n in await self.namespaces.list()] if self.namespaces is not None else []
+            ns = next((n for n in names if account_id(n) == account), None)
+            if ns is not None:
+                return ns
+        elif account is None or account == account_id(ns):
+            return ns
+        code, text = _ABSENT[kind]
+        raise SfnError(code, f"{text}: '{arn}'")
+
+    async def _machine(self, arn: Any) -> tuple[str, str]:
+        """(namespace, name) of a state machine ARN (or name)."""
+        name = _machine_name(arn)
+        return await self._namespace(arn, "machine"), name
+
+    async def _execution(self, arn: Any) -> Execution:
+        return await self.service.execution_by_arn(arn, await self._namespace(arn, "execution"))
+
     # -- state machines -------------------------------------------------------------------------------
 
     async def create_state_machine(self, b: dict[str, Any]) -> dict[str, Any]:
         _required(b, "name", "definition", "roleArn")
         meta = {k: b[k] for k in ("loggingConfiguration", "tracingConfiguration", "tags") if k in b}
         m = await self.service.create_machine(b["name"], b["definition"], b["roleArn"], b.get("type", "STANDARD"),
-                                              meta=meta)
-        return {"stateMachineArn": arns.machine_arn(m.name), "creationDate": m.created_at}
+                                              namespace=_plain_namespace(), meta=meta)
+        return {"stateMachineArn": arns.machine_arn(m.name, namespace=m.namespace), "creationDate": m.created_at}
 
     async def update_state_machine(self, b: dict[str, Any]) -> dict[str, Any]:
         _required(b, "stateMachineArn")
@@ -224,17 +276,23 @@ class StepFunctionsApi:
             raise SfnError("MissingRequiredParameter", "Either the definition, the roleArn, the loggingConfiguration "
                            "or the tracingConfiguration must be specified")
         meta = {k: b[k] for k in ("loggingConfiguration", "tracingConfiguration") if k in b}
-        m = await self.service.update_machine(_machine_name(b["stateMachineArn"]), b.get("definition"), b.get("roleArn"),
-                                              meta=meta)
+        ns, name = await self._machine(b["stateMachineArn"])
+        m = await self.service.update_machine(name, b.get("definition"), b.get("roleArn"), namespace=ns, meta=meta)
         return {"updateDate": m.updated_at, "revisionId": _revision_id(m)}
 
     async def delete_state_machine(self, b: dict[str, Any]) -> dict[str, Any]:
         _required(b, "stateMachineArn")
-        await self.service.delete_machine(_machine_name(b["stateMachineArn"]))
+        try:
+            ns, name = await self._machine(b["stateMachineArn"])
+        except SfnError as e:  # another account's: nothing to delete, as for an absent machine
+            if e.type == "StateMachineDoesNotExist":
+                return {}
+            raise
+        await self.service.delete_machine(name, ns)
         return {}
 
     def _describe(self, m: Machine) -> dict[str, Any]:
-        return {"stateMachineArn": arns.machine_arn(m.name), "name": m.name, "status": "ACTIVE",
+        return {"stateMachineArn": arns.machine_arn(m.name, namespace=m.namespace), "name": m.name, "status": "ACTIVE",
                 "definition": m.definition, "roleArn": m.role_arn, "type": m.type, "creationDate": m.created_at,
                 "loggingConfiguration": m.meta.get("loggingConfiguration", {"level": "OFF", "includeExecutionData": False}),
                 "tracingConfiguration": m.meta.get("tracingConfiguration", {"enabled": False}),
@@ -242,22 +300,24 @@ class StepFunctionsApi:
 
     async def describe_state_machine(self, b: dict[str, Any]) -> dict[str, Any]:
         _required(b, "stateMachineArn")
-        return self._describe(await self.service.machine(_machine_name(b["stateMachineArn"])))
+        ns, name = await self._machine(b["stateMachineArn"])
+        return self._describe(await self.service.machine(name, ns))
 
     async def describe_state_machine_for_execution(self, b: dict[str, Any]) -> dict[str, Any]:
         _required(b, "executionArn")
-        ex = await self.service.execution_by_arn(b["executionArn"])
+        ex = await self._execution(b["executionArn"])
         found = await self.service.store.get_definition(ex.namespace, ex.machine, ex.revision)
         current = await self.service.store.get_machine(ex.namespace, ex.machine)
-        return {"stateMachineArn": arns.machine_arn(ex.machine), "name": ex.machine,
+        return {"stateMachineArn": arns.machine_arn(ex.machine, namespace=ex.namespace), "name": ex.machine,
                 "definition": found[1] if found else "", "roleArn": current.role_arn if current else "",
                 "updateDate": current.updated_at if current else ex.started_at}
 
     async def list_state_machines(self, b: dict[str, Any]) -> dict[str, Any]:
         size = _page_size(b)
         after = _token(b.get("nextToken"))
-        ms = [m for m in await self.service.list_machines() if after is None or m.name > after]
-        out: dict[str, Any] = {"stateMachines": [{"stateMachineArn": arns.machine_arn(m.name), "name": m.name,
+        ms = [m for m in await self.service.list_machines(_plain_namespace()) if after is None or m.name > after]
+        out: dict[str, Any] = {"stateMachines": [{"stateMachineArn": arns.machine_arn(m.name, namespace=m.namespace),
+                                                  "name": m.name,
                                                   "type": m.type, "creationDate": m.created_at} for m in ms[:size]]}
         if len(ms) > size:
             out["nextToken"] = _next(ms[size - 1].name)
@@ -279,17 +339,19 @@ class StepFunctionsApi:
 
     async def start_execution(self, b: dict[str, Any]) -> dict[str, Any]:
         _required(b, "stateMachineArn")
-        ex = await self.service.start_execution(_machine_name(b["stateMachineArn"]), b.get("name"), b.get("input"))
-        return {"executionArn": arns.execution_arn(ex.machine, ex.name), "startDate": ex.started_at}
+        ns, name = await self._machine(b["stateMachineArn"])
+        ex = await self.service.start_execution(name, b.get("name"), b.get("input"), ns)
+        return {"executionArn": arns.execution_arn(ex.machine, ex.name, namespace=ex.namespace),
+                "startDate": ex.started_at}
 
     async def start_sync_execution(self, b: dict[str, Any]) -> dict[str, Any]:
         _required(b, "stateMachineArn")
-        name = _machine_name(b["stateMachineArn"])
-        m = await self.service.machine(name)
+        ns, name = await self._machine(b["stateMachineArn"])
+        m = await self.service.machine(name, ns)
         if m.type != "EXPRESS":
             raise SfnError("StateMachineTypeNotSupported", "This operation is not supported by this type of state machine: "
                            "StartSyncExecution runs EXPRESS state machines")
-        ex = await self.service.run_sync(name, b.get("name"), b.get("input"), timeout=300)
+        ex = await self.service.run_sync(name, b.get("name"), b.get("input"), ns, timeout=300)
         out = _execution_json(ex)
         if ex.status == "ABORTED":  # stopped at the synchronous limit: a sync execution's status is one of three
             out["status"] = "TIMED_OUT"
@@ -297,25 +359,25 @@ class StepFunctionsApi:
 
     async def describe_execution(self, b: dict[str, Any]) -> dict[str, Any]:
         _required(b, "executionArn")
-        ex = await self.service.execution_by_arn(b["executionArn"])
+        ex = await self._execution(b["executionArn"])
         return {**_execution_json(ex, b.get("includedData") != "METADATA_ONLY"), "redriveCount": 0,
                 "redriveStatus": "NOT_REDRIVABLE"}
 
     async def stop_execution(self, b: dict[str, Any]) -> dict[str, Any]:
         _required(b, "executionArn")
-        ex = await self.service.stop_execution(await self.service.execution_by_arn(b["executionArn"]), b.get("error"),
+        ex = await self.service.stop_execution(await self._execution(b["executionArn"]), b.get("error"),
                                                b.get("cause"))
         return {"stopDate": ex.stopped_at or self.clock()}
 
     async def list_executions(self, b: dict[str, Any]) -> dict[str, Any]:
         if not b.get("stateMachineArn"):
             raise SfnError("ValidationException", "Must provide a StateMachine ARN or MapRun ARN")
-        name = _machine_name(b["stateMachineArn"])
-        await self.service.machine(name)
+        ns, name = await self._machine(b["stateMachineArn"])
+        await self.service.machine(name, ns)
         size = _page_size(b)
         after = _token(b.get("nextToken"))
         exs = await self.service.list_executions(name, b.get("statusFilter"), size + 1,
-                                                 tuple(after) if after else None)  # type: ignore[arg-type]
+                                                 tuple(after) if after else None, ns)  # type: ignore[arg-type]
         out: dict[str, Any] = {"executions": [_execution_json(ex, data=False) for ex in exs[:size]]}
         if len(exs) > size:
             last = exs[size - 1]
@@ -324,7 +386,7 @@ class StepFunctionsApi:
 
     async def get_execution_history(self, b: dict[str, Any]) -> dict[str, Any]:
         _required(b, "executionArn")
-        ex = await self.service.execution_by_arn(b["executionArn"])
+        ex = await self._execution(b["executionArn"])
         size = _page_size(b)
         after = _token(b.get("nextToken")) or 0
         reverse = bool(b.get("reverseOrder"))
@@ -339,17 +401,17 @@ class StepFunctionsApi:
 
     async def send_task_success(self, b: dict[str, Any]) -> dict[str, Any]:
         _required(b, "taskToken", "output")
-        await self.service.send_task_success(b["taskToken"], b["output"])
+        await self.service.send_task_success(b["taskToken"], b["output"], _KEY_NS.get())
         return {}
 
     async def send_task_failure(self, b: dict[str, Any]) -> dict[str, Any]:
         _required(b, "taskToken")
-        await self.service.send_task_failure(b["taskToken"], b.get("error"), b.get("cause"))
+        await self.service.send_task_failure(b["taskToken"], b.get("error"), b.get("cause"), _KEY_NS.get())
         return {}
 
     async def send_task_heartbeat(self, b: dict[str, Any]) -> dict[str, Any]:
         _required(b, "taskToken")
-        await self.service.send_task_heartbeat(b["taskToken"])
+        await self.service.send_task_heartbeat(b["taskToken"], _KEY_NS.get())
         return {}
 
     # -- tags -----------------------------------------------------------------------------------------
@@ -359,7 +421,7 @@ class StepFunctionsApi:
         name = arns.machine_name(str(b["resourceArn"]))
         if name is None or not str(b["resourceArn"]).startswith("arn:"):
             raise SfnError("InvalidArn", f"Invalid Arn: '{b['resourceArn']}'")
-        m = await self.service.store.get_machine("default", name)
+        m = await self.service.store.get_machine(await self._namespace(b["resourceArn"], "resource"), name)
         if m is None:
             raise SfnError("ResourceNotFound", f"Resource not found: '{b['resourceArn']}'")
         return m
@@ -368,13 +430,15 @@ class StepFunctionsApi:
         m = await self._tagged(b)
         tags = {t["key"]: t.get("value", "") for t in m.meta.get("tags", [])}
         tags.update({t["key"]: t.get("value", "") for t in b.get("tags") or []})
-        await self.service.update_machine(m.name, meta={"tags": [{"key": k, "value": v} for k, v in tags.items()]})
+        await self.service.update_machine(m.name, namespace=m.namespace,
+                                          meta={"tags": [{"key": k, "value": v} for k, v in tags.items()]})
         return {}
 
     async def untag_resource(self, b: dict[str, Any]) -> dict[str, Any]:
         m = await self._tagged(b)
         gone = set(b.get("tagKeys") or [])
-        await self.service.update_machine(m.name, meta={"tags": [t for t in m.meta.get("tags", []) if t["key"] not in gone]})
+        await self.service.update_machine(m.name, namespace=m.namespace,
+                                          meta={"tags": [t for t in m.meta.get("tags", []) if t["key"] not in gone]})
         return {}
 
     async def list_tags_for_resource(self, b: dict[str, Any]) -> dict[str, Any]:

@@ -3,12 +3,22 @@ reports, the annotations that keep an action's OpenWhisk fields on a polyfn func
 
 from __future__ import annotations
 
+import contextvars
 import json
 from typing import Any
 
 from polyfn.model import FunctionInfo
+from polyfn.tenancy import DEFAULT
 
 NAMESPACE = "polyfn"
+#: the polyfn namespace an OpenWhisk request acts in (`WhiskApi.auth`, a web action's URL, an alarm's trigger):
+#: each request runs in its own task. OpenWhisk's `polyfn` (and `_` for the admin) is polyfn's `default`.
+NS: contextvars.ContextVar[str] = contextvars.ContextVar("openwhisk_namespace", default=DEFAULT)
+
+
+def to_openwhisk(namespace: str) -> str:
+    """The OpenWhisk name of a polyfn namespace (`default` is `polyfn`)."""
+    return NAMESPACE if namespace == DEFAULT else namespace
 A_NAME, A_PARAMS, A_ANN, A_KIND = "openwhisk/name", "openwhisk/parameters", "openwhisk/annotations", "openwhisk/kind"
 
 
