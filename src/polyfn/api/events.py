@@ -1,5 +1,5 @@
-"""Event-side control API: async invocations, the dead-letter queue, triggers, topics, log streams and
-CloudEvents ingress. Mounted under `/v1` (with the API key) by `app.build_api`."""
+"""Event-side control API: async invocations, the dead-letter queue, topics, log streams and CloudEvents
+ingress (triggers: api/triggers.py). Routed under `/v1` (with the API key) by the control API's table (api/app.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import uuid
 from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
-from fastapi import APIRouter, Query, Request
+from fastapi import Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from polyfn.api.errors import ApiError
@@ -18,8 +18,7 @@ from polyfn.headers import from_outside
 
 if TYPE_CHECKING:
     from polyfn.config import Settings
-    from polyfn.services import AsyncJobs, FunctionStore, LiveFunctions, Triggers
-    from polyfn.storage.service import StorageService
+    from polyfn.services import AsyncJobs, Triggers
 
 
 async def accept_async(queue: AsyncJobs, request: Request, name: str, kind: str, body: bytes, content_type: str,
@@ -64,109 +63,95 @@ def merge_activation(act: dict[str, Any] | None, queued: dict[str, Any] | None) 
     return out
 
 
-def router(*, settings: Settings, queue: AsyncJobs, triggers: Triggers, registry: LiveFunctions,
-           store: FunctionStore, storage: StorageService | None) -> APIRouter:
-    r = APIRouter()
+class QueueRoutes:
+    """The async queue's depth and its dead letters (queue/dispatcher.py, queue/builtin.py)."""
 
-    @r.get("/queue", summary="The async queue's depth: pending, running and dead-lettered invocations")
-    async def queue_stats() -> dict[str, Any]:
-        counts = await queue.counts()
+    def __init__(self, *, queue: AsyncJobs):
+        self.queue = queue
+
+    async def queue_stats(self) -> dict[str, Any]:
+        counts = await self.queue.counts()
         return {"pending": counts.get("pending", 0), "running": counts.get("running", 0),
-                "dead_letters": counts.get("dead", 0), "inflight": queue.inflight,
-                "commits": queue.db.commits, "writes": queue.db.writes}
+                "dead_letters": counts.get("dead", 0), "inflight": self.queue.inflight,
+                "commits": self.queue.db.commits, "writes": self.queue.db.writes}
 
-    # -- dead-letter queue --------------------------------------------------------------------------
-
-    @r.get("/dlq", summary="Dead-lettered invocations and trigger messages, newest first")
-    async def dlq_list(function: str | None = None,
+    async def dlq_list(self, function: str | None = None,
                        limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
-        jobs = await queue.db.dead(function, limit)
+        jobs = await self.queue.db.dead(function, limit)
         return {"dead_letters": [_dead_json(j, full=False) for j in jobs]}
 
-    @r.get("/dlq/{entry_id}")
-    async def dlq_show(entry_id: str) -> dict[str, Any]:
-        job = await queue.db.get(entry_id)
+    async def dlq_show(self, entry_id: str) -> dict[str, Any]:
+        job = await self.queue.db.get(entry_id)
         if job is None or job.state != "dead":
             raise ApiError(404, "dead_letter_not_found", f"no dead letter {entry_id!r}")
         return _dead_json(job, full=True)
 
-    @r.post("/dlq/{entry_id}/replay", summary="Run a dead-lettered invocation again (async, from attempt 1)")
-    async def dlq_replay(entry_id: str) -> Response:
-        if not await queue.db.replay(entry_id, time.time()):
+    async def dlq_replay(self, entry_id: str) -> Response:
+        if not await self.queue.db.replay(entry_id, time.time()):
             raise ApiError(404, "dead_letter_not_found", f"no dead letter {entry_id!r}")
-        queue.poke()
+        self.queue.poke()
         return JSONResponse({"activation_id": entry_id, "status": "pending"}, status_code=202)
 
-    @r.delete("/dlq/{entry_id}")
-    async def dlq_delete(entry_id: str) -> dict[str, Any]:
-        if not await queue.db.purge(entry_id):
+    async def dlq_delete(self, entry_id: str) -> dict[str, Any]:
+        if not await self.queue.db.purge(entry_id):
             raise ApiError(404, "dead_letter_not_found", f"no dead letter {entry_id!r}")
         return {"deleted": entry_id}
 
-    # -- embedded topics ----------------------------------------------------------------------------
 
-    @r.post("/topics/{topic}/messages", status_code=201,
-            summary="Publish a message to an embedded topic (query attr.KEY=VALUE adds attributes)")
-    async def publish(topic: str, request: Request) -> JSONResponse:
+class IngressRoutes:
+    """Messages in from outside for the triggers: embedded topics, log streams, CloudEvents."""
+
+    def __init__(self, *, settings: Settings, triggers: Triggers):
+        self.settings = settings
+        self.triggers = triggers
+
+    async def publish(self, topic: str, request: Request) -> JSONResponse:
         from polyfn.triggers import topic as topics
         from polyfn.triggers.base import TriggerConfigError
 
         body = await request.body()
-        if len(body) > settings.max_payload:
+        if len(body) > self.settings.max_payload:
             raise ApiError(413, "payload_too_large",
-                           f"the message is {len(body)} bytes; the limit is {settings.max_payload}")
+                           f"the message is {len(body)} bytes; the limit is {self.settings.max_payload}")
         attrs = {k[5:]: v for k, v in request.query_params.items() if k.startswith("attr.")}
         ct = request.headers.get("content-type")
         if ct:
             attrs.setdefault("content_type", ct)
         msg_id = uuid.uuid4().hex
         try:
-            n = await topics.publish(triggers, topic, msg_id, body, attrs)
+            n = await topics.publish(self.triggers, topic, msg_id, body, attrs)
         except TriggerConfigError as e:
             raise ApiError(400, e.code, str(e)) from None
         return JSONResponse({"id": msg_id, "topic": topic, "subscribers": n}, status_code=201)
 
-    # -- log streams --------------------------------------------------------------------------------
-
-    @r.post("/logs/{stream}", status_code=202,
-            summary="Ingest log lines (JSON array of strings or {message, timestamp}, or text lines)")
-    async def ingest_logs(stream: str, request: Request) -> JSONResponse:
+    async def ingest_logs(self, stream: str, request: Request) -> JSONResponse:
         from polyfn.triggers import log as logs
         from polyfn.triggers.base import TriggerConfigError
 
         body = await request.body()
-        if len(body) > settings.max_payload:
+        if len(body) > self.settings.max_payload:
             raise ApiError(413, "payload_too_large",
-                           f"the batch is {len(body)} bytes; the limit is {settings.max_payload}")
+                           f"the batch is {len(body)} bytes; the limit is {self.settings.max_payload}")
         lines = parse_log_lines(body, request.headers.get("content-type", ""))
         try:
-            n = await logs.ingest(triggers, stream, lines)
+            n = await logs.ingest(self.triggers, stream, lines)
         except TriggerConfigError as e:
             raise ApiError(400, e.code, str(e)) from None
         return JSONResponse({"stream": stream, "accepted": len(lines), "subscribers": n}, status_code=202)
 
-    # -- CloudEvents ingress --------------------------------------------------------------------------
-
-    @r.post("/events", status_code=202,
-            summary="Accept CloudEvents (binary, structured or batch mode) and route them to `events` triggers")
-    async def ingest_events(request: Request) -> JSONResponse:
+    async def ingest_events(self, request: Request) -> JSONResponse:
         from polyfn.triggers import events as ce
 
         body = await request.body()
-        if len(body) > settings.max_payload:
+        if len(body) > self.settings.max_payload:
             raise ApiError(413, "payload_too_large",
-                           f"the event is {len(body)} bytes; the limit is {settings.max_payload}")
+                           f"the event is {len(body)} bytes; the limit is {self.settings.max_payload}")
         try:
             evts = ce.from_http(dict(request.headers.items()), body)
         except ce.InvalidEvent as e:
             raise ApiError(400, "invalid_cloudevent", str(e)) from None
-        out = [{"id": e["id"], "deliveries": await ce.route(triggers, e)} for e in evts]
+        out = [{"id": e["id"], "deliveries": await ce.route(self.triggers, e)} for e in evts]
         return JSONResponse({"events": out}, status_code=202)
-
-    from polyfn.api import triggers as trigger_routes
-
-    trigger_routes.add_routes(r, triggers=triggers, registry=registry, store=store, storage=storage)
-    return r
 
 
 def _dead_json(job: Any, full: bool) -> dict[str, Any]:
