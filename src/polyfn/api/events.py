@@ -1,5 +1,5 @@
-"""Event-side control API: async invocations, the dead-letter queue, triggers, topics, log streams and
-CloudEvents ingress. Mounted under `/v1` (with the API key) by `app.build_api`."""
+"""Event-side control API: async invocations, the dead-letter queue, topics, log streams and CloudEvents
+ingress (triggers: api/triggers.py). Routed under `/v1` (with the API key) by the control API's table (api/app.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import uuid
 from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
-from fastapi import APIRouter, Query, Request
+from fastapi import Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from polyfn.api.errors import ApiError
@@ -21,8 +21,7 @@ from polyfn.tenancy import HEADER, key_namespace, local
 
 if TYPE_CHECKING:
     from polyfn.config import Settings
-    from polyfn.services import AsyncJobs, FunctionStore, LiveFunctions, Triggers
-    from polyfn.storage.service import StorageService
+    from polyfn.services import AsyncJobs, Triggers
 
 
 async def accept_async(queue: AsyncJobs, request: Request, name: str, kind: str, body: bytes, content_type: str,
@@ -67,125 +66,111 @@ def merge_activation(act: dict[str, Any] | None, queued: dict[str, Any] | None) 
     return out
 
 
-def router(*, settings: Settings, queue: AsyncJobs, triggers: Triggers, registry: LiveFunctions,
-           store: FunctionStore, storage: StorageService | None) -> APIRouter:
-    r = APIRouter()
+def whole_node(request: Request) -> bool:
+    """The node's admin key naming no namespace: the whole node's queue (else the request's namespace's)."""
+    key = getattr(request.state, "key", None)
+    return key is not None and key_namespace(key) is None and "namespace" not in request.query_params \
+        and HEADER not in request.headers
 
-    def whole_node(request: Request) -> bool:
-        """The node's admin key naming no namespace: the whole node's queue (else the request's namespace's)."""
-        key = getattr(request.state, "key", None)
-        return key is not None and key_namespace(key) is None and "namespace" not in request.query_params \
-            and HEADER not in request.headers
 
-    @r.get("/queue", summary="The async queue's depth: pending, running and dead-lettered invocations "
-                             "(a namespace's: queued and dead-lettered)")
-    async def queue_stats(request: Request) -> dict[str, Any]:
+class QueueRoutes:
+    """The async queue's depth and its dead letters (queue/dispatcher.py, queue/builtin.py)."""
+
+    def __init__(self, *, queue: AsyncJobs):
+        self.queue = queue
+
+    async def queue_stats(self, request: Request) -> dict[str, Any]:
         if not whole_node(request):
-            return await queue_ns.depth(queue, request_namespace(request))
-        counts = await queue.counts()
+            return await queue_ns.depth(self.queue, request_namespace(request))
+        counts = await self.queue.counts()
         return {"pending": counts.get("pending", 0), "running": counts.get("running", 0),
-                "dead_letters": counts.get("dead", 0), "inflight": queue.inflight,
-                "commits": queue.db.commits, "writes": queue.db.writes}
+                "dead_letters": counts.get("dead", 0), "inflight": self.queue.inflight,
+                "commits": self.queue.db.commits, "writes": self.queue.db.writes}
 
-    # -- dead-letter queue --------------------------------------------------------------------------
-
-    @r.get("/dlq", summary="Dead-lettered invocations and trigger messages, newest first")
-    async def dlq_list(request: Request, function: str | None = None,
+    async def dlq_list(self, request: Request, function: str | None = None,
                        limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
-        jobs = await queue_ns.dead(queue.db, request_namespace(request), function, limit)
+        jobs = await queue_ns.dead(self.queue.db, request_namespace(request), function, limit)
         return {"dead_letters": [_dead_json(j, full=False) for j in jobs]}
 
-    async def dead_letter(request: Request, entry_id: str) -> Any:
-        job = await queue_ns.dead_letter(queue.db, request_namespace(request), entry_id)
+    async def _dead_letter(self, request: Request, entry_id: str) -> Any:
+        job = await queue_ns.dead_letter(self.queue.db, request_namespace(request), entry_id)
         if job is None:  # (another namespace's: as an unknown one)
             raise ApiError(404, "dead_letter_not_found", f"no dead letter {entry_id!r}")
         return job
 
-    @r.get("/dlq/{entry_id}")
-    async def dlq_show(entry_id: str, request: Request) -> dict[str, Any]:
-        return _dead_json(await dead_letter(request, entry_id), full=True)
+    async def dlq_show(self, entry_id: str, request: Request) -> dict[str, Any]:
+        return _dead_json(await self._dead_letter(request, entry_id), full=True)
 
-    @r.post("/dlq/{entry_id}/replay", summary="Run a dead-lettered invocation again (async, from attempt 1)")
-    async def dlq_replay(entry_id: str, request: Request) -> Response:
-        await dead_letter(request, entry_id)
-        if not await queue.db.replay(entry_id, time.time()):
+    async def dlq_replay(self, entry_id: str, request: Request) -> Response:
+        await self._dead_letter(request, entry_id)
+        if not await self.queue.db.replay(entry_id, time.time()):
             raise ApiError(404, "dead_letter_not_found", f"no dead letter {entry_id!r}")
-        queue.poke()
+        self.queue.poke()
         return JSONResponse({"activation_id": entry_id, "status": "pending"}, status_code=202)
 
-    @r.delete("/dlq/{entry_id}")
-    async def dlq_delete(entry_id: str, request: Request) -> dict[str, Any]:
-        await dead_letter(request, entry_id)
-        if not await queue.db.purge(entry_id):
+    async def dlq_delete(self, entry_id: str, request: Request) -> dict[str, Any]:
+        await self._dead_letter(request, entry_id)
+        if not await self.queue.db.purge(entry_id):
             raise ApiError(404, "dead_letter_not_found", f"no dead letter {entry_id!r}")
         return {"deleted": entry_id}
 
-    # -- embedded topics ----------------------------------------------------------------------------
 
-    @r.post("/topics/{topic}/messages", status_code=201,
-            summary="Publish a message to an embedded topic (query attr.KEY=VALUE adds attributes)")
-    async def publish(topic: str, request: Request) -> JSONResponse:
+class IngressRoutes:
+    """Messages in from outside for the triggers: embedded topics, log streams, CloudEvents."""
+
+    def __init__(self, *, settings: Settings, triggers: Triggers):
+        self.settings = settings
+        self.triggers = triggers
+
+    async def publish(self, topic: str, request: Request) -> JSONResponse:
         from polyfn.triggers import topic as topics
         from polyfn.triggers.base import TriggerConfigError
 
         body = await request.body()
-        if len(body) > settings.max_payload:
+        if len(body) > self.settings.max_payload:
             raise ApiError(413, "payload_too_large",
-                           f"the message is {len(body)} bytes; the limit is {settings.max_payload}")
+                           f"the message is {len(body)} bytes; the limit is {self.settings.max_payload}")
         attrs = {k[5:]: v for k, v in request.query_params.items() if k.startswith("attr.")}
         ct = request.headers.get("content-type")
         if ct:
             attrs.setdefault("content_type", ct)
         msg_id = uuid.uuid4().hex
         try:
-            n = await topics.publish(triggers, topic, msg_id, body, attrs, request_namespace(request))
+            n = await topics.publish(self.triggers, topic, msg_id, body, attrs, request_namespace(request))
         except TriggerConfigError as e:
             raise ApiError(400, e.code, str(e)) from None
         return JSONResponse({"id": msg_id, "topic": topic, "subscribers": n}, status_code=201)
 
-    # -- log streams --------------------------------------------------------------------------------
-
-    @r.post("/logs/{stream}", status_code=202,
-            summary="Ingest log lines (JSON array of strings or {message, timestamp}, or text lines)")
-    async def ingest_logs(stream: str, request: Request) -> JSONResponse:
+    async def ingest_logs(self, stream: str, request: Request) -> JSONResponse:
         from polyfn.triggers import log as logs
         from polyfn.triggers.base import TriggerConfigError
 
         body = await request.body()
-        if len(body) > settings.max_payload:
+        if len(body) > self.settings.max_payload:
             raise ApiError(413, "payload_too_large",
-                           f"the batch is {len(body)} bytes; the limit is {settings.max_payload}")
+                           f"the batch is {len(body)} bytes; the limit is {self.settings.max_payload}")
         lines = parse_log_lines(body, request.headers.get("content-type", ""))
         try:
-            n = await logs.ingest(triggers, stream, lines, request_namespace(request))
+            n = await logs.ingest(self.triggers, stream, lines, request_namespace(request))
         except TriggerConfigError as e:
             raise ApiError(400, e.code, str(e)) from None
         return JSONResponse({"stream": stream, "accepted": len(lines), "subscribers": n}, status_code=202)
 
-    # -- CloudEvents ingress --------------------------------------------------------------------------
-
-    @r.post("/events", status_code=202,
-            summary="Accept CloudEvents (binary, structured or batch mode) and route them to `events` triggers")
-    async def ingest_events(request: Request) -> JSONResponse:
+    async def ingest_events(self, request: Request) -> JSONResponse:
         from polyfn.triggers import events as ce
 
         body = await request.body()
-        if len(body) > settings.max_payload:
+        if len(body) > self.settings.max_payload:
             raise ApiError(413, "payload_too_large",
-                           f"the event is {len(body)} bytes; the limit is {settings.max_payload}")
+                           f"the event is {len(body)} bytes; the limit is {self.settings.max_payload}")
         try:
             evts = ce.from_http(dict(request.headers.items()), body)
         except ce.InvalidEvent as e:
             raise ApiError(400, "invalid_cloudevent", str(e)) from None
         ns = request_namespace(request)
         out = [{"id": e["id"], "deliveries": [{**d, "trigger": local(d["trigger"]), "function": local(d["function"])}
-                                              for d in await ce.route(triggers, e, namespace=ns)]} for e in evts]
+                                              for d in await ce.route(self.triggers, e, namespace=ns)]} for e in evts]
         return JSONResponse({"events": out}, status_code=202)
-
-    from polyfn.api import triggers as trigger_routes
-
-    trigger_routes.add_routes(r, triggers=triggers, registry=registry, store=store, storage=storage)
-    return r
 
 
 def _dead_json(job: Any, full: bool) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from fastapi import APIRouter, Request
+from fastapi import Request
 
 from polyfn.api.errors import ApiError
 from polyfn.scheduler.instance import State
@@ -99,12 +99,13 @@ def scaling_json(registry: LiveFunctions, manager: Instances, name: str) -> dict
     }
 
 
-def build_router(*, registry: LiveFunctions, manager: Instances) -> APIRouter:
-    router = APIRouter()
+class ScalingRoutes:
+    def __init__(self, *, registry: LiveFunctions, manager: Instances):
+        self.registry = registry
+        self.manager = manager
 
-    @router.post("/functions/{name}/prewarm")
-    async def prewarm(name: str, request: Request) -> dict[str, Any]:
-        active = registry.get(name)
+    async def prewarm(self, name: str, request: Request) -> dict[str, Any]:
+        active = self.registry.get(name)
         if active is None:
             raise ApiError(404, "function_not_found", f"function {name!r} does not exist")
         raw = await request.body()
@@ -124,10 +125,7 @@ def build_router(*, registry: LiveFunctions, manager: Instances) -> APIRouter:
                          "the node's memory budget had no room for more" if
                          live["starting"] + live["idle"] + live["busy"] < body.instances else "")}
 
-    @router.get("/functions/{name}/instances")
-    async def instances(name: str) -> dict[str, Any]:
-        if registry.get(name) is None:
+    async def instances(self, name: str) -> dict[str, Any]:
+        if self.registry.get(name) is None:
             raise ApiError(404, "function_not_found", f"function {name!r} does not exist")
-        return {"function": name, "instances": instances_json(registry, name)}
-
-    return router
+        return {"function": name, "instances": instances_json(self.registry, name)}

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from fastapi import APIRouter, Request
+from fastapi import Request
 
 from polyfn import tenancy
 from polyfn.api.errors import ApiError
@@ -49,13 +49,16 @@ async def _body(request: Request, typ: type[Any]) -> Any:
         raise ApiError(400, "invalid_request", f"invalid body: {e}") from None
 
 
-def router(*, keys: Keys, values: SecretValues, namespaces_exist: Any = None) -> APIRouter:
+class SecurityRoutes:
     """`values`: setting and deleting secrets (auth/secrets.py), shared with the OpenFaaS face;
     `namespaces_exist(name)`: whether a namespace exists (a key is made in one)."""
-    r = APIRouter()
 
-    @r.post("/keys", status_code=201, summary="Create a scoped API key (the secret is shown only now)")
-    async def create_key(request: Request) -> dict[str, Any]:
+    def __init__(self, *, keys: Keys, values: SecretValues, namespaces_exist: Any = None):
+        self.keys = keys
+        self.values = values
+        self.namespaces_exist = namespaces_exist
+
+    async def create_key(self, request: Request) -> dict[str, Any]:
         req = await _body(request, KeyRequest)
         if req.scope not in KEY_SCOPES:
             raise ApiError(400, "invalid_scope", f"scope={req.scope!r}: use one of {', '.join(KEY_SCOPES)}")
@@ -63,41 +66,34 @@ def router(*, keys: Keys, values: SecretValues, namespaces_exist: Any = None) ->
             raise ApiError(400, "invalid_name", f"invalid function name {req.function!r}")
         ns = req.namespace or request_namespace(request)
         if req.namespace is not None and (tenancy.for_key(request.state.key, ns) is None or (
-                namespaces_exist is not None and not await namespaces_exist(ns))):
+                self.namespaces_exist is not None and not await self.namespaces_exist(ns))):
             raise ApiError(404, "namespace_not_found", f"namespace {ns!r} does not exist")
         function = tenancy.qualify(ns, req.function) if req.function is not None else None
-        rec, secret = await keys.create(req.scope, function, req.description[:500], namespace=ns)
+        rec, secret = await self.keys.create(req.scope, function, req.description[:500], namespace=ns)
         return {**key_json(rec), "secret_access_key": secret}
 
-    @r.get("/keys", summary="List API keys (never their secrets)")
-    async def list_keys(request: Request) -> dict[str, Any]:
+    async def list_keys(self, request: Request) -> dict[str, Any]:
         ns = request_namespace(request)
-        return {"keys": [key_json(k) for k in await keys.list() if k.namespace == ns]}
+        return {"keys": [key_json(k) for k in await self.keys.list() if k.namespace == ns]}
 
-    @r.delete("/keys/{key_id}", summary="Revoke an API key")
-    async def revoke_key(key_id: str, request: Request) -> dict[str, Any]:
-        found = next((k for k in await keys.list() if k.id == key_id), None)
-        if (found is not None and found.namespace != request_namespace(request)) or not await keys.revoke(key_id):
+    async def revoke_key(self, key_id: str, request: Request) -> dict[str, Any]:
+        found = next((k for k in await self.keys.list() if k.id == key_id), None)
+        if (found is not None and found.namespace != request_namespace(request)) or not await self.keys.revoke(key_id):
             raise ApiError(404, "key_not_found", f"no live key {key_id!r}")
         return {"revoked": key_id}
 
-    @r.put("/secrets/{name}", summary="Create or replace a secret (encrypted at rest; never shown back)")
-    async def put_secret(name: str, request: Request) -> dict[str, Any]:
+    async def put_secret(self, name: str, request: Request) -> dict[str, Any]:
         req = await _body(request, SecretRequest)
         try:
-            created = await values.put(name, req.value, request_namespace(request))
+            created = await self.values.put(name, req.value, request_namespace(request))
         except SecretError as e:
             raise ApiError(e.status, e.code, e.message) from None
         return {"name": name, "created": created}
 
-    @r.get("/secrets", summary="List secret names")
-    async def list_secrets(request: Request) -> dict[str, Any]:
-        return {"secrets": await values.list(request_namespace(request))}
+    async def list_secrets(self, request: Request) -> dict[str, Any]:
+        return {"secrets": await self.values.list(request_namespace(request))}
 
-    @r.delete("/secrets/{name}", summary="Delete a secret")
-    async def delete_secret(name: str, request: Request) -> dict[str, Any]:
-        if not await values.delete(name, request_namespace(request)):
+    async def delete_secret(self, name: str, request: Request) -> dict[str, Any]:
+        if not await self.values.delete(name, request_namespace(request)):
             raise ApiError(404, "secret_not_found", f"no secret {name!r}")
         return {"deleted": name}
-
-    return r

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from polyfn.api.errors import ApiError
@@ -21,11 +21,17 @@ if TYPE_CHECKING:
     from polyfn.storage.service import StorageService
 
 
-def add_routes(r: APIRouter, *, triggers: Triggers, registry: LiveFunctions, store: FunctionStore,
-               storage: StorageService | None) -> None:
-    @r.post("/functions/{name}/triggers", status_code=201,
-            summary="Add a trigger: {\"kind\": \"cron\", \"config\": {...}, \"id\": optional}")
-    async def add_trigger(name: str, request: Request) -> JSONResponse:
+class TriggerRoutes:
+    """`storage`: the object store, whose notifications are a function's `storage` triggers (None when off)."""
+
+    def __init__(self, *, triggers: Triggers, registry: LiveFunctions, store: FunctionStore,
+                 storage: StorageService | None):
+        self.triggers = triggers
+        self.registry = registry
+        self.store = store
+        self.storage = storage
+
+    async def add_trigger(self, name: str, request: Request) -> JSONResponse:
         try:
             body = await request.json()
         except ValueError:
@@ -35,50 +41,45 @@ def add_routes(r: APIRouter, *, triggers: Triggers, registry: LiveFunctions, sto
         given = body.get("id")
         if isinstance(given, str) and given:
             given = qualify(request_namespace(request), given)  # (`team-b~x` is no id: refused below as one)
-        status, view = await create_trigger(triggers, registry, store, storage, name, body["kind"],
+        status, view = await create_trigger(self.triggers, self.registry, self.store, self.storage, name, body["kind"],
                                             body.get("config") or {}, given)
         return JSONResponse(shown(view), status_code=status)
 
-    @r.get("/functions/{name}/triggers")
-    async def function_triggers(name: str) -> dict[str, Any]:
-        return {"triggers": [shown(t) for t in triggers.list(name)]}
+    async def function_triggers(self, name: str) -> dict[str, Any]:
+        return {"triggers": [shown(t) for t in self.triggers.list(name)]}
 
-    @r.get("/triggers")
-    async def all_triggers(request: Request, function: str | None = None) -> dict[str, Any]:
+    async def all_triggers(self, request: Request, function: str | None = None) -> dict[str, Any]:
         ns = request_namespace(request)
-        return {"triggers": [shown(t) for t in triggers.list(function) if owns(ns, t.get("function", ""))]}
+        return {"triggers": [shown(t) for t in self.triggers.list(function) if owns(ns, t.get("function", ""))]}
 
-    def _find(request: Request, trigger_id: str) -> Any:
+    def _find(self, request: Request, trigger_id: str) -> Any:
         """The runner of the request's namespace's trigger `trigger_id` (a held id is never addressed; one
         made before trigger ids were namespaced has a plain id)."""
         if SEP in trigger_id:
             return None
-        return triggers.runners.get(qualify(request_namespace(request), trigger_id)) or \
-            triggers.runners.get(trigger_id)
+        return self.triggers.runners.get(qualify(request_namespace(request), trigger_id)) or \
+            self.triggers.runners.get(trigger_id)
 
-    def _owned(request: Request, trigger_id: str) -> Any:
-        runner = _find(request, trigger_id)
+    def _owned(self, request: Request, trigger_id: str) -> Any:
+        runner = self._find(request, trigger_id)
         if runner is None or not owns(request_namespace(request), runner.trigger.function):
             raise ApiError(404, "trigger_not_found", f"trigger {trigger_id!r} does not exist")
         return runner
 
-    @r.get("/triggers/{trigger_id}")
-    async def get_trigger(trigger_id: str, request: Request) -> dict[str, Any]:
-        return shown(triggers.view(_owned(request, trigger_id)))
+    async def get_trigger(self, trigger_id: str, request: Request) -> dict[str, Any]:
+        return shown(self.triggers.view(self._owned(request, trigger_id)))
 
-    @r.delete("/triggers/{trigger_id}")
-    async def delete_trigger(trigger_id: str, request: Request) -> dict[str, Any]:
-        runner = _owned(request, trigger_id)
-        if not await triggers.delete(runner.trigger.id):
+    async def delete_trigger(self, trigger_id: str, request: Request) -> dict[str, Any]:
+        runner = self._owned(request, trigger_id)
+        if not await self.triggers.delete(runner.trigger.id):
             raise ApiError(404, "trigger_not_found", f"trigger {trigger_id!r} does not exist")
         return {"deleted": trigger_id}
 
-    @r.delete("/functions/{name}/triggers/{trigger_id}")
-    async def delete_function_trigger(name: str, trigger_id: str, request: Request) -> dict[str, Any]:
-        runner = _find(request, trigger_id)
+    async def delete_function_trigger(self, name: str, trigger_id: str, request: Request) -> dict[str, Any]:
+        runner = self._find(request, trigger_id)
         if runner is None or runner.trigger.function != name:
             raise ApiError(404, "trigger_not_found", f"function {local(name)!r} has no trigger {trigger_id!r}")
-        await triggers.delete(runner.trigger.id)
+        await self.triggers.delete(runner.trigger.id)
         return {"deleted": trigger_id}
 
 
