@@ -296,3 +296,34 @@ async def test_concurrent_conditional_counters(db: Database) -> None:
 
     await asyncio.gather(*(bump() for _ in range(50)))
     assert (await db.get_item(NS, {"TableName": "ctr", "Key": {"pk": S("c")}}))["Item"]["n"] == N(50)
+
+
+async def test_small_writes_and_a_tables_deletion_interleave(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Item writes (committed on the event loop's thread, a turn's worth together) racing a table's deletion
+    and re-creation (on the writer's thread) and WAL checkpoints: every acknowledged write is there, a refused
+    one (its condition failed) is not, and none of a batch is lost for another's failure."""
+    from polyfn.db import storage
+
+    monkeypatch.setattr(storage, "CHECKPOINT_EVERY", 3)
+    await make(db, "keep", None)
+    await make(db, "gone", None)
+    for i in range(200):
+        await db.put_item(NS, {"TableName": "gone", "Item": {"pk": S(f"g{i}")}})
+
+    async def put(i: int) -> str:
+        try:
+            await db.put_item(NS, {"TableName": "keep", "Item": {"pk": S(f"k{i % 60}"), "i": N(i)},
+                                   "ConditionExpression": "attribute_not_exists(pk)"})
+        except ConditionFailed:
+            return "refused"
+        return "ok"
+
+    async def drop() -> None:
+        await db.delete_table(NS, {"TableName": "gone"})
+        await make(db, "gone", None)
+
+    outcomes = await asyncio.gather(*(put(i) for i in range(120)), drop())
+    assert outcomes[:120].count("ok") == 60 and outcomes[:120].count("refused") == 60
+    got = await reads.scan(db, NS, {"TableName": "keep"})
+    assert sorted(x["pk"]["S"] for x in got["Items"]) == sorted(f"k{i}" for i in range(60))
+    assert (await reads.scan(db, NS, {"TableName": "gone"}))["Count"] == 0

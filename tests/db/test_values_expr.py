@@ -174,3 +174,27 @@ def test_updates_see_the_item_as_it_was() -> None:
 def test_projection_keeps_the_items_shape() -> None:
     got = evaluate.project(ITEM, parse_projection("l[1].x, m.deep, s, nope", names()))
     assert got == {"l": {"L": [{"M": {"x": {"S": "y"}}}]}, "m": {"M": {"deep": {"N": "2"}}}, "s": {"S": "hello"}}
+
+
+def test_a_remembered_expression_takes_each_requests_values_and_checks_its_unused_ones() -> None:
+    """Parsed expressions are remembered: a second request with the same text and other values gets its own
+    values, and the names and values the remembered parse used still count as used (or not) for it."""
+    item = {"pk": {"S": "a"}, "n": {"N": "5"}}
+    for limit, want in (("9", True), ("1", False), ("9", True)):
+        nm = names({"#n": "n"}, {":lim": {"N": limit}})
+        assert evaluate.check(parse_condition("#n < :lim", nm), item) is want
+        nm.check_unused()
+    nm = names({"#n": "n", "#x": "x"}, {":lim": {"N": "9"}})
+    parse_condition("#n < :lim", nm)  # remembered from above, with other names this time
+    with pytest.raises(Invalid, match=r"ExpressionAttributeNames unused in expressions: keys: \{#x\}"):
+        nm.check_unused()
+    nm = names(None, {":one": {"N": "1"}, ":extra": {"N": "2"}})
+    u = parse_update("SET n = n + :one", nm)
+    assert evaluate.apply_update(u, item, ("pk",))["n"] == {"N": "6"}
+    with pytest.raises(Invalid, match=r"ExpressionAttributeValues unused in expressions: keys: \{:extra\}"):
+        nm.check_unused()
+    nm = names(None, {":one": {"N": "1"}})
+    assert evaluate.apply_update(parse_update("SET n = n + :one", nm), item, ("pk",))["n"] == {"N": "6"}
+    nm.check_unused()  # the update of the previous request (remembered) used :one here too
+    with pytest.raises(Invalid, match="An expression attribute value used in expression is not defined"):
+        parse_update("SET n = n + :one", names(None, {":two": {"N": "2"}}))
