@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
+from . import nodefork
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -52,7 +54,8 @@ def free_port() -> int:
 class Server:
     """A running `polyfn serve` and helpers to talk to it (HTTP and CLI)."""
 
-    def __init__(self, data_dir: Path, port: int, proc: subprocess.Popen[bytes], log: Path):
+    def __init__(self, data_dir: Path, port: int, proc: subprocess.Popen[bytes] | nodefork.ForkedProcess,
+                 log: Path):
         self.data_dir = data_dir
         self.port = port
         self.proc = proc
@@ -70,8 +73,11 @@ class Server:
         e.pop("POLYFN_API_KEY", None)
         if env:
             e.update(env)
-        r = subprocess.run([sys.executable, "-m", "polyfn", *args], capture_output=True, text=True, input=input,
-                           env=e, timeout=timeout, cwd=REPO)
+        if nodefork.enabled():  # forked from the fork server, which has polyfn imported (nodefork.py)
+            r = nodefork.run(list(args), e, REPO, input, timeout)
+        else:
+            r = subprocess.run([sys.executable, "-m", "polyfn", *args], capture_output=True, text=True, input=input,
+                               env=e, timeout=timeout, cwd=REPO)
         if check and r.returncode != 0:
             raise AssertionError(f"polyfn {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
         return r
@@ -111,7 +117,7 @@ class Server:
 HOST_FS = {"POLYFN_SANDBOX_DISABLE": "mount,uid"}
 
 
-def _answers(proc: subprocess.Popen[bytes], port: int) -> bool:
+def _answers(proc: subprocess.Popen[bytes] | nodefork.ForkedProcess, port: int) -> bool:
     """Whether the process listening on `port` is `proc` (not another run's server that took the port
     first while ours failed to bind): one of its sockets is the listening one."""
     inodes = set()
@@ -130,11 +136,15 @@ def _answers(proc: subprocess.Popen[bytes], port: int) -> bool:
     return False
 
 
+PYTHON_M_POLYFN = (sys.executable, "-m", "polyfn")
+
+
 def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None, host_fs: bool = False,
-                 program: tuple[str, ...] = (sys.executable, "-m", "polyfn"), cwd: Path = REPO,
-                 ready_within: float = 60) -> Server:
+                 program: tuple[str, ...] = PYTHON_M_POLYFN, cwd: Path = REPO,
+                 ready_within: float = 60, fork: bool = True) -> Server:
     """`program`: how to run polyfn (an installed wheel's `polyfn` script, say); `cwd`: where it runs;
-    `ready_within`: seconds to answer (`--examples` builds the Go example before the port opens)."""
+    `ready_within`: seconds to answer (`--examples` builds the Go example before the port opens). `python -m polyfn`
+    is forked from the node fork server (nodefork.py: polyfn already imported) unless `fork` is false."""
     if host_fs:
         env = {**HOST_FS, **(env or {})}
     port = free_port()
@@ -143,11 +153,14 @@ def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None,
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir / "server.log"
     e = {**os.environ, "POLYFN_LOG_LEVEL": "INFO", **(env or {})}
-    with open(log, "ab") as logf:
-        proc = subprocess.Popen(
-            [*program, "serve", "--port", str(port), "--data-dir", str(data_dir), *extra],
-            stdout=logf, stderr=subprocess.STDOUT, env=e, cwd=cwd, start_new_session=True,
-        )
+    args = ["serve", "--port", str(port), "--data-dir", str(data_dir), *extra]
+    proc: subprocess.Popen[bytes] | nodefork.ForkedProcess
+    if fork and program == PYTHON_M_POLYFN and nodefork.enabled():
+        proc = nodefork.spawn(args, e, cwd, log)
+    else:
+        with open(log, "ab") as logf:
+            proc = subprocess.Popen([*program, *args], stdout=logf, stderr=subprocess.STDOUT, env=e, cwd=cwd,
+                                    start_new_session=True)
     deadline = time.monotonic() + ready_within
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -13,12 +13,15 @@ import pytest
 from polyfn.scaffold import RUN_ARGS, TEMPLATES, write
 
 from .. import needs
+from . import nodefork
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def polyfn(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", "POLYFN_DATA_DIR": str(cwd / "unused-data")}
+    if nodefork.enabled():  # `python -m polyfn …` forked from the fork server (polyfn imported once)
+        return nodefork.run(list(args), env, cwd, None, timeout)
     return subprocess.run([sys.executable, "-m", "polyfn", *args], capture_output=True, text=True, cwd=cwd, env=env,
                           timeout=timeout)
 

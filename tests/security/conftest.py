@@ -14,7 +14,9 @@ CANARY = "polyfn-canary-7f3a9"  # in the server's environment: must never reach 
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    s = start_server(tmp_path_factory.mktemp("polyfn-sec"), env={"POLYFN_TEST_CANARY": CANARY})
+    # a node of its own interpreter (not forked from the fork server: tests/e2e/nodefork.py), so that what an attack
+    # may look at (/proc/PID/environ holding the canary, cmdline, hash seed) is what a real `polyfn serve` has
+    s = start_server(tmp_path_factory.mktemp("polyfn-sec"), env={"POLYFN_TEST_CANARY": CANARY}, fork=False)
     s.deploy("bystander", {"handler.py": "def handler(event, context):\n    return 'still here'\n"})
     yield s
     s.stop()
