@@ -11,7 +11,7 @@ from typing import Any
 
 from polyfn.errors import PolyfnError
 from polyfn.store.namespaces import Namespace, NamespaceStore
-from polyfn.tenancy import DEFAULT, NamespaceError, Quotas, local, owns, parse_quotas, validate
+from polyfn.tenancy import DEFAULT, STORED, NamespaceError, Quotas, local, owns, parse_quotas, validate
 
 NO_QUOTAS = Quotas()
 RELOAD_S = 2.0  # the cached set of names is read again at most this often (another node may have made one)
@@ -104,9 +104,10 @@ class TenancyOps:
         self.queue = queue  # AsyncQueue: the async backlog
         self.owned: list[Any] = []  # more owners of a namespace's things: `.forget_namespace(name)` each
         self.rate: Callable[[str], int] | None = None  # calls admitted this second (quotas.QuotaGuard.rate_used)
+        self.held: Callable[[str], Any] | None = None  # bytes and items it holds (namespace_use.NamespaceUse.held)
 
     async def functions(self, name: str) -> list[Any]:
-        return [i for i in await self.store.list_functions() if owns(name, i.name)]
+        return await self.store.list_functions(name)
 
     def live(self, name: str) -> tuple[int, int, int]:
         """(instances, their memory in MB, invocations running or waiting) of the namespace on this node."""
@@ -135,6 +136,9 @@ class TenancyOps:
         used = {"functions": len(await self.functions(name)), "instances": instances, "memory_mb": memory,
                 "invocations_per_second": self.rate(name) if self.rate is not None else None,
                 "async_backlog": await self.backlog(name)}
+        if self.held is not None:
+            held = await self.held(name)
+            used.update({k: held[k] for k in STORED})
         return {k: {"limit": getattr(q, k), "used": used[k]} for k in used}
 
     async def delete(self, name: str, force: bool = False) -> dict[str, Any]:

@@ -49,6 +49,7 @@ from polyfn.invoker import Invoker
 from polyfn.lifecycle import Lifecycle
 from polyfn.loops import cancelled
 from polyfn.model import Revision
+from polyfn.namespace_use import NamespaceUse
 from polyfn.namespaces import Namespaces, TenancyOps
 from polyfn.observe.metrics import Metrics
 from polyfn.observe.recorder import ActivationRecorder
@@ -186,6 +187,12 @@ class Node:
                                  self.tenancy.functions, self.tenancy.backlog, lambda: self.namespaces.rated)
         self.manager.quota_room = self.quotas.room  # instances and memory, before each start
         self.tenancy.rate = self.quotas.rate_used
+        # stored bytes, database items, their quotas and metering, workflow transitions (namespace_use.py)
+        self.use = NamespaceUse(self.namespaces.quotas, self.recorder.meter, s.storage_sample_s)
+        self.use.attach(self.storage)
+        self.use.attach_workflows(self.workflows.engine)
+        self.use.flush = self.recorder.flush
+        self.tenancy.held = self.use.held
         self.invoker.quota = self.quotas.admit  # invocations per second, at each call's admission
         self.deployer.admit_create = self.quotas.check_create  # functions, at a deploy that makes one
         self.queue.admit_job = self.quotas.admit_async  # the async backlog, at each async call
@@ -264,6 +271,7 @@ class Node:
         life.add("object store", self.storage.start, self.storage.stop)  # binds its port: instances learn it
         life.add("app service", self.apps.start, self._stop_apps)
         life.add("document database", self._start_db, self.db.stop)
+        life.add("stored use", self._start_use, self.use.stop)  # counts the buckets before the S3 port answers
         life.add("network relay", self._start_relay, self._stop_relay)
         life.add("instances", self.manager.start, self.manager.stop)  # stop: every instance and the zygote
         life.add("functions", self._activate_functions, self._drain)  # stop: no new calls, in-flight finish
@@ -310,6 +318,10 @@ class Node:
         await self.db.start()
         self.manager.instance_env.update(self.db.instance_env())
         self.triggers.ctx.db = self.db.feed  # table change triggers read the database's change feed
+
+    async def _start_use(self) -> None:
+        self.use.attach_db(self.db)
+        await self.use.start()
 
     async def _activate_functions(self) -> None:
         if self.sync is not None:

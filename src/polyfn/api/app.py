@@ -162,7 +162,7 @@ def build_api(*, settings: Settings, store: FunctionStore, registry: LiveFunctio
     @v1.get("/functions")
     async def list_functions(request: Request) -> dict[str, Any]:
         ns = namespaces_api.request_namespace(request)
-        infos = [i for i in await store.list_functions() if tenancy.owns(ns, i.name)]
+        infos = await store.list_functions(ns)
         return {"functions": [_function_json(registry, i) for i in infos]}
 
     @v1.get("/functions/{name}")

@@ -254,6 +254,10 @@ usage = Table(
     Column("mb_ms", BigInteger, nullable=False),
     Column("req_bytes", BigInteger, nullable=False),
     Column("resp_bytes", BigInteger, nullable=False),
+    Column("storage_byte_s", BigInteger, nullable=False, server_default="0"),  # 0017: bytes held × seconds
+    Column("db_reads", BigInteger, nullable=False, server_default="0"),  # 0017: database items read
+    Column("db_writes", BigInteger, nullable=False, server_default="0"),  # 0017: database items written
+    Column("transitions", BigInteger, nullable=False, server_default="0"),  # 0017: workflow state transitions
     Index("ix_usage_hour", "hour"),
 )
 
