@@ -182,7 +182,8 @@ class Node:
         self.namespaces = Namespaces(NamespaceStore(self.store))  # tenants (tenancy.py, docs/tenancy.md)
         self.tenancy = TenancyOps(self.namespaces, self.store, self.registry, self.keys, self.delete_function,
                                   self.queue)
-        self.tenancy.owned += [self.storage, self.db, self.secret_values]  # its buckets, tables and secrets go too
+        # its buckets, tables, secrets, apps (with their users) and sites go too
+        self.tenancy.owned += [self.storage, self.db, self.secret_values, self.apps, self.sites]
         self.quotas = QuotaGuard(self.namespaces.quotas, lambda: list(self.manager.pools), self.limiter,
                                  self.tenancy.functions, self.tenancy.backlog, lambda: self.namespaces.rated)
         self.manager.quota_room = self.quotas.room  # instances and memory, before each start

@@ -25,7 +25,8 @@ from polyfn.tenancy import DEFAULT, HEADER, SEP, Quotas, for_key, key_namespace,
 #: the `/v1/...` heads that know namespaces; outside `default` the others answer 403 `not_namespaced`
 NAMESPACED = frozenset({"functions", "activations", "usage", "namespaces", "version", "keys", "triggers",
                         "openapi.json", "docs", "stats",
-                        "secrets"})
+                        "secrets",
+                        "apps", "sites", "storage"})
 
 
 def _error(status: int, code: str, message: str) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -180,6 +180,7 @@ apps = Table(
     Column("config", Text, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    Column("namespace", String, nullable=False, server_default="default"),  # 0017: its owner (tenancy.py)
 )
 
 app_users = Table(
