@@ -41,6 +41,10 @@ class Namespaces:
                 await self.load()
         return name in self._names
 
+    def names(self) -> list[str]:
+        """The namespaces known here (cached; `load` re-reads them)."""
+        return sorted(self._names)
+
     def quotas(self, name: str) -> Quotas:
         """The cached quotas of a namespace (no limits when none are set)."""
         return self._quotas.get(name) or NO_QUOTAS

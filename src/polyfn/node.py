@@ -240,7 +240,8 @@ class Node:
                 api.mount("/console", build_console(
                     settings=s, store=self.store, registry=self.registry, recorder=self.recorder,
                     triggers=self.triggers, deployer=self.deployer, invoker=self.invoker, metrics=self.metrics,
-                    storage=self.storage, workflows=self.workflows, db=self.db, admin_key=self.admin_key))
+                    storage=self.storage, workflows=self.workflows, db=self.db, admin_key=self.admin_key,
+                    keys=self.keys, namespaces=self.namespaces, usage=self.store))
                 self._api = api
             return self._api
 
