@@ -11,7 +11,8 @@ call (list the namespace's functions, describe one function, describe the namesp
 every quota, list namespaces, the usage report) and, for the admin key, list namespaces (all of them: that
 answer grows with their number by design) — then the gateway: `wrk -t1 -c4 --latency` on
 `/fn/probe/fn0` (a warm instance). It prints p50/p99 per call and phase and the ratio large ÷ small
-(1.00 = unchanged), with the machine's load average before each phase.
+(1.00 = unchanged), with the machine's load average before each phase, and the CPU the idle node's event loop
+spends per second in each phase (background work that grows with the number of functions shows there first).
 
     .venv/bin/python bench/namespaces.py                          # 1,000 × 10 (~5-10 min on 2 cores)
     .venv/bin/python bench/namespaces.py --namespaces 100 --duration 3    # quicker
@@ -26,7 +27,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from _common import Http, PolyfnServer, fmt, percentile, print_header, run_wrk, table, wait_idle
+from _common import (
+    Http,
+    PolyfnServer,
+    fmt,
+    main_thread_cpu,
+    percentile,
+    print_header,
+    run_wrk,
+    table,
+    wait_idle,
+)
 
 HELLO = "def handler(event, context):\n    return 'Hello World!'\n"
 PROBE = "probe"
@@ -90,7 +101,10 @@ def measure(srv: PolyfnServer, keys: dict[str, str], args: argparse.Namespace) -
     assert srv.proc is not None
     wait_idle(srv.proc.pid, timeout=60)
     load = os.getloadavg()[0]
-    res: dict[str, Any] = {"load": load, "control": control(srv.port, keys, args.samples)}
+    cpu0 = main_thread_cpu(srv.proc.pid)
+    time.sleep(5)
+    idle = (main_thread_cpu(srv.proc.pid) - cpu0) / 5
+    res: dict[str, Any] = {"load": load, "idle_cpu": idle, "control": control(srv.port, keys, args.samples)}
     res["gateway"] = gateway(srv, args.duration)
     return res
 
@@ -126,7 +140,10 @@ def main() -> None:
         print(f"made {args.namespaces - 1} namespaces and {n_fn} functions in {made:.0f} s "
               f"({n_fn / made:.0f} deploys/s)\n")
         large = measure(srv, keys, args)
+        report(small, large, args)  # (before the data dir of 10,000 functions is removed: that takes a while)
 
+
+def report(small: dict[str, Any], large: dict[str, Any], args: argparse.Namespace) -> None:
     rows = []
     for call in CALLS:
         s50, s99 = small["control"][call]
@@ -139,8 +156,11 @@ def main() -> None:
     print(table(["call", "1 ns p50 ms", "p99", f"{args.namespaces} ns p50 ms", "p99", "ratio p50", "ratio p99"],
                 rows))
     print(f"\ngateway req/s: {srps:,.0f} (1 ns) vs {lrps:,.0f} ({args.namespaces} ns), ratio {lrps / srps:.2f}")
+    print(f"idle node, event loop CPU: {small['idle_cpu']:.1%} (1 ns) vs {large['idle_cpu']:.1%} "
+          f"({args.namespaces} ns) of a core")
     print(f"load average (1 min) before each phase: {small['load']:.2f} / {large['load']:.2f}")
-    print("('list namespaces (admin, all)' answers every namespace: it grows with their number by design)")
+    print("('list namespaces (admin, all)' answers every namespace: it grows with their number by design)",
+          flush=True)
 
 
 if __name__ == "__main__":

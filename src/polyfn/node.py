@@ -265,7 +265,7 @@ class Node:
         if self.artifacts is not None:
             life.add("artifact store client", None, self.artifacts.close)
         life.add("API keys", lambda: self.keys.start(self.admin_key), self.keys.stop)  # stop: last-used times
-        life.add("namespaces", self.namespaces.load, None)
+        life.add("namespaces", self.namespaces.load, self.namespaces.close)
         if self.otlp is not None:
             life.add("OTLP exporter", self._start_otlp, self.otlp.stop)
         life.add("activation records", self.recorder.start, self.recorder.stop)  # stop: flushed
