@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from polyfn import loops
 from polyfn.observe.usage import DATABASE, STORAGE, WORKFLOWS
 from polyfn.storage.use import StorageUse
 from polyfn.tenancy import DEFAULT, SEP, qualify
@@ -114,10 +115,7 @@ class NamespaceUse:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await loops.cancelled(task)
         self.sample()  # (the time since the last sample is metered too)
 
     # -- use against the quotas -----------------------------------------------------------------------------

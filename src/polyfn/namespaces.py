@@ -6,12 +6,12 @@ Names and the rules are in `tenancy.py` (pure); rows in `store/namespaces.py`; t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
+from polyfn import loops
 from polyfn.errors import PolyfnError
 from polyfn.store.namespaces import Namespace, NamespaceStore
 from polyfn.tenancy import DEFAULT, SEP, STORED, NamespaceError, Quotas, local, owns, parse_quotas, validate
@@ -92,10 +92,7 @@ class Namespaces:
 
     async def close(self) -> None:
         task, self._refresh = self._refresh, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await loops.cancelled(task)
 
     def names(self) -> list[str]:
         """The namespaces known here (cached; `load` re-reads them)."""

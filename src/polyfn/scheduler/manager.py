@@ -369,7 +369,8 @@ class InstanceManager:
     def reserved_mb(self) -> int:
         """Memory promised to instances: each live (ready or starting) instance reserves its `memory`."""
         return sum(p.revision.spec.memory * (p.starting + sum(1 for i in p.instances if i.state is State.READY))
-                   for p in self.pools) + (self.fzs.reserved_mb() if self.fzs is not None else 0)
+                   for p in self.pools if p.instances or p.starting  # (most pools of a big node have none)
+                   ) + (self.fzs.reserved_mb() if self.fzs is not None else 0)
 
     def _write_cpu_weight(self, pid: int, shares: int) -> None:
         if self.cgroups is not None:
