@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     # `usage_retention` seconds (off: benchmarks' baseline; nothing is metered while off)
     usage_metering: bool = True
     usage_retention: float = Field(400 * 24 * 3600.0, gt=0)
+    storage_sample_s: float = Field(300.0, ge=1)  # seconds between samples of stored bytes (GB-months metered)
     metrics_public: bool = True  # GET /metrics without the API key (set false to require it)
     console_session_ttl: float = Field(12 * 3600.0, ge=60)  # web console login lifetime (seconds)
     otlp_endpoint: str | None = None  # e.g. http://127.0.0.1:4318/v1/traces: export activations as OTLP spans

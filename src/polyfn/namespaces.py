@@ -5,16 +5,20 @@ Names and the rules are in `tenancy.py` (pure); rows in `store/namespaces.py`; t
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
+from polyfn import loops
 from polyfn.errors import PolyfnError
 from polyfn.store.namespaces import Namespace, NamespaceStore
-from polyfn.tenancy import DEFAULT, NamespaceError, Quotas, local, owns, parse_quotas, validate
+from polyfn.tenancy import DEFAULT, SEP, STORED, NamespaceError, Quotas, local, owns, parse_quotas, validate
 
 NO_QUOTAS = Quotas()
-RELOAD_S = 2.0  # the cached set of names is read again at most this often (another node may have made one)
+RELOAD_S = 2.0  # the cached set of names is checked again at most this often (another node may have changed one)
+log = logging.getLogger("polyfn.namespaces")
 
 
 class Namespaces:
@@ -25,21 +29,74 @@ class Namespaces:
         self._quotas: dict[str, Quotas] = {}
         self.rated: frozenset[str] = frozenset()  # namespaces with an invocations_per_second quota
         self._loaded = -1e9
+        self._signature: tuple[int, float] | None = None
+        self._refresh: asyncio.Task[None] | None = None
+        self._gen = 0  # bumped by each change made here: a load that read before it does not overwrite it
 
     async def load(self) -> None:
+        gen = self._gen
+        signature = await self.store.signature() if hasattr(self.store, "signature") else None
         found = await self.store.list()
+        if gen != self._gen:  # changed here while reading: what was read may miss it; the next check reads again
+            return
+        self._signature = signature
         self._names = {n.name for n in found}
         self._quotas = {n.name: n.quotas for n in found}
-        self.rated = frozenset(n.name for n in found if n.quotas.invocations_per_second is not None)
+        self._rated()
         self._loaded = time.monotonic()
 
+    def _keep(self, name: str, quotas: Quotas | None) -> None:
+        """A change made here, in the cache at once (other nodes' changes arrive within RELOAD_S)."""
+        self._gen += 1
+        if quotas is None:
+            self._names.discard(name)
+            self._quotas.pop(name, None)
+        else:
+            self._names.add(name)
+            self._quotas[name] = quotas
+        self._rated()
+
+    def _rated(self) -> None:
+        self.rated = frozenset(n for n, q in self._quotas.items() if q.invocations_per_second is not None)
+
+    async def _check(self) -> None:
+        """Read every namespace again only when the table changed (rows or newest change): a node with a
+        thousand namespaces does not parse them all every RELOAD_S."""
+        try:
+            sig = await self.store.signature() if hasattr(self.store, "signature") else None
+            if sig is None or sig != self._signature:
+                await self.load()
+            else:
+                self._loaded = time.monotonic()
+        except Exception:  # (the next check tries again; the cache stays as it was)
+            log.exception("namespaces: checking for changes")
+        finally:
+            self._refresh = None
+
     async def exists(self, name: str) -> bool:
+        """Whether namespace `name` exists. A known one answers from the cache (checked for changes in the
+        background at most every RELOAD_S); an unknown one is looked up in the store (one row: another node may
+        have just made it)."""
         if name == DEFAULT:
             return True
-        if name not in self._names or time.monotonic() - self._loaded > RELOAD_S:
-            if time.monotonic() - self._loaded > 0.5:
-                await self.load()
-        return name in self._names
+        if name in self._names:
+            if time.monotonic() - self._loaded > RELOAD_S and self._refresh is None:
+                self._refresh = asyncio.create_task(self._check())
+            return True
+        found = await self.store.get(name)
+        if found is None:
+            return False
+        if name not in self._names:
+            self._keep(name, found.quotas)
+        return True
+
+    async def close(self) -> None:
+        task, self._refresh = self._refresh, None
+        await loops.cancelled(task)
+
+    def names(self) -> list[str]:
+        """The namespaces known here (cached; `load` re-reads them)."""
+        return sorted(self._names)
 
     def quotas(self, name: str) -> Quotas:
         """The cached quotas of a namespace (no limits when none are set)."""
@@ -66,7 +123,7 @@ class Namespaces:
         ns = Namespace(name=name, quotas=q, description=str(description)[:500], created_at=now, updated_at=now)
         if not await self.store.create(ns):
             raise PolyfnError(409, "namespace_exists", f"namespace {name!r} exists")
-        await self.load()
+        self._keep(name, q)  # (this node's cache at once; other nodes check within RELOAD_S)
         return ns
 
     async def set_quotas(self, name: str, quotas: Any) -> Namespace:
@@ -76,12 +133,12 @@ class Namespaces:
         except NamespaceError as e:
             raise PolyfnError(400, e.code, str(e)) from None
         await self.store.set_quotas(name, q, self.clock())
-        await self.load()
+        self._keep(name, q)
         return await self.get(name)
 
     async def forget(self, name: str) -> bool:
         ok = await self.store.delete(name)
-        await self.load()
+        self._keep(name, None)
         return ok
 
 
@@ -105,15 +162,17 @@ class TenancyOps:
         self.owned: list[Any] = []  # more owners of a namespace's things: `.forget_namespace(name)` each (and
         # `.busy(name)`: how many of its things run, which a delete without force refuses over)
         self.rate: Callable[[str], int] | None = None  # calls admitted this second (quotas.QuotaGuard.rate_used)
+        self.held: Callable[[str], Any] | None = None  # bytes and items it holds (namespace_use.NamespaceUse.held)
 
     async def functions(self, name: str) -> list[Any]:
-        return [i for i in await self.store.list_functions() if owns(name, i.name)]
+        return await self.store.list_functions(name)
 
     def live(self, name: str) -> tuple[int, int, int]:
         """(instances, their memory in MB, invocations running or waiting) of the namespace on this node."""
         instances = memory = busy = 0
+        prefix = name + SEP
         for fname in list(self.registry.functions):
-            if not owns(name, fname):
+            if not (fname.startswith(prefix) if name != DEFAULT else SEP not in fname):
                 continue
             for a in self.registry.all_of(fname):
                 st = a.pool.stats()
@@ -136,6 +195,9 @@ class TenancyOps:
         used = {"functions": len(await self.functions(name)), "instances": instances, "memory_mb": memory,
                 "invocations_per_second": self.rate(name) if self.rate is not None else None,
                 "async_backlog": await self.backlog(name)}
+        if self.held is not None:
+            held = await self.held(name)
+            used.update({k: held[k] for k in STORED})
         return {k: {"limit": getattr(q, k), "used": used[k]} for k in used}
 
     async def delete(self, name: str, force: bool = False) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from polyfn.gateway import Gateway
 from polyfn.invoker import Invoker
 from polyfn.lifecycle import Lifecycle
 from polyfn.loops import cancelled
+from polyfn.namespace_use import NamespaceUse
 from polyfn.namespaces import Namespaces, TenancyOps
 from polyfn.observe.history import replay_last_hour
 from polyfn.observe.metrics import Metrics
@@ -180,13 +181,20 @@ class Node:
         self.namespaces = Namespaces(NamespaceStore(self.store))  # tenants (tenancy.py, docs/tenancy.md)
         self.tenancy = TenancyOps(self.namespaces, self.store, self.registry, self.keys, self.delete_function,
                                   self.queue)
-        self.tenancy.owned += [self.storage, self.db, self.secret_values,  # its buckets, tables and secrets go too
+        # its buckets, tables, secrets, apps (with their users) and sites go too
+        self.tenancy.owned += [self.storage, self.db, self.secret_values, self.apps, self.sites,
                                WorkflowsOwned(self.workflows),  # its state machines and executions
                                WhiskOwned(CompatStore(self.store), self.triggers)]  # OpenWhisk packages, triggers, rules
         self.quotas = QuotaGuard(self.namespaces.quotas, lambda: list(self.manager.pools), self.limiter,
                                  self.tenancy.functions, self.tenancy.backlog, lambda: self.namespaces.rated)
         self.manager.quota_room = self.quotas.room  # instances and memory, before each start
         self.tenancy.rate = self.quotas.rate_used
+        # stored bytes, database items, their quotas and metering, workflow transitions (namespace_use.py)
+        self.use = NamespaceUse(self.namespaces.quotas, self.recorder.meter, s.storage_sample_s)
+        self.use.attach(self.storage)
+        self.use.attach_workflows(self.workflows.engine)
+        self.use.flush = self.recorder.flush
+        self.tenancy.held = self.use.held
         self.invoker.quota = self.quotas.admit  # invocations per second, at each call's admission
         self.deployer.admit_create = self.quotas.check_create  # functions, at a deploy that makes one
         self.queue.admit_job = self.quotas.admit_async  # the async backlog, at each async call
@@ -235,7 +243,8 @@ class Node:
         api.mount("/console", build_console(
             settings=s, store=self.store, registry=self.registry, recorder=self.recorder,
             triggers=self.triggers, deployer=self.deployer, invoker=self.invoker, metrics=self.metrics,
-            storage=self.storage, workflows=self.workflows, db=self.db, admin_key=self.admin_key))
+            storage=self.storage, workflows=self.workflows, db=self.db, admin_key=self.admin_key,
+            keys=self.keys, namespaces=self.namespaces, usage=self.store))
         return api
 
     def _start_list(self) -> Lifecycle:
@@ -247,7 +256,7 @@ class Node:
         if self.artifacts is not None:
             life.add("artifact store client", None, self.artifacts.close)
         life.add("API keys", lambda: self.keys.start(self.admin_key), self.keys.stop)  # stop: last-used times
-        life.add("namespaces", self.namespaces.load, None)
+        life.add("namespaces", self.namespaces.load, self.namespaces.close)
         if self.otlp is not None:
             life.add("OTLP exporter", self._start_otlp, self.otlp.stop)
         life.add("activation records", self.recorder.start, self.recorder.stop)  # stop: flushed
@@ -255,6 +264,7 @@ class Node:
         life.add("object store", self.storage.start, self.storage.stop)  # binds its port: instances learn it
         life.add("app service", self.apps.start, self._stop_apps)
         life.add("document database", self._start_db, self.db.stop)
+        life.add("stored use", self._start_use, self.use.stop)  # counts the buckets before the S3 port answers
         life.add("network relay", self._start_relay, self._stop_relay)
         life.add("instances", self.manager.start, self.manager.stop)  # stop: every instance and the zygote
         life.add("functions", self._activate_functions, self._drain)  # stop: no new calls, in-flight finish
@@ -301,6 +311,10 @@ class Node:
         await self.db.start()
         self.manager.specs.instance_env.update(self.db.instance_env())
         self.triggers.ctx.db = self.db.feed  # table change triggers read the database's change feed
+
+    async def _start_use(self) -> None:
+        self.use.attach_db(self.db)
+        await self.use.start()
 
     async def _activate_functions(self) -> None:
         if self.sync is not None:

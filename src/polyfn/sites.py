@@ -1,5 +1,7 @@
 """Static hosting: `polyfn sites deploy DIR --name NAME` serves a built page at `/sites/NAME/` from the node,
 so an app's web side and its functions come from one place (one origin: no CORS to configure).
+A site of a namespace other than `default` is held as `NS~NAME` (as functions are: tenancy.py) and served at
+`/sites/NS/NAME/`; `/sites/NAME/` is the default namespace's, looked up first.
 
 A deploy replaces the site's files at once (one database row: its files as a deterministic zip and their
 digest); every node unpacks a digest once into `<data dir>/sites/<name>/<digest>/` and serves from there, so a
@@ -30,6 +32,8 @@ from sqlalchemy import delete, select, update
 from polyfn.deploy import archive
 from polyfn.deploy.artifacts import to_zip
 from polyfn.store.tables import sites
+from polyfn.tenancy import DEFAULT, SEP, qualify, split
+from polyfn.tenancy import NAME_RE as NS_RE
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 MAX_SITE_BYTES = 100 * 1024 * 1024
@@ -57,7 +61,8 @@ class Sites:
 
     # -- control -----------------------------------------------------------------------------------------
 
-    async def deploy(self, name: str, files: dict[str, bytes], spa: bool = True) -> dict[str, Any]:
+    async def deploy(self, name: str, files: dict[str, bytes], spa: bool = True,
+                     namespace: str = DEFAULT) -> dict[str, Any]:
         if not NAME_RE.match(name):
             raise SiteError(400, "invalid_name", f"site name {name!r}: 1-63 characters a-z, 0-9 and '-', "
                                                  "starting with a letter")
@@ -66,6 +71,7 @@ class Sites:
             raise SiteError(400, "no_index", "a site needs an index.html at its top level")
         digest = archive.digest(files)
         blob = await asyncio.to_thread(to_zip, files)
+        local, name = name, qualify(namespace, name)
         now = self.clock()
         values = {"digest": digest, "archive": blob, "spa": spa, "files": len(files),
                   "size": sum(len(v) for v in files.values()), "updated_at": now}
@@ -74,21 +80,30 @@ class Sites:
             if not res.rowcount:
                 await conn.execute(sites.insert().values(name=name, created_at=now, **values))
         self._current.pop(name, None)
-        return {"name": name, "digest": digest, "files": len(files), "size": values["size"], "spa": spa,
-                "url": f"/sites/{name}/"}
+        return {"name": local, "digest": digest, "files": len(files), "size": values["size"], "spa": spa,
+                "url": url(name)}
 
-    async def list(self) -> list[dict[str, Any]]:
+    async def list(self, namespace: str = DEFAULT) -> list[dict[str, Any]]:
         cols = [sites.c.name, sites.c.digest, sites.c.spa, sites.c.files, sites.c.size, sites.c.created_at,
                 sites.c.updated_at]
+        mine = sites.c.name.not_like(f"%{SEP}%") if namespace == DEFAULT else sites.c.name.like(f"{namespace}{SEP}%")
         async with self.store.engine.connect() as conn:
-            rows = (await conn.execute(select(*cols).order_by(sites.c.name))).mappings().all()
-        return [{**dict(r), "url": f"/sites/{r['name']}/"} for r in rows]
+            rows = (await conn.execute(select(*cols).where(mine).order_by(sites.c.name))).mappings().all()
+        return [{**dict(r), "name": split(r["name"])[1], "url": url(r["name"])} for r in rows]
 
-    async def delete(self, name: str) -> bool:
+    async def delete(self, name: str, namespace: str = DEFAULT) -> bool:
+        name = qualify(namespace, name)
         async with self.store._writer() as conn:
             res = await conn.execute(delete(sites).where(sites.c.name == name))
         self._current.pop(name, None)
         return bool(res.rowcount)
+
+    async def forget_namespace(self, namespace: str) -> dict[str, Any]:
+        """A deleted namespace's sites go."""
+        gone = [s["name"] for s in await self.list(namespace)]
+        for name in gone:
+            await self.delete(name, namespace)
+        return {"sites": gone}
 
     # -- serving -----------------------------------------------------------------------------------------
 
@@ -130,10 +145,14 @@ class Sites:
             return 405, [(b"allow", b"GET, HEAD"), (b"content-type", b"text/plain; charset=utf-8")], \
                 b"sites are read with GET\n"
         site = await self._site(name) if NAME_RE.match(name) else None
+        if site is None and slash and NS_RE.match(name) and name != DEFAULT:  # /sites/NS/NAME/…: a namespace's
+            local, slash, sub = sub.partition("/")
+            name = qualify(name, local)
+            site = await self._site(name) if NAME_RE.match(local) else None
         if site is None:
-            return 404, [(b"content-type", b"text/plain; charset=utf-8")], f"no site {name!r}\n".encode()
+            return 404, [(b"content-type", b"text/plain; charset=utf-8")], f"no site {split(name)[1]!r}\n".encode()
         if not slash:
-            return 308, [(b"location", f"/sites/{name}/".encode())], b""
+            return 308, [(b"location", url(name).encode())], b""
         spa, where = site
         path = unquote(sub) or "index.html"
         if path.endswith("/"):
@@ -154,6 +173,12 @@ class Sites:
         if inm is not None and etag.encode() in [t.strip() for t in inm.split(b",")]:
             return 304, headers, b""
         return 200, headers, body
+
+
+def url(held: str) -> str:
+    """Where a site (by its held name) is served."""
+    ns, name = split(held)
+    return f"/sites/{name}/" if ns == DEFAULT else f"/sites/{ns}/{name}/"
 
 
 def _inside(root: Path, path: str) -> Path | None:

@@ -113,13 +113,18 @@ class Quotas(msgspec.Struct, kw_only=True, omit_defaults=True):
     memory_mb: int | None = None  # configured memory of those instances, summed
     invocations_per_second: float | None = None  # sustained rate (a burst of one second's worth)
     async_backlog: int | None = None  # accepted async invocations not yet finished
+    storage_bytes: int | None = None  # bytes its buckets hold (every version)
+    db_items: int | None = None  # items its database tables hold
+    db_bytes: int | None = None  # bytes of those items (DynamoDB's item size)
 
 
 QUOTA_NAMES = tuple(Quotas.__struct_fields__)
 QUOTA_RANGES: dict[str, tuple[float, float]] = {
     "functions": (0, 1_000_000), "instances": (0, 1_000_000), "memory_mb": (0, 1 << 30),
-    "invocations_per_second": (0, 1e9), "async_backlog": (0, 1 << 40),
+    "invocations_per_second": (0, 1e9), "async_backlog": (0, 1 << 40), "storage_bytes": (0, 1 << 62),
+    "db_items": (0, 1 << 50), "db_bytes": (0, 1 << 62),
 }
+STORED = ("storage_bytes", "db_items", "db_bytes")  # quotas of what a namespace holds (no Retry-After)
 
 
 def parse_quotas(raw: Any, base: Quotas | None = None) -> Quotas:
@@ -155,11 +160,22 @@ def parse_quota_args(items: list[str]) -> dict[str, Any]:
         if v.lower() in ("none", "null", "unlimited", ""):
             raw[k] = None
             continue
+        m = SIZE_RE.match(v) if k.endswith("_bytes") else None
         try:
-            raw[k] = float(v) if "." in v else int(v)
+            if m is not None:  # (sizes: 10MB, 1.5GiB)
+                raw[k] = int(float(m.group(1)) * SIZE_UNITS[m.group(2).lower()])
+            else:
+                raw[k] = float(v) if "." in v else int(v)
         except ValueError:
-            raise NamespaceError(f"quota {k}={v!r} is not a number", "invalid_quota") from None
+            raise NamespaceError(f"quota {k}={v!r} is not a number" + (
+                " (sizes may end in kB, MB, GB, TB, KiB, MiB, GiB, TiB)" if k.endswith("_bytes") else ""),
+                "invalid_quota") from None
     return raw
+
+
+SIZE_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*([kmgt]i?b)$", re.IGNORECASE)
+SIZE_UNITS = {"kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
+              "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
 
 
 def over(quota: str, limit: float, used: float, adding: float = 1) -> bool:

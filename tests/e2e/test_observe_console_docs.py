@@ -54,5 +54,5 @@ def test_every_block_of_docs_console_md_runs(node: Server, tmp_path: Path) -> No
         ran += 1
         if "report-daily" in block.code:
             assert r.stdout.splitlines()[-2] != "0", r.stdout  # the panel listed the CLI's trigger
-    assert ran == sum(b.kind == "sh" for b in blocks(CONSOLE.read_text())) == 2
+    assert ran == sum(b.kind == "sh" for b in blocks(CONSOLE.read_text())) == 3
     assert node.api.get("/v1/triggers", params={"function": "report"}).json() in ([], {"triggers": []})

@@ -34,4 +34,5 @@ def test_every_block_of_the_tenancy_docs_runs(server: Server, tmp_path: Path) ->
     assert "namespace team-a deleted" in r.stdout and "namespace team-b deleted" in r.stdout
     assert server.api.get("/v1/namespaces").json()["namespaces"] == [
         {"name": "default", "description": "", "created_at": 0.0, "quotas": dict.fromkeys(
-            ("functions", "instances", "memory_mb", "invocations_per_second", "async_backlog"))}]
+            ("functions", "instances", "memory_mb", "invocations_per_second", "async_backlog", "storage_bytes",
+             "db_items", "db_bytes"))}]

@@ -363,6 +363,7 @@ async def test_reaper_loop_survives_one_pools_bug() -> None:
         def __init__(self, name: str, bad: bool) -> None:
             self.revision = SimpleNamespace(key=f"{name}@1")
             self.bad, self.reaped = bad, 0
+            self.instances = [object()]  # (live: the tick skips dormant pools, manager.dormant)
 
         def autoscale(self, now: float) -> None:
             pass

@@ -2,7 +2,9 @@
 
 Reading needs scope `read`; creating, changing and deleting apps and revoking users needs `deploy`
 (`auth.keys.required_scope`). Settings are validated by the core (`apps.model.parse_config`); errors name
-the setting.
+the setting. An app belongs to the namespace it was created in (the request's: api/namespaces.py); ids are
+global, as they name the app in its URLs (`/app/ID`), so another namespace's id is taken (409 `app_exists`),
+and otherwise answers exactly as an app that does not exist (404 `app_not_found`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import msgspec
 from fastapi import APIRouter, Query, Request
 
 from polyfn.api.errors import ApiError
+from polyfn.api.namespaces import request_namespace
 from polyfn.apps.model import App
 from polyfn.apps.service import AppError, AppService
 
@@ -26,7 +29,7 @@ SDK_PATH = "/sdk/polyfn-cloud.js"
 
 def app_json(app: App) -> dict[str, Any]:
     return {"id": app.id, "appid": app.appid, "bucket": app.bucket, "created_at": app.created_at,
-            "updated_at": app.updated_at, "config": msgspec.to_builtins(app.config),
+            "updated_at": app.updated_at, "namespace": app.namespace, "config": msgspec.to_builtins(app.config),
             "urls": {"base": f"/app/{app.id}", "sdk": SDK_PATH, "firebase_callable": f"/{app.id}/REGION/FUNCTION"}}
 
 
@@ -55,51 +58,65 @@ def build_router(*, apps: AppService | None, keys: Keys) -> APIRouter:
         except AppError as e:
             raise ApiError(e.status, e.code, e.message, e.headers or None) from None
 
+    async def mine(request: Request, app_id: str) -> App:
+        """The app `app_id` of the request's namespace (another's is answered as absent)."""
+        app = await svc().find_app(app_id)
+        if app is None or app.namespace != request_namespace(request):
+            raise ApiError(404, "app_not_found", f"app {app_id!r} does not exist (create it with "
+                           f"`polyfn apps create {app_id}`)")
+        return app
+
     @r.post("/apps", status_code=201, summary="Create an app (its id is wx.cloud's `env`)")
     async def create_app(request: Request) -> dict[str, Any]:
         data = await _object(request)
         app_id = data.pop("id", None)
         if not isinstance(app_id, str):
             raise ApiError(400, "invalid_app", "send {\"id\": \"my-env-id\", …settings}")
-        return app_json(await run(svc().create_app(app_id, data)))
+        return app_json(await run(svc().create_app(app_id, data, request_namespace(request))))
 
     @r.get("/apps", summary="List apps")
-    async def list_apps() -> dict[str, Any]:
-        return {"apps": [app_json(a) for a in await svc().store.list_apps()]}
+    async def list_apps(request: Request) -> dict[str, Any]:
+        ns = request_namespace(request)
+        return {"apps": [app_json(a) for a in await svc().store.list_apps() if a.namespace == ns]}
 
     @r.get("/apps/{app_id}", summary="Describe an app")
-    async def get_app(app_id: str) -> dict[str, Any]:
-        return app_json(await run(svc().require_app(app_id)))
+    async def get_app(app_id: str, request: Request) -> dict[str, Any]:
+        return app_json(await mine(request, app_id))
 
     @r.patch("/apps/{app_id}", summary="Change some of an app's settings")
     async def update_app(app_id: str, request: Request) -> dict[str, Any]:
+        await mine(request, app_id)
         return app_json(await run(svc().update_app(app_id, await _object(request))))
 
     @r.delete("/apps/{app_id}", summary="Delete an app with its users and sessions")
-    async def delete_app(app_id: str) -> dict[str, Any]:
+    async def delete_app(app_id: str, request: Request) -> dict[str, Any]:
+        app = await mine(request, app_id)
         await run(svc().delete_app(app_id))
-        await keys.forget_function(f"app:{app_id}")  # the app's own storage key (its users' file grants)
+        await keys.forget_function(app.owner)  # the app's own storage key (its users' file grants)
         return {"deleted": app_id}
 
     @r.get("/apps/{app_id}/users", summary="List an app's users (uid order; page with `after`)")
-    async def list_users(app_id: str, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    async def list_users(app_id: str, request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                          after: str = "") -> dict[str, Any]:
-        await run(svc().require_app(app_id))
+        await mine(request, app_id)
         users = await svc().store.list_users(app_id, limit, after)
         return {"users": [u.public() for u in users]}
 
     @r.post("/apps/{app_id}/users/{uid}/revoke", summary="Sign a user out everywhere (optionally disable them)")
-    async def revoke_user(app_id: str, uid: str, disable: bool = False) -> dict[str, Any]:
+    async def revoke_user(app_id: str, uid: str, request: Request, disable: bool = False) -> dict[str, Any]:
+        await mine(request, app_id)
         n = await run(svc().revoke_user(app_id, uid, disable))
         return {"uid": uid, "sessions_revoked": n, "disabled": disable}
 
     @r.post("/apps/{app_id}/users/{uid}/enable", summary="Let a disabled user sign in again")
-    async def enable_user(app_id: str, uid: str) -> dict[str, Any]:
+    async def enable_user(app_id: str, uid: str, request: Request) -> dict[str, Any]:
+        await mine(request, app_id)
         await run(svc().enable_user(app_id, uid))
         return {"uid": uid, "disabled": False}
 
     @r.delete("/apps/{app_id}/users/{uid}", summary="Delete a user (and end their sessions)")
-    async def delete_user(app_id: str, uid: str) -> dict[str, Any]:
+    async def delete_user(app_id: str, uid: str, request: Request) -> dict[str, Any]:
+        await mine(request, app_id)
         await run(svc().delete_user(app_id, uid))
         return {"deleted": uid}
 

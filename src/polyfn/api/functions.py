@@ -121,7 +121,7 @@ class FunctionRoutes:
 
     async def list_functions(self, request: Request) -> dict[str, Any]:
         ns = namespaces_api.request_namespace(request)
-        infos = [i for i in await self.store.list_functions() if tenancy.owns(ns, i.name)]
+        infos = await self.store.list_functions(ns)
         return {"functions": [_function_json(self.registry, i) for i in infos]}
 
     async def get_function(self, name: str) -> dict[str, Any]:

@@ -25,7 +25,8 @@ from polyfn.tenancy import DEFAULT, HEADER, SEP, Quotas, for_key, key_namespace,
 #: the `/v1/...` heads that know namespaces; outside `default` the others answer 403 `not_namespaced`
 NAMESPACED = frozenset({"functions", "activations", "usage", "namespaces", "version", "keys", "triggers",
                         "openapi.json", "docs", "stats",
-                        "secrets", "workflows", "executions", "queue", "dlq", "topics", "logs", "events"})
+                        "secrets", "workflows", "executions", "queue", "dlq", "topics", "logs", "events",
+                        "apps", "sites", "storage"})
 
 
 def _error(status: int, code: str, message: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -142,8 +143,10 @@ def build_router(*, namespaces: Any, describe: Any, delete: Any) -> APIRouter:
     @r.get("/namespaces", summary="List namespaces (a namespace's key sees only its own)")
     async def list_namespaces(request: Request) -> dict[str, Any]:
         key = request.state.key
-        return {"namespaces": [namespace_json(n) for n in await namespaces.list()
-                               if for_key(key, n.name) is not None]}
+        own = key_namespace(key)
+        if own is not None:  # a namespace's key sees its own only: one row, not every namespace read and dropped
+            return {"namespaces": [namespace_json(await namespaces.get(own))]}
+        return {"namespaces": [namespace_json(n) for n in await namespaces.list()]}
 
     @r.get("/namespaces/{name}", summary="A namespace, with its use against each quota")
     async def get_namespace(name: str, request: Request) -> dict[str, Any]:

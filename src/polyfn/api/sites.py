@@ -1,4 +1,4 @@
-"""`/v1/sites`: static sites served at `/sites/NAME/` (polyfn.sites). Deploy with a zip (multipart `code`) or
+"""`/v1/sites`: static sites served at `/sites/NAME/` (a namespace's at `/sites/NS/NAME/`: polyfn.sites). Deploy with a zip (multipart `code`) or
 inline files (`files` / `files_base64`, as for functions); `spa` (default true) turns the index.html fallback on."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 
 from polyfn.api.deploy_body import read_deploy
 from polyfn.api.errors import ApiError
+from polyfn.api.namespaces import request_namespace
 from polyfn.sites import MAX_SITE_BYTES, MAX_SITE_FILES, SiteError
 
 if TYPE_CHECKING:
@@ -22,17 +23,17 @@ def build_router(sites: Sites) -> APIRouter:
     async def deploy_site(name: str, request: Request, spa: bool = True) -> dict[str, Any]:
         fields, files = await read_deploy(request, MAX_SITE_BYTES, MAX_SITE_FILES)
         try:
-            return await sites.deploy(name, files, bool(fields.get("spa", spa)))
+            return await sites.deploy(name, files, bool(fields.get("spa", spa)), request_namespace(request))
         except SiteError as e:
             raise ApiError(e.status, e.code, e.message) from None
 
     @r.get("/sites", summary="List static sites")
-    async def list_sites() -> dict[str, Any]:
-        return {"sites": await sites.list()}
+    async def list_sites(request: Request) -> dict[str, Any]:
+        return {"sites": await sites.list(request_namespace(request))}
 
     @r.delete("/sites/{name}", summary="Delete a static site")
-    async def delete_site(name: str) -> dict[str, Any]:
-        if not await sites.delete(name):
+    async def delete_site(name: str, request: Request) -> dict[str, Any]:
+        if not await sites.delete(name, request_namespace(request)):
             raise ApiError(404, "site_not_found", f"site {name!r} does not exist")
         return {"deleted": name}
 

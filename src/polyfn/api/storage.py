@@ -5,6 +5,9 @@ The S3 API itself is on the storage port (see `polyfn.storage.api`); these route
 the admin key like the rest of the control plane. Storage access keys are the node's API keys
 (`auth/keys.py`): `/v1/storage/keys` is a shortcut that makes `invoke`-scope keys (storage reads and writes)
 or `read`-scope ones (`{"scope": "read"}`), and lists the keys that can sign S3 requests.
+
+Per namespace (api/namespaces.py): the request's namespace's buckets (usage), keys (made in it, listed, revoked)
+and triggers (of its functions, on its buckets); another namespace's are answered as absent.
 """
 
 from __future__ import annotations
@@ -16,8 +19,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from polyfn.api.errors import ApiError
+from polyfn.api.namespaces import request_namespace
 from polyfn.api.security import key_json
+from polyfn.storage.errors import S3Error
 from polyfn.storage.notifications import TriggerError
+from polyfn.tenancy import DEFAULT, local, owns, qualify
 
 if TYPE_CHECKING:
     from polyfn.services import FunctionStore, Keys
@@ -42,7 +48,18 @@ def _endpoint(storage: StorageService | None, request: Request) -> str:
 
 
 def _storage_key_json(k: Any) -> dict[str, Any]:
-    return {**key_json(k), "name": k.description, "function": k.owner}
+    return {**key_json(k), "name": k.description, "function": local(k.owner) if k.owner else k.owner}
+
+
+def _trigger_json(t: Any) -> dict[str, Any]:
+    return {**t.to_json(), "function": local(t.function)}
+
+
+def _bucket_namespace(st: Any, bucket: str) -> str | None:
+    try:
+        return str(st.backend.bucket(bucket).namespace)
+    except S3Error:
+        return None
 
 
 def build_router(*, storage: StorageService | None, keys: Keys, store: FunctionStore) -> APIRouter:
@@ -59,12 +76,13 @@ def build_router(*, storage: StorageService | None, keys: Keys, store: FunctionS
                 "backend": st.settings.storage_backend, "error": st.error or None,
                 "max_object_size": st.settings.storage_max_object_size, "credentials": creds}
 
-    @r.get("/usage", summary="Objects and bytes per bucket, every version counted (local backend)")
-    async def usage() -> dict[str, Any]:
+    @r.get("/usage", summary="Objects and bytes per bucket of the namespace, every version counted (local backend)")
+    async def usage(request: Request) -> dict[str, Any]:
         st = _storage(storage)
         if st.proxy is not None:
             raise ApiError(501, "not_implemented", "usage is counted by the upstream S3 with the s3 backend")
-        return {"buckets": await asyncio.to_thread(st.usage)}
+        ns = request_namespace(request)
+        return {"buckets": await asyncio.to_thread(st.usage, ns)}
 
     @r.post("/keys", status_code=201, summary="Create a storage access key (an API key; the secret is shown only here)")
     async def create_key(request: Request) -> JSONResponse:
@@ -78,18 +96,21 @@ def build_router(*, storage: StorageService | None, keys: Keys, store: FunctionS
         if scope not in ("read", "invoke"):
             raise ApiError(400, "invalid_scope", f"scope={scope!r}: storage keys are 'read' (GET/HEAD/list) or "
                            "'invoke' (reads and writes); make other scopes with `polyfn keys create`")
-        rec, secret = await keys.create(scope, None, name or "user")
+        rec, secret = await keys.create(scope, None, name or "user", namespace=request_namespace(request))
         return JSONResponse({**_storage_key_json(rec), "name": name or "user", "secret_access_key": secret},
                             status_code=201)
 
     @r.get("/keys", summary="List the keys that can sign S3 requests (without secrets)")
-    async def list_keys() -> dict[str, Any]:
+    async def list_keys(request: Request) -> dict[str, Any]:
+        ns = request_namespace(request)
         return {"keys": [_storage_key_json(k) for k in await keys.list()
-                         if k.revoked_at is None and k.secret_enc]}
+                         if k.revoked_at is None and k.secret_enc and getattr(k, "namespace", DEFAULT) == ns]}
 
     @r.delete("/keys/{access_key_id}", summary="Revoke a storage access key (same as DELETE /v1/keys/ID)")
-    async def delete_key(access_key_id: str) -> dict[str, Any]:
-        if not await keys.revoke(access_key_id):
+    async def delete_key(access_key_id: str, request: Request) -> dict[str, Any]:
+        ns = request_namespace(request)
+        found = next((k for k in await keys.list() if k.id == access_key_id), None)
+        if found is None or getattr(found, "namespace", DEFAULT) != ns or not await keys.revoke(access_key_id):
             raise ApiError(404, "key_not_found", f"access key {access_key_id!r} does not exist")
         return {"deleted": access_key_id}
 
@@ -114,21 +135,32 @@ def build_router(*, storage: StorageService | None, keys: Keys, store: FunctionS
         trigger_id = body.get("id")
         if trigger_id is not None and not isinstance(trigger_id, str):
             raise ApiError(400, "invalid_request", "`id` must be a string")
-        if await store.get_function(function) is None:
+        ns = request_namespace(request)
+        if "~" in function or await store.get_function(qualify(ns, function)) is None:
             raise ApiError(404, "function_not_found", f"function {function!r} does not exist")
+        owner = _bucket_namespace(st, bucket) if st.proxy is None else ns
+        if owner is not None and owner != ns:  # another namespace's bucket: as one that does not exist
+            raise ApiError(404, "bucket_not_found", f"bucket={bucket!r} does not exist: make it first "
+                           "(aws s3 mb / polyfn storage mb)")
         try:
-            trig = await st.notifications.add(function, bucket, events, prefix, suffix, trigger_id)
+            trig = await st.notifications.add(qualify(ns, function), bucket, events, prefix, suffix, trigger_id)
         except TriggerError as e:
             raise ApiError(e.status, e.code, e.message) from None
-        return JSONResponse(trig.to_json(), status_code=201)
+        return JSONResponse(_trigger_json(trig), status_code=201)
 
     @r.get("/triggers")
-    async def list_triggers(function: str | None = None, bucket: str | None = None) -> dict[str, Any]:
-        return {"triggers": [t.to_json() for t in _storage(storage).notifications.list(function, bucket)]}
+    async def list_triggers(request: Request, function: str | None = None,
+                            bucket: str | None = None) -> dict[str, Any]:
+        ns = request_namespace(request)  # (`function` is qualified already: api/namespaces.py)
+        return {"triggers": [_trigger_json(t) for t in _storage(storage).notifications.list(function, bucket)
+                             if owns(ns, t.function)]}
 
     @r.delete("/triggers/{trigger_id}")
-    async def delete_trigger(trigger_id: str) -> dict[str, Any]:
-        if await _storage(storage).notifications.remove(trigger_id) is None:
+    async def delete_trigger(trigger_id: str, request: Request) -> dict[str, Any]:
+        ns = request_namespace(request)
+        notes = _storage(storage).notifications
+        if not any(t.id == trigger_id and owns(ns, t.function) for t in notes.list()) or \
+                await notes.remove(trigger_id) is None:
             raise ApiError(404, "trigger_not_found", f"storage trigger {trigger_id!r} does not exist")
         return {"deleted": trigger_id}
 

@@ -10,8 +10,8 @@ document the rules refuse), and `collection.watch` streams server-sent events.
 
 This module only says who is calling: the verified user (a token is required: mini-programs and the SDK
 always have one) with the app's rules (`App.rule(collection)`, compiled once per expression). The database
-itself decides what the rules let through (`db/collections.py`). Collections live in the node's default
-namespace, so a WeChat function's `cloud.database()` and the app's users see the same collections.
+itself decides what the rules let through (`db/collections.py`). Collections live in the app's namespace,
+so a WeChat function of that namespace (`cloud.database()`) and the app's users see the same collections.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from polyfn.db.wx_api import ACTIONS, EventStream, failure
 from polyfn.invoker import Outcome
 
 WATCH = "collection.watch"
-NAMESPACE = "default"
 MAX_WATCHES = 20  # open watches per user on one node: each holds a query's documents in memory
 
 #: a rule expression → its compiled form (rules are few and change rarely; compiling is per expression)
@@ -69,7 +68,7 @@ class DatabaseFace:
     def caller(req: Request) -> Caller:
         ident = req.identity(required=True)
         assert ident is not None
-        return Caller(ns=NAMESPACE, openid=ident.openid, auth=ident.rule_auth(), rules=rules_of(req.app))
+        return Caller(ns=req.app.namespace, openid=ident.openid, auth=ident.rule_auth(), rules=rules_of(req.app))
 
     async def run(self, req: Request) -> Outcome:
         caller = self.caller(req)

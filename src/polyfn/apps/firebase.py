@@ -164,7 +164,8 @@ class FirebaseFace:
                 out = _callable_error(401, f"the ID token was refused: {e.message}")
                 out.headers.append((b"x-polyfn-error", e.code.encode()))
                 return out
-        name = self._function(name)
+        app = self.service.app(app_id)
+        name = self._function(name, app.function if app is not None else str)
         if name is None:
             return _callable_error(404, f"function {path.rsplit('/', 1)[1]!r} does not exist")
         pairs = [(k, v) for k, v in headers.items() if k not in ("cookie", "content-length")]
@@ -182,13 +183,14 @@ class FirebaseFace:
         return out
 
 
-    def _function(self, name: str) -> str | None:
-        """The polyfn function a callable name means. Firebase names functions after their export
-        (`addMessage`); polyfn names are lower-case: `add-message` (or `addmessage`) is that function."""
+    def _function(self, name: str, held: Any = str) -> str | None:
+        """The polyfn function a callable name means (`held(local)`: its name in the app's namespace). Firebase
+        names functions after their export (`addMessage`); polyfn names are lower-case: `add-message` (or
+        `addmessage`) is that function."""
         kebab = re.sub(r"(?<=[a-z0-9])([A-Z])", r"-\1", name).lower()
         for candidate in (name, kebab, name.lower()):
-            if self.invoker.registry.get(candidate) is not None:
-                return candidate
+            if "~" not in candidate and self.invoker.registry.get(held(candidate)) is not None:
+                return held(candidate)
         return None
 
 

@@ -198,7 +198,7 @@ class AppsFace:
 
     async def call(self, req: Request) -> Outcome:
         """wx.cloud.callFunction: the body is the `data` (JSON), the answer the function's own result."""
-        name = req.parts[1]
+        name = req.app.function(req.parts[1])  # (a function of the app's namespace)
         ident = req.identity()
         active = self.invoker.registry.get(name)
         if active is not None and active.revision.spec.auth == "key":

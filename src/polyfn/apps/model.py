@@ -60,6 +60,7 @@ class App(msgspec.Struct, kw_only=True):
     config: AppConfig
     created_at: float = 0.0
     updated_at: float = 0.0
+    namespace: str = "default"  # the namespace that owns it (its users, data, files and functions: tenancy.py)
 
     @property
     def appid(self) -> str:
@@ -68,6 +69,15 @@ class App(msgspec.Struct, kw_only=True):
     @property
     def bucket(self) -> str:
         return self.config.bucket or f"app-{self.id}"
+
+    def function(self, name: str) -> str:
+        """The held name of the app's namespace's function `name` (what the app's clients call)."""
+        return name if self.namespace == "default" else f"{self.namespace}~{name}"
+
+    @property
+    def owner(self) -> str:
+        """The owner of the app's own storage key (its users' file grants), in the app's namespace."""
+        return self.function(f"app:{self.id}")
 
     def rule(self, collection: str) -> Rule:
         return self.config.rules.get(collection) or self.config.default_rule

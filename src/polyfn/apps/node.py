@@ -30,7 +30,9 @@ def build(store: Any, derive_key: Any, limiter: Any, invoker: Any, storage: Any,
                          reload_interval=5.0 if store.engine.dialect.name != "sqlite" else 30.0)
 
     async def credentials(app_id: str) -> tuple[str, str]:
-        key, secret = await keys.for_function(f"app:{app_id}", f"app {app_id!r}: its users' file grants")
+        app = service.app(app_id)  # (a key of the app's namespace: its bucket is that namespace's)
+        owner = app.owner if app is not None else f"app:{app_id}"
+        key, secret = await keys.for_function(owner, f"app {app_id!r}: its users' file grants")
         return key.id, secret
 
     files = StorageFace(lambda: storage.url, storage.settings.storage_region, credentials)

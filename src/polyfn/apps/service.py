@@ -128,14 +128,14 @@ class AppService:
                                                  f"`polyfn apps create {app_id}`)")
         return found
 
-    async def create_app(self, app_id: str, settings: dict[str, Any]) -> App:
+    async def create_app(self, app_id: str, settings: dict[str, Any], namespace: str = "default") -> App:
         try:
             check_app_id(app_id)
             config = parse_config(settings)
         except ConfigError as e:
             raise AppError(400, "invalid_app", str(e)) from None
         now = self.clock()
-        app = App(id=app_id, config=config, created_at=now, updated_at=now)
+        app = App(id=app_id, config=config, created_at=now, updated_at=now, namespace=namespace)
         try:
             await self.store.create_app(app)
         except Conflict:
@@ -152,7 +152,7 @@ class AppService:
         now = self.clock()
         if not await self.store.update_app(app_id, config, now):
             raise AppError(404, "app_not_found", f"app {app_id!r} does not exist")
-        updated = App(id=app_id, config=config, created_at=app.created_at, updated_at=now)
+        updated = App(id=app_id, config=config, created_at=app.created_at, updated_at=now, namespace=app.namespace)
         self.apps[app_id] = updated
         self._verified.clear()  # identities carry the app's appid
         return updated
@@ -162,6 +162,13 @@ class AppService:
             raise AppError(404, "app_not_found", f"app {app_id!r} does not exist")
         self.apps.pop(app_id, None)
         self._verified.clear()
+
+    async def forget_namespace(self, namespace: str) -> dict[str, Any]:
+        """A deleted namespace's apps go, with their users and sessions (their keys are the namespace's)."""
+        gone = [a.id for a in await self.store.list_apps() if a.namespace == namespace]
+        for app_id in gone:
+            await self.delete_app(app_id)
+        return {"apps": gone}
 
     # -- sign-in ---------------------------------------------------------------------------------------
 
@@ -226,7 +233,7 @@ class AppService:
                                                       f"(polyfn apps update {app_id} --custom FUNCTION)")
         self._limit("signin", app, "addr:" + client, cfg.signin_rate * 10, cfg.signin_burst * 10)
         payload = json.dumps({"app": app_id, "data": data, "client": client}).encode()
-        status, body = await self.call_function(cfg.custom, payload)
+        status, body = await self.call_function(app.function(cfg.custom), payload)
         try:
             answer = json.loads(body) if body else None
         except ValueError:

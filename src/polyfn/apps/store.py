@@ -27,8 +27,8 @@ class AppStore:
     async def create_app(self, app: App) -> None:
         try:
             async with self.store._writer() as conn:
-                await conn.execute(apps.insert().values(id=app.id, config=_json(app.config),
-                                                        created_at=app.created_at, updated_at=app.updated_at))
+                await conn.execute(apps.insert().values(id=app.id, config=_json(app.config), created_at=app.created_at,
+                                                        updated_at=app.updated_at, namespace=app.namespace))
         except IntegrityError:
             raise Conflict(app.id) from None
 
@@ -156,7 +156,7 @@ def _json(config: AppConfig) -> str:
 
 def _app(row: Any) -> App:
     return App(id=row["id"], config=msgspec.json.decode(row["config"], type=AppConfig),
-               created_at=row["created_at"], updated_at=row["updated_at"])
+               created_at=row["created_at"], updated_at=row["updated_at"], namespace=row["namespace"])
 
 
 def _user(row: Any) -> User:

@@ -1,4 +1,5 @@
-"""`polyfn usage`: metered usage (GB-seconds, invocations, bytes) by function, day or hour, and an estimated bill."""
+"""`polyfn usage`: metered usage (GB-seconds, invocations, bytes; stored GB-months, database reads and writes,
+workflow transitions) by function, day or hour, and an estimated bill."""
 
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ def usage(
     prices: Annotated[str | None, typer.Option("--prices", envvar="POLYFN_USAGE_PRICES", metavar="TABLE",
                                                             show_default="none", help=(
         "Estimate the bill with a price table: a sample polyfn ships (lambda, alibaba-fc, tencent-scf) or a TOML "
-        "file with per_gb_second and per_million_requests."))] = None,
+        "file with per_gb_second and per_million_requests (and optionally per_gb_month, per_million_db_reads, "
+        "per_million_db_writes, per_thousand_transitions)."))] = None,
     as_json: Annotated[bool, typer.Option("--json", envvar="POLYFN_JSON", show_default="off",
                                           help="Print the raw JSON instead of a table.")] = False,
 ) -> None:
@@ -57,6 +59,11 @@ def usage(
         return
     t = Table(box=None, header_style="bold", pad_edge=False)
     columns = [by.value, "invocations", "errors", "GB-s", "billed ms", "req bytes", "resp bytes"]
+    # what is metered beyond invocations, shown when there is some (storage, database, workflows)
+    more = [(label, k) for label, k in (("GB-month", "gb_months"), ("db reads", "db_reads"),
+                                        ("db writes", "db_writes"), ("transitions", "transitions"))
+            if report["total"].get(k)]
+    columns += [label for label, _ in more]
     if table is not None:
         columns.append(f"cost {table['currency']}")
     for c in columns:
@@ -64,6 +71,7 @@ def usage(
     for r in [*report["usage"], {by.value: "total", **report["total"]}]:
         cells = [str(r[by.value]), str(r["invocations"]), str(r["errors"]), f"{r['gb_seconds']:.3f}",
                  str(r["billed_ms"]), str(r["req_bytes"]), str(r["resp_bytes"])]
+        cells += [f"{r[k]:.3g}" if k == "gb_months" else str(r[k]) for _, k in more]
         if table is not None:
             cells.append(f"{r['cost']:.6f}")
         t.add_row(*cells, style="bold" if r[by.value] == "total" else "")

@@ -5,8 +5,11 @@ inside the package. Everything a function or a user produced is untrusted and re
 through Jinja2's autoescaping (or `textContent` in console.js); a strict Content-Security-Policy (scripts
 from 'self' only, no inline script, no eval) backs that up.
 
-Auth: the login form takes the admin API key and starts a session — a random token in an HttpOnly,
-SameSite=Strict cookie scoped to /console, kept in memory with an expiry. A missing, wrong or expired
+Auth: the login form takes an API key and starts a session — a random token in an HttpOnly,
+SameSite=Strict cookie scoped to /console, kept in memory with an expiry. The node's admin key (or an admin key
+of `default`) may pick any namespace (the selector in the header); a namespace's key (scope deploy or admin)
+sees only its namespace: every page works on the session's namespace, shows local names and answers another
+namespace's function, activation or table as absent (docs/tenancy.md). A missing, wrong or expired
 session sends the browser back to the login page (htmx requests get `HX-Redirect`). State-changing
 requests must also come from the console's own origin (Origin check) — SameSite already blocks
 cross-site cookies; the check is a second lock.
@@ -43,7 +46,9 @@ from polyfn.deploy import archive
 from polyfn.deploy.errors import DeployError
 from polyfn.gateway.asgi import StreamedResponse
 from polyfn.model import FLAVORS
+from polyfn.observe import usage as metering
 from polyfn.observe.metrics import SLOT_S, FunctionStats
+from polyfn.tenancy import DEFAULT, SEP, key_namespace, local, owns, qualify
 
 if TYPE_CHECKING:
     from polyfn.config import Settings
@@ -67,23 +72,36 @@ SECURITY_HEADERS = {
 
 
 class Sessions:
-    """Console sessions: token → expiry (monotonic seconds). The clock is passed in for tests."""
+    """Console sessions: token → expiry (monotonic seconds) and namespace (None: an administrator's, who picks
+    one: `chosen`). The clock is passed in for tests."""
 
     def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic, max_sessions: int = 1000):
         self.ttl = ttl
         self.clock = clock
         self.max_sessions = max_sessions
         self._expiry: dict[str, float] = {}
+        self.namespace: dict[str, str | None] = {}  # token → the namespace it is confined to (None: any)
+        self.chosen: dict[str, str] = {}  # token → the namespace an administrator's session works in
 
-    def create(self) -> str:
+    def create(self, namespace: str | None = None) -> str:
         now = self.clock()
         if len(self._expiry) >= self.max_sessions:
             self._expiry = {t: e for t, e in self._expiry.items() if e > now}
             while len(self._expiry) >= self.max_sessions:  # still full: the oldest goes
                 self._expiry.pop(next(iter(self._expiry)))
+            self.namespace = {t: n for t, n in self.namespace.items() if t in self._expiry}
+            self.chosen = {t: n for t, n in self.chosen.items() if t in self._expiry}
         token = secrets.token_urlsafe(32)
         self._expiry[token] = now + self.ttl
+        self.namespace[token] = namespace
         return token
+
+    def working(self, token: str) -> tuple[str, bool]:
+        """(the namespace a valid session works in, whether it may pick another)."""
+        confined = self.namespace.get(token)
+        if confined is not None:
+            return confined, False
+        return self.chosen.get(token, DEFAULT), True
 
     def valid(self, token: str | None) -> bool:
         if not token:
@@ -99,6 +117,8 @@ class Sessions:
     def end(self, token: str | None) -> None:
         if token:
             self._expiry.pop(token, None)
+            self.namespace.pop(token, None)
+            self.chosen.pop(token, None)
 
 
 class ResultCache:
@@ -157,6 +177,8 @@ TRIGGER_KINDS: tuple[tuple[str, str], ...] = (
     ("log", '{"stream": "fn:other-function"}'),
     ("events", '{"type": "com.example.order.created"}'),
 )
+LIST_PAGES = ("/console/functions", "/console/activations", "/console/tables", "/console/usage", "/console/deploy",
+              "/console/workflows")
 _HEALTH_CLASS = {"connected": "ok", "scheduled": "ok", "error": "bad", "connecting": "warn", "starting": "warn"}
 _URL_PASSWORD = re.compile(r"(//[^/:@\s\"]*:)[^/@\s\"]+@")
 
@@ -225,10 +247,20 @@ def chart(points: list[dict[str, Any]], keys: tuple[str, ...], width: int = 360,
     return {"width": width, "height": height, "max": vmax, "lines": lines}
 
 
+def _shown(value: Any, **changes: Any) -> Any:
+    """A copy of a record (FunctionInfo, Activation) with its names as a namespace's pages show them."""
+    import msgspec
+
+    return msgspec.structs.replace(value, **changes)
+
+
 def build_console(*, settings: Settings, store: FunctionStore, registry: LiveFunctions, recorder: Activations,
                   triggers: Triggers, deployer: Deploys, invoker: Invocations, metrics: Metrics,
-                  storage: StorageService | None, workflows: Any, db: Any, admin_key: str) -> Starlette:
-    """The console's pages, on the services the composition root hands it."""
+                  storage: StorageService | None, workflows: Any, db: Any, admin_key: str, keys: Any = None,
+                  namespaces: Any = None, usage: Any = None) -> Starlette:
+    """The console's pages, on the services the composition root hands it. `keys` (KeyRing): logging in with a
+    namespace's key; `namespaces`: the administrator's namespace picker; `usage` (the store's hourly sums): the
+    usage page."""
     sessions = Sessions(settings.console_session_ttl)
     results = ResultCache()
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
@@ -242,6 +274,8 @@ def build_console(*, settings: Settings, store: FunctionStore, registry: LiveFun
     def render(request: Request, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
         ctx.setdefault("authed", True)
         ctx.setdefault("active", "")
+        ctx.setdefault("ns", getattr(request.state, "namespace", DEFAULT))
+        ctx.setdefault("ns_choices", getattr(request.state, "ns_choices", None))
         html = env.get_template(template).render(request=request, root="/console", **ctx)
         return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
 
@@ -260,6 +294,26 @@ def build_console(*, settings: Settings, store: FunctionStore, registry: LiveFun
                 return RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
             if request.method == "POST" and not _same_origin(request):
                 return Response("cross-origin request refused", status_code=403, headers=SECURITY_HEADERS)
+            ns, may_pick = sessions.working(str(request.cookies.get(COOKIE)))
+            request.state.namespace = ns
+            request.state.ns_choices = namespaces.names() if may_pick and namespaces is not None else None
+            return await handler(request)
+
+        return wrapper
+
+    def namespace(request: Request) -> str:
+        return str(getattr(request.state, "namespace", DEFAULT))
+
+    def held(request: Request) -> str | None:
+        """The held name of the function the path names (a local name of the session's namespace)."""
+        name = request.path_params["name"]
+        return None if SEP in name else qualify(namespace(request), name)
+
+    def default_only(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        """Pages of what is not namespaced yet (workflows): the default namespace's only."""
+        async def wrapper(request: Request) -> Response:
+            if namespace(request) != DEFAULT:
+                return not_found(request, f"workflows of namespace {namespace(request)!r} (not namespaced yet)")
             return await handler(request)
 
         return wrapper
@@ -275,14 +329,37 @@ def build_console(*, settings: Settings, store: FunctionStore, registry: LiveFun
         form = await request.form()
         key = str(form.get("key") or "").strip()
         nxt = _safe_next(str(form.get("next") or ""))
+        confined: str | None = None
         if not key or not hmac.compare_digest(key.encode(), admin_key.encode()):
-            await asyncio.sleep(0.2)  # slows guessing a little; the key has 256 bits anyway
-            return render(request, "login.html", 401, authed=False, next=nxt,
-                          error="That key is not this node's API key. It is in admin.key in the data dir.")
+            rec = keys.verify(key) if key and keys is not None else None
+            if rec is None:
+                await asyncio.sleep(0.2)  # slows guessing a little; the key has 256 bits anyway
+                return render(request, "login.html", 401, authed=False, next=nxt,
+                              error="That key is not this node's API key nor one of its other keys. The node's own is in "
+                                    "admin.key in the data dir; a namespace's is made with "
+                                    "`polyfn --namespace N keys create`.")
+            if rec.scope not in ("admin", "deploy") or rec.owner is not None or rec.function:
+                return render(request, "login.html", 403, authed=False, next=nxt,
+                              error=f"Key {rec.id} has scope {rec.scope!r}: the console needs a deploy or admin key "
+                                    "not limited to one function.")
+            confined = key_namespace(rec)
         resp = RedirectResponse(nxt or "/console/", status_code=303, headers=SECURITY_HEADERS)
-        resp.set_cookie(COOKIE, sessions.create(), max_age=int(settings.console_session_ttl), path="/console",
-                        httponly=True, samesite="strict", secure=request.url.scheme == "https")
+        resp.set_cookie(COOKIE, sessions.create(confined), max_age=int(settings.console_session_ttl),
+                        path="/console", httponly=True, samesite="strict", secure=request.url.scheme == "https")
         return resp
+
+    async def pick_namespace(request: Request) -> Response:
+        """An administrator's session works in the namespace picked (a namespace's session cannot pick)."""
+        token = str(request.cookies.get(COOKIE))
+        _ns, may_pick = sessions.working(token)
+        form = await request.form()
+        name = str(form.get("namespace") or "")
+        if not may_pick or namespaces is None or not await namespaces.exists(name):
+            return not_found(request, f"namespace {name!r}")
+        sessions.chosen[token] = name
+        back = str(form.get("next") or "")  # (a list page stays; a page of one thing of the old namespace does not)
+        target = back if back in LIST_PAGES else "/console/functions"
+        return RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
 
     async def logout(request: Request) -> Response:
         sessions.end(request.cookies.get(COOKIE))
@@ -293,7 +370,7 @@ def build_console(*, settings: Settings, store: FunctionStore, registry: LiveFun
     # -- functions ---------------------------------------------------------------------------------------
 
     async def functions_page(request: Request) -> Response:
-        infos = await store.list_functions()
+        infos = await store.list_functions(namespace(request))
         now = time.time()
         stats = {s["name"]: s for s in function_stats(metrics, registry, 60, now)}
         rows = []
@@ -303,22 +380,25 @@ def build_console(*, settings: Settings, store: FunctionStore, registry: LiveFun
             failing = bool(active and active.pool._init_error is not None)
             label, cls = health(fs, failing, now)
             hour = fs.window(now, 3600) if fs else {"invocations": 0, "errors": 0}
-            rows.append({"info": info, "stats": stats.get(info.name, {}), "health": label, "health_class": cls,
-                         "hour": hour})
+            rows.append({"info": _shown(info, name=local(info.name)), "stats": stats.get(info.name, {}),
+                         "health": label, "health_class": cls, "hour": hour})
         return render(request, "functions.html", active="functions", rows=rows)
 
     async def function_page(request: Request) -> Response:
-        name = request.path_params["name"]
-        info = await store.get_function(name)
-        if info is None:
-            return not_found(request, f"function {name!r}")
+        name = held(request)
+        info = await store.get_function(name) if name is not None else None
+        if info is None or name is None:
+            return not_found(request, f"function {request.path_params['name']!r}")
         await recorder.flush()
         recent = await store.list_activations(function=name, limit=10)
         now = time.time()
         fs = metrics.functions.get(name)
         active = registry.get(name)
         label, cls = health(fs, bool(active and active.pool._init_error is not None), now)
-        return render(request, "function.html", active="functions", info=info, recent=recent,
+        ns, short = namespace(request), local(name)
+        return render(request, "function.html", active="functions", info=_shown(info, name=short),
+                      recent=[_shown(a, function=short) for a in recent],
+                      fn_path=f"/fn/{short}" if ns == DEFAULT else f"/fn/{ns}/{short}",
                       health=label, health_class=cls, pool=active.pool.stats() if active else None,
                       sample='{\n  "name": "world"\n}', **trigger_panel(name))
 
@@ -326,21 +406,24 @@ def build_console(*, settings: Settings, store: FunctionStore, registry: LiveFun
 
     def trigger_panel(name: str, error: str = "", notice: str = "", form: dict[str, str] | None = None,
                       list_only: bool = False) -> dict[str, Any]:
-        return {"name": name, "triggers": trigger_rows(triggers, storage, name), "kinds": TRIGGER_KINDS, "error": error,
+        return {"name": local(name), "triggers": trigger_rows(triggers, storage, name), "kinds": TRIGGER_KINDS,
+                "error": error,
                 "notice": notice, "list_only": list_only,
                 "form": form or {"kind": "cron", "id": "", "options": TRIGGER_KINDS[0][1]}}
 
     async def triggers_partial(request: Request) -> Response:
-        name = request.path_params["name"]
-        if registry.get(name) is None and await store.get_function(name) is None:
-            return not_found(request, f"function {name!r}")
+        name = held(request)
+        if name is None or (registry.get(name) is None and await store.get_function(name) is None):
+            return not_found(request, f"function {request.path_params['name']!r}")
         return render(request, "_triggers.html", **trigger_panel(name, list_only=bool(request.query_params.get("list"))))
 
     async def trigger_add(request: Request) -> Response:
         from polyfn.api.errors import ApiError
         from polyfn.api.triggers import create_trigger
 
-        name = request.path_params["name"]
+        name = held(request)
+        if name is None:
+            return not_found(request, f"function {request.path_params['name']!r}")
         form = await request.form()
         values = {k: str(form.get(k) or "").strip() for k in ("kind", "id", "options")}
         try:
@@ -358,7 +441,9 @@ def build_console(*, settings: Settings, store: FunctionStore, registry: LiveFun
         return render(request, "_triggers.html", **trigger_panel(name, notice=f"added trigger {view.get('id', '')}"))
 
     async def trigger_remove(request: Request) -> Response:
-        name, tid = request.path_params["name"], request.path_params["id"]
+        name, tid = held(request), request.path_params["id"]
+        if name is None:
+            return not_found(request, f"function {request.path_params['name']!r}")
         runner = triggers.runners.get(tid)
         notes = storage.notifications if storage is not None else None
         if runner is not None and runner.trigger.function == name:
@@ -370,10 +455,10 @@ def build_console(*, settings: Settings, store: FunctionStore, registry: LiveFun
         return render(request, "_triggers.html", **trigger_panel(name, notice=f"removed trigger {tid}"))
 
     async def charts(request: Request) -> Response:
-        name = request.path_params["name"]
-        fs = metrics.functions.get(name)
-        if fs is None and registry.get(name) is None:
-            return not_found(request, f"function {name!r}")
+        name = held(request)
+        fs = metrics.functions.get(name) if name is not None else None
+        if name is None or (fs is None and registry.get(name) is None):
+            return not_found(request, f"function {request.path_params['name']!r}")
         now = time.time()
         points = (fs or FunctionStats(name)).series(now, 3600)
         return render(request, "_charts.html", name=name, step=SLOT_S, charts=[
@@ -386,14 +471,15 @@ def build_console(*, settings: Settings, store: FunctionStore, registry: LiveFun
 
     async def invoke_form(request: Request) -> tuple[str, str, str]:
         """(function name, payload, why it cannot be invoked or "") of the invoke panel's form."""
-        name = request.path_params["name"]
+        name = held(request) or ""
         payload = str((await request.form()).get("payload") or "")
         if payload.strip():
             try:
                 json.loads(payload)
             except ValueError as e:
                 return name, payload, f"Malformed JSON: {e}"
-        return name, payload, "" if registry.get(name) is not None else f"function {name!r} does not exist"
+        return name, payload, "" if name and registry.get(name) is not None else \
+            f"function {request.path_params['name']!r} does not exist"
 
     async def invoke(request: Request) -> Response:
         name, payload, refused = await invoke_form(request)
@@ -427,9 +513,9 @@ def build_console(*, settings: Settings, store: FunctionStore, registry: LiveFun
         return Response(out.body, status_code=out.status, headers={k.decode(): v.decode() for k, v in out.headers})
 
     async def live_logs(request: Request) -> Response:
-        name = request.path_params["name"]
-        if await store.get_function(name) is None:
-            return not_found(request, f"function {name!r}")
+        name = held(request)
+        if name is None or await store.get_function(name) is None:
+            return not_found(request, f"function {request.path_params['name']!r}")
         await recorder.flush()
         backlog = await store.get_logs(name, limit=50)
         return StreamingResponse(follow_logs(recorder, name, backlog, None), media_type="text/event-stream",
@@ -445,7 +531,7 @@ def build_console(*, settings: Settings, store: FunctionStore, registry: LiveFun
         values = {k: str(form.get(k) or "").strip() for k in ("name", "flavor", "handler", "filename")}
         code = str(form.get("code") or "")
         upload = form.get("archive")
-        fields: dict[str, Any] = {"name": values["name"]}
+        fields: dict[str, Any] = {"name": qualify(namespace(request), values["name"])}
         if values["flavor"]:
             fields["flavor"] = values["flavor"]
         if values["handler"]:
@@ -461,11 +547,14 @@ def build_console(*, settings: Settings, store: FunctionStore, registry: LiveFun
                 files = {values["filename"] or "handler.py": code.replace("\r\n", "\n").encode()}
             else:
                 raise DeployError("invalid_request", "upload a zip archive or paste the code of one file")
+            if SEP in values["name"]:
+                raise DeployError("invalid_name", f"function name {values['name']!r}: use a-z, 0-9 and '-'")
             info, _created, _detected = await deployer.deploy(fields, files)
         except DeployError as e:
             return render(request, "deploy.html", 400, active="deploy", error=f"{e.code}: {e.message}",
                           form={**values, "code": code})
-        return RedirectResponse(f"/console/functions/{quote(info.name)}", status_code=303, headers=SECURITY_HEADERS)
+        return RedirectResponse(f"/console/functions/{quote(local(info.name))}", status_code=303,
+                                headers=SECURITY_HEADERS)
 
     # -- activations -------------------------------------------------------------------------------------
 
@@ -479,10 +568,13 @@ def build_console(*, settings: Settings, store: FunctionStore, registry: LiveFun
         except ValueError:
             since_min = 0
         await recorder.flush()
+        ns = namespace(request)
         acts = await store.list_activations(
-            function=function, status=status, cold=cold,
-            since=time.time() - since_min * 60 if since_min > 0 else None, limit=100)
-        names = [i.name for i in await store.list_functions()]
+            function=qualify(ns, function) if function is not None and SEP not in function else function,
+            status=status, cold=cold, since=time.time() - since_min * 60 if since_min > 0 else None, limit=100,
+            namespace=ns)
+        acts = [_shown(a, function=local(a.function)) for a in acts if owns(ns, a.function)]
+        names = [local(i.name) for i in await store.list_functions(ns)]
         tpl = "_activation_rows.html" if request.headers.get("hx-request") and q.get("partial") else "activations.html"
         return render(request, tpl, active="activations", acts=acts, names=names,
                       filters={"function": function or "", "status": status or "",
@@ -492,24 +584,63 @@ def build_console(*, settings: Settings, store: FunctionStore, registry: LiveFun
         aid = request.path_params["id"]
         await recorder.flush()
         act = await store.get_activation(aid)
-        if act is None:
+        if act is None or not owns(namespace(request), act.function):
             return not_found(request, f"activation {aid!r}")
+        act = _shown(act, function=local(act.function))
         stored = len(act.result.encode())
         return render(request, "activation.html", active="activations", act=act,
                       maybe_truncated=stored >= settings.result_truncate, full_available=results.get(aid) is not None)
 
     async def activation_result(request: Request) -> Response:
         aid = request.path_params["id"]
+        await recorder.flush()
+        act = await store.get_activation(aid)
+        if act is None or not owns(namespace(request), act.function):
+            return not_found(request, f"activation {aid!r}")
         cached = results.get(aid)
         headers = {**SECURITY_HEADERS, "content-disposition": f'attachment; filename="{aid[:32]}.out"'}
         if cached is not None:
             return Response(cached[0], media_type="application/octet-stream", headers=headers)
-        await recorder.flush()
-        act = await store.get_activation(aid)
-        if act is None:
-            return not_found(request, f"activation {aid!r}")
         headers["x-polyfn-truncated"] = "true" if len(act.result.encode()) >= settings.result_truncate else "false"
         return Response(act.result.encode(), media_type="application/octet-stream", headers=headers)
+
+    # -- usage -------------------------------------------------------------------------------------------
+
+    async def usage_page(request: Request) -> Response:
+        """The namespace's metered usage per day (UTC) of the last `days`, as charts and a table, priced with
+        a sample price table when one is picked."""
+        q = request.query_params
+        try:
+            days = max(1, min(400, int(q.get("days") or 30)))
+        except ValueError:
+            days = 30
+        prices = None
+        if q.get("prices") in metering.price_tables():
+            prices = metering.load_prices(str(q["prices"]), files=False)
+        now = time.time()
+        since = (now // 86400 - days + 1) * 86400
+        await recorder.flush()
+        rows = await usage.list_usage(since=since, namespace=namespace(request)) if usage is not None else []
+        report = metering.summarise(rows, "day", since, None, prices)
+        by_day = {r["day"]: r for r in report["usage"]}
+        points = []
+        for i in range(days):
+            day = time.strftime("%Y-%m-%d", time.gmtime(since + i * 86400))
+            r = by_day.get(day) or {}
+            points.append({"day": day, "gb_seconds": r.get("gb_seconds", 0), "invocations": r.get("invocations", 0),
+                           "storage_gb": (r.get("storage_byte_s", 0) / 86400 / (1 << 30)),
+                           "db_reads": r.get("db_reads", 0), "db_writes": r.get("db_writes", 0),
+                           "transitions": r.get("transitions", 0)})
+        charts_ = [
+            ("GB-seconds per day", chart(points, ("gb_seconds",), 560, 90), ("gb_seconds",)),
+            ("Invocations per day", chart(points, ("invocations",), 560, 90), ("invocations",)),
+            ("Storage held, GB (day's average)", chart(points, ("storage_gb",), 560, 90), ("storage_gb",)),
+            ("Database reads / writes per day", chart(points, ("db_reads", "db_writes"), 560, 90),
+             ("db_reads", "db_writes")),
+        ]
+        return render(request, "usage.html", active="usage", charts=charts_, report=report, days=days,
+                      first=points[0]["day"], last=points[-1]["day"], tables=metering.price_tables(),
+                      picked=prices["name"] if prices else "", picked_ref=q.get("prices") or "")
 
     async def index(request: Request) -> Response:
         return RedirectResponse("/console/functions", status_code=303, headers=SECURITY_HEADERS)
@@ -525,6 +656,8 @@ def build_console(*, settings: Settings, store: FunctionStore, registry: LiveFun
         Route("/login", login_page, methods=["GET"]),
         Route("/login", login, methods=["POST"]),
         Route("/logout", logout, methods=["POST"]),
+        Route("/namespace", authed(pick_namespace), methods=["POST"]),
+        Route("/usage", authed(usage_page)),
         Route("/functions", authed(functions_page)),
         Route("/functions/{name}", authed(function_page)),
         Route("/functions/{name}/charts", authed(charts)),
@@ -539,12 +672,12 @@ def build_console(*, settings: Settings, store: FunctionStore, registry: LiveFun
         Route("/activations", authed(activations_page)),
         Route("/activations/{id}", authed(activation_page)),
         Route("/activations/{id}/result", authed(activation_result)),
-        *tables.routes(db, render, authed, not_found),
+        *tables.routes(db, render, authed, not_found, namespace),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     from polyfn.console import workflows as workflow_pages
 
-    routes[-1:-1] = workflow_pages.routes(workflows, render, not_found, authed)
+    routes[-1:-1] = workflow_pages.routes(workflows, render, not_found, lambda h: authed(default_only(h)))
     return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
 
 

@@ -36,7 +36,9 @@ def _show(item: dict[str, Any]) -> str:
 
 
 def routes(service: Any, render: Render, authed: Callable[[Any], Any],
-           not_found: Callable[[Request, str], Response]) -> list[Route]:
+           not_found: Callable[[Request, str], Response],
+           namespace: Callable[[Request], str] = lambda _request: NS) -> list[Route]:
+    """`namespace(request)`: the namespace whose tables the session sees."""
     def database() -> Any:
         return service.db if service is not None else None
 
@@ -44,9 +46,10 @@ def routes(service: Any, render: Render, authed: Callable[[Any], Any],
         db = database()
         rows = []
         if db is not None:
-            for name in (await db.list_tables(NS, {"Limit": 100}))["TableNames"]:
+            ns = namespace(request)
+            for name in (await db.list_tables(ns, {"Limit": 100}))["TableNames"]:
                 try:
-                    desc = (await db.describe_table(NS, {"TableName": name}))["Table"]
+                    desc = (await db.describe_table(ns, {"TableName": name}))["Table"]
                 except NoSuchTable:
                     continue
                 keys = [k["AttributeName"] for k in desc["KeySchema"]]
@@ -59,7 +62,8 @@ def routes(service: Any, render: Render, authed: Callable[[Any], Any],
     async def read(request: Request, name: str) -> dict[str, Any]:
         """The items of the page the query string asks for, or the error to show."""
         db = database()
-        t = await db.table(NS, name)
+        ns = namespace(request)
+        t = await db.table(ns, name)
         q = request.query_params
         pk, sk = q.get("pk", ""), q.get("sk", "")
         req: dict[str, Any] = {"TableName": name, "Limit": PAGE}
@@ -78,9 +82,9 @@ def routes(service: Any, render: Render, authed: Callable[[Any], Any],
                         else " AND begins_with(#r, :r)"
                     req["ExpressionAttributeNames"]["#r"] = t.key.range
                     req["ExpressionAttributeValues"][":r"] = _key_value(t.key.range_type or "S", sk)
-                out = await reads.query(db, NS, req)
+                out = await reads.query(db, ns, req)
             else:
-                out = await reads.scan(db, NS, req)
+                out = await reads.scan(db, ns, req)
         except DbError as e:
             return {"error": f"{e.kind}: {e.message}", "items": [], "next": ""}
         items = [{"key": json.dumps({k: i[k] for k in t.key.names() if k in i}), "doc": _show(i)}
@@ -93,7 +97,7 @@ def routes(service: Any, render: Render, authed: Callable[[Any], Any],
         if database() is None:
             return not_found(request, f"table {name!r}")
         try:
-            t = await database().table(NS, name)
+            t = await database().table(namespace(request), name)
             page = await read(request, name)
         except NoSuchTable:
             return not_found(request, f"table {name!r}")

@@ -365,8 +365,8 @@ class Collections:
             for item in found[i:i + WRITE_CHUNK]:
                 ws.append(make(And(_exists(), cond) if cond is not None else _exists(), rows.item_key(t.key, item),
                                {"_id": item["_id"]}))
-            done += await self.db.storage.write(lambda c, ws=ws: _run_each(c, caller.ns, ws, self.clock()),
-                                                [w.lock() for w in ws])
+            done += await self.db.write_items(caller.ns, lambda c, ws=ws: _run_each(c, caller.ns, ws, self.clock()),
+                                              [w.lock() for w in ws])
             if t.stream_view or t.changes:
                 self.db.changed()
         return done

@@ -12,17 +12,18 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Connection
 
 from polyfn.db import evaluate, rows, schema, values, writes
-from polyfn.db.errors import InUse, Invalid, NoSuchTable
+from polyfn.db.errors import InUse, Invalid, NoSuchTable, QuotaExceeded
 from polyfn.db.expr import Names
 from polyfn.db.schema import TableDef
-from polyfn.db.storage import Storage, db_index_rows, db_items, db_tables
+from polyfn.db.storage import Storage, db_index_rows, db_items, db_tables, namespace_use
 
+T = TypeVar("T")
 CATALOG_TTL = 2.0  # seconds a cached definition is trusted when other nodes share the database
 
 
@@ -67,6 +68,7 @@ class Database:
         self._catalog: dict[tuple[str, str], tuple[TableDef, float]] = {}
         self.shared = storage.dialect == "postgresql"
         self.on_change: Callable[[], None] | None = None  # the change feed wakes up after writes that record
+        self.quotas: Callable[[str], Any] | None = None  # namespace → tenancy.Quotas (db_items, db_bytes)
 
     @classmethod
     async def open(cls, url: str, region: str = "us-east-1") -> Database:
@@ -244,9 +246,28 @@ class Database:
         if self.on_change is not None:
             self.on_change()
 
+    async def write_items(self, ns: str, fn: Callable[[Connection], T], locks: list[int], small: bool = False) -> T:
+        """Run a write of items of namespace `ns` (`fn`, in one transaction); when the namespace has a database
+        quota, its use is read before and after (`db_use`, kept by triggers) in the same transaction, and a
+        write that grows it past the quota is undone: `LimitExceeded` (deletes and shrinking writes always pass)."""
+        q = self.quotas(ns) if self.quotas is not None else None
+        if q is None or (q.db_items is None and q.db_bytes is None):
+            return await self.storage.write(fn, locks, small=small)
+
+        def guarded(c: Connection) -> T:
+            before = namespace_use(c, ns)
+            out = fn(c)
+            after = namespace_use(c, ns)
+            for i, (quota, limit) in enumerate((("db_items", q.db_items), ("db_bytes", q.db_bytes))):
+                if limit is not None and after[i] > limit and after[i] > before[i]:
+                    raise QuotaExceeded(ns, quota, limit, before[i], after[i] - before[i])
+            return out
+
+        return await self.storage.write(guarded, locks, small=small)
+
     async def write_one(self, ns: str, w: writes.Write) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         now = self.clock()
-        out = await self.storage.write(lambda c: writes.run(c, ns, w, now), [w.lock()], small=True)
+        out = await self.write_items(ns, lambda c: writes.run(c, ns, w, now), [w.lock()], small=True)
         if w.t.stream_view or w.t.changes:
             self.changed()
         return out
@@ -256,7 +277,7 @@ class Database:
         w = writes.prepare_put(t, req)
         rv = _return_values(req, ("NONE", "ALL_OLD"))
         if writes.blind(w, rv == "ALL_OLD"):  # (the common put: one statement, no read of the old item)
-            old, new = await self.storage.write(lambda c: writes.run_blind(c, w), [w.lock()], small=True)
+            old, new = await self.write_items(ns, lambda c: writes.run_blind(c, w), [w.lock()], small=True)
         else:
             old, new = await self.write_one(ns, w)
         out: dict[str, Any] = {"Attributes": old} if rv == "ALL_OLD" and old is not None else {}

@@ -27,6 +27,7 @@ from polyfn.auth import sigv4
 from polyfn.db import access, multi, reads
 from polyfn.db.core import Database
 from polyfn.db.errors import ConditionFailed, DbError, TransactionCanceled
+from polyfn.db.metering import dynamodb_items
 from polyfn.tenancy import key_namespace
 
 log = logging.getLogger("polyfn.db")
@@ -154,6 +155,7 @@ class DynamoDBApi:
         self.grants = grants
         self.ns = ns
         self.clock = clock
+        self.meter: Callable[[str, str | None, int, int], None] | None = None  # (ns, key owner, reads, writes)
 
     @staticmethod
     def owns(scope: dict[str, Any]) -> bool:
@@ -211,6 +213,8 @@ class DynamoDBApi:
             if refusal is not None:
                 return 400, error_body("AccessDeniedException", refusal, CORAL)
             out = await fn(self.db, ns, req)
+            if self.meter is not None:  # items read and written (usage metering: db/metering.py)
+                self.meter(ns, key.owner, *dynamodb_items(target, req, out))
             if target == "ListTables" and key.owner is not None:
                 out["TableNames"] = [t for t in out["TableNames"] if t in grants]
         except DbError as e:

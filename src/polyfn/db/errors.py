@@ -45,6 +45,17 @@ class LimitExceeded(DbError):
     status = 400
 
 
+class QuotaExceeded(LimitExceeded):
+    """A write would take a namespace past its `db_items` or `db_bytes` quota (tenancy.py). DynamoDB has no such
+    quota; its `LimitExceededException` (400, not retried by the SDKs) is the nearest kind, with a message
+    naming the quota, its limit and the use. polyfn's own faces answer 429 `quota_exceeded` with `extra`."""
+
+    def __init__(self, namespace: str, quota: str, limit: int, used: int, adding: int):
+        super().__init__(f"namespace {namespace!r} is at its {quota} quota: {used} used of {limit}, and this "
+                         f"write adds {adding}")
+        self.extra = {"namespace": namespace, "quota": quota, "limit": limit, "used": used}
+
+
 class ConditionFailed(DbError):
     """A ConditionExpression evaluated to false; `item` is the current item when the caller asked for it
     (ReturnValuesOnConditionCheckFailure=ALL_OLD)."""

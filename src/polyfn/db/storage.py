@@ -10,6 +10,9 @@ Schema (created at start, `db_meta` records its version for later migrations):
   forwards them to the durable queue and deletes them.
 * `db_grants` (ns, function, table) → `read` or `write`: the tables a function's own key may reach.
 * `db_tokens` token → a TransactWriteItems ClientRequestToken, its request digest and time (10 minutes).
+* `db_use` tid → the items a table holds and their bytes, kept by SQL triggers on `db_items` in the
+  transaction of every write (schema 2; counted once from `db_items` when a database is upgraded), so a
+  namespace's use (its `db_items`/`db_bytes` quotas, docs/tenancy.md) is one small query, never a scan.
 
 Work is a plain function of a synchronous SQLAlchemy `Connection`, run inside one transaction:
 * SQLite (embedded; `<data dir>/tables.db`, WAL): one writer connection, several callers' work in one
@@ -57,6 +60,7 @@ from sqlalchemy import (
     bindparam,
     create_engine,
     event,
+    func,
     select,
     text,
 )
@@ -64,7 +68,7 @@ from sqlalchemy.engine import Connection
 
 log = logging.getLogger("polyfn.db")
 T = TypeVar("T")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: db_use and its triggers
 CHECKPOINT_EVERY = 256  # write transactions between two WAL checkpoints (SQLite's own default: 1,000 pages)
 _LOCK_DDL = 0x706F6C7964620  # advisory lock held while creating the schema (PostgreSQL)
 _LOCK_FEED = 0x706F6C79646621  # held by the one node forwarding the change feed at a time
@@ -110,6 +114,11 @@ db_grants = Table(
     Column("ns", String(64), nullable=False), Column("function", String(128), nullable=False),
     Column("tname", String(255), nullable=False), Column("access", String(16), nullable=False),
     PrimaryKeyConstraint("ns", "function", "tname"),
+)
+db_use = Table(
+    "db_use", metadata,
+    Column("tid", String(32), primary_key=True), Column("items", BigInteger, nullable=False),
+    Column("bytes", BigInteger, nullable=False),
 )
 db_tokens = Table(
     "db_tokens", metadata,
@@ -167,10 +176,54 @@ _ITEM_SELECT = select(db_items.c.item).where(db_items.c.tid == bindparam("tid"),
                                              db_items.c.pk == bindparam("pk"), db_items.c.sk == bindparam("sk"))
 
 
+_USE_TRIGGERS = {  # dialect → statements that keep db_use (each table's items and bytes) on every item write
+    "sqlite": [
+        "CREATE TRIGGER IF NOT EXISTS db_use_insert AFTER INSERT ON db_items BEGIN "
+        "INSERT OR IGNORE INTO db_use (tid, items, bytes) VALUES (NEW.tid, 0, 0); "
+        "UPDATE db_use SET items = items + 1, bytes = bytes + NEW.size WHERE tid = NEW.tid; END",
+        "CREATE TRIGGER IF NOT EXISTS db_use_delete AFTER DELETE ON db_items BEGIN "
+        "UPDATE db_use SET items = items - 1, bytes = bytes - OLD.size WHERE tid = OLD.tid; END",
+        "CREATE TRIGGER IF NOT EXISTS db_use_update AFTER UPDATE OF size ON db_items WHEN NEW.size != OLD.size "
+        "BEGIN UPDATE db_use SET bytes = bytes + NEW.size - OLD.size WHERE tid = NEW.tid; END",
+    ],
+    "postgresql": [
+        "CREATE OR REPLACE FUNCTION db_use_keep() RETURNS trigger AS $$ BEGIN "
+        "IF TG_OP = 'INSERT' THEN "
+        "INSERT INTO db_use (tid, items, bytes) VALUES (NEW.tid, 1, NEW.size) "
+        "ON CONFLICT (tid) DO UPDATE SET items = db_use.items + 1, bytes = db_use.bytes + NEW.size; "
+        "ELSIF TG_OP = 'DELETE' THEN "
+        "UPDATE db_use SET items = items - 1, bytes = bytes - OLD.size WHERE tid = OLD.tid; "
+        "ELSIF NEW.size <> OLD.size THEN "
+        "UPDATE db_use SET bytes = bytes + NEW.size - OLD.size WHERE tid = NEW.tid; "
+        "END IF; RETURN NULL; END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER db_use_keep AFTER INSERT OR DELETE OR UPDATE OF size ON db_items "
+        "FOR EACH ROW EXECUTE FUNCTION db_use_keep()",
+    ],
+}
+
+
 def _create_schema(conn: Connection) -> None:
     metadata.create_all(conn, checkfirst=True)
-    if conn.execute(db_meta.select().where(db_meta.c.key == "schema")).first() is None:
+    found = conn.execute(db_meta.select().where(db_meta.c.key == "schema")).first()
+    if found is None:
         conn.execute(db_meta.insert().values(key="schema", value=str(SCHEMA_VERSION)))
+    if found is None or int(found.value) < 2:  # (an older database: count what its tables hold, once)
+        conn.execute(db_use.delete())
+        conn.execute(db_use.insert().from_select(
+            ["tid", "items", "bytes"],
+            select(db_items.c.tid, func.count(), func.coalesce(func.sum(db_items.c.size), 0)).group_by(db_items.c.tid)))
+        conn.execute(db_meta.update().where(db_meta.c.key == "schema").values(value=str(SCHEMA_VERSION)))
+    if conn.dialect.name == "postgresql" and conn.exec_driver_sql(
+            "SELECT 1 FROM pg_trigger WHERE tgname = 'db_use_keep'").first() is not None:
+        return  # (made by an earlier start: no DDL on every start)
+    for stmt in _USE_TRIGGERS.get(conn.dialect.name, []):
+        conn.exec_driver_sql(stmt)
+
+
+def namespace_use(conn: Connection, ns: str) -> tuple[int, int]:
+    """(items, bytes) the tables of namespace `ns` hold (db_use: one row per table)."""
+    row = conn.execute(_NS_USE, {"ns": ns}).first()
+    return (int(row[0]), int(row[1])) if row is not None else (0, 0)
 
 
 class SqliteStorage(Storage):
@@ -431,3 +484,7 @@ def _in_transaction(conn: Connection, fn: Callable[[Connection], T]) -> T:
 
 
 FEED_LOCK = _LOCK_FEED
+
+
+_NS_USE = select(func.coalesce(func.sum(db_use.c["items"]), 0), func.coalesce(func.sum(db_use.c.bytes), 0)).select_from(
+    db_use.join(db_tables, db_tables.c.id == db_use.c.tid)).where(db_tables.c.ns == bindparam("ns"))

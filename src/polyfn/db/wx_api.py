@@ -39,6 +39,7 @@ from polyfn.db.collections import (
     WxError,
 )
 from polyfn.db.errors import DbError
+from polyfn.db.metering import wx_items
 from polyfn.tenancy import key_namespace
 
 log = logging.getLogger("polyfn.db")
@@ -126,6 +127,7 @@ class WxDatabaseApi:
         self.keys = keys
         self.watcher = watcher  # watch.Watcher: collection.watch
         self.ns = ns
+        self.meter: Any = None  # (ns, key owner, reads, writes) → None: usage metering
 
     @staticmethod
     def owns(scope: dict[str, Any]) -> bool:
@@ -146,6 +148,8 @@ class WxDatabaseApi:
         except Exception:
             log.exception("wx.cloud database %s failed", action)
             return failure(action, SYSTEM_ERROR, "internal error")
+        if self.meter is not None:  # items read and written (usage metering: db/metering.py)
+            self.meter(caller.ns, getattr(caller.key, "owner", None), *wx_items(action, out))
         out["errMsg"] = f"{action}:ok"
         return 200, out
 

@@ -12,8 +12,15 @@ stored to `UsageMeter.add`, which sums it in memory, and the recorder's flush wr
 made are metered (they carry `memory_mb`); an async job's pending/running records and trigger activations
 carry none. A retried async invocation bills every attempt, while its activation record keeps only the newest.
 
+Beyond invocations (`count`, off the hot path too: each adds to the same pending sums): bytes a namespace holds
+in storage, sampled every `POLYFN_STORAGE_SAMPLE_S` and summed as byte-seconds (GB-month = 2^30 bytes held for
+30 days), database items read and written (per function for a function's own key, else `(database)`) and
+workflow state transitions (`(workflows)`). Things that belong to no function are kept under these
+pseudo-function names, in brackets so no function can be named like them.
+
 A price table (`prices/*.toml`: samples of vendors' list prices, or a file of one's own) turns the sums into
-an estimated bill: per GB·s and per million requests.
+an estimated bill: per GB·s and per million requests, and where the table has them per GB-month stored, per
+million database reads and writes and per thousand workflow transitions.
 """
 
 from __future__ import annotations
@@ -34,7 +41,14 @@ log = logging.getLogger("polyfn.usage")
 
 NAMESPACE = DEFAULT  # the namespace a single-user node's functions are in (tenancy.py)
 MB_PER_GB = 1024
-SUMS = ("invocations", "errors", "billed_ms", "mb_ms", "req_bytes", "resp_bytes")
+SUMS = ("invocations", "errors", "billed_ms", "mb_ms", "req_bytes", "resp_bytes", "storage_byte_s", "db_reads",
+        "db_writes", "transitions")
+STORAGE = "(storage)"  # the pseudo-function a namespace's stored bytes are metered under
+DATABASE = "(database)"  # database reads and writes of keys that are no function's
+WORKFLOWS = "(workflows)"  # workflow state transitions
+GB_MONTH_BYTE_S = (1 << 30) * 30 * 86400  # one GB-month in byte-seconds
+FIELD = {k: i for i, k in enumerate(SUMS)}
+ZERO = (0,) * len(SUMS)
 BY = ("function", "day", "hour")
 WRITE_S = 5.0  # seconds between writes of the sums by the recorder's background flush
 PRICES_DIR = Path(__file__).parent / "prices"
@@ -62,8 +76,35 @@ class UsageMeter:
         self.retention = retention  # seconds of hourly sums kept
         self.pending: dict[tuple[str, str, int], list[int]] = {}  # (namespace, function, hour) → SUMS
         self._gb_s = self._req = self._resp = None  # the Prometheus counters (observe/metrics.py)
+        self._other: dict[str, Any] = {}  # SUMS field → its counter, for what `count` meters
         if metrics is not None:
             self._gb_s, self._req, self._resp = metrics.billed_gb_seconds, metrics.request_bytes, metrics.response_bytes
+            self._other = {
+                "storage_byte_s": metrics.counter(
+                    "polyfn_storage_byte_seconds_total", "Bytes held in storage × seconds (sampled), by namespace "
+                    "(function label `(storage)`).", ("function",)),
+                "db_reads": metrics.counter("polyfn_db_reads_total", "Database items read (metered), by "
+                                            "function (`(database)`: keys of no function).", ("function",)),
+                "db_writes": metrics.counter("polyfn_db_writes_total", "Database items written (metered), by "
+                                             "function (`(database)`: keys of no function).", ("function",)),
+                "transitions": metrics.counter("polyfn_workflow_transitions_total", "Workflow state transitions "
+                                               "(metered), by namespace (function label `(workflows)`).",
+                                               ("function",))}
+
+    def count(self, function: str, field: str, n: int, at: float | None = None) -> None:
+        """Meter `n` of `field` (one of SUMS) for `function` (a held name, or a pseudo-function qualified with
+        its namespace) in the hour of `at` (now by default). Cheap: a dict update."""
+        if n <= 0:
+            return
+        ns, name = split(function)
+        key = (ns, name, int((time.time() if at is None else at) // 3600) * 3600)
+        sums = self.pending.get(key)
+        if sums is None:
+            sums = self.pending[key] = list(ZERO)
+        sums[FIELD[field]] += n
+        c = self._other.get(field)
+        if c is not None:
+            c.inc(function, n=n)
 
     def add(self, acts: Iterable[Activation]) -> None:
         """Sum a stored batch of records into the pending sums (and the counters, once per function and hour)."""
@@ -76,7 +117,7 @@ class UsageMeter:
             key = (ns, name, int(a.start // 3600) * 3600)
             sums = batch.get(key)
             if sums is None:
-                sums = batch[key] = [0, 0, 0, 0, 0, 0]
+                sums = batch[key] = list(ZERO)
             ms = billed_ms(a)
             sums[0] += 1
             if a.status != "success":
@@ -132,15 +173,27 @@ def _key(row: dict[str, Any], by: str) -> str:
     return t.strftime("%Y-%m-%d") if by == "day" else t.strftime("%Y-%m-%dT%H:00Z")
 
 
+def gb_months(byte_s: int) -> float:
+    return byte_s / GB_MONTH_BYTE_S
+
+
+OPTIONAL_PRICES = ("per_gb_month", "per_million_db_reads", "per_million_db_writes", "per_thousand_transitions")
+
+
 def cost(sums: dict[str, Any], prices: dict[str, Any]) -> float:
-    """The estimated cost of summed usage (`mb_ms`, `invocations`) under a price table (`load_prices`)."""
+    """The estimated cost of summed usage under a price table (`load_prices`; a price it lacks counts 0)."""
     return round(gb_seconds(sums["mb_ms"]) * prices["per_gb_second"]
-                 + sums["invocations"] / 1e6 * prices["per_million_requests"], 6)
+                 + sums["invocations"] / 1e6 * prices["per_million_requests"]
+                 + gb_months(sums.get("storage_byte_s", 0)) * prices.get("per_gb_month", 0.0)
+                 + sums.get("db_reads", 0) / 1e6 * prices.get("per_million_db_reads", 0.0)
+                 + sums.get("db_writes", 0) / 1e6 * prices.get("per_million_db_writes", 0.0)
+                 + sums.get("transitions", 0) / 1e3 * prices.get("per_thousand_transitions", 0.0), 6)
 
 
 def _figures(sums: dict[str, int], prices: dict[str, Any] | None) -> dict[str, Any]:
     out: dict[str, Any] = {k: sums[k] for k in SUMS}
     out["gb_seconds"] = round(gb_seconds(sums["mb_ms"]), 6)
+    out["gb_months"] = float(f"{gb_months(sums['storage_byte_s']):.6g}")
     if prices is not None:
         out["cost"] = cost(sums, prices)
     return out
@@ -155,8 +208,9 @@ def summarise(rows: Sequence[dict[str, Any]], by: str, since: float | None, unti
     for row in rows:
         g = groups.setdefault(_key(row, by), dict.fromkeys(SUMS, 0))
         for k in SUMS:
-            g[k] += row[k]
-            total[k] += row[k]
+            v = row.get(k) or 0
+            g[k] += v
+            total[k] += v
     order = sorted(groups, key=lambda k: -groups[k]["mb_ms"]) if by == "function" else sorted(groups)
     out: dict[str, Any] = {"since": since, "until": until, "by": by,
                            "usage": [{by: k, **_figures(groups[k], prices)} for k in order],
@@ -189,7 +243,14 @@ def load_prices(ref: str, files: bool = True) -> dict[str, Any]:
         v = table.get(k)
         if type(v) not in (int, float) or not math.isfinite(v) or v < 0:
             raise ValueError(f"price table {ref!r}: {k} must be a number ≥ 0 (got {v!r})")
+    optional = {}
+    for k in OPTIONAL_PRICES:
+        if k in table:
+            v = table[k]
+            if type(v) not in (int, float) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"price table {ref!r}: {k} must be a number ≥ 0 (got {v!r})")
+            optional[k] = float(v)
     return {"name": str(table.get("name", path.stem)), "currency": str(table.get("currency", "")),
             "as_of": str(table.get("as_of", "")), "sample": bool(table.get("sample", False)),
             "per_gb_second": float(table["per_gb_second"]),
-            "per_million_requests": float(table["per_million_requests"])}
+            "per_million_requests": float(table["per_million_requests"]), **optional}

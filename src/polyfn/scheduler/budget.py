@@ -16,7 +16,7 @@ from polyfn.scheduler.instance import State
 def reserved_by(pools: Any) -> int:
     """Memory promised to the instances of `pools`: each live (ready or starting) instance reserves its `memory`."""
     return sum(p.revision.spec.memory * (p.starting + sum(1 for i in p.instances if i.state is State.READY))
-               for p in pools)
+               for p in pools if p.instances or p.starting)  # (most pools of a big node have none)
 
 
 class MemoryBudget:

@@ -87,6 +87,7 @@ class LocalBackend(Uploads):
         self._known: dict[str, BucketInfo] = {}  # bucket records read or written by this process
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._seq = 0
+        self.use: Any = None  # storage/use.StorageUse: what each bucket holds, and the storage_bytes quota
 
     def open(self) -> None:
         for d in (self.buckets, self.uploads, self.tmp):
@@ -178,6 +179,8 @@ class LocalBackend(Uploads):
         self._known.pop(bucket, None)
         os.replace(d, trash)
         shutil.rmtree(trash, ignore_errors=True)
+        if self.use is not None:
+            self.use.forget(bucket)
 
     def destroy_bucket(self, bucket: str) -> None:
         """Delete a bucket with everything in it (its namespace was deleted: tenancy.py)."""
@@ -188,6 +191,8 @@ class LocalBackend(Uploads):
         self._known.pop(bucket, None)
         os.replace(d, trash)
         shutil.rmtree(trash, ignore_errors=True)
+        if self.use is not None:
+            self.use.forget(bucket)
 
     # -- paths ----------------------------------------------------------------------------------------
 
@@ -325,12 +330,19 @@ class LocalBackend(Uploads):
         cur = self._current(dest)
         if precondition is not None:
             precondition(cur)
+        # the current version is replaced (not kept among the versions) unless versioning is on or it is not null
+        gone = cur.size if cur is not None and (
+            not versioning or (versioning != "Enabled" and cur.version_id == NULL_VERSION)) else None
+        if self.use is not None:
+            self.use.admit(bucket, info.size - (gone or 0))
         info.seq = self.next_seq()
         info.version_id = self.new_version_id(info.seq) if versioning == "Enabled" else NULL_VERSION
         w.finish(info)
         if versioning:
             self._retire(dest, cur, keep=versioning == "Enabled")
         w.commit(dest)
+        if self.use is not None:
+            self.use.changed(bucket, info.size - (gone or 0), 0 if gone is not None else 1)
 
     @staticmethod
     def _current(dest: Path) -> ObjectInfo | None:
@@ -381,7 +393,11 @@ class LocalBackend(Uploads):
                 with contextlib.suppress(FileNotFoundError):
                     dest.unlink()
                 self._prune(bucket, dest.parent)
+                if self.use is not None:
+                    self.use.changed(bucket, -cur.size, -1)
                 return Deleted("", False, True)
+            if self.use is not None and cur is not None and versioning != "Enabled" and cur.version_id == NULL_VERSION:
+                self.use.changed(bucket, -cur.size, -1)  # (suspended: the null version is replaced by a marker)
             self._retire(dest, cur, keep=versioning == "Enabled")
             seq = self.next_seq()
             vid = self.new_version_id(seq) if versioning == "Enabled" else NULL_VERSION
@@ -407,6 +423,8 @@ class LocalBackend(Uploads):
             if why:
                 raise S3Error(403, "AccessDenied", f"Access Denied because object protected by object lock ({why})")
             os.unlink(path)
+            if self.use is not None and not info.delete_marker:
+                self.use.changed(bucket, -info.size, -1)
             if not dest.exists():  # the newest remaining version becomes current if it is an object
                 rest = self.versions(bucket, key)
                 if rest and not rest[0][0].delete_marker:

@@ -129,11 +129,15 @@ class StorageService:
         if self.proxy is not None:
             await self.proxy.stop()
 
-    def usage(self) -> list[dict[str, Any]]:
-        """Objects and bytes of each bucket, every version counted (blocking: run in a thread)."""
+    def usage(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Objects and bytes of each bucket (of `namespace`), every version counted: the counters kept on each
+        write (storage/use.py), else a walk of the bucket (blocking: run in a thread)."""
         out = []
+        use = self.backend.use
         for b in self.backend.list_buckets():
-            objects, size = self.backend.usage(b.name)
+            if namespace is not None and b.namespace != namespace:
+                continue
+            objects, size = use.bucket_use(b.name) if use is not None else self.backend.usage(b.name)
             out.append({"bucket": b.name, "objects": objects, "bytes": size})
         return out
 

@@ -21,8 +21,10 @@ from polyfn.model import FunctionInfo, FunctionSpec, Revision, now
 from polyfn.store.activations import ActivationRecords
 from polyfn.store.engine import dialect_insert
 from polyfn.store.tables import aliases, functions, revisions, usage, versions
+from polyfn.tenancy import DEFAULT, SEP
 
-USAGE_SUMS = ("invocations", "errors", "billed_ms", "mb_ms", "req_bytes", "resp_bytes")
+USAGE_SUMS = ("invocations", "errors", "billed_ms", "mb_ms", "req_bytes", "resp_bytes", "storage_byte_s", "db_reads",
+              "db_writes", "transitions")
 
 log = logging.getLogger("polyfn.store")
 
@@ -93,9 +95,14 @@ class Store(ActivationRecords):
             row = (await conn.execute(_function_query().where(functions.c.name == name))).first()
         return _function_info(row) if row else None
 
-    async def list_functions(self) -> list[FunctionInfo]:
+    async def list_functions(self, namespace: str | None = None) -> list[FunctionInfo]:
+        """Every function, or only `namespace`'s (held names: tenancy.py)."""
+        query = _function_query()
+        if namespace is not None:
+            query = query.where(functions.c.name.not_like(f"%{SEP}%") if namespace == DEFAULT
+                                else functions.c.name.like(f"{namespace}{SEP}%"))
         async with self._engine.connect() as conn:
-            rows = (await conn.execute(_function_query().order_by(functions.c.name))).all()
+            rows = (await conn.execute(query.order_by(functions.c.name))).all()
         return [_function_info(r) for r in rows]
 
     async def get_current_revision(self, name: str) -> Revision | None:

@@ -49,6 +49,14 @@ class NamespaceStore:
             found.insert(0, Namespace(name=DEFAULT))
         return found
 
+    async def signature(self) -> tuple[int, float]:
+        """(rows, newest change): what a cache compares before reading every row again."""
+        from sqlalchemy import func
+
+        async with self.store.engine.connect() as conn:
+            n, newest = (await conn.execute(select(func.count(), func.max(t.c.updated_at)))).one()
+        return int(n), float(newest or 0.0)
+
     async def create(self, ns: Namespace) -> bool:
         """False when it exists."""
         try:

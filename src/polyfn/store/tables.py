@@ -180,6 +180,7 @@ apps = Table(
     Column("config", Text, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    Column("namespace", String, nullable=False, server_default="default"),  # 0017: its owner (tenancy.py)
 )
 
 app_users = Table(
@@ -254,6 +255,10 @@ usage = Table(
     Column("mb_ms", BigInteger, nullable=False),
     Column("req_bytes", BigInteger, nullable=False),
     Column("resp_bytes", BigInteger, nullable=False),
+    Column("storage_byte_s", BigInteger, nullable=False, server_default="0"),  # 0017: bytes held × seconds
+    Column("db_reads", BigInteger, nullable=False, server_default="0"),  # 0017: database items read
+    Column("db_writes", BigInteger, nullable=False, server_default="0"),  # 0017: database items written
+    Column("transitions", BigInteger, nullable=False, server_default="0"),  # 0017: workflow state transitions
     Index("ix_usage_hour", "hour"),
 )
 

@@ -175,6 +175,7 @@ class Engine:
         self._waiters: dict[str, list[asyncio.Future[Execution]]] = {}
         self.on_final: list[Callable[[Execution], None]] = []  # observers (metrics)
         self.on_events: list[Callable[[int], None]] = []  # observers of history events recorded (metrics)
+        self.on_step: list[Callable[[Execution, list[dict[str, Any]]], None]] = []  # a step's events (metering)
         self.ended: dict[tuple[str, str, str, str], int] = {}  # (namespace, machine, kind, status) → ended here
         self.transitions = 0
 
@@ -223,7 +224,7 @@ class Engine:
         items, _cancel = work_of(ex, out, self.clock(), self.owner, self.work.lease)
         if not await self.store.insert_execution(ex, out.events, items, op_rows):
             return False
-        self._count(len(out.events))
+        self._count(len(out.events), ex, out.events)
         if ex.status not in FINAL:
             self._states[ex.id] = (ex.version, state)
         self._after(ex, items)
@@ -270,7 +271,7 @@ class Engine:
                         continue
                     if new.status not in FINAL:
                         self._states[execution_id] = (new.version, state)
-                    self._count(len(out.events))
+                    self._count(len(out.events), new, out.events)
                     self.work.cancelled(cancel)
                     self._after(new, items)
                     return out
@@ -278,10 +279,12 @@ class Engine:
         finally:
             self._unlock(execution_id)
 
-    def _count(self, n: int) -> None:
+    def _count(self, n: int, ex: Execution, events: list[dict[str, Any]]) -> None:
         self.transitions += n
         for obs in self.on_events:
             obs(n)
+        for step in self.on_step:
+            step(ex, events)
 
     def _lock(self, key: str) -> asyncio.Lock:
         lock, n = self._locks.get(key, (None, 0))
