@@ -22,7 +22,6 @@ CLASSES = {
     "polyfn/storage/local.py:LocalBackend": "427",
     "polyfn/apps/service.py:AppService": "350",
     "polyfn/api/compat/openwhisk.py:WhiskApi": "338",
-    "polyfn/api/compat/openwhisk_events.py:WhiskEvents": "329",
 }
 
 

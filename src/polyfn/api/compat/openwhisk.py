@@ -15,8 +15,8 @@ polyfn's single namespace (reported as `polyfn`).
   fields (`application/x-www-form-urlencoded`, `multipart/form-data`: a file field is its content, base64) are
   merged into the parameters like query and JSON fields.
 * `GET /api/v1`: the API's description as OpenWhisk's (`wsk property get --apibuild`).
-* Packages, triggers, rules and the alarm feed: openwhisk_events.py. A zipped action is recognised as OpenWhisk
-  does (base64 code, with or without `binary`); an action's result `{"error": …}` is an application error
+* Packages: openwhisk_packages.py; triggers, rules and the alarm feed: openwhisk_events.py. A zipped action
+  is recognised as OpenWhisk does (base64 code, with or without `binary`); an action's result `{"error": …}` is an application error
   (status code 1), an exception a developer error (2).
 """
 
@@ -40,6 +40,7 @@ from polyfn import __version__, jsontext
 from polyfn.api.compat import common
 from polyfn.api.compat.openwhisk_compositions import Compositions
 from polyfn.api.compat.openwhisk_events import SINK, TRIGGER_ACTIVATION, WhiskEvents
+from polyfn.api.compat.openwhisk_packages import WhiskPackages
 from polyfn.api.compat.whisk_names import (
     A_ANN,
     A_KIND,
@@ -171,9 +172,10 @@ class WhiskApi(common.VendorFace):
         self.namespaces_svc = namespaces  # polyfn.namespaces.Namespaces: which exist
         self.workflows = workflows  # sequences and conductor actions run as workflows
         self.compositions = Compositions(self.store, workflows, NS.get)  # sequences, conductors (openwhisk_compositions.py)
-        # packages, triggers, rules (openwhisk_events.py): `entities` keeps them, `triggers` runs alarm feeds
-        self.events = WhiskEvents(entities, self.recorder, triggers, self._action_versions, self._start, NS.get,
-                                  enter=NS.set)
+        # packages (openwhisk_packages.py), triggers, rules (openwhisk_events.py): `entities` keeps them,
+        # `triggers` runs alarm feeds
+        self.packages = WhiskPackages(entities, self._action_versions, NS.get)
+        self.events = WhiskEvents(self.packages, self.recorder, triggers, self._start, enter=NS.set)
 
     async def auth(self, request: Request) -> str:
         """The caller's key id; also resolves the namespace of the path (`_`: the key's own; `polyfn`: polyfn's
@@ -212,7 +214,7 @@ class WhiskApi(common.VendorFace):
         comps = await self.compositions.all()
         actions = [action_json(i) for i in infos] + [Compositions.action_json(m) for m in comps]
         if package:
-            source = (await self.events.package_params(f"{package}/x"))[0].rpartition("/")[0]
+            source = (await self.packages.package_params(f"{package}/x"))[0].rpartition("/")[0]
             actions = [a for a in actions if a["namespace"] == f"{to_openwhisk(ns)}/{source}"]
         return JSONResponse(actions[skip: skip + limit])
 
@@ -220,7 +222,7 @@ class WhiskApi(common.VendorFace):
         await self.auth(request)
         if name.endswith("/"):
             return await self.list_actions(request, ns, name.rstrip("/"))
-        target, pkg_params = await self.events.package_params(name)
+        target, pkg_params = await self.packages.package_params(name)
         if (seq := await self._composition(target)) is not None:
             return JSONResponse(Compositions.action_json(seq))
         shown = action_json(await self.find(target))
@@ -255,7 +257,7 @@ class WhiskApi(common.VendorFace):
         except SpecError as e:
             raise WhiskError(400, str(e)) from None
         pname = qualify(_NS.get(), pname)
-        await self.events.check_package(name)
+        await self.packages.check_package(name)
         if (body.get("exec") or {}).get("kind") == "sequence":
             return await self.compositions.put(name, body, request.query_params.get("overwrite", "false") == "true")
         existing = await self.store.get_function(pname)
@@ -334,7 +336,7 @@ class WhiskApi(common.VendorFace):
         blocking, result_only = q.get("blocking") == "true", q.get("result") == "true"
         if ns == "whisk.system":  # a feed action (`wsk trigger create --feed /whisk.system/alarms/alarm`)
             return _system_result(name, await self.events.feed(name, params), result_only)
-        target, pkg_params = await self.events.package_params(name)
+        target, pkg_params = await self.packages.package_params(name)
         seq = await self._composition(target)
         info = await self.find(target) if seq is None else None
         if seq is not None:
@@ -371,7 +373,7 @@ class WhiskApi(common.VendorFace):
 
     async def _start(self, name: str, params: dict[str, Any], aid: str) -> str:
         """Start action `name` non-blocking with `params` over its defaults, as a rule does; its activation id."""
-        target, pkg_params = await self.events.package_params(name)
+        target, pkg_params = await self.packages.package_params(name)
         if (seq := await self._composition(target)) is not None:
             resp = await self.compositions.invoke(seq.name, name, {**pkg_params, **params}, False, False)
             return str(json.loads(bytes(resp.body))["activationId"])
@@ -407,7 +409,7 @@ class WhiskApi(common.VendorFace):
         if _NS.get() != DEFAULT and package != "default":
             raise WhiskError(404, "The requested resource does not exist.")
         try:
-            target, pkg_params = await self.events.package_params(full)
+            target, pkg_params = await self.packages.package_params(full)
             info = await self.find(target)
         except WhiskError:
             info = None
@@ -514,7 +516,7 @@ class WhiskApi(common.VendorFace):
                              "build": "polyfn", "buildno": __version__,
                              "swagger_paths": {"ui": "/v1/docs", "api-docs": "/v1/openapi.json"}})
 
-    # -- packages, triggers, rules (openwhisk_events.py) ------------------------------------------------
+    # -- packages, triggers, rules (openwhisk_packages.py, openwhisk_events.py) ---------------------------
 
     async def entities(self, request: Request, ns: str, kind: str, name: str = "") -> Response:
         """`…/{packages,triggers,rules}[/{name}]`: the collection's list, or one entity's operation."""
@@ -523,11 +525,12 @@ class WhiskApi(common.VendorFace):
         if op is None:
             raise WhiskError(404 if kind not in ("packages", "triggers", "rules") else 405,
                              "The requested resource does not exist.")
+        face = self.packages if kind == "packages" else self.events
         if not name:
-            return await getattr(self.events, op)(request, *_paging(request))
+            return await getattr(face, op)(request, *_paging(request))
         if op == "delete_package":
-            return await self.events.delete_package(request, name, self._delete_action)
-        return await getattr(self.events, op)(request, name)
+            return await self.packages.delete_package(request, name, self._delete_action)
+        return await getattr(face, op)(request, name)
 
 
 
@@ -575,7 +578,7 @@ def _system_result(name: str, result: dict[str, Any], result_only: bool) -> Resp
         "logs": [], "annotations": [{"key": "path", "value": f"whisk.system/{name}"}], "publish": False})
 
 
-#: (method, collection, one entity?) → the WhiskEvents method
+#: (method, collection, one entity?) → the WhiskPackages or WhiskEvents method
 ENTITY_OPS = {
     **{("GET", f"{k}s", False): f"list_{k}s" for k in ("package", "trigger", "rule")},
     **{(m, f"{k}s", True): f"{op}_{k}" for k in ("package", "trigger", "rule")
