@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from polyfn.api.compat import keys, lambda_wire, openwhisk
+from polyfn.api.compat import keys, lambda_wire, openwhisk_activations, openwhisk_web
 from polyfn.auth.keys import KeyRing, digest
 from polyfn.invoker import Outcome
 from polyfn.model import FunctionInfo, FunctionSpec
@@ -106,14 +106,14 @@ def test_recorded_zip_digest_is_used_only_for_the_same_code() -> None:
     ([(b"x-polyfn-error", b"function_not_found")], b"{}", (404, {"error": "The requested resource does not exist."})),
 ])
 def test_openwhisk_results(headers: list[tuple[bytes, bytes]], body: bytes, want: tuple[int, object]) -> None:
-    assert openwhisk._result(Outcome(200, headers, body), info()) == want
+    assert openwhisk_activations.blocking_result(Outcome(200, headers, body), info()) == want
 
 
 def test_openwhisk_http_result() -> None:
-    r = openwhisk._http_result({"statusCode": 201, "headers": {"content-type": "image/png"},
+    r = openwhisk_web.http_result({"statusCode": 201, "headers": {"content-type": "image/png"},
                                 "body": base64.b64encode(b"\x89PNG").decode()})
     assert (r.status_code, r.body) == (201, b"\x89PNG")
-    r = openwhisk._http_result({"body": {"k": 1}})
+    r = openwhisk_web.http_result({"body": {"k": 1}})
     assert r.status_code == 200 and json.loads(r.body) == {"k": 1}
-    assert openwhisk._http_result({}).status_code == 204
-    assert openwhisk._http_result([1]).status_code == 502
+    assert openwhisk_web.http_result({}).status_code == 204
+    assert openwhisk_web.http_result([1]).status_code == 502

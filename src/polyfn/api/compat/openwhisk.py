@@ -1,4 +1,4 @@
-"""The OpenWhisk REST API subset `wsk` uses for actions and activations, and web actions.
+"""The OpenWhisk REST API subset `wsk` uses: its actions and their invocation, its routes (`install`).
 
 Auth: basic `uuid:key` as `wsk` sends it, i.e. `wsk property set --apihost http://127.0.0.1:8080 --auth
 polyfn-admin:<admin key>` (any polyfn access key id and its secret). Namespaces: `_` and any name all mean
@@ -9,15 +9,13 @@ polyfn's single namespace (reported as `polyfn`).
   `annotations`, `limits.{timeout (ms), memory (MB)}` deploys the action with the `openwhisk` flavor.
 * `POST …/actions/{name}?blocking=true&result=true` invokes with the default parameters merged with the
   body; an application error (a result with `error`) or a developer error (exception) answers 502.
-* `GET …/activations[?name=&limit=&skip=]`, `…/activations/{id}`, `…/activations/{id}/logs|result`.
-* `/api/v1/web/{ns}/{package}/{name}.{json,http,text,html,svg}`: web actions (annotation `web-export: true`),
-  no auth; `__ow_method`, `__ow_headers`, `__ow_path`, `__ow_query`/`__ow_body` as OpenWhisk passes them; form
-  fields (`application/x-www-form-urlencoded`, `multipart/form-data`: a file field is its content, base64) are
-  merged into the parameters like query and JSON fields.
-* `GET /api/v1`: the API's description as OpenWhisk's (`wsk property get --apibuild`).
-* Packages: openwhisk_packages.py; triggers, rules and the alarm feed: openwhisk_events.py. A zipped action
-  is recognised as OpenWhisk does (base64 code, with or without `binary`); an action's result `{"error": …}` is an application error
-  (status code 1), an exception a developer error (2).
+* `GET /api/v1`: the API's description as OpenWhisk's (`wsk property get --apibuild`); `GET /api/v1/namespaces`.
+* Activations (`GET …/activations[?name=&limit=&skip=]`, `…/activations/{id}`, `…/activations/{id}/logs|result`):
+  openwhisk_activations.py; web actions (`/api/v1/web/{ns}/{package}/{name}.{json,http,…}`): openwhisk_web.py;
+  packages: openwhisk_packages.py; triggers, rules and the alarm feed: openwhisk_events.py; sequences and
+  conductors: openwhisk_compositions.py. A zipped action is recognised as OpenWhisk does (base64 code, with or
+  without `binary`); an action's result `{"error": …}` is an application error (status code 1), an exception a
+  developer error (2).
 """
 
 from __future__ import annotations
@@ -30,17 +28,18 @@ import sqlite3
 import time
 import uuid
 from typing import Any
-from urllib.parse import parse_qsl
 
 import msgspec
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from polyfn import __version__, jsontext
+from polyfn import __version__
 from polyfn.api.compat import common
+from polyfn.api.compat.openwhisk_activations import WhiskActivations, activation_json, blocking_result
 from polyfn.api.compat.openwhisk_compositions import Compositions
-from polyfn.api.compat.openwhisk_events import SINK, TRIGGER_ACTIVATION, WhiskEvents
+from polyfn.api.compat.openwhisk_events import WhiskEvents
 from polyfn.api.compat.openwhisk_packages import WhiskPackages
+from polyfn.api.compat.openwhisk_web import WhiskWeb
 from polyfn.api.compat.whisk_names import (
     A_ANN,
     A_KIND,
@@ -49,24 +48,23 @@ from polyfn.api.compat.whisk_names import (
     NAMESPACE,
     NS,
     WhiskError,
+    defaults,
     json_object,
+    paging,
     polyfn_name,
     to_openwhisk,
+    to_polyfn,
 )
 from polyfn.api.compat.whisk_names import annotation as _ann
-from polyfn.auth import function_keys
 from polyfn.auth.keys import allows
 from polyfn.call import Call
 from polyfn.deploy import archive
 from polyfn.deploy.errors import DeployError
-from polyfn.invoker import Outcome
 from polyfn.manifests import runtimes
-from polyfn.model import Activation, FunctionInfo, SpecError, validate_name
+from polyfn.model import FunctionInfo, SpecError, validate_name
 from polyfn.tenancy import DEFAULT, for_key, local, namespace_of, owns, qualify
 
 ACTION_FIELDS = {"namespace", "name", "exec", "parameters", "annotations", "limits", "publish", "version"}
-WEB_EXTENSIONS = {"json": "application/json", "http": "", "text": "text/plain", "html": "text/html",
-                  "svg": "image/svg+xml"}
 
 
 def _kind(kind: str) -> str:
@@ -104,67 +102,6 @@ _NS = NS  # (whisk_names.NS: the polyfn namespace of the request)
 _to_openwhisk = to_openwhisk
 
 
-def _to_polyfn(ow_namespace: str) -> str:
-    return DEFAULT if ow_namespace == NAMESPACE else ow_namespace
-
-
-def _web_exported(info: FunctionInfo) -> bool:
-    return any(isinstance(x, dict) and x.get("key") == "web-export" and x.get("value") in (True, "true")
-               for x in _ann(info, A_ANN, []))
-
-
-def activation_json(act: Activation, info_name: str, subject: str = "") -> dict[str, Any]:
-    try:
-        result = jsontext.loads(act.result) if act.result else {}
-    except ValueError:
-        result = {"result": act.result}
-    if act.trigger == TRIGGER_ACTIVATION:  # a trigger's: its payload, a log line per rule, no duration
-        name = act.function.partition(":")[2]
-        return {"namespace": _to_openwhisk(namespace_of(act.function)), "name": name, "version": f"0.0.{act.revision}",
-                "subject": subject or NAMESPACE, "activationId": act.id, "start": int(act.start * 1000), "end": 0,
-                "duration": 0, "statusCode": 0,
-                "response": {"status": "success", "statusCode": 0, "success": True, "result": result},
-                "logs": [ln.line for ln in act.logs], "annotations": [], "publish": False}
-    base = local(info_name).rpartition("/")[2]
-    if act.status == "error" and _application_error(act.error):
-        status, code = "application error", 1
-    elif act.status == "success":
-        status, code = ("application error", 1) if isinstance(result, dict) and "error" in result else ("success", 0)
-    elif act.status == "error" or act.status in ("timeout", "crashed", "oom", "init_failed"):
-        status, code = "action developer error", 2
-        err = act.error or {}
-        result = {"error": err.get("errorMessage") or err.get("message") or act.status}
-    else:
-        status, code = "whisk internal error", 3
-        result = {"error": (act.error or {}).get("message", act.status)}
-    ns_name = _to_openwhisk(namespace_of(info_name))
-    annotations = [{"key": "path", "value": f"{ns_name}/{local(info_name)}"},
-                   {"key": "waitTime", "value": round(act.wait_ms)}]
-    if act.cold:
-        annotations.append({"key": "initTime", "value": round(act.init_ms)})
-    return {
-        "namespace": ns_name, "name": base, "version": f"0.0.{act.revision}", "subject": subject or NAMESPACE,
-        "activationId": act.id, "start": int(act.start * 1000), "end": int(act.end * 1000),
-        "duration": round(act.duration_ms), "statusCode": code,
-        "response": {"status": status, "statusCode": code, "success": code == 0, "result": result},
-        "logs": [f"{_iso(ln.ts)} {ln.stream}: {ln.line}" for ln in act.logs],
-        "annotations": annotations, "publish": False,
-    }
-
-
-def _application_error(error: dict[str, Any] | None) -> bool:
-    """An `{"error": …}` result, as the openwhisk flavors report it (Python: errorType ApplicationError; Node.js:
-    the result's `error` itself), not an exception."""
-    return bool(error) and (error.get("errorType") == "ApplicationError"  # type: ignore[union-attr]
-                            or ("error" in error and "errorType" not in error))  # type: ignore[operator]
-
-
-def _iso(ts: float) -> str:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
 class WhiskApi(common.VendorFace):
     def __init__(self, *, workflows: Any, entities: Any = None, triggers: Any = None, namespaces: Any = None,
                  **shared: Any):
@@ -176,6 +113,8 @@ class WhiskApi(common.VendorFace):
         # `triggers` runs alarm feeds
         self.packages = WhiskPackages(entities, self._action_versions, NS.get)
         self.events = WhiskEvents(self.packages, self.recorder, triggers, self._start, enter=NS.set)
+        self.activations = WhiskActivations(self.store, self.recorder, self.events, self.auth)  # openwhisk_activations.py
+        self.web = WhiskWeb(self.packages, self.find, self.invoker, self.keys)  # web actions (openwhisk_web.py)
 
     async def auth(self, request: Request) -> str:
         """The caller's key id; also resolves the namespace of the path (`_`: the key's own; `polyfn`: polyfn's
@@ -184,7 +123,7 @@ class WhiskApi(common.VendorFace):
         if rec is None or not allows(rec, "deploy", None):
             raise WhiskError(401, "The supplied authentication is invalid")
         given = request.path_params.get("ns", "_")
-        ns = for_key(rec, None if given in ("_", "whisk.system") else _to_polyfn(given))
+        ns = for_key(rec, None if given in ("_", "whisk.system") else to_polyfn(given))
         if ns is None or (self.namespaces_svc is not None and not await self.namespaces_svc.exists(ns)):
             raise WhiskError(404, "The requested resource does not exist.")
         _NS.set(ns)
@@ -208,7 +147,7 @@ class WhiskApi(common.VendorFace):
         """Every action, or (`…/actions/P/`, what `wsk action list P` asks) those of package P (a binding's:
         its package's)."""
         await self.auth(request)
-        skip, limit = _paging(request)
+        skip, limit = paging(request)
         ns = _NS.get()
         infos = [i for i in await self.store.list_functions() if owns(ns, i.name)]
         comps = await self.compositions.all()
@@ -342,7 +281,7 @@ class WhiskApi(common.VendorFace):
         if seq is not None:
             return await self.compositions.invoke(seq.name, name, {**pkg_params, **params}, blocking, result_only)
         assert info is not None
-        args = {**pkg_params, **_defaults(info), **params}
+        args = {**pkg_params, **defaults(info), **params}
         if Compositions.is_conductor(info):
             return await self.compositions.invoke_conductor(info, name, args, blocking, result_only)
         aid = uuid.uuid4().hex
@@ -351,7 +290,7 @@ class WhiskApi(common.VendorFace):
             return JSONResponse({"activationId": aid}, status_code=202)
         out = await self.invoker.call(Call(info.name, "event", "openwhisk", body=json.dumps(args).encode(),
                                            content_type="application/json", activation_id=aid))
-        status, result = _result(out, info)
+        status, result = blocking_result(out, info)
         if result_only:
             return JSONResponse(result, status_code=status)
         await self.recorder.flush()
@@ -378,7 +317,7 @@ class WhiskApi(common.VendorFace):
             resp = await self.compositions.invoke(seq.name, name, {**pkg_params, **params}, False, False)
             return str(json.loads(bytes(resp.body))["activationId"])
         info = await self.find(target)
-        args = {**pkg_params, **_defaults(info), **params}
+        args = {**pkg_params, **defaults(info), **params}
         if Compositions.is_conductor(info):
             resp = await self.compositions.invoke_conductor(info, name, args, False, False)
             return str(json.loads(bytes(resp.body))["activationId"])
@@ -398,110 +337,6 @@ class WhiskApi(common.VendorFace):
             await self.compositions.delete(seq)
         else:
             await self.remove_function((await self.find(name)).name)
-
-    async def web(self, request: Request, ns: str, package: str, name: str, path: str = "") -> Response:
-        action, ext = name, "http"
-        m = re.match(r"^(.*)\.(json|http|text|html|svg)$", name)
-        if m:
-            action, ext = m[1], m[2]
-        full = action if package == "default" else f"{package}/{action}"
-        _NS.set(DEFAULT if ns in ("_", "guest") else _to_polyfn(ns))  # (public: the URL says whose action)
-        if _NS.get() != DEFAULT and package != "default":
-            raise WhiskError(404, "The requested resource does not exist.")
-        try:
-            target, pkg_params = await self.packages.package_params(full)
-            info = await self.find(target)
-        except WhiskError:
-            info = None
-        if info is None or not _web_exported(info):
-            raise WhiskError(404, "The requested resource does not exist.")
-        refused = function_keys.refusal(info.spec, info.name, request.scope["query_string"].decode("latin-1"),
-                                        [(k.decode("latin-1").lower(), v.decode("latin-1"))
-                                         for k, v in request.scope["headers"]], self.keys)
-        if refused is not None:  # the function's own `auth` rule holds on every ingress (auth/function_keys.py)
-            raise WhiskError(refused[0], refused[2])
-        raw = await request.body()
-        query = request.scope["query_string"].decode("latin-1")
-        args: dict[str, Any] = {**pkg_params, **_defaults(info)}
-        args.update(dict(parse_qsl(query, keep_blank_values=True)))
-        ct = request.headers.get("content-type", "")
-        if raw and "json" in ct:
-            try:
-                parsed = json.loads(raw)
-            except ValueError:
-                raise WhiskError(400, "The request content was malformed: the body is not JSON") from None
-            if isinstance(parsed, dict):
-                args.update(parsed)
-            else:
-                args["__ow_body"] = raw.decode()
-        elif raw and ct.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
-            args.update(await _form_fields(request))
-        elif raw:
-            try:
-                args["__ow_body"] = raw.decode() if ct.startswith("text/") or "form" in ct else base64.b64encode(raw).decode()
-            except UnicodeDecodeError:
-                args["__ow_body"] = base64.b64encode(raw).decode()
-        args.update({"__ow_method": request.method.lower(), "__ow_headers": dict(request.headers.items()),
-                     "__ow_path": "/" + path if path else ""})
-        out = await self.invoker.call(Call(info.name, "event", "openwhisk-web", body=json.dumps(args).encode(),
-                                           content_type="application/json"))
-        status, result = _result(out, info)
-        if status != 200:
-            return JSONResponse(result, status_code=status)
-        if ext == "json":
-            return JSONResponse(result)
-        if ext in ("text", "html", "svg"):
-            value = result.get(ext) if isinstance(result, dict) else None
-            if value is None:
-                return JSONResponse({"error": f"The action did not produce a valid response: no {ext!r} "
-                                     "property in the result"}, status_code=400)
-            return Response(str(value), media_type=WEB_EXTENSIONS[ext])
-        return _http_result(result)
-
-    # -- activations -------------------------------------------------------------------------------
-
-    async def list_activations(self, request: Request, ns: str) -> Response:
-        subject = await self.auth(request)
-        skip, limit = _paging(request)
-        name = request.query_params.get("name")
-        await self.recorder.flush()
-        function = None
-        if name:  # an action's, or a trigger's (recorded as `openwhisk:T`)
-            function = qualify(_NS.get(), polyfn_name(name) if await self.events.is_action(name) else f"{SINK}:{name}")
-        acts = await self.store.list_activations(function=function, limit=skip + limit,
-                                                 namespace=_NS.get() if _NS.get() != DEFAULT else None)
-        docs = request.query_params.get("docs") == "true"
-        out = []
-        for a in acts[skip:]:
-            rec = activation_json(a, a.function, subject)
-            if not docs:
-                rec.pop("logs")
-                rec["response"].pop("result")
-            out.append(rec)
-        return JSONResponse(out)
-
-    async def _activation(self, aid: str) -> Activation:
-        await self.recorder.flush()
-        act = await self.store.get_activation(aid)
-        if act is None or not owns(_NS.get(), act.function):
-            raise WhiskError(404, "The requested resource does not exist.")
-        return act
-
-    async def get_activation(self, request: Request, ns: str, aid: str) -> Response:
-        subject = await self.auth(request)
-        act = await self._activation(aid)
-        return JSONResponse(activation_json(act, act.function, subject))
-
-    async def activation_logs(self, request: Request, ns: str, aid: str) -> Response:
-        await self.auth(request)
-        act = await self._activation(aid)
-        return JSONResponse({"logs": activation_json(act, act.function)["logs"]})
-
-    async def activation_result(self, request: Request, ns: str, aid: str) -> Response:
-        await self.auth(request)
-        act = await self._activation(aid)
-        resp = activation_json(act, act.function)["response"]
-        return JSONResponse({"result": resp["result"], "status": resp["status"], "success": resp["success"]})
 
     async def namespaces(self, request: Request) -> Response:
         rec = self.keys.from_authorization(request.headers.get("authorization", "")) if self.keys else None
@@ -527,27 +362,11 @@ class WhiskApi(common.VendorFace):
                              "The requested resource does not exist.")
         face = self.packages if kind == "packages" else self.events
         if not name:
-            return await getattr(face, op)(request, *_paging(request))
+            return await getattr(face, op)(request, *paging(request))
         if op == "delete_package":
             return await self.packages.delete_package(request, name, self._delete_action)
         return await getattr(face, op)(request, name)
 
-
-
-async def _form_fields(request: Request) -> dict[str, Any]:
-    """A form body's fields (the last value of a repeated one); a file field is its content, base64."""
-    try:
-        form = await request.form()
-    except Exception as e:  # a malformed multipart body
-        raise WhiskError(400, f"The request content was malformed: the form cannot be read ({e})") from None
-    out: dict[str, Any] = {}
-    for key, value in form.multi_items():
-        if isinstance(value, str):
-            out[key] = value
-        else:
-            out[key] = base64.b64encode(await value.read()).decode()
-    await form.close()
-    return out
 
 
 def _zip_code(code: str) -> bytes | None:
@@ -588,73 +407,6 @@ ENTITY_OPS = {
 }
 
 
-def _paging(request: Request) -> tuple[int, int]:
-    try:
-        skip = max(0, int(request.query_params.get("skip", "0")))
-        limit = int(request.query_params.get("limit", "30")) or 200
-    except ValueError:
-        raise WhiskError(400, "skip and limit must be integers") from None
-    return skip, min(max(limit, 1), 200)
-
-
-def _defaults(info: FunctionInfo) -> dict[str, Any]:
-    return {p["key"]: p.get("value") for p in _ann(info, A_PARAMS, []) if isinstance(p, dict) and "key" in p}
-
-
-def _result(out: Outcome, info: FunctionInfo) -> tuple[int, Any]:
-    """(HTTP status, result) as OpenWhisk answers a blocking invocation."""
-    hdrs = common.outcome_headers(out)
-    code = hdrs.get("x-polyfn-error")
-    try:
-        body: Any = jsontext.loads(out.body) if out.body else {}
-    except ValueError:
-        body = {"result": out.body.decode("utf-8", "replace")}
-    if code == "function_not_found":
-        return 404, {"error": "The requested resource does not exist."}
-    if code == "too_many_requests":
-        return 429, {"error": "Too many concurrent requests in flight."}
-    if code == "function_timeout":
-        return 502, {"error": f"The action exceeded its time limits of {int(info.spec.timeout * 1000)} milliseconds."}
-    if code is not None:
-        return 502, {"error": (body.get("error") or {}).get("message", code) if isinstance(body, dict) else code}
-    if "x-polyfn-function-error" in hdrs:
-        err = body.get("error") if isinstance(body, dict) else None
-        if isinstance(err, str) and err.startswith("An error has occurred: "):  # the flavor's developer error
-            return 502, {"error": err}
-        if err is not None and "stackTrace" not in body:  # an application error: the action's result as it is
-            return 502, body
-        msg = body.get("errorMessage") if isinstance(body, dict) else None
-        return 502, {"error": f"An error has occurred: {msg or out.body.decode('utf-8', 'replace')}"}
-    if isinstance(body, dict) and "error" in body:
-        return 502, body
-    return 200, body
-
-
-def _http_result(result: Any) -> Response:
-    if not isinstance(result, dict):
-        return JSONResponse({"error": "The action did not return a dictionary."}, status_code=502)
-    headers = {str(k): str(v) for k, v in (result.get("headers") or {}).items()}
-    status = int(result.get("statusCode") or result.get("code") or 0)
-    body = result.get("body")
-    ct = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
-    if body is None:
-        data = b""
-    elif isinstance(body, dict | list):
-        data = json.dumps(body).encode()
-        if not ct:
-            headers["content-type"] = "application/json"
-    else:
-        data = str(body).encode()
-        if ct and not ct.startswith(("text/", "application/json", "application/xml")):
-            try:
-                data = base64.b64decode(str(body), validate=True)
-            except (binascii.Error, ValueError):
-                pass
-        if not ct:
-            headers["content-type"] = "text/html"
-    return Response(data, status_code=status or (200 if data else 204), headers=headers)
-
-
 def install(app: FastAPI, **services: Any) -> None:
     """`services`: what `WhiskApi` takes (the composition root hands them in)."""
     api = WhiskApi(**services)
@@ -668,16 +420,16 @@ def install(app: FastAPI, **services: Any) -> None:
     r.add_api_route(ns + "/actions/{name:path}", api.put_action, methods=["PUT"])
     r.add_api_route(ns + "/actions/{name:path}", api.delete_action, methods=["DELETE"])
     r.add_api_route(ns + "/actions/{name:path}", api.invoke, methods=["POST"])
-    r.add_api_route(ns + "/activations", api.list_activations, methods=["GET"])
-    r.add_api_route(ns + "/activations/{aid}", api.get_activation, methods=["GET"])
-    r.add_api_route(ns + "/activations/{aid}/logs", api.activation_logs, methods=["GET"])
-    r.add_api_route(ns + "/activations/{aid}/result", api.activation_result, methods=["GET"])
+    r.add_api_route(ns + "/activations", api.activations.list_activations, methods=["GET"])
+    r.add_api_route(ns + "/activations/{aid}", api.activations.get_activation, methods=["GET"])
+    r.add_api_route(ns + "/activations/{aid}/logs", api.activations.activation_logs, methods=["GET"])
+    r.add_api_route(ns + "/activations/{aid}/result", api.activations.activation_result, methods=["GET"])
     # after the actions' and activations' routes: packages, triggers, rules
     r.add_api_route(ns + "/{kind}", api.entities, methods=["GET"])
     r.add_api_route(ns + "/{kind}/{name}", api.entities, methods=["GET", "PUT", "DELETE", "POST"])
     methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
-    r.add_api_route("/api/v1/web/{ns}/{package}/{name}", api.web, methods=methods)
-    r.add_api_route("/api/v1/web/{ns}/{package}/{name}/{path:path}", api.web, methods=methods)
+    r.add_api_route("/api/v1/web/{ns}/{package}/{name}", api.web.run, methods=methods)
+    r.add_api_route("/api/v1/web/{ns}/{package}/{name}/{path:path}", api.web.run, methods=methods)
     app.include_router(r)
 
     @app.exception_handler(WhiskError)

@@ -1,11 +1,14 @@
-"""OpenWhisk's vocabulary shared by its two modules (openwhisk.py, openwhisk_compositions.py): the namespace it
-reports, the annotations that keep an action's OpenWhisk fields on a polyfn function, its names, its error."""
+"""OpenWhisk's vocabulary shared by its modules (openwhisk*.py): the namespace it reports, the annotations that
+keep an action's OpenWhisk fields on a polyfn function (an action's default parameters), its names, its error,
+a list's paging."""
 
 from __future__ import annotations
 
 import contextvars
 import json
 from typing import Any
+
+from fastapi import Request
 
 from polyfn.model import FunctionInfo
 from polyfn.tenancy import DEFAULT
@@ -19,6 +22,13 @@ NS: contextvars.ContextVar[str] = contextvars.ContextVar("openwhisk_namespace", 
 def to_openwhisk(namespace: str) -> str:
     """The OpenWhisk name of a polyfn namespace (`default` is `polyfn`)."""
     return NAMESPACE if namespace == DEFAULT else namespace
+
+
+def to_polyfn(ow_namespace: str) -> str:
+    """The polyfn namespace of an OpenWhisk one (`polyfn` is `default`)."""
+    return DEFAULT if ow_namespace == NAMESPACE else ow_namespace
+
+
 A_NAME, A_PARAMS, A_ANN, A_KIND = "openwhisk/name", "openwhisk/parameters", "openwhisk/annotations", "openwhisk/kind"
 
 
@@ -57,3 +67,16 @@ def annotation(info: FunctionInfo, key: str, default: Any) -> Any:
         return json.loads(raw)
     except ValueError:
         return default
+
+
+def defaults(info: FunctionInfo) -> dict[str, Any]:
+    return {p["key"]: p.get("value") for p in annotation(info, A_PARAMS, []) if isinstance(p, dict) and "key" in p}
+
+
+def paging(request: Request) -> tuple[int, int]:
+    try:
+        skip = max(0, int(request.query_params.get("skip", "0")))
+        limit = int(request.query_params.get("limit", "30")) or 200
+    except ValueError:
+        raise WhiskError(400, "skip and limit must be integers") from None
+    return skip, min(max(limit, 1), 200)
