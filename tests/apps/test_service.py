@@ -77,7 +77,7 @@ async def test_apps_are_validated_and_unique(svc: AppService) -> None:
 
 async def test_anonymous_sign_in_verify_and_refresh(svc: AppService) -> None:
     await svc.create_app("shop", {})
-    tokens = await svc.sign_in_anonymous("shop", "127.0.0.1")
+    tokens = await svc.signin.sign_in_anonymous("shop", "127.0.0.1")
     ident = svc.verify("shop", tokens["access_token"])
     assert ident.uid == tokens["user"]["uid"] == ident.openid and ident.provider == "anonymous"
     assert svc.verify("shop", tokens["access_token"]) is ident  # cached
@@ -98,7 +98,7 @@ async def test_anonymous_sign_in_verify_and_refresh(svc: AppService) -> None:
 async def test_wrong_app_and_sign_out(svc: AppService) -> None:
     await svc.create_app("shop", {})
     await svc.create_app("blog", {})
-    tokens = await svc.sign_in_anonymous("shop", "c")
+    tokens = await svc.signin.sign_in_anonymous("shop", "c")
     with pytest.raises(TokenError) as e:
         svc.verify("blog", tokens["access_token"])
     assert e.value.code == "token_wrong_app"
@@ -116,7 +116,7 @@ async def test_revocation_reaches_another_node(store: Store, svc: AppService, tm
                        clock=svc.clock)
     await svc.create_app("shop", {})
     await other.load()
-    tokens = await svc.sign_in_anonymous("shop", "c")
+    tokens = await svc.signin.sign_in_anonymous("shop", "c")
     assert other.verify("shop", tokens["access_token"]).uid == tokens["user"]["uid"]
     assert await svc.revoke_user("shop", tokens["user"]["uid"], disable=True) == 1
     svc.clock.now += 10  # type: ignore[attr-defined]
@@ -128,54 +128,54 @@ async def test_revocation_reaches_another_node(store: Store, svc: AppService, tm
 
 async def test_password_sign_up_sign_in_and_brute_force(svc: AppService) -> None:
     await svc.create_app("shop", {"signin_rate": 0.01, "signin_burst": 3})
-    assert await code_of(svc.sign_up("shop", "not-an-email", "long enough pw", "c")) == "invalid_email"
-    assert await code_of(svc.sign_up("shop", "a@x.io", "short", "c")) == "weak_password"
-    first = await svc.sign_up("shop", "A@x.io", "correct horse", "c")
+    assert await code_of(svc.signin.sign_up("shop", "not-an-email", "long enough pw", "c")) == "invalid_email"
+    assert await code_of(svc.signin.sign_up("shop", "a@x.io", "short", "c")) == "weak_password"
+    first = await svc.signin.sign_up("shop", "A@x.io", "correct horse", "c")
     assert first["user"]["email"] == "a@x.io" and first["user"]["provider"] == "password"
     assert "password_hash" not in first["user"]
-    assert await code_of(svc.sign_up("shop", "a@x.io", "another one", "c")) == "email_exists"
-    ok = await svc.sign_in_password("shop", "a@x.io", "correct horse", "c")
+    assert await code_of(svc.signin.sign_up("shop", "a@x.io", "another one", "c")) == "email_exists"
+    ok = await svc.signin.sign_in_password("shop", "a@x.io", "correct horse", "c")
     assert svc.verify("shop", ok["access_token"]).email == "a@x.io"
-    assert await code_of(svc.sign_in_password("shop", "a@x.io", "wrong guess", "c")) == "invalid_credentials"
-    assert await code_of(svc.sign_in_password("shop", "nobody@x.io", "wrong guess", "c")) == "invalid_credentials"
-    assert await code_of(svc.sign_in_password("shop", "a@x.io", "wrong again", "c")) == "invalid_credentials"
+    assert await code_of(svc.signin.sign_in_password("shop", "a@x.io", "wrong guess", "c")) == "invalid_credentials"
+    assert await code_of(svc.signin.sign_in_password("shop", "nobody@x.io", "wrong guess", "c")) == "invalid_credentials"
+    assert await code_of(svc.signin.sign_in_password("shop", "a@x.io", "wrong again", "c")) == "invalid_credentials"
     # the account's bucket (3 at once) is spent: even the right password waits now, from anywhere
-    assert await code_of(svc.sign_in_password("shop", "a@x.io", "wrong guess", "c")) == "too_many_attempts"
-    assert await code_of(svc.sign_in_password("shop", "a@x.io", "correct horse", "d")) == "too_many_attempts"
+    assert await code_of(svc.signin.sign_in_password("shop", "a@x.io", "wrong guess", "c")) == "too_many_attempts"
+    assert await code_of(svc.signin.sign_in_password("shop", "a@x.io", "correct horse", "d")) == "too_many_attempts"
 
 
 async def test_sign_in_methods_are_per_app(svc: AppService) -> None:
     await svc.create_app("closed", {"anonymous": False, "password": False})
-    assert await code_of(svc.sign_in_anonymous("closed", "c")) == "method_not_allowed"
-    assert await code_of(svc.sign_up("closed", "a@x.io", "long enough", "c")) == "method_not_allowed"
-    assert await code_of(svc.sign_in_custom("closed", {"code": "x"}, "c")) == "method_not_allowed"
-    assert await code_of(svc.sign_in_anonymous("nope", "c")) == "app_not_found"
+    assert await code_of(svc.signin.sign_in_anonymous("closed", "c")) == "method_not_allowed"
+    assert await code_of(svc.signin.sign_up("closed", "a@x.io", "long enough", "c")) == "method_not_allowed"
+    assert await code_of(svc.signin.sign_in_custom("closed", {"code": "x"}, "c")) == "method_not_allowed"
+    assert await code_of(svc.signin.sign_in_anonymous("nope", "c")) == "app_not_found"
 
 
 async def test_custom_sign_in_through_a_function(svc: AppService) -> None:
     await svc.create_app("mini", {"custom": "wxlogin", "appid": "wx77"})
-    tokens = await svc.sign_in_custom("mini", {"code": "abc"}, "c")
+    tokens = await svc.signin.sign_in_custom("mini", {"code": "abc"}, "c")
     ident = svc.verify("mini", tokens["access_token"])
     assert (ident.openid, ident.unionid, ident.appid, ident.provider) == ("wx-abc", "un-1", "wx77", "custom")
     assert ident.claims["role"] == "vip"
-    again = await svc.sign_in_custom("mini", {"code": "abc"}, "c")
+    again = await svc.signin.sign_in_custom("mini", {"code": "abc"}, "c")
     assert again["user"]["uid"] == tokens["user"]["uid"]  # the same openid is the same user
     assert svc.calls[0][0] == "wxlogin"  # type: ignore[attr-defined]
-    assert await code_of(svc.sign_in_custom("mini", {"code": "bad"}, "c")) == "signin_refused"
-    assert await code_of(svc.sign_in_custom("mini", {"code": "crash"}, "c")) == "signin_refused"
+    assert await code_of(svc.signin.sign_in_custom("mini", {"code": "bad"}, "c")) == "signin_refused"
+    assert await code_of(svc.signin.sign_in_custom("mini", {"code": "crash"}, "c")) == "signin_refused"
 
 
 async def test_signup_flood_is_limited(svc: AppService) -> None:
     await svc.create_app("shop", {"signup_rate": 0.01, "signup_burst": 2})
-    await svc.sign_in_anonymous("shop", "c")
-    await svc.sign_in_anonymous("shop", "c")
-    assert await code_of(svc.sign_in_anonymous("shop", "c")) == "too_many_attempts"
-    await svc.sign_in_anonymous("shop", "another-client")
+    await svc.signin.sign_in_anonymous("shop", "c")
+    await svc.signin.sign_in_anonymous("shop", "c")
+    assert await code_of(svc.signin.sign_in_anonymous("shop", "c")) == "too_many_attempts"
+    await svc.signin.sign_in_anonymous("shop", "another-client")
 
 
 async def test_deleted_user_cannot_refresh(svc: AppService) -> None:
     await svc.create_app("shop", {})
-    tokens = await svc.sign_in_anonymous("shop", "c")
+    tokens = await svc.signin.sign_in_anonymous("shop", "c")
     await svc.delete_user("shop", tokens["user"]["uid"])
     assert await code_of(svc.refresh("shop", tokens["refresh_token"])) in ("token_revoked", "token_invalid")
     with pytest.raises(TokenError):

@@ -127,15 +127,15 @@ class FirebaseFace:
                 return _auth_error(400, "INVALID_JSON", "the body must be a JSON object")
             if endpoint == "accounts:signUp":
                 if req.get("email") is None and req.get("password") is None:
-                    t = await self.service.sign_in_anonymous(app_id, client)
+                    t = await self.service.signin.sign_in_anonymous(app_id, client)
                 else:
-                    t = await self.service.sign_up(app_id, req.get("email"), req.get("password"), client)
+                    t = await self.service.signin.sign_up(app_id, req.get("email"), req.get("password"), client)
                 return _json(_sign_in_answer("identitytoolkit#SignupNewUserResponse", t))
             if endpoint == "accounts:signInWithPassword":
                 password = req.get("password")
                 if not isinstance(password, str) or not password:
                     return _auth_error(400, "MISSING_PASSWORD", "password is required")
-                t = await self.service.sign_in_password(app_id, req.get("email"), password, client)
+                t = await self.service.signin.sign_in_password(app_id, req.get("email"), password, client)
                 return _json({**_sign_in_answer("identitytoolkit#VerifyPasswordResponse", t), "registered": True})
             if endpoint == "accounts:lookup":
                 ident = self.service.verify(app_id, str(req.get("idToken") or ""))

@@ -160,21 +160,21 @@ class AppsFace:
     # -- auth --------------------------------------------------------------------------------------------
 
     async def anonymous(self, req: Request) -> Outcome:
-        return json_outcome(await self.service.sign_in_anonymous(req.app.id, req.client))
+        return json_outcome(await self.service.signin.sign_in_anonymous(req.app.id, req.client))
 
     async def signup(self, req: Request) -> Outcome:
         email, password = req.fields("email", "password")
-        return json_outcome(await self.service.sign_up(req.app.id, email, password, req.client), 201)
+        return json_outcome(await self.service.signin.sign_up(req.app.id, email, password, req.client), 201)
 
     async def signin(self, req: Request) -> Outcome:
         email, password = req.fields("email", "password")
         if not isinstance(password, str):
             raise AppError(400, "invalid_request", "send {\"email\": …, \"password\": …}")
-        return json_outcome(await self.service.sign_in_password(req.app.id, email, password, req.client))
+        return json_outcome(await self.service.signin.sign_in_password(req.app.id, email, password, req.client))
 
     async def custom(self, req: Request) -> Outcome:
         (data,) = req.fields("data")
-        return json_outcome(await self.service.sign_in_custom(req.app.id, data, req.client))
+        return json_outcome(await self.service.signin.sign_in_custom(req.app.id, data, req.client))
 
     async def refresh(self, req: Request) -> Outcome:
         (token,) = req.fields("refresh_token")

@@ -25,6 +25,17 @@ PROVIDERS = ("anonymous", "password", "custom")
 MAX_ORIGINS = 100
 
 
+class AppError(Exception):
+    """A request the service refuses: HTTP status, stable code, message, extra headers (Retry-After …)."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
 class ConfigError(ValueError):
     """A setting of an app is invalid; the message names it."""
 
