@@ -16,9 +16,7 @@ MAX_CLASS = 300
 MODULES: dict[str, str] = {}
 
 #: known debt: classes over MAX_CLASS, as "module:Class"
-CLASSES = {
-    "polyfn/storage/local.py:LocalBackend": "427",
-}
+CLASSES: dict[str, str] = {}
 
 
 @functools.cache  # read once per run

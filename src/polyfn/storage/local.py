@@ -19,18 +19,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import json
 import os
 import shutil
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from polyfn.storage import sse as sse_mod
-from polyfn.storage.errors import S3Error, invalid_argument, no_such_bucket, no_such_key
+from polyfn.storage.errors import S3Error, invalid_argument, no_such_key
+from polyfn.storage.local_buckets import BucketRecords
+from polyfn.storage.local_listing import Listing
 from polyfn.storage.model import (
     NULL_VERSION,
     BucketInfo,
@@ -40,7 +40,7 @@ from polyfn.storage.model import (
     validate_bucket_name,
     validate_key,
 )
-from polyfn.storage.objfile import READ_CHUNK, Writer, dec, enc, read_info, read_info_fd, rewrite
+from polyfn.storage.objfile import READ_CHUNK, Writer, enc, read_info, read_info_fd, rewrite
 from polyfn.storage.uploads import Uploads
 
 
@@ -70,7 +70,27 @@ def lock_blocks(info: ObjectInfo, now: float, bypass_governance: bool) -> str:
     return ""
 
 
-class LocalBackend(Uploads):
+class KeyLocks:
+    """A lock per (bucket, key), there while it is held or waited for."""
+
+    def __init__(self) -> None:
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, bucket: str, key: str) -> AsyncIterator[None]:
+        k = (bucket, key)
+        lock = self._locks.get(k)
+        if lock is None:
+            lock = self._locks[k] = asyncio.Lock()
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and not lock._waiters:  # type: ignore[attr-defined]
+                self._locks.pop(k, None)
+
+
+class LocalBackend(BucketRecords, Listing, Uploads):
     name = "local"
 
     def __init__(self, root: Path, max_object_size: int, fsync: bool = False, keys: sse_mod.Keys | None = None,
@@ -85,7 +105,7 @@ class LocalBackend(Uploads):
         self.clock = clock
         self._root_str = str(self.buckets)
         self._known: dict[str, BucketInfo] = {}  # bucket records read or written by this process
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self.key_lock = KeyLocks().hold  # changes to one key, one at a time
         self._seq = 0
         self.use: Any = None  # storage/use.StorageUse: what each bucket holds, and the storage_bytes quota
 
@@ -106,93 +126,6 @@ class LocalBackend(Uploads):
 
     def new_version_id(self, seq: int) -> str:
         return f"{seq:016x}{os.urandom(8).hex()}"
-
-    @contextlib.asynccontextmanager
-    async def key_lock(self, bucket: str, key: str) -> AsyncIterator[None]:
-        k = (bucket, key)
-        lock = self._locks.get(k)
-        if lock is None:
-            lock = self._locks[k] = asyncio.Lock()
-        try:
-            async with lock:
-                yield
-        finally:
-            if not lock.locked() and not lock._waiters:  # type: ignore[attr-defined]
-                self._locks.pop(k, None)
-
-    # -- buckets --------------------------------------------------------------------------------------
-
-    def _bucket_dir(self, bucket: str) -> Path:
-        validate_bucket_name(bucket)
-        return self.buckets / bucket
-
-    def bucket(self, bucket: str) -> BucketInfo:
-        info = self._known.get(bucket)
-        if info is not None:
-            return info
-        try:
-            rec = json.loads((self._bucket_dir(bucket) / ".bucket").read_bytes())
-        except FileNotFoundError:
-            raise no_such_bucket(bucket) from None
-        info = self._known[bucket] = BucketInfo.from_record(bucket, rec)
-        return info
-
-    def list_buckets(self) -> list[BucketInfo]:
-        out = []
-        for d in sorted(self.buckets.iterdir()):
-            with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
-                out.append(BucketInfo.from_record(d.name, json.loads((d / ".bucket").read_bytes())))
-        return out
-
-    def create_bucket(self, info: BucketInfo) -> bool:
-        """Create the bucket; False when it exists already (S3's us-east-1 answers 200 to its owner then)."""
-        d = self._bucket_dir(info.name)
-        try:
-            d.mkdir()
-        except FileExistsError:
-            if (d / ".bucket").exists():
-                return False
-        self._write_bucket(info)
-        return True
-
-    def _write_bucket(self, info: BucketInfo) -> None:
-        tmp = self.tmp / uuid.uuid4().hex
-        tmp.write_text(json.dumps(info.to_record()))
-        os.replace(tmp, self.buckets / info.name / ".bucket")
-        self._known[info.name] = info
-
-    def update_bucket(self, bucket: str, **changes: Any) -> BucketInfo:
-        info = self.bucket(bucket)
-        keys = {"public_access_block": "pab", "kms_key_id": "kms"}
-        new = BucketInfo.from_record(bucket, {**info.to_record(), **{keys.get(k, k): v for k, v in changes.items()}})
-        self._write_bucket(new)
-        return new
-
-    def delete_bucket(self, bucket: str) -> None:
-        d = self._bucket_dir(bucket)
-        self.bucket(bucket)
-        if any(e.name != ".bucket" for e in os.scandir(d)):
-            raise S3Error(409, "BucketNotEmpty", "The bucket you tried to delete is not empty", f"/{bucket}",
-                          BucketName=bucket)
-        self.abandon_uploads(bucket)
-        trash = self.tmp / ("bucket-" + uuid.uuid4().hex)
-        self._known.pop(bucket, None)
-        os.replace(d, trash)
-        shutil.rmtree(trash, ignore_errors=True)
-        if self.use is not None:
-            self.use.forget(bucket)
-
-    def destroy_bucket(self, bucket: str) -> None:
-        """Delete a bucket with everything in it (its namespace was deleted: tenancy.py)."""
-        d = self._bucket_dir(bucket)
-        self.bucket(bucket)
-        self.abandon_uploads(bucket)
-        trash = self.tmp / ("bucket-" + uuid.uuid4().hex)
-        self._known.pop(bucket, None)
-        os.replace(d, trash)
-        shutil.rmtree(trash, ignore_errors=True)
-        if self.use is not None:
-            self.use.forget(bucket)
 
     # -- paths ----------------------------------------------------------------------------------------
 
@@ -445,87 +378,6 @@ class LocalBackend(Uploads):
             except OSError:
                 break
             parent = parent.parent
-
-    # -- listing --------------------------------------------------------------------------------------
-
-    def iter_keys(self, bucket: str, prefix: str, after: str, versions: bool = False) -> Iterator[str]:
-        """Keys of `bucket` starting with `prefix` and greater than `after`, in UTF-8 byte order; with
-        `versions`, also keys whose versions are all noncurrent (deleted)."""
-        root = self._bucket_dir(bucket)
-        self.bucket(bucket)
-        yield from self._walk(root, "", prefix, after, versions)
-
-    def _walk(self, d: Path, base: str, prefix: str, after: str, versions: bool) -> Iterator[str]:
-        try:
-            names = os.listdir(d)
-        except FileNotFoundError:
-            return
-        entries: dict[str, tuple[bool, str]] = {}
-        for n in names:
-            if not n.startswith("_"):
-                continue
-            if n.endswith(".o") or (versions and n.endswith(".v")):
-                entries.setdefault(base + dec(n[:-2]), (False, n))
-            elif not n.endswith(".v"):
-                entries[base + dec(n) + "/"] = (True, n)
-        for full in sorted(entries):
-            is_dir, n = entries[full]
-            if is_dir:
-                if not (full.startswith(prefix) or prefix.startswith(full)):
-                    continue
-                if full <= after and not after.startswith(full):
-                    continue  # every key below is <= after
-                yield from self._walk(d / n, full, prefix, after, versions)
-            elif full > after and full.startswith(prefix):
-                yield full
-
-    def list_objects(self, bucket: str, prefix: str, delimiter: str, after: str, max_keys: int,
-                     versions: bool = False) -> tuple[list[Any], list[str], bool, str]:
-        """(objects, common prefixes, truncated, last key or prefix returned) — ListObjects semantics; with
-        `versions`, the entries are keys (the caller lists their versions)."""
-        contents: list[Any] = []
-        prefixes: list[str] = []
-        last = ""
-        if delimiter and after.startswith(prefix) and after.endswith(delimiter) and delimiter in after[len(prefix):]:
-            after += "\U0010ffff"  # a marker/token that is a common prefix: continue after everything under it
-        while True:
-            restart = None
-            for key in self.iter_keys(bucket, prefix, after, versions):
-                if len(contents) + len(prefixes) >= max_keys:
-                    return contents, prefixes, True, last
-                if delimiter:
-                    i = key.find(delimiter, len(prefix))
-                    if i >= 0:
-                        cp = key[: i + len(delimiter)]
-                        prefixes.append(cp)
-                        last = cp
-                        restart = cp + "\U0010ffff"  # skip everything under the common prefix
-                        break
-                if versions:
-                    contents.append(key)
-                else:
-                    try:
-                        contents.append(self.head_object(bucket, key))
-                    except S3Error:
-                        continue  # deleted meanwhile
-                last = key
-            if restart is None:
-                return contents, prefixes, False, last
-            after = restart
-
-    def usage(self, bucket: str) -> tuple[int, int]:
-        """(objects, bytes) of a bucket, every version counted."""
-        n = size = 0
-        for dirpath, _dirs, files in os.walk(self._bucket_dir(bucket)):
-            for f in files:
-                if f != ".bucket":
-                    with contextlib.suppress(OSError, S3Error):
-                        info = read_info(os.path.join(dirpath, f))[0]
-                        if not info.delete_marker:
-                            n += 1
-                            size += info.size
-        return n, size
-
 
 async def read_range(fd: int, start: int, end: int) -> AsyncIterator[bytes]:
     """Bytes [start, end) of an open object file, in chunks; closes fd when done."""
