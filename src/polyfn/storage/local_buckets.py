@@ -79,13 +79,7 @@ class BucketRecords:
         if any(e.name != ".bucket" for e in os.scandir(d)):
             raise S3Error(409, "BucketNotEmpty", "The bucket you tried to delete is not empty", f"/{bucket}",
                           BucketName=bucket)
-        self.abandon_uploads(bucket)
-        trash = self.tmp / ("bucket-" + uuid.uuid4().hex)
-        self._known.pop(bucket, None)
-        os.replace(d, trash)
-        shutil.rmtree(trash, ignore_errors=True)
-        if self.use is not None:
-            self.use.forget(bucket)
+        self.destroy_bucket(bucket)
 
     def destroy_bucket(self, bucket: str) -> None:
         """Delete a bucket with everything in it (its namespace was deleted: tenancy.py)."""
