@@ -72,6 +72,7 @@ CODES: dict[str, tuple[int | tuple[int, ...], str]] = {
     "activation_not_found": (404, "an unknown activation"),
     "trigger_not_found": (404, "an unknown trigger"),
     "dead_letter_not_found": (404, "an unknown dead letter"),
+    "bucket_not_found": (404, "an unknown bucket (polyfn's own storage routes; S3 answers NoSuchBucket)"),
     "key_not_found": (404, "an unknown key"),
     "secret_not_found": (404, "an unknown secret"),
     "site_not_found": (404, "an unknown site"),

@@ -66,9 +66,14 @@ def usage(
     columns += [label for label, _ in more]
     if table is not None:
         columns.append(f"cost {table['currency']}")
+    rows = [*report["usage"], {by.value: "total", **report["total"]}]
+    names = max(len(str(r[by.value])) for r in rows)  # (a narrow terminal wraps the numbers, never the names)
     for c in columns:
-        t.add_column(c, justify="left" if c == by.value else "right")
-    for r in [*report["usage"], {by.value: "total", **report["total"]}]:
+        if c == by.value:
+            t.add_column(c, justify="left", no_wrap=True, min_width=names)
+        else:
+            t.add_column(c, justify="right")
+    for r in rows:
         cells = [str(r[by.value]), str(r["invocations"]), str(r["errors"]), f"{r['gb_seconds']:.3f}",
                  str(r["billed_ms"]), str(r["req_bytes"]), str(r["resp_bytes"])]
         cells += [f"{r[k]:.3g}" if k == "gb_months" else str(r[k]) for _, k in more]
