@@ -29,12 +29,18 @@ from ..e2e.test_callbacks import Receiver
 
 
 async def until(cond: Any, timeout: float = 30.0) -> bool:
+    """Polls `cond` (a plain or an async callable) until it holds or `timeout` passes."""
+
+    async def holds() -> bool:
+        got = cond()
+        return bool(await got if asyncio.iscoroutine(got) else got)
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if cond():
+        if await holds():
             return True
         await asyncio.sleep(0.01)
-    return bool(cond())
+    return await holds()
 
 
 async def stop(task: asyncio.Task[Any]) -> None:
@@ -112,6 +118,11 @@ async def test_callback_loop_settles_a_bad_row_and_delivers_the_others(tmp_path:
     try:
         # (the failed pass is tried again a second later)
         assert await until(lambda: [g["body"] for g in receiver.got] == [b'{"id": "c-good"}']), receiver.got
+
+        async def settled() -> bool:  # (the receiver records the body before its answer reaches the loop)
+            return (await q.db.get_callback("c-good"))["state"] != "pending"
+
+        assert await until(settled)
         states = {cid: await q.db.get_callback(cid) for cid in ("a-bad-url", "b-bug", "c-good")}
         assert states["a-bad-url"]["state"] == "failed" and "invalid_callback_url" in states["a-bad-url"]["last_error"]
         assert states["b-bug"]["state"] == "pending" and "RuntimeError" in states["b-bug"]["last_error"]

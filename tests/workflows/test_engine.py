@@ -245,7 +245,10 @@ async def test_another_node_takes_a_dead_nodes_task_after_its_lease(make_service
     await a.create_machine("calc", CHAIN)
     ex = await a.create_machine("calc", CHAIN) and await a.start_execution("calc", None, '{"n": 1}')
     await asyncio.wait_for(started.wait(), 10)
-    a.engine.work._renew_task.cancel()  # node-a hangs: its lease is no longer renewed
+    # node-a hangs: its lease is no longer renewed, and it takes no due work (a live pump would claim the item
+    # back when its lease ends, in step with its own polls, and win that race against node-b for ever)
+    a.engine.work._renew_task.cancel()
+    a.engine.work._pump_task.cancel()
     functions["add"] = lambda p: {"n": p["n"] + 1}
     functions["double"] = lambda p: {"n": p["n"] * 2}
     b = await make_service(owner="node-b")
