@@ -64,6 +64,7 @@ def final(server: Server, aid: str, timeout: float = 20) -> dict:
     out: dict = {}
 
     def done() -> bool:
+        out.clear()  # (the record as it is now: a field of an earlier pending record must not linger)
         out.update(server.activation(aid))
         return out["status"] not in ("pending", "running")
 

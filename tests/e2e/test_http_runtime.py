@@ -76,7 +76,9 @@ def test_scales_to_several_instances(server: Server) -> None:
 
 def test_program_that_never_listens_fails_with_its_stderr(server: Server) -> None:
     server.deploy("no-listen", {"server.py": "import sys, time\nprint('config missing: DATABASE_URL', file=sys.stderr, flush=True)\n"
-                                             "time.sleep(60)\n"}, runtime="http", handler="python3 server.py", timeout=5)
+                                             "time.sleep(60)\n"}, runtime="http", handler="python3 server.py", timeout=10)
+    # (the program gets 0.7 × the timeout to listen; the caller waits the whole timeout: with 5 s, a start slowed
+    # by a loaded machine left the caller's wait to end first, a 429 instead of the start's own error)
     r = server.http.get("/fn/no-listen")
     assert r.status_code == 502 and error_code(r) == "function_init_failed"
     err = r.json()["error"]
