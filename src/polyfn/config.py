@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     max_queue: int = Field(1000, ge=0)  # invocations waiting for an instance, per function
     keepalive: float = Field(600.0, ge=0)  # idle instance kept this long (seconds)
     keepalive_policy: str = Field("fixed", pattern="^(fixed|hybrid|adaptive)$")  # functions' default (docs/performance.md)
+    # The keep-alive policies' clock runs this many times real time (their idle times, windows and `keepalive`
+    # are in its seconds; the reaper ticks as often as one of them): 1 in use; a live replay of a day-long trace
+    # in minutes sets it (bench/replay.py).
+    keepalive_time_scale: float = Field(1.0, ge=1.0, le=3600.0)
     autoscale_interval: float = Field(2.0, gt=0)  # seconds between autoscaler decisions per function
     # Memory all instances may reserve (each reserves its `memory`): MB, 0 = memory_budget_percent of RAM.
     memory_budget: int = Field(0, ge=0)

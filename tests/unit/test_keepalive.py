@@ -11,6 +11,7 @@ from polyfn.scheduler.keepalive import (
     HybridConfig,
     HybridPolicy,
     IdlePrior,
+    ScaledPolicy,
     Window,
     best_window,
     make_policy,
@@ -133,3 +134,19 @@ def test_idle_prior_drops_rare_bins() -> None:
     for minutes in [1] * 19 + [50]:
         p.observe_idle(minutes * 60.0)
     assert prior.shares() == [(1, pytest.approx(0.95))]
+
+
+def test_a_scaled_policy_decides_in_its_own_clock() -> None:
+    """`keepalive_time_scale` 24: a real 2.5 s is a minute of the policy's clock — a hybrid policy fed idle
+    times of 2.5 real seconds learns one-minute idle times and answers its window in real seconds."""
+    p = make_policy("hybrid", 600, time_scale=24)
+    assert isinstance(p, ScaledPolicy) and p.name == "hybrid"
+    assert p.window() == Window(0.0, 25.0)  # its fallback: 600 s of its clock
+    for _ in range(20):
+        p.observe_idle(5.0)  # 5 real seconds = 2 minutes of its clock: bin 2
+    inner = p.inner
+    assert isinstance(inner, HybridPolicy) and inner.bins[2] == 20 and inner.representative()
+    w, iw = p.window(), inner.window()
+    assert iw.prewarm > 0 and w == Window(iw.prewarm / 24, iw.keepalive / 24)
+    assert p.window() is w  # the same window until the inner one changes
+    assert not isinstance(make_policy("fixed", 600), ScaledPolicy)  # scale 1: the policy itself

@@ -235,15 +235,44 @@ def best_window(weights: dict[int, float], range_bins: int, k: float) -> tuple[i
     return best_a, best_b
 
 
-Policy = FixedPolicy | HybridPolicy | AdaptivePolicy
+class ScaledPolicy:
+    """A policy whose clock runs `scale` times real time: the idle times it is told are real seconds (× scale
+    in its clock), the windows it gives are real seconds (÷ scale). The live node's way of injecting a clock
+    (`keepalive_time_scale`): a replay of a day of trace minutes against a real node in a few real minutes,
+    every policy deciding in trace time (bench/replay.py)."""
+
+    def __init__(self, inner: FixedPolicy | HybridPolicy | AdaptivePolicy, scale: float):
+        self.inner = inner
+        self.scale = scale
+        self.name = inner.name
+        self._seen: Window | None = None
+        self._scaled = Window(0.0, 0.0)
+
+    def observe_idle(self, idle: float) -> None:
+        self.inner.observe_idle(idle * self.scale)
+
+    def window(self) -> Window:
+        w = self.inner.window()
+        if w is not self._seen:  # (policies return the same Window until it changes)
+            self._seen, self._scaled = w, Window(w.prewarm / self.scale, w.keepalive / self.scale)
+        return self._scaled
+
+
+Policy = FixedPolicy | HybridPolicy | AdaptivePolicy | ScaledPolicy
 NAMES = ("fixed", "hybrid", "adaptive")
 
 
-def make_policy(name: str, keepalive: float, memory_mb: float = 128.0, prior: IdlePrior | None = None) -> Policy:
+def make_policy(name: str, keepalive: float, memory_mb: float = 128.0, prior: IdlePrior | None = None,
+                time_scale: float = 1.0) -> Policy:
+    """The policy called `name`; `keepalive` (its fixed window, or its fallback) is in the policy's clock,
+    which runs `time_scale` times real time."""
+    policy: FixedPolicy | HybridPolicy | AdaptivePolicy
     if name == "fixed":
-        return FixedPolicy(keepalive)
-    if name == "hybrid":
-        return HybridPolicy(HybridConfig(fallback_keepalive=keepalive))
-    if name == "adaptive":
-        return AdaptivePolicy(memory_mb, prior=prior, fallback_keepalive=keepalive)
-    raise ValueError(f"keep-alive policy {name!r} is unknown: use fixed, hybrid or adaptive")
+        policy = FixedPolicy(keepalive)
+    elif name == "hybrid":
+        policy = HybridPolicy(HybridConfig(fallback_keepalive=keepalive))
+    elif name == "adaptive":
+        policy = AdaptivePolicy(memory_mb, prior=prior, fallback_keepalive=keepalive)
+    else:
+        raise ValueError(f"keep-alive policy {name!r} is unknown: use fixed, hybrid or adaptive")
+    return policy if time_scale == 1.0 else ScaledPolicy(policy, time_scale)

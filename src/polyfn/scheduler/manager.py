@@ -121,7 +121,7 @@ class InstanceManager:
         """A pool for `revision`; `keep_min=False` (a pinned, non-current revision) keeps no instances warm."""
         prior = self.idle_priors.setdefault(namespace_of(revision.spec.name), IdlePrior())
         pool = Pool(revision, self, self.settings.max_queue, self.settings.keepalive,
-                    self.settings.keepalive_policy, prior)
+                    self.settings.keepalive_policy, prior, self.settings.keepalive_time_scale)
         if not keep_min:
             pool.min_instances = 0
             pool.scaler_config = dataclasses.replace(pool.scaler_config, min_instances=0)
@@ -292,8 +292,9 @@ class InstanceManager:
     async def _reap_loop(self) -> None:
         """Each second: keep-alive reaping; every `autoscale_interval`: one autoscaler decision per pool."""
         next_scale = 0.0
+        tick = 1.0 / self.settings.keepalive_time_scale  # (a second of the keep-alive policies' clock)
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(tick)
             now = time.monotonic()
             scale = now >= next_scale
             if scale:

@@ -37,7 +37,7 @@ class Pool(Starts, Overload):
     and keep-alive steps (here, applying scheduler/autoscaler.py and decisions.py)."""
 
     def __init__(self, revision: Revision, manager: Starter, max_queue: int, keepalive: float,
-                 keepalive_policy: str = "fixed", idle_prior: IdlePrior | None = None):
+                 keepalive_policy: str = "fixed", idle_prior: IdlePrior | None = None, time_scale: float = 1.0):
         self.revision = revision
         self.manager = manager
         spec = revision.spec
@@ -46,7 +46,7 @@ class Pool(Starts, Overload):
         self.max_instances = spec.max_instances
         self.keepalive = spec.keepalive if spec.keepalive is not None else keepalive
         self.policy: Policy = make_policy(getattr(spec, "keepalive_policy", None) or keepalive_policy,
-                                          self.keepalive, spec.memory, idle_prior)
+                                          self.keepalive, spec.memory, idle_prior, time_scale)
         self.max_queue = max_queue
         self.scaler_config = AutoscalerConfig(target=spec.concurrency, min_instances=spec.min_instances,
                                               max_instances=spec.max_instances)
