@@ -171,11 +171,16 @@ class NamespaceRoutes:
 
 
 NAMESPACES = (
-    Route("POST", "/namespaces", NamespaceRoutes.create, {"status_code": 201, "summary": "Create a namespace (admin)"}),
-    Route("GET", "/namespaces", NamespaceRoutes.list_namespaces, {"summary": "List namespaces (a namespace's key sees only its own)"}),
-    Route("GET", "/namespaces/{name}", NamespaceRoutes.get_namespace, {"summary": "A namespace, with its use against each quota"}),
-    Route("PATCH", "/namespaces/{name}", NamespaceRoutes.set_quotas, {"summary": "Set quotas (admin; null lifts one)"}),
-    Route("DELETE", "/namespaces/{name}", NamespaceRoutes.delete_namespace, {"summary": "Delete a namespace and everything it owns (admin)"}),
+    Route("POST",   "/namespaces",        NamespaceRoutes.create,
+          {"status_code": 201, "summary": "Create a namespace (admin)"}),
+    Route("GET",    "/namespaces",        NamespaceRoutes.list_namespaces,
+          {"summary": "List namespaces (a namespace's key sees only its own)"}),
+    Route("GET",    "/namespaces/{name}", NamespaceRoutes.get_namespace,
+          {"summary": "A namespace, with its use against each quota"}),
+    Route("PATCH",  "/namespaces/{name}", NamespaceRoutes.set_quotas,
+          {"summary": "Set quotas (admin; null lifts one)"}),
+    Route("DELETE", "/namespaces/{name}", NamespaceRoutes.delete_namespace,
+          {"summary": "Delete a namespace and everything it owns (admin)"}),
 )
 
 

@@ -82,7 +82,8 @@ class ObserveRoutes:
                     ) -> dict[str, Any]:
         now = time.time()
         ns = request_namespace(request)
-        return {"now": now, "window_s": window, "functions": function_stats(self.series, self.registry, window, now, ns),
+        return {"now": now, "window_s": window,
+                "functions": function_stats(self.series, self.registry, window, now, ns),
                 "workflows": self.workflows.stats(ns) if self.workflows is not None else []}
 
     async def one(self, name: str, window: Annotated[float, Query(ge=SLOT_S, le=SLOT_S * SLOTS)] = SLOT_S * SLOTS,

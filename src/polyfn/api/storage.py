@@ -75,7 +75,8 @@ class StorageRoutes:
         found = self.keys.signing_credentials(caller.id) if caller is not None else None
         creds = ({"access_key_id": caller.id, "secret_access_key": found[0]}
                  if caller is not None and found is not None and found[0] is not None else None)
-        return {"enabled": st.enabled, "endpoint": _endpoint(self.storage, request), "region": st.settings.storage_region,
+        return {"enabled": st.enabled, "endpoint": _endpoint(self.storage, request),
+                "region": st.settings.storage_region,
                 "backend": st.settings.storage_backend, "error": st.error or None,
                 "max_object_size": st.settings.storage_max_object_size, "credentials": creds}
 
@@ -162,13 +163,19 @@ class StorageRoutes:
 
 
 STORAGE = (
-    Route("GET", "", StorageRoutes.info, {"summary": "Object store endpoint, region, backend and the credentials of the calling key"}),
-    Route("GET", "/usage", StorageRoutes.usage, {"summary": "Objects and bytes per bucket of the namespace, every version counted (local backend)"}),
-    Route("POST", "/keys", StorageRoutes.create_key, {"status_code": 201, "summary": "Create a storage access key (an API key; the secret is shown only here)"}),
-    Route("GET", "/keys", StorageRoutes.list_keys, {"summary": "List the keys that can sign S3 requests (without secrets)"}),
-    Route("DELETE", "/keys/{access_key_id}", StorageRoutes.delete_key, {"summary": "Revoke a storage access key (same as DELETE /v1/keys/ID)"}),
-    Route("POST", "/triggers", StorageRoutes.add_trigger, {"status_code": 201, "summary": "Invoke a function when objects are created/deleted in a bucket"}),
-    Route("GET", "/triggers", StorageRoutes.list_triggers),
+    Route("GET",    "",                       StorageRoutes.info,
+          {"summary": "Object store endpoint, region, backend and the credentials of the calling key"}),
+    Route("GET",    "/usage",                 StorageRoutes.usage,
+          {"summary": "Objects and bytes per bucket of the namespace, every version counted (local backend)"}),
+    Route("POST",   "/keys",                  StorageRoutes.create_key,
+          {"status_code": 201, "summary": "Create a storage access key (an API key; the secret is shown only here)"}),
+    Route("GET",    "/keys",                  StorageRoutes.list_keys,
+          {"summary": "List the keys that can sign S3 requests (without secrets)"}),
+    Route("DELETE", "/keys/{access_key_id}",  StorageRoutes.delete_key,
+          {"summary": "Revoke a storage access key (same as DELETE /v1/keys/ID)"}),
+    Route("POST",   "/triggers",              StorageRoutes.add_trigger,
+          {"status_code": 201, "summary": "Invoke a function when objects are created/deleted in a bucket"}),
+    Route("GET",    "/triggers",              StorageRoutes.list_triggers),
     Route("DELETE", "/triggers/{trigger_id}", StorageRoutes.delete_trigger),
 )
 

@@ -223,23 +223,34 @@ class WorkflowRoutes:
         if any(body.get(k) is not None and not isinstance(body[k], str) for k in ("error", "cause")):
             raise ApiError(400, "invalid_request", "`error` and `cause` must be strings")
         try:
-            ex = await self._svc().stop_execution(await self._one(execution_id, request), body.get("error"), body.get("cause"))
+            ex = await self._svc().stop_execution(await self._one(execution_id, request), body.get("error"),
+                                                  body.get("cause"))
         except WorkflowError as e:
             raise api_error(e) from None
         return execution_json(ex)
 
 
 WORKFLOWS = (
-    Route("GET", "/workflows", WorkflowRoutes.list_workflows, {"summary": "List state machines"}),
-    Route("POST", "/workflows", WorkflowRoutes.create_workflow, {"status_code": 201, "summary": "Create a state machine (ASL, or kind=sequence)"}),
-    Route("PUT", "/workflows/{name}", WorkflowRoutes.put_workflow, {"summary": "Create or update a state machine"}),
-    Route("GET", "/workflows/{name}", WorkflowRoutes.get_workflow, {"summary": "A state machine, its graph and its latest executions"}),
-    Route("DELETE", "/workflows/{name}", WorkflowRoutes.delete_workflow, {"summary": "Delete a state machine (running executions finish)"}),
-    Route("POST", "/workflows/{name}/executions", WorkflowRoutes.start, {"status_code": 201, "summary": "Start an execution (wait=true: until it ends)"}),
-    Route("GET", "/workflows/{name}/executions", WorkflowRoutes.list_executions, {"summary": "A state machine's executions, newest first"}),
-    Route("GET", "/executions/{execution_id}", WorkflowRoutes.get_execution, {"summary": "An execution"}),
-    Route("GET", "/executions/{execution_id}/history", WorkflowRoutes.history, {"summary": "An execution's history events"}),
-    Route("POST", "/executions/{execution_id}/stop", WorkflowRoutes.stop, {"summary": "Stop a running execution"}),
+    Route("GET",    "/workflows",                         WorkflowRoutes.list_workflows,
+          {"summary": "List state machines"}),
+    Route("POST",   "/workflows",                         WorkflowRoutes.create_workflow,
+          {"status_code": 201, "summary": "Create a state machine (ASL, or kind=sequence)"}),
+    Route("PUT",    "/workflows/{name}",                  WorkflowRoutes.put_workflow,
+          {"summary": "Create or update a state machine"}),
+    Route("GET",    "/workflows/{name}",                  WorkflowRoutes.get_workflow,
+          {"summary": "A state machine, its graph and its latest executions"}),
+    Route("DELETE", "/workflows/{name}",                  WorkflowRoutes.delete_workflow,
+          {"summary": "Delete a state machine (running executions finish)"}),
+    Route("POST",   "/workflows/{name}/executions",       WorkflowRoutes.start,
+          {"status_code": 201, "summary": "Start an execution (wait=true: until it ends)"}),
+    Route("GET",    "/workflows/{name}/executions",       WorkflowRoutes.list_executions,
+          {"summary": "A state machine's executions, newest first"}),
+    Route("GET",    "/executions/{execution_id}",         WorkflowRoutes.get_execution,
+          {"summary": "An execution"}),
+    Route("GET",    "/executions/{execution_id}/history", WorkflowRoutes.history,
+          {"summary": "An execution's history events"}),
+    Route("POST",   "/executions/{execution_id}/stop",    WorkflowRoutes.stop,
+          {"summary": "Stop a running execution"}),
 )
 
 
