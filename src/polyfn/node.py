@@ -52,6 +52,7 @@ from polyfn.observe.recorder import ActivationRecorder
 from polyfn.observe.usage import UsageMeter
 from polyfn.queue.dispatcher import AsyncQueue
 from polyfn.quotas import QuotaGuard
+from polyfn.reach import InstanceReach
 from polyfn.removal import FunctionRemoval
 from polyfn.scheduler.manager import InstanceManager
 from polyfn.scheduler.registry import FunctionRegistry
@@ -150,12 +151,6 @@ class Node:
             if s.cluster_sync_interval else None  # other nodes deploy to the same database
         self.invoker = Invoker(s, self.registry, self.recorder, self.metrics if s.metrics else None,
                                limiter=self.limiter, localise=self.deployer.localise if self.sync else None)
-        if s.port:  # so a function's AWS SDK reaches this node's Lambda API (`boto3.client("lambda")`)
-            host = "127.0.0.1" if s.host in ("0.0.0.0", "::", "") else s.host
-            self.manager.specs.instance_env["AWS_ENDPOINT_URL_LAMBDA"] = f"http://{host}:{s.port}"
-            self.manager.specs.instance_env["AWS_ENDPOINT_URL_STS"] = f"http://{host}:{s.port}"  # AssumeRole (auth/sts.py)
-            # a function's `boto3.client("apigatewaymanagementapi")` pushes to WebSocket connections (wsapi/)
-            self.manager.specs.instance_env["AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"] = f"http://{host}:{s.port}"
 
         # the durable async queue, the services on top of the invoker, the triggers
         self.queue = AsyncQueue(s, self.invoker, self.registry)
@@ -198,7 +193,8 @@ class Node:
         self.invoker.quota = self.quotas.admit  # invocations per second, at each call's admission
         self.deployer.admit_create = self.quotas.check_create  # functions, at a deploy that makes one
         self.queue.admit_job = self.quotas.admit_async  # the async backlog, at each async call
-        self.relay: Any = None  # sandbox.relay.NetRelay for `network: polyfn`, made once the ports are bound
+        # how instances reach this node: its AWS SDK endpoints, the relay for `network: polyfn` (reach.py)
+        self.reach = InstanceReach(s, self.manager.sandbox, self.manager.specs, lambda: self.storage.url)
 
         # the faces
         self._gateway = Gateway(self.invoker, keys=self.keys, queue=self.queue)
@@ -265,7 +261,7 @@ class Node:
         life.add("app service", self.apps.start, self._stop_apps)
         life.add("document database", self._start_db, self.db.stop)
         life.add("stored use", self._start_use, self.use.stop)  # counts the buckets before the S3 port answers
-        life.add("network relay", self._start_relay, self._stop_relay)
+        life.add("network relay", self.reach.start, self.reach.stop)
         life.add("instances", self.manager.start, self.manager.stop)  # stop: every instance and the zygote
         life.add("functions", self._activate_functions, self._drain)  # stop: no new calls, in-flight finish
         life.add("async queue", self.queue.start, lambda: self.queue.stop(s.drain_timeout))
@@ -358,29 +354,6 @@ class Node:
         gc.freeze()
         log.info("polyfn %s ready: %d functions, isolation: %s", __version__, len(self.registry.functions),
                  self.manager.sandbox.isolation)
-
-    async def _start_relay(self) -> None:
-        """`network: polyfn`: the relay that lets such instances reach this node's API and object store
-        (and nothing else) from their own network namespace (sandbox/relay.py)."""
-        from polyfn.sandbox.relay import NetRelay, endpoints
-
-        s = self.settings
-        storage = (s.storage_host or s.host, int(self.storage.url.rsplit(":", 1)[1])) if self.storage.url else ("", 0)
-        targets, urls = endpoints([(s.host, s.port), storage])
-        if not targets:
-            return
-        relay = NetRelay(s.run_dir / "netrelay.sock", targets)
-        try:
-            await relay.start()
-        except OSError as e:
-            log.warning("network relay unavailable (%s): `network: polyfn` functions will fail to start", e)
-            return
-        self.relay = self.manager.sandbox.relay = relay
-        self.manager.specs.relay_urls = urls
-
-    async def _stop_relay(self) -> None:
-        if self.relay is not None:
-            await self.relay.stop()
 
     # -- what the parts call back ---------------------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from polyfn.console.app import ResultCache, Sessions, chart, health
+from polyfn.console.sessions import ResultCache, Sessions
+from polyfn.console.views import chart, health
 from polyfn.observe.metrics import FunctionStats
 
 

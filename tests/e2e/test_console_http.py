@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
+
+from polyfn.console.app import CONSOLE
 
 from .conftest import Server
 
@@ -29,6 +33,18 @@ def test_every_page_needs_a_session(server: Server) -> None:
     assert forged.get("/console/functions").status_code == 303
     # the API key itself is not a console session
     assert c.get("/console/functions", headers={"authorization": f"Bearer {server.key}"}).status_code == 303
+
+
+def test_every_row_of_the_table_but_the_login_needs_a_session(server: Server) -> None:
+    """Each page of the console's table (console/app.py), its parameters filled in: without a session, back to the
+    login page — only the rows declared open (log in, log out) answer."""
+    c = httpx.Client(base_url=server.url, follow_redirects=False)
+    guarded = [r for r in CONSOLE if r.options.get("guard") != "none"]
+    assert len(guarded) >= 20 and {r.path for r in CONSOLE if r not in guarded} == {"/login", "/logout"}
+    for row in guarded:
+        path = "/console" + re.sub(r"\{\w+\}", "x", row.path)
+        r = c.request(row.method, path, data={"payload": "{}"} if row.method == "POST" else None)
+        assert r.status_code == 303 and r.headers["location"].startswith("/console/login"), (row.method, path)
 
 
 def test_login_cookie_and_security_headers(server: Server) -> None:

@@ -19,7 +19,6 @@ from polyfn.api.activations import ActivationRoutes
 from polyfn.api.events import IngressRoutes, QueueRoutes
 from polyfn.api.functions import FunctionRoutes
 from polyfn.api.health import health
-from polyfn.api.logs import follow_logs  # noqa: F401  (the console's import of it: its old home)
 from polyfn.api.routes import Route, mount
 from polyfn.api.scaling import ScalingRoutes
 from polyfn.api.security import SecurityRoutes
@@ -69,8 +68,9 @@ ROOT = (
 )
 
 #: `/v1` (every route behind the API key, `auth/access.py`): method, path, handler (its class names the services
-#: it uses). Still routers of their own, included after it by `build_api`: namespaces, storage, workflows, apps,
-#: sites, usage; then the vendor APIs (each with its own table) and the metrics.
+#: it uses). Each area's table of its own is mounted after it by `build_api` (api/namespaces.py `NAMESPACES`,
+#: storage.py `STORAGE`, workflows.py `WORKFLOWS`, apps.py `APPS`, sites.py `SITES`, usage.py `USAGE`); then the
+#: vendor APIs (each with its own table) and the metrics (observe.py `SCRAPE`, `STATS`).
 V1 = (
     Route("GET",    "/version",                        NodeRoutes.version),
     Route("POST",   "/functions",                      FunctionRoutes.create_function,

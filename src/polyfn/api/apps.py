@@ -17,6 +17,7 @@ from fastapi import APIRouter, Query, Request
 
 from polyfn.api.errors import ApiError
 from polyfn.api.namespaces import request_namespace
+from polyfn.api.routes import Route, mount
 from polyfn.apps.model import App
 from polyfn.apps.service import AppError, AppService
 
@@ -44,80 +45,100 @@ async def _object(request: Request) -> dict[str, Any]:
     return data
 
 
-def build_router(*, apps: AppService | None, keys: Keys) -> APIRouter:
-    r = APIRouter(tags=["apps"])
+class AppRoutes:
+    """`apps` (None: the app service is not running: every route answers 503 `apps_unavailable`)."""
 
-    def svc() -> AppService:
-        if apps is None:
+    def __init__(self, *, apps: AppService | None, keys: Keys):
+        self.apps = apps
+        self.keys = keys
+
+    def _svc(self) -> AppService:
+        if self.apps is None:
             raise ApiError(503, "apps_unavailable", "the app service is not running")
-        return apps
+        return self.apps
 
-    async def run(coro: Any) -> Any:
+    @staticmethod
+    async def _run(coro: Any) -> Any:
         try:
             return await coro
         except AppError as e:
             raise ApiError(e.status, e.code, e.message, e.headers or None) from None
 
-    async def mine(request: Request, app_id: str) -> App:
+    async def _mine(self, request: Request, app_id: str) -> App:
         """The app `app_id` of the request's namespace (another's is answered as absent)."""
-        app = await svc().find_app(app_id)
+        app = await self._svc().find_app(app_id)
         if app is None or app.namespace != request_namespace(request):
             raise ApiError(404, "app_not_found", f"app {app_id!r} does not exist (create it with "
                            f"`polyfn apps create {app_id}`)")
         return app
 
-    @r.post("/apps", status_code=201, summary="Create an app (its id is wx.cloud's `env`)")
-    async def create_app(request: Request) -> dict[str, Any]:
+    async def create_app(self, request: Request) -> dict[str, Any]:
         data = await _object(request)
         app_id = data.pop("id", None)
         if not isinstance(app_id, str):
             raise ApiError(400, "invalid_app", "send {\"id\": \"my-env-id\", …settings}")
-        return app_json(await run(svc().create_app(app_id, data, request_namespace(request))))
+        return app_json(await self._run(self._svc().create_app(app_id, data, request_namespace(request))))
 
-    @r.get("/apps", summary="List apps")
-    async def list_apps(request: Request) -> dict[str, Any]:
+    async def list_apps(self, request: Request) -> dict[str, Any]:
         ns = request_namespace(request)
-        return {"apps": [app_json(a) for a in await svc().store.list_apps() if a.namespace == ns]}
+        return {"apps": [app_json(a) for a in await self._svc().store.list_apps() if a.namespace == ns]}
 
-    @r.get("/apps/{app_id}", summary="Describe an app")
-    async def get_app(app_id: str, request: Request) -> dict[str, Any]:
-        return app_json(await mine(request, app_id))
+    async def get_app(self, app_id: str, request: Request) -> dict[str, Any]:
+        return app_json(await self._mine(request, app_id))
 
-    @r.patch("/apps/{app_id}", summary="Change some of an app's settings")
-    async def update_app(app_id: str, request: Request) -> dict[str, Any]:
-        await mine(request, app_id)
-        return app_json(await run(svc().update_app(app_id, await _object(request))))
+    async def update_app(self, app_id: str, request: Request) -> dict[str, Any]:
+        await self._mine(request, app_id)
+        return app_json(await self._run(self._svc().update_app(app_id, await _object(request))))
 
-    @r.delete("/apps/{app_id}", summary="Delete an app with its users and sessions")
-    async def delete_app(app_id: str, request: Request) -> dict[str, Any]:
-        app = await mine(request, app_id)
-        await run(svc().delete_app(app_id))
-        await keys.forget_function(app.owner)  # the app's own storage key (its users' file grants)
+    async def delete_app(self, app_id: str, request: Request) -> dict[str, Any]:
+        app = await self._mine(request, app_id)
+        await self._run(self._svc().delete_app(app_id))
+        await self.keys.forget_function(app.owner)  # the app's own storage key (its users' file grants)
         return {"deleted": app_id}
 
-    @r.get("/apps/{app_id}/users", summary="List an app's users (uid order; page with `after`)")
-    async def list_users(app_id: str, request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    async def list_users(self, app_id: str, request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                          after: str = "") -> dict[str, Any]:
-        await mine(request, app_id)
-        users = await svc().store.list_users(app_id, limit, after)
+        await self._mine(request, app_id)
+        users = await self._svc().store.list_users(app_id, limit, after)
         return {"users": [u.public() for u in users]}
 
-    @r.post("/apps/{app_id}/users/{uid}/revoke", summary="Sign a user out everywhere (optionally disable them)")
-    async def revoke_user(app_id: str, uid: str, request: Request, disable: bool = False) -> dict[str, Any]:
-        await mine(request, app_id)
-        n = await run(svc().revoke_user(app_id, uid, disable))
+    async def revoke_user(self, app_id: str, uid: str, request: Request, disable: bool = False) -> dict[str, Any]:
+        await self._mine(request, app_id)
+        n = await self._run(self._svc().revoke_user(app_id, uid, disable))
         return {"uid": uid, "sessions_revoked": n, "disabled": disable}
 
-    @r.post("/apps/{app_id}/users/{uid}/enable", summary="Let a disabled user sign in again")
-    async def enable_user(app_id: str, uid: str, request: Request) -> dict[str, Any]:
-        await mine(request, app_id)
-        await run(svc().enable_user(app_id, uid))
+    async def enable_user(self, app_id: str, uid: str, request: Request) -> dict[str, Any]:
+        await self._mine(request, app_id)
+        await self._run(self._svc().enable_user(app_id, uid))
         return {"uid": uid, "disabled": False}
 
-    @r.delete("/apps/{app_id}/users/{uid}", summary="Delete a user (and end their sessions)")
-    async def delete_user(app_id: str, uid: str, request: Request) -> dict[str, Any]:
-        await mine(request, app_id)
-        await run(svc().delete_user(app_id, uid))
+    async def delete_user(self, app_id: str, uid: str, request: Request) -> dict[str, Any]:
+        await self._mine(request, app_id)
+        await self._run(self._svc().delete_user(app_id, uid))
         return {"deleted": uid}
 
+
+APPS = (
+    Route("POST",   "/apps",                              AppRoutes.create_app,
+          {"status_code": 201, "summary": "Create an app (its id is wx.cloud's `env`)"}),
+    Route("GET",    "/apps",                              AppRoutes.list_apps, {"summary": "List apps"}),
+    Route("GET",    "/apps/{app_id}",                     AppRoutes.get_app, {"summary": "Describe an app"}),
+    Route("PATCH",  "/apps/{app_id}",                     AppRoutes.update_app,
+          {"summary": "Change some of an app's settings"}),
+    Route("DELETE", "/apps/{app_id}",                     AppRoutes.delete_app,
+          {"summary": "Delete an app with its users and sessions"}),
+    Route("GET",    "/apps/{app_id}/users",               AppRoutes.list_users,
+          {"summary": "List an app's users (uid order; page with `after`)"}),
+    Route("POST",   "/apps/{app_id}/users/{uid}/revoke",  AppRoutes.revoke_user,
+          {"summary": "Sign a user out everywhere (optionally disable them)"}),
+    Route("POST",   "/apps/{app_id}/users/{uid}/enable",  AppRoutes.enable_user,
+          {"summary": "Let a disabled user sign in again"}),
+    Route("DELETE", "/apps/{app_id}/users/{uid}",         AppRoutes.delete_user,
+          {"summary": "Delete a user (and end their sessions)"}),
+)
+
+
+def build_router(*, apps: AppService | None, keys: Keys) -> APIRouter:
+    r = APIRouter(tags=["apps"])
+    mount(r, APPS, AppRoutes(apps=apps, keys=keys))
     return r

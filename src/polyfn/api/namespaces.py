@@ -19,6 +19,7 @@ import msgspec
 from fastapi import APIRouter, Request
 
 from polyfn.api.errors import ApiError
+from polyfn.api.routes import Route, mount
 from polyfn.auth.keys import KeyRing
 from polyfn.tenancy import DEFAULT, HEADER, SEP, Quotas, for_key, key_namespace, qualify
 
@@ -118,54 +119,72 @@ async def _body(request: Request, typ: type[Any]) -> Any:
         raise ApiError(400, "invalid_request", f"invalid body: {e}") from None
 
 
-def build_router(*, namespaces: Any, describe: Any, delete: Any) -> APIRouter:
+def _admin(request: Request) -> None:
+    key = request.state.key
+    if key_namespace(key) is not None:  # (only an administrator's key may act in any namespace)
+        raise ApiError(403, "forbidden", f"key {key.id} is confined to namespace "
+                       f"{getattr(key, 'namespace', DEFAULT)!r}: creating, changing and deleting namespaces "
+                       "needs the node's admin key")
+
+def _visible(request: Request, name: str) -> None:
+    key = request.state.key
+    if for_key(key, name) is None:
+        raise ApiError(404, "namespace_not_found", f"namespace {name!r} does not exist")
+
+
+class NamespaceRoutes:
     """`describe(name) -> dict`: a namespace's use against its quotas; `delete(name, force) -> dict`: what went."""
-    r = APIRouter(tags=["namespaces"])
 
-    def _admin(request: Request) -> None:
-        key = request.state.key
-        if key_namespace(key) is not None:  # (only an administrator's key may act in any namespace)
-            raise ApiError(403, "forbidden", f"key {key.id} is confined to namespace "
-                           f"{getattr(key, 'namespace', DEFAULT)!r}: creating, changing and deleting namespaces "
-                           "needs the node's admin key")
+    def __init__(self, *, namespaces: Any, describe: Any, delete: Any):
+        self.namespaces = namespaces
+        self.describe = describe
+        self.delete = delete
 
-    def _visible(request: Request, name: str) -> None:
-        key = request.state.key
-        if for_key(key, name) is None:
-            raise ApiError(404, "namespace_not_found", f"namespace {name!r} does not exist")
-
-    @r.post("/namespaces", status_code=201, summary="Create a namespace (admin)")
-    async def create(request: Request) -> dict[str, Any]:
+    async def create(self, request: Request) -> dict[str, Any]:
         _admin(request)
         req = await _body(request, NamespaceRequest)
-        return namespace_json(await namespaces.create(req.name, req.quotas, req.description))
+        return namespace_json(await self.namespaces.create(req.name, req.quotas, req.description))
 
-    @r.get("/namespaces", summary="List namespaces (a namespace's key sees only its own)")
-    async def list_namespaces(request: Request) -> dict[str, Any]:
+    async def list_namespaces(self, request: Request) -> dict[str, Any]:
         key = request.state.key
         own = key_namespace(key)
         if own is not None:  # a namespace's key sees its own only: one row, not every namespace read and dropped
-            return {"namespaces": [namespace_json(await namespaces.get(own))]}
-        return {"namespaces": [namespace_json(n) for n in await namespaces.list()]}
+            return {"namespaces": [namespace_json(await self.namespaces.get(own))]}
+        return {"namespaces": [namespace_json(n) for n in await self.namespaces.list()]}
 
-    @r.get("/namespaces/{name}", summary="A namespace, with its use against each quota")
-    async def get_namespace(name: str, request: Request) -> dict[str, Any]:
+    async def get_namespace(self, name: str, request: Request) -> dict[str, Any]:
         _visible(request, name)
-        ns = await namespaces.get(name)
-        return namespace_json(ns, await describe(name))
+        ns = await self.namespaces.get(name)
+        return namespace_json(ns, await self.describe(name))
 
-    @r.patch("/namespaces/{name}", summary="Set quotas (admin; null lifts one)")
-    async def set_quotas(name: str, request: Request) -> dict[str, Any]:
+    async def set_quotas(self, name: str, request: Request) -> dict[str, Any]:
         _admin(request)
         req = await _body(request, QuotaRequest)
-        return namespace_json(await namespaces.set_quotas(name, req.quotas))
+        return namespace_json(await self.namespaces.set_quotas(name, req.quotas))
 
-    @r.delete("/namespaces/{name}", summary="Delete a namespace and everything it owns (admin)")
-    async def delete_namespace(name: str, request: Request, force: bool = False) -> dict[str, Any]:
+    async def delete_namespace(self, name: str, request: Request, force: bool = False) -> dict[str, Any]:
         _admin(request)
-        await namespaces.get(name)
+        await self.namespaces.get(name)
         if name == DEFAULT:
             raise ApiError(400, "invalid_namespace", "namespace 'default' cannot be deleted")
-        return await delete(name, force)
+        return await self.delete(name, force)
 
+
+NAMESPACES = (
+    Route("POST",   "/namespaces",        NamespaceRoutes.create,
+          {"status_code": 201, "summary": "Create a namespace (admin)"}),
+    Route("GET",    "/namespaces",        NamespaceRoutes.list_namespaces,
+          {"summary": "List namespaces (a namespace's key sees only its own)"}),
+    Route("GET",    "/namespaces/{name}", NamespaceRoutes.get_namespace,
+          {"summary": "A namespace, with its use against each quota"}),
+    Route("PATCH",  "/namespaces/{name}", NamespaceRoutes.set_quotas,
+          {"summary": "Set quotas (admin; null lifts one)"}),
+    Route("DELETE", "/namespaces/{name}", NamespaceRoutes.delete_namespace,
+          {"summary": "Delete a namespace and everything it owns (admin)"}),
+)
+
+
+def build_router(*, namespaces: Any, describe: Any, delete: Any) -> APIRouter:
+    r = APIRouter(tags=["namespaces"])
+    mount(r, NAMESPACES, NamespaceRoutes(namespaces=namespaces, describe=describe, delete=delete))
     return r

@@ -13,6 +13,7 @@ from fastapi.responses import Response
 from polyfn import tenancy
 from polyfn.api.errors import ApiError
 from polyfn.api.namespaces import request_namespace
+from polyfn.api.routes import Route, mount
 from polyfn.observe.metrics import SLOT_S, SLOTS
 
 if TYPE_CHECKING:
@@ -46,46 +47,49 @@ def function_stats(metrics: Metrics, registry: LiveFunctions, window: float, now
     return out
 
 
-def build_router(*, settings: Settings, metrics: Metrics, registry: LiveFunctions, queue: AsyncJobs, workflows: Any,
-                 require_key: Callable[..., Any]) -> APIRouter:
-    router = APIRouter()
-    series = metrics  # `metrics` below is the route's handler
+class ObserveRoutes:
+    """`series`: the node's metrics (the name `metrics` is the scrape's handler); `require_key`: the control API's
+    key check (a scrape without a token is let through when POLYFN_METRICS_PUBLIC is set)."""
 
-    async def scrape_namespace(request: Request) -> str | None:
+    def __init__(self, *, settings: Settings, series: Metrics, registry: LiveFunctions, queue: AsyncJobs,
+                 workflows: Any, require_key: Callable[..., Any]):
+        self.settings = settings
+        self.series = series
+        self.registry = registry
+        self.queue = queue
+        self.workflows = workflows
+        self.require_key = require_key
+
+    async def _scrape_namespace(self, request: Request) -> str | None:
         """Whose series a scrape sees: a namespace's key its namespace's; the node admin's every namespace's
         (or the one it asks for); an anonymous scrape (POLYFN_METRICS_PUBLIC) the default namespace's. A token
         given is always checked."""
-        if settings.metrics_public and not request.headers.get("authorization"):
+        if self.settings.metrics_public and not request.headers.get("authorization"):
             return tenancy.DEFAULT
-        await require_key(request)
+        await self.require_key(request)
         if tenancy.key_namespace(request.state.key) is None and not (
                 request.query_params.get("namespace") or request.headers.get(tenancy.HEADER)):
             return None
         return request_namespace(request)
 
-    @router.get("/metrics", tags=["observability"],
-                summary="Prometheus metrics (text exposition format; a namespace's key sees its namespace's)")
-    async def metrics(request: Request) -> Response:
-        namespace = await scrape_namespace(request)
-        await _async_queue_gauges(queue, series)
-        body, content_type = series.render(namespace)
+    async def metrics(self, request: Request) -> Response:
+        namespace = await self._scrape_namespace(request)
+        await _async_queue_gauges(self.queue, self.series)
+        body, content_type = self.series.render(namespace)
         return Response(body, media_type=content_type.split(";")[0], headers={"content-type": content_type})
 
-    @router.get("/v1/stats", tags=["observability"], dependencies=[Depends(require_key)],
-                summary="Per-function rps, latency percentiles, errors, cold starts and instances")
-    async def stats(request: Request, window: Annotated[float, Query(ge=SLOT_S, le=SLOT_S * SLOTS)] = 60,
+    async def stats(self, request: Request, window: Annotated[float, Query(ge=SLOT_S, le=SLOT_S * SLOTS)] = 60,
                     ) -> dict[str, Any]:
         now = time.time()
         ns = request_namespace(request)
-        return {"now": now, "window_s": window, "functions": function_stats(series, registry, window, now, ns),
-                "workflows": workflows.stats(ns) if workflows is not None else []}
+        return {"now": now, "window_s": window,
+                "functions": function_stats(self.series, self.registry, window, now, ns),
+                "workflows": self.workflows.stats(ns) if self.workflows is not None else []}
 
-    @router.get("/v1/functions/{name}/stats", tags=["observability"], dependencies=[Depends(require_key)],
-                summary="One function's history in 10-second steps (default: the last hour)")
-    async def one(name: str, window: Annotated[float, Query(ge=SLOT_S, le=SLOT_S * SLOTS)] = SLOT_S * SLOTS,
+    async def one(self, name: str, window: Annotated[float, Query(ge=SLOT_S, le=SLOT_S * SLOTS)] = SLOT_S * SLOTS,
                   ) -> dict[str, Any]:
-        fs = series.functions.get(name)
-        if fs is None and registry.get(name) is None:
+        fs = self.series.functions.get(name)
+        if fs is None and self.registry.get(name) is None:
             raise ApiError(404, "function_not_found", f"function {name!r} does not exist")
         now = time.time()
         from polyfn.observe.metrics import FunctionStats
@@ -94,6 +98,30 @@ def build_router(*, settings: Settings, metrics: Metrics, registry: LiveFunction
         return {"name": tenancy.local(name), "now": now, "step_s": SLOT_S, "summary": fs.window(now, 60),
                 "points": fs.series(now, window)}
 
+
+#: the scrape (its own check of the key: `_scrape_namespace`)
+SCRAPE = (
+    Route("GET", "/metrics", ObserveRoutes.metrics, {"tags": ["observability"], "summary":
+          "Prometheus metrics (text exposition format; a namespace's key sees its namespace's)"}),
+)
+#: behind the API key
+STATS = (
+    Route("GET", "/v1/stats", ObserveRoutes.stats, {"tags": ["observability"], "summary":
+          "Per-function rps, latency percentiles, errors, cold starts and instances"}),
+    Route("GET", "/v1/functions/{name}/stats", ObserveRoutes.one, {"tags": ["observability"], "summary":
+          "One function's history in 10-second steps (default: the last hour)"}),
+)
+
+
+def build_router(*, settings: Settings, metrics: Metrics, registry: LiveFunctions, queue: AsyncJobs, workflows: Any,
+                 require_key: Callable[..., Any]) -> APIRouter:
+    routes = ObserveRoutes(settings=settings, series=metrics, registry=registry, queue=queue, workflows=workflows,
+                           require_key=require_key)
+    router = APIRouter()
+    mount(router, SCRAPE, routes)
+    keyed = APIRouter(dependencies=[Depends(require_key)])
+    mount(keyed, STATS, routes)
+    router.include_router(keyed)
     return router
 
 

@@ -8,7 +8,7 @@ Starlette builds its routes once at construction; FastAPI reads the bound method
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
 from fastapi import APIRouter
@@ -21,12 +21,17 @@ class Route(NamedTuple):
     options: dict[str, Any] = {}  # add_api_route's other arguments: status_code, summary, include_in_schema …
 
 
-def mount(router: APIRouter, table: Iterable[Route], *handlers: object) -> None:
-    """Add each row of `table` to `router`, its handler bound to the one object of `handlers` of its class."""
+def bind(table: Iterable[Route], *handlers: object) -> Iterator[tuple[Route, Callable[..., Any]]]:
+    """Each row of `table` with its handler bound to the one object of `handlers` of its class."""
     by_class = {type(h).__qualname__: h for h in handlers}
     for route in table:
         owner = route.handler.__qualname__.rpartition(".")[0]
         if owner not in by_class:
             raise LookupError(f"{route.method} {route.path}: no {owner} was handed to mount()")
-        router.add_api_route(route.path, getattr(by_class[owner], route.handler.__name__),
-                             methods=route.method.split(","), **route.options)
+        yield route, getattr(by_class[owner], route.handler.__name__)
+
+
+def mount(router: APIRouter, table: Iterable[Route], *handlers: object) -> None:
+    """Add each row of `table` to `router`, its handler bound to the one object of `handlers` of its class."""
+    for route, handler in bind(table, *handlers):
+        router.add_api_route(route.path, handler, methods=route.method.split(","), **route.options)

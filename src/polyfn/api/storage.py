@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 
 from polyfn.api.errors import ApiError
 from polyfn.api.namespaces import request_namespace
+from polyfn.api.routes import Route, mount
 from polyfn.api.security import key_json
 from polyfn.storage.errors import S3Error
 from polyfn.storage.notifications import TriggerError
@@ -62,31 +63,32 @@ def _bucket_namespace(st: Any, bucket: str) -> str | None:
         return None
 
 
-def build_router(*, storage: StorageService | None, keys: Keys, store: FunctionStore) -> APIRouter:
-    r = APIRouter(prefix="/storage", tags=["storage"])
+class StorageRoutes:
+    def __init__(self, *, storage: StorageService | None, keys: Keys, store: FunctionStore):
+        self.storage = storage
+        self.keys = keys
+        self.store = store
 
-    @r.get("", summary="Object store endpoint, region, backend and the credentials of the calling key")
-    async def info(request: Request) -> dict[str, Any]:
-        st = _storage(storage)
+    async def info(self, request: Request) -> dict[str, Any]:
+        st = _storage(self.storage)
         caller = getattr(request.state, "key", None)
-        found = keys.signing_credentials(caller.id) if caller is not None else None
+        found = self.keys.signing_credentials(caller.id) if caller is not None else None
         creds = ({"access_key_id": caller.id, "secret_access_key": found[0]}
                  if caller is not None and found is not None and found[0] is not None else None)
-        return {"enabled": st.enabled, "endpoint": _endpoint(storage, request), "region": st.settings.storage_region,
+        return {"enabled": st.enabled, "endpoint": _endpoint(self.storage, request),
+                "region": st.settings.storage_region,
                 "backend": st.settings.storage_backend, "error": st.error or None,
                 "max_object_size": st.settings.storage_max_object_size, "credentials": creds}
 
-    @r.get("/usage", summary="Objects and bytes per bucket of the namespace, every version counted (local backend)")
-    async def usage(request: Request) -> dict[str, Any]:
-        st = _storage(storage)
+    async def usage(self, request: Request) -> dict[str, Any]:
+        st = _storage(self.storage)
         if st.proxy is not None:
             raise ApiError(501, "not_implemented", "usage is counted by the upstream S3 with the s3 backend")
         ns = request_namespace(request)
         return {"buckets": await asyncio.to_thread(st.usage, ns)}
 
-    @r.post("/keys", status_code=201, summary="Create a storage access key (an API key; the secret is shown only here)")
-    async def create_key(request: Request) -> JSONResponse:
-        _storage(storage)
+    async def create_key(self, request: Request) -> JSONResponse:
+        _storage(self.storage)
         body = await request.json() if await request.body() else {}
         if not isinstance(body, dict):
             raise ApiError(400, "invalid_request", "send a JSON object")
@@ -96,27 +98,24 @@ def build_router(*, storage: StorageService | None, keys: Keys, store: FunctionS
         if scope not in ("read", "invoke"):
             raise ApiError(400, "invalid_scope", f"scope={scope!r}: storage keys are 'read' (GET/HEAD/list) or "
                            "'invoke' (reads and writes); make other scopes with `polyfn keys create`")
-        rec, secret = await keys.create(scope, None, name or "user", namespace=request_namespace(request))
+        rec, secret = await self.keys.create(scope, None, name or "user", namespace=request_namespace(request))
         return JSONResponse({**_storage_key_json(rec), "name": name or "user", "secret_access_key": secret},
                             status_code=201)
 
-    @r.get("/keys", summary="List the keys that can sign S3 requests (without secrets)")
-    async def list_keys(request: Request) -> dict[str, Any]:
+    async def list_keys(self, request: Request) -> dict[str, Any]:
         ns = request_namespace(request)
-        return {"keys": [_storage_key_json(k) for k in await keys.list()
+        return {"keys": [_storage_key_json(k) for k in await self.keys.list()
                          if k.revoked_at is None and k.secret_enc and getattr(k, "namespace", DEFAULT) == ns]}
 
-    @r.delete("/keys/{access_key_id}", summary="Revoke a storage access key (same as DELETE /v1/keys/ID)")
-    async def delete_key(access_key_id: str, request: Request) -> dict[str, Any]:
+    async def delete_key(self, access_key_id: str, request: Request) -> dict[str, Any]:
         ns = request_namespace(request)
-        found = next((k for k in await keys.list() if k.id == access_key_id), None)
-        if found is None or getattr(found, "namespace", DEFAULT) != ns or not await keys.revoke(access_key_id):
+        found = next((k for k in await self.keys.list() if k.id == access_key_id), None)
+        if found is None or getattr(found, "namespace", DEFAULT) != ns or not await self.keys.revoke(access_key_id):
             raise ApiError(404, "key_not_found", f"access key {access_key_id!r} does not exist")
         return {"deleted": access_key_id}
 
-    @r.post("/triggers", status_code=201, summary="Invoke a function when objects are created/deleted in a bucket")
-    async def add_trigger(request: Request) -> JSONResponse:
-        st = _storage(storage)
+    async def add_trigger(self, request: Request) -> JSONResponse:
+        st = _storage(self.storage)
         try:
             body = await request.json()
         except ValueError as e:
@@ -136,7 +135,7 @@ def build_router(*, storage: StorageService | None, keys: Keys, store: FunctionS
         if trigger_id is not None and not isinstance(trigger_id, str):
             raise ApiError(400, "invalid_request", "`id` must be a string")
         ns = request_namespace(request)
-        if "~" in function or await store.get_function(qualify(ns, function)) is None:
+        if "~" in function or await self.store.get_function(qualify(ns, function)) is None:
             raise ApiError(404, "function_not_found", f"function {function!r} does not exist")
         owner = _bucket_namespace(st, bucket) if st.proxy is None else ns
         if owner is not None and owner != ns:  # another namespace's bucket: as one that does not exist
@@ -148,20 +147,40 @@ def build_router(*, storage: StorageService | None, keys: Keys, store: FunctionS
             raise ApiError(e.status, e.code, e.message) from None
         return JSONResponse(_trigger_json(trig), status_code=201)
 
-    @r.get("/triggers")
-    async def list_triggers(request: Request, function: str | None = None,
+    async def list_triggers(self, request: Request, function: str | None = None,
                             bucket: str | None = None) -> dict[str, Any]:
         ns = request_namespace(request)  # (`function` is qualified already: api/namespaces.py)
-        return {"triggers": [_trigger_json(t) for t in _storage(storage).notifications.list(function, bucket)
+        return {"triggers": [_trigger_json(t) for t in _storage(self.storage).notifications.list(function, bucket)
                              if owns(ns, t.function)]}
 
-    @r.delete("/triggers/{trigger_id}")
-    async def delete_trigger(trigger_id: str, request: Request) -> dict[str, Any]:
+    async def delete_trigger(self, trigger_id: str, request: Request) -> dict[str, Any]:
         ns = request_namespace(request)
-        notes = _storage(storage).notifications
+        notes = _storage(self.storage).notifications
         if not any(t.id == trigger_id and owns(ns, t.function) for t in notes.list()) or \
                 await notes.remove(trigger_id) is None:
             raise ApiError(404, "trigger_not_found", f"storage trigger {trigger_id!r} does not exist")
         return {"deleted": trigger_id}
 
+
+STORAGE = (
+    Route("GET",    "",                       StorageRoutes.info,
+          {"summary": "Object store endpoint, region, backend and the credentials of the calling key"}),
+    Route("GET",    "/usage",                 StorageRoutes.usage,
+          {"summary": "Objects and bytes per bucket of the namespace, every version counted (local backend)"}),
+    Route("POST",   "/keys",                  StorageRoutes.create_key,
+          {"status_code": 201, "summary": "Create a storage access key (an API key; the secret is shown only here)"}),
+    Route("GET",    "/keys",                  StorageRoutes.list_keys,
+          {"summary": "List the keys that can sign S3 requests (without secrets)"}),
+    Route("DELETE", "/keys/{access_key_id}",  StorageRoutes.delete_key,
+          {"summary": "Revoke a storage access key (same as DELETE /v1/keys/ID)"}),
+    Route("POST",   "/triggers",              StorageRoutes.add_trigger,
+          {"status_code": 201, "summary": "Invoke a function when objects are created/deleted in a bucket"}),
+    Route("GET",    "/triggers",              StorageRoutes.list_triggers),
+    Route("DELETE", "/triggers/{trigger_id}", StorageRoutes.delete_trigger),
+)
+
+
+def build_router(*, storage: StorageService | None, keys: Keys, store: FunctionStore) -> APIRouter:
+    r = APIRouter(prefix="/storage", tags=["storage"])
+    mount(r, STORAGE, StorageRoutes(storage=storage, keys=keys, store=store))
     return r

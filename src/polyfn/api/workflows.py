@@ -18,6 +18,7 @@ from fastapi import APIRouter, Query, Request
 
 from polyfn.api.errors import ApiError
 from polyfn.api.namespaces import request_namespace
+from polyfn.api.routes import Route, mount
 from polyfn.workflows import arns, sequences
 from polyfn.workflows.definition import parse
 from polyfn.workflows.service import WorkflowError
@@ -113,15 +114,16 @@ def _definition_text(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return text, meta
 
 
-def router(workflows: WorkflowService | None) -> APIRouter:
-    r = APIRouter(tags=["workflows"])
+class WorkflowRoutes:
+    def __init__(self, *, workflows: WorkflowService | None):
+        self.workflows = workflows
 
-    def svc() -> Any:
-        if workflows is None:
+    def _svc(self) -> Any:
+        if self.workflows is None:
             raise ApiError(503, "unavailable", "the workflow service is not running")
-        return workflows
+        return self.workflows
 
-    async def body_of(request: Request) -> dict[str, Any]:
+    async def _body_of(self, request: Request) -> dict[str, Any]:
         try:
             body = json.loads(await request.body() or b"{}")
         except ValueError:
@@ -130,19 +132,16 @@ def router(workflows: WorkflowService | None) -> APIRouter:
             raise ApiError(400, "invalid_request", "the body must be a JSON object")
         return body
 
-    @r.get("/workflows", summary="List state machines")
-    async def list_workflows(request: Request) -> dict[str, Any]:
-        return {"workflows": [machine_json(m) for m in await svc().list_machines(request_namespace(request))]}
+    async def list_workflows(self, request: Request) -> dict[str, Any]:
+        return {"workflows": [machine_json(m) for m in await self._svc().list_machines(request_namespace(request))]}
 
-    @r.post("/workflows", status_code=201, summary="Create a state machine (ASL, or kind=sequence)")
-    async def create_workflow(request: Request) -> dict[str, Any]:
-        return await put(await body_of(request), None, create=True, ns=request_namespace(request))
+    async def create_workflow(self, request: Request) -> dict[str, Any]:
+        return await self._put(await self._body_of(request), None, create=True, ns=request_namespace(request))
 
-    @r.put("/workflows/{name}", summary="Create or update a state machine")
-    async def put_workflow(name: str, request: Request) -> dict[str, Any]:
-        return await put(await body_of(request), name, create=False, ns=request_namespace(request))
+    async def put_workflow(self, name: str, request: Request) -> dict[str, Any]:
+        return await self._put(await self._body_of(request), name, create=False, ns=request_namespace(request))
 
-    async def put(body: dict[str, Any], name: str | None, create: bool, ns: str) -> dict[str, Any]:
+    async def _put(self, body: dict[str, Any], name: str | None, create: bool, ns: str) -> dict[str, Any]:
         unknown = sorted(set(body) - _FIELDS)
         if unknown:
             raise ApiError(400, "invalid_request", f"unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(_FIELDS))})")
@@ -153,7 +152,7 @@ def router(workflows: WorkflowService | None) -> APIRouter:
             if field in body and not isinstance(body[field], str):
                 raise ApiError(400, "invalid_request", f"`{field}` must be a string")
         text, meta = _definition_text(body)
-        s = svc()
+        s = self._svc()
         try:
             exists = await s.store.get_machine(ns, name) is not None
             if exists and not create:
@@ -165,75 +164,97 @@ def router(workflows: WorkflowService | None) -> APIRouter:
             raise api_error(e) from None
         return machine_json(m)
 
-    @r.get("/workflows/{name}", summary="A state machine, its graph and its latest executions")
-    async def get_workflow(name: str, request: Request,
+    async def get_workflow(self, name: str, request: Request,
                            executions: Annotated[int, Query(ge=0, le=1000)] = 20) -> dict[str, Any]:
         ns = request_namespace(request)
         try:
-            m = await svc().machine(name, ns)
+            m = await self._svc().machine(name, ns)
         except WorkflowError as e:
             raise api_error(e) from None
-        recent = await svc().list_executions(name, None, executions, namespace=ns) if executions else []
+        recent = await self._svc().list_executions(name, None, executions, namespace=ns) if executions else []
         return machine_json(m, graph=graph(m.definition), executions=[execution_json(e) for e in recent])
 
-    @r.delete("/workflows/{name}", summary="Delete a state machine (running executions finish)")
-    async def delete_workflow(name: str, request: Request) -> dict[str, Any]:
-        if not await svc().delete_machine(name, request_namespace(request)):
+    async def delete_workflow(self, name: str, request: Request) -> dict[str, Any]:
+        if not await self._svc().delete_machine(name, request_namespace(request)):
             raise ApiError(404, "workflow_not_found", f"workflow {name!r} does not exist")
         return {"deleted": name}
 
-    @r.post("/workflows/{name}/executions", status_code=201, summary="Start an execution (wait=true: until it ends)")
-    async def start(name: str, request: Request, wait: bool = False,
+    async def start(self, name: str, request: Request, wait: bool = False,
                     timeout: Annotated[float, Query(gt=0, le=3600)] = 300) -> dict[str, Any]:
-        body = await body_of(request)
+        body = await self._body_of(request)
         value = body.get("input", {})
         if body.get("name") is not None and not isinstance(body["name"], str):
             raise ApiError(400, "invalid_name", "`name` must be a string")
         ns = request_namespace(request)
         try:
             if wait:
-                ex = await svc().run_sync(name, body.get("name"), json.dumps(value), ns, timeout=timeout)
+                ex = await self._svc().run_sync(name, body.get("name"), json.dumps(value), ns, timeout=timeout)
             else:
-                ex = await svc().start_execution(name, body.get("name"), json.dumps(value), ns)
+                ex = await self._svc().start_execution(name, body.get("name"), json.dumps(value), ns)
         except WorkflowError as e:
             raise api_error(e) from None
         return execution_json(ex)
 
-    @r.get("/workflows/{name}/executions", summary="A state machine's executions, newest first")
-    async def list_executions(name: str, request: Request, status: str | None = None,
+    async def list_executions(self, name: str, request: Request, status: str | None = None,
                               limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> dict[str, Any]:
         ns = request_namespace(request)
         try:
-            exs = await svc().list_executions(name, status, limit, namespace=ns)
+            exs = await self._svc().list_executions(name, status, limit, namespace=ns)
         except WorkflowError as e:
             raise api_error(e) from None
         return {"executions": [execution_json(e) for e in exs]}
 
-    async def one(execution_id: str, request: Request) -> Execution:
+    async def _one(self, execution_id: str, request: Request) -> Execution:
         try:
-            return await svc().execution(execution_id, request_namespace(request))  # type: ignore[no-any-return]
+            return await self._svc().execution(execution_id, request_namespace(request))  # type: ignore[no-any-return]
         except WorkflowError as e:
             raise api_error(e) from None
 
-    @r.get("/executions/{execution_id}", summary="An execution")
-    async def get_execution(execution_id: str, request: Request) -> dict[str, Any]:
-        return execution_json(await one(execution_id, request))
+    async def get_execution(self, execution_id: str, request: Request) -> dict[str, Any]:
+        return execution_json(await self._one(execution_id, request))
 
-    @r.get("/executions/{execution_id}/history", summary="An execution's history events")
-    async def history(execution_id: str, request: Request, after: int = 0,
+    async def history(self, execution_id: str, request: Request, after: int = 0,
                       limit: Annotated[int, Query(ge=1, le=10000)] = 1000) -> dict[str, Any]:
-        ex = await one(execution_id, request)
-        return {"events": await svc().history(ex.id, after, limit)}
+        ex = await self._one(execution_id, request)
+        return {"events": await self._svc().history(ex.id, after, limit)}
 
-    @r.post("/executions/{execution_id}/stop", summary="Stop a running execution")
-    async def stop(execution_id: str, request: Request) -> dict[str, Any]:
-        body = await body_of(request)
+    async def stop(self, execution_id: str, request: Request) -> dict[str, Any]:
+        body = await self._body_of(request)
         if any(body.get(k) is not None and not isinstance(body[k], str) for k in ("error", "cause")):
             raise ApiError(400, "invalid_request", "`error` and `cause` must be strings")
         try:
-            ex = await svc().stop_execution(await one(execution_id, request), body.get("error"), body.get("cause"))
+            ex = await self._svc().stop_execution(await self._one(execution_id, request), body.get("error"),
+                                                  body.get("cause"))
         except WorkflowError as e:
             raise api_error(e) from None
         return execution_json(ex)
 
+
+WORKFLOWS = (
+    Route("GET",    "/workflows",                         WorkflowRoutes.list_workflows,
+          {"summary": "List state machines"}),
+    Route("POST",   "/workflows",                         WorkflowRoutes.create_workflow,
+          {"status_code": 201, "summary": "Create a state machine (ASL, or kind=sequence)"}),
+    Route("PUT",    "/workflows/{name}",                  WorkflowRoutes.put_workflow,
+          {"summary": "Create or update a state machine"}),
+    Route("GET",    "/workflows/{name}",                  WorkflowRoutes.get_workflow,
+          {"summary": "A state machine, its graph and its latest executions"}),
+    Route("DELETE", "/workflows/{name}",                  WorkflowRoutes.delete_workflow,
+          {"summary": "Delete a state machine (running executions finish)"}),
+    Route("POST",   "/workflows/{name}/executions",       WorkflowRoutes.start,
+          {"status_code": 201, "summary": "Start an execution (wait=true: until it ends)"}),
+    Route("GET",    "/workflows/{name}/executions",       WorkflowRoutes.list_executions,
+          {"summary": "A state machine's executions, newest first"}),
+    Route("GET",    "/executions/{execution_id}",         WorkflowRoutes.get_execution,
+          {"summary": "An execution"}),
+    Route("GET",    "/executions/{execution_id}/history", WorkflowRoutes.history,
+          {"summary": "An execution's history events"}),
+    Route("POST",   "/executions/{execution_id}/stop",    WorkflowRoutes.stop,
+          {"summary": "Stop a running execution"}),
+)
+
+
+def router(workflows: WorkflowService | None) -> APIRouter:
+    r = APIRouter(tags=["workflows"])
+    mount(r, WORKFLOWS, WorkflowRoutes(workflows=workflows))
     return r

@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
+from polyfn.console.frame import Pages, namespace
 from polyfn.db import docs, reads
 from polyfn.db.errors import DbError, NoSuchTable
 
-NS = "default"
 PAGE = 25
-Render = Callable[..., Response]
 
 
 def _key_value(kind: str, text: str) -> dict[str, Any]:
@@ -35,15 +32,18 @@ def _show(item: dict[str, Any]) -> str:
     return json.dumps(docs.from_item(item), ensure_ascii=False, default=str)
 
 
-def routes(service: Any, render: Render, authed: Callable[[Any], Any],
-           not_found: Callable[[Request, str], Response],
-           namespace: Callable[[Request], str] = lambda _request: NS) -> list[Route]:
-    """`namespace(request)`: the namespace whose tables the session sees."""
-    def database() -> Any:
-        return service.db if service is not None else None
+class TablePages:
+    """`service` (DbService, or None: no database): its core answers the pages' reads."""
 
-    async def tables_page(request: Request) -> Response:
-        db = database()
+    def __init__(self, *, service: Any, pages: Pages):
+        self.service = service
+        self.pages = pages
+
+    def database(self) -> Any:
+        return self.service.db if self.service is not None else None
+
+    async def tables_page(self, request: Request) -> Response:
+        db = self.database()
         rows = []
         if db is not None:
             ns = namespace(request)
@@ -57,11 +57,11 @@ def routes(service: Any, render: Render, authed: Callable[[Any], Any],
                              "collection": keys == ["_id"],
                              "indexes": len(desc.get("GlobalSecondaryIndexes", [])) +
                              len(desc.get("LocalSecondaryIndexes", []))})
-        return render(request, "tables.html", active="tables", rows=rows)
+        return self.pages.render(request, "tables.html", active="tables", rows=rows)
 
-    async def read(request: Request, name: str) -> dict[str, Any]:
+    async def _read(self, request: Request, name: str) -> dict[str, Any]:
         """The items of the page the query string asks for, or the error to show."""
-        db = database()
+        db = self.database()
         ns = namespace(request)
         t = await db.table(ns, name)
         q = request.query_params
@@ -92,21 +92,19 @@ def routes(service: Any, render: Render, authed: Callable[[Any], Any],
         last = out.get("LastEvaluatedKey")
         return {"error": "", "items": items, "next": json.dumps(last) if last else ""}
 
-    async def table_page(request: Request) -> Response:
+    async def table_page(self, request: Request) -> Response:
         name = request.path_params["name"]
-        if database() is None:
-            return not_found(request, f"table {name!r}")
+        if self.database() is None:
+            return self.pages.not_found(request, f"table {name!r}")
         try:
-            t = await database().table(namespace(request), name)
-            page = await read(request, name)
+            t = await self.database().table(namespace(request), name)
+            page = await self._read(request, name)
         except NoSuchTable:
-            return not_found(request, f"table {name!r}")
+            return self.pages.not_found(request, f"table {name!r}")
         form = {"pk": request.query_params.get("pk", ""), "sk": request.query_params.get("sk", "")}
         tpl = "_table_items.html" if request.headers.get("hx-request") and request.query_params.get("partial") \
             else "table.html"
-        return render(request, tpl, active="tables", t=t, form=form, **page)
-
-    return [Route("/tables", authed(tables_page)), Route("/tables/{name}", authed(table_page))]
+        return self.pages.render(request, tpl, active="tables", t=t, form=form, **page)
 
 
-__all__ = ["routes"]
+__all__ = ["TablePages"]

@@ -9,13 +9,12 @@ says, per state name, how it went: succeeded, failed, running (entered, not left
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
+from polyfn.console.frame import Pages
 from polyfn.workflows.definition import Machine, parse
 
 W, H, GAP_X, GAP_Y = 150, 36, 30, 34
@@ -104,39 +103,41 @@ def _details(e: dict[str, Any]) -> str:
     return "  ".join(parts)
 
 
-def routes(workflows: Any, render: Callable[..., Response], not_found: Callable[[Request, str], Response],
-           authed: Callable[[Callable[[Request], Awaitable[Response]]], Callable[[Request], Awaitable[Response]]]
-           ) -> list[Route]:
-    def svc() -> Any:
-        return workflows
+class WorkflowPages:
+    """`workflows` (WorkflowService, or None); the default namespace's only (the guard's `default_only`)."""
 
-    async def workflows_page(request: Request) -> Response:
-        ms = await svc().list_machines() if svc() is not None else []
-        counts = await svc().store.count_by_status("default") if svc() is not None else {}
-        return render(request, "workflows.html", active="workflows", machines=ms, counts=counts)
+    def __init__(self, *, workflows: Any, pages: Pages):
+        self.workflows = workflows
+        self.pages = pages
 
-    async def workflow_page(request: Request) -> Response:
+    async def workflows_page(self, request: Request) -> Response:
+        svc = self.workflows
+        ms = await svc.list_machines() if svc is not None else []
+        counts = await svc.store.count_by_status("default") if svc is not None else {}
+        return self.pages.render(request, "workflows.html", active="workflows", machines=ms, counts=counts)
+
+    async def workflow_page(self, request: Request) -> Response:
+        svc = self.workflows
         name = request.path_params["name"]
-        m = await svc().store.get_machine("default", name) if svc() is not None else None
+        m = await svc.store.get_machine("default", name) if svc is not None else None
         if m is None:
-            return not_found(request, f"workflow {name!r}")
-        exs = await svc().list_executions(name, None, 50)
-        return render(request, "workflow.html", active="workflows", m=m, panels=layout(parse(m.definition)),
-                      paint={"states": {}, "taken": []}, executions=exs, execution=None, events=[], W=W, H=H,
-                      definition=json.dumps(json.loads(m.definition), indent=2))
+            return self.pages.not_found(request, f"workflow {name!r}")
+        exs = await svc.list_executions(name, None, 50)
+        return self.pages.render(request, "workflow.html", active="workflows", m=m, panels=layout(parse(m.definition)),
+                                 paint={"states": {}, "taken": []}, executions=exs, execution=None, events=[], W=W,
+                                 H=H, definition=json.dumps(json.loads(m.definition), indent=2))
 
-    async def execution_page(request: Request) -> Response:
+    async def execution_page(self, request: Request) -> Response:
+        svc = self.workflows
         eid = request.path_params["id"]
-        ex = await svc().store.get_execution(eid) if svc() is not None else None
+        ex = await svc.store.get_execution(eid) if svc is not None else None
         if ex is None or ex.kind != "asl":
-            return not_found(request, f"execution {eid!r}")
-        found = await svc().store.get_definition(ex.namespace, ex.machine, ex.revision)
-        m = await svc().store.get_machine(ex.namespace, ex.machine)
-        events = await svc().history(ex.id, 0, 5000)
+            return self.pages.not_found(request, f"execution {eid!r}")
+        found = await svc.store.get_definition(ex.namespace, ex.machine, ex.revision)
+        m = await svc.store.get_machine(ex.namespace, ex.machine)
+        events = await svc.history(ex.id, 0, 5000)
         text = found[1] if found else "{}"
-        return render(request, "workflow.html", active="workflows", m=m, panels=layout(parse(text)), paint=paint(events),
-                      executions=[], execution=ex, W=W, H=H, definition=json.dumps(json.loads(text), indent=2),
-                      events=[{"id": e["id"], "type": e["type"], "ts": e["timestamp"], "details": _details(e)} for e in events])
-
-    return [Route("/workflows", authed(workflows_page)), Route("/workflows/{name}", authed(workflow_page)),
-            Route("/executions/{id}", authed(execution_page))]
+        return self.pages.render(
+            request, "workflow.html", active="workflows", m=m, panels=layout(parse(text)), paint=paint(events),
+            executions=[], execution=ex, W=W, H=H, definition=json.dumps(json.loads(text), indent=2),
+            events=[{"id": e["id"], "type": e["type"], "ts": e["timestamp"], "details": _details(e)} for e in events])

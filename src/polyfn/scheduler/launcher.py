@@ -32,8 +32,8 @@ from typing import Any
 import msgspec
 
 from polyfn.loops import one_item
+from polyfn.protocol.spec import SAFE_ENV
 from polyfn.runtimes import dotnet
-from polyfn.runtimes.python.startup import SAFE_ENV
 from polyfn.sandbox import seccomp
 from polyfn.sandbox.plan import SandboxPlan
 from polyfn.sandbox.spawn import Config

@@ -21,7 +21,7 @@ import msgspec
 from polyfn.config import Settings
 from polyfn.loops import one_item
 from polyfn.model import Revision
-from polyfn.runtimes.python.startup import InstanceSpec
+from polyfn.protocol.spec import InstanceSpec
 from polyfn.sandbox import cgroups
 from polyfn.sandbox.plan import cgroup_dir_for
 from polyfn.scheduler import launcher as _launcher

@@ -12,7 +12,7 @@ from typing import Any
 
 from polyfn.config import Settings
 from polyfn.model import Revision
-from polyfn.runtimes.python.startup import InstanceSpec
+from polyfn.protocol.spec import InstanceSpec
 from polyfn.sandbox.plan import SandboxPlan
 from polyfn.scheduler.instance import InitFailed
 from polyfn.scheduler.sandboxing import NodeSandbox

@@ -29,6 +29,7 @@ from fastapi.responses import Response
 
 from polyfn.api.compat import lambda_wire as lam
 from polyfn.api.compat.lambda_wire import durable_config
+from polyfn.api.routes import Route, mount
 from polyfn.auth.keys import allows
 from polyfn.tenancy import DEFAULT, key_may, key_namespace, local, qualify
 from polyfn.workflows.durable import CheckpointRefused
@@ -337,15 +338,21 @@ class CheckpointFastPath:
         await response(scope, receive, send)
 
 
+#: Lambda's durable-execution routes (under the Lambda API's prefix `P`)
+DURABLE = (
+    Route("POST", P + "/durable-executions/{durable_arn:path}/checkpoint",    DurableApi.checkpoint),
+    Route("GET",  P + "/durable-executions/{durable_arn:path}/state",         DurableApi.state),
+    Route("GET",  P + "/durable-executions/{durable_arn:path}/history",       DurableApi.history),
+    Route("POST", P + "/durable-executions/{durable_arn:path}/stop",          DurableApi.stop),
+    Route("GET",  P + "/durable-executions/{durable_arn:path}",               DurableApi.get),
+    Route("POST", P + "/durable-execution-callbacks/{callback_id}/succeed",   DurableApi.succeed),
+    Route("POST", P + "/durable-execution-callbacks/{callback_id}/fail",      DurableApi.fail),
+    Route("POST", P + "/durable-execution-callbacks/{callback_id}/heartbeat", DurableApi.heartbeat),
+    Route("GET",  P + "/functions/{function_name}/durable-executions",        DurableApi.list_by_function),
+)
+
+
 def install(r: APIRouter, auth: Callable[..., Awaitable[Any]], workflows: Any) -> DurableApi:
     d = DurableApi(auth, workflows)
-    r.add_api_route(P + "/durable-executions/{durable_arn:path}/checkpoint", d.checkpoint, methods=["POST"])
-    r.add_api_route(P + "/durable-executions/{durable_arn:path}/state", d.state, methods=["GET"])
-    r.add_api_route(P + "/durable-executions/{durable_arn:path}/history", d.history, methods=["GET"])
-    r.add_api_route(P + "/durable-executions/{durable_arn:path}/stop", d.stop, methods=["POST"])
-    r.add_api_route(P + "/durable-executions/{durable_arn:path}", d.get, methods=["GET"])
-    r.add_api_route(P + "/durable-execution-callbacks/{callback_id}/succeed", d.succeed, methods=["POST"])
-    r.add_api_route(P + "/durable-execution-callbacks/{callback_id}/fail", d.fail, methods=["POST"])
-    r.add_api_route(P + "/durable-execution-callbacks/{callback_id}/heartbeat", d.heartbeat, methods=["POST"])
-    r.add_api_route(P + "/functions/{function_name}/durable-executions", d.list_by_function, methods=["GET"])
+    mount(r, DURABLE, d)
     return d

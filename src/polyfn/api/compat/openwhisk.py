@@ -56,6 +56,7 @@ from polyfn.api.compat.whisk_names import (
     to_polyfn,
 )
 from polyfn.api.compat.whisk_names import annotation as _ann
+from polyfn.api.routes import Route, mount
 from polyfn.auth.keys import allows
 from polyfn.call import Call
 from polyfn.deploy import archive
@@ -407,29 +408,37 @@ ENTITY_OPS = {
 }
 
 
+IN_NS = "/api/v1/namespaces/{ns}"
+EVERY = "GET,POST,PUT,DELETE,PATCH,HEAD,OPTIONS"
+
+#: the routes `wsk` uses (none in the OpenAPI document): method, path, handler (WhiskApi, its activations, its web
+#: actions)
+WHISK = (
+    Route("GET",    "/api/v1",                                WhiskApi.info),
+    Route("GET",    "/api/v1/namespaces",                     WhiskApi.namespaces),
+    Route("GET",    "/api/v1/namespaces/",                    WhiskApi.namespaces),  # `wsk namespace list` (no redirect)
+    Route("GET",    IN_NS + "/actions",                          WhiskApi.list_actions),
+    Route("GET",    IN_NS + "/actions/{name:path}",              WhiskApi.get_action),
+    Route("PUT",    IN_NS + "/actions/{name:path}",              WhiskApi.put_action),
+    Route("DELETE", IN_NS + "/actions/{name:path}",              WhiskApi.delete_action),
+    Route("POST",   IN_NS + "/actions/{name:path}",              WhiskApi.invoke),
+    Route("GET",    IN_NS + "/activations",                      WhiskActivations.list_activations),
+    Route("GET",    IN_NS + "/activations/{aid}",                WhiskActivations.get_activation),
+    Route("GET",    IN_NS + "/activations/{aid}/logs",           WhiskActivations.activation_logs),
+    Route("GET",    IN_NS + "/activations/{aid}/result",         WhiskActivations.activation_result),
+    # after the actions' and activations' routes: packages, triggers, rules
+    Route("GET",    IN_NS + "/{kind}",                           WhiskApi.entities),
+    Route("GET,PUT,DELETE,POST", IN_NS + "/{kind}/{name}",       WhiskApi.entities),
+    Route(EVERY,    "/api/v1/web/{ns}/{package}/{name}",      WhiskWeb.run),
+    Route(EVERY,    "/api/v1/web/{ns}/{package}/{name}/{path:path}", WhiskWeb.run),
+)
+
+
 def install(app: FastAPI, **services: Any) -> None:
     """`services`: what `WhiskApi` takes (the composition root hands them in)."""
     api = WhiskApi(**services)
     r = APIRouter(include_in_schema=False)
-    ns = "/api/v1/namespaces/{ns}"
-    r.add_api_route("/api/v1", api.info, methods=["GET"])
-    r.add_api_route("/api/v1/namespaces", api.namespaces, methods=["GET"])
-    r.add_api_route("/api/v1/namespaces/", api.namespaces, methods=["GET"])  # `wsk namespace list` (no redirect)
-    r.add_api_route(ns + "/actions", api.list_actions, methods=["GET"])
-    r.add_api_route(ns + "/actions/{name:path}", api.get_action, methods=["GET"])
-    r.add_api_route(ns + "/actions/{name:path}", api.put_action, methods=["PUT"])
-    r.add_api_route(ns + "/actions/{name:path}", api.delete_action, methods=["DELETE"])
-    r.add_api_route(ns + "/actions/{name:path}", api.invoke, methods=["POST"])
-    r.add_api_route(ns + "/activations", api.activations.list_activations, methods=["GET"])
-    r.add_api_route(ns + "/activations/{aid}", api.activations.get_activation, methods=["GET"])
-    r.add_api_route(ns + "/activations/{aid}/logs", api.activations.activation_logs, methods=["GET"])
-    r.add_api_route(ns + "/activations/{aid}/result", api.activations.activation_result, methods=["GET"])
-    # after the actions' and activations' routes: packages, triggers, rules
-    r.add_api_route(ns + "/{kind}", api.entities, methods=["GET"])
-    r.add_api_route(ns + "/{kind}/{name}", api.entities, methods=["GET", "PUT", "DELETE", "POST"])
-    methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
-    r.add_api_route("/api/v1/web/{ns}/{package}/{name}", api.web.run, methods=methods)
-    r.add_api_route("/api/v1/web/{ns}/{package}/{name}/{path:path}", api.web.run, methods=methods)
+    mount(r, WHISK, api, api.activations, api.web)
     app.include_router(r)
 
     @app.exception_handler(WhiskError)

@@ -156,27 +156,9 @@ class StepFunctionsApi:
         self.keys = keys  # the node's KeyRing (None before it is loaded)
         self.namespaces = namespaces  # polyfn.namespaces.Namespaces: the admin key's ARNs of other accounts
         self.clock = clock
+        #: each operation's scope and handler, bound (the table: `OPERATIONS`, after the class)
         self.ops: dict[str, tuple[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]]] = {
-            "CreateStateMachine": ("deploy", self.create_state_machine),
-            "UpdateStateMachine": ("deploy", self.update_state_machine),
-            "DeleteStateMachine": ("deploy", self.delete_state_machine),
-            "DescribeStateMachine": ("read", self.describe_state_machine),
-            "DescribeStateMachineForExecution": ("read", self.describe_state_machine_for_execution),
-            "ListStateMachines": ("read", self.list_state_machines),
-            "ValidateStateMachineDefinition": ("read", self.validate_state_machine_definition),
-            "StartExecution": ("invoke", self.start_execution),
-            "StartSyncExecution": ("invoke", self.start_sync_execution),
-            "StopExecution": ("invoke", self.stop_execution),
-            "DescribeExecution": ("read", self.describe_execution),
-            "ListExecutions": ("read", self.list_executions),
-            "GetExecutionHistory": ("read", self.get_execution_history),
-            "SendTaskSuccess": ("invoke", self.send_task_success),
-            "SendTaskFailure": ("invoke", self.send_task_failure),
-            "SendTaskHeartbeat": ("invoke", self.send_task_heartbeat),
-            "TagResource": ("deploy", self.tag_resource),
-            "UntagResource": ("deploy", self.untag_resource),
-            "ListTagsForResource": ("read", self.list_tags_for_resource),
-        }
+            op: (needed, getattr(self, handler.__name__)) for op, (needed, handler) in OPERATIONS.items()}
 
     # -- the wire -------------------------------------------------------------------------------------
 
@@ -443,6 +425,30 @@ class StepFunctionsApi:
 
     async def list_tags_for_resource(self, b: dict[str, Any]) -> dict[str, Any]:
         return {"tags": (await self._tagged(b)).meta.get("tags", [])}
+
+
+#: the operations (X-Amz-Target `AWSStepFunctions.<op>`): the key scope each needs and the method that answers it
+OPERATIONS: dict[str, tuple[str, Callable[..., Awaitable[dict[str, Any]]]]] = {
+    "CreateStateMachine":                ("deploy", StepFunctionsApi.create_state_machine),
+    "UpdateStateMachine":                ("deploy", StepFunctionsApi.update_state_machine),
+    "DeleteStateMachine":                ("deploy", StepFunctionsApi.delete_state_machine),
+    "DescribeStateMachine":              ("read",   StepFunctionsApi.describe_state_machine),
+    "DescribeStateMachineForExecution":  ("read",   StepFunctionsApi.describe_state_machine_for_execution),
+    "ListStateMachines":                 ("read",   StepFunctionsApi.list_state_machines),
+    "ValidateStateMachineDefinition":    ("read",   StepFunctionsApi.validate_state_machine_definition),
+    "StartExecution":                    ("invoke", StepFunctionsApi.start_execution),
+    "StartSyncExecution":                ("invoke", StepFunctionsApi.start_sync_execution),
+    "StopExecution":                     ("invoke", StepFunctionsApi.stop_execution),
+    "DescribeExecution":                 ("read",   StepFunctionsApi.describe_execution),
+    "ListExecutions":                    ("read",   StepFunctionsApi.list_executions),
+    "GetExecutionHistory":               ("read",   StepFunctionsApi.get_execution_history),
+    "SendTaskSuccess":                   ("invoke", StepFunctionsApi.send_task_success),
+    "SendTaskFailure":                   ("invoke", StepFunctionsApi.send_task_failure),
+    "SendTaskHeartbeat":                 ("invoke", StepFunctionsApi.send_task_heartbeat),
+    "TagResource":                       ("deploy", StepFunctionsApi.tag_resource),
+    "UntagResource":                     ("deploy", StepFunctionsApi.untag_resource),
+    "ListTagsForResource":               ("read",   StepFunctionsApi.list_tags_for_resource),
+}
 
 
 async def _read(receive: Any) -> bytes:

@@ -1,7 +1,7 @@
 """The instance's init phase, before any invocation (as in the Lambda runtime client): the sandbox applied,
 a clean environment, the import path narrowed to the function's code, the stdlib and the provided packages,
 then the handler imported and found; errors typed (`HandlerError`) for the one `InitError` report.
-`InstanceSpec` is everything the child needs to start (sent by the server through the zygote)."""
+`InstanceSpec` (protocol/spec.py) is everything the child needs to start (sent by the server through the zygote)."""
 
 from __future__ import annotations
 
@@ -14,41 +14,14 @@ from typing import Any
 import msgspec
 
 from polyfn.protocol import Fault, encode
+from polyfn.protocol.spec import SAFE_ENV, InstanceSpec
 from polyfn.runtimes.python.flavors import HandlerError, module_for
 from polyfn.runtimes.python.flavors.base import user_stack
 from polyfn.sandbox import seccomp as _seccomp
 from polyfn.sandbox.plan import SandboxPlan
 
-
-class InstanceSpec(msgspec.Struct, kw_only=True, array_like=True):
-    """Everything the child needs to start; sent by the server through the zygote."""
-
-    instance_id: str
-    function: str
-    revision: int
-    flavor: str
-    handler: str
-    code_dir: str
-    deps_dir: str = ""
-    concurrency: int = 1
-    memory_mb: int = 256
-    timeout: float = 60.0
-    env: dict[str, str] = {}
-    sandbox: Any = None  # polyfn.sandbox.SandboxPlan, array-encoded
-    namespaces: list[str] = []  # namespaces the instance must be in, or it refuses to start (fail closed)
-    log_line_max: int = 16384
-    log_lines_max: int = 1000
-    zygote: bool = False  # become the revision's function zygote (runtimes/python/fnzygote.py), not an instance
-    log_bytes_max: int = 1 << 62  # characters of lines kept per invocation (the server bounds bytes again)
-    #: the import path after the function's own code and dependencies: the standard library and the
-    #: runtime's provided packages (sandbox/rootfs.py); empty keeps the zygote's (tests of the instance alone)
-    sys_path: list[str] = []
-
-
 #: modules polyfn provides to user code (firebase_functions): on the import path after the function's own
 PROVIDED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "provided")
-SAFE_ENV = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ", "PYTHONHASHSEED",
-            "PYTHONDONTWRITEBYTECODE", "PYTHONIOENCODING", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE")
 
 
 def load_handler(spec: InstanceSpec) -> Any:
