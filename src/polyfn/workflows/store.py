@@ -382,7 +382,7 @@ class WorkflowStore:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
             metadata.create_all(conn, checkfirst=True)
 
-        await self.db.write(create)
+        await self.db.write_apart(create)
 
     async def close(self) -> None:
         await self.db.close()
@@ -490,7 +490,7 @@ class WorkflowStore:
 
     async def delete_ended(self, before: float, limit: int = 500) -> int:
         """Forget executions that ended before `before` (retention); how many went, at most `limit` a call."""
-        return await self.db.write(_delete_ended, before, limit)
+        return await self.db.write_apart(_delete_ended, before, limit)
 
     # -- work -----------------------------------------------------------------------------------------
 
@@ -516,11 +516,11 @@ class WorkflowStore:
 
     async def claim_due(self, now: float, owner: str, lease: float, limit: int) -> list[WorkItem]:
         """Due work nobody holds (never leased, or its lease is over): leased to `owner` until `lease`."""
-        return await self.db.write(_claim, now, owner, lease, limit, not self._sqlite)
+        return await self.db.write_apart(_claim, now, owner, lease, limit, not self._sqlite)
 
     async def release_owner(self, owner: str) -> int:
         """At start: what this node held before it stopped is free to take at once."""
-        return await self.db.write(lambda conn: conn.execute(
+        return await self.db.write_apart(lambda conn: conn.execute(
             update(work).where(work.c.owner == owner).values(lease=None, owner=None)).rowcount or 0)
 
     async def work_counts(self) -> dict[str, int]:
