@@ -19,7 +19,6 @@ from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
 
@@ -101,19 +100,20 @@ class SqliteRunner:
 
     def _run(self, kind: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
         conn = self._conn(kind)
+        raw = conn.connection.driver_connection  # BEGIN and COMMIT straight to the driver (the driver is in
+        # autocommit mode: the transaction is these statements', whatever SQLAlchemy's bookkeeping says)
         try:
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if kind != "read" else "BEGIN")
-        except OperationalError as e:
-            if kind == "loop" and isinstance(e.orig, sqlite3.OperationalError) \
-                    and getattr(e.orig, "sqlite_errorcode", sqlite3.SQLITE_BUSY) == sqlite3.SQLITE_BUSY:
+            raw.execute("BEGIN IMMEDIATE" if kind != "read" else "BEGIN")
+        except sqlite3.OperationalError as e:
+            if kind == "loop" and getattr(e, "sqlite_errorcode", sqlite3.SQLITE_BUSY) == sqlite3.SQLITE_BUSY:
                 raise _Busy() from e
             raise
         try:
             out = fn(conn, *args)
-            conn.exec_driver_sql("COMMIT")
+            raw.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(Exception):
-                conn.exec_driver_sql("ROLLBACK")
+                raw.execute("ROLLBACK")
             raise
         return out
 
