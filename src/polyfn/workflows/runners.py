@@ -57,8 +57,9 @@ class _Busy(Exception):
 class SqliteRunner:
     """SQLite: the store's SQL on plain connections. Small writes (a transition, a new execution, a work item) are
     queued and the writes of one turn of the event loop committed together (group commit) on the loop's own thread,
-    under the store's write lock: a transition's four statements take SQLite ~50 µs, and the hand-off to a writer
-    thread and back cost more, in wake-ups, than that. Its commits never checkpoint the WAL (that fsyncs): a PASSIVE
+    under the store's write lock: the hand-off of a transition to a writer thread and back (a queue, two wake-ups,
+    the GIL handed over twice) cost the node more CPU than SQLite's work for it (bench/workflows.py --vs: node CPU
+    per Task −25 %). Its commits never checkpoint the WAL (that fsyncs): a PASSIVE
     checkpoint runs on the write thread every `CHECKPOINT_EVERY` of them. Large writes (`write_apart`: table
     creation, retention sweeps, a namespace's removal, claiming due work) and reads run on a thread each. A write
     is acknowledged only after its commit, as before (synchronous=NORMAL in WAL mode: a commit survives the
