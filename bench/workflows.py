@@ -13,12 +13,15 @@ move from one run to the next, the ratios much less).
   `--durable-runs` invocations (the best and the median), and the node's CPU per step. The peer in the same run:
   the same handler and SDK in this process with a service that answers every checkpoint at once (no HTTP, no
   store) — what the SDK itself costs per step (it waits 1 ms to batch each synchronous checkpoint and polls its
-  stop signal every 100 ms, so an invocation ends up to 100 ms after the handler returned). polyfn's share per
-  step = (polyfn's wall − the SDK's own wall) / steps.
+  stop signal every 100 ms, so an invocation ends up to 100 ms after the handler returned). A second peer: the
+  same with the SDK's own client (boto3, SigV4, HTTP) against a stub service in another process that answers
+  every call at once — what the SDK and its client cost without polyfn. polyfn's share per step = (polyfn's
+  wall − the SDK's own wall) / steps, and the node's share = (polyfn's wall − the SDK with its client) / steps.
 
     .venv/bin/python bench/workflows.py                # all four
     .venv/bin/python bench/workflows.py --runs 10 --concurrent 300 --no-durable
     .venv/bin/python bench/workflows.py --only durable
+    .venv/bin/python bench/workflows.py --only chains --vs /path/to/main/src --rounds 3
 """
 
 from __future__ import annotations
@@ -36,7 +39,18 @@ import zipfile
 from typing import Any
 
 import httpx
-from _common import PolyfnServer, cpu_seconds, fmt, percentile, print_header, table, tree_cpu_seconds
+from _common import (
+    PolyfnServer,
+    cpu_seconds,
+    fmt,
+    free_port,
+    main_thread_cpu,
+    percentile,
+    print_header,
+    table,
+    tree_cpu_seconds,
+    wait_http,
+)
 
 NOOP = "def handler(event, context):\n    return event\n"
 DURABLE = '''
@@ -135,8 +149,39 @@ def durable(server: PolyfnServer, steps: int, step_ms: float, runs: int) -> tupl
     return walls, cpu / (runs * steps)
 
 
-def sdk_alone(steps: int, step_ms: float, runs: int) -> list[float] | None:
-    """Walls (s) of the same handler run by the SDK in this process against a service that answers at once."""
+STUB = r"""
+import asyncio, sys
+
+OK = (b'{"CheckpointToken":"t","NewExecutionState":{"Operations":[]}}', b'{"Operations":[]}')
+
+
+async def serve(reader, writer):
+    while True:
+        head = await reader.readuntil(b"\r\n\r\n")
+        n = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                n = int(line.split(b":", 1)[1])
+        if n:
+            await reader.readexactly(n)
+        body = OK[0] if head.startswith(b"POST") else OK[1]
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                     % (len(body), body))
+
+
+async def main():
+    server = await asyncio.start_server(serve, "127.0.0.1", int(sys.argv[1]))
+    async with server:
+        await server.serve_forever()
+
+asyncio.run(main())
+"""
+
+
+def sdk_alone(steps: int, step_ms: float, runs: int) -> tuple[list[float], list[float] | None] | None:
+    """Walls (s) of the same handler run by the SDK in this process against a service that answers at once:
+    in-process (no client), and through the SDK's own boto3 client to a stub HTTP service in another process
+    (None when the stub does not start)."""
     target = tempfile.mkdtemp(prefix="polyfn-bench-sdk-")
     r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", target, SDK],
                        capture_output=True, text=True)
@@ -144,6 +189,7 @@ def sdk_alone(steps: int, step_ms: float, runs: int) -> list[float] | None:
         print(f"(the SDK alone is not measured: pip could not install {SDK}: {r.stderr.strip()[-200:]})")
         return None
     sys.path.insert(0, target)
+    import boto3
     from aws_durable_execution_sdk_python.execution import (
         DurableExecutionInvocationInput,
         DurableExecutionInvocationInputWithClient,
@@ -151,8 +197,10 @@ def sdk_alone(steps: int, step_ms: float, runs: int) -> list[float] | None:
     from aws_durable_execution_sdk_python.lambda_service import (
         CheckpointOutput,
         CheckpointUpdatedExecutionState,
+        LambdaClient,
         StateOutput,
     )
+    from botocore.config import Config
 
     class Instant:
         """A durable service that stores nothing and answers every checkpoint at once."""
@@ -176,19 +224,100 @@ def sdk_alone(steps: int, step_ms: float, runs: int) -> list[float] | None:
     ns: dict[str, Any] = {}
     exec(compile(DURABLE, "lambda_function.py", "exec"), ns)
     key = "0" * 32
-    walls = []
-    for _ in range(runs + 1):
-        payload = {"DurableExecutionArn": f"arn:aws:lambda:us-east-1:0:function:steps:$LATEST/durable-execution/b/{key}",
-                   "CheckpointToken": "t0", "InitialExecutionState": {"NextMarker": "", "Operations": [
-                       {"Id": key, "Type": "EXECUTION", "Status": "STARTED", "StartTimestamp": int(time.time() * 1000),
-                        "ExecutionDetails": {"InputPayload": json.dumps({"steps": steps, "ms": step_ms})}}]}}
-        event = DurableExecutionInvocationInputWithClient.from_durable_execution_invocation_input(
-            DurableExecutionInvocationInput.from_json_dict(payload), Instant())
-        t0 = time.perf_counter()
-        out = ns["handler"](event, Context())
-        walls.append(time.perf_counter() - t0)
-        assert json.loads(out["Result"]) == {"total": steps * (steps - 1) // 2}, out
-    return walls[1:]  # the first one warms the imports
+
+    def measure(service: Any) -> list[float]:
+        walls = []
+        for _ in range(runs + 1):
+            payload = {"DurableExecutionArn": f"arn:aws:lambda:us-east-1:0:function:steps:$LATEST/durable-execution/b/{key}",
+                       "CheckpointToken": "t0", "InitialExecutionState": {"NextMarker": "", "Operations": [
+                           {"Id": key, "Type": "EXECUTION", "Status": "STARTED",
+                            "StartTimestamp": int(time.time() * 1000),
+                            "ExecutionDetails": {"InputPayload": json.dumps({"steps": steps, "ms": step_ms})}}]}}
+            event = DurableExecutionInvocationInputWithClient.from_durable_execution_invocation_input(
+                DurableExecutionInvocationInput.from_json_dict(payload), service)
+            t0 = time.perf_counter()
+            out = ns["handler"](event, Context())
+            walls.append(time.perf_counter() - t0)
+            assert json.loads(out["Result"]) == {"total": steps * (steps - 1) // 2}, out
+        return walls[1:]  # the first one warms the imports (and the client's connection)
+
+    alone = measure(Instant())
+    port = free_port()
+    stub = subprocess.Popen([sys.executable, "-c", STUB, str(port)])
+    try:
+        wait_http(port, "/", stub)
+        client = boto3.client("lambda", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                              aws_access_key_id="bench", aws_secret_access_key="bench",
+                              config=Config(connect_timeout=5, read_timeout=50, retries={"max_attempts": 1}))
+        with_client = measure(LambdaClient(client))
+    except (RuntimeError, OSError) as e:
+        print(f"(the SDK with its client is not measured: the stub service did not start: {e})")
+        with_client = None
+    finally:
+        stub.kill()
+        stub.wait()
+    return alone, with_client
+
+
+def prepare(server: PolyfnServer) -> httpx.Client:
+    """The function and the three machines the parts run."""
+    api = httpx.Client(base_url=server.url(""), headers={"authorization": f"Bearer {server.key}"}, timeout=600)
+    server.deploy("noop", {"main.py": NOOP}, handler="main.handler", max_instances=8)
+    for name, d in (("pass100", chain(100, {"Type": "Pass"})),
+                    ("task20", chain(20, {"Type": "Task", "Resource": "noop"})),
+                    ("fanout", {"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": "noop", "Next": "B"},
+                                                           "B": {"Type": "Pass", "Next": "C"},
+                                                           "C": {"Type": "Task", "Resource": "noop", "End": True}}})):
+        r = api.put(f"/v1/workflows/{name}", json={"definition": d})
+        assert r.status_code == 200, r.text
+    return api
+
+
+def measure_chains(server: PolyfnServer, api: httpx.Client, runs: int) -> dict[str, Any]:
+    """Per-transition ms of the Pass and Task chains and of direct invocations; the node's CPU seconds per Task
+    (all threads, and the event loop's thread), each execution's start and wait requests included."""
+    assert server.proc is not None
+    pid = server.proc.pid
+    passes = run_chain(api, "pass100", runs, 100)
+    run_chain(api, "task20", 0, 20)  # warm
+    c0, l0 = cpu_seconds(pid), main_thread_cpu(pid)
+    tasks = run_chain(api, "task20", runs, 20)
+    n = (runs + 2) * 20
+    cpu, loop = (cpu_seconds(pid) - c0) / n, (main_thread_cpu(pid) - l0) / n
+    return {"passes": passes, "tasks": tasks, "invokes": direct_invocations(api, runs), "cpu_task": cpu,
+            "loop_task": loop}
+
+
+def compare(old_src: str, runs: int, rounds: int) -> None:
+    """The chains on a node of `old_src` and on one of this tree, alternately; each measurement's figures,
+    then all of each pooled."""
+    pooled: dict[str, dict[str, list[float]]] = {}
+    rows = []
+    for i in range(rounds):
+        for label, src in (("old", old_src), ("new", None)):
+            with open("/proc/loadavg") as f:
+                load = f.read().split()[0]
+            with PolyfnServer(log_level="WARNING", env={"PYTHONPATH": src} if src else None) as server:
+                c = measure_chains(server, prepare(server), runs)
+            inv50 = percentile(c["invokes"], 50)
+            rows.append([f"{label} #{i + 1} (load {load})", fmt(percentile(c["tasks"], 50), 3),
+                         fmt(percentile(c["tasks"], 99), 3), fmt(inv50, 3),
+                         f"{percentile(c['tasks'], 50) - inv50:.3f} / {percentile(c['tasks'], 99) - inv50:.3f}",
+                         f"{c['cpu_task'] * 1e6:.0f}", f"{c['loop_task'] * 1e6:.0f}",
+                         fmt(percentile(c["passes"], 50), 3)])
+            mine = pooled.setdefault(label, {"tasks": [], "invokes": [], "cpu": [], "loop": []})
+            mine["tasks"] += c["tasks"]
+            mine["invokes"] += c["invokes"]
+            mine["cpu"].append(c["cpu_task"])
+            mine["loop"].append(c["loop_task"])
+    for label, m in pooled.items():
+        inv50 = percentile(m["invokes"], 50)
+        rows.append([f"{label}, all", fmt(percentile(m["tasks"], 50), 3), fmt(percentile(m["tasks"], 99), 3),
+                     fmt(inv50, 3), f"{percentile(m['tasks'], 50) - inv50:.3f} / {percentile(m['tasks'], 99) - inv50:.3f}",
+                     f"{statistics.median(m['cpu']) * 1e6:.0f}", f"{statistics.median(m['loop']) * 1e6:.0f}", "-"])
+    print(f"old = {old_src}, new = this tree; {runs} executions of each chain per measurement")
+    print(table(["20-Task chain, per transition (ms)", "p50", "p99", "direct invocation p50",
+                 "overhead p50 / p99", "node CPU/Task (µs)", "loop thread CPU/Task (µs)", "Pass chain p50"], rows))
 
 
 def verdict(ok: bool) -> str:
@@ -204,24 +333,21 @@ def main() -> None:
     p.add_argument("--durable-runs", type=int, default=5, help="invocations of the durable function")
     p.add_argument("--no-durable", action="store_true", help="skip the durable function (needs PyPI)")
     p.add_argument("--only", choices=("chains", "concurrent", "durable"), help="one part only")
+    p.add_argument("--src", help="run the node from this source tree (PYTHONPATH), e.g. another checkout's src")
+    p.add_argument("--vs", metavar="SRC", help="chains only: a node of SRC and one of this tree, alternately")
+    p.add_argument("--rounds", type=int, default=2, help="with --vs: measurements of each")
     a = p.parse_args()
     parts = {a.only} if a.only else {"chains", "concurrent"} | (set() if a.no_durable else {"durable"})
     print_header("Workflows: transitions, concurrent executions, durable steps")
     verdicts: list[str] = []
-    with PolyfnServer(log_level="WARNING") as server:
-        api = httpx.Client(base_url=server.url(""), headers={"authorization": f"Bearer {server.key}"}, timeout=600)
-        server.deploy("noop", {"main.py": NOOP}, handler="main.handler", max_instances=8)
-        for name, d in (("pass100", chain(100, {"Type": "Pass"})),
-                        ("task20", chain(20, {"Type": "Task", "Resource": "noop"})),
-                        ("fanout", {"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": "noop", "Next": "B"},
-                                                               "B": {"Type": "Pass", "Next": "C"},
-                                                               "C": {"Type": "Task", "Resource": "noop", "End": True}}})):
-            r = api.put(f"/v1/workflows/{name}", json={"definition": d})
-            assert r.status_code == 200, r.text
+    if a.vs:
+        compare(a.vs, a.runs, a.rounds)
+        return
+    with PolyfnServer(log_level="WARNING", env={"PYTHONPATH": a.src} if a.src else None) as server:
+        api = prepare(server)
         if "chains" in parts:
-            passes = run_chain(api, "pass100", a.runs, 100)
-            tasks = run_chain(api, "task20", a.runs, 20)
-            invokes = direct_invocations(api, a.runs)
+            c = measure_chains(server, api, a.runs)
+            passes, tasks, invokes = c["passes"], c["tasks"], c["invokes"]
             inv50 = percentile(invokes, 50)
             over50, over99 = percentile(tasks, 50) - inv50, percentile(tasks, 99) - inv50
             rows = [
@@ -232,6 +358,8 @@ def main() -> None:
             ]
             print(table(["per transition (ms)", "p50", "p99", "overhead over an invocation p50 / p99"], rows))
             print(f"20-Task chain / direct invocation (p50): {percentile(tasks, 50) / inv50:.2f}x")
+            print(f"node CPU per Task (the invocation included): {c['cpu_task'] * 1e6:.0f} µs, of which the event "
+                  f"loop's thread {c['loop_task'] * 1e6:.0f} µs")
             verdicts += [f"100-state Pass chain ≤ 1 ms per transition: p50 {verdict(percentile(passes, 50) <= 1)}, "
                          f"p99 {verdict(percentile(passes, 99) <= 1)}",
                          f"20-Task chain ≤ 1 ms per transition over the invocation itself: p50 {verdict(over50 <= 1)}, "
@@ -253,22 +381,30 @@ def main() -> None:
             walls, cpu_step = durable(server, a.steps, a.step_ms, a.durable_runs)
             own = a.steps * a.step_ms / 1000
             budget = own + a.steps * 0.002
-            alone = sdk_alone(a.steps, a.step_ms, a.durable_runs)
-            best, mid = min(walls), statistics.median(walls)
-            rows = [["polyfn (boto3 Invoke, RequestResponse)", f"{best * 1000:.0f}", f"{mid * 1000:.0f}",
-                     f"{(best - own) * 1000 / a.steps:.2f}", f"{(mid - own) * 1000 / a.steps:.2f}"]]
+            peers = sdk_alone(a.steps, a.step_ms, a.durable_runs)
+            alone, with_client = peers if peers else (None, None)
+            mid = statistics.median(walls)
+
+            def row(label: str, w: list[float]) -> list[str]:
+                return [label, f"{min(w) * 1000:.0f}", f"{statistics.median(w) * 1000:.0f}",
+                        f"{(min(w) - own) * 1000 / a.steps:.2f}", f"{(statistics.median(w) - own) * 1000 / a.steps:.2f}"]
+
+            rows = [row("polyfn (boto3 Invoke, RequestResponse)", walls)]
             if alone:
-                rows.append(["peer: the SDK alone, a service that answers at once", f"{min(alone) * 1000:.0f}",
-                             f"{statistics.median(alone) * 1000:.0f}", f"{(min(alone) - own) * 1000 / a.steps:.2f}",
-                             f"{(statistics.median(alone) - own) * 1000 / a.steps:.2f}"])
+                rows.append(row("peer: the SDK alone, a service that answers at once", alone))
+            if with_client:
+                rows.append(row("peer: the SDK + its boto3 client, a stub HTTP service", with_client))
             print(table([f"durable function, {a.steps} steps of {a.step_ms:g} ms ({len(walls)} runs)", "wall best (ms)",
                          "wall median (ms)", "overhead/step best (ms)", "overhead/step median (ms)"], rows))
-            print(f"node CPU per step (one CheckpointDurableExecution: HTTP through the relay, SigV4, the step, one "
+            print(f"node CPU per step (one CheckpointDurableExecution: HTTP from the instance, SigV4, the step, one "
                   f"SQLite transaction): {cpu_step * 1000:.2f} ms")
             if alone:
                 share = (statistics.median(walls) - statistics.median(alone)) * 1000 / a.steps
                 print(f"polyfn's share per step (median walls, polyfn − the SDK alone): {share:.2f} ms")
                 verdicts.append(f"polyfn's share of a durable step ≤ 2 ms ({share:.2f} ms): {verdict(share <= 2)}")
+            if with_client:
+                node = (statistics.median(walls) - statistics.median(with_client)) * 1000 / a.steps
+                print(f"the node's share per step (median walls, polyfn − the SDK with its client): {node:.2f} ms")
             verdicts.append(f"durable function: wall ≤ {a.steps} × step + 2 ms per step, i.e. ≤ {budget * 1000:.0f} ms "
                             f"(median {mid * 1000:.0f} ms): {verdict(mid <= budget)}"
                             + (f" — the SDK alone takes {statistics.median(alone) * 1000:.0f} ms here" if alone else ""))

@@ -83,6 +83,21 @@ def _ws_protocol() -> Any:
     return LeanWebSocketProtocol
 
 
+def _serve_relayed(node: Node, config: Any, server: Any, host: str, port: int) -> None:
+    """`network: polyfn` instances reach this server's port through the relay (sandbox/relay.py): their
+    connections are served here by the same protocol, not spliced to the port (TLS: spliced, as it comes)."""
+    if node.relay is None or config.ssl is not None:
+        return
+    from polyfn.sandbox.relay import endpoints
+
+    def protocol() -> Any:
+        return config.http_protocol_class(config=config, server_state=server.server_state,
+                                          app_state=server.lifespan.state)
+
+    for upstream in endpoints([(host, port)])[0].values():
+        node.relay.serve(upstream, protocol)
+
+
 async def _open_store(url: str) -> None:
     from polyfn.store import Store
 
@@ -140,6 +155,7 @@ def serve(host: str = "127.0.0.1", port: int = 8080, data_dir: str | Path | None
                 await asyncio.sleep(0.02)
             sock = server.servers[0].sockets[0]
             bound = sock.getsockname()[1]
+            _serve_relayed(node, config, server, settings.host, bound)
             url = f"{'https' if settings.tls_cert else 'http'}://{settings.host}:{bound}"
             info = settings.data_dir / "server.json"
             storage_url = node.storage.url if node.storage is not None else ""

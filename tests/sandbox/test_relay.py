@@ -98,6 +98,64 @@ async def test_relay_reaches_the_target_and_nothing_else(tmp_path: Path) -> None
         bystander.close()
 
 
+class _Pong(asyncio.Protocol):
+    """Answers `pong:` and what it read once the client is done sending (the node's HTTP protocol's stand-in)."""
+
+    def __init__(self) -> None:
+        self.got = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.got += data
+
+    def eof_received(self) -> bool:
+        self.transport.write(b"pong:" + self.got)  # type: ignore[attr-defined]
+        self.transport.close()
+        return False
+
+
+async def test_relay_serves_the_nodes_own_port_with_its_protocol(tmp_path: Path) -> None:
+    """A port registered with `serve` (the node's HTTP port): the instance's connections are served by that
+    protocol in this process; the real port's server never sees them."""
+    async def spliced(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+        writer.write(b"spliced")
+        await writer.drain()
+        writer.close()
+
+    target = await asyncio.start_server(spliced, "127.0.0.1", 0)
+    real = target.sockets[0].getsockname()[1]
+    bystander = await asyncio.start_server(spliced, "127.0.0.1", 0)
+    other = bystander.sockets[0].getsockname()[1]
+    inside = _free_port()
+    relay = NetRelay(tmp_path / "relay.sock", {inside: ("127.0.0.1", real)})
+    relay.serve(("127.0.0.1", real), _Pong)
+    await relay.start()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        _child(str(tmp_path / "relay.sock"), inside, other, w)
+    os.close(w)
+    try:
+        loop = asyncio.get_running_loop()
+        out = await asyncio.wait_for(loop.run_in_executor(None, os.read, r, 1000), 20)
+        _, status = await loop.run_in_executor(None, os.waitpid, pid, 0)
+        if out.startswith(b"error") and b"Operation not permitted" in out and os.geteuid() != 0:
+            needs.missing(f"no unprivileged user namespaces here: {out.decode()}")
+        assert out == b"pong:ping|refused", out
+        assert status == 0
+        assert relay.connections == 1
+        relay.release(pid)
+    finally:
+        os.close(r)
+        await relay.stop()
+        target.close()
+        bystander.close()
+
+
 async def test_relay_refuses_ports_that_are_not_polyfns(tmp_path: Path) -> None:
     relay = NetRelay(tmp_path / "relay.sock", {_free_port(): ("127.0.0.1", 1)})
     await relay.start()

@@ -11,6 +11,12 @@ networking itself (it works inside an unprivileged user namespace too).
 
 Child side: `expose()` (called by `sandbox.apply`, before the uid drop and the mounts that hide the relay
 socket). Server side: `NetRelay`, one per node, started by the server.
+
+The node's own HTTP port is not spliced: its listeners are served by the node's HTTP server itself (`serve`,
+the protocol factory the server registers once it listens), so a request from an instance (a durable
+function's checkpoint at every step, an SDK call to the API) is one connection into the node instead of two
+and a copy of every byte both ways through the event loop. The other endpoints (the object store, a
+function's allow-list) are spliced.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import json
 import os
 import socket
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -97,6 +104,13 @@ class NetRelay:
         self.connections = 0
         #: allow-list destinations (IP, port) of deployed functions: the only others an instance may relay
         self.allowed: set[tuple[str, int]] = set()
+        #: upstream (host, port) → the protocol factory of the server listening there: its connections go
+        #: straight to that protocol (the node's own HTTP server), not spliced to the port
+        self.direct: dict[tuple[str, int], Callable[[], asyncio.Protocol]] = {}
+
+    def serve(self, upstream: tuple[str, int], protocol: Callable[[], asyncio.Protocol]) -> None:
+        """Serve the listeners relayed to `upstream` with `protocol` (from the next instance on)."""
+        self.direct[upstream] = protocol
 
     async def start(self) -> None:
         import asyncio
@@ -193,8 +207,21 @@ class NetRelay:
     async def _serve(self, pid: int, pairs: list[tuple[tuple[str, int], socket.socket]]) -> None:
         import asyncio
 
+        loop = asyncio.get_running_loop()
         for (host, real), s in pairs:
             s.setblocking(False)
+            direct = self.direct.get((host, real))
+            if direct is not None:
+                def made(direct: Callable[[], asyncio.Protocol] = direct) -> asyncio.Protocol:
+                    self.connections += 1
+                    return direct()
+
+                server = await loop.create_server(made, sock=s, backlog=256)
+                if pid not in self._servers:  # released while starting
+                    server.close()
+                    return
+                self._servers[pid].append(server)
+                continue
 
             async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str = host,
                             real: int = real) -> None:

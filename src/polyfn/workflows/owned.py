@@ -77,5 +77,5 @@ class WorkflowsOwned:
             except Exception:  # (deleted below in any case)
                 log.exception("workflows: stopping execution %s of deleted namespace %s failed", ex_id, namespace)
         svc._machines = {k: v for k, v in svc._machines.items() if k[0] != namespace}
-        gone = await svc.store.db.write(_forget, namespace)
+        gone = await svc.store.db.write_apart(_forget, namespace)
         return {"workflows_deleted": gone["workflows"], "executions_deleted": gone["executions"]}

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from sqlalchemy import (
     Column,
     Float,
@@ -276,10 +277,20 @@ def _ops(conn: Connection, execution_id: str, rows: Sequence[OpRow]) -> None:
                                                       for i, n, body in rows])
 
 
+_encode = msgspec.json.Encoder().encode
+
+
+def event_text(e: dict[str, Any]) -> str:
+    """A history event's row body: compact JSON, by msgspec (several times json's speed; an event holds
+    polyfn's own ids, times and names, and inputs and outputs as JSON text already, so nothing in it is
+    a value JSON cannot carry)."""
+    return _encode(e).decode()
+
+
 def _events(conn: Connection, execution_id: str, evs: Sequence[dict[str, Any]]) -> None:
     if evs:
         conn.execute(_INSERT_EVENTS, [{"execution": execution_id, "id": e["id"], "type": e["type"], "ts": e["timestamp"],
-                                       "body": json.dumps(e, separators=(",", ":"))} for e in evs])
+                                       "body": event_text(e)} for e in evs])
 
 
 def _insert_execution(conn: Connection, ex: Execution, evs: Sequence[dict[str, Any]], items: Sequence[WorkItem],
@@ -312,8 +323,8 @@ def _save_sqlite(conn: Connection, ex: Execution, version: int, evs: Sequence[di
         raise Conflict(ex.id)
     _ops(conn, ex.id, op_rows)
     if evs:
-        raw.executemany(_SQLITE_INSERT_EVENT, [(ex.id, e["id"], e["type"], e["timestamp"],
-                                                json.dumps(e, separators=(",", ":"))) for e in evs])
+        raw.executemany(_SQLITE_INSERT_EVENT, [(ex.id, e["id"], e["type"], e["timestamp"], event_text(e))
+                                               for e in evs])
     gone = [*cancel, *([done] if done else [])]
     if gone:
         raw.execute(f"DELETE FROM {work.name} WHERE id IN ({', '.join('?' * len(gone))})", gone)
@@ -382,7 +393,7 @@ class WorkflowStore:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
             metadata.create_all(conn, checkfirst=True)
 
-        await self.db.write(create)
+        await self.db.write_apart(create)
 
     async def close(self) -> None:
         await self.db.close()
@@ -490,7 +501,7 @@ class WorkflowStore:
 
     async def delete_ended(self, before: float, limit: int = 500) -> int:
         """Forget executions that ended before `before` (retention); how many went, at most `limit` a call."""
-        return await self.db.write(_delete_ended, before, limit)
+        return await self.db.write_apart(_delete_ended, before, limit)
 
     # -- work -----------------------------------------------------------------------------------------
 
@@ -516,11 +527,11 @@ class WorkflowStore:
 
     async def claim_due(self, now: float, owner: str, lease: float, limit: int) -> list[WorkItem]:
         """Due work nobody holds (never leased, or its lease is over): leased to `owner` until `lease`."""
-        return await self.db.write(_claim, now, owner, lease, limit, not self._sqlite)
+        return await self.db.write_apart(_claim, now, owner, lease, limit, not self._sqlite)
 
     async def release_owner(self, owner: str) -> int:
         """At start: what this node held before it stopped is free to take at once."""
-        return await self.db.write(lambda conn: conn.execute(
+        return await self.db.write_apart(lambda conn: conn.execute(
             update(work).where(work.c.owner == owner).values(lease=None, owner=None)).rowcount or 0)
 
     async def work_counts(self) -> dict[str, int]:
