@@ -86,7 +86,8 @@ def _ws_protocol() -> Any:
 def _serve_relayed(node: Node, config: Any, server: Any, host: str, port: int) -> None:
     """`network: polyfn` instances reach this server's port through the relay (sandbox/relay.py): their
     connections are served here by the same protocol, not spliced to the port (TLS: spliced, as it comes)."""
-    if node.relay is None or config.ssl is not None:
+    relay = node.reach.relay
+    if relay is None or config.ssl is not None:
         return
     from polyfn.sandbox.relay import endpoints
 
@@ -95,7 +96,7 @@ def _serve_relayed(node: Node, config: Any, server: Any, host: str, port: int) -
                                           app_state=server.lifespan.state)
 
     for upstream in endpoints([(host, port)])[0].values():
-        node.relay.serve(upstream, protocol)
+        relay.serve(upstream, protocol)
 
 
 async def _open_store(url: str) -> None:
@@ -171,7 +172,15 @@ def serve(host: str = "127.0.0.1", port: int = 8080, data_dir: str | Path | None
                 print(f"  deployed:   {', '.join(sorted(node.registry.functions))}", flush=True)
             print("  try:        curl -d hello " + url + "/fn/reverse", flush=True)
 
+        def announced(task: asyncio.Task[None]) -> None:
+            # a node that cannot finish starting (relay, announcement) says why and stops, rather than serve
+            # without `server.json`, where the CLI and the operator would never find it
+            if not task.cancelled() and task.exception() is not None:
+                log.error("polyfn could not finish starting", exc_info=task.exception())
+                server.should_exit = True
+
         t = asyncio.create_task(announce())
+        t.add_done_callback(announced)
         # uvicorn re-raises the signal that stopped it once it is done; with a no-op Python handler in place
         # that re-raise is harmless, so our clean-up below runs and the exit status is 0 after a drain.
         for sig in (signal.SIGTERM, signal.SIGINT):
