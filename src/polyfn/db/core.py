@@ -290,9 +290,11 @@ class Database:
     async def get_item(self, ns: str, req: dict[str, Any]) -> dict[str, Any]:
         t = await self.table(ns, req.get("TableName"))
         k, _ = rows.request_key(t, req.get("Key"))
-        names = Names(req.get("ExpressionAttributeNames"), None, req.get("ProjectionExpression") is not None)
-        proj = writes.projection_of(req, names)
-        names.check_unused()
+        proj = None
+        if "ExpressionAttributeNames" in req or "ProjectionExpression" in req or "AttributesToGet" in req:
+            names = Names(req.get("ExpressionAttributeNames"), None, req.get("ProjectionExpression") is not None)
+            proj = writes.projection_of(req, names)
+            names.check_unused()
         text = await self.storage.item_text(t.id, k.h, k.pk, k.sk)
         item = rows.decode(text) if text is not None else None
         out: dict[str, Any] = {}

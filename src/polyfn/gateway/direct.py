@@ -120,7 +120,7 @@ def _respond(proto: Any, cycle: DirectCycle, status: int, out: bytes) -> None:
     if not cycle.keep_alive:
         parts.append(b"connection: close\r\n")
     parts += (b"\r\n", out)
-    proto.transport.write(b"".join(parts))
+    proto.transport.write_now(b"".join(parts))  # (one buffer already: no need to wait for the loop's turn to end)
     if not cycle.keep_alive:
         proto.transport.close()
     proto.on_response_complete()
