@@ -46,8 +46,8 @@ class Face:
         return (201 if body == b"created" else 200), b"direct:" + body.upper()
 
     @staticmethod
-    def response_headers(status: int, body: bytes) -> list[tuple[bytes, bytes]]:
-        return [(b"content-length", b"%d" % len(body)), (b"x-answered", b"direct")]
+    def head(status: int, body: bytes) -> bytes:
+        return b"content-length: %d\r\nx-answered: direct\r\n" % len(body)
 
     @staticmethod
     def too_large() -> bytes:

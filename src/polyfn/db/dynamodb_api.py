@@ -44,6 +44,7 @@ _enc = msgspec.json.Encoder()
 # a tenth of a GetItem's CPU)
 _RID_PREFIX = os.urandom(8).hex().encode()
 _rid = itertools.count(1)
+_HEAD = b"content-type: " + CONTENT_TYPE + b"\r\ncontent-length: %d\r\nx-amzn-requestid: %s%016x\r\nx-amz-crc32: %d\r\n"
 
 
 def _reseed() -> None:
@@ -250,6 +251,11 @@ class DynamoDBApi:
     def response_headers(status: int, body: bytes) -> list[tuple[bytes, bytes]]:
         return [(b"content-type", CONTENT_TYPE), (b"content-length", b"%d" % len(body)),
                 (b"x-amzn-requestid", _RID_PREFIX + b"%016x" % next(_rid)), (b"x-amz-crc32", b"%d" % zlib.crc32(body))]
+
+    @staticmethod
+    def head(status: int, body: bytes) -> bytes:
+        """`response_headers` as the lines of an HTTP/1.1 response."""
+        return _HEAD % (len(body), _RID_PREFIX, next(_rid), zlib.crc32(body))
 
     @staticmethod
     def too_large() -> bytes:

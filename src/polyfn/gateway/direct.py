@@ -36,7 +36,9 @@ class DirectFace(Protocol):
     def answer(self, method: str, raw_path: bytes, query: bytes, headers: list[tuple[bytes, bytes]],
                body: bytes) -> Awaitable[tuple[int, bytes]]: ...
 
-    def response_headers(self, status: int, body: bytes) -> list[tuple[bytes, bytes]]: ...
+    def head(self, status: int, body: bytes) -> bytes:
+        """The response's header lines (`name: value\\r\\n` each) for this status and body."""
+        ...
 
     def too_large(self) -> bytes: ...
 
@@ -113,10 +115,9 @@ def _respond(proto: Any, cycle: DirectCycle, status: int, out: bytes) -> None:
     if cycle.disconnected or proto.transport.is_closing():
         return
     parts = [STATUS_LINE[status]]
-    for k, v in proto.server_state.default_headers:
+    for k, v in proto.server_state.default_headers:  # (none on the node: no server or date header)
         parts += (k, b": ", v, b"\r\n")
-    for k, v in cycle.face.response_headers(status, out):
-        parts += (k, b": ", v, b"\r\n")
+    parts.append(cycle.face.head(status, out))
     if not cycle.keep_alive:
         parts.append(b"connection: close\r\n")
     parts += (b"\r\n", out)
