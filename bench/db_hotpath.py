@@ -6,6 +6,12 @@ measures the whole path against moto).
 
     .venv/bin/python bench/db_hotpath.py            # 3,000 requests per operation
     .venv/bin/python bench/db_hotpath.py --profile  # and write py-spy-free cProfile stats to /tmp
+    .venv/bin/python bench/db_hotpath.py --http     # through the node's HTTP protocol too (below)
+
+`--http` adds, per operation, the same requests as raw HTTP/1.1 bytes fed to the node's protocol
+(gateway/http.py, uvicorn's httptools protocol) on 32 in-memory transports, twice: answered straight from the
+protocol (gateway/direct.py, as the node does) and through ASGI (the face as an ASGI app). What is left out is
+only the socket: the kernel's reads and writes and uvloop's polling.
 """
 
 from __future__ import annotations
@@ -54,7 +60,72 @@ REQUESTS = {
 }
 
 
-async def main(n: int, profile: bool) -> None:
+class Wire:
+    """An in-memory transport: what the protocol writes completes the waiting request."""
+
+    def __init__(self) -> None:
+        self.done: asyncio.Future[bytes] | None = None
+
+    def write(self, data: bytes) -> None:
+        if self.done is not None and not self.done.done():
+            self.done.set_result(data)
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 8080) if name in ("sockname", "peername") else default
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def raw_request(scope: dict[str, Any], data: bytes) -> bytes:
+    head = b"".join(k + b": " + v + b"\r\n" for k, v in scope["headers"] if k != b"content-length")
+    return b"POST / HTTP/1.1\r\n" + head + b"content-length: %d\r\n\r\n" % len(data) + data
+
+
+async def over_http(api: Any, scope: dict[str, Any], data: bytes, n: int, direct: bool) -> float:
+    """µs of CPU per request fed as bytes to the node's protocol (32 connections, one request each at a time)."""
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    from polyfn.gateway.http import CoalescingHttpToolsProtocol
+    from polyfn.gateway.limits import HttpLimits
+
+    pick = (lambda method, headers: api) if direct else None
+    cls = CoalescingHttpToolsProtocol.with_limits(HttpLimits(), direct=pick)
+    config = uvicorn.Config(api, loop="none", http=cls, server_header=False, date_header=False, lifespan="off",
+                            log_level="warning")
+    config.load()
+    state = ServerState()
+    raw = raw_request(scope, data)
+    loop = asyncio.get_running_loop()
+
+    async def conn(count: int) -> None:
+        proto = cls(config=config, server_state=state, app_state={}, _loop=loop)
+        wire = Wire()
+        proto.connection_made(wire)  # type: ignore[arg-type]
+        for _ in range(count):
+            wire.done = loop.create_future()
+            proto.data_received(raw)
+            out = await wire.done
+            assert out.startswith(b"HTTP/1.1 200"), out[:200]
+        proto.connection_lost(None)
+
+    await asyncio.gather(*(conn(4) for _ in range(32)))  # (warm: imports, caches)
+    cpu0 = time.process_time()
+    await asyncio.gather(*(conn(n // 32) for _ in range(32)))
+    return (time.process_time() - cpu0) / (n // 32 * 32) * 1e6
+
+
+async def main(n: int, profile: bool, http: bool = False) -> None:
     from polyfn.auth.keys import KeyRing
     from polyfn.auth.secrets import SecretBox
     from polyfn.db.access import Grants
@@ -107,6 +178,10 @@ async def main(n: int, profile: bool) -> None:
                 pstats.Stats(path).sort_stats("cumulative").print_stats(25)
             done = n // 32 * 32
             print(f"{name:18} {cpu / done * 1e6:15.0f} {done / wall:22.0f}")
+            if http:
+                for direct in (True, False):
+                    us = await over_http(api, scope, data, n, direct)
+                    print(f"  + HTTP, {'direct' if direct else 'ASGI':6} {us:7.0f}")
         await db.close()
         await keys.stop()
         await store.close()
@@ -116,5 +191,6 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-n", type=int, default=3000)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--http", action="store_true", help="through the node's HTTP protocol too")
     a = ap.parse_args()
-    asyncio.run(main(a.n, a.profile))
+    asyncio.run(main(a.n, a.profile, a.http))

@@ -71,7 +71,8 @@ def _http_protocol(settings: Settings, node: Node) -> Any:
 
     limits = HttpLimits.from_settings(settings)
     h2c = H2cGate(node.invoker, node.keys, limits.header_timeout, settings.max_payload)
-    return CoalescingHttpToolsProtocol.with_limits(limits, node.manager.shedding, on_shed, h2c)
+    # the DynamoDB API answered straight from the protocol (gateway/direct.py)
+    return CoalescingHttpToolsProtocol.with_limits(limits, node.manager.shedding, on_shed, h2c, direct=node.db.direct)
 
 
 def _ws_protocol() -> Any:

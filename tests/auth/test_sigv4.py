@@ -107,3 +107,33 @@ def test_canonical_pieces() -> None:
     assert sigv4.canonical_query(sigv4.parse_query("b=2&a=1&a=0&c")) == "a=0&a=1&b=2&c="
     assert sigv4.canonical_query(sigv4.parse_query("k=a%20b+c", plus_is_space=True)) == "k=a%20b%20c"
     assert sigv4.claimed_key_id("AWS4-HMAC-SHA256 Credential=PFAKX/2024/r/s/aws4_request, S=1") == "PFAKX"
+
+
+def test_the_authorization_header_in_any_field_order_and_spacing() -> None:
+    """The header's part before `Signature=` is parsed once per client (remembered); a header whose signature is
+    not last, or spaced otherwise, is read the same; one without a signature or a credential is malformed."""
+    m, p, q, h, b = signed("POST", "https://x.example/2015-03-31/functions/f/invocations", b"{}")
+    auth = h["authorization"]
+    fields = dict(part.strip().split("=", 1) for part in auth[len(sigv4.ALGORITHM) + 1:].split(","))
+    for i in range(2):  # (the second time from what was remembered)
+        assert check(m, p, q, h, b).key is KEY, i
+    alg = sigv4.ALGORITHM
+    variants = [f"{alg} Signature={fields['Signature']}, Credential={fields['Credential']}, "
+                f"SignedHeaders={fields['SignedHeaders']}",
+                f"{alg} Credential={fields['Credential']},SignedHeaders={fields['SignedHeaders']},"
+                f"Signature={fields['Signature']}"]
+    for v in variants:
+        assert check(m, p, q, {**h, "authorization": v}, b).key is KEY, v
+    wrong = fields["Signature"][:-1] + ("0" if fields["Signature"][-1] != "0" else "1")
+    for v, reason in [(f"{alg} Credential={fields['Credential']}, SignedHeaders={fields['SignedHeaders']}",
+                       sigv4.MALFORMED),
+                      (f"{alg} SignedHeaders={fields['SignedHeaders']}, Signature={fields['Signature']}",
+                       sigv4.MALFORMED),
+                      (f"{alg} Credential={fields['Credential']}, SignedHeaders={fields['SignedHeaders']} "
+                       f"Signature={fields['Signature']}", sigv4.MALFORMED),
+                      (f"{alg} Credential={fields['Credential']}, SignedHeaders={fields['SignedHeaders']}, "
+                       f"Signature={wrong}", sigv4.MISMATCH)]:
+        for _ in range(2):
+            with pytest.raises(sigv4.SigV4Error) as e:
+                check(m, p, q, {**h, "authorization": v}, b)
+            assert e.value.reason == reason, v

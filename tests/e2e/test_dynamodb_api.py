@@ -205,3 +205,71 @@ def test_cli_tables_items_export_import(server: Server, ddb: Any, tmp_path: Any)
     assert ddb.describe_table(TableName="cli-restored")["Table"]["ItemCount"] == 31
     bad = server.cli("db", "get", "nope-table", '{"id": {"S": "k1"}}')
     assert bad.returncode != 0 and "ResourceNotFoundException" in bad.stderr
+
+
+def test_raw_http_keep_alive_pipelining_and_close(server: Server, ddb: Any) -> None:
+    """The face answered straight from the node's HTTP protocol (gateway/direct.py) and, for a request pipelined
+    behind a pending answer, through ASGI: the same answers, with the checksum and a request id each, in order,
+    on one keep-alive connection; `Connection: close` and HTTP/1.0 end it."""
+    import socket
+    import zlib
+
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    ddb.create_table(TableName="rawhttp", BillingMode="PAY_PER_REQUEST",
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
+    ddb.put_item(TableName="rawhttp", Item={"pk": {"S": "a"}, "n": {"N": "7"}})
+
+    def request(op: str, body: dict[str, Any], version: str = "1.1", close: bool = False) -> bytes:
+        data = json.dumps(body).encode()
+        req = AWSRequest(method="POST", url=f"{server.url}/", data=data,
+                         headers={"X-Amz-Target": f"DynamoDB_20120810.{op}",
+                                  "Content-Type": "application/x-amz-json-1.0"})
+        SigV4Auth(Credentials("polyfn-admin", server.key), "dynamodb", "us-east-1").add_auth(req)
+        head = "".join(f"{k}: {v}\r\n" for k, v in req.headers.items() if k.lower() not in ("host", "content-length"))
+        return (f"POST / HTTP/{version}\r\nHost: 127.0.0.1:{server.port}\r\n{head}Content-Length: {len(data)}\r\n"
+                + ("Connection: close\r\n" if close else "") + "\r\n").encode() + data
+
+    def answers(sock: socket.socket, n: int) -> list[tuple[int, dict[str, str], Any]]:
+        buf, out = b"", []
+        while len(out) < n:
+            while b"\r\n\r\n" not in buf:
+                buf += sock.recv(65536) or b"!"
+                assert not buf.endswith(b"!"), buf
+            head, _, buf = buf.partition(b"\r\n\r\n")
+            lines = head.decode().split("\r\n")
+            headers = {k.lower(): v for k, v in (ln.split(": ", 1) for ln in lines[1:])}
+            while len(buf) < int(headers["content-length"]):
+                buf += sock.recv(65536)
+            body, buf = buf[:int(headers["content-length"])], buf[int(headers["content-length"]):]
+            assert headers["x-amz-crc32"] == str(zlib.crc32(body))
+            out.append((int(lines[0].split()[1]), headers, json.loads(body)))
+        return out
+
+    get = {"TableName": "rawhttp", "Key": {"pk": {"S": "a"}}}
+    item = {"Item": {"pk": {"S": "a"}, "n": {"N": "7"}}}
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(request("GetItem", get))
+        [first] = answers(sock, 1)
+        # three at once: the first answered directly, the two read behind it through ASGI, in order
+        sock.sendall(request("GetItem", get) + request("GetItem", {**get, "TableName": "nope"})
+                     + request("PutItem", {"TableName": "rawhttp", "Item": {"pk": {"S": "b"}}}))
+        rest = answers(sock, 3)
+        assert [(s, b) for s, _, b in [first, *rest]] == [
+            (200, item), (200, item),
+            (400, {"__type": "com.amazonaws.dynamodb.v20120810#ResourceNotFoundException",
+                   "message": "Requested resource not found: Table: nope not found"}), (200, {})]
+        assert len({h["x-amzn-requestid"] for _, h, _ in [first, *rest]}) == 4
+        assert all(h["content-type"] == "application/x-amz-json-1.0" for _, h, _ in [first, *rest])
+        sock.sendall(request("GetItem", get, close=True))
+        [(status, headers, body)] = answers(sock, 1)
+        assert (status, headers.get("connection"), body) == (200, "close", item)
+        assert sock.recv(100) == b""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(request("GetItem", {**get, "Key": {"pk": {"S": "b"}}}, version="1.0"))
+        [(status, headers, body)] = answers(sock, 1)
+        assert (status, headers.get("connection"), body) == (200, "close", {"Item": {"pk": {"S": "b"}}})
+        assert sock.recv(100) == b""

@@ -203,6 +203,38 @@ def _mismatch(akid: str) -> SigV4Error:
 # -- verification -------------------------------------------------------------------------------------
 
 
+def _fields(auth: str) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    if auth.startswith(ALGORITHM + " "):
+        for part in auth[len(ALGORITHM) + 1:].split(","):
+            k, _, v = part.strip().partition("=")
+            fields[k] = v
+    return fields
+
+
+@functools.lru_cache(maxsize=1024)  # (a client sends the same header but its signature on every request)
+def _credential(head: str) -> tuple[str, str, str, str, str, str, str]:
+    """(access key id, scope, signed headers, date, region, service, terminator) of an `Authorization` header
+    (or of its part before `Signature=`)."""
+    fields = _fields(head)
+    try:
+        credential, signed = fields["Credential"], fields["SignedHeaders"]
+        if "Signature" not in fields and not head.rstrip().endswith(","):
+            raise KeyError("Signature")
+        akid, scope = credential.split("/", 1)
+        date, region, svc, term = scope.split("/")
+    except (KeyError, ValueError):
+        raise SigV4Error(MALFORMED, "Authorization header requires 'Credential', 'SignedHeaders' and 'Signature' "
+                         f"parameters with the {ALGORITHM} algorithm (Credential=ID/YYYYMMDD/REGION/SERVICE/"
+                         "aws4_request)") from None
+    return akid, scope, signed, date, region, svc, term
+
+
+@functools.lru_cache(maxsize=1024)
+def _signed_list(signed: str) -> list[str]:
+    return signed.split(";")
+
+
 def verify(method: str, raw_path: str, query: list[tuple[str, str]], headers: Mapping[str, str],
            lookup: Lookup, now: float, service: str, body_sha256: str | None = None) -> Verified:
     """Verify a header-signed (`Authorization: AWS4-HMAC-SHA256 …`) or presigned (`X-Amz-Algorithm` in the
@@ -213,19 +245,13 @@ def verify(method: str, raw_path: str, query: list[tuple[str, str]], headers: Ma
         if any(k == "X-Amz-Algorithm" for k, _ in query):
             return _verify_query(method, raw_path, query, headers, lookup, now, service)
         raise SigV4Error(MISSING, "Missing Authentication Token")
-    fields: dict[str, str] = {}
-    if auth.startswith(ALGORITHM + " "):
-        for part in auth[len(ALGORITHM) + 1:].split(","):
-            k, _, v = part.strip().partition("=")
-            fields[k] = v
-    try:
-        credential, signed, sig = fields["Credential"], fields["SignedHeaders"], fields["Signature"]
-        akid, scope = credential.split("/", 1)
-        date, region, svc, term = scope.split("/")
-    except (KeyError, ValueError):
-        raise SigV4Error(MALFORMED, "Authorization header requires 'Credential', 'SignedHeaders' and 'Signature' "
-                         f"parameters with the {ALGORITHM} algorithm (Credential=ID/YYYYMMDD/REGION/SERVICE/"
-                         "aws4_request)") from None
+    head, mark, sig = auth.rpartition("Signature=")
+    if mark and auth.startswith(ALGORITHM + " ") and "," not in sig:  # (the usual header: the signature last)
+        akid, scope, signed, date, region, svc, term = _credential(head)
+        sig = sig.strip()
+    else:
+        akid, scope, signed, date, region, svc, term = _credential(auth)
+        sig = _fields(auth).get("Signature", "")
     if term != "aws4_request":
         raise SigV4Error(MALFORMED, f"credential scope {scope!r} does not end with aws4_request")
     if svc != service:
@@ -238,7 +264,7 @@ def verify(method: str, raw_path: str, query: list[tuple[str, str]], headers: Ma
                          "server's time", RequestTime=when, ServerTime=amz_date(now))
     if when[:8] != date:
         raise SigV4Error(MALFORMED, "the credential date does not match X-Amz-Date")
-    signed_list = signed.split(";")
+    signed_list = _signed_list(signed)
     if "host" not in signed_list:
         raise SigV4Error(MISMATCH, "the Host header must be signed")
     declared = headers.get("x-amz-content-sha256")
@@ -251,9 +277,10 @@ def verify(method: str, raw_path: str, query: list[tuple[str, str]], headers: Ma
         if (body_sha256 is not None and declared != body_sha256 and declared != UNSIGNED
                 and not declared.startswith("STREAMING-")):
             raise SigV4Error(PAYLOAD_MISMATCH, "X-Amz-Content-SHA256 does not match the request body")
-    creq = "\n".join([method.upper(), canonical_uri(raw_path, service), canonical_query(query),
+    creq = "\n".join([method.upper(), canonical_uri(raw_path, service), canonical_query(query) if query else "",
                       canonical_headers(headers, signed_list), signed, payload])
-    if not hmac.compare_digest(signature(secret, when, scope, creq), sig):
+    sts = f"{ALGORITHM}\n{when}\n{scope}\n{hashlib.sha256(creq.encode()).hexdigest()}"
+    if not hmac.compare_digest(hmac.digest(signing_key(secret, date, region, svc), sts.encode(), "sha256").hex(), sig):
         raise _mismatch(akid)
     return Verified(akid, key, region, svc, payload)
 

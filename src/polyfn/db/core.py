@@ -33,9 +33,11 @@ def _def(row: Any) -> TableDef:
     return msgspec.json.decode(row.spec, type=TableDef)
 
 
-def capacity(req: dict[str, Any], table: str, units: float) -> dict[str, Any]:
+def capacity(req: dict[str, Any], table: str, units: float | Callable[[], float]) -> dict[str, Any]:
+    """ConsumedCapacity when the request asked for it; `units` may be a function (an item's size is summed only
+    then)."""
     if req.get("ReturnConsumedCapacity") in ("TOTAL", "INDEXES"):
-        return {"ConsumedCapacity": {"TableName": table, "CapacityUnits": units}}
+        return {"ConsumedCapacity": {"TableName": table, "CapacityUnits": units() if callable(units) else units}}
     return {}
 
 
@@ -281,22 +283,25 @@ class Database:
         else:
             old, new = await self.write_one(ns, w)
         out: dict[str, Any] = {"Attributes": old} if rv == "ALL_OLD" and old is not None else {}
-        out.update(capacity(req, t.name, write_units(values.item_size(new or {}))))
+        size = w.size if w.size is not None else values.item_size(new or {})
+        out.update(capacity(req, t.name, lambda: write_units(size)))
         return out
 
     async def get_item(self, ns: str, req: dict[str, Any]) -> dict[str, Any]:
         t = await self.table(ns, req.get("TableName"))
         k, _ = rows.request_key(t, req.get("Key"))
-        names = Names(req.get("ExpressionAttributeNames"), None, req.get("ProjectionExpression") is not None)
-        proj = writes.projection_of(req, names)
-        names.check_unused()
+        proj = None
+        if "ExpressionAttributeNames" in req or "ProjectionExpression" in req or "AttributesToGet" in req:
+            names = Names(req.get("ExpressionAttributeNames"), None, req.get("ProjectionExpression") is not None)
+            proj = writes.projection_of(req, names)
+            names.check_unused()
         text = await self.storage.item_text(t.id, k.h, k.pk, k.sk)
         item = rows.decode(text) if text is not None else None
         out: dict[str, Any] = {}
         if item is not None:
             out["Item"] = evaluate.project(item, proj) if proj is not None else item
-        out.update(capacity(req, t.name, read_units(values.item_size(item) if item else 1,
-                                                    bool(req.get("ConsistentRead")))))
+        out.update(capacity(req, t.name, lambda: read_units(values.item_size(item) if item else 1,
+                                                            bool(req.get("ConsistentRead")))))
         return out
 
     async def delete_item(self, ns: str, req: dict[str, Any]) -> dict[str, Any]:

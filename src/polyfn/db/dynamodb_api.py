@@ -44,6 +44,7 @@ _enc = msgspec.json.Encoder()
 # a tenth of a GetItem's CPU)
 _RID_PREFIX = os.urandom(8).hex().encode()
 _rid = itertools.count(1)
+_HEAD = b"content-type: " + CONTENT_TYPE + b"\r\ncontent-length: %d\r\nx-amzn-requestid: %s%016x\r\nx-amz-crc32: %d\r\n"
 
 
 def _reseed() -> None:
@@ -172,7 +173,7 @@ class DynamoDBApi:
             msg = await receive()
             body += msg.get("body", b"")
             if len(body) > MAX_BODY:
-                await self._send(send, 413, error_body("ValidationException", "Request body is too large"))
+                await self._send(send, 413, self.too_large())
                 return
             if not msg.get("more_body"):
                 break
@@ -180,13 +181,22 @@ class DynamoDBApi:
         await self._send(send, status, out)
 
     async def handle(self, scope: dict[str, Any], body: bytes) -> tuple[int, bytes]:
-        headers: dict[str, str] = {}
-        for k, v in scope["headers"]:
-            name = k.decode("latin-1")
-            headers[name] = headers[name] + "," + v.decode("latin-1") if name in headers else v.decode("latin-1")
+        return await self.answer(scope["method"], scope.get("raw_path") or scope["path"].encode(),
+                                 scope.get("query_string", b""), scope["headers"], body)
+
+    async def answer(self, method: str, raw_path: bytes, query: bytes, raw_headers: list[tuple[bytes, bytes]],
+                     body: bytes) -> tuple[int, bytes]:
+        """(status, body) of one request: its method, path and query as they came, its headers (lower-case
+        names, as ASGI gives them), its whole body."""
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw_headers}
+        if len(headers) != len(raw_headers):  # a header repeated: its values joined with ',' (SigV4's rule)
+            headers = {}
+            for k, v in raw_headers:
+                name = k.decode("latin-1")
+                headers[name] = headers[name] + "," + v.decode("latin-1") if name in headers else v.decode("latin-1")
         target = headers.get("x-amz-target", "")[len(PREFIX):]
         try:
-            key = await self._verify(scope, headers, body)
+            key = await self._verify(method, raw_path, query, headers, body)
         except sigv4.SigV4Error as e:
             kind, status = _SIGV4.get(e.reason, ("InvalidSignatureException", 400))
             return status, error_body(kind, e.message, CORAL)
@@ -224,19 +234,34 @@ class DynamoDBApi:
             return 500, error_body("InternalServerError", "Internal server error")
         return 200, _enc.encode(out)
 
-    async def _verify(self, scope: dict[str, Any], headers: dict[str, str], body: bytes) -> Any:
+    async def _verify(self, method: str, raw_path: bytes, query: bytes, headers: dict[str, str], body: bytes) -> Any:
+        now = self.clock()
         akid = sigv4.claimed_key_id(headers.get("authorization", ""))
         if akid:
-            await self.keys.ensure(akid, self.clock())
-        raw_path = scope.get("raw_path") or scope["path"].encode()
-        query = sigv4.parse_query(scope.get("query_string", b"").decode("latin-1"))
-        v = sigv4.verify(scope["method"], raw_path.decode("latin-1"), query, headers, self.keys.signing_credentials,
-                         self.clock(), "dynamodb", hashlib.sha256(body).hexdigest())
+            await self.keys.ensure(akid, now)
+        v = sigv4.verify(method, raw_path.decode("latin-1"), sigv4.parse_query(query.decode("latin-1")) if query else [],
+                         headers, self.keys.signing_credentials, now, "dynamodb", hashlib.sha256(body).hexdigest())
         return v.key
 
+    # -- answered without ASGI (gateway/direct.py) --------------------------------------------------------------
+
+    max_body = MAX_BODY
+
     @staticmethod
-    async def _send(send: Any, status: int, body: bytes) -> None:
-        await send({"type": "http.response.start", "status": status, "headers": [
-            (b"content-type", CONTENT_TYPE), (b"content-length", str(len(body)).encode()),
-            (b"x-amzn-requestid", _RID_PREFIX + b"%016x" % next(_rid)), (b"x-amz-crc32", str(zlib.crc32(body)).encode())]})
+    def response_headers(status: int, body: bytes) -> list[tuple[bytes, bytes]]:
+        return [(b"content-type", CONTENT_TYPE), (b"content-length", b"%d" % len(body)),
+                (b"x-amzn-requestid", _RID_PREFIX + b"%016x" % next(_rid)), (b"x-amz-crc32", b"%d" % zlib.crc32(body))]
+
+    @staticmethod
+    def head(status: int, body: bytes) -> bytes:
+        """`response_headers` as the lines of an HTTP/1.1 response."""
+        return _HEAD % (len(body), _RID_PREFIX, next(_rid), zlib.crc32(body))
+
+    @staticmethod
+    def too_large() -> bytes:
+        return error_body("ValidationException", "Request body is too large")
+
+    @classmethod
+    async def _send(cls, send: Any, status: int, body: bytes) -> None:
+        await send({"type": "http.response.start", "status": status, "headers": cls.response_headers(status, body)})
         await send({"type": "http.response.body", "body": body})

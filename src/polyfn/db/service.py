@@ -20,11 +20,13 @@ from polyfn.db.changes import ChangeFeed, Sweeper
 from polyfn.db.collections import Collections
 from polyfn.db.control import Control
 from polyfn.db.core import Database
-from polyfn.db.dynamodb_api import DynamoDBApi
+from polyfn.db.dynamodb_api import PREFIX, DynamoDBApi
 from polyfn.db.watch import Watcher
 from polyfn.db.wx_api import WxDatabaseApi
 
 log = logging.getLogger("polyfn.db")
+
+DYNAMODB_TARGET = PREFIX.encode()
 
 
 def storage_url(settings: Any) -> str:
@@ -87,6 +89,16 @@ class DbService:
         for face in self.extra:
             if face.owns(scope):
                 return face
+        return None
+
+    def direct(self, method: bytes, headers: list[tuple[bytes, bytes]]) -> Any:
+        """The face that answers a `POST /` with these headers straight from the HTTP protocol (gateway/direct.py:
+        the DynamoDB API's), or None."""
+        if method != b"POST" or self.dynamodb is None:
+            return None
+        for k, v in headers:
+            if k == b"x-amz-target":
+                return self.dynamodb if v.startswith(DYNAMODB_TARGET) else None
         return None
 
     def instance_env(self) -> dict[str, str]:

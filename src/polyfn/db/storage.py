@@ -128,11 +128,9 @@ db_tokens = Table(
 
 
 def lock_key(*parts: bytes | str) -> int:
-    h = hashlib.blake2b(digest_size=8)
-    for p in parts:
-        h.update(p.encode() if isinstance(p, str) else p)
-        h.update(b"\x00")
-    return int.from_bytes(h.digest(), "big", signed=True)
+    """64 bits of a hash of the parts, each followed by a zero byte."""
+    data = b"\x00".join([p.encode() if isinstance(p, str) else p for p in parts]) + b"\x00"
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big", signed=True)
 
 
 class Storage:

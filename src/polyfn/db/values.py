@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import decimal
+import functools
 import hashlib
 import re
 from decimal import Decimal
@@ -73,6 +74,13 @@ def num_text(d: Decimal) -> str:
 
 
 def norm_number(text: str) -> str:
+    if not isinstance(text, str):  # (before the cache: a list is not hashable)
+        raise Invalid(NOT_A_NUMBER)
+    return _norm_number(text)
+
+
+@functools.lru_cache(maxsize=4096)  # (pure; the same numbers come again and again: keys, counters, 0 and 1)
+def _norm_number(text: str) -> str:
     return num_text(to_decimal(text))
 
 
@@ -296,7 +304,13 @@ def key_bytes(v: dict[str, Any]) -> bytes:
         return v["S"].encode()
     if t == "B":
         return b64decode(v["B"])
-    return number_bytes(Decimal(v["N"]))
+    x = v["N"]
+    return _number_key(x) if isinstance(x, str) else number_bytes(Decimal(x))
+
+
+@functools.lru_cache(maxsize=4096)
+def _number_key(text: str) -> bytes:
+    return number_bytes(Decimal(text))
 
 
 def number_bytes(d: Decimal) -> bytes:

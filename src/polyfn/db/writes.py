@@ -31,6 +31,7 @@ class Write:
     deletes: bool = False
     paths: list[Path] = field(default_factory=list)  # an update's paths (UPDATED_OLD/UPDATED_NEW)
     key: dict[str, Any] = field(default_factory=dict)
+    size: int | None = None  # a put's item size (known when it was checked: not summed again)
 
     def lock(self) -> int:
         return self.k.lock(self.t.id)
@@ -83,14 +84,15 @@ def prepare_put(t: TableDef, req: dict[str, Any]) -> Write:
         raise Invalid("1 validation error detected: Value null at 'item' failed to satisfy constraint: Member "
                       "must not be null")
     item = values.check_item(req["Item"])
-    if values.item_size(item) > values.MAX_ITEM:
+    size = values.item_size(item)
+    if size > values.MAX_ITEM:
         raise Invalid(ITEM_TOO_LARGE)
     k = rows.item_key(t.key, item)
     rows.check_index_keys(t, item)
     names = _names(req, "ConditionExpression")
     cond = condition_of(req, names)
     names.check_unused()
-    return Write(t, k, cond, on_fail(req), make=lambda _old: item, key=rows.key_attrs(t.key, item))
+    return Write(t, k, cond, on_fail(req), make=lambda _old: item, key=rows.key_attrs(t.key, item), size=size)
 
 
 def prepare_delete(t: TableDef, req: dict[str, Any]) -> Write:
@@ -151,7 +153,7 @@ def apply(c: Connection, ns: str, w: Write, old: dict[str, Any] | None, now: flo
             rows.remove(c, w.t, w.k, old)
             rows.record_change(c, ns, w.t, old, None, now)
         return None
-    rows.store(c, w.t, w.k, new, old, values.item_size(new))
+    rows.store(c, w.t, w.k, new, old, w.size if w.size is not None else values.item_size(new))
     rows.record_change(c, ns, w.t, old, new, now)
     return new
 
@@ -172,5 +174,5 @@ def run_blind(c: Connection, w: Write) -> tuple[None, dict[str, Any] | None]:
     assert w.make is not None
     new = w.make(None)
     assert new is not None
-    rows.store(c, w.t, w.k, new, None, values.item_size(new))
+    rows.store(c, w.t, w.k, new, None, w.size if w.size is not None else values.item_size(new))
     return None, new

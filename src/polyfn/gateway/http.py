@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from polyfn.gateway import direct as _direct
 from polyfn.gateway.limits import HeadersTooLarge, HttpLimits, error_response
 from polyfn.loops import one_item
 
@@ -239,13 +240,18 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     _shed_responses: dict[str, bytes] = {}
     #: h2c passed through to the programs that declared it (gateway/h2c.py's H2cGate), or None
     h2c: Any = None
+    #: `POST /` requests a face answers without ASGI (gateway/direct.py): (method, headers) → the face, or None
+    direct: Callable[[bytes, list[tuple[bytes, bytes]]], Any] | None = None
 
     @classmethod
     def with_limits(cls, limits: HttpLimits, shedding: Mapping[str, Admitting] | None = None,
-                    on_shed: Callable[[str], None] | None = None, h2c: Any = None) -> type[CoalescingHttpToolsProtocol]:
+                    on_shed: Callable[[str], None] | None = None, h2c: Any = None,
+                    direct: Callable[[bytes, list[tuple[bytes, bytes]]], Any] | None = None,
+                    ) -> type[CoalescingHttpToolsProtocol]:
         return type("LimitedHttpToolsProtocol", (cls,), {"limits": limits, "shedding": {} if shedding is None else shedding,
                                                          "on_shed": None if on_shed is None else staticmethod(on_shed),
-                                                         "_shed_responses": {}, "h2c": h2c})
+                                                         "_shed_responses": {}, "h2c": h2c,
+                                                         "direct": None if direct is None else staticmethod(direct)})
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         idle = _idle_by_loop.get(id(self.loop))
@@ -374,6 +380,9 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
                 return
         if self.shedding and self.url.startswith(b"/fn/") and self._shed():
             return
+        if self.direct is not None and (cycle := _direct.take(self)) is not None:
+            self.cycle = cycle
+            return
         super().on_headers_complete()
 
     def _shed(self) -> bool:
@@ -442,6 +451,9 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     def on_body(self, body: bytes) -> None:
         if self.cycle is _HELD:  # a refused call's body: read and dropped
             return
+        if type(self.cycle) is _direct.DirectCycle:
+            _direct.body(self, self.cycle, body)
+            return
         super().on_body(body)
 
     def _check_headers(self) -> None:
@@ -463,6 +475,9 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             return  # next request (the tarpit bounds the wait: Tarpit.MAX_HOLD; `_answer_shed` arms the next)
         if self.cycle is _SHED:  # (its body ended after the answer went: now it waits for the next request)
             self._idle.arm(self, self.timeout_keep_alive)
+            return
+        if type(self.cycle) is _direct.DirectCycle:
+            _direct.complete(self, self.cycle)
             return
         super().on_message_complete()
 
