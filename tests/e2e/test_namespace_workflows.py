@@ -289,6 +289,20 @@ def test_openwhisk_packages_triggers_rules_and_sequences_per_namespace(server: S
     assert wb.get("/actions/twice").status_code == 404
     assert wb.post("/actions/twice", params={"blocking": "true"}, json={}).status_code == 404
     assert "twice" not in {a["name"] for a in wd.get("/actions").json()}
+    # component paths name their namespace as OpenWhisk's do: team-a's own by name works; another namespace's
+    # action is refused 403 (OpenWhisk's answer to a component the caller is not entitled to) whether it exists
+    # or not — before, `/team-a/tools/echo` from team-b resolved to team-b's own tools/echo
+    r = wa.put("/actions/thrice", json={"exec": {"kind": "sequence", "components": ["/team-a/ev-echo",
+                                                                                   "/team-a/tools/echo"]}})
+    assert r.status_code == 200, r.text
+    assert wa.post("/actions/thrice", params={"blocking": "true", "result": "true"}, json={"x": 3}).json() == {"x": 3}
+    for w, ref in ((wb, "/team-a/tools/echo"), (wb, "/team-a/nosuch"), (wb, "/team-z/tools/echo"),
+                   (wd, "/team-a/ev-echo"), (wa, "/polyfn/who"), (wa, "/guest/who")):
+        r = w.put("/actions/theirs", json={"exec": {"kind": "sequence", "components": [ref]}})
+        shown = ref.lstrip("/").replace("guest/", "polyfn/")
+        assert r.status_code == 403 and r.json()["error"] == ("The supplied authentication is not authorized to "
+                                                             f"access '{shown}'."), (ref, r.text)
+    assert wb.get("/actions/theirs").status_code == 404
     # the alarm feed: a cron trigger of team-a's (its id held in team-a), firing team-a's trigger
     system = httpx.Client(base_url=server.url + "/api/v1/namespaces/whisk.system", auth=teams["team-a"], timeout=60)
     params = {"lifecycleEvent": "CREATE", "triggerName": "/_/t", "cron": "* * * * * *",
