@@ -107,6 +107,7 @@ class InstanceManager:
 
     def _register_metrics(self, metrics: Any) -> None:
         """Autoscaler gauges, read at scrape time (docs/observability.md)."""
+        metrics.live_pools = lambda: list(self.awake)  # (the instance sampler: pools with instances are awake)
 
         def decisions(field: str) -> dict[tuple[str, ...], float]:
             return {(p.revision.function,): float(getattr(p.decision, field))
