@@ -80,6 +80,8 @@ def accuracy(srv: PolyfnServer, requests: int) -> tuple[int, int, int, int]:
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(call, range(requests)))
+    api.close()
+    api = Http(srv.port, srv.key)  # (a new connection: the node closes one idle while the calls ran)
     total = api.json("GET", f"/v1/usage?function=sleepy&since={since}")["total"]
     acts: dict[str, dict[str, float]] = {}
     until = time.time() + 1
