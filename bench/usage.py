@@ -11,6 +11,12 @@ Then the accuracy check, on the metering node: `--check-requests` calls of a fun
 8 threads; the metered `mb_ms` (GB·s × 1024 × 1000) of `GET /v1/usage` against the sum over the run's activation
 records of ceil(duration_ms - wait_ms) × memory_mb (target: within 0.1 %; it is exact by construction).
 
+The comparison covers every meter (`--workloads`): warm invocations (GB·s, invocations, bytes), DynamoDB GetItem
+and PutItem replayed by wrk with requests signed beforehand (the database reads/writes meter), workflow executions
+of four Pass states run to their end through `/v1/workflows/NAME/executions?wait=true` (the transitions meter),
+with both nodes sampling stored bytes every second (`POLYFN_STORAGE_SAMPLE_S=1`: the storage meter, on the
+metering node only); one cost, interval and verdict per workload.
+
 On a busy machine the wrk comparison's per-round noise (±20-30 points) is far above the 2 % budget, so the bench
 also measures what metering adds in CPU directly: `UsageMeter.add` plus the upsert per activation, in-process,
 against the CPU per request of the whole node tree (server, zygote, instances) without metering, in the same run.
@@ -19,6 +25,7 @@ The hot path itself only fills three more fields of the activation record (and s
     .venv/bin/python bench/usage.py                          # 8 rounds x 3 s (~1.5 min)
     .venv/bin/python bench/usage.py --rounds 30 --duration 2 --fresh-nodes
     .venv/bin/python bench/usage.py --aa --rounds 20 --duration 2
+    .venv/bin/python bench/usage.py --workloads invoke        # the warm invocation path only
 """
 
 from __future__ import annotations
@@ -27,9 +34,11 @@ import argparse
 import math
 import statistics
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from _common import (
     Http,
@@ -50,6 +59,9 @@ SLEEPY = ("import time\n"
           "def handler(event, context):\n"
           "    time.sleep((event or {}).get('ms', 0) / 1000)\n"
           "    return {'ok': True}\n")
+PASS4 = {"StartAt": "a", "States": {"a": {"Type": "Pass", "Next": "b"}, "b": {"Type": "Pass", "Next": "c"},
+                                    "c": {"Type": "Pass", "Next": "d"}, "d": {"Type": "Pass", "End": True}}}
+WORKLOADS = ("invoke", "GetItem", "PutItem", "workflow")
 BUDGET = 2.0  # % of warm throughput
 ACCURACY = 0.1  # % between metered GB·s and the sum over activation records
 
@@ -68,6 +80,8 @@ def accuracy(srv: PolyfnServer, requests: int) -> tuple[int, int, int, int]:
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(call, range(requests)))
+    api.close()
+    api = Http(srv.port, srv.key)  # (a new connection: the node closes one idle while the calls ran)
     total = api.json("GET", f"/v1/usage?function=sleepy&since={since}")["total"]
     acts: dict[str, dict[str, float]] = {}
     until = time.time() + 1
@@ -114,6 +128,64 @@ def meter_cost(per_flush: int, n: int = 100_000) -> float:
     return asyncio.run(run())
 
 
+def hook_cost(workload: str, n: int = 50_000) -> float:
+    """CPU µs per request of what metering adds to a database request (`NamespaceUse.db_items`: one item read or
+    written) or to a four-Pass execution (`NamespaceUse.workflow_step` once per state, generously: the engine
+    calls it once per stored transition), in-process on a real UsageMeter; the upserts are the flush's, as above."""
+    from polyfn.namespace_use import NamespaceUse
+    from polyfn.observe.metrics import Metrics
+    from polyfn.observe.usage import UsageMeter
+
+    use = NamespaceUse(lambda ns: None, UsageMeter(None, Metrics(), interval=1e9))
+    ex = type("Ex", (), {"namespace": "default"})()
+    events = [{"type": "PassStateExited"}, {"type": "PassStateEntered"}]
+    t0 = time.process_time()
+    for _ in range(n):
+        if workload == "workflow":
+            for _state in range(4):
+                use.workflow_step(ex, events)
+        else:
+            use.db_items("default", None, 1 if workload == "GetItem" else 0, 1 if workload == "PutItem" else 0)
+    return (time.process_time() - t0) / n * 1e6
+
+
+def prepare(srv: PolyfnServer, workloads: list[str], tmp: Path) -> dict[str, tuple[str, str | None, int]]:
+    """Set up each workload on a node: {workload: (url, wrk script or None, connections)}."""
+    from db import client, presigned_script
+    from db import setup as table_setup
+
+    out: dict[str, tuple[str, str | None, int]] = {}
+    for w in workloads:
+        if w == "invoke":
+            out[w] = (srv.url("/fn/probe"), None, 32)
+        elif w in ("GetItem", "PutItem"):
+            if not any(k in out for k in ("GetItem", "PutItem")):
+                table_setup(client(srv.url(""), "polyfn-admin", srv.key), "bench")
+            script = tmp / f"{srv.port}-{w}.lua"  # (signed now: valid for the 15 minutes SigV4 allows)
+            presigned_script(srv.url(""), "polyfn-admin", srv.key, "bench", w, 500, script)
+            out[w] = (srv.url("/"), str(script), 32)
+        elif w == "workflow":
+            assert srv.api is not None
+            srv.api.json("PUT", "/v1/workflows/flow", {"definition": PASS4})
+            script = tmp / f"{srv.port}-workflow.lua"
+            script.write_text('wrk.method = "POST"\nwrk.body = \'{"input": {}}\'\n'
+                              f'wrk.headers["Authorization"] = "Bearer {srv.key}"\n'
+                              'wrk.headers["Content-Type"] = "application/json"\n')
+            out[w] = (srv.url("/v1/workflows/flow/executions?wait=true"), str(script), 8)
+        else:
+            raise SystemExit(f"unknown workload {w!r}: use {', '.join(WORKLOADS)}")
+    return out
+
+
+def verdict_of(costs: list[float]) -> tuple[float, float, float, str]:
+    """(median cost %, its 95 % interval, the verdict against BUDGET)."""
+    cost = statistics.median(costs)
+    lo, hi = median_interval(costs)
+    if hi == hi:  # (NaN: too few rounds for an interval)
+        return cost, lo, hi, "met" if hi <= BUDGET else "NOT met" if lo > BUDGET else "not settled"
+    return cost, lo, hi, "met (median; too few rounds for an interval)" if cost <= BUDGET else "NOT met (median)"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--connections", type=int, default=32)
@@ -122,11 +194,15 @@ def main() -> None:
     ap.add_argument("--aa", action="store_true", help="metering on in both nodes: the method's noise floor")
     ap.add_argument("--fresh-nodes", action="store_true", help="new nodes every round")
     ap.add_argument("--check-requests", type=int, default=3000)
+    ap.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma-separated: {', '.join(WORKLOADS)}")
     args = ap.parse_args()
+    workloads = [w for w in args.workloads.split(",") if w]
     print_header(f"usage metering overhead (warm, wrk -t1 -c{args.connections} -d{args.duration}s, {args.rounds} "
                  f"rounds{', A/A: metering on in both' if args.aa else ''}"
                  f"{', fresh nodes every round' if args.fresh_nodes else ''})")
     servers: dict[str, PolyfnServer] = {}
+    targets: dict[str, dict[str, tuple[str, str | None, int]]] = {}
+    scripts = tempfile.TemporaryDirectory(prefix="polyfn-usage-bench-")
 
     def start_nodes() -> None:
         for srv in servers.values():
@@ -135,50 +211,67 @@ def main() -> None:
         for case in ("on", "off"):
             metering = case == "on" or args.aa
             servers[case] = PolyfnServer(log_level="WARNING", env={
-                "POLYFN_USAGE_METERING": str(metering).lower()}).__enter__()
+                "POLYFN_USAGE_METERING": str(metering).lower(), "POLYFN_STORAGE_SAMPLE_S": "1"}).__enter__()
             servers[case].deploy("probe", {"handler.py": PROBE})
-            run_wrk(servers[case].url("/fn/probe"), args.connections, 1)  # warm instances and code paths
+            targets[case] = prepare(servers[case], workloads, Path(scripts.name))
+            for url, script, conns in targets[case].values():
+                run_wrk(url, conns, 1, script=script)  # warm instances and code paths
 
     try:
         start_nodes()
-        rps: dict[str, list[float]] = {"on": [], "off": []}
+        rps: dict[str, dict[str, list[float]]] = {w: {"on": [], "off": []} for w in workloads}
         for rnd in range(args.rounds):
             if args.fresh_nodes and rnd:
                 start_nodes()
-            for case in (("on", "off") if rnd % 2 == 0 else ("off", "on")):
-                r = run_wrk(servers[case].url("/fn/probe"), args.connections, args.duration)
-                if r.non_2xx or r.socket_errors:
-                    raise SystemExit(f"{case}: {r.non_2xx} non-2xx, {r.socket_errors} socket errors")
-                rps[case].append(r.rps)
-                print(f"  round {rnd + 1} metering {case:3s} {r.rps:9.0f} req/s  p99 {r.p99_ms:.2f} ms  "
-                      f"(machine {machine_busy(0.2):.0%} busy after)", flush=True)
-        costs = sorted((1 - on / off) * 100 for on, off in zip(rps["on"], rps["off"], strict=True))
-        cost = statistics.median(costs)
-        lo, hi = median_interval(costs)
-        settled = hi == hi  # (NaN: too few rounds for an interval)
-        verdict = ("met" if hi <= BUDGET else "NOT met" if lo > BUDGET else "not settled") if settled else \
-            ("met (median; too few rounds for an interval)" if cost <= BUDGET else "NOT met (median)")
+            for w in workloads:
+                for case in (("on", "off") if rnd % 2 == 0 else ("off", "on")):
+                    url, script, conns = targets[case][w]
+                    conns = args.connections if w == "invoke" else conns
+                    r = run_wrk(url, conns, args.duration, script=script)
+                    if r.non_2xx or r.socket_errors:
+                        raise SystemExit(f"{w} {case}: {r.non_2xx} non-2xx, {r.socket_errors} socket errors")
+                    rps[w][case].append(r.rps)
+                    print(f"  round {rnd + 1} {w:8s} metering {case:3s} {r.rps:9.0f} req/s  p99 {r.p99_ms:6.2f} ms  "
+                          f"(machine {machine_busy(0.2):.0%} busy after)", flush=True)
+        rows: list[list[Any]] = []
+        verdicts = []
+        for w in workloads:
+            costs = sorted((1 - on / off) * 100 for on, off in zip(rps[w]["on"], rps[w]["off"], strict=True))
+            cost, lo, hi, verdict = verdict_of(costs)
+            verdicts.append(verdict)
+            rows.append([w, f"{statistics.median(rps[w]['on']):.0f} req/s", f"{statistics.median(rps[w]['off']):.0f} req/s",
+                         f"{statistics.median(rps[w]['on']) / statistics.median(rps[w]['off']):.3f}",
+                         f"{cost:+.1f} %", f"{lo:+.1f} … {hi:+.1f} %" if hi == hi else "(more rounds)",
+                         f"{costs[0]:+.1f} … {costs[-1]:+.1f} %", verdict])
         print()
-        print(table(["metering on", "metering off", "throughput cost", "95 % interval", "rounds' range"], [[
-            f"{statistics.median(rps['on']):.0f} req/s", f"{statistics.median(rps['off']):.0f} req/s",
-            f"{cost:+.1f} %", f"{lo:+.1f} … {hi:+.1f} %" if settled else "(more rounds)",
-            f"{costs[0]:+.1f} … {costs[-1]:+.1f} %"]]))
-        print(f"\nmetering costs ≤ {BUDGET:g} % of warm throughput: {verdict}"
+        print(table(["workload", "metering on", "metering off", "ratio on/off", "throughput cost", "95 % interval",
+                     "rounds' range", f"≤ {BUDGET:g} %"], rows))
+        print(f"\nmetering costs ≤ {BUDGET:g} % of throughput on every workload: "
+              + ("met" if all(v.startswith("met") for v in verdicts) else
+                 "NOT met" if any(v.startswith("NOT") for v in verdicts) else "not settled")
               + (" (A/A: both nodes meter)" if args.aa else ""))
 
         srv = servers["off"]
         assert srv.proc is not None
-        wait_idle(srv.proc.pid)
-        cpu0 = tree_cpu_seconds(srv.proc.pid)
-        r = run_wrk(srv.url("/fn/probe"), args.connections, args.duration)
-        wait_idle(srv.proc.pid)
-        per_req = (tree_cpu_seconds(srv.proc.pid) - cpu0) / max(r.requests, 1) * 1e6
-        per_act = meter_cost(max(1, round(r.rps * 0.2)))
-        share = per_act / per_req * 100
-        print(f"metering's own CPU: {per_act:.2f} µs per activation (UsageMeter.add + its share of one upsert per "
-              f"{25 * max(1, round(r.rps * 0.2))} records, in-process) against {per_req:.0f} CPU µs per request "
-              f"of the whole node without metering: {share:.2f} %")
-        print(f"metering's CPU ≤ {BUDGET:g} % of a warm request's: {'met' if share <= BUDGET else 'NOT met'}")
+        shares = []
+        for w in workloads:  # the node's CPU per request without metering, against metering's own per request
+            url, script, conns = targets["off"][w]
+            wait_idle(srv.proc.pid)
+            cpu0 = tree_cpu_seconds(srv.proc.pid)
+            r = run_wrk(url, args.connections if w == "invoke" else conns, args.duration, script=script)
+            wait_idle(srv.proc.pid)
+            per_req = (tree_cpu_seconds(srv.proc.pid) - cpu0) / max(r.requests, 1) * 1e6
+            if w == "invoke":
+                per_act = meter_cost(max(1, round(r.rps * 0.2)))
+                what = f"UsageMeter.add + its share of one upsert per {25 * max(1, round(r.rps * 0.2))} records"
+            else:
+                per_act = hook_cost(w)
+                what = "NamespaceUse.db_items" if w != "workflow" else "NamespaceUse.workflow_step × 4"
+            shares.append(per_act / per_req * 100)
+            print(f"metering's own CPU, {w}: {per_act:.2f} µs per request ({what}, in-process) against "
+                  f"{per_req:.0f} CPU µs per request of the whole node without metering: {shares[-1]:.2f} %")
+        print(f"metering's CPU ≤ {BUDGET:g} % of a request's on every workload: "
+              f"{'met' if all(x <= BUDGET for x in shares) else 'NOT met'}")
 
         n, records, metered, expected = accuracy(servers["on"], args.check_requests)
         off = abs(metered - expected) / expected * 100 if expected else float("inf")
@@ -190,6 +283,7 @@ def main() -> None:
     finally:
         for srv in servers.values():
             srv.__exit__(None, None, None)
+        scripts.cleanup()
 
 
 if __name__ == "__main__":

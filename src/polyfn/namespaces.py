@@ -14,7 +14,7 @@ from typing import Any
 from polyfn import loops
 from polyfn.errors import PolyfnError
 from polyfn.store.namespaces import Namespace, NamespaceStore
-from polyfn.tenancy import DEFAULT, SEP, STORED, NamespaceError, Quotas, local, owns, parse_quotas, validate
+from polyfn.tenancy import DEFAULT, STORED, NamespaceError, Quotas, local, owns, parse_quotas, validate
 
 NO_QUOTAS = Quotas()
 RELOAD_S = 2.0  # the cached set of names is checked again at most this often (another node may have changed one)
@@ -168,18 +168,17 @@ class TenancyOps:
         return await self.store.list_functions(name)
 
     def live(self, name: str) -> tuple[int, int, int]:
-        """(instances, their memory in MB, invocations running or waiting) of the namespace on this node."""
+        """(instances, their memory in MB, invocations running or waiting) of the namespace on this node: over the
+        manager's awake pools (every pool with an instance, a start or a caller is one), not every function."""
         instances = memory = busy = 0
-        prefix = name + SEP
-        for fname in list(self.registry.functions):
-            if not (fname.startswith(prefix) if name != DEFAULT else SEP not in fname):
+        for pool in list(self.registry.manager.awake):
+            if pool.draining or not owns(name, pool.revision.function):
                 continue
-            for a in self.registry.all_of(fname):
-                st = a.pool.stats()
-                n = st["starting"] + st["idle"] + st["busy"]
-                instances += n
-                memory += n * a.revision.spec.memory
-                busy += st["busy"] + st["queued"]
+            st = pool.stats()
+            n = st["starting"] + st["idle"] + st["busy"]
+            instances += n
+            memory += n * pool.revision.spec.memory
+            busy += st["busy"] + st["queued"]
         return instances, memory, busy
 
     async def backlog(self, name: str) -> int:

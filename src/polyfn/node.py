@@ -165,7 +165,7 @@ class Node:
         self.sites = Sites(self.store, s.data_dir / "sites")
         self.triggers = TriggerManager(s, self.store, self.invoker, self.queue, self.registry, self.recorder,
                                        self.metrics)
-        self.queue.on_reply = lambda event, hops: cloudevents.route(self.triggers, event, hops)
+        self.queue.on_reply = lambda event, hops, ns: cloudevents.route(self.triggers, event, hops, ns)
         self.workflows = WorkflowService(self.store.engine, invoker_tasks(self.invoker), owner=s.node_id,
                                          function_name=lambda_function_name,
                                          write_lock=getattr(self.store, "_write_lock", None),  # SQLite: one writer
@@ -180,7 +180,7 @@ class Node:
         self.tenancy.owned += [self.storage, self.db, self.secret_values, self.apps, self.sites,
                                WorkflowsOwned(self.workflows),  # its state machines and executions
                                WhiskOwned(CompatStore(self.store), self.triggers)]  # OpenWhisk packages, triggers, rules
-        self.quotas = QuotaGuard(self.namespaces.quotas, lambda: list(self.manager.pools), self.limiter,
+        self.quotas = QuotaGuard(self.namespaces.quotas, lambda: list(self.manager.awake), self.limiter,
                                  self.tenancy.functions, self.tenancy.backlog, lambda: self.namespaces.rated)
         self.manager.quota_room = self.quotas.room  # instances and memory, before each start
         self.tenancy.rate = self.quotas.rate_used

@@ -294,6 +294,20 @@ def test_openwhisk_packages_triggers_rules_and_sequences_per_namespace(server: S
     assert wb.get("/actions/twice").status_code == 404
     assert wb.post("/actions/twice", params={"blocking": "true"}, json={}).status_code == 404
     assert "twice" not in {a["name"] for a in wd.get("/actions").json()}
+    # component paths name their namespace as OpenWhisk's do: team-a's own by name works; another namespace's
+    # action is refused 403 (OpenWhisk's answer to a component the caller is not entitled to) whether it exists
+    # or not — before, `/team-a/tools/echo` from team-b resolved to team-b's own tools/echo
+    r = wa.put("/actions/thrice", json={"exec": {"kind": "sequence", "components": ["/team-a/ev-echo",
+                                                                                   "/team-a/tools/echo"]}})
+    assert r.status_code == 200, r.text
+    assert wa.post("/actions/thrice", params={"blocking": "true", "result": "true"}, json={"x": 3}).json() == {"x": 3}
+    for w, ref in ((wb, "/team-a/tools/echo"), (wb, "/team-a/nosuch"), (wb, "/team-z/tools/echo"),
+                   (wd, "/team-a/ev-echo"), (wa, "/polyfn/who"), (wa, "/guest/who")):
+        r = w.put("/actions/theirs", json={"exec": {"kind": "sequence", "components": [ref]}})
+        shown = ref.lstrip("/").replace("guest/", "polyfn/")
+        assert r.status_code == 403 and r.json()["error"] == ("The supplied authentication is not authorized to "
+                                                             f"access '{shown}'."), (ref, r.text)
+    assert wb.get("/actions/theirs").status_code == 404
     # the alarm feed: a cron trigger of team-a's (its id held in team-a), firing team-a's trigger
     system = httpx.Client(base_url=server.url + "/api/v1/namespaces/whisk.system", auth=teams["team-a"], timeout=60)
     params = {"lifecycleEvent": "CREATE", "triggerName": "/_/t", "cron": "* * * * * *",
@@ -369,3 +383,32 @@ def test_topics_log_streams_and_events_per_namespace(server: Server, teams: dict
     # following a function's logs: a function of the trigger's own namespace only
     r = b.post("/v1/functions/who/triggers", json={"kind": "log", "config": {"stream": "fn:only-default"}})
     assert r.status_code == 404 and error_code(r) == "function_not_found", r.text
+
+
+PLACED = ("def handler(event, context):\n"
+          "    return {'specversion': '1.0', 'type': 'com.example.shipped', 'source': '/ns-orders', 'data': {}}\n")
+
+
+def test_a_reply_event_reaches_its_own_namespace_only(server: Server, teams: dict[str, Any]) -> None:
+    """A function invoked by an `events` trigger replies with a CloudEvent: it is routed to the `events` triggers
+    of the function's own namespace, never to another namespace's subscribers of the same type."""
+    a, b = teams["team-a/http"], teams["team-b/http"]
+    for c in (a, b, server.api):
+        assert c.post("/v1/functions", json={"name": "placed", "files": {"handler.py": PLACED}}).status_code == 201
+        assert c.post("/v1/functions", json={"name": "shipped", "files": {"handler.py": WHO % "x"}}).status_code == 201
+        for fn, typ in (("placed", "com.example.placed"), ("shipped", "com.example.shipped")):
+            r = c.post(f"/v1/functions/{fn}/triggers", json={"kind": "events", "config": {"type": typ}})
+            assert r.status_code == 201, r.text
+    event = {"specversion": "1.0", "type": "com.example.placed", "source": "/shop", "id": "p-1", "data": {}}
+    r = a.post("/v1/events", json=event, headers={"content-type": "application/cloudevents+json"})
+    assert [d["function"] for d in r.json()["events"][0]["deliveries"]] == ["placed"], r.text
+
+    def shipped(c: httpx.Client) -> list[dict[str, Any]]:
+        return c.get("/v1/activations", params={"function": "shipped"}).json()["activations"]
+
+    assert wait_until(lambda: len(shipped(a)) == 1, 60), a.get("/v1/activations").json()
+    # the reply was routed once, in one pass over the triggers: had it reached another namespace's `shipped`,
+    # that delivery would be queued or done by now
+    assert shipped(b) == [] and shipped(server.api) == [] and b.get("/v1/queue").json()["queued"] == 0
+    node = server.api.get("/v1/queue").json()  # (the admin key: the whole node's queue)
+    assert node["pending"] == node["running"] == 0, node

@@ -274,6 +274,47 @@ def test_the_lambda_api_works_in_the_keys_namespace_only(server: Server, tenants
     assert server.http.get("/fn/lambda-only-d").status_code == 200  # (it exists: in default)
 
 
+def test_lambda_arns_carry_the_namespaces_account(server: Server, tenants: Any) -> None:
+    """A namespace is an account on AWS: its functions' ARNs carry its account id (the one its state machines'
+    ARNs carry; `default` keeps 000000000000) in GetFunction, ListFunctions and Invoke's answers; such an ARN (or
+    partial ARN) names the function, and another account's ARN answers exactly as an absent function does."""
+    import json as _json
+
+    from botocore.exceptions import ClientError
+
+    from polyfn.tenancy import account_id
+
+    la, admin = _lambda(server, _key(server, "team-a")), _lambda(server, f"polyfn-admin:{server.key}")
+    mine, theirs = account_id("team-a"), account_id("team-b")
+    assert mine != theirs and "000000000000" not in (mine, theirs)
+    la.create_function(FunctionName="Arn_Fn", Runtime="python3.12", Role="arn:aws:iam::000000000000:role/x",
+                       Handler="lambda_function.lambda_handler", Code={"ZipFile": _zip(LAMBDA % "a")})
+    own = f"arn:aws:lambda:eu-west-1:{mine}:function:Arn_Fn"
+    assert la.get_function(FunctionName="Arn_Fn")["Configuration"]["FunctionArn"] == own
+    assert {f["FunctionArn"].split(":")[4] for f in la.list_functions()["Functions"]} == {mine}
+    for name in (own, f"{mine}:function:Arn_Fn", f"{own}:$LATEST"):  # its ARN, partial ARN, qualified ARN
+        assert _json.loads(la.invoke(FunctionName=name)["Payload"].read())["ns"] == "a", name
+    assert la.get_function_configuration(FunctionName=own)["FunctionName"] == "Arn_Fn"
+    with pytest.raises(ClientError) as absent:  # what an absent function answers
+        la.get_function(FunctionName="Gone_Fn")
+    for c, name in ((la, f"arn:aws:lambda:eu-west-1:{theirs}:function:Lambda_Fn"),  # (team-b has one)
+                    (la, f"{theirs}:function:Lambda_Fn"), (la, "arn:aws:lambda:eu-west-1:000000000000:function:hello"),
+                    (admin, own)):
+        for op in ("get_function", "invoke", "get_function_configuration"):
+            with pytest.raises(ClientError) as e:
+                getattr(c, op)(FunctionName=name)
+            err = e.value.response
+            lname = name.rsplit(":", 1)[-1]
+            assert err["ResponseMetadata"]["HTTPStatusCode"] == 404 and err["Error"]["Code"] == "ResourceNotFoundException"
+            acct = mine if c is la else "000000000000"
+            assert err["Error"]["Message"] == absent.value.response["Error"]["Message"].replace(
+                f"{mine}:function:Gone_Fn", f"{acct}:function:{lname}"), (op, name, err["Error"])
+    # the default namespace keeps 000000000000
+    assert admin.get_function(FunctionName="hello")["Configuration"]["FunctionArn"].split(":")[4] == "000000000000"
+    assert "000000000000:function:hello" in admin.get_function(
+        FunctionName="arn:aws:lambda:eu-west-1:000000000000:function:hello")["Configuration"]["FunctionArn"]
+
+
 def test_openfaas_namespaces_map_onto_polyfn_ones(server: Server, tenants: Any) -> None:
     key = _key(server, "team-a", "admin")
     key_id, _, secret = key.partition(":")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from types import SimpleNamespace
 from typing import Any
 
@@ -41,3 +43,55 @@ SETTLED = Decision(desired=0, panic=False, valid=True)
 ])
 def test_dormant(changes: dict[str, Any], skipped: bool) -> None:
     assert dormant(pool(**changes)) is skipped
+
+
+class TickedPool:
+    """A pool as the ticker sees it (`dormant`'s fields), counting its ticks."""
+
+    def __init__(self, name: str, **changes: Any):
+        self.__dict__.update(vars(pool(**changes)))
+        self.revision = SimpleNamespace(key=f"{name}@1")
+        self.reaped = 0
+
+    def autoscale(self, now: float) -> None:
+        pass
+
+    def reap(self, now: float) -> None:
+        self.reaped += 1
+
+
+async def test_the_ticker_visits_awake_pools_and_a_start_wakes_one() -> None:
+    """The once-a-second tick walks `manager.awake`, not every pool: a dormant pool leaves it, and asking for
+    room to start an instance (`reserve`: every start, pre-warm and waiting caller) brings it back."""
+    from polyfn.config import Settings
+    from polyfn.scheduler.manager import InstanceManager
+
+    mgr = InstanceManager.__new__(InstanceManager)  # only what the ticker and `reserve` read
+    mgr.settings = Settings(autoscale_interval=1)
+    idle, live = TickedPool("idle"), TickedPool("live", instances=[object()])
+    mgr.pools = {idle, live}  # type: ignore[assignment]
+    mgr.awake = {idle, live}  # type: ignore[assignment]
+    mgr.quota_room = lambda p: "refused"  # (reserve answers before the memory budget)
+    task = asyncio.create_task(mgr._reap_loop())
+    try:
+        for _ in range(50):
+            if live.reaped >= 1 and idle not in mgr.awake:
+                break
+            await asyncio.sleep(0.1)
+        assert live.reaped >= 1 and idle not in mgr.awake and idle.reaped == 0
+        idle.instances = [object()]  # (what a start makes of it)
+        assert mgr.reserve(idle) is False  # type: ignore[arg-type]
+        assert idle in mgr.awake
+        before = live.reaped
+        for _ in range(50):
+            if idle.reaped >= 1 and live.reaped > before:
+                break
+            await asyncio.sleep(0.1)
+        assert idle.reaped >= 1
+        ghost = TickedPool("ghost")  # a pool the manager forgot: its late start does not come back
+        mgr.reserve(ghost)  # type: ignore[arg-type]
+        assert ghost not in mgr.awake
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -163,3 +163,34 @@ async def test_nodes_starting_together_with_one_admin_key_all_start(store: Store
     finally:
         for r in rings:
             await r.stop()
+
+
+async def test_a_refresh_reads_only_what_changed(store: Store, tmp_path: Path) -> None:
+    """Between its full reads the ring reads the keys made or revoked since its last read (a node of thousands
+    of keys does not parse them all every few seconds): another ring's new key, its revocation and a function's
+    new instance key arrive; a key made here while the refresh reads stays."""
+    box = SecretBox(tmp_path / "node.key")
+    here, there = KeyRing(SecurityStore(store), box), KeyRing(SecurityStore(store), box)
+    old, old_secret = await there.create("read")
+    await here.load()
+    reads: list[float] = []
+    changed = here.store.changed_keys
+
+    async def counted(since: float) -> list[Any]:
+        reads.append(since)
+        return await changed(since)
+
+    here.store.changed_keys = counted  # type: ignore[method-assign]
+    rec, secret = await there.create("deploy", namespace="team-a")
+    fkey, fsecret = await there.for_function("team-a~thumb")
+    await there.revoke(old.id)
+    await here.refresh()
+    assert here.signing_credentials(rec.id) == (secret, here.get(rec.id)) and here.get(rec.id).namespace == "team-a"
+    assert here.get(old.id) is None and here.verify(f"{old.id}:{old_secret}") is None
+    assert await here.for_function("team-a~thumb") == (here.get(fkey.id), fsecret)  # not made twice
+    await there.forget_function("team-a~thumb")
+    await here.refresh()
+    assert here.get(fkey.id) is None and "team-a~thumb" not in here._owned
+    assert len(reads) == 2 and reads[1] > reads[0]  # each from the last read on (less the clock skew allowed)
+    # the rows it read: the changes only, not the ring
+    assert {k.id for k in await changed(reads[1])} <= {rec.id, fkey.id, old.id}

@@ -72,6 +72,18 @@ async def test_revision_numbering_and_lookup(store: Store) -> None:
     assert [f.name for f in await store.list_functions()] == ["hello", "other"]
 
 
+async def test_listing_a_namespaces_functions(store: Store) -> None:
+    """A namespace's functions only (SQLite seeks them in the primary key: names that sort next to `team~…` —
+    `team-a~…`, `teamz~…`, `team` of default — are not team's)."""
+    for name in ("team~b", "team~a", "team-a~x", "teamz~y", "team", "hello", "tea~m"):
+        await deploy(store, name)
+    assert [f.name for f in await store.list_functions("team")] == ["team~a", "team~b"]
+    assert [f.name for f in await store.list_functions("team-a")] == ["team-a~x"]
+    assert [f.name for f in await store.list_functions("default")] == ["hello", "team"]
+    assert await store.list_functions("nobody") == []
+    assert len(await store.list_functions()) == 7
+
+
 async def test_spec_is_stored_with_all_fields(store: Store) -> None:
     """Defaults are written out so a revision does not change meaning if a default changes later."""
     await store.create_revision(spec("hello"), "sha", "/c", None)

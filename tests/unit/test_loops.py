@@ -324,6 +324,10 @@ async def test_key_ring_loop_survives_a_database_error() -> None:
             self.loads += 1
             return []
 
+        async def changed_keys(self, since: float) -> list[Any]:  # (the reads between full ones)
+            self.loads += 1
+            return []
+
     store = Store()
     ring = KeyRing(store)  # type: ignore[arg-type]
     task = asyncio.create_task(ring._loop(0.01))
@@ -387,7 +391,7 @@ async def test_reaper_loop_survives_one_pools_bug() -> None:
     mgr = InstanceManager.__new__(InstanceManager)  # only what the reaper reads
     mgr.settings = Settings(autoscale_interval=1)
     bad, good = Pool("bad", True), Pool("good", False)
-    mgr.pools = [bad, good]  # type: ignore[assignment]
+    mgr.pools = mgr.awake = {bad, good}  # type: ignore[assignment]
     task = asyncio.create_task(mgr._reap_loop())
     try:
         assert await until(lambda: good.reaped >= 2 and bad.reaped >= 2, 5)

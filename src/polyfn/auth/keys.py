@@ -14,9 +14,10 @@ Lambda/OpenFaaS APIs also accept it under the ids `polyfn-admin` and `admin`. Ea
 a key of their own (`for_function`: scope `invoke`, owner = the function), so what they write to storage
 is attributable to them (loop protection) and it is revoked with the function.
 
-The ring is cached in memory (lookups are dict accesses); last-used times are written back in batches, and
-the ring is reloaded every few seconds (and at once, at most once a second, for an id it does not know)
-so keys made or revoked on another node sharing the database take effect.
+The ring is cached in memory (lookups are dict accesses); last-used times are written back in batches. Every few
+seconds (and at once, at most once a second, for an id it does not know) the ring reads the keys made or
+revoked since its last read (`refresh`: a node of thousands of keys does not parse them all each time), so keys
+made or revoked on another node sharing the database take effect; once a minute it reads them all (`load`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import itertools
 import logging
 import secrets
 import string
@@ -46,6 +48,8 @@ _RANK = {s: i for i, s in enumerate(SCOPES)}
 INGEST = "ingest"
 KEY_SCOPES = (*SCOPES, INGEST)
 _ID_ALPHABET = string.ascii_uppercase + string.digits
+FULL_EVERY = 12  # the periodic read takes every key once in this many (5 s × 12: a minute); between, the changes
+SKEW_S = 60.0  # a refresh reads changes back to this long before the last read (other nodes' clocks may lag)
 
 
 def digest(secret: str) -> str:
@@ -97,13 +101,16 @@ class KeyRing:
         self._used: dict[str, float] = {}
         self._fresh: set[str] = set()  # ids made here since the last load started
         self._loaded_at = 0.0
+        self._read_from = 0.0  # the clock when the last read began: `refresh` reads changes from there (- SKEW_S)
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self.admin_id = ""
         self.sts: Any = None  # polyfn.auth.sts.Issuer: temporary credentials (access key ids `PFTS…`)
 
     async def load(self) -> None:
+        """Read every key (at start, and once every FULL_EVERY periodic reads)."""
         self._fresh: set[str] = set()
+        self._read_from = self.clock()
         recs = await self.store.list_keys()
         # Keys this ring made while the list was being read are committed but may be missing from it: keep them
         # (a reload must never make a key that was just handed out unknown).
@@ -111,6 +118,23 @@ class KeyRing:
         self._by_digest = {k.secret_sha256: k for k in recs}
         self._by_id = {k.id: k for k in recs}
         self._owned = {k.owner: k for k in recs if k.owner and k.revoked_at is None and k.secret_enc}
+        self._loaded_at = self.clock()
+
+    async def refresh(self) -> None:
+        """Read the keys made or revoked since the last read (back SKEW_S more) into the ring: O(changes), not
+        O(keys). A key made here meanwhile stays (it is merged, never replaced by an older snapshot)."""
+        started = self.clock()
+        for k in await self.store.changed_keys(self._read_from - SKEW_S):
+            old = self._by_id.get(k.id)
+            if old is not None and old.secret_sha256 != k.secret_sha256:
+                self._by_digest.pop(old.secret_sha256, None)
+            self._by_digest[k.secret_sha256] = k
+            self._by_id[k.id] = k
+            if k.owner and k.revoked_at is None and k.secret_enc:
+                self._owned[k.owner] = k
+            elif k.owner and (mine := self._owned.get(k.owner)) is not None and mine.id == k.id:
+                del self._owned[k.owner]
+        self._read_from = started
         self._loaded_at = self.clock()
 
     async def start(self, admin_key: str, interval: float = 5.0) -> None:
@@ -139,11 +163,11 @@ class KeyRing:
         await self.flush()
 
     async def _loop(self, interval: float) -> None:
-        while True:
+        for n in itertools.count(1):
             await asyncio.sleep(interval)
             with one_item(log, "API keys: saving last use and reloading"):  # a database hiccup
                 await self.flush()
-                await self.load()
+                await (self.load() if n % FULL_EVERY == 0 else self.refresh())
 
     async def flush(self) -> None:
         used, self._used = self._used, {}
@@ -156,7 +180,7 @@ class KeyRing:
         if key_id in ADMIN_ALIASES or key_id in self._by_id or key_id.startswith("PFTS") or now - self._loaded_at < 1.0:
             return
         self._loaded_at = now  # before the await: concurrent requests do not all reload
-        await self.load()
+        await self.refresh()
 
     def _encrypt(self, secret: str) -> str | None:
         return self.box.encrypt(secret) if self.box is not None else None
@@ -247,11 +271,11 @@ class KeyRing:
         """A deleted function's instance keys are revoked."""
         await self.store.revoke_owned(function, self.clock())
         self._owned.pop(function, None)
-        await self.load()
+        await self.refresh()
 
     async def revoke(self, key_id: str) -> bool:
         ok = await self.store.revoke_key(key_id, self.clock())
-        await self.load()
+        await self.refresh()
         return ok
 
     async def list(self) -> list[KeyRecord]:

@@ -20,6 +20,7 @@ from polyfn.queue import retry
 from polyfn.queue.builtin import Job, QueueDB
 from polyfn.queue.callbacks import Callbacks
 from polyfn.queue.feed import Feed
+from polyfn.tenancy import namespace_of
 
 if TYPE_CHECKING:
     from polyfn.invoker import Invoker, Outcome
@@ -169,7 +170,8 @@ class Attempts:
         return False
 
     async def _reply(self, job: Job, body: bytes) -> None:
-        """A function invoked by an event replied with a CloudEvent: route it on (hop count bounded)."""
+        """A function invoked by an event replied with a CloudEvent: route it on (hop count bounded), to the
+        `events` triggers of the function's own namespace only."""
         try:
             reply = jsontext.loads(body) if body[:1] == b"{" else None
         except ValueError:
@@ -179,7 +181,7 @@ class Attempts:
         reply.setdefault("id", uuid.uuid4().hex)
         hops = next((int(v) for k, v in job.headers if k == "x-polyfn-event-hops" and v.isdigit()), 0)
         try:
-            await self.on_reply(reply, hops + 1)
+            await self.on_reply(reply, hops + 1, namespace_of(job.function))
         except Exception as e:
             log.warning("reply event of %s not routed: %s", job.id, e)
 

@@ -74,7 +74,13 @@ class InstanceManager:
         self.launcher = _launcher.Launcher(self.exits.on_exit, settings.node_blanks)  # runtimes without a zygote
         self._ids = itertools.count(1)
         self.pools: set[Pool] = set()
-        self.budget = MemoryBudget(settings, self.pools, self.fzs)
+        #: the pools the ticker visits: every pool that may not be `dormant` (a superset). A pool joins when it
+        #: asks for room to start an instance (`reserve`: every start, pre-warm, minimum and waiting caller goes
+        #: through it) and leaves when the ticker finds it dormant; a pool with instances or starts is always in
+        #: it, so the memory budget sums and evicts over it too. A node of 10,000 functions, most of them idle,
+        #: pays per second and per start for the live ones only.
+        self.awake: set[Pool] = set()
+        self.budget = MemoryBudget(settings, self.awake, self.fzs)
         self._reaper: asyncio.Task[None] | None = None
         self.metrics: Any = None  # polyfn.observe.metrics.Metrics, set by the node
         #: functions whose callers wait or were refused lately, by name → their pool (scheduler/shed.py): the
@@ -101,6 +107,7 @@ class InstanceManager:
 
     def _register_metrics(self, metrics: Any) -> None:
         """Autoscaler gauges, read at scrape time (docs/observability.md)."""
+        metrics.live_pools = lambda: list(self.awake)  # (the instance sampler: pools with instances are awake)
 
         def decisions(field: str) -> dict[tuple[str, ...], float]:
             return {(p.revision.function,): float(getattr(p.decision, field))
@@ -126,11 +133,13 @@ class InstanceManager:
             pool.min_instances = 0
             pool.scaler_config = dataclasses.replace(pool.scaler_config, min_instances=0)
         self.pools.add(pool)
+        self.awake.add(pool)
         pool.ensure_min()
         return pool
 
     def forget_pool(self, pool: Pool) -> None:
         self.pools.discard(pool)
+        self.awake.discard(pool)
         self.sandbox.forget(pool.revision)
         if self.fzs is not None:
             self.fzs.drop(pool.revision.key)
@@ -148,6 +157,8 @@ class InstanceManager:
     def reserve(self, pool: Pool) -> bool:
         """Room for one more instance of `pool`: within its namespace's quotas (quotas.py; a refusal is left in
         `pool.refusal`), then in the node's memory budget (budget.py: evicting idle instances if need be)."""
+        if pool in self.pools:  # (a forgotten pool's late start does not come back to the ticker)
+            self.awake.add(pool)
         if self.quota_room is not None:
             refused = self.quota_room(pool)
             if refused is not None:
@@ -299,8 +310,9 @@ class InstanceManager:
             scale = now >= next_scale
             if scale:
                 next_scale = now + self.settings.autoscale_interval - 0.5
-            for n, pool in enumerate(list(self.pools)):
-                if dormant(pool):  # (a node of 10,000 functions, most of them idle, pays for the live ones)
+            for n, pool in enumerate(list(self.awake)):
+                if dormant(pool):  # (it comes back through `reserve`)
+                    self.awake.discard(pool)
                     continue
                 # one pool's bug must not stop scaling for every other function
                 with one_item(log, "%s: autoscaler/reaper", pool.revision.key):

@@ -98,9 +98,15 @@ class Store(ActivationRecords):
     async def list_functions(self, namespace: str | None = None) -> list[FunctionInfo]:
         """Every function, or only `namespace`'s (held names: tenancy.py)."""
         query = _function_query()
-        if namespace is not None:
-            query = query.where(functions.c.name.not_like(f"%{SEP}%") if namespace == DEFAULT
-                                else functions.c.name.like(f"{namespace}{SEP}%"))
+        if namespace == DEFAULT:
+            query = query.where(functions.c.name.not_like(f"%{SEP}%"))
+        elif namespace is not None:
+            query = query.where(functions.c.name.like(f"{namespace}{SEP}%"))
+            if self._engine.dialect.name == "sqlite":  # a seek in the primary key, not a scan of every function
+                # (SQLite compares bytes: `NS~` ≤ every held name of NS < `NS` + the byte after `~`; not on
+                # PostgreSQL, whose collation may order `~` otherwise: there LIKE alone says)
+                query = query.where(functions.c.name >= f"{namespace}{SEP}",
+                                    functions.c.name < f"{namespace}{chr(ord(SEP) + 1)}")
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query.order_by(functions.c.name))).all()
         return [_function_info(r) for r in rows]

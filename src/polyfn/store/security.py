@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 
 from polyfn.store.db import Store
 from polyfn.store.engine import dialect_insert
@@ -45,6 +45,14 @@ class SecurityStore:
     async def list_keys(self) -> list[KeyRecord]:
         async with self.store.engine.connect() as conn:
             rows = (await conn.execute(select(api_keys).order_by(api_keys.c.created_at))).mappings().all()
+        return [KeyRecord(**dict(r)) for r in rows]
+
+    async def changed_keys(self, since: float) -> list[KeyRecord]:
+        """The keys made or revoked at or after `since` (epoch seconds), oldest first."""
+        async with self.store.engine.connect() as conn:
+            rows = (await conn.execute(select(api_keys).where(or_(api_keys.c.created_at >= since,
+                                                                  api_keys.c.revoked_at >= since))
+                                       .order_by(api_keys.c.created_at))).mappings().all()
         return [KeyRecord(**dict(r)) for r in rows]
 
     async def revoke_key(self, key_id: str, now: float) -> bool:

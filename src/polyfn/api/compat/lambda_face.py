@@ -4,7 +4,6 @@ version, an alias) to a revision; and the steps several operations share (deploy
 
 from __future__ import annotations
 
-import contextvars
 import hashlib
 import json
 import random
@@ -18,11 +17,13 @@ from polyfn.api.compat.lambda_wire import (
     _ACTIONS,
     _SIGV4_ERRORS,
     A_NAME,
-    ACCOUNT,
+    NAMESPACE,
     LambdaError,
     Target,
     _invalid,
+    account,
     arn,
+    arn_account,
     configuration,
     parse_function_name,
     polyfn_name,
@@ -39,9 +40,7 @@ from polyfn.tenancy import DEFAULT, key_namespace, local, qualify
 if TYPE_CHECKING:
     from polyfn.services import Deploys, FunctionStore, Keys
 
-#: the namespace of the request's key, set by `LambdaFace.auth` (every handler's first step); the names a request
-#: carries are held in it (tenancy.py). A context variable: each request runs in its own task.
-_NAMESPACE: contextvars.ContextVar[str] = contextvars.ContextVar("lambda_namespace", default=DEFAULT)
+_NAMESPACE = NAMESPACE  # (lambda_wire.py: the request key's namespace; its ARNs carry its account id)
 
 
 def namespace() -> str:
@@ -95,7 +94,7 @@ class LambdaFace:
             bound = f", bound to function {key.function!r}" if key is not None and key.function else ""
             resource = arn(ok.region, function) if function else "*"
             raise LambdaError(403, "AccessDeniedException",
-                              f"User: arn:aws:iam::{ACCOUNT}:user/{ok.access_key_id} is not authorized to perform: "
+                              f"User: arn:aws:iam::{account()}:user/{ok.access_key_id} is not authorized to perform: "
                               f"lambda:{action} on resource: {resource} (the key has scope "
                               f"{getattr(key, 'scope', '?')!r}{bound}; {action} needs {needed!r})")
 
@@ -109,7 +108,9 @@ class LambdaFace:
         lname, q = parse_function_name(value)
         q = qualifier or q
         pname = self.pname(value)
-        info = await self.store.get_function(pname)
+        # another account's ARN (another namespace's, or no namespace's) answers exactly as an absent function,
+        # before any lookup
+        info = await self.store.get_function(pname) if arn_account(value) in (None, account()) else None
         if info is None or info.spec.annotations.get(A_NAME, local(info.name)) != lname:
             raise LambdaError(404, "ResourceNotFoundException", f"Function not found: {arn(region, lname)}"
                               + (f":{q}" if q else ""))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextvars
 import json
 import re
 import uuid
@@ -19,7 +20,7 @@ from polyfn.auth import sigv4
 from polyfn.manifests import runtimes
 from polyfn.model import FunctionInfo, Revision
 from polyfn.store.versions import LATEST, Alias
-from polyfn.tenancy import local
+from polyfn.tenancy import DEFAULT, account_id, local
 
 A_DURABLE = "aws.lambda/durable"  # annotation: the function's DurableConfig (JSON)
 
@@ -37,7 +38,11 @@ def durable_config(annotations: dict[str, str]) -> dict[str, Any] | None:
 
 
 
-ACCOUNT = "000000000000"
+ACCOUNT = "000000000000"  # the default namespace's account id (`account()`: the request's)
+#: the namespace of the request's key, set by `LambdaFace.auth` (every handler's first step); the names a request
+#: carries are held in it (tenancy.py) and its ARNs carry its account id. A context variable: each request runs in
+#: its own task.
+NAMESPACE: contextvars.ContextVar[str] = contextvars.ContextVar("lambda_namespace", default=DEFAULT)
 A = "aws.lambda/"  # annotation prefix
 A_NAME, A_ROLE, A_DESC, A_RUNTIME, A_ZIP = A + "name", A + "role", A + "description", A + "runtime", A + "zip"
 A_TAG = A + "tag/"
@@ -47,7 +52,7 @@ TAIL_BYTES = 4096
 CODE_URL_TTL = 600  # seconds a GetFunction Code.Location link stays valid
 
 _NAME_RE = re.compile(
-    r"^(?:arn:aws[a-zA-Z-]*:lambda:[a-z0-9-]+:\d{12}:function:|\d{12}:function:)?"
+    r"^(?:(?:arn:aws[a-zA-Z-]*:lambda:[a-z0-9-]+:)?(?P<account>\d{12}):function:)?"
     r"(?P<name>[A-Za-z0-9_-]{1,64})(?::(?P<qualifier>\$LATEST|[A-Za-z0-9_-]{1,128}))?$"
 )
 #: Accepted but without effect here (metadata or AWS infrastructure polyfn has no equivalent of).
@@ -129,8 +134,20 @@ def polyfn_name(lambda_name: str) -> str:
     return n[:63].rstrip("-") or "fn"
 
 
+def account() -> str:
+    """The account id of the request's namespace (`tenancy.account_id`: `default` keeps 000000000000, as the
+    workflows' ARNs do)."""
+    return account_id(NAMESPACE.get())
+
+
+def arn_account(value: str) -> str | None:
+    """The account id a function ARN (or partial ARN `ACCOUNT:function:NAME`) names; None for a plain name."""
+    m = _NAME_RE.match(value or "")
+    return m["account"] if m else None
+
+
 def arn(region: str, name: str) -> str:
-    return f"arn:aws:lambda:{region}:{ACCOUNT}:function:{name}"
+    return f"arn:aws:lambda:{region}:{account()}:function:{name}"
 
 
 def _iso(ts: float) -> str:
@@ -159,7 +176,7 @@ def configuration(info: FunctionInfo, region: str, version: str = LATEST, qualif
         "FunctionName": name,
         "FunctionArn": arn(region, name) + (f":{qualifier}" if qualifier else ""),
         "Runtime": runtime,
-        "Role": a.get(A_ROLE, f"arn:aws:iam::{ACCOUNT}:role/polyfn"),
+        "Role": a.get(A_ROLE, f"arn:aws:iam::{account()}:role/polyfn"),
         "Handler": spec.handler,
         "CodeSize": code_size,
         "Description": description or a.get(A_DESC, ""),

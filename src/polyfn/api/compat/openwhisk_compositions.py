@@ -10,6 +10,10 @@ only); a non-blocking one answers 202 with the execution's id as `activationId`.
 
 Namespaces: a composition is a workflow of the request's namespace (`namespace()`, the OpenWhisk face's), its
 components that namespace's actions (named by local names, so the engine runs them in the machine's namespace).
+A component path names its namespace as OpenWhisk's do (`/_/a`, `a` and `pkg/a`: the request's; `/NS/a`,
+`/NS/pkg/a`: NS's, `polyfn` and `guest` being the default namespace): another namespace's action — whether it
+exists or not, whoever asks — is refused 403 as OpenWhisk refuses a component the caller is not entitled to
+("The supplied authentication is not authorized to access …"); polyfn runs no composition across namespaces.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi.responses import JSONResponse, Response
 
-from polyfn.api.compat.whisk_names import A_ANN, WhiskError, polyfn_name, to_openwhisk
+from polyfn.api.compat.whisk_names import A_ANN, WhiskError, polyfn_name, to_openwhisk, to_polyfn
 from polyfn.api.compat.whisk_names import annotation as _ann
 from polyfn.tenancy import DEFAULT, local, qualify
 from polyfn.workflows import sequences
@@ -43,6 +47,15 @@ def component_name(ref: str) -> str:
     """`/_/a`, `/guest/a`, `a`, `/ns/pkg/a` → the OpenWhisk action name (`a`, `pkg/a`)."""
     parts = [p for p in ref.split("/") if p]
     return "/".join(parts[1:]) if ref.startswith("/") and len(parts) > 1 else "/".join(parts)
+
+
+def component_ref(ref: str, own: str) -> tuple[str, str]:
+    """(the polyfn namespace, the OpenWhisk action name) a sequence component names, the request acting in `own`:
+    `/_/a`, `a`, `pkg/a` are `own`'s; `/NS/a`, `/NS/pkg/a` NS's (`polyfn`, `guest`: the default namespace)."""
+    parts = [p for p in ref.split("/") if p]
+    if not ref.startswith("/") or len(parts) < 2 or parts[0] == "_":
+        return own, component_name(ref)
+    return (DEFAULT if parts[0] == "guest" else to_polyfn(parts[0])), "/".join(parts[1:])
 
 
 class Compositions:
@@ -85,7 +98,10 @@ class Compositions:
         functions = []
         ns = self.namespace()
         for ref in components:
-            action = component_name(str(ref))
+            where, action = component_ref(str(ref), ns)
+            if where != ns:  # (answered before any lookup: the same for an absent namespace or action)
+                raise WhiskError(403, "The supplied authentication is not authorized to access "
+                                 f"'{to_openwhisk(where)}/{action}'.")
             info = await self.store.get_function(qualify(ns, polyfn_name(action)))
             if info is None:
                 raise WhiskError(400, f"Sequence component does not exist: {ref}")
