@@ -222,6 +222,7 @@ class PolyfnServer:
         self.proc: subprocess.Popen[bytes] | None = None
         self.api: Http | None = None
         self.isolation = "?"
+        self.python_argv = [sys.executable, "-m", "polyfn"]  # how the server is started (bench/soak.py wraps it)
 
     def __enter__(self) -> PolyfnServer:
         self.tmp = tempfile.TemporaryDirectory(prefix="polyfn-bench-")
@@ -231,7 +232,7 @@ class PolyfnServer:
         env = {**os.environ, "POLYFN_LOG_LEVEL": self.log_level, **self.extra_env}
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "polyfn", "serve", "--port", str(self.port), "--data-dir", str(data),
+                [*self.python_argv, "serve", "--port", str(self.port), "--data-dir", str(data),
                  "--storage-port", str(free_port())],
                 stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, preexec_fn=self.preexec,
             )

@@ -162,10 +162,16 @@ def join(cgroup_dirs: list[str]) -> None:
     Moving a task between cgroups waits for an RCU grace period (~10-15 ms on this kernel when joins are
     infrequent), which is why the zygote does this in pre-forked "blank" children, off the cold-start path.
     """
-    for cgroup_dir in cgroup_dirs:
-        d = Path(cgroup_dir)
-        d.mkdir(exist_ok=True)
-        (d / "cgroup.procs").write_text("0")
+    for cgroup_dir in cgroup_dirs:  # (plain os calls: a blank runs as little of the zygote's code as it can)
+        try:
+            os.mkdir(cgroup_dir)
+        except FileExistsError:
+            pass
+        fd = os.open(os.path.join(cgroup_dir, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
 
 
 def _try(path: Path, value: str) -> bool:

@@ -225,6 +225,9 @@ def main() -> None:
         preload_vendors()
         gc.collect()
         gc.freeze()
+    from polyfn.runtimes.python import startup
+
+    startup.snapshot_modules()
     for _ in range(blank_target):
         fork_blank()
 
