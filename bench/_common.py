@@ -223,6 +223,7 @@ class PolyfnServer:
         self.api: Http | None = None
         self.isolation = "?"
         self.python_argv = [sys.executable, "-m", "polyfn"]  # how the server is started (bench/soak.py wraps it)
+        self.start_timeout = 30.0  # seconds until /healthz must answer
 
     def __enter__(self) -> PolyfnServer:
         self.tmp = tempfile.TemporaryDirectory(prefix="polyfn-bench-")
@@ -237,7 +238,7 @@ class PolyfnServer:
                 stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, preexec_fn=self.preexec,
             )
         try:
-            wait_http(self.port, "/healthz", self.proc)
+            wait_http(self.port, "/healthz", self.proc, self.start_timeout)
         except RuntimeError as e:
             self.__exit__(None, None, None)
             raise RuntimeError(f"polyfn did not start: {e}\n{self.log_tail()}") from None

@@ -89,12 +89,14 @@ def main() -> None:
                  f"sampled every {args.every} s")
     dump_dir = tempfile.TemporaryDirectory(prefix="polyfn-soak-")
     env: dict[str, str] = {}
-    server = PolyfnServer(env=env)
+    wrapper = Path(dump_dir.name) / "traced.py"
     if args.tracemalloc:
-        wrapper = Path(dump_dir.name) / "traced.py"
         wrapper.write_text(WRAPPER)
         env["SOAK_DUMP"] = str(Path(dump_dir.name) / "dump")
+    server = PolyfnServer(env=env)
+    if args.tracemalloc:
         server.python_argv = [sys.executable, str(wrapper)]  # read by PolyfnServer (see _common)
+        server.start_timeout = 300.0  # imports under tracemalloc are slow
     with server:
         assert server.api is not None and server.proc is not None
         pid = server.proc.pid
@@ -127,6 +129,7 @@ def main() -> None:
             last_n, last_t = n, now
             if args.tracemalloc:
                 os.kill(pid, signal.SIGUSR1)
+                wait_for(Path(f"{env['SOAK_DUMP']}.{len(samples)}.types"))
             if now - t0 >= args.duration - 1 or wrk.poll() is not None:
                 break
         wrk.wait(timeout=60)
@@ -142,6 +145,13 @@ def main() -> None:
     if args.tracemalloc:
         grew(Path(dump_dir.name) / "dump", samples, args)
     dump_dir.cleanup()
+
+
+def wait_for(path: Path, timeout: float = 120.0) -> None:
+    """Until the server has written `path` (its snapshot is written first): a dump takes seconds."""
+    deadline = time.monotonic() + timeout
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def verdict(samples: list[dict[str, float]], warmup: int) -> None:
