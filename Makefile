@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test lint bench clean chromium toolchains nftables node-sdk mono ffmpeg haproxy wrk
+.PHONY: run test lint bench clean chromium toolchains nftables node-sdk mono ffmpeg haproxy wrk native
 
 # The stamp files make both targets idempotent: pip only runs again when pyproject.toml changes.
 $(BIN)/python:
@@ -22,8 +22,13 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test,brokers,tour]'
 	touch $@ $(VENV)/.installed
 
-run: $(VENV)/.installed nftables node-sdk mono ffmpeg
+run: $(VENV)/.installed nftables node-sdk mono ffmpeg native
 	$(BIN)/polyfn serve --host $(HOST) --port $(PORT) --examples
+
+# The pid namespace's native supervisor/init (src/polyfn/sandbox/pidinit.c), built with the system's C compiler;
+# the server builds it itself when missing, and without a compiler keeps the Python ones (~3 MB more per instance).
+native: $(VENV)/.installed
+	@$(BIN)/python -m polyfn.sandbox.pidinit >/dev/null || echo "note: no C compiler: each sandboxed instance keeps two Python helper processes"
 
 # Browser tests drive Debian's chromium through Playwright; install it when missing (root + apt only;
 # otherwise those tests skip with a reason, and fail under CI=true).
@@ -86,7 +91,7 @@ haproxy:
 	    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends haproxy >/dev/null; }; } \
 	  || echo "note: no HAProxy (apt-get install haproxy): the load-balanced cluster test will skip"; }
 
-test: $(VENV)/.installed-test chromium toolchains nftables node-sdk mono ffmpeg haproxy
+test: $(VENV)/.installed-test chromium toolchains nftables node-sdk mono ffmpeg haproxy native
 	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest -n 2 -q
 

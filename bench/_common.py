@@ -222,6 +222,8 @@ class PolyfnServer:
         self.proc: subprocess.Popen[bytes] | None = None
         self.api: Http | None = None
         self.isolation = "?"
+        self.python_argv = [sys.executable, "-m", "polyfn"]  # how the server is started (bench/soak.py wraps it)
+        self.start_timeout = 30.0  # seconds until /healthz must answer
 
     def __enter__(self) -> PolyfnServer:
         self.tmp = tempfile.TemporaryDirectory(prefix="polyfn-bench-")
@@ -231,12 +233,12 @@ class PolyfnServer:
         env = {**os.environ, "POLYFN_LOG_LEVEL": self.log_level, **self.extra_env}
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "polyfn", "serve", "--port", str(self.port), "--data-dir", str(data),
+                [*self.python_argv, "serve", "--port", str(self.port), "--data-dir", str(data),
                  "--storage-port", str(free_port())],
                 stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, preexec_fn=self.preexec,
             )
         try:
-            wait_http(self.port, "/healthz", self.proc)
+            wait_http(self.port, "/healthz", self.proc, self.start_timeout)
         except RuntimeError as e:
             self.__exit__(None, None, None)
             raise RuntimeError(f"polyfn did not start: {e}\n{self.log_tail()}") from None

@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     open_files: int = Field(1024, ge=64, le=1_048_576)  # RLIMIT_NOFILE per instance
     file_size: int = Field(512, ge=1)  # MB, largest file an instance may write (RLIMIT_FSIZE)
     cpu_quota: float = Field(0.0, ge=0)  # cores per instance, 0 = no hard cap (shares still apply)
+    # The pid namespace's supervisor and init exec a small native program (sandbox/pidinit.c, built with the
+    # system's C compiler) instead of staying forked interpreters; false (or no compiler) keeps Python ones.
+    native_init: bool = True
 
     # HTTP connections (docs/operations.md, "HTTP limits"; gateway/limits.py).
     http_max_header_bytes: int = Field(32 * 1024, ge=1024, le=16 * 1024 * 1024)  # request line + headers → 431

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -39,43 +41,87 @@ def in_child(fn: Callable[[], object]) -> tuple[int, bytes]:
     return status, out
 
 
+@pytest.fixture(params=["python", "native"])
+def helper(request: pytest.FixtureRequest) -> str:
+    """The pid namespace's supervisor and init: the forked Python ones, or the native program
+    (sandbox/pidinit.c) they exec when it is built."""
+    if request.param == "python":
+        return ""
+    from polyfn.sandbox import pidinit
+
+    path, why = pidinit.build()
+    if not path:
+        needs.missing(f"the native pid namespace helper cannot be built: {why}")
+    return path
+
+
+def helpers_of(pid: int) -> list[str]:
+    """The programs of the supervisor `pid` and of its child (the namespace's init)."""
+    out = [os.readlink(f"/proc/{pid}/exe")]
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        out += [os.readlink(f"/proc/{c}/exe") for c in f.read().split()]
+    return out
+
+
 @needs.layer("pid")
 @pytest.mark.parametrize(("how", "expect"), [
     ("exit3", ("exit", 3)), ("sigsegv", ("signal", signal.SIGSEGV)), ("sigkill", ("signal", signal.SIGKILL)),
+    ("sigpipe", ("signal", signal.SIGPIPE)),
 ])
-def test_pid_namespace_passes_the_instance_status_up(how: str, expect: tuple[str, int]) -> None:
+def test_pid_namespace_passes_the_instance_status_up(how: str, expect: tuple[str, int], helper: str) -> None:
     """The supervisor (the zygote's child) ends exactly like the instance inside the namespace."""
+    r, w = os.pipe()
+    go_r, go_w = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
             import faulthandler
 
             faulthandler.disable()
+            os.close(r)
+            os.close(go_w)
             prepared = Prepared()
-            namespaces.enter({"mount", "pid"}, prepared, set_pdeathsig)
+            namespaces.enter({"mount", "pid"}, prepared, set_pdeathsig, helper)
             # Now the instance: pid 2 of its namespace.
             if os.getpid() != 2 or "pid" not in prepared.namespaces:
                 os._exit(99)
+            os.write(w, b"ready\n")
+            os.read(go_r, 1)  # the parent has looked at the helpers' programs
             if how == "exit3":
                 os._exit(3)
-            os.kill(os.getpid(), signal.SIGSEGV if how == "sigsegv" else signal.SIGKILL)
+            sig = {"sigsegv": signal.SIGSEGV, "sigkill": signal.SIGKILL, "sigpipe": signal.SIGPIPE}[how]
+            if sig != signal.SIGKILL:
+                signal.signal(sig, signal.SIG_DFL)  # (Python ignores SIGPIPE)
+            os.kill(os.getpid(), sig)
         finally:
             os._exit(98)
+    os.close(w)
+    os.close(go_r)
+    assert os.read(r, 100) == b"ready\n"
+    expected = [helper or os.path.realpath(sys.executable)] * 2
+    deadline = time.monotonic() + 30  # each helper execs right after its fork, maybe after "ready"
+    while (programs := helpers_of(pid)) != expected and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.write(go_w, b"x")
+    os.close(go_w)
+    os.close(r)
     _, status = os.waitpid(pid, 0)
     if expect[0] == "exit":
         assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == expect[1], status
     else:
         assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == expect[1], status
+    assert programs == expected, programs
 
 
 @needs.layer("pid")
-def test_killing_the_supervisor_kills_everything_inside() -> None:
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killing_the_supervisor_kills_everything_inside(sig: int, helper: str) -> None:
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
             os.close(r)
-            namespaces.enter({"mount", "pid"}, Prepared(), set_pdeathsig)
+            namespaces.enter({"mount", "pid"}, Prepared(), set_pdeathsig, helper)
             set_pdeathsig()
             child = os.fork()  # a grandchild that would like to outlive everyone
             if child == 0:
@@ -87,12 +133,63 @@ def test_killing_the_supervisor_kills_everything_inside() -> None:
             os._exit(0)
     os.close(w)
     assert os.read(r, 100).strip().isdigit()
-    os.kill(pid, signal.SIGKILL)
+    os.kill(pid, sig)
     _, status = os.waitpid(pid, 0)
-    assert os.WIFSIGNALED(status)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == sig, status
     # Every process of that namespace is gone: no process on the host still holds the pipe's write end.
     assert os.read(r, 100) == b""
     os.close(r)
+
+
+@needs.layer("pid")
+def test_init_reaps_orphans(helper: str) -> None:
+    """An orphan of the instance (its parent gone) is reaped by the namespace's init: no zombie stays."""
+
+    def body() -> str:
+        namespaces.enter({"mount", "pid"}, Prepared(), set_pdeathsig, helper)
+        told_r, told_w = os.pipe()  # the orphan's pid, to the instance
+        end_r, end_w = os.pipe()  # closed by the instance: the orphan ends
+        parent = os.fork()
+        if parent == 0:  # forks the orphan-to-be and leaves at once
+            orphan = os.fork()
+            if orphan == 0:
+                os.close(end_w)
+                os.read(end_r, 1)  # until the instance says so: by then its parent is gone
+                os._exit(0)
+            os.write(told_w, b"%d\n" % orphan)
+            os._exit(0)
+        os.close(end_r)
+        os.waitpid(parent, 0)
+        orphan = int(os.read(told_r, 100).split()[0])
+        with open(f"/proc/{orphan}/stat") as f:
+            ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        os.close(end_w)  # the orphan ends now; only init can reap it
+        deadline = time.monotonic() + 30
+        while os.path.exists(f"/proc/{orphan}") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return f"parent {ppid}, gone {not os.path.exists(f'/proc/{orphan}')}"
+
+    status, out = in_child(body)
+    assert status == 0 and out == b"parent 1, gone True", out
+
+
+def test_the_native_helper_is_used_only_when_nobody_else_can_write_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from polyfn.sandbox import pidinit
+
+    path, why = pidinit.build()
+    if not path:
+        needs.missing(f"the native pid namespace helper cannot be built: {why}")
+    assert pidinit._trusted(Path(path))
+    copy = tmp_path / "pidinit"
+    copy.write_bytes(Path(path).read_bytes())
+    os.chmod(tmp_path, 0o755)
+    os.chmod(copy, 0o755)
+    assert pidinit._trusted(copy)
+    os.chmod(copy, 0o775)
+    assert not pidinit._trusted(copy)
+    os.chmod(copy, 0o755)
+    os.chmod(tmp_path, 0o777)
+    assert not pidinit._trusted(copy)
 
 
 @needs.layer("mount")

@@ -33,7 +33,8 @@ def prepare(env: Mapping[str, str], pdeathsig: Callable[[], None]) -> Prepared:
     """In a new child of the zygote: join cgroups and enter namespaces (see module doc).
 
     `env` is the zygote's environment: `POLYFN_CGROUP_BASE` (memory) and `POLYFN_CGROUP_EXTRA`
-    (`ctrl=path,…`, v1), `POLYFN_CGROUP_VERSION`, `POLYFN_SANDBOX_NS` (`mount,pid,net`)."""
+    (`ctrl=path,…`, v1), `POLYFN_CGROUP_VERSION`, `POLYFN_SANDBOX_NS` (`mount,pid,net`), `POLYFN_SANDBOX_INIT`
+    (the native helper of the pid namespace, sandbox/pidinit.py)."""
     import json
 
     from polyfn.sandbox import cgroups, linux, namespaces
@@ -60,7 +61,7 @@ def prepare(env: Mapping[str, str], pdeathsig: Callable[[], None]) -> Prepared:
                 prepared.notes.append(f"could not preset cgroup limits: {e}")
     layers = {x for x in env.get("POLYFN_SANDBOX_NS", "").split(",") if x}
     if layers:
-        namespaces.enter(layers, prepared, pdeathsig)
+        namespaces.enter(layers, prepared, pdeathsig, env.get("POLYFN_SANDBOX_INIT", ""))
     staged = env.get("POLYFN_SANDBOX_ROOT", "")
     if staged and "mount" in prepared.namespaces:  # the shared part of the root filesystem, off the cold path
         from polyfn.sandbox import rootfs

@@ -162,15 +162,31 @@ def join(cgroup_dirs: list[str]) -> None:
     Moving a task between cgroups waits for an RCU grace period (~10-15 ms on this kernel when joins are
     infrequent), which is why the zygote does this in pre-forked "blank" children, off the cold-start path.
     """
-    for cgroup_dir in cgroup_dirs:
-        d = Path(cgroup_dir)
-        d.mkdir(exist_ok=True)
-        (d / "cgroup.procs").write_text("0")
+    for cgroup_dir in cgroup_dirs:  # (plain os calls: a blank runs as little of the zygote's code as it can)
+        try:
+            os.mkdir(cgroup_dir)
+        except FileExistsError:
+            pass
+        fd = os.open(os.path.join(cgroup_dir, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
 
 
-def _try(path: Path, value: str) -> bool:
+def _write(path: str, value: str) -> None:
+    """One small write (plain os calls: this runs in forked children, which should run as little of the
+    zygote's Python as they can — every object they touch is a page copied)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
     try:
-        path.write_text(value)
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+
+
+def _try(path: str, value: str) -> bool:
+    try:
+        _write(path, value)
         return True
     except OSError:
         return False
@@ -183,32 +199,32 @@ def set_limits(cgroup_dirs: list[str], version: int, memory_mb: int, pids_max: i
     done = [f"memory {memory_mb} MB"]
     period = 100_000
     if version == 1:
-        by_ctrl = {_v1_controller(d): Path(d) for d in cgroup_dirs}
-        mem = Path(cgroup_dirs[0])
+        by_ctrl = {_v1_controller(d): d for d in cgroup_dirs}
+        mem = cgroup_dirs[0]
         # memory ≤ memsw must hold after every write: lowering writes memory first, raising (a blank preset
         # for a smaller function) needs memsw first — so retry memory after memsw when the first write fails.
-        lowered = _try(mem / "memory.limit_in_bytes", limit)
-        _try(mem / "memory.memsw.limit_in_bytes", limit)  # no swap beyond the limit, when accounted
+        lowered = _try(mem + "/memory.limit_in_bytes", limit)
+        _try(mem + "/memory.memsw.limit_in_bytes", limit)  # no swap beyond the limit, when accounted
         if not lowered:
-            (mem / "memory.limit_in_bytes").write_text(limit)
-        if "pids" in by_ctrl and _try(by_ctrl["pids"] / "pids.max", str(pids_max)):
+            _write(mem + "/memory.limit_in_bytes", limit)
+        if "pids" in by_ctrl and _try(by_ctrl["pids"] + "/pids.max", str(pids_max)):
             done.append(f"pids {pids_max}")
         if "cpu" in by_ctrl:
             if cpu_shares and set_cpu_weight(cgroup_dirs, version, cpu_shares):
                 done.append(f"cpu shares {cpu_shares}")
             if cpu_quota > 0:
-                _try(by_ctrl["cpu"] / "cpu.cfs_period_us", str(period))
-                if _try(by_ctrl["cpu"] / "cpu.cfs_quota_us", str(int(cpu_quota * period))):
+                _try(by_ctrl["cpu"] + "/cpu.cfs_period_us", str(period))
+                if _try(by_ctrl["cpu"] + "/cpu.cfs_quota_us", str(int(cpu_quota * period))):
                     done.append(f"cpu quota {cpu_quota:g} cores")
         return "cgroup v1 (" + ", ".join(done) + ")"
-    d = Path(cgroup_dirs[0])
-    (d / "memory.max").write_text(limit)
-    _try(d / "memory.swap.max", "0")
-    if _try(d / "pids.max", str(pids_max)):
+    d = cgroup_dirs[0]
+    _write(d + "/memory.max", limit)
+    _try(d + "/memory.swap.max", "0")
+    if _try(d + "/pids.max", str(pids_max)):
         done.append(f"pids {pids_max}")
     if cpu_shares and set_cpu_weight(cgroup_dirs, version, cpu_shares):
         done.append(f"cpu weight {_v2_weight(cpu_shares)}")
-    if cpu_quota > 0 and _try(d / "cpu.max", f"{int(cpu_quota * period)} {period}"):
+    if cpu_quota > 0 and _try(d + "/cpu.max", f"{int(cpu_quota * period)} {period}"):
         done.append(f"cpu quota {cpu_quota:g} cores")
     return "cgroup v2 (" + ", ".join(done) + ")"
 
@@ -217,9 +233,9 @@ def set_cpu_weight(cgroup_dirs: list[str], version: int, cpu_shares: int) -> boo
     """Only the CPU weight of cgroups the instance is in (v1 `cpu.shares`; v2 `cpu.weight`, derived): the
     server splits a function's weight over its cgroups this way (scheduler/cpushare.py)."""
     if version == 1:
-        cpu = next((Path(d) for d in cgroup_dirs if _v1_controller(d) == "cpu"), None)
-        return cpu is not None and _try(cpu / "cpu.shares", str(max(2, cpu_shares)))
-    return bool(cgroup_dirs) and _try(Path(cgroup_dirs[0]) / "cpu.weight", str(_v2_weight(cpu_shares)))
+        cpu = next((str(d) for d in cgroup_dirs if _v1_controller(str(d)) == "cpu"), None)
+        return cpu is not None and _try(cpu + "/cpu.shares", str(max(2, cpu_shares)))
+    return bool(cgroup_dirs) and _try(str(cgroup_dirs[0]) + "/cpu.weight", str(_v2_weight(cpu_shares)))
 
 
 def _v2_weight(cpu_shares: int) -> int:
@@ -231,8 +247,10 @@ def _v1_controller(cgroup_dir: str) -> str:
     directory is read through its descriptor's link)."""
     if cgroup_dir.startswith(_PINNED):
         cgroup_dir = os.readlink(cgroup_dir)
-    rel = Path(cgroup_dir).relative_to(ROOT)
-    return rel.parts[0]
+    root = str(ROOT) + "/"
+    if not cgroup_dir.startswith(root):
+        raise ValueError(f"{cgroup_dir!r} is not under {root}")
+    return cgroup_dir[len(root):].split("/", 1)[0]
 
 
 _PINNED = "/proc/self/fd/"

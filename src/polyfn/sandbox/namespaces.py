@@ -12,6 +12,10 @@ a pipe since pid 1 cannot signal itself), so exit statuses reach the server thro
 Killing the supervisor kills init (PR_SET_PDEATHSIG), and the death of pid 1 kills everything in the
 namespace, forked descendants included.
 
+The supervisor and init only wait: once forked, each execs the native helper `pidinit` (sandbox/pidinit.c,
+`helper`: its path, from `POLYFN_SANDBOX_INIT`), which does the same in a few pages instead of a copy of
+the interpreter (~1.5 MB of PSS each). Without it (not built, exec refused) they run `init`/`supervise`.
+
 Network: the blank always enters a fresh network namespace (loopback only) and keeps a descriptor of the
 host's; a `network: all` function goes back to the host network with one `setns` at spawn. Creating the
 namespace is paid here, off the cold-start path.
@@ -27,9 +31,9 @@ from polyfn.sandbox import linux
 from polyfn.sandbox.plan import Prepared
 
 
-def enter(layers: set[str], prepared: Prepared, pdeathsig: object) -> None:
-    """Unshare the namespaces in `layers`; with "pid", return in the new pid-1 child (the caller's
-    process becomes its supervisor and never returns from here)."""
+def enter(layers: set[str], prepared: Prepared, pdeathsig: object, helper: str = "") -> None:
+    """Unshare the namespaces in `layers`; with "pid", return in the new pid-2 grandchild (the caller's
+    process becomes its supervisor and its child the namespace's init; neither returns from here)."""
     flags = 0
     host_fd = -1
     userns = "user" in layers
@@ -70,12 +74,14 @@ def enter(layers: set[str], prepared: Prepared, pdeathsig: object) -> None:
         r, w = os.pipe()
         child = os.fork()
         if child:
+            run_helper(helper, "supervise", r, child)
             supervise(child, r)  # never returns
         os.close(r)
         pdeathsig()  # reset by fork: die with the supervisor
         linux.mount("proc", "/proc", "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
         instance = os.fork()
         if instance:
+            run_helper(helper, "init", w, instance)
             init(instance, w)  # never returns
         os.close(w)
         pdeathsig()
@@ -92,6 +98,17 @@ def map_self(uid: int, gid: int) -> None:
         f.write(f"0 {uid} 1")
     with open("/proc/self/gid_map", "w") as f:
         f.write(f"0 {gid} 1")
+
+
+def run_helper(helper: str, role: str, report: int, pid: int) -> None:
+    """Become the native helper in `role` (returns only if it cannot be exec'd: the Python loop follows)."""
+    if not helper:
+        return
+    try:
+        os.set_inheritable(report, True)
+        os.execve(helper, [helper, role, str(report), str(pid)], {})
+    except OSError:
+        pass
 
 
 def init(instance: int, report: int) -> None:

@@ -57,12 +57,16 @@ class NodeSandbox:
         self._plans: dict[tuple[str, float, str], SandboxPlan] = {}  # per revision (see `plan_for`)
         #: `network: polyfn` (sandbox/relay.py): the server's relay, set by the node before `start`
         self.relay: Any = None
+        #: the pid namespace's native supervisor/init (sandbox/pidinit.py); "" = the Python ones
+        self.pid_helper = ""
 
     def blank_env(self) -> tuple[dict[str, str], dict[str, str]]:
         """What the blanks read to prepare the sandbox before a function is chosen: (the launcher's, for node
         and http instances; the Python zygote's, which also builds the shared root filesystem)."""
         s = self.settings
         env = {"POLYFN_SANDBOX_NS": ",".join(sorted(self.namespaces))}
+        if self.pid_helper:
+            env["POLYFN_SANDBOX_INIT"] = self.pid_helper
         if self.cgroups is not None:
             env.update({"POLYFN_CGROUP_BASE": str(self.cgroups.memory),
                         "POLYFN_CGROUP_EXTRA": ",".join(f"{k}={v}" for k, v in self.cgroups.extra.items()),
@@ -110,11 +114,21 @@ class NodeSandbox:
             self.seccomp_log = SeccompLog.open() if os.geteuid() == 0 else None
         parts += iso.parts
         skipped += iso.skipped
+        if "pid" in self.namespaces and self.settings.native_init:
+            await self._decide_pid_helper()
         if "user" in iso.namespaces:
             parts.insert(0, "user ns (not root)")
         await self._decide_egress(off, parts, skipped)
         parts.append("rlimits")
         self.isolation = " + ".join(parts) + ("; off: " + ", ".join(skipped) if skipped else "")
+
+    async def _decide_pid_helper(self) -> None:
+        from polyfn.sandbox import pidinit
+
+        path, why = await asyncio.to_thread(pidinit.build, self.settings.data_dir.resolve() / "runtime")
+        self.pid_helper = path
+        if why:
+            log.warning("pid namespace helpers stay Python processes (~3 MB more per instance): %s", why)
 
     async def _decide_egress(self, off: set[str], parts: list[str], skipped: list[str]) -> None:
         """The default network (`egress`): a veth pair per instance under the host's nftables policy

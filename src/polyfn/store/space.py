@@ -23,6 +23,17 @@ INCREMENTAL = 2  # PRAGMA auto_vacuum value
 RECLAIM_STEP = 4096
 #: free pages left alone (a few MB the next inserts reuse at once)
 RECLAIM_SLACK = 256
+#: the activation writer's page cache (KiB): its hot index pages (store/activations.py)
+WRITER_CACHE_KIB = 32768
+#: ... and while a reclaim moves pages: the vacuum touches thousands of pages once, and through the writer's
+#: full-size cache it filled it (+13–18 MB of server RSS at the first retention pass of a soak, kept for good
+#: by the writer thread's malloc arena); a small cache moves them as well
+RECLAIM_CACHE_KIB = 2048
+
+
+def cache_kib(conn: sqlite3.Connection, kib: int) -> None:
+    """Set the connection's page cache (lowering it frees the pages beyond the new size)."""
+    conn.execute(f"PRAGMA cache_size=-{int(kib)}")
 
 
 def ensure_incremental(conn: sqlite3.Connection, path: str) -> None:

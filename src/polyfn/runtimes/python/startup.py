@@ -96,6 +96,66 @@ def _fault_writer(sock: socket.socket | None) -> Any:
     return report
 
 
+#: sys.modules as the zygote left it before forking (`snapshot_modules`): (how many, the newest name, one
+#: line per module — "NAME" to forget, "NAME\tFILE" to forget unless FILE exists)
+_SNAPSHOT: tuple[int, str, str] | None = None
+_ZYGOTE_FINDERS: list[dict[str, Any]] = []  # sys.path_importer_cache as the zygote had it (see isolate_imports)
+
+
+def snapshot_modules() -> None:
+    """In the zygote, once its imports are done and right before it forks: what `isolate_imports` will look
+    at, as one string. An instance that walked sys.modules itself would touch every module object, name
+    and file name — some 500 objects spread over the zygote's heap — and copy ~3.5 MB of pages it shares
+    with the zygote; reading this string touches a few contiguous pages."""
+    global _SNAPSHOT
+    lines: list[str] = []
+    for name, mod in sys.modules.items():
+        if name == "polyfn" or name.startswith("polyfn."):
+            lines.append(name)
+            continue
+        file = getattr(mod, "__file__", None)
+        if not file:
+            continue
+        if not isinstance(file, str) or "\n" in file or "\t" in file or "\n" in name or "\t" in name:
+            _SNAPSHOT = None  # (never seen) the walk in `isolate_imports` handles it
+            return
+        lines.append(f"{name}\t{file}")
+    _SNAPSHOT = (len(sys.modules), next(reversed(sys.modules)), "\n".join(lines))
+
+
+def _forget(name: str, mod: Any) -> bool:
+    if name == "polyfn" or name.startswith("polyfn."):
+        return True
+    file = getattr(mod, "__file__", None)
+    return bool(file) and not os.path.exists(file)
+
+
+def _forget_from_snapshot() -> bool:
+    """`isolate_imports`' purge from the zygote's snapshot plus the modules imported since (False: the
+    snapshot does not describe sys.modules any more; nothing was changed)."""
+    if _SNAPSHOT is None:
+        return False
+    count, newest, lines = _SNAPSHOT
+    added = len(sys.modules) - count
+    if added < 0:
+        return False
+    since: list[str] = []
+    for name in reversed(sys.modules):  # dicts keep insertion order: what came after the snapshot is last
+        if len(since) == added:
+            if name is not newest:
+                return False
+            break
+        since.append(name)
+    for line in lines.split("\n"):
+        name, _, file = line.partition("\t")
+        if not file or not os.path.exists(file):
+            sys.modules.pop(name, None)
+    for name in since:
+        if _forget(name, sys.modules.get(name)):
+            sys.modules.pop(name, None)
+    return True
+
+
 def isolate_imports(spec: InstanceSpec, own: list[str]) -> None:
     """What user code can import: its own code and dependencies first, then the standard library and the
     runtime's provided packages (boto3 …; a function's own copy wins, being earlier), nothing of polyfn's
@@ -109,13 +169,14 @@ def isolate_imports(spec: InstanceSpec, own: list[str]) -> None:
     except (KeyError, ImportError):
         pass  # reported by load_adapter
     sys.path[:] = [*own, *spec.sys_path, PROVIDED_DIR]
-    sys.path_importer_cache.clear()
+    # Fresh finders for the instance's root; the zygote's are set aside rather than cleared: freeing them
+    # (their listings of every directory seen) would write to ~1.5 MB of pages shared with the zygote.
+    _ZYGOTE_FINDERS.append(sys.path_importer_cache)
+    sys.path_importer_cache = {}
+    if _forget_from_snapshot():
+        return
     for name, mod in list(sys.modules.items()):
-        if name == "polyfn" or name.startswith("polyfn."):
-            del sys.modules[name]
-            continue
-        file = getattr(mod, "__file__", None)
-        if file and not os.path.exists(file):
+        if _forget(name, mod):
             del sys.modules[name]
 
 

@@ -55,7 +55,10 @@ def preload() -> None:
     import polyfn.sandbox.linux
     import polyfn.sandbox.mounts
     import polyfn.sandbox.namespaces
+    import polyfn.sandbox.relay
+    import polyfn.sandbox.rootfs
     import polyfn.sandbox.seccomp
+    import polyfn.sandbox.veth
     from polyfn.runtimes.python import flavors
 
     # msgspec resolves a Struct's annotations through its module by name the first time it decodes one;
@@ -222,6 +225,9 @@ def main() -> None:
         preload_vendors()
         gc.collect()
         gc.freeze()
+    from polyfn.runtimes.python import startup
+
+    startup.snapshot_modules()
     for _ in range(blank_target):
         fork_blank()
 
