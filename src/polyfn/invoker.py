@@ -31,6 +31,7 @@ from polyfn.scheduler.pool import PoolClosed, StartFailed, Throttled
 from polyfn.scheduler.registry import Active, FunctionRegistry
 from polyfn.streamed_calls import StreamedCalls
 from polyfn.streaming import ResponseStream
+from polyfn.tenancy import local
 
 _random_bits = random.getrandbits  # seeded from os.urandom at import; the server never forks
 
@@ -105,7 +106,8 @@ class Invoker:
         name = call.function
         active = call.active if call.active is not None else self.registry.get(name)
         if active is None:
-            return platform_error(404, "function_not_found", f"function {name!r} does not exist")
+            # (the name as its namespace's callers know it: a held name says how the node stores it)
+            return platform_error(404, "function_not_found", f"function {local(name)!r} does not exist")
         revision = call.revision
         if revision is not None and revision.number != active.revision.number:
             if (not localised and (revision.function, revision.number) not in self.registry.pinned_pools

@@ -90,6 +90,7 @@ def test_a_key_of_one_namespace_learns_nothing_of_another(server: Server, tenant
         assert r.status_code == 404 and error_code(r) == "function_not_found", (path, r.text)
         r = a.post(path + "/invoke", json={})
         assert r.status_code == 404 and error_code(r) == "function_not_found", (path, r.text)
+        assert "~" not in r.text, r.text  # the name as the caller knows it, not as the node holds it
         r = a.delete(path)
         assert r.status_code == 404 and error_code(r) == "function_not_found", (path, r.text)
         r = a.get(path + "/logs")
