@@ -11,10 +11,10 @@ The model is the simulator's (`bench/keepalive.py`): a busy minute occupies its 
 its first invocation is cold unless the policy kept or pre-warmed an instance for that minute. So each busy
 minute m of a function is one call, sent at m + δ, that holds its instance until m + 1 − ε (the handler sleeps):
 the idle time the live pool measures between busy minutes m and m' is (m' − m − 1) + δ + ε trace minutes, in the
-same one-minute bin as the simulator's whole idle minutes. δ + ε (0.06 minute) is larger than the reaper's
-granularity (a policy second, plus an instance's start) and smaller than the tenth of a minute that `hybrid`'s
-margins can put its bounds on, so the live decision and the simulated one fall the same way. Live cold starts are
-counted from `x-polyfn-cold`.
+same one-minute bin as the simulator's whole idle minutes. δ + ε is larger than the reaper's granularity (a policy
+second, plus a pre-warmed instance's start) and smaller than the step the policy's bounds can fall on — whole
+minutes for `fixed` and `adaptive` (δ + ε = 0.5), tenths of a minute for `hybrid`'s margins (0.06) — so the live
+decision and the simulated one fall the same way. Live cold starts are counted from `x-polyfn-cold`.
 
 The simulation steps through the minutes with all functions at once, because the `adaptive` functions share
 their namespace's prior (`IdlePrior`), which they feed as they run: a window is fixed right after each busy
@@ -45,7 +45,10 @@ from polyfn.scheduler.keepalive import IdlePrior, make_policy  # noqa: E402
 POLICIES = ("fixed", "hybrid", "adaptive")
 KEEPALIVE = 600.0  # the fixed window and the others' fallback, in trace seconds
 MEMORY = 64  # MB per function (the adaptive exchange rate weighs it)
-DELTA = EPSILON = 0.03  # trace minutes after a busy minute's start the call comes; before its end it ends
+# Trace minutes after a busy minute's start its call comes (δ), and before the minute's end it ends (ε). `fixed` and
+# `adaptive` windows are whole minutes, so δ + ε may be half a minute: room for the reaper's tick and a pre-warmed
+# instance's start. `hybrid`'s margins put its bounds on tenths of a minute: δ + ε must stay below 0.1.
+SLACK = {"fixed": 0.25, "adaptive": 0.25, "hybrid": 0.03}
 
 SLEEPER = '''import time
 def handler(event, context):
@@ -92,37 +95,36 @@ def simulate(fns: list[list[int]], policy: str) -> list[int]:
     return cold
 
 
-def replay_one(port: int, name: str, counts: list[int], t0: float, minute: float,
+def replay_one(port: int, name: str, counts: list[int], t0: float, minute: float, slack: float,
                result: dict[str, list[int]], errors: list[str]) -> None:
-    """One call per busy minute, from m + δ to m + 1 − ε."""
+    """One call per busy minute, from m + δ to m + 1 − ε (δ = ε = `slack`)."""
     cold = warm = 0
-    client = Http(port)
     for m, n in enumerate(counts):
         if not n:
             continue
-        at = t0 + (m + DELTA) * minute
+        at = t0 + (m + slack) * minute
         delay = at - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        until = t0 + (m + 1 - EPSILON) * minute
+        until = t0 + (m + 1 - slack) * minute
+        client = Http(port)  # a new connection per call: the node closes one idle for 5 s
         try:
             # the handler sleeps until `until` by the wall clock (the answer's way back is a few ms)
             wall = time.time() + (until - time.monotonic()) - 0.005
             status, headers, text = client.request("POST", f"/fn/{name}", {"until": wall})
         except OSError as e:
             errors.append(f"{name} minute {m}: {e}")
-            client.close()
-            client = Http(port)
             continue
+        finally:
+            client.close()
         if status != 200:
             errors.append(f"{name} minute {m}: {status} {text[:200]!r}")
         elif headers.get("x-polyfn-cold") == "true":
             cold += 1
         else:
             warm += 1
-        if time.monotonic() > until + 0.5 * EPSILON * minute:
+        if time.monotonic() > until + 0.5 * slack * minute:
             errors.append(f"{name} minute {m}: the call ended {time.monotonic() - until:.3f} s past its minute")
-    client.close()
     result[name] = [cold, warm]
 
 
@@ -153,8 +155,8 @@ def main() -> None:
                 server.deploy(f"{p}{i}", {"handler.py": SLEEPER}, keepalive=KEEPALIVE, keepalive_policy=p,
                               memory=MEMORY, timeout=max(30, int(3 * args.minute)))
         t0 = time.monotonic() + 2.0
-        threads = [threading.Thread(target=replay_one, args=(server.port, f"{p}{i}", c, t0, args.minute, result,
-                                                             errors))
+        threads = [threading.Thread(target=replay_one, args=(server.port, f"{p}{i}", c, t0, args.minute, SLACK[p],
+                                                             result, errors))
                    for p in policies for i, c in enumerate(fns)]
         for t in threads:
             t.start()
