@@ -18,6 +18,7 @@ from typing import Any
 from polyfn.call import Call
 from polyfn.config import Settings
 from polyfn.headers import safe_headers, strip_identity_headers
+from polyfn.instances.instance import Instance, InstanceGone
 from polyfn.model import Activation, LogLine
 from polyfn.observe.logbudget import LogBudget
 from polyfn.observe.metrics import Metrics
@@ -26,7 +27,6 @@ from polyfn.outcome import Outcome, platform_error  # (what the invoker answers;
 from polyfn.protocol import Result
 from polyfn.scheduler import shed
 from polyfn.scheduler.deadlines import Deadlines
-from polyfn.scheduler.instance import Instance, InstanceGone
 from polyfn.scheduler.pool import PoolClosed, StartFailed, Throttled
 from polyfn.scheduler.registry import Active, FunctionRegistry
 from polyfn.streamed_calls import StreamedCalls

@@ -41,6 +41,7 @@ from polyfn.deploy.examples import deploy_examples
 from polyfn.deploy.service import Deployer
 from polyfn.front import FrontDoor
 from polyfn.gateway import Gateway
+from polyfn.instances.manager import InstanceManager
 from polyfn.invoker import Invoker
 from polyfn.lifecycle import Lifecycle
 from polyfn.loops import cancelled
@@ -54,9 +55,9 @@ from polyfn.queue.dispatcher import AsyncQueue
 from polyfn.quotas import QuotaGuard
 from polyfn.reach import InstanceReach
 from polyfn.removal import FunctionRemoval
-from polyfn.scheduler.manager import InstanceManager
 from polyfn.scheduler.registry import FunctionRegistry
 from polyfn.scheduler.sync import ClusterSync
+from polyfn.scheduler.ticker import Ticker
 from polyfn.sites import Sites
 from polyfn.storage.service import StorageService
 from polyfn.store import Store
@@ -134,6 +135,7 @@ class Node:
         # instances, the functions they run, and the record of every call
         self.manager = InstanceManager(s)
         self.registry = FunctionRegistry(self.manager, s.drain_timeout)
+        self.ticker = Ticker(s, self.manager.awake)  # the pools' reaper and autoscaler
         self.metrics = Metrics(lambda: list(self.manager.pools), s.memory_budget_mb)
         self.manager.metrics = self.metrics
         # setting and deleting secrets, per namespace (/v1/secrets, OpenFaaS's /system/secrets); read at a start
@@ -263,6 +265,7 @@ class Node:
         life.add("stored use", self._start_use, self.use.stop)  # counts the buckets before the S3 port answers
         life.add("network relay", self.reach.start, self.reach.stop)
         life.add("instances", self.manager.start, self.manager.stop)  # stop: every instance and the zygote
+        life.add("pools' ticker", self.ticker.start, self.ticker.stop)
         life.add("functions", self._activate_functions, self._drain)  # stop: no new calls, in-flight finish
         life.add("async queue", self.queue.start, lambda: self.queue.stop(s.drain_timeout))
         life.add("object store port", lambda: self.storage.serve(self.queue.enqueue), self.storage.stop_accepting)

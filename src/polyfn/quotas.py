@@ -18,8 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 from polyfn.deploy.errors import DeployError
+from polyfn.instances.instance import State
 from polyfn.queue.dispatcher import Rejected
-from polyfn.scheduler.instance import State
 from polyfn.scheduler.pool import Throttled
 from polyfn.tenancy import SEP, namespace_of, owns
 

@@ -132,7 +132,7 @@ class Secrets(Protocol):
 
 
 class Instances(Protocol):
-    """What the API shows and changes of instance management (scheduler/manager.py)."""
+    """What the API shows and changes of instance management (instances/manager.py)."""
 
     fzs: Any
     memory_budget_mb: int | None

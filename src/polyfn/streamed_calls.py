@@ -15,11 +15,11 @@ from typing import Any
 from polyfn import streaming
 from polyfn.config import Settings
 from polyfn.headers import safe_headers
+from polyfn.instances.instance import Instance
 from polyfn.model import Activation, LogLine
 from polyfn.outcome import JSON_HEADERS, Outcome, platform_error
 from polyfn.protocol import Result
 from polyfn.scheduler.deadlines import Deadlines
-from polyfn.scheduler.instance import Instance
 from polyfn.streaming import ResponseStream
 
 #: seconds an instance has to end a stream it was told to stop (protocol.Cancel) before it is killed

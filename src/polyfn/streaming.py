@@ -1,7 +1,7 @@
 """The server's side of one streamed response: what an instance sends after a `Head` frame, relayed in order to
 whoever answers the caller (the gateway's chunked response, the Lambda API's event stream, the invoke API).
 
-The instance's connection (`scheduler/instance.py`) feeds chunks in as frames arrive; the edge takes them out with
+The instance's connection (`instances/instance.py`) feeds chunks in as frames arrive; the edge takes them out with
 `await stream.next()`. At most `HIGH` bytes wait here: beyond that the instance's connection is no longer read,
 so a function writing faster than its client reads blocks in its own `send` (back-pressure through the socket
 pair's buffer), and reading resumes once the edge has taken the held bytes below `LOW`. A 1 GiB response

@@ -1,11 +1,12 @@
-"""The node's isolation choice, its memory budget and a pool's reap plan as pure decisions (scheduler/decisions.py),
-table-tested."""
+"""The node's isolation choice and its memory budget (instances/decisions.py) and a pool's reap plan
+(scheduler/decisions.py) as pure decisions, table-tested."""
 
 from __future__ import annotations
 
 import pytest
 
-from polyfn.scheduler.decisions import decide_isolation, reap, reserve
+from polyfn.instances.decisions import decide_isolation, reserve
+from polyfn.scheduler.decisions import reap
 
 ALL_OK = {"mount": "", "root": "", "pid": "", "net": "", "uid": "", "seccomp": "", "userns": ""}
 

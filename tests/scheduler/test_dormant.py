@@ -1,4 +1,4 @@
-"""Which pools the once-a-second autoscaler/reaper tick may skip (`manager.dormant`): table-driven, fake pools."""
+"""Which pools the once-a-second autoscaler/reaper tick may skip (`ticker.dormant`): table-driven, fake pools."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from polyfn.scheduler.autoscaler import Decision
 from polyfn.scheduler.keepalive import Window
-from polyfn.scheduler.manager import dormant
+from polyfn.scheduler.ticker import Ticker, dormant
 
 
 def pool(**changes: Any) -> Any:
@@ -64,7 +64,7 @@ async def test_the_ticker_visits_awake_pools_and_a_start_wakes_one() -> None:
     """The once-a-second tick walks `manager.awake`, not every pool: a dormant pool leaves it, and asking for
     room to start an instance (`reserve`: every start, pre-warm and waiting caller) brings it back."""
     from polyfn.config import Settings
-    from polyfn.scheduler.manager import InstanceManager
+    from polyfn.instances.manager import InstanceManager
 
     mgr = InstanceManager.__new__(InstanceManager)  # only what the ticker and `reserve` read
     mgr.settings = Settings(autoscale_interval=1)
@@ -72,7 +72,7 @@ async def test_the_ticker_visits_awake_pools_and_a_start_wakes_one() -> None:
     mgr.pools = {idle, live}  # type: ignore[assignment]
     mgr.awake = {idle, live}  # type: ignore[assignment]
     mgr.quota_room = lambda p: "refused"  # (reserve answers before the memory budget)
-    task = asyncio.create_task(mgr._reap_loop())
+    task = asyncio.create_task(Ticker(mgr.settings, mgr.awake).run())  # type: ignore[arg-type]
     try:
         for _ in range(50):
             if live.reaped >= 1 and idle not in mgr.awake:

@@ -11,9 +11,9 @@ import pytest
 from polyfn.auth.ratelimit import Limiter
 from polyfn.call import Call
 from polyfn.config import Settings
+from polyfn.instances.manager import InstanceManager
 from polyfn.invoker import Invoker, Outcome
 from polyfn.model import FunctionSpec, Revision
-from polyfn.scheduler.manager import InstanceManager
 from polyfn.scheduler.registry import Active, FunctionRegistry
 
 
@@ -96,7 +96,7 @@ async def test_a_pinned_revision_is_served_by_its_own_pool(tmp_path: Path) -> No
     assert isinstance(out, Active) and out.revision.number == 1
 
 
-# -- the real registry and pools (scheduler/registry.py, manager.py's `new_pool`: no process starts) ---------
+# -- the real registry and pools (scheduler/registry.py and its `new_pool`: no process starts) ---------
 
 
 class Localiser:

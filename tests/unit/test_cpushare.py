@@ -1,8 +1,8 @@
-"""A function's CPU weight (its memory) is split over its cgroups however many it has (scheduler/cpushare.py)."""
+"""A function's CPU weight (its memory) is split over its cgroups however many it has (instances/cpushare.py)."""
 
 from __future__ import annotations
 
-from polyfn.scheduler.cpushare import CpuShares, function_shares
+from polyfn.instances.cpushare import CpuShares, function_shares
 
 
 def test_a_functions_weight_is_split_over_its_cgroups_and_rebalanced() -> None:

@@ -19,10 +19,11 @@ ROOT_USERS = {"polyfn.server", "polyfn.localrun", "polyfn.node", "polyfn.cli.ser
 #: the faces: the HTTP APIs and the console
 FACES = ("polyfn.api", "polyfn.console")
 #: below the faces (they may not import a face, nor the root)
-LOWER = ("polyfn.invoker", "polyfn.call", "polyfn.queue", "polyfn.triggers", "polyfn.scheduler", "polyfn.sandbox",
-         "polyfn.auth", "polyfn.store", "polyfn.observe", "polyfn.gateway", "polyfn.deploy", "polyfn.workflows",
-         "polyfn.model", "polyfn.config", "polyfn.errors", "polyfn.protocol", "polyfn.lifecycle", "polyfn.services",
-         "polyfn.events", "polyfn.headers", "polyfn.jsontext", "polyfn.loops", "polyfn.outcome", "polyfn.streamed_calls")
+LOWER = ("polyfn.invoker", "polyfn.call", "polyfn.queue", "polyfn.triggers", "polyfn.scheduler", "polyfn.instances",
+         "polyfn.sandbox", "polyfn.auth", "polyfn.store", "polyfn.observe", "polyfn.gateway", "polyfn.deploy",
+         "polyfn.workflows", "polyfn.model", "polyfn.config", "polyfn.errors", "polyfn.protocol", "polyfn.lifecycle",
+         "polyfn.services", "polyfn.events", "polyfn.headers", "polyfn.jsontext", "polyfn.loops", "polyfn.outcome",
+         "polyfn.streamed_calls")
 def _modules() -> dict[str, Path]:
     out = {}
     for p in (SRC / "polyfn").rglob("*.py"):

@@ -372,13 +372,13 @@ async def test_otlp_loop_survives_a_failed_export() -> None:
 
 
 async def test_reaper_loop_survives_one_pools_bug() -> None:
-    from polyfn.scheduler.manager import InstanceManager
+    from polyfn.scheduler.ticker import Ticker
 
     class Pool:
         def __init__(self, name: str, bad: bool) -> None:
             self.revision = SimpleNamespace(key=f"{name}@1")
             self.bad, self.reaped = bad, 0
-            self.instances = [object()]  # (live: the tick skips dormant pools, manager.dormant)
+            self.instances = [object()]  # (live: the tick skips dormant pools, ticker.dormant)
 
         def autoscale(self, now: float) -> None:
             pass
@@ -388,11 +388,8 @@ async def test_reaper_loop_survives_one_pools_bug() -> None:
             if self.bad:
                 raise RuntimeError("a pool's bug")
 
-    mgr = InstanceManager.__new__(InstanceManager)  # only what the reaper reads
-    mgr.settings = Settings(autoscale_interval=1)
     bad, good = Pool("bad", True), Pool("good", False)
-    mgr.pools = mgr.awake = {bad, good}  # type: ignore[assignment]
-    task = asyncio.create_task(mgr._reap_loop())
+    task = asyncio.create_task(Ticker(Settings(autoscale_interval=1), {bad, good}).run())  # type: ignore[arg-type]
     try:
         assert await until(lambda: good.reaped >= 2 and bad.reaped >= 2, 5)
     finally:
@@ -442,8 +439,8 @@ async def test_idle_connection_sweep_survives_a_failing_close() -> None:
 
 
 async def test_zygote_reader_survives_a_failing_exit_handler(tmp_path: Path) -> None:
+    from polyfn.instances.zygote import ZygoteClient
     from polyfn.protocol.zygote import Exited
-    from polyfn.scheduler.zygote import ZygoteClient
 
     seen: list[int] = []
 

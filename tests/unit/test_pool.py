@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from polyfn.instances.instance import Instance, State
 from polyfn.model import FunctionSpec, Revision
-from polyfn.scheduler.instance import Instance, State
 from polyfn.scheduler.pool import Pool, StartFailed, Throttled
 
 
@@ -44,7 +44,7 @@ class FakeManager:
 def make_pool(manager: FakeManager, max_queue: int = 100, keepalive: float = 600, **spec) -> Pool:  # type: ignore[no-untyped-def]
     rev = Revision(function="f", number=1, spec=FunctionSpec(name="f", **spec), code_sha256="x", code_dir="/nonexistent")
     pool = Pool(rev, manager, max_queue, keepalive)  # type: ignore[arg-type]
-    pool.ensure_min()  # as InstanceManager.new_pool does
+    pool.ensure_min()  # as FunctionRegistry.new_pool does
     return pool
 
 
@@ -269,10 +269,10 @@ async def test_fixed_policy_is_the_default() -> None:
 
 
 class BudgetManager(FakeManager):
-    """A fake manager with the real memory budget (scheduler/budget.py)."""
+    """A fake manager with the real memory budget (instances/budget.py)."""
 
     def __init__(self, budget: int, share: float = 100.0):
-        from polyfn.scheduler.budget import MemoryBudget
+        from polyfn.instances.budget import MemoryBudget
 
         super().__init__()
         self.pools: set[Pool] = set()
@@ -410,7 +410,7 @@ async def test_min_instances_refused_by_the_budget_are_started_when_room_appears
 async def test_a_start_that_loses_its_process_is_tried_once_more() -> None:
     """A process that vanishes before it is ready (no init error of the function's) is the platform's
     failure: a second start is tried before any caller sees an error; a second loss is reported."""
-    from polyfn.scheduler.instance import InstanceGone
+    from polyfn.instances.instance import InstanceGone
 
     class Flaky(FakeManager):
         def __init__(self, losses: int):

@@ -5,9 +5,10 @@ demand without warm instances, the current revision's pool reused, swept once em
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
+from polyfn.instances.instance import Instance, State
 from polyfn.model import FunctionSpec, Revision
-from polyfn.scheduler.instance import Instance, State
 from polyfn.scheduler.pool import Pool
 from polyfn.scheduler.registry import FunctionRegistry
 
@@ -15,6 +16,7 @@ from polyfn.scheduler.registry import FunctionRegistry
 class FakeManager:
     memory_budget_mb = 1 << 20
     metrics = None
+    settings = SimpleNamespace(max_queue=100, keepalive=30.0, keepalive_policy="fixed", keepalive_time_scale=1.0)
 
     def __init__(self) -> None:
         self.pools: set[Pool] = set()
@@ -24,13 +26,8 @@ class FakeManager:
     def reserve(self, pool: Pool) -> bool:
         return True
 
-    def new_pool(self, revision: Revision, keep_min: bool = True) -> Pool:
-        pool = Pool(revision, self, 100, 30.0)  # type: ignore[arg-type]
-        if not keep_min:
-            pool.min_instances = 0
+    def add_pool(self, pool: Pool) -> None:
         self.pools.add(pool)
-        pool.ensure_min()
-        return pool
 
     def forget_pool(self, pool: Pool) -> None:
         self.pools.discard(pool)

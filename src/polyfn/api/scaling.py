@@ -11,8 +11,8 @@ import msgspec
 from fastapi import Request
 
 from polyfn.api.errors import ApiError
-from polyfn.scheduler.instance import State
-from polyfn.scheduler.procfs import children, smaps
+from polyfn.instances.instance import State
+from polyfn.instances.procfs import children, smaps
 
 if TYPE_CHECKING:
     from polyfn.services import Instances, LiveFunctions

@@ -1,4 +1,4 @@
-"""What an instance starts from: `InstanceSpec`, sent by the server (scheduler/specs.py makes it) through the zygote
+"""What an instance starts from: `InstanceSpec`, sent by the server (instances/specs.py makes it) through the zygote
 to the child (runtimes/python/startup.py applies it), and the environment variables an instance keeps of its
 parent's (`SAFE_ENV`). Both sides import them from here, so the server never imports in-sandbox code for them."""
 

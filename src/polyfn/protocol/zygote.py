@@ -2,8 +2,8 @@
 
 A `SOCK_SEQPACKET` socket; each packet is one msgpack message of at most `PACKET_MAX` bytes. Server → zygote:
 `Spawn` (with the instance's connection attached as an `SCM_RIGHTS` file descriptor). Zygote → server:
-`FromZygote`. Both sides import these types from here: the server (scheduler/zygote.py,
-scheduler/fnzygote.py) and the zygotes (runtimes/python/zygote.py, runtimes/python/fnzygote.py).
+`FromZygote`. Both sides import these types from here: the server (instances/zygote.py,
+instances/fnzygote.py) and the zygotes (runtimes/python/zygote.py, runtimes/python/fnzygote.py).
 """
 
 from __future__ import annotations

@@ -231,7 +231,7 @@ def set_limits(cgroup_dirs: list[str], version: int, memory_mb: int, pids_max: i
 
 def set_cpu_weight(cgroup_dirs: list[str], version: int, cpu_shares: int) -> bool:
     """Only the CPU weight of cgroups the instance is in (v1 `cpu.shares`; v2 `cpu.weight`, derived): the
-    server splits a function's weight over its cgroups this way (scheduler/cpushare.py)."""
+    server splits a function's weight over its cgroups this way (instances/cpushare.py)."""
     if version == 1:
         cpu = next((str(d) for d in cgroup_dirs if _v1_controller(str(d)) == "cpu"), None)
         return cpu is not None and _try(cpu + "/cpu.shares", str(max(2, cpu_shares)))

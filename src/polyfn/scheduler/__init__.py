@@ -1,1 +1,2 @@
-"""Instance lifecycle on the server side: zygote client, instance handles, per-revision pools."""
+"""Scheduling on the server side: which revision each function serves and its pool, the pools (handing out
+instances, scaling, keep-alive, shedding) and their pure decisions. The processes themselves: polyfn.instances."""

@@ -8,9 +8,9 @@ import asyncio
 import time
 from collections import deque
 
+from polyfn.instances.instance import Instance
 from polyfn.model import Revision
 from polyfn.scheduler import shed
-from polyfn.scheduler.instance import Instance
 from polyfn.scheduler.starts import Starter
 
 

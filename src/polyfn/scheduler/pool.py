@@ -14,11 +14,11 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from polyfn.instances.instance import Instance, State
 from polyfn.model import Revision
 from polyfn.scheduler import decisions, shed
 from polyfn.scheduler.autoscaler import AutoscalerConfig, AutoscalerState, Decision, Stats, decide
 from polyfn.scheduler.deadlines import Deadlines
-from polyfn.scheduler.instance import Instance, State
 from polyfn.scheduler.keepalive import IdlePrior, Policy, make_policy
 from polyfn.scheduler.overload import Overload
 from polyfn.scheduler.refusals import PoolClosed, StartFailed, Throttled
@@ -194,7 +194,7 @@ class Pool(Starts, Overload):
 
     # --- scaling ---------------------------------------------------------------------------------------------
 
-    # --- autoscaler and keep-alive (called by the manager's ticker with the monotonic clock) -----------
+    # --- autoscaler and keep-alive (called by the ticker, ticker.py, with the monotonic clock) ---------
 
     def autoscale(self, now: float) -> Decision:
         """One autoscaler tick: sample, decide, pre-start up to the desired count. Scale-down is left to

@@ -5,7 +5,7 @@ old pool drains in the background (its in-flight invocations finish). A delete d
 successor.
 
 Invocations of a published version or an alias (`pinned`) may name a revision that is no longer current.
-Such a revision gets its own pool, made on its first invocation (`manager.new_pool`, keeping no instances
+Such a revision gets its own pool, made on its first invocation (`new_pool`, keeping no instances
 warm whatever the spec's `min_instances`); its instances are closed by the usual keep-alive reaper, and the
 empty pool itself is dropped by a sweep once it has had no instance for a keep-alive period. Deleting the
 function or the version (`remove`, `remove_revision`) drains them at once.
@@ -14,14 +14,17 @@ function or the version (`remove`, `remove_revision`) drains them at once.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
+from polyfn.instances.manager import InstanceManager
 from polyfn.model import Revision
-from polyfn.scheduler.manager import InstanceManager
+from polyfn.scheduler.keepalive import IdlePrior
 from polyfn.scheduler.pool import Pool
+from polyfn.tenancy import namespace_of
 
 log = logging.getLogger("polyfn.registry")
 
@@ -45,13 +48,30 @@ class FunctionRegistry:
         self.pinned_pools: dict[tuple[str, int], Active] = {}  # (function, revision number) → its pool
         self._draining: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.TimerHandle | None = None
+        # the `adaptive` keep-alive policy's starting belief, one per namespace (a tenant's idle times never
+        # shape another's windows)
+        self.idle_priors: dict[str, IdlePrior] = {}
+
+    def new_pool(self, revision: Revision, keep_min: bool = True) -> Pool:
+        """A pool for `revision`, started by the manager (the pool's `Starter`) and handed to it (its ticker and
+        memory budget see it); `keep_min=False` (a pinned, non-current revision) keeps no instances warm."""
+        settings = self.manager.settings
+        prior = self.idle_priors.setdefault(namespace_of(revision.spec.name), IdlePrior())
+        pool = Pool(revision, self.manager, settings.max_queue, settings.keepalive, settings.keepalive_policy, prior,
+                    settings.keepalive_time_scale)
+        if not keep_min:
+            pool.min_instances = 0
+            pool.scaler_config = dataclasses.replace(pool.scaler_config, min_instances=0)
+        self.manager.add_pool(pool)
+        pool.ensure_min()
+        return pool
 
     def get(self, name: str) -> Active | None:
         return self.functions.get(name)
 
     def activate(self, revision: Revision) -> None:
         old = self.functions.get(revision.function)
-        self.functions[revision.function] = Active(revision, self.manager.new_pool(revision))
+        self.functions[revision.function] = Active(revision, self.new_pool(revision))
         if old is not None:
             self._drain(old.pool)
 
@@ -71,7 +91,7 @@ class FunctionRegistry:
         key = (revision.function, revision.number)
         a = self.pinned_pools.get(key)
         if a is None:
-            a = self.pinned_pools[key] = Active(revision, self.manager.new_pool(revision, keep_min=False),
+            a = self.pinned_pools[key] = Active(revision, self.new_pool(revision, keep_min=False),
                                                 time.monotonic())
             log.info("%s: pool for a pinned revision", revision.key)
             self._arm_sweep()

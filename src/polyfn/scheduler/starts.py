@@ -2,7 +2,7 @@
 the node's memory budget), `min_instances` and pre-warms, a start lost before it was ready tried once more, and
 an init error reported to the waiting callers and backed off (1 s → 30 s) so a broken function never spins.
 
-`Starter` is what a pool needs of the instance manager (scheduler/manager.py), and all it uses of it; `Starts`
+`Starter` is what a pool needs of the instance manager (instances/manager.py), and all it uses of it; `Starts`
 is the part of `Pool` that starts instances (a base class of it: it works on the pool's own counts and queue).
 """
 
@@ -15,8 +15,8 @@ from collections import deque
 from collections.abc import Awaitable
 from typing import Any, Protocol
 
+from polyfn.instances.instance import InitFailed, Instance, InstanceGone, State
 from polyfn.model import Revision
-from polyfn.scheduler.instance import InitFailed, Instance, InstanceGone, State
 from polyfn.scheduler.refusals import NoCapacity, StartFailed, Throttled
 
 log = logging.getLogger("polyfn.pool")

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from polyfn.instances.launcher import NODE_DIR
 from polyfn.protocol import HEADER, InitError, Invoke, Ready, Result, encode, from_instance_decoder
-from polyfn.scheduler.launcher import NODE_DIR
 
 needs_node = pytest.mark.skipif(shutil.which("node") is None and os.environ.get("CI") != "true",
                                 reason="Node.js is not installed")

@@ -7,8 +7,8 @@ import subprocess
 
 import msgspec
 
+from polyfn.instances.launcher import NODE_DIR
 from polyfn.protocol import InitError, Invoke, LogLine, Ready, Result, encode, from_instance_decoder
-from polyfn.scheduler.launcher import NODE_DIR
 
 from .nodeharness import needs_node
 

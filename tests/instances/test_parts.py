@@ -1,4 +1,4 @@
-"""The instance manager's parts on their own (no processes): exits routed by pid (scheduler/exits.py), the
+"""The instance manager's parts on their own (no processes): exits routed by pid (instances/exits.py), the
 memory reserved per pool (budget.py), the relay's endpoints (sandbox/relay.py)."""
 
 from __future__ import annotations
@@ -8,12 +8,12 @@ from types import SimpleNamespace
 import pytest
 
 from polyfn.config import Settings
+from polyfn.instances.budget import reserved_by
+from polyfn.instances.cpushare import CpuShares
+from polyfn.instances.exits import Exits
+from polyfn.instances.instance import Instance, State
+from polyfn.instances.sandboxing import NodeSandbox
 from polyfn.sandbox.relay import LOOPBACK, endpoints
-from polyfn.scheduler.budget import reserved_by
-from polyfn.scheduler.cpushare import CpuShares
-from polyfn.scheduler.exits import Exits
-from polyfn.scheduler.instance import Instance, State
-from polyfn.scheduler.sandboxing import NodeSandbox
 
 
 def _exits() -> Exits:

@@ -11,11 +11,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from polyfn.config import Settings
+from polyfn.instances.instance import InitFailed
+from polyfn.instances.sandboxing import NodeSandbox
 from polyfn.model import Revision
 from polyfn.protocol.spec import InstanceSpec
 from polyfn.sandbox.plan import SandboxPlan
-from polyfn.scheduler.instance import InitFailed
-from polyfn.scheduler.sandboxing import NodeSandbox
 from polyfn.tenancy import DEFAULT, local, namespace_of, qualify
 
 SECRETS_DIR = "/run/secrets"

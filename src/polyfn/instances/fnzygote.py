@@ -29,8 +29,8 @@ from typing import Any
 
 import msgspec
 
-from polyfn.scheduler.procfs import children, ns_pid, rss_kb
-from polyfn.scheduler.zygote import ZygoteClient, ZygoteError
+from polyfn.instances.procfs import children, ns_pid, rss_kb
+from polyfn.instances.zygote import ZygoteClient, ZygoteError
 
 log = logging.getLogger("polyfn.fnzygote")
 

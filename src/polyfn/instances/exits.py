@@ -11,11 +11,11 @@ import asyncio
 import os
 import signal
 
+from polyfn.instances.cpushare import CpuShares
+from polyfn.instances.fnzygote import FunctionZygote, FunctionZygotes, oom_kills
+from polyfn.instances.instance import Instance, State
+from polyfn.instances.sandboxing import NodeSandbox
 from polyfn.sandbox.plan import cgroup_dir_for
-from polyfn.scheduler.cpushare import CpuShares
-from polyfn.scheduler.fnzygote import FunctionZygote, FunctionZygotes, oom_kills
-from polyfn.scheduler.instance import Instance, State
-from polyfn.scheduler.sandboxing import NodeSandbox
 
 EXIT_GRACE = 0.1  # seconds between an instance's exit report and closing its connection if EOF has not
 

@@ -6,10 +6,10 @@ import socket
 
 import pytest
 
+from polyfn.instances.exits import ended
+from polyfn.instances.instance import InitFailed, Instance
+from polyfn.instances.manager import InstanceManager
 from polyfn.protocol import InitError, encode
-from polyfn.scheduler.exits import ended
-from polyfn.scheduler.instance import InitFailed, Instance
-from polyfn.scheduler.manager import InstanceManager
 
 
 async def test_exit_reported_before_the_init_error_is_read_keeps_the_init_error() -> None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from polyfn.config import Settings
-from polyfn.scheduler import decisions
-from polyfn.scheduler.instance import State
+from polyfn.instances import decisions
+from polyfn.instances.instance import State
 
 
 def reserved_by(pools: Any) -> int:

@@ -1,5 +1,5 @@
 """The sandbox a node gives its instances (sandbox/ applies it in each child): which layers this host allows
-and configuration leaves on, decided once at start from a probe (`decide`: scheduler/decisions.py's pure
+and configuration leaves on, decided once at start from a probe (`decide`: decisions.py's pure
 `decide_isolation`, the cgroup base, the default network's nftables table), the environment the zygote's and
 launcher's blanks prepare with, and per revision the `SandboxPlan` of its instances: limits, mounts, its own
 root filesystem, uid, network kind and allow-list, seccomp (`plan_for`, built once per revision).
@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from polyfn.config import Settings
+from polyfn.instances import decisions
 from polyfn.model import Revision
 from polyfn.runtimes import dotnet
 from polyfn.runtimes.python.startup import PROVIDED_DIR
@@ -23,7 +24,6 @@ from polyfn.sandbox import probe, rootfs
 from polyfn.sandbox.auditlog import SeccompLog
 from polyfn.sandbox.cgroups import CgroupBase
 from polyfn.sandbox.plan import SandboxPlan
-from polyfn.scheduler import decisions
 
 log = logging.getLogger("polyfn.manager")
 

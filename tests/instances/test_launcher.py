@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from polyfn.instances.launcher import Launcher, api_url
 from polyfn.sandbox.cgroups import CgroupBase
 from polyfn.sandbox.plan import SandboxPlan, cgroup_dir_for
-from polyfn.scheduler.launcher import Launcher, api_url
 
 from .. import needs
 
@@ -93,7 +93,7 @@ def test_a_pre_started_node_blank_found_dead_is_replaced(tmp_path: Path) -> None
     the function gets a process started now, and that one receives the plan and the spec frame."""
     from types import SimpleNamespace
 
-    from polyfn.scheduler.launcher import Blank, _launch_node
+    from polyfn.instances.launcher import Blank, _launch_node
 
     def pair() -> tuple[Blank, socket.socket, socket.socket]:
         ours, theirs = socket.socketpair()

@@ -1,13 +1,12 @@
 """The node's instance manager: owns the zygote and the launcher, starts instances for pools (a clean start, or
-a fork of the revision's function zygote), and runs the pools' ticker (the keep-alive reaper each second, the
-autoscaler every `autoscale_interval`). What an instance gets is decided by its parts: the node's sandbox
-(sandboxing.py), each start's spec (specs.py); process exits go through exits.py, room through budget.py.
+a fork of the revision's function zygote) and keeps the pools the ticker visits (`awake`; the ticker itself is
+scheduler/ticker.py). What an instance gets is decided by its parts: the node's sandbox (sandboxing.py), each
+start's spec (specs.py); process exits go through exits.py, room through budget.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import itertools
 import logging
 import os
@@ -19,51 +18,32 @@ from typing import Any
 import msgspec
 
 from polyfn.config import Settings
-from polyfn.loops import one_item
-from polyfn.model import Revision
+from polyfn.instances import launcher as _launcher
+from polyfn.instances.budget import MemoryBudget
+from polyfn.instances.cpushare import CpuShares
+from polyfn.instances.exits import Exits
+from polyfn.instances.fnzygote import FunctionZygote, FunctionZygotes
+from polyfn.instances.instance import Instance, InstanceGone
+from polyfn.instances.sandboxing import NodeSandbox
+from polyfn.instances.specs import SECRETS_DIR, InstanceSpecs
+from polyfn.instances.zygote import ZygoteClient, ZygoteError
 from polyfn.protocol.spec import InstanceSpec
 from polyfn.sandbox import cgroups
 from polyfn.sandbox.plan import cgroup_dir_for
-from polyfn.scheduler import launcher as _launcher
-from polyfn.scheduler.budget import MemoryBudget
-from polyfn.scheduler.cpushare import CpuShares
-from polyfn.scheduler.exits import Exits
-from polyfn.scheduler.fnzygote import FunctionZygote, FunctionZygotes
-from polyfn.scheduler.instance import Instance, InstanceGone
-from polyfn.scheduler.keepalive import IdlePrior
-from polyfn.scheduler.pool import Pool
-from polyfn.scheduler.sandboxing import NodeSandbox
-from polyfn.scheduler.specs import SECRETS_DIR, InstanceSpecs
-from polyfn.scheduler.zygote import ZygoteClient, ZygoteError
 from polyfn.tenancy import namespace_of, qualify
 
 log = logging.getLogger("polyfn.manager")
 
 
-
-def dormant(pool: Pool) -> bool:
-    """Nothing for the autoscaler or the reaper to do: no instance, none starting, no caller, no minimum, no
-    pre-warm planned or possible, and the autoscaler never ran (a pool never used) or settled at zero. Such a
-    pool's tick would decide 0 and close nothing; skipping it keeps the once-a-second tick proportional to the
-    functions in use, not to those deployed."""
-    if pool.instances or pool.starting or pool.waiters or pool.busy or pool.min_instances or pool.prewarm_at \
-            or pool.draining or pool._shedding:
-        return False
-    if pool.last_end == 0.0:
-        return True
-    d = pool.decision
-    return d is not None and d.valid and d.desired == 0 and pool.policy.window().prewarm == 0
-
 class InstanceManager:
-    """Implements what a pool needs (`Starter`, starts.py): its parts are the sandbox (sandboxing.py), each
-    start's spec (specs.py), process exits (exits.py) and the memory budget (budget.py); it starts instances
-    through the Python zygote, a function zygote or the launcher, and runs the pools' ticker."""
+    """Implements what a pool needs (`Starter`, scheduler/starts.py) structurally: its parts are the sandbox
+    (sandboxing.py), each start's spec (specs.py), process exits (exits.py) and the memory budget (budget.py); it
+    starts instances through the Python zygote, a function zygote or the launcher.
+    Pools are made by the registry (scheduler/registry.py) and handed over (`add_pool`); this package reads them
+    without importing the scheduling side (a `pool` here is a scheduler.pool.Pool)."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        # the `adaptive` keep-alive policy's starting belief, one per namespace (a tenant's idle times never
-        # shape another's windows)
-        self.idle_priors: dict[str, IdlePrior] = {}
         self.sandbox = NodeSandbox(settings)  # the layers this node uses, each revision's plan
         self.fzs: FunctionZygotes | None = FunctionZygotes(self) if settings.function_zygotes else None
         self.cpu = CpuShares(self._write_cpu_weight)  # each function's CPU weight over its cgroups
@@ -73,19 +53,18 @@ class InstanceManager:
         self.zygote = ZygoteClient("python", settings.run_dir / "zygote-python.log", self.exits.on_exit)
         self.launcher = _launcher.Launcher(self.exits.on_exit, settings.node_blanks)  # runtimes without a zygote
         self._ids = itertools.count(1)
-        self.pools: set[Pool] = set()
+        self.pools: set[Any] = set()
         #: the pools the ticker visits: every pool that may not be `dormant` (a superset). A pool joins when it
         #: asks for room to start an instance (`reserve`: every start, pre-warm, minimum and waiting caller goes
         #: through it) and leaves when the ticker finds it dormant; a pool with instances or starts is always in
         #: it, so the memory budget sums and evicts over it too. A node of 10,000 functions, most of them idle,
         #: pays per second and per start for the live ones only.
-        self.awake: set[Pool] = set()
+        self.awake: set[Any] = set()
         self.budget = MemoryBudget(settings, self.awake, self.fzs)
-        self._reaper: asyncio.Task[None] | None = None
         self.metrics: Any = None  # polyfn.observe.metrics.Metrics, set by the node
         #: functions whose callers wait or were refused lately, by name → their pool (scheduler/shed.py): the
         #: HTTP protocol asks the pool before each of their calls (`Pool.admits`) and refuses before any work
-        self.shedding: dict[str, Pool] = {}
+        self.shedding: dict[str, Any] = {}
         #: asked before each start: a refusal (refusals.Throttled) when the function's namespace is at its
         #: instances or memory quota, else None (quotas.py; set by the Node)
         self.quota_room: Callable[[Any], Any] | None = None
@@ -101,7 +80,6 @@ class InstanceManager:
             except OSError as e:
                 log.warning("cannot create %s (%s): secrets as files will not work", SECRETS_DIR, e)
         await self.zygote.start()
-        self._reaper = asyncio.create_task(self._reap_loop())
         if self.metrics is not None:
             self._register_metrics(self.metrics)
 
@@ -124,20 +102,13 @@ class InstanceManager:
         metrics.gauge("polyfn_memory_budget_used_ratio", "Reserved instance memory / the node's memory budget.",
                       (), lambda: {(): self.reserved_mb() / max(1, self.memory_budget_mb)})
 
-    def new_pool(self, revision: Revision, keep_min: bool = True) -> Pool:
-        """A pool for `revision`; `keep_min=False` (a pinned, non-current revision) keeps no instances warm."""
-        prior = self.idle_priors.setdefault(namespace_of(revision.spec.name), IdlePrior())
-        pool = Pool(revision, self, self.settings.max_queue, self.settings.keepalive,
-                    self.settings.keepalive_policy, prior, self.settings.keepalive_time_scale)
-        if not keep_min:
-            pool.min_instances = 0
-            pool.scaler_config = dataclasses.replace(pool.scaler_config, min_instances=0)
+    def add_pool(self, pool: Any) -> None:
+        """A new pool (made by the registry, scheduler/registry.py): the ticker, the memory budget and the
+        shutdown see it from now on."""
         self.pools.add(pool)
         self.awake.add(pool)
-        pool.ensure_min()
-        return pool
 
-    def forget_pool(self, pool: Pool) -> None:
+    def forget_pool(self, pool: Any) -> None:
         self.pools.discard(pool)
         self.awake.discard(pool)
         self.sandbox.forget(pool.revision)
@@ -154,7 +125,7 @@ class InstanceManager:
         """Memory promised to instances (budget.py): each live (ready or starting) instance reserves its `memory`."""
         return self.budget.reserved_mb()
 
-    def reserve(self, pool: Pool) -> bool:
+    def reserve(self, pool: Any) -> bool:
         """Room for one more instance of `pool`: within its namespace's quotas (quotas.py; a refusal is left in
         `pool.refusal`), then in the node's memory budget (budget.py: evicting idle instances if need be)."""
         if pool in self.pools:  # (a forgotten pool's late start does not come back to the ticker)
@@ -170,7 +141,7 @@ class InstanceManager:
         if self.sandbox.cgroups is not None:
             cgroups.set_cpu_weight(self.sandbox.cgroups.dirs_for(pid), self.sandbox.cgroups.version, shares)
 
-    async def start_instance(self, pool: Pool) -> Instance:
+    async def start_instance(self, pool: Any) -> Instance:
         """Fork a new instance for `pool` and wait until it is ready (or raise why it is not)."""
         rev = pool.revision
         spec = rev.spec
@@ -279,7 +250,7 @@ class InstanceManager:
                 dropped += 1
         return dropped
 
-    async def start_function_zygote(self, pool: Pool, registry: FunctionZygotes) -> FunctionZygote:
+    async def start_function_zygote(self, pool: Any, registry: FunctionZygotes) -> FunctionZygote:
         """Ask the runtime zygote for `pool`'s function zygote (an instance with `zygote=True` whose
         connection is a SEQPACKET control channel). Returns it before it is ready."""
         rev = pool.revision
@@ -300,32 +271,8 @@ class InstanceManager:
         self.exits.track(sup)
         return fz
 
-    async def _reap_loop(self) -> None:
-        """Each second: keep-alive reaping; every `autoscale_interval`: one autoscaler decision per pool."""
-        next_scale = 0.0
-        tick = 1.0 / self.settings.keepalive_time_scale  # (a second of the keep-alive policies' clock)
-        while True:
-            await asyncio.sleep(tick)
-            now = time.monotonic()
-            scale = now >= next_scale
-            if scale:
-                next_scale = now + self.settings.autoscale_interval - 0.5
-            for n, pool in enumerate(list(self.awake)):
-                if dormant(pool):  # (it comes back through `reserve`)
-                    self.awake.discard(pool)
-                    continue
-                # one pool's bug must not stop scaling for every other function
-                with one_item(log, "%s: autoscaler/reaper", pool.revision.key):
-                    if scale:
-                        pool.autoscale(now)
-                    pool.reap(now)
-                if n % 256 == 255:
-                    await asyncio.sleep(0)  # many live pools: calls are served between slices of the tick
-
     async def stop(self, timeout: float = 5.0) -> None:
         """Stop every instance, then the zygote; wait (bounded) until the processes are gone."""
-        if self._reaper:
-            self._reaper.cancel()
         for pool in list(self.pools):
             for inst in list(pool.instances):
                 inst.kill("server shutting down")
