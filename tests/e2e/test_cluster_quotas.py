@@ -113,17 +113,16 @@ def test_quotas_hold_across_two_nodes(tmp_path: Path, pg_url: str, jetstream_que
         assert wait_until(lambda: rb.get("/v1/functions/tick").status_code == 200, 20)
         for node in (b, a):
             assert node.http.post("/fn/rated/tick", json={}).status_code == 200
-        for node in (a, b):
-            refused: list[httpx.Response] = []
+        last: dict[int, httpx.Response] = {}
 
-            def shared(node: Server = node, refused: list[httpx.Response] = refused) -> bool:
-                r = node.http.post("/fn/rated/tick", json={})  # (refused: it keeps the node serving the namespace)
+        def shared() -> bool:  # (each refused call keeps its node serving the namespace)
+            for node in (a, b):
+                r = last[node.port] = node.http.post("/fn/rated/tick", json={})
                 assert r.status_code == 429 and r.json()["error"]["quota"] == "invocations_per_second", r.text
-                refused.append(r)
-                return "share: 0.001/s of 2 nodes" in r.json()["error"]["message"]
+            return all("share: 0.001/s of 2 nodes" in r.json()["error"]["message"] for r in last.values())
 
-            assert wait_until(shared, 30, 0.2), refused[-1].text
-            assert int(refused[-1].headers["retry-after"]) > 600, refused[-1].headers
+        assert wait_until(shared, 30, 0.2), [r.text for r in last.values()]
+        assert all(int(r.headers["retry-after"]) > 600 for r in last.values()), [r.headers for r in last.values()]
     finally:
         for node in nodes:
             node.stop()
