@@ -71,6 +71,8 @@ class ClusterUse:
         self._wants: dict[str, float] = {}  # namespace → until when this node asks for the others' idle instances
         self._soon = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._read_at = 0.0  # when `others` was read
+        self._failing = False
 
     def want(self, namespace: str) -> None:
         """A start of `namespace` was refused while another node holds idle instances of it."""
@@ -108,7 +110,7 @@ class ClusterUse:
             others[r.namespace] = (n + r.instances, mem + r.memory_mb, idle + r.idle, active + (r.active > 0))
             if r.wants:
                 wanted.add(r.namespace)
-        self.others = others
+        self.others, self._read_at = others, now
         for ns in wanted:
             if mine.get(ns, NONE)[2]:
                 self.release(ns)
@@ -121,8 +123,17 @@ class ClusterUse:
     async def _tick_logged(self) -> None:
         try:
             await self.tick()
-        except Exception:  # (the next tick tries again; the last view stays, and ages out after `stale`)
-            log.exception("cluster quotas: publishing this node's use")
+        except Exception:  # the next tick tries again; the last view stays until it is `stale`, then this
+            # node holds the quotas by its own use alone (it cannot learn the others' until the database answers)
+            if not self._failing:
+                log.exception("cluster quotas: publishing this node's use (retrying every %g s)", self.interval)
+            self._failing = True
+            if self.clock() - self._read_at > self.stale:
+                self.others = {}
+        else:
+            if self._failing:
+                log.info("cluster quotas: publishing again")
+            self._failing = False
 
     async def _run(self) -> None:
         while True:
