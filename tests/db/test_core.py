@@ -342,11 +342,11 @@ async def test_the_namespace_item_quota_holds_for_concurrent_writers_of_several_
         for d in (db, second):
             d.quotas = lambda ns: Quotas(db_items=10)
         for t in range(4):
-            await make(db, f"q{t}", None)
+            await make(db, f"quota{t}", None)
 
         async def put(i: int) -> bool:
             try:
-                await (db, second)[i % 2].put_item(NS, {"TableName": f"q{i % 4}", "Item": {"pk": S(f"k{i}")}})
+                await (db, second)[i % 2].put_item(NS, {"TableName": f"quota{i % 4}", "Item": {"pk": S(f"k{i}")}})
             except QuotaExceeded:
                 return False
             return True
@@ -354,7 +354,7 @@ async def test_the_namespace_item_quota_holds_for_concurrent_writers_of_several_
         taken = await asyncio.gather(*(put(i) for i in range(40)))
         held = 0
         for t in range(4):
-            held += len((await reads.scan(db, NS, {"TableName": f"q{t}"}))["Items"])
+            held += len((await reads.scan(db, NS, {"TableName": f"quota{t}"}))["Items"])
         assert (sum(taken), held) == (10, 10)
     finally:
         if second is not db:
