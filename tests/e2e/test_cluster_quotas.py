@@ -111,8 +111,11 @@ def test_quotas_hold_across_two_nodes(tmp_path: Path, pg_url: str, jetstream_que
         ra, rb = _client(a, keys["rated"]), _client(b, keys["rated"])
         assert ra.post("/v1/functions", json={"name": "tick", "files": {"handler.py": SLEEPY}}).status_code == 201
         assert wait_until(lambda: rb.get("/v1/functions/tick").status_code == 200, 20)
-        for node in (b, a):
-            assert node.http.post("/fn/rated/tick", json={}).status_code == 200
+        for node in (b, a):  # (404 until the node serves it: refused before the rate's admission)
+            first: list[httpx.Response] = []
+            assert wait_until(lambda n=node, f=first: f.append(n.http.post("/fn/rated/tick", json={})) or
+                              f[-1].status_code != 404, 20)
+            assert first[-1].status_code == 200, first[-1].text
         last: dict[int, httpx.Response] = {}
 
         def shared() -> bool:  # (each refused call keeps its node serving the namespace)
