@@ -253,8 +253,9 @@ class Database:
         """Run a write of items of namespace `ns` (`fn`, in one transaction); when the namespace has a database
         quota, its use is read before and after (`db_use`, kept by triggers) in the same transaction, and a
         write that grows it past the quota is undone: `LimitExceeded` (deletes and shrinking writes always pass).
-        On PostgreSQL a growing write reads the use again under the namespace's advisory lock, so concurrent
-        writers to different tables (through any node of a cluster) cannot all take its last free item."""
+        On PostgreSQL a growing write that leaves less than `_headroom` under the quota reads the use again
+        under the namespace's advisory lock, so concurrent writers to different tables (through any node of a
+        cluster) cannot all take its last free items; farther from the quota they do not queue for it."""
         q = self.quotas(ns) if self.quotas is not None else None
         if q is None or (q.db_items is None and q.db_bytes is None):
             return await self.storage.write(fn, locks, small=small)
@@ -264,10 +265,12 @@ class Database:
             out = fn(c)
             after = namespace_use(c, ns)
             adds = (after[0] - before[0], after[1] - before[1])  # what this write adds (items, bytes)
-            if c.dialect.name == "postgresql" and (adds[0] > 0 or adds[1] > 0):
-                # Concurrent writes to other tables of the namespace (through any node) are not in `after`
-                # until they commit: a growing write takes the namespace's lock, its last step before
-                # committing, and reads again, so each one sees the growth committed before it.
+            if c.dialect.name == "postgresql" and any(
+                    a > 0 and lim is not None and lim - used < _headroom(lim, i)
+                    for i, (a, lim, used) in enumerate(zip(adds, (q.db_items, q.db_bytes), after, strict=True))):
+                # Near the quota: concurrent writes to other tables of the namespace (through any node) are not
+                # in `after` until they commit, so a growing write takes the namespace's lock, its last step
+                # before committing, and reads again: each one sees the growth committed before it.
                 c.execute(sql("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key("db-quota", ns)})
                 after = namespace_use(c, ns)
             for i, (quota, limit) in enumerate((("db_items", q.db_items), ("db_bytes", q.db_bytes))):
@@ -341,3 +344,10 @@ class Database:
                 out["Attributes"] = got
         out.update(capacity(req, t.name, write_units(values.item_size(new))))
         return out
+
+
+def _headroom(limit: int, which: int) -> float:
+    """How close to a database quota (0: items, 1: bytes) growing writes take the namespace's lock on
+    PostgreSQL: the last tenth of the quota, and at least the last 10,000 items or 1 GiB. Farther away an overshoot
+    would need more than that much growth in flight (written, not yet committed) at one instant."""
+    return max(limit / 10, 10_000 if which == 0 else 1 << 30)
