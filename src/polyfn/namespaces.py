@@ -163,6 +163,7 @@ class TenancyOps:
         # `.busy(name)`: how many of its things run, which a delete without force refuses over)
         self.rate: Callable[[str], int] | None = None  # calls admitted this second (quotas.QuotaGuard.rate_used)
         self.held: Callable[[str], Any] | None = None  # bytes and items it holds (namespace_use.NamespaceUse.held)
+        self.cluster: Any = None  # quota_share.ClusterUse on a node of a cluster: the other nodes' instances
 
     async def functions(self, name: str) -> list[Any]:
         return await self.store.list_functions(name)
@@ -191,6 +192,9 @@ class TenancyOps:
         """Use against every quota: `{quota: {"limit", "used"}}` (limit None: unlimited)."""
         q = self.namespaces.quotas(name)
         instances, memory, _busy = self.live(name)
+        if self.cluster is not None:  # (the whole cluster's, as the other nodes last published it)
+            others = self.cluster.others.get(name, (0, 0, 0, 0))
+            instances, memory = instances + others[0], memory + others[1]
         used = {"functions": len(await self.functions(name)), "instances": instances, "memory_mb": memory,
                 "invocations_per_second": self.rate(name) if self.rate is not None else None,
                 "async_backlog": await self.backlog(name)}

@@ -52,6 +52,7 @@ from polyfn.observe.metrics import Metrics
 from polyfn.observe.recorder import ActivationRecorder
 from polyfn.observe.usage import UsageMeter
 from polyfn.queue.dispatcher import AsyncQueue
+from polyfn.quota_share import ClusterUse
 from polyfn.quotas import QuotaGuard
 from polyfn.reach import InstanceReach
 from polyfn.removal import FunctionRemoval
@@ -186,6 +187,9 @@ class Node:
                                  self.tenancy.functions, self.tenancy.backlog, lambda: self.namespaces.rated)
         self.manager.quota_room = self.quotas.room  # instances and memory, before each start
         self.tenancy.rate = self.quotas.rate_used
+        if not s.db_url.startswith("sqlite"):  # a shared database: instances, memory and rate across nodes
+            self.quotas.cluster = self.tenancy.cluster = ClusterUse(
+                self.store, s.node_id, self.quotas.local_use, self.quotas.release)
         # stored bytes, database items, their quotas and metering, workflow transitions (namespace_use.py)
         self.use = NamespaceUse(self.namespaces.quotas, self.recorder.meter, s.storage_sample_s)
         self.use.attach(self.storage)
@@ -266,6 +270,8 @@ class Node:
         life.add("network relay", self.reach.start, self.reach.stop)
         life.add("instances", self.manager.start, self.manager.stop)  # stop: every instance and the zygote
         life.add("pools' ticker", self.ticker.start, self.ticker.stop)
+        if self.quotas.cluster is not None:  # (this node's use, published; the others', read: quota_share.py)
+            life.add("cluster quotas", self.quotas.cluster.start, self.quotas.cluster.stop)
         life.add("functions", self._activate_functions, self._drain)  # stop: no new calls, in-flight finish
         life.add("async queue", self.queue.start, lambda: self.queue.stop(s.drain_timeout))
         life.add("object store port", lambda: self.storage.serve(self.queue.enqueue), self.storage.stop_accepting)

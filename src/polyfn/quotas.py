@@ -9,6 +9,10 @@ limit and the namespace's current use (and `Retry-After` where waiting helps). W
   memory quota waits on its own instances and never takes the node's memory from another's cold starts;
 * `invocations_per_second`: each call's admission (`admit`, the invoker's), a token bucket per namespace;
 * `async_backlog`: each async call accepted (`admit_async`).
+
+In a cluster (`cluster`: quota_share.ClusterUse) the instances and memory the other nodes use are added before
+each start, and the rate is shared out among the nodes serving the namespace's calls (quota_share.py says how
+exact that is).
 """
 
 from __future__ import annotations
@@ -20,18 +24,21 @@ from typing import Any
 from polyfn.deploy.errors import DeployError
 from polyfn.instances.instance import State
 from polyfn.queue.dispatcher import Rejected
+from polyfn.quota_share import NONE, Use
 from polyfn.scheduler.pool import Throttled
 from polyfn.tenancy import SEP, namespace_of, owns
 
 QUOTA = "quota"  # the shed reason of a call refused by a namespace quota (metrics)
+ACTIVE_S = 5.0  # a node serves a namespace's calls (shares its rate quota) this long after its last attempt
 
 
 class QuotaExceeded(Throttled):
     status = 429
     code = "quota_exceeded"
 
-    def __init__(self, namespace: str, quota: str, limit: float, used: float, retry_after: int = 1):
-        super().__init__(f"namespace {namespace!r} is at its {quota} quota: {used:g} used of {limit:g}"
+    def __init__(self, namespace: str, quota: str, limit: float, used: float, retry_after: int = 1,
+                 note: str = ""):
+        super().__init__(f"namespace {namespace!r} is at its {quota} quota: {used:g} used of {limit:g}" + note
                          + (", retry later" if retry_after else ""), retry_after, QUOTA)
         self.extra = {"namespace": namespace, "quota": quota, "limit": limit, "used": used}
 
@@ -52,6 +59,7 @@ class QuotaGuard:
         self.backlog = backlog
         self.clock = clock
         self._rate: dict[str, list[float]] = {}  # namespace → [second, calls admitted in it]
+        self.cluster: Any = None  # quota_share.ClusterUse on a node of a cluster (set by the Node)
 
     def admit(self, function: str) -> QuotaExceeded | None:
         """A call of `function`: within its namespace's invocations per second?"""
@@ -65,12 +73,17 @@ class QuotaGuard:
         if rate is None:
             return None
         now = self.clock()
-        seen = self._rate.setdefault(ns, [int(now), 0])
-        if seen[0] != int(now):
-            seen[0], seen[1] = int(now), 0
-        wait = self.limiter.check("ns:" + ns, rate, max(1.0, rate), now) if rate > 0 else 1
+        seen = self._rate.get(ns)
+        if seen is None or seen[0] != int(now):
+            if self.cluster is not None and (seen is None or now - seen[0] > ACTIVE_S):
+                self.cluster.poke()  # (this node starts serving the namespace: the others take note soon)
+            seen = self._rate[ns] = [int(now), 0]
+        share, note = rate, ""
+        if self.cluster is not None and (nodes := self.cluster.serving(ns)) > 1:  # this node's part of it
+            share, note = rate / nodes, f" in the cluster (this node's share: {rate / nodes:g}/s of {nodes} nodes)"
+        wait = self.limiter.check("ns:" + ns, share, max(1.0, share), now) if rate > 0 else 1
         if wait:
-            return QuotaExceeded(ns, "invocations_per_second", rate, seen[1], max(1, int(wait + 0.999)))
+            return QuotaExceeded(ns, "invocations_per_second", rate, seen[1], max(1, int(wait + 0.999)), note)
         seen[1] += 1
         return None
 
@@ -88,11 +101,12 @@ class QuotaGuard:
             return None
         need = pool.revision.spec.memory
         mine = [p for p in self.pools() if owns(ns, p.revision.function)]
+        others = self.cluster.others.get(ns, NONE) if self.cluster is not None else NONE
 
         def use() -> tuple[int, int]:
-            n = mem = 0
+            n, mem = others[0], others[1]  # (the other nodes of a cluster: as they last published it)
             for p in mine:
-                live = p.starting + sum(1 for i in p.instances if i.state is State.READY)
+                live = _live(p)
                 n += live
                 mem += live * p.revision.spec.memory
             return n, mem
@@ -103,18 +117,54 @@ class QuotaGuard:
 
         n, mem = use()
         if over(n, mem):
-            idle = sorted(((i.last_used, i, p) for p in mine if p is not pool
-                           for i in p.idle if i.inflight == 0 and i.state is State.READY), key=lambda t: t[0])
+            idle = sorted(((i.last_used, i, p) for p in mine if p is not pool for i in _idle(p)),
+                          key=lambda t: t[0])
             for _, inst, p in idle:
                 p.evict_one(inst)
                 n, mem = use()
                 if not over(n, mem):
                     break
+        refused = None
         if q.instances is not None and n + 1 > q.instances:
-            return QuotaExceeded(ns, "instances", q.instances, n)
-        if q.memory_mb is not None and mem + need > q.memory_mb:
-            return QuotaExceeded(ns, "memory_mb", q.memory_mb, mem)
-        return None
+            refused = QuotaExceeded(ns, "instances", q.instances, n)
+        elif q.memory_mb is not None and mem + need > q.memory_mb:
+            refused = QuotaExceeded(ns, "memory_mb", q.memory_mb, mem)
+        if self.cluster is not None:
+            if refused is None:
+                self.cluster.poke()  # (the others learn of this start soon)
+            elif others[2]:
+                self.cluster.want(ns)  # other nodes hold idle instances of it: ask them to let go
+        return refused
+
+    def local_use(self) -> dict[str, Use]:
+        """This node's `{namespace: (live instances, their memory in MB, idle instances, serving its calls: 1
+        or 0)}` for the namespaces with an instances, memory or rate quota: what it publishes to the other nodes
+        of a cluster (quota_share.py)."""
+        out: dict[str, Use] = {}
+        for p in self.pools():
+            live = _live(p)
+            if live:
+                ns = namespace_of(p.revision.function)
+                q = self.quotas(ns)
+                if q.instances is None and q.memory_mb is None:
+                    continue  # (only what a quota checks is published)
+                n, mem, idle, _ = out.get(ns, NONE)
+                out[ns] = (n + live, mem + live * p.revision.spec.memory, idle + len(_idle(p)), 0)
+        now = self.clock()
+        for ns, seen in list(self._rate.items()):
+            if now - seen[0] <= ACTIVE_S:
+                out[ns] = (*out.get(ns, NONE)[:3], 1)
+            else:
+                del self._rate[ns]  # (its next call counts as starting to serve it again)
+        return out
+
+    def release(self, ns: str) -> None:
+        """Evict this node's idle instances of namespace `ns` (another node of the cluster was refused a start
+        of it)."""
+        for p in self.pools():
+            if owns(ns, p.revision.function):
+                for inst in _idle(p):
+                    p.evict_one(inst)
 
     async def check_create(self, function: str) -> None:
         """A deploy that makes `function` (a held name): within its namespace's functions quota? Raises."""
@@ -137,3 +187,12 @@ class QuotaGuard:
         if have + 1 > limit:
             e = QuotaExceeded(ns, "async_backlog", limit, have, retry_after=5)
             raise Rejected(429, e.code, str(e), {"retry-after": "5"}, e.extra)
+
+
+def _live(pool: Any) -> int:
+    """A pool's live instances: starting or ready (idle or busy)."""
+    return int(pool.starting + sum(1 for i in pool.instances if i.state is State.READY))
+
+
+def _idle(pool: Any) -> list[Any]:
+    return [i for i in pool.idle if i.inflight == 0 and i.state is State.READY]

@@ -72,3 +72,15 @@ def test_a_flood_of_new_names_does_not_reset_a_drained_bucket() -> None:
         assert len(lim.buckets) <= 100
     assert lim.check("victim", 0.01, 1, 2.0) > 0  # still drained
     assert lim.check("junk999", 1.0, 1, 2.0) > 0 or "junk999" in lim.buckets  # recent names are kept
+
+
+def test_a_changed_rate_keeps_what_the_bucket_had_saved() -> None:
+    """A namespace's share of its rate changes as nodes of a cluster start or stop serving it (quota_share.py):
+    that must not hand out a full bucket each time."""
+    lim = Limiter()
+    assert lim.check("ns:team", 0.02, 1, 0.0) == 0
+    assert lim.check("ns:team", 0.02, 1, 0.0) == 50  # drained at 0.02/s
+    assert lim.check("ns:team", 0.01, 1, 0.0) == 100  # half the rate: still drained, twice the wait
+    assert lim.check("ns:team", 0.02, 1, 10.0) == 45  # back: the 0.1 token saved meanwhile is kept
+    assert lim.check("ns:team", 1.0, 5, 100.0) == 0  # a larger burst is not filled: 0.1 + 90 s × 0.02 = 1.9
+    assert lim.check("ns:team", 1.0, 5, 100.0) > 0

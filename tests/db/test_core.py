@@ -327,3 +327,35 @@ async def test_small_writes_and_a_tables_deletion_interleave(db: Database, monke
     got = await reads.scan(db, NS, {"TableName": "keep"})
     assert sorted(x["pk"]["S"] for x in got["Items"]) == sorted(f"k{i}" for i in range(60))
     assert (await reads.scan(db, NS, {"TableName": "gone"}))["Count"] == 0
+
+
+async def test_the_namespace_item_quota_holds_for_concurrent_writers_of_several_tables(db: Database,
+                                                                                         db_url: str) -> None:
+    """40 puts at once into four tables of a namespace with `db_items=10`, through two database cores on
+    PostgreSQL (two nodes of a cluster): exactly 10 are taken. Writers of different tables do not queue on one
+    table's counter row, so on PostgreSQL each growing write re-reads the use under the namespace's lock."""
+    from polyfn.db.errors import QuotaExceeded
+    from polyfn.tenancy import Quotas
+
+    second = await Database.open(db_url) if db_url.startswith("postgresql") else db  # (its tables' URL is the store's)
+    try:
+        for d in (db, second):
+            d.quotas = lambda ns: Quotas(db_items=10)
+        for t in range(4):
+            await make(db, f"quota{t}", None)
+
+        async def put(i: int) -> bool:
+            try:
+                await (db, second)[i % 2].put_item(NS, {"TableName": f"quota{i % 4}", "Item": {"pk": S(f"k{i}")}})
+            except QuotaExceeded:
+                return False
+            return True
+
+        taken = await asyncio.gather(*(put(i) for i in range(40)))
+        held = 0
+        for t in range(4):
+            held += len((await reads.scan(db, NS, {"TableName": f"quota{t}"}))["Items"])
+        assert (sum(taken), held) == (10, 10)
+    finally:
+        if second is not db:
+            await second.close()

@@ -44,7 +44,10 @@ class Limiter:
         if b is None or b.rate != rate or b.burst != max(1.0, burst):
             if b is None and len(self.buckets) >= self.max_buckets:
                 self._prune(now)
-            b = self.buckets[name] = TokenBucket(rate, burst, now)
+            old, b = b, TokenBucket(rate, burst, now)
+            if old is not None:  # a changed rate keeps what was saved up (at most the new burst): no free refill
+                b.tokens = min(b.burst, old.tokens + max(0.0, now - old.stamp) * old.rate)
+            self.buckets[name] = b
         wait = b.take(now)
         return 0 if wait == 0 else max(1, math.ceil(wait))
 

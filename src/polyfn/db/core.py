@@ -15,13 +15,14 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from sqlalchemy import delete, select, update
+from sqlalchemy import text as sql
 from sqlalchemy.engine import Connection
 
 from polyfn.db import evaluate, rows, schema, values, writes
 from polyfn.db.errors import InUse, Invalid, NoSuchTable, QuotaExceeded
 from polyfn.db.expr import Names
 from polyfn.db.schema import TableDef
-from polyfn.db.storage import Storage, db_index_rows, db_items, db_tables, namespace_use
+from polyfn.db.storage import Storage, db_index_rows, db_items, db_tables, lock_key, namespace_use
 
 T = TypeVar("T")
 CATALOG_TTL = 2.0  # seconds a cached definition is trusted when other nodes share the database
@@ -251,7 +252,10 @@ class Database:
     async def write_items(self, ns: str, fn: Callable[[Connection], T], locks: list[int], small: bool = False) -> T:
         """Run a write of items of namespace `ns` (`fn`, in one transaction); when the namespace has a database
         quota, its use is read before and after (`db_use`, kept by triggers) in the same transaction, and a
-        write that grows it past the quota is undone: `LimitExceeded` (deletes and shrinking writes always pass)."""
+        write that grows it past the quota is undone: `LimitExceeded` (deletes and shrinking writes always pass).
+        On PostgreSQL a growing write that leaves less than `_headroom` under the quota reads the use again
+        under the namespace's advisory lock, so concurrent writers to different tables (through any node of a
+        cluster) cannot all take its last free items; farther from the quota they do not queue for it."""
         q = self.quotas(ns) if self.quotas is not None else None
         if q is None or (q.db_items is None and q.db_bytes is None):
             return await self.storage.write(fn, locks, small=small)
@@ -260,9 +264,18 @@ class Database:
             before = namespace_use(c, ns)
             out = fn(c)
             after = namespace_use(c, ns)
+            adds = (after[0] - before[0], after[1] - before[1])  # what this write adds (items, bytes)
+            if c.dialect.name == "postgresql" and any(
+                    a > 0 and lim is not None and lim - used < _headroom(lim, i)
+                    for i, (a, lim, used) in enumerate(zip(adds, (q.db_items, q.db_bytes), after, strict=True))):
+                # Near the quota: concurrent writes to other tables of the namespace (through any node) are not
+                # in `after` until they commit, so a growing write takes the namespace's lock, its last step
+                # before committing, and reads again: each one sees the growth committed before it.
+                c.execute(sql("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key("db-quota", ns)})
+                after = namespace_use(c, ns)
             for i, (quota, limit) in enumerate((("db_items", q.db_items), ("db_bytes", q.db_bytes))):
-                if limit is not None and after[i] > limit and after[i] > before[i]:
-                    raise QuotaExceeded(ns, quota, limit, before[i], after[i] - before[i])
+                if limit is not None and adds[i] > 0 and after[i] > limit:
+                    raise QuotaExceeded(ns, quota, limit, after[i] - adds[i], adds[i])
             return out
 
         return await self.storage.write(guarded, locks, small=small)
@@ -331,3 +344,10 @@ class Database:
                 out["Attributes"] = got
         out.update(capacity(req, t.name, write_units(values.item_size(new))))
         return out
+
+
+def _headroom(limit: int, which: int) -> float:
+    """How close to a database quota (0: items, 1: bytes) growing writes take the namespace's lock on
+    PostgreSQL: the last tenth of the quota, and at least the last 10,000 items or 1 GiB. Farther away an overshoot
+    would need more than that much growth in flight (written, not yet committed) at one instant."""
+    return max(limit / 10, 10_000 if which == 0 else 1 << 30)

@@ -281,3 +281,16 @@ namespaces = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
+
+quota_use = Table(  # migration 0018_ns6: each cluster node's live instances per namespace (quota_share.py)
+    "quota_use",
+    metadata,
+    Column("node", String, primary_key=True),
+    Column("namespace", String, primary_key=True),
+    Column("instances", Integer, nullable=False, server_default="0"),
+    Column("memory_mb", Integer, nullable=False, server_default="0"),
+    Column("idle", Integer, nullable=False, server_default="0"),
+    Column("active", Integer, nullable=False, server_default="0"),  # 1: it served calls of the namespace lately
+    Column("wants", Integer, nullable=False, server_default="0"),  # 1: refused a start, asks others to free idle ones
+    Column("updated_at", Float, nullable=False),
+)
