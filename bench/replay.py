@@ -17,8 +17,9 @@ minutes for `fixed` and `adaptive` (δ + ε = 0.5), tenths of a minute for `hybr
 decision and the simulated one fall the same way. Live cold starts are counted from `x-polyfn-cold`.
 
 The simulation steps through the minutes with all functions at once, because the `adaptive` functions share
-their namespace's prior (`IdlePrior`), which they feed as they run: a window is fixed right after each busy
-minute's idle time is seen, as the live pool's reaper does on its next tick. (Live, a tick can fall between two
+their namespace's prior (`IdlePrior`), which they feed as they run: every started function's window is asked each
+minute, as the live reaper asks it each tick, so a window is fixed right after each busy minute's idle time is
+seen, and a function with no idle time of its own yet fixes its prior-only window as soon as the prior has one. (Live, a tick can fall between two
 functions' first calls of the same minute, so `adaptive` may differ from the simulation by a window computed on
 a prior one idle time short; `fixed` and `hybrid` have no such race.)
 
@@ -90,8 +91,10 @@ def simulate(fns: list[list[int]], policy: str) -> list[int]:
                 cold[i] += 1
             policies[i].observe_idle(gap * 60.0)
         for i in busy:
-            policies[i].window()  # (fixed now, as the live reaper's next tick fixes it)
             last[i] = minute
+        for i in range(len(fns)):  # the live reaper asks every started function's window each tick: a function
+            if last[i] is not None:  # with no idle time yet fixes its prior-only window when the prior first has one
+                policies[i].window()
     return cold
 
 
