@@ -9,8 +9,8 @@ request an `FnCycle` at its headers, collects its body, and at its end runs the 
 activation records, logs and metrics) in a task, then writes status line, headers, `content-length` and body in
 one write, as `gateway/respond.py` does under uvicorn (the same checks, the same bytes).
 
-What it does not take goes through ASGI as before: a URL with `%`, `#` or non-ASCII bytes, a body without a
-`content-length` (chunked) or over the payload limit, `Expect: 100-continue`, an upgrade, a request behind
+What it does not take goes through ASGI as before: a path with `%`, a URL with `#` or non-ASCII bytes, a body
+without a `content-length` (chunked) or over the payload limit, `Expect: 100-continue`, an upgrade, a request behind
 another whose answer is pending (uvicorn's pipeline keeps the order), a server with a root path or a
 concurrency limit. And an answer it cannot write as one buffer — a streamed response, a framing or `connection`
 header, a header uvicorn would refuse, a status without a line, a connection without keep-alive or whose writes
@@ -67,7 +67,7 @@ def take(proto: Any) -> FnCycle | None:
     url = proto.url
     cycle = proto.cycle
     if (proto.expect_100_continue or proto.pipeline or (cycle is not None and not cycle.response_complete)
-            or b"%" in url or b"#" in url or not url.isascii() or proto.root_path
+            or b"#" in url or not url.isascii() or proto.root_path
             or proto.limit_concurrency is not None):
         return None
     parser = proto.parser
@@ -81,6 +81,8 @@ def take(proto: Any) -> FnCycle | None:
         elif k == b"transfer-encoding":
             return None
     path, _, query = url.partition(b"?")
+    if b"%" in path:  # (uvicorn unquotes the path)
+        return None
     version = parser.get_http_version()
     return FnCycle(parser.get_method().decode("ascii"), path.decode("ascii"), query, proto.headers, version,
                    version != "1.0" and parser.should_keep_alive())
