@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable
 from typing import Any, NamedTuple
 
 from starlette.responses import Response
@@ -46,6 +47,16 @@ class Request(NamedTuple):
     callback: str | None
     active: Any
     spec: Any
+
+
+async def _given(out: Outcome) -> Outcome:
+    return out
+
+
+async def _with_cors(coro: Awaitable[Outcome], rules: Any, headers: list[tuple[str, str]]) -> Outcome:
+    out = await coro
+    out.headers.extend(cors.response_headers(rules, headers))
+    return out
 
 
 class Gateway:
@@ -124,24 +135,26 @@ class Gateway:
             return self._guard(spec, req.name, method, query, req.headers)
         return None
 
-    async def answer(self, req: Request, method: str, query: bytes, body: bytes | None) -> Outcome:
-        """The call's outcome for its whole body (None: past the limit → 413), with the function's CORS headers."""
+    def answer(self, req: Request, method: str, query: bytes, body: bytes | None) -> Awaitable[Outcome]:
+        """The call's outcome for its whole body (None: past the limit → 413), with the function's CORS headers.
+        (Not a coroutine itself: a plain call hands back the invoker's, one coroutine level fewer to resume at each
+        of the call's waits.)"""
         name = req.name
         if body is None:  # (the rest is not read: the connection closes after the answer)
-            out = platform_error(413, "payload_too_large", f"the payload exceeds {self.max_payload} bytes",
-                                 headers=_CLOSE)
+            coro: Awaitable[Outcome] = _given(platform_error(
+                413, "payload_too_large", f"the payload exceeds {self.max_payload} bytes", headers=_CLOSE))
         elif not name:
-            out = platform_error(404, "function_not_found", "no function name in the path: use /fn/NAME")
+            coro = _given(platform_error(404, "function_not_found", "no function name in the path: use /fn/NAME"))
         else:
             call = Call(name, "http", "http", method, req.fn_path, query.decode("latin-1"), req.headers, body,
                         req.content_type, req.trace[0], req.trace[1], active=req.active, stream=True)
             if req.is_async and self.queue is not None:
-                out = await self._enqueue(call, req.callback)
+                coro = self._enqueue(call, req.callback)
             else:
-                out = await self.invoker.call(call)
+                coro = self.invoker.call(call)
         if req.spec is not None and req.spec.cors is not None:
-            out.headers.extend(cors.response_headers(req.spec.cors, req.headers))
-        return out
+            return _with_cors(coro, req.spec.cors, req.headers)
+        return coro
 
     def _guard(self, spec: Any, name: str, method: str, query: bytes,
                headers: list[tuple[str, str]]) -> Outcome | None:
