@@ -37,7 +37,7 @@ class Stream:
 
 
 class Invoker:
-    max_payload = 1000
+    max_payload = 300_000
 
     def __init__(self) -> None:
         spec = SimpleNamespace(cors=None, auth=None)
@@ -123,6 +123,7 @@ DIRECT = {  # answered without ASGI
     "sub-path and query": get("/fn/hi/a/b?x=1&y=%20"),
     "headers": get("/fn/hi", "X-One: 1\r\nX-Polyfn-Revision: 3\r\nX-Polyfn-Async: false\r\ntraceparent: junk\r\n"),
     "post": post("/fn/hi", b"payload"),
+    "body in many reads": post("/fn/hi", bytes(range(256)) * 1000),
     "head": get("/fn/hi", method="HEAD"),
     "no name": get("/fn/"),
     "unknown function": get("/fn/nope/x"),
@@ -138,7 +139,7 @@ DIRECT = {  # answered without ASGI
 ASGI = {  # left to the ASGI path
     "percent in path": get("/fn/hi/a%20b"),
     "chunked body": b"POST /fn/hi HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
-    "over the limit": post("/fn/hi", b"x" * 1001),
+    "over the limit": post("/fn/hi", b"x" * 300_001),
     "expect 100-continue": post("/fn/hi", b"abc", "Expect: 100-continue\r\n"),
 }
 

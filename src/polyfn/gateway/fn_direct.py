@@ -51,7 +51,7 @@ class FnCycle:
         self.headers = headers
         self.http_version = http_version
         self.keep_alive = keep_alive
-        self.body = b""
+        self.body: bytes | bytearray = b""
         self.response_complete = False
         self.disconnected = False
 
@@ -88,6 +88,17 @@ def take(proto: Any) -> FnCycle | None:
                    version != "1.0" and parser.should_keep_alive())
 
 
+def body(cycle: FnCycle, data: bytes) -> None:
+    """A piece of the request's body (all of it is within the payload limit: its content-length was)."""
+    held = cycle.body
+    if not held:  # (most bodies come in one piece: kept as it is, no copy)
+        cycle.body = data
+    elif type(held) is bytes:
+        cycle.body = bytearray(held) + data
+    else:
+        held += data
+
+
 def complete(proto: Any, cycle: FnCycle) -> None:
     """The request's body is all in: answer it in a task (counted in the server's tasks, so a graceful shutdown
     waits for it)."""
@@ -102,7 +113,8 @@ async def _run(proto: Any, cycle: FnCycle) -> None:
         req = gateway.request(cycle.path, cycle.headers)
         out = gateway.early(req, cycle.method, cycle.query)
         if out is None:
-            out = await gateway.answer(req, cycle.method, cycle.query, cycle.body)
+            body = cycle.body
+            out = await gateway.answer(req, cycle.method, cycle.query, body if type(body) is bytes else bytes(body))
     except BaseException as exc:  # (as uvicorn's run_asgi)
         proto.logger.error("Exception in ASGI application\n", exc_info=exc)
         cycle.response_complete = True

@@ -459,7 +459,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     def on_body(self, body: bytes) -> None:
         cycle = self.cycle
         if type(cycle) is _fn_direct.FnCycle:
-            cycle.body += body  # (bounded: its content-length is within the payload limit)
+            _fn_direct.body(cycle, body)
             return
         if cycle is _HELD:  # a refused call's body: read and dropped
             return
