@@ -172,3 +172,27 @@ async def test_answers_keep_the_connection_and_later_requests_go_direct(both: tu
         assert await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 5) == b"3\r\none\r\n3\r\ntwo\r\n0\r\n\r\n"
     assert direct.asgi == ["/fn/stream"] * 3  # (each pipelined behind the POST's answer)
     writer.close()
+
+
+async def test_a_client_that_leaves_mid_call_is_not_answered_and_the_server_goes_on(both: tuple[Served, Served]) -> None:
+    direct, _ = both
+    _, writer = await asyncio.open_connection("127.0.0.1", direct.port)
+    writer.write(get("/fn/slow"))
+    await writer.drain()
+    await asyncio.sleep(0.05)
+    writer.close()  # (the call runs on: its answer goes nowhere)
+    await asyncio.sleep(0.3)
+    assert direct.invoker.calls == [("GET", "/", "", b"")]
+    got, closed = await exchange(direct.port, get("/fn/hi"))
+    assert got.startswith(b"HTTP/1.1 201 ") and not closed
+
+
+async def test_a_body_that_stops_coming_is_408_and_nothing_runs() -> None:
+    served = Served(True)
+    served.proto = CoalescingHttpToolsProtocol.with_limits(HttpLimits(body_timeout=0.2, body_min_rate=1e9),
+                                                           fn_gateway=served.gateway)
+    async with uvicorn_on_free_port(served.app, http=served.proto, log_level="error", server_header=False,
+                                    date_header=False, interface="asgi3", proxy_headers=False) as port:
+        got, closed = await exchange(port, post("/fn/hi", b"x" * 100)[:-50], quiet=3)
+    assert got.startswith(b"HTTP/1.1 408 ") and closed
+    assert served.invoker.calls == [] and served.asgi == []
