@@ -17,11 +17,16 @@ resource that bounds req/s, so that a run in which the probe was starved more th
     .venv/bin/python bench/ceiling.py                 # 3 rounds of 5 s (~1 min)
     .venv/bin/python bench/ceiling.py --quick         # 1 round of 3 s
     .venv/bin/python bench/ceiling.py --env POLYFN_METRICS=false   # a setting for the polyfn server
+    .venv/bin/python bench/ceiling.py --base /tmp/base/src         # and another source tree's polyfn beside it
+
+`--base SRC` adds a fourth target, polyfn run from another source tree (put first on PYTHONPATH, as
+bench/ab_hotpath.py does), measured in the same rotation: a change's effect on the ratio, in one run.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
@@ -93,6 +98,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="one round of 3 s runs")
     ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                     help="a setting for the polyfn server (repeatable)")
+    ap.add_argument("--base", metavar="SRC", help="also measure polyfn from this source tree (e.g. main's src)")
     args = ap.parse_args()
     if args.quick:
         args.rounds, args.duration = 1, 3
@@ -101,26 +107,34 @@ def main() -> None:
     procs: list[subprocess.Popen[bytes]] = []
     env = dict(s.split("=", 1) for s in args.env)
     try:
-        with PolyfnServer(env=env) as server:
+        with PolyfnServer(env=env) as server, contextlib.ExitStack() as stack:
             assert server.proc is not None
             server.deploy("hi", {"handler.py": HELLO_NATIVE})
+            base = None
+            if args.base:
+                base = stack.enter_context(PolyfnServer(env={**env, "PYTHONPATH": str(Path(args.base).resolve())}))
+                assert base.proc is not None
+                base.deploy("hi", {"handler.py": HELLO_NATIVE})
             gw, gw_port = probe("gateway")
             hello, hello_port = probe("hello")
             procs += [gw, hello]
             targets = [Target("polyfn /fn/hi", server.url("/fn/hi"), server.proc.pid),
                        Target("gateway probe", f"http://127.0.0.1:{gw_port}/fn/hi", gw.pid),
                        Target("hello probe", f"http://127.0.0.1:{hello_port}/", hello.pid)]
+            if base is not None:
+                targets.append(Target("polyfn base", base.url("/fn/hi"), base.proc.pid))
             busy = []
+            n = len(targets)
             for i in range(args.rounds):
                 busy.append(machine_busy(0.3))
-                for t in targets[i % 3:] + targets[:i % 3]:
+                for t in targets[i % n:] + targets[:i % n]:
                     measure(t, args.connections, args.duration)
             isolation = server.isolation
     finally:
         for p in procs:
             stop_process(p)
 
-    ours, gw_t, hello_t = targets
+    ours, gw_t, hello_t = targets[:3]
     print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; machine busy before each round: "
           f"{', '.join(f'{b:.0%}' for b in busy)} (other sessions' work: req/s is noisy, CPU/req much less)")
     print(f"polyfn: isolation {isolation}; settings {env or 'defaults'}; median of {args.rounds} round(s) of "
@@ -139,6 +153,11 @@ def main() -> None:
     loop_ratio = gw_t.median_loop_us() / ours.median_loop_us()
     print(f"\npolyfn ÷ hello probe: {ours.median()[0].rps / hello_t.median()[0].rps:.0%} of req/s")
     print(f"polyfn ÷ gateway probe, event-loop CPU per request (probe µs / polyfn µs): {loop_ratio:.0%}")
+    if len(targets) > 3:
+        b = targets[3]
+        print(f"polyfn ÷ polyfn base ({args.base}): req/s {ours.median()[0].rps / b.median()[0].rps:.2f}, event-loop "
+              f"µs/req {ours.median_loop_us() / b.median_loop_us():.2f}; base ÷ gateway probe: req/s "
+              f"{b.median()[0].rps / gw_t.median()[0].rps:.0%}, loop CPU {gw_t.median_loop_us() / b.median_loop_us():.0%}")
     # The verdict needs both: req/s is the target's own measure, but on a busy machine one server can be starved
     # more than another in its turn; the event loop's CPU per request (which bounds req/s) moves far less.
     met = r >= TARGET and loop_ratio >= TARGET

@@ -71,8 +71,9 @@ def _http_protocol(settings: Settings, node: Node) -> Any:
 
     limits = HttpLimits.from_settings(settings)
     h2c = H2cGate(node.invoker, node.keys, limits.header_timeout, settings.max_payload)
-    # the DynamoDB API answered straight from the protocol (gateway/direct.py)
-    return CoalescingHttpToolsProtocol.with_limits(limits, node.manager.shedding, on_shed, h2c, direct=node.db.direct)
+    # the DynamoDB API and `/fn/` calls answered straight from the protocol (gateway/direct.py, gateway/fn_direct.py)
+    return CoalescingHttpToolsProtocol.with_limits(limits, node.manager.shedding, on_shed, h2c, direct=node.db.direct,
+                                                   fn_gateway=node.front.gateway)
 
 
 def _ws_protocol() -> Any:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, NamedTuple
 
 from starlette.responses import Response
 
@@ -33,6 +34,31 @@ def route(path: str) -> tuple[str, str]:
     return name, "/" + sub if slash else "/"
 
 
+class Request(NamedTuple):
+    """A `/fn/` request as the gateway reads it (`Gateway.request`)."""
+
+    name: str  # the function ("" when the path has none)
+    fn_path: str  # the path the function sees
+    headers: list[tuple[str, str]]  # as passed on (the node's own `x-polyfn-*` taken out)
+    content_type: str
+    length: int  # content-length, -1 when absent
+    trace: tuple[str, str]
+    is_async: bool
+    callback: str | None
+    active: Any
+    spec: Any
+
+
+async def _given(out: Outcome) -> Outcome:
+    return out
+
+
+async def _with_cors(coro: Awaitable[Outcome], rules: Any, headers: list[tuple[str, str]]) -> Outcome:
+    out = await coro
+    out.headers.extend(cors.response_headers(rules, headers))
+    return out
+
+
 class Gateway:
     def __init__(self, invoker: Invoker, keys: Any = None, queue: Any = None):
         self.invoker = invoker
@@ -41,8 +67,35 @@ class Gateway:
         self.queue: Any = queue  # the node's AsyncQueue, for `X-Polyfn-Async: true` requests
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        name, fn_path = route(scope["path"])
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+        method, query = scope["method"], scope["query_string"]
+        req = self.request(scope["path"], scope["headers"])
+        early = self.early(req, method, query)
+        if early is not None:
+            await send_outcome(send, early)
+            return
+        if req.length > self.max_payload:
+            out = platform_error(413, "payload_too_large",
+                                 f"the payload is {req.length} bytes; the limit is {self.max_payload}", headers=_CLOSE)
+            if req.spec is not None and req.spec.cors is not None:
+                out.headers.extend(cors.response_headers(req.spec.cors, req.headers))
+        else:
+            msg = await receive()  # most requests arrive whole: one message, no need for _read_body's loop
+            if msg["type"] != "http.request":
+                return  # the client went (or its body did not arrive in time): nothing is run for a partial body
+            body = msg.get("body", b"") if not msg.get("more_body") else await self._read_body(receive, msg)
+            if body is _GONE:
+                return
+            out = await self.answer(req, method, query, body)
+        if out.stream is not None:
+            await relay(out, receive, send)
+            return
+        await respond(send, out.status, out.headers, out.body)
+
+    def request(self, path: str, raw_headers: list[tuple[bytes, bytes]]) -> Request:
+        """What the gateway reads of a `/fn/` request's path and headers, and the one registry lookup of the
+        call (the invoker's admission reuses it). Shared by the ASGI path and the direct one (gateway/fn_direct.py)."""
+        name, fn_path = route(path)
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw_headers]
         content_type = ""
         length = -1
         trace = _NO_TRACE
@@ -65,7 +118,7 @@ class Gateway:
         if internal:
             headers = from_outside(headers)
         spec = active = None
-        if name:  # the one registry lookup of this call (the invoker's admission reuses it)
+        if name:
             active = self.invoker.registry.get(name)
             if active is None and len(fn_path) > 1:  # /fn/{namespace}/{name}[/path]: a namespace's function
                 fn, slash, sub = fn_path[1:].partition("/")  # (tenancy.py)
@@ -73,51 +126,47 @@ class Gateway:
                 if found is not None:
                     active, name, fn_path = found, found.revision.function, "/" + sub if slash else "/"
             spec = active.revision.spec if active is not None else None
-        if spec is not None and (spec.cors is not None or spec.auth == "key"):
-            early = self._guard(spec, name, scope, headers)
-            if early is not None:
-                await send_outcome(send, early)
-                return
-        if length > self.max_payload:
-            out = platform_error(413, "payload_too_large",
-                                 f"the payload is {length} bytes; the limit is {self.max_payload}", headers=_CLOSE)
-        else:
-            msg = await receive()  # most requests arrive whole: one message, no need for _read_body's loop
-            if msg["type"] != "http.request":
-                return  # the client went (or its body did not arrive in time): nothing is run for a partial body
-            body = msg.get("body", b"") if not msg.get("more_body") else await self._read_body(receive, msg)
-            if body is _GONE:
-                return
-            if body is None:  # (the rest is not read: the connection closes after the answer)
-                out = platform_error(413, "payload_too_large", f"the payload exceeds {self.max_payload} bytes",
-                                     headers=_CLOSE)
-            elif not name:
-                out = platform_error(404, "function_not_found", "no function name in the path: use /fn/NAME")
-            else:
-                call = Call(name, "http", "http", scope["method"], fn_path,
-                            scope["query_string"].decode("latin-1"), headers, body, content_type, trace[0], trace[1],
-                            active=active, stream=True)
-                if is_async and self.queue is not None:
-                    out = await self._enqueue(call, callback)
-                else:
-                    out = await self.invoker.call(call)
-        if spec is not None and spec.cors is not None:
-            out.headers.extend(cors.response_headers(spec.cors, headers))
-        if out.stream is not None:
-            await relay(out, receive, send)
-            return
-        await respond(send, out.status, out.headers, out.body)
+        return Request(name, fn_path, headers, content_type, length, trace, is_async, callback, active, spec)
 
-    def _guard(self, spec: Any, name: str, scope: dict[str, Any], headers: list[tuple[str, str]]) -> Outcome | None:
+    def early(self, req: Request, method: str, query: bytes) -> Outcome | None:
+        """The answer given before the body is read (CORS preflight, a refused function key), or None."""
+        spec = req.spec
+        if spec is not None and (spec.cors is not None or spec.auth == "key"):
+            return self._guard(spec, req.name, method, query, req.headers)
+        return None
+
+    def answer(self, req: Request, method: str, query: bytes, body: bytes | None) -> Awaitable[Outcome]:
+        """The call's outcome for its whole body (None: past the limit → 413), with the function's CORS headers.
+        (Not a coroutine itself: a plain call hands back the invoker's, one coroutine level fewer to resume at each
+        of the call's waits.)"""
+        name = req.name
+        if body is None:  # (the rest is not read: the connection closes after the answer)
+            coro: Awaitable[Outcome] = _given(platform_error(
+                413, "payload_too_large", f"the payload exceeds {self.max_payload} bytes", headers=_CLOSE))
+        elif not name:
+            coro = _given(platform_error(404, "function_not_found", "no function name in the path: use /fn/NAME"))
+        else:
+            call = Call(name, "http", "http", method, req.fn_path, query.decode("latin-1"), req.headers, body,
+                        req.content_type, req.trace[0], req.trace[1], active=req.active, stream=True)
+            if req.is_async and self.queue is not None:
+                coro = self._enqueue(call, req.callback)
+            else:
+                coro = self.invoker.call(call)
+        if req.spec is not None and req.spec.cors is not None:
+            return _with_cors(coro, req.spec.cors, req.headers)
+        return coro
+
+    def _guard(self, spec: Any, name: str, method: str, query: bytes,
+               headers: list[tuple[str, str]]) -> Outcome | None:
         """CORS preflight and per-function keys (Azure style: `x-functions-key` header or `?code=`)."""
-        if spec.cors is not None and scope["method"] == "OPTIONS":
+        if spec.cors is not None and method == "OPTIONS":
             pre = cors.preflight(spec.cors, headers)
             if pre is not None:
                 return pre
         if spec.auth == "key":
             from polyfn.auth.function_keys import refusal
 
-            refused = refusal(spec, name, scope["query_string"].decode("latin-1"), headers, self.keys)
+            refused = refusal(spec, name, query.decode("latin-1"), headers, self.keys)
             if refused is not None:
                 out = platform_error(*refused)
                 if spec.cors is not None:

@@ -27,6 +27,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from polyfn.gateway import direct as _direct
+from polyfn.gateway import fn_direct as _fn_direct
 from polyfn.gateway.limits import HeadersTooLarge, HttpLimits, error_response
 from polyfn.loops import one_item
 
@@ -242,16 +243,19 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     h2c: Any = None
     #: `POST /` requests a face answers without ASGI (gateway/direct.py): (method, headers) → the face, or None
     direct: Callable[[bytes, list[tuple[bytes, bytes]]], Any] | None = None
+    #: the `/fn/` gateway (gateway/asgi.py's Gateway) whose calls are answered without ASGI (gateway/fn_direct.py)
+    fn_gateway: Any = None
 
     @classmethod
     def with_limits(cls, limits: HttpLimits, shedding: Mapping[str, Admitting] | None = None,
                     on_shed: Callable[[str], None] | None = None, h2c: Any = None,
                     direct: Callable[[bytes, list[tuple[bytes, bytes]]], Any] | None = None,
-                    ) -> type[CoalescingHttpToolsProtocol]:
+                    fn_gateway: Any = None) -> type[CoalescingHttpToolsProtocol]:
         return type("LimitedHttpToolsProtocol", (cls,), {"limits": limits, "shedding": {} if shedding is None else shedding,
                                                          "on_shed": None if on_shed is None else staticmethod(on_shed),
                                                          "_shed_responses": {}, "h2c": h2c,
-                                                         "direct": None if direct is None else staticmethod(direct)})
+                                                         "direct": None if direct is None else staticmethod(direct),
+                                                         "fn_gateway": fn_gateway})
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         idle = _idle_by_loop.get(id(self.loop))
@@ -380,7 +384,11 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
                 return
         if self.shedding and self.url.startswith(b"/fn/") and self._shed():
             return
-        if self.direct is not None and (cycle := _direct.take(self)) is not None:
+        if self.fn_gateway is not None and self.url[:4] == b"/fn/":
+            if (fn_cycle := _fn_direct.take(self)) is not None:
+                self.cycle = fn_cycle
+                return
+        elif self.direct is not None and (cycle := _direct.take(self)) is not None:
             self.cycle = cycle
             return
         super().on_headers_complete()
@@ -449,9 +457,13 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             self._idle.arm(self, self.timeout_keep_alive)
 
     def on_body(self, body: bytes) -> None:
-        if self.cycle is _HELD:  # a refused call's body: read and dropped
+        cycle = self.cycle
+        if type(cycle) is _fn_direct.FnCycle:
+            _fn_direct.body(cycle, body)
             return
-        if type(self.cycle) is _direct.DirectCycle:
+        if cycle is _HELD:  # a refused call's body: read and dropped
+            return
+        if type(cycle) is _direct.DirectCycle:
             _direct.body(self, self.cycle, body)
             return
         super().on_body(body)
@@ -470,6 +482,9 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._begun = False
         self._idle.disarm(self, "body")
         if self._h2c_take is not None:  # (taken over by the h2c gate once the parser stops at the upgrade)
+            return
+        if type(self.cycle) is _fn_direct.FnCycle:
+            _fn_direct.complete(self, self.cycle)
             return
         if self.cycle is _HELD:  # answered at its headers: the connection waits for the answer, then for the
             return  # next request (the tarpit bounds the wait: Tarpit.MAX_HOLD; `_answer_shed` arms the next)

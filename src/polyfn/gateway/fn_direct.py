@@ -1,0 +1,176 @@
+"""`/fn/NAME` calls answered straight from the HTTP protocol, without ASGI (as gateway/direct.py does for the
+DynamoDB API).
+
+The warm path's bound is the event loop, and for a small call uvicorn's ASGI cycle around the gateway was a good
+part of it: the scope (URL parsing, a copy of the app state), a `RequestResponseCycle` with its `asyncio.Event`,
+`run_asgi`, the front door's dispatch, the `receive` coroutine. Here the protocol (gateway/http.py) gives a `/fn/`
+request an `FnCycle` at its headers, collects its body, and at its end runs the gateway's own steps
+(`Gateway.request`, `early`, `answer`: the same code as the ASGI path, so the same auth, quotas, metering,
+activation records, logs and metrics) in a task, then writes status line, headers, `content-length` and body in
+one write, as `gateway/respond.py` does under uvicorn (the same checks, the same bytes).
+
+What it does not take goes through ASGI as before: a path with `%`, a URL with `#` or non-ASCII bytes, a body
+without a `content-length` (chunked) or over the payload limit, `Expect: 100-continue`, an upgrade, a request behind
+another whose answer is pending (uvicorn's pipeline keeps the order), a server with a root path or a
+concurrency limit. And an answer it cannot write as one buffer — a streamed response, a framing or `connection`
+header, a header uvicorn would refuse, a status without a line, a connection without keep-alive or whose writes
+are paused — is handed to a `RequestResponseCycle` made at that point and written by uvicorn's `send` (through
+`respond` or `relay`, inside uvicorn's `run_asgi`, so errors are uvicorn's too). A failure before the answer is
+uvicorn's: logged as "Exception in ASGI application", answered 500 with the connection closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import (
+    HEADER_RE,
+    HEADER_VALUE_RE,
+    STATUS_LINE,
+    RequestResponseCycle,
+)
+
+from polyfn.gateway.asgi import relay
+from polyfn.gateway.direct import _500
+from polyfn.gateway.respond import _FRAMING, respond
+
+
+class FnCycle:
+    """A `/fn/` request answered without ASGI: what uvicorn's protocol and ours read of a request cycle."""
+
+    __slots__ = ("body", "disconnected", "headers", "http_version", "keep_alive", "method", "path", "query",
+                 "response_complete")
+    response_started = False  # (the protocol's body timeout: a 408 may still go)
+
+    def __init__(self, method: str, path: str, query: bytes, headers: list[tuple[bytes, bytes]],
+                 http_version: str, keep_alive: bool):
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.http_version = http_version
+        self.keep_alive = keep_alive
+        self.body: bytes | bytearray = b""
+        self.response_complete = False
+        self.disconnected = False
+
+    class message_event:  # (uvicorn calls `cycle.message_event.set()` when the connection goes)
+        @staticmethod
+        def set() -> None:
+            pass
+
+
+def take(proto: Any) -> FnCycle | None:
+    """An `FnCycle` for the `/fn/` request whose headers `proto` (gateway/http.py's protocol) just read, if the
+    direct path takes it; else None (the ASGI path)."""
+    url = proto.url
+    cycle = proto.cycle
+    if (proto.expect_100_continue or proto.pipeline or (cycle is not None and not cycle.response_complete)
+            or b"#" in url or not url.isascii() or proto.root_path
+            or proto.limit_concurrency is not None):
+        return None
+    parser = proto.parser
+    if parser.should_upgrade():
+        return None
+    limit = proto.fn_gateway.max_payload
+    for k, v in proto.headers:
+        if k == b"content-length":
+            if not v.isdigit() or int(v) > limit:
+                return None
+        elif k == b"transfer-encoding":
+            return None
+    path, _, query = url.partition(b"?")
+    if b"%" in path:  # (uvicorn unquotes the path)
+        return None
+    version = parser.get_http_version()
+    return FnCycle(parser.get_method().decode("ascii"), path.decode("ascii"), query, proto.headers, version,
+                   version != "1.0" and parser.should_keep_alive())
+
+
+def body(cycle: FnCycle, data: bytes) -> None:
+    """A piece of the request's body (all of it is within the payload limit: its content-length was)."""
+    held = cycle.body
+    if not held:  # (most bodies come in one piece: kept as it is, no copy)
+        cycle.body = data
+    elif type(held) is bytes:
+        cycle.body = bytearray(held) + data
+    else:
+        held += data
+
+
+def complete(proto: Any, cycle: FnCycle) -> None:
+    """The request's body is all in: answer it in a task (counted in the server's tasks, so a graceful shutdown
+    waits for it)."""
+    task = proto.loop.create_task(_run(proto, cycle))
+    task.add_done_callback(proto.tasks.discard)
+    proto.tasks.add(task)
+
+
+async def _run(proto: Any, cycle: FnCycle) -> None:
+    gateway = proto.fn_gateway
+    try:
+        req = gateway.request(cycle.path, cycle.headers)
+        out = gateway.early(req, cycle.method, cycle.query)
+        if out is None:
+            body = cycle.body
+            out = await gateway.answer(req, cycle.method, cycle.query, body if type(body) is bytes else bytes(body))
+    except BaseException as exc:  # (as uvicorn's run_asgi)
+        proto.logger.error("Exception in ASGI application\n", exc_info=exc)
+        cycle.response_complete = True
+        if not cycle.disconnected:
+            proto.transport.write(_500)
+            proto.transport.close()
+            proto.on_response_complete()
+        return
+    if cycle.disconnected:  # (uvicorn's send: nothing is written for a client that went)
+        cycle.response_complete = True
+        return
+    if out.stream is None and _written(proto, cycle, out.status, out.headers, out.body):
+        return
+    await _through_uvicorn(proto, cycle, out)
+
+
+def _written(proto: Any, cycle: FnCycle, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
+    """Write a whole answer in one write (gateway/respond.py's `_written`, on our cycle); False when not that case."""
+    line = STATUS_LINE.get(status)
+    if line is None or proto.server_state.default_headers or not cycle.keep_alive or proto.flow.write_paused:
+        return False
+    bad_name, bad_value = HEADER_RE.search, HEADER_VALUE_RE.search
+    parts = [line]
+    for name, value in headers:
+        if bad_name(name) or bad_value(value) or name.lower() in _FRAMING:
+            return False
+        parts += (name, b": ", value, b"\r\n")
+    parts.append(b"content-length: %d\r\n\r\n" % len(body))
+    if cycle.method != "HEAD":
+        parts.append(body)
+    cycle.response_complete = True
+    proto.transport.write(b"".join(parts))
+    proto.on_response_complete()
+    return True
+
+
+async def _through_uvicorn(proto: Any, cycle: FnCycle, out: Any) -> None:
+    """Answer through a `RequestResponseCycle` made now (its body already read), as the ASGI path would."""
+    scope = {"type": "http", "asgi": {"version": proto.asgi_version, "spec_version": "2.3"},
+             "http_version": cycle.http_version, "server": proto.server, "client": proto.client,
+             "scheme": proto.scheme, "root_path": "", "headers": cycle.headers, "state": proto.app_state.copy(),
+             "method": cycle.method, "path": cycle.path, "raw_path": cycle.path.encode("ascii"), "query_string": cycle.query}
+    rr = RequestResponseCycle(scope=scope, transport=proto.transport, flow=proto.flow,  # type: ignore[arg-type]
+                              logger=proto.logger, access_logger=proto.access_logger, access_log=proto.access_log,
+                              default_headers=proto.server_state.default_headers, message_event=asyncio.Event(),
+                              expect_100_continue=False, keep_alive=cycle.keep_alive,
+                              on_response=proto.on_response_complete)
+    rr.more_body = False
+    if proto.cycle is cycle:  # (the connection's end and its deadlines now reach the new cycle)
+        proto.cycle = rr
+    cycle.response_complete = True
+
+    async def app(_scope: Any, receive: Any, send: Any) -> None:
+        if out.stream is not None:
+            await relay(out, receive, send)
+        else:
+            await respond(send, out.status, out.headers, out.body)
+
+    await rr.run_asgi(app)
