@@ -25,6 +25,7 @@ from typing import Any
 import msgspec
 
 from polyfn.protocol.zygote import PACKET_MAX, Exited, Spawn, Spawned, SpawnFailed, ZygoteReady
+from polyfn.runtimes.python import prefork
 from polyfn.runtimes.python.procs import exit_child, set_pdeathsig, wait_readable
 
 
@@ -173,6 +174,7 @@ def main() -> None:
 
     def fork_blank() -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        prefork.before_fork()
         try:
             pid = os.fork()
         except OSError as e:
@@ -228,6 +230,7 @@ def main() -> None:
     from polyfn.runtimes.python import startup
 
     startup.snapshot_modules()
+    prefork.fill_pools()  # last: the snapshot's temporary objects leave holes too
     for _ in range(blank_target):
         fork_blank()
 
@@ -254,6 +257,7 @@ def main() -> None:
             continue
         pid = spawn_from_blank(msg, fds[0])
         if pid == 0:
+            prefork.before_fork()
             try:
                 pid = os.fork()
             except OSError as e:
