@@ -71,6 +71,12 @@ def preload() -> None:
         polyfn.sandbox.seccomp.names()
     except (KeyError, OSError):
         pass
+    polyfn.sandbox.linux.preload()
+    if os.environ.get("POLYFN_SANDBOX_ROOT"):  # the blanks' staged root: parsed once, here
+        try:
+            polyfn.sandbox.staged_root(os.environ["POLYFN_SANDBOX_ROOT"])
+        except (ValueError, KeyError, TypeError):
+            pass  # reported by each blank
 
     for name, mod in flavors.FLAVORS.items():
         if name not in flavors.HEAVY:
