@@ -29,7 +29,7 @@ def _by_inspect(fn: Any) -> tuple[int, int]:
     return req, mx
 
 
-def test_positional_arity_from_the_code_object_equals_inspect() -> None:
+def test_arity_and_async_from_the_code_object_equal_inspect() -> None:
     def two(event, context): ...
     def defaults(event, context=None, *args, flag, **kw): ...
     def posonly(a, /, b, c=1): ...
@@ -46,6 +46,7 @@ def test_positional_arity_from_the_code_object_equals_inspect() -> None:
     for fn in (two, defaults, posonly, star, kwonly, none, coro, wrapped, signed, lambda e, c: None,
                functools.partial(two, 1)):
         assert base.positional_arity(fn) == _by_inspect(fn), fn
+        assert base.Adapter(fn, None).is_async == inspect.iscoroutinefunction(fn), fn  # type: ignore[arg-type]
 
 
 def test_fill_pools_takes_the_free_blocks_of_used_pools() -> None:

@@ -280,7 +280,9 @@ class Adapter:
     def __init__(self, handler: Any, meta: FunctionMeta):
         self.handler = handler
         self.meta = meta
-        self.is_async = inspect.iscoroutinefunction(handler)
+        # (a plain function's flag read directly: inspect's path, run first in a forked instance, copies pages)
+        self.is_async = (bool(handler.__code__.co_flags & inspect.CO_COROUTINE) if type(handler) is types.FunctionType
+                         else inspect.iscoroutinefunction(handler))
         self.check()
 
     def check(self) -> None:
