@@ -35,8 +35,6 @@ def prepare(env: Mapping[str, str], pdeathsig: Callable[[], None]) -> Prepared:
     `env` is the zygote's environment: `POLYFN_CGROUP_BASE` (memory) and `POLYFN_CGROUP_EXTRA`
     (`ctrl=path,…`, v1), `POLYFN_CGROUP_VERSION`, `POLYFN_SANDBOX_NS` (`mount,pid,net`), `POLYFN_SANDBOX_INIT`
     (the native helper of the pid namespace, sandbox/pidinit.py)."""
-    import json
-
     from polyfn.sandbox import cgroups, linux, namespaces
 
     prepared = Prepared()
@@ -67,9 +65,9 @@ def prepare(env: Mapping[str, str], pdeathsig: Callable[[], None]) -> Prepared:
         from polyfn.sandbox import rootfs
 
         try:
-            cfg = json.loads(staged)
+            cfg, root_digest = staged_root(staged)
             rootfs.build(cfg["root"], cfg["mask"], int(cfg["tmp_mb"]), rootfs.STAGE)
-            prepared.root_staged = rootfs.digest(cfg["root"], cfg["mask"])
+            prepared.root_staged = root_digest
         except (OSError, ValueError, KeyError) as e:  # built at spawn instead
             prepared.notes.append(f"could not stage the root filesystem: {e}")
             try:
@@ -84,6 +82,23 @@ def prepare(env: Mapping[str, str], pdeathsig: Callable[[], None]) -> Prepared:
         except OSError as e:  # tried again at spawn for an `egress` function, which fails closed
             prepared.notes.append(f"could not make the egress veth: {e}")
     return prepared
+
+
+_STAGED: dict[str, tuple[dict, str]] = {}
+
+
+def staged_root(text: str) -> tuple[dict, str]:
+    """`POLYFN_SANDBOX_ROOT` parsed, and its digest: the same in every blank, so the zygote parses it once
+    before it forks (a blank that parsed it would copy json's pages); raises ValueError or KeyError."""
+    known = _STAGED.get(text)
+    if known is None:
+        import json
+
+        from polyfn.sandbox import rootfs
+
+        cfg = json.loads(text)
+        known = _STAGED[text] = (cfg, rootfs.digest(cfg["root"], cfg["mask"]))
+    return known
 
 
 def check_required(prepared: Prepared, required: tuple[str, ...]) -> None:

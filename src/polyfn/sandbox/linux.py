@@ -52,6 +52,14 @@ def libc() -> Any:
     return _libc
 
 
+def preload() -> None:
+    """In the zygote, before any fork: the libc handle and the function pointers its children call (a
+    child that made them itself would build ctypes objects — a class per handle — in pages it copies)."""
+    lib = libc()
+    for name in ("prctl", "syscall", "sigaction"):
+        getattr(lib, name, None)
+
+
 def _check(rc: int, what: str) -> None:
     if rc != 0:
         e = ctypes.get_errno()

@@ -394,13 +394,21 @@ def enter_staged(binds: list[str], etc: dict[str, str], tmp_mb: int, stage: str 
     return "root fs (read-only binds, pivot_root; staged in the blank)"
 
 
+_DIGESTS: dict[tuple[str, str], str] = {}  # filled by the zygote (`staged_root`): blanks and spawns only look up
+
+
 def digest(root: list[str], mask: list[str]) -> str:
     """Identifies a staged root, so a spawn uses it only if the plan asks for exactly that one (its /tmp
-    is resized per function, `enter_staged`)."""
-    import hashlib
-    import json
+    is resized per function, `enter_staged`). Remembered: the zygote computes the node's one before it
+    forks, and a forked child that ran json and hashlib itself would copy their pages."""
+    key = ("\0".join(root), "\0".join(mask))
+    known = _DIGESTS.get(key)
+    if known is None:
+        import hashlib
+        import json
 
-    return hashlib.sha256(json.dumps([root, mask]).encode()).hexdigest()[:16]
+        known = _DIGESTS[key] = hashlib.sha256(json.dumps([root, mask]).encode()).hexdigest()[:16]
+    return known
 
 
 def seal() -> None:

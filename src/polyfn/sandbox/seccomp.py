@@ -303,7 +303,7 @@ def name_refusals(report: Callable[[str], None]) -> None:
         return
     cb = _HANDLER(_on_sigsys)
     act = _Sigaction(ctypes.cast(cb, ctypes.c_void_p).value, (ctypes.c_ulong * 16)(), _SA_SIGINFO | _SA_RESETHAND, None)
-    libc = ctypes.CDLL(None, use_errno=True)
+    libc = linux.libc()  # (made by the zygote: a new handle would be a new ctypes class in the instance)
     if libc.sigaction(int(signal.SIGSYS), ctypes.byref(act), None) != 0:
         e = ctypes.get_errno()
         raise OSError(e, f"sigaction(SIGSYS): {os.strerror(e)}")

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from polyfn.sandbox import linux
 
 POOL = ipaddress.IPv4Network("100.64.0.0/10")
+_POOL_BASE, _POOL_PAIRS = int(POOL.network_address), POOL.num_addresses // 2  # (plain ints for the blanks)
 HOST_PREFIX = "pf"
 
 RTM_NEWLINK, RTM_DELLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 17, 20, 24
@@ -38,8 +39,8 @@ IFF_UP = 1
 
 def addresses(host_pid: int) -> tuple[str, str]:
     """(host end, instance end) of the instance's /31."""
-    base = int(POOL.network_address) + 2 * (host_pid % (POOL.num_addresses // 2))
-    return str(ipaddress.IPv4Address(base)), str(ipaddress.IPv4Address(base + 1))
+    base = _POOL_BASE + 2 * (host_pid % _POOL_PAIRS)
+    return socket.inet_ntoa(base.to_bytes(4, "big")), socket.inet_ntoa((base + 1).to_bytes(4, "big"))
 
 
 def host_ifname(host_pid: int) -> str:

@@ -25,6 +25,7 @@ from typing import Any
 import msgspec
 
 from polyfn.protocol.zygote import PACKET_MAX, Exited, Spawn, Spawned, SpawnFailed, ZygoteReady
+from polyfn.runtimes.python import prefork
 from polyfn.runtimes.python.procs import exit_child, set_pdeathsig, wait_readable
 
 
@@ -70,6 +71,12 @@ def preload() -> None:
         polyfn.sandbox.seccomp.names()
     except (KeyError, OSError):
         pass
+    polyfn.sandbox.linux.preload()
+    if os.environ.get("POLYFN_SANDBOX_ROOT"):  # the blanks' staged root: parsed once, here
+        try:
+            polyfn.sandbox.staged_root(os.environ["POLYFN_SANDBOX_ROOT"])
+        except (ValueError, KeyError, TypeError):
+            pass  # reported by each blank
 
     for name, mod in flavors.FLAVORS.items():
         if name not in flavors.HEAVY:
@@ -173,6 +180,7 @@ def main() -> None:
 
     def fork_blank() -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        prefork.before_fork()
         try:
             pid = os.fork()
         except OSError as e:
@@ -228,6 +236,7 @@ def main() -> None:
     from polyfn.runtimes.python import startup
 
     startup.snapshot_modules()
+    prefork.fill_pools()  # last: the snapshot's temporary objects leave holes too
     for _ in range(blank_target):
         fork_blank()
 
@@ -254,6 +263,7 @@ def main() -> None:
             continue
         pid = spawn_from_blank(msg, fds[0])
         if pid == 0:
+            prefork.before_fork()
             try:
                 pid = os.fork()
             except OSError as e:

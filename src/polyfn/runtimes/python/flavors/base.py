@@ -82,7 +82,16 @@ def storage_full(exc: BaseException) -> str:
 
 
 def positional_arity(fn: Any) -> tuple[int, int]:
-    """(required, maximum) positional parameters of `fn`; maximum is large for *args."""
+    """(required, maximum) positional parameters of `fn`; maximum is large for *args.
+
+    A plain function (no `__wrapped__`/`__signature__` for `inspect.signature` to follow) is read from its
+    code object: the same answer without `inspect.signature`'s machinery, whose first run in a forked
+    instance writes to ~0.1 MB of pages shared with the zygote (docs/performance.md, "Density")."""
+    if type(fn) is types.FunctionType and not hasattr(fn, "__wrapped__") and not hasattr(fn, "__signature__"):
+        code = fn.__code__
+        if code.co_flags & inspect.CO_VARARGS:
+            return code.co_argcount - len(fn.__defaults__ or ()), 99
+        return code.co_argcount - len(fn.__defaults__ or ()), code.co_argcount
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
@@ -271,7 +280,9 @@ class Adapter:
     def __init__(self, handler: Any, meta: FunctionMeta):
         self.handler = handler
         self.meta = meta
-        self.is_async = inspect.iscoroutinefunction(handler)
+        # (a plain function's flag read directly: inspect's path, run first in a forked instance, copies pages)
+        self.is_async = (bool(handler.__code__.co_flags & inspect.CO_COROUTINE) if type(handler) is types.FunctionType
+                         else inspect.iscoroutinefunction(handler))
         self.check()
 
     def check(self) -> None:
