@@ -25,19 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import (
-    HELLO_NATIVE,
-    PolyfnServer,
-    cpu_seconds,
-    main_thread_cpu,
-    print_header,
-    run_wrk,
-    table,
-    temp_dir,
-    tree_cpu_seconds,
-    wait_idle,
-    wrk_path,
-)
+import _common as common
 
 _spec = importlib.util.spec_from_file_location("bench_async", Path(__file__).with_name("async.py"))
 assert _spec is not None and _spec.loader is not None
@@ -47,16 +35,21 @@ _spec.loader.exec_module(bench_async)
 FIELDS = ("accepted/s", "end to end/s", "server ms/job", "main thread ms/job", "instances ms/job")
 
 
-def one_round(servers: dict[str, PolyfnServer], script: str, conns: int, duration: int,
+def cpu(s: common.PolyfnServer) -> tuple[float, float, float]:
+    """CPU seconds so far of the server process, of its main thread, and of it with its descendants."""
+    pid = s.proc.pid  # type: ignore[union-attr]
+    return common.cpu_seconds(pid), common.main_thread_cpu(pid), common.tree_cpu_seconds(pid)
+
+
+def one_round(servers: dict[str, common.PolyfnServer], script: str, conns: int, duration: int,
               order: list[str]) -> dict[str, dict[str, float]]:
-    before = {k: (cpu_seconds(s.proc.pid), main_thread_cpu(s.proc.pid), tree_cpu_seconds(s.proc.pid))  # type: ignore[union-attr]
-              for k, s in servers.items()}
+    before = {k: cpu(s) for k, s in servers.items()}
     out: dict[str, tuple[int, float, float]] = {}
 
     def drive(k: str) -> None:
         s = servers[k]
         t0 = time.perf_counter()
-        res = run_wrk(s.url("/fn/hello"), conns, duration, script=script)
+        res = common.run_wrk(s.url("/fn/hello"), conns, duration, script=script)
         bench_async.drain(s)
         out[k] = (res.requests, res.rps, time.perf_counter() - t0)
 
@@ -68,8 +61,8 @@ def one_round(servers: dict[str, PolyfnServer], script: str, conns: int, duratio
     rows = {}
     for k, s in servers.items():
         pid = s.proc.pid  # type: ignore[union-attr]
-        wait_idle(pid)
-        server, main, tree = cpu_seconds(pid), main_thread_cpu(pid), tree_cpu_seconds(pid)
+        common.wait_idle(pid)
+        server, main, tree = cpu(s)
         n, rps, took = out[k]
         s0, m0, t0 = before[k]
         rows[k] = {"accepted/s": rps, "end to end/s": n / took, "server ms/job": (server - s0) / n * 1000,
@@ -86,28 +79,29 @@ def main() -> None:
     ap.add_argument("-r", type=int, default=4, help="rounds (default 4)")
     ap.add_argument("--queue-url", default="", help="nats://…: the cluster's queue (a JetStream stream per version)")
     args = ap.parse_args()
-    wrk_path()
+    common.wrk_path()
     envs: dict[str, dict[str, str]] = {"new": {}, "old": {"PYTHONPATH": str(Path(args.old).resolve())}}
     if args.queue_url:
         for env in envs.values():
             env.update({"POLYFN_QUEUE_URL": args.queue_url, "POLYFN_QUEUE_STREAM": f"AB_{secrets.token_hex(4).upper()}"})
-    print_header(f"polyfn async invocations, this checkout against {args.old} side by side "
+    common.print_header(f"polyfn async invocations, this checkout against {args.old} side by side "
                  f"({'NATS JetStream' if args.queue_url else 'SQLite queue'})")
     results: dict[str, list[dict[str, float]]] = {"new": [], "old": []}
     loads: list[float] = []
     try:
-        with temp_dir("polyfn-bench-async-ab-") as tmp, PolyfnServer(log_level="WARNING", env=envs["new"]) as new, \
-                PolyfnServer(log_level="WARNING", env=envs["old"]) as old:
+        with common.temp_dir("polyfn-bench-async-ab-") as tmp, \
+                common.PolyfnServer(log_level="WARNING", env=envs["new"]) as new, \
+                common.PolyfnServer(log_level="WARNING", env=envs["old"]) as old:
             script = tmp / "async.lua"
             script.write_text("wrk.method = 'POST'\nwrk.body = '{\"x\": 1}'\nwrk.headers['X-Polyfn-Async'] = 'true'\n")
             servers = {"new": new, "old": old}
             for s in servers.values():
-                s.deploy("hello", {"handler.py": HELLO_NATIVE}, concurrency=1, max_instances=4, min_instances=2)
-                run_wrk(s.url("/fn/hello"), args.c, 2, script=str(script))  # warm-up
+                s.deploy("hello", {"handler.py": common.HELLO_NATIVE}, concurrency=1, max_instances=4, min_instances=2)
+                common.run_wrk(s.url("/fn/hello"), args.c, 2, script=str(script))  # warm-up
                 bench_async.drain(s)
             for r in range(args.r):
                 for s in servers.values():
-                    wait_idle(s.proc.pid)  # type: ignore[union-attr]
+                    common.wait_idle(s.proc.pid)  # type: ignore[union-attr]
                 loads.append(os.getloadavg()[0])
                 rows = one_round(servers, str(script), args.c, args.d, ["new", "old"] if r % 2 == 0 else ["old", "new"])
                 for k, row in rows.items():
@@ -126,7 +120,7 @@ def main() -> None:
     lines: list[list[Any]] = [[k, *(cell(f, med[k][f]) for f in FIELDS)] for k in ("new", "old")]
     lines.append(["new / old", *(f"{med['new'][f] / med['old'][f]:.2f}" for f in FIELDS)])
     print()
-    print(table(["median of rounds", *FIELDS], lines))
+    print(common.table(["median of rounds", *FIELDS], lines))
     print(f"\n{args.r} rounds, wrk -t1 -c{args.c} -d{args.d}s on each version at once; load average "
           f"{min(loads):.1f}–{max(loads):.1f} at the rounds' starts; per core (this checkout): "
           f"{1000 / med['new']['server ms/job']:,.0f} jobs/s of the node's own CPU, "
