@@ -217,7 +217,7 @@ async def test_a_publish_nobody_acknowledges_times_out() -> None:
     _reachable()
     import nats
 
-    from polyfn.queue.jswire import PublishFailed, Publisher
+    from polyfn.queue.jswire import Publisher, PublishFailed
 
     nc = await nats.connect(NATS_URL)
     try:
@@ -233,3 +233,21 @@ async def test_a_publish_nobody_acknowledges_times_out() -> None:
         await pub.stop()
     finally:
         await nc.close()
+
+
+async def test_a_job_delivered_after_its_fetch_gave_up_is_kept_held_until_taken(jobs: JetStreamJobs) -> None:
+    """A pull answered late (its fetch returned already) leaves the message with the puller: `arrived` lists it
+    for the held jobs' heartbeat, and the next fetch returns it."""
+    j = job("fl")
+    await jobs.publish(j, first=True)
+    puller = await jobs._consumer("fl", jobs.stream, jobs.subject("fl", "*"), "fn-fl")
+    await puller._request({"batch": 1, "no_wait": True})  # as if a fetch had asked and given up
+    for _ in range(100):
+        if jobs.arrived():
+            break
+        await asyncio.sleep(0.02)
+    [msg] = jobs.arrived()
+    await msg.in_progress()  # what the heartbeat does with it
+    [(got, m)] = await jobs.fetch("fl", 5, timeout=1)
+    assert got == j and jobs.arrived() == []
+    await m.ack_sync()

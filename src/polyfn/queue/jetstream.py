@@ -171,6 +171,11 @@ class JetStreamJobs(NodeMessages):
                 await m.term()
         return out
 
+    def arrived(self) -> list[Any]:
+        """Job messages delivered to this node that no fetch returned yet (a pull answered after its fetch gave
+        up): the held jobs' heartbeat covers them too, so none goes to another node while it waits here."""
+        return [m for key, puller in self._subs.items() if not key.startswith("topic:") for m in puller.arrived()]
+
     async def close(self) -> None:
         """Acknowledgements and heartbeats already written go out (flush); held jobs not acknowledged go to
         another node after their ack wait. (Not `drain()`: it waits up to 30 s on the pull subscriptions.)"""

@@ -14,7 +14,8 @@ with `wait_for` as well. At thousands of jobs a second that was a quarter of the
   open that could deliver more than the node has room for. With nothing there, it asks for one message with
   an expiry and waits for it, and the next fetch goes back to batches. Messages arrive on a subscription of the
   puller's own and are handed over as they come; a message that arrives after its fetch gave up (a lingering
-  request answered late) is handed over by the next one.
+  request answered late) is handed over by the next one, and kept from the ack wait meanwhile by the heartbeat
+  of the held jobs (`arrived`).
 """
 
 from __future__ import annotations
@@ -147,6 +148,10 @@ class Puller:
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), left)
+
+    def arrived(self) -> list[Any]:
+        """Messages delivered here that no fetch returned yet (kept held with heartbeats like taken ones)."""
+        return list(self._msgs)
 
     def _take(self, n: int) -> list[Any]:
         q = self._msgs

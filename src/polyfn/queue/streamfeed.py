@@ -152,7 +152,7 @@ class StreamFeed:
         self.holder.dispatch(job, self)
 
     def _held_messages(self) -> list[Any]:
-        return [msg for _, msg in self._msgs.values()]
+        return [*(msg for _, msg in self._msgs.values()), *self.jobs.arrived()]
 
     # -- settling -----------------------------------------------------------------------------------
 
