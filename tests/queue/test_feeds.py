@@ -143,6 +143,9 @@ class Stream:
         out, self.waiting = self.waiting, []
         return out
 
+    def arrived(self) -> list[Msg]:
+        return []
+
 
 async def test_stream_feed_hands_back_early_and_duplicate_jobs_and_holds_the_others() -> None:
     holder = Holder(now=1000.0)

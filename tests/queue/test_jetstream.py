@@ -188,3 +188,66 @@ async def test_a_job_deleted_as_the_consumer_moves_on_is_cancelled_here(jobs: Je
     jobs._js.delete_msg = delete_then_the_consumer_moves_on
     assert await jobs.take_waiting(j.id, now=10.0) == j
     assert [t for t, _ in pulled] == [later]
+
+
+async def test_a_short_batch_ends_at_once_and_a_waiting_fetch_takes_a_late_job(jobs: JetStreamJobs) -> None:
+    """jswire.Puller: a batch JetStream cannot fill ends with its status (not the timeout); with nothing there,
+    the fetch waits for the next job."""
+    a = [job("fw", i) for i in range(3)]
+    for j in a:
+        await jobs.publish(j, first=True)
+    got = await jobs.fetch("fw", 10, timeout=30)
+    assert [j for j, _ in got] == a
+    late = job("fw", 9)
+
+    async def publish_later() -> None:
+        await asyncio.sleep(0.2)
+        await jobs.publish(late, first=True)
+
+    task = asyncio.create_task(publish_later())
+    [(j, msg)] = await jobs.fetch("fw", 10, timeout=30)
+    await task
+    assert j == late
+    for _, m in [*got, (j, msg)]:
+        await m.ack_sync()
+
+
+async def test_a_publish_nobody_acknowledges_times_out() -> None:
+    """A subject something listens on but no stream stores: no PubAck, the publish fails after its timeout."""
+    _reachable()
+    import nats
+
+    from polyfn.queue.jswire import Publisher, PublishFailed
+
+    nc = await nats.connect(NATS_URL)
+    try:
+        subject = f"polyfn-test.{secrets.token_hex(4)}"
+        async def ignore(msg: object) -> None:  # a listener that never replies
+            pass
+
+        await nc.subscribe(subject, cb=ignore)
+        pub = Publisher(nc, timeout=0.3)
+        await pub.start()
+        with pytest.raises(PublishFailed, match="no PubAck"):
+            await pub.publish(subject, b"x", {})
+        await pub.stop()
+    finally:
+        await nc.close()
+
+
+async def test_a_job_delivered_after_its_fetch_gave_up_is_kept_held_until_taken(jobs: JetStreamJobs) -> None:
+    """A pull answered late (its fetch returned already) leaves the message with the puller: `arrived` lists it
+    for the held jobs' heartbeat, and the next fetch returns it."""
+    j = job("fl")
+    await jobs.publish(j, first=True)
+    puller = await jobs._consumer("fl", jobs.stream, jobs.subject("fl", "*"), "fn-fl")
+    await puller._request({"batch": 1, "no_wait": True})  # as if a fetch had asked and given up
+    for _ in range(100):
+        if jobs.arrived():
+            break
+        await asyncio.sleep(0.02)
+    [msg] = jobs.arrived()
+    await msg.in_progress()  # what the heartbeat does with it
+    [(got, m)] = await jobs.fetch("fl", 5, timeout=1)
+    assert got == j and jobs.arrived() == []
+    await m.ack_sync()

@@ -106,3 +106,25 @@ async def test_queue_sync_full(tmp_path: Path) -> None:
     await db.close()
     with pytest.raises(ValueError, match="normal or full"):
         await QueueDB.open(tmp_path / "q2.db", sync="off")
+
+
+async def test_concurrent_writes_are_merged_into_few_statements(tmp_path: Path) -> None:
+    """Adjacent callers' one-row INSERTs become multi-row INSERTs and their DELETEs one `IN (…)` (groupcommit.py),
+    in powers of two up to 256 rows; what each caller wrote is all there, in order."""
+    db = await QueueDB.open(tmp_path / "q.db")
+    jobs = [Job(id=f"m{i:04}", function=f"f{i % 3}", body=b"%d" % i, headers=[("h", str(i))], enqueued_at=i,
+                not_before=i) for i in range(600)]
+    commits = db.commits
+    await asyncio.gather(*(db.enqueue([j]) for j in jobs))
+    assert db.commits - commits < 600 // 10  # grouped
+    assert (await db.counts()) == {"pending": 600}
+    got = await db.get("m0599")
+    assert got is not None and got.headers == [("h", "599")] and got.body == b"599"
+    done = [j.id for j in jobs[:300]]
+    cbs = [(i, "http://cb.example/", b"{}", None) for i in done[:37]]  # (a VALUES with literals: merged too)
+    await asyncio.gather(db.finish_many(done[:150], cbs, now=1), db.finish_many(done[150:], (), now=1),
+                         db.enqueue([Job(id="late", function="f0", body=b"")]))
+    assert (await db.counts()) == {"pending": 301}
+    assert await db.get("m0000") is None and await db.get("m0300") is not None
+    assert all([(await db.get_callback(i)) is not None for i in done[:37]])
+    await db.close()

@@ -149,25 +149,31 @@ class Attempts:
     async def _settle(self, job: Job, feed: Feed, out: Outcome) -> bool:
         """Retry, dead-letter or complete an attempt: True when the job went to the completion batch (released
         from its function already)."""
-        code, err = outcome_error(out) if out.status >= 400 else (None, {})
-        if out.status >= 400 and self.on_failure is not None:
+        if out.status < 400:  # (what `retry.settle` decides for every status below 400: done, without asking it)
+            return await self._succeeded(job, feed, out)
+        code, err = outcome_error(out)
+        if self.on_failure is not None:
             self.on_failure(job, retry.failure_reason(out.status, code))
         active = self.registry.get(job.function)
         cls, decision = retry.settle(out.status, code, job.attempt, self.clock() - job.enqueued_at,
                                      active.revision.spec if active is not None else None, err.get("errorType"))
         if decision.action == "done":
-            if job.trigger == "events" and out.status < 400 and self.on_reply is not None:
-                await self._reply(job, out.body)
-            self._done.append((job, feed, out))
-            self._done_wake.set()
-            self.release(job.function, completing=True)
-            return True
+            return await self._succeeded(job, feed, out)
         err["attempt"] = job.attempt
         if decision.action == "retry":
             await feed.reschedule(job, self.clock() + decision.delay, err, uncount=cls in ("throttle", "shutdown"))
         else:
             await self._dead(job, feed, decision.reason, err, out)
         return False
+
+    async def _succeeded(self, job: Job, feed: Feed, out: Outcome) -> bool:
+        """Into the completion batch (its function's slot is free now)."""
+        if job.trigger == "events" and out.status < 400 and self.on_reply is not None:
+            await self._reply(job, out.body)
+        self._done.append((job, feed, out))
+        self._done_wake.set()
+        self.release(job.function, completing=True)
+        return True
 
     async def _reply(self, job: Job, body: bytes) -> None:
         """A function invoked by an event replied with a CloudEvent: route it on (hop count bounded), to the

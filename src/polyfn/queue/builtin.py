@@ -120,7 +120,7 @@ class Job(msgspec.Struct, kw_only=True):
 
     def row(self) -> tuple[Any, ...]:
         return (self.id, self.function, self.kind, self.trigger, self.method, self.path, self.query,
-                json.dumps(self.headers), self.body, self.content_type, self.callback_url, self.enqueued_at,
+                _headers_json(self.headers), self.body, self.content_type, self.callback_url, self.enqueued_at,
                 self.not_before, self.attempt, self.state,
                 None if self.last_error is None else json.dumps(self.last_error), self.dead_at, self.reason)
 
@@ -133,6 +133,13 @@ class Job(msgspec.Struct, kw_only=True):
         except UnicodeDecodeError:
             out["body_base64"] = True
         return out
+
+
+_encode_json = msgspec.json.Encoder().encode
+
+
+def _headers_json(headers: list[tuple[str, str]]) -> str:
+    return _encode_json(headers).decode() if headers else "[]"
 
 
 def _job(row: sqlite3.Row) -> Job:

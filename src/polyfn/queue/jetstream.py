@@ -33,6 +33,7 @@ from typing import Any
 import msgspec
 
 from polyfn.queue.builtin import Job
+from polyfn.queue.jswire import Publisher, Puller
 from polyfn.queue.nodemessages import NodeMessages
 
 log = logging.getLogger("polyfn.queue")
@@ -81,7 +82,8 @@ class JetStreamJobs(NodeMessages):
         self.ack_wait = ack_wait
         self._nc: Any = None
         self._js: Any = None
-        self._subs: dict[str, Any] = {}  # function (or "topic:<trigger id>") → its pull subscription
+        self._subs: dict[str, Puller] = {}  # function (or "topic:<trigger id>") → its puller (jswire.py)
+        self._pub: Publisher | None = None  # publishes with their PubAcks (jswire.py)
         self._closing = False
         self._notices: set[asyncio.Future[None]] = set()  # change notices being published
 
@@ -116,6 +118,8 @@ class JetStreamJobs(NodeMessages):
             raise RuntimeError(f"async queue: cannot reach NATS at {self.url}: {type(e).__name__}: {e}") from None
         self._nc.options["max_reconnect_attempts"] = -1
         self._js = self._nc.jetstream()
+        self._pub = Publisher(self._nc, timeout=5.0)
+        await self._pub.start()
         config = StreamConfig(name=self.stream, subjects=[f"{self.stream}.>"], retention=RetentionPolicy.WORK_QUEUE,
                               storage=StorageType.FILE, duplicate_window=120.0,
                               description="polyfn async invocations (one message per job attempt)")
@@ -131,29 +135,32 @@ class JetStreamJobs(NodeMessages):
                 storage=StorageType.FILE, duplicate_window=120.0,
                 description="polyfn embedded-topic messages, one copy per subscribing trigger"))
 
-    async def _consumer(self, key: str, stream: str, subject: str, name: str) -> Any:
-        """The pull subscription on durable consumer `name` (made by the first node that needs it, then shared
+    async def _consumer(self, key: str, stream: str, subject: str, name: str) -> Puller:
+        """This node's puller on durable consumer `name` (made by the first node that needs it, then shared
         by every node; a work-queue stream allows one consumer per subject, and these filters never overlap)."""
-        sub = self._subs.get(key)
-        if sub is None:
+        puller = self._subs.get(key)
+        if puller is None:
             from nats.js.api import AckPolicy, ConsumerConfig
+            from nats.js.errors import NotFoundError
 
-            sub = self._subs[key] = await self._js.pull_subscribe(
-                subject, durable=name, stream=stream,
-                config=ConsumerConfig(durable_name=name, ack_policy=AckPolicy.EXPLICIT, ack_wait=self.ack_wait,
-                                      max_deliver=-1, max_ack_pending=-1))
-        return sub
+            try:
+                await self._js.consumer_info(stream, name)
+            except NotFoundError:  # (made by two nodes at once: the same config, JetStream takes both)
+                await self._js.add_consumer(stream, config=ConsumerConfig(
+                    name=name, durable_name=name, filter_subject=subject, ack_policy=AckPolicy.EXPLICIT,
+                    ack_wait=self.ack_wait, max_deliver=-1, max_ack_pending=-1))
+            made = Puller(self._nc, self._js._prefix, stream, name)
+            await made.start()
+            puller = self._subs.setdefault(key, made)
+            if puller is not made:  # another caller made it meanwhile
+                await made.stop()
+        return puller
 
     @staticmethod
-    async def _pull(sub: Any, n: int, timeout: float, decode: Callable[[bytes], Any]) -> list[tuple[Any, Any]]:
+    async def _pull(puller: Puller, n: int, timeout: float, decode: Callable[[bytes], Any]) -> list[tuple[Any, Any]]:
         """Up to `n` decoded messages with their handles, waiting at most `timeout` for the first. A message
         that is not polyfn's (someone else published on the subject) is dropped with a warning."""
-        import nats.errors
-
-        try:
-            msgs = await sub.fetch(n, timeout=timeout)
-        except (nats.errors.TimeoutError, TimeoutError):
-            return []
+        msgs = await puller.fetch(n, timeout)
         out = []
         for m in msgs:
             try:
@@ -164,10 +171,17 @@ class JetStreamJobs(NodeMessages):
                 await m.term()
         return out
 
+    def arrived(self) -> list[Any]:
+        """Job messages delivered to this node that no fetch returned yet (a pull answered after its fetch gave
+        up): the held jobs' heartbeat covers them too, so none goes to another node while it waits here."""
+        return [m for key, puller in self._subs.items() if not key.startswith("topic:") for m in puller.arrived()]
+
     async def close(self) -> None:
         """Acknowledgements and heartbeats already written go out (flush); held jobs not acknowledged go to
         another node after their ack wait. (Not `drain()`: it waits up to 30 s on the pull subscriptions.)"""
         self._closing = True
+        if self._pub is not None:
+            await self._pub.stop()
         if self._nc is not None:
             try:
                 await self._nc.flush(timeout=2)
@@ -182,8 +196,9 @@ class JetStreamJobs(NodeMessages):
         try:
             if job.function not in self._subs:  # its consumer exists before its first job (counted by it)
                 await self._consumer(job.function, self.stream, self.subject(job.function, "*"), f"fn-{job.function}")
-            await self._js.publish(self.subject(job.function, job.id), _encode(job), stream=self.stream,
-                                   headers={"Nats-Msg-Id": msg_id}, timeout=5)
+            assert self._pub is not None
+            await self._pub.publish(self.subject(job.function, job.id), _encode(job),
+                                    {"Nats-Msg-Id": msg_id, "Nats-Expected-Stream": self.stream})
         except Exception as e:
             raise QueueUnavailable(f"the async queue (NATS JetStream at {self.url}) did not take the job: "
                                    f"{type(e).__name__}: {e}") from None
@@ -251,8 +266,9 @@ class JetStreamJobs(NodeMessages):
         """A copy of every message `(id, body, attributes, sent_at)` for every subscribing trigger; returns once
         JetStream stored them all (deduplicated by subscriber and message id)."""
         async def one(sub: str, m: tuple[str, bytes, dict[str, str], float]) -> None:
-            await self._js.publish(f"{self.topics_stream}.{sub}", _encode(TopicMessage(*m)),
-                                   stream=self.topics_stream, headers={"Nats-Msg-Id": f"{sub}:{m[0]}"}, timeout=5)
+            assert self._pub is not None
+            await self._pub.publish(f"{self.topics_stream}.{sub}", _encode(TopicMessage(*m)),
+                                    {"Nats-Msg-Id": f"{sub}:{m[0]}", "Nats-Expected-Stream": self.topics_stream})
 
         try:
             await asyncio.gather(*(one(sub, m) for sub in subscribers for m in msgs))
@@ -269,7 +285,9 @@ class JetStreamJobs(NodeMessages):
 
     async def topic_drop(self, subscriber: str) -> None:
         """A deleted trigger: its copies go, and its consumer."""
-        self._subs.pop(f"topic:{subscriber}", None)
+        puller = self._subs.pop(f"topic:{subscriber}", None)
+        if puller is not None:
+            await puller.stop()
         try:
             await self._js.purge_stream(self.topics_stream, subject=f"{self.topics_stream}.{subscriber}")
             await self._js.delete_consumer(self.topics_stream, f"t-{subscriber}")

@@ -111,8 +111,12 @@ class StreamFeed:
         h = self.holder
         while not h.stopping and self.registry.get(function) is not None:
             cap = h.capacity(function)
-            room = min(cap + self.prefetch(function, cap) - h.ledger.held.get(function, 0), h.ledger.free())
-            if room <= 0:
+            limit = cap + self.prefetch(function, cap)
+            held = h.ledger.held.get(function, 0)
+            room = min(limit - held, h.ledger.free())
+            # While every instance is busy, refill once half the prefetch is free, not after every job: a
+            # pull per job (a request to NATS and its reply) would cost the node and NATS more than the job.
+            if room <= 0 or (held >= cap and room < (limit - cap) // 2):
                 self._room_wake.clear()
                 await self._room_wake.wait()
                 continue
@@ -148,7 +152,7 @@ class StreamFeed:
         self.holder.dispatch(job, self)
 
     def _held_messages(self) -> list[Any]:
-        return [msg for _, msg in self._msgs.values()]
+        return [*(msg for _, msg in self._msgs.values()), *self.jobs.arrived()]
 
     # -- settling -----------------------------------------------------------------------------------
 

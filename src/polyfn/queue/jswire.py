@@ -1,0 +1,177 @@
+"""JetStream publishes and pulls on a nats-py connection, without its per-message request machinery.
+
+nats-py's `js.publish` is a request per message: a random token (`os.urandom`), a future, an
+`asyncio.wait_for` (a task) and a JSON parse of the PubAck; its `fetch` waits for each message of a batch
+with `wait_for` as well. At thousands of jobs a second that was a quarter of the node's loop (py-spy,
+`bench/async.py --queue-url`). Here:
+
+* `Publisher`: every publish carries a reply subject under one subscription of the node's own (`<inbox>.<n>`,
+  a counter); its PubAck resolves a future. Timeouts are swept once a quarter second for all publishes (they
+  are made in order with one timeout, so the oldest expire first), not timed one by one. A PubAck is parsed
+  only when it reports an error. The caller still returns only once JetStream stored the message.
+* `Puller`: a function's jobs from its durable consumer. A fetch asks for `n` messages with `no_wait`
+  (JetStream sends what it has now, then a 404 status when short): the batch ends cleanly, no request left
+  open that could deliver more than the node has room for. With nothing there, it asks for one message with
+  an expiry and waits for it, and the next fetch goes back to batches. Messages arrive on a subscription of the
+  puller's own and are handed over as they come; a message that arrives after its fetch gave up (a lingering
+  request answered late) is handed over by the next one, and kept from the ack wait meanwhile by the heartbeat
+  of the held jobs (`arrived`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import time
+from typing import Any
+
+#: the status header JetStream puts on a no-responders reply and on pull-request endings (404, 408, 409)
+STATUS = "Status"
+
+
+class PublishFailed(Exception):
+    """JetStream did not store the message (its error, no stream, or no PubAck in time)."""
+
+
+class Publisher:
+    def __init__(self, nc: Any, timeout: float = 5.0):
+        self.nc = nc
+        self.timeout = timeout
+        self.prefix = ""
+        self._n = 0
+        self._futs: dict[str, asyncio.Future[None]] = {}
+        self._order: collections.deque[tuple[float, str]] = collections.deque()  # (deadline, token), oldest first
+        self._sub: Any = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.prefix = self.nc.new_inbox() + "."
+        self._sub = await self.nc.subscribe(self.prefix + "*", cb=self._on_ack)
+        self._sweeper = self._loop.create_task(self._sweep())
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        for fut in self._futs.values():
+            if not fut.done():
+                fut.set_exception(PublishFailed("the connection to NATS was closed"))
+        self._futs.clear()
+
+    async def publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
+        """Returns once JetStream acknowledged the message as stored; raises PublishFailed otherwise."""
+        self._n += 1
+        token = str(self._n)
+        loop = self._loop or asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self._futs[token] = fut
+        self._order.append((time.monotonic() + self.timeout, token))
+        try:
+            await self.nc.publish(subject, payload, reply=self.prefix + token, headers=headers)
+            await fut
+        finally:
+            self._futs.pop(token, None)
+
+    async def _on_ack(self, msg: Any) -> None:
+        fut = self._futs.pop(msg.subject[len(self.prefix):], None)
+        if fut is None or fut.done():
+            return
+        data = msg.data
+        if not data:  # a status: 503 no responders (no stream for the subject)
+            status = msg.headers.get(STATUS, "") if msg.headers else ""
+            fut.set_exception(PublishFailed(f"no JetStream stream took the message (status {status or '?'})"))
+        elif b'"error"' in data:
+            try:
+                err = json.loads(data).get("error") or {}
+            except ValueError:
+                err = {}
+            fut.set_exception(PublishFailed(f"JetStream refused the message: {err.get('description') or data[:200]!r}"))
+        else:
+            fut.set_result(None)
+
+    async def _sweep(self) -> None:
+        order, futs = self._order, self._futs
+        while True:
+            await asyncio.sleep(0.25)
+            now = time.monotonic()
+            while order and (order[0][0] <= now or order[0][1] not in futs):
+                _, token = order.popleft()
+                fut = futs.pop(token, None)
+                if fut is not None and not fut.done():
+                    fut.set_exception(PublishFailed(f"no PubAck within {self.timeout:g} s"))
+
+
+class Puller:
+    """One durable consumer's messages for this node (see the module's docstring)."""
+
+    def __init__(self, nc: Any, js_prefix: str, stream: str, consumer: str):
+        self.nc = nc
+        self.next_subject = f"{js_prefix}.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+        self.inbox = ""
+        self._msgs: collections.deque[Any] = collections.deque()
+        self._ended = 0  # requests ended by a status (404 no messages, 408 expired, 409 …)
+        self._wake = asyncio.Event()
+        self._sub: Any = None
+
+    async def start(self) -> None:
+        self.inbox = self.nc.new_inbox()
+        self._sub = await self.nc.subscribe(self.inbox, cb=self._on_msg)
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+
+    async def _on_msg(self, msg: Any) -> None:
+        if not msg.data and msg.headers and STATUS in msg.headers:
+            if msg.headers[STATUS] != "100":  # (100: a heartbeat, not asked for)
+                self._ended += 1
+        else:
+            self._msgs.append(msg)
+        self._wake.set()
+
+    async def _request(self, body: dict[str, Any]) -> None:
+        await self.nc.publish(self.next_subject, json.dumps(body).encode(), reply=self.inbox)
+
+    async def _until(self, done: Any, deadline: float) -> None:
+        while not done():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._wake.clear()
+            if done():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), left)
+
+    def arrived(self) -> list[Any]:
+        """Messages delivered here that no fetch returned yet (kept held with heartbeats like taken ones)."""
+        return list(self._msgs)
+
+    def _take(self, n: int) -> list[Any]:
+        q = self._msgs
+        return [q.popleft() for _ in range(min(n, len(q)))]
+
+    async def fetch(self, n: int, timeout: float) -> list[Any]:
+        """Up to `n` messages, waiting at most `timeout` seconds for the first."""
+        if len(self._msgs) >= n:
+            return self._take(n)
+        deadline = time.monotonic() + timeout
+        ended, had = self._ended, len(self._msgs)
+        want = n - had
+        await self._request({"batch": want, "no_wait": True})
+        # the batch ends with its `want`-th message, or with a status when JetStream had fewer
+        await self._until(lambda: self._ended > ended or len(self._msgs) >= had + want, min(deadline, time.monotonic() + 2))
+        if self._msgs:
+            return self._take(n)
+        left = deadline - time.monotonic()
+        if left > 0.01:
+            ended = self._ended
+            await self._request({"batch": 1, "expires": int(left * 1e9) - 1_000_000})
+            await self._until(lambda: self._msgs or self._ended > ended, deadline)
+        return self._take(n)
