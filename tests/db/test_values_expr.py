@@ -226,3 +226,11 @@ def test_a_remembered_expression_is_bound_to_each_requests_values_and_checked_ag
         out = evaluate.apply_update(parse_update(upd, nm), item, ("pk",))
         assert out["n"] == {"N": d} and out["l"] == {"L": [{"S": "x"}, {"S": d}]}
         assert sorted(out["tags"]["SS"]) == ["a", "b", add] and out["prev"] == {"SS": ["b"]}
+    assert item["n"] == {"N": "5"} and item["l"] == {"L": [{"S": "x"}]} and item["tags"] == {"SS": ["a", "b"]}
+    assert item["prev"] == {"SS": ["a", "b"]}  # (top-level paths: the old item is copied shallowly, and untouched)
+    big = {"pk": {"S": "k"}, "n": {"N": "99999999999999999999"}}  # (past a machine int: Decimal's arithmetic)
+    got = evaluate.apply_update(parse_update("SET n = n + :d ADD m :d", names(v={":d": {"N": "-0.5"}})), big, ("pk",))
+    assert got["n"] == {"N": "99999999999999999998.5"} and got["m"] == {"N": "-0.5"}
+    got = evaluate.apply_update(parse_update("SET n = n - :d ADD n2 :d", names(v={":d": {"N": "7"}})),
+                                {"n": {"N": "-3"}, "n2": {"N": "3"}}, ("pk",))
+    assert got == {"n": {"N": "-10"}, "n2": {"N": "10"}}
