@@ -480,8 +480,7 @@ class Parser:
 
 
 def _check_func(name: str, args: Any, error: Callable[[str], Invalid]) -> None:
-    """The checks of a condition function's operands that depend on the :values (run again when a remembered
-    expression is bound to a request's values: `_bind`)."""
+    """The checks of a function's operands that depend on the :values (again when `_bind` binds new ones)."""
     if name == "attribute_type":
         t = args[1]
         if not isinstance(t, Literal) or values.type_of(t.value) != "S":
@@ -554,9 +553,9 @@ def _bind(x: Any, vals: dict[str, dict[str, Any]], error: Callable[[str], Invali
         return Literal(vals[x.name], x.name)
     if t is PathRef or t is Size:
         return x
-    if t is Compare:
-        return Compare(x.op, _bind(x.left, vals, error), _bind(x.right, vals, error))
-    if t is And or t is Or:
+    if t is Compare or t is Arith:
+        return t(x.op, _bind(x.left, vals, error), _bind(x.right, vals, error))
+    if t is And or t is Or or t is ListAppend:
         return t(_bind(x.left, vals, error), _bind(x.right, vals, error))
     if t is Not:
         return Not(_bind(x.operand, vals, error))
@@ -568,12 +567,8 @@ def _bind(x: Any, vals: dict[str, dict[str, Any]], error: Callable[[str], Invali
         args = tuple(_bind(a, vals, error) for a in x.args)
         _check_func(x.name, args, error)
         return Func(x.name, args)
-    if t is Arith:
-        return Arith(x.op, _bind(x.left, vals, error), _bind(x.right, vals, error))
     if t is IfNotExists:
         return IfNotExists(x.path, _bind(x.default, vals, error))
-    if t is ListAppend:
-        return ListAppend(_bind(x.left, vals, error), _bind(x.right, vals, error))
     if t is Update:
         return Update([(p, _bind(v, vals, error)) for p, v in x.set], x.remove,
                       [(p, _bind(v, vals, error)) for p, v in x.add], [(p, _bind(v, vals, error)) for p, v in x.delete])
