@@ -7,11 +7,14 @@ measures the whole path against moto).
     .venv/bin/python bench/db_hotpath.py            # 3,000 requests per operation
     .venv/bin/python bench/db_hotpath.py --profile  # and write py-spy-free cProfile stats to /tmp
     .venv/bin/python bench/db_hotpath.py --http     # through the node's HTTP protocol too (below)
+    .venv/bin/python bench/db_hotpath.py --http --at-once 1  # one request at a time (a starved node's load)
 
 `--http` adds, per operation, the same requests as raw HTTP/1.1 bytes fed to the node's protocol
 (gateway/http.py, uvicorn's httptools protocol) on 32 in-memory transports, twice: answered straight from the
 protocol (gateway/direct.py, as the node does) and through ASGI (the face as an ASGI app). What is left out is
-only the socket: the kernel's reads and writes and uvloop's polling.
+only the socket: the kernel's reads and writes and uvloop's polling. `--at-once K`: K connections instead of 32,
+so each turn of the loop has K requests (K=1: every write its own commit, as when boto3 clients on the same
+cores leave the node one or two requests per wake-up).
 """
 
 from __future__ import annotations
@@ -91,8 +94,8 @@ def raw_request(scope: dict[str, Any], data: bytes) -> bytes:
     return b"POST / HTTP/1.1\r\n" + head + b"content-length: %d\r\n\r\n" % len(data) + data
 
 
-async def over_http(api: Any, scope: dict[str, Any], data: bytes, n: int, direct: bool) -> float:
-    """µs of CPU per request fed as bytes to the node's protocol (32 connections, one request each at a time)."""
+async def over_http(api: Any, scope: dict[str, Any], data: bytes, n: int, direct: bool, k: int = 32) -> float:
+    """µs of CPU per request fed as bytes to the node's protocol (`k` connections, one request each at a time)."""
     import uvicorn
     from uvicorn.server import ServerState
 
@@ -119,13 +122,13 @@ async def over_http(api: Any, scope: dict[str, Any], data: bytes, n: int, direct
             assert out.startswith(b"HTTP/1.1 200"), out[:200]
         proto.connection_lost(None)
 
-    await asyncio.gather(*(conn(4) for _ in range(32)))  # (warm: imports, caches)
+    await asyncio.gather(*(conn(4) for _ in range(k)))  # (warm: imports, caches)
     cpu0 = time.process_time()
-    await asyncio.gather(*(conn(n // 32) for _ in range(32)))
-    return (time.process_time() - cpu0) / (n // 32 * 32) * 1e6
+    await asyncio.gather(*(conn(n // k) for _ in range(k)))
+    return (time.process_time() - cpu0) / (n // k * k) * 1e6
 
 
-async def main(n: int, profile: bool, http: bool = False) -> None:
+async def main(n: int, profile: bool, http: bool = False, at_once: int = 32) -> None:
     from polyfn.auth.keys import KeyRing
     from polyfn.auth.secrets import SecretBox
     from polyfn.db.access import Grants
@@ -180,7 +183,7 @@ async def main(n: int, profile: bool, http: bool = False) -> None:
             print(f"{name:18} {cpu / done * 1e6:15.0f} {done / wall:22.0f}")
             if http:
                 for direct in (True, False):
-                    us = await over_http(api, scope, data, n, direct)
+                    us = await over_http(api, scope, data, n, direct, at_once)
                     print(f"  + HTTP, {'direct' if direct else 'ASGI':6} {us:7.0f}")
         await db.close()
         await keys.stop()
@@ -192,5 +195,6 @@ if __name__ == "__main__":
     ap.add_argument("-n", type=int, default=3000)
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--http", action="store_true", help="through the node's HTTP protocol too")
+    ap.add_argument("--at-once", type=int, default=32, help="--http: connections, each one request at a time")
     a = ap.parse_args()
-    asyncio.run(main(a.n, a.profile, a.http))
+    asyncio.run(main(a.n, a.profile, a.http, a.at_once))

@@ -329,6 +329,26 @@ async def test_small_writes_and_a_tables_deletion_interleave(db: Database, monke
     assert (await reads.scan(db, NS, {"TableName": "gone"}))["Count"] == 0
 
 
+async def test_the_wal_starts_over_while_writes_keep_coming(db: Database, db_url: str,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writes one after the other (each its own commit, as a starved node sees them): the checkpoints keep
+    the WAL file small. A checkpoint beside a writer that kept committing never caught up, and the WAL grew by
+    every commit's pages (tens of MB in a benchmark run)."""
+    if not db_url.startswith("sqlite"):
+        pytest.skip("the WAL is SQLite's")
+    from pathlib import Path
+
+    from polyfn.db import storage
+
+    monkeypatch.setattr(storage, "CHECKPOINT_EVERY", 16)
+    await make(db, "wal", None)
+    wal = Path(db_url.split(":///", 1)[1]).with_name("tables.db-wal")
+    for i in range(1500):
+        await db.put_item(NS, {"TableName": "wal", "Item": {"pk": S(f"k{i}"), "v": S("x" * 100)}})
+    assert wal.stat().st_size < 1_000_000
+    assert (await reads.scan(db, NS, {"TableName": "wal", "Select": "COUNT"}))["Count"] == 1500
+
+
 async def test_the_namespace_item_quota_holds_for_concurrent_writers_of_several_tables(db: Database,
                                                                                          db_url: str) -> None:
     """40 puts at once into four tables of a namespace with `db_items=10`, through two database cores on

@@ -198,3 +198,39 @@ def test_a_remembered_expression_takes_each_requests_values_and_checks_its_unuse
     nm.check_unused()  # the update of the previous request (remembered) used :one here too
     with pytest.raises(Invalid, match="An expression attribute value used in expression is not defined"):
         parse_update("SET n = n + :one", names(None, {":two": {"N": "2"}}))
+
+
+def test_a_remembered_expression_is_bound_to_each_requests_values_and_checked_again() -> None:
+    """The tree is remembered per (expression, names), not per values: every node that holds a :value takes the
+    request's own, and the checks that depend on a value's type run again for it (the first, valid, request's
+    parse must not let an invalid one through)."""
+    item = {"pk": {"S": "abc"}, "n": {"N": "5"}, "l": {"L": [{"S": "x"}]}, "tags": {"SS": ["a", "b"]},
+            "prev": {"SS": ["a", "b"]}}
+    cond = "begins_with(pk, :p) AND n BETWEEN :lo AND :hi AND n IN (:a, :b) AND attribute_type(n, :t)"
+    for p, lo, want in (("ab", "1", True), ("zz", "1", False), ("ab", "6", False)):
+        nm = names(v={":p": {"S": p}, ":lo": {"N": lo}, ":hi": {"N": "9"}, ":a": {"N": "5"}, ":b": {"N": "7"},
+                      ":t": {"S": "N"}})
+        assert evaluate.check(parse_condition(cond, nm), item) is want
+        nm.check_unused()
+    bad = {":p": {"S": "ab"}, ":lo": {"N": "1"}, ":hi": {"N": "9"}, ":a": {"N": "5"}, ":b": {"N": "7"}}
+    with pytest.raises(Invalid, match="operator or function: begins_with, operand type: N"):
+        parse_condition(cond, names(v={**bad, ":p": {"N": "1"}, ":t": {"S": "N"}}))
+    with pytest.raises(Invalid, match="attribute_type, operand type: N"):
+        parse_condition(cond, names(v={**bad, ":t": {"N": "1"}}))
+    with pytest.raises(Invalid, match="Invalid attribute type name found; type: X"):
+        parse_condition(cond, names(v={**bad, ":t": {"S": "X"}}))
+    upd = "SET n = if_not_exists(m, :z) + :d, l = list_append(l, :l) ADD tags :add DELETE prev :del"
+    for d, add in (("1", "c"), ("10", "d")):
+        nm = names(v={":z": {"N": "0"}, ":d": {"N": d}, ":l": {"L": [{"S": d}]}, ":add": {"SS": [add]},
+                      ":del": {"SS": ["a"]}})
+        out = evaluate.apply_update(parse_update(upd, nm), item, ("pk",))
+        assert out["n"] == {"N": d} and out["l"] == {"L": [{"S": "x"}, {"S": d}]}
+        assert sorted(out["tags"]["SS"]) == ["a", "b", add] and out["prev"] == {"SS": ["b"]}
+    assert item["n"] == {"N": "5"} and item["l"] == {"L": [{"S": "x"}]} and item["tags"] == {"SS": ["a", "b"]}
+    assert item["prev"] == {"SS": ["a", "b"]}  # (top-level paths: the old item is copied shallowly, and untouched)
+    big = {"pk": {"S": "k"}, "n": {"N": "99999999999999999999"}}  # (past a machine int: Decimal's arithmetic)
+    got = evaluate.apply_update(parse_update("SET n = n + :d ADD m :d", names(v={":d": {"N": "-0.5"}})), big, ("pk",))
+    assert got["n"] == {"N": "99999999999999999998.5"} and got["m"] == {"N": "-0.5"}
+    got = evaluate.apply_update(parse_update("SET n = n - :d ADD n2 :d", names(v={":d": {"N": "7"}})),
+                                {"n": {"N": "-3"}, "n2": {"N": "3"}}, ("pk",))
+    assert got == {"n": {"N": "-10"}, "n2": {"N": "10"}}

@@ -342,7 +342,7 @@ class Database:
             got = evaluate.project(src, w.paths) if src is not None else {}
             if got:
                 out["Attributes"] = got
-        out.update(capacity(req, t.name, write_units(values.item_size(new))))
+        out.update(capacity(req, t.name, lambda: write_units(w.size if w.size is not None else values.item_size(new))))
         return out
 
 

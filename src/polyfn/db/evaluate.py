@@ -7,6 +7,7 @@ comparison on it is false, `attribute_not_exists` true).
 from __future__ import annotations
 
 import functools
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -175,12 +176,22 @@ def _show(v: dict[str, Any]) -> str:
 # -- updates ----------------------------------------------------------------------------------------------
 
 
+_SMALL_INT = re.compile(r"-?[0-9]{1,18}").fullmatch  # (exact in a machine-sized int, far inside 38 digits)
+
+
+def _arith(op: str, a: str, b: str) -> str:
+    """`a op b` of two stored numbers' texts, as DynamoDB's text."""
+    if _SMALL_INT(a) and _SMALL_INT(b):  # a counter's `n + :one`: integers, the same text Decimal gives
+        return str(int(a) + int(b) if op == "+" else int(a) - int(b))
+    return values.num_text(values.arith(op, Decimal(a), Decimal(b)))
+
+
 def _set_value(x: Any, item: dict[str, Any] | None) -> dict[str, Any]:
     if isinstance(x, Arith):
         a, b = _set_value(x.left, item), _set_value(x.right, item)
         if values.type_of(a) != "N" or values.type_of(b) != "N":
             raise Invalid(BAD_OPERAND)
-        return {"N": values.num_text(values.arith(x.op, Decimal(a["N"]), Decimal(b["N"])))}
+        return {"N": _arith(x.op, a["N"], b["N"])}
     if isinstance(x, IfNotExists):
         v = get_path(item, x.path)
         return v if v is not None else _set_value(x.default, item)
@@ -252,12 +263,15 @@ def _copy(x: Any) -> Any:
 
 def apply_update(u: Update, item: dict[str, Any] | None, key_names: tuple[str, ...]) -> dict[str, Any]:
     """The item after the update's actions, each evaluated against the item as it was before."""
-    for p in u.paths():
+    paths = u.paths()
+    for p in paths:
         if p[0] in key_names:
             raise Invalid(f"One or more parameter values were invalid: Cannot update attribute {p[0]}. This "
                           "attribute is part of the key")
     new_values = [(p, _set_value(x, item)) for p, x in u.set]
-    out = _copy(item) if item is not None else {}
+    # (top-level paths only change the item's own dict, never a value inside it: a shallow copy keeps the old
+    # item as it was)
+    out = ({**item} if all(len(p) == 1 for p in paths) else _copy(item)) if item is not None else {}
     for p, v in new_values:
         set_path(out, p, v)
     for p in sorted(u.remove, key=lambda q: [(-e if isinstance(e, int) else 0) for e in q]):
@@ -283,7 +297,7 @@ def _add(item: dict[str, Any], path: Path, lit: Literal) -> None:
     if ct != t:
         raise Invalid(BAD_OPERAND)
     if t == "N":
-        set_path(item, path, {"N": values.num_text(values.arith("+", Decimal(cur["N"]), Decimal(v["N"])))})
+        set_path(item, path, {"N": _arith("+", cur["N"], v["N"])})
     else:
         merged = list(cur[t]) + [e for e in v[t] if not any(values.equal({t: [e]}, {t: [c]}) for c in cur[t])]
         set_path(item, path, {t: merged})

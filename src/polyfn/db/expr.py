@@ -16,8 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
-
 from polyfn.db import values
 from polyfn.db.errors import Invalid
 from polyfn.db.reserved import RESERVED
@@ -127,6 +125,9 @@ def show_path(p: Path) -> str:
 
 # -- names and values ---------------------------------------------------------------------------------
 
+_NAME_KEY = re.compile(r"#[A-Za-z0-9_]+").fullmatch
+_VALUE_KEY = re.compile(r":[A-Za-z0-9_]+").fullmatch
+
 
 class Names:
     """A request's ExpressionAttributeNames/Values, validated once, with what the expressions used."""
@@ -140,7 +141,7 @@ class Names:
             if not any_expression:
                 raise Invalid("ExpressionAttributeNames can only be specified when using expressions")
             for k, v in names.items():
-                if not re.fullmatch(r"#[A-Za-z0-9_]+", k):
+                if not _NAME_KEY(k):
                     raise Invalid(f'ExpressionAttributeNames contains invalid key: Syntax error; key: "{k}"')
                 if not isinstance(v, str) or not v:
                     raise Invalid(f"ExpressionAttributeNames contains invalid value: Empty attribute name; key: "
@@ -154,7 +155,7 @@ class Names:
                 raise Invalid("ExpressionAttributeValues can only be specified when using expressions: "
                               "condition and update expressions are null")
             for k in vals:
-                if not re.fullmatch(r":[A-Za-z0-9_]+", k):
+                if not _VALUE_KEY(k):
                     raise Invalid(f'ExpressionAttributeValues contains invalid key: Syntax error; key: "{k}"')
             vals = {k: _checked_value(k, v) for k, v in vals.items()}
         self.names: dict[str, str] = names or {}
@@ -404,17 +405,7 @@ class Parser:
         if len(args) != want:
             raise self.error(f"Incorrect number of operands for operator or function; operator or function: "
                              f"{name}, number of operands: {len(args)}")
-        if name == "attribute_type":
-            t = args[1]
-            if not isinstance(t, Literal) or values.type_of(t.value) != "S":
-                raise self.error("Incorrect operand type for operator or function; operator or function: "
-                                 f"attribute_type, operand type: {_operand_type(t)}")
-            if t.value["S"] not in values.TYPES:
-                raise self.error(f"Invalid attribute type name found; type: {t.value['S']}, valid types: "
-                                 "{B,NULL,SS,BOOL,L,BS,N,NS,S,M}")
-        if name == "begins_with" and isinstance(args[1], Literal) and values.type_of(args[1].value) not in ("S", "B"):
-            raise self.error("Incorrect operand type for operator or function; operator or function: begins_with, "
-                             f"operand type: {values.type_of(args[1].value)}")
+        _check_func(name, args, self.error)
         return Func(name, tuple(args))
 
     # updates
@@ -488,6 +479,21 @@ class Parser:
         return out
 
 
+def _check_func(name: str, args: Any, error: Callable[[str], Invalid]) -> None:
+    """The checks of a function's operands that depend on the :values (again when `_bind` binds new ones)."""
+    if name == "attribute_type":
+        t = args[1]
+        if not isinstance(t, Literal) or values.type_of(t.value) != "S":
+            raise error("Incorrect operand type for operator or function; operator or function: "
+                        f"attribute_type, operand type: {_operand_type(t)}")
+        if t.value["S"] not in values.TYPES:
+            raise error(f"Invalid attribute type name found; type: {t.value['S']}, valid types: "
+                        "{B,NULL,SS,BOOL,L,BS,N,NS,S,M}")
+    if name == "begins_with" and isinstance(args[1], Literal) and values.type_of(args[1].value) not in ("S", "B"):
+        raise error("Incorrect operand type for operator or function; operator or function: begins_with, "
+                    f"operand type: {values.type_of(args[1].value)}")
+
+
 def _operand_type(x: Any) -> str:
     return values.type_of(x.value) if isinstance(x, Literal) else "PATH"
 
@@ -505,23 +511,26 @@ def _check_overlaps(u: Update, error: Any) -> None:
 # -- entry points -------------------------------------------------------------------------------------
 
 
-_PARSED: dict[tuple[str, str, tuple[tuple[str, str], ...], bytes], tuple[Any, frozenset[str], frozenset[str]]] = {}
+_PARSED: dict[tuple[str, str, tuple[tuple[str, str], ...]], tuple[Any, frozenset[str], frozenset[str]]] = {}
 _PARSED_MAX = 1024
-_values_key = msgspec.json.Encoder().encode
 
 
 def _parsed(what: str, src: Any, names: Names, parse: Callable[[Parser], Any]) -> Any:
-    """`parse` of the expression, remembered per (expression, names, values): a client sends the same few
-    expressions again and again, and parsing one cost more than the write it guards. The trees are immutable
-    (frozen nodes; an `Update`'s lists are never changed after parsing), so one serves every request."""
+    """`parse` of the expression, remembered per (expression, names): a client sends the same few expressions
+    again and again, each time with other :values, and parsing one cost more than the write it guards. The
+    remembered tree is bound to the request's values (`_bind`: its `Literal`s replaced, the checks that depend
+    on values run again); a tree without values serves as it is (the nodes are frozen; an `Update`'s lists are
+    never changed after parsing). A value the expression uses and the request lacks: parsed, for its error."""
     if not isinstance(src, str):
         return parse(Parser(src, what, names))
-    key = (what, src, tuple(names.names.items()), _values_key(names.values) if names.values else b"")
+    key = (what, src, tuple(names.names.items()))
     hit = _PARSED.get(key)
-    if hit is not None:
+    if hit is not None and (not hit[2] or hit[2].issubset(names.values)):
         names.used_names.update(hit[1])
+        if not hit[2]:
+            return hit[0]
         names.used_values.update(hit[2])
-        return hit[0]
+        return _bind(hit[0], names.values, lambda m: Invalid(f"Invalid {what}: {m}"))
     outer_names, outer_values = names.used_names, names.used_values
     names.used_names, names.used_values = set(), set()
     try:
@@ -535,6 +544,35 @@ def _parsed(what: str, src: Any, names: Names, parse: Callable[[Parser], Any]) -
         _PARSED.clear()
     _PARSED[key] = (out, used_names, used_values)
     return out
+
+
+def _bind(x: Any, vals: dict[str, dict[str, Any]], error: Callable[[str], Invalid]) -> Any:
+    """A parsed tree with each `Literal` holding `vals`' value of its :placeholder."""
+    t = type(x)
+    if t is Literal:
+        return Literal(vals[x.name], x.name)
+    if t is PathRef or t is Size:
+        return x
+    if t is Compare or t is Arith:
+        return t(x.op, _bind(x.left, vals, error), _bind(x.right, vals, error))
+    if t is And or t is Or or t is ListAppend:
+        return t(_bind(x.left, vals, error), _bind(x.right, vals, error))
+    if t is Not:
+        return Not(_bind(x.operand, vals, error))
+    if t is Between:
+        return Between(_bind(x.operand, vals, error), _bind(x.low, vals, error), _bind(x.high, vals, error))
+    if t is In:
+        return In(_bind(x.operand, vals, error), tuple(_bind(o, vals, error) for o in x.options))
+    if t is Func:
+        args = tuple(_bind(a, vals, error) for a in x.args)
+        _check_func(x.name, args, error)
+        return Func(x.name, args)
+    if t is IfNotExists:
+        return IfNotExists(x.path, _bind(x.default, vals, error))
+    if t is Update:
+        return Update([(p, _bind(v, vals, error)) for p, v in x.set], x.remove,
+                      [(p, _bind(v, vals, error)) for p, v in x.add], [(p, _bind(v, vals, error)) for p, v in x.delete])
+    raise TypeError(f"no binding for {t.__name__}")
 
 
 def _condition(p: Parser) -> Any:

@@ -22,8 +22,9 @@ Work is a plain function of a synchronous SQLAlchemy `Connection`, run inside on
   thread hand-off, no wake-up of a writer thread and none of the loop (those cost more than the write). Writes
   of unbounded size (a table's deletion or backfill, TTL sweeps) run on a thread of their own, which then
   holds the connection and takes the small writes that arrive meanwhile into its own batches. The writer
-  connection never checkpoints the WAL at commit (it would fsync on the loop's thread): a thread of its own
-  checkpoints (PASSIVE, beside the writer) every `CHECKPOINT_EVERY` commits. Reads run on a small pool of
+  connection never checkpoints the WAL at commit (it would fsync on the loop's thread): every `CHECKPOINT_EVERY`
+  commits the writer thread takes the connection and checkpoints (PASSIVE) before the next write, so that write
+  starts the WAL over (a checkpoint beside a writer that kept committing never let it). Reads run on a small pool of
   threads with their own connections. SQLite has one writer at a time anyway; going through aiosqlite would
   cost an event-loop round trip per statement, several per item.
 * PostgreSQL (a cluster; the node's `POLYFN_DATABASE_URL`): SQLAlchemy async (asyncpg) runs the same function
@@ -240,20 +241,21 @@ class SqliteStorage(Storage):
 
         @event.listens_for(self.engine, "begin")
         def _begin(conn: Connection) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("writer") else "BEGIN")
+            raw = conn.connection.driver_connection
+            if not raw.in_transaction:  # (the writer's batches BEGIN on the driver themselves: `_run_batch`)
+                raw.execute("BEGIN IMMEDIATE" if conn.get_execution_options().get("writer") else "BEGIN")
 
         self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="polyfn-db-write")
         self._readers = concurrent.futures.ThreadPoolExecutor(3, thread_name_prefix="polyfn-db-read")
-        self._checkpointer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="polyfn-db-checkpoint")
         self._local = threading.local()
         self._wconn: Connection | None = None
+        self._raw: sqlite3.Connection | None = None  # the writer's driver connection (BEGIN and COMMIT go to it)
         self._pending: list[tuple[Callable[[Connection], Any], asyncio.Future[Any]]] = []  # the thread's
         self._mutex = threading.Lock()
         self._draining = False  # the writer connection is in use (by the thread or the loop); under _mutex
         self._inline: list[tuple[Callable[[Connection], Any], asyncio.Future[Any]]] = []  # small, this turn
-        self._commits = 0  # since the last checkpoint; under _mutex
-        self._checkpointing = False
-        self._ckconn: sqlite3.Connection | None = None
+        self._commits = 0  # since the last checkpoint
+        self._checkpoint_due = False  # the writer thread checkpoints before it lets the connection go
         self._loop: asyncio.AbstractEventLoop | None = None
         self._conns: list[Connection] = []
         self._point: sqlite3.Connection | None = None  # point reads, on the event loop's thread (`item_text`)
@@ -267,6 +269,7 @@ class SqliteStorage(Storage):
             self._wconn.connection.driver_connection.execute("PRAGMA wal_autocheckpoint=0")
             with self._wconn.begin():
                 _create_schema(self._wconn)
+            self._raw = self._wconn.connection.driver_connection
 
         await self._loop.run_in_executor(self._writer, setup)
         # a primary-key lookup takes SQLite a few µs; the hop to a reader thread and back cost ten times that.
@@ -295,9 +298,6 @@ class SqliteStorage(Storage):
         await loop.run_in_executor(self._writer, close_writer)
         self._writer.shutdown(wait=True)
         self._readers.shutdown(wait=True)
-        self._checkpointer.shutdown(wait=True)
-        if self._ckconn is not None:
-            self._ckconn.close()
         for c in self._conns:
             with contextlib.suppress(Exception):
                 c.close()
@@ -352,7 +352,7 @@ class SqliteStorage(Storage):
             done = self._run_batch(batch)
         finally:
             with self._mutex:
-                more = bool(self._pending)
+                more = bool(self._pending) or self._checkpoint_due
                 self._draining = more
         if more:
             self._writer.submit(self._drain)
@@ -361,6 +361,8 @@ class SqliteStorage(Storage):
     def _drain(self) -> None:
         assert self._loop is not None
         while True:
+            if self._checkpoint_due:
+                self._checkpoint()
             with self._mutex:
                 batch, self._pending = self._pending, []
                 if not batch:
@@ -371,25 +373,28 @@ class SqliteStorage(Storage):
 
     def _run_batch(self, batch: list[tuple[Callable[[Connection], Any], asyncio.Future[Any]]]
                    ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
-        """Every write of `batch` in one transaction, each in a savepoint of its own; committed on return."""
-        conn = self._wconn
-        assert conn is not None
+        """Every write of `batch` in one transaction, each in a savepoint of its own; committed on return.
+        BEGIN, COMMIT and the savepoints are said to the driver directly: SQLAlchemy's `begin()` and `commit()`
+        (its transaction object, the begin event, an execution context for the BEGIN) cost more than a PutItem's
+        own statement, and a batch is often one write (the `begin` listener sees the driver's transaction
+        open and adds no BEGIN when a write's work goes through SQLAlchemy)."""
+        conn, raw = self._wconn, self._raw
+        assert conn is not None and raw is not None
         done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
-        if len(batch) == 1:  # alone: no savepoint, a failure undoes the transaction
-            fn, fut = batch[0]
-            try:
-                with conn.begin():
-                    done.append((fut, fn(conn), None))
-            except Exception as e:
-                return [(fut, None, e)]
-            self._committed()
-            return done
         try:
-            with conn.begin():
-                # each write in a savepoint of its own (a refused one leaves the batch's others alone), said
-                # to SQLite directly: SQLAlchemy's begin_nested() compiled a statement each time and cost
-                # more than the write itself
-                raw = conn.connection.driver_connection
+            raw.execute("BEGIN IMMEDIATE")
+        except Exception as e:
+            return [(fut, None, e) for _, fut in batch]
+        try:
+            if len(batch) == 1:  # alone: no savepoint, a failure undoes the transaction
+                fn, fut = batch[0]
+                try:
+                    done.append((fut, fn(conn), None))
+                except Exception as e:
+                    _rollback(raw)
+                    return [(fut, None, e)]
+            else:
+                # each write in a savepoint of its own: a refused one leaves the batch's others alone
                 for fn, fut in batch:
                     raw.execute("SAVEPOINT w")
                     try:
@@ -398,30 +403,41 @@ class SqliteStorage(Storage):
                         raw.execute("ROLLBACK TO w")
                         done.append((fut, None, e))
                     raw.execute("RELEASE w")
+            raw.execute("COMMIT")
         except Exception as e:  # the commit failed: nothing of the batch happened
+            _rollback(raw)
             return [(fut, None, e) for _, fut in batch]
+        except BaseException:
+            _rollback(raw)
+            raise
         self._committed()
         return done
 
     def _committed(self) -> None:
         self._commits += 1
-        if self._commits >= CHECKPOINT_EVERY and not self._checkpointing:
+        if self._commits >= CHECKPOINT_EVERY:
             self._commits = 0
-            self._checkpointing = True
-            self._checkpointer.submit(self._checkpoint)
+            self._checkpoint_due = True
 
     def _checkpoint(self) -> None:
-        """Copy the WAL's committed pages into the database file (PASSIVE: beside the writer and the readers,
-        waiting for neither); the writer then starts the WAL over from its beginning."""
+        """On the writer thread, holding the writer connection (the loop's small writes queue for the thread
+        meanwhile): copy the WAL's committed pages into the database file (PASSIVE: waiting for no reader). No
+        commit lands between this checkpoint and the next write transaction, so that transaction finds the whole
+        WAL copied and starts it over from its beginning; a checkpoint beside a writer that kept committing
+        (a thread of its own, as before) never caught up, and the WAL grew without end (160 MB after a few
+        benchmark runs), each commit extending the file."""
+        self._checkpoint_due = False
+        assert self._raw is not None
         try:
-            if self._ckconn is None:
-                self._ckconn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-                self._ckconn.execute("PRAGMA busy_timeout=10000")
-            self._ckconn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            self._raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except sqlite3.Error:
             log.warning("WAL checkpoint of %s failed", self.path, exc_info=True)
-        finally:
-            self._checkpointing = False
+
+
+def _rollback(raw: sqlite3.Connection) -> None:
+    if raw.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            raw.execute("ROLLBACK")
 
 
 def _settle(fut: asyncio.Future[Any], result: Any, err: BaseException | None) -> None:

@@ -31,7 +31,7 @@ class Write:
     deletes: bool = False
     paths: list[Path] = field(default_factory=list)  # an update's paths (UPDATED_OLD/UPDATED_NEW)
     key: dict[str, Any] = field(default_factory=dict)
-    size: int | None = None  # a put's item size (known when it was checked: not summed again)
+    size: int | None = None  # the new item's size (a put's when it was checked, an update's when it was made)
 
     def lock(self) -> int:
         return self.k.lock(self.t.id)
@@ -127,12 +127,15 @@ def prepare_update(t: TableDef, req: dict[str, Any]) -> Write:
     def make(old: dict[str, Any] | None) -> dict[str, Any]:
         new = evaluate.apply_update(upd, old, key_names) if upd is not None else dict(old or {})
         new.update(key)
-        if values.item_size(new) > values.MAX_ITEM:
+        size = values.item_size(new)
+        if size > values.MAX_ITEM:
             raise Invalid(UPDATE_TOO_LARGE)
         rows.check_index_keys(t, new)
+        w.size = size  # (the new item's size, summed once: its row and the answer's capacity use it)
         return new
 
-    return Write(t, k, cond, on_fail(req), make=make, paths=upd.paths() if upd is not None else [], key=key)
+    w = Write(t, k, cond, on_fail(req), make=make, paths=upd.paths() if upd is not None else [], key=key)
+    return w
 
 
 def check(c: Connection, w: Write) -> dict[str, Any] | None:
