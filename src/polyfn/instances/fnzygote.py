@@ -31,11 +31,14 @@ import msgspec
 
 from polyfn.instances.procfs import children, ns_pid, rss_kb
 from polyfn.instances.zygote import ZygoteClient, ZygoteError
+from polyfn.protocol.zygote import PACKET_MAX, Take, Took
 
 log = logging.getLogger("polyfn.fnzygote")
 
 #: seconds between the clean start that asks for a zygote and its build (see `FunctionZygotes._build`)
 BUILD_DELAY = 0.25
+#: seconds between taking a zygote's offered child and asking it for the next (`FunctionZygote.take`)
+OFFER_DELAY = 0.02
 
 
 def oom_kills(cgroup_dir: str, version: int) -> int:
@@ -81,6 +84,9 @@ class FunctionZygote(ZygoteClient):
         self.memory_mb = 0  # what it reserves in the node's memory budget: its RSS once ready
         self._on_lost = on_lost
         self._on_instance_exit = on_exit
+        #: the pre-forked child the zygote offers: (its pid in the namespace, its host pid or 0 while the
+        #: zygote's own host pid is unknown, our end of its connection); see `take`
+        self.offer: tuple[int, int, socket.socket] | None = None
         self.sock = sock
         sock.setblocking(False)
         self._ready = asyncio.get_running_loop().create_future()
@@ -102,6 +108,49 @@ class FunctionZygote(ZygoteClient):
     async def start(self) -> None:
         raise ZygoteError(f"the function zygote of {self.key} is gone")
 
+    def _recv(self) -> tuple[bytes, list[int]]:
+        data, fds, _, _ = socket.recv_fds(self.sock, PACKET_MAX, 1)  # type: ignore[arg-type]
+        return data, fds
+
+    def _offered(self, inner: int, fds: list[int]) -> None:
+        if len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            return
+        self._drop_offer()
+        host = find_host_pid(children(self.worker), inner, depth=0) if self.worker else 0
+        self.offer = (inner, host, socket.socket(fileno=fds[0]))
+
+    def _drop_offer(self) -> None:
+        if self.offer is not None:
+            self.offer[2].close()
+            self.offer = None
+
+    def take(self, instance_id: str) -> tuple[int, socket.socket] | None:
+        """Start the offered child as instance `instance_id`: (its host pid, our end of its connection), or
+        None without an offer (then `spawn`). No round trip: the child reads `Take` on its connection, and
+        the zygote hears `Took` so it forks the next offer."""
+        offer, self.offer = self.offer, None
+        if offer is None or self.sock is None:
+            return None
+        inner, host, conn = offer
+        if not host:
+            host = find_host_pid(children(self.worker), inner, depth=0)
+        body = self._enc.encode(Take(instance_id, host))
+        try:
+            if not host:
+                raise OSError("offered child not found")
+            conn.sendall(len(body).to_bytes(4, "little") + body)
+        except OSError:
+            conn.close()
+            return None
+        # The next offer is forked once this start is served: a fork now would compete with it for the CPU
+        asyncio.get_running_loop().call_later(OFFER_DELAY, self._took, inner)
+        self.host[inner] = host
+        self.instances += 1
+        self.last_used = time.monotonic()
+        return host, conn
+
     async def spawn(self, spec: msgspec.Struct, conn: socket.socket) -> int:
         inner = await super().spawn(spec, conn)
         host = find_host_pid(children(self.worker), inner, depth=0)
@@ -112,7 +161,16 @@ class FunctionZygote(ZygoteClient):
         self.last_used = time.monotonic()
         return host
 
+    def _took(self, inner: int) -> None:
+        if self.sock is not None:
+            try:
+                self.sock.send(self._enc.encode(Took(inner)))
+            except OSError:  # (channel full: the zygote offers again when this child ends; spawns still work)
+                pass
+
     def _exited(self, inner: int, status: int) -> None:
+        if self.offer is not None and self.offer[0] == inner:  # the offered child died unused
+            self._drop_offer()
         host = self.host.pop(inner, 0)
         if host:
             self.instances -= 1
@@ -120,6 +178,7 @@ class FunctionZygote(ZygoteClient):
 
     def _lost(self) -> None:
         was = self.sock is not None
+        self._drop_offer()
         super()._lost()
         if was:
             self.kill()
@@ -127,6 +186,7 @@ class FunctionZygote(ZygoteClient):
 
     def kill(self) -> None:
         """End the zygote and everything in its pid namespace (the supervisor's death takes init with it)."""
+        self._drop_offer()
         if self.sock is not None:
             super()._lost()
         try:

@@ -155,8 +155,11 @@ class InstanceManager:
             ispec, plan = await self.specs.build(rev, iid)
             inst.uid = plan.uid
             if fz is not None:
-                pid = await self._spawn_from_zygote(fz, ispec, theirs, ours)
+                pid, conn = await self._spawn_from_zygote(fz, ispec, theirs, ours)
                 if pid:
+                    if conn is not None:  # the zygote's offered child: its own connection
+                        ours.close()
+                        ours = conn
                     ours.setblocking(False)
                     await inst.attach(ours)
                     attached = True
@@ -211,8 +214,9 @@ class InstanceManager:
         return inst
 
     async def _spawn_from_zygote(self, fz: FunctionZygote, ispec: InstanceSpec, theirs: socket.socket,
-                                 ours: socket.socket) -> int:
-        """Fork the instance from its revision's zygote; its host pid, or 0 if the zygote failed."""
+                                 ours: socket.socket) -> tuple[int, socket.socket | None]:
+        """Start the instance from its revision's zygote: its host pid (0 if the zygote failed) and, when it
+        was the child the zygote offered (`FunctionZygote.take`), that child's connection."""
         n = fz.instances + 2  # the zygote, its live instances and this one share the zygote's cgroup
         if self.sandbox.cgroups is not None and n > fz.high_water:
             plan = ispec.sandbox
@@ -222,18 +226,21 @@ class InstanceManager:
                 fz.high_water = n
             except OSError as e:
                 log.warning("%s: cannot raise the function zygote's cgroup limits: %s", fz.key, e)
-                return 0
+                return 0, None
+        taken = fz.take(ispec.instance_id)
+        if taken is not None:
+            return taken
         try:
             # the sandbox is the zygote's, in force already: its forks need not decode the plan again
             pid = await fz.spawn(msgspec.structs.replace(ispec, sandbox=None), theirs)
             ours.send(pid.to_bytes(8, "little"))  # the instance's host pid (for POLYFN_HOST_PID)
-            return pid
+            return pid, None
         except (ZygoteError, OSError) as e:
             log.warning("%s: function zygote failed (%s): starting clean", fz.key, e)
             if self.fzs is not None:
                 self.fzs.lost(fz)
             fz.kill()
-            return 0
+            return 0, None
 
     def secret_changed(self, name: str) -> int:
         """Secret `name` was set or deleted: drop the function zygotes of revisions that use it (their forks
