@@ -29,7 +29,7 @@ from typing import Any
 
 import msgspec
 
-from polyfn.protocol import Ready
+from polyfn.protocol import Invoke, Ready, Result, encode, to_instance_decoder
 from polyfn.protocol.zygote import (
     PACKET_MAX,
     Exited,
@@ -213,6 +213,7 @@ def _offered(conn: socket.socket, server_end: socket.socket, spec: Any, adapter:
     startup.redirect_refusals(conn)
     init_buf = LogBuffer(spec.log_line_max, spec.log_lines_max)
     capture_output(init_buf)
+    _rehearse()
     head = conn.recv(4, socket.MSG_WAITALL)
     if len(head) != 4:
         return  # the server dropped the offer (or the zygote)
@@ -222,6 +223,17 @@ def _offered(conn: socket.socket, server_end: socket.socket, spec: Any, adapter:
     os.environ["POLYFN_INSTANCE_ID"] = take.instance_id
     os.environ["POLYFN_HOST_PID"] = str(take.host_pid)
     instance.serve(conn, adapter, spec, init_buf, Ready(0, (time.perf_counter() - t0) * 1000, info))
+
+
+def _rehearse() -> None:
+    """While waiting: run the runtime's own side of a start and an invocation once on dummy frames (decode,
+    encode; never the function's code), so their first-touch copy-on-write faults are paid before a caller
+    waits for them."""
+    dummy = Invoke(0, "", "http", 0.0, "GET", "/", "", [("a", "b")], b"x")
+    to_instance_decoder.decode(encode(dummy)[4:])
+    msgspec.msgpack.decode(msgspec.msgpack.encode(Take("", 0)), type=Take)
+    encode(Result(0, 200, [("a", "b")], b"x", None, [], 0.0))
+    encode(Ready(0, 0.0, ""))
 
 
 def _direct(msg: bytes, fd: int, adapter: Any, info: str) -> None:
