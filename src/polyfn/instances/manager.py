@@ -108,6 +108,17 @@ class InstanceManager:
         self.pools.add(pool)
         self.awake.add(pool)
 
+    def succeed(self, old: Any, new: Any) -> None:
+        """`new`'s revision replaces `old`'s (a deploy). If this node was serving the old one (its function
+        zygote, or instances), build the new one's zygote now rather than after its first clean start: that
+        first start (and the burst that may follow it) then forks from it, or waits for it if it comes before
+        the build is done (`FunctionZygotes.wait_built`). Memory: the old revision's zygote goes when its pool
+        has drained; until then both exist."""
+        if self.fzs is None or new.revision.spec.runtime != "python":
+            return
+        if self.fzs.get(old.revision.key) is not None or old.instances:
+            self.fzs.want(new, delay=0)
+
     def forget_pool(self, pool: Any) -> None:
         self.pools.discard(pool)
         self.awake.discard(pool)
@@ -148,6 +159,8 @@ class InstanceManager:
         iid = f"{rev.function}-{rev.number}-{next(self._ids)}"
         t0 = time.perf_counter()
         fz = self.fzs.get(rev.key) if self.fzs is not None and spec.runtime == "python" else None
+        if fz is None and self.fzs is not None and rev.key in self.fzs.building:
+            fz = await self.fzs.wait_built(rev.key, min(self.settings.init_timeout, max(spec.timeout, 1.0)))
         inst = Instance(iid, rev.key, pool.on_lost)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         attached = False
