@@ -156,10 +156,10 @@ def serve(ctrl: socket.socket, adapter: Any, info: str, import_ms: float, spec: 
             ours.close()
         return pid
 
-    ctrl.send(_enc.encode(ZygoteReady(os.getpid(), import_ms)))
     can_offer = spec is not None
-    if can_offer:
+    if can_offer:  # (before Ready: a start waiting for this zygote takes the offer at once)
         offered = offer()
+    ctrl.send(_enc.encode(ZygoteReady(os.getpid(), import_ms)))
     while True:
         readable = wait_readable(ctrl, rfd)
         if rfd in readable:
@@ -222,7 +222,7 @@ def _offered(conn: socket.socket, server_end: socket.socket, spec: Any, adapter:
     take = msgspec.msgpack.decode(conn.recv(size, socket.MSG_WAITALL), type=Take)
     os.environ["POLYFN_INSTANCE_ID"] = take.instance_id
     os.environ["POLYFN_HOST_PID"] = str(take.host_pid)
-    instance.serve(conn, adapter, spec, init_buf, Ready(0, (time.perf_counter() - t0) * 1000, info))
+    instance.serve(conn, adapter, spec, init_buf, Ready(0, (time.perf_counter() - t0) * 1000, info + ", offered"))
 
 
 def _rehearse() -> None:
