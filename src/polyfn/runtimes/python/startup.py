@@ -161,20 +161,29 @@ def _forget_from_snapshot(missing: list[str] | None = None) -> bool:
     return True
 
 
-def stage_imports(prepared: Any) -> None:
-    """In a pre-forked blank that staged the shared root filesystem (`sandbox.prepare`): which of the zygote's
-    modules come from files that root lacks, found now rather than by a stat of every module file on the
-    cold path (`isolate_imports`). The function's own binds (code, dependencies) never hold a zygote's module."""
+def stage_imports(prepared: Any, stage: str = "") -> None:
+    """In a pre-forked blank that staged the shared root filesystem (`sandbox.prepare`, at `stage`, by default
+    rootfs.STAGE): which of the zygote's modules come from files that root lacks, found now rather than by a
+    stat of every module file on the cold path (`isolate_imports`). The function's own binds (code,
+    dependencies) never hold a zygote's module. A path through a symbolic link that leaves the stage counts
+    as lacking (forgetting a module is the safe side: a module whose file is there is imported again)."""
     if _SNAPSHOT is None or not prepared.root_staged:
         return
-    from polyfn.sandbox.rootfs import STAGE
-
-    exists = os.path.exists
+    if not stage:
+        from polyfn.sandbox.rootfs import STAGE as stage
+    exists, islink, realpath, dirname = os.path.exists, os.path.islink, os.path.realpath, os.path.dirname
+    inside: dict[str, bool] = {}
     missing: list[str] = []
     for line in _SNAPSHOT[2].split("\n"):
         name, _, file = line.partition("\t")
-        if not file or not exists(STAGE + file):
-            missing.append(name)
+        if file:
+            d = dirname(file)
+            ok = inside.get(d)
+            if ok is None:
+                ok = inside[d] = realpath(stage + d).startswith(stage + "/")
+            if ok and not islink(stage + file) and exists(stage + file):
+                continue
+        missing.append(name)
     prepared.missing_modules = missing
 
 
