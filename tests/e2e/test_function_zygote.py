@@ -105,6 +105,24 @@ def test_module_starting_a_thread_falls_back_to_clean_starts(server: Server) -> 
     assert act["cold"] and "zygote: none (the module started 1 thread at import)" in act["init_info"], act
 
 
+def test_a_served_functions_new_revision_starts_from_a_zygote_built_at_deploy(server: Server) -> None:
+    server.deploy("fzrev", {"handler.py": SLOW}, max_instances=4)
+    r = server.api.post("/v1/functions/fzrev/invoke", json={})
+    assert r.status_code == 200, r.text
+    server.deploy("fzrev", {"handler.py": SLOW + "# revision 2\n"}, max_instances=4)
+    # its first call waits for the zygote if the build is not done yet, then takes the zygote's offered child
+    r = server.api.post("/v1/functions/fzrev/invoke", json={})
+    assert r.status_code == 200, r.text
+    act = server.activation(r.headers["x-polyfn-activation-id"])
+    assert act["cold"] and "zygote: function" in act["init_info"] and "offered" in act["init_info"], act
+    out = r.json()
+    assert out["imported_in"] != out["me"]
+    insts = server.api.get("/v1/functions/fzrev/instances").json()["instances"]
+    assert [i["pid"] for i in insts if i["id"] == out["instance"]] == [out["pid"]]  # POLYFN_HOST_PID from `Take`
+    z = zygote(server, "fzrev")
+    assert z["state"] == "ready" and z["instances"] == 1
+
+
 def test_dead_zygote_is_rebuilt_and_delete_leaves_no_process(server: Server) -> None:
     server.deploy("fzdie", {"handler.py": SLOW}, max_instances=4)
     server.api.post("/v1/functions/fzdie/invoke", json={})

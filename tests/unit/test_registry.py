@@ -32,6 +32,9 @@ class FakeManager:
     def forget_pool(self, pool: Pool) -> None:
         self.pools.discard(pool)
 
+    def succeed(self, old: Pool, new: Pool) -> None:
+        pass
+
     async def start_instance(self, pool: Pool) -> Instance:
         self.started += 1
         inst = Instance(f"i{self.started}", pool.revision.key, pool.on_lost)

@@ -31,11 +31,14 @@ import msgspec
 
 from polyfn.instances.procfs import children, ns_pid, rss_kb
 from polyfn.instances.zygote import ZygoteClient, ZygoteError
+from polyfn.protocol.zygote import PACKET_MAX, Take, Took
 
 log = logging.getLogger("polyfn.fnzygote")
 
 #: seconds between the clean start that asks for a zygote and its build (see `FunctionZygotes._build`)
 BUILD_DELAY = 0.25
+#: seconds between taking a zygote's offered child and asking it for the next (`FunctionZygote.take`)
+OFFER_DELAY = 0.02
 
 
 def oom_kills(cgroup_dir: str, version: int) -> int:
@@ -81,6 +84,9 @@ class FunctionZygote(ZygoteClient):
         self.memory_mb = 0  # what it reserves in the node's memory budget: its RSS once ready
         self._on_lost = on_lost
         self._on_instance_exit = on_exit
+        #: the pre-forked child the zygote offers: (its pid in the namespace, its host pid or 0 while the
+        #: zygote's own host pid is unknown, our end of its connection); see `take`
+        self.offer: tuple[int, int, socket.socket] | None = None
         self.sock = sock
         sock.setblocking(False)
         self._ready = asyncio.get_running_loop().create_future()
@@ -102,6 +108,49 @@ class FunctionZygote(ZygoteClient):
     async def start(self) -> None:
         raise ZygoteError(f"the function zygote of {self.key} is gone")
 
+    def _recv(self) -> tuple[bytes, list[int]]:
+        data, fds, _, _ = socket.recv_fds(self.sock, PACKET_MAX, 1)  # type: ignore[arg-type]
+        return data, fds
+
+    def _offered(self, inner: int, fds: list[int]) -> None:
+        if len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            return
+        self._drop_offer()
+        host = find_host_pid(children(self.worker), inner, depth=0) if self.worker else 0
+        self.offer = (inner, host, socket.socket(fileno=fds[0]))
+
+    def _drop_offer(self) -> None:
+        if self.offer is not None:
+            self.offer[2].close()
+            self.offer = None
+
+    def take(self, instance_id: str) -> tuple[int, socket.socket] | None:
+        """Start the offered child as instance `instance_id`: (its host pid, our end of its connection), or
+        None without an offer (then `spawn`). No round trip: the child reads `Take` on its connection, and
+        the zygote hears `Took` so it forks the next offer."""
+        offer, self.offer = self.offer, None
+        if offer is None or self.sock is None:
+            return None
+        inner, host, conn = offer
+        if not host:
+            host = find_host_pid(children(self.worker), inner, depth=0)
+        body = self._enc.encode(Take(instance_id, host))
+        try:
+            if not host:
+                raise OSError("offered child not found")
+            conn.sendall(len(body).to_bytes(4, "little") + body)
+        except OSError:
+            conn.close()
+            return None
+        # The next offer is forked once this start is served: a fork now would compete with it for the CPU
+        asyncio.get_running_loop().call_later(OFFER_DELAY, self._took, inner)
+        self.host[inner] = host
+        self.instances += 1
+        self.last_used = time.monotonic()
+        return host, conn
+
     async def spawn(self, spec: msgspec.Struct, conn: socket.socket) -> int:
         inner = await super().spawn(spec, conn)
         host = find_host_pid(children(self.worker), inner, depth=0)
@@ -112,7 +161,16 @@ class FunctionZygote(ZygoteClient):
         self.last_used = time.monotonic()
         return host
 
+    def _took(self, inner: int) -> None:
+        if self.sock is not None:
+            try:
+                self.sock.send(self._enc.encode(Took(inner)))
+            except OSError:  # (channel full: the zygote offers again when this child ends; spawns still work)
+                pass
+
     def _exited(self, inner: int, status: int) -> None:
+        if self.offer is not None and self.offer[0] == inner:  # the offered child died unused
+            self._drop_offer()
         host = self.host.pop(inner, 0)
         if host:
             self.instances -= 1
@@ -120,6 +178,7 @@ class FunctionZygote(ZygoteClient):
 
     def _lost(self) -> None:
         was = self.sock is not None
+        self._drop_offer()
         super()._lost()
         if was:
             self.kill()
@@ -127,6 +186,7 @@ class FunctionZygote(ZygoteClient):
 
     def kill(self) -> None:
         """End the zygote and everything in its pid namespace (the supervisor's death takes init with it)."""
+        self._drop_offer()
         if self.sock is not None:
             super()._lost()
         try:
@@ -141,7 +201,9 @@ class FunctionZygotes:
     def __init__(self, manager: Any):
         self.manager = manager
         self.ready: dict[str, FunctionZygote] = {}
-        self.building: set[str] = set()
+        #: revisions whose zygote is being built: the build's outcome (the zygote, or None), for starts to wait on
+        self.building: dict[str, asyncio.Future[FunctionZygote | None]] = {}
+        self._hurry: dict[str, asyncio.Event] = {}  # a start waits: skip the rest of BUILD_DELAY
         self.failed: dict[str, str] = {}  # revision key → why it has no zygote (reported in init info)
         self.by_supervisor: dict[int, FunctionZygote] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -150,25 +212,49 @@ class FunctionZygotes:
         fz = self.ready.get(key)
         return fz if fz is not None and fz.alive else None
 
-    def want(self, pool: Any) -> None:
-        """After a clean start of `pool`'s revision: build its zygote in the background, once."""
+    def want(self, pool: Any, delay: float = BUILD_DELAY) -> None:
+        """Build `pool`'s revision's zygote in the background, once: `delay` seconds after a clean start of
+        it (see `_build`), at once for a new revision of a function this node serves (`InstanceManager.succeed`)."""
         key = pool.revision.key
         if key in self.ready or key in self.building or key in self.failed or pool.draining:
             return
         if self.manager.reserved_mb() + 64 > self.manager.memory_budget_mb:
             return  # a zygote never evicts anything to be built (64 MB: a generous guess of its size)
-        self.building.add(key)
-        t = asyncio.ensure_future(self._build(pool))
+        self.building[key] = asyncio.get_running_loop().create_future()
+        self._hurry[key] = asyncio.Event()
+        t = asyncio.ensure_future(self._build(pool, delay))
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)
 
-    async def _build(self, pool: Any) -> None:
+    async def wait_built(self, key: str, timeout: float) -> FunctionZygote | None:
+        """A start of a revision whose zygote is being built: the zygote once built (None if the build
+        fails or takes longer than `timeout`; the start is then a clean one). Waiting costs less than a
+        clean start beside the build (both an import, on the same CPUs), and every start after it forks."""
+        fut = self.building.get(key)
+        if fut is None:
+            return self.get(key)
+        hurry = self._hurry.get(key)
+        if hurry is not None:
+            hurry.set()
+        try:
+            fz = await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except TimeoutError:
+            return None
+        return fz if fz is not None and fz.alive else None
+
+    async def _build(self, pool: Any, delay: float) -> None:
         key = pool.revision.key
         fz: FunctionZygote | None = None
+        built: FunctionZygote | None = None
         try:
-            # Not at once: the clean start that asked for it is about to serve its first invocation, and on a
-            # small machine an import running beside it doubles that cold start (measured: 6.0 → 8.5 ms p50).
-            await asyncio.sleep(BUILD_DELAY)
+            # Not at once after a clean start: it is about to serve its first invocation, and on a small
+            # machine an import running beside it doubles that cold start (measured: 6.0 → 8.5 ms p50).
+            # A start that waits for this zygote cuts the delay short (`wait_built`).
+            if delay > 0:
+                try:
+                    await asyncio.wait_for(self._hurry[key].wait(), delay)
+                except TimeoutError:
+                    pass
             if pool.draining or pool not in self.manager.pools:
                 return
             fz = await self.manager.start_function_zygote(pool, self)
@@ -183,9 +269,15 @@ class FunctionZygotes:
             log.info("%s: no function zygote: %s", key, reason)
             return
         finally:
-            self.building.discard(key)
-        if pool.draining or pool not in self.manager.pools:
-            self._forget(fz)
+            self._hurry.pop(key, None)
+            done = self.building.pop(key, None)
+            if fz is not None and fz.alive and not pool.draining and pool in self.manager.pools:
+                built = fz
+            if done is not None and not done.done():
+                done.set_result(built)
+        if built is None:
+            if fz is not None:
+                self._forget(fz)
             return
         self.ready[key] = fz
         log.info("%s: function zygote ready (module imported in %.0f ms)", key, fz.import_ms)

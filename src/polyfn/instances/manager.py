@@ -108,6 +108,17 @@ class InstanceManager:
         self.pools.add(pool)
         self.awake.add(pool)
 
+    def succeed(self, old: Any, new: Any) -> None:
+        """`new`'s revision replaces `old`'s (a deploy). If this node was serving the old one (its function
+        zygote, or instances), build the new one's zygote now rather than after its first clean start: that
+        first start (and the burst that may follow it) then forks from it, or waits for it if it comes before
+        the build is done (`FunctionZygotes.wait_built`). Memory: the old revision's zygote goes when its pool
+        has drained; until then both exist."""
+        if self.fzs is None or new.revision.spec.runtime != "python":
+            return
+        if self.fzs.get(old.revision.key) is not None or old.instances:
+            self.fzs.want(new, delay=0)
+
     def forget_pool(self, pool: Any) -> None:
         self.pools.discard(pool)
         self.awake.discard(pool)
@@ -148,6 +159,8 @@ class InstanceManager:
         iid = f"{rev.function}-{rev.number}-{next(self._ids)}"
         t0 = time.perf_counter()
         fz = self.fzs.get(rev.key) if self.fzs is not None and spec.runtime == "python" else None
+        if fz is None and self.fzs is not None and rev.key in self.fzs.building:
+            fz = await self.fzs.wait_built(rev.key, min(self.settings.init_timeout, max(spec.timeout, 1.0)))
         inst = Instance(iid, rev.key, pool.on_lost)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         attached = False
@@ -155,8 +168,11 @@ class InstanceManager:
             ispec, plan = await self.specs.build(rev, iid)
             inst.uid = plan.uid
             if fz is not None:
-                pid = await self._spawn_from_zygote(fz, ispec, theirs, ours)
+                pid, conn = await self._spawn_from_zygote(fz, ispec, theirs, ours)
                 if pid:
+                    if conn is not None:  # the zygote's offered child: its own connection
+                        ours.close()
+                        ours = conn
                     ours.setblocking(False)
                     await inst.attach(ours)
                     attached = True
@@ -211,8 +227,9 @@ class InstanceManager:
         return inst
 
     async def _spawn_from_zygote(self, fz: FunctionZygote, ispec: InstanceSpec, theirs: socket.socket,
-                                 ours: socket.socket) -> int:
-        """Fork the instance from its revision's zygote; its host pid, or 0 if the zygote failed."""
+                                 ours: socket.socket) -> tuple[int, socket.socket | None]:
+        """Start the instance from its revision's zygote: its host pid (0 if the zygote failed) and, when it
+        was the child the zygote offered (`FunctionZygote.take`), that child's connection."""
         n = fz.instances + 2  # the zygote, its live instances and this one share the zygote's cgroup
         if self.sandbox.cgroups is not None and n > fz.high_water:
             plan = ispec.sandbox
@@ -222,18 +239,21 @@ class InstanceManager:
                 fz.high_water = n
             except OSError as e:
                 log.warning("%s: cannot raise the function zygote's cgroup limits: %s", fz.key, e)
-                return 0
+                return 0, None
+        taken = fz.take(ispec.instance_id)
+        if taken is not None:
+            return taken
         try:
             # the sandbox is the zygote's, in force already: its forks need not decode the plan again
             pid = await fz.spawn(msgspec.structs.replace(ispec, sandbox=None), theirs)
             ours.send(pid.to_bytes(8, "little"))  # the instance's host pid (for POLYFN_HOST_PID)
-            return pid
+            return pid, None
         except (ZygoteError, OSError) as e:
             log.warning("%s: function zygote failed (%s): starting clean", fz.key, e)
             if self.fzs is not None:
                 self.fzs.lost(fz)
             fz.kill()
-            return 0
+            return 0, None
 
     def secret_changed(self, name: str) -> int:
         """Secret `name` was set or deleted: drop the function zygotes of revisions that use it (their forks

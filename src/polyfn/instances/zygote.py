@@ -23,6 +23,7 @@ from polyfn.protocol.zygote import (
     PACKET_MAX,
     Exited,
     FromZygote,
+    Offered,
     Spawn,
     Spawned,
     SpawnFailed,
@@ -91,23 +92,32 @@ class ZygoteClient:
         log.info("%s zygote pid %d ready (preload %.0f ms)", self.runtime, ready.pid, ready.preload_ms)
 
     def _on_readable(self) -> None:
-        assert self.sock is not None
-        while True:
+        while self.sock is not None:
             try:
-                data = self.sock.recv(PACKET_MAX)
+                data, fds = self._recv()
             except BlockingIOError:
                 return
             except OSError:
-                data = b""
+                data, fds = b"", []
+            if fds and not data:
+                for fd in fds:
+                    os.close(fd)
             if not data:
                 self._lost()
                 return
             try:
                 msg = self._dec.decode(data)
             except msgspec.DecodeError:
+                for fd in fds:
+                    os.close(fd)
                 log.error("bad message from the zygote; restarting it")
                 self._lost()
                 return
+            if isinstance(msg, Offered):
+                self._offered(msg.pid, fds)
+                continue
+            for fd in fds:  # (only an offer brings one)
+                os.close(fd)
             if isinstance(msg, Exited):
                 with one_item(log, "%s zygote: the exit of pid %d", self.runtime, msg.pid):  # read on after it
                     self.on_exit(msg.pid, msg.status)
@@ -125,6 +135,14 @@ class ZygoteClient:
             elif isinstance(msg, ZygoteFailed):  # a function zygote that cannot be used
                 if self._ready and not self._ready.done():
                     self._ready.set_exception(ZygoteError(msg.reason))
+
+    def _recv(self) -> tuple[bytes, list[int]]:
+        return self.sock.recv(PACKET_MAX), []  # type: ignore[union-attr]
+
+    def _offered(self, pid: int, fds: list[int]) -> None:
+        """A pre-forked child with its connection (function zygotes only: `FunctionZygote`)."""
+        for fd in fds:
+            os.close(fd)
 
     def _lost(self) -> None:
         """The zygote died or closed the channel: fail pending spawns; the next spawn restarts it."""

@@ -2,7 +2,9 @@
 
 A `SOCK_SEQPACKET` socket; each packet is one msgpack message of at most `PACKET_MAX` bytes. Server → zygote:
 `Spawn` (with the instance's connection attached as an `SCM_RIGHTS` file descriptor). Zygote → server:
-`FromZygote`. Both sides import these types from here: the server (instances/zygote.py,
+`FromZygote`. A function zygote also offers a pre-forked instance with its connection made (`Offered`, the
+server's end attached): the server starts it with `Take` on that connection, without a round trip through the
+zygote, and says so to the zygote (`Took`) so it forks the next one. Both sides import these types from here: the server (instances/zygote.py,
 instances/fnzygote.py) and the zygotes (runtimes/python/zygote.py, runtimes/python/fnzygote.py).
 """
 
@@ -16,6 +18,15 @@ import msgspec
 class Spawn(msgspec.Struct, tag="spawn", array_like=True):
     req: int
     spec: Any  # InstanceSpec, array-encoded
+
+
+class Took(msgspec.Struct, tag="took", array_like=True):
+    """The server took the offered child `pid` (function zygotes only): offer another."""
+
+    pid: int
+
+
+ToFunctionZygote = Spawn | Took
 
 
 class ZygoteReady(msgspec.Struct, tag="zready", array_like=True):
@@ -44,5 +55,19 @@ class ZygoteFailed(msgspec.Struct, tag="zfailed", array_like=True):
     reason: str
 
 
-FromZygote = ZygoteReady | Spawned | SpawnFailed | Exited | ZygoteFailed
+class Offered(msgspec.Struct, tag="offered", array_like=True):
+    """A function zygote's pre-forked child `pid` (in its namespace) waits on the attached connection."""
+
+    pid: int
+
+
+class Take(msgspec.Struct, array_like=True):
+    """Server → an offered child, on its connection (4-byte length, then this): become instance
+    `instance_id`, known to the node as `host_pid`."""
+
+    instance_id: str
+    host_pid: int
+
+
+FromZygote = ZygoteReady | Spawned | SpawnFailed | Exited | ZygoteFailed | Offered
 PACKET_MAX = 1 << 20

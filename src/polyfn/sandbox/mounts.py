@@ -70,6 +70,7 @@ def _setup_root(plan: SandboxPlan, prepared: Prepared | None) -> str:
     else:
         if staged:  # built for another plan (or the code lives under the stage): drop it
             linux.umount(rootfs.STAGE)
+            prepared.root_staged = ""  # type: ignore[union-attr]  (what the blank computed from it is void)
         desc = rootfs.enter(plan.root, plan.binds, plan.etc, plan.tmp_mb, plan.root_mask)
     if plan.secret_files:
         os.makedirs(SECRETS_DIR, mode=0o755, exist_ok=True)

@@ -52,6 +52,9 @@ class Prepared(msgspec.Struct, kw_only=True):
     notes: list[str] = []  # why a layer could not be entered (reported in the instance's info)
     preset: list[float] = []  # cgroup limits already written: [memory_mb, pids_max, cpu_shares, cpu_quota]
     preset_desc: str = ""  # what set_limits reported for them
+    #: names of the zygote's modules whose files the staged root lacks (runtimes/python/startup.py
+    #: `stage_imports`), for `root_staged`; None: not computed
+    missing_modules: list[str] | None = None
 
 
 def cgroup_dir_for(base: str, pid: int) -> str:

@@ -71,8 +71,9 @@ class FunctionRegistry:
 
     def activate(self, revision: Revision) -> None:
         old = self.functions.get(revision.function)
-        self.functions[revision.function] = Active(revision, self.new_pool(revision))
+        new = self.functions[revision.function] = Active(revision, self.new_pool(revision))
         if old is not None:
+            self.manager.succeed(old.pool, new.pool)
             self._drain(old.pool)
 
     async def activate_stored(self, store: Any) -> None:

@@ -30,8 +30,9 @@ def fake(name: str, file: str | None) -> types.ModuleType:
     return mod
 
 
-def purge(snapshot: bool, tmp: str) -> dict:  # type: ignore[type-arg]
-    """Modules of every kind, some before the snapshot and some after; then the purge."""
+def purge(snapshot: bool, tmp: str, stage: str = "") -> dict:  # type: ignore[type-arg]
+    """Modules of every kind, some before the snapshot and some after; then the purge (with `stage`: as in a
+    blank that staged a root filesystem there, which decides what is gone)."""
     kept = os.path.join(tmp, "kept.py")
     open(kept, "w").close()
     gone = os.path.join(tmp, "gone.py")  # never made
@@ -48,7 +49,13 @@ def purge(snapshot: bool, tmp: str) -> dict:  # type: ignore[type-arg]
     spec = startup.InstanceSpec(function="f", revision=1, instance_id="i", handler="handler.handler",
                                 code_dir=tmp, flavor="native")
     finders_before = sys.path_importer_cache
-    startup.isolate_imports(spec, [tmp])
+    prepared = None
+    if stage:
+        from polyfn.sandbox.plan import Prepared
+
+        prepared = Prepared(root_staged="digest")
+        startup.stage_imports(prepared, stage)
+    startup.isolate_imports(spec, [tmp], prepared)
     return {"left": sorted(m for m in sys.modules if m.startswith(("t_", "polyfn"))),
             "snapshot_used": startup._SNAPSHOT is not None,
             "fresh_finders": sys.path_importer_cache is not finders_before and not sys.path_importer_cache,
@@ -73,3 +80,16 @@ def test_a_snapshot_that_no_longer_describes_sys_modules_is_not_used(tmp_path) -
         return {"used": startup._forget_from_snapshot(), "left": "t_other" in sys.modules}
 
     assert in_child(body) == {"used": False, "left": True}
+
+
+def test_a_blank_that_staged_the_root_found_what_is_gone_there(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    stage = tmp_path / "stage"
+    (stage / str(tmp_path).lstrip("/")).mkdir(parents=True)
+    (stage / str(tmp_path).lstrip("/") / "kept.py").touch()  # in the staged root: kept, like on the host
+    out = in_child(lambda: purge(True, str(tmp_path), str(stage)))
+    assert out["left"] == ["t_after_kept", "t_before_builtin", "t_before_kept"]
+    # what the staged root lacks is forgotten even where the host has it; a link out of the stage counts as lacking
+    (stage / str(tmp_path).lstrip("/") / "kept.py").unlink()
+    (stage / str(tmp_path).lstrip("/") / "kept.py").symlink_to(tmp_path / "kept.py")
+    out = in_child(lambda: purge(True, str(tmp_path), str(stage)))
+    assert out["left"] == ["t_after_kept", "t_before_builtin"]

@@ -29,8 +29,20 @@ from typing import Any
 
 import msgspec
 
-from polyfn.protocol import Ready
-from polyfn.protocol.zygote import PACKET_MAX, Exited, Spawn, Spawned, SpawnFailed, ZygoteFailed, ZygoteReady
+from polyfn.protocol import Invoke, Ready, Result, encode, to_instance_decoder
+from polyfn.protocol.zygote import (
+    PACKET_MAX,
+    Exited,
+    Offered,
+    Spawn,
+    Spawned,
+    SpawnFailed,
+    Take,
+    ToFunctionZygote,
+    Took,
+    ZygoteFailed,
+    ZygoteReady,
+)
 from polyfn.runtimes.python import instance, startup
 from polyfn.runtimes.python.capture import LogBuffer, capture_output
 from polyfn.runtimes.python.flavors import FunctionMeta, HandlerError, load_adapter
@@ -100,19 +112,21 @@ def main(spec: startup.InstanceSpec, ctrl: socket.socket, info: str, prepared: A
     if applied:
         info = info + "; sandbox: " + ", ".join(applied)
     info = f"fork from function zygote (module imported in {import_ms:.0f} ms); zygote: function; " + info
-    serve(ctrl, adapter, info, import_ms)
+    serve(ctrl, adapter, info, import_ms, spec)
 
 
-def serve(ctrl: socket.socket, adapter: Any, info: str, import_ms: float) -> None:
-    """Answer spawn requests. Like the runtime zygote, keep one pre-forked child waiting, so the fork and
-    the child's first copy-on-write faults are paid off the cold-start path; a spawn hands it the request."""
+def serve(ctrl: socket.socket, adapter: Any, info: str, import_ms: float, spec: Any = None) -> None:
+    """Answer spawn requests. Keep one pre-forked child *offered* to the server (`Offered`, with the server's
+    end of the child's instance connection attached): the server starts it by writing `Take` on that
+    connection, so a cold start costs neither a fork nor a round trip through this process; `Took` asks for
+    the next one. A `Spawn` (no offer left, e.g. in a burst) forks a child for the connection it brings."""
     rfd, wfd = os.pipe()
     os.set_blocking(rfd, False)
     os.set_blocking(wfd, False)
     signal.set_wakeup_fd(wfd)
     signal.signal(signal.SIGCHLD, lambda *_: None)
-    dec = msgspec.msgpack.Decoder(Spawn)
-    blank: tuple[int, socket.socket] | None = None
+    dec = msgspec.msgpack.Decoder(ToFunctionZygote)
+    offered = 0  # pid of the child offered to the server and not yet taken
 
     def fork_child(then: Any, *args: Any) -> int:
         pid = os.fork()
@@ -122,25 +136,30 @@ def serve(ctrl: socket.socket, adapter: Any, info: str, import_ms: float) -> Non
             os.close(rfd)
             os.close(wfd)
             ctrl.close()
-            if blank is not None:
-                blank[1].close()
             set_pdeathsig()  # die with the zygote
             exit_child(then, *args)
         return pid
 
-    def fork_blank() -> tuple[int, socket.socket] | None:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    def offer() -> int:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            pid = fork_child(_blank, theirs, ours, adapter, info)
+            pid = fork_child(_offered, theirs, ours, spec, adapter, info)
         except OSError:
-            ours.close()
+            return 0
+        finally:
             theirs.close()
-            return None
-        theirs.close()
-        return pid, ours
+        try:
+            socket.send_fds(ctrl, [_enc.encode(Offered(pid))], [ours.fileno()])
+        except OSError:
+            pass  # the server is gone: the child's connection closes with ours, and it exits
+        finally:
+            ours.close()
+        return pid
 
+    can_offer = spec is not None
+    if can_offer:  # (before Ready: a start waiting for this zygote takes the offer at once)
+        offered = offer()
     ctrl.send(_enc.encode(ZygoteReady(os.getpid(), import_ms)))
-    blank = fork_blank()
     while True:
         readable = wait_readable(ctrl, rfd)
         if rfd in readable:
@@ -151,14 +170,11 @@ def serve(ctrl: socket.socket, adapter: Any, info: str, import_ms: float) -> Non
                     break
                 if pid == 0:
                     break
-                if blank is not None and pid == blank[0]:  # the waiting child died unused: replace it
-                    blank[1].close()
-                    blank = None
-                    continue
+                # (reported even for the offered child: the server may have taken it before our `Took` came)
                 ctrl.send(_enc.encode(Exited(pid, status)))
+                if pid == offered:  # died unused (or taken and ended): offer another
+                    offered = offer()
         if ctrl not in readable:
-            if blank is None:
-                blank = fork_blank()
             continue
         msg, fds, _, _ = socket.recv_fds(ctrl, PACKET_MAX, 4)
         if not msg:
@@ -169,38 +185,55 @@ def serve(ctrl: socket.socket, adapter: Any, info: str, import_ms: float) -> Non
             for fd in fds:
                 os.close(fd)
             continue
+        if isinstance(req, Took):
+            for fd in fds:
+                os.close(fd)
+            if req.pid == offered and can_offer:
+                offered = offer()
+            continue
         if len(fds) != 1:
             for fd in fds:
                 os.close(fd)
             ctrl.send(_enc.encode(SpawnFailed(req.req, "spawn request without a connection")))
             continue
-        pid = 0
-        if blank is not None:
-            pid, conn = blank
-            blank = None
-            try:
-                socket.send_fds(conn, [msg], [fds[0]])
-            except OSError:
-                pid = 0
-            conn.close()
-        if not pid:
-            try:
-                pid = fork_child(_direct, msg, fds[0], adapter, info)
-            except OSError as e:
-                os.close(fds[0])
-                ctrl.send(_enc.encode(SpawnFailed(req.req, f"fork failed: {e}")))
-                continue
-        os.close(fds[0])
+        try:
+            pid = fork_child(_direct, msg, fds[0], adapter, info)
+        except OSError as e:
+            ctrl.send(_enc.encode(SpawnFailed(req.req, f"fork failed: {e}")))
+            continue
+        finally:
+            os.close(fds[0])
         ctrl.send(_enc.encode(Spawned(req.req, pid)))
-        blank = fork_blank()
 
 
-def _blank(conn: socket.socket, parent_end: socket.socket, adapter: Any, info: str) -> None:
-    parent_end.close()
-    msg, fds, _, _ = socket.recv_fds(conn, PACKET_MAX, 2)
-    conn.close()
-    if msg and len(fds) == 1:
-        _direct(msg, fds[0], adapter, info + ", pre-forked")
+def _offered(conn: socket.socket, server_end: socket.socket, spec: Any, adapter: Any, info: str) -> None:
+    """The offered child: everything but the instance's identity is ready before the server takes it (log
+    capture, where seccomp refusals are reported); then it waits for `Take` on its connection."""
+    server_end.close()
+    startup.redirect_refusals(conn)
+    init_buf = LogBuffer(spec.log_line_max, spec.log_lines_max)
+    capture_output(init_buf)
+    _rehearse()
+    head = conn.recv(4, socket.MSG_WAITALL)
+    if len(head) != 4:
+        return  # the server dropped the offer (or the zygote)
+    t0 = time.perf_counter()
+    size = int.from_bytes(head, "little")
+    take = msgspec.msgpack.decode(conn.recv(size, socket.MSG_WAITALL), type=Take)
+    os.environ["POLYFN_INSTANCE_ID"] = take.instance_id
+    os.environ["POLYFN_HOST_PID"] = str(take.host_pid)
+    instance.serve(conn, adapter, spec, init_buf, Ready(0, (time.perf_counter() - t0) * 1000, info + ", offered"))
+
+
+def _rehearse() -> None:
+    """While waiting: run the runtime's own side of a start and an invocation once on dummy frames (decode,
+    encode; never the function's code), so their first-touch copy-on-write faults are paid before a caller
+    waits for them."""
+    dummy = Invoke(0, "", "http", 0.0, "GET", "/", "", [("a", "b")], b"x")
+    to_instance_decoder.decode(encode(dummy)[4:])
+    msgspec.msgpack.decode(msgspec.msgpack.encode(Take("", 0)), type=Take)
+    encode(Result(0, 200, [("a", "b")], b"x", None, [], 0.0))
+    encode(Ready(0, 0.0, ""))
 
 
 def _direct(msg: bytes, fd: int, adapter: Any, info: str) -> None:

@@ -130,9 +130,10 @@ def _forget(name: str, mod: Any) -> bool:
     return bool(file) and not os.path.exists(file)
 
 
-def _forget_from_snapshot() -> bool:
+def _forget_from_snapshot(missing: list[str] | None = None) -> bool:
     """`isolate_imports`' purge from the zygote's snapshot plus the modules imported since (False: the
-    snapshot does not describe sys.modules any more; nothing was changed)."""
+    snapshot does not describe sys.modules any more; nothing was changed). `missing`: the snapshot's modules
+    to forget, found by the blank (`stage_imports`)."""
     if _SNAPSHOT is None:
         return False
     count, newest, lines = _SNAPSHOT
@@ -146,17 +147,47 @@ def _forget_from_snapshot() -> bool:
                 return False
             break
         since.append(name)
-    for line in lines.split("\n"):
-        name, _, file = line.partition("\t")
-        if not file or not os.path.exists(file):
+    if missing is not None:
+        for name in missing:
             sys.modules.pop(name, None)
+    else:
+        for line in lines.split("\n"):
+            name, _, file = line.partition("\t")
+            if not file or not os.path.exists(file):
+                sys.modules.pop(name, None)
     for name in since:
         if _forget(name, sys.modules.get(name)):
             sys.modules.pop(name, None)
     return True
 
 
-def isolate_imports(spec: InstanceSpec, own: list[str]) -> None:
+def stage_imports(prepared: Any, stage: str = "") -> None:
+    """In a pre-forked blank that staged the shared root filesystem (`sandbox.prepare`, at `stage`, by default
+    rootfs.STAGE): which of the zygote's modules come from files that root lacks, found now rather than by a
+    stat of every module file on the cold path (`isolate_imports`). The function's own binds (code,
+    dependencies) never hold a zygote's module. A path through a symbolic link that leaves the stage counts
+    as lacking (forgetting a module is the safe side: a module whose file is there is imported again)."""
+    if _SNAPSHOT is None or not prepared.root_staged:
+        return
+    if not stage:
+        from polyfn.sandbox.rootfs import STAGE as stage
+    exists, islink, realpath, dirname = os.path.exists, os.path.islink, os.path.realpath, os.path.dirname
+    inside: dict[str, bool] = {}
+    missing: list[str] = []
+    for line in _SNAPSHOT[2].split("\n"):
+        name, _, file = line.partition("\t")
+        if file:
+            d = dirname(file)
+            ok = inside.get(d)
+            if ok is None:
+                ok = inside[d] = realpath(stage + d).startswith(stage + "/")
+            if ok and not islink(stage + file) and exists(stage + file):
+                continue
+        missing.append(name)
+    prepared.missing_modules = missing
+
+
+def isolate_imports(spec: InstanceSpec, own: list[str], prepared: Any = None) -> None:
     """What user code can import: its own code and dependencies first, then the standard library and the
     runtime's provided packages (boto3 …; a function's own copy wins, being earlier), nothing of polyfn's
     server environment (fastapi, sqlalchemy, polyfn itself, the server's working directory).
@@ -173,11 +204,26 @@ def isolate_imports(spec: InstanceSpec, own: list[str]) -> None:
     # (their listings of every directory seen) would write to ~1.5 MB of pages shared with the zygote.
     _ZYGOTE_FINDERS.append(sys.path_importer_cache)
     sys.path_importer_cache = {}
-    if _forget_from_snapshot():
+    missing = getattr(prepared, "missing_modules", None) if getattr(prepared, "root_staged", "") else None
+    if _forget_from_snapshot(missing):
         return
     for name, mod in list(sys.modules.items()):
         if _forget(name, mod):
             del sys.modules[name]
+
+
+_env_clean = False  # `clean_environ` ran in this process
+
+
+def clean_environ() -> None:
+    """A clean environment: nothing of the server's (keys, credentials, database URLs) leaks into user code.
+    It is the same for every function, so a pre-forked blank makes it off the cold path."""
+    global _env_clean
+    base = {k: os.environ[k] for k in SAFE_ENV if k in os.environ}
+    os.environ.clear()
+    os.environ.update(base)
+    os.environ.update({"HOME": "/tmp", "TMPDIR": "/tmp"})
+    _env_clean = True
 
 
 def prepare_process(spec: InstanceSpec, prepared: Any = None) -> list[str]:
@@ -197,18 +243,14 @@ def prepare_process(spec: InstanceSpec, prepared: Any = None) -> list[str]:
     os.chdir(spec.code_dir)
     paths = [spec.code_dir] + ([spec.deps_dir] if spec.deps_dir else [])
     if spec.sys_path:
-        isolate_imports(spec, paths)
+        isolate_imports(spec, paths, prepared)
     else:  # no provided import path given (tests of the instance alone): add to the zygote's own
         sys.path[:0] = paths
         sys.path.append(PROVIDED_DIR)  # vendor modules polyfn provides (firebase_functions): after the function's own
-    # A clean environment: nothing of the server's (keys, credentials, database URLs) leaks into user code.
-    base = {k: os.environ[k] for k in SAFE_ENV if k in os.environ}
-    os.environ.clear()
-    os.environ.update(base)
+    if not _env_clean:
+        clean_environ()
     os.environ.update(
         {
-            "HOME": "/tmp",
-            "TMPDIR": "/tmp",
             "PYTHONPATH": os.pathsep.join(paths),
             "POLYFN_FUNCTION_NAME": spec.function,
             "POLYFN_FUNCTION_REVISION": str(spec.revision),

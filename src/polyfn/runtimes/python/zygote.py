@@ -141,9 +141,13 @@ def _prepare() -> Any:
 
 def _blank(conn: socket.socket, info: str) -> None:
     """A pre-forked child: pay for cgroups and namespaces now, then wait for a function to become."""
+    from polyfn.runtimes.python import startup
+
     prepared = _prepare()
     for note in prepared.notes:
         print(f"zygote: blank {os.getpid()}: {note}", file=sys.stderr)
+    startup.clean_environ()  # (function-independent steps of `startup.prepare_process`, done ahead)
+    startup.stage_imports(prepared)
     msg, fds, _, _ = socket.recv_fds(conn, PACKET_MAX, 2)
     conn.close()
     if not msg or len(fds) != 1:
