@@ -1,0 +1,35 @@
+"""The node's SQLite file (`polyfn.db`: metadata, activations, workflow state) keeps a small WAL under steady
+load: workflow transitions commit on the loop's thread one after the other, activation records on their writer's
+thread, both under the store's write lock (as in a node). A PASSIVE checkpoint on the workflow write thread beside
+a loop that kept committing never caught up, and the WAL file grew by every commit's pages (18 MB after these
+600 executions, 181 MB after 4,000 with the default `CHECKPOINT_EVERY`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from polyfn.model import Activation
+from polyfn.store import Store
+from polyfn.workflows import runners
+
+PASS = json.dumps({"StartAt": "A", "States": {"A": {"Type": "Pass", "Next": "B"}, "B": {"Type": "Pass", "End": True}}})
+
+
+async def test_the_wal_starts_over_while_executions_keep_coming(db_url: str, store: Store, make_service,  # type: ignore[no-untyped-def]
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    if not db_url.startswith("sqlite"):
+        pytest.skip("the WAL is SQLite's")
+    monkeypatch.setattr(runners, "CHECKPOINT_EVERY", 16)
+    service = await make_service(write_lock=store._write_lock)
+    await service.create_machine("pass", PASS)
+    wal = Path(db_url.split(":///", 1)[1] + "-wal")
+    for i in range(600):
+        ex = await service.start_execution("pass", f"run-{i}", '{"n": 1}')
+        await store.add_activations([Activation(id=f"{i:032x}", function="f", start=float(i), revision=1,
+                                                trigger="http")])
+        done = await service.engine.wait(ex.id, 30)
+        assert done is not None and done.status == "SUCCEEDED"
+    assert wal.stat().st_size < 2_000_000
