@@ -60,8 +60,8 @@ class SqliteRunner:
     under the store's write lock: the hand-off of a transition to a writer thread and back (a queue, two wake-ups,
     the GIL handed over twice) cost the node more CPU than SQLite's work for it (bench/workflows.py --vs: node CPU
     per Task −25 %). Its commits never checkpoint the WAL (that fsyncs): every `CHECKPOINT_EVERY` of them the
-    write thread checkpoints (PASSIVE) while the loop holds the write lock, so no commit lands before the next
-    write, which then starts the WAL over (`_checkpoint`). Large writes (`write_apart`: table
+    write thread checkpoints, first beside the loop's commits, then once more while the loop holds the write
+    lock, so that the next write starts the WAL over (`_committed`, `_checkpoint`). Large writes (`write_apart`: table
     creation, retention sweeps, a namespace's removal, claiming due work) and reads run on a thread each. A write
     is acknowledged only after its commit, as before (synchronous=NORMAL in WAL mode: a commit survives the
     process being killed)."""
@@ -87,7 +87,7 @@ class SqliteRunner:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._commits = 0  # on the loop's thread since the last checkpoint
-        self._checkpoint_due = False  # `_writer` checkpoints after the batch it just settled
+        self._bulk: concurrent.futures.Future[None] | None = None  # the checkpoint's first pass (`_committed`)
 
     def _conn(self, kind: str) -> Connection:
         conn = self._conns.get(kind)
@@ -164,25 +164,32 @@ class SqliteRunner:
                 for (_fn, _args, fut), result in zip(batch, results, strict=True):
                     if not fut.done():
                         fut.set_result(result)
-                if self._checkpoint_due:
-                    self._checkpoint_due = False
-                    async with self.write_lock:  # (no commit of this process until the checkpoint is done)
+                if self._bulk is not None and self._bulk.done():  # the checkpoint's second pass
+                    self._bulk = None
+                    async with self.write_lock:  # (no commit of this process until it is done)
                         await loop.run_in_executor(self._threads["write"], self._checkpoint)
                 if self._pending:
                     await asyncio.sleep(0)  # (the loop's other work gets a turn between two batches)
 
     def _committed(self) -> None:
+        """Count a commit on the loop's thread; every `CHECKPOINT_EVERY`, start a checkpoint's first pass.
+
+        A checkpoint beside a loop that keeps committing (PASSIVE on the write thread, as before) never caught
+        up: the next write found the WAL not wholly copied and appended to it instead of starting it over, so
+        the WAL grew by every commit's pages (31 MB after 600 executions beside their activation records with
+        `CHECKPOINT_EVERY` 16, 124 MB after 2,000 of a 10-state chain: tests/workflows/test_wal.py). So the
+        first pass copies the bulk beside the commits (~20 ms here, the loop's writes going on), and when it is
+        done `_writer` runs a second pass holding the write lock: it copies what was committed meanwhile (~6 ms,
+        the node's writes waiting) and no commit lands before the next write, which starts the WAL over. The
+        WAL stays at about `CHECKPOINT_EVERY` commits' pages."""
         self._commits += 1
-        if self._commits >= CHECKPOINT_EVERY:
+        if self._commits >= CHECKPOINT_EVERY and self._bulk is None:
             self._commits = 0
-            self._checkpoint_due = True
+            self._bulk = self._threads["write"].submit(self._checkpoint)
 
     def _checkpoint(self) -> None:
-        """On the write thread, the store's write lock held by the loop: copy the WAL's committed pages into the
-        database file (PASSIVE: waiting for no reader). No commit lands between this checkpoint and the next
-        write, so that write finds the whole WAL copied and starts it over from its beginning. A checkpoint
-        beside the loop's commits (as before) never caught up: the WAL grew by every commit's pages (18 MB
-        after 600 executions of a two-state machine, tests/workflows/test_wal.py)."""
+        """On the write thread: copy the WAL's committed pages into the database file (PASSIVE: waiting for no
+        reader)."""
         try:
             self._conn("write").connection.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except sqlite3.Error:
