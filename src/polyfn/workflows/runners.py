@@ -33,6 +33,7 @@ T = TypeVar("T")
 
 INLINE_BATCH = 100  # writes committed in one transaction on the loop's thread (then the loop gets a turn)
 CHECKPOINT_EVERY = 256  # commits on the loop's thread between two WAL checkpoints (on the write thread)
+RESTART_WAIT_MS = 100  # how long the checkpoint's second pass waits for readers of the WAL's older frames
 
 
 class Refusal(Exception):
@@ -167,7 +168,7 @@ class SqliteRunner:
                 if self._bulk is not None and self._bulk.done():  # the checkpoint's second pass
                     self._bulk = None
                     async with self.write_lock:  # (no commit of this process until it is done)
-                        await loop.run_in_executor(self._threads["write"], self._checkpoint)
+                        await loop.run_in_executor(self._threads["write"], self._checkpoint, True)
                 if self._pending:
                     await asyncio.sleep(0)  # (the loop's other work gets a turn between two batches)
 
@@ -180,18 +181,29 @@ class SqliteRunner:
         `CHECKPOINT_EVERY` 16, 124 MB after 2,000 of a 10-state chain: tests/workflows/test_wal.py). So the
         first pass copies the bulk beside the commits (~20 ms here, the loop's writes going on), and when it is
         done `_writer` runs a second pass holding the write lock: it copies what was committed meanwhile (~6 ms,
-        the node's writes waiting) and no commit lands before the next write, which starts the WAL over. The
-        WAL stays at about `CHECKPOINT_EVERY` commits' pages."""
+        the node's writes waiting), waits for the readers that still read the WAL's frames (RESTART: a reader's
+        transaction is short; at most `RESTART_WAIT_MS`), and no commit lands before the next write, which then
+        starts the WAL over (with PASSIVE, one reader of an older snapshot, e.g. a client polling an execution,
+        kept that write from starting it over, and the WAL grew by another round). The WAL stays at about
+        `CHECKPOINT_EVERY` commits' pages."""
         self._commits += 1
         if self._commits >= CHECKPOINT_EVERY and self._bulk is None:
             self._commits = 0
             self._bulk = self._threads["write"].submit(self._checkpoint)
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self, restart: bool = False) -> None:
         """On the write thread: copy the WAL's committed pages into the database file (PASSIVE: waiting for no
-        reader)."""
+        reader); `restart`: then wait for the WAL's readers, up to `RESTART_WAIT_MS` (the write lock is held)."""
+        raw = self._conn("write").connection.driver_connection
         try:
-            self._conn("write").connection.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            if not restart:
+                raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                return
+            raw.execute(f"PRAGMA busy_timeout={RESTART_WAIT_MS}")
+            try:
+                raw.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+            finally:
+                raw.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         except sqlite3.Error:
             log.warning("workflows: WAL checkpoint failed", exc_info=True)
 
