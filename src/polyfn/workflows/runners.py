@@ -194,8 +194,8 @@ class SqliteRunner:
     def _checkpoint(self, restart: bool = False) -> None:
         """On the write thread: copy the WAL's committed pages into the database file (PASSIVE: waiting for no
         reader); `restart`: then wait for the WAL's readers, up to `RESTART_WAIT_MS` (the write lock is held)."""
-        raw = self._conn("write").connection.driver_connection
         try:
+            raw = self._conn("write").connection.driver_connection
             if not restart:
                 raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                 return
@@ -204,7 +204,7 @@ class SqliteRunner:
                 raw.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
             finally:
                 raw.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        except sqlite3.Error:
+        except Exception:  # (the next one tries again; the writes never depend on it)
             log.warning("workflows: WAL checkpoint failed", exc_info=True)
 
     async def close(self) -> None:
