@@ -33,6 +33,9 @@ T = TypeVar("T")
 PRUNE_CHUNK = 10_000  # activations deleted per transaction when pruning
 GREP_SCAN_MAX = 200_000  # log lines a grep looks through at most (newest first)
 LOGS_INLINE_MAX = 1 << 20  # characters of log lines a batch of activation records may have to be encoded inline
+#: the activation writer's commit checkpoints the WAL past this many pages (32 MB), under the store's write lock
+#: (no other commit of the node lands meanwhile, so the next write starts the WAL over: tests/store/test_wal.py)
+WAL_AUTOCHECKPOINT_PAGES = 8192
 
 
 class ActivationRecords(Database):
@@ -354,7 +357,7 @@ class _SqliteBatchWriter:
             # miss a pread), and checkpointing every 1,000 WAL pages rewrote the same hot index pages again
             # and again. Measured (A/B, a function printing a line per call, wrk -c32): +7 % req/s.
             space.cache_kib(conn, space.WRITER_CACHE_KIB)
-            conn.execute("PRAGMA wal_autocheckpoint=8192")  # pages (32 MB of WAL)
+            conn.execute(f"PRAGMA wal_autocheckpoint={int(WAL_AUTOCHECKPOINT_PAGES)}")
             # ... and the WAL file is cut back to 64 MB when it restarts (SQLite otherwise keeps it at its
             # largest for ever: a burst of writes would leave it big)
             conn.execute("PRAGMA journal_size_limit=67108864")

@@ -33,6 +33,7 @@ T = TypeVar("T")
 
 INLINE_BATCH = 100  # writes committed in one transaction on the loop's thread (then the loop gets a turn)
 CHECKPOINT_EVERY = 256  # commits on the loop's thread between two WAL checkpoints (on the write thread)
+RESTART_WAIT_MS = 100  # how long the checkpoint's second pass waits for readers of the WAL's older frames
 
 
 class Refusal(Exception):
@@ -59,8 +60,9 @@ class SqliteRunner:
     queued and the writes of one turn of the event loop committed together (group commit) on the loop's own thread,
     under the store's write lock: the hand-off of a transition to a writer thread and back (a queue, two wake-ups,
     the GIL handed over twice) cost the node more CPU than SQLite's work for it (bench/workflows.py --vs: node CPU
-    per Task −25 %). Its commits never checkpoint the WAL (that fsyncs): a PASSIVE
-    checkpoint runs on the write thread every `CHECKPOINT_EVERY` of them. Large writes (`write_apart`: table
+    per Task −25 %). Its commits never checkpoint the WAL (that fsyncs): every `CHECKPOINT_EVERY` of them the
+    write thread checkpoints, first beside the loop's commits, then once more while the loop holds the write
+    lock, so that the next write starts the WAL over (`_committed`, `_checkpoint`). Large writes (`write_apart`: table
     creation, retention sweeps, a namespace's removal, claiming due work) and reads run on a thread each. A write
     is acknowledged only after its commit, as before (synchronous=NORMAL in WAL mode: a commit survives the
     process being killed)."""
@@ -86,7 +88,7 @@ class SqliteRunner:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._commits = 0  # on the loop's thread since the last checkpoint
-        self._checkpointing = False
+        self._bulk: concurrent.futures.Future[None] | None = None  # the checkpoint's first pass (`_committed`)
 
     def _conn(self, kind: str) -> Connection:
         conn = self._conns.get(kind)
@@ -163,24 +165,47 @@ class SqliteRunner:
                 for (_fn, _args, fut), result in zip(batch, results, strict=True):
                     if not fut.done():
                         fut.set_result(result)
+                if self._bulk is not None and self._bulk.done():  # the checkpoint's second pass
+                    self._bulk = None
+                    async with self.write_lock:  # (no commit of this process until it is done)
+                        await loop.run_in_executor(self._threads["write"], self._checkpoint, True)
                 if self._pending:
                     await asyncio.sleep(0)  # (the loop's other work gets a turn between two batches)
 
     def _committed(self) -> None:
-        self._commits += 1
-        if self._commits >= CHECKPOINT_EVERY and not self._checkpointing:
-            self._commits = 0
-            self._checkpointing = True
-            self._threads["write"].submit(self._checkpoint)
+        """Count a commit on the loop's thread; every `CHECKPOINT_EVERY`, start a checkpoint's first pass.
 
-    def _checkpoint(self) -> None:
-        """Copy the WAL's committed pages into the database file (PASSIVE: waiting for no reader or writer)."""
+        A checkpoint beside a loop that keeps committing (PASSIVE on the write thread, as before) never caught
+        up: the next write found the WAL not wholly copied and appended to it instead of starting it over, so
+        the WAL grew by every commit's pages (31 MB after 600 executions beside their activation records with
+        `CHECKPOINT_EVERY` 16, 124 MB after 2,000 of a 10-state chain: tests/workflows/test_wal.py). So the
+        first pass copies the bulk beside the commits (~20 ms here, the loop's writes going on), and when it is
+        done `_writer` runs a second pass holding the write lock: it copies what was committed meanwhile (~6 ms,
+        the node's writes waiting), waits for the readers that still read the WAL's frames (RESTART: a reader's
+        transaction is short; at most `RESTART_WAIT_MS`), and no commit lands before the next write, which then
+        starts the WAL over (with PASSIVE, one reader of an older snapshot, e.g. a client polling an execution,
+        kept that write from starting it over, and the WAL grew by another round). The WAL stays at about
+        `CHECKPOINT_EVERY` commits' pages."""
+        self._commits += 1
+        if self._commits >= CHECKPOINT_EVERY and self._bulk is None:
+            self._commits = 0
+            self._bulk = self._threads["write"].submit(self._checkpoint)
+
+    def _checkpoint(self, restart: bool = False) -> None:
+        """On the write thread: copy the WAL's committed pages into the database file (PASSIVE: waiting for no
+        reader); `restart`: then wait for the WAL's readers, up to `RESTART_WAIT_MS` (the write lock is held)."""
         try:
-            self._conn("write").connection.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        except sqlite3.Error:
+            raw = self._conn("write").connection.driver_connection
+            if not restart:
+                raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                return
+            raw.execute(f"PRAGMA busy_timeout={RESTART_WAIT_MS}")
+            try:
+                raw.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+            finally:
+                raw.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        except Exception:  # (the next one tries again; the writes never depend on it)
             log.warning("workflows: WAL checkpoint failed", exc_info=True)
-        finally:
-            self._checkpointing = False
 
     async def close(self) -> None:
         if self._closed:
