@@ -159,8 +159,11 @@ class InstanceManager:
         iid = f"{rev.function}-{rev.number}-{next(self._ids)}"
         t0 = time.perf_counter()
         fz = self.fzs.get(rev.key) if self.fzs is not None and spec.runtime == "python" else None
-        if fz is None and self.fzs is not None and rev.key in self.fzs.building:
-            fz = await self.fzs.wait_built(rev.key, min(self.settings.init_timeout, max(spec.timeout, 1.0)))
+        if fz is None and self.fzs is not None and spec.runtime == "python":
+            if pool.starting > 1:  # a burst on a revision without a zygote: one import, and every start forks
+                self.fzs.want(pool, delay=0)
+            if rev.key in self.fzs.building:
+                fz = await self.fzs.wait_built(rev.key, min(self.settings.init_timeout, max(spec.timeout, 1.0)))
         inst = Instance(iid, rev.key, pool.on_lost)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         attached = False
