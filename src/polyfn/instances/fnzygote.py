@@ -78,6 +78,7 @@ class FunctionZygote(ZygoteClient):
         self.worker = 0  # host pid of the zygote process itself (after ready)
         self.host: dict[int, int] = {}  # instance pid in the namespace → host pid
         self.instances = 0  # live instances forked from it
+        self.spawning = 0  # starts between sizing its cgroup and counting their instance (InstanceManager)
         self.high_water = 1  # processes its cgroup's limits were last sized for (the zygote + instances)
         self.import_ms = 0.0
         self.last_used = time.monotonic()
