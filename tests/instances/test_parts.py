@@ -1,10 +1,16 @@
 """The instance manager's parts on their own (no processes): exits routed by pid (instances/exits.py), the
-memory reserved per pool (budget.py), the relay's endpoints (sandbox/relay.py)."""
+memory reserved per pool (budget.py), the relay's endpoints (sandbox/relay.py), spawns through a full zygote
+channel (zygote.py) and a function zygote's cgroup sized for the spawns in flight (manager.py)."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import socket
+from pathlib import Path
 from types import SimpleNamespace
 
+import msgspec
 import pytest
 
 from polyfn.config import Settings
@@ -12,7 +18,12 @@ from polyfn.instances.budget import reserved_by
 from polyfn.instances.cpushare import CpuShares
 from polyfn.instances.exits import Exits
 from polyfn.instances.instance import Instance, State
+from polyfn.instances.manager import InstanceManager
 from polyfn.instances.sandboxing import NodeSandbox
+from polyfn.instances.zygote import ZygoteClient
+from polyfn.protocol.spec import InstanceSpec
+from polyfn.sandbox import cgroups
+from polyfn.sandbox.plan import SandboxPlan
 from polyfn.sandbox.relay import LOOPBACK, endpoints
 
 
@@ -68,3 +79,77 @@ def test_memory_reserved_by_pools(pools: list[SimpleNamespace], reserved: int) -
 ])
 def test_relay_endpoints(listening: list[tuple[str, int]], targets: dict, urls: dict) -> None:
     assert endpoints(listening) == (targets, urls)
+
+
+
+async def test_spawns_through_a_full_control_channel_wait_for_room_and_all_go_through() -> None:
+    """A burst fills the zygote's control channel: each spawn waits until the zygote has read some (one
+    writability future, not a 1 ms poll) and none is lost or sent twice."""
+
+    class Blob(msgspec.Struct):
+        data: str
+
+    z = ZygoteClient("test", Path(os.devnull), lambda pid, status: None)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours.setblocking(False)
+    theirs.setblocking(False)
+    z.sock = ours
+    z.proc = SimpleNamespace(poll=lambda: None, kill=lambda: None, wait=lambda: 0)  # type: ignore[assignment]
+    seen: list[int] = []
+
+    async def slow_zygote() -> None:
+        await asyncio.sleep(0.1)  # the channel fills first
+        while len(seen) < 300:
+            try:
+                msg, fds, _, _ = socket.recv_fds(theirs, 1 << 20, 4)
+            except BlockingIOError:
+                await asyncio.sleep(0.005)
+                continue
+            for fd in fds:
+                os.close(fd)
+            req = msgspec.msgpack.decode(msg)[1]
+            seen.append(req)
+            z._pending.pop(req).set_result(1000 + req)
+
+    conn = socket.socket()
+    try:
+        reader = asyncio.ensure_future(slow_zygote())
+        pids = await asyncio.wait_for(asyncio.gather(*[z.spawn(Blob("x" * 4000), conn) for _ in range(300)]), 30)
+        await reader
+    finally:
+        conn.close()
+        z._lost()
+        theirs.close()
+    assert sorted(pids) == [1000 + r for r in range(1, 301)] and len(set(seen)) == 300
+
+
+async def test_a_function_zygotes_cgroup_is_sized_for_the_spawns_in_flight(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spawns in flight count: a burst once sized the zygote's cgroup for its live instances only (2
+    processes) while it forked 150, and the kernel's OOM killer took the zygote."""
+    sizes: list[int] = []
+    m = InstanceManager(Settings())
+    m.sandbox = SimpleNamespace(cgroups=SimpleNamespace(dirs_for=lambda pid: [], version=1))  # type: ignore[assignment]
+    monkeypatch.setattr(cgroups, "set_limits", lambda dirs, version, memory, *a: sizes.append(memory // 64))
+    go = asyncio.Event()
+
+    async def spawn(spec: object, conn: object) -> int:
+        await go.wait()
+        fz.instances += 1
+        return 7
+
+    fz = SimpleNamespace(instances=0, spawning=0, high_water=1, supervisor=5, key="f:1", take=lambda iid: None,
+                         spawn=spawn)
+    ispec = InstanceSpec(instance_id="i", function="f", revision=1, flavor="plain", handler="h.handler",
+                         code_dir="/c", sandbox=SandboxPlan(memory_mb=64))
+    pairs = [socket.socketpair() for _ in range(3)]
+    try:
+        tasks = [asyncio.ensure_future(m._spawn_from_zygote(fz, ispec, t, o)) for o, t in pairs]  # type: ignore[arg-type]
+        await asyncio.sleep(0)
+        assert sizes == [3, 4, 5]  # the zygote, its offered child and the 1, 2, 3 instances being forked
+        go.set()
+        await asyncio.gather(*tasks)
+        assert fz.spawning == 0 and fz.instances == 3
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()

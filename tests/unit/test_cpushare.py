@@ -32,3 +32,17 @@ def test_a_pid_that_changes_function_leaves_the_old_one() -> None:
     cpu.join("a", 256, 2)
     cpu.join("b", 512, 2)
     assert written[1] == 256 and written[2] == 512
+
+
+def test_a_weight_that_did_not_change_is_not_written_again() -> None:
+    """A burst of 200 clean starts of one function: past a few members the share is the floor, so each join
+    writes the newcomer's weight only (not 200 × 200 writes); a member that joins again is rewritten."""
+    writes: list[int] = []
+    cpu = CpuShares(lambda pid, shares: writes.append(pid))
+    for pid in range(1, 201):
+        cpu.join("f", 64, pid)
+    assert len(writes) < 3 * 200
+    assert cpu.shares_of(1) == cpu.shares_of(200) == 2
+    writes.clear()
+    cpu.join("f", 64, 7)  # (its sandbox may have written its own weight since)
+    assert writes == [7]

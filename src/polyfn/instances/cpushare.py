@@ -36,7 +36,8 @@ class CpuShares:
     def join(self, function: str, memory_mb: int, pid: int) -> None:
         """`pid`'s cgroup now runs `function` (a new instance, or a function zygote)."""
         if self._function.get(pid) == function and self._memory.get(function) == memory_mb:
-            self._rebalance(function)  # (its sandbox may have written its own weight since: write it again)
+            self._written.pop(pid, None)  # (its sandbox may have written its own weight since: write it again)
+            self._rebalance(function)
             return
         self.leave(pid)
         self._members.setdefault(function, set()).add(pid)
@@ -66,6 +67,8 @@ class CpuShares:
         if not members:
             return
         each = max(MIN_SHARES, function_shares(self._memory[function]) // len(members))
+        written = self._written
         for pid in members:
-            self._write(pid, each)
-            self._written[pid] = each
+            if written.get(pid) != each:  # (a burst of 200 clean starts: not 200 × 200 writes; past a few
+                self._write(pid, each)  # instances the share is the floor and stops changing)
+                written[pid] = each

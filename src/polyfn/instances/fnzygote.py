@@ -56,10 +56,11 @@ def oom_kills(cgroup_dir: str, version: int) -> int:
 
 def find_host_pid(parents: list[int], inner: int, depth: int = 1) -> int:
     """The host pid of the process known as `inner` in its namespace, among `parents` and their
-    descendants down to `depth` levels; 0 if none."""
+    descendants down to `depth` levels; 0 if none. Each level is searched from its end (/proc lists children
+    oldest first): in a burst of 200 forks the new child is found with one read of /proc, not ~100."""
     level = list(parents)
     for _ in range(depth + 1):
-        for pid in level:
+        for pid in reversed(level):  # newest first: the child looked for was usually forked last
             if ns_pid(pid) == inner:
                 return pid
         level = [c for p in level for c in children(p)]
@@ -77,6 +78,7 @@ class FunctionZygote(ZygoteClient):
         self.worker = 0  # host pid of the zygote process itself (after ready)
         self.host: dict[int, int] = {}  # instance pid in the namespace → host pid
         self.instances = 0  # live instances forked from it
+        self.spawning = 0  # starts between sizing its cgroup and counting their instance (InstanceManager)
         self.high_water = 1  # processes its cgroup's limits were last sized for (the zygote + instances)
         self.import_ms = 0.0
         self.last_used = time.monotonic()

@@ -159,8 +159,11 @@ class InstanceManager:
         iid = f"{rev.function}-{rev.number}-{next(self._ids)}"
         t0 = time.perf_counter()
         fz = self.fzs.get(rev.key) if self.fzs is not None and spec.runtime == "python" else None
-        if fz is None and self.fzs is not None and rev.key in self.fzs.building:
-            fz = await self.fzs.wait_built(rev.key, min(self.settings.init_timeout, max(spec.timeout, 1.0)))
+        if fz is None and self.fzs is not None and spec.runtime == "python":
+            if pool.starting > 1:  # a burst on a revision without a zygote: one import, and every start forks
+                self.fzs.want(pool, delay=0)
+            if rev.key in self.fzs.building:
+                fz = await self.fzs.wait_built(rev.key, min(self.settings.init_timeout, max(spec.timeout, 1.0)))
         inst = Instance(iid, rev.key, pool.on_lost)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         attached = False
@@ -230,30 +233,37 @@ class InstanceManager:
                                  ours: socket.socket) -> tuple[int, socket.socket | None]:
         """Start the instance from its revision's zygote: its host pid (0 if the zygote failed) and, when it
         was the child the zygote offered (`FunctionZygote.take`), that child's connection."""
-        n = fz.instances + 2  # the zygote, its live instances and this one share the zygote's cgroup
-        if self.sandbox.cgroups is not None and n > fz.high_water:
-            plan = ispec.sandbox
-            try:
-                cgroups.set_limits(self.sandbox.cgroups.dirs_for(fz.supervisor), self.sandbox.cgroups.version, plan.memory_mb * n,
-                                   plan.pids_max * n, plan.cpu_shares, plan.cpu_quota)
-                fz.high_water = n
-            except OSError as e:
-                log.warning("%s: cannot raise the function zygote's cgroup limits: %s", fz.key, e)
-                return 0, None
-        taken = fz.take(ispec.instance_id)
-        if taken is not None:
-            return taken
+        # The zygote, its offered child, its live instances and the ones being forked now (a burst has many
+        # `Spawn`s in flight: counting only the live ones once sized the cgroup for 2 processes while the
+        # zygote forked 150, and the kernel's OOM killer took the zygote) share the zygote's cgroup.
+        fz.spawning += 1
         try:
-            # the sandbox is the zygote's, in force already: its forks need not decode the plan again
-            pid = await fz.spawn(msgspec.structs.replace(ispec, sandbox=None), theirs)
-            ours.send(pid.to_bytes(8, "little"))  # the instance's host pid (for POLYFN_HOST_PID)
-            return pid, None
-        except (ZygoteError, OSError) as e:
-            log.warning("%s: function zygote failed (%s): starting clean", fz.key, e)
-            if self.fzs is not None:
-                self.fzs.lost(fz)
-            fz.kill()
-            return 0, None
+            n = fz.instances + fz.spawning + 2
+            if self.sandbox.cgroups is not None and n > fz.high_water:
+                plan = ispec.sandbox
+                try:
+                    cgroups.set_limits(self.sandbox.cgroups.dirs_for(fz.supervisor), self.sandbox.cgroups.version,
+                                       plan.memory_mb * n, plan.pids_max * n, plan.cpu_shares, plan.cpu_quota)
+                    fz.high_water = n
+                except OSError as e:
+                    log.warning("%s: cannot raise the function zygote's cgroup limits: %s", fz.key, e)
+                    return 0, None
+            taken = fz.take(ispec.instance_id)
+            if taken is not None:
+                return taken
+            try:
+                # the sandbox is the zygote's, in force already: its forks need not decode the plan again
+                pid = await fz.spawn(msgspec.structs.replace(ispec, sandbox=None), theirs)
+                ours.send(pid.to_bytes(8, "little"))  # the instance's host pid (for POLYFN_HOST_PID)
+                return pid, None
+            except (ZygoteError, OSError) as e:
+                log.warning("%s: function zygote failed (%s): starting clean", fz.key, e)
+                if self.fzs is not None:
+                    self.fzs.lost(fz)
+                fz.kill()
+                return 0, None
+        finally:
+            fz.spawning -= 1
 
     def secret_changed(self, name: str) -> int:
         """Secret `name` was set or deleted: drop the function zygotes of revisions that use it (their forks

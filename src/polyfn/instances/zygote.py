@@ -33,6 +33,9 @@ from polyfn.protocol.zygote import (
 
 log = logging.getLogger("polyfn.zygote")
 
+#: seconds a spawn request waits for room on a full control channel before the zygote counts as stuck
+SEND_TIMEOUT = 10.0
+
 
 class ZygoteError(Exception):
     pass
@@ -53,6 +56,7 @@ class ZygoteClient:
         self._enc = msgspec.msgpack.Encoder()
         self._dec = msgspec.msgpack.Decoder(FromZygote)
         self._lock = asyncio.Lock()
+        self._room: asyncio.Future[None] | None = None  # the control channel has room again (see `_writable`)
         self.preload_ms = 0.0
         self.env: dict[str, str] = {}  # extra environment for the zygote (cgroup base, …)
 
@@ -149,6 +153,9 @@ class ZygoteClient:
         if self.sock is not None:
             try:
                 asyncio.get_running_loop().remove_reader(self.sock.fileno())
+                if self._room is not None and not self._room.done():
+                    asyncio.get_running_loop().remove_writer(self.sock.fileno())
+                    self._room.set_result(None)  # (its senders find the channel closed)
             except (RuntimeError, ValueError):
                 pass
             self.sock.close()
@@ -180,17 +187,47 @@ class ZygoteClient:
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending[req] = fut
         payload = self._enc.encode(Spawn(req, spec))
-        for _ in range(1000):
+        deadline = asyncio.get_running_loop().time() + SEND_TIMEOUT
+        while True:
+            sock = self.sock
             try:
-                socket.send_fds(self.sock, [payload], [conn.fileno()])
+                if sock is None:
+                    raise OSError("the channel closed")
+                socket.send_fds(sock, [payload], [conn.fileno()])
                 break
             except BlockingIOError:
-                # The control channel is full (only under a burst of spawns): give the zygote a moment.
-                await asyncio.sleep(0.001)
+                # The control channel is full (a burst of spawns): wait until the zygote has read some. (Not a
+                # 1 ms poll: 100 starts polling woke the loop ~26 times per spawn.)
+                if not await self._writable(deadline):
+                    self._pending.pop(req, None)
+                    raise ZygoteError(f"the {self.runtime} zygote read no spawn request for "
+                                      f"{SEND_TIMEOUT:.0f} s") from None
             except OSError as e:
                 self._pending.pop(req, None)
                 raise ZygoteError(f"cannot reach the {self.runtime} zygote: {e}") from e
         return await fut
+
+    async def _writable(self, deadline: float) -> bool:
+        """Wait until the control channel takes a message again (every sender waits on one future); False
+        at `deadline`. True also when the channel closed meanwhile: the next send says so."""
+        loop = asyncio.get_running_loop()
+        room = self._room
+        if room is None or room.done():
+            assert self.sock is not None
+            room = self._room = loop.create_future()
+            fd = self.sock.fileno()
+
+            def writable() -> None:
+                loop.remove_writer(fd)
+                if not room.done():
+                    room.set_result(None)
+
+            loop.add_writer(fd, writable)
+        try:
+            await asyncio.wait_for(asyncio.shield(room), max(0.0, deadline - loop.time()))
+        except TimeoutError:
+            return False
+        return True
 
     def stop(self) -> None:
         self._lost()
