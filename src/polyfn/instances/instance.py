@@ -195,7 +195,10 @@ class Instance(asyncio.BufferedProtocol):
         inv.id = self._seq
         fut: asyncio.Future[Result] = self._loop.create_future()
         self._waiting[self._seq] = fut
-        self._put(encode(inv))
+        if self.inflight > 1 or self._out:  # others in flight here: held to the end of the turn (`_put`)
+            self._put(encode(inv))
+        else:  # the only call: at once (a loop turn later would only add latency: nothing to join it with)
+            self._transport.write(encode(inv))
         return fut
 
     def peak_mb(self) -> float:
@@ -210,8 +213,8 @@ class Instance(asyncio.BufferedProtocol):
     def _put(self, frame: bytes) -> None:
         """Write `frame` at the end of this loop turn, with the others written to this instance in the same
         turn: an instance with concurrency > 1 handed several calls in one turn gets them in one write (one
-        system call here, one wake-up there, one read). Every frame to the instance goes through here, so
-        their order is kept."""
+        system call here, one wake-up there, one read). A frame written at once while some are held goes
+        through here too, so their order is kept."""
         out = self._out
         if not out:
             self._loop.call_soon(self._flush)

@@ -132,6 +132,12 @@ def test_the_server_writes_the_frames_of_a_turn_together_in_order() -> None:
         t = Transport()
         inst.connection_made(t)  # type: ignore[arg-type]
         inv = Invoke(0, "a", "event", time.time() + 30, "POST", "/", "", [], b"x")
+        inst.inflight = 1  # the only call in flight (concurrency 1): written at once
+        inst.invoke(inv)
+        assert len(t.writes) == 1
+        t.writes.clear()
+        inst._seq = 0
+        inst.inflight = 3  # (the pool counts a call in before it is sent)
         inst.invoke(inv)
         inst.invoke(inv)
         inst.cancel(1)
