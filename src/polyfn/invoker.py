@@ -244,7 +244,7 @@ class Invoker:
             if len(res.logs) > self.lines_max and self.metrics is not None:
                 self.metrics.log_floods.inc(name)
         if inst.memory is not None:  # the sandbox's peak so far, and a child process killed for memory
-            act.max_memory_mb = inst.memory.peak_mb()
+            act.max_memory_mb = inst.peak_mb()
             if res.error is not None and inst.memory.new_kills():
                 act.logs = [*act.logs, LogLine(time.time(), "stderr", f"polyfn: a process of this instance was "
                             f"killed for memory (the function's limit is {spec.memory} MB, /tmp included)")]

@@ -86,6 +86,8 @@ class Instance(asyncio.BufferedProtocol):
         self._partial: dict[int, list[LogLine]] = {}  # lines streamed ahead of a result (protocol.Logs)
         self._streams: dict[int, ResponseStream] = {}  # invocations streaming their response (protocol.Head)
         self._seq = 0
+        self._out: list[bytes] = []  # frames held to the end of this loop turn (`_put`)
+        self._peak = -1.0  # the sandbox's memory peak read since the last read of frames (`peak_mb`); -1: none
         # (kept: asyncio.get_running_loop() is a getpid() system call each time)
         self._loop = asyncio.get_running_loop()
         self._ready: asyncio.Future[Ready] = self._loop.create_future()
@@ -99,6 +101,7 @@ class Instance(asyncio.BufferedProtocol):
         return self._reader.get_buffer(sizehint)
 
     def buffer_updated(self, nbytes: int) -> None:
+        self._peak = -1.0
         try:
             for raw, shared in self._reader.buffer_updated(nbytes):
                 msg = from_instance_decoder.decode(raw)
@@ -192,23 +195,55 @@ class Instance(asyncio.BufferedProtocol):
         inv.id = self._seq
         fut: asyncio.Future[Result] = self._loop.create_future()
         self._waiting[self._seq] = fut
-        self._transport.write(encode(inv))
+        if self.inflight > 1 or self._out:  # others in flight here: held to the end of the turn (`_put`)
+            self._put(encode(inv))
+        else:  # the only call: at once (a loop turn later would only add latency: nothing to join it with)
+            self._transport.write(encode(inv))
         return fut
+
+    def peak_mb(self) -> float:
+        """The sandbox's memory peak in MB (0.0 unknown), read at most once per read of this instance's frames:
+        every result that read brought had ended before it, so one reading taken after it covers them all (an
+        instance answering several calls at once saves a `pread` of its cgroup file per call)."""
+        peak = self._peak
+        if peak < 0:
+            peak = self._peak = self.memory.peak_mb() if self.memory is not None else 0.0
+        return peak
+
+    def _put(self, frame: bytes) -> None:
+        """Write `frame` at the end of this loop turn, with the others written to this instance in the same
+        turn: an instance with concurrency > 1 handed several calls in one turn gets them in one write (one
+        system call here, one wake-up there, one read). A frame written at once while some are held goes
+        through here too, so their order is kept."""
+        out = self._out
+        if not out:
+            self._loop.call_soon(self._flush)
+        out.append(frame)
+
+    def _flush(self) -> None:
+        out = self._out
+        if self._transport is not None and out and not self._transport.is_closing():
+            self._transport.write(out[0] if len(out) == 1 else b"".join(out))
+        out.clear()
 
     def cancel(self, inv_id: int, reason: str = "client disconnected") -> None:
         """Tell the instance to stop invocation `inv_id` (a stream nobody reads any more); it still answers
         with its Result."""
         if self._transport is not None:
-            self._transport.write(encode(Cancel(inv_id, reason)))
+            self._put(encode(Cancel(inv_id, reason)))
 
     def send_chunk(self, inv_id: int, data: bytes) -> None:
         """A piece of what the caller sends to invocation `inv_id` (a WebSocket passed through: wsapi/passthrough.py)."""
         if self._transport is not None:
+            if self._out:  # (after the frames held in this turn: an Invoke comes before its chunks)
+                self._flush()
             self._transport.writelines(encode_chunk(inv_id, data))
 
     def backlog(self) -> int:
         """Bytes written to the instance that it has not read yet (a caller sending faster waits: gateway/h2c.py)."""
-        return self._transport.get_write_buffer_size() if self._transport is not None else 0
+        if self._transport is None:
+            return 0
+        return self._transport.get_write_buffer_size() + sum(map(len, self._out))
 
     def _pause(self, on: bool) -> None:
         """Stop (on) or resume reading the instance's frames: back-pressure from a stream's slow reader."""
@@ -246,6 +281,7 @@ class Instance(asyncio.BufferedProtocol):
         if self.state is not State.DEAD:
             self.state = State.STOPPING
         if self._transport is not None:
+            self._flush()  # (frames held in this turn go first)
             self._transport.close()
 
     def exited(self, status: int, oom: bool) -> None:

@@ -190,6 +190,17 @@ async def _serve_async(sock: socket.socket, adapter: Adapter, spec: InstanceSpec
     streams = LoopStreams(writer.write)
     running: dict[int, asyncio.Task[None]] = {}
 
+    # Results go out batched per loop turn: the calls that finish in one turn (several, when the server sent
+    # several frames at once) leave in one write, so the server reads them in one wake-up. Only results are
+    # held; the frames a streamed response or streamed logs send go out at once, and always before their own
+    # invocation's result (which is made after them), so no frame of an invocation overtakes another of it.
+    out: list[bytes] = []
+    loop = asyncio.get_running_loop()
+
+    def flush() -> None:
+        writer.write(out[0] if len(out) == 1 else b"".join(out))
+        out.clear()
+
     async def one(inv: Invoke) -> None:
         try:
             result = await _run_one_async(adapter, inv, spec, pool, writer, streams)
@@ -197,26 +208,43 @@ async def _serve_async(sock: socket.socket, adapter: Adapter, spec: InstanceSpec
             running.pop(inv.id, None)
         if init_buf.pending():  # printed during init, or outside any invocation's context (a function's thread)
             result.logs[:0] = init_buf.drain()
-        writer.write(encode(result))
+        if not out:
+            loop.call_soon(flush)
+        out.append(encode(result))
 
+    unpack_from = HEADER.unpack_from
+    decode = to_instance_decoder.decode
+    data = bytearray()
     while True:
+        # Every frame the socket has is taken per wake-up (one read, not two awaits per frame).
         try:
-            head = await reader.readexactly(4)
-            (size,) = HEADER.unpack(head)
+            chunk = await reader.read(MAX_FRAME)
+        except ConnectionError:
+            return
+        if not chunk:
+            return
+        data += chunk
+        pos, n = 0, len(data)
+        while n - pos >= 4:
+            (size,) = unpack_from(data, pos)
             if size > MAX_FRAME:
                 return
-            inv = to_instance_decoder.decode(await reader.readexactly(size))
-        except (asyncio.IncompleteReadError, ConnectionError):
-            return
-        if type(inv) is Cancel:  # a stream nobody reads any more: its task is cancelled (`stream_async` turns
-            task = running.get(inv.id)  # the CancelledError into the stream's end: the Result still goes)
-            if task is not None:
-                task.cancel()
-            continue
-        t = asyncio.ensure_future(one(inv))
-        running[inv.id] = t
-        tasks.add(t)
-        t.add_done_callback(tasks.discard)
+            end = pos + 4 + size
+            if end > n:
+                break
+            inv = decode(data[pos + 4:end])
+            pos = end
+            if type(inv) is Cancel:  # a stream nobody reads any more: its task is cancelled (`stream_async` turns
+                task = running.get(inv.id)  # the CancelledError into the stream's end: the Result still goes)
+                if task is not None:
+                    task.cancel()
+                continue
+            t = asyncio.ensure_future(one(inv))
+            running[inv.id] = t
+            tasks.add(t)
+            t.add_done_callback(tasks.discard)
+        if pos:
+            del data[:pos]
 
 
 def main(spec: InstanceSpec, sock: socket.socket, info: str, prepared: Any = None) -> None:

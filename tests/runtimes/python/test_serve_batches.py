@@ -1,0 +1,177 @@
+"""The instance's asyncio loop (`_serve_async`: async handlers, or concurrency > 1) takes every frame a read
+brings and writes the results of a loop turn together: many frames in one write, and a frame split across
+writes, each get their own result, with their own logs and errors, none lost or mixed."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+import time
+
+import pytest
+
+from polyfn.protocol import HEADER, Invoke, Result, encode, from_instance_decoder
+from polyfn.runtimes.python import instance
+from polyfn.runtimes.python.capture import Capture, LogBuffer
+from polyfn.runtimes.python.flavors import FunctionMeta, load_adapter
+from polyfn.runtimes.python.startup import InstanceSpec
+
+
+async def handler(event: bytes, context: object) -> str:
+    n = int(event)
+    print(f"call {n} starts")
+    for _ in range(n % 3):  # calls finish in a different order than they came
+        await asyncio.sleep(0)
+    if n == 5:
+        raise ValueError("five")
+    print(f"call {n} ends")
+    return f"answer {n}"
+
+
+def sync_handler(event: bytes, context: object) -> str:
+    print(f"sync {int(event)}")
+    return f"answer {int(event)}"
+
+
+def frames(n: int, first: int = 1) -> bytes:
+    return b"".join(encode(Invoke(i, f"a{i}", "event", time.time() + 30, "POST", "/", "", [], str(i).encode()))
+                    for i in range(first, first + n))
+
+
+async def results(sock: socket.socket, want: int) -> dict[int, Result]:
+    loop = asyncio.get_running_loop()
+    data, out = bytearray(), {}
+    while len(out) < want:
+        data += await asyncio.wait_for(loop.sock_recv(sock, 65536), 10)
+        while len(data) >= 4 and len(data) >= 4 + HEADER.unpack_from(data)[0]:
+            end = 4 + HEADER.unpack_from(data)[0]
+            msg = from_instance_decoder.decode(bytes(data[4:end]))
+            del data[:end]
+            assert type(msg) is Result
+            out[msg.id] = msg
+    return out
+
+
+@pytest.mark.parametrize("fn, concurrency", [(handler, 1), (handler, 8), (sync_handler, 8)])
+def test_many_frames_per_read_each_answered_alone(fn: object, concurrency: int,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    init_buf = LogBuffer(16384, 1000)
+    monkeypatch.setattr(sys, "stdout", Capture("stdout", init_buf))
+    adapter = load_adapter("native", fn, FunctionMeta("f", 1, "h.h", 128, 30, {}))
+    spec = InstanceSpec(instance_id="i", function="f", revision=1, flavor="native", handler="h.h", code_dir=".",
+                        concurrency=concurrency)
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    theirs.setblocking(False)
+
+    async def run() -> dict[int, Result]:
+        served = asyncio.ensure_future(instance._serve_async(theirs, adapter, spec, init_buf))
+        loop = asyncio.get_running_loop()
+        await loop.sock_sendall(ours, frames(8))  # eight frames in one write
+        got = await results(ours, 8)
+        tail = frames(3, first=9)  # three more, cut mid-frame and mid-header
+        for piece in (tail[:3], tail[3:17], tail[17:]):
+            await loop.sock_sendall(ours, piece)
+            await asyncio.sleep(0.01)
+        got.update(await results(ours, 3))
+        ours.close()  # the server leaves: the loop ends
+        await asyncio.wait_for(served, 10)
+        return got
+
+    got = asyncio.run(run())
+    assert sorted(got) == list(range(1, 12))
+    for n, res in got.items():
+        lines = [line[2] for line in res.logs]
+        if fn is sync_handler:
+            assert (res.body, lines) == (f'"answer {n}"'.encode(), [f"sync {n}"])
+        elif n == 5:
+            assert res.error is not None and "five" in str(res.error) and lines == ["call 5 starts"]
+        else:
+            assert res.body == f'"answer {n}"'.encode()
+            assert lines == [f"call {n} starts", f"call {n} ends"]  # its own lines only, in order
+
+
+class Transport:
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+    def writelines(self, pieces: list[bytes]) -> None:
+        self.writes.append(b"".join(pieces))
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+def test_the_server_writes_the_frames_of_a_turn_together_in_order() -> None:
+    """The server's end (`instances.instance.Instance`): the frames of one loop turn leave in one write, in the
+    order they were made; a chunk, or a close, first sends what is held."""
+    from polyfn.instances.instance import Instance
+    from polyfn.protocol import to_instance_decoder
+
+    def decoded(data: bytes) -> list[object]:
+        out = []
+        while data:
+            end = 4 + HEADER.unpack_from(data)[0]
+            out.append(to_instance_decoder.decode(data[4:end]))
+            data = data[end:]
+        return out
+
+    async def run() -> None:
+        inst = Instance("i", "f:1", lambda _: None)
+        t = Transport()
+        inst.connection_made(t)  # type: ignore[arg-type]
+        inv = Invoke(0, "a", "event", time.time() + 30, "POST", "/", "", [], b"x")
+        inst.inflight = 1  # the only call in flight (concurrency 1): written at once
+        inst.invoke(inv)
+        assert len(t.writes) == 1
+        t.writes.clear()
+        inst._seq = 0
+        inst.inflight = 3  # (the pool counts a call in before it is sent)
+        inst.invoke(inv)
+        inst.invoke(inv)
+        inst.cancel(1)
+        assert t.writes == [] and inst.backlog() > 0
+        await asyncio.sleep(0)
+        assert len(t.writes) == 1
+        assert [(type(m).__name__, m.id) for m in decoded(t.writes[0])] == [("Invoke", 1), ("Invoke", 2), ("Cancel", 1)]
+        inst.invoke(inv)
+        inst.send_chunk(3, b"abc")  # the Invoke goes before its chunk
+        assert len(t.writes) == 3 and [type(m).__name__ for m in decoded(t.writes[1])] == ["Invoke"]
+        inst.invoke(inv)
+        inst.close()
+        assert t.closed and [m.id for m in decoded(t.writes[3])] == [4]  # type: ignore[attr-defined]
+        await asyncio.sleep(0)
+        assert len(t.writes) == 4
+
+    asyncio.run(run())
+
+
+def test_the_memory_peak_is_read_once_per_read_of_results() -> None:
+    from polyfn.instances.instance import Instance
+
+    class Gauge:
+        reads = 0
+
+        def peak_mb(self) -> float:
+            self.reads += 1
+            return 10.0 * self.reads
+
+    async def run() -> None:
+        inst = Instance("i", "f:1", lambda _: None)
+        inst.memory = gauge = Gauge()
+        assert (inst.peak_mb(), inst.peak_mb(), gauge.reads) == (10.0, 10.0, 1)
+        inst.buffer_updated(0)  # a new read of frames: the next call reads the peak again
+        assert (inst.peak_mb(), inst.peak_mb(), gauge.reads) == (20.0, 20.0, 2)
+
+    asyncio.run(run())
