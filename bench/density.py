@@ -31,6 +31,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -186,14 +187,18 @@ def scale_out(server: PolyfnServer, m: int, k: int) -> dict[str, list[dict[str, 
                 zygotes[f"d{i}"] = z["pid"]
                 supervisors.append(z["supervisor_pid"])
         time.sleep(0.1)
-    for name in zygotes:
-        server.api.json("POST", f"/v1/functions/{name}/prewarm", {"instances": 1 + k})
+    started = sum(server.api.json("POST", f"/v1/functions/{name}/prewarm", {"instances": 1 + k})["started"]
+                  for name in zygotes)
+    insts: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
         insts = [i for name in zygotes
                  for i in server.api.json("GET", f"/v1/functions/{name}/instances")["instances"]]
         if len(insts) >= (1 + k) * len(zygotes) and all(i["state"] == "idle" for i in insts):
             break
         time.sleep(0.2)
+    if len(zygotes) < m or started < k * len(zygotes) or len(insts) < (1 + k) * len(zygotes):
+        print(f"warning: scale-out incomplete: {len(zygotes)} of {m} zygotes ready, {started} instances "
+              f"started by the pre-warm, {len(insts)} live of {(1 + k) * len(zygotes)}")
     time.sleep(2)  # settle: idle
     out: dict[str, list[dict[str, int]]] = {"instances": [], "zygotes": [], "offered": [], "trees": []}
     listed = {i["pid"] for name in zygotes
