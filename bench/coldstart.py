@@ -371,6 +371,7 @@ def zygote_section(args: argparse.Namespace) -> None:
                     print(f"{FUNCS[fname][0]}: first deploy (pip install of {FUNCS[fname][2].strip()}) {time.perf_counter() - t0:.1f} s")
                     deps[fname] = next((str(d.parent) for d in (Path(server.tmp.name) / "data" / "deps").glob(  # type: ignore[union-attr]
                         "*/.requirements.txt") if d.read_text() == FUNCS[fname][2]), "")
+                client.conn.close()  # idle through the install: the server may have closed it (keep-alive 5 s)
                 status, _, body = client.request("GET", f"/fn/z{fname}")  # first start: builds the zygote
                 if status != 200:
                     raise RuntimeError(f"z{fname}: {status} {body[:300]!r}")
@@ -388,6 +389,7 @@ def zygote_section(args: argparse.Namespace) -> None:
                     got: dict[str, float] = {}
                     got["z"], got["zinit"], info = zygote_sample(server, client, f"z{fname}", expect)
                     got["rdeploy"], got["r"], rinfo = revision_sample(server, fname, f"r{fname}", i, 0.0, client)
+                    got["rtot"] = got["rdeploy"] + got["r"]
                     if fname == "hello":
                         time.sleep(args.settle)
                     else:
@@ -419,6 +421,7 @@ def zygote_section(args: argparse.Namespace) -> None:
         out.append(stats_row("  of which server-side init_ms", rows[f"zinit{fname}"], ref))
         out.append(stats_row(f"{label}: new revision's first start (redeploy → GET at once)", rows[f"r{fname}"], ref))
         out.append(stats_row("  the redeploy (PUT) before it", rows[f"rdeploy{fname}"], ref))
+        out.append(stats_row("  redeploy → first response, in all", rows[f"rtot{fname}"], ref))
         if fname != "hello":
             out.append(stats_row("  new revision, GET 0.5 s after the redeploy", rows[f"p{fname}"], ref))
             out.append(stats_row("  brand-new function's first start (deploy → GET)", rows[f"new{fname}"], ref))
