@@ -155,6 +155,10 @@ class Settings(BaseSettings):
     # Per-function zygotes (import cache): after a revision's first cold start, a sandboxed process with its
     # module imported forks its further instances (docs/performance.md, "Per-function zygotes").
     function_zygotes: bool = True
+    # A deploy of a new revision of a function this node serves returns once that revision's function zygote
+    # (built at deploy) is ready, waiting at most this many seconds: its first call forks instead of waiting
+    # for the module's import. 0: return at once.
+    deploy_zygote_wait: float = Field(10.0, ge=0)
 
     # Object storage (S3-compatible API on its own port; docs/storage.md).
     storage_port: int = Field(9000, ge=0, le=65535)  # 0 disables the object store

@@ -110,7 +110,9 @@ def test_a_served_functions_new_revision_starts_from_a_zygote_built_at_deploy(se
     r = server.api.post("/v1/functions/fzrev/invoke", json={})
     assert r.status_code == 200, r.text
     server.deploy("fzrev", {"handler.py": SLOW + "# revision 2\n"}, max_instances=4)
-    # its first call waits for the zygote if the build is not done yet, then takes the zygote's offered child
+    # the deploy returned once the new revision's zygote was built (POLYFN_DEPLOY_ZYGOTE_WAIT): its first call
+    # takes the zygote's offered child, it does not wait for the module's import
+    assert zygote(server, "fzrev")["state"] == "ready"
     r = server.api.post("/v1/functions/fzrev/invoke", json={})
     assert r.status_code == 200, r.text
     act = server.activation(r.headers["x-polyfn-activation-id"])

@@ -175,8 +175,11 @@ class Deployer:
             progress(f"code archived in {self.artifacts.describe()}")
         rev, created = await self.store.create_revision(spec, sha, str(code_dir), deps_dir)
         self.registry.activate(rev)
+        import_ms = await self.registry.manager.built_at_deploy(rev.key, min(self.settings.deploy_zygote_wait,
+                                                                             max(spec.timeout, 1.0)))
         info = await self.store.get_function(spec.name)
-        progress(f"revision {rev.number} is live")
+        progress(f"revision {rev.number} is live" + ("" if import_ms is None else
+                 f" (its function zygote imported the module in {import_ms:.0f} ms)"))
         return info, created, detected
 
 

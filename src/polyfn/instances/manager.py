@@ -119,6 +119,15 @@ class InstanceManager:
         if self.fzs.get(old.revision.key) is not None or old.instances:
             self.fzs.want(new, delay=0)
 
+    async def built_at_deploy(self, key: str, timeout: float) -> float | None:
+        """Wait (at most `timeout` s) for the function zygote `succeed` started building for revision `key`;
+        its import time in ms, or None when no build was under way or it failed. The deploy waits here so the
+        revision's first call forks from the zygote instead of waiting for the module's import."""
+        if self.fzs is None or timeout <= 0 or key not in self.fzs.building:
+            return None
+        fz = await self.fzs.wait_built(key, timeout)
+        return fz.import_ms if fz is not None else None
+
     def forget_pool(self, pool: Any) -> None:
         self.pools.discard(pool)
         self.awake.discard(pool)
