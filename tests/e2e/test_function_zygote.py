@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from typing import Any
 
 from tests import needs
@@ -123,6 +124,42 @@ def test_a_served_functions_new_revision_starts_from_a_zygote_built_at_deploy(se
     assert [i["pid"] for i in insts if i["id"] == out["instance"]] == [out["pid"]]  # POLYFN_HOST_PID from `Take`
     z = zygote(server, "fzrev")
     assert z["state"] == "ready" and z["instances"] == 1
+
+
+REVISION = """\
+import time
+time.sleep({sleep})  # a slow import: the new revision's zygote takes this long to build
+
+def handler(event, context):
+    return "{name}"
+"""
+
+
+def test_callers_reach_the_old_revision_until_the_new_ones_zygote_is_ready(server: Server) -> None:
+    server.deploy("fzswitch", {"handler.py": REVISION.format(sleep=0, name="one")})
+    assert server.api.post("/v1/functions/fzswitch/invoke", json={}).json() == "one"  # served: redeploys wait
+    done = threading.Event()
+    seen: list[tuple[float, str]] = []
+
+    def redeploy() -> None:
+        server.deploy("fzswitch", {"handler.py": REVISION.format(sleep=1.5, name="two")})
+        done.set()
+
+    t = threading.Thread(target=redeploy)
+    start = time.monotonic()
+    t.start()
+    while not done.is_set():  # during the build (1.5 s of import) callers are answered by revision one
+        r = server.api.post("/v1/functions/fzswitch/invoke", json={})
+        assert r.status_code == 200, r.text
+        seen.append((time.monotonic() - start, r.json()))
+    t.join()
+    answers = [a for _, a in seen]
+    assert answers == sorted(answers, key=["one", "two"].index), answers  # switched once, never back
+    assert any(a == "one" and at > 1.0 for at, a in seen), seen  # still served a second into the build
+    assert all(a == "one" for at, a in seen if at < 1.2), seen  # not the new one before its zygote is built
+    r = server.api.post("/v1/functions/fzswitch/invoke", json={})
+    assert r.json() == "two"
+    assert zygote(server, "fzswitch")["state"] == "ready"
 
 
 def test_dead_zygote_is_rebuilt_and_delete_leaves_no_process(server: Server) -> None:

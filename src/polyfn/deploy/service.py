@@ -174,13 +174,37 @@ class Deployer:
                                   503) from None
             progress(f"code archived in {self.artifacts.describe()}")
         rev, created = await self.store.create_revision(spec, sha, str(code_dir), deps_dir)
-        self.registry.activate(rev)
-        import_ms = await self.registry.manager.built_at_deploy(rev.key, min(self.settings.deploy_zygote_wait,
-                                                                             max(spec.timeout, 1.0)))
+        import_ms = await self._switch_when_ready(rev, min(self.settings.deploy_zygote_wait, max(spec.timeout, 1.0)))
         info = await self.store.get_function(spec.name)
         progress(f"revision {rev.number} is live" + ("" if import_ms is None else
                  f" (its function zygote imported the module in {import_ms:.0f} ms)"))
         return info, created, detected
+
+
+    async def _switch_when_ready(self, rev: Revision, wait: float) -> float | None:
+        """Route `rev` once this node can start it fast: a served function's new revision first gets its function
+        zygote (the module imported, `InstanceManager.succeed`), at most `wait` s, while callers keep reaching the
+        revision it replaces, as a Knative revision takes traffic once ready. The zygote's import time in ms, or
+        None when none was built. If the function was deleted or deployed again meanwhile, `rev` is not routed."""
+        pool = self.registry.prepare(rev)
+        try:
+            import_ms = await self.registry.manager.built_at_deploy(rev.key, wait)
+        except BaseException:
+            self.registry.discard(pool)
+            raise
+        # time may have passed: route it only if it is still the current revision and not yet served (a cluster's
+        # sync may have switched to it meanwhile)
+        now = await self.store.get_current_revision(rev.function)
+        cur = self.registry.get(rev.function)
+        if now is None or _ident(now) != _ident(rev) or (cur is not None and _ident(cur.revision) == _ident(rev)):
+            self.registry.discard(pool)
+            return import_ms
+        self.registry.activate(rev, pool)
+        return import_ms
+
+
+def _ident(rev: Revision) -> tuple[int, str]:
+    return rev.number, rev.code_sha256
 
 
 def _read_tree(root: Path) -> dict[str, bytes]:

@@ -128,9 +128,12 @@ class InstanceManager:
         fz = await self.fzs.wait_built(key, timeout)
         return fz.import_ms if fz is not None else None
 
-    def forget_pool(self, pool: Any) -> None:
+    def forget_pool(self, pool: Any, keep_revision: bool = False) -> None:
+        """A drained pool is gone; its revision's sandbox and zygote go too unless another pool serves it."""
         self.pools.discard(pool)
         self.awake.discard(pool)
+        if keep_revision:
+            return
         self.sandbox.forget(pool.revision)
         if self.fzs is not None:
             self.fzs.drop(pool.revision.key)

@@ -69,12 +69,38 @@ class FunctionRegistry:
     def get(self, name: str) -> Active | None:
         return self.functions.get(name)
 
-    def activate(self, revision: Revision) -> None:
+    def prepare(self, revision: Revision) -> Pool:
+        """`revision`'s pool before it takes traffic: the manager sees it (a served function's new revision has its
+        zygote built now), callers still reach the current revision until `activate(revision, pool)`; a pool
+        prepared and not activated goes with `discard`."""
+        pool = self.new_pool(revision)
         old = self.functions.get(revision.function)
-        new = self.functions[revision.function] = Active(revision, self.new_pool(revision))
         if old is not None:
-            self.manager.succeed(old.pool, new.pool)
+            self.manager.succeed(old.pool, pool)
+        return pool
+
+    def activate(self, revision: Revision, prepared: Pool | None = None) -> None:
+        old = self.functions.get(revision.function)
+        pool = prepared if prepared is not None else self.new_pool(revision)
+        self.functions[revision.function] = Active(revision, pool)
+        if old is not None:
+            if prepared is None:
+                self.manager.succeed(old.pool, pool)
             self._drain(old.pool)
+
+    def discard(self, pool: Pool) -> None:
+        """A prepared pool that will not take traffic (its deploy failed or was overtaken). If another pool serves
+        the same revision (a cluster's sync switched to it meanwhile), that pool keeps the revision's sandbox and
+        zygote."""
+        key = pool.revision.key
+
+        def forget() -> None:
+            served = any(a.revision.key == key for a in (*self.functions.values(), *self.pinned_pools.values()))
+            self.manager.forget_pool(pool, keep_revision=served)
+
+        t = asyncio.ensure_future(pool.drain(max(self.drain_timeout, pool.revision.spec.timeout), forget))
+        self._draining.add(t)
+        t.add_done_callback(self._draining.discard)
 
     async def activate_stored(self, store: Any) -> None:
         """At a node's start: every stored function's current revision whose code is here."""
