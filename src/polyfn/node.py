@@ -174,7 +174,7 @@ class Node:
                                          write_lock=getattr(self.store, "_write_lock", None),  # SQLite: one writer
                                          retention=s.workflow_retention)
         self.removal = FunctionRemoval(s.code_dir, self.store, self.registry, self.manager, self.metrics, self.storage,
-                                       self.triggers, self.queue)
+                                       self.triggers, self.queue, self.recorder)
         self.delete_function = self.removal.delete  # for every API (services.DeleteFunction)
         self.namespaces = Namespaces(NamespaceStore(self.store))  # tenants (tenancy.py, docs/tenancy.md)
         self.tenancy = TenancyOps(self.namespaces, self.store, self.registry, self.keys, self.delete_function,

@@ -6,20 +6,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from pathlib import Path
 from typing import Any
 
 from polyfn.deploy import archive
+from polyfn.loops import one_item
 from polyfn.model import Revision
 from polyfn.scheduler.pool import Pool
+
+log = logging.getLogger(__name__)
 
 
 class FunctionRemoval:
     def __init__(self, code_dir: Path, store: Any, registry: Any, manager: Any, metrics: Any, storage: Any,
-                 triggers: Any, queue: Any):
+                 triggers: Any, queue: Any, recorder: Any = None):
         self.code_dir = code_dir
         self.store, self.registry, self.manager, self.metrics = store, registry, manager, metrics
         self.storage, self.triggers, self.queue = storage, triggers, queue
+        self.recorder = recorder  # observe/recorder.py: its buffered records are metered before the series go
         self._cleanup: set[asyncio.Task[None]] = set()
 
     async def delete(self, name: str) -> bool:
@@ -46,6 +51,11 @@ class FunctionRemoval:
                     if not pool.instances:
                         break
                     await asyncio.sleep(0.05)
+            if self.registry.get(name) is None and self.recorder is not None:
+                # its last activation records, still buffered, are stored and metered first: a batch stored
+                # after `forget` would bring its usage series back (billed GB-s, request and response bytes)
+                with one_item(log, "storing %s's last activation records", name):
+                    await self.recorder.flush(background=True)
             if self.registry.get(name) is None:  # (not deployed again meanwhile) its metric series go too
                 self.metrics.forget(name)
             for rev in revisions:
