@@ -102,7 +102,9 @@ def test_the_instances_rate_and_backlog_quotas(node: Server) -> None:
     limited = [r for r in codes if r.status_code == 429]
     assert limited and all(r.status_code == 200 for r in codes[:2]), [r.status_code for r in codes]
     err = _quota_error(limited[0], "invocations_per_second", 2)
-    assert int(limited[0].headers["retry-after"]) >= 1 and err["used"] >= 2
+    # `used`: calls admitted in the current second (quotas.rate_used): 1 when the two admitted calls straddled a
+    # second's boundary (the bucket refused the third all the same)
+    assert int(limited[0].headers["retry-after"]) >= 1 and err["used"] >= 1
     time.sleep(1.5)  # the bucket refills
     r = node.http.post("/fn/q-rate/other", json={})  # `fast`'s idle instance is evicted to make room
     assert r.status_code == 200, r.text
