@@ -43,6 +43,14 @@ class DirectFace(Protocol):
     def too_large(self) -> bytes: ...
 
 
+class NoEvent:
+    """What a direct cycle gives for uvicorn's `cycle.message_event`: nothing waits on it."""
+
+    @staticmethod
+    def set() -> None:
+        pass
+
+
 class DirectCycle:
     """A request a direct face answers: what uvicorn's protocol and ours read of a request cycle."""
 
@@ -58,10 +66,7 @@ class DirectCycle:
         self.response_complete = False
         self.disconnected = False
 
-    class message_event:  # (uvicorn calls `cycle.message_event.set()` when the connection goes)
-        @staticmethod
-        def set() -> None:
-            pass
+    message_event = NoEvent  # (uvicorn calls `cycle.message_event.set()` when the connection goes)
 
 
 def take(proto: Any) -> DirectCycle | None:

@@ -32,7 +32,7 @@ from uvicorn.protocols.http.httptools_impl import (
 )
 
 from polyfn.gateway.asgi import relay
-from polyfn.gateway.direct import _500
+from polyfn.gateway.direct import NoEvent, _500
 from polyfn.gateway.respond import _FRAMING, respond
 
 
@@ -55,10 +55,7 @@ class FnCycle:
         self.response_complete = False
         self.disconnected = False
 
-    class message_event:  # (uvicorn calls `cycle.message_event.set()` when the connection goes)
-        @staticmethod
-        def set() -> None:
-            pass
+    message_event = NoEvent  # (uvicorn calls `cycle.message_event.set()` when the connection goes)
 
 
 def take(proto: Any) -> FnCycle | None:
