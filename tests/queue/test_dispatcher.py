@@ -96,3 +96,40 @@ def test_a_function_result_nested_too_deeply_is_kept_as_text() -> None:
     assert json.loads(body)["result"] == deep.decode()
     code, err = outcome_error(Outcome(500, [], deep))
     assert code is None and err["message"].startswith("[[[")
+
+
+async def test_jobs_waiting_for_a_slot_run_in_the_task_that_freed_it(tmp_path: Path) -> None:
+    """Capacity 1, three jobs held: the first runs in a task of its own, the two that wait for its slot run one
+    after the other in that same task (no task per job); each succeeds once and goes to the completion batch.
+    After a failed attempt (settled with a reschedule, which waits) the next job gets a task of its own."""
+    import asyncio
+
+    from polyfn.invoker import Outcome
+
+    class Ok:
+        def __init__(self, fail: set[str]) -> None:
+            self.ran: list[tuple[str, int]] = []
+            self.fail = fail
+
+        async def call(self, call: Any) -> Any:
+            self.ran.append((call.activation_id, id(asyncio.current_task())))
+            await asyncio.sleep(0)
+            return Outcome(503 if call.activation_id in self.fail else 200, [], b"{}", call.activation_id)
+
+    for fail, tasks in ((set(), 1), ({"a"}, 2)):
+        invoker = Ok(fail)
+        q = await _queue(tmp_path / str(tasks), invoker)  # type: ignore[arg-type]
+        q._loop = asyncio.get_running_loop()
+        try:
+            await q.db.enqueue([Job(id=i, function="f", body=b"{}", enqueued_at=time.time(), not_before=0)
+                                for i in "abc"])
+            for job in (await q.db.claim_ready(time.time(), 10, None, lambda f: 10)).jobs:
+                q.hold(job.function)
+                q.dispatch(job, q.file)
+            while q._tasks:
+                await asyncio.gather(*q._tasks)
+            assert [aid for aid, _ in invoker.ran] == ["a", "b", "c"]
+            assert len({task for _, task in invoker.ran}) == tasks
+            assert sorted(job.id for job, _, _ in q._done) == sorted({"a", "b", "c"} - fail)
+        finally:
+            await q.db.close()

@@ -185,8 +185,9 @@ class Gateway:
             aid = await self.queue.enqueue(call, callback)
         except PolyfnError as e:  # the queue's refusal (queue/dispatcher.py `Rejected`)
             return platform_error(e.status, e.code, e.message)
-        return Outcome(202, [(b"content-type", b"application/json"), (b"x-polyfn-activation-id", aid.encode())],
-                       json.dumps({"activation_id": aid, "status": "pending"}).encode(), aid)
+        raw = aid.encode()  # (32 hex digits: json.dumps's bytes, formatted without it)
+        return Outcome(202, [(b"content-type", b"application/json"), (b"x-polyfn-activation-id", raw)],
+                       b'{"activation_id": "%s", "status": "pending"}' % raw, aid)
 
     def _callback_refusal(self, name: str, url: str, headers: list[tuple[str, str]]) -> tuple[str, str] | None:
         """(code, message) of a 400 for a callback URL that does not parse or that the SSRF policy refuses (a

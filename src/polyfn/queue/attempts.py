@@ -78,18 +78,32 @@ class Attempts:
     callbacks: Callbacks
     _done: list[tuple[Job, Feed, Outcome]]
     _done_wake: asyncio.Event
+    _invoked: Callable[[str, bool], tuple[Job, Feed] | None]
     on_reply: Any
     on_failure: Callable[[Job, str], None] | None
     revision_lookup: Callable[[str, int], Awaitable[Revision | None]] | None
 
     async def _run(self, job: Job, feed: Feed) -> None:
+        """Attempt `job`, then, while its function has held jobs waiting for a slot, the next one in this same
+        task: after a success (which settles without waiting) the next job's invocation starts in the same loop
+        step, with no task made and no loop turn between one job's end and the next's start."""
+        nxt: tuple[Job, Feed] | None = (job, feed)
+        while nxt is not None:
+            nxt = await self._attempt(*nxt)
+
+    async def _attempt(self, job: Job, feed: Feed) -> tuple[Job, Feed] | None:
+        """One attempt, settled; the waiting job this task runs next (its slot taken), if any."""
         settled = False
+        nxt = None
         try:
             t0 = time.perf_counter()
+            out = None
             try:
                 out = await self._invoke(job, feed)
             finally:
-                self._invoked(job.function)  # the instance is free: the next waiting job may start
+                # The instance is free: the next waiting job may start; after a success that routes no reply
+                # (its settling does not wait) in this task, else in a task of its own.
+                nxt = self._invoked(job.function, out is not None and out.status < 400 and job.trigger != "events")
                 feed.ran(job.function, time.perf_counter() - t0)
             settled = out is not None and await self._settle(job, feed, out)
         except Exception as e:
@@ -97,6 +111,7 @@ class Attempts:
         finally:
             if not settled:
                 self.release(job.function)
+        return nxt
 
     async def _unexpected(self, job: Job, feed: Feed, e: Exception) -> None:
         """An error of the node's own with this job (not the function's outcome). The attempt counts: it runs

@@ -231,10 +231,16 @@ class AsyncQueue(Attempts, Cancels):
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)
 
-    def _invoked(self, function: str) -> None:
-        """An invocation of `function` ended: its slot goes to the next waiting job of the function."""
-        for job, feed in self.ledger.invoked(function, self._stopping):
+    def _invoked(self, function: str, keep: bool = False) -> tuple[Job, Feed] | None:
+        """An invocation of `function` ended: its slot goes to the next waiting job of the function, started in
+        a task of its own, or with `keep` returned to run in the caller's task (attempts.py `_run`)."""
+        nxt = self.ledger.invoked(function, self._stopping)
+        if not nxt:
+            return None
+        first = nxt[0] if keep else None
+        for job, feed in nxt[1:] if keep else nxt:
             self._spawn(job, feed)
+        return first
 
     # -- completing ---------------------------------------------------------------------------------
 
