@@ -24,6 +24,7 @@ from polyfn.instances.cpushare import CpuShares
 from polyfn.instances.exits import Exits
 from polyfn.instances.fnzygote import FunctionZygote, FunctionZygotes
 from polyfn.instances.instance import Instance, InstanceGone
+from polyfn.instances.pkgzygote import PackageZygotes
 from polyfn.instances.sandboxing import NodeSandbox
 from polyfn.instances.specs import SECRETS_DIR, InstanceSpecs
 from polyfn.instances.zygote import ZygoteClient, ZygoteError
@@ -51,6 +52,8 @@ class InstanceManager:
         #: each start's InstanceSpec: environment (`instance_env`, `env_hook`), secrets (`secret_source`), plan
         self.specs = InstanceSpecs(settings, self.sandbox)
         self.zygote = ZygoteClient("python", settings.run_dir / "zygote-python.log", self.exits.on_exit)
+        #: package zygotes (pkgzygote.py): clean starts of a layer's revisions fork from one that imported it
+        self.pkzs: PackageZygotes | None = PackageZygotes(self) if settings.package_zygotes else None
         self.launcher = _launcher.Launcher(self.exits.on_exit, settings.node_blanks)  # runtimes without a zygote
         self._ids = itertools.count(1)
         self.pools: set[Any] = set()
@@ -107,6 +110,8 @@ class InstanceManager:
         shutdown see it from now on."""
         self.pools.add(pool)
         self.awake.add(pool)
+        if self.pkzs is not None:  # a deploy brought (or uses) a dependency layer: its package zygote
+            self.pkzs.want(pool.revision)
 
     def succeed(self, old: Any, new: Any) -> None:
         """`new`'s revision replaces `old`'s (a deploy). If this node was serving the old one (its function
@@ -177,6 +182,7 @@ class InstanceManager:
             if rev.key in self.fzs.building:
                 fz = await self.fzs.wait_built(rev.key, min(self.settings.init_timeout, max(spec.timeout, 1.0)))
         inst = Instance(iid, rev.key, pool.on_lost)
+        packaged = False
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         attached = False
         try:
@@ -202,7 +208,7 @@ class InstanceManager:
                 ours.setblocking(False)
                 await inst.attach(ours)
                 attached = True
-                pid = await self.zygote.spawn(ispec, theirs)
+                pid, packaged = await self._clean_spawn(rev, ispec, theirs)
             else:  # launched (node, http); a pre-started blank brings its own connection
                 pid, conn = _launcher.launch_instance(self.launcher, self.settings, rev, ispec, plan, theirs,
                                                       self.prepare_env, self.specs.relay_urls)
@@ -237,9 +243,15 @@ class InstanceManager:
             self.cpu.join(rev.function, spec.memory, fz.supervisor if fz is not None else pid)
         if fz is None and spec.runtime == "python" and self.fzs is not None:
             why = self.fzs.failed.get(rev.key)
-            inst.info += f"; zygote: none ({why})" if why else "; zygote: runtime"
+            inst.info += f"; zygote: none ({why})" if why else "; zygote: package" if packaged else "; zygote: runtime"
             self.fzs.want(pool)
         return inst
+
+    async def _clean_spawn(self, rev: Any, ispec: InstanceSpec, theirs: socket.socket) -> tuple[int, bool]:
+        """Fork from the package zygote of `rev`'s dependency layer if there is one (True), else the Python zygote."""
+        if self.pkzs is not None:
+            return await self.pkzs.spawn(rev, ispec, theirs)
+        return await self.zygote.spawn(ispec, theirs), False
 
     async def _spawn_from_zygote(self, fz: FunctionZygote, ispec: InstanceSpec, theirs: socket.socket,
                                  ours: socket.socket) -> tuple[int, socket.socket | None]:
@@ -300,7 +312,7 @@ class InstanceManager:
         ispec.zygote = True
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            sup = await self.zygote.spawn(ispec, theirs)
+            sup, _ = await self._clean_spawn(rev, ispec, theirs)
         except BaseException:
             ours.close()
             raise
@@ -327,6 +339,8 @@ class InstanceManager:
             await asyncio.sleep(0.01)
         if self.fzs is not None:
             self.fzs.stop()
+        if self.pkzs is not None:
+            self.pkzs.stop()
         self.zygote.stop()
         self.launcher.stop()
         if self.sandbox.cgroups is not None:
