@@ -26,7 +26,7 @@ def handler(event, context):
         except OSError as e:
             seen = type(e).__name__
     return {'preloaded': PRELOADED, 'uid': os.getuid(), 'six': six.__file__, 'seen': seen,
-            'secret': os.environ.get('MINE')}
+            'secret': os.environ.get('MINE'), 'pids': sorted(int(p) for p in os.listdir('/proc') if p.isdigit())}
 """
 REQS = "six==1.16.0\n"
 
@@ -59,7 +59,8 @@ def _start(s: Server, name: str, client: httpx.Client | None = None, body: dict[
 
 
 def test_a_new_function_with_a_served_layer_starts_from_its_package_zygote(server: Server) -> None:
-    first, info = _start(server, "pk1", env={"MINE": "pk1's"})
+    first, info1 = _start(server, "pk1", env={"MINE": "pk1's"})
+    info = info1
     assert not first["preloaded"] and "zygote: runtime" in info, info
     assert wait_until(lambda: len(_ready_lines(server)) == 1, 60), server.log.read_text()[-3000:]
     assert "(six imported in" in _ready_lines(server)[0]
@@ -73,6 +74,9 @@ def test_a_new_function_with_a_served_layer_starts_from_its_package_zygote(serve
     # its own sandbox, as for a clean start: its own uid, nothing of pk1's code or environment
     assert second["uid"] != first["uid"] or first["uid"] == 0
     assert second["secret"] is None
+    assert second["pids"] == first["pids"]  # its own pid namespace, as a clean start's
+    for layer in ("uid", "seccomp", "pid ns", "net ns", "mount", "cgroup"):  # the same layers as a clean start
+        assert (layer in info) == (layer in info1), (layer, info, info1)
     assert second["seen"] in ("FileNotFoundError", "PermissionError", []), second["seen"]
     # its scale-outs come from its own function zygote, built from the package zygote
     assert wait_until(lambda: server.api.get("/v1/functions/pk2").json()["scaling"]["zygote"]["state"] == "ready", 60)
@@ -91,6 +95,12 @@ def test_another_namespace_gets_a_package_zygote_of_its_own(server: Server) -> N
         assert wait_until(lambda: any("for pk-other:" in ln for ln in _ready_lines(server)), 60)
         out, info = _start(server, "pk6", other)
         assert out["preloaded"] and "zygote: package" in info, info
+        # the last functions of its layer in that namespace go: so does its package zygote
+        for name in ("pk5", "pk6"):
+            assert other.delete(f"/v1/functions/{name}").status_code in (200, 202, 204)
+        assert wait_until(lambda: any("pk-other:" in ln and "dropped: no function uses its layer" in ln
+                                      for ln in server.log.read_text().splitlines()), 30)
+    assert "zygote: package" in _start(server, "pk7")[1]  # the default namespace's stays
 
 
 def test_a_layer_with_pip_options_or_untrusted_packages_gets_none(server: Server) -> None:

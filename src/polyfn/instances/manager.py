@@ -52,8 +52,7 @@ class InstanceManager:
         #: each start's InstanceSpec: environment (`instance_env`, `env_hook`), secrets (`secret_source`), plan
         self.specs = InstanceSpecs(settings, self.sandbox)
         self.zygote = ZygoteClient("python", settings.run_dir / "zygote-python.log", self.exits.on_exit)
-        #: package zygotes (pkgzygote.py): clean starts of a layer's revisions fork from one that imported it
-        self.pkzs: PackageZygotes | None = PackageZygotes(self) if settings.package_zygotes else None
+        self.pkzs = PackageZygotes(self)  # clean starts of a dependency layer's revisions (pkgzygote.py)
         self.launcher = _launcher.Launcher(self.exits.on_exit, settings.node_blanks)  # runtimes without a zygote
         self._ids = itertools.count(1)
         self.pools: set[Any] = set()
@@ -110,8 +109,7 @@ class InstanceManager:
         shutdown see it from now on."""
         self.pools.add(pool)
         self.awake.add(pool)
-        if self.pkzs is not None:  # a deploy brought (or uses) a dependency layer: its package zygote
-            self.pkzs.want(pool.revision)
+        self.pkzs.want(pool.revision)  # a deploy brought (or uses) a dependency layer: its package zygote
 
     def succeed(self, old: Any, new: Any) -> None:
         """`new`'s revision replaces `old`'s (a deploy). If this node was serving the old one (its function
@@ -142,6 +140,7 @@ class InstanceManager:
         self.sandbox.forget(pool.revision)
         if self.fzs is not None:
             self.fzs.drop(pool.revision.key)
+        self.pkzs.release(pool.revision, self.pools)
 
     # --- node memory budget ----------------------------------------------------------------------------
 
@@ -182,7 +181,6 @@ class InstanceManager:
             if rev.key in self.fzs.building:
                 fz = await self.fzs.wait_built(rev.key, min(self.settings.init_timeout, max(spec.timeout, 1.0)))
         inst = Instance(iid, rev.key, pool.on_lost)
-        packaged = False
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         attached = False
         try:
@@ -208,7 +206,7 @@ class InstanceManager:
                 ours.setblocking(False)
                 await inst.attach(ours)
                 attached = True
-                pid, packaged = await self._clean_spawn(rev, ispec, theirs)
+                pid, packaged = await self.pkzs.spawn(rev, ispec, theirs)
             else:  # launched (node, http); a pre-started blank brings its own connection
                 pid, conn = _launcher.launch_instance(self.launcher, self.settings, rev, ispec, plan, theirs,
                                                       self.prepare_env, self.specs.relay_urls)
@@ -246,12 +244,6 @@ class InstanceManager:
             inst.info += f"; zygote: none ({why})" if why else "; zygote: package" if packaged else "; zygote: runtime"
             self.fzs.want(pool)
         return inst
-
-    async def _clean_spawn(self, rev: Any, ispec: InstanceSpec, theirs: socket.socket) -> tuple[int, bool]:
-        """Fork from the package zygote of `rev`'s dependency layer if there is one (True), else the Python zygote."""
-        if self.pkzs is not None:
-            return await self.pkzs.spawn(rev, ispec, theirs)
-        return await self.zygote.spawn(ispec, theirs), False
 
     async def _spawn_from_zygote(self, fz: FunctionZygote, ispec: InstanceSpec, theirs: socket.socket,
                                  ours: socket.socket) -> tuple[int, socket.socket | None]:
@@ -312,7 +304,7 @@ class InstanceManager:
         ispec.zygote = True
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            sup, _ = await self._clean_spawn(rev, ispec, theirs)
+            sup, _ = await self.pkzs.spawn(rev, ispec, theirs)
         except BaseException:
             ours.close()
             raise
@@ -339,8 +331,7 @@ class InstanceManager:
             await asyncio.sleep(0.01)
         if self.fzs is not None:
             self.fzs.stop()
-        if self.pkzs is not None:
-            self.pkzs.stop()
+        self.pkzs.stop()
         self.zygote.stop()
         self.launcher.stop()
         if self.sandbox.cgroups is not None:

@@ -177,7 +177,7 @@ class PackageZygotes:
         self.manager = manager
         s = manager.settings
         self.trusted = {normalize(n) for n in s.package_zygote_trust.split(",") if n.strip()}
-        self.cap_mb = s.package_zygote_memory_mb
+        self.cap_mb = s.package_zygote_memory_mb if s.package_zygotes else 0  # (0: none is built)
         self.ready: dict[tuple[str, str], PackageZygote] = {}
         self.building: set[tuple[str, str]] = set()
         self.failed: dict[tuple[str, str], str] = {}  # not retried while the node runs
@@ -251,7 +251,26 @@ class PackageZygotes:
             raise
         finally:
             theirs.close()
-        return PackageZygote(key, ours, pid, self.manager.exits.on_exit, self.lost)
+        return PackageZygote(key, ours, pid, lambda child, status: self._exited(key, child, status), self.lost)
+
+    def _exited(self, key: tuple[str, str], pid: int, status: int) -> None:
+        self.manager.exits.on_exit(pid, status)
+        pz = self.ready.get(key)
+        if pz is not None and pz.alive and not pz.live:  # (the last function of its layer may have gone)
+            self.release_unused(pz)
+
+    def release(self, rev: Any, pools: set[Any]) -> None:  # (InstanceManager.forget_pool)
+        """`rev` is no longer served: its layer's zygote goes too when no other pool of its namespace uses that
+        layer and nothing started from it lives."""
+        key = self.key_for(rev)
+        pz = self.ready.get(key) if key is not None else None
+        if pz is not None:
+            self.release_unused(pz, pools)
+
+    def release_unused(self, pz: PackageZygote, pools: set[Any] | None = None) -> None:
+        if not pz.live and not any(self.key_for(p.revision) == pz.key for p in (pools or self.manager.pools)):
+            log.info("package zygote %s dropped: no function uses its layer", pz.runtime)
+            self._forget(pz)
 
     def _fit(self) -> None:
         """Over the memory cap: evict idle zygotes (nothing started from them lives), least recently used first."""

@@ -17,6 +17,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Callable
 
 import msgspec
 
@@ -24,8 +25,9 @@ from polyfn.protocol.spec import SAFE_ENV
 from polyfn.protocol.zygote import PackageZygote, ZygoteFailed
 
 
-def main(req: PackageZygote, ctrl: socket.socket) -> None:
-    from polyfn.runtimes.python import startup, zygote
+def main(req: PackageZygote, ctrl: socket.socket, serve: Callable[[socket.socket, str, float], None]) -> None:
+    """In the Python zygote's fork: import, check, then `serve` (zygote.serve) on `ctrl`."""
+    from polyfn.runtimes.python import startup
     from polyfn.runtimes.python.fnzygote import _fds, unforkable
 
     t0 = time.perf_counter()
@@ -55,4 +57,4 @@ def main(req: PackageZygote, ctrl: socket.socket) -> None:
     gc.collect()
     gc.freeze()
     info = f"fork from package zygote ({', '.join(req.modules)} imported in {import_ms:.0f} ms)"
-    zygote.serve(ctrl, info, import_ms)
+    serve(ctrl, info, import_ms)

@@ -297,7 +297,7 @@ def serve(ctrl: socket.socket, info: str, preload_ms: float, vendors: bool = Fal
                 if isinstance(req, PackageZygote):
                     from polyfn.runtimes.python import pkgzygote
 
-                    exit_child(pkgzygote.main, req, socket.socket(fileno=fds[0]))
+                    exit_child(pkgzygote.main, req, socket.socket(fileno=fds[0]), serve)
                 exit_child(_direct, msg, fds[0], info)
         os.close(fds[0])
         ctrl.send(enc.encode(Spawned(req.req, pid)))
