@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from polyfn.instances.pkgzygote import normalize, scan_layer
+from polyfn.instances.pkgzygote import normalize, scan_layer, used_modules
 
 
 def dist(layer: Path, name: str, version: str, record: list[str], top_level: str | None = None) -> None:
@@ -49,3 +49,15 @@ def test_requirements_beyond_the_nodes_index_get_none(layer: Path, line: str) ->
 
 def test_names_are_compared_normalized() -> None:
     assert normalize("Scikit_Learn") == normalize("scikit-learn") == normalize("scikit.learn") == "scikit-learn"
+
+
+def test_the_submodules_a_functions_code_imports_from_the_layer(tmp_path: Path) -> None:
+    (tmp_path / "handler.py").write_text("import os, numpy\nimport PIL.Image as I\nfrom sklearn.linear_model import "
+                                         "LinearRegression, Ridge\nfrom . import sibling\nfrom mine.sub import x\n"
+                                         "from numpy import *\n")
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "util.py").write_text("from scipy.stats import norm\n")
+    (tmp_path / "broken.py").write_text("def (:\n")  # a syntax error: skipped, never run
+    assert used_modules(str(tmp_path), {"numpy", "PIL", "sklearn", "scipy"}) == [
+        "PIL.Image", "scipy.stats", "scipy.stats.norm", "sklearn.linear_model",
+        "sklearn.linear_model.LinearRegression", "sklearn.linear_model.Ridge"]

@@ -88,8 +88,34 @@ def _top_level(dist: Path) -> list[str]:
     return sorted({n for n in names if n.isidentifier() and not n.startswith("_")})
 
 
+def used_modules(code_dir: str, top: set[str], max_files: int = 200, max_bytes: int = 1 << 20) -> list[str]:
+    """The modules below `top` (a layer's top-level names) that the code in `code_dir` imports by name (`import
+    PIL.Image`, `from sklearn.linear_model import X` → `sklearn.linear_model` and `sklearn.linear_model.X`):
+    importing a package does not import its submodules, and Pillow's or scikit-learn's cost is in them. Found by
+    parsing the code (never running it); relative imports, and files past the bounds, are skipped."""
+    import ast
+
+    found: set[str] = set()
+    files = sorted(Path(code_dir).rglob("*.py"))[:max_files] if code_dir else []
+    for f in files:
+        try:
+            if f.stat().st_size > max_bytes:
+                continue
+            tree = ast.parse(f.read_bytes())
+        except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                found.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found.add(node.module)
+                found.update(f"{node.module}.{a.name}" for a in node.names if a.name != "*")
+    return sorted(m for m in found if "." in m and m.split(".", 1)[0] in top
+                  and all(p.isidentifier() for p in m.split(".")))
+
+
 def scan_layer(path: str, trusted: set[str]) -> tuple[list[str], str]:
-    """(the modules a package zygote of layer `path` imports, "") or ([], why it gets none)."""
+    """(the top-level modules a package zygote of layer `path` imports, "") or ([], why it gets none)."""
     root = Path(path)
     try:
         reqs = (root / ".requirements.txt").read_text()
@@ -202,7 +228,7 @@ class PackageZygotes:
         if self.manager.reserved_mb() + 64 > self.manager.memory_budget_mb:
             return  # never evicts an instance to be built
         self.building.add(key)
-        t = asyncio.ensure_future(self._build(key, delay))
+        t = asyncio.ensure_future(self._build(key, rev.code_dir, delay))
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)
 
@@ -217,14 +243,15 @@ class PackageZygotes:
                 self._forget(pz)
         return await self.manager.zygote.spawn(spec, conn), False
 
-    async def _build(self, key: tuple[str, str], delay: float) -> None:
+    async def _build(self, key: tuple[str, str], code_dir: str, delay: float) -> None:
         pz: PackageZygote | None = None
         try:
             await asyncio.sleep(delay)
             modules, why = await asyncio.to_thread(scan_layer, key[1], self.trusted)
             if why:
                 raise ZygoteError(why)
-            pz = await self._fork(key, modules)
+            also = await asyncio.to_thread(used_modules, code_dir, set(modules))
+            pz = await self._fork(key, modules, also)
             await pz.wait_ready(max(30.0, self.manager.settings.init_timeout))
         except (ZygoteError, OSError, TimeoutError) as e:
             reason = str(e) or type(e).__name__
@@ -242,10 +269,11 @@ class PackageZygotes:
             log.info("package zygote for %s:%s ready (%s imported in %.0f ms, %d MB)", key[0], key[1],
                      ", ".join(modules), pz.import_ms, pz.memory_mb)
 
-    async def _fork(self, key: tuple[str, str], modules: list[str]) -> PackageZygote:
+    async def _fork(self, key: tuple[str, str], modules: list[str], also: list[str]) -> PackageZygote:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            pid = await self.manager.zygote.request(lambda req: PackageZygoteRequest(req, key[1], modules), theirs)
+            pid = await self.manager.zygote.request(lambda req: PackageZygoteRequest(req, key[1], modules, also),
+                                                    theirs)
         except BaseException:
             ours.close()
             raise

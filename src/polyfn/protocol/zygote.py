@@ -36,7 +36,8 @@ class PackageZygote(msgspec.Struct, tag="pkgzygote", array_like=True):
 
     req: int
     path: str
-    modules: list[str]
+    modules: list[str]  # the layer's top-level packages: each must import
+    also: list[str] = []  # their submodules the deploying function's code imports (tried; a failure is skipped)
 
 
 ToRuntimeZygote = Spawn | PackageZygote

@@ -41,6 +41,11 @@ def main(req: PackageZygote, ctrl: socket.socket, serve: Callable[[socket.socket
     try:
         for name in req.modules:
             importlib.import_module(name)
+        for name in req.also:  # (`from PIL import Image`: PIL.Image a submodule, LinearRegression a class)
+            try:
+                importlib.import_module(name)
+            except Exception:  # not a module, or not importable here: left to the function's own import
+                pass
     except BaseException as e:
         ctrl.send(enc.encode(ZygoteFailed(f"importing the layer's packages failed: {type(e).__name__}: {e}")))
         return
@@ -56,5 +61,6 @@ def main(req: PackageZygote, ctrl: socket.socket, serve: Callable[[socket.socket
     import_ms = (time.perf_counter() - t0) * 1000
     gc.collect()
     gc.freeze()
-    info = f"fork from package zygote ({', '.join(req.modules)} imported in {import_ms:.0f} ms)"
+    subs = f" and {len(req.also)} of their modules" if req.also else ""
+    info = f"fork from package zygote ({', '.join(req.modules)}{subs} imported in {import_ms:.0f} ms)"
     serve(ctrl, info, import_ms)
