@@ -165,8 +165,8 @@ class Settings(BaseSettings):
     # code runs as the zygote's does, before any sandbox: only layers whose every distribution is named in
     # `package_zygote_trust` (the operator's list, installed from the node's own index) get one.
     package_zygotes: bool = True
-    package_zygote_trust: str = ("numpy,pillow,scipy,scikit-learn,joblib,threadpoolctl,pandas,python-dateutil,"
-                                 "pytz,tzdata,six")
+    package_zygote_trust: str = ("numpy,pillow,scipy,scikit-learn,joblib,threadpoolctl,cloudpickle,narwhals,"
+                                 "pandas,python-dateutil,pytz,tzdata,six")  # (scikit-learn 1.9 needs the 4 after it)
     package_zygote_memory_mb: int = Field(512, ge=0)  # RSS of the node's package zygotes together (LRU beyond)
 
     # Object storage (S3-compatible API on its own port; docs/storage.md).

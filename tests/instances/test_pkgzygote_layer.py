@@ -61,3 +61,22 @@ def test_the_submodules_a_functions_code_imports_from_the_layer(tmp_path: Path) 
     assert used_modules(str(tmp_path), {"numpy", "PIL", "sklearn", "scipy"}) == [
         "PIL.Image", "scipy.stats", "scipy.stats.norm", "sklearn.linear_model",
         "sklearn.linear_model.LinearRegression", "sklearn.linear_model.Ridge"]
+
+
+def test_switched_off_or_beyond_the_budget_nothing_is_built(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from polyfn.instances.pkgzygote import PackageZygotes
+
+    def manager(on: bool, reserved: int) -> SimpleNamespace:
+        s = SimpleNamespace(package_zygotes=on, package_zygote_trust="six", package_zygote_memory_mb=512)
+        return SimpleNamespace(settings=s, reserved_mb=lambda: reserved, memory_budget_mb=1000)
+
+    rev = SimpleNamespace(function="f", deps_dir=str(tmp_path), code_dir="", spec=SimpleNamespace(runtime="python"))
+    for m in (manager(False, 0), manager(True, 990)):  # (a build would need a running loop: it is never started)
+        pkzs = PackageZygotes(m)
+        pkzs.want(rev)
+        assert not pkzs.building and not pkzs.ready
+    assert PackageZygotes.key_for(rev) == ("default", str(tmp_path))
+    assert PackageZygotes.key_for(SimpleNamespace(function="ns~f", deps_dir="", spec=rev.spec)) is None
+    assert PackageZygotes.key_for(SimpleNamespace(function="ns~f", deps_dir="/d", spec=rev.spec)) == ("ns", "/d")
