@@ -208,6 +208,7 @@ class PackageZygotes:
         self.building: set[tuple[str, str]] = set()
         self.failed: dict[tuple[str, str], str] = {}  # not retried while the node runs
         self._tasks: set[asyncio.Task[None]] = set()
+        self._one: asyncio.Lock | None = None  # one build at a time (a node's start brings every layer at once)
 
     @staticmethod
     def key_for(rev: Any) -> tuple[str, str] | None:
@@ -245,14 +246,20 @@ class PackageZygotes:
 
     async def _build(self, key: tuple[str, str], code_dir: str, delay: float) -> None:
         pz: PackageZygote | None = None
+        self._one = self._one or asyncio.Lock()
         try:
             await asyncio.sleep(delay)
-            modules, why = await asyncio.to_thread(scan_layer, key[1], self.trusted)
-            if why:
-                raise ZygoteError(why)
-            also = await asyncio.to_thread(used_modules, code_dir, set(modules))
-            pz = await self._fork(key, modules, also)
-            await pz.wait_ready(max(30.0, self.manager.settings.init_timeout))
+            async with self._one:
+                modules, why = await asyncio.to_thread(scan_layer, key[1], self.trusted)
+                if why:
+                    raise ZygoteError(why)
+                self._fit()
+                if self.reserved_mb() >= self.cap_mb:  # (not remembered: a later deploy of the layer tries again)
+                    log.info("%s: no package zygote now: the others fill POLYFN_PACKAGE_ZYGOTE_MEMORY_MB", key)
+                    return
+                also = await asyncio.to_thread(used_modules, code_dir, set(modules))
+                pz = await self._fork(key, modules, also)
+                await pz.wait_ready(max(30.0, self.manager.settings.init_timeout))
         except (ZygoteError, OSError, TimeoutError) as e:
             reason = str(e) or type(e).__name__
             if pz is not None:
@@ -262,9 +269,12 @@ class PackageZygotes:
             return
         finally:
             self.building.discard(key)
+        if pz is None:
+            return
         pz.modules = modules
         self.ready[key] = pz
         self._fit()
+        self.release_unused(pz)  # (its functions may have gone during the build)
         if self.ready.get(key) is pz:
             log.info("package zygote for %s:%s ready (%s imported in %.0f ms, %d MB)", key[0], key[1],
                      ", ".join(modules), pz.import_ms, pz.memory_mb)
