@@ -17,6 +17,7 @@ pytestmark = pytest.mark.timeout(600)  # deploys install requirements.txt (pip, 
 HANDLER = """\
 import os, sys
 PRELOADED = 'six' in sys.modules
+STRANGERS = sorted(m for m in sys.modules if m.startswith('pk1'))  # another function's modules, if any
 import six
 def handler(event, context):
     seen = None
@@ -26,7 +27,7 @@ def handler(event, context):
         except OSError as e:
             seen = type(e).__name__
     return {'preloaded': PRELOADED, 'uid': os.getuid(), 'six': six.__file__, 'seen': seen,
-            'secret': os.environ.get('MINE'), 'pids': sorted(int(p) for p in os.listdir('/proc') if p.isdigit())}
+            'secret': os.environ.get('MINE'), 'strangers': STRANGERS, 'pids': sorted(int(p) for p in os.listdir('/proc') if p.isdigit())}
 """
 REQS = "six==1.16.0\n"
 
@@ -43,11 +44,11 @@ def _ready_lines(s: Server) -> list[str]:
 
 
 def _start(s: Server, name: str, client: httpx.Client | None = None, body: dict[str, Any] | None = None,
-           reqs: str = REQS, **spec: Any) -> tuple[dict[str, Any], str]:
+           reqs: str = REQS, files: dict[str, str] | None = None, **spec: Any) -> tuple[dict[str, Any], str]:
     """Deploy `name` with the layer `reqs`, call it once (its first start): (its answer, its init info)."""
     c = client or s.api
-    r = c.post("/v1/functions", json={"name": name, "files": {"handler.py": HANDLER, "requirements.txt": reqs},
-                                      **spec})
+    files = {"handler.py": HANDLER, "requirements.txt": reqs, **(files or {})}
+    r = c.post("/v1/functions", json={"name": name, "files": files, **spec})
     assert r.status_code in (200, 201), r.text
     r = c.post(f"/v1/functions/{name}/invoke", json=body or {})
     assert r.status_code == 200, r.text
@@ -59,7 +60,8 @@ def _start(s: Server, name: str, client: httpx.Client | None = None, body: dict[
 
 
 def test_a_new_function_with_a_served_layer_starts_from_its_package_zygote(server: Server) -> None:
-    first, info1 = _start(server, "pk1", env={"MINE": "pk1's"})
+    own = {"handler.py": HANDLER + "import pk1own\n", "pk1own.py": "import six.moves\nX = 1\n"}
+    first, info1 = _start(server, "pk1", env={"MINE": "pk1's"}, files=own)
     info = info1
     assert not first["preloaded"] and "zygote: runtime" in info, info
     assert wait_until(lambda: len(_ready_lines(server)) == 1, 60), server.log.read_text()[-3000:]
@@ -69,11 +71,11 @@ def test_a_new_function_with_a_served_layer_starts_from_its_package_zygote(serve
     assert code1.is_dir()
     second, info = _start(server, "pk2", body={"probe": str(code1)})
     assert second["preloaded"], (second, info)
-    assert "zygote: package" in info and "fork from package zygote (six imported in" in info, info
+    assert "zygote: package" in info and "fork from package zygote (six and 1 of their modules" in info, info
     assert second["six"] == first["six"]  # the same layer, at the same path
     # its own sandbox, as for a clean start: its own uid, nothing of pk1's code or environment
     assert second["uid"] != first["uid"] or first["uid"] == 0
-    assert second["secret"] is None
+    assert second["secret"] is None and second["strangers"] == []  # nothing of pk1's code or environment
     assert second["pids"] == first["pids"]  # its own pid namespace, as a clean start's
     for layer in ("uid", "seccomp", "pid ns", "net ns", "mount", "cgroup"):  # the same layers as a clean start
         assert (layer in info) == (layer in info1), (layer, info, info1)
