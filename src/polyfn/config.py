@@ -159,6 +159,15 @@ class Settings(BaseSettings):
     # (built at deploy) is ready, waiting at most this many seconds: its first call forks instead of waiting
     # for the module's import. 0: return at once.
     deploy_zygote_wait: float = Field(10.0, ge=0)
+    # Package zygotes (SOCK's import cache, across functions): a fork of the Python zygote that imported the
+    # packages of a dependency layer (deps/SHA) a deploy installed; a function of the same namespace with that
+    # layer starts from it instead of importing them (docs/performance.md, "Package zygotes"). Their import
+    # code runs as the zygote's does, before any sandbox: only layers whose every distribution is named in
+    # `package_zygote_trust` (the operator's list, installed from the node's own index) get one.
+    package_zygotes: bool = True
+    package_zygote_trust: str = ("numpy,pillow,scipy,scikit-learn,joblib,threadpoolctl,cloudpickle,narwhals,"
+                                 "pandas,python-dateutil,pytz,tzdata,six")  # (scikit-learn 1.9 needs the 4 after it)
+    package_zygote_memory_mb: int = Field(512, ge=0)  # RSS of the node's package zygotes together (LRU beyond)
 
     # Object storage (S3-compatible API on its own port; docs/storage.md).
     storage_port: int = Field(9000, ge=0, le=65535)  # 0 disables the object store

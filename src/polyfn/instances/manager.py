@@ -24,6 +24,7 @@ from polyfn.instances.cpushare import CpuShares
 from polyfn.instances.exits import Exits
 from polyfn.instances.fnzygote import FunctionZygote, FunctionZygotes
 from polyfn.instances.instance import Instance, InstanceGone
+from polyfn.instances.pkgzygote import PackageZygotes
 from polyfn.instances.sandboxing import NodeSandbox
 from polyfn.instances.specs import SECRETS_DIR, InstanceSpecs
 from polyfn.instances.zygote import ZygoteClient, ZygoteError
@@ -51,6 +52,7 @@ class InstanceManager:
         #: each start's InstanceSpec: environment (`instance_env`, `env_hook`), secrets (`secret_source`), plan
         self.specs = InstanceSpecs(settings, self.sandbox)
         self.zygote = ZygoteClient("python", settings.run_dir / "zygote-python.log", self.exits.on_exit)
+        self.pkzs = PackageZygotes(self)  # clean starts of a dependency layer's revisions (pkgzygote.py)
         self.launcher = _launcher.Launcher(self.exits.on_exit, settings.node_blanks)  # runtimes without a zygote
         self._ids = itertools.count(1)
         self.pools: set[Any] = set()
@@ -107,6 +109,7 @@ class InstanceManager:
         shutdown see it from now on."""
         self.pools.add(pool)
         self.awake.add(pool)
+        self.pkzs.want(pool.revision)  # a deploy brought (or uses) a dependency layer: its package zygote
 
     def succeed(self, old: Any, new: Any) -> None:
         """`new`'s revision replaces `old`'s (a deploy). If this node was serving the old one (its function
@@ -137,6 +140,7 @@ class InstanceManager:
         self.sandbox.forget(pool.revision)
         if self.fzs is not None:
             self.fzs.drop(pool.revision.key)
+        self.pkzs.release(pool.revision, self.pools)
 
     # --- node memory budget ----------------------------------------------------------------------------
 
@@ -202,7 +206,7 @@ class InstanceManager:
                 ours.setblocking(False)
                 await inst.attach(ours)
                 attached = True
-                pid = await self.zygote.spawn(ispec, theirs)
+                pid, packaged = await self.pkzs.spawn(rev, ispec, theirs)
             else:  # launched (node, http); a pre-started blank brings its own connection
                 pid, conn = _launcher.launch_instance(self.launcher, self.settings, rev, ispec, plan, theirs,
                                                       self.prepare_env, self.specs.relay_urls)
@@ -237,7 +241,7 @@ class InstanceManager:
             self.cpu.join(rev.function, spec.memory, fz.supervisor if fz is not None else pid)
         if fz is None and spec.runtime == "python" and self.fzs is not None:
             why = self.fzs.failed.get(rev.key)
-            inst.info += f"; zygote: none ({why})" if why else "; zygote: runtime"
+            inst.info += f"; zygote: none ({why})" if why else "; zygote: package" if packaged else "; zygote: runtime"
             self.fzs.want(pool)
         return inst
 
@@ -300,7 +304,7 @@ class InstanceManager:
         ispec.zygote = True
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            sup = await self.zygote.spawn(ispec, theirs)
+            sup, _ = await self.pkzs.spawn(rev, ispec, theirs)
         except BaseException:
             ours.close()
             raise
@@ -327,6 +331,7 @@ class InstanceManager:
             await asyncio.sleep(0.01)
         if self.fzs is not None:
             self.fzs.stop()
+        self.pkzs.stop()
         self.zygote.stop()
         self.launcher.stop()
         if self.sandbox.cgroups is not None:

@@ -176,6 +176,10 @@ class ZygoteClient:
 
     async def spawn(self, spec: msgspec.Struct, conn: socket.socket) -> int:
         """Fork an instance whose end of the connection is `conn` (sent over SCM_RIGHTS). Returns its pid."""
+        return await self.request(lambda req: Spawn(req, spec), conn)
+
+    async def request(self, message: Callable[[int], msgspec.Struct], conn: socket.socket) -> int:
+        """Send `message(req)` with `conn` attached; the pid the zygote answers with (`Spawned`)."""
         if self.sock is None or not self.alive:
             async with self._lock:
                 if self.sock is None or not self.alive:
@@ -186,7 +190,7 @@ class ZygoteClient:
         req = next(self._ids)
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending[req] = fut
-        payload = self._enc.encode(Spawn(req, spec))
+        payload = self._enc.encode(message(req))
         deadline = asyncio.get_running_loop().time() + SEND_TIMEOUT
         while True:
             sock = self.sock

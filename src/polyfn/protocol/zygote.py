@@ -29,6 +29,20 @@ class Took(msgspec.Struct, tag="took", array_like=True):
 ToFunctionZygote = Spawn | Took
 
 
+class PackageZygote(msgspec.Struct, tag="pkgzygote", array_like=True):
+    """Server → the runtime zygote: fork a *package zygote* that imports `modules` from the dependency layer
+    at `path` (with its control channel attached, like a `Spawn`'s connection), answered by `Spawned(req, pid)`.
+    The package zygote then speaks this protocol itself (`ZygoteReady` or `ZygoteFailed`, then `Spawn`s)."""
+
+    req: int
+    path: str
+    modules: list[str]  # the layer's top-level packages: each must import
+    also: list[str] = []  # their submodules the deploying function's code imports (tried; a failure is skipped)
+
+
+ToRuntimeZygote = Spawn | PackageZygote
+
+
 class ZygoteReady(msgspec.Struct, tag="zready", array_like=True):
     pid: int
     preload_ms: float

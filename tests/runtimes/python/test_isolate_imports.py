@@ -93,3 +93,18 @@ def test_a_blank_that_staged_the_root_found_what_is_gone_there(tmp_path) -> None
     (stage / str(tmp_path).lstrip("/") / "kept.py").symlink_to(tmp_path / "kept.py")
     out = in_child(lambda: purge(True, str(tmp_path), str(stage)))
     assert out["left"] == ["t_after_kept", "t_before_builtin"]
+
+
+def test_a_package_zygotes_modules_in_its_layer_are_kept_by_its_blanks(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A package zygote's blank (runtimes/python/pkgzygote.py): its layer is not in the staged root but is bound
+    at the same path in each of its instances, so the modules imported from it stay."""
+    stage = tmp_path / "stage"
+    stage.mkdir()
+
+    def body() -> dict:  # type: ignore[type-arg]
+        startup.LAYER = str(tmp_path)
+        return purge(True, str(tmp_path), str(stage))
+
+    out = in_child(body)
+    assert out["left"] == ["t_after_kept", "t_before_builtin", "t_before_gone", "t_before_kept"]
+    # (t_before_gone stays too: a layer's file is trusted to be there, as the layer is bound whole)

@@ -100,6 +100,9 @@ def _fault_writer(sock: socket.socket | None) -> Any:
 #: line per module — "NAME" to forget, "NAME\tFILE" to forget unless FILE exists)
 _SNAPSHOT: tuple[int, str, str] | None = None
 _ZYGOTE_FINDERS: list[dict[str, Any]] = []  # sys.path_importer_cache as the zygote had it (see isolate_imports)
+#: in a package zygote and its forks (runtimes/python/pkgzygote.py): the dependency layer its packages were
+#: imported from, which every instance it starts has bound at the same path
+LAYER = ""
 
 
 def snapshot_modules() -> None:
@@ -165,7 +168,7 @@ def stage_imports(prepared: Any, stage: str = "") -> None:
     """In a pre-forked blank that staged the shared root filesystem (`sandbox.prepare`, at `stage`, by default
     rootfs.STAGE): which of the zygote's modules come from files that root lacks, found now rather than by a
     stat of every module file on the cold path (`isolate_imports`). The function's own binds (code,
-    dependencies) never hold a zygote's module. A path through a symbolic link that leaves the stage counts
+    dependencies) hold no zygote's module, but a package zygote's (`LAYER`). A path through a symbolic link that leaves the stage counts
     as lacking (forgetting a module is the safe side: a module whose file is there is imported again)."""
     if _SNAPSHOT is None or not prepared.root_staged:
         return
@@ -174,8 +177,11 @@ def stage_imports(prepared: Any, stage: str = "") -> None:
     exists, islink, realpath, dirname = os.path.exists, os.path.islink, os.path.realpath, os.path.dirname
     inside: dict[str, bool] = {}
     missing: list[str] = []
+    layer = LAYER + "/" if LAYER else "\0"
     for line in _SNAPSHOT[2].split("\n"):
         name, _, file = line.partition("\t")
+        if file.startswith(layer):  # a package zygote's: in the instance's dependency bind
+            continue
         if file:
             d = dirname(file)
             ok = inside.get(d)

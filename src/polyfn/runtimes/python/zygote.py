@@ -24,7 +24,16 @@ from typing import Any
 
 import msgspec
 
-from polyfn.protocol.zygote import PACKET_MAX, Exited, Spawn, Spawned, SpawnFailed, ZygoteReady
+from polyfn.protocol.zygote import (
+    PACKET_MAX,
+    Exited,
+    PackageZygote,
+    Spawn,
+    Spawned,
+    SpawnFailed,
+    ToRuntimeZygote,
+    ZygoteReady,
+)
 from polyfn.runtimes.python import prefork
 from polyfn.runtimes.python.procs import exit_child, set_pdeathsig, wait_readable
 
@@ -123,6 +132,8 @@ def _become_instance(spawn_raw: bytes, fd: int, info: str, prepared: Any) -> Non
 
     req = msgspec.msgpack.decode(spawn_raw, type=Spawn)
     spec = msgspec.convert(req.spec, startup.InstanceSpec)
+    if startup.LAYER and spec.deps_dir != startup.LAYER:  # a package zygote's modules need their layer bound
+        raise RuntimeError(f"package zygote of {startup.LAYER}: asked to start a revision of {spec.deps_dir!r}")
     if spec.zygote:  # this child becomes the revision's function zygote; `fd` is its control channel
         from polyfn.runtimes.python import fnzygote
 
@@ -163,12 +174,19 @@ def _direct(msg: bytes, fd: int, info: str) -> None:
 def main() -> None:
     t0 = time.perf_counter()
     ctrl = socket.socket(fileno=int(os.environ["POLYFN_ZYGOTE_FD"]))
-    blank_target = int(os.environ.get("POLYFN_ZYGOTE_BLANKS", "2"))
     set_pdeathsig()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the server, which stops us in order
     preload()
     gc.collect()
     gc.freeze()  # keep the preloaded heap out of the collector's way so forks share it
+    preload_ms = (time.perf_counter() - t0) * 1000
+    serve(ctrl, f"fork from python zygote (preloaded in {preload_ms:.0f} ms)", preload_ms, vendors=True)
+
+
+def serve(ctrl: socket.socket, info: str, preload_ms: float, vendors: bool = False) -> None:
+    """Fork instances on request (`Spawn`), through pre-forked blanks; the runtime zygote also forks package
+    zygotes (`PackageZygote`, runtimes/python/pkgzygote.py), which serve the same way."""
+    blank_target = int(os.environ.get("POLYFN_ZYGOTE_BLANKS", "2"))
     rfd, wfd = os.pipe()
     os.set_blocking(rfd, False)
     os.set_blocking(wfd, False)
@@ -176,9 +194,7 @@ def main() -> None:
     signal.set_wakeup_fd(wfd)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     enc = msgspec.msgpack.Encoder()
-    dec = msgspec.msgpack.Decoder(Spawn)
-    preload_ms = (time.perf_counter() - t0) * 1000
-    info = f"fork from python zygote (preloaded in {preload_ms:.0f} ms)"
+    dec = msgspec.msgpack.Decoder(ToRuntimeZygote)
     blanks: deque[tuple[int, socket.socket]] = deque()
     blank_pids: set[int] = set()
 
@@ -233,7 +249,7 @@ def main() -> None:
         return 0
 
     ctrl.send(enc.encode(ZygoteReady(os.getpid(), preload_ms)))
-    if os.environ.get("POLYFN_ZYGOTE_VENDORS", "1") != "0":
+    if vendors and os.environ.get("POLYFN_ZYGOTE_VENDORS", "1") != "0":
         preload_vendors()
         gc.collect()
         gc.freeze()
@@ -265,7 +281,7 @@ def main() -> None:
                 os.close(fd)
             ctrl.send(enc.encode(SpawnFailed(req.req, "spawn request without a connection")))
             continue
-        pid = spawn_from_blank(msg, fds[0])
+        pid = 0 if isinstance(req, PackageZygote) else spawn_from_blank(msg, fds[0])
         if pid == 0:
             prefork.before_fork()
             try:
@@ -278,6 +294,10 @@ def main() -> None:
                 for _, other in blanks:
                     other.close()
                 _detach(ctrl, wake)
+                if isinstance(req, PackageZygote):
+                    from polyfn.runtimes.python import pkgzygote
+
+                    exit_child(pkgzygote.main, req, socket.socket(fileno=fds[0]), serve)
                 exit_child(_direct, msg, fds[0], info)
         os.close(fds[0])
         ctrl.send(enc.encode(Spawned(req.req, pid)))
