@@ -1,5 +1,5 @@
 """Process plumbing the runtime zygote and function zygotes share: dying with the parent, leaving a forked
-child, waiting for a control message or a child's exit."""
+child, waiting for a control message or a child's exit, fresh random state in every forked child."""
 
 from __future__ import annotations
 
@@ -25,6 +25,21 @@ def set_pdeathsig(sig: int = signal.SIGKILL) -> None:
         _libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
     except (OSError, AttributeError):
         pass
+
+
+def reseed_after_fork() -> None:
+    """Give a forked child its own state of the module-level random generators a zygote may have imported.
+
+    Python's `random` reseeds itself at fork; numpy's legacy global generator (`numpy.random.random()`, seeded
+    once at import) does not, so every instance forked from a function or package zygote that imported numpy
+    would draw the same "random" numbers (ids, samples, jitter). Only what is already imported is reseeded:
+    a lookup when numpy is not there."""
+    np_random = sys.modules.get("numpy.random")
+    if np_random is not None:
+        try:
+            np_random.seed()  # from the OS's entropy, as at import
+        except Exception:  # a half-imported or replaced module: keep the fork going
+            pass
 
 
 def exit_child(fn: Any, *args: Any) -> None:

@@ -35,7 +35,7 @@ from polyfn.protocol.zygote import (
     ZygoteReady,
 )
 from polyfn.runtimes.python import prefork
-from polyfn.runtimes.python.procs import exit_child, set_pdeathsig, wait_readable
+from polyfn.runtimes.python.procs import exit_child, reseed_after_fork, set_pdeathsig, wait_readable
 
 
 def preload() -> None:
@@ -176,6 +176,7 @@ def main() -> None:
     ctrl = socket.socket(fileno=int(os.environ["POLYFN_ZYGOTE_FD"]))
     set_pdeathsig()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the server, which stops us in order
+    os.register_at_fork(after_in_child=reseed_after_fork)  # inherited: every zygote and instance below us
     preload()
     gc.collect()
     gc.freeze()  # keep the preloaded heap out of the collector's way so forks share it
