@@ -14,6 +14,7 @@ import msgspec
 import pytest
 
 from polyfn.config import Settings
+from polyfn.instances import fnstart
 from polyfn.instances.budget import reserved_by
 from polyfn.instances.cpushare import CpuShares
 from polyfn.instances.exits import Exits
@@ -137,13 +138,12 @@ async def test_a_function_zygotes_cgroup_is_sized_for_the_spawns_in_flight(monke
         fz.instances += 1
         return 7
 
-    fz = SimpleNamespace(instances=0, spawning=0, high_water=1, supervisor=5, key="f:1", take=lambda iid: None,
-                         spawn=spawn)
+    fz = SimpleNamespace(instances=0, spawning=0, high_water=1, supervisor=5, key="f:1", spawn=spawn)
     ispec = InstanceSpec(instance_id="i", function="f", revision=1, flavor="plain", handler="h.handler",
                          code_dir="/c", sandbox=SandboxPlan(memory_mb=64))
     pairs = [socket.socketpair() for _ in range(3)]
     try:
-        tasks = [asyncio.ensure_future(m._spawn_from_zygote(fz, ispec, t, o)) for o, t in pairs]  # type: ignore[arg-type]
+        tasks = [asyncio.ensure_future(fnstart.spawn_from_zygote(m, fz, ispec, t, o)) for o, t in pairs]  # type: ignore[arg-type]
         await asyncio.sleep(0)
         assert sizes == [3, 4, 5]  # the zygote, its offered child and the 1, 2, 3 instances being forked
         go.set()

@@ -39,6 +39,8 @@ log = logging.getLogger("polyfn.fnzygote")
 BUILD_DELAY = 0.25
 #: seconds between taking a zygote's offered child and asking it for the next (`FunctionZygote.take`)
 OFFER_DELAY = 0.02
+#: characters of an offer's info kept (the zygote ran user code: what it says is bounded)
+INFO_MAX = 500
 
 
 def oom_kills(cgroup_dir: str, version: int) -> int:
@@ -87,8 +89,9 @@ class FunctionZygote(ZygoteClient):
         self._on_lost = on_lost
         self._on_instance_exit = on_exit
         #: the pre-forked child the zygote offers: (its pid in the namespace, its host pid or 0 while the
-        #: zygote's own host pid is unknown, our end of its connection); see `take`
-        self.offer: tuple[int, int, socket.socket] | None = None
+        #: zygote's own host pid is unknown, our end of its connection, the info its Ready will bring); see `take`
+        self.offer: tuple[int, int, socket.socket, str] | None = None
+        self.plan: Any = None  # the sandbox plan it was built with (its uid, its per-instance cgroup limits)
         self.sock = sock
         sock.setblocking(False)
         self._ready = asyncio.get_running_loop().create_future()
@@ -114,28 +117,29 @@ class FunctionZygote(ZygoteClient):
         data, fds, _, _ = socket.recv_fds(self.sock, PACKET_MAX, 1)  # type: ignore[arg-type]
         return data, fds
 
-    def _offered(self, inner: int, fds: list[int]) -> None:
+    def _offered(self, inner: int, fds: list[int], info: str) -> None:
         if len(fds) != 1:
             for fd in fds:
                 os.close(fd)
             return
         self._drop_offer()
         host = find_host_pid(children(self.worker), inner, depth=0) if self.worker else 0
-        self.offer = (inner, host, socket.socket(fileno=fds[0]))
+        self.offer = (inner, host, socket.socket(fileno=fds[0]), info[:INFO_MAX])
 
     def _drop_offer(self) -> None:
         if self.offer is not None:
             self.offer[2].close()
             self.offer = None
 
-    def take(self, instance_id: str) -> tuple[int, socket.socket] | None:
-        """Start the offered child as instance `instance_id`: (its host pid, our end of its connection), or
-        None without an offer (then `spawn`). No round trip: the child reads `Take` on its connection, and
-        the zygote hears `Took` so it forks the next offer."""
+    def take(self, instance_id: str) -> tuple[int, socket.socket, str] | None:
+        """Start the offered child as instance `instance_id`: (its host pid, our end of its connection, the
+        info its Ready will bring), or None without an offer (then `spawn`). No round trip: the child reads
+        `Take` on its connection (the first `Invoke` may follow at once), and the zygote hears `Took` so it
+        forks the next offer."""
         offer, self.offer = self.offer, None
         if offer is None or self.sock is None:
             return None
-        inner, host, conn = offer
+        inner, host, conn, info = offer
         if not host:
             host = find_host_pid(children(self.worker), inner, depth=0)
         body = self._enc.encode(Take(instance_id, host))
@@ -151,7 +155,7 @@ class FunctionZygote(ZygoteClient):
         self.host[inner] = host
         self.instances += 1
         self.last_used = time.monotonic()
-        return host, conn
+        return host, conn, info
 
     async def spawn(self, spec: msgspec.Struct, conn: socket.socket) -> int:
         inner = await super().spawn(spec, conn)
