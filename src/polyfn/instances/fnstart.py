@@ -4,6 +4,7 @@ The zygotes themselves: fnzygote.py; why a start takes this path: docs/performan
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import time
@@ -57,25 +58,61 @@ async def take_offer(m: Any, fz: FunctionZygote, pool: Any, iid: str, t0: float)
         fz.spawning -= 1
     if taken is None:
         return None
-    host, conn, info = taken
-    inst = Instance(iid, pool.revision.key, pool.on_lost)
-    inst.uid = plan.uid
+    host, conn, info, inst = taken
+    if inst is not None:  # made as the offer came (`prepare`)
+        inst.id = iid
+        inst.on_lost = pool.on_lost
+        inst.created = inst.last_used = time.monotonic()
+        if inst.memory is not None:
+            inst.memory.kills_seen = inst.memory.oom_kills()
+    else:
+        inst = _handle(m, fz)
+        inst.id, inst.on_lost, inst.pid = iid, pool.on_lost, host
+        try:
+            await _attach(inst, conn)
+        except BaseException:
+            inst.kill("spawn failed")
+            raise
     inst.pid = host
+    if wrote:  # (the limits' write set the cgroup's CPU weight: the function's share, written again)
+        m.cpu.join(pool.revision.function, pool.revision.spec.memory, fz.supervisor)
+    m.exits.track(host, inst)
+    inst.taken(info, (time.perf_counter() - t0) * 1000)
+    return inst
+
+
+def prepare(m: Any, fz: FunctionZygote, conn: socket.socket) -> asyncio.Future[Instance]:
+    """An offer came (`FunctionZygote.on_offer`): make the server's handle on the offered child now — its
+    Instance attached to the connection, its memory gauge on the zygote's cgroup — so that a start only names
+    it and writes `Take` (the attach alone is a turn of the loop). Until taken it belongs to no pool; if the
+    child ends unused, its loss is nobody's (`_unowned`) and the offer is dropped as before."""
+    inst = _handle(m, fz)
+    return asyncio.ensure_future(_attach(inst, conn))
+
+
+def _handle(m: Any, fz: FunctionZygote) -> Instance:
+    inst = Instance("", fz.key, _unowned)
+    inst.uid = fz.plan.uid
+    if m.sandbox.cgroups is not None:  # its forks share the zygote's cgroup
+        inst.memory = cgroups.MemoryGauge(cgroup_dir_for(str(m.sandbox.cgroups.memory), fz.supervisor),
+                                          m.sandbox.cgroups.version)
+    return inst
+
+
+async def _attach(inst: Instance, conn: socket.socket) -> Instance:
     conn.setblocking(False)
     try:
         await inst.attach(conn)
     except BaseException:
-        inst.kill("spawn failed")
         conn.close()
+        if inst.memory is not None:
+            inst.memory.close()
         raise
-    if m.sandbox.cgroups is not None:  # its forks share the zygote's cgroup
-        inst.memory = cgroups.MemoryGauge(cgroup_dir_for(str(m.sandbox.cgroups.memory), fz.supervisor),
-                                          m.sandbox.cgroups.version)
-        if wrote:  # (the limits' write set the cgroup's CPU weight: the function's share, written again)
-            m.cpu.join(pool.revision.function, pool.revision.spec.memory, fz.supervisor)
-    m.exits.track(host, inst)
-    inst.taken(info, (time.perf_counter() - t0) * 1000)
     return inst
+
+
+def _unowned(inst: Instance) -> None:
+    """(An offered child's handle lost before it was taken: no pool counts it.)"""
 
 
 async def spawn_from_zygote(m: Any, fz: FunctionZygote, ispec: InstanceSpec, theirs: socket.socket,

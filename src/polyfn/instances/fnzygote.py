@@ -92,6 +92,10 @@ class FunctionZygote(ZygoteClient):
         #: zygote's own host pid is unknown, our end of its connection, the info its Ready will bring); see `take`
         self.offer: tuple[int, int, socket.socket, str] | None = None
         self.plan: Any = None  # the sandbox plan it was built with (its uid, its per-instance cgroup limits)
+        #: called with our end of an offered child's connection as the offer comes: the server's handle on it
+        #: made ahead (fnstart.prepare: an attached Instance, as a future), so a start only writes `Take`
+        self.on_offer: Callable[[socket.socket], asyncio.Future[Any]] | None = None
+        self.prepared: asyncio.Future[Any] | None = None  # (once made, it owns the offer's connection)
         self.sock = sock
         sock.setblocking(False)
         self._ready = asyncio.get_running_loop().create_future()
@@ -125,37 +129,56 @@ class FunctionZygote(ZygoteClient):
         self._drop_offer()
         host = find_host_pid(children(self.worker), inner, depth=0) if self.worker else 0
         self.offer = (inner, host, socket.socket(fileno=fds[0]), info[:INFO_MAX])
+        if self.on_offer is not None:
+            self.prepared = self.on_offer(self.offer[2])
 
     def _drop_offer(self) -> None:
         if self.offer is not None:
-            self.offer[2].close()
+            if self.prepared is not None:  # (its handle owns the connection: it closes it)
+                self.prepared.add_done_callback(_discard)
+                self.prepared = None
+            else:
+                self.offer[2].close()
             self.offer = None
 
-    def take(self, instance_id: str) -> tuple[int, socket.socket, str] | None:
+    def take(self, instance_id: str) -> tuple[int, socket.socket, str, Any] | None:
         """Start the offered child as instance `instance_id`: (its host pid, our end of its connection, the
-        info its Ready will bring), or None without an offer (then `spawn`). No round trip: the child reads
-        `Take` on its connection (the first `Invoke` may follow at once), and the zygote hears `Took` so it
-        forks the next offer."""
+        info its Ready will bring, the handle `on_offer` made for it or None), or None without an offer (then
+        `spawn`). No round trip: the child reads `Take` on its connection (the first `Invoke` may follow at
+        once), and the zygote hears `Took` so it forks the next offer."""
         offer, self.offer = self.offer, None
+        prepared, self.prepared = self.prepared, None
         if offer is None or self.sock is None:
+            if prepared is not None:
+                prepared.add_done_callback(_discard)
             return None
         inner, host, conn, info = offer
+        handle = None
+        if prepared is not None:
+            if prepared.done() and not prepared.cancelled() and prepared.exception() is None:
+                handle = prepared.result()
+            else:  # (still being made, or failed: dropped, and this start forks on demand)
+                prepared.add_done_callback(_discard)
+                return None
         if not host:
             host = find_host_pid(children(self.worker), inner, depth=0)
         body = self._enc.encode(Take(instance_id, host))
         try:
             if not host:
                 raise OSError("offered child not found")
-            conn.sendall(len(body).to_bytes(4, "little") + body)
+            conn.sendall(len(body).to_bytes(4, "little") + body)  # (a dead child's handle closed it: EBADF)
         except OSError:
-            conn.close()
+            if handle is not None:
+                _drop(handle)
+            else:
+                conn.close()
             return None
         # The next offer is forked once this start is served: a fork now would compete with it for the CPU
         asyncio.get_running_loop().call_later(OFFER_DELAY, self._took, inner)
         self.host[inner] = host
         self.instances += 1
         self.last_used = time.monotonic()
-        return host, conn, info
+        return host, conn, info, handle
 
     async def spawn(self, spec: msgspec.Struct, conn: socket.socket) -> int:
         inner = await super().spawn(spec, conn)
@@ -199,6 +222,18 @@ class FunctionZygote(ZygoteClient):
             os.kill(self.supervisor, 9)
         except ProcessLookupError:
             pass
+
+
+def _drop(handle: Any) -> None:
+    """Close the server's handle on an offered child that will not be taken (its connection with it)."""
+    handle.kill("its offer was dropped")
+    if handle.memory is not None:
+        handle.memory.close()
+
+
+def _discard(prepared: asyncio.Future[Any]) -> None:
+    if not prepared.cancelled() and prepared.exception() is None:
+        _drop(prepared.result())
 
 
 class FunctionZygotes:

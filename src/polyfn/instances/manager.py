@@ -273,6 +273,7 @@ class InstanceManager:
             theirs.close()
         fz = FunctionZygote(rev.key, ours, sup, registry.lost, self.exits.on_zygote_child_exit)
         fz.plan = msgspec.structs.replace(_plan, secret_files={})  # (its uid and limits; no secret kept)
+        fz.on_offer = lambda conn: fnstart.prepare(self, fz, conn)
         registry.by_supervisor[sup] = fz
         if self.sandbox.cgroups is not None:
             self.cpu.join(rev.function, rev.spec.memory, sup)
