@@ -253,10 +253,13 @@ def _rehearse(spec: Any, adapter: Any, info: str) -> None:
         msgspec.msgpack.decode(msgspec.msgpack.encode(Take("", 0)), type=Take)
         encode(Ready(0, 0.0, ""))
         return
-    stand_in = copy.copy(adapter)
-    stand_in.handler = _nothing
-    here, there = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
+        here, there = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    except OSError:
+        return
+    try:
+        stand_in = copy.copy(adapter)
+        stand_in.handler = _nothing
         take = _enc.encode(Take("", 0))
         there.sendall(len(take).to_bytes(4, "little") + take + encode(dummy))
         there.shutdown(socket.SHUT_WR)  # the serve loop ends at this end of its input
