@@ -240,3 +240,32 @@ def test_a_changed_secret_reaches_instances_forked_after_it(server: Server) -> N
     assert zygote(server, "fzsecret")["state"] != "ready"  # dropped at once
     out, act = scale_out(server, "fzsecret")
     assert out["token"] == "two", (out, act["init_info"])
+
+
+# Each call of the handler is a line in the function's own /tmp (one mount namespace per function zygote:
+# its instances share it), and the response says how many there are.
+COUNTING = """\
+def handler(event, context):
+    with open('/tmp/calls', 'a+') as f:
+        f.write('x\\n')
+        f.seek(0)
+        return {'calls': len(f.read().splitlines())}
+"""
+
+
+def test_an_offered_child_takes_the_first_call_pipelined_and_its_rehearsal_never_runs_the_handler(server: Server) -> None:
+    """The offered child rehearses a start and an HTTP invocation while it waits, with the handler replaced by
+    a stand-in: the function's code runs once per call, never for a rehearsal (theirs happen in every
+    offered child, before each start). Its start is pipelined: the first call is written behind `Take`."""
+    server.deploy("fzcount", {"handler.py": COUNTING}, max_instances=2)
+    assert server.http.get("/fn/fzcount").json() == {"calls": 1}  # the clean start (not the zygote's tree)
+    assert wait_until(lambda: zygote(server, "fzcount")["state"] == "ready", 30)
+    for expected in (1, 2, 3):  # the zygote's instances share its /tmp, not the clean start's
+        for inst in server.api.get("/v1/functions/fzcount/instances").json()["instances"]:
+            os.kill(inst["pid"], signal.SIGKILL)
+        assert wait_until(lambda: not server.api.get("/v1/functions/fzcount/instances").json()["instances"])
+        time.sleep(0.1)  # (the next offer is made and has rehearsed)
+        r = server.http.get("/fn/fzcount")
+        assert r.status_code == 200 and r.json() == {"calls": expected}, r.text
+        act = server.activation(r.headers["x-polyfn-activation-id"])
+        assert act["cold"] and "zygote: function" in act["init_info"] and "offered" in act["init_info"], act

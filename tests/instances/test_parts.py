@@ -1,6 +1,7 @@
 """The instance manager's parts on their own (no processes): exits routed by pid (instances/exits.py), the
 memory reserved per pool (budget.py), the relay's endpoints (sandbox/relay.py), spawns through a full zygote
-channel (zygote.py) and a function zygote's cgroup sized for the spawns in flight (manager.py)."""
+channel (zygote.py), a function zygote's cgroup sized for the spawns in flight and an offered child's handle
+made ahead (fnstart.py)."""
 
 from __future__ import annotations
 
@@ -14,14 +15,17 @@ import msgspec
 import pytest
 
 from polyfn.config import Settings
+from polyfn.instances import fnstart
 from polyfn.instances.budget import reserved_by
 from polyfn.instances.cpushare import CpuShares
 from polyfn.instances.exits import Exits
+from polyfn.instances.fnzygote import FunctionZygote
 from polyfn.instances.instance import Instance, State
 from polyfn.instances.manager import InstanceManager
 from polyfn.instances.sandboxing import NodeSandbox
 from polyfn.instances.zygote import ZygoteClient
 from polyfn.protocol.spec import InstanceSpec
+from polyfn.protocol.zygote import Exited, Offered
 from polyfn.sandbox import cgroups
 from polyfn.sandbox.plan import SandboxPlan
 from polyfn.sandbox.relay import LOOPBACK, endpoints
@@ -137,13 +141,12 @@ async def test_a_function_zygotes_cgroup_is_sized_for_the_spawns_in_flight(monke
         fz.instances += 1
         return 7
 
-    fz = SimpleNamespace(instances=0, spawning=0, high_water=1, supervisor=5, key="f:1", take=lambda iid: None,
-                         spawn=spawn)
+    fz = SimpleNamespace(instances=0, spawning=0, high_water=1, supervisor=5, key="f:1", spawn=spawn)
     ispec = InstanceSpec(instance_id="i", function="f", revision=1, flavor="plain", handler="h.handler",
                          code_dir="/c", sandbox=SandboxPlan(memory_mb=64))
     pairs = [socket.socketpair() for _ in range(3)]
     try:
-        tasks = [asyncio.ensure_future(m._spawn_from_zygote(fz, ispec, t, o)) for o, t in pairs]  # type: ignore[arg-type]
+        tasks = [asyncio.ensure_future(fnstart.spawn_from_zygote(m, fz, ispec, t, o)) for o, t in pairs]  # type: ignore[arg-type]
         await asyncio.sleep(0)
         assert sizes == [3, 4, 5]  # the zygote, its offered child and the 1, 2, 3 instances being forked
         go.set()
@@ -153,3 +156,37 @@ async def test_a_function_zygotes_cgroup_is_sized_for_the_spawns_in_flight(monke
         for a, b in pairs:
             a.close()
             b.close()
+
+
+async def test_an_offered_childs_handle_is_made_ahead_and_closed_with_its_offer() -> None:
+    """The server attaches to an offered child's connection as the offer comes (fnstart.prepare), so a start
+    only writes `Take`; an offer that goes unused (its child ended, the zygote dropped) closes that handle."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    fz = FunctionZygote("f:1", ours, 5, lambda z: None, lambda *a: None)
+    fz.plan = SandboxPlan(memory_mb=64)
+    m = SimpleNamespace(sandbox=SimpleNamespace(cgroups=None))
+    fz.on_offer = lambda conn: fnstart.prepare(m, fz, conn)
+    child, server_end = socket.socketpair()
+    try:
+        socket.send_fds(theirs, [msgspec.msgpack.encode(Offered(7, "fork from function zygote; offered"))],
+                        [server_end.fileno()])
+        server_end.close()
+        for _ in range(100):
+            if fz.prepared is not None and fz.prepared.done():
+                break
+            await asyncio.sleep(0.01)
+        handle = fz.prepared.result()  # type: ignore[union-attr]
+        assert handle.state is State.STARTING and fz.offer is not None and fz.offer[3].endswith("offered")
+        theirs.send(msgspec.msgpack.encode(Exited(7, 0)))  # the offered child ended unused
+        for _ in range(100):
+            if handle.state is State.DEAD:
+                break
+            await asyncio.sleep(0.01)
+        assert fz.offer is None and fz.prepared is None and handle.state is State.DEAD
+        child.settimeout(5)
+        assert child.recv(10) == b""  # its connection closed with the handle
+    finally:
+        child.close()
+        fz.kill = lambda: None  # type: ignore[method-assign]  (no supervisor to signal)
+        fz._lost()
+        theirs.close()

@@ -39,6 +39,8 @@ log = logging.getLogger("polyfn.fnzygote")
 BUILD_DELAY = 0.25
 #: seconds between taking a zygote's offered child and asking it for the next (`FunctionZygote.take`)
 OFFER_DELAY = 0.02
+#: characters of an offer's info kept (the zygote ran user code: what it says is bounded)
+INFO_MAX = 500
 
 
 def oom_kills(cgroup_dir: str, version: int) -> int:
@@ -87,8 +89,13 @@ class FunctionZygote(ZygoteClient):
         self._on_lost = on_lost
         self._on_instance_exit = on_exit
         #: the pre-forked child the zygote offers: (its pid in the namespace, its host pid or 0 while the
-        #: zygote's own host pid is unknown, our end of its connection); see `take`
-        self.offer: tuple[int, int, socket.socket] | None = None
+        #: zygote's own host pid is unknown, our end of its connection, the info its Ready will bring); see `take`
+        self.offer: tuple[int, int, socket.socket, str] | None = None
+        self.plan: Any = None  # the sandbox plan it was built with (its uid, its per-instance cgroup limits)
+        #: called with our end of an offered child's connection as the offer comes: the server's handle on it
+        #: made ahead (fnstart.prepare: an attached Instance, as a future), so a start only writes `Take`
+        self.on_offer: Callable[[socket.socket], asyncio.Future[Any]] | None = None
+        self.prepared: asyncio.Future[Any] | None = None  # (once made, it owns the offer's connection)
         self.sock = sock
         sock.setblocking(False)
         self._ready = asyncio.get_running_loop().create_future()
@@ -114,44 +121,64 @@ class FunctionZygote(ZygoteClient):
         data, fds, _, _ = socket.recv_fds(self.sock, PACKET_MAX, 1)  # type: ignore[arg-type]
         return data, fds
 
-    def _offered(self, inner: int, fds: list[int]) -> None:
+    def _offered(self, inner: int, fds: list[int], info: str) -> None:
         if len(fds) != 1:
             for fd in fds:
                 os.close(fd)
             return
         self._drop_offer()
         host = find_host_pid(children(self.worker), inner, depth=0) if self.worker else 0
-        self.offer = (inner, host, socket.socket(fileno=fds[0]))
+        self.offer = (inner, host, socket.socket(fileno=fds[0]), info[:INFO_MAX])
+        if self.on_offer is not None:
+            self.prepared = self.on_offer(self.offer[2])
 
     def _drop_offer(self) -> None:
         if self.offer is not None:
-            self.offer[2].close()
+            if self.prepared is not None:  # (its handle owns the connection: it closes it)
+                self.prepared.add_done_callback(_discard)
+                self.prepared = None
+            else:
+                self.offer[2].close()
             self.offer = None
 
-    def take(self, instance_id: str) -> tuple[int, socket.socket] | None:
-        """Start the offered child as instance `instance_id`: (its host pid, our end of its connection), or
-        None without an offer (then `spawn`). No round trip: the child reads `Take` on its connection, and
-        the zygote hears `Took` so it forks the next offer."""
+    def take(self, instance_id: str) -> tuple[int, socket.socket, str, Any] | None:
+        """Start the offered child as instance `instance_id`: (its host pid, our end of its connection, the
+        info its Ready will bring, the handle `on_offer` made for it or None), or None without an offer (then
+        `spawn`). No round trip: the child reads `Take` on its connection (the first `Invoke` may follow at
+        once), and the zygote hears `Took` so it forks the next offer."""
         offer, self.offer = self.offer, None
+        prepared, self.prepared = self.prepared, None
         if offer is None or self.sock is None:
+            if prepared is not None:
+                prepared.add_done_callback(_discard)
             return None
-        inner, host, conn = offer
+        inner, host, conn, info = offer
+        handle = None
+        if prepared is not None:
+            if prepared.done() and not prepared.cancelled() and prepared.exception() is None:
+                handle = prepared.result()
+            else:  # (still being made, or failed: dropped, and this start forks on demand)
+                prepared.add_done_callback(_discard)
+                return None
         if not host:
             host = find_host_pid(children(self.worker), inner, depth=0)
         body = self._enc.encode(Take(instance_id, host))
         try:
             if not host:
                 raise OSError("offered child not found")
-            conn.sendall(len(body).to_bytes(4, "little") + body)
+            conn.sendall(len(body).to_bytes(4, "little") + body)  # (a dead child's handle closed it: EBADF)
         except OSError:
-            conn.close()
+            if handle is not None:
+                _drop(handle)
+            else:
+                conn.close()
             return None
         # The next offer is forked once this start is served: a fork now would compete with it for the CPU
         asyncio.get_running_loop().call_later(OFFER_DELAY, self._took, inner)
         self.host[inner] = host
         self.instances += 1
         self.last_used = time.monotonic()
-        return host, conn
+        return host, conn, info, handle
 
     async def spawn(self, spec: msgspec.Struct, conn: socket.socket) -> int:
         inner = await super().spawn(spec, conn)
@@ -195,6 +222,18 @@ class FunctionZygote(ZygoteClient):
             os.kill(self.supervisor, 9)
         except ProcessLookupError:
             pass
+
+
+def _drop(handle: Any) -> None:
+    """Close the server's handle on an offered child that will not be taken (its connection with it)."""
+    handle.kill("its offer was dropped")
+    if handle.memory is not None:
+        handle.memory.close()
+
+
+def _discard(prepared: asyncio.Future[Any]) -> None:
+    if not prepared.cancelled() and prepared.exception() is None:
+        _drop(prepared.result())
 
 
 class FunctionZygotes:

@@ -187,6 +187,15 @@ class Instance(asyncio.BufferedProtocol):
         self.state = State.READY
         return ready
 
+    def taken(self, info: str, init_ms: float) -> None:
+        """Ready for frames before its `Ready` came (a function zygote's offered child, `Take` written: see
+        `InstanceManager._take_offer`). Its `Ready` is still checked when it comes (a second one kills it),
+        and a death before it fails the calls written to it."""
+        self.info = info
+        self.init_ms = init_ms
+        self.state = State.READY
+        self._ready.add_done_callback(_retrieved)
+
     def invoke(self, inv: Invoke) -> asyncio.Future[Result]:
         """Send `inv`; the returned future resolves with its Result (or raises InstanceGone)."""
         if self._transport is None:
@@ -318,3 +327,9 @@ class Instance(asyncio.BufferedProtocol):
         if os.WIFEXITED(st):
             return f"exited with code {os.WEXITSTATUS(st)}"
         return f"ended with wait status {st}"
+
+
+def _retrieved(fut: asyncio.Future[Ready]) -> None:
+    """(Nobody awaits a taken instance's `Ready`: its loss is marked retrieved, not logged as never retrieved.)"""
+    if not fut.cancelled():
+        fut.exception()

@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 
 from polyfn.config import Settings
+from polyfn.instances import fnstart
 from polyfn.instances import launcher as _launcher
 from polyfn.instances.budget import MemoryBudget
 from polyfn.instances.cpushare import CpuShares
@@ -27,8 +28,7 @@ from polyfn.instances.instance import Instance, InstanceGone
 from polyfn.instances.pkgzygote import PackageZygotes
 from polyfn.instances.sandboxing import NodeSandbox
 from polyfn.instances.specs import SECRETS_DIR, InstanceSpecs
-from polyfn.instances.zygote import ZygoteClient, ZygoteError
-from polyfn.protocol.spec import InstanceSpec
+from polyfn.instances.zygote import ZygoteClient
 from polyfn.sandbox import cgroups
 from polyfn.sandbox.plan import cgroup_dir_for
 from polyfn.tenancy import namespace_of, qualify
@@ -180,6 +180,10 @@ class InstanceManager:
                 self.fzs.want(pool, delay=0)
             if rev.key in self.fzs.building:
                 fz = await self.fzs.wait_built(rev.key, min(self.settings.init_timeout, max(spec.timeout, 1.0)))
+        if fz is not None and fz.offer is not None and fz.plan is not None:
+            taken = await fnstart.take_offer(self, fz, pool, iid, t0)
+            if taken is not None:
+                return taken
         inst = Instance(iid, rev.key, pool.on_lost)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         attached = False
@@ -187,11 +191,8 @@ class InstanceManager:
             ispec, plan = await self.specs.build(rev, iid)
             inst.uid = plan.uid
             if fz is not None:
-                pid, conn = await self._spawn_from_zygote(fz, ispec, theirs, ours)
+                pid = await fnstart.spawn_from_zygote(self, fz, ispec, theirs, ours)
                 if pid:
-                    if conn is not None:  # the zygote's offered child: its own connection
-                        ours.close()
-                        ours = conn
                     ours.setblocking(False)
                     await inst.attach(ours)
                     attached = True
@@ -245,42 +246,6 @@ class InstanceManager:
             self.fzs.want(pool)
         return inst
 
-    async def _spawn_from_zygote(self, fz: FunctionZygote, ispec: InstanceSpec, theirs: socket.socket,
-                                 ours: socket.socket) -> tuple[int, socket.socket | None]:
-        """Start the instance from its revision's zygote: its host pid (0 if the zygote failed) and, when it
-        was the child the zygote offered (`FunctionZygote.take`), that child's connection."""
-        # The zygote, its offered child, its live instances and the ones being forked now (a burst has many
-        # `Spawn`s in flight: counting only the live ones once sized the cgroup for 2 processes while the
-        # zygote forked 150, and the kernel's OOM killer took the zygote) share the zygote's cgroup.
-        fz.spawning += 1
-        try:
-            n = fz.instances + fz.spawning + 2
-            if self.sandbox.cgroups is not None and n > fz.high_water:
-                plan = ispec.sandbox
-                try:
-                    cgroups.set_limits(self.sandbox.cgroups.dirs_for(fz.supervisor), self.sandbox.cgroups.version,
-                                       plan.memory_mb * n, plan.pids_max * n, plan.cpu_shares, plan.cpu_quota)
-                    fz.high_water = n
-                except OSError as e:
-                    log.warning("%s: cannot raise the function zygote's cgroup limits: %s", fz.key, e)
-                    return 0, None
-            taken = fz.take(ispec.instance_id)
-            if taken is not None:
-                return taken
-            try:
-                # the sandbox is the zygote's, in force already: its forks need not decode the plan again
-                pid = await fz.spawn(msgspec.structs.replace(ispec, sandbox=None), theirs)
-                ours.send(pid.to_bytes(8, "little"))  # the instance's host pid (for POLYFN_HOST_PID)
-                return pid, None
-            except (ZygoteError, OSError) as e:
-                log.warning("%s: function zygote failed (%s): starting clean", fz.key, e)
-                if self.fzs is not None:
-                    self.fzs.lost(fz)
-                fz.kill()
-                return 0, None
-        finally:
-            fz.spawning -= 1
-
     def secret_changed(self, name: str) -> int:
         """Secret `name` was set or deleted: drop the function zygotes of revisions that use it (their forks
         would keep the value the zygote was built with; the next clean start reads the new one and builds a
@@ -311,6 +276,8 @@ class InstanceManager:
         finally:
             theirs.close()
         fz = FunctionZygote(rev.key, ours, sup, registry.lost, self.exits.on_zygote_child_exit)
+        fz.plan = msgspec.structs.replace(_plan, secret_files={})  # (its uid and limits; no secret kept)
+        fz.on_offer = lambda conn: fnstart.prepare(self, fz, conn)
         registry.by_supervisor[sup] = fz
         if self.sandbox.cgroups is not None:
             self.cpu.join(rev.function, rev.spec.memory, sup)

@@ -118,7 +118,7 @@ class ZygoteClient:
                 self._lost()
                 return
             if isinstance(msg, Offered):
-                self._offered(msg.pid, fds)
+                self._offered(msg.pid, fds, msg.info)
                 continue
             for fd in fds:  # (only an offer brings one)
                 os.close(fd)
@@ -143,7 +143,7 @@ class ZygoteClient:
     def _recv(self) -> tuple[bytes, list[int]]:
         return self.sock.recv(PACKET_MAX), []  # type: ignore[union-attr]
 
-    def _offered(self, pid: int, fds: list[int]) -> None:
+    def _offered(self, pid: int, fds: list[int], info: str) -> None:
         """A pre-forked child with its connection (function zygotes only: `FunctionZygote`)."""
         for fd in fds:
             os.close(fd)

@@ -4,7 +4,8 @@ A `SOCK_SEQPACKET` socket; each packet is one msgpack message of at most `PACKET
 `Spawn` (with the instance's connection attached as an `SCM_RIGHTS` file descriptor). Zygote → server:
 `FromZygote`. A function zygote also offers a pre-forked instance with its connection made (`Offered`, the
 server's end attached): the server starts it with `Take` on that connection, without a round trip through the
-zygote, and says so to the zygote (`Took`) so it forks the next one. Both sides import these types from here: the server (instances/zygote.py,
+zygote, and writes the first `Invoke` right behind it (no wait for its `Ready`); it says so to the zygote
+(`Took`) so it forks the next one. Both sides import these types from here: the server (instances/zygote.py,
 instances/fnzygote.py) and the zygotes (runtimes/python/zygote.py, runtimes/python/fnzygote.py).
 """
 
@@ -70,9 +71,11 @@ class ZygoteFailed(msgspec.Struct, tag="zfailed", array_like=True):
 
 
 class Offered(msgspec.Struct, tag="offered", array_like=True):
-    """A function zygote's pre-forked child `pid` (in its namespace) waits on the attached connection."""
+    """A function zygote's pre-forked child `pid` (in its namespace) waits on the attached connection; `info`
+    is what its `Ready` will say (the server records it before that frame comes: `Take` is pipelined)."""
 
     pid: int
+    info: str = ""
 
 
 class Take(msgspec.Struct, array_like=True):
