@@ -361,7 +361,11 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     # -- parser callbacks (uvicorn's, counted) ------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        super().on_message_begin()
+        # uvicorn's, without the ASGI scope: a request the protocol or a direct path answers (gateway/fn_direct.py,
+        # direct.py) never reads it, so it is made only for the ASGI path (`scope`, at the request's headers)
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
         self._reading_headers = self._begun = True
         self._header_bytes = 0
         self._idle.arm(self, self.limits.header_timeout, "header")
@@ -391,6 +395,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         elif self.direct is not None and (cycle := _direct.take(self)) is not None:
             self.cycle = cycle
             return
+        self.scope = _direct.scope(self, self.headers)
         super().on_headers_complete()
 
     def _shed(self) -> bool:
