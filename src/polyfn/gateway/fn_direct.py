@@ -144,9 +144,7 @@ def _written(proto: Any, cycle: FnCycle, status: int, headers: list[tuple[bytes,
     if cycle.method != "HEAD":
         parts.append(body)
     cycle.response_complete = True
-    # At once, not at the end of the loop's turn (gateway/http.py's CoalescingTransport): the whole answer is this
-    # one buffer, and a connection without pipelining has nothing else to send in this turn to join it with.
-    proto.transport.write_now(b"".join(parts))
+    proto.transport.write(b"".join(parts))
     proto.on_response_complete()
     return True
 
