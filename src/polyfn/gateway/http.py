@@ -98,6 +98,9 @@ class CoalescingTransport:
         self.flush()
         self._transport.set_protocol(protocol)
 
+    def is_closing(self) -> bool:  # (asked once per response: through `__getattr__` it cost a failed lookup first)
+        return self._transport.is_closing()
+
     def __getattr__(self, name: str) -> Any:  # is_closing, get_extra_info, pause_reading, ...
         return getattr(self._transport, name)
 
@@ -507,13 +510,15 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self.server_state.total_requests += 1
         if self.transport.is_closing():
             return
-        self._unset_keepalive_if_required()
         self.flow.resume_reading()
         if self.pipeline:
+            self._unset_keepalive_if_required()
             cycle, app = self.pipeline.pop()
             self._start_asgi_task(cycle, app)
-        elif not self._reading_headers:  # (the next request's headers are due already: that deadline stays)
+        elif not self._reading_headers:  # (the arm replaces whatever deadline the connection had)
             self._idle.arm(self, self.timeout_keep_alive)
+        else:  # (the next request's headers are due already: that deadline stays)
+            self._unset_keepalive_if_required()
 
 
 class _Answered:
