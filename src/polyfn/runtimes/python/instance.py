@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import math
 import os
 import select
@@ -144,7 +145,7 @@ def _never_waits(handler: Any) -> bool:
     """An `async def` handler whose body has no `await` (nor `async for`/`async with`): every call of it ends at
     its first step, so `_serve_async` runs its calls eagerly (as Python 3.12's eager tasks do), without a task
     each. Any other handler (one that may wait, a sync one, a callable object or a wrapper) gets its tasks."""
-    if type(handler) is not types.FunctionType or not handler.__code__.co_flags & 0x80:  # (CO_COROUTINE)
+    if type(handler) is not types.FunctionType or not handler.__code__.co_flags & inspect.CO_COROUTINE:
         return False
     code = handler.__code__.co_code  # (2-byte units: an opcode, its argument; inline caches read as zeros)
     return _YIELD_VALUE not in code[::2]
