@@ -69,6 +69,14 @@ class DirectCycle:
     message_event = NoEvent  # (uvicorn calls `cycle.message_event.set()` when the connection goes)
 
 
+def scope(proto: Any, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    """The ASGI scope of a request as uvicorn's protocol begins it (`on_message_begin`; its `on_headers_complete`
+    adds the method, path and query; its WebSocket upgrade reads the method and headers)."""
+    return {"type": "http", "asgi": {"version": proto.asgi_version, "spec_version": "2.3"}, "http_version": "1.1",
+            "server": proto.server, "client": proto.client, "scheme": proto.scheme, "root_path": proto.root_path,
+            "headers": headers, "state": proto.app_state.copy()}
+
+
 def take(proto: Any) -> DirectCycle | None:
     """A `DirectCycle` for the request whose headers `proto` (gateway/http.py's protocol) just read, if a direct
     face answers it and no earlier answer is pending on the connection; else None (the ASGI path)."""

@@ -33,6 +33,7 @@ from uvicorn.protocols.http.httptools_impl import (
 
 from polyfn.gateway.asgi import relay
 from polyfn.gateway.direct import NoEvent, _500
+from polyfn.gateway.direct import scope as asgi_scope
 from polyfn.gateway.respond import _FRAMING, respond
 
 
@@ -150,10 +151,9 @@ def _written(proto: Any, cycle: FnCycle, status: int, headers: list[tuple[bytes,
 
 async def _through_uvicorn(proto: Any, cycle: FnCycle, out: Any) -> None:
     """Answer through a `RequestResponseCycle` made now (its body already read), as the ASGI path would."""
-    scope = {"type": "http", "asgi": {"version": proto.asgi_version, "spec_version": "2.3"},
-             "http_version": cycle.http_version, "server": proto.server, "client": proto.client,
-             "scheme": proto.scheme, "root_path": "", "headers": cycle.headers, "state": proto.app_state.copy(),
-             "method": cycle.method, "path": cycle.path, "raw_path": cycle.path.encode("ascii"), "query_string": cycle.query}
+    scope = asgi_scope(proto, cycle.headers)  # (root_path is "": `take` leaves a server with one to ASGI)
+    scope.update(http_version=cycle.http_version, method=cycle.method, path=cycle.path,
+                 raw_path=cycle.path.encode("ascii"), query_string=cycle.query)
     rr = RequestResponseCycle(scope=scope, transport=proto.transport, flow=proto.flow,  # type: ignore[arg-type]
                               logger=proto.logger, access_logger=proto.access_logger, access_log=proto.access_log,
                               default_headers=proto.server_state.default_headers, message_event=asyncio.Event(),

@@ -98,6 +98,9 @@ class CoalescingTransport:
         self.flush()
         self._transport.set_protocol(protocol)
 
+    def is_closing(self) -> bool:  # (asked once per response: through `__getattr__` it cost a failed lookup first)
+        return self._transport.is_closing()
+
     def __getattr__(self, name: str) -> Any:  # is_closing, get_extra_info, pause_reading, ...
         return getattr(self._transport, name)
 
@@ -361,7 +364,11 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     # -- parser callbacks (uvicorn's, counted) ------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        super().on_message_begin()
+        # uvicorn's, without the ASGI scope: a request the protocol or a direct path answers (gateway/fn_direct.py,
+        # direct.py) never reads it, so it is made only for the ASGI path (`scope`, at the request's headers)
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
         self._reading_headers = self._begun = True
         self._header_bytes = 0
         self._idle.arm(self, self.limits.header_timeout, "header")
@@ -391,6 +398,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         elif self.direct is not None and (cycle := _direct.take(self)) is not None:
             self.cycle = cycle
             return
+        self.scope = _direct.scope(self, self.headers)
         super().on_headers_complete()
 
     def _shed(self) -> bool:
@@ -502,13 +510,15 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self.server_state.total_requests += 1
         if self.transport.is_closing():
             return
-        self._unset_keepalive_if_required()
         self.flow.resume_reading()
         if self.pipeline:
+            self._unset_keepalive_if_required()
             cycle, app = self.pipeline.pop()
             self._start_asgi_task(cycle, app)
-        elif not self._reading_headers:  # (the next request's headers are due already: that deadline stays)
+        elif not self._reading_headers:  # (the arm replaces whatever deadline the connection had)
             self._idle.arm(self, self.timeout_keep_alive)
+        else:  # (the next request's headers are due already: that deadline stays)
+            self._unset_keepalive_if_required()
 
 
 class _Answered:

@@ -108,17 +108,16 @@ class UsageMeter:
 
     def add(self, acts: Iterable[Activation]) -> None:
         """Sum a stored batch of records into the pending sums (and the counters, once per function and hour)."""
-        batch: dict[tuple[str, str, int], list[int]] = {}
+        batch: dict[tuple[str, int], list[int]] = {}  # (function, hour) → sums (a call per record is ~10 % of it)
         for a in acts:
             mem = a.memory_mb
             if not mem:
                 continue
-            ns, name = split(a.function)  # (stored by namespace and local name)
-            key = (ns, name, int(a.start // 3600) * 3600)
+            key = (a.function, int(a.start // 3600) * 3600)
             sums = batch.get(key)
             if sums is None:
                 sums = batch[key] = list(ZERO)
-            ms = billed_ms(a)
+            ms = max(1, math.ceil(a.duration_ms - a.wait_ms)) if a.instance else 0  # (`billed_ms`, inline)
             sums[0] += 1
             if a.status != "success":
                 sums[1] += 1
@@ -127,7 +126,9 @@ class UsageMeter:
             sums[4] += a.req_bytes
             sums[5] += a.resp_bytes
         pending = self.pending
-        for key, sums in batch.items():
+        for (function, hour), sums in batch.items():
+            ns, name = split(function)  # (stored by namespace and local name)
+            key = (ns, name, hour)
             now = pending.get(key)
             if now is None:
                 pending[key] = sums

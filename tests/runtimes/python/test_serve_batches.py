@@ -5,9 +5,11 @@ writes, each get their own result, with their own logs and errors, none lost or 
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import sys
 import time
+from typing import Any
 
 import pytest
 
@@ -175,3 +177,85 @@ def test_the_memory_peak_is_read_once_per_read_of_results() -> None:
         assert (inst.peak_mb(), inst.peak_mb(), gauge.reads) == (20.0, 20.0, 2)
 
     asyncio.run(run())
+
+
+async def quick(event: bytes, context: object) -> Any:
+    """An async handler that never awaits: its calls are run eagerly, without a task each."""
+    n = int(event)
+    print(f"quick {n}")
+    if n == 5:
+        raise ValueError("five")
+    if n == 7:
+        return streamed(n)
+    return f"answer {n}"
+
+
+TASKS: list[object] = []
+
+
+async def streamed(n: int) -> Any:
+    TASKS.append(asyncio.current_task())  # the stream runs in a task of its own, not in the loop's reader
+    async with asyncio.timeout(5):
+        await asyncio.sleep(0)
+    yield f"chunk {n}"
+
+
+def test_which_handlers_run_eagerly() -> None:
+    async def waits(event: object, context: object) -> None:
+        await asyncio.sleep(0)
+
+    async def loops(event: object, context: object) -> None:
+        async for _ in streamed(1):
+            pass
+
+    async def gives(event: object, context: object) -> None:
+        return None
+
+    assert instance._never_waits(quick) and instance._never_waits(gives)
+    assert not instance._never_waits(waits) and not instance._never_waits(loops)
+    assert not instance._never_waits(sync_handler) and not instance._never_waits(streamed)  # (an async generator)
+    assert not instance._never_waits(functools.partial(gives))  # (a wrapper: it may wait)
+
+
+def test_eager_calls_each_answered_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    init_buf = LogBuffer(16384, 1000)
+    monkeypatch.setattr(sys, "stdout", Capture("stdout", init_buf))
+    adapter = load_adapter("native", quick, FunctionMeta("f", 1, "h.h", 128, 30, {}))
+    spec = InstanceSpec(instance_id="i", function="f", revision=1, flavor="native", handler="h.h", code_dir=".",
+                        concurrency=8)
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    theirs.setblocking(False)
+    TASKS.clear()
+
+    async def run() -> tuple[dict[int, list[object]], object]:
+        served = asyncio.ensure_future(instance._serve_async(theirs, adapter, spec, init_buf))
+        loop = asyncio.get_running_loop()
+        await loop.sock_sendall(ours, frames(8))
+        data, got, done = bytearray(), {}, 0
+        while done < 8:
+            data += await asyncio.wait_for(loop.sock_recv(ours, 65536), 10)
+            while len(data) >= 4 and len(data) >= 4 + HEADER.unpack_from(data)[0]:
+                end = 4 + HEADER.unpack_from(data)[0]
+                msg = from_instance_decoder.decode(bytes(data[4:end]))
+                del data[:end]
+                got.setdefault(msg.id, []).append(msg)  # type: ignore[union-attr]
+                done += type(msg) is Result
+        ours.close()
+        await asyncio.wait_for(served, 10)
+        return got, served
+
+    got, reader = asyncio.run(run())
+    assert sorted(got) == list(range(1, 9))
+    for n, msgs in got.items():
+        res = msgs[-1]
+        assert type(res) is Result
+        assert [line[2] for line in res.logs] == [f"quick {n}"]  # its own line only
+        if n == 5:
+            assert res.error is not None and "five" in str(res.error)
+        elif n == 7:
+            assert [type(m).__name__ for m in msgs] == ["Head", "Chunk", "Result"] and res.error is None
+            assert bytes(msgs[1].data) == b"chunk 7"  # type: ignore[attr-defined]
+        else:
+            assert (len(msgs), res.body) == (1, f'"answer {n}"'.encode())
+    assert len(TASKS) == 1 and TASKS[0] is not None and TASKS[0] is not reader

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import math
 import os
 import select
 import socket
 import time
 import traceback
+import types
+from opcode import opmap
 from typing import Any
 
 from polyfn.protocol import (
@@ -97,7 +100,8 @@ def _run_one(adapter: Adapter, inv: Invoke, buf: LogBuffer, wire: Wire | None = 
 
 
 async def _run_one_async(adapter: Adapter, inv: Invoke, spec: InstanceSpec, pool: Any,
-                         writer: asyncio.StreamWriter | None = None, streams: LoopStreams | None = None) -> Result:
+                         writer: asyncio.StreamWriter | None = None, streams: LoopStreams | None = None,
+                         eager: bool = False) -> Result:
     buf = LogBuffer(spec.log_line_max, spec.log_lines_max, spec.log_bytes_max)
     if inv.trace_id:
         _set_trace_env(inv)
@@ -122,6 +126,8 @@ async def _run_one_async(adapter: Adapter, inv: Invoke, spec: InstanceSpec, pool
             status, headers, body, error = parts[0], parts[1], b"".join(piece_bytes(p) for p in pieces), None
         else:
             status, headers, body = parts[0], [], b""
+            if eager:  # (started eagerly: the stream, the function's own code, runs in a task of its own)
+                await asyncio.sleep(0)
             error = await stream_async(adapter, inv, parts, writer, pool)
     except Exception as exc:
         status, headers, body, error = adapter.fail(inv, exc)
@@ -130,6 +136,54 @@ async def _run_one_async(adapter: Adapter, inv: Invoke, spec: InstanceSpec, pool
         if streams is not None:
             streams.stop(inv.id)
     return Result(inv.id, status, headers, body, error, buf.drain(), (time.perf_counter() - t0) * 1000)
+
+
+_YIELD_VALUE = opmap["YIELD_VALUE"]
+
+
+def _never_waits(handler: Any) -> bool:
+    """An `async def` handler whose body has no `await` (nor `async for`/`async with`): every call of it ends at
+    its first step, so `_serve_async` runs its calls eagerly (as Python 3.12's eager tasks do), without a task
+    each. Any other handler (one that may wait, a sync one, a callable object or a wrapper) gets its tasks."""
+    if type(handler) is not types.FunctionType or not handler.__code__.co_flags & inspect.CO_COROUTINE:
+        return False
+    code = handler.__code__.co_code  # (2-byte units: an opcode, its argument; inline caches read as zeros)
+    return _YIELD_VALUE not in code[::2]
+
+
+class _Rest:
+    """The rest of a coroutine that an eager start ran to a wait (`step`: what it yielded there), as an
+    awaitable for the task that takes it over: `yield from` by hand (what the coroutine yields goes to the task;
+    what the task sends or throws, a cancellation, goes to the coroutine)."""
+
+    __slots__ = ("coro", "step")
+
+    def __init__(self, coro: Any, step: Any):
+        self.coro = coro
+        self.step = step
+
+    def __await__(self) -> Any:
+        coro, step = self.coro, self.step
+        while True:
+            try:
+                sent = yield step
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:
+                try:
+                    step = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    step = coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+
+
+async def _resumed(coro: Any, step: Any) -> Any:
+    return await _Rest(coro, step)
 
 
 def _serve_blocking(sock: socket.socket, adapter: Adapter, init_buf: LogBuffer) -> None:
@@ -201,9 +255,11 @@ async def _serve_async(sock: socket.socket, adapter: Adapter, spec: InstanceSpec
         writer.write(out[0] if len(out) == 1 else b"".join(out))
         out.clear()
 
+    eager = _never_waits(adapter.handler)
+
     async def one(inv: Invoke) -> None:
         try:
-            result = await _run_one_async(adapter, inv, spec, pool, writer, streams)
+            result = await _run_one_async(adapter, inv, spec, pool, writer, streams, eager)
         finally:
             running.pop(inv.id, None)
         if init_buf.pending():  # printed during init, or outside any invocation's context (a function's thread)
@@ -239,7 +295,18 @@ async def _serve_async(sock: socket.socket, adapter: Adapter, spec: InstanceSpec
                 if task is not None:
                     task.cancel()
                 continue
-            t = asyncio.ensure_future(one(inv))
+            if eager:  # run at once, in a context of its own (as a task would), without a task
+                coro, ctx = one(inv), contextvars.copy_context()
+                try:
+                    step = ctx.run(coro.send, None)
+                except StopIteration:  # done: its result is on its way (no task, no scheduling, no callback)
+                    continue
+                except Exception as exc:  # (what a task would have reported, never retrieved; the loop goes on)
+                    loop.call_exception_handler({"message": "an invocation failed", "exception": exc})
+                    continue
+                t = loop.create_task(_resumed(coro, step), context=ctx)  # (a stream: `_run_one_async`)
+            else:
+                t = asyncio.ensure_future(one(inv))
             running[inv.id] = t
             tasks.add(t)
             t.add_done_callback(tasks.discard)

@@ -125,7 +125,7 @@ class Headers(dict):
         self.raw = raw
         for k, v in raw:
             k = k.lower()
-            if k in self:
+            if dict.__contains__(self, k):  # (not `in`: this class's own __contains__, a Python call, lowers again)
                 dict.__setitem__(self, k, dict.__getitem__(self, k) + ", " + v)
             else:
                 dict.__setitem__(self, k, v)

@@ -78,6 +78,8 @@ class HttpRequest(dict):
 
 def http_response(value: Any) -> tuple[int, list[tuple[str, str]], bytes]:
     """The shapes a handler may return for an HTTP call."""
+    if type(value) is str:  # (the commonest answer, first)
+        return 200, base.TEXT_CT, value.encode()
     if isinstance(value, tuple) and 2 <= len(value) <= 3 and isinstance(value[1], int):
         hdrs, body = base.encode_value(value[0])
         if len(value) == 3 and value[2]:
