@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from sqlalchemy import delete, select, update
@@ -81,6 +81,13 @@ class Database:
         await self.storage.close()
 
     # -- catalog ------------------------------------------------------------------------------------------
+
+    def cached(self, ns: str, name: Any) -> TableDef | None:
+        """The table's definition when the catalog may answer without a read (embedded: always, once read)."""
+        if self.shared or type(name) is not str:
+            return None
+        hit = self._catalog.get((ns, name))
+        return hit[0] if hit is not None else None
 
     async def table(self, ns: str, name: Any) -> TableDef:
         if not isinstance(name, str) or not name:
@@ -249,8 +256,9 @@ class Database:
         if self.on_change is not None:
             self.on_change()
 
-    async def write_items(self, ns: str, fn: Callable[[Connection], T], locks: list[int], small: bool = False) -> T:
-        """Run a write of items of namespace `ns` (`fn`, in one transaction); when the namespace has a database
+    def write_items(self, ns: str, fn: Callable[[Connection], T], locks: list[int], small: bool = False) -> Awaitable[T]:
+        """Run a write of items of namespace `ns` (`fn`, in one transaction; `locks`: the keys it writes, for
+        PostgreSQL's advisory locks — SQLite has one writer, and the callers leave them out there); when the namespace has a database
         quota, its use is read before and after (`db_use`, kept by triggers) in the same transaction, and a
         write that grows it past the quota is undone: `LimitExceeded` (deletes and shrinking writes always pass).
         On PostgreSQL a growing write that leaves less than `_headroom` under the quota reads the use again
@@ -258,7 +266,7 @@ class Database:
         cluster) cannot all take its last free items; farther from the quota they do not queue for it."""
         q = self.quotas(ns) if self.quotas is not None else None
         if q is None or (q.db_items is None and q.db_bytes is None):
-            return await self.storage.write(fn, locks, small=small)
+            return self.storage.write(fn, locks, small=small)
 
         def guarded(c: Connection) -> T:
             before = namespace_use(c, ns)
@@ -278,21 +286,23 @@ class Database:
                     raise QuotaExceeded(ns, quota, limit, after[i] - adds[i], adds[i])
             return out
 
-        return await self.storage.write(guarded, locks, small=small)
+        return self.storage.write(guarded, locks, small=small)
 
     async def write_one(self, ns: str, w: writes.Write) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         now = self.clock()
-        out = await self.write_items(ns, lambda c: writes.run(c, ns, w, now), [w.lock()], small=True)
+        out = await self.write_items(ns, lambda c: writes.run(c, ns, w, now), [w.lock()] if self.shared else [],
+                                     small=True)
         if w.t.stream_view or w.t.changes:
             self.changed()
         return out
 
     async def put_item(self, ns: str, req: dict[str, Any]) -> dict[str, Any]:
-        t = await self.table(ns, req.get("TableName"))
+        t = self.cached(ns, name := req.get("TableName")) or await self.table(ns, name)
         w = writes.prepare_put(t, req)
         rv = _return_values(req, ("NONE", "ALL_OLD"))
         if writes.blind(w, rv == "ALL_OLD"):  # (the common put: one statement, no read of the old item)
-            old, new = await self.write_items(ns, lambda c: writes.run_blind(c, w), [w.lock()], small=True)
+            old, new = await self.write_items(ns, lambda c: writes.run_blind(c, w), [w.lock()] if self.shared else [],
+                                              small=True)
         else:
             old, new = await self.write_one(ns, w)
         out: dict[str, Any] = {"Attributes": old} if rv == "ALL_OLD" and old is not None else {}
@@ -301,7 +311,7 @@ class Database:
         return out
 
     async def get_item(self, ns: str, req: dict[str, Any]) -> dict[str, Any]:
-        t = await self.table(ns, req.get("TableName"))
+        t = self.cached(ns, name := req.get("TableName")) or await self.table(ns, name)
         k, _ = rows.request_key(t, req.get("Key"))
         proj = None
         if "ExpressionAttributeNames" in req or "ProjectionExpression" in req or "AttributesToGet" in req:
@@ -318,7 +328,7 @@ class Database:
         return out
 
     async def delete_item(self, ns: str, req: dict[str, Any]) -> dict[str, Any]:
-        t = await self.table(ns, req.get("TableName"))
+        t = self.cached(ns, name := req.get("TableName")) or await self.table(ns, name)
         w = writes.prepare_delete(t, req)
         rv = _return_values(req, ("NONE", "ALL_OLD"))
         old, _ = await self.write_one(ns, w)
@@ -327,7 +337,7 @@ class Database:
         return out
 
     async def update_item(self, ns: str, req: dict[str, Any]) -> dict[str, Any]:
-        t = await self.table(ns, req.get("TableName"))
+        t = self.cached(ns, name := req.get("TableName")) or await self.table(ns, name)
         w = writes.prepare_update(t, req)
         rv = _return_values(req, ("NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW"))
         old, new = await self.write_one(ns, w)

@@ -59,8 +59,8 @@ Op = Callable[[Database, str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 def _m(name: str) -> Op:
-    async def call(db: Database, ns: str, req: dict[str, Any]) -> dict[str, Any]:
-        return await getattr(db, name)(ns, req)  # type: ignore[no-any-return]
+    def call(db: Database, ns: str, req: dict[str, Any]) -> Awaitable[dict[str, Any]]:
+        return getattr(db, name)(ns, req)  # type: ignore[no-any-return]  # (the method's coroutine: no wrapper)
 
     return call
 
@@ -195,8 +195,14 @@ class DynamoDBApi:
                 name = k.decode("latin-1")
                 headers[name] = headers[name] + "," + v.decode("latin-1") if name in headers else v.decode("latin-1")
         target = headers.get("x-amz-target", "")[len(PREFIX):]
+        now = self.clock()
         try:
-            key = await self._verify(method, raw_path, query, headers, body)
+            akid = sigv4.claimed_key_id(headers.get("authorization", ""))
+            if akid:
+                await self.keys.ensure(akid, now)
+            key = sigv4.verify(method, "/" if raw_path == b"/" else raw_path.decode("latin-1"),
+                               sigv4.parse_query(query.decode("latin-1")) if query else [], headers,
+                               self.keys.signing_credentials, now, "dynamodb", hashlib.sha256(body).hexdigest()).key
         except sigv4.SigV4Error as e:
             kind, status = _SIGV4.get(e.reason, ("InvalidSignatureException", 400))
             return status, error_body(kind, e.message, CORAL)
@@ -233,15 +239,6 @@ class DynamoDBApi:
             log.exception("DynamoDB %s failed", target)
             return 500, error_body("InternalServerError", "Internal server error")
         return 200, _enc.encode(out)
-
-    async def _verify(self, method: str, raw_path: bytes, query: bytes, headers: dict[str, str], body: bytes) -> Any:
-        now = self.clock()
-        akid = sigv4.claimed_key_id(headers.get("authorization", ""))
-        if akid:
-            await self.keys.ensure(akid, now)
-        v = sigv4.verify(method, raw_path.decode("latin-1"), sigv4.parse_query(query.decode("latin-1")) if query else [],
-                         headers, self.keys.signing_credentials, now, "dynamodb", hashlib.sha256(body).hexdigest())
-        return v.key
 
     # -- answered without ASGI (gateway/direct.py) --------------------------------------------------------------
 

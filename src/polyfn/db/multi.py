@@ -118,7 +118,7 @@ async def batch_write(db: Database, ns: str, req: dict[str, Any]) -> dict[str, A
             writes.run(c, ns, w, now)
 
     try:
-        await db.write_items(ns, fn, [w.lock() for w in ws], small=True)
+        await db.write_items(ns, fn, [w.lock() for w in ws] if db.shared else [], small=True)
     except OperationalError:
         return {"UnprocessedItems": items}
     if any(w.t.stream_view or w.t.changes for w in ws):
@@ -193,7 +193,7 @@ async def transact_write(db: Database, ns: str, req: dict[str, Any]) -> dict[str
         return True
 
     try:
-        applied = await db.write_items(ns, fn, [w.lock() for w in ws], small=True)
+        applied = await db.write_items(ns, fn, [w.lock() for w in ws] if db.shared else [], small=True)
     except DbError:
         raise
     except OperationalError:

@@ -42,7 +42,7 @@ import hashlib
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -66,6 +66,8 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Connection
+
+from polyfn.db.settled import Settled
 
 log = logging.getLogger("polyfn.db")
 T = TypeVar("T")
@@ -250,10 +252,10 @@ class SqliteStorage(Storage):
         self._local = threading.local()
         self._wconn: Connection | None = None
         self._raw: sqlite3.Connection | None = None  # the writer's driver connection (BEGIN and COMMIT go to it)
-        self._pending: list[tuple[Callable[[Connection], Any], asyncio.Future[Any]]] = []  # the thread's
+        self._pending: list[tuple[Callable[[Connection], Any], Settled]] = []  # the thread's
         self._mutex = threading.Lock()
         self._draining = False  # the writer connection is in use (by the thread or the loop); under _mutex
-        self._inline: list[tuple[Callable[[Connection], Any], asyncio.Future[Any]]] = []  # small, this turn
+        self._inline: list[tuple[Callable[[Connection], Any], Settled]] = []  # small, this turn
         self._commits = 0  # since the last checkpoint
         self._checkpoint_due = False  # the writer thread checkpoints before it lets the connection go
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -319,22 +321,24 @@ class SqliteStorage(Storage):
         assert self._loop is not None
         return await self._loop.run_in_executor(self._readers, run)
 
-    async def write(self, fn: Callable[[Connection], T], locks: Iterable[int] = (), small: bool = False) -> T:
+    def write(self, fn: Callable[[Connection], T], locks: Iterable[int] = (),  # type: ignore[override]
+              small: bool = False) -> Awaitable[T]:
+        """(Not a coroutine: the write is queued at the call, and the caller awaits its `Settled` outcome.)"""
         loop = self._loop
         assert loop is not None
-        fut: asyncio.Future[T] = loop.create_future()
+        fut = Settled(loop)
         if small:
             self._inline.append((fn, fut))
             if len(self._inline) == 1:  # the first of this turn: commit them all in the loop's next turn
                 loop.call_soon(self._drain_inline)
-            return await fut
+            return fut
         with self._mutex:
             self._pending.append((fn, fut))
             start = not self._draining
             self._draining = True
         if start:
             self._writer.submit(self._drain)
-        return await fut
+        return fut
 
     async def exclusive(self, key: int, fn: Callable[[Connection], T]) -> T | None:
         return await self.write(fn)  # one process, one writer: always exclusive
@@ -371,8 +375,8 @@ class SqliteStorage(Storage):
             done = self._run_batch(batch)
             self._loop.call_soon_threadsafe(_settle_all, done)  # one wake-up of the loop per batch
 
-    def _run_batch(self, batch: list[tuple[Callable[[Connection], Any], asyncio.Future[Any]]]
-                   ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
+    def _run_batch(self, batch: list[tuple[Callable[[Connection], Any], Settled]]
+                   ) -> list[tuple[Settled, Any, BaseException | None]]:
         """Every write of `batch` in one transaction, each in a savepoint of its own; committed on return.
         BEGIN, COMMIT and the savepoints are said to the driver directly: SQLAlchemy's `begin()` and `commit()`
         (its transaction object, the begin event, an execution context for the BEGIN) cost more than a PutItem's
@@ -380,7 +384,7 @@ class SqliteStorage(Storage):
         open and adds no BEGIN when a write's work goes through SQLAlchemy)."""
         conn, raw = self._wconn, self._raw
         assert conn is not None and raw is not None
-        done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        done: list[tuple[Settled, Any, BaseException | None]] = []
         try:
             raw.execute("BEGIN IMMEDIATE")
         except Exception as e:
@@ -440,7 +444,7 @@ def _rollback(raw: sqlite3.Connection) -> None:
             raw.execute("ROLLBACK")
 
 
-def _settle(fut: asyncio.Future[Any], result: Any, err: BaseException | None) -> None:
+def _settle(fut: Settled, result: Any, err: BaseException | None) -> None:
     if fut.done():
         return
     if err is not None:
@@ -449,7 +453,7 @@ def _settle(fut: asyncio.Future[Any], result: Any, err: BaseException | None) ->
         fut.set_result(result)
 
 
-def _settle_all(done: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+def _settle_all(done: list[tuple[Settled, Any, BaseException | None]]) -> None:
     for fut, result, err in done:
         _settle(fut, result, err)
 

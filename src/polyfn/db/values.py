@@ -195,6 +195,15 @@ def check_item(item: Any, what: str = "Item") -> dict[str, Any]:
     for k, v in item.items():
         if not isinstance(k, str) or not k:
             raise Invalid("One or more parameter values were invalid: An AttributeName cannot be empty")
+        if type(v) is dict and len(v) == 1:  # (the common values inline: a string as is, a number normalised)
+            x = v.get("S")
+            if type(x) is str:
+                out[k] = v
+                continue
+            x = v.get("N")
+            if type(x) is str:
+                out[k] = {"N": _norm_number(x)}
+                continue
         out[k] = check_value(v)
     return out
 

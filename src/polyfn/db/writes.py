@@ -88,10 +88,15 @@ def prepare_put(t: TableDef, req: dict[str, Any]) -> Write:
     if size > values.MAX_ITEM:
         raise Invalid(ITEM_TOO_LARGE)
     k = rows.item_key(t.key, item)
-    rows.check_index_keys(t, item)
-    names = _names(req, "ConditionExpression")
-    cond = condition_of(req, names)
-    names.check_unused()
+    if t.indexes:
+        rows.check_index_keys(t, item)
+    if (req.get("ConditionExpression") is None and req.get("ExpressionAttributeNames") is None
+            and req.get("ExpressionAttributeValues") is None and req.get("Expected") is None):
+        cond = None  # (the common put: no expression, nothing to check the names and values against)
+    else:
+        names = _names(req, "ConditionExpression")
+        cond = condition_of(req, names)
+        names.check_unused()
     return Write(t, k, cond, on_fail(req), make=lambda _old: item, key=rows.key_attrs(t.key, item), size=size)
 
 
