@@ -5,15 +5,17 @@ writes, each get their own result, with their own logs and errors, none lost or 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import socket
 import sys
+import threading
 import time
 from typing import Any
 
 import pytest
 
-from polyfn.protocol import HEADER, Invoke, Result, encode, from_instance_decoder
+from polyfn.protocol import HEADER, Cancel, Chunk, Invoke, Result, encode, from_instance_decoder
 from polyfn.runtimes.python import instance
 from polyfn.runtimes.python.capture import Capture, LogBuffer
 from polyfn.runtimes.python.flavors import FunctionMeta, load_adapter
@@ -92,6 +94,53 @@ def test_many_frames_per_read_each_answered_alone(fn: object, concurrency: int,
         else:
             assert res.body == f'"answer {n}"'.encode()
             assert lines == [f"call {n} starts", f"call {n} ends"]  # its own lines only, in order
+
+
+def served_by(fn: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, InstanceSpec, LogBuffer, socket.socket,
+                                                                 socket.socket]:
+    """A native handler at concurrency 8, its output captured, and the two ends of its socket."""
+    init_buf = LogBuffer(16384, 1000)
+    monkeypatch.setattr(sys, "stdout", Capture("stdout", init_buf))
+    adapter = load_adapter("native", fn, FunctionMeta("f", 1, "h.h", 128, 30, {}))
+    spec = InstanceSpec(instance_id="i", function="f", revision=1, flavor="native", handler="h.h", code_dir=".",
+                        concurrency=8)
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    theirs.setblocking(False)
+    return adapter, spec, init_buf, ours, theirs
+
+
+async def every_frame(sock: socket.socket, want: int, seen: Any = None) -> dict[int, list[object]]:
+    """Every frame the instance sends, by invocation, until `want` results came (`seen(frame)` awaited on each)."""
+    loop = asyncio.get_running_loop()
+    data, got, done = bytearray(), {}, 0
+    while done < want:
+        data += await asyncio.wait_for(loop.sock_recv(sock, 65536), 10)
+        while len(data) >= 4 and len(data) >= 4 + HEADER.unpack_from(data)[0]:
+            end = 4 + HEADER.unpack_from(data)[0]
+            msg = from_instance_decoder.decode(bytes(data[4:end]))
+            del data[:end]
+            got.setdefault(msg.id, []).append(msg)  # type: ignore[union-attr]
+            done += type(msg) is Result
+            if seen is not None:
+                await seen(msg)
+    return got
+
+
+def each_answered(got: dict[int, list[object]], lines: Any) -> None:
+    """Calls 1-8 each answered with its own `lines(n)`: 5 with its error, 7 with a stream of one chunk."""
+    assert sorted(got) == list(range(1, 9))
+    for n, msgs in got.items():
+        res = msgs[-1]
+        assert type(res) is Result
+        assert [line[2] for line in res.logs] == lines(n)
+        if n == 5:
+            assert res.error is not None and "five" in str(res.error)
+        elif n == 7:
+            assert [type(m).__name__ for m in msgs] == ["Head", "Chunk", "Result"] and res.error is None
+            assert bytes(msgs[1].data) == b"chunk 7"  # type: ignore[attr-defined]
+        else:
+            assert (len(msgs), res.body) == (1, f'"answer {n}"'.encode())
 
 
 class Transport:
@@ -218,44 +267,67 @@ def test_which_handlers_run_eagerly() -> None:
 
 
 def test_eager_calls_each_answered_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    init_buf = LogBuffer(16384, 1000)
-    monkeypatch.setattr(sys, "stdout", Capture("stdout", init_buf))
-    adapter = load_adapter("native", quick, FunctionMeta("f", 1, "h.h", 128, 30, {}))
-    spec = InstanceSpec(instance_id="i", function="f", revision=1, flavor="native", handler="h.h", code_dir=".",
-                        concurrency=8)
-    ours, theirs = socket.socketpair()
-    ours.setblocking(False)
-    theirs.setblocking(False)
+    adapter, spec, init_buf, ours, theirs = served_by(quick, monkeypatch)
     TASKS.clear()
 
     async def run() -> tuple[dict[int, list[object]], object]:
         served = asyncio.ensure_future(instance._serve_async(theirs, adapter, spec, init_buf))
         loop = asyncio.get_running_loop()
         await loop.sock_sendall(ours, frames(8))
-        data, got, done = bytearray(), {}, 0
-        while done < 8:
-            data += await asyncio.wait_for(loop.sock_recv(ours, 65536), 10)
-            while len(data) >= 4 and len(data) >= 4 + HEADER.unpack_from(data)[0]:
-                end = 4 + HEADER.unpack_from(data)[0]
-                msg = from_instance_decoder.decode(bytes(data[4:end]))
-                del data[:end]
-                got.setdefault(msg.id, []).append(msg)  # type: ignore[union-attr]
-                done += type(msg) is Result
+        got = await every_frame(ours, 8)
         ours.close()
         await asyncio.wait_for(served, 10)
         return got, served
 
     got, reader = asyncio.run(run())
-    assert sorted(got) == list(range(1, 9))
-    for n, msgs in got.items():
-        res = msgs[-1]
-        assert type(res) is Result
-        assert [line[2] for line in res.logs] == [f"quick {n}"]  # its own line only
-        if n == 5:
-            assert res.error is not None and "five" in str(res.error)
-        elif n == 7:
-            assert [type(m).__name__ for m in msgs] == ["Head", "Chunk", "Result"] and res.error is None
-            assert bytes(msgs[1].data) == b"chunk 7"  # type: ignore[attr-defined]
-        else:
-            assert (len(msgs), res.body) == (1, f'"answer {n}"'.encode())
+    each_answered(got, lambda n: [f"quick {n}"])  # its own line only
     assert len(TASKS) == 1 and TASKS[0] is not None and TASKS[0] is not reader
+
+
+BARRIER = threading.Barrier(6, timeout=10)
+VAR: contextvars.ContextVar[int] = contextvars.ContextVar("VAR", default=0)
+STREAM_GO = threading.Event()
+
+
+def threaded(event: bytes, context: object) -> Any:
+    n = int(event)
+    assert VAR.get() == 0  # each call in a context of its own
+    VAR.set(n)
+    print(f"threaded {n} starts")
+    if n <= 6:
+        BARRIER.wait()  # six calls at once: none waits behind another
+    print(f"threaded {n} ends {VAR.get()}")
+    if n == 5:
+        raise ValueError("five")
+    return blocking_stream(n) if n == 7 else f"answer {n}"
+
+
+def blocking_stream(n: int) -> Any:
+    yield f"chunk {n}"
+    STREAM_GO.wait(10)  # until the server's Cancel: the stream ends, its Result still goes
+    yield "never read"
+
+
+def test_sync_calls_run_whole_in_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sync handler with concurrency > 1 (threadcalls.py): calls at once in threads, each with its own context,
+    lines and error; a streamed response written from the loop, and stopped by the server's Cancel."""
+    adapter, spec, init_buf, ours, theirs = served_by(threaded, monkeypatch)
+    STREAM_GO.clear()
+
+    async def run() -> dict[int, list[object]]:
+        served = asyncio.ensure_future(instance._serve_async(theirs, adapter, spec, init_buf))
+        loop = asyncio.get_running_loop()
+        await loop.sock_sendall(ours, frames(8))
+
+        async def cancel(msg: object) -> None:
+            if type(msg) is Chunk:  # the caller went away: the server cancels the stream
+                await loop.sock_sendall(ours, encode(Cancel(7, "client disconnected")))
+                STREAM_GO.set()
+
+        got = await every_frame(ours, 8, cancel)
+        ours.close()
+        await asyncio.wait_for(served, 10)
+        return got
+
+    got = asyncio.run(run())
+    each_answered(got, lambda n: [f"threaded {n} starts", f"threaded {n} ends {n}"])

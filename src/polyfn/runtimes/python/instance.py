@@ -5,7 +5,7 @@ handler, wrap it in the flavor's adapter) reports `Ready` or, once, a typed `Ini
 **invoke** reads `Invoke` frames and answers `Result` frames on the same socket.
 
 Sync handlers with concurrency 1 run in a plain blocking loop (the fastest path: no event loop at all).
-Async handlers, or concurrency > 1, run on an asyncio loop (sync handlers then in a thread pool).
+Async handlers, or concurrency > 1, run on an asyncio loop (sync handlers then in threads: threadcalls.py).
 Output printed by the handler is captured per invocation through a context variable, so concurrent
 invocations never mix their logs.
 """
@@ -48,6 +48,7 @@ from polyfn.runtimes.python.flavors import Adapter, FunctionMeta, HandlerError, 
 from polyfn.runtimes.python.flavors.base import stream_parts
 from polyfn.runtimes.python.startup import InstanceSpec, load_handler, prepare_process, report_refusals
 from polyfn.runtimes.python.streamed import Wire, piece_bytes, stream_async, stream_blocking, sync_iter
+from polyfn.runtimes.python.threadcalls import ThreadCalls
 
 # os.environ's own mapping (bytes keys and values on POSIX). Writing `os.environ[k] = v` also calls C
 # setenv(), and glibc keeps every value ever set (so that pointers handed out by getenv() stay valid): with
@@ -110,12 +111,7 @@ async def _run_one_async(adapter: Adapter, inv: Invoke, spec: InstanceSpec, pool
     if streams is not None:
         streams.start(buf, inv)
     try:
-        args = adapter.args(inv)
-        if adapter.is_async:
-            value = await adapter.handler(*args)
-        else:
-            ctx = contextvars.copy_context()
-            value = await asyncio.get_running_loop().run_in_executor(pool, ctx.run, adapter.handler, *args)
+        value = await adapter.handler(*adapter.args(inv))  # (an async handler: a sync one runs in threadcalls.py)
         parts = stream_parts(value)
         if parts is None:
             status, headers, body = adapter.respond(inv, value)
@@ -262,11 +258,17 @@ async def _serve_async(sock: socket.socket, adapter: Adapter, spec: InstanceSpec
             result = await _run_one_async(adapter, inv, spec, pool, writer, streams, eager)
         finally:
             running.pop(inv.id, None)
+        deliver(result)
+
+    def deliver(result: Result) -> None:
         if init_buf.pending():  # printed during init, or outside any invocation's context (a function's thread)
             result.logs[:0] = init_buf.drain()
         if not out:
             loop.call_soon(flush)
         out.append(encode(result))
+
+    # a sync handler: each call whole in a thread, no task (threadcalls.py)
+    threaded = None if pool is None else ThreadCalls(adapter, spec, streams, deliver, pool, writer, running, tasks)
 
     unpack_from = HEADER.unpack_from
     decode = to_instance_decoder.decode
@@ -294,6 +296,11 @@ async def _serve_async(sock: socket.socket, adapter: Adapter, spec: InstanceSpec
                 task = running.get(inv.id)  # the CancelledError into the stream's end: the Result still goes)
                 if task is not None:
                     task.cancel()
+                continue
+            if threaded is not None:
+                if inv.trace_id:
+                    _set_trace_env(inv)
+                threaded.submit(inv)
                 continue
             if eager:  # run at once, in a context of its own (as a task would), without a task
                 coro, ctx = one(inv), contextvars.copy_context()

@@ -1,0 +1,122 @@
+"""Sync handlers with concurrency > 1: each call runs whole in a thread of the instance, without a task.
+
+`_serve_async` (instance.py) used to give such a call a task that awaited `run_in_executor`: per call a task,
+an executor work item and its `concurrent.futures.Future`, an asyncio future chained to it, and a wake-up of the
+loop (`call_soon_threadsafe`) to hand the value back, then the response built on the loop. Here the loop puts
+the `Invoke` on a queue that the instance's own threads take from, and the thread runs the handler, builds the
+response and the `Result` (its lines added on the loop); the results come back through one deque, with one wake-up of the loop per batch (the
+loop encodes them and they leave with the turn's other results). No call waits behind another: there are
+always at least as many threads as calls in flight (up to `concurrency`, started as needed).
+
+What a call sees is what it saw in the executor: its own copy of the loop's context with its log buffer as
+`current_buffer`, the trace variables set on the loop before it starts, its lines streamed by the loop's
+`LoopStreams` (whose streamer sends only from the loop's thread). A handler that returns a streamed response
+hands it back to the loop, where a task (in `running`: a server's `Cancel` finds it, as before) writes it with
+`stream_async`, whose sync generator steps run in the executor as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+import time
+from collections import deque
+from queue import SimpleQueue
+from typing import Any
+
+from polyfn.protocol import Invoke, Result
+from polyfn.runtimes.python.capture import LogBuffer, LoopStreams, current_buffer
+from polyfn.runtimes.python.flavors import Adapter
+from polyfn.runtimes.python.flavors.base import stream_parts
+from polyfn.runtimes.python.streamed import stream_async
+
+
+class ThreadCalls:
+    """The calls of a sync handler with concurrency > 1 (see the module's docstring). `submit` and the
+    results' delivery run on the loop; `_work` in the instance's threads."""
+
+    def __init__(self, adapter: Adapter, spec: Any, streams: LoopStreams, deliver: Any, pool: Any,
+                 writer: asyncio.StreamWriter, running: dict[int, asyncio.Task[None]], tasks: set[Any]):
+        self.adapter = adapter
+        self.spec = spec
+        self.streams = streams
+        self.deliver = deliver  # (Result) -> None, on the loop: the result joins the turn's batch
+        self.pool = pool  # the executor `stream_async` runs a sync generator's steps in
+        self.writer = writer
+        self.running = running
+        self.tasks = tasks
+        self.loop = asyncio.get_running_loop()
+        self.queue: SimpleQueue[Any] = SimpleQueue()
+        self.done: deque[tuple[Result, LogBuffer]] = deque()
+        self.woken = False  # a `_drain` is scheduled on the loop
+        self.inflight = 0  # calls submitted and not yet delivered (on the loop)
+        self.threads = 0
+
+    def submit(self, inv: Invoke) -> None:
+        """Start one call (on the loop, in the read's turn)."""
+        spec = self.spec
+        buf = LogBuffer(spec.log_line_max, spec.log_lines_max, spec.log_bytes_max)
+        self.streams.start(buf, inv)
+        self.inflight += 1
+        if self.inflight > self.threads and self.threads < spec.concurrency:
+            self.threads += 1
+            threading.Thread(target=self._work, name=f"fn_{self.threads}", daemon=True).start()
+        self.queue.put((inv, buf, contextvars.copy_context(), time.perf_counter()))
+
+    def _work(self) -> None:
+        get, run = self.queue.get, self._run
+        while True:
+            inv, buf, ctx, t0 = get()
+            try:
+                ctx.run(run, inv, buf, ctx, t0)
+            except BaseException as exc:  # (what a task would have reported: the thread goes on)
+                self.loop.call_soon_threadsafe(self.loop.call_exception_handler,
+                                               {"message": "an invocation failed", "exception": exc})
+
+    def _run(self, inv: Invoke, buf: LogBuffer, ctx: contextvars.Context, t0: float) -> None:
+        """One call, in a thread, inside its own context (`ctx`)."""
+        adapter = self.adapter
+        current_buffer.set(buf)
+        try:
+            value = adapter.handler(*adapter.args(inv))
+            parts = stream_parts(value)
+            if parts is not None:  # a streamed response: written from the loop
+                self.loop.call_soon_threadsafe(self._stream, inv, buf, ctx, t0, parts)
+                return
+            status, headers, body = adapter.respond(inv, value)
+            error = None
+        except Exception as exc:
+            status, headers, body, error = adapter.fail(inv, exc)
+        self._done(Result(inv.id, status, headers, body, error, [], (time.perf_counter() - t0) * 1000), buf)
+
+    def _done(self, result: Result, buf: LogBuffer) -> None:
+        self.done.append((result, buf))
+        if not self.woken:
+            self.woken = True
+            self.loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        self.woken = False  # (before taking: a result appended after this is either taken below or wakes us again)
+        done, stop, deliver = self.done, self.streams.stop, self.deliver
+        while done:
+            result, buf = done.popleft()
+            self.inflight -= 1
+            stop(result.id)  # (then its lines, on the loop: never while the loop's streamer sends some)
+            result.logs = buf.drain()
+            deliver(result)
+
+    def _stream(self, inv: Invoke, buf: LogBuffer, ctx: contextvars.Context, t0: float, parts: Any) -> None:
+        t = self.loop.create_task(self._streamed(inv, buf, t0, parts), context=ctx)
+        self.running[inv.id] = t
+        self.tasks.add(t)
+        t.add_done_callback(self.tasks.discard)
+
+    async def _streamed(self, inv: Invoke, buf: LogBuffer, t0: float, parts: Any) -> None:
+        try:
+            error = await stream_async(self.adapter, inv, parts, self.writer, self.pool)
+        except Exception as exc:
+            error = self.adapter.fail(inv, exc)[3]
+        finally:
+            self.running.pop(inv.id, None)
+        self._done(Result(inv.id, parts[0], [], b"", error, [], (time.perf_counter() - t0) * 1000), buf)
