@@ -107,7 +107,9 @@ class ThreadCalls:
             deliver(result)
 
     def _stream(self, inv: Invoke, buf: LogBuffer, ctx: contextvars.Context, t0: float, parts: Any) -> None:
-        t = self.loop.create_task(self._streamed(inv, buf, t0, parts), context=ctx)
+        # A copy of the call's context: its thread may not have left `ctx.run` yet, and a task stepping in a
+        # context another thread is in fails ("already entered") and never runs -- the stream's Head never went.
+        t = self.loop.create_task(self._streamed(inv, buf, t0, parts), context=ctx.copy())
         self.running[inv.id] = t
         self.tasks.add(t)
         t.add_done_callback(self.tasks.discard)
