@@ -85,6 +85,47 @@ def prepare(env: Mapping[str, str], pdeathsig: Callable[[], None]) -> Prepared:
     return prepared
 
 
+#: the Python zygote's blanks enter their staged root ahead (`enter_ahead`; set by the zygote from
+#: `POLYFN_SANDBOX_ROOT`), and the server's relay socket they open before entering it
+AHEAD = False
+HOST_RELAY = ""
+
+
+def enter_ahead(prepared: Prepared) -> None:
+    """In a pre-forked blank that staged the shared root, once its own steps that need the host's files are
+    done: enter that root now (rootfs.pivot_ahead), so a spawn only adds the function's part, from the detached
+    copies its request brings (`Prepared.trees`). The relay's socket (`HOST_RELAY`) is opened first and reached
+    through that descriptor. When the pivot fails the blank stays as it was (the spawn enters the root)."""
+    from polyfn.sandbox import rootfs
+
+    if not AHEAD or not prepared.root_staged:
+        return
+    relay_path, relay_fd = HOST_RELAY, -1
+    try:
+        if relay_path:
+            relay_fd = os.open(relay_path, os.O_PATH | os.O_CLOEXEC)
+        rootfs.pivot_ahead()
+    except OSError as e:
+        prepared.notes.append(f"could not enter the staged root ahead: {e}")
+        if relay_fd >= 0:
+            os.close(relay_fd)
+        return
+    prepared.entered = True
+    prepared.relay_path, prepared.relay_fd = relay_path, relay_fd
+
+
+def release_host(prepared: Prepared) -> None:
+    """Close what reaches the host's files (the spawn's copies of the function's paths, the relay's socket):
+    right after the mounts, before any user code."""
+    for fd in [*prepared.trees, prepared.relay_fd]:
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    prepared.trees, prepared.relay_fd = [], -1
+
+
 _STAGED: dict[str, tuple[dict, str]] = {}
 
 
@@ -192,8 +233,10 @@ def network(plan: SandboxPlan, prepared: Prepared, relay: bool = True, keep_host
                 done += "; " + netrelay.expose(plan.relay_socket, plan.relay_ports, prepared.host_pid or os.getpid(),
                                             plan.allow)
             else:
-                offered = netrelay.offer(plan.relay_socket, plan.relay_ports, prepared.host_pid or os.getpid(),
-                                         plan.allow)
+                path = plan.relay_socket
+                if prepared.relay_fd >= 0 and path == prepared.relay_path:  # (entered ahead: not by its path)
+                    path = f"/proc/self/fd/{prepared.relay_fd}"
+                offered = netrelay.offer(path, plan.relay_ports, prepared.host_pid or os.getpid(), plan.allow)
                 pending.append(offered)
                 done += "; " + offered.desc
         except OSError as e:
@@ -253,8 +296,10 @@ def apply(plan: SandboxPlan, prepared: Prepared | None = None, required: tuple[s
             from polyfn.sandbox import mounts
 
             applied.append(mounts.setup(plan, prepared))
+        release_host(prepared)
         finish_network(plan, pending)
     finally:
+        release_host(prepared)
         for offered in pending:  # (a mount failed first: the connection is not left open)
             offered.ctl.close()
     applied.append(limits.apply_rlimits(plan))
