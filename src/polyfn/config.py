@@ -117,6 +117,10 @@ class Settings(BaseSettings):
     # The pid namespace's supervisor and init exec a small native program (sandbox/pidinit.c, built with the
     # system's C compiler) instead of staying forked interpreters; false (or no compiler) keeps Python ones.
     native_init: bool = True
+    # Pre-forked Python blanks enter their staged root filesystem before their function is known (pivot_root and
+    # the old root's unmount off the cold path; the function's code cloned from the zygote's copy of the host's
+    # tree at spawn: sandbox/rootfs.py `enter_ahead`); false: they enter it at spawn, as before.
+    enter_root_ahead: bool = True
 
     # HTTP connections (docs/operations.md, "HTTP limits"; gateway/limits.py).
     http_max_header_bytes: int = Field(32 * 1024, ge=1024, le=16 * 1024 * 1024)  # request line + headers → 431

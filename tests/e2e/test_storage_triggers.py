@@ -145,7 +145,10 @@ def handler(event, context):
     return {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_REGION")}
 '''
     server.deploy("whoami", {"main.py": code}, handler="main.handler")
+    # made by the deploy, not by the first start (a brand-new function's first start does not wait for it)
+    made = [k["access_key_id"] for k in server.api.get("/v1/storage/keys").json()["keys"] if k["function"] == "whoami"]
     env = server.api.post("/v1/functions/whoami/invoke", json={}).json()
+    assert made == [env["AWS_ACCESS_KEY_ID"]]
     assert env["AWS_ENDPOINT_URL_S3"] == storage_info(server)["endpoint"]
     assert env["AWS_REGION"] == "us-east-1"
     keys = server.api.get("/v1/storage/keys").json()["keys"]

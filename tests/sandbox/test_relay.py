@@ -166,3 +166,26 @@ async def test_relay_refuses_ports_that_are_not_polyfns(tmp_path: Path) -> None:
         assert relay.relayed_pids() == []
     finally:
         await relay.stop()
+
+
+async def test_an_offer_is_answered_later_and_a_refusal_still_fails_the_start(tmp_path: Path) -> None:
+    """A clean start sends its listeners (`offer`) and reads the relay's answer after its mounts
+    (`sandbox.finish_network`): the answer is the same, a refusal still fails the start, and the connection is
+    closed either way (never left open for user code)."""
+    from polyfn.sandbox import SandboxError, SandboxPlan, finish_network
+    from polyfn.sandbox.relay import offer
+
+    relay = NetRelay(tmp_path / "relay.sock", {_free_port(): ("127.0.0.1", 1)})
+    await relay.start()
+    try:
+        loop = asyncio.get_running_loop()
+        offered = await loop.run_in_executor(None, offer, str(tmp_path / "relay.sock"), [_free_port()], os.getpid())
+        assert offered.desc.startswith("relayed: 127.0.0.1:")
+        pending = [offered]
+        plan = SandboxPlan(memory_mb=128, network="polyfn")
+        with pytest.raises(SandboxError, match="not one of polyfn's endpoints"):
+            await loop.run_in_executor(None, finish_network, plan, pending)
+        assert pending == [] and offered.ctl.fileno() == -1
+        assert relay.relayed_pids() == []
+    finally:
+        await relay.stop()

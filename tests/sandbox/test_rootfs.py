@@ -58,8 +58,12 @@ def test_the_runtimes_package_metadata_is_one_copied_directory(tmp_path: Path) -
 PROBE = [str(REPO / "pyproject.toml"), "/etc/shadow", "/home", "/usr/local/bin", "/etc/passwd"]
 
 
-def _in_own_root(root: list[str], binds: list[str]) -> dict:
-    """Enter the root in a forked child with its own mount namespace; report what it sees."""
+def _in_own_root(root: list[str], binds: list[str], ahead: str = "") -> dict:
+    """Enter the root in a forked child with its own mount namespace; report what it sees. `ahead`: a stage
+    directory where the child builds the shared part and enters it first, then attaches `binds` from detached
+    copies made here, in the parent's namespace (as a pre-forked blank and the server do)."""
+    trees = [linux.open_tree(linux.AT_FDCWD, b, linux.OPEN_TREE_CLONE | linux.AT_RECURSIVE) for b in binds] \
+        if ahead else []
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -67,7 +71,13 @@ def _in_own_root(root: list[str], binds: list[str]) -> dict:
         try:
             linux.unshare(linux.CLONE_NEWNS)
             linux.mount("none", "/", None, linux.MS_REC | linux.MS_PRIVATE)
-            rootfs.enter(root, binds, rootfs.etc_files(0, 0), 8, rootfs.site_masks())
+            if ahead:
+                rootfs.build(root, rootfs.site_masks(), 8, ahead)
+                rootfs.pivot_ahead(ahead)
+                out["desc"] = rootfs.enter_ahead(binds, rootfs.etc_files(0, 0), 8, trees)
+                out["mounts"] = [ln for ln in open("/proc/self/mountinfo").read().splitlines() if binds[0] in ln]
+            else:
+                rootfs.enter(root, binds, rootfs.etc_files(0, 0), 8, rootfs.site_masks())
             rootfs.seal()
             for p in PROBE:
                 out[p] = sorted(os.listdir(p)) if os.path.isdir(p) else os.path.exists(p)
@@ -85,6 +95,8 @@ def _in_own_root(root: list[str], binds: list[str]) -> dict:
         os.write(w, json.dumps(out).encode())
         os._exit(0)
     os.close(w)
+    for fd in trees:
+        os.close(fd)
     data = b""
     while chunk := os.read(r, 65536):
         data += chunk
@@ -95,12 +107,19 @@ def _in_own_root(root: list[str], binds: list[str]) -> dict:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a mount namespace (the e2e attack tests cover "
                     "the user-namespace path)")
-def test_a_child_in_its_own_root_sees_nothing_else(tmp_path: Path) -> None:
+@pytest.mark.parametrize("ahead", [False, True], ids=["entered-at-spawn", "entered-ahead"])
+def test_a_child_in_its_own_root_sees_nothing_else(tmp_path: Path, ahead: bool) -> None:
+    """Also a root entered before the function is known, its code attached from copies made outside: the same
+    view (a pre-forked blank's, sandbox.enter_ahead)."""
     (tmp_path / "own").mkdir()
     (tmp_path / "own" / "handler.py").write_text("x = 1\n")
+    (tmp_path / "stage").mkdir()
     binds, _ = rootfs.python_paths()
-    out = _in_own_root(rootfs.layout(binds), [str(tmp_path / "own")])
+    out = _in_own_root(rootfs.layout(binds), [str(tmp_path / "own")], str(tmp_path / "stage") if ahead else "")
     assert "error" not in out, out
+    if ahead:
+        assert "entered in the blank" in out["desc"]
+        assert len(out["mounts"]) == 1 and " ro,nosuid,nodev" in out["mounts"][0], out["mounts"]
     assert out[str(REPO / "pyproject.toml")] is False and out["/etc/shadow"] is False and out["/home"] is False
     assert out["/usr/local/bin"] in ([], False)
     assert out["/etc/passwd"] is True and out["boto3"] is True

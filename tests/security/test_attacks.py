@@ -634,3 +634,30 @@ exports.handler = async () => {
     text = shared.read_text() if shared.exists() else ""
     assert "RAW-STDERR-MARKER" not in text and "RAW-STDOUT-MARKER" not in text
     healthy(node)
+
+
+def test_no_descriptor_of_the_hosts_files_reaches_user_code(node: Server) -> None:
+    """A pre-forked blank enters its root before its function is known: the spawn brings detached copies of
+    the function's paths (open_tree) and the blank holds the relay's socket by an O_PATH descriptor. All are
+    closed before any user code: the function finds no directory, mount tree or relay socket among its fds."""
+    node.deploy("fdlist", {"handler.py": '''
+import os, stat
+def handler(event, context):
+    out = {}
+    for fd in sorted(int(x) for x in os.listdir("/proc/self/fd")):
+        try:
+            mode = os.fstat(fd).st_mode
+            out[fd] = [os.readlink(f"/proc/self/fd/{fd}"), stat.S_ISDIR(mode), stat.S_ISSOCK(mode)]
+        except OSError as e:
+            out[fd] = [type(e).__name__, False, False]
+    return out
+'''})
+    r = node.http.get("/fn/fdlist")
+    assert r.status_code == 200, r.text
+    fds = r.json()
+    # (the listing's own directory descriptor is closed by the time fstat runs: FileNotFoundError; the instance's
+    # own cgroup directories stay pinned, `cgroups.pinned`, as before this test)
+    assert not [v for v in fds.values() if v[1] and not v[0].startswith("/sys/fs/cgroup/")], fds
+    assert not [v for v in fds.values() if "netrelay" in v[0] or "/code/" in v[0] or "/deps/" in v[0]], fds
+    assert sum(1 for v in fds.values() if v[2]) == 1, fds  # its own connection only
+    healthy(node)

@@ -186,6 +186,7 @@ class Deployer:
         zygote (the module imported, `InstanceManager.succeed`), at most `wait` s, while callers keep reaching the
         revision it replaces, as a Knative revision takes traffic once ready. The zygote's import time in ms, or
         None when none was built. If the function was deleted or deployed again meanwhile, `rev` is not routed."""
+        await self.registry.manager.specs.ahead(rev)  # its storage key and sandbox plan, off its first start
         pool = self.registry.prepare(rev)
         try:
             import_ms = await self.registry.manager.built_at_deploy(rev.key, wait)

@@ -80,7 +80,9 @@ class NodeSandbox:
         zygote = env
         if self.rootfs and "mount" in self.namespaces:  # Python blanks build the shared root off the cold path
             zygote = {**env, "POLYFN_SANDBOX_ROOT": json.dumps(
-                {"root": self._root["python"], "mask": self._root_mask, "tmp_mb": s.tmp_size})}
+                {"root": self._root["python"], "mask": self._root_mask, "tmp_mb": s.tmp_size,
+                 # and enter it too (sandbox.enter_ahead), reaching the relay through a descriptor
+                 "ahead": s.enter_root_ahead, "relay": str(self.relay.path) if self.relay is not None else ""})}
         return env, zygote
 
     async def decide(self) -> None:
@@ -248,7 +250,9 @@ class NodeSandbox:
             gid=uid,
             tmp_mb=tmp if mounts else 0,
             hide=[str(s.data_dir.resolve()), *self._expose[0]] if mounts else [],
-            binds=[*(d for d in (rev.code_dir, rev.deps_dir) if d), *self._expose[1]] if mounts else [],
+            # (real paths with the root layer: a blank that entered its root ahead finds them in the host's tree)
+            binds=[*((os.path.realpath(d) if self.rootfs else d) for d in (rev.code_dir, rev.deps_dir) if d),
+                   *self._expose[1]] if mounts else [],
             network=network,
             allow=self.allow_for(rev) if relayed else [],
             net_group=self.net_group_for(rev),

@@ -6,6 +6,7 @@ start and for each function zygote."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,6 +20,7 @@ from polyfn.sandbox.plan import SandboxPlan
 from polyfn.tenancy import DEFAULT, local, namespace_of, qualify
 
 SECRETS_DIR = "/run/secrets"
+log = logging.getLogger("polyfn.manager")
 
 
 class InstanceSpecs:
@@ -61,6 +63,17 @@ class InstanceSpecs:
             sys_path=self.sandbox.py_sys_path,
         )
         return ispec, plan
+
+    async def ahead(self, rev: Revision) -> None:
+        """At deploy, before `rev` takes traffic: what its first start would otherwise make on its path — the
+        function's own storage key (`env_hook`: made on first use, a database write) and the revision's sandbox
+        plan (built once per revision: /etc, the allow-list). A failure here is left to that start."""
+        try:
+            if self.env_hook is not None:
+                await self.env_hook(rev.function)
+            self.sandbox.plan_for(rev)
+        except Exception as e:  # the start makes them again and reports what fails
+            log.warning("%s: could not prepare its first start at deploy: %s", rev.key, e)
 
     def env_for(self, rev: Revision, extra: dict[str, str]) -> dict[str, str]:
         """The environment of an instance of `rev`: node-wide, the hook's (object store), the function's

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import os
 import socket
@@ -44,6 +45,11 @@ class ZygoteError(Exception):
 class ZygoteClient:
     """One zygote process per runtime. `spawn()` returns the pid of a freshly forked instance."""
 
+    #: the Python zygote's blanks enter their root filesystem ahead (`POLYFN_SANDBOX_ROOT`'s "ahead", read when
+    #: it starts): each spawn of a plan with its own root then carries a detached copy of the plan's binds
+    #: (`_trees`), for that zygote and the package zygotes forked from it alike
+    attach_trees = False
+
     def __init__(self, runtime: str, log_path: Path, on_exit: Callable[[int, int], None]):
         self.runtime = runtime
         self.log_path = log_path
@@ -70,6 +76,8 @@ class ZygoteClient:
         env = dict(os.environ)
         env.update(self.env)
         env["POLYFN_ZYGOTE_FD"] = str(theirs.fileno())
+        if env.get("POLYFN_SANDBOX_ROOT"):
+            ZygoteClient.attach_trees = bool(json.loads(env["POLYFN_SANDBOX_ROOT"]).get("ahead"))
         env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as logf:
@@ -176,10 +184,17 @@ class ZygoteClient:
 
     async def spawn(self, spec: msgspec.Struct, conn: socket.socket) -> int:
         """Fork an instance whose end of the connection is `conn` (sent over SCM_RIGHTS). Returns its pid."""
-        return await self.request(lambda req: Spawn(req, spec), conn)
+        trees = _trees(spec) if ZygoteClient.attach_trees else []
+        try:
+            return await self.request(lambda req: Spawn(req, spec), conn, trees)
+        finally:
+            for fd in trees:  # (the blank holds its own: once attached, a close unmounts nothing)
+                os.close(fd)
 
-    async def request(self, message: Callable[[int], msgspec.Struct], conn: socket.socket) -> int:
-        """Send `message(req)` with `conn` attached; the pid the zygote answers with (`Spawned`)."""
+    async def request(self, message: Callable[[int], msgspec.Struct], conn: socket.socket,
+                      extra: list[int] = ()) -> int:  # type: ignore[assignment]
+        """Send `message(req)` with `conn` (and `extra` descriptors) attached; the pid the zygote answers with
+        (`Spawned`)."""
         if self.sock is None or not self.alive:
             async with self._lock:
                 if self.sock is None or not self.alive:
@@ -197,7 +212,7 @@ class ZygoteClient:
             try:
                 if sock is None:
                     raise OSError("the channel closed")
-                socket.send_fds(sock, [payload], [conn.fileno()])
+                socket.send_fds(sock, [payload], [conn.fileno(), *extra])
                 break
             except BlockingIOError:
                 # The control channel is full (a burst of spawns): wait until the zygote has read some. (Not a
@@ -235,3 +250,31 @@ class ZygoteClient:
 
     def stop(self) -> None:
         self._lost()
+
+
+def _trees(spec: msgspec.Struct) -> list[int]:
+    """Detached copies (open_tree, recursive) of the binds of `spec`'s own root filesystem, in order, for a blank
+    that entered that root ahead (sandbox/rootfs.py `enter_ahead`); a path that does not exist is dropped from
+    the plan, as a blank would skip it. [] when the plan has no root of its own; on any other failure too (the
+    blank then fails the start: never a function without its files)."""
+    plan = getattr(spec, "sandbox", None)
+    if plan is None or not getattr(plan, "root", None):
+        return []
+    from polyfn.sandbox import linux
+
+    trees: list[int] = []
+    kept: list[str] = []
+    try:
+        for path in plan.binds:
+            try:
+                trees.append(linux.open_tree(linux.AT_FDCWD, path, linux.OPEN_TREE_CLONE | linux.AT_RECURSIVE))
+            except FileNotFoundError:
+                continue
+            kept.append(path)
+    except OSError as e:
+        for fd in trees:
+            os.close(fd)
+        log.error("cannot copy the paths of instance %s for its blank: %s", getattr(spec, "instance_id", "?"), e)
+        return []
+    plan.binds = kept
+    return trees

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from polyfn.sandbox.plan import LAYERS, Prepared, SandboxPlan, cgroup_dir_for
 
@@ -84,6 +85,47 @@ def prepare(env: Mapping[str, str], pdeathsig: Callable[[], None]) -> Prepared:
     return prepared
 
 
+#: the Python zygote's blanks enter their staged root ahead (`enter_ahead`; set by the zygote from
+#: `POLYFN_SANDBOX_ROOT`), and the server's relay socket they open before entering it
+AHEAD = False
+HOST_RELAY = ""
+
+
+def enter_ahead(prepared: Prepared) -> None:
+    """In a pre-forked blank that staged the shared root, once its own steps that need the host's files are
+    done: enter that root now (rootfs.pivot_ahead), so a spawn only adds the function's part, from the detached
+    copies its request brings (`Prepared.trees`). The relay's socket (`HOST_RELAY`) is opened first and reached
+    through that descriptor. When the pivot fails the blank stays as it was (the spawn enters the root)."""
+    from polyfn.sandbox import rootfs
+
+    if not AHEAD or not prepared.root_staged:
+        return
+    relay_path, relay_fd = HOST_RELAY, -1
+    try:
+        if relay_path:
+            relay_fd = os.open(relay_path, os.O_PATH | os.O_CLOEXEC)
+        rootfs.pivot_ahead()
+    except OSError as e:
+        prepared.notes.append(f"could not enter the staged root ahead: {e}")
+        if relay_fd >= 0:
+            os.close(relay_fd)
+        return
+    prepared.entered = True
+    prepared.relay_path, prepared.relay_fd = relay_path, relay_fd
+
+
+def release_host(prepared: Prepared) -> None:
+    """Close what reaches the host's files (the spawn's copies of the function's paths, the relay's socket):
+    right after the mounts, before any user code."""
+    for fd in [*prepared.trees, prepared.relay_fd]:
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    prepared.trees, prepared.relay_fd = [], -1
+
+
 _STAGED: dict[str, tuple[dict, str]] = {}
 
 
@@ -127,13 +169,15 @@ HOST_NETWORKS = ("all", "host")
 RELAYED = ("polyfn", "egress")
 
 
-def network(plan: SandboxPlan, prepared: Prepared, relay: bool = True, keep_host: bool = False) -> str:
+def network(plan: SandboxPlan, prepared: Prepared, relay: bool = True, keep_host: bool = False,
+            pending: list[Any] | None = None) -> str:
     """`host` (`all`): back to the host network; `none`: stay in (or make) a loopback-only namespace;
     `polyfn`: the same plus relayed listeners for polyfn's own ports and the function's allow-list
     (sandbox/relay.py); `egress`: `polyfn` plus a veth pair to the outside under the host's nftables
     policy (sandbox/veth.py, sandbox/egress.py). `relay=False`: the listeners are made later (a Node
     agent, once its function is known; `keep_host` keeps the host network's handle for it, see
-    `join_group`). Returns what was done."""
+    `join_group`). With `pending` (a list), the relay's answer is not waited for here: its `relay.Offered` is
+    appended, and the caller reads it (`finish_network`) before any user code runs. Returns what was done."""
     from polyfn.sandbox import linux
 
     kind = plan.network
@@ -185,11 +229,28 @@ def network(plan: SandboxPlan, prepared: Prepared, relay: bool = True, keep_host
         if nothing:
             raise SandboxError(f"sandbox: network {kind!r} needs the server's relay (no endpoint to relay)")
         try:
-            done += "; " + netrelay.expose(plan.relay_socket, plan.relay_ports, prepared.host_pid or os.getpid(),
-                                        plan.allow)
+            if pending is None:
+                done += "; " + netrelay.expose(plan.relay_socket, plan.relay_ports, prepared.host_pid or os.getpid(),
+                                            plan.allow)
+            else:
+                path = plan.relay_socket
+                if prepared.relay_fd >= 0 and path == prepared.relay_path:  # (entered ahead: not by its path)
+                    path = f"/proc/self/fd/{prepared.relay_fd}"
+                offered = netrelay.offer(path, plan.relay_ports, prepared.host_pid or os.getpid(), plan.allow)
+                pending.append(offered)
+                done += "; " + offered.desc
         except OSError as e:
             raise SandboxError(f"sandbox: network {kind!r} cannot be set up ({e.strerror or e})") from None
     return done
+
+
+def finish_network(plan: SandboxPlan, pending: list[Any]) -> None:
+    """The relay's answers `network(pending=…)` left unread: a refusal fails the start (before user code)."""
+    while pending:
+        try:
+            pending.pop().answer()
+        except OSError as e:
+            raise SandboxError(f"sandbox: network {plan.network!r} cannot be set up ({e.strerror or e})") from None
 
 
 def join_group(plan: SandboxPlan, prepared: Prepared) -> str:
@@ -225,14 +286,22 @@ def apply(plan: SandboxPlan, prepared: Prepared | None = None, required: tuple[s
     applied: list[str] = []
     if cg := limit_cgroup(plan, prepared):
         applied.append(cg)
-    if net := network(plan, prepared):
-        applied.append(net)
-    if "pid" in prepared.namespaces:
-        applied.append("pid ns")
-    if "mount" in prepared.namespaces:
-        from polyfn.sandbox import mounts
+    pending: list[Any] = []  # the relay's answer, read after the mounts: its round trip overlaps them
+    try:
+        if net := network(plan, prepared, pending=pending):
+            applied.append(net)
+        if "pid" in prepared.namespaces:
+            applied.append("pid ns")
+        if "mount" in prepared.namespaces:
+            from polyfn.sandbox import mounts
 
-        applied.append(mounts.setup(plan, prepared))
+            applied.append(mounts.setup(plan, prepared))
+        release_host(prepared)
+        finish_network(plan, pending)
+    finally:
+        release_host(prepared)
+        for offered in pending:  # (a mount failed first: the connection is not left open)
+            offered.ctl.close()
     applied.append(limits.apply_rlimits(plan))
     if plan.uid:
         os.setgroups([])

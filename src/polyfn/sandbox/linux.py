@@ -97,6 +97,44 @@ def umount(target: str, flags: int = MNT_DETACH) -> None:
     _check(libc().umount2(target.encode(), flags), f"umount {target}")
 
 
+# The new mount API (Linux 5.2+, mount_setattr 5.12+; the same numbers on every architecture): a pre-forked blank
+# that entered its root ahead binds a function's code from a detached copy of the host's tree (rootfs.py).
+SYS_OPEN_TREE, SYS_MOVE_MOUNT, SYS_MOUNT_SETATTR = 428, 429, 442
+OPEN_TREE_CLONE = 1
+AT_FDCWD = -100
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+MOVE_MOUNT_F_EMPTY_PATH = 4
+MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV = 1, 2, 4
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64), ("propagation", ctypes.c_uint64),
+                ("userns_fd", ctypes.c_uint64)]
+
+
+def open_tree(dfd: int, path: str, flags: int) -> int:
+    """A detached copy of the mount at `path` (relative to `dfd`): OPEN_TREE_CLONE (| AT_RECURSIVE)."""
+    fd = libc().syscall(SYS_OPEN_TREE, ctypes.c_int(dfd), path.encode(), ctypes.c_uint(flags | os.O_CLOEXEC))
+    if fd < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"open_tree {path}: {os.strerror(e)}")
+    return int(fd)
+
+
+def mount_setattr(fd: int, attr_set: int, propagation: int = 0, recursive: bool = False) -> None:
+    attr = _MountAttr(attr_set, 0, propagation, 0)
+    flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
+    _check(libc().syscall(SYS_MOUNT_SETATTR, ctypes.c_int(fd), b"", ctypes.c_uint(flags), ctypes.byref(attr),
+                          ctypes.c_size_t(ctypes.sizeof(attr))), "mount_setattr")
+
+
+def move_mount(fd: int, target: str) -> None:
+    """Attach the detached tree `fd` (open_tree) at `target`."""
+    _check(libc().syscall(SYS_MOVE_MOUNT, ctypes.c_int(fd), b"", ctypes.c_int(AT_FDCWD), target.encode(),
+                          ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH)), f"move_mount {target}")
+
+
 def prctl(option: int, arg2: int | Any = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
     lib = libc()
     rc = lib.prctl(option, arg2, ctypes.c_ulong(arg3), ctypes.c_ulong(arg4), ctypes.c_ulong(arg5))

@@ -64,7 +64,11 @@ def _setup_root(plan: SandboxPlan, prepared: Prepared | None) -> str:
     from polyfn.sandbox import rootfs
 
     staged = prepared.root_staged if prepared is not None else ""
-    if (staged and staged == rootfs.digest(plan.root, plan.root_mask)
+    if prepared is not None and prepared.entered:  # the blank entered the staged root ahead: no other root now
+        if staged != rootfs.digest(plan.root, plan.root_mask):
+            raise OSError("the blank entered a root filesystem the plan does not ask for")
+        desc = rootfs.enter_ahead(plan.binds, plan.etc, plan.tmp_mb, prepared.trees)
+    elif (staged and staged == rootfs.digest(plan.root, plan.root_mask)
             and not any(rootfs.under(b, rootfs.STAGE) for b in plan.binds)):
         desc = rootfs.enter_staged(plan.binds, plan.etc, plan.tmp_mb)
     else:

@@ -55,6 +55,11 @@ class Prepared(msgspec.Struct, kw_only=True):
     #: names of the zygote's modules whose files the staged root lacks (runtimes/python/startup.py
     #: `stage_imports`), for `root_staged`; None: not computed
     missing_modules: list[str] | None = None
+    #: the blank entered its staged root ahead (rootfs.pivot_ahead): the function's part comes from `trees`
+    entered: bool = False
+    trees: list[int] = []  # the spawn's detached copies of the plan's binds (open_tree), closed after the mounts
+    relay_path: str = ""  # the server's relay socket, reached through `relay_fd` (opened before the pivot)
+    relay_fd: int = -1
 
 
 def cgroup_dir_for(base: str, pid: int) -> str:

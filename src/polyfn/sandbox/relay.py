@@ -58,8 +58,35 @@ def expose(socket_path: str, ports: list[int], host_pid: int, dests: list[str] =
     ("IP:PORT", the function's allow-list: the IP is made local to the namespace first), give the listeners
     to the server at `socket_path`, wait for its answer. Raises OSError when the server refuses or cannot be
     reached."""
+    return offer(socket_path, ports, host_pid, dests).answer()
+
+
+class Offered:
+    """Listeners handed to the server, its answer not read yet (`offer`): a clean start reads it after its
+    mounts (`sandbox.apply`), so the server's round trip overlaps them instead of adding to them."""
+
+    def __init__(self, ctl: socket.socket, desc: str):
+        self.ctl = ctl
+        self.desc = desc
+
+    def answer(self) -> str:
+        """The server's answer: the description of what is relayed, or OSError when it refused. Closes the
+        connection (never left open for user code)."""
+        try:
+            answer = self.ctl.recv(512).decode(errors="replace")
+        finally:
+            self.ctl.close()
+        if answer != "ok":
+            raise OSError(f"the server's network relay refused the instance: {answer or 'no answer'}")
+        return self.desc
+
+
+def offer(socket_path: str, ports: list[int], host_pid: int, dests: list[str] = ()) -> Offered:  # type: ignore[assignment]
+    """`expose` without waiting for the server's answer (`Offered.answer` reads it). The connection is made
+    and the listeners sent here, before the mounts hide the relay's socket."""
     listeners: list[socket.socket] = []
     pairs = [(LOOPBACK, p) for p in ports] + [_split(d) for d in dests]
+    ctl = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
         for host, port in pairs:
             if not host.startswith("127."):
@@ -71,19 +98,18 @@ def expose(socket_path: str, ports: list[int], host_pid: int, dests: list[str] =
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind((host, port))
             s.listen(256)  # connections made before the server accepts wait in this backlog
-        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as ctl:
-            ctl.settimeout(10)
-            ctl.connect(socket_path)
-            body = json.dumps({"pid": host_pid, "ports": ports, "dests": [list(p) for p in pairs[len(ports):]]})
-            fds = array.array("i", [s.fileno() for s in listeners])
-            ctl.sendmsg([body.encode()], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())])
-            answer = ctl.recv(512).decode(errors="replace")
+        ctl.settimeout(10)
+        ctl.connect(socket_path)
+        body = json.dumps({"pid": host_pid, "ports": ports, "dests": [list(p) for p in pairs[len(ports):]]})
+        fds = array.array("i", [s.fileno() for s in listeners])
+        ctl.sendmsg([body.encode()], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())])
+    except BaseException:
+        ctl.close()
+        raise
     finally:
-        for s in listeners:
+        for s in listeners:  # (the server holds its own: descriptors in flight keep them open)
             s.close()
-    if answer != "ok":
-        raise OSError(f"the server's network relay refused the instance: {answer or 'no answer'}")
-    return "relayed: " + ", ".join(f"{h}:{p}" for h, p in pairs)
+    return Offered(ctl, "relayed: " + ", ".join(f"{h}:{p}" for h, p in pairs))
 
 
 def _split(dest: str) -> tuple[str, int]:

@@ -18,6 +18,7 @@ before the uid drop and seccomp.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from collections.abc import Iterable, Sequence
 
@@ -392,6 +393,41 @@ def enter_staged(binds: list[str], etc: dict[str, str], tmp_mb: int, stage: str 
     finally:
         _close(own)
     return "root fs (read-only binds, pivot_root; staged in the blank)"
+
+
+def pivot_ahead(stage: str = STAGE) -> None:
+    """In a pre-forked blank that staged the shared root (`build`): enter it before the function is known —
+    `pivot_root` and the old root's detach (an RCU grace period: milliseconds under load) off the cold path."""
+    pivot(stage)
+
+
+def enter_ahead(binds: list[str], etc: dict[str, str], tmp_mb: int, trees: list[int]) -> str:
+    """The function's part in a root entered ahead (`pivot_ahead`): /tmp and /dev/shm sized for it, its code and
+    dependencies attached read-only at their host paths from `trees` (one per bind, in order: detached copies
+    the server made with open_tree, `instances/zygote.py`; recursive, private, the top mount read-only, nosuid,
+    nodev — as `_bind`), its /etc. The same root as `enter_staged` builds, without a pivot or an unmount on the
+    cold path."""
+    if len(trees) != len(binds):
+        raise OSError(f"the spawn brought {len(trees)} copies of the function's {len(binds)} paths")
+    if tmp_mb:  # (both empty tmpfs still; /dev/shm keeps noexec)
+        linux.mount("none", "/tmp", None, linux.MS_REMOUNT | _NOSUID_NODEV, f"size={tmp_mb}m,mode=1777")
+        linux.mount("none", "/dev/shm", None, linux.MS_REMOUNT | _NOSUID_NODEV | linux.MS_NOEXEC,
+                    f"size={tmp_mb}m,mode=1777")
+    for path, tree in zip(binds, trees, strict=True):
+        target = os.path.abspath(path)
+        if stat.S_ISDIR(os.fstat(tree).st_mode):
+            os.makedirs(target, mode=0o755, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+            if not os.path.exists(target):
+                os.close(os.open(target, os.O_WRONLY | os.O_CREAT, 0o644))
+        linux.mount_setattr(tree, 0, linux.MS_PRIVATE, recursive=True)  # (a copy of a shared mount is its peer)
+        linux.mount_setattr(tree, linux.MOUNT_ATTR_RDONLY | linux.MOUNT_ATTR_NOSUID | linux.MOUNT_ATTR_NODEV)
+        linux.move_mount(tree, target)
+    for name, text in etc.items():
+        with open(f"/etc/{name}", "w") as f:
+            f.write(text)
+    return "root fs (read-only binds, pivot_root; staged and entered in the blank)"
 
 
 _DIGESTS: dict[tuple[str, str], str] = {}  # filled by the zygote (`staged_root`): blanks and spawns only look up

@@ -57,6 +57,7 @@ def preload() -> None:
     import urllib.parse  # noqa: F401
     import uuid  # noqa: F401
 
+    import polyfn.runtimes.python.fnzygote  # (a blank that entered its root ahead cannot read polyfn's files)
     import polyfn.runtimes.python.instance
     import polyfn.runtimes.python.startup
     import polyfn.sandbox
@@ -83,7 +84,10 @@ def preload() -> None:
     polyfn.sandbox.linux.preload()
     if os.environ.get("POLYFN_SANDBOX_ROOT"):  # the blanks' staged root: parsed once, here
         try:
-            polyfn.sandbox.staged_root(os.environ["POLYFN_SANDBOX_ROOT"])
+            cfg, _ = polyfn.sandbox.staged_root(os.environ["POLYFN_SANDBOX_ROOT"])
+            if cfg.get("ahead"):  # blanks enter it before their function is known (sandbox.enter_ahead)
+                polyfn.sandbox.AHEAD = True
+                polyfn.sandbox.HOST_RELAY = str(cfg.get("relay", ""))
         except (ValueError, KeyError, TypeError):
             pass  # reported by each blank
 
@@ -127,6 +131,11 @@ def _detach(ctrl: socket.socket, wake: tuple[int, int]) -> None:
     set_pdeathsig()
 
 
+#: descriptors a spawn request may carry: the connection, then a detached copy of each of the function's paths
+#: (its code, dependencies and the interpreter's exposed directories: a few)
+MAX_FDS = 16
+
+
 def _become_instance(spawn_raw: bytes, fd: int, info: str, prepared: Any) -> None:
     from polyfn.runtimes.python import instance, startup
 
@@ -159,16 +168,26 @@ def _blank(conn: socket.socket, info: str) -> None:
         print(f"zygote: blank {os.getpid()}: {note}", file=sys.stderr)
     startup.clean_environ()  # (function-independent steps of `startup.prepare_process`, done ahead)
     startup.stage_imports(prepared)
-    msg, fds, _, _ = socket.recv_fds(conn, PACKET_MAX, 2)
+    if prepared.root_staged:  # last: nothing of the host's files is in reach after it
+        from polyfn import sandbox
+
+        sandbox.enter_ahead(prepared)
+        for note in prepared.notes[-1:] if not prepared.entered and sandbox.AHEAD else ():
+            print(f"zygote: blank {os.getpid()}: {note}", file=sys.stderr)
+    msg, fds, _, _ = socket.recv_fds(conn, PACKET_MAX, MAX_FDS)
     conn.close()
-    if not msg or len(fds) != 1:
+    if not msg or not fds:
         return
+    prepared.trees = fds[1:]  # detached copies of the function's paths (a root entered ahead attaches them)
     _become_instance(msg, fds[0], info + ", pre-forked", prepared)
 
 
-def _direct(msg: bytes, fd: int, info: str) -> None:
-    """No blank was left: prepare on the cold-start path."""
-    _become_instance(msg, fd, info, _prepare())
+def _direct(msg: bytes, fds: list[int], info: str) -> None:
+    """No blank was left: prepare on the cold-start path (the root is entered at spawn: the copies of the
+    function's paths a request brings for a blank are not used)."""
+    for fd in fds[1:]:
+        os.close(fd)
+    _become_instance(msg, fds[0], info, _prepare())
 
 
 def main() -> None:
@@ -236,12 +255,12 @@ def serve(ctrl: socket.socket, info: str, preload_ms: float, vendors: bool = Fal
                 continue
             ctrl.send(enc.encode(Exited(pid, status)))
 
-    def spawn_from_blank(msg: bytes, fd: int) -> int:
+    def spawn_from_blank(msg: bytes, fds: list[int]) -> int:
         while blanks:
             pid, conn = blanks.popleft()
             blank_pids.discard(pid)
             try:
-                socket.send_fds(conn, [msg], [fd])
+                socket.send_fds(conn, [msg], fds)
                 return pid
             except OSError:
                 continue
@@ -267,7 +286,7 @@ def serve(ctrl: socket.socket, info: str, preload_ms: float, vendors: bool = Fal
             reap()
         if ctrl not in readable:
             continue
-        msg, fds, _, _ = socket.recv_fds(ctrl, PACKET_MAX, 4)
+        msg, fds, _, _ = socket.recv_fds(ctrl, PACKET_MAX, MAX_FDS)
         if not msg:
             return  # the server went away
         try:
@@ -277,18 +296,19 @@ def serve(ctrl: socket.socket, info: str, preload_ms: float, vendors: bool = Fal
                 os.close(fd)
             print(f"zygote: bad control message: {e}", file=sys.stderr)
             continue
-        if len(fds) != 1:
+        if len(fds) != 1 and (not fds or isinstance(req, PackageZygote)):
             for fd in fds:
                 os.close(fd)
             ctrl.send(enc.encode(SpawnFailed(req.req, "spawn request without a connection")))
             continue
-        pid = 0 if isinstance(req, PackageZygote) else spawn_from_blank(msg, fds[0])
+        pid = 0 if isinstance(req, PackageZygote) else spawn_from_blank(msg, fds)
         if pid == 0:
             prefork.before_fork()
             try:
                 pid = os.fork()
             except OSError as e:
-                os.close(fds[0])
+                for fd in fds:
+                    os.close(fd)
                 ctrl.send(enc.encode(SpawnFailed(req.req, f"fork failed: {e}")))
                 continue
             if pid == 0:
@@ -299,8 +319,9 @@ def serve(ctrl: socket.socket, info: str, preload_ms: float, vendors: bool = Fal
                     from polyfn.runtimes.python import pkgzygote
 
                     exit_child(pkgzygote.main, req, socket.socket(fileno=fds[0]), serve)
-                exit_child(_direct, msg, fds[0], info)
-        os.close(fds[0])
+                exit_child(_direct, msg, fds, info)
+        for fd in fds:
+            os.close(fd)
         ctrl.send(enc.encode(Spawned(req.req, pid)))
         while len(blanks) < blank_target:
             fork_blank()
