@@ -92,6 +92,7 @@ def prepare(m: Any, fz: FunctionZygote, conn: socket.socket) -> asyncio.Future[I
 
 def _handle(m: Any, fz: FunctionZygote) -> Instance:
     inst = Instance("", fz.key, _unowned)
+    inst.ready_unawaited()  # (taken, it is ready before its `Ready`; dropped, nobody asks)
     inst.uid = fz.plan.uid
     if m.sandbox.cgroups is not None:  # its forks share the zygote's cgroup
         inst.memory = cgroups.MemoryGauge(cgroup_dir_for(str(m.sandbox.cgroups.memory), fz.supervisor),

@@ -194,6 +194,11 @@ class Instance(asyncio.BufferedProtocol):
         self.info = info
         self.init_ms = init_ms
         self.state = State.READY
+        self.ready_unawaited()
+
+    def ready_unawaited(self) -> None:
+        """Nobody will await this instance's `Ready` (an offered child's handle, taken or dropped unused): its
+        loss is marked retrieved, not logged as a future whose exception was never retrieved."""
         self._ready.add_done_callback(_retrieved)
 
     def invoke(self, inv: Invoke) -> asyncio.Future[Result]:
