@@ -115,15 +115,22 @@ def enter_ahead(prepared: Prepared) -> None:
 
 
 def release_host(prepared: Prepared) -> None:
-    """Close what reaches the host's files (the spawn's copies of the function's paths, the relay's socket):
-    right after the mounts, before any user code."""
-    for fd in [*prepared.trees, prepared.relay_fd]:
+    """Close what reaches the host's files (the spawn's copies of the function's paths, the relay's socket,
+    the descriptors of the instance's cgroup directories its limits were written through): right after the
+    mounts and the limits, before any user code. (A cgroup directory's descriptor let a function walk `..`
+    into the host's cgroup tree and read every instance's cgroups.)"""
+    from polyfn.sandbox import cgroups
+
+    pinned = [cgroups.pinned_fd(d) for d in prepared.cgroup_dirs]
+    for fd in [*prepared.trees, prepared.relay_fd, *pinned]:
         if fd >= 0:
             try:
                 os.close(fd)
             except OSError:
                 pass
     prepared.trees, prepared.relay_fd = [], -1
+    if any(fd >= 0 for fd in pinned):
+        prepared.cgroup_dirs = []  # (their limits are written; nothing after this reaches them)
 
 
 _STAGED: dict[str, tuple[dict, str]] = {}

@@ -259,9 +259,15 @@ _PINNED = "/proc/self/fd/"
 def pinned(cgroup_dir: str) -> str:
     """A path to `cgroup_dir` through a descriptor (`/proc/self/fd/N`), for a child that covers /sys
     before it writes its limits: a pre-forked blank stages its root filesystem on /sys (rootfs.STAGE), and
-    the plain path would then name a file of that tmpfs. Closed at exec."""
+    the plain path would then name a file of that tmpfs. Closed at exec, and by `sandbox.release_host` once
+    the limits are written (a Python instance does not exec)."""
     fd = os.open(cgroup_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     return f"{_PINNED}{fd}"
+
+
+def pinned_fd(cgroup_dir: str) -> int:
+    """The descriptor behind a `pinned` path; -1 for a plain path."""
+    return int(cgroup_dir[len(_PINNED):]) if cgroup_dir.startswith(_PINNED) else -1
 
 
 class MemoryGauge:
