@@ -70,16 +70,15 @@ class Settled:
         return len(cbs) - len(keep)
 
     def set_result(self, result: Any) -> None:
-        if self._state != 0:
-            raise asyncio.InvalidStateError("invalid state")
-        self._result = result
-        self._state = 1
-        self._run_callbacks()
+        self._settle(result, None)
 
     def set_exception(self, exc: BaseException) -> None:
+        self._settle(None, exc)
+
+    def _settle(self, result: Any, exc: BaseException | None) -> None:
         if self._state != 0:
             raise asyncio.InvalidStateError("invalid state")
-        self._exc = exc
+        self._result, self._exc = result, exc
         self._state = 1
         self._run_callbacks()
 
