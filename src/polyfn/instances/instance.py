@@ -190,11 +190,11 @@ class Instance(asyncio.BufferedProtocol):
     def taken(self, info: str, init_ms: float) -> None:
         """Ready for frames before its `Ready` came (a function zygote's offered child, `Take` written: see
         `InstanceManager._take_offer`). Its `Ready` is still checked when it comes (a second one kills it),
-        and a death before it fails the calls written to it."""
+        and a death before it fails the calls written to it. (Its handle was made by `fnstart._handle`, which
+        already marked its `Ready` as awaited by nobody.)"""
         self.info = info
         self.init_ms = init_ms
         self.state = State.READY
-        self.ready_unawaited()
 
     def ready_unawaited(self) -> None:
         """Nobody will await this instance's `Ready` (an offered child's handle, taken or dropped unused): its
