@@ -196,3 +196,55 @@ async def test_a_body_that_stops_coming_is_408_and_nothing_runs() -> None:
         got, closed = await exchange(port, post("/fn/hi", b"x" * 100)[:-50], quiet=3)
     assert got.startswith(b"HTTP/1.1 408 ") and closed
     assert served.invoker.calls == [] and served.asgi == []
+
+
+async def test_a_call_has_no_task_of_its_own_and_a_graceful_shutdown_waits_for_it_then_cancels_it() -> None:
+    """A call the invoker answers is stepped without a task (fn_direct's `_Driven`): `current_task()` is None in
+    it. It is in the server's tasks while it runs, so uvicorn's graceful shutdown waits for it and, past its
+    timeout, cancels it: the call sees `CancelledError` where it waits and the client gets uvicorn's 500."""
+    import socket
+
+    import uvicorn
+
+    served = Served(True)
+    tasks_seen: list[asyncio.Task[Any] | None] = []
+    cancelled = asyncio.Event()
+    plain_call = served.invoker.call
+
+    async def call(c: Call) -> Outcome:
+        tasks_seen.append(asyncio.current_task())
+        if c.path == "/hang":
+            try:
+                await asyncio.get_running_loop().create_future()
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+        return await plain_call(c)
+
+    served.invoker.call = call  # type: ignore[method-assign]
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    srv = uvicorn.Server(uvicorn.Config(served.app, http=served.proto, loop="none", lifespan="off", log_level="critical",
+                                        timeout_graceful_shutdown=1, interface="asgi3"))
+    serving = asyncio.create_task(srv.serve(sockets=[sock]))
+    while not srv.started:
+        await asyncio.sleep(0.01)
+    port = sock.getsockname()[1]
+    got, closed = await exchange(port, get("/fn/hi"))
+    assert got.startswith(b"HTTP/1.1 201 ") and not closed
+    assert tasks_seen == [None]
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(get("/fn/hi/hang"))
+    await writer.drain()
+    while len(tasks_seen) < 2:
+        await asyncio.sleep(0.01)
+    assert len(srv.server_state.tasks) == 1 and tasks_seen[1] is None
+    srv.should_exit = True
+    await asyncio.sleep(0.5)
+    assert not cancelled.is_set() and not serving.done()  # (waited for)
+    answer = await asyncio.wait_for(reader.read(), 5)
+    assert cancelled.is_set() and answer.startswith(b"HTTP/1.1 500 ")
+    await asyncio.wait_for(serving, 5)
+    assert not srv.server_state.tasks
+    writer.close()

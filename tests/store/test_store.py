@@ -479,7 +479,12 @@ async def test_alike_records_are_stored_as_every_other_record(store: Store) -> N
 
 def test_alike_records_bind_their_shared_columns_once() -> None:
     """The SQLite statements of a batch of alike records bind the per-call columns of each and the rest once."""
-    from polyfn.store.activations import _ACTIVATION_COLUMNS, _ROW_COLUMNS, _SHARED_COLUMNS, _sqlite_statements
+    from polyfn.store.activations import (
+        _ACTIVATION_COLUMNS,
+        _ROW_COLUMNS,
+        _SHARED_COLUMNS,
+        _sqlite_statements,
+    )
 
     records = [(act(f"a{i}", float(i), instance="i1"), []) for i in range(32)]
     records += [(act(f"b{i}", float(i), instance="i2"), []) for i in range(3)]  # too few alike: every column
