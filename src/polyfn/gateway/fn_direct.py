@@ -6,8 +6,9 @@ part of it: the scope (URL parsing, a copy of the app state), a `RequestResponse
 `run_asgi`, the front door's dispatch, the `receive` coroutine. Here the protocol (gateway/http.py) gives a `/fn/`
 request an `FnCycle` at its headers, collects its body, and at its end runs the gateway's own steps
 (`Gateway.request`, `early`, `answer`: the same code as the ASGI path, so the same auth, quotas, metering,
-activation records, logs and metrics) in a task, then writes status line, headers, `content-length` and body in
-one write, as `gateway/respond.py` does under uvicorn (the same checks, the same bytes).
+activation records, logs and metrics) stepped by hand (`_Driven`, no task per call; a call to the async queue
+in a task), then writes status line, headers, `content-length` and body in one write, as `gateway/respond.py`
+does under uvicorn (the same checks, the same bytes).
 
 What it does not take goes through ASGI as before: a path with `%`, a URL with `#` or non-ASCII bytes, a body
 without a `content-length` (chunked) or over the payload limit, `Expect: 100-continue`, an upgrade, a request behind
