@@ -248,3 +248,40 @@ async def test_a_call_has_no_task_of_its_own_and_a_graceful_shutdown_waits_for_i
     await asyncio.wait_for(serving, 5)
     assert not srv.server_state.tasks
     writer.close()
+
+
+async def test_a_call_the_protocol_let_in_reaches_the_invoker_after_the_pools_count_of_calls_on_their_way_reset() -> None:
+    """A function whose callers wait is asked by the protocol before each call (`admits`), which counts the call
+    as on its way until the loop next runs its ready callbacks (scheduler/overload.py). The call must reach the
+    invoker (the pool's queue) only after that, as a task's first step did: counted twice meanwhile, 32 callers
+    of a 10-instance function looked like a standing queue of 40 and were shed (429)."""
+    class Counting:
+        def __init__(self) -> None:
+            self.passing = 0
+
+        def admits(self) -> bool:
+            if not self.passing:
+                asyncio.get_running_loop().call_soon(self.arrived)
+            self.passing += 1
+            return True
+
+        def arrived(self) -> None:
+            self.passing = 0
+
+    pool = Counting()
+    served = Served(True)
+    served.proto = CoalescingHttpToolsProtocol.with_limits(HttpLimits(), shedding={"hi": pool},
+                                                           fn_gateway=served.gateway)
+    on_the_way: list[int] = []
+    plain_call = served.invoker.call
+
+    async def call(c: Call) -> Outcome:
+        on_the_way.append(pool.passing)
+        return await plain_call(c)
+
+    served.invoker.call = call  # type: ignore[method-assign]
+    async with uvicorn_on_free_port(served.app, http=served.proto, log_level="error", server_header=False,
+                                    date_header=False, interface="asgi3", proxy_headers=False) as port:
+        got = await asyncio.gather(*(exchange(port, get("/fn/hi")) for _ in range(8)))
+    assert all(g.startswith(b"HTTP/1.1 201 ") for g, _ in got)
+    assert on_the_way == [0] * 8

@@ -124,20 +124,19 @@ def complete(proto: Any, cycle: FnCycle) -> None:
 
 class _Driven:
     """A call's coroutine (the invoker's `call`, maybe in gateway/asgi.py's CORS wrapper) stepped by hand, as a
-    task would step it, without the task: its first step runs at once (in the request's last read), each later one
-    from the done callback of the future it waits on, and its outcome is written from the last (from a callback
-    of its own when the first step ends the call, as a task's answer would be: never inside the HTTP parser's
-    callbacks). A task per call
-    cost the event loop ~2 µs (the task, its registration in `asyncio.all_tasks`' WeakSet, the scheduled first
-    step, the done callback) of ~45 per call.
+    task would step it, without the task: its first step from the loop's ready callbacks, as a task's first step
+    (never inside the HTTP parser's callbacks; and a call the protocol let in reaches the pool's `acquire` after
+    the pool's count of calls on their way has been reset: scheduler/overload.py `admits`), each later one from
+    the done callback of the future it waits on; its outcome is written from the last. A task per call cost the
+    event loop ~2 µs (the task, its registration in `asyncio.all_tasks`' WeakSet, its done callback) of ~45.
 
     What a task gives that this does not: `asyncio.current_task()` is None inside (nothing on the invoker's path
-    asks; `asyncio.timeout` would refuse to run), and each step runs in the context of the one before, the first
-    in the loop's own (no context variable is set on this path). It is in the server's `tasks` set while it runs,
+    asks; `asyncio.timeout` would refuse to run). Each step runs in the context of the one before, the first in a
+    copy of the protocol's (`call_soon`'s), as a task's would. It is in the server's `tasks` set while it runs,
     and has a task's `cancel` (uvicorn cancels what is left past the graceful shutdown's timeout): the future it
     waits on is cancelled, so the call sees `CancelledError` there, as under a task."""
 
-    __slots__ = ("cancelling", "coro", "cycle", "proto", "stepping", "waiting")
+    __slots__ = ("cancelling", "coro", "cycle", "proto", "waiting")
 
     def __init__(self, proto: Any, cycle: FnCycle, coro: Any):
         self.proto = proto
@@ -146,9 +145,7 @@ class _Driven:
         self.waiting: asyncio.Future[Any] | None = None
         self.cancelling = False
         proto.tasks.add(self)
-        self.stepping = True  # (the first step: in the protocol's callback)
-        self._step(None)
-        self.stepping = False
+        proto.loop.call_soon(self._step, None)
 
     def _step(self, _fut: Any) -> None:
         self.waiting = None
@@ -159,10 +156,12 @@ class _Driven:
             else:
                 yielded = self.coro.send(None)
         except StopIteration as stop:
-            self._end(_answer, stop.value)
+            self.proto.tasks.discard(self)
+            _answer(self.proto, self.cycle, stop.value)
             return
         except BaseException as exc:
-            self._end(_failed, exc)
+            self.proto.tasks.discard(self)
+            _failed(self.proto, self.cycle, exc)
             return
         if getattr(yielded, "_asyncio_future_blocking", None):  # an asyncio future (Task.__step's test)
             yielded._asyncio_future_blocking = False
@@ -172,14 +171,8 @@ class _Driven:
             self.proto.loop.call_soon(self._step, None)
         else:  # (as a task: a coroutine may only wait on futures)
             self.coro.close()
-            self._end(_failed, RuntimeError(f"a /fn/ call waited on {yielded!r}, not a future"))
-
-    def _end(self, then: Any, arg: Any) -> None:
-        self.proto.tasks.discard(self)
-        if self.stepping:
-            self.proto.loop.call_soon(then, self.proto, self.cycle, arg)
-        else:
-            then(self.proto, self.cycle, arg)
+            self.proto.tasks.discard(self)
+            _failed(self.proto, self.cycle, RuntimeError(f"a /fn/ call waited on {yielded!r}, not a future"))
 
     def cancel(self, msg: Any = None) -> bool:
         """As `Task.cancel`: the call sees `CancelledError` where it waits."""
