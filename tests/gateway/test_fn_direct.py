@@ -196,3 +196,92 @@ async def test_a_body_that_stops_coming_is_408_and_nothing_runs() -> None:
         got, closed = await exchange(port, post("/fn/hi", b"x" * 100)[:-50], quiet=3)
     assert got.startswith(b"HTTP/1.1 408 ") and closed
     assert served.invoker.calls == [] and served.asgi == []
+
+
+async def test_a_call_has_no_task_of_its_own_and_a_graceful_shutdown_waits_for_it_then_cancels_it() -> None:
+    """A call the invoker answers is stepped without a task (fn_direct's `_Driven`): `current_task()` is None in
+    it. It is in the server's tasks while it runs, so uvicorn's graceful shutdown waits for it and, past its
+    timeout, cancels it: the call sees `CancelledError` where it waits and the client gets uvicorn's 500."""
+    import socket
+
+    import uvicorn
+
+    served = Served(True)
+    tasks_seen: list[asyncio.Task[Any] | None] = []
+    cancelled = asyncio.Event()
+    plain_call = served.invoker.call
+
+    async def call(c: Call) -> Outcome:
+        tasks_seen.append(asyncio.current_task())
+        if c.path == "/hang":
+            try:
+                await asyncio.get_running_loop().create_future()
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+        return await plain_call(c)
+
+    served.invoker.call = call  # type: ignore[method-assign]
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    srv = uvicorn.Server(uvicorn.Config(served.app, http=served.proto, loop="none", lifespan="off", log_level="critical",
+                                        timeout_graceful_shutdown=1, interface="asgi3"))
+    serving = asyncio.create_task(srv.serve(sockets=[sock]))
+    while not srv.started:
+        await asyncio.sleep(0.01)
+    port = sock.getsockname()[1]
+    got, closed = await exchange(port, get("/fn/hi"))
+    assert got.startswith(b"HTTP/1.1 201 ") and not closed
+    assert tasks_seen == [None]
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(get("/fn/hi/hang"))
+    await writer.drain()
+    while len(tasks_seen) < 2:
+        await asyncio.sleep(0.01)
+    assert len(srv.server_state.tasks) == 1 and tasks_seen[1] is None
+    srv.should_exit = True
+    await asyncio.sleep(0.5)
+    assert not cancelled.is_set() and not serving.done()  # (waited for)
+    answer = await asyncio.wait_for(reader.read(), 5)
+    assert cancelled.is_set() and answer.startswith(b"HTTP/1.1 500 ")
+    await asyncio.wait_for(serving, 5)
+    assert not srv.server_state.tasks
+    writer.close()
+
+
+async def test_a_call_the_protocol_let_in_reaches_the_invoker_after_the_pools_count_of_calls_on_their_way_reset() -> None:
+    """A function whose callers wait is asked by the protocol before each call (`admits`), which counts the call
+    as on its way until the loop next runs its ready callbacks (scheduler/overload.py). The call must reach the
+    invoker (the pool's queue) only after that, as a task's first step did: counted twice meanwhile, 32 callers
+    of a 10-instance function looked like a standing queue of 40 and were shed (429)."""
+    class Counting:
+        def __init__(self) -> None:
+            self.passing = 0
+
+        def admits(self) -> bool:
+            if not self.passing:
+                asyncio.get_running_loop().call_soon(self.arrived)
+            self.passing += 1
+            return True
+
+        def arrived(self) -> None:
+            self.passing = 0
+
+    pool = Counting()
+    served = Served(True)
+    served.proto = CoalescingHttpToolsProtocol.with_limits(HttpLimits(), shedding={"hi": pool},
+                                                           fn_gateway=served.gateway)
+    on_the_way: list[int] = []
+    plain_call = served.invoker.call
+
+    async def call(c: Call) -> Outcome:
+        on_the_way.append(pool.passing)
+        return await plain_call(c)
+
+    served.invoker.call = call  # type: ignore[method-assign]
+    async with uvicorn_on_free_port(served.app, http=served.proto, log_level="error", server_header=False,
+                                    date_header=False, interface="asgi3", proxy_headers=False) as port:
+        got = await asyncio.gather(*(exchange(port, get("/fn/hi")) for _ in range(8)))
+    assert all(g.startswith(b"HTTP/1.1 201 ") for g, _ in got)
+    assert on_the_way == [0] * 8

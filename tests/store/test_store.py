@@ -446,6 +446,53 @@ def test_sqlite_fast_insert_covers_every_activation_column() -> None:
     assert msgspec.json.decode(row["logs"]) == [[1.5, "stdout", "hi\ufffd"], [1.75, "stderr", "there"]]
 
 
+async def test_alike_records_are_stored_as_every_other_record(store: Store) -> None:
+    """Records alike but for their per-call columns go in with the shared columns bound once (SQLite's
+    `_sqlite_statements`): every column reads back as it was given, beside records of the other paths (few
+    alike, an error, log lines, a NUL); a record written so replaces an older one of its id, keeping its lines."""
+    await store.add_activations([act("again", 0.5, status="error", logs=[LogLine(0.5, "stdout", "try 1")])])
+
+    def alike(i: int, **kw: object) -> Activation:
+        fields: dict[str, object] = {"end": 10.0 + i, "duration_ms": 1.5 * i, "wait_ms": 0.25 * i, "run_ms": 0.5 * i,
+                                     "result": f"r{i % 3}", "instance": "hello@1#a", "trace_id": f"t{i}",
+                                     "max_memory_mb": 12.5 + i, "memory_mb": 256, "req_bytes": i, "resp_bytes": 2 * i,
+                                     "status_code": 201, **kw}
+        return act(f"al{i:02d}", float(i), **fields)  # type: ignore[arg-type]
+
+    records = [alike(i) for i in range(20)]
+    records += [alike(i, instance="hello@1#b", cold=True, init_ms=7.5, init_info="zygote") for i in range(20, 23)]
+    records += [alike(23, function="other", parent_id="p", trigger="invoke"),
+                alike(24, status="error", error={"errorType": "E"}), alike(25, logs=[LogLine(1.0, "stdout", "x")]),
+                alike(26, result="a\x00b")]
+    again = act("again", 30.0, end=31.0, instance="hello@1#a", memory_mb=256, status_code=201, result="r0",
+                max_memory_mb=12.5)
+    records += [again]
+    await store.add_activations(records)
+    for a in records:
+        got = await store.get_activation(a.id)
+        want = a if a.id != "again" else msgspec.structs.replace(a, logs=[LogLine(0.5, "stdout", "try 1")])
+        if "\x00" in a.result:
+            want = msgspec.structs.replace(a, result=a.result.replace("\x00", "\ufffd"))
+        assert got == want, a.id
+    assert [e["line"] for e in await store.get_logs("hello")] == ["try 1", "x"]
+
+
+def test_alike_records_bind_their_shared_columns_once() -> None:
+    """The SQLite statements of a batch of alike records bind the per-call columns of each and the rest once."""
+    from polyfn.store.activations import (
+        _ACTIVATION_COLUMNS,
+        _ROW_COLUMNS,
+        _SHARED_COLUMNS,
+        _sqlite_statements,
+    )
+
+    records = [(act(f"a{i}", float(i), instance="i1"), []) for i in range(32)]
+    records += [(act(f"b{i}", float(i), instance="i2"), []) for i in range(3)]  # too few alike: every column
+    stmts = _sqlite_statements(records)
+    assert sum(len(params) for _, params in stmts) == (32 * len(_ROW_COLUMNS) + len(_SHARED_COLUMNS)
+                                                        + 3 * len(_ACTIVATION_COLUMNS))
+
+
 async def test_retried_activation_keeps_the_log_lines_of_every_attempt(store: Store) -> None:
     """The same id recorded twice (a retried async invocation), in one batch and across batches: the newest
     record wins, and the lines of every attempt stay, in order."""

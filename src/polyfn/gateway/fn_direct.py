@@ -6,8 +6,9 @@ part of it: the scope (URL parsing, a copy of the app state), a `RequestResponse
 `run_asgi`, the front door's dispatch, the `receive` coroutine. Here the protocol (gateway/http.py) gives a `/fn/`
 request an `FnCycle` at its headers, collects its body, and at its end runs the gateway's own steps
 (`Gateway.request`, `early`, `answer`: the same code as the ASGI path, so the same auth, quotas, metering,
-activation records, logs and metrics) in a task, then writes status line, headers, `content-length` and body in
-one write, as `gateway/respond.py` does under uvicorn (the same checks, the same bytes).
+activation records, logs and metrics) stepped by hand (`_Driven`, no task per call; a call to the async queue
+in a task), then writes status line, headers, `content-length` and body in one write, as `gateway/respond.py`
+does under uvicorn (the same checks, the same bytes).
 
 What it does not take goes through ASGI as before: a path with `%`, a URL with `#` or non-ASCII bytes, a body
 without a `content-length` (chunked) or over the payload limit, `Expect: 100-continue`, an upgrade, a request behind
@@ -98,35 +99,117 @@ def body(cycle: FnCycle, data: bytes) -> None:
 
 
 def complete(proto: Any, cycle: FnCycle) -> None:
-    """The request's body is all in: answer it in a task (counted in the server's tasks, so a graceful shutdown
-    waits for it)."""
-    task = proto.loop.create_task(_run(proto, cycle))
-    task.add_done_callback(proto.tasks.discard)
-    proto.tasks.add(task)
-
-
-async def _run(proto: Any, cycle: FnCycle) -> None:
+    """The request's body is all in: answer it. A call the invoker answers (the common case) is driven without a
+    task (`_Driven`); a call to the async queue in a task. Either is counted in the server's tasks, so a graceful
+    shutdown waits for it (and cancels it past its timeout)."""
     gateway = proto.fn_gateway
     try:
         req = gateway.request(cycle.path, cycle.headers)
         out = gateway.early(req, cycle.method, cycle.query)
-        if out is None:
-            body = cycle.body
-            out = await gateway.answer(req, cycle.method, cycle.query, body if type(body) is bytes else bytes(body))
+        if out is not None:
+            proto.loop.call_soon(_answer, proto, cycle, out)
+            return
+        body = cycle.body
+        coro = gateway.answer(req, cycle.method, cycle.query, body if type(body) is bytes else bytes(body))
     except BaseException as exc:  # (as uvicorn's run_asgi)
-        proto.logger.error("Exception in ASGI application\n", exc_info=exc)
-        cycle.response_complete = True
-        if not cycle.disconnected:
-            proto.transport.write(_500)
-            proto.transport.close()
-            proto.on_response_complete()
+        proto.loop.call_soon(_failed, proto, cycle, exc)
         return
+    if req.is_async and gateway.queue is not None:  # (the queue's database and broker clients: a task)
+        task = proto.loop.create_task(_run(proto, cycle, coro))
+        task.add_done_callback(proto.tasks.discard)
+        proto.tasks.add(task)
+    else:
+        _Driven(proto, cycle, coro)
+
+
+class _Driven:
+    """A call's coroutine (the invoker's `call`, maybe in gateway/asgi.py's CORS wrapper) stepped by hand, as a
+    task would step it, without the task: its first step from the loop's ready callbacks, as a task's first step
+    (never inside the HTTP parser's callbacks; and a call the protocol let in reaches the pool's `acquire` after
+    the pool's count of calls on their way has been reset: scheduler/overload.py `admits`), each later one from
+    the done callback of the future it waits on; its outcome is written from the last. A task per call cost the
+    event loop ~2 µs (the task, its registration in `asyncio.all_tasks`' WeakSet, its done callback) of ~45.
+
+    What a task gives that this does not: `asyncio.current_task()` is None inside (nothing on the invoker's path
+    asks; `asyncio.timeout` would refuse to run). Each step runs in the context of the one before, the first in a
+    copy of the protocol's (`call_soon`'s), as a task's would. It is in the server's `tasks` set while it runs,
+    and has a task's `cancel` (uvicorn cancels what is left past the graceful shutdown's timeout): the future it
+    waits on is cancelled, so the call sees `CancelledError` there, as under a task."""
+
+    __slots__ = ("cancelling", "coro", "cycle", "proto", "waiting")
+
+    def __init__(self, proto: Any, cycle: FnCycle, coro: Any):
+        self.proto = proto
+        self.cycle = cycle
+        self.coro = coro
+        self.waiting: asyncio.Future[Any] | None = None
+        self.cancelling = False
+        proto.tasks.add(self)
+        proto.loop.call_soon(self._step, None)
+
+    def _step(self, _fut: Any) -> None:
+        self.waiting = None
+        try:
+            if self.cancelling:  # (cancelled between steps)
+                self.cancelling = False
+                yielded = self.coro.throw(asyncio.CancelledError())
+            else:
+                yielded = self.coro.send(None)
+        except StopIteration as stop:
+            self.proto.tasks.discard(self)
+            _answer(self.proto, self.cycle, stop.value)
+            return
+        except BaseException as exc:
+            self.proto.tasks.discard(self)
+            _failed(self.proto, self.cycle, exc)
+            return
+        if getattr(yielded, "_asyncio_future_blocking", None):  # an asyncio future (Task.__step's test)
+            yielded._asyncio_future_blocking = False
+            self.waiting = yielded
+            yielded.add_done_callback(self._step)
+        elif yielded is None:  # a bare yield (`asyncio.sleep(0)`)
+            self.proto.loop.call_soon(self._step, None)
+        else:  # (as a task: a coroutine may only wait on futures)
+            self.coro.close()
+            self.proto.tasks.discard(self)
+            _failed(self.proto, self.cycle, RuntimeError(f"a /fn/ call waited on {yielded!r}, not a future"))
+
+    def cancel(self, msg: Any = None) -> bool:
+        """As `Task.cancel`: the call sees `CancelledError` where it waits."""
+        if self.waiting is not None and self.waiting.cancel(msg=msg):
+            return True
+        self.cancelling = True  # (not waiting, or its future is done: the next step throws it in)
+        return True
+
+
+async def _run(proto: Any, cycle: FnCycle, coro: Any) -> None:
+    try:
+        out = await coro
+    except BaseException as exc:  # (as uvicorn's run_asgi)
+        _failed(proto, cycle, exc)
+        return
+    _answer(proto, cycle, out)
+
+
+def _failed(proto: Any, cycle: FnCycle, exc: BaseException) -> None:
+    """A failure before the answer: uvicorn's (logged as its run_asgi logs it, answered 500, the connection closed)."""
+    proto.logger.error("Exception in ASGI application\n", exc_info=exc)
+    cycle.response_complete = True
+    if not cycle.disconnected:
+        proto.transport.write(_500)
+        proto.transport.close()
+        proto.on_response_complete()
+
+
+def _answer(proto: Any, cycle: FnCycle, out: Any) -> None:
     if cycle.disconnected:  # (uvicorn's send: nothing is written for a client that went)
         cycle.response_complete = True
         return
     if out.stream is None and _written(proto, cycle, out.status, out.headers, out.body):
         return
-    await _through_uvicorn(proto, cycle, out)
+    task = proto.loop.create_task(_through_uvicorn(proto, cycle, out))
+    task.add_done_callback(proto.tasks.discard)
+    proto.tasks.add(task)
 
 
 def _written(proto: Any, cycle: FnCycle, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
