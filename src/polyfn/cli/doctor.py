@@ -52,8 +52,10 @@ def network_policy(res: dict[str, Any]) -> str:
 
 def build_policy(res: dict[str, Any]) -> str:
     """How deploy-time builds (pip, npm, go) run here, in one line (deploy/isolate.py)."""
-    if os.geteuid() != 0 or res.get("mount"):
-        why = "not root" if os.geteuid() != 0 else f"no mount namespace: {res['mount']}"
+    off = "build" in os.environ.get("POLYFN_SANDBOX_DISABLE", "").replace(" ", "").split(",")
+    if os.geteuid() != 0 or res.get("mount") or off:
+        why = ("not root" if os.geteuid() != 0 else f"no mount namespace: {res['mount']}" if res.get("mount") else
+               "POLYFN_SANDBOX_DISABLE=build")
         return (f"deploy builds (pip, npm, go) run as the server's user with its environment ({why}): a deployer's "
                 "requirements.txt or setup.py can read what that user can, the data dir included")
     net = "the egress network" if not res.get("egress") else "the host network (no egress: it reaches loopback services)"

@@ -93,6 +93,46 @@ def copy_user_config(environ: Mapping[str, str], home: Path) -> list[Path]:
     return copied
 
 
+async def run_streaming(argv: list[str], cwd: Path, env: dict[str, str], progress: Callable[[str], None], *,
+                        timeout: float | None = None, pass_fds: tuple[int, ...] = (),
+                        started: Callable[[int], None] = lambda _pid: None) -> tuple[int, list[str]]:
+    """Run a build tool (pip, npm, go), streaming each output line to `progress`; (exit code, last 40 lines).
+    In a session of its own; past `timeout` seconds its whole process group is killed (-9, said in the tail)."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv, cwd=str(cwd), env=env, stdin=asyncio.subprocess.DEVNULL, pass_fds=pass_fds,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+    )
+    started(proc.pid)
+    tail: list[str] = []
+    assert proc.stdout is not None
+
+    async def read() -> None:
+        async for raw in proc.stdout:  # type: ignore[union-attr]
+            line = raw.decode("utf-8", "replace").rstrip()
+            if line:
+                tail.append(line)
+                del tail[:-40]
+                progress(line)
+
+    try:
+        await asyncio.wait_for(read(), timeout)
+    except TimeoutError:
+        _kill_group(proc.pid)
+        tail.append(f"killed: still running after {timeout:.0f} s (the node's build_timeout)")
+        progress(tail[-1])
+    except BaseException:
+        _kill_group(proc.pid)
+        raise
+    return await proc.wait(), tail
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 class BuildUids:
     """One uid per running build out of `count` from `base` (right after the functions' uids); a build waits
     when all are taken."""
@@ -296,17 +336,15 @@ class BuildSandbox:
                 await self.uids.give(uid)
 
     async def run(self, ws: Workspace, argv: list[str], cwd: Path, env: Mapping[str, str],
-                  progress: Callable[[str], None]) -> tuple[int, list[str]]:
+                  progress: Callable[[str], None], ro: tuple[Path, ...] | list[Path] = ()) -> tuple[int, list[str]]:
         """Run a build tool in `ws` (with `env` over the workspace's environment), streaming its output lines to
         `progress`; (exit code, last 40 lines). Past `build_timeout` seconds it is killed (exit code -9, said in
-        the tail)."""
-        from polyfn.deploy.build import run_streaming
-
+        the tail). `ro`: directories of the data dir the build may read (the Go standard library's packages)."""
         full = {**ws.env, **env}
         if ws.uid is None:
             return await run_streaming(argv, cwd, full, progress, timeout=self.settings.build_timeout)
         ws.hand_over()
-        plan, prepare, required = self._plan(ws)
+        plan, prepare, required = self._plan(ws, [str(p.resolve()) for p in ro])
         from polyfn.instances.launcher import prepare_env, spawn_command
         from polyfn.sandbox.spawn import Config
 
@@ -330,7 +368,7 @@ class BuildSandbox:
             if pid and sb is not None and sb.cgroups is not None:
                 sb.cgroups.remove_all(pid)
 
-    def _plan(self, ws: Workspace) -> tuple[SandboxPlan, dict[str, str], list[str]]:
+    def _plan(self, ws: Workspace, ro: list[str]) -> tuple[SandboxPlan, dict[str, str], list[str]]:
         s = self.settings
         sb = self.node_sandbox()
         from polyfn.sandbox import rootfs
@@ -360,7 +398,7 @@ class BuildSandbox:
             gid=ws.uid or 0,
             tmp_mb=s.tmp_size,
             hide=[str(s.data_dir.resolve()), *hide],
-            binds=binds,
+            binds=[*ro, *binds],
             rw_binds=[str(ws.root.resolve())],
             network=network,
             no_new_privs=True,
