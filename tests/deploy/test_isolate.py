@@ -89,15 +89,16 @@ def test_remove_tree_never_follows_a_link(tmp_path: Path) -> None:
     assert outside.is_dir() and stat.S_IMODE(outside.stat().st_mode) == 0o700
 
 
-def test_build_uids_one_per_running_build() -> None:
+def test_build_uids_one_per_running_build_across_nodes(tmp_path: Path) -> None:
+    """Two nodes' allocators (two processes on one host) share the lock directory: never the same uid at once."""
     async def go() -> None:
-        uids = BuildUids(1000, 2)
-        a, b = await uids.take(), await uids.take()
+        node1, node2 = BuildUids(1000, 2, tmp_path, poll=0.01), BuildUids(1000, 2, tmp_path, poll=0.01)
+        a, b = await node1.take(), await node2.take()
         assert {a, b} == {1000, 1001}
-        third = asyncio.ensure_future(uids.take())
-        await asyncio.sleep(0.01)
+        third = asyncio.ensure_future(node1.take())
+        await asyncio.sleep(0.05)
         assert not third.done()  # waits for a free one
-        await uids.give(a)
-        assert await asyncio.wait_for(third, 1) == a
+        await node2.give(b)
+        assert await asyncio.wait_for(third, 1) == b
 
     asyncio.run(go())

@@ -76,7 +76,8 @@ async def npm_install(files: dict[str, bytes], deps_root: Path, progress: Callab
             env = {"npm_config_update_notifier": "false", "npm_config_cache": str(ws.home / ".npm")}
             code, tail = await builds.run(ws, argv, ws.out, env, progress)
             if code != 0:
-                raise DeployError("dependency_install_failed", "npm install failed:\n" + "\n".join(tail[-20:]))
+                raise DeployError("dependency_install_failed", f"npm install failed{isolate.exit_note(code)}:\n"
+                                  + "\n".join(tail[-20:]))
             # a `file:./lib` inside the project is linked, not copied, even with --install-links: the code stays
             # (the key covers it); else only what NPM_KEPT names (no function's code in a dir others may share)
             keep = None if b'"file:' in pkg else NPM_KEPT.__contains__
@@ -117,7 +118,7 @@ async def go_build(files: dict[str, bytes], dest_dir: Path, progress: Callable[[
             argv = [go, "build", *(["-pkgdir", str(pkgdir)] if pkgdir else []), "-o", str(ws.out / "server"), *targets]
             code, tail = await builds.run(ws, argv, ws.src, env, progress, ro=[pkgdir] if pkgdir else [])
             if code != 0:
-                raise DeployError("build_failed", "go build failed:\n" + "\n".join(tail[-20:]))
+                raise DeployError("build_failed", f"go build failed{isolate.exit_note(code)}:\n" + "\n".join(tail[-20:]))
             done = await asyncio.to_thread(ws.finish, "build_failed")
             if dest_dir.exists():
                 remove_tree(dest_dir)

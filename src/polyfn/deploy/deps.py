@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from polyfn.deploy import isolate
 from polyfn.deploy.archive import remove_tree
 from polyfn.deploy.errors import DeployError
 from polyfn.deploy.isolate import BuildSandbox, put
@@ -62,7 +63,8 @@ async def install(requirements: bytes, deps_root: Path, progress: Callable[[str]
                     "--progress-bar", "off", "--target", str(ws.out), "-r", str(req_file)]
             code, tail = await builds.run(ws, argv, ws.src, {}, progress)
             if code != 0:
-                raise DeployError("dependency_install_failed", "pip install failed:\n" + "\n".join(tail[-20:]))
+                raise DeployError("dependency_install_failed", f"pip install failed{isolate.exit_note(code)}:\n"
+                                  + "\n".join(tail[-20:]))
             out = await asyncio.to_thread(ws.finish, "dependency_install_failed")
             put(out / ".requirements.txt", requirements)  # (what package zygotes read: instances/pkgzygote.py)
             put(out / ".complete", b"ok")

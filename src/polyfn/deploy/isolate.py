@@ -5,7 +5,7 @@ requirements file may name any file (`-r /etc/shadow`), a `go.mod` may `replace`
 directory. So on a node running as root with a mount namespace (`BuildSandbox.isolated`), each build:
 
 * runs as a uid of its own (`BuildUids`: the `build_slots` uids right after the functions' range, one per
-  running build, never a function's, never two builds' at once), with setgroups([]), `no_new_privs`, rlimits
+  running build on the host, never a function's, never two builds' at once, whichever node runs them), with setgroups([]), `no_new_privs`, rlimits
   (processes of that uid, file size, open files) and a wall-clock limit (`build_timeout`), in a cgroup with
   the node's memory/pids limits when there is one, in a pid namespace when the node has them;
 * in a private mount namespace where the data dir (admin.key, node.key, the databases, every function's code
@@ -28,6 +28,7 @@ before: the server's uid and environment (`polyfn doctor` says so).
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import signal
 import stat
@@ -53,6 +54,8 @@ KEEP_ENV = frozenset({
     "GOVCS", "GOTOOLCHAIN", "GOROOT", "GOAMD64", "GOARM", "GO386", "GOEXPERIMENT",
 })
 KEEP_PREFIXES = ("PIP_", "npm_config_", "NPM_CONFIG_")
+#: where the build uids in use are locked, host-wide (`BuildUids`)
+UID_LOCKS = Path("/run/polyfn/build-uids")
 #: the operator's user-level tool settings (relative to the server's HOME), copied into the build's HOME
 USER_CONFIG = (".config/pip/pip.conf", ".pip/pip.conf", ".npmrc", ".config/go/env")
 
@@ -133,23 +136,47 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-class BuildUids:
-    """One uid per running build out of `count` from `base` (right after the functions' uids); a build waits
-    when all are taken."""
+def exit_note(code: int) -> str:
+    """" (killed by SIGKILL)" for a build tool a signal ended (a limit: memory, time, file size), else "". Pure."""
+    if code >= 0 and code != 128 + signal.SIGXFSZ:
+        return ""
+    sig = -code if code < 0 else code - 128
+    try:
+        return f" (killed by {signal.Signals(sig).name})"
+    except ValueError:
+        return f" (killed by signal {sig})"
 
-    def __init__(self, base: int, count: int):
-        self.free = list(range(base + count - 1, base - 1, -1))
-        self._cond = asyncio.Condition()
+
+class BuildUids:
+    """One uid per running build out of `count` from `base` (right after the functions' uids), on the whole host:
+    a uid is taken by holding an exclusive flock on `lock_dir/<uid>` (released when the build ends, or when its
+    server dies), so the builds of two nodes on one host never share a uid (nor kill each other's processes at
+    the end, `kill_uid`). A build waits, polling, while all are taken."""
+
+    def __init__(self, base: int, count: int, lock_dir: Path, poll: float = 0.2):
+        self.base, self.count, self.lock_dir, self.poll = base, count, lock_dir, poll
+        self._held: dict[int, int] = {}
 
     async def take(self) -> int:
-        async with self._cond:
-            await self._cond.wait_for(lambda: bool(self.free))
-            return self.free.pop()
+        self.lock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        while True:
+            for uid in range(self.base, self.base + self.count):
+                if uid in self._held:
+                    continue
+                fd = os.open(self.lock_dir / str(uid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)
+                    continue
+                self._held[uid] = fd
+                return uid
+            await asyncio.sleep(self.poll)
 
     async def give(self, uid: int) -> None:
-        async with self._cond:
-            self.free.append(uid)
-            self._cond.notify()
+        fd = self._held.pop(uid, -1)
+        if fd >= 0:
+            os.close(fd)
 
 
 def kill_uid(uid: int, attempts: int = 50) -> int:
@@ -293,7 +320,7 @@ class BuildSandbox:
         self.settings = settings
         self.node_sandbox = node_sandbox
         self.environ = os.environ if environ is None else environ
-        self.uids = BuildUids(settings.sandbox_uid_base + settings.sandbox_uid_count, settings.build_slots)
+        self.uids = BuildUids(settings.sandbox_uid_base + settings.sandbox_uid_count, settings.build_slots, UID_LOCKS)
 
     def isolated(self) -> bool:
         """Builds run as their own uid in a mount namespace: root, the probe found mount namespaces, and
