@@ -347,6 +347,8 @@ class BuildSandbox:
         uid = await self.uids.take() if self.isolated() else None
         ws: Workspace | None = None
         try:
+            if uid is not None:  # (what a build of a server that died may have left running as this uid)
+                await asyncio.to_thread(kill_uid, uid)
             ws = Workspace(parent, uid)
             if uid is None:
                 ws.env = dict(self.environ)
