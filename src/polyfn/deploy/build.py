@@ -157,7 +157,10 @@ async def go_std(go: str, files: dict[str, bytes], build_root: Path, progress: C
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GO111MODULE": "off", "CGO_ENABLED": "0",
                "GOFLAGS": "", "GOTOOLCHAIN": "local", "GOCACHE": str(build_root / ".go-std-cache"),
                "HOME": str(build_root), **({"GOROOT": os.environ["GOROOT"]} if os.environ.get("GOROOT") else {})}
-        build_root.mkdir(parents=True, exist_ok=True)
+        try:
+            build_root.mkdir(parents=True, exist_ok=True)
+        except OSError:  # (a read-only /var/cache: builds compile the standard library themselves)
+            return None
         if go not in _go_std:
             code, out = await _quiet([go, "env", "GOVERSION"], build_root, env)
             code2, std = await _quiet([go, "list", "std"], build_root, env)
