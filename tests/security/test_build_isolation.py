@@ -225,3 +225,22 @@ def test_a_build_is_killed_at_the_timeout_with_everything_it_started(tmp_path: P
         assert deploy(node, "after-hang", {"handler.py": HANDLER})["status"] in (200, 201)  # the node is fine
     finally:
         node.stop()
+
+
+def test_sandbox_disable_build_runs_builds_as_the_server_as_before(tmp_path: Path) -> None:
+    """The operator's way out (POLYFN_SANDBOX_DISABLE=build), and the path a node without root takes."""
+    from ..e2e.conftest import start_server
+
+    node = start_server(tmp_path / "data", env={"POLYFN_SANDBOX_DISABLE": "build"})
+    try:
+        setup = (SETUP_PY.replace("ADMIN_KEY", repr(str(node.data_dir / "admin.key")))
+                 .replace("DATA_DIR", repr(str(node.data_dir))).replace("PORT", str(node.port)))
+        files = {"handler.py": "import json, probe_build\ndef handler(event, context):\n    return json.loads(probe_build.FACTS)\n",
+                 "requirements.txt": "./probe\n", "probe/setup.py": setup}
+        out = deploy(node, "req-probe-root", files)
+        assert out["status"] in (200, 201), out
+        facts = node.http.post("/fn/req-probe-root", json={}).json()
+        assert facts["uid"] == 0 and facts["admin_key"].startswith("ok "), facts
+        assert "deploy builds: as the server" in node.log.read_text()
+    finally:
+        node.stop()
