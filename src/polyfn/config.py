@@ -105,10 +105,19 @@ class Settings(BaseSettings):
 
     # Process isolation.
     cgroups: bool = True  # use the cgroup memory controller when available
-    # Sandbox layers (docs/security.md). Comma-separated layers to turn off: cgroup,mount,pid,net,uid,seccomp.
+    # Sandbox layers (docs/security.md). Comma-separated layers to turn off: cgroup,mount,pid,net,uid,seccomp;
+    # `build`: deploy-time builds run as the server, with its environment (deploy/isolate.py).
     sandbox_disable: str = ""
     sandbox_uid_base: int = Field(200_000, ge=1000, le=2**31 - 70_000)  # per-function uids: base + n
     sandbox_uid_count: int = Field(60_000, ge=1, le=65_536)
+    # Deploy-time builds (pip, npm, go; deploy/isolate.py), as root: each runs as one of `build_slots` uids right
+    # after the functions' (a build waits for a free one), killed after `build_timeout` seconds, in `build_memory`
+    # MB (a cgroup, else RLIMIT_AS), at most `build_processes` processes + threads and files of `build_file_size` MB.
+    build_slots: int = Field(32, ge=1, le=1024)
+    build_timeout: float = Field(900.0, gt=0)
+    build_memory: int = Field(4096, ge=256)
+    build_processes: int = Field(2048, ge=64)
+    build_file_size: int = Field(4096, ge=16)
     tmp_size: int = Field(512, ge=1, le=10_240)  # MB of an instance's /tmp unless its function sets ephemeral_storage
     pids_max: int = Field(256, ge=8, le=1_000_000)  # processes + threads per instance (fork bombs)
     open_files: int = Field(1024, ge=64, le=1_048_576)  # RLIMIT_NOFILE per instance

@@ -363,6 +363,7 @@ class Node:
         gc.freeze()
         log.info("polyfn %s ready: %d functions, isolation: %s", __version__, len(self.registry.functions),
                  self.manager.sandbox.isolation)
+        log.info("%s", self.deployer.builds.describe())
 
     # -- what the parts call back ---------------------------------------------------------------------------
 

@@ -85,16 +85,15 @@ def test_detection_errors_name_what_was_looked_for(server: Server) -> None:
 
 def test_npm_dependencies_installed_at_deploy_and_cached(server: Server, tmp_path: Path) -> None:
     needs.tool("npm")
-    lib = tmp_path / "greeter"
-    lib.mkdir()
-    (lib / "package.json").write_text(json.dumps({"name": "greeter", "version": "1.0.0", "main": "index.js"}))
-    (lib / "index.js").write_text("module.exports = (n) => `hello ${n} from a dependency`;")
-    pkg = json.dumps({"name": "app", "version": "1.0.0", "dependencies": {"greeter": f"file:{lib}"}})
+    # a local package inside the function's code (the build cannot see the host's files: deploy/isolate.py)
+    pkg = json.dumps({"name": "app", "version": "1.0.0", "dependencies": {"greeter": "file:./greeter"}})
     files = {"index.js": "const greet = require('greeter');\nexports.handler = async (e) => greet(e.name);",
-             "package.json": pkg}
+             "package.json": pkg,
+             "greeter/package.json": json.dumps({"name": "greeter", "version": "1.0.0", "main": "index.js"}),
+             "greeter/index.js": "module.exports = (n) => `hello ${n} from a dependency`;"}
     src = tmp_path / "app"
-    src.mkdir()
     for k, v in files.items():
+        (src / k).parent.mkdir(parents=True, exist_ok=True)
         (src / k).write_text(v)
     r = server.cli("deploy", str(src), "--name", "node-deps", check=True)
     assert "npm install" in r.stdout + r.stderr

@@ -50,6 +50,19 @@ def network_policy(res: dict[str, Any]) -> str:
             "the node can, with a warning in `polyfn describe`")
 
 
+def build_policy(res: dict[str, Any]) -> str:
+    """How deploy-time builds (pip, npm, go) run here, in one line (deploy/isolate.py)."""
+    off = "build" in os.environ.get("POLYFN_SANDBOX_DISABLE", "").replace(" ", "").split(",")
+    if os.geteuid() != 0 or res.get("mount") or off:
+        why = ("not root" if os.geteuid() != 0 else f"no mount namespace: {res['mount']}" if res.get("mount") else
+               "POLYFN_SANDBOX_DISABLE=build")
+        return (f"deploy builds (pip, npm, go) run as the server's user with its environment ({why}): a deployer's "
+                "requirements.txt or setup.py can read what that user can, the data dir included")
+    net = "the egress network" if not res.get("egress") else "the host network (no egress: it reaches loopback services)"
+    return ("deploy builds (pip, npm, go) run as a uid of their own, the data dir hidden, with a scrubbed environment, "
+            f"on {net} (POLYFN_SANDBOX_DISABLE=build turns this off)")
+
+
 def seccomp_mode(res: dict[str, Any]) -> str:
     from polyfn.sandbox import seccomp
 
@@ -82,6 +95,7 @@ def diagnose() -> dict[str, Any]:
     res["egress"] = (res.get("net") and "needs network namespaces") or egress.unavailable()
     res["network_policy"] = network_policy(res)
     res["seccomp_mode"] = seccomp_mode(res)
+    res["builds"] = build_policy(res)
     res["launched_runtimes"] = ("node and http instances get the same layers as Python ones (polyfn.sandbox.spawn "
                                 "applies them before exec; Node switches to its uid itself, before user code)")
     available = [name for name, _ in LAYERS if not res.get(name)]
@@ -118,6 +132,7 @@ def doctor(
         console.print(line)
     console.print(Text(f"network policy: {res['network_policy']}", style="dim"))
     console.print(Text(res["launched_runtimes"], style="dim"))
+    console.print(Text(res["builds"], style="dim"))
     console.print(Text(f"seccomp mode: {res['seccomp_mode']}", style="dim"))
     if os.geteuid() != 0:
         if not res.get("userns"):

@@ -119,11 +119,16 @@ def materialise(files: dict[str, bytes], dest: Path) -> Path:
 
 
 def remove_tree(path: Path) -> None:
-    """Remove a (read-only) code tree."""
-    if not path.exists():
+    """Remove a (read-only) code tree. Never through a link: a build's output may hold one to anywhere (a
+    symlink to /root must not make /root 0755)."""
+    if not path.exists() or path.is_symlink():
+        if path.is_symlink():
+            path.unlink()
         return
     for root, dirs, _files in os.walk(path):
         os.chmod(root, 0o755)
         for d in dirs:
-            os.chmod(os.path.join(root, d), 0o755)
+            p = os.path.join(root, d)
+            if not os.path.islink(p):
+                os.chmod(p, 0o755)
     shutil.rmtree(path, ignore_errors=True)

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from polyfn.deploy.archive import remove_tree
-from polyfn.deploy.build import run_streaming
 from polyfn.deploy.detect_dotnet import cs_files
 from polyfn.deploy.errors import DeployError
+from polyfn.deploy.isolate import run_streaming
 from polyfn.runtimes import dotnet
 
 _locks: dict[str, asyncio.Lock] = {}

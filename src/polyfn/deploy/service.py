@@ -25,6 +25,7 @@ from polyfn.deploy import (
     detect,
     detect_dotnet,
     detect_node,
+    isolate,
     knative,
 )
 from polyfn.deploy.artifacts import ArtifactError, S3Artifacts
@@ -55,6 +56,9 @@ class Deployer:
         #: awaited with the name of a function a deploy would create; raises DeployError to refuse it (quotas.py)
         self.admit_create: Callable[[str], Awaitable[None]] | None = None
         self._localising: dict[str, asyncio.Lock] = {}
+        #: where pip, npm and go run (deploy/isolate.py): the node's sandbox decides whether they are isolated
+        manager = getattr(registry, "manager", None)
+        self.builds = isolate.BuildSandbox(settings, lambda: getattr(manager, "sandbox", None))
 
     async def _build_local(self, spec: FunctionSpec, files: dict[str, bytes], sha: str,
                            progress: Callable[[str], None]) -> tuple[Path, str | None]:
@@ -64,11 +68,11 @@ class Deployer:
         code_dir = archive.materialise(files, s.code_dir / spec.name / sha[:24])
         deps_dir = None
         if "requirements.txt" in files and spec.runtime in ("python", "http"):
-            deps_dir = await deps.install(files["requirements.txt"], s.deps_dir, progress)
+            deps_dir = await deps.install(files["requirements.txt"], s.deps_dir, progress, self.builds, files)
         if spec.runtime == "node" and build.needs_npm(files):
-            deps_dir = await build.npm_install(files, s.deps_dir, progress)
+            deps_dir = await build.npm_install(files, s.deps_dir, progress, self.builds)
         if spec.runtime == "http" and spec.handler == detect_node.GO_HANDLER:
-            await build.go_build(code_dir, files, s.data_dir / "build" / sha[:24], s.data_dir / "build" / ".cache", progress)
+            await build.go_build(files, s.data_dir / "build" / sha[:24], progress, self.builds)
         if spec.runtime == "dotnet":
             await build_dotnet.build(files, s.data_dir / "build" / sha[:24], s.data_dir, spec.handler, progress)
         return code_dir, deps_dir

@@ -18,6 +18,8 @@ def apply_rlimits(plan: SandboxPlan) -> str:
     _set(resource.RLIMIT_NOFILE, plan.nofile)
     _set(resource.RLIMIT_CORE, 0)
     _set(resource.RLIMIT_FSIZE, plan.fsize_mb * 1024 * 1024)
+    if plan.nproc:
+        _set(resource.RLIMIT_NPROC, plan.nproc)
     if not plan.cgroup_base:
         # Without a memory cgroup the address-space limit is the only memory bound. It counts virtual
         # memory, so give generous headroom over the function's MB (allocator arenas, thread stacks).

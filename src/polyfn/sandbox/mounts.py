@@ -5,7 +5,8 @@
   disk or read other instances' files.
 * Each `hide` directory (polyfn's data dir: `admin.key`, the database, every function's code) is covered
   by an empty read-only tmpfs; the instance's own code and dependencies (`binds`) are then bind-mounted
-  back, read-only, at their usual paths, through descriptors opened before anything was covered.
+  back, read-only, at their usual paths, through descriptors opened before anything was covered. A
+  deploy-time build (deploy/isolate.py) gets its own directory back read-write (`rw_binds`, nosuid, nodev).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ def setup(plan: SandboxPlan, prepared: Prepared | None = None) -> str:
     if plan.root:
         return _setup_root(plan, prepared)
     fds = [(b, os.open(b, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)) for b in plan.binds if os.path.isdir(b)]
+    rw = [(b, os.open(b, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)) for b in plan.rw_binds]
+    fds_all = fds + rw
     try:
         if plan.tmp_mb:
             linux.mount("tmpfs", "/tmp", "tmpfs", _NOSUID_NODEV, f"size={plan.tmp_mb}m,mode=1777")
@@ -37,18 +40,24 @@ def setup(plan: SandboxPlan, prepared: Prepared | None = None) -> str:
             os.makedirs(target, mode=0o755, exist_ok=True)
             linux.mount(f"/proc/self/fd/{fd}", target, None, linux.MS_BIND | linux.MS_REC)
             linux.mount("none", target, None, _ro_bind_flags(target))
+        for target, fd in rw:
+            os.makedirs(target, mode=0o755, exist_ok=True)
+            linux.mount(f"/proc/self/fd/{fd}", target, None, linux.MS_BIND)
+            linux.mount("none", target, None, linux.MS_REMOUNT | linux.MS_BIND | _NOSUID_NODEV | _kept_flags(target))
         for h in hidden:
             linux.mount("none", h, None, linux.MS_REMOUNT | linux.MS_RDONLY | _NOSUID_NODEV | linux.MS_NOEXEC)
         if plan.secret_files:
             _write_secrets(plan)
     finally:
-        for _, fd in fds:
+        for _, fd in fds_all:
             os.close(fd)
     parts = []
     if plan.tmp_mb:
         parts.append(f"/tmp {plan.tmp_mb} MB")
     if plan.hide:
         parts.append("data dir hidden")
+    if plan.rw_binds:
+        parts.append("own build directory writable")
     if plan.secret_files:
         parts.append(f"{len(plan.secret_files)} secret(s) in /run/secrets")
     return "mount ns (" + ", ".join(parts or ["private"]) + ")"
@@ -92,8 +101,12 @@ _KEEP = ((os.ST_NOEXEC, linux.MS_NOEXEC), (os.ST_NOATIME, 1024), (os.ST_NODIRATI
 
 
 def _ro_bind_flags(path: str) -> int:
+    return linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY | _NOSUID_NODEV | _kept_flags(path)
+
+
+def _kept_flags(path: str) -> int:
     current = os.statvfs(path).f_flag
-    flags = linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY | _NOSUID_NODEV
+    flags = 0
     for st, ms in _KEEP:
         if current & st:
             flags |= ms

@@ -36,6 +36,9 @@ class SandboxPlan(msgspec.Struct, kw_only=True, array_like=True):
     root: list[str] = []  # host paths bound read-only into the instance's own root (besides `binds`)
     root_mask: list[str] = []  # directories a bind brings along that stay empty (site-packages …)
     etc: dict[str, str] = {}  # the generated /etc: file name → content
+    # --- deploy-time builds (deploy/isolate.py)
+    rw_binds: list[str] = []  # directories inside `hide` made visible again read-write (a build's own directory)
+    nproc: int = 0  # RLIMIT_NPROC (processes of the uid); 0 = unchanged (a build's uid is its own)
 
 
 class Prepared(msgspec.Struct, kw_only=True):

@@ -5,7 +5,8 @@ The launcher starts `python -I -m polyfn.sandbox.spawn CFG_FD`; `CFG_FD` is a me
 forked Python instance — `sandbox.prepare` (cgroups, mount/ipc/uts, net, pid namespaces: it becomes the
 supervisor, init and pid 2) and the layers of `sandbox.apply` — and then execs the runtime. Two modes:
 
-* `exec` (the `http` runtime, whose function is known at launch): apply every layer, exec the program.
+* `exec` (the `http` runtime, whose function is known at launch; a deploy-time build, deploy/isolate.py):
+  apply every layer, exec the program.
 * `agent` (pre-started Node processes, which exist before their function is chosen): pid 2 applies what
   does not depend on the function (cgroup limits, network kind, rlimits) and forks the runtime, which
   installs `no_new_privs` + seccomp and execs `node` — still root, running only polyfn's bootstrap.
@@ -41,6 +42,7 @@ class Config(msgspec.Struct, kw_only=True):
     fd: int = -1  # the instance's connection to the server ($POLYFN_FD)
     ctrl: int = -1  # agent mode: the launcher's control socket (the function's plan arrives there)
     seccomp_program: bytes = b""  # the plan's seccomp filter, compiled once by the server (sandbox/seccomp.py)
+    tag_env: bool = True  # add POLYFN_SANDBOX_INFO and POLYFN_HOST_PID (false: a build's environment is only `env`)
 
 
 def _pdeathsig() -> None:
@@ -65,10 +67,15 @@ def _keep_only(fds: set[int]) -> None:
 
 
 def _init_error(fd: int, message: str) -> None:
-    """Report a sandbox failure the way an instance reports an init failure (typed, once)."""
+    """Report a sandbox failure the way an instance reports an init failure (typed, once); without an instance
+    connection (a build), on stderr."""
     from polyfn.protocol import InitError, encode
 
     if fd < 0:
+        try:
+            os.write(2, message.encode() + b"\n")
+        except OSError:
+            pass
         return
     try:
         os.write(fd, encode(InitError({"errorType": "Runtime.SandboxError", "errorMessage": message,
@@ -93,8 +100,9 @@ def _exec_mode(cfg: Config, prepared: object) -> None:
     applied = sandbox.apply(cfg.plan, prepared, tuple(cfg.required))  # type: ignore[arg-type]
     os.chdir(cfg.cwd)
     _keep_only({cfg.fd})
-    os.execve(cfg.argv[0], cfg.argv, {**cfg.env, "POLYFN_SANDBOX_INFO": ", ".join(applied),
-                                      "POLYFN_HOST_PID": _host_pid(prepared)})
+    env = cfg.env if not cfg.tag_env else {**cfg.env, "POLYFN_SANDBOX_INFO": ", ".join(applied),
+                                           "POLYFN_HOST_PID": _host_pid(prepared)}
+    os.execve(cfg.argv[0], cfg.argv, env)
 
 
 def _agent_mode(cfg: Config, prepared: object) -> None:

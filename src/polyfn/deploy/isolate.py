@@ -1,0 +1,436 @@
+"""Where deploy-time builds run (pip, npm, go): as a uid of their own, away from the node's secrets.
+
+A deployer controls `requirements.txt`, `package.json` and the Go code; pip runs an sdist's `setup.py`, a
+requirements file may name any file (`-r /etc/shadow`), a `go.mod` may `replace` a module with any
+directory. So on a node running as root with a mount namespace (`BuildSandbox.isolated`), each build:
+
+* runs as a uid of its own (`BuildUids`: the `build_slots` uids right after the functions' range, one per
+  running build on the host, never a function's, never two builds' at once, whichever node runs them), with setgroups([]), `no_new_privs`, rlimits
+  (processes of that uid, file size, open files) and a wall-clock limit (`build_timeout`), in a cgroup with
+  the node's memory/pids limits when there is one, in a pid namespace when the node has them;
+* in a private mount namespace where the data dir (admin.key, node.key, the databases, every function's code
+  and dependencies) is covered by an empty tmpfs and only the build's own directory (`Workspace.root`:
+  its HOME, TMPDIR, inputs and output) is bound back read-write; /tmp is a private tmpfs;
+* with a scrubbed environment: PATH, LANG, HOME and TMPDIR of its own, and only the operator's tool settings
+  (`PIP_*`, `npm_config_*`, a few `GO*`, proxy and CA variables; their user-level files pip.conf, .npmrc and
+  go/env copied into the build's HOME) — never `POLYFN_*`, keys or database URLs;
+* on the node's `egress` network when it has one (the internet, never the host's loopback services or
+  private ranges; DNS to the node's resolvers), else on the host's network as before;
+* with private caches (pip, npm, Go's build and module caches live in its HOME and go with it): a cache
+  shared between tenants' builds could be poisoned by one of them.
+
+Its result (`Workspace.finish`) is checked (every entry the build uid's, no device or fifo), made root's and
+read-only to others (lchown, never following a link) once every process of the uid is gone, and only then
+renamed into place by the caller. Without root (or with `POLYFN_SANDBOX_DISABLE=build`), builds run as
+before: the server's uid and environment (`polyfn doctor` says so).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import signal
+import stat
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from polyfn.deploy.archive import remove_tree
+from polyfn.deploy.errors import DeployError
+from polyfn.sandbox.plan import SandboxPlan
+
+#: the environment a build keeps from the server's: the operator's settings of the build tools
+KEEP_ENV = frozenset({
+    "PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
+    "NODE_EXTRA_CA_CERTS", "CURL_CA_BUNDLE",
+    "http_proxy", "https_proxy", "no_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY",
+    "GOPROXY", "GOFLAGS", "GOPRIVATE", "GONOPROXY", "GONOSUMDB", "GONOSUMCHECK", "GOSUMDB", "GOINSECURE",
+    "GOVCS", "GOTOOLCHAIN", "GOROOT", "GOAMD64", "GOARM", "GO386", "GOEXPERIMENT",
+})
+KEEP_PREFIXES = ("PIP_", "npm_config_", "NPM_CONFIG_")
+#: where the build uids in use are locked, host-wide (`BuildUids`)
+UID_LOCKS = Path("/run/polyfn/build-uids")
+#: the operator's user-level tool settings (relative to the server's HOME), copied into the build's HOME
+USER_CONFIG = (".config/pip/pip.conf", ".pip/pip.conf", ".npmrc", ".config/go/env")
+
+
+def build_env(environ: Mapping[str, str], home: Path, tmp: Path) -> dict[str, str]:
+    """A build's environment from the server's: only what `KEEP_ENV`/`KEEP_PREFIXES` name, its own HOME and TMPDIR.
+    Pure."""
+    env = {k: v for k, v in environ.items() if k in KEEP_ENV or k.startswith(KEEP_PREFIXES)}
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env.setdefault("LANG", "C.UTF-8")
+    env.pop("PIP_CONFIG_FILE", None)  # (copied into HOME: see `copy_user_config`)
+    env.update(HOME=str(home), TMPDIR=str(tmp), XDG_CONFIG_HOME=str(home / ".config"),
+               XDG_CACHE_HOME=str(home / ".cache"))
+    return env
+
+
+def copy_user_config(environ: Mapping[str, str], home: Path) -> list[Path]:
+    """The operator's user-level pip/npm/go settings, into the build's HOME (the server's HOME may be a 0700
+    /root the build cannot read). `PIP_CONFIG_FILE` becomes `.config/pip/pip.conf` there."""
+    copied = []
+    src_home = Path(environ.get("HOME") or os.path.expanduser("~"))
+    pairs = [(src_home / rel, home / rel) for rel in USER_CONFIG]
+    xdg = environ.get("XDG_CONFIG_HOME")
+    if xdg:
+        pairs += [(Path(xdg) / "pip/pip.conf", home / ".config/pip/pip.conf"),
+                  (Path(xdg) / "go/env", home / ".config/go/env")]
+    if environ.get("PIP_CONFIG_FILE"):
+        pairs.append((Path(environ["PIP_CONFIG_FILE"]), home / ".config/pip/pip.conf"))
+    for src, dest in pairs:
+        try:
+            data = src.read_bytes()
+        except OSError:
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with open(dest, "ab") as f:  # (both of pip's user files: appended, the later one wins)
+            f.write(data + b"\n")
+        copied.append(dest)
+    return copied
+
+
+async def run_streaming(argv: list[str], cwd: Path, env: dict[str, str], progress: Callable[[str], None], *,
+                        timeout: float | None = None, pass_fds: tuple[int, ...] = (),
+                        started: Callable[[int], None] = lambda _pid: None) -> tuple[int, list[str]]:
+    """Run a build tool (pip, npm, go), streaming each output line to `progress`; (exit code, last 40 lines).
+    In a session of its own; past `timeout` seconds its whole process group is killed (-9, said in the tail)."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv, cwd=str(cwd), env=env, stdin=asyncio.subprocess.DEVNULL, pass_fds=pass_fds,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+    )
+    started(proc.pid)
+    tail: list[str] = []
+    assert proc.stdout is not None
+
+    async def read() -> None:
+        async for raw in proc.stdout:  # type: ignore[union-attr]
+            line = raw.decode("utf-8", "replace").rstrip()
+            if line:
+                tail.append(line)
+                del tail[:-40]
+                progress(line)
+
+    try:
+        await asyncio.wait_for(read(), timeout)
+    except TimeoutError:
+        _kill_group(proc.pid)
+        tail.append(f"killed: still running after {timeout:.0f} s (the node's build_timeout)")
+        progress(tail[-1])
+    except BaseException:
+        _kill_group(proc.pid)
+        raise
+    return await proc.wait(), tail
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def exit_note(code: int) -> str:
+    """" (killed by SIGKILL)" for a build tool a signal ended (a limit: memory, time, file size), else "". Pure."""
+    if code >= 0 and code != 128 + signal.SIGXFSZ:
+        return ""
+    sig = -code if code < 0 else code - 128
+    try:
+        return f" (killed by {signal.Signals(sig).name})"
+    except ValueError:
+        return f" (killed by signal {sig})"
+
+
+class BuildUids:
+    """One uid per running build out of `count` from `base` (right after the functions' uids), on the whole host:
+    a uid is taken by holding an exclusive flock on `lock_dir/<uid>` (released when the build ends, or when its
+    server dies), so the builds of two nodes on one host never share a uid (nor kill each other's processes at
+    the end, `kill_uid`). A build waits, polling, while all are taken."""
+
+    def __init__(self, base: int, count: int, lock_dir: Path, poll: float = 0.2):
+        self.base, self.count, self.lock_dir, self.poll = base, count, lock_dir, poll
+        self._held: dict[int, int] = {}
+
+    async def take(self) -> int:
+        self.lock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        while True:
+            for uid in range(self.base, self.base + self.count):
+                if uid in self._held:
+                    continue
+                fd = os.open(self.lock_dir / str(uid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)
+                    continue
+                self._held[uid] = fd
+                return uid
+            await asyncio.sleep(self.poll)
+
+    async def give(self, uid: int) -> None:
+        fd = self._held.pop(uid, -1)
+        if fd >= 0:
+            os.close(fd)
+
+
+def kill_uid(uid: int, attempts: int = 50) -> int:
+    """SIGKILL every process whose real uid is `uid` (a build may have left some behind) until none is left;
+    how many were killed. A uid's processes cannot outlive this (each pass kills what the last one missed)."""
+    killed = 0
+    for _ in range(attempts):
+        found = list(_pids_of(uid))
+        if not found:
+            return killed
+        for pid in found:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:
+                pass
+        time.sleep(0.01)
+    return killed
+
+
+def _pids_of(uid: int) -> Iterator[int]:
+    want = str(uid)
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/status") as f:
+                for line in f:
+                    if line.startswith("Uid:"):
+                        if line.split()[1] == want:
+                            yield int(name)
+                        break
+        except OSError:
+            continue
+
+
+def seal(root: Path, uid: int) -> None:
+    """Make a build's output root's and read-only to everyone else, without following any link: every entry
+    must be the build uid's (anything else — a hard link to another user's file — fails the build); fifos and
+    sockets are dropped; modes become 0755 (directories, executables) or 0644. Call once no process of `uid` is
+    left (kill_uid)."""
+    def fix(path: str, st: os.stat_result) -> None:
+        if st.st_uid != uid:
+            raise ValueError(f"the build left {os.path.relpath(path, root)!r}, which is not its own (uid {st.st_uid})")
+        os.lchown(path, 0, 0)
+        if stat.S_ISLNK(st.st_mode):
+            return
+        if stat.S_ISDIR(st.st_mode) or st.st_mode & 0o111:
+            os.chmod(path, 0o755)  # (not a link: checked above; nothing of the uid runs)
+        else:
+            os.chmod(path, 0o644)
+
+    fix(str(root), os.lstat(root))
+    for dirpath, dirs, files in os.walk(root):  # (os.walk never descends into a link)
+        for name in [*dirs, *files]:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+                os.unlink(path)  # a fifo or socket has no place in dependencies
+                continue
+            fix(path, st)
+
+
+class Workspace:
+    """A build's directory under `parent` (on the destination's filesystem): `root` (0700, the build uid's)
+    holds `home`, `tmp`, `src` (inputs: code, requirements) and `out`, the result the caller renames into place
+    after `finish`."""
+
+    def __init__(self, parent: Path, uid: int | None):
+        self.uid = uid
+        self.root = Path(tempfile.mkdtemp(prefix=".build-", dir=parent))
+        self.home = self.root / "home"
+        self.tmp = self.root / "tmp"
+        self.src = self.root / "src"
+        self.out = self.root / "out"
+        for d in (self.home, self.tmp, self.src, self.out):
+            d.mkdir()
+        if uid is None:
+            self.out.chmod(0o755)
+        self.env: dict[str, str] = {}
+
+    def write(self, rel: str, data: bytes, under: Path | None = None) -> Path:
+        """An input file (requirements, package.json, code) under `src` (or `under`), the build's own."""
+        path = (under or self.src) / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return path
+
+    def hand_over(self) -> None:
+        """Everything made so far becomes the build uid's (just before the build starts)."""
+        if self.uid is None:
+            return
+        for dirpath, dirs, files in os.walk(self.root):
+            os.lchown(dirpath, self.uid, self.uid)
+            for name in [*dirs, *files]:
+                os.lchown(os.path.join(dirpath, name), self.uid, self.uid)
+
+    def finish(self, code: str, keep: Callable[[str], bool] | None = None) -> Path:
+        """The output, sealed (see `seal`; a DeployError `code` if it cannot be): root's and read-only to others.
+        `keep`: which of its top-level names to keep (the others — inputs — are removed first)."""
+        if keep is not None:
+            for name in os.listdir(self.out):
+                if not keep(name):
+                    p = self.out / name
+                    if p.is_dir() and not p.is_symlink():
+                        remove_tree(p)
+                    else:
+                        p.unlink()
+        if self.uid is not None:
+            kill_uid(self.uid)
+            try:
+                seal(self.out, self.uid)
+            except ValueError as e:
+                raise DeployError(code, str(e)) from None
+        else:
+            self.out.chmod(0o755)  # the instance runs as a per-function uid
+        return self.out
+
+    def remove(self) -> None:
+        remove_tree(self.root)
+
+
+def put(path: Path, data: bytes) -> None:
+    """Write a marker or record into a sealed output (`.complete`, `.requirements.txt`) as root: whatever the build
+    left under that name (a link to /etc/passwd, say) is removed first, and the new file never follows a link."""
+    if path.is_dir() and not path.is_symlink():
+        remove_tree(path)
+    elif os.path.lexists(path):
+        path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+class BuildSandbox:
+    """Runs a node's deploy-time builds (see the module doc). `node_sandbox`: returns the node's NodeSandbox once
+    it decided its layers (instances/sandboxing.py), or None (tests; no sandbox)."""
+
+    def __init__(self, settings: Any, node_sandbox: Callable[[], Any] = lambda: None,
+                 environ: Mapping[str, str] | None = None):
+        self.settings = settings
+        self.node_sandbox = node_sandbox
+        self.environ = os.environ if environ is None else environ
+        self.uids = BuildUids(settings.sandbox_uid_base + settings.sandbox_uid_count, settings.build_slots, UID_LOCKS)
+
+    def isolated(self) -> bool:
+        """Builds run as their own uid in a mount namespace: root, the probe found mount namespaces, and
+        `POLYFN_SANDBOX_DISABLE` does not name `build`."""
+        sb = self.node_sandbox()
+        return (os.geteuid() == 0 and sb is not None and "build" not in self.settings.disabled_layers
+                and sb.probe.get("mount") == "")
+
+    def describe(self) -> str:
+        if not self.isolated():
+            why = ("disabled by configuration" if "build" in self.settings.disabled_layers else
+                   "not root" if os.geteuid() != 0 else "no mount namespace")
+            return f"deploy builds: as the server, with its environment ({why})"
+        return (f"deploy builds: uid of their own, data dir hidden, scrubbed environment, network "
+                f"{self._network()}")
+
+    def _network(self) -> str:
+        sb = self.node_sandbox()
+        return "egress" if sb is not None and sb.egress and sb.net_ok else "host"
+
+    @asynccontextmanager
+    async def workspace(self, parent: Path) -> Any:
+        parent.mkdir(parents=True, exist_ok=True)
+        uid = await self.uids.take() if self.isolated() else None
+        ws: Workspace | None = None
+        try:
+            if uid is not None:  # (what a build of a server that died may have left running as this uid)
+                await asyncio.to_thread(kill_uid, uid)
+            ws = Workspace(parent, uid)
+            if uid is None:
+                ws.env = dict(self.environ)
+            else:
+                ws.env = build_env(self.environ, ws.home, ws.tmp)
+                copy_user_config(self.environ, ws.home)
+            yield ws
+        finally:
+            if uid is not None:
+                await asyncio.to_thread(kill_uid, uid)
+            if ws is not None:
+                await asyncio.to_thread(ws.remove)
+            if uid is not None:
+                await self.uids.give(uid)
+
+    async def run(self, ws: Workspace, argv: list[str], cwd: Path, env: Mapping[str, str],
+                  progress: Callable[[str], None], ro: tuple[Path, ...] | list[Path] = ()) -> tuple[int, list[str]]:
+        """Run a build tool in `ws` (with `env` over the workspace's environment), streaming its output lines to
+        `progress`; (exit code, last 40 lines). Past `build_timeout` seconds it is killed (exit code -9, said in
+        the tail). `ro`: directories of the data dir the build may read (the Go standard library's packages)."""
+        full = {**ws.env, **env}
+        if ws.uid is None:
+            return await run_streaming(argv, cwd, full, progress, timeout=self.settings.build_timeout)
+        ws.hand_over()
+        plan, prepare, required = self._plan(ws, [str(p.resolve()) for p in ro])
+        from polyfn.instances.launcher import prepare_env, spawn_command
+        from polyfn.sandbox.spawn import Config
+
+        cfg = Config(mode="exec", argv=argv, env=full, cwd=str(cwd), prepare_env=prepare_env(plan, prepare),
+                     plan=plan, required=required, tag_env=False)
+        cfg_fd = os.memfd_create("polyfn-build", os.MFD_CLOEXEC)
+        pid = 0
+        try:
+            os.write(cfg_fd, msgspec.json.encode(cfg))
+
+            def started(p: int) -> None:
+                nonlocal pid
+                pid = p
+
+            return await run_streaming(spawn_command(cfg_fd), Path("/"), {"PATH": full.get("PATH", "")}, progress,
+                                       timeout=self.settings.build_timeout, pass_fds=(cfg_fd,), started=started)
+        finally:
+            os.close(cfg_fd)
+            await asyncio.to_thread(kill_uid, ws.uid)
+            sb = self.node_sandbox()
+            if pid and sb is not None and sb.cgroups is not None:
+                sb.cgroups.remove_all(pid)
+
+    def _plan(self, ws: Workspace, ro: list[str]) -> tuple[SandboxPlan, dict[str, str], list[str]]:
+        s = self.settings
+        sb = self.node_sandbox()
+        from polyfn.sandbox import rootfs
+
+        hide, binds = rootfs.interpreter_exposure()  # (sys.executable and polyfn may live under a 0700 /root)
+        network = self._network()
+        namespaces = {"mount"} | ({"pid"} & sb.namespaces) | ({"net"} if network == "egress" else set())
+        prepare = {"POLYFN_SANDBOX_NS": ",".join(sorted(namespaces))}
+        if sb.pid_helper:
+            prepare["POLYFN_SANDBOX_INIT"] = sb.pid_helper
+        if sb.cgroups is not None:
+            prepare.update({"POLYFN_CGROUP_BASE": str(sb.cgroups.memory),
+                            "POLYFN_CGROUP_EXTRA": ",".join(f"{k}={v}" for k, v in sb.cgroups.extra.items()),
+                            "POLYFN_CGROUP_VERSION": str(sb.cgroups.version)})
+        if network == "egress":
+            prepare["POLYFN_SANDBOX_EGRESS"] = "1"
+        plan = SandboxPlan(
+            memory_mb=s.build_memory,
+            cgroup_base=str(sb.cgroups.memory) if sb.cgroups is not None else "",
+            cgroup_version=sb.cgroups.version if sb.cgroups is not None else 0,
+            pids_max=s.build_processes,
+            nofile=8192,
+            fsize_mb=s.build_file_size,
+            cpu_shares=512,
+            cpu_quota=s.cpu_quota,
+            uid=ws.uid or 0,
+            gid=ws.uid or 0,
+            tmp_mb=s.tmp_size,
+            hide=[str(s.data_dir.resolve()), *hide],
+            binds=[*ro, *binds],
+            rw_binds=[str(ws.root.resolve())],
+            network=network,
+            no_new_privs=True,
+            nproc=s.build_processes,
+        )
+        return plan, prepare, sorted(namespaces)

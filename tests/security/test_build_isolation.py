@@ -1,0 +1,246 @@
+"""Deploy-time builds (pip, npm, go) run as a uid of their own, away from the node's secrets
+(deploy/isolate.py). Every deploy goes through a real `polyfn serve` running as root with every layer the
+host allows; the files tried are real (/etc/shadow, the node's admin.key, another function's code)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+
+from .. import needs
+from ..e2e.conftest import Server, error_code
+from .conftest import CANARY, require
+
+pytestmark = needs.unless(needs.ROOT, "deploy builds are isolated only when polyfn runs as root")
+
+
+def deploy(node: Server, name: str, files: dict[str, str], **spec: object) -> dict:
+    r = node.api.post("/v1/functions", json={"name": name, "files": files, **spec})
+    return {"status": r.status_code, "code": error_code(r) if r.status_code >= 400 else "",
+            "message": r.json().get("error", {}).get("message", "") if r.status_code >= 400 else "", "body": r.text}
+
+
+def secret_lines(path: Path) -> list[str]:
+    """The lines of a secret file worth leaking (long enough to be unambiguous in a message)."""
+    return [ln.strip() for ln in path.read_text().splitlines() if len(ln.strip()) >= 6]
+
+
+HANDLER = "def handler(event, context):\n    return 'ok'\n"
+
+
+def test_requirements_cannot_read_shadow(node: Server) -> None:
+    require(node, "mount ns")
+    lines = secret_lines(Path("/etc/shadow"))
+    assert lines, "the test needs a non-empty /etc/shadow"
+    out = deploy(node, "req-shadow", {"handler.py": HANDLER, "requirements.txt": "-r /etc/shadow\n"})
+    assert out["status"] == 400 and out["code"] == "dependency_install_failed", out
+    for ln in lines:
+        assert ln not in out["body"] and ln.split(":")[0] + ":" not in out["message"].replace("/etc/shadow", ""), ln
+    assert "Permission denied" in out["message"] or "Errno 13" in out["message"], out["message"]
+
+
+def test_requirements_cannot_read_the_admin_key(node: Server) -> None:
+    require(node, "mount ns")
+    key_file = node.data_dir / "admin.key"
+    out = deploy(node, "req-key", {"handler.py": HANDLER, "requirements.txt": f"-r {key_file}\n"})
+    assert out["status"] == 400 and out["code"] == "dependency_install_failed", out
+    assert node.key not in out["body"] and node.key[:12] not in out["body"], out
+    assert "No such file" in out["message"], out["message"]  # the data dir is not there at all
+
+
+SETUP_PY = '''
+import json, os, socket
+from setuptools import setup
+
+def attempt(fn):
+    try:
+        return "ok " + str(fn())[:80]
+    except OSError as e:
+        return type(e).__name__
+
+def connect(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=3):
+        return "connected"
+
+status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+facts = {
+    "uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid(), "groups": os.getgroups(),
+    "env": sorted(os.environ), "values": sorted(os.environ.values()),
+    "home": os.environ.get("HOME", ""), "cwd": os.getcwd(),
+    "no_new_privs": status["NoNewPrivs"].strip(),
+    "admin_key": attempt(lambda: open(ADMIN_KEY).read()),
+    "data_dir": attempt(lambda: os.listdir(DATA_DIR)),
+    "shadow": attempt(lambda: open("/etc/shadow").read()),
+    "api": attempt(lambda: connect(PORT)),
+    "nproc": __import__("resource").getrlimit(__import__("resource").RLIMIT_NPROC)[0],
+}
+with open("probe_build.py", "w") as f:
+    f.write("FACTS = " + repr(json.dumps(facts)) + "\\n")
+setup(name="probe-build", version="1.0", py_modules=["probe_build"])
+'''
+
+
+def test_pip_build_runs_unprivileged_with_a_scrubbed_environment(node: Server) -> None:
+    """A local package's setup.py runs at deploy (as any sdist's does): it records what it could do into the
+    module it builds, and the function returns that."""
+    require(node, "mount ns")
+    setup = (SETUP_PY.replace("ADMIN_KEY", repr(str(node.data_dir / "admin.key")))
+             .replace("DATA_DIR", repr(str(node.data_dir))).replace("PORT", str(node.port)))
+    files = {"handler.py": "import json, probe_build\ndef handler(event, context):\n    return json.loads(probe_build.FACTS)\n",
+             "requirements.txt": "./probe\n", "probe/setup.py": setup}
+    out = deploy(node, "req-probe", files)
+    assert out["status"] in (200, 201), out
+    r = node.http.post("/fn/req-probe", json={})
+    assert r.status_code == 200, r.text
+    facts = r.json()
+    uid_base = 200_000 + 60_000  # the build uids follow the functions' (sandbox_uid_base + sandbox_uid_count)
+    assert facts["uid"] == facts["euid"] == facts["gid"] and uid_base <= facts["uid"] < uid_base + 1024, facts
+    assert facts["groups"] == [] and facts["no_new_privs"] == "1", facts
+    assert not [k for k in facts["env"] if k.startswith("POLYFN_")], facts["env"]
+    assert CANARY not in facts["values"] and node.key not in json.dumps(facts), facts["env"]
+    assert facts["home"] and not facts["home"].startswith("/root"), facts["home"]
+    assert facts["admin_key"] == "FileNotFoundError" and facts["shadow"] == "PermissionError", facts
+    assert facts["data_dir"] == "ok ['deps']", facts["data_dir"]  # an empty tmpfs, down to its own build dir
+    assert 0 < facts["nproc"] < 1_000_000, facts["nproc"]
+    if "egress" in node.log.read_text().split("instance isolation:")[1].splitlines()[0].split("; off:")[0]:
+        assert facts["api"] == "ConnectionRefusedError", facts["api"]  # its own loopback, not the node's
+    # what it installed is root's and read-only to every other uid (no later build or function alters it)
+    installed = list((node.data_dir / "deps").glob("*/probe_build.py"))
+    assert installed, list((node.data_dir / "deps").iterdir())
+    deps_dir = installed[0].parent
+    for p in [deps_dir, *deps_dir.rglob("*")]:
+        st = p.lstat()
+        assert st.st_uid == 0 and st.st_gid == 0, (p, st.st_uid)
+        if not stat.S_ISLNK(st.st_mode):
+            assert not st.st_mode & 0o022, (p, oct(st.st_mode))
+    assert not [p for p in (node.data_dir / "deps").iterdir() if p.name.startswith(".build-")]
+
+
+def code_dir(node: Server, name: str) -> Path:
+    """Where the node keeps a function's code (data_dir/code/NAME/SHA)."""
+    dirs = list((node.data_dir / "code" / name).iterdir())
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+def test_npm_cannot_take_another_functions_code(node: Server) -> None:
+    require(node, "mount ns")
+    needs.tool("npm")
+    victim = {"index.js": "exports.handler = async () => 'victim';",
+              "package.json": json.dumps({"name": "victim", "version": "1.0.0", "main": "index.js"})}
+    assert deploy(node, "npm-victim", victim)["status"] in (200, 201)
+    target = code_dir(node, "npm-victim")
+    assert (target / "package.json").exists()
+    pkg = json.dumps({"name": "thief", "version": "1.0.0", "dependencies": {"victim": f"file:{target}"}})
+    out = deploy(node, "npm-thief", {"index.js": "exports.handler = async () => require('victim');",
+                                     "package.json": pkg})
+    assert out["status"] == 400 and out["code"] == "dependency_install_failed", out
+
+
+GO_MAIN = '''package main
+
+import (
+	"net/http"
+	"os"
+	victim "example.com/victim"
+)
+
+func main() {
+	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(victim.Secret)) })
+	http.ListenAndServe(":"+os.Getenv("PORT"), nil)
+}
+'''
+
+
+@pytest.mark.skipif(shutil.which("go") is None and os.environ.get("CI") != "true",
+                    reason="no Go toolchain (apt-get install golang-go)")
+def test_go_replace_cannot_compile_in_another_functions_code(node: Server) -> None:
+    require(node, "mount ns")
+    victim = {"handler.py": "SECRET = 1\ndef handler(event, context):\n    return 'victim'\n",
+              "go.mod": "module example.com/victim\n\ngo 1.19\n",
+              "secret.go": 'package victim\n\nconst Secret = "victim-secret-31337"\n'}
+    assert deploy(node, "go-victim", victim)["status"] in (200, 201)
+    target = code_dir(node, "go-victim")
+    assert (target / "secret.go").exists()
+    files = {"main.go": GO_MAIN,
+             "go.mod": f"module thief\n\ngo 1.19\n\nrequire example.com/victim v0.0.0\n\nreplace example.com/victim => {target}\n"}
+    out = deploy(node, "go-thief", files, runtime="http", handler="@go")
+    assert out["status"] == 400 and out["code"] == "build_failed", out
+    assert str(target) in out["message"] or "no such file" in out["message"].lower(), out["message"]
+
+
+@pytest.mark.skipif((shutil.which("go") is None or shutil.which("gcc") is None) and os.environ.get("CI") != "true",
+                    reason="no Go toolchain or C compiler")
+def test_go_cgo_include_of_shadow_shows_nothing(node: Server) -> None:
+    require(node, "mount ns")
+    lines = secret_lines(Path("/etc/shadow"))
+    cgo = 'package main\n\n// #include "/etc/shadow"\nimport "C"\n\nfunc main() {}\n'
+    out = deploy(node, "go-cgo", {"main.go": cgo, "go.mod": "module cgo\n\ngo 1.19\n"}, runtime="http", handler="@go")
+    assert out["status"] == 400 and out["code"] == "build_failed", out
+    for ln in lines:
+        assert ln not in out["body"], ln
+
+
+HANGING_SETUP_PY = '''
+import os, time
+if os.fork() == 0:  # a daemon of its own session, left behind by the build
+    os.setsid()
+    if os.fork() == 0:
+        os.execvp("sleep", ["sleep", "MARK"])
+    os._exit(0)
+time.sleep(3600)
+'''
+
+
+def test_a_build_is_killed_at_the_timeout_with_everything_it_started(tmp_path: Path) -> None:
+    from ..e2e.conftest import pid_alive, start_server, wait_until
+
+    mark = f"{3000 + os.getpid() % 1000}.25"  # `sleep MARK`: this test's daemon, found by its command line
+
+    def daemons() -> list[int]:
+        found = []
+        for d in Path("/proc").iterdir():
+            try:
+                if d.name.isdigit() and (d / "cmdline").read_bytes() == f"sleep\0{mark}\0".encode():
+                    found.append(int(d.name))
+            except OSError:
+                pass
+        return found
+
+    node = start_server(tmp_path / "data", env={"POLYFN_BUILD_TIMEOUT": "10"})
+    try:
+        require(node, "mount ns")
+        files = {"handler.py": HANDLER, "requirements.txt": "./hang\n",
+                 "hang/setup.py": HANGING_SETUP_PY.replace("MARK", mark)}
+        out = deploy(node, "req-hang", files)
+        assert out["status"] == 400 and out["code"] == "dependency_install_failed", out
+        assert "still running after 10 s" in out["message"], out["message"]
+        assert wait_until(lambda: not [p for p in daemons() if pid_alive(p)], 10), daemons()
+        assert not [p for p in (node.data_dir / "deps").iterdir() if p.name.startswith(".build-")]
+        assert deploy(node, "after-hang", {"handler.py": HANDLER})["status"] in (200, 201)  # the node is fine
+    finally:
+        node.stop()
+
+
+def test_sandbox_disable_build_runs_builds_as_the_server_as_before(tmp_path: Path) -> None:
+    """The operator's way out (POLYFN_SANDBOX_DISABLE=build), and the path a node without root takes."""
+    from ..e2e.conftest import start_server
+
+    node = start_server(tmp_path / "data", env={"POLYFN_SANDBOX_DISABLE": "build"})
+    try:
+        setup = (SETUP_PY.replace("ADMIN_KEY", repr(str(node.data_dir / "admin.key")))
+                 .replace("DATA_DIR", repr(str(node.data_dir))).replace("PORT", str(node.port)))
+        files = {"handler.py": "import json, probe_build\ndef handler(event, context):\n    return json.loads(probe_build.FACTS)\n",
+                 "requirements.txt": "./probe\n", "probe/setup.py": setup}
+        out = deploy(node, "req-probe-root", files)
+        assert out["status"] in (200, 201), out
+        facts = node.http.post("/fn/req-probe-root", json={}).json()
+        assert facts["uid"] == 0 and facts["admin_key"].startswith("ok "), facts
+        assert "deploy builds: as the server" in node.log.read_text()
+    finally:
+        node.stop()
