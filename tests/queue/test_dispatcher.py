@@ -133,3 +133,34 @@ async def test_jobs_waiting_for_a_slot_run_in_the_task_that_freed_it(tmp_path: P
             assert sorted(job.id for job, _, _ in q._done) == sorted({"a", "b", "c"} - fail)
         finally:
             await q.db.close()
+
+
+async def test_a_completion_batch_of_the_streams_jobs_writes_nothing_to_the_file(tmp_path: Path) -> None:
+    """A job from the cluster's stream has no row in the queue file: completing it is its ack (the feed's
+    `settled`), not a DELETE of nothing in a commit of the file's own."""
+    q = await _queue(tmp_path, Invoker())
+    settled: list[str] = []
+
+    class Stream:
+        async def settled(self, jobs: list[Job]) -> None:
+            settled.extend(j.id for j in jobs)
+
+        def room_freed(self) -> None:
+            pass
+
+    class Recorder:
+        async def flush(self, background: bool = False) -> None:
+            pass
+
+    stream = Stream()
+    q.feeds = [q.file, stream]  # type: ignore[list-item]
+    q.invoker.recorder = Recorder()  # type: ignore[attr-defined]
+    try:
+        out = SimpleNamespace(status=200)
+        q._done = [(Job(id="s1", function="f"), stream, out), (Job(id="s2", function="f"), stream, out)]  # type: ignore[list-item]
+        q.ledger.nheld = 2
+        commits = q.db.commits
+        await q._complete()
+        assert settled == ["s1", "s2"] and q.db.commits == commits and q.ledger.nheld == 0
+    finally:
+        await q.db.close()

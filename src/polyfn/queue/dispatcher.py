@@ -281,7 +281,11 @@ class AsyncQueue(Attempts, Cancels):
                     callbacks = [(job.id, job.callback_url, *self.callbacks.payload(
                         job, out, "success" if out.status < 400 else "error")) for job, _, out in batch
                         if job.callback_url]
-                    await self.db.finish_many([job.id for job, _, _ in batch], callbacks, now)
+                    # (the cluster stream's jobs have no row in the file: they leave the stream in `settled`)
+                    file = self.file
+                    mine = [job.id for job, f, _ in batch if f is file]
+                    if mine or callbacks:
+                        await self.db.finish_many(mine, callbacks, now)
                 except BaseException:
                     self._done[:0] = batch
                     raise
