@@ -192,7 +192,7 @@ class AsyncQueue(Attempts, Cancels):
         # Time-ordered ids (like the invoker's): the jobs and activations primary keys stay append-mostly.
         job = Job.of(call, job_id or new_activation_id(), callback_url, self.clock())
         try:
-            await self.feed.accept(job)
+            await self.feed.accept(job, job_id is not None)
         except QueueUnavailable as e:
             raise Rejected(503, "queue_unavailable", str(e)) from None
         return job.id

@@ -75,8 +75,8 @@ class FileFeed:
 
     # -- accepting ----------------------------------------------------------------------------------
 
-    async def accept(self, job: Job) -> None:
-        function, h = job.function, self.holder
+    async def accept(self, job: Job, dedupe: bool = True) -> None:
+        function, h = job.function, self.holder  # (a second job with the same id fails its insert: no `dedupe`)
         direct = (not self._behind_all and function not in self._behind and not self._claiming
                   and not h.stopping and h.ledger.room(function) > 0)
         if direct:  # claimed at insert: it starts as soon as it is committed
