@@ -133,3 +133,72 @@ async def test_jobs_waiting_for_a_slot_run_in_the_task_that_freed_it(tmp_path: P
             assert sorted(job.id for job, _, _ in q._done) == sorted({"a", "b", "c"} - fail)
         finally:
             await q.db.close()
+
+
+class _Stream:
+    """The cluster stream's feed as the completion batch sees it: what it was told settled."""
+
+    def __init__(self) -> None:
+        self.settled_ids: list[str] = []
+
+    async def settled(self, jobs: list[Job]) -> None:
+        self.settled_ids.extend(j.id for j in jobs)
+
+    def room_freed(self) -> None:
+        pass
+
+
+class _Recorder:
+    async def flush(self, background: bool = False) -> None:
+        pass
+
+
+async def test_a_completion_batch_of_the_streams_jobs_writes_nothing_to_the_file(tmp_path: Path) -> None:
+    """A job from the cluster's stream has no row in the queue file: completing it is its ack (the feed's
+    `settled`), not a DELETE of nothing in a commit of the file's own."""
+    q = await _queue(tmp_path, Invoker())
+    stream = _Stream()
+    settled = stream.settled_ids
+    q.feeds = [q.file, stream]  # type: ignore[list-item]
+    q.invoker.recorder = _Recorder()  # type: ignore[attr-defined]
+    try:
+        out = SimpleNamespace(status=200)
+        q._done = [(Job(id="s1", function="f"), stream, out), (Job(id="s2", function="f"), stream, out)]  # type: ignore[list-item]
+        q.ledger.nheld = 2
+        commits = q.db.commits
+        await q._complete()
+        assert settled == ["s1", "s2"] and q.db.commits == commits and q.ledger.nheld == 0
+    finally:
+        await q.db.close()
+
+
+async def test_a_completion_batch_goes_as_soon_as_enough_jobs_wait(tmp_path: Path, monkeypatch: Any) -> None:
+    """Finished jobs leave in batches at most every COMPLETE_EVERY seconds, but a full batch does not wait."""
+    import asyncio
+
+    from polyfn.queue import dispatcher
+
+    monkeypatch.setattr(dispatcher, "COMPLETE_EVERY", 30.0)
+    q = await _queue(tmp_path, Invoker())
+    stream = _Stream()
+    settled = stream.settled_ids
+    q.feeds = [q.file, stream]  # type: ignore[list-item]
+    q.invoker.recorder = _Recorder()  # type: ignore[attr-defined]
+    q._loop = asyncio.get_running_loop()
+    q._complete_at = 2
+    q.ledger.nheld = 3
+    task = asyncio.create_task(q._complete_loop())
+    try:
+        out: Any = SimpleNamespace(status=200)
+        await q._succeeded(Job(id="j1", function="f"), stream, out)  # type: ignore[arg-type]
+        await asyncio.sleep(0.1)
+        assert settled == ["j1"]  # the first batch at once
+        await q._succeeded(Job(id="j2", function="f"), stream, out)  # type: ignore[arg-type]
+        await asyncio.sleep(0.1)
+        assert settled == ["j1"]  # one job: it waits for the interval
+        await q._succeeded(Job(id="j3", function="f"), stream, out)  # type: ignore[arg-type]
+        await asyncio.sleep(0.1)
+        assert settled == ["j1", "j2", "j3"]  # two: a full batch, gone without waiting 30 s
+    finally:
+        task.cancel()
+        await q.db.close()

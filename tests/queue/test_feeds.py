@@ -55,6 +55,7 @@ async def _claimed(feed: FileFeed, holder: Holder, n: int) -> None:
     """Run the claim loop until a claim ran and `n` jobs were dispatched."""
     feed.start()
     try:
+        await asyncio.sleep(0.05)  # (a claim runs at once if one is due)
         for _ in range(500):
             if not feed._behind_all and len(holder.dispatched) >= n:
                 return
@@ -111,6 +112,21 @@ async def test_file_feed_reschedules_gives_back_and_cancels_in_the_file(db: Queu
     assert (await feed.cancel("j2", 1000.0)).reason == "cancelled"
     assert await feed.cancel("j3", 1000.0) is None  # running: not the feed's to cancel
     assert await feed.deleted("f") == []  # the file's jobs are dead-lettered when they come up
+
+
+async def test_file_feed_claim_loop_is_woken_by_finished_jobs_only_when_a_claim_could_take_something(
+        db: QueueDB) -> None:
+    holder = Holder(cap=1, max_held=1)
+    feed = FileFeed(db, holder, holder.clock)
+    await _claimed(feed, holder, 0)
+    feed._wake.clear()
+    feed.room_freed()  # nothing waits in the file: no claim to make (on the cluster's stream, the usual case)
+    assert not feed._wake.is_set()
+    holder.hold("f")
+    await feed.accept(job("j1"))  # no room: queued behind
+    feed._wake.clear()
+    feed.room_freed()
+    assert feed._wake.is_set()
 
 
 class Msg:

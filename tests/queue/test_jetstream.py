@@ -72,6 +72,34 @@ async def test_a_first_publish_is_deduplicated_by_job_id(jobs: JetStreamJobs) ->
     assert (await jobs.get(j.id)).attempt == 1  # the newest message is the job's state
 
 
+async def test_a_job_id_the_node_made_is_published_without_headers(jobs: JetStreamJobs) -> None:
+    """Nothing can send a node-made id twice: no JetStream message id, and no header for a delivery to parse."""
+    mine, given = job("fh"), job("fh", 1)
+    await jobs.publish(mine, first=True, dedupe=False)
+    await jobs.publish(given, first=True)  # a caller's id (a Lambda request id, an alarm tick's): deduplicated
+    assert (await jobs._js.get_last_msg(jobs.stream, jobs.subject("fh", mine.id))).headers is None
+    raw = await jobs._js.get_last_msg(jobs.stream, jobs.subject("fh", given.id))
+    assert raw.headers == {"Nats-Msg-Id": given.id}
+    got = await jobs.fetch("fh", 10, timeout=1)
+    assert [j for j, _ in got] == [mine, given]
+
+
+async def test_a_publish_stored_by_another_stream_than_the_queues_fails(jobs: JetStreamJobs) -> None:
+    from nats.js.api import StreamConfig
+
+    from polyfn.queue.jswire import PublishFailed
+
+    other = f"OTHER_{secrets.token_hex(4).upper()}"
+    await jobs._js.add_stream(StreamConfig(name=other, subjects=[f"{other}.>"]))
+    try:
+        assert jobs._pub is not None
+        with pytest.raises(PublishFailed, match="another stream"):
+            await jobs._pub.publish(f"{other}.f.1", b"x", jobs.stream)
+        await jobs._pub.publish(f"{jobs.stream}.f.1", b"x", jobs.stream)  # (its own: stored)
+    finally:
+        await jobs._js.delete_stream(other)
+
+
 async def test_a_job_whose_holder_goes_quiet_is_delivered_again(jobs: JetStreamJobs) -> None:
     j = job("fq")
     await jobs.publish(j, first=True)
@@ -229,7 +257,7 @@ async def test_a_publish_nobody_acknowledges_times_out() -> None:
         pub = Publisher(nc, timeout=0.3)
         await pub.start()
         with pytest.raises(PublishFailed, match="no PubAck"):
-            await pub.publish(subject, b"x", {})
+            await pub.publish(subject, b"x", "ANY")
         await pub.stop()
     finally:
         await nc.close()

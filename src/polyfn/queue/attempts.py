@@ -78,6 +78,8 @@ class Attempts:
     callbacks: Callbacks
     _done: list[tuple[Job, Feed, Outcome]]
     _done_wake: asyncio.Event
+    _done_full: asyncio.Event
+    _complete_at: int
     _invoked: Callable[[str, bool], tuple[Job, Feed] | None]
     on_reply: Any
     on_failure: Callable[[Job, str], None] | None
@@ -185,8 +187,11 @@ class Attempts:
         """Into the completion batch (its function's slot is free now)."""
         if job.trigger == "events" and out.status < 400 and self.on_reply is not None:
             await self._reply(job, out.body)
-        self._done.append((job, feed, out))
+        done = self._done
+        done.append((job, feed, out))
         self._done_wake.set()
+        if len(done) >= self._complete_at:
+            self._done_full.set()
         self.release(job.function, completing=True)
         return True
 

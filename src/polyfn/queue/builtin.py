@@ -239,7 +239,7 @@ class QueueDB(GroupCommitFile):
                           callbacks: Sequence[tuple[str, str, bytes, dict[str, str] | None]] = (),
                           now: float = 0.0) -> None:
         """Jobs done: deleted, and their result callbacks `(id, url, payload, headers)` queued, in one commit."""
-        stmts: list[Stmt] = [("DELETE FROM jobs WHERE id=?", [(i,) for i in job_ids], True)]
+        stmts: list[Stmt] = [("DELETE FROM jobs WHERE id=?", [(i,) for i in job_ids], True)] if job_ids else []
         if callbacks:
             stmts.append((_INSERT_CALLBACK, [_callback_row(i, url, payload, headers, now)
                                              for i, url, payload, headers in callbacks], True))

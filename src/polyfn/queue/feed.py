@@ -57,8 +57,9 @@ class Feed(Protocol):
     async def close(self) -> None:
         """After the dispatcher's last completion: release what the feed still holds open."""
 
-    async def accept(self, job: Job) -> None:
-        """Durably queue a new job (returns once it is stored); the feed may start it at once."""
+    async def accept(self, job: Job, dedupe: bool = True) -> None:
+        """Durably queue a new job (returns once it is stored); the feed may start it at once. Not `dedupe`: its
+        id was made by the node for this job (no caller can send it again), so nothing need detect a second."""
 
     def room_freed(self) -> None:
         """The dispatcher has room again (a job was settled)."""

@@ -26,6 +26,7 @@ class FileFeed:
         self.holder = holder
         self.clock = clock
         self.task: asyncio.Task[None] | None = None  # the claim loop
+        self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # (set by `start`)
         self._wake = asyncio.Event()
         # Functions that may have due pending jobs in the file (new jobs of theirs queue behind them), all
         # of them at start; and the same marks made while a claim runs (its view of the file may miss them).
@@ -37,7 +38,8 @@ class FileFeed:
         self._next_due: float | None = None  # earliest retry not yet due
 
     def start(self) -> None:
-        self.task = asyncio.create_task(self._loop())
+        self._loop = asyncio.get_running_loop()
+        self.task = self._loop.create_task(self._claims())
 
     async def stop(self) -> None:
         self._wake.set()
@@ -63,15 +65,18 @@ class FileFeed:
             self._marked.add(function)
 
     def room_freed(self) -> None:
-        self._wake.set()
+        # Only when a claim could take something: woken at every finished job for nothing (the usual case on the
+        # cluster's stream, or with no backlog), the loop cost a wait_for task each time.
+        if self._behind or self._behind_all or self._next_due is not None:
+            self._wake.set()
 
     def ran(self, function: str, seconds: float) -> None:
         pass
 
     # -- accepting ----------------------------------------------------------------------------------
 
-    async def accept(self, job: Job) -> None:
-        function, h = job.function, self.holder
+    async def accept(self, job: Job, dedupe: bool = True) -> None:
+        function, h = job.function, self.holder  # (a second job with the same id fails its insert: no `dedupe`)
         direct = (not self._behind_all and function not in self._behind and not self._claiming
                   and not h.stopping and h.ledger.room(function) > 0)
         if direct:  # claimed at insert: it starts as soon as it is committed
@@ -97,7 +102,7 @@ class FileFeed:
 
     # -- claiming -----------------------------------------------------------------------------------
 
-    async def _loop(self) -> None:
+    async def _claims(self) -> None:
         while not self.holder.stopping:
             try:
                 await self._claim_once()
@@ -144,8 +149,14 @@ class FileFeed:
         wait = 1.0
         if free > 0 and self._next_due is not None:
             wait = min(max(self._next_due - self.clock(), 0.001), 1.0)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), wait)
+        if self._wake.is_set():
+            return
+        # (a timer that sets the event, not `wait_for`: that made a task and a future every time)
+        timer = self._loop.call_later(wait, self._wake.set)
+        try:
+            await self._wake.wait()
+        finally:
+            timer.cancel()
 
     # -- settling -----------------------------------------------------------------------------------
 

@@ -189,16 +189,17 @@ class JetStreamJobs(NodeMessages):
                 pass
             await self._nc.close()
 
-    async def publish(self, job: Job, first: bool = False) -> None:
+    async def publish(self, job: Job, first: bool = False, dedupe: bool = True) -> None:
         """Store `job` in the stream; returns once JetStream has it. The first publish of a job is deduplicated
-        by its id (a client retrying an accepted submit within 2 minutes adds nothing)."""
-        msg_id = job.id if first else f"{job.id}:{job.attempt}:{job.not_before!r}"
+        by its id (a client retrying an accepted submit within 2 minutes adds nothing) unless not `dedupe`: an id
+        the node made for this publish alone (nothing else can send it again) needs no JetStream message id,
+        and the message then carries no header (less for JetStream to keep, and for every delivery to parse)."""
+        msg_id = (job.id if dedupe else None) if first else f"{job.id}:{job.attempt}:{job.not_before!r}"
         try:
             if job.function not in self._subs:  # its consumer exists before its first job (counted by it)
                 await self._consumer(job.function, self.stream, self.subject(job.function, "*"), f"fn-{job.function}")
             assert self._pub is not None
-            await self._pub.publish(self.subject(job.function, job.id), _encode(job),
-                                    {"Nats-Msg-Id": msg_id, "Nats-Expected-Stream": self.stream})
+            await self._pub.publish(self.subject(job.function, job.id), _encode(job), self.stream, msg_id)
         except Exception as e:
             raise QueueUnavailable(f"the async queue (NATS JetStream at {self.url}) did not take the job: "
                                    f"{type(e).__name__}: {e}") from None
@@ -267,8 +268,8 @@ class JetStreamJobs(NodeMessages):
         JetStream stored them all (deduplicated by subscriber and message id)."""
         async def one(sub: str, m: tuple[str, bytes, dict[str, str], float]) -> None:
             assert self._pub is not None
-            await self._pub.publish(f"{self.topics_stream}.{sub}", _encode(TopicMessage(*m)),
-                                    {"Nats-Msg-Id": f"{sub}:{m[0]}", "Nats-Expected-Stream": self.topics_stream})
+            await self._pub.publish(f"{self.topics_stream}.{sub}", _encode(TopicMessage(*m)), self.topics_stream,
+                                    f"{sub}:{m[0]}")
 
         try:
             await asyncio.gather(*(one(sub, m) for sub in subscribers for m in msgs))

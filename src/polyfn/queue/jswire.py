@@ -8,7 +8,10 @@ with `wait_for` as well. At thousands of jobs a second that was a quarter of the
 * `Publisher`: every publish carries a reply subject under one subscription of the node's own (`<inbox>.<n>`,
   a counter); its PubAck resolves a future. Timeouts are swept once a quarter second for all publishes (they
   are made in order with one timeout, so the oldest expire first), not timed one by one. A PubAck is parsed
-  only when it reports an error. The caller still returns only once JetStream stored the message.
+  only when it reports an error; the stream that stored the message is checked in its bytes (what the
+  `Nats-Expected-Stream` header asked of JetStream: that header, stored with every message, cost each
+  delivery a parse of it in nats-py). A message without a `msg_id` carries no header at all. The caller
+  still returns only once JetStream stored the message.
 * `Puller`: a function's jobs from its durable consumer. A fetch asks for `n` messages with `no_wait`
   (JetStream sends what it has now, then a 404 status when short): the batch ends cleanly, no request left
   open that could deliver more than the node has room for. With nothing there, it asks for one message with
@@ -41,7 +44,7 @@ class Publisher:
         self.timeout = timeout
         self.prefix = ""
         self._n = 0
-        self._futs: dict[str, asyncio.Future[None]] = {}
+        self._futs: dict[str, tuple[asyncio.Future[None], bytes]] = {}  # token → (future, b'"stream":"NAME"')
         self._order: collections.deque[tuple[float, str]] = collections.deque()  # (deadline, token), oldest first
         self._sub: Any = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -58,27 +61,29 @@ class Publisher:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
-        for fut in self._futs.values():
+        for fut, _ in self._futs.values():
             if not fut.done():
                 fut.set_exception(PublishFailed("the connection to NATS was closed"))
         self._futs.clear()
 
-    async def publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
-        """Returns once JetStream acknowledged the message as stored; raises PublishFailed otherwise."""
+    async def publish(self, subject: str, payload: bytes, stream: str, msg_id: str | None = None) -> None:
+        """Returns once JetStream acknowledged the message as stored by `stream`; raises PublishFailed otherwise.
+        `msg_id`: JetStream drops a second message with the same id within the stream's duplicate window."""
         self._n += 1
         token = str(self._n)
         loop = self._loop or asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
-        self._futs[token] = fut
+        self._futs[token] = (fut, b'"stream":"%s"' % stream.encode())
         self._order.append((time.monotonic() + self.timeout, token))
         try:
-            await self.nc.publish(subject, payload, reply=self.prefix + token, headers=headers)
+            await self.nc.publish(subject, payload, reply=self.prefix + token,
+                                  headers=None if msg_id is None else {"Nats-Msg-Id": msg_id})
             await fut
         finally:
             self._futs.pop(token, None)
 
     async def _on_ack(self, msg: Any) -> None:
-        fut = self._futs.pop(msg.subject[len(self.prefix):], None)
+        fut, stream = self._futs.pop(msg.subject[len(self.prefix):], (None, b""))
         if fut is None or fut.done():
             return
         data = msg.data
@@ -91,6 +96,8 @@ class Publisher:
             except ValueError:
                 err = {}
             fut.set_exception(PublishFailed(f"JetStream refused the message: {err.get('description') or data[:200]!r}"))
+        elif stream not in data:  # (a PubAck is `{"stream":"NAME","seq":N…}`)
+            fut.set_exception(PublishFailed(f"another stream than the queue's stored the message: {data[:200]!r}"))
         else:
             fut.set_result(None)
 
@@ -101,7 +108,7 @@ class Publisher:
             now = time.monotonic()
             while order and (order[0][0] <= now or order[0][1] not in futs):
                 _, token = order.popleft()
-                fut = futs.pop(token, None)
+                fut, _ = futs.pop(token, (None, b""))
                 if fut is not None and not fut.done():
                     fut.set_exception(PublishFailed(f"no PubAck within {self.timeout:g} s"))
 

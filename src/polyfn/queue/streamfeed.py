@@ -73,8 +73,8 @@ class StreamFeed:
         avg = self._took.get(function)
         self._took[function] = seconds if avg is None else avg + (seconds - avg) / 8
 
-    async def accept(self, job: Job) -> None:
-        await self.jobs.publish(job, first=True)  # whichever node has room pulls it
+    async def accept(self, job: Job, dedupe: bool = True) -> None:
+        await self.jobs.publish(job, first=True, dedupe=dedupe)  # whichever node has room pulls it
 
     # -- pulling ------------------------------------------------------------------------------------
 
