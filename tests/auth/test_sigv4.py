@@ -137,3 +137,19 @@ def test_the_authorization_header_in_any_field_order_and_spacing() -> None:
             with pytest.raises(sigv4.SigV4Error) as e:
                 check(m, p, q, {**h, "authorization": v}, b)
             assert e.value.reason == reason, v
+
+
+def test_the_keyed_hmac_made_ahead_is_hmac_sha256() -> None:
+    """`sign(signing_mac(...), msg)` (the padded key's SHA-256 states copied per message) is HMAC-SHA256 under
+    the derived signing key, for any secret and message length (over a block, empty)."""
+    import hmac
+    import random
+
+    rnd = random.Random(3)
+    for _ in range(300):
+        secret = "".join(rnd.choice("abcXYZ/+09") for _ in range(rnd.randint(1, 90)))
+        scope = (f"202612{rnd.randint(10, 31)}", rnd.choice(["us-east-1", "eu-west-3"]), rnd.choice(["s3", "dynamodb"]))
+        msg = bytes(rnd.getrandbits(8) for _ in range(rnd.randint(0, 300)))
+        want = hmac.new(sigv4.signing_key(secret, *scope), msg, hashlib.sha256).hexdigest()
+        assert sigv4.sign(sigv4.signing_mac(secret, *scope), msg) == want
+        assert sigv4.sign(sigv4.signing_mac(secret, *scope), msg) == want  # (the states are copied, not used up)

@@ -379,3 +379,13 @@ async def test_the_namespace_item_quota_holds_for_concurrent_writers_of_several_
     finally:
         if second is not db:
             await second.close()
+
+
+def test_the_dynamodb_faces_header_names_and_values_decode_as_each_alone() -> None:
+    """`_header_dict` (the names and the values decoded in one go) gives what decoding each pair gives: Latin-1,
+    empty values, the last of a repeated name (the face joins those itself), a value with a line feed in it."""
+    from polyfn.db.dynamodb_api import _header_dict
+
+    for raw in ([], [(b"a", b"")], [(b"x-amz-date", b"20261207T000000Z"), (b"user-agent", b"caf\xe9 /1"), (b"e", b"")],
+                [(b"a", b"1"), (b"a", b"2")], [(b"a", b"x\ny"), (b"b", b"z")], [(b"a", b"\n"), (b"b", b"")]):
+        assert _header_dict(raw) == {k.decode("latin-1"): v.decode("latin-1") for k, v in raw}

@@ -234,3 +234,61 @@ def test_a_remembered_expression_is_bound_to_each_requests_values_and_checked_ag
     got = evaluate.apply_update(parse_update("SET n = n - :d ADD n2 :d", names(v={":d": {"N": "7"}})),
                                 {"n": {"N": "-3"}, "n2": {"N": "3"}}, ("pk",))
     assert got == {"n": {"N": "-10"}, "n2": {"N": "10"}}
+
+
+def test_a_puts_one_pass_check_and_size_agree_with_check_item_and_item_size() -> None:
+    """`check_item_sized` (PutItem's one pass) gives what `check_item` and `item_size` give, errors included."""
+    items: list[Any] = [
+        {"a": {"S": "héllo"}, "ñ": {"S": "x"}, "n": {"N": "0012.50"}, "m": {"N": "-0"}},
+        {"b": {"B": base64.b64encode(b"12345").decode()}, "x": {"BOOL": True}, "y": {"NULL": True}},
+        {"l": {"L": [{"S": "a"}, {"N": "1"}]}, "m": {"M": {"k": {"S": "v"}}}, "ss": {"SS": ["a", "b"]}},
+        {"k": {"S": ""}}, {"s": {"S": "a", "N": "1"}}, {"n": {"N": "1e500"}}, {"n": {"N": "abc"}}, {"": {"S": "x"}},
+        {"s": {"S": 1}}, {"n": {"N": 12}}, "not a map", {"NS": {"NS": ["1", "1.0"]}},
+    ]
+    for item in items:
+        try:
+            want: Any = values.check_item(item)
+            want = (want, values.item_size(want))
+        except Invalid as e:
+            with pytest.raises(Invalid) as got:
+                values.check_item_sized(item)
+            assert str(got.value) == str(e)
+            continue
+        assert values.check_item_sized(item) == want
+
+
+def test_a_plain_keys_row_key_is_the_checked_one() -> None:
+    """`rows.item_key`'s shortcut for a non-empty string or a number key gives the row key of its full checks, and
+    leaves every refusal (a wrong type, an empty string, a missing or too long key) to them."""
+    from polyfn.db import rows
+    from polyfn.db.schema import Key
+
+    def slow(key: Key, item: dict[str, Any]) -> rows.RowKey:
+        hv = rows._key_value(item, key.hash, key.hash_type)
+        assert hv is not None
+        pk = values.key_bytes(hv)
+        sk = b""
+        if key.range is not None:
+            rv = rows._key_value(item, key.range, key.range_type or "S")
+            assert rv is not None
+            sk = values.key_bytes(rv)
+        return rows.RowKey(values.segment_hash(pk), pk, sk)
+
+    for key in (Key("pk", "S"), Key("pk", "S", "sk", "N"), Key("pk", "N", "sk", "S"),
+                Key("pk", "B", "sk", "B")):
+        for item in ({"pk": {"S": "a"}, "sk": {"N": "12.5"}}, {"pk": {"N": "7"}, "sk": {"S": "z"}},
+                     {"pk": {"B": "AAE="}, "sk": {"B": "Ag=="}}):
+            try:
+                want = slow(key, item)
+            except Invalid:
+                with pytest.raises(Invalid):
+                    rows.item_key(key, item)
+                continue
+            assert rows.item_key(key, item) == want
+    for item, error in (({"pk": {"S": ""}, "sk": {"N": "1"}}, "cannot contain an empty string"),
+                        ({"pk": {"N": "1"}, "sk": {"N": "1"}}, "Type mismatch for key pk"),
+                        ({"sk": {"N": "1"}}, "Missing the key pk"), ({"pk": {"S": "a"}}, "Missing the key sk"),
+                        ({"pk": {"S": "x" * 2049}, "sk": {"N": "1"}}, "Size of hashkey"),
+                        ({"pk": {"S": "a"}, "sk": {"S": "1"}}, "Type mismatch for key sk")):
+        with pytest.raises(Invalid, match=error):
+            rows.item_key(Key("pk", "S", "sk", "N"), item)

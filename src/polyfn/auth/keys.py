@@ -173,11 +173,16 @@ class KeyRing:
         used, self._used = self._used, {}
         await self.store.touch_keys(used)
 
+    def known(self, key_id: str, now: float) -> bool:
+        """True when `ensure(key_id, now)` has nothing to do (a request's hot path skips its coroutine)."""
+        return key_id in self._by_id or key_id in ADMIN_ALIASES or key_id.startswith("PFTS") or (
+            now - self._loaded_at < 1.0)
+
     async def ensure(self, key_id: str, now: float | None = None) -> None:
         """Reload when `key_id` is unknown here (made on another node sharing the database), at most once a
         second; the periodic reload covers revocations."""
         now = self.clock() if now is None else now
-        if key_id in ADMIN_ALIASES or key_id in self._by_id or key_id.startswith("PFTS") or now - self._loaded_at < 1.0:
+        if self.known(key_id, now):
             return
         self._loaded_at = now  # before the await: concurrent requests do not all reload
         await self.refresh()

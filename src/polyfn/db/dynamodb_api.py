@@ -146,6 +146,18 @@ def db_error(e: DbError) -> tuple[int, bytes]:
     return e.status, error_body(e.kind, e.message)
 
 
+def _header_dict(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Latin-1 names → values (the last of a repeated name's): the names and the values each joined, decoded and
+    split at once (a decode per header cost twice as much); a value with a line feed in it is decoded alone."""
+    if raw:
+        names, values = zip(*raw, strict=True)
+        ks = b"\n".join(names).decode("latin-1").split("\n")
+        vs = b"\n".join(values).decode("latin-1").split("\n")
+        if len(ks) == len(vs) == len(raw):
+            return dict(zip(ks, vs, strict=True))
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in raw}
+
+
 class DynamoDBApi:
     """Raw ASGI app for the requests `owns` picks out of the main port's traffic."""
 
@@ -188,7 +200,7 @@ class DynamoDBApi:
                      body: bytes) -> tuple[int, bytes]:
         """(status, body) of one request: its method, path and query as they came, its headers (lower-case
         names, as ASGI gives them), its whole body."""
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw_headers}
+        headers = _header_dict(raw_headers)
         if len(headers) != len(raw_headers):  # a header repeated: its values joined with ',' (SigV4's rule)
             headers = {}
             for k, v in raw_headers:
@@ -198,7 +210,7 @@ class DynamoDBApi:
         now = self.clock()
         try:
             akid = sigv4.claimed_key_id(headers.get("authorization", ""))
-            if akid:
+            if akid and not self.keys.known(akid, now):
                 await self.keys.ensure(akid, now)
             key = sigv4.verify(method, "/" if raw_path == b"/" else raw_path.decode("latin-1"),
                                sigv4.parse_query(query.decode("latin-1")) if query else [], headers,

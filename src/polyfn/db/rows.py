@@ -67,8 +67,30 @@ def _key_value(item: dict[str, Any], name: str, want: str, index: str | None = N
     return v
 
 
+def _plain_key_bytes(v: Any, want: str | None) -> bytes | None:
+    """A checked key value's bytes when it is a non-empty string or a number of the wanted type (the usual keys:
+    `item_key` checks nothing more of them), else None (the full checks then say what is wrong, if anything)."""
+    if type(v) is dict and len(v) == 1:
+        if want == "S":
+            x = v.get("S")
+            if type(x) is str and x:
+                return x.encode()
+        elif want == "N":
+            x = v.get("N")
+            if type(x) is str:
+                return values._number_key(x)
+    return None
+
+
 def item_key(key: Key, item: dict[str, Any]) -> RowKey:
     """The row key of an item being written (every key attribute present, of its type)."""
+    pk = _plain_key_bytes(item.get(key.hash), key.hash_type)
+    if pk is not None and len(pk) <= values.MAX_HASH_KEY:
+        if key.range is None:
+            return RowKey(values.segment_hash(pk), pk, b"")
+        sk = _plain_key_bytes(item.get(key.range), key.range_type or "S")
+        if sk is not None and len(sk) <= values.MAX_RANGE_KEY:
+            return RowKey(values.segment_hash(pk), pk, sk)
     hv = _key_value(item, key.hash, key.hash_type)
     if hv is None:
         raise Invalid(f"One or more parameter values were invalid: Missing the key {key.hash} in the item")
@@ -141,11 +163,29 @@ class Prepared:
     to the DB-API connection itself, inside the transaction the `Connection` began; elsewhere through
     `exec_driver_sql`."""
 
-    __slots__ = ("_by_dialect", "make")
+    __slots__ = ("_by_dialect", "_positional", "make", "names")
 
-    def __init__(self, make: Any):
+    def __init__(self, make: Any, names: tuple[str, ...] = ()):
         self.make = make  # Connection → the statement (built lazily: some depend on the dialect)
+        self.names = names  # the parameters' order `run` takes them in
         self._by_dialect: dict[str, tuple[str, tuple[str, ...]]] = {}
+        # dialect → (SQL, None when the statement takes `names` in their order, else where each comes from)
+        self._positional: dict[str, tuple[str, tuple[int, ...] | None]] = {}
+
+    def run(self, conn: Connection, args: tuple[Any, ...]) -> None:
+        """Run it with the values of `names`, in that order (no dict to build and reorder: the single-item write)."""
+        found = self._positional.get(conn.dialect.name)
+        if found is None:
+            sql, order = self._sql(conn)
+            perm = tuple(self.names.index(k) for k in order)  # (every name of the statement is one of `names`)
+            found = self._positional[conn.dialect.name] = (sql, None if perm == tuple(range(len(self.names))) else perm)
+        sql, perm = found
+        if perm is not None:
+            args = tuple([args[i] for i in perm])
+        if conn.dialect.name == "sqlite":
+            conn.connection.driver_connection.execute(sql, args)
+        else:
+            conn.exec_driver_sql(sql, args)
 
     def _sql(self, conn: Connection) -> tuple[str, tuple[str, ...]]:
         found = self._by_dialect.get(conn.dialect.name)
@@ -210,14 +250,14 @@ def _upsert(conn: Connection) -> Any:
                                            "expires": ins.excluded.expires})
 
 
-_UPSERT_ITEM = Prepared(_upsert)
+_UPSERT_ITEM = Prepared(_upsert, ("tid", "h", "pk", "sk", "item", "size", "expires"))
 
 
 def store(conn: Connection, t: TableDef, k: RowKey, item: dict[str, Any], old: dict[str, Any] | None,
           size: int) -> None:
     """Write `item` (replacing `old`) and its index rows."""
-    _UPSERT_ITEM(conn, {"tid": t.id, "h": k.h, "pk": k.pk, "sk": k.sk, "item": encode(item), "size": size,
-                                 "expires": expiry(t, item)})
+    _UPSERT_ITEM.run(conn, (t.id, k.h, k.pk, k.sk, _enc.encode(item).decode(), size,
+                            None if t.ttl_attribute is None else expiry(t, item)))
     if t.indexes:
         if old is not None:
             drop_index_rows(conn, t, k, old)

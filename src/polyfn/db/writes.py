@@ -83,8 +83,7 @@ def prepare_put(t: TableDef, req: dict[str, Any]) -> Write:
     if req.get("Item") is None:
         raise Invalid("1 validation error detected: Value null at 'item' failed to satisfy constraint: Member "
                       "must not be null")
-    item = values.check_item(req["Item"])
-    size = values.item_size(item)
+    item, size = values.check_item_sized(req["Item"])
     if size > values.MAX_ITEM:
         raise Invalid(ITEM_TOO_LARGE)
     k = rows.item_key(t.key, item)
