@@ -47,7 +47,9 @@ async def results(sock: socket.socket, want: int) -> dict[int, Result]:
     loop = asyncio.get_running_loop()
     data, out = bytearray(), {}
     while len(out) < want:
-        data += await asyncio.wait_for(loop.sock_recv(sock, 65536), 10)
+        chunk = await asyncio.wait_for(loop.sock_recv(sock, 65536), 10)
+        assert chunk, f"the instance closed the connection; results: {sorted(out)}"
+        data += chunk
         while len(data) >= 4 and len(data) >= 4 + HEADER.unpack_from(data)[0]:
             end = 4 + HEADER.unpack_from(data)[0]
             msg = from_instance_decoder.decode(bytes(data[4:end]))
@@ -79,12 +81,18 @@ def test_many_frames_per_read_each_answered_alone(fn: object, concurrency: int,
             await loop.sock_sendall(ours, piece)
             await asyncio.sleep(0.01)
         got.update(await results(ours, 3))
+        more = frames(3, first=12)  # a whole frame and the start of the next in one read, then the rest
+        cut = len(frames(1, first=12)) + 5
+        for piece in (more[:cut], more[cut:]):
+            await loop.sock_sendall(ours, piece)
+            await asyncio.sleep(0.01)
+        got.update(await results(ours, 3))
         ours.close()  # the server leaves: the loop ends
         await asyncio.wait_for(served, 10)
         return got
 
     got = asyncio.run(run())
-    assert sorted(got) == list(range(1, 12))
+    assert sorted(got) == list(range(1, 15))
     for n, res in got.items():
         lines = [line[2] for line in res.logs]
         if fn is sync_handler:
@@ -115,7 +123,9 @@ async def every_frame(sock: socket.socket, want: int, seen: Any = None) -> dict[
     loop = asyncio.get_running_loop()
     data, got, done = bytearray(), {}, 0
     while done < want:
-        data += await asyncio.wait_for(loop.sock_recv(sock, 65536), 10)
+        chunk = await asyncio.wait_for(loop.sock_recv(sock, 65536), 10)
+        assert chunk, f"the instance closed the connection; frames: {got}"
+        data += chunk
         while len(data) >= 4 and len(data) >= 4 + HEADER.unpack_from(data)[0]:
             end = 4 + HEADER.unpack_from(data)[0]
             msg = from_instance_decoder.decode(bytes(data[4:end]))
@@ -331,3 +341,27 @@ def test_sync_calls_run_whole_in_threads(monkeypatch: pytest.MonkeyPatch) -> Non
 
     got = asyncio.run(run())
     each_answered(got, lambda n: [f"threaded {n} starts", f"threaded {n} ends {n}"])
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_frames_already_sent_when_serving_starts(loop_kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server pipelines the first `Invoke` with the instance's start: frames in the socket before the loop
+    takes it are served (uvloop reads them while the connection is being made)."""
+    adapter, spec, init_buf, ours, theirs = served_by(quick, monkeypatch)
+    ours.sendall(frames(4))
+
+    async def run() -> dict[int, list[object]]:
+        served = asyncio.ensure_future(instance._serve_async(theirs, adapter, spec, init_buf))
+        got = await every_frame(ours, 4)
+        ours.close()
+        await asyncio.wait_for(served, 10)
+        return got
+
+    if loop_kind == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            got = runner.run(run())
+    else:
+        got = asyncio.run(run())
+    assert sorted(got) == [1, 2, 3, 4]
+    assert [line[2] for line in got[2][-1].logs] == ["quick 2"]  # type: ignore[attr-defined]

@@ -29,23 +29,18 @@ from polyfn.protocol import Invoke, Result
 from polyfn.runtimes.python.capture import LogBuffer, LoopStreams, current_buffer
 from polyfn.runtimes.python.flavors import Adapter
 from polyfn.runtimes.python.flavors.base import stream_parts
-from polyfn.runtimes.python.streamed import stream_async
 
 
 class ThreadCalls:
     """The calls of a sync handler with concurrency > 1 (see the module's docstring). `submit` and the
     results' delivery run on the loop; `_work` in the instance's threads."""
 
-    def __init__(self, adapter: Adapter, spec: Any, streams: LoopStreams, deliver: Any, pool: Any,
-                 writer: asyncio.StreamWriter, running: dict[int, asyncio.Task[None]], tasks: set[Any]):
+    def __init__(self, adapter: Adapter, spec: Any, streams: LoopStreams, deliver: Any, stream: Any):
         self.adapter = adapter
         self.spec = spec
         self.streams = streams
         self.deliver = deliver  # (Result) -> None, on the loop: the result joins the turn's batch
-        self.pool = pool  # the executor `stream_async` runs a sync generator's steps in
-        self.writer = writer
-        self.running = running
-        self.tasks = tasks
+        self.stream = stream  # (inv, buf, t0, parts, finish, context) -> None, on the loop: a streamed response's task
         self.loop = asyncio.get_running_loop()
         self.queue: SimpleQueue[Any] = SimpleQueue()
         self.done: deque[tuple[Result, LogBuffer]] = deque()
@@ -81,8 +76,10 @@ class ThreadCalls:
         try:
             value = adapter.handler(*adapter.args(inv))
             parts = stream_parts(value)
-            if parts is not None:  # a streamed response: written from the loop
-                self.loop.call_soon_threadsafe(self._stream, inv, buf, ctx, t0, parts)
+            if parts is not None:  # a streamed response: written from the loop, in a copy of the call's context
+                # (its thread may not have left `ctx.run` yet, and a task stepping in a context another thread is
+                # in fails, "already entered", and never runs)
+                self.loop.call_soon_threadsafe(self.stream, inv, buf, t0, parts, self._finish, ctx.copy())
                 return
             status, headers, body = adapter.respond(inv, value)
             error = None
@@ -98,27 +95,13 @@ class ThreadCalls:
 
     def _drain(self) -> None:
         self.woken = False  # (before taking: a result appended after this is either taken below or wakes us again)
-        done, stop, deliver = self.done, self.streams.stop, self.deliver
+        done, finish = self.done, self._finish
         while done:
-            result, buf = done.popleft()
-            self.inflight -= 1
-            stop(result.id)  # (then its lines, on the loop: never while the loop's streamer sends some)
-            result.logs = buf.drain()
-            deliver(result)
+            finish(*done.popleft())
 
-    def _stream(self, inv: Invoke, buf: LogBuffer, ctx: contextvars.Context, t0: float, parts: Any) -> None:
-        # A copy of the call's context: its thread may not have left `ctx.run` yet, and a task stepping in a
-        # context another thread is in fails ("already entered") and never runs -- the stream's Head never went.
-        t = self.loop.create_task(self._streamed(inv, buf, t0, parts), context=ctx.copy())
-        self.running[inv.id] = t
-        self.tasks.add(t)
-        t.add_done_callback(self.tasks.discard)
-
-    async def _streamed(self, inv: Invoke, buf: LogBuffer, t0: float, parts: Any) -> None:
-        try:
-            error = await stream_async(self.adapter, inv, parts, self.writer, self.pool)
-        except Exception as exc:
-            error = self.adapter.fail(inv, exc)[3]
-        finally:
-            self.running.pop(inv.id, None)
-        self._done(Result(inv.id, parts[0], [], b"", error, [], (time.perf_counter() - t0) * 1000), buf)
+    def _finish(self, result: Result, buf: LogBuffer) -> None:
+        """A call's result, on the loop (from `_drain`, or a streamed response's task)."""
+        self.inflight -= 1
+        self.streams.stop(result.id)  # (then its lines, on the loop: never while the loop's streamer sends some)
+        result.logs = buf.drain()
+        self.deliver(result)
