@@ -365,3 +365,59 @@ def test_frames_already_sent_when_serving_starts(loop_kind: str, monkeypatch: py
         got = asyncio.run(run())
     assert sorted(got) == [1, 2, 3, 4]
     assert [line[2] for line in got[2][-1].logs] == ["quick 2"]  # type: ignore[attr-defined]
+
+
+GO = threading.Event()
+
+
+def relay(event: bytes, context: object) -> str:
+    n = int(event)
+    if n == 1:  # waits for a call that comes in a later read
+        return "released" if GO.wait(10) else "waited in vain"
+    if n == 2:
+        GO.set()
+    return f"answer {n}"
+
+
+def test_a_blocked_sync_call_does_not_hold_up_the_next_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A thread that waits inside a call is not counted on for calls that come later: they get a thread."""
+    adapter, spec, init_buf, ours, theirs = served_by(relay, monkeypatch)
+    GO.clear()
+
+    async def run() -> dict[int, list[object]]:
+        served = asyncio.ensure_future(instance._serve_async(theirs, adapter, spec, init_buf))
+        loop = asyncio.get_running_loop()
+        await loop.sock_sendall(ours, frames(1))
+        await asyncio.sleep(0.05)
+        await loop.sock_sendall(ours, frames(1, first=2))
+        got = await every_frame(ours, 2)
+        ours.close()
+        await asyncio.wait_for(served, 10)
+        return got
+
+    got = asyncio.run(run())
+    assert [got[n][-1].body for n in (1, 2)] == [b'"released"', b'"answer 2"']  # type: ignore[attr-defined]
+
+
+def test_a_batch_of_quick_sync_calls_runs_in_few_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """16 calls in one read of a handler that never waits: one thread takes them in turn and one spare is
+    woken (threadcalls.py's relay), not a thread per call."""
+    adapter, spec, init_buf, ours, theirs = served_by(sync_handler, monkeypatch)
+    spec.concurrency = 16
+    before = threading.active_count()
+
+    async def run() -> dict[int, list[object]]:
+        served = asyncio.ensure_future(instance._serve_async(theirs, adapter, spec, init_buf))
+        loop = asyncio.get_running_loop()
+        await loop.sock_sendall(ours, frames(16))
+        got = await every_frame(ours, 16)
+        ours.close()
+        await asyncio.wait_for(served, 10)
+        return got
+
+    uvloop = pytest.importorskip("uvloop")  # (the instance's loop; asyncio's hands results back through a socket
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # write, which lets a spare in early)
+        got = runner.run(run())
+    assert sorted(got) == list(range(1, 17))
+    assert all([line[2] for line in got[n][-1].logs] == [f"sync {n}"] for n in got)  # type: ignore[attr-defined]
+    assert threading.active_count() - before <= 4  # (2, unless the machine stalls the taker past the switch interval)

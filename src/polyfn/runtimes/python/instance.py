@@ -347,6 +347,8 @@ async def _serve_async(sock: socket.socket, adapter: Adapter, spec: InstanceSpec
                     t.add_done_callback(tasks.discard)
         finally:
             leave(loop, me)
+        if threaded is not None:
+            threaded.kick()  # (a thread for the calls this read brought)
         if pos < n:  # (the start of a frame: kept for the next read)
             if view is chunk:
                 data = bytearray(chunk[pos:])
