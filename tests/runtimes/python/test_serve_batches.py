@@ -343,26 +343,36 @@ def test_sync_calls_run_whole_in_threads(monkeypatch: pytest.MonkeyPatch) -> Non
     each_answered(got, lambda n: [f"threaded {n} starts", f"threaded {n} ends {n}"])
 
 
-@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
-def test_frames_already_sent_when_serving_starts(loop_kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The server pipelines the first `Invoke` with the instance's start: frames in the socket before the loop
-    takes it are served (uvloop reads them while the connection is being made)."""
-    adapter, spec, init_buf, ours, theirs = served_by(quick, monkeypatch)
-    ours.sendall(frames(4))
+def exchange(served: tuple[Any, InstanceSpec, LogBuffer, socket.socket, socket.socket], writes: list[bytes],
+             want: int, on_uvloop: bool = False) -> dict[int, list[object]]:
+    """`_serve_async` fed `writes` (one write each, 50 ms apart); every frame back until `want` results."""
+    adapter, spec, init_buf, ours, theirs = served
 
     async def run() -> dict[int, list[object]]:
-        served = asyncio.ensure_future(instance._serve_async(theirs, adapter, spec, init_buf))
-        got = await every_frame(ours, 4)
+        task = asyncio.ensure_future(instance._serve_async(theirs, adapter, spec, init_buf))
+        loop = asyncio.get_running_loop()
+        for i, data in enumerate(writes):
+            await asyncio.sleep(0.05 if i else 0)
+            await loop.sock_sendall(ours, data)
+        got = await every_frame(ours, want)
         ours.close()
-        await asyncio.wait_for(served, 10)
+        await asyncio.wait_for(task, 10)
         return got
 
-    if loop_kind == "uvloop":
-        uvloop = pytest.importorskip("uvloop")
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            got = runner.run(run())
-    else:
-        got = asyncio.run(run())
+    if not on_uvloop:
+        return asyncio.run(run())
+    uvloop = pytest.importorskip("uvloop")  # (the instance's loop)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(run())
+
+
+@pytest.mark.parametrize("on_uvloop", [False, True])
+def test_frames_already_sent_when_serving_starts(on_uvloop: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server pipelines the first `Invoke` with the instance's start: frames in the socket before the loop
+    takes it are served (uvloop reads them while the connection is being made)."""
+    served = served_by(quick, monkeypatch)
+    served[3].sendall(frames(4))
+    got = exchange(served, [], 4, on_uvloop)
     assert sorted(got) == [1, 2, 3, 4]
     assert [line[2] for line in got[2][-1].logs] == ["quick 2"]  # type: ignore[attr-defined]
 
@@ -381,43 +391,19 @@ def relay(event: bytes, context: object) -> str:
 
 def test_a_blocked_sync_call_does_not_hold_up_the_next_reads(monkeypatch: pytest.MonkeyPatch) -> None:
     """A thread that waits inside a call is not counted on for calls that come later: they get a thread."""
-    adapter, spec, init_buf, ours, theirs = served_by(relay, monkeypatch)
     GO.clear()
-
-    async def run() -> dict[int, list[object]]:
-        served = asyncio.ensure_future(instance._serve_async(theirs, adapter, spec, init_buf))
-        loop = asyncio.get_running_loop()
-        await loop.sock_sendall(ours, frames(1))
-        await asyncio.sleep(0.05)
-        await loop.sock_sendall(ours, frames(1, first=2))
-        got = await every_frame(ours, 2)
-        ours.close()
-        await asyncio.wait_for(served, 10)
-        return got
-
-    got = asyncio.run(run())
+    got = exchange(served_by(relay, monkeypatch), [frames(1), frames(1, first=2)], 2)
     assert [got[n][-1].body for n in (1, 2)] == [b'"released"', b'"answer 2"']  # type: ignore[attr-defined]
 
 
 def test_a_batch_of_quick_sync_calls_runs_in_few_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     """16 calls in one read of a handler that never waits: one thread takes them in turn and one spare is
     woken (threadcalls.py's relay), not a thread per call."""
-    adapter, spec, init_buf, ours, theirs = served_by(sync_handler, monkeypatch)
-    spec.concurrency = 16
+    served = served_by(sync_handler, monkeypatch)
+    served[1].concurrency = 16
     before = threading.active_count()
-
-    async def run() -> dict[int, list[object]]:
-        served = asyncio.ensure_future(instance._serve_async(theirs, adapter, spec, init_buf))
-        loop = asyncio.get_running_loop()
-        await loop.sock_sendall(ours, frames(16))
-        got = await every_frame(ours, 16)
-        ours.close()
-        await asyncio.wait_for(served, 10)
-        return got
-
-    uvloop = pytest.importorskip("uvloop")  # (the instance's loop; asyncio's hands results back through a socket
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # write, which lets a spare in early)
-        got = runner.run(run())
+    # (on uvloop, the instance's loop: asyncio's hands results back through a socket write, which lets a spare in)
+    got = exchange(served, [frames(16)], 16, on_uvloop=True)
     assert sorted(got) == list(range(1, 17))
     assert all([line[2] for line in got[n][-1].logs] == [f"sync {n}"] for n in got)  # type: ignore[attr-defined]
     assert threading.active_count() - before <= 4  # (2, unless the machine stalls the taker past the switch interval)
