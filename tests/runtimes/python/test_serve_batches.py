@@ -47,7 +47,9 @@ async def results(sock: socket.socket, want: int) -> dict[int, Result]:
     loop = asyncio.get_running_loop()
     data, out = bytearray(), {}
     while len(out) < want:
-        data += await asyncio.wait_for(loop.sock_recv(sock, 65536), 10)
+        chunk = await asyncio.wait_for(loop.sock_recv(sock, 65536), 10)
+        assert chunk, f"the instance closed the connection; results: {sorted(out)}"
+        data += chunk
         while len(data) >= 4 and len(data) >= 4 + HEADER.unpack_from(data)[0]:
             end = 4 + HEADER.unpack_from(data)[0]
             msg = from_instance_decoder.decode(bytes(data[4:end]))
@@ -79,12 +81,18 @@ def test_many_frames_per_read_each_answered_alone(fn: object, concurrency: int,
             await loop.sock_sendall(ours, piece)
             await asyncio.sleep(0.01)
         got.update(await results(ours, 3))
+        more = frames(3, first=12)  # a whole frame and the start of the next in one read, then the rest
+        cut = len(frames(1, first=12)) + 5
+        for piece in (more[:cut], more[cut:]):
+            await loop.sock_sendall(ours, piece)
+            await asyncio.sleep(0.01)
+        got.update(await results(ours, 3))
         ours.close()  # the server leaves: the loop ends
         await asyncio.wait_for(served, 10)
         return got
 
     got = asyncio.run(run())
-    assert sorted(got) == list(range(1, 12))
+    assert sorted(got) == list(range(1, 15))
     for n, res in got.items():
         lines = [line[2] for line in res.logs]
         if fn is sync_handler:
@@ -115,7 +123,9 @@ async def every_frame(sock: socket.socket, want: int, seen: Any = None) -> dict[
     loop = asyncio.get_running_loop()
     data, got, done = bytearray(), {}, 0
     while done < want:
-        data += await asyncio.wait_for(loop.sock_recv(sock, 65536), 10)
+        chunk = await asyncio.wait_for(loop.sock_recv(sock, 65536), 10)
+        assert chunk, f"the instance closed the connection; frames: {got}"
+        data += chunk
         while len(data) >= 4 and len(data) >= 4 + HEADER.unpack_from(data)[0]:
             end = 4 + HEADER.unpack_from(data)[0]
             msg = from_instance_decoder.decode(bytes(data[4:end]))
@@ -331,3 +341,69 @@ def test_sync_calls_run_whole_in_threads(monkeypatch: pytest.MonkeyPatch) -> Non
 
     got = asyncio.run(run())
     each_answered(got, lambda n: [f"threaded {n} starts", f"threaded {n} ends {n}"])
+
+
+def exchange(served: tuple[Any, InstanceSpec, LogBuffer, socket.socket, socket.socket], writes: list[bytes],
+             want: int, on_uvloop: bool = False) -> dict[int, list[object]]:
+    """`_serve_async` fed `writes` (one write each, 50 ms apart); every frame back until `want` results."""
+    adapter, spec, init_buf, ours, theirs = served
+
+    async def run() -> dict[int, list[object]]:
+        task = asyncio.ensure_future(instance._serve_async(theirs, adapter, spec, init_buf))
+        loop = asyncio.get_running_loop()
+        for i, data in enumerate(writes):
+            await asyncio.sleep(0.05 if i else 0)
+            await loop.sock_sendall(ours, data)
+        got = await every_frame(ours, want)
+        ours.close()
+        await asyncio.wait_for(task, 10)
+        return got
+
+    if not on_uvloop:
+        return asyncio.run(run())
+    uvloop = pytest.importorskip("uvloop")  # (the instance's loop)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(run())
+
+
+@pytest.mark.parametrize("on_uvloop", [False, True])
+def test_frames_already_sent_when_serving_starts(on_uvloop: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server pipelines the first `Invoke` with the instance's start: frames in the socket before the loop
+    takes it are served (uvloop reads them while the connection is being made)."""
+    served = served_by(quick, monkeypatch)
+    served[3].sendall(frames(4))
+    got = exchange(served, [], 4, on_uvloop)
+    assert sorted(got) == [1, 2, 3, 4]
+    assert [line[2] for line in got[2][-1].logs] == ["quick 2"]  # type: ignore[attr-defined]
+
+
+GO = threading.Event()
+
+
+def relay(event: bytes, context: object) -> str:
+    n = int(event)
+    if n == 1:  # waits for a call that comes in a later read
+        return "released" if GO.wait(10) else "waited in vain"
+    if n == 2:
+        GO.set()
+    return f"answer {n}"
+
+
+def test_a_blocked_sync_call_does_not_hold_up_the_next_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A thread that waits inside a call is not counted on for calls that come later: they get a thread."""
+    GO.clear()
+    got = exchange(served_by(relay, monkeypatch), [frames(1), frames(1, first=2)], 2)
+    assert [got[n][-1].body for n in (1, 2)] == [b'"released"', b'"answer 2"']  # type: ignore[attr-defined]
+
+
+def test_a_batch_of_quick_sync_calls_runs_in_few_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """16 calls in one read of a handler that never waits: one thread takes them in turn and one spare is
+    woken (threadcalls.py's relay), not a thread per call."""
+    served = served_by(sync_handler, monkeypatch)
+    served[1].concurrency = 16
+    before = threading.active_count()
+    # (on uvloop, the instance's loop: asyncio's hands results back through a socket write, which lets a spare in)
+    got = exchange(served, [frames(16)], 16, on_uvloop=True)
+    assert sorted(got) == list(range(1, 17))
+    assert all([line[2] for line in got[n][-1].logs] == [f"sync {n}"] for n in got)  # type: ignore[attr-defined]
+    assert threading.active_count() - before <= 4  # (2, unless the machine stalls the taker past the switch interval)

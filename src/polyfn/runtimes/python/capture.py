@@ -32,8 +32,8 @@ class LogBuffer:
     counted for the truncation marker. At most `bytes_max` characters of complete lines are held: a flood
     costs neither the instance's memory nor a huge result frame (the server bounds the bytes again)."""
 
-    __slots__ = ("bytes_max", "cut", "dropped", "dropped_bytes", "held", "line_max", "lines", "lines_max", "parts",
-                 "size", "stream_after", "streamer")
+    __slots__ = ("bytes_max", "cut", "dropped", "dropped_bytes", "held", "id", "line_max", "lines", "lines_max",
+                 "parts", "size", "stream_after", "streamer")
 
     def __init__(self, line_max: int, lines_max: int, bytes_max: int = 1 << 62):
         self.lines: list[tuple[float, str, str]] = []
@@ -46,11 +46,12 @@ class LogBuffer:
         self.line_max = line_max
         self.lines_max = lines_max
         self.dropped = 0
-        # Streaming (one invocation at a time, `_serve_blocking`): once the invocation has run until
-        # `stream_after` (time.monotonic()), complete lines are sent ahead of the result by `streamer()`, at
-        # most every STREAM_EVERY s, so a timeout or crash does not take them with it. inf: never.
+        # Streaming: once the invocation has run until `stream_after` (time.monotonic()), complete lines are
+        # sent ahead of the result by `streamer(self)` (a `Streamer`) as `Logs` of invocation `id`, at most every
+        # STREAM_EVERY s, so a timeout or crash does not take them with it. inf: never.
         self.stream_after = math.inf
         self.streamer: Any = None
+        self.id = 0
 
     def write(self, i: int, text: str) -> None:
         """Any text to stream `i` (the general case of `Capture.write`)."""
@@ -92,7 +93,7 @@ class LogBuffer:
         self.held += len(line)
         self.lines.append((time.time(), STREAMS[i], line))
         if self.stream_after != math.inf and time.monotonic() >= self.stream_after:
-            self.streamer()
+            self.streamer(self)
 
     def drop(self, line: str) -> None:
         self.dropped += 1
@@ -156,7 +157,7 @@ class Capture(io.TextIOBase):
             buf.held += len(s)
             buf.lines.append((time.time(), STREAMS[i], s))
             if buf.stream_after != math.inf and time.monotonic() >= buf.stream_after:
-                buf.streamer()
+                buf.streamer(buf)
         else:
             buf.drop(s)
 
@@ -202,63 +203,84 @@ STREAM_EVERY = 0.1  # s between two streamed batches
 
 
 class Streamer:
-    """Sends the complete lines of the running invocation ahead of its result (protocol.Logs). Called from a
-    print() in the handler (the only thread that sends in `_serve_blocking`, so frames never interleave); a
-    line printed by another thread of the function goes to this buffer too and is sent with the next batch."""
+    """Sends the complete lines of a running invocation (`buf.id`) ahead of its result (protocol.Logs), called
+    as `streamer(buf)` from a print() in the handler once the buffer's `stream_after` has passed. Only the
+    serving thread sends (the blocking loop's, or the asyncio loop's), so frames never interleave; a line
+    printed by another thread of the function stays in the buffer and goes with the next batch. One per
+    instance: what is per invocation is in the buffer."""
 
-    __slots__ = ("buf", "id", "send", "thread")
+    __slots__ = ("send", "thread")
 
-    def __init__(self, buf: LogBuffer, send: Any):
-        self.buf, self.send, self.id = buf, send, 0
+    def __init__(self, send: Any):
+        self.send = send
         self.thread = threading.get_ident()  # the serving thread: the only one that may send
 
-    def __call__(self) -> None:
+    def __call__(self, buf: LogBuffer) -> None:
         if threading.get_ident() != self.thread:
             return  # another thread of the function: its lines go with the next batch the handler's thread sends
-        buf = self.buf
         buf.stream_after = math.inf  # not again from inside the drain below
         held = buf.lines
         lines = held[:]  # copy, then cut (each one step under the GIL): a line another thread appends in between
         del held[:len(lines)]  # stays for the next batch instead of going with a list already sent
         buf.held = 0
         try:
-            self.send(encode(Logs(self.id, lines)))  # type: ignore[arg-type]  # [ts, stream, line] tuples
+            self.send(encode(Logs(buf.id, lines)))  # type: ignore[arg-type]  # [ts, stream, line] tuples
         finally:
             buf.stream_after = time.monotonic() + STREAM_EVERY
 
 
+def stream_after(deadline: float, mono: float, wall: float) -> float:
+    """When an invocation with `deadline` (epoch s) that starts at `mono` (time.monotonic()) / `wall`
+    (time.time()) begins streaming its lines: after STREAM_AFTER, or half its time left if less."""
+    left = deadline - wall
+    return mono + (STREAM_AFTER if left >= 2 * STREAM_AFTER else max(left, 0.0) / 2)
+
+
 class LoopStreams:
-    """`Streamer`s for the loop (`_serve_async`: async handlers, or concurrency > 1): once an invocation has run
+    """Streaming for the loop (`_serve_async`: async handlers, or concurrency > 1): once an invocation has run
     STREAM_AFTER (or half its timeout), its complete lines go out ahead of its result — from the print itself
     on the loop's thread (an async handler, even one that blocks the loop), and from one timer of the
-    instance, every STREAM_EVERY s while invocations are in flight, for what a sync handler prints in the
-    pool's threads. (One timer, not one per invocation: a uvloop timer costs ~10 µs to arm and cancel.)"""
+    instance, every STREAM_EVERY s while invocations are in flight (`live`), for what a sync handler prints in
+    the pool's threads or a task prints before it waits. (One timer, not one per invocation: a uvloop timer
+    costs ~10 µs to arm and cancel.) The clock is read once per loop turn (`turn`), not per invocation: the
+    calls a read brings start in that turn."""
 
-    __slots__ = ("handle", "live", "send")
+    __slots__ = ("handle", "live", "mono", "streamer", "wall")
 
     def __init__(self, send: Any):
-        self.send = send
-        self.live: dict[int, Streamer] = {}  # invocations in flight, by id
+        self.streamer = Streamer(send)
+        self.live: dict[int, LogBuffer] = {}  # invocations in flight that the timer looks at, by id
         self.handle: asyncio.TimerHandle | None = None
+        self.mono = self.wall = 0.0
+
+    def turn(self) -> None:
+        """Read the clock for the invocations that start in this loop turn."""
+        self.mono, self.wall = time.monotonic(), time.time()
+
+    def arm(self, buf: LogBuffer, inv: Invoke) -> None:
+        """Stream `buf`'s lines from a print once `inv` has run a while (for one that ends in this turn)."""
+        buf.id = inv.id
+        buf.streamer = self.streamer
+        buf.stream_after = stream_after(inv.deadline, self.mono, self.wall)
 
     def start(self, buf: LogBuffer, inv: Invoke) -> None:
-        streamer = buf.streamer = Streamer(buf, self.send)
-        streamer.id = inv.id
-        buf.stream_after = time.monotonic() + min(STREAM_AFTER, max(inv.deadline - time.time(), 0.0) / 2)
-        self.live[inv.id] = streamer
+        """`arm`, and the timer's too (for an invocation that runs on after this turn)."""
+        self.arm(buf, inv)
+        self.watch(buf)
+
+    def watch(self, buf: LogBuffer) -> None:
+        self.live[buf.id] = buf
         if self.handle is None:
             self.handle = asyncio.get_running_loop().call_later(STREAM_EVERY, self.tick)
 
     def stop(self, inv_id: int) -> None:
-        streamer = self.live.pop(inv_id, None)
-        if streamer is not None:
-            streamer.buf.stream_after = math.inf
+        buf = self.live.pop(inv_id, None)
+        if buf is not None:
+            buf.stream_after = math.inf
 
     def tick(self) -> None:
         now = time.monotonic()
-        for streamer in list(self.live.values()):
-            buf = streamer.buf
+        for buf in list(self.live.values()):
             if buf.lines and now >= buf.stream_after:
-                streamer()
+                self.streamer(buf)
         self.handle = asyncio.get_running_loop().call_later(STREAM_EVERY, self.tick) if self.live else None
-

@@ -37,12 +37,12 @@ from polyfn.protocol import (
     to_instance_decoder,
 )
 from polyfn.runtimes.python.capture import (
-    STREAM_AFTER,
     LogBuffer,
     LoopStreams,
     Streamer,
     capture_output,
     current_buffer,
+    stream_after,
 )
 from polyfn.runtimes.python.flavors import Adapter, FunctionMeta, HandlerError, load_adapter
 from polyfn.runtimes.python.flavors.base import stream_parts
@@ -101,8 +101,7 @@ def _run_one(adapter: Adapter, inv: Invoke, buf: LogBuffer, wire: Wire | None = 
 
 
 async def _run_one_async(adapter: Adapter, inv: Invoke, spec: InstanceSpec, pool: Any,
-                         writer: asyncio.StreamWriter | None = None, streams: LoopStreams | None = None,
-                         eager: bool = False) -> Result:
+                         writer: asyncio.StreamWriter | None = None, streams: LoopStreams | None = None) -> Result:
     buf = LogBuffer(spec.log_line_max, spec.log_lines_max, spec.log_bytes_max)
     if inv.trace_id:
         _set_trace_env(inv)
@@ -122,8 +121,6 @@ async def _run_one_async(adapter: Adapter, inv: Invoke, spec: InstanceSpec, pool
             status, headers, body, error = parts[0], parts[1], b"".join(piece_bytes(p) for p in pieces), None
         else:
             status, headers, body = parts[0], [], b""
-            if eager:  # (started eagerly: the stream, the function's own code, runs in a task of its own)
-                await asyncio.sleep(0)
             error = await stream_async(adapter, inv, parts, writer, pool)
     except Exception as exc:
         status, headers, body, error = adapter.fail(inv, exc)
@@ -131,6 +128,37 @@ async def _run_one_async(adapter: Adapter, inv: Invoke, spec: InstanceSpec, pool
         current_buffer.reset(token)
         if streams is not None:
             streams.stop(inv.id)
+    return Result(inv.id, status, headers, body, error, buf.drain(), (time.perf_counter() - t0) * 1000)
+
+
+def _run_eager(adapter: Adapter, inv: Invoke, spec: InstanceSpec, streams: LoopStreams, stream: Any) -> Result | None:
+    """One call of a handler that never waits (`_never_waits`), run to its end at once, inside the call's own
+    context (the caller's `ctx.run`), without a task: its coroutine's first step is its whole run. A streamed
+    response is handed to `stream(inv, buf, t0, parts)` (a task of its own writes it) and None returned."""
+    if inv.trace_id:
+        _set_trace_env(inv)
+    t0 = time.perf_counter()
+    buf = LogBuffer(spec.log_line_max, spec.log_lines_max, spec.log_bytes_max)
+    current_buffer.set(buf)  # (in the call's own context, which ends with it: nothing to reset)
+    streams.arm(buf, inv)
+    try:
+        coro = adapter.handler(*adapter.args(inv))
+        try:
+            coro.send(None)
+        except StopIteration as end:
+            value = end.value
+        else:  # (cannot be: its code has no suspension point)
+            coro.close()
+            raise RuntimeError("an async handler without await suspended")
+        parts = stream_parts(value)
+        if parts is not None:
+            stream(inv, buf, t0, parts)
+            return None
+        status, headers, body = adapter.respond(inv, value)
+        error = None
+    except Exception as exc:
+        status, headers, body, error = adapter.fail(inv, exc)
+    buf.stream_after = math.inf
     return Result(inv.id, status, headers, body, error, buf.drain(), (time.perf_counter() - t0) * 1000)
 
 
@@ -147,41 +175,6 @@ def _never_waits(handler: Any) -> bool:
     return _YIELD_VALUE not in code[::2]
 
 
-class _Rest:
-    """The rest of a coroutine that an eager start ran to a wait (`step`: what it yielded there), as an
-    awaitable for the task that takes it over: `yield from` by hand (what the coroutine yields goes to the task;
-    what the task sends or throws, a cancellation, goes to the coroutine)."""
-
-    __slots__ = ("coro", "step")
-
-    def __init__(self, coro: Any, step: Any):
-        self.coro = coro
-        self.step = step
-
-    def __await__(self) -> Any:
-        coro, step = self.coro, self.step
-        while True:
-            try:
-                sent = yield step
-            except GeneratorExit:
-                coro.close()
-                raise
-            except BaseException as exc:
-                try:
-                    step = coro.throw(exc)
-                except StopIteration as stop:
-                    return stop.value
-            else:
-                try:
-                    step = coro.send(sent)
-                except StopIteration as stop:
-                    return stop.value
-
-
-async def _resumed(coro: Any, step: Any) -> Any:
-    return await _Rest(coro, step)
-
-
 def _serve_blocking(sock: socket.socket, adapter: Adapter, init_buf: LogBuffer) -> None:
     """One invocation at a time. The wait for the next frame is a poll() for POLLIN, not a blocking recv():
     a task asleep in recv() on a Unix socket is also woken each time the server reads this end's result
@@ -195,8 +188,7 @@ def _serve_blocking(sock: socket.socket, adapter: Adapter, init_buf: LogBuffer) 
     decode = to_instance_decoder.decode
     send = sock.sendall
     data = bytearray()
-    streamed = Streamer(init_buf, send)
-    init_buf.streamer = streamed
+    init_buf.streamer = Streamer(send)
     wire = Wire(sock, data, wait)
     while True:
         while len(data) < 4:
@@ -222,8 +214,8 @@ def _serve_blocking(sock: socket.socket, adapter: Adapter, init_buf: LogBuffer) 
         # The init buffer serves every invocation: what init printed goes with the first result, and what
         # threads of the function print outside an invocation's context (they do not inherit it; their
         # writes go to the captures' fallback, this buffer) with the current or the next one.
-        streamed.id = inv.id
-        init_buf.stream_after = time.monotonic() + min(STREAM_AFTER, max(inv.deadline - time.time(), 0.0) / 2)
+        init_buf.id = inv.id
+        init_buf.stream_after = stream_after(inv.deadline, time.monotonic(), time.time())
         try:
             result = _run_one(adapter, inv, init_buf, wire)
         finally:
@@ -235,7 +227,13 @@ async def _serve_async(sock: socket.socket, adapter: Adapter, spec: InstanceSpec
     from concurrent.futures import ThreadPoolExecutor
 
     pool = None if adapter.is_async else ThreadPoolExecutor(spec.concurrency, thread_name_prefix="fn")
-    reader, writer = await asyncio.open_connection(sock=sock, limit=MAX_FRAME)
+    loop = asyncio.get_running_loop()
+    # The frames are taken in the protocol's callback (`received`), not through a stream reader: no wake-up of
+    # this task, no future, no copy per read. The reader only says when the connection ends (its EOF or error).
+    reader = asyncio.StreamReader(limit=MAX_FRAME, loop=loop)
+    protocol = _Frames(reader, loop=loop)
+    transport, _ = await loop.create_connection(lambda: protocol, sock=sock)
+    writer = asyncio.StreamWriter(transport, protocol, reader, loop)
     tasks: set[asyncio.Task[None]] = set()
     streams = LoopStreams(writer.write)
     running: dict[int, asyncio.Task[None]] = {}
@@ -244,81 +242,152 @@ async def _serve_async(sock: socket.socket, adapter: Adapter, spec: InstanceSpec
     # several frames at once) leave in one write, so the server reads them in one wake-up. Only results are
     # held; the frames a streamed response or streamed logs send go out at once, and always before their own
     # invocation's result (which is made after them), so no frame of an invocation overtakes another of it.
-    out: list[bytes] = []
-    loop = asyncio.get_running_loop()
+    out: list[Result] = []
 
     def flush() -> None:
-        writer.write(out[0] if len(out) == 1 else b"".join(out))
+        if not out:  # (sent already, at the end of a read's callback)
+            return
+        if init_buf.pending():  # printed during init, or outside any invocation's context (a function's thread)
+            out[0].logs[:0] = init_buf.drain()
+        writer.write(encode(out[0]) if len(out) == 1 else b"".join([encode(r) for r in out]))
         out.clear()
 
-    eager = _never_waits(adapter.handler)
+    def deliver(result: Result) -> None:
+        if not out:
+            loop.call_soon(flush)
+        out.append(result)
 
     async def one(inv: Invoke) -> None:
         try:
-            result = await _run_one_async(adapter, inv, spec, pool, writer, streams, eager)
+            result = await _run_one_async(adapter, inv, spec, pool, writer, streams)
         finally:
             running.pop(inv.id, None)
         deliver(result)
 
-    def deliver(result: Result) -> None:
-        if init_buf.pending():  # printed during init, or outside any invocation's context (a function's thread)
-            result.logs[:0] = init_buf.drain()
-        if not out:
-            loop.call_soon(flush)
-        out.append(encode(result))
+    def stream(inv: Invoke, buf: LogBuffer, t0: float, parts: Any, finish: Any = None,
+               context: contextvars.Context | None = None) -> None:
+        """A call's streamed response, written by a task of its own (in `running`: the server's Cancel stops
+        it), then its `Result` handed to `finish(result, buf)`, on the loop."""
+        t = loop.create_task(streamed(inv, buf, t0, parts, finish or finished), context=context)
+        running[inv.id] = t
+        tasks.add(t)
+        t.add_done_callback(tasks.discard)
+
+    async def streamed(inv: Invoke, buf: LogBuffer, t0: float, parts: Any, finish: Any) -> None:
+        streams.watch(buf)  # (its lines from the timer too, while it waits)
+        try:
+            error = await stream_async(adapter, inv, parts, writer, pool)
+        except Exception as exc:
+            error = adapter.fail(inv, exc)[3]
+        finally:
+            running.pop(inv.id, None)
+        finish(Result(inv.id, parts[0], [], b"", error, [], (time.perf_counter() - t0) * 1000), buf)
+
+    def finished(result: Result, buf: LogBuffer) -> None:
+        streams.stop(result.id)  # (then its lines: never while the streamer sends some)
+        result.logs = buf.drain()
+        deliver(result)
 
     # a sync handler: each call whole in a thread, no task (threadcalls.py)
-    threaded = None if pool is None else ThreadCalls(adapter, spec, streams, deliver, pool, writer, running, tasks)
+    threaded = None if pool is None else ThreadCalls(adapter, spec, streams, deliver, stream)
+    # an async handler that never waits: each call run at once, in a context of its own (as a task would be),
+    # without a task; any other async handler: a task per call
+    eager = threaded is None and _never_waits(adapter.handler)
 
     unpack_from = HEADER.unpack_from
     decode = to_instance_decoder.decode
+    copy_context = contextvars.copy_context
     data = bytearray()
-    while True:
-        # Every frame the socket has is taken per wake-up (one read, not two awaits per frame).
+    me = asyncio.current_task()
+    enter, leave = asyncio.tasks._enter_task, asyncio.tasks._leave_task
+
+    def received(chunk: bytes) -> None:
+        """Every frame the socket has, per wake-up; the eager calls' results leave together at the end."""
+        nonlocal data
+        if data:
+            data += chunk
+            view = data
+        else:
+            view = chunk  # (most reads end at a frame's end: nothing is copied)
+        streams.turn()
+        enter(loop, me)  # (what a no-await handler sees as its `current_task()`: this serving task, as before)
         try:
-            chunk = await reader.read(MAX_FRAME)
-        except ConnectionError:
-            return
-        if not chunk:
-            return
-        data += chunk
-        pos, n = 0, len(data)
-        while n - pos >= 4:
-            (size,) = unpack_from(data, pos)
-            if size > MAX_FRAME:
-                return
-            end = pos + 4 + size
-            if end > n:
-                break
-            inv = decode(data[pos + 4:end])
-            pos = end
-            if type(inv) is Cancel:  # a stream nobody reads any more: its task is cancelled (`stream_async` turns
-                task = running.get(inv.id)  # the CancelledError into the stream's end: the Result still goes)
-                if task is not None:
-                    task.cancel()
-                continue
-            if threaded is not None:
-                if inv.trace_id:
-                    _set_trace_env(inv)
-                threaded.submit(inv)
-                continue
-            if eager:  # run at once, in a context of its own (as a task would), without a task
-                coro, ctx = one(inv), contextvars.copy_context()
-                try:
-                    step = ctx.run(coro.send, None)
-                except StopIteration:  # done: its result is on its way (no task, no scheduling, no callback)
+            pos, n = 0, len(view)
+            while n - pos >= 4:
+                (size,) = unpack_from(view, pos)
+                if size > MAX_FRAME:
+                    transport.close()
+                    return
+                end = pos + 4 + size
+                if end > n:
+                    break
+                inv = decode(view[pos + 4:end])
+                pos = end
+                if type(inv) is Cancel:  # a stream nobody reads any more: its task is cancelled (`stream_async`
+                    task = running.get(inv.id)  # turns the CancelledError into the stream's end: the Result goes)
+                    if task is not None:
+                        task.cancel()
                     continue
-                except Exception as exc:  # (what a task would have reported, never retrieved; the loop goes on)
-                    loop.call_exception_handler({"message": "an invocation failed", "exception": exc})
-                    continue
-                t = loop.create_task(_resumed(coro, step), context=ctx)  # (a stream: `_run_one_async`)
-            else:
-                t = asyncio.ensure_future(one(inv))
-            running[inv.id] = t
-            tasks.add(t)
-            t.add_done_callback(tasks.discard)
-        if pos:
-            del data[:pos]
+                if eager:
+                    try:
+                        result = copy_context().run(_run_eager, adapter, inv, spec, streams, stream)
+                    except Exception as exc:  # (what a task would have reported, never retrieved; the loop goes on)
+                        loop.call_exception_handler({"message": "an invocation failed", "exception": exc})
+                        continue
+                    if result is not None:  # (None: a stream, in a task of its own)
+                        out.append(result)
+                elif threaded is not None:
+                    if inv.trace_id:
+                        _set_trace_env(inv)
+                    threaded.submit(inv)
+                else:
+                    t = asyncio.ensure_future(one(inv))
+                    running[inv.id] = t
+                    tasks.add(t)
+                    t.add_done_callback(tasks.discard)
+        finally:
+            leave(loop, me)
+        if threaded is not None:
+            threaded.kick()  # (a thread for the calls this read brought)
+        if pos < n:  # (the start of a frame: kept for the next read)
+            if view is chunk:
+                data = bytearray(chunk[pos:])
+            elif pos:
+                del data[:pos]
+        elif data:
+            data = bytearray()
+        if out:
+            flush()
+
+    protocol.start(received)
+    try:
+        await reader.read()  # (until the server closes the connection)
+    except ConnectionError:
+        return
+
+
+class _Frames(asyncio.StreamReaderProtocol):
+    """The instance's connection: what it reads goes to `received` (given by `_serve_async` with `start`), not to
+    the reader, which learns only of the end (EOF, or an error); the writer's flow control is the stream
+    protocol's. What is read before `start` (the server pipelines the first `Invoke` with the start) waits."""
+
+    received: Any = None
+    early = b""
+
+    def data_received(self, data: bytes) -> None:
+        if self.received is None:
+            self.early += data
+        else:
+            self.received(data)
+
+    def start(self, received: Any) -> None:
+        self._loop.call_soon(self._go, received)  # (from the loop, not from inside the serving task)
+
+    def _go(self, received: Any) -> None:
+        self.received = received
+        if self.early:
+            early, self.early = self.early, b""
+            received(early)
 
 
 def main(spec: InstanceSpec, sock: socket.socket, info: str, prepared: Any = None) -> None:

@@ -44,18 +44,33 @@ def request_params(query_string: str, content_type: str, body: bytes) -> dict[st
 
 class HttpRequest(dict):
     """An HTTP request as a native handler sees it: a dict of its parameters (see `request_params`), with
-    the raw request on attributes. Being a dict, it prints, compares and serialises as its parameters."""
+    the raw request on attributes. Being a dict, it prints, compares and serialises as its parameters.
+    `headers` (a case-insensitive `Headers`) is made when first read: most handlers never read it."""
 
-    __slots__ = ("_query", "body", "headers", "method", "path", "query_string")
+    __slots__ = ("_headers", "_query", "_raw", "body", "method", "path", "query_string")
 
     def __init__(self, inv: Invoke):
-        super().__init__(request_params(inv.query, inv.content_type or "", inv.body))
+        query, body = inv.query, inv.body
+        if query or body:
+            super().__init__(request_params(query, inv.content_type or "", body))
         self.method = inv.method
         self.path = inv.path or "/"
-        self.query_string = inv.query
-        self.headers = base.Headers(inv.headers)
-        self.body = inv.body
+        self.query_string = query
+        self._raw = inv.headers
+        self._headers: base.Headers | None = None
+        self.body = body
         self._query: dict[str, str] | None = None
+
+    @property
+    def headers(self) -> base.Headers:
+        headers = self._headers
+        if headers is None:
+            headers = self._headers = base.Headers(self._raw)
+        return headers
+
+    @headers.setter
+    def headers(self, value: base.Headers) -> None:
+        self._headers = value
 
     @property
     def query(self) -> dict[str, str]:
