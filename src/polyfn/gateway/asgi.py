@@ -95,14 +95,17 @@ class Gateway:
         """What the gateway reads of a `/fn/` request's path and headers, and the one registry lookup of the
         call (the invoker's admission reuses it). Shared by the ASGI path and the direct one (gateway/fn_direct.py)."""
         name, fn_path = route(path)
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw_headers]
+        headers: list[tuple[str, str]] = []
         content_type = ""
         length = -1
         trace = _NO_TRACE
         is_async = False
         callback = None
         internal = False
-        for k, v in headers:
+        for raw_k, raw_v in raw_headers:  # (decoded and read in one pass)
+            k = raw_k.decode("latin-1")
+            v = raw_v.decode("latin-1")
+            headers.append((k, v))
             if k == "content-type":
                 content_type = v
             elif k == "content-length" and v.isdigit():
