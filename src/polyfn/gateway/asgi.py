@@ -49,6 +49,9 @@ class Request(NamedTuple):
     spec: Any
 
 
+_new_tuple = tuple.__new__
+
+
 async def _given(out: Outcome) -> Outcome:
     return out
 
@@ -129,7 +132,9 @@ class Gateway:
                 if found is not None:
                     active, name, fn_path = found, found.revision.function, "/" + sub if slash else "/"
             spec = active.revision.spec if active is not None else None
-        return Request(name, fn_path, headers, content_type, length, trace, is_async, callback, active, spec)
+        # (tuple.__new__ straight: the named tuple's own __new__ is a Python function around it)
+        return _new_tuple(Request, (name, fn_path, headers, content_type, length, trace, is_async, callback, active,
+                                    spec))
 
     def early(self, req: Request, method: str, query: bytes) -> Outcome | None:
         """The answer given before the body is read (CORS preflight, a refused function key), or None."""
