@@ -43,8 +43,29 @@ def strip_identity_headers(headers: list[tuple[str, str]]) -> list[tuple[str, st
     return headers
 
 
+#: `safe_headers`' answers by the instance's header list (a function answers with the same few lists): a dict
+#: lookup instead of ~0.4 µs a header. Bounded: cleared past `_SAFE_MAX` lists.
+_safe: dict[tuple[tuple[str, str], ...], list[tuple[bytes, bytes]]] = {}
+_SAFE_MAX = 1024
+
+
 def safe_headers(pairs: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
-    """Response headers from an (untrusted) instance: no CR/LF injection, no framing headers."""
+    """Response headers from an (untrusted) instance: no CR/LF injection, no framing headers. A new list each
+    time (callers add to it)."""
+    try:
+        key = tuple(pairs)
+        out = _safe.get(key)
+    except TypeError:  # (a pair that is not hashable: checked as it is)
+        return _safe_headers(pairs)
+    if out is None:
+        out = _safe_headers(pairs)
+        if len(_safe) >= _SAFE_MAX:
+            _safe.clear()
+        _safe[key] = out
+    return out.copy()
+
+
+def _safe_headers(pairs: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     out = []
     for k, v in pairs:
         if not isinstance(k, str) or not isinstance(v, str) or not k:

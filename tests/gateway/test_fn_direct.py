@@ -285,3 +285,23 @@ async def test_a_call_the_protocol_let_in_reaches_the_invoker_after_the_pools_co
         got = await asyncio.gather(*(exchange(port, get("/fn/hi")) for _ in range(8)))
     assert all(g.startswith(b"HTTP/1.1 201 ") for g, _ in got)
     assert on_the_way == [0] * 8
+
+
+def test_what_the_gateway_reads_of_a_requests_headers() -> None:
+    """`Gateway.request` decodes the headers and reads its few in one pass: the headers passed on (the node's own
+    taken out, the others in order), content type and length, the caller's trace, the async flag and callback."""
+    gateway = Gateway(Invoker())  # type: ignore[arg-type]
+    raw = [(b"host", b"h"), (b"content-type", b"application/json"), (b"content-length", b"12"),
+           (b"traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+           (b"x-polyfn-async", b"TRUE"), (b"x-callback-url", b"http://cb/x"), (b"x-polyfn-revision", b"3"),
+           (b"x-caf\xe9", b"\xe9t\xe9")]
+    req = gateway.request("/fn/hi/a/b", raw)
+    assert (req.name, req.fn_path) == ("hi", "/a/b")
+    assert req.headers == [("host", "h"), ("content-type", "application/json"), ("content-length", "12"),
+                           ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+                           ("x-callback-url", "http://cb/x"), ("x-café", "été")]
+    assert (req.content_type, req.length, req.is_async, req.callback) == ("application/json", 12, True, "http://cb/x")
+    assert req.trace == ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331")
+    plain = gateway.request("/fn/hi", [(b"host", b"h"), (b"content-length", b"x1")])
+    assert (plain.headers, plain.content_type, plain.length, plain.is_async, plain.callback, plain.fn_path) == (
+        [("host", "h"), ("content-length", "x1")], "", -1, False, None, "/")

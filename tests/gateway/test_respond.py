@@ -103,3 +103,30 @@ async def test_a_whole_response_leaves_in_one_write(ports: tuple[int, int]) -> N
         assert head.startswith(b"HTTP/1.1 201 Created\r\n") and b"content-length: 8\r\n" in head, head
         assert await reader.readexactly(8) == f"echo:/k{i}".encode()
     writer.close()
+
+
+def test_head_parts_remembers_only_what_passed_and_still_refuses_the_rest() -> None:
+    """`head_parts` keeps the names and values it found writable: a good header seen again gives the same bytes, and
+    a bad name, a bad value or a framing header is refused every time (never remembered), before and after."""
+    line = b"HTTP/1.1 200 OK\r\n"
+    good = [(b"content-type", b"text/plain; charset=utf-8"), (b"x-polyfn-activation-id", b"0123abcd"), (b"x-e", b"")]
+    want = [line, b"content-type", b": ", b"text/plain; charset=utf-8", b"\r\n", b"x-polyfn-activation-id", b": ",
+            b"0123abcd", b"\r\n", b"x-e", b": ", b"", b"\r\n"]
+    for _ in range(3):
+        assert respond_mod.head_parts(line, good) == want
+        assert respond_mod.head_parts(line, [*good, (b"x-bad", b"a\x01b")]) is None
+        assert respond_mod.head_parts(line, [(b"content-type", b"a\nb")]) is None  # (a remembered name, bad value)
+        assert respond_mod.head_parts(line, [(b"bad name", b"text/plain; charset=utf-8")]) is None  # (and the reverse)
+        assert respond_mod.head_parts(line, [(b"Content-Length", b"3")]) is None
+        assert respond_mod.head_parts(line, [(b"connection", b"close")]) is None
+    assert b"a\x01b" not in respond_mod._values_ok and b"bad name" not in respond_mod._names_ok
+    assert b"0123abcd" not in respond_mod._values_ok  # (letters and digits: passed as they are, not kept)
+
+
+def test_head_parts_keeps_a_bounded_number(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(respond_mod, "_names_ok", set())
+    monkeypatch.setattr(respond_mod, "_values_ok", set())
+    for i in range(respond_mod._CHECKED_MAX + 50):
+        assert respond_mod.head_parts(b"L", [(b"x-n%d" % i, b"v-%d" % i)]) is not None
+    assert len(respond_mod._names_ok) == len(respond_mod._values_ok) == respond_mod._CHECKED_MAX
+    assert respond_mod.head_parts(b"L", [(b"x-n%d" % 10**6, b"a\x00")]) is None

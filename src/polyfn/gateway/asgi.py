@@ -49,6 +49,9 @@ class Request(NamedTuple):
     spec: Any
 
 
+_new_tuple = tuple.__new__
+
+
 async def _given(out: Outcome) -> Outcome:
     return out
 
@@ -95,14 +98,17 @@ class Gateway:
         """What the gateway reads of a `/fn/` request's path and headers, and the one registry lookup of the
         call (the invoker's admission reuses it). Shared by the ASGI path and the direct one (gateway/fn_direct.py)."""
         name, fn_path = route(path)
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw_headers]
+        headers: list[tuple[str, str]] = []
         content_type = ""
         length = -1
         trace = _NO_TRACE
         is_async = False
         callback = None
         internal = False
-        for k, v in headers:
+        for raw_k, raw_v in raw_headers:  # (decoded and read in one pass)
+            k = raw_k.decode("latin-1")
+            v = raw_v.decode("latin-1")
+            headers.append((k, v))
             if k == "content-type":
                 content_type = v
             elif k == "content-length" and v.isdigit():
@@ -126,7 +132,9 @@ class Gateway:
                 if found is not None:
                     active, name, fn_path = found, found.revision.function, "/" + sub if slash else "/"
             spec = active.revision.spec if active is not None else None
-        return Request(name, fn_path, headers, content_type, length, trace, is_async, callback, active, spec)
+        # (tuple.__new__ straight: the named tuple's own __new__ is a Python function around it)
+        return _new_tuple(Request, (name, fn_path, headers, content_type, length, trace, is_async, callback, active,
+                                    spec))
 
     def early(self, req: Request, method: str, query: bytes) -> Outcome | None:
         """The answer given before the body is read (CORS preflight, a refused function key), or None."""

@@ -25,17 +25,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import (
-    HEADER_RE,
-    HEADER_VALUE_RE,
-    STATUS_LINE,
-    RequestResponseCycle,
-)
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, RequestResponseCycle
 
 from polyfn.gateway.asgi import relay
 from polyfn.gateway.direct import NoEvent, _500
 from polyfn.gateway.direct import scope as asgi_scope
-from polyfn.gateway.respond import _FRAMING, respond
+from polyfn.gateway.respond import head_parts, respond
 
 
 class FnCycle:
@@ -217,12 +212,9 @@ def _written(proto: Any, cycle: FnCycle, status: int, headers: list[tuple[bytes,
     line = STATUS_LINE.get(status)
     if line is None or proto.server_state.default_headers or not cycle.keep_alive or proto.flow.write_paused:
         return False
-    bad_name, bad_value = HEADER_RE.search, HEADER_VALUE_RE.search
-    parts = [line]
-    for name, value in headers:
-        if bad_name(name) or bad_value(value) or name.lower() in _FRAMING:
-            return False
-        parts += (name, b": ", value, b"\r\n")
+    parts = head_parts(line, headers)
+    if parts is None:
+        return False
     parts.append(b"content-length: %d\r\n\r\n" % len(body))
     if cycle.method != "HEAD":
         parts.append(body)
