@@ -47,6 +47,8 @@ def strip_identity_headers(headers: list[tuple[str, str]]) -> list[tuple[str, st
 #: lookup instead of ~0.4 µs a header. Bounded: cleared past `_SAFE_MAX` lists.
 _safe: dict[tuple[tuple[str, str], ...], list[tuple[bytes, bytes]]] = {}
 _SAFE_MAX = 1024
+#: only small lists are kept (an instance's headers are untrusted: 1,024 large lists would be megabytes)
+_SAFE_KEPT_CHARS = 1024
 
 
 def safe_headers(pairs: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
@@ -59,6 +61,8 @@ def safe_headers(pairs: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
         return _safe_headers(pairs)
     if out is None:
         out = _safe_headers(pairs)
+        if sum(len(str(k)) + len(str(v)) for k, v in key) > _SAFE_KEPT_CHARS:
+            return out
         if len(_safe) >= _SAFE_MAX:
             _safe.clear()
         _safe[key] = out

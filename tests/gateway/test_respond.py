@@ -130,3 +130,14 @@ def test_head_parts_keeps_a_bounded_number(monkeypatch: pytest.MonkeyPatch) -> N
         assert respond_mod.head_parts(b"L", [(b"x-n%d" % i, b"v-%d" % i)]) is not None
     assert len(respond_mod._names_ok) == len(respond_mod._values_ok) == respond_mod._CHECKED_MAX
     assert respond_mod.head_parts(b"L", [(b"x-n%d" % 10**6, b"a\x00")]) is None
+
+
+def test_head_parts_keeps_only_short_names_and_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An instance's headers are untrusted: long ones are checked each time, never kept."""
+    monkeypatch.setattr(respond_mod, "_names_ok", set())
+    monkeypatch.setattr(respond_mod, "_values_ok", set())
+    long_name, long_value = b"x-" + b"n" * respond_mod._KEPT_LEN, b"v-" + b"v" * respond_mod._KEPT_LEN
+    assert respond_mod.head_parts(b"L", [(long_name, long_value)]) == [b"L", long_name, b": ", long_value, b"\r\n"]
+    assert respond_mod._names_ok == set() and respond_mod._values_ok == set()
+    assert respond_mod.head_parts(b"L", [(b"x-short", b"v-1")]) is not None
+    assert respond_mod._names_ok == {b"x-short"} and respond_mod._values_ok == {b"v-1"}

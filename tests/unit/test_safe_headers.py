@@ -43,3 +43,15 @@ def test_the_kept_answers_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     for i in range(headers_mod._SAFE_MAX + 10):
         assert safe_headers([("x-n", str(i))]) == [(b"x-n", str(i).encode())]
     assert len(headers_mod._safe) <= headers_mod._SAFE_MAX
+
+
+def test_large_header_lists_are_answered_but_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An instance's headers are untrusted: 1,024 kept lists of long values would hold megabytes."""
+    monkeypatch.setattr(headers_mod, "_safe", {})
+    big = [("x-big", "v" * (headers_mod._SAFE_KEPT_CHARS + 1))]
+    assert safe_headers(big) == [(b"x-big", b"v" * (headers_mod._SAFE_KEPT_CHARS + 1))]
+    dropped = [("x-inject", "a\r\n" + "v" * headers_mod._SAFE_KEPT_CHARS), ("ok", "1")]
+    assert safe_headers(dropped) == [(b"ok", b"1")]
+    assert headers_mod._safe == {}
+    safe_headers([("x-small", "1")])
+    assert list(headers_mod._safe) == [(("x-small", "1"),)]

@@ -30,6 +30,8 @@ _FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection"})
 _names_ok: set[bytes] = set()
 _values_ok: set[bytes] = set()
 _CHECKED_MAX = 1024
+#: only short names and values are kept (an instance's headers are untrusted: 1,024 long ones would be megabytes)
+_KEPT_LEN = 256
 
 
 def head_parts(line: bytes, headers: list[tuple[bytes, bytes]]) -> list[bytes] | None:
@@ -41,12 +43,12 @@ def head_parts(line: bytes, headers: list[tuple[bytes, bytes]]) -> list[bytes] |
         if type(name) is not bytes or name not in names:
             if HEADER_RE.search(name) or name.lower() in _FRAMING:
                 return None
-            if type(name) is bytes and len(names) < _CHECKED_MAX:
+            if type(name) is bytes and len(names) < _CHECKED_MAX and len(name) <= _KEPT_LEN:
                 names.add(name)
         if type(value) is not bytes or (not value.isalnum() and value not in values):
             if HEADER_VALUE_RE.search(value):
                 return None
-            if type(value) is bytes and len(values) < _CHECKED_MAX:
+            if type(value) is bytes and len(values) < _CHECKED_MAX and len(value) <= _KEPT_LEN:
                 values.add(value)
         parts += (name, b": ", value, b"\r\n")
     return parts
