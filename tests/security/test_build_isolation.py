@@ -85,15 +85,19 @@ setup(name="probe-build", version="1.0", py_modules=["probe_build"])
 '''
 
 
+def probe_files(node: Server) -> dict[str, str]:
+    """A function whose local package's setup.py (run at deploy) records what the build could do."""
+    setup = (SETUP_PY.replace("ADMIN_KEY", repr(str(node.data_dir / "admin.key")))
+             .replace("DATA_DIR", repr(str(node.data_dir))).replace("PORT", str(node.port)))
+    return {"handler.py": "import json, probe_build\ndef handler(event, context):\n    return json.loads(probe_build.FACTS)\n",
+            "requirements.txt": "./probe\n", "probe/setup.py": setup}
+
+
 def test_pip_build_runs_unprivileged_with_a_scrubbed_environment(node: Server) -> None:
     """A local package's setup.py runs at deploy (as any sdist's does): it records what it could do into the
     module it builds, and the function returns that."""
     require(node, "mount ns")
-    setup = (SETUP_PY.replace("ADMIN_KEY", repr(str(node.data_dir / "admin.key")))
-             .replace("DATA_DIR", repr(str(node.data_dir))).replace("PORT", str(node.port)))
-    files = {"handler.py": "import json, probe_build\ndef handler(event, context):\n    return json.loads(probe_build.FACTS)\n",
-             "requirements.txt": "./probe\n", "probe/setup.py": setup}
-    out = deploy(node, "req-probe", files)
+    out = deploy(node, "req-probe", probe_files(node))
     assert out["status"] in (200, 201), out
     r = node.http.post("/fn/req-probe", json={})
     assert r.status_code == 200, r.text
@@ -233,11 +237,7 @@ def test_sandbox_disable_build_runs_builds_as_the_server_as_before(tmp_path: Pat
 
     node = start_server(tmp_path / "data", env={"POLYFN_SANDBOX_DISABLE": "build"})
     try:
-        setup = (SETUP_PY.replace("ADMIN_KEY", repr(str(node.data_dir / "admin.key")))
-                 .replace("DATA_DIR", repr(str(node.data_dir))).replace("PORT", str(node.port)))
-        files = {"handler.py": "import json, probe_build\ndef handler(event, context):\n    return json.loads(probe_build.FACTS)\n",
-                 "requirements.txt": "./probe\n", "probe/setup.py": setup}
-        out = deploy(node, "req-probe-root", files)
+        out = deploy(node, "req-probe-root", probe_files(node))
         assert out["status"] in (200, 201), out
         facts = node.http.post("/fn/req-probe-root", json={}).json()
         assert facts["uid"] == 0 and facts["admin_key"].startswith("ok "), facts
