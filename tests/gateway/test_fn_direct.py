@@ -305,3 +305,24 @@ def test_what_the_gateway_reads_of_a_requests_headers() -> None:
     plain = gateway.request("/fn/hi", [(b"host", b"h"), (b"content-length", b"x1")])
     assert (plain.headers, plain.content_type, plain.length, plain.is_async, plain.callback, plain.fn_path) == (
         [("host", "h"), ("content-length", "x1")], "", -1, False, None, "/")
+
+
+async def test_an_async_accept_has_no_task_of_its_own_and_answers_the_same_bytes(both: tuple[Served, Served]) -> None:
+    """`X-Polyfn-Async: true`: the queue's accept is stepped like a call (no task: `current_task()` is None in
+    the enqueue), and the 202 is the ASGI path's, byte for byte."""
+    seen: list[asyncio.Task[Any] | None] = []
+
+    class Queue:
+        async def enqueue(self, call: Call, callback: str | None) -> str:
+            seen.append(asyncio.current_task())
+            await asyncio.sleep(0.01)  # (a wait on a future, as the queue file's commit or a PubAck)
+            return "0123456789abcdef0123456789abcdef"
+
+    for served in both:
+        served.gateway.queue = Queue()
+    raw = post("/fn/hi", b'{"x": 1}', "X-Polyfn-Async: true\r\n")
+    got_direct, _ = await exchange(both[0].port, raw)
+    got_asgi, _ = await exchange(both[1].port, raw)
+    assert got_direct.startswith(b"HTTP/1.1 202 ") and got_direct == got_asgi
+    assert both[0].asgi == [] and both[1].asgi == ["/fn/hi"]
+    assert seen[0] is None and seen[1] is not None  # (the ASGI path runs in uvicorn's task)

@@ -6,8 +6,8 @@ part of it: the scope (URL parsing, a copy of the app state), a `RequestResponse
 `run_asgi`, the front door's dispatch, the `receive` coroutine. Here the protocol (gateway/http.py) gives a `/fn/`
 request an `FnCycle` at its headers, collects its body, and at its end runs the gateway's own steps
 (`Gateway.request`, `early`, `answer`: the same code as the ASGI path, so the same auth, quotas, metering,
-activation records, logs and metrics) stepped by hand (`_Driven`, no task per call; a call to the async queue
-in a task), then writes status line, headers, `content-length` and body in one write, as `gateway/respond.py`
+activation records, logs and metrics) stepped by hand (`_Driven`, no task per call, an async call's accept too),
+then writes status line, headers, `content-length` and body in one write, as `gateway/respond.py`
 does under uvicorn (the same checks, the same bytes).
 
 What it does not take goes through ASGI as before: a path with `%`, a URL with `#` or non-ASCII bytes, a body
@@ -94,9 +94,10 @@ def body(cycle: FnCycle, data: bytes) -> None:
 
 
 def complete(proto: Any, cycle: FnCycle) -> None:
-    """The request's body is all in: answer it. A call the invoker answers (the common case) is driven without a
-    task (`_Driven`); a call to the async queue in a task. Either is counted in the server's tasks, so a graceful
-    shutdown waits for it (and cancels it past its timeout)."""
+    """The request's body is all in: answer it, driven without a task (`_Driven`): a call the invoker answers, and
+    an async call's accept (`X-Polyfn-Async`: the queue's insert or JetStream publish waits on futures only, as
+    the invoker does). It is counted in the server's tasks, so a graceful shutdown waits for it (and cancels it
+    past its timeout)."""
     gateway = proto.fn_gateway
     try:
         req = gateway.request(cycle.path, cycle.headers)
@@ -109,24 +110,19 @@ def complete(proto: Any, cycle: FnCycle) -> None:
     except BaseException as exc:  # (as uvicorn's run_asgi)
         proto.loop.call_soon(_failed, proto, cycle, exc)
         return
-    if req.is_async and gateway.queue is not None:  # (the queue's database and broker clients: a task)
-        task = proto.loop.create_task(_run(proto, cycle, coro))
-        task.add_done_callback(proto.tasks.discard)
-        proto.tasks.add(task)
-    else:
-        _Driven(proto, cycle, coro)
+    _Driven(proto, cycle, coro)
 
 
 class _Driven:
-    """A call's coroutine (the invoker's `call`, maybe in gateway/asgi.py's CORS wrapper) stepped by hand, as a
-    task would step it, without the task: its first step from the loop's ready callbacks, as a task's first step
+    """A call's coroutine (the invoker's `call` or the gateway's `_enqueue`, maybe in its CORS wrapper) stepped by
+    hand, as a task would step it, without the task: its first step from the loop's ready callbacks, as a task's first step
     (never inside the HTTP parser's callbacks; and a call the protocol let in reaches the pool's `acquire` after
     the pool's count of calls on their way has been reset: scheduler/overload.py `admits`), each later one from
     the done callback of the future it waits on; its outcome is written from the last. A task per call cost the
     event loop ~2 µs (the task, its registration in `asyncio.all_tasks`' WeakSet, its done callback) of ~45.
 
     What a task gives that this does not: `asyncio.current_task()` is None inside (nothing on the invoker's path
-    asks; `asyncio.timeout` would refuse to run). Each step runs in the context of the one before, the first in a
+    or the queue's accept asks; `asyncio.timeout` would refuse to run). Each step runs in the context of the one before, the first in a
     copy of the protocol's (`call_soon`'s), as a task's would. It is in the server's `tasks` set while it runs,
     and has a task's `cancel` (uvicorn cancels what is left past the graceful shutdown's timeout): the future it
     waits on is cancelled, so the call sees `CancelledError` there, as under a task."""
@@ -175,15 +171,6 @@ class _Driven:
             return True
         self.cancelling = True  # (not waiting, or its future is done: the next step throws it in)
         return True
-
-
-async def _run(proto: Any, cycle: FnCycle, coro: Any) -> None:
-    try:
-        out = await coro
-    except BaseException as exc:  # (as uvicorn's run_asgi)
-        _failed(proto, cycle, exc)
-        return
-    _answer(proto, cycle, out)
 
 
 def _failed(proto: Any, cycle: FnCycle, exc: BaseException) -> None:
