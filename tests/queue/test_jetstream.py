@@ -279,3 +279,32 @@ async def test_a_job_delivered_after_its_fetch_gave_up_is_kept_held_until_taken(
     [(got, m)] = await jobs.fetch("fl", 5, timeout=1)
     assert got == j and jobs.arrived() == []
     await m.ack_sync()
+
+
+async def test_pubacks_and_pulled_jobs_skip_nats_py_subscription_queues(jobs: JetStreamJobs) -> None:
+    """jswire.Direct: the PubAck and job subscriptions' messages go from the parser to their handlers (nats-py's
+    own subscription never sees them: no queue, no task hop); another subscription on the same connection
+    still gets its messages through nats-py, and a message with headers (a job with a message id) is whole."""
+    a = job("fd", 1)
+    await jobs.publish(a, first=True)  # (a message id: delivered with a header)
+    b = job("fd", 2)
+    await jobs.publish(b, first=True, dedupe=False)
+    got = await jobs.fetch("fd", 10, timeout=5)
+    assert [j for j, _ in got] == [a, b]
+    for _, m in got:
+        await m.ack_sync()
+    nc = jobs._nc
+    puller = jobs._subs["fd"]
+    assert puller._sub._received == 0 and jobs._pub._sub._received == 0  # (nats-py counts what it delivers)
+    assert {puller._sub._id, jobs._pub._sub._id} <= set(nc._polyfn_direct.handlers)
+
+    heard: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def other(msg: object) -> None:
+        heard.put_nowait(msg.data)  # type: ignore[attr-defined]
+
+    subject = f"polyfn-test.{secrets.token_hex(4)}"
+    sub = await nc.subscribe(subject, cb=other)
+    await nc.publish(subject, b"theirs")
+    assert await asyncio.wait_for(heard.get(), 5) == b"theirs"
+    await sub.unsubscribe()

@@ -19,6 +19,12 @@ with `wait_for` as well. At thousands of jobs a second that was a quarter of the
   puller's own and are handed over as they come; a message that arrives after its fetch gave up (a lingering
   request answered late) is handed over by the next one, and kept from the ack wait meanwhile by the heartbeat
   of the held jobs (`arrived`).
+* `subscribe`: both subscriptions' messages are handed to a plain function from nats-py's parser
+  (`Direct`, a hook on the connection's `_process_msg` for these subscriptions alone), not through the
+  subscription's `asyncio.Queue` and its task: per job that was a queue put and get, a task wake-up and a
+  callback coroutine for the PubAck and again for the delivery. A PubAck builds no `Msg` at all. Messages of
+  every other subscription take nats-py's own path. (Written against nats-py 2.x's `_process_msg`,
+  `_process_headers`, `_build_message` and `Subscription._id`: a version without them fails these tests.)
 """
 
 from __future__ import annotations
@@ -27,8 +33,12 @@ import asyncio
 import collections
 import contextlib
 import json
+import logging
 import time
+from collections.abc import Callable
 from typing import Any
+
+log = logging.getLogger("polyfn.queue")
 
 #: the status header JetStream puts on a no-responders reply and on pull-request endings (404, 408, 409)
 STATUS = "Status"
@@ -38,14 +48,74 @@ class PublishFailed(Exception):
     """JetStream did not store the message (its error, no stream, or no PubAck in time)."""
 
 
+#: what a direct subscription's handler is given: (sid, subject, reply, payload, headers as nats-py parses them)
+Handler = Callable[[int, bytes, bytes, bytes, "dict[str, str] | None"], None]
+
+
+class Direct:
+    """The messages of chosen subscriptions of one nats-py connection, handed to a plain function as the parser
+    reads them (one per connection: `of`). nats-py's parser awaits `nc._process_msg(sid, subject, reply,
+    payload, headers)` for every MSG; the instance's attribute shadows the method, answers the subscriptions
+    registered here and passes every other one to nats-py's own. A handler must not block or await: it runs in
+    the connection's read loop (a failure is logged, never raised into the parser)."""
+
+    def __init__(self, nc: Any):
+        self.nc = nc
+        self.handlers: dict[int, Handler] = {}
+        self._theirs = nc._process_msg
+        self._headers = nc._process_headers
+        nc._process_msg = self._process_msg
+
+    @classmethod
+    def of(cls, nc: Any) -> Direct:
+        """The connection's hook, installed at the first call."""
+        made = getattr(nc, "_polyfn_direct", None)
+        if made is None:
+            made = nc._polyfn_direct = cls(nc)
+        return made
+
+    async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
+        handler = self.handlers.get(sid)
+        if handler is None:
+            await self._theirs(sid, subject, reply, data, headers)
+            return
+        stats = self.nc.stats
+        stats["in_msgs"] += 1
+        stats["in_bytes"] += len(data)
+        try:
+            handler(sid, subject, reply, data, await self._headers(headers) if headers else None)
+        except Exception:
+            log.exception("async queue: a NATS message on %r was not handled", subject[:200])
+
+
+async def subscribe(nc: Any, subject: str, handler: Handler) -> Any:
+    """A subscription whose messages go to `handler` (`Direct`; through nats-py's callback for a message read
+    before the subscription was registered with the hook)."""
+
+    async def cb(msg: Any) -> None:
+        handler(msg._sid, msg.subject.encode(), msg.reply.encode(), msg.data, msg.headers)
+
+    direct = Direct.of(nc)
+    sub = await nc.subscribe(subject, cb=cb)
+    direct.handlers[sub._id] = handler
+    return sub
+
+
+async def unsubscribe(nc: Any, sub: Any) -> None:
+    direct = getattr(nc, "_polyfn_direct", None)
+    if direct is not None:
+        direct.handlers.pop(sub._id, None)
+    await sub.unsubscribe()
+
+
 class Publisher:
     def __init__(self, nc: Any, timeout: float = 5.0):
         self.nc = nc
         self.timeout = timeout
         self.prefix = ""
         self._n = 0
-        self._futs: dict[str, tuple[asyncio.Future[None], bytes]] = {}  # token → (future, b'"stream":"NAME"')
-        self._order: collections.deque[tuple[float, str]] = collections.deque()  # (deadline, token), oldest first
+        self._futs: dict[bytes, tuple[asyncio.Future[None], bytes]] = {}  # token → (future, b'"stream":"NAME"')
+        self._order: collections.deque[tuple[float, bytes]] = collections.deque()  # (deadline, token), oldest first
         self._sub: Any = None
         self._sweeper: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -53,7 +123,7 @@ class Publisher:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.prefix = self.nc.new_inbox() + "."
-        self._sub = await self.nc.subscribe(self.prefix + "*", cb=self._on_ack)
+        self._sub = await subscribe(self.nc, self.prefix + "*", self._on_ack)
         self._sweeper = self._loop.create_task(self._sweep())
 
     async def stop(self) -> None:
@@ -70,25 +140,24 @@ class Publisher:
         """Returns once JetStream acknowledged the message as stored by `stream`; raises PublishFailed otherwise.
         `msg_id`: JetStream drops a second message with the same id within the stream's duplicate window."""
         self._n += 1
-        token = str(self._n)
+        token = b"%d" % self._n
         loop = self._loop or asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         self._futs[token] = (fut, b'"stream":"%s"' % stream.encode())
         self._order.append((time.monotonic() + self.timeout, token))
         try:
-            await self.nc.publish(subject, payload, reply=self.prefix + token,
+            await self.nc.publish(subject, payload, reply=self.prefix + token.decode(),
                                   headers=None if msg_id is None else {"Nats-Msg-Id": msg_id})
             await fut
         finally:
             self._futs.pop(token, None)
 
-    async def _on_ack(self, msg: Any) -> None:
-        fut, stream = self._futs.pop(msg.subject[len(self.prefix):], (None, b""))
+    def _on_ack(self, _sid: int, subject: bytes, _reply: bytes, data: bytes, headers: dict[str, str] | None) -> None:
+        fut, stream = self._futs.pop(subject[len(self.prefix):], (None, b""))
         if fut is None or fut.done():
             return
-        data = msg.data
         if not data:  # a status: 503 no responders (no stream for the subject)
-            status = msg.headers.get(STATUS, "") if msg.headers else ""
+            status = headers.get(STATUS, "") if headers else ""
             fut.set_exception(PublishFailed(f"no JetStream stream took the message (status {status or '?'})"))
         elif b'"error"' in data:
             try:
@@ -127,19 +196,19 @@ class Puller:
 
     async def start(self) -> None:
         self.inbox = self.nc.new_inbox()
-        self._sub = await self.nc.subscribe(self.inbox, cb=self._on_msg)
+        self._sub = await subscribe(self.nc, self.inbox, self._on_msg)
 
     async def stop(self) -> None:
         if self._sub is not None:
             with contextlib.suppress(Exception):
-                await self._sub.unsubscribe()
+                await unsubscribe(self.nc, self._sub)
 
-    async def _on_msg(self, msg: Any) -> None:
-        if not msg.data and msg.headers and STATUS in msg.headers:
-            if msg.headers[STATUS] != "100":  # (100: a heartbeat, not asked for)
+    def _on_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: dict[str, str] | None) -> None:
+        if not data and headers and STATUS in headers:
+            if headers[STATUS] != "100":  # (100: a heartbeat, not asked for)
                 self._ended += 1
-        else:
-            self._msgs.append(msg)
+        else:  # (the message nats-py would have made: the job's ack, nak and metadata are its)
+            self._msgs.append(self.nc._build_message(sid, subject, reply, data, headers))
         self._wake.set()
 
     async def _request(self, body: dict[str, Any]) -> None:
