@@ -152,6 +152,10 @@ class Stream:
     async def publish(self, job: Job, first: bool = False) -> None:
         self.published.append(job)
 
+    async def ack_many(self, msgs: list[Msg]) -> None:
+        for m in msgs:
+            await m.ack()
+
     async def get(self, job_id: str) -> Job | None:
         return None
 

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from polyfn.call import Call
 from polyfn.gateway import cors
 from polyfn.gateway.respond import respond
-from polyfn.headers import from_outside
+from polyfn.headers import is_internal
 from polyfn.invoker import Invoker, Outcome, platform_error
 from polyfn.observe.tracing import parse_traceparent
 from polyfn.tenancy import qualify
@@ -104,10 +104,13 @@ class Gateway:
         trace = _NO_TRACE
         is_async = False
         callback = None
-        internal = False
-        for raw_k, raw_v in raw_headers:  # (decoded and read in one pass)
+        for raw_k, raw_v in raw_headers:  # (decoded, read and the node's own dropped in one pass)
             k = raw_k.decode("latin-1")
             v = raw_v.decode("latin-1")
+            if k[:2] in ("x-", "X-") and is_internal(k):  # the node's own (polyfn.headers): read, never passed on
+                if k == "x-polyfn-async":  # (names come lowercased: uvicorn's parser, the ASGI spec)
+                    is_async = v.lower() == "true"
+                continue
             headers.append((k, v))
             if k == "content-type":
                 content_type = v
@@ -115,14 +118,8 @@ class Gateway:
                 length = int(v)
             elif k == "traceparent":
                 trace = parse_traceparent(v)
-            elif k[:9] == "x-polyfn-":  # the node's own (polyfn.headers): read, never passed on
-                internal = True
-                if k == "x-polyfn-async":
-                    is_async = v.lower() == "true"
             elif k == "x-callback-url":
                 callback = v
-        if internal:
-            headers = from_outside(headers)
         spec = active = None
         if name:
             active = self.invoker.registry.get(name)

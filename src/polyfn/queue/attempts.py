@@ -144,11 +144,17 @@ class Attempts:
             await self._dead(job, feed, f"max_event_age exceeded ({spec.max_event_age:g} s)", job.last_error)
             return None
         headers = [*job.headers, ("x-polyfn-idempotency-key", job.id), ("x-polyfn-attempt", str(job.attempt))]
-        # the enqueuing request's W3C traceparent (kept with the job's headers): the invocation joins its trace
-        tp = next((v for k, v in job.headers if k.lower() == "traceparent"), "")
+        # the enqueuing request's W3C traceparent (kept with the job's headers): the invocation joins its trace;
+        # and the revision the job is pinned to (the first of each, read in one pass)
+        tp = pinned = ""
+        for k, v in job.headers:
+            k = k.lower()
+            if k == "traceparent":
+                tp = tp or v
+            elif k == REVISION_HEADER:
+                pinned = pinned or v
         trace_id, parent_id = parse_traceparent(tp) if tp else ("", "")
         revision = None
-        pinned = next((v for k, v in job.headers if k.lower() == REVISION_HEADER), "")
         if pinned and not (pinned.isascii() and pinned.isdigit() and 0 < int(pinned) < 1 << 31):
             # can never run (only the node sets the header; a job queued before outside requests lost theirs)
             await self._dead(job, feed, f"invalid_job: {REVISION_HEADER} {pinned[:40]!r} is not a revision number",

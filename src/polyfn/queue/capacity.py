@@ -87,8 +87,13 @@ class Ledger(Generic[J]):
         else:
             self.invoking.pop(function, None)
         q = self.waiting.get(function)
-        out = []
-        while q and not stopping and self.invoking.get(function, 0) < self.capacity(function):
+        out: list[J] = []
+        if not q:
+            if q is not None:
+                del self.waiting[function]
+            return out
+        cap = self.capacity(function)
+        while q and not stopping and self.invoking.get(function, 0) < cap:
             out.append(q.popleft())
             self.invoking[function] = self.invoking.get(function, 0) + 1
         if not q:

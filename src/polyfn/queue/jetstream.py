@@ -33,7 +33,7 @@ from typing import Any
 import msgspec
 
 from polyfn.queue.builtin import Job
-from polyfn.queue.jswire import Publisher, Puller
+from polyfn.queue.jswire import Publisher, Puller, publish_many
 from polyfn.queue.nodemessages import NodeMessages
 
 log = logging.getLogger("polyfn.queue")
@@ -203,6 +203,14 @@ class JetStreamJobs(NodeMessages):
         except Exception as e:
             raise QueueUnavailable(f"the async queue (NATS JetStream at {self.url}) did not take the job: "
                                    f"{type(e).__name__}: {e}") from None
+
+    async def ack_many(self, msgs: list[Any]) -> None:
+        """Acknowledge held messages (as `msg.ack()` each: no round trip), in one write."""
+        assert self._nc is not None
+        # (a message without a reply is not JetStream's: an empty subject would be a protocol error)
+        await publish_many(self._nc, [(m.reply, "", b"") for m in msgs if m.reply])
+        for m in msgs:
+            m._ackd = True
 
     async def fetch(self, function: str, n: int, timeout: float) -> list[tuple[Job, Any]]:
         """Up to `n` jobs of `function` (with their messages), waiting at most `timeout` seconds for the first;

@@ -23,8 +23,12 @@ with `wait_for` as well. At thousands of jobs a second that was a quarter of the
   (`Direct`, a hook on the connection's `_process_msg` for these subscriptions alone), not through the
   subscription's `asyncio.Queue` and its task: per job that was a queue put and get, a task wake-up and a
   callback coroutine for the PubAck and again for the delivery. A PubAck builds no `Msg` at all. Messages of
-  every other subscription take nats-py's own path. (Written against nats-py 2.x's `_process_msg`,
-  `_process_headers`, `_build_message` and `Subscription._id`: a version without them fails these tests.)
+  every other subscription take nats-py's own path.
+* `publish_many`: a job without a message id and the acknowledgements of a completion batch (one write for the
+  batch) go onto nats-py's pending buffer without its checks per message.
+
+(Written against nats-py 2.x's `_process_msg`, `_process_headers`, `_build_message`, `Subscription._id` and its
+pending buffer: a version without them fails tests/queue/test_jetstream.py.)
 """
 
 from __future__ import annotations
@@ -101,6 +105,32 @@ async def subscribe(nc: Any, subject: str, handler: Handler) -> Any:
     return sub
 
 
+async def publish_many(nc: Any, msgs: list[tuple[str, str, bytes]]) -> None:
+    """Messages `(subject, reply, payload)` without headers, written as nats-py's `publish` writes them (onto its
+    pending buffer, its flusher kicked once) without its checks per message (subject patterns, state, the
+    command built with an f-string): the subjects are the node's own (a job's, a JetStream reply's). Through
+    `nc.publish`, one by one, when the connection is not plainly connected (reconnecting, draining, closed: its
+    buffering and errors) or the buffer would pass its limit (its forced flush)."""
+    cmds = []
+    size = nbytes = 0
+    for subject, reply, payload in msgs:
+        cmd = b"PUB %s %s %d\r\n%s\r\n" % (subject.encode(), reply.encode(), len(payload), payload)
+        cmds.append(cmd)
+        size += len(cmd)
+        nbytes += len(payload)
+    if nc._status != nc.CONNECTED or nc._pending_data_size + size > nc._max_pending_size:
+        for subject, reply, payload in msgs:
+            await nc.publish(subject, payload, reply=reply)
+        return
+    stats = nc.stats
+    stats["out_msgs"] += len(cmds)
+    stats["out_bytes"] += nbytes
+    nc._pending.extend(cmds)
+    nc._pending_data_size += size
+    if nc._flush_queue is not None and nc._flush_queue.empty():
+        await nc._flush_pending()
+
+
 async def unsubscribe(nc: Any, sub: Any) -> None:
     direct = getattr(nc, "_polyfn_direct", None)
     if direct is not None:
@@ -146,8 +176,11 @@ class Publisher:
         self._futs[token] = (fut, b'"stream":"%s"' % stream.encode())
         self._order.append((time.monotonic() + self.timeout, token))
         try:
-            await self.nc.publish(subject, payload, reply=self.prefix + token.decode(),
-                                  headers=None if msg_id is None else {"Nats-Msg-Id": msg_id})
+            if msg_id is None:
+                await publish_many(self.nc, [(subject, self.prefix + token.decode(), payload)])
+            else:
+                await self.nc.publish(subject, payload, reply=self.prefix + token.decode(),
+                                      headers={"Nats-Msg-Id": msg_id})
             await fut
         finally:
             self._futs.pop(token, None)

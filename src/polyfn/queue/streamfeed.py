@@ -166,8 +166,12 @@ class StreamFeed:
                 log.warning("async queue: acknowledging %s failed: %s", job_id, e)
 
     async def settled(self, jobs: Sequence[Job]) -> None:
-        for job in jobs:
-            await self._ack(job.id)
+        msgs = [m for m in (self._msgs.pop(job.id, (None, None))[1] for job in jobs) if m is not None]
+        if msgs:
+            try:  # (one write for the batch; a lost ack means one more run, as in `_ack`)
+                await self.jobs.ack_many(msgs)
+            except Exception as e:
+                log.warning("async queue: acknowledging %d jobs failed: %s", len(msgs), e)
 
     async def reschedule(self, job: Job, at: float, err: dict[str, Any] | None, uncount: bool) -> None:
         again = msgspec.structs.replace(job, state="pending", not_before=at, last_error=err,
