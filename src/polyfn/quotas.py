@@ -8,7 +8,7 @@ limit and the namespace's current use (and `Retry-After` where waiting helps). W
   budget; the namespace's own idle instances are evicted first, least recently used) — so a namespace at its
   memory quota waits on its own instances and never takes the node's memory from another's cold starts;
 * `invocations_per_second`: each call's admission (`admit`, the invoker's), a token bucket per namespace;
-* `async_backlog`: each async call accepted (`admit_async`).
+* `async_backlog`: each async call accepted (`admit_async`; the count read at most once a second while it admits).
 
 In a cluster (`cluster`: quota_share.ClusterUse) the instances and memory the other nodes use are added before
 each start, and the rate is shared out among the nodes serving the namespace's calls (quota_share.py says how
@@ -30,6 +30,7 @@ from polyfn.tenancy import SEP, namespace_of, owns
 
 QUOTA = "quota"  # the shed reason of a call refused by a namespace quota (metrics)
 ACTIVE_S = 5.0  # a node serves a namespace's calls (shares its rate quota) this long after its last attempt
+BACKLOG_FRESH = 1.0  # seconds an async backlog count read may admit further jobs (`admit_async`)
 
 
 class QuotaExceeded(Throttled):
@@ -59,6 +60,7 @@ class QuotaGuard:
         self.backlog = backlog
         self.clock = clock
         self._rate: dict[str, list[float]] = {}  # namespace → [second, calls admitted in it]
+        self._backlogs: dict[str, list[float]] = {}  # namespace → [when its backlog was read, read + admitted since]
         self.cluster: Any = None  # quota_share.ClusterUse on a node of a cluster (set by the Node)
 
     def admit(self, function: str) -> QuotaExceeded | None:
@@ -178,15 +180,31 @@ class QuotaGuard:
             raise DeployError(e.code, str(e), 429, e.extra)
 
     async def admit_async(self, function: str) -> None:
-        """An async call of `function` accepted: within its namespace's async backlog? Raises."""
+        """An async call of `function` accepted: within its namespace's async backlog? Raises.
+
+        The backlog is read (`backlog`: a count of the queue file's jobs, and on the cluster's stream a request
+        to NATS per function) at most every BACKLOG_FRESH seconds per namespace while it admits: in between, the
+        count read plus the jobs admitted here since — never less than this node's share of the backlog, as
+        finished jobs are not taken off — admits without asking. A refusal is only ever given on a count just
+        read. (Read at every accepted job, it cost each a queue count or, on the stream, a NATS round trip per
+        function of the node.) On a cluster the other nodes' jobs of that second are seen at the next read."""
         ns = namespace_of(function)
         limit = self.quotas(ns).async_backlog
         if limit is None or self.backlog is None:
             return
+        now = self.clock()
+        seen = self._backlogs.get(ns)
+        if seen is not None and now - seen[0] < BACKLOG_FRESH and seen[1] + 1 <= limit:
+            seen[1] += 1
+            return
         have = await self.backlog(ns)
         if have + 1 > limit:
+            self._backlogs.pop(ns, None)
             e = QuotaExceeded(ns, "async_backlog", limit, have, retry_after=5)
             raise Rejected(429, e.code, str(e), {"retry-after": "5"}, e.extra)
+        if len(self._backlogs) > 10_000:
+            self._backlogs.clear()
+        self._backlogs[ns] = [now, have + 1]
 
 
 def _live(pool: Any) -> int:
