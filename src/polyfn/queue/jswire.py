@@ -27,8 +27,8 @@ with `wait_for` as well. At thousands of jobs a second that was a quarter of the
 * `publish_many`: a job without a message id and the acknowledgements of a completion batch (one write for the
   batch) go onto nats-py's pending buffer without its checks per message.
 
-(Written against nats-py 2.x's `_process_msg`, `_process_headers`, `_build_message`, `Subscription._id` and its
-pending buffer: a version without them fails tests/queue/test_jetstream.py.)
+(Written against nats-py 2.16's `_process_msg`, `_process_headers`, `_build_message`, `Subscription._id` and its
+pending buffer: pyproject.toml pins that minor; a version without them fails tests/queue/test_jetstream.py.)
 """
 
 from __future__ import annotations
