@@ -12,7 +12,10 @@ else (parsing, keep-alive, pipelining, flow control, TLS, upgrades) is uvicorn's
 uvicorn also arms a timer (`call_later`) after every response, to close the connection if no request follows
 within `timeout_keep_alive`, and cancels it when the next request arrives: ~2 µs of the event loop per
 request. `IdleConnections` keeps the same deadline in a dict, and one sweep a second closes the connections
-that passed it (so an idle connection closes between `timeout_keep_alive` and one second later).
+that passed it (so an idle connection closes between `timeout_keep_alive` and one second later). A request
+that arrives whole in one read (the common case) touches that dict once, at its response: its header and body
+deadlines are armed only when the read ends with them still due, and an idle deadline it leaves behind is
+dropped by the sweep (a connection with a request under way is not idle), not at each read.
 """
 
 from __future__ import annotations
@@ -131,11 +134,19 @@ class ConnectionDeadlines:
             if due is not None and due[1] == kind:
                 del self._due[proto]
 
+    def disarm_request(self, proto: Any) -> None:
+        """Drop `proto`'s deadline if it is a request's ("header" or "body"), not an idle one."""
+        due = self._due.get(proto)
+        if due is not None and due[1] != "idle":
+            del self._due[proto]
+
     def _sweep(self) -> None:
         self._handle = None
         now = self._loop.time()
         for proto, kind in [(p, due[1]) for p, due in self._due.items() if due[0] <= now]:
             del self._due[proto]
+            if kind == "idle" and not _idle(proto):  # (left by a request that came since: see `_idle`)
+                continue
             with one_item(log, "closing a connection past its %s deadline", kind):  # the next sweeps still come
                 if kind == "idle":
                     proto.timeout_keep_alive_handler()
@@ -146,6 +157,18 @@ class ConnectionDeadlines:
 
 
 IdleConnections = ConnectionDeadlines  # (its name before it also timed requests)
+
+
+def _idle(proto: Any) -> bool:
+    """Is the connection idle: no byte of a next request read, no answer pending? An idle deadline is armed at a
+    response and not dropped when the next request comes (a request arriving whole in one read then costs no
+    deadline work of its own): the sweep asks this first. A request still arriving has its header or body
+    deadline in its place; one that arrived whole is under way (its answer pending, or behind it in the
+    pipeline) until its response, which arms a new idle deadline."""
+    if getattr(proto, "_begun", False) or getattr(proto, "pipeline", None):
+        return False
+    cycle = getattr(proto, "cycle", None)
+    return cycle is None or cycle.response_complete
 
 _idle_by_loop: dict[int, ConnectionDeadlines] = {}
 
@@ -273,6 +296,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._body_bytes = 0
         self._held_429: list[bytes] | None = None  # shed calls' answers held back (see `_shed`)
         self._first_read = True
+        self._header_due = False  # a request began in this read: its header deadline, if its headers are not all in
+        self._request_armed = True  # a request's header or body deadline is armed (or may be): the first request's
         self._h2c_take: Any = None  # an `Upgrade: h2c` request the h2c gate takes over (gateway/h2c.py)
         super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
         if len(self.connections) > self.limits.max_connections:
@@ -290,6 +315,10 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._idle.disarm(self, "idle")  # (a request's header or body deadline stays)
         super()._unset_keepalive_if_required()
 
+    def _arm_request(self, timeout: float, kind: str) -> None:
+        self._request_armed = True
+        self._idle.arm(self, timeout, kind)
+
     def data_received(self, data: bytes) -> None:
         """uvicorn's, plus the header limits and the body rate. (A request that began in this read is
         counted from the next: reads are at most 256 KB, so a header is cut off within one read past the
@@ -299,12 +328,14 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             if data[:3] == b"PRI" and self.h2c is not None:  # HTTP/2's preface: h2c with prior knowledge
                 self.h2c.prior_knowledge(self, data)
                 return
-        self._unset_keepalive_if_required()
+        # (an idle deadline is not dropped here: the sweep finds the connection not idle, see `_idle`; uvicorn's own
+        # keep-alive timer is never armed, `on_response_complete` being ours)
         began = not self._reading_headers
         self._chunk_len = len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as e:
+            self._idle.disarm(self)  # (the connection is another protocol's now: no deadline of ours stays)
             if self._h2c_take is not None:  # (what follows the request's headers goes with it)
                 self.h2c.upgrade(self, self._h2c_take, data[e.args[0]:] if e.args else b"")
             elif self._should_upgrade():
@@ -327,10 +358,14 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
                 if self._header_bytes > self.limits.max_header_bytes:
                     self._refuse(431, f"the request's headers are over {self.limits.max_header_bytes} bytes "
                                       "(POLYFN_HTTP_MAX_HEADER_BYTES)")
+                    return
+            if self._header_due:  # a request began in this read and its headers are not all in: due from its start
+                self._header_due = False  # (this loop turn's time, as at its first byte)
+                self._arm_request(self.limits.header_timeout, "header")
         elif self._body_deadline:
             self._body_bytes += len(data)
-            self._idle.arm(self, self._body_deadline + self._body_bytes / self.limits.body_min_rate
-                           - self.loop.time(), "body")
+            self._arm_request(self._body_deadline + self._body_bytes / self.limits.body_min_rate - self.loop.time(),
+                              "body")
 
     def _refuse(self, status: int, message: str = "") -> None:
         if self.transport.is_closing():
@@ -369,9 +404,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self.url = b""
         self.expect_100_continue = False
         self.headers = []
-        self._reading_headers = self._begun = True
+        self._reading_headers = self._begun = self._header_due = True  # (armed at the read's end if still due)
         self._header_bytes = 0
-        self._idle.arm(self, self.limits.header_timeout, "header")
 
     def on_headers_complete(self) -> None:
         # The count and size are checked here, once, not per header (a flood of headers is cut off by
@@ -380,11 +414,10 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         if self._chunk_len + self._header_bytes > self.limits.max_header_bytes or (
                 len(self.headers) > self.limits.max_headers):
             self._check_headers()
-        self._reading_headers = False
+        self._reading_headers = self._header_due = False
         self._header_bytes = 0
         self._body_bytes = 0
-        self._body_deadline = self.loop.time() + self.limits.body_timeout
-        self._idle.arm(self, self.limits.body_timeout, "body")  # (a request without a body: ended at once)
+        self._body_deadline = self.loop.time() + self.limits.body_timeout  # (armed at the read's end if still due)
         if self.h2c is not None and self.parser.should_upgrade() and (self.cycle is None or self.cycle.response_complete):
             self._h2c_take = self.h2c.upgrade_for(self)
             if self._h2c_take is not None:
@@ -488,7 +521,9 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._body_deadline = 0.0
         self._begun = False
-        self._idle.disarm(self, "body")
+        if self._request_armed:  # (its header or body deadline, armed in an earlier read: a request in one read has none)
+            self._request_armed = False
+            self._idle.disarm_request(self)
         if self._h2c_take is not None:  # (taken over by the h2c gate once the parser stops at the upgrade)
             return
         if type(self.cycle) is _fn_direct.FnCycle:
