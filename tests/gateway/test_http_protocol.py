@@ -306,3 +306,35 @@ async def test_a_shedding_function_is_answered_429_before_any_work() -> None:
         srv.should_exit = True
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(task, 5)
+
+
+async def test_held_writes_of_a_loop_turn_leave_together_and_one_failure_stops_no_other() -> None:
+    from polyfn.gateway.http import CoalescingTransport
+
+    class Fake:
+        def __init__(self, fail: bool) -> None:
+            self.fail, self.written = fail, []
+
+        def is_closing(self) -> bool:
+            return False
+
+        def write(self, data: bytes) -> None:
+            if self.fail:
+                raise OSError("broken")
+            self.written.append(data)
+
+    loop = asyncio.get_running_loop()
+    errors = []
+    loop.set_exception_handler(lambda _loop, ctx: errors.append(ctx["exception"]))
+    try:
+        fakes = [Fake(fail=i == 1) for i in range(3)]
+        transports = [CoalescingTransport(f, loop) for f in fakes]  # type: ignore[arg-type]
+        for t in transports:
+            t.write(b"a")
+            t.write(b"b")
+        assert all(not f.written for f in fakes)  # (held to the end of the turn)
+        await asyncio.sleep(0)
+        assert [f.written for f in fakes] == [[b"ab"], [], [b"ab"]]
+        assert [type(e) for e in errors] == [OSError]
+    finally:
+        loop.set_exception_handler(None)
