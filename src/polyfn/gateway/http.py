@@ -580,7 +580,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self.server_state.total_requests += 1
         if self.transport.is_closing():
             return
-        self.flow.resume_reading()
+        if self.flow.read_paused:  # (uvicorn's `resume_reading`'s own test, without the call when it is not)
+            self.flow.resume_reading()
         if self.pipeline:
             self._unset_keepalive_if_required()
             cycle, app = self.pipeline.pop()
