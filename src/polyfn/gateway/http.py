@@ -1,18 +1,6 @@
 """uvicorn's httptools HTTP/1.1 protocol, with the writes of one event-loop iteration sent as one and the
-keep-alive timeouts of idle connections swept instead of timed one by one.
-
-uvicorn writes a response in two `transport.write` calls (status line and headers, then the body), and
-uvloop sends each at once: two syscalls and, on loopback, two passes through the TCP stack and two
-wake-ups of the client, per response. Measured on the hot path (`/fn/NAME`, wrk -c32): the second write
-cost about as much server CPU as the whole gateway's own Python code. `CoalescingHttpToolsProtocol` hands
-uvicorn a transport that collects what is written during the current iteration of the loop and sends it
-with one write from a `call_soon` callback, so a whole small response leaves in one segment. Everything
-else (parsing, keep-alive, pipelining, flow control, TLS, upgrades) is uvicorn's, unchanged.
-
-uvicorn also arms a timer (`call_later`) after every response, to close the connection if no request follows
-within `timeout_keep_alive`, and cancels it when the next request arrives: ~2 µs of the event loop per
-request. `IdleConnections` keeps the same deadline in a dict, and one sweep a second closes the connections
-that passed it (so an idle connection closes between `timeout_keep_alive` and one second later).
+keep-alive timeouts of idle connections swept instead of timed one by one (the transport and the deadlines:
+gateway/connection.py), and the connection limits of gateway/limits.py.
 """
 
 from __future__ import annotations
@@ -28,126 +16,17 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from polyfn.gateway import direct as _direct
 from polyfn.gateway import fn_direct as _fn_direct
+from polyfn.gateway.connection import (  # noqa: F401 (CoalescingTransport, IdleConnections: imported from here too)
+    CoalescingTransport,
+    ConnectionDeadlines,
+    IdleConnections,
+    _idle_by_loop,
+)
 from polyfn.gateway.limits import HeadersTooLarge, HttpLimits, error_response
 from polyfn.loops import one_item
 
 log = logging.getLogger("polyfn.gateway")
 
-
-class CoalescingTransport:
-    """A transport whose writes are held until the end of the current loop iteration, then sent together.
-
-    Anything that ends or inspects the stream (close, write_eof, get_write_buffer_size, set_protocol)
-    first sends what is held, so ordering and back-pressure stay exact; `abort` drops it, as the real
-    transport would drop its own buffer."""
-
-    __slots__ = ("_held", "_loop", "_transport")
-
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop):
-        self._transport = transport
-        self._loop = loop
-        self._held: list[bytes] | None = None
-
-    def write(self, data: bytes) -> None:
-        held = self._held
-        if held is None:
-            self._held = [data]
-            self._loop.call_soon(self.flush)
-        else:
-            held.append(data)
-
-    def writelines(self, chunks: Any) -> None:
-        for chunk in chunks:
-            self.write(chunk)
-
-    def flush(self) -> None:
-        held = self._held
-        if held is not None:
-            self._held = None
-            if not self._transport.is_closing():
-                if len(held) == 1:
-                    self._transport.write(held[0])
-                elif len(held) > 2 and max(map(len, held)) >= 65536:  # a streamed response's chunks: one
-                    self._transport.writelines(held)  # vectored write (uvloop: writev), not a copy into one buffer
-                else:
-                    self._transport.write(b"".join(held))
-
-    def write_now(self, data: bytes) -> None:
-        """Write at once (after anything held): for a write from a timer, when nothing else of this
-        iteration could join it."""
-        self.flush()
-        self._transport.write(data)
-
-    def close(self) -> None:
-        self.flush()
-        self._transport.close()
-
-    def write_eof(self) -> None:
-        self.flush()
-        self._transport.write_eof()
-
-    def abort(self) -> None:
-        self._held = None
-        self._transport.abort()
-
-    def get_write_buffer_size(self) -> int:
-        self.flush()
-        return self._transport.get_write_buffer_size()
-
-    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        self.flush()
-        self._transport.set_protocol(protocol)
-
-    def is_closing(self) -> bool:  # (asked once per response: through `__getattr__` it cost a failed lookup first)
-        return self._transport.is_closing()
-
-    def __getattr__(self, name: str) -> Any:  # is_closing, get_extra_info, pause_reading, ...
-        return getattr(self._transport, name)
-
-
-class ConnectionDeadlines:
-    """One deadline per connection, checked by a sweep once a second instead of a timer each: an idle
-    keep-alive connection is closed ("idle"); a request whose headers ("header") or body ("body") did not
-    arrive in time is answered 408 and closed."""
-
-    SWEEP = 1.0
-
-    def __init__(self, loop: asyncio.AbstractEventLoop):
-        self._loop = loop
-        self._due: dict[Any, tuple[float, str]] = {}
-        self._handle: asyncio.TimerHandle | None = None
-
-    def arm(self, proto: Any, timeout: float, kind: str = "idle") -> None:
-        self._due[proto] = (self._loop.time() + timeout, kind)
-        if self._handle is None:
-            self._handle = self._loop.call_later(self.SWEEP, self._sweep)
-
-    def disarm(self, proto: Any, kind: str | None = None) -> None:
-        """Drop `proto`'s deadline (only if it is of `kind`, when given)."""
-        if kind is None:
-            self._due.pop(proto, None)
-        else:
-            due = self._due.get(proto)
-            if due is not None and due[1] == kind:
-                del self._due[proto]
-
-    def _sweep(self) -> None:
-        self._handle = None
-        now = self._loop.time()
-        for proto, kind in [(p, due[1]) for p, due in self._due.items() if due[0] <= now]:
-            del self._due[proto]
-            with one_item(log, "closing a connection past its %s deadline", kind):  # the next sweeps still come
-                if kind == "idle":
-                    proto.timeout_keep_alive_handler()
-                else:
-                    proto.request_timeout(kind)
-        if self._due:
-            self._handle = self._loop.call_later(self.SWEEP, self._sweep)
-
-
-IdleConnections = ConnectionDeadlines  # (its name before it also timed requests)
-
-_idle_by_loop: dict[int, ConnectionDeadlines] = {}
 
 #: seconds a shed call's 429 is held back at least, its connection not read from meanwhile (a tarpit; see
 #: `_shed` and `Tarpit`)
@@ -273,6 +152,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._body_bytes = 0
         self._held_429: list[bytes] | None = None  # shed calls' answers held back (see `_shed`)
         self._first_read = True
+        self._header_due, self._request_armed = False, True  # (a header deadline due at the read's end; one armed)
         self._h2c_take: Any = None  # an `Upgrade: h2c` request the h2c gate takes over (gateway/h2c.py)
         super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
         if len(self.connections) > self.limits.max_connections:
@@ -299,12 +179,12 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             if data[:3] == b"PRI" and self.h2c is not None:  # HTTP/2's preface: h2c with prior knowledge
                 self.h2c.prior_knowledge(self, data)
                 return
-        self._unset_keepalive_if_required()
         began = not self._reading_headers
         self._chunk_len = len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as e:
+            self._idle.disarm(self)  # (the connection is another protocol's now: no deadline of ours stays)
             if self._h2c_take is not None:  # (what follows the request's headers goes with it)
                 self.h2c.upgrade(self, self._h2c_take, data[e.args[0]:] if e.args else b"")
             elif self._should_upgrade():
@@ -327,10 +207,14 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
                 if self._header_bytes > self.limits.max_header_bytes:
                     self._refuse(431, f"the request's headers are over {self.limits.max_header_bytes} bytes "
                                       "(POLYFN_HTTP_MAX_HEADER_BYTES)")
+            if self._header_due:  # a request began in this read, its headers not all in: due from its start (now)
+                self._header_due, self._request_armed = False, True
+                self._idle.arm(self, self.limits.header_timeout, "header")
         elif self._body_deadline:
             self._body_bytes += len(data)
-            self._idle.arm(self, self._body_deadline + self._body_bytes / self.limits.body_min_rate
-                           - self.loop.time(), "body")
+            self._request_armed = True
+            self._idle.arm(self, self._body_deadline + self._body_bytes / self.limits.body_min_rate - self.loop.time(),
+                           "body")
 
     def _refuse(self, status: int, message: str = "") -> None:
         if self.transport.is_closing():
@@ -369,9 +253,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self.url = b""
         self.expect_100_continue = False
         self.headers = []
-        self._reading_headers = self._begun = True
+        self._reading_headers = self._begun = self._header_due = True  # (armed at the read's end if still due)
         self._header_bytes = 0
-        self._idle.arm(self, self.limits.header_timeout, "header")
 
     def on_headers_complete(self) -> None:
         # The count and size are checked here, once, not per header (a flood of headers is cut off by
@@ -380,11 +263,10 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         if self._chunk_len + self._header_bytes > self.limits.max_header_bytes or (
                 len(self.headers) > self.limits.max_headers):
             self._check_headers()
-        self._reading_headers = False
+        self._reading_headers = self._header_due = False
         self._header_bytes = 0
         self._body_bytes = 0
-        self._body_deadline = self.loop.time() + self.limits.body_timeout
-        self._idle.arm(self, self.limits.body_timeout, "body")  # (a request without a body: ended at once)
+        self._body_deadline = self.loop.time() + self.limits.body_timeout  # (armed at the read's end if still due)
         if self.h2c is not None and self.parser.should_upgrade() and (self.cycle is None or self.cycle.response_complete):
             self._h2c_take = self.h2c.upgrade_for(self)
             if self._h2c_take is not None:
@@ -488,7 +370,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._body_deadline = 0.0
         self._begun = False
-        self._idle.disarm(self, "body")
+        if self._request_armed:  # (armed in an earlier read: a request that came in one read has none)
+            self._request_armed = self._idle.disarm_request(self)
         if self._h2c_take is not None:  # (taken over by the h2c gate once the parser stops at the upgrade)
             return
         if type(self.cycle) is _fn_direct.FnCycle:
@@ -510,7 +393,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self.server_state.total_requests += 1
         if self.transport.is_closing():
             return
-        self.flow.resume_reading()
+        if self.flow.read_paused:  # (uvicorn's `resume_reading`'s own test, without the call when it is not)
+            self.flow.resume_reading()
         if self.pipeline:
             self._unset_keepalive_if_required()
             cycle, app = self.pipeline.pop()

@@ -34,6 +34,22 @@ _CHECKED_MAX = 1024
 _KEPT_LEN = 256
 
 
+#: the head's last line for bodies of up to `_LENGTHS_MAX` bytes, made once each (a bytes %-format per response
+#: was ~0.2 µs of the loop)
+_lengths: dict[int, bytes] = {}
+_LENGTHS_MAX = 65536
+
+
+def length_line(n: int) -> bytes:
+    """`content-length: N` and the blank line that ends a head."""
+    line = _lengths.get(n)
+    if line is None:
+        line = b"content-length: %d\r\n\r\n" % n
+        if n <= _LENGTHS_MAX and len(_lengths) < 4096:
+            _lengths[n] = line
+    return line
+
+
 def head_parts(line: bytes, headers: list[tuple[bytes, bytes]]) -> list[bytes] | None:
     """The status line and `headers` as pieces of one write (without content-length), or None when uvicorn
     would refuse a header or one is a framing header (the caller then takes uvicorn's path)."""
@@ -64,7 +80,7 @@ def _written(send: Any, status: int, headers: list[tuple[bytes, bytes]], body: b
     parts = head_parts(line, headers)
     if parts is None:
         return False
-    parts.append(b"content-length: %d\r\n\r\n" % len(body))
+    parts.append(length_line(len(body)))
     if cycle.scope["method"] != "HEAD":
         parts.append(body)
     cycle.response_started = True

@@ -65,6 +65,21 @@ def gb_seconds(mb_ms: int) -> float:
     return mb_ms / MB_PER_GB / 1000
 
 
+def _add_run(batch: dict[tuple[str, int], list[int]], function: str, hour: float, n: int, errors: int, ms: int,
+             mb_ms: int, req: int, resp: int) -> None:
+    """A run of `n` records of `function` in hour `hour` (`start // 3600`) into a batch's sums."""
+    key = (function, int(hour) * 3600)
+    sums = batch.get(key)
+    if sums is None:
+        sums = batch[key] = list(ZERO)
+    sums[0] += n
+    sums[1] += errors
+    sums[2] += ms
+    sums[3] += mb_ms
+    sums[4] += req
+    sums[5] += resp
+
+
 class UsageMeter:
     """Sums the records the recorder stored (`add`) and writes the sums (`flush`, under the recorder's lock)."""
 
@@ -107,24 +122,38 @@ class UsageMeter:
             c.inc(function, n=n)
 
     def add(self, acts: Iterable[Activation]) -> None:
-        """Sum a stored batch of records into the pending sums (and the counters, once per function and hour)."""
-        batch: dict[tuple[str, int], list[int]] = {}  # (function, hour) → sums (a call per record is ~10 % of it)
+        """Sum a stored batch of records into the pending sums (and the counters, once per function and hour).
+
+        This runs on the event loop for every record a busy node makes (~1.4 µs a record written as one dict
+        lookup and six list updates each): a run of records of one function and hour (a busy node's batch is
+        mostly one) is summed in local variables and added to the batch's sums when the run ends."""
+        batch: dict[tuple[str, int], list[int]] = {}  # (function, hour) → sums
+        ceil = math.ceil
+        fn: Any = None  # the current run's function and hour (`start // 3600`)
+        hour = -1.0
+        n = errors = ms_sum = mb_ms = req = resp = 0
         for a in acts:
             mem = a.memory_mb
             if not mem:
                 continue
-            key = (a.function, int(a.start // 3600) * 3600)
-            sums = batch.get(key)
-            if sums is None:
-                sums = batch[key] = list(ZERO)
-            ms = max(1, math.ceil(a.duration_ms - a.wait_ms)) if a.instance else 0  # (`billed_ms`, inline)
-            sums[0] += 1
+            h = a.start // 3600
+            if h != hour or a.function != fn:
+                if n:
+                    _add_run(batch, fn, hour, n, errors, ms_sum, mb_ms, req, resp)
+                fn, hour = a.function, h
+                n = errors = ms_sum = mb_ms = req = resp = 0
+            if a.instance:  # (`billed_ms`, inline: max(1, ceil(d)))
+                d = a.duration_ms - a.wait_ms
+                ms = ceil(d) if d > 1 else 1
+                ms_sum += ms
+                mb_ms += ms * mem
+            n += 1
             if a.status != "success":
-                sums[1] += 1
-            sums[2] += ms
-            sums[3] += ms * mem
-            sums[4] += a.req_bytes
-            sums[5] += a.resp_bytes
+                errors += 1
+            req += a.req_bytes
+            resp += a.resp_bytes
+        if n:
+            _add_run(batch, fn, hour, n, errors, ms_sum, mb_ms, req, resp)
         pending = self.pending
         for (function, hour), sums in batch.items():
             ns, name = split(function)  # (stored by namespace and local name)
