@@ -28,3 +28,18 @@ def test_an_update_is_freed_without_the_cyclic_collector() -> None:
         assert gone() is None
     finally:
         gc.enable()
+
+
+def test_a_document_update_is_flattened_without_a_reference_cycle() -> None:
+    """wxquery.flatten_update walks nested objects with a module function: a recursive closure made a cycle per
+    update (the function and its own cell), left to the cyclic collector."""
+    from polyfn.db import wxquery
+
+    gc.collect()
+    gc.disable()
+    try:
+        out = wxquery.flatten_update({"a": {"b": 1, "c": {"d": 2}}, "e": 3})
+        assert out == [(("a", "b"), 1), (("a", "c", "d"), 2), (("e",), 3)]
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
