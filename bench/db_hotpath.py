@@ -8,6 +8,7 @@ measures the whole path against moto).
     .venv/bin/python bench/db_hotpath.py --profile  # and write py-spy-free cProfile stats to /tmp
     .venv/bin/python bench/db_hotpath.py --http     # through the node's HTTP protocol too (below)
     .venv/bin/python bench/db_hotpath.py --http --at-once 1  # one request at a time (a starved node's load)
+    .venv/bin/python bench/db_hotpath.py --http --at-once 1 --ops PutItem,UpdateItem+cond  # these rows only
 
 `--http` adds, per operation, the same requests as raw HTTP/1.1 bytes fed to the node's protocol
 (gateway/http.py, uvicorn's httptools protocol) on 32 in-memory transports, twice: answered straight from the
@@ -128,7 +129,7 @@ async def over_http(api: Any, scope: dict[str, Any], data: bytes, n: int, direct
     return (time.process_time() - cpu0) / (n // k * k) * 1e6
 
 
-async def main(n: int, profile: bool, http: bool = False, at_once: int = 32) -> None:
+async def main(n: int, profile: bool, http: bool = False, at_once: int = 32, ops: str = "") -> None:
     from polyfn.auth.keys import KeyRing
     from polyfn.auth.secrets import SecretBox
     from polyfn.db.access import Grants
@@ -158,6 +159,8 @@ async def main(n: int, profile: bool, http: bool = False, at_once: int = 32) -> 
                                                                        "v": {"S": "y" * 100}}})
         print(f"{'operation':18} {'µs CPU/request':>15} {'requests/s (one core)':>22}")
         for name, (op, body) in REQUESTS.items():
+            if ops and name not in ops.split(","):
+                continue
             scope, data = signed(op, body, secret)
             status, out = await api.handle(scope, data)
             assert status == 200, out
@@ -196,5 +199,7 @@ if __name__ == "__main__":
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--http", action="store_true", help="through the node's HTTP protocol too")
     ap.add_argument("--at-once", type=int, default=32, help="--http: connections, each one request at a time")
+    ap.add_argument("--ops", default="", help=f"comma-separated, from {', '.join(REQUESTS)} (default: all)")
     a = ap.parse_args()
-    asyncio.run(main(a.n, a.profile, a.http, a.at_once))
+    assert all(op in REQUESTS for op in a.ops.split(",") if op), f"--ops: from {', '.join(REQUESTS)}"
+    asyncio.run(main(a.n, a.profile, a.http, a.at_once, a.ops))

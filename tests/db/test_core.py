@@ -349,6 +349,27 @@ async def test_the_wal_starts_over_while_writes_keep_coming(db: Database, db_url
     assert (await reads.scan(db, NS, {"TableName": "wal", "Select": "COUNT"}))["Count"] == 1500
 
 
+async def test_the_writers_driver_connection_is_pinned_while_it_is_open(tmp_path: Any) -> None:
+    """The single-item statements reach the SQLite writer's DB-API connection without asking SQLAlchemy for it
+    each time (`storage.driver_of`, ~1 µs saved per statement); the pin goes when the storage closes."""
+    from polyfn.db import storage
+
+    d = await Database.open(str(tmp_path / "tables.db"))
+    st = d.storage
+    assert isinstance(st, storage.SqliteStorage) and st._wconn is not None
+    wconn = st._wconn
+    assert storage._PINNED[id(wconn)] == (wconn, st._raw)
+    assert storage.driver_of(wconn) is st._raw is wconn.connection.driver_connection
+    await make(d, "pin", None)
+    await d.put_item(NS, {"TableName": "pin", "Item": {"pk": S("a"), "v": N(1)}})
+    await d.update_item(NS, {"TableName": "pin", "Key": {"pk": S("a")}, "UpdateExpression": "SET v = v + :one",
+                             "ConditionExpression": "attribute_exists(pk)",
+                             "ExpressionAttributeValues": {":one": N(1)}})
+    assert (await d.get_item(NS, {"TableName": "pin", "Key": {"pk": S("a")}}))["Item"]["v"] == N(2)
+    await d.close()
+    assert id(wconn) not in storage._PINNED
+
+
 async def test_the_namespace_item_quota_holds_for_concurrent_writers_of_several_tables(db: Database,
                                                                                          db_url: str) -> None:
     """40 puts at once into four tables of a namespace with `db_items=10`, through two database cores on

@@ -292,3 +292,15 @@ def test_a_plain_keys_row_key_is_the_checked_one() -> None:
                         ({"pk": {"S": "a"}, "sk": {"S": "1"}}, "Type mismatch for key sk")):
         with pytest.raises(Invalid, match=error):
             rows.item_key(Key("pk", "S", "sk", "N"), item)
+
+
+def test_a_remembered_update_carries_its_parsed_paths() -> None:
+    """An update expression parsed once and bound to each request's values (expr._bind) hands each copy the paths
+    made at parsing, not a list built again per request (an UpdateItem asked for them twice)."""
+    src = "SET a.b = :x, n = n + :one REMOVE r ADD s :s DELETE d :d"
+    vals = {":x": {"S": "1"}, ":one": {"N": "1"}, ":s": {"SS": ["z"]}, ":d": {"SS": ["y"]}}
+    first = parse_update(src, names(v=vals))
+    again = parse_update(src, names(v={**vals, ":x": {"S": "2"}}))
+    assert first.paths() == [("a", "b"), ("n",), ("r",), ("s",), ("d",)]
+    assert again.paths() is first.paths()
+    assert again.set[0][1].value == {"S": "2"}

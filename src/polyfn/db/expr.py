@@ -109,9 +109,11 @@ class Update:
     remove: list[Path] = field(default_factory=list)
     add: list[tuple[Path, Literal]] = field(default_factory=list)
     delete: list[tuple[Path, Literal]] = field(default_factory=list)
+    fixed: list[Path] | None = field(default=None, repr=False, compare=False)  # paths() made at parsing
 
-    def paths(self) -> list[Path]:
-        return [p for p, _ in self.set] + list(self.remove) + [p for p, _ in self.add] + [p for p, _ in self.delete]
+    def paths(self) -> list[Path]:  # (a parsed one's made once, kept by each request's copy: `_bind`; never changed)
+        return self.fixed if self.fixed is not None else (
+            [p for p, _ in self.set] + list(self.remove) + [p for p, _ in self.add] + [p for p, _ in self.delete])
 
 
 CONDITION_FUNCS = {"attribute_exists": 1, "attribute_not_exists": 1, "attribute_type": 2, "begins_with": 2,
@@ -436,6 +438,7 @@ class Parser:
                     break
                 self.next()
         _check_overlaps(u, self.error)
+        u.fixed = u.paths()
         return u
 
     def set_value(self) -> Any:
@@ -570,8 +573,8 @@ def _bind(x: Any, vals: dict[str, dict[str, Any]], error: Callable[[str], Invali
     if t is IfNotExists:
         return IfNotExists(x.path, _bind(x.default, vals, error))
     if t is Update:
-        return Update([(p, _bind(v, vals, error)) for p, v in x.set], x.remove,
-                      [(p, _bind(v, vals, error)) for p, v in x.add], [(p, _bind(v, vals, error)) for p, v in x.delete])
+        return Update([(p, _bind(v, vals, error)) for p, v in x.set], x.remove, [(p, _bind(v, vals, error)) for p, v
+                      in x.add], [(p, _bind(v, vals, error)) for p, v in x.delete], x.paths())
     raise TypeError(f"no binding for {t.__name__}")
 
 

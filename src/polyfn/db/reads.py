@@ -306,18 +306,20 @@ async def query(db: Database, ns: str, req: dict[str, Any]) -> dict[str, Any]:
 
 def _paths(cond: Any) -> set[str]:
     out: set[str] = set()
-
-    def walk(x: Any) -> None:
-        if isinstance(x, (PathRef, Size)):
-            out.add(str(x.path[0]))
-        elif hasattr(x, "__dataclass_fields__"):
-            for f in x.__dataclass_fields__:
-                v = getattr(x, f)
-                for e in v if isinstance(v, tuple) else (v,):
-                    walk(e)
-
-    walk(cond)
+    _walk_paths(cond, out)
     return out
+
+
+def _walk_paths(x: Any, out: set[str]) -> None:
+    """(A module function, not a nested one: a recursive closure refers to itself through its cell, a reference
+    cycle per request left to the cyclic collector.)"""
+    if isinstance(x, (PathRef, Size)):
+        out.add(str(x.path[0]))
+    elif hasattr(x, "__dataclass_fields__"):
+        for f in x.__dataclass_fields__:
+            v = getattr(x, f)
+            for e in v if isinstance(v, tuple) else (v,):
+                _walk_paths(e, out)
 
 
 async def scan(db: Database, ns: str, req: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 from polyfn.db import values
 from polyfn.db.errors import Invalid
 from polyfn.db.schema import Index, Key, TableDef
-from polyfn.db.storage import FEED_ORDER_LOCK, db_changes, db_index_rows, db_items, lock_key
+from polyfn.db.storage import FEED_ORDER_LOCK, db_changes, db_index_rows, db_items, driver_of, lock_key
 
 _enc = msgspec.json.Encoder()
 _dec = msgspec.json.Decoder()
@@ -183,7 +183,7 @@ class Prepared:
         if perm is not None:
             args = tuple([args[i] for i in perm])
         if conn.dialect.name == "sqlite":
-            conn.connection.driver_connection.execute(sql, args)
+            driver_of(conn).execute(sql, args)
         else:
             conn.exec_driver_sql(sql, args)
 
@@ -198,7 +198,7 @@ class Prepared:
         sql, order = self._sql(conn)
         args = tuple(params[k] for k in order)
         if conn.dialect.name == "sqlite":
-            conn.connection.driver_connection.execute(sql, args)
+            driver_of(conn).execute(sql, args)
         else:
             conn.exec_driver_sql(sql, args)
 
@@ -207,7 +207,7 @@ class Prepared:
         sql, order = self._sql(conn)
         args = tuple(params[k] for k in order)
         if conn.dialect.name == "sqlite":
-            return conn.connection.driver_connection.execute(sql, args).fetchone()
+            return driver_of(conn).execute(sql, args).fetchone()
         return conn.exec_driver_sql(sql, args).first()
 
 

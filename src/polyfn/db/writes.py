@@ -6,6 +6,7 @@ applies anything).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -127,6 +128,10 @@ def prepare_update(t: TableDef, req: dict[str, Any]) -> Write:
     cond = condition_of(req, names)
     names.check_unused()
     key_names = t.key.names()
+    w = Write(t, k, cond, on_fail(req), paths=upd.paths() if upd is not None else [], key=key)
+    # (the write through a weak reference: a closure over `w` itself, kept as `w.make`, made a reference cycle per
+    # UpdateItem — ~18 objects left to the cyclic collector, a generation-0 collection every ~40 updates)
+    written = weakref.ref(w)
 
     def make(old: dict[str, Any] | None) -> dict[str, Any]:
         new = evaluate.apply_update(upd, old, key_names) if upd is not None else dict(old or {})
@@ -135,10 +140,12 @@ def prepare_update(t: TableDef, req: dict[str, Any]) -> Write:
         if size > values.MAX_ITEM:
             raise Invalid(UPDATE_TOO_LARGE)
         rows.check_index_keys(t, new)
-        w.size = size  # (the new item's size, summed once: its row and the answer's capacity use it)
+        made = written()
+        if made is not None:  # (the new item's size, summed once: its row and the answer's capacity use it)
+            made.size = size
         return new
 
-    w = Write(t, k, cond, on_fail(req), make=make, paths=upd.paths() if upd is not None else [], key=key)
+    w.make = make
     return w
 
 

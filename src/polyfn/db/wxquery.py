@@ -227,23 +227,26 @@ def flatten_update(data: Any, protected: tuple[str, ...] = ("_id",)) -> list[tup
     if not isinstance(data, dict) or not data:
         raise CommandError("update takes a non-empty data object")
     out: list[tuple[tuple[str, ...], Any]] = []
-
-    def walk(prefix: tuple[str, ...], d: dict[str, Any]) -> None:
-        for k, v in d.items():
-            path = prefix + split_path(k)
-            if path[0] in protected:
-                raise CommandError(f"{path[0]} cannot be updated")
-            if isinstance(v, dict) and v and not is_operator(v) and not docs.is_date(v) \
-                    and docs.SERVER_DATE not in v:  # a plain object: its fields one by one
-                walk(path, v)
-            else:
-                if is_operator(v) and (len(v) != 1 or next(iter(v)) not in UPDATE_OPS):
-                    raise CommandError(f"unknown update operator in {k!r}: use one of "
-                                       f"{', '.join(o[1:] for o in UPDATE_OPS)}")
-                out.append((path, v))
-
-    walk((), data)
+    _flatten((), data, protected, out)
     return out
+
+
+def _flatten(prefix: tuple[str, ...], d: dict[str, Any], protected: tuple[str, ...],
+             out: list[tuple[tuple[str, ...], Any]]) -> None:
+    """(A module function, not a nested one: a recursive closure refers to itself through its cell, a reference
+    cycle per update left to the cyclic collector.)"""
+    for k, v in d.items():
+        path = prefix + split_path(k)
+        if path[0] in protected:
+            raise CommandError(f"{path[0]} cannot be updated")
+        if isinstance(v, dict) and v and not is_operator(v) and not docs.is_date(v) \
+                and docs.SERVER_DATE not in v:  # a plain object: its fields one by one
+            _flatten(path, v, protected, out)
+        else:
+            if is_operator(v) and (len(v) != 1 or next(iter(v)) not in UPDATE_OPS):
+                raise CommandError(f"unknown update operator in {k!r}: use one of "
+                                   f"{', '.join(o[1:] for o in UPDATE_OPS)}")
+            out.append((path, v))
 
 
 def _resolve(old: dict[str, Any] | None, parts: tuple[str, ...]) -> tuple[Path, int]:
