@@ -244,3 +244,101 @@ def test_sandbox_disable_build_runs_builds_as_the_server_as_before(tmp_path: Pat
         assert "deploy builds: as the server" in node.log.read_text()
     finally:
         node.stop()
+
+
+def csharp(body: str = 'return new OkObjectResult("ok");', head: str = "") -> str:
+    """An anonymous C# HTTP function (the seed's shape) running `body`, with `head` before the class."""
+    return (head + "public static class Probe {\n    [FunctionName(\"Probe\")]\n    public static IActionResult Run("
+            "[HttpTrigger(AuthorizationLevel.Anonymous, \"get\")] HttpRequest req) {\n        " + body + "\n    }\n}\n")
+
+
+@pytest.mark.skipif(__import__("polyfn.runtimes.dotnet", fromlist=["toolchain"]).toolchain() is None
+                    and os.environ.get("CI") != "true", reason="no Mono (apt-get install mono-mcs mono-runtime)")
+def test_csharp_build_cannot_read_shadow_or_the_data_dir(node: Server) -> None:
+    """`AssemblyKeyFile` makes mcs open the file it names at deploy (to sign the assembly): as root it read
+    /etc/shadow and the node's admin.key (and said they had the wrong format); in the build sandbox it cannot."""
+    require(node, "mount ns")
+    lines = secret_lines(Path("/etc/shadow"))
+    out = deploy(node, "cs-shadow", {"Probe.cs": csharp(head='[assembly: System.Reflection.AssemblyKeyFile("/etc/shadow")]\n')})
+    assert out["status"] == 400 and out["code"] == "build_failed", out
+    assert "incorrect format" not in out["message"] and "denied" in out["message"], out["message"]
+    for ln in lines:
+        assert ln not in out["body"], ln
+    key_file = node.data_dir / "admin.key"
+    out = deploy(node, "cs-key", {"Probe.cs": csharp(head=f'[assembly: System.Reflection.AssemblyKeyFile("{key_file}")]\n')})
+    assert out["status"] == 400 and out["code"] == "build_failed", out
+    assert "incorrect format" not in out["message"] and node.key not in out["body"], out["message"]
+    assert "does not exist" in out["message"], out["message"]  # the data dir is not there at all
+    # the node still builds C#, and what it built is root's and read-only to others
+    assert deploy(node, "cs-fine", {"Probe.cs": csharp()})["status"] in (200, 201)
+    assert node.http.get("/fn/cs-fine").text == "ok"
+    built = [p for p in (node.data_dir / "build").iterdir() if (p / "function.dll").exists()]
+    assert built and not [p for p in (node.data_dir / "build").iterdir() if p.name.startswith(".build-")]
+    for p in [built[0], *built[0].rglob("*")]:
+        st = p.lstat()
+        assert st.st_uid == 0 and not st.st_mode & 0o022, (p, st.st_uid, oct(st.st_mode))
+
+
+@pytest.mark.skipif(__import__("polyfn.runtimes.dotnet", fromlist=["toolchain"]).toolchain() is None
+                    and os.environ.get("CI") != "true", reason="no Mono (apt-get install mono-mcs mono-runtime)")
+def test_a_csharp_source_name_is_never_a_compiler_option(node: Server) -> None:
+    """A source named `-resource:/etc/shadow,x.cs` was passed to mcs as that option: /etc/shadow embedded in the
+    function's assembly, which returned it. Now every name is `./NAME`: a source file like any other."""
+    read = ('using (var s = typeof(Probe).Assembly.GetManifestResourceStream("x.cs"))\n'
+            '            return new OkObjectResult(s == null ? "none" : new StreamReader(s).ReadToEnd());')
+    out = deploy(node, "cs-option", {"Probe.cs": csharp(read), "-resource:/etc/shadow,x.cs": "class Extra {}\n"})
+    assert out["status"] in (200, 201), out
+    text = node.http.get("/fn/cs-option").text
+    assert text == "none" and not [ln for ln in secret_lines(Path("/etc/shadow")) if ln in text], text
+
+
+FAKE_PIP = '''
+import os, sys
+target = sys.argv[sys.argv.index("--target") + 1]
+with open(os.path.join(target, "six.py"), "w") as f:
+    f.write("import os\\ntry:\\n    open(MARK, 'w').write(str(os.getuid()))\\nexcept OSError:\\n    pass\\nPOISONED = True\\n")
+os.mkdir(os.path.join(target, "six-1.16.0.dist-info"))  # (what a package zygote reads: its name, its modules)
+with open(os.path.join(target, "six-1.16.0.dist-info", "METADATA"), "w") as f:
+    f.write("Metadata-Version: 2.1\\nName: six\\nVersion: 1.16.0\\n")
+with open(os.path.join(target, "six-1.16.0.dist-info", "top_level.txt"), "w") as f:
+    f.write("six\\n")
+'''
+
+
+def test_a_functions_code_cannot_stand_in_for_pip(node: Server) -> None:
+    """pip ran as `python -m pip` in a copy of the function's code, so a `pip/` package of the code was the pip that
+    ran: it put what it liked under the requirements' names, cached by their hash alone — the dependencies of every
+    function with the same requirements.txt — and a package zygote imported it as root (six is on its default trust
+    list). Now pip runs with `-I`: the code's directory is not on its sys.path."""
+    from ..e2e.conftest import wait_until
+
+    require(node, "mount ns")
+    mark = node.data_dir.parent / "imported-as-root"
+    attacker = {"handler.py": HANDLER, "requirements.txt": "six\n", "pip/__init__.py": "",
+                "pip/__main__.py": FAKE_PIP.replace("MARK", repr(str(mark)))}
+    deploy(node, "pip-shadow", attacker)
+    victim = {"handler.py": "import six\ndef handler(event, context):\n    return [getattr(six, 'POISONED', False), six.__file__]\n",
+              "requirements.txt": "six\n"}
+    out = deploy(node, "pip-victim", victim)
+    assert out["status"] in (200, 201), out
+    r = node.http.post("/fn/pip-victim", json={})
+    assert not wait_until(mark.exists, 3), f"a package zygote imported the build's six.py as uid {mark.read_text()}"
+    assert r.status_code == 200 and r.json()[0] is False, r.text
+
+
+def test_an_uploaded_node_modules_is_not_the_install_others_share(node: Server) -> None:
+    """npm keeps a `node_modules` it finds, and the install was made in a copy of the whole upload but cached by
+    package.json's hash: an upload's own `node_modules/is-number` became the is-number of every function with the
+    same package.json. Now the build sees only what its key covers (package.json, the lockfile, .npmrc)."""
+    require(node, "mount ns")
+    needs.tool("npm")
+    pkg = json.dumps({"name": "app", "version": "1.0.0", "dependencies": {"is-number": "7.0.0"}})
+    handler = "exports.handler = async () => String(require('is-number')(5));"
+    attacker = {"index.js": handler, "package.json": pkg,
+                "node_modules/is-number/package.json": json.dumps({"name": "is-number", "version": "7.0.0"}),
+                "node_modules/is-number/index.js": "module.exports = () => 'poisoned';"}
+    assert deploy(node, "npm-poison", attacker)["status"] in (200, 201)
+    assert node.http.post("/fn/npm-poison", json={}).text == "poisoned"  # (its own code still comes first for itself)
+    out = deploy(node, "npm-victim2", {"index.js": handler, "package.json": pkg})
+    assert out["status"] in (200, 201), out
+    assert node.http.post("/fn/npm-victim2", json={}).text == "true"

@@ -43,16 +43,21 @@ def needs_npm(files: dict[str, bytes]) -> bool:
 
 #: what an npm build leaves in its deps directory (the rest of its inputs, the code, is removed)
 NPM_KEPT = {"node_modules", "package.json", "package-lock.json"}
+#: what an npm build of a package.json without `file:` dependencies sees of the code (its key covers each)
+NPM_INPUTS = {"package.json", ".npmrc"}
 
 
 async def npm_install(files: dict[str, bytes], deps_root: Path, progress: Callable[[str], None],
                       builds: BuildSandbox) -> str | None:
     pkg = files["package.json"]
     lock = files.get("package-lock.json") or files.get("npm-shrinkwrap.json")
+    local = b'"file:' in pkg  # a dependency inside the function's code (`file:./lib`): the code is part of the key
     h = hashlib.sha256(pkg + b"\0" + (lock or b""))
-    if b'"file:' in pkg:  # a dependency inside the function's code (`file:./lib`): the code is part of the key
+    if local:
         for name in sorted(files):
             h.update(b"\0" + name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+    elif files.get(".npmrc"):  # the project's npm settings (a registry of its own): part of the key
+        h.update(b"\0.npmrc\0" + files[".npmrc"])
     key = "npm-" + h.hexdigest()[:28]
     dest = deps_root / key
     async with _locks.setdefault(key, asyncio.Lock()):
@@ -64,9 +69,11 @@ async def npm_install(files: dict[str, bytes], deps_root: Path, progress: Callab
             raise DeployError("dependency_install_failed", "package.json has dependencies but npm is not installed on this node")
         async with builds.workspace(deps_root) as ws:
             # the code too, for a `file:./lib` dependency (--install-links: one outside the project is copied, not
-            # symlinked out of the deps dir, which an instance's mount namespace would not show)
+            # symlinked out of the deps dir, which an instance's mount namespace would not show); else only what
+            # the key covers: npm keeps a `node_modules` it finds, and the install is shared by every function
+            # whose key is the same, so nothing but the key may decide what it holds
             for name, data in files.items():
-                if name not in ("package-lock.json", "npm-shrinkwrap.json"):
+                if name not in ("package-lock.json", "npm-shrinkwrap.json") and (local or name in NPM_INPUTS):
                     ws.write(name, data, under=ws.out)
             if lock:
                 ws.write("package-lock.json", lock, under=ws.out)
@@ -80,7 +87,7 @@ async def npm_install(files: dict[str, bytes], deps_root: Path, progress: Callab
                                   + "\n".join(tail[-20:]))
             # a `file:./lib` inside the project is linked, not copied, even with --install-links: the code stays
             # (the key covers it); else only what NPM_KEPT names (no function's code in a dir others may share)
-            keep = None if b'"file:' in pkg else NPM_KEPT.__contains__
+            keep = None if local else NPM_KEPT.__contains__
             out = await asyncio.to_thread(ws.finish, "dependency_install_failed", keep)
             isolate.put(out / ".complete", b"ok")
             if dest.exists():

@@ -10,6 +10,14 @@
   not provide (a binding it does not support) is named there, at deploy, never at the first call. Then the
   host's `describe` checks the deployed function's parameters (`unsupported_binding`).
 
+The upload's steps — `mcs` on its sources, `mono --aot` of its assembly, the host's `describe` of it — take the
+deployer's input, so they run in the build sandbox (deploy/isolate.py: a uid of its own, the data dir hidden, a
+scrubbed environment), as pip, npm and go do: `[assembly: AssemblyKeyFile("/etc/shadow")]` makes mcs read a
+file, and a source's name is never an option (`./` in front: a file named `-resource:/etc/shadow,x.cs` or
+`@opts.cs` would otherwise make mcs embed a file in the assembly or read more options). The shims are
+polyfn's own sources and compile as the server. The result is sealed (root's, read-only to others) and
+polyfn's shim and host copies are added to it as root, never through what the build left.
+
 Both cache by content and publish a temp directory by rename, so a failed build leaves nothing behind.
 """
 
@@ -20,16 +28,16 @@ import glob
 import json
 import os
 import re
-import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from polyfn.deploy import isolate
 from polyfn.deploy.archive import remove_tree
 from polyfn.deploy.detect_dotnet import cs_files
 from polyfn.deploy.errors import DeployError
-from polyfn.deploy.isolate import run_streaming
+from polyfn.deploy.isolate import BuildSandbox, Workspace, run_streaming
 from polyfn.runtimes import dotnet
 
 _locks: dict[str, asyncio.Lock] = {}
@@ -46,11 +54,12 @@ def _toolchain() -> dotnet.Toolchain:
 
 
 def compiler_messages(lines: list[str]) -> list[str]:
-    """mcs's `file(line,col): error CS…` as `file:line:column: error CS…` (what editors and people read)."""
+    """mcs's `file(line,col): error CS…` as `file:line:column: error CS…` (what editors and people read; the
+    `./` every source is named with to mcs left out)."""
     out = []
     for line in lines:
         m = _MCS_MESSAGE.match(line)
-        out.append(f"{m['file']}:{m['line']}:{m['col']}: {m['rest']}" if m else line)
+        out.append(f"{m['file'].removeprefix('./')}:{m['line']}:{m['col']}: {m['rest']}" if m else line)
     return out
 
 
@@ -112,24 +121,19 @@ def implicit_usings(path: str, source: bytes) -> bytes:
 
 
 async def build(files: dict[str, bytes], dest: Path, data_dir: Path, handler: str,
-                progress: Callable[[str], None]) -> Path:
-    """Compile the upload into `dest` (cached by code hash) and check `handler`'s bindings."""
+                progress: Callable[[str], None], builds: BuildSandbox) -> Path:
+    """Compile the upload into `dest` (cached by code hash) and check `handler`'s bindings, both in `builds`."""
     tc = _toolchain()
     shim_dir = await shims(data_dir, progress)  # also after an upgrade of polyfn: the pre-started hosts run these
     async with _locks.setdefault(str(dest), asyncio.Lock()):
         if not is_current(dest):
             dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=dest.parent))
-            tmp.chmod(0o755)  # mkdtemp makes it 0700: the instance runs as a per-function uid
-            try:
-                await _compile(tc, files, tmp, shim_dir, progress)
-            except BaseException:
-                remove_tree(tmp)
-                raise
-            _publish(tmp, dest)
+            async with builds.workspace(dest.parent) as ws:
+                out = await _compile(tc, files, ws, builds, shim_dir, progress)
+                _publish(out, dest)
         else:
             progress(f"build: using cached C# build {dest.name[:12]}")
-    await check(tc, dest, handler)
+    await check(tc, dest, handler, builds)
     return dest
 
 
@@ -144,52 +148,69 @@ def is_current(build_dir: Path) -> bool:
         return False
 
 
-async def _compile(tc: dotnet.Toolchain, files: dict[str, bytes], tmp: Path, shim_dir: Path,
-                   progress: Callable[[str], None]) -> None:
-    src = tmp / "src"
+async def _compile(tc: dotnet.Toolchain, files: dict[str, bytes], ws: Workspace, builds: BuildSandbox,
+                   shim_dir: Path, progress: Callable[[str], None]) -> Path:
+    """mcs and `mono --aot` in the build sandbox, into `ws.out`; then, as the server, the sealed output gets
+    polyfn's shims, host and the stamp. The output (to be renamed into place)."""
     names = cs_files(files)
     for name in names:
-        target = src / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(implicit_usings(name, files[name]))
-    for name in (dotnet.SHIMS_DLL, dotnet.HOST_EXE):
-        shutil.copy2(shim_dir / name, tmp / name)
+        ws.write(name, implicit_usings(name, files[name]))
+    ref = ws.root / "ref"  # the shims to compile against (a copy: the shim dir is in the hidden data dir)
+    ws.write(dotnet.SHIMS_DLL, (shim_dir / dotnet.SHIMS_DLL).read_bytes(), under=ref)
     progress(f"build: mcs ({', '.join(names)})")
     argv = [tc.mcs, "-target:library", "-debug-", "-optimize+", f"-nowarn:{_NOWARN}", f"-r:{tc.newtonsoft}",
-            "-r:Microsoft.CSharp.dll", f"-r:{tmp / dotnet.SHIMS_DLL}",
-            f"-out:{tmp / dotnet.FUNCTION_DLL}", *names]
+            "-r:Microsoft.CSharp.dll", f"-r:{ref / dotnet.SHIMS_DLL}", f"-out:{ws.out / dotnet.FUNCTION_DLL}",
+            *(f"./{name}" for name in names)]  # (a name is never an option: `-resource:…`, `@file`)
     lines: list[str] = []
-    code, _ = await run_streaming(argv, src, dict(os.environ), lines.append)
+    code, _ = await builds.run(ws, argv, ws.src, {}, lines.append)
     shown = [m for m in compiler_messages(lines) if not m.startswith("Compilation ")]
     for m in shown:
         progress(m)
     if code != 0:
         errors = [m for m in shown if ": error CS" in m] or shown
-        raise DeployError("build_failed", "the C# code does not compile:\n" + "\n".join(errors[:30]))
-    remove_tree(src)
-    await _aot(tc, tmp / dotnet.FUNCTION_DLL, tmp / f"{dotnet.FUNCTION_DLL}.so", progress)
-    (tmp / STAMP).write_text(dotnet.sources_digest())
+        raise DeployError("build_failed", f"the C# code does not compile{isolate.exit_note(code)}:\n"
+                          + "\n".join(errors[:30]))
+    aot = [tc.mono, f"--aot=outfile={ws.out / dotnet.FUNCTION_DLL}.so", str(ws.out / dotnet.FUNCTION_DLL)]
+    code, tail = await builds.run(ws, aot, ws.out, {"MONO_PATH": str(ref), **dotnet.MONO_ENV}, lambda _m: None)
+    if code != 0:  # (without the image the assembly is compiled just in time, only slower)
+        progress("build: no ahead-of-time image of the function (it will be compiled just in time): "
+                 + (tail[-1] if tail else f"exit {code}"))
+    keep = {dotnet.FUNCTION_DLL, f"{dotnet.FUNCTION_DLL}.so"}
+    out = await asyncio.to_thread(ws.finish, "build_failed", keep.__contains__)
+    for name in (dotnet.SHIMS_DLL, dotnet.HOST_EXE):  # polyfn's own, written as root (never through a link)
+        isolate.put(out / name, (shim_dir / name).read_bytes())
+    isolate.put(out / STAMP, dotnet.sources_digest().encode())
     progress("build: done")
+    return out
 
 
-async def describe(tc: dotnet.Toolchain, build_dir: Path) -> list[dict[str, Any]]:
-    """What the host reads from the compiled assembly: every [FunctionName] with its trigger and problems."""
-    proc = await asyncio.create_subprocess_exec(
-        tc.mono, str(build_dir / dotnet.HOST_EXE), "describe", str(build_dir / dotnet.FUNCTION_DLL),
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await proc.communicate()
-    if proc.returncode != 0:
-        raise DeployError("build_failed", "the compiled C# assembly cannot be loaded:\n"
-                          + err.decode("utf-8", "replace")[-2000:])
-    return json.loads(out)
+async def describe(tc: dotnet.Toolchain, build_dir: Path, builds: BuildSandbox) -> list[dict[str, Any]]:
+    """What the host reads from the compiled assembly: every [FunctionName] with its trigger and problems. In
+    the build sandbox (it loads the deployer's assembly), with `build_dir` bound read-only."""
+    argv = [tc.mono, str(build_dir / dotnet.HOST_EXE), "describe", str(build_dir / dotnet.FUNCTION_DLL)]
+    lines: list[str] = []
+    async with builds.workspace(build_dir.parent) as ws:
+        code, tail = await builds.run(ws, argv, ws.root, dict(dotnet.MONO_ENV), lines.append, ro=[build_dir])
+    found = [ln for ln in lines if ln.startswith("[")]
+    if code != 0 or not found:
+        raise DeployError("build_failed", f"the compiled C# assembly cannot be loaded{isolate.exit_note(code)}:\n"
+                          + "\n".join(tail[-20:]))
+    try:
+        fns = json.loads(found[-1])
+    except ValueError:
+        raise DeployError("build_failed", "the compiled C# assembly cannot be described:\n"
+                          + "\n".join(tail[-20:])) from None
+    if not isinstance(fns, list):
+        raise DeployError("build_failed", "the compiled C# assembly cannot be described")
+    return fns
 
 
-async def check(tc: dotnet.Toolchain, build_dir: Path, handler: str) -> dict[str, Any]:
-    fns = await describe(tc, build_dir)
-    fn = next((f for f in fns if f["name"] == handler), None)
+async def check(tc: dotnet.Toolchain, build_dir: Path, handler: str, builds: BuildSandbox) -> dict[str, Any]:
+    fns = await describe(tc, build_dir, builds)
+    fn = next((f for f in fns if isinstance(f, dict) and f.get("name") == handler), None)
     if fn is None:
         raise DeployError("handler_not_found", f"the compiled code has no [FunctionName(\"{handler}\")] on a method; "
-                          "it has " + (", ".join(f["name"] for f in fns) or "none"))
-    if fn["problems"]:
-        raise DeployError("unsupported_binding", f"{handler} ({fn['method']}): " + "; ".join(fn["problems"]))
+                          "it has " + (", ".join(str(f.get("name")) for f in fns if isinstance(f, dict)) or "none"))
+    if fn.get("problems"):
+        raise DeployError("unsupported_binding", f"{handler} ({fn.get('method')}): " + "; ".join(map(str, fn["problems"])))
     return fn

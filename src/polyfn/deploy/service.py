@@ -74,7 +74,8 @@ class Deployer:
         if spec.runtime == "http" and spec.handler == detect_node.GO_HANDLER:
             await build.go_build(files, s.data_dir / "build" / sha[:24], progress, self.builds)
         if spec.runtime == "dotnet":
-            await build_dotnet.build(files, s.data_dir / "build" / sha[:24], s.data_dir, spec.handler, progress)
+            await build_dotnet.build(files, s.data_dir / "build" / sha[:24], s.data_dir, spec.handler, progress,
+                                     self.builds)
         return code_dir, deps_dir
 
     async def localise(self, rev: Revision) -> Revision:
