@@ -342,3 +342,57 @@ def test_an_uploaded_node_modules_is_not_the_install_others_share(node: Server) 
     out = deploy(node, "npm-victim2", {"index.js": handler, "package.json": pkg})
     assert out["status"] in (200, 201), out
     assert node.http.post("/fn/npm-victim2", json={}).text == "true"
+
+
+CONFIG_PROBE_PY = '''
+import json, os
+from setuptools import setup
+
+def read(path):
+    try:
+        return open(path).read()
+    except OSError as e:
+        return type(e).__name__
+
+home = os.environ.get("HOME", "")
+facts = {"env": sorted(os.environ.values()), "etc_pip_conf": read("/etc/pip.conf"),
+         "home_pip_conf": read(os.path.join(home, ".config/pip/pip.conf")), "npmrc": read(os.path.join(home, ".npmrc"))}
+with open("config_probe.py", "w") as f:
+    f.write("FACTS = " + repr(json.dumps(facts)) + "\\n")
+setup(name="config-probe", version="1.0", py_modules=["config_probe"])
+'''
+
+
+def test_a_build_gets_the_operators_index_settings_without_their_credentials(tmp_path: Path) -> None:
+    """The operator's pip settings (site files, user file, PIP_CONFIG_FILE, PIP_* variables) and npm's reach the
+    build — its pip still finds the node's indexes — but no URL keeps a user or password, npm's auth token is left
+    out, and the host's /etc/pip.conf reads as empty (any uid could read it)."""
+    from ..e2e.conftest import start_server
+
+    operator = tmp_path / "operator-pip.conf"
+    operator.write_text("[search]\nindex = https://operator:s3cret-file@idx.invalid/pypi\n")
+    (tmp_path / "home").mkdir()
+    for rel in (".config/pip/pip.conf", ".npmrc"):  # (the server's user files: the machine's pip settings, a token)
+        src = Path.home() / rel
+        (tmp_path / "home" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "home" / rel).write_text(src.read_text() if src.exists() and rel.endswith("pip.conf") else "")
+    with open(tmp_path / "home/.npmrc", "a") as f:
+        f.write("//registry.npmjs.org/:_authToken=s3cret-npm\nfund=false\n")
+    env = {"PIP_CONFIG_FILE": str(operator), "PIP_INDEX": "https://operator:s3cret-env@idx.invalid/pypi",
+           "HOME": str(tmp_path / "home")}
+    node = start_server(tmp_path / "data", env=env)
+    try:
+        require(node, "mount ns")
+        files = {"handler.py": "import json, config_probe\ndef handler(event, context):\n    return json.loads(config_probe.FACTS)\n",
+                 "requirements.txt": "./probe\n", "probe/setup.py": CONFIG_PROBE_PY}
+        out = deploy(node, "cfg-probe", files)
+        assert out["status"] in (200, 201), out  # (its pip found setuptools through the operator's settings)
+        facts = node.http.post("/fn/cfg-probe", json={}).json()
+        assert "env" in facts and "s3cret" not in json.dumps(facts), facts
+        assert "https://idx.invalid/pypi" in facts["env"], facts["env"]  # the setting, without its credentials
+        assert "index = https://idx.invalid/pypi" in facts["home_pip_conf"], facts["home_pip_conf"]
+        assert "fund=false" in facts["npmrc"], facts["npmrc"]
+        if Path("/etc/pip.conf").exists():
+            assert facts["etc_pip_conf"] == "", facts["etc_pip_conf"]
+    finally:
+        node.stop()
