@@ -396,3 +396,50 @@ def test_a_build_gets_the_operators_index_settings_without_their_credentials(tmp
             assert facts["etc_pip_conf"] == "", facts["etc_pip_conf"]
     finally:
         node.stop()
+
+
+def test_a_crashed_servers_build_directories_are_swept_at_start(tmp_path: Path) -> None:
+    """A server killed mid-build leaves its `.build-*` directory (inputs, a half-made install); the next start removes
+    it — never through a link, never a directory of another name, never one a live build holds."""
+    import fcntl
+    import signal
+    import threading
+
+    from ..e2e.conftest import start_server, wait_until
+
+    data = tmp_path / "data"
+    node = start_server(data, fork=False)
+    files = {"handler.py": HANDLER, "requirements.txt": "./hang\n",
+             "hang/setup.py": "import time\ntime.sleep(600)\n"}
+    def deploy_until_killed() -> None:
+        try:
+            deploy(node, "req-crash", files)
+        except Exception:  # (the server dies under it)
+            pass
+
+    threading.Thread(target=deploy_until_killed, daemon=True).start()
+    deps = data / "deps"
+    assert wait_until(lambda: [p for p in deps.iterdir() if p.name.startswith(".build-")] if deps.is_dir() else [], 60)
+    left = [p for p in deps.iterdir() if p.name.startswith(".build-")]
+    node.stop(signal.SIGKILL)
+    assert all(p.is_dir() for p in left), left  # (what the crash leaves)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("x")
+    (deps / ".build-link0000").symlink_to(outside)  # a link of that name: not polyfn's, never followed
+    (deps / "not-a-build").mkdir()
+    live = deps / ".build-live0000"  # a build of another node sharing the data dir: it holds the flock
+    live.mkdir()
+    fd = os.open(live, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        node = start_server(data)
+        try:
+            assert not [p for p in left if os.path.lexists(p)], left
+            assert (deps / ".build-link0000").is_symlink() and (outside / "keep").exists()
+            assert (deps / "not-a-build").is_dir() and live.is_dir()
+            assert "removed 1 build directories" in node.log.read_text()
+        finally:
+            node.stop()
+    finally:
+        os.close(fd)

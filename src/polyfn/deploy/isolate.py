@@ -250,6 +250,21 @@ class BuildUids:
         if fd >= 0:
             os.close(fd)
 
+    def kill_orphans(self, uid: int) -> None:
+        """Kill what a build of a server that died left running as `uid`, unless a live build holds the uid (its
+        `take` killed them already). Blocking."""
+        if uid in self._held:
+            return
+        self.lock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.lock_dir / str(uid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            kill_uid(uid)
+        except BlockingIOError:
+            pass
+        finally:
+            os.close(fd)
+
 
 def kill_uid(uid: int, attempts: int = 50) -> int:
     """SIGKILL every process whose real uid is `uid` (a build may have left some behind) until none is left;
@@ -312,14 +327,20 @@ def seal(root: Path, uid: int) -> None:
             fix(path, st)
 
 
+#: the name of a build's directory (`tempfile.mkdtemp(prefix=".build-")`): what `sweep` may remove
+BUILD_DIR = re.compile(r"\.build-[A-Za-z0-9_]{8}")
+
+
 class Workspace:
     """A build's directory under `parent` (on the destination's filesystem): `root` (0700, the build uid's)
     holds `home`, `tmp`, `src` (inputs: code, requirements) and `out`, the result the caller renames into place
-    after `finish`."""
+    after `finish`. The server holds an flock on `root` while it lives: `sweep` leaves a locked one alone."""
 
     def __init__(self, parent: Path, uid: int | None):
         self.uid = uid
         self.root = Path(tempfile.mkdtemp(prefix=".build-", dir=parent))
+        self._lock = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
         self.home = self.root / "home"
         self.tmp = self.root / "tmp"
         self.src = self.root / "src"
@@ -368,7 +389,43 @@ class Workspace:
         return self.out
 
     def remove(self) -> None:
-        remove_tree(self.root)
+        try:
+            remove_tree(self.root)
+        finally:
+            if self._lock >= 0:
+                os.close(self._lock)
+                self._lock = -1
+
+
+def sweep(parent: Path, uids: BuildUids | None = None) -> list[str]:
+    """Remove the build directories (`BUILD_DIR`) a server that died left in `parent`: only real directories of
+    that name (never a link, never followed), only when no live build holds their flock (a node sharing the data
+    dir may be building in one); what the dead build may have left running as its uid is killed first (`uids`).
+    The names removed. Blocking: at start, before any build."""
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not BUILD_DIR.fullmatch(entry.name) or not entry.is_dir(follow_symlinks=False):
+            continue
+        try:
+            fd = os.open(entry.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            owner = os.fstat(fd).st_uid
+            if uids is not None and uids.base <= owner < uids.base + uids.count:
+                uids.kill_orphans(owner)  # (nothing of that build may change the tree while it is removed)
+            remove_tree(Path(entry.path))
+            removed.append(entry.name)
+        except BlockingIOError:
+            continue  # a live build's
+        finally:
+            os.close(fd)
+    return removed
 
 
 def put(path: Path, data: bytes) -> None:
@@ -393,6 +450,10 @@ class BuildSandbox:
         self.node_sandbox = node_sandbox
         self.environ = os.environ if environ is None else environ
         self.uids = BuildUids(settings.sandbox_uid_base + settings.sandbox_uid_count, settings.build_slots, UID_LOCKS)
+
+    def sweep(self, parents: list[Path]) -> list[str]:
+        """What builds of a server that died left under `parents` (see `sweep`), removed."""
+        return [name for parent in parents for name in sweep(parent, self.uids)]
 
     def isolated(self) -> bool:
         """Builds run as their own uid in a mount namespace: root, the probe found mount namespaces, and

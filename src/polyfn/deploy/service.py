@@ -59,6 +59,9 @@ class Deployer:
         #: where pip, npm and go run (deploy/isolate.py): the node's sandbox decides whether they are isolated
         manager = getattr(registry, "manager", None)
         self.builds = isolate.BuildSandbox(settings, lambda: getattr(manager, "sandbox", None))
+        swept = self.builds.sweep([settings.deps_dir, settings.data_dir / "build"])  # (a crash's leftovers)
+        if swept:
+            log.info("removed %d build directories a stopped server left: %s", len(swept), ", ".join(swept))
 
     async def _build_local(self, spec: FunctionSpec, files: dict[str, bytes], sha: str,
                            progress: Callable[[str], None]) -> tuple[Path, str | None]:
