@@ -16,6 +16,7 @@ nothing behind.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import os
 import re
@@ -156,8 +157,8 @@ def imports(files: dict[str, bytes]) -> set[str]:
 
 async def go_std(go: str, files: dict[str, bytes], build_root: Path, progress: Callable[[str], None]) -> Path | None:
     """The standard library packages the code imports (with their dependencies), compiled once per host (root:
-    `GO_STD_SHARED`; else per data dir) and Go version with CGO_ENABLED=0 into `<build_root>/.go-std-<version>`
-    by the server itself: trusted input only (package paths checked against `go list std`, GOPATH off, no
+    `GO_STD_SHARED`, under an flock, as the host's nodes share it; else per data dir) and Go version with
+    CGO_ENABLED=0 into `<build_root>/.go-std-<version>` by the server itself: trusted input only (package paths checked against `go list std`, GOPATH off, no
     module), root's and read-only to builds, which load them with `-pkgdir` instead of compiling them again in
     their private caches (~10-20 s for net/http). None when it cannot be made (the build compiles them itself)."""
     async with _go_std_lock:
@@ -183,18 +184,36 @@ async def go_std(go: str, files: dict[str, bytes], build_root: Path, progress: C
                                   build_root, env)
         if code:
             return None
-        missing = [p for p in deps if p and p != "unsafe" and not (pkgdir / f"{p}.a").exists()]
-        if missing:
-            progress(f"build: compiling {len(missing)} standard library package(s) once for this node's builds")
-            code, tail = await _quiet([go, "install", "-pkgdir", str(pkgdir), *missing], build_root, env)
-            if code:
-                progress("build: could not precompile the standard library: " + " ".join(tail[-3:]))
-            for root, dirs, names in os.walk(pkgdir):
-                for n in (*dirs, *names):
-                    os.chmod(os.path.join(root, n), 0o755 if n in dirs else 0o644)
-            if pkgdir.is_dir():
-                pkgdir.chmod(0o755)
+        lock = await _flock(build_root / ".go-std.lock")  # (the host's other nodes share GO_STD_SHARED)
+        try:
+            missing = [p for p in deps if p and p != "unsafe" and not (pkgdir / f"{p}.a").exists()]
+            if missing:
+                progress(f"build: compiling {len(missing)} standard library package(s) once for this node's builds")
+                code, tail = await _quiet([go, "install", "-pkgdir", str(pkgdir), *missing], build_root, env)
+                if code:
+                    progress("build: could not precompile the standard library: " + " ".join(tail[-3:]))
+                for root, dirs, names in os.walk(pkgdir):
+                    for n in (*dirs, *names):
+                        os.chmod(os.path.join(root, n), 0o755 if n in dirs else 0o644)
+                if pkgdir.is_dir():
+                    pkgdir.chmod(0o755)
+        finally:
+            os.close(lock)
         return pkgdir if pkgdir.is_dir() else None
+
+
+async def _flock(path: Path, poll: float = 0.1) -> int:
+    """An exclusive flock on `path` (made if missing), waited for without blocking the loop; its descriptor."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            await asyncio.sleep(poll)
+        except BaseException:
+            os.close(fd)
+            raise
 
 
 async def _quiet(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, list[str]]:
