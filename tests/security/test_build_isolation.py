@@ -443,3 +443,35 @@ def test_a_crashed_servers_build_directories_are_swept_at_start(tmp_path: Path) 
             node.stop()
     finally:
         os.close(fd)
+
+
+MEMORY_SETUP_PY = '''
+import resource
+from setuptools import setup
+soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+try:
+    block = bytearray(1536 << 20)  # more than the node's build memory
+    result = "allocated"
+except MemoryError:
+    result = "MemoryError"
+with open("mem_probe.py", "w") as f:
+    f.write("FACTS = " + repr([soft, result]) + "\\n")
+setup(name="mem-probe", version="1.0", py_modules=["mem_probe"])
+'''
+
+
+def test_without_a_memory_cgroup_a_build_is_bounded_by_its_address_space(tmp_path: Path) -> None:
+    """No memory cgroup (here: the layer turned off): `POLYFN_BUILD_MEMORY` becomes RLIMIT_AS (+512 MB of headroom
+    for what runtimes reserve), so a build that allocates more gets MemoryError instead of the node's memory."""
+    from ..e2e.conftest import start_server
+
+    node = start_server(tmp_path / "data", env={"POLYFN_SANDBOX_DISABLE": "cgroup", "POLYFN_BUILD_MEMORY": "512"})
+    try:
+        require(node, "mount ns")
+        files = {"handler.py": "import mem_probe\ndef handler(event, context):\n    return mem_probe.FACTS\n",
+                 "requirements.txt": "./probe\n", "probe/setup.py": MEMORY_SETUP_PY}
+        out = deploy(node, "mem-probe", files)
+        assert out["status"] in (200, 201), out
+        assert node.http.post("/fn/mem-probe", json={}).json() == [(512 + 512) << 20, "MemoryError"]
+    finally:
+        node.stop()

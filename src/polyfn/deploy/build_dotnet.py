@@ -28,6 +28,7 @@ import glob
 import json
 import os
 import re
+import shlex
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -138,6 +139,10 @@ async def build(files: dict[str, bytes], dest: Path, data_dir: Path, handler: st
 
 
 STAMP = ".shims"
+#: what the host's `describe` said of the build's assembly (written by the server with the build: a cached build
+#: is checked without loading the assembly again)
+DESCRIBED = ".describe.json"
+_DESCRIBE_MARK = "@@polyfn-describe@@"
 
 
 def is_current(build_dir: Path) -> bool:
@@ -150,67 +155,88 @@ def is_current(build_dir: Path) -> bool:
 
 async def _compile(tc: dotnet.Toolchain, files: dict[str, bytes], ws: Workspace, builds: BuildSandbox,
                    shim_dir: Path, progress: Callable[[str], None]) -> Path:
-    """mcs and `mono --aot` in the build sandbox, into `ws.out`; then, as the server, the sealed output gets
-    polyfn's shims, host and the stamp. The output (to be renamed into place)."""
+    """mcs, `mono --aot` and the host's `describe`, in one run of the build sandbox, into `ws.out`; then, as the
+    server, the sealed output gets polyfn's shims, host, the stamp and what `describe` said. The output (to be
+    renamed into place)."""
     names = cs_files(files)
     for name in names:
         ws.write(name, implicit_usings(name, files[name]))
-    ref = ws.root / "ref"  # the shims to compile against (a copy: the shim dir is in the hidden data dir)
-    ws.write(dotnet.SHIMS_DLL, (shim_dir / dotnet.SHIMS_DLL).read_bytes(), under=ref)
+    ref = ws.root / "ref"  # the shims and host to compile against and describe with (copies: the shim dir is in
+    for name in (dotnet.SHIMS_DLL, dotnet.HOST_EXE):  # the hidden data dir)
+        ws.write(name, (shim_dir / name).read_bytes(), under=ref)
     progress(f"build: mcs ({', '.join(names)})")
-    argv = [tc.mcs, "-target:library", "-debug-", "-optimize+", f"-nowarn:{_NOWARN}", f"-r:{tc.newtonsoft}",
-            "-r:Microsoft.CSharp.dll", f"-r:{ref / dotnet.SHIMS_DLL}", f"-out:{ws.out / dotnet.FUNCTION_DLL}",
-            *(f"./{name}" for name in names)]  # (a name is never an option: `-resource:…`, `@file`)
+    dll = ws.out / dotnet.FUNCTION_DLL
+    mcs = [tc.mcs, "-target:library", "-debug-", "-optimize+", f"-nowarn:{_NOWARN}", f"-r:{tc.newtonsoft}",
+           "-r:Microsoft.CSharp.dll", f"-r:{ref / dotnet.SHIMS_DLL}", f"-out:{dll}",
+           *(f"./{name}" for name in names)]  # (a name is never an option: `-resource:…`, `@file`)
+    aot = [tc.mono, f"--aot=outfile={dll}.so", str(dll)]
+    describe = [tc.mono, str(ref / dotnet.HOST_EXE), "describe", str(dll)]
+    # one sandbox run for the three (each run is a spawn: namespaces, cgroup, mounts): the compiler's lines, then
+    # the mark, then describe's JSON; the AOT image is optional (without it the assembly is compiled just in time)
+    script = (f"{shlex.join(mcs)} || exit $?\n"
+              f"{shlex.join(aot)} >/dev/null 2>&1 || echo '@@polyfn-aot-failed@@'\n"
+              f"echo '{_DESCRIBE_MARK}'\nexec {shlex.join(describe)}\n")
     lines: list[str] = []
-    code, _ = await builds.run(ws, argv, ws.src, {}, lines.append)
-    shown = [m for m in compiler_messages(lines) if not m.startswith("Compilation ")]
+    code, _ = await builds.run(ws, ["/bin/sh", "-c", script], ws.src, {"MONO_PATH": str(ref), **dotnet.MONO_ENV},
+                               lines.append)
+    cut = lines.index(_DESCRIBE_MARK) if _DESCRIBE_MARK in lines else len(lines)
+    compiled, described = lines[:cut], lines[cut + 1:]
+    shown = [m for m in compiler_messages(compiled) if not m.startswith(("Compilation ", "@@polyfn-aot-failed"))]
     for m in shown:
         progress(m)
-    if code != 0:
+    if cut == len(lines):
         errors = [m for m in shown if ": error CS" in m] or shown
         raise DeployError("build_failed", f"the C# code does not compile{isolate.exit_note(code)}:\n"
                           + "\n".join(errors[:30]))
-    aot = [tc.mono, f"--aot=outfile={ws.out / dotnet.FUNCTION_DLL}.so", str(ws.out / dotnet.FUNCTION_DLL)]
-    code, tail = await builds.run(ws, aot, ws.out, {"MONO_PATH": str(ref), **dotnet.MONO_ENV}, lambda _m: None)
-    if code != 0:  # (without the image the assembly is compiled just in time, only slower)
-        progress("build: no ahead-of-time image of the function (it will be compiled just in time): "
-                 + (tail[-1] if tail else f"exit {code}"))
+    if "@@polyfn-aot-failed@@" in compiled:
+        progress("build: no ahead-of-time image of the function (it will be compiled just in time)")
+    fns = _described(code, described)
     keep = {dotnet.FUNCTION_DLL, f"{dotnet.FUNCTION_DLL}.so"}
     out = await asyncio.to_thread(ws.finish, "build_failed", keep.__contains__)
     for name in (dotnet.SHIMS_DLL, dotnet.HOST_EXE):  # polyfn's own, written as root (never through a link)
         isolate.put(out / name, (shim_dir / name).read_bytes())
+    isolate.put(out / DESCRIBED, json.dumps(fns).encode())
     isolate.put(out / STAMP, dotnet.sources_digest().encode())
     progress("build: done")
     return out
 
 
-async def describe(tc: dotnet.Toolchain, build_dir: Path, builds: BuildSandbox) -> list[dict[str, Any]]:
-    """What the host reads from the compiled assembly: every [FunctionName] with its trigger and problems. In
-    the build sandbox (it loads the deployer's assembly), with `build_dir` bound read-only."""
-    argv = [tc.mono, str(build_dir / dotnet.HOST_EXE), "describe", str(build_dir / dotnet.FUNCTION_DLL)]
-    lines: list[str] = []
-    async with builds.workspace(build_dir.parent) as ws:
-        code, tail = await builds.run(ws, argv, ws.root, dict(dotnet.MONO_ENV), lines.append, ro=[build_dir])
+def _described(code: int, lines: list[str]) -> list[dict[str, Any]]:
+    """`describe`'s JSON from its output lines (a DeployError when it failed or said something else)."""
     found = [ln for ln in lines if ln.startswith("[")]
     if code != 0 or not found:
         raise DeployError("build_failed", f"the compiled C# assembly cannot be loaded{isolate.exit_note(code)}:\n"
-                          + "\n".join(tail[-20:]))
+                          + "\n".join(lines[-20:]))
     try:
         fns = json.loads(found[-1])
     except ValueError:
-        raise DeployError("build_failed", "the compiled C# assembly cannot be described:\n"
-                          + "\n".join(tail[-20:])) from None
-    if not isinstance(fns, list):
-        raise DeployError("build_failed", "the compiled C# assembly cannot be described")
+        fns = None
+    if not isinstance(fns, list) or not all(isinstance(f, dict) for f in fns):
+        raise DeployError("build_failed", "the compiled C# assembly cannot be described:\n" + "\n".join(lines[-20:]))
     return fns
+
+
+async def describe(tc: dotnet.Toolchain, build_dir: Path, builds: BuildSandbox) -> list[dict[str, Any]]:
+    """What the host reads from the compiled assembly: every [FunctionName] with its trigger and problems. Said by
+    the build (`DESCRIBED`); else (a build of an earlier polyfn) the host's `describe` in the build sandbox (it
+    loads the deployer's assembly), with `build_dir` bound read-only."""
+    try:
+        return _described(0, [(build_dir / DESCRIBED).read_text()])
+    except (OSError, DeployError):
+        pass
+    argv = [tc.mono, str(build_dir / dotnet.HOST_EXE), "describe", str(build_dir / dotnet.FUNCTION_DLL)]
+    lines: list[str] = []
+    async with builds.workspace(build_dir.parent) as ws:
+        code, _ = await builds.run(ws, argv, ws.root, dict(dotnet.MONO_ENV), lines.append, ro=[build_dir])
+    return _described(code, lines)
 
 
 async def check(tc: dotnet.Toolchain, build_dir: Path, handler: str, builds: BuildSandbox) -> dict[str, Any]:
     fns = await describe(tc, build_dir, builds)
-    fn = next((f for f in fns if isinstance(f, dict) and f.get("name") == handler), None)
+    fn = next((f for f in fns if f.get("name") == handler), None)
     if fn is None:
         raise DeployError("handler_not_found", f"the compiled code has no [FunctionName(\"{handler}\")] on a method; "
-                          "it has " + (", ".join(str(f.get("name")) for f in fns if isinstance(f, dict)) or "none"))
+                          "it has " + (", ".join(str(f.get("name")) for f in fns) or "none"))
     if fn.get("problems"):
         raise DeployError("unsupported_binding", f"{handler} ({fn.get('method')}): " + "; ".join(map(str, fn["problems"])))
     return fn
