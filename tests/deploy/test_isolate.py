@@ -39,13 +39,16 @@ def test_operator_tool_config_is_copied_into_the_builds_home(tmp_path: Path) -> 
     (home / ".npmrc").write_text("fund=false\n")
     extra = tmp_path / "extra.conf"
     extra.write_text("[global]\nextra-index-url = file:///opt/pypi/simple\n")
-    copied = copy_user_config({"HOME": str(home), "PIP_CONFIG_FILE": str(extra)}, build_home, site=(), npm_global=())
+    copied = copy_user_config({"HOME": str(home)}, build_home, site=(), npm_global=())
     assert sorted(p.relative_to(build_home).as_posix() for p in copied) == [".config/pip/pip.conf", ".npmrc"]
     pip_conf = (build_home / ".config/pip/pip.conf").read_text()
-    assert "find-links = /opt/wheels" in pip_conf and "file:///opt/pypi/simple" in pip_conf
     # one file in pip's precedence (two [global] sections in one file would be an error to pip's parser)
     assert pip_conf.count("[global]") == 1 and "timeout = 10" in pip_conf and "no-compile = yes" in pip_conf
+    assert "find-links = /opt/wheels" in pip_conf
     assert (build_home / ".npmrc").read_text().startswith("fund=false")
+    # PIP_CONFIG_FILE naming a file: pip reads it last and the user's files not at all
+    conf = pip_config({"HOME": str(home), "PIP_CONFIG_FILE": str(extra)}, site=())
+    assert "file:///opt/pypi/simple" in conf and "/opt/wheels" not in conf
 
 
 def test_credentials_stay_out_of_a_builds_settings(tmp_path: Path) -> None:
@@ -67,10 +70,11 @@ def test_credentials_stay_out_of_a_builds_settings(tmp_path: Path) -> None:
     site = tmp_path / "etc-pip.conf"
     site.write_text("[global]\nextra-index-url = https://site:s3cret@idx2.example.com/simple\ntimeout = 7\n")
     (home / ".npmrc").write_text("//registry.example.com/:_authToken=s3cret\nregistry=https://registry.example.com/\n")
-    conf = pip_config({"HOME": str(home)}, site=(str(site),))
+    conf = pip_config({"HOME": str(home)}, site=(str(site), str(tmp_path / "no-prefix-pip.conf")))
     assert "s3cret" not in conf and "index-url = https://idx.example.com/simple" in conf and "timeout = 7" in conf
     assert "https://idx2.example.com/simple" in conf
     assert "me:s3cret@" in pip_config({"HOME": str(home)}, credentials=True, site=(str(site),))
+    assert "index-url = https://idx.example.com/simple" in pip_config({"HOME": str(home)}, site=())
     copy_user_config({"HOME": str(home)}, build_home, site=(), npm_global=())
     npmrc = (build_home / ".npmrc").read_text()
     assert "s3cret" not in npmrc and "registry=https://registry.example.com/" in npmrc

@@ -369,8 +369,10 @@ def test_a_build_gets_the_operators_index_settings_without_their_credentials(tmp
     out, and the host's /etc/pip.conf reads as empty (any uid could read it)."""
     from ..e2e.conftest import start_server
 
-    operator = tmp_path / "operator-pip.conf"
-    operator.write_text("[search]\nindex = https://operator:s3cret-file@idx.invalid/pypi\n")
+    operator = tmp_path / "operator-pip.conf"  # (pip then skips the user's files: the machine's settings go in it)
+    user_conf = Path.home() / ".config/pip/pip.conf"
+    operator.write_text((user_conf.read_text() if user_conf.exists() else "")
+                        + "\n[search]\nindex = https://operator:s3cret-file@idx.invalid/pypi\n")
     (tmp_path / "home").mkdir()
     for rel in (".config/pip/pip.conf", ".npmrc"):  # (the server's user files: the machine's pip settings, a token)
         src = Path.home() / rel

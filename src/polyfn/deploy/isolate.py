@@ -34,6 +34,7 @@ import os
 import re
 import signal
 import stat
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -60,9 +61,9 @@ KEEP_PREFIXES = ("PIP_", "npm_config_", "NPM_CONFIG_")
 UID_LOCKS = Path("/run/polyfn/build-uids")
 #: the operator's user-level tool settings (relative to the server's HOME), copied into the build's HOME
 USER_CONFIG = (".npmrc", ".config/go/env")
-#: pip's configuration files, lowest precedence first (site, then user; `PIP_CONFIG_FILE` comes last): merged,
-#: without credentials, into the build's own user file
-PIP_SITE = ("/etc/xdg/pip/pip.conf", "/etc/pip.conf")
+#: pip's configuration files but the user's, lowest precedence first (pip reads the global ones, the user's, the
+#: interpreter's prefix's, then `PIP_CONFIG_FILE`): merged, without credentials, into the build's own user file
+PIP_SITE = ("/etc/xdg/pip/pip.conf", "/etc/pip.conf", os.path.join(sys.prefix, "pip.conf"))
 PIP_USER = (".pip/pip.conf", ".config/pip/pip.conf")
 #: the host's tool settings files any uid can read, hidden in the build's mount namespace (their content reaches the
 #: build through its own files, without credentials): pip's site files, npm's global npmrc
@@ -96,16 +97,18 @@ def build_env(environ: Mapping[str, str], home: Path, tmp: Path, credentials: bo
 
 
 def pip_config(environ: Mapping[str, str], credentials: bool = False, site: tuple[str, ...] = PIP_SITE) -> str:
-    """The operator's pip configuration as one file, in pip's precedence (site files, the user's, then
-    `PIP_CONFIG_FILE`): what the build's pip reads, the files themselves being out of its reach. Without
+    """The operator's pip configuration as one file, in pip's precedence (the global files, the user's — unless
+    `PIP_CONFIG_FILE` names a file —, the interpreter prefix's, then `PIP_CONFIG_FILE`; `site`: all but the user's,
+    the last one the prefix's): what the build's pip reads, the files themselves being out of its reach. Without
     `credentials`, no URL in it carries a user or password."""
     import configparser
 
     src_home = Path(environ.get("HOME") or os.path.expanduser("~"))
     xdg = environ.get("XDG_CONFIG_HOME")
-    files = [*site, *(str(src_home / rel) for rel in PIP_USER),
-             *([str(Path(xdg) / "pip/pip.conf")] if xdg else []),
-             *([environ["PIP_CONFIG_FILE"]] if environ.get("PIP_CONFIG_FILE") else [])]
+    env_file = environ.get("PIP_CONFIG_FILE") or ""
+    user = [] if env_file and os.path.exists(env_file) else [  # (pip skips the user's files then)
+        *(str(src_home / rel) for rel in PIP_USER), *([str(Path(xdg) / "pip/pip.conf")] if xdg else [])]
+    files = [*site[:-1], *user, *site[-1:], *([env_file] if env_file else [])]
     merged = configparser.RawConfigParser()
     for name in files:
         one = configparser.RawConfigParser()
