@@ -148,3 +148,18 @@ def test_has_credentials_says_when_the_operators_settings_hold_some(tmp_path: Pa
     assert has_credentials({**plain, "PIP_EXTRA_INDEX_URL": "https://u:p@idx2/simple"})
     (tmp_path / ".npmrc").write_text("//r/:_authToken=x\n")
     assert has_credentials(plain)
+
+
+def test_a_build_line_past_the_readers_limit_is_left_out_not_a_crash(tmp_path: Path) -> None:
+    """A build tool printing one line of 100 KB (a deployer's setup.py can) made the reader raise ValueError: the
+    deploy failed with a 500. Now the line is left out (said once), the rest is read, the exit code kept."""
+    import sys
+
+    from polyfn.deploy.isolate import run_streaming
+
+    code = "print('x' * 100_000); print('y' * 3000); print('after'); raise SystemExit(3)"
+    seen: list[str] = []
+    rc, tail = asyncio.run(run_streaming([sys.executable, "-c", code], tmp_path, {}, seen.append, timeout=60))
+    assert rc == 3 and tail[-1] == "after", tail
+    assert "(an output line longer than 64 KiB was left out)" in tail
+    assert all(len(line) <= 2002 for line in tail) and any(line.startswith("yyy") for line in tail), tail

@@ -171,6 +171,10 @@ def copy_user_config(environ: Mapping[str, str], home: Path, credentials: bool =
     return copied
 
 
+#: characters of a build's output line kept (the tail goes into the deploy's error message)
+MAX_LINE = 2000
+
+
 async def run_streaming(argv: list[str], cwd: Path, env: dict[str, str], progress: Callable[[str], None], *,
                         timeout: float | None = None, pass_fds: tuple[int, ...] = (),
                         started: Callable[[int], None] = lambda _pid: None) -> tuple[int, list[str]]:
@@ -185,12 +189,23 @@ async def run_streaming(argv: list[str], cwd: Path, env: dict[str, str], progres
     assert proc.stdout is not None
 
     async def read() -> None:
-        async for raw in proc.stdout:  # type: ignore[union-attr]
+        cut = False
+        while True:
+            try:
+                raw = await proc.stdout.readline()  # type: ignore[union-attr]
+            except ValueError:  # a line past the reader's 64 KiB: dropped (it was a 500 with the build's text)
+                if not cut:
+                    tail.append("(an output line longer than 64 KiB was left out)")
+                    cut = True
+                continue
+            if not raw:
+                return
+            cut = False
             line = raw.decode("utf-8", "replace").rstrip()
             if line:
-                tail.append(line)
+                tail.append(line[:MAX_LINE] + (" …" if len(line) > MAX_LINE else ""))
                 del tail[:-40]
-                progress(line)
+                progress(tail[-1])
 
     try:
         await asyncio.wait_for(read(), timeout)
