@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     build_memory: int = Field(4096, ge=256)
     build_processes: int = Field(2048, ge=64)
     build_file_size: int = Field(4096, ge=16)
+    # Whether builds get the credentials in the operator's pip/npm/Go settings and proxy URLs (`user:token@` of an
+    # index URL, npm's `_authToken`): a deployer's setup.py can read whatever its build gets, so by default none
+    build_credentials: bool = False
     tmp_size: int = Field(512, ge=1, le=10_240)  # MB of an instance's /tmp unless its function sets ephemeral_storage
     pids_max: int = Field(256, ge=8, le=1_000_000)  # processes + threads per instance (fork bombs)
     open_files: int = Field(1024, ge=64, le=1_048_576)  # RLIMIT_NOFILE per instance

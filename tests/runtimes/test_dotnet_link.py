@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from polyfn.config import Settings
 from polyfn.deploy import build_dotnet
+from polyfn.deploy.isolate import BuildSandbox
 from polyfn.protocol import HEADER, Invoke, Ready, Result, encode, from_instance_decoder
 from polyfn.runtimes import dotnet
 
@@ -31,7 +33,8 @@ def build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = tmp_path_factory.mktemp("data")
     dest = data / "build" / "api"
     code = (REPO / "tests/e2e/dotnet/Api.cs").read_bytes()
-    asyncio.run(build_dotnet.build({"Api.cs": code}, dest, data, "Api", lambda _m: None))
+    builds = BuildSandbox(Settings(data_dir=data))  # (no node sandbox: the build runs as this process)
+    asyncio.run(build_dotnet.build({"Api.cs": code}, dest, data, "Api", lambda _m: None, builds))
     return dest
 
 

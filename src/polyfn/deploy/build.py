@@ -16,6 +16,7 @@ nothing behind.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import os
 import re
@@ -43,16 +44,21 @@ def needs_npm(files: dict[str, bytes]) -> bool:
 
 #: what an npm build leaves in its deps directory (the rest of its inputs, the code, is removed)
 NPM_KEPT = {"node_modules", "package.json", "package-lock.json"}
+#: what an npm build of a package.json without `file:` dependencies sees of the code (its key covers each)
+NPM_INPUTS = {"package.json", ".npmrc"}
 
 
 async def npm_install(files: dict[str, bytes], deps_root: Path, progress: Callable[[str], None],
                       builds: BuildSandbox) -> str | None:
     pkg = files["package.json"]
     lock = files.get("package-lock.json") or files.get("npm-shrinkwrap.json")
+    local = b'"file:' in pkg  # a dependency inside the function's code (`file:./lib`): the code is part of the key
     h = hashlib.sha256(pkg + b"\0" + (lock or b""))
-    if b'"file:' in pkg:  # a dependency inside the function's code (`file:./lib`): the code is part of the key
+    if local:
         for name in sorted(files):
             h.update(b"\0" + name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+    elif files.get(".npmrc"):  # the project's npm settings (a registry of its own): part of the key
+        h.update(b"\0.npmrc\0" + files[".npmrc"])
     key = "npm-" + h.hexdigest()[:28]
     dest = deps_root / key
     async with _locks.setdefault(key, asyncio.Lock()):
@@ -64,9 +70,11 @@ async def npm_install(files: dict[str, bytes], deps_root: Path, progress: Callab
             raise DeployError("dependency_install_failed", "package.json has dependencies but npm is not installed on this node")
         async with builds.workspace(deps_root) as ws:
             # the code too, for a `file:./lib` dependency (--install-links: one outside the project is copied, not
-            # symlinked out of the deps dir, which an instance's mount namespace would not show)
+            # symlinked out of the deps dir, which an instance's mount namespace would not show); else only what
+            # the key covers: npm keeps a `node_modules` it finds, and the install is shared by every function
+            # whose key is the same, so nothing but the key may decide what it holds
             for name, data in files.items():
-                if name not in ("package-lock.json", "npm-shrinkwrap.json"):
+                if name not in ("package-lock.json", "npm-shrinkwrap.json") and (local or name in NPM_INPUTS):
                     ws.write(name, data, under=ws.out)
             if lock:
                 ws.write("package-lock.json", lock, under=ws.out)
@@ -80,7 +88,7 @@ async def npm_install(files: dict[str, bytes], deps_root: Path, progress: Callab
                                   + "\n".join(tail[-20:]))
             # a `file:./lib` inside the project is linked, not copied, even with --install-links: the code stays
             # (the key covers it); else only what NPM_KEPT names (no function's code in a dir others may share)
-            keep = None if b'"file:' in pkg else NPM_KEPT.__contains__
+            keep = None if local else NPM_KEPT.__contains__
             out = await asyncio.to_thread(ws.finish, "dependency_install_failed", keep)
             isolate.put(out / ".complete", b"ok")
             if dest.exists():
@@ -149,8 +157,8 @@ def imports(files: dict[str, bytes]) -> set[str]:
 
 async def go_std(go: str, files: dict[str, bytes], build_root: Path, progress: Callable[[str], None]) -> Path | None:
     """The standard library packages the code imports (with their dependencies), compiled once per host (root:
-    `GO_STD_SHARED`; else per data dir) and Go version with CGO_ENABLED=0 into `<build_root>/.go-std-<version>`
-    by the server itself: trusted input only (package paths checked against `go list std`, GOPATH off, no
+    `GO_STD_SHARED`, under an flock, as the host's nodes share it; else per data dir) and Go version with
+    CGO_ENABLED=0 into `<build_root>/.go-std-<version>` by the server itself: trusted input only (package paths checked against `go list std`, GOPATH off, no
     module), root's and read-only to builds, which load them with `-pkgdir` instead of compiling them again in
     their private caches (~10-20 s for net/http). None when it cannot be made (the build compiles them itself)."""
     async with _go_std_lock:
@@ -176,18 +184,36 @@ async def go_std(go: str, files: dict[str, bytes], build_root: Path, progress: C
                                   build_root, env)
         if code:
             return None
-        missing = [p for p in deps if p and p != "unsafe" and not (pkgdir / f"{p}.a").exists()]
-        if missing:
-            progress(f"build: compiling {len(missing)} standard library package(s) once for this node's builds")
-            code, tail = await _quiet([go, "install", "-pkgdir", str(pkgdir), *missing], build_root, env)
-            if code:
-                progress("build: could not precompile the standard library: " + " ".join(tail[-3:]))
-            for root, dirs, names in os.walk(pkgdir):
-                for n in (*dirs, *names):
-                    os.chmod(os.path.join(root, n), 0o755 if n in dirs else 0o644)
-            if pkgdir.is_dir():
-                pkgdir.chmod(0o755)
+        lock = await _flock(build_root / ".go-std.lock")  # (the host's other nodes share GO_STD_SHARED)
+        try:
+            missing = [p for p in deps if p and p != "unsafe" and not (pkgdir / f"{p}.a").exists()]
+            if missing:
+                progress(f"build: compiling {len(missing)} standard library package(s) once for this node's builds")
+                code, tail = await _quiet([go, "install", "-pkgdir", str(pkgdir), *missing], build_root, env)
+                if code:
+                    progress("build: could not precompile the standard library: " + " ".join(tail[-3:]))
+                for root, dirs, names in os.walk(pkgdir):
+                    for n in (*dirs, *names):
+                        os.chmod(os.path.join(root, n), 0o755 if n in dirs else 0o644)
+                if pkgdir.is_dir():
+                    pkgdir.chmod(0o755)
+        finally:
+            os.close(lock)
         return pkgdir if pkgdir.is_dir() else None
+
+
+async def _flock(path: Path, poll: float = 0.1) -> int:
+    """An exclusive flock on `path` (made if missing), waited for without blocking the loop; its descriptor."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            await asyncio.sleep(poll)
+        except BaseException:
+            os.close(fd)
+            raise
 
 
 async def _quiet(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, list[str]]:

@@ -25,18 +25,43 @@ _locks: dict[str, asyncio.Lock] = {}
 
 
 def cache_key(requirements: bytes, files: dict[str, bytes]) -> str:
-    """The requirements' hash, and the code's too when a line names a local path (`./pkg`, `-e .`, `file:`)."""
+    """The requirements' hash, and the code's too when pip may read a file of the code (`names_local`): the
+    install is shared by every function whose key is the same, so nothing but the key may decide what it holds."""
     h = hashlib.sha256(requirements)
-    if _names_local(requirements):
+    if names_local(requirements):
         for name in sorted(files):
             h.update(b"\0" + name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
     return h.hexdigest()[:32]
 
 
-def _names_local(requirements: bytes) -> bool:
+#: options that read no file (the others — `-r`, `-c`, `-f`, `-e`, an index that is not http(s) … — may read the code's)
+_NO_FILE_OPTIONS = frozenset({"--pre", "--prefer-binary", "--only-binary", "--no-binary", "--trusted-host",
+                              "--require-hashes"})
+_INDEX_OPTIONS = frozenset({"-i", "--index-url", "--extra-index-url"})
+_ARCHIVE = (".whl", ".zip", ".tar.gz", ".tgz", ".tar.bz2", ".tar")
+
+
+def names_local(requirements: bytes) -> bool:
+    """Whether a line may make pip read a file of the code (in whose copy it runs): a path (`./pkg`, `pkg/`,
+    `x.whl`, `file:`), `-e .`, a requirements or constraints file (`-r base.txt`), `--find-links wheels`, an
+    index that is not an http(s) URL, an option pip knows and this does not. Conservative: a false "yes" only
+    keys the install by the code too. Pure."""
     for raw in requirements.decode("utf-8", "replace").splitlines():
-        ln = raw.strip().removeprefix("-e").removeprefix("--editable").strip()
-        if ln.startswith((".", "/", "file:")) or ("@" in ln and "file:" in ln):
+        ln = raw.split(" #", 1)[0].strip()
+        if not ln or ln.startswith("#"):
+            continue
+        if ln.startswith("-"):
+            opt, _, value = ln.replace("=", " ", 1).partition(" ")
+            value = value.strip()
+            if opt in _NO_FILE_OPTIONS or (opt in _INDEX_OPTIONS and value.startswith(("https://", "http://"))):
+                continue
+            return True
+        spec = ln.split(";", 1)[0].strip()
+        if "@" in spec:  # `name @ URL`: a URL of the internet reads no file of the code
+            if not spec.split("@", 1)[1].strip().startswith(("https://", "http://", "git+https://")):
+                return True
+            continue
+        if spec.startswith((".", "/", "~")) or "/" in spec or "\\" in spec or spec.lower().endswith(_ARCHIVE) or "file:" in spec:
             return True
     return False
 
@@ -59,7 +84,10 @@ async def install(requirements: bytes, deps_root: Path, progress: Callable[[str]
                 ws.write(name, data)
             req_file = ws.write(".requirements.txt", requirements)
             progress("dependencies: pip install -r requirements.txt")
-            argv = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
+            # -I: the code's directory (pip's cwd, for `./pkg` lines) is not on sys.path, so a `pip/` of the code
+            # is not the pip that runs (it could put anything under the requirements' names: the layer other
+            # functions with the same requirements.txt share, and a package zygote imports as root)
+            argv = [sys.executable, "-I", "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
                     "--progress-bar", "off", "--target", str(ws.out), "-r", str(req_file)]
             code, tail = await builds.run(ws, argv, ws.src, {}, progress)
             if code != 0:

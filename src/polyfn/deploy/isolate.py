@@ -29,9 +29,12 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import io
 import os
+import re
 import signal
 import stat
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -57,43 +60,119 @@ KEEP_PREFIXES = ("PIP_", "npm_config_", "NPM_CONFIG_")
 #: where the build uids in use are locked, host-wide (`BuildUids`)
 UID_LOCKS = Path("/run/polyfn/build-uids")
 #: the operator's user-level tool settings (relative to the server's HOME), copied into the build's HOME
-USER_CONFIG = (".config/pip/pip.conf", ".pip/pip.conf", ".npmrc", ".config/go/env")
+USER_CONFIG = (".npmrc", ".config/go/env")
+#: pip's configuration files but the user's, lowest precedence first (pip reads the global ones, the user's, the
+#: interpreter's prefix's, then `PIP_CONFIG_FILE`): merged, without credentials, into the build's own user file
+PIP_SITE = ("/etc/xdg/pip/pip.conf", "/etc/pip.conf", os.path.join(sys.prefix, "pip.conf"))
+PIP_USER = (".pip/pip.conf", ".config/pip/pip.conf")
+#: the host's tool settings files any uid can read, hidden in the build's mount namespace (their content reaches the
+#: build through its own files, without credentials): pip's site files, npm's global npmrc
+NPM_GLOBAL = ("/etc/npmrc", "/usr/etc/npmrc", "/usr/local/etc/npmrc")
+HIDDEN_CONFIG = (*PIP_SITE, *NPM_GLOBAL)
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@\s]*@")
+#: npmrc keys that hold credentials (`//registry.example.com/:_authToken=…`, `_auth`, `_password`, `username`)
+_NPM_SECRET = re.compile(r"^\s*[^=#;]*(?:_auth|_authToken|_password|username|email|certfile|keyfile)\s*=", re.I)
 
 
-def build_env(environ: Mapping[str, str], home: Path, tmp: Path) -> dict[str, str]:
-    """A build's environment from the server's: only what `KEEP_ENV`/`KEEP_PREFIXES` name, its own HOME and TMPDIR.
+def strip_credentials(value: str) -> str:
+    """`value` with the user info of every URL in it removed (`https://user:token@idx/simple` →
+    `https://idx/simple`). Pure."""
+    return _USERINFO.sub(r"\1", value)
+
+
+def build_env(environ: Mapping[str, str], home: Path, tmp: Path, credentials: bool = False) -> dict[str, str]:
+    """A build's environment from the server's: only what `KEEP_ENV`/`KEEP_PREFIXES` name, its own HOME and TMPDIR;
+    without `credentials`, no URL in it carries a user or password (the build's code can read its environment).
     Pure."""
     env = {k: v for k, v in environ.items() if k in KEEP_ENV or k.startswith(KEEP_PREFIXES)}
+    if not credentials:
+        env = {k: strip_credentials(v) for k, v in env.items()
+               if not (k.startswith(("npm_config_", "NPM_CONFIG_")) and _NPM_SECRET.match(k[11:] + "="))}
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     env.setdefault("LANG", "C.UTF-8")
-    env.pop("PIP_CONFIG_FILE", None)  # (copied into HOME: see `copy_user_config`)
+    env.pop("PIP_CONFIG_FILE", None)  # (merged into HOME: see `copy_user_config`)
     env.update(HOME=str(home), TMPDIR=str(tmp), XDG_CONFIG_HOME=str(home / ".config"),
                XDG_CACHE_HOME=str(home / ".cache"))
     return env
 
 
-def copy_user_config(environ: Mapping[str, str], home: Path) -> list[Path]:
-    """The operator's user-level pip/npm/go settings, into the build's HOME (the server's HOME may be a 0700
-    /root the build cannot read). `PIP_CONFIG_FILE` becomes `.config/pip/pip.conf` there."""
+def pip_config(environ: Mapping[str, str], credentials: bool = False, site: tuple[str, ...] = PIP_SITE) -> str:
+    """The operator's pip configuration as one file, in pip's precedence (the global files, the user's — unless
+    `PIP_CONFIG_FILE` names a file —, the interpreter prefix's, then `PIP_CONFIG_FILE`; `site`: all but the user's,
+    the last one the prefix's): what the build's pip reads, the files themselves being out of its reach. Without
+    `credentials`, no URL in it carries a user or password."""
+    import configparser
+
+    src_home = Path(environ.get("HOME") or os.path.expanduser("~"))
+    xdg = environ.get("XDG_CONFIG_HOME")
+    env_file = environ.get("PIP_CONFIG_FILE") or ""
+    user = [] if env_file and os.path.exists(env_file) else [  # (pip skips the user's files then)
+        *(str(src_home / rel) for rel in PIP_USER), *([str(Path(xdg) / "pip/pip.conf")] if xdg else [])]
+    files = [*site[:-1], *user, *site[-1:], *([env_file] if env_file else [])]
+    merged = configparser.RawConfigParser()
+    for name in files:
+        one = configparser.RawConfigParser()
+        try:
+            one.read(name, encoding="utf-8")
+        except (configparser.Error, UnicodeDecodeError):
+            continue  # (pip would refuse it too; the build runs without it)
+        for section in one.sections():
+            if not merged.has_section(section):
+                merged.add_section(section)
+            for key, value in one.items(section):
+                merged.set(section, key, value if credentials else strip_credentials(value))
+    out = io.StringIO()
+    merged.write(out)
+    return out.getvalue()
+
+
+def has_credentials(environ: Mapping[str, str]) -> bool:
+    """Whether the operator's tool settings hold credentials a build does not get (said at start: an index that
+    needs them will refuse the builds)."""
+    with tempfile.TemporaryDirectory(prefix="polyfn-creds-") as tmp:
+        a, b = Path(tmp, "a"), Path(tmp, "b")
+        copy_user_config(environ, a, credentials=False)
+        copy_user_config(environ, b, credentials=True)
+        files = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+        differ = any(not (a / f).exists() or (a / f).read_bytes() != (b / f).read_bytes() for f in files)
+    return differ or build_env(environ, Path("/"), Path("/")) != build_env(environ, Path("/"), Path("/"), True)
+
+
+def copy_user_config(environ: Mapping[str, str], home: Path, credentials: bool = False,
+                     site: tuple[str, ...] = PIP_SITE, npm_global: tuple[str, ...] = NPM_GLOBAL) -> list[Path]:
+    """The operator's pip/npm/go settings, into the build's HOME (the server's HOME may be a 0700 /root the build
+    cannot read; pip's site files are hidden from it): pip's merged (`pip_config`) into `.config/pip/pip.conf`,
+    npm's global and user npmrc into `.npmrc`, Go's `go/env`. Without `credentials`, no URL keeps a user or
+    password and npm's auth keys are left out."""
     copied = []
     src_home = Path(environ.get("HOME") or os.path.expanduser("~"))
-    pairs = [(src_home / rel, home / rel) for rel in USER_CONFIG]
     xdg = environ.get("XDG_CONFIG_HOME")
+    pairs = [(Path(p), home / ".npmrc") for p in npm_global]
+    pairs += [(src_home / rel, home / rel) for rel in USER_CONFIG]
     if xdg:
-        pairs += [(Path(xdg) / "pip/pip.conf", home / ".config/pip/pip.conf"),
-                  (Path(xdg) / "go/env", home / ".config/go/env")]
-    if environ.get("PIP_CONFIG_FILE"):
-        pairs.append((Path(environ["PIP_CONFIG_FILE"]), home / ".config/pip/pip.conf"))
+        pairs.append((Path(xdg) / "go/env", home / ".config/go/env"))
     for src, dest in pairs:
         try:
-            data = src.read_bytes()
+            data = src.read_text("utf-8", "replace")
         except OSError:
             continue
+        if not credentials:
+            data = "\n".join(strip_credentials(ln) for ln in data.splitlines() if not _NPM_SECRET.match(ln))
         dest.parent.mkdir(parents=True, exist_ok=True)
-        with open(dest, "ab") as f:  # (both of pip's user files: appended, the later one wins)
-            f.write(data + b"\n")
+        with open(dest, "a") as f:  # (npm's global then user file: appended, the later one wins)
+            f.write(data + "\n")
+        copied.append(dest)
+    pip = pip_config(environ, credentials, site)
+    if pip:
+        dest = home / ".config/pip/pip.conf"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(pip)
         copied.append(dest)
     return copied
+
+
+#: characters of a build's output line kept (the tail goes into the deploy's error message)
+MAX_LINE = 2000
 
 
 async def run_streaming(argv: list[str], cwd: Path, env: dict[str, str], progress: Callable[[str], None], *,
@@ -110,12 +189,23 @@ async def run_streaming(argv: list[str], cwd: Path, env: dict[str, str], progres
     assert proc.stdout is not None
 
     async def read() -> None:
-        async for raw in proc.stdout:  # type: ignore[union-attr]
+        cut = False
+        while True:
+            try:
+                raw = await proc.stdout.readline()  # type: ignore[union-attr]
+            except ValueError:  # a line past the reader's 64 KiB: dropped (it was a 500 with the build's text)
+                if not cut:
+                    tail.append("(an output line longer than 64 KiB was left out)")
+                    cut = True
+                continue
+            if not raw:
+                return
+            cut = False
             line = raw.decode("utf-8", "replace").rstrip()
             if line:
-                tail.append(line)
+                tail.append(line[:MAX_LINE] + (" …" if len(line) > MAX_LINE else ""))
                 del tail[:-40]
-                progress(line)
+                progress(tail[-1])
 
     try:
         await asyncio.wait_for(read(), timeout)
@@ -176,6 +266,21 @@ class BuildUids:
     async def give(self, uid: int) -> None:
         fd = self._held.pop(uid, -1)
         if fd >= 0:
+            os.close(fd)
+
+    def kill_orphans(self, uid: int) -> None:
+        """Kill what a build of a server that died left running as `uid`, unless a live build holds the uid (its
+        `take` killed them already). Blocking."""
+        if uid in self._held:
+            return
+        self.lock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.lock_dir / str(uid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            kill_uid(uid)
+        except BlockingIOError:
+            pass
+        finally:
             os.close(fd)
 
 
@@ -240,14 +345,20 @@ def seal(root: Path, uid: int) -> None:
             fix(path, st)
 
 
+#: the name of a build's directory (`tempfile.mkdtemp(prefix=".build-")`): what `sweep` may remove
+BUILD_DIR = re.compile(r"\.build-[A-Za-z0-9_]{8}")
+
+
 class Workspace:
     """A build's directory under `parent` (on the destination's filesystem): `root` (0700, the build uid's)
     holds `home`, `tmp`, `src` (inputs: code, requirements) and `out`, the result the caller renames into place
-    after `finish`."""
+    after `finish`. The server holds an flock on `root` while it lives: `sweep` leaves a locked one alone."""
 
     def __init__(self, parent: Path, uid: int | None):
         self.uid = uid
         self.root = Path(tempfile.mkdtemp(prefix=".build-", dir=parent))
+        self._lock = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
         self.home = self.root / "home"
         self.tmp = self.root / "tmp"
         self.src = self.root / "src"
@@ -296,7 +407,43 @@ class Workspace:
         return self.out
 
     def remove(self) -> None:
-        remove_tree(self.root)
+        try:
+            remove_tree(self.root)
+        finally:
+            if self._lock >= 0:
+                os.close(self._lock)
+                self._lock = -1
+
+
+def sweep(parent: Path, uids: BuildUids | None = None) -> list[str]:
+    """Remove the build directories (`BUILD_DIR`) a server that died left in `parent`: only real directories of
+    that name (never a link, never followed), only when no live build holds their flock (a node sharing the data
+    dir may be building in one); what the dead build may have left running as its uid is killed first (`uids`).
+    The names removed. Blocking: at start, before any build."""
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not BUILD_DIR.fullmatch(entry.name) or not entry.is_dir(follow_symlinks=False):
+            continue
+        try:
+            fd = os.open(entry.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            owner = os.fstat(fd).st_uid
+            if uids is not None and uids.base <= owner < uids.base + uids.count:
+                uids.kill_orphans(owner)  # (nothing of that build may change the tree while it is removed)
+            remove_tree(Path(entry.path))
+            removed.append(entry.name)
+        except BlockingIOError:
+            continue  # a live build's
+        finally:
+            os.close(fd)
+    return removed
 
 
 def put(path: Path, data: bytes) -> None:
@@ -322,6 +469,10 @@ class BuildSandbox:
         self.environ = os.environ if environ is None else environ
         self.uids = BuildUids(settings.sandbox_uid_base + settings.sandbox_uid_count, settings.build_slots, UID_LOCKS)
 
+    def sweep(self, parents: list[Path]) -> list[str]:
+        """What builds of a server that died left under `parents` (see `sweep`), removed."""
+        return [name for parent in parents for name in sweep(parent, self.uids)]
+
     def isolated(self) -> bool:
         """Builds run as their own uid in a mount namespace: root, the probe found mount namespaces, and
         `POLYFN_SANDBOX_DISABLE` does not name `build`."""
@@ -334,8 +485,11 @@ class BuildSandbox:
             why = ("disabled by configuration" if "build" in self.settings.disabled_layers else
                    "not root" if os.geteuid() != 0 else "no mount namespace")
             return f"deploy builds: as the server, with its environment ({why})"
+        creds = ("credentials passed (POLYFN_BUILD_CREDENTIALS)" if self.settings.build_credentials else
+                 "the operator's index credentials withheld (POLYFN_BUILD_CREDENTIALS=true passes them)"
+                 if has_credentials(self.environ) else "")
         return (f"deploy builds: uid of their own, data dir hidden, scrubbed environment, network "
-                f"{self._network()}")
+                f"{self._network()}" + (f", {creds}" if creds else ""))
 
     def _network(self) -> str:
         sb = self.node_sandbox()
@@ -353,8 +507,9 @@ class BuildSandbox:
             if uid is None:
                 ws.env = dict(self.environ)
             else:
-                ws.env = build_env(self.environ, ws.home, ws.tmp)
-                copy_user_config(self.environ, ws.home)
+                creds = self.settings.build_credentials
+                ws.env = build_env(self.environ, ws.home, ws.tmp, creds)
+                await asyncio.to_thread(copy_user_config, self.environ, ws.home, creds)
             yield ws
         finally:
             if uid is not None:
@@ -426,7 +581,8 @@ class BuildSandbox:
             uid=ws.uid or 0,
             gid=ws.uid or 0,
             tmp_mb=s.tmp_size,
-            hide=[str(s.data_dir.resolve()), *hide],
+            hide=[str(s.data_dir.resolve()), *hide,
+                  *([] if s.build_credentials else [p for p in HIDDEN_CONFIG if os.path.lexists(p)])],
             binds=[*ro, *binds],
             rw_binds=[str(ws.root.resolve())],
             network=network,

@@ -59,6 +59,9 @@ class Deployer:
         #: where pip, npm and go run (deploy/isolate.py): the node's sandbox decides whether they are isolated
         manager = getattr(registry, "manager", None)
         self.builds = isolate.BuildSandbox(settings, lambda: getattr(manager, "sandbox", None))
+        swept = self.builds.sweep([settings.deps_dir, settings.data_dir / "build"])  # (a crash's leftovers)
+        if swept:
+            log.info("removed %d build directories a stopped server left: %s", len(swept), ", ".join(swept))
 
     async def _build_local(self, spec: FunctionSpec, files: dict[str, bytes], sha: str,
                            progress: Callable[[str], None]) -> tuple[Path, str | None]:
@@ -74,7 +77,8 @@ class Deployer:
         if spec.runtime == "http" and spec.handler == detect_node.GO_HANDLER:
             await build.go_build(files, s.data_dir / "build" / sha[:24], progress, self.builds)
         if spec.runtime == "dotnet":
-            await build_dotnet.build(files, s.data_dir / "build" / sha[:24], s.data_dir, spec.handler, progress)
+            await build_dotnet.build(files, s.data_dir / "build" / sha[:24], s.data_dir, spec.handler, progress,
+                                     self.builds)
         return code_dir, deps_dir
 
     async def localise(self, rev: Revision) -> Revision:

@@ -4,7 +4,7 @@
   writable places, besides what the host leaves writable to everyone), so a function cannot fill the node's
   disk or read other instances' files.
 * Each `hide` directory (polyfn's data dir: `admin.key`, the database, every function's code) is covered
-  by an empty read-only tmpfs; the instance's own code and dependencies (`binds`) are then bind-mounted
+  by an empty read-only tmpfs (a `hide` file by /dev/null, read-only); the instance's own code and dependencies (`binds`) are then bind-mounted
   back, read-only, at their usual paths, through descriptors opened before anything was covered. A
   deploy-time build (deploy/isolate.py) gets its own directory back read-write (`rw_binds`, nosuid, nodev).
 """
@@ -36,6 +36,9 @@ def setup(plan: SandboxPlan, prepared: Prepared | None = None) -> str:
             if os.path.isdir(h):
                 linux.mount("tmpfs", h, "tmpfs", _NOSUID_NODEV | linux.MS_NOEXEC, "size=64k,mode=0755")
                 hidden.append(h)
+            elif os.path.isfile(h):  # a file (a build's host tool settings, /etc/pip.conf): reads as empty
+                linux.mount("/dev/null", h, None, linux.MS_BIND)
+                linux.mount("none", h, None, linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY | linux.MS_NOSUID)
         for target, fd in fds:
             os.makedirs(target, mode=0o755, exist_ok=True)
             linux.mount(f"/proc/self/fd/{fd}", target, None, linux.MS_BIND | linux.MS_REC)
