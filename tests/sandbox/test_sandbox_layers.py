@@ -256,7 +256,9 @@ def test_user_namespace_layers_for_a_non_root_server() -> None:
     import socket  # noqa: F401 - imported before the uid drop: the stdlib may be out of reach afterwards
     import tempfile
 
-    from polyfn.sandbox import linux, mounts  # noqa: F401
+    # seccomp imports ctypes.util: a stdlib under a 0700 /root (pyenv) is out of reach after the uid drop, and
+    # the test passed only when another test of the same worker had imported it first
+    from polyfn.sandbox import linux, mounts, seccomp  # noqa: F401
 
     top = tempfile.mkdtemp(prefix="polyfn-userns-", dir="/tmp")
     try:
