@@ -145,7 +145,9 @@ class FunctionZygote(ZygoteClient):
         """Start the offered child as instance `instance_id`: (its host pid, our end of its connection, the
         info its Ready will bring, the handle `on_offer` made for it or None), or None without an offer (then
         `spawn`). No round trip: the child reads `Take` on its connection (the first `Invoke` may follow at
-        once), and the zygote hears `Took` so it forks the next offer."""
+        once), and the zygote hears `Took` so it forks the next offer. With a handle, `Take` is held on it
+        (`Instance.hold`): a call handed the instance in this turn of the loop writes its `Invoke` with it, in
+        one write (the child woken once, both frames in its first read)."""
         offer, self.offer = self.offer, None
         prepared, self.prepared = self.prepared, None
         if offer is None or self.sock is None:
@@ -163,10 +165,14 @@ class FunctionZygote(ZygoteClient):
         if not host:
             host = find_host_pid(children(self.worker), inner, depth=0)
         body = self._enc.encode(Take(instance_id, host))
+        frame = len(body).to_bytes(4, "little") + body
         try:
             if not host:
                 raise OSError("offered child not found")
-            conn.sendall(len(body).to_bytes(4, "little") + body)  # (a dead child's handle closed it: EBADF)
+            if handle is None:
+                conn.sendall(frame)  # (a dead child's handle closed it: EBADF)
+            elif not handle.hold(frame):
+                raise OSError("offered child's connection closed")
         except OSError:
             if handle is not None:
                 _drop(handle)

@@ -209,11 +209,22 @@ class Instance(asyncio.BufferedProtocol):
         inv.id = self._seq
         fut: asyncio.Future[Result] = self._loop.create_future()
         self._waiting[self._seq] = fut
-        if self.inflight > 1 or self._out:  # others in flight here: held to the end of the turn (`_put`)
+        if self.inflight > 1:  # others in flight here: held to the end of the turn (`_put`)
             self._put(encode(inv))
+        elif self._out:  # the only call, behind frames held in this turn (`hold`): with them, at once
+            self._out.append(encode(inv))
+            self._flush()
         else:  # the only call: at once (a loop turn later would only add latency: nothing to join it with)
             self._transport.write(encode(inv))
         return fut
+
+    def hold(self, frame: bytes) -> bool:
+        """Write `frame` with the first call's `Invoke` if one comes in this turn of the loop, else at the turn's
+        end (`_put`): an offered child's `Take` (instances/fnzygote.py). False when the connection is gone."""
+        if self._transport is None or self._transport.is_closing():
+            return False
+        self._put(frame)
+        return True
 
     def peak_mb(self) -> float:
         """The sandbox's memory peak in MB (0.0 unknown), read at most once per read of this instance's frames:
