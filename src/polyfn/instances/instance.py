@@ -52,6 +52,12 @@ class InstanceGone(Exception):
     """The instance died while an invocation was in flight (or before it was sent)."""
 
 
+class NotStarted(InstanceGone):
+    """A function zygote's offered child, taken (`Instance.taken`), died on its own before its `Ready`: the calls
+    written to it ran none of the function's code (it runs only after `Ready` is sent), so they may be tried on
+    another instance (invoker.py), as a start lost before it was ready is tried again (scheduler/starts.py)."""
+
+
 class InitFailed(Exception):
     def __init__(self, error: dict, logs: list[tuple[float, str, str]]):
         super().__init__(error.get("errorMessage", "init failed"))
@@ -76,6 +82,7 @@ class Instance(asyncio.BufferedProtocol):
         self.exit_status: int | None = None
         self.oom = False
         self.kill_reason = ""
+        self.pipelined = False  # taken before its `Ready` came (`taken`)
         self.fault = ""  # why it died, in its own words (protocol.Fault) or the kernel's (sandbox/auditlog.py)
         self.uid = 0  # the function's uid in the sandbox (0: none of its own)
         self.memory: Any = None  # its cgroup's sandbox.cgroups.MemoryGauge (peak, OOM kills), when it has one
@@ -158,6 +165,8 @@ class Instance(asyncio.BufferedProtocol):
         gone = InstanceGone(self.kill_reason or "connection closed")
         if not self._ready.done():
             self._ready.set_exception(gone)
+            if self.pipelined and not self.kill_reason:  # (killed by the node, it ends the calls its way)
+                gone = NotStarted(f"the instance ended before it started ({gone})")
         for fut in self._waiting.values():
             if not fut.done():
                 fut.set_exception(gone)
@@ -195,6 +204,7 @@ class Instance(asyncio.BufferedProtocol):
         self.info = info
         self.init_ms = init_ms
         self.state = State.READY
+        self.pipelined = True
 
     def ready_unawaited(self) -> None:
         """Nobody will await this instance's `Ready` (an offered child's handle, taken or dropped unused): its
