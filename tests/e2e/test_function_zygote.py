@@ -286,7 +286,8 @@ def offered_child(s: Server, name: str) -> int:
 def test_a_call_to_an_offered_child_that_ends_before_it_started_goes_to_another_instance(server: Server) -> None:
     """A start from the function zygote writes the call behind `Take` without waiting for the child's `Ready`.
     A child that ends in between ran none of the function's code: the call is run on another instance (as a
-    start lost before it was ready is tried again), not answered as a crash."""
+    start lost before it was ready is tried again), not answered as a crash. (The zygote's first offer is made
+    before the zygote is ready, so the server cannot give it its identity ahead: the start writes `Take`.)"""
     server.deploy("fzlost", {"handler.py": COUNTING}, max_instances=2)
     assert server.http.get("/fn/fzlost").json() == {"calls": 1}  # the clean start
     assert wait_until(lambda: zygote(server, "fzlost")["state"] == "ready", 30)

@@ -52,7 +52,7 @@ async def take_offer(m: Any, fz: FunctionZygote, pool: Any, iid: str, t0: float)
     taken = _take(m, fz, iid)
     if taken is None:
         return None
-    host, conn, info, inst, wrote = taken
+    host, conn, info, inst, iid, wrote = taken
     if inst is not None:  # made as the offer came (`prepare`)
         _adopt(inst, pool, iid)
     else:
@@ -75,16 +75,16 @@ def take_now(m: Any, fz: FunctionZygote, pool: Any, iid: str, t0: float) -> Inst
     taken = _take(m, fz, iid)
     if taken is None:
         return None
-    host, _, info, inst, wrote = taken
+    host, _, info, inst, iid, wrote = taken
     if inst is None:  # (cannot be: the handle was made)
         return None
     _adopt(inst, pool, iid)
     return _taken(m, fz, pool, inst, host, info, wrote, t0)
 
 
-def _take(m: Any, fz: FunctionZygote, iid: str) -> tuple[int, socket.socket, str, Instance | None, bool] | None:
+def _take(m: Any, fz: FunctionZygote, iid: str) -> tuple[int, socket.socket, str, Instance | None, str, bool] | None:
     """The offer taken (`FunctionZygote.take`) once the zygote's cgroup is sized for it: (host pid, connection,
-    info, handle or None, whether the cgroup's limits were written); None without it."""
+    info, handle or None, instance id, whether the cgroup's limits were written); None without it."""
     fz.spawning += 1
     try:
         wrote = size_zygote(m, fz, fz.plan)
@@ -115,8 +115,9 @@ def _taken(m: Any, fz: FunctionZygote, pool: Any, inst: Instance, host: int, inf
 
 def prepare(m: Any, fz: FunctionZygote, conn: socket.socket) -> asyncio.Future[Instance]:
     """An offer came (`FunctionZygote.on_offer`): make the server's handle on the offered child now — its
-    Instance attached to the connection, its memory gauge on the zygote's cgroup — so that a start only names
-    it and writes `Take` (the attach alone is a turn of the loop). Until taken it belongs to no pool; if the
+    Instance attached to the connection, its memory gauge on the zygote's cgroup — so that a start only hands
+    it over (the child was given its identity with the offer: `FunctionZygote.named`; the attach alone is a
+    turn of the loop). Until taken it belongs to no pool; if the
     child ends unused, its loss is nobody's (`_unowned`) and the offer is dropped as before."""
     inst = _handle(m, fz)
     return asyncio.ensure_future(_attach(inst, conn))

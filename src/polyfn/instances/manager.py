@@ -288,6 +288,7 @@ class InstanceManager:
         fz = FunctionZygote(rev.key, ours, sup, registry.lost, self.exits.on_zygote_child_exit)
         fz.plan = msgspec.structs.replace(_plan, secret_files={})  # (its uid and limits; no secret kept)
         fz.on_offer = lambda conn: fnstart.prepare(self, fz, conn)
+        fz.name_instance = lambda: f"{rev.function}-{rev.number}-{next(self._ids)}"
         registry.by_supervisor[sup] = fz
         if self.sandbox.cgroups is not None:
             self.cpu.join(rev.function, rev.spec.memory, sup)

@@ -120,9 +120,9 @@ def main(spec: startup.InstanceSpec, ctrl: socket.socket, info: str, prepared: A
 
 def serve(ctrl: socket.socket, adapter: Any, info: str, import_ms: float, spec: Any = None) -> None:
     """Answer spawn requests. Keep one pre-forked child *offered* to the server (`Offered`, with the server's
-    end of the child's instance connection attached): the server starts it by writing `Take` on that
-    connection, so a cold start costs neither a fork nor a round trip through this process; `Took` asks for
-    the next one. A `Spawn` (no offer left, e.g. in a burst) forks a child for the connection it brings."""
+    end of the child's instance connection attached): the server gives it its identity by writing `Take` on
+    that connection (as the offer comes, or when it starts it), so a cold start costs neither a fork nor a
+    round trip through this process; `Took` asks for the next one. A `Spawn` (no offer left, e.g. in a burst) forks a child for the connection it brings."""
     rfd, wfd = os.pipe()
     os.set_blocking(rfd, False)
     os.set_blocking(wfd, False)
