@@ -6,7 +6,9 @@ PYTHONPATH: the server, its zygotes and their instances import polyfn from it), 
 function on each, waits for its function zygote and then takes samples in turns: kill the function's
 instance (SIGKILL, wait until its pool forgot it), wait `--settle`, time `GET` → response client-side over a
 persistent connection (TCP setup not counted; the response must say `x-polyfn-cold: true`). The server's
-`init_ms` of each sample is read back from its activation.
+`init_ms` of each sample is read back from its activation. On a busy machine the p50 is mostly the other
+processes' scheduling; the lower quantiles (p10, p25) are the samples that ran unhindered, the nearest to a
+quiet machine's figures.
 
     git archive HEAD src | tar -x -C /tmp/base      # the version to compare against
     .venv/bin/python bench/zygote_ab.py /tmp/base/src src
@@ -70,11 +72,12 @@ def main() -> None:
             client.close()
             server.__exit__(None, None, None)
     ref = percentile(ms[args.variants[0]], 50)
-    rows = [[v, str(len(ms[v])), fmt(min(ms[v])), fmt(percentile(ms[v], 50)), fmt(percentile(ms[v], 90)),
+    rows = [[v, str(len(ms[v])), fmt(min(ms[v])), fmt(percentile(ms[v], 10)), fmt(percentile(ms[v], 25)),
+             fmt(percentile(ms[v], 50)), fmt(percentile(ms[v], 90)),
              fmt(percentile(ms[v], 99)), fmt(percentile(init[v], 50)), f"{percentile(ms[v], 50) / ref:.2f}×"]
             for v in args.variants]
     print("client-side milliseconds (kill the instance → GET); ratio = the variant's p50 / the first's\n")
-    print(table(["variant", "n", "min", "p50", "p90", "p99", "init_ms p50", "ratio"], rows))
+    print(table(["variant", "n", "min", "p10", "p25", "p50", "p90", "p99", "init_ms p50", "ratio"], rows))
     print(f"\nload average (1 min) during the run: {min(load):.1f}–{max(load):.1f}")
     for v in args.variants:
         p50, p99 = percentile(ms[v], 50), percentile(ms[v], 99)

@@ -10,6 +10,7 @@ response is followed from its head on by `StreamedCalls` (streamed_calls.py).
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import random
 import time
@@ -18,7 +19,7 @@ from typing import Any
 from polyfn.call import Call
 from polyfn.config import Settings
 from polyfn.headers import safe_headers, strip_identity_headers
-from polyfn.instances.instance import Instance, InstanceGone
+from polyfn.instances.instance import Instance, InstanceGone, NotStarted
 from polyfn.model import Activation, LogLine
 from polyfn.observe.logbudget import LogBudget
 from polyfn.observe.metrics import Metrics
@@ -36,6 +37,7 @@ from polyfn.tenancy import local
 _random_bits = random.getrandbits  # seeded from os.urandom at import; the server never forks
 _time_ns = time.time_ns
 _to_bytes = int.to_bytes  # (the unbound method with positional arguments: big-endian is its default since 3.11)
+log = logging.getLogger("polyfn.invoker")
 
 
 
@@ -134,10 +136,12 @@ class Invoker:
                                       headers=[(b"retry-after", str(wait).encode())])
         return active
 
-    async def call(self, call: Call) -> Outcome:
+    async def call(self, call: Call, admitted: Active | None = None) -> Outcome:
         """Run one call: admission, an instance from the pool (maybe a cold start, maybe a wait in the bounded
-        queue), the `Invoke` frame, the `Result` under the function's deadline, the activation record."""
-        active = self._admitted(call)
+        queue), the `Invoke` frame, the `Result` under the function's deadline, the activation record. A call
+        whose instance ended before it started (`NotStarted`: none of the function's code ran) is run once more,
+        on another instance, without a second admission (`admitted`: its registry entry)."""
+        active = self._admitted(call) if admitted is None else admitted
         if active is None:
             active = await self.admit(call)
         if type(active) is Outcome:
@@ -205,7 +209,7 @@ class Invoker:
         deadlines.add(fut, t_acquired + remaining, _on_deadline, inst, fut, spec.timeout)
         running = self.running
         running[act.id] = (inst, fut)
-        streamed = False
+        streamed = again = False
         try:
             res = await fut
             if type(res) is ResponseStream:  # the function streams its response (protocol.Head)
@@ -228,16 +232,22 @@ class Invoker:
             return self._finish(act, t0, "timeout", 504, platform_error(
                 504, "function_timeout", f"the function did not finish within its {spec.timeout:g} s timeout",
                 activation_id=act.id))
-        except InstanceGone:
+        except InstanceGone as e:
             deadlines.discard(fut)
-            early = inst.printed_so_far(inv.id)  # what it printed before it crashed or ran out of memory
-            if early:
-                act.logs = self._bounded(name, early)
-            return await self._crashed(act, t0, inst)
+            if type(e) is NotStarted and admitted is None:
+                again = True  # (after the instance is released, below)
+            else:
+                early = inst.printed_so_far(inv.id)  # what it printed before it crashed or ran out of memory
+                if early:
+                    act.logs = self._bounded(name, early)
+                return await self._crashed(act, t0, inst)
         finally:
             if not streamed:  # (a stream's instance is released when the stream ends)
                 running.pop(act.id, None)
                 pool.release(inst)
+        if again:
+            log.warning("%s: instance %s ended before it started; the call goes to another", name, inst.id)
+            return await self.call(call, active)
         deadlines.discard(fut)
 
         act.run_ms = res.run_ms

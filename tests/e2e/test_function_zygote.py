@@ -272,3 +272,41 @@ def test_an_offered_child_takes_the_first_call_pipelined_and_its_rehearsal_never
         assert r.status_code == 200 and r.json() == {"calls": expected}, r.text
         act = server.activation(r.headers["x-polyfn-activation-id"])
         assert act["cold"] and "zygote: function" in act["init_info"] and "offered" in act["init_info"], act
+
+
+def offered_child(s: Server, name: str) -> int:
+    """The host pid of the function zygote's offered child (its only child while the revision has no instance)."""
+    pid = zygote(s, name)["pid"]
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        kids = [int(p) for p in f.read().split()]
+    assert len(kids) == 1, kids
+    return kids[0]
+
+
+def test_a_call_to_an_offered_child_that_ends_before_it_started_goes_to_another_instance(server: Server) -> None:
+    """A start from the function zygote writes the call behind `Take` without waiting for the child's `Ready`.
+    A child that ends in between ran none of the function's code: the call is run on another instance (as a
+    start lost before it was ready is tried again), not answered as a crash. (The zygote's first offer is made
+    before the zygote is ready, so the server cannot give it its identity ahead: the start writes `Take`.)"""
+    server.deploy("fzlost", {"handler.py": COUNTING}, max_instances=2)
+    assert server.http.get("/fn/fzlost").json() == {"calls": 1}  # the clean start
+    assert wait_until(lambda: zygote(server, "fzlost")["state"] == "ready", 30)
+    for inst in server.api.get("/v1/functions/fzlost/instances").json()["instances"]:
+        os.kill(inst["pid"], signal.SIGKILL)
+    assert wait_until(lambda: not server.api.get("/v1/functions/fzlost/instances").json()["instances"])
+    time.sleep(0.1)  # (the offer is made)
+    child = offered_child(server, "fzlost")
+    os.kill(child, signal.SIGSTOP)  # it cannot read `Take` nor answer `Ready`
+    out: list[Any] = []
+    caller = threading.Thread(target=lambda: out.append(server.http.get("/fn/fzlost")))
+    caller.start()
+    try:
+        time.sleep(0.5)  # (the call is written to the stopped child)
+        assert not out
+    finally:
+        os.kill(child, signal.SIGKILL)
+        caller.join(30)
+    r = out[0]
+    assert r.status_code == 200 and r.json() == {"calls": 1}, r.text  # run once, by another instance
+    act = server.activation(r.headers["x-polyfn-activation-id"])
+    assert act["cold"] and act["status"] == "success", act

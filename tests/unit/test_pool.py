@@ -30,6 +30,9 @@ class FakeManager:
     def reserve(self, pool: Pool) -> bool:
         return True
 
+    def start_now(self, pool: Pool) -> Instance | None:
+        return None
+
     async def start_instance(self, pool: Pool) -> Instance:
         self.started += 1
         if self.gate is not None:

@@ -35,6 +35,9 @@ class FakeManager:
     def succeed(self, old: Pool, new: Pool) -> None:
         pass
 
+    def start_now(self, pool: Pool) -> Instance | None:
+        return None
+
     async def start_instance(self, pool: Pool) -> Instance:
         self.started += 1
         inst = Instance(f"i{self.started}", pool.revision.key, pool.on_lost)

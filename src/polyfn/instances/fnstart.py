@@ -49,22 +49,12 @@ async def take_offer(m: Any, fz: FunctionZygote, pool: Any, iid: str, t0: float)
     sending `Ready` (one wake-up of each side instead of two). A child that dies before its `Ready` fails
     the call written to it as a crash. None without an offer, or when the zygote's cgroup cannot be sized
     (the caller then forks on demand or starts clean)."""
-    plan = fz.plan
-    fz.spawning += 1
-    try:
-        wrote = size_zygote(m, fz, plan)
-        taken = fz.take(iid) if wrote is not None else None
-    finally:
-        fz.spawning -= 1
+    taken = _take(m, fz, iid)
     if taken is None:
         return None
-    host, conn, info, inst = taken
+    host, conn, info, inst, iid, wrote = taken
     if inst is not None:  # made as the offer came (`prepare`)
-        inst.id = iid
-        inst.on_lost = pool.on_lost
-        inst.created = inst.last_used = time.monotonic()
-        if inst.memory is not None:
-            inst.memory.kills_seen = inst.memory.oom_kills()
+        _adopt(inst, pool, iid)
     else:
         inst = _handle(m, fz)
         inst.id, inst.on_lost, inst.pid = iid, pool.on_lost, host
@@ -73,6 +63,48 @@ async def take_offer(m: Any, fz: FunctionZygote, pool: Any, iid: str, t0: float)
         except BaseException:
             inst.kill("spawn failed")
             raise
+    return _taken(m, fz, pool, inst, host, info, wrote, t0)
+
+
+def take_now(m: Any, fz: FunctionZygote, pool: Any, iid: str, t0: float) -> Instance | None:
+    """`take_offer` without a wait, for a pool's start in its own turn of the loop (`Starter.start_now`): only
+    when the offered child's handle is made (`prepare`); None otherwise, the offer left for `take_offer`."""
+    prepared = fz.prepared
+    if prepared is None or not prepared.done() or prepared.cancelled() or prepared.exception() is not None:
+        return None
+    taken = _take(m, fz, iid)
+    if taken is None:
+        return None
+    host, _, info, inst, iid, wrote = taken
+    if inst is None:  # (cannot be: the handle was made)
+        return None
+    _adopt(inst, pool, iid)
+    return _taken(m, fz, pool, inst, host, info, wrote, t0)
+
+
+def _take(m: Any, fz: FunctionZygote, iid: str) -> tuple[int, socket.socket, str, Instance | None, str, bool] | None:
+    """The offer taken (`FunctionZygote.take`) once the zygote's cgroup is sized for it: (host pid, connection,
+    info, handle or None, instance id, whether the cgroup's limits were written); None without it."""
+    fz.spawning += 1
+    try:
+        wrote = size_zygote(m, fz, fz.plan)
+        taken = fz.take(iid) if wrote is not None else None
+    finally:
+        fz.spawning -= 1
+    return None if taken is None else (*taken, bool(wrote))
+
+
+def _adopt(inst: Instance, pool: Any, iid: str) -> None:
+    """The handle made as the offer came (`prepare`), now instance `iid` of `pool`."""
+    inst.id = iid
+    inst.on_lost = pool.on_lost
+    inst.created = inst.last_used = time.monotonic()
+    if inst.memory is not None:
+        inst.memory.kills_seen = inst.memory.oom_kills()
+
+
+def _taken(m: Any, fz: FunctionZygote, pool: Any, inst: Instance, host: int, info: str, wrote: bool,
+           t0: float) -> Instance:
     inst.pid = host
     if wrote:  # (the limits' write set the cgroup's CPU weight: the function's share, written again)
         m.cpu.join(pool.revision.function, pool.revision.spec.memory, fz.supervisor)
@@ -83,8 +115,9 @@ async def take_offer(m: Any, fz: FunctionZygote, pool: Any, iid: str, t0: float)
 
 def prepare(m: Any, fz: FunctionZygote, conn: socket.socket) -> asyncio.Future[Instance]:
     """An offer came (`FunctionZygote.on_offer`): make the server's handle on the offered child now — its
-    Instance attached to the connection, its memory gauge on the zygote's cgroup — so that a start only names
-    it and writes `Take` (the attach alone is a turn of the loop). Until taken it belongs to no pool; if the
+    Instance attached to the connection, its memory gauge on the zygote's cgroup — so that a start only hands
+    it over (the child was given its identity with the offer: `FunctionZygote.named`; the attach alone is a
+    turn of the loop). Until taken it belongs to no pool; if the
     child ends unused, its loss is nobody's (`_unowned`) and the offer is dropped as before."""
     inst = _handle(m, fz)
     return asyncio.ensure_future(_attach(inst, conn))

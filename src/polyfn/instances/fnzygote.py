@@ -29,6 +29,7 @@ from typing import Any
 
 import msgspec
 
+from polyfn.instances.instance import State
 from polyfn.instances.procfs import children, ns_pid, rss_kb
 from polyfn.instances.zygote import ZygoteClient, ZygoteError
 from polyfn.protocol.zygote import PACKET_MAX, Take, Took
@@ -96,6 +97,10 @@ class FunctionZygote(ZygoteClient):
         #: made ahead (fnstart.prepare: an attached Instance, as a future), so a start only writes `Take`
         self.on_offer: Callable[[socket.socket], asyncio.Future[Any]] | None = None
         self.prepared: asyncio.Future[Any] | None = None  # (once made, it owns the offer's connection)
+        #: a new instance id (`InstanceManager`): the offered child is given its identity as the offer comes
+        #: (`Take` written then, see `_offered`), so a start has nothing left to tell it
+        self.name_instance: Callable[[], str] | None = None
+        self.named = ""  # the id the offered child was given, "" while it waits for `Take`
         self.sock = sock
         sock.setblocking(False)
         self._ready = asyncio.get_running_loop().create_future()
@@ -129,6 +134,13 @@ class FunctionZygote(ZygoteClient):
         self._drop_offer()
         host = find_host_pid(children(self.worker), inner, depth=0) if self.worker else 0
         self.offer = (inner, host, socket.socket(fileno=fds[0]), info[:INFO_MAX])
+        if host and self.name_instance is not None:  # its identity now: it answers `Ready` while it waits
+            iid = self.name_instance()
+            try:
+                self.offer[2].sendall(self._take_frame(iid, host))
+                self.named = iid
+            except OSError:  # (it is gone: its offer is dropped when the zygote reports its exit)
+                pass
         if self.on_offer is not None:
             self.prepared = self.on_offer(self.offer[2])
 
@@ -140,14 +152,23 @@ class FunctionZygote(ZygoteClient):
             else:
                 self.offer[2].close()
             self.offer = None
+            self.named = ""
 
-    def take(self, instance_id: str) -> tuple[int, socket.socket, str, Any] | None:
-        """Start the offered child as instance `instance_id`: (its host pid, our end of its connection, the
-        info its Ready will bring, the handle `on_offer` made for it or None), or None without an offer (then
-        `spawn`). No round trip: the child reads `Take` on its connection (the first `Invoke` may follow at
-        once), and the zygote hears `Took` so it forks the next offer."""
+    def _take_frame(self, instance_id: str, host: int) -> bytes:
+        body = self._enc.encode(Take(instance_id, host))
+        return len(body).to_bytes(4, "little") + body
+
+    def take(self, instance_id: str) -> tuple[int, socket.socket, str, Any, str] | None:
+        """Start the offered child as an instance: (its host pid, our end of its connection, the info its Ready
+        will bring, the handle `on_offer` made for it or None, its instance id), or None without an offer (then
+        `spawn`). No round trip: the child was given its identity as the offer came (`named`: it waits for its
+        first `Invoke` like an idle instance), or reads `Take` (as `instance_id`) now, and the first `Invoke`
+        may follow at once; the zygote hears `Took` so it forks the next offer. A `Take` written now is held on
+        the handle (`Instance.hold`): a call handed the instance in this turn of the loop writes its `Invoke`
+        with it, in one write."""
         offer, self.offer = self.offer, None
         prepared, self.prepared = self.prepared, None
+        named, self.named = self.named, ""
         if offer is None or self.sock is None:
             if prepared is not None:
                 prepared.add_done_callback(_discard)
@@ -162,11 +183,17 @@ class FunctionZygote(ZygoteClient):
                 return None
         if not host:
             host = find_host_pid(children(self.worker), inner, depth=0)
-        body = self._enc.encode(Take(instance_id, host))
         try:
             if not host:
                 raise OSError("offered child not found")
-            conn.sendall(len(body).to_bytes(4, "little") + body)  # (a dead child's handle closed it: EBADF)
+            if named:
+                instance_id = named
+                if handle is not None and handle.state is State.DEAD:
+                    raise OSError("offered child's connection closed")
+            elif handle is None:
+                conn.sendall(self._take_frame(instance_id, host))  # (a dead child's handle closed it: EBADF)
+            elif not handle.hold(self._take_frame(instance_id, host)):
+                raise OSError("offered child's connection closed")
         except OSError:
             if handle is not None:
                 _drop(handle)
@@ -178,7 +205,7 @@ class FunctionZygote(ZygoteClient):
         self.host[inner] = host
         self.instances += 1
         self.last_used = time.monotonic()
-        return host, conn, info, handle
+        return host, conn, info, handle, instance_id
 
     async def spawn(self, spec: msgspec.Struct, conn: socket.socket) -> int:
         inner = await super().spawn(spec, conn)

@@ -52,6 +52,12 @@ class InstanceGone(Exception):
     """The instance died while an invocation was in flight (or before it was sent)."""
 
 
+class NotStarted(InstanceGone):
+    """A function zygote's offered child, taken (`Instance.taken`), died on its own before its `Ready`: the calls
+    written to it ran none of the function's code (it runs only after `Ready` is sent), so they may be tried on
+    another instance (invoker.py), as a start lost before it was ready is tried again (scheduler/starts.py)."""
+
+
 class InitFailed(Exception):
     def __init__(self, error: dict, logs: list[tuple[float, str, str]]):
         super().__init__(error.get("errorMessage", "init failed"))
@@ -76,6 +82,7 @@ class Instance(asyncio.BufferedProtocol):
         self.exit_status: int | None = None
         self.oom = False
         self.kill_reason = ""
+        self.pipelined = False  # taken before its `Ready` came (`taken`)
         self.fault = ""  # why it died, in its own words (protocol.Fault) or the kernel's (sandbox/auditlog.py)
         self.uid = 0  # the function's uid in the sandbox (0: none of its own)
         self.memory: Any = None  # its cgroup's sandbox.cgroups.MemoryGauge (peak, OOM kills), when it has one
@@ -158,6 +165,8 @@ class Instance(asyncio.BufferedProtocol):
         gone = InstanceGone(self.kill_reason or "connection closed")
         if not self._ready.done():
             self._ready.set_exception(gone)
+            if self.pipelined and not self.kill_reason:  # (killed by the node, it ends the calls its way)
+                gone = NotStarted(f"the instance ended before it started ({gone})")
         for fut in self._waiting.values():
             if not fut.done():
                 fut.set_exception(gone)
@@ -195,6 +204,7 @@ class Instance(asyncio.BufferedProtocol):
         self.info = info
         self.init_ms = init_ms
         self.state = State.READY
+        self.pipelined = True
 
     def ready_unawaited(self) -> None:
         """Nobody will await this instance's `Ready` (an offered child's handle, taken or dropped unused): its
@@ -209,11 +219,22 @@ class Instance(asyncio.BufferedProtocol):
         inv.id = self._seq
         fut: asyncio.Future[Result] = self._loop.create_future()
         self._waiting[self._seq] = fut
-        if self.inflight > 1 or self._out:  # others in flight here: held to the end of the turn (`_put`)
+        if self.inflight > 1:  # others in flight here: held to the end of the turn (`_put`)
             self._put(encode(inv))
+        elif self._out:  # the only call, behind frames held in this turn (`hold`): with them, at once
+            self._out.append(encode(inv))
+            self._flush()
         else:  # the only call: at once (a loop turn later would only add latency: nothing to join it with)
             self._transport.write(encode(inv))
         return fut
+
+    def hold(self, frame: bytes) -> bool:
+        """Write `frame` with the first call's `Invoke` if one comes in this turn of the loop, else at the turn's
+        end (`_put`): an offered child's `Take` (instances/fnzygote.py). False when the connection is gone."""
+        if self._transport is None or self._transport.is_closing():
+            return False
+        self._put(frame)
+        return True
 
     def peak_mb(self) -> float:
         """The sandbox's memory peak in MB (0.0 unknown), read at most once per read of this instance's frames:

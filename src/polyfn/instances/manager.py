@@ -168,6 +168,16 @@ class InstanceManager:
         if self.sandbox.cgroups is not None:
             cgroups.set_cpu_weight(self.sandbox.cgroups.dirs_for(pid), self.sandbox.cgroups.version, shares)
 
+    def start_now(self, pool: Any) -> Instance | None:
+        """A start of `pool` that needs no wait, made in the caller's turn of the loop: its revision's function
+        zygote's offered child, whose handle was made as the offer came (`fnstart.take_now`). None otherwise:
+        the pool then starts one in a task (`start_instance`)."""
+        rev = pool.revision
+        fz = self.fzs.get(rev.key) if self.fzs is not None and rev.spec.runtime == "python" else None
+        if fz is None or fz.offer is None or fz.plan is None:
+            return None
+        return fnstart.take_now(self, fz, pool, f"{rev.function}-{rev.number}-{next(self._ids)}", time.perf_counter())
+
     async def start_instance(self, pool: Any) -> Instance:
         """Fork a new instance for `pool` and wait until it is ready (or raise why it is not)."""
         rev = pool.revision
@@ -278,6 +288,7 @@ class InstanceManager:
         fz = FunctionZygote(rev.key, ours, sup, registry.lost, self.exits.on_zygote_child_exit)
         fz.plan = msgspec.structs.replace(_plan, secret_files={})  # (its uid and limits; no secret kept)
         fz.on_offer = lambda conn: fnstart.prepare(self, fz, conn)
+        fz.name_instance = lambda: f"{rev.function}-{rev.number}-{next(self._ids)}"
         registry.by_supervisor[sup] = fz
         if self.sandbox.cgroups is not None:
             self.cpu.join(rev.function, rev.spec.memory, sup)

@@ -3,9 +3,10 @@
 A `SOCK_SEQPACKET` socket; each packet is one msgpack message of at most `PACKET_MAX` bytes. Server → zygote:
 `Spawn` (with the instance's connection attached as an `SCM_RIGHTS` file descriptor). Zygote → server:
 `FromZygote`. A function zygote also offers a pre-forked instance with its connection made (`Offered`, the
-server's end attached): the server starts it with `Take` on that connection, without a round trip through the
-zygote, and writes the first `Invoke` right behind it (no wait for its `Ready`); it says so to the zygote
-(`Took`) so it forks the next one. Both sides import these types from here: the server (instances/zygote.py,
+server's end attached): the server gives it its identity with `Take` on that connection — as the offer comes
+(the child answers `Ready` and waits for its first `Invoke`), or at its start with the first `Invoke` right
+behind it (no wait for its `Ready`) — without a round trip through the zygote; it says to the zygote when it
+took one (`Took`) so it forks the next one. Both sides import these types from here: the server (instances/zygote.py,
 instances/fnzygote.py) and the zygotes (runtimes/python/zygote.py, runtimes/python/fnzygote.py).
 """
 

@@ -26,7 +26,8 @@ INIT_BACKOFF_MAX = 30.0
 
 
 class Starter(Protocol):
-    """What a pool needs of the instance manager: a started instance of its revision (`start_instance`),
+    """What a pool needs of the instance manager: a started instance of its revision (`start_instance`; at once
+    when one needs no wait, `start_now`),
     room for one in the node's memory budget (`reserve`: False when there is none, the pool's `refusal` then
     saying why when a quota refused it), the budget's size for that refusal's message, the node's table of
     functions that shed load (`shedding`, read by the HTTP protocol) and the metrics (or None)."""
@@ -36,6 +37,8 @@ class Starter(Protocol):
     memory_budget_mb: int
 
     async def start_instance(self, pool: Any) -> Instance: ...  # (pool: a scheduler.pool.Pool)
+
+    def start_now(self, pool: Any) -> Instance | None: ...  # a start with no wait, or None (then `start_instance`)
 
     def reserve(self, pool: Any) -> bool: ...
 
@@ -109,9 +112,16 @@ class Starts:
         return started
 
     def _start_background(self, prewarm: bool = False) -> bool:
-        """Start one instance in the background; False if the node's memory budget has no room for it."""
+        """Start one instance in the background; False if the node's memory budget has no room for it. A start
+        that needs no wait (a function zygote's offered child: `Starter.start_now`) is made at once, in this turn
+        of the loop: a caller queued for it is handed it before it waits, and writes its call behind the start's
+        `Take` (instances/fnzygote.py) without a turn of the loop for a start task and one for its hand-over."""
         if not self.manager.reserve(self):
             return False
+        inst = self.manager.start_now(self)
+        if inst is not None:
+            self._started(inst, prewarm)
+            return True
         self.starting += 1  # counted now, so concurrent scale-ups see it before the task runs
         self._spawn_task(self._start_one(prewarm))
         return True
@@ -155,6 +165,10 @@ class Starts:
             return
         finally:
             self.starting -= 1
+        self._started(inst, prewarm)
+
+    def _started(self, inst: Instance, prewarm: bool) -> None:
+        """A started instance joins the pool and serves its waiters (a pre-warmed one gives no caller a cold start)."""
         self._init_error = None
         self._init_backoff = INIT_BACKOFF_MIN
         if self.draining and not self.waiters:

@@ -50,6 +50,7 @@ from polyfn.runtimes.python.flavors import FunctionMeta, HandlerError, load_adap
 from polyfn.runtimes.python.procs import exit_child, set_pdeathsig, wait_readable
 
 _enc = msgspec.msgpack.Encoder()
+_take_decoder = msgspec.msgpack.Decoder(Take)
 OFFERED = ", offered"  # (in an offered child's info, which its `Offered` carries too)
 
 
@@ -119,9 +120,9 @@ def main(spec: startup.InstanceSpec, ctrl: socket.socket, info: str, prepared: A
 
 def serve(ctrl: socket.socket, adapter: Any, info: str, import_ms: float, spec: Any = None) -> None:
     """Answer spawn requests. Keep one pre-forked child *offered* to the server (`Offered`, with the server's
-    end of the child's instance connection attached): the server starts it by writing `Take` on that
-    connection, so a cold start costs neither a fork nor a round trip through this process; `Took` asks for
-    the next one. A `Spawn` (no offer left, e.g. in a burst) forks a child for the connection it brings."""
+    end of the child's instance connection attached): the server gives it its identity by writing `Take` on
+    that connection (as the offer comes, or when it starts it), so a cold start costs neither a fork nor a
+    round trip through this process; `Took` asks for the next one. A `Spawn` (no offer left, e.g. in a burst) forks a child for the connection it brings."""
     rfd, wfd = os.pipe()
     os.set_blocking(rfd, False)
     os.set_blocking(wfd, False)
@@ -222,16 +223,21 @@ def _offered(conn: socket.socket, server_end: socket.socket, spec: Any, adapter:
 
 def _become(conn: socket.socket, spec: Any, adapter: Any, init_buf: LogBuffer, info: str) -> None:
     """Read `Take` (the server may have written the first `Invoke` right behind it), take the identity it
-    gives, answer `Ready` and serve."""
-    head = conn.recv(4, socket.MSG_WAITALL)
-    if len(head) != 4:
-        return  # the server dropped the offer (or the zygote)
+    gives, answer `Ready` and serve. One read takes whatever the connection holds: `Take`, and the `Invoke`
+    when it came already, which the serve loop then finds in its buffer (no second read, no wait)."""
+    data = conn.recv(65536)
     t0 = time.perf_counter()
-    size = int.from_bytes(head, "little")
-    take = msgspec.msgpack.decode(conn.recv(size, socket.MSG_WAITALL), type=Take)
+    while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:4], "little"):
+        more = conn.recv(65536)
+        if not more:
+            return  # the server dropped the offer (or the zygote)
+        data += more
+    end = 4 + int.from_bytes(data[:4], "little")
+    take = _take_decoder.decode(data[4:end])
     os.environ["POLYFN_INSTANCE_ID"] = take.instance_id
     os.environ["POLYFN_HOST_PID"] = str(take.host_pid)
-    instance.serve(conn, adapter, spec, init_buf, Ready(0, (time.perf_counter() - t0) * 1000, info + OFFERED))
+    instance.serve(conn, adapter, spec, init_buf, Ready(0, (time.perf_counter() - t0) * 1000, info + OFFERED),
+                   early=data[end:])
 
 
 def _nothing(*_: Any) -> str:
@@ -250,7 +256,7 @@ def _rehearse(spec: Any, adapter: Any, info: str) -> None:
     to_instance_decoder.decode(encode(dummy)[4:])
     encode(Result(0, 200, [("a", "b")], b"x", None, [], 0.0))
     if adapter.is_async or spec.concurrency > 1:
-        msgspec.msgpack.decode(msgspec.msgpack.encode(Take("", 0)), type=Take)
+        _take_decoder.decode(_enc.encode(Take("", 0)))
         encode(Ready(0, 0.0, ""))
         return
     try:

@@ -175,11 +175,12 @@ def _never_waits(handler: Any) -> bool:
     return _YIELD_VALUE not in code[::2]
 
 
-def _serve_blocking(sock: socket.socket, adapter: Adapter, init_buf: LogBuffer) -> None:
+def _serve_blocking(sock: socket.socket, adapter: Adapter, init_buf: LogBuffer, early: bytes = b"") -> None:
     """One invocation at a time. The wait for the next frame is a poll() for POLLIN, not a blocking recv():
     a task asleep in recv() on a Unix socket is also woken each time the server reads this end's result
     (the kernel's write-space wake-up shares that wait queue), which cost both processes a wake-up per
-    invocation; poll()'s wait filters by event, so only a new frame wakes us."""
+    invocation; poll()'s wait filters by event, so only a new frame wakes us. `early`: frames read before (a
+    function zygote's offered child reads its first `Invoke` with its `Take`)."""
     poll = select.poll()
     poll.register(sock, select.POLLIN)
     wait = poll.poll
@@ -187,7 +188,7 @@ def _serve_blocking(sock: socket.socket, adapter: Adapter, init_buf: LogBuffer) 
     unpack_from = HEADER.unpack_from
     decode = to_instance_decoder.decode
     send = sock.sendall
-    data = bytearray()
+    data = bytearray(early)
     init_buf.streamer = Streamer(send)
     wire = Wire(sock, data, wait)
     while True:
@@ -223,7 +224,8 @@ def _serve_blocking(sock: socket.socket, adapter: Adapter, init_buf: LogBuffer) 
         send(encode(result))
 
 
-async def _serve_async(sock: socket.socket, adapter: Adapter, spec: InstanceSpec, init_buf: LogBuffer) -> None:
+async def _serve_async(sock: socket.socket, adapter: Adapter, spec: InstanceSpec, init_buf: LogBuffer,
+                       early: bytes = b"") -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     pool = None if adapter.is_async else ThreadPoolExecutor(spec.concurrency, thread_name_prefix="fn")
@@ -232,6 +234,7 @@ async def _serve_async(sock: socket.socket, adapter: Adapter, spec: InstanceSpec
     # this task, no future, no copy per read. The reader only says when the connection ends (its EOF or error).
     reader = asyncio.StreamReader(limit=MAX_FRAME, loop=loop)
     protocol = _Frames(reader, loop=loop)
+    protocol.early = bytes(early)  # (read with the offered child's `Take`: served first)
     transport, _ = await loop.create_connection(lambda: protocol, sock=sock)
     writer = asyncio.StreamWriter(transport, protocol, reader, loop)
     tasks: set[asyncio.Task[None]] = set()
@@ -420,8 +423,9 @@ def main(spec: InstanceSpec, sock: socket.socket, info: str, prepared: Any = Non
 
 
 def serve(sock: socket.socket, adapter: Adapter, spec: InstanceSpec, init_buf: LogBuffer, ready: Ready,
-          after_ready: Any = None) -> None:
-    """Report `ready` (then run `after_ready()`) and serve invocations until the server closes the connection."""
+          after_ready: Any = None, early: bytes = b"") -> None:
+    """Report `ready` (then run `after_ready()`) and serve invocations until the server closes the connection;
+    `early`: frames already read from it."""
     sock.sendall(encode(ready))
     if after_ready is not None:
         after_ready()
@@ -429,8 +433,8 @@ def serve(sock: socket.socket, adapter: Adapter, spec: InstanceSpec, init_buf: L
         try:
             import uvloop
 
-            uvloop.run(_serve_async(sock, adapter, spec, init_buf))
+            uvloop.run(_serve_async(sock, adapter, spec, init_buf, early))
         except ImportError:
-            asyncio.run(_serve_async(sock, adapter, spec, init_buf))
+            asyncio.run(_serve_async(sock, adapter, spec, init_buf, early))
     else:
-        _serve_blocking(sock, adapter, init_buf)
+        _serve_blocking(sock, adapter, init_buf, early)
