@@ -78,6 +78,7 @@ facts = {
     "shadow": attempt(lambda: open("/etc/shadow").read()),
     "api": attempt(lambda: connect(PORT)),
     "nproc": __import__("resource").getrlimit(__import__("resource").RLIMIT_NPROC)[0],
+    "var_tmp": attempt(lambda: open("/var/tmp/polyfn-build-probe", "w").write("left")),
 }
 with open("probe_build.py", "w") as f:
     f.write("FACTS = " + repr(json.dumps(facts)) + "\\n")
@@ -111,6 +112,8 @@ def test_pip_build_runs_unprivileged_with_a_scrubbed_environment(node: Server) -
     assert facts["admin_key"] == "FileNotFoundError" and facts["shadow"] == "PermissionError", facts
     assert facts["data_dir"] == "ok ['deps']", facts["data_dir"]  # an empty tmpfs, down to its own build dir
     assert 0 < facts["nproc"] < 1_000_000, facts["nproc"]
+    # /var/tmp is the build's own: what it leaves there is gone with it, never seen by the next build of its uid
+    assert facts["var_tmp"] == "ok 4" and not os.path.exists("/var/tmp/polyfn-build-probe"), facts["var_tmp"]
     if "egress" in node.log.read_text().split("instance isolation:")[1].splitlines()[0].split("; off:")[0]:
         assert facts["api"] == "ConnectionRefusedError", facts["api"]  # its own loopback, not the node's
     # what it installed is root's and read-only to every other uid (no later build or function alters it)

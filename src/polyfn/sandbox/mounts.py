@@ -1,8 +1,8 @@
 """The instance's view of the filesystem, inside its own mount namespace.
 
-* `/tmp` (and `/dev/shm`) is a fresh tmpfs of `tmp_mb` each (the function's ephemeral storage; the only
-  writable places, besides what the host leaves writable to everyone), so a function cannot fill the node's
-  disk or read other instances' files.
+* `/tmp` (and `/dev/shm`, and `/var/tmp` on the host's root) is a fresh tmpfs of `tmp_mb` each (the
+  function's ephemeral storage; the only writable places, besides what the host leaves writable to everyone),
+  so a function cannot fill the node's disk or read other instances' files.
 * Each `hide` directory (polyfn's data dir: `admin.key`, the database, every function's code) is covered
   by an empty read-only tmpfs (a `hide` file by /dev/null, read-only); the instance's own code and dependencies (`binds`) are then bind-mounted
   back, read-only, at their usual paths, through descriptors opened before anything was covered. A
@@ -31,6 +31,10 @@ def setup(plan: SandboxPlan, prepared: Prepared | None = None) -> str:
             if os.path.isdir("/dev/shm"):  # the host's is shared by every process: give a private one
                 linux.mount("tmpfs", "/dev/shm", "tmpfs", _NOSUID_NODEV | linux.MS_NOEXEC,
                             f"size={plan.tmp_mb}m,mode=1777")
+            if os.path.isdir("/var/tmp") and not os.path.islink("/var/tmp"):
+                # the host's too: a build uid is reused by the next tenant's build, which would see (and could
+                # replace) what the last one left there
+                linux.mount("tmpfs", "/var/tmp", "tmpfs", _NOSUID_NODEV, f"size={plan.tmp_mb}m,mode=1777")
         hidden = []
         for h in sorted(plan.hide, key=len):  # parents first
             if os.path.isdir(h):
