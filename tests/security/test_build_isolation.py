@@ -78,7 +78,8 @@ facts = {
     "shadow": attempt(lambda: open("/etc/shadow").read()),
     "api": attempt(lambda: connect(PORT)),
     "nproc": __import__("resource").getrlimit(__import__("resource").RLIMIT_NPROC)[0],
-    "var_tmp": attempt(lambda: open("/var/tmp/polyfn-build-probe", "w").write("left")),
+    "var_tmp": attempt(lambda: open("/var/tmp/polyfn-build-probe-PORT", "w").write("left")),
+    "run_lock": attempt(lambda: open("/run/lock/polyfn-build-probe-PORT", "w").write("left")),
 }
 with open("probe_build.py", "w") as f:
     f.write("FACTS = " + repr(json.dumps(facts)) + "\\n")
@@ -113,7 +114,9 @@ def test_pip_build_runs_unprivileged_with_a_scrubbed_environment(node: Server) -
     assert facts["data_dir"] == "ok ['deps']", facts["data_dir"]  # an empty tmpfs, down to its own build dir
     assert 0 < facts["nproc"] < 1_000_000, facts["nproc"]
     # /var/tmp is the build's own: what it leaves there is gone with it, never seen by the next build of its uid
-    assert facts["var_tmp"] == "ok 4" and not os.path.exists("/var/tmp/polyfn-build-probe"), facts["var_tmp"]
+    for shared in ("var_tmp", "run_lock"):
+        host = f"/{shared.replace('_', '/')}/polyfn-build-probe-{node.port}"
+        assert facts[shared] in ("ok 4", "FileNotFoundError") and not os.path.exists(host), (shared, facts[shared])
     if "egress" in node.log.read_text().split("instance isolation:")[1].splitlines()[0].split("; off:")[0]:
         assert facts["api"] == "ConnectionRefusedError", facts["api"]  # its own loopback, not the node's
     # what it installed is root's and read-only to every other uid (no later build or function alters it)
@@ -247,6 +250,8 @@ def test_sandbox_disable_build_runs_builds_as_the_server_as_before(tmp_path: Pat
         assert "deploy builds: as the server" in node.log.read_text()
     finally:
         node.stop()
+        for shared in ("/var/tmp", "/run/lock"):  # (the probe's files, left on the host by design here)
+            Path(shared, f"polyfn-build-probe-{node.port}").unlink(missing_ok=True)
 
 
 def csharp(body: str = 'return new OkObjectResult("ok");', head: str = "") -> str:

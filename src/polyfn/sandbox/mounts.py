@@ -1,6 +1,6 @@
 """The instance's view of the filesystem, inside its own mount namespace.
 
-* `/tmp` (and `/dev/shm`, and `/var/tmp` on the host's root) is a fresh tmpfs of `tmp_mb` each (the
+* `/tmp` (and `/dev/shm`, and `/var/tmp`, `/run/lock` on the host's root) is a fresh tmpfs of `tmp_mb` each (the
   function's ephemeral storage; the only writable places, besides what the host leaves writable to everyone),
   so a function cannot fill the node's disk or read other instances' files.
 * Each `hide` directory (polyfn's data dir: `admin.key`, the database, every function's code) is covered
@@ -18,6 +18,10 @@ from polyfn.sandbox.plan import Prepared, SandboxPlan
 
 _NOSUID_NODEV = linux.MS_NOSUID | linux.MS_NODEV
 
+#: the world-writable directories of a Debian host besides /tmp and /dev/shm, each private in a sandbox on the
+#: host's root (a deploy-time build); any other an operator adds stays shared (docs/security.md)
+SHARED_WRITABLE = ("/var/tmp", "/run/lock")
+
 
 def setup(plan: SandboxPlan, prepared: Prepared | None = None) -> str:
     if plan.root:
@@ -31,10 +35,10 @@ def setup(plan: SandboxPlan, prepared: Prepared | None = None) -> str:
             if os.path.isdir("/dev/shm"):  # the host's is shared by every process: give a private one
                 linux.mount("tmpfs", "/dev/shm", "tmpfs", _NOSUID_NODEV | linux.MS_NOEXEC,
                             f"size={plan.tmp_mb}m,mode=1777")
-            if os.path.isdir("/var/tmp") and not os.path.islink("/var/tmp"):
-                # the host's too: a build uid is reused by the next tenant's build, which would see (and could
-                # replace) what the last one left there
-                linux.mount("tmpfs", "/var/tmp", "tmpfs", _NOSUID_NODEV, f"size={plan.tmp_mb}m,mode=1777")
+            for shared in SHARED_WRITABLE:  # the host's others: a build uid is reused by the next tenant's
+                # build, which would see (and could replace) what the last one left there
+                if os.path.isdir(shared) and not os.path.islink(shared):
+                    linux.mount("tmpfs", shared, "tmpfs", _NOSUID_NODEV, f"size={plan.tmp_mb}m,mode=1777")
         hidden = []
         for h in sorted(plan.hide, key=len):  # parents first
             if os.path.isdir(h):
