@@ -23,6 +23,17 @@ _NOSUID_NODEV = linux.MS_NOSUID | linux.MS_NODEV
 SHARED_WRITABLE = ("/var/tmp", "/run/lock")
 
 
+def _private_tmp(tmp_mb: int) -> None:
+    """A fresh tmpfs on /tmp, /dev/shm and the host's other world-writable directories (`SHARED_WRITABLE`)."""
+    linux.mount("tmpfs", "/tmp", "tmpfs", _NOSUID_NODEV, f"size={tmp_mb}m,mode=1777")
+    if os.path.isdir("/dev/shm"):  # the host's is shared by every process: give a private one
+        linux.mount("tmpfs", "/dev/shm", "tmpfs", _NOSUID_NODEV | linux.MS_NOEXEC, f"size={tmp_mb}m,mode=1777")
+    for shared in SHARED_WRITABLE:  # a build uid is reused by the next tenant's build, which would see (and could
+        # replace) what the last one left there
+        if os.path.isdir(shared) and not os.path.islink(shared):
+            linux.mount("tmpfs", shared, "tmpfs", _NOSUID_NODEV, f"size={tmp_mb}m,mode=1777")
+
+
 def setup(plan: SandboxPlan, prepared: Prepared | None = None) -> str:
     if plan.root:
         return _setup_root(plan, prepared)
@@ -31,14 +42,7 @@ def setup(plan: SandboxPlan, prepared: Prepared | None = None) -> str:
     fds_all = fds + rw
     try:
         if plan.tmp_mb:
-            linux.mount("tmpfs", "/tmp", "tmpfs", _NOSUID_NODEV, f"size={plan.tmp_mb}m,mode=1777")
-            if os.path.isdir("/dev/shm"):  # the host's is shared by every process: give a private one
-                linux.mount("tmpfs", "/dev/shm", "tmpfs", _NOSUID_NODEV | linux.MS_NOEXEC,
-                            f"size={plan.tmp_mb}m,mode=1777")
-            for shared in SHARED_WRITABLE:  # the host's others: a build uid is reused by the next tenant's
-                # build, which would see (and could replace) what the last one left there
-                if os.path.isdir(shared) and not os.path.islink(shared):
-                    linux.mount("tmpfs", shared, "tmpfs", _NOSUID_NODEV, f"size={plan.tmp_mb}m,mode=1777")
+            _private_tmp(plan.tmp_mb)
         hidden = []
         for h in sorted(plan.hide, key=len):  # parents first
             if os.path.isdir(h):
