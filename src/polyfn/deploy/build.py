@@ -16,7 +16,6 @@ nothing behind.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import hashlib
 import os
 import re
@@ -203,17 +202,10 @@ async def go_std(go: str, files: dict[str, bytes], build_root: Path, progress: C
 
 
 async def _flock(path: Path, poll: float = 0.1) -> int:
-    """An exclusive flock on `path` (made if missing), waited for without blocking the loop; its descriptor."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
-        except BlockingIOError:
-            await asyncio.sleep(poll)
-        except BaseException:
-            os.close(fd)
-            raise
+    """An exclusive flock on `path` (`isolate.try_flock`), waited for without blocking the loop; its descriptor."""
+    while (fd := isolate.try_flock(path)) is None:
+        await asyncio.sleep(poll)
+    return fd
 
 
 async def _quiet(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, list[str]]:

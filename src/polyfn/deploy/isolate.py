@@ -237,6 +237,20 @@ def exit_note(code: int) -> str:
         return f" (killed by signal {sig})"
 
 
+def try_flock(path: Path) -> int | None:
+    """An exclusive flock on `path` (made 0600 if missing, never through a link) unless another holds one: its
+    descriptor (closed: released), else None. `BuildUids`' locks, the Go standard library's (build.py)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BaseException as e:
+        os.close(fd)
+        if type(e) is BlockingIOError:
+            return None
+        raise
+    return fd
+
+
 class BuildUids:
     """One uid per running build out of `count` from `base` (right after the functions' uids), on the whole host:
     a uid is taken by holding an exclusive flock on `lock_dir/<uid>` (released when the build ends, or when its
@@ -253,14 +267,10 @@ class BuildUids:
             for uid in range(self.base, self.base + self.count):
                 if uid in self._held:
                     continue
-                fd = os.open(self.lock_dir / str(uid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    os.close(fd)
-                    continue
-                self._held[uid] = fd
-                return uid
+                fd = try_flock(self.lock_dir / str(uid))
+                if fd is not None:
+                    self._held[uid] = fd
+                    return uid
             await asyncio.sleep(self.poll)
 
     async def give(self, uid: int) -> None:
@@ -274,14 +284,12 @@ class BuildUids:
         if uid in self._held:
             return
         self.lock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.lock_dir / str(uid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            kill_uid(uid)
-        except BlockingIOError:
-            pass
-        finally:
-            os.close(fd)
+        fd = try_flock(self.lock_dir / str(uid))
+        if fd is not None:
+            try:
+                kill_uid(uid)
+            finally:
+                os.close(fd)
 
 
 def kill_uid(uid: int, attempts: int = 50) -> int:
