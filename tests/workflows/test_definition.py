@@ -139,3 +139,19 @@ def test_a_valid_definition_with_every_state_type():
     assert m.timeout == 60 and m.states["T"].resource.function == "My_Fn" and m.states["T"].resource.qualifier == "$LATEST"
     assert [t for _, t in m.states["T"].transitions()] == ["C", "F"]
     assert [loc for loc, _ in m.walk()][-2:] == ["/States/S", "/States/F"]
+
+
+def test_walk_finds_nested_states_and_leaves_no_reference_cycle() -> None:
+    """Machine.walk recurses through a module function (a nested function calling itself is a cycle left to the
+    cyclic collector); the locations name nested branches' states."""
+    import gc
+
+    m = parse(json.dumps(machine(P={"Type": "Parallel", "Branches": [machine(X=END), machine(Y=END)], "End": True})))
+    gc.collect()
+    gc.disable()
+    try:
+        assert [loc for loc, _ in m.walk()] == ["/States/P", "/States/P/Branches/0/States/X",
+                                                "/States/P/Branches/1/States/Y"]
+        assert gc.collect() == 0
+    finally:
+        gc.enable()

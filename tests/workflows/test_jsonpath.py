@@ -69,3 +69,18 @@ def test_set_path_into_a_non_object_fails_with_result_path_match_failure(path):
     with pytest.raises(StatesError) as e:
         set_path({"a": {"b": [1]}, "s": "str"}, compile_reference(path), 1)
     assert e.value.error == "States.ResultPathMatchFailure"
+
+
+def test_set_path_leaves_no_reference_cycle() -> None:
+    """set_path recurses through a module function: a nested function calling itself is a cycle (the function and
+    its own cell) left to the cyclic collector on every ResultPath of every state."""
+    import gc
+
+    path = compile_reference("$.a.b[0].c")
+    gc.collect()
+    gc.disable()
+    try:
+        assert set_path({"a": {"b": [{"c": 1}]}}, path, 2) == {"a": {"b": [{"c": 2}]}}
+        assert gc.collect() == 0
+    finally:
+        gc.enable()

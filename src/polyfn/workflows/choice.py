@@ -197,18 +197,14 @@ def compile_rule(raw: Any, pointer: str, top: bool) -> Rule:
 def exhaustive(rules: list[Rule]) -> bool:
     """True when some input always matches one of `rules`: a rule and its negation are both there, or a type
     test appears with true and false for the same variable (at the top, or inside one `Or`)."""
-
-    def covered(group: list[Rule]) -> bool:
-        keys = {r.key for r in group}
-        for r in group:
-            if r.kind == "not" and r.children[0].key in keys:
+    keys = {r.key for r in rules}
+    for r in rules:
+        if r.kind == "not" and r.children[0].key in keys:
+            return True
+        if r.kind == "test" and isinstance(r.operand, bool) and (r.operator == "IsPresent" or r.operator in TYPE_TESTS):
+            flipped = r.key.rsplit("|", 1)[0] + f"|{not r.operand}"
+            if flipped in keys:
                 return True
-            if r.kind == "test" and isinstance(r.operand, bool) and (r.operator == "IsPresent" or r.operator in TYPE_TESTS):
-                flipped = r.key.rsplit("|", 1)[0] + f"|{not r.operand}"
-                if flipped in keys:
-                    return True
-            if r.kind == "or" and covered(r.children):
-                return True
-        return False
-
-    return covered(rules)
+        if r.kind == "or" and exhaustive(r.children):
+            return True
+    return False

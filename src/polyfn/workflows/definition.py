@@ -172,18 +172,20 @@ class Machine:
     def walk(self) -> list[tuple[str, State]]:
         """Every state, nested ones included, with its location (`/States/P/Branches/0/States/A`)."""
         out: list[tuple[str, State]] = []
-
-        def visit(m: Machine, prefix: str) -> None:
-            for name, st in m.states.items():
-                loc = f"{prefix}/States/{name}"
-                out.append((loc, st))
-                for i, b in enumerate(st.branches):
-                    visit(b, f"{loc}/Branches/{i}")
-                if st.processor is not None:
-                    visit(st.processor, f"{loc}/{'ItemProcessor' if 'ItemProcessor' in st.raw else 'Iterator'}")
-
-        visit(self, "")
+        _visit(self, "", out)
         return out
+
+
+def _visit(m: Machine, prefix: str, out: list[tuple[str, State]]) -> None:
+    """`Machine.walk`'s recursion (a module function: a nested one that calls itself is a reference cycle, left
+    for the garbage collector on every walk)."""
+    for name, st in m.states.items():
+        loc = f"{prefix}/States/{name}"
+        out.append((loc, st))
+        for i, b in enumerate(st.branches):
+            _visit(b, f"{loc}/Branches/{i}", out)
+        if st.processor is not None:
+            _visit(st.processor, f"{loc}/{'ItemProcessor' if 'ItemProcessor' in st.raw else 'Iterator'}", out)
 
 
 def parse(text: str | bytes | dict[str, Any]) -> Machine:

@@ -134,24 +134,27 @@ def set_path(data: Any, path: Path, value: Any) -> Any:
     assert path.keys is not None
     if not path.keys:
         return value
+    return _put(data, path, 0, value, data)
 
-    def put(node: Any, i: int) -> Any:
-        k = path.keys[i]  # type: ignore[index]
-        last = i == len(path.keys) - 1  # type: ignore[arg-type]
-        if isinstance(k, str):
-            if node is None:
-                node = {}
-            if not isinstance(node, dict):
-                raise StatesError(RESULT_PATH_MATCH_FAILURE, f"Unable to apply ResultPath '{path.text}' to input "
-                                  f"'{_short(data)}': '{k}' is not a field of an object")
-            out = dict(node)
-            out[k] = value if last else put(node.get(k), i + 1)
-            return out
-        if not isinstance(node, list) or k >= len(node):
+
+def _put(node: Any, path: Path, i: int, value: Any, data: Any) -> Any:
+    """`set_path` from key `i` down (a module function: a nested one that calls itself is a reference cycle)."""
+    keys = path.keys
+    assert keys is not None
+    k = keys[i]
+    last = i == len(keys) - 1
+    if isinstance(k, str):
+        if node is None:
+            node = {}
+        if not isinstance(node, dict):
             raise StatesError(RESULT_PATH_MATCH_FAILURE, f"Unable to apply ResultPath '{path.text}' to input "
-                              f"'{_short(data)}': index {k} is not in an array")
-        arr = list(node)
-        arr[k] = value if last else put(node[k], i + 1)
-        return arr
-
-    return put(data, 0)
+                              f"'{_short(data)}': '{k}' is not a field of an object")
+        out = dict(node)
+        out[k] = value if last else _put(node.get(k), path, i + 1, value, data)
+        return out
+    if not isinstance(node, list) or k >= len(node):
+        raise StatesError(RESULT_PATH_MATCH_FAILURE, f"Unable to apply ResultPath '{path.text}' to input "
+                          f"'{_short(data)}': index {k} is not in an array")
+    arr = list(node)
+    arr[k] = value if last else _put(node[k], path, i + 1, value, data)
+    return arr
