@@ -205,6 +205,11 @@ def test_durable_executions_per_namespace(server: Server, teams: dict[str, Any])
     assert lb.list_durable_executions_by_function(FunctionName="approve")["DurableExecutions"] == []
     listed = la.list_durable_executions_by_function(FunctionName="approve")["DurableExecutions"]
     assert [(x["DurableExecutionName"], x["Status"]) for x in listed] == [("one", "RUNNING")]
+    # the function's ARN answers the same; another account's ARN of the same name lists nothing of team-a's
+    assert la.list_durable_executions_by_function(FunctionName=listed[0]["FunctionArn"])["DurableExecutions"] == listed
+    for other in ("team-b", "default"):
+        foreign = f"arn:aws:lambda:us-east-1:{account_id(other)}:function:approve"
+        assert la.list_durable_executions_by_function(FunctionName=foreign)["DurableExecutions"] == [], other
     la.send_durable_execution_callback_success(CallbackId=cb, Result=b"approved")
     assert wait_until(lambda: la.get_durable_execution(DurableExecutionArn=arn)["Status"] != "RUNNING", 120, 0.2)
     done = la.get_durable_execution(DurableExecutionArn=arn)

@@ -31,7 +31,7 @@ from polyfn.api.compat import lambda_wire as lam
 from polyfn.api.compat.lambda_wire import durable_config
 from polyfn.api.routes import Route, mount
 from polyfn.auth.keys import allows
-from polyfn.tenancy import DEFAULT, key_may, key_namespace, local, qualify
+from polyfn.tenancy import DEFAULT, account_id, key_may, key_namespace, local, qualify
 from polyfn.workflows.durable import CheckpointRefused
 from polyfn.workflows.service import DURABLE_NAMESPACE, WorkflowError
 from polyfn.workflows.store import Execution
@@ -258,9 +258,11 @@ class DurableApi:
 
     async def list_by_function(self, request: Request, function_name: str) -> Response:
         ok, _body = await self.verify(request)  # (the function is named in the key's namespace)
-        pname = qualify(key_namespace(ok.key) or DEFAULT if ok.key is not None else DEFAULT,
-                        lam.polyfn_name(lam.parse_function_name(function_name)[0]))
+        ns = key_namespace(ok.key) or DEFAULT if ok.key is not None else DEFAULT
+        pname = qualify(ns, lam.polyfn_name(lam.parse_function_name(function_name)[0]))
         await self.auth(request, "read", pname)
+        if lam.arn_account(function_name) not in (None, account_id(ns)):
+            return _json({"DurableExecutions": []})  # another account's function: listed as an absent one is
         q = request.query_params
         statuses = set(q.getlist("Statuses"))
         try:
