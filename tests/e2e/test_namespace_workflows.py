@@ -216,6 +216,34 @@ def test_durable_executions_per_namespace(server: Server, teams: dict[str, Any])
     assert done["Status"] == "SUCCEEDED" and json.loads(done["Result"]) == {"n": 2, "answer": "approved"}, done
 
 
+CONTEXT_PY = """
+import os
+def handler(event, context):
+    return {"name": context.function_name, "arn": context.invoked_function_arn, "group": context.log_group_name,
+            "env": os.environ["AWS_LAMBDA_FUNCTION_NAME"]}
+"""
+CONTEXT_JS = """
+exports.handler = async (event, context) => ({ name: context.functionName, arn: context.invokedFunctionArn,
+  group: context.logGroupName });
+"""
+
+
+def test_a_namespaced_lambda_function_sees_its_own_name_and_account(server: Server, teams: dict[str, Any]) -> None:
+    """A function of team-a is held as `team-a~ctx`; its Lambda context shows `ctx` in team-a's account id (as the
+    Lambda API's ARNs for it do), in the Python and the Node.js runtime."""
+    la = _aws(server, "lambda", teams["team-a"])
+    for name, runtime, files in (("ctx-py", "python3.12", {"lambda_function.py": CONTEXT_PY}),
+                                 ("ctx-js", "nodejs20.x", {"index.js": CONTEXT_JS})):
+        handler = "lambda_function.handler" if runtime.startswith("python") else "index.handler"
+        cfg = la.create_function(FunctionName=name, Runtime=runtime, Role=DURABLE_ROLE, Handler=handler,
+                                 Code={"ZipFile": zip_of(files)})
+        out = json.loads(la.invoke(FunctionName=name, Payload=b"{}")["Payload"].read())
+        assert out["arn"] == cfg["FunctionArn"] == f"arn:aws:lambda:us-east-1:{account_id('team-a')}:function:{name}"
+        assert out["name"] == name and out["group"] == f"/aws/lambda/{name}", out
+        if "env" in out:
+            assert out["env"] == name
+
+
 def test_deleting_a_namespace_removes_its_workflows(server: Server, teams: dict[str, Any]) -> None:
     # another namespace's machine of the same name (made here: under xdist the module's other tests may run on
     # another worker's node)

@@ -17,10 +17,14 @@ from polyfn.instances.sandboxing import NodeSandbox
 from polyfn.model import Revision
 from polyfn.protocol.spec import InstanceSpec
 from polyfn.sandbox.plan import SandboxPlan
-from polyfn.tenancy import DEFAULT, local, namespace_of, qualify
+from polyfn.tenancy import DEFAULT, account_id, local, namespace_of, qualify
 
 SECRETS_DIR = "/run/secrets"
 log = logging.getLogger("polyfn.manager")
+
+
+#: the account id of the function's namespace, for the vendor contexts that show one (Lambda's ARN and events)
+ACCOUNT_ENV = "POLYFN_ACCOUNT_ID"
 
 
 class InstanceSpecs:
@@ -54,7 +58,9 @@ class InstanceSpecs:
             concurrency=spec.concurrency,
             memory_mb=spec.memory,
             timeout=spec.timeout,
-            env=self.env_for(rev, {**hook_env, **spec.env, **secret_env}),
+            # (the account id its vendor's context shows, e.g. Lambda's ARN: the namespace's, tenancy.account_id)
+            env=self.env_for(rev, {ACCOUNT_ENV: account_id(namespace_of(rev.function)), **hook_env, **spec.env,
+                                   **secret_env}),
             sandbox=plan,
             namespaces=sorted(self.sandbox.namespaces),
             log_line_max=self.settings.log_line_max,

@@ -93,7 +93,8 @@ function context(inv, meta, done) {
     awsRequestId: inv.activation_id,
     functionName: meta.name,
     functionVersion: '$LATEST',
-    invokedFunctionArn: `arn:aws:lambda:${region}:000000000000:function:${meta.name}`,
+    // the account id of the function's namespace (an account on AWS; polyfn/instances/specs.py sets it)
+    invokedFunctionArn: `arn:aws:lambda:${region}:${process.env.POLYFN_ACCOUNT_ID || '000000000000'}:function:${meta.name}`,
     memoryLimitInMB: String(meta.memoryMb),
     logGroupName: `/aws/lambda/${meta.name}`,
     logStreamName: `polyfn/${process.env.POLYFN_INSTANCE_ID || process.pid}`,

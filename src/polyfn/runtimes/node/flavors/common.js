@@ -347,7 +347,7 @@ function apiGatewayV1(inv, meta) {
     pathParameters: inv.path && inv.path !== '/' ? { proxy: inv.path.slice(1) } : null,
     stageVariables: null,
     requestContext: {
-      accountId: '000000000000', resourceId: 'polyfn', stage: '$default', requestId: inv.activation_id,
+      accountId: process.env.POLYFN_ACCOUNT_ID || '000000000000', resourceId: 'polyfn', stage: '$default', requestId: inv.activation_id,
       identity: { sourceIp: sourceIp(inv.headers), userAgent: headerObject(inv.headers)['user-agent'] || '' },
       resourcePath: '/{proxy+}', httpMethod: inv.method, apiId: 'polyfn', path: `/fn/${meta.name}${inv.path || '/'}`,
       protocol: 'HTTP/1.1', domainName: headerObject(inv.headers).host || 'localhost', requestTime: t.iso,
@@ -371,7 +371,7 @@ function apiGatewayV2(inv, meta) {
     version: '2.0', routeKey: '$default', rawPath: inv.path || '/', rawQueryString: inv.query || '',
     headers: h, queryStringParameters: Object.keys(single).length ? single : undefined,
     requestContext: {
-      accountId: '000000000000', apiId: 'polyfn', domainName: h.host || 'localhost', domainPrefix: 'polyfn',
+      accountId: process.env.POLYFN_ACCOUNT_ID || '000000000000', apiId: 'polyfn', domainName: h.host || 'localhost', domainPrefix: 'polyfn',
       http: { method: inv.method, path: inv.path || '/', protocol: 'HTTP/1.1', sourceIp: sourceIp(inv.headers), userAgent: h['user-agent'] || '' },
       requestId: inv.activation_id, routeKey: '$default', stage: '$default', time: t.iso, timeEpoch: t.epoch,
       ...(inv.identity ? { authorizer: { jwt: { claims: inv.identity.claims || {}, scopes: null } } } : {}),

@@ -24,7 +24,7 @@ from polyfn.protocol import Invoke
 from polyfn.runtimes.python.flavors import base
 
 REGION_DEFAULT = "us-east-1"
-ACCOUNT = "000000000000"
+ACCOUNT = "000000000000"  # the default namespace's account id; another's comes in POLYFN_ACCOUNT_ID (instances/specs.py)
 
 
 class CognitoIdentity:
@@ -86,7 +86,7 @@ def _http_time(ts: float) -> str:
     return _time_cache[1]
 
 
-def apigw_v1(inv: Invoke, request_id: str) -> dict[str, Any]:
+def apigw_v1(inv: Invoke, request_id: str, account: str = ACCOUNT) -> dict[str, Any]:
     """API Gateway REST API proxy event (payload format 1.0)."""
     headers: dict[str, str] = base.CaseInsensitiveDict()
     multi: dict[str, list[str]] = base.CaseInsensitiveDict()
@@ -109,7 +109,7 @@ def apigw_v1(inv: Invoke, request_id: str) -> dict[str, Any]:
         "pathParameters": {"proxy": proxy} if proxy else None,
         "stageVariables": None,
         "requestContext": {
-            "accountId": ACCOUNT, "resourceId": "polyfn", "stage": "$default", "requestId": request_id,
+            "accountId": account, "resourceId": "polyfn", "stage": "$default", "requestId": request_id,
             "identity": {"sourceIp": _source_ip(headers), "userAgent": headers.get("user-agent", ""),
                          "cognitoIdentityPoolId": None, "accountId": None, "cognitoIdentityId": None,
                          "caller": None, "apiKey": None, "accessKey": None, "cognitoAuthenticationType": None,
@@ -125,7 +125,7 @@ def apigw_v1(inv: Invoke, request_id: str) -> dict[str, Any]:
     }
 
 
-def apigw_v2(inv: Invoke, request_id: str) -> dict[str, Any]:
+def apigw_v2(inv: Invoke, request_id: str, account: str = ACCOUNT) -> dict[str, Any]:
     """HTTP API / Function URL event (payload format 2.0)."""
     headers: dict[str, str] = {}
     cookies: list[str] = []
@@ -147,7 +147,7 @@ def apigw_v2(inv: Invoke, request_id: str) -> dict[str, Any]:
         "rawQueryString": inv.query,
         "headers": headers,
         "requestContext": {
-            "accountId": ACCOUNT, "apiId": "polyfn", "domainName": host, "domainPrefix": host.split(".")[0],
+            "accountId": account, "apiId": "polyfn", "domainName": host, "domainPrefix": host.split(".")[0],
             "http": {"method": inv.method, "path": path, "protocol": "HTTP/1.1", "sourceIp": _source_ip(headers),
                      "userAgent": headers.get("user-agent", "")},
             "requestId": request_id, "routeKey": "$default", "stage": "$default",
@@ -209,7 +209,8 @@ class Adapter(base.Adapter):
         super().__init__(handler, meta)
         region = meta.env.get("AWS_REGION", REGION_DEFAULT)
         self.version = "$LATEST"
-        self.arn = f"arn:aws:lambda:{region}:{ACCOUNT}:function:{meta.name}"
+        self.account = meta.env.get("POLYFN_ACCOUNT_ID") or ACCOUNT  # (its namespace's: an account on AWS)
+        self.arn = f"arn:aws:lambda:{region}:{self.account}:function:{meta.name}"
         self.memory = str(meta.memory_mb)
         self.log_group = f"/aws/lambda/{meta.name}"
         self.log_stream = f"{time.strftime('%Y/%m/%d')}/[{self.version}]{os.getpid():x}"
@@ -231,7 +232,7 @@ class Adapter(base.Adapter):
     def args(self, inv: Invoke) -> tuple[Any, ...]:
         kind = inv.kind
         if kind == "http":
-            event: Any = (apigw_v2 if self.v2 else apigw_v1)(inv, inv.activation_id)
+            event: Any = (apigw_v2 if self.v2 else apigw_v1)(inv, inv.activation_id, self.account)
         elif kind == "cloudevent":
             event = self.shape(base.cloudevent(inv))
         else:
