@@ -182,13 +182,26 @@ def validate_name(name: str) -> str:
 
 
 def validate_spec(spec: FunctionSpec, max_timeout: float, max_memory: int, max_instances: int) -> FunctionSpec:
-    """Check every field against the node's limits; raise SpecError naming key, value and range."""
+    """Check every field against the node's limits; raise SpecError naming key, value and range (the first
+    problem found, in the order below)."""
     validate_name(spec.name)
+    _check_kind(spec)
+    _check_limits(spec, max_timeout, max_memory, max_instances)
+    _check_websocket(spec)
+    _check_secrets_and_cors(spec)
+    _check_network(spec)
+    _check_retries(spec)
+    _check_env_and_annotations(spec)
+    return spec
 
-    def rng(key: str, value: float, lo: float, hi: float) -> None:
-        if not (lo <= value <= hi):
-            raise SpecError(f"{key}={value!r} is out of range: allowed {lo}..{hi}")
 
+def _rng(key: str, value: float, lo: float, hi: float) -> None:
+    if not (lo <= value <= hi):
+        raise SpecError(f"{key}={value!r} is out of range: allowed {lo}..{hi}")
+
+
+def _check_kind(spec: FunctionSpec) -> None:
+    """runtime, flavor, h2c and the handler's form for the runtime."""
     if spec.runtime not in RUNTIMES:
         raise SpecError(f"runtime={spec.runtime!r} is not supported: use one of {', '.join(RUNTIMES)}")
     if spec.flavor not in FLAVORS:
@@ -203,33 +216,40 @@ def validate_spec(spec: FunctionSpec, max_timeout: float, max_memory: int, max_i
             raise SpecError(f"handler={spec.handler!r} must be a C# [FunctionName] (a letter, then letters, digits, _ or -)")
     elif not re.match(r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$", spec.handler or ""):
         raise SpecError(f"handler={spec.handler!r} must look like MODULE.FUNCTION (e.g. handler.handle)")
-    rng("memory", spec.memory, 32, max_memory)
+
+
+def _check_limits(spec: FunctionSpec, max_timeout: float, max_memory: int, max_instances: int) -> None:
+    """Resources, scaling, keep-alive, auth, rate and stream limits."""
+    _rng("memory", spec.memory, 32, max_memory)
     if spec.ephemeral_storage is not None:
-        rng("ephemeral_storage", spec.ephemeral_storage, EPHEMERAL_MIN, EPHEMERAL_MAX)
-    rng("timeout", spec.timeout, 0.1, max_timeout)
-    rng("concurrency", spec.concurrency, 1, 1000)
+        _rng("ephemeral_storage", spec.ephemeral_storage, EPHEMERAL_MIN, EPHEMERAL_MAX)
+    _rng("timeout", spec.timeout, 0.1, max_timeout)
+    _rng("concurrency", spec.concurrency, 1, 1000)
     if spec.max_instances < 1:
         raise SpecError(f"max_instances={spec.max_instances!r} is out of range: a function needs at least 1 "
                         f"instance to run (allowed 1..{max_instances}); to stop a function, delete it")
-    rng("max_instances", spec.max_instances, 1, max_instances)
+    _rng("max_instances", spec.max_instances, 1, max_instances)
     if spec.min_instances < 0:
         raise SpecError(f"min_instances={spec.min_instances!r} is out of range: it cannot be negative "
                         f"(allowed 0..{spec.max_instances}, the function's max_instances)")
-    rng("min_instances", spec.min_instances, 0, spec.max_instances)
+    _rng("min_instances", spec.min_instances, 0, spec.max_instances)
     if spec.keepalive_policy not in (None, "fixed", "hybrid", "adaptive"):
         raise SpecError(f"keepalive_policy={spec.keepalive_policy!r} is not supported: use fixed, hybrid or "
                         "adaptive")
     if spec.keepalive is not None:
-        rng("keepalive", spec.keepalive, 0, 7 * 24 * 3600)
+        _rng("keepalive", spec.keepalive, 0, 7 * 24 * 3600)
     if spec.auth not in ("anonymous", "key", "app"):
         raise SpecError(f"auth={spec.auth!r} is not supported: use anonymous, key or app")
-    rng("rate_limit", spec.rate_limit, 0, 1e6)
-    rng("stream_idle_timeout", spec.stream_idle_timeout, 0.1, 24 * 3600)
-    rng("stream_max_duration", spec.stream_max_duration, 0.1, 24 * 3600)
+    _rng("rate_limit", spec.rate_limit, 0, 1e6)
+    _rng("stream_idle_timeout", spec.stream_idle_timeout, 0.1, 24 * 3600)
+    _rng("stream_max_duration", spec.stream_max_duration, 0.1, 24 * 3600)
+
+
+def _check_websocket(spec: FunctionSpec) -> None:
     if spec.ws_idle_timeout is not None:
-        rng("ws_idle_timeout", spec.ws_idle_timeout, 1, 24 * 3600)
+        _rng("ws_idle_timeout", spec.ws_idle_timeout, 1, 24 * 3600)
     if spec.ws_max_duration is not None:
-        rng("ws_max_duration", spec.ws_max_duration, 1, 7 * 24 * 3600)
+        _rng("ws_max_duration", spec.ws_max_duration, 1, 7 * 24 * 3600)
     if not re.match(r"^\$request\.body(\.[A-Za-z0-9_-]+)+$", spec.ws_route_selection):
         raise SpecError(f"ws_route_selection={spec.ws_route_selection!r} is not supported: use $request.body.FIELD "
                         "(dots for nested fields), as API Gateway's route selection expression")
@@ -238,6 +258,9 @@ def validate_spec(spec: FunctionSpec, max_timeout: float, max_memory: int, max_i
                 route.startswith("$") and route not in ("$connect", "$disconnect", "$default")):
             raise SpecError(f"ws_routes entry {route!r}: a route key is 1..128 characters; the only ones starting "
                             "with $ are $connect, $disconnect and $default")
+
+
+def _check_secrets_and_cors(spec: FunctionSpec) -> None:
     for entry in spec.secrets:
         sname, _, how = entry.partition(":")
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$", sname) or how not in ("", "env", "file"):
@@ -249,6 +272,10 @@ def validate_spec(spec: FunctionSpec, max_timeout: float, max_memory: int, max_i
         unknown = set(spec.cors) - allowed
         if unknown or not isinstance(spec.cors.get("origins", []), list):
             raise SpecError(f"cors must be an object with keys {sorted(allowed)} (origins a list); got {spec.cors!r}")
+
+
+def _check_network(spec: FunctionSpec) -> None:
+    """network and its allow_net entries (a CIDR needs `egress`)."""
     if spec.network not in NETWORKS:
         raise SpecError(f"network={spec.network!r} is not supported: use one of {', '.join(NETWORKS)}")
     if spec.allow_net and spec.network not in ("egress", "polyfn"):
@@ -266,13 +293,19 @@ def validate_spec(spec: FunctionSpec, max_timeout: float, max_memory: int, max_i
         if isinstance(parsed, Range) and spec.network != "egress":
             raise SpecError(f"allow_net entry {entry!r} is a CIDR: ranges are routed, which needs network egress "
                             f"(network {spec.network!r} relays HOST:PORT entries only)", "invalid_allow_net")
-    rng("retry_attempts", spec.retry_attempts, 1, 100)
-    rng("retry_backoff", spec.retry_backoff, 0, 3600)
-    rng("retry_backoff_max", spec.retry_backoff_max, 0, 24 * 3600)
-    rng("max_event_age", spec.max_event_age, 1, 7 * 24 * 3600)
+
+
+def _check_retries(spec: FunctionSpec) -> None:
+    _rng("retry_attempts", spec.retry_attempts, 1, 100)
+    _rng("retry_backoff", spec.retry_backoff, 0, 3600)
+    _rng("retry_backoff_max", spec.retry_backoff_max, 0, 24 * 3600)
+    _rng("max_event_age", spec.max_event_age, 1, 7 * 24 * 3600)
     for cls in spec.retry_on:
         if cls not in RETRY_CLASSES:
             raise SpecError(f"retry_on={cls!r} is not a failure class: use any of {', '.join(RETRY_CLASSES)}")
+
+
+def _check_env_and_annotations(spec: FunctionSpec) -> None:
     for k, v in spec.env.items():
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k) or not isinstance(v, str):
             raise SpecError(f"env key {k!r} is not a valid environment variable name")
@@ -281,4 +314,3 @@ def validate_spec(spec: FunctionSpec, max_timeout: float, max_memory: int, max_i
     for k, v in spec.annotations.items():
         if not isinstance(v, str) or not (0 < len(k) <= 253) or len(v) > 65536:
             raise SpecError(f"annotation {k[:80]!r}: keys are 1..253 characters, values strings up to 64 KiB")
-    return spec
