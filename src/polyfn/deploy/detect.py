@@ -254,59 +254,14 @@ def _azure_v1(files: dict[str, bytes]) -> list[tuple[str, str]]:
 def _python(files: dict[str, bytes], flavor: str | None, handler: str | None) -> Detection:
     modules = _modules(files)
     if handler:
-        module, _, func = handler.rpartition(".")
-        mod = next((m for m in modules if m.name == module), None)
-        if mod is None:
-            src = files.get(module.replace(".", "/") + ".py") or files.get(module.replace(".", "/") + "/__init__.py")
-            mod = analyse(module, src.decode("utf-8", "replace")) if src else None
-        if flavor:
-            return Detection("python", flavor, handler, "as given")
-        if mod is not None and func in mod.function_apps:
-            return Detection("python", "azure", handler, "a func.FunctionApp() (Azure v2)")
-        fn = mod.functions.get(func) if mod else None
-        if fn is not None and mod is not None:
-            for rule in RULES:
-                if rule.function in (None, func) and matches(rule, mod, fn):
-                    return Detection("python", rule.flavor, handler, rule.why)
-        if any(h == handler for h, _ in _azure_v1(files)):
-            return Detection("python", "azure", handler, "function.json (Azure v1)")
-        if fn is not None and len(fn.params) == 1:
-            return Detection("python", "openfaas", handler, "a one-argument function: OpenFaaS `handle(req)`")
-        return Detection("python", "native", handler, "no vendor convention recognised: polyfn native")
-
+        return _python_given(files, modules, flavor, handler)
     if flavor in (None, "azure"):
-        v1 = _azure_v1(files)
-        if len(v1) == 1:
-            return Detection("python", "azure", v1[0][0], f"{v1[0][1]} (Azure v1)")
-        if len(v1) > 1:
-            raise DeployError("ambiguous_handler",
-                              "several Azure functions (" + ", ".join(p for _, p in v1) + "): deploy each one "
-                              "with --handler " + " or --handler ".join(h for h, _ in v1))
-        apps = [(m.name, a) for m in modules for a in m.function_apps]
-        if len(apps) == 1:
-            return Detection("python", "azure", f"{apps[0][0]}.{apps[0][1]}", "func.FunctionApp() (Azure v2)")
-
-    best: list[tuple[int, ModuleInfo, FunctionInfo]] = []
-    for mod in modules:
-        for fn in mod.functions.values():
-            for i, rule in enumerate(RULES):
-                if (flavor is None or rule.flavor == flavor) and matches(rule, mod, fn):
-                    best.append((i, mod, fn))
-                    break
-    if best:
-        top = min(i for i, _, _ in best)
-        winners = [(m, f) for i, m, f in best if i == top]
-        if len(winners) > 1:
-            preferred = [(m, f) for m, f in winners if m.name in PREFERRED_MODULES]
-            winners = preferred if len(preferred) == 1 else winners
-        if len(winners) == 1:
-            m, f = winners[0]
-            return Detection("python", RULES[top].flavor, f"{m.name}.{f.name}", RULES[top].why)
-        raise DeployError(
-            "ambiguous_handler",
-            f"several functions look like {RULES[top].why}: "
-            + ", ".join(f"{m.name}.{f.name}" for m, f in winners) + ". Say which with --handler MODULE.FUNCTION.",
-        )
+        azure = _python_azure(files, modules)
+        if azure is not None:
+            return azure
+    ruled = _python_by_rules(modules, flavor)
+    if ruled is not None:
+        return ruled
     # The only function with the flavor's arity in a lone module: `def anything(event, context)`.
     if len(modules) == 1:
         want = FLAVOR_ARITY.get(flavor or "native")
@@ -322,6 +277,72 @@ def _python(files: dict[str, bytes], flavor: str | None, handler: str | None) ->
         "handler_not_found",
         f"cannot tell which function to run: looked in {where} for {looked}. "
         "Say it with --handler MODULE.FUNCTION (and --flavor).",
+    )
+
+
+def _python_given(files: dict[str, bytes], modules: list[ModuleInfo], flavor: str | None,
+                  handler: str) -> Detection:
+    """The flavor of the handler the deployer named (given, or told by the code's shape)."""
+    module, _, func = handler.rpartition(".")
+    mod = next((m for m in modules if m.name == module), None)
+    if mod is None:
+        src = files.get(module.replace(".", "/") + ".py") or files.get(module.replace(".", "/") + "/__init__.py")
+        mod = analyse(module, src.decode("utf-8", "replace")) if src else None
+    if flavor:
+        return Detection("python", flavor, handler, "as given")
+    if mod is not None and func in mod.function_apps:
+        return Detection("python", "azure", handler, "a func.FunctionApp() (Azure v2)")
+    fn = mod.functions.get(func) if mod else None
+    if fn is not None and mod is not None:
+        for rule in RULES:
+            if rule.function in (None, func) and matches(rule, mod, fn):
+                return Detection("python", rule.flavor, handler, rule.why)
+    if any(h == handler for h, _ in _azure_v1(files)):
+        return Detection("python", "azure", handler, "function.json (Azure v1)")
+    if fn is not None and len(fn.params) == 1:
+        return Detection("python", "openfaas", handler, "a one-argument function: OpenFaaS `handle(req)`")
+    return Detection("python", "native", handler, "no vendor convention recognised: polyfn native")
+
+
+def _python_azure(files: dict[str, bytes], modules: list[ModuleInfo]) -> Detection | None:
+    """An Azure function: one function.json (v1), or one func.FunctionApp() (v2); several v1 ones are ambiguous."""
+    v1 = _azure_v1(files)
+    if len(v1) == 1:
+        return Detection("python", "azure", v1[0][0], f"{v1[0][1]} (Azure v1)")
+    if len(v1) > 1:
+        raise DeployError("ambiguous_handler",
+                          "several Azure functions (" + ", ".join(p for _, p in v1) + "): deploy each one "
+                          "with --handler " + " or --handler ".join(h for h, _ in v1))
+    apps = [(m.name, a) for m in modules for a in m.function_apps]
+    if len(apps) == 1:
+        return Detection("python", "azure", f"{apps[0][0]}.{apps[0][1]}", "func.FunctionApp() (Azure v2)")
+    return None
+
+
+def _python_by_rules(modules: list[ModuleInfo], flavor: str | None) -> Detection | None:
+    """The function the earliest matching rule picks (one module preferred among equals); ambiguous when the
+    best rule matches several."""
+    best: list[tuple[int, ModuleInfo, FunctionInfo]] = []
+    for mod in modules:
+        for fn in mod.functions.values():
+            for i, rule in enumerate(RULES):
+                if (flavor is None or rule.flavor == flavor) and matches(rule, mod, fn):
+                    best.append((i, mod, fn))
+                    break
+    if not best:
+        return None
+    top = min(i for i, _, _ in best)
+    winners = [(m, f) for i, m, f in best if i == top]
+    if len(winners) > 1:
+        preferred = [(m, f) for m, f in winners if m.name in PREFERRED_MODULES]
+        winners = preferred if len(preferred) == 1 else winners
+    if len(winners) == 1:
+        m, f = winners[0]
+        return Detection("python", RULES[top].flavor, f"{m.name}.{f.name}", RULES[top].why)
+    raise DeployError(
+        "ambiguous_handler",
+        f"several functions look like {RULES[top].why}: "
+        + ", ".join(f"{m.name}.{f.name}" for m, f in winners) + ". Say which with --handler MODULE.FUNCTION.",
     )
 
 
