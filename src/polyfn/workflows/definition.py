@@ -212,6 +212,26 @@ class _Validator(FieldChecker):
         if not isinstance(raw, dict):
             self.problem("SCHEMA_VALIDATION_FAILED", loc, "a state machine must be a JSON object")
             return None
+        self.machine_fields(raw, loc, top, processor)
+        timeout = raw.get("TimeoutSeconds")
+        states_raw = raw.get("States")
+        start = raw.get("StartAt")
+        if not isinstance(states_raw, dict) or not states_raw:
+            self.problem("SCHEMA_VALIDATION_FAILED", f"{loc}/States", "'States' must be a non-empty object")
+            return None
+        states: dict[str, State] = {}
+        for name, sraw in states_raw.items():
+            st = self.state(name, sraw, f"{loc}/States/{name}")
+            if st is not None:
+                states[name] = st
+        self.targets(states, states_raw, start, loc)
+        if isinstance(start, str) and start in states:
+            self.reachable(states, start, loc)
+        return Machine(start if isinstance(start, str) else "", states, raw.get("Comment", ""), timeout)
+
+    def machine_fields(self, raw: dict[str, Any], loc: str, top: bool, processor: bool) -> None:
+        """The machine's own fields: the allowed ones (a top-level machine's, a Map processor's), the query
+        language, an inline Map only, a positive TimeoutSeconds."""
         allowed = {"StartAt", "States", "Comment"} | ({"Version", "TimeoutSeconds", "QueryLanguage"} if top else set()) \
             | ({"ProcessorConfig"} if processor else set())
         for k in sorted(set(raw) - allowed):
@@ -227,16 +247,9 @@ class _Validator(FieldChecker):
         timeout = raw.get("TimeoutSeconds")
         if timeout is not None and not is_positive_int(timeout):
             self.problem("SCHEMA_VALIDATION_FAILED", f"{loc}/TimeoutSeconds", "TimeoutSeconds must be a positive integer")
-        states_raw = raw.get("States")
-        start = raw.get("StartAt")
-        if not isinstance(states_raw, dict) or not states_raw:
-            self.problem("SCHEMA_VALIDATION_FAILED", f"{loc}/States", "'States' must be a non-empty object")
-            return None
-        states: dict[str, State] = {}
-        for name, sraw in states_raw.items():
-            st = self.state(name, sraw, f"{loc}/States/{name}")
-            if st is not None:
-                states[name] = st
+
+    def targets(self, states: dict[str, State], states_raw: dict[str, Any], start: Any, loc: str) -> None:
+        """StartAt and every transition name a state of this machine."""
         if not isinstance(start, str):
             self.problem("SCHEMA_VALIDATION_FAILED", f"{loc}/StartAt", "'StartAt' must name a state")
         elif start not in states_raw:
@@ -247,20 +260,21 @@ class _Validator(FieldChecker):
                 if target not in states_raw:
                     self.problem("MISSING_TRANSITION_TARGET", f"{base}/{field}", f"Missing '{field.rsplit('/', 1)[-1]}' "
                                  f"target: {target} (state '{name}' names a state that does not exist)")
-        if isinstance(start, str) and start in states:
-            reachable = {start}
-            todo = [start]
-            while todo:
-                st = states.get(todo.pop())
-                for _label, target in st.transitions() if st else []:
-                    if target in states and target not in reachable:
-                        reachable.add(target)
-                        todo.append(target)
-            for name in states:
-                if name not in reachable:
-                    self.problem("UNREACHABLE_STATE", f"{loc}/States/{name}",
-                                 f"State '{name}' is not reachable from StartAt '{start}'")
-        return Machine(start if isinstance(start, str) else "", states, raw.get("Comment", ""), timeout)
+
+    def reachable(self, states: dict[str, State], start: str, loc: str) -> None:
+        """Every state is reachable from StartAt."""
+        seen = {start}
+        todo = [start]
+        while todo:
+            st = states.get(todo.pop())
+            for _label, target in st.transitions() if st else []:
+                if target in states and target not in seen:
+                    seen.add(target)
+                    todo.append(target)
+        for name in states:
+            if name not in seen:
+                self.problem("UNREACHABLE_STATE", f"{loc}/States/{name}",
+                             f"State '{name}' is not reachable from StartAt '{start}'")
 
     def state(self, name: str, raw: Any, loc: str) -> State | None:
         if len(name) > MAX_NAME or not name:
@@ -273,29 +287,10 @@ class _Validator(FieldChecker):
             self.problem("SCHEMA_VALIDATION_FAILED", f"{loc}/Type", f"State '{name}' has an unknown Type {kind!r} "
                          f"(one of {', '.join(_FIELDS)})")
             return None
-        for k in sorted(set(raw) - _FIELDS[kind]):
-            if kind == "Map" and k in _DISTRIBUTED:
-                self.problem("SCHEMA_VALIDATION_FAILED", f"{loc}/{k}",
-                             f"Map state '{name}': '{k}' (distributed Map) is not supported; polyfn runs inline Maps")
-            else:
-                self.problem("SCHEMA_VALIDATION_FAILED", f"{loc}/{k}", f"Field '{k}' is not supported in a {kind} state")
-        if raw.get("QueryLanguage", "JSONPath") != "JSONPath":
-            self.problem("SCHEMA_VALIDATION_FAILED", f"{loc}/QueryLanguage",
-                         "polyfn runs the JSONPath query language only (JSONata is not supported)")
+        self.state_fields(name, kind, raw, loc)
         st = State(name, raw)
-        terminal = kind in ("Choice", "Succeed", "Fail")
-        if not terminal:
-            has_next, has_end = "Next" in raw, raw.get("End") is True
-            if has_next and has_end:
-                self.problem("SCHEMA_VALIDATION_FAILED", f"{loc}/End", f"State '{name}' has both 'Next' and 'End'")
-            elif not has_next and not has_end:
-                self.problem("MISSING_TRANSITION_TARGET", f"{loc}/Next",
-                             f"State '{name}' has neither 'Next' nor 'End': add \"Next\": \"<state>\" or \"End\": true")
-            if "End" in raw and not isinstance(raw["End"], bool):
-                self.problem("SCHEMA_VALIDATION_FAILED", f"{loc}/End", "'End' must be true or false")
-            if has_next and not isinstance(raw["Next"], str):
-                self.problem("SCHEMA_VALIDATION_FAILED", f"{loc}/Next", "'Next' must be a state name")
-                st.next = None
+        if kind not in ("Choice", "Succeed", "Fail"):
+            self.next_or_end(st, raw, loc)
         if kind != "Fail":
             st.input_path = self.path(raw, "InputPath", loc)
             st.output_path = self.path(raw, "OutputPath", loc)
@@ -310,6 +305,33 @@ class _Validator(FieldChecker):
             st.catch = self.catchers(raw["Catch"], f"{loc}/Catch")
         getattr(self, "state_" + kind.lower())(st, raw, loc)
         return st
+
+    def state_fields(self, name: str, kind: str, raw: dict[str, Any], loc: str) -> None:
+        """The fields a state of `kind` may have (a distributed Map's named as such), the query language."""
+        for k in sorted(set(raw) - _FIELDS[kind]):
+            if kind == "Map" and k in _DISTRIBUTED:
+                self.problem("SCHEMA_VALIDATION_FAILED", f"{loc}/{k}",
+                             f"Map state '{name}': '{k}' (distributed Map) is not supported; polyfn runs inline Maps")
+            else:
+                self.problem("SCHEMA_VALIDATION_FAILED", f"{loc}/{k}", f"Field '{k}' is not supported in a {kind} state")
+        if raw.get("QueryLanguage", "JSONPath") != "JSONPath":
+            self.problem("SCHEMA_VALIDATION_FAILED", f"{loc}/QueryLanguage",
+                         "polyfn runs the JSONPath query language only (JSONata is not supported)")
+
+    def next_or_end(self, st: State, raw: dict[str, Any], loc: str) -> None:
+        """A state that is not terminal by its type has exactly one of Next (a name) and End (true)."""
+        name = st.name
+        has_next, has_end = "Next" in raw, raw.get("End") is True
+        if has_next and has_end:
+            self.problem("SCHEMA_VALIDATION_FAILED", f"{loc}/End", f"State '{name}' has both 'Next' and 'End'")
+        elif not has_next and not has_end:
+            self.problem("MISSING_TRANSITION_TARGET", f"{loc}/Next",
+                         f"State '{name}' has neither 'Next' nor 'End': add \"Next\": \"<state>\" or \"End\": true")
+        if "End" in raw and not isinstance(raw["End"], bool):
+            self.problem("SCHEMA_VALIDATION_FAILED", f"{loc}/End", "'End' must be true or false")
+        if has_next and not isinstance(raw["Next"], str):
+            self.problem("SCHEMA_VALIDATION_FAILED", f"{loc}/Next", "'Next' must be a state name")
+            st.next = None
 
     # -- per type -------------------------------------------------------------------------------------
 
