@@ -69,6 +69,10 @@ def test_errors(wsk: httpx.Client) -> None:
     r = wsk.put("/actions/ow-java", json={"exec": {"kind": "java:8", "code": "x"}})
     assert r.status_code == 400 and "java:8" in r.json()["error"]
     assert wsk.put("/actions/ow-echo", json={"exec": {"kind": "python:3", "code": "x"}}).status_code == 409
+    for limits in ({"timeout": "soon"}, {"memory": [256]}, "big"):  # a 400 naming limits, not a 500
+        r = wsk.put("/actions/ow-limits", json={"exec": {"kind": "python:3", "code": "def main(a): return a"},
+                                                "limits": limits})
+        assert r.status_code == 400 and "limits" in r.json()["error"], (limits, r.text)
 
 
 def test_non_blocking_and_activation_list(wsk: httpx.Client) -> None:

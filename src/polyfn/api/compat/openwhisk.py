@@ -182,15 +182,7 @@ class WhiskApi(common.VendorFace):
 
     async def put_action(self, request: Request, ns: str, name: str) -> Response:
         await self.auth(request)
-        try:
-            body = json.loads(await request.body() or b"{}")
-        except ValueError:
-            raise WhiskError(400, "The request content was malformed: not JSON") from None
-        if not isinstance(body, dict):
-            raise WhiskError(400, "The request content was malformed: expected an object")
-        unknown = sorted(set(body) - ACTION_FIELDS)
-        if unknown:
-            raise WhiskError(400, f"The request content was malformed: unsupported field(s) {', '.join(unknown)}")
+        body = _action_body(await request.body())
         pname = polyfn_name(name)
         try:
             validate_name(pname)
@@ -203,37 +195,10 @@ class WhiskApi(common.VendorFace):
         existing = await self.store.get_function(pname)
         if existing is not None and request.query_params.get("overwrite", "false") != "true":
             raise WhiskError(409, "resource already exists")
+        fields = _action_fields(existing, pname, name, body)
         exec_ = body.get("exec") or {}
-        fields: dict[str, Any] = {"name": pname, "annotations": {}}
-        if existing is not None:
-            fields = msgspec.structs.asdict(existing.spec)
-            fields["annotations"] = dict(existing.spec.annotations)
-        ann = fields["annotations"]
-        if name != local(pname):
-            ann[A_NAME] = name
-        for key, field in (("parameters", A_PARAMS), ("annotations", A_ANN)):
-            if key in body:
-                if not isinstance(body[key], list):
-                    raise WhiskError(400, f"{key} must be a list of {{key, value}}")
-                ann[field] = json.dumps(body[key])
-        limits = body.get("limits") or {}
-        if "timeout" in limits:
-            fields["timeout"] = float(limits["timeout"]) / 1000
-        if "memory" in limits:
-            fields["memory"] = int(limits["memory"])
         if exec_:
-            kind = str(exec_.get("kind", ""))
-            lang = _kind(kind)
-            try:
-                t = runtimes.resolve("openwhisk", lang, kind)
-            except runtimes.UnsupportedRuntime as e:
-                raise WhiskError(400, str(e)) from None
-            fields.update(runtime=t.runtime, flavor=t.flavor)
-            ann[A_KIND] = kind
-            files, module = self._code(exec_, lang)
-            fields["handler"] = f"{module}.{exec_.get('main') or 'main'}" if module else None
-            if fields["handler"] is None:
-                fields.pop("handler")
+            files = self._exec_fields(fields, exec_)
         elif existing is None:
             raise WhiskError(400, "exec is required to create an action")
         else:
@@ -243,6 +208,23 @@ class WhiskApi(common.VendorFace):
         except DeployError as e:
             raise WhiskError(400, f"{e.code}: {e.message}") from None
         return JSONResponse(action_json(info))
+
+    def _exec_fields(self, fields: dict[str, Any], exec_: dict[str, Any]) -> dict[str, bytes]:
+        """The runtime, flavor and handler of an action's `exec` into `fields`; its code's files."""
+        kind = str(exec_.get("kind", ""))
+        lang = _kind(kind)
+        try:
+            t = runtimes.resolve("openwhisk", lang, kind)
+        except runtimes.UnsupportedRuntime as e:
+            raise WhiskError(400, str(e)) from None
+        fields.update(runtime=t.runtime, flavor=t.flavor)
+        fields["annotations"][A_KIND] = kind
+        files, module = self._code(exec_, lang)
+        if module:
+            fields["handler"] = f"{module}.{exec_.get('main') or 'main'}"
+        else:
+            fields.pop("handler", None)
+        return files
 
     def _code(self, exec_: dict[str, Any], lang: str) -> tuple[dict[str, bytes], str | None]:
         code = exec_.get("code")
@@ -444,3 +426,45 @@ def install(app: FastAPI, **services: Any) -> None:
     @app.exception_handler(WhiskError)
     async def _error(_: Request, e: WhiskError) -> Response:
         return JSONResponse({"error": e.message, "code": uuid.uuid4().hex}, status_code=e.status)
+
+
+def _action_body(raw: bytes) -> dict[str, Any]:
+    """A PUT action's JSON object, with only the fields OpenWhisk's actions have."""
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        raise WhiskError(400, "The request content was malformed: not JSON") from None
+    if not isinstance(body, dict):
+        raise WhiskError(400, "The request content was malformed: expected an object")
+    unknown = sorted(set(body) - ACTION_FIELDS)
+    if unknown:
+        raise WhiskError(400, f"The request content was malformed: unsupported field(s) {', '.join(unknown)}")
+    return body
+
+
+def _action_fields(existing: Any, pname: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The function spec's fields for an action: the existing function's (an update) or new ones, with the
+    action's name, parameters, annotations and limits."""
+    fields: dict[str, Any] = {"name": pname, "annotations": {}}
+    if existing is not None:
+        fields = msgspec.structs.asdict(existing.spec)
+        fields["annotations"] = dict(existing.spec.annotations)
+    ann = fields["annotations"]
+    if name != local(pname):
+        ann[A_NAME] = name
+    for key, field in (("parameters", A_PARAMS), ("annotations", A_ANN)):
+        if key in body:
+            if not isinstance(body[key], list):
+                raise WhiskError(400, f"{key} must be a list of {{key, value}}")
+            ann[field] = json.dumps(body[key])
+    limits = body.get("limits") or {}
+    if not isinstance(limits, dict):
+        raise WhiskError(400, "limits must be an object ({timeout, memory, ...})")
+    try:
+        if "timeout" in limits:
+            fields["timeout"] = float(limits["timeout"]) / 1000
+        if "memory" in limits:
+            fields["memory"] = int(limits["memory"])
+    except (TypeError, ValueError):
+        raise WhiskError(400, f"limits.timeout and limits.memory must be numbers, not {limits!r}") from None
+    return fields
