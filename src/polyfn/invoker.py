@@ -25,7 +25,7 @@ from polyfn.observe.logbudget import LogBudget
 from polyfn.observe.metrics import Metrics
 from polyfn.observe.recorder import ActivationRecorder
 from polyfn.outcome import Outcome, platform_error  # (what the invoker answers; the faces import both here)
-from polyfn.protocol import Result
+from polyfn.protocol import Invoke, Result
 from polyfn.scheduler import shed
 from polyfn.scheduler.deadlines import Deadlines
 from polyfn.scheduler.pool import PoolClosed, StartFailed, Throttled
@@ -54,6 +54,20 @@ class FunctionTimeout(Exception):
 
 class FunctionCancelled(Exception):
     """`DELETE /v1/activations/ID` (`polyfn cancel`) stopped the invocation while it ran."""
+
+
+def _activation(call: Call, revision: int, memory: int) -> Activation:
+    """The record of a call that was admitted, as it starts (its id given by the queue or a trigger, or new)."""
+    aid = call.activation_id or new_activation_id()
+    return Activation(id=aid, function=call.function, revision=revision, trigger=call.trigger, start=time.time(),
+                      trace_id=call.trace_id or aid, parent_id=call.parent_id, memory_mb=memory,
+                      req_bytes=len(call.body))
+
+
+def _again(e: Exception, admitted: Active | None) -> bool:
+    """Is a call that ended without a result run once more, on another instance? When its instance ended before
+    it started (`NotStarted`: none of the function's code ran), unless this was its second try already."""
+    return type(e) is NotStarted and admitted is None
 
 
 def _on_deadline(inst: Instance, fut: asyncio.Future[Result], timeout: float) -> None:
@@ -146,51 +160,88 @@ class Invoker:
             active = await self.admit(call)
         if type(active) is Outcome:
             return active
-        name, trigger = call.function, call.trigger
-        rev = active.revision
-        spec = rev.spec
+        spec = active.revision.spec
         pool = active.pool
-        start = time.time()
         t0 = time.perf_counter()
-        aid = call.activation_id or new_activation_id()
-        act = Activation(id=aid, function=name, revision=rev.number, trigger=trigger, start=start,
-                         trace_id=call.trace_id or aid, parent_id=call.parent_id, memory_mb=spec.memory,
-                         req_bytes=len(call.body))
+        act = _activation(call, active.revision.number, spec.memory)
+        try:  # a free instance, or a wait in the pool's queue (maybe for a cold start)
+            inst = pool.try_acquire() or await pool.acquire(spec.timeout)
+        except (Throttled, StartFailed, PoolClosed) as e:
+            return self._unserved(call, act, t0, e)
+        inv = self._frame(call, spec, act, inst, t0)
+        try:
+            fut = inst.invoke(inv)
+        except InstanceGone:
+            pool.release(inst)
+            return await self._crashed(act, t0, inst)
+        deadlines = self.deadlines
+        deadlines.add(fut, t0 + spec.timeout, _on_deadline, inst, fut, spec.timeout)
+        running = self.running
+        running[act.id] = (inst, fut)
+        streamed = False
+        try:
+            res = await fut
+            if type(res) is ResponseStream:  # the function streams its response (protocol.Head)
+                deadlines.discard(fut)
+                streamed = True
+                return await self._streaming(call, act, t0, inst, pool, res, spec)
+        except (FunctionCancelled, FunctionTimeout, InstanceGone) as e:
+            deadlines.discard(fut)  # (a timeout's entry is gone already: the sweep took it before it expired)
+            if not _again(e, admitted):
+                return await self._ended(e, act, t0, inst, inv.id, spec.timeout)
+            res = None  # (run again, after the instance is released, below)
+        finally:
+            if not streamed:  # (a stream's instance is released when the stream ends)
+                running.pop(act.id, None)
+                pool.release(inst)
+        if res is None:
+            log.warning("%s: instance %s ended before it started; the call goes to another", call.function, inst.id)
+            return await self.call(call, active)
+        deadlines.discard(fut)
+        return self._answered(act, t0, inst, res, spec)
 
-        inst = pool.try_acquire()
-        if inst is None:
-            try:
-                inst = await pool.acquire(spec.timeout)
-            except Throttled as e:  # shed: no activation record, only counted (scheduler/shed.py)
-                if self.metrics is not None:
-                    self.metrics.shed(name, trigger, e.reason)
-                return self._refused(name, e)
-            except StartFailed as e:
-                act.logs = self._bounded(name, [ln if type(ln) is LogLine else LogLine(*ln) for ln in e.logs])
-                act.error = e.error
-                message = f"the function failed to start: {e.error.get('errorMessage')}"
-                extra = {"errorType": e.error.get("errorType"), "stackTrace": e.error.get("stackTrace", [])}
-                headers = None
-                if e.retry_after:  # remembered: no start was tried for this call (the pool backs off)
-                    wait = max(1, math.ceil(e.retry_after))
-                    message += (f" (remembered from a start that failed {e.age:.1f} s ago; the next start is "
-                                f"tried in {wait} s)")
-                    extra["remembered"] = True
-                    headers = [(b"retry-after", str(wait).encode())]
-                return self._finish(act, t0, "init_failed", 502, platform_error(
-                    502, "function_init_failed", message, extra=extra, headers=headers, activation_id=act.id))
-            except PoolClosed as e:
-                return platform_error(404, "function_not_found", str(e))
-        t_acquired = time.perf_counter()
-        act.wait_ms = (t_acquired - t0) * 1000
+    async def _streaming(self, call: Call, act: Activation, t0: float, inst: Instance, pool: Any,
+                         stream: ResponseStream, spec: Any) -> Outcome:
+        """A function that streams its response, from its head on (streamed_calls.py): relayed as it comes to an
+        ingress that asked (`call.stream`), else read whole into the Outcome's body."""
+        out = self.streamed.begin(act, t0, inst, pool, stream, spec, call.kind)
+        return out if call.stream else await self.streamed.collected(out)
+
+    def _unserved(self, call: Call, act: Activation, t0: float, e: Exception) -> Outcome:
+        """The answer to a call the pool gave no instance: shed (no activation record, only counted:
+        scheduler/shed.py), the function failed to start (recorded), or its pool was closed (removed)."""
+        if type(e) is PoolClosed:
+            return platform_error(404, "function_not_found", str(e))
+        if isinstance(e, Throttled):  # shed, or a kind of it (NoCapacity)
+            if self.metrics is not None:
+                self.metrics.shed(call.function, call.trigger, e.reason)
+            return self._refused(call.function, e)
+        assert type(e) is StartFailed
+        act.logs = self._bounded(call.function, [ln if type(ln) is LogLine else LogLine(*ln) for ln in e.logs])
+        act.error = e.error
+        message = f"the function failed to start: {e.error.get('errorMessage')}"
+        extra = {"errorType": e.error.get("errorType"), "stackTrace": e.error.get("stackTrace", [])}
+        headers = None
+        if e.retry_after:  # remembered: no start was tried for this call (the pool backs off)
+            wait = max(1, math.ceil(e.retry_after))
+            message += (f" (remembered from a start that failed {e.age:.1f} s ago; the next start is "
+                        f"tried in {wait} s)")
+            extra["remembered"] = True
+            headers = [(b"retry-after", str(wait).encode())]
+        return self._finish(act, t0, "init_failed", 502, platform_error(
+            502, "function_init_failed", message, extra=extra, headers=headers, activation_id=act.id))
+
+    def _frame(self, call: Call, spec: Any, act: Activation, inst: Instance, t0: float) -> Invoke:
+        """The call has its instance: the activation learns the wait and the instance (and whether this is its
+        cold start); the `Invoke` frame is made (a CloudEvent shaped for a vendor's flavour on Node.js, the
+        caller's identity headers taken out)."""
+        act.wait_ms = (time.perf_counter() - t0) * 1000
         act.instance = inst.id
         if not inst.cold_claimed:
             inst.cold_claimed = True
             act.cold = True
             act.init_ms = inst.init_ms
             act.init_info = inst.info
-
-        remaining = spec.timeout - (t_acquired - t0)
         if call.kind == "cloudevent" and spec.runtime != "python":  # vendor shapes are built here for Node.js
             from polyfn.events.shapes import shape_for_launched_runtime
 
@@ -199,62 +250,33 @@ class Invoker:
                 call.kind, call.body, call.content_type = "event", shaped, "application/json"
         if call.headers:
             call.headers = strip_identity_headers(call.headers)
-        inv = call.frame(act.id, start + spec.timeout, act.trace_id)
-        try:
-            fut = inst.invoke(inv)
-        except InstanceGone:
-            pool.release(inst)
-            return await self._crashed(act, t0, inst)
-        deadlines = self.deadlines
-        deadlines.add(fut, t_acquired + remaining, _on_deadline, inst, fut, spec.timeout)
-        running = self.running
-        running[act.id] = (inst, fut)
-        streamed = again = False
-        try:
-            res = await fut
-            if type(res) is ResponseStream:  # the function streams its response (protocol.Head)
-                deadlines.discard(fut)
-                streamed = True
-                out = self.streamed.begin(act, t0, inst, pool, res, spec, call.kind)
-                return out if call.stream else await self.streamed.collected(out)
-        except FunctionCancelled:
-            deadlines.discard(fut)
-            early = inst.printed_so_far(inv.id)
-            if early:
-                act.logs = self._bounded(name, early)
+        return call.frame(act.id, act.start + spec.timeout, act.trace_id)
+
+    async def _ended(self, e: Exception, act: Activation, t0: float, inst: Instance, inv_id: int,
+                     timeout: float) -> Outcome:
+        """A call that ended without a result: cancelled, timed out, or its instance died (crash, memory); with
+        what it printed before (its streamed lines)."""
+        early = inst.printed_so_far(inv_id)
+        if early:
+            act.logs = self._bounded(act.function, early)
+        if type(e) is FunctionCancelled:
             return self._finish(act, t0, "cancelled", 499, platform_error(
                 499, "function_cancelled", f"activation {act.id} was cancelled while it ran (its instance was "
                 "stopped)", activation_id=act.id))
-        except FunctionTimeout:
-            early = inst.printed_so_far(inv.id)  # what it printed before it was killed (streamed lines)
-            if early:
-                act.logs = self._bounded(name, early)
+        if type(e) is FunctionTimeout:
             return self._finish(act, t0, "timeout", 504, platform_error(
-                504, "function_timeout", f"the function did not finish within its {spec.timeout:g} s timeout",
+                504, "function_timeout", f"the function did not finish within its {timeout:g} s timeout",
                 activation_id=act.id))
-        except InstanceGone as e:
-            deadlines.discard(fut)
-            if type(e) is NotStarted and admitted is None:
-                again = True  # (after the instance is released, below)
-            else:
-                early = inst.printed_so_far(inv.id)  # what it printed before it crashed or ran out of memory
-                if early:
-                    act.logs = self._bounded(name, early)
-                return await self._crashed(act, t0, inst)
-        finally:
-            if not streamed:  # (a stream's instance is released when the stream ends)
-                running.pop(act.id, None)
-                pool.release(inst)
-        if again:
-            log.warning("%s: instance %s ended before it started; the call goes to another", name, inst.id)
-            return await self.call(call, active)
-        deadlines.discard(fut)
+        return await self._crashed(act, t0, inst)
 
+    def _answered(self, act: Activation, t0: float, inst: Instance, res: Result, spec: Any) -> Outcome:
+        """The function's `Result`: its lines, the sandbox's memory peak, its status and headers, its error (a
+        500 unless it chose a 4xx/5xx), a body over the payload limit (502)."""
         act.run_ms = res.run_ms
         if res.logs:
-            act.logs = self._bounded(name, res.logs)  # already LogLine structs (decoded so by the protocol)
+            act.logs = self._bounded(act.function, res.logs)  # already LogLine structs (decoded so by the protocol)
             if len(res.logs) > self.lines_max and self.metrics is not None:
-                self.metrics.log_floods.inc(name)
+                self.metrics.log_floods.inc(act.function)
         if inst.memory is not None:  # the sandbox's peak so far, and a child process killed for memory
             act.max_memory_mb = inst.peak_mb()
             if res.error is not None and inst.memory.new_kills():

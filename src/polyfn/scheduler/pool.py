@@ -132,18 +132,20 @@ class Pool(Starts, Overload):
         deadlines = self._deadlines
         deadlines.add(fut, time.perf_counter() + timeout, self._wait_expired, fut, timeout)
         try:
-            return await fut
-        except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled() and fut.exception() is None:
+            inst = await fut
+        except BaseException as e:
+            if (isinstance(e, asyncio.CancelledError) and fut.done() and not fut.cancelled()
+                    and fut.exception() is None):
                 self.release(fut.result())  # we were handed an instance as we were cancelled
+            if fut in self.waiters:  # (a timeout, a cancellation, a refusal: it may still be queued)
+                self.waiters.remove(fut)
             raise
         finally:
             deadlines.discard(fut)
             del self._since[fut]
-            # Handed an instance, it was taken off the queue (`_hand_over`'s popleft): the queue is not searched
-            # (a scan of every waiter). Otherwise (a timeout, a cancellation, a refusal) it may still be queued.
-            if (not fut.done() or fut.cancelled() or fut.exception() is not None) and fut in self.waiters:
-                self.waiters.remove(fut)
+        # Handed an instance, it was taken off the queue (`_hand_over`'s popleft): the queue is not searched (a
+        # scan of every waiter).
+        return inst
 
     def _wait_expired(self, fut: asyncio.Future[Instance], timeout: float) -> None:
         if not fut.done():
