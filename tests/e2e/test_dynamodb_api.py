@@ -142,6 +142,12 @@ def test_scoped_keys(server: Server, ddb: Any) -> None:
     with pytest.raises(ClientError) as e:
         bad.list_tables()
     assert code(e) == "InvalidSignatureException"
+    # a key this node does not know: the key store is reloaded, then the key is refused (twice: the same answer)
+    unknown = boto3.client("dynamodb", **creds(server, "PFAKNOTAKEY0000000", "any-secret"))
+    for _ in range(2):
+        with pytest.raises(ClientError) as e:
+            unknown.list_tables()
+        assert code(e) == "UnrecognizedClientException"
 
 
 FN = '''

@@ -152,3 +152,51 @@ async def test_a_face_that_fails_is_answered_500_and_closed(served: tuple[int, F
     assert (status, out, headers[b"connection"]) == (500, b"Internal Server Error", b"close")
     assert await asyncio.wait_for(reader.read(), 5) == b""
     writer.close()
+
+
+async def test_a_graceful_shutdown_waits_for_a_direct_answer_then_cancels_it_with_a_500() -> None:
+    """A direct face's answer runs in a task counted in the server's tasks: uvicorn's graceful shutdown waits for it
+    and, past its timeout, cancels it — the face sees `CancelledError` where it waits, and the client gets 500 with
+    the connection closed (before: nothing was written and the connection stayed open)."""
+    import socket
+
+    import uvicorn
+
+    loop = asyncio.get_running_loop()
+    cancelled = asyncio.Event()
+    started = asyncio.Event()
+
+    class Hangs(Face):
+        async def answer(self, method: str, raw_path: bytes, query: bytes, headers: list[tuple[bytes, bytes]],
+                         body: bytes) -> tuple[int, bytes]:
+            started.set()
+            try:
+                await loop.create_future()
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+            return 200, b""
+
+    face = Hangs()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    proto = CoalescingHttpToolsProtocol.with_limits(HttpLimits(), direct=face.pick)
+    srv = uvicorn.Server(uvicorn.Config(app, http=proto, loop="none", lifespan="off", log_level="critical",
+                                        timeout_graceful_shutdown=1))
+    serving = asyncio.create_task(srv.serve(sockets=[sock]))
+    while not srv.started:
+        await asyncio.sleep(0.01)
+    reader, writer = await asyncio.open_connection("127.0.0.1", sock.getsockname()[1])
+    writer.write(post("/", b"hang"))
+    await asyncio.wait_for(started.wait(), 5)
+    assert len(srv.server_state.tasks) == 1
+    srv.should_exit = True
+    await asyncio.sleep(0.5)
+    assert not cancelled.is_set() and not serving.done()  # (waited for)
+    await asyncio.wait_for(serving, 5)
+    assert cancelled.is_set() and not srv.server_state.tasks
+    status, headers, out = await response(reader)
+    assert (status, headers[b"connection"]) == (500, b"close")
+    assert await asyncio.wait_for(reader.read(), 5) == b""
+    writer.close()
+

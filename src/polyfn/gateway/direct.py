@@ -18,6 +18,7 @@ started yet) go to the ASGI app as before, where the same face answers them the 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable
 from typing import Any, Protocol
@@ -112,14 +113,23 @@ def complete(proto: Any, cycle: DirectCycle) -> None:
 async def _run(proto: Any, cycle: DirectCycle) -> None:
     try:
         status, out = await cycle.face.answer(cycle.method, b"/", b"", cycle.headers, bytes(cycle.body))
-    except Exception:
-        log.exception("a direct request failed")
-        cycle.response_complete = True
-        if not cycle.disconnected and not proto.transport.is_closing():
-            proto.transport.write(_500)
-            proto.transport.close()
+    except (Exception, asyncio.CancelledError) as exc:
+        _crashed(proto, cycle, exc)
+        if not isinstance(exc, Exception):
+            raise
         return
     _respond(proto, cycle, status, out)
+
+
+def _crashed(proto: Any, cycle: DirectCycle, exc: BaseException) -> None:
+    """The face failed (not a refusal: its own fault), or was cancelled (past a graceful shutdown's timeout):
+    logged, answered 500, the connection closed (a cancelled one wrote nothing and kept the connection open)."""
+    if isinstance(exc, Exception):
+        log.error("a direct request failed", exc_info=exc)
+    cycle.response_complete = True
+    if not cycle.disconnected and not proto.transport.is_closing():
+        proto.transport.write(_500)
+        proto.transport.close()
 
 
 def _respond(proto: Any, cycle: DirectCycle, status: int, out: bytes) -> None:
