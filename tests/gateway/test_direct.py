@@ -195,7 +195,7 @@ async def test_a_graceful_shutdown_waits_for_a_direct_answer_then_cancels_it_wit
     assert not cancelled.is_set() and not serving.done()  # (waited for)
     await asyncio.wait_for(serving, 5)
     assert cancelled.is_set() and not srv.server_state.tasks
-    status, headers, out = await response(reader)
+    status, headers, _ = await response(reader)
     assert (status, headers[b"connection"]) == (500, b"close")
     assert await asyncio.wait_for(reader.read(), 5) == b""
     writer.close()
