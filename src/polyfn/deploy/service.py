@@ -197,7 +197,7 @@ class Deployer:
         await self.registry.manager.specs.ahead(rev)  # its storage key and sandbox plan, off its first start
         pool = self.registry.prepare(rev)
         try:
-            import_ms = await self.registry.manager.built_at_deploy(rev.key, wait)
+            import_ms = await self.registry.manager.built_at_deploy(rev, wait)
         except BaseException:
             self.registry.discard(pool)
             raise

@@ -122,14 +122,21 @@ class InstanceManager:
         if self.fzs.get(old.revision.key) is not None or old.instances:
             self.fzs.want(new, delay=0)
 
-    async def built_at_deploy(self, key: str, timeout: float) -> float | None:
-        """Wait (at most `timeout` s) for the function zygote `succeed` started building for revision `key`;
+    async def built_at_deploy(self, rev: Any, timeout: float) -> float | None:
+        """Wait (at most `timeout` s) for the function zygote `succeed` started building for revision `rev`;
         its import time in ms, or None when no build was under way or it failed. The deploy waits here so the
-        revision's first call forks from the zygote instead of waiting for the module's import."""
-        if self.fzs is None or timeout <= 0 or key not in self.fzs.building:
+        revision's first call forks from the zygote instead of waiting for the module's import — and until the
+        zygote's first offered child has answered its `Take` (rehearsed and named, as idle as a warm instance)
+        with the zygote's cgroup sized for it, so that call runs neither beside them nor behind those writes."""
+        if self.fzs is None or timeout <= 0 or rev.key not in self.fzs.building:
             return None
-        fz = await self.fzs.wait_built(key, timeout)
-        return fz.import_ms if fz is not None else None
+        t0 = time.monotonic()
+        fz = await self.fzs.wait_built(rev.key, timeout)
+        if fz is None:
+            return None
+        fnstart.size_ahead(self, fz, rev.function, rev.spec.memory)
+        await fz.offer_ready(max(0.0, timeout - (time.monotonic() - t0)))
+        return fz.import_ms
 
     def forget_pool(self, pool: Any, keep_revision: bool = False) -> None:
         """A drained pool is gone; its revision's sandbox and zygote go too unless another pool serves it."""
