@@ -119,15 +119,17 @@ class FunctionZygote(ZygoteClient):
             raise ZygoteError(f"function zygote {self.key}: its process was not found under pid {self.supervisor}")
         self.memory_mb = max(1, -(-rss_kb(self.worker) // 1024))
 
-    async def offer_ready(self, timeout: float) -> bool:
-        """Name the offered child now if it is not (the first offer comes before the zygote's `Ready`, its host
-        pid unknown then) and wait (at most `timeout` s) until it has answered that `Take`: rehearsed and named,
-        it then waits for its first `Invoke` like an idle instance. The deploy of a new revision waits here
-        (`InstanceManager.built_at_deploy`), so its first call does not run beside the offered child's fork and
-        rehearsal. (A zygote built after a clean start does not: its first offer is named when taken, pipelined
-        with the call.) False when there is no offer or it did not answer in time."""
+    def name_offer(self) -> None:
+        """Name the offered child now if it is not: the first offer comes before the zygote's `Ready`, its host
+        pid unknown then. A deploy does (`InstanceManager.built_at_deploy`); a zygote built after a clean start
+        does not: its first offer is named when taken, pipelined with the call."""
         if self.offer is not None and not self.named and self.worker:
             self._name_offer()
+
+    async def offer_ready(self, timeout: float) -> bool:
+        """Wait (at most `timeout` s) until the named offered child has answered its `Take`: rehearsed and
+        named, it then waits for its first `Invoke` like an idle instance (`InstanceManager.first_offer_ready`).
+        False when there is no such child or it did not answer in time."""
         prepared = self.prepared
         if prepared is None or not self.named:
             return False
