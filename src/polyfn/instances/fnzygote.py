@@ -133,9 +133,13 @@ class FunctionZygote(ZygoteClient):
         prepared = self.prepared
         if prepared is None or not self.named:
             return False
+
+        async def answered() -> None:
+            handle = await asyncio.shield(prepared)
+            await handle.ready_seen()
+
         try:
-            handle = await asyncio.wait_for(asyncio.shield(prepared), timeout)
-            await asyncio.wait_for(handle.ready_seen(), timeout)
+            await asyncio.wait_for(answered(), timeout)
         except Exception:  # (gone, or slow: the start takes it, or forks, as before)
             return False
         return True
@@ -163,7 +167,7 @@ class FunctionZygote(ZygoteClient):
         """Give the offered child its identity now (`Take`, with its host pid): it answers `Ready` while it
         waits, and a start has nothing left to tell it. Only once the zygote's own host pid is known (its
         children are looked up under it): the first offer comes before the zygote's `Ready`, and is named
-        when that comes (`wait_ready`). Nothing else is written on the connection before it is taken."""
+        by a deploy (`name_offer`) or when taken. Nothing else is written on the connection before it is taken."""
         assert self.offer is not None
         inner, _, conn, info = self.offer
         host = find_host_pid(children(self.worker), inner, depth=0)
