@@ -13,6 +13,10 @@ quiet machine's figures.
     git archive HEAD src | tar -x -C /tmp/base      # the version to compare against
     .venv/bin/python bench/zygote_ab.py /tmp/base/src src
     .venv/bin/python bench/zygote_ab.py /tmp/base/src src -n 80 --settle 0.2
+    .venv/bin/python bench/zygote_ab.py /tmp/base/src src --revision    # also: a new revision's first start
+
+`--revision` adds, after each sample, a new revision's first start of a second function on the same node
+(redeploy → `GET` at once: its zygote built at deploy), as `bench/coldstart.py`'s second row, and prints it.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import time
 from pathlib import Path
 
 from _common import Http, PolyfnServer, fmt, percentile, print_header, table
-from coldstart import kill_instances, wait_zygote
+from coldstart import kill_instances, revision_sample, wait_zygote
 
 HANDLER = "def handler(event, context):\n    return 'Hello World!'\n"
 
@@ -33,11 +37,13 @@ def main() -> None:
     ap.add_argument("variants", nargs="+", help="source directories (the first is the reference)")
     ap.add_argument("-n", "--samples", type=int, default=40, help="samples per variant")
     ap.add_argument("--settle", type=float, default=0.1, help="seconds between the kill and the GET")
+    ap.add_argument("--revision", action="store_true", help="also a new revision's first start (redeploy → GET)")
     args = ap.parse_args()
     print_header("cold start from a function's zygote, A/B of source trees (same run, samples alternated)")
     servers: list[tuple[str, PolyfnServer, Http]] = []
     ms: dict[str, list[float]] = {}
     init: dict[str, list[float]] = {}
+    rev: dict[str, list[float]] = {}
     load = [os.getloadavg()[0]]
     try:
         for v in args.variants:
@@ -48,7 +54,10 @@ def main() -> None:
             if status != 200:
                 raise RuntimeError(f"{v}: {status} {body[:300]!r}")
             wait_zygote(server, "zab")
-            ms[v], init[v] = [], []
+            if args.revision:  # served, so its redeploys build their zygote at deploy
+                server.deploy("zrev", {"handler.py": HANDLER})
+                servers[-1][2].request("GET", "/fn/zrev")
+            ms[v], init[v], rev[v] = [], [], []
         for _, server, client in servers:  # (idle through the other variants' start: the server may have closed them)
             for http in (client, server.api):
                 http.conn.close()  # type: ignore[union-attr]
@@ -66,6 +75,10 @@ def main() -> None:
                     ms[v].append(elapsed)
                     act = server.api.json("GET", f"/v1/activations/{headers.get('x-polyfn-activation-id')}")  # type: ignore[union-attr]
                     init[v].append(act.get("init_ms") or 0.0)  # type: ignore[union-attr]
+                if args.revision:
+                    first = revision_sample(server, "hello", "zrev", i, 0.0, client)[1]
+                    if i >= 0:
+                        rev[v].append(first)
             load.append(os.getloadavg()[0])
     finally:
         for _, server, client in servers:
@@ -78,6 +91,13 @@ def main() -> None:
             for v in args.variants]
     print("client-side milliseconds (kill the instance → GET); ratio = the variant's p50 / the first's\n")
     print(table(["variant", "n", "min", "p10", "p25", "p50", "p90", "p99", "init_ms p50", "ratio"], rows))
+    if args.revision:
+        ref = percentile(rev[args.variants[0]], 50)
+        print("\nclient-side milliseconds, a new revision's first start (redeploy → GET at once)\n")
+        print(table(["variant", "n", "min", "p25", "p50", "p90", "p99", "ratio"],
+                    [[v, str(len(rev[v])), fmt(min(rev[v])), fmt(percentile(rev[v], 25)), fmt(percentile(rev[v], 50)),
+                      fmt(percentile(rev[v], 90)), fmt(percentile(rev[v], 99)),
+                      f"{percentile(rev[v], 50) / ref:.2f}×"] for v in args.variants]))
     print(f"\nload average (1 min) during the run: {min(load):.1f}–{max(load):.1f}")
     for v in args.variants:
         p50, p99 = percentile(ms[v], 50), percentile(ms[v], 99)

@@ -24,8 +24,9 @@ from polyfn.instances.instance import Instance, State
 from polyfn.instances.manager import InstanceManager
 from polyfn.instances.sandboxing import NodeSandbox
 from polyfn.instances.zygote import ZygoteClient
+from polyfn.protocol import Ready, encode
 from polyfn.protocol.spec import InstanceSpec
-from polyfn.protocol.zygote import Exited, Offered
+from polyfn.protocol.zygote import Exited, Offered, Take
 from polyfn.sandbox import cgroups
 from polyfn.sandbox.plan import SandboxPlan
 from polyfn.sandbox.relay import LOOPBACK, endpoints
@@ -190,3 +191,74 @@ async def test_an_offered_childs_handle_is_made_ahead_and_closed_with_its_offer(
         fz.kill = lambda: None  # type: ignore[method-assign]  (no supervisor to signal)
         fz._lost()
         theirs.close()
+
+
+
+async def _offering(worker: int) -> tuple[FunctionZygote, socket.socket, socket.socket, asyncio.subprocess.Process]:
+    """A FunctionZygote whose zygote (`theirs`, played here) offers a child (a real process: its host pid is
+    looked up among `worker`'s children) with its connection (`child`, the child's end)."""
+    sleeper = await asyncio.create_subprocess_exec("sleep", "30")
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    fz = FunctionZygote("f:1", ours, 5, lambda z: None, lambda *a: None)
+    fz.plan = SandboxPlan(memory_mb=64)
+    m = SimpleNamespace(sandbox=SimpleNamespace(cgroups=None))
+    fz.on_offer = lambda conn: fnstart.prepare(m, fz, conn)
+    fz.name_instance = lambda: "f-1-1"
+    fz.worker = worker
+    child, server_end = socket.socketpair()
+    socket.send_fds(theirs, [msgspec.msgpack.encode(Offered(sleeper.pid, "fork from function zygote; offered"))],
+                    [server_end.fileno()])
+    server_end.close()
+    for _ in range(100):
+        if fz.offer is not None:
+            break
+        await asyncio.sleep(0.01)
+    child.settimeout(5)
+    return fz, theirs, child, sleeper
+
+
+async def _close(fz: FunctionZygote, theirs: socket.socket, child: socket.socket,
+                 sleeper: asyncio.subprocess.Process) -> None:
+    child.close()
+    sleeper.kill()
+    await sleeper.wait()
+    fz.kill = lambda: None  # type: ignore[method-assign]  (no supervisor to signal)
+    fz._lost()
+    theirs.close()
+
+
+async def test_a_deploy_names_the_zygotes_first_offer_and_waits_for_its_ready() -> None:
+    """The first offer comes before the zygote's `ZygoteReady` (its host pid unknown then: not named). A deploy
+    that built the zygote names it once the zygote is known (`name_offer`: `Take` with the child's host pid)
+    and waits for its `Ready` (`offer_ready`), so the revision's first call takes an idle, named child."""
+    fz, theirs, child, sleeper = await _offering(0)
+    try:
+        assert fz.offer is not None and fz.named == "" and not await fz.offer_ready(0.05)  # nothing to wait for
+        fz.worker = os.getpid()  # (what `wait_ready` finds at the zygote's `ZygoteReady`)
+        fz.name_offer()
+        assert fz.named == "f-1-1" and fz.offer[1] == sleeper.pid
+        n = int.from_bytes(child.recv(4), "little")
+        take = msgspec.msgpack.decode(child.recv(n), type=Take)
+        assert (take.instance_id, take.host_pid) == ("f-1-1", sleeper.pid)
+        waiting = asyncio.ensure_future(fz.offer_ready(5))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # no `Ready` yet
+        child.sendall(encode(Ready(0, 0.1, "fork from function zygote; offered")))
+        assert await waiting
+        taken = fz.take("unused")  # a start then takes the named child: its id is the one it was given
+        assert taken is not None and taken[4] == "f-1-1"
+    finally:
+        await _close(fz, theirs, child, sleeper)
+
+
+async def test_a_deploys_wait_for_the_first_offer_ends_when_the_child_does() -> None:
+    """A child that ends before answering its `Take` ends the deploy's wait (False): it does not hang it."""
+    fz, theirs, child, sleeper = await _offering(os.getpid())  # known: the offer is named as it comes
+    try:
+        assert fz.named == "f-1-1"
+        waiting = asyncio.ensure_future(fz.offer_ready(5))
+        await asyncio.sleep(0.05)
+        child.close()  # the child ended before its `Ready`
+        assert await asyncio.wait_for(waiting, 2) is False
+    finally:
+        await _close(fz, theirs, child, sleeper)

@@ -182,8 +182,10 @@ class Deployer:
                                   503) from None
             progress(f"code archived in {self.artifacts.describe()}")
         rev, created = await self.store.create_revision(spec, sha, str(code_dir), deps_dir)
-        import_ms = await self._switch_when_ready(rev, min(self.settings.deploy_zygote_wait, max(spec.timeout, 1.0)))
+        wait = min(self.settings.deploy_zygote_wait, max(spec.timeout, 1.0))
+        import_ms = await self._switch_when_ready(rev, wait)
         info = await self.store.get_function(spec.name)
+        await self.registry.manager.first_offer_ready(rev, wait if import_ms is not None else 0.0)  # (built now)
         progress(f"revision {rev.number} is live" + ("" if import_ms is None else
                  f" (its function zygote imported the module in {import_ms:.0f} ms)"))
         return info, created, detected
@@ -197,7 +199,7 @@ class Deployer:
         await self.registry.manager.specs.ahead(rev)  # its storage key and sandbox plan, off its first start
         pool = self.registry.prepare(rev)
         try:
-            import_ms = await self.registry.manager.built_at_deploy(rev.key, wait)
+            import_ms = await self.registry.manager.built_at_deploy(rev, wait)
         except BaseException:
             self.registry.discard(pool)
             raise

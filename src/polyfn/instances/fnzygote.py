@@ -119,6 +119,31 @@ class FunctionZygote(ZygoteClient):
             raise ZygoteError(f"function zygote {self.key}: its process was not found under pid {self.supervisor}")
         self.memory_mb = max(1, -(-rss_kb(self.worker) // 1024))
 
+    def name_offer(self) -> None:
+        """Name the offered child now if it is not: the first offer comes before the zygote's `Ready`, its host
+        pid unknown then. A deploy does (`InstanceManager.built_at_deploy`); a zygote built after a clean start
+        does not: its first offer is named when taken, pipelined with the call."""
+        if self.offer is not None and not self.named and self.worker:
+            self._name_offer()
+
+    async def offer_ready(self, timeout: float) -> bool:
+        """Wait (at most `timeout` s) until the named offered child has answered its `Take`: rehearsed and
+        named, it then waits for its first `Invoke` like an idle instance (`InstanceManager.first_offer_ready`).
+        False when there is no such child or it did not answer in time."""
+        prepared = self.prepared
+        if prepared is None or not self.named:
+            return False
+
+        async def answered() -> None:
+            handle = await asyncio.shield(prepared)
+            await handle.ready_seen()
+
+        try:
+            await asyncio.wait_for(answered(), timeout)
+        except Exception:  # (gone, or slow: the start takes it, or forks, as before)
+            return False
+        return True
+
     async def start(self) -> None:
         raise ZygoteError(f"the function zygote of {self.key} is gone")
 
@@ -132,17 +157,28 @@ class FunctionZygote(ZygoteClient):
                 os.close(fd)
             return
         self._drop_offer()
-        host = find_host_pid(children(self.worker), inner, depth=0) if self.worker else 0
-        self.offer = (inner, host, socket.socket(fileno=fds[0]), info[:INFO_MAX])
-        if host and self.name_instance is not None:  # its identity now: it answers `Ready` while it waits
+        self.offer = (inner, 0, socket.socket(fileno=fds[0]), info[:INFO_MAX])
+        if self.worker:
+            self._name_offer()
+        if self.on_offer is not None:
+            self.prepared = self.on_offer(self.offer[2])
+
+    def _name_offer(self) -> None:
+        """Give the offered child its identity now (`Take`, with its host pid): it answers `Ready` while it
+        waits, and a start has nothing left to tell it. Only once the zygote's own host pid is known (its
+        children are looked up under it): the first offer comes before the zygote's `Ready`, and is named
+        by a deploy (`name_offer`) or when taken. Nothing else is written on the connection before it is taken."""
+        assert self.offer is not None
+        inner, _, conn, info = self.offer
+        host = find_host_pid(children(self.worker), inner, depth=0)
+        self.offer = (inner, host, conn, info)
+        if host and self.name_instance is not None:
             iid = self.name_instance()
             try:
-                self.offer[2].sendall(self._take_frame(iid, host))
+                conn.sendall(self._take_frame(iid, host))
                 self.named = iid
             except OSError:  # (it is gone: its offer is dropped when the zygote reports its exit)
                 pass
-        if self.on_offer is not None:
-            self.prepared = self.on_offer(self.offer[2])
 
     def _drop_offer(self) -> None:
         if self.offer is not None:

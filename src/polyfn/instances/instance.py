@@ -206,6 +206,11 @@ class Instance(asyncio.BufferedProtocol):
         self.state = State.READY
         self.pipelined = True
 
+    async def ready_seen(self) -> None:
+        """Until its `Ready` came (raises if it failed or the connection was lost first); unlike `wait_ready`, it
+        changes nothing (an offered child's handle, not yet taken: fnzygote.py `offer_ready`)."""
+        await asyncio.shield(self._ready)
+
     def ready_unawaited(self) -> None:
         """Nobody will await this instance's `Ready` (an offered child's handle, taken or dropped unused): its
         loss is marked retrieved, not logged as a future whose exception was never retrieved."""

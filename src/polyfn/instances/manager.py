@@ -122,14 +122,29 @@ class InstanceManager:
         if self.fzs.get(old.revision.key) is not None or old.instances:
             self.fzs.want(new, delay=0)
 
-    async def built_at_deploy(self, key: str, timeout: float) -> float | None:
-        """Wait (at most `timeout` s) for the function zygote `succeed` started building for revision `key`;
+    async def built_at_deploy(self, rev: Any, timeout: float) -> float | None:
+        """Wait (at most `timeout` s) for the function zygote `succeed` started building for revision `rev`;
         its import time in ms, or None when no build was under way or it failed. The deploy waits here so the
-        revision's first call forks from the zygote instead of waiting for the module's import."""
-        if self.fzs is None or timeout <= 0 or key not in self.fzs.building:
+        revision's first call forks from the zygote instead of waiting for the module's import. The zygote's
+        first offered child is named now and its cgroup sized for its first instance, off that call's path;
+        the deploy then waits for the child's `Ready` too (`first_offer_ready`)."""
+        if self.fzs is None or timeout <= 0 or rev.key not in self.fzs.building:
             return None
-        fz = await self.fzs.wait_built(key, timeout)
-        return fz.import_ms if fz is not None else None
+        fz = await self.fzs.wait_built(rev.key, timeout)
+        if fz is None:
+            return None
+        fnstart.size_ahead(self, fz, rev.function, rev.spec.memory)
+        fz.name_offer()
+        return fz.import_ms
+
+    async def first_offer_ready(self, rev: Any, timeout: float) -> None:
+        """The deploy's last wait (at most `timeout` s): until the first offered child of `rev`'s zygote built
+        at deploy has answered `Ready` — rehearsed and named, as idle as a warm instance — so the revision's
+        first call does not run beside its fork and rehearsal. (Routed already: a call that comes first takes
+        the child before its `Ready`, pipelined, as before.)"""
+        fz = self.fzs.get(rev.key) if self.fzs is not None else None
+        if fz is not None and timeout > 0:
+            await fz.offer_ready(timeout)
 
     def forget_pool(self, pool: Any, keep_revision: bool = False) -> None:
         """A drained pool is gone; its revision's sandbox and zygote go too unless another pool serves it."""
