@@ -72,13 +72,16 @@ class FileFeed:
             self._wake.set()
 
     def _refills(self) -> list[str]:
-        """The functions behind that a claim would take jobs of now: room for half their prefetch (claims come in
-        batches), or for what the node has left."""
+        """The functions behind that a claim would take jobs of now (`_refill_due`)."""
+        return [f for f in self._behind if self._refill_due(f)]
+
+    def _refill_due(self, function: str) -> bool:
+        """A claim would take jobs of `function` now: room for half its prefetch (claims come in batches), or for
+        what the node has left. (With less room, at least that many of its jobs wait in memory ahead of the file's:
+        the releases as they run wake the loop in time.)"""
         ledger = self.holder.ledger
         free = ledger.free()
-        if free <= 0:
-            return []
-        return [f for f in self._behind if ledger.room(f) >= max(1, min(ledger.refill(f), free))]
+        return free > 0 and ledger.room(function) >= max(1, min(ledger.refill(function), free))
 
     def ran(self, function: str, seconds: float) -> None:
         pass
@@ -107,7 +110,7 @@ class FileFeed:
                 h.dispatch(job, self)
         else:
             self._mark_behind(function)
-            if h.ledger.room(function) > 0:  # otherwise a completion of this function wakes the claim loop
+            if self._refill_due(function):  # otherwise a finished job wakes the claim loop once it is (`room_freed`)
                 self._wake.set()
 
     # -- claiming -----------------------------------------------------------------------------------
