@@ -79,9 +79,7 @@ class FileFeed:
         """A claim would take jobs of `function` now: room for half its prefetch (claims come in batches), or for
         what the node has left. (With less room, at least that many of its jobs wait in memory ahead of the file's:
         the releases as they run wake the loop in time.)"""
-        ledger = self.holder.ledger
-        free = ledger.free()
-        return free > 0 and ledger.room(function) >= max(1, min(ledger.refill(function), free))
+        return self.holder.ledger.refill_due(function)
 
     def ran(self, function: str, seconds: float) -> None:
         pass
