@@ -39,6 +39,21 @@ def test_refill_waits_for_half_the_prefetch() -> None:
     assert _ledger(f=100).refill("f") == 50
 
 
+@pytest.mark.parametrize(("max_held", "cap", "held", "others"), [
+    (1000, 4, 0, 0), (1000, 4, 30, 0), (1000, 4, 36, 0), (1000, 4, 37, 0), (1000, 4, 68, 0),
+    (50, 4, 20, 20), (50, 4, 20, 30), (50, 4, 20, 29), (40, 100, 10, 0), (40, 100, 39, 0),
+])
+def test_refill_due_is_room_for_a_refill_or_what_the_node_has_left(max_held: int, cap: int, held: int,
+                                                                    others: int) -> None:
+    led = _ledger(max_held, f=cap)
+    for _ in range(held):
+        led.hold("f")
+    for _ in range(others):
+        led.hold("g")
+    want = led.free() > 0 and led.room("f") >= max(1, min(led.refill("f"), led.free()))
+    assert led.refill_due("f") is want
+
+
 def test_jobs_beyond_capacity_wait_in_order_and_take_freed_slots() -> None:
     led = _ledger(f=2)
     assert [led.start("f", j) for j in ("a", "b", "c", "d")] == [True, True, False, False]

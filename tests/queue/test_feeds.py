@@ -116,15 +116,22 @@ async def test_file_feed_reschedules_gives_back_and_cancels_in_the_file(db: Queu
 
 async def test_file_feed_claim_loop_is_woken_by_finished_jobs_only_when_a_claim_could_take_something(
         db: QueueDB) -> None:
-    holder = Holder(cap=1, max_held=1)
+    holder = Holder(cap=1, max_held=1000)
     feed = FileFeed(db, holder, holder.clock)
     await _claimed(feed, holder, 0)
     feed._wake.clear()
     feed.room_freed()  # nothing waits in the file: no claim to make (on the cluster's stream, the usual case)
     assert not feed._wake.is_set()
-    holder.hold("f")
+    for _ in range(holder.ledger.limit("f")[1]):
+        holder.hold("f")
     await feed.accept(job("j1"))  # no room: queued behind
     feed._wake.clear()
+    # behind a backlog, not at every finished job: once the function has room for a batch (half its prefetch)
+    for _ in range(holder.ledger.refill("f") - 1):
+        holder.release("f")
+        feed.room_freed()
+        assert not feed._wake.is_set()
+    holder.release("f")
     feed.room_freed()
     assert feed._wake.is_set()
 

@@ -128,3 +128,15 @@ async def test_concurrent_writes_are_merged_into_few_statements(tmp_path: Path) 
     assert await db.get("m0000") is None and await db.get("m0300") is not None
     assert all([(await db.get_callback(i)) is not None for i in done[:37]])
     await db.close()
+
+
+async def test_a_claimed_jobs_headers_are_its_pairs_as_queued(tmp_path: Path) -> None:
+    db = await QueueDB.open(tmp_path / "q.db")
+    hs = [("content-type", "application/json"), ("x-é", "ü \"q\""), ("a", "")]
+    await db.enqueue([Job(id="j", function="f", body=b"{}", headers=hs), Job(id="e", function="f", body=b"{}")])
+    # a row written otherwise (not pairs of strings) reads back as it is
+    await db.write([("UPDATE jobs SET headers=? WHERE id='e'", ('[["n", 1]]',), False)])
+    got = {j.id: j for j in (await db.claim_ready(1.0, 10, None, lambda f: 10)).jobs}
+    assert got["j"].headers == hs and all(type(h) is tuple for h in got["j"].headers)
+    assert got["e"].headers == [("n", 1)]
+    await db.close()

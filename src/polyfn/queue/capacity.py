@@ -50,6 +50,16 @@ class Ledger(Generic[J]):
         cap, limit = self.limit(function)
         return max(1, (limit - cap) // 2)
 
+    def refill_due(self, function: str) -> bool:
+        """A claim would take jobs of `function` now: room for `refill(function)` of them, or for what the node has
+        left (`room` ≥ that, computed with one capacity look-up: asked at every finished job behind a backlog)."""
+        free = self.max_held - self.nheld
+        if free <= 0:
+            return False
+        cap, limit = self.limit(function)
+        room = min(limit - self.held.get(function, 0), free)
+        return room >= max(1, min(max(1, (limit - cap) // 2), free))
+
     def hold(self, function: str) -> None:
         self.held[function] = self.held.get(function, 0) + 1
         self.nheld += 1

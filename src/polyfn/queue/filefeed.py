@@ -66,9 +66,20 @@ class FileFeed:
 
     def room_freed(self) -> None:
         # Only when a claim could take something: woken at every finished job for nothing (the usual case on the
-        # cluster's stream, or with no backlog), the loop cost a wait_for task each time.
-        if self._behind or self._behind_all or self._next_due is not None:
+        # cluster's stream, or with no backlog), the loop cost a wait_for task each time; and behind a backlog only
+        # once a function behind has room for a batch (`_refills`: the loop's own test), not at every finished job.
+        if self._behind_all or self._next_due is not None or (self._behind and self._refills()):
             self._wake.set()
+
+    def _refills(self) -> list[str]:
+        """The functions behind that a claim would take jobs of now (`_refill_due`)."""
+        return [f for f in self._behind if self._refill_due(f)]
+
+    def _refill_due(self, function: str) -> bool:
+        """A claim would take jobs of `function` now: room for half its prefetch (claims come in batches), or for
+        what the node has left. (With less room, at least that many of its jobs wait in memory ahead of the file's:
+        the releases as they run wake the loop in time.)"""
+        return self.holder.ledger.refill_due(function)
 
     def ran(self, function: str, seconds: float) -> None:
         pass
@@ -97,7 +108,7 @@ class FileFeed:
                 h.dispatch(job, self)
         else:
             self._mark_behind(function)
-            if h.ledger.room(function) > 0:  # otherwise a completion of this function wakes the claim loop
+            if self._refill_due(function):  # otherwise a finished job wakes the claim loop once it is (`room_freed`)
                 self._wake.set()
 
     # -- claiming -----------------------------------------------------------------------------------
@@ -124,7 +135,7 @@ class FileFeed:
         else:
             # Refill a function's prefetch when half of it is free, not at every finished job: claims
             # then come in batches.
-            names = [f for f in self._behind if ledger.room(f) >= max(1, min(ledger.refill(f), free))]
+            names = self._refills()
         if free > 0 and (names is None or names):
             self._marked.clear()
             self._marked_all = False
