@@ -219,3 +219,40 @@ def test_deeply_nested_json_is_a_400_never_a_500(server: Server) -> None:
                  "/v1/storage/triggers", "/v1/logs/s", "/v1/functions/deep/triggers"):
         assert path in refused, (path, sorted(refused))
     assert server.http.get("/fn/deep").status_code == 200
+
+
+LONE = '"\\ud800"'  # valid JSON syntax, but no Unicode text: a str no UTF-8 encoder takes
+WRONG_TYPES = [  # (method, path, raw JSON body, status, code): each was a 500 before (found by fuzzing field types)
+    ("POST", "/v1/storage/keys", "{", 400, "invalid_json"),
+    ("POST", "/v1/storage/keys", '{"name": ' + LONE + "}", 400, "invalid_json"),
+    ("POST", "/v1/storage/triggers", '{"function": "typed", "bucket": "b", "events": [1]}', 400, "invalid_request"),
+    ("POST", "/v1/storage/triggers", '{"function": ' + LONE + ', "bucket": "b"}', 400, "invalid_json"),
+    ("POST", "/v1/workflows", '{"name": "typed-wf", "definition": {"StartAt": "A", "States": {"A": '
+                              '{"Type": ["Pass"], "End": true}}}}', 400, "invalid_definition"),
+    ("POST", "/v1/workflows", '{"name": "typed-wf", "definition": {"StartAt": "A", "States": {"A": '
+                              '{"Type": {"a": 1}, "End": true}}}}', 400, "invalid_definition"),
+    ("POST", "/v1/workflows", '{"name": ' + LONE + ', "definition": {"StartAt": "A", "States": {"A": '
+                              '{"Type": "Pass", "End": true}}}}', 400, "invalid_json"),
+    ("POST", "/v1/functions", '{"name": "typed2", "files": {"handler.py": ' + LONE + "}}", 400, "invalid_json"),
+    ("PUT", "/v1/functions/typed", '{"files": {"handler.py": "def handler(e, c):\\n    return 2\\n"}, '
+                                   '"env": {"A": ' + LONE + "}}", 400, "invalid_json"),
+    ("PUT", "/v1/functions/typed", '{"files": {"handler.py": "x = 1\\n"}, "timeout": ' + LONE + "}", 400,
+     "invalid_json"),
+    ("POST", "/v1/logs/typed", '{"lines": [{"message": ' + LONE + "}]}", 400, "invalid_json"),
+    ("POST", "/v1/apps", '{"id": "typed-app", "rules": ' + LONE + "}", 400, "invalid_json"),
+    ("PUT", "/v1/sites/typed", '{"files": {"index.html": ' + LONE + "}}", 400, "invalid_json"),
+]
+
+
+@pytest.mark.parametrize("method,path,body,status,code", WRONG_TYPES)
+def test_wrong_types_and_lone_surrogates_are_400s(server: Server, method: str, path: str, body: str, status: int,
+                                                  code: str) -> None:
+    """A field of the wrong JSON type, or a string with a lone UTF-16 surrogate, is a 400 with a stable code
+    (before: 500s from deep inside: a list where a string belongs, the text first encoded by the store or the log);
+    and the function the refused redeploys name still serves its first revision."""
+    if server.api.get("/v1/functions/typed").status_code == 404:
+        server.deploy("typed", {"handler.py": OK})
+    r = server.api.request(method, path, content=body.encode(), headers={"content-type": "application/json"})
+    assert (r.status_code, error_code(r)) == (status, code), (r.status_code, r.text[:300])
+    assert server.http.get("/fn/typed").text == "ok"
+    assert server.api.get("/v1/functions/typed").json()["revision"] == 1

@@ -283,7 +283,7 @@ class _Validator(FieldChecker):
             self.problem("SCHEMA_VALIDATION_FAILED", loc, f"State '{name}' must be a JSON object")
             return None
         kind = raw.get("Type")
-        if kind not in _FIELDS:
+        if not isinstance(kind, str) or kind not in _FIELDS:
             self.problem("SCHEMA_VALIDATION_FAILED", f"{loc}/Type", f"State '{name}' has an unknown Type {kind!r} "
                          f"(one of {', '.join(_FIELDS)})")
             return None
