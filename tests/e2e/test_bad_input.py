@@ -256,3 +256,61 @@ def test_wrong_types_and_lone_surrogates_are_400s(server: Server, method: str, p
     assert (r.status_code, error_code(r)) == (status, code), (r.status_code, r.text[:300])
     assert server.http.get("/fn/typed").text == "ok"
     assert server.api.get("/v1/functions/typed").json()["revision"] == 1
+
+
+def _compat(server: Server, api: str, method: str, path: str, body: str) -> httpx.Response:
+    """A raw request to a compatible API as its clients authenticate (SigV4 for Lambda and Step Functions, Basic
+    for OpenWhisk and OpenFaaS): their SDKs check types before sending, so wrong ones come from other clients."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    headers = {"content-type": "application/json"}
+    if api in ("lambda", "states"):
+        if api == "states":
+            headers = {"content-type": "application/x-amz-json-1.0", "x-amz-target": path}
+            path = "/"
+        req = AWSRequest(method=method, url=server.url + path, data=body.encode(), headers=headers)
+        SigV4Auth(Credentials("polyfn-admin", server.key), api, "us-east-1").add_auth(req)
+        headers = dict(req.headers.items())
+    auth = {"openwhisk": ("polyfn-admin", server.key), "openfaas": ("admin", server.key)}.get(api)
+    return server.http.request(method, path, content=body.encode(), headers=headers, auth=auth)
+
+
+F = "/2015-03-31/functions/typed"
+W = "/api/v1/namespaces/_"
+COMPAT_WRONG_TYPES = [  # (api, method, path, raw JSON body, status, the API's error type or message part)
+    ("lambda", "PUT", F + "/configuration", '{"Environment": "x"}', 400, "InvalidParameterValueException"),
+    ("lambda", "PUT", F + "/configuration", '{"EphemeralStorage": 1}', 400, "InvalidParameterValueException"),
+    ("lambda", "PUT", F + "/configuration", '{"Description": ' + LONE + "}", 400, "SerializationException"),
+    ("lambda", "POST", F + "/aliases", '{"Name": "live", "FunctionVersion": "1", "RoutingConfig": "x"}', 400,
+     "InvalidParameterValueException"),
+    ("lambda", "POST", F + "/aliases", '{"Name": "live", "FunctionVersion": 1000000000000000000000000000000}', 404,
+     "ResourceNotFoundException"),
+    ("openwhisk", "PUT", W + "/actions/typed-ow", '{"exec": "x"}', 400, "exec must be an object"),
+    ("openwhisk", "PUT", W + "/actions/typed-ow", '{"exec": {"kind": "python:3", "code": ' + LONE + "}}", 400,
+     "malformed"),
+    ("openwhisk", "POST", W + "/actions/typed?blocking=true", '{"a": ' + LONE + "}", 400, "malformed"),
+    ("openwhisk", "PUT", W + "/triggers/typed-t", '{"parameters": [{"key": "a", "value": ' + LONE + "}]}", 400,
+     "malformed"),
+    ("openfaas", "POST", "/system/functions", '{"service": ' + LONE + ', "image": "x"}', 400, "not valid JSON"),
+    ("openfaas", "POST", "/system/secrets", '{"name": "s", "value": ' + LONE + "}", 400, "not valid JSON"),
+]
+
+
+@pytest.mark.parametrize("api,method,path,body,status,expect", COMPAT_WRONG_TYPES)
+def test_compat_wrong_types_and_lone_surrogates_are_4xx(server: Server, api: str, method: str, path: str, body: str,
+                                                        status: int, expect: str) -> None:
+    """The same on the compatible APIs, each answering as its own clients expect (Lambda: the error type in
+    `x-amzn-ErrorType`; OpenWhisk: `{"error": ...}`; OpenFaaS: a text message); each was a 500 before."""
+    if server.api.get("/v1/functions/typed").status_code == 404:
+        server.deploy("typed", {"handler.py": OK})
+    r = _compat(server, api, method, path, body)
+    assert r.status_code == status, r.text[:300]
+    if api in ("lambda", "states"):
+        assert r.headers.get("x-amzn-errortype", "").split(":")[0] == expect or expect in r.text, r.text[:300]
+    elif api == "openwhisk":
+        assert expect in r.json()["error"], r.text[:300]
+    else:
+        assert expect in r.text, r.text[:300]
+    assert server.http.get("/fn/typed").text == "ok"

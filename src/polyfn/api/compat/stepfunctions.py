@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from polyfn import jsontext
 from polyfn.auth import sigv4
 from polyfn.auth.keys import allows
 from polyfn.tenancy import DEFAULT, account_id, key_namespace
@@ -191,7 +192,7 @@ class StepFunctionsApi:
                            f"not authorized to perform: states:{op} (the key has scope {getattr(key, 'scope', '?')!r}"
                            f"{', bound to a function' if getattr(key, 'function', None) else ''}; {op} needs {needed!r})")
         try:
-            req = json.loads(body or b"{}")
+            req = jsontext.loads_text(body or b"{}")
         except ValueError:
             raise SfnError("SerializationException", "the request body is not JSON") from None
         if not isinstance(req, dict):
