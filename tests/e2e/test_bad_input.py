@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
 import stat
 import zipfile
+from typing import Any
 
 import httpx
 import pytest
@@ -277,6 +279,25 @@ def _compat(server: Server, api: str, method: str, path: str, body: str) -> http
     return server.http.request(method, path, content=body.encode(), headers=headers, auth=auth)
 
 
+def _definitions() -> list[str]:
+    """State machine definitions with a field of the wrong type deep inside (each a 500 before), and one whose
+    state name is a lone surrogate (JSON inside the request's JSON)."""
+    def machine(**fields: Any) -> str:
+        state = {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:000000000000:function:typed", "End": True}
+        return json.dumps({"StartAt": "A", "States": {"A": {**state, **fields}}})
+
+    choice = {"Type": "Choice", "Choices": [{"Variable": "$.n", "NumericEquals": 1, "Next": ["A"]}], "Default": "A"}
+    return [machine(InputPath=[]), machine(ResultPath={}), machine(Retry=[{"ErrorEquals": 1}]),
+            json.dumps({"StartAt": "C", "States": {"C": choice, "A": {"Type": "Pass", "End": True}}}),
+            json.dumps({"StartAt": "C", "States": {"C": {**choice, "Choices": [{**choice["Choices"][0], "Next": "A",
+                                                                                  "Variable": {}}]},
+                                                   "A": {"Type": "Pass", "End": True}}}),
+            json.dumps({"StartAt": "M", "States": {"M": {"Type": "Map", "End": True, "ItemProcessor": {
+                "ProcessorConfig": "x", "StartAt": "I", "States": {"I": {"Type": "Pass", "End": True}}}}}}),
+            json.dumps({"StartAt": "F", "States": {"F": {"Type": "Fail", "CausePath": []}}}),
+            '{"StartAt": "\\ud800", "States": {"\\ud800": {"Type": "Pass", "End": true}}}']
+
+
 F = "/2015-03-31/functions/typed"
 W = "/api/v1/namespaces/_"
 COMPAT_WRONG_TYPES = [  # (api, method, path, raw JSON body, status, the API's error type or message part)
@@ -293,6 +314,9 @@ COMPAT_WRONG_TYPES = [  # (api, method, path, raw JSON body, status, the API's e
     ("openwhisk", "POST", W + "/actions/typed?blocking=true", '{"a": ' + LONE + "}", 400, "malformed"),
     ("openwhisk", "PUT", W + "/triggers/typed-t", '{"parameters": [{"key": "a", "value": ' + LONE + "}]}", 400,
      "malformed"),
+    *[("states", "POST", "AWSStepFunctions.CreateStateMachine", json.dumps({
+        "name": "typed-sm", "roleArn": "arn:aws:iam::000000000000:role/r", "definition": d}), 400, "InvalidDefinition")
+      for d in _definitions()],
     ("openfaas", "POST", "/system/functions", '{"service": ' + LONE + ', "image": "x"}', 400, "not valid JSON"),
     ("openfaas", "POST", "/system/secrets", '{"name": "s", "value": ' + LONE + "}", 400, "not valid JSON"),
 ]
