@@ -299,6 +299,7 @@ def _definitions() -> list[str]:
 
 
 F = "/2015-03-31/functions/typed"
+SM = "arn:aws:states:us-east-1:000000000000:stateMachine:typed-sm0"
 W = "/api/v1/namespaces/_"
 COMPAT_WRONG_TYPES = [  # (api, method, path, raw JSON body, status, the API's error type or message part)
     ("lambda", "PUT", F + "/configuration", '{"Environment": "x"}', 400, "InvalidParameterValueException"),
@@ -317,6 +318,12 @@ COMPAT_WRONG_TYPES = [  # (api, method, path, raw JSON body, status, the API's e
     *[("states", "POST", "AWSStepFunctions.CreateStateMachine", json.dumps({
         "name": "typed-sm", "roleArn": "arn:aws:iam::000000000000:role/r", "definition": d}), 400, "InvalidDefinition")
       for d in _definitions()],
+    *[("states", "POST", f"AWSStepFunctions.{op}", json.dumps(body), 400, "SerializationException") for op, body in (
+        ("StartExecution", {"stateMachineArn": SM, "input": 1}), ("DescribeExecution", {"executionArn": 1}),
+        ("SendTaskSuccess", {"taskToken": "t", "output": 1}),
+        ("SendTaskHeartbeat", {"taskToken": []}), ("UpdateStateMachine", {"stateMachineArn": SM, "roleArn": []}),
+        ("TagResource", {"resourceArn": SM, "tags": "x"}), ("TagResource", {"resourceArn": SM, "tags": [{"key": []}]}),
+        ("UntagResource", {"resourceArn": SM, "tagKeys": 1}))],
     ("openfaas", "POST", "/system/functions", '{"service": ' + LONE + ', "image": "x"}', 400, "not valid JSON"),
     ("openfaas", "POST", "/system/secrets", '{"name": "s", "value": ' + LONE + "}", 400, "not valid JSON"),
 ]
@@ -329,6 +336,9 @@ def test_compat_wrong_types_and_lone_surrogates_are_4xx(server: Server, api: str
     `x-amzn-ErrorType`; OpenWhisk: `{"error": ...}`; OpenFaaS: a text message); each was a 500 before."""
     if server.api.get("/v1/functions/typed").status_code == 404:
         server.deploy("typed", {"handler.py": OK})
+        r = server.api.post("/v1/workflows", json={"name": "typed-sm0", "definition": {
+            "StartAt": "A", "States": {"A": {"Type": "Pass", "End": True}}}})
+        assert r.status_code == 201, r.text
     r = _compat(server, api, method, path, body)
     assert r.status_code == status, r.text[:300]
     if api in ("lambda", "states"):
