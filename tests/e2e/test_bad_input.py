@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
 import stat
 import zipfile
+from typing import Any
 
 import httpx
 import pytest
@@ -219,3 +221,130 @@ def test_deeply_nested_json_is_a_400_never_a_500(server: Server) -> None:
                  "/v1/storage/triggers", "/v1/logs/s", "/v1/functions/deep/triggers"):
         assert path in refused, (path, sorted(refused))
     assert server.http.get("/fn/deep").status_code == 200
+
+
+LONE = '"\\ud800"'  # valid JSON syntax, but no Unicode text: a str no UTF-8 encoder takes
+WRONG_TYPES = [  # (method, path, raw JSON body, status, code): each was a 500 before (found by fuzzing field types)
+    ("POST", "/v1/storage/keys", "{", 400, "invalid_json"),
+    ("POST", "/v1/storage/keys", '{"name": ' + LONE + "}", 400, "invalid_json"),
+    ("POST", "/v1/storage/triggers", '{"function": "typed", "bucket": "b", "events": [1]}', 400, "invalid_request"),
+    ("POST", "/v1/storage/triggers", '{"function": ' + LONE + ', "bucket": "b"}', 400, "invalid_json"),
+    ("POST", "/v1/workflows", '{"name": "typed-wf", "definition": {"StartAt": "A", "States": {"A": '
+                              '{"Type": ["Pass"], "End": true}}}}', 400, "invalid_definition"),
+    ("POST", "/v1/workflows", '{"name": "typed-wf", "definition": {"StartAt": "A", "States": {"A": '
+                              '{"Type": {"a": 1}, "End": true}}}}', 400, "invalid_definition"),
+    ("POST", "/v1/workflows", '{"name": ' + LONE + ', "definition": {"StartAt": "A", "States": {"A": '
+                              '{"Type": "Pass", "End": true}}}}', 400, "invalid_json"),
+    ("POST", "/v1/functions", '{"name": "typed2", "files": {"handler.py": ' + LONE + "}}", 400, "invalid_json"),
+    ("PUT", "/v1/functions/typed", '{"files": {"handler.py": "def handler(e, c):\\n    return 2\\n"}, '
+                                   '"env": {"A": ' + LONE + "}}", 400, "invalid_json"),
+    ("PUT", "/v1/functions/typed", '{"files": {"handler.py": "x = 1\\n"}, "timeout": ' + LONE + "}", 400,
+     "invalid_json"),
+    ("POST", "/v1/logs/typed", '{"lines": [{"message": ' + LONE + "}]}", 400, "invalid_json"),
+    ("POST", "/v1/apps", '{"id": "typed-app", "rules": ' + LONE + "}", 400, "invalid_json"),
+    ("PUT", "/v1/sites/typed", '{"files": {"index.html": ' + LONE + "}}", 400, "invalid_json"),
+]
+
+
+@pytest.mark.parametrize("method,path,body,status,code", WRONG_TYPES)
+def test_wrong_types_and_lone_surrogates_are_400s(server: Server, method: str, path: str, body: str, status: int,
+                                                  code: str) -> None:
+    """A field of the wrong JSON type, or a string with a lone UTF-16 surrogate, is a 400 with a stable code
+    (before: 500s from deep inside: a list where a string belongs, the text first encoded by the store or the log);
+    and the function the refused redeploys name still serves its first revision."""
+    if server.api.get("/v1/functions/typed").status_code == 404:
+        server.deploy("typed", {"handler.py": OK})
+    r = server.api.request(method, path, content=body.encode(), headers={"content-type": "application/json"})
+    assert (r.status_code, error_code(r)) == (status, code), (r.status_code, r.text[:300])
+    assert server.http.get("/fn/typed").text == "ok"
+    assert server.api.get("/v1/functions/typed").json()["revision"] == 1
+
+
+def _compat(server: Server, api: str, method: str, path: str, body: str) -> httpx.Response:
+    """A raw request to a compatible API as its clients authenticate (SigV4 for Lambda and Step Functions, Basic
+    for OpenWhisk and OpenFaaS): their SDKs check types before sending, so wrong ones come from other clients."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    headers = {"content-type": "application/json"}
+    if api in ("lambda", "states"):
+        if api == "states":
+            headers = {"content-type": "application/x-amz-json-1.0", "x-amz-target": path}
+            path = "/"
+        req = AWSRequest(method=method, url=server.url + path, data=body.encode(), headers=headers)
+        SigV4Auth(Credentials("polyfn-admin", server.key), api, "us-east-1").add_auth(req)
+        headers = dict(req.headers.items())
+    auth = {"openwhisk": ("polyfn-admin", server.key), "openfaas": ("admin", server.key)}.get(api)
+    return server.http.request(method, path, content=body.encode(), headers=headers, auth=auth)
+
+
+def _definitions() -> list[str]:
+    """State machine definitions with a field of the wrong type deep inside (each a 500 before), and one whose
+    state name is a lone surrogate (JSON inside the request's JSON)."""
+    def machine(**fields: Any) -> str:
+        state = {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:000000000000:function:typed", "End": True}
+        return json.dumps({"StartAt": "A", "States": {"A": {**state, **fields}}})
+
+    choice = {"Type": "Choice", "Choices": [{"Variable": "$.n", "NumericEquals": 1, "Next": ["A"]}], "Default": "A"}
+    return [machine(InputPath=[]), machine(ResultPath={}), machine(Retry=[{"ErrorEquals": 1}]),
+            json.dumps({"StartAt": "C", "States": {"C": choice, "A": {"Type": "Pass", "End": True}}}),
+            json.dumps({"StartAt": "C", "States": {"C": {**choice, "Choices": [{**choice["Choices"][0], "Next": "A",
+                                                                                  "Variable": {}}]},
+                                                   "A": {"Type": "Pass", "End": True}}}),
+            json.dumps({"StartAt": "M", "States": {"M": {"Type": "Map", "End": True, "ItemProcessor": {
+                "ProcessorConfig": "x", "StartAt": "I", "States": {"I": {"Type": "Pass", "End": True}}}}}}),
+            json.dumps({"StartAt": "F", "States": {"F": {"Type": "Fail", "CausePath": []}}}),
+            '{"StartAt": "\\ud800", "States": {"\\ud800": {"Type": "Pass", "End": true}}}']
+
+
+F = "/2015-03-31/functions/typed"
+SM = "arn:aws:states:us-east-1:000000000000:stateMachine:typed-sm0"
+W = "/api/v1/namespaces/_"
+COMPAT_WRONG_TYPES = [  # (api, method, path, raw JSON body, status, the API's error type or message part)
+    ("lambda", "PUT", F + "/configuration", '{"Environment": "x"}', 400, "InvalidParameterValueException"),
+    ("lambda", "PUT", F + "/configuration", '{"EphemeralStorage": 1}', 400, "InvalidParameterValueException"),
+    ("lambda", "PUT", F + "/configuration", '{"Description": ' + LONE + "}", 400, "SerializationException"),
+    ("lambda", "POST", F + "/aliases", '{"Name": "live", "FunctionVersion": "1", "RoutingConfig": "x"}', 400,
+     "InvalidParameterValueException"),
+    ("lambda", "POST", F + "/aliases", '{"Name": "live", "FunctionVersion": 1000000000000000000000000000000}', 404,
+     "ResourceNotFoundException"),
+    ("openwhisk", "PUT", W + "/actions/typed-ow", '{"exec": "x"}', 400, "exec must be an object"),
+    ("openwhisk", "PUT", W + "/actions/typed-ow", '{"exec": {"kind": "python:3", "code": ' + LONE + "}}", 400,
+     "malformed"),
+    ("openwhisk", "POST", W + "/actions/typed?blocking=true", '{"a": ' + LONE + "}", 400, "malformed"),
+    ("openwhisk", "PUT", W + "/triggers/typed-t", '{"parameters": [{"key": "a", "value": ' + LONE + "}]}", 400,
+     "malformed"),
+    *[("states", "POST", "AWSStepFunctions.CreateStateMachine", json.dumps({
+        "name": "typed-sm", "roleArn": "arn:aws:iam::000000000000:role/r", "definition": d}), 400, "InvalidDefinition")
+      for d in _definitions()],
+    *[("states", "POST", f"AWSStepFunctions.{op}", json.dumps(body), 400, "SerializationException") for op, body in (
+        ("StartExecution", {"stateMachineArn": SM, "input": 1}), ("DescribeExecution", {"executionArn": 1}),
+        ("SendTaskSuccess", {"taskToken": "t", "output": 1}),
+        ("SendTaskHeartbeat", {"taskToken": []}), ("UpdateStateMachine", {"stateMachineArn": SM, "roleArn": []}),
+        ("TagResource", {"resourceArn": SM, "tags": "x"}), ("TagResource", {"resourceArn": SM, "tags": [{"key": []}]}),
+        ("UntagResource", {"resourceArn": SM, "tagKeys": 1}))],
+    ("openfaas", "POST", "/system/functions", '{"service": ' + LONE + ', "image": "x"}', 400, "not valid JSON"),
+    ("openfaas", "POST", "/system/secrets", '{"name": "s", "value": ' + LONE + "}", 400, "not valid JSON"),
+]
+
+
+@pytest.mark.parametrize("api,method,path,body,status,expect", COMPAT_WRONG_TYPES)
+def test_compat_wrong_types_and_lone_surrogates_are_4xx(server: Server, api: str, method: str, path: str, body: str,
+                                                        status: int, expect: str) -> None:
+    """The same on the compatible APIs, each answering as its own clients expect (Lambda: the error type in
+    `x-amzn-ErrorType`; OpenWhisk: `{"error": ...}`; OpenFaaS: a text message); each was a 500 before."""
+    if server.api.get("/v1/functions/typed").status_code == 404:
+        server.deploy("typed", {"handler.py": OK})
+        r = server.api.post("/v1/workflows", json={"name": "typed-sm0", "definition": {
+            "StartAt": "A", "States": {"A": {"Type": "Pass", "End": True}}}})
+        assert r.status_code == 201, r.text
+    r = _compat(server, api, method, path, body)
+    assert r.status_code == status, r.text[:300]
+    if api in ("lambda", "states"):
+        assert r.headers.get("x-amzn-errortype", "").split(":")[0] == expect or expect in r.text, r.text[:300]
+    elif api == "openwhisk":
+        assert expect in r.json()["error"], r.text[:300]
+    else:
+        assert expect in r.text, r.text[:300]
+    assert server.http.get("/fn/typed").text == "ok"

@@ -73,7 +73,10 @@ def test_a_streamed_response_bills_its_bytes_and_its_time_to_the_end(server: Ser
 
 def test_bad_usage_queries_get_stable_codes(server: Server) -> None:
     for params, code in (({"by": "week"}, "invalid_request"), ({"prices": "nosuch"}, "unknown_price_table"),
-                         ({"prices": "/etc/passwd"}, "unknown_price_table")):
+                         ({"prices": "/etc/passwd"}, "unknown_price_table"),
+                         # (before: 500s or a reset connection, from the store's integer hours)
+                         ({"since": "nan"}, "invalid_request"), ({"since": "1e400"}, "invalid_request"),
+                         ({"since": "inf"}, "invalid_request"), ({"since": "99999999999999999999999"}, "invalid_request")):
         r = server.api.get("/v1/usage", params=params)
         assert r.status_code == 400, r.text
         assert r.json()["error"]["code"] == code

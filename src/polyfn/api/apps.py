@@ -9,12 +9,12 @@ and otherwise answers exactly as an app that does not exist (404 `app_not_found`
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 from fastapi import APIRouter, Query, Request
 
+from polyfn import jsontext
 from polyfn.api.errors import ApiError
 from polyfn.api.namespaces import request_namespace
 from polyfn.api.routes import Route, mount
@@ -37,7 +37,7 @@ def app_json(app: App) -> dict[str, Any]:
 async def _object(request: Request) -> dict[str, Any]:
     raw = await request.body()
     try:
-        data = json.loads(raw) if raw else {}
+        data = jsontext.loads_text(raw) if raw else {}
     except ValueError as e:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {e}") from None
     if not isinstance(data, dict):

@@ -12,6 +12,7 @@ import msgspec
 from fastapi import Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from polyfn import jsontext
 from polyfn.api.errors import ApiError
 from polyfn.api.namespaces import request_namespace
 from polyfn.call import Call
@@ -187,7 +188,7 @@ def parse_log_lines(body: bytes, content_type: str) -> list[tuple[str, float]]:
     optional `timestamp` in s or ms), a JSON object with `lines`, or plain text (one line each)."""
     if "json" in content_type:
         try:
-            data = json.loads(body or b"[]")
+            data = jsontext.loads_text(body or b"[]")
         except ValueError as e:
             raise ApiError(400, "invalid_json", f"the log batch is not valid JSON ({e})") from None
         if isinstance(data, dict):

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from polyfn import jsontext
 from polyfn.api.errors import ApiError
 from polyfn.api.namespaces import request_namespace
 from polyfn.api.routes import Route, mount
@@ -56,6 +57,13 @@ def _trigger_json(t: Any) -> dict[str, Any]:
     return {**t.to_json(), "function": local(t.function)}
 
 
+async def _json_body(request: Request) -> Any:
+    try:
+        return jsontext.loads_text(await request.body())
+    except ValueError as e:
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {e}") from None
+
+
 def _bucket_namespace(st: Any, bucket: str) -> str | None:
     try:
         return str(st.backend.bucket(bucket).namespace)
@@ -89,7 +97,7 @@ class StorageRoutes:
 
     async def create_key(self, request: Request) -> JSONResponse:
         _storage(self.storage)
-        body = await request.json() if await request.body() else {}
+        body = await _json_body(request) if await request.body() else {}
         if not isinstance(body, dict):
             raise ApiError(400, "invalid_request", "send a JSON object")
         name, scope = body.get("name"), body.get("scope", "invoke")
@@ -116,15 +124,12 @@ class StorageRoutes:
 
     async def add_trigger(self, request: Request) -> JSONResponse:
         st = _storage(self.storage)
-        try:
-            body = await request.json()
-        except ValueError as e:
-            raise ApiError(400, "invalid_json", f"the body is not valid JSON: {e}") from None
+        body = await _json_body(request)
         if not isinstance(body, dict):
             raise ApiError(400, "invalid_request", "send a JSON object")
         function, bucket = body.get("function"), body.get("bucket")
         events = body.get("events", "created")
-        if not isinstance(events, str | list):
+        if not isinstance(events, str) and not (isinstance(events, list) and all(isinstance(e, str) for e in events)):
             raise ApiError(400, "invalid_request", "`events` must be a string like 'created,deleted' or a list")
         prefix, suffix = body.get("prefix") or "", body.get("suffix") or ""
         if not isinstance(function, str) or not isinstance(bucket, str):

@@ -14,6 +14,9 @@ from polyfn.observe import usage as metering
 from polyfn.services import Activations, UsageSums
 from polyfn.tenancy import local
 
+#: the latest `since`/`until` taken (the year 5138): beyond, the store's integer hours overflow
+MAX_EPOCH = 1e11
+
 
 class UsageRoutes:
     def __init__(self, *, recorder: Activations, usage: UsageSums):
@@ -26,6 +29,9 @@ class UsageRoutes:
         """Usage of the hours that start in `[since, until)` (epoch seconds; `since` defaults to 30 days ago,
         rounded down to its hour), grouped `by` function, day or hour (UTC). `prices`: the name of a price table
         the node ships (`lambda`, `alibaba-fc`, `tencent-scf`) adds an estimated cost."""
+        for name, value in (("since", since), ("until", until)):
+            if value is not None and not 0 <= value <= MAX_EPOCH:  # (NaN too: no comparison holds for it)
+                raise ApiError(400, "invalid_request", f"{name}={value!r}: epoch seconds, 0 to {MAX_EPOCH:.0f}")
         if by not in metering.BY:
             raise ApiError(400, "invalid_request", f"by={by!r}: use one of {', '.join(metering.BY)}")
         table = None

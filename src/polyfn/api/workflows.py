@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
+from polyfn import jsontext
 from polyfn.api.errors import ApiError
 from polyfn.api.namespaces import request_namespace
 from polyfn.api.routes import Route, mount
@@ -125,7 +126,7 @@ class WorkflowRoutes:
 
     async def _body_of(self, request: Request) -> dict[str, Any]:
         try:
-            body = json.loads(await request.body() or b"{}")
+            body = jsontext.loads_text(await request.body() or b"{}")
         except ValueError:
             raise ApiError(400, "invalid_json", "the body is not JSON") from None
         if not isinstance(body, dict):

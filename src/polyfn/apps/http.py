@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from polyfn import jsontext
 from polyfn.apps.model import App, Identity
 from polyfn.apps.service import AppError, AppService
 from polyfn.apps.tokens import TokenError
@@ -68,7 +69,7 @@ class Request:
         if not self.body:
             return {}
         try:
-            return json.loads(self.body)
+            return jsontext.loads_text(self.body)
         except ValueError as e:
             raise AppError(400, "invalid_json", f"the body is not valid JSON: {e}") from None
 

@@ -7,7 +7,6 @@ dependencies) fails before the revision is recorded, so a bad deploy never repla
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from polyfn import jsontext
 from polyfn.config import Settings
 from polyfn.deploy import (
     archive,
@@ -224,7 +224,7 @@ def _read_tree(root: Path) -> dict[str, bytes]:
 
 def spec_from_json(raw: bytes | str) -> dict[str, Any]:
     try:
-        value = json.loads(raw)
+        value = jsontext.loads_text(raw)
     except ValueError as e:
         raise DeployError("invalid_json", f"the spec is not valid JSON: {e}") from None
     if not isinstance(value, dict):

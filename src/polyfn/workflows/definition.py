@@ -16,6 +16,7 @@ import json
 import re
 from typing import Any
 
+from polyfn import jsontext
 from polyfn.workflows import choice
 from polyfn.workflows.dataflow import Template
 from polyfn.workflows.errors import DefinitionError, Problem
@@ -195,7 +196,7 @@ def parse(text: str | bytes | dict[str, Any]) -> Machine:
             raise DefinitionError([Problem("SCHEMA_VALIDATION_FAILED", "", f"the definition is {len(text)} bytes; "
                                            f"the limit is {MAX_DEFINITION}")])
         try:
-            raw = json.loads(text)
+            raw = jsontext.loads_text(text)
         except ValueError as e:
             raise DefinitionError([Problem("INVALID_JSON_DESCRIPTION", "", f"the definition is not JSON: {e}")]) from None
     else:
@@ -240,7 +241,8 @@ class _Validator(FieldChecker):
             self.problem("SCHEMA_VALIDATION_FAILED", f"{loc}/QueryLanguage",
                          "polyfn runs the JSONPath query language only (JSONata is not supported)")
         if processor:
-            mode = (raw.get("ProcessorConfig") or {}).get("Mode", "INLINE")
+            config = raw.get("ProcessorConfig") or {}
+            mode = config.get("Mode", "INLINE") if isinstance(config, dict) else config
             if mode != "INLINE":
                 self.problem("SCHEMA_VALIDATION_FAILED", f"{loc}/ProcessorConfig/Mode",
                              f"Map mode {mode!r} is not supported: polyfn runs inline Maps only")
@@ -257,7 +259,7 @@ class _Validator(FieldChecker):
         for name, st in states.items():
             base = f"{loc}/States/{name}"
             for field, target in st.transitions():
-                if target not in states_raw:
+                if not isinstance(target, str) or target not in states_raw:
                     self.problem("MISSING_TRANSITION_TARGET", f"{base}/{field}", f"Missing '{field.rsplit('/', 1)[-1]}' "
                                  f"target: {target} (state '{name}' names a state that does not exist)")
 
@@ -268,7 +270,7 @@ class _Validator(FieldChecker):
         while todo:
             st = states.get(todo.pop())
             for _label, target in st.transitions() if st else []:
-                if target in states and target not in seen:
+                if isinstance(target, str) and target in states and target not in seen:
                     seen.add(target)
                     todo.append(target)
         for name in states:
@@ -283,7 +285,7 @@ class _Validator(FieldChecker):
             self.problem("SCHEMA_VALIDATION_FAILED", loc, f"State '{name}' must be a JSON object")
             return None
         kind = raw.get("Type")
-        if kind not in _FIELDS:
+        if not isinstance(kind, str) or kind not in _FIELDS:
             self.problem("SCHEMA_VALIDATION_FAILED", f"{loc}/Type", f"State '{name}' has an unknown Type {kind!r} "
                          f"(one of {', '.join(_FIELDS)})")
             return None

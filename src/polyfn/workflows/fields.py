@@ -118,7 +118,7 @@ class FieldChecker:
             for k in sorted(set(r) - allowed - {"ErrorEquals", "Comment"}):
                 self.problem("SCHEMA_VALIDATION_FAILED", f"{where}/{k}", f"Field '{k}' is not supported in a {what}")
             ok = self.error_names(r.get("ErrorEquals"), f"{where}/ErrorEquals")
-            if ALL in (r.get("ErrorEquals") or []) and i != len(raw) - 1:
+            if isinstance(r.get("ErrorEquals"), list) and ALL in r["ErrorEquals"] and i != len(raw) - 1:
                 self.problem("SCHEMA_VALIDATION_FAILED", f"{where}/ErrorEquals", f"a {what} with States.ALL must be the last")
             out.append((where, r, ok))
         return out

@@ -84,10 +84,17 @@ def _unescape(s: str) -> str:
     return re.sub(r"\\(.)", r"\1", s)
 
 
-@functools.lru_cache(maxsize=4096)
 def compile_path(text: str) -> Path:
-    """Compile a Path (`$…` or `$$…`); PathSyntaxError when it is not one."""
-    if not isinstance(text, str) or not text.startswith("$"):
+    """Compile a Path (`$…` or `$$…`); PathSyntaxError when it is not one (a list or an object too, before the
+    cache's hashing raises a TypeError for it)."""
+    if not isinstance(text, str):
+        raise PathSyntaxError(f"{text!r} is not a JSONPath: a path is a string starting with '$'")
+    return _compile_path(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _compile_path(text: str) -> Path:
+    if not text.startswith("$"):
         raise PathSyntaxError(f"{text!r} is not a JSONPath: it must start with '$'")
     context = text.startswith("$$")
     body = text[2:] if context else text[1:]

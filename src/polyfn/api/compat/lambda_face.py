@@ -5,7 +5,6 @@ version, an alias) to a revision; and the steps several operations share (deploy
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import time
 from typing import TYPE_CHECKING, Any
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Request
 from fastapi.responses import Response
 
+from polyfn import jsontext
 from polyfn.api.compat.lambda_wire import (
     _ACTIONS,
     _SIGV4_ERRORS,
@@ -162,7 +162,7 @@ class LambdaFace:
     @staticmethod
     def body_json(body: bytes) -> dict[str, Any]:
         try:
-            value = json.loads(body or b"{}")
+            value = jsontext.loads_text(body or b"{}")
         except ValueError:
             raise LambdaError(400, "SerializationException", "the request body is not valid JSON") from None
         if not isinstance(value, dict):

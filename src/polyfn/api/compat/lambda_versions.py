@@ -13,10 +13,12 @@ from polyfn.api.compat.lambda_wire import (
     _ALIAS_FIELDS,
     _ALIAS_RE,
     _PUBLISH_FIELDS,
+    _VERSION_RE,
     LambdaError,
     Target,
     _invalid,
     _json,
+    _object,
     _page,
     _request_id,
     _unknown,
@@ -30,6 +32,17 @@ from polyfn.store.versions import LATEST, Alias
 
 if TYPE_CHECKING:
     from polyfn.services import FunctionStore
+
+
+def _weights(body: dict[str, Any]) -> dict[str, float]:
+    """RoutingConfig.AdditionalVersionWeights: at most one other version, its weight 0.0..1.0."""
+    weights = _object(body, "RoutingConfig").get("AdditionalVersionWeights") or {}
+    if not isinstance(weights, dict) or len(weights) > 1:
+        raise _invalid("RoutingConfig.AdditionalVersionWeights takes at most one other version")
+    for k, w in weights.items():
+        if not isinstance(w, int | float) or not 0.0 <= w <= 1.0:
+            raise _invalid(f"RoutingConfig.AdditionalVersionWeights[{k}]={w!r}: must be 0.0..1.0")
+    return {str(k): float(w) for k, w in weights.items()}
 
 
 class LambdaVersions:
@@ -74,19 +87,12 @@ class LambdaVersions:
         if "Description" in body:
             alias.description = str(body["Description"] or "")[:256]
         if "RoutingConfig" in body:
-            weights = (body["RoutingConfig"] or {}).get("AdditionalVersionWeights") or {}
-            if not isinstance(weights, dict) or len(weights) > 1:
-                raise _invalid("RoutingConfig.AdditionalVersionWeights takes at most one other version")
-            alias.weights = {}
-            for k, w in weights.items():
-                if not isinstance(w, int | float) or not 0.0 <= w <= 1.0:
-                    raise _invalid(f"RoutingConfig.AdditionalVersionWeights[{k}]={w!r}: must be 0.0..1.0")
-                alias.weights[str(k)] = float(w)
+            alias.weights = _weights(body)
         lname = configuration(info, region)["FunctionName"]
         for v in (alias.version, *alias.weights):
             if v == LATEST:
                 continue
-            if not v.isdigit() or await self.face.versions.get_version(info.name, int(v)) is None:
+            if not _VERSION_RE.fullmatch(v) or await self.face.versions.get_version(info.name, int(v)) is None:
                 raise LambdaError(404, "ResourceNotFoundException", f"Function not found: {arn(region, lname)}:{v}")
         if alias.weights:
             if alias.version == LATEST or LATEST in alias.weights:

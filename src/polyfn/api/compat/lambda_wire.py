@@ -66,6 +66,8 @@ _CODE_FIELDS = {"ZipFile", "S3Bucket", "S3Key", "S3ObjectVersion", "ImageUri", "
 _PUBLISH_FIELDS = {"CodeSha256", "Description", "RevisionId"}
 _ALIAS_FIELDS = {"Name", "FunctionVersion", "Description", "RoutingConfig", "RevisionId"}
 _ALIAS_RE = re.compile(r"^(?!\d+$)[A-Za-z0-9_-]{1,128}$")
+#: a published version number as Lambda names one (1 to 10 digits: beyond any the store holds)
+_VERSION_RE = re.compile(r"[0-9]{1,10}")
 
 
 #: the scope each Lambda action needs (auth/keys.py: read < invoke < deploy < admin)
@@ -259,6 +261,14 @@ def _unknown(body: dict[str, Any], allowed: set[str], what: str) -> None:
                        f"(supported: {', '.join(sorted(allowed - _IGNORED))})")
 
 
+def _object(body: dict[str, Any], field: str) -> dict[str, Any]:
+    """A structure parameter (`Environment`, `EphemeralStorage`): an object, or null for none."""
+    value = body[field] or {}
+    if not isinstance(value, dict):
+        raise _invalid(f"{field} must be an object, not {type(value).__name__}")
+    return value
+
+
 def _spec_fields(body: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
     """Merge Lambda configuration parameters into polyfn spec fields (`base` is the current spec)."""
     fields = dict(base)
@@ -281,12 +291,12 @@ def _spec_fields(body: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
             raise _invalid(f"MemorySize={body['MemorySize']!r}: must be 128..10240 (MB)")
         fields["memory"] = body["MemorySize"]
     if "EphemeralStorage" in body:  # /tmp (polyfn's ephemeral_storage)
-        size = (body["EphemeralStorage"] or {}).get("Size")
+        size = _object(body, "EphemeralStorage").get("Size")
         if not isinstance(size, int) or not 512 <= size <= 10240:
             raise _invalid(f"EphemeralStorage.Size={size!r}: must be 512..10240 (MB)")
         fields["ephemeral_storage"] = size
     if "Environment" in body:
-        env = (body["Environment"] or {}).get("Variables") or {}
+        env = _object(body, "Environment").get("Variables") or {}
         if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
             raise _invalid("Environment.Variables must be a map of strings")
         fields["env"] = env

@@ -37,7 +37,7 @@ import msgspec
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from polyfn import __version__
+from polyfn import __version__, jsontext
 from polyfn.api.compat import common, keys
 from polyfn.api.routes import Route, mount
 from polyfn.auth import function_keys
@@ -143,7 +143,7 @@ def function_status(registry: LiveFunctions, info: FunctionInfo) -> dict[str, An
 
 async def _body(request: Request) -> dict[str, Any]:
     try:
-        body = json.loads(await request.body() or b"{}")
+        body = jsontext.loads_text(await request.body() or b"{}")
     except ValueError:
         raise OpenFaasError(400, "the request body is not valid JSON") from None
     if not isinstance(body, dict):

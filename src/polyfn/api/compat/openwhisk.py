@@ -33,7 +33,7 @@ import msgspec
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from polyfn import __version__
+from polyfn import __version__, jsontext
 from polyfn.api.compat import common
 from polyfn.api.compat.openwhisk_activations import WhiskActivations, activation_json, blocking_result
 from polyfn.api.compat.openwhisk_compositions import Compositions
@@ -431,7 +431,7 @@ def install(app: FastAPI, **services: Any) -> None:
 def _action_body(raw: bytes) -> dict[str, Any]:
     """A PUT action's JSON object, with only the fields OpenWhisk's actions have."""
     try:
-        body = json.loads(raw or b"{}")
+        body = jsontext.loads_text(raw or b"{}")
     except ValueError:
         raise WhiskError(400, "The request content was malformed: not JSON") from None
     if not isinstance(body, dict):
@@ -439,6 +439,8 @@ def _action_body(raw: bytes) -> dict[str, Any]:
     unknown = sorted(set(body) - ACTION_FIELDS)
     if unknown:
         raise WhiskError(400, f"The request content was malformed: unsupported field(s) {', '.join(unknown)}")
+    if not isinstance(body.get("exec") or {}, dict):
+        raise WhiskError(400, "The request content was malformed: exec must be an object")
     return body
 
 

@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from polyfn import jsontext
 from polyfn.auth import sigv4
 from polyfn.auth.keys import allows
 from polyfn.tenancy import DEFAULT, account_id, key_namespace
@@ -50,6 +51,33 @@ _SIGV4_ERRORS = {
 
 #: the request's key's namespace (None: the node's admin key, which may act in any): set by `handle`
 _KEY_NS: contextvars.ContextVar[str | None] = contextvars.ContextVar("sfn_key_namespace", default=DEFAULT)
+
+
+#: the request fields of every operation and their JSON types (`int`/`bool`/`str`; `tags`: a list of
+#: `{"key", "value"}` strings; `keys`: a list of strings): another type is a SerializationException, as AWS answers
+_STRINGS = ("stateMachineArn", "executionArn", "name", "definition", "roleArn", "type", "input", "output", "taskToken",
+            "error", "cause", "nextToken", "resourceArn", "statusFilter", "severity", "traceHeader")
+_FIELD_TYPES: dict[str, Any] = {**dict.fromkeys(_STRINGS, str), "maxResults": int, "reverseOrder": bool,
+                                "includeExecutionData": bool, "tags": "tags", "tagKeys": "keys"}
+
+
+def _typed(req: dict[str, Any]) -> None:
+    """Refuse a known field of the wrong JSON type before any operation reads it (before: 500s, `.encode` of an
+    int, a list where a tag's key belongs)."""
+    for field, value in req.items():
+        want = _FIELD_TYPES.get(field)
+        if value is None or want is None:
+            continue
+        if want == "tags":
+            ok = isinstance(value, list) and all(isinstance(t, dict) and isinstance(t.get("key"), str)
+                                                 and isinstance(t.get("value", ""), str) for t in value)
+        elif want == "keys":
+            ok = isinstance(value, list) and all(isinstance(k, str) for k in value)
+        else:
+            ok = isinstance(value, want) and (want is bool or not isinstance(value, bool))
+        if not ok:
+            raise SfnError("SerializationException", f"{field}: expected {want if isinstance(want, str) else want.__name__}"
+                           f", not {type(value).__name__}")
 
 
 class SfnError(Exception):
@@ -191,11 +219,12 @@ class StepFunctionsApi:
                            f"not authorized to perform: states:{op} (the key has scope {getattr(key, 'scope', '?')!r}"
                            f"{', bound to a function' if getattr(key, 'function', None) else ''}; {op} needs {needed!r})")
         try:
-            req = json.loads(body or b"{}")
+            req = jsontext.loads_text(body or b"{}")
         except ValueError:
             raise SfnError("SerializationException", "the request body is not JSON") from None
         if not isinstance(req, dict):
             raise SfnError("SerializationException", "the request body must be a JSON object")
+        _typed(req)
         _KEY_NS.set(key_namespace(key))
         try:
             return await fn(req)

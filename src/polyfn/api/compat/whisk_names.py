@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import Request
 
+from polyfn import jsontext
 from polyfn.model import FunctionInfo
 from polyfn.tenancy import DEFAULT
 
@@ -44,7 +45,7 @@ class WhiskError(Exception):
 def json_object(raw: bytes, what: str) -> dict[str, Any]:
     """A request body that must be a JSON object (empty: `{}`); `what` names it in the 400."""
     try:
-        value = json.loads(raw) if raw else {}
+        value = jsontext.loads_text(raw) if raw else {}
     except ValueError:
         raise WhiskError(400, f"The request content was malformed: the {what} is not JSON") from None
     if not isinstance(value, dict):
