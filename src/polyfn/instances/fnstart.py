@@ -45,15 +45,17 @@ def size_ahead(m: Any, fz: FunctionZygote, function: str, memory_mb: int) -> Non
     """A zygote built at deploy, its revision's first call about to come: its cgroup sized for that call's
     instance now (`size_zygote` as the start would, then the function's CPU weight again), off the call's path.
     The same high-water sizing, only earlier: nothing of the function runs in the zygote's cgroup before it."""
-    if fz.plan is None:
-        return
+    if fz.plan is not None and _size_for_one_more(m, fz):
+        m.cpu.join(function, memory_mb, fz.supervisor)
+
+
+def _size_for_one_more(m: Any, fz: FunctionZygote) -> bool | None:
+    """`size_zygote` for one instance more than the zygote has and is forking (its next start's)."""
     fz.spawning += 1
     try:
-        wrote = size_zygote(m, fz, fz.plan)
+        return size_zygote(m, fz, fz.plan)
     finally:
         fz.spawning -= 1
-    if wrote:
-        m.cpu.join(function, memory_mb, fz.supervisor)
 
 
 async def take_offer(m: Any, fz: FunctionZygote, pool: Any, iid: str, t0: float) -> Instance | None:
@@ -100,12 +102,8 @@ def take_now(m: Any, fz: FunctionZygote, pool: Any, iid: str, t0: float) -> Inst
 def _take(m: Any, fz: FunctionZygote, iid: str) -> tuple[int, socket.socket, str, Instance | None, str, bool] | None:
     """The offer taken (`FunctionZygote.take`) once the zygote's cgroup is sized for it: (host pid, connection,
     info, handle or None, instance id, whether the cgroup's limits were written); None without it."""
-    fz.spawning += 1
-    try:
-        wrote = size_zygote(m, fz, fz.plan)
-        taken = fz.take(iid) if wrote is not None else None
-    finally:
-        fz.spawning -= 1
+    wrote = _size_for_one_more(m, fz)
+    taken = fz.take(iid) if wrote is not None else None
     return None if taken is None else (*taken, bool(wrote))
 
 
