@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import msgspec
 from fastapi import APIRouter, Query, Request
 
-from polyfn import jsontext
-from polyfn.api.errors import ApiError
+from polyfn.api.errors import ApiError, parsed_json
 from polyfn.api.namespaces import request_namespace
 from polyfn.api.routes import Route, mount
 from polyfn.apps.model import App
@@ -36,10 +35,7 @@ def app_json(app: App) -> dict[str, Any]:
 
 async def _object(request: Request) -> dict[str, Any]:
     raw = await request.body()
-    try:
-        data = jsontext.loads_text(raw) if raw else {}
-    except ValueError as e:
-        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {e}") from None
+    data = parsed_json(raw) if raw else {}
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_request", "send a JSON object of app settings")
     return data

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from polyfn import jsontext
 from polyfn.deploy.errors import DeployError
 from polyfn.errors import PolyfnError
 from polyfn.gateway.limits import BodyTooLarge
@@ -46,6 +47,14 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 #: the API's name for the platform's typed refusal (polyfn/errors.py), serialised by `install`'s handler
 ApiError = PolyfnError
+
+
+def parsed_json(raw: bytes) -> Any:
+    """A request body's JSON (`jsontext.loads_text`: a lone surrogate is malformed too), or 400 `invalid_json`."""
+    try:
+        return jsontext.loads_text(raw)
+    except ValueError as e:
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {e}") from None
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None,

@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from polyfn import jsontext
-from polyfn.api.errors import ApiError
+from polyfn.api.errors import ApiError, parsed_json
 from polyfn.api.namespaces import request_namespace
 from polyfn.api.routes import Route, mount
 from polyfn.api.security import key_json
@@ -57,13 +56,6 @@ def _trigger_json(t: Any) -> dict[str, Any]:
     return {**t.to_json(), "function": local(t.function)}
 
 
-async def _json_body(request: Request) -> Any:
-    try:
-        return jsontext.loads_text(await request.body())
-    except ValueError as e:
-        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {e}") from None
-
-
 def _bucket_namespace(st: Any, bucket: str) -> str | None:
     try:
         return str(st.backend.bucket(bucket).namespace)
@@ -97,7 +89,8 @@ class StorageRoutes:
 
     async def create_key(self, request: Request) -> JSONResponse:
         _storage(self.storage)
-        body = await _json_body(request) if await request.body() else {}
+        raw = await request.body()
+        body = parsed_json(raw) if raw else {}
         if not isinstance(body, dict):
             raise ApiError(400, "invalid_request", "send a JSON object")
         name, scope = body.get("name"), body.get("scope", "invoke")
@@ -124,7 +117,7 @@ class StorageRoutes:
 
     async def add_trigger(self, request: Request) -> JSONResponse:
         st = _storage(self.storage)
-        body = await _json_body(request)
+        body = parsed_json(await request.body())
         if not isinstance(body, dict):
             raise ApiError(400, "invalid_request", "send a JSON object")
         function, bucket = body.get("function"), body.get("bucket")
