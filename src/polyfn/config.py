@@ -6,6 +6,7 @@ Validation errors name the key, the value and the allowed range (pydantic does t
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -19,6 +20,16 @@ def default_data_dir(env: os._Environ[str] | dict[str, str] | None = None) -> Pa
     if env.get("POLYFN_DATA_DIR"):
         return Path(env["POLYFN_DATA_DIR"]).expanduser()
     return Path.home() / ".local" / "share" / "polyfn"
+
+
+@functools.cache
+def physical_memory_mb() -> int:
+    """The machine's RAM in MB (4096 when unknown), read once: `os.sysconf` is a `sysinfo` system call (~10 µs
+    on a server just woken from idle), and every instance start asks for the memory budget."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
+    except (ValueError, OSError):
+        return 4096
 
 
 class Settings(BaseSettings):
@@ -247,11 +258,7 @@ class Settings(BaseSettings):
     def memory_budget_mb(self) -> int:
         if self.memory_budget:
             return self.memory_budget
-        try:
-            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
-        except (ValueError, OSError):
-            total = 4096
-        return max(1, int(total * self.memory_budget_percent / 100))
+        return max(1, int(physical_memory_mb() * self.memory_budget_percent / 100))
 
     @property
     def db_url(self) -> str:

@@ -451,3 +451,47 @@ async def test_an_unexpected_error_while_starting_fails_the_waiters_at_once() ->
     pool = make_pool(Broken())
     with pytest.raises(StartFailed, match="internal error: NameError"):
         await asyncio.wait_for(pool.acquire(30), 2)
+
+
+async def test_a_start_that_needs_no_wait_hands_its_instance_without_queueing_the_caller() -> None:
+    """A caller with nobody ahead of it whose start needs no wait (a function zygote's offered child, made in the
+    caller's turn: `Starter.start_now`) gets the new instance as its cold start without a place in the queue: no
+    deadline sweep is left behind for it, no start task. A second caller meanwhile queues and starts as before."""
+    m = FakeManager()
+    m.gate = asyncio.Event()
+    offered = [Instance("z1", "f:1", lambda i: None)]
+
+    def start_now(pool: Pool) -> Instance | None:
+        if not offered:
+            return None
+        inst = offered.pop()
+        inst.state = State.READY
+        return inst
+
+    m.start_now = start_now  # type: ignore[method-assign]
+    pool = make_pool(m)
+    inst = await pool.acquire(1)
+    assert inst.id == "z1" and not inst.cold_claimed and pool.stats()["busy"] == 1
+    assert len(pool._deadlines) == 0 and pool._deadlines._handle is None  # nothing to sweep: it never waited
+    assert m.started == 0 and not pool.waiters
+    second = asyncio.ensure_future(pool.acquire(1))  # no offer left: it queues for a start task
+    await asyncio.sleep(0)
+    assert len(pool.waiters) == 1 and pool.starting == 1
+    m.gate.set()
+    assert (await second).id == "i1"
+
+
+def test_the_memory_budget_reads_the_machines_memory_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every start asks for the memory budget: the machine's RAM (`os.sysconf`, a `sysinfo` system call) is read
+    once, not at every start."""
+    import os
+
+    from polyfn.config import Settings
+
+    settings = Settings()
+    budget = settings.memory_budget_mb
+    calls = []
+    real = os.sysconf
+    monkeypatch.setattr(os, "sysconf", lambda name: calls.append(name) or real(name))
+    assert settings.memory_budget_mb == budget and 0 < Settings(memory_budget_percent=50).memory_budget_mb < budget
+    assert calls == []

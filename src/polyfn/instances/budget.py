@@ -15,8 +15,11 @@ from polyfn.instances.instance import State
 
 def reserved_by(pools: Any) -> int:
     """Memory promised to the instances of `pools`: each live (ready or starting) instance reserves its `memory`."""
-    return sum(p.revision.spec.memory * (p.starting + sum(1 for i in p.instances if i.state is State.READY))
-               for p in pools if p.instances or p.starting)  # (most pools of a big node have none)
+    return sum(_reserved(p) for p in pools if p.instances or p.starting)  # (most pools of a big node have none)
+
+
+def _reserved(p: Any) -> int:
+    return p.revision.spec.memory * (p.starting + sum(1 for i in p.instances if i.state is State.READY))
 
 
 class MemoryBudget:
@@ -40,8 +43,17 @@ class MemoryBudget:
         than `function_memory_share` % of the budget: a function scaling up (or crash-looping through memory)
         cannot take the node, nor evict every other function's warm instances to do so."""
         need = pool.revision.spec.memory
-        mine = reserved_by(p for p in self.pools if p.revision.function == pool.revision.function)
-        room = decisions.reserve(need, mine, self.reserved_mb(), self.budget_mb, self.settings.function_memory_share,
+        function = pool.revision.function
+        mine = reserved = 0
+        for p in self.pools:  # (one pass for the function's reservations and the node's: `reserved_by`'s sum)
+            if p.instances or p.starting:
+                mb = _reserved(p)
+                reserved += mb
+                if p.revision.function == function:
+                    mine += mb
+        if self.fzs is not None:
+            reserved += self.fzs.reserved_mb()
+        room = decisions.reserve(need, mine, reserved, self.budget_mb, self.settings.function_memory_share,
                                  ((i.last_used, p.revision.spec.memory, (i, p)) for p in self.pools if p is not pool
                                   for i in p.idle if i.inflight == 0 and i.state is State.READY))
         if room.refused:

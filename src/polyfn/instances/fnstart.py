@@ -71,7 +71,7 @@ async def take_offer(m: Any, fz: FunctionZygote, pool: Any, iid: str, t0: float)
         return None
     host, conn, info, inst, iid, wrote = taken
     if inst is not None:  # made as the offer came (`prepare`)
-        _adopt(inst, pool, iid)
+        _adopt(fz, inst, pool, iid)
     else:
         inst = _handle(m, fz)
         inst.id, inst.on_lost, inst.pid = iid, pool.on_lost, host
@@ -95,7 +95,7 @@ def take_now(m: Any, fz: FunctionZygote, pool: Any, iid: str, t0: float) -> Inst
     host, _, info, inst, iid, wrote = taken
     if inst is None:  # (cannot be: the handle was made)
         return None
-    _adopt(inst, pool, iid)
+    _adopt(fz, inst, pool, iid)
     return _taken(m, fz, pool, inst, host, info, wrote, t0)
 
 
@@ -107,13 +107,19 @@ def _take(m: Any, fz: FunctionZygote, iid: str) -> tuple[int, socket.socket, str
     return None if taken is None else (*taken, bool(wrote))
 
 
-def _adopt(inst: Instance, pool: Any, iid: str) -> None:
-    """The handle made as the offer came (`prepare`), now instance `iid` of `pool`."""
+def _adopt(fz: FunctionZygote, inst: Instance, pool: Any, iid: str) -> None:
+    """The handle made as the offer came (`prepare`), now instance `iid` of `pool`. The OOM kills its zygote's
+    cgroup had so far (none of them its own) are read once this turn of the loop is over: after the first call's
+    `Invoke` is written (a `pread`, slow on a server just woken from idle), before any frame of its answer is."""
     inst.id = iid
     inst.on_lost = pool.on_lost
     inst.created = inst.last_used = time.monotonic()
     if inst.memory is not None:
-        inst.memory.kills_seen = inst.memory.oom_kills()
+        fz.loop.call_soon(_count_kills, inst.memory)
+
+
+def _count_kills(gauge: cgroups.MemoryGauge) -> None:
+    gauge.kills_seen = gauge.oom_kills()
 
 
 def _taken(m: Any, fz: FunctionZygote, pool: Any, inst: Instance, host: int, info: str, wrote: bool,

@@ -103,8 +103,9 @@ class FunctionZygote(ZygoteClient):
         self.named = ""  # the id the offered child was given, "" while it waits for `Take`
         self.sock = sock
         sock.setblocking(False)
-        self._ready = asyncio.get_running_loop().create_future()
-        asyncio.get_running_loop().add_reader(sock.fileno(), self._on_readable)
+        self.loop = asyncio.get_running_loop()  # (kept: get_running_loop() is a getpid() system call each time)
+        self._ready = self.loop.create_future()
+        self.loop.add_reader(sock.fileno(), self._on_readable)
 
     @property
     def alive(self) -> bool:
@@ -237,7 +238,7 @@ class FunctionZygote(ZygoteClient):
                 conn.close()
             return None
         # The next offer is forked once this start is served: a fork now would compete with it for the CPU
-        asyncio.get_running_loop().call_later(OFFER_DELAY, self._took, inner)
+        self.loop.call_later(OFFER_DELAY, self._took, inner)
         self.host[inner] = host
         self.instances += 1
         self.last_used = time.monotonic()

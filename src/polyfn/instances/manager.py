@@ -191,7 +191,8 @@ class InstanceManager:
         fz = self.fzs.get(rev.key) if self.fzs is not None and rev.spec.runtime == "python" else None
         if fz is None or fz.offer is None or fz.plan is None:
             return None
-        return fnstart.take_now(self, fz, pool, f"{rev.function}-{rev.number}-{next(self._ids)}", time.perf_counter())
+        iid = fz.named or f"{rev.function}-{rev.number}-{next(self._ids)}"  # (named as the offer came, mostly)
+        return fnstart.take_now(self, fz, pool, iid, time.perf_counter())
 
     async def start_instance(self, pool: Any) -> Instance:
         """Fork a new instance for `pool` and wait until it is ready (or raise why it is not)."""

@@ -104,7 +104,7 @@ class Pool(Starts, Overload):
         self.prewarm_at = 0.0
 
     async def acquire(self, timeout: float) -> Instance:
-        inst = self.try_acquire()
+        inst = self.try_acquire() or self._start_at_once()  # (a function zygote's offered child: no wait)
         if inst is not None:
             return inst
         if self._init_error is not None and (now := time.monotonic()) < self._init_error_until:

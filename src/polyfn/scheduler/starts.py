@@ -77,6 +77,18 @@ class Starts:
                 self._no_capacity()
                 break
 
+    def _start_at_once(self) -> Instance | None:
+        """A caller finds no free instance: when nobody is queued or starting (nor was a start failing, and the pool
+        has a queue and is not draining), its start, as `_scale_up`'s for one waiter; when that start needs no
+        wait (`Starter.start_now`), the new instance handed to it in this turn, without a place in the queue (a
+        future, a deadline, the shedding watch: steps run once per start, each slow on a loop just woken from
+        idle, before the call's `Invoke` is written). None when not, when there is no room, or when the start is a
+        task: the caller then queues (`acquire`), and `_scale_up` counts that start as coming."""
+        if (self.waiters or self.starting or self._init_error is not None or not self.max_queue or self.draining
+                or len(self.instances) >= self.max_instances or not self._start_background()):
+            return None
+        return self.try_acquire()
+
     def _no_capacity(self) -> None:
         """The memory budget refused a start: if nothing is coming for the waiters, refuse them now."""
         if self.starting or any(i.state is State.READY for i in self.instances):
