@@ -328,13 +328,16 @@ def wrk_path() -> str:
 
 
 def run_wrk(url: str, connections: int, duration: int, threads: int = 1, script: str | None = None,
-            timeout_s: int = 10) -> WrkResult:
-    """`wrk -t1 -cN -dDs --latency URL`; one wrk thread, since the machine has only 2 cores."""
+            timeout_s: int = 10, cpus: set[int] | None = None) -> WrkResult:
+    """`wrk -t1 -cN -dDs --latency URL`; one wrk thread, since the machine has only 2 cores; `cpus`: the CPUs
+    wrk may run on (None: any)."""
     cmd = [wrk_path(), f"-t{threads}", f"-c{connections}", f"-d{duration}s", f"--timeout={timeout_s}s",
            "--latency"]
     if script:
         cmd += ["-s", script]
     cmd.append(url)
+    if cpus:
+        cmd = ["taskset", "-c", ",".join(map(str, sorted(cpus))), *cmd]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=duration + 60).stdout
     return parse_wrk(out)
 

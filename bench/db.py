@@ -24,6 +24,14 @@ and ≥ 10,000 GetItem/s (the cheap client's throughput: a node's, not boto3's),
     .venv/bin/python bench/db.py --quick       # 2 s
     .venv/bin/python bench/db.py --only polyfn # skip moto (profiling runs)
     .venv/bin/python bench/db.py --client wrk  # the cheap client only
+    .venv/bin/python bench/db.py --pin split   # the server on one CPU, the load generator on the others
+
+By default the scheduler places the servers and the load generator on any CPU, the same for both servers. `--pin
+split` pins, for each row, every thread of the server's process tree to the first CPU and the generator (its
+processes, or wrk) to the rest, the same for both servers. It is not the default: on this 2-CPU machine it raised
+polyfn's CPU per operation under boto3 by 10-45 % and left moto's where it was (docs/performance.md, db11): alone on
+its CPU the node is idle when each request comes and wakes once per request, where sharing the CPUs it finds two
+or three waiting; and on a machine shared with other work it starves the generator.
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ from typing import Any
 import boto3
 from _common import (
     PolyfnServer,
+    descendants,
     fmt,
     free_port,
     percentile,
@@ -71,6 +80,29 @@ def settle(pid: int, timeout: float = 60.0) -> None:
         if tree_cpu_seconds(pid) - before < 0.05 * 0.25:
             return
 PREFILL = 2000
+
+
+def split_cpus(how: str) -> tuple[set[int], set[int]] | None:
+    """(the server's CPUs, the load generator's) for `--pin`: "split" puts the server under test on the first CPU
+    it may use and the load generator on the rest, the same for both servers; "off" leaves both to the scheduler."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if how == "off" or len(cpus) < 2:
+        return None
+    return {cpus[0]}, set(cpus[1:])
+
+
+def pin_tree(root: int, cpus: set[int]) -> None:
+    """Every thread of `root`'s process tree onto `cpus` (threads and processes it starts later inherit them)."""
+    for pid in descendants(root):
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                os.sched_setaffinity(int(tid), cpus)
+            except OSError:  # gone meanwhile
+                pass
 
 
 def client(endpoint: str, akid: str, secret: str) -> Any:
@@ -113,9 +145,11 @@ def one_op(c: Any, op: str, table_name: str, rnd: random.Random, me: str, i: int
 
 
 def worker(endpoint: str, akid: str, secret: str, table_name: str, op: str, threads: int, go: Any,
-           seconds: float, name: str, out: Any) -> None:
+           seconds: float, name: str, out: Any, cpus: set[int] | None = None) -> None:
     """One load-generator process: `threads` clients, once `go` is set, for `seconds`; puts "ready" when its
-    clients are warm, then (ops, errors, cpu)."""
+    clients are warm, then (ops, errors, cpu). `cpus`: the CPUs it may run on (None: any)."""
+    if cpus:
+        os.sched_setaffinity(0, cpus)
     clients = [client(endpoint, akid, secret) for _ in range(threads)]
     counts = [0] * threads
     errors = [0] * threads
@@ -148,16 +182,18 @@ def worker(endpoint: str, akid: str, secret: str, table_name: str, op: str, thre
 
 
 def load(endpoint: str, akid: str, secret: str, table_name: str, op: str, procs: int, threads: int,
-         seconds: float, server_pid: int) -> dict[str, float]:
+         seconds: float, server_pid: int, pin: tuple[set[int], set[int]] | None = None) -> dict[str, float]:
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     go = ctx.Event()
     ps = [ctx.Process(target=worker, args=(endpoint, akid, secret, table_name, op, threads, go, seconds,
-                                           f"p{n}", q)) for n in range(procs)]
+                                           f"p{n}", q, pin[1] if pin else None)) for n in range(procs)]
     for p in ps:
         p.start()
     for _ in ps:  # every process started and its clients warm
         assert q.get(timeout=300) == "ready"
+    if pin:
+        pin_tree(server_pid, pin[0])
     settle(server_pid)
     idle0 = tree_cpu_seconds(server_pid)  # the server's own background work (tickers, zygotes), subtracted
     time.sleep(1.0)
@@ -170,6 +206,8 @@ def load(endpoint: str, akid: str, secret: str, table_name: str, op: str, procs:
     busy = max(0.0, cpu1 - cpu0 - idle * (time.perf_counter() - t0))
     for p in ps:
         p.join()
+    if pin:
+        pin_tree(server_pid, os.sched_getaffinity(0))
     ops = sum(r[0] for r in results)
     return {"ops_s": ops / seconds, "errors": sum(r[1] for r in results), "server_cpu": busy,
             "gen_cpu": sum(r[2] for r in results), "ops": ops, "seconds": seconds}
@@ -220,19 +258,24 @@ def presigned_script(endpoint: str, akid: str, secret: str, table_name: str, op:
 
 
 def load_wrk(endpoint: str, akid: str, secret: str, table_name: str, op: str, connections: int, seconds: float,
-             server_pid: int) -> dict[str, float]:
+             server_pid: int, pin: tuple[set[int], set[int]] | None = None) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / f"{op}.lua"
         presigned_script(endpoint, akid, secret, table_name, op, 2000, script)
+        if pin:
+            pin_tree(server_pid, pin[0])
         settle(server_pid)
         idle0 = tree_cpu_seconds(server_pid)
         time.sleep(1.0)
         idle = tree_cpu_seconds(server_pid) - idle0
         cpu0 = tree_cpu_seconds(server_pid)
         t0 = time.perf_counter()
-        r = run_wrk(endpoint + "/", connections, max(1, round(seconds)), threads=1, script=str(script))
+        r = run_wrk(endpoint + "/", connections, max(1, round(seconds)), threads=1, script=str(script),
+                    cpus=pin[1] if pin else None)
         took = time.perf_counter() - t0
         busy = max(0.0, tree_cpu_seconds(server_pid) - cpu0 - idle * took)
+        if pin:
+            pin_tree(server_pid, os.sched_getaffinity(0))
     return {"ops_s": r.rps, "errors": r.non_2xx + r.socket_errors, "server_cpu": busy, "gen_cpu": float("nan"),
             "ops": r.requests, "seconds": seconds, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms}
 
@@ -341,7 +384,10 @@ def main() -> None:
     ap.add_argument("--only", choices=("polyfn", "moto"))
     ap.add_argument("--client", choices=("boto3", "wrk", "both"), default="both")
     ap.add_argument("--ops", default=",".join(OPS), help="comma-separated; 'none' for the trigger lag alone")
+    ap.add_argument("--pin", choices=("split", "off"), default="off",
+                    help="split: the server under test on one CPU, the load generator on the others")
     args = ap.parse_args()
+    pin = split_cpus(args.pin)
     seconds = 2.0 if args.quick else args.seconds
     ops = [] if args.ops == "none" else args.ops.split(",")
     clients = ["boto3", "wrk"] if args.client == "both" else [args.client]
@@ -369,10 +415,10 @@ def main() -> None:
                     for c in clients:
                         if c == "boto3":
                             results[c][name][op] = load(url, akid, secret, "bench", op, args.procs, args.threads,
-                                                        seconds, pid)
+                                                        seconds, pid, pin)
                         else:
                             results[c][name][op] = load_wrk(url, akid, secret, "bench", op, args.connections, seconds,
-                                                            pid)
+                                                            pid, pin)
             for c in clients:
                 print_rows(f"client: {'boto3, ' + str(args.procs * args.threads) + ' clients' if c == 'boto3' else 'wrk, presigned requests, ' + str(args.connections) + ' connections'}",
                            ops, results[c], gen=c == "boto3")

@@ -9,13 +9,22 @@ measures the whole path against moto).
     .venv/bin/python bench/db_hotpath.py --http     # through the node's HTTP protocol too (below)
     .venv/bin/python bench/db_hotpath.py --http --at-once 1  # one request at a time (a starved node's load)
     .venv/bin/python bench/db_hotpath.py --http --at-once 1 --ops PutItem,UpdateItem+cond  # these rows only
+    .venv/bin/python bench/db_hotpath.py --http --at-once 1 --boto3-headers  # the headers boto3 sends as well
+    .venv/bin/python bench/db_hotpath.py --http --at-once 1 --gap-ms 1  # the loop idle between requests
 
 `--http` adds, per operation, the same requests as raw HTTP/1.1 bytes fed to the node's protocol
 (gateway/http.py, uvicorn's httptools protocol) on 32 in-memory transports, twice: answered straight from the
 protocol (gateway/direct.py, as the node does) and through ASGI (the face as an ASGI app). What is left out is
 only the socket: the kernel's reads and writes and uvloop's polling. `--at-once K`: K connections instead of 32,
 so each turn of the loop has K requests (K=1: every write its own commit, as when boto3 clients on the same
-cores leave the node one or two requests per wake-up).
+cores leave the node one or two requests per wake-up). The requests carry the headers botocore signs (host,
+x-amz-date, x-amz-target, content-type, authorization, content-length), as `bench/db.py --client wrk` sends them;
+`--boto3-headers` adds the ones a boto3 client sends unsigned besides (`BOTO3_EXTRA`: accept-encoding, its
+~230-byte user-agent, amz-sdk-invocation-id, amz-sdk-request), in the order it sends them. `--gap-ms G`: each
+connection waits G ms after an answer before its next request, so the loop's thread blocks between requests and
+each request finds the process woken from idle, its caches cold — what a node under `bench/db.py --client boto3`
+sees (woken for one or two requests at a time); the wait's own CPU (a timer, the loop's turn, the wake-up) is
+printed first, measured alone.
 """
 
 from __future__ import annotations
@@ -37,7 +46,28 @@ from botocore.credentials import Credentials
 TABLE = "bench"
 
 
-def signed(op: str, body: dict[str, Any], secret: str) -> tuple[dict[str, Any], bytes]:
+#: what a boto3 client (1.44, urllib3 2) sends besides the signed headers, read off the wire: (name, value, the
+#: signed header it follows; None: first)
+BOTO3_EXTRA = (
+    (b"accept-encoding", b"identity", None),
+    (b"user-agent", b"Boto3/1.44.18 md/Botocore#1.44.18 md/awscrt#0.38.1 ua/2.1 os/linux#6.18.44 md/arch#x86_64 "
+                    b"lang/python#3.11.7 md/pyimpl#CPython m/e,E,P,b,Z,N cfg/retry-mode#standard Botocore/1.44.18",
+     b"content-type"),
+    (b"amz-sdk-invocation-id", b"686eb859-a4f4-458c-bbad-fb52d7271f30", b"authorization"),
+    (b"amz-sdk-request", b"attempt=1; max=1", b"amz-sdk-invocation-id"),
+)
+
+
+def with_boto3_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """`headers` with `BOTO3_EXTRA` inserted where boto3 puts them."""
+    out = list(headers)
+    for name, value, after in BOTO3_EXTRA:
+        at = 0 if after is None else next(i for i, (k, _) in enumerate(out) if k == after) + 1
+        out.insert(at, (name, value))
+    return out
+
+
+def signed(op: str, body: dict[str, Any], secret: str, boto3_headers: bool = False) -> tuple[dict[str, Any], bytes]:
     data = json.dumps(body).encode()
     req = AWSRequest(method="POST", url="http://127.0.0.1:8080/", data=data,
                      headers={"X-Amz-Target": f"DynamoDB_20120810.{op}",
@@ -45,6 +75,8 @@ def signed(op: str, body: dict[str, Any], secret: str) -> tuple[dict[str, Any], 
     SigV4Auth(Credentials("polyfn-admin", secret), "dynamodb", "us-east-1").add_auth(req)
     headers = [(k.lower().encode(), v.encode() if isinstance(v, str) else v) for k, v in req.headers.items()]
     headers.append((b"host", b"127.0.0.1:8080"))
+    if boto3_headers:
+        headers = with_boto3_headers(headers)
     scope = {"type": "http", "method": "POST", "path": "/", "raw_path": b"/", "query_string": b"", "headers": headers}
     return scope, data
 
@@ -95,7 +127,8 @@ def raw_request(scope: dict[str, Any], data: bytes) -> bytes:
     return b"POST / HTTP/1.1\r\n" + head + b"content-length: %d\r\n\r\n" % len(data) + data
 
 
-async def over_http(api: Any, scope: dict[str, Any], data: bytes, n: int, direct: bool, k: int = 32) -> float:
+async def over_http(api: Any, scope: dict[str, Any], data: bytes, n: int, direct: bool, k: int = 32,
+                    gap: float = 0.0) -> float:
     """µs of CPU per request fed as bytes to the node's protocol (`k` connections, one request each at a time)."""
     import uvicorn
     from uvicorn.server import ServerState
@@ -120,6 +153,8 @@ async def over_http(api: Any, scope: dict[str, Any], data: bytes, n: int, direct
             wire.done = loop.create_future()
             proto.data_received(raw)
             out = await wire.done
+            if gap:  # the loop idle (its thread blocked in the poller) before the connection's next request
+                await asyncio.sleep(gap)
             assert out.startswith(b"HTTP/1.1 200"), out[:200]
         proto.connection_lost(None)
 
@@ -129,7 +164,21 @@ async def over_http(api: Any, scope: dict[str, Any], data: bytes, n: int, direct
     return (time.process_time() - cpu0) / (n // k * k) * 1e6
 
 
-async def main(n: int, profile: bool, http: bool = False, at_once: int = 32, ops: str = "") -> None:
+async def idle_waits(n: int, k: int, gap: float) -> float:
+    """µs of CPU per `asyncio.sleep(gap)` of `k` tasks, n in all: what `--gap-ms` adds to a request by itself."""
+
+    async def waits(count: int) -> None:
+        for _ in range(count):
+            await asyncio.sleep(gap)
+
+    await asyncio.gather(*(waits(4) for _ in range(k)))
+    cpu0 = time.process_time()
+    await asyncio.gather(*(waits(n // k) for _ in range(k)))
+    return (time.process_time() - cpu0) / (n // k * k) * 1e6
+
+
+async def main(n: int, profile: bool, http: bool = False, at_once: int = 32, ops: str = "",
+               boto3_headers: bool = False, gap: float = 0.0) -> None:
     from polyfn.auth.keys import KeyRing
     from polyfn.auth.secrets import SecretBox
     from polyfn.db.access import Grants
@@ -158,10 +207,13 @@ async def main(n: int, profile: bool, http: bool = False, at_once: int = 32, ops
             await db.put_item("default", {"TableName": TABLE, "Item": {"pk": {"S": "q"}, "sk": {"N": str(i)},
                                                                        "v": {"S": "y" * 100}}})
         print(f"{'operation':18} {'µs CPU/request':>15} {'requests/s (one core)':>22}")
+        if http and gap:
+            print(f"(an idle wait of {gap * 1000:g} ms alone, no request: {await idle_waits(n, at_once, gap):.0f} µs "
+                  "of CPU; the HTTP rows below include one per request)")
         for name, (op, body) in REQUESTS.items():
             if ops and name not in ops.split(","):
                 continue
-            scope, data = signed(op, body, secret)
+            scope, data = signed(op, body, secret, boto3_headers)
             status, out = await api.handle(scope, data)
             assert status == 200, out
 
@@ -186,7 +238,7 @@ async def main(n: int, profile: bool, http: bool = False, at_once: int = 32, ops
             print(f"{name:18} {cpu / done * 1e6:15.0f} {done / wall:22.0f}")
             if http:
                 for direct in (True, False):
-                    us = await over_http(api, scope, data, n, direct, at_once)
+                    us = await over_http(api, scope, data, n, direct, at_once, gap)
                     print(f"  + HTTP, {'direct' if direct else 'ASGI':6} {us:7.0f}")
         await db.close()
         await keys.stop()
@@ -200,6 +252,9 @@ if __name__ == "__main__":
     ap.add_argument("--http", action="store_true", help="through the node's HTTP protocol too")
     ap.add_argument("--at-once", type=int, default=32, help="--http: connections, each one request at a time")
     ap.add_argument("--ops", default="", help=f"comma-separated, from {', '.join(REQUESTS)} (default: all)")
+    ap.add_argument("--boto3-headers", action="store_true", help="add the unsigned headers a boto3 client sends")
+    ap.add_argument("--gap-ms", type=float, default=0.0,
+                    help="--http: each connection idle this long after an answer (0: the next request at once)")
     a = ap.parse_args()
     assert all(op in REQUESTS for op in a.ops.split(",") if op), f"--ops: from {', '.join(REQUESTS)}"
-    asyncio.run(main(a.n, a.profile, a.http, a.at_once, a.ops))
+    asyncio.run(main(a.n, a.profile, a.http, a.at_once, a.ops, a.boto3_headers, a.gap_ms / 1000))
