@@ -1,17 +1,18 @@
-"""Bad input to the S3 face: each request below was a 500, a dropped connection, or was stored and
+"""Bad input to the S3 and DynamoDB faces: each request below was a 500, a dropped connection, or was stored and
 then broke every later read of what it stored (found by fuzzing each API against a real node, seventeenth
 session). Each now gets the error that API's own clients expect, and nothing it was refused for is kept."""
 
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
-from botocore.auth import S3SigV4Auth
+from botocore.auth import S3SigV4Auth, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
@@ -148,4 +149,58 @@ def test_s3_post_policy_with_infinite_length_range_is_invalid_argument(s3: dict[
     p = s3["client"].generate_presigned_post("fuzz-pub", "inf", Conditions=[["content-length-range", 1e400, 2]])
     body, headers = _form(list(p["fields"].items()))
     assert _code(httpx.post(f"{s3['url']}/fuzz-pub", content=body, headers=headers)) == (400, "InvalidArgument")
+
+
+# -- DynamoDB ---------------------------------------------------------------------------------------------
+
+
+def _ddb(server: Server, op: str, body: dict[str, Any] | bytes) -> tuple[int, str]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    req = AWSRequest(method="POST", url=server.url + "/", data=data, headers={
+        "content-type": "application/x-amz-json-1.0", "x-amz-target": f"DynamoDB_20120810.{op}"})
+    SigV4Auth(Credentials("polyfn-admin", server.key), "dynamodb", "us-east-1").add_auth(req)
+    r = httpx.post(server.url + "/", content=data, headers=dict(req.headers.items()), timeout=30)
+    return r.status_code, (r.json().get("__type", "") if r.status_code < 500 else r.text).split("#")[-1]
+
+
+@pytest.fixture(scope="module")
+def table(server: Server) -> str:
+    status, kind = _ddb(server, "CreateTable", {
+        "TableName": "fuzz", "BillingMode": "PAY_PER_REQUEST",
+        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+        "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}]})
+    assert status == 200, kind
+    assert _ddb(server, "PutItem", {"TableName": "fuzz", "Item": {"pk": {"S": "a"}, "v": {"N": "1"}}})[0] == 200
+    return "fuzz"
+
+
+DEEP_COND = "(" * 500 + "v = :v" + ")" * 500
+DYNAMODB_CASES = [  # (operation, body, error type): each was a 500 (but Limit: true, taken as 1)
+    ("GetItem", b"[" * 5000 + b"]" * 5000, "SerializationException"),
+    ("PutItem", b'{"a":' * 3000 + b"1" + b"}" * 3000, "SerializationException"),
+    ("PutItem", {"TableName": "fuzz", "Item": {"pk": {"S": "b"}}, "ConditionExpression": DEEP_COND,
+                 "ExpressionAttributeValues": {":v": {"N": "1"}}}, "ValidationException"),
+    ("Scan", {"TableName": "fuzz", "FilterExpression": DEEP_COND, "ExpressionAttributeValues": {":v": {"N": "1"}}},
+     "ValidationException"),
+    ("TransactWriteItems", {"TransactItems": [{"Put": "x"}]}, "ValidationException"),
+    ("TransactWriteItems", {"TransactItems": 1}, "SerializationException"),
+    ("TransactGetItems", {"TransactItems": 1.5}, "SerializationException"),
+    ("BatchWriteItem", {"RequestItems": {"fuzz": [{"PutRequest": "x"}]}}, "ValidationException"),
+    ("BatchWriteItem", {"RequestItems": {"fuzz": [{"DeleteRequest": [1]}]}}, "ValidationException"),
+    ("ExecuteStatement", {"Statement": 'SELECT * FROM "fuzz" WHERE pk = ?', "Parameters": 1e308},
+     "SerializationException"),
+    ("ListTables", {"ExclusiveStartTableName": []}, "SerializationException"),
+    ("ListTables", {"ExclusiveStartTableName": 99999999999999999999}, "SerializationException"),
+    ("Query", {"TableName": "fuzz", "KeyConditionExpression": "pk = :p", "Limit": True,
+               "ExpressionAttributeValues": {":p": {"S": "a"}}}, "SerializationException"),
+]
+
+
+@pytest.mark.parametrize("op,body,kind", DYNAMODB_CASES)
+def test_dynamodb_wrong_types_and_deep_nesting_are_4xx(server: Server, table: str, op: str, body: Any,
+                                                       kind: str) -> None:
+    assert _ddb(server, op, body) == (400, kind)
+    got = _ddb(server, "GetItem", {"TableName": table, "Key": {"pk": {"S": "a"}}})
+    assert got[0] == 200
+    assert _ddb(server, "GetItem", {"TableName": table, "Key": {"pk": {"S": "b"}}}) == (200, "")
 
