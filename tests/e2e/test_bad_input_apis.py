@@ -204,3 +204,54 @@ def test_dynamodb_wrong_types_and_deep_nesting_are_4xx(server: Server, table: st
     assert got[0] == 200
     assert _ddb(server, "GetItem", {"TableName": table, "Key": {"pk": {"S": "b"}}}) == (200, "")
 
+
+
+# -- the app platform (wx.cloud, Firebase) and Lambda's durable executions ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def app_token(server: Server) -> str:
+    assert server.api.post("/v1/apps", json={"id": "fuzz-app"}).status_code == 201
+    server.deploy("fuzz-echo", {"handler.py": "def handler(event, context):\n    return event\n"}, auth="anonymous")
+    return str(server.http.post("/app/fuzz-app/auth/anonymous").json()["access_token"])
+
+
+DEEP_JSON = b"[" * 5000 + b"]" * 5000
+IDT = "/identitytoolkit.googleapis.com/v1/accounts"
+
+
+@pytest.mark.parametrize("path,body", [
+    (IDT + ":signUp?key=fuzz-app", DEEP_JSON), (IDT + ":signInWithPassword?key=fuzz-app", b'{"email": ' + DEEP_JSON + b"}"),
+    (IDT + ":lookup?key=fuzz-app", b'{"idToken": "\\ud800"}'), (IDT + ":update?key=fuzz-app", b'{"a":' * 3000 + b"1" + b"}" * 3000),
+])
+def test_firebase_auth_body_nested_too_deeply_or_with_a_lone_surrogate_is_invalid_json(
+        server: Server, app_token: str, path: str, body: bytes) -> None:
+    """The Identity Toolkit's own 400 (was a 500: a RecursionError, or the surrogate reaching the token decoder)."""
+    r = server.http.post(path, content=body)
+    assert r.status_code == 400 and r.json()["error"]["message"].startswith("INVALID_JSON"), r.text
+
+
+def test_wx_call_function_data_nested_too_deeply_is_invalid_json(server: Server, app_token: str) -> None:
+    r = server.http.post("/app/fuzz-app/call/fuzz-echo", content=DEEP_JSON,
+                         headers={"authorization": f"Bearer {app_token}"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json", r.text
+    r = server.http.post("/app/fuzz-app/call/fuzz-echo", json={"n": 1}, headers={"authorization": f"Bearer {app_token}"})
+    assert r.status_code == 200 and r.json() == {"n": 1}, r.text
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode()
+
+
+@pytest.mark.parametrize("marker", [_b64(b'"x"'), _b64(b"[1]"), _b64(b'["a", "b", "c"]'), _b64(b'[1e400, "x"]'),
+                                    _b64(b'[99999999999999999999999, "x"]'), _b64(b'[1, "\\ud800"]'), _b64(b"[" * 3000)])
+def test_durable_executions_marker_not_written_by_polyfn_is_invalid_parameter(
+        server: Server, app_token: str, marker: str) -> None:
+    """ListDurableExecutionsByFunction with a Marker of another shape: the API's own 400 (was a 500 from the
+    store: an IndexError, an integer overflow, a surrogate it could not encode, a RecursionError)."""
+    url = f"{server.url}/2025-12-01/functions/fuzz-echo/durable-executions?Marker={quote(marker)}"
+    req = AWSRequest(method="GET", url=url)
+    SigV4Auth(Credentials("polyfn-admin", server.key), "lambda", "us-east-1").add_auth(req)
+    r = httpx.get(url, headers=dict(req.headers.items()))
+    assert r.status_code == 400 and r.headers.get("x-amzn-errortype", "").startswith(
+        "InvalidParameterValueException"), r.text
