@@ -255,3 +255,12 @@ def test_durable_executions_marker_not_written_by_polyfn_is_invalid_parameter(
     r = httpx.get(url, headers=dict(req.headers.items()))
     assert r.status_code == 400 and r.headers.get("x-amzn-errortype", "").startswith(
         "InvalidParameterValueException"), r.text
+
+
+def test_wx_database_body_nested_too_deeply_is_invalid_param(server: Server) -> None:
+    """wx-server-sdk's database face: WeChat's INVALID_PARAM (was a 500 from the JSON decoder's RecursionError)."""
+    headers = {"authorization": f"Bearer polyfn-admin:{server.key}"}
+    r = server.http.post("/wx/database/collection.get", content=DEEP_JSON, headers=headers)
+    assert r.status_code == 400 and r.json()["errMsg"].startswith("collection.get:fail"), r.text
+    r = server.http.post("/wx/database/collection.get", json={"collection": "nope"}, headers=headers)
+    assert r.status_code == 404 and "-502005" in r.json()["errMsg"], r.text
