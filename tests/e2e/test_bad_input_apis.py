@@ -264,3 +264,13 @@ def test_wx_database_body_nested_too_deeply_is_invalid_param(server: Server) -> 
     assert r.status_code == 400 and r.json()["errMsg"].startswith("collection.get:fail"), r.text
     r = server.http.post("/wx/database/collection.get", json={"collection": "nope"}, headers=headers)
     assert r.status_code == 404 and "-502005" in r.json()["errMsg"], r.text
+
+
+@pytest.mark.parametrize("query", ["revision=1&expires=99999999999&signature=%C3%A9",
+                                   "revision=99999999999999999999999&expires=99999999999&signature=x"])
+def test_lambda_code_link_with_a_foreign_signature_or_revision_is_access_denied(
+        server: Server, app_token: str, query: str) -> None:
+    """GetFunction's Code.Location link, forged: the API's own 403 (was a 500: compare_digest's TypeError on a
+    non-ASCII signature, the store's integer overflow on the revision)."""
+    r = server.http.get(f"/2015-03-31/functions/fuzz-echo/code.zip?{query}")
+    assert r.status_code == 403 and r.headers.get("x-amzn-errortype", "").startswith("AccessDeniedException"), r.text
