@@ -274,3 +274,20 @@ def test_lambda_code_link_with_a_foreign_signature_or_revision_is_access_denied(
     non-ASCII signature, the store's integer overflow on the revision)."""
     r = server.http.get(f"/2015-03-31/functions/fuzz-echo/code.zip?{query}")
     assert r.status_code == 403 and r.headers.get("x-amzn-errortype", "").startswith("AccessDeniedException"), r.text
+
+
+@pytest.mark.parametrize("service,method,path,target,status,kind", [
+    ("lambda", "GET", "/2015-03-31/functions/", "", 403, "InvalidSignatureException"),
+    ("dynamodb", "POST", "/", "DynamoDB_20120810.ListTables", 400, "InvalidSignatureException"),
+    ("states", "POST", "/", "AWSStepFunctions.ListStateMachines", 400, "InvalidSignatureException")])
+def test_sigv4_signature_of_non_ascii_characters_is_a_wrong_signature(
+        server: Server, service: str, method: str, path: str, target: str, status: int, kind: str) -> None:
+    """The one SigV4 verifier (auth/sigv4.py) for every face: was a 500 (hmac.compare_digest's TypeError)."""
+    headers = {"x-amz-target": target, "content-type": "application/x-amz-json-1.0"} if target else {}
+    body = b"{}" if method == "POST" else b""
+    req = AWSRequest(method=method, url=server.url + path, data=body, headers=headers)
+    SigV4Auth(Credentials("polyfn-admin", server.key), service, "us-east-1").add_auth(req)
+    signed = dict(req.headers.items())
+    signed["Authorization"] = signed["Authorization"].rsplit("=", 1)[0] + "=é"
+    r = httpx.request(method, server.url + path, headers={k: v.encode() for k, v in signed.items()}, content=body)
+    assert r.status_code == status and kind in r.headers.get("x-amzn-errortype", "") + r.text, r.text
