@@ -243,6 +243,9 @@ WRONG_TYPES = [  # (method, path, raw JSON body, status, code): each was a 500 b
     ("POST", "/v1/logs/typed", '{"lines": [{"message": ' + LONE + "}]}", 400, "invalid_json"),
     ("POST", "/v1/apps", '{"id": "typed-app", "rules": ' + LONE + "}", 400, "invalid_json"),
     ("PUT", "/v1/sites/typed", '{"files": {"index.html": ' + LONE + "}}", 400, "invalid_json"),
+    ("POST", "/v1/functions/typed/triggers", '{"kind": "cron", "config": {"schedule": "* * * * *"}, "id": 1}', 400,
+     "invalid_trigger"),
+    ("POST", "/v1/functions/typed/triggers", '{"kind": "redis", "config": {' + LONE + ": 1}}", 400, "invalid_json"),
 ]
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from polyfn.api.errors import ApiError
+from polyfn.api.errors import ApiError, parsed_json
 from polyfn.api.namespaces import request_namespace
 from polyfn.tenancy import SEP, local, owns, qualify
 from polyfn.triggers.base import TriggerConfigError
@@ -32,13 +32,13 @@ class TriggerRoutes:
         self.storage = storage
 
     async def add_trigger(self, name: str, request: Request) -> JSONResponse:
-        try:
-            body = await request.json()
-        except ValueError:
-            raise ApiError(400, "invalid_json", "send the trigger as a JSON object") from None
-        if not isinstance(body, dict) or not isinstance(body.get("kind"), str):
+        body = parsed_json(await request.body())
+        if (not isinstance(body, dict) or not isinstance(body.get("kind"), str)
+                or not isinstance(body.get("config") or {}, dict)):
             raise ApiError(400, "invalid_trigger", 'the body needs "kind" (e.g. "cron") and "config" (an object)')
         given = body.get("id")
+        if given is not None and not isinstance(given, str):
+            raise ApiError(400, "invalid_trigger", f'"id" must be a string, not {type(given).__name__}')
         if isinstance(given, str) and given:
             given = qualify(request_namespace(request), given)  # (`team-b~x` is no id: refused below as one)
         status, view = await create_trigger(self.triggers, self.registry, self.store, self.storage, name, body["kind"],

@@ -25,6 +25,7 @@ import re
 from typing import Any
 from urllib.parse import parse_qs
 
+from polyfn import jsontext
 from polyfn.apps.http import PREFLIGHT, _read_body, _send, cors_grant
 from polyfn.apps.service import AppError, AppService
 from polyfn.apps.tokens import TokenError
@@ -119,8 +120,8 @@ class FirebaseFace:
                 return _json({"access_token": t["access_token"], "expires_in": str(t["expires_in"]),
                               "token_type": "Bearer", "refresh_token": t["refresh_token"],
                               "id_token": t["access_token"], "user_id": t["user"]["uid"], "project_id": app_id})
-            try:
-                req = json.loads(body) if body else {}
+            try:  # (loads_text: nested too deeply, or a lone surrogate, is malformed too; both were 500s)
+                req = jsontext.loads_text(body) if body else {}
             except ValueError:
                 req = None
             if not isinstance(req, dict):

@@ -197,8 +197,20 @@ def signature(secret: str, amz_date: str, scope: str, creq: str) -> str:
     return sign(signing_mac(secret, date, region, service), sts.encode())
 
 
+#: the instants a datetime can name (years 1 to 9999): a client's date or expiry beyond them is shown as the edge
+_FIRST, _LAST = -62135596800, 253402300799
+
+
 def amz_date(now: float) -> str:
-    return _dt.datetime.fromtimestamp(now, _dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    """`now` in basic ISO 8601; an instant beyond the years 1-9999 (an `Expires` or `X-Amz-Date` a client made up,
+    answered back in an error) as the nearest edge (before: an OverflowError, a 500)."""
+    return _dt.datetime.fromtimestamp(min(max(now, _FIRST), _LAST), _dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def same(computed: str, given: str) -> bool:
+    """Whether a signature a client gave is the one computed, in constant time. As bytes: `hmac.compare_digest`
+    refuses a str with non-ASCII characters (a TypeError, a 500), and a signature of them is only a wrong one."""
+    return hmac.compare_digest(computed.encode(), given.encode("utf-8", "surrogateescape"))
 
 
 @functools.lru_cache(maxsize=256)  # a busy client sends the same second many times; strptime is slow
@@ -311,7 +323,7 @@ def verify(method: str, raw_path: str, query: list[tuple[str, str]], headers: Ma
     creq = "\n".join([method.upper(), canonical_uri(raw_path, service), canonical_query(query) if query else "",
                       canonical_headers(headers, signed_list), signed, payload])
     sts = f"{ALGORITHM}\n{when}\n{scope}\n{hashlib.sha256(creq.encode()).hexdigest()}"
-    if not hmac.compare_digest(sign(signing_mac(secret, date, region, svc), sts.encode()), sig):
+    if not same(sign(signing_mac(secret, date, region, svc), sts.encode()), sig):
         raise _mismatch(akid)
     return Verified(akid, key, region, svc, payload)
 
@@ -342,7 +354,7 @@ def _verify_query(method: str, raw_path: str, query: list[tuple[str, str]], head
     payload = q.get("X-Amz-Content-Sha256", UNSIGNED)
     creq = "\n".join([method.upper(), canonical_uri(raw_path, service), canonical_query(query, "X-Amz-Signature"),
                       canonical_headers(headers, signed.split(";")), signed, payload])
-    if not hmac.compare_digest(signature(secret, when, scope, creq), sig):
+    if not same(signature(secret, when, scope, creq), sig):
         raise _mismatch(akid)
     return Verified(akid, key, region, svc, UNSIGNED)
 

@@ -58,6 +58,49 @@ os.register_at_fork(after_in_child=_reseed)
 Op = Callable[[Database, str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
+#: the JSON type of each request field any operation reads (DynamoDB's own clients never send another): one of
+#: the wrong type is a SerializationException before an operation reads it (before: a 500 from deep inside)
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    **dict.fromkeys(("TableName", "IndexName", "ConditionExpression", "KeyConditionExpression", "FilterExpression",
+                     "ProjectionExpression", "UpdateExpression", "ReturnValues", "ReturnConsumedCapacity",
+                     "ReturnItemCollectionMetrics", "Select", "ExclusiveStartTableName", "Statement", "NextToken",
+                     "ClientRequestToken", "BillingMode", "ResourceArn", "StreamArn", "ShardIterator", "ShardId",
+                     "ShardIteratorType", "ConditionalOperator", "ReturnValuesOnConditionCheckFailure", "TableClass",
+                     "BackupName", "ExclusiveStartStreamArn", "SequenceNumber"), str),
+    **dict.fromkeys(("Limit", "Segment", "TotalSegments"), int),
+    **dict.fromkeys(("ConsistentRead", "ScanIndexForward", "DeletionProtectionEnabled"), bool),
+    **dict.fromkeys(("KeySchema", "AttributeDefinitions", "GlobalSecondaryIndexes", "LocalSecondaryIndexes",
+                     "TransactItems", "Statements", "TransactStatements", "Parameters", "AttributesToGet", "Tags",
+                     "TagKeys", "GlobalSecondaryIndexUpdates", "ReplicaUpdates"), list),
+    **dict.fromkeys(("Item", "Key", "ExpressionAttributeNames", "ExpressionAttributeValues", "ExclusiveStartKey",
+                     "RequestItems", "StreamSpecification", "TimeToLiveSpecification", "ProvisionedThroughput",
+                     "SSESpecification", "Expected", "KeyConditions", "QueryFilter", "ScanFilter",
+                     "AttributeUpdates"), dict),
+}
+
+
+def _request(body: bytes) -> dict[str, Any] | str:
+    """The request's JSON object, or why it is none (a SerializationException's message)."""
+    try:
+        req = _dec.decode(body) if body else {}
+    except (msgspec.DecodeError, RecursionError):  # (RecursionError: JSON nested deeper than the decoder goes)
+        return "Start of structure or map found where not expected"
+    if not isinstance(req, dict):
+        return "the request body must be a JSON object"
+    return _mistyped(req) or req
+
+
+def _mistyped(req: dict[str, Any]) -> str | None:
+    """The message for the first field of `req` of the wrong JSON type (null counts as absent), else None."""
+    for name, value in req.items():
+        want = _TYPES.get(name)
+        if want is None or value is None:
+            continue
+        if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+            return f"the value of {name} is a {type(value).__name__}, not a {getattr(want, '__name__', want)}"
+    return None
+
+
 def _m(name: str) -> Op:
     def call(db: Database, ns: str, req: dict[str, Any]) -> Awaitable[dict[str, Any]]:
         return getattr(db, name)(ns, req)  # type: ignore[no-any-return]  # (the method's coroutine: no wrapper)
@@ -76,7 +119,8 @@ def _batch(req: dict[str, Any]) -> list[str]:
 
 def _transact(req: dict[str, Any]) -> list[str]:
     out = []
-    for a in req.get("TransactItems") or []:
+    items = req.get("TransactItems")
+    for a in items if isinstance(items, list) else []:
         if isinstance(a, dict):
             for spec in a.values():
                 if isinstance(spec, dict):
@@ -223,13 +267,9 @@ class DynamoDBApi:
             return 400, error_body("UnknownOperationException", f"The operation {target!r} is not supported by "
                                    "polyfn's DynamoDB API", CORAL)
         fn, need, tables_of = op
-        try:
-            req = _dec.decode(body) if body else {}
-        except msgspec.DecodeError:
-            return 400, error_body("SerializationException", "Start of structure or map found where not expected",
-                                   CORAL)
-        if not isinstance(req, dict):
-            return 400, error_body("SerializationException", "the request body must be a JSON object", CORAL)
+        req = _request(body)
+        if isinstance(req, str):
+            return 400, error_body("SerializationException", req, CORAL)
         try:
             if target == "ExecuteStatement":
                 from polyfn.db import partiql
@@ -247,6 +287,8 @@ class DynamoDBApi:
                 out["TableNames"] = [t for t in out["TableNames"] if t in grants]
         except DbError as e:
             return db_error(e)
+        except RecursionError:  # an expression (or a value) nested deeper than its parser or evaluator goes
+            return 400, error_body("ValidationException", "Invalid expression: it is nested too deeply")
         except Exception:
             log.exception("DynamoDB %s failed", target)
             return 500, error_body("InternalServerError", "Internal server error")

@@ -103,10 +103,13 @@ async def batch_write(db: Database, ns: str, req: dict[str, Any]) -> dict[str, A
             if not isinstance(r, dict) or len(r) != 1 or not ({"PutRequest", "DeleteRequest"} & set(r)):
                 raise Invalid("1 validation error detected: Value null at 'requestItems' failed to satisfy "
                               "constraint: each write request must contain exactly one of PutRequest or DeleteRequest")
+            inner = r.get("PutRequest", r.get("DeleteRequest")) or {}
+            if not isinstance(inner, dict):
+                raise Invalid("1 validation error detected: a PutRequest or DeleteRequest must be an object")
             if "PutRequest" in r:
-                ws.append(writes.prepare_put(t, {"Item": (r["PutRequest"] or {}).get("Item")}))
+                ws.append(writes.prepare_put(t, {"Item": inner.get("Item")}))
             else:
-                ws.append(writes.prepare_delete(t, {"Key": (r["DeleteRequest"] or {}).get("Key")}))
+                ws.append(writes.prepare_delete(t, {"Key": inner.get("Key")}))
     if len(ws) > MAX_BATCH_WRITE:
         raise Invalid("Too many items requested for the BatchWriteItem call")
     if len({(w.t.id, w.k) for w in ws}) != len(ws):
@@ -151,7 +154,9 @@ async def transact_write(db: Database, ns: str, req: dict[str, Any]) -> dict[str
         if not isinstance(a, dict) or len(a) != 1 or next(iter(a)) not in _ACTIONS:
             raise Invalid("TransactItems can only contain one of Check, Put, Update or Delete")
         kind, spec = next(iter(a.items()))
-        t = await db.table(ns, (spec or {}).get("TableName"))
+        if not isinstance(spec, dict):
+            raise Invalid(f"1 validation error detected: a transaction's {kind} must be an object")
+        t = await db.table(ns, spec.get("TableName"))
         ws.append(_ACTIONS[kind](t, spec))
     if len({(w.t.id, w.k) for w in ws}) != len(ws):
         raise Invalid("Transaction request cannot include multiple operations on one item")

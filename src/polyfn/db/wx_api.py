@@ -182,7 +182,7 @@ class WxDatabaseApi:
             return
         try:
             req = _dec.decode(body) if body else {}
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):  # (RecursionError: nested deeper than the decoder goes)
             await _send(send, *failure(action, INVALID_PARAM, "the body is not JSON"))
             return
         if action == "collection.watch" and self.watcher is not None:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from polyfn.storage.sigv4 import Identity
 
 BUCKET_TAGS = 50
+MAX_RETENTION_YEARS = 100  # an Object Lock default retention's bound (36,500 days)
 _PAB = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
 
 
@@ -162,6 +163,9 @@ async def put_object_lock(app: S3Context, req: Request, send: Send, ident: Ident
             raise malformed() from None
         if n <= 0:
             raise S3Error(400, "InvalidRetentionPeriod", "Default retention period must be a positive integer value.")
+        if n > (MAX_RETENTION_YEARS * 365 if days else MAX_RETENTION_YEARS):  # (each new version's date must be one)
+            raise S3Error(400, "InvalidRetentionPeriod", f"Default retention period must be at most "
+                          f"{MAX_RETENTION_YEARS} years ({MAX_RETENTION_YEARS * 365} days).")
         lock.update({"mode": mode, "days" if days else "years": n})
     app.backend.update_bucket(req.bucket, lock=lock)
     await respond(send, 200, [])

@@ -32,6 +32,7 @@ from polyfn.storage.wire import respond as _respond
 from polyfn.storage.write_request import (
     data_key,
     encryption,
+    header_safe,
     new_info,
     payload,
     sse_headers,
@@ -120,12 +121,7 @@ async def get_object(app: S3Context, req: Request, send: Send, ident: Identity |
                 *object_headers(info)]
         if status == 206:
             hdrs.append((b"content-range", f"bytes {start}-{end - 1}/{size}".encode()))
-        for qk, hk in RESPONSE_OVERRIDES.items():
-            if qk in req.q:
-                if ident is None:
-                    raise invalid_argument("Request specific response headers cannot be used for anonymous GET "
-                                           "requests.")
-                hdrs = [x for x in hdrs if x[0] != hk.encode()] + [(hk.encode(), req.q[qk].encode("latin-1", "replace"))]
+        hdrs = _overridden(hdrs, req, ident)
         await send({"type": "http.response.start", "status": status, "headers": hdrs})
         if head or end == start:
             await send({"type": "http.response.body", "body": b""})
@@ -141,6 +137,19 @@ async def get_object(app: S3Context, req: Request, send: Send, ident: Identity |
     finally:
         if fd >= 0:
             os.close(fd)
+
+
+def _overridden(hdrs: list[tuple[bytes, bytes]], req: Request, ident: Identity | None) -> list[tuple[bytes, bytes]]:
+    """`hdrs` with the headers a signed GET asks for instead (`?response-content-type=…`)."""
+    for qk, hk in RESPONSE_OVERRIDES.items():
+        if qk in req.q:
+            if ident is None:
+                raise invalid_argument("Request specific response headers cannot be used for anonymous GET "
+                                       "requests.")
+            if not header_safe(req.q[qk]):  # (it would go out as a header: refused, not a dropped answer)
+                raise invalid_argument(f"{qk} may not contain control characters")
+            hdrs = [x for x in hdrs if x[0] != hk.encode()] + [(hk.encode(), req.q[qk].encode("latin-1", "replace"))]
+    return hdrs
 
 
 def object_headers(info: ObjectInfo) -> list[tuple[bytes, bytes]]:

@@ -13,10 +13,10 @@ request does not have makes a condition false (true for the `…IfExists` and `N
 from __future__ import annotations
 
 import fnmatch
-import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from polyfn import jsontext
 from polyfn.storage.errors import S3Error
 
 #: S3 action of each operation whose name is not simply `s3:<operation>`.
@@ -50,7 +50,7 @@ def _list(v: Any) -> list[Any]:
 def parse(text: str) -> dict[str, Any]:
     """Validate a policy document; the parsed document (statements as a list)."""
     try:
-        doc = json.loads(text)
+        doc = jsontext.loads_text(text)
     except ValueError:
         raise malformed_policy("Policies must be valid JSON") from None
     if not isinstance(doc, dict) or "Statement" not in doc:

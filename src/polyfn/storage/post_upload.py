@@ -15,13 +15,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
+from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from polyfn import jsontext
 from polyfn.auth import sigv4 as v4
 from polyfn.auth import sts
 from polyfn.storage import checksums, sigv4
@@ -30,7 +31,7 @@ from polyfn.storage.bucket_config import parse_tagging
 from polyfn.storage.errors import S3Error, access_denied, invalid_argument
 from polyfn.storage.model import PutChecks, validate_key
 from polyfn.storage.wire import XML_CT, XML_DECL, Request, Send, body_chunks, e, parse_iso, respond
-from polyfn.storage.write_request import encryption, new_info, sse_headers
+from polyfn.storage.write_request import encryption, header_safe, new_info, sse_headers
 
 if TYPE_CHECKING:
     from polyfn.storage.context import S3Context
@@ -119,7 +120,11 @@ class Form:
             chunk = await self._chunks.__anext__()
         except StopAsyncIteration:
             return False
-        self.parser.write(chunk)
+        try:
+            self.parser.write(chunk)
+        except MultipartParseError:
+            raise S3Error(400, "MalformedPOSTRequest", "The body of your POST request is not well-formed "
+                          "multipart/form-data.") from None
         return True
 
     async def read_fields(self) -> None:
@@ -161,7 +166,7 @@ def _verify_signature(app: S3Context, f: dict[str, str], policy_b64: str) -> Any
             raise invalid_argument("x-amz-algorithm must be AWS4-HMAC-SHA256")
         secret, key = _lookup(app, akid)
         want = hmac.new(v4.signing_key(secret, date, region, service), policy_b64.encode(), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(want, f["x-amz-signature"]):
+        if not v4.same(want, f["x-amz-signature"]):
             raise S3Error(403, "SignatureDoesNotMatch", "The request signature we calculated does not match the "
                           "signature you provided.")
         return key
@@ -169,7 +174,7 @@ def _verify_signature(app: S3Context, f: dict[str, str], policy_b64: str) -> Any
         raise invalid_argument("Bucket POST with a policy must contain the signature and AWSAccessKeyId fields")
     secret, key = _lookup(app, f["awsaccesskeyid"])
     want = base64.b64encode(hmac.new(secret.encode(), policy_b64.encode(), hashlib.sha1).digest()).decode()
-    if not hmac.compare_digest(want, f["signature"]):
+    if not v4.same(want, f["signature"]):
         raise S3Error(403, "SignatureDoesNotMatch", "The request signature we calculated does not match the "
                       "signature you provided.")
     return key
@@ -204,7 +209,7 @@ def check_policy(policy: dict[str, Any], fields: dict[str, str], bucket: str, no
         elif isinstance(c, list) and len(c) == 3 and c[0] == "content-length-range":
             try:
                 low, high = int(c[1]), int(c[2])
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):  # (OverflowError: 1e400 in JSON is infinity)
                 raise invalid_argument("Policy Condition failed: content-length-range") from None
             continue
         elif isinstance(c, list) and len(c) == 3 and isinstance(c[0], str) and isinstance(c[1], str):
@@ -239,7 +244,7 @@ async def post_object(app: S3Context, req: Request, send: Send, ident: Identity 
     signer = None
     if "policy" in f:
         try:
-            policy = json.loads(base64.b64decode(f["policy"]))
+            policy = jsontext.loads(base64.b64decode(f["policy"]))
         except ValueError:
             raise invalid_argument("Invalid Policy: the policy is not base64-encoded JSON") from None
         signer = _verify_signature(app, f, f["policy"])
@@ -273,12 +278,15 @@ async def post_object(app: S3Context, req: Request, send: Send, ident: Identity 
     given = checksums.from_headers(f)
     for algo, value in given.items():
         checksums.decode(algo, value)
+    redirect = f.get("success_action_redirect") or f.get("redirect")
+    if redirect and not header_safe(redirect):  # refused before a byte is stored, not after (a dropped answer)
+        raise invalid_argument("success_action_redirect may not contain control characters")
     info = await app.backend.put_object(req.bucket, key, form.file(low, high), info, PutChecks(checksums=given),
                                         enc)
     await app.emit("created", req.bucket, key, info, req.client_ip)
     etag = f'"{info.etag}"'
-    hdrs = [(b"etag", etag.encode()), (b"location", f"/{req.bucket}/{key}".encode()), *sse_headers(info, fake)]
-    redirect = f.get("success_action_redirect") or f.get("redirect")
+    hdrs = [(b"etag", etag.encode()), (b"location", quote(f"/{req.bucket}/{key}").encode()),
+            *sse_headers(info, fake)]
     if redirect:
         sep = "&" if "?" in redirect else "?"
         target = redirect + sep + urlencode({"bucket": req.bucket, "key": key, "etag": etag})

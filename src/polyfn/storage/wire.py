@@ -38,8 +38,14 @@ def scope_has_body(scope: dict[str, Any]) -> bool:
     return False
 
 
+#: the last instant a date can be answered for (9999-12-31T23:59:59Z)
+LAST_INSTANT = 253402300799
+
+
 def iso(ts: float) -> str:
-    return _dt.datetime.fromtimestamp(ts, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")  # as S3 and OSS write it
+    """As S3 and OSS write a date. A stored instant beyond the year 9999 (a default retention of 10^20 days, kept
+    before such periods were refused) is answered as the last one, not a 500 on every read of the object."""
+    return _dt.datetime.fromtimestamp(min(ts, LAST_INSTANT), _dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 def http_date(ts: float) -> str:
@@ -60,6 +66,10 @@ def parse_iso(value: str) -> float | None:
         return None
     if d.tzinfo is None:
         d = d.replace(tzinfo=_dt.UTC)
+    try:
+        d.astimezone(_dt.UTC)  # 9999-12-31T23:59:59-14:00 is in the year 10000: no date S3 can answer
+    except OverflowError:
+        return None
     return d.timestamp()
 
 

@@ -4,6 +4,7 @@ CopyObject, CreateMultipartUpload/UploadPart and POST uploads."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote
@@ -57,12 +58,24 @@ def tags_header(tags: Mapping[str, str]) -> str:
     return "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in tags.items())
 
 
+#: an HTTP header name (RFC 9110 token): what a stored metadata name is answered as
+_TOKEN = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
+
+
+def header_safe(value: str) -> bool:
+    """Whether `value` can go out as an HTTP header value: no control characters but tab. A request's own headers
+    always can; a POST upload's form fields (kept as the object's headers, answered on every GET) need not."""
+    return not any((ord(c) < 32 and c != "\t") or c == "\x7f" for c in value)
+
+
 def metadata(h: Mapping[str, str]) -> dict[str, str]:
     meta = {}
     for k, v in h.items():
         if k.startswith("x-amz-meta-"):
-            if any(ord(c) < 32 and c != "\t" for c in v):
+            if not header_safe(v):
                 raise invalid_argument("metadata values may not contain control characters")
+            if not _TOKEN.fullmatch(k):  # (a form field's name: a header name with a space or ':' is no header)
+                raise invalid_argument(f"{k!r} is not a valid metadata header name")
             meta[k[11:]] = v
     if sum(len(k) + len(v) for k, v in meta.items()) > 2048:
         raise S3Error(400, "MetadataTooLarge", "Your metadata headers exceed the maximum allowed metadata size.")
@@ -71,6 +84,9 @@ def metadata(h: Mapping[str, str]) -> dict[str, str]:
 
 def kept_headers(h: Mapping[str, str]) -> dict[str, str]:
     kept = {k: h[k] for k in PASS_HEADERS if k in h and k != "content-encoding"}
+    for k in (*kept, "content-type", "content-encoding"):
+        if not header_safe(h.get(k, "")):
+            raise invalid_argument(f"{k} may not contain control characters")
     # aws-chunked is how the body travelled, not what it is: keep only the object's own encodings
     encodings = [x.strip() for x in h.get("content-encoding", "").split(",") if x.strip() not in ("", "aws-chunked")]
     if encodings:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from polyfn import jsontext
 from polyfn.api.compat import lambda_wire as lam
 from polyfn.api.compat.lambda_wire import durable_config
 from polyfn.api.routes import Route, mount
@@ -267,7 +268,7 @@ class DurableApi:
         statuses = set(q.getlist("Statuses"))
         try:
             size = max(1, min(int(q.get("MaxItems") or 100), 1000))
-            before = json.loads(base64.urlsafe_b64decode(q["Marker"])) if q.get("Marker") else None
+            before = _marker(q["Marker"]) if q.get("Marker") else None
         except (ValueError, binascii.Error):
             raise lam.LambdaError(400, "InvalidParameterValueException", "Marker is not one polyfn returned") from None
         exs = await self.service.list_executions(pname, None, size + 1, tuple(before) if before else None,
@@ -284,6 +285,16 @@ class DurableApi:
             last = exs[size - 1]
             out["NextMarker"] = base64.urlsafe_b64encode(json.dumps([last.started_at, last.id]).encode()).decode()
         return _json(out)
+
+
+def _marker(text: str) -> list[Any]:
+    """A page marker polyfn wrote (`[started_at, execution id]`), or ValueError: any other (a list of another shape,
+    a number no database column holds, a lone surrogate) was a 500 from the store."""
+    out = jsontext.loads_text(base64.urlsafe_b64decode(text))
+    if (not isinstance(out, list) or len(out) != 2 or not isinstance(out[0], int | float) or isinstance(out[0], bool)
+            or not isinstance(out[1], str) or not -2**62 < out[0] < 2**62):
+        raise ValueError("not a marker")
+    return out
 
 
 async def _operations(store: Any, ex: Execution) -> list[dict[str, Any]]:
@@ -305,7 +316,7 @@ def _text(body: bytes) -> str:
 
 def _body_json(body: bytes) -> dict[str, Any]:
     try:
-        out = json.loads(body or b"{}")
+        out = jsontext.loads_text(body or b"{}")  # (nested too deeply or a lone surrogate: malformed too)
     except ValueError:
         raise lam.LambdaError(400, "InvalidRequestContentException", "the request body is not JSON") from None
     if not isinstance(out, dict):

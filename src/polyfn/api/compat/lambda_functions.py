@@ -37,6 +37,7 @@ from polyfn.api.compat.lambda_wire import (
     parse_function_name,
     revision_info,
 )
+from polyfn.auth import sigv4
 from polyfn.deploy import archive
 from polyfn.deploy.errors import DeployError
 from polyfn.manifests import runtimes
@@ -149,9 +150,10 @@ class LambdaFunctions:
             revision = int(q.get("revision", "0"))
         except ValueError:
             expires = revision = 0
-        rev = await self.store.get_revision(name, revision) if info is not None else None
+        known = info is not None and 0 < revision < 2**63  # (a revision no column holds was a 500 from the store)
+        rev = await self.store.get_revision(name, revision) if known else None
         if (info is None or rev is None or expires < time.time()
-                or not hmac.compare_digest(self._code_sig(revision_info(info, rev), expires), q.get("signature", ""))):
+                or not sigv4.same(self._code_sig(revision_info(info, rev), expires), q.get("signature", ""))):
             raise LambdaError(403, "AccessDeniedException", "the code link is invalid or has expired")
         import asyncio
 
