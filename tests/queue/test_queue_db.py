@@ -140,3 +140,24 @@ async def test_a_claimed_jobs_headers_are_its_pairs_as_queued(tmp_path: Path) ->
     assert got["j"].headers == hs and all(type(h) is tuple for h in got["j"].headers)
     assert got["e"].headers == [("n", 1)]
     await db.close()
+
+
+
+async def test_claim_ready_takes_jobs_while_the_bytes_taken_are_under_spare(tmp_path: Path) -> None:
+    """A claim takes a function's due jobs, oldest first, while the payloads taken before each are under `spare`
+    (the last one may pass it); a function cut short by the bytes stays behind, as does one not reached."""
+    db = await QueueDB.open(tmp_path / "queue.db")
+    try:
+        await db.enqueue([Job(id=f"a{i}", function="a", body=b"x" * 100, enqueued_at=0, not_before=i)
+                          for i in range(5)])
+        await db.enqueue([Job(id="b0", function="b", body=b"x" * 1000, enqueued_at=0, not_before=0)])
+        got = await db.claim_ready(10, 100, ["a", "b"], lambda f: 10, spare=250)
+        assert [j.id for j in got.jobs] == ["a0", "a1", "a2"] and got.behind == {"a", "b"}
+        assert [(await db.get(i)).state for i in ("a2", "a3", "b0")] == ["running", "pending", "pending"]
+        assert (await db.claim_ready(10, 100, ["a"], lambda f: 10, spare=0)).jobs == []
+        big = await db.claim_ready(10, 100, ["b", "a"], lambda f: 10, spare=1)  # a payload over the budget runs
+        assert [j.id for j in big.jobs] == ["b0"] and big.behind == {"a"}
+        rest = await db.claim_ready(10, 100, ["a"], lambda f: 10, spare=10_000)
+        assert [j.id for j in rest.jobs] == ["a3", "a4"] and rest.behind == set()
+    finally:
+        await db.close()
