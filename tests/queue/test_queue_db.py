@@ -161,3 +161,31 @@ async def test_claim_ready_takes_jobs_while_the_bytes_taken_are_under_spare(tmp_
         assert [j.id for j in rest.jobs] == ["a3", "a4"] and rest.behind == set()
     finally:
         await db.close()
+
+
+async def test_the_jobs_have_one_index_beside_their_id_and_the_next_due_time_is_found_without_another(
+        tmp_path: Path) -> None:
+    """Every insert, claim and delete kept a second index of the jobs, `jobs_ready (state, not_before)`, up to date
+    for one query (the next retry's due time): a queue file made with it loses it when opened, and the next due
+    time comes from `jobs_function`, per function."""
+    import sqlite3
+
+    old = sqlite3.connect(tmp_path / "queue.db")
+    old.executescript("CREATE TABLE jobs (id TEXT PRIMARY KEY, function TEXT NOT NULL, kind TEXT NOT NULL, "
+                      "trigger TEXT NOT NULL, method TEXT NOT NULL DEFAULT 'POST', path TEXT NOT NULL DEFAULT '/', "
+                      "query TEXT NOT NULL DEFAULT '', headers TEXT NOT NULL DEFAULT '[]', body BLOB NOT NULL, "
+                      "content_type TEXT NOT NULL DEFAULT '', callback_url TEXT, enqueued_at REAL NOT NULL, "
+                      "not_before REAL NOT NULL, attempt INTEGER NOT NULL DEFAULT 0, state TEXT NOT NULL, "
+                      "last_error TEXT, dead_at REAL, reason TEXT);"
+                      "CREATE INDEX jobs_ready ON jobs(state, not_before);")
+    old.close()
+    db = await QueueDB.open(tmp_path / "queue.db")
+    try:
+        rows = await db.read("SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='jobs'")
+        assert sorted(r["name"] for r in rows) == ["jobs_function", "sqlite_autoindex_jobs_1"]
+        await db.enqueue([Job(id=f"{f}{t}", function=f, body=b"", enqueued_at=0, not_before=t)
+                          for f, t in (("a", 1), ("a", 70), ("b", 60), ("c", 5))])
+        got = await db.claim_ready(10, 100, ["a"], lambda f: 100)
+        assert [j.id for j in got.jobs] == ["a1"] and got.next_due == 60
+    finally:
+        await db.close()
