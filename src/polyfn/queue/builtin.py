@@ -232,10 +232,10 @@ class QueueDB(GroupCommitFile):
                           room: Callable[[str], int], spare: int = 1 << 62) -> Claimed:
         """Mark due pending jobs as running (attempt + 1) and return them, per function, oldest due first
         within each: at most `room(f)` of function `f` (called on the queue thread) and `limit` in all, while
-        the payloads taken are under `spare` bytes (the last one taken may pass it); for `functions` (None: every function with pending jobs,
-        found with an index skip-scan: one probe per function, not per job). One transaction, which also tells
-        which functions may have due jobs left (`behind`: claimed up to their room or the bytes, or not reached)
-        and when the next not-yet-due job is due."""
+        the payloads taken are under `spare` bytes (the last one taken may pass it); for `functions` (None: every
+        function with pending jobs, found with an index skip-scan: one probe per function, not per job). One
+        transaction, which also tells which functions may have due jobs left (`behind`: claimed up to their room
+        or the bytes, or not reached) and when the next not-yet-due job is due."""
 
         def fn(conn: sqlite3.Connection) -> Claimed:
             names = list(functions) if functions is not None else [r[0] for r in conn.execute(_PENDING_FUNCTIONS)]
