@@ -12,8 +12,8 @@ def _ledger(max_held: int = 1000, **caps: int) -> Ledger[str]:
 
 
 @pytest.mark.parametrize(("max_held", "cap", "limit"), [
-    (1000, 1, 1 + PREFETCH),  # capacity plus a prefetch: claims come in batches
-    (1000, 100, 200),  # a big function: twice its capacity
+    (10_000, 1, 1 + PREFETCH),  # capacity plus a prefetch: claims come in batches
+    (10_000, 2000, 4000),  # a big function: twice its capacity
     (50, 100, 50),  # never more than the node holds in all
 ])
 def test_limit(max_held: int, cap: int, limit: int) -> None:
@@ -35,8 +35,8 @@ def test_room_is_the_functions_or_the_nodes_whichever_is_less() -> None:
 
 
 def test_refill_waits_for_half_the_prefetch() -> None:
-    assert _ledger(f=4).refill("f") == (4 + PREFETCH - 4) // 2
-    assert _ledger(f=100).refill("f") == 50
+    assert _ledger(10_000, f=4).refill("f") == (4 + PREFETCH - 4) // 2
+    assert _ledger(10_000, f=2000).refill("f") == 1000
 
 
 @pytest.mark.parametrize(("max_held", "cap", "held", "others"), [
@@ -82,3 +82,30 @@ def test_a_waiting_job_is_withdrawn_from_its_line() -> None:
     assert led.withdraw(lambda j: j == "y") == "y" and "g" not in led.waiting
     assert led.withdraw(lambda j: j == "nope") is None
     assert led.invoked("f") == ["c"] and led.invoked("g") == []
+
+
+
+def test_payload_bytes_held_are_bounded() -> None:
+    """The node takes jobs while the payloads it holds are under `max_bytes`: at most that plus one job's (so a
+    payload over the whole budget still runs). Finished jobs keep their bytes until their batch is completed."""
+    led: Ledger[str] = Ledger(100, lambda f: 1, max_bytes=1000)
+    assert led.takes("f") and led.spare() == 1000
+    led.hold("f", 600)
+    assert led.spare() == 400 and led.takes("f") and led.takes("g")
+    led.hold("g", 5000)  # the job that passes the budget
+    assert led.spare() == -4600 and not led.takes("f") and not led.takes("h")
+    led.release("g", 5000, completing=True)  # in the completion batch: its payload is still in memory
+    assert led.spare() == -4600 and not led.takes("g")
+    led.completed(1, 5000)
+    assert led.spare() == 400 and led.takes("f")
+    led.release("f", 600)
+    assert led.nbytes == 0 and led.nheld == 0
+
+
+def test_a_refill_waits_for_half_the_bytes_too() -> None:
+    led: Ledger[str] = Ledger(1000, lambda f: 1, max_bytes=1000)
+    led.hold("f", 600)  # room for 64 more by count, but over half the bytes held
+    assert not led.refill_due("f") and not led.refill_due("g")
+    led.release("f", 600)
+    led.hold("f", 500)
+    assert led.refill_due("f")

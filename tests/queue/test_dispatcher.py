@@ -124,7 +124,7 @@ async def test_jobs_waiting_for_a_slot_run_in_the_task_that_freed_it(tmp_path: P
             await q.db.enqueue([Job(id=i, function="f", body=b"{}", enqueued_at=time.time(), not_before=0)
                                 for i in "abc"])
             for job in (await q.db.claim_ready(time.time(), 10, None, lambda f: 10)).jobs:
-                q.hold(job.function)
+                q.hold(job.function, len(job.body))
                 q.dispatch(job, q.file)
             while q._tasks:
                 await asyncio.gather(*q._tasks)
@@ -202,3 +202,50 @@ async def test_a_completion_batch_goes_as_soon_as_enough_jobs_wait(tmp_path: Pat
     finally:
         task.cancel()
         await q.db.close()
+
+
+async def test_held_payloads_stay_within_the_bytes_budget_and_every_job_runs(tmp_path: Path) -> None:
+    """60 queued jobs of 1 kB for a function of capacity 1: by count the node would hold 65 (its prefetch), by
+    `async_max_held_bytes` 10 kB it holds at most 11 at any moment (finished ones in the completion batch
+    included: under the budget, plus the one that passes it), and every job runs once and leaves the queue."""
+    import asyncio
+
+    from polyfn.invoker import Outcome
+
+    class Ok:
+        recorder = SimpleNamespace(flush=lambda background=False: asyncio.sleep(0))
+
+        def __init__(self) -> None:
+            self.ran: list[str] = []
+
+        async def call(self, call: Any) -> Any:
+            self.ran.append(call.activation_id)
+            await asyncio.sleep(0.001)
+            return Outcome(200, [], b"{}", call.activation_id)
+
+    invoker = Ok()
+    q = AsyncQueue(Settings(data_dir=tmp_path, async_max_held_bytes=10_000), invoker, Registry())  # type: ignore[arg-type]
+    peak = 0
+    hold = q.ledger.hold
+
+    def counted(function: str, size: int = 0) -> None:
+        nonlocal peak
+        hold(function, size)
+        peak = max(peak, q.ledger.nbytes)
+
+    q.ledger.hold = counted  # type: ignore[method-assign]
+    db = await QueueDB.open(tmp_path / "queue.db")
+    await db.enqueue([Job(id=f"j{i:02}", function="f", body=b"x" * 1000, enqueued_at=time.time(), not_before=0)
+                      for i in range(60)])
+    await db.close()
+    await q.start()  # the claim loop takes what waits in the file
+    try:
+        for _ in range(500):
+            if len(invoker.ran) == 60 and q.ledger.nheld == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert sorted(invoker.ran) == [f"j{i:02}" for i in range(60)]
+        assert 0 < peak <= 11_000 and q.ledger.nbytes == 0
+        assert await q.db.counts() == {}
+    finally:
+        await q.stop(1.0)

@@ -20,9 +20,9 @@ from polyfn.queue.streamfeed import StreamFeed
 class Holder:
     """The dispatcher's side of a feed (`feed.Holder`), recording what it is asked to run."""
 
-    def __init__(self, cap: int = 2, max_held: int = 100, now: float = 1000.0) -> None:
+    def __init__(self, cap: int = 2, max_held: int = 100, now: float = 1000.0, max_bytes: int = 1 << 30) -> None:
         self.cap = cap
-        self.ledger: Ledger[Any] = Ledger(max_held, self.capacity)
+        self.ledger: Ledger[Any] = Ledger(max_held, self.capacity, max_bytes)
         self.clock = lambda: now
         self.stopping = False
         self.dispatched: list[str] = []
@@ -30,11 +30,11 @@ class Holder:
     def capacity(self, function: str) -> int:
         return self.cap
 
-    def hold(self, function: str) -> None:
-        self.ledger.hold(function)
+    def hold(self, function: str, size: int = 0) -> None:
+        self.ledger.hold(function, size)
 
-    def release(self, function: str) -> None:
-        self.ledger.release(function)
+    def release(self, function: str, size: int = 0) -> None:
+        self.ledger.release(function, size)
 
     def dispatch(self, job: Job, feed: Any) -> None:
         self.dispatched.append(job.id)
@@ -116,7 +116,7 @@ async def test_file_feed_reschedules_gives_back_and_cancels_in_the_file(db: Queu
 
 async def test_file_feed_claim_loop_is_woken_by_finished_jobs_only_when_a_claim_could_take_something(
         db: QueueDB) -> None:
-    holder = Holder(cap=1, max_held=1000)
+    holder = Holder(cap=1, max_held=10_000)
     feed = FileFeed(db, holder, holder.clock)
     await _claimed(feed, holder, 0)
     feed._wake.clear()
@@ -134,6 +134,22 @@ async def test_file_feed_claim_loop_is_woken_by_finished_jobs_only_when_a_claim_
     holder.release("f")
     feed.room_freed()
     assert feed._wake.is_set()
+
+
+async def test_file_feed_holds_payloads_within_the_bytes_budget(db: QueueDB) -> None:
+    """Once the payloads held pass the node's bytes budget, an accepted job waits in the file (not inserted already
+    claimed), whatever its function; the claim loop takes it once the bytes held are under half the budget."""
+    holder = Holder(cap=1, max_bytes=1000)
+    feed = FileFeed(db, holder, holder.clock)
+    await _claimed(feed, holder, 0)
+    await feed.accept(Job(id="big", function="f", body=b"x" * 5000, enqueued_at=0.0, not_before=0.0))
+    assert holder.dispatched == ["big"] and holder.ledger.nbytes == 5000  # under the budget before it: taken
+    await feed.accept(Job(id="j2", function="f", body=b"x" * 10, enqueued_at=0.0, not_before=0.0))
+    await feed.accept(Job(id="g1", function="g", body=b"x" * 10, enqueued_at=0.0, not_before=0.0))
+    assert holder.dispatched == ["big"] and {(await db.get(i)).state for i in ("j2", "g1")} == {"pending"}
+    holder.release("f", 5000)
+    await _claimed(feed, holder, 3)
+    assert sorted(holder.dispatched) == ["big", "g1", "j2"] and holder.ledger.nbytes == 20
 
 
 class Msg:

@@ -137,8 +137,7 @@ async def test_publishing_without_nats_is_a_clear_error() -> None:
 def test_the_stream_prefetch_follows_how_long_jobs_take() -> None:
     """About 50 ms of work beyond the capacity: deep for short jobs (pulls in batches), shallow for long ones
     (other nodes can take them); min(capacity, 8) before the first job has run."""
-    from polyfn.queue.capacity import PREFETCH
-    from polyfn.queue.streamfeed import StreamFeed
+    from polyfn.queue.streamfeed import PREFETCH, StreamFeed
 
     feed = StreamFeed(None, None, None)  # type: ignore[arg-type]
     assert feed.prefetch("f", 4) == 4 and feed.prefetch("f", 20) == 8
@@ -308,3 +307,19 @@ async def test_pubacks_and_pulled_jobs_skip_nats_py_subscription_queues(jobs: Je
     await nc.publish(subject, b"theirs")
     assert await asyncio.wait_for(heard.get(), 5) == b"theirs"
     await sub.unsubscribe()
+
+
+async def test_a_fetch_takes_what_fits_in_max_bytes_and_says_when_nothing_did(jobs: JetStreamJobs) -> None:
+    """`max_bytes`: JetStream delivers the messages that fit; when not even the first does it ends the pull with a
+    409 at once, and the fetch returns nothing with `over_bytes` set (the feed then takes that one job alone)."""
+    big = [Job(id=f"fm-{i}-{secrets.token_hex(3)}", function="fm", body=b"x" * 10_000, enqueued_at=1.0,
+               not_before=1.0) for i in range(3)]
+    for j in big:
+        await jobs.publish(j, first=True)
+    got = await jobs.fetch("fm", 10, timeout=1, max_bytes=25_000)
+    assert [j for j, _ in got] == big[:2] and not jobs.over_bytes("fm")
+    assert await jobs.fetch("fm", 10, timeout=1, max_bytes=5_000) == [] and jobs.over_bytes("fm")
+    rest = await jobs.fetch("fm", 10, timeout=1)
+    assert [j for j, _ in rest] == big[2:] and not jobs.over_bytes("fm")
+    for _, msg in [*got, *rest]:
+        await msg.ack_sync()

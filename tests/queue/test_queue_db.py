@@ -140,3 +140,52 @@ async def test_a_claimed_jobs_headers_are_its_pairs_as_queued(tmp_path: Path) ->
     assert got["j"].headers == hs and all(type(h) is tuple for h in got["j"].headers)
     assert got["e"].headers == [("n", 1)]
     await db.close()
+
+
+
+async def test_claim_ready_takes_jobs_while_the_bytes_taken_are_under_spare(tmp_path: Path) -> None:
+    """A claim takes a function's due jobs, oldest first, while the payloads taken before each are under `spare`
+    (the last one may pass it); a function cut short by the bytes stays behind, as does one not reached."""
+    db = await QueueDB.open(tmp_path / "queue.db")
+    try:
+        await db.enqueue([Job(id=f"a{i}", function="a", body=b"x" * 100, enqueued_at=0, not_before=i)
+                          for i in range(5)])
+        await db.enqueue([Job(id="b0", function="b", body=b"x" * 1000, enqueued_at=0, not_before=0)])
+        got = await db.claim_ready(10, 100, ["a", "b"], lambda f: 10, spare=250)
+        assert [j.id for j in got.jobs] == ["a0", "a1", "a2"] and got.behind == {"a", "b"}
+        assert [(await db.get(i)).state for i in ("a2", "a3", "b0")] == ["running", "pending", "pending"]
+        assert (await db.claim_ready(10, 100, ["a"], lambda f: 10, spare=0)).jobs == []
+        big = await db.claim_ready(10, 100, ["b", "a"], lambda f: 10, spare=1)  # a payload over the budget runs
+        assert [j.id for j in big.jobs] == ["b0"] and big.behind == {"a"}
+        rest = await db.claim_ready(10, 100, ["a"], lambda f: 10, spare=10_000)
+        assert [j.id for j in rest.jobs] == ["a3", "a4"] and rest.behind == set()
+    finally:
+        await db.close()
+
+
+async def test_the_jobs_have_one_index_beside_their_id_and_the_next_due_time_is_found_without_another(
+        tmp_path: Path) -> None:
+    """Every insert, claim and delete kept a second index of the jobs, `jobs_ready (state, not_before)`, up to date
+    for one query (the next retry's due time): a queue file made with it loses it when opened, and the next due
+    time comes from `jobs_function`, per function."""
+    import sqlite3
+
+    old = sqlite3.connect(tmp_path / "queue.db")
+    old.executescript("CREATE TABLE jobs (id TEXT PRIMARY KEY, function TEXT NOT NULL, kind TEXT NOT NULL, "
+                      "trigger TEXT NOT NULL, method TEXT NOT NULL DEFAULT 'POST', path TEXT NOT NULL DEFAULT '/', "
+                      "query TEXT NOT NULL DEFAULT '', headers TEXT NOT NULL DEFAULT '[]', body BLOB NOT NULL, "
+                      "content_type TEXT NOT NULL DEFAULT '', callback_url TEXT, enqueued_at REAL NOT NULL, "
+                      "not_before REAL NOT NULL, attempt INTEGER NOT NULL DEFAULT 0, state TEXT NOT NULL, "
+                      "last_error TEXT, dead_at REAL, reason TEXT);"
+                      "CREATE INDEX jobs_ready ON jobs(state, not_before);")
+    old.close()
+    db = await QueueDB.open(tmp_path / "queue.db")
+    try:
+        rows = await db.read("SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='jobs'")
+        assert sorted(r["name"] for r in rows) == ["jobs_function", "sqlite_autoindex_jobs_1"]
+        await db.enqueue([Job(id=f"{f}{t}", function=f, body=b"", enqueued_at=0, not_before=t)
+                          for f, t in (("a", 1), ("a", 70), ("b", 60), ("c", 5))])
+        got = await db.claim_ready(10, 100, ["a"], lambda f: 100)
+        assert [j.id for j in got.jobs] == ["a1"] and got.next_due == 60
+    finally:
+        await db.close()

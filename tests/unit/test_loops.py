@@ -223,12 +223,15 @@ async def test_stream_feed_survives_one_bad_job(tmp_path: Path) -> None:
             pass
 
     class Jobs:
-        async def fetch(self, function: str, n: int, timeout: float) -> list[Any]:
+        async def fetch(self, function: str, n: int, timeout: float, max_bytes: int = 0) -> list[Any]:
             if not pulls:
                 await asyncio.sleep(timeout)
                 return []
             return [(Job(id=i, function=function, body=b"", enqueued_at=0, not_before=nb), Msg())
                     for i, nb in pulls.pop(0)]
+
+        def over_bytes(self, function: str) -> bool:
+            return False
 
     feed = StreamFeed(Jobs(), q, _Registry("f"))  # type: ignore[arg-type]
     task = asyncio.create_task(feed._feed("f"))

@@ -112,7 +112,7 @@ class Attempts:
             await self._unexpected(job, feed, e)
         finally:
             if not settled:
-                self.release(job.function)
+                self.release(job.function, len(job.body))
         return nxt
 
     async def _unexpected(self, job: Job, feed: Feed, e: Exception) -> None:
@@ -198,7 +198,7 @@ class Attempts:
         self._done_wake.set()
         if len(done) >= self._complete_at:
             self._done_full.set()
-        self.release(job.function, completing=True)
+        self.release(job.function, len(job.body), completing=True)
         return True
 
     async def _reply(self, job: Job, body: bytes) -> None:

@@ -48,7 +48,6 @@ CREATE TABLE IF NOT EXISTS jobs (
   dead_at REAL,
   reason TEXT
 );
-CREATE INDEX IF NOT EXISTS jobs_ready ON jobs(state, not_before);
 CREATE INDEX IF NOT EXISTS jobs_function ON jobs(state, function, not_before);
 CREATE TABLE IF NOT EXISTS callbacks (
   id TEXT PRIMARY KEY,
@@ -173,8 +172,20 @@ WITH RECURSIVE f(name) AS (
   UNION ALL
   SELECT (SELECT MIN(function) FROM jobs WHERE state='pending' AND function>f.name) FROM f WHERE f.name IS NOT NULL
 ) SELECT name FROM f WHERE name IS NOT NULL"""
-_CLAIM_FUNCTION = ("UPDATE jobs SET state='running', attempt=attempt+1 WHERE id IN (SELECT id FROM jobs "
-                   "WHERE state='pending' AND function=? AND not_before<=? ORDER BY not_before LIMIT ?) RETURNING *")
+# A function's due jobs, oldest first, as many as its room allows while the payloads before each are under the
+# bytes left (`length(body)`: from the row's header, the blob is not read).
+_CLAIM_FUNCTION = """UPDATE jobs SET state='running', attempt=attempt+1 WHERE id IN (
+  SELECT id FROM (
+    SELECT id, SUM(size) OVER (ORDER BY not_before ROWS UNBOUNDED PRECEDING) - size AS before FROM (
+      SELECT id, not_before, length(body) AS size FROM jobs WHERE state='pending' AND function=? AND not_before<=?
+      ORDER BY not_before LIMIT ?))
+  WHERE before<?) RETURNING *"""
+# The earliest `not_before` of the pending jobs not yet due: one probe of jobs_function per pending function.
+_NEXT_DUE = _PENDING_FUNCTIONS.replace(
+    "SELECT name FROM f WHERE name IS NOT NULL",
+    "SELECT MIN((SELECT MIN(not_before) FROM jobs WHERE state='pending' AND function=f.name AND not_before>?)) "
+    "FROM f WHERE name IS NOT NULL")
+_ANY_DUE = "SELECT 1 FROM jobs WHERE state='pending' AND function=? AND not_before<=? LIMIT 1"
 
 _INSERT_CALLBACK = ("INSERT OR REPLACE INTO callbacks (id, url, payload, attempt, not_before, state, last_error, "
                     "updated_at, headers) VALUES (?, ?, ?, 0, ?, 'pending', NULL, ?, ?)")
@@ -199,6 +210,9 @@ class QueueDB(GroupCommitFile):
 
     def prepare(self, conn: sqlite3.Connection) -> None:
         conn.executescript(SCHEMA)
+        # (queue.db before it: every insert, claim and delete kept this second index of the jobs up to date; the
+        # one query that used it, the next due time, probes jobs_function per pending function instead)
+        conn.execute("DROP INDEX IF EXISTS jobs_ready")
         if "headers" not in {r[1] for r in conn.execute("PRAGMA table_info(callbacks)")}:  # queue.db before it
             conn.execute("ALTER TABLE callbacks ADD COLUMN headers TEXT")
 
@@ -215,28 +229,32 @@ class QueueDB(GroupCommitFile):
         return await self.transact(fn)
 
     async def claim_ready(self, now: float, limit: int, functions: Iterable[str] | None,
-                          room: Callable[[str], int]) -> Claimed:
+                          room: Callable[[str], int], spare: int = 1 << 62) -> Claimed:
         """Mark due pending jobs as running (attempt + 1) and return them, per function, oldest due first
-        within each: at most `room(f)` of function `f` (called on the queue thread) and `limit` in all, for
-        `functions` (None: every function with pending jobs, found with an index skip-scan: one probe per
-        function, not per job). One transaction, which also tells which functions may have due jobs left
-        (`behind`: claimed up to their room, or not reached) and when the next not-yet-due job is due."""
+        within each: at most `room(f)` of function `f` (called on the queue thread) and `limit` in all, while
+        the payloads taken are under `spare` bytes (the last one taken may pass it); for `functions` (None: every
+        function with pending jobs, found with an index skip-scan: one probe per function, not per job). One
+        transaction, which also tells which functions may have due jobs left (`behind`: claimed up to their room
+        or the bytes, or not reached) and when the next not-yet-due job is due."""
 
         def fn(conn: sqlite3.Connection) -> Claimed:
             names = list(functions) if functions is not None else [r[0] for r in conn.execute(_PENDING_FUNCTIONS)]
             jobs: list[Job] = []
             behind: set[str] = set()
+            left = spare
             for f in names:
                 n = min(room(f), limit - len(jobs))
-                if n <= 0:
+                if n <= 0 or left <= 0:
                     behind.add(f)
                     continue
-                rows = conn.execute(_CLAIM_FUNCTION, (f, now, n)).fetchall()
-                if len(rows) >= n:
-                    behind.add(f)
-                jobs.extend(_job(r) for r in rows)
-            nxt = conn.execute("SELECT MIN(not_before) FROM jobs WHERE state='pending' AND not_before>?",
-                               (now,)).fetchone()[0]
+                rows = conn.execute(_CLAIM_FUNCTION, (f, now, n, left)).fetchall()
+                if len(rows) >= n or conn.execute(_ANY_DUE, (f, now)).fetchone() is not None:
+                    behind.add(f)  # (short of `n`: stopped by the bytes, or none left)
+                for r in rows:
+                    job = _job(r)
+                    left -= len(job.body)
+                    jobs.append(job)
+            nxt = conn.execute(_NEXT_DUE, (now,)).fetchone()[0]
             jobs.sort(key=lambda j: j.not_before)
             return Claimed(jobs, behind, nxt)
 

@@ -51,7 +51,7 @@ class Cancels:
                 job.attempt += 1
                 self.dispatch(job, feed)  # back in its line
                 raise
-            self.release(job.function)
+            self.release(job.function, len(job.body))
         else:
             for feed in self.feeds:
                 got = await feed.cancel(job_id, now)

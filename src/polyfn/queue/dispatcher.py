@@ -89,7 +89,8 @@ class AsyncQueue(Attempts, Cancels):
         # the cluster's stream connection (queue_url set), for the others that share it: health, the cluster
         # sync's change notices, topic runners
         self.jobs: JetStreamJobs | None = None
-        self.ledger: Ledger[tuple[Job, Feed]] = Ledger(settings.async_max_inflight, self.capacity)
+        self.ledger: Ledger[tuple[Job, Feed]] = Ledger(settings.async_max_inflight, self.capacity,
+                                                        settings.async_max_held_bytes)
         self._done: list[tuple[Job, Feed, Outcome]] = []  # finished jobs waiting for the completion batch
         self._done_wake = asyncio.Event()
         self._done_full = asyncio.Event()  # `_complete_at` jobs wait: the batch goes now
@@ -211,17 +212,17 @@ class AsyncQueue(Attempts, Cancels):
         spec = active.revision.spec
         return max(1, spec.max_instances * spec.concurrency)
 
-    def hold(self, function: str) -> None:
-        self.ledger.hold(function)
+    def hold(self, function: str, size: int) -> None:
+        self.ledger.hold(function, size)
 
-    def release(self, function: str, completing: bool = False) -> None:
-        """A held job is settled (see `Ledger.release`): room for a claim or a pull."""
-        self.ledger.release(function, completing)
+    def release(self, function: str, size: int, completing: bool = False) -> None:
+        """A held job (its payload `size` bytes) is settled (see `Ledger.release`): room for a claim or a pull."""
+        self.ledger.release(function, size, completing)
         for feed in self.feeds:
             feed.room_freed()
 
-    def _completed(self, n: int) -> None:
-        self.ledger.completed(n)
+    def _completed(self, n: int, size: int) -> None:
+        self.ledger.completed(n, size)
         for feed in self.feeds:
             feed.room_freed()
 
@@ -304,7 +305,7 @@ class AsyncQueue(Attempts, Cancels):
                     raise
                 for feed in self.feeds:
                     await feed.settled([job for job, f, _ in batch if f is feed])
-                self._completed(len(batch))
+                self._completed(len(batch), sum(len(job.body) for job, _, _ in batch))
                 if callbacks:
                     self.callbacks.wake()
 

@@ -35,11 +35,11 @@ class Holder(Protocol):
     def capacity(self, function: str) -> int:
         """How many of `function`'s jobs may invoke at once on this node."""
 
-    def hold(self, function: str) -> None:
-        """One more job of `function` is held (counted before it is started)."""
+    def hold(self, function: str, size: int) -> None:
+        """One more job of `function`, its payload `size` bytes, is held (counted before it is started)."""
 
-    def release(self, function: str) -> None:
-        """A held job that was never started is let go."""
+    def release(self, function: str, size: int) -> None:
+        """A held job (its payload `size` bytes) that was never started is let go."""
 
     def dispatch(self, job: Job, feed: Feed) -> None:
         """Run a held job now if its function has capacity, else let it wait for a free slot."""

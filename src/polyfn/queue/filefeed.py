@@ -88,20 +88,21 @@ class FileFeed:
 
     async def accept(self, job: Job, dedupe: bool = True) -> None:
         function, h = job.function, self.holder  # (a second job with the same id fails its insert: no `dedupe`)
+        size = len(job.body)
         direct = (not self._behind_all and function not in self._behind and not self._claiming
-                  and not h.stopping and h.ledger.room(function) > 0)
+                  and not h.stopping and h.ledger.takes(function))
         if direct:  # claimed at insert: it starts as soon as it is committed
             job.state, job.attempt = "running", 1
-            h.hold(function)
+            h.hold(function, size)
         try:
             await self.db.enqueue([job])
         except BaseException:
             if direct:
-                h.release(function)
+                h.release(function, size)
             raise
         if direct:
             if h.stopping:  # the node began to stop during the commit: the job runs at the next start
-                h.release(function)
+                h.release(function, size)
                 with contextlib.suppress(Exception):
                     await self.db.unclaim([job.id])
             else:
@@ -141,7 +142,7 @@ class FileFeed:
             self._marked_all = False
             self._claiming = True
             try:
-                got = await self.db.claim_ready(now, free, names, ledger.room)
+                got = await self.db.claim_ready(now, free, names, ledger.room, ledger.spare())
             finally:
                 self._claiming = False
             # Functions not looked at stay behind; so do jobs queued or rescheduled while the claim ran (its
@@ -153,7 +154,7 @@ class FileFeed:
             later = self._next_due if self._next_due is not None and self._next_due > now else None
             self._next_due = min((t for t in (got.next_due, later) if t is not None), default=None)
             for job in got.jobs:
-                self.holder.hold(job.function)
+                self.holder.hold(job.function, len(job.body))
                 self.holder.dispatch(job, self)
             free = ledger.free()
         # Wait for a change: a job released (room for a claim), a job queued, or the next retry's due time.

@@ -157,10 +157,12 @@ class JetStreamJobs(NodeMessages):
         return puller
 
     @staticmethod
-    async def _pull(puller: Puller, n: int, timeout: float, decode: Callable[[bytes], Any]) -> list[tuple[Any, Any]]:
-        """Up to `n` decoded messages with their handles, waiting at most `timeout` for the first. A message
-        that is not polyfn's (someone else published on the subject) is dropped with a warning."""
-        msgs = await puller.fetch(n, timeout)
+    async def _pull(puller: Puller, n: int, timeout: float, decode: Callable[[bytes], Any],
+                    max_bytes: int = 0) -> list[tuple[Any, Any]]:
+        """Up to `n` decoded messages with their handles (as many as fit in `max_bytes` if > 0), waiting at most
+        `timeout` for the first. A message that is not polyfn's (someone else published on the subject) is
+        dropped with a warning."""
+        msgs = await puller.fetch(n, timeout, max_bytes)
         out = []
         for m in msgs:
             try:
@@ -212,11 +214,17 @@ class JetStreamJobs(NodeMessages):
         for m in msgs:
             m._ackd = True
 
-    async def fetch(self, function: str, n: int, timeout: float) -> list[tuple[Job, Any]]:
+    async def fetch(self, function: str, n: int, timeout: float, max_bytes: int = 0) -> list[tuple[Job, Any]]:
         """Up to `n` jobs of `function` (with their messages), waiting at most `timeout` seconds for the first;
-        from the function's durable consumer `fn-<name>`."""
+        from the function's durable consumer `fn-<name>`. With `max_bytes` > 0, only as many as fit in it (the
+        messages' sizes: a job's payload and its encoding); `over_bytes(function)` tells when none did."""
         sub = await self._consumer(function, self.stream, self.subject(function, "*"), f"fn-{function}")
-        return await self._pull(sub, n, timeout, _decode)
+        return await self._pull(sub, n, timeout, _decode, max_bytes)
+
+    def over_bytes(self, function: str) -> bool:
+        """The last `fetch` of `function` returned nothing because its next job did not fit its `max_bytes`."""
+        puller = self._subs.get(function)
+        return puller is not None and puller.over_bytes
 
     async def take_waiting(self, job_id: str, now: float, skew: float = 2.0) -> Job | str | None:
         """A cancel: the job with this id out of the stream if no node has taken it — it will not run. None when

@@ -15,7 +15,9 @@ with `wait_for` as well. At thousands of jobs a second that was a quarter of the
 * `Puller`: a function's jobs from its durable consumer. A fetch asks for `n` messages with `no_wait`
   (JetStream sends what it has now, then a 404 status when short): the batch ends cleanly, no request left
   open that could deliver more than the node has room for. With nothing there, it asks for one message with
-  an expiry and waits for it, and the next fetch goes back to batches. Messages arrive on a subscription of the
+  an expiry and waits for it, and the next fetch goes back to batches. With `max_bytes` JetStream sends only what
+  fits (its sizes are the whole messages'); when not even the first fits it ends the request with a 409 and
+  the fetch returns nothing at once, `over_bytes` set. Messages arrive on a subscription of the
   puller's own and are handed over as they come; a message that arrives after its fetch gave up (a lingering
   request answered late) is handed over by the next one, and kept from the ack wait meanwhile by the heartbeat
   of the held jobs (`arrived`).
@@ -224,6 +226,8 @@ class Puller:
         self.inbox = ""
         self._msgs: collections.deque[Any] = collections.deque()
         self._ended = 0  # requests ended by a status (404 no messages, 408 expired, 409 …)
+        self._over = 0  # of those, requests whose next message did not fit their max_bytes (a 409)
+        self.over_bytes = False  # the last fetch returned nothing: its first message did not fit
         self._wake = asyncio.Event()
         self._sub: Any = None
 
@@ -240,6 +244,8 @@ class Puller:
         if not data and headers and STATUS in headers:
             if headers[STATUS] != "100":  # (100: a heartbeat, not asked for)
                 self._ended += 1
+                if headers[STATUS] == "409" and any(k == "Description" and "MaxBytes" in v for k, v in headers.items()):
+                    self._over += 1
         else:  # (the message nats-py would have made: the job's ack, nak and metadata are its)
             self._msgs.append(self.nc._build_message(sid, subject, reply, data, headers))
         self._wake.set()
@@ -266,21 +272,27 @@ class Puller:
         q = self._msgs
         return [q.popleft() for _ in range(min(n, len(q)))]
 
-    async def fetch(self, n: int, timeout: float) -> list[Any]:
-        """Up to `n` messages, waiting at most `timeout` seconds for the first."""
+    async def fetch(self, n: int, timeout: float, max_bytes: int = 0) -> list[Any]:
+        """Up to `n` messages (with `max_bytes`, as many as fit in it), waiting at most `timeout` seconds for the
+        first."""
+        self.over_bytes = False
         if len(self._msgs) >= n:
             return self._take(n)
         deadline = time.monotonic() + timeout
-        ended, had = self._ended, len(self._msgs)
+        ended, had, over = self._ended, len(self._msgs), self._over
         want = n - had
-        await self._request({"batch": want, "no_wait": True})
-        # the batch ends with its `want`-th message, or with a status when JetStream had fewer
+        sized = {"max_bytes": max_bytes} if max_bytes > 0 else {}
+        await self._request({"batch": want, "no_wait": True, **sized})
+        # the batch ends with its `want`-th message, or with a status when JetStream had fewer (or no more fit)
         await self._until(lambda: self._ended > ended or len(self._msgs) >= had + want, min(deadline, time.monotonic() + 2))
         if self._msgs:
             return self._take(n)
         left = deadline - time.monotonic()
-        if left > 0.01:
-            ended = self._ended
-            await self._request({"batch": 1, "expires": int(left * 1e9) - 1_000_000})
+        if self._over > over:
+            self.over_bytes = True
+        elif left > 0.01:
+            ended, over = self._ended, self._over
+            await self._request({"batch": 1, "expires": int(left * 1e9) - 1_000_000, **sized})
             await self._until(lambda: self._msgs or self._ended > ended, deadline)
+            self.over_bytes = not self._msgs and self._over > over
         return self._take(n)

@@ -19,7 +19,6 @@ import msgspec
 
 from polyfn.loops import one_item
 from polyfn.queue.builtin import Job
-from polyfn.queue.capacity import PREFETCH
 from polyfn.queue.feed import Holder
 from polyfn.queue.jetstream import JetStreamJobs, keep_held
 
@@ -31,6 +30,8 @@ log = logging.getLogger("polyfn.queue")
 #: Seconds of work (by the function's average job time) a node holds beyond its capacity from the cluster's
 #: stream: enough that pulls come in batches, short enough that other nodes are not kept waiting.
 STREAM_PREFETCH_S = 0.05
+#: Jobs of one function a node holds beyond its capacity from the stream at most (and pulls at once).
+PREFETCH = 64
 
 
 class StreamFeed:
@@ -109,19 +110,23 @@ class StreamFeed:
         """Pull `function`'s jobs from the stream while this node has room for them: its capacity here plus a
         prefetch sized by how long its jobs take (`prefetch`)."""
         h = self.holder
+        ledger = h.ledger
         while not h.stopping and self.registry.get(function) is not None:
             cap = h.capacity(function)
             limit = cap + self.prefetch(function, cap)
-            held = h.ledger.held.get(function, 0)
-            room = min(limit - held, h.ledger.free())
+            held = ledger.held.get(function, 0)
+            room = min(limit - held, ledger.free())
+            spare = ledger.spare()
             # While every instance is busy, refill once half the prefetch is free, not after every job: a
             # pull per job (a request to NATS and its reply) would cost the node and NATS more than the job.
-            if room <= 0 or (held >= cap and room < (limit - cap) // 2):
-                self._room_wake.clear()
-                await self._room_wake.wait()
+            # The same for the payloads' bytes (`Ledger.refill_due`: half the budget free).
+            if room <= 0 or (held >= cap and room < (limit - cap) // 2) or ledger.nbytes > ledger.max_bytes // 2:
+                await self._wait_room()
                 continue
-            try:
-                got = await self.jobs.fetch(function, min(room, PREFETCH), timeout=5.0)
+            try:  # as many as fit in the bytes left; when not even the next one does, that one alone (it passes)
+                got = await self.jobs.fetch(function, min(room, PREFETCH), timeout=5.0, max_bytes=spare)
+                if not got and self.jobs.over_bytes(function):
+                    got = await self.jobs.fetch(function, 1, timeout=5.0)
             except asyncio.CancelledError:
                 raise
             except Exception as e:
@@ -133,6 +138,10 @@ class StreamFeed:
             for job, msg in got:
                 with one_item(log, "async queue: taking job %s from the stream", job.id):
                     await self._take(job, msg, now)
+
+    async def _wait_room(self) -> None:
+        self._room_wake.clear()
+        await self._room_wake.wait()
 
     async def _take(self, job: Job, msg: Any, now: float) -> None:
         """Hold a job pulled from the stream and start it, or hand it back to the stream."""
@@ -148,7 +157,7 @@ class StreamFeed:
             return
         job.state, job.attempt = "running", job.attempt + 1
         self._msgs[job.id] = (job, msg)
-        self.holder.hold(job.function)
+        self.holder.hold(job.function, len(job.body))
         self.holder.dispatch(job, self)
 
     def _held_messages(self) -> list[Any]:
