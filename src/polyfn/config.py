@@ -93,7 +93,7 @@ class Settings(BaseSettings):
     console_session_ttl: float = Field(12 * 3600.0, ge=60)  # web console login lifetime (seconds)
     otlp_endpoint: str | None = None  # e.g. http://127.0.0.1:4318/v1/traces: export activations as OTLP spans
     # Async invocations and triggers (docs/triggers.md).
-    async_max_inflight: int = Field(4096, ge=1)  # async invocations held (running or about to) on this node
+    async_max_inflight: int = Field(256, ge=1)  # async invocations held (running or about to) on this node
     # bytes of payloads those held invocations may carry in all: a job is taken while they are under it (so at
     # most this plus one payload; a payload larger than it still runs)
     async_max_held_bytes: int = Field(64 << 20, ge=1)

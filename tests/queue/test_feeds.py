@@ -116,7 +116,7 @@ async def test_file_feed_reschedules_gives_back_and_cancels_in_the_file(db: Queu
 
 async def test_file_feed_claim_loop_is_woken_by_finished_jobs_only_when_a_claim_could_take_something(
         db: QueueDB) -> None:
-    holder = Holder(cap=1, max_held=10_000)
+    holder = Holder(cap=1, max_held=1000)
     feed = FileFeed(db, holder, holder.clock)
     await _claimed(feed, holder, 0)
     feed._wake.clear()

@@ -137,7 +137,8 @@ async def test_publishing_without_nats_is_a_clear_error() -> None:
 def test_the_stream_prefetch_follows_how_long_jobs_take() -> None:
     """About 50 ms of work beyond the capacity: deep for short jobs (pulls in batches), shallow for long ones
     (other nodes can take them); min(capacity, 8) before the first job has run."""
-    from polyfn.queue.streamfeed import PREFETCH, StreamFeed
+    from polyfn.queue.capacity import PREFETCH
+    from polyfn.queue.streamfeed import StreamFeed
 
     feed = StreamFeed(None, None, None)  # type: ignore[arg-type]
     assert feed.prefetch("f", 4) == 4 and feed.prefetch("f", 20) == 8

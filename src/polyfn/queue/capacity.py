@@ -15,12 +15,10 @@ import collections
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-#: Jobs of one function a node holds beyond its capacity (claimed from the queue file, waiting in memory for a free
-#: instance): enough that claims and completions go in batches and a claim's latency on a busy machine does not
-#: leave instances idle (64 did: docs/performance.md, async8), few enough that one function's backlog leaves
-#: `async_max_inflight` slots to the others; their payloads are bounded by `async_max_held_bytes`. (The cluster
-#: stream's prefetch is its own: streamfeed.py.)
-PREFETCH = 1024
+#: Jobs of one function a node holds beyond its capacity (claimed, waiting in memory for a free instance):
+#: enough that claims and completions go in batches, few enough that one function's backlog leaves
+#: `async_max_inflight` slots to the others.
+PREFETCH = 64
 
 J = TypeVar("J")
 

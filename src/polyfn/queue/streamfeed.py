@@ -19,6 +19,7 @@ import msgspec
 
 from polyfn.loops import one_item
 from polyfn.queue.builtin import Job
+from polyfn.queue.capacity import PREFETCH
 from polyfn.queue.feed import Holder
 from polyfn.queue.jetstream import JetStreamJobs, keep_held
 
@@ -30,8 +31,6 @@ log = logging.getLogger("polyfn.queue")
 #: Seconds of work (by the function's average job time) a node holds beyond its capacity from the cluster's
 #: stream: enough that pulls come in batches, short enough that other nodes are not kept waiting.
 STREAM_PREFETCH_S = 0.05
-#: Jobs of one function a node holds beyond its capacity from the stream at most (and pulls at once).
-PREFETCH = 64
 
 
 class StreamFeed:
