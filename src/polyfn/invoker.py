@@ -277,8 +277,8 @@ class Invoker:
             act.logs = self._bounded(act.function, res.logs)  # already LogLine structs (decoded so by the protocol)
             if len(res.logs) > self.lines_max and self.metrics is not None:
                 self.metrics.log_floods.inc(act.function)
-        if inst.memory is not None:  # the sandbox's peak so far, and a child process killed for memory
-            act.max_memory_mb = inst.peak_mb()
+        if inst.memory is not None:  # the sandbox's peak (read as the record is stored), a child killed for memory
+            self.recorder.peak_of(act, inst.memory)
             if res.error is not None and inst.memory.new_kills():
                 act.logs = [*act.logs, LogLine(time.time(), "stderr", f"polyfn: a process of this instance was "
                             f"killed for memory (the function's limit is {spec.memory} MB, /tmp included)")]

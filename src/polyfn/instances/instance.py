@@ -94,7 +94,6 @@ class Instance(asyncio.BufferedProtocol):
         self._streams: dict[int, ResponseStream] = {}  # invocations streaming their response (protocol.Head)
         self._seq = 0
         self._out: list[bytes] = []  # frames held to the end of this loop turn (`_put`)
-        self._peak = -1.0  # the sandbox's memory peak read since the last read of frames (`peak_mb`); -1: none
         # (kept: asyncio.get_running_loop() is a getpid() system call each time)
         self._loop = asyncio.get_running_loop()
         self._ready: asyncio.Future[Ready] = self._loop.create_future()
@@ -108,7 +107,6 @@ class Instance(asyncio.BufferedProtocol):
         return self._reader.get_buffer(sizehint)
 
     def buffer_updated(self, nbytes: int) -> None:
-        self._peak = -1.0
         try:
             for raw, shared in self._reader.buffer_updated(nbytes):
                 msg = from_instance_decoder.decode(raw)
@@ -240,15 +238,6 @@ class Instance(asyncio.BufferedProtocol):
             return False
         self._put(frame)
         return True
-
-    def peak_mb(self) -> float:
-        """The sandbox's memory peak in MB (0.0 unknown), read at most once per read of this instance's frames:
-        every result that read brought had ended before it, so one reading taken after it covers them all (an
-        instance answering several calls at once saves a `pread` of its cgroup file per call)."""
-        peak = self._peak
-        if peak < 0:
-            peak = self._peak = self.memory.peak_mb() if self.memory is not None else 0.0
-        return peak
 
     def _put(self, frame: bytes) -> None:
         """Write `frame` at the end of this loop turn, with the others written to this instance in the same

@@ -126,7 +126,8 @@ class Pool(Starts, Overload):
         self._since[fut] = now
         if not self._shedding:
             self._watch()
-        self._scale_up()
+        if len(self.instances) + self.starting < self.max_instances:  # (else none may start: no call)
+            self._scale_up()
         # Not asyncio.wait_for: every request that finds all instances busy comes through here, and
         # wait_for's wrapping (a second future, callbacks, a timer) measured ~3x the cost of this.
         deadlines = self._deadlines
