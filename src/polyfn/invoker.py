@@ -71,6 +71,10 @@ def _again(e: Exception, admitted: Active | None) -> bool:
 
 
 def _on_deadline(inst: Instance, fut: asyncio.Future[Result], timeout: float) -> None:
+    """The call's time is up: its instance is stopped. (A call written behind another on an ordered instance has a
+    deadline no earlier than the one ahead's, which is stopped for it first, its calls behind tried elsewhere:
+    `Instance.kill`. Only the first streamed response of a function, which runs under its own limits, can outlast
+    the deadline of a call behind it: then both end. scheduler/pool.py `_behind`.)"""
     if not fut.done():
         fut.set_exception(FunctionTimeout())
         inst.kill(f"timed out after {timeout:g} s")
@@ -183,6 +187,8 @@ class Invoker:
             res = await fut
             if type(res) is ResponseStream:  # the function streams its response (protocol.Head)
                 deadlines.discard(fut)
+                if pool.pipelines:
+                    pool.streamed()
                 streamed = True
                 return await self._streaming(call, act, t0, inst, pool, res, spec)
         except (FunctionCancelled, FunctionTimeout, InstanceGone) as e:
@@ -317,14 +323,15 @@ class Invoker:
 
     def cancel(self, activation_id: str) -> bool:
         """Stop a running invocation: its caller gets 499 `function_cancelled` at once and its instance is
-        killed (a handler cannot be interrupted safely in place). False when it is not running here."""
+        killed (a handler cannot be interrupted safely in place). False when it is not running here (a call
+        written behind another on its instance has not started: stopping the instance would stop that one)."""
         if self.streamed.cancel(activation_id):
             return True
         entry = self.running.get(activation_id)
         if entry is None:
             return False
         inst, fut = entry
-        if fut.done():
+        if fut.done() or inst.behind(fut):  # (written behind another call: not started, as a call in the queue)
             return False
         fut.set_exception(FunctionCancelled())
         inst.kill(f"activation {activation_id} cancelled")

@@ -53,9 +53,12 @@ class InstanceGone(Exception):
 
 
 class NotStarted(InstanceGone):
-    """A function zygote's offered child, taken (`Instance.taken`), died on its own before its `Ready`: the calls
-    written to it ran none of the function's code (it runs only after `Ready` is sent), so they may be tried on
-    another instance (invoker.py), as a start lost before it was ready is tried again (scheduler/starts.py)."""
+    """A call that ran none of the function's code when its instance ended, so it may be tried on another
+    instance (invoker.py), as a start lost before it was ready is tried again (scheduler/starts.py): a function
+    zygote's offered child, taken (`Instance.taken`), died on its own before its `Ready` (the function's code runs
+    only after `Ready` is sent); or the call was written behind another on an ordered instance (`Instance.ordered`)
+    and that one had not answered when the instance ended (every frame the instance sent was read: `kill` lets
+    the connection end by itself when calls wait behind the one running)."""
 
 
 class InitFailed(Exception):
@@ -83,6 +86,10 @@ class Instance(asyncio.BufferedProtocol):
         self.oom = False
         self.kill_reason = ""
         self.pipelined = False  # taken before its `Ready` came (`taken`)
+        self.ordered = False  # it runs its calls one at a time in the order written (its `Ready` says: protocol.Ready)
+        self.listed = False  # on its pool's list of ordered instances a call may be written behind (scheduler/pool.py)
+        self._draining = False  # killed with calls behind the one running: its connection ends by itself (`kill`)
+        self._cut = False  # the node closed the connection (`_abort`, `close`): frames it sent may be left unread
         self.fault = ""  # why it died, in its own words (protocol.Fault) or the kernel's (sandbox/auditlog.py)
         self.uid = 0  # the function's uid in the sandbox (0: none of its own)
         self.memory: Any = None  # its cgroup's sandbox.cgroups.MemoryGauge (peak, OOM kills), when it has one
@@ -146,6 +153,7 @@ class Instance(asyncio.BufferedProtocol):
                 elif type(msg) is Ready:
                     if self._ready.done():
                         raise FrameError("duplicate ready frame")
+                    self.ordered = msg.ordered
                     self._ready.set_result(msg)
                 elif type(msg) is InitError:
                     if not self._ready.done():
@@ -156,6 +164,23 @@ class Instance(asyncio.BufferedProtocol):
             log.warning("instance %s sent an invalid frame (%s): killing it", self.id, e)
             self.kill(f"protocol violation: {e}")
 
+    def _oldest(self) -> int | None:
+        """The oldest call written here without its Result yet (a streaming one included): on an ordered instance,
+        the one it runs (or will run next)."""
+        oldest = next(iter(self._waiting), None)  # (written in order: the dict keeps it)
+        if self._streams:
+            first = min(self._streams)
+            oldest = first if oldest is None else min(oldest, first)
+        return oldest
+
+    def behind(self, fut: asyncio.Future[Result]) -> bool:
+        """Is `fut`'s call waiting behind another on this ordered instance (written, not yet started as far as
+        the node has read)? Such a call is not cancelled by stopping the instance (invoker.py `cancel`)."""
+        if not self.ordered:
+            return False
+        head = self._oldest()
+        return head is not None and self._waiting.get(head) is not fut
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
         prev = self.state
@@ -165,9 +190,14 @@ class Instance(asyncio.BufferedProtocol):
             self._ready.set_exception(gone)
             if self.pipelined and not self.kill_reason:  # (killed by the node, it ends the calls its way)
                 gone = NotStarted(f"the instance ended before it started ({gone})")
-        for fut in self._waiting.values():
+        # An ordered instance whose every frame was read (it ended by itself, or `kill` let it; a Unix socket's
+        # reset, when our frames were left unread there, comes after the frames it holds) ran
+        # at most the oldest call without a Result: those behind it never started.
+        head = self._oldest() if self.ordered and not self._cut else None
+        for inv_id, fut in self._waiting.items():
             if not fut.done():
-                fut.set_exception(gone)
+                fut.set_exception(gone if head is None or inv_id == head else NotStarted(
+                    f"the instance ended before it started (it was behind another call: {gone})"))
         self._waiting.clear()
         streams, self._streams = self._streams, {}
         for stream in streams.values():
@@ -292,24 +322,44 @@ class Instance(asyncio.BufferedProtocol):
         return self._partial.pop(inv_id, [])
 
     def kill(self, reason: str) -> None:
-        """SIGKILL the process and close the connection. Idempotent."""
+        """SIGKILL the process and close the connection. Idempotent. An ordered instance with calls written behind
+        the one it runs is not cut off: its connection ends when the process has gone (EOF), after every frame it
+        sent was read, so a call behind is known not to have started (`connection_lost`: tried elsewhere) unless
+        the Result of the one before it came first (then it may have begun: it ended with the instance). Cut off
+        by `abort` all the same once its exit is known (exits.py), or a second later."""
         if not self.kill_reason:
             self.kill_reason = reason
         if self.state is not State.DEAD:
             self.state = State.STOPPING
+        signalled = False
         if self.pid and self.exit_status is None:
             try:
                 os.kill(self.pid, signal.SIGKILL)
+                signalled = True
             except ProcessLookupError:
                 pass
-        if self._transport is not None:
-            self._transport.abort()
+        if self._transport is None:
+            return
+        if signalled and self.ordered and len(self._waiting) + len(self._streams) > 1:
+            if not self._draining:
+                self._draining = True
+                self._transport.resume_reading()  # (a stream's slow reader may have paused it)
+                self._loop.call_later(1.0, self._abort)
+            return
+        self._abort()
+
+    def _abort(self) -> None:
+        transport = self._transport
+        if transport is not None:
+            self._cut = True
+            transport.abort()
 
     def close(self) -> None:
         """Graceful stop: closing our end makes the instance's read loop end and the process exit."""
         if self.state is not State.DEAD:
             self.state = State.STOPPING
         if self._transport is not None:
+            self._cut = True
             self._flush()  # (frames held in this turn go first)
             self._transport.close()
 
