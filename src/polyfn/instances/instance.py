@@ -40,6 +40,8 @@ from polyfn.streaming import GONE, ResponseStream
 
 log = logging.getLogger("polyfn.instance")
 
+DRAIN_S = 5.0  # a killed instance with calls behind the one it ran: its connection is closed by then at the latest
+
 
 class State(enum.Enum):
     STARTING = "starting"
@@ -325,8 +327,9 @@ class Instance(asyncio.BufferedProtocol):
         """SIGKILL the process and close the connection. Idempotent. An ordered instance with calls written behind
         the one it runs is not cut off: its connection ends when the process has gone (EOF), after every frame it
         sent was read, so a call behind is known not to have started (`connection_lost`: tried elsewhere) unless
-        the Result of the one before it came first (then it may have begun: it ended with the instance). Cut off
-        by `abort` all the same once its exit is known (exits.py), or a second later."""
+        the Result of the one before it came first (then it may have begun: it ended with the instance). Its
+        connection is closed all the same once its exit is known (exits.py: after a grace for its last frames), or
+        after `DRAIN_S` if that report does not come (then every call on it ends as a crash)."""
         if not self.kill_reason:
             self.kill_reason = reason
         if self.state is not State.DEAD:
@@ -344,14 +347,16 @@ class Instance(asyncio.BufferedProtocol):
             if not self._draining:
                 self._draining = True
                 self._transport.resume_reading()  # (a stream's slow reader may have paused it)
-                self._loop.call_later(1.0, self._abort)
+                self._loop.call_later(DRAIN_S, self._abort)
             return
         self._abort()
 
     def _abort(self) -> None:
         transport = self._transport
         if transport is not None:
-            self._cut = True
+            # (after its exit was reported, the frames the process sent were read in the grace exits.py gave them:
+            # cut off only while it may still be sending)
+            self._cut = self._cut or self.exit_status is None
             transport.abort()
 
     def close(self) -> None:
