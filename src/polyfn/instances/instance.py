@@ -8,6 +8,7 @@ result for an invocation we never sent, kills the instance (it is treated as hos
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import os
@@ -166,21 +167,12 @@ class Instance(asyncio.BufferedProtocol):
             log.warning("instance %s sent an invalid frame (%s): killing it", self.id, e)
             self.kill(f"protocol violation: {e}")
 
-    def _oldest(self) -> int | None:
-        """The oldest call written here without its Result yet (a streaming one included): on an ordered instance,
-        the one it runs (or will run next)."""
-        oldest = next(iter(self._waiting), None)  # (written in order: the dict keeps it)
-        if self._streams:
-            first = min(self._streams)
-            oldest = first if oldest is None else min(oldest, first)
-        return oldest
-
     def behind(self, fut: asyncio.Future[Result]) -> bool:
         """Is `fut`'s call waiting behind another on this ordered instance (written, not yet started as far as
         the node has read)? Such a call is not cancelled by stopping the instance (invoker.py `cancel`)."""
         if not self.ordered:
             return False
-        head = self._oldest()
+        head = _oldest(self._waiting, self._streams)
         return head is not None and self._waiting.get(head) is not fut
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -192,10 +184,9 @@ class Instance(asyncio.BufferedProtocol):
             self._ready.set_exception(gone)
             if self.pipelined and not self.kill_reason:  # (killed by the node, it ends the calls its way)
                 gone = NotStarted(f"the instance ended before it started ({gone})")
-        # An ordered instance whose every frame was read (it ended by itself, or `kill` let it; a Unix socket's
-        # reset, when our frames were left unread there, comes after the frames it holds) ran
-        # at most the oldest call without a Result: those behind it never started.
-        head = self._oldest() if self.ordered and not self._cut else None
+        # An ordered instance whose every frame was read (not cut off: `kill`) ran at most the oldest call without
+        # a Result: those behind it never started. (A reset, when it left our frames unread, comes after its own.)
+        head = _oldest(self._waiting, self._streams) if self.ordered and not self._cut else None
         for inv_id, fut in self._waiting.items():
             if not fut.done():
                 fut.set_exception(gone if head is None or inv_id == head else NotStarted(
@@ -324,26 +315,21 @@ class Instance(asyncio.BufferedProtocol):
         return self._partial.pop(inv_id, [])
 
     def kill(self, reason: str) -> None:
-        """SIGKILL the process and close the connection. Idempotent. An ordered instance with calls written behind
-        the one it runs is not cut off: its connection ends when the process has gone (EOF), after every frame it
-        sent was read, so a call behind is known not to have started (`connection_lost`: tried elsewhere) unless
-        the Result of the one before it came first (then it may have begun: it ended with the instance). Its
-        connection is closed all the same once its exit is known (exits.py: after a grace for its last frames), or
-        after `DRAIN_S` if that report does not come (then every call on it ends as a crash)."""
+        """SIGKILL the process and close the connection. Idempotent. An ordered instance with calls behind the one it
+        runs is not cut off: its connection ends with the process (EOF, or its exit report's grace: exits.py), every
+        frame it sent read, so a call behind is known not to have started (`connection_lost`) unless the Result
+        ahead of it came first; cut off after `DRAIN_S` if neither comes (then every call on it is a crash)."""
         if not self.kill_reason:
             self.kill_reason = reason
         if self.state is not State.DEAD:
             self.state = State.STOPPING
-        signalled = False
-        if self.pid and self.exit_status is None:
-            try:
+        alive = self.pid and self.exit_status is None
+        if alive:
+            with contextlib.suppress(ProcessLookupError):  # (gone already: its connection ends by itself)
                 os.kill(self.pid, signal.SIGKILL)
-                signalled = True
-            except ProcessLookupError:
-                pass
         if self._transport is None:
             return
-        if signalled and self.ordered and len(self._waiting) + len(self._streams) > 1:
+        if alive and self.ordered and len(self._waiting) + len(self._streams) > 1:
             if not self._draining:
                 self._draining = True
                 self._transport.resume_reading()  # (a stream's slow reader may have paused it)
@@ -384,24 +370,39 @@ class Instance(asyncio.BufferedProtocol):
 
     def describe_exit(self) -> str:
         """A human description of why the process ended, for the caller and the activation."""
-        if self.oom:
-            return "out of memory: the instance exceeded its memory limit and was killed"
-        st = self.exit_status
-        if st is None:
-            return self.kill_reason or "the instance's connection closed unexpectedly"
-        if os.WIFSIGNALED(st):
-            sig = os.WTERMSIG(st)
-            try:
-                name = signal.Signals(sig).name
-            except ValueError:
-                name = f"signal {sig}"
-            why = f" ({self.kill_reason})" if self.kill_reason else ""
-            if sig == signal.SIGSYS and not why:
-                why = f": {self.fault}" if self.fault else ": a system call outside its runtime's seccomp allow-list"
-            return f"killed by {name}{why}"
-        if os.WIFEXITED(st):
-            return f"exited with code {os.WEXITSTATUS(st)}"
-        return f"ended with wait status {st}"
+        return describe_exit(self)
+
+
+def describe_exit(inst: Instance) -> str:
+    """A human description of why `inst`'s process ended, for the caller and the activation."""
+    if inst.oom:
+        return "out of memory: the instance exceeded its memory limit and was killed"
+    st = inst.exit_status
+    if st is None:
+        return inst.kill_reason or "the instance's connection closed unexpectedly"
+    if os.WIFSIGNALED(st):
+        sig = os.WTERMSIG(st)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        why = f" ({inst.kill_reason})" if inst.kill_reason else ""
+        if sig == signal.SIGSYS and not why:
+            why = f": {inst.fault}" if inst.fault else ": a system call outside its runtime's seccomp allow-list"
+        return f"killed by {name}{why}"
+    if os.WIFEXITED(st):
+        return f"exited with code {os.WEXITSTATUS(st)}"
+    return f"ended with wait status {st}"
+
+
+def _oldest(waiting: dict[int, Any], streams: dict[int, Any]) -> int | None:
+    """The oldest call written to an instance without its Result yet (a streaming one included): on an ordered
+    instance, the one it runs (or will run next)."""
+    oldest = next(iter(waiting), None)  # (written in order: the dict keeps it)
+    if streams:
+        first = min(streams)
+        oldest = first if oldest is None else min(oldest, first)
+    return oldest
 
 
 def _retrieved(fut: asyncio.Future[Ready]) -> None:

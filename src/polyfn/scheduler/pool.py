@@ -18,6 +18,7 @@ from polyfn.instances.instance import Instance, State
 from polyfn.model import Revision
 from polyfn.scheduler import decisions, shed
 from polyfn.scheduler.autoscaler import AutoscalerConfig, AutoscalerState, Decision, Stats, decide
+from polyfn.scheduler.behind import Behind
 from polyfn.scheduler.deadlines import Deadlines
 from polyfn.scheduler.keepalive import IdlePrior, Policy, make_policy
 from polyfn.scheduler.overload import Overload
@@ -31,9 +32,10 @@ SCALEDOWN_REASON = "scaled down"
 EVICTED_REASON = "evicted for memory"
 
 
-class Pool(Starts, Overload):
+class Pool(Starts, Overload, Behind):
     """One revision's instances and callers. Its parts: handing out instances (here), starting them
-    (`Starts`, starts.py), refusing early under a flood (`Overload`, overload.py), and the ticker's autoscaler
+    (`Starts`, starts.py), refusing early under a flood (`Overload`, overload.py), writing calls behind others on
+    ordered instances (`Behind`, behind.py), and the ticker's autoscaler
     and keep-alive steps (here, applying scheduler/autoscaler.py and decisions.py)."""
 
     def __init__(self, revision: Revision, manager: Starter, max_queue: int, keepalive: float,
@@ -58,9 +60,7 @@ class Pool(Starts, Overload):
         self.evictions = 0
         self.instances: list[Instance] = []  # every ready instance; starting ones are counted in `starting`
         self.idle: list[Instance] = []  # ready instances with a free slot (stack: warmest on top)
-        # ordered instances running one call, which a call may be written behind (`_behind`); checked when taken
-        self.ahead: list[Instance] = []
-        self.pipelines = True  # calls may be written behind others (until the function's first streamed response)
+        Behind.__init__(self)  # (calls written behind others: behind.py)
         self.refusal: Throttled | None = None  # why the manager refused the last start (a namespace's quota)
         self.waiters: deque[asyncio.Future[Instance]] = deque()
         self._since: dict[asyncio.Future[Instance], float] = {}  # waiter → when it began to wait (monotonic)
@@ -94,9 +94,8 @@ class Pool(Starts, Overload):
             inst.inflight += 1
             if inst.inflight >= self.concurrency:
                 idle.pop()
-                if inst.ordered and not inst.listed:
-                    inst.listed = True
-                    self.ahead.append(inst)
+                if inst.ordered:
+                    self._listed(inst)
             if not self.busy:
                 self._became_busy()
             self.busy += 1
@@ -109,37 +108,12 @@ class Pool(Starts, Overload):
             self.policy.observe_idle(time.monotonic() - self.last_end)
         self.prewarm_at = 0.0
 
-    def _saturated(self) -> bool:
-        """No further instance may start now: `max_instances` are up or starting, or the node's memory budget
-        just refused one."""
-        return (len(self.instances) + self.starting >= self.max_instances
-                or (self._capped_until > 0 and time.monotonic() < self._capped_until))
-
-    def _behind(self) -> Instance | None:
-        """An ordered instance running one call, to write this call behind it (it reads the frame when that one
-        has answered, without waiting for the node: no sleep, no wake-up, no hand-over through the queue). Only
-        when the function may start no more instances and nobody waits (the queue's order is kept: a freed place
-        behind a call goes to the queue's oldest in `release`). Its deadline is not earlier than that of the call
-        ahead (each counts from its own acceptance, and calls reach instances in the order they came), so the
-        call ahead is stopped for its timeout first: the one behind never has to stop it."""
-        ahead = self.ahead
-        while ahead:
-            inst = ahead.pop()
-            inst.listed = False
-            if inst.inflight == 1 and inst.state is State.READY:
-                inst.inflight = 2
-                self.busy += 1
-                return inst
-        return None
-
     async def acquire(self, timeout: float) -> Instance:
         inst = self.try_acquire()
         if inst is not None:
             return inst
-        if self.ahead and not self.waiters and self.pipelines and self.concurrency == 1 and self._saturated():
-            inst = self._behind()
-            if inst is not None:
-                return inst
+        if self.ahead and (inst := self._behind()) is not None:  # (behind a running call: behind.py)
+            return inst
         if self._init_error is not None and (now := time.monotonic()) < self._init_error_until:
             raise self._init_error.remembered(self._init_error_until - now, now - self._init_error_at)
         waiters = self.waiters
@@ -181,12 +155,6 @@ class Pool(Starts, Overload):
         # scan of every waiter).
         return inst
 
-    def _wait_expired(self, fut: asyncio.Future[Instance], timeout: float) -> None:
-        if not fut.done():
-            fut.set_exception(Throttled(
-                f"no instance of {self.revision.function!r} became free within {timeout:.1f} s", retry_after=1,
-                reason=shed.WAIT_TIMEOUT))
-
     def release(self, inst: Instance) -> None:
         inst.inflight -= 1
         inst.served += 1
@@ -199,11 +167,7 @@ class Pool(Starts, Overload):
         if inst.state is not State.READY:
             return
         if inst.inflight >= self.concurrency:  # (an ordered instance whose call behind now runs: its place is free)
-            if not self.pipelines:
-                return
-            if not (self.waiters and self._saturated() and self._hand_over(inst)) and not inst.listed:
-                inst.listed = True
-                self.ahead.append(inst)
+            self._freed_behind(inst)
             return
         if self.waiters and self._hand_over(inst):
             return
@@ -212,24 +176,14 @@ class Pool(Starts, Overload):
         if self.draining and not self.waiters and all(i.inflight == 0 for i in self.instances):
             self._idle_event.set()
 
-    def streamed(self) -> None:
-        """The function streamed a response: no call is written behind another from now on (a stream runs under
-        its own limits, not the timeout, so the call behind it could time out first: invoker.py `_on_deadline`)."""
-        if self.pipelines:
-            self.pipelines = False
-            for inst in self.ahead:
-                inst.listed = False
-            self.ahead.clear()
-
     def _hand_over(self, inst: Instance) -> bool:
         """Give `inst` to the oldest live waiter; True if one took it."""
         while self.waiters:
             fut = self.waiters.popleft()
             if not fut.done():
                 inst.inflight += 1
-                if inst.ordered and inst.inflight == 1 and not inst.listed:
-                    inst.listed = True
-                    self.ahead.append(inst)
+                if inst.ordered and inst.inflight == 1:
+                    self._listed(inst)
                 if not self.busy:
                     self._became_busy()
                 self.busy += 1
@@ -246,8 +200,6 @@ class Pool(Starts, Overload):
                 break
         if inst.inflight < self.concurrency:
             self.idle.append(inst)
-
-    # --- scaling ---------------------------------------------------------------------------------------------
 
     # --- autoscaler and keep-alive (called by the ticker, ticker.py, with the monotonic clock) ---------
 
