@@ -91,7 +91,7 @@ class Instance(asyncio.BufferedProtocol):
         self.pipelined = False  # taken before its `Ready` came (`taken`)
         self.ordered = False  # it runs its calls one at a time in the order written (its `Ready` says: protocol.Ready)
         self.listed = False  # on its pool's list of ordered instances a call may be written behind (scheduler/pool.py)
-        self._draining = False  # killed with calls behind the one running: its connection ends by itself (`kill`)
+        self._draining = False  # killed with calls behind the one running: it ends by itself, nothing more written
         self._cut = False  # the node closed the connection (`_abort`, `close`): frames it sent may be left unread
         self.fault = ""  # why it died, in its own words (protocol.Fault) or the kernel's (sandbox/auditlog.py)
         self.uid = 0  # the function's uid in the sandbox (0: none of its own)
@@ -168,8 +168,7 @@ class Instance(asyncio.BufferedProtocol):
             self.kill(f"protocol violation: {e}")
 
     def behind(self, fut: asyncio.Future[Result]) -> bool:
-        """Is `fut`'s call waiting behind another on this ordered instance (written, not yet started as far as
-        the node has read)? Such a call is not cancelled by stopping the instance (invoker.py `cancel`)."""
+        """Is `fut`'s call behind another on this ordered instance, not started as far as the node has read?"""
         if not self.ordered:
             return False
         head = _oldest(self._waiting, self._streams)
@@ -184,9 +183,10 @@ class Instance(asyncio.BufferedProtocol):
             self._ready.set_exception(gone)
             if self.pipelined and not self.kill_reason:  # (killed by the node, it ends the calls its way)
                 gone = NotStarted(f"the instance ended before it started ({gone})")
-        # An ordered instance whose every frame was read (not cut off: `kill`) ran at most the oldest call without
-        # a Result: those behind it never started. (A reset, when it left our frames unread, comes after its own.)
-        head = _oldest(self._waiting, self._streams) if self.ordered and not self._cut else None
+        # An ordered instance whose every frame was read (not cut off, `kill`, nor by a failed write, EPIPE: a reset
+        # comes after its frames) ran at most the oldest call without a Result: those behind it never started.
+        read = not self._cut and (exc is None or type(exc) is ConnectionResetError)
+        head = _oldest(self._waiting, self._streams) if self.ordered and read else None
         for inv_id, fut in self._waiting.items():
             if not fut.done():
                 fut.set_exception(gone if head is None or inv_id == head else NotStarted(
@@ -274,7 +274,7 @@ class Instance(asyncio.BufferedProtocol):
 
     def _flush(self) -> None:
         out = self._out
-        if self._transport is not None and out and not self._transport.is_closing():
+        if self._transport is not None and out and not self._transport.is_closing() and not self._draining:
             self._transport.write(out[0] if len(out) == 1 else b"".join(out))
         out.clear()
 
@@ -286,7 +286,7 @@ class Instance(asyncio.BufferedProtocol):
 
     def send_chunk(self, inv_id: int, data: bytes) -> None:
         """A piece of what the caller sends to invocation `inv_id` (a WebSocket passed through: wsapi/passthrough.py)."""
-        if self._transport is not None:
+        if self._transport is not None and not self._draining:
             if self._out:  # (after the frames held in this turn: an Invoke comes before its chunks)
                 self._flush()
             self._transport.writelines(encode_chunk(inv_id, data))
