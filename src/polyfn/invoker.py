@@ -27,6 +27,7 @@ from polyfn.observe.recorder import ActivationRecorder
 from polyfn.outcome import Outcome, platform_error  # (what the invoker answers; the faces import both here)
 from polyfn.protocol import Invoke, Result
 from polyfn.scheduler import shed
+from polyfn.scheduler.behind import SHORT_MS
 from polyfn.scheduler.deadlines import Deadlines
 from polyfn.scheduler.pool import PoolClosed, StartFailed, Throttled
 from polyfn.scheduler.registry import Active, FunctionRegistry
@@ -71,6 +72,10 @@ def _again(e: Exception, admitted: Active | None) -> bool:
 
 
 def _on_deadline(inst: Instance, fut: asyncio.Future[Result], timeout: float) -> None:
+    """The call's time is up: its instance is stopped. (A call written behind another on an ordered instance has a
+    deadline no earlier than the one ahead's, which is stopped for it first, its calls behind tried elsewhere:
+    `Instance.kill`. Only the first streamed response of a function, which runs under its own limits, can outlast
+    the deadline of a call behind it: then both end. scheduler/pool.py `_behind`.)"""
     if not fut.done():
         fut.set_exception(FunctionTimeout())
         inst.kill(f"timed out after {timeout:g} s")
@@ -183,6 +188,8 @@ class Invoker:
             res = await fut
             if type(res) is ResponseStream:  # the function streams its response (protocol.Head)
                 deadlines.discard(fut)
+                if pool.pipelines:
+                    pool.streamed()
                 streamed = True
                 return await self._streaming(call, act, t0, inst, pool, res, spec)
         except (FunctionCancelled, FunctionTimeout, InstanceGone) as e:
@@ -198,6 +205,10 @@ class Invoker:
             log.warning("%s: instance %s ended before it started; the call goes to another", call.function, inst.id)
             return await self.call(call, active)
         deadlines.discard(fut)
+        if res.run_ms > SHORT_MS:  # (calls written behind others only for short calls: scheduler/behind.py)
+            pool.ran_long()
+        elif pool.short_from:
+            pool.ran_short()
         return self._answered(act, t0, inst, res, spec)
 
     async def _streaming(self, call: Call, act: Activation, t0: float, inst: Instance, pool: Any,
@@ -277,8 +288,8 @@ class Invoker:
             act.logs = self._bounded(act.function, res.logs)  # already LogLine structs (decoded so by the protocol)
             if len(res.logs) > self.lines_max and self.metrics is not None:
                 self.metrics.log_floods.inc(act.function)
-        if inst.memory is not None:  # the sandbox's peak so far, and a child process killed for memory
-            act.max_memory_mb = inst.peak_mb()
+        if inst.memory is not None:  # the sandbox's peak (read as the record is stored), a child killed for memory
+            self.recorder.peak_of(act, inst.memory)
             if res.error is not None and inst.memory.new_kills():
                 act.logs = [*act.logs, LogLine(time.time(), "stderr", f"polyfn: a process of this instance was "
                             f"killed for memory (the function's limit is {spec.memory} MB, /tmp included)")]
@@ -317,14 +328,15 @@ class Invoker:
 
     def cancel(self, activation_id: str) -> bool:
         """Stop a running invocation: its caller gets 499 `function_cancelled` at once and its instance is
-        killed (a handler cannot be interrupted safely in place). False when it is not running here."""
+        killed (a handler cannot be interrupted safely in place). False when it is not running here (a call
+        written behind another on its instance has not started: stopping the instance would stop that one)."""
         if self.streamed.cancel(activation_id):
             return True
         entry = self.running.get(activation_id)
         if entry is None:
             return False
         inst, fut = entry
-        if fut.done():
+        if fut.done() or inst.behind(fut):  # (written behind another call: not started, as a call in the queue)
             return False
         fut.set_exception(FunctionCancelled())
         inst.kill(f"activation {activation_id} cancelled")

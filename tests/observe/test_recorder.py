@@ -7,6 +7,8 @@ import asyncio
 import time
 from pathlib import Path
 
+import msgspec
+
 from polyfn.model import Activation, LogLine
 from polyfn.observe.recorder import ActivationRecorder
 from polyfn.store import Store
@@ -72,3 +74,56 @@ async def test_a_flush_cancelled_mid_write_keeps_its_records_for_the_next() -> N
     store.gate.set()
     await rec.flush()
     assert list(store.rows) == ["job-1"]
+
+
+class Gauge:
+    """A sandbox's memory gauge (sandbox.cgroups.MemoryGauge) that counts its reads."""
+
+    def __init__(self, mb: float) -> None:
+        self.mb = mb
+        self.reads = 0
+
+    def peak_mb(self) -> float:
+        self.reads += 1
+        return self.mb
+
+
+class Rows:
+    def __init__(self) -> None:
+        self.rows: dict[str, Activation] = {}
+
+    async def add_activations(self, acts: list[Activation]) -> None:
+        self.rows.update((a.id, msgspec.structs.replace(a)) for a in acts)  # (a copy, as a database keeps it)
+
+
+async def test_the_memory_peak_is_read_once_per_instance_as_its_batch_is_stored() -> None:
+    store = Rows()
+    rec = ActivationRecorder(store)
+    one, two = Gauge(12.0), Gauge(40.0)
+    for i, gauge in enumerate((one, two, one, one, None)):
+        act = Activation(id=f"a{i}", function="f", revision=1, trigger="http", start=float(i))
+        if gauge is not None:
+            rec.peak_of(act, gauge)
+        rec.record(act)
+    assert (one.reads, two.reads) == (0, 0)  # nothing read on the call's path
+    one.mb = 20.0  # (the sandbox's peak grew before the batch was stored: the peak so far is what is stored)
+    await rec.flush()
+    assert [store.rows[f"a{i}"].max_memory_mb for i in range(5)] == [20.0, 40.0, 20.0, 20.0, 0.0]
+    assert (one.reads, two.reads) == (1, 1)
+    act = Activation(id="a5", function="f", revision=1, trigger="http", start=5.0)
+    rec.peak_of(act, one)
+    rec.record(act)
+    await rec.flush()  # the next batch reads again
+    assert store.rows["a5"].max_memory_mb == 20.0 and one.reads == 2
+
+
+def test_a_closed_gauge_answers_its_last_peak(tmp_path: Path) -> None:
+    from polyfn.sandbox.cgroups import MemoryGauge
+
+    (tmp_path / "memory.max_usage_in_bytes").write_text(str(30 * 1_048_576))
+    (tmp_path / "memory.oom_control").write_text("oom_kill 0\n")
+    gauge = MemoryGauge(str(tmp_path), 1)
+    assert gauge.peak_mb() == 30.0
+    gauge.close()  # the instance ended: its calls are stored after it
+    (tmp_path / "memory.max_usage_in_bytes").write_text(str(99 * 1_048_576))
+    assert gauge.peak_mb() == 30.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -495,3 +496,93 @@ def test_the_memory_budget_reads_the_machines_memory_once(monkeypatch: pytest.Mo
     monkeypatch.setattr(os, "sysconf", lambda name: calls.append(name) or real(name))
     assert settings.memory_budget_mb == budget and 0 < Settings(memory_budget_percent=50).memory_budget_mb < budget
     assert calls == []
+
+
+class OrderedManager(FakeManager):
+    """Its instances run their calls one at a time in the order written (the Python runtime's blocking loop)."""
+
+    async def start_instance(self, pool: Pool) -> Instance:
+        inst = await super().start_instance(pool)
+        inst.ordered = True
+        return inst
+
+
+async def test_a_call_is_written_behind_a_running_one_only_when_no_instance_may_start_and_nobody_waits() -> None:
+    pool = make_pool(OrderedManager(), max_instances=2)
+    pool.ran_short()  # (a call of the function has answered within SHORT_MS)
+    a, b = await pool.acquire(1), await pool.acquire(1)  # (two instances, each running a call)
+    assert a is not b and pool._saturated()
+    c = await pool.acquire(1)  # nothing may start: behind one of them, not in the queue
+    d = await pool.acquire(1)
+    assert {c, d} == {a, b} and not pool.waiters and (a.inflight, b.inflight) == (2, 2) and pool.busy == 4
+    e = asyncio.ensure_future(pool.acquire(1))  # both have a call behind: the queue
+    await asyncio.sleep(0)
+    assert not e.done() and len(pool.waiters) == 1
+    pool.release(a)  # its call ahead answered: the one behind runs, its place behind goes to the queue's oldest
+    await asyncio.sleep(0)
+    assert e.result() is a and a.inflight == 2 and pool.busy == 4
+    for inst in (a, a, b, b):
+        pool.release(inst)
+    assert (a.inflight, b.inflight, pool.busy) == (0, 0, 0) and set(pool.idle) == {a, b}
+
+
+async def test_no_call_behind_another_where_an_instance_may_still_start_or_the_instance_is_not_ordered() -> None:
+    m = OrderedManager()
+    pool = make_pool(m, max_instances=2)
+    a = await pool.acquire(1)
+    b = await pool.acquire(1)  # a second instance may start: it does
+    assert a is not b and m.started == 2
+    plain = make_pool(FakeManager(), max_instances=1)  # not ordered: its calls start as they come
+    plain.ran_short()
+    x = await plain.acquire(1)
+    y = asyncio.ensure_future(plain.acquire(1))
+    await asyncio.sleep(0)
+    assert not y.done() and x.inflight == 1
+    plain.release(x)
+    assert await y is x
+    plain.release(x)
+
+
+async def test_a_queue_keeps_its_order_and_a_stream_ends_writing_calls_behind() -> None:
+    pool = make_pool(OrderedManager(), max_instances=1)
+    pool.ran_short()
+    a = await pool.acquire(1)
+    first = asyncio.ensure_future(pool.acquire(1))
+    await asyncio.sleep(0)
+    assert first.done() and first.result() is a  # behind it
+    second, third = asyncio.ensure_future(pool.acquire(1)), asyncio.ensure_future(pool.acquire(1))
+    await asyncio.sleep(0)
+    assert len(pool.waiters) == 2
+    pool.release(a)
+    await asyncio.sleep(0)
+    assert second.done() and not third.done()  # the oldest first
+    pool.streamed()  # the function streamed a response: a freed place behind a call goes to nobody
+    pool.release(a)
+    await asyncio.sleep(0)
+    assert not third.done() and a.inflight == 1
+    pool.release(a)
+    await asyncio.sleep(0)
+    assert third.result() is a and a.inflight == 1
+    with pytest.raises(Throttled):  # (and a new caller waits in the queue: here until its wait times out)
+        await pool.acquire(0.05)
+
+
+async def test_calls_are_written_behind_others_only_for_a_function_whose_calls_are_short() -> None:
+    """A call behind waits for the one ahead (the queue would give it the first instance to come free): only once a
+    call has answered within SHORT_MS, and not for LONG_HOLD_S after one that ran longer."""
+    pool = make_pool(OrderedManager(), max_instances=1)
+    a = await pool.acquire(1)
+    with pytest.raises(Throttled):  # no call has answered yet: the queue
+        await pool.acquire(0.05)
+    pool.ran_short()
+    assert await pool.acquire(1) is a and a.inflight == 2  # behind it
+    pool.release(a)
+    pool.ran_long()  # a call ran longer than SHORT_MS
+    with pytest.raises(Throttled):
+        await pool.acquire(0.05)
+    pool.ran_short()  # (short again, within LONG_HOLD_S of the long one: still the queue)
+    with pytest.raises(Throttled):
+        await pool.acquire(0.05)
+    pool.short_from = time.monotonic() - 1  # (LONG_HOLD_S later)
+    pool.ran_short()
+    assert await pool.acquire(1) is a and pool.short_from == 0.0

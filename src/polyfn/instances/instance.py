@@ -8,6 +8,7 @@ result for an invocation we never sent, kills the instance (it is treated as hos
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import os
@@ -40,6 +41,8 @@ from polyfn.streaming import GONE, ResponseStream
 
 log = logging.getLogger("polyfn.instance")
 
+DRAIN_S = 5.0  # a killed instance with calls behind the one it ran: its connection is closed by then at the latest
+
 
 class State(enum.Enum):
     STARTING = "starting"
@@ -53,9 +56,12 @@ class InstanceGone(Exception):
 
 
 class NotStarted(InstanceGone):
-    """A function zygote's offered child, taken (`Instance.taken`), died on its own before its `Ready`: the calls
-    written to it ran none of the function's code (it runs only after `Ready` is sent), so they may be tried on
-    another instance (invoker.py), as a start lost before it was ready is tried again (scheduler/starts.py)."""
+    """A call that ran none of the function's code when its instance ended, so it may be tried on another
+    instance (invoker.py), as a start lost before it was ready is tried again (scheduler/starts.py): a function
+    zygote's offered child, taken (`Instance.taken`), died on its own before its `Ready` (the function's code runs
+    only after `Ready` is sent); or the call was written behind another on an ordered instance (`Instance.ordered`)
+    and that one had not answered when the instance ended (every frame the instance sent was read: `kill` lets
+    the connection end by itself when calls wait behind the one running)."""
 
 
 class InitFailed(Exception):
@@ -83,6 +89,10 @@ class Instance(asyncio.BufferedProtocol):
         self.oom = False
         self.kill_reason = ""
         self.pipelined = False  # taken before its `Ready` came (`taken`)
+        self.ordered = False  # it runs its calls one at a time in the order written (its `Ready` says: protocol.Ready)
+        self.listed = False  # on its pool's list of ordered instances a call may be written behind (scheduler/pool.py)
+        self._draining = False  # killed with calls behind the one running: it ends by itself, nothing more written
+        self._cut = False  # the node closed the connection (`_abort`, `close`): frames it sent may be left unread
         self.fault = ""  # why it died, in its own words (protocol.Fault) or the kernel's (sandbox/auditlog.py)
         self.uid = 0  # the function's uid in the sandbox (0: none of its own)
         self.memory: Any = None  # its cgroup's sandbox.cgroups.MemoryGauge (peak, OOM kills), when it has one
@@ -94,7 +104,6 @@ class Instance(asyncio.BufferedProtocol):
         self._streams: dict[int, ResponseStream] = {}  # invocations streaming their response (protocol.Head)
         self._seq = 0
         self._out: list[bytes] = []  # frames held to the end of this loop turn (`_put`)
-        self._peak = -1.0  # the sandbox's memory peak read since the last read of frames (`peak_mb`); -1: none
         # (kept: asyncio.get_running_loop() is a getpid() system call each time)
         self._loop = asyncio.get_running_loop()
         self._ready: asyncio.Future[Ready] = self._loop.create_future()
@@ -108,7 +117,6 @@ class Instance(asyncio.BufferedProtocol):
         return self._reader.get_buffer(sizehint)
 
     def buffer_updated(self, nbytes: int) -> None:
-        self._peak = -1.0
         try:
             for raw, shared in self._reader.buffer_updated(nbytes):
                 msg = from_instance_decoder.decode(raw)
@@ -148,6 +156,7 @@ class Instance(asyncio.BufferedProtocol):
                 elif type(msg) is Ready:
                     if self._ready.done():
                         raise FrameError("duplicate ready frame")
+                    self.ordered = msg.ordered
                     self._ready.set_result(msg)
                 elif type(msg) is InitError:
                     if not self._ready.done():
@@ -158,6 +167,13 @@ class Instance(asyncio.BufferedProtocol):
             log.warning("instance %s sent an invalid frame (%s): killing it", self.id, e)
             self.kill(f"protocol violation: {e}")
 
+    def behind(self, fut: asyncio.Future[Result]) -> bool:
+        """Is `fut`'s call behind another on this ordered instance, not started as far as the node has read?"""
+        if not self.ordered:
+            return False
+        head = _oldest(self._waiting, self._streams)
+        return head is not None and self._waiting.get(head) is not fut
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
         prev = self.state
@@ -167,9 +183,14 @@ class Instance(asyncio.BufferedProtocol):
             self._ready.set_exception(gone)
             if self.pipelined and not self.kill_reason:  # (killed by the node, it ends the calls its way)
                 gone = NotStarted(f"the instance ended before it started ({gone})")
-        for fut in self._waiting.values():
+        # An ordered instance whose every frame was read (not cut off, `kill`, nor by a failed write, EPIPE: a reset
+        # comes after its frames) ran at most the oldest call without a Result: those behind it never started.
+        read = not self._cut and (exc is None or type(exc) is ConnectionResetError)
+        head = _oldest(self._waiting, self._streams) if self.ordered and read else None
+        for inv_id, fut in self._waiting.items():
             if not fut.done():
-                fut.set_exception(gone)
+                fut.set_exception(gone if head is None or inv_id == head else NotStarted(
+                    f"the instance ended before it started (it was behind another call: {gone})"))
         self._waiting.clear()
         streams, self._streams = self._streams, {}
         for stream in streams.values():
@@ -241,15 +262,6 @@ class Instance(asyncio.BufferedProtocol):
         self._put(frame)
         return True
 
-    def peak_mb(self) -> float:
-        """The sandbox's memory peak in MB (0.0 unknown), read at most once per read of this instance's frames:
-        every result that read brought had ended before it, so one reading taken after it covers them all (an
-        instance answering several calls at once saves a `pread` of its cgroup file per call)."""
-        peak = self._peak
-        if peak < 0:
-            peak = self._peak = self.memory.peak_mb() if self.memory is not None else 0.0
-        return peak
-
     def _put(self, frame: bytes) -> None:
         """Write `frame` at the end of this loop turn, with the others written to this instance in the same
         turn: an instance with concurrency > 1 handed several calls in one turn gets them in one write (one
@@ -262,7 +274,7 @@ class Instance(asyncio.BufferedProtocol):
 
     def _flush(self) -> None:
         out = self._out
-        if self._transport is not None and out and not self._transport.is_closing():
+        if self._transport is not None and out and not self._transport.is_closing() and not self._draining:
             self._transport.write(out[0] if len(out) == 1 else b"".join(out))
         out.clear()
 
@@ -274,7 +286,7 @@ class Instance(asyncio.BufferedProtocol):
 
     def send_chunk(self, inv_id: int, data: bytes) -> None:
         """A piece of what the caller sends to invocation `inv_id` (a WebSocket passed through: wsapi/passthrough.py)."""
-        if self._transport is not None:
+        if self._transport is not None and not self._draining:
             if self._out:  # (after the frames held in this turn: an Invoke comes before its chunks)
                 self._flush()
             self._transport.writelines(encode_chunk(inv_id, data))
@@ -303,24 +315,42 @@ class Instance(asyncio.BufferedProtocol):
         return self._partial.pop(inv_id, [])
 
     def kill(self, reason: str) -> None:
-        """SIGKILL the process and close the connection. Idempotent."""
+        """SIGKILL the process and close the connection. Idempotent. An ordered instance with calls behind the one it
+        runs is not cut off: its connection ends with the process (EOF, or its exit report's grace: exits.py), every
+        frame it sent read, so a call behind is known not to have started (`connection_lost`) unless the Result
+        ahead of it came first; cut off after `DRAIN_S` if neither comes (then every call on it is a crash)."""
         if not self.kill_reason:
             self.kill_reason = reason
         if self.state is not State.DEAD:
             self.state = State.STOPPING
-        if self.pid and self.exit_status is None:
-            try:
+        alive = self.pid and self.exit_status is None
+        if alive:
+            with contextlib.suppress(ProcessLookupError):  # (gone already: its connection ends by itself)
                 os.kill(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        if self._transport is not None:
-            self._transport.abort()
+        if self._transport is None:
+            return
+        if alive and self.ordered and len(self._waiting) + len(self._streams) > 1:
+            if not self._draining:
+                self._draining = True
+                self._transport.resume_reading()  # (a stream's slow reader may have paused it)
+                self._loop.call_later(DRAIN_S, self._abort)
+            return
+        self._abort()
+
+    def _abort(self) -> None:
+        transport = self._transport
+        if transport is not None:
+            # (after its exit was reported, the frames the process sent were read in the grace exits.py gave them:
+            # cut off only while it may still be sending)
+            self._cut = self._cut or self.exit_status is None
+            transport.abort()
 
     def close(self) -> None:
         """Graceful stop: closing our end makes the instance's read loop end and the process exit."""
         if self.state is not State.DEAD:
             self.state = State.STOPPING
         if self._transport is not None:
+            self._cut = True
             self._flush()  # (frames held in this turn go first)
             self._transport.close()
 
@@ -340,24 +370,39 @@ class Instance(asyncio.BufferedProtocol):
 
     def describe_exit(self) -> str:
         """A human description of why the process ended, for the caller and the activation."""
-        if self.oom:
-            return "out of memory: the instance exceeded its memory limit and was killed"
-        st = self.exit_status
-        if st is None:
-            return self.kill_reason or "the instance's connection closed unexpectedly"
-        if os.WIFSIGNALED(st):
-            sig = os.WTERMSIG(st)
-            try:
-                name = signal.Signals(sig).name
-            except ValueError:
-                name = f"signal {sig}"
-            why = f" ({self.kill_reason})" if self.kill_reason else ""
-            if sig == signal.SIGSYS and not why:
-                why = f": {self.fault}" if self.fault else ": a system call outside its runtime's seccomp allow-list"
-            return f"killed by {name}{why}"
-        if os.WIFEXITED(st):
-            return f"exited with code {os.WEXITSTATUS(st)}"
-        return f"ended with wait status {st}"
+        return describe_exit(self)
+
+
+def describe_exit(inst: Instance) -> str:
+    """A human description of why `inst`'s process ended, for the caller and the activation."""
+    if inst.oom:
+        return "out of memory: the instance exceeded its memory limit and was killed"
+    st = inst.exit_status
+    if st is None:
+        return inst.kill_reason or "the instance's connection closed unexpectedly"
+    if os.WIFSIGNALED(st):
+        sig = os.WTERMSIG(st)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        why = f" ({inst.kill_reason})" if inst.kill_reason else ""
+        if sig == signal.SIGSYS and not why:
+            why = f": {inst.fault}" if inst.fault else ": a system call outside its runtime's seccomp allow-list"
+        return f"killed by {name}{why}"
+    if os.WIFEXITED(st):
+        return f"exited with code {os.WEXITSTATUS(st)}"
+    return f"ended with wait status {st}"
+
+
+def _oldest(waiting: dict[int, Any], streams: dict[int, Any]) -> int | None:
+    """The oldest call written to an instance without its Result yet (a streaming one included): on an ordered
+    instance, the one it runs (or will run next)."""
+    oldest = next(iter(waiting), None)  # (written in order: the dict keeps it)
+    if streams:
+        first = min(streams)
+        oldest = first if oldest is None else min(oldest, first)
+    return oldest
 
 
 def _retrieved(fut: asyncio.Future[Ready]) -> None:

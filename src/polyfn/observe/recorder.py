@@ -4,7 +4,8 @@ At thousands of invocations per second, one database write per invocation would 
 invocation. Instead `record()` appends to a list and a background task writes the batch (one executemany)
 every `interval` seconds or when `batch` records are waiting. Readers (`GET /v1/activations/...`) call
 `flush()` first so they never miss a just-finished activation. Live log followers are fed directly from
-`record()`.
+`record()`. A record's memory peak (`max_memory_mb`) is read as its batch is stored (`peak_of`): one read of
+each instance's cgroup per batch, not one per call.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class ActivationRecorder:
         self._stopping = False
         self._lock = asyncio.Lock()
         self._followers: dict[str, set[Callable[[Activation], None]]] = {}
+        self._peaks: list[tuple[Activation, Any]] = []  # records whose memory peak is read as they are stored
         self.recorded = 0  # records made so far
         self._stored = 0  # of which stored (the buffer is FIFO: the oldest `_stored` ones)
         self.exporters: list[Any] = []  # objects with submit(list[Activation]), fed after each stored batch
@@ -60,6 +62,26 @@ class ActivationRecorder:
             for cb in list(followers):
                 with one_item(log, "a log follower of %s", act.function):  # never fails the invocation
                     cb(act)
+
+    def peak_of(self, act: Activation, gauge: Any) -> None:
+        """`act`'s `max_memory_mb` is the peak of its instance's sandbox (`gauge`: sandbox.cgroups.MemoryGauge), read
+        when its batch is stored (`_read_peaks`), not as it ended: a `pread` of the cgroup's file per call was one of
+        the three system calls a call to a concurrency-1 instance cost the event loop. The peak is the sandbox's
+        since it started, so the value is what it held at most by the time the record is stored (at most the
+        recorder's `interval` after the call, or the flush of a reader such as the Lambda face's log tail): a call
+        followed at once, on the same instance, by one that needed more reads that one's peak."""
+        self._peaks.append((act, gauge))
+
+    def _read_peaks(self) -> None:
+        """Fill `max_memory_mb` of the records waiting for it: one read per gauge (an instance) however many
+        calls it served since the last batch."""
+        pending, self._peaks = self._peaks, []
+        read: dict[Any, float] = {}
+        for act, gauge in pending:
+            mb = read.get(gauge)
+            if mb is None:
+                mb = read[gauge] = gauge.peak_mb()
+            act.max_memory_mb = mb
 
     def follow(self, function: str, callback: Callable[[Activation], None]) -> Callable[[], None]:
         """Call `callback` with every new activation of `function` that has log lines; returns unsubscribe."""
@@ -84,6 +106,8 @@ class ActivationRecorder:
             while self._stored < target and self._buf:
                 batch, self._buf = self._buf[: self.batch], self._buf[self.batch :]
                 stored = batch
+                if self._peaks:
+                    self._read_peaks()
                 try:
                     await self.store.add_activations(batch)
                 except asyncio.CancelledError:

@@ -81,6 +81,11 @@ class Ready(msgspec.Struct, tag="ready", array_like=True):
     pid: int
     init_ms: float
     info: str = ""  # how the instance started (e.g. "fork from python zygote")
+    # the instance runs its calls one at a time, in the order their `Invoke` frames came, reading the next only
+    # when the one before has sent its Result (the Python runtime's blocking loop: a sync handler, concurrency 1):
+    # a call may be written behind the one it runs (scheduler/pool.py `_behind`). False from every other loop
+    # (they start each frame as it comes) and from runtimes that do not send it.
+    ordered: bool = False
 
 
 class InitError(msgspec.Struct, tag="init_error", array_like=True):

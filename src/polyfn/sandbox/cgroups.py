@@ -282,6 +282,7 @@ class MemoryGauge:
         self._peak = self._open(os.path.join(cgroup_dir, "memory.max_usage_in_bytes" if v1 else "memory.peak"))
         self._events = self._open(os.path.join(cgroup_dir, "memory.oom_control" if v1 else "memory.events"))
         self.kills_seen = self.oom_kills()
+        self._last = 0.0  # the peak read as it closed (the instance ended): what `peak_mb` answers after that
 
     @staticmethod
     def _open(path: str) -> int:
@@ -291,9 +292,10 @@ class MemoryGauge:
             return -1
 
     def peak_mb(self) -> float:
-        """MB, 0.0 when unknown (no such file, or the cgroup is gone)."""
+        """MB, 0.0 when unknown (no such file, or the cgroup is gone); once closed, the peak read as it closed
+        (calls of an instance that ended are recorded after it: observe/recorder.py `peak_of`)."""
         if self._peak < 0:
-            return 0.0
+            return self._last
         try:
             return int(os.pread(self._peak, 32, 0)) / 1_048_576
         except (OSError, ValueError):
@@ -322,6 +324,8 @@ class MemoryGauge:
         return max(0, new)
 
     def close(self) -> None:
+        if self._peak >= 0:
+            self._last = self.peak_mb()
         for fd in (self._peak, self._events):
             if fd >= 0:
                 os.close(fd)

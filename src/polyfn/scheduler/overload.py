@@ -11,6 +11,7 @@ from collections import deque
 from polyfn.instances.instance import Instance
 from polyfn.model import Revision
 from polyfn.scheduler import shed
+from polyfn.scheduler.refusals import Throttled
 from polyfn.scheduler.starts import Starter
 
 
@@ -73,6 +74,13 @@ class Overload:
             loop.call_soon(self._arrived)
         self._passing += 1
         return True
+
+    def _wait_expired(self, fut: asyncio.Future[Instance], timeout: float) -> None:
+        """A caller's wait in the queue ran out (`Pool.acquire`'s deadline)."""
+        if not fut.done():
+            fut.set_exception(Throttled(
+                f"no instance of {self.revision.function!r} became free within {timeout:.1f} s", retry_after=1,
+                reason=shed.WAIT_TIMEOUT))
 
     def _arrived(self) -> None:
         self._passing = 0

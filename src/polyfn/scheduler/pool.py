@@ -18,6 +18,7 @@ from polyfn.instances.instance import Instance, State
 from polyfn.model import Revision
 from polyfn.scheduler import decisions, shed
 from polyfn.scheduler.autoscaler import AutoscalerConfig, AutoscalerState, Decision, Stats, decide
+from polyfn.scheduler.behind import Behind
 from polyfn.scheduler.deadlines import Deadlines
 from polyfn.scheduler.keepalive import IdlePrior, Policy, make_policy
 from polyfn.scheduler.overload import Overload
@@ -31,9 +32,10 @@ SCALEDOWN_REASON = "scaled down"
 EVICTED_REASON = "evicted for memory"
 
 
-class Pool(Starts, Overload):
+class Pool(Starts, Overload, Behind):
     """One revision's instances and callers. Its parts: handing out instances (here), starting them
-    (`Starts`, starts.py), refusing early under a flood (`Overload`, overload.py), and the ticker's autoscaler
+    (`Starts`, starts.py), refusing early under a flood (`Overload`, overload.py), writing calls behind others on
+    ordered instances (`Behind`, behind.py), and the ticker's autoscaler
     and keep-alive steps (here, applying scheduler/autoscaler.py and decisions.py)."""
 
     def __init__(self, revision: Revision, manager: Starter, max_queue: int, keepalive: float,
@@ -58,6 +60,7 @@ class Pool(Starts, Overload):
         self.evictions = 0
         self.instances: list[Instance] = []  # every ready instance; starting ones are counted in `starting`
         self.idle: list[Instance] = []  # ready instances with a free slot (stack: warmest on top)
+        Behind.__init__(self)  # (calls written behind others: behind.py)
         self.refusal: Throttled | None = None  # why the manager refused the last start (a namespace's quota)
         self.waiters: deque[asyncio.Future[Instance]] = deque()
         self._since: dict[asyncio.Future[Instance], float] = {}  # waiter → when it began to wait (monotonic)
@@ -91,6 +94,8 @@ class Pool(Starts, Overload):
             inst.inflight += 1
             if inst.inflight >= self.concurrency:
                 idle.pop()
+                if inst.ordered:
+                    self._listed(inst)
             if not self.busy:
                 self._became_busy()
             self.busy += 1
@@ -104,7 +109,9 @@ class Pool(Starts, Overload):
         self.prewarm_at = 0.0
 
     async def acquire(self, timeout: float) -> Instance:
-        inst = self.try_acquire() or self._start_at_once()  # (a function zygote's offered child: no wait)
+        # a free instance; else behind a running call when none may start (behind.py: asked before a start, which
+        # would count as one that may not); else a function zygote's offered child, with no wait
+        inst = self.try_acquire() or (self._behind() if self.ahead else None) or self._start_at_once()
         if inst is not None:
             return inst
         if self._init_error is not None and (now := time.monotonic()) < self._init_error_until:
@@ -126,7 +133,8 @@ class Pool(Starts, Overload):
         self._since[fut] = now
         if not self._shedding:
             self._watch()
-        self._scale_up()
+        if len(self.instances) + self.starting < self.max_instances:  # (else none may start: no call)
+            self._scale_up()
         # Not asyncio.wait_for: every request that finds all instances busy comes through here, and
         # wait_for's wrapping (a second future, callbacks, a timer) measured ~3x the cost of this.
         deadlines = self._deadlines
@@ -147,12 +155,6 @@ class Pool(Starts, Overload):
         # scan of every waiter).
         return inst
 
-    def _wait_expired(self, fut: asyncio.Future[Instance], timeout: float) -> None:
-        if not fut.done():
-            fut.set_exception(Throttled(
-                f"no instance of {self.revision.function!r} became free within {timeout:.1f} s", retry_after=1,
-                reason=shed.WAIT_TIMEOUT))
-
     def release(self, inst: Instance) -> None:
         inst.inflight -= 1
         inst.served += 1
@@ -163,6 +165,9 @@ class Pool(Starts, Overload):
         if self._shedding and not self.waiters:
             self._recovered()
         if inst.state is not State.READY:
+            return
+        if inst.inflight >= self.concurrency:  # (an ordered instance whose call behind now runs: its place is free)
+            self._freed_behind(inst)
             return
         if self.waiters and self._hand_over(inst):
             return
@@ -177,6 +182,8 @@ class Pool(Starts, Overload):
             fut = self.waiters.popleft()
             if not fut.done():
                 inst.inflight += 1
+                if inst.ordered and inst.inflight == 1:
+                    self._listed(inst)
                 if not self.busy:
                     self._became_busy()
                 self.busy += 1
@@ -193,8 +200,6 @@ class Pool(Starts, Overload):
                 break
         if inst.inflight < self.concurrency:
             self.idle.append(inst)
-
-    # --- scaling ---------------------------------------------------------------------------------------------
 
     # --- autoscaler and keep-alive (called by the ticker, ticker.py, with the monotonic clock) ---------
 

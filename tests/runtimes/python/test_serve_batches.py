@@ -218,26 +218,6 @@ def test_the_server_writes_the_frames_of_a_turn_together_in_order() -> None:
     asyncio.run(run())
 
 
-def test_the_memory_peak_is_read_once_per_read_of_results() -> None:
-    from polyfn.instances.instance import Instance
-
-    class Gauge:
-        reads = 0
-
-        def peak_mb(self) -> float:
-            self.reads += 1
-            return 10.0 * self.reads
-
-    async def run() -> None:
-        inst = Instance("i", "f:1", lambda _: None)
-        inst.memory = gauge = Gauge()
-        assert (inst.peak_mb(), inst.peak_mb(), gauge.reads) == (10.0, 10.0, 1)
-        inst.buffer_updated(0)  # a new read of frames: the next call reads the peak again
-        assert (inst.peak_mb(), inst.peak_mb(), gauge.reads) == (20.0, 20.0, 2)
-
-    asyncio.run(run())
-
-
 async def quick(event: bytes, context: object) -> Any:
     """An async handler that never awaits: its calls are run eagerly, without a task each."""
     n = int(event)

@@ -426,10 +426,13 @@ def serve(sock: socket.socket, adapter: Adapter, spec: InstanceSpec, init_buf: L
           after_ready: Any = None, early: bytes = b"") -> None:
     """Report `ready` (then run `after_ready()`) and serve invocations until the server closes the connection;
     `early`: frames already read from it."""
+    ordered = not (adapter.is_async or spec.concurrency > 1)  # (`_serve_blocking`: one call at a time, in order)
+    if ordered:
+        ready.ordered = True
     sock.sendall(encode(ready))
     if after_ready is not None:
         after_ready()
-    if adapter.is_async or spec.concurrency > 1:
+    if not ordered:
         try:
             import uvloop
 
