@@ -27,7 +27,6 @@ from polyfn.observe.recorder import ActivationRecorder
 from polyfn.outcome import Outcome, platform_error  # (what the invoker answers; the faces import both here)
 from polyfn.protocol import Invoke, Result
 from polyfn.scheduler import shed
-from polyfn.scheduler.behind import SHORT_MS
 from polyfn.scheduler.deadlines import Deadlines
 from polyfn.scheduler.pool import PoolClosed, StartFailed, Throttled
 from polyfn.scheduler.registry import Active, FunctionRegistry
@@ -188,8 +187,7 @@ class Invoker:
             res = await fut
             if type(res) is ResponseStream:  # the function streams its response (protocol.Head)
                 deadlines.discard(fut)
-                if pool.pipelines:
-                    pool.streamed()
+                pool.streamed()
                 streamed = True
                 return await self._streaming(call, act, t0, inst, pool, res, spec)
         except (FunctionCancelled, FunctionTimeout, InstanceGone) as e:
@@ -205,10 +203,7 @@ class Invoker:
             log.warning("%s: instance %s ended before it started; the call goes to another", call.function, inst.id)
             return await self.call(call, active)
         deadlines.discard(fut)
-        if res.run_ms > SHORT_MS:  # (calls written behind others only for short calls: scheduler/behind.py)
-            pool.ran_long()
-        elif pool.short_from:
-            pool.ran_short()
+        pool.answered(res.run_ms)  # (calls written behind others only for short calls: scheduler/behind.py)
         return self._answered(act, t0, inst, res, spec)
 
     async def _streaming(self, call: Call, act: Activation, t0: float, inst: Instance, pool: Any,

@@ -48,6 +48,13 @@ class Behind:
         # (`ran_short`), LONG_HOLD_S after one that ran long (`ran_long`)
         self.short_from = math.inf
 
+    def answered(self, run_ms: float) -> None:
+        """A call answered after running `run_ms` (the instance's own figure): `ran_long` or `ran_short`."""
+        if run_ms > SHORT_MS:
+            self.ran_long()
+        elif self.short_from:
+            self.ran_short()
+
     def ran_short(self) -> None:
         """A call answered within SHORT_MS and the function had none yet (or only a long one, LONG_HOLD_S ago)."""
         if self.short_from == math.inf or time.monotonic() >= self.short_from:

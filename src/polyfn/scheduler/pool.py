@@ -108,10 +108,13 @@ class Pool(Starts, Overload, Behind):
             self.policy.observe_idle(time.monotonic() - self.last_end)
         self.prewarm_at = 0.0
 
+    def _without_wait(self) -> Instance | None:
+        """A free instance; else a place behind a running call when none may start (behind.py: asked before a
+        start, which would count as one that may not); else a function zygote's offered child, at once."""
+        return self.try_acquire() or (self._behind() if self.ahead else None) or self._start_at_once()
+
     async def acquire(self, timeout: float) -> Instance:
-        # a free instance; else behind a running call when none may start (behind.py: asked before a start, which
-        # would count as one that may not); else a function zygote's offered child, with no wait
-        inst = self.try_acquire() or (self._behind() if self.ahead else None) or self._start_at_once()
+        inst = self._without_wait()
         if inst is not None:
             return inst
         if self._init_error is not None and (now := time.monotonic()) < self._init_error_until:
@@ -133,8 +136,7 @@ class Pool(Starts, Overload, Behind):
         self._since[fut] = now
         if not self._shedding:
             self._watch()
-        if len(self.instances) + self.starting < self.max_instances:  # (else none may start: no call)
-            self._scale_up()
+        self._scale_up()
         # Not asyncio.wait_for: every request that finds all instances busy comes through here, and
         # wait_for's wrapping (a second future, callbacks, a timer) measured ~3x the cost of this.
         deadlines = self._deadlines

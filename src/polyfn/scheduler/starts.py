@@ -68,9 +68,10 @@ class Starts:
 
     def _scale_up(self) -> None:
         """Start enough instances for the callers now waiting, within max_instances and the node's memory."""
-        capacity_coming = self.starting * self.concurrency
-        wanted = -(-(len(self.waiters) - capacity_coming) // self.concurrency)
         room = self.max_instances - len(self.instances) - self.starting
+        if room <= 0:  # (none may start: every waiting call of a full pool comes here)
+            return
+        wanted = -(-(len(self.waiters) - self.starting * self.concurrency) // self.concurrency)
         for _ in range(max(0, min(wanted, room))):
             if not self._start_background():
                 self._capped_until = time.monotonic() + 1.0
