@@ -53,6 +53,23 @@ def busy(s: Server, name: str) -> bool:
     return any(i["state"] == "busy" for i in instances(s, name))
 
 
+def one_ahead(s: Server, name: str, out: dict[str, Any], sleep: float, **deploy: Any) -> threading.Thread:
+    """Deploy `name` (one instance), answer one short call (behind.py SHORT_MS), then start call `a` running."""
+    s.deploy(name, {"handler.py": SLOW}, max_instances=1, **deploy)
+    s.api.post(f"/v1/functions/{name}/invoke", json={"tag": "warm"})
+    first = call(s, name, out, "a", sleep=sleep)
+    assert wait_until(lambda: busy(s, name))
+    return first
+
+
+def one_behind(s: Server, name: str, out: dict[str, Any]) -> threading.Thread:
+    """Call `b`, which must be written behind the running `a` (not queued)."""
+    second = call(s, name, out, "b")
+    time.sleep(0.3)
+    assert queued(s, name) == 0  # written behind a
+    return second
+
+
 def test_calls_behind_a_running_one_run_in_order_one_at_a_time_with_their_own_lines(server: Server) -> None:
     server.deploy("behind", {"handler.py": SLOW}, max_instances=1)
     server.api.post("/v1/functions/behind/invoke", json={"tag": "warm"})  # (a short call: behind.py SHORT_MS)
@@ -78,14 +95,9 @@ def test_calls_behind_a_running_one_run_in_order_one_at_a_time_with_their_own_li
 
 
 def test_a_call_behind_one_whose_instance_is_killed_runs_once_on_another(server: Server) -> None:
-    server.deploy("behindkill", {"handler.py": SLOW}, max_instances=1)
-    server.api.post("/v1/functions/behindkill/invoke", json={"tag": "warm"})
     out: dict[str, Any] = {}
-    first = call(server, "behindkill", out, "a", sleep=5.0)
-    assert wait_until(lambda: busy(server, "behindkill"))
-    second = call(server, "behindkill", out, "b")
-    time.sleep(0.3)
-    assert queued(server, "behindkill") == 0  # written behind a
+    first = one_ahead(server, "behindkill", out, 5.0)
+    second = one_behind(server, "behindkill", out)
     (inst,) = instances(server, "behindkill")
     os.kill(inst["pid"], signal.SIGKILL)
     first.join(30)
@@ -101,15 +113,10 @@ def test_a_call_behind_one_whose_instance_is_killed_runs_once_on_another(server:
 def test_a_call_behind_one_that_times_out_runs_once_on_another(server: Server) -> None:
     """The node stops the instance for the timeout of the call ahead; the call behind had not started (every frame
     the instance sent is read before its connection ends): it runs on another instance."""
-    server.deploy("behindslow", {"handler.py": SLOW}, max_instances=1, timeout=8)  # (room for the cold start of its retry under load)
-    server.api.post("/v1/functions/behindslow/invoke", json={"tag": "warm"})
     out: dict[str, Any] = {}
-    first = call(server, "behindslow", out, "a", sleep=30)
-    assert wait_until(lambda: busy(server, "behindslow"))
+    first = one_ahead(server, "behindslow", out, 30, timeout=8)  # (room for the cold start of its retry under load)
     time.sleep(4)  # (b's deadline well after a's: its instance's end is known before b's own time is up, under load too)
-    second = call(server, "behindslow", out, "b")
-    time.sleep(0.3)
-    assert queued(server, "behindslow") == 0  # written behind a
+    second = one_behind(server, "behindslow", out)
     first.join(30)
     second.join(30)
     assert out["a"].status_code == 504, out["a"].text
@@ -119,11 +126,8 @@ def test_a_call_behind_one_that_times_out_runs_once_on_another(server: Server) -
 
 
 def test_a_cancel_of_a_call_behind_another_stops_nothing(server: Server) -> None:
-    server.deploy("behindcancel", {"handler.py": SLOW}, max_instances=1)
-    server.api.post("/v1/functions/behindcancel/invoke", json={"tag": "warm"})
     out: dict[str, Any] = {}
-    first = call(server, "behindcancel", out, "a", sleep=2)
-    assert wait_until(lambda: busy(server, "behindcancel"))
+    first = one_ahead(server, "behindcancel", out, 2)
     aid = server.api.post("/v1/functions/behindcancel/invoke", params={"mode": "async"},
                           json={"tag": "b"}).json()["activation_id"]
     assert wait_until(lambda: server.activation(aid)["status"] == "running", 10)
