@@ -20,7 +20,7 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from .storage_helpers import new_key, s3_client, storage_info
+from .storage_helpers import code, new_key, s3_client, storage_info
 
 pytestmark = pytest.mark.timeout(180)
 MIB = 1024 * 1024
@@ -47,11 +47,6 @@ def bucket(s3: Any) -> str:
     name = f"c-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=name)
     return name
-
-
-def code(exc: pytest.ExceptionInfo[ClientError]) -> tuple[int, str]:
-    err = exc.value.response
-    return err["ResponseMetadata"]["HTTPStatusCode"], err["Error"]["Code"]
 
 
 def test_non_utf8_escapes_are_invalid_uri_not_a_signature_error(server: Any, s3: Any, key: dict[str, str],
