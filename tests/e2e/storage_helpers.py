@@ -34,3 +34,9 @@ def s3_client(server: Any, key: dict[str, str] | None = None, **config: Any) -> 
 
 def storage_url(server: Any) -> str:
     return json.loads((server.data_dir / "server.json").read_text())["storage_url"]
+
+
+def code(exc: Any) -> tuple[int, str]:
+    """(HTTP status, S3 error code) of a `pytest.raises(ClientError)` result."""
+    err = exc.value.response
+    return err["ResponseMetadata"]["HTTPStatusCode"], err["Error"]["Code"]

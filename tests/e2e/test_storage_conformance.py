@@ -65,9 +65,14 @@ SUBSET = (
     "test_sse_s3_default_upload_1kb", "test_object_lock_put_obj_lock", "test_object_lock_put_obj_retention",
     "test_object_lock_delete_object_with_retention", "test_object_lock_put_legal_hold", "test_atomic_read_1mb",
     "test_atomic_write_1mb", "test_atomic_dual_write_1mb", "test_100_continue",
+    # fixed 2026-12-08 (docs/storage.md, "Conformance", kind (a))
+    "test_block_public_object_canned_acls", "test_block_public_restrict_public_buckets",
+    "test_get_single_multipart_object_attributes", "test_get_sse_c_encrypted_object_attributes",
+    "test_sse_s3_default_post_object_authenticated_request",
 )
-#: Passing tests of SUBSET when it was recorded (docs/storage.md, "Conformance"): the floor CI holds.
-RECORDED_SUBSET_PASSED = 97
+#: Passing tests of SUBSET when it was recorded (2026-12-08: 106 of 108, the two failing are kinds (b) and (c) of
+#: docs/storage.md, "Conformance"): the floor CI holds.
+RECORDED_SUBSET_PASSED = 106
 
 
 def suite_dir() -> Path | None:

@@ -19,7 +19,7 @@ from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from .storage_helpers import s3_client, storage_info
+from .storage_helpers import code, s3_client, storage_info
 
 pytestmark = pytest.mark.timeout(180)
 MIB = 1024 * 1024
@@ -35,11 +35,6 @@ def bucket(s3: Any) -> str:
     name = f"f-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=name)
     return name
-
-
-def code(exc: pytest.ExceptionInfo[ClientError]) -> tuple[int, str]:
-    err = exc.value.response
-    return err["ResponseMetadata"]["HTTPStatusCode"], err["Error"]["Code"]
 
 
 def test_versioning_versions_delete_markers_and_restart(server: Any, s3: Any, bucket: str) -> None:

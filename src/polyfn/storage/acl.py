@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 
 from polyfn.storage.errors import S3Error, invalid_argument
-from polyfn.storage.model import ALL_USERS, AUTH_USERS, Grant
+from polyfn.storage.model import ALL_USERS, AUTH_USERS, BucketInfo, Grant
 from polyfn.storage.wire import OWNER, OWNER_ID, e, malformed, parse_xml
 
 LOG_DELIVERY = "http://acs.amazonaws.com/groups/s3/LogDelivery"
@@ -106,6 +106,17 @@ def granted(grants: list[Grant], permission: str, ident: object | None) -> bool:
     """Does an ACL grant `permission` to this caller (None: anonymous) beyond the owner's full control?"""
     groups = (ALL_USERS,) if ident is None else (ALL_USERS, AUTH_USERS)
     return any(kind == "uri" and who in groups and perm in (permission, "FULL_CONTROL") for kind, who, perm in grants)
+
+
+def public_grant(bucket: BucketInfo, grants: list[Grant], permission: str) -> bool:
+    """Does an ACL grant `permission` to an unsigned caller, unless the bucket's public access block says
+    IgnorePublicAcls (then public grants count for nothing, as on S3)?"""
+    return not bucket.public_access_block.get("IgnorePublicAcls") and granted(grants, permission, None)
+
+
+def is_public(grants: list[Grant]) -> bool:
+    """Does an ACL grant anything to everyone or to every authenticated user (what BlockPublicAcls refuses)?"""
+    return any(kind == "uri" and who in (ALL_USERS, AUTH_USERS) for kind, who, _ in grants)
 
 
 def to_xml(grants: list[Grant]) -> str:

@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl
 from polyfn.auth import sts
 from polyfn.auth.keys import storage_allows
 from polyfn.storage import cors, policy, routes, sigv4
-from polyfn.storage.acl import granted
+from polyfn.storage.acl import public_grant
 from polyfn.storage.errors import S3Error, access_denied, no_such_bucket
 from polyfn.storage.local import LocalBackend
 from polyfn.storage.model import (
@@ -228,9 +228,9 @@ class S3App:
                     return
             else:
                 bucket = self.backend.bucket(req.bucket)  # a missing bucket is NoSuchBucket, as on S3
-                if route.anonymous == "read" and (req.key or granted(bucket.acl, "READ", None)):
+                if route.anonymous == "read" and (req.key or public_grant(bucket, bucket.acl, "READ")):
                     return  # objects: GetObject checks the object's ACL (or the bucket's public-read)
-                if route.anonymous == "write" and granted(bucket.acl, "WRITE", None):
+                if route.anonymous == "write" and public_grant(bucket, bucket.acl, "WRITE"):
                     return
         raise access_denied("Access Denied: this request is not signed and the bucket is not public-read; sign it "
                             "with a polyfn storage key (`polyfn storage keys create`)")
@@ -238,9 +238,10 @@ class S3App:
     def _apply_policy(self, req: Request, route: routes.Route, ident: Identity | None) -> None:
         """The bucket's policy: an explicit Deny refuses the request; an Allow for everyone admits it unsigned."""
         try:
-            text = self.backend.bucket(req.bucket).policy
+            bucket = self.backend.bucket(req.bucket)
         except S3Error:
             return
+        text = bucket.policy
         if not text or route.operation.startswith(("PutBucketPolicy", "GetBucketPolicy", "DeleteBucketPolicy")):
             return
         doc = policy.parse(text)
@@ -249,10 +250,12 @@ class S3App:
         verdict = policy.evaluate(doc, action, resource, ident is None, _policy_context(self, req))
         if verdict == "deny":
             raise access_denied("Access Denied: the bucket policy denies this request")
-        req.policy_allows = verdict == "allow"
+        # RestrictPublicBuckets: a public policy admits no one from outside (here: no unsigned request)
+        req.policy_allows = verdict == "allow" and not (
+            ident is None and bucket.public_access_block.get("RestrictPublicBuckets") and policy.is_public(doc))
 
     def may_read_anonymously(self, bucket: BucketInfo, info: ObjectInfo) -> bool:
-        return granted(bucket.acl, "READ", None) or granted(info.acl, "READ", None)
+        return public_grant(bucket, bucket.acl, "READ") or public_grant(bucket, info.acl, "READ")
 
     def check_loop(self, bucket: str, key: str, event: str, ident: Identity | None) -> None:
         if ident is not None and ident.function and self.notifications is not None:

@@ -133,6 +133,12 @@ async def complete_upload(app: S3Context, req: Request, send: Send, ident: Ident
         parts.append((n, p.findtext("ETag") or "", given))
     whole = checksums.from_headers(req.headers)
     bucket = app.backend.bucket(req.bucket)
+    try:
+        sse_c = app.backend.upload(req.bucket, req.key, req.q["uploadId"])["sse"].get("kind") == "c"
+    except S3Error:
+        sse_c = False  # (no such upload, or one completed already: the backend answers that)
+    if sse_c:
+        _upload_key(app, req)  # an SSE-C upload completes with its customer key, as every part was sent (400)
     info = await app.backend.complete_upload(req.bucket, req.key, req.q["uploadId"], parts, whole,
                                              write_precondition(req))
     await app.emit("created", req.bucket, req.key, info, req.client_ip)

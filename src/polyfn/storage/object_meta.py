@@ -22,7 +22,7 @@ from polyfn.storage.wire import (
     respond,
     respond_xml,
 )
-from polyfn.storage.write_request import MAX_TAGS, tags_xml
+from polyfn.storage.write_request import MAX_TAGS, data_key, tags_xml
 
 if TYPE_CHECKING:
     from polyfn.storage.context import S3Context
@@ -157,11 +157,37 @@ async def put_legal_hold(app: S3Context, req: Request, send: Send, ident: Identi
 # -- GetObjectAttributes --------------------------------------------------------------------------------
 
 
+def _object_parts(req: Request, info: ObjectInfo) -> str:
+    """GetObjectAttributes' ObjectParts of a multipart version: the count (`PartsCount`, the name boto3 reads)
+    and a page of its parts (`x-amz-max-parts`, default 1000; `x-amz-part-number-marker`), each with its size
+    and, when the upload kept them, its checksum."""
+    try:
+        most = int(req.headers.get("x-amz-max-parts", "1000"))
+        marker = int(req.headers.get("x-amz-part-number-marker", "0"))
+    except ValueError:
+        raise invalid_argument("x-amz-max-parts and x-amz-part-number-marker must be integers") from None
+    if most < 0 or marker < 0:
+        raise invalid_argument("x-amz-max-parts and x-amz-part-number-marker must not be negative")
+    most = min(most, 1000)
+    algo = next(iter(info.checksums), "").upper() if info.part_checksums else ""
+    page = list(range(marker + 1, len(info.parts) + 1))[:most]
+    truncated = bool(page) and page[-1] < len(info.parts)
+    parts = "".join(f"<Part><PartNumber>{n}</PartNumber><Size>{info.parts[n - 1]}</Size>"
+                    + (f"<Checksum{algo}>{info.part_checksums[n - 1]}</Checksum{algo}>" if algo else "") + "</Part>"
+                    for n in page)
+    nxt = f"<NextPartNumberMarker>{page[-1]}</NextPartNumberMarker>" if page else ""
+    return (f"<ObjectParts><PartsCount>{len(info.parts)}</PartsCount><PartNumberMarker>{marker}</PartNumberMarker>"
+            f"{nxt}<MaxParts>{most}</MaxParts><IsTruncated>{str(truncated).lower()}</IsTruncated>{parts}"
+            "</ObjectParts>")
+
+
 async def get_attributes(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:
     wanted = {a.strip() for a in req.headers.get("x-amz-object-attributes", "").split(",") if a.strip()}
     if not wanted:
         raise invalid_argument("x-amz-object-attributes names at least one attribute")
     info = app.backend.head_object(req.bucket, req.key, _vid(req))
+    if info.sse.get("kind") == "c":
+        data_key(app, req.headers, info)  # an SSE-C version tells nothing without its key (400), as on S3
     out = []
     if "ETag" in wanted:
         out.append(f"<ETag>{info.etag}</ETag>")
@@ -169,7 +195,7 @@ async def get_attributes(app: S3Context, req: Request, send: Send, ident: Identi
         sums = "".join(f"<Checksum{a.upper()}>{v}</Checksum{a.upper()}>" for a, v in info.checksums.items())
         out.append(f"<Checksum>{sums}<ChecksumType>{info.checksum_type or 'FULL_OBJECT'}</ChecksumType></Checksum>")
     if "ObjectParts" in wanted and info.parts:
-        out.append(f"<ObjectParts><TotalPartsCount>{len(info.parts)}</TotalPartsCount></ObjectParts>")
+        out.append(_object_parts(req, info))
     if "StorageClass" in wanted:
         out.append(f"<StorageClass>{info.storage_class}</StorageClass>")
     if "ObjectSize" in wanted:

@@ -97,14 +97,14 @@ async def get_object(app: S3Context, req: Request, send: Send, ident: Identity |
                                               (b"last-modified", http_date(info.last_modified).encode())], head=True)
         if sse.H_SSE in h or "x-amz-server-side-encryption-aws-kms-key-id" in h:
             raise invalid_argument("x-amz-server-side-encryption headers are only for writes (PUT, POST, copy)")
-        dk = data_key(app, h, info)
         size = info.size
         start, end, status = 0, size, 200
         part_hdrs: list[tuple[bytes, bytes]] = []
         ck_mode = h.get("x-amz-checksum-mode", "").upper() == "ENABLED"
         sums = checksums.response_headers(info.checksums, info.checksum_type) if ck_mode else []
-        if "partNumber" in req.q:
+        if "partNumber" in req.q:  # (a part the object does not have is InvalidPart, with or without its key)
             start, end, status, part_hdrs, sums = _part_range(req.q["partNumber"], info, ck_mode)
+        dk = data_key(app, h, info)
         rng = h.get("range")
         if rng and "partNumber" in req.q:
             raise invalid_argument("Cannot specify both Range header and partNumber query parameter")

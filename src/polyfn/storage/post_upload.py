@@ -26,7 +26,7 @@ from polyfn import jsontext
 from polyfn.auth import sigv4 as v4
 from polyfn.auth import sts
 from polyfn.storage import checksums, sigv4
-from polyfn.storage.acl import granted
+from polyfn.storage.acl import public_grant
 from polyfn.storage.bucket_config import parse_tagging
 from polyfn.storage.errors import S3Error, access_denied, invalid_argument
 from polyfn.storage.model import PutChecks, validate_key
@@ -218,6 +218,8 @@ def check_policy(policy: dict[str, Any], fields: dict[str, str], bucket: str, no
             raise invalid_policy(f"Invalid Simple-Condition: {c!r}")
         name = name.lower()
         got = values.get(name)
+        if got is None and op == "starts-with" and want == "":
+            got = ""  # `starts-with ""` allows any value, none included (a form need not send the field)
         ok = got is not None and (got == want if op == "eq" else got.startswith(str(want)) if op == "starts-with"
                                   else False)
         if not ok:
@@ -253,7 +255,7 @@ async def post_object(app: S3Context, req: Request, send: Send, ident: Identity 
             raise access_denied(f"Access Denied: {why}")
         low, high = check_policy(policy, {**f, "key": key}, req.bucket, app.clock())
         high = min(high, app.max_object_size)
-    elif not granted(bucket.acl, "WRITE", None):
+    elif not public_grant(bucket, bucket.acl, "WRITE"):
         raise access_denied("Access Denied: a POST upload needs a signed policy (or a public-read-write bucket)")
     req.key = key
     fake = {k: v for k, v in f.items() if k.startswith(("x-amz-meta-", "x-amz-server-side-encryption", "x-amz-acl",

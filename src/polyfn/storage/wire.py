@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import unquote
 from xml.sax.saxutils import escape
 
-from polyfn.storage.errors import S3Error, invalid_argument
+from polyfn.storage.errors import S3Error
 
 NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 XML_DECL = '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -73,13 +73,22 @@ def parse_iso(value: str) -> float | None:
     return d.timestamp()
 
 
+def invalid_uri() -> S3Error:
+    """A request whose path or query decodes (`%XX`) to bytes that are not UTF-8: AWS answers this, before the
+    signature is looked at (a HEAD of `/bucket/%AE%8A-` is `400 InvalidURI` there, gaul/s3proxy#201)."""
+    return S3Error(400, "InvalidURI", "Couldn't parse the specified URI.")
+
+
 def parse_query(qs: bytes) -> list[tuple[str, str]]:
     out = []
     if qs:
-        for part in qs.decode("latin-1").split("&"):
-            if part:
-                k, _, v = part.partition("=")
-                out.append((unquote(k), unquote(v)))
+        try:
+            for part in qs.decode("latin-1").split("&"):
+                if part:
+                    k, _, v = part.partition("=")
+                    out.append((unquote(k, errors="strict"), unquote(v, errors="strict")))
+        except UnicodeDecodeError:
+            raise invalid_uri() from None
     return out
 
 
@@ -228,7 +237,7 @@ class Request:
         try:
             path = unquote(self.raw_path, errors="strict")
         except UnicodeDecodeError:
-            raise invalid_argument("the request path is not valid UTF-8") from None
+            raise invalid_uri() from None
         bucket, _, key = path.lstrip("/").partition("/")
         self.bucket = bucket
         self.key = key
