@@ -184,11 +184,12 @@ def heap_stretches(maps: str) -> list[tuple[int, int]]:
 def collapse_heap() -> int:
     """Back this process's heap with 2 MB pages where it is (nearly) all in memory already (`madvise(MADV_COLLAPSE)`,
     Linux ≥ 6.1, whatever the system's transparent huge page setting "enabled" says): the bytes collapsed, 0
-    where the kernel cannot. Why: on a VM whose other tenants empty the CPU caches
-    while the node idles, a call after idle misses the TLB on every page it touches; on 2 MB pages the server's
-    request path after 0.1 s idle was ~4 % shorter (docs/performance.md, "cold10"). Only stretches with at least
-    `RESIDENT_SHARE` of their pages resident are collapsed (a sparse one would be filled: memory for nothing;
-    so thread stacks, mostly untouched, are left as they are). Synchronous: ~0.1–0.3 ms of CPU per 2 MB."""
+    where the kernel cannot. Why: on a VM whose other tenants empty the CPU caches and TLBs while the node idles,
+    a call after idle misses the TLB on every page it touches; with the server's heap on 2 MB pages a start from a
+    function's zygote after 0.1 s idle was 2–5 % shorter (docs/performance.md, "cold10"). Only stretches with at
+    least `RESIDENT_SHARE` of their pages resident are collapsed (a sparse one would be filled: memory for
+    nothing; so thread stacks, mostly untouched, are left as they are). Synchronous: 2–4 ms per 2 MB (the copy,
+    the residency check)."""
     try:
         with open("/proc/self/maps") as f:
             stretches = heap_stretches(f.read())
