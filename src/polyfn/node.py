@@ -364,7 +364,7 @@ class Node:
         gc.collect()
         gc.freeze()
         global _heap_collapsed
-        if self.settings.huge_heap and not _heap_collapsed:  # (a thread: 2–4 ms per 2 MB; the node serves meanwhile)
+        if self.settings.huge_heap and not _heap_collapsed:  # (a thread: ~1 ms per 2 MB; the node serves meanwhile)
             _heap_collapsed = True  # (once per process: a test's nodes share one)
             threading.Thread(target=_collapse_heap, name="huge-heap", daemon=True).start()
         log.info("polyfn %s ready: %d functions, isolation: %s", __version__, len(self.registry.functions),
