@@ -510,7 +510,6 @@ class OrderedManager(FakeManager):
 async def test_a_call_is_written_behind_a_running_one_only_when_no_instance_may_start_and_nobody_waits() -> None:
     pool = make_pool(OrderedManager(), max_instances=2)
     pool.ran_short()  # (a call of the function has answered within SHORT_MS)
-    pool.behind_max = 1  # (one place behind a running call; two: the test after the next)
     a, b = await pool.acquire(1), await pool.acquire(1)  # (two instances, each running a call)
     assert a is not b and pool._saturated()
     c = await pool.acquire(1)  # nothing may start: behind one of them, not in the queue
@@ -544,32 +543,9 @@ async def test_no_call_behind_another_where_an_instance_may_still_start_or_the_i
     plain.release(x)
 
 
-async def test_two_calls_behind_a_running_one_each_instance_given_one_before_any_gets_a_second() -> None:
-    pool = make_pool(OrderedManager(), max_instances=2)
-    pool.ran_short()
-    assert pool.behind_max == 2  # (BEHIND_MAX, the default)
-    a, b = await pool.acquire(1), await pool.acquire(1)
-    firsts = [await pool.acquire(1), await pool.acquire(1)]
-    assert set(firsts) == {a, b} and (a.inflight, b.inflight) == (2, 2)  # one behind each first
-    seconds = [await pool.acquire(1), await pool.acquire(1)]
-    assert set(seconds) == {a, b} and (a.inflight, b.inflight) == (3, 3) and pool.busy == 6 and not pool.waiters
-    q = asyncio.ensure_future(pool.acquire(1))  # both full: the queue
-    await asyncio.sleep(0)
-    assert not q.done() and len(pool.waiters) == 1
-    pool.release(b)  # its call ahead answered: its freed place goes to the queue's oldest
-    await asyncio.sleep(0)
-    assert q.result() is b and b.inflight == 3 and pool.busy == 6
-    pool.release(a)  # nobody waits: a's place is listed again
-    assert await pool.acquire(1) is a and a.inflight == 3
-    for inst in (a, a, a, b, b, b):
-        pool.release(inst)
-    assert (a.inflight, b.inflight, pool.busy) == (0, 0, 0) and set(pool.idle) == {a, b}
-
-
 async def test_a_queue_keeps_its_order_and_a_stream_ends_writing_calls_behind() -> None:
     pool = make_pool(OrderedManager(), max_instances=1)
     pool.ran_short()
-    pool.behind_max = 1
     a = await pool.acquire(1)
     first = asyncio.ensure_future(pool.acquire(1))
     await asyncio.sleep(0)

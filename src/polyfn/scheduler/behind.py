@@ -1,8 +1,7 @@
 """Calls written behind others (the pool is in pool.py): an instance that runs its calls one at a time in the order
-written (`Instance.ordered`: the Python runtime's blocking loop, a sync handler with concurrency 1) may be given
-more calls (up to BEHIND_MAX) while it runs one, once the function may start no more instances. It reads each frame
-as soon as the one before has answered, without sleeping or waiting for the node: no wake-up, no hand-over through the
-pool's queue.
+written (`Instance.ordered`: the Python runtime's blocking loop, a sync handler with concurrency 1) may be given a
+second call while it runs one, once the function may start no more instances. It reads that frame as soon as the one
+before has answered, without sleeping or waiting for the node: no wake-up, no hand-over through the pool's queue.
 
 Kept right (what the rest relies on): a call is written behind another only when nobody waits in the queue, and a
 freed place behind a call goes to the queue's oldest, so calls reach instances in the order they came and the
@@ -27,15 +26,11 @@ from polyfn.instances.instance import Instance, State
 #: worth it for short calls only.)
 SHORT_MS = 5.0
 LONG_HOLD_S = 60.0
-#: At most this many calls are written behind the one an instance runs (so a call behind waits for at most this many
-#: short calls ahead). Two: at 32 connections over 10 instances, 30 places, where one gave 20 and 12 calls waited in
-#: the queue (its future, hand-over and second loop turn: the `hi` row of bench/ceiling.py).
-BEHIND_MAX = 2
 
 
 class Behind:
-    """Owns the list of ordered instances running a call with room behind it (`ahead`, each checked when taken) and
-    whether the pool writes calls behind others at all (`pipelines`: until the function's first streamed response)."""
+    """Owns the list of ordered instances running one call (`ahead`, each checked when taken) and whether the pool
+    writes calls behind others at all (`pipelines`: until the function's first streamed response)."""
 
     instances: list[Instance]
     waiters: deque[asyncio.Future[Instance]]
@@ -49,7 +44,6 @@ class Behind:
     def __init__(self) -> None:
         self.ahead: list[Instance] = []
         self.pipelines = True
-        self.behind_max = BEHIND_MAX
         # calls are written behind others from this monotonic time on: none until a call has answered short
         # (`ran_short`), LONG_HOLD_S after one that ran long (`ran_long`)
         self.short_from = math.inf
@@ -83,10 +77,8 @@ class Behind:
             self.ahead.append(inst)
 
     def _behind(self) -> Instance | None:
-        """An ordered instance running a call with fewer than `behind_max` behind it, with this call written behind
-        them (see the module's docstring); None when there is none, or somebody waits, or an instance may still
-        start. An instance with room left is listed again first in line to be taken last, so that every instance
-        gets a call behind before any gets a second."""
+        """An ordered instance running one call, with this call written behind it (see the module's docstring);
+        None when there is none, or somebody waits, or an instance may still start."""
         if self.waiters or not self.pipelines or self.concurrency != 1 or not self._saturated():
             return None
         if self.short_from and time.monotonic() < self.short_from:  # (a function whose calls ran long: SHORT_MS)
@@ -95,12 +87,9 @@ class Behind:
         while ahead:
             inst = ahead.pop()
             inst.listed = False
-            if 0 < inst.inflight <= self.behind_max and inst.state is State.READY:
-                inst.inflight += 1
+            if inst.inflight == 1 and inst.state is State.READY:
+                inst.inflight = 2
                 self.busy += 1
-                if inst.inflight <= self.behind_max:
-                    inst.listed = True
-                    ahead.insert(0, inst)
                 return inst
         return None
 
