@@ -78,7 +78,7 @@ async def test_file_feed_claims_what_waits_then_inserts_new_jobs_already_claimed
 
     await feed.accept(job("j2"))  # nothing waits ahead of it and there is room: claimed at insert, started
     got = await db.get("j2")
-    assert holder.dispatched == ["j1", "j2"] and (got.state, got.attempt) == ("running", 1)
+    assert holder.dispatched == ["j1", "j2"] and (got.state, got.attempt) == ("running", 0)  # counted when it starts
     assert holder.ledger.held == {"f": 2}
 
 
@@ -102,13 +102,17 @@ async def test_file_feed_reschedules_gives_back_and_cancels_in_the_file(db: Queu
     feed = FileFeed(db, holder, holder.clock)
     await db.enqueue([job("j1"), job("j2"), job("j3")])
     await _claimed(feed, holder, 3)
-    j1, j2 = await db.get("j1"), await db.get("j2")
+    j1, j2, j3 = await db.get("j1"), await db.get("j2"), await db.get("j3")
+    for started in (j1, j3):  # their invocations start (the dispatcher counts the attempt, the feed writes it)
+        started.attempt += 1
+        feed.started(started)
     await feed.reschedule(j1, 2000.0, {"code": "function_error"}, uncount=True)
     again = await db.get("j1")
     assert (again.state, again.not_before, again.attempt) == ("pending", 2000.0, 0)  # a throttle: no attempt used
     assert feed._next_due == 2000.0 and "f" in feed._behind  # claimed again when due
     await feed.give_back([j2])  # the node stops before it started
-    assert ((await db.get("j2")).state, (await db.get("j2")).attempt) == ("pending", 0)
+    assert ((await db.get("j2")).state, (await db.get("j2")).attempt) == ("pending", 0)  # never counted
+    assert ((await db.get("j3")).state, (await db.get("j3")).attempt) == ("running", 1)  # counted at its start
     assert (await feed.cancel("j2", 1000.0)).reason == "cancelled"
     assert await feed.cancel("j3", 1000.0) is None  # running: not the feed's to cancel
     assert await feed.deleted("f") == []  # the file's jobs are dead-lettered when they come up
@@ -198,7 +202,7 @@ async def test_stream_feed_hands_back_early_and_duplicate_jobs_and_holds_the_oth
     assert early.sent == [("nak", 10.0)] and holder.dispatched == []
     await feed._take(job("j2"), first, 1000.0)
     assert holder.dispatched == ["j2"] and holder.ledger.held == {"f": 1} and first.sent == []
-    assert (await feed.get("j2")).attempt == 1  # held here: found without asking the stream
+    assert (await feed.get("j2")).attempt == 0  # held here: found without asking the stream (not started yet)
     await feed._take(job("j2"), dup, 1000.0)  # redelivered while held here: back after the ack wait
     assert dup.sent == [("nak", 30.0)] and holder.dispatched == ["j2"]
 
@@ -215,6 +219,7 @@ async def test_stream_feed_retries_by_publishing_first_and_forgets_what_it_lost(
     for i, m in (("j1", m1), ("j2", m2), ("j3", m3)):
         await feed._take(job(i), m, 1000.0)
     held = await feed.get("j1")
+    held.attempt += 1  # (its invocation started: the dispatcher counts it)
     await feed.reschedule(held, 1005.0, {"code": "function_error"}, uncount=False)
     (again,) = stream.published
     assert (again.id, again.state, again.not_before, again.attempt) == ("j1", "pending", 1005.0, 1)

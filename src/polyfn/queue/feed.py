@@ -67,6 +67,9 @@ class Feed(Protocol):
     def ran(self, function: str, seconds: float) -> None:
         """One of `function`'s jobs took `seconds` to invoke."""
 
+    def started(self, job: Job) -> None:
+        """An attempt of a held job starts (`job.attempt` counts it now): the feed may record the count."""
+
     async def settled(self, jobs: Sequence[Job]) -> None:
         """These held jobs are done here (completed, or dead-lettered into the queue file): they leave the feed."""
 

@@ -1,7 +1,8 @@
 """The queue file as a feed (`feed.Feed`): jobs wait as `pending` rows of `queue.db` and are claimed in batches.
 
 When nothing of its function waits ahead and the node has room, an accepted job is inserted already claimed
-(`running`, attempt 1) and started right after its commit: no claim transaction in the steady state.
+(`running`) and started right after its commit: no claim transaction in the steady state. A held job's attempt
+is counted in the file when its invocation starts (`started`: one merged statement per group commit).
 Otherwise it is marked *behind*: the claim loop takes due jobs of the functions marked behind (all of them
 after a start, a replay or a due retry) as far as the dispatcher has room, oldest first per function.
 """
@@ -84,6 +85,9 @@ class FileFeed:
     def ran(self, function: str, seconds: float) -> None:
         pass
 
+    def started(self, job: Job) -> None:
+        self.db.started(job.id)
+
     # -- accepting ----------------------------------------------------------------------------------
 
     async def accept(self, job: Job, dedupe: bool = True) -> None:
@@ -92,7 +96,7 @@ class FileFeed:
         direct = (not self._behind_all and function not in self._behind and not self._claiming
                   and not h.stopping and h.ledger.takes(function))
         if direct:  # claimed at insert: it starts as soon as it is committed
-            job.state, job.attempt = "running", 1
+            job.state = "running"
             h.hold(function, size)
         try:
             await self.db.enqueue([job])
@@ -176,7 +180,7 @@ class FileFeed:
         pass  # the completion batch deleted them (`finish_many`), or `bury` made them dead letters
 
     async def reschedule(self, job: Job, at: float, err: dict[str, Any] | None, uncount: bool) -> None:
-        await self.db.reschedule(job.id, at, err, uncount=uncount)
+        await self.db.reschedule(job.id, at, err, job.attempt - 1 if uncount else job.attempt)
         self._retry_at(job.function, at)
 
     def lost(self, job: Job) -> None:
