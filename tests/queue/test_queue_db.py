@@ -22,7 +22,7 @@ async def test_enqueue_claim_finish_and_recover(tmp_path: Path) -> None:
     got = await db.claim_ready(2.5, 10, None, lambda f: 100)
     assert [j.id for j in got.jobs] == ["j0", "j1", "j2"] and got.next_due == 3
     assert all(j.state == "running" and j.attempt == 0 for j in got.jobs)  # held: counted when they start
-    db.started("j2")  # j2's invocation starts (not waited for: the reschedule's commit carries it or follows it)
+    db.started(["j2"])  # j2's invocation starts (not waited for: the reschedule's commit carries it or follows it)
     assert await claim(db, 2.5) == []
     await db.finish_many(["j0"], [("j0", "http://cb.example/", b"{}", None)], now=3)
     assert (await db.get_callback("j0"))["state"] == "pending"  # type: ignore[index]
@@ -199,12 +199,12 @@ async def test_starts_are_counted_in_one_merged_statement_nobody_waits_for(tmp_p
     db = await QueueDB.open(tmp_path / "q.db")
     await db.enqueue([Job(id=f"s{i}", function="f", body=b"") for i in range(5)])
     commits = db.commits
-    for i in range(4):
-        db.started(f"s{i}")
+    db.started(["s0", "s1"])
+    db.started(["s2", "s3"])
     await db.write([])  # a caller behind them: committed once they are
     assert db.commits - commits <= 2
     assert [(await db.get(f"s{i}")).attempt for i in range(5)] == [1, 1, 1, 1, 0]
-    db.started("s4")
+    db.started(["s4"])
     await db.close()
     db = await QueueDB.open(tmp_path / "q.db")
     assert (await db.get("s4")).attempt == 1

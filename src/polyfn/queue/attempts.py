@@ -107,7 +107,7 @@ class Attempts:
                 # The instance is free: the next waiting job may start; after a success that routes no reply
                 # (its settling does not wait) in this task, else in a task of its own.
                 nxt = self._invoked(job.function, out is not None and out.status < 400 and job.trigger != "events")
-                feed.ran(job.function, time.perf_counter() - t0)
+                feed.ran(job, time.perf_counter() - t0)
             settled = out is not None and await self._settle(job, feed, out)
         except Exception as e:
             if job.attempt == counted:  # failed before its invocation started: the try counts all the same
@@ -171,7 +171,6 @@ class Attempts:
                 return None
         # The invocation starts: its attempt counts now (not when the job was claimed or pulled: a node killed with
         # jobs waiting in memory spends none of their attempts).
-        job.attempt += 1
         feed.started(job)
         headers = [*job.headers, ("x-polyfn-idempotency-key", job.id), ("x-polyfn-attempt", str(job.attempt))]
         return await self.invoker.call(job.call(headers, trace_id, parent_id, revision, active))

@@ -10,8 +10,8 @@ A job is `pending` (waiting, maybe for a retry's `not_before`), `running` (held 
 claimed, or inserted already claimed when nothing was queued ahead of it) or `dead` (in the dead-letter
 queue). Finished jobs are deleted: their record is the
 activation in the activation store. At start, `running` jobs left by a crashed server become `pending`
-again (at-least-once). A job's `attempt` counts the invocations that started (`started`, written with the group
-commit after the start), not its claims: a job a crash caught waiting in memory keeps every attempt.
+again (at-least-once). A job's `attempt` counts the invocations that started (`started`), not its claims: a job
+a crash caught waiting in memory keeps every attempt.
 """
 
 from __future__ import annotations
@@ -163,6 +163,7 @@ def _job(row: sqlite3.Row) -> Job:
                dead_at=row["dead_at"], reason=row["reason"])
 
 
+_ATTEMPT = JOB_COLUMNS.index("attempt")
 _INSERT_JOB = f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES ({', '.join('?' * len(JOB_COLUMNS))})"
 _UPSERT_JOB = _INSERT_JOB.replace("INSERT INTO", "INSERT OR REPLACE INTO")
 
@@ -220,8 +221,12 @@ class QueueDB(GroupCommitFile):
 
     # -- jobs -------------------------------------------------------------------------------------------
 
-    async def enqueue(self, jobs: Sequence[Job]) -> None:
-        await self.write([(_INSERT_JOB, [j.row() for j in jobs], True)])
+    async def enqueue(self, jobs: Sequence[Job], starting: bool = False) -> None:
+        """`starting`: the jobs' invocations start right after the commit: their next attempt counted in the rows."""
+        rows = [j.row() for j in jobs]
+        if starting:
+            rows = [(*r[:_ATTEMPT], r[_ATTEMPT] + 1, *r[_ATTEMPT + 1:]) for r in rows]
+        await self.write([(_INSERT_JOB, rows, True)])
 
     async def recover(self) -> int:
         """Jobs a previous (crashed) server had claimed run again: `running` → `pending`."""
@@ -268,11 +273,10 @@ class QueueDB(GroupCommitFile):
         await self.write([("UPDATE jobs SET state='pending' WHERE id=? AND state='running'",
                            [(i,) for i in ids], True)])
 
-    def started(self, job_id: str) -> None:
-        """An attempt of a held job starts: counted in the file with the next group commit, not waited for (the
-        invocation does not wait for a commit; a `kill -9` before it leaves that one attempt uncounted: the job
-        runs again, at least once as always). Statements of every start in a commit are merged into one."""
-        self.write_soon([(_STARTED, (job_id,), False)])
+    def started(self, job_ids: Sequence[str]) -> None:
+        """Attempts of these held jobs started (and still run): counted with the next group commit, not waited for.
+        One merged statement for them all."""
+        self.write_soon([(_STARTED, [(i,) for i in job_ids], True)])
 
     async def finish_many(self, job_ids: Sequence[str],
                           callbacks: Sequence[tuple[str, str, bytes, dict[str, str] | None]] = (),

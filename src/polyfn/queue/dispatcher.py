@@ -231,6 +231,12 @@ class AsyncQueue(Attempts, Cancels):
         if self.ledger.start(job.function, (job, feed)):
             self._spawn(job, feed)
 
+    def run(self, job: Job, feed: Feed) -> None:
+        self._spawn(job, feed)
+
+    def unreserve(self, function: str) -> None:
+        self._invoked(function)
+
     def _spawn(self, job: Job, feed: Feed) -> None:
         loop = self._loop
         t = loop.create_task(self._run(job, feed)) if loop is not None else asyncio.create_task(self._run(job, feed))

@@ -44,6 +44,12 @@ class Holder(Protocol):
     def dispatch(self, job: Job, feed: Feed) -> None:
         """Run a held job now if its function has capacity, else let it wait for a free slot."""
 
+    def run(self, job: Job, feed: Feed) -> None:
+        """Run a held job whose slot was taken beforehand (`ledger.reserve`)."""
+
+    def unreserve(self, function: str) -> None:
+        """A slot taken with `ledger.reserve` is not used after all."""
+
 
 class Feed(Protocol):
     """Where jobs wait until a node takes them. Raises `jetstream.QueueUnavailable` when it cannot take a job."""
@@ -64,11 +70,11 @@ class Feed(Protocol):
     def room_freed(self) -> None:
         """The dispatcher has room again (a job was settled)."""
 
-    def ran(self, function: str, seconds: float) -> None:
-        """One of `function`'s jobs took `seconds` to invoke."""
+    def ran(self, job: Job, seconds: float) -> None:
+        """An attempt of a held job ended (or never started) after `seconds`."""
 
     def started(self, job: Job) -> None:
-        """An attempt of a held job starts (`job.attempt` counts it now): the feed may record the count."""
+        """An attempt of a held job starts: counted (`job.attempt` + 1) and, where the feed keeps it, recorded."""
 
     async def settled(self, jobs: Sequence[Job]) -> None:
         """These held jobs are done here (completed, or dead-lettered into the queue file): they leave the feed."""
