@@ -36,14 +36,8 @@ class Holder:
     def release(self, function: str, size: int = 0) -> None:
         self.ledger.release(function, size)
 
-    def dispatch(self, job: Job, feed: Any) -> None:
+    def dispatch(self, job: Job, feed: Any, reserved: bool = False) -> None:
         self.dispatched.append(job.id)
-
-    def run(self, job: Job, feed: Any) -> None:  # (its slot taken at its insert: `ledger.reserve`)
-        self.dispatched.append(job.id)
-
-    def unreserve(self, function: str) -> None:
-        self.ledger.invoked(function)
 
 
 def job(i: str, function: str = "f", not_before: float = 0.0) -> Job:

@@ -41,14 +41,9 @@ class Holder(Protocol):
     def release(self, function: str, size: int) -> None:
         """A held job (its payload `size` bytes) that was never started is let go."""
 
-    def dispatch(self, job: Job, feed: Feed) -> None:
-        """Run a held job now if its function has capacity, else let it wait for a free slot."""
-
-    def run(self, job: Job, feed: Feed) -> None:
-        """Run a held job whose slot was taken beforehand (`ledger.reserve`)."""
-
-    def unreserve(self, function: str) -> None:
-        """A slot taken with `ledger.reserve` is not used after all."""
+    def dispatch(self, job: Job, feed: Feed, reserved: bool = False) -> None:
+        """Run a held job now if its function has capacity (`reserved`: its slot was taken with `ledger.reserve`),
+        else let it wait for a free slot."""
 
 
 class Feed(Protocol):

@@ -147,15 +147,16 @@ class FileFeed:
                 await self.db.reschedule(job.id, job.not_before, None, job.attempt)  # pending, nothing counted
         elif counted:
             self._counted.add(job.id)
-            h.run(job, self)
+            h.dispatch(job, self, reserved=True)
         else:
             h.dispatch(job, self)
 
     def _unheld(self, job: Job, counted: bool) -> None:
         """A job held at its insert is not run here after all."""
         self.holder.release(job.function, len(job.body))
-        if counted:
-            self.holder.unreserve(job.function)
+        if counted:  # its slot is not used after all: to the jobs waiting for one, if any came meanwhile
+            for waiting, feed in self.holder.ledger.invoked(job.function, self.holder.stopping):
+                self.holder.dispatch(waiting, feed, reserved=True)
 
     # -- claiming -----------------------------------------------------------------------------------
 
