@@ -225,6 +225,7 @@ class FileFeed:
                 self._counted.discard(job.id)
 
     async def reschedule(self, job: Job, at: float, err: dict[str, Any] | None, uncount: bool) -> None:
+        self._counted.discard(job.id)  # (one that failed before its start: the count is written here)
         await self.db.reschedule(job.id, at, err, job.attempt - 1 if uncount else job.attempt)
         self._retry_at(job.function, at)
 
