@@ -11,6 +11,7 @@ import http.server
 import json
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -227,6 +228,58 @@ def test_kill_9_with_queued_invocations(tmp_path: Path) -> None:
     try:
         assert wait_until(lambda: set(ids) <= done(), 30), f"missing after restart: {set(ids) - done()}"
         assert all(s.activation(i)["status"] == "success" for i in ids)
+    finally:
+        s.stop()
+
+
+# Counts its runs per job (a file per activation id), sleeps, then fails: every run is an attempt that failed.
+COUNT_THEN_FAIL = '''
+import os, time
+def handler(event, context):
+    with open(os.path.join(os.environ["STATE"], context.activation_id), "a") as f:
+        f.write("x")
+    time.sleep(event.get("sleep", 0))
+    raise RuntimeError("fails every time")
+'''
+
+
+@pytest.mark.parametrize("queue", ["queue-file", "jetstream"])
+def test_kill_9_spends_no_attempt_of_jobs_that_had_not_started(tmp_path: Path, queue: str,
+                                                               request: pytest.FixtureRequest) -> None:
+    """A node killed with jobs held in memory waiting for the function's one instance: after the restart each of
+    them still gets all its attempts (an attempt counts when its invocation starts, not when the node takes the
+    job). The one that was running when the node died: its attempt counted in the queue file (written at its
+    start); on the cluster's stream not (the message keeps the count it was published with; JetStream's
+    redelivery count cannot tell a started job from one held unstarted), so it runs once more there."""
+    env = request.getfixturevalue("jetstream_queue") if queue == "jetstream" else {}
+    state = tmp_path / "state"
+    state.mkdir()
+    s = start_server(tmp_path / "data", host_fs=True, env=env)
+    try:
+        s.deploy("count", {"handler.py": COUNT_THEN_FAIL}, env={"STATE": str(state)}, max_instances=1,
+                 retry_attempts=2, retry_backoff=0.05)
+        ids = [s.api.post("/v1/functions/count/invoke?mode=async", json={"sleep": 1.0}).json()["activation_id"]
+               for _ in range(5)]
+        assert wait_until(lambda: any((state / i).exists() for i in ids), 20)  # one started; the rest wait
+        time.sleep(0.2)
+    finally:
+        s.stop(signal.SIGKILL)
+    (started,) = [i for i in ids if (state / i).exists()]
+
+    def runs(i: str) -> int:
+        return len((state / i).read_text()) if (state / i).exists() else 0
+
+    s = start_server(tmp_path / "data", host_fs=True, env=env)
+    try:
+        def dead() -> set[str]:
+            r = s.api.get("/v1/dlq", params={"function": "count"})
+            return {e["id"] for e in r.json()["dead_letters"]}
+
+        assert wait_until(lambda: dead() >= set(ids), 60), f"not dead-lettered: {set(ids) - dead()}"
+        # two attempts each: none of the waiting ones' was spent by the kill
+        want = {i: 2 for i in ids}
+        want[started] = 2 if queue == "queue-file" else 3
+        assert {i: runs(i) for i in ids} == want
     finally:
         s.stop()
 

@@ -13,7 +13,7 @@ import pytest
 
 from polyfn.queue.builtin import Job, QueueDB
 from polyfn.queue.capacity import Ledger
-from polyfn.queue.filefeed import FileFeed
+from polyfn.queue.filefeed import COUNT_AFTER, FileFeed
 from polyfn.queue.streamfeed import StreamFeed
 
 
@@ -36,7 +36,7 @@ class Holder:
     def release(self, function: str, size: int = 0) -> None:
         self.ledger.release(function, size)
 
-    def dispatch(self, job: Job, feed: Any) -> None:
+    def dispatch(self, job: Job, feed: Any, reserved: bool = False) -> None:
         self.dispatched.append(job.id)
 
 
@@ -76,10 +76,18 @@ async def test_file_feed_claims_what_waits_then_inserts_new_jobs_already_claimed
     assert holder.dispatched == ["j1"] and holder.ledger.held == {"f": 1}
     assert (await db.get("j1")).state == "running"
 
-    await feed.accept(job("j2"))  # nothing waits ahead of it and there is room: claimed at insert, started
+    j2 = job("j2")
+    await feed.accept(j2)  # nothing waits ahead of it and there is room: claimed at insert, started
     got = await db.get("j2")
+    # a slot was free too: it starts right after the commit, its first attempt counted in the insert
     assert holder.dispatched == ["j1", "j2"] and (got.state, got.attempt) == ("running", 1)
-    assert holder.ledger.held == {"f": 2}
+    assert holder.ledger.held == {"f": 2} and holder.ledger.invoking == {"f": 1}
+    feed.started(j2)  # (its start: counted in memory; in the file already, nothing more written)
+    assert j2.attempt == 1 and not feed._counted and not feed._running
+    holder.ledger.invoking["f"] = 2  # every slot busy: held at its insert, waiting in memory, nothing counted
+    await feed.accept(job("j3"))
+    got = await db.get("j3")
+    assert holder.dispatched == ["j1", "j2", "j3"] and (got.state, got.attempt) == ("running", 0)
 
 
 async def test_file_feed_queues_a_job_behind_others_of_its_function_or_when_there_is_no_room(db: QueueDB) -> None:
@@ -102,13 +110,18 @@ async def test_file_feed_reschedules_gives_back_and_cancels_in_the_file(db: Queu
     feed = FileFeed(db, holder, holder.clock)
     await db.enqueue([job("j1"), job("j2"), job("j3")])
     await _claimed(feed, holder, 3)
-    j1, j2 = await db.get("j1"), await db.get("j2")
+    j1, j2, j3 = await db.get("j1"), await db.get("j2"), await db.get("j3")
+    for started in (j1, j3):  # their invocations start (the feed counts the attempt; writes it if still running)
+        feed.started(started)
+    feed.ran(j1, 0.001)  # j1 ends at once: its settling writes the count
+    await asyncio.sleep(COUNT_AFTER * 3)  # j3 still runs: counted in the file
     await feed.reschedule(j1, 2000.0, {"code": "function_error"}, uncount=True)
     again = await db.get("j1")
     assert (again.state, again.not_before, again.attempt) == ("pending", 2000.0, 0)  # a throttle: no attempt used
     assert feed._next_due == 2000.0 and "f" in feed._behind  # claimed again when due
     await feed.give_back([j2])  # the node stops before it started
-    assert ((await db.get("j2")).state, (await db.get("j2")).attempt) == ("pending", 0)
+    assert ((await db.get("j2")).state, (await db.get("j2")).attempt) == ("pending", 0)  # never counted
+    assert ((await db.get("j3")).state, (await db.get("j3")).attempt) == ("running", 1)  # counted at its start
     assert (await feed.cancel("j2", 1000.0)).reason == "cancelled"
     assert await feed.cancel("j3", 1000.0) is None  # running: not the feed's to cancel
     assert await feed.deleted("f") == []  # the file's jobs are dead-lettered when they come up
@@ -198,7 +211,7 @@ async def test_stream_feed_hands_back_early_and_duplicate_jobs_and_holds_the_oth
     assert early.sent == [("nak", 10.0)] and holder.dispatched == []
     await feed._take(job("j2"), first, 1000.0)
     assert holder.dispatched == ["j2"] and holder.ledger.held == {"f": 1} and first.sent == []
-    assert (await feed.get("j2")).attempt == 1  # held here: found without asking the stream
+    assert (await feed.get("j2")).attempt == 0  # held here: found without asking the stream (not started yet)
     await feed._take(job("j2"), dup, 1000.0)  # redelivered while held here: back after the ack wait
     assert dup.sent == [("nak", 30.0)] and holder.dispatched == ["j2"]
 
@@ -215,6 +228,7 @@ async def test_stream_feed_retries_by_publishing_first_and_forgets_what_it_lost(
     for i, m in (("j1", m1), ("j2", m2), ("j3", m3)):
         await feed._take(job(i), m, 1000.0)
     held = await feed.get("j1")
+    feed.started(held)  # (its invocation started: counted)
     await feed.reschedule(held, 1005.0, {"code": "function_error"}, uncount=False)
     (again,) = stream.published
     assert (again.id, again.state, again.not_before, again.attempt) == ("j1", "pending", 1005.0, 1)
@@ -240,6 +254,6 @@ async def test_stream_feed_takes_a_deleted_functions_waiting_jobs_except_those_i
 
 def test_stream_feed_sums_how_long_jobs_take() -> None:
     feed = StreamFeed(Stream(), Holder(), None)  # type: ignore[arg-type]
-    feed.ran("f", 1.0)
-    feed.ran("f", 9.0)
+    feed.ran(job("a"), 1.0)
+    feed.ran(job("b"), 9.0)
     assert feed._took["f"] == pytest.approx(2.0)  # a moving average: 1 + (9 - 1) / 8

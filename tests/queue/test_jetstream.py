@@ -142,12 +142,12 @@ def test_the_stream_prefetch_follows_how_long_jobs_take() -> None:
 
     feed = StreamFeed(None, None, None)  # type: ignore[arg-type]
     assert feed.prefetch("f", 4) == 4 and feed.prefetch("f", 20) == 8
-    feed.ran("f", 0.0002)  # 0.2 ms jobs
+    feed.ran(Job(id="j", function="f"), 0.0002)  # 0.2 ms jobs
     assert feed.prefetch("f", 4) == PREFETCH
     feed._took["f"] = 0.005
     assert feed.prefetch("f", 4) == 40
     for _ in range(50):  # the moving average follows slower jobs
-        feed.ran("f", 2.0)
+        feed.ran(Job(id="j", function="f"), 2.0)
     assert feed.prefetch("f", 1) == 1 and feed.prefetch("f", 100) == 8
 
 

@@ -21,18 +21,20 @@ async def test_enqueue_claim_finish_and_recover(tmp_path: Path) -> None:
     await asyncio.gather(*(db.enqueue([j]) for j in jobs))  # concurrent callers share commits
     got = await db.claim_ready(2.5, 10, None, lambda f: 100)
     assert [j.id for j in got.jobs] == ["j0", "j1", "j2"] and got.next_due == 3
-    assert all(j.state == "running" and j.attempt == 1 for j in got.jobs)
+    assert all(j.state == "running" and j.attempt == 0 for j in got.jobs)  # held: counted when they start
+    db.started(["j2"])  # j2's invocation starts (not waited for: the reschedule's commit carries it or follows it)
     assert await claim(db, 2.5) == []
     await db.finish_many(["j0"], [("j0", "http://cb.example/", b"{}", None)], now=3)
     assert (await db.get_callback("j0"))["state"] == "pending"  # type: ignore[index]
-    await db.reschedule("j1", 50.0, {"code": "x"})
+    await db.reschedule("j1", 50.0, {"code": "x"}, 1)
     await db.close()
 
     db = await QueueDB.open(tmp_path / "q.db")  # a restart: j2 was running → pending again
     assert await db.recover() == 1
     again = {j.id: j for j in (await db.claim_ready(10, 10, None, lambda f: 100)).jobs}
     assert set(again) == {"j2", "j3", "j4"}
-    assert again["j2"].attempt == 2
+    assert again["j2"].attempt == 1  # the attempt it started, not the claims
+    assert again["j3"].attempt == 0  # claimed, never started: a crash spends nothing
     assert await db.get("j0") is None
     j1 = await db.get("j1")
     assert j1 is not None and j1.state == "pending" and j1.last_error == {"code": "x"}
@@ -52,7 +54,7 @@ async def test_dead_letters_replay_and_purge(tmp_path: Path) -> None:
     assert await db.replay("d1", now=100)
     assert not await db.replay("d1", now=100)  # not dead any more
     (j,) = (await db.claim_ready(100, 10, None, lambda f: 100)).jobs
-    assert j.attempt == 1 and j.enqueued_at == 100
+    assert j.attempt == 0 and j.enqueued_at == 100
     await db.bury(j, "again", None, now=101)
     assert await db.purge("d1")
     assert await db.get("d1") is None
@@ -75,7 +77,7 @@ async def test_unclaim(tmp_path: Path) -> None:
     assert await claim(db, 10) == ["b0", "b1", "b2"]
     await db.unclaim(["b1"])
     (j,) = (await db.claim_ready(10, 10, ["b"], lambda f: 100)).jobs
-    assert j.id == "b1" and j.attempt == 1  # the unclaimed attempt did not count
+    assert j.id == "b1" and j.attempt == 0  # claims count no attempt
     await db.close()
 
 
@@ -88,7 +90,7 @@ async def test_claim_ready_per_function_room(tmp_path: Path) -> None:
     got = await db.claim_ready(now=10, limit=100, functions=None, room=rooms.__getitem__)  # every function
     assert sorted(j.id for j in got.jobs) == ["a0", "a1", "c0", "c1", "c2", "c3"]
     assert [j.id for j in got.jobs if j.function == "a"] == ["a0", "a1"]  # oldest first
-    assert all(j.state == "running" and j.attempt == 1 for j in got.jobs)
+    assert all(j.state == "running" and j.attempt == 0 for j in got.jobs)
     assert got.behind == {"a", "b"}  # a: claimed up to its room; b: had none; c: every due job taken
     assert got.next_due == 50.0
     got = await db.claim_ready(now=10, limit=1, functions=["b", "a"], room=lambda f: 10)  # the node's limit
@@ -189,3 +191,21 @@ async def test_the_jobs_have_one_index_beside_their_id_and_the_next_due_time_is_
         assert [j.id for j in got.jobs] == ["a1"] and got.next_due == 60
     finally:
         await db.close()
+
+
+async def test_starts_are_counted_in_one_merged_statement_nobody_waits_for(tmp_path: Path) -> None:
+    """`started` (an attempt's invocation starts) is written with the next group commit without waiting for it; a
+    run of them is one `UPDATE … WHERE id IN (…)`; a close writes what is left."""
+    db = await QueueDB.open(tmp_path / "q.db")
+    await db.enqueue([Job(id=f"s{i}", function="f", body=b"") for i in range(5)])
+    commits = db.commits
+    db.started(["s0", "s1"])
+    db.started(["s2", "s3"])
+    await db.write([])  # a caller behind them: committed once they are
+    assert db.commits - commits <= 2
+    assert [(await db.get(f"s{i}")).attempt for i in range(5)] == [1, 1, 1, 1, 0]
+    db.started(["s4"])
+    await db.close()
+    db = await QueueDB.open(tmp_path / "q.db")
+    assert (await db.get("s4")).attempt == 1
+    await db.close()

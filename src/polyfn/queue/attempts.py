@@ -97,6 +97,7 @@ class Attempts:
         """One attempt, settled; the waiting job this task runs next (its slot taken), if any."""
         settled = False
         nxt = None
+        counted = job.attempt  # (attempts before this one: `_invoke` counts it when the invocation starts)
         try:
             t0 = time.perf_counter()
             out = None
@@ -106,9 +107,11 @@ class Attempts:
                 # The instance is free: the next waiting job may start; after a success that routes no reply
                 # (its settling does not wait) in this task, else in a task of its own.
                 nxt = self._invoked(job.function, out is not None and out.status < 400 and job.trigger != "events")
-                feed.ran(job.function, time.perf_counter() - t0)
+                feed.ran(job, time.perf_counter() - t0)
             settled = out is not None and await self._settle(job, feed, out)
         except Exception as e:
+            if job.attempt == counted:  # failed before its invocation started: the try counts all the same
+                job.attempt += 1
             await self._unexpected(job, feed, e)
         finally:
             if not settled:
@@ -143,7 +146,6 @@ class Attempts:
         if self.clock() - job.enqueued_at > spec.max_event_age:
             await self._dead(job, feed, f"max_event_age exceeded ({spec.max_event_age:g} s)", job.last_error)
             return None
-        headers = [*job.headers, ("x-polyfn-idempotency-key", job.id), ("x-polyfn-attempt", str(job.attempt))]
         # the enqueuing request's W3C traceparent (kept with the job's headers): the invocation joins its trace;
         # and the revision the job is pinned to (the first of each, read in one pass)
         tp = pinned = ""
@@ -167,6 +169,10 @@ class Attempts:
                 await self._dead(job, feed, "revision_not_found", {
                     "code": "revision_not_found", "message": f"revision {pinned} of {job.function!r} is gone"})
                 return None
+        # The invocation starts: its attempt counts now (not when the job was claimed or pulled: a node killed with
+        # jobs waiting in memory spends none of their attempts).
+        feed.started(job)
+        headers = [*job.headers, ("x-polyfn-idempotency-key", job.id), ("x-polyfn-attempt", str(job.attempt))]
         return await self.invoker.call(job.call(headers, trace_id, parent_id, revision, active))
 
     async def _settle(self, job: Job, feed: Feed, out: Outcome) -> bool:

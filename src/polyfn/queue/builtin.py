@@ -10,7 +10,8 @@ A job is `pending` (waiting, maybe for a retry's `not_before`), `running` (held 
 claimed, or inserted already claimed when nothing was queued ahead of it) or `dead` (in the dead-letter
 queue). Finished jobs are deleted: their record is the
 activation in the activation store. At start, `running` jobs left by a crashed server become `pending`
-again (at-least-once).
+again (at-least-once). A job's `attempt` counts the invocations that started (`started`), not its claims: a job
+a crash caught waiting in memory keeps every attempt.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ class Job(msgspec.Struct, kw_only=True):
     callback_url: str | None = None
     enqueued_at: float = 0.0
     not_before: float = 0.0
-    attempt: int = 0  # attempts started so far
+    attempt: int = 0  # attempts started so far (a held job's goes up when its invocation starts)
     state: str = "pending"  # pending | running | dead
     last_error: dict[str, Any] | None = None
     dead_at: float | None = None
@@ -162,6 +163,7 @@ def _job(row: sqlite3.Row) -> Job:
                dead_at=row["dead_at"], reason=row["reason"])
 
 
+_ATTEMPT = JOB_COLUMNS.index("attempt")
 _INSERT_JOB = f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES ({', '.join('?' * len(JOB_COLUMNS))})"
 _UPSERT_JOB = _INSERT_JOB.replace("INSERT INTO", "INSERT OR REPLACE INTO")
 
@@ -174,7 +176,7 @@ WITH RECURSIVE f(name) AS (
 ) SELECT name FROM f WHERE name IS NOT NULL"""
 # A function's due jobs, oldest first, as many as its room allows while the payloads before each are under the
 # bytes left (`length(body)`: from the row's header, the blob is not read).
-_CLAIM_FUNCTION = """UPDATE jobs SET state='running', attempt=attempt+1 WHERE id IN (
+_CLAIM_FUNCTION = """UPDATE jobs SET state='running' WHERE id IN (
   SELECT id FROM (
     SELECT id, SUM(size) OVER (ORDER BY not_before ROWS UNBOUNDED PRECEDING) - size AS before FROM (
       SELECT id, not_before, length(body) AS size FROM jobs WHERE state='pending' AND function=? AND not_before<=?
@@ -185,6 +187,7 @@ _NEXT_DUE = _PENDING_FUNCTIONS.replace(
     "SELECT name FROM f WHERE name IS NOT NULL",
     "SELECT MIN((SELECT MIN(not_before) FROM jobs WHERE state='pending' AND function=f.name AND not_before>?)) "
     "FROM f WHERE name IS NOT NULL")
+_STARTED = "UPDATE jobs SET attempt=attempt+1 WHERE id=?"
 _ANY_DUE = "SELECT 1 FROM jobs WHERE state='pending' AND function=? AND not_before<=? LIMIT 1"
 
 _INSERT_CALLBACK = ("INSERT OR REPLACE INTO callbacks (id, url, payload, attempt, not_before, state, last_error, "
@@ -218,8 +221,12 @@ class QueueDB(GroupCommitFile):
 
     # -- jobs -------------------------------------------------------------------------------------------
 
-    async def enqueue(self, jobs: Sequence[Job]) -> None:
-        await self.write([(_INSERT_JOB, [j.row() for j in jobs], True)])
+    async def enqueue(self, jobs: Sequence[Job], starting: bool = False) -> None:
+        """`starting`: the jobs' invocations start right after the commit: their next attempt counted in the rows."""
+        rows = [j.row() for j in jobs]
+        if starting:
+            rows = [(*r[:_ATTEMPT], r[_ATTEMPT] + 1, *r[_ATTEMPT + 1:]) for r in rows]
+        await self.write([(_INSERT_JOB, rows, True)])
 
     async def recover(self) -> int:
         """Jobs a previous (crashed) server had claimed run again: `running` → `pending`."""
@@ -230,7 +237,8 @@ class QueueDB(GroupCommitFile):
 
     async def claim_ready(self, now: float, limit: int, functions: Iterable[str] | None,
                           room: Callable[[str], int], spare: int = 1 << 62) -> Claimed:
-        """Mark due pending jobs as running (attempt + 1) and return them, per function, oldest due first
+        """Mark due pending jobs as running (held: their attempt counts when one starts) and return them, per
+        function, oldest due first
         within each: at most `room(f)` of function `f` (called on the queue thread) and `limit` in all, while
         the payloads taken are under `spare` bytes (the last one taken may pass it); for `functions` (None: every
         function with pending jobs, found with an index skip-scan: one probe per function, not per job). One
@@ -261,9 +269,14 @@ class QueueDB(GroupCommitFile):
         return await self.transact(fn)
 
     async def unclaim(self, ids: Sequence[str]) -> None:
-        """Give claimed jobs back untouched (their attempt was not started)."""
-        await self.write([("UPDATE jobs SET state='pending', attempt=attempt-1 WHERE id=? AND state='running'",
+        """Give claimed jobs back untouched (no attempt of theirs started: none was counted)."""
+        await self.write([("UPDATE jobs SET state='pending' WHERE id=? AND state='running'",
                            [(i,) for i in ids], True)])
+
+    def started(self, job_ids: Sequence[str]) -> None:
+        """Attempts of these held jobs started (and still run): counted with the next group commit, not waited for.
+        One merged statement for them all."""
+        self.write_soon([(_STARTED, [(i,) for i in job_ids], True)])
 
     async def finish_many(self, job_ids: Sequence[str],
                           callbacks: Sequence[tuple[str, str, bytes, dict[str, str] | None]] = (),
@@ -276,10 +289,11 @@ class QueueDB(GroupCommitFile):
         await self.write(stmts)
 
     async def reschedule(self, job_id: str, not_before: float, last_error: dict[str, Any] | None,
-                         uncount: bool = False) -> None:
+                         attempt: int) -> None:
+        """Pending again at `not_before`, `attempt` attempts counted (after its start's count: same order)."""
         await self.write([(
-            "UPDATE jobs SET state='pending', not_before=?, last_error=?, attempt=attempt-? WHERE id=?",
-            (not_before, None if last_error is None else json.dumps(last_error), 1 if uncount else 0, job_id),
+            "UPDATE jobs SET state='pending', not_before=?, last_error=?, attempt=? WHERE id=?",
+            (not_before, None if last_error is None else json.dumps(last_error), attempt, job_id),
             False)])
 
     async def bury(self, job: Job, reason: str, last_error: dict[str, Any] | None, now: float) -> None:

@@ -43,12 +43,10 @@ class Cancels:
         held = self.ledger.withdraw(lambda h: h[0].id == job_id)
         if held is not None:  # held here, waiting for a free instance: out of its line, dead-lettered, settled
             job, feed = held
-            job.attempt -= 1  # it never ran
-            try:
+            try:  # (it never ran: no attempt of its was counted here)
                 await self.db.bury(job, "cancelled", dict(CANCELLED), now)
                 await feed.settled([job])
             except BaseException:
-                job.attempt += 1
                 self.dispatch(job, feed)  # back in its line
                 raise
             self.release(job.function, len(job.body))

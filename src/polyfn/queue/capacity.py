@@ -109,6 +109,15 @@ class Ledger(Generic[J]):
         self.invoking[function] = n + 1
         return True
 
+    def reserve(self, function: str) -> bool:
+        """A slot of `function` taken now for a job about to be held, which will then invoke without waiting
+        (`invoked` gives the slot back): True when one was free and none of its jobs waits for one."""
+        n = self.invoking.get(function, 0)
+        if n >= self.capacity(function) or function in self.waiting:
+            return False
+        self.invoking[function] = n + 1
+        return True
+
     def invoked(self, function: str, stopping: bool = False) -> list[J]:
         """An invocation of `function` ended. The waiting jobs that may invoke now, in order (their slots are
         taken): one, or more when the function's capacity grew while they waited; none while stopping."""

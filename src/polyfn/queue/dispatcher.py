@@ -226,9 +226,10 @@ class AsyncQueue(Attempts, Cancels):
         for feed in self.feeds:
             feed.room_freed()
 
-    def dispatch(self, job: Job, feed: Feed) -> None:
-        """Invoke a held job now if its function has capacity, else let it wait for a free slot."""
-        if self.ledger.start(job.function, (job, feed)):
+    def dispatch(self, job: Job, feed: Feed, reserved: bool = False) -> None:
+        """Invoke a held job now if its function has capacity (`reserved`: its slot is taken already), else let it
+        wait for a free slot."""
+        if reserved or self.ledger.start(job.function, (job, feed)):
             self._spawn(job, feed)
 
     def _spawn(self, job: Job, feed: Feed) -> None:

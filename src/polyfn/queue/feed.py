@@ -41,8 +41,9 @@ class Holder(Protocol):
     def release(self, function: str, size: int) -> None:
         """A held job (its payload `size` bytes) that was never started is let go."""
 
-    def dispatch(self, job: Job, feed: Feed) -> None:
-        """Run a held job now if its function has capacity, else let it wait for a free slot."""
+    def dispatch(self, job: Job, feed: Feed, reserved: bool = False) -> None:
+        """Run a held job now if its function has capacity (`reserved`: its slot was taken with `ledger.reserve`),
+        else let it wait for a free slot."""
 
 
 class Feed(Protocol):
@@ -64,8 +65,11 @@ class Feed(Protocol):
     def room_freed(self) -> None:
         """The dispatcher has room again (a job was settled)."""
 
-    def ran(self, function: str, seconds: float) -> None:
-        """One of `function`'s jobs took `seconds` to invoke."""
+    def ran(self, job: Job, seconds: float) -> None:
+        """An attempt of a held job ended (or never started) after `seconds`."""
+
+    def started(self, job: Job) -> None:
+        """An attempt of a held job starts: counted (`job.attempt` + 1) and, where the feed keeps it, recorded."""
 
     async def settled(self, jobs: Sequence[Job]) -> None:
         """These held jobs are done here (completed, or dead-lettered into the queue file): they leave the feed."""

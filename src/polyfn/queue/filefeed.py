@@ -1,7 +1,14 @@
 """The queue file as a feed (`feed.Feed`): jobs wait as `pending` rows of `queue.db` and are claimed in batches.
 
 When nothing of its function waits ahead and the node has room, an accepted job is inserted already claimed
-(`running`, attempt 1) and started right after its commit: no claim transaction in the steady state.
+(`running`) and started right after its commit: no claim transaction in the steady state.
+
+A held job's attempt counts when its invocation starts (`started`), not when it is claimed. In the file: in the
+insert when a slot was free for it (it starts right after the commit); else, for an attempt still running
+COUNT_AFTER seconds after its start, with a group commit then (one merged statement for all of them); an attempt
+that ended sooner is counted by how it is settled (a retry or a dead letter writes the count; a success deletes
+the row). So a `kill -9` spends no attempt of a job waiting in memory, and misses the count of one that had
+started less than about COUNT_AFTER before (it runs again: at least once, as always).
 Otherwise it is marked *behind*: the claim loop takes due jobs of the functions marked behind (all of them
 after a start, a replay or a due retry) as far as the dispatcher has room, oldest first per function.
 """
@@ -18,6 +25,10 @@ from polyfn.queue.builtin import Job, QueueDB
 from polyfn.queue.feed import Holder
 
 log = logging.getLogger("polyfn.queue")
+
+#: Seconds after its start at which an attempt still running is counted in the file (`FileFeed.started`): most
+#: jobs of a busy node end sooner, and their count needs no statement of its own.
+COUNT_AFTER = 0.01
 
 
 class FileFeed:
@@ -36,12 +47,19 @@ class FileFeed:
         self._marked_all = False
         self._claiming = False
         self._next_due: float | None = None  # earliest retry not yet due
+        # jobs inserted with their first attempt counted (a slot was free: they start right after the commit)
+        self._counted: set[str] = set()
+        self._running: dict[str, None] = {}  # jobs whose attempt started and is not counted in the file yet
+        self._count_timer: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.task = self._loop.create_task(self._claims())
 
     async def stop(self) -> None:
+        if self._count_timer is not None:  # (a stop lets running jobs finish: counted now, as if COUNT_AFTER passed)
+            self._count_timer.cancel()
+            self._count_running()
         self._wake.set()
         if self.task is not None:
             self.task.cancel()
@@ -81,8 +99,24 @@ class FileFeed:
         the releases as they run wake the loop in time.)"""
         return self.holder.ledger.refill_due(function)
 
-    def ran(self, function: str, seconds: float) -> None:
-        pass
+    def ran(self, job: Job, seconds: float) -> None:
+        self._running.pop(job.id, None)  # (ended: its settling writes the count if the row stays)
+
+    def started(self, job: Job) -> None:
+        job.attempt += 1
+        if self._counted and job.id in self._counted:
+            self._counted.discard(job.id)  # counted in the file at its insert
+            return
+        self._running[job.id] = None
+        if self._count_timer is None:
+            self._count_timer = (self._loop or asyncio.get_running_loop()).call_later(COUNT_AFTER, self._count_running)
+
+    def _count_running(self) -> None:
+        """The attempts still running COUNT_AFTER after the first of them started: counted in the file."""
+        self._count_timer = None
+        if self._running:
+            ids, self._running = list(self._running), {}
+            self.db.started(ids)
 
     # -- accepting ----------------------------------------------------------------------------------
 
@@ -91,26 +125,38 @@ class FileFeed:
         size = len(job.body)
         direct = (not self._behind_all and function not in self._behind and not self._claiming
                   and not h.stopping and h.ledger.takes(function))
-        if direct:  # claimed at insert: it starts as soon as it is committed
-            job.state, job.attempt = "running", 1
+        # With a slot free too, its invocation starts right after the commit: its first attempt is counted in the
+        # insert (no statement at its start) and the slot is taken now.
+        counted = direct and h.ledger.reserve(function)
+        if direct:  # claimed at insert: it starts as soon as it is committed (or waits for a slot in memory)
+            job.state = "running"
             h.hold(function, size)
         try:
-            await self.db.enqueue([job])
+            await self.db.enqueue([job], starting=counted)
         except BaseException:
             if direct:
-                h.release(function, size)
+                self._unheld(job, counted)
             raise
-        if direct:
-            if h.stopping:  # the node began to stop during the commit: the job runs at the next start
-                h.release(function, size)
-                with contextlib.suppress(Exception):
-                    await self.db.unclaim([job.id])
-            else:
-                h.dispatch(job, self)
-        else:
+        if not direct:
             self._mark_behind(function)
             if self._refill_due(function):  # otherwise a finished job wakes the claim loop once it is (`room_freed`)
                 self._wake.set()
+        elif h.stopping:  # the node began to stop during the commit: the job runs at the next start
+            self._unheld(job, counted)
+            with contextlib.suppress(Exception):
+                await self.db.reschedule(job.id, job.not_before, None, job.attempt)  # pending, nothing counted
+        elif counted:
+            self._counted.add(job.id)
+            h.dispatch(job, self, reserved=True)
+        else:
+            h.dispatch(job, self)
+
+    def _unheld(self, job: Job, counted: bool) -> None:
+        """A job held at its insert is not run here after all."""
+        self.holder.release(job.function, len(job.body))
+        if counted:  # its slot is not used after all: to the jobs waiting for one, if any came meanwhile
+            for waiting, feed in self.holder.ledger.invoked(job.function, self.holder.stopping):
+                self.holder.dispatch(waiting, feed, reserved=True)
 
     # -- claiming -----------------------------------------------------------------------------------
 
@@ -173,10 +219,14 @@ class FileFeed:
     # -- settling -----------------------------------------------------------------------------------
 
     async def settled(self, jobs: Sequence[Job]) -> None:
-        pass  # the completion batch deleted them (`finish_many`), or `bury` made them dead letters
+        # the completion batch deleted them (`finish_many`), or `bury` made them dead letters
+        if self._counted:  # (one dead-lettered before its start: function gone, too old)
+            for job in jobs:
+                self._counted.discard(job.id)
 
     async def reschedule(self, job: Job, at: float, err: dict[str, Any] | None, uncount: bool) -> None:
-        await self.db.reschedule(job.id, at, err, uncount=uncount)
+        self._counted.discard(job.id)  # (one that failed before its start: the count is written here)
+        await self.db.reschedule(job.id, at, err, job.attempt - 1 if uncount else job.attempt)
         self._retry_at(job.function, at)
 
     def lost(self, job: Job) -> None:

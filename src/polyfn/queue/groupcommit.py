@@ -7,7 +7,8 @@ is in the OS, so it survives `kill -9` of the server; `full` also fsyncs each gr
 loss). A caller whose statements fail is rolled back to its savepoint alone.
 
 A group is first tried as one plain transaction, with adjacent callers' identical statements merged (a run of
-one-row INSERTs becomes multi-row INSERTs, a run of `DELETE … WHERE col=?` one `WHERE col IN (…)`): a
+one-row INSERTs becomes multi-row INSERTs, a run of `DELETE … WHERE col=?` — or of an UPDATE whose only
+parameter is that key — one `WHERE col IN (…)`): a
 thousand enqueues cost a few statements, not three each (savepoint, insert, release), and the file's thread
 takes the GIL back a few times per commit instead of per row. Only when that fails is the group run again
 caller by caller, each in its savepoint, so that the failing caller alone gets the error."""
@@ -15,6 +16,7 @@ caller by caller, each in its savepoint, so that the failing caller alone gets t
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -23,10 +25,12 @@ from pathlib import Path
 from typing import Any, Self, TypeVar
 
 T = TypeVar("T")
+log = logging.getLogger("polyfn.queue")
 Stmt = tuple[str, Sequence[Any] | Sequence[Sequence[Any]], bool]  # (sql, params, executemany?)
 
 _INSERT = re.compile(r"^(INSERT (?:OR \w+ )?INTO \w+ \([^)]*\) VALUES )(\([^()]*\))$")
-_DELETE = re.compile(r"^(DELETE FROM \w+ WHERE \w+)=\?$")
+# (and an UPDATE whose only parameter is the row's key: `UPDATE t SET a=a+1 WHERE id=?`)
+_DELETE = re.compile(r"^((?:DELETE FROM \w+|UPDATE \w+ SET [^?]*) WHERE \w+)=\?$")
 #: rows per merged statement: powers of two up to this (a few shapes per statement for SQLite's statement
 #: cache; 256 × the queue's 18 columns is far below SQLite's 32,766 variables)
 _ROWS = 256
@@ -67,7 +71,7 @@ def _multirow(sql: str, n: int) -> str | None:
 
 def _run_merged(conn: sqlite3.Connection, sql: str, rows: list[Sequence[Any]]) -> None:
     if len(rows) > 1 and _multirow(sql, 2) is not None:
-        delete = sql.startswith("DELETE")
+        delete = _DELETE.match(sql) is not None  # (one parameter a row: the key)
         i, left = 0, len(rows)
         while left:
             n = min(_ROWS, 1 << (left.bit_length() - 1))
@@ -92,7 +96,7 @@ class GroupCommitFile:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self.thread_name)
         self._loop: asyncio.AbstractEventLoop | None = None  # (asyncio.get_running_loop costs a getpid() each call)
         self._conn: sqlite3.Connection | None = None
-        self._pending: list[tuple[list[Stmt], asyncio.Future[None]]] = []
+        self._pending: list[tuple[list[Stmt], asyncio.Future[None] | None]] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._closed = False
@@ -144,6 +148,12 @@ class GroupCommitFile:
         self._wake.set()
         await fut
 
+    def write_soon(self, stmts: list[Stmt]) -> None:
+        """Run `stmts` in the next group commit without waiting for it (nobody is told when it committed; a failure
+        is logged)."""
+        self._pending.append((stmts, None))
+        self._wake.set()
+
     async def _write_loop(self) -> None:
         while True:
             await self._wake.wait()
@@ -156,17 +166,28 @@ class GroupCommitFile:
                     errors = await self._run(self._commit, batch)
                 except Exception as e:  # the whole transaction failed: every caller learns it
                     errors = [e] * len(batch)
-                for (_stmts, fut), error in zip(batch, errors, strict=True):
-                    if fut.done():
-                        continue
-                    if error is None:
-                        fut.set_result(None)
-                    else:
-                        fut.set_exception(error)
+                self._answer(batch, errors)
+                if self._closed:  # (closed with writes nobody waited for in that batch: go round once more)
+                    self._wake.set()
             elif self._closed:
                 return
 
-    def _commit(self, batch: list[tuple[list[Stmt], asyncio.Future[None]]]) -> list[Exception | None]:
+    def _answer(self, batch: list[tuple[list[Stmt], asyncio.Future[None] | None]],
+                errors: list[Exception | None]) -> None:
+        """Each waiting caller learns how its write ended; a failed write nobody waits for is logged."""
+        for (stmts, fut), error in zip(batch, errors, strict=True):
+            if fut is None:
+                if error is not None:
+                    log.warning("%s: a write nobody waits for failed (%s): %s", self.path.name, error,
+                                stmts[0][0][:80])
+            elif fut.done():
+                continue
+            elif error is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(error)
+
+    def _commit(self, batch: list[tuple[list[Stmt], asyncio.Future[None] | None]]) -> list[Exception | None]:
         """One transaction for the batch, its statements merged; when that fails, one transaction in which a
         caller whose statements fail is rolled back to its savepoint alone, so one bad write never loses the
         others."""

@@ -68,10 +68,18 @@ class StreamFeed:
     def room_freed(self) -> None:
         self._room_wake.set()
 
-    def ran(self, function: str, seconds: float) -> None:
+    def ran(self, job: Job, seconds: float) -> None:
         """How long this function's jobs take (sizes the prefetch)."""
+        function = job.function
         avg = self._took.get(function)
         self._took[function] = seconds if avg is None else avg + (seconds - avg) / 8
+
+    def started(self, job: Job) -> None:
+        """Counted in memory only: a message's job carries the attempts that ended here (a retry re-publishes it with its
+        count); a node killed while holding it leaves it as it was published, so its next delivery counts from there
+        — nothing spent for the jobs it held unstarted, and the attempt it was running is not counted either (the
+        stream's redelivery count cannot tell them apart: it also counts hand-backs and early retries' naks)."""
+        job.attempt += 1
 
     async def accept(self, job: Job, dedupe: bool = True) -> None:
         await self.jobs.publish(job, first=True, dedupe=dedupe)  # whichever node has room pulls it
@@ -154,7 +162,7 @@ class StreamFeed:
             with contextlib.suppress(Exception):
                 await msg.nak(delay=self.jobs.ack_wait)
             return
-        job.state, job.attempt = "running", job.attempt + 1
+        job.state = "running"  # (its attempt counts when it starts: `started`)
         self._msgs[job.id] = (job, msg)
         self.holder.hold(job.function, len(job.body))
         self.holder.dispatch(job, self)
