@@ -127,6 +127,21 @@ async def test_file_feed_reschedules_gives_back_and_cancels_in_the_file(db: Queu
     assert await feed.deleted("f") == []  # the file's jobs are dead-lettered when they come up
 
 
+async def test_file_feed_an_attempt_settled_without_ran_is_not_counted_again_later(db: QueueDB) -> None:
+    """An invocation that raised (the node's own error: `ran` is not told) is rescheduled with its whole count
+    written; the count of its start due COUNT_AFTER later must not add one more on top."""
+    holder = Holder()
+    feed = FileFeed(db, holder, holder.clock)
+    await db.enqueue([job("j1")])
+    await _claimed(feed, holder, 1)
+    j1 = await db.get("j1")
+    feed.started(j1)
+    await feed.reschedule(j1, 2000.0, {"code": "internal_error"}, uncount=False)
+    await asyncio.sleep(COUNT_AFTER * 3)
+    await db.write([])  # (a group commit after the count's moment: anything written soon is in by now)
+    assert ((await db.get("j1")).state, (await db.get("j1")).attempt) == ("pending", 1)
+
+
 async def test_file_feed_claim_loop_is_woken_by_finished_jobs_only_when_a_claim_could_take_something(
         db: QueueDB) -> None:
     holder = Holder(cap=1, max_held=1000)

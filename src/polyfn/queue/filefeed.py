@@ -220,12 +220,13 @@ class FileFeed:
 
     async def settled(self, jobs: Sequence[Job]) -> None:
         # the completion batch deleted them (`finish_many`), or `bury` made them dead letters
-        if self._counted:  # (one dead-lettered before its start: function gone, too old)
-            for job in jobs:
-                self._counted.discard(job.id)
+        for job in jobs:
+            self._running.pop(job.id, None)  # (settled: a later count of its start would land on its dead letter)
+            self._counted.discard(job.id)  # (one dead-lettered before its start: function gone, too old)
 
     async def reschedule(self, job: Job, at: float, err: dict[str, Any] | None, uncount: bool) -> None:
         self._counted.discard(job.id)  # (one that failed before its start: the count is written here)
+        self._running.pop(job.id, None)  # (the count written here is the whole one: not counted again later)
         await self.db.reschedule(job.id, at, err, job.attempt - 1 if uncount else job.attempt)
         self._retry_at(job.function, at)
 
