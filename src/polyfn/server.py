@@ -149,6 +149,7 @@ def serve(host: str = "127.0.0.1", port: int = 8080, data_dir: str | Path | None
         ws_ping_interval=settings.ws_ping_interval or None, ws_ping_timeout=settings.ws_ping_interval or None,
     )
     server = uvicorn.Server(config)
+    node.db.in_flight = server.server_state.tasks.__len__  # (the requests' tasks: a write alone commits at once)
 
     async def main() -> None:
         async def announce() -> None:

@@ -298,12 +298,18 @@ async def test_concurrent_conditional_counters(db: Database) -> None:
     assert (await db.get_item(NS, {"TableName": "ctr", "Key": {"pk": S("c")}}))["Item"]["n"] == N(50)
 
 
-async def test_small_writes_and_a_tables_deletion_interleave(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Item writes (committed on the event loop's thread, a turn's worth together) racing a table's deletion
-    and re-creation (on the writer's thread) and WAL checkpoints: every acknowledged write is there, a refused
-    one (its condition failed) is not, and none of a batch is lost for another's failure."""
+@pytest.mark.parametrize("alone", [False, True], ids=["grouped", "alone"])
+async def test_small_writes_and_a_tables_deletion_interleave(db: Database, db_url: str, alone: bool,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Item writes (committed on the event loop's thread, a turn's worth together — or each at once, when the
+    node says its request is alone in flight) racing a table's deletion and re-creation (on the writer's
+    thread) and WAL checkpoints: every acknowledged write is there, a refused one (its condition failed) is
+    not, and none of a batch is lost for another's failure."""
     from polyfn.db import storage
 
+    if alone and not db_url.startswith("sqlite"):
+        pytest.skip("the group commit is SQLite's")
+    db.storage.alone = (lambda: True) if alone else None
     monkeypatch.setattr(storage, "CHECKPOINT_EVERY", 3)
     await make(db, "keep", None)
     await make(db, "gone", None)
@@ -410,3 +416,61 @@ def test_the_dynamodb_faces_header_names_and_values_decode_as_each_alone() -> No
     for raw in ([], [(b"a", b"")], [(b"x-amz-date", b"20261207T000000Z"), (b"user-agent", b"caf\xe9 /1"), (b"e", b"")],
                 [(b"a", b"1"), (b"a", b"2")], [(b"a", b"x\ny"), (b"b", b"z")], [(b"a", b"\n"), (b"b", b"")]):
         assert _header_dict(raw) == {k.decode("latin-1"): v.decode("latin-1") for k, v in raw}
+
+
+async def test_a_write_alone_commits_at_once_inside_its_callers_step(tmp_path: Any) -> None:
+    """`Storage.alone` (the node: no other request in flight) makes a small write commit inside `write` itself,
+    its outcome settled before the caller awaits it and the row visible to another connection at once; without
+    it, the turn's writes wait for the loop's next turn and commit together. A failed write alone undoes only
+    itself; while the writer thread holds the connection, a write alone joins the thread's batch."""
+    import sqlite3
+    import threading
+
+    from polyfn.db import storage
+
+    d = await Database.open(str(tmp_path / "tables.db"))
+    st = d.storage
+    assert isinstance(st, storage.SqliteStorage)
+    other = sqlite3.connect(str(tmp_path / "tables.db"))
+
+    def insert(key: str) -> Any:
+        return lambda c: c.exec_driver_sql(f"INSERT INTO db_meta (key, value) VALUES ('{key}', 'v')")
+
+    def seen() -> set[str]:
+        return {r[0] for r in other.execute("SELECT key FROM db_meta WHERE value = 'v'")}
+
+    try:
+        commits = st._commits
+        a, b = st.write(insert("a"), small=True), st.write(insert("b"), small=True)  # (alone not said: grouped)
+        assert not a.done() and not b.done() and seen() == set()
+        await asyncio.gather(a, b)
+        assert seen() == {"a", "b"} and st._commits == commits + 1
+
+        st.alone = lambda: True
+        c = st.write(insert("c"), small=True)
+        assert c.done() and seen() == {"a", "b", "c"} and st._commits == commits + 2
+        await c
+        dup = st.write(insert("c"), small=True)  # (its key taken: refused, alone, undone alone)
+        assert dup.done()
+        with pytest.raises(Exception, match="UNIQUE"):
+            await dup
+        await st.write(insert("d"), small=True)
+        assert seen() == {"a", "b", "c", "d"}
+
+        held, release = threading.Event(), threading.Event()
+
+        def big(conn: Any) -> None:  # (a write of unbounded size: on the writer thread, holding the connection)
+            held.set()
+            release.wait(10)
+            insert("e")(conn)
+
+        e = asyncio.ensure_future(st.write(big))
+        await asyncio.to_thread(held.wait, 10)
+        f = st.write(insert("f"), small=True)
+        assert not f.done()  # (queued for the thread: it holds the connection)
+        release.set()
+        await asyncio.gather(e, f)
+        assert seen() == {"a", "b", "c", "d", "e", "f"}
+    finally:
+        other.close()
+        await d.close()

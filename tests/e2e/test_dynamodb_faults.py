@@ -91,3 +91,33 @@ def test_kill_during_transactions_keeps_each_all_or_nothing(engine: str, tmp_pat
         assert {str(t) for t in acked} <= a, "an acknowledged transaction was lost"
     finally:
         again.stop()
+
+
+def test_puts_one_at_a_time_are_acknowledged_only_once_committed(tmp_path: Path) -> None:
+    """One client, one request in flight at a time (the node commits each write at once, inside its request's
+    step, and writes its answer at once): kill -9 right after an answer, and every acknowledged put is there
+    after a restart; a refused conditional put on the way is answered as such and changes nothing."""
+    server = start_server(tmp_path / "data")
+    try:
+        ddb = client(server.url, server.key)
+        ddb.create_table(TableName="one", BillingMode="PAY_PER_REQUEST",
+                         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                         KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
+        for i in range(60):
+            ddb.put_item(TableName="one", Item={"id": {"S": f"k{i}"}, "n": {"N": str(i)}})
+            if i == 30:
+                with pytest.raises(ClientError, match="ConditionalCheckFailed"):
+                    ddb.put_item(TableName="one", Item={"id": {"S": "k0"}, "n": {"N": "-1"}},
+                                 ConditionExpression="attribute_not_exists(id)")
+        server.proc.send_signal(signal.SIGKILL)  # at once after the last answer
+        server.proc.wait()
+    finally:
+        server.stop(signal.SIGKILL)
+
+    again = start_server(tmp_path / "data")
+    try:
+        c = client(again.url, again.key)
+        items = [i for p in c.get_paginator("scan").paginate(TableName="one") for i in p["Items"]]
+        assert sorted((x["id"]["S"], int(x["n"]["N"])) for x in items) == sorted((f"k{i}", i) for i in range(60))
+    finally:
+        again.stop()

@@ -121,6 +121,26 @@ async def test_pipelined_requests_are_answered_in_order_across_both_paths(served
     writer.close()
 
 
+async def test_answers_of_requests_in_flight_together_and_of_one_alone(served: tuple[int, Face]) -> None:
+    """A request alone in flight (the server's only task) is written at once, in its task's step; requests in
+    flight together are held to the end of the loop's turn and leave together: each connection gets its own
+    answer either way, and keeps going."""
+    port, face = served
+    conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(4)]
+    for _, writer in conns:  # (all four in flight at once: the slow ones are answered in the same turn)
+        writer.write(post("/", b"slow"))
+    assert [(await response(reader))[2] for reader, _ in conns] == [b"direct:SLOW"] * 4
+    for i, (reader, writer) in enumerate(conns):  # (then one at a time: each alone)
+        writer.write(post("/", b"n%d" % i))
+        assert (await response(reader))[2] == b"direct:N%d" % i
+    for i, (_, writer) in enumerate(conns):  # (and all at once, answered together)
+        writer.write(post("/", b"m%d" % i))
+    assert [(await response(reader))[2] for reader, _ in conns] == [b"direct:M%d" % i for i in range(4)]
+    assert len(face.seen) == 12 and asgi_calls == []
+    for _, writer in conns:
+        writer.close()
+
+
 @pytest.mark.parametrize("how", ["close", "http/1.0"])
 async def test_connection_close_and_http_1_0_end_the_connection(served: tuple[int, Face], how: str) -> None:
     port, _ = served

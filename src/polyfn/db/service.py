@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from polyfn.db.access import Grants
@@ -47,9 +48,14 @@ class DbService:
         self.sweeper: Sweeper | None = None
         self.wx: WxDatabaseApi | None = None  # the wx.cloud face; `wx.run(caller, action, body)` for the app platform
         self.extra: list[Any] = []  # more faces (raw ASGI apps with `owns(scope)`), added at start
+        #: the number of requests in flight on the node's HTTP server (its tasks: given by the composition root
+        #: before start), so that a write made alone commits at once (`Storage.alone`); None: always grouped
+        self.in_flight: Callable[[], int] | None = None
 
     async def start(self) -> None:
         self.db = await Database.open(storage_url(self.settings), self.settings.storage_region)
+        if (in_flight := self.in_flight) is not None:
+            self.db.storage.alone = lambda: in_flight() <= 1  # (the writing request's own task counts)
         self.grants = Grants(self.db.storage)
         await self.grants.load()
         self.dynamodb = DynamoDBApi(self.db, self.keys, self.grants)

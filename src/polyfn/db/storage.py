@@ -19,7 +19,9 @@ Work is a plain function of a synchronous SQLAlchemy `Connection`, run inside on
   transaction (a group commit, each piece inside a SAVEPOINT so one failure undoes only its own). A write of
   bounded size (`small`: one item, a batch or transaction of at most 100) runs on the event loop's thread:
   the writes that arrive in one turn of the loop commit together in its next turn, so a PutItem costs no
-  thread hand-off, no wake-up of a writer thread and none of the loop (those cost more than the write). Writes
+  thread hand-off, no wake-up of a writer thread and none of the loop (those cost more than the write). When
+  the node says no other request is in flight (`Storage.alone`, the server's own count), no other write can
+  join that commit: the write commits at once, inside its caller's step, without the loop's extra turn. Writes
   of unbounded size (a table's deletion or backfill, TTL sweeps) run on a thread of their own, which then
   holds the connection and takes the small writes that arrive meanwhile into its own batches. The writer
   connection never checkpoints the WAL at commit (it would fsync on the loop's thread): every `CHECKPOINT_EVERY`
@@ -153,6 +155,10 @@ class Storage:
     """Runs read and write work on the tables; `open` picks the engine kind from the URL."""
 
     dialect = ""
+    #: None, or asks whether the request writing now is the only one in flight on the node (the server's count of
+    #: its requests' tasks: `DbService.in_flight`); then a small write commits at once instead of in the loop's
+    #: next turn (SQLite; nothing else could join that group commit)
+    alone: Callable[[], bool] | None = None
 
     @staticmethod
     async def open(url: str) -> Storage:
@@ -344,8 +350,12 @@ class SqliteStorage(Storage):
         fut = Settled(loop)
         if small:
             self._inline.append((fn, fut))
-            if len(self._inline) == 1:  # the first of this turn: commit them all in the loop's next turn
-                loop.call_soon(self._drain_inline)
+            if len(self._inline) == 1:  # the first of this turn: commit them all in the loop's next turn,
+                alone = self.alone
+                if alone is not None and alone():  # or now, when no other request could add a write to it
+                    self._drain_inline()
+                else:
+                    loop.call_soon(self._drain_inline)
             return fut
         with self._mutex:
             self._pending.append((fn, fut))
@@ -360,7 +370,10 @@ class SqliteStorage(Storage):
 
     def _drain_inline(self) -> None:
         """On the loop's thread: this turn's small writes in one transaction, unless the writer thread holds
-        the connection (then they join its next batch)."""
+        the connection (then they join its next batch). Called from `write` itself when the write is alone: its
+        `Settled` is then settled before the caller awaits it (the `await` returns at once, in the same step:
+        under a trickle of requests — one per wake-up of the node — the turn this saves, its `epoll_wait` and
+        the loop's handles, were a few percent of a PutItem)."""
         batch, self._inline = self._inline, []
         with self._mutex:
             if self._draining:
