@@ -33,6 +33,7 @@ from polyfn.api.compat.lambda_wire import durable_config
 from polyfn.api.routes import Route, mount
 from polyfn.auth.keys import allows
 from polyfn.tenancy import DEFAULT, account_id, key_may, key_namespace, local, qualify
+from polyfn.workflows.checkpoints import error_problem
 from polyfn.workflows.durable import CheckpointRefused
 from polyfn.workflows.service import DURABLE_NAMESPACE, WorkflowError
 from polyfn.workflows.store import Execution
@@ -143,7 +144,8 @@ class DurableApi:
         ex = await self.execution(durable_arn)
         body = await self.auth(request, "invoke", ex.machine, f"Durable execution {durable_arn}")
         req = _body_json(body)
-        if not isinstance(req.get("Updates", []), list) or not req.get("CheckpointToken"):
+        if not isinstance(req.get("Updates") or [], list) or not isinstance(req.get("CheckpointToken"), str) \
+                or not req["CheckpointToken"]:
             raise lam.LambdaError(400, "InvalidParameterValueException", "CheckpointToken and a list of Updates are required")
         try:
             out = await self.service.durable_event(ex.id, {"type": "checkpoint", "token": req["CheckpointToken"],
@@ -161,8 +163,8 @@ class DurableApi:
         await self.auth(request, "invoke", ex.machine, f"Durable execution {durable_arn}")
         ops = await _operations(self.service.store, ex)
         try:
-            start = int(request.query_params.get("Marker") or 0)
-            size = int(request.query_params.get("MaxItems") or 1000)
+            start = _count(request.query_params.get("Marker"), 0)
+            size = _count(request.query_params.get("MaxItems"), 1000)
         except ValueError:
             raise lam.LambdaError(400, "InvalidParameterValueException", "Marker and MaxItems must be integers") from None
         page = ops[start:start + max(1, min(size, 1000))]
@@ -187,14 +189,14 @@ class DurableApi:
         if verb == "succeed":
             event: dict[str, Any] = {"type": "callback", "ok": True, "result": _text(body)}
         elif verb == "fail":
-            event = {"type": "callback", "ok": False, "error": _body_json(body) if body else {}}
+            event = {"type": "callback", "ok": False, "error": _error_body(body)}
         else:
             event = {"type": "callback_heartbeat"}
         try:
             out = await self.service.durable_event(execution_id, {**event, "callback_id": callback_id})
         except WorkflowError:
             out = None
-        if out is None:
+        if out is None or (not out.accepted and out.reply):
             raise unknown
         if not out.accepted:
             raise lam.LambdaError(400, "CallbackTimeoutException", unknown.message)
@@ -237,8 +239,8 @@ class DurableApi:
         await self.auth(request, "read", ex.machine, f"Durable execution {durable_arn}")
         q = request.query_params
         try:
-            after = int(q.get("Marker") or 0)
-            size = max(1, min(int(q.get("MaxItems") or 1000), 1000))
+            after = _count(q.get("Marker"), 0)
+            size = max(1, min(_count(q.get("MaxItems"), 1000), 1000))
         except ValueError:
             raise lam.LambdaError(400, "InvalidParameterValueException", "Marker and MaxItems must be integers") from None
         reverse = q.get("ReverseOrder", "false") == "true"
@@ -251,7 +253,7 @@ class DurableApi:
     async def stop(self, request: Request, durable_arn: str) -> Response:
         ex = await self.execution(durable_arn)
         body = await self.auth(request, "invoke", ex.machine, f"Durable execution {durable_arn}")
-        err = _body_json(body) if body else {}
+        err = _error_body(body)
         if ex.status == "RUNNING":
             await self.service.durable_event(ex.id, {"type": "stop", "error": err})
             ex = await self.service.execution(ex.id)
@@ -285,6 +287,25 @@ class DurableApi:
             last = exs[size - 1]
             out["NextMarker"] = base64.urlsafe_b64encode(json.dumps([last.started_at, last.id]).encode()).decode()
         return _json(out)
+
+
+def _count(text: str | None, default: int) -> int:
+    """A Marker or MaxItems of a query: a whole number from 0 up (a negative one paged backwards; one no
+    database column holds was a 500 from the store), or ValueError."""
+    n = int(text) if text else default
+    if not 0 <= n < 2**62:
+        raise ValueError("out of range")
+    return n
+
+
+def _error_body(body: bytes) -> dict[str, Any]:
+    """The `ErrorObject` a callback's failure or a stop sends (an Error of other types was stored, then
+    broke the history that shows it)."""
+    err = _body_json(body) if body else {}
+    problem = error_problem(err)
+    if problem:
+        raise lam.LambdaError(400, "InvalidParameterValueException", problem)
+    return err
 
 
 def _marker(text: str) -> list[Any]:
