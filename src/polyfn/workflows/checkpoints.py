@@ -73,6 +73,16 @@ def update_problem(u: Any) -> str | None:
     return problem
 
 
+def _check_updates(updates: list[Any], key: str) -> None:
+    """Refuse the checkpoint (before it changed anything) if one of its updates is malformed."""
+    for n, u in enumerate(updates):
+        problem = update_problem(u)
+        if problem is None and u["Type"] == "EXECUTION" and u["Id"] != key:
+            problem = "the EXECUTION operation's Id is the execution's (the last part of its ARN)"
+        if problem:
+            raise CheckpointRefused(f"Updates[{n}]: {problem}")
+
+
 class Durable(DurableRun):
     # -- the checkpoint and its operations ------------------------------------------------------------------------------
 
@@ -81,12 +91,7 @@ class Durable(DurableRun):
         parts = token.split(".") if isinstance(token, str) else []
         if len(parts) != 3 or parts[0] != st["key"] or parts[1] != str(st["inv"]) or not st["running"]:
             raise CheckpointRefused("Invalid checkpoint token: it is not the current invocation's")
-        for n, u in enumerate(updates):
-            problem = update_problem(u)
-            if problem is None and u["Type"] == "EXECUTION" and u["Id"] != st["key"]:
-                problem = "the EXECUTION operation's Id is the execution's (the last part of its ARN)"
-            if problem:
-                raise CheckpointRefused(f"Updates[{n}]: {problem}")
+        _check_updates(updates, st["key"])
         changed: list[str] = []
         ended = False
         for u in updates:
