@@ -144,6 +144,7 @@ CASES: list[tuple[str, Any, str]] = [
     ("no token", b'{"Updates": []}', BAD),
     ("a forged token", b'{"CheckpointToken": "' + b"0" * 32 + b'.1.1", "Updates": []}', BAD),
     ("a token of another invocation", b'{"CheckpointToken": "EXECUTION_ID.2.1", "Updates": []}', BAD),
+    ("a token an earlier checkpoint consumed", b'{"CheckpointToken": "STALE_TOKEN", "Updates": []}', BAD),
     ("a token of another execution", b'{"CheckpointToken": "OTHER_TOKEN", "Updates": []}', BAD),
     ("a token with a NUL", b'{"CheckpointToken": "\\u00e9\\u0000", "Updates": []}', BAD),
     ("an Id that is not UTF-8", b'{"CheckpointToken": "TOKEN", "Updates": [{"Id": "\xff\xfe", "Type": "STEP", '
@@ -159,9 +160,18 @@ CASES: list[tuple[str, Any, str]] = [
 
 @pytest.fixture(scope="module")
 def running(durable: Durable) -> dict[str, str]:
-    arn, token = durable.start("fuzz-1")
+    arn, first = durable.start("fuzz-1")
     _other_arn, other = durable.start("fuzz-2")
-    return {"arn": arn, "token": token, "other": other}
+    r = durable.checkpoint(arn, {"CheckpointToken": first, "Updates": [update(Id="warm")]})
+    assert r.status_code == 200, r.text  # (the invocation's first token is consumed: a stale one from now on)
+    return {"arn": arn, "token": r.json()["CheckpointToken"], "stale": first, "other": other}
+
+
+def then(running: dict[str, str], r: httpx.Response) -> httpx.Response:
+    """A checkpoint that succeeded: its reply's token is the next one."""
+    assert r.status_code == 200, r.text
+    running["token"] = r.json()["CheckpointToken"]
+    return r
 
 
 @pytest.mark.parametrize("body, expected", [pytest.param(b, e, id=c) for c, b, e in CASES])
@@ -170,7 +180,8 @@ def test_a_malformed_checkpoint_is_refused_and_nothing_is_kept(durable: Durable,
     arn, token = running["arn"], running["token"]
     before = durable.reads(arn)
     if isinstance(body, bytes):
-        body = body.replace(b"OTHER_TOKEN", running["other"].encode()).replace(b"TOKEN", token.encode()) \
+        body = body.replace(b"OTHER_TOKEN", running["other"].encode()) \
+            .replace(b"STALE_TOKEN", running["stale"].encode()).replace(b"TOKEN", token.encode()) \
             .replace(b"EXECUTION_ID", token.split(".")[0].encode())
     else:
         body = {"CheckpointToken": token, "Updates": json.loads(json.dumps(body).replace(
@@ -185,14 +196,14 @@ def test_good_updates_beside_the_refused_ones_still_checkpoint(durable: Durable,
     r = durable.checkpoint(arn, {"CheckpointToken": token, "Updates": [
         update(Id="s1", Name="", Payload=None), update(Id="w1", Type="WAIT", WaitOptions={"WaitSeconds": 600}),
         update(Id="s1", Action="RETRY", StepOptions={"NextAttemptDelaySeconds": 300.0}, Error={"ErrorType": "E"})]})
-    assert r.status_code == 200, r.text
+    then(running, r)
     ops = {o["Id"]: o for o in durable.reads(arn)[1]}
     assert ops["s1"]["Status"] == "PENDING" and ops["w1"]["Status"] == "STARTED"
 
 
 def test_callback_answers_with_a_bad_error_or_an_unknown_id(durable: Durable, running: dict[str, str]) -> None:
     arn, token = running["arn"], running["token"]
-    r = durable.checkpoint(arn, {"CheckpointToken": token, "Updates": [update(Id="cb", Type="CALLBACK")]})
+    r = then(running, durable.checkpoint(arn, {"CheckpointToken": token, "Updates": [update(Id="cb", Type="CALLBACK")]}))
     callback_id = r.json()["NewExecutionState"]["Operations"][0]["CallbackDetails"]["CallbackId"]
     before = durable.reads(arn)
     for body in (b'{"ErrorType": 5}', b'{"ErrorMessage": {"a": 1}}', b'{"StackTrace": "x"}', b"[1]"):
@@ -229,7 +240,8 @@ def test_nothing_is_checkpointed_after_the_execution_succeeded_and_a_bad_stop(du
         update(Id=execution_id, Type="EXECUTION", Action="SUCCEED", Payload="1")]})
     assert r.status_code == 200, r.text
     before = durable.reads(arn)
-    r = durable.checkpoint(arn, {"CheckpointToken": token, "Updates": [update(Id="late")]})
+    r = durable.checkpoint(arn, {"CheckpointToken": r.json()["CheckpointToken"], "Updates": [update(Id="late")]})
     assert code(r) == (400, BAD), r.text
     assert durable.reads(arn) == before
     assert [o["Id"] for o in before[1]] == [execution_id]
+    assert "the durable execution has ended" in r.text

@@ -91,6 +91,8 @@ class Durable(DurableRun):
         parts = token.split(".") if isinstance(token, str) else []
         if len(parts) != 3 or parts[0] != st["key"] or parts[1] != str(st["inv"]) or not st["running"]:
             raise CheckpointRefused("Invalid checkpoint token: it is not the current invocation's")
+        if parts[2] != str(st["seq"]):  # (each checkpoint consumes its token, as on AWS: an old one is out of order)
+            raise CheckpointRefused("Invalid checkpoint token: a later checkpoint consumed it")
         _check_updates(updates, st["key"])
         changed: list[str] = []
         ended = False
