@@ -102,7 +102,10 @@ CASES: list[tuple[str, Any, str]] = [
     ("a ParentId that is a list", [update(ParentId=[1])], BAD),
     ("a SubType that is an object", [update(SubType={"a": 1})], BAD),
     ("a Payload that is an object", [update(Action="SUCCEED", Payload={"a": 1})], BAD),
-    ("a Payload over 256 KB", [update(Action="SUCCEED", Payload="x" * (256 * 1024 + 1))], BAD),
+    ("a Payload over 6 MB", [update(Action="SUCCEED", Payload="x" * (6 * 1024 * 1024 + 1))], BAD),
+    ("an Id with a dot", [update(Id="a.b")], BAD),
+    ("an Id with a slash", [update(Id="../x")], BAD),
+    ("a SubType of 33 characters", [update(SubType="x" * 33)], BAD),
     ("an Error that is a string", [update(Action="FAIL", Error="boom")], BAD),
     ("an Error whose ErrorType is a number", [update(Action="FAIL", Error={"ErrorType": 5})], BAD),
     ("a StackTrace that is a string", [update(Action="FAIL", Error={"StackTrace": "x"})], BAD),
@@ -245,3 +248,29 @@ def test_nothing_is_checkpointed_after_the_execution_succeeded_and_a_bad_stop(du
     assert durable.reads(arn) == before
     assert [o["Id"] for o in before[1]] == [execution_id]
     assert "the durable execution has ended" in r.text
+
+
+@pytest.mark.parametrize("name", ["a/b", "..", "a b", "x" * 65, "a.b"])
+def test_an_execution_name_aws_refuses(durable: Durable, name: str) -> None:
+    url = durable.server.url + "/2015-03-31/functions/fuzz-durable/invocations"
+    req = AWSRequest(method="POST", url=url, data=b"{}", headers={"x-amz-invocation-type": "Event",
+                                                                  "x-amz-durable-execution-name": name})
+    SigV4Auth(Credentials("polyfn-admin", durable.server.key), "lambda", "us-east-1").add_auth(req)
+    r = httpx.post(url, headers=dict(req.headers.items()),
+                   content=b"{}", timeout=60)
+    assert code(r) == (400, BAD), r.text
+    names = [e["DurableExecutionName"] for e in
+             durable.lam.list_durable_executions_by_function(FunctionName="fuzz-durable")["DurableExecutions"]]
+    assert name not in names
+
+
+def test_a_callback_result_over_1_mb(durable: Durable, running: dict[str, str]) -> None:
+    arn = running["arn"]
+    r = then(running, durable.checkpoint(arn, {"CheckpointToken": running["token"],
+                                               "Updates": [update(Id="big", Type="CALLBACK")]}))
+    callback_id = r.json()["NewExecutionState"]["Operations"][0]["CallbackDetails"]["CallbackId"]
+    r = durable.call("POST", f"{P}/durable-execution-callbacks/{callback_id}/succeed", b"x" * (1024 * 1024 + 1))
+    assert code(r) == (400, BAD), r.text[:300]
+    assert {o["Id"]: o for o in durable.reads(arn)[1]}["big"]["Status"] == "STARTED"
+    r = durable.call("POST", f"{P}/durable-execution-callbacks/{callback_id}/succeed", b"x" * (1024 * 1024))
+    assert r.status_code == 200, r.text[:300]

@@ -7,13 +7,17 @@ that changed.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from polyfn.workflows.durable_run import _TERMINAL_OPS, CheckpointRefused, DurableRun
 
-MAX_PAYLOAD = 256 * 1024  # bytes of one update's Payload (AWS's checkpoint payload limit)
+# the limits of an OperationUpdate's fields as the Lambda API's model has them (botocore's lambda service-2.json)
+MAX_PAYLOAD = 6_291_456  # characters of one update's Payload
+MAX_RESULT = 1_048_576  # bytes of SendDurableExecutionCallbackSuccess's Result
 MAX_SECONDS = 31_622_400  # a year: the longest wait, retry delay or callback timeout
-_TEXT = {"Id": 64, "ParentId": 64, "Name": 256, "SubType": 256, "Payload": MAX_PAYLOAD}
+_TEXT = {"Id": 64, "ParentId": 64, "Name": 256, "SubType": 32, "Payload": MAX_PAYLOAD}
+_ID = re.compile(r"[a-zA-Z0-9_-]+")  # an Id, ParentId or SubType
 _OPTIONS: dict[str, dict[str, Any]] = {
     "StepOptions": {"NextAttemptDelaySeconds": int}, "WaitOptions": {"WaitSeconds": int},
     "CallbackOptions": {"TimeoutSeconds": int, "HeartbeatTimeoutSeconds": int},
@@ -64,8 +68,10 @@ def update_problem(u: Any) -> str | None:
             continue
         if not isinstance(v, str) or not (v or f != "Id"):
             return f"an update's {f} must be a string (a non-empty one for Id)"
-        if len(v) > most and (f != "Payload" or len(v.encode()) > most):
-            return f"an update's {f} is longer than {most} {'bytes' if f == 'Payload' else 'characters'}"
+        if len(v) > most:
+            return f"an update's {f} is longer than {most} characters"
+        if f in ("Id", "ParentId", "SubType") and v and not _ID.fullmatch(v):
+            return f"an update's {f} must be letters, digits, '-' or '_'"
     problem = error_problem(u["Error"]) if u.get("Error") is not None else None
     for name in _OPTIONS:
         if problem is None and u.get(name) is not None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +34,7 @@ from polyfn.api.compat.lambda_wire import durable_config
 from polyfn.api.routes import Route, mount
 from polyfn.auth.keys import allows
 from polyfn.tenancy import DEFAULT, account_id, key_may, key_namespace, local, qualify
-from polyfn.workflows.checkpoints import error_problem
+from polyfn.workflows.checkpoints import MAX_RESULT, error_problem
 from polyfn.workflows.durable import CheckpointRefused
 from polyfn.workflows.service import DURABLE_NAMESPACE, WorkflowError
 from polyfn.workflows.store import Execution
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from polyfn.api.compat.lambda_wire import Target
 
 P = "/2025-12-01"
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # a DurableExecutionName, as AWS's API reference has it
 _STATUS = {"ABORTED": "STOPPED"}  # polyfn's execution status → the durable API's
 _TIMESTAMPS = (("StartTimestamp",), ("EndTimestamp",), ("StepDetails", "NextAttemptTimestamp"),
                ("WaitDetails", "ScheduledEndTimestamp"))
@@ -115,6 +117,9 @@ class DurableApi:
         lname = info.spec.annotations.get(lam.A_NAME, local(info.name))
         function_arn = f"{lam.arn('us-east-1', lname)}:{t.version}"
         name = request.headers.get("x-amz-durable-execution-name") or None
+        if name is not None and not _NAME.fullmatch(name):  # (a "/" in it made an ARN the SDK reads wrongly)
+            raise lam.LambdaError(400, "InvalidParameterValueException", "DurableExecutionName must be 1 to 64 "
+                                  "letters, digits, '-' or '_'")
         try:
             ex, started = await self.service.start_durable(info.name, function_arn, name, body.decode() or "{}",
                                                            cfg.get("ExecutionTimeout"))
@@ -187,6 +192,9 @@ class DurableApi:
             raise lam.LambdaError(403, "AccessDeniedException", f"User: {ok.access_key_id} is not authorized to "
                                   "perform this durable execution operation (it needs scope 'invoke')")
         if verb == "succeed":
+            if len(body) > MAX_RESULT:  # (kept in the operation, handed to every replay after)
+                raise lam.LambdaError(400, "InvalidParameterValueException", f"the callback's Result is {len(body)} "
+                                      f"bytes; the limit is {MAX_RESULT}")
             event: dict[str, Any] = {"type": "callback", "ok": True, "result": _text(body)}
         elif verb == "fail":
             event = {"type": "callback", "ok": False, "error": _error_body(body)}
