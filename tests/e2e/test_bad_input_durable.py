@@ -127,6 +127,7 @@ CASES: list[tuple[str, Any, str]] = [
     ("a heartbeat timeout that is a string",
      [update(Type="CALLBACK", CallbackOptions={"HeartbeatTimeoutSeconds": "x"})], BAD),
     ("a callback timeout of 10**30 s", [update(Type="CALLBACK", CallbackOptions={"TimeoutSeconds": 10**30})], BAD),
+    ("a callback timeout of 10**8 s", [update(Type="CALLBACK", CallbackOptions={"TimeoutSeconds": 10**8})], BAD),
     ("a negative callback timeout", [update(Type="CALLBACK", CallbackOptions={"TimeoutSeconds": -5})], BAD),
     ("CallbackOptions that are a list", [update(Type="CALLBACK", CallbackOptions=[1])], BAD),
     ("ChainedInvokeOptions that are a list", [update(Type="CHAINED_INVOKE", ChainedInvokeOptions=[1])], BAD),
@@ -198,10 +199,11 @@ def test_good_updates_beside_the_refused_ones_still_checkpoint(durable: Durable,
     arn, token = running["arn"], running["token"]
     r = durable.checkpoint(arn, {"CheckpointToken": token, "Updates": [
         update(Id="s1", Name="", Payload=None), update(Id="w1", Type="WAIT", WaitOptions={"WaitSeconds": 600}),
-        update(Id="s1", Action="RETRY", StepOptions={"NextAttemptDelaySeconds": 300.0}, Error={"ErrorType": "E"})]})
+        update(Id="s1", Action="RETRY", StepOptions={"NextAttemptDelaySeconds": 300.0}, Error={"ErrorType": "E"}),
+        update(Id="c1", Type="CALLBACK", CallbackOptions={"TimeoutSeconds": 99_999_999})]})
     then(running, r)
     ops = {o["Id"]: o for o in durable.reads(arn)[1]}
-    assert ops["s1"]["Status"] == "PENDING" and ops["w1"]["Status"] == "STARTED"
+    assert ops["s1"]["Status"] == "PENDING" and ops["w1"]["Status"] == "STARTED" and ops["c1"]["Status"] == "STARTED"
 
 
 def test_callback_answers_with_a_bad_error_or_an_unknown_id(durable: Durable, running: dict[str, str]) -> None:

@@ -15,12 +15,12 @@ from polyfn.workflows.durable_run import _TERMINAL_OPS, CheckpointRefused, Durab
 # the limits of an OperationUpdate's fields as the Lambda API's model has them (botocore's lambda service-2.json)
 MAX_PAYLOAD = 6_291_456  # characters of one update's Payload
 MAX_RESULT = 1_048_576  # bytes of SendDurableExecutionCallbackSuccess's Result
-MAX_SECONDS = 31_622_400  # a year: the longest wait, retry delay or callback timeout
+MAX_SECONDS = 31_622_400  # a year: the longest wait or retry delay
 _TEXT = {"Id": 64, "ParentId": 64, "Name": 256, "SubType": 32, "Payload": MAX_PAYLOAD}
 _ID = re.compile(r"[a-zA-Z0-9_-]+")  # an Id, ParentId or SubType
 _OPTIONS: dict[str, dict[str, Any]] = {
-    "StepOptions": {"NextAttemptDelaySeconds": int}, "WaitOptions": {"WaitSeconds": int},
-    "CallbackOptions": {"TimeoutSeconds": int, "HeartbeatTimeoutSeconds": int},
+    "StepOptions": {"NextAttemptDelaySeconds": MAX_SECONDS}, "WaitOptions": {"WaitSeconds": MAX_SECONDS},
+    "CallbackOptions": {"TimeoutSeconds": 99_999_999, "HeartbeatTimeoutSeconds": 99_999_999},
     "ChainedInvokeOptions": {"FunctionName": str, "TenantId": str}, "ContextOptions": {"ReplayChildren": bool}}
 _ACTIONS = ("START", "SUCCEED", "FAIL", "RETRY", "CANCEL")
 
@@ -45,10 +45,10 @@ def _option_problem(name: str, opts: Any) -> str | None:
         v = opts.get(f)
         if v is None:
             continue
-        if kind is int:
+        if isinstance(kind, int):  # (its largest value)
             if isinstance(v, bool) or not isinstance(v, int | float) or v != v or v in (float("inf"), float("-inf")) \
-                    or v != int(v) or not 0 <= v <= MAX_SECONDS:
-                return f"{name}.{f} must be a whole number of seconds from 0 to {MAX_SECONDS}"
+                    or v != int(v) or not 0 <= v <= kind:
+                return f"{name}.{f} must be a whole number of seconds from 0 to {kind}"
         elif not isinstance(v, kind):
             return f"{name}.{f} must be a {'boolean' if kind is bool else 'string'}"
     return None
