@@ -64,6 +64,10 @@ def test_a_stale_or_foreign_token_is_refused():
         checkpoint(st, f"{KEY}.7.1", {"Id": "1", "Type": "STEP", "Action": "START"})
     with pytest.raises(durable.CheckpointRefused):
         checkpoint(st, invoke_cmd(out)["payload"]["CheckpointToken"], {"Id": "1", "Type": "STEP", "Action": "EXPLODE"})
+    first = invoke_cmd(out)["payload"]["CheckpointToken"]
+    checkpoint(st, first, {"Id": "1", "Type": "STEP", "Action": "START"})
+    with pytest.raises(durable.CheckpointRefused, match="consumed"):  # each checkpoint consumes its token
+        checkpoint(st, first, {"Id": "2", "Type": "STEP", "Action": "START"})
 
 
 def test_a_wait_suspends_and_its_timer_invokes_again():

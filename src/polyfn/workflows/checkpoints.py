@@ -7,9 +7,86 @@ that changed.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from polyfn.workflows.durable_run import _TERMINAL_OPS, CheckpointRefused, DurableRun
+
+# the limits of an OperationUpdate's fields as the Lambda API's model has them (botocore's lambda service-2.json)
+MAX_PAYLOAD = 6_291_456  # characters of one update's Payload
+MAX_RESULT = 1_048_576  # bytes of SendDurableExecutionCallbackSuccess's Result
+MAX_SECONDS = 31_622_400  # a year: the longest wait or retry delay
+_TEXT = {"Id": 64, "ParentId": 64, "Name": 256, "SubType": 32, "Payload": MAX_PAYLOAD}
+_ID = re.compile(r"[a-zA-Z0-9_-]+")  # an Id, ParentId or SubType
+_OPTIONS: dict[str, dict[str, Any]] = {
+    "StepOptions": {"NextAttemptDelaySeconds": MAX_SECONDS}, "WaitOptions": {"WaitSeconds": MAX_SECONDS},
+    "CallbackOptions": {"TimeoutSeconds": 99_999_999, "HeartbeatTimeoutSeconds": 99_999_999},
+    "ChainedInvokeOptions": {"FunctionName": str, "TenantId": str}, "ContextOptions": {"ReplayChildren": bool}}
+_ACTIONS = ("START", "SUCCEED", "FAIL", "RETRY", "CANCEL")
+
+
+def error_problem(err: Any) -> str | None:
+    """What is wrong with an `ErrorObject` (a checkpoint's or a callback's Error, a stop's error), or None."""
+    if not isinstance(err, dict):
+        return "Error must be an object"
+    for f in ("ErrorType", "ErrorMessage", "ErrorData"):
+        if err.get(f) is not None and not isinstance(err[f], str):
+            return f"Error.{f} must be a string"
+    trace = err.get("StackTrace")
+    if trace is not None and (not isinstance(trace, list) or not all(isinstance(t, str) for t in trace)):
+        return "Error.StackTrace must be a list of strings"
+    return None
+
+
+def _option_problem(name: str, opts: Any) -> str | None:
+    if not isinstance(opts, dict):
+        return f"{name} must be an object"
+    for f, kind in _OPTIONS[name].items():
+        v = opts.get(f)
+        if v is None:
+            continue
+        if isinstance(kind, int):  # (its largest value)
+            if isinstance(v, bool) or not isinstance(v, int | float) or v != v or v in (float("inf"), float("-inf")) \
+                    or v != int(v) or not 0 <= v <= kind:
+                return f"{name}.{f} must be a whole number of seconds from 0 to {kind}"
+        elif not isinstance(v, kind):
+            return f"{name}.{f} must be a {'boolean' if kind is bool else 'string'}"
+    return None
+
+
+def update_problem(u: Any) -> str | None:
+    """What is wrong with one `OperationUpdate` of a checkpoint (its shape: types, lengths, numbers), or None:
+    each is checked before any is applied, so that nothing is stored the SDK or a reader could not take back."""
+    if not isinstance(u, dict):
+        return "each update must be an object"
+    if not isinstance(u.get("Type"), str) or not isinstance(u.get("Action"), str) or u["Type"] not in _APPLY \
+            or u["Action"] not in _ACTIONS:
+        return f"an update's Type must be one of {', '.join(_APPLY)} and its Action one of {', '.join(_ACTIONS)}"
+    for f, most in _TEXT.items():
+        v = u.get(f)
+        if v is None and f != "Id":
+            continue
+        if not isinstance(v, str) or not (v or f != "Id"):
+            return f"an update's {f} must be a string (a non-empty one for Id)"
+        if len(v) > most:
+            return f"an update's {f} is longer than {most} characters"
+        if f in ("Id", "ParentId", "SubType") and v and not _ID.fullmatch(v):
+            return f"an update's {f} must be letters, digits, '-' or '_'"
+    problem = error_problem(u["Error"]) if u.get("Error") is not None else None
+    for name in _OPTIONS:
+        if problem is None and u.get(name) is not None:
+            problem = _option_problem(name, u[name])
+    return problem
+
+
+def _check_updates(updates: list[Any], key: str) -> None:
+    """Refuse the checkpoint (before it changed anything) if one of its updates is malformed."""
+    for n, u in enumerate(updates):
+        problem = update_problem(u)
+        if problem is None and u["Type"] == "EXECUTION" and u["Id"] != key:
+            problem = "the EXECUTION operation's Id is the execution's (the last part of its ARN)"
+        if problem:
+            raise CheckpointRefused(f"Updates[{n}]: {problem}")
 
 
 class Durable(DurableRun):
@@ -20,13 +97,16 @@ class Durable(DurableRun):
         parts = token.split(".") if isinstance(token, str) else []
         if len(parts) != 3 or parts[0] != st["key"] or parts[1] != str(st["inv"]) or not st["running"]:
             raise CheckpointRefused("Invalid checkpoint token: it is not the current invocation's")
+        if parts[2] != str(st["seq"]):  # (each checkpoint consumes its token, as on AWS: an old one is out of order)
+            raise CheckpointRefused("Invalid checkpoint token: a later checkpoint consumed it")
+        _check_updates(updates, st["key"])
         changed: list[str] = []
         ended = False
         for u in updates:
-            op_id = u.get("Id")
-            kind, action = u.get("Type"), u.get("Action")
-            if not op_id or kind not in _APPLY or action not in ("START", "SUCCEED", "FAIL", "RETRY", "CANCEL"):
-                raise CheckpointRefused(f"invalid operation update {json.dumps(u)[:200]}")
+            op_id, kind = u["Id"], u["Type"]
+            if st["ops"][st["key"]]["Status"] != "STARTED":  # (the EXECUTION succeeded or failed: nothing follows)
+                raise CheckpointRefused("the durable execution has ended: its EXECUTION operation is "
+                                        + st["ops"][st["key"]]["Status"])
             _APPLY[kind](self, u)
             if op_id not in changed:
                 changed.append(op_id)
@@ -150,7 +230,7 @@ class Durable(DurableRun):
         self.st["chained"][token] = u["Id"]
         try:
             payload = json.loads(u["Payload"]) if u.get("Payload") else None
-        except ValueError:
+        except (ValueError, RecursionError):  # (not JSON, or nested too deeply: passed on as the text it is)
             payload = u["Payload"]
         self.out.commands.append({"op": "invoke", "token": token, "kind": "lambda:invoke", "function": "",
                                   "payload": {"FunctionName": fn, "Payload": payload}, "state": u.get("Name") or u["Id"]})

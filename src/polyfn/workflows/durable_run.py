@@ -158,6 +158,7 @@ class DurableRun:
         op = self.st["ops"].get(op_id) if op_id else None
         if op is None or op["Status"] != "STARTED":
             self.out.accepted = False
+            self.reply = None if op else {"unknown": True}  # (no such callback: not found, not timed out)
             return
         if kind == "callback_heartbeat":
             secs = self.st["heartbeats"].get(op_id)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,7 @@ from polyfn.api.compat.lambda_wire import durable_config
 from polyfn.api.routes import Route, mount
 from polyfn.auth.keys import allows
 from polyfn.tenancy import DEFAULT, account_id, key_may, key_namespace, local, qualify
+from polyfn.workflows.checkpoints import MAX_RESULT, error_problem
 from polyfn.workflows.durable import CheckpointRefused
 from polyfn.workflows.service import DURABLE_NAMESPACE, WorkflowError
 from polyfn.workflows.store import Execution
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
     from polyfn.api.compat.lambda_wire import Target
 
 P = "/2025-12-01"
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # a DurableExecutionName, as AWS's API reference has it
 _STATUS = {"ABORTED": "STOPPED"}  # polyfn's execution status → the durable API's
 _TIMESTAMPS = (("StartTimestamp",), ("EndTimestamp",), ("StepDetails", "NextAttemptTimestamp"),
                ("WaitDetails", "ScheduledEndTimestamp"))
@@ -114,6 +117,9 @@ class DurableApi:
         lname = info.spec.annotations.get(lam.A_NAME, local(info.name))
         function_arn = f"{lam.arn('us-east-1', lname)}:{t.version}"
         name = request.headers.get("x-amz-durable-execution-name") or None
+        if name is not None and not _NAME.fullmatch(name):  # (a "/" in it made an ARN the SDK reads wrongly)
+            raise lam.LambdaError(400, "InvalidParameterValueException", "DurableExecutionName must be 1 to 64 "
+                                  "letters, digits, '-' or '_'")
         try:
             ex, started = await self.service.start_durable(info.name, function_arn, name, body.decode() or "{}",
                                                            cfg.get("ExecutionTimeout"))
@@ -143,7 +149,8 @@ class DurableApi:
         ex = await self.execution(durable_arn)
         body = await self.auth(request, "invoke", ex.machine, f"Durable execution {durable_arn}")
         req = _body_json(body)
-        if not isinstance(req.get("Updates", []), list) or not req.get("CheckpointToken"):
+        if not isinstance(req.get("Updates") or [], list) or not isinstance(req.get("CheckpointToken"), str) \
+                or not req["CheckpointToken"]:
             raise lam.LambdaError(400, "InvalidParameterValueException", "CheckpointToken and a list of Updates are required")
         try:
             out = await self.service.durable_event(ex.id, {"type": "checkpoint", "token": req["CheckpointToken"],
@@ -161,8 +168,8 @@ class DurableApi:
         await self.auth(request, "invoke", ex.machine, f"Durable execution {durable_arn}")
         ops = await _operations(self.service.store, ex)
         try:
-            start = int(request.query_params.get("Marker") or 0)
-            size = int(request.query_params.get("MaxItems") or 1000)
+            start = _count(request.query_params.get("Marker"), 0)
+            size = _count(request.query_params.get("MaxItems"), 1000)
         except ValueError:
             raise lam.LambdaError(400, "InvalidParameterValueException", "Marker and MaxItems must be integers") from None
         page = ops[start:start + max(1, min(size, 1000))]
@@ -185,16 +192,19 @@ class DurableApi:
             raise lam.LambdaError(403, "AccessDeniedException", f"User: {ok.access_key_id} is not authorized to "
                                   "perform this durable execution operation (it needs scope 'invoke')")
         if verb == "succeed":
+            if len(body) > MAX_RESULT:  # (kept in the operation, handed to every replay after)
+                raise lam.LambdaError(400, "InvalidParameterValueException", f"the callback's Result is {len(body)} "
+                                      f"bytes; the limit is {MAX_RESULT}")
             event: dict[str, Any] = {"type": "callback", "ok": True, "result": _text(body)}
         elif verb == "fail":
-            event = {"type": "callback", "ok": False, "error": _body_json(body) if body else {}}
+            event = {"type": "callback", "ok": False, "error": _error_body(body)}
         else:
             event = {"type": "callback_heartbeat"}
         try:
             out = await self.service.durable_event(execution_id, {**event, "callback_id": callback_id})
         except WorkflowError:
             out = None
-        if out is None:
+        if out is None or (not out.accepted and out.reply):
             raise unknown
         if not out.accepted:
             raise lam.LambdaError(400, "CallbackTimeoutException", unknown.message)
@@ -237,8 +247,8 @@ class DurableApi:
         await self.auth(request, "read", ex.machine, f"Durable execution {durable_arn}")
         q = request.query_params
         try:
-            after = int(q.get("Marker") or 0)
-            size = max(1, min(int(q.get("MaxItems") or 1000), 1000))
+            after = _count(q.get("Marker"), 0)
+            size = max(1, min(_count(q.get("MaxItems"), 1000), 1000))
         except ValueError:
             raise lam.LambdaError(400, "InvalidParameterValueException", "Marker and MaxItems must be integers") from None
         reverse = q.get("ReverseOrder", "false") == "true"
@@ -251,7 +261,7 @@ class DurableApi:
     async def stop(self, request: Request, durable_arn: str) -> Response:
         ex = await self.execution(durable_arn)
         body = await self.auth(request, "invoke", ex.machine, f"Durable execution {durable_arn}")
-        err = _body_json(body) if body else {}
+        err = _error_body(body)
         if ex.status == "RUNNING":
             await self.service.durable_event(ex.id, {"type": "stop", "error": err})
             ex = await self.service.execution(ex.id)
@@ -285,6 +295,25 @@ class DurableApi:
             last = exs[size - 1]
             out["NextMarker"] = base64.urlsafe_b64encode(json.dumps([last.started_at, last.id]).encode()).decode()
         return _json(out)
+
+
+def _count(text: str | None, default: int) -> int:
+    """A Marker or MaxItems of a query: a whole number from 0 up (a negative one paged backwards; one no
+    database column holds was a 500 from the store), or ValueError."""
+    n = int(text) if text else default
+    if not 0 <= n < 2**62:
+        raise ValueError("out of range")
+    return n
+
+
+def _error_body(body: bytes) -> dict[str, Any]:
+    """The `ErrorObject` a callback's failure or a stop sends (an Error of other types was stored, then
+    broke the history that shows it)."""
+    err = _body_json(body) if body else {}
+    problem = error_problem(err)
+    if problem:
+        raise lam.LambdaError(400, "InvalidParameterValueException", problem)
+    return err
 
 
 def _marker(text: str) -> list[Any]:
