@@ -183,8 +183,10 @@ class Settings(BaseSettings):
     # azure.functions) after it is ready, so gcp/azure functions start as fast as any other.
     zygote_vendor_preload: bool = True
     # The server's heap on 2 MB pages once the node is ready (Linux ≥ 6.1 `MADV_COLLAPSE`, stretches already in
-    # memory only): a call after idle misses the TLB less (docs/performance.md, "cold10"). False: 4 KB pages.
-    huge_heap: bool = True
+    # memory only): a call after idle misses the TLB less (docs/performance.md, "cold10": 2-5 % of a start from the
+    # zygote at low load). Off by default: in the lead's quiet runs the `hi` row's loop CPU read 1.14-1.22x the
+    # session's start twice with it on (0.91 once; 1.02 with it off): not settled, so the hot path is not risked.
+    huge_heap: bool = False
     # Per-function zygotes (import cache): after a revision's first cold start, a sandboxed process with its
     # module imported forks its further instances (docs/performance.md, "Per-function zygotes").
     function_zygotes: bool = True
