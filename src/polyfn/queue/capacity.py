@@ -102,18 +102,20 @@ class Ledger(Generic[J]):
 
     def start(self, function: str, job: J) -> bool:
         """True when `job` may invoke now (its slot is taken); else it waits in its function's line."""
-        n = self.invoking.get(function, 0)
-        if n >= self.capacity(function):
-            self.waiting.setdefault(function, collections.deque()).append(job)
-            return False
-        self.invoking[function] = n + 1
-        return True
+        if self._take(function):
+            return True
+        self.waiting.setdefault(function, collections.deque()).append(job)
+        return False
 
     def reserve(self, function: str) -> bool:
         """A slot of `function` taken now for a job about to be held, which will then invoke without waiting
         (`invoked` gives the slot back): True when one was free and none of its jobs waits for one."""
+        return function not in self.waiting and self._take(function)
+
+    def _take(self, function: str) -> bool:
+        """One of `function`'s slots, if one is free."""
         n = self.invoking.get(function, 0)
-        if n >= self.capacity(function) or function in self.waiting:
+        if n >= self.capacity(function):
             return False
         self.invoking[function] = n + 1
         return True

@@ -119,6 +119,13 @@ def is_public(grants: list[Grant]) -> bool:
     return any(kind == "uri" and who in (ALL_USERS, AUTH_USERS) for kind, who, _ in grants)
 
 
+def refuse_public(bucket: BucketInfo, grants: list[Grant]) -> None:
+    """A bucket whose public access block says BlockPublicAcls refuses ACLs that grant to everyone (403), whether
+    set by the ACL calls or with a write (PutObject, CopyObject, CreateMultipartUpload, a POST upload)."""
+    if bucket.public_access_block.get("BlockPublicAcls") and is_public(grants):
+        raise S3Error(403, "AccessDenied", "Access Denied: the bucket's public access block refuses public ACLs")
+
+
 def to_xml(grants: list[Grant]) -> str:
     out = []
     for kind, who, perm in sorted(grants, key=lambda g: g[0] != "uri"):  # groups first, as S3 lists them

@@ -32,9 +32,7 @@ async def _body(req: Request) -> bytes:
 
 def block_public(app: S3Context, bucket: str, grants: list[tuple[str, str, str]]) -> None:
     """A bucket whose public access block says BlockPublicAcls refuses ACLs that grant to everyone."""
-    pab = app.backend.bucket(bucket).public_access_block
-    if pab.get("BlockPublicAcls") and acl.is_public(grants):
-        raise S3Error(403, "AccessDenied", "Access Denied: the bucket's public access block refuses public ACLs")
+    acl.refuse_public(app.backend.bucket(bucket), grants)
 
 
 async def get_bucket_acl(app: S3Context, req: Request, send: Send, ident: Identity | None) -> None:

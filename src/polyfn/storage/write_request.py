@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote
 
 from polyfn.storage import acl, checksums, sse
-from polyfn.storage.errors import S3Error, access_denied, invalid_argument
+from polyfn.storage.errors import S3Error, invalid_argument
 from polyfn.storage.model import BucketInfo, ObjectInfo, PutChecks
 from polyfn.storage.wire import Request, aws_chunked, body_chunks, e, parse_iso
 
@@ -132,8 +132,7 @@ def new_info(app: S3Context, req: Request, bucket: BucketInfo | None = None) -> 
         info.tags = tags_from_header(h["x-amz-tagging"])
     grants = acl.from_headers(h, bucket.ownership)
     if grants is not None:
-        if bucket.public_access_block.get("BlockPublicAcls") and acl.is_public(grants):
-            raise access_denied("Access Denied: the bucket's public access block refuses public ACLs")
+        acl.refuse_public(bucket, grants)
         info.acl = grants
     sc = h.get("x-amz-storage-class", "STANDARD")
     if sc not in STORAGE_CLASSES:
